@@ -1,0 +1,51 @@
+# deeplab-edu: every command sets itself up first (a local .venv with pinned versions),
+# and re-running it when nothing changed installs nothing.
+#
+#   make lab    set up, then open the course in JupyterLab (.py notebooks open as notebooks)
+#   make test   set up, then run the whole test suite (notebooks in the smoke profile, the book)
+#   make book   set up, execute the notebooks and write the HTML book to book/_build/html
+#   make test-notebook NB=03    run one notebook's tests (any part of its file name)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.deeplab-edu-installed
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+export PATH := $(abspath $(BIN)):$(PATH)
+export MPLBACKEND ?= Agg
+PYTEST_ARGS ?=
+
+.PHONY: setup lab test book test-notebook clean help
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+$(LAB_SETTINGS): $(STAMP)
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '{' \
+	  '  "@jupyterlab/docmanager-extension:plugin": {' \
+	  '    "defaultViewers": {"python": "Jupytext Notebook"}' \
+	  '  }' '}' > $@
+
+setup: $(STAMP) $(LAB_SETTINGS)
+
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-notebook: setup
+	$(BIN)/python -m pytest tests/test_notebooks.py -k "$(NB)" $(PYTEST_ARGS)
+
+book: setup
+	$(BIN)/python -m deeplab_edu.book
+
+clean:
+	rm -rf book/_build .pytest_cache

@@ -1,0 +1,182 @@
+"""Recorded runs: every number the course shows says where it came from.
+
+A *record* is a JSON file holding results together with the command that produced
+them, the code version (package version and git commit, with a ``dirty`` flag) and
+the hardware and software it ran on. Notebooks either compute a number live or read
+it from a record with :func:`load_record`, and show its provenance with
+:func:`describe_record`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "REPO_ROOT",
+    "RESULTS_DIR",
+    "hardware",
+    "code_version",
+    "environment",
+    "write_record",
+    "load_record",
+    "describe_record",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Where recorded runs (benchmarks, training runs) are kept in the repository.
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    """The machine: CPU model and cores, memory, and the GPU if CUDA sees one."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        info["memory_gib"] = round(pages * page_size / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = props.name
+        info["gpu_count"] = torch.cuda.device_count()
+        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def code_version() -> dict[str, Any]:
+    """Package version plus git commit (and whether the tree had local changes)."""
+    from . import __version__
+
+    out: dict[str, Any] = {"package": __version__}
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        if sha.returncode == 0:
+            out["git_commit"] = sha.stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+            )
+            out["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def environment() -> dict[str, Any]:
+    """Versions of Python and the libraries the course uses, and the active profile/device."""
+    import importlib.metadata as md
+
+    from .config import device, profile
+
+    libs = {}
+    for name in ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "jupytext", "jupyter-book"):
+        try:
+            libs[name] = md.version(name)
+        except md.PackageNotFoundError:
+            libs[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "libraries": libs,
+        "profile": profile(),
+        "device": str(device()),
+    }
+
+
+def write_record(
+    path: str | os.PathLike[str],
+    results: Mapping[str, Any],
+    *,
+    command: str | list[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``results`` with provenance to ``path`` (JSON), atomically.
+
+    Args:
+        path: the JSON file to write; parent folders are created.
+        results: the measured numbers (JSON-serialisable).
+        command: the command that produced them; defaults to this process's argv.
+        extra: anything else worth keeping (configuration, notes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if command is None:
+        command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    elif not isinstance(command, str):
+        command = " ".join(shlex.quote(a) for a in command)
+    record = {
+        "command": command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "hardware": hardware(),
+        "environment": environment(),
+        **({"extra": dict(extra)} if extra else {}),
+        "results": results,
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_record(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a record by path, or by file name inside :data:`RESULTS_DIR`.
+
+    Raises:
+        FileNotFoundError: naming the file and the command that would create it when
+            the record says so (records are committed; re-run to regenerate).
+        ValueError: if the file is not a record (no ``results``/``command``).
+    """
+    path = Path(name_or_path)
+    if not path.is_absolute() and not path.exists():
+        candidate = RESULTS_DIR / path
+        path = candidate if candidate.suffix else candidate.with_suffix(".json")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"recorded run {path} does not exist; records live in {RESULTS_DIR} and are made by "
+            "the scripts in benchmarks/ (see benchmarks/README.md)"
+        )
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict) or "results" not in record or "command" not in record:
+        raise ValueError(f"{path} is not a deeplab-edu record (needs 'results' and 'command')")
+    return record
+
+
+def describe_record(record: Mapping[str, Any]) -> str:
+    """One paragraph of provenance: command, commit, hardware, date."""
+    hw = record.get("hardware", {})
+    cv = record.get("code_version", {})
+    where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+    commit = cv.get("git_commit", "unknown")[:10] + (" (dirty)" if cv.get("git_dirty") else "")
+    return (
+        f"Recorded {record.get('created', '?')} by `{record['command']}` at commit {commit} "
+        f"(deeplab_edu {cv.get('package', '?')}) on {where}, "
+        f"torch {record.get('environment', {}).get('libraries', {}).get('torch', '?')}."
+    )

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deeplab_edu import config
+
+
+@pytest.mark.parametrize("name", config.PROFILES)
+def test_explicit_profile(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(config.ENV_VAR, name)
+    assert config.profile() == name
+    assert config.choose(smoke=1, cpu=2, gpu=3) == {"smoke": 1, "cpu": 2, "gpu": 3}[name]
+
+
+@pytest.mark.parametrize("value", ["", "auto", "AUTO "])
+def test_automatic_profile(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(config.ENV_VAR, value)
+    assert config.profile() == ("gpu" if torch.cuda.is_available() else "cpu")
+
+
+def test_unknown_profile_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="DEEPLAB_EDU_PROFILE='fast'.*smoke, cpu, gpu"):
+        config.profile()
+
+
+def test_smoke_profile_uses_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.ENV_VAR, "smoke")
+    monkeypatch.delenv(config.DEVICE_ENV_VAR, raising=False)
+    assert config.device() == torch.device("cpu")
+    monkeypatch.setenv(config.DEVICE_ENV_VAR, "meta")
+    assert config.device() == torch.device("meta")

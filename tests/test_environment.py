@@ -1,0 +1,76 @@
+"""Set-up: the pins of environment.yml and constraints.txt agree, and cover pyproject's needs."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import REPO_ROOT
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _constraints() -> dict[str, str]:
+    pins = {}
+    for line in (REPO_ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: '{line}' is not pinned with =="
+            pins[_norm(name)] = version
+    return pins
+
+
+def _environment_pins() -> dict[str, str]:
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    pins = {}
+    for item in pip:
+        if item.startswith("-"):
+            continue
+        name, _, version = item.partition("==")
+        assert version, f"environment.yml: '{item}' is not pinned with =="
+        pins[_norm(name)] = version
+    return pins
+
+
+def _pyproject_requirements() -> set[str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += [r for r in extra if not r.startswith("deeplab-edu")]
+    return {_norm(re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]) for r in reqs}
+
+
+def test_environment_yml_matches_constraints() -> None:
+    constraints, env = _constraints(), _environment_pins()
+    drift = {n: (v, constraints.get(n)) for n, v in env.items() if constraints.get(n) != v}
+    assert not drift, f"environment.yml and constraints.txt disagree (env, constraints): {drift}"
+
+
+def test_every_requirement_is_pinned_in_both() -> None:
+    constraints, env = _constraints(), _environment_pins()
+    for name in _pyproject_requirements():
+        assert name in constraints, f"{name} (pyproject.toml) has no pin in constraints.txt"
+        assert name in env, f"{name} (pyproject.toml) has no pin in environment.yml"
+
+
+def test_torch_pins_are_the_course_versions() -> None:
+    pins = _constraints()
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    assert pins["jupyter-book"] == "1.0.4.post1"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "make test" in ci and "make test" in readme and "make lab" in readme
+
+
+def test_lab_opens_python_files_as_notebooks() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert '"python": "Jupytext Notebook"' in makefile
