@@ -26,6 +26,7 @@ __all__ = ["build_book", "notebooks_in_toc", "BOOK_DIR"]
 
 BOOK_DIR = REPO_ROOT / "book"
 _WARNING = re.compile(r"(WARNING|ERROR|CRITICAL):")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def notebooks_in_toc(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[str]:
@@ -76,6 +77,7 @@ def build_book(output: Path = BOOK_DIR, *, quiet: bool = False) -> tuple[Path, l
         print(log[-4000:])
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book failed (exit {proc.returncode}); log in {build / 'build.log'}:\n{log[-6000:]}")
+    log = _ANSI.sub("", log)
     warnings = [line for line in log.splitlines() if _WARNING.search(line)]
     return build / "html", warnings
 

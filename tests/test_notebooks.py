@@ -32,6 +32,8 @@ def test_notebook_runs_under_nbval(source: Path, tmp_path: Path) -> None:
          "--nbval-cell-timeout=600", "-p", "no:cacheprovider", "-q", str(target)],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
+    if proc.returncode == 5 and not any(c.cell_type == "code" for c in nb.cells):
+        pytest.skip(f"{source.name} has no code cells (a placeholder page)")
     assert proc.returncode == 0, f"{source.name} failed under nbval:\n{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}"
 
 

@@ -1,0 +1,144 @@
+"""Measured cost of a model: parameters, multiply-adds, forward time and peak memory.
+
+Multiply-adds are *counted from a real forward pass* with PyTorch's
+:class:`torch.utils.flop_counter.FlopCounterMode` (one multiply-add = 2 FLOPs), so they follow
+whatever the model actually does at the given input size: dilation, padding and odd sizes
+included. Times are medians over repeats after a warm-up; peak memory is the allocator's
+high-water mark on CUDA and the profiler's tracked tensor memory on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["count_parameters", "count_macs", "time_forward", "peak_memory_bytes", "Cost", "measure"]
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (shared parameters counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) in seen or (trainable_only and not p.requires_grad):
+            continue
+        seen.add(id(p))
+        total += p.numel()
+    return total
+
+
+def count_macs(model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> int:
+    """Multiply-accumulate operations of one forward pass on ``inputs`` (no gradients)."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(*inputs)
+    return counter.get_total_flops() // 2
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the profiler back end's start/stop chatter, which it writes to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forward(
+    model: nn.Module | Callable[..., Any], *inputs: torch.Tensor, repeats: int = 5, warmup: int = 1
+) -> float:
+    """Median wall-clock seconds of one forward pass (no gradients)."""
+    device = inputs[0].device
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            _sync(device)
+            start = time.perf_counter()
+            model(*inputs)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory_bytes(model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> int:
+    """Peak tensor memory allocated during one forward pass (no gradients), in bytes.
+
+    On CUDA this is ``torch.cuda.max_memory_allocated`` above the memory in use before
+    the call; on the CPU it is the high-water mark of the profiler's tracked allocations.
+    """
+    device = inputs[0].device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        with torch.no_grad():
+            model(*inputs)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(*inputs)
+    events = sorted(
+        (e for e in prof.events() if getattr(e, "cpu_memory_usage", 0) != 0 and not e.cpu_children),
+        key=lambda e: e.time_range.start,
+    )
+    current = peak = 0
+    for e in events:
+        current += e.cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What :func:`measure` returns; ``asdict()`` gives a table row."""
+
+    params: int
+    macs: int
+    seconds: float
+    peak_bytes: int
+
+    def as_row(self) -> dict[str, float]:
+        row = asdict(self)
+        return {
+            "params (M)": row["params"] / 1e6,
+            "GMACs": row["macs"] / 1e9,
+            "forward (s)": row["seconds"],
+            "peak memory (MiB)": row["peak_bytes"] / 2**20,
+        }
+
+
+def measure(model: nn.Module, *inputs: torch.Tensor, repeats: int = 3, warmup: int = 1) -> Cost:
+    """Parameters, multiply-adds, median forward time and peak memory of ``model(*inputs)``."""
+    was_training = model.training
+    model.eval()
+    try:
+        return Cost(
+            params=count_parameters(model),
+            macs=count_macs(model, *inputs),
+            seconds=time_forward(model, *inputs, repeats=repeats, warmup=warmup),
+            peak_bytes=peak_memory_bytes(model, *inputs),
+        )
+    finally:
+        model.train(was_training)
