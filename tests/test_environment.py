@@ -74,3 +74,16 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_lab_opens_python_files_as_notebooks() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert '"python": "Jupytext Notebook"' in makefile
+
+
+def test_second_run_installs_nothing() -> None:
+    """`make -q setup` exits 0 only when the venv stamp is newer than the pins: nothing to install."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None or not (REPO_ROOT / ".venv" / ".deeplab-edu-installed").exists():
+        import pytest
+
+        pytest.skip("not running inside a `make`-built .venv")
+    proc = subprocess.run(["make", "-q", "setup"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, "make would reinstall: the .venv stamp is older than pyproject.toml/constraints.txt"
