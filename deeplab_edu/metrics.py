@@ -1,0 +1,127 @@
+"""Confusion-matrix metrics for semantic segmentation: mIoU, per-class IoU, pixel accuracy, fwIoU.
+
+The PASCAL VOC measure used by every DeepLab paper (v1 sec. 5, v2 sec. 4, v3 sec. 4, v3+ sec. 4)
+is the *mean intersection-over-union* over classes,
+
+.. math::  \\mathrm{IoU}_c = \\frac{TP_c}{TP_c + FP_c + FN_c},\\qquad
+           \\mathrm{mIoU} = \\frac{1}{|C'|} \\sum_{c \\in C'} \\mathrm{IoU}_c,
+
+computed from one confusion matrix accumulated over the *whole* data set (not averaged per image).
+:math:`C'` are the classes that occur in the ground truth or the predictions (a class absent from
+both has an undefined IoU and is left out, as in the VOC development kit). Pixels labelled
+``ignore_index`` (255: object boundaries in VOC) count nowhere.
+
+In distributed evaluation each process accumulates its own matrix and :meth:`ConfusionMatrix.all_reduce`
+sums them, so the metrics equal those of a single process that saw every image.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+__all__ = ["ConfusionMatrix", "format_iou_table"]
+
+
+class ConfusionMatrix:
+    """Accumulates a (num_classes x num_classes) matrix: rows are the truth, columns the prediction.
+
+    Args:
+        num_classes: number of classes (labels ``0 .. num_classes-1``).
+        ignore_index: label that is skipped (default 255).
+        device: where the matrix lives (defaults to the device of the first update).
+
+    >>> cm = ConfusionMatrix(2)
+    >>> cm.update(torch.tensor([[0, 1]]), torch.tensor([[0, 0]]))
+    >>> round(cm.compute()["miou"], 3)
+    0.25
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def reset(self) -> None:
+        """Start again from an empty matrix."""
+        self.mat.zero_()
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch. ``pred`` is either labels (N, H, W) or logits/probabilities (N, C, H, W).
+
+        Raises:
+            ValueError: if shapes disagree or ``target`` holds labels outside
+                ``[0, num_classes)`` other than ``ignore_index``.
+        """
+        if pred.dim() == target.dim() + 1:
+            if pred.shape[1] != self.num_classes:
+                raise ValueError(f"pred has {pred.shape[1]} channels but the matrix has {self.num_classes} classes")
+            pred = pred.argmax(1)
+        if pred.shape != target.shape:
+            raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
+        if self.mat.device != target.device:
+            self.mat = self.mat.to(target.device)
+        target = target.reshape(-1).long()
+        pred = pred.reshape(-1).long().to(target.device)
+        keep = target != self.ignore_index
+        target, pred = target[keep], pred[keep]
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
+            bad = target[(target < 0) | (target >= self.num_classes)][0].item()
+            raise ValueError(
+                f"target holds label {bad}, outside [0, {self.num_classes}) and not the ignore index {self.ignore_index}"
+            )
+        if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= self.num_classes):
+            raise ValueError(f"pred holds labels outside [0, {self.num_classes})")
+        idx = target * self.num_classes + pred
+        self.mat += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+
+    def all_reduce(self) -> None:
+        """Sum the matrices of every process (no-op when torch.distributed is not initialised)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
+
+    def compute(self) -> dict[str, Any]:
+        """The metrics as plain Python numbers.
+
+        Returns:
+            ``miou`` (mean over classes present in truth or prediction), ``iou`` (list, one per
+            class, ``nan`` where undefined), ``pixel_accuracy``, ``fw_iou`` (IoU weighted by the
+            class frequency in the truth), ``mean_accuracy`` and ``pixels`` (counted pixels).
+        """
+        m = self.mat.double().cpu()
+        tp = m.diag()
+        gt = m.sum(1)
+        pr = m.sum(0)
+        union = gt + pr - tp
+        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+        valid = union > 0
+        total = m.sum()
+        acc_c = torch.where(gt > 0, tp / gt.clamp(min=1), torch.full_like(tp, float("nan")))
+        freq = gt / total if total > 0 else gt
+        return {
+            "miou": float(iou[valid].mean()) if valid.any() else float("nan"),
+            "iou": [float(v) for v in iou],
+            "pixel_accuracy": float(tp.sum() / total) if total > 0 else float("nan"),
+            "mean_accuracy": float(acc_c[gt > 0].mean()) if (gt > 0).any() else float("nan"),
+            "fw_iou": float((freq[valid] * iou[valid]).sum()) if total > 0 else float("nan"),
+            "pixels": int(total),
+        }
+
+
+def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = None) -> str:
+    """A per-class IoU table in Markdown (percent, one decimal), with the mean on the last line."""
+    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(len(iou))]
+    if len(names) != len(iou):
+        raise ValueError(f"{len(names)} class names for {len(iou)} IoU values")
+    lines = ["| class | IoU (%) |", "|---|---|"]
+    vals = [v for v in iou if v == v]
+    for name, v in zip(names, iou):
+        lines.append(f"| {name} | {'n/a' if v != v else f'{100 * v:.1f}'} |")
+    lines.append(f"| **mean** | **{100 * sum(vals) / max(len(vals), 1):.1f}** |")
+    return "\n".join(lines)

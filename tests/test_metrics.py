@@ -1,0 +1,73 @@
+"""ConfusionMatrix against torchmetrics on random data with ignore labels, and its edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from deeplab_edu.metrics import ConfusionMatrix, format_iou_table
+
+tm = pytest.importorskip("torchmetrics")
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_torchmetrics_with_ignore_labels(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    c = 6
+    cm = ConfusionMatrix(c)
+    jac = MulticlassJaccardIndex(num_classes=c, ignore_index=255, average="none")
+    acc = MulticlassAccuracy(num_classes=c, ignore_index=255, average="micro")
+    for _ in range(3):  # several batches: accumulation over the data set
+        target = torch.randint(0, c, (2, 17, 23), generator=g)
+        target[torch.rand(target.shape, generator=g) < 0.2] = 255
+        # predictions correlated with the truth so IoUs are not all tiny
+        pred = torch.where(torch.rand(target.shape, generator=g) < 0.6, target.clamp(max=c - 1),
+                           torch.randint(0, c, target.shape, generator=g))
+        cm.update(pred, target)
+        jac.update(pred, target)
+        acc.update(pred, target)
+    ours = cm.compute()
+    ref_iou = jac.compute()
+    assert torch.allclose(torch.tensor(ours["iou"], dtype=torch.float64), ref_iou.double(), atol=1e-6)
+    assert math.isclose(ours["miou"], float(ref_iou.mean()), abs_tol=1e-6)
+    assert math.isclose(ours["pixel_accuracy"], float(acc.compute()), abs_tol=1e-6)
+    # frequency-weighted IoU by its definition
+    m = cm.mat.double()
+    freq = m.sum(1) / m.sum()
+    assert math.isclose(ours["fw_iou"], float((freq * ref_iou.double()).sum()), abs_tol=1e-6)
+    assert ours["pixels"] == int((cm.mat).sum())
+
+
+def test_logits_are_argmaxed_and_ignore_never_counts() -> None:
+    cm = ConfusionMatrix(3)
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 2] = 1.0  # predicts class 2 everywhere
+    target = torch.tensor([[[2, 255], [255, 255]]])
+    cm.update(logits, target)
+    out = cm.compute()
+    assert out["pixels"] == 1 and out["miou"] == 1.0 and math.isnan(out["iou"][0])
+
+
+def test_absent_class_is_left_out_of_the_mean() -> None:
+    cm = ConfusionMatrix(4)
+    cm.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]))
+    out = cm.compute()
+    assert math.isnan(out["iou"][2]) and math.isclose(out["miou"], (0.5 + 0.5) / 2)
+
+
+def test_bad_labels_and_shapes_are_named() -> None:
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="label 7"):
+        cm.update(torch.tensor([0]), torch.tensor([7]))
+    with pytest.raises(ValueError, match="shape"):
+        cm.update(torch.zeros(2, 2, dtype=torch.long), torch.zeros(3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="num_classes"):
+        ConfusionMatrix(0)
+
+
+def test_iou_table() -> None:
+    text = format_iou_table([0.5, float("nan"), 1.0], ["a", "b", "c"])
+    assert "| a | 50.0 |" in text and "n/a" in text and "**75.0**" in text
