@@ -1,0 +1,264 @@
+"""Atrous (dilated) convolution, written out: DeepLabv3 eq. (1) and its arithmetic.
+
+DeepLabv3 (Chen et al., 2017, Sec. 3.1, eq. (1)) defines atrous convolution of a signal ``x``
+with a filter ``w`` at rate ``r`` as
+
+    y[i] = sum_k x[i + r * k] * w[k],
+
+so the filter taps are read ``r`` samples apart; ``r = 1`` is ordinary convolution (the
+cross-correlation that deep-learning libraries call convolution). This module gives
+
+* :func:`atrous_conv1d` and :func:`atrous_conv2d`: reference implementations with plain
+  indexing, slow but readable, which agree with ``torch.nn.functional.conv1d/conv2d(...,
+  dilation=rate)`` (the tests check it over a property-based sweep);
+* :func:`dilate_kernel`: the "upsampled filter" view of DeepLab v2 (Sec. 3.1): insert
+  ``rate - 1`` zeros between taps and run an ordinary convolution;
+* :func:`effective_kernel_size`, :func:`conv_output_size` (Dumoulin & Visin, *A guide to
+  convolution arithmetic for deep learning*, 2016, relationship 15) and :func:`same_padding`;
+* :func:`input_positions`: which input indices eq. (1) reads for one output;
+* :func:`cost_vs_rate`: parameters and multiply-adds of a dilated conv *measured* with
+  :mod:`deeplab_edu.complexity` (they do not depend on the rate).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "atrous_conv1d",
+    "atrous_conv2d",
+    "dilate_kernel",
+    "effective_kernel_size",
+    "conv_output_size",
+    "same_padding",
+    "input_positions",
+    "cost_vs_rate",
+]
+
+IntOrPair = int | tuple[int, int]
+
+
+def _positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _pair(value: IntOrPair, name: str, *, minimum: int = 1) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
+        return (_positive_int(value[0], name, minimum=minimum), _positive_int(value[1], name, minimum=minimum))
+    v = _positive_int(value, name, minimum=minimum)
+    return (v, v)
+
+
+def effective_kernel_size(kernel_size: int, rate: int = 1) -> int:
+    """Span of a ``kernel_size``-tap filter read at ``rate``: ``k + (k - 1)(r - 1)``.
+
+    >>> effective_kernel_size(3, 6)
+    13
+    """
+    k = _positive_int(kernel_size, "kernel_size")
+    r = _positive_int(rate, "rate")
+    return k + (k - 1) * (r - 1)
+
+
+def conv_output_size(input_size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Output length of a convolution (Dumoulin & Visin 2016, relationship 15).
+
+    ``o = floor((i + 2p - k - (k - 1)(d - 1)) / s) + 1``. Raises ``ValueError`` when the
+    (padded) input is shorter than the effective kernel, i.e. no output exists.
+
+    >>> conv_output_size(513, 3, stride=2, padding=1)
+    257
+    """
+    i = _positive_int(input_size, "input_size")
+    p = _positive_int(padding, "padding", minimum=0)
+    s = _positive_int(stride, "stride")
+    span = effective_kernel_size(kernel_size, dilation)
+    if i + 2 * p < span:
+        raise ValueError(
+            f"input_size + 2 * padding = {i + 2 * p} is smaller than the effective kernel size {span} "
+            f"(kernel_size={kernel_size}, dilation={dilation}): the convolution has no output"
+        )
+    return (i + 2 * p - span) // s + 1
+
+
+def same_padding(kernel_size: int, rate: int = 1) -> int:
+    """Padding that keeps the size at stride 1: ``(k_eff - 1) / 2 = r (k - 1) / 2``.
+
+    This is the padding DeepLab uses for its 3x3 atrous convolutions (``padding = rate``).
+    Raises ``ValueError`` when ``r (k - 1)`` is odd: then no symmetric padding keeps the size.
+    """
+    total = effective_kernel_size(kernel_size, rate) - 1
+    if total % 2:
+        raise ValueError(
+            f"kernel_size={kernel_size} at rate={rate} has an even effective size {total + 1}: "
+            "no symmetric padding keeps the size (use an odd kernel size)"
+        )
+    return total // 2
+
+
+def input_positions(output_index: int, kernel_size: int, rate: int = 1, stride: int = 1, padding: int = 0) -> list[int]:
+    """The input indices eq. (1) reads for ``y[output_index]``, in tap order.
+
+    With stride ``s`` and padding ``p`` the output ``i`` reads ``x[s*i - p + r*k]`` for
+    ``k = 0 .. kernel_size-1``; indices below 0 (or past the end) fall on the zero padding.
+
+    >>> input_positions(2, 3, rate=2)
+    [2, 4, 6]
+    """
+    i = _positive_int(output_index, "output_index", minimum=0)
+    k = _positive_int(kernel_size, "kernel_size")
+    r = _positive_int(rate, "rate")
+    s = _positive_int(stride, "stride")
+    p = _positive_int(padding, "padding", minimum=0)
+    return [s * i - p + r * t for t in range(k)]
+
+
+def atrous_conv1d(x: torch.Tensor, w: torch.Tensor, rate: int = 1, padding: int = 0, stride: int = 1) -> torch.Tensor:
+    """Eq. (1) in one dimension: ``y[i] = sum_k x[s*i - p + r*k] w[k]``, with plain indexing.
+
+    Args:
+        x: the signal, shape ``(L,)``.
+        w: the filter, shape ``(K,)``.
+        rate: the atrous rate ``r`` (``dilation`` in PyTorch); 1 is ordinary convolution.
+        padding: zeros added at both ends.
+        stride: step between consecutive outputs.
+
+    Returns:
+        ``y`` of shape ``(conv_output_size(L, K, stride, padding, rate),)``.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 1:
+        raise ValueError(f"x must be a 1-D tensor (L,), got {getattr(x, 'shape', type(x).__name__)}")
+    if not isinstance(w, torch.Tensor) or w.dim() != 1:
+        raise ValueError(f"w must be a 1-D tensor (K,), got {getattr(w, 'shape', type(w).__name__)}")
+    n_out = conv_output_size(x.shape[0], w.shape[0], stride, padding, rate)
+    y = torch.zeros(n_out, dtype=torch.result_type(x, w))
+    for i in range(n_out):
+        for k in range(w.shape[0]):
+            j = stride * i - padding + rate * k  # the input index eq. (1) reads
+            if 0 <= j < x.shape[0]:  # outside: a padding zero, contributes nothing
+                y[i] += x[j] * w[k]
+    return y
+
+
+def atrous_conv2d(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    rate: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    stride: IntOrPair = 1,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Eq. (1) in two dimensions, batched and multi-channel, with plain indexing.
+
+    ``y[n, o, i, j] = sum_{c, k, l} x[n, c, s_h*i - p_h + r_h*k, s_w*j - p_w + r_w*l] w[o, c, k, l]``
+
+    The loops run over output positions and filter taps; the sum over input channels is a
+    matrix product. Same arguments and result as ``F.conv2d(x, w, bias, stride, padding,
+    dilation=rate)``.
+
+    Args:
+        x: input ``(N, C_in, H, W)``.
+        w: filters ``(C_out, C_in, K_h, K_w)``.
+        rate, padding, stride: an int or an ``(h, w)`` pair each.
+        bias: optional ``(C_out,)``.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be a 4-D tensor (N, C_in, H, W), got {getattr(x, 'shape', type(x).__name__)}")
+    if not isinstance(w, torch.Tensor) or w.dim() != 4:
+        raise ValueError(f"w must be a 4-D tensor (C_out, C_in, K_h, K_w), got {getattr(w, 'shape', type(w).__name__)}")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input channels but x has {x.shape[1]} channels")
+    if bias is not None and bias.shape != (w.shape[0],):
+        raise ValueError(f"bias must have shape ({w.shape[0]},), got {tuple(bias.shape)}")
+    rh, rw = _pair(rate, "rate")
+    ph, pw = _pair(padding, "padding", minimum=0)
+    sh, sw = _pair(stride, "stride")
+    n, _, height, width = x.shape
+    c_out, _, kh, kw = w.shape
+    out_h = conv_output_size(height, kh, sh, ph, rh)
+    out_w = conv_output_size(width, kw, sw, pw, rw)
+    y = torch.zeros(n, c_out, out_h, out_w, dtype=torch.result_type(x, w))
+    for i in range(out_h):
+        for j in range(out_w):
+            for k in range(kh):
+                for m in range(kw):
+                    row = sh * i - ph + rh * k
+                    col = sw * j - pw + rw * m
+                    if 0 <= row < height and 0 <= col < width:
+                        # (N, C_in) @ (C_in, C_out): one tap, all channels at once
+                        y[:, :, i, j] += x[:, :, row, col] @ w[:, :, k, m].T
+    if bias is not None:
+        y += bias.view(1, -1, 1, 1)
+    return y
+
+
+def dilate_kernel(w: torch.Tensor, rate: IntOrPair, spatial_dims: int | None = None) -> torch.Tensor:
+    """The "upsampled filter": insert ``rate - 1`` zeros between neighbouring taps.
+
+    An ordinary convolution (dilation 1) with the dilated kernel equals the atrous
+    convolution with the original one. The last ``spatial_dims`` axes are dilated; by default
+    1 for a 1-D or 3-D ``w`` (conv1d weights) and 2 for a 2-D or 4-D ``w`` (conv2d weights).
+
+    >>> dilate_kernel(torch.tensor([1., 2., 3.]), 2)
+    tensor([1., 0., 2., 0., 3.])
+    """
+    if not isinstance(w, torch.Tensor) or w.dim() == 0:
+        raise ValueError("w must be a tensor with at least one dimension (the taps)")
+    if spatial_dims is None:
+        spatial_dims = 1 if w.dim() in (1, 3) else 2
+    if spatial_dims not in (1, 2) or spatial_dims > w.dim():
+        raise ValueError(f"spatial_dims must be 1 or 2 and at most w.dim()={w.dim()}, got {spatial_dims}")
+    rates = _pair(rate, "rate") if spatial_dims == 2 else (_positive_int(rate, "rate"),)
+    taps = w.shape[-spatial_dims:]
+    size = tuple(effective_kernel_size(k, r) for k, r in zip(taps, rates))
+    out = w.new_zeros(*w.shape[: w.dim() - spatial_dims], *size)
+    if spatial_dims == 1:
+        out[..., :: rates[0]] = w
+    else:
+        out[..., :: rates[0], :: rates[1]] = w
+    return out
+
+
+def cost_vs_rate(
+    rates: Sequence[int] = (1, 2, 4, 8, 12),
+    *,
+    channels: int = 64,
+    size: int = 65,
+    kernel_size: int = 3,
+    time_it: bool = False,
+) -> list[dict[str, float]]:
+    """Measure a ``kernel_size`` conv (``channels -> channels``, same padding) at each rate.
+
+    Parameters and multiply-adds come from :mod:`deeplab_edu.complexity` (multiply-adds are
+    counted from a real forward pass on a ``(1, channels, size, size)`` input), so the table
+    shows, rather than asserts, that the cost does not depend on the rate.
+
+    Returns:
+        one row per rate: ``rate``, ``effective kernel``, ``params``, ``MACs`` and, with
+        ``time_it``, the median ``forward (ms)`` on this machine.
+    """
+    from .complexity import count_macs, count_parameters, time_forward
+
+    rows = []
+    x = torch.randn(1, channels, size, size)
+    for r in rates:
+        conv = nn.Conv2d(channels, channels, kernel_size, padding=same_padding(kernel_size, r), dilation=r)
+        row: dict[str, float] = {
+            "rate": r,
+            "effective kernel": effective_kernel_size(kernel_size, r),
+            "params": count_parameters(conv),
+            "MACs": count_macs(conv, x),
+        }
+        if time_it:
+            row["forward (ms)"] = 1e3 * time_forward(conv, x, repeats=5, warmup=1)
+        rows.append(row)
+    return rows

@@ -1,0 +1,139 @@
+"""deeplab_edu.atrous: eq. (1) by hand agrees with PyTorch; the arithmetic matches real shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deeplab_edu.atrous import (
+    atrous_conv1d,
+    atrous_conv2d,
+    conv_output_size,
+    cost_vs_rate,
+    dilate_kernel,
+    effective_kernel_size,
+    input_positions,
+    same_padding,
+)
+
+FAST = settings(max_examples=40, deadline=None)
+
+
+@st.composite
+def conv1d_case(draw):
+    k = draw(st.integers(1, 4))
+    r = draw(st.integers(1, 4))
+    p = draw(st.integers(0, 3))
+    s = draw(st.integers(1, 3))
+    span = effective_kernel_size(k, r)
+    length = draw(st.integers(max(1, span - 2 * p), span + 10))
+    return length, k, r, p, s
+
+
+@FAST
+@given(conv1d_case(), st.integers(0, 2**31 - 1))
+def test_atrous_conv1d_matches_torch(case, seed):
+    length, k, r, p, s = case
+    g = torch.Generator().manual_seed(seed)
+    x, w = torch.randn(length, generator=g, dtype=torch.float64), torch.randn(k, generator=g, dtype=torch.float64)
+    ours = atrous_conv1d(x, w, rate=r, padding=p, stride=s)
+    ref = F.conv1d(x.view(1, 1, -1), w.view(1, 1, -1), stride=s, padding=p, dilation=r).view(-1)
+    torch.testing.assert_close(ours, ref)
+
+
+@st.composite
+def conv2d_case(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    rh, rw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    eh, ew = effective_kernel_size(kh, rh), effective_kernel_size(kw, rw)
+    h = draw(st.integers(max(1, eh - 2 * ph), eh + 4))
+    w = draw(st.integers(max(1, ew - 2 * pw), ew + 4))
+    n, c_in, c_out = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return (n, c_in, c_out, h, w), (kh, kw), (rh, rw), (ph, pw), (sh, sw)
+
+
+@FAST
+@given(conv2d_case(), st.booleans(), st.integers(0, 2**31 - 1))
+def test_atrous_conv2d_matches_torch(case, with_bias, seed):
+    (n, c_in, c_out, h, w), k, r, p, s = case
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c_in, h, w, generator=g, dtype=torch.float64)
+    weight = torch.randn(c_out, c_in, *k, generator=g, dtype=torch.float64)
+    bias = torch.randn(c_out, generator=g, dtype=torch.float64) if with_bias else None
+    ours = atrous_conv2d(x, weight, rate=r, padding=p, stride=s, bias=bias)
+    ref = F.conv2d(x, weight, bias, stride=s, padding=p, dilation=r)
+    torch.testing.assert_close(ours, ref)
+
+
+def test_atrous_conv2d_float32_tolerance():
+    x, w = torch.randn(2, 3, 9, 8), torch.randn(4, 3, 3, 3)
+    torch.testing.assert_close(atrous_conv2d(x, w, rate=2, padding=2), F.conv2d(x, w, padding=2, dilation=2))
+
+
+@FAST
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_dilated_kernel_equals_atrous_conv(k, r, c, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, c, 14, 13, generator=g, dtype=torch.float64)
+    w = torch.randn(2, c, k, k, generator=g, dtype=torch.float64)
+    big = dilate_kernel(w, r)
+    assert big.shape[-2:] == (effective_kernel_size(k, r),) * 2
+    torch.testing.assert_close(F.conv2d(x, big), F.conv2d(x, w, dilation=r))
+    w1 = torch.randn(k, generator=g, dtype=torch.float64)
+    x1 = torch.randn(20, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(atrous_conv1d(x1, dilate_kernel(w1, r)), atrous_conv1d(x1, w1, rate=r))
+
+
+def test_dilate_kernel_values():
+    assert dilate_kernel(torch.tensor([1.0, 2.0, 3.0]), 3).tolist() == [1, 0, 0, 2, 0, 0, 3]
+    assert dilate_kernel(torch.ones(2, 2), 2).tolist() == [[1, 0, 1], [0, 0, 0], [1, 0, 1]]
+    assert dilate_kernel(torch.ones(1, 1, 2, 2), (1, 3)).shape == (1, 1, 2, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 7), st.integers(1, 4), st.integers(0, 6), st.integers(1, 5))
+def test_conv_output_size_matches_pytorch_shapes(i, k, s, p, d):
+    if i + 2 * p < effective_kernel_size(k, d):
+        with pytest.raises(ValueError, match="effective kernel size"):
+            conv_output_size(i, k, s, p, d)
+        return
+    out = F.conv1d(torch.zeros(1, 1, i), torch.zeros(1, 1, k), stride=s, padding=p, dilation=d)
+    assert conv_output_size(i, k, s, p, d) == out.shape[-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([1, 3, 5, 7]), st.integers(1, 24), st.integers(1, 30))
+def test_same_padding_keeps_size(k, r, i):
+    p = same_padding(k, r)
+    assert conv_output_size(i, k, 1, p, r) == i
+
+
+def test_known_values_and_errors():
+    assert effective_kernel_size(3, 1) == 3 and effective_kernel_size(3, 2) == 5 and effective_kernel_size(3, 24) == 49
+    assert same_padding(3, 12) == 12
+    assert conv_output_size(7, 3, dilation=2) == 3  # Dumoulin & Visin's dilation figure: i=7, k=3, d=2
+    assert input_positions(2, 3, rate=2) == [2, 4, 6]
+    assert input_positions(0, 3, rate=2, padding=2) == [-2, 0, 2]
+    with pytest.raises(ValueError, match="even effective size"):
+        same_padding(2, 1)
+    with pytest.raises(ValueError, match="rate"):
+        effective_kernel_size(3, 0)
+    with pytest.raises(TypeError, match="kernel_size"):
+        effective_kernel_size(3.0, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="x must be a 4-D"):
+        atrous_conv2d(torch.zeros(3, 4), torch.zeros(1, 1, 1, 1))
+    with pytest.raises(ValueError, match="input channels"):
+        atrous_conv2d(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 1, 1))
+
+
+def test_cost_is_measured_and_independent_of_rate():
+    rows = cost_vs_rate((1, 2, 6), channels=8, size=17)
+    assert [r["effective kernel"] for r in rows] == [3, 5, 13]
+    assert len({r["params"] for r in rows}) == 1 and rows[0]["params"] == 8 * 8 * 9 + 8
+    # counted from a forward pass, so it follows the real output size: 8*8*9 MACs per output pixel
+    assert {r["MACs"] for r in rows} == {8 * 8 * 9 * 17 * 17}
