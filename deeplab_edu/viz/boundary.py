@@ -1,0 +1,219 @@
+"""Figures and widgets for chapter 04: boundary degeneration (DeepLabv3 sec. 3.3, Figure 4).
+
+Every figure function returns a matplotlib ``Figure`` (drawn once, so the static book shows it);
+:func:`tap_count_widget` wraps :func:`plot_tap_counts` in sliders for the interactive notebook.
+The numbers come from :mod:`deeplab_edu.boundary`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+
+from ..boundary import (
+    DegenerationReport,
+    figure4_curves,
+    mean_valid_fraction,
+    possible_counts,
+    valid_tap_counts,
+)
+
+__all__ = [
+    "plot_figure4",
+    "plot_tap_counts",
+    "plot_degeneration",
+    "plot_footprints",
+    "plot_mean_valid_fraction",
+    "tap_count_widget",
+    "figure_widget",
+]
+
+_COUNT_COLOURS = {1: "#d62728", 2: "#ff7f0e", 3: "#bcbd22", 4: "#9467bd", 6: "#17becf", 9: "#2ca02c"}
+
+
+def _count_cmap(kernel: int) -> tuple[ListedColormap, BoundaryNorm, tuple[int, ...]]:
+    counts = possible_counts(kernel)
+    if kernel == 3:
+        colours = [_COUNT_COLOURS[c] for c in counts]
+    else:
+        colours = [plt.get_cmap("viridis")(i / max(len(counts) - 1, 1)) for i in range(len(counts))]
+    bounds = [counts[0] - 0.5] + [(a + b) / 2 for a, b in zip(counts, counts[1:])] + [counts[-1] + 0.5]
+    return ListedColormap(colours), BoundaryNorm(bounds, len(counts)), counts
+
+
+def plot_figure4(
+    size: int = 65,
+    rates: Iterable[int] | None = None,
+    counts: Sequence[int] = (1, 4, 9),
+    kernel: int = 3,
+    ax: plt.Axes | None = None,
+) -> Figure:
+    """DeepLabv3 Figure 4: normalised count of positions with 1, 4 and 9 valid weights vs the rate.
+
+    Args:
+        size: feature-map side (65 in the paper: a 513 crop at output stride 8).
+        rates: the rates on the x axis (default every rate from 1 to ``size``).
+        counts: which curves to draw; ``possible_counts(kernel)`` draws all of them.
+    """
+    rates = list(range(1, size + 1)) if rates is None else list(rates)
+    curves = figure4_curves(size, rates, kernel)
+    unknown = [c for c in counts if c not in curves]
+    if unknown:
+        raise ValueError(f"counts {unknown} cannot occur for a {kernel}x{kernel} filter; use {possible_counts(kernel)}")
+    fig, ax = _fig_ax(ax, (6.4, 4.0))
+    for c in counts:
+        ax.plot(curves["rates"], curves[c], label=f"{c} valid weight{'s' if c > 1 else ''}",
+                color=_COUNT_COLOURS.get(c), lw=2)
+    ax.set_xlabel("atrous rate")
+    ax.set_ylabel("normalised count (fraction of positions)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{kernel}x{kernel} filter on a {size} x {size} feature map")
+    ax.axvline(size, color="grey", ls=":", lw=1)
+    ax.text(size, 0.5, f" rate = {size}\n (map size)", color="grey", va="center", ha="right", fontsize=8)
+    ax.legend(loc="center right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_tap_counts(
+    height: int, width: int, rate: int, kernel: int = 3, ax: plt.Axes | None = None, annotate: bool | None = None
+) -> Figure:
+    """Heatmap of the number of valid taps at every output position of a "same" atrous convolution."""
+    counts_map = valid_tap_counts(height, width, kernel, rate)
+    cmap, norm, counts = _count_cmap(kernel)
+    fig, ax = _fig_ax(ax, (4.6, 4.0))
+    im = ax.imshow(counts_map, cmap=cmap, norm=norm, interpolation="nearest")
+    if annotate is None:
+        annotate = max(height, width) <= 17
+    if annotate:
+        for (i, j), v in np.ndenumerate(counts_map):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white")
+    cbar = fig.colorbar(im, ax=ax, ticks=counts, fraction=0.046, pad=0.04)
+    cbar.set_label("valid taps")
+    full = float((counts_map == kernel * kernel).mean())
+    only = float((counts_map == 1).mean())
+    ax.set_title(
+        f"{height} x {width} map, rate {rate}\nall {kernel * kernel} taps: {full:.0%} of positions, "
+        f"centre only: {only:.0%}",
+        fontsize=9,
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def plot_degeneration(reports: Sequence[DegenerationReport]) -> Figure:
+    """Top row: valid taps per position; bottom row: |3x3 atrous - 1x1 centre| per position, per rate."""
+    if not reports:
+        raise ValueError("reports is empty; pass the DegenerationReport of at least one rate")
+    cmap, norm, counts = _count_cmap(3)
+    fig, axes = plt.subplots(2, len(reports), figsize=(2.6 * len(reports), 5.4), squeeze=False)
+    vmax = max(max(float(r.diff_map.max()) for r in reports), 1e-12)
+    for col, rep in enumerate(reports):
+        top, bottom = axes[0, col], axes[1, col]
+        counts_im = top.imshow(rep.tap_counts, cmap=cmap, norm=norm, interpolation="nearest")
+        top.set_title(f"rate {rep.rate}: valid taps", fontsize=9)
+        im = bottom.imshow(rep.diff_map, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        verdict = "identical" if rep.identical else f"differs at {rep.fraction_differing:.0%}"
+        bottom.set_title(f"max |diff| = {rep.max_abs_diff:.3g}\n{verdict}", fontsize=9)
+        for a in (top, bottom):
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.colorbar(counts_im, ax=axes[0, :].tolist(), ticks=counts, fraction=0.03, pad=0.02, label="valid taps")
+    fig.colorbar(im, ax=axes[1, :].tolist(), fraction=0.03, pad=0.02, label="|3x3 atrous - 1x1 centre|")
+    return fig
+
+
+def plot_footprints(footprints: Mapping[str, np.ndarray], position: tuple[int, int] | None = None) -> Figure:
+    """Side-by-side bool maps of the input positions that influence one output position."""
+    if not footprints:
+        raise ValueError("footprints is empty")
+    fig, axes = plt.subplots(1, len(footprints), figsize=(2.8 * len(footprints), 3.1), squeeze=False)
+    for ax, (label, fp) in zip(axes[0], footprints.items()):
+        ax.imshow(fp, cmap="Greens", vmin=0, vmax=1, interpolation="nearest")
+        if position is not None:
+            ax.plot(position[1], position[0], "rx", ms=8, mew=2)
+        ax.set_title(f"{label}\n{int(fp.sum())} of {fp.size} inputs", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def plot_mean_valid_fraction(
+    sizes: Mapping[str, int], max_rate: int = 40, marked_rates: Sequence[int] = (6, 12, 18), kernel: int = 3,
+    ax: plt.Axes | None = None,
+) -> Figure:
+    """Mean share of valid weights against the rate, one curve per feature-map size (ASPP rates marked)."""
+    fig, ax = _fig_ax(ax, (6.4, 3.8))
+    rates = np.arange(1, max_rate + 1)
+    for label, size in sizes.items():
+        ys = [mean_valid_fraction(size, int(r), kernel) for r in rates]
+        ax.plot(rates, ys, label=f"{label} ({size} x {size})", lw=2)
+    for r in marked_rates:
+        ax.axvline(r, color="grey", ls=":", lw=1)
+        ax.text(r, 1.0, f"r={r}", rotation=90, va="top", ha="right", fontsize=8, color="grey")
+    ax.set_xlabel("atrous rate")
+    ax.set_ylabel(f"mean share of the {kernel * kernel} weights in use")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+# --------------------------------------------------------------------------- widgets
+def _fig_ax(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[Figure, plt.Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax
+
+
+def figure_widget(draw: Callable[..., Figure], controls: Mapping[str, Any]) -> Any:
+    """An ipywidgets box: ``controls`` (name -> widget) above an output that shows ``draw(**values)``.
+
+    The figure is redrawn whenever a control changes. Building the box needs no front end: without
+    one the widgets simply are not displayed.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    out = widgets.Output()
+
+    def redraw(*_: Any) -> None:
+        values = {name: w.value for name, w in controls.items()}
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(**values)
+            display(fig)
+            plt.close(fig)
+
+    for w in controls.values():
+        w.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox(list(controls.values())), out])
+
+
+def tap_count_widget(
+    height: int = 33, width: int = 33, rate: int = 12, max_size: int = 97, max_rate: int = 100, kernel: int = 3
+) -> Any:
+    """Sliders for the feature-map height and width and the rate, above :func:`plot_tap_counts`."""
+    import ipywidgets as widgets
+
+    for name, value, top in (("height", height, max_size), ("width", width, max_size), ("rate", rate, max_rate)):
+        if not 1 <= value <= top:
+            raise ValueError(f"{name}={value} must lie in 1..{top}")
+    slider = dict(continuous_update=False, style={"description_width": "initial"})
+    controls = {
+        "height": widgets.IntSlider(value=height, min=1, max=max_size, description="map height", **slider),
+        "width": widgets.IntSlider(value=width, min=1, max=max_size, description="map width", **slider),
+        "rate": widgets.IntSlider(value=rate, min=1, max=max_rate, description="atrous rate", **slider),
+    }
+
+    def draw(height: int, width: int, rate: int) -> Figure:
+        return plot_tap_counts(height, width, rate, kernel)
+
+    return figure_widget(draw, controls)
