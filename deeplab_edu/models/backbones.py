@@ -1,0 +1,249 @@
+"""Dense feature extractors: backbones whose output stride is 32, 16 or 8.
+
+A classification network reduces its input by its *output stride* (32 for ResNet). DeepLab keeps
+the feature maps dense by removing the last strides and dilating every later 3x3 convolution by the
+same factor, so the receptive field and the weights stay those of the classifier (DeepLab v2
+sec. 3.1; DeepLabv3 sec. 3.1, Fig. 3). What this module implements:
+
+- ResNet-50/101 at output stride 32, 16 or 8: torchvision's ``replace_stride_with_dilation``
+  convention (the first unit of a dilated block keeps the previous rate, the others use the new one);
+- **multi-grid** (DeepLabv3 sec. 3.2): the three units of block 4 use ``rate * multi_grid[i]``,
+  e.g. ``(1, 2, 4)`` at output stride 16 gives rates ``(2, 4, 8)``;
+- **going deeper** (DeepLabv3 sec. 3.1): ``extra_blocks`` copies of block 4 (blocks 5-7) appended
+  without striding, each doubling the atrous rate of the one before (multi-grid applies to them too);
+- MobileNetV3-Large (the laptop backbone; torchvision's DeepLabv3 uses it at output stride 16);
+- VGG-16 for DeepLab v1 LargeFOV (:mod:`deeplab_edu.models.vgg`).
+
+Every backbone's ``forward`` returns ``{"out": high-level features, "low_level": stride-4 features,
+"aux": stride-16 (ResNet) / stride-8 features for an auxiliary head}`` and has the attributes
+``out_channels``, ``low_level_channels``, ``aux_channels`` and ``output_stride``; it can switch its
+output stride in place with ``set_output_stride`` (train at 16, evaluate at 8: DeepLabv3 sec. 4.1).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v3_large, resnet50, resnet101
+from torchvision.models.resnet import Bottleneck
+
+from .pretrained import PretrainedSource, load_pretrained_state_dict
+
+__all__ = ["BACKBONES", "OUTPUT_STRIDES", "ResNetBackbone", "MobileNetV3Backbone", "build_backbone", "check_output_stride"]
+
+BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large", "vgg16")
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES) -> int:
+    """Return ``output_stride`` if allowed, else raise a ValueError naming the argument."""
+    if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride not in allowed:
+        raise ValueError(f"output_stride must be one of {tuple(allowed)}, got {output_stride!r}")
+    return output_stride
+
+
+def _set_conv(conv: nn.Conv2d, *, stride: int | None = None, dilation: int | None = None) -> None:
+    """Change a conv's stride and/or dilation in place, keeping 'same' padding."""
+    if stride is not None:
+        conv.stride = (stride, stride)
+    if dilation is not None:
+        conv.dilation = (dilation, dilation)
+        k = conv.kernel_size[0]
+        conv.padding = ((k - 1) // 2 * dilation,) * 2
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet-50/101 without its classifier, at output stride 32, 16 or 8.
+
+    Args:
+        depth: 50 or 101.
+        output_stride: 32 (the classifier), 16 or 8.
+        multi_grid: unit rates of blocks 4-7, e.g. ``(1, 2, 4)``; ``None`` keeps torchvision's
+            convention (first unit of a dilated block at the previous rate).
+        extra_blocks: number of extra blocks (0-3: blocks 5, 6, 7) for "going deeper".
+        state_dict: torchvision ImageNet weights to load (``None``: random initialisation).
+    """
+
+    low_level_channels = 256
+    aux_channels = 1024
+    out_channels = 2048
+
+    def __init__(
+        self,
+        depth: int = 50,
+        output_stride: int = 16,
+        multi_grid: Sequence[int] | None = None,
+        extra_blocks: int = 0,
+        state_dict: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        check_output_stride(output_stride)
+        if depth not in (50, 101):
+            raise ValueError(f"depth must be 50 or 101, got {depth!r}")
+        if not isinstance(extra_blocks, int) or not 0 <= extra_blocks <= 3:
+            raise ValueError(f"extra_blocks must be 0, 1, 2 or 3 (blocks 5-7), got {extra_blocks!r}")
+        flags = [output_stride <= 4, output_stride <= 8, output_stride <= 16]
+        net = (resnet50 if depth == 50 else resnet101)(weights=None, replace_stride_with_dilation=flags)
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        self.depth = depth
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.extra = nn.ModuleList(self._new_block() for _ in range(extra_blocks))
+        self.multi_grid: tuple[int, ...] | None = None
+        self.output_stride = output_stride
+        self.set_output_stride(output_stride, multi_grid=multi_grid)
+
+    @staticmethod
+    def _new_block() -> nn.Sequential:
+        """A copy of block 4's shape (three bottleneck units, 2048 -> 2048), freshly initialised."""
+        block = nn.Sequential(*(Bottleneck(2048, 512) for _ in range(3)))
+        for m in block.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        return block
+
+    def block_rates(self) -> list[tuple[int, ...]]:
+        """The dilation of every unit's 3x3 conv, per block (layer1..layer4, then extra blocks)."""
+        layers = [self.layer1, self.layer2, self.layer3, self.layer4, *self.extra]
+        return [tuple(unit.conv2.dilation[0] for unit in layer) for layer in layers]
+
+    def set_output_stride(self, output_stride: int, *, multi_grid: Sequence[int] | None | str = "keep") -> None:
+        """Switch strides and dilations in place (no weights change).
+
+        ``multi_grid="keep"`` keeps the unit rates given before; pass ``None`` to remove them.
+        """
+        check_output_stride(output_stride)
+        if multi_grid == "keep":
+            multi_grid = self.multi_grid
+        if multi_grid is not None:
+            multi_grid = tuple(int(r) for r in multi_grid)  # type: ignore[union-attr]
+            if len(multi_grid) != len(self.layer4) or min(multi_grid) < 1:
+                raise ValueError(
+                    f"multi_grid needs {len(self.layer4)} positive unit rates (one per unit of block 4), got {multi_grid}"
+                )
+        dilation = 1
+        current = 4  # after the stem: conv1 (stride 2) and max pooling (stride 2)
+        for layer in (self.layer2, self.layer3, self.layer4):
+            previous = dilation
+            if current < output_stride:
+                stride, current = 2, current * 2
+            else:
+                stride, dilation = 1, dilation * 2
+            for i, unit in enumerate(layer):
+                rate = previous if i == 0 else dilation
+                if layer is self.layer4 and multi_grid is not None:
+                    rate = dilation * multi_grid[i]
+                _set_conv(unit.conv2, stride=stride if i == 0 else 1, dilation=rate)
+                unit.stride = stride if i == 0 else 1
+                if i == 0 and unit.downsample is not None:
+                    _set_conv(unit.downsample[0], stride=stride)
+        for block in self.extra:  # going deeper: every extra block doubles the rate
+            dilation *= 2
+            for i, unit in enumerate(block):
+                _set_conv(unit.conv2, dilation=dilation * (multi_grid[i] if multi_grid is not None else 1))
+        self.multi_grid = multi_grid  # type: ignore[assignment]
+        self.output_stride = output_stride
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        low = self.layer1(x)
+        aux = self.layer3(self.layer2(low))
+        out = self.layer4(aux)
+        for block in self.extra:
+            out = block(out)
+        return {"out": out, "low_level": low, "aux": aux}
+
+
+class MobileNetV3Backbone(nn.Module):
+    """torchvision's MobileNetV3-Large feature extractor at output stride 32, 16 or 8.
+
+    Dilation follows torchvision's ``dilated=True`` convention: in a stage that no longer strides,
+    every depthwise conv (the first one included) uses the doubled rate. ``aux`` is the output of
+    the first stride-8 block, as in torchvision's ``deeplabv3_mobilenet_v3_large``; ``low_level`` is
+    the end of the stride-4 stage (24 channels).
+    """
+
+    def __init__(self, output_stride: int = 16, state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        check_output_stride(output_stride)
+        net = mobilenet_v3_large(weights=None)
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        self.features = net.features
+        reductions = [i for i, b in enumerate(self.features) if getattr(b, "_is_cn", False)]
+        self.low_level_index = reductions[1] - 1  # last block at stride 4
+        self.aux_index = reductions[1]  # torchvision's aux position (first block at stride 8)
+        self.low_level_channels = self.features[self.low_level_index].out_channels
+        self.aux_channels = self.features[self.aux_index].out_channels
+        self.out_channels = self.features[-1].out_channels
+        self.output_stride = output_stride
+        self.set_output_stride(output_stride)
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Switch the depthwise convs' strides and dilations in place."""
+        check_output_stride(output_stride)
+        current, dilation = 2, 1  # the stem strides by 2
+        for block in list(self.features)[1:-1]:
+            if block._is_cn:
+                if current < output_stride:
+                    current *= 2
+                else:
+                    dilation *= 2
+            depthwise = next(m[0] for m in block.block if isinstance(m, nn.Sequential) and m[0].groups > 1)
+            _set_conv(depthwise, stride=2 if block._is_cn and dilation == 1 else 1, dilation=dilation)
+        self.output_stride = output_stride
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.features):
+            x = block(x)
+            if i == self.low_level_index:
+                feats["low_level"] = x
+            if i == self.aux_index:
+                feats["aux"] = x
+        feats["out"] = x
+        return feats
+
+
+def build_backbone(
+    name: str,
+    *,
+    output_stride: int | None = None,
+    multi_grid: Sequence[int] | None = None,
+    extra_blocks: int = 0,
+    pretrained: PretrainedSource = False,
+    **kwargs: object,
+) -> nn.Module:
+    """Build backbone ``name`` at ``output_stride`` (see the module docstring for what it returns).
+
+    Args:
+        name: ``"resnet50"``, ``"resnet101"``, ``"mobilenet_v3_large"`` or ``"vgg16"``.
+        output_stride: 8, 16 or 32 (VGG-16 LargeFOV: 8 only); ``None`` gives the usual one
+            (16, and 8 for VGG-16).
+        multi_grid: ResNet only: unit rates of block 4 (and of the extra blocks), e.g. ``(1, 2, 4)``.
+        extra_blocks: ResNet only: 0-3 extra blocks (5-7) with doubling rates ("going deeper").
+        pretrained: ``True`` for torchvision's ImageNet weights, or a path to a local copy.
+        **kwargs: ``largefov`` for VGG-16 (default True: include fc6/fc7 of DeepLab-LargeFOV).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name not in ("resnet50", "resnet101") and (multi_grid is not None or extra_blocks):
+        raise ValueError(f"multi_grid and extra_blocks apply to ResNet backbones only, not {name!r}")
+    allowed = {"vgg16": {"largefov"}}.get(name, set())
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise TypeError(f"build_backbone({name!r}) got unexpected arguments: {', '.join(sorted(unknown))}")
+    if output_stride is None:
+        output_stride = 8 if name == "vgg16" else 16
+    check_output_stride(output_stride, allowed=(8,) if name == "vgg16" else OUTPUT_STRIDES)
+    state = load_pretrained_state_dict(name, pretrained)
+    if name.startswith("resnet"):
+        return ResNetBackbone(int(name[6:]), output_stride, multi_grid, extra_blocks, state)
+    if name == "mobilenet_v3_large":
+        return MobileNetV3Backbone(output_stride, state)
+    from .vgg import VGG16Backbone
+
+    return VGG16Backbone(output_stride, largefov=bool(kwargs.get("largefov", True)), state_dict=state)

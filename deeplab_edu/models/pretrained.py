@@ -1,0 +1,91 @@
+"""ImageNet-pretrained backbone weights: torchvision's weights when online, a local file otherwise.
+
+DeepLab initialises its backbone from an ImageNet classifier (DeepLab v1 sec. 4, DeepLab v2
+sec. 4, DeepLabv3 sec. 4). We use torchvision's published ImageNet weights through torchvision's
+own mechanism (``Weights.get_state_dict``, which caches in ``$TORCH_HOME/hub/checkpoints``). With
+no network and no cached copy, loading fails with a message that says how to get the file, or how
+to pass a local copy instead: ``pretrained_backbone="/path/to/resnet50.pth"``. Local files are read
+with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.error
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+
+__all__ = ["PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "PretrainedWeightsUnavailable"]
+
+#: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
+PretrainedSource = Union[bool, None, str, os.PathLike]
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """The pretrained weights could not be downloaded (usually: no network) and no local copy was given."""
+
+
+def torchvision_weights(name: str) -> Any:
+    """The torchvision ``WeightsEnum`` member used for backbone ``name`` (ImageNet-1k, version 1)."""
+    from torchvision import models
+
+    table = {
+        "resnet50": models.ResNet50_Weights.IMAGENET1K_V1,
+        "resnet101": models.ResNet101_Weights.IMAGENET1K_V1,
+        "mobilenet_v3_large": models.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        "vgg16": models.VGG16_Weights.IMAGENET1K_V1,
+    }
+    if name not in table:
+        raise ValueError(f"no pretrained ImageNet weights known for backbone {name!r}; known: {', '.join(table)}")
+    return table[name]
+
+
+def _unwrap(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    """Accept a raw state dict or a checkpoint holding one under ``state_dict``/``model``."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise ValueError(f"pretrained_backbone file {path} does not hold a state dict (a mapping of names to tensors)")
+
+
+def load_pretrained_state_dict(name: str, source: PretrainedSource, *, progress: bool = True) -> Mapping[str, torch.Tensor] | None:
+    """The torchvision-format state dict for backbone ``name``, or ``None`` when ``source`` is false.
+
+    Args:
+        name: backbone name (``"resnet50"``, ``"resnet101"``, ``"mobilenet_v3_large"``, ``"vgg16"``).
+        source: ``True`` for torchvision's ImageNet weights (downloaded once, then cached), or a path
+            to a local ``.pth`` file holding torchvision's state dict for that architecture.
+        progress: show a download progress bar.
+
+    Raises:
+        FileNotFoundError: ``source`` is a path that does not exist.
+        PretrainedWeightsUnavailable: the download failed (e.g. offline); the message says what to do.
+    """
+    if source is None or source is False:
+        return None
+    if source is True:
+        weights = torchvision_weights(name)
+        try:
+            return weights.get_state_dict(progress=progress)
+        except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
+            hub = Path(torch.hub.get_dir()) / "checkpoints"
+            filename = weights.url.rsplit("/", 1)[-1]
+            raise PretrainedWeightsUnavailable(
+                f"could not download the ImageNet weights of {name} from {weights.url} ({type(err).__name__}: {err}). "
+                f"You are probably offline. Either download that file on a machine with internet access and put it "
+                f"at {hub / filename} (torchvision then finds it without the network), or pass a local copy: "
+                f"pretrained_backbone='/path/to/{filename}'. Use pretrained_backbone=False to start from random weights."
+            ) from err
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained_backbone={str(source)!r}: no such file")
+        return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+    raise TypeError(f"pretrained_backbone must be True, False or a file path, got {type(source).__name__}")

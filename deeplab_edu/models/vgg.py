@@ -1,0 +1,105 @@
+"""VGG-16 with DeepLab v1's LargeFOV modifications (DeepLab v1 sec. 3.1 and 4.1, "DeepLab-LargeFOV").
+
+DeepLab v1 turns the VGG-16 classifier into a dense feature extractor at output stride 8:
+
+- pool1-3 become 3x3 max pools with stride 2 and padding 1 (so odd sizes round up, like ResNet);
+- pool4 and pool5 keep 3x3 windows but stride 1 (no more subsampling);
+- the conv5 layers (after pool4) are dilated by 2 to keep their receptive field;
+- LargeFOV: the fully connected fc6 becomes a 3x3 convolution with 1024 filters at rate 12, and
+  fc7 a 1x1 convolution with 1024 filters; both are initialised by *decimating* ImageNet's fc6
+  (4096 x 512 x 7 x 7 -> 1024 x 512 x 3 x 3) and fc7 (4096 x 4096 -> 1024 x 1024).
+
+With ``largefov=False`` the backbone stops after pool5 (512 channels): DeepLab v2's VGG variant puts
+its fc6/fc7 inside every ASPP-L branch instead.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .backbones import check_output_stride
+
+__all__ = ["VGG16Backbone"]
+
+# (out_channels per conv, or a pool tag); the layout gives torchvision's vgg16 feature indices.
+_LAYOUT = [64, 64, "P2", 128, 128, "P2", 256, 256, 256, "P2", 512, 512, 512, "P1", 512, 512, 512, "P1"]
+
+
+class VGG16Backbone(nn.Module):
+    """VGG-16 at output stride 8, optionally with LargeFOV's fc6 (3x3, rate 12) and fc7.
+
+    Args:
+        output_stride: must be 8 (the configuration of DeepLab v1/v2).
+        largefov: include fc6/fc7 (1024 channels each) so ``out`` has 1024 channels.
+        fc6_rate: atrous rate of fc6 (12 in DeepLab-LargeFOV).
+        state_dict: torchvision ``vgg16`` ImageNet weights to load (fc6/fc7 are decimated).
+    """
+
+    low_level_channels = 128
+    aux_channels = 512
+
+    def __init__(
+        self,
+        output_stride: int = 8,
+        *,
+        largefov: bool = True,
+        fc6_rate: int = 12,
+        state_dict: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        check_output_stride(output_stride, allowed=(8,))
+        layers: list[nn.Module] = []
+        in_ch, dilation = 3, 1
+        for item in _LAYOUT:
+            if item == "P2":
+                layers.append(nn.MaxPool2d(3, stride=2, padding=1))
+            elif item == "P1":
+                layers.append(nn.MaxPool2d(3, stride=1, padding=1))
+                dilation = 2  # layers after pool4 are dilated to compensate for the lost stride
+            else:
+                layers += [nn.Conv2d(in_ch, int(item), 3, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
+                in_ch = int(item)
+        self.features = nn.Sequential(*layers)
+        self.low_level_index = 9  # pool2: stride 4
+        self.aux_index = 23  # pool4: stride 8
+        self.largefov = largefov
+        if largefov:
+            self.fc6 = nn.Conv2d(512, 1024, 3, padding=fc6_rate, dilation=fc6_rate)
+            self.fc7 = nn.Conv2d(1024, 1024, 1)
+            self.drop = nn.Dropout2d(0.5)
+        self.out_channels = 1024 if largefov else 512
+        self.output_stride = 8
+        if state_dict is not None:
+            self.load_torchvision_state_dict(state_dict)
+
+    def load_torchvision_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Load torchvision ``vgg16`` weights; fc6/fc7 are decimated as in DeepLab v1 sec. 4.1."""
+        feats = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
+        self.features.load_state_dict(feats)
+        if self.largefov:
+            w6 = state_dict["classifier.0.weight"].reshape(4096, 512, 7, 7)
+            with torch.no_grad():
+                self.fc6.weight.copy_(w6[::4, :, ::3, ::3])
+                self.fc6.bias.copy_(state_dict["classifier.0.bias"][::4])
+                self.fc7.weight.copy_(state_dict["classifier.3.weight"][::4, ::4, None, None])
+                self.fc7.bias.copy_(state_dict["classifier.3.bias"][::4])
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Only output stride 8 is supported (DeepLab v1/v2's configuration)."""
+        check_output_stride(output_stride, allowed=(8,))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == self.low_level_index:
+                feats["low_level"] = x
+            if i == self.aux_index:
+                feats["aux"] = x
+        if self.largefov:
+            x = self.drop(torch.relu(self.fc7(self.drop(torch.relu(self.fc6(x))))))
+        feats["out"] = x
+        return feats
