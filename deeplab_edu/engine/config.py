@@ -1,0 +1,179 @@
+"""The training configuration: one dataclass, filled from defaults, a YAML preset and flags.
+
+Presets live in ``deeplab_edu/presets/*.yaml`` (the papers' recipes and the course profiles
+``smoke``/``cpu``/``gpu``); :func:`load_config` merges defaults < preset/YAML file < overrides and
+:func:`validate` rejects impossible combinations with a message that names the setting.
+The defaults follow DeepLabv3 sec. 4.1: SGD with momentum 0.9, weight decay 1e-4, poly learning
+rate with power 0.9 from 0.007, output stride 16 for training and 8 for evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "list_presets", "load_config", "validate"]
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
+BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large", "vgg16")
+
+
+class ConfigError(ValueError):
+    """A setting (or combination of settings) that cannot work; the message names it."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Field names are the CLI flags (``--crop-size`` for ``crop_size``)."""
+
+    # model
+    model: str = "deeplabv3"
+    backbone: str = "resnet50"
+    output_stride: int = 16
+    eval_output_stride: int | None = 8
+    pretrained_backbone: bool = False
+    aux_loss: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # data
+    dataset: str = "procedural"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int = 256
+    train_length: int = 2000
+    val_length: int = 100
+    crop_size: int = 513
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    pad_to_crop: bool = True
+    batch_size: int = 16
+    num_workers: int = 0
+    # optimisation (DeepLabv3 sec. 4.1)
+    iterations: int = 30000
+    lr: float = 0.007
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    warmup_iters: int = 0
+    head_lr_mult: float = 1.0
+    grad_accum: int = 1
+    freeze_bn: bool = False
+    init_from: str | None = None
+    # loss
+    aux_weight: float = 0.5
+    top_k: float = 1.0
+    hard_mining_iters: int = 0
+    # speed
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    device: str | None = None
+    # bookkeeping
+    seed: int = 0
+    deterministic: bool = False
+    out_dir: str = "runs/deeplab"
+    eval_every: int = 1000
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 10
+    resume: bool = False
+    tensorboard: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["scale_range"] = list(self.scale_range)
+        return d
+
+
+def list_presets() -> list[str]:
+    """Names of the YAML presets shipped with the package."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _read_yaml(source: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(source)
+    if not path.suffix and not path.exists():
+        path = PRESETS_DIR / f"{source}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown preset {source!r}; available: {', '.join(list_presets())}")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} should hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the preset (a name from :func:`list_presets` or a YAML path), then ``overrides``."""
+    merged: dict[str, Any] = {}
+    if preset is not None:
+        merged.update(_read_yaml(preset))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(merged) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    if "scale_range" in merged:
+        merged["scale_range"] = tuple(float(s) for s in merged["scale_range"])
+    cfg = TrainConfig(**merged)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise :class:`ConfigError` for settings that cannot work together."""
+    if cfg.model not in MODELS:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
+    if cfg.backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(BACKBONES)}")
+    for name in ("output_stride", "eval_output_stride"):
+        os_ = getattr(cfg, name)
+        if os_ is None:
+            continue
+        if os_ not in (4, 8, 16, 32):
+            raise ConfigError(f"{name}={os_} is not an output stride; use 8, 16 or 32")
+        if os_ == 4 and cfg.backbone.startswith("resnet"):
+            raise ConfigError(
+                f"{name}=4 with {cfg.backbone}: the ResNet stem (a stride-2 convolution and a stride-2 "
+                "max pooling) already reaches stride 4 before any block can be dilated; the smallest "
+                "output stride of a dilated ResNet is 8"
+            )
+        if os_ == 4:
+            raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use 8 or 16")
+    if cfg.eval_output_stride is not None and cfg.model not in ("deeplabv3", "deeplabv3plus") \
+            and cfg.eval_output_stride != cfg.output_stride:
+        raise ConfigError(
+            f"eval_output_stride={cfg.eval_output_stride} differs from output_stride={cfg.output_stride}, "
+            f"but {cfg.model} cannot switch its output stride after it is built; only deeplabv3 and "
+            "deeplabv3plus can (set eval_output_stride to null)"
+        )
+    if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
+        raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}")
+    if cfg.amp not in ("none", "bf16", "fp16"):
+        raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
+    if cfg.crop_size < 16:
+        raise ConfigError(f"crop_size={cfg.crop_size} is too small; use at least 16 pixels")
+    if cfg.dataset == "procedural" and cfg.crop_size > cfg.image_size * cfg.scale_range[1] and not cfg.pad_to_crop:
+        raise ConfigError(
+            f"crop_size={cfg.crop_size} is larger than the largest rescaled image "
+            f"({cfg.image_size} x {cfg.scale_range[1]}) and pad_to_crop is off; enable pad_to_crop "
+            "(pads with the ignore label, as DeepLab does) or use a smaller crop"
+        )
+    for name in ("batch_size", "iterations", "grad_accum", "eval_every", "ckpt_every", "keep_last", "log_every"):
+        if int(getattr(cfg, name)) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if not 0 < cfg.top_k <= 1:
+        raise ConfigError(f"top_k={cfg.top_k}: the fraction of hardest pixels kept must be in (0, 1]")
+    lo, hi = cfg.scale_range
+    if not 0 < lo <= hi:
+        raise ConfigError(f"scale_range={cfg.scale_range} should be (min, max) with 0 < min <= max")
+    if cfg.warmup_iters > cfg.iterations:
+        raise ConfigError(f"warmup_iters={cfg.warmup_iters} is longer than the run ({cfg.iterations} iterations)")
+    if cfg.lr <= 0:
+        raise ConfigError(f"lr must be positive, got {cfg.lr}")

@@ -1,0 +1,89 @@
+"""Training losses: pixel-wise cross-entropy with an ignore label, auxiliary loss, hard-pixel mining.
+
+- **Cross-entropy** over every labelled pixel, skipping ``ignore_index`` (255), as in all DeepLab
+  papers (the logits are upsampled to the label size first: DeepLabv3 sec. 4.1 keeps the ground
+  truth intact and upsamples the final logits instead).
+- **Auxiliary loss**: torchvision's DeepLabv3 may return ``"aux"`` logits from ``layer3``; their loss
+  is added with weight ``aux_weight`` (0.5 by convention, not from the papers).
+- **Hard-pixel bootstrapping** (online hard example mining): DeepLabv3 (appendix on Cityscapes)
+  reports that bootstrapping on hard pixels helps. The reference TensorFlow implementation keeps only
+  the ``top_k_percent_pixels`` largest per-pixel losses of each image, optionally ramping the kept
+  fraction from 100% down to ``top_k`` over ``hard_mining_iters`` iterations. :func:`bootstrapped_ce`
+  does exactly that.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["bootstrapped_ce", "SegmentationLoss"]
+
+
+def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float = 1.0,
+                    ignore_index: int = 255) -> torch.Tensor:
+    """Cross-entropy averaged over the ``top_k`` fraction of hardest labelled pixels of each image.
+
+    ``top_k=1`` is the plain mean cross-entropy over labelled pixels.
+    """
+    if not 0.0 < top_k <= 1.0:
+        raise ValueError(f"top_k must be in (0, 1], got {top_k}")
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    if top_k == 1.0:
+        return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
+    pixel = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none").flatten(1)
+    valid = (target != ignore_index).flatten(1)
+    losses = []
+    for row, keep in zip(pixel, valid):
+        n = int(keep.sum())
+        if n == 0:
+            continue
+        k = max(1, int(round(top_k * n)))
+        losses.append(torch.topk(row[keep], k, sorted=False).values.mean())
+    if not losses:  # a batch with no labelled pixel: a zero that still has a graph
+        return pixel.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
+class SegmentationLoss(torch.nn.Module):
+    """The training loss: (bootstrapped) cross-entropy on ``out`` plus ``aux_weight`` x that on ``aux``.
+
+    Args:
+        ignore_index: label to skip.
+        aux_weight: weight of the auxiliary head's loss (used only when the model returns ``aux``).
+        top_k: fraction of hardest pixels kept (1.0: no hard-pixel mining).
+        hard_mining_iters: iterations over which the kept fraction ramps from 1.0 to ``top_k``
+            (0: use ``top_k`` from the start). Call :meth:`set_iteration` every step.
+    """
+
+    def __init__(self, ignore_index: int = 255, aux_weight: float = 0.5, top_k: float = 1.0,
+                 hard_mining_iters: int = 0) -> None:
+        super().__init__()
+        if not 0.0 < top_k <= 1.0:
+            raise ValueError(f"top_k must be in (0, 1], got {top_k}")
+        self.ignore_index, self.aux_weight = ignore_index, aux_weight
+        self.top_k, self.hard_mining_iters = top_k, hard_mining_iters
+        self.iteration = 0
+
+    def set_iteration(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def current_top_k(self) -> float:
+        """The kept fraction at the current iteration."""
+        if self.hard_mining_iters <= 0 or self.iteration >= self.hard_mining_iters:
+            return self.top_k
+        ratio = self.iteration / self.hard_mining_iters
+        return 1.0 - ratio * (1.0 - self.top_k)
+
+    def forward(self, outputs: Mapping[str, torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, torch.Tensor):
+            outputs = {"out": outputs}
+        k = self.current_top_k()
+        loss = bootstrapped_ce(outputs["out"], target, top_k=k, ignore_index=self.ignore_index)
+        if "aux" in outputs and self.aux_weight:
+            loss = loss + self.aux_weight * bootstrapped_ce(outputs["aux"], target, top_k=k,
+                                                            ignore_index=self.ignore_index)
+        return loss

@@ -1,0 +1,89 @@
+"""The "poly" learning-rate policy and the 10x head learning rate (DeepLabv2 sec. 4.1, DeepLabv3 sec. 4.1).
+
+DeepLabv2 found the *poly* policy better than step decay:
+
+.. math::  \\mathrm{lr}(t) = \\mathrm{lr}_0 \\left(1 - \\frac{t}{T}\\right)^{p},\\qquad p = 0.9,
+
+for iteration :math:`t` of :math:`T`. An optional linear warm-up ramps the rate from
+``warmup_factor * lr_0`` to the poly value over the first ``warmup_iters`` iterations (useful with
+large batches or mixed precision; not in the papers). The newly added layers (everything that is
+not ``model.backbone``) may use a larger rate, ``head_lr_mult`` times the base rate (10x in
+DeepLab v1/v2's Caffe prototxts for the classifier).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["poly_factor", "PolyLR", "param_groups"]
+
+
+def poly_factor(iteration: int, max_iter: int, power: float = 0.9, warmup_iters: int = 0,
+                warmup_factor: float = 0.1) -> float:
+    """Multiplier of the base learning rate at ``iteration`` (0-based) of ``max_iter``."""
+    if max_iter <= 0:
+        raise ValueError(f"max_iter must be positive, got {max_iter}")
+    t = min(max(iteration, 0), max_iter)
+    factor = (1.0 - t / max_iter) ** power
+    if warmup_iters > 0 and t < warmup_iters:
+        alpha = t / warmup_iters
+        factor *= warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+class PolyLR(torch.optim.lr_scheduler.LambdaLR):
+    """``LambdaLR`` with :func:`poly_factor`; call ``step()`` once per optimiser step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_iter: int, power: float = 0.9,
+                 warmup_iters: int = 0, warmup_factor: float = 0.1, last_epoch: int = -1) -> None:
+        if warmup_iters < 0 or warmup_iters > max_iter:
+            raise ValueError(f"warmup_iters must be in [0, max_iter={max_iter}], got {warmup_iters}")
+        self.max_iter, self.power = max_iter, power
+        self.warmup_iters, self.warmup_factor = warmup_iters, warmup_factor
+        super().__init__(optimizer, self._factor, last_epoch=last_epoch)
+
+    def _factor(self, it: int) -> float:
+        return poly_factor(it, self.max_iter, self.power, self.warmup_iters, self.warmup_factor)
+
+    def state_dict(self) -> dict[str, Any]:  # the lambda itself is not picklable; keep numbers only
+        return {k: v for k, v in super().state_dict().items() if k != "lr_lambdas"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        state.pop("lr_lambdas", None)
+        self.__dict__.update(state)
+
+
+def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head_lr_mult: float = 1.0,
+                 no_decay_norm: bool = False) -> list[dict[str, Any]]:
+    """Parameter groups: the backbone at ``lr`` and the head (everything else) at ``lr * head_lr_mult``.
+
+    Args:
+        model: a model with a ``.backbone`` attribute (every deeplab_edu model has one).
+        no_decay_norm: if true, biases and normalisation weights get no weight decay.
+
+    Raises:
+        AttributeError: if ``head_lr_mult != 1`` and the model has no ``backbone``.
+    """
+    backbone = getattr(model, "backbone", None)
+    if backbone is None and head_lr_mult != 1.0:
+        raise AttributeError(f"{type(model).__name__} has no .backbone, so head_lr_mult={head_lr_mult} cannot apply")
+    bb_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        part = "backbone" if id(p) in bb_ids or backbone is None else "head"
+        decay = not (no_decay_norm and p.ndim <= 1)
+        groups.setdefault((part, decay), []).append(p)
+    out = []
+    for (part, decay), params in groups.items():
+        out.append({
+            "params": params, "name": f"{part}{'' if decay else '_no_decay'}",
+            "lr": lr * (head_lr_mult if part == "head" else 1.0),
+            "weight_decay": weight_decay if decay else 0.0,
+        })
+    return out

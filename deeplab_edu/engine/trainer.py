@@ -1,0 +1,356 @@
+"""The training loop: DeepLabv3's recipe (sec. 4.1), resumable, mixed precision, multi-process.
+
+One *iteration* is one optimiser step (``grad_accum`` micro-batches of ``batch_size`` images per
+process). Per iteration: forward at the training output stride, the loss of
+:class:`~deeplab_edu.engine.losses.SegmentationLoss`, backward (scaled for fp16), an SGD step with
+momentum, and one step of the poly schedule. Every ``eval_every`` iterations the model is switched to
+``eval_output_stride`` (DeepLabv3 trains at 16 and evaluates at 8, sec. 4.1 / Table 4), evaluated,
+and switched back. The *second phase* of DeepLabv3 (sec. 4, "freeze batch normalization
+parameters ... and fine-tune") is ``freeze_bn=True`` together with ``init_from=<phase-1 checkpoint>``.
+
+A non-finite loss stops the run with :class:`NonFiniteLossError` before anything is written, so the
+newest checkpoint on disk is the last good state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..metrics import ConfusionMatrix
+from . import checkpoint as ck
+from .config import TrainConfig, validate
+from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets
+from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
+from .losses import SegmentationLoss
+from .schedule import PolyLR, param_groups
+
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the iteration and the last good checkpoint."""
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic`` also ask for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def freeze_batchnorm(model: nn.Module) -> int:
+    """Put every BatchNorm in eval mode (running statistics) and stop training its affine parameters.
+
+    Returns the number of BatchNorm layers frozen. Call it again after every ``model.train()``.
+    """
+    n = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+            n += 1
+    return n
+
+
+def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` for ``amp`` in ``{"none", "bf16", "fp16"}`` on ``device``."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device (float16 kernels on the CPU are slow or missing); use 'bf16'")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def _model_info(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
+    return {"name": cfg.model, "backbone": cfg.backbone, "num_classes": num_classes}
+
+
+class Trainer:
+    """Trains a segmentation model as ``cfg`` says.
+
+    Args:
+        cfg: the configuration (validated here).
+        model: a ready model (tests, notebooks); built with ``deeplab_edu.models.build_model`` when ``None``.
+        train_set, val_set: datasets of ``(image, mask)``; built from ``cfg`` when ``None``.
+        num_classes: defaults to ``train_set.num_classes``.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,
+                 val_set: Dataset | None = None, num_classes: int | None = None) -> None:
+        validate(cfg)
+        self.cfg = cfg
+        self.device = torch.device(cfg.device) if cfg.device else _default_device()
+        self.dist: DistInfo = init_distributed(self.device)
+        if self.dist.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        seed_everything(cfg.seed, cfg.deterministic)
+        if train_set is None or val_set is None:
+            built_train, built_val = build_datasets(cfg)
+            train_set, val_set = train_set or built_train, val_set or built_val
+        self.num_classes = int(num_classes or getattr(train_set, "num_classes"))
+        self.ignore_index = int(getattr(train_set, "ignore_index", 255))
+        self.train_set = SeededDataset(train_set, cfg.seed)
+        self.val_set = val_set
+        if model is None:
+            from deeplab_edu.models import build_model
+
+            model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
+                                output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
+                                aux_loss=cfg.aux_loss, **cfg.model_kwargs)
+        self.model_info = _model_info(cfg, self.num_classes)
+        if cfg.init_from:
+            state = ck.load_checkpoint(cfg.init_from)
+            ck.check_compatible(state, self.model_info, model, source=f"init_from checkpoint {cfg.init_from}")
+            model.load_state_dict(state["model"])
+        if cfg.freeze_bn:
+            freeze_batchnorm(model)
+        model.to(self.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.net = wrap_model(model, self.dist, self.device)
+        self.model = model
+        self.groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, head_lr_mult=cfg.head_lr_mult)
+        self.optimizer = torch.optim.SGD(self.groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.scheduler = PolyLR(self.optimizer, cfg.iterations, cfg.poly_power, cfg.warmup_iters)
+        self.scaler = _grad_scaler(cfg.amp == "fp16", self.device)
+        self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                        shuffle=True, seed=cfg.seed, drop_last=True)
+        if len(self.sampler) // cfg.batch_size < 1:
+            raise ValueError(f"the training set has {len(self.train_set)} items: not one full batch of "
+                             f"{cfg.batch_size} per process ({self.dist.world_size} processes)")
+        self.out = Path(cfg.out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.iteration, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.history: list[dict[str, Any]] = []
+        self._tb: Any = None
+        # The DataLoader draws its worker base seed from this generator, not from the global one, so
+        # creating a loader after a resume does not shift the global random stream (dropout).
+        self._loader_gen = torch.Generator().manual_seed(cfg.seed)
+        if cfg.resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "rng": ck.rng_state(), "config": self.cfg.to_dict(), "model_info": self.model_info,
+            "history": self.history,
+        }
+
+    def _resume(self) -> None:
+        path = ck.latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            if self.dist.is_main:
+                print(f"resume: no checkpoint in {self.ckpt_dir}; starting from iteration 0")
+            return
+        state = ck.load_checkpoint(path)
+        ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}")
+        unwrap(self.net).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.epoch = int(state["iteration"]), int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.history = list(state.get("history", []))
+        ck.set_rng_state(state["rng"])
+        if self.dist.is_main:
+            print(f"resumed from {path} at iteration {self.iteration}")
+
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0 only); returns its path."""
+        path = None
+        if self.dist.is_main:
+            path = ck.save_checkpoint(self.state_dict(), self.ckpt_dir, self.iteration, self.cfg.keep_last)
+        barrier()
+        return path
+
+    # ------------------------------------------------------------------ data
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless training batches, continuing from (epoch, batch_in_epoch)."""
+        cfg = self.cfg
+        while True:
+            self.sampler.set_epoch(self.epoch)
+            self.train_set.epoch = self.epoch
+            self.sampler.set_start(self.batch_in_epoch * cfg.batch_size)
+            loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,
+                                num_workers=cfg.num_workers, drop_last=True, generator=self._loader_gen,
+                                pin_memory=self.device.type == "cuda")
+            for batch in loader:
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True).long()
+
+    # ------------------------------------------------------------------ loops
+    def _train_mode(self) -> None:
+        self.net.train()
+        if self.cfg.freeze_bn:
+            freeze_batchnorm(self.net)
+
+    def train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int]:
+        """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, images seen)."""
+        cfg = self.cfg
+        self._train_mode()
+        self.criterion.set_iteration(self.iteration)
+        total, images = torch.zeros((), device=self.device), 0
+        for micro in range(cfg.grad_accum):
+            x, y = self._to_device(*next(batches))
+            last = micro == cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else self.net.no_sync()
+            with sync:
+                with autocast_context(cfg.amp, self.device):
+                    loss = self.criterion(self.net(x), y) / cfg.grad_accum
+                self.scaler.scale(loss).backward()
+            total += loss.detach().float()
+            images += x.shape[0]
+        value = all_reduce_mean(float(total), self.device)
+        if not math.isfinite(value):
+            self.optimizer.zero_grad(set_to_none=True)
+            last = ck.latest_checkpoint(self.ckpt_dir)
+            raise NonFiniteLossError(
+                f"the training loss became {value} at iteration {self.iteration + 1}; stopping without writing. "
+                + (f"The last good checkpoint is {last} (resume with --resume, perhaps with a lower --lr "
+                   f"or amp=bf16/none)." if last else "No checkpoint had been written yet; try a lower --lr.")
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return value, images * self.dist.world_size
+
+    @torch.no_grad()
+    def evaluate(self, output_stride: int | None = None) -> dict[str, Any]:
+        """mIoU etc. on the validation set, at ``output_stride`` (default ``eval_output_stride``)."""
+        cfg = self.cfg
+        model = unwrap(self.net)
+        os_eval = output_stride if output_stride is not None else cfg.eval_output_stride
+        switch = os_eval is not None and os_eval != cfg.output_stride and hasattr(model, "set_output_stride")
+        if switch:
+            model.set_output_stride(os_eval)
+        model.eval()
+        cm = ConfusionMatrix(self.num_classes, self.ignore_index, device=self.device)
+        sampler = ShardSampler(len(self.val_set), num_replicas=self.dist.world_size, rank=self.dist.rank)
+        loader = DataLoader(self.val_set, batch_size=1, sampler=sampler, num_workers=cfg.num_workers)
+        for x, y in loader:
+            x, y = self._to_device(x, y)
+            with autocast_context(cfg.amp, self.device):
+                out = model(x)["out"]
+            cm.update(out.float().argmax(1), y)
+        cm.all_reduce()
+        if switch:
+            model.set_output_stride(cfg.output_stride)
+        self._train_mode()
+        return cm.compute()
+
+    def fit(self, on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train to ``cfg.iterations``; returns ``{"history": [...], "final": {...}}``."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            if cfg.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out / "tensorboard"))
+        batches = self._batches()
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
+                   disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
+        window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
+        while self.iteration < cfg.iterations:
+            loss, imgs = self.train_step(batches)
+            self.iteration += 1
+            window_loss, window_imgs = window_loss + loss, window_imgs + imgs
+            lr = self.optimizer.param_groups[0]["lr"]
+            bar.update(1)
+            if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+                dt = time.perf_counter() - t0
+                n = cfg.log_every if self.iteration % cfg.log_every == 0 else self.iteration % cfg.log_every
+                row = {"iteration": self.iteration, "split": "train", "loss": window_loss / n, "lr": lr,
+                       "images_per_s": window_imgs / max(dt, 1e-9)}
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
+                self._log(row)
+                window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
+            if self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations:
+                t_eval = time.perf_counter()
+                m = self.evaluate()
+                row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
+                       "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
+                       "output_stride": cfg.eval_output_stride or cfg.output_stride}
+                self._log(row)
+                bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
+                          f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
+                if on_eval:
+                    on_eval(row)
+                t0 += time.perf_counter() - t_eval  # evaluation does not count against throughput
+            if self.iteration % cfg.ckpt_every == 0 or self.iteration == cfg.iterations:
+                self.save()
+        bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        final = next((r for r in reversed(self.history) if r["split"] == "val"), {})
+        result = {"history": self.history, "final": final}
+        if self.dist.is_main:
+            (self.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    def _log(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        if not self.dist.is_main:
+            return
+        fields = ["iteration", "split", "loss", "lr", "images_per_s", "miou", "pixel_accuracy", "fw_iou",
+                  "output_stride"]
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if self._tb is not None:
+            for k in ("loss", "lr", "images_per_s", "miou", "pixel_accuracy"):
+                if k in row:
+                    self._tb.add_scalar(f"{row['split']}/{k}", row[k], row["iteration"])
+
+
+def _default_device() -> torch.device:
+    from deeplab_edu.config import device
+
+    return device()
+
+
+def _grad_scaler(enabled: bool, device: torch.device) -> Any:
+    try:
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    except (AttributeError, TypeError):  # older torch
+        return torch.cuda.amp.GradScaler(enabled=enabled)

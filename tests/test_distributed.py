@@ -1,0 +1,62 @@
+"""Two processes over gloo (DDP + synchronised BatchNorm) train exactly like one process with the whole batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from deeplab_edu.engine.checkpoint import load_checkpoint
+from deeplab_edu.engine.distributed import CPUSyncBatchNorm
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(rank: int, world: int, out: str, port: int, batch: int) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    from deeplab_edu.engine.trainer import Trainer
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.manual_seed(0)
+    model = TinyNet(dropout=0.0)
+    cfg = tiny_config(out, iterations=4, batch_size=batch, eval_every=4, ckpt_every=4, momentum=0.9)
+    trainer = Trainer(cfg, model=model, train_set=TinyScenes(16), val_set=TinyScenes(5, seed=9, augment=False))
+    if world > 1:
+        assert sum(isinstance(m, CPUSyncBatchNorm) for m in trainer.net.modules()) == 2
+    trainer.fit()
+    from deeplab_edu.engine.distributed import cleanup
+
+    cleanup()
+
+
+def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "")  # restored after the test: _train sets them in this process
+    _train(0, 1, str(one), 0, batch=4)
+    mp.spawn(_train, args=(2, str(two), _free_port(), 2), nprocs=2, join=True)
+    a, b = load_checkpoint(one / "checkpoints"), load_checkpoint(two / "checkpoints")
+    for key, value in a["model"].items():
+        assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-5, rtol=1e-4), key
+    va = [r for r in a["history"] if r["split"] == "val"][-1]
+    vb = [r for r in b["history"] if r["split"] == "val"][-1]
+    assert abs(va["miou"] - vb["miou"]) < 1e-6  # the summed confusion matrices count every image once
+    la = [r["loss"] for r in a["history"] if r["split"] == "train"]
+    lb = [r["loss"] for r in b["history"] if r["split"] == "train"]
+    assert la == pytest.approx(lb, rel=1e-4)

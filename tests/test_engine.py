@@ -1,0 +1,126 @@
+"""Engine pieces: poly schedule, head LR groups, losses, checkpoints, NaN stop, frozen BN, metrics files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from deeplab_edu.engine import checkpoint as ck
+from deeplab_edu.engine.losses import SegmentationLoss, bootstrapped_ce
+from deeplab_edu.engine.schedule import PolyLR, param_groups, poly_factor
+from deeplab_edu.engine.trainer import NonFiniteLossError, Trainer, freeze_batchnorm
+from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+
+def test_poly_schedule_and_warmup() -> None:
+    assert poly_factor(0, 100) == 1.0 and poly_factor(100, 100) == 0.0
+    assert math.isclose(poly_factor(50, 100), 0.5**0.9)
+    assert math.isclose(poly_factor(0, 100, warmup_iters=10, warmup_factor=0.1), 0.1)
+    assert poly_factor(5, 100, warmup_iters=10) < poly_factor(10, 100, warmup_iters=10)
+    model = TinyNet()
+    opt = torch.optim.SGD(param_groups(model, lr=0.1, weight_decay=0, head_lr_mult=10), lr=0.1)
+    sched = PolyLR(opt, 10)
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs == {"backbone": 0.1, "head": 1.0}
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert math.isclose(opt.param_groups[0]["lr"], 0.1 * 0.5**0.9)
+    state = sched.state_dict()
+    sched2 = PolyLR(torch.optim.SGD(model.parameters(), lr=0.1), 10)
+    sched2.load_state_dict(state)
+    assert sched2.last_epoch == 5
+
+
+def test_head_lr_needs_a_backbone() -> None:
+    with pytest.raises(AttributeError, match="backbone"):
+        param_groups(torch.nn.Conv2d(1, 1, 1), lr=0.1, weight_decay=0, head_lr_mult=10)
+
+
+def test_bootstrapped_ce_keeps_the_hardest_pixels() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5, 5)
+    target = torch.randint(0, 4, (2, 5, 5))
+    target[0, 0] = 255
+    full = bootstrapped_ce(logits, target)
+    assert torch.isclose(full, torch.nn.functional.cross_entropy(logits, target, ignore_index=255))
+    hard = bootstrapped_ce(logits, target, top_k=0.25)
+    pix = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    expect = []
+    for b in range(2):
+        v = pix[b][target[b] != 255]
+        expect.append(v.topk(round(0.25 * v.numel())).values.mean())
+    assert torch.isclose(hard, torch.stack(expect).mean()) and hard > full
+    loss = SegmentationLoss(top_k=0.25, hard_mining_iters=10)
+    assert loss.current_top_k() == 1.0
+    loss.set_iteration(5)
+    assert math.isclose(loss.current_top_k(), 0.625)
+    with_aux = SegmentationLoss(aux_weight=0.5)({"out": logits, "aux": logits}, target)
+    assert torch.isclose(with_aux, 1.5 * full)
+    with pytest.raises(ValueError, match="top_k"):
+        bootstrapped_ce(logits, target, top_k=0)
+
+
+def test_checkpoint_atomic_keep_last_and_rng(tmp_path) -> None:
+    for it in range(1, 6):
+        ck.save_checkpoint({"iteration": it, "rng": ck.rng_state()}, tmp_path, it, keep_last=2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["ckpt_00000004.pt", "ckpt_00000005.pt", "last.pt"]  # no temporary files left
+    state = ck.load_checkpoint(tmp_path)
+    assert state["iteration"] == 5
+    ck.set_rng_state(state["rng"])
+    a = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
+    ck.set_rng_state(state["rng"])
+    b = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ck.load_checkpoint(tmp_path / "nothing_here")
+
+
+def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
+    cfg = tiny_config(tmp_path / "a", iterations=2, ckpt_every=2, eval_every=2)
+    Trainer(cfg, model=TinyNet(3), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    state = ck.load_checkpoint(tmp_path / "a" / "checkpoints")
+    with pytest.raises(ck.CheckpointMismatchError, match="num_classes: checkpoint has 3, this run has 5"):
+        ck.check_compatible(state, {"name": "deeplabv3", "backbone": "mobilenet_v3_large", "num_classes": 5})
+    with pytest.raises(ck.CheckpointMismatchError, match="backbone"):
+        ck.check_compatible(state, {"name": "deeplabv3", "backbone": "resnet50", "num_classes": 3})
+    with pytest.raises(ck.CheckpointMismatchError, match="other shapes"):
+        ck.check_compatible(state, {}, TinyNet(3, width=4))
+    # resuming into a run with another class count fails with the same clear error
+    cfg2 = tiny_config(tmp_path / "a", iterations=4, resume=True)
+    with pytest.raises(ck.CheckpointMismatchError, match="num_classes"):
+        Trainer(cfg2, model=TinyNet(3), train_set=TinyScenes(8), val_set=TinyScenes(2), num_classes=4)
+    bad = tmp_path / "ckpt_00000001.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="could not read checkpoint"):
+        ck.load_checkpoint(bad)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
+    model = TinyNet()
+    model.nan_after = 7  # forward calls: iterations 1..7 fine (no eval before 6 ... eval at 6 adds 2 calls)
+    cfg = tiny_config(tmp_path, iterations=12, ckpt_every=2, eval_every=100)
+    trainer = Trainer(cfg, model=model, train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(NonFiniteLossError, match=r"nan at iteration 8.*ckpt_00000006\.pt"):
+        trainer.fit()
+    assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000006.pt"
+    good = ck.load_checkpoint(tmp_path / "checkpoints")
+    assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+
+
+def test_freeze_bn_and_metrics_files(tmp_path) -> None:
+    model = TinyNet()
+    assert freeze_batchnorm(model) == 2
+    cfg = tiny_config(tmp_path, iterations=3, eval_every=3, freeze_bn=True, tensorboard=False)
+    before = model.backbone[1].running_mean.clone()
+    result = Trainer(cfg, model=model, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    assert torch.equal(model.backbone[1].running_mean, before)  # frozen statistics
+    assert not model.backbone[1].weight.requires_grad
+    assert result["final"]["split"] == "val" and 0 <= result["final"]["miou"] <= 1
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,split,loss") and len(rows) == 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["final"]["iteration"] == 3
