@@ -1,0 +1,259 @@
+"""Atrous Spatial Pyramid Pooling (ASPP), one module per paper.
+
+- :class:`ASPPv2` (DeepLab v2 sec. 3.3, Fig. 4): parallel 3x3 atrous branches at rates
+  (6, 12, 18, 24), each ending in its *own classifier*; the class scores are **summed**.
+  On ResNet each branch is one 3x3 atrous conv to the classes; on VGG ("ASPP-L") each branch is
+  fc6 (3x3, rate r, 1024) -> fc7 (1x1, 1024) -> fc8 (1x1, classes).
+- :class:`ASPP` (DeepLabv3 sec. 3.3, Fig. 5): a 1x1 conv, three 3x3 atrous convs at (6, 12, 18)
+  for output stride 16 (doubled at 8), and :class:`ImagePooling` (global average pooling, 1x1
+  conv, BN, ReLU, bilinear upsampling); every branch has 256 filters and batch norm; the branches
+  are **concatenated** and projected by a 1x1 conv (256, BN).
+- DeepLabv3+ (sec. 3.2): the same ASPP with depthwise-separable atrous convs
+  (:class:`SeparableConv2d`, ``separable=True``).
+
+The parameter names follow torchvision's ``ASPP`` (``convs.i``, ``project``) so that its weights
+load directly (see :mod:`deeplab_edu.models.interop`).
+
+**Batch size 1 in training mode.** The image-pooling branch has one value per channel per image,
+so batch norm over a batch of one would normalise each value by itself (the output would be
+exactly zero) and PyTorch refuses it. Our choice: with a batch of one in training mode, that one
+batch-norm layer normalises with its *running statistics* (as in evaluation) and does not update
+them; the rest of the network trains normally. When the whole feature map is 1 x 1 (a tiny
+input) every branch has that problem, and :class:`ASPP` raises a ValueError that says so.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["atrous_rates_for", "ASPPv2", "ASPP", "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate"]
+
+
+def atrous_rates_for(output_stride: int, base: Sequence[int] = (6, 12, 18), base_output_stride: int = 16) -> tuple[int, ...]:
+    """The ASPP rates at ``output_stride``, given ``base`` rates at ``base_output_stride``.
+
+    Halving the output stride doubles the feature-map size, so the rates double to cover the same
+    part of the image (DeepLabv3 sec. 3.3: (6, 12, 18) at 16 becomes (12, 24, 36) at 8).
+    """
+    rates = []
+    for r in base:
+        scaled = r * base_output_stride / output_stride
+        if scaled != int(scaled) or scaled < 1:
+            raise ValueError(
+                f"atrous rate {r} at output stride {base_output_stride} does not scale to an integer rate at "
+                f"output stride {output_stride}"
+            )
+        rates.append(int(scaled))
+    return tuple(rates)
+
+
+def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:
+    """Set a conv's dilation to ``rate`` with 'same' padding, in place."""
+    if not isinstance(rate, int) or rate < 1:
+        raise ValueError(f"atrous rate must be a positive integer, got {rate!r}")
+    conv.dilation = (rate, rate)
+    conv.padding = ((conv.kernel_size[0] - 1) // 2 * rate,) * 2
+
+
+class SeparableConv2d(nn.Sequential):
+    """Depthwise-separable atrous conv (DeepLabv3+ sec. 3.2, Fig. 3): depthwise 3x3 at ``rate``,
+    BN, ReLU, then pointwise 1x1, BN, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, rate: int = 1, kernel_size: int = 3) -> None:
+        pad = (kernel_size - 1) // 2 * rate
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, kernel_size, padding=pad, dilation=rate, groups=in_channels, bias=False),
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        )
+
+
+class ASPPConv(nn.Sequential):
+    """One atrous branch of DeepLabv3's ASPP: 3x3 conv at ``rate`` (or separable), BN, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, rate: int, separable: bool = False) -> None:
+        if separable:
+            super().__init__(*SeparableConv2d(in_channels, out_channels, rate))
+        else:
+            super().__init__(
+                nn.Conv2d(in_channels, out_channels, 3, padding=rate, dilation=rate, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(),
+            )
+
+    @property
+    def rate(self) -> int:
+        return self[0].dilation[0]
+
+    @rate.setter
+    def rate(self, value: int) -> None:
+        set_conv_rate(self[0], value)
+
+
+class ImagePooling(nn.Sequential):
+    """Image-level features (DeepLabv3 sec. 3.3, after ParseNet): global average pooling, 1x1 conv,
+    BN, ReLU, bilinear upsampling back to the feature-map size.
+
+    With a batch of one in training mode the BN uses its running statistics (see the module
+    docstring for why); otherwise it is an ordinary batch norm.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 256) -> None:
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        y = self[1](self[0](x))
+        bn: nn.BatchNorm2d = self[2]
+        if bn.training and y.shape[0] == 1:
+            y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        else:
+            y = bn(y)
+        y = self[3](y)
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+
+class ASPP(nn.Module):
+    """DeepLabv3's ASPP (sec. 3.3): 1x1 + three atrous 3x3 + image pooling, concatenated, projected.
+
+    Args:
+        in_channels: channels of the backbone's features (2048 for ResNet).
+        atrous_rates: rates of the 3x3 branches ((6, 12, 18) at output stride 16).
+        out_channels: filters per branch and after the projection (256 in the paper).
+        image_pooling: include the image-level branch.
+        separable: depthwise-separable atrous convs (DeepLabv3+).
+        dropout: dropout after the projection (torchvision uses 0.5; DeepLabv3+'s code 0.1).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        atrous_rates: Sequence[int] = (6, 12, 18),
+        out_channels: int = 256,
+        *,
+        image_pooling: bool = True,
+        separable: bool = False,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        branches: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU())
+        ]
+        for rate in atrous_rates:
+            branches.append(ASPPConv(in_channels, out_channels, int(rate), separable))
+        if image_pooling:
+            branches.append(ImagePooling(in_channels, out_channels))
+        self.convs = nn.ModuleList(branches)
+        self.image_pooling = image_pooling
+        self.project = nn.Sequential(
+            nn.Conv2d(len(branches) * out_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
+        self.out_channels = out_channels
+
+    @property
+    def atrous_rates(self) -> tuple[int, ...]:
+        return tuple(b.rate for b in self.convs if isinstance(b, ASPPConv))
+
+    @atrous_rates.setter
+    def atrous_rates(self, rates: Sequence[int]) -> None:
+        atrous = [b for b in self.convs if isinstance(b, ASPPConv)]
+        if len(rates) != len(atrous):
+            raise ValueError(f"atrous_rates needs {len(atrous)} rates, got {tuple(rates)}")
+        for branch, rate in zip(atrous, rates):
+            branch.rate = int(rate)
+
+    def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """What each branch computes (1x1, atrous..., image pooling), before concatenation."""
+        if self.training and x.shape[0] * x.shape[-1] * x.shape[-2] == 1:
+            raise ValueError(
+                "ASPP got a 1 x 1 feature map with batch size 1 in training mode: batch norm cannot normalise a "
+                "single value. Use a larger input (at least output_stride + 1 pixels per side) or a batch of 2+."
+            )
+        return [branch(x) for branch in self.convs]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(torch.cat(self.branch_outputs(x), dim=1))
+
+
+class ASPPv2(nn.Module):
+    """DeepLab v2's ASPP (sec. 3.3): one classifier per rate, scores summed.
+
+    Args:
+        in_channels: backbone channels (2048 for ResNet-101, 512 for VGG-16 after pool5).
+        num_classes: classes to score.
+        atrous_rates: one branch per rate ((6, 12, 18, 24): "ASPP-L"; (2, 4, 8, 12): "ASPP-S").
+        hidden_channels: ``None``: each branch is a single 3x3 atrous conv to the classes (ResNet);
+            an int (1024 in the paper): fc6 (3x3 atrous) -> fc7 (1x1) -> fc8 (1x1) with ReLU and
+            dropout (VGG-16).
+        dropout: dropout inside the VGG-style branches.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        atrous_rates: Sequence[int] = (6, 12, 18, 24),
+        *,
+        hidden_channels: int | None = None,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        branches = []
+        for r in atrous_rates:
+            r = int(r)
+            if hidden_channels is None:
+                branches.append(nn.Sequential(nn.Conv2d(in_channels, num_classes, 3, padding=r, dilation=r)))
+            else:
+                branches.append(
+                    nn.Sequential(
+                        nn.Conv2d(in_channels, hidden_channels, 3, padding=r, dilation=r),
+                        nn.ReLU(),
+                        nn.Dropout2d(dropout),
+                        nn.Conv2d(hidden_channels, hidden_channels, 1),
+                        nn.ReLU(),
+                        nn.Dropout2d(dropout),
+                        nn.Conv2d(hidden_channels, num_classes, 1),
+                    )
+                )
+        self.branches = nn.ModuleList(branches)
+        if hidden_channels is None:
+            for b in self.branches:  # DeepLab v2 initialises its classifiers with N(0, 0.01)
+                nn.init.normal_(b[0].weight, std=0.01)
+                nn.init.zeros_(b[0].bias)
+
+    @property
+    def atrous_rates(self) -> tuple[int, ...]:
+        return tuple(b[0].dilation[0] for b in self.branches)
+
+    @atrous_rates.setter
+    def atrous_rates(self, rates: Sequence[int]) -> None:
+        if len(rates) != len(self.branches):
+            raise ValueError(f"atrous_rates needs {len(self.branches)} rates, got {tuple(rates)}")
+        for b, r in zip(self.branches, rates):
+            set_conv_rate(b[0], int(r))
+
+    def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each branch's class scores, before summation."""
+        return [b(x) for b in self.branches]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = self.branch_outputs(x)
+        total = outs[0]
+        for o in outs[1:]:
+            total = total + o
+        return total

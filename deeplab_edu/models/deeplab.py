@@ -1,0 +1,236 @@
+"""DeepLab v1 (LargeFOV), v2, v3 and v3+ assembled from a backbone and a head.
+
+- :class:`DeepLabV1` (DeepLab v1 sec. 3-4, "DeepLab-LargeFOV"): VGG-16 at output stride 8 with
+  fc6 (3x3, rate 12, 1024) and fc7 (1x1, 1024), then fc8 (1x1 classifier).
+- :class:`DeepLabV2` (DeepLab v2 sec. 3.3): a backbone at output stride 8 and :class:`ASPPv2`
+  (summed per-rate classifiers, rates 6/12/18/24).
+- :class:`DeepLabV3` (DeepLabv3 sec. 3.3): a backbone at output stride 16 (train) or 8 (evaluate)
+  and :class:`ASPP` (1x1 + three atrous + image pooling, concatenated and projected), then a 1x1
+  classifier. ``torchvision_head=True`` adds torchvision's extra 3x3 conv (256, BN, ReLU) before the
+  classifier, which the paper does not have.
+- :class:`DeepLabV3Plus` (DeepLabv3+ sec. 3): DeepLabv3 as the encoder plus :class:`Decoder`.
+
+Every model follows torchvision's convention: ``model(x)`` returns ``{"out": logits}`` bilinearly
+upsampled to the input size (and ``"aux"`` from :class:`FCNHead` when built with ``aux_loss=True``).
+Everything outside ``model.backbone`` is "head" (DeepLab trains it with a 10x learning rate).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .aspp import ASPP, ASPPv2, atrous_rates_for
+from .backbones import BACKBONES, build_backbone, check_output_stride
+from .heads import Decoder, FCNHead
+from .pretrained import PretrainedSource
+
+__all__ = ["MODELS", "DeepLab", "DeepLabV1", "DeepLabV2", "DeepLabV3", "DeepLabV3Plus", "build_model", "default_atrous_rates"]
+
+MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
+
+
+def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class DeepLab(nn.Module):
+    """Common part: run the backbone, compute logits, upsample them to the input size."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, aux_loss: bool = False) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.aspp: nn.Module | None = None
+        self.num_classes = num_classes
+        self.aux_classifier = FCNHead(backbone.aux_channels, num_classes) if aux_loss else None
+
+    def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class scores at feature resolution (stride 4 for v3+, the output stride otherwise)."""
+        raise NotImplementedError
+
+    @property
+    def output_stride(self) -> int:
+        return int(self.backbone.output_stride)
+
+    @property
+    def atrous_rates(self) -> tuple[int, ...]:
+        return tuple(self.aspp.atrous_rates) if self.aspp is not None else ()
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Switch the backbone's dilation and the ASPP rates in place (train at 16, evaluate at 8).
+
+        The rates scale with the feature-map size, e.g. (6, 12, 18) at 16 becomes (12, 24, 36) at 8.
+        """
+        check_output_stride(output_stride)
+        new_rates = atrous_rates_for(output_stride, self.atrous_rates, self.output_stride) if self.aspp else ()
+        self.backbone.set_output_stride(output_stride)
+        if self.aspp is not None:
+            self.aspp.atrous_rates = new_rates
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        result = {"out": _upsample(self.logits(features), size)}
+        if self.aux_classifier is not None:
+            result["aux"] = _upsample(self.aux_classifier(features["aux"]), size)
+        return result
+
+
+class DeepLabV1(DeepLab):
+    """DeepLab-LargeFOV: VGG-16 (output stride 8, fc6 at rate 12, fc7) and the fc8 classifier."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, aux_loss: bool = False) -> None:
+        super().__init__(backbone, num_classes, aux_loss)
+        self.classifier = nn.Conv2d(backbone.out_channels, num_classes, 1)
+        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def atrous_rates(self) -> tuple[int, ...]:
+        return (self.backbone.fc6.dilation[0],)
+
+    def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.classifier(features["out"])
+
+
+class DeepLabV2(DeepLab):
+    """DeepLab v2: backbone + ASPP with one classifier per rate, summed."""
+
+    def __init__(self, backbone: nn.Module, aspp: ASPPv2, num_classes: int, aux_loss: bool = False) -> None:
+        super().__init__(backbone, num_classes, aux_loss)
+        self.aspp = aspp
+
+    def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.aspp(features["out"])
+
+
+class DeepLabV3(DeepLab):
+    """DeepLabv3: backbone + ASPP (with image pooling) + 1x1 classifier."""
+
+    def __init__(
+        self, backbone: nn.Module, aspp: ASPP, num_classes: int, aux_loss: bool = False, torchvision_head: bool = False
+    ) -> None:
+        super().__init__(backbone, num_classes, aux_loss)
+        self.aspp = aspp
+        c = aspp.out_channels
+        self.refine = (
+            nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+            if torchvision_head
+            else None
+        )
+        self.classifier = nn.Conv2d(c, num_classes, 1)
+
+    def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        y = self.aspp(features["out"])
+        if self.refine is not None:
+            y = self.refine(y)
+        return self.classifier(y)
+
+
+class DeepLabV3Plus(DeepLab):
+    """DeepLabv3+: the DeepLabv3 encoder (backbone + ASPP) and the decoder at stride 4."""
+
+    def __init__(self, backbone: nn.Module, aspp: ASPP, decoder: Decoder, num_classes: int, aux_loss: bool = False) -> None:
+        super().__init__(backbone, num_classes, aux_loss)
+        self.aspp = aspp
+        self.decoder = decoder
+
+    def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.decoder(self.aspp(features["out"]), features["low_level"])
+
+
+def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
+    """The papers' rates: v1 fc6 12 (at 8); v2 (6, 12, 18, 24) at 8; v3/v3+ (6, 12, 18) at 16; scaled."""
+    if name == "deeplabv1":
+        return (12,)
+    if name == "deeplabv2":
+        return atrous_rates_for(output_stride, (6, 12, 18, 24), 8)
+    return atrous_rates_for(output_stride, (6, 12, 18), 16)
+
+
+def build_model(
+    name: str,
+    *,
+    backbone: str | None = None,
+    num_classes: int = 21,
+    output_stride: int | None = None,
+    pretrained_backbone: PretrainedSource = False,
+    aux_loss: bool = False,
+    atrous_rates: Sequence[int] | None = None,
+    multi_grid: Sequence[int] | None = None,
+    extra_blocks: int = 0,
+    image_pooling: bool = True,
+    separable: bool | None = None,
+    torchvision_head: bool = False,
+    dropout: float | None = None,
+) -> DeepLab:
+    """Build a DeepLab model.
+
+    Args:
+        name: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"``.
+        backbone: ``"resnet50"`` (default), ``"resnet101"``, ``"mobilenet_v3_large"``, or ``"vgg16"``
+            (v1 needs it and defaults to it; v2 accepts it: "ASPP-L" branches with fc6/fc7/fc8).
+        num_classes: classes to score (21 for PASCAL VOC).
+        output_stride: 8, 16 or 32; default 8 for v1/v2 and 16 for v3/v3+ (as in the papers).
+        pretrained_backbone: ``True`` for torchvision's ImageNet weights, or a path to a local copy.
+        aux_loss: add torchvision's auxiliary FCN head; the output then has ``"aux"`` too.
+        atrous_rates: ASPP rates at ``output_stride`` (default: :func:`default_atrous_rates`).
+        multi_grid, extra_blocks: ResNet block-4 unit rates and blocks 5-7 (DeepLabv3 sec. 3.1-3.2).
+        image_pooling: v3/v3+: include ASPP's image-level branch.
+        separable: v3/v3+: depthwise-separable convs in ASPP (and decoder); default True for v3+.
+        torchvision_head: v3: add torchvision's extra 3x3 conv before the classifier.
+        dropout: dropout after the ASPP projection (default 0.1; torchvision uses 0.5).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    backbone = backbone or ("vgg16" if name == "deeplabv1" else "resnet50")
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if name == "deeplabv1" and backbone != "vgg16":
+        raise ValueError(f"deeplabv1 (LargeFOV) is built on backbone='vgg16', got backbone={backbone!r}")
+    if name in ("deeplabv3", "deeplabv3plus") and backbone == "vgg16":
+        raise ValueError(f"{name} needs a ResNet or MobileNetV3 backbone, not 'vgg16'")
+    if separable and name not in ("deeplabv3", "deeplabv3plus"):
+        raise ValueError(f"separable=True applies to deeplabv3/deeplabv3plus, not {name!r}")
+    if torchvision_head and name != "deeplabv3":
+        raise ValueError("torchvision_head=True applies to deeplabv3 only")
+    if output_stride is None:
+        output_stride = 8 if name in ("deeplabv1", "deeplabv2") else 16
+    check_output_stride(output_stride, allowed=(8,) if backbone == "vgg16" else (8, 16, 32))
+    rates = tuple(int(r) for r in atrous_rates) if atrous_rates is not None else default_atrous_rates(name, output_stride)
+    if not rates or min(rates) < 1:
+        raise ValueError(f"atrous_rates must be positive integers, got {atrous_rates!r}")
+
+    bb_kwargs: dict = {}
+    if backbone == "vgg16":
+        bb_kwargs["largefov"] = name == "deeplabv1"
+    body = build_backbone(
+        backbone, output_stride=output_stride, multi_grid=multi_grid, extra_blocks=extra_blocks,
+        pretrained=pretrained_backbone, **bb_kwargs,
+    )
+    if name == "deeplabv1":
+        if len(rates) != 1:
+            raise ValueError(f"deeplabv1 has one atrous rate (fc6), got atrous_rates={rates}")
+        if rates[0] != 12:
+            from .aspp import set_conv_rate
+
+            set_conv_rate(body.fc6, rates[0])
+        return DeepLabV1(body, num_classes, aux_loss)
+    if name == "deeplabv2":
+        hidden = 1024 if backbone == "vgg16" else None
+        return DeepLabV2(body, ASPPv2(body.out_channels, num_classes, rates, hidden_channels=hidden), num_classes, aux_loss)
+    sep = bool(separable) if separable is not None else name == "deeplabv3plus"
+    aspp = ASPP(
+        body.out_channels, rates, image_pooling=image_pooling, separable=sep, dropout=0.1 if dropout is None else dropout
+    )
+    if name == "deeplabv3":
+        return DeepLabV3(body, aspp, num_classes, aux_loss, torchvision_head)
+    decoder = Decoder(body.low_level_channels, aspp.out_channels, num_classes, separable=sep)
+    return DeepLabV3Plus(body, aspp, decoder, num_classes, aux_loss)

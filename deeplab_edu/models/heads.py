@@ -1,0 +1,82 @@
+"""Heads that turn features into class scores: the auxiliary FCN head and DeepLabv3+'s decoder.
+
+- :class:`FCNHead`: the auxiliary classifier torchvision attaches to block 3 (3x3 conv to a quarter
+  of the channels, BN, ReLU, dropout 0.1, 1x1 conv to the classes). Not part of the DeepLab papers;
+  it adds a second loss during training.
+- :class:`Decoder` (DeepLabv3+ sec. 3.1, Fig. 2): the encoder output (ASPP, output stride 16) is
+  upsampled bilinearly to the low-level features (stride 4) of the backbone, which are first
+  reduced to 48 channels by a 1x1 conv (so they do not outweigh the 256 encoder channels; Table 1);
+  the concatenation is refined by two 3x3 convs with 256 filters (Table 2), depthwise-separable in
+  the paper's best model (Table 5, "SC"), then classified by a 1x1 conv. Upsampling to the low-level
+  map's *actual* size (not a fixed factor 4) keeps odd input sizes working.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .aspp import SeparableConv2d
+
+__all__ = ["FCNHead", "Decoder"]
+
+
+class FCNHead(nn.Sequential):
+    """torchvision's auxiliary head: 3x3 conv (channels / 4), BN, ReLU, dropout 0.1, 1x1 classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        inter = in_channels // 4
+        super().__init__(
+            nn.Conv2d(in_channels, inter, 3, padding=1, bias=False),
+            nn.BatchNorm2d(inter),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Conv2d(inter, num_classes, 1),
+        )
+
+
+def _conv3x3_bn_relu(in_channels: int, out_channels: int, separable: bool) -> nn.Sequential:
+    if separable:
+        return SeparableConv2d(in_channels, out_channels, rate=1)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()
+    )
+
+
+class Decoder(nn.Module):
+    """DeepLabv3+'s decoder (sec. 3.1).
+
+    Args:
+        low_level_channels: channels of the stride-4 backbone features (256 for ResNet).
+        encoder_channels: channels of the ASPP output (256).
+        num_classes: classes to score.
+        reduced_channels: the 1x1 reduction of the low-level features (48 in the paper).
+        channels: filters of the two 3x3 refinement convs (256 in the paper).
+        separable: depthwise-separable refinement convs (the paper's "SC" variant).
+    """
+
+    def __init__(
+        self,
+        low_level_channels: int,
+        encoder_channels: int,
+        num_classes: int,
+        *,
+        reduced_channels: int = 48,
+        channels: int = 256,
+        separable: bool = True,
+    ) -> None:
+        super().__init__()
+        self.reduce = nn.Sequential(
+            nn.Conv2d(low_level_channels, reduced_channels, 1, bias=False), nn.BatchNorm2d(reduced_channels), nn.ReLU()
+        )
+        self.refine = nn.Sequential(
+            _conv3x3_bn_relu(encoder_channels + reduced_channels, channels, separable),
+            _conv3x3_bn_relu(channels, channels, separable),
+        )
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+        """Fuse the encoder output with the low-level features; return logits at stride 4."""
+        up = F.interpolate(encoder, size=low_level.shape[-2:], mode="bilinear", align_corners=False)
+        return self.classifier(self.refine(torch.cat([up, self.reduce(low_level)], dim=1)))

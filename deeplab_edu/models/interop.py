@@ -1,0 +1,103 @@
+"""Interoperability with torchvision's DeepLabv3 models (``torchvision.models.segmentation``).
+
+torchvision ships ``deeplabv3_resnet50``, ``deeplabv3_resnet101`` (output stride 8) and
+``deeplabv3_mobilenet_v3_large`` (output stride 16), all with ASPP rates (12, 24, 36), dropout 0.5
+after the ASPP projection, and one extra 3x3 conv (256, BN, ReLU) before the classifier that the
+DeepLabv3 paper (sec. 3.3) does not have. :func:`torchvision_equivalent` builds our model in exactly
+that configuration, and :func:`load_torchvision_state_dict` renames torchvision's parameters into it:
+
+==========================  ==========================
+torchvision                 deeplab_edu
+==========================  ==========================
+``backbone.layerN...``      ``backbone.layerN...`` (ResNet)
+``backbone.I...``           ``backbone.features.I...`` (MobileNetV3)
+``classifier.0...``         ``aspp...``
+``classifier.1/2...``       ``refine.0/1...``
+``classifier.4...``         ``classifier...``
+``aux_classifier...``       ``aux_classifier...``
+==========================  ==========================
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .deeplab import DeepLabV3, build_model
+
+__all__ = ["TORCHVISION_CONFIGS", "torchvision_equivalent", "convert_torchvision_state_dict", "load_torchvision_state_dict", "from_torchvision"]
+
+#: backbone -> output stride of torchvision's ``deeplabv3_<backbone>``
+TORCHVISION_CONFIGS = {"resnet50": 8, "resnet101": 8, "mobilenet_v3_large": 16}
+
+
+def torchvision_equivalent(backbone: str = "resnet50", num_classes: int = 21, aux_loss: bool = False) -> DeepLabV3:
+    """Our DeepLabv3 configured like torchvision's ``deeplabv3_<backbone>`` (random weights)."""
+    if backbone not in TORCHVISION_CONFIGS:
+        raise ValueError(f"torchvision has DeepLabv3 for {', '.join(TORCHVISION_CONFIGS)}; got backbone={backbone!r}")
+    model = build_model(
+        "deeplabv3",
+        backbone=backbone,
+        num_classes=num_classes,
+        output_stride=TORCHVISION_CONFIGS[backbone],
+        atrous_rates=(12, 24, 36),
+        aux_loss=aux_loss,
+        torchvision_head=True,
+        dropout=0.5,
+    )
+    assert isinstance(model, DeepLabV3)
+    return model
+
+
+_HEAD_RULES = [
+    (re.compile(r"^classifier\.0\."), "aspp."),
+    (re.compile(r"^classifier\.1\."), "refine.0."),
+    (re.compile(r"^classifier\.2\."), "refine.1."),
+    (re.compile(r"^classifier\.4\."), "classifier."),
+]
+
+
+def convert_torchvision_state_dict(state_dict: Mapping[str, torch.Tensor], backbone: str) -> dict[str, torch.Tensor]:
+    """Rename the parameters of a torchvision DeepLabv3 state dict to ours (table in the module docstring)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        new = key
+        if key.startswith("backbone.") and backbone == "mobilenet_v3_large":
+            new = "backbone.features." + key[len("backbone."):]
+        for pattern, repl in _HEAD_RULES:
+            new = pattern.sub(repl, new)
+        out[new] = value
+    return out
+
+
+def load_torchvision_state_dict(model: DeepLabV3, state_dict: Mapping[str, torch.Tensor], backbone: str) -> DeepLabV3:
+    """Load torchvision DeepLabv3 weights into ``model`` (built by :func:`torchvision_equivalent`), strictly."""
+    try:
+        missing, unexpected = model.load_state_dict(convert_torchvision_state_dict(state_dict, backbone), strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"the state dict does not fit a torchvision-equivalent DeepLabv3-{backbone}: {err}") from None
+    if missing or unexpected:
+        raise ValueError(
+            f"the state dict does not fit a torchvision-equivalent DeepLabv3-{backbone}: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    return model
+
+
+def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
+    """Our equivalent of a torchvision DeepLabv3 instance, with its weights (same outputs)."""
+    body = tv_model.backbone
+    if hasattr(body, "layer4"):
+        backbone = "resnet50" if len(body.layer3) == 6 else "resnet101"
+    elif hasattr(body, "16"):
+        backbone = "mobilenet_v3_large"
+    else:
+        raise ValueError(f"not a torchvision DeepLabv3 model: cannot recognise its backbone {type(body).__name__}")
+    num_classes = tv_model.classifier[-1].out_channels
+    aux = getattr(tv_model, "aux_classifier", None) is not None
+    model = torchvision_equivalent(backbone, num_classes, aux_loss=aux)
+    return load_torchvision_state_dict(model, tv_model.state_dict(), backbone)

@@ -1,0 +1,72 @@
+"""torchvision's DeepLabv3 weights load into our models and give the same outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import segmentation as tvseg
+
+from deeplab_edu.models.interop import convert_torchvision_state_dict, from_torchvision, torchvision_equivalent
+
+BUILDERS = {
+    "resnet50": tvseg.deeplabv3_resnet50,
+    "resnet101": tvseg.deeplabv3_resnet101,
+    "mobilenet_v3_large": tvseg.deeplabv3_mobilenet_v3_large,
+}
+
+
+def _randomise_bn(model: torch.nn.Module) -> None:
+    """Non-trivial running statistics, so that a BN mapped to the wrong place would show."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def _assert_same_conv_geometry(tv: torch.nn.Module, ours: torch.nn.Module, backbone: str) -> None:
+    """Every conv has the same stride, dilation and padding in both models. At this small input the
+    ASPP's 3x3 taps at rates 12-36 all fall on padding (chapter 04), so outputs alone could not tell
+    a wrong rate; the geometry can."""
+    modules = dict(ours.named_modules())
+    for name, conv in tv.named_modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            key = next(iter(convert_torchvision_state_dict({name + ".weight": conv.weight}, backbone)))
+            mine = modules[key[: -len(".weight")]]
+            assert (mine.stride, mine.dilation, mine.padding) == (conv.stride, conv.dilation, conv.padding), name
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "mobilenet_v3_large", pytest.param("resnet101", marks=pytest.mark.slow)])
+def test_outputs_match_torchvision(backbone: str) -> None:
+    torch.manual_seed(0)
+    tv = BUILDERS[backbone](weights=None, weights_backbone=None, num_classes=5, aux_loss=True).eval()
+    _randomise_bn(tv)
+    ours = from_torchvision(tv).eval()
+    assert ours.output_stride == (16 if backbone == "mobilenet_v3_large" else 8)
+    assert ours.atrous_rates == (12, 24, 36)
+    _assert_same_conv_geometry(tv, ours, backbone)
+    x = torch.rand(1, 3, 65, 67)
+    with torch.no_grad():
+        ref, got = tv(x), ours(x)
+    for key in ("out", "aux"):
+        assert got[key].shape == ref[key].shape
+        torch.testing.assert_close(got[key], ref[key], rtol=1e-4, atol=1e-4)
+
+
+def test_every_parameter_is_mapped() -> None:
+    tv = tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3, aux_loss=True)
+    ours = torchvision_equivalent("mobilenet_v3_large", num_classes=3, aux_loss=True)
+    converted = convert_torchvision_state_dict(tv.state_dict(), "mobilenet_v3_large")
+    assert set(converted) == set(ours.state_dict())
+
+
+def test_wrong_state_dict_is_explained() -> None:
+    from deeplab_edu.models.interop import load_torchvision_state_dict
+
+    ours = torchvision_equivalent("mobilenet_v3_large", num_classes=3)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_torchvision_state_dict(ours, {"backbone.0.0.weight": torch.zeros(1)}, "mobilenet_v3_large")
+    with pytest.raises(ValueError, match="torchvision has DeepLabv3"):
+        torchvision_equivalent("vgg16")
