@@ -84,7 +84,9 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
-def _colours_to_index(rgb: np.ndarray, palette: Sequence[Sequence[int]], extra: dict, path: Path) -> np.ndarray:
+def _colours_to_index(
+    rgb: np.ndarray, palette: Sequence[Sequence[int]], extra: dict, path: Path, kind: str = "RGB"
+) -> np.ndarray:
     """Map an (H, W, 3) colour-coded mask to indices; every colour must be a class colour."""
     table = {tuple(int(v) for v in c): i for i, c in enumerate(palette)}
     table.update(extra)
@@ -102,7 +104,7 @@ def _colours_to_index(rgb: np.ndarray, palette: Sequence[Sequence[int]], extra: 
     if unknown:
         shown = ", ".join(str(c) for c in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise BadDataError(
-            f"mask file {path} is an RGB image but {len(unknown)} of its colours are not class colours "
+            f"mask file {path} is a {kind} image but {len(unknown)} of its colours are not class colours "
             f"of this data set ({shown}); it cannot be converted to class indices unambiguously. "
             "Masks must be single-channel PNGs holding one class index per pixel (or the data set's "
             "colour palette exactly, without JPEG compression)."
@@ -141,14 +143,18 @@ def load_mask(
         if palette is not None and len(pal):
             expected = {i: tuple(int(v) for v in c) for i, c in enumerate(palette)}
             expected.update({v: k for k, v in aliases.items()})
+            # indices are labels when every used index that names a class has that class's colour
+            # (indices that name no class are reported by the value check below)
             consistent = all(
-                int(i) < len(pal) and expected.get(int(i)) == tuple(int(v) for v in pal[int(i)]) for i in used
+                int(i) < len(pal) and expected[int(i)] == tuple(int(v) for v in pal[int(i)])
+                for i in used
+                if int(i) in expected
             )
             if allow_palette and consistent:
                 raw = arr.astype(np.uint8)
             else:  # the colours carry the meaning: convert them if they are all class colours
                 colours = pal[np.minimum(arr, len(pal) - 1)].astype(np.uint8)
-                raw = _colours_to_index(colours, palette, aliases, path)
+                raw = _colours_to_index(colours, palette, aliases, path, kind="palette (P-mode)")
         elif allow_palette and palette is None:
             raw = arr.astype(np.uint8)
         else:
@@ -161,7 +167,7 @@ def load_mask(
             raise BadDataError(f"mask file {path} holds values outside 0..255 ({arr.min()}..{arr.max()}).")
         raw = arr.astype(np.uint8)
     elif img.mode in ("RGB", "RGBA"):
-        rgb = np.asarray(img.convert("RGB"))
+        rgb = np.asarray(img.convert("RGB"))  # RGBA: the alpha channel of a mask carries no label
         if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             raw = rgb[..., 0].copy()  # a grey mask saved as RGB: the indices are in every channel
         elif palette is not None:

@@ -79,6 +79,18 @@ def _unwrap(image: torch.Tensor, mask: torch.Tensor) -> Pair:
     return image.as_subclass(torch.Tensor).contiguous(), mask.as_subclass(torch.Tensor).contiguous()
 
 
+def _joint_step(fn: Callable[[Any, torch.Tensor, torch.Tensor], Pair]) -> Callable[[Any, Any, Any], Pair]:
+    """Let a pipeline step also be called on its own with plain tensors (wrapped and unwrapped here)."""
+
+    def call(self: Any, image: Any, mask: Any) -> Pair:
+        if isinstance(mask, tv_tensors.Mask) and isinstance(image, tv_tensors.Image):
+            return fn(self, image, mask)
+        return _unwrap(*fn(self, *_wrap(image, mask)))
+
+    call.__doc__ = fn.__doc__
+    return call
+
+
 class RandomScale:
     """Rescale image (bilinear) and mask (nearest) by a factor drawn uniformly from ``scale_range``."""
 
@@ -88,6 +100,7 @@ class RandomScale:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {tuple(scale_range)}")
         self.scale_range = (lo, hi)
 
+    @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         lo, hi = self.scale_range
         s = lo if lo == hi else float(torch.empty(()).uniform_(lo, hi))
@@ -107,6 +120,7 @@ class Resize:
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = list(_pair_size(size, "size"))
 
+    @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         image = F.resize(image, self.size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
         return image, F.resize(mask, self.size, interpolation=v2.InterpolationMode.NEAREST)
@@ -123,6 +137,7 @@ class PadTo:
         self.fill = [float(v) for v in fill]
         self.ignore_index = int(ignore_index)
 
+    @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         h, w = image.shape[-2:]
         ph, pw = max(0, self.size[0] - h), max(0, self.size[1] - w)

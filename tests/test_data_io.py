@@ -1,0 +1,198 @@
+"""Reading image and mask files: every bad input gets an error naming the file, or a correct conversion."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deeplab_edu.data.classes import CAMVID, VOC, voc_colormap
+from deeplab_edu.data.io import (
+    BadDataError,
+    DatasetNotFoundError,
+    check_files_exist,
+    check_pair,
+    load_image,
+    load_mask,
+    read_split_list,
+)
+
+BOUNDARY = {(224, 224, 192): 255}
+
+
+def _rgb(h=12, w=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- images
+def test_rgb_jpeg_and_png(tmp_path):
+    arr = _rgb()
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    Image.fromarray(arr).save(tmp_path / "a.jpg", quality=95)
+    png = load_image(tmp_path / "a.png")
+    assert png.shape == (3, 12, 16) and png.dtype == torch.float32
+    assert torch.allclose(png, torch.from_numpy(arr).permute(2, 0, 1).float() / 255)
+    assert load_image(tmp_path / "a.jpg").shape == (3, 12, 16)
+
+
+def test_grayscale_image_becomes_rgb(tmp_path):
+    grey = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
+    Image.fromarray(grey, mode="L").save(tmp_path / "g.png")
+    x = load_image(tmp_path / "g.png")
+    assert x.shape == (3, 12, 16)
+    assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
+    assert torch.allclose(x[0], torch.from_numpy(grey).float() / 255)
+
+
+def test_16bit_grayscale_image(tmp_path):
+    arr = (np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 300).astype(np.uint16)
+    Image.fromarray(arr).save(tmp_path / "g16.png")
+    x = load_image(tmp_path / "g16.png")
+    assert x.shape == (3, 12, 16) and float(x.max()) <= 1.0 and float(x.max()) > 0.5
+
+
+def test_rgba_image_drops_alpha(tmp_path):
+    arr = np.concatenate([_rgb(), np.full((12, 16, 1), 7, np.uint8)], axis=2)
+    Image.fromarray(arr, mode="RGBA").save(tmp_path / "a.png")
+    x = load_image(tmp_path / "a.png")
+    assert x.shape == (3, 12, 16)
+    assert torch.allclose(x, torch.from_numpy(arr[..., :3]).permute(2, 0, 1).float() / 255)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg at all" * 10)
+    with pytest.raises(BadDataError, match="broken.jpg"):
+        load_image(bad)
+
+
+def test_truncated_image_names_the_file(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(64, 64)).save(buf, format="JPEG", quality=90)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(BadDataError, match=r"cut\.jpg.*(corrupt|truncated)"):
+        load_image(cut)
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(64, 64)).save(buf, format="PNG")
+    cut_png = tmp_path / "cut.png"
+    cut_png.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(BadDataError, match="cut.png"):
+        load_image(cut_png)
+
+
+def test_missing_image(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="nothere.png"):
+        load_image(tmp_path / "nothere.png")
+
+
+# ---------------------------------------------------------------- masks
+def test_index_mask(tmp_path):
+    m = np.array([[0, 1, 2], [10, 255, 3]], np.uint8)
+    Image.fromarray(m, mode="L").save(tmp_path / "m.png")
+    out = load_mask(tmp_path / "m.png", 11)
+    assert out.dtype == torch.int64 and out.tolist() == m.tolist()
+
+
+def test_label_values_outside_the_classes(tmp_path):
+    m = np.array([[0, 1, 2], [40, 255, 12]], np.uint8)
+    Image.fromarray(m, mode="L").save(tmp_path / "bad_labels.png")
+    with pytest.raises(BadDataError, match=r"bad_labels\.png.*12, 40.*neither a class"):
+        load_mask(tmp_path / "bad_labels.png", 11)
+
+
+def test_lut_maps_void_to_ignore(tmp_path):
+    m = np.array([[0, 11], [10, 3]], np.uint8)
+    Image.fromarray(m, mode="L").save(tmp_path / "m.png")
+    lut = np.arange(256, dtype=np.uint8)
+    lut[11] = 255
+    assert load_mask(tmp_path / "m.png", 11, lut=lut).tolist() == [[0, 255], [10, 3]]
+
+
+def _voc_palette_png(path, m):
+    img = Image.fromarray(m, mode="P")
+    img.putpalette(voc_colormap(256).ravel().tolist())
+    img.save(path)
+
+
+def test_voc_palette_mask_gives_indices(tmp_path):
+    m = np.array([[0, 1, 255], [15, 20, 0]], np.uint8)
+    _voc_palette_png(tmp_path / "voc.png", m)
+    out = load_mask(tmp_path / "voc.png", 21, palette=VOC.palette, colour_aliases=BOUNDARY)
+    assert out.tolist() == m.tolist()
+
+
+def test_palette_mask_with_other_slot_order_is_converted_by_colour(tmp_path):
+    # slot 0 holds class 3's colour, slot 1 class 0's: the colours carry the meaning
+    m = np.array([[0, 1], [1, 0]], np.uint8)
+    img = Image.fromarray(m, mode="P")
+    pal = [*VOC.palette[3], *VOC.palette[0]] + [0, 0, 0] * 254
+    img.putpalette(pal)
+    img.save(tmp_path / "shuffled.png")
+    out = load_mask(tmp_path / "shuffled.png", 21, palette=VOC.palette, colour_aliases=BOUNDARY)
+    assert out.tolist() == [[3, 0], [0, 3]]
+
+
+def test_palette_mask_with_unknown_colours_is_an_error(tmp_path):
+    m = np.array([[0, 1], [1, 0]], np.uint8)
+    img = Image.fromarray(m, mode="P")
+    img.putpalette([12, 34, 56, 78, 90, 12] + [0, 0, 0] * 254)
+    img.save(tmp_path / "weird_palette.png")
+    with pytest.raises(BadDataError, match=r"weird_palette\.png.*not class colours"):
+        load_mask(tmp_path / "weird_palette.png", 21, palette=VOC.palette, colour_aliases=BOUNDARY)
+
+
+def test_rgb_mask_with_class_colours_is_converted(tmp_path):
+    idx = np.array([[0, 3, 8], [10, 1, 0]], np.uint8)
+    rgb = np.asarray(CAMVID.palette, np.uint8)[idx]
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    out = load_mask(tmp_path / "colour.png", 11, palette=CAMVID.palette)
+    assert out.tolist() == idx.tolist()
+
+
+def test_rgb_mask_with_equal_channels_is_taken_as_indices(tmp_path):
+    idx = np.array([[0, 3, 8], [10, 1, 255]], np.uint8)
+    Image.fromarray(np.repeat(idx[..., None], 3, axis=2)).save(tmp_path / "grey_rgb.png")
+    assert load_mask(tmp_path / "grey_rgb.png", 11, palette=CAMVID.palette).tolist() == idx.tolist()
+
+
+def test_rgb_mask_with_other_colours_is_an_error(tmp_path):
+    rgb = _rgb(6, 6)  # like a JPEG-compressed colour mask: colours that are no class colour
+    Image.fromarray(rgb).save(tmp_path / "photo_mask.png")
+    with pytest.raises(BadDataError, match=r"photo_mask\.png.*RGB.*not class colours"):
+        load_mask(tmp_path / "photo_mask.png", 11, palette=CAMVID.palette)
+    with pytest.raises(BadDataError, match=r"photo_mask\.png.*colour \(RGB\)"):
+        load_mask(tmp_path / "photo_mask.png", 11)
+
+
+def test_corrupt_mask(tmp_path):
+    (tmp_path / "m.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(BadDataError, match="m.png"):
+        load_mask(tmp_path / "m.png", 11)
+
+
+# ---------------------------------------------------------------- pairs and lists
+def test_size_mismatch_names_both_files():
+    with pytest.raises(BadDataError, match=r"img\.jpg is 16x12.*lab\.png is 15x12"):
+        check_pair(torch.zeros(3, 12, 16), torch.zeros(12, 15), "img.jpg", "lab.png")
+    check_pair(torch.zeros(3, 12, 16), torch.zeros(12, 16), "a", "b")
+
+
+def test_split_lists(tmp_path):
+    (tmp_path / "empty.txt").write_text("\n  \n# only a comment\n")
+    with pytest.raises(BadDataError, match=r"empty\.txt is empty"):
+        read_split_list(tmp_path / "empty.txt")
+    with pytest.raises(DatasetNotFoundError, match="missing.txt"):
+        read_split_list(tmp_path / "missing.txt")
+    (tmp_path / "ok.txt").write_text("a\n\nb\n")
+    assert read_split_list(tmp_path / "ok.txt") == ["a", "b"]
+
+
+def test_missing_files_are_listed(tmp_path):
+    (tmp_path / "here.png").write_bytes(b"x")
+    files = [tmp_path / "here.png"] + [tmp_path / f"gone{i}.png" for i in range(7)]
+    with pytest.raises(DatasetNotFoundError, match=r"7 of 8 files are missing(.|\n)*gone0.png(.|\n)*and 2 more(.|\n)*get it"):
+        check_files_exist(files, what="toy", hint="how to get it")

