@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import socket
 import urllib.error
 
@@ -12,6 +14,15 @@ from torchvision.models import mobilenet_v3_large, resnet50
 
 from deeplab_edu.models import build_backbone
 from deeplab_edu.models.pretrained import PretrainedWeightsUnavailable, load_pretrained_state_dict
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 def _conv_geometry(module: nn.Module) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:

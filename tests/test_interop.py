@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
 import torch
 from torchvision.models import segmentation as tvseg
@@ -13,6 +15,15 @@ BUILDERS = {
     "resnet101": tvseg.deeplabv3_resnet101,
     "mobilenet_v3_large": tvseg.deeplabv3_mobilenet_v3_large,
 }
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 def _randomise_bn(model: torch.nn.Module) -> None:

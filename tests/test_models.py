@@ -1,0 +1,178 @@
+"""DeepLab v1/v2/v3/v3+: shapes at any input size, batch size 1, train/eval, forward/backward, rates."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from deeplab_edu.models import ASPP, ASPPv2, ImagePooling, atrous_rates_for, build_model
+
+# (model, backbone, output stride): every model at the output strides its paper uses.
+CONFIGS = [
+    ("deeplabv1", "vgg16", 8),
+    ("deeplabv2", "resnet50", 8),
+    ("deeplabv2", "vgg16", 8),
+    ("deeplabv3", "resnet50", 16),
+    ("deeplabv3", "resnet50", 8),
+    ("deeplabv3plus", "resnet50", 16),
+    ("deeplabv3plus", "resnet50", 8),
+    ("deeplabv3", "mobilenet_v3_large", 16),
+    ("deeplabv3plus", "mobilenet_v3_large", 8),
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("name,backbone,output_stride", CONFIGS, ids=lambda v: str(v))
+def test_train_and_eval_on_odd_sizes(name: str, backbone: str, output_stride: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, backbone=backbone, num_classes=3, output_stride=output_stride, aux_loss=True)
+    assert model.output_stride == output_stride
+    # training: batch size 1, odd non-square size, forward and backward
+    model.train()
+    x = torch.rand(1, 3, 33, 37)
+    out = model(x)
+    assert out["out"].shape == (1, 3, 33, 37) and out["aux"].shape == (1, 3, 33, 37)
+    (out["out"].logsumexp(1).mean() + 0.4 * out["aux"].logsumexp(1).mean()).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
+    # evaluation: another odd size, batch of 2, deterministic
+    model.eval()
+    x = torch.rand(2, 3, 29, 41)
+    with torch.no_grad():
+        a, b = model(x)["out"], model(x)["out"]
+    assert a.shape == (2, 3, 29, 41) and torch.isfinite(a).all()
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("size", [(17, 17), (21, 30), (65, 65), (97, 61)])
+def test_any_input_size(size: tuple[int, int]) -> None:
+    model = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=2).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, *size))["out"].shape == (1, 2, *size)
+
+
+def test_paper_rates() -> None:
+    assert build_model("deeplabv3plus", backbone="mobilenet_v3_large").atrous_rates == (6, 12, 18)
+    assert build_model("deeplabv3", backbone="mobilenet_v3_large", output_stride=8).atrous_rates == (12, 24, 36)
+    assert build_model("deeplabv2", backbone="vgg16").atrous_rates == (6, 12, 18, 24)
+    assert build_model("deeplabv1").atrous_rates == (12,)
+    assert atrous_rates_for(32) == (3, 6, 9)
+    with pytest.raises(ValueError, match="integer"):
+        atrous_rates_for(32, (5, 10, 15))
+
+
+def test_set_output_stride_switches_backbone_and_rates() -> None:
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=2).eval()
+    fresh = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=2, output_stride=8).eval()
+    fresh.load_state_dict(model.state_dict())
+    model.set_output_stride(8)
+    assert model.output_stride == 8 and model.atrous_rates == (12, 24, 36)
+    x = torch.rand(1, 3, 45, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)["out"], fresh(x)["out"])
+    model.set_output_stride(16)
+    assert model.atrous_rates == (6, 12, 18)
+    with pytest.raises(ValueError, match="output_stride"):
+        model.set_output_stride(4)
+
+
+def test_image_pooling_batch_one_training_uses_running_statistics() -> None:
+    torch.manual_seed(0)
+    pool = ImagePooling(8, 4).train()
+    pool[2].running_mean.fill_(0.3)
+    before = pool[2].running_var.clone()
+    x = torch.rand(1, 8, 5, 7, requires_grad=True)
+    y = pool(x)  # torchvision's ASPPPooling raises "Expected more than 1 value per channel" here
+    assert y.shape == (1, 4, 5, 7)
+    assert torch.equal(pool[2].running_var, before) and torch.all(pool[2].running_mean == 0.3)
+    expected = pool.eval()(x)
+    torch.testing.assert_close(y, expected)
+    y.sum().backward()
+    assert x.grad is not None and pool[1].weight.grad is not None
+    # batches of two or more use ordinary batch statistics
+    pool.train()
+    y2 = pool(torch.rand(2, 8, 5, 7))
+    assert not torch.all(pool[2].running_mean == 0.3) and y2.shape == (2, 4, 5, 7)
+
+
+def test_torchvision_pooling_really_crashes_at_batch_one() -> None:
+    """The trap this project avoids (if torchvision ever fixes it, this test tells us)."""
+    from torchvision.models.segmentation.deeplabv3 import ASPPPooling
+
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        ASPPPooling(8, 4).train()(torch.rand(1, 8, 5, 5))
+
+
+def test_one_by_one_feature_map_batch_one_training_is_a_clear_error() -> None:
+    aspp = ASPP(8, (1, 2, 3), out_channels=4).train()
+    with pytest.raises(ValueError, match="1 x 1 feature map with batch size 1"):
+        aspp(torch.rand(1, 8, 1, 1))
+    assert aspp.eval()(torch.rand(1, 8, 1, 1)).shape == (1, 4, 1, 1)
+
+
+def test_aspp_v2_sums_its_branch_classifiers() -> None:
+    aspp = ASPPv2(16, 3, (1, 2, 3, 4)).eval()
+    x = torch.rand(1, 16, 9, 9)
+    torch.testing.assert_close(aspp(x), sum(aspp.branch_outputs(x)))
+    assert [b[0].dilation[0] for b in aspp.branches] == [1, 2, 3, 4]
+
+
+def test_aspp_v3_concatenates_five_branches() -> None:
+    aspp = ASPP(32, (6, 12, 18), out_channels=16).eval()
+    outs = aspp.branch_outputs(torch.rand(1, 32, 9, 11))
+    assert len(outs) == 5 and all(o.shape == (1, 16, 9, 11) for o in outs)
+    assert aspp.project[0].in_channels == 5 * 16
+    assert len(ASPP(32, (6, 12, 18), 16, image_pooling=False).convs) == 4
+    sep = ASPP(32, (6, 12, 18), 16, separable=True)
+    assert sep.convs[1][0].groups == 32 and sep.atrous_rates == (6, 12, 18)
+
+
+def test_decoder_reduces_low_level_to_48_channels() -> None:
+    model = build_model("deeplabv3plus", backbone="resnet50", num_classes=2)
+    assert model.decoder.reduce[0].out_channels == 48
+    assert model.decoder.refine[0][-3].out_channels == 256  # pointwise conv of the first separable conv
+    plain = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=2, separable=False)
+    assert isinstance(plain.decoder.refine[0][0], nn.Conv2d) and plain.decoder.refine[0][0].kernel_size == (3, 3)
+
+
+def test_head_is_everything_but_the_backbone() -> None:
+    model = build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=2, aux_loss=True)
+    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    head = [n for n, p in model.named_parameters() if id(p) not in backbone_ids]
+    assert head and all(not n.startswith("backbone.") for n in head)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"name": "deeplabv4"}, ValueError, "unknown model"),
+        ({"name": "deeplabv1", "backbone": "resnet50"}, ValueError, "vgg16"),
+        ({"name": "deeplabv3", "backbone": "vgg16"}, ValueError, "ResNet"),
+        ({"name": "deeplabv3", "backbone": "resnet34"}, ValueError, "unknown backbone"),
+        ({"name": "deeplabv3", "num_classes": 0}, ValueError, "num_classes"),
+        ({"name": "deeplabv3", "output_stride": 12}, ValueError, "output_stride"),
+        ({"name": "deeplabv2", "separable": True}, ValueError, "separable"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, exc: type, match: str) -> None:
+    name = kwargs.pop("name")
+    with pytest.raises(exc, match=match):
+        build_model(name, **kwargs)
+
+
+def test_bad_input_shape_is_named() -> None:
+    model = build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=2).eval()
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model(torch.rand(3, 32, 32))
