@@ -1,0 +1,178 @@
+"""The effective receptive field (Luo, Li, Urtasun & Zemel, NeurIPS 2016).
+
+The theoretical receptive field (:mod:`deeplab_edu.receptive_field`) says which input pixels
+*can* influence an output unit. Luo et al. measure how much each one *does*: back-propagate a
+gradient of 1 from one output unit (their Sec. 2: the partial derivative of the centre output
+with respect to every input pixel) and average its magnitude over random inputs. The map is
+roughly Gaussian and fills only part of the theoretical square; training enlarges it.
+
+* :func:`effective_receptive_field`: the averaged ``|d y_centre / d x|`` map of a model.
+* :func:`mass_extent`: side of the centred square holding a given share of that map.
+* :class:`TinyDilatedNet`, :func:`ring_to_disc_batch`, :func:`train_tiny_segmenter`: a small
+  atrous network and a toy task that needs context (fill a disc given only its outline), so
+  that a "trained" map can be measured on a CPU in seconds. It is *this* toy network trained
+  for a few steps, not an ImageNet model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .atrous import same_padding
+from .receptive_field import spatial_part
+
+__all__ = [
+    "effective_receptive_field",
+    "mass_extent",
+    "TinyDilatedNet",
+    "ring_to_disc_batch",
+    "train_tiny_segmenter",
+]
+
+
+def effective_receptive_field(
+    model: nn.Module,
+    input_size: int | tuple[int, int],
+    *,
+    samples: int = 4,
+    output_index: tuple[int, int] | None = None,
+    in_channels: int | None = None,
+    seed: int = 0,
+    output_key: str = "out",
+) -> torch.Tensor:
+    """Luo et al.'s map: mean over ``samples`` random inputs of ``|d y[:, i, j] / d x|``.
+
+    The gradient of the output unit (summed over its channels) with respect to the input is
+    summed over input channels, averaged over standard-normal inputs, and normalised to sum
+    to 1. The model runs in eval mode (restored afterwards); global layers are cut off first
+    (:func:`~deeplab_edu.receptive_field.spatial_part`).
+
+    Returns:
+        a float tensor ``(H, W)`` summing to 1.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    net = spatial_part(model, output_key=output_key)
+    if in_channels is None:
+        first = next((m for m in net.modules() if isinstance(m, (nn.Conv2d,))), None)
+        if first is None:
+            raise ValueError("cannot infer the number of input channels; pass in_channels")
+        in_channels = first.in_channels
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros(h, w)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        for _ in range(samples):
+            x = torch.randn(1, in_channels, h, w, generator=gen).to(device).requires_grad_(True)
+            out = net(x)
+            oh, ow = out.shape[-2:]
+            i, j = ((oh - 1) // 2, (ow - 1) // 2) if output_index is None else output_index
+            if not (0 <= i < oh and 0 <= j < ow):
+                raise ValueError(f"output_index {(i, j)} is outside the output map of size {(oh, ow)}")
+            (grad,) = torch.autograd.grad(out[0, :, i, j].sum(), x)
+            total += grad[0].abs().sum(0).cpu()
+    finally:
+        model.train(was_training)
+    s = total.sum()
+    return total / s if s > 0 else total
+
+
+def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
+    """Side (pixels) of the smallest square around the map's centre of mass holding ``fraction`` of it.
+
+    A one-number summary to set against the theoretical receptive field size.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    m = erf / erf.sum()
+    h, w = m.shape
+    rows = torch.arange(h, dtype=m.dtype)
+    cols = torch.arange(w, dtype=m.dtype)
+    ci = int(round(float((m.sum(1) * rows).sum())))
+    cj = int(round(float((m.sum(0) * cols).sum())))
+    for half in range(max(h, w)):
+        box = m[max(0, ci - half): ci + half + 1, max(0, cj - half): cj + half + 1]
+        if float(box.sum()) >= fraction - 1e-9:
+            return 2 * half + 1
+    return 2 * max(h, w) - 1
+
+
+class TinyDilatedNet(nn.Module):
+    """A small fully convolutional net: 3x3 convs at the given atrous rates, ReLU, 1x1 classifier.
+
+    Same padding everywhere, so the output has the input's size. Its theoretical receptive
+    field is ``1 + 2 * sum(rates)``.
+    """
+
+    def __init__(self, rates: Sequence[int] = (1, 2, 4, 8, 1), channels: int = 16, in_channels: int = 3, num_classes: int = 2):
+        super().__init__()
+        if not rates:
+            raise ValueError("rates must name at least one layer")
+        layers: list[nn.Module] = []
+        c = in_channels
+        for r in rates:
+            layers += [nn.Conv2d(c, channels, 3, padding=same_padding(3, r), dilation=r), nn.ReLU(inplace=True)]
+            c = channels
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def ring_to_disc_batch(
+    batch: int, size: int = 48, *, generator: torch.Generator | None = None, max_radius: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A toy task that needs context: the image shows only a disc's outline, the label is the filled disc.
+
+    A pixel in the middle of a large disc looks exactly like the background; only a unit whose
+    receptive field reaches the outline can label it.
+
+    Returns:
+        images ``(batch, 3, size, size)`` in [0, 1] (outline plus noise) and masks
+        ``(batch, size, size)`` int64 (1 inside the disc).
+    """
+    g = generator or torch.Generator().manual_seed(0)
+    max_r = max_radius or size / 4
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    radius = 3 + torch.rand(batch, 1, 1, generator=g) * (max_r - 3)
+    cy = radius + torch.rand(batch, 1, 1, generator=g) * (size - 2 * radius)
+    cx = radius + torch.rand(batch, 1, 1, generator=g) * (size - 2 * radius)
+    dist = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    ring = ((dist - radius).abs() < 0.8).float()
+    images = (ring[:, None] + 0.1 * torch.randn(batch, 3, size, size, generator=g)).clamp(0, 1)
+    return images, (dist <= radius).long()
+
+
+def train_tiny_segmenter(
+    model: nn.Module, steps: int, *, batch: int = 16, size: int = 48, lr: float = 3e-3, seed: int = 0, progress: bool = True
+) -> list[float]:
+    """Train ``model`` on :func:`ring_to_disc_batch` with Adam for ``steps`` steps; return the losses."""
+    from tqdm.auto import tqdm
+
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in tqdm(range(steps), desc="training the tiny net", disable=not progress):
+        images, masks = ring_to_disc_batch(batch, size, generator=g)
+        loss = F.cross_entropy(model(images), masks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    if losses and not math.isfinite(losses[-1]):
+        raise RuntimeError("training diverged (loss is not finite); lower lr")
+    return losses

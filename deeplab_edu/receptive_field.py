@@ -1,0 +1,446 @@
+"""Receptive fields of convolutional networks (Araujo, Norris & Sim, Distill 2019).
+
+For a single path of layers ``l = 1..L`` with kernel ``k_l``, stride ``s_l``, padding ``p_l``
+and dilation ``d_l`` (dilation enters only through the effective kernel size
+``k^_l = d_l (k_l - 1) + 1``, Dumoulin & Visin's relationship 15), Araujo et al. derive
+
+* receptive field size   ``r_0 = sum_l (k^_l - 1) prod_{i<l} s_i + 1``,
+* effective stride       ``S_0 = prod_l s_l``,
+* effective padding      ``P_0 = sum_l p_l prod_{i<l} s_i``,
+
+and output unit ``j`` sees the input interval ``[u, v] = [j S_0 - P_0, j S_0 - P_0 + r_0 - 1]``.
+For graphs with several paths (ResNet bottlenecks: the residual branch and the shortcut),
+each path gives an interval and the receptive field is their union (Araujo et al., section
+"Arbitrary computation graphs"); with equal strides that is the path with the largest extent.
+
+* :class:`LayerSpec`, :func:`receptive_field`, :func:`receptive_field_table`: the recurrences.
+* :func:`receptive_field_of`: derives it from a PyTorch module by tracing it with ``torch.fx``
+  (convolutions and pooling on every path, union at additions), e.g. torchvision's
+  ``vgg16().features``, ``alexnet().features``, ``resnet50()`` or a dilated ResNet.
+* :func:`empirical_receptive_field`: the brute-force check: which input pixels have a non-zero
+  gradient for one output unit.
+* :func:`sampling_pattern`: how often a stack of atrous convolutions reads each input pixel,
+  which shows the "gridding" holes of equal rates (Wang et al. 2018, HDC).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+__all__ = [
+    "LayerSpec",
+    "ReceptiveField",
+    "receptive_field",
+    "receptive_field_table",
+    "receptive_field_of",
+    "spatial_part",
+    "EmpiricalField",
+    "empirical_receptive_field",
+    "sampling_pattern",
+    "coverage",
+]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer along one axis: kernel size, stride, padding and dilation (atrous rate)."""
+
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        for attr, low in (("kernel", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"LayerSpec {self.name or ''}: {attr} must be an int >= {low}, got {value!r}")
+
+    @property
+    def effective_kernel(self) -> int:
+        """``d (k - 1) + 1``: the span of the dilated kernel."""
+        return self.dilation * (self.kernel - 1) + 1
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field size, effective stride and effective padding of a feature map.
+
+    ``path`` holds the layer specs along the path that sets the receptive field.
+    """
+
+    size: int = 1
+    stride: int = 1
+    padding: int = 0
+    path: tuple[LayerSpec, ...] = field(default=(), compare=False)
+
+    def then(self, spec: LayerSpec) -> "ReceptiveField":
+        """The receptive field after one more layer (one step of the recurrences)."""
+        return ReceptiveField(
+            size=self.size + (spec.effective_kernel - 1) * self.stride,
+            stride=self.stride * spec.stride,
+            padding=self.padding + spec.padding * self.stride,
+            path=self.path + (spec,),
+        )
+
+    def region(self, index: int) -> tuple[int, int]:
+        """Input interval ``[u, v]`` (inclusive; may extend past the image) seen by output ``index``."""
+        u = index * self.stride - self.padding
+        return u, u + self.size - 1
+
+    def center(self, index: int) -> float:
+        """Centre of the region of output ``index`` in input coordinates."""
+        u, v = self.region(index)
+        return (u + v) / 2
+
+    @staticmethod
+    def union(fields: Sequence["ReceptiveField"]) -> "ReceptiveField":
+        """Receptive field of a sum/concatenation of branches: the union of their intervals."""
+        if not fields:
+            raise ValueError("union of no receptive fields")
+        strides = {f.stride for f in fields}
+        if len(strides) > 1:
+            raise ValueError(f"branches with different effective strides {sorted(strides)} cannot be merged")
+        padding = max(f.padding for f in fields)
+        widest = max(fields, key=lambda f: f.size)
+        return ReceptiveField(
+            size=max(f.size - f.padding for f in fields) + padding,
+            stride=fields[0].stride,
+            padding=padding,
+            path=widest.path,
+        )
+
+
+def receptive_field(specs: Sequence[LayerSpec]) -> ReceptiveField:
+    """Receptive field of a single path of layers (input first), by the recurrences."""
+    rf = ReceptiveField()
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, LayerSpec):
+            raise TypeError(f"specs[{i}] must be a LayerSpec, got {type(spec).__name__}")
+        rf = rf.then(spec)
+    return rf
+
+
+def receptive_field_table(specs: Sequence[LayerSpec]) -> list[dict[str, Any]]:
+    """One row per layer: its spec and the receptive field, stride and padding after it."""
+    rows, rf = [], ReceptiveField()
+    for i, spec in enumerate(specs):
+        rf = rf.then(spec)
+        rows.append({
+            "layer": spec.name or f"layer {i + 1}", "kernel": spec.kernel, "stride": spec.stride,
+            "padding": spec.padding, "dilation": spec.dilation, "effective kernel": spec.effective_kernel,
+            "receptive field": rf.size, "effective stride": rf.stride, "effective padding": rf.padding,
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Deriving the specs from a module (torch.fx graph walk)
+# ---------------------------------------------------------------------------------------------
+_GEOMETRY = (nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
+_POINTWISE = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm, nn.ReLU, nn.ReLU6,
+    nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+    nn.Dropout, nn.Dropout2d, nn.Identity,
+)
+_GLOBAL = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten)
+_GLOBAL_FUNCS = {torch.flatten, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.linear, torch.mean}
+_GLOBAL_METHODS = {"flatten", "view", "reshape", "mean"}
+_GEOMETRY_FUNCS = {F.interpolate, F.conv2d, F.max_pool2d, F.avg_pool2d, F.pixel_shuffle, F.unfold}
+_NON_TENSOR_METHODS = {"size", "dim"}
+
+
+def _at(value: Any, axis: int) -> Any:
+    return value[axis] if isinstance(value, (tuple, list)) else value
+
+
+def _spec_of(module: nn.Module, name: str, axis: int) -> LayerSpec:
+    kernel = _at(module.kernel_size, axis)
+    dilation = _at(getattr(module, "dilation", 1), axis)
+    padding = module.padding
+    if isinstance(padding, str):  # Conv2d(padding="same"/"valid"); PyTorch puts the odd pixel last
+        padding = 0 if padding == "valid" else (dilation * (kernel - 1)) // 2
+    padding = _at(padding, axis)
+    stride = _at(module.stride, axis)
+    return LayerSpec(int(kernel), int(stride), int(padding), int(dilation), name=name)
+
+
+@dataclass
+class _State:
+    rf: ReceptiveField | None  # None: global (sees the whole input)
+    node: fx.Node
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    if isinstance(model, fx.GraphModule):
+        return model
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as err:  # fx raises many types for untraceable code
+        raise ValueError(
+            f"could not trace {type(model).__name__} with torch.fx ({type(err).__name__}: {err}); "
+            "pass a list of LayerSpec to receptive_field() instead"
+        ) from err
+
+
+def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: str) -> tuple[_State, fx.Node]:
+    """Propagate receptive fields through the graph; return the state of the last spatial map."""
+    states: dict[fx.Node, _State | None] = {}
+    first_global_input: tuple[_State, fx.Node] | None = None
+    for node in gm.graph.nodes:
+        inputs = [states[a] for a in node.all_input_nodes if states.get(a) is not None]
+        spatial = [s for s in inputs if s.rf is not None]
+        if node.op == "placeholder":
+            states[node] = _State(ReceptiveField(), node)
+            continue
+        if node.op == "get_attr" or (node.op == "call_method" and node.target in _NON_TENSOR_METHODS):
+            states[node] = None
+            continue
+        if node.op == "call_function" and node.target is getattr:
+            states[node] = None
+            continue
+        if node.op == "output":
+            out = node.args[0]
+            if isinstance(out, dict):
+                if output_key not in out:
+                    raise ValueError(f"the model returns a dict with keys {sorted(out)}; no output_key {output_key!r}")
+                out = out[output_key]
+            elif isinstance(out, (tuple, list)):
+                out = out[0]
+            state = states.get(out)
+            if state is None:
+                raise ValueError("the model's output is not a tensor computed from the input")
+            if state.rf is None:
+                if first_global_input is None:
+                    raise ValueError("the output is global but no spatial map was found before it")
+                return first_global_input
+            return state, out
+        if not inputs:
+            states[node] = None
+            continue
+        is_global = len(spatial) < len(inputs)  # a global input makes the result global
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            if isinstance(module, _GEOMETRY):
+                if len(inputs) != 1:
+                    raise ValueError(f"{node.target}: expected one tensor input")
+                state = _State(None if is_global else inputs[0].rf.then(_spec_of(module, node.target, axis)), node)
+            elif isinstance(module, _GLOBAL):
+                state = _State(None, node)
+            elif isinstance(module, _POINTWISE) or type(module).__name__ == "FrozenBatchNorm2d":
+                state = _State(None if is_global else ReceptiveField.union([s.rf for s in spatial]), node)
+            else:
+                raise ValueError(
+                    f"receptive_field_of does not know layer {node.target!r} ({type(module).__name__}); "
+                    "use receptive_field() with a list of LayerSpec for it"
+                )
+            if node is upto:
+                return state, node
+        elif node.op == "call_function" and node.target in _GLOBAL_FUNCS or (
+            node.op == "call_method" and node.target in _GLOBAL_METHODS
+        ):
+            state = _State(None, node)
+        elif node.op == "call_function" and node.target in _GEOMETRY_FUNCS:
+            if spatial:
+                raise ValueError(
+                    f"node {node.name} calls {getattr(node.target, '__name__', node.target)}, which changes the "
+                    "geometry in a way receptive_field_of does not model (e.g. upsampling); point it at the "
+                    "backbone instead (e.g. model.backbone)"
+                )
+            state = _State(None, node)  # e.g. upsampling a globally pooled map: still global
+        else:  # element-wise: add, mul, cat, relu, ... -> union of the branches
+            state = _State(None if is_global else ReceptiveField.union([s.rf for s in spatial]), node)
+        if state.rf is None and first_global_input is None and spatial:
+            widest = max(spatial, key=lambda s: s.rf.size)
+            first_global_input = (widest, widest.node)
+        states[node] = state
+    raise ValueError("the traced graph has no output")  # pragma: no cover
+
+
+def _last_call(gm: fx.GraphModule, upto: str | None) -> fx.Node | None:
+    """The last graph node that calls submodule ``upto`` or one of its children (its output)."""
+    if upto is None:
+        return None
+    calls = [n for n in gm.graph.nodes if n.op == "call_module" and (n.target == upto or n.target.startswith(upto + "."))]
+    if not calls:
+        raise ValueError(f"upto={upto!r} is not a submodule called by {type(gm).__name__}'s forward")
+    return calls[-1]
+
+
+def receptive_field_of(
+    model: nn.Module | Sequence[LayerSpec],
+    *,
+    upto: str | None = None,
+    output_key: str = "out",
+    axis: int = 0,
+) -> ReceptiveField:
+    """Receptive field of a model's last spatial feature map, derived from its layers.
+
+    The module is traced with ``torch.fx``; convolutions and pooling layers compose by the
+    recurrences, point-wise layers (batch norm, activations) pass through, and branches that
+    meet (the residual addition of a bottleneck) take the union of their intervals. Global
+    layers (adaptive pooling, flatten, linear) end the spatial part: for ``resnet50()`` the
+    result is the receptive field of ``layer4``'s output.
+
+    Args:
+        model: a module, or a list of :class:`LayerSpec` (then this is :func:`receptive_field`).
+        upto: stop after the submodule of this name (e.g. ``"layer3"`` or ``"features.16"``).
+        output_key: which entry to follow when the model returns a dict.
+        axis: 0 for height, 1 for width (kernels may be non-square).
+    """
+    if isinstance(model, (list, tuple)):
+        return receptive_field(model)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module or a list of LayerSpec, got {type(model).__name__}")
+    gm = _trace(model)
+    state, _ = _walk(gm, axis=axis, upto=_last_call(gm, upto), output_key=output_key)
+    if state.rf is None:
+        raise ValueError("the requested feature map is global (it sees the whole input)")
+    return state.rf
+
+
+def spatial_part(model: nn.Module, *, upto: str | None = None, output_key: str = "out") -> fx.GraphModule:
+    """The model cut at its last spatial feature map (before global pooling), as an fx module.
+
+    Shares parameters with ``model``. ``resnet50()`` becomes conv1 ... layer4.
+    """
+    gm = _trace(model)
+    _, last = _walk(gm, axis=0, upto=_last_call(gm, upto), output_key=output_key)
+    graph, env = fx.Graph(), {}
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            break
+        env[node] = graph.node_copy(node, lambda n: env[n])
+        if node is last:
+            break
+    graph.output(env[last])
+    for node in reversed(list(graph.nodes)):  # drop what the cut output does not use
+        if node.op not in ("placeholder", "output") and not node.users:
+            graph.erase_node(node)
+    return fx.GraphModule(gm, graph)
+
+
+# ---------------------------------------------------------------------------------------------
+# Brute force: the pixels whose gradient is non-zero
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmpiricalField:
+    """Where one output unit's gradient reaches the input (rows/cols: inclusive bounding box)."""
+
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    output_index: tuple[int, int]
+    output_shape: tuple[int, int]
+    support: torch.Tensor
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rows[1] - self.rows[0] + 1, self.cols[1] - self.cols[0] + 1
+
+
+def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
+
+
+def _make_faithful(net: nn.Module) -> None:
+    """Make 'non-zero gradient' mean 'is wired to': one channel, positive averaging weights,
+    average instead of max pooling (max pooling sends gradient only to the arg-max), and no
+    normalisation or activation (ReLU sends none through inactive units)."""
+    for name, module in list(net.named_modules()):
+        if not name:
+            continue
+        if isinstance(module, nn.Conv2d):
+            conv = nn.Conv2d(1, 1, module.kernel_size, module.stride, module.padding, module.dilation,
+                             bias=False, padding_mode=module.padding_mode).double()
+            nn.init.constant_(conv.weight, 1.0 / conv.weight.numel())
+            _set_module(net, name, conv)
+        elif isinstance(module, nn.MaxPool2d):
+            if module.dilation not in (1, (1, 1)):
+                raise ValueError(f"{name}: dilated max pooling is not supported by the brute-force check")
+            _set_module(net, name, nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode))
+        elif isinstance(module, _POINTWISE) or type(module).__name__ == "FrozenBatchNorm2d":
+            _set_module(net, name, nn.Identity())
+
+
+def empirical_receptive_field(
+    model: nn.Module,
+    input_size: int | tuple[int, int],
+    output_index: tuple[int, int] | None = None,
+    *,
+    faithful: bool = True,
+    output_key: str = "out",
+    upto: str | None = None,
+) -> EmpiricalField:
+    """Brute force: back-propagate from one output unit and see which input pixels it reaches.
+
+    Args:
+        model: a 2-D convolutional model (cut at its last spatial map, see :func:`spatial_part`).
+        input_size: ``H`` or ``(H, W)``; odd sizes are fine.
+        output_index: the output unit ``(row, col)``; the centre unit by default.
+        faithful: work on a one-channel copy whose gradient is non-zero exactly where the unit
+            depends on the input (see :func:`_make_faithful`); cheap even for ResNet-50 at
+            500 x 500. ``False`` uses the model as it is (random input), where max pooling and
+            ReLU leave some connected pixels with zero gradient.
+    """
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if min(h, w) < 1:
+        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    # spatial_part builds fresh containers around the model's leaf layers, so swapping leaves
+    # below (faithful=True) leaves ``model`` untouched without copying its weights
+    net = spatial_part(model, upto=upto, output_key=output_key).eval()
+    if faithful:
+        _make_faithful(net)
+        x = torch.ones(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+    else:
+        first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = first.in_channels if first is not None else 3
+        x = torch.randn(1, channels, h, w, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    out = net(x)
+    if out.dim() != 4:
+        raise ValueError(f"the spatial part returns shape {tuple(out.shape)}, expected (N, C, H, W)")
+    oh, ow = out.shape[-2:]
+    i, j = ((oh - 1) // 2, (ow - 1) // 2) if output_index is None else output_index
+    if not (0 <= i < oh and 0 <= j < ow):
+        raise ValueError(f"output_index {(i, j)} is outside the output map of size {(oh, ow)}")
+    out[0, :, i, j].sum().backward()
+    support = x.grad[0].abs().sum(0) > 0
+    rows = torch.nonzero(support.any(1)).flatten()
+    cols = torch.nonzero(support.any(0)).flatten()
+    if rows.numel() == 0:
+        raise ValueError("no input pixel has a non-zero gradient (try faithful=True)")
+    return EmpiricalField((int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1])), (i, j), (oh, ow), support)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gridding: the sampling pattern of stacked atrous convolutions
+# ---------------------------------------------------------------------------------------------
+def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor:
+    """How many paths connect each input pixel to one output of a stack of atrous convs.
+
+    Stacking ``kernel_size`` convolutions at ``rates`` (stride 1) reads the input on a lattice:
+    zeros are pixels the output never sees ("gridding"; e.g. rates (2, 2, 2) read only every
+    other pixel, while (1, 2, 4) read all of them). Returns an int64 ``(r, r)`` map, ``r`` the
+    receptive field.
+    """
+    if not rates:
+        raise ValueError("rates must name at least one layer")
+    pattern = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    ones = torch.ones(1, 1, kernel_size, kernel_size, dtype=torch.float64)
+    for r in rates:
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise ValueError(f"rates must be positive ints, got {r!r}")
+        pattern = F.conv_transpose2d(pattern, ones, dilation=r)  # spread to the taps of this layer
+    return pattern[0, 0].round().to(torch.int64)
+
+
+def coverage(pattern: torch.Tensor) -> float:
+    """Fraction of the receptive field's pixels that are actually read (no holes: 1.0)."""
+    return float((pattern > 0).double().mean())

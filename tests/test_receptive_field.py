@@ -1,0 +1,211 @@
+"""deeplab_edu.receptive_field: the recurrences agree with brute force, from toy stacks to ResNet-50."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from deeplab_edu.effective_receptive_field import (
+    TinyDilatedNet,
+    effective_receptive_field,
+    mass_extent,
+    ring_to_disc_batch,
+    train_tiny_segmenter,
+)
+from deeplab_edu.receptive_field import (
+    LayerSpec,
+    ReceptiveField,
+    coverage,
+    empirical_receptive_field,
+    receptive_field,
+    receptive_field_of,
+    receptive_field_table,
+    sampling_pattern,
+    spatial_part,
+)
+
+
+def assert_agrees(model: nn.Module, input_size: int | tuple[int, int], **kw) -> ReceptiveField:
+    """The theoretical region of the centre unit equals the bounding box of its gradient support."""
+    rf = receptive_field_of(model, **kw)
+    emp = empirical_receptive_field(model, input_size, **kw)
+    (i, j), (h, w) = emp.output_index, ((input_size,) * 2 if isinstance(input_size, int) else input_size)
+    rows, cols = rf.region(i), receptive_field_of(model, axis=1, **kw).region(j)
+    assert 0 <= rows[0] and rows[1] < h and 0 <= cols[0] and cols[1] < w, "pick a larger input for this check"
+    assert (emp.rows, emp.cols) == (rows, cols), f"theory {rows, cols} vs brute force {emp.rows, emp.cols}"
+    return rf
+
+
+def test_recurrences_by_hand():
+    assert receptive_field([LayerSpec(3)] * 3).size == 7
+    rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)])
+    assert (rf.size, rf.stride, rf.padding) == (1 + 2 + 4 + 8, 4, 1 + 2 + 4)
+    assert rf.region(0) == (-7, 7) and rf.center(3) == 12
+    assert receptive_field([LayerSpec(3, dilation=d) for d in (1, 2, 4)]).size == 15
+    assert LayerSpec(3, dilation=6).effective_kernel == 13
+    table = receptive_field_table([LayerSpec(7, 2, 3, name="conv1"), LayerSpec(3, 2, 1, name="pool")])
+    assert [r["receptive field"] for r in table] == [7, 11] and table[-1]["effective stride"] == 4
+
+
+def test_union_of_branches_and_errors():
+    main = receptive_field([LayerSpec(1), LayerSpec(3, 2, 1), LayerSpec(1)])
+    short = receptive_field([LayerSpec(1, 2, 0)])
+    both = ReceptiveField.union([main, short])
+    assert (both.size, both.stride, both.padding) == (3, 2, 1)
+    with pytest.raises(ValueError, match="different effective strides"):
+        ReceptiveField.union([main, receptive_field([LayerSpec(1)])])
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        LayerSpec(3, stride=0)
+    with pytest.raises(TypeError, match="nn.Module"):
+        receptive_field_of("vgg16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="upto='nope'"):
+        receptive_field_of(nn.Sequential(nn.Conv2d(1, 1, 3)), upto="nope")
+
+
+class Upsampling(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, stride=2)
+
+    def forward(self, x):
+        return nn.functional.interpolate(self.conv(x), scale_factor=2.0)
+
+
+def test_upsampling_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="backbone"):
+        receptive_field_of(Upsampling())
+
+
+@st.composite
+def stacks(draw):
+    layers = []
+    for _ in range(draw(st.integers(1, 4))):
+        k = draw(st.integers(1, 4))
+        d = draw(st.integers(1, 3)) if k > 1 else 1
+        p = draw(st.integers(0, (d * (k - 1)) // 2))
+        if draw(st.booleans()) and k > 1 and d == 1:
+            layers.append(nn.MaxPool2d(k, draw(st.integers(1, 2)), padding=min(p, k // 2)))
+        else:
+            layers.append(nn.Conv2d(2, 2, k, stride=draw(st.integers(1, 2)), padding=p, dilation=d))
+            layers.append(nn.ReLU())
+    return nn.Sequential(nn.Conv2d(3, 2, 1), *layers), draw(st.integers(0, 3))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(stacks())
+def test_random_stacks_agree_with_brute_force(case):
+    net, extra = case
+    rf = receptive_field_of(net)
+    size = rf.size + 2 * rf.padding + 4 * rf.stride + extra  # odd and even sizes
+    emp = empirical_receptive_field(net, size)
+    rows = rf.region(emp.output_index[0])
+    assume(rows[0] >= 0 and rows[1] < size)
+    assert emp.rows == rows and emp.cols == rf.region(emp.output_index[1])
+
+
+class Bottleneck(nn.Module):
+    """A residual block with a strided, dilated main path and a strided 1x1 shortcut."""
+
+    def __init__(self, stride: int, dilation: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(2, 2, 1)
+        self.b = nn.Conv2d(2, 2, 3, stride=stride, padding=dilation, dilation=dilation)
+        self.shortcut = nn.Conv2d(2, 2, 1, stride=stride)
+
+    def forward(self, x):
+        return torch.relu(self.b(torch.relu(self.a(x))) + self.shortcut(x))
+
+
+@pytest.mark.parametrize("stride,dilation,size", [(1, 1, 21), (2, 1, 24), (1, 2, 27), (2, 3, 31)])
+def test_residual_blocks_agree(stride, dilation, size):
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Bottleneck(stride, dilation), Bottleneck(1, 2))
+    assert_agrees(net, size)
+    assert_agrees(net, (size, size + 4))  # non-square input
+
+
+def test_non_square_kernels_per_axis():
+    net = nn.Sequential(nn.Conv2d(1, 1, (3, 5), padding=(1, 2), dilation=(2, 1)))
+    assert receptive_field_of(net, axis=0).size == 5 and receptive_field_of(net, axis=1).size == 5
+    assert_agrees(net, (15, 13))
+
+
+@pytest.mark.parametrize(
+    "name,build,size",
+    [
+        ("alexnet", lambda: torchvision.models.alexnet().features, 259),
+        ("vgg16", lambda: torchvision.models.vgg16().features, 257),
+        ("resnet50", lambda: torchvision.models.resnet50(), 481),
+        ("resnet50-os16", lambda: torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True]), 481),
+        ("resnet50-os8", lambda: torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True]), 483),
+    ],
+)
+def test_torchvision_models_agree_with_brute_force(name, build, size):
+    model = build()
+    rf = assert_agrees(model, size)
+    if name.startswith("resnet50"):
+        # dilation replaces the last strides: denser maps, the same receptive field
+        assert rf.size == receptive_field_of(torchvision.models.resnet50()).size
+        assert rf.stride == {"resnet50": 32, "resnet50-os16": 16, "resnet50-os8": 8}[name]
+
+
+def test_spatial_part_cuts_before_global_pooling_and_leaves_model_intact():
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 65, 65)
+    before = model(x)
+    feats = spatial_part(model)(x)
+    assert feats.shape == (1, 512, 3, 3)
+    empirical_receptive_field(model, 65)
+    assert isinstance(model.maxpool, nn.MaxPool2d) and model.conv1.in_channels == 3
+    torch.testing.assert_close(model(x), before)
+    assert receptive_field_of(model, upto="layer2").stride == 8
+
+
+def test_unfaithful_gradient_is_sparser_but_inside():
+    torch.manual_seed(0)  # one channel: max pooling sends the gradient to one pixel of each window
+    net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3), nn.MaxPool2d(2))
+    faithful = empirical_receptive_field(net, 33)
+    raw = empirical_receptive_field(net, 33, faithful=False)
+    assert raw.support.sum() < faithful.support.sum()
+    assert not (raw.support & ~faithful.support).any()
+
+
+def test_gridding_sampling_patterns():
+    same = sampling_pattern((2, 2, 2))
+    mixed = sampling_pattern((1, 2, 4))
+    assert same.shape == (13, 13) and mixed.shape == (15, 15)
+    assert coverage(mixed) == 1.0
+    assert (same > 0).sum() == 7 * 7  # only every other pixel: the holes of gridding
+    assert int(same.sum()) == 9**3 and int(mixed.sum()) == 9**3  # every path counted once
+    # the same lattice comes out of the brute-force gradient of a real conv stack
+    net = nn.Sequential(*[nn.Conv2d(1, 1, 3, dilation=r) for r in (2, 2, 2)])
+    emp = empirical_receptive_field(net, 13)
+    assert torch.equal(emp.support, same > 0)
+    with pytest.raises(ValueError, match="positive ints"):
+        sampling_pattern((1, 0))
+
+
+def test_effective_receptive_field_lies_inside_the_theoretical_one():
+    torch.manual_seed(0)
+    net = TinyDilatedNet(rates=(1, 2, 1), channels=4)
+    rf = receptive_field_of(net)
+    assert rf.size == 1 + 2 * (1 + 2 + 1)
+    erf = effective_receptive_field(net, 21, samples=2)
+    assert erf.shape == (21, 21) and abs(float(erf.sum()) - 1) < 1e-5
+    u, v = rf.region(10)
+    outside = erf.clone()
+    outside[u : v + 1, u : v + 1] = 0
+    assert float(outside.abs().sum()) == 0.0
+    assert 1 <= mass_extent(erf, 0.5) <= mass_extent(erf, 0.9) <= rf.size
+    peak = divmod(int(erf.argmax()), 21)
+    assert abs(peak[0] - 10) <= 2 and abs(peak[1] - 10) <= 2
+
+
+def test_toy_task_and_training_run():
+    images, masks = ring_to_disc_batch(2, 24, generator=torch.Generator().manual_seed(1))
+    assert images.shape == (2, 3, 24, 24) and masks.shape == (2, 24, 24) and set(masks.unique().tolist()) <= {0, 1}
+    losses = train_tiny_segmenter(TinyDilatedNet(rates=(1, 2), channels=4), 3, batch=2, size=24, progress=False)
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
