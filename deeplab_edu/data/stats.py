@@ -1,0 +1,116 @@
+"""Statistics of a segmentation data set that say which DeepLab ingredient it will need.
+
+* :func:`class_pixel_frequencies`: how unbalanced the classes are;
+* :func:`object_sizes`: the spread of object scales (the multi-scale problem that ASPP and image
+  pyramids address, DeepLabv2 Sec. 3.2);
+* :func:`context_free_fraction`: the fraction of pixels of context-dependent classes (``car`` /
+  ``boat`` in the procedural scenes) that have **no** background pixel within a window of a given
+  radius. A classifier whose field of view is that window cannot tell such pixels apart; only
+  larger context, up to image-level pooling (DeepLabv3 Sec. 3.3), can;
+* :func:`stride_oracle_iou`: the IoU per class that a *perfect* classifier would still reach if it
+  predicted one label per ``stride x stride`` cell and upsampled by nearest neighbour, the
+  ceiling set by the output stride alone (why DeepLabv3 evaluates at output stride 8 and v3+
+  adds a decoder at stride 4).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .classes import IGNORE_INDEX
+from .procedural import BACKGROUND, BOAT, CAR, ProceduralScenes
+
+__all__ = ["class_pixel_frequencies", "object_sizes", "context_free_fraction", "stride_oracle_iou"]
+
+
+def _masks(dataset, indices: Iterable[int]) -> Iterable[np.ndarray]:
+    for i in indices:
+        if isinstance(dataset, ProceduralScenes):
+            yield dataset.render(i)[1]
+        else:
+            yield np.asarray(dataset[i][1])
+
+
+def class_pixel_frequencies(dataset, n: int | None = None) -> np.ndarray:
+    """Fraction of pixels per class over the first ``n`` items; the last entry is the ignore label."""
+    n = len(dataset) if n is None else min(n, len(dataset))
+    counts = np.zeros(dataset.num_classes + 1, np.int64)
+    for m in _masks(dataset, range(n)):
+        c = np.bincount(m.ravel().astype(np.int64), minlength=256)
+        counts[:-1] += c[: dataset.num_classes]
+        counts[-1] += c[IGNORE_INDEX]
+    return counts / max(1, counts.sum())
+
+
+def object_sizes(dataset: ProceduralScenes, n: int | None = None) -> dict[str, np.ndarray]:
+    """Per drawn object of the first ``n`` procedural scenes: ``classes``, ``sizes`` (extent in
+    pixels: diameter, or length for wires) and ``visible`` (pixels left after occlusion)."""
+    n = len(dataset) if n is None else min(n, len(dataset))
+    cls, size, vis = [], [], []
+    for i in range(n):
+        info = dataset.render(i)[2]
+        cls += info.classes
+        size += info.sizes
+        vis += info.visible_pixels
+    return {"classes": np.array(cls, int), "sizes": np.array(size, float), "visible": np.array(vis, int)}
+
+
+def _box_any(binary: np.ndarray, radius: int) -> np.ndarray:
+    """For every pixel: is any pixel of ``binary`` within the (2r+1) x (2r+1) window around it?"""
+    h, w = binary.shape
+    ii = np.zeros((h + 1, w + 1), np.int64)
+    ii[1:, 1:] = binary.astype(np.int64).cumsum(0).cumsum(1)
+    y0 = np.clip(np.arange(h) - radius, 0, h)
+    y1 = np.clip(np.arange(h) + radius + 1, 0, h)
+    x0 = np.clip(np.arange(w) - radius, 0, w)
+    x1 = np.clip(np.arange(w) + radius + 1, 0, w)
+    total = ii[y1][:, x1] - ii[y0][:, x1] - ii[y1][:, x0] + ii[y0][:, x0]
+    return total > 0
+
+
+def context_free_fraction(
+    masks: Iterable[np.ndarray | torch.Tensor],
+    radius: int,
+    *,
+    classes: Sequence[int] = (CAR, BOAT),
+    evidence: Sequence[int] = (BACKGROUND,),
+) -> float:
+    """Fraction of pixels of ``classes`` with no ``evidence`` pixel (the scene's background) within
+    ``radius`` pixels (a square window). Returns ``nan`` when there are no such pixels."""
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    hit = total = 0
+    for m in masks:
+        m = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
+        target = np.isin(m, classes)
+        if not target.any():
+            continue
+        seen = _box_any(np.isin(m, evidence), radius)
+        total += int(target.sum())
+        hit += int((target & ~seen).sum())
+    return hit / total if total else float("nan")
+
+
+def stride_oracle_iou(masks: Iterable[np.ndarray | torch.Tensor], stride: int, num_classes: int) -> dict:
+    """IoU of a perfect classifier limited to one label per ``stride`` cell (nearest upsampling).
+
+    The label of each cell is read at its centre pixel; ignored samples predict background.
+    Returns :meth:`deeplab_edu.metrics.ConfusionMatrix.compute`'s dictionary.
+    """
+    from ..metrics import ConfusionMatrix
+
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+    for m in masks:
+        t = torch.as_tensor(np.asarray(m), dtype=torch.int64)
+        h, w = t.shape
+        ys = torch.clamp(torch.arange(h) // stride * stride + stride // 2, max=h - 1)
+        xs = torch.clamp(torch.arange(w) // stride * stride + stride // 2, max=w - 1)
+        pred = t[ys][:, xs].clone()
+        pred[pred == IGNORE_INDEX] = 0
+        cm.update(pred[None], t[None])
+    return cm.compute()
