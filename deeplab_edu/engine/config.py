@@ -146,15 +146,15 @@ def validate(cfg: TrainConfig) -> None:
             )
         if os_ == 4:
             raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use 8 or 16")
-    if cfg.eval_output_stride is not None and cfg.model not in ("deeplabv3", "deeplabv3plus") \
-            and cfg.eval_output_stride != cfg.output_stride:
-        raise ConfigError(
-            f"eval_output_stride={cfg.eval_output_stride} differs from output_stride={cfg.output_stride}, "
-            f"but {cfg.model} cannot switch its output stride after it is built; only deeplabv3 and "
-            "deeplabv3plus can (set eval_output_stride to null)"
-        )
     if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
         raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}")
+    if cfg.model in ("deeplabv3", "deeplabv3plus") and cfg.backbone == "vgg16":
+        raise ConfigError(f"{cfg.model} needs a ResNet or MobileNetV3 backbone, not vgg16")
+    if cfg.backbone == "vgg16":
+        for name in ("output_stride", "eval_output_stride"):
+            if getattr(cfg, name) not in (None, 8):
+                raise ConfigError(f"{name}={getattr(cfg, name)} with vgg16: DeepLab's VGG-16 (v1/v2) is built "
+                                  "at output stride 8 only (pool4/pool5 have stride 1, fc6 is atrous)")
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
     if cfg.crop_size < 16:

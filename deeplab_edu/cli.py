@@ -1,0 +1,233 @@
+"""The command line: ``deeplab-edu train | eval | predict | bench`` (also ``python -m deeplab_edu``).
+
+Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a flag
+(``crop_size`` -> ``--crop-size``); ``--preset NAME`` or ``--config FILE.yaml`` sets many at once,
+and flags given explicitly win. Examples::
+
+    deeplab-edu train --preset cpu
+    deeplab-edu train --preset cpu --iterations 50 --out-dir runs/quick
+    deeplab-edu train --preset cpu --resume                  # continue where it stopped
+    torchrun --nproc_per_node=2 -m deeplab_edu train --preset gpu
+    deeplab-edu eval --checkpoint runs/cpu/checkpoints/last.pt --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
+    deeplab-edu predict --checkpoint runs/cpu/checkpoints/last.pt photo.jpg --out predictions/
+    deeplab-edu bench --device cpu --size 129
+
+Mistakes end with ``error: ...`` naming the setting and what to do, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    from .engine.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        t = hints[f.name]
+        if t is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "scale_range":
+            p.add_argument(flag, nargs=2, type=float, default=None, metavar=("MIN", "MAX"))
+        elif f.name == "model_kwargs":
+            p.add_argument(flag, type=json.loads, default=None, metavar="JSON",
+                           help='extra build_model arguments, e.g. \'{"image_pooling": false}\'')
+        elif f.name in ("eval_output_stride",):
+            p.add_argument(flag, type=lambda s: None if s.lower() in ("none", "null") else int(s), default=None)
+        else:
+            base = int if "int" in str(t) else float if "float" in str(t) else str
+            p.add_argument(flag, type=base, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train a model (DeepLabv3's recipe)")
+    src = tr.add_mutually_exclusive_group()
+    src.add_argument("--preset", help="a preset name (see --list-presets)")
+    src.add_argument("--config", help="a YAML file of settings")
+    tr.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
+    tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
+    _add_train_flags(tr)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint (DeepLabv3 Table 5 strategies)")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--data-root")
+    ev.add_argument("--scales", nargs="+", type=float, default=[1.0])
+    ev.add_argument("--flip", action="store_true")
+    ev.add_argument("--output-stride", type=int)
+    ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
+    ev.add_argument("--limit", type=int, help="evaluate only the first N images")
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--json", help="write the metrics here")
+
+    pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("input", help="an image file or a folder of images")
+    pr.add_argument("--out", default="predictions", help="folder for <name>_mask.png and <name>_overlay.png")
+    pr.add_argument("--scales", nargs="+", type=float, default=[1.0])
+    pr.add_argument("--flip", action="store_true")
+    pr.add_argument("--output-stride", type=int)
+    pr.add_argument("--device", default=None)
+
+    be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch")
+    be.add_argument("--device", default="cpu")
+    be.add_argument("--size", type=int, default=129, help="input side in pixels")
+    be.add_argument("--batch", type=int, default=2)
+    be.add_argument("--repeats", type=int, default=3)
+    be.add_argument("--out", help="record JSON path (default benchmarks/results/bench_<device>.json)")
+    be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"])
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .engine.config import TrainConfig, list_presets, load_config
+    from .engine.trainer import Trainer
+
+    if args.list_presets:
+        print("\n".join(list_presets()))
+        return 0
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = load_config(args.preset or args.config, overrides)
+    start = time.time()
+    result = Trainer(cfg).fit()
+    seconds = time.time() - start
+    curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
+    final = result["final"]
+    print(f"done in {seconds:.0f} s: val mIoU {100 * final.get('miou', float('nan')):.1f}% "
+          f"(curve: {curve}); outputs in {cfg.out_dir}")
+    if args.record:
+        from .records import write_record
+
+        write_record(args.record, {"seconds": round(seconds, 1), "final_miou": final.get("miou"),
+                                   "final_pixel_accuracy": final.get("pixel_accuracy"),
+                                   "final_iou": final.get("iou"), "val_miou_curve": curve,
+                                   "train_loss_curve": [(r["iteration"], round(r["loss"], 4))
+                                                        for r in result["history"] if r["split"] == "train"]},
+                     extra={"config": cfg.to_dict()})
+    return 0
+
+
+def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:
+    from .data import build_dataset
+    from .data.transforms import eval_transform
+
+    kw: dict[str, Any] = {}
+    if cfg["dataset"] == "procedural":
+        kw = {"size": cfg["image_size"], "length": cfg["val_length"]}
+    return build_dataset(cfg["dataset"], split, root=root or cfg.get("data_root"), transform=eval_transform(), **kw)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .config import device as default_device
+    from .inference import Strategy, evaluate, load_model
+    from .metrics import format_iou_table
+
+    dev = args.device or str(default_device())
+    model, cfg = load_model(args.checkpoint, dev)
+    ds = _dataset_for(cfg, args.split, args.data_root)
+    strategy = Strategy(tuple(args.scales), args.flip, args.output_stride, args.crop_size)
+    m = evaluate(model, ds, strategy, limit=args.limit, device=dev)
+    print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
+          f"fwIoU {100 * m['fw_iou']:.2f}%")
+    print(format_iou_table(m["iou"], getattr(ds, "class_names", None)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"strategy": dataclasses.asdict(strategy), **m}, indent=2) + "\n")
+    return 0
+
+
+def _class_info(dataset: str) -> Any:
+    from . import data
+
+    infos = {"procedural": data.PROCEDURAL, "voc": data.VOC, "camvid": data.CAMVID, "cityscapes": data.CITYSCAPES}
+    if dataset not in infos:
+        raise ValueError(f"unknown data set {dataset!r} in the checkpoint's config")
+    return infos[dataset]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .config import device as default_device
+    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from .inference import Strategy, predict, load_model
+    from .viz.images import colorize, overlay
+
+    src = Path(args.input)
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}")
+    elif src.is_file():
+        files = [src]
+    else:
+        raise FileNotFoundError(f"input {src} is neither an image file nor a folder")
+    dev = args.device or str(default_device())
+    model, cfg = load_model(args.checkpoint, dev)
+    palette = _class_info(cfg["dataset"]).palette
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    strategy = Strategy(tuple(args.scales), args.flip, args.output_stride)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    for f in files:
+        try:
+            img = Image.open(f).convert("RGB")
+        except Exception as err:
+            raise ValueError(f"could not read image {f}: {err}") from err
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        pred = predict(model, ((x - mean) / std).to(dev), strategy)[0].cpu()
+        coloured = colorize(pred, palette)
+        Image.fromarray(coloured).save(out / f"{f.stem}_mask.png")
+        Image.fromarray(overlay(x, coloured, 0.5)).save(out / f"{f.stem}_overlay.png")
+        print(f"{f} -> {out / (f.stem + '_mask.png')}, {out / (f.stem + '_overlay.png')}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .engine.bench import run_benchmarks
+
+    run_benchmarks(device=args.device, size=args.size, batch=args.batch, repeats=args.repeats, out=args.out,
+                   pairs=tuple(args.pairs))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deeplab-edu`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, AttributeError) as err:
+        from .engine.trainer import NonFiniteLossError
+
+        name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
+        print(f"deeplab-edu {args.command}: {name}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

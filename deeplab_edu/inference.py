@@ -1,0 +1,227 @@
+"""Inference strategies of DeepLabv3 Table 5, sliding windows, and evaluation of a trained model.
+
+DeepLabv3 sec. 4.1 (Table 5) improves a trained model *at test time* with
+
+- **output stride 8** instead of 16 (denser features; :meth:`set_output_stride`),
+- **multi-scale inputs** (MS): the image is resized by each of the scales
+  ``{0.5, 0.75, 1.0, 1.25, 1.5, 1.75}``, the class probabilities of every scale are resized back to
+  the image size and *averaged*,
+- **left-right flipping** (Flip): the flipped image is added to the inputs and its prediction flipped
+  back before averaging.
+
+Images larger than the training crop can be evaluated in overlapping **sliding windows** of the crop
+size (logits averaged where windows overlap), the way large Cityscapes images are often handled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import ConfusionMatrix
+
+__all__ = [
+    "PAPER_SCALES", "Strategy", "TABLE5_STRATEGIES", "sliding_window_logits", "predict_probs", "predict",
+    "evaluate", "load_model", "prediction_gallery", "error_map",
+]
+
+#: The input scales of DeepLabv3's multi-scale inference (sec. 4.1, Table 5).
+PAPER_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How to predict: scales, flip, output stride (``None``: leave the model's), sliding-window crop."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    output_stride: int | None = None
+    crop_size: int | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [f"OS {self.output_stride}" if self.output_stride else "", "MS" if len(self.scales) > 1 else "",
+                 "Flip" if self.flip else ""]
+        return " + ".join(p for p in parts if p) or "single scale"
+
+
+#: The rows of DeepLabv3 Table 5 (eval output stride, multi-scale, flip).
+TABLE5_STRATEGIES: dict[str, Strategy] = {
+    "OS 16": Strategy(output_stride=16),
+    "OS 8": Strategy(output_stride=8),
+    "OS 8 + MS": Strategy(scales=PAPER_SCALES, output_stride=8),
+    "OS 8 + MS + Flip": Strategy(scales=PAPER_SCALES, flip=True, output_stride=8),
+}
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return (out["out"] if isinstance(out, dict) else out).float()
+
+
+def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int, stride: int | None = None,
+                          num_classes: int | None = None) -> torch.Tensor:
+    """Logits (N, C, H, W) from overlapping ``crop_size`` windows; smaller images are padded first.
+
+    ``stride`` defaults to two thirds of the crop. Overlapping logits are averaged.
+    """
+    n, _, h, w = image.shape
+    stride = stride or max(1, (2 * crop_size) // 3)
+    ph, pw = max(crop_size - h, 0), max(crop_size - w, 0)
+    if ph or pw:
+        image = F.pad(image, (0, pw, 0, ph))
+    H, W = image.shape[-2:]
+    rows = [min(r * stride, H - crop_size) for r in range(math.ceil(max(H - crop_size, 0) / stride) + 1)]
+    cols = [min(c * stride, W - crop_size) for c in range(math.ceil(max(W - crop_size, 0) / stride) + 1)]
+    total: torch.Tensor | None = None
+    count = torch.zeros(1, 1, H, W, device=image.device)
+    for r in sorted(set(rows)):
+        for c in sorted(set(cols)):
+            logits = _forward(model, image[..., r:r + crop_size, c:c + crop_size])
+            if total is None:
+                total = torch.zeros(n, logits.shape[1], H, W, device=image.device)
+            total[..., r:r + crop_size, c:c + crop_size] += logits
+            count[..., r:r + crop_size, c:c + crop_size] += 1
+    assert total is not None
+    return (total / count)[..., :h, :w]
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
+    """Class probabilities (N, C, H, W) averaged over the strategy's scales (and flips).
+
+    The model's output stride is switched for the call when ``strategy.output_stride`` is set, and
+    restored afterwards.
+    """
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4:
+        raise ValueError(f"image should be (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
+    if not strategy.scales or min(strategy.scales) <= 0:
+        raise ValueError(f"scales must be positive, got {strategy.scales}")
+    old_os = getattr(model, "output_stride", None)
+    if strategy.output_stride is not None:
+        if not hasattr(model, "set_output_stride"):
+            raise ValueError(f"{type(model).__name__} cannot change its output stride")
+        model.set_output_stride(strategy.output_stride)
+    try:
+        h, w = image.shape[-2:]
+        probs: torch.Tensor | None = None
+        inputs = [(image, False)] + ([(image.flip(-1), True)] if strategy.flip else [])
+        for x0, flipped in inputs:
+            for s in strategy.scales:
+                x = x0 if s == 1.0 else F.interpolate(x0, scale_factor=s, mode="bilinear", align_corners=False)
+                if strategy.crop_size and max(x.shape[-2:]) > strategy.crop_size:
+                    logits = sliding_window_logits(model, x, strategy.crop_size)
+                else:
+                    logits = _forward(model, x)
+                if logits.shape[-2:] != (h, w):
+                    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+                p = logits.softmax(1)
+                p = p.flip(-1) if flipped else p
+                probs = p if probs is None else probs + p
+        assert probs is not None
+        return probs / (len(inputs) * len(strategy.scales))
+    finally:
+        if strategy.output_stride is not None and isinstance(old_os, int):
+            model.set_output_stride(old_os)
+
+
+def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
+    """Label map(s) (N, H, W) for ``image`` with ``strategy``."""
+    return predict_probs(model, image, strategy).argmax(1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Iterable[tuple[torch.Tensor, torch.Tensor]] | Any,
+             strategy: Strategy = Strategy(), *, num_classes: int | None = None, ignore_index: int = 255,
+             device: torch.device | str | None = None, limit: int | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Confusion-matrix metrics of ``model`` on ``dataset`` (items ``(image, mask)``) with ``strategy``."""
+    from tqdm.auto import tqdm
+
+    num_classes = num_classes or getattr(dataset, "num_classes", None)
+    if num_classes is None:
+        raise ValueError("num_classes is needed (the dataset has no num_classes attribute)")
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    cm = ConfusionMatrix(num_classes, ignore_index, device=device)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    try:
+        for i in tqdm(range(n), desc=f"eval {strategy.label}", disable=not progress, leave=False):
+            image, mask = dataset[i]
+            pred = predict(model, image.to(device), strategy)
+            cm.update(pred, mask[None].to(device))
+    finally:
+        model.train(was_training)
+    return cm.compute()
+
+
+def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a training checkpoint describes and load its weights.
+
+    Returns ``(model in eval mode, checkpoint config)``.
+    """
+    from .engine.checkpoint import load_checkpoint
+    from .models import build_model
+
+    state = load_checkpoint(checkpoint)
+    cfg = state.get("config")
+    info = state.get("model_info")
+    if not cfg or not info:
+        raise ValueError(f"{checkpoint} is not a deeplab-edu training checkpoint (no config/model_info)")
+    model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
+                        output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False),
+                        **cfg.get("model_kwargs", {}))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg
+
+
+def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> "Any":
+    """RGB uint8 (H, W, 3): black where right, red where wrong, white where ignored."""
+    import numpy as np
+
+    p, t = pred.cpu().numpy(), target.cpu().numpy()
+    out = np.zeros((*t.shape, 3), dtype=np.uint8)
+    out[(p != t) & (t != ignore_index)] = (220, 30, 30)
+    out[t == ignore_index] = (255, 255, 255)
+    return out
+
+
+def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                       preds: Sequence[torch.Tensor], palette: Sequence[Sequence[int]], *,
+                       titles: Sequence[str] | None = None, ignore_index: int = 255) -> Any:
+    """A figure with one row per example: image, ground truth, prediction, errors (red)."""
+    import matplotlib.pyplot as plt
+
+    from .viz.images import colorize
+
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
+    for i in range(n):
+        img = images[i]
+        if img.min() < 0 or img.max() > 1:  # normalised: undo ImageNet statistics for display
+            from .viz.images import IMAGENET_MEAN, IMAGENET_STD
+
+            m = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+            s = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+            img = (img.cpu() * s + m).clamp(0, 1)
+        panels = [img.permute(1, 2, 0).cpu().numpy(), colorize(targets[i], palette, ignore_index),
+                  colorize(preds[i], palette, ignore_index), error_map(preds[i], targets[i], ignore_index)]
+        for j, (ax, panel) in enumerate(zip(axes[i], panels)):
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(("image", "truth", "prediction", "errors (red)")[j], fontsize=9)
+        if titles:
+            axes[i][0].set_ylabel(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
