@@ -1,0 +1,119 @@
+"""Export a trained DeepLab model for deployment: ONNX (run with onnxruntime) and ``torch.export``.
+
+Both exports trace the model in evaluation mode (batch norm uses its running statistics, dropout is
+off) and keep the image height and width *dynamic*, so the exported graph accepts any input size,
+as the eager model does. The exported model returns the ``"out"`` logits; files are written
+atomically (to a temporary name, then renamed).
+
+>>> path = export_onnx(model, "/tmp/deeplab.onnx")          # doctest: +SKIP
+>>> logits = run_onnx(path, images)                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["export_onnx", "run_onnx", "export_program", "load_program"]
+
+
+class _OutOnly(nn.Module):
+    """Wrap a model so it returns the ``"out"`` tensor rather than a dict (simpler graph outputs)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)["out"]
+
+
+def _example(example: torch.Tensor | None) -> torch.Tensor:
+    if example is None:
+        return torch.rand(1, 3, 65, 65)
+    if example.dim() != 4 or example.shape[1] != 3:
+        raise ValueError(f"example must be an image batch (N, 3, H, W), got {tuple(example.shape)}")
+    return example
+
+
+def _dynamic_shapes(dynamic: bool) -> Any:
+    if not dynamic:
+        return None
+    h = torch.export.Dim("height", min=32, max=4096)
+    w = torch.export.Dim("width", min=32, max=4096)
+    return ({2: h, 3: w},)
+
+
+def _atomic_target(path: str | os.PathLike) -> tuple[Path, Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, path.with_name(path.name + ".tmp")
+
+
+def export_onnx(
+    model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True
+) -> Path:
+    """Export ``model`` (eval mode, on the CPU) to ONNX at ``path`` with torch's ``torch.export``-based exporter.
+
+    Args:
+        model: a model whose forward returns ``{"out": logits}``.
+        path: the ``.onnx`` file to write.
+        example: an example batch (default: one 65 x 65 image).
+        dynamic: keep height and width dynamic (32 to 4096 pixels).
+    """
+    target, tmp = _atomic_target(path)
+    was_training = model.training
+    wrapped = _OutOnly(model).eval()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+            program = torch.onnx.export(
+                wrapped, (_example(example),), dynamo=True, input_names=["image"], output_names=["out"],
+                dynamic_shapes=_dynamic_shapes(dynamic), verbose=False,
+            )
+        program.save(str(tmp))
+        os.replace(tmp, target)
+    finally:
+        model.train(was_training)
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Logits of the ONNX model at ``path`` for ``images`` (N, 3, H, W), computed by onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no ONNX model at {path}")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    return session.run(None, {"image": x.astype(np.float32)})[0]
+
+
+def export_program(
+    model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True
+) -> Path:
+    """Export ``model`` (eval mode) with ``torch.export`` and save the program (``.pt2``) at ``path``."""
+    target, tmp = _atomic_target(path)
+    was_training = model.training
+    try:
+        program = torch.export.export(_OutOnly(model).eval(), (_example(example),), dynamic_shapes=_dynamic_shapes(dynamic))
+        torch.export.save(program, str(tmp))
+        os.replace(tmp, target)
+    finally:
+        model.train(was_training)
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def load_program(path: str | os.PathLike) -> nn.Module:
+    """Load a program saved by :func:`export_program`; calling it returns the logits tensor."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no exported program at {path}")
+    return torch.export.load(str(path)).module()

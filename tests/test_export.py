@@ -1,0 +1,63 @@
+"""An exported model (ONNX via onnxruntime, torch.export) gives the eager model's output on the CPU."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from deeplab_edu.models import build_model
+from deeplab_edu.models.export import export_onnx, export_program, load_program, run_onnx
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=3)
+    # a few training steps' worth of running statistics, so evaluation-mode BN is not the identity
+    m.train()
+    with torch.no_grad():
+        for _ in range(2):
+            m(torch.rand(2, 3, 33, 33))
+    return m.eval()
+
+
+@pytest.mark.slow
+def test_onnx_matches_eager_at_other_sizes(model: torch.nn.Module, tmp_path) -> None:
+    path = export_onnx(model, tmp_path / "m.onnx", torch.rand(1, 3, 65, 65))
+    assert path.is_file() and not list(tmp_path.glob("*.tmp"))
+    for size in [(65, 65), (47, 71)]:  # dynamic height and width
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            ref = model(x)["out"].numpy()
+        got = run_onnx(path, x)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    assert ref.std() > 1e-3  # the comparison is not between two near-constant maps
+
+
+@pytest.mark.slow
+def test_torch_export_matches_eager(model: torch.nn.Module, tmp_path) -> None:
+    program = load_program(export_program(model, tmp_path / "m.pt2"))
+    x = torch.rand(1, 3, 53, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model(x)["out"])
+    assert model.training is False
+
+
+def test_missing_files_are_named(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no ONNX model"):
+        run_onnx(tmp_path / "nope.onnx", torch.rand(1, 3, 33, 33))
+    with pytest.raises(FileNotFoundError, match="exported program"):
+        load_program(tmp_path / "nope.pt2")
