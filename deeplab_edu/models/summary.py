@@ -1,0 +1,116 @@
+"""Parameters and multiply-adds of every DeepLab model at 513 x 513, next to the published figures.
+
+Multiply-adds are counted by :func:`deeplab_edu.complexity.count_macs` from a forward pass. To make
+the count instant even for ResNet-101 at output stride 8, the model and the input live on PyTorch's
+``meta`` device: every operation computes only output *shapes*, which is all the counter needs
+(the count is the same as on real tensors; ``tests/test_models_summary.py`` checks it).
+
+Published figures: the only multiply-add counts the DeepLab papers publish for these architectures
+are in DeepLabv3+ Table 3 (ResNet-101 encoder, 513 x 513 PASCAL VOC crops: eval output stride 32,
+16, 8, without and with the decoder). The other papers give none, and we show none for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from ..complexity import count_macs, count_parameters
+from .deeplab import build_model
+
+__all__ = ["ModelConfig", "DEFAULT_CONFIGS", "PUBLISHED_GMACS", "model_cost", "complexity_table", "markdown_table"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One row of the table: a model name, its backbone, output stride and extra build arguments."""
+
+    name: str
+    backbone: str
+    output_stride: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        extra = ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+        return f"{self.name} / {self.backbone} / OS {self.output_stride}" + (f" ({extra})" if extra else "")
+
+
+DEFAULT_CONFIGS: tuple[ModelConfig, ...] = (
+    ModelConfig("deeplabv1", "vgg16", 8),
+    ModelConfig("deeplabv2", "vgg16", 8),
+    ModelConfig("deeplabv2", "resnet101", 8),
+    ModelConfig("deeplabv3", "resnet101", 32),
+    ModelConfig("deeplabv3", "resnet101", 16),
+    ModelConfig("deeplabv3", "resnet101", 8),
+    ModelConfig("deeplabv3plus", "resnet101", 32, {"separable": False}),
+    ModelConfig("deeplabv3plus", "resnet101", 16, {"separable": False}),
+    ModelConfig("deeplabv3plus", "resnet101", 8, {"separable": False}),
+    ModelConfig("deeplabv3plus", "resnet101", 16),
+    ModelConfig("deeplabv3", "resnet50", 16),
+    ModelConfig("deeplabv3plus", "resnet50", 16),
+    ModelConfig("deeplabv3", "mobilenet_v3_large", 16),
+    ModelConfig("deeplabv3plus", "mobilenet_v3_large", 16),
+)
+
+#: (model, backbone, eval output stride) -> (GMACs, source). DeepLabv3+ Table 3, ResNet-101, 513 x 513.
+PUBLISHED_GMACS: dict[tuple[str, str, int], tuple[float, str]] = {
+    ("deeplabv3", "resnet101", 32): (52.43, "DeepLabv3+ Table 3"),
+    ("deeplabv3", "resnet101", 16): (81.02, "DeepLabv3+ Table 3"),
+    ("deeplabv3", "resnet101", 8): (276.18, "DeepLabv3+ Table 3"),
+    ("deeplabv3plus", "resnet101", 32): (74.20, "DeepLabv3+ Table 3"),
+    ("deeplabv3plus", "resnet101", 16): (101.28, "DeepLabv3+ Table 3"),
+    ("deeplabv3plus", "resnet101", 8): (297.92, "DeepLabv3+ Table 3"),
+}
+
+
+def model_cost(config: ModelConfig, size: int | tuple[int, int] = 513, num_classes: int = 21) -> tuple[int, int]:
+    """``(parameters, multiply-adds)`` of one model for one image of ``size``, counted on the meta device."""
+    h, w = (size, size) if isinstance(size, int) else size
+    with torch.device("meta"):
+        model = build_model(
+            config.name, backbone=config.backbone, output_stride=config.output_stride, num_classes=num_classes,
+            **config.kwargs,
+        ).eval()
+        x = torch.empty(1, 3, h, w)
+    return count_parameters(model), count_macs(model, x)
+
+
+def complexity_table(
+    configs: Sequence[ModelConfig] = DEFAULT_CONFIGS, size: int = 513, num_classes: int = 21
+) -> list[dict[str, Any]]:
+    """One row per model: label, parameters (M), GMACs at ``size``, and the published GMACs where any.
+
+    A published figure is attached only to the matching configuration of DeepLabv3+ Table 3
+    (ResNet-101, regular 3x3 convs, 513 x 513).
+    """
+    rows = []
+    for cfg in configs:
+        params, macs = model_cost(cfg, size, num_classes)
+        key = (cfg.name, cfg.backbone, cfg.output_stride)
+        published = PUBLISHED_GMACS.get(key) if size == 513 and not cfg.kwargs.get("separable", False) else None
+        if cfg.name == "deeplabv3plus" and "separable" not in cfg.kwargs:
+            published = None  # the default v3+ is separable; Table 3's ResNet-101 rows are not
+        rows.append(
+            {
+                "model": cfg.label,
+                "params (M)": round(params / 1e6, 2),
+                "GMACs": round(macs / 1e9, 2),
+                "published GMACs": published[0] if published else None,
+                "source": published[1] if published else "none published",
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows of dicts as a Markdown table (``None`` shown as an en dash)."""
+    if not rows:
+        raise ValueError("rows is empty: nothing to tabulate")
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join("–" if r[c] is None else str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,31 @@
+"""The complexity table: meta-device counts equal real counts; published figures sit on the right rows."""
+
+from __future__ import annotations
+
+import torch
+
+from deeplab_edu.complexity import count_macs, count_parameters
+from deeplab_edu.models import build_model
+from deeplab_edu.models.summary import ModelConfig, complexity_table, markdown_table, model_cost
+
+
+def test_meta_device_count_equals_real_count() -> None:
+    cfg = ModelConfig("deeplabv3plus", "mobilenet_v3_large", 16)
+    params, macs = model_cost(cfg, size=(49, 57), num_classes=3)
+    real = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=3).eval()
+    assert params == count_parameters(real)
+    assert macs == count_macs(real, torch.rand(1, 3, 49, 57))
+
+
+def test_table_rows_and_published_figures() -> None:
+    rows = complexity_table(
+        [ModelConfig("deeplabv3", "resnet101", 16), ModelConfig("deeplabv3plus", "resnet101", 16)], size=513
+    )
+    assert rows[0]["published GMACs"] == 81.02 and rows[0]["source"] == "DeepLabv3+ Table 3"
+    assert rows[1]["published GMACs"] is None  # separable v3+ is not the configuration of Table 3
+    # output stride 8 costs more than 16, which costs more than 32 (same parameters)
+    costs = complexity_table([ModelConfig("deeplabv3", "resnet50", s) for s in (32, 16, 8)], size=129)
+    assert costs[0]["GMACs"] < costs[1]["GMACs"] < costs[2]["GMACs"]
+    assert len({r["params (M)"] for r in costs}) == 1
+    md = markdown_table(rows)
+    assert md.count("\n") == 3 and "–" in md
