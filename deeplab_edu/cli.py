@@ -10,7 +10,7 @@ and flags given explicitly win. Examples::
     torchrun --nproc_per_node=2 -m deeplab_edu train --preset gpu
     deeplab-edu eval --checkpoint runs/cpu/checkpoints/last.pt --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
     deeplab-edu predict --checkpoint runs/cpu/checkpoints/last.pt photo.jpg --out predictions/
-    deeplab-edu bench --device cpu --size 129
+    deeplab-edu bench --device cpu --size 128
 
 Mistakes end with ``error: ...`` naming the setting and what to do, not a traceback.
 """
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch")
     be.add_argument("--device", default="cpu")
-    be.add_argument("--size", type=int, default=129, help="input side in pixels")
+    be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
     be.add_argument("--batch", type=int, default=2)
     be.add_argument("--repeats", type=int, default=3)
     be.add_argument("--out", help="record JSON path (default benchmarks/results/bench_<device>.json)")

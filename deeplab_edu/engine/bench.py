@@ -1,0 +1,214 @@
+"""Side-by-side speed and memory of our models against torchvision's and segmentation_models_pytorch's.
+
+Pairs, built with the same configuration:
+
+- ``v3``: our DeepLabv3-ResNet-50 (``torchvision_head=True``: the extra 3x3 convolution torchvision
+  adds) vs ``torchvision.models.segmentation.deeplabv3_resnet50``; both at output stride 8 with
+  ASPP rates 12/24/36, no auxiliary head, random weights.
+- ``v3plus``: our DeepLabv3+-ResNet-50 vs ``segmentation_models_pytorch.DeepLabV3Plus`` (ResNet-50
+  encoder, ``encoder_weights=None``); both at output stride 16, rates 12/24/36, separable ASPP.
+
+For each model: inference throughput (images/s, ``no_grad``, eval mode), training-step throughput
+(forward + backward + SGD step) and peak memory of one training step, first at *equal settings*
+(float32, contiguous memory) and then with *our defaults* (``channels_last``; on a GPU also bf16
+autocast) applied to both models. Timings of the two models of a pair are interleaved round by
+round and the median is kept, so a machine that gets busier part-way slows both alike. On a GPU
+the fraction of the GPU's dense bf16 peak FLOP/s reached is reported too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..complexity import _quiet_stderr, count_macs, count_parameters
+
+__all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS"]
+
+#: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+class _OutOnly(nn.Module):
+    """Wraps a model so that it returns a logits tensor (torchvision returns a dict)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.model(x)
+        return y["out"] if isinstance(y, dict) else y
+
+
+def build_pair(pair: str, num_classes: int = 21) -> tuple[tuple[str, nn.Module], tuple[str, nn.Module]]:
+    """``((our name, our model), (peer name, peer model))`` for ``pair`` in ``{"v3", "v3plus"}``."""
+    from ..models import build_model
+
+    if pair == "v3":
+        from torchvision.models.segmentation import deeplabv3_resnet50
+
+        ours = build_model("deeplabv3", backbone="resnet50", num_classes=num_classes, output_stride=8,
+                           atrous_rates=(12, 24, 36), torchvision_head=True, dropout=0.5)
+        peer = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+        return ("deeplab_edu deeplabv3 resnet50", _OutOnly(ours)), ("torchvision deeplabv3_resnet50", _OutOnly(peer))
+    if pair == "v3plus":
+        import segmentation_models_pytorch as smp
+
+        ours = build_model("deeplabv3plus", backbone="resnet50", num_classes=num_classes, output_stride=16,
+                           atrous_rates=(12, 24, 36), dropout=0.5)
+        peer = smp.DeepLabV3Plus(encoder_name="resnet50", encoder_weights=None, classes=num_classes,
+                                 encoder_output_stride=16, decoder_atrous_rates=(12, 24, 36))
+        return ("deeplab_edu deeplabv3plus resnet50", _OutOnly(ours)), ("smp DeepLabV3Plus resnet50", _OutOnly(peer))
+    raise ValueError(f"unknown benchmark pair {pair!r}; use 'v3' or 'v3plus'")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def _peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak tensor memory of ``fn()`` above what was allocated before (CUDA allocator / CPU profiler)."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if getattr(e, "cpu_memory_usage", 0) and not e.cpu_children),
+                    key=lambda e: e.time_range.start)
+    cur = peak = 0
+    for e in events:
+        cur += e.cpu_memory_usage
+        peak = max(peak, cur)
+    return peak
+
+
+class _Runner:
+    """One model prepared for one setting, with its inference and training-step closures."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, channels_last: bool, amp: bool) -> None:
+        self.model = model
+        self.x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+        self.y = y
+        self.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.amp = amp
+        self.opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def _ctx(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(self.x.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def infer(self) -> None:
+        self.model.eval()
+        with torch.no_grad(), self._ctx():
+            self.model(self.x)
+
+    def train_step(self) -> None:
+        self.model.train()
+        with self._ctx():
+            loss = nn.functional.cross_entropy(self.model(self.x).float(), self.y)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+def _measure_pair(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torch.Tensor, *, channels_last: bool,
+                  amp: bool, repeats: int, warmup: int) -> list[dict[str, Any]]:
+    device = x.device
+    runners = [(name, _Runner(m, x, y, channels_last, amp)) for name, m in models]
+    for _ in range(warmup):
+        for _, r in runners:
+            r.infer()
+            r.train_step()
+    infer_t: dict[str, list[float]] = {n: [] for n, _ in runners}
+    train_t: dict[str, list[float]] = {n: [] for n, _ in runners}
+    for i in range(repeats):  # interleaved: A, B, A, B ... (B first on odd rounds)
+        order = runners if i % 2 == 0 else runners[::-1]
+        for name, r in order:
+            infer_t[name].append(_timed(r.infer, device))
+            train_t[name].append(_timed(r.train_step, device))
+    rows = []
+    for name, r in runners:
+        ti, tt = statistics.median(infer_t[name]), statistics.median(train_t[name])
+        rows.append({
+            "model": name, "channels_last": channels_last, "amp_bf16": amp,
+            "inference_s": ti, "inference_images_per_s": x.shape[0] / ti,
+            "train_step_s": tt, "train_images_per_s": x.shape[0] / tt,
+            "train_peak_mib": _peak_bytes(r.train_step, device) / 2**20,
+            "inference_times_s": infer_t[name], "train_times_s": train_t[name],
+        })
+    return rows
+
+
+def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int = 3, warmup: int = 1,
+                   out: str | Path | None = None, pairs: tuple[str, ...] = ("v3", "v3plus"),
+                   num_classes: int = 21) -> dict[str, Any]:
+    """Measure every pair at equal settings and with our defaults; print ratios; write a record."""
+    from ..records import RESULTS_DIR, write_record
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size, device=dev)
+    y = torch.randint(0, num_classes, (batch, size, size), device=dev)
+    settings = [("equal settings (fp32, contiguous)", False, False), ("our defaults (channels_last)", True, False)]
+    if dev.type == "cuda":
+        settings.append(("our defaults (bf16 autocast + channels_last)", True, True))
+    results: dict[str, Any] = {"input": [batch, 3, size, size], "device": str(dev), "pairs": {}}
+    for pair in pairs:
+        (on, om), (pn, pm) = build_pair(pair, num_classes)
+        om.to(dev)
+        pm.to(dev)
+        info = {name: {"params": count_parameters(m), "macs": count_macs(m.eval(), x[:1])} for name, m in ((on, om), (pn, pm))}
+        entry: dict[str, Any] = {"models": info, "settings": {}}
+        for label, cl, amp in settings:
+            rows = _measure_pair([(on, om), (pn, pm)], x, y, channels_last=cl, amp=amp, repeats=repeats, warmup=warmup)
+            ours, peer = rows
+            ratios = {
+                "inference_speedup": ours["inference_images_per_s"] / peer["inference_images_per_s"],
+                "train_speedup": ours["train_images_per_s"] / peer["train_images_per_s"],
+                "train_memory_ratio": ours["train_peak_mib"] / max(peer["train_peak_mib"], 1e-9),
+            }
+            if dev.type == "cuda":
+                name = torch.cuda.get_device_name(dev)
+                peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+                if peak:
+                    for r in rows:
+                        flops = 2 * info[r["model"]]["macs"] * batch * 3  # forward + backward ~ 3x forward
+                        r["train_fraction_of_bf16_peak"] = flops / r["train_step_s"] / (peak * 1e12)
+            entry["settings"][label] = {"rows": rows, "ratios": ratios}
+            print(f"[{pair}] {label}: ours/peer inference x{ratios['inference_speedup']:.2f}, "
+                  f"training x{ratios['train_speedup']:.2f}, training peak memory x{ratios['train_memory_ratio']:.2f}")
+            for r in rows:
+                print(f"    {r['model']:38s} infer {r['inference_images_per_s']:7.2f} img/s  "
+                      f"train {r['train_images_per_s']:7.2f} img/s  peak {r['train_peak_mib']:8.1f} MiB")
+        best_ours = max(entry["settings"].values(), key=lambda s: s["rows"][0]["train_images_per_s"])
+        peer_equal = entry["settings"][settings[0][0]]["rows"][1]
+        entry["ours_best_vs_peer_equal_train_speedup"] = best_ours["rows"][0]["train_images_per_s"] / peer_equal["train_images_per_s"]
+        results["pairs"][pair] = entry
+    path = Path(out) if out else RESULTS_DIR / f"bench_{dev.type}.json"
+    write_record(path, results, extra={"settings": [s[0] for s in settings], "repeats": repeats, "warmup": warmup,
+                                       "note": "medians of interleaved rounds; the machine may be shared"})
+    print(f"record written to {path}")
+    return results

@@ -1,0 +1,74 @@
+"""The command line: helpful errors for impossible settings, and train -> eval -> predict end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deeplab_edu.cli import main
+from deeplab_edu.engine.config import ConfigError, list_presets, load_config
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backbone", "resnet18"], "unknown backbone 'resnet18'"),
+    (["--output-stride", "4", "--backbone", "resnet50"], "output_stride=4 with resnet50"),
+    (["--crop-size", "300", "--image-size", "64", "--no-pad-to-crop"], "crop_size=300 is larger"),
+    (["--model", "deeplabv3", "--backbone", "vgg16"], "needs a ResNet or MobileNetV3"),
+    (["--model", "deeplabv1", "--backbone", "resnet50"], "built on vgg16"),
+    (["--amp", "fp8"], "amp='fp8'"),
+    (["--top-k", "0"], "top_k=0"),
+    (["--preset", "nonexistent"], "unknown preset 'nonexistent'"),
+])
+def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_yaml_config_and_presets(tmp_path: Path) -> None:
+    assert {"smoke", "cpu", "gpu", "deeplabv3_voc", "deeplabv3_voc_phase2", "deeplabv3plus_voc"} <= set(list_presets())
+    for name in list_presets():
+        load_config(name)  # every preset is valid
+    cfg = load_config("deeplabv3_voc")
+    assert (cfg.lr, cfg.crop_size, cfg.batch_size, cfg.iterations, cfg.output_stride) == (0.007, 513, 16, 30000, 16)
+    p2 = load_config("deeplabv3_voc_phase2")
+    assert p2.freeze_bn and p2.output_stride == 8 and p2.lr == 0.001
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown setting.*learning_rate"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("model: deeplabv3plus\nbackbone: mobilenet_v3_large\nlr: 0.05\n")
+    assert load_config(good, {"lr": 0.2}).lr == 0.2  # flags win over the file
+
+
+def test_python_dash_m_lists_presets() -> None:
+    out = subprocess.run([sys.executable, "-m", "deeplab_edu", "train", "--list-presets"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "cpu" in out.stdout.split()
+
+
+@pytest.mark.slow
+def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    record = tmp_path / "record.json"
+    assert main(["train", "--preset", "smoke", "--out-dir", str(run), "--image-size", "32", "--crop-size", "32",
+                 "--iterations", "2", "--no-progress", "--record", str(record)]) == 0
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "metrics.csv").is_file() and record.is_file()
+    ckpt = str(run / "checkpoints" / "last.pt")
+    assert main(["eval", "--checkpoint", ckpt, "--limit", "2", "--scales", "0.75", "1", "--flip"]) == 0
+    assert "MS + Flip: mIoU" in capsys.readouterr().out
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (33, 47, 3), dtype=np.uint8)).save(images / "a.png")
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(out)]) == 0
+    mask = Image.open(out / "a_mask.png")
+    assert mask.size == (47, 33) and (out / "a_overlay.png").is_file()
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "missing.png")]) == 2
+    assert "neither an image file nor a folder" in capsys.readouterr().err
