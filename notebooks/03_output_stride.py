@@ -12,13 +12,405 @@
 #   deeplab_edu:
 #     chapter: 3
 #     title: "Output stride and dilated backbones"
-#     cpu_minutes: 0
+#     cpu_minutes: 3
 # ---
 
 # %% [markdown]
 # # 03 · Output stride and dilated backbones
 #
-# ```{note}
-# **Placeholder.** This chapter has not been written yet; it is planned in the project's issue
-# #4. Nothing on this page is course content.
-# ```
+# A classification ResNet shrinks its input 32 times on the way to its last feature map: a
+# $513 \times 513$ image becomes $17 \times 17$ positions, each answering for a patch of about
+# $32 \times 32$ pixels. Segmentation needs an answer per pixel. DeepLab keeps the feature maps
+# dense with atrous convolution: remove the last strides, dilate every later filter by the factor
+# the stride would have applied, and the network computes the *same* features, just more of them
+# {cite:p}`chen2017deeplabv3`. This chapter does that to a real ResNet-50 and measures the price.
+#
+# **Learning objectives of this page**
+#
+# - define the *output stride* and compute the feature-map size for odd inputs such as 513;
+# - turn a classification backbone into a dense feature extractor (output stride 16 or 8) by
+#   replacing strides with dilation, with no new parameters, and check that the dense features
+#   contain the strided ones exactly;
+# - look at the feature maps of a photograph at output stride 32, 16 and 8;
+# - measure multiply-adds, parameters, forward time and peak memory at each output stride, and how
+#   they grow with the input size, and put them next to the paper's Table 1;
+# - know DeepLabv3's multi-grid rates and "going deeper" cascade (sec. 3.2), and what they cost.
+#
+# **Helpers introduced:** `deeplab_edu.models.build_backbone` (with its `set_output_stride` and
+# `block_rates`), `deeplab_edu.complexity.measure` (through `measure_output_strides`),
+# `deeplab_edu.viz.output_stride` (`expected_feature_size`, `measure_output_strides`,
+# `macs_by_input_size`, `macs_by_stage`, `photo_features`, `dense_vs_strided_difference`,
+# `cached_imagenet_weights`, `plot_feature_maps`, `feature_map_widget`,
+# `plot_cost_vs_output_stride`, `plot_cost_vs_input_size`, `plot_macs_by_stage`, and the paper's
+# tables `PAPER_TABLE1_MIOU`, `PAPER_TABLE2_MIOU`, `PAPER_TABLE3_MIOU`),
+# `deeplab_edu.records.hardware`.
+
+# %%
+import torch
+
+from deeplab_edu import config
+from deeplab_edu.boundary import effective_kernel_shape
+from deeplab_edu.exercises import check
+from deeplab_edu.models import build_backbone
+from deeplab_edu.records import hardware
+from deeplab_edu.viz import output_stride as vos
+from deeplab_edu.viz.images import sample_photo
+
+torch.manual_seed(0)
+print(f"profile: {config.profile()}, device: {config.device()}")
+
+# %% [markdown]
+# ## 1. Output stride
+#
+# DeepLabv3 (sec. 3.1) calls *output stride* the ratio of the input resolution to the resolution of
+# the final feature map:
+#
+# $$
+# \text{output stride} = \frac{\text{input side}}{\text{feature-map side}}.
+# $$
+#
+# A ResNet halves the resolution five times: the stem's $7 \times 7$ convolution (stride 2), its
+# max pooling (stride 2), and the first unit of blocks 2, 3 and 4 (stride 2 each). With "same"
+# padding a stride-2 layer maps a side of $n$ pixels to $\lceil n/2 \rceil$, so odd sizes round
+# *up*: DeepLab's crop of 513 gives
+#
+# $$
+# 513 \to 257 \to 129 \to 65 \;(\text{OS } 8) \to 33 \;(\text{OS } 16) \to 17 \;(\text{OS } 32).
+# $$
+#
+# (The "$+1$" in $513 = 16 \cdot 32 + 1$ is deliberate: corners of the image and of the feature map
+# stay aligned.) `expected_feature_size` does this arithmetic, and the real backbone agrees:
+
+# %%
+# torchvision's ImageNet weights if they are already in your torch cache (never downloaded here)
+weights = vos.cached_imagenet_weights("resnet50") if not config.is_smoke() else None
+backbone = build_backbone("resnet50", output_stride=16, pretrained=weights or False)
+for size in (513, 321, 97):
+    sizes = {os_: vos.expected_feature_size(size, os_) for os_ in (32, 16, 8)}
+    print(f"input {size}: " + ", ".join(f"OS {k} -> {v} x {v}" for k, v in sizes.items()))
+shape_rows = vos.macs_by_input_size(backbone, (513, 97))      # the real layers, on the meta device
+print("measured on the backbone:", {(r["input"], r["output stride"]): r["feature map"] for r in shape_rows})
+
+# %% tags=["remove-cell"]
+assert [vos.expected_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
+for r in shape_rows:
+    assert r["feature map"] == vos.expected_feature_size(r["input"], r["output stride"]), r
+
+# %% [markdown]
+# ## 2. From stride to dilation
+#
+# To get output stride 16 instead of 32, DeepLabv3 sets the stride of the last downsampling layer
+# (block 4's first unit) to 1 and replaces every later convolution by an atrous convolution with
+# rate 2; for output stride 8 block 3 gets the same treatment and block 4's rate becomes 4. No
+# parameter is added or changed, only *where* the filters read their inputs. `build_backbone`
+# follows torchvision's convention (`replace_stride_with_dilation`): the first unit of a dilated
+# block still uses the previous rate, because its input has not been "un-strided" yet.
+# `block_rates()` lists the rate of every unit's $3 \times 3$ convolution, block by block:
+
+# %%
+for os_ in (32, 16, 8):
+    backbone.set_output_stride(os_)
+    rates = backbone.block_rates()
+    n_params = sum(p.numel() for p in backbone.parameters())
+    print(f"OS {os_:2d}: block3 rates {rates[2]}, block4 rates {rates[3]}, parameters {n_params:,}")
+backbone.set_output_stride(16)
+
+# %% [markdown]
+# Why is this the *same* network, only denser? Take a stride-2 layer followed by a $3 \times 3$
+# filter. The strided network computes $z[i] = \sum_k y[2i + 2k]\, w[k]$ over the subsampled map
+# $y[2i]$; without the stride and with rate 2 the dense network computes
+# $z'[j] = \sum_k y[j + 2k]\, w[k]$ at *every* $j$, and $z'[2i] = z[i]$. Every even position of the
+# dense output is exactly the strided output, and the odd positions are new, in-between answers:
+# this is the "algorithme à trous" of {cite:p}`holschneider1989wavelet`. With the same weights, the
+# output-stride-8 features sampled at every 4th position are the output-stride-32 features. We
+# check that on a photograph, with our one backbone switched in place between output strides. If
+# torchvision's ImageNet weights are already in your torch cache they are used (the notebook never
+# downloads them; the smoke profile never uses them); otherwise the weights are random, and the
+# features show image *structure* rather than meaning.
+
+# %%
+print("weights:", weights or "random (no cached ImageNet weights)")
+photo_size = config.choose(smoke=97, cpu=513, gpu=513)
+photo = sample_photo(photo_size)
+features = vos.photo_features(backbone, photo, output_strides=(32, 16, 8))
+for os_, f in features.items():
+    print(f"OS {os_:2d}: features {tuple(f.shape)}")
+for (dense, strided), rel in vos.dense_vs_strided_difference(features).items():
+    print(f"OS {dense} taken at every {strided // dense}-th position vs OS {strided}: relative difference {rel:.1e}")
+
+# %% tags=["remove-cell"]
+assert {os_: f.shape[-1] for os_, f in features.items()} == {s: vos.expected_feature_size(photo_size, s) for s in (32, 16, 8)}
+assert all(rel < 1e-4 for rel in vos.dense_vs_strided_difference(features).values())
+
+# %% [markdown]
+# The differences are float rounding (about $10^{-6}$ of the largest value): the dense map
+# contains the strided one. Below, the top row draws the grid of feature cells over the photograph
+# (each cell is one feature vector, about OS $\times$ OS pixels); the bottom row shows, per
+# position, how far its feature vector is from the map's mean feature.
+
+# %%
+fig = vos.plot_feature_maps(photo, features)
+
+# %% [markdown]
+# ### Try it
+# Pick an output stride and a channel (−1 shows the distance from the mean feature, as above).
+
+# %%
+vos.feature_map_widget(photo, features)
+
+# %% [markdown]
+# (With random weights, the strong values along the border are the zero padding showing through
+# the 50 layers: chapter 04 is about exactly that effect.)
+#
+# ## 3. What density costs
+#
+# We now measure ResNet-50 at each output stride with `measure_output_strides`, which calls
+# `deeplab_edu.complexity.measure`: multiply-adds counted from a real forward pass, parameters,
+# the median forward time and the peak memory of one image, batch size 1, on this machine.
+
+# %%
+input_size = config.choose(smoke=65, cpu=513, gpu=513)
+repeats, warmup = config.choose(smoke=(1, 0), cpu=(3, 1), gpu=(10, 3))
+device = config.device()
+hw = hardware()
+print(f"input {input_size} x {input_size}, profile '{config.profile()}', device {device}, "
+      f"{hw.get('gpu') or hw['cpu']} ({hw['cpu_count']} CPU cores, {hw['torch_threads']} torch threads)")
+if config.is_smoke():
+    print("smoke profile: a 65 x 65 input so that this runs in seconds; "
+          "the cpu and gpu profiles measure the paper's 513 x 513.")
+cost_rows = vos.measure_output_strides(backbone, input_size, (32, 16, 8), repeats=repeats, warmup=warmup, device=device)
+backbone.to("cpu")
+
+header = f"{'OS':>3} {'feature map':>11} {'params (M)':>10} {'GMACs':>7} {'forward (s)':>11} {'peak MiB':>9} {'paper mIoU (Table 1)':>21}"
+print(header)
+for r in cost_rows:
+    paper = vos.PAPER_TABLE1_MIOU[r["output stride"]]
+    print(f"{r['output stride']:>3} {r['feature map']:>5} x {r['feature map']:<4} {r['params (M)']:>10.2f} {r['GMACs']:>7.2f} "
+          f"{r['forward (s)']:>11.3f} {r['peak memory (MiB)']:>9.1f} {paper:>21.2f}")
+fig = vos.plot_cost_vs_output_stride(cost_rows, paper_miou=vos.PAPER_TABLE1_MIOU)
+
+# %% tags=["remove-cell"]
+by_os = {r["output stride"]: r for r in cost_rows}
+assert by_os[32]["params (M)"] == by_os[16]["params (M)"] == by_os[8]["params (M)"]
+assert by_os[32]["GMACs"] < by_os[16]["GMACs"] < by_os[8]["GMACs"]
+assert all(r["feature map"] == vos.expected_feature_size(input_size, r["output stride"]) for r in cost_rows)
+
+# %% [markdown]
+# **Reading the table.** The columns on the left are *measured* here, with the hardware printed
+# above (the book shows the numbers of the machine that built it; run the notebook to get yours).
+# The right-hand column is *quoted*: DeepLabv3's Table 1, PASCAL VOC 2012 val mIoU of ResNet-50
+# with three extra blocks (block7) trained and evaluated at each output stride. In the paper,
+# mIoU rises from 70.06% at output stride 32 to 73.88% at 16 and 75.18% at 8 (and collapses to
+# 20.29% at output stride 256, with no atrous convolution at all), while our measurement shows what
+# that costs: the parameters do not change at all, and the multiply-adds grow because blocks 3 and
+# 4 run on 4 or 16 times as many positions. The paper's caption puts it as "better performance
+# at the cost of more memory usage"; it also notes that training at output stride 16 is several
+# times faster than at 8, which is why DeepLabv3 trains at 16 and evaluates at 8.
+#
+# What *our* training shows (mIoU against output stride on this course's data) is measured in
+# chapter 10, {doc}`10_reproducing_findings`; no number is quoted here before it exists.
+#
+# ## 4. How the cost grows with the input size
+#
+# A convolution's cost is proportional to the number of output positions, so doubling the input
+# side should roughly quadruple the multiply-adds, at every output stride: a slope of 2 on a
+# log-log plot. `macs_by_input_size` counts them on PyTorch's `meta` device (the shapes flow through
+# the real layers, no arithmetic is done), which takes seconds even for large inputs.
+
+# %%
+sizes = config.choose(smoke=(65, 129, 257), cpu=(129, 257, 385, 513, 769), gpu=(129, 257, 385, 513, 769, 1025))
+size_rows = vos.macs_by_input_size(backbone, sizes, (32, 16, 8))
+for r in size_rows:
+    print(f"input {r['input']:4d}, OS {r['output stride']:2d}: feature map {r['feature map']:3d}, {r['GMACs']:8.1f} GMACs")
+fig = vos.plot_cost_vs_input_size(size_rows)
+
+# %% tags=["remove-cell"]
+import math
+
+for os_ in (32, 16, 8):
+    sel = sorted((r for r in size_rows if r["output stride"] == os_), key=lambda r: r["input"])
+    slope = math.log(sel[-1]["GMACs"] / sel[0]["GMACs"]) / math.log(sel[-1]["input"] / sel[0]["input"])
+    assert 1.7 < slope < 2.2, (os_, slope)
+
+# %% [markdown]
+# Where does the extra cost of a dense map go? Split by stage: the stem and blocks 1-2 do not
+# change; block 3 costs the same at output stride 32 and 16 and four times more at 8, block 4 four
+# times more at 16 and sixteen times more at 8 (up to the odd-size rounding: $33^2/17^2 = 3.8$).
+
+# %%
+stage_input = config.choose(smoke=129, cpu=513, gpu=513)
+stages = {}
+for os_ in (32, 16, 8):
+    backbone.set_output_stride(os_)
+    stages[f"OS {os_}"] = vos.macs_by_stage(backbone, stage_input)
+backbone.set_output_stride(16)
+for name, st in stages.items():
+    print(f"{name:6s}: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()) + f"  (total {sum(st.values()):.1f} GMACs)")
+
+# %% tags=["remove-cell"]
+assert abs(stages["OS 32"]["block2"] - stages["OS 8"]["block2"]) < 1e-9
+assert stages["OS 8"]["block4"] > 10 * stages["OS 32"]["block4"]
+
+# %% [markdown]
+# ## 5. Multi-grid and going deeper (DeepLabv3 sec. 3.2)
+#
+# **Going deeper.** DeepLabv3 appends copies of block 4, called block5, block6 and block7, each
+# with three bottleneck units. Without atrous convolution each copy would halve the resolution
+# again (output stride 256 after block7); with it, the output stride stays at 16 and every extra
+# block doubles the rate instead: 2, 4, 8, 16 for blocks 4 to 7 (the paper's Fig. 3).
+#
+# **Multi-grid.** Inside each of those blocks, the three units get *unit rates*
+# $(r_1, r_2, r_3)$ that multiply the block's rate: with output stride 16 and multi-grid
+# $(1, 2, 4)$, block 4's three $3 \times 3$ convolutions use rates $2 \cdot (1, 2, 4) = (2, 4, 8)$.
+# `build_backbone(..., multi_grid=..., extra_blocks=...)` builds both:
+
+# %%
+configs = {
+    "block4": dict(),
+    "block4, MG (1, 2, 4)": dict(multi_grid=(1, 2, 4)),
+    "block7": dict(extra_blocks=3),
+    "block7, MG (1, 2, 1)": dict(multi_grid=(1, 2, 1), extra_blocks=3),
+}
+deep_rows = {}
+deep_stages = {}
+feature_side = vos.expected_feature_size(513, 16)
+for label, kwargs in configs.items():
+    with torch.device("meta"):                     # structure only: no memory, no random init time
+        net = build_backbone("resnet50", output_stride=16, **kwargs)
+    rates = net.block_rates()[3:]
+    deep_stages[label] = vos.macs_by_stage(net, stage_input)
+    deep_rows[label] = (rates, sum(p.numel() for p in net.parameters()) / 1e6, sum(deep_stages[label].values()))
+    print(f"{label:22s}: rates of blocks 4.. {rates}, {deep_rows[label][1]:.1f} M parameters, "
+          f"{deep_rows[label][2]:.1f} GMACs at {stage_input}")
+fig = vos.plot_macs_by_stage(deep_stages)
+
+# %% tags=["remove-cell"]
+assert deep_rows["block4, MG (1, 2, 4)"][0] == [(2, 4, 8)]
+assert deep_rows["block7"][0] == [(1, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16)]
+assert deep_rows["block7, MG (1, 2, 1)"][0][2] == (8, 16, 8)
+assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_rows["block7"][1]
+
+# %% [markdown]
+# Multi-grid changes no parameter and no multiply-add: it only moves where the filters read.
+# Going deeper adds three blocks of about 15 M parameters each, all computed at the dense
+# resolution. The rates grow fast, and chapter 04 shows why that is a problem: with multi-grid
+# $(1, 2, 4)$, block 7's last unit reads at rate $16 \cdot 4 = 64$ on a $33 \times 33$ map (a
+# 513 crop at output stride 16), where a $3 \times 3$ filter has degenerated into a $1 \times 1$
+# filter:
+
+# %%
+print(f"3x3 at rate 64 on a {feature_side} x {feature_side} map acts as a "
+      f"{effective_kernel_shape(feature_side, 64)} filter")
+
+# %% tags=["remove-cell"]
+assert effective_kernel_shape(33, 64) == (1, 1) and effective_kernel_shape(33, 8) == (3, 3)
+
+# %% [markdown]
+# **What the paper found** (PASCAL VOC 2012 val mIoU, output stride 16, quoted from
+# {cite:p}`chen2017deeplabv3`; not measured here):
+
+# %%
+print("Table 2: going deeper        block4  block5  block6  block7")
+for net_name, vals in vos.PAPER_TABLE2_MIOU.items():
+    print(f"  {net_name:26s} " + "  ".join(f"{v:6.2f}" for v in vals))
+print("Table 3: ResNet-101, multi-grid")
+for mg, vals in vos.PAPER_TABLE3_MIOU.items():
+    print(f"  {str(mg):26s} " + "  ".join(f"{v:6.2f}" for v in vals))
+
+# %% [markdown]
+# More blocks help, with shrinking returns (for ResNet-50, block7 is even slightly worse than
+# block6); multi-grid beats constant unit rates $(1, 1, 1)$, and simply doubling them, $(2, 2, 2)$,
+# does not help. The best cascaded model uses block7 with multi-grid $(1, 2, 1)$ (76.66%). In the
+# final DeepLabv3 the cascade is replaced by ASPP on block 4 with multi-grid $(1, 2, 4)$
+# (chapter 05); chapter 10 measures output stride and multi-grid on our own data.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 03.1
+# DeepLab v1 and v2 trained on $321 \times 321$ crops. How large (per side) is the feature map at
+# output stride 8?
+
+# %%
+answer_03_1 = ...  # your answer here
+check("03.1", answer_03_1)
+
+# %% tags=["hide-cell"]
+# Solution: 321 -> 161 (stem conv) -> 81 (max pool) -> 41 (block 2); blocks 3 and 4 are dilated.
+n = 321
+for _ in range(3):
+    n = (n + 1) // 2
+check("03.1", n)
+
+# %% [markdown]
+# ### Exercise 03.2
+# At output stride 16 with multi-grid $(1, 2, 4)$, which rates do the three $3 \times 3$
+# convolutions of block 4 use? Answer with a tuple, then compare with
+# `build_backbone("resnet50", output_stride=16, multi_grid=(1, 2, 4)).block_rates()[3]`.
+
+# %%
+answer_03_2 = ...
+check("03.2", answer_03_2)
+
+# %% tags=["hide-cell"]
+# Solution: block 4's rate at output stride 16 is 2; the unit rates multiply it.
+check("03.2", tuple(2 * u for u in (1, 2, 4)))
+
+# %% [markdown]
+# ### Exercise 03.3
+# How many parameters does ResNet-50 gain when its output stride goes from 32 to 8?
+
+# %%
+answer_03_3 = ...
+check("03.3", answer_03_3)
+
+# %% tags=["hide-cell"]
+# Solution: the parameter counts measured in section 3 are identical.
+check("03.3", round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6))
+
+# %% [markdown]
+# ### Exercise 03.4
+# Going deeper to block7 at output stride 16 with multi-grid $(1, 2, 1)$: which rates do the three
+# units of **block 6** use?
+
+# %%
+answer_03_4 = ...
+check("03.4", answer_03_4)
+
+# %% tags=["hide-cell"]
+# Solution: blocks 4..7 have rates 2, 4, 8, 16; block 6's rate 8 times the unit rates (1, 2, 1).
+check("03.4", deep_rows["block7, MG (1, 2, 1)"][0][2])
+
+# %% [markdown]
+# ### Exercise 03.5
+# For a $513 \times 513$ input, how many times more positions does the output-stride-8 feature map
+# have than the output-stride-16 one? (This is roughly the factor by which block 4's cost grows.)
+
+# %%
+answer_03_5 = ...
+check("03.5", answer_03_5)
+
+# %% tags=["hide-cell"]
+# Solution: 65 x 65 against 33 x 33.
+check("03.5", (vos.expected_feature_size(513, 8) / vos.expected_feature_size(513, 16)) ** 2)
+
+# %% tags=["remove-cell"]
+from deeplab_edu.exercises import get
+
+for key in ("03.1", "03.2", "03.3", "03.4", "03.5"):
+    assert check(key, get(key).solution()), key
+assert check("03.1", n) and check("03.3", 0) and check("03.4", deep_rows["block7, MG (1, 2, 1)"][0][2])
+assert not check("03.5", 4)
+
+# %% [markdown]
+# ## Summary
+#
+# - Output stride = input side / feature-map side; for odd sizes every stride-2 layer rounds up, so
+#   a 513 crop gives 65, 33 and 17 at output stride 8, 16 and 32.
+# - Removing a stride and dilating every later filter by the same factor makes the map denser
+#   without new parameters; the dense map contains the strided one exactly.
+# - The price is computation and memory in the dilated blocks, growing with the number of
+#   positions: about 4x per halving of the output stride for the blocks that run dense, and
+#   quadratically with the input side.
+# - Multi-grid and the going-deeper cascade multiply the rates; large rates on small maps lead to
+#   the boundary problem of chapter 04.
