@@ -12,13 +12,287 @@
 #   deeplab_edu:
 #     chapter: 5
 #     title: "ASPP: from DeepLab v2 to v3"
-#     cpu_minutes: 0
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]
 # # 05 · ASPP: from DeepLab v2 to v3
 #
-# ```{note}
-# **Placeholder.** This chapter has not been written yet; it is planned in the project's issue
-# #5. Nothing on this page is course content.
-# ```
+# Objects appear at many scales: a car fills the frame in one photo and is a few pixels wide in
+# the next. A single atrous rate gives every output position one field of view. *Atrous Spatial
+# Pyramid Pooling* (ASPP) looks at the same feature map with several rates at once, in parallel,
+# and lets the network combine what each sees {cite:p}`chen2018deeplabv2`. DeepLabv3 reworked it:
+# batch norm, a 1x1 branch and image-level features {cite:p}`chen2017deeplabv3`.
+#
+# **Learning objectives of this page**
+#
+# - write DeepLab v2's ASPP (per-rate classifiers, summed) and DeepLabv3's ASPP (1x1, three atrous
+#   branches and image pooling, concatenated and projected) as equations and as modules;
+# - see, on a real photograph, which feature positions each branch reads, and why the largest
+#   rates read mostly padding near the border (chapter 04);
+# - count the parameters and multiply-adds of each branch, and explain where they go;
+# - know the batch-size-1 trap of the image-pooling branch and how this course handles it.
+#
+# **Helpers introduced:** `deeplab_edu.models.ASPPv2`, `deeplab_edu.models.ASPP` (with
+# `branch_outputs` and `atrous_rates`), `deeplab_edu.models.ImagePooling`,
+# `deeplab_edu.models.atrous_rates_for`, `deeplab_edu.models.summary.aspp_branch_costs` and
+# `markdown_table`, `deeplab_edu.viz.aspp` (`branch_footprints`, `plot_branch_footprints`,
+# `aspp_footprint_widget`, `feature_size`), `deeplab_edu.boundary.valid_tap_counts` (chapter 04).
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown, display
+
+from deeplab_edu import config
+from deeplab_edu.boundary import valid_tap_counts
+from deeplab_edu.exercises import check
+from deeplab_edu.models import ASPP, ASPPv2, ImagePooling, atrous_rates_for
+from deeplab_edu.models.summary import aspp_branch_costs, markdown_table
+from deeplab_edu.viz import aspp as vaspp
+from deeplab_edu.viz.images import sample_photo
+
+torch.manual_seed(0)
+print(f"profile: {config.profile()}")
+
+# %% [markdown]
+# ## 1. DeepLab v2: one classifier per rate, summed
+#
+# DeepLab v2 (sec. 3.3, Fig. 4) puts four branches on top of the backbone's features $x$ (output
+# stride 8). Branch $r$ is a $3 \times 3$ atrous convolution at rate $r$ that directly produces
+# class scores (on VGG-16 it is a small fc6-fc7-fc8 stack instead). The scores are **summed**:
+#
+# $$
+# s(x) = \sum_{r \in \{6, 12, 18, 24\}} W_r \circledast_r x + b_r ,
+# $$
+#
+# where $\circledast_r$ is atrous convolution with rate $r$ (eq. (1) of chapter 01). Each branch
+# votes for the classes it sees at its own scale; the sum fuses the votes.
+
+# %%
+aspp_v2 = ASPPv2(in_channels=64, num_classes=5, atrous_rates=(6, 12, 18, 24)).eval()
+x = torch.randn(1, 64, 33, 33)
+with torch.no_grad():
+    votes = aspp_v2.branch_outputs(x)
+    fused = aspp_v2(x)
+print("rates:", aspp_v2.atrous_rates)
+print("each branch gives class scores of shape", tuple(votes[0].shape), "; the sum has", tuple(fused.shape))
+
+# %% tags=["remove-cell"]
+assert torch.allclose(fused, sum(votes), atol=1e-5)
+assert len(votes) == 4 and fused.shape == (1, 5, 33, 33)
+
+# %% [markdown]
+# ## 2. DeepLabv3: parallel branches, batch norm, image pooling, concatenation
+#
+# DeepLabv3 (sec. 3.3, Fig. 5) keeps the parallel atrous branches but changes everything around
+# them. Every branch now outputs 256 *features* (not class scores) with batch norm and ReLU:
+#
+# - one $1 \times 1$ convolution (the rate-1 view: the position itself);
+# - three $3 \times 3$ atrous convolutions at rates $(6, 12, 18)$ for output stride 16, doubled to
+#   $(12, 24, 36)$ at output stride 8 so that they reach as far *in the image*;
+# - **image pooling**: global average pooling of the whole map, a $1 \times 1$ convolution, batch
+#   norm, ReLU, and bilinear upsampling back to the map size: the same vector everywhere, the
+#   context of the whole image (ParseNet {cite:p}`liu2015parsenet`).
+#
+# The five outputs are **concatenated** (1280 channels) and projected by a $1\times1$ convolution
+# with batch norm to 256 channels:
+#
+# $$
+# y = P\Big(\big[\,B_1(x),\; B_6(x),\; B_{12}(x),\; B_{18}(x),\; \operatorname{up}\!\big(B_{\text{pool}}(\bar x)\big)\,\big]\Big),
+# \qquad \bar x = \frac{1}{HW}\sum_{i,j} x_{:,i,j}.
+# $$
+#
+# A $1\times1$ classifier then turns $y$ into class scores (chapter 08 assembles the model).
+
+# %%
+for output_stride in (16, 8):
+    print(f"output stride {output_stride:2d}: rates {atrous_rates_for(output_stride)}")
+
+aspp_v3 = ASPP(in_channels=64, atrous_rates=atrous_rates_for(16), out_channels=32).eval()
+with torch.no_grad():
+    branches = aspp_v3.branch_outputs(x)
+    y = aspp_v3(x)
+for name, b in zip(vaspp.branch_names(aspp_v3), branches):
+    print(f"{name:14s} -> {tuple(b.shape)}")
+print(f"concatenated: {sum(b.shape[1] for b in branches)} channels -> projected: {tuple(y.shape)}")
+
+# %% tags=["remove-cell"]
+assert atrous_rates_for(8) == (12, 24, 36) and atrous_rates_for(16) == (6, 12, 18)
+assert len(branches) == 5 and y.shape == (1, 32, 33, 33)
+# the image-pooling branch is constant over the map
+assert torch.allclose(branches[-1], branches[-1][:, :, :1, :1].expand_as(branches[-1]))
+
+# %% [markdown]
+# ## 3. What each branch sees, on a photograph
+#
+# DeepLab trains on $513 \times 513$ crops; at output stride 16 the feature map is $33 \times 33$
+# and every position stands for a $16 \times 16$ block of the image. Which positions does each
+# branch read for one output position? We do not draw this from a formula: we **measure** it by
+# back-propagating one output of each branch to its input (`deeplab_edu.boundary.input_footprint`)
+# and shading every input position that receives a gradient.
+
+# %%
+size = config.choose(smoke=257, cpu=513, gpu=513)
+output_stride = 16
+photo = sample_photo(size)
+fsize = vaspp.feature_size(size, output_stride)
+centre = (fsize // 2, fsize // 2)
+footprints = vaspp.branch_footprints(atrous_rates_for(output_stride), fsize, centre)
+fig = vaspp.plot_branch_footprints(photo, footprints, output_stride, centre)
+plt.show()
+print(f"{size} x {size} image -> {fsize} x {fsize} feature map at output stride {output_stride}")
+print({name: int(fp.sum()) for name, fp in footprints.items()})
+
+# %% [markdown]
+# At the centre, every atrous branch reads its nine taps, further apart as the rate grows: the
+# rates are the scales. Move the output position to the border (the widget below, or the second
+# figure) and the outer taps of the large rates fall *outside* the map, on zero padding. That is
+# chapter 04's degeneration: with rate 18 on a $33 \times 33$ map, most positions keep only a few
+# valid taps, and the branch drifts towards a $1 \times 1$ convolution. The image-pooling branch
+# is the remedy: it always sees the whole image.
+
+# %%
+near_top = (2, fsize // 2)
+fig = vaspp.plot_branch_footprints(photo, vaspp.branch_footprints(atrous_rates_for(16), fsize, near_top), 16, near_top)
+plt.show()
+
+counts = valid_tap_counts(33, 33, kernel=3, rate=18)
+print("rate 18 on a 33 x 33 map (a 513 crop at output stride 16):")
+for k in sorted(set(counts.ravel().tolist()), reverse=True):
+    print(f"  {k} valid taps at {(counts == k).mean():6.1%} of the positions")
+
+# %% tags=["remove-cell"]
+assert footprints["1x1"].sum() == 1 and footprints["image pooling"].all()
+if fsize > 2 * 18:
+    assert footprints["rate 18"].sum() == 9
+assert (counts == 9).mean() == 0.0  # at rate 18 on 33 x 33 no position keeps all nine taps
+
+# %% [markdown]
+# Explore it: choose the output stride and the output position. At output stride 8 the map is
+# $65 \times 65$ and the rates double, so each branch covers the same part of the photo.
+
+# %%
+vaspp.aspp_footprint_widget(photo)
+
+# %% [markdown]
+# ## 4. Where the parameters and the computation go
+#
+# A $3 \times 3$ atrous convolution has $9\,C_\text{in}\,C_\text{out}$ weights whatever its rate:
+# the rate spreads the taps, it adds no weights. On ResNet's 2048 channels, DeepLabv3's three
+# atrous branches hold most of the ASPP's parameters; image pooling costs as many parameters as the
+# $1\times1$ branch but almost no computation (it runs on a single $1\times1$ vector). DeepLab v2's
+# four classifier branches are small (they output 21 class scores), but they run at output stride 8.
+
+# %%
+v3_costs = aspp_branch_costs(ASPP(2048, atrous_rates_for(16)), in_channels=2048, size=33)
+display(Markdown("**DeepLabv3 ASPP** (2048 channels in, 256 out, 33 x 33 map: 513 px at output stride 16)"))
+display(Markdown(markdown_table(v3_costs)))
+v2_costs = aspp_branch_costs(ASPPv2(2048, 21, (6, 12, 18, 24)), in_channels=2048, size=65)
+display(Markdown("**DeepLab v2 ASPP** (ResNet, 21 classes, 65 x 65 map: 513 px at output stride 8)"))
+display(Markdown(markdown_table(v2_costs)))
+total_v3 = sum(r["params"] for r in v3_costs)
+total_v2 = sum(r["params"] for r in v2_costs)
+print(f"total: DeepLabv3 ASPP {total_v3 / 1e6:.2f} M parameters, DeepLab v2 ASPP {total_v2 / 1e6:.2f} M")
+
+# %% tags=["remove-cell"]
+by_name = {r["branch"]: r for r in v3_costs}
+assert by_name["rate 6"]["params"] == by_name["rate 18"]["params"] == 2048 * 256 * 9 + 2 * 256
+assert by_name["image pooling"]["MACs (M)"] < 0.01 * by_name["1x1"]["MACs (M)"]
+assert total_v3 > total_v2
+
+# %% [markdown]
+# ## 5. A trap: image pooling with a batch of one
+#
+# In training mode, batch norm normalises each channel with the mean and variance *of the batch*.
+# The image-pooling branch has a single value per channel per image. With a batch of one there is
+# nothing to normalise against: the value minus its own mean is exactly zero, and PyTorch refuses
+# ("Expected more than 1 value per channel"). torchvision's `ASPPPooling` crashes there:
+
+# %%
+from torchvision.models.segmentation.deeplabv3 import ASPPPooling
+
+try:
+    ASPPPooling(64, 32).train()(torch.randn(1, 64, 33, 33))
+    torchvision_crashed = False
+except ValueError as err:
+    torchvision_crashed = True
+    print("torchvision:", err)
+
+# %% [markdown]
+# This course's `ImagePooling` makes a choice and documents it: **with a batch of one in training
+# mode, that one batch norm uses its running statistics (as in evaluation) and leaves them
+# unchanged**; every other layer trains normally. With two or more images it is an ordinary batch
+# norm. (If the whole feature map is $1 \times 1$, every branch has the problem, and `ASPP` raises
+# an error that says to use a larger input or batch.)
+
+# %%
+pool = ImagePooling(64, 32).train()
+single = pool(torch.randn(1, 64, 33, 33))
+print("ours, batch of one in training mode:", tuple(single.shape))
+
+# %% tags=["remove-cell"]
+assert torchvision_crashed
+assert single.shape == (1, 32, 33, 33)
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 05.1
+# DeepLabv3 uses rates $(6, 12, 18)$ at output stride 16. Which rates does it use at output
+# stride 8? Answer with a tuple.
+
+# %%
+answer_05_1 = ...
+check("05.1", answer_05_1)
+
+# %% tags=["hide-cell"]
+# Solution: the map is twice as large, so the rates double.
+check("05.1", atrous_rates_for(8, (6, 12, 18), 16))
+
+# %% [markdown]
+# ### Exercise 05.2
+# How many parameters has one $3 \times 3$ atrous branch of DeepLabv3's ASPP on ResNet
+# (2048 channels in, 256 out, convolution without bias, then batch norm)?
+
+# %%
+answer_05_2 = ...
+check("05.2", answer_05_2)
+
+# %% tags=["hide-cell"]
+# Solution: count the parameters of a real branch (the rate does not matter).
+from deeplab_edu.complexity import count_parameters
+from deeplab_edu.models.aspp import ASPPConv
+
+check("05.2", count_parameters(ASPPConv(2048, 256, rate=12)))
+
+# %% [markdown]
+# ### Exercise 05.3
+# How many channels enter the $1\times1$ projection of DeepLabv3's ASPP (with image pooling,
+# 256 channels per branch)?
+
+# %%
+answer_05_3 = ...
+check("05.3", answer_05_3)
+
+# %% tags=["hide-cell"]
+# Solution
+check("05.3", ASPP(2048, (6, 12, 18)).project[0].in_channels)
+
+# %% [markdown]
+# ### Exercise 05.4
+# How many feature positions, per side, does a $3\times3$ filter at rate 18 span? Compare with
+# the $33 \times 33$ map of a 513 crop at output stride 16.
+
+# %%
+answer_05_4 = ...
+check("05.4", answer_05_4)
+
+# %% tags=["hide-cell"]
+# Solution: taps at -18, 0 and +18 span 2 * 18 + 1 positions, more than the map's 33.
+check("05.4", 2 * 18 + 1)
+
+# %% tags=["remove-cell"]
+assert check("05.1", (12, 24, 36)) and check("05.2", 2048 * 256 * 9 + 512)
+assert check("05.3", 1280) and check("05.4", 37)
+assert not check("05.1", (6, 12, 18))

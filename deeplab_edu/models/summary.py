@@ -12,6 +12,7 @@ are in DeepLabv3+ Table 3 (ResNet-101 encoder, 513 x 513 PASCAL VOC crops: eval 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -20,7 +21,8 @@ import torch
 from ..complexity import count_macs, count_parameters
 from .deeplab import build_model
 
-__all__ = ["ModelConfig", "DEFAULT_CONFIGS", "PUBLISHED_GMACS", "model_cost", "complexity_table", "markdown_table"]
+
+__all__ = ["aspp_branch_costs", "ModelConfig", "DEFAULT_CONFIGS", "PUBLISHED_GMACS", "model_cost", "complexity_table", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +116,29 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         lines.append("| " + " | ".join("–" if r[c] is None else str(r[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def aspp_branch_costs(aspp: torch.nn.Module, in_channels: int, size: int) -> list[dict[str, Any]]:
+    """Parameters and multiply-adds of every branch of an ASPP (v2 or v3) on a ``size x size`` map.
+
+    Works for :class:`~deeplab_edu.models.aspp.ASPP` (branches ``convs`` plus the ``project``
+    1x1 conv) and :class:`~deeplab_edu.models.aspp.ASPPv2` (branches ``branches``). Counted on a
+    meta-device copy, so it is instant.
+    """
+    meta = copy.deepcopy(aspp).to("meta").eval()
+    x = torch.empty(1, in_channels, size, size, device="meta")
+    parts: list[tuple[str, torch.nn.Module, torch.Tensor]] = []
+    if hasattr(meta, "convs"):
+        from ..viz.aspp import branch_names
+
+        for name, branch in zip(branch_names(meta), meta.convs):
+            parts.append((name, branch, x))
+        cat = torch.empty(1, meta.project[0].in_channels, size, size, device="meta")
+        parts.append(("projection", meta.project, cat))
+    else:
+        for branch in meta.branches:
+            parts.append((f"rate {branch[0].dilation[0]} classifier", branch, x))
+    return [
+        {"branch": name, "params": count_parameters(module), "MACs (M)": round(count_macs(module, inp) / 1e6, 1)}
+        for name, module, inp in parts
+    ]

@@ -1,0 +1,140 @@
+"""Figures and widgets for chapter 05: what each ASPP branch sees, drawn on a real photograph.
+
+The footprint of a branch is *measured*, not drawn from a formula: the centre output of the branch
+is back-propagated to its input (:func:`deeplab_edu.boundary.input_footprint`), and every feature
+position with a non-zero gradient is in the footprint. Each feature position stands for an
+``output_stride x output_stride`` block of the image, which is how the footprint is drawn on the
+photo. (The backbone's own receptive field makes every position see much more than its block;
+chapter 02 measures that.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from ..boundary import input_footprint
+from ..models.aspp import ASPP, ASPPConv, ImagePooling, atrous_rates_for
+
+__all__ = ["branch_names", "branch_footprints", "plot_branch_footprints", "aspp_footprint_widget", "feature_size"]
+
+_COLOURS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd", "#8c564b"]
+
+
+def feature_size(image_size: int, output_stride: int) -> int:
+    """Feature-map side for an image side, rounding up at each stride-2 layer (513 -> 33 at OS 16)."""
+    n = image_size
+    for _ in range(int(np.log2(output_stride))):
+        n = (n + 1) // 2
+    return n
+
+
+def branch_names(aspp: ASPP) -> list[str]:
+    """Readable names of the ASPP branches: ``1x1``, ``rate r`` ..., ``image pooling``."""
+    names = []
+    for b in aspp.convs:
+        if isinstance(b, ASPPConv):
+            names.append(f"rate {b.rate}")
+        elif isinstance(b, ImagePooling):
+            names.append("image pooling")
+        else:
+            names.append("1x1")
+    return names
+
+
+def branch_footprints(
+    rates: Sequence[int] = (6, 12, 18), size: int = 33, position: tuple[int, int] | None = None
+) -> dict[str, np.ndarray]:
+    """The measured footprint of each branch of an ASPP with ``rates`` on a ``size x size`` map.
+
+    A small ASPP is enough: the footprint depends on the geometry, not the width. (32 output
+    channels make it practically impossible that every ReLU is off at the chosen position.)
+    Returns ``{branch name: bool array (size, size)}``.
+    """
+    torch.manual_seed(0)
+    aspp = ASPP(4, tuple(rates), out_channels=32)
+    return {
+        name: input_footprint(branch, size, size, position=position, channels=4)
+        for name, branch in zip(branch_names(aspp), aspp.convs)
+    }
+
+
+def plot_branch_footprints(
+    photo: torch.Tensor,
+    footprints: dict[str, np.ndarray],
+    output_stride: int,
+    position: tuple[int, int] | None = None,
+) -> Figure:
+    """One panel per branch: the photo, with the feature positions the branch reads shaded.
+
+    Args:
+        photo: (3, H, W) image in [0, 1], the network's input.
+        footprints: from :func:`branch_footprints` on the feature map of this photo.
+        output_stride: pixels per feature position.
+        position: the output position whose footprint is shown (drawn as a black square).
+    """
+    img = photo.permute(1, 2, 0).clamp(0, 1).numpy()
+    h, w = img.shape[:2]
+    n = len(footprints)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
+    for k, (ax, (name, fp)) in enumerate(zip(axes[0], footprints.items())):
+        ax.imshow(img)
+        size = fp.shape[0]
+        i, j = position if position is not None else (size // 2, size // 2)
+        colour = _COLOURS[k % len(_COLOURS)]
+        if fp.all():
+            ax.add_patch(Rectangle((0, 0), w - 1, h - 1, fill=True, alpha=0.3, color=colour))
+        else:
+            for a, b in zip(*np.nonzero(fp)):
+                ax.add_patch(
+                    Rectangle((b * output_stride, a * output_stride), output_stride, output_stride, color=colour, alpha=0.7)
+                )
+        ax.add_patch(
+            Rectangle((j * output_stride, i * output_stride), output_stride, output_stride, fill=False, lw=1.5, color="k")
+        )
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.set_title(f"{name}\n{int(fp.sum())} of {fp.size} positions", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"What each ASPP branch reads for one output position (output stride {output_stride})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 513) -> Any:
+    """Interactive version of :func:`plot_branch_footprints`: output stride, row and column sliders.
+
+    The rates follow the output stride ((6, 12, 18) at 16, (12, 24, 36) at 8). Building the widget
+    needs no front end; it only draws when displayed.
+    """
+    import ipywidgets as widgets
+
+    from .images import sample_photo
+
+    photo = sample_photo(image_size) if photo is None else photo
+    stride = widgets.Dropdown(options=[16, 8], value=16, description="output stride")
+    row = widgets.IntSlider(value=16, min=0, max=64, description="row")
+    col = widgets.IntSlider(value=16, min=0, max=64, description="column")
+    out = widgets.Output()
+
+    def draw(*_: Any) -> None:
+        os_ = int(stride.value)
+        size = feature_size(photo.shape[-1], os_)
+        row.max = col.max = size - 1
+        pos = (min(row.value, size - 1), min(col.value, size - 1))
+        fps = branch_footprints(atrous_rates_for(os_), size, pos)
+        with out:
+            out.clear_output(wait=True)
+            fig = plot_branch_footprints(photo, fps, os_, pos)
+            plt.show()
+            plt.close(fig)
+
+    for w in (stride, row, col):
+        w.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([stride, row, col]), out])
