@@ -42,6 +42,7 @@ __all__ = [
     "spatial_part",
     "EmpiricalField",
     "empirical_receptive_field",
+    "compare_with_brute_force",
     "sampling_pattern",
     "coverage",
 ]
@@ -417,6 +418,31 @@ def empirical_receptive_field(
     if rows.numel() == 0:
         raise ValueError("no input pixel has a non-zero gradient (try faithful=True)")
     return EmpiricalField((int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1])), (i, j), (oh, ow), support)
+
+
+def compare_with_brute_force(model: nn.Module, input_size: int | None = None, *, name: str = "") -> dict[str, Any]:
+    """Theory (:func:`receptive_field_of`) against brute force (:func:`empirical_receptive_field`).
+
+    Uses the centre output unit of a square input. Without ``input_size`` it starts at
+    ``r + 2 S`` (made odd) and grows by ``S`` until the unit's whole theoretical region lies inside
+    the image, so the check compares full extents, not clipped ones. Returns a table row.
+    """
+    rows_rf, cols_rf = receptive_field_of(model, axis=0), receptive_field_of(model, axis=1)
+    size = input_size or (rows_rf.size + 2 * rows_rf.stride) | 1
+    for _ in range(8):
+        emp = empirical_receptive_field(model, size)
+        (i, j) = emp.output_index
+        rows, cols = rows_rf.region(i), cols_rf.region(j)
+        inside = rows[0] >= 0 and cols[0] >= 0 and rows[1] < size and cols[1] < size
+        if inside or input_size is not None:
+            break
+        size += rows_rf.stride
+    return {
+        "model": name or type(model).__name__, "input": f"{size}x{size}", "output map": "x".join(map(str, emp.output_shape)),
+        "receptive field (theory)": rows_rf.size, "effective stride": rows_rf.stride,
+        "region of centre unit (theory)": f"rows {rows[0]}..{rows[1]}", "brute force": f"rows {emp.rows[0]}..{emp.rows[1]} ({emp.size[0]}px)",
+        "agree": emp.rows == rows and emp.cols == cols,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

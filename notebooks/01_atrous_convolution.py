@@ -12,13 +12,325 @@
 #   deeplab_edu:
 #     chapter: 1
 #     title: "Atrous convolution"
-#     cpu_minutes: 0
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]
 # # 01 · Atrous convolution
 #
-# ```{note}
-# **Placeholder.** This chapter has not been written yet; it is planned in the project's issue
-# #3. Nothing on this page is course content.
-# ```
+# A classification network shrinks its input 32 times before it decides what it sees. A
+# segmentation network must answer for every pixel. DeepLab keeps the feature maps dense with one
+# small change to convolution: read the input with **holes** between the filter taps. This page
+# builds that operation from its equation, checks it against PyTorch, and measures what it costs.
+#
+# **Learning objectives**
+#
+# - read eq. (1) of DeepLabv3 and compute an atrous convolution by hand;
+# - see the same operation as an ordinary convolution with an "upsampled" filter;
+# - predict output sizes with the effective kernel size (relationship 15 of Dumoulin & Visin) and
+#   choose the padding that keeps the size;
+# - measure that a larger rate costs no extra parameters or multiply-adds.
+#
+# **Helpers introduced:** `deeplab_edu.atrous` (`atrous_conv1d`, `atrous_conv2d`, `dilate_kernel`,
+# `effective_kernel_size`, `conv_output_size`, `same_padding`, `input_positions`, `cost_vs_rate`)
+# and `deeplab_edu.viz.atrous` (`plot_eq1`, `plot_eq1_2d`, `atrous_widget`, `plot_dilated_kernel`,
+# `plot_cost_vs_rate`, `markdown_table`).
+
+# %% [markdown]
+# ## Eq. (1): a filter with holes
+#
+# For a one-dimensional signal $x$ and a filter $w$ with $K$ taps, atrous convolution at rate $r$
+# is eq. (1) of DeepLabv3 {cite:p}`chen2017deeplabv3`:
+#
+# $$
+# y[i] = \sum_{k=0}^{K-1} x[i + r\,k]\; w[k].
+# $$
+#
+# With $r = 1$ this is the ordinary (cross-correlation) convolution of every deep-learning
+# library. With $r > 1$ the taps are read $r$ samples apart: the filter "sees" a window of
+# $K + (K-1)(r-1)$ samples but still has only $K$ weights. The name comes from the *algorithme à
+# trous* ("with holes") of wavelet analysis {cite:p}`holschneider1989wavelet`; DeepLab
+# {cite:p}`chen2015deeplab,chen2018deeplabv2` and, independently, the "dilated convolutions" of
+# {cite:t}`yu2016dilated` brought it to dense prediction. PyTorch calls $r$ the `dilation`.
+#
+# With a stride $s$ and $p$ zeros of padding at both ends, output $i$ reads
+# $x[s\,i - p + r\,k]$ (indices outside the signal read a padding zero). Here is the package's
+# reference implementation: nothing but indexing, so you can follow every step.
+
+# %%
+import inspect
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from deeplab_edu import config
+from deeplab_edu.atrous import (
+    atrous_conv1d,
+    atrous_conv2d,
+    conv_output_size,
+    cost_vs_rate,
+    dilate_kernel,
+    effective_kernel_size,
+    input_positions,
+    same_padding,
+)
+from deeplab_edu.viz.atrous import (
+    atrous_widget,
+    markdown_table,
+    plot_cost_vs_rate,
+    plot_dilated_kernel,
+    plot_eq1,
+    plot_eq1_2d,
+)
+
+print(inspect.getsource(atrous_conv1d).split('"""')[-1])
+
+# %% [markdown]
+# Let us run it on a tiny signal, $x = (0, 1, \dots, 9)$, with the filter $w = (1, 10, 100)$ at
+# rate 2. Output $y[0]$ reads $x[0], x[2], x[4]$, so it is $0 + 20 + 400 = 420$; the
+# "digits" of each output show which inputs were read. PyTorch's `conv1d(..., dilation=2)` gives
+# the same numbers.
+
+# %%
+x = torch.arange(10.0)
+w = torch.tensor([1.0, 10.0, 100.0])
+ours = atrous_conv1d(x, w, rate=2)
+theirs = F.conv1d(x.view(1, 1, -1), w.view(1, 1, -1), dilation=2).view(-1)
+print("eq. (1) by hand :", ours.tolist())
+print("F.conv1d        :", theirs.tolist())
+print("y[0] reads x at", input_positions(0, 3, rate=2))
+
+# %% tags=["remove-cell"]
+assert ours.tolist() == [420.0, 531.0, 642.0, 753.0, 864.0, 975.0]
+torch.testing.assert_close(ours, theirs)
+
+# %% [markdown]
+# ### Which inputs does one output read?
+#
+# The figure marks, for one output, the input samples eq. (1) multiplies with $w[0], w[1],
+# w[2]$; hatched cells are padding zeros. The right panel is the same in two dimensions, where
+# the taps form a $K \times K$ lattice with spacing $r$.
+
+# %%
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 3.2), gridspec_kw={"width_ratios": [2.3, 1]})
+plot_eq1(input_size=12, kernel_size=3, rate=2, stride=1, padding=2, output_index=3, ax=a1)
+plot_eq1_2d(input_size=9, kernel_size=3, rate=2, stride=1, padding=2, output_index=(1, 2), ax=a2)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Try it.** Move the sliders: kernel size, rate, stride, padding and input size. Press ▶ to
+# walk the output index across the signal and watch the taps slide by the stride while staying
+# $r$ apart. (In the static book you see the figure above for the default values.)
+
+# %%
+atrous_widget(input_size=12, kernel_size=3, rate=2, stride=1, padding=2)
+
+# %% [markdown]
+# ## In two dimensions, with channels
+#
+# Real layers have a batch, input channels and output channels:
+#
+# $$
+# y[n, o, i, j] = \sum_{c}\sum_{k,l} x[n, c,\; s\,i - p + r\,k,\; s\,j - p + r\,l]\; w[o, c, k, l].
+# $$
+#
+# `atrous_conv2d` loops over output positions and taps and leaves the sum over channels to a
+# matrix product. On a small crop of a photograph it matches `F.conv2d(..., dilation=r)`:
+
+# %%
+from deeplab_edu.viz.images import sample_photo
+
+photo = sample_photo(96)
+crop = photo[None, :, 30:50, 30:50]  # (1, 3, 20, 20): the reference loops are slow, keep it small
+torch.manual_seed(0)
+weight = torch.randn(4, 3, 3, 3)
+for r in (1, 2, 3):
+    mine = atrous_conv2d(crop, weight, rate=r, padding=r)
+    ref = F.conv2d(crop, weight, padding=r, dilation=r)
+    print(f"rate {r}: output {tuple(mine.shape)}, max |difference| = {float((mine - ref).abs().max()):.1e}")
+
+# %% tags=["remove-cell"]
+for r in (1, 2, 3):
+    torch.testing.assert_close(atrous_conv2d(crop, weight, rate=r, padding=r), F.conv2d(crop, weight, padding=r, dilation=r))
+
+# %% [markdown]
+# What does the rate change in what a filter responds to? Below, the same 3x3 edge filter
+# (a vertical Sobel) runs on the whole grey photograph at rates 1, 4 and 12 (with `F.conv2d`,
+# now that we trust it). At rate 1 it finds fine edges; at rate 12 it compares pixels 12 apart
+# and responds to large structures. Same nine weights each time.
+
+# %%
+grey = photo.mean(0, keepdim=True)[None]
+sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
+fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+axes[0].imshow(grey[0, 0], cmap="gray")
+axes[0].set_title("input", fontsize=9)
+for a, r in zip(axes[1:], (1, 4, 12)):
+    a.imshow(F.conv2d(grey, sobel, padding=same_padding(3, r), dilation=r)[0, 0].abs(), cmap="magma")
+    a.set_title(f"|Sobel| at rate {r} (sees {effective_kernel_size(3, r)}px)", fontsize=9)
+for a in axes:
+    a.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# ## The upsampled filter
+#
+# DeepLab v2 {cite:p}`chen2018deeplabv2` describes the same operation differently: *upsample*
+# the filter by inserting $r - 1$ zeros between consecutive taps, then convolve normally. The
+# result is identical, which `dilate_kernel` lets us check. (Libraries do not actually build the
+# big filter: that would waste multiplications on zeros.)
+
+# %%
+w2 = torch.arange(1.0, 10.0).view(3, 3)
+plot_dilated_kernel(w2, rate=3)
+plt.show()
+big = dilate_kernel(weight, 2)
+same = torch.allclose(F.conv2d(crop, big), F.conv2d(crop, weight, dilation=2), atol=1e-5)
+print(f"filter {tuple(weight.shape)} -> upsampled {tuple(big.shape)}; same output as dilation=2: {same}")
+
+# %% tags=["remove-cell"]
+assert same and big.shape[-1] == effective_kernel_size(3, 2) == 5
+
+# %% [markdown]
+# ## How big is the output?
+#
+# A $k$-tap filter at rate $d$ spans the **effective kernel size**
+#
+# $$
+# \hat k = k + (k-1)(d-1),
+# $$
+#
+# and plugging $\hat k$ into the general output-size formula gives relationship 15 of
+# {cite:t}`dumoulin2016guide`: for input size $i$, padding $p$ and stride $s$,
+#
+# $$
+# o = \left\lfloor \frac{i + 2p - k - (k-1)(d-1)}{s} \right\rfloor + 1 .
+# $$
+#
+# At stride 1 the size is kept when $2p = \hat k - 1$, i.e. $p = d\,(k-1)/2$: for DeepLab's 3x3
+# atrous convolutions, **padding = rate**. The table checks the formula against the shapes
+# PyTorch produces (the tests do the same over thousands of random cases).
+
+# %%
+cases = [(13, 3, 1, 0, 1), (13, 3, 1, 0, 2), (13, 3, 2, 2, 4), (65, 3, 1, 12, 12), (513, 3, 2, 1, 1), (7, 3, 1, 0, 2)]
+rows = []
+for i, k, s, p, d in cases:
+    shape = F.conv2d(torch.zeros(1, 1, i, i), torch.zeros(1, 1, k, k), stride=s, padding=p, dilation=d).shape[-1]
+    rows.append({"input i": i, "kernel k": k, "stride s": s, "padding p": p, "rate d": d,
+                 "effective kernel": effective_kernel_size(k, d), "formula o": conv_output_size(i, k, s, p, d),
+                 "PyTorch": shape})
+markdown_table(rows)
+
+# %% tags=["remove-cell"]
+assert all(r["formula o"] == r["PyTorch"] for r in rows)
+assert same_padding(3, 12) == 12 and conv_output_size(65, 3, 1, 12, 12) == 65
+
+# %% [markdown]
+# ## What a larger rate costs
+#
+# The rate changes *where* the taps read, not *how many* there are. So a dilated convolution has
+# the same parameters and the same multiply-adds per output pixel as an ordinary one, while its
+# field of view grows linearly with $r$. The numbers below are measured with
+# `deeplab_edu.complexity` on a 64-channel 3x3 convolution (multiply-adds are counted from a real
+# forward pass, so padding and output size are whatever PyTorch actually does); the wall-clock
+# time is from this machine, now.
+
+# %%
+size = config.choose(smoke=33, cpu=65, gpu=129)
+cost = cost_vs_rate((1, 2, 4, 8, 12), channels=64, size=size, time_it=True)
+plot_cost_vs_rate(cost)
+plt.tight_layout()
+plt.show()
+markdown_table(cost)
+
+# %% tags=["remove-cell"]
+assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) == 1
+
+# %% [markdown]
+# The time column is not flat on every machine: reading memory $r$ pixels apart can be less
+# cache-friendly, and libraries pick different kernels for different dilations. The arithmetic
+# is the same; chapter 03 measures what this means for a whole dilated ResNet.
+#
+# ## Exercises
+#
+# ### Exercise 01.1
+# DeepLabv3's ASPP has a 3x3 branch at rate 6. How many pixels wide is its effective kernel?
+
+# %%
+from deeplab_edu.exercises import check
+
+answer_01_1 = ...  # your answer here
+check("01.1", answer_01_1)
+
+# %% tags=["hide-cell"]
+# Solution: k + (k - 1)(r - 1) = 3 + 2 * 5
+check("01.1", effective_kernel_size(3, 6))
+
+# %% [markdown]
+# ### Exercise 01.2
+# An input of length 13 goes through a 3-tap convolution with rate 4, stride 2 and padding 2.
+# How long is the output? Work it out with relationship 15 before you run anything.
+
+# %%
+answer_01_2 = ...
+check("01.2", answer_01_2)
+
+# %% tags=["hide-cell"]
+# Solution: floor((13 + 4 - 9) / 2) + 1 = 5
+check("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
+
+# %% [markdown]
+# ### Exercise 01.3
+# With $K = 3$, rate 3, stride 1 and padding 3, which input indices does $y[2]$ read? Give a
+# list in tap order (negative indices are padding).
+
+# %%
+answer_01_3 = ...
+check("01.3", answer_01_3)
+
+# %% tags=["hide-cell"]
+# Solution: s*i - p + r*k for k = 0, 1, 2
+check("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
+
+# %% [markdown]
+# ### Exercise 01.4
+# Which padding keeps the size of a 3x3 convolution at rate 12 (stride 1)?
+
+# %%
+answer_01_4 = ...
+check("01.4", answer_01_4)
+
+# %% tags=["hide-cell"]
+# Solution: (effective kernel - 1) / 2 = 12
+check("01.4", (effective_kernel_size(3, 12) - 1) // 2)
+
+# %% [markdown]
+# ### Exercise 01.5
+# Write `dilate(w, rate)` for a 1-D filter `w`: it returns the upsampled filter, with `rate - 1`
+# zeros between consecutive taps. The checker runs it on a few filters.
+
+
+# %%
+def dilate(w: torch.Tensor, rate: int) -> torch.Tensor:
+    ...  # your code here
+
+
+check("01.5", dilate)
+
+
+# %% tags=["hide-cell"]
+# Solution
+def dilate(w: torch.Tensor, rate: int) -> torch.Tensor:
+    out = torch.zeros((len(w) - 1) * rate + 1, dtype=w.dtype)
+    out[::rate] = w
+    return out
+
+
+check("01.5", dilate)
+
+# %% tags=["remove-cell"]
+assert check("01.1", 13) and check("01.2", 5) and check("01.3", [-1, 2, 5]) and check("01.4", 12)
+assert check("01.5", dilate)
+assert not check("01.1", 18)

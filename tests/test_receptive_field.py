@@ -19,6 +19,7 @@ from deeplab_edu.effective_receptive_field import (
 from deeplab_edu.receptive_field import (
     LayerSpec,
     ReceptiveField,
+    compare_with_brute_force,
     coverage,
     empirical_receptive_field,
     receptive_field,
@@ -144,11 +145,12 @@ def test_non_square_kernels_per_axis():
     ],
 )
 def test_torchvision_models_agree_with_brute_force(name, build, size):
-    model = build()
+    with torch.device("meta"):  # the check needs the architecture only: no weights are allocated
+        model, plain = build(), torchvision.models.resnet50()
     rf = assert_agrees(model, size)
     if name.startswith("resnet50"):
         # dilation replaces the last strides: denser maps, the same receptive field
-        assert rf.size == receptive_field_of(torchvision.models.resnet50()).size
+        assert rf.size == receptive_field_of(plain).size
         assert rf.stride == {"resnet50": 32, "resnet50-os16": 16, "resnet50-os8": 8}[name]
 
 
@@ -209,3 +211,13 @@ def test_toy_task_and_training_run():
     assert images.shape == (2, 3, 24, 24) and masks.shape == (2, 24, 24) and set(masks.unique().tolist()) <= {0, 1}
     losses = train_tiny_segmenter(TinyDilatedNet(rates=(1, 2), channels=4), 3, batch=2, size=24, progress=False)
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_compare_with_brute_force_grows_the_input_until_the_field_fits():
+    with torch.device("meta"):  # the architecture is enough: no weights are allocated
+        model = torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True])
+    row = compare_with_brute_force(model, name="resnet50-os16")
+    assert row["agree"] is True and row["effective stride"] == 16
+    assert row["receptive field (theory)"] == 427
+    bad = compare_with_brute_force(model, input_size=101)  # too small: the region is clipped
+    assert bad["agree"] is False

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle
 
 from ..atrous import conv_output_size, dilate_kernel, input_positions
 
-__all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate"]
+__all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate", "markdown_table"]
 
 TAP = "#e8743b"
 OUT = "#2a7ab0"
@@ -195,3 +195,25 @@ def plot_cost_vs_rate(rows: Sequence[dict[str, float]], ax: Sequence[plt.Axes] |
     ax[1].set_ylabel("pixels")
     ax[1].set_title("field of view: effective kernel size", fontsize=9)
     return ax
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 3) -> Any:
+    """Rows of dicts (same keys) as a Markdown table for notebook display (no pandas needed)."""
+    from IPython.display import Markdown
+
+    if not rows:
+        raise ValueError("markdown_table needs at least one row")
+    keys = list(rows[0])
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float) and not v.is_integer():
+            return f"{v:.{digits}g}"
+        if isinstance(v, float):
+            return f"{int(v):,}"
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        return str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return Markdown("\n".join(lines))
