@@ -11,6 +11,10 @@ computed from one confusion matrix accumulated over the *whole* data set (not av
 both has an undefined IoU and is left out, as in the VOC development kit). Pixels labelled
 ``ignore_index`` (255: object boundaries in VOC) count nowhere.
 
+The *trimap* measure of DeepLab v1/v2 (DeepLabv2 Fig. 14, DeepLabv3+ Fig. 5) scores only the pixels in a
+band of a given width around the ground-truth object boundaries: :func:`trimap_target` keeps those pixels
+and marks the others ``ignore_index``, so the same matrix measures boundary accuracy.
+
 In distributed evaluation each process accumulates its own matrix and :meth:`ConfusionMatrix.all_reduce`
 sums them, so the metrics equal those of a single process that saw every image.
 """
@@ -21,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["ConfusionMatrix", "format_iou_table"]
+__all__ = ["ConfusionMatrix", "format_iou_table", "trimap_target"]
 
 
 class ConfusionMatrix:
@@ -125,3 +129,26 @@ def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = N
         lines.append(f"| {name} | {'n/a' if v != v else f'{100 * v:.1f}'} |")
     lines.append(f"| **mean** | **{100 * sum(vals) / max(len(vals), 1):.1f}** |")
     return "\n".join(lines)
+
+
+def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> torch.Tensor:
+    """``target`` with every pixel farther than ``width`` pixels from a label boundary set to ``ignore_index``.
+
+    A boundary pixel is one whose right or lower neighbour has another label (ignored pixels count
+    as a label, as in the trimap of DeepLab v1/v2). Works on (H, W) or (N, H, W) label maps.
+    """
+    if width < 0:
+        raise ValueError(f"width must be >= 0, got {width}")
+    t = target if target.dim() == 3 else target[None]
+    edge = torch.zeros_like(t, dtype=torch.bool)
+    dx = t[..., :, 1:] != t[..., :, :-1]
+    dy = t[..., 1:, :] != t[..., :-1, :]
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    if width > 0:
+        k = 2 * width + 1
+        edge = torch.nn.functional.max_pool2d(edge[:, None].float(), k, stride=1, padding=width)[:, 0] > 0
+    out = torch.where(edge, t, torch.full_like(t, ignore_index))
+    return out if target.dim() == 3 else out[0]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from deeplab_edu.metrics import ConfusionMatrix, format_iou_table
+from deeplab_edu.metrics import ConfusionMatrix, format_iou_table, trimap_target
 
 tm = pytest.importorskip("torchmetrics")
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex  # noqa: E402
@@ -71,3 +71,13 @@ def test_bad_labels_and_shapes_are_named() -> None:
 def test_iou_table() -> None:
     text = format_iou_table([0.5, float("nan"), 1.0], ["a", "b", "c"])
     assert "| a | 50.0 |" in text and "n/a" in text and "**75.0**" in text
+
+
+def test_trimap_keeps_a_band_around_boundaries() -> None:
+    t = torch.zeros(9, 9, dtype=torch.long)
+    t[:, 5:] = 1  # one vertical boundary between columns 4 and 5
+    band = trimap_target(t, 1)
+    kept = (band != 255).nonzero()[:, 1].unique().tolist()
+    assert kept == [3, 4, 5, 6]
+    assert (trimap_target(t, 0) != 255).nonzero()[:, 1].unique().tolist() == [4, 5]
+    assert (trimap_target(torch.zeros(4, 4, dtype=torch.long), 2) == 255).all()  # no boundary, nothing kept
