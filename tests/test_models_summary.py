@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
+import pytest
 import torch
 
 from deeplab_edu.complexity import count_macs, count_parameters
 from deeplab_edu.models import build_model
 from deeplab_edu.models.summary import ModelConfig, complexity_table, markdown_table, model_cost
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 def test_meta_device_count_equals_real_count() -> None:
@@ -29,3 +41,16 @@ def test_table_rows_and_published_figures() -> None:
     assert len({r["params (M)"] for r in costs}) == 1
     md = markdown_table(rows)
     assert md.count("\n") == 3 and "–" in md
+
+
+def test_trace_stages_follows_the_forward_pass() -> None:
+    from deeplab_edu.models.summary import trace_stages
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=3).eval()
+    stages = dict(trace_stages(model, torch.rand(1, 3, 65, 65)))
+    assert stages["low-level reduced (1x1 conv)"] == (1, 48, 17, 17)
+    assert stages["ASPP upsampled + concatenated"] == (1, 304, 17, 17)
+    assert stages["logits"] == (1, 3, 17, 17) and stages["logits upsampled to the input"] == (1, 3, 65, 65)
+    v3 = dict(trace_stages(build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=3).eval(), torch.rand(1, 3, 65, 65)))
+    assert v3["ASPP"] == (1, 256, 5, 5) and v3["logits"] == (1, 3, 5, 5)

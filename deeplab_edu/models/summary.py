@@ -22,7 +22,7 @@ from ..complexity import count_macs, count_parameters
 from .deeplab import build_model
 
 
-__all__ = ["aspp_branch_costs", "ModelConfig", "DEFAULT_CONFIGS", "PUBLISHED_GMACS", "model_cost", "complexity_table", "markdown_table"]
+__all__ = ["trace_stages", "aspp_branch_costs", "ModelConfig", "DEFAULT_CONFIGS", "PUBLISHED_GMACS", "model_cost", "complexity_table", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,39 @@ def aspp_branch_costs(aspp: torch.nn.Module, in_channels: int, size: int) -> lis
         {"branch": name, "params": count_parameters(module), "MACs (M)": round(count_macs(module, inp) / 1e6, 1)}
         for name, module, inp in parts
     ]
+
+
+def trace_stages(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """The tensor shapes along a DeepLab model's forward pass, stage by stage (no gradients).
+
+    For DeepLabv3: backbone features, ASPP output, logits at the output stride, upsampled logits.
+    For DeepLabv3+: also the low-level features, their 48-channel reduction and the decoder's
+    concatenation. The stages are computed by the model's own modules, in the model's order.
+    """
+    import torch.nn.functional as F
+
+    stages: list[tuple[str, tuple[int, ...]]] = [("input", tuple(images.shape))]
+    with torch.no_grad():
+        feats = model.backbone(images)
+        stages.append((f"backbone 'out' (output stride {model.output_stride})", tuple(feats["out"].shape)))
+        enc = model.aspp(feats["out"])
+        stages.append(("ASPP", tuple(enc.shape)))
+        if hasattr(model, "decoder"):
+            dec = model.decoder
+            low = feats["low_level"]
+            stages.append(("backbone 'low_level' (stride 4)", tuple(low.shape)))
+            reduced = dec.reduce(low)
+            stages.append(("low-level reduced (1x1 conv)", tuple(reduced.shape)))
+            up = F.interpolate(enc, size=low.shape[-2:], mode="bilinear", align_corners=False)
+            cat = torch.cat([up, reduced], dim=1)
+            stages.append(("ASPP upsampled + concatenated", tuple(cat.shape)))
+            refined = dec.refine(cat)
+            stages.append(("two 3x3 convs", tuple(refined.shape)))
+            logits = dec.classifier(refined)
+        else:
+            if getattr(model, "refine", None) is not None:
+                enc = model.refine(enc)
+            logits = model.classifier(enc)
+        stages.append(("logits", tuple(logits.shape)))
+        stages.append(("logits upsampled to the input", tuple(model(images)["out"].shape)))
+    return stages
