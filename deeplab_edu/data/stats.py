@@ -21,37 +21,39 @@ import numpy as np
 import torch
 
 from .classes import IGNORE_INDEX
-from .procedural import BACKGROUND, BOAT, CAR, ProceduralScenes
+from .procedural import BACKGROUND, BOAT, CAR, ProceduralScenes, SceneInfo
 
-__all__ = ["class_pixel_frequencies", "object_sizes", "context_free_fraction", "stride_oracle_iou"]
-
-
-def _masks(dataset, indices: Iterable[int]) -> Iterable[np.ndarray]:
-    for i in indices:
-        if isinstance(dataset, ProceduralScenes):
-            yield dataset.render(i)[1]
-        else:
-            yield np.asarray(dataset[i][1])
+__all__ = [
+    "dataset_masks",
+    "class_pixel_frequencies", "object_sizes", "context_free_fraction", "stride_oracle_iou"]
 
 
-def class_pixel_frequencies(dataset, n: int | None = None) -> np.ndarray:
-    """Fraction of pixels per class over the first ``n`` items; the last entry is the ignore label."""
+def dataset_masks(dataset, n: int | None = None) -> list[np.ndarray]:
+    """The masks of the first ``n`` items (procedural scenes are rendered without the transform)."""
     n = len(dataset) if n is None else min(n, len(dataset))
-    counts = np.zeros(dataset.num_classes + 1, np.int64)
-    for m in _masks(dataset, range(n)):
+    if isinstance(dataset, ProceduralScenes):
+        return [dataset.render(i)[1] for i in range(n)]
+    load = getattr(dataset, "load", None)
+    return [np.asarray((load(i) if callable(load) else dataset[i])[1]) for i in range(n)]
+
+
+def class_pixel_frequencies(masks: Iterable[np.ndarray | torch.Tensor], num_classes: int) -> np.ndarray:
+    """Fraction of pixels per class over ``masks``; the last entry is the ignore label."""
+    counts = np.zeros(num_classes + 1, np.int64)
+    for m in masks:
+        m = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
         c = np.bincount(m.ravel().astype(np.int64), minlength=256)
-        counts[:-1] += c[: dataset.num_classes]
+        counts[:-1] += c[:num_classes]
         counts[-1] += c[IGNORE_INDEX]
     return counts / max(1, counts.sum())
 
 
-def object_sizes(dataset: ProceduralScenes, n: int | None = None) -> dict[str, np.ndarray]:
-    """Per drawn object of the first ``n`` procedural scenes: ``classes``, ``sizes`` (extent in
-    pixels: diameter, or length for wires) and ``visible`` (pixels left after occlusion)."""
-    n = len(dataset) if n is None else min(n, len(dataset))
+def object_sizes(infos: Iterable[SceneInfo]) -> dict[str, np.ndarray]:
+    """Per drawn object of procedural scenes (their :class:`SceneInfo`, e.g. ``ds.render(i)[2]``):
+    ``classes``, ``sizes`` (extent in pixels: diameter, or length for wires) and ``visible``
+    (pixels left after occlusion)."""
     cls, size, vis = [], [], []
-    for i in range(n):
-        info = dataset.render(i)[2]
+    for info in infos:
         cls += info.classes
         size += info.sizes
         vis += info.visible_pixels
@@ -104,13 +106,20 @@ def stride_oracle_iou(masks: Iterable[np.ndarray | torch.Tensor], stride: int, n
 
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+    counts = np.zeros(num_classes * num_classes, np.int64)
     for m in masks:
-        t = torch.as_tensor(np.asarray(m), dtype=torch.int64)
+        t = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
         h, w = t.shape
-        ys = torch.clamp(torch.arange(h) // stride * stride + stride // 2, max=h - 1)
-        xs = torch.clamp(torch.arange(w) // stride * stride + stride // 2, max=w - 1)
-        pred = t[ys][:, xs].clone()
+        ys = np.minimum(np.arange(h) // stride * stride + stride // 2, h - 1)
+        xs = np.minimum(np.arange(w) // stride * stride + stride // 2, w - 1)
+        pred = t[ys][:, xs].astype(np.int64)
         pred[pred == IGNORE_INDEX] = 0
-        cm.update(pred[None], t[None])
+        keep = t != IGNORE_INDEX
+        truth = t[keep].astype(np.int64)
+        if truth.size and truth.max() >= num_classes:
+            raise ValueError(f"a mask holds label {int(truth.max())}, outside 0..{num_classes - 1} and not 255")
+        counts += np.bincount(truth * num_classes + pred[keep], minlength=num_classes * num_classes)
+    # numpy counts (fast on a busy machine); the metric itself is the course's ConfusionMatrix
+    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+    cm.mat += torch.from_numpy(counts.reshape(num_classes, num_classes))
     return cm.compute()

@@ -1,0 +1,222 @@
+"""Figures and the explorer widget of chapter 06 (data): samples, statistics, joint transforms.
+
+Every widget function only *builds* ipywidgets (no front end needed); the notebook also draws the
+same figure once for the default values so that the static book shows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..data.classes import IGNORE_INDEX
+from ..data.procedural import ProceduralScenes
+from ..data.transforms import denormalize
+from .images import colorize
+
+__all__ = [
+    "show_pairs",
+    "show_samples",
+    "show_sizes",
+    "plot_class_frequencies",
+    "plot_object_sizes",
+    "plot_context_free",
+    "plot_stride_oracle",
+    "show_transform_samples",
+    "procedural_explorer",
+]
+
+
+def _as_rgb(image: torch.Tensor) -> np.ndarray:
+    img = image.detach().float().cpu()
+    if img.min() < -0.01 or img.max() > 1.01:  # normalised: undo it for display
+        img = denormalize(img)
+    return img.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequence[int]], ignore: bool = True) -> None:
+    handles = [Patch(color=np.asarray(c) / 255, label=n) for n, c in zip(class_names, palette)]
+    if ignore:
+        handles.append(Patch(facecolor="white", edgecolor="0.5", label=f"ignore ({IGNORE_INDEX})"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+
+
+def show_pairs(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    class_names: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    size: float = 2.4,
+) -> Figure:
+    """Image above its coloured mask (white = ignored) for each ``(image, mask)`` pair."""
+    n = len(pairs)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(size * ncols, 2 * size * nrows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (image, mask) in enumerate(pairs):
+        r, c = divmod(k, ncols)
+        axes[2 * r, c].imshow(_as_rgb(image))
+        axes[2 * r + 1, c].imshow(colorize(mask, palette), interpolation="nearest")
+        if titles is not None:
+            axes[2 * r, c].set_title(titles[k], fontsize=9)
+    _legend(fig, class_names, palette)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def show_samples(dataset: Any, indices: Sequence[int] = range(8), *, ncols: int = 4) -> Figure:
+    """Items ``indices`` of ``dataset`` (procedural scenes are titled with their scene type)."""
+    pairs = [dataset[i] for i in indices]
+    titles = None
+    if isinstance(dataset, ProceduralScenes):
+        titles = [f"#{i} ({dataset.render(i)[2].scene_type})" for i in indices]
+    return show_pairs(pairs, dataset.class_names, dataset.palette, titles=titles, ncols=ncols)
+
+
+def show_sizes(index: int = 0, sizes: Sequence[int] = (48, 96, 256, 513), seed: int = 0, **options: Any) -> Figure:
+    """The same procedural scene rendered at several sizes: small objects vanish at low resolution."""
+    pairs, titles = [], []
+    for s in sizes:
+        ds = ProceduralScenes(length=index + 1, size=s, seed=seed, **options)
+        pairs.append(ds[index])
+        titles.append(f"{s} x {s}")
+    return show_pairs(pairs, ProceduralScenes.class_names, ProceduralScenes.palette, titles=titles, ncols=len(sizes))
+
+
+def plot_class_frequencies(freqs: np.ndarray, class_names: Sequence[str], palette: Sequence[Sequence[int]]) -> Figure:
+    """Bar chart of pixel frequencies (last entry: the ignore label), log scale."""
+    names = [*class_names, "ignore"]
+    colours = [np.asarray(c) / 255 for c in palette] + [(0.85, 0.85, 0.85)]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(range(len(names)), np.asarray(freqs) * 100, color=colours, edgecolor="0.3")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("% of pixels")
+    ax.set_title("Pixel frequency per class")
+    for k, f in enumerate(freqs):
+        ax.text(k, f * 100, f"{100 * f:.2g}", ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_object_sizes(sizes: np.ndarray, image_size: int, classes: np.ndarray | None = None,
+                      class_names: Sequence[str] | None = None) -> Figure:
+    """Histogram of object extents (pixels, log-spaced bins) relative to the image side."""
+    sizes = np.asarray(sizes, float)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    bins = np.geomspace(max(1.0, sizes.min() * 0.9), sizes.max() * 1.1, 30)
+    if classes is not None and class_names is not None:
+        groups = [(class_names[c], sizes[classes == c]) for c in np.unique(classes)]
+        ax.hist([g for _, g in groups], bins=bins, stacked=True, label=[n for n, _ in groups])
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.hist(sizes, bins=bins)
+    ax.set_xscale("log")
+    ax.axvline(image_size, color="k", ls="--", lw=1)
+    ax.text(image_size, ax.get_ylim()[1] * 0.9, " image side", fontsize=8)
+    ax.set_xlabel("object extent (pixels, log scale)")
+    ax.set_ylabel("objects")
+    ax.set_title(f"Object sizes in {image_size} x {image_size} scenes")
+    fig.tight_layout()
+    return fig
+
+
+def plot_context_free(radii: Sequence[int], fractions: Sequence[float], image_size: int) -> Figure:
+    """Fraction of car/boat pixels with no background within a window, against the window radius."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(radii, np.asarray(fractions) * 100, "o-")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(radii, [str(r) for r in radii])
+    ax.set_xlabel("field-of-view radius (pixels)")
+    ax.set_ylabel("% of car/boat pixels")
+    ax.set_title(f"Car/boat pixels that see no background ({image_size} px scenes)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_stride_oracle(strides: Sequence[int], ious: Sequence[Sequence[float]], class_names: Sequence[str],
+                       palette: Sequence[Sequence[int]]) -> Figure:
+    """Per-class IoU of a perfect classifier that predicts one label per stride cell."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    arr = np.asarray(ious)  # (len(strides), C)
+    for c, name in enumerate(class_names):
+        ax.plot(strides, arr[:, c] * 100, "o-", color=np.asarray(palette[c]) / 255, label=name,
+                lw=2.5 if name == "wire" else 1.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(strides, [str(s) for s in strides])
+    ax.set_xlabel("output stride (labels predicted per stride x stride cell)")
+    ax.set_ylabel("oracle IoU (%)")
+    ax.set_title("The ceiling set by the output stride alone")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def show_transform_samples(
+    dataset: Any,
+    index: int,
+    transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    n: int = 3,
+    seed: int = 0,
+) -> Figure:
+    """The raw item ``index`` and ``n`` draws of ``transform`` (white mask pixels: ignore, incl. padding)."""
+    load = getattr(dataset, "load", None)
+    image, mask = load(index) if callable(load) else dataset[index]
+    pairs, titles = [(image, mask)], ["original"]
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for k in range(n):
+            pairs.append(transform(image, mask))
+            titles.append(f"augmented #{k + 1}")
+    finally:
+        torch.set_rng_state(gen_state)
+    return show_pairs(pairs, dataset.class_names, dataset.palette, titles=titles, ncols=n + 1)
+
+
+def _figure_widget(draw: Callable[..., Figure], controls: Mapping[str, Any]) -> Any:
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    out = widgets.Output()
+
+    def redraw(*_: Any) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(**{k: w.value for k, w in controls.items()})
+            display(fig)
+            plt.close(fig)
+
+    for w in controls.values():
+        w.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox(list(controls.values())), out])
+
+
+def procedural_explorer(seed: int = 0, size: int = 256, index: int = 0, count: int = 4) -> Any:
+    """Sliders for the generator's seed, image size and first index, above ``count`` scenes."""
+    import ipywidgets as widgets
+
+    common = dict(continuous_update=False, style={"description_width": "initial"})
+    controls = {
+        "seed": widgets.IntSlider(value=seed, min=0, max=50, description="seed", **common),
+        "size": widgets.IntSlider(value=size, min=32, max=513, step=1, description="size", **common),
+        "index": widgets.IntSlider(value=index, min=0, max=999, description="first index", **common),
+    }
+
+    def draw(seed: int, size: int, index: int) -> Figure:
+        ds = ProceduralScenes(length=index + count, size=size, seed=seed)
+        return show_samples(ds, range(index, index + count), ncols=count)
+
+    return _figure_widget(draw, controls)

@@ -1,0 +1,89 @@
+"""Data-set statistics (hand-checked cases) and the chapter's figures and widget."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from deeplab_edu.data import ProceduralScenes
+from deeplab_edu.data.procedural import BOAT, CAR
+from deeplab_edu.data.stats import (
+    class_pixel_frequencies,
+    context_free_fraction,
+    dataset_masks,
+    object_sizes,
+    stride_oracle_iou,
+)
+from deeplab_edu.data.transforms import train_transform
+from deeplab_edu.viz import data as vdata
+
+
+def test_context_free_fraction_by_hand():
+    m = np.zeros((1, 11), np.uint8)
+    m[0, 3:8] = CAR  # background at columns 0-2 and 8-10
+    # distance from each car pixel to the nearest background pixel: col3:1, col4:2, col5:3, col6:2, col7:1
+    assert context_free_fraction([m], 0) == 1.0
+    assert context_free_fraction([m], 1) == pytest.approx(3 / 5)
+    assert context_free_fraction([m], 2) == pytest.approx(1 / 5)
+    assert context_free_fraction([m], 3) == 0.0
+    assert np.isnan(context_free_fraction([np.zeros((3, 3), np.uint8)], 1))
+    boat = torch.full((4, 4), BOAT)
+    assert context_free_fraction([boat], 10) == 1.0  # no background anywhere
+    with pytest.raises(ValueError, match="radius"):
+        context_free_fraction([m], -1)
+
+
+def test_stride_oracle_iou_by_hand():
+    m = np.zeros((8, 8), np.uint8)
+    m[:, 3] = 1  # a 1-pixel wide vertical line
+    assert stride_oracle_iou([m], 1, 2)["iou"] == [1.0, 1.0]
+    # stride 4 samples columns 2 and 6: the line is never sampled
+    res = stride_oracle_iou([m], 4, 2)
+    assert res["iou"][1] == 0.0 and res["iou"][0] == pytest.approx(56 / 64)
+    # stride 2 samples columns 1, 3, 5, 7: the line is hit, and widened to columns 2-3
+    assert stride_oracle_iou([m], 2, 2)["iou"][1] == pytest.approx(0.5)
+    ign = m.copy()
+    ign[0, 0] = 255
+    assert stride_oracle_iou([ign], 1, 2)["pixels"] == 63
+    with pytest.raises(ValueError, match="stride"):
+        stride_oracle_iou([m], 0, 2)
+
+
+def test_class_frequencies_and_object_sizes():
+    masks = [np.array([[0, 0, 1, 255]], np.uint8)]
+    freqs = class_pixel_frequencies(masks, 2)
+    assert freqs.tolist() == [0.5, 0.25, 0.25]
+    ds = ProceduralScenes(length=5, size=64)
+    got = object_sizes(ds.render(i)[2] for i in range(5))
+    assert len(got["classes"]) == len(got["sizes"]) == len(got["visible"]) > 0
+    assert len(dataset_masks(ds, 3)) == 3
+
+
+def test_figures_build():
+    ds = ProceduralScenes(length=4, size=48)
+    figs = [
+        vdata.show_samples(ds, range(2)),
+        vdata.show_sizes(index=1, sizes=(32, 48)),
+        vdata.plot_class_frequencies(np.full(9, 1 / 9), ds.class_names, ds.palette),
+        vdata.plot_object_sizes(np.array([3.0, 20, 40]), 48, np.array([1, 2, 5]), ds.class_names),
+        vdata.plot_context_free([4, 8], [0.5, 0.2], 48),
+        vdata.plot_stride_oracle([1, 2], [[1.0] * 8, [0.5] * 8], ds.class_names, ds.palette),
+        vdata.show_transform_samples(ds, 0, train_transform(40), n=2),
+    ]
+    for f in figs:
+        assert f.axes
+        plt.close(f)
+
+
+def test_explorer_builds_without_a_front_end():
+    w = vdata.procedural_explorer(seed=1, size=40, index=2, count=2)
+    sliders = w.children[0].children
+    assert [s.value for s in sliders] == [1, 40, 2]
+    sliders[0].value = 2  # redraws without error
+    plt.close("all")
