@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,7 @@ __all__ = [
     "unary_from_logits",
     "PermutohedralLattice",
     "MAX_EXACT_PIXELS",
+    "kernel_maps",
 ]
 
 Normalization = Literal["pixel", "symmetric", "none"]
@@ -386,7 +387,10 @@ def mean_field(
 
 
 def free_energy(
-    unary: torch.Tensor, q: torch.Tensor, image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED
+    unary: torch.Tensor,
+    q: torch.Tensor | Sequence[torch.Tensor],
+    image: torch.Tensor,
+    params: CRFParams = DEEPLAB_RELEASED,
 ) -> torch.Tensor:
     """Mean-field free energy :math:`F(Q) = \\mathrm{KL}(Q \\| P) - \\log Z` per image (exact, dense).
 
@@ -399,26 +403,32 @@ def free_energy(
     the weights :math:`K_{ij}/d_i` are not symmetric, so no energy has exactly that update; the
     energy of the symmetrised weights :math:`(W + W^T)/2` is returned, an approximation.
 
+    Args:
+        q: beliefs shaped like ``unary``, or a list of them (e.g. the history returned by
+            :func:`mean_field`); the kernels are then built once for all.
+
     Returns:
-        (B,) or a scalar for unbatched inputs.
+        (B,) or a scalar for unbatched inputs; with a list, a tensor with one more leading
+        dimension (one entry per element of the list).
     """
     u, rgb, batched = _check_inputs(unary, image)
-    qq = q if batched else q[None]
-    if qq.shape != u.shape:
-        raise ValueError(f"q has shape {tuple(q.shape)} but unary has {tuple(unary.shape)}")
-    energies = []
+    qs = [q] if isinstance(q, torch.Tensor) else list(q)
+    for qi in qs:
+        if qi.shape != unary.shape:
+            raise ValueError(f"q has shape {tuple(qi.shape)} but unary has {tuple(unary.shape)}")
+    L = u.shape[1]
+    out = torch.zeros(len(qs), u.shape[0], dtype=u.dtype, device=u.device)
     for b in range(u.shape[0]):
         wts = _dense_weights(rgb[b], params)
         wts = 0.5 * (wts + wts.T)
-        L = u.shape[1]
-        qf = qq[b].reshape(L, -1)  # (L, N)
-        unary_term = (qf * u[b].reshape(L, -1)).sum()
-        agree = qf.T @ qf  # (N, N): <Q_i, Q_j>
-        pair_term = 0.5 * (wts * (1.0 - agree)).sum()
-        entropy_term = torch.xlogy(qf, qf).sum()
-        energies.append(unary_term + pair_term + entropy_term)
-    out = torch.stack(energies)
-    return out if batched else out[0]
+        for t, qi in enumerate(qs):
+            qf = (qi if batched else qi[None])[b].reshape(L, -1)  # (L, N)
+            unary_term = (qf * u[b].reshape(L, -1)).sum()
+            pair_term = 0.5 * (wts * (1.0 - qf.T @ qf)).sum()  # qf.T @ qf: <Q_i, Q_j>
+            out[t, b] = unary_term + pair_term + torch.xlogy(qf, qf).sum()
+    if not batched:
+        out = out[:, 0]
+    return out[0] if isinstance(q, torch.Tensor) else out
 
 
 def dense_crf(
@@ -449,3 +459,24 @@ class DenseCRF(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.params}, method={self.method!r}"
+
+
+# ----------------------------------------------------------------------------- for the chapter
+def kernel_maps(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams = DEEPLAB_RELEASED) -> dict[str, torch.Tensor]:
+    """The two raw kernels between one pixel ``(row, col)`` and every pixel: what it "talks to".
+
+    Returns ``{"bilateral": (H, W), "spatial": (H, W)}``, unweighted and unnormalised (1 at the pixel).
+    """
+    dummy = torch.zeros(1, *image.shape[-2:])
+    _, rgb, _ = _check_inputs(dummy, image.float() if image.is_floating_point() else image)
+    h, w = rgb.shape[-2:]
+    r, c = pixel
+    if not (0 <= r < h and 0 <= c < w):
+        raise ValueError(f"pixel {pixel} lies outside the {h}x{w} image")
+    feats = _bilateral_features(rgb[0], params)
+    pos = _positions(h, w, rgb.device, rgb.dtype) / params.theta_gamma
+    i = r * w + c
+    return {
+        "bilateral": _gaussian(feats, feats[i : i + 1])[:, 0].view(h, w),
+        "spatial": _gaussian(pos, pos[i : i + 1])[:, 0].view(h, w),
+    }

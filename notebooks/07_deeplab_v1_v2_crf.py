@@ -12,13 +12,511 @@
 #   deeplab_edu:
 #     chapter: 7
 #     title: "DeepLab v1/v2 and the dense CRF"
-#     cpu_minutes: 0
+#     cpu_minutes: 3
 # ---
 
 # %% [markdown]
 # # 07 · DeepLab v1/v2 and the dense CRF
 #
-# ```{note}
-# **Placeholder.** This chapter has not been written yet; it is planned in the project's issue
-# #5. Nothing on this page is course content.
-# ```
+# The first two DeepLab papers {cite:p}`chen2015deeplab,chen2018deeplabv2` combine two ideas.
+# A classification network made dense with atrous convolution gives *recognition*: it knows
+# roughly what is where, at output stride 8. A **fully connected conditional random field**
+# {cite:p}`kraehenbuehl2011crf` gives *localisation*: it snaps the blurry score map to the
+# edges of the image. This chapter takes both apart.
+#
+# **Learning objectives**
+#
+# - describe DeepLab v1 "LargeFOV" (VGG-16 with pool4/pool5 strides removed, dilated conv5,
+#   a 3x3 rate-12 fc6 with 1024 filters) and DeepLab v2 (ResNet-101 + ASPP-L, summed branches),
+#   and check their parameter counts and fields of view by computing them;
+# - write down the dense CRF's energy and its mean-field update, and see why the Potts model
+#   turns the update into "add the neighbours' beliefs";
+# - run mean-field inference exactly ($O(N^2)$) and with the permutohedral lattice ($O(N)$),
+#   and measure what the CRF does to a coarse prediction, overall and along boundaries;
+# - know why DeepLabv3 stopped using it.
+#
+# **Helpers introduced:** `deeplab_edu.models.build_model` (`"deeplabv1"`, `"deeplabv2"`),
+# `deeplab_edu.crf` (`CRFParams`, `mean_field`, `free_energy`, `kernel_maps`, `DenseCRF`),
+# `deeplab_edu.permutohedral.PermutohedralLattice`, `deeplab_edu.crf_eval` (`coarse_scores`,
+# `boundary_band`, `evaluate_crf`, `grid_search`), `deeplab_edu.viz.crf` (figures and
+# `crf_widget`).
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from deeplab_edu import config
+from deeplab_edu.atrous import effective_kernel_size
+from deeplab_edu.complexity import count_parameters
+from deeplab_edu.models import build_model
+from deeplab_edu.receptive_field import receptive_field_of
+
+torch.manual_seed(0)
+print(f"profile: {config.profile()}")
+
+# %% [markdown]
+# ## DeepLab v1: VGG-16 made dense, with a large field of view
+#
+# VGG-16 {cite:p}`simonyan2015vgg` halves its resolution five times (output stride 32).
+# DeepLab v1 (sec. 3.1) keeps the first three poolings, sets the stride of **pool4 and pool5
+# to 1**, and *dilates* the layers after them so that they still see what they saw before:
+# the three conv5 layers at rate 2, and the first fully connected layer, turned into a
+# convolution, at a large rate. The result is a score map at **output stride 8**.
+#
+# The paper tried four versions of that fc6 layer (v1 Table 2). The original 7x7 filter at
+# input stride (rate) 4 is slow and heavy; **DeepLab-LargeFOV** uses a **3x3 filter at rate 12**
+# and keeps only **1024 of the 4096 filters** in fc6 and fc7: 20.5M parameters instead of
+# 134.3M, 3.36 times faster, same accuracy after the CRF (67.64 % mIoU on VOC 2012 val).
+#
+# We build the model (on PyTorch's `meta` device: shapes only, no memory, instant) and read
+# these facts off it instead of typing them.
+
+# %%
+with torch.device("meta"):  # parameters have shapes but no storage: enough to count them
+    v1 = build_model("deeplabv1", num_classes=21)
+
+rows = []
+for name, m in v1.backbone.named_modules():
+    if isinstance(m, torch.nn.MaxPool2d):
+        rows.append((name, "max pool", m.kernel_size, m.stride, 1))
+    elif isinstance(m, torch.nn.Conv2d) and (m.dilation[0] > 1 or name.startswith("fc")):
+        rows.append((name, f"conv {m.in_channels}->{m.out_channels}", m.kernel_size[0], m.stride[0], m.dilation[0]))
+print(f"{'layer':12s} {'kind':18s} {'kernel':>6s} {'stride':>6s} {'rate':>5s}")
+for r in rows:
+    print(f"{r[0]:12s} {r[1]:18s} {r[2]:6d} {r[3]:6d} {r[4]:5d}")
+
+output_stride = 1
+for m in v1.backbone.modules():
+    if isinstance(m, (torch.nn.MaxPool2d, torch.nn.Conv2d)):
+        output_stride *= m.stride if isinstance(m.stride, int) else m.stride[0]
+v1_params = count_parameters(v1)
+fc6_params = count_parameters(v1.backbone.fc6)
+print(f"\noutput stride: {output_stride}")
+print(f"parameters: {v1_params:,} in total, {fc6_params:,} in fc6 (the paper: 20.5M)")
+
+# %% tags=["remove-cell"]
+assert output_stride == 8
+assert [r[3] for r in rows if r[1] == "max pool"] == [2, 2, 2, 1, 1]  # pool4 and pool5 keep stride 1
+assert v1.backbone.fc6.dilation == (12, 12) and v1.backbone.fc6.out_channels == 1024
+assert round(v1_params / 1e6, 1) == 20.5  # v1 Table 2 / v2 Table 1
+assert fc6_params == 3 * 3 * 512 * 1024 + 1024
+
+# %% [markdown]
+# ### Field of view
+#
+# A 3x3 filter at rate $r$ spans $k_e = k + (k-1)(r-1)$ positions (DeepLab v2 sec. 3.1). The
+# fc6 variants of v1 Table 2, with the field of view ("receptive field") the paper lists:
+#
+# | variant | fc6 kernel | rate | paper's FOV | parameters | mIoU after CRF |
+# |---|---|---|---|---|---|
+# | DeepLab-CRF-7x7 | 7x7 | 4 | 224 | 134.3M | 67.64 |
+# | DeepLab-CRF | 4x4 | 4 | 128 | 65.1M | 63.74 |
+# | DeepLab-CRF-4x4 | 4x4 | 8 | 224 | 65.1M | 67.14 |
+# | DeepLab-CRF-LargeFOV | 3x3 | 12 | 224 | 20.5M | 67.64 |
+#
+# The paper's FOV is a function of fc6's span alone: we compute the spans below. The full
+# theoretical receptive field of an fc7 unit, through every layer of the network (recurrences of
+# chapter 02, derived from the model itself), is larger still.
+
+# %%
+variants = {"7x7, rate 4": (7, 4, 224), "4x4, rate 4": (4, 4, 128), "4x4, rate 8": (4, 8, 224), "3x3, rate 12": (3, 12, 224)}
+spans = {}
+for label, (k, r, fov) in variants.items():
+    spans[label] = effective_kernel_size(k, r)
+    print(f"fc6 {label:13s}: spans {spans[label]:2d} feature cells = {8 * spans[label]:3d} input pixels "
+          f"at output stride 8 (paper's FOV: {fov})")
+rf = receptive_field_of(v1.backbone)
+print(f"\ntheoretical receptive field of LargeFOV's fc7 (all layers): {rf.size} pixels, stride {rf.stride}")
+
+# %% tags=["remove-cell"]
+assert spans["3x3, rate 12"] == spans["7x7, rate 4"] == spans["4x4, rate 8"] == 25
+assert spans["4x4, rate 4"] == 13
+# equal spans <-> equal FOV in the paper's table
+assert {spans[k] for k, v in variants.items() if v[2] == 224} == {25}
+assert rf.stride == 8 and rf.size > 224
+
+# %% [markdown]
+# ## DeepLab v2: ResNet-101 and atrous spatial pyramid pooling
+#
+# DeepLab v2 (sec. 3.1-3.2, Fig. 4 and 7) replaces VGG-16 by ResNet-101 {cite:p}`he2016resnet`
+# (made dense the same way: the last two stages dilated, output stride 8) and the single
+# LargeFOV branch by **ASPP**: parallel 3x3 atrous branches whose class scores are **summed**.
+# Two settings (v2 Table 3, VGG-16, VOC 2012 val):
+#
+# | head | rates | mIoU before CRF | after CRF |
+# |---|---|---|---|
+# | LargeFOV | 12 | 65.76 | 69.84 |
+# | ASPP-S | 2, 4, 8, 12 | 66.98 | 69.73 |
+# | ASPP-L | 6, 12, 18, 24 | 68.96 | 71.57 |
+#
+# With ResNet-101, multi-scale inputs, COCO pre-training and augmentation, the CRF still adds
+# 1.3 points: 76.35 → 77.69 (v2 Table 4), 79.7 % on the VOC 2012 test set (Table 5).
+#
+# Chapter 05 looks inside ASPP; here we count what the two settings cost.
+
+# %%
+with torch.device("meta"):
+    v2_l = build_model("deeplabv2", backbone="resnet101", num_classes=21)  # ASPP-L: the default rates
+    v2_s = build_model("deeplabv2", backbone="resnet101", num_classes=21, atrous_rates=(2, 4, 8, 12))
+    v2_vgg = build_model("deeplabv2", backbone="vgg16", num_classes=21)
+for label, model in (("ResNet-101 + ASPP-L", v2_l), ("ResNet-101 + ASPP-S", v2_s), ("VGG-16 + ASPP-L", v2_vgg)):
+    print(f"{label:22s} rates {model.atrous_rates}: {count_parameters(model) / 1e6:6.2f} M parameters, "
+          f"ASPP head {count_parameters(model.aspp) / 1e6:5.2f} M")
+print()
+for r in v2_l.atrous_rates:
+    span = effective_kernel_size(3, r)
+    print(f"ASPP-L branch rate {r:2d}: 3x3 filter spans {span:2d} cells = {8 * span:3d} pixels at output stride 8")
+
+# %% tags=["remove-cell"]
+assert v2_l.atrous_rates == (6, 12, 18, 24) and v2_s.atrous_rates == (2, 4, 8, 12)
+assert v2_l.output_stride == 8
+# the rates change what a branch sees, not how many weights it has
+assert count_parameters(v2_l) == count_parameters(v2_s)
+assert count_parameters(v2_l.aspp) == 4 * (3 * 3 * 2048 * 21 + 21)
+
+# %% [markdown]
+# The ResNet-101 ASPP branches go straight from 2048 channels to the class scores, so ASPP-L
+# and ASPP-S have exactly the same parameters: the rate is free. The VGG-16 version puts a whole
+# fc6-fc7-fc8 stack (1024 channels) in every branch (v2 Fig. 7), which is why it is larger than
+# LargeFOV.
+#
+# A real forward pass shows the stride-8 score map that the CRF will refine. DeepLab trains on
+# 321 x 321 crops; the `smoke` profile uses a smaller input.
+
+# %%
+side = config.choose(smoke=65, cpu=321, gpu=321)
+v1_real = build_model("deeplabv1", num_classes=21).eval()
+with torch.no_grad():
+    x = torch.rand(1, 3, side, side)
+    scores = v1_real.logits(v1_real.backbone(x))
+    out = v1_real(x)["out"]
+print(f"input {side}x{side} -> scores {tuple(scores.shape[-2:])} at stride 8 -> bilinear -> {tuple(out.shape[-2:])}")
+del v1_real
+
+# %% tags=["remove-cell"]
+assert scores.shape[-1] == (side - 1) // 8 + 1 and out.shape[-2:] == (side, side)
+
+# %% [markdown]
+# ## The fully connected CRF
+#
+# Those scores are smooth: max pooling and striding buy invariance and lose the exact position
+# of boundaries. DeepLab v1 (sec. 4.2) and v2 (sec. 3.3) upsample them bilinearly and hand them
+# to the CRF of Krähenbühl & Koltun. For a labelling $x$ of all pixels, the energy is (v2 eq. 2)
+#
+# $$
+# E(x) = \sum_i \theta_i(x_i) + \sum_{i<j} \theta_{ij}(x_i, x_j), \qquad \theta_i(x_i) = -\log P(x_i),
+# $$
+#
+# where $P(x_i)$ is the network's softmax probability, and the pairwise term connects **every**
+# pair of pixels, however far apart (v2 eq. 3):
+#
+# $$
+# \theta_{ij}(x_i, x_j) = \mu(x_i, x_j)\Big[
+#   w_1 \exp\Big(-\frac{\|p_i - p_j\|^2}{2\theta_\alpha^2} - \frac{\|I_i - I_j\|^2}{2\theta_\beta^2}\Big)
+#   + w_2 \exp\Big(-\frac{\|p_i - p_j\|^2}{2\theta_\gamma^2}\Big)\Big],
+# $$
+#
+# with the **Potts** compatibility $\mu(x_i, x_j) = [x_i \neq x_j]$: a pair pays only if its
+# labels differ. The first, *appearance* kernel says "nearby pixels of similar colour ($I$, RGB)
+# should agree"; the second, *smoothness* kernel says "very close pixels should agree" and
+# removes isolated specks. ($p$ is the position in pixels, $I$ the colour in 0-255 units.)
+#
+# Below: around one pixel of a procedural scene, the appearance kernel reaches far but only into
+# pixels of its own colour; the smoothness kernel is a small blob.
+
+# %%
+from deeplab_edu.crf import DEEPLAB_RELEASED, CRFParams, free_energy, mean_field, unary_from_logits
+from deeplab_edu.crf_eval import boundary_band, coarse_scores, evaluate_crf, grid_search
+from deeplab_edu.data import ProceduralScenes
+from deeplab_edu.viz import crf as crf_viz
+
+size = config.choose(smoke=64, cpu=128, gpu=192)
+scenes = ProceduralScenes(length=8, size=size, seed=0)
+image, mask = scenes[1]
+fig = crf_viz.plot_kernels(image, (size // 2, size // 2), DEEPLAB_RELEASED)
+plt.show()
+
+# %% [markdown]
+# ### The parameters
+#
+# The papers fix $w_2 = 3$, $\theta_\gamma = 3$ and 10 mean-field iterations and
+# cross-validate the rest on 100 VOC val images with a coarse-to-fine grid (v1 sec. 5; v2
+# sec. 4.1.1). The released DeepLab code ships a post-processing script,
+# `exper/run_densecrf.sh`, with one setting; `deeplab_edu.crf.DEEPLAB_RELEASED` holds it.
+#
+# | | $w_1$ | $\theta_\alpha$ | $\theta_\beta$ | $w_2$ | $\theta_\gamma$ | iterations |
+# |---|---|---|---|---|---|---|
+# | v1 paper, search range | 5 … 10 | 50 … 100 (step 10) | 3 … 10 | 3 (fixed) | 3 (fixed) | 10 |
+# | v2 paper, search range | 3 … 6 | 30 … 100 (step 10) | 3 … 6 | 3 (fixed) | 3 (fixed) | 10 |
+# | released `run_densecrf.sh` | 4 | 49 | 5 | 3 | 3 | 10 |
+#
+# (A widely used PyTorch re-implementation, `kazuto1011/deeplab-pytorch`, uses $w_1=4$,
+# $\theta_\alpha=67$, $\theta_\beta=3$, $w_2=3$, $\theta_\gamma=1$ for its ResNet-101 model.)
+#
+# One detail matters more than it looks: the released C++ code **normalises** each kernel per
+# pixel, dividing pixel $i$'s incoming weights by their sum $\sum_j k(i, j)$ (its filter also
+# includes the pixel itself). A message is then a weighted *average* of the neighbours' beliefs
+# and $w_1 = 4$ is the most it can add to a label's log-probability. Without the normalisation a
+# pixel in a large uniform region would sum thousands of kernel values and these weights would be
+# meaningless. `CRFParams.normalization` offers `"pixel"` (the released code, the default),
+# `"symmetric"` (the later 2013 code) and `"none"` (the equation as written).
+
+# %%
+print(DEEPLAB_RELEASED)
+
+# %% tags=["remove-cell"]
+assert (DEEPLAB_RELEASED.w_bilateral, DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta) == (4, 49, 5)
+assert (DEEPLAB_RELEASED.w_spatial, DEEPLAB_RELEASED.theta_gamma, DEEPLAB_RELEASED.iterations) == (3, 3, 10)
+
+# %% [markdown]
+# ### Mean-field inference
+#
+# Finding the best labelling is hopeless with $N^2/2$ pairs, so the CRF approximates the
+# distribution $P(x) \propto e^{-E(x)}$ by independent per-pixel distributions
+# $Q(x) = \prod_i Q_i(x_i)$, the one closest to $P$ in KL divergence. Setting the derivative of
+# $\mathrm{KL}(Q\,\|\,P)$ to zero gives the update (Krähenbühl & Koltun 2011, sec. 3)
+#
+# $$
+# Q_i(l) = \frac{1}{Z_i}\exp\Big(-\theta_i(l) - \sum_{l'} \mu(l, l') \sum_m w_m \sum_{j \ne i} k^m(f_i, f_j)\, Q_j(l')\Big).
+# $$
+#
+# With Potts, $\sum_{l' \ne l} M_i(l') = \sum_{l'} M_i(l') - M_i(l)$ where
+# $M_i(l) = \sum_m w_m \sum_j k^m(f_i, f_j) Q_j(l)$, and the first sum is the same for every
+# label, so it cancels in $Z_i$:
+#
+# $$
+# Q_i(l) \propto \exp\big(-\theta_i(l) + M_i(l)\big):
+# $$
+#
+# each label gains what similar pixels believe in it. All pixels are updated at once, starting
+# from $Q^0 = \mathrm{softmax}(-\theta)$. The whole cost is in the messages $M$: a Gaussian
+# filter over all pixels. `mean_field(..., method="exact")` multiplies by the dense
+# $N \times N$ kernel matrix; `method="approx"` uses the permutohedral lattice
+# {cite:p}`kraehenbuehl2011crf`, as the released code does, in $O(N)$.
+#
+# The objective that the updates descend is the **free energy**
+#
+# $$
+# F(Q) = \sum_i \langle \theta_i, Q_i \rangle + \tfrac12 \sum_{i, j} W_{ij}\big(1 - \langle Q_i, Q_j\rangle\big)
+#        + \sum_i \langle Q_i, \log Q_i \rangle = \mathrm{KL}(Q\,\|\,P) - \log Z .
+# $$
+#
+# Let us watch it on a crop of a scene, with a coarse prediction like a network's:
+# `coarse_scores` takes the ground truth, averages it over 8 x 8 cells (all a stride-8 network
+# can resolve) and upsamples it bilinearly, exactly the input DeepLab gives its CRF.
+
+# %%
+crop = (slice(0, 32), slice(0, 32))
+img_c, mask_c = image[:, crop[0], crop[1]], mask[crop]
+unary_c = unary_from_logits(coarse_scores(mask_c, scenes.num_classes))
+q_c, history = mean_field(unary_c, img_c, DEEPLAB_RELEASED, method="exact", return_history=True)
+energies = free_energy(unary_c, history, img_c, DEEPLAB_RELEASED).tolist()
+sym = DEEPLAB_RELEASED.replace(normalization="symmetric")
+_, history_sym = mean_field(unary_c, img_c, sym, method="exact", return_history=True)
+energies_sym = free_energy(unary_c, history_sym, img_c, sym).tolist()
+fig = crf_viz.plot_free_energy(energies, label="'pixel' (released code; symmetrised energy)")
+fig.axes[0].plot(energies_sym, marker="s", label="'symmetric' (exact energy)")
+fig.axes[0].legend()
+plt.show()
+print("F(Q) per iteration, 'pixel':    ", " ".join(f"{e:.0f}" for e in energies))
+print("F(Q) per iteration, 'symmetric':", " ".join(f"{e:.0f}" for e in energies_sym))
+
+# %% tags=["remove-cell"]
+assert all(b <= a + 1e-3 for a, b in zip(energies_sym, energies_sym[1:]))  # guaranteed for 'symmetric'
+assert energies[-1] < energies[0]
+
+# %% [markdown]
+# With symmetric normalisation the kernel matrix stays positive semi-definite, the Potts
+# pairwise term is concave, and every parallel update provably lowers $F$ (Krähenbühl & Koltun,
+# ICML 2013). The released code's per-pixel normalisation gives weights $k(i,j)/d_i$ that are not
+# symmetric; no energy has exactly that update, so the blue curve is the energy of the
+# symmetrised weights: an approximation, which still falls.
+#
+# How the belief in one class evolves (compare v2 Fig. 5):
+
+# %%
+label = int(torch.bincount(mask_c[mask_c != 255].flatten(), minlength=scenes.num_classes)[1:].argmax()) + 1
+fig = crf_viz.plot_iterations(history, label, steps=(0, 1, 2, 10))
+plt.show()
+
+# %% [markdown]
+# ### Exact against the lattice
+#
+# The lattice is an approximation: it splats every pixel onto the corners of a simplex in the
+# 5-D space $(x/\theta_\alpha, y/\theta_\alpha, r/\theta_\beta, g/\theta_\beta, b/\theta_\beta)$,
+# blurs along the lattice and slices back. On an image small enough for the exact version we can
+# measure both its error and its speed.
+
+# %%
+side_cmp = config.choose(smoke=40, cpu=64, gpu=64)
+img_s, mask_s = image[:, :side_cmp, :side_cmp], mask[:side_cmp, :side_cmp]
+unary_s = unary_from_logits(coarse_scores(mask_s, scenes.num_classes))
+timing = {}
+for method in ("exact", "approx"):
+    start = time.perf_counter()
+    q_m = mean_field(unary_s, img_s, DEEPLAB_RELEASED, method=method)
+    timing[method] = (time.perf_counter() - start, q_m)
+q_ex, q_ap = timing["exact"][1], timing["approx"][1]
+agree = (q_ex.argmax(0) == q_ap.argmax(0)).float().mean().item()
+print(f"{side_cmp}x{side_cmp} = {side_cmp ** 2} pixels, 10 iterations")
+print(f"exact : {timing['exact'][0]:.2f} s   approx (lattice): {timing['approx'][0]:.2f} s")
+print(f"labels agree on {100 * agree:.2f} % of pixels; mean |Q_exact - Q_lattice| = {(q_ex - q_ap).abs().mean():.4f}")
+
+# %% tags=["remove-cell"]
+assert agree > 0.97
+
+# %% [markdown]
+# ## Does it help? Measured on the procedural scenes
+#
+# DeepLab reports mean IoU before and after the CRF, and mean IoU inside a narrow *trimap* band
+# around object boundaries (v1 Fig. 5, v2 Fig. 10), where the CRF should help most. We do the
+# same with `coarse_scores` as the "network": first with the released parameters, then with
+# parameters cross-validated on *other* scenes, as the papers did on VOC val. The test scenes
+# (seed 2) never take part in the search (seed 1).
+
+# %%
+n_val, n_test = config.choose(smoke=(2, 3), cpu=(8, 24), gpu=(16, 64))
+val = [ProceduralScenes(length=n_val, size=size, seed=1)[i] for i in range(n_val)]
+test = [ProceduralScenes(length=n_test, size=size, seed=2)[i] for i in range(n_test)]
+grid = config.choose(
+    smoke=dict(w_bilateral=(4,), theta_alpha=(49,), theta_beta=(5, 13)),
+    cpu=dict(w_bilateral=(3, 5), theta_alpha=(30, 60), theta_beta=(5, 13)),
+    gpu=dict(w_bilateral=(3, 4, 5, 6), theta_alpha=(30, 50, 70, 90), theta_beta=(3, 5, 8, 13)),
+)
+best, tried = grid_search(val, scenes.num_classes, **grid)
+print(f"best on {n_val} validation scenes: w1={best.w_bilateral:g}, θα={best.theta_alpha:g}, θβ={best.theta_beta:g}")
+
+results = {
+    "released parameters": evaluate_crf(test, scenes.num_classes, DEEPLAB_RELEASED, progress=True),
+    "cross-validated": evaluate_crf(test, scenes.num_classes, best, progress=True),
+}
+print(f"\n{n_test} test scenes of {size}x{size}; band = pixels within 3 px of a label change")
+print(f"{'':22s} {'mIoU before':>12s} {'after':>7s} {'band before':>12s} {'after':>7s}")
+for name, r in results.items():
+    print(f"{name:22s} {100 * r.miou_before:12.2f} {100 * r.miou_after:7.2f} "
+          f"{100 * r.band_miou_before:12.2f} {100 * r.band_miou_after:7.2f}")
+
+# %% tags=["remove-cell"]
+r = results["released parameters"]
+assert r.images == n_test and 0 < r.miou_before < 1 and 0 < r.miou_after < 1
+# the CRF's job: boundaries get better (measured on 12 scenes of 96 px while writing: 57.2 -> 64.8)
+assert r.band_miou_after > r.band_miou_before
+
+# %% [markdown]
+# The CRF moves boundaries onto colour edges, so the band mIoU improves most. It cannot restore
+# what the coarse scores lost entirely (thin wires and small shapes that 8 x 8 averaging wiped
+# out), and on textured or noisy objects a narrow colour bandwidth $\theta_\beta$ cuts the
+# object into pieces: that is what the cross-validation trades off. The numbers above are
+# computed live in your profile; the `smoke` profile uses a handful of tiny scenes, so its
+# numbers are noisy.
+
+# %%
+image_t, mask_t = test[0]
+logits_t = coarse_scores(mask_t, scenes.num_classes)
+q_t = mean_field(unary_from_logits(logits_t), image_t, best, method="approx")
+fig = crf_viz.plot_refinement(image_t, logits_t.argmax(0), q_t.argmax(0), mask_t, scenes.palette)
+plt.show()
+
+# %% [markdown]
+# ### Try it
+#
+# The sliders change the kernels' weights and bandwidths and the number of iterations; the
+# refined mask is recomputed (with the lattice) each time. Things to try: $w_1 = 0$ (smoothness
+# only), a huge $\theta_\beta$ (the appearance kernel stops looking at colour), 0 iterations
+# (the network's own prediction). Below the sliders, the same figure is drawn once for the
+# default values, for the static book.
+
+# %%
+crf_viz.crf_widget(image_t, unary_from_logits(logits_t), scenes.palette, best, target=mask_t)
+
+# %%
+fig = crf_viz.crf_figure(image_t, unary_from_logits(logits_t), scenes.palette, best, target=mask_t)
+plt.show()
+
+# %% [markdown]
+# ## After v2: the CRF is dropped
+#
+# The CRF is a post-processing step with hand-tuned parameters, trained separately from the
+# network ("piecewise", v1 sec. 5), and it costs about 0.5 s per image on a CPU (v2 sec. 1).
+# Follow-up work unrolled mean field into the network (CRF-as-RNN) or learned the pairwise
+# terms (v2 sec. 2). DeepLabv3 {cite:p}`chen2017deeplabv3` instead made the network itself
+# better at multiple scales and boundaries (ASPP with image-level features, batch
+# normalisation, output stride 8 at test time); its abstract reports that it "significantly
+# improves over our previous DeepLab versions **without DenseCRF post-processing**". DeepLabv3+
+# {cite:p}`chen2018deeplabv3plus` recovers boundaries with a decoder instead (chapter 09). v2
+# Fig. 10 had already shown the trend: ResNet-101 *before* the CRF is about as accurate along
+# boundaries as VGG-16 *after* it.
+#
+# The module remains useful: `DenseCRF()(logits, image)` post-processes the output of any model
+# in this course.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 07.1
+# LargeFOV's fc6 is a 3x3 convolution at rate 12. How many feature-map positions does it span
+# along one side?
+
+# %%
+from deeplab_edu.exercises import check
+
+answer_07_1 = ...  # your answer here
+check("07.1", answer_07_1)
+
+# %% tags=["hide-cell"]
+# Solution: k + (k - 1)(r - 1)
+check("07.1", effective_kernel_size(3, 12))
+
+# %% [markdown]
+# ### Exercise 07.2
+# How many parameters does LargeFOV's fc6 have (3x3 convolution from 512 to 1024 channels,
+# with biases)? Check your answer against the model afterwards.
+
+# %%
+answer_07_2 = ...
+check("07.2", answer_07_2)
+
+# %% tags=["hide-cell"]
+# Solution: weights plus one bias per filter; the model agrees
+check("07.2", 3 * 3 * 512 * 1024 + 1024), count_parameters(v1.backbone.fc6)
+
+# %% [markdown]
+# ### Exercise 07.3
+# Write one mean-field update for the Potts model: given `unary` (L labels x N pixels,
+# $-\log P$) and `messages` $M$ (same shape), return $Q$ (same shape, each column summing to 1).
+
+# %%
+def update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+    ...  # your code here
+
+
+check("07.3", update)
+
+# %% tags=["hide-cell"]
+# Solution: Q_i(l) ∝ exp(-θ_i(l) + M_i(l)), normalised over the labels
+def update_solution(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(-unary + messages, dim=0)
+
+
+check("07.3", update_solution)
+
+# %% [markdown]
+# ### Exercise 07.4
+# The procedural scenes have sensor noise, so neighbouring pixels of one object differ a little
+# in colour. Which field of `CRFParams` would you increase so that they still support each
+# other through the appearance kernel? (Try it with the widget.)
+
+# %%
+answer_07_4 = ...
+check("07.4", answer_07_4)
+
+# %% tags=["hide-cell"]
+# Solution: the colour bandwidth of the bilateral kernel
+check("07.4", "theta_beta")
+
+# %% tags=["remove-cell"]
+assert check("07.1", 25) and check("07.2", fc6_params) and check("07.3", update_solution) and check("07.4", "theta_beta")
+assert not check("07.3", lambda u, m: torch.softmax(-u - m, dim=0))

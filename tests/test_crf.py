@@ -11,6 +11,7 @@ from deeplab_edu.crf import (
     DenseCRF,
     dense_crf,
     free_energy,
+    kernel_maps,
     kernel_matrices,
     mean_field,
     message_passing_approx,
@@ -18,6 +19,7 @@ from deeplab_edu.crf import (
     unary_from_logits,
     unary_from_probs,
 )
+from deeplab_edu.crf_eval import boundary_band, coarse_scores, evaluate_crf, grid_search
 from deeplab_edu.permutohedral import PermutohedralLattice
 
 
@@ -246,3 +248,81 @@ def test_bad_parameters_raise_clear_errors() -> None:
         mean_field(torch.zeros(2, 4, 4), img, CRFParams(include_self=False), method="approx")
     with pytest.raises(ValueError, match="too large"):
         kernel_matrices(torch.zeros(3, 200, 200))
+
+
+def test_free_energy_of_a_history_equals_one_by_one() -> None:
+    img, labels = two_colour_scene(h=7, w=9, edge=4)
+    unary = blurred_unary(7, 9, boundary=6.0)
+    _, history = mean_field(unary, img, CRFParams(iterations=3), method="exact", return_history=True)
+    together = free_energy(unary, history, img)
+    assert together.shape == (4,)
+    assert torch.allclose(together, torch.stack([free_energy(unary, q, img) for q in history]))
+
+
+def test_kernel_maps_peak_at_the_pixel_and_respect_colour() -> None:
+    img, _ = two_colour_scene(h=9, w=12, edge=6)
+    maps = kernel_maps(img, (4, 3))
+    assert maps["bilateral"][4, 3] == 1 and maps["spatial"][4, 3] == 1
+    # same distance, other colour: the appearance kernel is (almost) zero, the smoothness one is not
+    assert maps["bilateral"][4, 7] < 1e-6 < maps["bilateral"][4, 0]
+    assert torch.isclose(maps["spatial"][4, 7], torch.exp(torch.tensor(-16 / 18)), atol=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        kernel_maps(img, (9, 0))
+
+
+def test_coarse_scores_and_boundary_band() -> None:
+    mask = torch.zeros(20, 21, dtype=torch.long)
+    mask[2:18, 3:17] = 2
+    mask[0, 0] = 255
+    logits = coarse_scores(mask, 3)
+    assert logits.shape == (3, 20, 21)
+    assert torch.equal(logits.argmax(0)[8:12, 8:12], torch.full((4, 4), 2))  # interiors survive
+    assert torch.all(logits[:, 0, 0] == logits[:, 0, 0])  # ignored pixels do not break anything
+    band = boundary_band(mask.masked_fill(mask == 255, 0), 2)
+    assert band[10, 1] and band[10, 2] and band[10, 3] and band[10, 4] and not band[10, 6] and not band[10, 0]
+    with pytest.raises(ValueError, match="labels outside"):
+        coarse_scores(mask, 2)
+    with pytest.raises(ValueError, match="width"):
+        boundary_band(mask, 0)
+
+
+def test_evaluate_and_grid_search_on_tiny_scenes() -> None:
+    from deeplab_edu.data import ProceduralScenes
+
+    data = ProceduralScenes(length=2, size=32, seed=3)
+    items = [data[i] for i in range(2)]
+    scores = evaluate_crf(items, data.num_classes, CRFParams(iterations=3))
+    assert scores.images == 2 and 0 < scores.miou_before <= 1 and 0 < scores.band_miou_after <= 1
+    assert set(scores.as_row()) == {"mIoU before", "mIoU after", "band mIoU before", "band mIoU after"}
+    best, tried = grid_search(items, data.num_classes, w_bilateral=(0.0, 4.0), theta_alpha=(20,), theta_beta=(5,),
+                              base=CRFParams(iterations=3), progress=False)
+    assert len(tried) == 2 and best.w_bilateral in (0.0, 4.0)
+    assert max(m for _, m in tried) == evaluate_crf(items, data.num_classes, best).miou_after
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_crf([], 3)
+
+
+def test_figures_and_widget_build_without_a_front_end() -> None:
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.viz import crf as viz
+
+    img, labels = two_colour_scene(h=12, w=14, edge=7)
+    unary = blurred_unary(12, 14, boundary=9.0)
+    palette = [(255, 0, 0), (0, 0, 255)]
+    q, history = mean_field(unary, img, CRFParams(iterations=2), return_history=True)
+    figs = [
+        viz.plot_kernels(img, (3, 3)),
+        viz.plot_refinement(img, unary.argmin(0), q.argmax(0), labels, palette),
+        viz.plot_free_energy([3.0, 2.0, 1.5]),
+        viz.plot_iterations(history, 1, steps=(0, 2)),
+        viz.crf_figure(img, unary, palette, CRFParams(iterations=2), target=labels),
+    ]
+    assert "pixel accuracy" in figs[-1].axes[2].get_title()
+    for fig in figs:
+        plt.close(fig)
+    box = viz.crf_widget(img, unary, palette, CRFParams(iterations=2), target=labels)
+    sliders = [w for row in box.children[0].children for w in row.children]
+    assert [s.description for s in sliders][:2] == ["w1", "θα (px)"] and len(sliders) == 6
+    sliders[-1].value = 1  # moving a slider redraws without error
+    plt.close("all")

@@ -1,0 +1,154 @@
+"""Figures and a widget for chapter 07: the fully connected CRF of DeepLab v1/v2.
+
+- :func:`plot_kernels`: the bilateral and smoothness kernels around one pixel (DeepLab v2 eq. 3).
+- :func:`plot_refinement`: image, coarse prediction, CRF result, ground truth.
+- :func:`plot_free_energy`: the mean-field objective per iteration.
+- :func:`plot_iterations`: the belief of one class after each mean-field iteration (v2 Fig. 5).
+- :func:`crf_figure` draws the refined mask for one set of parameters; :func:`crf_widget` wraps
+  it in sliders for the weights, bandwidths and number of iterations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..crf import DEEPLAB_RELEASED, CRFParams, Method, kernel_maps, mean_field
+from .images import colorize, overlay
+
+__all__ = ["plot_kernels", "plot_refinement", "plot_free_energy", "plot_iterations", "crf_figure", "crf_widget"]
+
+
+def _rgb(image: torch.Tensor) -> np.ndarray:
+    img = image.float() / 255 if image.dtype == torch.uint8 else image
+    return img.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def plot_kernels(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams = DEEPLAB_RELEASED) -> Figure:
+    """Where one pixel sends its messages: the appearance (bilateral) and smoothness kernels."""
+    maps = kernel_maps(image, pixel, params)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    axes[0].imshow(_rgb(image))
+    axes[0].set_title("image and the chosen pixel")
+    for ax, key, title in (
+        (axes[1], "bilateral", f"appearance kernel\n$\\theta_\\alpha$={params.theta_alpha:g} px, $\\theta_\\beta$={params.theta_beta:g}"),
+        (axes[2], "spatial", f"smoothness kernel\n$\\theta_\\gamma$={params.theta_gamma:g} px"),
+    ):
+        im = ax.imshow(maps[key].cpu().numpy(), cmap="magma", vmin=0, vmax=1)
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    for ax in axes:
+        ax.plot(pixel[1], pixel[0], marker="+", color="cyan", markersize=14, markeredgewidth=2)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_refinement(
+    image: torch.Tensor,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    target: torch.Tensor | None,
+    palette: Sequence[Sequence[int]],
+    *,
+    titles: Sequence[str] = ("image", "coarse prediction", "after the dense CRF", "ground truth"),
+) -> Figure:
+    """Image, labels before and after the CRF (overlaid on the image), and the ground truth."""
+    panels = [_rgb(image), overlay(image, colorize(before, palette), 0.6), overlay(image, colorize(after, palette), 0.6)]
+    if target is not None:
+        panels.append(colorize(target, palette))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.6))
+    for ax, panel, title in zip(np.atleast_1d(axes), panels, titles):
+        ax.imshow(panel)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_free_energy(energies: Sequence[float], *, label: str = "") -> Figure:
+    """The mean-field free energy F(Q) (KL up to log Z) after each iteration."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(range(len(energies)), list(energies), marker="o", label=label or None)
+    ax.set_xlabel("mean-field iteration")
+    ax.set_ylabel("free energy F(Q)")
+    ax.grid(alpha=0.3)
+    if label:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_iterations(history: Sequence[torch.Tensor], label: int, steps: Sequence[int] = (0, 1, 2, 10)) -> Figure:
+    """Belief in class ``label`` after the given iterations, like DeepLab v2 Fig. 5 (second row)."""
+    steps = [s for s in steps if s < len(history)]
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.0 * len(steps), 3.2))
+    for ax, s in zip(np.atleast_1d(axes), steps):
+        ax.imshow(history[s][label].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+        ax.set_title("network output" if s == 0 else f"CRF iteration {s}")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def crf_figure(
+    image: torch.Tensor,
+    unary: torch.Tensor,
+    palette: Sequence[Sequence[int]],
+    params: CRFParams = DEEPLAB_RELEASED,
+    target: torch.Tensor | None = None,
+    method: Method = "approx",
+) -> Figure:
+    """Run the CRF with ``params`` and show the coarse and refined masks (and the truth)."""
+    q = mean_field(unary, image, params, method=method)
+    before = unary.argmin(0)
+    after = q.argmax(0)
+    titles = ["image", "coarse prediction", f"CRF: w1={params.w_bilateral:g}, w2={params.w_spatial:g}, "
+              f"{params.iterations} it.", "ground truth"]
+    if target is not None:
+        valid = target != 255
+        for i, lab in ((1, before), (2, after)):
+            titles[i] += f"\npixel accuracy {(lab == target)[valid].float().mean().item():.3f}"
+    return plot_refinement(image, before, after, target, palette, titles=titles)
+
+
+def crf_widget(
+    image: torch.Tensor,
+    unary: torch.Tensor,
+    palette: Sequence[Sequence[int]],
+    params: CRFParams = DEEPLAB_RELEASED,
+    target: torch.Tensor | None = None,
+    method: Method = "approx",
+) -> Any:
+    """Sliders for w1, theta_alpha, theta_beta, w2, theta_gamma and the iterations, above :func:`crf_figure`.
+
+    Builds without a front end (the widgets are simply not shown). Keep the image small (the
+    CRF reruns on every change).
+    """
+    import ipywidgets as widgets
+
+    from .boundary import figure_widget
+
+    style = {"description_width": "initial"}
+    controls = {
+        "w_bilateral": widgets.FloatSlider(value=params.w_bilateral, min=0, max=10, step=0.5, description="w1", style=style),
+        "theta_alpha": widgets.FloatSlider(value=params.theta_alpha, min=1, max=100, step=1, description="θα (px)", style=style),
+        "theta_beta": widgets.FloatSlider(value=params.theta_beta, min=1, max=60, step=1, description="θβ (0-255)", style=style),
+        "w_spatial": widgets.FloatSlider(value=params.w_spatial, min=0, max=10, step=0.5, description="w2", style=style),
+        "theta_gamma": widgets.FloatSlider(value=params.theta_gamma, min=0.5, max=10, step=0.5, description="θγ (px)", style=style),
+        "iterations": widgets.IntSlider(value=params.iterations, min=0, max=20, description="iterations", style=style),
+    }
+
+    def draw(**values: Any) -> Figure:
+        return crf_figure(image, unary, palette, params.replace(**values), target, method)
+
+    box = figure_widget(draw, controls)
+    # two rows of three sliders read better than one long row
+    sliders = list(controls.values())
+    box.children = (widgets.VBox([widgets.HBox(sliders[:3]), widgets.HBox(sliders[3:])]), *box.children[1:])
+    return box
