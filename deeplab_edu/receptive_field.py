@@ -438,7 +438,7 @@ def compare_with_brute_force(model: nn.Module, input_size: int | None = None, *,
             break
         size += rows_rf.stride
     return {
-        "model": name or type(model).__name__, "input": f"{size}x{size}", "output map": "x".join(map(str, emp.output_shape)),
+        "model": name or type(model).__name__, "input": f"{size}x{size}", "output map": emp.output_shape,
         "receptive field (theory)": rows_rf.size, "effective stride": rows_rf.stride,
         "region of centre unit (theory)": f"rows {rows[0]}..{rows[1]}", "brute force": f"rows {emp.rows[0]}..{emp.rows[1]} ({emp.size[0]}px)",
         "agree": emp.rows == rows and emp.cols == cols,

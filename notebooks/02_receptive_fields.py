@@ -12,13 +12,344 @@
 #   deeplab_edu:
 #     chapter: 2
 #     title: "Receptive fields"
-#     cpu_minutes: 0
+#     cpu_minutes: 3
 # ---
 
 # %% [markdown]
 # # 02 · Receptive fields
 #
-# ```{note}
-# **Placeholder.** This chapter has not been written yet; it is planned in the project's issue
-# #3. Nothing on this page is course content.
-# ```
+# A unit of a feature map can only react to the input pixels it is connected to: its
+# **receptive field**. Segmentation needs units that see a lot of context (is this grey patch a
+# road or a wall?) *and* feature maps dense enough to place boundaries. This chapter computes
+# receptive fields exactly, checks them by brute force on real networks, and shows the central
+# claim of atrous convolution: turning ResNet-50's last strides into dilations makes the feature
+# map 4x denser per side while keeping the receptive field.
+#
+# **Learning objectives**
+#
+# - compute receptive field size, effective stride and effective padding of a layer stack with
+#   the recurrences of Araujo, Norris & Sim, dilation included;
+# - derive them from a PyTorch module (AlexNet, VGG-16, ResNet-50 with its residual branches) and
+#   confirm them by brute force (which input pixels get a non-zero gradient);
+# - tell the theoretical receptive field from the *effective* one (Luo et al.);
+# - recognise *gridding*, the holes left by stacking equal rates.
+#
+# **Helpers introduced:** `deeplab_edu.receptive_field` (`LayerSpec`, `receptive_field`,
+# `receptive_field_table`, `receptive_field_of`, `empirical_receptive_field`,
+# `compare_with_brute_force`, `sampling_pattern`, `coverage`),
+# `deeplab_edu.effective_receptive_field` (`effective_receptive_field`, `mass_extent`,
+# `TinyDilatedNet`, `train_tiny_segmenter`) and `deeplab_edu.viz.receptive_field`
+# (`plot_layer_stack`, `layer_stack_editor`, `plot_output_stride_grids`, `plot_gridding`,
+# `plot_erf_maps`).
+
+# %% [markdown]
+# ## The recurrences
+#
+# Take a single path of layers $l = 1, \dots, L$ from the input to a feature map, each with kernel
+# size $k_l$, stride $s_l$, padding $p_l$ and dilation (atrous rate) $d_l$. Dilation only
+# changes how wide the kernel reaches, so replace $k_l$ by the effective kernel size of
+# chapter 01, $\hat k_l = d_l (k_l - 1) + 1$. {cite:t}`araujo2019receptive` derive closed forms
+# for the receptive field size $r_0$, the effective stride $S_0$ (distance in input pixels
+# between neighbouring output units) and the effective padding $P_0$:
+#
+# $$
+# r_0 = \sum_{l=1}^{L} (\hat k_l - 1) \prod_{i=1}^{l-1} s_i + 1, \qquad
+# S_0 = \prod_{l=1}^{L} s_l, \qquad
+# P_0 = \sum_{l=1}^{L} p_l \prod_{i=1}^{l-1} s_i .
+# $$
+#
+# Output unit $j$ then sees the input interval $[u_j, v_j] = [j S_0 - P_0,\; j S_0 - P_0 + r_0 - 1]$.
+# Read the first sum as: *each layer widens the field by $\hat k_l - 1$ of its input's pixels,
+# and one of those is worth $\prod_{i<l} s_i$ input pixels.* That is why a stride early on makes
+# every later layer count more, and why a dilation is a way to widen the field *without* a stride.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torchvision
+
+from deeplab_edu import config
+from deeplab_edu.receptive_field import (
+    LayerSpec,
+    compare_with_brute_force,
+    coverage,
+    receptive_field,
+    receptive_field_of,
+    receptive_field_table,
+    sampling_pattern,
+)
+from deeplab_edu.viz.atrous import markdown_table
+from deeplab_edu.viz.receptive_field import (
+    DEFAULT_STACK,
+    layer_stack_editor,
+    parse_layer_stack,
+    plot_erf_maps,
+    plot_gridding,
+    plot_layer_stack,
+    plot_output_stride_grids,
+)
+
+stack = [LayerSpec(3, 2, 1, name="conv 3x3 / 2"), LayerSpec(3, 1, 1, name="conv 3x3"),
+         LayerSpec(2, 2, 0, name="pool 2x2 / 2"), LayerSpec(3, 1, 2, 2, name="conv 3x3, rate 2"),
+         LayerSpec(3, 1, 4, 4, name="conv 3x3, rate 4")]
+markdown_table(receptive_field_table(stack))
+
+# %% tags=["remove-cell"]
+assert receptive_field(stack).size == 1 + 2 * 1 + 2 * 2 + 1 * 2 + 4 * 4 + 8 * 4 == 57
+
+# %% [markdown]
+# ## On a photograph
+#
+# The same stack, drawn to scale on a 128x128 photograph. Left: the yellow square is the
+# theoretical receptive field of the centre output unit; the heat map is its **effective**
+# receptive field (explained below) in a randomly initialised network, and the cyan square holds
+# 90% of it. Right: the output feature map, one dot per unit at the centre of its field, spaced
+# by the effective stride.
+
+# %%
+photo_size = 128
+axes = plot_layer_stack(DEFAULT_STACK, samples=config.choose(smoke=1, cpu=4, gpu=8))
+axes[0].figure.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Try it.** Edit the stack (one layer per line: `conv k=3 s=2 d=1`, `pool k=2 s=2`; padding
+# defaults to "same"), pick an output unit, and toggle the effective map. Try replacing a
+# `s=2` by `d=2` on the following layers and compare the number of dots with the size of the
+# square. (The static book shows the default stack above.)
+
+# %%
+layer_stack_editor(DEFAULT_STACK)
+
+# %% [markdown]
+# ## From a PyTorch module
+#
+# `receptive_field_of` reads the layers from the module itself. It traces the forward pass with
+# `torch.fx`, composes convolutions and pooling with the recurrences, lets point-wise layers
+# (batch norm, ReLU) pass through, and where branches meet (the addition at the end of every
+# ResNet bottleneck) takes the **union** of their intervals: the path with the widest reach sets
+# the receptive field, here the 3x3 convolutions of the residual branch rather than the 1x1
+# shortcut. Global layers (average pooling, the classifier) end the spatial part, so for
+# `resnet50()` we get the receptive field of `layer4`'s output.
+#
+# We only need the architecture, not weights, so the models are built on PyTorch's `meta`
+# device (instant, no memory).
+
+# %%
+with torch.device("meta"):
+    models = {
+        "AlexNet (features)": torchvision.models.alexnet().features,
+        "VGG-16 (features)": torchvision.models.vgg16().features,
+        "ResNet-50, OS 32": torchvision.models.resnet50(),
+        "ResNet-50, OS 16": torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True]),
+        "ResNet-50, OS 8": torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True]),
+    }
+fields = {name: receptive_field_of(m) for name, m in models.items()}
+markdown_table([{"model": n, "receptive field": f.size, "effective stride": f.stride, "effective padding": f.padding,
+                 "layers on the widest path": len(f.path)} for n, f in fields.items()])
+
+# %% [markdown]
+# ## Checking by brute force
+#
+# The receptive field has an operational definition: the input pixels whose value can change the
+# output unit, i.e. those with a non-zero gradient $\partial y / \partial x$. Computing it naively
+# has two traps. Max pooling sends the gradient only to the arg-max of each window, and ReLU sends
+# none through inactive units, so a random network shows *fewer* pixels than are connected. So
+# `empirical_receptive_field` back-propagates through a *faithful* copy of the network: one
+# channel, positive averaging weights, average instead of max pooling, no activations. Same
+# graph, same strides, paddings, dilations and residual additions (it runs torchvision's own
+# `forward`), but now a gradient is non-zero exactly where a connection exists. With one channel
+# even ResNet-50 on a 500x500 input takes about a second on a CPU.
+#
+# For each network, `compare_with_brute_force` compares the theoretical interval of the centre
+# unit with the bounding box of the pixels that receive gradient. AlexNet and VGG-16 get the
+# smallest input their field fits in; the three ResNets get DeepLab's 513x513 crop, which we reuse
+# below.
+
+# %%
+crop = 513
+checks = [compare_with_brute_force(m, crop if n.startswith("ResNet") else None, name=n) for n, m in models.items()]
+markdown_table(checks)
+
+# %% tags=["remove-cell"]
+assert all(row["agree"] for row in checks), checks
+assert fields["ResNet-50, OS 8"].size == fields["ResNet-50, OS 16"].size == fields["ResNet-50, OS 32"].size
+assert [fields[f"ResNet-50, OS {s}"].stride for s in (32, 16, 8)] == [32, 16, 8]
+
+# %% [markdown]
+# ## The central claim: same field, denser map
+#
+# DeepLab {cite:p}`chen2018deeplabv2,chen2017deeplabv3` removes the stride of ResNet's last
+# stage (output stride 16) or last two stages (output stride 8) and dilates the following 3x3
+# convolutions by 2 (and 4) instead. The recurrence explains why nothing is lost: a 3x3 layer at
+# stride $S$ adds $2S$ pixels; with the stride removed it works at stride $S/2$, and rate 2 makes
+# its effective kernel 5, which adds $4 \cdot S/2 = 2S$ again. For a 513x513 input (DeepLab's crop
+# size) the table shows the feature map each network produced in the brute-force pass above,
+# next to its receptive field.
+
+# %%
+from deeplab_edu.viz.images import sample_photo
+
+photo = sample_photo(crop)
+resnets = {f"OS {s}": models[f"ResNet-50, OS {s}"] for s in (32, 16, 8)}
+maps = {f"OS {s}": row["output map"] for s, row in zip((32, 16, 8), checks[2:])}
+markdown_table([{"output stride": n, "receptive field": fields[f"ResNet-50, {n}"].size,
+                 "effective stride": fields[f"ResNet-50, {n}"].stride, "feature map": "x".join(map(str, maps[n])),
+                 "units": maps[n][0] * maps[n][1]} for n in resnets])
+
+# %%
+plot_output_stride_grids({n: fields[f"ResNet-50, {n}"] for n in resnets}, photo, maps)
+plt.tight_layout()
+plt.show()
+
+# %% tags=["remove-cell"]
+assert maps["OS 32"] == (17, 17) and maps["OS 16"] == (33, 33) and maps["OS 8"] == (65, 65)
+
+# %% [markdown]
+# Every red square is the same 427-pixel field; only the density of the dots changes. The price is
+# compute: the dilated stages now run on 4x or 16x more positions (chapter 03 measures it).
+#
+# ## The effective receptive field
+#
+# The theoretical field says which pixels *can* matter; {cite:t}`luo2016erf` asked how much each
+# one *does*. Their effective receptive field is the map of $|\partial y_{\text{centre}} /
+# \partial x|$ averaged over inputs. Because many more paths run through the middle of the field
+# than through its edges, the map is close to a Gaussian that fills only part of the square, and
+# they report that training makes it grow.
+#
+# First, depth. A stack of $n$ plain 3x3 convolutions (randomly initialised, ReLU) has a
+# theoretical field of $2n + 1$ pixels. Luo et al. show that the effective field grows only like
+# $\sqrt{n}$; here is the measurement:
+
+# %%
+from deeplab_edu.effective_receptive_field import (
+    TinyDilatedNet,
+    effective_receptive_field,
+    mass_extent,
+    train_tiny_segmenter,
+)
+
+samples = config.choose(smoke=1, cpu=16, gpu=32)
+depth_rows = []
+for n in (2, 4, 8, 16):
+    torch.manual_seed(0)
+    plain = TinyDilatedNet(rates=(1,) * n, channels=8)
+    erf = effective_receptive_field(plain, 49, samples=samples)
+    depth_rows.append({"3x3 layers": n, "theoretical field (px)": receptive_field_of(plain).size,
+                       "50% of |gradient| within (px)": mass_extent(erf, 0.5),
+                       "90% of |gradient| within (px)": mass_extent(erf, 0.9)})
+markdown_table(depth_rows)
+
+# %% tags=["remove-cell"]
+assert all(r["90% of |gradient| within (px)"] <= r["theoretical field (px)"] for r in depth_rows)
+
+# %% [markdown]
+# Now training. We measure the effective field of a small atrous network (3x3 convolutions at rates 1, 2, 4, 8, 1: a 33-pixel
+# field) at random initialisation and after training. **What "trained" means here:** there is no
+# internet for ImageNet weights, so the network is trained for a few steps (a few seconds in the
+# `smoke` profile, a minute or two in `cpu`) on a toy task that needs context: the image shows only
+# the *outline* of a disc and the label is the filled disc, so a pixel in the middle of a large
+# disc can only be labelled by a unit that sees the outline. The numbers below are whatever this
+# run produces; compare them with Luo et al.'s finding rather than assuming it.
+
+# %%
+torch.manual_seed(0)
+net = TinyDilatedNet(rates=(1, 2, 4, 8, 1), channels=16)
+tiny_rf = receptive_field_of(net)
+erf_random = effective_receptive_field(net, 65, samples=samples)
+steps = config.choose(smoke=5, cpu=300, gpu=1000)
+losses = train_tiny_segmenter(net, steps, batch=config.choose(smoke=4, cpu=16, gpu=32), size=config.choose(smoke=32, cpu=48, gpu=48))
+erf_trained = effective_receptive_field(net, 65, samples=samples)
+print(f"trained {steps} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+for name, m in (("random initialisation", erf_random), ("after training", erf_trained)):
+    print(f"{name:22s}: of the {tiny_rf.size}px field, 50% of |gradient| lies within {mass_extent(m, 0.5)}px "
+          f"and 90% within {mass_extent(m, 0.9)}px")
+plot_erf_maps({"random initialisation": erf_random, f"after {steps} training steps": erf_trained}, tiny_rf)
+plt.show()
+
+# %% tags=["remove-cell"]
+assert tiny_rf.size == 33 and mass_extent(erf_random) <= tiny_rf.size and mass_extent(erf_trained) <= tiny_rf.size
+assert abs(float(erf_random.sum()) - 1) < 1e-4
+
+# %% [markdown]
+# ## Gridding: holes in the field
+#
+# The receptive field is an interval, but with dilation not every pixel inside it is read.
+# Stack three 3x3 convolutions at rate 2: every offset is a sum of three numbers from
+# $\{-2, 0, 2\}$, so only *even* offsets are reachable, and three quarters of the 13x13 square
+# never influence the output. {cite:t}`wang2018hdc` call this **gridding** and propose rates
+# without a common factor (hybrid dilated convolution), such as (1, 2, 4); DeepLabv3's multi-grid
+# {cite:p}`chen2017deeplabv3` likewise uses different rates within a block. `sampling_pattern`
+# counts the paths from each input pixel to one output (the tests check it against the brute-force
+# gradient of a real conv stack).
+
+# %%
+patterns = {"(2, 2, 2)": sampling_pattern((2, 2, 2)), "(1, 2, 4)": sampling_pattern((1, 2, 4))}
+plot_gridding(patterns)
+plt.show()
+for name, p in patterns.items():
+    print(f"rates {name}: field {p.shape[0]}x{p.shape[1]}, {coverage(p):.0%} of its pixels are read")
+
+# %% tags=["remove-cell"]
+assert coverage(patterns["(1, 2, 4)"]) == 1.0 and int((patterns["(2, 2, 2)"] > 0).sum()) == 49
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 02.1
+# What is the receptive field of three stacked 3x3 convolutions with stride 1?
+
+# %%
+from deeplab_edu.exercises import check
+
+answer_02_1 = ...  # your answer here
+check("02.1", answer_02_1)
+
+# %% tags=["hide-cell"]
+# Solution
+check("02.1", receptive_field([LayerSpec(3)] * 3).size)
+
+# %% [markdown]
+# ### Exercise 02.2
+# Give `(receptive field, effective stride)` of conv 3x3 / stride 2, conv 3x3 / stride 2,
+# conv 3x3 / stride 1 (padding 1 each). Use the recurrence by hand first.
+
+# %%
+answer_02_2 = ...
+check("02.2", answer_02_2)
+
+# %% tags=["hide-cell"]
+# Solution: r = 1 + 2*1 + 2*2 + 2*4 = 15, S = 2 * 2 * 1 = 4
+rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)])
+check("02.2", (rf.size, rf.stride))
+
+# %% [markdown]
+# ### Exercise 02.3
+# Three 3x3 convolutions at rates (2, 2, 2) have a 13x13 receptive field. How many of its pixels
+# actually influence the output?
+
+# %%
+answer_02_3 = ...
+check("02.3", answer_02_3)
+
+# %% tags=["hide-cell"]
+# Solution: 7 reachable offsets per axis (-6, -4, ..., 6)
+check("02.3", 7 * 7)
+
+# %% [markdown]
+# ### Exercise 02.4
+# What is the receptive field of torchvision's ResNet-50 at output stride 8
+# (`replace_stride_with_dilation=[False, True, True]`)? Use `receptive_field_of`.
+
+# %%
+answer_02_4 = ...
+check("02.4", answer_02_4)
+
+# %% tags=["hide-cell"]
+# Solution
+check("02.4", receptive_field_of(models["ResNet-50, OS 8"]).size)
+
+# %% tags=["remove-cell"]
+assert check("02.1", 7) and check("02.2", (15, 4)) and check("02.3", 49)
+assert check("02.4", fields["ResNet-50, OS 8"].size)
+assert len(parse_layer_stack(DEFAULT_STACK)) == 5

@@ -202,7 +202,7 @@ def plot_output_stride_grids(
         oh, ow = sizes[name]
         _show(image * 0.5 + 0.5, a)
         ys, xs = np.meshgrid(_centres(rf, oh), _centres(rf, ow), indexing="ij")
-        a.scatter(xs.ravel(), ys.ravel(), s=max(1.0, 300 / max(oh, ow)), color="k")
+        a.scatter(xs.ravel(), ys.ravel(), s=max(1.0, 150 / max(oh, ow)), color="k")
         i, j = (oh - 1) // 2, (ow - 1) // 2
         a.scatter([rf.center(j)], [rf.center(i)], s=30, color="red", zorder=3)
         _square(a, rf, i, j, edgecolor="red")
