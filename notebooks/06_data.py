@@ -394,7 +394,7 @@ assert check("06.4", data_stats.context_free_fraction([q.render(i)[1] for i in r
 
 # %% [markdown]
 # ## Summary
-# - The procedural scenes put objects of 4 to 230 pixels in one image, hide the class of the
+# - The procedural scenes put objects from a few pixels to most of the frame in one image, hide the class of the
 #   vehicle in the background, and add 1-pixel wires: multi-scale context, image-level context and
 #   output stride all matter on them, and they cost milliseconds per image.
 # - `context_free_fraction` and `stride_oracle_iou` measure, before any training, how much context

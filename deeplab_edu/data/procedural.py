@@ -13,7 +13,7 @@ built to make the problems of the DeepLab papers visible on a laptop:
   object tells them apart. Inside a large vehicle the only evidence is the background far away,
   so a head that pools over the whole image (image pooling) can tell them apart where a
   fixed-size field of view cannot.
-* **Thin structures and sharp boundaries** (DeepLabv3+ Sec. 1, the decoder; output stride):
+* **Thin structures and sharp boundaries** (DeepLabv3+ Sec. 3.1, the decoder; output stride):
   ``wire`` objects are 1-3 pixels wide lines across the image, and ``ring`` objects have thin
   walls. At output stride 16 a wire is far thinner than one feature-map cell.
 * **Nuisances**: textured backgrounds, textured objects, per-image colour jitter (brightness,
@@ -33,9 +33,9 @@ Speed (one CPU thread, ``torch.set_num_threads(1)``), measured on the developmen
     python -c "from deeplab_edu.data.procedural import main; main()"
 
 427 images per CPU-second at 256 x 256 and 124 at 513 x 513. Wall clock gave 211 and 75
-images/s, because five other jobs shared the two cores at the time. A DeepLabv3-ResNet-50 trains on
-some tens of 513 x 513 images per second on one GPU, so a few DataLoader workers keep it fed.
-The notebook ``06_data`` measures the figure live on your machine.
+images/s, because five other jobs shared the two cores at the time. Each DataLoader worker adds
+about one core's rate; compare it with the images per second your training run reports. The
+notebook ``06_data`` measures the figure live on your machine.
 """
 
 from __future__ import annotations
