@@ -84,7 +84,9 @@ from deeplab_edu.viz.atrous import (
     plot_eq1_2d,
 )
 
-print(inspect.getsource(atrous_conv1d).split('"""')[-1])
+source = inspect.getsource(atrous_conv1d)
+head, _, rest = source.partition('"""')
+print(head + '"""(docstring omitted)"""' + rest.partition('"""')[2])
 
 # %% [markdown]
 # Let us run it on a tiny signal, $x = (0, 1, \dots, 9)$, with the filter $w = (1, 10, 100)$ at
@@ -158,8 +160,10 @@ for r in (1, 2, 3):
 # %% [markdown]
 # What does the rate change in what a filter responds to? Below, the same 3x3 edge filter
 # (a vertical Sobel) runs on the whole grey photograph at rates 1, 4 and 12 (with `F.conv2d`,
-# now that we trust it). At rate 1 it finds fine edges; at rate 12 it compares pixels 12 apart
-# and responds to large structures. Same nine weights each time.
+# now that we trust it). Same nine weights each time. At rate 1 it finds fine edges. At rate 12
+# it compares pixels 12 apart: it responds to larger structures, but every sharp edge now shows
+# up twice, 12 pixels to either side of where it is, because the filter only looks through its
+# holes. Chapter 02 comes back to these holes as *gridding*.
 
 # %%
 grey = photo.mean(0, keepdim=True)[None]
@@ -233,13 +237,14 @@ assert same_padding(3, 12) == 12 and conv_output_size(65, 3, 1, 12, 12) == 65
 # The rate changes *where* the taps read, not *how many* there are. So a dilated convolution has
 # the same parameters and the same multiply-adds per output pixel as an ordinary one, while its
 # field of view grows linearly with $r$. The numbers below are measured with
-# `deeplab_edu.complexity` on a 64-channel 3x3 convolution (multiply-adds are counted from a real
+# `deeplab_edu.complexity` on a same-padded 3x3 convolution (multiply-adds are counted from a real
 # forward pass, so padding and output size are whatever PyTorch actually does); the wall-clock
 # time is from this machine, now.
 
 # %%
-size = config.choose(smoke=33, cpu=65, gpu=129)
-cost = cost_vs_rate((1, 2, 4, 8, 12), channels=64, size=size, time_it=True)
+size, channels = config.choose(smoke=(33, 32), cpu=(65, 64), gpu=(129, 64))
+print(f"a {channels} -> {channels} channel 3x3 convolution on a {size}x{size} input, at each rate:")
+cost = cost_vs_rate((1, 2, 4, 8, 12), channels=channels, size=size, time_it=True)
 plot_cost_vs_rate(cost)
 plt.tight_layout()
 plt.show()
