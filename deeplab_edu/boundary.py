@@ -1,14 +1,14 @@
 """Boundary degeneration of atrous convolution: DeepLabv3 sec. 3.3 and Figure 4.
 
 A k x k atrous convolution with rate ``r`` and "same" zero padding (padding ``r (k-1)/2``)
-reads, for output position ``i``, the inputs ``x[i + r k]`` of eq. (1) of DeepLabv3
-{chen2017deeplabv3}. Near the border some of those taps land on the zero padding instead of
-the feature map; their weights multiply zeros and are wasted. DeepLabv3 counts, over every
+reads, for output position ``i``, the inputs ``x[i + r k]`` of eq. (1) of DeepLabv3 (Chen et
+al., 2017). Near the border some of those taps land on the zero padding instead of the feature
+map; their weights multiply zeros and are wasted. DeepLabv3 counts, over every
 output position of a 65 x 65 feature map, how many of the nine weights of a 3 x 3 filter still
 see the map (its *valid weights*), and plots the normalised count of positions with 1, 4 and 9
 valid weights against the rate (Figure 4). Once the rate reaches the feature-map size only the
 centre tap is valid anywhere, and the 3 x 3 filter *is* a 1 x 1 filter with its centre weight.
-The paper's remedy is image-level pooling (ParseNet-style global context, {liu2015parsenet}),
+The paper's remedy is image-level pooling (ParseNet-style global context, Liu et al., 2015),
 which became the fifth branch of ASPP.
 
 This module computes the counts in closed form (the count separates into a per-row and a

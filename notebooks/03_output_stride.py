@@ -136,7 +136,7 @@ features = vos.photo_features(backbone, photo, output_strides=(32, 16, 8))
 for os_, f in features.items():
     print(f"OS {os_:2d}: features {tuple(f.shape)}")
 for (dense, strided), rel in vos.dense_vs_strided_difference(features).items():
-    print(f"OS {dense} taken at every {strided // dense}-th position vs OS {strided}: relative difference {rel:.1e}")
+    print(f"OS {dense} sampled with step {strided // dense} vs OS {strided}: relative difference {rel:.1e}")
 
 # %% tags=["remove-cell"]
 assert {os_: f.shape[-1] for os_, f in features.items()} == {s: vos.expected_feature_size(photo_size, s) for s in (32, 16, 8)}
@@ -187,6 +187,8 @@ for r in cost_rows:
     paper = vos.PAPER_TABLE1_MIOU[r["output stride"]]
     print(f"{r['output stride']:>3} {r['feature map']:>5} x {r['feature map']:<4} {r['params (M)']:>10.2f} {r['GMACs']:>7.2f} "
           f"{r['forward (s)']:>11.3f} {r['peak memory (MiB)']:>9.1f} {paper:>21.2f}")
+print("DeepLabv3 Table 1 in full (paper, mIoU %): "
+      + ", ".join(f"OS {k}: {v}" for k, v in sorted(vos.PAPER_TABLE1_MIOU.items())))
 fig = vos.plot_cost_vs_output_stride(cost_rows, paper_miou=vos.PAPER_TABLE1_MIOU)
 
 # %% tags=["remove-cell"]
@@ -203,7 +205,14 @@ assert all(r["feature map"] == vos.expected_feature_size(input_size, r["output s
 # mIoU rises from 70.06% at output stride 32 to 73.88% at 16 and 75.18% at 8 (and collapses to
 # 20.29% at output stride 256, with no atrous convolution at all), while our measurement shows what
 # that costs: the parameters do not change at all, and the multiply-adds grow because blocks 3 and
-# 4 run on 4 or 16 times as many positions. The paper's caption puts it as "better performance
+# 4 run on 4 or 16 times as many positions. The multiply-adds are exact counts; forward times are
+# medians of a few runs and move with whatever else the machine is doing (on a shared CPU they can
+# even come out in the wrong order). Peak memory is set by the largest tensors alive at once. For a
+# 513 input, block 1's 256 channels on a $129 \times 129$ grid (16 MiB per tensor) dominate at
+# output stride 32 and 16, so the peak barely moves; at output stride 8 block 4 holds 2048
+# channels on a $65 \times 65$ grid (33 MiB per tensor) and the peak rises. (With the smoke
+# profile's tiny input every tensor is small and the peaks say little.) The paper's caption puts it
+# as "better performance
 # at the cost of more memory usage"; it also notes that training at output stride 16 is several
 # times faster than at 8, which is why DeepLabv3 trains at 16 and evaluates at 8.
 #
@@ -246,6 +255,7 @@ for os_ in (32, 16, 8):
 backbone.set_output_stride(16)
 for name, st in stages.items():
     print(f"{name:6s}: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()) + f"  (total {sum(st.values()):.1f} GMACs)")
+fig = vos.plot_macs_by_stage(stages, title=f"ResNet-50, {stage_input} x {stage_input} input")
 
 # %% tags=["remove-cell"]
 assert abs(stages["OS 32"]["block2"] - stages["OS 8"]["block2"]) < 1e-9
@@ -282,7 +292,7 @@ for label, kwargs in configs.items():
     deep_rows[label] = (rates, sum(p.numel() for p in net.parameters()) / 1e6, sum(deep_stages[label].values()))
     print(f"{label:22s}: rates of blocks 4.. {rates}, {deep_rows[label][1]:.1f} M parameters, "
           f"{deep_rows[label][2]:.1f} GMACs at {stage_input}")
-fig = vos.plot_macs_by_stage(deep_stages)
+fig = vos.plot_macs_by_stage(deep_stages, title=f"output stride 16, {stage_input} x {stage_input} input")
 
 # %% tags=["remove-cell"]
 assert deep_rows["block4, MG (1, 2, 4)"][0] == [(2, 4, 8)]
@@ -322,7 +332,7 @@ for mg, vals in vos.PAPER_TABLE3_MIOU.items():
 # block6); multi-grid beats constant unit rates $(1, 1, 1)$, and simply doubling them, $(2, 2, 2)$,
 # does not help. The best cascaded model uses block7 with multi-grid $(1, 2, 1)$ (76.66%). In the
 # final DeepLabv3 the cascade is replaced by ASPP on block 4 with multi-grid $(1, 2, 4)$
-# (chapter 05); chapter 10 measures output stride and multi-grid on our own data.
+# ({doc}`05_aspp`); our own measurements with training come in {doc}`10_reproducing_findings`.
 
 # %% [markdown]
 # ## Exercises

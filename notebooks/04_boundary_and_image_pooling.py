@@ -258,7 +258,7 @@ fig = vb.plot_mean_valid_fraction({"321 crop, OS 16": 21, "513 crop, OS 16": 33,
 # largest ASPP rate applies the full $3 \times 3$ filter at *no* position of the $33 \times 33$ map
 # (it would need $18 \le i \le 14$), and uses 40% of its weights on average. Three things follow,
 # and the paper reports each of them (numbers quoted from {cite:p}`chen2017deeplabv3`, PASCAL VOC
-# 2012 val; our own training comes in chapter 10):
+# 2012 val mIoU; they are the paper's, not measured here):
 #
 # - **Crop size matters for large rates.** On a $21 \times 21$ map (crop 321) the rate-12 branch
 #   already has no whole filter anywhere, and the rate-18 branch uses only its centre on half of the
@@ -302,8 +302,8 @@ assert fr24[6] == fr24[9] == 0.0 and 0.19 < fr24[1] < 0.22
 # on every input position. `input_footprint(module, H, W)` measures exactly that: it
 # back-propagates one output position to the input and marks every input with a non-zero gradient.
 # We compare, on a $33 \times 33$ map, ASPP's three atrous branches with the image-pooling branch and
-# with the whole ASPP module, all from the model library (`deeplab_edu.models.aspp`, built in
-# chapter 05):
+# with the whole ASPP module, all from the model library (`deeplab_edu.models.aspp`, the subject
+# of chapter 05):
 
 # %%
 from deeplab_edu.models.aspp import ASPP, ASPPConv, ImagePooling
@@ -352,8 +352,8 @@ assert spread < 1e-6 and pooled.shape[-2:] == (size, size)
 # %% [markdown]
 # In the paper, adding the image-pooling branch to ASPP (with multi-grid $(1, 2, 4)$ and rates
 # $(6, 12, 18)$ at output stride 16) raised PASCAL VOC 2012 val mIoU from 76.58% to 77.21%
-# (DeepLabv3 Table 5); chapter 05 builds the full module and chapter 10 measures its effect on our
-# own data.
+# (DeepLabv3 Table 5). Chapter 05, {doc}`05_aspp`, builds the full module; the training chapters
+# that follow train it on our own data.
 
 # %% [markdown]
 # ## Exercises
@@ -451,4 +451,4 @@ assert not check("04.1", 17) and not check("04.4", (3, 3))
 # - Large rates therefore need large feature maps (large crops, small output stride), and global
 #   context comes from image-level pooling, ASPP's fifth branch, rather than from ever larger rates.
 #
-# Next: chapter 05 assembles ASPP, v2's and v3's, from these pieces.
+# Next: {doc}`05_aspp` assembles ASPP, v2's and v3's, from these pieces.

@@ -136,7 +136,7 @@ def plot_footprints(footprints: Mapping[str, np.ndarray], position: tuple[int, i
     for ax, (label, fp) in zip(axes[0], footprints.items()):
         ax.imshow(fp, cmap="Greens", vmin=0, vmax=1, interpolation="nearest")
         if position is not None:
-            ax.plot(position[1], position[0], "rx", ms=8, mew=2)
+            ax.plot(position[1], position[0], "o", mfc="none", mec="red", ms=11, mew=1.5)
         ax.set_title(f"{label}\n{int(fp.sum())} of {fp.size} inputs", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -160,7 +160,7 @@ def plot_mean_valid_fraction(
     ax.set_ylabel(f"mean share of the {kernel * kernel} weights in use")
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower left", fontsize=8)
     return fig
 
 

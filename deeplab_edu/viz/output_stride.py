@@ -1,6 +1,6 @@
 """Measurements and figures for chapter 03: output stride, dilated backbones, multi-grid, going deeper.
 
-DeepLabv3 {chen2017deeplabv3} sec. 3.1 defines the *output stride* as the ratio of the input
+DeepLabv3 (Chen et al., 2017) sec. 3.1 defines the *output stride* as the ratio of the input
 resolution to the final feature-map resolution and makes it 16 or 8 by removing the last strides
 and dilating every later convolution (atrous convolution for dense feature extraction); sec. 3.2
 cascades extra copies of block 4 ("going deeper") with doubling rates, and *multi-grid* unit rates
@@ -351,7 +351,7 @@ def plot_cost_vs_input_size(rows: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
-def plot_macs_by_stage(stages_by_config: Mapping[str, Mapping[str, float]]) -> Figure:
+def plot_macs_by_stage(stages_by_config: Mapping[str, Mapping[str, float]], title: str | None = None) -> Figure:
     """Stacked bars: GMACs of each stage (stem, block1..block7), one bar per configuration."""
     if not stages_by_config:
         raise ValueError("stages_by_config is empty")
@@ -368,6 +368,8 @@ def plot_macs_by_stage(stages_by_config: Mapping[str, Mapping[str, float]]) -> F
     ax.set_ylabel("multiply-adds (G)")
     ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     ax.tick_params(axis="x", labelsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
