@@ -12,13 +12,244 @@
 #   deeplab_edu:
 #     chapter: 9
 #     title: "DeepLabv3+: decoder and separable convolutions"
-#     cpu_minutes: 0
+#     cpu_minutes: 2
 # ---
 
 # %% [markdown]
 # # 09 · DeepLabv3+: decoder and separable convolutions
 #
-# ```{note}
-# **Placeholder.** This chapter has not been written yet; it is planned in the project's issue
-# #7. Nothing on this page is course content.
-# ```
+# DeepLabv3 predicts on a grid 16 times coarser than the image and stretches the answer back with
+# bilinear interpolation. Object *interiors* survive that; object *boundaries* do not. DeepLabv3+
+# {cite:p}`chen2018deeplabv3plus` keeps DeepLabv3 as an encoder and adds a small decoder that
+# brings back stride-4 features from early in the backbone, and it makes the extra computation
+# cheap with depthwise-separable convolutions {cite:p}`chollet2017xception`.
+#
+# **Learning objectives of this page**
+#
+# - write the decoder as an equation and follow its tensors for any input size;
+# - count the parameters and multiply-adds a depthwise-separable convolution saves, by formula and
+#   measured on the full model;
+# - measure, on labelled scenes, how much boundary accuracy a *perfect* classifier can reach at
+#   stride 16 and at stride 4, and so why the decoder helps boundaries most.
+#
+# **Helpers introduced:** `deeplab_edu.models.build_model("deeplabv3plus", ...)`,
+# `deeplab_edu.models.Decoder`, `deeplab_edu.models.SeparableConv2d`,
+# `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`,
+# `markdown_table`), `deeplab_edu.complexity` (`count_parameters`, `count_macs`),
+# `deeplab_edu.viz.decoder` (`stride_oracle`, `boundary_band`, `band_accuracy`,
+# `plot_stride_oracles`), `deeplab_edu.data.ProceduralScenes` (chapter 06).
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+from torch import nn
+
+from deeplab_edu import config
+from deeplab_edu.complexity import count_macs, count_parameters
+from deeplab_edu.data import ProceduralScenes
+from deeplab_edu.exercises import check
+from deeplab_edu.models import SeparableConv2d, build_model
+from deeplab_edu.models.summary import PUBLISHED_GMACS, ModelConfig, markdown_table, model_cost, trace_stages
+from deeplab_edu.viz.decoder import band_accuracy, boundary_band, plot_stride_oracles, stride_oracle
+from deeplab_edu.viz.images import IMAGENET_MEAN, IMAGENET_STD, sample_photo
+
+torch.manual_seed(0)
+print(f"profile: {config.profile()}")
+
+# %% [markdown]
+# ## 1. The decoder
+#
+# Let $E = \operatorname{ASPP}(F_{16}(x))$ be DeepLabv3's encoder output (256 channels, output
+# stride 16) and $L$ the backbone's stride-4 features (the output of ResNet's block 1, 256
+# channels). The decoder (sec. 3.1, Fig. 2) computes
+#
+# $$
+# d = W_\text{cls} * R\Big(\big[\operatorname{up}(E),\; \phi(L)\big]\Big),
+# \qquad \hat y = \operatorname{up}_{\times 4}(d),
+# $$
+#
+# where $\phi$ is a $1\times1$ convolution to **48** channels (few, so the low-level features do
+# not drown the 256 encoder channels; the paper's Table 1 tried 32 to 64), $[\cdot,\cdot]$ is
+# concatenation, $R$ is two $3\times3$ convolutions with 256 filters (Table 2), and both
+# $\operatorname{up}$ are bilinear, to the *actual* size of $L$ and of the image (so odd sizes
+# such as 513 work). With rates $(6, 12, 18)$ at output stride 16, the ASPP is DeepLabv3's.
+
+# %%
+backbone = config.choose(smoke="mobilenet_v3_large", cpu="resnet50", gpu="resnet101")
+size = config.choose(smoke=129, cpu=321, gpu=513)
+mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+image = ((sample_photo(size) - mean) / std)[None]
+model = build_model("deeplabv3plus", backbone=backbone, num_classes=21).eval()
+print(f"DeepLabv3+ / {backbone}: output stride {model.output_stride}, ASPP rates {model.atrous_rates}")
+stages = trace_stages(model, image)
+for name, shape in stages:
+    print(f"{name:42s} {shape}")
+
+# %% tags=["remove-cell"]
+shapes = dict(stages)
+assert model.atrous_rates == (6, 12, 18)
+assert shapes["low-level reduced (1x1 conv)"][1] == 48
+assert shapes["ASPP upsampled + concatenated"][1] == 256 + 48
+quarter = ((size + 1) // 2 + 1) // 2
+assert shapes["logits"][-2:] == (quarter, quarter)
+assert shapes["logits upsampled to the input"] == (1, 21, size, size)
+
+# %% [markdown]
+# ## 2. Depthwise-separable convolutions
+#
+# A regular $k \times k$ convolution from $C_\text{in}$ to $C_\text{out}$ channels mixes space and
+# channels at once: $k^2 C_\text{in} C_\text{out}$ weights. A *depthwise-separable* convolution
+# splits it in two: a depthwise $k\times k$ filter per input channel (space only, here atrous), then
+# a $1\times1$ pointwise convolution (channels only):
+#
+# $$
+# \underbrace{k^2 C_\text{in}}_{\text{depthwise}} + \underbrace{C_\text{in} C_\text{out}}_{\text{pointwise}}
+# \quad\text{instead of}\quad k^2 C_\text{in} C_\text{out},
+# \qquad \text{ratio} = \frac{1}{C_\text{out}} + \frac{1}{k^2}.
+# $$
+#
+# For $3\times3$ and 256 channels, about $1/9$. DeepLabv3+ uses separable atrous convolutions in
+# ASPP and in the decoder ("SC" in its Table 5), each followed by batch norm and ReLU. Measured:
+
+# %%
+c, k = 256, 3
+regular = nn.Conv2d(c, c, k, padding=1, bias=False)
+separable = SeparableConv2d(c, c, rate=1)
+conv_weights = lambda m: sum(p.numel() for n, p in m.named_parameters() if p.dim() == 4)  # noqa: E731
+fmap = torch.zeros(1, c, 33, 33)
+layer_rows = [
+    {"layer": "regular 3x3", "weights": conv_weights(regular), "MACs on 33 x 33 (M)": count_macs(regular, fmap) / 1e6},
+    {"layer": "separable 3x3", "weights": conv_weights(separable), "MACs on 33 x 33 (M)": count_macs(separable, fmap) / 1e6},
+]
+display(Markdown(markdown_table(layer_rows)))
+print(f"weights ratio {layer_rows[1]['weights'] / layer_rows[0]['weights']:.4f}; formula {1 / c + 1 / k**2:.4f}")
+
+# %% tags=["remove-cell"]
+assert layer_rows[0]["weights"] == k * k * c * c and layer_rows[1]["weights"] == k * k * c + c * c
+
+# %% [markdown]
+# On the whole model at $513\times513$ (ResNet-101, output stride 16), separable convolutions in
+# ASPP and decoder save this much. The paper publishes the multiply-adds of the *regular* variant
+# with ResNet-101 (Table 3); its separable results use Xception, which this course does not build,
+# so the separable row has no published counterpart.
+
+# %%
+rows = []
+for label, kwargs in [("DeepLabv3 (no decoder)", None), ("v3+, regular 3x3", {"separable": False}),
+                      ("v3+, separable (SC)", {"separable": True})]:
+    name = "deeplabv3" if kwargs is None else "deeplabv3plus"
+    params, macs = model_cost(ModelConfig(name, "resnet101", 16, kwargs or {}), 513)
+    published = PUBLISHED_GMACS.get((name, "resnet101", 16)) if not (kwargs or {}).get("separable") else None
+    rows.append({"ResNet-101, OS 16": label, "params (M)": round(params / 1e6, 2), "GMACs (ours)": round(macs / 1e9, 2),
+                 "GMACs (DeepLabv3+ Table 3)": published[0] if published else None})
+display(Markdown(markdown_table(rows)))
+saved_params = rows[1]["params (M)"] - rows[2]["params (M)"]
+saved_macs = rows[1]["GMACs (ours)"] - rows[2]["GMACs (ours)"]
+print(f"separable convolutions save {saved_params:.2f} M parameters and {saved_macs:.2f} GMACs "
+      f"({saved_macs / rows[1]['GMACs (ours)']:.0%} of the multiply-adds)")
+print(f"the decoder (regular) adds {rows[1]['GMACs (ours)'] - rows[0]['GMACs (ours)']:.2f} GMACs to DeepLabv3")
+
+# %% tags=["remove-cell"]
+assert rows[2]["params (M)"] < rows[1]["params (M)"] and rows[2]["GMACs (ours)"] < rows[1]["GMACs (ours)"]
+assert rows[1]["GMACs (ours)"] > rows[0]["GMACs (ours)"]
+
+# %% [markdown]
+# ## 3. Why boundaries improve
+#
+# A network that predicts on a grid of stride $s$ cannot place a boundary more finely than its
+# grid, however good its classifier. We measure that ceiling directly: for labelled scenes from
+# chapter 06, the *best possible* stride-$s$ prediction takes the exact class proportions of every
+# $s \times s$ cell, upsamples them bilinearly (as DeepLab upsamples logits) and takes the arg-max.
+# We score it inside a band around the label boundaries, as DeepLab v2 and DeepLabv3+ do with their
+# "trimap" (DeepLabv3+ Fig. 5): pixels within $w$ pixels of a label change.
+
+# %%
+n_scenes = config.choose(smoke=4, cpu=32, gpu=64)
+scene_size = config.choose(smoke=129, cpu=257, gpu=513)
+scenes = ProceduralScenes(length=n_scenes, size=scene_size, seed=0)
+widths = [1, 2, 4, 8, 16]
+strides = [16, 8, 4]
+accuracy = {s: np.nanmean([band_accuracy(stride_oracle(m, s, scenes.num_classes), m, widths)
+                           for _, m in (scenes[i] for i in range(n_scenes))], axis=0) for s in strides}
+
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for s in strides:
+    ax.plot(widths, 100 * accuracy[s], marker="o", label=f"stride {s}")
+ax.set_xscale("log", base=2)
+ax.set_xlabel("band width around boundaries (pixels)")
+ax.set_ylabel("best possible accuracy (%)")
+ax.set_title(f"Ceiling of a stride-s prediction ({n_scenes} scenes, {scene_size} px)")
+ax.legend()
+plt.show()
+for s in strides:
+    print(f"stride {s:2d}: " + ", ".join(f"w={w}: {100 * a:.1f}%" for w, a in zip(widths, accuracy[s])))
+
+# %%
+image0, mask0 = scenes[1]
+fig = plot_stride_oracles(image0, mask0, (16, 4), scenes.num_classes, scenes.palette)
+plt.show()
+
+# %% [markdown]
+# Right at the label change ($w = 1$) every grid is close to a coin toss: the boundary pixels lie
+# between cells. A few pixels further out the stride-4 grid already places the boundary correctly
+# while the stride-16 grid still smears it over its 16-pixel cells: the gap is largest for bands of
+# a few pixels, and shrinks for wide bands full of easy interior pixels. That gap is what the
+# decoder attacks: its prediction grid is the stride-4 grid of the low-level features. The trained
+# comparison (mIoU inside the trimap band) belongs to the training half of this chapter.
+
+# %% tags=["remove-cell"]
+gap = accuracy[4] - accuracy[16]
+assert (gap > 0).all() and gap.max() > 0.10
+assert gap[-1] < gap.max() and gap[0] < gap.max()
+assert boundary_band(mask0, 2).any()
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 09.1
+# How many channels enter the decoder's first $3\times3$ convolution?
+
+# %%
+answer_09_1 = ...
+check("09.1", answer_09_1)
+
+# %% tags=["hide-cell"]
+# Solution: read it from the model.
+first = model.decoder.refine[0][0]
+check("09.1", first.in_channels)
+
+# %% [markdown]
+# ### Exercise 09.2
+# How many weights has a depthwise-separable $3\times3$ convolution from 256 to 256 channels
+# (no bias, no batch norm)?
+
+# %%
+answer_09_2 = ...
+check("09.2", answer_09_2)
+
+# %% tags=["hide-cell"]
+# Solution: the measured count from section 2.
+check("09.2", layer_rows[1]["weights"])
+
+# %% [markdown]
+# ### Exercise 09.3
+# How large (per side) is the low-level (stride 4) feature map of a $513 \times 513$ crop?
+
+# %%
+answer_09_3 = ...
+check("09.3", answer_09_3)
+
+# %% tags=["hide-cell"]
+# Solution: 513 -> 257 -> 129.
+check("09.3", ((513 + 1) // 2 + 1) // 2)
+
+# %% tags=["remove-cell"]
+assert check("09.1", 304) and check("09.2", 9 * 256 + 256 * 256) and check("09.3", 129)
+
+# %% [markdown]
+# ## Training
+#
+# The training half of this chapter (training DeepLabv3+ and measuring its boundary accuracy against
+# DeepLabv3) is added by the training-engine work (issue #7) and is not written yet.

@@ -1,0 +1,54 @@
+"""Figures and widgets of chapters 05 and 09: ASPP footprints, stride oracles, boundary bands."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+from deeplab_edu.viz import aspp as vaspp
+from deeplab_edu.viz.decoder import band_accuracy, boundary_band, plot_stride_oracles, stride_oracle
+
+
+def test_branch_footprints_match_the_tap_geometry() -> None:
+    fps = vaspp.branch_footprints((6, 12, 18), size=33, position=(5, 16))
+    assert fps["1x1"].sum() == 1 and fps["image pooling"].all()
+    # rows 5 - r, 5, 5 + r and columns 16 - r, 16, 16 + r, kept when inside the 33 x 33 map
+    assert fps["rate 6"].sum() == 2 * 3 and fps["rate 12"].sum() == 2 * 3 and fps["rate 18"].sum() == 2 * 1
+    assert fps["rate 18"][5, 16] and fps["rate 18"][23, 16]
+
+
+def test_feature_size_rounds_up() -> None:
+    assert vaspp.feature_size(513, 16) == 33 and vaspp.feature_size(513, 8) == 65
+
+
+def test_footprint_figure_and_widget_build_without_front_end() -> None:
+    photo = torch.rand(3, 65, 65)
+    fig = vaspp.plot_branch_footprints(photo, vaspp.branch_footprints((1, 2, 3), 5), 16)
+    assert len(fig.axes) == 5
+    widget = vaspp.aspp_footprint_widget(photo, image_size=65)
+    assert widget.children
+
+
+def test_stride_oracle() -> None:
+    mask = torch.zeros(37, 41, dtype=torch.int64)
+    mask[10:30, 5:22] = 2
+    mask[0, 0] = 255
+    assert torch.equal(stride_oracle(mask, 1, 3)[1:], mask[1:])
+    coarse = stride_oracle(mask, 16, 3)
+    assert coarse.shape == mask.shape
+    acc4, acc16 = (band_accuracy(stride_oracle(mask, s, 3), mask, [2])[0] for s in (4, 16))
+    assert acc4 > acc16
+    with pytest.raises(ValueError, match="stride"):
+        stride_oracle(mask, 0, 3)
+
+
+def test_boundary_band() -> None:
+    mask = torch.zeros(10, 10, dtype=torch.int64)
+    mask[:, 5:] = 1
+    band = boundary_band(mask, 1)
+    assert band[:, 4:6].all() and not band[:, :4].any() and not band[:, 6:].any()
+    assert plot_stride_oracles(torch.rand(3, 10, 10), mask, (2, 4), 2, [(0, 0, 0), (255, 0, 0)]).axes
