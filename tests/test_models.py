@@ -6,6 +6,8 @@ from typing import Iterator
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from deeplab_edu.models import ASPP, ASPPv2, ImagePooling, atrous_rates_for, build_model
@@ -176,3 +178,50 @@ def test_bad_input_shape_is_named() -> None:
     model = build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=2).eval()
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         model(torch.rand(3, 32, 32))
+
+
+_TINY: dict[str, nn.Module] = {}
+
+
+def _tiny_model() -> nn.Module:
+    if "m" not in _TINY:
+        torch.manual_seed(0)
+        _TINY["m"] = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=2).eval()
+    return _TINY["m"]
+
+
+@settings(max_examples=12, deadline=None)
+@given(h=st.integers(min_value=9, max_value=90), w=st.integers(min_value=9, max_value=90))
+def test_output_matches_any_input_size(h: int, w: int) -> None:
+    with torch.no_grad():
+        assert _tiny_model()(torch.rand(1, 3, h, w))["out"].shape == (1, 2, h, w)
+
+
+def test_pretrained_backbone_from_a_local_file_reaches_the_model(tmp_path) -> None:
+    from torchvision.models import mobilenet_v3_large
+
+    torch.manual_seed(0)
+    ref = mobilenet_v3_large(weights=None)
+    path = tmp_path / "mobilenet_v3_large.pth"
+    torch.save(ref.state_dict(), path)
+    model = build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=2, pretrained_backbone=path)
+    torch.testing.assert_close(model.backbone.features[4].block[1][0].weight, ref.features[4].block[1][0].weight)
+
+
+def test_pretrained_backbone_offline_message(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import urllib.error
+
+    import torch.hub
+
+    from deeplab_edu.models.pretrained import PretrainedWeightsUnavailable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    with pytest.raises(PretrainedWeightsUnavailable, match="pretrained_backbone="):
+        build_model("deeplabv3", backbone="mobilenet_v3_large", pretrained_backbone=True)
