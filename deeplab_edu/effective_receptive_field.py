@@ -92,6 +92,8 @@ def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if float(erf.sum()) <= 0:
+        raise ValueError("the map is all zero: no gradient reached the input")
     m = erf / erf.sum()
     h, w = m.shape
     rows = torch.arange(h, dtype=m.dtype)

@@ -56,7 +56,7 @@ class LayerSpec:
     stride: int = 1
     padding: int = 0
     dilation: int = 1
-    name: str = ""
+    name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         for attr, low in (("kernel", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):

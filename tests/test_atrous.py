@@ -137,3 +137,21 @@ def test_cost_is_measured_and_independent_of_rate():
     assert len({r["params"] for r in rows}) == 1 and rows[0]["params"] == 8 * 8 * 9 + 8
     # counted from a forward pass, so it follows the real output size: 8*8*9 MACs per output pixel
     assert {r["MACs"] for r in rows} == {8 * 8 * 9 * 17 * 17}
+
+
+def test_figures_and_widget_build_without_a_front_end():
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.viz.atrous import atrous_widget, markdown_table, plot_cost_vs_rate, plot_eq1, plot_eq1_2d
+
+    ax = plot_eq1(12, 3, 2, 1, 2, output_index=3)
+    assert "x[1]·w[0] + x[3]·w[1] + x[5]·w[2]" in ax.get_title()
+    plot_eq1_2d(9, 3, 2, 1, 2, (1, 2))
+    plot_cost_vs_rate(cost_vs_rate((1, 2), channels=2, size=9))
+    with pytest.raises(ValueError, match="output_index must be in \\[0, 7\\]"):
+        plot_eq1(12, 3, 2, output_index=10)
+    widget = atrous_widget(input_size=5, kernel_size=3, rate=3)  # no output at these values: a message, no error
+    assert isinstance(widget, ipywidgets.VBox)
+    assert "1, 2" in markdown_table([{"a": 1, "b": "1, 2"}]).data
+    plt.close("all")

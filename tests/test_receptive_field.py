@@ -221,3 +221,22 @@ def test_compare_with_brute_force_grows_the_input_until_the_field_fits():
     assert row["receptive field (theory)"] == 427
     bad = compare_with_brute_force(model, input_size=101)  # too small: the region is clipped
     assert bad["agree"] is False
+
+
+def test_layer_stack_text_and_editor():
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.viz.receptive_field import DEFAULT_STACK, layer_stack_editor, parse_layer_stack, plot_layer_stack, stack_model
+
+    layers = parse_layer_stack("conv k=3 s=2\n# a comment\n\npool k=2 s=2\nconv k=3 d=4")
+    assert [sp for _, sp in layers] == [LayerSpec(3, 2, 1), LayerSpec(2, 2, 0), LayerSpec(3, 1, 4, 4)]
+    assert receptive_field_of(stack_model(layers)) == receptive_field([sp for _, sp in layers])
+    with pytest.raises(ValueError, match="line 2"):
+        parse_layer_stack("conv k=3\nconvolution 3x3")
+    with pytest.raises(ValueError, match="empty"):
+        parse_layer_stack("# nothing")
+    axes = plot_layer_stack("conv k=3 s=2\nconv k=3 d=2", torch.rand(3, 33, 35), samples=1)
+    assert "receptive field 11px" in axes[0].get_title()
+    assert isinstance(layer_stack_editor(DEFAULT_STACK, image=torch.rand(3, 40, 40)), ipywidgets.VBox)
+    plt.close("all")

@@ -78,7 +78,7 @@ def parse_layer_stack(text: str) -> list[tuple[str, LayerSpec]]:
 
 
 def stack_model(layers: Sequence[tuple[str, LayerSpec]], channels: int = 4, in_channels: int = 3, seed: int = 0) -> nn.Sequential:
-    """The randomly initialised network a parsed stack describes (conv + ReLU; max pooling)."""
+    """The randomly initialised network a parsed stack describes (conv + ReLU, max pooling; no final ReLU)."""
     torch.manual_seed(seed)
     mods: list[nn.Module] = []
     c = in_channels
@@ -88,6 +88,8 @@ def stack_model(layers: Sequence[tuple[str, LayerSpec]], channels: int = 4, in_c
             c = channels
         else:
             mods.append(nn.MaxPool2d(sp.kernel, sp.stride, sp.padding))
+    if isinstance(mods[-1], nn.ReLU):  # the output unit is a pre-activation: its gradient never dies
+        mods.pop()
     return nn.Sequential(*mods)
 
 
@@ -137,6 +139,9 @@ def plot_layer_stack(
     title = f"receptive field {rf.size}px, effective stride {rf.stride}"
     if effective:
         erf = effective_receptive_field(model, (h, w), samples=samples, output_index=(i, j))
+    if effective and float(erf.sum()) == 0:
+        title += "\neffective: no gradient reached the input (all units inactive)"
+    elif effective:
         axes[0].imshow(erf.numpy(), cmap="magma", alpha=0.85 * (erf / erf.max()).sqrt().numpy())
         side = mass_extent(erf, 0.9)
         cy, cx = rf.center(i), rf.center(j)
