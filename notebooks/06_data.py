@@ -263,6 +263,9 @@ print(f"image {w}x{h} scaled by 0.5 -> {w2}x{h2}, crop {crop}x{crop}")
 print(f"padding: {int(is_pad.sum())} pixels ({100 * float(is_pad.float().mean()):.1f} % of the crop; "
       f"expected {crop * crop - h2 * w2}), mask labels there: {pad_labels}")
 
+# %%
+fig = vdata.show_transform_samples(demo, 0, small, n=1)
+
 # %% tags=["remove-cell"]
 assert pad_labels == [255]
 assert abs(int(is_pad.sum()) - (crop * crop - h2 * w2)) <= 0.01 * crop * crop

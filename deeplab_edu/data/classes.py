@@ -1,6 +1,7 @@
 """Class lists: names, colour palettes and the ignore label of every data set in the course.
 
-Every data set in :mod:`deeplab_edu.data` labels pixels with *train ids* ``0 .. C-1`` and marks
+The data sets of the DeepLab experiments (DeepLabv2 Sec. 4) and CamVid: every data set in
+:mod:`deeplab_edu.data` labels pixels with *train ids* ``0 .. C-1`` and marks
 pixels that count neither in the loss nor in the metric with ``IGNORE_INDEX = 255`` (PASCAL VOC's
 convention, kept by the DeepLab papers: the VOC "void" boundary band, CamVid's *Unlabelled*, the
 Cityscapes ids that are not evaluated).

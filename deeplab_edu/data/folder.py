@@ -1,4 +1,5 @@
-"""A segmentation data set read from pairs of files (the base of the VOC, CamVid, Cityscapes loaders).
+"""A segmentation data set read from pairs of files: the base of the VOC, CamVid and Cityscapes
+loaders (the data sets of DeepLabv2 Sec. 4).
 
 Construction checks that every listed file exists, so a missing or incomplete data set fails at
 once with the list of missing files and what to do, instead of deep inside a ``DataLoader``.

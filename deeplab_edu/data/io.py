@@ -1,5 +1,8 @@
 """Reading image and label files, with checks that name the file and the problem.
 
+The data sets of the DeepLab experiments (PASCAL VOC 2012 and Cityscapes, DeepLabv2 Sec. 4) and
+CamVid (SegNet) store images as JPEG/PNG and labels as PNG class indices (VOC: palette PNGs).
+
 Segmentation data sets go wrong in a handful of ways, and each one, met deep inside a
 ``DataLoader`` worker, usually produces an unhelpful stack trace. Here each gets a clear error
 (or an unambiguous conversion):
