@@ -225,3 +225,17 @@ def test_pretrained_backbone_offline_message(tmp_path, monkeypatch: pytest.Monke
     monkeypatch.setattr(socket.socket, "connect", refuse)
     with pytest.raises(PretrainedWeightsUnavailable, match="pretrained_backbone="):
         build_model("deeplabv3", backbone="mobilenet_v3_large", pretrained_backbone=True)
+
+
+def test_aspp_l_branches_start_from_the_decimated_fc_layers() -> None:
+    fc = {
+        "fc6.weight": torch.randn(1024, 512, 3, 3), "fc6.bias": torch.randn(1024),
+        "fc7.weight": torch.randn(1024, 1024, 1, 1), "fc7.bias": torch.randn(1024),
+    }
+    aspp = ASPPv2(512, 3, (6, 12), hidden_channels=1024)
+    aspp.load_fc_weights(fc)
+    for branch in aspp.branches:
+        assert torch.equal(branch[0].weight, fc["fc6.weight"]) and torch.equal(branch[3].bias, fc["fc7.bias"])
+    assert [b[0].dilation[0] for b in aspp.branches] == [6, 12]  # same weights, different rates
+    with pytest.raises(ValueError, match="VGG-style"):
+        ASPPv2(16, 3, (1, 2)).load_fc_weights(fc)

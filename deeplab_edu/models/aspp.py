@@ -24,7 +24,7 @@ input) every branch has that problem, and :class:`ASPP` raises a ValueError that
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -235,6 +235,18 @@ class ASPPv2(nn.Module):
             for b in self.branches:  # DeepLab v2 initialises its classifiers with N(0, 0.01)
                 nn.init.normal_(b[0].weight, std=0.01)
                 nn.init.zeros_(b[0].bias)
+
+    def load_fc_weights(self, fc: Mapping[str, torch.Tensor]) -> None:
+        """Initialise every VGG-style branch's fc6/fc7 from ImageNet's decimated fc layers
+        (:func:`deeplab_edu.models.vgg.decimated_fc_weights`), as DeepLab v2 does for ASPP-L."""
+        if len(self.branches[0]) == 1:
+            raise ValueError("load_fc_weights needs VGG-style branches (hidden_channels=1024)")
+        with torch.no_grad():
+            for b in self.branches:
+                b[0].weight.copy_(fc["fc6.weight"])
+                b[0].bias.copy_(fc["fc6.bias"])
+                b[3].weight.copy_(fc["fc7.weight"])
+                b[3].bias.copy_(fc["fc7.bias"])
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:

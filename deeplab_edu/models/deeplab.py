@@ -26,7 +26,8 @@ from torch import nn
 from .aspp import ASPP, ASPPv2, atrous_rates_for
 from .backbones import BACKBONES, build_backbone, check_output_stride
 from .heads import Decoder, FCNHead
-from .pretrained import PretrainedSource
+from .pretrained import PretrainedSource, load_pretrained_state_dict
+from .vgg import decimated_fc_weights
 
 __all__ = ["MODELS", "DeepLab", "DeepLabV1", "DeepLabV2", "DeepLabV3", "DeepLabV3Plus", "build_model", "default_atrous_rates"]
 
@@ -174,7 +175,8 @@ def build_model(
     Args:
         name: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"``.
         backbone: ``"resnet50"`` (default), ``"resnet101"``, ``"mobilenet_v3_large"``, or ``"vgg16"``
-            (v1 needs it and defaults to it; v2 accepts it: "ASPP-L" branches with fc6/fc7/fc8).
+            (v1 needs it and defaults to it; v2 accepts it: "ASPP-L" branches with fc6/fc7/fc8, whose
+            fc6/fc7 start from ImageNet's decimated fc layers when ``pretrained_backbone`` is given).
         num_classes: classes to score (21 for PASCAL VOC).
         output_stride: 8, 16 or 32; default 8 for v1/v2 and 16 for v3/v3+ (as in the papers).
         pretrained_backbone: ``True`` for torchvision's ImageNet weights, or a path to a local copy.
@@ -209,8 +211,12 @@ def build_model(
         raise ValueError(f"atrous_rates must be positive integers, got {atrous_rates!r}")
 
     bb_kwargs: dict = {}
+    vgg_state = None
     if backbone == "vgg16":
         bb_kwargs["largefov"] = name == "deeplabv1"
+        if name == "deeplabv2":  # the ASPP-L branches need ImageNet's fc6/fc7 too: load once, use twice
+            vgg_state = load_pretrained_state_dict("vgg16", pretrained_backbone)
+            pretrained_backbone = False
     body = build_backbone(
         backbone, output_stride=output_stride, multi_grid=multi_grid, extra_blocks=extra_blocks,
         pretrained=pretrained_backbone, **bb_kwargs,
@@ -225,7 +231,11 @@ def build_model(
         return DeepLabV1(body, num_classes, aux_loss)
     if name == "deeplabv2":
         hidden = 1024 if backbone == "vgg16" else None
-        return DeepLabV2(body, ASPPv2(body.out_channels, num_classes, rates, hidden_channels=hidden), num_classes, aux_loss)
+        aspp_v2 = ASPPv2(body.out_channels, num_classes, rates, hidden_channels=hidden)
+        if vgg_state is not None:
+            body.load_torchvision_state_dict(vgg_state)
+            aspp_v2.load_fc_weights(decimated_fc_weights(vgg_state))
+        return DeepLabV2(body, aspp_v2, num_classes, aux_loss)
     sep = bool(separable) if separable is not None else name == "deeplabv3plus"
     aspp = ASPP(
         body.out_channels, rates, image_pooling=image_pooling, separable=sep, dropout=0.1 if dropout is None else dropout

@@ -22,10 +22,25 @@ from torch import nn
 
 from .backbones import check_output_stride
 
-__all__ = ["VGG16Backbone"]
+__all__ = ["VGG16Backbone", "decimated_fc_weights"]
 
 # (out_channels per conv, or a pool tag); the layout gives torchvision's vgg16 feature indices.
 _LAYOUT = [64, 64, "P2", 128, 128, "P2", 256, 256, 256, "P2", 512, 512, 512, "P1", 512, 512, 512, "P1"]
+
+
+def decimated_fc_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fc6 (1024 x 512 x 3 x 3) and fc7 (1024 x 1024 x 1 x 1) decimated from torchvision's VGG-16.
+
+    DeepLab v1 sec. 4.1: keep every 4th filter of fc6/fc7 (4096 -> 1024) and every 3rd spatial tap
+    of fc6's 7 x 7 window (-> 3 x 3), so that the convolutional fc layers start from ImageNet.
+    """
+    w6 = state_dict["classifier.0.weight"].reshape(4096, 512, 7, 7)
+    return {
+        "fc6.weight": w6[::4, :, ::3, ::3].clone(),
+        "fc6.bias": state_dict["classifier.0.bias"][::4].clone(),
+        "fc7.weight": state_dict["classifier.3.weight"][::4, ::4, None, None].clone(),
+        "fc7.bias": state_dict["classifier.3.bias"][::4].clone(),
+    }
 
 
 class VGG16Backbone(nn.Module):
@@ -80,12 +95,11 @@ class VGG16Backbone(nn.Module):
         feats = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
         self.features.load_state_dict(feats)
         if self.largefov:
-            w6 = state_dict["classifier.0.weight"].reshape(4096, 512, 7, 7)
+            fc = decimated_fc_weights(state_dict)
             with torch.no_grad():
-                self.fc6.weight.copy_(w6[::4, :, ::3, ::3])
-                self.fc6.bias.copy_(state_dict["classifier.0.bias"][::4])
-                self.fc7.weight.copy_(state_dict["classifier.3.weight"][::4, ::4, None, None])
-                self.fc7.bias.copy_(state_dict["classifier.3.bias"][::4])
+                for name, value in fc.items():
+                    layer, kind = name.split(".")
+                    getattr(getattr(self, layer), kind).copy_(value)
 
     def set_output_stride(self, output_stride: int) -> None:
         """Only output stride 8 is supported (DeepLab v1/v2's configuration)."""
