@@ -170,7 +170,7 @@ vos.feature_map_widget(photo, features)
 
 # %%
 input_size = config.choose(smoke=65, cpu=513, gpu=513)
-repeats, warmup = config.choose(smoke=(1, 0), cpu=(3, 1), gpu=(10, 3))
+repeats, warmup = config.choose(smoke=(1, 1), cpu=(3, 1), gpu=(10, 3))
 device = config.device()
 hw = hardware()
 print(f"input {input_size} x {input_size}, profile '{config.profile()}', device {device}, "

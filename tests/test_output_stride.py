@@ -24,19 +24,30 @@ def test_expected_feature_size_for_513() -> None:
     assert vos.expected_feature_size(512, 16) == 32
 
 
-@pytest.mark.parametrize("size", [33, 65, 97, 50])
-def test_feature_map_sizes_of_the_real_backbone_for_odd_inputs(backbone: torch.nn.Module, size: int) -> None:
-    x = torch.randn(1, 3, size, size)           # batch size 1
+def test_feature_map_sizes_of_the_real_backbone_for_an_odd_input(backbone: torch.nn.Module) -> None:
+    x = torch.randn(1, 3, 33, 33)               # batch size 1, odd size, real arithmetic
     try:
         for os_ in (32, 16, 8):
             backbone.set_output_stride(os_)
             with torch.no_grad():
                 out = backbone(x)
-            side = vos.expected_feature_size(size, os_)
-            assert tuple(out["out"].shape) == (1, 2048, side, side), (size, os_)
-            assert out["low_level"].shape[-1] == vos.expected_feature_size(size, 4)
+            side = vos.expected_feature_size(33, os_)
+            assert tuple(out["out"].shape) == (1, 2048, side, side), os_
+            assert out["low_level"].shape[-1] == vos.expected_feature_size(33, 4)
     finally:
         backbone.set_output_stride(16)
+
+
+@pytest.mark.parametrize("size", [65, 97, 101, 513, 50])
+def test_feature_map_sizes_for_odd_inputs_on_the_meta_device(size: int) -> None:
+    """Shapes only (PyTorch's meta device runs the real layers' shape rules without arithmetic)."""
+    with torch.device("meta"):
+        net = build_backbone("resnet50", output_stride=32)
+    x = torch.empty(1, 3, size, size, device="meta")
+    for os_ in (32, 16, 8):
+        net.set_output_stride(os_)
+        side = vos.expected_feature_size(size, os_)
+        assert tuple(net(x)["out"].shape) == (1, 2048, side, side), (size, os_)
 
 
 def test_non_square_input_on_the_meta_device() -> None:
@@ -48,9 +59,9 @@ def test_non_square_input_on_the_meta_device() -> None:
 
 def test_dense_features_contain_the_strided_ones(backbone: torch.nn.Module) -> None:
     """The atrous algorithm: same weights, OS 8 at every 4th position == OS 32 (up to rounding)."""
-    image = torch.rand(3, 65, 65, generator=torch.Generator().manual_seed(1))
+    image = torch.rand(3, 49, 49, generator=torch.Generator().manual_seed(1))
     feats = vos.photo_features(backbone, image, (32, 16, 8))
-    assert {k: v.shape[-1] for k, v in feats.items()} == {32: 3, 16: 5, 8: 9}
+    assert {k: v.shape[-1] for k, v in feats.items()} == {32: 2, 16: 4, 8: 7}
     diffs = vos.dense_vs_strided_difference(feats)
     assert set(diffs) == {(8, 16), (8, 32), (16, 32)}
     assert max(diffs.values()) < 1e-4
@@ -61,7 +72,7 @@ def test_multi_grid_breaks_the_equivalence() -> None:
     """With multi-grid the OS-16 network is a different function: the check must notice."""
     torch.manual_seed(0)
     net = build_backbone("resnet50", output_stride=16, multi_grid=(1, 2, 4)).eval()
-    image = torch.rand(3, 65, 65, generator=torch.Generator().manual_seed(2))
+    image = torch.rand(3, 49, 49, generator=torch.Generator().manual_seed(2))
     feats = vos.photo_features(net, image, (32, 16))
     assert vos.dense_vs_strided_difference(feats)[(16, 32)] > 1e-3
 
