@@ -116,7 +116,7 @@ fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 # follows the profile.
 
 # %%
-n_stats = config.choose(smoke=40, cpu=300, gpu=1000)
+n_stats = config.choose(smoke=24, cpu=300, gpu=1000)
 stats_ds = ProceduralScenes(length=n_stats, size=256, seed=0)
 rendered = [stats_ds.render(i) for i in range(n_stats)]  # (image, mask, info) per scene
 masks = [mask for _, mask, _ in rendered]
@@ -187,7 +187,7 @@ assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
 # %%
 from deeplab_edu.data.procedural import benchmark
 
-n_bench = config.choose(smoke=20, cpu=200, gpu=300)
+n_bench = config.choose(smoke=12, cpu=200, gpu=300)
 speed = {size: benchmark(size, n_bench if size == 256 else max(10, n_bench // 3)) for size in (256, 513)}
 for size, r in speed.items():
     print(f"{size} x {size}: {r['images_per_cpu_s']:6.0f} images per CPU-second, "
