@@ -27,6 +27,8 @@ __all__ = [
     "CITYSCAPES",
     "CITYSCAPES_ID_TO_TRAIN_ID",
     "cityscapes_lut",
+    "PROCEDURAL",
+    "SCENE_TYPES",
 ]
 
 #: The label of pixels that are ignored by the loss and the metric.
@@ -157,3 +159,18 @@ def cityscapes_lut() -> np.ndarray:
     for lid, tid in CITYSCAPES_ID_TO_TRAIN_ID.items():
         lut[lid] = tid
     return lut
+
+
+# The procedural scenes (deeplab_edu.data.procedural).
+PROCEDURAL = ClassInfo(
+    "procedural",
+    ("background", "disc", "box", "triangle", "ring", "wire", "car", "boat"),
+    (
+        (40, 40, 40), (230, 25, 75), (60, 180, 75), (255, 225, 25),
+        (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+    ),
+)
+#: The two scene types of the procedural scenes; they decide whether a vehicle is a ``car`` or a ``boat``.
+SCENE_TYPES = ("land", "water")
+
+BACKGROUND, DISC, BOX, TRIANGLE, RING, WIRE, CAR, BOAT = range(8)

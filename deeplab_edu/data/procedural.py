@@ -40,7 +40,6 @@ notebook ``06_data`` measures the figure live on your machine.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -49,22 +48,34 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .classes import IGNORE_INDEX, ClassInfo
-
-__all__ = ["PROCEDURAL", "SCENE_TYPES", "ProceduralScenes", "SceneInfo", "render_scene"]
-
-PROCEDURAL = ClassInfo(
-    "procedural",
-    ("background", "disc", "box", "triangle", "ring", "wire", "car", "boat"),
-    (
-        (40, 40, 40), (230, 25, 75), (60, 180, 75), (255, 225, 25),
-        (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-    ),
+from .classes import (
+    BACKGROUND,
+    BOAT,
+    BOX,
+    CAR,
+    DISC,
+    IGNORE_INDEX,
+    PROCEDURAL,
+    RING,
+    SCENE_TYPES,
+    TRIANGLE,
+    WIRE,
 )
-#: The two scene types; they decide whether a vehicle is a ``car`` or a ``boat``.
-SCENE_TYPES = ("land", "water")
+from .drawing import background, boundary_band, clutter, fill, random_colour, shape_mask, wire
 
-BACKGROUND, DISC, BOX, TRIANGLE, RING, WIRE, CAR, BOAT = range(8)
+__all__ = [
+    "PROCEDURAL",
+    "SCENE_TYPES",
+    "BACKGROUND",
+    "CAR",
+    "BOAT",
+    "WIRE",
+    "ProceduralScenes",
+    "SceneInfo",
+    "render_scene",
+    "benchmark",
+]
+
 _SHAPES = (DISC, BOX, TRIANGLE, RING, "vehicle")
 # Relative frequency of each shape; vehicles are common so the context pair is well sampled.
 _SHAPE_P = np.array([0.18, 0.18, 0.18, 0.16, 0.30])
@@ -81,144 +92,6 @@ class SceneInfo:
 
 
 # ----------------------------------------------------------------------------- helpers
-@functools.lru_cache(maxsize=64)
-def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """Bilinear interpolation as a matrix (n_out, n_in) (align_corners=False, edge clamped)."""
-    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5
-    pos = np.clip(pos, 0, n_in - 1)
-    i0 = np.floor(pos).astype(int)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w = pos - i0
-    m = np.zeros((n_out, n_in), dtype=np.float32)
-    m[np.arange(n_out), i0] += (1 - w).astype(np.float32)
-    m[np.arange(n_out), i1] += w.astype(np.float32)
-    return m
-
-
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
-    """Smooth random field (h, w): a ``cells``-per-side grid of normals, bilinearly upsampled."""
-    gh = max(2, round(cells * h / max(h, w)))
-    gw = max(2, round(cells * w / max(h, w)))
-    low = rng.standard_normal((gh, gw), dtype=np.float32)
-    return _interp_matrix(h, gh) @ low @ _interp_matrix(w, gw).T
-
-
-@functools.lru_cache(maxsize=16)
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    return (np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :])
-
-
-def _random_colour(rng: np.random.Generator) -> np.ndarray:
-    """A saturated-ish random RGB colour in [0.05, 0.95]."""
-    c = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
-    k = rng.integers(3)
-    c[k] = 0.5 * c[k] + (0.5 if c[k] < 0.5 else 0.0)  # push one channel away from the others
-    return c
-
-
-def _background(rng: np.random.Generator, h: int, w: int, scene: int) -> np.ndarray:
-    """Textured background (3, h, w): blotches for land, horizontal waves for water."""
-    yy, xx = _grid(h, w)
-    s = max(h, w)
-    if scene == 0:  # land: green-brown base, blotchy two-octave texture
-        base = np.array([0.40, 0.45, 0.22], np.float32) + rng.uniform(-0.12, 0.12, 3).astype(np.float32)
-        tex = 0.10 * _smooth_noise(rng, h, w, 6) + 0.06 * _smooth_noise(rng, h, w, 24)
-        tint = np.array([1.0, 0.8, 1.2], np.float32)[:, None, None]
-    else:  # water: blue-grey base, wavy stripes
-        base = np.array([0.22, 0.36, 0.52], np.float32) + rng.uniform(-0.12, 0.12, 3).astype(np.float32)
-        period = s * rng.uniform(0.02, 0.05)
-        warp = _smooth_noise(rng, h, w, 5) * rng.uniform(1.0, 3.0)
-        tex = 0.09 * np.sin(yy * (2 * math.pi / period) + warp + 0.02 * xx)
-        tint = np.array([0.8, 1.0, 1.2], np.float32)[:, None, None]
-    return base[:, None, None] + tint * tex[None]
-
-
-def _shape_mask(kind: Any, u: np.ndarray, v: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of a shape in normalised, rotated coordinates (u, v in units of ``radius``)."""
-    if kind == DISC:
-        return u * u + v * v <= 1.0
-    if kind == BOX:
-        a = rng.uniform(0.55, 0.8)
-        b = rng.uniform(0.55, 0.8)
-        return (np.abs(u) <= a) & (np.abs(v) <= b)
-    if kind == TRIANGLE:  # equilateral, inscribed in the unit circle (inradius 0.5)
-        m = v <= 0.5
-        for ang in (math.radians(210), math.radians(330)):
-            m &= u * math.cos(ang) + v * math.sin(ang) <= 0.5
-        return m
-    if kind == RING:
-        d2 = u * u + v * v
-        wall = max(rng.uniform(0.15, 0.35), 1.5 / max(radius, 1e-6))
-        inner = max(0.0, 1.0 - wall)
-        return (d2 <= 1.0) & (d2 >= inner * inner)
-    if kind == "vehicle":  # a hull (capsule) with a cabin on top: same shape for car and boat
-        uc = np.clip(u, -0.55, 0.55)
-        body = (u - uc) ** 2 + (v - 0.15) ** 2 <= 0.42**2
-        cabin = (np.abs(u + 0.1) <= 0.3 + 0.5 * (v + 0.6)) & (v >= -0.6) & (v <= -0.2)
-        return body | cabin
-    raise ValueError(f"unknown shape {kind!r}")
-
-
-def _fill(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Object appearance (3, h, w): a random colour with flat, striped or shaded texture."""
-    c = _random_colour(rng)[:, None, None]
-    style = rng.integers(3)
-    if style == 0:
-        return np.broadcast_to(c, (3, *u.shape))
-    if style == 1:
-        f = rng.uniform(4, 12)
-        return c * (1.0 + 0.25 * np.sin(f * u))[None]
-    return c * (1.0 - 0.3 * v)[None]
-
-
-def _wire(rng: np.random.Generator, h: int, w: int) -> tuple[tuple[slice, slice], np.ndarray, float]:
-    """A long straight 1-3 px wide line: (bbox, mask inside bbox, length)."""
-    s = max(h, w)
-    y0, x0 = rng.uniform(0, h), rng.uniform(0, w)
-    ang = rng.uniform(0, math.pi)
-    length = s * rng.uniform(0.3, 1.2)
-    dy, dx = math.sin(ang), math.cos(ang)
-    y1, x1 = y0 + dy * length, x0 + dx * length
-    width = rng.uniform(1.0, 3.0) * max(1.0, s / 256) ** 0.5
-    pad = width
-    ys = slice(max(0, int(min(y0, y1) - pad)), min(h, int(math.ceil(max(y0, y1) + pad)) + 1))
-    xs = slice(max(0, int(min(x0, x1) - pad)), min(w, int(math.ceil(max(x0, x1) + pad)) + 1))
-    if ys.start >= ys.stop or xs.start >= xs.stop:
-        return (ys, xs), np.zeros((0, 0), bool), length
-    yy = np.arange(ys.start, ys.stop, dtype=np.float32)[:, None] + 0.5 - y0
-    xx = np.arange(xs.start, xs.stop, dtype=np.float32)[None, :] + 0.5 - x0
-    along = xx * dx + yy * dy
-    across = np.abs(-xx * dy + yy * dx)
-    m = (across <= width / 2) & (along >= 0) & (along <= length)
-    return (ys, xs), m, length
-
-
-def _clutter(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """An irregular blob (radius modulated by a few harmonics of the angle)."""
-    theta = np.arctan2(v, u)
-    r = 0.7 + sum(rng.uniform(-0.12, 0.12) * np.cos(k * theta + rng.uniform(0, 6.3)) for k in (2, 3, 5))
-    return u * u + v * v <= r * r
-
-
-def _boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` pixels (city-block) of a label change."""
-    edge = np.zeros(mask.shape, bool)
-    dh = mask[1:, :] != mask[:-1, :]
-    dw = mask[:, 1:] != mask[:, :-1]
-    edge[1:, :] |= dh
-    edge[:-1, :] |= dh
-    edge[:, 1:] |= dw
-    edge[:, :-1] |= dw
-    for _ in range(width - 1):
-        grown = edge.copy()
-        grown[1:, :] |= edge[:-1, :]
-        grown[:-1, :] |= edge[1:, :]
-        grown[:, 1:] |= edge[:, :-1]
-        grown[:, :-1] |= edge[:, 1:]
-        edge = grown
-    return edge
-
-
 # ----------------------------------------------------------------------------- the scene
 def render_scene(
     seed: int,
@@ -244,7 +117,7 @@ def render_scene(
     rng = np.random.default_rng([seed, index])
     scene = int(rng.integers(2))
     info = SceneInfo(SCENE_TYPES[scene])
-    img = _background(rng, h, w, scene)
+    img = background(rng, h, w, scene)
     mask = np.zeros((h, w), np.uint8)
     inst = np.zeros((h, w) if with_visible else (1, 1), np.uint8)  # instance ids, for visible areas
     s = max(h, w)
@@ -265,9 +138,9 @@ def render_scene(
 
     for kind, shape_idx, radius in items:
         if kind == "wire":
-            (ys, xs), m, length = _wire(rng, h, w)
+            (ys, xs), m, length = wire(rng, h, w)
             cls = WIRE
-            colour = (_random_colour(rng) * rng.uniform(0.3, 0.8))[:, None, None]
+            colour = (random_colour(rng) * rng.uniform(0.3, 0.8))[:, None, None]
             look = np.broadcast_to(colour, (3, *m.shape))
             size_px = length
         else:
@@ -283,7 +156,7 @@ def render_scene(
             yy = (np.arange(ys.start, ys.stop, dtype=np.float32)[:, None] + 0.5 - cy) / r
             xx = (np.arange(xs.start, xs.stop, dtype=np.float32)[None, :] + 0.5 - cx) / r
             if kind == "clutter":
-                m = _clutter(rng, xx, yy)
+                m = clutter(rng, xx, yy)
                 look = rng.uniform(0, 1, (3, *m.shape)).astype(np.float32)
                 cls = IGNORE_INDEX
             else:
@@ -293,8 +166,8 @@ def render_scene(
                 u, v = xx * ca + yy * sa, -xx * sa + yy * ca
                 if shape == "vehicle" and rng.random() < 0.5:
                     u = -u  # facing left or right
-                m = _shape_mask(shape, u, v, r, rng)
-                look = _fill(rng, u, v)
+                m = shape_mask(shape, u, v, r, rng)
+                look = fill(rng, u, v)
                 cls = (CAR if scene == 0 else BOAT) if shape == "vehicle" else int(shape)
             size_px = 2 * r
         if m.size == 0 or not m.any():
@@ -324,7 +197,7 @@ def render_scene(
     np.clip(img, 0.0, 1.0, out=img)
 
     if boundary_ignore > 0:
-        mask[_boundary_band(mask, boundary_ignore)] = IGNORE_INDEX
+        mask[boundary_band(mask, boundary_ignore)] = IGNORE_INDEX
     if with_visible:
         counts = np.bincount(inst.ravel(), minlength=len(info.classes) + 1)
         info.visible_pixels = [int(k) for k in counts[1 : len(info.classes) + 1]]
