@@ -292,3 +292,33 @@ def test_build_dataset_errors():
         build_dataset("procedural", "train", root="/tmp")
     with pytest.raises(TypeError, match="unexpected arguments"):
         build_dataset("camvid", "train", size=3)
+
+
+# ---------------------------------------------------------------- where data is looked for
+def test_search_order(tmp_path, monkeypatch):
+    from deeplab_edu.data import paths
+
+    home = tmp_path / "data_home"
+    assert paths.data_home() == home  # from DEEPLAB_EDU_DATA (set by the fixture)
+    monkeypatch.setenv("DEEPLAB_EDU_CAMVID", str(tmp_path / "mine"))
+    cands = paths.candidate_roots("camvid")
+    assert cands[0] == tmp_path / "mine" and cands[-1] == home / "camvid"
+    assert cands[1].parts[-3:] == ("shared", "data", "camvid")
+    (tmp_path / "mine").mkdir()
+    assert paths.find_dataset_root("camvid") == tmp_path / "mine"
+    assert paths.find_camvid() in (None, *cands[1:])  # no train.txt in 'mine': skipped
+    (tmp_path / "mine" / "train.txt").write_text("x\n")
+    assert paths.find_camvid() == tmp_path / "mine"
+    monkeypatch.delenv("DEEPLAB_EDU_DATA")
+    assert paths.data_home().parts[-3:] == (".cache", "deeplab_edu", "data")
+
+
+def test_sbd_download_offline_gives_clear_error(tmp_path, monkeypatch):
+    make_voc_tree(tmp_path)
+
+    def fail(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", fail)
+    with pytest.raises(DatasetNotFoundError, match=r"downloading SBD(.|\n)*failed(.|\n)*benchmark"):
+        VOCSegmentation(tmp_path, "trainaug", download=True)
