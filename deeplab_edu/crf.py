@@ -262,7 +262,8 @@ def _dense_weights(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
             f"(limit {4 * MAX_EXACT_PIXELS} pixels); use method='approx'"
         )
     pos = _positions(h, w, rgb.device, rgb.dtype)
-    k_bil = _gaussian(_bilateral_features(rgb, params), _bilateral_features(rgb, params))
+    feats = _bilateral_features(rgb, params)
+    k_bil = _gaussian(feats, feats)
     k_sp = _gaussian(pos / params.theta_gamma, pos / params.theta_gamma)
     return params.w_bilateral * _normalise_dense(k_bil, params) + params.w_spatial * _normalise_dense(k_sp, params)
 

@@ -31,7 +31,7 @@ def _rgb(image: torch.Tensor) -> np.ndarray:
 def plot_kernels(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams = DEEPLAB_RELEASED) -> Figure:
     """Where one pixel sends its messages: the appearance (bilateral) and smoothness kernels."""
     maps = kernel_maps(image, pixel, params)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), layout="constrained")
     axes[0].imshow(_rgb(image))
     axes[0].set_title("image and the chosen pixel")
     for ax, key, title in (
@@ -45,7 +45,6 @@ def plot_kernels(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams 
         ax.plot(pixel[1], pixel[0], marker="+", color="cyan", markersize=14, markeredgewidth=2)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
     return fig
 
 
@@ -62,12 +61,11 @@ def plot_refinement(
     panels = [_rgb(image), overlay(image, colorize(before, palette), 0.6), overlay(image, colorize(after, palette), 0.6)]
     if target is not None:
         panels.append(colorize(target, palette))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.6))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.9), layout="constrained")
     for ax, panel, title in zip(np.atleast_1d(axes), panels, titles):
         ax.imshow(panel)
         ax.set_title(title)
         ax.axis("off")
-    fig.tight_layout()
     return fig
 
 
@@ -87,12 +85,11 @@ def plot_free_energy(energies: Sequence[float], *, label: str = "") -> Figure:
 def plot_iterations(history: Sequence[torch.Tensor], label: int, steps: Sequence[int] = (0, 1, 2, 10)) -> Figure:
     """Belief in class ``label`` after the given iterations, like DeepLab v2 Fig. 5 (second row)."""
     steps = [s for s in steps if s < len(history)]
-    fig, axes = plt.subplots(1, len(steps), figsize=(3.0 * len(steps), 3.2))
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.0 * len(steps), 3.4), layout="constrained")
     for ax, s in zip(np.atleast_1d(axes), steps):
         ax.imshow(history[s][label].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_title("network output" if s == 0 else f"CRF iteration {s}")
         ax.axis("off")
-    fig.tight_layout()
     return fig
 
 
