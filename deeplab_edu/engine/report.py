@@ -1,0 +1,52 @@
+"""Figures of a training run and of an evaluation: the learning curves and the strategy comparison."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+__all__ = ["plot_history", "plot_metric_bars"]
+
+
+def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pair: Any = None) -> Any:
+    """Two panels: training loss and validation mIoU (%) against the iteration."""
+    import matplotlib.pyplot as plt
+
+    train = [r for r in history if r.get("split") == "train"]
+    val = [r for r in history if r.get("split") == "val"]
+    if ax_pair is None:
+        fig, ax_pair = plt.subplots(1, 2, figsize=(9, 3.2))
+    else:
+        fig = ax_pair[0].figure
+    a, b = ax_pair
+    a.plot([r["iteration"] for r in train], [r["loss"] for r in train], marker=".", color="tab:blue")
+    a.set_xlabel("iteration")
+    a.set_ylabel("training loss")
+    b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker="o", color="tab:green")
+    b.set_xlabel("iteration")
+    b.set_ylabel("validation mIoU (%)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(values: Mapping[str, float], *, ylabel: str = "mIoU (%)", title: str = "",
+                     scale: float = 100.0) -> Any:
+    """A bar per entry (label -> value in [0, 1], drawn as percent), value printed on each bar."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(values), 3.2))
+    labels = list(values)
+    heights = [scale * values[k] for k in labels]
+    bars = ax.bar(range(len(labels)), heights, color="tab:purple")
+    ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right")
+    ax.set_ylabel(ylabel)
+    for bar, h in zip(bars, heights):
+        ax.annotate(f"{h:.1f}", (bar.get_x() + bar.get_width() / 2, h), ha="center", va="bottom", fontsize=9)
+    if title:
+        ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

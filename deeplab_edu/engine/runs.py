@@ -1,0 +1,53 @@
+"""Train a run once, reuse it afterwards: what the notebooks call instead of training every time.
+
+:func:`train_or_load` looks for the finished checkpoint of a run in its output folder. When it is
+there the model is rebuilt from it and nothing is trained; when the run is missing (or was
+interrupted) it is trained (resuming where it stopped). A notebook therefore says "skipping training:
+found ..." on a second execution, and a teacher can train once before class.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .config import TrainConfig, load_config
+
+__all__ = ["train_or_load"]
+
+
+def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
+                  **overrides: Any) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
+    """Return ``(model in eval mode, history, config)`` of the run in ``out_dir``, training it if needed.
+
+    Args:
+        preset: a preset name or YAML file (see :func:`~deeplab_edu.engine.config.list_presets`).
+        out_dir: the run's folder (checkpoints, metrics.csv, metrics.json).
+        **overrides: settings that replace the preset's.
+    """
+    from ..inference import load_model
+    from .trainer import Trainer
+
+    cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
+    last = Path(out_dir) / "checkpoints" / "last.pt"
+    if last.is_file():
+        state = load_checkpoint(last)
+        same = {k: v for k, v in state.get("config", {}).items() if k not in ("out_dir", "resume", "progress")} == \
+            {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "resume", "progress")}
+        if same and int(state.get("iteration", -1)) >= cfg.iterations:
+            if verbose:
+                print(f"skipping training: found the finished run {last} ({cfg.iterations} iterations)")
+            model, _ = load_model(last)
+            return model, list(state.get("history", [])), cfg
+        if not same:
+            raise ValueError(f"{out_dir} holds a run with other settings; delete the folder or choose another out_dir")
+    cfg.resume = True
+    trainer = Trainer(cfg)
+    result = trainer.fit()
+    model = trainer.model.eval()
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return model, result["history"], cfg
