@@ -57,8 +57,8 @@ def build_dataset(
     if key == "procedural":
         if split not in PROCEDURAL_SPLIT_SEED_OFFSET:
             raise ValueError(f"split must be one of {tuple(PROCEDURAL_SPLIT_SEED_OFFSET)} for procedural, got {split!r}")
-        if root is not None or download:
-            raise ValueError("the procedural data set is generated: it takes no root= and no download=")
+        if root is not None:
+            raise ValueError("the procedural data set is generated: it takes no root= (download= is ignored)")
         seed = int(kwargs.pop("seed", 0)) + PROCEDURAL_SPLIT_SEED_OFFSET[split]
         kwargs.setdefault("length", 1000 if split == "train" else 200)
         return ProceduralScenes(seed=seed, transform=transform, **kwargs)
