@@ -228,7 +228,7 @@ assert scores.shape[-1] == (side - 1) // 8 + 1 and out.shape[-2:] == (side, side
 # pixels of its own colour; the smoothness kernel is a small blob.
 
 # %%
-from deeplab_edu.crf import DEEPLAB_RELEASED, CRFParams, free_energy, mean_field, unary_from_logits
+from deeplab_edu.crf import DEEPLAB_RELEASED, free_energy, mean_field, unary_from_logits
 from deeplab_edu.crf_eval import boundary_band, coarse_scores, evaluate_crf, grid_search
 from deeplab_edu.data import ProceduralScenes
 from deeplab_edu.viz import crf as crf_viz
@@ -462,8 +462,9 @@ crf_viz.crf_widget(image_t, unary_from_logits(logits_t), scenes.palette, best, t
 # %% [markdown]
 # ## After v2: the CRF is dropped
 #
-# The CRF is a post-processing step with hand-tuned parameters, trained separately from the
-# network ("piecewise", v1 sec. 5), and it costs about 0.5 s per image on a CPU (v2 sec. 1).
+# The CRF is a post-processing step whose parameters are set by a grid search after the network
+# is trained ("piecewise training", v1 sec. 5), and mean-field inference costs about 0.5 s per
+# image on a CPU (v2 sec. 1).
 # Follow-up work unrolled mean field into the network (CRF-as-RNN) or learned the pairwise
 # terms (v2 sec. 2). DeepLabv3 {cite:p}`chen2017deeplabv3` instead made the network itself
 # better at multiple scales and boundaries (ASPP with image-level features, batch
@@ -473,8 +474,19 @@ crf_viz.crf_widget(image_t, unary_from_logits(logits_t), scenes.palette, best, t
 # Fig. 10 had already shown the trend: ResNet-101 *before* the CRF is about as accurate along
 # boundaries as VGG-16 *after* it.
 #
-# The module remains useful: `DenseCRF()(logits, image)` post-processes the output of any model
-# in this course.
+# The module remains useful: `DenseCRF` post-processes the output of any model in this course,
+# batch in, batch out, next to `model(x)["out"]`:
+
+# %%
+from deeplab_edu.crf import DenseCRF
+
+crf = DenseCRF(best)
+probs = crf(logits_t[None], image_t[None])  # logits (B, L, H, W) and the [0, 1] images (B, 3, H, W)
+print(crf)
+print("refined probabilities:", tuple(probs.shape))
+
+# %% tags=["remove-cell"]
+assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t, best), atol=1e-5)
 
 # %% [markdown]
 # ## Exercises
@@ -504,7 +516,8 @@ check("07.2", answer_07_2)
 
 # %% tags=["hide-cell"]
 # Solution: weights plus one bias per filter; the model agrees
-check("07.2", 3 * 3 * 512 * 1024 + 1024), count_parameters(v1.backbone.fc6)
+print(f"counted in the model: {count_parameters(v1.backbone.fc6):,}")
+check("07.2", 3 * 3 * 512 * 1024 + 1024)
 
 # %% [markdown]
 # ### Exercise 07.3

@@ -69,6 +69,7 @@ def _reference_update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tens
         lambda u, m: torch.exp(-u + m),
         lambda u, m: torch.softmax(u + m, dim=0),
         lambda u, m: torch.softmax(-u + m, dim=1),
+        lambda u, m: None,
     ),
     hint="Q_i(l) is proportional to exp(-unary_i(l) + message_i(l)); normalise over the labels (dimension 0).",
 )
@@ -79,6 +80,8 @@ def _update(answer: Any) -> str | None:
     unary = torch.rand(4, 6, generator=g) * 3
     messages = torch.rand(4, 6, generator=g) * 2
     got = answer(unary.clone(), messages.clone())
+    if got is None:
+        return "your function returned None: fill in its body and return Q."
     if not isinstance(got, torch.Tensor) or got.shape != unary.shape:
         return f"the update should return a tensor of shape {tuple(unary.shape)}, got {getattr(got, 'shape', type(got))}."
     if not torch.allclose(got.sum(0), torch.ones(6), atol=1e-5):
