@@ -123,7 +123,7 @@ masks = [mask for _, mask, _ in rendered]
 freqs = data_stats.class_pixel_frequencies(masks, stats_ds.num_classes)
 fig = vdata.plot_class_frequencies(freqs, stats_ds.class_names, stats_ds.palette)
 sizes = data_stats.object_sizes(info for _, _, info in rendered)
-fig = vdata.plot_object_sizes(sizes["sizes"], 256, sizes["classes"], stats_ds.class_names)
+fig = vdata.plot_object_sizes(sizes["sizes"], 256, sizes["classes"], stats_ds.class_names, stats_ds.palette)
 print(f"{len(sizes['sizes'])} objects in {n_stats} scenes; extent from {sizes['sizes'].min():.1f} "
       f"to {sizes['sizes'].max():.0f} pixels (median {sorted(sizes['sizes'])[len(sizes['sizes']) // 2]:.0f})")
 

@@ -109,14 +109,16 @@ def plot_class_frequencies(freqs: np.ndarray, class_names: Sequence[str], palett
 
 
 def plot_object_sizes(sizes: np.ndarray, image_size: int, classes: np.ndarray | None = None,
-                      class_names: Sequence[str] | None = None) -> Figure:
+                      class_names: Sequence[str] | None = None,
+                      palette: Sequence[Sequence[int]] | None = None) -> Figure:
     """Histogram of object extents (pixels, log-spaced bins) relative to the image side."""
     sizes = np.asarray(sizes, float)
     fig, ax = plt.subplots(figsize=(7, 3))
     bins = np.geomspace(max(1.0, sizes.min() * 0.9), sizes.max() * 1.1, 30)
     if classes is not None and class_names is not None:
         groups = [(class_names[c], sizes[classes == c]) for c in np.unique(classes)]
-        ax.hist([g for _, g in groups], bins=bins, stacked=True, label=[n for n, _ in groups])
+        colours = None if palette is None else [np.asarray(palette[c]) / 255 for c in np.unique(classes)]
+        ax.hist([g for _, g in groups], bins=bins, stacked=True, label=[n for n, _ in groups], color=colours)
         ax.legend(fontsize=7, ncol=2)
     else:
         ax.hist(sizes, bins=bins)
