@@ -81,3 +81,39 @@ def test_wrong_state_dict_is_explained() -> None:
         load_torchvision_state_dict(ours, {"backbone.0.0.weight": torch.zeros(1)}, "mobilenet_v3_large")
     with pytest.raises(ValueError, match="torchvision has DeepLabv3"):
         torchvision_equivalent("vgg16")
+
+
+def test_trained_torchvision_weights_from_a_local_file(tmp_path) -> None:
+    from deeplab_edu.models.interop import torchvision_pretrained
+
+    torch.manual_seed(0)
+    tv = tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21, aux_loss=True).eval()
+    path = tmp_path / "deeplabv3_mobilenet_v3_large-fc3c493d.pth"
+    torch.save(tv.state_dict(), path)
+    ours = torchvision_pretrained("mobilenet_v3_large", path).eval()
+    assert ours.aux_classifier is not None
+    x = torch.rand(1, 3, 49, 49)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)["out"], tv(x)["out"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(FileNotFoundError, match="weights="):
+        torchvision_pretrained("mobilenet_v3_large", tmp_path / "missing.pth")
+
+
+def test_trained_torchvision_weights_offline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import urllib.error
+
+    import torch.hub
+
+    from deeplab_edu.models.interop import torchvision_pretrained
+    from deeplab_edu.models.pretrained import PretrainedWeightsUnavailable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    with pytest.raises(PretrainedWeightsUnavailable, match="weights='/path/to/deeplabv3_mobilenet_v3_large"):
+        torchvision_pretrained("mobilenet_v3_large", progress=False)

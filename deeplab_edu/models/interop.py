@@ -20,15 +20,20 @@ torchvision                 deeplab_edu
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Mapping
+from typing import Mapping, Union
 
 import torch
 from torch import nn
 
 from .deeplab import DeepLabV3, build_model
+from .pretrained import download_state_dict, load_state_dict_file
 
-__all__ = ["TORCHVISION_CONFIGS", "torchvision_equivalent", "convert_torchvision_state_dict", "load_torchvision_state_dict", "from_torchvision"]
+__all__ = [
+    "TORCHVISION_CONFIGS", "torchvision_equivalent", "convert_torchvision_state_dict", "load_torchvision_state_dict",
+    "from_torchvision", "torchvision_pretrained",
+]
 
 #: backbone -> output stride of torchvision's ``deeplabv3_<backbone>``
 TORCHVISION_CONFIGS = {"resnet50": 8, "resnet101": 8, "mobilenet_v3_large": 16}
@@ -101,3 +106,37 @@ def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
     aux = getattr(tv_model, "aux_classifier", None) is not None
     model = torchvision_equivalent(backbone, num_classes, aux_loss=aux)
     return load_torchvision_state_dict(model, tv_model.state_dict(), backbone)
+
+
+def torchvision_pretrained(
+    backbone: str = "resnet50", weights: Union[bool, str, os.PathLike] = True, *, progress: bool = True
+) -> DeepLabV3:
+    """torchvision's *trained* DeepLabv3 (COCO images, PASCAL VOC's 21 classes) as this course's model.
+
+    Args:
+        backbone: ``"resnet50"``, ``"resnet101"`` or ``"mobilenet_v3_large"``.
+        weights: ``True`` downloads torchvision's ``COCO_WITH_VOC_LABELS_V1`` weights once (then
+            cached); a path loads a local copy of that file (``torch.load(..., weights_only=True)``).
+            Offline without a cached copy, the error says where to put the file.
+        progress: show a download progress bar.
+    """
+    if backbone not in TORCHVISION_CONFIGS:
+        raise ValueError(f"torchvision has DeepLabv3 for {', '.join(TORCHVISION_CONFIGS)}; got backbone={backbone!r}")
+    if weights is True:
+        from torchvision.models import segmentation as seg
+
+        enum = {
+            "resnet50": seg.DeepLabV3_ResNet50_Weights,
+            "resnet101": seg.DeepLabV3_ResNet101_Weights,
+            "mobilenet_v3_large": seg.DeepLabV3_MobileNet_V3_Large_Weights,
+        }[backbone].COCO_WITH_VOC_LABELS_V1
+        state = download_state_dict(enum, f"torchvision's trained deeplabv3_{backbone}", "weights", progress=progress)
+    elif isinstance(weights, (str, os.PathLike)):
+        state = load_state_dict_file(weights, "weights")
+    else:
+        raise TypeError(f"weights must be True or a file path, got {weights!r}")
+    if "classifier.4.weight" not in state:
+        raise ValueError("weights does not hold a torchvision DeepLabv3 state dict (no 'classifier.4.weight')")
+    num_classes = int(state["classifier.4.weight"].shape[0])
+    aux = any(k.startswith("aux_classifier.") for k in state)
+    return load_torchvision_state_dict(torchvision_equivalent(backbone, num_classes, aux_loss=aux), state, backbone)

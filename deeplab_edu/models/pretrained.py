@@ -18,7 +18,10 @@ from typing import Any, Mapping, Union
 
 import torch
 
-__all__ = ["PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "PretrainedWeightsUnavailable"]
+__all__ = [
+    "PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "download_state_dict",
+    "load_state_dict_file", "PretrainedWeightsUnavailable",
+]
 
 #: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
 PretrainedSource = Union[bool, None, str, os.PathLike]
@@ -55,6 +58,35 @@ def _unwrap(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
     raise ValueError(f"pretrained_backbone file {path} does not hold a state dict (a mapping of names to tensors)")
 
 
+def download_state_dict(weights: Any, what: str, argument: str, *, progress: bool = True) -> Mapping[str, torch.Tensor]:
+    """``weights.get_state_dict()`` (torchvision's cached download), or a clear error when offline.
+
+    Args:
+        weights: a torchvision ``WeightsEnum`` member.
+        what: what the weights are, for the message (e.g. "the ImageNet weights of resnet50").
+        argument: the argument that accepts a local file instead, for the message.
+    """
+    try:
+        return weights.get_state_dict(progress=progress)
+    except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        filename = weights.url.rsplit("/", 1)[-1]
+        raise PretrainedWeightsUnavailable(
+            f"could not download {what} from {weights.url} ({type(err).__name__}: {err}). "
+            f"You are probably offline. Either download that file on a machine with internet access and put it "
+            f"at {hub / filename} (torchvision then finds it without the network), or pass a local copy: "
+            f"{argument}='/path/to/{filename}'."
+        ) from err
+
+
+def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str, torch.Tensor]:
+    """A state dict from a local file (raw, or under ``state_dict``/``model``), read with ``weights_only=True``."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"{argument}={str(path)!r}: no such file")
+    return _unwrap(torch.load(p, map_location="cpu", weights_only=True), p)
+
+
 def load_pretrained_state_dict(name: str, source: PretrainedSource, *, progress: bool = True) -> Mapping[str, torch.Tensor] | None:
     """The torchvision-format state dict for backbone ``name``, or ``None`` when ``source`` is false.
 
@@ -71,21 +103,9 @@ def load_pretrained_state_dict(name: str, source: PretrainedSource, *, progress:
     if source is None or source is False:
         return None
     if source is True:
-        weights = torchvision_weights(name)
-        try:
-            return weights.get_state_dict(progress=progress)
-        except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
-            hub = Path(torch.hub.get_dir()) / "checkpoints"
-            filename = weights.url.rsplit("/", 1)[-1]
-            raise PretrainedWeightsUnavailable(
-                f"could not download the ImageNet weights of {name} from {weights.url} ({type(err).__name__}: {err}). "
-                f"You are probably offline. Either download that file on a machine with internet access and put it "
-                f"at {hub / filename} (torchvision then finds it without the network), or pass a local copy: "
-                f"pretrained_backbone='/path/to/{filename}'. Use pretrained_backbone=False to start from random weights."
-            ) from err
+        return download_state_dict(
+            torchvision_weights(name), f"the ImageNet weights of {name}", "pretrained_backbone", progress=progress
+        )
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained_backbone={str(source)!r}: no such file")
-        return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+        return load_state_dict_file(source, "pretrained_backbone")
     raise TypeError(f"pretrained_backbone must be True, False or a file path, got {type(source).__name__}")
