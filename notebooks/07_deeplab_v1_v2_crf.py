@@ -224,8 +224,9 @@ assert scores.shape[-1] == (side - 1) // 8 + 1 and out.shape[-2:] == (side, side
 # should agree"; the second, *smoothness* kernel says "very close pixels should agree" and
 # removes isolated specks. ($p$ is the position in pixels, $I$ the colour in 0-255 units.)
 #
-# Below: around one pixel of a procedural scene, the appearance kernel reaches far but only into
-# pixels of its own colour; the smoothness kernel is a small blob.
+# Below: around one pixel of a procedural scene, the appearance kernel reaches far, but only into
+# pixels of nearly the same colour (on a textured, noisy object that is only some of its
+# pixels: remember this for exercise 07.4); the smoothness kernel is a small blob.
 
 # %%
 from deeplab_edu.crf import DEEPLAB_RELEASED, free_energy, mean_field, unary_from_logits
@@ -259,7 +260,8 @@ plt.show()
 # One detail matters more than it looks: the released C++ code **normalises** each kernel per
 # pixel, dividing pixel $i$'s incoming weights by their sum $\sum_j k(i, j)$ (its filter also
 # includes the pixel itself). A message is then a weighted *average* of the neighbours' beliefs
-# and $w_1 = 4$ is the most it can add to a label's log-probability. Without the normalisation a
+# and $w_1 = 4$ is the most the appearance kernel can add to a label's log-probability (plus
+# $w_2 = 3$ from the smoothness kernel). Without the normalisation a
 # pixel in a large uniform region would sum thousands of kernel values and these weights would be
 # meaningless. `CRFParams.normalization` offers `"pixel"` (the released code, the default),
 # `"symmetric"` (the later 2013 code) and `"none"` (the equation as written).
