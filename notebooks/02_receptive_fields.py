@@ -236,12 +236,12 @@ for n in (2, 4, 8, 16):
     plain = TinyDilatedNet(rates=(1,) * n, channels=8)
     erf = effective_receptive_field(plain, 49, samples=samples)
     depth_rows.append({"3x3 layers": n, "theoretical field (px)": receptive_field_of(plain).size,
-                       "50% of |gradient| within (px)": mass_extent(erf, 0.5),
-                       "90% of |gradient| within (px)": mass_extent(erf, 0.9)})
+                       "50% of the gradient within (px)": mass_extent(erf, 0.5),
+                       "90% of the gradient within (px)": mass_extent(erf, 0.9)})
 markdown_table(depth_rows)
 
 # %% tags=["remove-cell"]
-assert all(r["90% of |gradient| within (px)"] <= r["theoretical field (px)"] for r in depth_rows)
+assert all(r["90% of the gradient within (px)"] <= r["theoretical field (px)"] for r in depth_rows)
 
 # %% [markdown]
 # Now training. We measure the effective field of a small atrous network (3x3 convolutions at rates 1, 2, 4, 8, 1: a 33-pixel
@@ -266,6 +266,13 @@ for name, m in (("random initialisation", erf_random), ("after training", erf_tr
           f"and 90% within {mass_extent(m, 0.9)}px")
 plot_erf_maps({"random initialisation": erf_random, f"after {steps} training steps": erf_trained}, tiny_rf)
 plt.show()
+
+# %% [markdown]
+# If the two maps hardly differ, that is a finding, not a bug: this network is shallow and most
+# of its field comes from a few large rates, so even at random initialisation its map spreads
+# over most of the square, leaving little room to grow; and a toy task learned in a few hundred
+# steps is not ImageNet. The depth table above is where Luo et al.'s main point shows: a deep
+# stack of small kernels concentrates its influence in the middle of its field.
 
 # %% tags=["remove-cell"]
 assert tiny_rf.size == 33 and mass_extent(erf_random) <= tiny_rf.size and mass_extent(erf_trained) <= tiny_rf.size

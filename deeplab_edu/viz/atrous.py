@@ -214,6 +214,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 3) -> Any:
             return f"{v:,}"
         return str(v)
 
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(cell(r.get(k, "")) for k in keys) + " |" for r in rows]
+    def esc(text: str) -> str:  # a bare '|' would end the cell
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(str(k)) for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(esc(cell(r.get(k, ""))) for k in keys) + " |" for r in rows]
     return Markdown("\n".join(lines))
