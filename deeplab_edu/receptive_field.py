@@ -17,15 +17,15 @@ each path gives an interval and the receptive field is their union (Araujo et al
 * :func:`receptive_field_of`: derives it from a PyTorch module by tracing it with ``torch.fx``
   (convolutions and pooling on every path, union at additions), e.g. torchvision's
   ``vgg16().features``, ``alexnet().features``, ``resnet50()`` or a dilated ResNet.
-* :func:`empirical_receptive_field`: the brute-force check: which input pixels have a non-zero
-  gradient for one output unit.
-* :func:`sampling_pattern`: how often a stack of atrous convolutions reads each input pixel,
-  which shows the "gridding" holes of equal rates (Wang et al. 2018, HDC).
+* :func:`empirical_receptive_field`, :func:`compare_with_brute_force`: the brute-force check:
+  which input pixels have a non-zero gradient for one output unit.
+
+Which pixels *inside* the field are read (gridding) is :mod:`deeplab_edu.gridding`; how much
+each one matters is :mod:`deeplab_edu.effective_receptive_field`.
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -43,8 +43,6 @@ __all__ = [
     "EmpiricalField",
     "empirical_receptive_field",
     "compare_with_brute_force",
-    "sampling_pattern",
-    "coverage",
 ]
 
 
@@ -443,30 +441,3 @@ def compare_with_brute_force(model: nn.Module, input_size: int | None = None, *,
         "region of centre unit (theory)": f"rows {rows[0]}..{rows[1]}", "brute force": f"rows {emp.rows[0]}..{emp.rows[1]} ({emp.size[0]}px)",
         "agree": emp.rows == rows and emp.cols == cols,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Gridding: the sampling pattern of stacked atrous convolutions
-# ---------------------------------------------------------------------------------------------
-def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor:
-    """How many paths connect each input pixel to one output of a stack of atrous convs.
-
-    Stacking ``kernel_size`` convolutions at ``rates`` (stride 1) reads the input on a lattice:
-    zeros are pixels the output never sees ("gridding"; e.g. rates (2, 2, 2) read only every
-    other pixel, while (1, 2, 4) read all of them). Returns an int64 ``(r, r)`` map, ``r`` the
-    receptive field.
-    """
-    if not rates:
-        raise ValueError("rates must name at least one layer")
-    pattern = torch.ones(1, 1, 1, 1, dtype=torch.float64)
-    ones = torch.ones(1, 1, kernel_size, kernel_size, dtype=torch.float64)
-    for r in rates:
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"rates must be positive ints, got {r!r}")
-        pattern = F.conv_transpose2d(pattern, ones, dilation=r)  # spread to the taps of this layer
-    return pattern[0, 0].round().to(torch.int64)
-
-
-def coverage(pattern: torch.Tensor) -> float:
-    """Fraction of the receptive field's pixels that are actually read (no holes: 1.0)."""
-    return float((pattern > 0).double().mean())

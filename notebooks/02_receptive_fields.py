@@ -36,7 +36,7 @@
 #
 # **Helpers introduced:** `deeplab_edu.receptive_field` (`LayerSpec`, `receptive_field`,
 # `receptive_field_table`, `receptive_field_of`, `empirical_receptive_field`,
-# `compare_with_brute_force`, `sampling_pattern`, `coverage`),
+# `compare_with_brute_force`), `deeplab_edu.gridding` (`sampling_pattern`, `coverage`),
 # `deeplab_edu.effective_receptive_field` (`effective_receptive_field`, `mass_extent`,
 # `TinyDilatedNet`, `train_tiny_segmenter`) and `deeplab_edu.viz.receptive_field`
 # (`plot_layer_stack`, `layer_stack_editor`, `plot_output_stride_grids`, `plot_gridding`,
@@ -72,11 +72,9 @@ from deeplab_edu import config
 from deeplab_edu.receptive_field import (
     LayerSpec,
     compare_with_brute_force,
-    coverage,
     receptive_field,
     receptive_field_of,
     receptive_field_table,
-    sampling_pattern,
 )
 from deeplab_edu.viz.atrous import markdown_table
 from deeplab_edu.viz.receptive_field import (
@@ -283,7 +281,7 @@ assert abs(float(erf_random.sum()) - 1) < 1e-4
 #
 # The receptive field is an interval, but with dilation not every pixel inside it is read.
 # Stack three 3x3 convolutions at rate 2: every offset is a sum of three numbers from
-# $\{-2, 0, 2\}$, so only *even* offsets are reachable, and three quarters of the 13x13 square
+# $\{-2, 0, 2\}$, so only *even* offsets are reachable, and more than two thirds of the 13x13 square
 # never influence the output. {cite:t}`wang2018hdc` call this **gridding** and propose rates
 # without a common factor (hybrid dilated convolution), such as (1, 2, 4); DeepLabv3's multi-grid
 # {cite:p}`chen2017deeplabv3` likewise uses different rates within a block. `sampling_pattern`
@@ -291,6 +289,8 @@ assert abs(float(erf_random.sum()) - 1) < 1e-4
 # gradient of a real conv stack).
 
 # %%
+from deeplab_edu.gridding import coverage, sampling_pattern
+
 patterns = {"(2, 2, 2)": sampling_pattern((2, 2, 2)), "(1, 2, 4)": sampling_pattern((1, 2, 4))}
 plot_gridding(patterns)
 plt.show()

@@ -20,14 +20,13 @@ from deeplab_edu.receptive_field import (
     LayerSpec,
     ReceptiveField,
     compare_with_brute_force,
-    coverage,
     empirical_receptive_field,
     receptive_field,
     receptive_field_of,
     receptive_field_table,
-    sampling_pattern,
     spatial_part,
 )
+from deeplab_edu.gridding import coverage, sampling_pattern
 
 
 def assert_agrees(model: nn.Module, input_size: int | tuple[int, int], **kw) -> ReceptiveField:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from ..receptive_field import LayerSpec, receptive_field, receptive_field_of, sampling_pattern
+from ..gridding import sampling_pattern
+from ..receptive_field import LayerSpec, receptive_field, receptive_field_of
 from ._core import exercise
 
 

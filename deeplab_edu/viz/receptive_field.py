@@ -22,7 +22,8 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from ..effective_receptive_field import effective_receptive_field, mass_extent
-from ..receptive_field import LayerSpec, ReceptiveField, coverage, receptive_field
+from ..gridding import coverage
+from ..receptive_field import LayerSpec, ReceptiveField, receptive_field
 from .images import sample_photo
 
 __all__ = [
@@ -217,7 +218,7 @@ def plot_output_stride_grids(
 
 
 def plot_gridding(patterns: Mapping[str, torch.Tensor], ax: Sequence[plt.Axes] | None = None) -> Sequence[plt.Axes]:
-    """Sampling patterns (:func:`~deeplab_edu.receptive_field.sampling_pattern`) side by side; zeros are holes."""
+    """Sampling patterns (:func:`~deeplab_edu.gridding.sampling_pattern`) side by side; zeros are holes."""
     if ax is None:
         _, ax = plt.subplots(1, len(patterns), figsize=(3.6 * len(patterns), 3.6))
     ax = np.atleast_1d(ax)
