@@ -38,10 +38,12 @@
 # **Helpers introduced:** `deeplab_edu.models.build_model` (with `set_output_stride`,
 # `output_stride`, `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`,
 # `complexity_table`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`, `markdown_table`),
-# `deeplab_edu.complexity.measure`, `deeplab_edu.models.interop.from_torchvision`,
+# `deeplab_edu.complexity.measure`, `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`),
+# `deeplab_edu.models.interop` (`from_torchvision`, `torchvision_pretrained`),
 # `deeplab_edu.viz.images` (`sample_photo`, `IMAGENET_MEAN`, `IMAGENET_STD`).
 
 # %%
+import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
@@ -184,6 +186,21 @@ assert 3.0 < ratio < 3.8 and abs(ratio - paper_ratio) < 0.15
 assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for r in rows)  # "a little below"
 
 # %% [markdown]
+# The cost of a dense feature map grows with the number of positions, so with the *square* of the
+# input side, and output stride 8 multiplies it again. Counted (not estimated) for ResNet-101; the
+# widget lets you pick an input size and output stride and reads off the cost.
+
+# %%
+from deeplab_edu.viz.deeplab import cost_widget, plot_cost_vs_size
+
+sizes = config.choose(smoke=(257, 513), cpu=(257, 385, 513, 769, 1025), gpu=(257, 385, 513, 769, 1025))
+fig = plot_cost_vs_size("deeplabv3", "resnet101", sizes, highlight=(513, 8))
+plt.show()
+
+# %%
+cost_widget("deeplabv3", "resnet101", sizes)
+
+# %% [markdown]
 # ## 3. Every DeepLab model at 513 x 513
 #
 # The same count for every model of the course. Published multiply-adds exist only for the
@@ -205,7 +222,9 @@ assert sum(r["published GMACs"] is not None for r in table) == len(PUBLISHED_GMA
 # stride 16), all with rates $(12, 24, 36)$ and one extra $3\times3$ convolution before the
 # classifier that the paper does not have. `from_torchvision` builds this course's model in that
 # configuration and loads the weights; the outputs agree to float precision (the tests check all
-# three models; here the small one, with random weights and no download).
+# three models; here the small one, with random weights and no download). With internet access,
+# `torchvision_pretrained("resnet50")` downloads torchvision's *trained* DeepLabv3 (COCO images,
+# the 21 VOC classes) into this course's model; offline it says where to put the file instead.
 
 # %%
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large

@@ -37,7 +37,7 @@
 # `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`,
 # `markdown_table`), `deeplab_edu.complexity` (`count_parameters`, `count_macs`),
 # `deeplab_edu.viz.decoder` (`stride_oracle`, `boundary_band`, `band_accuracy`,
-# `plot_stride_oracles`), `deeplab_edu.data.ProceduralScenes` (chapter 06).
+# `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.data.ProceduralScenes` (chapter 06).
 
 # %%
 import matplotlib.pyplot as plt
@@ -52,7 +52,13 @@ from deeplab_edu.data import ProceduralScenes
 from deeplab_edu.exercises import check
 from deeplab_edu.models import SeparableConv2d, build_model
 from deeplab_edu.models.summary import PUBLISHED_GMACS, ModelConfig, markdown_table, model_cost, trace_stages
-from deeplab_edu.viz.decoder import band_accuracy, boundary_band, plot_stride_oracles, stride_oracle
+from deeplab_edu.viz.decoder import (
+    band_accuracy,
+    boundary_band,
+    plot_stride_oracles,
+    stride_oracle,
+    stride_oracle_widget,
+)
 from deeplab_edu.viz.images import IMAGENET_MEAN, IMAGENET_STD, sample_photo
 
 torch.manual_seed(0)
@@ -190,6 +196,13 @@ for s in strides:
 image0, mask0 = scenes[1]
 fig = plot_stride_oracles(image0, mask0, (16, 4), scenes.num_classes, scenes.palette)
 plt.show()
+
+# %% [markdown]
+# Try other scenes and strides: the thinner the structure (wires, small shapes), the more a coarse
+# grid loses.
+
+# %%
+stride_oracle_widget(scenes)
 
 # %% [markdown]
 # Right at the label change ($w = 1$) every grid is close to a coin toss: the boundary pixels lie

@@ -52,3 +52,15 @@ def test_boundary_band() -> None:
     band = boundary_band(mask, 1)
     assert band[:, 4:6].all() and not band[:, :4].any() and not band[:, 6:].any()
     assert plot_stride_oracles(torch.rand(3, 10, 10), mask, (2, 4), 2, [(0, 0, 0), (255, 0, 0)]).axes
+
+
+def test_chapter_08_and_09_widgets_build_without_front_end() -> None:
+    from deeplab_edu.data import ProceduralScenes
+    from deeplab_edu.viz.decoder import stride_oracle_widget
+    from deeplab_edu.viz.deeplab import cost_widget, plot_cost_vs_size
+
+    assert stride_oracle_widget(ProceduralScenes(length=2, size=33)).children
+    fig = plot_cost_vs_size("deeplabv3", "mobilenet_v3_large", sizes=(65, 129), output_strides=(16, 8), highlight=(65, 8))
+    lines = [line for line in fig.axes[0].lines if len(line.get_xdata()) == 2]
+    assert all(a < b for a, b in (line.get_ydata() for line in lines))  # cost grows with the input
+    assert cost_widget("deeplabv3", "mobilenet_v3_large", sizes=(65, 129)).children

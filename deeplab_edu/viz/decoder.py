@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from .images import colorize
 
-__all__ = ["stride_oracle", "boundary_band", "band_accuracy", "plot_stride_oracles"]
+__all__ = ["stride_oracle", "boundary_band", "band_accuracy", "plot_stride_oracles", "stride_oracle_widget"]
 
 
 def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
@@ -94,3 +94,30 @@ def plot_stride_oracles(
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def stride_oracle_widget(dataset: object, strides: Sequence[int] = (32, 16, 8, 4, 2)) -> object:
+    """Scene index and stride sliders over :func:`plot_stride_oracles` (stride vs stride 4 side by side).
+
+    ``dataset`` yields ``(image, mask)`` and has ``num_classes`` and ``palette`` (e.g.
+    :class:`deeplab_edu.data.ProceduralScenes`). Needs no front end to be built.
+    """
+    import ipywidgets as widgets
+
+    index = widgets.IntSlider(value=0, min=0, max=len(dataset) - 1, description="scene")  # type: ignore[arg-type]
+    stride = widgets.SelectionSlider(options=list(strides), value=16 if 16 in strides else strides[0],
+                                     description="stride")
+    out = widgets.Output()
+
+    def draw(*_: object) -> None:
+        image, mask = dataset[index.value]  # type: ignore[index]
+        with out:
+            out.clear_output(wait=True)
+            fig = plot_stride_oracles(image, mask, (stride.value, 4), dataset.num_classes, dataset.palette)  # type: ignore[attr-defined]
+            plt.show()
+            plt.close(fig)
+
+    index.observe(draw, names="value")
+    stride.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([index, stride]), out])
