@@ -12,7 +12,6 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deeplab-edu-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 export PATH := $(abspath $(BIN)):$(PATH)
-export MPLBACKEND ?= Agg
 PYTEST_ARGS ?=
 
 .PHONY: setup lab test book test-notebook clean help

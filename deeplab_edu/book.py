@@ -69,7 +69,8 @@ def build_book(output: Path = BOOK_DIR, *, quiet: bool = False) -> tuple[Path, l
         "--config", str(generated), "--toc", str(BOOK_DIR / "_toc.yml"),
         "--path-output", str(output),
     ]
-    env = {**os.environ, ENV_VAR: profile(), "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")}
+    # Kernels must draw inline figures into the pages: never inherit a non-interactive backend.
+    env = {**os.environ, ENV_VAR: profile(), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     (build / "build.log").write_text(log)

@@ -36,4 +36,7 @@ def test_book_builds_without_warnings(tmp_path: Path) -> None:
     for nb in NOTEBOOKS:
         page = html / "notebooks" / f"{nb.stem}.html"
         assert page.is_file(), f"the book has no page for {nb.name}"
+        draws = any(s in nb.read_text() for s in ("plt.show(", "plt.subplots(", "deeplab_edu.viz"))
+        if draws:
+            assert "<img" in page.read_text(), f"{nb.name} draws figures but its book page has none"
     assert (html / "book" / "references.html").is_file()
