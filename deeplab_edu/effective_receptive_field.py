@@ -12,11 +12,14 @@ roughly Gaussian and fills only part of the theoretical square; training enlarge
   atrous network and a toy task that needs context (fill a disc given only its outline), so
   that a "trained" map can be measured on a CPU in seconds. It is *this* toy network trained
   for a few steps, not an ImageNet model.
+* :func:`imagenet_resnet50`: torchvision's ImageNet-trained ResNet-50 when its weights are
+  already on this machine (or ``download=True``), for the real comparison.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -32,6 +35,7 @@ __all__ = [
     "TinyDilatedNet",
     "ring_to_disc_batch",
     "train_tiny_segmenter",
+    "imagenet_resnet50",
 ]
 
 
@@ -178,3 +182,33 @@ def train_tiny_segmenter(
     if losses and not math.isfinite(losses[-1]):
         raise RuntimeError("training diverged (loss is not finite); lower lr")
     return losses
+
+
+def imagenet_resnet50(*, download: bool = False) -> tuple[nn.Module | None, str]:
+    """torchvision's ResNet-50 with ImageNet weights (``IMAGENET1K_V1``), if they can be had.
+
+    Offline by default: the weights are used only when torchvision's cache already holds them
+    (``$TORCH_HOME/hub/checkpoints``); with ``download=True`` they are downloaded there (online).
+
+    Returns:
+        ``(model in eval mode, where the weights came from)``, or ``(None, what to do)`` when the
+        weights are not on this machine and ``download`` is false.
+    """
+    import torchvision
+
+    from .models.pretrained import download_state_dict, load_state_dict_file, torchvision_weights
+
+    weights = torchvision_weights("resnet50")
+    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    if path.is_file():
+        state = load_state_dict_file(path, "the cached ImageNet weights")
+    elif download:
+        state = download_state_dict(weights, "the ImageNet weights of resnet50", "imagenet_resnet50")
+    else:
+        return None, (
+            f"ImageNet weights for ResNet-50 are not on this machine (looked for {path}). "
+            "When online, call imagenet_resnet50(download=True) once; they are then cached there."
+        )
+    model = torchvision.models.resnet50()
+    model.load_state_dict(state)
+    return model.eval(), f"torchvision ResNet50_Weights.IMAGENET1K_V1, read from {path}"

@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 2
 #     title: "Receptive fields"
-#     cpu_minutes: 3
+#     cpu_minutes: 4
 # ---
 
 # %% [markdown]
@@ -271,6 +271,29 @@ plt.show()
 # over most of the square, leaving little room to grow; and a toy task learned in a few hundred
 # steps is not ImageNet. The depth table above is where Luo et al.'s main point shows: a deep
 # stack of small kernels concentrates its influence in the middle of its field.
+
+# ### An ImageNet-trained ResNet-50
+#
+# The real comparison needs real weights. The course is offline by default, so this cell uses
+# torchvision's ImageNet ResNet-50 only if its weights are already on this machine (set
+# `download=True` once when you are online) and skips the measurement in the `smoke` profile. The
+# centre unit of a 193x193 input sits exactly in the middle of the image; its 427-pixel field is
+# larger than the image, so the whole image is inside the yellow square.
+
+# %%
+from deeplab_edu.effective_receptive_field import imagenet_resnet50
+
+trained_r50, source = imagenet_resnet50(download=False)  # download=True fetches the weights (online)
+print(source)
+if trained_r50 is not None and not config.is_smoke():
+    r50_samples = config.choose(smoke=1, cpu=4, gpu=16)
+    torch.manual_seed(0)
+    r50_maps = {
+        "ResNet-50, random initialisation": effective_receptive_field(torchvision.models.resnet50(), 193, samples=r50_samples),
+        "ResNet-50, ImageNet weights": effective_receptive_field(trained_r50, 193, samples=r50_samples),
+    }
+    plot_erf_maps(r50_maps, fields["ResNet-50, OS 32"], output_index=3)
+    plt.show()
 
 # %% tags=["remove-cell"]
 assert tiny_rf.size == 33 and mass_extent(erf_random) <= tiny_rf.size and mass_extent(erf_trained) <= tiny_rf.size

@@ -239,3 +239,11 @@ def test_layer_stack_text_and_editor():
     assert "receptive field 11px" in axes[0].get_title()
     assert isinstance(layer_stack_editor(DEFAULT_STACK, image=torch.rand(3, 40, 40)), ipywidgets.VBox)
     plt.close("all")
+
+
+def test_imagenet_resnet50_is_offline_by_default(monkeypatch, tmp_path):
+    from deeplab_edu.effective_receptive_field import imagenet_resnet50
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    model, message = imagenet_resnet50()
+    assert model is None and "download=True" in message and str(tmp_path) in message

@@ -230,19 +230,24 @@ def plot_gridding(patterns: Mapping[str, torch.Tensor], ax: Sequence[plt.Axes] |
     return ax
 
 
-def plot_erf_maps(maps: Mapping[str, torch.Tensor], rf: ReceptiveField, ax: Sequence[plt.Axes] | None = None) -> Sequence[plt.Axes]:
-    """Effective receptive field maps with the theoretical square of the centre unit.
+def plot_erf_maps(
+    maps: Mapping[str, torch.Tensor], rf: ReceptiveField, output_index: int | None = None, ax: Sequence[plt.Axes] | None = None
+) -> Sequence[plt.Axes]:
+    """Effective receptive field maps with the theoretical square of the output unit.
 
-    The square is placed for a stride-1, same-padded network (output index = input index).
+    ``output_index`` is the unit's (row = column) index in the output map; by default the
+    input's centre index, right for a stride-1, same-padded network. The square may extend past
+    the image (then only its visible part is drawn).
     """
     if ax is None:
         _, ax = plt.subplots(1, len(maps), figsize=(3.8 * len(maps), 3.8))
     ax = np.atleast_1d(ax)
     for a, (name, m) in zip(ax, maps.items()):
-        h = m.shape[0]
+        h, w = m.shape
         a.imshow(m.numpy(), cmap="magma")
-        (r0, _) = rf.region((h - 1) // 2)
+        (r0, _) = rf.region((h - 1) // 2 if output_index is None else output_index)
         a.add_patch(Rectangle((r0 - 0.5, r0 - 0.5), rf.size, rf.size, fill=False, edgecolor=SQUARE, lw=1.5))
+        a.set_xlim(-0.5, w - 0.5), a.set_ylim(h - 0.5, -0.5)
         a.set_xticks([]), a.set_yticks([])
         a.set_title(f"{name}\n90% of |gradient| within {mass_extent(m, 0.9)}px of {rf.size}px", fontsize=9)
     return ax
