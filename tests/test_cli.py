@@ -61,6 +61,12 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
                  "--iterations", "2", "--no-progress", "--record", str(record)]) == 0
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "metrics.csv").is_file() and record.is_file()
     ckpt = str(run / "checkpoints" / "last.pt")
+    from deeplab_edu.engine.runs import train_or_load
+
+    model, history, _ = train_or_load("smoke", out_dir=run, image_size=32, crop_size=32, iterations=2)
+    assert "skipping training" in capsys.readouterr().out and history[-1]["split"] == "val"
+    with pytest.raises(ValueError, match="other settings"):
+        train_or_load("smoke", out_dir=run, image_size=32, crop_size=32, iterations=2, lr=0.5)
     assert main(["eval", "--checkpoint", ckpt, "--limit", "2", "--scales", "0.75", "1", "--flip"]) == 0
     assert "MS + Flip: mIoU" in capsys.readouterr().out
     images = tmp_path / "images"
