@@ -127,7 +127,7 @@ plt.show()
 # $r$ apart. (In the static book you see the figure above for the default values.)
 
 # %%
-atrous_widget(input_size=12, kernel_size=3, rate=2, stride=1, padding=2)
+atrous_widget(input_size=12, kernel_size=3, rate=2, stride=1, padding=2, output_index=3)
 
 # %% [markdown]
 # ## In two dimensions, with channels

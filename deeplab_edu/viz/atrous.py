@@ -99,7 +99,9 @@ def plot_eq1_2d(
     return ax
 
 
-def atrous_widget(input_size: int = 12, kernel_size: int = 3, rate: int = 2, stride: int = 1, padding: int = 0) -> Any:
+def atrous_widget(
+    input_size: int = 12, kernel_size: int = 3, rate: int = 2, stride: int = 1, padding: int = 0, output_index: int = 0
+) -> Any:
     """Sliders for eq. (1) and a play button that walks the output index (ipywidgets).
 
     Building it needs no front end; in JupyterLab it redraws :func:`plot_eq1` and
@@ -141,6 +143,7 @@ def atrous_widget(input_size: int = 12, kernel_size: int = 3, rate: int = 2, str
     for s in sliders.values():
         s.observe(update_range, names="value")
     update_range()
+    index.value = min(max(output_index, 0), index.max)
 
     def draw(output_index: int, **v: int) -> None:
         if output_size() is None:
