@@ -308,8 +308,9 @@ class Trainer:
                        "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
                        "output_stride": cfg.eval_output_stride or cfg.output_stride}
                 self._log(row)
-                bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
-                          f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
+                if self.dist.is_main:
+                    bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
+                              f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
                 if on_eval:
                     on_eval(row)
                 t0 += time.perf_counter() - t_eval  # evaluation does not count against throughput
