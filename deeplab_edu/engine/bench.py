@@ -212,3 +212,22 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                                        "note": "medians of interleaved rounds; the machine may be shared"})
     print(f"record written to {path}")
     return results
+
+
+def format_results(record: dict[str, Any]) -> str:
+    """A Markdown table of a benchmark record (throughputs in images/s, memory in MiB, ratios ours/peer)."""
+    res = record["results"]
+    lines = [f"Input {res['input']} on {res['device']}; "
+             f"{record['hardware'].get('gpu') or record['hardware'].get('cpu')} "
+             f"({record['hardware'].get('cpu_count')} cores, {record['hardware'].get('torch_threads')} torch threads).",
+             "", "| pair | setting | model | inference img/s | train img/s | train peak MiB |",
+             "|---|---|---|---|---|---|"]
+    for pair, entry in res["pairs"].items():
+        for label, s in entry["settings"].items():
+            for r in s["rows"]:
+                lines.append(f"| {pair} | {label} | {r['model']} | {r['inference_images_per_s']:.2f} | "
+                             f"{r['train_images_per_s']:.2f} | {r['train_peak_mib']:.0f} |")
+            ra = s["ratios"]
+            lines.append(f"| {pair} | {label} | **ours / peer** | **x{ra['inference_speedup']:.2f}** | "
+                         f"**x{ra['train_speedup']:.2f}** | **x{ra['train_memory_ratio']:.2f}** |")
+    return "\n".join(lines)

@@ -47,7 +47,7 @@ class TrainConfig:
     val_length: int = 100
     crop_size: int = 513
     scale_range: tuple[float, float] = (0.5, 2.0)
-    pad_to_crop: bool = True
+    pad_to_crop: bool = True  # the training transform pads crops with the ignore label when needed
     batch_size: int = 16
     num_workers: int = 0
     # optimisation (DeepLabv3 sec. 4.1)
@@ -159,11 +159,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
     if cfg.crop_size < 16:
         raise ConfigError(f"crop_size={cfg.crop_size} is too small; use at least 16 pixels")
-    if cfg.dataset == "procedural" and cfg.crop_size > cfg.image_size * cfg.scale_range[1] and not cfg.pad_to_crop:
+    if cfg.dataset == "procedural" and not cfg.pad_to_crop and cfg.crop_size > cfg.image_size * cfg.scale_range[0]:
         raise ConfigError(
-            f"crop_size={cfg.crop_size} is larger than the largest rescaled image "
-            f"({cfg.image_size} x {cfg.scale_range[1]}) and pad_to_crop is off; enable pad_to_crop "
-            "(pads with the ignore label, as DeepLab does) or use a smaller crop"
+            f"crop_size={cfg.crop_size} is larger than the smallest rescaled image "
+            f"({cfg.image_size} x {cfg.scale_range[0]}) and pad_to_crop is off; enable pad_to_crop "
+            "(pads with the ignore label, as DeepLab does) or use a smaller crop or scale range"
         )
     for name in ("batch_size", "iterations", "grad_accum", "eval_every", "ckpt_every", "keep_last", "log_every"):
         if int(getattr(cfg, name)) < 1:
