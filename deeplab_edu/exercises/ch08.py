@@ -1,4 +1,4 @@
-"""Exercises of chapter 08 (architecture half): assembling DeepLabv3."""
+"""Exercises of chapter 08: assembling DeepLabv3 (architecture half) and its training recipe (training half)."""
 
 from __future__ import annotations
 
@@ -62,4 +62,26 @@ def _no_params(answer: Any) -> str | None:
             "strides and dilations are settings of the convolutions, not weights: the same state dict "
             "serves output stride 16 and 8."
         )
+    return None
+
+
+@exercise(
+    "08.4",
+    "Learning rate of the poly policy halfway through DeepLabv3's phase 1 (lr0 = 0.007, 30K iterations)",
+    solution=lambda: 0.007 * 0.5**0.9,
+    wrong_answers=(0.0035, 0.007, 0.001, 0.007 * 0.5**2),
+    hint="lr(t) = lr0 * (1 - t / T) ** 0.9 with t = 15000 and T = 30000.",
+)
+def _poly(answer: Any) -> str | None:
+    if not isinstance(answer, (int, float)):
+        return f"expected a number, got {type(answer).__name__}."
+    target = 0.007 * 0.5**0.9
+    if math.isclose(answer, 0.0035, rel_tol=1e-3):
+        return "that is a linear decay; the poly policy raises (1 - t/T) to the power 0.9, which keeps it higher."
+    if math.isclose(answer, 0.007, rel_tol=1e-3):
+        return "the rate is not constant: it decays to zero at the last iteration."
+    if math.isclose(answer, 0.001, rel_tol=1e-3):
+        return "0.001 is the base learning rate of phase 2, not the phase-1 rate halfway."
+    if not math.isclose(answer, target, rel_tol=1e-3):
+        return f"{answer} is not 0.007 * 0.5 ** 0.9."
     return None

@@ -1,4 +1,4 @@
-"""Exercises of chapter 09 (architecture half): DeepLabv3+'s decoder and separable convolutions."""
+"""Exercises of chapter 09: DeepLabv3+'s decoder and separable convolutions, and its trained boundaries."""
 
 from __future__ import annotations
 
@@ -61,4 +61,26 @@ def _low_level(answer: Any) -> str | None:
         return "257 is stride 2 (after the stem's first conv)."
     if answer != 129:
         return f"{answer} is not 513 -> 257 -> 129."
+    return None
+
+
+@exercise(
+    "09.4",
+    "How many times more prediction positions has the decoder's stride-4 grid than DeepLabv3's stride-16 grid (513 x 513)?",
+    solution=lambda: 129**2 / 33**2,
+    wrong_answers=(4, 16, 129 / 33),
+    hint="the sides are 129 (stride 4) and 33 (stride 16); count positions, not sides.",
+)
+def _grid(answer: Any) -> str | None:
+    import math
+
+    if not isinstance(answer, (int, float)):
+        return f"expected a number, got {type(answer).__name__}."
+    target = 129**2 / 33**2
+    if math.isclose(answer, 129 / 33, rel_tol=1e-3) or answer == 4:
+        return "that is the ratio of the sides; the grid is two-dimensional."
+    if answer == 16:
+        return "16 would hold for exact division; 513 rounds up to 129 and 33, so the ratio is a little less."
+    if not math.isclose(answer, target, rel_tol=1e-3):
+        return f"{answer} is not (129 / 33) squared."
     return None

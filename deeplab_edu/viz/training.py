@@ -1,0 +1,271 @@
+"""The training halves of chapters 08 and 09: which runs they train, and the figures that read them.
+
+DeepLabv3 {sec. 4.1 and 4.3 of Chen et al. 2017} trains in two phases: phase 1 at output stride 16
+with batch-norm statistics updated, phase 2 from phase 1's weights at output stride 8 with batch
+norm *frozen* and a smaller learning rate. DeepLabv3+ (Chen et al. 2018, sec. 4.2 and Fig. 5)
+measures the decoder's gain on object boundaries in a "trimap" band around them.
+
+- :func:`chapter_run` gives the settings of one run for the active profile (``smoke``/``cpu``/``gpu``),
+  so chapter 09 trains DeepLabv3+ exactly like chapter 08 trained DeepLabv3, and reuses 08's run;
+- :func:`band_metrics` scores a model on the whole image and inside trimap bands of several widths
+  in one pass (with :func:`deeplab_edu.metrics.trimap_target`);
+- :func:`plot_phases`, :func:`plot_histories`, :func:`plot_band_comparison` and
+  :func:`plot_model_comparison` draw them.
+
+Training itself is :func:`deeplab_edu.engine.runs.train_or_load` (the same code path as
+``deeplab-edu train``); nothing here trains.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["RunSpec", "runs_root", "chapter_run", "band_metrics", "plot_phases", "plot_band_comparison",
+           "plot_histories", "plot_model_comparison", "loss_decreased"]
+
+#: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
+#: smoke: seconds, meaningless numbers; cpu: a few minutes on a laptop CPU; gpu: DeepLabv3's crop
+#: size and batch on one GPU (from scratch: nothing is downloaded).
+_PHASE1: dict[str, dict[str, Any]] = {
+    "smoke": dict(image_size=48, crop_size=40, train_length=16, val_length=4, batch_size=2, iterations=4,
+                  eval_every=2, ckpt_every=4, progress=False),
+    "cpu": dict(backbone="mobilenet_v3_large", image_size=128, crop_size=96, train_length=4000, val_length=32,
+                batch_size=8, iterations=300, lr=0.1, warmup_iters=10, eval_every=50, ckpt_every=50,
+                log_every=10),
+    "gpu": dict(backbone="resnet50", image_size=513, crop_size=513, train_length=20000, val_length=100,
+                batch_size=16, iterations=6000, lr=0.01, warmup_iters=200, eval_every=500, ckpt_every=500,
+                device=None),
+}
+#: Phase 2 (DeepLabv3 sec. 4.3): from phase 1's weights, output stride 8, batch norm frozen,
+#: the learning rate divided by 7 (the paper goes from 0.007 to 0.001).
+_PHASE2: dict[str, dict[str, Any]] = {
+    "smoke": dict(iterations=2, eval_every=2, ckpt_every=2, warmup_iters=0),
+    "cpu": dict(iterations=60, eval_every=30, ckpt_every=30, warmup_iters=0),
+    "gpu": dict(iterations=2000, eval_every=500, ckpt_every=500, warmup_iters=0),
+}
+
+
+@dataclass
+class RunSpec:
+    """The arguments of :func:`~deeplab_edu.engine.runs.train_or_load` for one run."""
+
+    preset: str
+    out_dir: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def train_or_load(self, verbose: bool = True) -> tuple[nn.Module, list[dict[str, Any]], Any]:
+        """Train the run, or reload it when its finished checkpoint exists (the engine says which)."""
+        from ..engine.runs import train_or_load
+
+        return train_or_load(self.preset, out_dir=self.out_dir, verbose=verbose, **self.overrides)
+
+    @property
+    def checkpoint(self) -> Path:
+        """Where the run's final checkpoint is (or will be)."""
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    def command(self) -> str:
+        """The equivalent ``deeplab-edu train`` command line."""
+        parts = ["deeplab-edu train", f"--preset {self.preset}"]
+        for k, v in self.overrides.items():
+            if v is None or k == "progress":
+                continue
+            flag = "--" + k.replace("_", "-")
+            if isinstance(v, bool):
+                parts.append(flag if v else f"--no-{k.replace('_', '-')}")
+            else:
+                parts.append(f"{flag} {v}")
+        parts.append(f"--out-dir {self.out_dir}")
+        return " ".join(parts)
+
+
+def runs_root(profile: str | None = None) -> Path:
+    """``<repo>/runs`` (git-ignored), or a fresh temporary folder in the ``smoke`` profile (CI)."""
+    from .. import config
+    from ..records import REPO_ROOT
+
+    profile = profile or config.profile()
+    if profile == "smoke":
+        return Path(tempfile.mkdtemp(prefix="deeplab_edu_smoke_"))
+    return REPO_ROOT / "runs"
+
+
+def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile: str | None = None) -> RunSpec:
+    """The chapter-08/09 run of ``model`` ("deeplabv3" or "deeplabv3plus") for the profile.
+
+    Phase 1 trains at output stride 16 (evaluated at 8); phase 2 starts from phase 1's checkpoint
+    with ``freeze_bn=True``, ``output_stride=8`` and a seventh of the learning rate.
+    """
+    from .. import config
+    from ..engine.config import load_config
+
+    if model not in ("deeplabv3", "deeplabv3plus"):
+        raise ValueError(f"model must be 'deeplabv3' or 'deeplabv3plus', got {model!r}")
+    if phase not in (1, 2):
+        raise ValueError(f"phase must be 1 or 2, got {phase!r}")
+    profile = profile or config.profile()
+    if profile not in _PHASE1:
+        raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(_PHASE1)}")
+    root = Path(root) if root is not None else runs_root(profile)
+    preset = profile
+    overrides: dict[str, Any] = {"model": model, **_PHASE1[profile]}
+    if profile == "gpu":
+        overrides["device"] = str(config.device())
+    name = f"ch08-09_{profile}_{model}"
+    if phase == 2:
+        phase1 = chapter_run(model, phase=1, root=root, profile=profile)
+        lr = load_config(preset, phase1.overrides).lr
+        overrides.update(_PHASE2[profile], init_from=str(phase1.checkpoint), freeze_bn=True, output_stride=8,
+                         lr=float(f"{lr / 7:.3g}"))
+        name += "_phase2"
+    return RunSpec(preset, root / name, overrides)
+
+
+@torch.no_grad()
+def band_metrics(model: nn.Module, dataset: Any, widths: Sequence[int], *, output_stride: int | None = 8,
+                 limit: int | None = None, progress: bool = False) -> dict[Any, dict[str, Any]]:
+    """Confusion-matrix metrics on whole images (key ``"all"``) and in trimap bands of each width.
+
+    Every image is predicted once (:func:`deeplab_edu.inference.predict` at ``output_stride``); the
+    band of width ``w`` keeps the pixels within ``w`` pixels of a ground-truth label change
+    (:func:`deeplab_edu.metrics.trimap_target`).
+    """
+    from tqdm.auto import tqdm
+
+    from ..inference import Strategy, predict
+    from ..metrics import ConfusionMatrix, trimap_target
+
+    if not widths or min(widths) < 0:
+        raise ValueError(f"widths must be non-negative band widths, got {list(widths)}")
+    num_classes = int(getattr(dataset, "num_classes"))
+    ignore = int(getattr(dataset, "ignore_index", 255))
+    device = next(model.parameters()).device
+    mats: dict[Any, ConfusionMatrix] = {"all": ConfusionMatrix(num_classes, ignore)}
+    mats.update({w: ConfusionMatrix(num_classes, ignore) for w in widths})
+    strategy = Strategy(output_stride=output_stride)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    was_training = model.training
+    model.eval()
+    try:
+        for i in tqdm(range(n), desc="band metrics", disable=not progress, leave=False):
+            image, mask = dataset[i]
+            pred = predict(model, image.to(device), strategy)[0].cpu()
+            mats["all"].update(pred[None], mask[None])
+            for w in widths:
+                mats[w].update(pred[None], trimap_target(mask, w, ignore)[None])
+    finally:
+        model.train(was_training)
+    return {k: m.compute() for k, m in mats.items()}
+
+
+def loss_decreased(history: Sequence[Mapping[str, Any]], window: int = 3) -> bool:
+    """Whether the mean training loss of the last ``window`` logged points is below that of the first."""
+    losses = [r["loss"] for r in history if r.get("split") == "train"]
+    if len(losses) < 2 * window:
+        raise ValueError(f"need at least {2 * window} logged training losses, got {len(losses)}")
+    return sum(losses[-window:]) / window < sum(losses[:window]) / window
+
+
+def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[str, Any]], *,
+                title: str = "") -> Any:
+    """The learning curves of both phases on one iteration axis, phase 2 after a dashed line."""
+    from ..engine.report import plot_history
+
+    end = max((r["iteration"] for r in phase1), default=0)
+    shifted = [{**r, "iteration": r["iteration"] + end} for r in phase2]
+    fig = plot_history(list(phase1), title=title)
+    a, b = fig.axes[:2]
+    b.lines[0].set_label("phase 1 (OS 16 training, eval OS 8)")
+    val2 = [r for r in shifted if r.get("split") == "val"]
+    train2 = [r for r in shifted if r.get("split") == "train"]
+    a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=".", color="tab:orange")
+    b.plot([r["iteration"] for r in val2], [100 * r["miou"] for r in val2], marker="s", color="tab:orange",
+           label="phase 2 (OS 8, frozen BN)")
+    for ax in (a, b):
+        ax.axvline(end, color="gray", linestyle="--", linewidth=1)
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = "") -> Any:
+    """Training loss and validation mIoU of several runs on shared axes, one colour per run."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, history in histories.items():
+        train = [r for r in history if r.get("split") == "train"]
+        val = [r for r in history if r.get("split") == "val"]
+        line, = a.plot([r["iteration"] for r in train], [r["loss"] for r in train], marker=".", label=name)
+        b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker="o", color=line.get_color(),
+               label=name)
+    a.set_ylabel("training loss")
+    b.set_ylabel("validation mIoU (%)")
+    for ax in (a, b):
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[Any, Mapping[str, Any]]], *,
+                         title: str = "") -> Any:
+    """mIoU inside trimap bands of growing width, one line per model (``results`` from :func:`band_metrics`)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.3))
+    for name, res in results.items():
+        ax.plot(list(widths), [100 * res[w]["miou"] for w in widths], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(widths), [str(w) for w in widths])
+    ax.set_xlabel("trimap band width (pixels)")
+    ax.set_ylabel("mIoU in the band (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapping[str, torch.Tensor],
+                          palette: Sequence[Sequence[int]], *, ignore_index: int = 255) -> Any:
+    """One row: the image, the truth, then each model's prediction with its errors (red) below it."""
+    import matplotlib.pyplot as plt
+
+    from ..inference import error_map
+    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from .images import colorize
+
+    if image.min() < 0 or image.max() > 1:
+        m = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        s = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        image = (image.cpu() * s + m).clamp(0, 1)
+    n = 2 + len(preds)
+    fig, axes = plt.subplots(2, n, figsize=(2.1 * n, 4.3), squeeze=False)
+    axes[0][0].imshow(image.permute(1, 2, 0).cpu().numpy())
+    axes[0][0].set_title("image", fontsize=9)
+    axes[0][1].imshow(colorize(target, palette, ignore_index), interpolation="nearest")
+    axes[0][1].set_title("truth", fontsize=9)
+    for j, (name, pred) in enumerate(preds.items(), start=2):
+        axes[0][j].imshow(colorize(pred, palette, ignore_index), interpolation="nearest")
+        axes[0][j].set_title(name, fontsize=9)
+        axes[1][j].imshow(error_map(pred, target, ignore_index), interpolation="nearest")
+        wrong = float(((pred.cpu() != target.cpu()) & (target.cpu() != ignore_index)).float().mean())
+        axes[1][j].set_title(f"errors: {100 * wrong:.1f}% of pixels", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[1][:2]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
