@@ -1,0 +1,142 @@
+"""deeplab_edu.viz.training: the chapter-08/09 run settings, boundary-band metrics and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from deeplab_edu.engine.config import load_config  # noqa: E402
+from deeplab_edu.records import REPO_ROOT  # noqa: E402
+from deeplab_edu.viz.training import (  # noqa: E402
+    band_metrics,
+    chapter_run,
+    loss_decreased,
+    plot_band_comparison,
+    plot_histories,
+    plot_model_comparison,
+    plot_phases,
+    runs_root,
+)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_chapter_runs_are_valid_and_phase2_follows_the_paper(profile: str, tmp_path: Path) -> None:
+    p1 = chapter_run("deeplabv3", root=tmp_path, profile=profile)
+    p2 = chapter_run("deeplabv3", phase=2, root=tmp_path, profile=profile)
+    c1 = load_config(p1.preset, p1.overrides)
+    c2 = load_config(p2.preset, p2.overrides)
+    assert (c1.output_stride, c1.eval_output_stride, c1.freeze_bn) == (16, 8, False)
+    assert (c2.output_stride, c2.freeze_bn, c2.init_from) == (8, True, str(p1.checkpoint))
+    assert c2.lr == pytest.approx(c1.lr / 7, rel=1e-2)
+    assert p1.out_dir.parent == tmp_path and p1.out_dir != p2.out_dir
+    # v3+ differs from v3 in the model only
+    plus = load_config(*(lambda s: (s.preset, s.overrides))(chapter_run("deeplabv3plus", root=tmp_path, profile=profile)))
+    d1, d3 = c1.to_dict(), plus.to_dict()
+    assert {k for k in d1 if d1[k] != d3[k]} == {"model"}
+
+
+def test_command_line_names_every_setting(tmp_path: Path) -> None:
+    spec = chapter_run("deeplabv3", phase=2, root=tmp_path, profile="cpu")
+    cmd = spec.command()
+    assert cmd.startswith("deeplab-edu train --preset cpu --model deeplabv3")
+    assert "--freeze-bn" in cmd and "--output-stride 8" in cmd and f"--out-dir {spec.out_dir}" in cmd
+
+
+def test_bad_arguments_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model"):
+        chapter_run("deeplabv2", root=tmp_path)
+    with pytest.raises(ValueError, match="phase"):
+        chapter_run("deeplabv3", phase=3, root=tmp_path)
+    with pytest.raises(ValueError, match="profile"):
+        chapter_run("deeplabv3", root=tmp_path, profile="tpu")
+
+
+def test_runs_root_is_temporary_in_smoke_and_the_repo_folder_otherwise() -> None:
+    assert runs_root("cpu") == REPO_ROOT / "runs"
+    smoke = runs_root("smoke")
+    assert smoke.is_dir() and REPO_ROOT not in smoke.parents
+    smoke.rmdir()
+
+
+class _Constant(nn.Module):
+    """Predicts the label map it was given, whatever the input (an oracle for the metric)."""
+
+    def __init__(self, masks: list[torch.Tensor], num_classes: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.masks, self.k, self.i = masks, num_classes, 0
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        m = self.masks[self.i].clamp(max=self.k - 1)
+        self.i += 1
+        return {"out": nn.functional.one_hot(m, self.k).permute(2, 0, 1)[None].float() + 0 * self.w}
+
+
+class _Scenes:
+    num_classes, ignore_index = 3, 255
+
+    def __init__(self) -> None:
+        m = torch.zeros(9, 11, dtype=torch.long)
+        m[2:6, 3:8] = 1
+        m[0, :] = 2
+        self.items = [(torch.rand(3, 9, 11), m)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.items[i]
+
+
+def test_band_metrics_of_a_perfect_prediction() -> None:
+    data = _Scenes()
+    res = band_metrics(_Constant([data[0][1]], 3), data, [1, 2], output_stride=None)
+    assert set(res) == {"all", 1, 2}
+    assert all(res[k]["miou"] == pytest.approx(1.0) for k in res)
+    assert res[1]["pixels"] < res[2]["pixels"] <= res["all"]["pixels"] == 99
+
+
+def test_band_metrics_of_a_wrong_prediction_and_bad_widths() -> None:
+    data = _Scenes()
+    wrong = torch.zeros(9, 11, dtype=torch.long)  # background everywhere
+    res = band_metrics(_Constant([wrong], 3), data, [1], output_stride=None)
+    assert res["all"]["miou"] < 1 and res[1]["miou"] < res["all"]["miou"]  # the band holds the mistakes
+    with pytest.raises(ValueError, match="widths"):
+        band_metrics(_Constant([wrong], 3), data, [], output_stride=None)
+
+
+def _history(losses: list[float], mious: list[float]) -> list[dict]:
+    rows = [{"split": "train", "iteration": 10 * (i + 1), "loss": v, "images_per_s": 1.0} for i, v in enumerate(losses)]
+    rows += [{"split": "val", "iteration": 20 * (i + 1), "miou": v} for i, v in enumerate(mious)]
+    return rows
+
+
+def test_loss_decreased() -> None:
+    assert loss_decreased(_history([3, 3, 3, 1, 1, 1], [0.1]))
+    assert not loss_decreased(_history([1, 1, 1, 3, 3, 3], [0.1]))
+    with pytest.raises(ValueError, match="at least"):
+        loss_decreased(_history([1, 2], [0.1]))
+
+
+def test_figures_build() -> None:
+    h1, h2 = _history([2, 1.5, 1.2], [0.1, 0.2]), _history([1.1, 1.0], [0.25])
+    fig = plot_phases(h1, h2, title="t")
+    assert len(fig.axes) == 2 and fig.axes[1].get_legend() is not None
+    fig2 = plot_histories({"a": h1, "b": h2})
+    assert len(fig2.axes[0].lines) == 2
+    band = {"x": {1: {"miou": 0.2}, 2: {"miou": 0.3}}}
+    fig3 = plot_band_comparison([1, 2], band)
+    assert len(fig3.axes[0].lines) == 1
+    data = _Scenes()
+    image, mask = data[0]
+    fig4 = plot_model_comparison((image - 0.5) * 4, mask, {"a": mask, "b": torch.zeros_like(mask)},
+                                 [(0, 0, 0), (255, 0, 0), (0, 255, 0)])
+    assert len(fig4.axes) == 8
+    plt.close("all")
