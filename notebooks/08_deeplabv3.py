@@ -263,10 +263,11 @@ assert difference < 1e-4
 # - **Crops:** every training image is rescaled by a random factor in $[0.5, 2]$, flipped left-right
 #   at random and cropped to $513 \times 513$ (padded with the ignore label when smaller). Large
 #   crops matter for atrous convolution: with rate 18 at output stride 16 a $3\times3$ ASPP filter
-#   spans $37$ feature cells, and on a small crop most of its taps read padding.
-# - **Batch norm:** batches of 16 crops, so that batch-norm statistics are reliable; this is why
-#   phase 1 trains at output stride **16** (the feature maps of output stride 8 do not fit 16 crops
-#   in the memory of the paper's GPUs).
+#   spans $2 \cdot 18 + 1 = 37$ feature cells, already more than the 33 cells of a 513 crop, and
+#   on smaller crops ever more of its taps fall on padding (sec. 3.3 of the paper).
+# - **Batch norm:** batches of 16 crops, so that the batch-norm statistics are reliable, and
+#   phase 1 at output stride **16**, several times cheaper than 8 (section 2 counted it), so that
+#   such batches fit in memory.
 # - **Phase 2:** from phase 1's weights, *freeze* batch norm (running statistics and affine
 #   parameters fixed), switch to output stride **8**, and train 30K more iterations at
 #   $\mathrm{lr}_0 = 0.001$ (the paper does this on VOC's trainval set).
@@ -399,7 +400,7 @@ if config.profile() == "smoke":
 # %%
 from deeplab_edu.data import build_dataset
 from deeplab_edu.data.transforms import eval_transform
-from deeplab_edu.inference import Strategy, evaluate
+from deeplab_edu.inference import Strategy, evaluate, predict, prediction_gallery
 
 val = build_dataset("procedural", "val", size=cfg1.image_size, length=cfg1.val_length, transform=eval_transform())
 evaluations = {}
@@ -427,28 +428,41 @@ assert abs(evaluations["phase 2, eval OS 8"]["metrics"]["miou"] - final2["miou"]
 # ## 10. Per-class IoU
 #
 # The mean hides which classes the model learned. The per-class IoU of the final (phase-2) model
-# at output stride 8; "n/a" marks a class that neither the truth nor the prediction contains in
-# these scenes.
+# at output stride 8 ("n/a": a class that neither the truth nor the prediction contains in these
+# scenes), then how the model distributes its predictions over the classes. A short run from
+# random weights often first learns to answer "background" nearly everywhere, the most frequent
+# class: its mIoU is then little more than the background IoU divided by the number of classes.
+# The lines below the table say what this run does.
 
 # %%
 from deeplab_edu.metrics import format_iou_table
 
 final_metrics = evaluations["phase 2, eval OS 8"]["metrics"]
 display(Markdown(format_iou_table(final_metrics["iou"], val.class_names)))
+predicted = torch.zeros(val.num_classes, dtype=torch.long)
+truth = torch.zeros(val.num_classes, dtype=torch.long)
+for i in range(len(val)):
+    image_i, mask_i = val[i]
+    predicted += torch.bincount(predict(model2, image_i, Strategy(output_stride=8)).flatten().cpu(),
+                                minlength=val.num_classes)
+    truth += torch.bincount(mask_i[mask_i != val.ignore_index].flatten(), minlength=val.num_classes)
+share = predicted.float() / predicted.sum()
+print("share of the predicted pixels per class: "
+      + ", ".join(f"{n} {100 * float(v):.1f}%" for n, v in zip(val.class_names, share)))
+print(f"share of background in the truth: {100 * float(truth[0]) / float(truth.sum()):.1f}%")
 
 # %% tags=["remove-cell"]
 assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
+assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
 
 # %% [markdown]
 # ## 11. A gallery of predictions
 #
 # Image, ground truth, prediction and errors (red: wrong; white: ignored clutter) for a few
-# validation scenes. Look where the errors sit: along boundaries, on the thin wires and on the
-# small objects, the places chapter 09's decoder is designed for.
+# validation scenes of the final model. Compare the red pixels with the object boundaries and the
+# thin wires: those are the places chapter 09's decoder is designed for.
 
 # %%
-from deeplab_edu.inference import predict, prediction_gallery
-
 n_show = config.choose(smoke=2, cpu=4, gpu=4)
 images, targets = zip(*(val[i] for i in range(n_show)))
 preds = [predict(model2, img, Strategy(output_stride=8))[0].cpu() for img in images]
@@ -518,3 +532,9 @@ check("08.4", 0.007 * poly_factor(15000, 30000))
 assert check("08.1", 65) and check("08.2", 65**2 / 33**2) and check("08.3", 0)
 assert check("08.4", 0.007 * poly_factor(15000, 30000))
 
+# %% tags=["remove-cell"]
+# The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.
+if config.profile() == "smoke":
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)

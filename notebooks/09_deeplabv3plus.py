@@ -413,3 +413,9 @@ check("09.4", 129**2 / 33**2)
 assert check("09.4", 129**2 / 33**2)
 assert check("09.1", 304) and check("09.2", 9 * 256 + 256 * 256) and check("09.3", 129)
 
+# %% tags=["remove-cell"]
+# The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.
+if config.profile() == "smoke":
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)

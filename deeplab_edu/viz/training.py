@@ -18,6 +18,8 @@ Training itself is :func:`deeplab_edu.engine.runs.train_or_load` (the same code 
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,21 +35,21 @@ __all__ = ["RunSpec", "runs_root", "chapter_run", "band_metrics", "plot_phases",
 #: smoke: seconds, meaningless numbers; cpu: a few minutes on a laptop CPU; gpu: DeepLabv3's crop
 #: size and batch on one GPU (from scratch: nothing is downloaded).
 _PHASE1: dict[str, dict[str, Any]] = {
-    "smoke": dict(image_size=48, crop_size=40, train_length=16, val_length=4, batch_size=2, iterations=4,
-                  eval_every=2, ckpt_every=4, progress=False),
+    "smoke": dict(image_size=40, crop_size=32, train_length=8, val_length=3, batch_size=2, iterations=2,
+                  eval_every=2, ckpt_every=2, keep_last=1, progress=False),
     "cpu": dict(backbone="mobilenet_v3_large", image_size=128, crop_size=96, train_length=4000, val_length=32,
                 batch_size=8, iterations=300, lr=0.1, warmup_iters=10, eval_every=50, ckpt_every=50,
-                log_every=10),
+                keep_last=1, log_every=10),
     "gpu": dict(backbone="resnet50", image_size=513, crop_size=513, train_length=20000, val_length=100,
-                batch_size=16, iterations=6000, lr=0.01, warmup_iters=200, eval_every=500, ckpt_every=500,
+                batch_size=16, iterations=4000, lr=0.01, warmup_iters=200, eval_every=500, ckpt_every=500,
                 device=None),
 }
 #: Phase 2 (DeepLabv3 sec. 4.3): from phase 1's weights, output stride 8, batch norm frozen,
 #: the learning rate divided by 7 (the paper goes from 0.007 to 0.001).
 _PHASE2: dict[str, dict[str, Any]] = {
-    "smoke": dict(iterations=2, eval_every=2, ckpt_every=2, warmup_iters=0),
+    "smoke": dict(iterations=1, eval_every=1, ckpt_every=1, warmup_iters=0),
     "cpu": dict(iterations=60, eval_every=30, ckpt_every=30, warmup_iters=0),
-    "gpu": dict(iterations=2000, eval_every=500, ckpt_every=500, warmup_iters=0),
+    "gpu": dict(iterations=1000, eval_every=500, ckpt_every=500, warmup_iters=0),
 }
 
 
@@ -86,13 +88,18 @@ class RunSpec:
 
 
 def runs_root(profile: str | None = None) -> Path:
-    """``<repo>/runs`` (git-ignored), or a fresh temporary folder in the ``smoke`` profile (CI)."""
+    """``<repo>/runs`` (git-ignored), or a fresh temporary folder in the ``smoke`` profile (CI).
+
+    The temporary folder (checkpoints of tens of MB) is deleted when the Python process exits.
+    """
     from .. import config
     from ..records import REPO_ROOT
 
     profile = profile or config.profile()
     if profile == "smoke":
-        return Path(tempfile.mkdtemp(prefix="deeplab_edu_smoke_"))
+        path = Path(tempfile.mkdtemp(prefix="deeplab_edu_smoke_"))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        return path
     return REPO_ROOT / "runs"
 
 
