@@ -27,7 +27,7 @@ def test_pairs_have_the_same_configuration() -> None:
 
 def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    res = run_benchmarks(device="cpu", size=32, batch=1, repeats=1, warmup=0, out=out, pairs=("v3",))
+    res = run_benchmarks(device="cpu", size=16, batch=2, repeats=1, warmup=0, out=out, pairs=("v3",))
     record = json.loads(out.read_text())
     assert record["command"] and record["hardware"]["cpu_count"]
     settings = record["results"]["pairs"]["v3"]["settings"]
@@ -36,3 +36,5 @@ def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
         assert s["ratios"]["train_speedup"] > 0 and len(s["rows"]) == 2
         assert all(r["train_peak_mib"] > 0 for r in s["rows"])
     assert res["pairs"]["v3"]["ours_best_vs_peer_equal_train_speedup"] > 0
+    with pytest.raises(ValueError, match="batch=1"):
+        run_benchmarks(device="cpu", size=32, batch=1, out=out)

@@ -167,6 +167,9 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
     from ..records import RESULTS_DIR, write_record
 
     dev = torch.device(device)
+    if batch < 2:
+        raise ValueError(f"batch={batch}: a training step needs at least 2 images, because the image-pooling "
+                         "branch's BatchNorm sees one value per channel per image in training mode")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")
     torch.manual_seed(0)
