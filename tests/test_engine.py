@@ -124,3 +124,29 @@ def test_freeze_bn_and_metrics_files(tmp_path) -> None:
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,split,loss") and len(rows) == 3
     assert json.loads((tmp_path / "metrics.json").read_text())["final"]["iteration"] == 3
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path) -> None:
+    """With frozen BN and no dropout, 2 micro-batches of 2 give the same step as one batch of 4."""
+
+    def run(out: str, batch: int, accum: int) -> dict:
+        torch.manual_seed(0)
+        model = TinyNet(dropout=0.0)
+        cfg = tiny_config(tmp_path / out, iterations=3, batch_size=batch, grad_accum=accum, freeze_bn=True,
+                          eval_every=3, ckpt_every=3)
+        Trainer(cfg, model=model, train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+        return model.state_dict()
+
+    a, b = run("big", 4, 1), run("accum", 2, 2)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_bf16_channels_last_and_tensorboard(tmp_path) -> None:
+    cfg = tiny_config(tmp_path, iterations=2, amp="bf16", channels_last=True, tensorboard=True, eval_every=2)
+    result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    assert all(math.isfinite(r["loss"]) for r in result["history"] if r["split"] == "train")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        Trainer(tiny_config(tmp_path / "fp16", iterations=1, amp="fp16"), model=TinyNet(),
+                train_set=TinyScenes(8), val_set=TinyScenes(2)).fit()
