@@ -1,14 +1,15 @@
 """The "poly" learning-rate policy and the 10x head learning rate (DeepLabv2 sec. 4.1, DeepLabv3 sec. 4.1).
 
-DeepLabv2 found the *poly* policy better than step decay:
+DeepLab v2 and v3 use the *poly* policy:
 
 .. math::  \\mathrm{lr}(t) = \\mathrm{lr}_0 \\left(1 - \\frac{t}{T}\\right)^{p},\\qquad p = 0.9,
 
 for iteration :math:`t` of :math:`T`. An optional linear warm-up ramps the rate from
 ``warmup_factor * lr_0`` to the poly value over the first ``warmup_iters`` iterations (useful with
 large batches or mixed precision; not in the papers). The newly added layers (everything that is
-not ``model.backbone``) may use a larger rate, ``head_lr_mult`` times the base rate (10x in
-DeepLab v1/v2's Caffe prototxts for the classifier).
+not ``model.backbone``) may use a larger rate, ``head_lr_mult`` times the base rate (a common choice
+for freshly initialised layers on a pre-trained backbone; DeepLabv3's text does not use it, so the
+default is 1).
 """
 
 from __future__ import annotations
