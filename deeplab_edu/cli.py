@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
     _add_train_flags(tr)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint (DeepLabv3 Table 5 strategies)")
+    ev = sub.add_parser("eval", help="evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--split", default="val")
     ev.add_argument("--data-root")

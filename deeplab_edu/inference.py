@@ -1,6 +1,7 @@
-"""Inference strategies of DeepLabv3 Table 5, sliding windows, and evaluation of a trained model.
+"""Inference strategies of DeepLabv3, sliding windows, and evaluation of a trained model.
 
-DeepLabv3 sec. 4.1 (Table 5) improves a trained model *at test time* with
+DeepLabv3 (sec. 4, the "inference strategy on the val set" tables; the project's issue calls the
+ASPP one Table 5) improves a trained model *at test time* with
 
 - **output stride 8** instead of 16 (denser features; :meth:`set_output_stride`),
 - **multi-scale inputs** (MS): the image is resized by each of the scales
@@ -31,7 +32,7 @@ __all__ = [
     "evaluate", "load_model", "prediction_gallery", "error_map",
 ]
 
-#: The input scales of DeepLabv3's multi-scale inference (sec. 4.1, Table 5).
+#: The input scales of DeepLabv3's multi-scale inference (sec. 4.1).
 PAPER_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
@@ -51,7 +52,7 @@ class Strategy:
         return " + ".join(p for p in parts if p) or "single scale"
 
 
-#: The rows of DeepLabv3 Table 5 (eval output stride, multi-scale, flip).
+#: The rows of DeepLabv3's inference-strategy table (eval output stride, multi-scale, flip).
 TABLE5_STRATEGIES: dict[str, Strategy] = {
     "OS 16": Strategy(output_stride=16),
     "OS 8": Strategy(output_stride=8),

@@ -21,7 +21,7 @@
 # The DeepLab papers make claims you can check yourself: a model trained at output stride 16
 # scores better when it is *evaluated* at output stride 8; averaging the predictions of several
 # input scales and of the mirrored image adds a little more (DeepLabv3 {cite:p}`chen2017deeplabv3`,
-# Table 5); a decoder sharpens object boundaries (DeepLabv3+ {cite:p}`chen2018deeplabv3plus`).
+# the inference-strategy tables of sec. 4); a decoder sharpens object boundaries (DeepLabv3+ {cite:p}`chen2018deeplabv3plus`).
 # Here we train DeepLab models with the course's training engine on the procedural scenes and
 # measure each claim. The numbers will not match the papers' (other data, a tiny budget, no
 # ImageNet pre-training): what we reproduce is the *direction* of each effect, and we say when we
@@ -113,7 +113,7 @@ if record is not None:
     plot_history(curve, title="recorded: deeplab-edu train --preset cpu");
 
 # %% [markdown]
-# ## Finding 1: evaluate at output stride 8 (DeepLabv3 Table 5)
+# ## Finding 1: evaluate at output stride 8 (DeepLabv3 sec. 4)
 #
 # DeepLabv3 trains at output stride 16 (cheaper: the last block runs on a 4x smaller map) and
 # evaluates at 8: `set_output_stride(8)` switches the backbone's last stage from stride to dilation
@@ -137,7 +137,7 @@ for k, v in by_os.items():
 assert set(by_os) == {"eval OS 16", "eval OS 8"} and all(0 <= v <= 1 for v in by_os.values())
 
 # %% [markdown]
-# ## Finding 2: multi-scale inputs and flipping (DeepLabv3 Table 5)
+# ## Finding 2: multi-scale inputs and flipping (DeepLabv3 sec. 4)
 #
 # "MS" resizes the image by each of the scales $\{0.5, 0.75, 1, 1.25, 1.5, 1.75\}$ and averages
 # the class probabilities; "Flip" adds the mirrored image. Each costs more forward passes
@@ -151,7 +151,7 @@ strategies = {
     "OS 8 + MS + Flip": Strategy(scales=scales, flip=True, output_stride=8),
 }
 by_strategy = {k: evaluate(model_v3, val, s, progress=False)["miou"] for k, s in strategies.items()}
-plot_metric_bars(by_strategy, title="inference strategies (DeepLabv3 Table 5)");
+plot_metric_bars(by_strategy, title="inference strategies (DeepLabv3 sec. 4)");
 
 # %% tags=["remove-cell"]
 assert len(by_strategy) == 3 and all(0 <= v <= 1 for v in by_strategy.values())

@@ -1,4 +1,4 @@
-"""Inference strategies (DeepLabv3 Table 5), sliding windows, evaluation and the gallery."""
+"""Inference strategies (DeepLabv3 sec. 4), sliding windows, evaluation and the gallery."""
 
 from __future__ import annotations
 

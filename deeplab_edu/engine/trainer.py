@@ -4,7 +4,7 @@ One *iteration* is one optimiser step (``grad_accum`` micro-batches of ``batch_s
 process). Per iteration: forward at the training output stride, the loss of
 :class:`~deeplab_edu.engine.losses.SegmentationLoss`, backward (scaled for fp16), an SGD step with
 momentum, and one step of the poly schedule. Every ``eval_every`` iterations the model is switched to
-``eval_output_stride`` (DeepLabv3 trains at 16 and evaluates at 8, sec. 4.1 / Table 4), evaluated,
+``eval_output_stride`` (DeepLabv3 trains at 16 and evaluates at 8, sec. 4), evaluated,
 and switched back. The *second phase* of DeepLabv3 (sec. 4.1: after the train_aug phase, batch
 norm is frozen and training continues at output stride 8 with base lr 0.001) is ``freeze_bn=True``
 with ``init_from=<phase-1 checkpoint>`` (the ``deeplabv3_voc_phase2`` preset).
