@@ -37,7 +37,8 @@ def test_chapter_runs_are_valid_and_phase2_follows_the_paper(profile: str, tmp_p
     assert c2.lr == pytest.approx(c1.lr / 7, rel=1e-2)
     assert p1.out_dir.parent == tmp_path and p1.out_dir != p2.out_dir
     # v3+ differs from v3 in the model only
-    plus = load_config(*(lambda s: (s.preset, s.overrides))(chapter_run("deeplabv3plus", root=tmp_path, profile=profile)))
+    p3 = chapter_run("deeplabv3plus", root=tmp_path, profile=profile)
+    plus = load_config(p3.preset, p3.overrides)
     d1, d3 = c1.to_dict(), plus.to_dict()
     assert {k for k in d1 if d1[k] != d3[k]} == {"model"}
 

@@ -1,8 +1,8 @@
 """The training halves of chapters 08 and 09: which runs they train, and the figures that read them.
 
-DeepLabv3 {sec. 4.1 and 4.3 of Chen et al. 2017} trains in two phases: phase 1 at output stride 16
-with batch-norm statistics updated, phase 2 from phase 1's weights at output stride 8 with batch
-norm *frozen* and a smaller learning rate. DeepLabv3+ (Chen et al. 2018, sec. 4.2 and Fig. 5)
+DeepLabv3 (Chen et al. 2017, sec. 4.1, "Batch normalization") trains in two phases: phase 1 at
+output stride 16 with batch-norm statistics updated, phase 2 from phase 1's weights at output
+stride 8 with batch norm *frozen* and a smaller learning rate. DeepLabv3+ (Chen et al. 2018, sec. 4.2 and Fig. 5)
 measures the decoder's gain on object boundaries in a "trimap" band around them.
 
 - :func:`chapter_run` gives the settings of one run for the active profile (``smoke``/``cpu``/``gpu``),
@@ -44,7 +44,7 @@ _PHASE1: dict[str, dict[str, Any]] = {
                 batch_size=16, iterations=4000, lr=0.01, warmup_iters=200, eval_every=500, ckpt_every=500,
                 device=None),
 }
-#: Phase 2 (DeepLabv3 sec. 4.3): from phase 1's weights, output stride 8, batch norm frozen,
+#: Phase 2 (DeepLabv3 sec. 4.1, "Batch normalization"): from phase 1's weights, output stride 8, batch norm frozen,
 #: the learning rate divided by 7 (the paper goes from 0.007 to 0.001).
 _PHASE2: dict[str, dict[str, Any]] = {
     "smoke": dict(iterations=1, eval_every=1, ckpt_every=1, warmup_iters=0),
