@@ -109,13 +109,9 @@ def complexity_table(
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """Rows of dicts as a Markdown table (``None`` shown as an en dash)."""
-    if not rows:
-        raise ValueError("rows is empty: nothing to tabulate")
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join("–" if r[c] is None else str(r[c]) for c in cols) + " |")
-    return "\n".join(lines)
+    from ..viz.tables import markdown_text
+
+    return markdown_text(rows)
 
 
 def aspp_branch_costs(aspp: torch.nn.Module, in_channels: int, size: int) -> list[dict[str, Any]]:

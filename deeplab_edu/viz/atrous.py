@@ -204,22 +204,6 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 3) -> Any:
     """Rows of dicts (same keys) as a Markdown table for notebook display (no pandas needed)."""
     from IPython.display import Markdown
 
-    if not rows:
-        raise ValueError("markdown_table needs at least one row")
-    keys = list(rows[0])
+    from .tables import markdown_text
 
-    def cell(v: Any) -> str:
-        if isinstance(v, float) and not v.is_integer():
-            return f"{v:.{digits}g}"
-        if isinstance(v, float):
-            return f"{int(v):,}"
-        if isinstance(v, int) and not isinstance(v, bool):
-            return f"{v:,}"
-        return str(v)
-
-    def esc(text: str) -> str:  # a bare '|' would end the cell
-        return text.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(esc(str(k)) for k in keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(esc(cell(r.get(k, ""))) for k in keys) + " |" for r in rows]
-    return Markdown("\n".join(lines))
+    return Markdown(markdown_text(rows, digits=digits))

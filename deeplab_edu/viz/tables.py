@@ -1,0 +1,37 @@
+"""Markdown tables from rows of dicts: how every chapter shows a computed table (no pandas needed)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+__all__ = ["markdown_text"]
+
+
+def _cell(value: Any, digits: int | None) -> str:
+    if value is None:
+        return "–"
+    if digits is not None and not isinstance(value, bool):
+        if isinstance(value, float):
+            return f"{int(value):,}" if value.is_integer() else f"{value:.{digits}g}"
+        if isinstance(value, int):
+            return f"{value:,}"
+    return str(value).replace("|", "\\|")  # a bare '|' would end the cell
+
+
+def markdown_text(rows: Sequence[Mapping[str, Any]], digits: int | None = None) -> str:
+    """Rows of dicts as Markdown table text; the first row's keys are the columns.
+
+    Args:
+        rows: the table rows; missing keys and ``None`` show as an en dash.
+        digits: significant digits for floats (and thousands separators for integers);
+            ``None`` prints values as they are.
+
+    Raises:
+        ValueError: if ``rows`` is empty.
+    """
+    if not rows:
+        raise ValueError("rows is empty: nothing to tabulate")
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(_cell(str(k), None) for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(r.get(k), digits) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
