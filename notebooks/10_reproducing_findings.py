@@ -53,19 +53,16 @@
 # its checkpoint in `runs/` and reloads it (delete the folder to retrain).
 
 # %%
-import tempfile
-from pathlib import Path
-
 import torch
 
 from deeplab_edu import config
 from deeplab_edu.engine.report import plot_history, plot_metric_bars
 from deeplab_edu.engine.runs import train_or_load
-from deeplab_edu.records import REPO_ROOT
+from deeplab_edu.viz.training import runs_root as chapter_runs_root
 
 torch.manual_seed(0)
 profile = config.profile()
-runs_root = Path(tempfile.mkdtemp(prefix="ch10_")) if profile == "smoke" else REPO_ROOT / "runs"
+runs_root = chapter_runs_root()  # <repo>/runs, or a temporary folder in the smoke profile
 preset = config.choose(smoke="smoke", cpu="cpu", gpu="gpu")
 overrides = config.choose(
     smoke=dict(image_size=32, crop_size=32, iterations=2, eval_every=2, ckpt_every=2, val_length=2,
@@ -281,3 +278,10 @@ check("10.3", len(PAPER_SCALES) * 2)
 # %% tags=["remove-cell"]
 assert check("10.1", float(iou.mean())) and check("10.2", 0.007 * poly_factor(15_000, 30_000))
 assert check("10.3", 12) and not check("10.3", 6)
+
+# %% tags=["remove-cell"]
+# The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.
+if profile == "smoke":
+    import shutil
+
+    shutil.rmtree(runs_root, ignore_errors=True)

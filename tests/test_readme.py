@@ -1,0 +1,27 @@
+"""The README's curriculum table lists every notebook with the CPU time from its header."""
+
+from __future__ import annotations
+
+import re
+
+import jupytext
+
+from conftest import NOTEBOOKS, REPO_ROOT
+
+
+def test_curriculum_table_matches_notebook_headers() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    for nb in NOTEBOOKS:
+        meta = jupytext.read(nb).metadata.get("deeplab_edu", {})
+        assert "cpu_minutes" in meta, f"{nb.name}: header lacks deeplab_edu.cpu_minutes"
+        row = next((line for line in readme.splitlines() if f"`{nb.name}`" in line), None)
+        assert row is not None, f"README.md's curriculum table has no row for {nb.name}"
+        assert re.search(rf"~{meta['cpu_minutes']} min", row), (
+            f"README row for {nb.name} should say ~{meta['cpu_minutes']} min (its header's cpu_minutes)"
+        )
+
+
+def test_readme_puts_the_two_commands_first() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    first_code = readme.split("```", 2)[1]
+    assert "make lab" in first_code and "make test" in first_code
