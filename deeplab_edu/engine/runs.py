@@ -17,7 +17,16 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, load_config
 
-__all__ = ["train_or_load"]
+__all__ = ["train_or_load", "BOOKKEEPING"]
+
+#: Settings that say where and how a run is logged, not what it learns: a finished run is reused
+#: even when these differ.
+BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every",
+                         "num_workers", "tensorboard"})
+
+
+def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in BOOKKEEPING}
 
 
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
@@ -36,16 +45,18 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     last = Path(out_dir) / "checkpoints" / "last.pt"
     if last.is_file():
         state = load_checkpoint(last)
-        same = {k: v for k, v in state.get("config", {}).items() if k not in ("out_dir", "resume", "progress")} == \
-            {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "resume", "progress")}
+        same = _learning_settings(state.get("config", {})) == _learning_settings(cfg.to_dict())
         if same and int(state.get("iteration", -1)) >= cfg.iterations:
             if verbose:
                 print(f"skipping training: found the finished run {last} ({cfg.iterations} iterations)")
             model, _ = load_model(last)
             return model, list(state.get("history", [])), cfg
         if not same:
-            raise ValueError(f"{out_dir} holds a run with other settings; delete the folder or choose another out_dir")
-    cfg.resume = True
+            differ = sorted(k for k in set(_learning_settings(state.get("config", {}))) | set(_learning_settings(cfg.to_dict()))
+                            if state.get("config", {}).get(k) != cfg.to_dict().get(k))
+            raise ValueError(f"{out_dir} holds a run with other settings ({', '.join(differ)}); "
+                             "delete the folder or choose another out_dir")
+    cfg.resume = last.is_file()  # an interrupted run continues where it stopped; a new one starts fresh
     trainer = Trainer(cfg)
     result = trainer.fit()
     model = trainer.model.eval()
