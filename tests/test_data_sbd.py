@@ -1,0 +1,28 @@
+"""SBD's MATLAB masks (``cls/*.mat``) are read into class-index masks for VOC trainaug."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+scipy_io = pytest.importorskip("scipy.io")
+
+from deeplab_edu.data.voc import _load_sbd_mask  # noqa: E402
+
+
+def test_sbd_mat_mask_is_read(tmp_path: Path) -> None:
+    seg = np.zeros((5, 7), dtype=np.uint8)
+    seg[1:4, 2:6] = 15  # person
+    seg[0, 0] = 3
+    scipy_io.savemat(tmp_path / "2008_000002.mat",
+                     {"GTcls": {"Segmentation": seg, "Boundaries": np.zeros((1, 20)), "CategoriesPresent": [3, 15]}})
+    mask = _load_sbd_mask(tmp_path / "2008_000002")
+    assert mask.dtype == np.uint8 and mask.shape == (5, 7)
+    np.testing.assert_array_equal(mask, seg)
+
+
+def test_missing_sbd_mask_names_both_files(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"2008_000003\.mat.*2008_000003\.png"):
+        _load_sbd_mask(tmp_path / "2008_000003")
