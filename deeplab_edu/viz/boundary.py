@@ -21,6 +21,7 @@ from ..boundary import (
     possible_counts,
     valid_tap_counts,
 )
+from .widgets import figure_widget  # re-exported: chapter 03's and 04's widgets use it
 
 __all__ = [
     "plot_figure4",
@@ -170,31 +171,6 @@ def _fig_ax(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[Figure, 
         return ax.figure, ax
     fig, ax = plt.subplots(figsize=figsize)
     return fig, ax
-
-
-def figure_widget(draw: Callable[..., Figure], controls: Mapping[str, Any]) -> Any:
-    """An ipywidgets box: ``controls`` (name -> widget) above an output that shows ``draw(**values)``.
-
-    The figure is redrawn whenever a control changes. Building the box needs no front end: without
-    one the widgets simply are not displayed.
-    """
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    out = widgets.Output()
-
-    def redraw(*_: Any) -> None:
-        values = {name: w.value for name, w in controls.items()}
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(**values)
-            display(fig)
-            plt.close(fig)
-
-    for w in controls.values():
-        w.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox(list(controls.values())), out])
 
 
 def tap_count_widget(

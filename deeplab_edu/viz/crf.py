@@ -129,7 +129,7 @@ def crf_widget(
     """
     import ipywidgets as widgets
 
-    from .boundary import figure_widget
+    from .widgets import figure_widget
 
     style = {"description_width": "initial"}
     controls = {

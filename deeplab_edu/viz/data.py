@@ -18,6 +18,7 @@ from ..data.classes import IGNORE_INDEX
 from ..data.procedural import ProceduralScenes
 from ..data.transforms import denormalize
 from .images import colorize
+from .widgets import figure_widget
 
 __all__ = [
     "show_pairs",
@@ -187,25 +188,6 @@ def show_transform_samples(
     return show_pairs(pairs, dataset.class_names, dataset.palette, titles=titles, ncols=n + 1)
 
 
-def _figure_widget(draw: Callable[..., Figure], controls: Mapping[str, Any]) -> Any:
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    out = widgets.Output()
-
-    def redraw(*_: Any) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(**{k: w.value for k, w in controls.items()})
-            display(fig)
-            plt.close(fig)
-
-    for w in controls.values():
-        w.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox(list(controls.values())), out])
-
-
 def procedural_explorer(seed: int = 0, size: int = 256, index: int = 0, count: int = 4) -> Any:
     """Sliders for the generator's seed, image size and first index, above ``count`` scenes."""
     import ipywidgets as widgets
@@ -221,4 +203,4 @@ def procedural_explorer(seed: int = 0, size: int = 256, index: int = 0, count: i
         ds = ProceduralScenes(length=index + count, size=size, seed=seed)
         return show_samples(ds, range(index, index + count), ncols=count)
 
-    return _figure_widget(draw, controls)
+    return figure_widget(draw, controls)

@@ -378,7 +378,7 @@ def feature_map_widget(image: torch.Tensor, features: Mapping[int, torch.Tensor]
     """Output-stride selector and channel slider (-1: norm over channels) above the feature map."""
     import ipywidgets as widgets
 
-    from .boundary import figure_widget
+    from .widgets import figure_widget
 
     if not features:
         raise ValueError("features is empty; pass the output of photo_features")
