@@ -110,7 +110,7 @@ if record is not None:
     plot_history(curve, title="recorded: deeplab-edu train --preset cpu");
 
 # %% [markdown]
-# ## Finding 1: evaluate at output stride 8 (DeepLabv3 sec. 4)
+# ## Finding 1: evaluate at output stride 8 (DeepLabv3 sec. 4, Table 6)
 #
 # DeepLabv3 trains at output stride 16 (cheaper: the last block runs on a 4x smaller map) and
 # evaluates at 8: `set_output_stride(8)` switches the backbone's last stage from stride to dilation
@@ -134,7 +134,7 @@ for k, v in by_os.items():
 assert set(by_os) == {"eval OS 16", "eval OS 8"} and all(0 <= v <= 1 for v in by_os.values())
 
 # %% [markdown]
-# ## Finding 2: multi-scale inputs and flipping (DeepLabv3 sec. 4)
+# ## Finding 2: multi-scale inputs and flipping (DeepLabv3 sec. 4, Table 6)
 #
 # "MS" resizes the image by each of the scales $\{0.5, 0.75, 1, 1.25, 1.5, 1.75\}$ and averages
 # the class probabilities; "Flip" adds the mirrored image. Each costs more forward passes
