@@ -13,6 +13,8 @@ STAMP  := $(VENV)/.deeplab-edu-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
+# JupyterLab refuses to start as root (containers, some VMs) unless told it may.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup lab test book test-notebook clean help
 .DEFAULT_GOAL := help
@@ -35,7 +37,7 @@ $(LAB_SETTINGS): $(STAMP)
 setup: $(STAMP) $(LAB_SETTINGS)
 
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

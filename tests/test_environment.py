@@ -72,8 +72,18 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_lab_opens_python_files_as_notebooks() -> None:
+    """`make setup` writes JupyterLab's settings override: .py files open with Jupytext's notebook view."""
+    import json
+
+    import pytest
+
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert '"python": "Jupytext Notebook"' in makefile
+    overrides = REPO_ROOT / ".venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    if not overrides.is_file():
+        pytest.skip("not running inside a `make`-built .venv")
+    viewers = json.loads(overrides.read_text())["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    assert viewers == {"python": "Jupytext Notebook"}
 
 
 def test_second_run_installs_nothing() -> None:
