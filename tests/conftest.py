@@ -27,3 +27,26 @@ def camvid_root() -> Path:
     if not (CAMVID_DIR / "train.txt").is_file():
         pytest.skip(f"CamVid copy not found at {CAMVID_DIR} (set DEEPLAB_EDU_CAMVID to point at one)")
     return CAMVID_DIR
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the way it fails offline (URLError)."""
+    import socket
+    import urllib.error
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def offline_torch_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> Path:
+    """No network and an empty torch hub cache (``TORCH_HOME``, returned): downloads must fail."""
+    import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    return tmp_path

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
-
-import socket
-import urllib.error
 
 import pytest
 import torch
@@ -147,17 +145,9 @@ def test_pretrained_from_local_file(tmp_path) -> None:
         build_backbone("resnet50", pretrained=str(tmp_path / "missing.pth"))
 
 
-def test_pretrained_offline_fails_with_instructions(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_offline_fails_with_instructions(offline_torch_hub: Path) -> None:
     """No network: an empty torch hub and sockets that refuse to connect."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    import torch.hub
-
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    tmp_path = offline_torch_hub
     with pytest.raises(PretrainedWeightsUnavailable) as info:
         load_pretrained_state_dict("resnet50", True, progress=False)
     msg = str(info.value)

@@ -3,7 +3,6 @@ missing data and offline downloads give actionable errors. No test touches the n
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 from pathlib import Path
 
@@ -27,14 +26,8 @@ from deeplab_edu.data.voc import prepare_trainaug, trainaug_ids
 
 
 @pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    """Any attempt to open a network connection fails loudly."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access is disabled in the tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+def _no_network(no_network):
+    """Any attempt to open a network connection fails loudly (the shared ``no_network`` fixture)."""
 
 
 @pytest.fixture(autouse=True)

@@ -99,21 +99,9 @@ def test_trained_torchvision_weights_from_a_local_file(tmp_path) -> None:
         torchvision_pretrained("mobilenet_v3_large", tmp_path / "missing.pth")
 
 
-def test_trained_torchvision_weights_offline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-    import urllib.error
-
-    import torch.hub
-
+def test_trained_torchvision_weights_offline(offline_torch_hub) -> None:
     from deeplab_edu.models.interop import torchvision_pretrained
     from deeplab_edu.models.pretrained import PretrainedWeightsUnavailable
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
     with pytest.raises(PretrainedWeightsUnavailable, match="weights='/path/to/deeplabv3_mobilenet_v3_large"):
         torchvision_pretrained("mobilenet_v3_large", progress=False)

@@ -208,21 +208,9 @@ def test_pretrained_backbone_from_a_local_file_reaches_the_model(tmp_path) -> No
     torch.testing.assert_close(model.backbone.features[4].block[1][0].weight, ref.features[4].block[1][0].weight)
 
 
-def test_pretrained_backbone_offline_message(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-    import urllib.error
-
-    import torch.hub
-
+def test_pretrained_backbone_offline_message(offline_torch_hub) -> None:
     from deeplab_edu.models.pretrained import PretrainedWeightsUnavailable
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
     with pytest.raises(PretrainedWeightsUnavailable, match="pretrained_backbone="):
         build_model("deeplabv3", backbone="mobilenet_v3_large", pretrained_backbone=True)
 
