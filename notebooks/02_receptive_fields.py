@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 2
 #     title: "Receptive fields"
-#     cpu_minutes: 4
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]

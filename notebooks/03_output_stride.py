@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 3
 #     title: "Output stride and dilated backbones"
-#     cpu_minutes: 3
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]

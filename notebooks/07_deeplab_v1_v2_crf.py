@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 7
 #     title: "DeepLab v1/v2 and the dense CRF"
-#     cpu_minutes: 2
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]

@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 9
 #     title: "DeepLabv3+: decoder and separable convolutions"
-#     cpu_minutes: 4
+#     cpu_minutes: 3
 # ---
 
 # %% [markdown]

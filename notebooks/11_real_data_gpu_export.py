@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 11
 #     title: "Real data on a GPU, inference strategies and export"
-#     cpu_minutes: 3
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]
