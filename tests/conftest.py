@@ -50,3 +50,19 @@ def offline_torch_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_networ
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The book built once per test session in the ``smoke`` profile: its HTML folder.
+
+    Shared by every test that looks at the built pages (tests/test_book.py, the browser tests), so
+    the notebooks are executed and the book is built only once. Fails, naming the notebook and
+    cell, when a notebook fails or Sphinx fails.
+    """
+    from deeplab_edu.book import build_book
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPLAB_EDU_PROFILE", "smoke")
+        html, _warnings = build_book(tmp_path_factory.mktemp("book"), quiet=True)
+    return html
