@@ -163,11 +163,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import numpy as np
+    """Predict every image with the data sets' reader (:func:`~deeplab_edu.data.io.load_image`).
+
+    Images are read as displayed (EXIF orientation applied; 16-bit and float images scaled by their
+    mode), so the masks and overlays are written in the orientation a photo viewer shows.
+    """
     import torch
     from PIL import Image
 
     from .config import device as default_device
+    from .data.io import load_image
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from .inference import Strategy, predict, load_model
     from .viz.images import colorize, overlay
@@ -190,11 +195,7 @@ def _predict(args: argparse.Namespace) -> int:
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     for f in files:
-        try:
-            img = Image.open(f).convert("RGB")
-        except Exception as err:
-            raise ValueError(f"could not read image {f}: {err}") from err
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        x = load_image(f)  # (3, H, W) in [0, 1]; BadDataError (a ValueError) names the file
         pred = predict(model, ((x - mean) / std).to(dev), strategy)[0].cpu()
         coloured = colorize(pred, palette)
         Image.fromarray(coloured).save(out / f"{f.stem}_mask.png")

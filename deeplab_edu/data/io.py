@@ -19,9 +19,21 @@ mask in palette ("P") mode              the indices are the labels *if* its pale
 mask stored as RGB                      equal channels: taken as indices; class colours
                                         only: converted; anything else: an error
 label value neither a class nor 255     :class:`BadDataError` listing the values
-image and mask of different sizes       :class:`BadDataError` naming both files
+image and mask of different sizes       :class:`BadDataError` naming both files (and the
+                                        image's EXIF orientation when it has one)
+EXIF orientation tag (photos)           image *and* mask turned to their displayed
+                                        orientation (see below)
 empty or missing split list             :class:`BadDataError` / :class:`DatasetNotFoundError`
 ======================================  ===================================================
+
+**EXIF orientation.** Cameras and phones store a photo as the sensor saw it and record in the EXIF
+``Orientation`` tag how to turn it for display; every photo viewer, and so every annotation tool,
+shows it turned. :func:`load_image` and :func:`load_mask` both read files *as displayed*
+(Pillow's :func:`PIL.ImageOps.exif_transpose`), so a mask drawn over the displayed photo matches
+it, and a mask that carries the photo's tag (its pixels in the stored orientation, which some tools
+write) is turned the same way. A mask drawn in the stored orientation *without* the tag cannot be
+paired (unless the image is square, where nothing can tell); :func:`check_pair` then names the
+image's orientation tag in its error.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .classes import IGNORE_INDEX
 
@@ -42,6 +54,7 @@ __all__ = [
     "load_image",
     "load_mask",
     "check_pair",
+    "exif_orientation",
     "read_split_list",
     "check_files_exist",
 ]
@@ -55,12 +68,36 @@ class DatasetNotFoundError(FileNotFoundError):
     """A data set, or part of it, is missing (the message says what is missing and how to get it)."""
 
 
+#: What each EXIF orientation value asks a viewer to do with the stored pixels (EXIF 2.3, tag 0x0112).
+_ORIENTATIONS = {
+    2: "mirrored left-right", 3: "rotated 180 degrees", 4: "mirrored top-bottom",
+    5: "mirrored and rotated 90 degrees", 6: "rotated 90 degrees clockwise",
+    7: "mirrored and rotated 90 degrees", 8: "rotated 90 degrees counter-clockwise",
+}
+_ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(path: str | os.PathLike[str]) -> int:
+    """The EXIF ``Orientation`` tag of an image file: 1 (as stored) when absent, unreadable or invalid.
+
+    Values 2-8 ask a viewer to mirror and/or rotate the stored pixels; 5-8 swap width and height.
+    """
+    try:
+        with Image.open(path) as img:  # reads the header only
+            value = int(img.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # a missing or unreadable file has no orientation to report
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
 def _open(path: Path, what: str) -> Image.Image:
+    """Open and decode ``path``, turned to its displayed orientation (its EXIF tag, if any)."""
     if not path.is_file():
         raise DatasetNotFoundError(f"{what} file not found: {path}")
     try:
         img = Image.open(path)
         img.load()  # decode now: truncated or corrupt data fails here, not later
+        ImageOps.exif_transpose(img, in_place=True)  # as photo viewers (and annotators) show it
     except UnidentifiedImageError as err:
         raise BadDataError(f"{what} file {path} is not a readable image ({err}).") from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -69,7 +106,7 @@ def _open(path: Path, what: str) -> Image.Image:
 
 
 def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Read an image as float32 RGB (3, H, W) in [0, 1].
+    """Read an image as float32 RGB (3, H, W) in [0, 1], in its displayed (EXIF) orientation.
 
     Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha is dropped).
     Raises :class:`BadDataError` for corrupt or truncated files.
@@ -125,6 +162,8 @@ def load_mask(
     allow_palette: bool = True,
 ) -> torch.Tensor:
     """Read a label mask as int64 (H, W) with values in ``0 .. num_classes-1`` or 255.
+
+    A mask carrying an EXIF orientation tag is turned to its displayed orientation, like its image.
 
     Args:
         path: the PNG file.
@@ -192,13 +231,24 @@ def load_mask(
 
 
 def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, mask_path: Path | str) -> None:
-    """Raise :class:`BadDataError` if image (3, H, W) and mask (H, W) differ in size."""
+    """Raise :class:`BadDataError` if image (3, H, W) and mask (H, W) differ in size.
+
+    Sizes are those of the files as displayed (see EXIF orientation above); when the image file has
+    an orientation tag, the message names it, since a mask drawn on the stored pixels is the
+    usual cause.
+    """
     if tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
         ih, iw = image.shape[-2:]
         mh, mw = mask.shape[-2:]
-        raise BadDataError(
-            f"image {image_path} is {iw}x{ih} (WxH) but its mask {mask_path} is {mw}x{mh}; they must match."
-        )
+        message = f"image {image_path} is {iw}x{ih} (WxH) but its mask {mask_path} is {mw}x{mh}; they must match."
+        orientation = exif_orientation(image_path)
+        if orientation != 1:
+            message += (
+                f" The image file has EXIF orientation {orientation} ({_ORIENTATIONS[orientation]} for display), and "
+                f"images are read as displayed ({iw}x{ih}); if the mask was drawn on the stored pixels, save it as "
+                "the image is displayed (or give it the same orientation tag)."
+            )
+        raise BadDataError(message)
 
 
 def read_split_list(path: str | os.PathLike[str], *, hint: str = "") -> list[str]:

@@ -20,12 +20,10 @@ def sample_photo(size: int | tuple[int, int] | None = None) -> torch.Tensor:
     square; ``(H, W)`` otherwise) with bilinear interpolation.
     """
     from matplotlib import cbook
-    from PIL import Image
 
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        img = Image.open(f).convert("RGB")
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    x = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    from ..data.io import load_image  # the package's one image reader
+
+    x = load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     if size is not None:
         hw = (size, size) if isinstance(size, int) else tuple(size)
         x = torch.nn.functional.interpolate(x[None], size=hw, mode="bilinear", align_corners=False)[0]
