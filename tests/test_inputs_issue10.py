@@ -109,3 +109,74 @@ def test_predict_writes_masks_in_displayed_orientation(tmp_path: Path, checkpoin
     assert Image.open(out / "photo_mask.png").size == (20, 40)  # (W, H) as displayed
     assert Image.open(out / "photo_overlay.png").size == (20, 40)
 
+
+# ------------------------------------------------------------------ 2. one image reader; 16-bit by mode
+def _ramp16(h: int = 97, w: int = 131) -> np.ndarray:
+    """A horizontal 0..65535 ramp, 16-bit."""
+    return np.round(np.linspace(0, 65535, w))[None, :].repeat(h, 0).astype(np.uint16)
+
+
+@pytest.mark.slow
+def test_predict_reads_16bit_images_like_the_data_sets(tmp_path: Path, checkpoint: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import deeplab_edu.inference as inference
+    from deeplab_edu.cli import main
+    from deeplab_edu.data.transforms import denormalize
+
+    Image.fromarray(_ramp16()).save(tmp_path / "ramp.png")
+    assert Image.open(tmp_path / "ramp.png").mode == "I;16"
+    seen: list[torch.Tensor] = []
+    original = inference.predict
+
+    def spy(model: torch.nn.Module, image: torch.Tensor, strategy: inference.Strategy) -> torch.Tensor:
+        seen.append(image.detach().cpu())
+        return original(model, image, strategy)
+
+    monkeypatch.setattr(inference, "predict", spy)
+    assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "ramp.png"), "--out",
+                 str(tmp_path / "out"), "--device", "cpu"]) == 0
+    (given,) = seen
+    shown = denormalize(given)
+    assert shown.shape == (3, 97, 131)
+    assert torch.allclose(shown, load_image(tmp_path / "ramp.png"), atol=1e-5)  # the one reader
+    assert abs(float(shown[:, :, 65].mean()) - 0.5) < 0.01  # mid column: mid grey, not white
+    assert Image.open(tmp_path / "out" / "ramp_mask.png").size == (131, 97)
+
+
+def test_dark_16bit_image_is_read_as_16bit(tmp_path: Path) -> None:
+    dark = np.linspace(0, 200, 12 * 16).reshape(12, 16).astype(np.uint16)
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    assert Image.open(tmp_path / "dark16.png").mode == "I;16"
+    x = load_image(tmp_path / "dark16.png")
+    assert abs(float(x.max()) - 200 / 65535) < 1e-6  # ~0.003, not 200/255
+    # the same values in an 8-bit file are 8-bit
+    Image.fromarray(dark.astype(np.uint8), mode="L").save(tmp_path / "dark8.png")
+    assert abs(float(load_image(tmp_path / "dark8.png").max()) - 200 / 255) < 1e-6
+    ramp = load_image(_save(tmp_path / "ramp.png", _ramp16()))
+    assert abs(float(ramp[0, :, 65].mean()) - 0.5) < 0.01 and float(ramp.max()) == 1.0
+
+
+def _save(path: Path, arr: np.ndarray, **kw: object) -> Path:
+    Image.fromarray(arr).save(path, **kw)
+    return path
+
+
+def test_float_and_big_endian_16bit_tiffs(tmp_path: Path) -> None:
+    flt = np.linspace(0, 1, 12 * 16, dtype=np.float32).reshape(12, 16)
+    x = load_image(_save(tmp_path / "f.tif", flt))
+    assert Image.open(tmp_path / "f.tif").mode == "F"
+    assert torch.allclose(x[1], torch.from_numpy(flt))
+    Image.fromarray(flt * 3).save(tmp_path / "hdr.tif")
+    with pytest.raises(BadDataError, match=r"hdr\.tif.*0\.0\.\.3\.0"):
+        load_image(tmp_path / "hdr.tif")
+    big = Image.fromarray(np.full((4, 5), 100, np.uint16)).convert("I;16B")
+    big.save(tmp_path / "b.tif")
+    assert Image.open(tmp_path / "b.tif").mode == "I;16B"
+    assert abs(float(load_image(tmp_path / "b.tif").max()) - 100 / 65535) < 1e-6
+    # 32-bit integer images (how some Pillow versions open 16-bit PNGs): 16-bit values, else an error
+    Image.fromarray(np.full((4, 5), 100, np.int32), mode="I").save(tmp_path / "i.tif")
+    assert Image.open(tmp_path / "i.tif").mode == "I"
+    assert abs(float(load_image(tmp_path / "i.tif").max()) - 100 / 65535) < 1e-6
+    Image.fromarray(np.full((4, 5), 70000, np.int32), mode="I").save(tmp_path / "i32.tif")
+    with pytest.raises(BadDataError, match=r"i32\.tif.*0\.\.65535"):
+        load_image(tmp_path / "i32.tif")

@@ -11,6 +11,8 @@ Segmentation data sets go wrong in a handful of ways, and each one, met deep ins
 input                                   what happens
 ======================================  ===================================================
 grayscale, RGBA, CMYK, palette image    converted to RGB (alpha dropped), unambiguous
+16-bit or float image                   scaled by its mode (16-bit: / 65535, float: as is),
+                                        never guessed from its values
 corrupt or truncated image              :class:`BadDataError` naming the file
 mask in palette ("P") mode              the indices are the labels *if* its palette agrees
                                         with the data set's colours (VOC's PNGs); colours
@@ -109,13 +111,37 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     """Read an image as float32 RGB (3, H, W) in [0, 1], in its displayed (EXIF) orientation.
 
     Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha is dropped).
-    Raises :class:`BadDataError` for corrupt or truncated files.
+    The scale follows the file's *mode*, never its values (a dark 16-bit image stays dark):
+
+    - 16-bit grayscale (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``) and 32-bit integer ``I`` (how
+      Pillow opens 16-bit grayscale PNGs in some versions): divided by 65535; an ``I`` image with
+      values outside 0..65535 raises :class:`BadDataError`;
+    - 32-bit float (``F``): taken as intensities in [0, 1]; other values raise :class:`BadDataError`;
+    - every other mode: converted to 8-bit RGB by Pillow and divided by 255 (Pillow opens 16-bit
+      RGB PNGs as 8-bit RGB).
+
+    This is the one image reader of the package: the data sets and ``deeplab-edu predict`` use it.
+    Raises :class:`DatasetNotFoundError` for a missing file, :class:`BadDataError` for corrupt or
+    truncated files and values out of range.
     """
     path = Path(path)
     img = _open(path, "image")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float32)
-        arr = arr / (65535.0 if arr.max() > 255 else 255.0)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img).astype(np.float32)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if img.mode == "F":
+            if lo < 0.0 or hi > 1.0:
+                raise BadDataError(
+                    f"image file {path} is a float (mode F) image with values {lo}..{hi}; expected intensities "
+                    "in [0, 1] (rescale it, or save it as an 8- or 16-bit image)."
+                )
+        else:
+            if lo < 0 or hi > 65535:
+                raise BadDataError(
+                    f"image file {path} is a 32-bit integer (mode {img.mode}) image with values {lo:.0f}..{hi:.0f}; "
+                    "expected 16-bit values 0..65535."
+                )
+            arr = arr / 65535.0
         arr = np.repeat(arr[..., None], 3, axis=2)
     else:
         if img.mode != "RGB":
