@@ -1,0 +1,589 @@
+/* deeplab-edu explorers: the course's core interactive figures in plain JavaScript.
+ *
+ * They run in the static book and in JupyterLab without a kernel, and load nothing from the
+ * network. deeplab_edu.viz.explorers.show(name, ...) inlines this file (with explorers.css) in
+ * the HTML output of a notebook cell and mounts one explorer:
+ *
+ *   "atrous"           chapter 01: which inputs eq. (1) of DeepLabv3 reads for one output, for a
+ *                      chosen kernel size, rate, stride and padding (deeplab_edu.atrous);
+ *   "receptive_field"  chapter 02: a layer stack's receptive field drawn on the photograph
+ *                      (deeplab_edu.receptive_field, deeplab_edu.viz.receptive_field);
+ *   "boundary"         chapter 04: valid taps at the border against the rate, DeepLabv3 Fig. 4
+ *                      (deeplab_edu.boundary).
+ *
+ * `core` holds the arithmetic, a port of the package's functions with the same names in
+ * camelCase; tests/test_explorers.py runs it under node on a grid of settings and compares every
+ * number with the Python package. Under node, `require()` returns the API (no DOM needed).
+ */
+(function (root) {
+  "use strict";
+  var VERSION = "1";
+  if (root.DeeplabEduExplorers && root.DeeplabEduExplorers.version === VERSION) {
+    return; // already defined by an earlier explorer on the same page
+  }
+
+  // ------------------------------------------------------------------ arithmetic (core)
+  function int(value, name, minimum) {
+    if (typeof value !== "number" || !Number.isInteger(value)) {
+      throw new Error(name + " must be an integer, got " + value);
+    }
+    if (value < minimum) {
+      throw new Error(name + " must be >= " + minimum + ", got " + value);
+    }
+    return value;
+  }
+
+  /* deeplab_edu.atrous.effective_kernel_size: k + (k - 1)(r - 1). */
+  function effectiveKernelSize(kernelSize, rate) {
+    var k = int(kernelSize, "kernel_size", 1);
+    var r = int(rate === undefined ? 1 : rate, "rate", 1);
+    return k + (k - 1) * (r - 1);
+  }
+
+  /* deeplab_edu.atrous.conv_output_size: floor((i + 2p - k_eff) / s) + 1; throws when empty. */
+  function convOutputSize(inputSize, kernelSize, stride, padding, dilation) {
+    var i = int(inputSize, "input_size", 1);
+    var p = int(padding === undefined ? 0 : padding, "padding", 0);
+    var s = int(stride === undefined ? 1 : stride, "stride", 1);
+    var span = effectiveKernelSize(kernelSize, dilation === undefined ? 1 : dilation);
+    if (i + 2 * p < span) {
+      throw new Error("input_size + 2 * padding = " + (i + 2 * p) + " is smaller than the effective kernel size " +
+        span + ": the convolution has no output");
+    }
+    return Math.floor((i + 2 * p - span) / s) + 1;
+  }
+
+  /* deeplab_edu.atrous.input_positions: output i reads x[s*i - p + r*k], k = 0..K-1. */
+  function inputPositions(outputIndex, kernelSize, rate, stride, padding) {
+    var i = int(outputIndex, "output_index", 0);
+    var k = int(kernelSize, "kernel_size", 1);
+    var r = int(rate === undefined ? 1 : rate, "rate", 1);
+    var s = int(stride === undefined ? 1 : stride, "stride", 1);
+    var p = int(padding === undefined ? 0 : padding, "padding", 0);
+    var out = [];
+    for (var t = 0; t < k; t++) out.push(s * i - p + r * t);
+    return out;
+  }
+
+  var LINE = /^(conv|pool)((?:\s+[ksdp]=\d+)*)\s*$/;
+
+  /* deeplab_edu.viz.receptive_field.parse_layer_stack: one layer per line, "conv k=3 s=2 d=1 p=1". */
+  function parseLayerStack(text) {
+    var layers = [];
+    var lines = String(text).split(/\r\n|\r|\n/);
+    for (var n = 1; n <= lines.length; n++) {
+      var raw = lines[n - 1];
+      var line = raw.split("#")[0].trim().toLowerCase();
+      if (!line) continue;
+      var m = LINE.exec(line);
+      if (!m) {
+        throw new Error("line " + n + " ('" + raw.trim() + "'): write e.g. 'conv k=3 s=1 d=2' or 'pool k=2 s=2'");
+      }
+      var kind = m[1];
+      var opts = {};
+      m[2].split(/\s+/).filter(Boolean).forEach(function (o) {
+        var kv = o.split("=");
+        opts[kv[0]] = parseInt(kv[1], 10);
+      });
+      var k = "k" in opts ? opts.k : 3;
+      var s = "s" in opts ? opts.s : 1;
+      var d = "d" in opts ? opts.d : 1;
+      if (kind === "pool" && d !== 1) throw new Error("line " + n + ": pooling layers take no dilation here");
+      var p = "p" in opts ? opts.p : Math.floor(d * (k - 1) / 2);
+      if (kind === "pool" && p > Math.floor(k / 2)) {
+        throw new Error("line " + n + ": pooling padding p=" + p + " must be at most k // 2 = " + Math.floor(k / 2));
+      }
+      [["kernel", k, 1], ["stride", s, 1], ["padding", p, 0], ["dilation", d, 1]].forEach(function (c) {
+        if (c[1] < c[2]) {
+          throw new Error("line " + n + " ('" + raw.trim() + "'): " + c[0] + " must be an int >= " + c[2] + ", got " + c[1]);
+        }
+      });
+      layers.push({ kind: kind, kernel: k, stride: s, padding: p, dilation: d, name: kind + n });
+    }
+    if (!layers.length) throw new Error("the layer stack is empty: write at least one line such as 'conv k=3'");
+    return layers;
+  }
+
+  /* deeplab_edu.receptive_field.receptive_field: size r0, effective stride S0 and padding P0. */
+  function receptiveField(layers) {
+    var rf = { size: 1, stride: 1, padding: 0 };
+    layers.forEach(function (l) { rf = stepField(rf, l); });
+    return rf;
+  }
+
+  /* deeplab_edu.receptive_field.receptive_field_table: the field after every layer. */
+  function receptiveFieldTable(layers) {
+    var rf = { size: 1, stride: 1, padding: 0 };
+    return layers.map(function (l, i) {
+      rf = stepField(rf, l);
+      return {
+        layer: l.name || "layer " + (i + 1), kernel: l.kernel, stride: l.stride, padding: l.padding,
+        dilation: l.dilation, "effective kernel": l.dilation * (l.kernel - 1) + 1,
+        "receptive field": rf.size, "effective stride": rf.stride, "effective padding": rf.padding,
+      };
+    });
+  }
+
+  /* One step of the recurrences (ReceptiveField.then). */
+  function stepField(rf, l) {
+    var kEff = l.dilation * (l.kernel - 1) + 1;
+    return { size: rf.size + (kEff - 1) * rf.stride, stride: rf.stride * l.stride, padding: rf.padding + l.padding * rf.stride };
+  }
+
+  /* ReceptiveField.region: the input interval [u, v] seen by output `index` (may pass the edge). */
+  function region(rf, index) {
+    var u = index * rf.stride - rf.padding;
+    return [u, u + rf.size - 1];
+  }
+
+  /* Output size of a stack on an input of `size` pixels (what the PyTorch model returns). */
+  function stackOutputSize(layers, size) {
+    var n = size;
+    layers.forEach(function (l) {
+      n = convOutputSize(n, l.kernel, l.stride, l.padding, l.dilation);
+    });
+    return n;
+  }
+
+  function oddKernel(kernel) {
+    var k = int(kernel === undefined ? 3 : kernel, "kernel", 1);
+    if (k % 2 === 0) throw new Error("kernel must be odd (got " + k + "): 'same' zero padding is symmetric only for odd kernels");
+    return k;
+  }
+
+  /* deeplab_edu.boundary.possible_counts: every product a*b with 1 <= a, b <= k, sorted. */
+  function possibleCounts(kernel) {
+    var k = oddKernel(kernel);
+    var seen = {};
+    for (var a = 1; a <= k; a++) for (var b = 1; b <= k; b++) seen[a * b] = true;
+    return Object.keys(seen).map(Number).sort(function (x, y) { return x - y; });
+  }
+
+  /* deeplab_edu.boundary.valid_tap_counts_1d: taps i + r*j (|j| <= (k-1)/2) inside [0, n). */
+  function validTapCounts1d(length, kernel, rate) {
+    var n = int(length, "length", 1);
+    var k = oddKernel(kernel);
+    var r = int(rate === undefined ? 1 : rate, "rate", 1);
+    var half = (k - 1) / 2;
+    var out = [];
+    for (var i = 0; i < n; i++) {
+      var c = 0;
+      for (var j = -half; j <= half; j++) {
+        var t = i + r * j;
+        if (t >= 0 && t < n) c++;
+      }
+      out.push(c);
+    }
+    return out;
+  }
+
+  /* deeplab_edu.boundary.valid_tap_counts: the outer product of the row and column counts. */
+  function validTapCounts(height, width, kernel, rate) {
+    var rows = validTapCounts1d(int(height, "height", 1), kernel, rate);
+    var cols = validTapCounts1d(int(width, "width", 1), kernel, rate);
+    return rows.map(function (a) { return cols.map(function (b) { return a * b; }); });
+  }
+
+  /* deeplab_edu.boundary.valid_weight_fractions: {count: fraction of positions}, zeros included. */
+  function validWeightFractions(height, width, rate, kernel) {
+    var k = oddKernel(kernel);
+    var rowHist = histogram(validTapCounts1d(height, k, rate), k);
+    var colHist = histogram(validTapCounts1d(width, k, rate), k);
+    var out = {};
+    possibleCounts(k).forEach(function (c) { out[c] = 0; });
+    for (var a = 1; a <= k; a++) {
+      for (var b = 1; b <= k; b++) out[a * b] += (rowHist[a] / height) * (colHist[b] / width);
+    }
+    return out;
+  }
+
+  function histogram(values, k) {
+    var h = [];
+    for (var i = 0; i <= k; i++) h.push(0);
+    values.forEach(function (v) { h[v] += 1; });
+    return h;
+  }
+
+  /* deeplab_edu.boundary.figure4_curves: for each count, its fraction of positions at each rate. */
+  function figure4Curves(height, width, rates, kernel) {
+    if (!rates.length) throw new Error("rates is empty; give at least one atrous rate");
+    var curves = { rates: rates.slice() };
+    var rows = rates.map(function (r) { return validWeightFractions(height, width, r, kernel); });
+    possibleCounts(kernel).forEach(function (c) {
+      curves[c] = rows.map(function (row) { return row[c]; });
+    });
+    return curves;
+  }
+
+  /* deeplab_edu.boundary.mean_valid_fraction: average share of the k*k weights in use. */
+  function meanValidFraction(height, width, rate, kernel) {
+    var k = oddKernel(kernel);
+    var counts = validTapCounts(height, width, k, rate);
+    var total = 0;
+    counts.forEach(function (row) { row.forEach(function (c) { total += c; }); });
+    return total / (height * width) / (k * k);
+  }
+
+  var core = {
+    effectiveKernelSize: effectiveKernelSize, convOutputSize: convOutputSize, inputPositions: inputPositions,
+    parseLayerStack: parseLayerStack, receptiveField: receptiveField, receptiveFieldTable: receptiveFieldTable,
+    region: region, stackOutputSize: stackOutputSize, possibleCounts: possibleCounts,
+    validTapCounts1d: validTapCounts1d, validTapCounts: validTapCounts, validWeightFractions: validWeightFractions,
+    figure4Curves: figure4Curves, meanValidFraction: meanValidFraction,
+  };
+
+  // ------------------------------------------------------------------ DOM helpers
+  var SVGNS = "http://www.w3.org/2000/svg";
+  var TAP = "#e8743b", OUT = "#2a7ab0", PAD = "#d9d9d9", SQUARE = "#ffd23f";
+  var COUNT_COLOURS = { 1: "#d62728", 2: "#ff7f0e", 3: "#bcbd22", 4: "#9467bd", 6: "#17becf", 9: "#2ca02c" };
+
+  function el(tag, attrs, parent, text) {
+    var node = document.createElement(tag);
+    setAttrs(node, attrs);
+    if (text !== undefined) node.textContent = text;
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function svg(tag, attrs, parent, text) {
+    var node = document.createElementNS(SVGNS, tag);
+    setAttrs(node, attrs);
+    if (text !== undefined) node.textContent = text;
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+
+  function setAttrs(node, attrs) {
+    Object.keys(attrs || {}).forEach(function (key) {
+      if (attrs[key] !== undefined && attrs[key] !== null) node.setAttribute(key, attrs[key]);
+    });
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  /* A labelled range slider; `onInput(value)` runs on every move. */
+  function slider(parent, name, label, min, max, value, onInput) {
+    var wrap = el("label", { "class": "dle-control" }, parent);
+    el("span", { "class": "dle-label" }, wrap, label);
+    var input = el("input", { type: "range", name: name, min: min, max: max, step: 1, value: value, "aria-label": label }, wrap);
+    var shown = el("output", { "class": "dle-value" }, wrap, String(value));
+    input.addEventListener("input", function () {
+      shown.textContent = input.value;
+      onInput(parseInt(input.value, 10));
+    });
+    return {
+      input: input,
+      get value() { return parseInt(input.value, 10); },
+      setRange: function (lo, hi) {
+        input.min = lo;
+        input.max = hi;
+        if (parseInt(input.value, 10) > hi) input.value = hi;
+        if (parseInt(input.value, 10) < lo) input.value = lo;
+        shown.textContent = input.value;
+      },
+      set: function (v) { input.value = v; shown.textContent = input.value; },
+    };
+  }
+
+  function pct(x) { return (100 * x).toFixed(x > 0 && x < 0.01 ? 2 : 1) + "%"; }
+
+  // ------------------------------------------------------------------ chapter 01: eq. (1)
+  function mountAtrous(root, opts) {
+    var state = {
+      input_size: opts.input_size, kernel_size: opts.kernel_size, rate: opts.rate,
+      stride: opts.stride, padding: opts.padding, output_index: opts.output_index,
+    };
+    var controls = el("div", { "class": "dle-controls" }, root);
+    var sliders = {};
+    [["input_size", "input size n", 3, 24], ["kernel_size", "kernel size k", 1, 7], ["rate", "rate r", 1, 6],
+      ["stride", "stride s", 1, 3], ["padding", "padding p", 0, 8]].forEach(function (c) {
+      sliders[c[0]] = slider(controls, c[0], c[1], c[2], c[3], state[c[0]], function (v) { state[c[0]] = v; draw(); });
+    });
+    sliders.output_index = slider(controls, "output_index", "output i", 0, 0, 0, function (v) { state.output_index = v; draw(); });
+    var play = el("button", { type: "button", "class": "dle-button", name: "play" }, controls, "▶ walk i");
+    var timer = null;
+    play.addEventListener("click", function () {
+      if (timer) { clearInterval(timer); timer = null; play.textContent = "▶ walk i"; return; }
+      play.textContent = "■ stop";
+      timer = setInterval(function () {
+        var top = parseInt(sliders.output_index.input.max, 10);
+        state.output_index = state.output_index >= top ? 0 : state.output_index + 1;
+        draw();
+      }, 700);
+    });
+    var message = el("div", { "class": "dle-message" }, root);
+    var figure = el("div", { "class": "dle-figure" }, root);
+
+    function draw() {
+      clear(figure);
+      var n = state.input_size, k = state.kernel_size, r = state.rate, s = state.stride, p = state.padding;
+      var nOut;
+      try {
+        nOut = convOutputSize(n, k, s, p, r);
+      } catch (err) {
+        sliders.output_index.setRange(0, 0);
+        root.setAttribute("data-output-size", "0");
+        message.innerHTML = "<b>no output</b>: the padded input (" + (n + 2 * p) + ") is shorter than the effective kernel (" +
+          effectiveKernelSize(k, r) + ")";
+        return;
+      }
+      sliders.output_index.setRange(0, nOut - 1);
+      state.output_index = Math.min(state.output_index, nOut - 1);
+      sliders.output_index.set(state.output_index);
+      var i = state.output_index;
+      var taps = inputPositions(i, k, r, s, p);
+      root.setAttribute("data-output-size", String(nOut));
+      root.setAttribute("data-taps", taps.join(","));
+      message.innerHTML = "output size <b>" + nOut + "</b> = floor((n + 2p − k − (k−1)(r−1)) / s) + 1 = floor((" + n +
+        " + " + 2 * p + " − " + effectiveKernelSize(k, r) + ") / " + s + ") + 1; effective kernel <b>" +
+        effectiveKernelSize(k, r) + "</b>";
+      var cells = n + 2 * p;
+      var cell = Math.max(14, Math.min(34, Math.floor(640 / cells)));
+      var width = cells * cell + 20, height = 4.2 * cell + 46;
+      var g = svg("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
+        "aria-label": "taps read by output " + i, "class": "dle-svg" }, figure);
+      var x0 = 10, yIn = 30, yOut = yIn + 2.6 * cell;
+      var terms = taps.map(function (j, t) { return (j < 0 || j >= n ? "0" : "x[" + j + "]") + "·w[" + t + "]"; });
+      svg("text", { x: x0, y: 16, "class": "dle-title" }, g, "y[" + i + "] = " + terms.join(" + "));
+      var xOf = function (j) { return x0 + (j + p) * cell; };
+      for (var j = -p; j < n + p; j++) {
+        var isPad = j < 0 || j >= n, isTap = taps.indexOf(j) >= 0;
+        svg("rect", { x: xOf(j), y: yIn, width: cell, height: cell, "data-index": j,
+          "class": "dle-input" + (isTap ? " dle-tap" : "") + (isPad ? " dle-pad" : ""),
+          fill: isTap ? TAP : isPad ? PAD : "white", stroke: "black" }, g);
+        svg("text", { x: xOf(j) + cell / 2, y: yIn + cell / 2 + 4, "text-anchor": "middle", "class": "dle-cell-text" }, g,
+          isPad ? "0" : "x" + j);
+      }
+      var offset = x0 + (cells - nOut) / 2 * cell;
+      for (var o = 0; o < nOut; o++) {
+        svg("rect", { x: offset + o * cell, y: yOut, width: cell, height: cell, "data-index": o,
+          "class": "dle-output" + (o === i ? " dle-selected" : ""), fill: o === i ? OUT : "white", stroke: "black" }, g);
+        svg("text", { x: offset + o * cell + cell / 2, y: yOut + cell / 2 + 4, "text-anchor": "middle",
+          "class": "dle-cell-text", fill: o === i ? "white" : "black" }, g, "y" + o);
+      }
+      taps.forEach(function (jj, t) {
+        svg("line", { x1: xOf(jj) + cell / 2, y1: yIn + cell, x2: offset + i * cell + cell / 2, y2: yOut,
+          stroke: TAP, "stroke-width": 1.5, "class": "dle-arrow" }, g);
+        svg("text", { x: xOf(jj) + cell / 2, y: yIn - 3, "text-anchor": "middle", fill: TAP, "class": "dle-cell-text" }, g, "w" + t);
+      });
+    }
+    draw();
+    return { draw: draw, state: state };
+  }
+
+  // ------------------------------------------------------------------ chapter 02: receptive field
+  function setLastRate(text, rate) {
+    var lines = text.split("\n");
+    for (var n = lines.length - 1; n >= 0; n--) {
+      var body = lines[n].split("#")[0];
+      if (/^\s*conv\b/i.test(body)) {
+        var comment = lines[n].slice(body.length);
+        body = /\bd=\d+/i.test(body) ? body.replace(/\bd=\d+/i, "d=" + rate) : body.replace(/\s*$/, "") + " d=" + rate;
+        lines[n] = body + comment;
+        return lines.join("\n");
+      }
+    }
+    return text;
+  }
+
+  function lastRate(layers) {
+    for (var n = layers.length - 1; n >= 0; n--) if (layers[n].kind === "conv") return layers[n].dilation;
+    return null;
+  }
+
+  function mountReceptiveField(root, opts) {
+    var size = opts.photo_size;
+    var state = { text: opts.stack, row: null, col: null };
+    var top = el("div", { "class": "dle-row" }, root);
+    var left = el("div", { "class": "dle-controls dle-column" }, top);
+    el("span", { "class": "dle-label" }, left, "layers (one per line: conv k=3 s=2 d=1, pool k=2 s=2)");
+    var box = el("textarea", { rows: 7, cols: 28, name: "stack", spellcheck: "false", "aria-label": "layer stack" }, left);
+    box.value = state.text;
+    var rate = slider(left, "last_rate", "rate d of the last conv", 1, 8, 1, function (v) {
+      state.text = setLastRate(state.text, v);
+      box.value = state.text;
+      draw();
+    });
+    var row = slider(left, "row", "unit row", 0, 0, 0, function (v) { state.row = v; draw(); });
+    var col = slider(left, "col", "unit col", 0, 0, 0, function (v) { state.col = v; draw(); });
+    var centre = el("button", { type: "button", "class": "dle-button", name: "centre" }, left, "centre unit");
+    centre.addEventListener("click", function () { state.row = null; state.col = null; draw(); });
+    box.addEventListener("input", function () { state.text = box.value; draw(); });
+    var figure = el("div", { "class": "dle-figure" }, top);
+    var message = el("div", { "class": "dle-message" }, root);
+    var table = el("div", { "class": "dle-table" }, root);
+
+    function draw() {
+      clear(figure);
+      clear(table);
+      var layers, oh;
+      try {
+        layers = parseLayerStack(state.text);
+        oh = stackOutputSize(layers, size);
+      } catch (err) {
+        root.setAttribute("data-error", err.message);
+        message.textContent = "cannot draw this stack: " + err.message;
+        return;
+      }
+      root.removeAttribute("data-error");
+      var r = lastRate(layers);
+      if (r !== null) rate.setRange(1, Math.max(8, r)), rate.set(r);
+      rate.input.disabled = r === null;
+      var rf = receptiveField(layers);
+      row.setRange(0, oh - 1);
+      col.setRange(0, oh - 1);
+      var i = state.row === null ? Math.floor((oh - 1) / 2) : Math.min(state.row, oh - 1);
+      var j = state.col === null ? Math.floor((oh - 1) / 2) : Math.min(state.col, oh - 1);
+      row.set(i);
+      col.set(j);
+      var rows = region(rf, i), cols = region(rf, j);
+      root.setAttribute("data-receptive-field", String(rf.size));
+      root.setAttribute("data-output-size", String(oh));
+      var scale = Math.max(2, Math.floor(384 / size));
+      var g = svg("svg", { width: size * scale, height: size * scale, viewBox: [-0.5, -0.5, size, size].join(" "),
+        role: "img", "aria-label": "receptive field on the photograph", "class": "dle-svg dle-photo" }, figure);
+      svg("image", { href: opts.photo, x: -0.5, y: -0.5, width: size, height: size, preserveAspectRatio: "none",
+        "class": "dle-photo-image" }, g);
+      var units = oh * oh;
+      if (units <= 4096) {
+        var dots = svg("g", { "class": "dle-dots", fill: "black", "fill-opacity": 0.7 }, g);
+        var radius = Math.max(0.3, Math.min(0.9, rf.stride / 7));
+        for (var a = 0; a < oh; a++) {
+          for (var b = 0; b < oh; b++) {
+            var ca = region(rf, a), cb = region(rf, b);
+            svg("circle", { cx: (cb[0] + cb[1]) / 2, cy: (ca[0] + ca[1]) / 2, r: radius }, dots);
+          }
+        }
+      }
+      svg("rect", { x: cols[0] - 0.5, y: rows[0] - 0.5, width: rf.size, height: rf.size, fill: "none",
+        stroke: SQUARE, "stroke-width": Math.max(0.8, size / 128), "class": "dle-rf" }, g);
+      svg("circle", { cx: (cols[0] + cols[1]) / 2, cy: (rows[0] + rows[1]) / 2, r: Math.max(1.2, size / 80), fill: "red",
+        "class": "dle-unit" }, g);
+      message.innerHTML = "receptive field <b>" + rf.size + " px</b>, effective stride <b>" + rf.stride +
+        "</b>, effective padding " + rf.padding + "; output map " + oh + "×" + oh + " on the " + size + "×" + size +
+        " photo; unit (" + i + ", " + j + ") sees rows " + rows[0] + "…" + rows[1] + ", columns " + cols[0] + "…" + cols[1] +
+        (units > 4096 ? " (" + units + " units: dots not drawn)" : "") + ".";
+      var t = el("table", {}, table);
+      var head = el("tr", {}, el("thead", {}, t));
+      var keys = ["layer", "kernel", "stride", "padding", "dilation", "effective kernel", "receptive field", "effective stride"];
+      keys.forEach(function (key) { el("th", {}, head, key); });
+      var body = el("tbody", {}, t);
+      receptiveFieldTable(layers).forEach(function (rec) {
+        var tr = el("tr", {}, body);
+        keys.forEach(function (key) { el("td", {}, tr, String(rec[key])); });
+      });
+    }
+    draw();
+    return { draw: draw, state: state };
+  }
+
+  // ------------------------------------------------------------------ chapter 04: Fig. 4
+  function runs(values) {
+    var out = [];
+    values.forEach(function (v, i) {
+      if (out.length && out[out.length - 1].value === v) out[out.length - 1].length += 1;
+      else out.push({ value: v, start: i, length: 1 });
+    });
+    return out;
+  }
+
+  function mountBoundary(root, opts) {
+    var state = { height: opts.height, width: opts.width, rate: opts.rate, kernel: opts.kernel };
+    var controls = el("div", { "class": "dle-controls" }, root);
+    slider(controls, "height", "map height", 1, opts.max_size, state.height, function (v) { state.height = v; draw(); });
+    slider(controls, "width", "map width", 1, opts.max_size, state.width, function (v) { state.width = v; draw(); });
+    slider(controls, "rate", "atrous rate", 1, opts.max_rate, state.rate, function (v) { state.rate = v; draw(); });
+    var message = el("div", { "class": "dle-message" }, root);
+    var figure = el("div", { "class": "dle-row" }, root);
+
+    function draw() {
+      clear(figure);
+      var h = state.height, w = state.width, r = state.rate, k = state.kernel;
+      var rowCounts = validTapCounts1d(h, k, r), colCounts = validTapCounts1d(w, k, r);
+      var fractions = validWeightFractions(h, w, r, k);
+      var cell = Math.max(1, Math.min(12, 330 / Math.max(h, w)));
+      var map = svg("svg", { width: w * cell + 2, height: h * cell + 2, viewBox: [-1, -1, w * cell + 2, h * cell + 2].join(" "),
+        role: "img", "aria-label": "valid taps per output position", "class": "dle-svg dle-map" }, figure);
+      // The count is row_count * col_count: constant on blocks of equal row and column counts.
+      runs(rowCounts).forEach(function (ra) {
+        runs(colCounts).forEach(function (cb) {
+          var c = ra.value * cb.value;
+          svg("rect", { x: cb.start * cell, y: ra.start * cell, width: cb.length * cell, height: ra.length * cell,
+            fill: COUNT_COLOURS[c] || "#888", "data-count": c, "data-cells": ra.length * cb.length, "class": "dle-block" }, map);
+        });
+      });
+      svg("rect", { x: 0, y: 0, width: w * cell, height: h * cell, fill: "none", stroke: "black", "stroke-width": 1 }, map);
+      drawCurves(figure, h, w, r, k);
+      var legend = el("div", { "class": "dle-legend" }, figure);
+      el("div", {}, legend, "valid taps per position:");
+      possibleCounts(k).forEach(function (c) {
+        var item = el("div", { "class": "dle-legend-item" }, legend);
+        el("span", { "class": "dle-swatch", style: "background:" + (COUNT_COLOURS[c] || "#888") }, item);
+        el("span", {}, item, c + (c === k * k ? " (all)" : c === 1 ? " (centre only)" : ""));
+      });
+      var full = fractions[k * k], only = fractions[1];
+      root.setAttribute("data-full", String(full));
+      root.setAttribute("data-centre-only", String(only));
+      message.innerHTML = h + " × " + w + " map, rate " + r + ", " + k + "×" + k + " filter: all " + k * k +
+        " taps valid at <b>" + pct(full) + "</b> of positions, only the centre tap at <b>" + pct(only) +
+        "</b>; mean share of weights in use " + pct(meanValidFraction(h, w, r, k)) + ". " +
+        (r >= Math.max(h, w) ? "At rate ≥ " + Math.max(h, w) + " the filter has degenerated to 1×1 everywhere." : "");
+    }
+
+    function drawCurves(parent, h, w, r, k) {
+      var maxRate = Math.max(h, w, r);
+      var rates = [];
+      for (var q = 1; q <= maxRate; q++) rates.push(q);
+      var curves = figure4Curves(h, w, rates, k);
+      var half = (k + 1) / 2;
+      var shown = [1, half * half, k * k].filter(function (c, idx, arr) { return arr.indexOf(c) === idx; });
+      var W = 370, H = 262, L = 40, B = 48, T = 22, R = 10;
+      var g = svg("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img",
+        "aria-label": "DeepLabv3 Figure 4 for this map", "class": "dle-svg dle-curves" }, parent);
+      var xOf = function (rate) { return L + (W - L - R) * (maxRate === 1 ? 0 : (rate - 1) / (maxRate - 1)); };
+      var yOf = function (f) { return T + (H - T - B) * (1 - f); };
+      svg("line", { x1: L, y1: yOf(0), x2: W - R, y2: yOf(0), stroke: "black" }, g);
+      svg("line", { x1: L, y1: yOf(0), x2: L, y2: yOf(1), stroke: "black" }, g);
+      [0, 0.5, 1].forEach(function (f) {
+        svg("text", { x: L - 4, y: yOf(f) + 4, "text-anchor": "end", "class": "dle-axis" }, g, f.toFixed(1));
+      });
+      [1, maxRate].forEach(function (q) {
+        svg("text", { x: xOf(q), y: H - B + 14, "text-anchor": "middle", "class": "dle-axis" }, g, String(q));
+      });
+      svg("text", { x: (L + W - R) / 2, y: H - B + 14, "text-anchor": "middle", "class": "dle-axis" }, g, "atrous rate");
+      svg("text", { x: 4, y: 12, "class": "dle-axis" }, g, "fraction of positions (DeepLabv3 Fig. 4 for this map)");
+      shown.forEach(function (c, idx) {
+        var pts = rates.map(function (q, n) { return xOf(q).toFixed(2) + "," + yOf(curves[c][n]).toFixed(2); });
+        svg("polyline", { points: pts.join(" "), fill: "none", stroke: COUNT_COLOURS[c] || "#555", "stroke-width": 2,
+          "class": "dle-curve", "data-count": c }, g);
+        svg("text", { x: L + 8 + 110 * idx, y: H - 4 - 14, fill: COUNT_COLOURS[c] || "#555",
+          "class": "dle-axis" }, g, "— " + c + " valid weight" + (c > 1 ? "s" : ""));
+      });
+      svg("line", { x1: xOf(r), y1: yOf(0), x2: xOf(r), y2: yOf(1), stroke: "grey", "stroke-dasharray": "3,3",
+        "class": "dle-marker", "data-rate": r }, g);
+    }
+    draw();
+    return { draw: draw, state: state };
+  }
+
+  var MOUNT = { atrous: mountAtrous, receptive_field: mountReceptiveField, boundary: mountBoundary };
+
+  /* Build explorer `name` inside `target` (an element or its id) with the settings `opts`. */
+  function mount(target, name, opts) {
+    var node = typeof target === "string" ? document.getElementById(target) : target;
+    if (!node) throw new Error("deeplab-edu explorer: no element " + target);
+    if (!MOUNT[name]) throw new Error("deeplab-edu explorer: unknown explorer " + name);
+    clear(node);
+    node.classList.add("dle-explorer", "dle-" + name.replace("_", "-"));
+    node.setAttribute("data-explorer", name);
+    var handle = MOUNT[name](node, opts || {});
+    node.setAttribute("data-ready", "true");
+    return handle;
+  }
+
+  var api = { version: VERSION, core: core, mount: mount };
+  if (typeof module === "object" && module.exports) module.exports = api;
+  root.DeeplabEduExplorers = api;
+})(typeof window !== "undefined" ? window : globalThis);
