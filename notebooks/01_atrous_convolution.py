@@ -129,6 +129,13 @@ plt.show()
 # %%
 atrous_widget(input_size=12, kernel_size=3, rate=2, stride=1, padding=2, output_index=3)
 
+# %%
+# The same explorer in JavaScript (deeplab_edu.viz.explorers): it needs no kernel, so it is live
+# in the static book too, and it computes the same numbers as the package (tests/test_explorers.py).
+from deeplab_edu.viz import explorers
+
+explorers.show("atrous", input_size=12, kernel_size=3, rate=2, stride=1, padding=2, output_index=3)
+
 # %% [markdown]
 # ## In two dimensions, with channels
 #

@@ -119,6 +119,13 @@ plt.show()
 # %%
 layer_stack_editor(DEFAULT_STACK)
 
+# %%
+# The same explorer in JavaScript (deeplab_edu.viz.explorers): it needs no kernel, so it is live
+# in the static book too, and it computes the same numbers as the package (tests/test_explorers.py).
+from deeplab_edu.viz import explorers
+
+explorers.show("receptive_field", stack=DEFAULT_STACK)
+
 # %% [markdown]
 # ## From a PyTorch module
 #

@@ -105,6 +105,13 @@ for h, w, r in [(65, 65, 1), (65, 65, 24), (33, 17, 12), (7, 40, 9)]:
 # %%
 vb.tap_count_widget(height=33, width=33, rate=12)
 
+# %%
+# The same explorer in JavaScript (deeplab_edu.viz.explorers): it needs no kernel, so it is live
+# in the static book too, and it computes the same numbers as the package (tests/test_explorers.py).
+from deeplab_edu.viz import explorers
+
+explorers.show("boundary", height=33, width=33, rate=12)
+
 # %% [markdown]
 # In the static book the widget above is not live; this is what it shows for its default values
 # (a $33 \times 33$ map, the size of a $513$ crop at output stride 16, at ASPP's middle rate 12):
