@@ -19,8 +19,10 @@
 # # 00 · Start here
 #
 # Welcome to **deeplab-edu**, a course on semantic segmentation with *atrous* (dilated)
-# convolution. It starts from one equation and ends with DeepLab v2, v3 and v3+ trained for
-# real, with the papers' findings reproduced as numbers you measure yourself.
+# convolution. It starts from one equation and ends with DeepLab v2 (with its CRF), v3 and v3+
+# trained for real: on your laptop, with a teaching-scale backbone and results averaged over
+# several seeds (with error bars); with the papers' ResNet-101 recipes when you have a GPU. The
+# papers' findings become numbers you measure yourself.
 #
 # **Learning objectives of this page**
 #
@@ -114,7 +116,14 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # Each chapter ends with exercises. You write your answer in place of `...` and call
 # `check("CC.N", answer)`. The checker says whether it is right, and if not, *what* is wrong.
 # Running a notebook with unanswered exercises is fine: the checker says "not answered yet".
-# In the book the solutions are hidden behind a "Click to show" button.
+# The solutions are hidden: behind a "Click to show" button in the book, in a collapsed cell in
+# JupyterLab (click the cell's left bar to open it). There are three kinds of exercise:
+#
+# - **a value**: compute one number, shape or name, by hand first;
+# - **predict, then measure**: write down your prediction, check it, then run the cell below it,
+#   which measures the same thing with the package and prints both;
+# - **write a function**: fill in a small function; the checker runs it against the package's own
+#   implementation on edge cases and random inputs, and recognises the typical mistakes.
 #
 # ### Exercise 00.1
 # A network halves the resolution of its input three times. What is its output stride?
@@ -125,7 +134,7 @@ from deeplab_edu.exercises import check
 answer_00_1 = ...  # your answer here
 check("00.1", answer_00_1)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 check("00.1", 2**3)
 
@@ -137,26 +146,38 @@ check("00.1", 2**3)
 answer_00_2 = ...
 check("00.2", answer_00_2)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 check("00.2", "smoke")
 
 # %% [markdown]
-# ### Exercise 00.3
-# DeepLab trains on $513 \times 513$ crops. How large (per side) is the feature map at output
-# stride 16? (Each stride-2 layer of a ResNet maps an odd size $n$ to $(n+1)/2$.)
+# ### Exercise 00.3 (write a function)
+# DeepLab trains on $513 \times 513$ crops. Write `feature_size(n, output_stride)`: the side of
+# the feature map of a ResNet for an $n \times n$ input at output stride 4, 8, 16 or 32. A ResNet
+# halves the resolution $\log_2(\text{output stride})$ times, and each stride-2 layer maps a side
+# $n$ to $\lceil n/2 \rceil$: an odd size rounds *up*. Try `feature_size(513, 16)` yourself first.
+
 
 # %%
-answer_00_3 = ...
-check("00.3", answer_00_3)
+def feature_size(n: int, output_stride: int) -> int:
+    ...  # your code here
 
-# %% tags=["hide-cell"]
-# Solution: 513 -> 257 -> 129 -> 65 -> 33 (four halvings)
-size = 513
-for _ in range(4):
-    size = (size + 1) // 2
-check("00.3", size)
+
+check("00.3", feature_size)
+
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: one ceil(n / 2) per halving; 513 -> 257 -> 129 -> 65 -> 33 at output stride 16
+def feature_size(n: int, output_stride: int) -> int:
+    for _ in range(output_stride.bit_length() - 1):  # log2 of a power of two
+        n = (n + 1) // 2
+    return n
+
+
+print("513 at output stride 16 ->", feature_size(513, 16))
+check("00.3", feature_size)
 
 # %% tags=["remove-cell"]
-assert check("00.1", 8) and check("00.2", "smoke") and check("00.3", size)
-assert not check("00.1", 3)
+assert check("00.1", 8) and check("00.2", "smoke") and check("00.3", feature_size)
+assert feature_size(513, 16) == 33 and feature_size(513, 8) == 65
+assert not check("00.1", 3) and not check("00.3", lambda n, s: n // s)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
 
-from deeplab_edu.exercises import all_exercises, check, get
+import pytest
+import torch
+
+from deeplab_edu.exercises import KINDS, all_exercises, check, function_exercise, get, value_exercise
+from deeplab_edu.exercises import _core
 
 EXERCISES = all_exercises()
 
@@ -24,6 +28,24 @@ def test_wrong_answers_are_rejected_with_a_reason(key: str) -> None:
         feedback = check(key, wrong)
         assert not feedback, f"{key} accepted the wrong answer {wrong!r}"
         assert len(feedback.message) > len(ex.title) + 5, f"{key}: feedback for {wrong!r} says nothing"
+
+
+@pytest.mark.parametrize("key", sorted(k for k, ex in EXERCISES.items() if ex.mistakes))
+def test_each_typical_mistake_gets_its_own_explanation(key: str) -> None:
+    ex = EXERCISES[key]
+    for wrong, explanation in ex.mistakes:
+        message = check(key, wrong).message
+        assert explanation in message, f"{key}: {wrong!r} should be told {explanation!r}, got {message!r}"
+
+
+def test_every_exercise_has_a_known_kind() -> None:
+    assert {ex.kind for ex in EXERCISES.values()} <= set(KINDS)
+
+
+@pytest.mark.parametrize("chapter", [f"{c:02d}" for c in range(8)])
+def test_chapters_00_to_07_make_learners_write_or_predict(chapter: str) -> None:
+    kinds = {ex.kind for key, ex in EXERCISES.items() if key.startswith(chapter + ".")}
+    assert kinds & {"function", "predict"}, f"chapter {chapter} has only single-value exercises: {kinds}"
 
 
 def test_unanswered_is_reported_not_raised() -> None:
@@ -46,3 +68,62 @@ def test_each_chapter_with_exercises_has_at_least_three() -> None:
         chapters[key.split(".")[0]] = chapters.get(key.split(".")[0], 0) + 1
     thin = {c: n for c, n in chapters.items() if n < 3}
     assert not thin, f"chapters with fewer than three exercises: {thin}"
+
+
+# --- the shared builders ---------------------------------------------------------------------
+@pytest.fixture
+def scratch() -> Iterator[str]:
+    """A throw-away exercise key, removed from the registry afterwards."""
+    yield "97.1"
+    _core._REGISTRY.pop("97.1", None)
+
+
+def test_value_exercise_tolerance_predicates_and_types(scratch: str) -> None:
+    value_exercise(scratch, "a fraction", solution=lambda: 0.25, answer_type="fraction", abs_tol=1e-3,
+                   mistakes=[(0.5, "one half is wrong"), (lambda a: a > 0.3, lambda a: f"{a} is too large")],
+                   otherwise="no")
+    assert check(scratch, 0.2501) and not check(scratch, 0.26)
+    assert "one half is wrong" in check(scratch, 0.5).message
+    assert "0.4 is too large" in check(scratch, 0.4).message
+    assert "between 0 and 1" in check(scratch, 25).message
+    assert get(scratch).kind == "value" and get(scratch).mistakes == ((0.5, "one half is wrong"),)
+
+
+def test_value_exercise_arrays_and_text(scratch: str) -> None:
+    value_exercise(scratch, "a map", solution=lambda: [[1, 2], [3, 4]], answer_type="array", kind="predict",
+                   mistakes=[([[4, 3], [2, 1]], "reversed")], otherwise="no")
+    assert check(scratch, torch.tensor([[1, 2], [3, 4]])) and check(scratch, [[1.0, 2.0], [3.0, 4.0]])
+    assert "reversed" in check(scratch, [[4, 3], [2, 1]]).message
+    assert not check(scratch, [1, 2, 3, 4])
+    assert get(scratch).kind == "predict"
+
+
+def test_value_exercise_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="answer_type"):
+        value_exercise("96.1", "x", solution=lambda: 1, otherwise="no", answer_type="colour")
+    with pytest.raises(ValueError, match="kind"):
+        value_exercise("96.2", "x", solution=lambda: 1, otherwise="no", kind="function")
+
+
+def test_function_exercise_reports_errors_and_mistakes(scratch: str) -> None:
+    function_exercise(scratch, "double it", reference=lambda x: 2 * x,
+                      inputs=lambda g: (torch.randn(3, generator=g),),
+                      mistakes=[(lambda x: x + x + 1, "off by one")], signature="double(x)")
+    assert check(scratch, lambda x: x * 2)
+    assert "off by one" in check(scratch, lambda x: 2 * x + 1).message
+    assert "raised ZeroDivisionError" in check(scratch, lambda x: 1 / 0).message
+    assert "returned None" in check(scratch, lambda x: None).message
+    assert "shape" in check(scratch, lambda x: torch.cat([x, x])).message
+    assert "double(x)" in check(scratch, 3).message
+    assert get(scratch).kind == "function"
+
+
+def test_function_exercise_does_not_let_the_learner_change_the_inputs(scratch: str) -> None:
+    function_exercise(scratch, "sum", reference=lambda x: x.sum(), inputs=lambda g: (torch.ones(4),), trials=2)
+
+    def in_place(x: torch.Tensor) -> torch.Tensor:
+        total = x.sum()
+        x.zero_()  # would corrupt the reference's input if the arguments were shared
+        return total
+
+    assert check(scratch, in_place)

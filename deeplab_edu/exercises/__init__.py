@@ -4,6 +4,22 @@
 >>> check("00.1", 8)          # doctest: +SKIP
 """
 
-from ._core import NOT_ANSWERED, Exercise, Feedback, all_exercises, check, exercise, get
+from ._core import (
+    KINDS,
+    NOT_ANSWERED,
+    Exercise,
+    Feedback,
+    all_exercises,
+    check,
+    compare_results,
+    exercise,
+    function_exercise,
+    get,
+    number_problem,
+    value_exercise,
+)
 
-__all__ = ["NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "exercise", "get"]
+__all__ = [
+    "KINDS", "NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "compare_results", "exercise",
+    "function_exercise", "get", "number_problem", "value_exercise",
+]

@@ -10,17 +10,40 @@ notebooks call :func:`check`::
 
 Every exercise also carries a reference ``solution`` so the test suite can prove
 that the checker accepts the right answer and rejects wrong ones.
+
+Three kinds of exercise (``Exercise.kind``), each with a shared builder so that the chapter
+modules hold questions and feedback, not checking code:
+
+* ``"value"``: one answer (a number, a tuple, a name), :func:`value_exercise`;
+* ``"predict"``: predict a value, then measure it in the notebook with the package
+  (:func:`value_exercise` with ``kind="predict"``; the notebook's next cell does the measuring);
+* ``"function"``: write a small function; :func:`function_exercise` runs it against the
+  package's reference on fixed edge cases and seeded random inputs, and recognises typical
+  mistakes by running a known wrong implementation on the same inputs.
+
+In both builders, ``mistakes`` pairs a typical wrong answer (or wrong function) with the sentence
+that explains it: that is the targeted feedback, and the tests check that each one is given.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
+import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-__all__ = ["Exercise", "Feedback", "exercise", "check", "get", "all_exercises", "NOT_ANSWERED"]
+import numpy as np
+import torch
+
+__all__ = [
+    "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
+    "compare_results", "check", "get", "all_exercises", "NOT_ANSWERED", "KINDS",
+]
 
 Checker = Callable[[Any], "str | None"]
+#: The kinds of exercise: one value, a prediction measured afterwards, a function to write.
+KINDS = ("value", "predict", "function")
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,9 @@ class Exercise:
     solution: Callable[[], Any]
     wrong_answers: tuple[Any, ...] = field(default=())
     hint: str = ""
+    kind: str = "value"
+    #: (typical wrong answer, the explanation it must get), for the tests.
+    mistakes: tuple[tuple[Any, str], ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,8 @@ def exercise(
     solution: Callable[[], Any],
     wrong_answers: tuple[Any, ...] = (),
     hint: str = "",
+    kind: str = "value",
+    mistakes: tuple[tuple[Any, str], ...] = (),
 ) -> Callable[[Checker], Checker]:
     """Register ``checker`` as exercise ``key``.
 
@@ -78,15 +106,278 @@ def exercise(
             and by the hidden solution cells).
         wrong_answers: plausible mistakes the checker must reject (tested).
         hint: shown after a wrong answer.
+        kind: ``"value"``, ``"predict"`` or ``"function"`` (see the module docstring).
+        mistakes: (wrong answer, explanation) pairs whose explanation the checker must give.
+
+    Raises:
+        ValueError: ``key`` is registered twice, or ``kind`` is unknown.
     """
+    if kind not in KINDS:
+        raise ValueError(f"exercise {key!r}: kind must be one of {KINDS}, got {kind!r}")
 
     def register(checker: Checker) -> Checker:
         if key in _REGISTRY:
             raise ValueError(f"exercise {key!r} is registered twice")
-        _REGISTRY[key] = Exercise(key, title, checker, solution, tuple(wrong_answers), hint)
+        _REGISTRY[key] = Exercise(key, title, checker, solution, tuple(wrong_answers), hint, kind, tuple(mistakes))
         return checker
 
     return register
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared checking: answers of one value
+# ---------------------------------------------------------------------------------------------
+ANSWER_TYPES = ("number", "whole", "fraction", "ints", "text", "array")
+
+
+def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) -> str | None:
+    """What is wrong with ``answer`` as a number (``None`` when it is one).
+
+    Args:
+        whole: it must be a whole number (a count of pixels, channels, parameters).
+        fraction: it must lie between 0 and 1.
+    """
+    if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
+        return f"expected a number, got {type(answer).__name__}."
+    if whole and float(answer) != int(answer):
+        return f"{answer} is not a whole number: this counts things."
+    if fraction and not 0 <= answer <= 1:
+        return f"{answer} is not a fraction between 0 and 1 (did you give a percentage or a count?)."
+    return None
+
+
+def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
+    """The answer in a comparable form, or the reason it cannot be read."""
+    if answer_type in ("number", "whole", "fraction"):
+        problem = number_problem(answer, whole=answer_type == "whole", fraction=answer_type == "fraction")
+        return answer, problem
+    if answer_type == "ints":
+        if isinstance(answer, (str, bytes)) or not isinstance(answer, Sequence):
+            return answer, "answer with a tuple of whole numbers, e.g. (1, 2, 3)."
+        if not all(number_problem(v, whole=True) is None for v in answer):
+            return answer, "answer with a tuple of whole numbers, e.g. (1, 2, 3)."
+        return tuple(int(v) for v in answer), None
+    if answer_type == "text":
+        if not isinstance(answer, str):
+            return answer, f"answer with a name (a string), got {type(answer).__name__}."
+        return answer.strip().lower(), None
+    if answer_type == "array":
+        try:
+            arr = np.asarray(answer.cpu() if isinstance(answer, torch.Tensor) else answer, dtype=float)
+        except (TypeError, ValueError):
+            return answer, "answer with an array of numbers (a nested list, a NumPy array or a tensor)."
+        return arr, None
+    raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
+
+
+def _matches(answer: Any, target: Any, rel_tol: float, abs_tol: float) -> bool:
+    if isinstance(answer, np.ndarray):
+        target = np.asarray(target, dtype=float)
+        return answer.shape == target.shape and bool(np.allclose(answer, target, rtol=rel_tol, atol=abs_tol))
+    if isinstance(answer, tuple):
+        return answer == tuple(target) if isinstance(target, Sequence) and not isinstance(target, str) else False
+    if isinstance(answer, str):
+        return isinstance(target, str) and answer == target.strip().lower()
+    if isinstance(target, (int, float, np.integer, np.floating)) and not isinstance(target, bool):
+        if rel_tol == 0 and abs_tol == 0:
+            return answer == target
+        return math.isclose(answer, target, rel_tol=rel_tol, abs_tol=abs_tol)
+    return False
+
+
+def _say(message: Any, answer: Any) -> str:
+    return message(answer) if callable(message) else message
+
+
+def value_exercise(
+    key: str,
+    title: str,
+    *,
+    solution: Callable[[], Any],
+    otherwise: Any,
+    mistakes: Sequence[tuple[Any, Any]] = (),
+    answer_type: str = "number",
+    rel_tol: float = 0.0,
+    abs_tol: float = 0.0,
+    more_wrong: Sequence[Any] = (),
+    hint: str = "",
+    kind: str = "value",
+) -> Exercise:
+    """Register an exercise whose answer is one value, with targeted feedback for typical mistakes.
+
+    Args:
+        key, title, solution, hint: as for :func:`exercise`.
+        otherwise: the message (or ``f(answer) -> message``) for a wrong answer that matches no
+            listed mistake.
+        mistakes: ``(wrong, message)`` pairs tried in order after the right answer; ``wrong`` is a
+            value (compared like the solution) or a predicate ``f(answer) -> bool``; ``message``
+            is a string or ``f(answer) -> str``.
+        answer_type: ``"number"``, ``"whole"``, ``"fraction"``, ``"ints"`` (a tuple of whole
+            numbers), ``"text"`` (a name, compared case-insensitively) or ``"array"``.
+        rel_tol, abs_tol: tolerance for numbers and arrays (0 and 0: exact).
+        more_wrong: further wrong answers the tests must see rejected.
+        kind: ``"value"`` or ``"predict"``.
+
+    Returns:
+        The registered :class:`Exercise`.
+    """
+    if answer_type not in ANSWER_TYPES:
+        raise ValueError(f"exercise {key!r}: answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
+    if kind not in ("value", "predict"):
+        raise ValueError(f"exercise {key!r}: a value exercise has kind 'value' or 'predict', not {kind!r}")
+    mistakes = tuple(mistakes)
+
+    def checker(answer: Any) -> str | None:
+        got, problem = _normalise(answer, answer_type)
+        if problem is not None:
+            return problem
+        if _matches(got, solution(), rel_tol, abs_tol):
+            return None
+        for wrong, message in mistakes:
+            hit = wrong(got) if callable(wrong) else _matches(got, wrong, rel_tol, abs_tol)
+            if hit:
+                return _say(message, got)
+        return _say(otherwise, got)
+
+    examples = tuple((w, m) for w, m in mistakes if not callable(w) and isinstance(m, str))
+    wrong = tuple(w for w, _ in mistakes if not callable(w)) + tuple(more_wrong)
+    exercise(key, title, solution=solution, wrong_answers=wrong, hint=hint, kind=kind, mistakes=examples)(checker)
+    return _REGISTRY[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared checking: functions written by the learner
+# ---------------------------------------------------------------------------------------------
+def _brief(value: Any, limit: int = 80) -> str:
+    """A short description of an argument or a result for feedback messages."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() <= 12:
+            return f"tensor({value.tolist()})"
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"array({value.tolist()})" if value.size <= 12 else f"an array of shape {value.shape}"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def compare_results(got: Any, want: Any, atol: float = 1e-5) -> str | None:
+    """Why ``got`` differs from ``want`` (``None`` when they agree).
+
+    Tensors and arrays must have the same shape and values within ``atol`` (any dtype); numbers
+    are compared with ``atol``; sequences element by element; anything else with ``==``.
+    """
+    if isinstance(want, (torch.Tensor, np.ndarray)):
+        if not isinstance(got, (torch.Tensor, np.ndarray, list, tuple)):
+            return f"it returned {type(got).__name__}, not a {'tensor' if isinstance(want, torch.Tensor) else 'array'}."
+        g = torch.as_tensor(np.asarray(got) if isinstance(got, (list, tuple)) else got).detach().cpu().double()
+        w = torch.as_tensor(want).detach().cpu().double()
+        if tuple(g.shape) != tuple(w.shape):
+            return f"it has shape {tuple(g.shape)}, expected {tuple(w.shape)}."
+        if not torch.allclose(g, w, atol=atol, rtol=0):
+            return "its values differ."
+        return None
+    if isinstance(want, (int, float, np.integer, np.floating)) and not isinstance(want, bool):
+        if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
+            return f"it returned {type(got).__name__}, not a number."
+        return None if math.isclose(float(got), float(want), rel_tol=0, abs_tol=atol) else "the number differs."
+    if isinstance(want, (list, tuple)):
+        if isinstance(got, (str, bytes)) or not isinstance(got, Sequence):
+            return f"it returned {type(got).__name__}, not a sequence of {len(want)} items."
+        if len(got) != len(want):
+            return f"it has {len(got)} items, expected {len(want)}."
+        for i, (g, w) in enumerate(zip(got, want)):
+            if (why := compare_results(g, w, atol)) is not None:
+                return f"item {i}: {why}"
+        return None
+    return None if got == want else "it differs."
+
+
+def _clone(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else copy.deepcopy(a) for a in args)
+
+
+def function_exercise(
+    key: str,
+    title: str,
+    *,
+    reference: Callable[..., Any],
+    inputs: Callable[[torch.Generator], tuple[Any, ...]],
+    solution: Callable[..., Any] | None = None,
+    mistakes: Sequence[tuple[Callable[..., Any], str]] = (),
+    cases: Sequence[tuple[Any, ...]] = (),
+    trials: int = 20,
+    seed: int = 0,
+    atol: float = 1e-5,
+    signature: str = "",
+    hint: str = "",
+) -> Exercise:
+    """Register a write-a-function exercise, checked against the package's ``reference``.
+
+    The learner's function is called on the fixed ``cases`` and then on ``trials`` inputs drawn by
+    ``inputs(generator)`` (seeded: the same inputs every time), each time with fresh copies of the
+    arguments. When a result differs from ``reference``'s, the typical ``mistakes`` (wrong
+    implementations) are run on the same inputs: the one that reproduces the learner's results on
+    every input (failing that, on the first wrong one) names the mistake; otherwise the feedback
+    shows the first wrong input, the result and the expected one.
+
+    Args:
+        reference: the package function the answer must agree with.
+        inputs: draws one tuple of arguments from a ``torch.Generator``.
+        solution: a learner-style solution (defaults to ``reference``); the tests check it.
+        mistakes: ``(wrong function, explanation)`` pairs.
+        cases: argument tuples tried first (edge cases).
+        atol: tolerance when comparing results (:func:`compare_results`).
+        signature: how the function is called, e.g. ``"dilate(w, rate)"``, for messages.
+
+    Returns:
+        The registered :class:`Exercise`.
+    """
+    mistakes = tuple(mistakes)
+    call = signature or "your function"
+
+    def arguments() -> list[tuple[Any, ...]]:
+        gen = torch.Generator().manual_seed(seed)
+        return [tuple(c) for c in cases] + [inputs(gen) for _ in range(trials)]
+
+    def agrees(wrong: Callable[..., Any], args: tuple[Any, ...], got: Any) -> bool:
+        try:
+            return compare_results(got, wrong(*_clone(args)), atol) is None
+        except Exception:  # a mistake that cannot run on these inputs is simply not this one
+            return False
+
+    def checker(answer: Any) -> str | None:
+        if not callable(answer):
+            return f"answer with a function, {call}, not with the value {_brief(answer)}."
+        results: list[tuple[tuple[Any, ...], Any]] = []
+        first_wrong: tuple[tuple[Any, ...], Any, Any, str] | None = None
+        for args in arguments():
+            shown = ", ".join(_brief(a) for a in args)
+            want = reference(*_clone(args))
+            try:
+                got = answer(*_clone(args))
+            except Exception as err:  # the learner's code: report, never raise
+                return f"calling it with ({shown}) raised {type(err).__name__}: {err}"
+            if got is None:
+                return "your function returned None: fill in its body and `return` the result."
+            results.append((args, got))
+            why = compare_results(got, want, atol)
+            if why is not None and first_wrong is None:
+                first_wrong = (args, got, want, why)
+        if first_wrong is None:
+            return None
+        args, got, want, why = first_wrong
+        shown = ", ".join(_brief(a) for a in args)
+        # the mistake that reproduces the learner's results on *every* input, else on the first wrong one
+        for candidates in (results, [(args, got)]):
+            for wrong, message in mistakes:
+                if all(agrees(wrong, a, g) for a, g in candidates):
+                    return f"{message} (Seen with the arguments ({shown}).)"
+        return f"with the arguments ({shown}) {why} It returned {_brief(got)}; expected {_brief(want)}."
+
+    wrong = tuple(w for w, _ in mistakes) + (lambda *args: None,)
+    exercise(key, title, solution=lambda: solution or reference, wrong_answers=wrong, hint=hint,
+             kind="function", mistakes=mistakes)(checker)
+    return _REGISTRY[key]
 
 
 def _load_chapter(key: str) -> None:

@@ -2,57 +2,72 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
-from ._core import exercise
+import torch
 
+from ..viz.output_stride import expected_feature_size
+from ._core import function_exercise, value_exercise
 
-@exercise(
+value_exercise(
     "00.1",
     "Output stride of a network that halves the resolution three times",
     solution=lambda: 8,
-    wrong_answers=(3, 6, 16),
+    mistakes=[(3, "3 is the number of halvings; the output stride is the resolution ratio 2**3.")],
+    otherwise=lambda a: f"{a} is not the ratio between the input and the feature-map resolution.",
+    more_wrong=(6, 16),
     hint="output stride = input size / feature-map size; each halving doubles it.",
 )
-def _output_stride(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    if answer == 3:
-        return "3 is the number of halvings; the output stride is the resolution ratio 2**3."
-    if answer != 8:
-        return f"{answer} is not the ratio between the input and the feature-map resolution."
-    return None
 
-
-@exercise(
+value_exercise(
     "00.2",
     "Which profile runs the notebooks in CI?",
     solution=lambda: "smoke",
-    wrong_answers=("cpu", "gpu", "fast"),
+    answer_type="text",
+    mistakes=[
+        ("cpu", "'cpu' is a real profile, but it takes minutes per notebook; CI needs seconds."),
+        ("gpu", "'gpu' is a real profile, but it runs the papers' recipes for hours; CI needs seconds."),
+    ],
+    otherwise=lambda a: f"'{a}' is not a profile; see deeplab_edu.config.PROFILES.",
+    more_wrong=("fast",),
 )
-def _ci_profile(answer: Any) -> str | None:
-    if not isinstance(answer, str):
-        return "answer with the profile's name, a string."
-    name = answer.strip().lower()
-    if name in ("cpu", "gpu"):
-        return f"'{name}' is a real profile, but it takes minutes or hours; CI needs seconds."
-    if name != "smoke":
-        return f"'{answer}' is not a profile; see deeplab_edu.config.PROFILES."
-    return None
 
 
-@exercise(
+def _feature_size(n: int, output_stride: int) -> int:
+    """A learner-style solution: one ceil(n / 2) per stride-2 layer."""
+    for _ in range(int(math.log2(output_stride))):
+        n = (n + 1) // 2
+    return n
+
+
+def _halve_os_times(n: int, output_stride: int) -> int:
+    for _ in range(output_stride):
+        n = (n + 1) // 2
+    return n
+
+
+def _sizes(g: torch.Generator) -> tuple[int, int]:
+    n = int(torch.randint(1, 1100, (1,), generator=g))
+    return n, (4, 8, 16, 32)[int(torch.randint(0, 4, (1,), generator=g))]
+
+
+function_exercise(
     "00.3",
-    "Feature-map size of a 513 x 513 input at output stride 16",
-    solution=lambda: 33,
-    wrong_answers=(32, 32.0625, 65),
-    hint="DeepLab counts (513 - 1) / 16 + 1 because every stage is 'same'-padded with odd sizes.",
+    "Write feature_size(n, output_stride): the feature-map side of an n x n input",
+    reference=expected_feature_size,
+    solution=_feature_size,
+    inputs=_sizes,
+    cases=[(513, 16), (512, 32), (321, 8), (1, 32)],
+    mistakes=[
+        (lambda n, s: n // s, "n // output_stride rounds down, but every stride-2 layer rounds an odd side *up*: "
+                              "513 -> 257 -> 129 -> 65 -> 33, not 32."),
+        (lambda n, s: n / s, "n / output_stride is not a whole number of positions: each stride-2 layer "
+                             "maps n to ceil(n / 2)."),
+        (lambda n, s: round(n / s), "rounding n / output_stride to the nearest integer is not what the layers do: "
+                                    "each one rounds an odd side up."),
+        (_halve_os_times, "you halved output_stride times; the network halves log2(output_stride) times "
+                          "(4 times for output stride 16)."),
+    ],
+    signature="feature_size(n, output_stride)",
+    hint="apply n -> ceil(n / 2) = (n + 1) // 2 once per stride-2 layer: log2(output_stride) times.",
 )
-def _feature_size(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    if answer == 65:
-        return "65 is the size at output stride 8."
-    if answer != 33:
-        return f"{answer} is not ceil(513 / 16) = 33; a stride-2 layer on an odd size rounds up."
-    return None
