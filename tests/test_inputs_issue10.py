@@ -180,3 +180,69 @@ def test_float_and_big_endian_16bit_tiffs(tmp_path: Path) -> None:
     Image.fromarray(np.full((4, 5), 70000, np.int32), mode="I").save(tmp_path / "i32.tif")
     with pytest.raises(BadDataError, match=r"i32\.tif.*0\.\.65535"):
         load_image(tmp_path / "i32.tif")
+
+
+# ------------------------------------------------------------------ 3. what the package writes, its loader reads
+def test_checkpoint_with_numpy_values_and_paths_loads_weights_only(tmp_path: Path, checkpoint: Path) -> None:
+    import collections
+
+    from deeplab_edu.engine.checkpoint import load_checkpoint, save_checkpoint
+    from deeplab_edu.inference import load_model
+
+    state = load_checkpoint(checkpoint)
+    state.update({
+        "epoch": np.int64(3), "best": np.float64(0.25), "flag": np.bool_(True),
+        "history": [{"iteration": np.int32(2), "miou": np.float32(0.5), "iou": np.array([0.5, 0.25])}],
+        "run": Path("runs") / "x", "counts": collections.defaultdict(int, {np.int64(1): 2}),
+        "pair": (Path("a"), np.uint8(7)),
+    })
+    state["config"] = {**state["config"], "out_dir": tmp_path / "run"}
+    path = save_checkpoint(state, tmp_path / "ckpts", 5)
+    got = load_checkpoint(path)  # weights_only=True: failed with "Unsupported global" before
+    assert got["epoch"] == 3 and type(got["epoch"]) is int
+    assert got["best"] == 0.25 and type(got["best"]) is float and got["flag"] is True
+    hist = got["history"][0]
+    assert type(hist["iteration"]) is int and hist["miou"] == 0.5
+    assert torch.equal(hist["iou"], torch.tensor([0.5, 0.25], dtype=torch.float64))
+    assert got["run"] == str(Path("runs") / "x") and got["counts"] == {1: 2} and got["pair"] == ("a", 7)
+    assert got["config"]["out_dir"] == str(tmp_path / "run")
+    assert torch.equal(got["model"]["classifier.weight"], state["model"]["classifier.weight"])
+    model, cfg = load_model(tmp_path / "ckpts" / "last.pt")  # what eval/predict use
+    assert cfg["out_dir"] == str(tmp_path / "run")
+
+
+def test_checkpoint_refuses_what_it_cannot_convert_naming_the_key(tmp_path: Path) -> None:
+    from deeplab_edu.engine.checkpoint import save_checkpoint
+
+    class Opaque:
+        pass
+
+    with pytest.raises(TypeError, match=r"state\['extra'\]\['items'\]\[1\].*Opaque.*weights_only"):
+        save_checkpoint({"extra": {"items": [1, Opaque()]}}, tmp_path, 1)
+    with pytest.raises(TypeError, match=r"state\['names'\].*object"):
+        save_checkpoint({"names": np.array(["a", None], dtype=object)}, tmp_path, 1)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_config_accepts_pathlike_for_every_path_setting(tmp_path: Path) -> None:
+    import json
+
+    from deeplab_edu.engine.config import TrainConfig, load_config
+    from deeplab_edu.engine.trainer import Trainer
+    from test_engine_fixtures import TinyNet, TinyScenes
+
+    paths = {"out_dir": tmp_path / "run", "data_root": tmp_path / "data", "init_from": None}
+    cfg = load_config("smoke", paths)
+    assert cfg.out_dir == str(tmp_path / "run") and cfg.data_root == str(tmp_path / "data")
+    assert TrainConfig(out_dir=tmp_path / "other").out_dir == str(tmp_path / "other")
+    cfg = load_config(None, {**paths, "model": "deeplabv3", "backbone": "mobilenet_v3_large", "crop_size": 16,
+                             "image_size": 16, "batch_size": 2, "iterations": 2, "eval_every": 2, "ckpt_every": 2,
+                             "device": "cpu", "progress": False, "eval_output_stride": None})
+    # failed with "Object of type PosixPath is not JSON serializable" before
+    Trainer(cfg, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False)).fit()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["out_dir"] == str(tmp_path / "run")
+    # the second phase of a recipe starts from a checkpoint given as a path object
+    cfg2 = load_config(None, {**cfg.to_dict(), "out_dir": tmp_path / "run2",
+                              "init_from": tmp_path / "run" / "checkpoints" / "last.pt"})
+    assert cfg2.init_from == str(tmp_path / "run" / "checkpoints" / "last.pt")
+    Trainer(cfg2, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False)).fit()

@@ -9,6 +9,10 @@ sampler's epoch and position, and the random-number generator states of Python, 
   old file or the new one, never half of one.
 - Only the newest ``keep_last`` files ``ckpt_<iteration>.pt`` are kept; ``last.pt`` always names
   the newest (a copy written the same atomic way).
+- Whatever is written can be read back by that loader: :func:`weights_only_safe` converts NumPy
+  scalars to Python numbers, NumPy arrays to tensors, paths to strings and other mappings to
+  ``dict`` (recursively), and refuses anything else ``weights_only=True`` cannot read, naming its
+  key, *before* a file is written.
 - Loading uses ``torch.load(..., weights_only=True)`` (no arbitrary code runs from a file) and checks
   the checkpoint's model description (name, backbone, number of classes) against the model it is
   loaded into, raising :class:`CheckpointMismatchError` with both descriptions when they differ.
@@ -16,6 +20,7 @@ sampler's epoch and position, and the random-number generator states of Python, 
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 import re
@@ -27,7 +32,7 @@ import torch
 
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint",
-    "latest_checkpoint", "load_checkpoint", "check_compatible",
+    "latest_checkpoint", "load_checkpoint", "check_compatible", "weights_only_safe",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -63,27 +68,105 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+#: Leaf types ``torch.load(weights_only=True)`` reads back as they are (besides tensors).
+_SAFE_LEAVES = (type(None), bool, int, float, complex, str, bytes, bytearray, torch.Size, torch.dtype, torch.device)
+
+
+def weights_only_safe(obj: Any, name: str = "state") -> Any:
+    """``obj`` in a form that ``torch.load(..., weights_only=True)`` reads back, converted recursively.
+
+    ======================================  ==========================================
+    value                                   written as
+    ======================================  ==========================================
+    NumPy scalar (``np.float64(0.5)``)      Python number (``.item()``)
+    NumPy array (numeric)                   ``torch.Tensor`` of the same dtype
+    ``os.PathLike`` (``pathlib.Path``)      ``str``
+    other mapping (``defaultdict``)         ``dict``
+    tensor subclass                         plain ``torch.Tensor``
+    dict, OrderedDict, list, tuple, set     the same, with converted items (and keys)
+    ======================================  ==========================================
+
+    Containers whose items need no conversion are returned as they are (a model's ``state_dict``
+    keeps its ``_metadata``). ``name`` names ``obj`` in errors.
+
+    Raises:
+        TypeError: naming the key (e.g. ``state['history'][3]['iou']``) of a value that cannot be
+            converted (an arbitrary object, a NumPy array of objects or strings, a named tuple...).
+    """
+    if type(obj) in _SAFE_LEAVES or type(obj) in (torch.Tensor, torch.nn.Parameter):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.as_subclass(torch.Tensor)
+    if isinstance(obj, np.generic):
+        value = obj.item()
+        if type(value) not in _SAFE_LEAVES:
+            raise TypeError(f"{name} is a NumPy {obj.dtype} scalar; torch.load(weights_only=True) cannot read it back")
+        return value
+    if isinstance(obj, np.ndarray):
+        try:
+            return torch.from_numpy(np.ascontiguousarray(obj))
+        except TypeError:
+            raise TypeError(
+                f"{name} is a NumPy array of dtype {obj.dtype}, which is neither a tensor dtype nor readable by "
+                "torch.load(weights_only=True); store numbers, or a list of strings"
+            ) from None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Mapping):
+        items = [(weights_only_safe(k, f"{name} key {k!r}"), weights_only_safe(v, f"{name}[{k!r}]"))
+                 for k, v in obj.items()]
+        if type(obj) in (dict, collections.OrderedDict) and all(
+            k2 is k and v2 is v for (k2, v2), (k, v) in zip(items, obj.items())
+        ):
+            return obj
+        return (collections.OrderedDict if type(obj) is collections.OrderedDict else dict)(items)
+    if type(obj) in (list, tuple, set):
+        seq = list(obj)
+        new = [weights_only_safe(v, f"{name}[{i}]") for i, v in enumerate(seq)]
+        if all(a is b for a, b in zip(new, seq)):
+            return obj
+        return type(obj)(new)
+    raise TypeError(
+        f"{name} is a {type(obj).__module__}.{type(obj).__qualname__}, which torch.load(weights_only=True) cannot "
+        "read back; store plain numbers, strings, lists, dicts or tensors in a checkpoint"
+    )
+
+
 def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``.
+
+    ``obj`` goes through :func:`weights_only_safe` first (a ``TypeError`` naming the key is raised
+    before anything is written); a failed write leaves no temporary file behind.
+    """
+    obj = weights_only_safe(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def save_checkpoint(state: Mapping[str, Any], folder: str | os.PathLike[str], iteration: int,
                     keep_last: int = 3) -> Path:
-    """Write ``ckpt_<iteration>.pt`` and ``last.pt`` atomically into ``folder``; keep the newest ``keep_last``."""
+    """Write ``ckpt_<iteration>.pt`` and ``last.pt`` atomically into ``folder``; keep the newest ``keep_last``.
+
+    ``state`` is converted by :func:`weights_only_safe` (NumPy values, paths), so that
+    :func:`load_checkpoint` reads back whatever is written here; a value it cannot convert raises
+    ``TypeError`` naming its key, before any file is written.
+    """
     if keep_last < 1:
         raise ValueError(f"keep_last must be at least 1, got {keep_last}")
     folder = Path(folder)
-    path = save_atomic(dict(state), folder / f"ckpt_{iteration:08d}.pt")
-    save_atomic(dict(state), folder / "last.pt")
+    safe = weights_only_safe(dict(state))
+    path = save_atomic(safe, folder / f"ckpt_{iteration:08d}.pt")
+    save_atomic(safe, folder / "last.pt")
     found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
     for _, old in found[:-keep_last]:
         old.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ text does not fix them.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -84,10 +85,16 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # path settings (out_dir, data_root, init_from, ...) accept any os.PathLike; kept as str (JSON, YAML)
+        for f in dataclasses.fields(self):
+            if isinstance(getattr(self, f.name), os.PathLike):
+                setattr(self, f.name, os.fspath(getattr(self, f.name)))
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["scale_range"] = list(self.scale_range)
-        return d
+        return {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in d.items()}
 
 
 def list_presets() -> list[str]:
@@ -112,7 +119,11 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
 
 
 def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the preset (a name from :func:`list_presets` or a YAML path), then ``overrides``."""
+    """Defaults, then the preset (a name from :func:`list_presets` or a YAML path), then ``overrides``.
+
+    Path settings (``out_dir``, ``data_root``, ``init_from``) accept any ``os.PathLike``; they are
+    stored as ``str``, so the configuration stays JSON-serialisable.
+    """
     merged: dict[str, Any] = {}
     if preset is not None:
         merged.update(_read_yaml(preset))
