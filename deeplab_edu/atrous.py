@@ -17,14 +17,19 @@ cross-correlation that deep-learning libraries call convolution). This module gi
   convolution arithmetic for deep learning*, 2016, relationship 15) and :func:`same_padding`;
 * :func:`input_positions`: which input indices eq. (1) reads for one output;
 * :func:`cost_vs_rate`: parameters and multiply-adds of a dilated conv *measured* with
-  :mod:`deeplab_edu.complexity` (they do not depend on the rate).
+  :mod:`deeplab_edu.complexity` (they do not depend on the rate);
+* :func:`edge_and_line_response`: a horizontal-derivative (Sobel) filter at rate ``r`` on a test
+  pattern with a step edge and a one-pixel line: the step gives a band ``2r`` pixels wide, the
+  line shows up twice, ``r`` pixels either side of it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -36,6 +41,9 @@ __all__ = [
     "same_padding",
     "input_positions",
     "cost_vs_rate",
+    "SOBEL_X",
+    "EdgeResponse",
+    "edge_and_line_response",
 ]
 
 IntOrPair = int | tuple[int, int]
@@ -262,3 +270,56 @@ def cost_vs_rate(
             row["forward (ms)"] = 1e3 * time_forward(conv, x, repeats=5, warmup=1)
         rows.append(row)
     return rows
+
+
+#: The 3x3 Sobel filter for horizontal intensity changes (responds to vertical edges).
+SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class EdgeResponse:
+    """What :func:`edge_and_line_response` measured.
+
+    ``image`` and ``response`` are ``(size, size)`` tensors (``response`` is the absolute filter
+    output); ``step_at`` is the first bright column of the step, ``line_at`` the line's column;
+    ``step_columns`` and ``line_columns`` are the columns of the middle row where the response is
+    non-zero, on the step's side and on the line's side of the pattern.
+    """
+
+    rate: int
+    image: torch.Tensor
+    response: torch.Tensor
+    step_at: int
+    line_at: int
+    step_columns: list[int]
+    line_columns: list[int]
+
+
+def edge_and_line_response(rate: int, size: int = 128, step_at: int = 40, line_at: int = 88) -> EdgeResponse:
+    """Run :data:`SOBEL_X` at ``rate`` on a test pattern: a step edge and a one-pixel dark line.
+
+    The pattern is 0 left of column ``step_at`` and 1 from there on, except column ``line_at``,
+    which is 0 again. Along a row the filter computes ``4 * (x[j + r] - x[j - r])``, so the step
+    answers wherever it lies between the two outer taps, ``step_at - r <= j < step_at + r``: a band
+    ``2r`` columns wide; the line answers only where one outer tap lands on it, at
+    ``line_at - r`` and ``line_at + r``: it shows up twice. The borders are padded by repeating
+    the edge pixels, so that only the step and the line respond.
+
+    Raises:
+        ValueError: the step and the line are closer than ``2 * rate`` to each other or to the
+            border (their responses would overlap).
+    """
+    r = _positive_int(rate, "rate")
+    if not (r <= step_at and step_at + 2 * r <= line_at and line_at + r < size):
+        raise ValueError(f"edge_and_line_response: step_at={step_at}, line_at={line_at} and size={size} need "
+                         f"r <= step_at, step_at + 2r <= line_at and line_at + r < size for rate {r}")
+    image = torch.zeros(size, size)
+    image[:, step_at:] = 1.0
+    image[:, line_at] = 0.0
+    padded = F.pad(image[None, None], (r, r, r, r), mode="replicate")
+    response = F.conv2d(padded, SOBEL_X.view(1, 1, 3, 3), dilation=r)[0, 0].abs()
+    row = response[size // 2]
+    middle = (step_at + line_at) // 2
+    nonzero = [int(j) for j in torch.nonzero(row > 0).flatten()]
+    return EdgeResponse(r, image, response, step_at, line_at,
+                        [j for j in nonzero if j < middle], [j for j in nonzero if j >= middle])

@@ -32,9 +32,10 @@
 # - measure that a larger rate costs no extra parameters or multiply-adds.
 #
 # **Helpers introduced:** `deeplab_edu.atrous` (`atrous_conv1d`, `atrous_conv2d`, `dilate_kernel`,
-# `effective_kernel_size`, `conv_output_size`, `same_padding`, `input_positions`, `cost_vs_rate`)
-# and `deeplab_edu.viz.atrous` (`plot_eq1`, `plot_eq1_2d`, `atrous_widget`, `plot_dilated_kernel`,
-# `plot_cost_vs_rate`, `markdown_table`).
+# `effective_kernel_size`, `conv_output_size`, `same_padding`, `input_positions`, `cost_vs_rate`,
+# `edge_and_line_response`) and `deeplab_edu.viz.atrous` (`plot_eq1`, `plot_eq1_2d`,
+# `atrous_widget`, `plot_dilated_kernel`, `plot_edge_and_line`, `plot_cost_vs_rate`,
+# `markdown_table`).
 
 # %% [markdown]
 # ## Eq. (1): a filter with holes
@@ -168,9 +169,13 @@ for r in (1, 2, 3):
 # What does the rate change in what a filter responds to? Below, the same 3x3 edge filter
 # (a vertical Sobel) runs on the whole grey photograph at rates 1, 4 and 12 (with `F.conv2d`,
 # now that we trust it). Same nine weights each time. At rate 1 it finds fine edges. At rate 12
-# it compares pixels 12 apart: it responds to larger structures, but every sharp edge now shows
-# up twice, 12 pixels to either side of where it is, because the filter only looks through its
-# holes. Chapter 02 comes back to these holes as *gridding*.
+# it compares pixels 12 apart, $4\,(x[j+12] - x[j-12])$ along a row: it responds to larger
+# structures, and what it makes of a sharp feature depends on its kind. A **step** edge (dark on
+# one side, bright on the other) answers wherever it lies between the two outer taps: a band
+# $2r = 24$ pixels wide instead of a thin line. A **thin line** answers only where one outer tap
+# lands on it: it shows up *twice*, 12 pixels to either side of where it is, and nothing in
+# between, because the filter only looks through its holes. Chapter 02 comes back to these holes
+# as *gridding*.
 
 # %%
 grey = photo.mean(0, keepdim=True)[None]
@@ -184,6 +189,30 @@ for a, r in zip(axes[1:], (1, 4, 12)):
 for a in axes:
     a.set_axis_off()
 plt.show()
+
+# %% [markdown]
+# The photograph mixes both kinds of feature, so here they are apart: a test pattern with a step at
+# column 40 and a one-pixel dark line at column 88, the same filter at rates 1, 4 and 12. The
+# bottom row is the middle row of each response; the shaded band and the dashed lines are where it
+# is non-zero, measured (`edge_and_line_response` pads the borders by repeating the edge pixels,
+# so that only the step and the line respond).
+
+# %%
+from deeplab_edu.atrous import edge_and_line_response
+from deeplab_edu.viz.atrous import plot_edge_and_line
+
+edges = [edge_and_line_response(r) for r in (1, 4, 12)]
+plot_edge_and_line(edges)
+plt.show()
+for e in edges:
+    print(f"rate {e.rate:2d}: the step answers on {len(e.step_columns):2d} columns "
+          f"({e.step_columns[0]}..{e.step_columns[-1]}); the line at column {e.line_at} answers at {e.line_columns}")
+
+# %% tags=["remove-cell"]
+for e in edges:
+    assert e.step_columns == list(range(e.step_at - e.rate, e.step_at + e.rate))   # a band 2r wide
+    assert e.line_columns == [e.line_at - e.rate, e.line_at + e.rate]              # the line, twice
+assert len(edges[-1].step_columns) == 24
 
 # %% [markdown]
 # ## The upsampled filter
@@ -276,7 +305,7 @@ from deeplab_edu.exercises import check
 answer_01_1 = ...  # your answer here
 check("01.1", answer_01_1)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: k + (k - 1)(r - 1) = 3 + 2 * 5
 check("01.1", effective_kernel_size(3, 6))
 
@@ -289,7 +318,7 @@ check("01.1", effective_kernel_size(3, 6))
 answer_01_2 = ...
 check("01.2", answer_01_2)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: floor((13 + 4 - 9) / 2) + 1 = 5
 check("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
 
@@ -302,7 +331,7 @@ check("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
 answer_01_3 = ...
 check("01.3", answer_01_3)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: s*i - p + r*k for k = 0, 1, 2
 check("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
 
@@ -314,14 +343,15 @@ check("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
 answer_01_4 = ...
 check("01.4", answer_01_4)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: (effective kernel - 1) / 2 = 12
 check("01.4", (effective_kernel_size(3, 12) - 1) // 2)
 
 # %% [markdown]
-# ### Exercise 01.5
+# ### Exercise 01.5 (write a function)
 # Write `dilate(w, rate)` for a 1-D filter `w`: it returns the upsampled filter, with `rate - 1`
-# zeros between consecutive taps. The checker runs it on a few filters.
+# zeros between consecutive taps. The checker compares it with the package's `dilate_kernel` on
+# a few edge cases and on random filters and rates.
 
 
 # %%
@@ -332,7 +362,7 @@ def dilate(w: torch.Tensor, rate: int) -> torch.Tensor:
 check("01.5", dilate)
 
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 def dilate(w: torch.Tensor, rate: int) -> torch.Tensor:
     out = torch.zeros((len(w) - 1) * rate + 1, dtype=w.dtype)

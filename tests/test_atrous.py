@@ -155,3 +155,32 @@ def test_figures_and_widget_build_without_a_front_end():
     assert isinstance(widget, ipywidgets.VBox)
     assert "1, 2" in markdown_table([{"a": 1, "b": "1, 2"}]).data
     plt.close("all")
+
+
+@pytest.mark.parametrize("rate", [1, 2, 5, 12])
+def test_derivative_at_rate_r_widens_a_step_to_2r_and_doubles_a_line(rate):
+    from deeplab_edu.atrous import edge_and_line_response
+
+    res = edge_and_line_response(rate)
+    assert res.step_columns == list(range(res.step_at - rate, res.step_at + rate))
+    assert res.line_columns == [res.line_at - rate, res.line_at + rate]
+
+
+def test_edge_and_line_response_refuses_overlapping_features():
+    from deeplab_edu.atrous import edge_and_line_response
+
+    with pytest.raises(ValueError, match="step_at"):
+        edge_and_line_response(30, size=128, step_at=40, line_at=88)
+
+
+def test_edge_and_line_figure():
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.atrous import edge_and_line_response
+    from deeplab_edu.viz.atrous import plot_edge_and_line
+
+    fig = plot_edge_and_line([edge_and_line_response(r) for r in (1, 12)])
+    assert any("step: 24 px" in t.get_text() for ax in fig.axes for t in ax.texts)
+    with pytest.raises(ValueError):
+        plot_edge_and_line([])
+    plt.close("all")

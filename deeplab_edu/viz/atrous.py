@@ -6,6 +6,9 @@
   play button that walks the output index, redrawing :func:`plot_eq1` and :func:`plot_eq1_2d`.
 * :func:`plot_dilated_kernel`: a filter and its "upsampled" version with ``rate - 1`` holes.
 * :func:`plot_cost_vs_rate`: the table of :func:`deeplab_edu.atrous.cost_vs_rate` as a figure.
+* :func:`plot_edge_and_line`: what a derivative filter at rate ``r`` makes of a step edge (a band
+  ``2r`` wide) and of a thin line (two copies, ``r`` either side), from
+  :func:`deeplab_edu.atrous.edge_and_line_response`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from ..atrous import conv_output_size, dilate_kernel, input_positions
+from ..atrous import EdgeResponse, conv_output_size, dilate_kernel, input_positions
 
-__all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate", "markdown_table"]
+__all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate",
+           "plot_edge_and_line", "markdown_table"]
 
 TAP = "#e8743b"
 OUT = "#2a7ab0"
@@ -198,6 +202,48 @@ def plot_cost_vs_rate(rows: Sequence[dict[str, float]], ax: Sequence[plt.Axes] |
     ax[1].set_ylabel("pixels")
     ax[1].set_title("field of view: effective kernel size", fontsize=9)
     return ax
+
+
+def plot_edge_and_line(results: Sequence[EdgeResponse]) -> plt.Figure:
+    """Top: the test pattern and the absolute response at each rate; bottom: the middle row.
+
+    In each profile the band where the step answers is shaded and labelled with its width, and the
+    two places where the line answers are marked: both are measured from ``results``, not drawn
+    from the formula.
+    """
+    if not results:
+        raise ValueError("plot_edge_and_line needs at least one EdgeResponse")
+    n = len(results)
+    fig, axes = plt.subplots(2, n + 1, figsize=(3.0 * (n + 1), 5.2), gridspec_kw={"height_ratios": [1.3, 1]})
+    first = results[0]
+    axes[0, 0].imshow(first.image, cmap="gray", vmin=0, vmax=1)
+    axes[0, 0].set_title(f"test pattern: step at {first.step_at},\nline at {first.line_at}", fontsize=9)
+    axes[1, 0].plot(first.image[first.image.shape[0] // 2], color="k")
+    axes[1, 0].set_title("middle row of the pattern", fontsize=9)
+    for col, res in enumerate(results, start=1):
+        axes[0, col].imshow(res.response, cmap="magma")
+        axes[0, col].set_title(f"|Sobel| at rate {res.rate}", fontsize=9)
+        row = res.response[res.response.shape[0] // 2].numpy()
+        ax = axes[1, col]
+        ax.plot(row, color=OUT)
+        if res.step_columns:
+            lo, hi = min(res.step_columns), max(res.step_columns)
+            ax.axvspan(lo - 0.5, hi + 0.5, color=TAP, alpha=0.25)
+            ax.text((lo + hi) / 2, row.max() * 1.05, f"step: {hi - lo + 1} px", ha="center", fontsize=8)
+        for j in res.line_columns:
+            ax.axvline(j, color="#7a3ca8", lw=0.8, ls="--")
+        if res.line_columns:
+            ax.text(float(np.mean(res.line_columns)), row.max() * 0.8, f"line: {len(res.line_columns)}x",
+                    ha="center", fontsize=8, color="#7a3ca8")
+        ax.set_ylim(0, row.max() * 1.2 if row.max() > 0 else 1)
+        ax.set_title(f"middle row, rate {res.rate}", fontsize=9)
+    for ax in axes[0]:
+        ax.set_axis_off()
+    for ax in axes[1]:
+        ax.set_xlabel("column", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 3) -> Any:
