@@ -246,3 +246,39 @@ def test_config_accepts_pathlike_for_every_path_setting(tmp_path: Path) -> None:
                               "init_from": tmp_path / "run" / "checkpoints" / "last.pt"})
     assert cfg2.init_from == str(tmp_path / "run" / "checkpoints" / "last.pt")
     Trainer(cfg2, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False)).fit()
+
+
+# ------------------------------------------------------------------ 4. tiny inputs
+@pytest.mark.parametrize("name, backbone, output_stride, side", [
+    ("deeplabv3", "resnet50", 16, 16),
+    ("deeplabv3plus", "mobilenet_v3_large", 16, 16),
+    ("deeplabv2", "resnet50", 8, 8),
+])
+def test_tiny_input_at_batch_one_is_refused_before_the_forward_pass(name: str, backbone: str, output_stride: int,
+                                                                     side: int) -> None:
+    from deeplab_edu.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, backbone=backbone, num_classes=3, output_stride=output_stride).train()
+    calls: list[str] = []
+    model.backbone.register_forward_pre_hook(lambda *_: calls.append("backbone"))
+    smallest = output_stride + 1
+    with pytest.raises(ValueError, match=rf"(?s){side}x{side}.*output stride {output_stride}.*{smallest}x{smallest}"):
+        model(torch.rand(1, 3, side, side))
+    assert calls == []  # raised before the backbone ran (the error used to come from its batch norm)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, smallest, smallest))["out"].shape == (1, 3, smallest, smallest)
+        assert model(torch.rand(1, 3, side, 2 * side))["out"].shape[-2:] == (side, 2 * side)  # one long side
+        assert model(torch.rand(2, 3, side, side))["out"].shape[0] == 2  # a batch of two
+        model.eval()
+        assert model(torch.rand(1, 3, side, side))["out"].shape[-2:] == (side, side)  # running statistics
+
+
+def test_config_refuses_a_crop_too_small_for_batch_one() -> None:
+    from deeplab_edu.engine.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"(?s)crop_size=16.*batch_size=1.*output_stride=16.*17"):
+        load_config("smoke", {"crop_size": 16, "batch_size": 1})
+    assert load_config("smoke", {"crop_size": 17, "batch_size": 1}).crop_size == 17
+    assert load_config("smoke", {"crop_size": 16, "batch_size": 2}).batch_size == 2
+    assert load_config("smoke", {"crop_size": 16, "batch_size": 1, "output_stride": 8}).output_stride == 8

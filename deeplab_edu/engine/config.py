@@ -172,6 +172,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
     if cfg.crop_size < 16:
         raise ConfigError(f"crop_size={cfg.crop_size} is too small; use at least 16 pixels")
+    if cfg.batch_size == 1 and not cfg.freeze_bn and cfg.crop_size <= cfg.output_stride:
+        raise ConfigError(
+            f"crop_size={cfg.crop_size} with batch_size=1 at output_stride={cfg.output_stride}: the last feature map "
+            "is 1x1 and batch norm cannot train on a single value per channel; use crop_size of at least "
+            f"{cfg.output_stride + 1}, a batch of 2 or more, or a smaller output_stride"
+        )
     if cfg.dataset == "procedural" and not cfg.pad_to_crop and cfg.crop_size > cfg.image_size * cfg.scale_range[0]:
         raise ConfigError(
             f"crop_size={cfg.crop_size} is larger than the smallest rescaled image "

@@ -19,7 +19,10 @@ so batch norm over a batch of one would normalise each value by itself (the outp
 exactly zero) and PyTorch refuses it. Our choice: with a batch of one in training mode, that one
 batch-norm layer normalises with its *running statistics* (as in evaluation) and does not update
 them; the rest of the network trains normally. When the whole feature map is 1 x 1 (a tiny
-input) every branch has that problem, and :class:`ASPP` raises a ValueError that says so.
+input) every branch has that problem, and :class:`ASPP` raises a ValueError that says so; the
+DeepLab models check it before the backbone runs (whose batch norm layers meet it first) and name
+the input size, the output stride and the smallest input that works
+(:meth:`deeplab_edu.models.deeplab.DeepLab.check_input_size`).
 """
 
 from __future__ import annotations

@@ -71,9 +71,41 @@ class DeepLab(nn.Module):
         if self.aspp is not None:
             self.aspp.atrous_rates = new_rates
 
+    def check_input_size(self, x: torch.Tensor) -> None:
+        """Raise a ValueError, before any layer runs, for an input batch norm cannot train on.
+
+        A batch of one image whose last feature map is 1 x 1 (every side at most the output stride:
+        a ResNet or MobileNet halves a side ``s`` to ``ceil(s / 2)`` at each stride) leaves one value
+        per channel, which batch norm in training mode cannot normalise. The message names the
+        input size, the output stride and the smallest input that works. Models without batch norm
+        in training mode (VGG, frozen or synchronised batch norm) are not concerned.
+        """
+        n, _, h, w = x.shape
+        stride = self.output_stride
+        if n != 1 or -(-h // stride) * -(-w // stride) > 1:
+            return
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+                   and m.training for m in self.modules()):
+            return
+        raise ValueError(
+            f"an input of {h}x{w} pixels (HxW) at batch size 1 cannot be trained: at output stride {stride} the "
+            "backbone's last feature map is 1x1, and batch norm in training mode cannot normalise a single value "
+            f"per channel. The smallest input that works at output stride {stride} is {stride + 1}x{stride + 1} "
+            f"(any side longer than {stride} pixels); or use a batch of 2 or more, a smaller output stride, or "
+            "evaluation mode (model.eval())."
+        )
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits ``{"out": (N, C, H, W)}`` (and ``"aux"``) for images (N, 3, H, W).
+
+        Raises:
+            ValueError: for a wrong shape, or (training mode) an input too small for batch norm at
+                batch size 1 (:meth:`check_input_size`), before the backbone runs.
+        """
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+        if self.training:  # (evaluation, and so export, never depends on the batch size)
+            self.check_input_size(x)
         size = x.shape[-2:]
         features = self.backbone(x)
         result = {"out": _upsample(self.logits(features), size)}
