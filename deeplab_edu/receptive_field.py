@@ -19,6 +19,9 @@ each path gives an interval and the receptive field is their union (Araujo et al
   ``vgg16().features``, ``alexnet().features``, ``resnet50()`` or a dilated ResNet.
 * :func:`empirical_receptive_field`, :func:`compare_with_brute_force`: the brute-force check:
   which input pixels have a non-zero gradient for one output unit.
+* :func:`strides_in_last_unit`: torchvision's ResNet rebuilt with TF-Slim's ``resnet_v1`` layout
+  (each stage's stride in the *last* unit of the stage before it), the network behind the
+  483-pixel ResNet-50 receptive field in Araujo et al.'s table.
 
 Which pixels *inside* the field are read (gridding) is :mod:`deeplab_edu.gridding`; how much
 each one matters is :mod:`deeplab_edu.effective_receptive_field`.
@@ -43,6 +46,7 @@ __all__ = [
     "EmpiricalField",
     "empirical_receptive_field",
     "compare_with_brute_force",
+    "strides_in_last_unit",
 ]
 
 
@@ -324,6 +328,47 @@ def spatial_part(model: nn.Module, *, upto: str | None = None, output_key: str =
         if node.op not in ("placeholder", "output") and not node.users:
             graph.erase_node(node)
     return fx.GraphModule(gm, graph)
+
+
+def strides_in_last_unit(resnet: nn.Module) -> nn.Module:
+    """Move a torchvision ResNet's strides to TF-Slim's ``resnet_v1`` positions, in place.
+
+    torchvision strides in the *first* unit of ``layer2``-``layer4`` (on its 3x3 conv and its 1x1
+    projection shortcut). TF-Slim's ``resnet_v1_50`` (``nets/resnet_v1.py``, whose receptive field
+    of 483 px Araujo et al. tabulate) strides in the *last* unit of blocks 1-3 instead, on its 3x3
+    conv, with a 1x1 subsampling shortcut (``subsample``: max pooling with a 1x1 window); block 4
+    does not stride. The output stride stays 32 and no weight changes shape, but one 3x3 conv moves
+    from stride 4 to stride 32, so the receptive field grows from 427 to 483 px for ResNet-50.
+    (Paddings stay torchvision's; they shift the field, not its size.)
+
+    Args:
+        resnet: a torchvision ``ResNet`` with bottleneck units (ResNet-50/101/152), e.g. built on
+            the ``meta`` device.
+
+    Returns:
+        The same module, modified.
+
+    Raises:
+        ValueError: ``resnet`` has no ``layer1``-``layer4`` of bottleneck units with a strided first
+            unit in ``layer2``-``layer4``.
+    """
+    layers = [getattr(resnet, f"layer{i}", None) for i in range(1, 5)]
+    if any(layer is None for layer in layers) or not all(hasattr(layer[0], "conv2") and hasattr(layer[0], "conv3")
+                                                          for layer in layers):
+        raise ValueError("strides_in_last_unit needs a torchvision ResNet with bottleneck units (layer1..layer4)")
+    for before, layer in zip(layers[:3], layers[1:]):
+        first = layer[0]
+        if first.conv2.stride != (2, 2) or first.downsample is None:
+            raise ValueError("strides_in_last_unit: the first unit of layer2..layer4 must have stride 2 "
+                             "(a ResNet not already modified)")
+        first.conv2.stride = (1, 1)
+        first.downsample[0].stride = (1, 1)
+        first.stride = 1
+        last = before[-1]
+        last.conv2.stride = (2, 2)
+        last.downsample = nn.MaxPool2d(kernel_size=1, stride=2)
+        last.stride = 2
+    return resnet
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@
 #
 # **Helpers introduced:** `deeplab_edu.receptive_field` (`LayerSpec`, `receptive_field`,
 # `receptive_field_table`, `receptive_field_of`, `empirical_receptive_field`,
-# `compare_with_brute_force`), `deeplab_edu.gridding` (`sampling_pattern`, `coverage`),
+# `compare_with_brute_force`, `strides_in_last_unit`), `deeplab_edu.gridding` (`sampling_pattern`, `coverage`),
 # `deeplab_edu.effective_receptive_field` (`effective_receptive_field`, `mass_extent`,
 # `TinyDilatedNet`, `train_tiny_segmenter`) and `deeplab_edu.viz.receptive_field`
 # (`plot_layer_stack`, `layer_stack_editor`, `plot_output_stride_grids`, `plot_gridding`,
@@ -180,6 +180,35 @@ markdown_table(checks)
 assert all(row["agree"] for row in checks), checks
 assert fields["ResNet-50, OS 8"].size == fields["ResNet-50, OS 16"].size == fields["ResNet-50, OS 32"].size
 assert [fields[f"ResNet-50, OS {s}"].stride for s in (32, 16, 8)] == [32, 16, 8]
+
+# %% [markdown]
+# ### 427 or 483?
+#
+# Araujo et al.'s table lists **483** pixels for ResNet-50, not the 427 above. Both are right, for
+# two different ResNet-50s: torchvision puts each stage's stride in the *first* unit of the stage,
+# while TF-Slim's `resnet_v1_50`, which their table measures, puts it in the *last* unit of the stage
+# before, so one 3x3 convolution moves from stride 4 (it adds $2 \cdot 4 = 8$ pixels) to stride 32
+# (it adds $2 \cdot 32 = 64$): $427 - 8 + 64 = 483$. `strides_in_last_unit` moves torchvision's
+# strides to TF-Slim's places (same weights, same output stride 32), and both the recurrences and
+# the brute force give 483:
+
+# %%
+from deeplab_edu.receptive_field import strides_in_last_unit
+
+with torch.device("meta"):
+    slim = strides_in_last_unit(torchvision.models.resnet50())
+slim_field = receptive_field_of(slim)
+slim_check = compare_with_brute_force(strides_in_last_unit(torchvision.models.resnet50()), crop,
+                                      name="ResNet-50, strides in the last unit (TF-Slim)")
+markdown_table([{"model": name, "receptive field": f.size, "effective stride": f.stride}
+                for name, f in (("torchvision resnet50 (stride in a stage's first unit)", fields["ResNet-50, OS 32"]),
+                                ("TF-Slim resnet_v1_50 layout (stride in a stage's last unit)", slim_field))]
+               + [{"model": "brute force, TF-Slim layout", "receptive field": slim_check["brute force"],
+                   "effective stride": slim_check["effective stride"]}])
+
+# %% tags=["remove-cell"]
+assert fields["ResNet-50, OS 32"].size == 427 and slim_field.size == 483 and slim_field.stride == 32
+assert slim_check["agree"] and slim_check["receptive field (theory)"] == 483
 
 # %% [markdown]
 # ## The central claim: same field, denser map
@@ -342,7 +371,7 @@ from deeplab_edu.exercises import check
 answer_02_1 = ...  # your answer here
 check("02.1", answer_02_1)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 check("02.1", receptive_field([LayerSpec(3)] * 3).size)
 
@@ -355,7 +384,7 @@ check("02.1", receptive_field([LayerSpec(3)] * 3).size)
 answer_02_2 = ...
 check("02.2", answer_02_2)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: r = 1 + 2*1 + 2*2 + 2*4 = 15, S = 2 * 2 * 1 = 4
 rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)])
 check("02.2", (rf.size, rf.stride))
@@ -369,24 +398,41 @@ check("02.2", (rf.size, rf.stride))
 answer_02_3 = ...
 check("02.3", answer_02_3)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: 7 reachable offsets per axis (-6, -4, ..., 6)
 check("02.3", 7 * 7)
 
 # %% [markdown]
-# ### Exercise 02.4
-# What is the receptive field of torchvision's ResNet-50 at output stride 8
-# (`replace_stride_with_dilation=[False, True, True]`)? Use `receptive_field_of`.
+# ### Exercise 02.4 (write a function)
+# Write `receptive_field_size(layers)`, the first recurrence of this chapter: `layers` is a list of
+# `(kernel, stride, dilation)` triples, input first, and the result is $r_0$ in pixels. The checker
+# compares it with the package's `receptive_field` on edge cases (no layer at all, dilated stacks)
+# and on random stacks of up to six layers. Then try it on the stack at the top of the page.
+
 
 # %%
-answer_02_4 = ...
-check("02.4", answer_02_4)
+def receptive_field_size(layers: list[tuple[int, int, int]]) -> int:
+    ...  # your code here
 
-# %% tags=["hide-cell"]
-# Solution
-check("02.4", receptive_field_of(models["ResNet-50, OS 8"]).size)
+
+check("02.4", receptive_field_size)
+
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: walk the layers keeping r and the product of the strides so far
+def receptive_field_size(layers: list[tuple[int, int, int]]) -> int:
+    size, jump = 1, 1
+    for kernel, stride, dilation in layers:
+        size += dilation * (kernel - 1) * jump  # (effective kernel - 1) pixels of this layer's input
+        jump *= stride
+    return size
+
+
+print("the stack at the top of the page:", receptive_field_size([(s.kernel, s.stride, s.dilation) for s in stack]))
+check("02.4", receptive_field_size)
 
 # %% tags=["remove-cell"]
 assert check("02.1", 7) and check("02.2", (15, 4)) and check("02.3", 49)
-assert check("02.4", fields["ResNet-50, OS 8"].size)
+assert check("02.4", receptive_field_size) and not check("02.4", lambda layers: 1 + sum(k - 1 for k, _, _ in layers))
+assert receptive_field_size([(s.kernel, s.stride, s.dilation) for s in stack]) == receptive_field(stack).size == 57
 assert len(parse_layer_stack(DEFAULT_STACK)) == 5

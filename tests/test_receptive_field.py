@@ -247,3 +247,30 @@ def test_imagenet_resnet50_is_offline_by_default(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     model, message = imagenet_resnet50()
     assert model is None and "download=True" in message and str(tmp_path) in message
+
+
+def test_tf_slim_stride_layout_gives_araujo_et_al_s_483_and_1027():
+    """Araujo et al.'s table (TF-Slim resnet_v1_50 / _101): 483 and 1027 px, torchvision's layout 427."""
+    from deeplab_edu.receptive_field import strides_in_last_unit
+
+    with torch.device("meta"):
+        r50 = torchvision.models.resnet50()
+        assert receptive_field_of(r50).size == 427
+        slim50 = strides_in_last_unit(r50)
+        slim101 = strides_in_last_unit(torchvision.models.resnet101())
+    assert receptive_field_of(slim50).size == 483 and receptive_field_of(slim50).stride == 32
+    assert receptive_field_of(slim101).size == 1027
+    assert slim50.layer1[2].conv2.stride == (2, 2) and slim50.layer2[0].conv2.stride == (1, 1)
+    with pytest.raises(ValueError, match="not already modified"):
+        strides_in_last_unit(slim50)
+    with pytest.raises(ValueError, match="bottleneck"):
+        strides_in_last_unit(torchvision.models.resnet18())
+
+
+def test_tf_slim_layout_runs_and_keeps_the_output_stride():
+    from deeplab_edu.receptive_field import strides_in_last_unit
+
+    net = strides_in_last_unit(torchvision.models.resnet50()).eval()
+    with torch.no_grad():
+        feats = spatial_part(net)(torch.zeros(1, 3, 65, 65))
+    assert feats.shape[-2:] == (3, 3)

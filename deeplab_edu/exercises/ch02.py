@@ -1,106 +1,137 @@
-"""Exercises of chapter 02 (receptive fields): the recurrences, gridding, and dilated ResNet-50."""
+"""Exercises of chapter 02 (receptive fields): the recurrences and gridding."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
+from typing import Callable, Sequence
+
+import torch
 
 from ..gridding import sampling_pattern
-from ..receptive_field import LayerSpec, receptive_field, receptive_field_of
-from ._core import exercise
+from ..receptive_field import LayerSpec, receptive_field
+from ._core import function_exercise, value_exercise
 
-
-def _whole(answer: Any) -> str | None:
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer != int(answer):
-        return f"expected a whole number of pixels, got {answer!r}."
-    return None
-
-
-@exercise(
+value_exercise(
     "02.1",
     "Receptive field of three stacked 3x3 convolutions (stride 1)",
     solution=lambda: receptive_field([LayerSpec(3)] * 3).size,
-    wrong_answers=(9, 27, 3),
+    answer_type="whole",
+    mistakes=[
+        (9, "9 = 3 * 3 adds the kernel sizes; neighbouring windows overlap, so each layer adds only k - 1."),
+        (27, "27 = 3**3 counts paths, not pixels."),
+    ],
+    otherwise=lambda a: f"{a:g} is not 1 + 3 * (3 - 1).",
+    more_wrong=(3,),
     hint="each stride-1 3x3 layer adds k - 1 = 2 pixels.",
 )
-def _three_convs(answer: Any) -> str | None:
-    if (problem := _whole(answer)) is not None:
-        return problem
-    if answer == 9:
-        return "9 = 3 * 3 adds the kernel sizes; neighbouring windows overlap, so each layer adds only k - 1."
-    if answer == 27:
-        return "27 = 3**3 counts paths, not pixels."
-    if answer != receptive_field([LayerSpec(3)] * 3).size:
-        return f"{answer} is not 1 + 3 * (3 - 1)."
-    return None
-
 
 _STACK = [LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)]
 
-
-@exercise(
+value_exercise(
     "02.2",
     "(receptive field, effective stride) of conv3x3/s2, conv3x3/s2, conv3x3/s1",
     solution=lambda: (receptive_field(_STACK).size, receptive_field(_STACK).stride),
-    wrong_answers=((7, 4), (15, 8), (7, 2), 15),
+    answer_type="ints",
+    mistakes=[
+        (lambda a: len(a) != 2, "answer with a pair (receptive_field, effective_stride)."),
+        (lambda a: a[1] != receptive_field(_STACK).stride,
+         lambda a: f"effective stride {a[1]} is wrong: it is the product of the layers' strides, 2 * 2 * 1."),
+        ((7, 4), "7 treats every layer as if it were at stride 1; a layer after a stride-2 layer adds (k - 1) * 2."),
+    ],
+    otherwise=lambda a: f"receptive field {a[0]} is wrong: 1 + 2*1 + 2*2 + 2*4 (each layer's k - 1 times the "
+                        "stride before it).",
+    more_wrong=((15, 8), (7, 2), 15),
     hint="r grows by (k - 1) times the product of the strides *before* the layer; S is the product of all strides.",
 )
-def _strided(answer: Any) -> str | None:
-    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
-        return "answer with a pair (receptive_field, effective_stride)."
-    r, s = answer
-    rf = receptive_field(_STACK)
-    if s != rf.stride:
-        return f"effective stride {s} is wrong: it is the product of the layers' strides, 2 * 2 * 1."
-    if r == 7:
-        return "7 treats every layer as if it were at stride 1; a layer after a stride-2 layer adds (k - 1) * 2."
-    if r != rf.size:
-        return f"receptive field {r} is wrong: 1 + 2*1 + 2*2 + 2*4 (each layer's k - 1 times the stride before it)."
-    return None
 
-
-@exercise(
+value_exercise(
     "02.3",
     "How many pixels of its 13x13 receptive field does a stack of 3x3 convs at rates (2, 2, 2) read?",
     solution=lambda: int((sampling_pattern((2, 2, 2)) > 0).sum()),
-    wrong_answers=(169, 27, 729, 13),
+    answer_type="whole",
+    mistakes=[
+        (169, "169 is the whole square; with equal even rates the odd offsets are never reached (gridding)."),
+        (729, "729 = 9**3 counts paths through the stack; several paths land on the same pixel."),
+    ],
+    otherwise=lambda a: f"{a:g} is not the number of pixels with a non-zero count in sampling_pattern((2, 2, 2)).",
+    more_wrong=(27, 13),
     hint="along one axis the offsets are sums of three numbers from {-2, 0, 2}: only even offsets.",
 )
-def _gridding(answer: Any) -> str | None:
-    if (problem := _whole(answer)) is not None:
-        return problem
-    right = int((sampling_pattern((2, 2, 2)) > 0).sum())
-    if answer == 169:
-        return "169 is the whole square; with equal even rates the odd offsets are never reached (gridding)."
-    if answer == 729:
-        return "729 = 9**3 counts paths through the stack; several paths land on the same pixel."
-    if answer != right:
-        return f"{answer} is not the number of pixels with a non-zero count in sampling_pattern((2, 2, 2))."
-    return None
 
 
-@lru_cache(maxsize=1)
-def _resnet50_os8() -> int:
-    import torchvision
-
-    return receptive_field_of(torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True])).size
+# 02.4: the recurrence as a function of (kernel, stride, dilation) triples, input first.
+Layers = Sequence[tuple[int, int, int]]
 
 
-@exercise(
+def _reference_size(layers: Layers) -> int:
+    return receptive_field([LayerSpec(k, s, 0, d) for k, s, d in layers]).size
+
+
+def _learner_size(layers: Layers) -> int:
+    """A learner-style solution of r_0 = 1 + sum_l (k^_l - 1) prod_{i<l} s_i."""
+    size, jump = 1, 1
+    for k, s, d in layers:
+        size += d * (k - 1) * jump  # the effective kernel d (k - 1) + 1, minus one
+        jump *= s
+    return size
+
+
+def _walk(layers: Layers, grow: Callable[[int, int], int], *, own_stride: bool = False, start: int = 1) -> int:
+    """r_0 with a per-layer growth ``grow(k, d)``, a wrong stride rule or a wrong start (the mistakes)."""
+    size, jump = start, 1
+    for k, s, d in layers:
+        if own_stride:
+            jump *= s
+        size += grow(k, d) * jump
+        if not own_stride:
+            jump *= s
+    return size
+
+
+def _ignores_dilation(layers: Layers) -> int:
+    return _walk(layers, lambda k, d: k - 1)
+
+
+def _own_stride(layers: Layers) -> int:
+    return _walk(layers, lambda k, d: d * (k - 1), own_stride=True)
+
+
+def _no_strides(layers: Layers) -> int:
+    return 1 + sum(d * (k - 1) for k, _, d in layers)
+
+
+def _starts_at_zero(layers: Layers) -> int:
+    return _walk(layers, lambda k, d: d * (k - 1), start=0)
+
+
+def _whole_kernel(layers: Layers) -> int:
+    return _walk(layers, lambda k, d: d * (k - 1) + 1)
+
+
+def _random_stack(g: torch.Generator) -> tuple[list[tuple[int, int, int]]]:
+    n = int(torch.randint(1, 7, (1,), generator=g))
+    pick = lambda options: options[int(torch.randint(0, len(options), (1,), generator=g))]  # noqa: E731
+    return ([(pick((1, 2, 3, 3, 5, 7)), pick((1, 1, 2)), pick((1, 1, 2, 4))) for _ in range(n)],)
+
+
+function_exercise(
     "02.4",
-    "Receptive field of torchvision's ResNet-50 at output stride 8 (dilated layer3 and layer4)",
-    solution=_resnet50_os8,
-    wrong_answers=(107, 1708, 8, 2000),
-    hint="dilation replaces the stride's growth: compare with receptive_field_of(resnet50()).",
+    "Write receptive_field_size(layers): the recurrence of Araujo et al., dilation included",
+    reference=_reference_size,
+    solution=_learner_size,
+    inputs=_random_stack,
+    cases=[([(3, 1, 1)] * 3,), ([(3, 2, 1), (3, 2, 1), (3, 1, 1)],), ([(3, 1, 2), (3, 1, 4)],), ([],)],
+    mistakes=[
+        (_ignores_dilation, "it ignores the dilation: a layer with rate d widens the field by its effective "
+                                  "kernel d (k - 1) + 1, minus one."),
+        (_own_stride, "it multiplies a layer's growth by its own stride too; only the strides "
+                                        "*before* the layer count (a stride acts on the next layers' inputs)."),
+        (_no_strides, "it ignores the strides: after a stride-2 layer every pixel of the feature map "
+                                   "is worth 2 input pixels, so later layers add twice as much."),
+        (_starts_at_zero, "it starts from 0: with no layer at all the field is the pixel itself, 1."),
+        (_whole_kernel, "it adds the whole effective kernel per layer; neighbouring windows overlap "
+                                       "by all but k^ - 1 pixels, so each layer adds k^ - 1."),
+    ],
+    signature="receptive_field_size(layers)",
+    hint="keep two numbers while walking the layers: the size r (start at 1) and the product of the strides "
+         "so far J (start at 1); each layer does r += (d * (k - 1)) * J, then J *= s.",
 )
-def _os8(answer: Any) -> str | None:
-    if (problem := _whole(answer)) is not None:
-        return problem
-    right = _resnet50_os8()
-    if answer == 8:
-        return "8 is the output stride (the effective stride), not the receptive field."
-    if answer < right:
-        return f"{answer} is too small: without dilation, removing the strides would shrink the field; dilation keeps it."
-    if answer > right:
-        return f"{answer} is too large: dilation restores the field the strides gave, it does not enlarge it further."
-    return None
