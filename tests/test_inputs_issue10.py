@@ -282,3 +282,57 @@ def test_config_refuses_a_crop_too_small_for_batch_one() -> None:
     assert load_config("smoke", {"crop_size": 17, "batch_size": 1}).crop_size == 17
     assert load_config("smoke", {"crop_size": 16, "batch_size": 2}).batch_size == 2
     assert load_config("smoke", {"crop_size": 16, "batch_size": 1, "output_stride": 8}).output_stride == 8
+
+
+# ------------------------------------------------------------------ 5. pad_to_crop
+def test_train_transform_pads_or_not() -> None:
+    from deeplab_edu.data.transforms import train_transform
+
+    image = torch.rand(3, 20, 40)
+    mask = torch.randint(0, 3, (20, 40))
+    x, y = train_transform(32, scale_range=None, hflip=0.0, normalize=False)(image, mask)
+    assert x.shape == (3, 32, 32) and int((y == 255).sum()) == 12 * 32  # 12 rows of the ignore label
+    x, y = train_transform(32, scale_range=None, hflip=0.0, normalize=False, pad_to_crop=False)(image, mask)
+    assert x.shape == (3, 20, 32) and not (y == 255).any()  # the image's own 20 rows, a 32-wide window
+    left = next(c for c in range(9) if torch.equal(y, mask[:, c:c + 32]))
+    assert torch.equal(x, image[:, :, left:left + 32])
+
+
+@pytest.mark.parametrize("pad", [True, False])
+def test_training_data_honours_pad_to_crop(pad: bool) -> None:
+    from deeplab_edu.engine.config import TrainConfig
+    from deeplab_edu.engine.data import build_datasets
+
+    cfg = TrainConfig(dataset="procedural", image_size=32, crop_size=48, scale_range=(1.0, 1.0), pad_to_crop=pad,
+                      train_length=2, val_length=1)
+    image, mask = build_datasets(cfg)[0][0]
+    if pad:  # padded with the ignore label (at least the 48 x 48 - 32 x 32 padded pixels)
+        assert image.shape == (3, 48, 48) and int((mask == 255).sum()) >= 48 * 48 - 32 * 32
+    else:  # the whole 32 x 32 scene, nothing added
+        assert image.shape == (3, 32, 32) and mask.shape == (32, 32)
+
+
+def test_config_refuses_unpadded_crops_that_could_not_be_batched() -> None:
+    from deeplab_edu.engine.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"crop_size=48.*pad_to_crop"):
+        load_config("smoke", {"crop_size": 48, "pad_to_crop": False})  # 48 x 0.5 < 48: crops would vary
+    assert load_config("smoke", {"crop_size": 24, "pad_to_crop": False}).pad_to_crop is False
+    with pytest.raises(ConfigError, match=r"(?s)pad_to_crop.*voc.*batch_size=2"):
+        load_config(None, {"dataset": "voc", "pad_to_crop": False, "batch_size": 2, "crop_size": 321})
+    assert load_config(None, {"dataset": "voc", "pad_to_crop": False, "batch_size": 1, "crop_size": 321}).batch_size == 1
+    # one image per batch: unpadded crops of any size train
+    assert load_config("smoke", {"crop_size": 48, "pad_to_crop": False, "batch_size": 1}).batch_size == 1
+
+
+def test_unpadded_crops_train_at_batch_one(tmp_path: Path) -> None:
+    from deeplab_edu.engine.config import load_config
+    from deeplab_edu.engine.trainer import Trainer
+    from test_engine_fixtures import TinyNet
+
+    cfg = load_config("smoke", {"image_size": 32, "crop_size": 48, "pad_to_crop": False, "batch_size": 1,
+                                "iterations": 2, "eval_every": 2, "ckpt_every": 2, "train_length": 2,
+                                "val_length": 1, "out_dir": tmp_path, "progress": False,
+                                "eval_output_stride": None})
+    result = Trainer(cfg, model=TinyNet(num_classes=8)).fit()
+    assert result["final"]["iteration"] == 2

@@ -6,7 +6,9 @@ cropping (513 x 513 on VOC) and random left-right flipping. The details that mat
 * the mask is resized with **nearest neighbour** (interpolating labels invents classes);
 * crops larger than the scaled image are **padded**: the image with the mean pixel (zero after
   normalisation), the mask with the **ignore label 255**, *not* 0, which would teach the network
-  that the padding is "background";
+  that the padding is "background". With ``pad_to_crop=False`` nothing is padded: a side shorter
+  than the crop is kept whole, so such items are *smaller* than the crop (they can be batched
+  only with items of the same size, see ``TrainConfig.pad_to_crop``);
 * photometric jitter (optional) and ImageNet normalisation touch the image only.
 
 The image is wrapped as ``tv_tensors.Image`` and the mask as ``tv_tensors.Mask`` so that every v2
@@ -30,6 +32,7 @@ from .classes import IGNORE_INDEX
 __all__ = [
     "RandomScale",
     "PadTo",
+    "RandomCropNoPad",
     "Resize",
     "train_transform",
     "eval_transform",
@@ -150,6 +153,28 @@ class PadTo:
         return f"PadTo(size={self.size}, ignore_index={self.ignore_index})"
 
 
+class RandomCropNoPad:
+    """Random crop of at most ``size`` (H, W) that never pads: a side shorter than the crop is kept whole.
+
+    The item is then ``min(H, crop_h) x min(W, crop_w)``; the window's position is drawn with
+    ``torch.randint`` (so it follows ``torch.manual_seed``).
+    """
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        self.size = _pair_size(size, "size")
+
+    @_joint_step
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        h, w = image.shape[-2:]
+        ch, cw = min(h, self.size[0]), min(w, self.size[1])
+        top = int(torch.randint(0, h - ch + 1, ()))
+        left = int(torch.randint(0, w - cw + 1, ()))
+        return F.crop(image, top, left, ch, cw), F.crop(mask, top, left, ch, cw)
+
+    def __repr__(self) -> str:
+        return f"RandomCropNoPad(size={self.size})"
+
+
 class _Joint:
     """Wrap, apply the v2 pipeline, unwrap: a picklable ``(image, mask) -> (image, mask)`` callable."""
 
@@ -175,6 +200,7 @@ def train_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     ignore_index: int = IGNORE_INDEX,
+    pad_to_crop: bool = True,
 ) -> Callable[[Any, Any], Pair]:
     """The DeepLab training augmentation as one joint callable.
 
@@ -185,6 +211,9 @@ def train_transform(
         jitter: strength of brightness/contrast/saturation jitter (e.g. 0.3), ``None`` for none.
         normalize: subtract ``mean`` and divide by ``std`` (ImageNet statistics by default).
         ignore_index: the label written into padded mask pixels.
+        pad_to_crop: pad images smaller than the crop (image: ``mean``, mask: ``ignore_index``), as
+            DeepLab does, so every item is ``crop_size``; ``False``: never pad
+            (:class:`RandomCropNoPad`), items of smaller images are smaller.
     """
     crop = _pair_size(crop_size, "crop_size")
     if not 0.0 <= hflip <= 1.0:
@@ -192,9 +221,12 @@ def train_transform(
     steps: list[Callable[..., Any]] = []
     if scale_range is not None:
         steps.append(RandomScale(scale_range))
-    steps.append(
-        v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: list(mean), tv_tensors.Mask: ignore_index})
-    )
+    if pad_to_crop:
+        steps.append(
+            v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: list(mean), tv_tensors.Mask: ignore_index})
+        )
+    else:
+        steps.append(RandomCropNoPad(crop))
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(p=hflip))
     if jitter:

@@ -50,7 +50,7 @@ class TrainConfig:
     val_length: int = 100
     crop_size: int = 513
     scale_range: tuple[float, float] = (0.5, 2.0)
-    pad_to_crop: bool = True  # the training transform pads crops with the ignore label when needed
+    pad_to_crop: bool = True  # pad crops with the ignore label when needed; False: smaller images give smaller crops
     batch_size: int = 16
     num_workers: int = 0
     # optimisation (DeepLabv3 sec. 4.1)
@@ -178,11 +178,22 @@ def validate(cfg: TrainConfig) -> None:
             "is 1x1 and batch norm cannot train on a single value per channel; use crop_size of at least "
             f"{cfg.output_stride + 1}, a batch of 2 or more, or a smaller output_stride"
         )
-    if cfg.dataset == "procedural" and not cfg.pad_to_crop and cfg.crop_size > cfg.image_size * cfg.scale_range[0]:
+    # pad_to_crop off: crops of images smaller than crop_size keep their own (smaller) size, so a batch
+    # of several can only be stacked when every crop is known to be whole
+    if not cfg.pad_to_crop and cfg.batch_size > 1 and cfg.dataset == "procedural":
+        if cfg.crop_size > cfg.image_size * cfg.scale_range[0]:
+            raise ConfigError(
+                f"crop_size={cfg.crop_size} is larger than the smallest rescaled image "
+                f"({cfg.image_size} x {cfg.scale_range[0]}) and pad_to_crop is off, so crops would differ in size "
+                f"and a batch of {cfg.batch_size} could not be stacked; enable pad_to_crop (pads with the ignore "
+                "label, as DeepLab does), use a smaller crop or scale range, or batch_size=1"
+            )
+    elif not cfg.pad_to_crop and cfg.batch_size > 1:
         raise ConfigError(
-            f"crop_size={cfg.crop_size} is larger than the smallest rescaled image "
-            f"({cfg.image_size} x {cfg.scale_range[0]}) and pad_to_crop is off; enable pad_to_crop "
-            "(pads with the ignore label, as DeepLab does) or use a smaller crop or scale range"
+            f"pad_to_crop is off with dataset={cfg.dataset!r} and batch_size={cfg.batch_size}: the images of that "
+            "data set are not all known to be larger than the crop, and unpadded crops of smaller ones would "
+            "differ in size and could not be stacked into a batch; enable pad_to_crop, or use batch_size=1 "
+            "(grad_accum for a larger effective batch)"
         )
     for name in ("batch_size", "iterations", "grad_accum", "eval_every", "ckpt_every", "keep_last", "log_every"):
         if int(getattr(cfg, name)) < 1:

@@ -90,12 +90,13 @@ def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
     """Training and validation sets for a :class:`~deeplab_edu.engine.config.TrainConfig`.
 
     The training set gets DeepLab's augmentation (random scale in ``scale_range``, random crop of
-    ``crop_size`` padded with the ignore label, left-right flip); the validation set is evaluated
+    ``crop_size`` padded with the ignore label unless ``pad_to_crop`` is off, left-right flip); the validation set is evaluated
     whole (normalised only).
     """
     from deeplab_edu.data import build_dataset, transforms
 
-    train_tf = transforms.train_transform(cfg.crop_size, scale_range=tuple(cfg.scale_range))
+    train_tf = transforms.train_transform(cfg.crop_size, scale_range=tuple(cfg.scale_range),
+                                          pad_to_crop=cfg.pad_to_crop)
     val_tf = transforms.eval_transform()
     kwargs: dict[str, Any] = {}
     if cfg.dataset == "procedural":
