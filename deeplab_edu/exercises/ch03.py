@@ -2,124 +2,108 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from functools import lru_cache
+from typing import Sequence
+
+import torch
 
 from ..viz.output_stride import expected_feature_size
-from ._core import exercise
+from ._core import function_exercise, value_exercise
 
 
-def _number(answer: Any) -> str | None:
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    return None
+@lru_cache(maxsize=None)
+def _backbone_rates(output_stride: int, multi_grid: tuple[int, ...], extra_blocks: int) -> list[tuple[int, ...]]:
+    from ..models import build_backbone
+
+    with torch.device("meta"):  # structure only: instant, no memory
+        net = build_backbone("resnet50", output_stride=output_stride, multi_grid=multi_grid, extra_blocks=extra_blocks)
+    return [tuple(rates) for rates in net.block_rates()[3:]]
 
 
-def _rates(answer: Any) -> tuple[int, ...] | str:
-    if not isinstance(answer, (tuple, list)) or not all(isinstance(r, int) and not isinstance(r, bool) for r in answer):
-        return "answer with the three rates as a tuple of integers, e.g. (1, 1, 1)."
-    if len(answer) != 3:
-        return f"block 4 has three units (three 3x3 convs); you gave {len(answer)} rates."
-    return tuple(answer)
+def _reference(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:
+    return _backbone_rates(output_stride, tuple(multi_grid), extra_blocks)
 
 
-@exercise(
+def _learner(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:
+    """A learner-style solution: block rate (32 / OS, doubled per extra block) times the unit rates."""
+    block4 = 32 // output_stride
+    return [tuple(block4 * 2**b * u for u in multi_grid) for b in range(1 + extra_blocks)]
+
+
+def _forgets_multi_grid(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:
+    return [(32 // output_stride * 2**b,) * len(multi_grid) for b in range(1 + extra_blocks)]
+
+
+def _adds_unit_rates(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:
+    return [tuple(32 // output_stride * 2**b + u for u in multi_grid) for b in range(1 + extra_blocks)]
+
+
+def _inverted_block_rate(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:
+    return [tuple(output_stride // 8 * 2**b * u for u in multi_grid) for b in range(1 + extra_blocks)]
+
+
+def _no_doubling(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:
+    return [tuple(32 // output_stride * u for u in multi_grid) for _ in range(1 + extra_blocks)]
+
+
+def _block4_only(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:
+    return _learner(output_stride, multi_grid, 0)
+
+
+def _configuration(g: torch.Generator) -> tuple[int, tuple[int, int, int], int]:
+    pick = lambda options: options[int(torch.randint(0, len(options), (1,), generator=g))]  # noqa: E731
+    return pick((8, 16, 32)), (1, pick((1, 2, 3)), pick((1, 2, 4))), pick((0, 1, 2, 3))
+
+
+function_exercise(
     "03.1",
-    "Feature-map side of a 321 x 321 crop at output stride 8",
-    solution=lambda: expected_feature_size(321, 8),
-    wrong_answers=(40, 40.125, 21, 81),
-    hint="apply n -> ceil(n / 2) once per stride-2 layer: three times for output stride 8.",
+    "Write block_rates(output_stride, multi_grid, extra_blocks): the rates of blocks 4 to 7",
+    reference=_reference,
+    solution=_learner,
+    inputs=_configuration,
+    trials=16,
+    cases=[(16, (1, 2, 4), 0), (16, (1, 2, 1), 3), (8, (1, 1, 1), 0), (32, (1, 2, 4), 1)],
+    mistakes=[
+        (_forgets_multi_grid, "every unit gets the block's rate: the multi-grid unit rates are missing; each "
+                              "unit's rate is the block's rate times its unit rate."),
+        (_adds_unit_rates, "the unit rates are added to the block's rate; DeepLabv3 sec. 3.2 multiplies them: "
+                           "2 * (1, 2, 4) = (2, 4, 8)."),
+        (_inverted_block_rate, "block 4's rate grows as the output stride shrinks: it is 32 / output_stride "
+                               "(1, 2, 4 at output stride 32, 16, 8)."),
+        (_no_doubling, "every extra block has block 4's rate; going deeper doubles the rate at each block "
+                       "(2, 4, 8, 16 for blocks 4-7 at output stride 16, Fig. 3)."),
+        (_block4_only, "it returns block 4 only; return one tuple per block, block 4 first, then the extra blocks."),
+    ],
+    signature="block_rates(output_stride, multi_grid, extra_blocks)",
+    hint="block 4's rate is 32 / output_stride; each extra block doubles it; a unit's rate is its block's rate "
+         "times its multi-grid unit rate.",
 )
-def _size_321(answer: Any) -> str | None:
-    if (problem := _number(answer)) is not None:
-        return problem
-    if answer in (40, 40.125):
-        return "321 / 8 rounded down (or not at all); every stride-2 layer rounds an odd size *up*: 321 -> 161 -> 81 -> 41."
-    if answer == 21:
-        return "21 is the size at output stride 16."
-    if answer == 81:
-        return "81 is the size after the stem (output stride 4)."
-    if answer != 41:
-        return f"{answer} is not the feature-map side at output stride 8."
-    return None
 
-
-@exercise(
+value_exercise(
     "03.2",
-    "Rates of the three 3x3 convs of block 4 at output stride 16 with multi-grid (1, 2, 4)",
-    solution=lambda: (2, 4, 8),
-    wrong_answers=((1, 2, 4), (2, 2, 2), (4, 8, 16)),
-    hint="DeepLabv3 sec. 3.2.1: rate = (unit rate) x (the block's rate); block 4 has rate 2 at output stride 16.",
-)
-def _multi_grid(answer: Any) -> str | None:
-    rates = _rates(answer)
-    if isinstance(rates, str):
-        return rates
-    if rates == (1, 2, 4):
-        return "those are the unit rates; multiply them by block 4's rate at output stride 16."
-    if rates == (2, 2, 2):
-        return "that is block 4 without multi-grid; the unit rates (1, 2, 4) multiply it."
-    if rates == (4, 8, 16):
-        return "that is output stride 8 (block rate 4); at output stride 16 block 4's rate is 2."
-    if rates != (2, 4, 8):
-        return f"{rates} are not the rates of block 4."
-    return None
-
-
-@exercise(
-    "03.3",
     "How many parameters does a ResNet-50 gain when its output stride goes from 32 to 8?",
     solution=lambda: 0,
-    wrong_answers=(16, 4, 23_508_032),
+    answer_type="whole",
+    mistakes=[(16, "the feature map has 16 times more positions, but positions are not parameters.")],
+    otherwise=lambda a: f"{a:g} is not the number of new weights: which layer would hold them?",
+    more_wrong=(4, 23_508_032),
     hint="atrous convolution spreads the same 3x3 weights further apart.",
 )
-def _no_new_parameters(answer: Any) -> str | None:
-    if (problem := _number(answer)) is not None:
-        return problem
-    if answer == 16:
-        return "the feature map has 16 times more positions, but positions are not parameters."
-    if answer != 0:
-        return f"{answer} is not the number of new weights: which layer would hold them?"
-    return None
 
+_SIDE_8, _SIDE_16 = expected_feature_size(513, 8), expected_feature_size(513, 16)
 
-@exercise(
-    "03.4",
-    "Rates of block 6 at output stride 16 (going deeper, multi-grid (1, 2, 1))",
-    solution=lambda: (8, 16, 8),
-    wrong_answers=((4, 8, 4), (16, 32, 16), (1, 2, 1), (8, 8, 8)),
-    hint="DeepLabv3 Fig. 3(b): blocks 4, 5, 6, 7 have rates 2, 4, 8, 16 at output stride 16.",
+value_exercise(
+    "03.3",
+    "Predict: how many times more multiply-adds does block 4 need at output stride 8 than at 16 (513 input)?",
+    solution=lambda: (_SIDE_8 / _SIDE_16) ** 2,
+    rel_tol=2e-3,
+    kind="predict",
+    mistakes=[
+        (4, "4 would hold if the sides were exactly 2:1; a 513 input gives 65 and 33."),
+        (2, "a convolution's cost is proportional to the number of positions, height x width, not to the side."),
+        (_SIDE_8 / _SIDE_16, "that is the ratio of the sides; the number of positions is height x width."),
+        (16, "16 is block 4's growth from output stride 32 to 8 (two halvings); here it is one."),
+    ],
+    otherwise=lambda a: f"{a:.4g} is not the ratio of the numbers of positions block 4 runs on.",
+    hint="the weights do not change; block 4 runs on 33 x 33 positions at output stride 16 and on 65 x 65 at 8.",
 )
-def _block6(answer: Any) -> str | None:
-    rates = _rates(answer)
-    if isinstance(rates, str):
-        return rates
-    if rates == (4, 8, 4):
-        return "that is block 5 (rate 4); each extra block doubles the rate once more."
-    if rates == (16, 32, 16):
-        return "that is block 7 (rate 16)."
-    if rates == (8, 8, 8):
-        return "block 6's rate is 8, but multi-grid multiplies it by the unit rates (1, 2, 1)."
-    if rates != (8, 16, 8):
-        return f"{rates} are not block 6's rates."
-    return None
-
-
-@exercise(
-    "03.5",
-    "For a 513 input, how many times more positions has the OS 8 feature map than the OS 16 one?",
-    solution=lambda: (expected_feature_size(513, 8) / expected_feature_size(513, 16)) ** 2,
-    wrong_answers=(4, 2, 65 / 33),
-    hint="the maps are 65 x 65 and 33 x 33, not exactly twice as wide.",
-)
-def _positions_ratio(answer: Any) -> str | None:
-    if (problem := _number(answer)) is not None:
-        return problem
-    right = (65 / 33) ** 2
-    if answer == 4:
-        return "4 would hold if the sides were exactly 2:1; with odd sizes they are 65 and 33."
-    if math.isclose(answer, 65 / 33, rel_tol=1e-3) or answer == 2:
-        return "that is the ratio of the sides; the number of positions is height x width."
-    if not math.isclose(answer, right, rel_tol=1e-3):
-        return f"{answer:.4g} is not the ratio of the numbers of positions."
-    return None
