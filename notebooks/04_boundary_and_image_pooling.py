@@ -373,7 +373,7 @@ assert spread < 1e-6 and pooled.shape[-2:] == (size, size)
 answer_04_1 = ...  # your answer here
 check("04.1", answer_04_1)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: the nearest off-centre tap is r pixels away; from every position of a 33-pixel axis it
 # misses the map exactly when r >= 33.
 rate = 1
@@ -382,18 +382,29 @@ while (boundary.valid_tap_counts(33, 33, 3, rate) > 1).any():
 check("04.1", rate)
 
 # %% [markdown]
-# ### Exercise 04.2
-# How many of the nine weights does the output position in the corner $(0, 0)$ of a
-# $65 \times 65$ map use, at rate 12? Work it out by hand first, then check with
-# `boundary.valid_tap_counts`.
+# ### Exercise 04.2 (predict, then measure)
+# Predict the whole valid-tap count map of a "same" $3 \times 3$ filter at rate 3 on a map of
+# 5 rows and 8 columns: an array of shape `(5, 8)` whose entry $(i, j)$ is the number of the nine
+# weights that land on the map. Work per axis first (which of the offsets $-3, 0, +3$ stay inside?),
+# then combine. Check the prediction, then run the next cell: it *measures* the map with no
+# formula at all, by convolving an all-ones map with an all-ones kernel.
 
 # %%
-answer_04_2 = ...
-check("04.2", answer_04_2)
+prediction_04_2 = ...  # e.g. np.array([[...], ...]) or np.outer(rows, columns)
+check("04.2", prediction_04_2)
 
-# %% tags=["hide-cell"]
-# Solution: rows: offsets -12 (outside), 0, +12 (inside) -> 2; columns likewise -> 2; 2 * 2 = 4.
-check("04.2", 2 * 2)
+# %%
+measured_04_2 = boundary.tap_counts_by_convolution(5, 8, kernel=3, rate=3)
+print("measured:\n", measured_04_2)
+if prediction_04_2 is not ...:
+    print("your prediction matches:", np.array_equal(np.asarray(prediction_04_2), measured_04_2))
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: rows 0, 1, 3, 4 keep one vertical neighbour (2 valid offsets), row 2 none (1): the
+# map is only 5 rows tall. Columns 3 and 4 keep both horizontal neighbours (3), the others one (2).
+rows = np.array([2, 2, 1, 2, 2])
+columns = np.array([2, 2, 2, 3, 3, 2, 2, 2])
+check("04.2", np.outer(rows, columns))
 
 # %% [markdown]
 # ### Exercise 04.3
@@ -404,7 +415,7 @@ check("04.2", 2 * 2)
 answer_04_3 = ...
 check("04.3", answer_04_3)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: per axis both neighbours are inside for 24 <= i <= 40, 17 of 65 positions; squared.
 check("04.3", (17 / 65) ** 2)
 
@@ -418,7 +429,7 @@ check("04.3", (17 / 65) ** 2)
 answer_04_4 = ...
 check("04.4", answer_04_4)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: rate 24 >= 17 rows kills every vertical off-centre tap; columns 24..40 keep both
 # horizontal ones.
 check("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
@@ -432,7 +443,7 @@ check("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
 answer_04_5 = ...
 check("04.5", answer_04_5)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: global average pooling averages every position of the map.
 check("04.5", 33 * 33)
 
@@ -441,7 +452,8 @@ from deeplab_edu.exercises import get
 
 for key in ("04.1", "04.2", "04.3", "04.4", "04.5"):
     assert check(key, get(key).solution()), key
-assert check("04.1", rate) and check("04.2", 4) and check("04.3", (17 / 65) ** 2)
+assert check("04.1", rate) and check("04.2", np.outer(rows, columns)) and check("04.3", (17 / 65) ** 2)
+assert check("04.2", measured_04_2) and np.array_equal(np.outer(rows, columns), measured_04_2)
 assert not check("04.1", 17) and not check("04.4", (3, 3))
 
 # %% [markdown]

@@ -202,6 +202,7 @@ def value_exercise(
     more_wrong: Sequence[Any] = (),
     hint: str = "",
     kind: str = "value",
+    parse: Callable[[Any], Any] | None = None,
 ) -> Exercise:
     """Register an exercise whose answer is one value, with targeted feedback for typical mistakes.
 
@@ -217,6 +218,8 @@ def value_exercise(
         rel_tol, abs_tol: tolerance for numbers and arrays (0 and 0: exact).
         more_wrong: further wrong answers the tests must see rejected.
         kind: ``"value"`` or ``"predict"``.
+        parse: turns other spellings of an answer into the expected form first (e.g. ``"1x3"``
+            into ``(1, 3)``); it should return an unparseable answer unchanged.
 
     Returns:
         The registered :class:`Exercise`.
@@ -228,7 +231,7 @@ def value_exercise(
     mistakes = tuple(mistakes)
 
     def checker(answer: Any) -> str | None:
-        got, problem = _normalise(answer, answer_type)
+        got, problem = _normalise(parse(answer) if parse is not None else answer, answer_type)
         if problem is not None:
             return problem
         if _matches(got, solution(), rel_tol, abs_tol):

@@ -2,120 +2,125 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
+import numpy as np
 
 from ..boundary import degeneration_rate, effective_kernel_shape, valid_tap_counts, valid_weight_fractions
-from ._core import exercise
+from ._core import value_exercise
 
-
-def _number(answer: Any) -> str | None:
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    return None
-
-
-@exercise(
+value_exercise(
     "04.1",
     "Smallest rate at which a 3x3 filter is a 1x1 filter everywhere on a 33 x 33 map",
     solution=lambda: degeneration_rate(33),
-    wrong_answers=(17, 16, 32, 34, 66),
+    answer_type="whole",
+    mistakes=[
+        (lambda a: a in (16, 17), lambda a: f"at rate {a:g} the middle rows already see only the centre, but "
+                                            "positions near the border still reach across the map to the other side."),
+        (32, "at rate 32 the corner (0, 0) still reaches (32, 32), which is inside a 33 x 33 map."),
+    ],
+    otherwise=lambda a: f"{a:g} is not the smallest such rate.",
+    more_wrong=(17, 16, 34, 66),
     hint="the nearest off-centre tap is `rate` pixels away; when does it miss the map from every position?",
 )
-def _degeneration_rate(answer: Any) -> str | None:
-    if (problem := _number(answer)) is not None:
-        return problem
-    if answer in (16, 17):
-        return (f"at rate {answer} the middle rows already see only the centre, but positions near the "
-                "border still reach across the map to the other side.")
-    if answer == 32:
-        return "at rate 32 the corner (0, 0) still reaches (32, 32), which is inside a 33 x 33 map."
-    if answer != 33:
-        return f"{answer} is not the smallest such rate."
-    return None
+
+# 04.2: predict the valid-tap count map of a 5 x 8 map at rate 3, then measure it.
+_H, _W, _RATE = 5, 8, 3
 
 
-@exercise(
+def _per_axis(n: int, rate: int, last: int | None = None) -> np.ndarray:
+    """Valid taps along one axis; ``last`` is the largest index counted as inside (n - 1 is right)."""
+    last = n - 1 if last is None else last
+    i = np.arange(n)[:, None] + rate * np.array([-1, 0, 1])[None, :]
+    return ((i >= 0) & (i <= last)).sum(1)
+
+
+_ROWS, _COLS = _per_axis(_H, _RATE), _per_axis(_W, _RATE)
+
+
+def _first_difference(answer: np.ndarray) -> str:
+    want = valid_tap_counts(_H, _W, 3, _RATE)
+    i, j = map(int, np.argwhere(answer != want)[0])
+    return (f"position ({i}, {j}) uses {want[i, j]} valid taps, you said {answer[i, j]:g}: count the valid rows "
+            f"(offsets -3, 0, +3 from row {i}) and the valid columns, then multiply.")
+
+
+value_exercise(
     "04.2",
-    "Valid taps of a 3x3 filter at the corner (0, 0) of a 65 x 65 map, rate 12",
-    solution=lambda: int(valid_tap_counts(65, 65, 3, 12)[0, 0]),
-    wrong_answers=(9, 1, 2, 3, 6),
-    hint="count the valid row offsets (-12, 0, +12) and the valid column offsets, then multiply.",
+    "Predict the valid-tap count map of a 3x3 filter at rate 3 on a 5 x 8 map",
+    solution=lambda: valid_tap_counts(_H, _W, 3, _RATE),
+    answer_type="array",
+    kind="predict",
+    mistakes=[
+        (lambda a: a.shape == (_W, _H), "rows and columns are swapped: the map has 5 rows and 8 columns, shape (5, 8)."),
+        (lambda a: a.shape != (_H, _W), lambda a: f"the map has 5 rows and 8 columns, shape (5, 8); yours has "
+                                                  f"shape {a.shape}."),
+        (valid_tap_counts(_H, _W, 3, _RATE) - 1, "every count is one short: the centre tap always lands on the map."),
+        (np.full((_H, _W), 9), "with rate 3 on a 5-row map, every position has at least one vertical tap on the "
+                               "padding; no position keeps all nine."),
+        (_ROWS[:, None] + _COLS[None, :], "a tap is valid when its row *and* its column are on the map: multiply "
+                                          "the per-axis counts, do not add them."),
+        (np.outer(_per_axis(_H, _RATE, _H), _per_axis(_W, _RATE, _W)),
+         "a tap at index n is already outside an n-pixel axis: valid means 0 <= i + r k <= n - 1."),
+    ],
+    otherwise=_first_difference,
+    more_wrong=(np.full((_H, _W), 4),),
+    hint="per axis, count the offsets -3, 0, +3 that stay inside (v_r(i) in {1, 2, 3}); the 2-D count is the "
+         "product of the row count and the column count, e.g. np.outer(rows, columns).",
 )
-def _corner(answer: Any) -> str | None:
-    if (problem := _number(answer)) is not None:
-        return problem
-    if answer == 9:
-        return "the taps at offset -12 fall above and left of the map: they are padding."
-    if answer in (2, 3):
-        return "the count is (valid rows) x (valid columns), not one of the factors alone."
-    if answer != 4:
-        return f"a corner position does not see {answer} valid taps at rate 12."
-    return None
 
-
-@exercise(
+value_exercise(
     "04.3",
     "Fraction of positions of a 65 x 65 map whose 3x3 filter keeps all 9 weights at rate 24",
     solution=lambda: valid_weight_fractions(65, 24)[9],
-    wrong_answers=(17 / 65, 0.5, 0.0, 1.0, (41 / 65) ** 2),
+    answer_type="fraction",
+    rel_tol=1e-3,
+    abs_tol=1e-6,
+    mistakes=[
+        (17 / 65, "that is the 1-D fraction (one axis); a position needs both axes to keep all three taps."),
+        ((41 / 65) ** 2, "41 rows have the *upper* neighbour inside; both neighbours are inside only for rows 24..40."),
+    ],
+    otherwise=lambda a: f"{a:.4g} is not the fraction; check it against valid_weight_fractions(65, 24).",
+    more_wrong=(0.5, 0.0, 1.0),
     hint="per axis, both neighbours are inside when r <= i <= n - 1 - r; square the 1-D fraction.",
 )
-def _nine_valid(answer: Any) -> str | None:
-    if (problem := _number(answer)) is not None:
-        return problem
-    right = (17 / 65) ** 2
-    if math.isclose(answer, 17 / 65, rel_tol=1e-3):
-        return "that is the 1-D fraction (one axis); a position needs both axes to keep all three taps."
-    if math.isclose(answer, (41 / 65) ** 2, rel_tol=1e-3):
-        return "41 rows have the *upper* neighbour inside; both neighbours are inside only for rows 24..40."
-    if not math.isclose(answer, right, rel_tol=1e-3, abs_tol=1e-6):
-        return f"{answer:.4g} is not the fraction; check it against valid_weight_fractions(65, 24)."
-    return None
 
 
-@exercise(
+def _shape(answer: object) -> object:
+    """04.4 accepts '1x3' as well as (1, 3)."""
+    if isinstance(answer, str):
+        try:
+            return tuple(int(p) for p in answer.lower().replace(" ", "").split("x"))
+        except ValueError:
+            return answer
+    return answer
+
+
+value_exercise(
     "04.4",
     "Which filter does a 3x3 atrous conv with rate 24 act as on a 17 x 65 map (rows x columns)?",
     solution=lambda: effective_kernel_shape((17, 65), 24),
-    wrong_answers=((3, 3), (1, 1), (3, 1), "1x1"),
+    answer_type="ints",
+    mistakes=[
+        (lambda a: len(a) != 2, "answer with a shape (rows, columns), e.g. (3, 3)."),
+        ((3, 1), "rows and columns are swapped: the map is only 17 rows tall, so it is the vertical taps that die."),
+        ((3, 3), "every vertical off-centre tap is 24 rows away, and the map has only 17 rows."),
+        ((1, 1), "the horizontal taps still land on the map for columns 24..40 (65 columns wide)."),
+    ],
+    otherwise=lambda a: f"{a} is not the effective filter shape.",
+    parse=_shape,
+    more_wrong=("1x1",),
     hint="rate 24 >= 17 rows, but < 65 columns.",
 )
-def _shape(answer: Any) -> str | None:
-    if isinstance(answer, str):
-        parts = answer.lower().replace(" ", "").split("x")
-        try:
-            answer = tuple(int(p) for p in parts)
-        except ValueError:
-            return f"could not read {answer!r} as a shape; answer like (rows, columns) or '1x3'."
-    if not (isinstance(answer, (tuple, list)) and len(answer) == 2):
-        return "answer with a shape (rows, columns), e.g. (3, 3)."
-    answer = tuple(answer)
-    if answer == (3, 1):
-        return "rows and columns are swapped: the map is only 17 rows tall, so it is the vertical taps that die."
-    if answer == (3, 3):
-        return "every vertical off-centre tap is 24 rows away, and the map has only 17 rows."
-    if answer == (1, 1):
-        return "the horizontal taps still land on the map for columns 24..40 (65 columns wide)."
-    if answer != (1, 3):
-        return f"{answer} is not the effective filter shape."
-    return None
 
-
-@exercise(
+value_exercise(
     "04.5",
     "How many input positions influence one output of the image-pooling branch on a 33 x 33 map?",
     solution=lambda: 33 * 33,
-    wrong_answers=(1, 9, 33, 65),
+    answer_type="whole",
+    mistakes=[
+        (1, "one input is the footprint of a degenerate 3x3 atrous conv, not of image pooling."),
+        (9, "nine inputs is a 3x3 filter that is still whole; pooling sees the whole map."),
+    ],
+    otherwise=lambda a: f"{a:g} is not the number of positions of a 33 x 33 map.",
+    more_wrong=(33, 65),
     hint="global average pooling averages over every position.",
 )
-def _pooling_footprint(answer: Any) -> str | None:
-    if (problem := _number(answer)) is not None:
-        return problem
-    if answer == 1:
-        return "one input is the footprint of a degenerate 3x3 atrous conv, not of image pooling."
-    if answer == 9:
-        return "nine inputs is a 3x3 filter that is still whole; pooling sees the whole map."
-    if answer != 33 * 33:
-        return f"{answer} is not the number of positions of a 33 x 33 map."
-    return None
