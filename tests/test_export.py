@@ -1,4 +1,5 @@
-"""An exported model (ONNX via onnxruntime, torch.export) gives the eager model's output on the CPU."""
+"""An exported model (ONNX via onnxruntime, torch.export) gives the eager model's output on the CPU,
+for any batch size, height and width."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def model() -> torch.nn.Module:
 def test_onnx_matches_eager_at_other_sizes(model: torch.nn.Module, tmp_path) -> None:
     path = export_onnx(model, tmp_path / "m.onnx", torch.rand(1, 3, 65, 65))
     assert path.is_file() and not list(tmp_path.glob("*.tmp"))
-    for size in [(65, 65), (47, 71)]:  # dynamic height and width
-        x = torch.rand(1, 3, *size)
+    for shape in [(1, 65, 65), (3, 65, 65), (1, 47, 71), (3, 47, 71)]:  # dynamic batch, height and width
+        x = torch.rand(shape[0], 3, *shape[1:])
         with torch.no_grad():
             ref = model(x)["out"].numpy()
         got = run_onnx(path, x)
@@ -50,9 +51,9 @@ def test_onnx_matches_eager_at_other_sizes(model: torch.nn.Module, tmp_path) -> 
 @pytest.mark.slow
 def test_torch_export_matches_eager(model: torch.nn.Module, tmp_path) -> None:
     program = load_program(export_program(model, tmp_path / "m.pt2"))
-    x = torch.rand(1, 3, 53, 45)
-    with torch.no_grad():
-        torch.testing.assert_close(program(x), model(x)["out"])
+    for x in (torch.rand(1, 3, 53, 45), torch.rand(3, 3, 53, 45)):  # dynamic batch too
+        with torch.no_grad():
+            torch.testing.assert_close(program(x), model(x)["out"])
     assert model.training is False
 
 

@@ -1,8 +1,8 @@
 """Export a trained DeepLab model for deployment: ONNX (run with onnxruntime) and ``torch.export``.
 
 Both exports trace the model in evaluation mode (batch norm uses its running statistics, dropout is
-off) and keep the image height and width *dynamic*, so the exported graph accepts any input size,
-as the eager model does. The exported model returns the ``"out"`` logits; files are written
+off) and keep the batch size, the image height and the image width *dynamic*, so the exported graph
+accepts any batch of any input size, as the eager model does. The exported model returns the ``"out"`` logits; files are written
 atomically (to a temporary name, then renamed).
 
 >>> path = export_onnx(model, "/tmp/deeplab.onnx")          # doctest: +SKIP
@@ -35,20 +35,24 @@ class _OutOnly(nn.Module):
         return self.model(image)["out"]
 
 
-def _example(example: torch.Tensor | None) -> torch.Tensor:
+def _example(example: torch.Tensor | None, dynamic: bool = True) -> torch.Tensor:
     if example is None:
-        return torch.rand(1, 3, 65, 65)
+        example = torch.rand(1, 3, 65, 65)
     if example.dim() != 4 or example.shape[1] != 3:
         raise ValueError(f"example must be an image batch (N, 3, H, W), got {tuple(example.shape)}")
+    if dynamic and example.shape[0] == 1:
+        # torch.export specialises a dimension of size 1 to the constant 1: trace a batch of two instead
+        example = example.expand(2, -1, -1, -1).contiguous()
     return example
 
 
 def _dynamic_shapes(dynamic: bool) -> Any:
     if not dynamic:
         return None
+    n = torch.export.Dim("batch", min=1, max=1024)
     h = torch.export.Dim("height", min=32, max=4096)
     w = torch.export.Dim("width", min=32, max=4096)
-    return ({2: h, 3: w},)
+    return ({0: n, 2: h, 3: w},)
 
 
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -65,8 +69,9 @@ def export_onnx(
     Args:
         model: a model whose forward returns ``{"out": logits}``.
         path: the ``.onnx`` file to write.
-        example: an example batch (default: one 65 x 65 image).
-        dynamic: keep height and width dynamic (32 to 4096 pixels).
+        example: an example batch (default: one 65 x 65 image; a batch of one is traced as two).
+        dynamic: keep the batch size (1 to 1024) and the height and width (32 to 4096 pixels)
+            dynamic; ``False`` fixes all three to the example's.
     """
     target, tmp = _atomic_target(path)
     was_training = model.training
@@ -74,7 +79,7 @@ def export_onnx(
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
             program = torch.onnx.export(
-                wrapped, (_example(example),), dynamo=True, input_names=["image"], output_names=["out"],
+                wrapped, (_example(example, dynamic),), dynamo=True, input_names=["image"], output_names=["out"],
                 dynamic_shapes=_dynamic_shapes(dynamic), verbose=False,
             )
         program.save(str(tmp))
@@ -99,11 +104,15 @@ def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.n
 def export_program(
     model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True
 ) -> Path:
-    """Export ``model`` (eval mode) with ``torch.export`` and save the program (``.pt2``) at ``path``."""
+    """Export ``model`` (eval mode) with ``torch.export`` and save the program (``.pt2``) at ``path``.
+
+    Batch size, height and width are dynamic as in :func:`export_onnx`.
+    """
     target, tmp = _atomic_target(path)
     was_training = model.training
     try:
-        program = torch.export.export(_OutOnly(model).eval(), (_example(example),), dynamic_shapes=_dynamic_shapes(dynamic))
+        program = torch.export.export(_OutOnly(model).eval(), (_example(example, dynamic),),
+                                      dynamic_shapes=_dynamic_shapes(dynamic))
         torch.export.save(program, str(tmp))
         os.replace(tmp, target)
     finally:
