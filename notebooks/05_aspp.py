@@ -130,10 +130,12 @@ assert torch.allclose(branches[-1], branches[-1][:, :, :1, :1].expand_as(branche
 # and every position stands for a $16 \times 16$ block of the image. Which positions does each
 # branch read for one output position? We do not draw this from a formula: we **measure** it by
 # back-propagating one output of each branch to its input (`deeplab_edu.boundary.input_footprint`)
-# and shading every input position that receives a gradient.
+# and shading every input position that receives a gradient. (Every profile uses the paper's
+# $513 \times 513$ crop here: the footprints are measured on a small ASPP with 4 channels, which costs
+# nothing.)
 
 # %%
-size = config.choose(smoke=257, cpu=513, gpu=513)
+size = 513
 output_stride = 16
 photo = sample_photo(size)
 fsize = vaspp.feature_size(size, output_stride)
@@ -142,20 +144,30 @@ footprints = vaspp.branch_footprints(atrous_rates_for(output_stride), fsize, cen
 fig = vaspp.plot_branch_footprints(photo, footprints, output_stride, centre)
 plt.show()
 print(f"{size} x {size} image -> {fsize} x {fsize} feature map at output stride {output_stride}")
-print({name: int(fp.sum()) for name, fp in footprints.items()})
+centre_counts = {name: int(fp.sum()) for name, fp in footprints.items()}
+print(f"positions read for the output at the centre {centre}:", centre_counts)
 
 # %% [markdown]
-# At the centre, every atrous branch reads its nine taps, further apart as the rate grows: the
-# rates are the scales. Move the output position to the border (the widget below, or the second
-# figure) and the outer taps of the large rates fall *outside* the map, on zero padding. That is
-# chapter 04's degeneration: with rate 18 on a $33 \times 33$ map, most positions keep only a few
-# valid taps, and the branch drifts towards a $1 \times 1$ convolution. The image-pooling branch
-# is the remedy: it always sees the whole image.
+# At the centre $(16, 16)$, the $1 \times 1$ branch reads one position, and the rate-6 and rate-12
+# branches read their nine taps, further apart as the rate grows: the rates are the scales. The
+# rate-18 branch, though, reads **one** position, the centre itself: its off-centre taps, at
+# $16 \pm 18 = -2$ and $34$, fall outside the $33 \times 33$ map, on zero padding. That is
+# chapter 04's degeneration, and at the centre of the map it is complete.
+#
+# Move the output position towards the border (the second figure, or the widget below) and it
+# changes again. Near the top, at $(2, 16)$, the rate-6 and rate-12 branches lose their upper row
+# of taps and read six positions, while the rate-18 branch *gains* one: its lower tap, row
+# $2 + 18 = 20$, lands on the map, so it reads two. With rate 18 on a $33 \times 33$ map no
+# position keeps all nine taps (the counts below), and the branch drifts towards a $1 \times 1$
+# convolution. The image-pooling branch is the remedy: it always sees the whole image.
 
 # %%
 near_top = (2, fsize // 2)
-fig = vaspp.plot_branch_footprints(photo, vaspp.branch_footprints(atrous_rates_for(16), fsize, near_top), 16, near_top)
+top_footprints = vaspp.branch_footprints(atrous_rates_for(16), fsize, near_top)
+fig = vaspp.plot_branch_footprints(photo, top_footprints, 16, near_top)
 plt.show()
+top_counts = {name: int(fp.sum()) for name, fp in top_footprints.items()}
+print(f"positions read for the output at {near_top}:", top_counts)
 
 counts = valid_tap_counts(33, 33, kernel=3, rate=18)
 print("rate 18 on a 33 x 33 map (a 513 crop at output stride 16):")
@@ -163,9 +175,12 @@ for k in sorted(set(counts.ravel().tolist()), reverse=True):
     print(f"  {k} valid taps at {(counts == k).mean():6.1%} of the positions")
 
 # %% tags=["remove-cell"]
-assert footprints["1x1"].sum() == 1 and footprints["image pooling"].all()
-if fsize > 2 * 18:
-    assert footprints["rate 18"].sum() == 9
+assert fsize == 33 and centre == (16, 16)
+assert centre_counts == {"1x1": 1, "rate 6": 9, "rate 12": 9, "rate 18": 1, "image pooling": 33 * 33}, centre_counts
+assert top_counts == {"1x1": 1, "rate 6": 6, "rate 12": 6, "rate 18": 2, "image pooling": 33 * 33}, top_counts
+for r in (6, 12, 18):  # the measured footprints are the valid-tap counts of chapter 04
+    assert centre_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[centre]
+    assert top_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[near_top]
 assert (counts == 9).mean() == 0.0  # at rate 18 on 33 x 33 no position keeps all nine taps
 
 # %% [markdown]
@@ -246,7 +261,7 @@ assert single.shape == (1, 32, 33, 33)
 answer_05_1 = ...
 check("05.1", answer_05_1)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: the map is twice as large, so the rates double.
 check("05.1", atrous_rates_for(8, (6, 12, 18), 16))
 
@@ -259,7 +274,7 @@ check("05.1", atrous_rates_for(8, (6, 12, 18), 16))
 answer_05_2 = ...
 check("05.2", answer_05_2)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: count the parameters of a real branch (the rate does not matter).
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.models.aspp import ASPPConv
@@ -275,24 +290,45 @@ check("05.2", count_parameters(ASPPConv(2048, 256, rate=12)))
 answer_05_3 = ...
 check("05.3", answer_05_3)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 check("05.3", ASPP(2048, (6, 12, 18)).project[0].in_channels)
 
 # %% [markdown]
-# ### Exercise 05.4
-# How many feature positions, per side, does a $3\times3$ filter at rate 18 span? Compare with
-# the $33 \times 33$ map of a 513 crop at output stride 16.
+# ### Exercise 05.4 (write a function)
+# Write DeepLab v2's ASPP (section 1) with `torch.nn.functional.conv2d`: `summed_aspp(x, weights,
+# biases, rates)` gets the features `x` (batch, channels, height, width), one $3 \times 3$ weight
+# tensor (classes, channels, 3, 3) and one bias (classes,) per rate, and returns the fused class
+# scores at the size of `x`. The checker compares it with the package's `ASPPv2` module, loaded with
+# the same weights, on random inputs, rates and sizes.
+
 
 # %%
-answer_05_4 = ...
-check("05.4", answer_05_4)
+def summed_aspp(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                rates: tuple[int, ...]) -> torch.Tensor:
+    ...  # your code here
 
-# %% tags=["hide-cell"]
-# Solution: taps at -18, 0 and +18 span 2 * 18 + 1 positions, more than the map's 33.
-check("05.4", 2 * 18 + 1)
+
+check("05.4", summed_aspp)
+
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: one "same" atrous convolution per rate (padding = rate for a 3x3 filter), scores summed.
+import torch.nn.functional as F
+
+
+def summed_aspp(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                rates: tuple[int, ...]) -> torch.Tensor:
+    return sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates))
+
+
+check("05.4", summed_aspp)
 
 # %% tags=["remove-cell"]
 assert check("05.1", (12, 24, 36)) and check("05.2", 2048 * 256 * 9 + 512)
-assert check("05.3", 1280) and check("05.4", 37)
+assert check("05.3", 1280) and check("05.4", summed_aspp)
+with torch.no_grad():  # the learner's function on section 1's module and features
+    weights_v2 = [b[0].weight for b in aspp_v2.branches]
+    biases_v2 = [b[0].bias for b in aspp_v2.branches]
+    assert torch.allclose(summed_aspp(x, weights_v2, biases_v2, aspp_v2.atrous_rates), fused, atol=1e-5)
 assert not check("05.1", (6, 12, 18))

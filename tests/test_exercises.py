@@ -116,6 +116,19 @@ def test_function_exercise_reports_errors_and_mistakes(scratch: str) -> None:
     assert "shape" in check(scratch, lambda x: torch.cat([x, x])).message
     assert "double(x)" in check(scratch, 3).message
     assert get(scratch).kind == "function"
+    threads = torch.get_num_threads()
+    check(scratch, lambda x: 2 * x)  # checks run on one thread, then restore the setting
+    assert torch.get_num_threads() == threads
+
+
+def test_function_exercise_names_a_mistake_that_fails_the_same_way(scratch: str) -> None:
+    def shrinks(x: torch.Tensor) -> torch.Tensor:
+        return x[:-1] + x[1:-1]  # the sizes do not match: raises
+
+    function_exercise(scratch, "x", reference=lambda x: x, inputs=lambda g: (torch.randn(5, generator=g),),
+                      mistakes=[(shrinks, "sizes differ")])
+    message = check(scratch, shrinks).message
+    assert "sizes differ" in message and "RuntimeError" in message
 
 
 def test_function_exercise_does_not_let_the_learner_change_the_inputs(scratch: str) -> None:

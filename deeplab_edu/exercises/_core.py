@@ -259,6 +259,9 @@ def _brief(value: Any, limit: int = 80) -> str:
         return f"a tensor of shape {tuple(value.shape)}"
     if isinstance(value, np.ndarray):
         return f"array({value.tolist()})" if value.size <= 12 else f"an array of shape {value.shape}"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        shapes = sorted({tuple(v.shape) for v in value})
+        return f"a list of {len(value)} tensors of shape {' or '.join(map(str, shapes))}"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -321,7 +324,8 @@ def function_exercise(
     arguments. When a result differs from ``reference``'s, the typical ``mistakes`` (wrong
     implementations) are run on the same inputs: the one that reproduces the learner's results on
     every input (failing that, on the first wrong one) names the mistake; otherwise the feedback
-    shows the first wrong input, the result and the expected one.
+    shows the first wrong input, the result and the expected one. A function that raises gets the
+    error, and the explanation of a typical mistake that raises the same error.
 
     Args:
         reference: the package function the answer must agree with.
@@ -349,6 +353,14 @@ def function_exercise(
             return False
 
     def checker(answer: Any) -> str | None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny inputs: one thread is fastest, and immune to a busy machine
+        try:
+            return check_function(answer)
+        finally:
+            torch.set_num_threads(threads)
+
+    def check_function(answer: Any) -> str | None:
         if not callable(answer):
             return f"answer with a function, {call}, not with the value {_brief(answer)}."
         results: list[tuple[tuple[Any, ...], Any]] = []
@@ -359,7 +371,14 @@ def function_exercise(
             try:
                 got = answer(*_clone(args))
             except Exception as err:  # the learner's code: report, never raise
-                return f"calling it with ({shown}) raised {type(err).__name__}: {err}"
+                crash = f"calling it with ({shown}) raised {type(err).__name__}: {err}"
+                for wrong, message in mistakes:  # a typical mistake that fails the same way
+                    try:
+                        wrong(*_clone(args))
+                    except Exception as same:
+                        if type(same) is type(err) and str(same) == str(err):
+                            return f"{message} (Calling it with ({shown}) raised {type(err).__name__}: {err})"
+                return crash
             if got is None:
                 return "your function returned None: fill in its body and `return` the result."
             results.append((args, got))

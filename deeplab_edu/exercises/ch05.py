@@ -2,102 +2,122 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import lru_cache
+from typing import Sequence
 
-from ._core import exercise
+import torch
+import torch.nn.functional as F
 
+from ..models.aspp import ASPPv2
+from ._core import function_exercise, value_exercise
 
-def _as_int_tuple(answer: Any) -> tuple[int, ...] | None:
-    try:
-        values = tuple(answer)
-    except TypeError:
-        return None
-    if not all(isinstance(v, (int, float)) and float(v).is_integer() for v in values):
-        return None
-    return tuple(int(v) for v in values)
-
-
-@exercise(
+value_exercise(
     "05.1",
     "ASPP rates at output stride 8",
     solution=lambda: (12, 24, 36),
-    wrong_answers=((6, 12, 18), (3, 6, 9), (12, 24), 12),
+    answer_type="ints",
+    mistakes=[
+        ((6, 12, 18), "these are the rates at output stride 16; at 8 the feature map is twice as large."),
+        ((3, 6, 9), "that halves the rates; a denser map needs larger rates to reach as far in the image."),
+        (lambda a: len(a) != 3, lambda a: f"DeepLabv3's ASPP has three atrous branches, you gave {len(a)} rates."),
+    ],
+    otherwise=lambda a: f"{a} is not (6, 12, 18) scaled by 16 / 8.",
+    more_wrong=((12, 24), 12),
     hint="halving the output stride doubles the feature-map size; the rates must cover the same image area.",
 )
-def _rates(answer: Any) -> str | None:
-    rates = _as_int_tuple(answer)
-    if rates is None:
-        return "answer with a tuple of three integer rates, e.g. (a, b, c)."
-    if rates == (6, 12, 18):
-        return "these are the rates at output stride 16; at 8 the feature map is twice as large."
-    if rates == (3, 6, 9):
-        return "that halves the rates; a denser map needs larger rates to reach as far in the image."
-    if len(rates) != 3:
-        return f"DeepLabv3's ASPP has three atrous branches, you gave {len(rates)} rates."
-    if rates != (12, 24, 36):
-        return f"{rates} is not (6, 12, 18) scaled by 16 / 8."
-    return None
 
+_CONV, _BN = 2048 * 256 * 9, 2 * 256
 
-@exercise(
+value_exercise(
     "05.2",
     "Parameters of one 3x3 atrous ASPP branch (2048 -> 256, conv without bias, then BN)",
-    solution=lambda: 2048 * 256 * 9 + 2 * 256,
-    wrong_answers=(2048 * 256 * 9, 2048 * 256, 2048 * 256 * 9 * 6, 2048 * 256 * 9 + 4 * 256),
+    solution=lambda: _CONV + _BN,
+    answer_type="whole",
+    mistakes=[
+        (_CONV, "that is the convolution alone; the batch norm adds a weight and a bias per output channel."),
+        (_CONV + 4 * 256, "running mean and variance are buffers, not parameters; count only BN's weight and bias."),
+        (2048 * 256, "a 3x3 filter has 9 taps per input channel, whatever the rate."),
+        (lambda a: a > _CONV + _BN, "the atrous rate does not add weights: a 3x3 filter at rate 6 still has 9 taps."),
+    ],
+    otherwise=lambda a: f"{a:g} is not 2048 x 256 x 9 conv weights plus 2 x 256 BN parameters.",
+    more_wrong=(_CONV * 6,),
     hint="the rate spreads the 9 taps apart but adds no weights; BN learns a scale and a shift per channel.",
 )
-def _branch_params(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    conv = 2048 * 256 * 9
-    if answer == conv:
-        return "that is the convolution alone; the batch norm adds a weight and a bias per output channel."
-    if answer == conv + 4 * 256:
-        return "running mean and variance are buffers, not parameters; count only BN's weight and bias."
-    if answer == 2048 * 256:
-        return "a 3x3 filter has 9 taps per input channel, whatever the rate."
-    if answer > conv + 512:
-        return "the atrous rate does not add weights: a 3x3 filter at rate 6 still has 9 taps."
-    if answer != conv + 512:
-        return f"{answer} is not 2048 x 256 x 9 conv weights plus 2 x 256 BN parameters."
-    return None
 
-
-@exercise(
+value_exercise(
     "05.3",
     "Channels entering DeepLabv3's ASPP projection (with image pooling)",
     solution=lambda: 1280,
-    wrong_answers=(256, 1024, 1536, 2048),
+    answer_type="whole",
+    mistakes=[
+        (1024, "that forgets one branch: the image-pooling branch is concatenated too."),
+        (256, "256 is one branch (and the projection's output); the branches are concatenated, not summed."),
+        (2048, "2048 is the backbone's output, the ASPP's *input*."),
+        (1536, "that counts six branches; DeepLabv3 has one 1x1, three atrous and one image-pooling branch."),
+    ],
+    otherwise=lambda a: f"{a:g} is not 5 branches x 256 channels.",
     hint="count the branches: one 1x1, three atrous, one image pooling; each gives 256 channels.",
 )
-def _concat_channels(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    if answer == 1024:
-        return "that forgets one branch: the image-pooling branch is concatenated too."
-    if answer == 256:
-        return "256 is one branch (and the projection's output); the branches are concatenated, not summed."
-    if answer == 2048:
-        return "2048 is the backbone's output, the ASPP's *input*."
-    if answer != 1280:
-        return f"{answer} is not 5 branches x 256 channels."
-    return None
 
 
-@exercise(
+# 05.4: DeepLab v2's ASPP written with F.conv2d, checked against the package's ASPPv2 module.
+Args = tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], tuple[int, ...]]
+
+
+@lru_cache(maxsize=64)
+def _module(channels: int, classes: int, rates: tuple[int, ...]) -> ASPPv2:
+    return ASPPv2(channels, classes, rates).eval()  # built once per shape: initialising costs more than running
+
+
+def _reference(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+               rates: Sequence[int]) -> torch.Tensor:
+    module = _module(x.shape[1], weights[0].shape[0], tuple(rates))
+    with torch.no_grad():
+        for branch, w, b in zip(module.branches, weights, biases):
+            branch[0].weight.copy_(w)
+            branch[0].bias.copy_(b)
+        return module(x)
+
+
+def _learner(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+             rates: Sequence[int]) -> torch.Tensor:
+    """A learner-style solution: one 'same' atrous conv per rate, class scores summed."""
+    return sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates))
+
+
+def _branches(x, weights, biases, rates, *, padding=None, dilate=True, bias=True):  # type: ignore[no-untyped-def]
+    return [F.conv2d(x, w, b if bias else None, padding=r if padding is None else padding, dilation=r if dilate else 1)
+            for w, b, r in zip(weights, biases, rates)]
+
+
+def _inputs(g: torch.Generator) -> Args:
+    draw = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))  # noqa: E731
+    channels, classes, n_rates = draw(1, 4), draw(2, 3), draw(2, 4)
+    rates = tuple(sorted({draw(2, 6) for _ in range(n_rates)} | {1}))
+    x = torch.randn(draw(1, 2), channels, draw(6, 13), draw(6, 13), generator=g)
+    weights = [torch.randn(classes, channels, 3, 3, generator=g) for _ in rates]
+    biases = [torch.randn(classes, generator=g) for _ in rates]
+    return x, weights, biases, rates
+
+
+function_exercise(
     "05.4",
-    "Side (in feature positions) spanned by a 3x3 filter at rate 18",
-    solution=lambda: 37,
-    wrong_answers=(3, 18, 36, 54),
-    hint="the outer taps sit r positions either side of the centre.",
+    "Write summed_aspp(x, weights, biases, rates): DeepLab v2's ASPP with F.conv2d",
+    reference=_reference,
+    solution=_learner,
+    inputs=_inputs,
+    trials=12,
+    atol=1e-4,
+    mistakes=[
+        (lambda *a: sum(_branches(*a, padding=1)), "with padding 1 a rate-r 3x3 conv shrinks the map by 2 (r - 1) "
+                                                   "pixels; 'same' padding for a 3x3 filter at rate r is r."),
+        (lambda *a: sum(_branches(*a, padding=1, dilate=False)), "it ignores the rates: every branch is an ordinary "
+                                                                 "3x3 conv; pass dilation=r (and padding=r)."),
+        (lambda *a: torch.cat(_branches(*a), dim=1), "it concatenates the branches; DeepLab v2 *sums* their class "
+                                                     "scores (concatenation is DeepLabv3's fusion of features)."),
+        (lambda *a: sum(_branches(*a)) / len(a[3]), "it averages the branches; DeepLab v2 sums their class scores."),
+        (lambda *a: sum(_branches(*a, bias=False)), "the biases are missing: each branch is W_r * x + b_r."),
+    ],
+    signature="summed_aspp(x, weights, biases, rates)",
+    hint="one F.conv2d(x, w, b, padding=r, dilation=r) per rate, then add the results.",
 )
-def _span(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    if answer == 3:
-        return "3 is the number of taps per side, not the distance they span."
-    if answer == 36:
-        return "from -18 to +18 there are 37 positions, including the centre."
-    if answer != 37:
-        return f"{answer} is not 2 x 18 + 1."
-    return None
