@@ -62,6 +62,7 @@ __all__ = [
     "DenseCRF",
     "dense_crf",
     "mean_field",
+    "mean_field_update",
     "free_energy",
     "kernel_matrices",
     "message_passing_exact",
@@ -332,6 +333,28 @@ def message_passing_approx(q: torch.Tensor, image: torch.Tensor, params: CRFPara
 
 
 # ----------------------------------------------------------------------------- inference
+def mean_field_update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+    """One parallel mean-field update with the Potts model: :math:`Q_i(l) \\propto \\exp(-\\theta_i(l) + M_i(l))`.
+
+    With Potts, :math:`-\\sum_{l' \\ne l} M_i(l') = M_i(l) - \\sum_{l'} M_i(l')`, and the sum over all
+    labels cancels in the normalisation: each label gains what similar pixels believe in it
+    (the mean-field update of Krähenbühl & Koltun 2011, sec. 3, with the Potts compatibility).
+
+    Args:
+        unary: :math:`\\theta = -\\log P`, labels in dimension 0: (L, ...).
+        messages: :math:`M_i(l) = \\sum_m w_m \\sum_j k^m(f_i, f_j) Q_j(l)`, same shape.
+
+    Returns:
+        Q, same shape, summing to 1 over dimension 0.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    if unary.shape != messages.shape:
+        raise ValueError(f"unary {tuple(unary.shape)} and messages {tuple(messages.shape)} must have the same shape")
+    return torch.softmax(-unary + messages, dim=0)
+
+
 def mean_field(
     unary: torch.Tensor,
     image: torch.Tensor,
@@ -374,7 +397,7 @@ def mean_field(
         else:
             step = _ApproxFilter(rgb[b], params).messages
         for _ in range(params.iterations):
-            q = torch.softmax(neg_u + step(q), dim=0)
+            q = mean_field_update(u[b], step(q))
             history.append(q)
         results.append(q)
         histories.append(history)

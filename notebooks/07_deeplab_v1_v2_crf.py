@@ -36,7 +36,7 @@
 # - know why DeepLabv3 stopped using it.
 #
 # **Helpers introduced:** `deeplab_edu.models.build_model` (`"deeplabv1"`, `"deeplabv2"`),
-# `deeplab_edu.crf` (`CRFParams`, `mean_field`, `free_energy`, `kernel_maps`, `DenseCRF`),
+# `deeplab_edu.crf` (`CRFParams`, `mean_field`, `mean_field_update`, `free_energy`, `kernel_maps`, `DenseCRF`),
 # `deeplab_edu.permutohedral.PermutohedralLattice`, `deeplab_edu.crf_eval` (`coarse_scores`,
 # `boundary_band`, `evaluate_crf`, `grid_search`), `deeplab_edu.viz.crf` (figures and
 # `crf_widget`).
@@ -117,25 +117,40 @@ assert fc6_params == 3 * 3 * 512 * 1024 + 1024
 # | DeepLab-CRF-4x4 | 4x4 | 8 | 224 | 65.1M | 67.14 |
 # | DeepLab-CRF-LargeFOV | 3x3 | 12 | 224 | 20.5M | 67.64 |
 #
-# The paper's FOV is a function of fc6's span alone: we compute the spans below. The full
-# theoretical receptive field of an fc7 unit, through every layer of the network (recurrences of
-# chapter 02, derived from the model itself), is larger still.
+# The paper's FOV is a function of fc6 alone, counted the way VGG-16's own fc6 sees the image: a
+# 7x7 filter on pool5's cells, each $32 \times 32$ pixels (VGG-16's output stride), spans
+# $7 \cdot 32 = 224$ pixels. At DeepLab's output stride 8 the outer taps of a filter of effective
+# size $k_e$ have their centres $8\,(k_e - 1)$ pixels apart, and the paper adds one 32-pixel cell:
+#
+# $$
+# \text{FOV} = 8\,(k_e - 1) + 32 .
+# $$
+#
+# (Counting $8\,k_e$ instead, every position as 8 pixels, gives 200 and 104 pixels, which is not
+# what the table lists.) The output stride 8 and VGG-16's 32 are read off the models below, and
+# the formula reproduces all four of the paper's values. The full theoretical receptive field of
+# an fc7 unit, through every layer of the network (recurrences of chapter 02, derived from the
+# model itself), is larger still.
 
 # %%
+import torchvision
+
+with torch.device("meta"):
+    vgg_cell = receptive_field_of(torchvision.models.vgg16().features).stride  # VGG-16's pool5: 32 pixels
 variants = {"7x7, rate 4": (7, 4, 224), "4x4, rate 4": (4, 4, 128), "4x4, rate 8": (4, 8, 224), "3x3, rate 12": (3, 12, 224)}
-spans = {}
+spans, fovs = {}, {}
 for label, (k, r, fov) in variants.items():
     spans[label] = effective_kernel_size(k, r)
-    print(f"fc6 {label:13s}: spans {spans[label]:2d} feature cells = {8 * spans[label]:3d} input pixels "
-          f"at output stride 8 (paper's FOV: {fov})")
+    fovs[label] = output_stride * (spans[label] - 1) + vgg_cell
+    print(f"fc6 {label:13s}: k_e = {spans[label]:2d} cells; outer tap centres {output_stride * (spans[label] - 1):3d} px "
+          f"apart, + one {vgg_cell}-px cell = {fovs[label]:3d} px (paper's FOV: {fov})")
 rf = receptive_field_of(v1.backbone)
 print(f"\ntheoretical receptive field of LargeFOV's fc7 (all layers): {rf.size} pixels, stride {rf.stride}")
 
 # %% tags=["remove-cell"]
 assert spans["3x3, rate 12"] == spans["7x7, rate 4"] == spans["4x4, rate 8"] == 25
-assert spans["4x4, rate 4"] == 13
-# equal spans <-> equal FOV in the paper's table
-assert {spans[k] for k, v in variants.items() if v[2] == 224} == {25}
+assert spans["4x4, rate 4"] == 13 and output_stride == 8 and vgg_cell == 32
+assert all(fovs[label] == fov for label, (_, _, fov) in variants.items()), fovs  # 224, 128, 224, 224
 assert rf.stride == 8 and rf.size > 224
 
 # %% [markdown]
@@ -494,8 +509,8 @@ assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t,
 # ## Exercises
 #
 # ### Exercise 07.1
-# LargeFOV's fc6 is a 3x3 convolution at rate 12. How many feature-map positions does it span
-# along one side?
+# The paper did not try a $3 \times 3$ fc6 at rate 8. Which field of view would v1 Table 2 list
+# for it, counted like its four rows?
 
 # %%
 from deeplab_edu.exercises import check
@@ -503,9 +518,9 @@ from deeplab_edu.exercises import check
 answer_07_1 = ...  # your answer here
 check("07.1", answer_07_1)
 
-# %% tags=["hide-cell"]
-# Solution: k + (k - 1)(r - 1)
-check("07.1", effective_kernel_size(3, 12))
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: k_e = 3 + 2 * 7 = 17; outer tap centres 8 * 16 = 128 px apart, plus one 32-px cell
+check("07.1", output_stride * (effective_kernel_size(3, 8) - 1) + vgg_cell)
 
 # %% [markdown]
 # ### Exercise 07.2
@@ -516,15 +531,17 @@ check("07.1", effective_kernel_size(3, 12))
 answer_07_2 = ...
 check("07.2", answer_07_2)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: weights plus one bias per filter; the model agrees
 print(f"counted in the model: {count_parameters(v1.backbone.fc6):,}")
 check("07.2", 3 * 3 * 512 * 1024 + 1024)
 
 # %% [markdown]
-# ### Exercise 07.3
+# ### Exercise 07.3 (write a function)
 # Write one mean-field update for the Potts model: given `unary` (L labels x N pixels,
 # $-\log P$) and `messages` $M$ (same shape), return $Q$ (same shape, each column summing to 1).
+# The checker compares it with `deeplab_edu.crf.mean_field_update`, the update `mean_field` runs,
+# on random beliefs.
 
 # %%
 def update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
@@ -533,7 +550,7 @@ def update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
 
 check("07.3", update)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: Q_i(l) ∝ exp(-θ_i(l) + M_i(l)), normalised over the labels
 def update_solution(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
     return torch.softmax(-unary + messages, dim=0)
@@ -551,10 +568,11 @@ check("07.3", update_solution)
 answer_07_4 = ...
 check("07.4", answer_07_4)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: the colour bandwidth of the bilateral kernel
 check("07.4", "theta_beta")
 
 # %% tags=["remove-cell"]
-assert check("07.1", 25) and check("07.2", fc6_params) and check("07.3", update_solution) and check("07.4", "theta_beta")
+assert check("07.1", 160) and check("07.2", fc6_params) and check("07.3", update_solution) and check("07.4", "theta_beta")
+assert not check("07.1", 8 * effective_kernel_size(3, 8))
 assert not check("07.3", lambda u, m: torch.softmax(-u - m, dim=0))

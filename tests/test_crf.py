@@ -326,3 +326,15 @@ def test_figures_and_widget_build_without_a_front_end() -> None:
     assert [s.description for s in sliders][:2] == ["w1", "θα (px)"] and len(sliders) == 6
     sliders[-1].value = 1  # moving a slider redraws without error
     plt.close("all")
+
+
+def test_mean_field_update_is_the_potts_softmax():
+    from deeplab_edu.crf import mean_field_update
+
+    g = torch.Generator().manual_seed(0)
+    unary, messages = torch.rand(3, 5, generator=g), torch.rand(3, 5, generator=g)
+    q = mean_field_update(unary, messages)
+    torch.testing.assert_close(q.sum(0), torch.ones(5))
+    torch.testing.assert_close(q, torch.softmax(messages - unary, dim=0))
+    with pytest.raises(ValueError, match="same shape"):
+        mean_field_update(unary, messages[:2])
