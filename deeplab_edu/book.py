@@ -1,37 +1,75 @@
-"""Build the Jupyter Book (``make book``) with the execution cache kept per profile.
+"""Execute the notebooks once and build the Jupyter Book from them (``make book``, the tests).
 
-Jupyter Book 1 caches executed notebooks by their source, not by the environment they ran
-in, so a book executed in the ``smoke`` profile would otherwise be reused for the ``cpu``
-one. :func:`build_book` gives every profile its own cache folder and returns the Sphinx
-warnings so that tests can fail on broken cross-references or missing files.
+Two steps, each usable alone:
 
-Run it as ``python -m deeplab_edu.book [--output DIR]``.
+1. :func:`execute_notebooks` runs every Jupytext notebook of ``notebooks/`` with nbclient, two at a
+   time, each in its own process and kernel, and writes the executed ``.ipynb`` files plus a
+   JSON report per notebook (status, the failing cell and its traceback, seconds per cell).
+   Every cell's execution is bounded by :func:`cell_timeout` (per profile, sized for a busy
+   2-core machine): a stuck cell fails in minutes, naming the notebook, the cell and its line
+   in the ``.py`` source, instead of waiting for hours.
+2. :func:`build_book` lays the executed notebooks and ``book/`` out in a staging folder and runs
+   ``jupyter-book build`` on it with execution turned off, so the book shows exactly the outputs
+   the tests checked. The executed notebooks are published next to the pages (the Colab button
+   opens them); MathJax is served from the build itself (``sphinx-mathjax-offline``), so the book
+   loads nothing from the network.
+
+Executed notebooks are reused while nothing they depend on changed (the notebook, the package's
+code, the profile): a second ``make book`` executes nothing.
+
+Run it as ``python -m deeplab_edu.book [--output DIR] [--jobs N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import hashlib
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import yaml
 
-from .config import ENV_VAR, profile
+from .config import ENV_VAR, choose, profile
 from .records import REPO_ROOT
 
-__all__ = ["build_book", "notebooks_in_toc", "BOOK_DIR"]
+__all__ = [
+    "BOOK_DIR", "NOTEBOOK_DIR", "NotebookRun", "NotebookFailure", "BookBuild",
+    "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
+    "execute_notebooks", "build_book", "setup",
+]
 
 BOOK_DIR = REPO_ROOT / "book"
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+#: Where the published site lives on GitHub (``ghp-import`` of ``book/_build/html``): the Colab
+#: button opens the executed copy of a chapter from there.
+PUBLISHED_BRANCH = "gh-pages"
 _WARNING = re.compile(r"(WARNING|ERROR|CRITICAL):")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_KERNEL_ENV = {
+    # Kernels draw inline figures into the outputs: never inherit a non-interactive backend.
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    # the debugger's warning about frozen modules is noise in every executed notebook
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
 
 
+# --------------------------------------------------------------------------------------------
+# the table of contents
+# --------------------------------------------------------------------------------------------
 def notebooks_in_toc(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[str]:
-    """The ``file:`` entries of the table of contents, in order."""
-    toc = yaml.safe_load(toc_file.read_text())
+    """The ``file:`` entries of the table of contents (``root`` excluded), in order."""
+    toc = yaml.safe_load(Path(toc_file).read_text())
     files: list[str] = []
 
     def walk(node: object) -> None:
@@ -48,50 +86,604 @@ def notebooks_in_toc(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[str]:
     return files
 
 
-def build_book(output: Path = BOOK_DIR, *, quiet: bool = False) -> tuple[Path, list[str]]:
-    """Execute the notebooks (active profile) and write HTML to ``output/_build/html``.
-
-    Returns:
-        the HTML folder and the list of Sphinx warning/error lines.
+def toc_notebook_sources(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[Path]:
+    """The Jupytext sources (``notebooks/NN_*.py``) the table of contents lists, in order.
 
     Raises:
-        RuntimeError: if ``jupyter-book`` fails, with the end of its log.
+        FileNotFoundError: naming the entry of ``toc_file`` that has no ``.py`` source.
     """
+    sources = []
+    for entry in notebooks_in_toc(toc_file):
+        if entry.startswith("notebooks/"):
+            path = REPO_ROOT / f"{entry}.py"
+            if not path.is_file():
+                raise FileNotFoundError(f"{toc_file}: '{entry}' has no source {path}")
+            sources.append(path)
+    return sources
+
+
+# --------------------------------------------------------------------------------------------
+# executing the notebooks
+# --------------------------------------------------------------------------------------------
+def cell_timeout(active_profile: str | None = None) -> int:
+    """Seconds one cell may run before it is stopped and reported as stuck, per profile.
+
+    Sized for a *busy* 2-core machine, about ten times the slowest cell measured on a quiet one:
+    ``smoke`` cells take seconds (the slowest, a smoke training run, under 30 s), ``cpu`` training
+    cells a few minutes, ``gpu`` ones up to hours.
+    """
+    return {"smoke": 300, "cpu": 3600, "gpu": 6 * 3600}[active_profile or profile()]
+
+
+def _notebook_timeout(active_profile: str) -> int:
+    """A last bound on a whole notebook (kernel start and shutdown included)."""
+    return {"smoke": 1200, "cpu": 4 * 3600, "gpu": 48 * 3600}[active_profile]
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of executing one notebook (also written as JSON next to the ``.ipynb``).
+
+    Attributes:
+        source: the Jupytext source, relative to the repository (``notebooks/05_aspp.py``).
+        executed: the executed ``.ipynb`` (outputs of every cell that ran).
+        status: ``"ok"``, ``"error"`` (a cell raised), ``"timeout"`` (a cell ran past its bound),
+            ``"dead"`` (the kernel died) or ``"crashed"`` (the executor itself failed).
+        seconds: wall time of the whole execution.
+        cell: index of the failing cell in the notebook, if any.
+        line: its first line in the ``.py`` source, if any.
+        message: what went wrong, with the traceback; empty when ``status == "ok"``.
+        cell_seconds: ``(cell index, seconds)`` of every executed code cell.
+        reused: True when an execution from an earlier build was reused.
+    """
+
+    source: str
+    executed: Path
+    status: str
+    seconds: float
+    profile: str
+    cell: int | None = None
+    line: int | None = None
+    message: str = ""
+    cell_seconds: list[tuple[int, float]] = field(default_factory=list)
+    reused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def describe(self) -> str:
+        """One paragraph naming the notebook, the cell and what happened."""
+        if self.ok:
+            return f"{self.source}: ok in {self.seconds:.0f} s ({self.profile} profile)"
+        where = f"cell {self.cell}" if self.cell is not None else "before its first cell"
+        if self.line is not None:
+            where += f" (line {self.line} of {self.source})"
+        return f"{self.source} failed ({self.status}) at {where} after {self.seconds:.0f} s:\n{self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "executed"}
+        data["executed"] = str(self.executed)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "NotebookRun":
+        data = dict(data)
+        data["executed"] = Path(data["executed"])
+        data["cell_seconds"] = [tuple(x) for x in data.get("cell_seconds", [])]
+        return cls(**data)
+
+
+class NotebookFailure(RuntimeError):
+    """One or more notebooks failed; ``runs`` holds every :class:`NotebookRun`."""
+
+    def __init__(self, runs: Sequence[NotebookRun]):
+        self.runs = list(runs)
+        failed = [r for r in self.runs if not r.ok]
+        super().__init__("\n\n".join(r.describe() for r in failed))
+
+
+def _source_line(source_text: str, cell_source: str) -> int | None:
+    """1-based line of the .py source where a cell's first non-empty line appears."""
+    first = next((ln for ln in cell_source.splitlines() if ln.strip()), None)
+    if first is None:
+        return None
+    for number, line in enumerate(source_text.splitlines(), start=1):
+        if line == first:
+            return number
+    return None
+
+
+def _dependency_key(source: Path, active_profile: str) -> str:
+    """What an executed notebook depends on: its source, the package's code and the profile."""
+    digest = hashlib.sha256()
+    digest.update(active_profile.encode())
+    digest.update(source.read_bytes())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.suffix in (".py", ".yaml", ".json") and "__pycache__" not in path.parts and path.name != "book.py":
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+#: Seconds between two looks at the shell channel while a cell runs (see :func:`reliable_client`).
+SHELL_POLL_SECONDS = 1.0
+
+
+def reliable_client(nb: Any, **kwargs: Any) -> Any:
+    """An ``nbclient.NotebookClient`` that cannot miss a cell's ``execute_reply``.
+
+    **The hang this prevents** (``make book`` stuck at ``05_aspp.py`` with the kernel idle):
+    nbclient waits for a cell's reply with ``await shell_socket.poll(timeout)`` on a
+    ``zmq.asyncio`` socket, which wakes on the socket's *edge-triggered* file descriptor. While the
+    cell runs, nbclient's stand-in for an ipywidgets ``Output`` front end (``nbclient.output_widget``)
+    sends a ``comm_msg`` back to the kernel **on that same shell socket** (``sync_state``, after every
+    output captured by ``with out:``). A send processes the socket's pending commands and can consume
+    the readable edge of a reply that arrives at that moment; the poll then sleeps until its
+    timeout (3600 s for the old ``cpu`` book) although the reply sits in the socket, and finally
+    returns it as if nothing happened. Interactive figures (``figure_widget``,
+    ``aspp_footprint_widget``) capture their figure with ``with out:``, so every chapter with a
+    widget could stall; it shows on a loaded machine, where the window is wide.
+
+    The fix, twice: (1) look at the shell channel every :data:`SHELL_POLL_SECONDS` instead of once
+    for the whole cell timeout, so that a stranded reply is read within a second whatever stranded
+    it; the cell timeout still applies in full (nbclient's own logic raises ``CellTimeoutError``
+    at the deadline); (2) the stand-in ``Output`` widget no longer sends its outputs back to the
+    kernel (no front end needs them; the notebook's saved widget state still gets them), which
+    removes the send that strands replies.
+    """
+    from nbclient import NotebookClient
+
+    class _Client(NotebookClient):
+        async def async_start_new_kernel_client(self) -> Any:
+            kc = await super().async_start_new_kernel_client()
+            _poll_in_slices(kc.shell_channel)
+            return kc
+
+        def on_comm_open_jupyter_widget(self, msg: dict[str, Any]) -> Any:
+            widget = super().on_comm_open_jupyter_widget(msg)
+            if widget is not None and hasattr(widget, "sync_state"):
+                widget.sync_state = lambda: None
+            return widget
+
+    return _Client(nb, **kwargs)
+
+
+def _poll_in_slices(channel: Any, interval: float | None = None) -> None:
+    """Make ``channel.get_msg(timeout=T)`` look at the socket every ``interval`` s until ``T``."""
+    from queue import Empty
+
+    original = channel.get_msg
+
+    async def get_msg(timeout: float | None = None) -> Any:
+        step = interval or SHELL_POLL_SECONDS
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                return await original(timeout=step if remaining is None else max(0.0, min(step, remaining)))
+            except Empty:
+                if remaining is not None and remaining <= step:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None,
+                     active_profile: str | None = None) -> NotebookRun:
+    """Execute one Jupytext notebook in a fresh kernel; write ``executed`` and its JSON report.
+
+    Runs in the calling process (:func:`execute_notebooks` gives each notebook its own process).
+    The kernel starts in the notebook's folder with the profile of ``active_profile``.
+
+    Args:
+        source: a ``py:percent`` notebook.
+        executed: the ``.ipynb`` to write (also written when a cell fails: the outputs so far).
+        timeout: seconds per cell; default :func:`cell_timeout` of the profile.
+
+    Returns:
+        the :class:`NotebookRun`; failures are reported in it, not raised.
+    """
+    import jupytext
+    import nbformat
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    active_profile = active_profile or profile()
+    timeout = timeout or cell_timeout(active_profile)
+    source = Path(source).resolve()
+    executed = Path(executed)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    text = source.read_text()
+    nb = jupytext.reads(text, fmt="py:percent")
+    env_before = {k: os.environ.get(k) for k in (*_KERNEL_ENV, ENV_VAR)}
+    os.environ.update({**{k: v for k, v in _KERNEL_ENV.items() if v}, ENV_VAR: active_profile})
+    current: dict[str, Any] = {"index": None, "start": None}
+    cell_seconds: list[tuple[int, float]] = []
+
+    def on_start(cell: Any, cell_index: int, **_: Any) -> None:
+        current.update(index=cell_index, start=time.monotonic())
+
+    def on_executed(cell: Any, cell_index: int, **_: Any) -> None:
+        if cell.cell_type == "code" and current["start"] is not None:
+            cell_seconds.append((cell_index, round(time.monotonic() - current["start"], 2)))
+
+    client = reliable_client(
+        nb, timeout=timeout, kernel_name="python3", allow_errors=False, record_timing=True,
+        resources={"metadata": {"path": str(source.parent)}},
+        # a kernel that does not answer within a minute is reported, not waited for
+        startup_timeout=120, shutdown_kernel="immediate",
+        on_cell_start=on_start, on_cell_executed=on_executed,
+    )
+    status, message = "ok", ""
+    start = time.monotonic()
+    try:
+        client.execute()
+    except CellTimeoutError as err:
+        status = "timeout"
+        message = (f"the cell ran longer than {timeout} s (the {active_profile} profile's bound per cell; "
+                   f"something is stuck or the machine is far too slow):\n{str(err)[:2000]}")
+    except CellExecutionError as err:
+        status, message = "error", str(err)
+    except DeadKernelError as err:
+        status, message = "dead", f"the kernel died: {err}"
+    except Exception as err:  # noqa: BLE001 - reported with its type, never swallowed silently
+        status, message = "crashed", f"{type(err).__name__}: {err}"
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.monotonic() - start
+    index = current["index"] if status != "ok" else None
+    line = _source_line(text, nb.cells[index].source) if index is not None else None
+    nb.metadata["deeplab_edu_build"] = {
+        "source": _shown(source),
+        "profile": active_profile, "status": status, "seconds": round(seconds, 1),
+        "key": _dependency_key(source, active_profile),
+    }
+    nbformat.write(nb, executed)
+    run = NotebookRun(
+        source=nb.metadata["deeplab_edu_build"]["source"], executed=executed, status=status,
+        seconds=round(seconds, 1), profile=active_profile, cell=index, line=line, message=message,
+        cell_seconds=cell_seconds,
+    )
+    executed.with_suffix(".json").write_text(json.dumps(run.to_json(), indent=1) + "\n")
+    return run
+
+
+def _shown(path: Path) -> str:
+    """A path as messages show it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a process and everything it started (the kernel), by id."""
+    try:
+        import psutil
+
+        procs = psutil.Process(pid).children(recursive=True) + [psutil.Process(pid)]
+    except Exception:  # noqa: BLE001 - already gone
+        procs = []
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeout: int,
+                       threads: int | None) -> NotebookRun:
+    env = {**os.environ, ENV_VAR: active_profile}
+    if threads:
+        # n notebooks at a time on n*threads cores: each kernel keeps to its share
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "deeplab_edu.book", "execute", str(source), str(executed),
+           "--timeout", str(timeout)]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    limit = _notebook_timeout(active_profile)
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        out, _ = proc.communicate()
+        return NotebookRun(source=_shown(source), executed=executed, status="timeout",
+                           seconds=round(time.monotonic() - start, 1), profile=active_profile,
+                           message=f"the notebook ran longer than {limit} s in all (kernel start or shutdown "
+                                   f"stuck?); executor output:\n{out[-3000:]}")
+    report = executed.with_suffix(".json")
+    if proc.returncode != 0 or not report.is_file():
+        return NotebookRun(source=_shown(source), executed=executed, status="crashed",
+                           seconds=round(time.monotonic() - start, 1), profile=active_profile,
+                           message=f"the executor exited with {proc.returncode}:\n{out[-3000:]}")
+    return NotebookRun.from_json(json.loads(report.read_text()))
+
+
+def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, reuse: bool = True,
+                      active_profile: str | None = None, timeout: int | None = None,
+                      progress: bool = False) -> list[NotebookRun]:
+    """Execute notebooks ``jobs`` at a time into ``out_dir/<name>.ipynb`` (+ ``.json`` reports).
+
+    Args:
+        sources: Jupytext notebooks (``notebooks/NN_*.py``).
+        out_dir: folder for the executed notebooks.
+        jobs: notebooks executed at the same time, each in its own process and kernel; with
+            ``jobs > 1`` each kernel's PyTorch/OpenMP threads are limited to its share of the cores.
+        reuse: keep an executed notebook from an earlier call when its source, the package's code
+            and the profile are unchanged and it succeeded.
+        timeout: seconds per cell (default :func:`cell_timeout`).
+
+    Returns:
+        one :class:`NotebookRun` per source, in order. Failures are in the runs, not raised.
+    """
+    active_profile = active_profile or profile()
+    timeout = timeout or cell_timeout(active_profile)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = [Path(s).resolve() for s in sources]
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}: need at least 1")
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    runs: dict[Path, NotebookRun] = {}
+    todo = []
+    for source in sources:
+        executed = out_dir / f"{source.stem}.ipynb"
+        report = executed.with_suffix(".json")
+        if reuse and executed.is_file() and report.is_file():
+            import nbformat
+
+            meta = nbformat.read(executed, as_version=4).metadata.get("deeplab_edu_build", {})
+            if meta.get("status") == "ok" and meta.get("key") == _dependency_key(source, active_profile):
+                run = NotebookRun.from_json(json.loads(report.read_text()))
+                run.reused = True
+                runs[source] = run
+                continue
+        todo.append(source)
+
+    def one(source: Path) -> NotebookRun:
+        run = _run_in_subprocess(source, out_dir / f"{source.stem}.ipynb", active_profile, timeout, threads)
+        if progress:
+            print(("  " if run.ok else "  FAILED ") + run.describe().splitlines()[0], flush=True)
+        return run
+
+    # the longest notebooks first, so that two workers finish together
+    todo.sort(key=lambda s: -_expected_minutes(s))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for source, run in zip(todo, pool.map(one, todo)):
+            runs[source] = run
+    return [runs[s] for s in sources]
+
+
+def _expected_minutes(source: Path) -> float:
+    """The notebook header's ``cpu_minutes`` (0 when absent): used to schedule long ones first."""
+    match = re.search(r"cpu_minutes:\s*([0-9.]+)", source.read_text()[:2000])
+    return float(match.group(1)) if match else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# building the book
+# --------------------------------------------------------------------------------------------
+@dataclass
+class BookBuild:
+    """A built book: its HTML folder, the Sphinx warnings and the notebook runs it shows."""
+
+    html: Path
+    warnings: list[str]
+    runs: list[NotebookRun]
+    log: Path
+
+
+_WIDGET_NOTE = ("*Interactive figure: the sliders work when the notebook runs (`make lab`, or the Binder "
+                "button above); the static figure above shows its default settings.*")
+
+
+def _for_the_page(nb: Any) -> Any:
+    """The notebook as the book shows it: widget views (which need a kernel) become a short note."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if _WIDGET_MIME in data:
+                out["data"] = {"text/markdown": _WIDGET_NOTE}
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def _for_colab(nb: Any) -> Any:
+    """The published copy: a first cell installs the course's package when run in Colab."""
+    import nbformat
+
+    repo = _repository_url()
+    install = nbformat.v4.new_code_cell(
+        "# Colab: install the course's package (elsewhere `make lab` has done it)\n"
+        "import sys\n"
+        "if 'google.colab' in sys.modules:\n"
+        f"    %pip install --quiet 'deeplab-edu @ git+{repo}'\n"
+    )
+    install.metadata["tags"] = ["colab-setup"]
+    nb.cells.insert(0, install)
+    return nb
+
+
+def _repository_url() -> str:
+    config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text())
+    return str(config.get("repository", {}).get("url", "")).rstrip("/")
+
+
+def _stage(stage: Path, runs: Sequence[NotebookRun]) -> None:
+    """Lay out ``book/`` and the executed notebooks (as the pages show them) under ``stage``."""
+    import nbformat
+
+    if stage.exists():
+        shutil.rmtree(stage)
+    shutil.copytree(BOOK_DIR, stage / "book", ignore=shutil.ignore_patterns("_build", ".*", "__pycache__"))
+    (stage / "notebooks").mkdir(parents=True)
+    for run in runs:
+        nb = nbformat.read(run.executed, as_version=4)
+        nbformat.write(_for_the_page(nb), stage / "notebooks" / run.executed.name)
+
+
+def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:
+    """Copy each executed notebook next to its page: ``notebooks/05_aspp.html`` + ``.ipynb``."""
+    import nbformat
+
+    for run in runs:
+        nb = nbformat.read(run.executed, as_version=4)
+        nb.metadata.pop("deeplab_edu_build", None)
+        nbformat.write(_for_colab(nb), html / "notebooks" / run.executed.name)
+
+
+def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, jobs: int = 2,
+               quiet: bool = False, runs: Sequence[NotebookRun] | None = None,
+               timeout: int | None = None) -> BookBuild:
+    """Execute the notebooks (active profile, reusing unchanged ones) and write the HTML book.
+
+    Args:
+        output: folder that gets ``_build/html`` (and ``_build/executed/<profile>``).
+        executed_dir: where executed notebooks live (default ``output/_build/executed/<profile>``).
+        runs: notebook runs already made (the tests' shared execution); then nothing is executed.
+        jobs: notebooks executed at the same time.
+
+    Returns:
+        a :class:`BookBuild` (HTML folder, Sphinx warnings, notebook runs).
+
+    Raises:
+        NotebookFailure: when a notebook fails, naming it, the cell, its line and the traceback.
+        RuntimeError: when ``jupyter-book`` fails, with the end of its log.
+    """
+    active_profile = profile()
     output = Path(output).resolve()
     build = output / "_build"
     build.mkdir(parents=True, exist_ok=True)
+    if runs is None:
+        executed_dir = Path(executed_dir or build / "executed" / active_profile)
+        runs = execute_notebooks(toc_notebook_sources(), executed_dir, jobs=jobs, timeout=timeout,
+                                 progress=not quiet)
+    if not all(r.ok for r in runs):
+        raise NotebookFailure(runs)
+
+    stage = build / "source"
+    _stage(stage, runs)
     config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text())
-    config.setdefault("execute", {})["cache"] = str(build / ".jupyter_cache" / profile())
-    generated = build / f"_config.{profile()}.yml"
+    generated = stage / "book" / "_config.yml"
     generated.write_text(yaml.safe_dump(config, sort_keys=False))
+    html = build / "html"
     cmd = [
-        str(Path(sys.executable).with_name("jupyter-book")), "build", str(REPO_ROOT),
-        "--config", str(generated), "--toc", str(BOOK_DIR / "_toc.yml"),
+        str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
+        "--config", str(generated), "--toc", str(stage / "book" / "_toc.yml"),
         "--path-output", str(output),
     ]
-    # Kernels must draw inline figures into the pages: never inherit a non-interactive backend.
-    env = {**os.environ, ENV_VAR: profile(), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    (build / "build.log").write_text(log)
+    env = {**os.environ, ENV_VAR: active_profile}
+    try:
+        proc = subprocess.run(cmd, cwd=stage, env=env, capture_output=True, text=True,
+                              timeout=choose(smoke=1200, cpu=1800, gpu=1800))
+        log, returncode = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as err:
+        log = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        raise RuntimeError(f"jupyter-book did not finish within {err.timeout} s; log so far:\n{log[-4000:]}") from None
+    log_file = build / "build.log"
+    log_file.write_text(log)
     if not quiet:
-        print(log[-4000:])
-    if proc.returncode != 0:
-        raise RuntimeError(f"jupyter-book failed (exit {proc.returncode}); log in {build / 'build.log'}:\n{log[-6000:]}")
-    log = _ANSI.sub("", log)
-    warnings = [line for line in log.splitlines() if _WARNING.search(line)]
-    return build / "html", warnings
+        print(log[-3000:])
+    if returncode != 0:
+        raise RuntimeError(f"jupyter-book failed (exit {returncode}); log in {log_file}:\n{log[-6000:]}")
+    _publish_notebooks(html, runs)
+    clean = _ANSI.sub("", log)
+    warnings = [line for line in clean.splitlines() if _WARNING.search(line)]
+    return BookBuild(html=html, warnings=warnings, runs=list(runs), log=log_file)
 
 
+# --------------------------------------------------------------------------------------------
+# the Sphinx side: launch buttons (a Sphinx extension listed in book/_config.yml)
+# --------------------------------------------------------------------------------------------
+def _launch_links(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Point Colab at the published executed copy and Binder at the notebook in the repository.
+
+    sphinx-book-theme would send both to ``<branch>/<page>.ipynb`` of the repository, which holds
+    Jupytext ``.py`` sources only. Colab needs an ``.ipynb``: the one this build publishes next to
+    the page (on the ``gh-pages`` branch once published). Binder builds the repository
+    (``environment.yml`` + ``postBuild``) and opens the ``.py`` notebook in JupyterLab.
+    """
+    if not pagename.startswith("notebooks/"):
+        return
+    repo = _repository_url()
+    match = re.match(r"https://github\.com/([^/]+)/([^/]+)", repo)
+    if not match:
+        return
+    org, name = match.groups()
+    branch = app.config.html_theme_options.get("repository_branch", "main")
+    for button in context.get("header_buttons", []):
+        for item in button.get("buttons", []) if isinstance(button, dict) else []:
+            text = item.get("text")
+            if text == "Colab":
+                item["url"] = (f"https://colab.research.google.com/github/{org}/{name}/blob/"
+                               f"{PUBLISHED_BRANCH}/{pagename}.ipynb")
+            elif text == "Binder":
+                item["url"] = f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{pagename}.py"
+
+
+def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict[str, Any],
+                            doctree: Any) -> None:
+    """Keep one copy of each script: sphinx-thebe adds its ``const THEBE_JS_URL`` snippet once per
+    read of the sources, and a second copy is a JavaScript error on every page."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[str] = set()
+    kept = []
+    for script in scripts:
+        # an inline script (filename None or "") is the same script as another with its body
+        body = str(getattr(script, "attributes", {}).get("body", "") or "")
+        key = "body:" + body if body else "file:" + str(getattr(script, "filename", script))
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(script)
+    context["script_files"] = kept
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx extension (``book/_config.yml``): launch buttons and the thebe script fix."""
+    app.connect("html-page-context", _launch_links, priority=900)
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    ex = sub.add_parser("execute", help="execute one notebook (used by the parallel executor)")
+    ex.add_argument("source", type=Path)
+    ex.add_argument("executed", type=Path)
+    ex.add_argument("--timeout", type=int, default=None, help="seconds per cell")
     parser.add_argument("--output", type=Path, default=BOOK_DIR, help="folder that gets _build/html")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at the same time (default 2)")
+    parser.add_argument("--cell-timeout", type=int, default=None,
+                        help="seconds one cell may run (default: per profile, see cell_timeout())")
     args = parser.parse_args(argv)
-    print(f"Building the book in the '{profile()}' profile (set {ENV_VAR} to change it).")
-    html, warnings = build_book(args.output)
-    for w in warnings:
+    if args.command == "execute":
+        run = execute_notebook(args.source, args.executed, timeout=args.timeout)
+        print(run.describe())
+        return 0
+    print(f"Building the book in the '{profile()}' profile (set {ENV_VAR} to change it); "
+          f"at most {args.cell_timeout or cell_timeout()} s per cell, {args.jobs} notebooks at a time.")
+    start = time.monotonic()
+    try:
+        result = build_book(args.output, jobs=args.jobs, timeout=args.cell_timeout)
+    except NotebookFailure as err:
+        print(f"\nThe book was not built: {err}", file=sys.stderr)
+        return 1
+    for w in result.warnings:
         print(w)
-    print(f"The book is at {html / 'index.html'}")
+    print(f"The book is at {result.html / 'index.html'} ({time.monotonic() - start:.0f} s)")
     return 0
 
 

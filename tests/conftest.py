@@ -52,17 +52,87 @@ def offline_torch_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_networ
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The book built once per test session in the ``smoke`` profile: its HTML folder.
+# --------------------------------------------------------------------------------------------
+# the notebooks, executed once per session, and the book built from them
+# --------------------------------------------------------------------------------------------
+#: pytest-timeout for a test that sets up the executions or the book: their own bounds (per cell,
+#: per notebook, per build; deeplab_edu.book) fail a stuck step long before this.
+BOOK_SESSION_TIMEOUT = 3600
+_BOOK_FIXTURES = {"notebook_runs", "book_build", "built_book"}
 
-    Shared by every test that looks at the built pages (tests/test_book.py, the browser tests), so
-    the notebooks are executed and the book is built only once. Fails, naming the notebook and
-    cell, when a notebook fails or Sphinx fails.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.timeout(BOOK_SESSION_TIMEOUT))
+
+
+class NotebookRuns:
+    """The notebooks executed once per test session (smoke profile, two at a time).
+
+    The first request executes, in one parallel batch, every notebook the session needs: all of
+    them when a selected test uses the book, otherwise those of the selected notebook tests.
     """
+
+    def __init__(self, folder: Path, needed: list[Path]):
+        self.folder = folder
+        self.needed = needed
+        self.runs: dict[Path, object] = {}
+
+    def get(self, source: Path):
+        from deeplab_edu.book import execute_notebooks
+
+        source = Path(source).resolve()
+        if source not in self.runs:
+            batch = [s for s in self.needed if s not in self.runs]
+            if source not in batch:
+                batch.append(source)
+            for s, run in zip(batch, execute_notebooks(batch, self.folder, jobs=2, reuse=False,
+                                                       active_profile="smoke")):
+                self.runs[s] = run
+        return self.runs[source]
+
+    def all(self) -> list:
+        from deeplab_edu.book import toc_notebook_sources
+
+        return [self.get(s) for s in toc_notebook_sources()]
+
+
+@pytest.fixture(scope="session")
+def notebook_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> NotebookRuns:
+    """Every notebook executed once per session (:class:`NotebookRuns`), shared by the notebook
+    tests and the book."""
+    from deeplab_edu.book import toc_notebook_sources
+
+    items = request.session.items
+    if any({"book_build", "built_book"} & set(getattr(i, "fixturenames", ())) for i in items):
+        needed = toc_notebook_sources()
+    else:
+        needed = [Path(i.callspec.params["source"]).resolve() for i in items
+                  if hasattr(i, "callspec") and "source" in i.callspec.params
+                  and "notebook_runs" in getattr(i, "fixturenames", ())]
+    return NotebookRuns(tmp_path_factory.mktemp("executed"), needed)
+
+
+@pytest.fixture(scope="session")
+def book_build(notebook_runs: NotebookRuns, tmp_path_factory: pytest.TempPathFactory):
+    """The book built once per session in the ``smoke`` profile from the session's executed
+    notebooks (nothing is executed twice): a ``deeplab_edu.book.BookBuild`` (html, warnings, runs)."""
     from deeplab_edu.book import build_book
 
+    runs = notebook_runs.all()
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        pytest.fail("the book cannot be built, notebooks failed:\n\n" + "\n\n".join(r.describe() for r in failed),
+                    pytrace=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DEEPLAB_EDU_PROFILE", "smoke")
-        html, _warnings = build_book(tmp_path_factory.mktemp("book"), quiet=True)
-    return html
+        return build_book(tmp_path_factory.mktemp("book"), runs=runs, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def built_book(book_build) -> Path:
+    """The HTML folder of the book built once per session (smoke profile): ``index.html``,
+    ``notebooks/NN_*.html`` with the executed ``NN_*.ipynb`` beside them, ``_static/``.
+    Shared by every test that looks at the built pages (tests/test_book.py, the browser tests)."""
+    return book_build.html

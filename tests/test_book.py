@@ -1,13 +1,22 @@
-"""The book: its table of contents lists every notebook, and it builds without warnings."""
+"""The book: built once per session from the executed notebooks (fixture ``book_build``), without
+warnings, offline, with rendered tables, working launch links, an API reference and a glossary."""
 
 from __future__ import annotations
 
+import ast
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from conftest import NOTEBOOKS, REPO_ROOT
-from deeplab_edu.book import build_book, notebooks_in_toc
+from deeplab_edu.book import notebooks_in_toc
+
+PACKAGE = REPO_ROOT / "deeplab_edu"
+GLOSSARY_TERMS = ("atrous rate", "output stride", "multi-grid", "ASPP", "image pooling", "decoder",
+                  "trimap", "mIoU", "dense CRF")
 
 
 def test_toc_lists_every_notebook_in_order() -> None:
@@ -18,6 +27,7 @@ def test_toc_lists_every_notebook_in_order() -> None:
     stale = sorted(set(toc) - set(expected))
     assert not stale, f"book/_toc.yml names notebooks that do not exist: {stale}"
     assert toc == expected, "book/_toc.yml should list the notebooks in their numbered order"
+    assert {"book/glossary", "book/api", "book/references"} <= set(notebooks_in_toc())
 
 
 def test_bibliography_has_the_papers() -> None:
@@ -27,11 +37,60 @@ def test_bibliography_has_the_papers() -> None:
         assert f"{{{key}," in bib, f"references.bib lacks {key}"
 
 
+def _public_modules() -> list[str]:
+    """Every module of the package a reader may import (exercise solutions and mains excluded)."""
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(REPO_ROOT).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts[-1] in ("__main__", "_core") or re.fullmatch(r"ch\d\d", parts[-1]) or "__pycache__" in parts:
+            continue
+        names.append(".".join(parts))
+    return names
+
+
+def test_api_reference_lists_every_module() -> None:
+    api = (REPO_ROOT / "book" / "api.md").read_text()
+    listed = set(re.findall(r"^\.\. automodule:: (\S+)$", api, re.M))
+    missing = sorted(set(_public_modules()) - listed)
+    assert not missing, f"book/api.md should document these modules: {missing}"
+
+
+# --------------------------------------------------------------------------------------------
+# the built book
+# --------------------------------------------------------------------------------------------
+class _Resources(HTMLParser):
+    """What a page loads (scripts, stylesheets, images, fonts) and where its links go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "video", "audio") and a.get("src"):
+            self.loads.append(a["src"])
+        if tag == "link" and a.get("href") and a.get("rel") not in ("canonical",):
+            self.loads.append(a["href"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+
+
+def _pages(html: Path) -> list[Path]:
+    return sorted(p for p in html.rglob("*.html") if "_static" not in p.parts)
+
+
 @pytest.mark.book
 @pytest.mark.slow
-def test_book_builds_without_warnings(tmp_path: Path) -> None:
-    html, warnings = build_book(tmp_path, quiet=True)
-    assert not warnings, "Sphinx warnings (broken references, missing files, failed cells):\n" + "\n".join(warnings)
+def test_book_builds_without_warnings(book_build) -> None:
+    assert not book_build.warnings, (
+        "Sphinx warnings (broken references, missing files, docstrings autodoc cannot read):\n"
+        + "\n".join(book_build.warnings)
+    )
+    html = book_build.html
     assert (html / "index.html").is_file()
     for nb in NOTEBOOKS:
         page = html / "notebooks" / f"{nb.stem}.html"
@@ -39,4 +98,115 @@ def test_book_builds_without_warnings(tmp_path: Path) -> None:
         draws = any(s in nb.read_text() for s in ("plt.show(", "plt.subplots(", "deeplab_edu.viz"))
         if draws:
             assert "<img" in page.read_text(), f"{nb.name} draws figures but its book page has none"
-    assert (html / "book" / "references.html").is_file()
+    for name in ("references", "glossary", "api"):
+        assert (html / "book" / f"{name}.html").is_file(), f"the book has no {name} page"
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_tables_printed_by_cells_render_as_tables(built_book: Path) -> None:
+    page = (built_book / "notebooks" / "05_aspp.html").read_text()
+    # chapter 05 prints its ASPP cost tables with display(Markdown(markdown_table(...)))
+    assert re.search(r"<table[^>]*>.*?image pooling.*?</table>", page, re.S), "05's cost table is not a <table>"
+    for path in _pages(built_book):
+        text = path.read_text()
+        assert "|---|" not in text, f"{path.relative_to(built_book)} shows a Markdown table as raw text"
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_pages_show_no_machine_paths(built_book: Path) -> None:
+    machine = [str(REPO_ROOT), str(Path.home()), "/tmp/", "/private/var/"]
+    for path in _pages(built_book):
+        text = path.read_text()
+        for marker in machine:
+            assert marker not in text, f"{path.relative_to(built_book)} shows a path of the build machine: {marker}"
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_book_loads_nothing_from_the_network(built_book: Path) -> None:
+    mathjax = built_book / "_static" / "mathjax" / "tex-chtml.js"
+    assert mathjax.is_file(), "MathJax should be served from the book's _static/mathjax"
+    assert list((built_book / "_static" / "mathjax").rglob("*.woff")), "MathJax's fonts should be served too"
+    for path in _pages(built_book):
+        parser = _Resources()
+        text = path.read_text()
+        parser.feed(text)
+        remote = [u for u in parser.loads if re.match(r"(https?:)?//", u)]
+        assert not remote, f"{path.relative_to(built_book)} loads from the network: {remote}"
+        assert text.count("const THEBE_JS_URL") <= 1, f"{path.relative_to(built_book)} declares THEBE_JS_URL twice"
+    for css in (built_book / "_static").rglob("*.css"):
+        remote = re.findall(r"url\(\s*['\"]?(?:https?:)?//[^)]*\)|@import\s+['\"]?(?:url\()?['\"]?https?://", css.read_text(errors="ignore"))
+        assert not remote, f"{css.relative_to(built_book)} loads from the network: {remote[:3]}"
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_equations_are_left_for_the_local_mathjax(built_book: Path) -> None:
+    page = (built_book / "notebooks" / "01_atrous_convolution.html").read_text()
+    assert 'src="../_static/mathjax/tex-chtml.js' in page
+    assert "\\(" in page or "\\[" in page or 'class="math' in page
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_launch_buttons_open_the_executed_notebooks(built_book: Path) -> None:
+    for nb in NOTEBOOKS:
+        page = built_book / "notebooks" / f"{nb.stem}.html"
+        parser = _Resources()
+        parser.feed(page.read_text())
+        colab = [u for u in parser.links if "colab.research.google.com" in u]
+        binder = [u for u in parser.links if "mybinder.org" in u]
+        assert colab == [f"https://colab.research.google.com/github/deeplab-edu/deeplab-edu/blob/gh-pages/notebooks/{nb.stem}.ipynb"], colab
+        assert binder == [f"https://mybinder.org/v2/gh/deeplab-edu/deeplab-edu/main?urlpath=lab/tree/notebooks/{nb.stem}.py"], binder
+        published = built_book / "notebooks" / f"{nb.stem}.ipynb"
+        assert published.is_file(), f"the executed copy of {nb.name} is not published next to its page"
+        copy = nbformat.read(published, as_version=4)
+        assert "colab-setup" in copy.cells[0].metadata.get("tags", [])
+        code = [c for c in copy.cells[1:] if c.cell_type == "code" and c.source.strip()]
+        assert code and all(c.execution_count for c in code), f"{published.name} is not the executed notebook"
+    # Binder builds the repository from these
+    assert (REPO_ROOT / "environment.yml").is_file() and (REPO_ROOT / "postBuild").is_file()
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_widgets_are_replaced_by_a_note(built_book: Path) -> None:
+    page = (built_book / "notebooks" / "05_aspp.html").read_text()
+    assert "Interactive figure" in page
+    assert "widget-view+json" not in page
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_glossary_links_each_term_to_its_chapter(built_book: Path) -> None:
+    page = built_book / "book" / "glossary.html"
+    text = page.read_text()
+    for term in GLOSSARY_TERMS:
+        match = re.search(rf'<dt id="term-[^"]*">{re.escape(term)}.*?</dt>\s*<dd>(.*?)</dd>', text, re.S)
+        assert match, f"the glossary lacks '{term}'"
+        chapters = re.findall(r'href="\.\./(notebooks/\d\d_[a-z0-9_]+\.html)', match.group(1))
+        assert chapters, f"the glossary entry '{term}' links to no chapter"
+        for chapter in chapters:
+            assert (built_book / chapter).is_file(), f"'{term}' links to a missing page {chapter}"
+
+
+def _all_names(module: str) -> list[str]:
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    return []
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_api_reference_documents_the_public_functions(built_book: Path) -> None:
+    text = (built_book / "book" / "api.html").read_text()
+    ids = set(re.findall(r'id="(deeplab_edu\.[\w.]+)"', text))
+    for module in ("deeplab_edu.atrous", "deeplab_edu.receptive_field", "deeplab_edu.boundary",
+                   "deeplab_edu.models.aspp", "deeplab_edu.metrics", "deeplab_edu.crf", "deeplab_edu.config"):
+        for name in _all_names(module):
+            assert f"{module}.{name}" in ids, f"the API reference lacks {module}.{name}"

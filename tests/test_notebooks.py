@@ -1,40 +1,54 @@
-"""Every notebook in notebooks/ runs top to bottom under nbval, in the smoke profile.
+"""Every notebook in notebooks/ runs top to bottom in the smoke profile, executed once per session.
 
-The Jupytext sources are converted to .ipynb in a temporary folder (nothing is written
-next to the sources). Cells that compute a meaningful, deterministic value are checked by
-assertions inside the notebooks (cells tagged ``remove-cell``, hidden in the book); nbval
-fails the test when any cell raises. Run one notebook with ``make test-notebook NB=03``.
+The notebooks are executed by ``deeplab_edu.book.execute_notebooks`` (nbclient, two at a time,
+each cell bounded by the profile's timeout) through the session fixture ``notebook_runs``; the
+book (tests/test_book.py) is built from the same executed notebooks, so nothing runs twice. A
+failing notebook fails its own test, naming the cell, its line in the ``.py`` source and the
+traceback. Cells that compute a meaningful, deterministic value are checked by assertions inside
+the notebooks (cells tagged ``remove-cell``, hidden in the book). Run one notebook with
+``make test-notebook NB=03``.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import asyncio
+import datetime as dt
+import json
 from pathlib import Path
+from queue import Empty
 
 import jupytext
+import nbformat
 import pytest
 
 from conftest import NOTEBOOKS
 
-pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+#: A stall (the client waiting for a reply the kernel has already sent) lasted a whole cell
+#: timeout (300 s in smoke); normal turnarounds take milliseconds, a few seconds on a loaded machine.
+MAX_TURNAROUND_S = 60
 
 
+def _stamp(value: str) -> float:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_under_nbval(source: Path, tmp_path: Path) -> None:
-    nb = jupytext.read(source)
-    target = tmp_path / f"{source.stem}.ipynb"
-    jupytext.write(nb, target)
-    env = {**os.environ, "DEEPLAB_EDU_PROFILE": "smoke", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
-         "--nbval-cell-timeout=600", "-p", "no:cacheprovider", "-q", str(target)],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
-    )
-    if proc.returncode == 5 and not any(c.cell_type == "code" for c in nb.cells):
-        pytest.skip(f"{source.name} has no code cells (a placeholder page)")
-    assert proc.returncode == 0, f"{source.name} failed under nbval:\n{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}"
+def test_notebook_runs(source: Path, notebook_runs) -> None:
+    run = notebook_runs.get(source)
+    if not run.ok:
+        pytest.fail(run.describe(), pytrace=False)
+    nb = nbformat.read(run.executed, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert all(c.execution_count for c in code), f"{source.name}: some code cells were not executed"
+    # every reply reached the executor promptly: no cell waited out its timeout (the old hang)
+    for before, after in zip(code, code[1:]):
+        gap = _stamp(after.metadata.execution["iopub.status.busy"]) - _stamp(before.metadata.execution["shell.execute_reply"])
+        assert gap < MAX_TURNAROUND_S, (
+            f"{source.name}: {gap:.0f} s passed between the kernel's reply to a cell and the next cell "
+            f"(cell source: {before.source[:80]!r}): the executor missed a reply"
+        )
 
 
 def test_notebook_sources_are_percent_format() -> None:
@@ -46,3 +60,89 @@ def test_notebook_sources_are_percent_format() -> None:
         assert nb.cells[0].source.lstrip().startswith(f"# {source.name[:2]} "), (
             f"{source.name}: the title should start with its chapter number '{source.name[:2]}'"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# the executor itself
+# --------------------------------------------------------------------------------------------
+def test_a_stranded_reply_is_read_within_a_slice() -> None:
+    """The hang's mechanism, simulated: the socket's wake-up was lost, so a poll for the whole
+    timeout sees nothing although the reply is there; polling in slices finds it in one slice."""
+    from deeplab_edu.book import _poll_in_slices
+
+    class Channel:
+        def __init__(self) -> None:
+            self.calls: list[float] = []
+
+        async def get_msg(self, timeout: float | None = None) -> dict:
+            self.calls.append(timeout)
+            if len(self.calls) == 1:  # the first wait misses the wake-up: nothing until its end
+                raise Empty
+            return {"parent_header": {"msg_id": "x"}}
+
+    channel = Channel()
+    _poll_in_slices(channel, interval=0.5)
+    msg = asyncio.run(channel.get_msg(timeout=3600))
+    assert msg["parent_header"]["msg_id"] == "x"
+    assert channel.calls == [0.5, 0.5], "each look at the socket should last one slice, not the whole timeout"
+
+    class Silent:
+        async def get_msg(self, timeout: float | None = None) -> dict:
+            await asyncio.sleep(timeout)
+            raise Empty
+
+    silent = Silent()
+    _poll_in_slices(silent, interval=0.05)
+    with pytest.raises(Empty):  # nothing comes: the caller's timeout still ends the wait
+        asyncio.run(silent.get_msg(timeout=0.2))
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(s) for s in sources],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+
+
+@pytest.mark.slow
+def test_widget_cells_never_stall(tmp_path: Path) -> None:
+    """Cells whose ipywidgets Output captures a figure (the course's figure_widget pattern) used to
+    leave the executor waiting a whole cell timeout now and then; with the fix none waits."""
+    from deeplab_edu.book import execute_notebook
+
+    setup = (
+        "import ipywidgets as w, matplotlib.pyplot as plt\n"
+        "from IPython.display import display\n"
+        "def widget(k):\n"
+        "    out = w.Output()\n"
+        "    with out:\n"
+        "        out.clear_output(wait=True)\n"
+        "        fig, ax = plt.subplots(figsize=(1, 1)); ax.plot([0, k]); display(fig); plt.close(fig)\n"
+        "    return w.VBox([w.IntSlider(value=k), out])"
+    )
+    cells = [setup] + [c for k in range(30) for c in (f"widget({k})", f"x = {k}")]
+    source = tmp_path / "widgets.py"
+    source.write_text(jupytext.writes(_notebook(*cells), fmt="py:percent"))
+    run = execute_notebook(source, tmp_path / "widgets.ipynb", timeout=120, active_profile="smoke")
+    assert run.ok, run.describe()
+    slowest = max(s for _, s in run.cell_seconds)
+    assert slowest < MAX_TURNAROUND_S, f"a widget cell took {slowest} s: the executor missed its reply"
+
+
+@pytest.mark.slow
+def test_failures_name_the_notebook_cell_and_line(tmp_path: Path) -> None:
+    from deeplab_edu.book import execute_notebooks
+
+    source = tmp_path / "broken.py"
+    source.write_text(jupytext.writes(_notebook("x = 1", "import time\ntime.sleep(30)", "y = 2"), fmt="py:percent"))
+    error = tmp_path / "error.py"
+    error.write_text(jupytext.writes(_notebook("x = 1", "raise ValueError('no such file: scene.png')"), fmt="py:percent"))
+    stuck, failed = execute_notebooks([source, error], tmp_path / "out", jobs=2, timeout=3, active_profile="smoke")
+    assert stuck.status == "timeout" and stuck.cell == 1
+    assert "3 s" in stuck.message and "time.sleep(30)" in stuck.message
+    assert stuck.line == source.read_text().splitlines().index("import time") + 1
+    assert "line" in stuck.describe() and "broken.py" in stuck.describe()
+    assert failed.status == "error" and failed.cell == 1
+    assert "ValueError" in failed.message and "scene.png" in failed.message
+    report = json.loads((tmp_path / "out" / "error.json").read_text())
+    assert report["status"] == "error" and report["cell"] == 1

@@ -17,12 +17,33 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, load_config
 
-__all__ = ["train_or_load", "BOOKKEEPING"]
+__all__ = ["train_or_load", "shown_path", "BOOKKEEPING"]
 
 #: Settings that say where and how a run is logged, not what it learns: a finished run is reused
 #: even when these differ.
 BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every",
                          "num_workers", "tensorboard"})
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as messages and notebook outputs show it: never the machine's absolute path.
+
+    Relative to the repository (``runs/cpu/checkpoints/last.pt``) when inside it, else relative to
+    the working folder, else ``.../`` and its last three parts. Use it for every path a notebook
+    prints, so that the book shows no path of the machine that built it.
+    """
+    from ..records import REPO_ROOT
+
+    path = Path(path).absolute()
+    for base in (REPO_ROOT, Path.cwd()):
+        try:
+            return path.relative_to(base.resolve()).as_posix()
+        except ValueError:
+            try:
+                return path.relative_to(base.absolute()).as_posix()
+            except ValueError:
+                continue
+    return ".../" + "/".join(path.parts[-3:])
 
 
 def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -48,13 +69,13 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         same = _learning_settings(state.get("config", {})) == _learning_settings(cfg.to_dict())
         if same and int(state.get("iteration", -1)) >= cfg.iterations:
             if verbose:
-                print(f"skipping training: found the finished run {last} ({cfg.iterations} iterations)")
+                print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations)")
             model, _ = load_model(last)
             return model, list(state.get("history", [])), cfg
         if not same:
             differ = sorted(k for k in set(_learning_settings(state.get("config", {}))) | set(_learning_settings(cfg.to_dict()))
                             if state.get("config", {}).get(k) != cfg.to_dict().get(k))
-            raise ValueError(f"{out_dir} holds a run with other settings ({', '.join(differ)}); "
+            raise ValueError(f"{shown_path(out_dir)} holds a run with other settings ({', '.join(differ)}); "
                              "delete the folder or choose another out_dir")
     cfg.resume = last.is_file()  # an interrupted run continues where it stopped; a new one starts fresh
     trainer = Trainer(cfg)
