@@ -108,7 +108,7 @@ def plot_tap_counts(
 
 
 def plot_degeneration(reports: Sequence[DegenerationReport]) -> Figure:
-    """Top row: valid taps per position; bottom row: |3x3 atrous - 1x1 centre| per position, per rate."""
+    """Top row: valid taps per position; bottom row: ``|3x3 atrous - 1x1 centre|`` per position, per rate."""
     if not reports:
         raise ValueError("reports is empty; pass the DegenerationReport of at least one rate")
     cmap, norm, counts = _count_cmap(3)

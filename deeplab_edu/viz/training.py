@@ -74,6 +74,8 @@ class RunSpec:
 
     def command(self) -> str:
         """The equivalent ``deeplab-edu train`` command line."""
+        from ..engine.runs import shown_path
+
         parts = ["deeplab-edu train", f"--preset {self.preset}"]
         for k, v in self.overrides.items():
             if v is None or k == "progress":
@@ -82,8 +84,9 @@ class RunSpec:
             if isinstance(v, bool):
                 parts.append(flag if v else f"--no-{k.replace('_', '-')}")
             else:
-                parts.append(f"{flag} {v}")
-        parts.append(f"--out-dir {self.out_dir}")
+                # paths as the book may show them: relative to the repository, never the machine's
+                parts.append(f"{flag} {shown_path(v) if isinstance(v, (str, Path)) and Path(v).is_absolute() else v}")
+        parts.append(f"--out-dir {shown_path(self.out_dir)}")
         return " ".join(parts)
 
 
