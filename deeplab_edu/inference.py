@@ -143,23 +143,45 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
 def evaluate(model: nn.Module, dataset: Iterable[tuple[torch.Tensor, torch.Tensor]] | Any,
              strategy: Strategy = Strategy(), *, num_classes: int | None = None, ignore_index: int = 255,
              device: torch.device | str | None = None, limit: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    """Confusion-matrix metrics of ``model`` on ``dataset`` (items ``(image, mask)``) with ``strategy``."""
+             progress: bool = True, batch_size: int = 1, num_workers: int | None = 0) -> dict[str, Any]:
+    """Confusion-matrix metrics of ``model`` on ``dataset`` (items ``(image, mask)``) with ``strategy``.
+
+    Args:
+        dataset: a map-style data set (``len`` and ``dataset[i]``) of ``(image (3, H, W), mask (H, W))``.
+        limit: evaluate only the first ``limit`` items.
+        batch_size: images per forward pass; the images of a batch are grouped by size and never
+            resized or padded (:func:`deeplab_edu.engine.data.collate_same_size`), so the metrics do not
+            depend on it. Multi-scale + flip multiplies the memory a batch needs.
+        num_workers: DataLoader worker processes that load the images (one thread each;
+            ``None``: from the machine's cores, :func:`deeplab_edu.engine.workers.default_num_workers`).
+
+    Returns:
+        :meth:`ConfusionMatrix.compute`'s metrics (``miou``, ``iou``, ``pixel_accuracy``, ``fw_iou``...).
+
+    Raises:
+        ValueError: ``num_classes`` is missing, or ``batch_size``/``num_workers`` is invalid.
+    """
     from tqdm.auto import tqdm
+
+    from .engine.data import eval_loader
 
     num_classes = num_classes or getattr(dataset, "num_classes", None)
     if num_classes is None:
         raise ValueError("num_classes is needed (the dataset has no num_classes attribute)")
     device = torch.device(device) if device else next(model.parameters()).device
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers, sampler=range(n),  # type: ignore[arg-type]
+                         device=device)
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    n = len(dataset) if limit is None else min(limit, len(dataset))
     try:
-        for i in tqdm(range(n), desc=f"eval {strategy.label}", disable=not progress, leave=False):
-            image, mask = dataset[i]
-            pred = predict(model, image.to(device), strategy)
-            cm.update(pred, mask[None].to(device))
+        with tqdm(total=n, desc=f"eval {strategy.label}", disable=not progress, leave=False) as bar:
+            for same_size_batches in loader:
+                for images, masks in same_size_batches:
+                    pred = predict(model, images.to(device, non_blocking=True), strategy)
+                    cm.update(pred, masks.to(device, non_blocking=True))
+                    bar.update(len(images))
     finally:
         model.train(was_training)
     return cm.compute()
@@ -178,9 +200,11 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
     info = state.get("model_info")
     if not cfg or not info:
         raise ValueError(f"{checkpoint} is not a deeplab-edu training checkpoint (no config/model_info)")
+    kwargs = dict(cfg.get("model_kwargs", {}))
+    if info.get("atrous_rates") and "atrous_rates" not in kwargs:
+        kwargs["atrous_rates"] = tuple(info["atrous_rates"])
     model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
-                        output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False),
-                        **cfg.get("model_kwargs", {}))
+                        output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False), **kwargs)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg
 

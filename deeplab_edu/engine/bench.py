@@ -234,3 +234,133 @@ def format_results(record: dict[str, Any]) -> str:
             lines.append(f"| {pair} | {label} | **ours / peer** | **x{ra['inference_speedup']:.2f}** | "
                          f"**x{ra['train_speedup']:.2f}** | **x{ra['train_memory_ratio']:.2f}** |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The data pipeline: scenes per second through the engine's own training loader
+# ---------------------------------------------------------------------------------------------------
+
+def load_average() -> tuple[float, float, float] | None:
+    """The machine's 1/5/15-minute load averages (``None`` where the OS has none): recorded with timings."""
+    try:
+        import os
+
+        return tuple(round(v, 2) for v in os.getloadavg())  # type: ignore[return-value]
+    except (AttributeError, OSError):
+        return None
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes of the machine have run since boot (Linux ``/proc/stat``), else ``None``."""
+    try:
+        import os
+
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batches: int = 40, warmup: int = 2,
+                      limit_threads: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Scenes/s of the engine's training loader on procedural scenes with DeepLab's augmentation.
+
+    The loader is the one :class:`~deeplab_edu.engine.trainer.Trainer` uses
+    (:func:`~deeplab_edu.engine.data.train_loader` over a :class:`~deeplab_edu.engine.data.SeededDataset`
+    and a :class:`~deeplab_edu.engine.data.ResumableSampler`), over exactly ``warmup + batches`` batches of
+    ``batch`` scenes of ``size`` pixels (random scale 0.5-2.0, crop ``size``, flip). The clock starts when
+    the ``warmup``-th batch arrives (so worker start-up is not counted). ``limit_threads=False`` builds a
+    plain DataLoader instead (workers keep their default BLAS/OpenMP threads) to show what the limits change.
+
+    Returns:
+        ``{"num_workers", "limit_threads", "scenes_per_s", "seconds", "cpu_s_per_scene", "other_cores"}``: the
+        CPU time is that of the worker processes (of the main process with 0 workers) per scene loaded, in
+        seconds; ``other_cores`` is how many cores *other* processes kept busy on average meanwhile (Linux;
+        ``None`` elsewhere): above a few tenths the wall-clock figures understate the loader.
+
+    Raises:
+        ValueError: ``batches`` or ``warmup`` smaller than 1, or ``num_workers`` negative.
+    """
+    import resource
+
+    from torch.utils.data import DataLoader
+
+    from .config import TrainConfig
+    from .data import ResumableSampler, SeededDataset, build_datasets, train_loader
+
+    if batches < 1 or warmup < 1:
+        raise ValueError(f"batches={batches} and warmup={warmup} must both be at least 1")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    cfg = TrainConfig(dataset="procedural", image_size=size, crop_size=size, batch_size=batch,
+                      train_length=(warmup + batches) * batch, val_length=1, num_workers=num_workers, device="cpu")
+    train, _ = build_datasets(cfg)
+    dataset = SeededDataset(train, seed)
+    sampler = ResumableSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+    if limit_threads:
+        loader = train_loader(dataset, sampler, batch_size=batch, num_workers=num_workers)
+    else:
+        loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=num_workers, drop_last=True)
+    def own_cpu() -> float:
+        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                      resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    who = resource.RUSAGE_CHILDREN if num_workers > 0 else resource.RUSAGE_SELF
+    r0 = resource.getrusage(who)
+    busy0, own0, start = _busy_cpu_seconds(), own_cpu(), time.perf_counter()
+    n = 0
+    t0 = time.perf_counter()
+    for i, _ in enumerate(loader):  # runs to the end: every worker is joined, its CPU time counted
+        n += 1
+        if i == warmup - 1:
+            t0 = time.perf_counter()
+    seconds = time.perf_counter() - t0
+    del loader
+    r1 = resource.getrusage(who)
+    busy1, own1, span = _busy_cpu_seconds(), own_cpu(), time.perf_counter() - start
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    if n != warmup + batches:
+        raise RuntimeError(f"the loader gave {n} batches, expected {warmup + batches}")
+    other = None if busy0 is None or busy1 is None else max(0.0, (busy1 - busy0) - (own1 - own0)) / span
+    return {"num_workers": num_workers, "limit_threads": limit_threads, "scenes_per_s": batches * batch / seconds,
+            "seconds": seconds, "cpu_s_per_scene": cpu / (n * batch), "other_cores": other}
+
+
+def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 256, batch: int = 8, batches: int = 40,
+                         rounds: int = 3, compare_unlimited: bool = True, out: str | Path | None = None,
+                         ) -> dict[str, Any]:
+    """Scenes/s of the engine's training loader per worker count; print it and write a record.
+
+    Every setting (worker count, with and without the one-thread-per-worker limits) is measured once per
+    round, in an order that alternates between rounds, and the median over ``rounds`` is kept.
+    """
+    from ..records import RESULTS_DIR, write_record
+
+    settings = [(w, True) for w in workers] + ([(w, False) for w in workers if w > 0] if compare_unlimited else [])
+    runs: dict[tuple[int, bool], list[dict[str, Any]]] = {s: [] for s in settings}
+    load_before = load_average()
+    for r in range(rounds):
+        for w, lim in (settings if r % 2 == 0 else settings[::-1]):
+            runs[(w, lim)].append(loader_throughput(w, size=size, batch=batch, batches=batches, limit_threads=lim))
+    rows = []
+    for (w, lim), rs in runs.items():
+        rows.append({"num_workers": w, "limit_threads": lim,
+                     "scenes_per_s": statistics.median(r["scenes_per_s"] for r in rs),
+                     "cpu_s_per_scene": statistics.median(r["cpu_s_per_scene"] for r in rs),
+                     "all_scenes_per_s": [round(r["scenes_per_s"], 2) for r in rs]})
+    base = {row["limit_threads"]: row["scenes_per_s"] for row in rows if row["num_workers"] == min(w for w in workers if w > 0)} \
+        if any(w > 0 for w in workers) else {}
+    print(f"engine training loader, procedural scenes {size} px, train transform, batch {batch}, "
+          f"{batches} batches x {rounds} rounds (median); load average before {load_before}")
+    for row in rows:
+        ref = base.get(row["limit_threads"])
+        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {min(w for w in workers if w > 0)} worker" if ref and row["num_workers"] else ""
+        print(f"    {row['num_workers']} workers, {'one thread each' if row['limit_threads'] else 'default threads'}: "
+              f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
+    results = {"size": size, "batch": batch, "batches": batches, "rounds": rounds, "rows": rows,
+               "load_average_before": load_before, "load_average_after": load_average()}
+    path = Path(out) if out else RESULTS_DIR / "loader_cpu.json"
+    write_record(path, results, extra={"note": "medians of interleaved rounds; the machine may be shared"})
+    print(f"record written to {path}")
+    return results

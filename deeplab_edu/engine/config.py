@@ -52,7 +52,7 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.5, 2.0)
     pad_to_crop: bool = True  # pad crops with the ignore label when needed; False: smaller images give smaller crops
     batch_size: int = 16
-    num_workers: int = 0
+    num_workers: int | None = None  # None: from the machine's cores (engine.workers.default_num_workers)
     # optimisation (DeepLabv3 sec. 4.1)
     iterations: int = 30000
     lr: float = 0.007
@@ -207,3 +207,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"warmup_iters={cfg.warmup_iters} is longer than the run ({cfg.iterations} iterations)")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if cfg.num_workers is not None and (isinstance(cfg.num_workers, bool) or not isinstance(cfg.num_workers, int)
+                                        or cfg.num_workers < 0):
+        raise ConfigError(f"num_workers={cfg.num_workers!r}; use 0 (load in the main process), a positive number "
+                          "of worker processes, or leave it unset (from the machine's cores)")

@@ -9,19 +9,29 @@
   epoch, so a resumed run sees exactly the batches the interrupted one had not seen yet.
 - :class:`ShardSampler` splits evaluation data across processes without padding, so summed confusion
   matrices count every image exactly once.
+- :func:`train_loader` and :func:`eval_loader` build the engine's DataLoaders (workers limited to one
+  thread each, :mod:`deeplab_edu.engine.workers`; pinned memory for a CUDA device). Evaluation is
+  batched without resizing or padding anything: :func:`collate_same_size` groups the images of a
+  batch by size and stacks each group, so every image is predicted at its own size and the metrics
+  equal those of a one-image-at-a-time evaluation (padding would change what the borders and the
+  image-pooling branch see).
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data._utils.collate import default_collate
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["SeededDataset", "ResumableSampler", "ShardSampler", "build_datasets"]
+from .workers import make_loader
+
+__all__ = ["SeededDataset", "ResumableSampler", "ShardSampler", "build_datasets", "train_loader", "eval_loader",
+           "collate_same_size"]
 
 
 class SeededDataset(Dataset):
@@ -106,3 +116,45 @@ def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
     val = build_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download, transform=val_tf,
                         **({**kwargs, "length": cfg.val_length} if kwargs else {}))
     return train, val
+
+
+def train_loader(dataset: Dataset, sampler: Sampler[int], *, batch_size: int, num_workers: int | None,
+                 device: torch.device | str | None = None, generator: torch.Generator | None = None) -> DataLoader:
+    """The engine's training DataLoader: full batches of ``batch_size`` in ``sampler``'s order.
+
+    Workers (``None``: as many as the machine's cores allow,
+    :func:`~deeplab_edu.engine.workers.default_num_workers`) run one thread each; batches are pinned when ``device`` is a CUDA device. ``generator`` seeds the
+    workers' base seed without drawing from the global random stream.
+    """
+    return make_loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, device=device,
+                       drop_last=True, generator=generator)
+
+
+def collate_same_size(items: Sequence[Any]) -> list[Any]:
+    """Collate a list of ``(image, mask, ...)`` items into one stacked batch *per image size*.
+
+    Returns a list of batches (each as :func:`~torch.utils.data.default_collate` makes it) in the order
+    in which each size first appears; items of one size keep their order. Nothing is resized or padded.
+    """
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for item in items:
+        parts = item if isinstance(item, (tuple, list)) else (item,)
+        key = tuple(tuple(t.shape) for t in parts if isinstance(t, torch.Tensor))
+        groups.setdefault(key, []).append(item)
+    return [default_collate(g) for g in groups.values()]
+
+
+def eval_loader(dataset: Dataset, *, batch_size: int = 1, num_workers: int | None = 0,
+                sampler: Sampler[int] | None = None, device: torch.device | str | None = None) -> DataLoader:
+    """An evaluation DataLoader whose every element is a *list* of same-size batches (:func:`collate_same_size`).
+
+    Up to ``batch_size`` items are loaded at a time and grouped by size, so a data set of equal-size
+    images is evaluated ``batch_size`` images per forward pass and one of mixed sizes still works.
+
+    Raises:
+        ValueError: ``batch_size`` is smaller than 1.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return make_loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, device=device,
+                       collate_fn=collate_same_size)

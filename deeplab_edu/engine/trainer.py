@@ -28,15 +28,16 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..metrics import ConfusionMatrix
 from . import checkpoint as ck
 from .config import TrainConfig, validate
-from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets
+from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
 from .schedule import PolyLR, param_groups
+from .workers import resolve_num_workers
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context"]
 
@@ -140,6 +141,8 @@ class Trainer:
         if len(self.sampler) // cfg.batch_size < 1:
             raise ValueError(f"the training set has {len(self.train_set)} items: not one full batch of "
                              f"{cfg.batch_size} per process ({self.dist.world_size} processes)")
+        # cfg.num_workers None: from the machine's cores, shared by the processes of this machine
+        self.num_workers = resolve_num_workers(cfg.num_workers)
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.iteration, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -191,21 +194,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless training batches, continuing from (epoch, batch_in_epoch)."""
+        """Endless training batches, continuing from (epoch, batch_in_epoch).
+
+        A new DataLoader per epoch, because its workers hold copies of the dataset made when the
+        epoch starts (``train_set.epoch`` seeds the augmentations). Workers use one thread each and
+        batches are pinned on CUDA (:func:`~deeplab_edu.engine.data.train_loader`).
+        """
         cfg = self.cfg
         while True:
             self.sampler.set_epoch(self.epoch)
             self.train_set.epoch = self.epoch
             self.sampler.set_start(self.batch_in_epoch * cfg.batch_size)
-            loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,
-                                num_workers=cfg.num_workers, drop_last=True, generator=self._loader_gen,
-                                pin_memory=self.device.type == "cuda")
+            loader = train_loader(self.train_set, self.sampler, batch_size=cfg.batch_size,
+                                  num_workers=self.num_workers, device=self.device, generator=self._loader_gen)
             for batch in loader:
                 self.batch_in_epoch += 1
                 yield batch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy a batch to the device; from pinned memory the copies are asynchronous (``non_blocking``)."""
         x = x.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -250,7 +258,12 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, output_stride: int | None = None) -> dict[str, Any]:
-        """mIoU etc. on the validation set, at ``output_stride`` (default ``eval_output_stride``)."""
+        """mIoU etc. on the validation set, at ``output_stride`` (default ``eval_output_stride``).
+
+        Batched: up to ``batch_size`` images per forward pass, grouped by size and never resized or
+        padded (:func:`~deeplab_edu.engine.data.eval_loader`), so the metrics are those of an
+        evaluation one image at a time.
+        """
         cfg = self.cfg
         model = unwrap(self.net)
         os_eval = output_stride if output_stride is not None else cfg.eval_output_stride
@@ -260,12 +273,14 @@ class Trainer:
         model.eval()
         cm = ConfusionMatrix(self.num_classes, self.ignore_index, device=self.device)
         sampler = ShardSampler(len(self.val_set), num_replicas=self.dist.world_size, rank=self.dist.rank)
-        loader = DataLoader(self.val_set, batch_size=1, sampler=sampler, num_workers=cfg.num_workers)
-        for x, y in loader:
-            x, y = self._to_device(x, y)
-            with autocast_context(cfg.amp, self.device):
-                out = model(x)["out"]
-            cm.update(out.float().argmax(1), y)
+        loader = eval_loader(self.val_set, batch_size=cfg.batch_size, num_workers=self.num_workers,
+                             sampler=sampler, device=self.device)
+        for same_size_batches in loader:
+            for x, y in same_size_batches:
+                x, y = self._to_device(x, y)
+                with autocast_context(cfg.amp, self.device):
+                    out = model(x)["out"]
+                cm.update(out.float().argmax(1), y)
         cm.all_reduce()
         if switch:
             model.set_output_stride(cfg.output_stride)

@@ -1,0 +1,139 @@
+"""DataLoader workers that do not fight over the cores, and how many of them to start.
+
+Each DataLoader worker is a separate process. PyTorch already gives every worker a single
+intra-op thread (``torch.set_num_threads(1)`` in its worker loop), but the *other* thread pools
+loaded in the process keep their default size, one thread per core: NumPy's BLAS (OpenBLAS or
+MKL) and OpenMP runtimes. The procedural scenes use NumPy heavily, so with ``k`` workers on ``c``
+cores up to ``k * c`` BLAS threads compete for ``c`` cores, and adding workers stops helping or
+even slows loading down (issue 11: on a 2-core machine 2 workers were 0.88x as fast as one).
+
+:func:`limit_worker_threads` is the ``worker_init_fn`` that caps every thread pool of a worker
+at one thread, with threadpoolctl's :func:`~threadpoolctl.threadpool_limits` (BLAS and OpenMP)
+and :func:`torch.set_num_threads`. It runs inside the worker only; the main process keeps its
+threads for the model. :func:`make_loader` builds every DataLoader of the package with it.
+
+:func:`default_num_workers` is the default number of workers: the cores this process may use
+(its CPU affinity), less one for the main process, shared between the training processes of one
+machine (``LOCAL_WORLD_SIZE``, set by ``torchrun``), at most :data:`MAX_DEFAULT_WORKERS`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["MAX_DEFAULT_WORKERS", "available_cores", "default_num_workers", "resolve_num_workers",
+           "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader"]
+
+#: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
+#: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
+MAX_DEFAULT_WORKERS = 8
+
+_limiter: Any = None  # keeps the threadpoolctl limiter of this (worker) process alive
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_num_workers(processes_per_machine: int | None = None) -> int:
+    """The default number of DataLoader workers per training process.
+
+    ``cores // processes - 1`` (one core per process is left for the process itself, which runs the
+    model and feeds the GPU), clipped to ``[0, MAX_DEFAULT_WORKERS]``. ``processes_per_machine``
+    defaults to ``LOCAL_WORLD_SIZE`` (set by ``torchrun``) or 1. On a 2-core laptop this is 1 worker,
+    on a 16-core GPU machine 8.
+    """
+    if processes_per_machine is None:
+        processes_per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    per_process = available_cores() // max(1, processes_per_machine)
+    return max(0, min(MAX_DEFAULT_WORKERS, per_process - 1))
+
+
+def resolve_num_workers(num_workers: int | None) -> int:
+    """``num_workers`` itself, or :func:`default_num_workers` when it is ``None``.
+
+    Raises:
+        ValueError: ``num_workers`` is negative or not an integer.
+    """
+    if num_workers is None:
+        return default_num_workers()
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be a non-negative integer or None (one per core), got {num_workers!r}")
+    return num_workers
+
+
+def limit_worker_threads(worker_id: int = 0) -> None:
+    """``worker_init_fn``: one BLAS, one OpenMP and one torch thread in this worker process.
+
+    Call it only in a worker (DataLoader does): it changes the thread pools of the process it runs in.
+    """
+    global _limiter
+    from threadpoolctl import threadpool_limits
+
+    _limiter = threadpool_limits(limits=1)
+    torch.set_num_threads(1)
+
+
+class WorkerInit:
+    """A picklable ``worker_init_fn``: :func:`limit_worker_threads`, then ``user_fn(worker_id)`` if given.
+
+    Picklable (a module-level class) so that it also works with the ``spawn`` start method.
+    """
+
+    def __init__(self, user_fn: Callable[[int], None] | None = None) -> None:
+        self.user_fn = user_fn
+
+    def __call__(self, worker_id: int) -> None:
+        limit_worker_threads(worker_id)
+        if self.user_fn is not None:
+            self.user_fn(worker_id)
+
+
+def worker_thread_counts() -> dict[str, int]:
+    """Threads of every thread pool of *this* process: ``{"torch": n, "openblas": n, "openmp": n, ...}``.
+
+    For tests and diagnostics (call it inside a worker to see its limits).
+    """
+    from threadpoolctl import threadpool_info
+
+    counts = {"torch": torch.get_num_threads()}
+    for pool in threadpool_info():
+        key = pool["internal_api"]
+        counts[key] = max(counts.get(key, 0), int(pool["num_threads"]))
+    return counts
+
+
+def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: int | None = None,
+                device: torch.device | str | None = None, worker_init_fn: Callable[[int], None] | None = None,
+                **kwargs: Any) -> DataLoader:
+    """A DataLoader whose workers use one thread each (:func:`limit_worker_threads`).
+
+    Args:
+        dataset: any map-style dataset.
+        batch_size: as DataLoader's (``None`` with a ``batch_sampler``).
+        num_workers: worker processes; ``None`` for :func:`default_num_workers`.
+        device: where the batches go; on a CUDA device the batches are put in pinned memory so that
+            ``tensor.to(device, non_blocking=True)`` copies asynchronously.
+        worker_init_fn: run in each worker after the thread limits.
+        **kwargs: passed to :class:`~torch.utils.data.DataLoader` (``sampler``, ``drop_last``,
+            ``generator``, ``collate_fn``, ...).
+
+    Raises:
+        ValueError: ``num_workers`` is negative.
+    """
+    workers = resolve_num_workers(num_workers)
+    dev = torch.device(device) if device is not None else None
+    kwargs.setdefault("pin_memory", dev is not None and dev.type == "cuda")
+    if workers > 0:
+        kwargs["worker_init_fn"] = WorkerInit(worker_init_fn)
+    elif worker_init_fn is not None:
+        raise ValueError("worker_init_fn needs num_workers > 0: with 0 workers nothing would call it")
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kwargs)
