@@ -59,9 +59,10 @@ print(f"profile: {config.profile()}")
 #    wavy stripes for water;
 # 2. two to eight **shapes** (disc, box, triangle, ring, vehicle) whose size $s$ (diameter in
 #    pixels, for an image side $S$) is drawn *log-uniformly*,
-#    $\log s \sim \mathcal U(\log 0.02S,\ \log 0.9S)$, so that there are as many objects of 4 to 8
-#    pixels as of 64 to 128 pixels. They are drawn largest first, so small ones partly hide big ones
-#    (occlusion). In about 30 % of the scenes a "hero" vehicle fills most of the frame;
+#    $\log s \sim \mathcal U(\log 0.02S,\ \log 0.9S)$: every factor of 2 in size inside that range
+#    gets the same share of the objects, from 5.1 px (10 px in a 513-pixel scene) to most of the
+#    frame. They are drawn largest first, so small ones partly hide big ones (occlusion). In about
+#    30 % of the scenes a "hero" vehicle fills most of the frame;
 # 3. zero to three **wires**: lines 1 to 3 pixels wide across the image;
 # 4. sometimes a **clutter** blob of random noise that belongs to no class: its pixels are
 #    labelled **255, the ignore label** (like VOC's "void" objects);
@@ -132,6 +133,43 @@ assert (freqs[:-1] > 0).all(), "every class occurs"
 assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
 
 # %% [markdown]
+# How many objects per **octave** of size (a factor of 2)? The table counts the shapes (not the
+# wires, whose extent is a length, nor the frame-filling "hero" vehicles, which are drawn apart)
+# and puts the log-uniform law's share beside each octave: the overlap of the octave with
+# $[0.02S, 0.9S]$ in log size, over $\log_2 45 = 5.49$ octaves.
+
+# %%
+from deeplab_edu.data.procedural import WIRE
+from deeplab_edu.exercises.ch06 import DRAWN_DIAMETERS  # (0.02 * 256, 0.9 * 256): the generator's range
+from deeplab_edu.viz.atrous import markdown_table
+
+is_shape = (sizes["classes"] != WIRE) & (sizes["sizes"] < DRAWN_DIAMETERS[1])
+octaves = data_stats.octave_histogram(sizes["sizes"][is_shape], low=4)
+for row in octaves:
+    row["log-uniform law"] = data_stats.log_uniform_share(row["from"], row["to"], *DRAWN_DIAMETERS)
+heroes = int(((sizes["classes"] != WIRE) & ~is_shape).sum())
+print(f"{int(is_shape.sum())} shapes, plus {heroes} frame-filling vehicles of {DRAWN_DIAMETERS[1]:.0f} px or more")
+markdown_table([{"octave (px)": f"{r['from']:.0f}-{r['to']:.0f}", "shapes": r["objects"],
+                 "share": f"{r['share']:.1%}", "log-uniform law": f"{r['log-uniform law']:.1%}"} for r in octaves])
+
+# %% [markdown]
+# The octaves that lie wholly inside the drawn range hold about the same share, close to the law's
+# $1/5.49 = 18.2\,\%$ (the `smoke` profile counts only about a hundred shapes, so its shares scatter).
+# The 4-8 px octave holds less: nothing is drawn below 5.1 px, so it is only part of an octave
+# ($\log_2(8/5.12) = 0.64$ of one), and the 128-256 px octave stops at 230 px. So there are
+# fewer objects of 4-8 pixels than of 64-128 pixels, and none below 5 pixels; what the generator
+# guarantees is the spread, from a few pixels to most of the frame, in every batch.
+
+# %% tags=["remove-cell"]
+by_octave = {(r["from"], r["to"]): r for r in octaves}
+n_shapes = int(is_shape.sum())
+for (lo, hi), r in by_octave.items():  # every octave within 4 binomial standard deviations of the law
+    p = r["log-uniform law"]
+    assert abs(r["share"] - p) <= 4 * (p * (1 - p) / n_shapes) ** 0.5 + 1e-9, (lo, hi, r)
+assert by_octave[(4, 8)]["log-uniform law"] < by_octave[(64, 128)]["log-uniform law"]
+assert sizes["sizes"][is_shape].min() >= DRAWN_DIAMETERS[0] - 1e-6
+
+# %% [markdown]
 # Background dominates (as in VOC), and the thin `wire` class is the rarest in pixels although it
 # is in many scenes: a per-pixel loss barely notices it, a per-class IoU does.
 #
@@ -154,7 +192,8 @@ assert fractions == sorted(fractions, reverse=True)
 # %% [markdown]
 # A network whose *effective* field of view is a few tens of pixels {cite:p}`luo2016erf` cannot name
 # a large share of these pixels. Image-level pooling gives every pixel the whole image's context at
-# the cost of one extra branch; chapters 08 and 10 measure what it buys.
+# the cost of one extra branch; {doc}`10_reproducing_findings` trains DeepLabv3 with and without it
+# and measures what it buys on exactly these car and boat pixels.
 #
 # ### What the output stride costs, before any learning
 # A network at output stride $s$ predicts one label per $s \times s$ cell and upsamples. Even a
@@ -341,7 +380,7 @@ from deeplab_edu.exercises import check
 answer_06_1 = ...  # your answer here
 check("06.1", answer_06_1)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: the ignore label, so that padding counts neither in the loss nor in the metric.
 check("06.1", ds.ignore_index)
 
@@ -354,7 +393,7 @@ check("06.1", ds.ignore_index)
 answer_06_2 = ...
 check("06.2", answer_06_2)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 scaled_h, scaled_w = round(375 * 0.5), round(500 * 0.5)
 check("06.2", 1 - scaled_h * scaled_w / 513**2)
@@ -368,7 +407,7 @@ check("06.2", 1 - scaled_h * scaled_w / 513**2)
 answer_06_3 = ...
 check("06.3", answer_06_3)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 from deeplab_edu.data.voc import trainaug_ids
 
@@ -376,24 +415,35 @@ toy = dict(voc_train=["a", "b", "c"], voc_val=["d", "e"], sbd_train=["b", "d", "
 check("06.3", trainaug_ids(**toy))
 
 # %% [markdown]
-# ### Exercise 06.4
-# Take the first 24 scenes of `ProceduralScenes(size=128, seed=0)`. Which fraction of their car and
-# boat pixels has no background pixel within 16 pixels (a 33 x 33 window)?
+# ### Exercise 06.4 (predict, then measure)
+# The shapes' diameters are drawn log-uniformly between 2 % and 90 % of the image side: from 5.12
+# to 230.4 pixels in the 256-pixel scenes of the statistics section. Which share of the shapes
+# should have a diameter between 16 and 32 pixels? Predict it, check it, then run the next cell,
+# which measures it on those scenes (the shapes of the octave table above).
 
 # %%
-answer_06_4 = ...
-check("06.4", answer_06_4)
+prediction_06_4 = ...
+check("06.4", prediction_06_4)
 
-# %% tags=["hide-cell"]
-# Solution
-q = ProceduralScenes(length=24, size=128, seed=0)
-check("06.4", data_stats.context_free_fraction([q.render(i)[1] for i in range(24)], radius=16))
+# %%
+shape_sizes = sizes["sizes"][is_shape]
+measured_06_4 = float(((shape_sizes >= 16) & (shape_sizes < 32)).mean())
+print(f"measured on {len(shape_sizes)} shapes: {measured_06_4:.3f}"
+      + ("" if prediction_06_4 is ... else f"; your prediction: {prediction_06_4:.3f}"))
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: one octave out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
+import math
+
+check("06.4", math.log(32 / 16) / math.log(0.9 / 0.02))
 
 # %% tags=["remove-cell"]
 assert check("06.1", 255) and not check("06.1", 0)
 assert check("06.2", 1 - scaled_h * scaled_w / 513**2)
 assert check("06.3", trainaug_ids(**toy)) and not check("06.3", ["a", "b", "c", "d", "e", "f", "g", "h"])
-assert check("06.4", data_stats.context_free_fraction([q.render(i)[1] for i in range(24)], radius=16))
+assert check("06.4", math.log(2) / math.log(45)) and not check("06.4", 1 / 6)
+expected_06_4 = data_stats.log_uniform_share(16, 32, *DRAWN_DIAMETERS)
+assert abs(measured_06_4 - expected_06_4) <= 4 * (expected_06_4 * (1 - expected_06_4) / len(shape_sizes)) ** 0.5
 
 # %% [markdown]
 # ## Summary

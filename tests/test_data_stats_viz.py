@@ -87,3 +87,33 @@ def test_explorer_builds_without_a_front_end():
     assert [s.value for s in sliders] == [1, 40, 2]
     sliders[0].value = 2  # redraws without error
     plt.close("all")
+
+
+def test_octave_histogram_and_log_uniform_share():
+    from deeplab_edu.data.stats import log_uniform_share, octave_histogram
+
+    rows = octave_histogram([4, 5, 7.9, 8, 31, 32, 100], low=4)
+    assert [(r["from"], r["to"], r["objects"]) for r in rows] == [
+        (4, 8, 3), (8, 16, 1), (16, 32, 1), (32, 64, 1), (64, 128, 1)]
+    assert sum(r["share"] for r in rows) == pytest.approx(1)
+    with pytest.raises(ValueError, match="below low"):
+        octave_histogram([2, 8], low=4)
+    # a full octave of a law spanning 2 % to 90 % of a side: 1 / log2(45)
+    assert log_uniform_share(16, 32, 0.02 * 256, 0.9 * 256) == pytest.approx(1 / np.log2(45))
+    assert log_uniform_share(4, 8, 5.12, 230.4) == pytest.approx(np.log2(8 / 5.12) / np.log2(45))
+    assert log_uniform_share(300, 600, 5.12, 230.4) == 0.0
+    with pytest.raises(ValueError):
+        log_uniform_share(8, 4, 1, 2)
+
+
+def test_procedural_sizes_follow_the_log_uniform_law():
+    from deeplab_edu.data.procedural import WIRE
+    from deeplab_edu.data.stats import log_uniform_share, object_sizes
+
+    ds = ProceduralScenes(length=120, size=256, seed=3)
+    sizes = object_sizes(ds.render(i)[2] for i in range(len(ds)))
+    shapes = sizes["sizes"][(sizes["classes"] != WIRE) & (sizes["sizes"] < 0.9 * 256)]
+    assert shapes.min() >= 0.02 * 256 - 1e-6
+    share = float(((shapes >= 16) & (shapes < 32)).mean())
+    expected = log_uniform_share(16, 32, 0.02 * 256, 0.9 * 256)
+    assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / len(shapes))

@@ -2,7 +2,8 @@
 
 * :func:`class_pixel_frequencies`: how unbalanced the classes are;
 * :func:`object_sizes`: the spread of object scales (the multi-scale problem that ASPP and image
-  pyramids address, DeepLabv2 Sec. 3.2);
+  pyramids address, DeepLabv2 Sec. 3.2); :func:`octave_histogram` counts them per octave and
+  :func:`log_uniform_share` says what share of a log-uniform law falls in a size range;
 * :func:`context_free_fraction`: the fraction of pixels of context-dependent classes (``car`` /
   ``boat`` in the procedural scenes) that have **no** background pixel within a window of a given
   radius. A classifier whose field of view is that window cannot tell such pixels apart; only
@@ -25,7 +26,8 @@ from .procedural import BACKGROUND, BOAT, CAR, ProceduralScenes, SceneInfo
 
 __all__ = [
     "dataset_masks",
-    "class_pixel_frequencies", "object_sizes", "context_free_fraction", "stride_oracle_iou"]
+    "class_pixel_frequencies", "object_sizes", "octave_histogram", "log_uniform_share", "context_free_fraction",
+    "stride_oracle_iou"]
 
 
 def dataset_masks(dataset, n: int | None = None) -> list[np.ndarray]:
@@ -58,6 +60,39 @@ def object_sizes(infos: Iterable[SceneInfo]) -> dict[str, np.ndarray]:
         size += info.sizes
         vis += info.visible_pixels
     return {"classes": np.array(cls, int), "sizes": np.array(size, float), "visible": np.array(vis, int)}
+
+
+def octave_histogram(sizes: Sequence[float] | np.ndarray, low: float = 4.0) -> list[dict[str, float]]:
+    """Objects per octave of size, ``[low * 2**k, low * 2**(k + 1))`` for ``k = 0, 1, ...`` up to the
+    largest size; one row per octave: ``from``, ``to`` (pixels), ``objects`` and ``share``.
+
+    Raises:
+        ValueError: ``low`` is not positive or a size is below ``low``.
+    """
+    sizes = np.asarray(sizes, float)
+    if low <= 0:
+        raise ValueError(f"low must be positive, got {low}")
+    if sizes.size and sizes.min() < low:
+        raise ValueError(f"a size of {sizes.min():g} px is below low={low:g}; pass a smaller low")
+    octaves = max(1, int(np.floor(np.log2(sizes.max() / low))) + 1) if sizes.size else 1
+    edges = low * 2.0 ** np.arange(octaves + 1)
+    counts = np.histogram(sizes, edges)[0]
+    total = max(1, int(counts.sum()))
+    return [{"from": float(a), "to": float(b), "objects": int(c), "share": c / total}
+            for a, b, c in zip(edges[:-1], edges[1:], counts)]
+
+
+def log_uniform_share(low: float, high: float, size_min: float, size_max: float) -> float:
+    """Share of a log-uniform law on ``[size_min, size_max]`` that falls in ``[low, high)``:
+    the overlap of the two ranges in ``log`` size over ``log(size_max / size_min)``.
+
+    Raises:
+        ValueError: a bound is not positive or a range is empty.
+    """
+    if min(low, high, size_min, size_max) <= 0 or high <= low or size_max <= size_min:
+        raise ValueError(f"need 0 < low < high and 0 < size_min < size_max, got {low}, {high}, {size_min}, {size_max}")
+    overlap = np.log(min(high, size_max)) - np.log(max(low, size_min))
+    return float(max(0.0, overlap) / np.log(size_max / size_min))
 
 
 def _box_any(binary: np.ndarray, radius: int) -> np.ndarray:

@@ -1,118 +1,102 @@
-"""Exercises of chapter 06 (data): padding with the ignore label, the trainaug split, context."""
+"""Exercises of chapter 06 (data): padding with the ignore label, the trainaug split, object scales."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from ._core import exercise
+from ..data.stats import log_uniform_share
+from ._core import value_exercise
+
+value_exercise(
+    "06.1",
+    "The label of mask pixels added by padding a crop",
+    solution=lambda: 255,
+    answer_type="whole",
+    mistakes=[
+        (0, "0 is 'background': the network would learn that the padding is background."),
+        (-1, "-1 is no label of these data sets; the loaders and the loss use one ignore value for all of them."),
+    ],
+    otherwise=lambda a: f"{a:g} is not the ignore label of VOC, CamVid (after conversion) and Cityscapes.",
+    more_wrong=(21,),
+    hint="padded pixels are not background: they are not part of the image at all.",
+)
 
 # 06.2: a VOC image of 500 x 375 pixels, scaled by 0.5 and padded up to a 513 x 513 crop.
 _SCALED = (round(375 * 0.5), round(500 * 0.5))
 _PAD_FRACTION = 1 - _SCALED[0] * _SCALED[1] / 513**2
+
+value_exercise(
+    "06.2",
+    "Fraction of a 513 x 513 crop that is padding after scaling a 500 x 375 image by 0.5",
+    solution=lambda: _PAD_FRACTION,
+    answer_type="fraction",
+    abs_tol=2e-3,
+    mistakes=[(0.75, "0.75 is what halving *both sides of a crop-sized image* gives; the image here is smaller "
+                     "than the crop.")],
+    otherwise=lambda a: f"{a:.4f} is not 1 - (scaled area) / 513**2.",
+    more_wrong=(0.5, 100 * _PAD_FRACTION),
+    hint="the scaled image is 250 x 188 pixels; everything else in the 513 x 513 crop is padding.",
+)
 
 # 06.3: toy split lists.
 TOY_VOC_TRAIN = ["a", "b", "c"]
 TOY_VOC_VAL = ["d", "e"]
 TOY_SBD_TRAIN = ["b", "d", "f", "g"]
 TOY_SBD_VAL = ["e", "h"]
+_TRAINAUG = sorted((set(TOY_SBD_TRAIN) | set(TOY_SBD_VAL) | set(TOY_VOC_TRAIN)) - set(TOY_VOC_VAL))
 
 
-def _trainaug_solution() -> list[str]:
-    return sorted((set(TOY_SBD_TRAIN) | set(TOY_SBD_VAL) | set(TOY_VOC_TRAIN)) - set(TOY_VOC_VAL))
+def _ids(answer: Any) -> Any:
+    """06.3 compares sets of image ids, whatever their order or container."""
+    try:
+        return "".join(sorted(set(answer))) if not isinstance(answer, str) else answer
+    except TypeError:
+        return answer
 
 
-# 06.4: the data set and field of view of the question.
-CONTEXT_QUESTION = dict(length=24, size=128, seed=0, radius=16)
-
-
-def _context_solution() -> float:
-    from ..data import ProceduralScenes
-    from ..data.stats import context_free_fraction
-
-    q = CONTEXT_QUESTION
-    ds = ProceduralScenes(length=q["length"], size=q["size"], seed=q["seed"])
-    return context_free_fraction((ds.render(i)[1] for i in range(len(ds))), q["radius"])
-
-
-@exercise(
-    "06.1",
-    "The label of mask pixels added by padding a crop",
-    solution=lambda: 255,
-    wrong_answers=(0, -1, 21),
-    hint="padded pixels are not background: they are not part of the image at all.",
-)
-def _pad_label(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool):
-        return f"expected a label value (a number), got {type(answer).__name__}."
-    if answer == 0:
-        return "0 is 'background': the network would learn that the padding is background."
-    if answer != 255:
-        return f"{answer} is not the ignore label of VOC, CamVid (after conversion) and Cityscapes."
-    return None
-
-
-@exercise(
-    "06.2",
-    "Fraction of a 513 x 513 crop that is padding after scaling a 500 x 375 image by 0.5",
-    solution=lambda: _PAD_FRACTION,
-    wrong_answers=(0.5, 0.75, 100 * _PAD_FRACTION),
-    hint="the scaled image is 250 x 188 pixels; everything else in the 513 x 513 crop is padding.",
-)
-def _pad_fraction(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool):
-        return f"expected a fraction (a number between 0 and 1), got {type(answer).__name__}."
-    if answer > 1:
-        return "a fraction lies between 0 and 1 (did you give a percentage or a pixel count?)."
-    if math.isclose(answer, 0.75, abs_tol=1e-3):
-        return "0.75 is what halving *both sides of a crop-sized image* gives; the image here is smaller than the crop."
-    if not math.isclose(answer, _PAD_FRACTION, abs_tol=2e-3):
-        return f"{answer:.4f} is not 1 - (scaled area) / 513**2."
-    return None
-
-
-@exercise(
+value_exercise(
     "06.3",
     "The trainaug list of toy splits",
-    solution=_trainaug_solution,
-    wrong_answers=(
+    solution=lambda: "".join(_TRAINAUG),
+    answer_type="text",
+    parse=_ids,
+    mistakes=[
+        (lambda a: bool(set(a) & set(TOY_VOC_VAL)),
+         lambda a: f"{sorted(set(a) & set(TOY_VOC_VAL))} are VOC val images: training on them would leak the test "
+                   "set into training."),
+        (lambda a: bool(set(_TRAINAUG) - set(a)),
+         lambda a: f"missing {sorted(set(_TRAINAUG) - set(a))}: SBD's *val* images are training images for VOC."),
+    ],
+    otherwise=lambda a: f"{sorted(set(a) - set(_TRAINAUG))} are in none of the training lists.",
+    more_wrong=(
         sorted(set(TOY_SBD_TRAIN) | set(TOY_SBD_VAL) | set(TOY_VOC_TRAIN)),
         sorted(set(TOY_SBD_TRAIN) | set(TOY_VOC_TRAIN)),
         sorted((set(TOY_SBD_TRAIN) | set(TOY_VOC_TRAIN)) - set(TOY_VOC_VAL)),
+        ["a", "b", "c", "f", "g", "h", "z"],
     ),
     hint="train_aug = (SBD train ∪ SBD val ∪ VOC train) minus VOC val.",
 )
-def _trainaug(answer: Any) -> str | None:
-    try:
-        got = sorted(set(answer))
-    except TypeError:
-        return f"expected a list of image ids, got {type(answer).__name__}."
-    want = _trainaug_solution()
-    leaked = sorted(set(got) & set(TOY_VOC_VAL))
-    if leaked:
-        return f"{leaked} are VOC val images: training on them would leak the test set into training."
-    missing = sorted(set(want) - set(got))
-    if missing:
-        return f"missing {missing}: SBD's *val* images are training images for VOC."
-    extra = sorted(set(got) - set(want))
-    if extra:
-        return f"{extra} are in none of the training lists."
-    return None
 
+# 06.4: the share of a log-uniform size law in one octave (the chapter's scenes: diameters from
+# 2 % to 90 % of a 256-pixel side).
+DRAWN_DIAMETERS = (0.02 * 256, 0.9 * 256)
+_OCTAVE = (16, 32)
 
-@exercise(
+value_exercise(
     "06.4",
-    "Share of car/boat pixels with no background within 16 px (24 scenes of 128 px, seed 0)",
-    solution=_context_solution,
-    wrong_answers=(0.0, 1.0, -0.1),
-    hint="use deeplab_edu.data.stats.context_free_fraction on the masks of ProceduralScenes(length=24, size=128).",
+    "Predict: the share of the shapes whose diameter lies between 16 and 32 px (log-uniform, 5.12 to 230.4 px)",
+    solution=lambda: log_uniform_share(*_OCTAVE, *DRAWN_DIAMETERS),
+    answer_type="fraction",
+    rel_tol=0.02,
+    kind="predict",
+    mistakes=[
+        ((_OCTAVE[1] - _OCTAVE[0]) / (DRAWN_DIAMETERS[1] - DRAWN_DIAMETERS[0]),
+         "that is the share for sizes drawn *uniformly*; log-uniform means every factor of 2 gets the same share."),
+        (1 / 6, "1/6 counts six octaves from 4 to 256 px; the law spans 5.12 to 230.4 px: log2(45) = 5.49 octaves."),
+        (1 / 7, "1/7 counts seven octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
+        (1 / 5, "1/5 counts five octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
+    ],
+    otherwise=lambda a: f"{a:.3f} is not the share of one octave, log(32 / 16) / log(230.4 / 5.12).",
+    more_wrong=(0.5,),
+    hint="under a log-uniform law the share of [a, b) is log(b / a) / log(max / min), for a range inside [min, max].",
 )
-def _context(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool):
-        return f"expected a fraction (a number), got {type(answer).__name__}."
-    if not 0 <= answer <= 1:
-        return "a fraction lies between 0 and 1."
-    want = _context_solution()
-    if not math.isclose(answer, want, abs_tol=0.01):
-        return f"{answer:.3f} is not what context_free_fraction gives for radius 16 on these scenes."
-    return None
