@@ -3,7 +3,7 @@
 #
 #   make lab    set up, then open the course in JupyterLab (.py notebooks open as notebooks)
 #   make test   set up, then run the whole test suite (notebooks in the smoke profile, the book)
-#   make book   set up, execute the notebooks and write the HTML book to book/_build/html
+#   make book   set up, execute the notebooks (2 at a time) and write the HTML book to book/_build/html
 #   make test-notebook NB=03    run one notebook's tests (any part of its file name)
 
 PYTHON ?= python3
@@ -13,6 +13,8 @@ STAMP  := $(VENV)/.deeplab-edu-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
+# notebooks executed at the same time by `make book` (each in its own kernel)
+JOBS ?= 2
 # JupyterLab refuses to start as root (containers, some VMs) unless told it may.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -46,7 +48,7 @@ test-notebook: setup
 	$(BIN)/python -m pytest tests/test_notebooks.py -k "$(NB)" $(PYTEST_ARGS)
 
 book: setup
-	$(BIN)/python -m deeplab_edu.book
+	$(BIN)/python -m deeplab_edu.book --jobs $(JOBS)
 
 clean:
 	rm -rf book/_build .pytest_cache

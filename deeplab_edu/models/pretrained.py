@@ -69,12 +69,15 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
     try:
         return weights.get_state_dict(progress=progress)
     except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
+        from ..engine.runs import shown_path
+
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         filename = weights.url.rsplit("/", 1)[-1]
         raise PretrainedWeightsUnavailable(
             f"could not download {what} from {weights.url} ({type(err).__name__}: {err}). "
             f"You are probably offline. Either download that file on a machine with internet access and put it "
-            f"at {hub / filename} (torchvision then finds it without the network), or pass a local copy: "
+            f"at {shown_path(hub / filename, absolute_outside=True)} (torchvision then finds it without the network), "
+            f"or pass a local copy: "
             f"{argument}='/path/to/{filename}'."
         ) from err
 
