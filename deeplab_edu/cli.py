@@ -128,7 +128,7 @@ def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:
 
     kw: dict[str, Any] = {}
     if cfg["dataset"] == "procedural":
-        kw = {"size": cfg["image_size"], "length": cfg["val_length"]}
+        kw = {"size": cfg["image_size"], "length": cfg["val_length"], "difficulty": cfg.get("difficulty", "hard")}
     return build_dataset(cfg["dataset"], split, root=root or cfg.get("data_root"), transform=eval_transform(), **kw)
 
 

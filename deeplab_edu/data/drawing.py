@@ -105,9 +105,9 @@ def shape_mask(kind: Any, u: np.ndarray, v: np.ndarray, radius: float, rng: np.r
     raise ValueError(f"unknown shape {kind!r}")
 
 
-def fill(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Object appearance (3, h, w): a random colour with flat, striped or shaded texture."""
-    c = random_colour(rng)[:, None, None]
+def fill(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, colour: np.ndarray | None = None) -> np.ndarray:
+    """Object appearance (3, h, w): ``colour`` (default: a random one) with flat, striped or shaded texture."""
+    c = (random_colour(rng) if colour is None else np.asarray(colour, np.float32))[:, None, None]
     style = rng.integers(3)
     if style == 0:
         return np.broadcast_to(c, (3, *u.shape))

@@ -72,6 +72,9 @@ __all__ = [
     "WIRE",
     "ProceduralScenes",
     "SceneInfo",
+    "SceneStyle",
+    "DIFFICULTIES",
+    "scene_style",
     "render_scene",
     "benchmark",
 ]
@@ -79,6 +82,66 @@ __all__ = [
 _SHAPES = (DISC, BOX, TRIANGLE, RING, "vehicle")
 # Relative frequency of each shape; vehicles are common so the context pair is well sampled.
 _SHAPE_P = np.array([0.18, 0.18, 0.18, 0.16, 0.30])
+
+#: Colour families of the ``colour_cue`` settings (RGB in [0, 1]), keyed by shape. Vehicles have
+#: one family whatever the scene, so a car and a boat still look the same: only context names them.
+_CLASS_COLOURS = {
+    DISC: (0.90, 0.15, 0.15), BOX: (0.95, 0.85, 0.10), TRIANGLE: (0.70, 0.20, 0.85),
+    RING: (0.10, 0.85, 0.85), "vehicle": (0.95, 0.95, 0.95), "wire": (0.05, 0.05, 0.05),
+}
+#: ``colour_cue="pair"``: disc and ring share red, box and triangle share yellow (shape tells them apart).
+_PAIR_COLOURS = {**_CLASS_COLOURS, RING: _CLASS_COLOURS[DISC], TRIANGLE: _CLASS_COLOURS[BOX]}
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """How hard the procedural scenes are; :data:`DIFFICULTIES` names the settings the course uses.
+
+    Attributes:
+        colour_cue: ``"none"``: every object gets a random colour (only its shape names its class);
+            ``"pair"``: disc/ring and box/triangle share a colour family, so shape separates each
+            pair; ``"class"``: every shape class has its own colour family. Vehicles (car and boat)
+            always share one appearance: only the scene around them tells them apart.
+        min_radius, max_radius: object radii, drawn log-uniformly, as fractions of the image side.
+        max_objects: at most this many shapes (at least 2).
+        noise: (low, high) range of the sensor-noise standard deviation.
+        colour_jitter: half-width of the random offset added to a colour family's RGB.
+    """
+
+    colour_cue: str = "none"
+    min_radius: float = 0.01
+    max_radius: float = 0.45
+    max_objects: int = 8
+    noise: tuple[float, float] = (0.01, 0.05)
+    colour_jitter: float = 0.08
+
+    def __post_init__(self) -> None:
+        if self.colour_cue not in ("none", "pair", "class"):
+            raise ValueError(f"colour_cue must be 'none', 'pair' or 'class', got {self.colour_cue!r}")
+        if not 0 < self.min_radius <= self.max_radius <= 1:
+            raise ValueError(f"need 0 < min_radius <= max_radius <= 1, got {self.min_radius}, {self.max_radius}")
+
+
+#: The named difficulty settings. ``"hard"``: the original scenes (random colours, objects from 1 %
+#: of the side, strong noise): a GPU run of thousands of iterations learns them partly.
+#: ``"easy"``: colour families per class, objects from 4 % of the side, mild noise: a small
+#: DeepLab learns them in minutes on a laptop CPU, and the lessons stay (many scales in one image,
+#: car/boat told apart only by context, 1-3 px wires, ignored clutter).
+DIFFICULTIES: dict[str, SceneStyle] = {
+    "hard": SceneStyle(),
+    "medium": SceneStyle(colour_cue="pair", min_radius=0.03, max_objects=6, noise=(0.0, 0.03)),
+    "easy": SceneStyle(colour_cue="class", min_radius=0.04, max_objects=6, noise=(0.0, 0.02)),
+}
+
+
+def scene_style(difficulty: str | SceneStyle) -> SceneStyle:
+    """The :class:`SceneStyle` of a difficulty name (see :data:`DIFFICULTIES`), or ``difficulty`` itself."""
+    if isinstance(difficulty, SceneStyle):
+        return difficulty
+    try:
+        return DIFFICULTIES[difficulty]
+    except (KeyError, TypeError):
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)} or a SceneStyle, got {difficulty!r}") from None
 
 
 @dataclass
@@ -98,7 +161,8 @@ def render_scene(
     index: int,
     size: tuple[int, int],
     *,
-    max_objects: int = 8,
+    difficulty: str | SceneStyle = "hard",
+    max_objects: int | None = None,
     max_wires: int = 3,
     clutter_prob: float = 0.3,
     boundary_ignore: int = 0,
@@ -107,13 +171,23 @@ def render_scene(
 ) -> tuple[np.ndarray, np.ndarray, SceneInfo]:
     """Draw scene ``index`` of generator ``seed`` at ``size = (H, W)``.
 
-    ``with_visible=False`` skips counting each object's visible pixels (``info.visible_pixels``
-    stays empty), which the data set's ``__getitem__`` does not need.
+    ``difficulty`` names a :class:`SceneStyle` (:data:`DIFFICULTIES`); ``max_objects`` overrides
+    its number of shapes. ``with_visible=False`` skips counting each object's visible pixels
+    (``info.visible_pixels`` stays empty), which the data set's ``__getitem__`` does not need.
 
     Returns ``(image, mask, info)``: image float32 (3, H, W) in [0, 1], mask uint8 (H, W) with
     class ids and 255 for ignored pixels, and a :class:`SceneInfo`.
     """
     h, w = size
+    style = scene_style(difficulty)
+    max_objects = style.max_objects if max_objects is None else max_objects
+    families = {"none": None, "pair": _PAIR_COLOURS, "class": _CLASS_COLOURS}[style.colour_cue]
+
+    def family_colour(key: Any) -> np.ndarray:
+        base = np.asarray(families[key], np.float32)  # type: ignore[index]
+        jitter = rng.uniform(-style.colour_jitter, style.colour_jitter, 3).astype(np.float32)
+        return np.clip(base + jitter, 0.0, 1.0)
+
     rng = np.random.default_rng([seed, index])
     scene = int(rng.integers(2))
     info = SceneInfo(SCENE_TYPES[scene])
@@ -124,7 +198,7 @@ def render_scene(
 
     # objects: log-uniform size, drawn large to small (small ones stay visible, big ones occluded)
     n_obj = int(rng.integers(2, max_objects + 1))
-    radii = np.exp(rng.uniform(math.log(0.01 * s), math.log(0.45 * s), n_obj))
+    radii = np.exp(rng.uniform(math.log(style.min_radius * s), math.log(style.max_radius * s), n_obj))
     radii = np.maximum(np.sort(radii)[::-1], 1.5)
     items: list[tuple[str, Any, float]] = [("shape", rng.choice(len(_SHAPES), p=_SHAPE_P), r) for r in radii]
     if rng.random() < hero_prob:  # a vehicle filling most of the frame: only far context names it
@@ -140,7 +214,10 @@ def render_scene(
         if kind == "wire":
             (ys, xs), m, length = wire(rng, h, w)
             cls = WIRE
-            colour = (random_colour(rng) * rng.uniform(0.3, 0.8))[:, None, None]
+            if families is None:
+                colour = (random_colour(rng) * rng.uniform(0.3, 0.8))[:, None, None]
+            else:
+                colour = family_colour("wire")[:, None, None]
             look = np.broadcast_to(colour, (3, *m.shape))
             size_px = length
         else:
@@ -167,7 +244,7 @@ def render_scene(
                 if shape == "vehicle" and rng.random() < 0.5:
                     u = -u  # facing left or right
                 m = shape_mask(shape, u, v, r, rng)
-                look = fill(rng, u, v)
+                look = fill(rng, u, v, None if families is None else family_colour(shape))
                 cls = (CAR if scene == 0 else BOAT) if shape == "vehicle" else int(shape)
             size_px = 2 * r
         if m.size == 0 or not m.any():
@@ -191,7 +268,7 @@ def render_scene(
     grey += img[2]
     grey *= np.float32((1.0 - t) / 3.0)
     noise = rng.standard_normal((h, w), dtype=np.float32)
-    grey += np.float32(rng.uniform(0.01, 0.05)) * noise
+    grey += np.float32(rng.uniform(*style.noise)) * noise
     img *= np.float32(t)
     img += grey[None]
     np.clip(img, 0.0, 1.0, out=img)
@@ -225,7 +302,10 @@ class ProceduralScenes(Dataset):
         seed: generator seed; ``(seed, index)`` decides item ``index``.
         transform: optional joint transform ``(image, mask) -> (image, mask)``, e.g.
             :func:`deeplab_edu.data.transforms.train_transform`.
-        max_objects: at most this many shapes per scene (at least 2 are drawn).
+        difficulty: ``"easy"``, ``"medium"`` or ``"hard"`` (the default; see :data:`DIFFICULTIES`),
+            or a :class:`SceneStyle`.
+        max_objects: at most this many shapes per scene (at least 2 are drawn); default: the
+            difficulty's.
         max_wires: at most this many wires per scene.
         clutter_prob: probability that a scene contains an ignored (255) clutter blob.
         hero_prob: probability that a scene contains a vehicle filling most of the frame.
@@ -248,7 +328,8 @@ class ProceduralScenes(Dataset):
         seed: int = 0,
         transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         *,
-        max_objects: int = 8,
+        difficulty: str | SceneStyle = "hard",
+        max_objects: int | None = None,
         max_wires: int = 3,
         clutter_prob: float = 0.3,
         boundary_ignore: int = 0,
@@ -258,6 +339,8 @@ class ProceduralScenes(Dataset):
             raise ValueError(f"length must be a positive int, got {length!r}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        style = scene_style(difficulty)
+        max_objects = style.max_objects if max_objects is None else max_objects
         if not 2 <= int(max_objects) <= 250:
             raise ValueError(f"max_objects must be between 2 and 250, got {max_objects!r}")
         if int(max_wires) < 0:
@@ -274,8 +357,9 @@ class ProceduralScenes(Dataset):
         self.size = _as_size(size)
         self.seed = int(seed)
         self.transform = transform
+        self.difficulty = difficulty if isinstance(difficulty, str) else "custom"
         self.options = dict(
-            max_objects=int(max_objects), max_wires=int(max_wires),
+            difficulty=style, max_objects=int(max_objects), max_wires=int(max_wires),
             clutter_prob=float(clutter_prob), boundary_ignore=int(boundary_ignore), hero_prob=float(hero_prob),
         )
 
@@ -306,7 +390,8 @@ class ProceduralScenes(Dataset):
 
     def __repr__(self) -> str:
         h, w = self.size
-        return f"ProceduralScenes(length={self.length}, size=({h}, {w}), seed={self.seed}, classes={self.num_classes})"
+        return (f"ProceduralScenes(length={self.length}, size=({h}, {w}), seed={self.seed}, "
+                f"difficulty={self.difficulty!r}, classes={self.num_classes})")
 
 
 def benchmark(size: int | tuple[int, int] = 256, n: int = 200, threads: int = 1) -> dict[str, float]:

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "list_presets", "load_config", "validate"]
+__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "list_presets", "load_config", "validate",
+           "resolve_atrous_rates"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
-BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large", "vgg16")
+BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg16")
 
 
 class ConfigError(ValueError):
@@ -40,9 +41,11 @@ class TrainConfig:
     eval_output_stride: int | None = 8
     pretrained_backbone: bool = False
     aux_loss: bool = False
+    atrous_rates: str = "paper"  # "paper", "fit" (to the training crop's feature map) or "r1,r2,r3"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # data
     dataset: str = "procedural"
+    difficulty: str = "hard"  # procedural scenes only: "easy", "medium" or "hard" (data.procedural.DIFFICULTIES)
     data_root: str | None = None
     download: bool = False
     image_size: int = 256
@@ -55,6 +58,7 @@ class TrainConfig:
     num_workers: int | None = None  # None: from the machine's cores (engine.workers.default_num_workers)
     # optimisation (DeepLabv3 sec. 4.1)
     iterations: int = 30000
+    optimizer: str = "sgd"
     lr: float = 0.007
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -168,6 +172,17 @@ def validate(cfg: TrainConfig) -> None:
             if getattr(cfg, name) not in (None, 8):
                 raise ConfigError(f"{name}={getattr(cfg, name)} with vgg16: DeepLab's VGG-16 (v1/v2) is built "
                                   "at output stride 8 only (pool4/pool5 have stride 1, fc6 is atrous)")
+    if cfg.atrous_rates not in ("paper", "fit"):
+        try:
+            rates = [int(r) for r in str(cfg.atrous_rates).split(",")]
+        except ValueError:
+            rates = []
+        if not rates or min(rates) < 1:
+            raise ConfigError(f"atrous_rates={cfg.atrous_rates!r}; use 'paper', 'fit' or positive integers like '2,4,6'")
+    if cfg.difficulty not in ("easy", "medium", "hard"):
+        raise ConfigError(f"difficulty={cfg.difficulty!r}; the procedural scenes come as easy, medium or hard")
+    if cfg.optimizer not in ("sgd", "adamw"):
+        raise ConfigError(f"optimizer={cfg.optimizer!r}; use sgd (the papers') or adamw (short runs from scratch)")
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
     if cfg.crop_size < 16:
@@ -211,3 +226,49 @@ def validate(cfg: TrainConfig) -> None:
                                         or cfg.num_workers < 0):
         raise ConfigError(f"num_workers={cfg.num_workers!r}; use 0 (load in the main process), a positive number "
                           "of worker processes, or leave it unset (from the machine's cores)")
+
+
+#: The crop (pixels) and output stride each paper chose its ASPP rates for: DeepLabv3/v3+ (6, 12, 18)
+#: for 513 crops at output stride 16 (DeepLabv3 sec. 3.3, 4.1); DeepLab v2 (6, 12, 18, 24) for 321
+#: crops at output stride 8 (DeepLab v2 sec. 4.1).
+PAPER_RATE_SETTING = {"deeplabv2": ((6, 12, 18, 24), 321, 8), "deeplabv3": ((6, 12, 18), 513, 16),
+                      "deeplabv3plus": ((6, 12, 18), 513, 16)}
+
+
+def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, ...] | None:
+    """The ASPP rates a run trains with at ``cfg.output_stride`` (``None``: DeepLab v1, no ASPP).
+
+    ``"paper"``: the paper's rates (scaled to the output stride); ``"fit"``: rates that use the
+    training crop's feature map as the paper's rates use the paper's
+    (:func:`deeplab_edu.models.aspp.fit_atrous_rates`); ``"r1,r2,..."``: these rates.
+
+    With the paper's rates on a crop so small that a branch becomes exactly 1x1 (rate >= the
+    feature-map side: DeepLabv3 sec. 3.3, Fig. 4), a ``UserWarning`` names the crop, the map and
+    the rates, and suggests ``atrous_rates="fit"``.
+    """
+    import warnings
+
+    from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
+    from ..models.deeplab import default_atrous_rates
+
+    if cfg.model not in PAPER_RATE_SETTING:
+        return None
+    if "atrous_rates" in cfg.model_kwargs:
+        raise ConfigError("give the ASPP rates as atrous_rates (a setting of its own), not inside model_kwargs")
+    side = feature_map_side(cfg.crop_size, cfg.output_stride)
+    if cfg.atrous_rates == "fit":
+        base, crop, stride = PAPER_RATE_SETTING[cfg.model]
+        return fit_atrous_rates(side, base, feature_map_side(crop, stride))
+    if cfg.atrous_rates == "paper":
+        rates = default_atrous_rates(cfg.model, cfg.output_stride)
+        flat = degenerate_rates(side, rates)
+        if flat and warn:
+            base, crop, stride = PAPER_RATE_SETTING[cfg.model]
+            fitted = fit_atrous_rates(side, base, feature_map_side(crop, stride))
+            warnings.warn(
+                f"crop_size={cfg.crop_size} at output_stride={cfg.output_stride} gives a {side} x {side} feature "
+                f"map, so the ASPP branches at rates {flat} of {rates} are exactly 1 x 1 (every off-centre tap "
+                f"reads padding; DeepLabv3 sec. 3.3). Use atrous_rates='fit' (rates {fitted}) or a crop of at "
+                f"least {cfg.output_stride * (max(rates) + 1)} pixels.", UserWarning, stacklevel=2)
+        return rates
+    return tuple(int(r) for r in str(cfg.atrous_rates).split(","))

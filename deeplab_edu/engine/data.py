@@ -110,7 +110,7 @@ def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
     val_tf = transforms.eval_transform()
     kwargs: dict[str, Any] = {}
     if cfg.dataset == "procedural":
-        kwargs = {"size": cfg.image_size}
+        kwargs = {"size": cfg.image_size, "difficulty": getattr(cfg, "difficulty", "hard")}
     train = build_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download, transform=train_tf,
                           **({**kwargs, "length": cfg.train_length} if kwargs else {}))
     val = build_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download, transform=val_tf,

@@ -32,11 +32,11 @@ from torch.utils.data import Dataset
 
 from ..metrics import ConfusionMatrix
 from . import checkpoint as ck
-from .config import TrainConfig, validate
+from .config import TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
-from .schedule import PolyLR, param_groups
+from .schedule import PolyLR, build_optimizer, param_groups
 from .workers import resolve_num_workers
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context"]
@@ -81,8 +81,12 @@ def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractConte
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def _model_info(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
-    return {"name": cfg.model, "backbone": cfg.backbone, "num_classes": num_classes}
+def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = None) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": cfg.model, "backbone": cfg.backbone, "num_classes": num_classes}
+    rates = tuple(getattr(model, "atrous_rates", ()) or ())
+    if rates:  # at the training output stride; load_model rebuilds the model with them
+        info["atrous_rates"] = [int(r) for r in rates]
+    return info
 
 
 class Trainer:
@@ -114,10 +118,12 @@ class Trainer:
         if model is None:
             from deeplab_edu.models import build_model
 
+            rates = resolve_atrous_rates(cfg)
             model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
                                 output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
-                                aux_loss=cfg.aux_loss, **cfg.model_kwargs)
-        self.model_info = _model_info(cfg, self.num_classes)
+                                aux_loss=cfg.aux_loss, **({"atrous_rates": rates} if rates else {}),
+                                **cfg.model_kwargs)
+        self.model_info = _model_info(cfg, self.num_classes, model)
         if cfg.init_from:
             state = ck.load_checkpoint(cfg.init_from)
             ck.check_compatible(state, self.model_info, model, source=f"init_from checkpoint {cfg.init_from}")
@@ -130,7 +136,8 @@ class Trainer:
         self.net = wrap_model(model, self.dist, self.device)
         self.model = model
         self.groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, head_lr_mult=cfg.head_lr_mult)
-        self.optimizer = torch.optim.SGD(self.groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg.optimizer, self.groups, lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
         self.scheduler = PolyLR(self.optimizer, cfg.iterations, cfg.poly_power, cfg.warmup_iters)
         self.scaler = _grad_scaler(cfg.amp == "fp16", self.device)
         self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters)

@@ -33,7 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["atrous_rates_for", "ASPPv2", "ASPP", "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate"]
+__all__ = ["atrous_rates_for", "feature_map_side", "fit_atrous_rates", "degenerate_rates", "ASPPv2", "ASPP",
+           "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate"]
+
+#: The feature-map side the papers' rates were chosen for: a 513-pixel crop at output stride 16
+#: (DeepLabv3 sec. 3.3: "(6, 12, 18) ... when output stride = 16") has 33 x 33 cells.
+PAPER_MAP_SIDE = 33
 
 
 def atrous_rates_for(output_stride: int, base: Sequence[int] = (6, 12, 18), base_output_stride: int = 16) -> tuple[int, ...]:
@@ -52,6 +57,58 @@ def atrous_rates_for(output_stride: int, base: Sequence[int] = (6, 12, 18), base
             )
         rates.append(int(scaled))
     return tuple(rates)
+
+
+def feature_map_side(input_side: int, output_stride: int) -> int:
+    """Side of the feature map of an ``input_side``-pixel input at ``output_stride`` (8, 16 or 32).
+
+    Every stride-2 layer of the backbones (3x3 or 1x1 with "same" padding) maps ``n`` to
+    ``ceil(n / 2)``, so 513 gives 257, 129, 65, 33, 17.
+    """
+    if input_side < 1 or output_stride not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(f"need input_side >= 1 and output_stride in 1..32 (a power of 2), got {input_side}, {output_stride}")
+    side = int(input_side)
+    for _ in range(output_stride.bit_length() - 1):
+        side = (side + 1) // 2
+    return side
+
+
+def fit_atrous_rates(map_side: int, paper_rates: Sequence[int] = (6, 12, 18),
+                     paper_map_side: int = PAPER_MAP_SIDE, kernel: int = 3) -> tuple[int, ...]:
+    """Rates that use a ``map_side``-cell feature map the way the paper's rates use theirs.
+
+    DeepLabv3 chose (6, 12, 18) for the 33 x 33 map of a 513 crop at output stride 16; on a map of
+    a few cells those rates read only padding off the centre (sec. 3.3, Fig. 4: the filter
+    degenerates to 1 x 1). For each paper rate this returns the *largest* rate whose mean share of
+    valid weights on ``map_side`` (:func:`deeplab_edu.boundary.mean_valid_fraction`) is still at
+    least the paper rate's share on ``paper_map_side`` (1 if none is). On 33 cells (6, 12, 18) use
+    77 %, 57 % and 41 % of their weights; on 6 cells (1, 2, 3) use 79 %, 60 % and 44 %; on 16
+    cells (3, 6, 8) use 77 %, 56 % and 44 %.
+
+    Raises:
+        ValueError: if ``map_side`` or a rate is not a positive integer.
+    """
+    from ..boundary import mean_valid_fraction
+
+    if isinstance(map_side, bool) or not isinstance(map_side, int) or map_side < 1:
+        raise ValueError(f"map_side must be a positive integer, got {map_side!r}")
+    rates = []
+    for r in paper_rates:
+        if isinstance(r, bool) or int(r) != r or r < 1:
+            raise ValueError(f"paper_rates must be positive integers, got {tuple(paper_rates)}")
+        target = mean_valid_fraction(paper_map_side, int(r), kernel) - 1e-9
+        fitting = [c for c in range(1, map_side + 1) if mean_valid_fraction(map_side, c, kernel) >= target]
+        rates.append(max(fitting, default=1))
+    return tuple(rates)
+
+
+def degenerate_rates(map_side: int, rates: Sequence[int]) -> tuple[int, ...]:
+    """The rates that make a 3x3 atrous filter *exactly* 1x1 on a ``map_side``-cell map.
+
+    A rate ``r >= map_side`` puts every off-centre tap of every position on the padding, so only
+    the centre weight is ever used (DeepLabv3 sec. 3.3; :func:`deeplab_edu.boundary.degeneration_rate`).
+    """
+    return tuple(int(r) for r in rates if int(r) >= map_side)
 
 
 def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:

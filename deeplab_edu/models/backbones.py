@@ -27,13 +27,16 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet50, resnet101
-from torchvision.models.resnet import Bottleneck
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .pretrained import PretrainedSource, load_pretrained_state_dict
 
-__all__ = ["BACKBONES", "OUTPUT_STRIDES", "ResNetBackbone", "MobileNetV3Backbone", "build_backbone", "check_output_stride"]
+__all__ = ["BACKBONES", "OUTPUT_STRIDES", "ResNetBackbone", "TinyResNetBackbone", "MobileNetV3Backbone",
+           "build_backbone", "check_output_stride"]
 
-BACKBONES = ("resnet50", "resnet101", "mobilenet_v3_large", "vgg16")
+BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg16")
+#: The backbones built like ResNet (blocks 1-4, multi-grid and extra blocks apply).
+RESNETS = ("resnet50", "resnet101", "tiny_resnet")
 OUTPUT_STRIDES = (8, 16, 32)
 
 
@@ -96,14 +99,23 @@ class ResNetBackbone(nn.Module):
         self.output_stride = output_stride
         self.set_output_stride(output_stride, multi_grid=multi_grid)
 
-    @staticmethod
-    def _new_block() -> nn.Sequential:
-        """A copy of block 4's shape (three bottleneck units, 2048 -> 2048), freshly initialised."""
-        block = nn.Sequential(*(Bottleneck(2048, 512) for _ in range(3)))
+    def _new_block(self) -> nn.Sequential:
+        """A copy of block 4's shape (its units, same width), freshly initialised."""
+        unit = type(self.layer4[-1])
+        width = self.out_channels // unit.expansion
+        block = nn.Sequential(*(unit(self.out_channels, width) for _ in range(len(self.layer4))))
         for m in block.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         return block
+
+    @staticmethod
+    def _unit_convs(unit: nn.Module) -> tuple[nn.Conv2d, list[nn.Conv2d]]:
+        """A unit's strided conv and its 3x3 convs (dilated together): ``conv2`` in a bottleneck
+        unit (torchvision strides its 3x3 conv), ``conv1`` and ``conv2`` in a basic unit."""
+        if isinstance(unit, BasicBlock):
+            return unit.conv1, [unit.conv1, unit.conv2]
+        return unit.conv2, [unit.conv2]
 
     def block_rates(self) -> list[tuple[int, ...]]:
         """The dilation of every unit's 3x3 conv, per block (layer1..layer4, then extra blocks)."""
@@ -136,14 +148,18 @@ class ResNetBackbone(nn.Module):
                 rate = previous if i == 0 else dilation
                 if layer is self.layer4 and multi_grid is not None:
                     rate = dilation * multi_grid[i]
-                _set_conv(unit.conv2, stride=stride if i == 0 else 1, dilation=rate)
+                strided, convs = self._unit_convs(unit)
+                _set_conv(strided, stride=stride if i == 0 else 1)
+                for conv in convs:
+                    _set_conv(conv, dilation=rate)
                 unit.stride = stride if i == 0 else 1
                 if i == 0 and unit.downsample is not None:
                     _set_conv(unit.downsample[0], stride=stride)
         for block in self.extra:  # going deeper: every extra block doubles the rate
             dilation *= 2
             for i, unit in enumerate(block):
-                _set_conv(unit.conv2, dilation=dilation * (multi_grid[i] if multi_grid is not None else 1))
+                for conv in self._unit_convs(unit)[1]:
+                    _set_conv(conv, dilation=dilation * (multi_grid[i] if multi_grid is not None else 1))
         self.multi_grid = multi_grid  # type: ignore[assignment]
         self.output_stride = output_stride
 
@@ -155,6 +171,74 @@ class ResNetBackbone(nn.Module):
         for block in self.extra:
             out = block(out)
         return {"out": out, "low_level": low, "aux": aux}
+
+
+class TinyResNetBackbone(ResNetBackbone):
+    """A teaching-scale ResNet that trains from scratch on a laptop CPU in minutes.
+
+    It is built exactly like :class:`ResNetBackbone` (a stride-4 stem, blocks 1-4 at strides 4, 8,
+    16 and 32, the same output-stride switch, multi-grid and going deeper), so everything the
+    course teaches about dilated ResNets holds for it, with three differences from the papers'
+    ResNet-101 (He et al. 2016, the backbone of DeepLab v2/v3/v3+), all for speed on a CPU:
+
+    - *basic* units (two 3x3 convs, as in ResNet-18/34) instead of bottlenecks (1x1, 3x3, 1x1);
+      in a dilated block both 3x3 convs of a unit get the unit's rate;
+    - units per block ``(1, 1, 2, 3)`` instead of ``(3, 4, 23, 3)``; block 4 keeps three units so
+      that multi-grid ``(1, 2, 4)`` applies unit by unit as in DeepLabv3 sec. 3.2;
+    - widths ``(w, 2w, 4w, 8w)`` with ``w = 32`` (256 output channels) instead of 256-2048;
+      the stem is one 3x3 stride-2 conv (ResNet: 7x7) and the max pooling.
+
+    No ImageNet weights exist for it: it always starts from random weights. About 3.0 M parameters
+    (ResNet-101: 42.5 M).
+
+    Args:
+        output_stride: 32, 16 or 8.
+        multi_grid: unit rates of block 4 (three numbers), e.g. ``(1, 2, 4)``.
+        extra_blocks: 0-3 extra copies of block 4 ("going deeper", DeepLabv3 sec. 3.1).
+        width: channels of block 1 (blocks 2-4 double it each time).
+        units: units per block.
+    """
+
+    def __init__(
+        self,
+        output_stride: int = 16,
+        multi_grid: Sequence[int] | None = None,
+        extra_blocks: int = 0,
+        *,
+        width: int = 32,
+        units: Sequence[int] = (1, 1, 2, 3),
+    ) -> None:
+        nn.Module.__init__(self)
+        check_output_stride(output_stride)
+        if not isinstance(extra_blocks, int) or not 0 <= extra_blocks <= 3:
+            raise ValueError(f"extra_blocks must be 0, 1, 2 or 3 (blocks 5-7), got {extra_blocks!r}")
+        if len(units) != 4 or min(units) < 1:
+            raise ValueError(f"units needs four positive unit counts (blocks 1-4), got {tuple(units)}")
+        self.depth = 2 + 2 * sum(units)  # weighted layers, counted as ResNet counts them
+        widths = [width * 2**i for i in range(4)]
+        self.conv1 = nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        layers = []
+        channels = width
+        for i, (w, n) in enumerate(zip(widths, units)):
+            stride = 1 if i == 0 else 2
+            down = None
+            if stride != 1 or channels != w:
+                down = nn.Sequential(nn.Conv2d(channels, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w))
+            layer = [BasicBlock(channels, w, stride, down)] + [BasicBlock(w, w) for _ in range(n - 1)]
+            layers.append(nn.Sequential(*layer))
+            channels = w
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.low_level_channels, self.aux_channels, self.out_channels = widths[0], widths[2], widths[3]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.extra = nn.ModuleList(self._new_block() for _ in range(extra_blocks))
+        self.multi_grid = None
+        self.output_stride = output_stride
+        self.set_output_stride(output_stride, multi_grid=multi_grid)
 
 
 class MobileNetV3Backbone(nn.Module):
@@ -230,7 +314,7 @@ def build_backbone(
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    if name not in ("resnet50", "resnet101") and (multi_grid is not None or extra_blocks):
+    if name not in RESNETS and (multi_grid is not None or extra_blocks):
         raise ValueError(f"multi_grid and extra_blocks apply to ResNet backbones only, not {name!r}")
     allowed = {"vgg16": {"largefov"}}.get(name, set())
     unknown = set(kwargs) - allowed
@@ -239,6 +323,10 @@ def build_backbone(
     if output_stride is None:
         output_stride = 8 if name == "vgg16" else 16
     check_output_stride(output_stride, allowed=(8,) if name == "vgg16" else OUTPUT_STRIDES)
+    if name == "tiny_resnet":
+        if pretrained:
+            raise ValueError("tiny_resnet has no pre-trained weights: it is trained from scratch (pretrained=False)")
+        return TinyResNetBackbone(output_stride, multi_grid, extra_blocks)
     state = load_pretrained_state_dict(name, pretrained)
     if name.startswith("resnet"):
         return ResNetBackbone(int(name[6:]), output_stride, multi_grid, extra_blocks, state)
