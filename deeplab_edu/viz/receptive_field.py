@@ -180,7 +180,8 @@ def layer_stack_editor(text: str = DEFAULT_STACK, image: torch.Tensor | None = N
             model = stack_model(layers)
             with torch.no_grad():
                 oh, ow = model(image[None]).shape[-2:]
-            idx = None if r < 0 and c < 0 else (min(max(r, 0), oh - 1), min(max(c, 0), ow - 1))
+            # -1 means the centre on that axis alone: moving only the row slider keeps the column centred.
+            idx = ((oh - 1) // 2 if r < 0 else min(r, oh - 1), (ow - 1) // 2 if c < 0 else min(c, ow - 1))
             axes = plot_layer_stack(layers, image, idx, effective=effective)
             fig = axes[0].figure
             fig.tight_layout()

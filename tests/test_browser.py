@@ -1,0 +1,270 @@
+"""The built book in a real browser: Debian's chromium driven by Playwright, fully offline.
+
+The book built once per session (fixture ``built_book``, smoke profile) is served by a
+thread-based http.server on 127.0.0.1; the browser aborts every request to any other host.
+
+* Every page loads with no console error, no failed request, no broken link, anchor or image;
+  its equations are typeset by MathJax (served by the book itself: nothing else can load) and its
+  tables are HTML tables, not Markdown pipe text; it shows no path of the build machine.
+* Each JavaScript explorer (chapters 01, 02, 04) responds: moving a slider with the keyboard
+  changes the drawing exactly as the package predicts (taps read by eq. (1), the receptive
+  field's square, the valid-tap counts of DeepLabv3 Fig. 4).
+
+Screenshots (a rendered chapter, each explorer before and after a slider move) go to the folder
+printed by the tests. Skipped, with the reason, when chromium is not installed.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urldefrag, urlparse
+
+import numpy as np
+import pytest
+
+from browser import chromium_or_skip, collect_errors, launch, offline, screenshot_dir, serve
+from conftest import REPO_ROOT
+from deeplab_edu.atrous import conv_output_size, input_positions
+from deeplab_edu.boundary import valid_tap_counts
+from deeplab_edu.receptive_field import receptive_field
+from deeplab_edu.viz.explorers import DEFAULTS
+from deeplab_edu.viz.receptive_field import DEFAULT_STACK, parse_layer_stack
+
+pytestmark = [pytest.mark.book, pytest.mark.slow, pytest.mark.browser]
+
+PAGE_TIMEOUT_MS = 60_000  # one page on a busy 2-core machine
+_SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
+
+
+@pytest.fixture(scope="module")
+def site(built_book: Path) -> Iterator[tuple[str, Path]]:
+    """(base URL, html folder) of the built book served on 127.0.0.1."""
+    chromium_or_skip()
+    with serve(built_book) as url:
+        yield url, built_book
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with launch() as b:
+        yield b
+
+
+def _pages(html: Path) -> list[Path]:
+    return sorted(p for p in html.rglob("*.html") if not _SKIP_DIRS & set(p.relative_to(html).parts))
+
+
+def _wait_for_mathjax(page: Any) -> None:
+    page.wait_for_load_state("load")
+    page.evaluate("""async () => {
+        if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+        if (window.MathJax && MathJax.typesetPromise) { await MathJax.typesetPromise(); }
+    }""")
+
+
+_PAGE_REPORT = """() => {
+  const text = document.body.innerText;
+  const maths = Array.from(document.querySelectorAll('.math'));
+  return {
+    maths: maths.length,
+    untypeset: maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60)),
+    rawDelimiters: (text.match(/\\\\\\(|\\\\\\[|\\$\\$/g) || []).length,
+    pipeTables: text.split('\\n').filter(l => /^\\s*\\|?\\s*:?-{3,}:?\\s*\\|/.test(l)).slice(0, 3),
+    tables: document.querySelectorAll('table').length,
+    images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
+                                                   lazy: i.loading === 'lazy'})),
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    text: text,
+  };
+}"""
+
+
+def _anchors(body: str) -> set[str]:
+    return {html_lib.unescape(m) for m in re.findall(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""", body)}
+
+
+def test_every_page_loads_offline_with_equations_tables_links_and_images(site: tuple[str, Path], browser: Any) -> None:
+    base, html = site
+    shots = screenshot_dir()
+    print(f"\nscreenshots: {shots}")
+    pages = _pages(html)
+    assert (html / "index.html") in pages and any(p.parent.name == "notebooks" for p in pages)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    blocked = offline(page)
+    errors = collect_errors(page)
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
+
+    problems: list[str] = []
+    links: dict[str, set[str]] = {}  # target URL without fragment -> fragments asked for
+    maths = tables = 0
+    machine_paths = {str(REPO_ROOT), str(html.parent.parent)}
+    for path in pages:
+        rel = path.relative_to(html).as_posix()
+        errors.clear(), failed.clear()
+        page.goto(f"{base}/{rel}", wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        _wait_for_mathjax(page)
+        report = page.evaluate(_PAGE_REPORT)
+        if errors:
+            problems.append(f"{rel}: console errors {errors[:3]}")
+        if failed:
+            problems.append(f"{rel}: failed requests {failed[:3]}")
+        if report["untypeset"]:
+            problems.append(f"{rel}: {len(report['untypeset'])} equations not typeset, e.g. {report['untypeset'][:2]}")
+        if report["rawDelimiters"]:
+            problems.append(f"{rel}: {report['rawDelimiters']} raw LaTeX delimiters in the text")
+        if report["pipeTables"]:
+            problems.append(f"{rel}: Markdown tables shown as text: {report['pipeTables']}")
+        bad_images = [i["src"] for i in report["images"] if not i["ok"] and not i["lazy"]]
+        if bad_images:
+            problems.append(f"{rel}: images that did not load: {bad_images[:3]}")
+        leaked = [p for p in machine_paths if p in report["text"]]
+        if leaked:
+            problems.append(f"{rel}: shows paths of the build machine {leaked}")
+        for src in (i["src"] for i in report["images"] if i["lazy"]):
+            links.setdefault(urldefrag(src)[0], set())
+        for href in report["links"]:
+            url, fragment = urldefrag(href)
+            if urlparse(url).hostname == "127.0.0.1":
+                links.setdefault(url, set()).update({fragment} if fragment else set())
+        maths += report["maths"]
+        tables += report["tables"]
+        if rel == "notebooks/02_receptive_fields.html":
+            page.locator(".math").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "book_chapter_02.png"))
+
+    # every internal link and lazy image resolves, and every #anchor exists on its target page
+    for url, fragments in sorted(links.items()):
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                body = response.read().decode("utf-8", "replace") if url.endswith((".html", "/")) else ""
+        except urllib.error.HTTPError as err:
+            problems.append(f"broken link {url} (HTTP {err.code})")
+            continue
+        missing = sorted(f for f in fragments if unquote(f) not in _anchors(body)) if body else []
+        if missing:
+            problems.append(f"{url}: missing anchors {missing[:5]}")
+    assert not blocked, f"the book tried to load from the network: {sorted(set(blocked))[:10]}"
+    assert not problems, f"{len(problems)} problems in the built book:\n" + "\n".join(problems[:40])
+    assert maths > 50, f"only {maths} equations in the whole book: is MathJax output missing?"
+    assert tables > 5, f"only {tables} HTML tables in the whole book"
+    page.close()
+
+
+# ----------------------------------------------------------------------------- the explorers
+def _open_explorer(browser: Any, base: str, chapter: str, name: str) -> tuple[Any, Any, list[str], list[str]]:
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    blocked = offline(page)
+    errors = collect_errors(page)
+    page.goto(f"{base}/notebooks/{chapter}.html", wait_until="load", timeout=PAGE_TIMEOUT_MS)
+    explorer = page.locator(f".dle-explorer[data-explorer='{name}'][data-ready='true']")
+    assert explorer.count() == 1, f"the {name} explorer is not on the page of {chapter} (or did not start)"
+    explorer.scroll_into_view_if_needed()
+    return page, explorer, blocked, errors
+
+
+def _press(explorer: Any, slider: str, key: str = "ArrowRight", times: int = 1) -> None:
+    handle = explorer.locator(f"input[type=range][name='{slider}']")
+    handle.focus()
+    for _ in range(times):
+        handle.press(key)
+
+
+def _taps(explorer: Any) -> list[int]:
+    return [int(v) for v in explorer.locator("rect.dle-tap").evaluate_all("els => els.map(e => e.dataset.index)")]
+
+
+def test_atrous_explorer_follows_eq1(site: tuple[str, Path], browser: Any) -> None:
+    base, _ = site
+    shots = screenshot_dir()
+    page, explorer, blocked, errors = _open_explorer(browser, base, "01_atrous_convolution", "atrous")
+    s = dict(DEFAULTS["atrous"])
+
+    def expected() -> tuple[list[int], int]:
+        n_out = conv_output_size(s["input_size"], s["kernel_size"], s["stride"], s["padding"], s["rate"])
+        i = min(s["output_index"], n_out - 1)
+        return input_positions(i, s["kernel_size"], s["rate"], s["stride"], s["padding"]), n_out
+
+    taps, n_out = expected()
+    assert _taps(explorer) == taps and explorer.locator("rect.dle-output").count() == n_out
+    explorer.screenshot(path=str(shots / "explorer_atrous_before.png"))
+    for slider, times in (("rate", 2), ("stride", 1), ("output_index", 2), ("kernel_size", 2), ("padding", 1)):
+        _press(explorer, slider, times=times)
+        s[slider] += times
+        taps, n_out = expected()
+        assert _taps(explorer) == taps, f"after moving {slider}: drawn taps {_taps(explorer)}, eq. (1) reads {taps}"
+        assert explorer.locator("rect.dle-output").count() == n_out
+        s["output_index"] = min(s["output_index"], n_out - 1)
+    explorer.screenshot(path=str(shots / "explorer_atrous_after.png"))
+    assert not errors and not blocked, (errors, blocked)
+    page.close()
+
+
+def test_receptive_field_explorer_grows_with_the_rate(site: tuple[str, Path], browser: Any) -> None:
+    base, _ = site
+    shots = screenshot_dir()
+    page, explorer, blocked, errors = _open_explorer(browser, base, "02_receptive_fields", "receptive_field")
+    square = explorer.locator("rect.dle-rf")
+
+    def drawn() -> tuple[float, float, float]:
+        return tuple(float(square.get_attribute(a)) for a in ("width", "x", "y"))  # type: ignore[return-value]
+
+    layers = parse_layer_stack(DEFAULT_STACK)
+    rf = receptive_field([sp for _, sp in layers])
+    assert drawn()[0] == rf.size == 57
+    explorer.screenshot(path=str(shots / "explorer_receptive_field_before.png"))
+    sizes = [rf.size]
+    last_rate = layers[-1][1].dilation
+    for rate in range(last_rate + 1, last_rate + 4):
+        _press(explorer, "last_rate")
+        text = explorer.locator("textarea").input_value()
+        assert text.splitlines()[-1].strip() == f"conv k=3 d={rate}", "the slider rewrites the last conv line"
+        predicted = receptive_field([sp for _, sp in parse_layer_stack(text)]).size
+        assert drawn()[0] == predicted, f"rate {rate}: the square is {drawn()[0]} px, the recurrences give {predicted}"
+        sizes.append(predicted)
+    assert sizes == sorted(set(sizes)), f"the drawn receptive field should grow with the rate: {sizes}"
+    # moving the unit one row down moves the square by the effective stride, and only vertically
+    width, x, y = drawn()
+    _press(explorer, "row")
+    assert drawn() == (width, x, y + rf.stride)
+    explorer.screenshot(path=str(shots / "explorer_receptive_field_after.png"))
+    assert not errors and not blocked, (errors, blocked)
+    page.close()
+
+
+def test_boundary_explorer_counts_valid_taps(site: tuple[str, Path], browser: Any) -> None:
+    base, _ = site
+    shots = screenshot_dir()
+    page, explorer, blocked, errors = _open_explorer(browser, base, "04_boundary_and_image_pooling", "boundary")
+    s = dict(DEFAULTS["boundary"])
+
+    def drawn() -> Counter:
+        blocks = explorer.locator("rect.dle-block").evaluate_all(
+            "els => els.map(e => [Number(e.dataset.count), Number(e.dataset.cells)])")
+        total: Counter = Counter()
+        for count, cells in blocks:
+            total[count] += cells
+        return total
+
+    def predicted() -> Counter:
+        values, freq = np.unique(valid_tap_counts(s["height"], s["width"], s["kernel"], s["rate"]), return_counts=True)
+        return Counter(dict(zip(values.tolist(), freq.tolist())))
+
+    assert drawn() == predicted()
+    explorer.screenshot(path=str(shots / "explorer_boundary_before.png"))
+    for slider, key, times in (("rate", "ArrowRight", 4), ("width", "ArrowLeft", 16), ("rate", "End", 1)):
+        _press(explorer, slider, key, times)
+        s[slider] = s["max_rate"] if key == "End" else s[slider] + (times if key == "ArrowRight" else -times)
+        assert drawn() == predicted(), f"after moving {slider}: drawn {drawn()}, package {predicted()}"
+    assert drawn() == Counter({1: s["height"] * s["width"]}), "at a rate past the map only the centre tap is valid"
+    assert explorer.locator("line.dle-marker").get_attribute("data-rate") == str(s["max_rate"])
+    explorer.screenshot(path=str(shots / "explorer_boundary_after.png"))
+    assert not errors and not blocked, (errors, blocked)
+    page.close()
