@@ -82,7 +82,8 @@ print(f"profile: {config.profile()}")
 # $$
 #
 # where $\phi$ is a $1\times1$ convolution to **48** channels (few, so the low-level features do
-# not drown the 256 encoder channels; the paper's Table 1 tried 32 to 64), $[\cdot,\cdot]$ is
+# not drown the 256 encoder channels; the paper's Table 1 tried 8, 16, 32, 48 and 64 channels,
+# 77.61, 77.92, 78.16, 78.21 and 77.94 % mIoU, and kept 48), $[\cdot,\cdot]$ is
 # concatenation, $R$ is two $3\times3$ convolutions with 256 filters (Table 2), and both
 # $\operatorname{up}$ are bilinear, to the *actual* size of $L$ and of the image (so odd sizes
 # such as 513 work). With rates $(6, 12, 18)$ at output stride 16, the ASPP is DeepLabv3's.
@@ -294,9 +295,14 @@ for name, ips in throughput.items():
 # ## 5. Boundaries, measured on the trained models
 #
 # Both models are evaluated at output stride 8 (as DeepLabv3 evaluates) on the same validation
-# scenes: mIoU on the whole image, mIoU inside trimap bands of growing width around the true
-# boundaries (`deeplab_edu.metrics.trimap_target`, the measure of DeepLabv3+ Fig. 5), and the IoU of
-# the thinnest class, `wire` (1 to 3 pixels wide, far thinner than a stride-16 cell).
+# scenes. That is the smaller of the paper's two decoder gains: DeepLabv3+ Table 3 (ResNet-101,
+# trained at output stride 16) reports +1.64 mIoU from the decoder when evaluating at output stride
+# 16 (77.21 -> 78.85 %) and +0.84 at output stride 8 (78.51 -> 79.35 %): an encoder map twice as
+# dense leaves the decoder less to recover. We compare at 8 because every
+# chapter evaluates there, so the decoder has to beat the stronger baseline. We measure mIoU on
+# the whole image, mIoU inside trimap bands of growing width around the true boundaries
+# (`deeplab_edu.metrics.trimap_target`, the measure of DeepLabv3+ Fig. 5), and the IoU of the
+# thinnest class, `wire` (1 to 3 pixels wide, far thinner than a stride-16 cell).
 
 # %%
 from deeplab_edu.data import build_dataset
