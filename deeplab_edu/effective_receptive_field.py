@@ -198,17 +198,20 @@ def imagenet_resnet50(*, download: bool = False) -> tuple[nn.Module | None, str]
 
     from .models.pretrained import download_state_dict, load_state_dict_file, torchvision_weights
 
+    from .engine.runs import shown_path
+
     weights = torchvision_weights("resnet50")
     path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    shown = shown_path(path, absolute_outside=True)  # "~/.cache/..." in the book, not the machine's home
     if path.is_file():
         state = load_state_dict_file(path, "the cached ImageNet weights")
     elif download:
         state = download_state_dict(weights, "the ImageNet weights of resnet50", "imagenet_resnet50")
     else:
         return None, (
-            f"ImageNet weights for ResNet-50 are not on this machine (looked for {path}). "
+            f"ImageNet weights for ResNet-50 are not on this machine (looked for {shown}). "
             "When online, call imagenet_resnet50(download=True) once; they are then cached there."
         )
     model = torchvision.models.resnet50()
     model.load_state_dict(state)
-    return model.eval(), f"torchvision ResNet50_Weights.IMAGENET1K_V1, read from {path}"
+    return model.eval(), f"torchvision ResNet50_Weights.IMAGENET1K_V1, read from {shown}"
