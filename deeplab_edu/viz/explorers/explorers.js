@@ -324,7 +324,9 @@
         nOut = convOutputSize(n, k, s, p, r);
       } catch (err) {
         sliders.output_index.setRange(0, 0);
+        state.output_index = 0;
         root.setAttribute("data-output-size", "0");
+        root.setAttribute("data-taps", "");
         message.innerHTML = "<b>no output</b>: the padded input (" + (n + 2 * p) + ") is shorter than the effective kernel (" +
           effectiveKernelSize(k, r) + ")";
         return;
