@@ -1,0 +1,84 @@
+"""The papers' findings over seeds: train every arm of deeplab_edu.findings, evaluate, record.
+
+    python benchmarks/findings.py                      # 3 seeds, 500 validation scenes (hours on 2 cores)
+    python benchmarks/findings.py --seeds 0 1 --val-length 200 --arms v3 v3+
+
+Runs are kept in ``runs/findings/<arm>/seed<k>`` and reused when finished (delete to retrain).
+The dense CRF's parameters are chosen first, on 25 *training* scenes with the seed-0 DeepLab v2
+model (DeepLab v2 sec. 4.1.1 cross-validates them), so the validation scenes stay unseen.
+Writes ``benchmarks/results/findings_cpu.json`` (the table, per-seed values, the CRF search, the
+configuration, command, commit and hardware) and ``findings_cpu.npz`` (the per-scene confusion
+matrices the table is computed from; chapter 10 recomputes the intervals from them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deeplab_edu import findings  # noqa: E402
+from deeplab_edu.records import RESULTS_DIR, write_record  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--arms", nargs="+", choices=list(findings.ARMS), help="only these arms (default: all)")
+    p.add_argument("--val-length", type=int, default=500)
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "findings")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "findings_cpu.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start, load_before = time.time(), os.getloadavg()
+
+    crf_params, crf_search = None, []
+    arms = args.arms or list(findings.ARMS)
+    if "v2" in arms:
+        from deeplab_edu.data import build_dataset
+        from deeplab_edu.data.transforms import eval_transform
+        from deeplab_edu.engine.runs import train_or_load
+
+        out = args.runs / "v2" / f"seed{args.seeds[0]}"
+        model, _, cfg = train_or_load("cpu", out_dir=out, **findings.arm_overrides("v2", args.seeds[0]))
+        held_out = build_dataset("procedural", "train", size=cfg.image_size, length=25, difficulty=cfg.difficulty,
+                                 transform=eval_transform())
+        crf_params, tried = findings.tune_crf(model, held_out, progress=True)
+        crf_search = [{"w_bilateral": t.w_bilateral, "theta_alpha": t.theta_alpha, "theta_beta": t.theta_beta,
+                       "miou": m} for t, m in tried]
+        print(f"CRF parameters: {crf_params}")
+
+    matrices = findings.run_findings(args.runs, args.seeds, arms=arms, val_length=args.val_length,
+                                     crf_params=crf_params)
+    npz = args.out.with_suffix(".npz")
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(npz, **{k: v.astype(np.uint16) for k, v in matrices.items()})
+    keys = set(matrices)
+    usable = [f for f in findings.FINDINGS
+              if {f"{a}|{v}|{findings.metric(f.metric)[0]}" for a, v in (f.baseline, f.variant)} <= keys]
+    table = findings.findings_table(matrices, usable)
+    for row in table:
+        print(f"{row['finding']:45s} {row['baseline (%)']:>12s} -> {row['variant (%)']:>12s} "
+              f"{row['difference (points)']:+6.2f} {row['95% interval']:>18s}  paper {row['paper (mIoU %)']}  "
+              f"{row['verdict']}")
+    write_record(args.out, {"seeds": args.seeds, "val_scenes": args.val_length, "table": table,
+                            "matrices_file": npz.name, "crf_params": crf_params.__dict__ if crf_params else None,
+                            "crf_search": crf_search},
+                 extra={"arms": {a: findings.ARMS[a] for a in arms}, "torch_threads": args.threads,
+                        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                        "wall_minutes": round((time.time() - start) / 60, 1)})
+    print(f"wrote {args.out} and {npz}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

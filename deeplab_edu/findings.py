@@ -1,0 +1,365 @@
+"""The papers' findings, measured over seeds with bootstrap intervals (chapter 10).
+
+Each finding of the DeepLab papers is a comparison of two *arms*, trained with the course's ``cpu``
+recipe (:mod:`deeplab_edu.presets` ``cpu.yaml``) and differing in one setting, each evaluated in a
+*view* (an inference strategy; for DeepLab v2 also the dense CRF):
+
+====  =========================================  ==========================================
+key   comparison                                 paper
+====  =========================================  ==========================================
+a     training output stride 32 -> 16 -> 8       DeepLabv3 Table 1
+b     evaluation at OS 16 -> 8, then MS + flip   DeepLabv3 Table 6
+c     image pooling off -> on                    DeepLabv3 Table 5 (here: boat IoU, car/boat)
+d     decoder off -> on (v3 -> v3+)              DeepLabv3+ Table 3 and Fig. 5 (wires, trimap)
+e     multi-grid (1, 1, 1) -> (1, 2, 4)          DeepLabv3 Table 5
+f     DeepLab v2 without -> with the dense CRF   DeepLab v2 (CRF rows)
+====  =========================================  ==========================================
+
+Every arm is trained with several seeds and every model is scored on the same validation scenes;
+one confusion matrix is kept *per scene* (whole image and trimap bands), so that the statistics
+can resample both sources of variation:
+
+- :func:`seed_values`: the metric of each seed on all scenes (reported as mean +- sd);
+- :func:`bootstrap_difference`: a paired bootstrap of (variant - baseline). Each replicate draws
+  seeds with replacement (the same seed indices for both arms: seed ``k`` of both arms shares its
+  data order) and scenes with replacement (the same scenes for both arms), pools the drawn
+  matrices and computes the metric: the 2.5 and 97.5 percentiles are the 95 % interval.
+
+A finding counts as *reproduced* only when its interval excludes zero in the paper's direction.
+
+:func:`run_findings` trains (or reuses, :func:`~deeplab_edu.engine.runs.train_or_load`) every run
+and evaluates it; ``benchmarks/findings.py`` calls it and writes the record that chapter 10 reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.classes import BOAT, CAR, WIRE
+
+__all__ = [
+    "ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
+    "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "verdict",
+    "findings_table", "tune_crf", "run_findings",
+]
+
+#: Trimap band widths (pixels) kept per scene.
+BAND_WIDTHS = (1, 4)
+
+#: Arm -> settings that differ from the ``cpu`` preset (DeepLabv3+ on tiny_resnet).
+ARMS: dict[str, dict[str, Any]] = {
+    "v3": {"model": "deeplabv3"},
+    "v3+": {"model": "deeplabv3plus"},
+    "v3, train OS 8": {"model": "deeplabv3", "output_stride": 8, "eval_output_stride": 8},
+    "v3, train OS 32": {"model": "deeplabv3", "output_stride": 32, "eval_output_stride": 32},
+    "v3, no image pooling": {"model": "deeplabv3", "model_kwargs": {"image_pooling": False}},
+    "v3, multi-grid (1, 1, 1)": {"model": "deeplabv3", "model_kwargs": {"multi_grid": [1, 1, 1]}},
+    "v3, multi-grid (1, 2, 4)": {"model": "deeplabv3", "model_kwargs": {"multi_grid": [1, 2, 4]}},
+    "v2": {"model": "deeplabv2", "output_stride": 8, "eval_output_stride": 8},
+}
+
+
+@dataclass(frozen=True)
+class View:
+    """How a trained model is evaluated: output stride (``None``: the run's evaluation stride),
+    input scales, flip, and whether the dense CRF refines the probabilities."""
+
+    output_stride: int | None = None
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    crf: bool = False
+
+
+#: View name -> view.
+VIEWS: dict[str, View] = {
+    "eval OS 8": View(output_stride=8),
+    "eval OS 16": View(output_stride=16),
+    "eval OS 32": View(output_stride=32),
+    "OS 8 + MS + flip": View(output_stride=8, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True),
+    "OS 8 + CRF": View(output_stride=8, crf=True),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One comparison: ``variant`` minus ``baseline`` ((arm, view) pairs) on ``metric``.
+
+    ``paper`` holds the paper's (baseline, variant) values of its own metric (mIoU on PASCAL VOC
+    2012 val) and ``source`` where they are printed; ``direction`` is the sign the paper found.
+    """
+
+    key: str
+    title: str
+    baseline: tuple[str, str]
+    variant: tuple[str, str]
+    metric: str
+    source: str
+    paper: tuple[float, float] | None
+    direction: int = 1
+    note: str = ""
+
+
+FINDINGS: list[Finding] = [
+    Finding("a1", "training output stride 32 -> 16", ("v3, train OS 32", "eval OS 32"), ("v3", "eval OS 16"),
+            "miou", "DeepLabv3 Table 1 (ResNet-50 + block7, no ASPP)", (70.06, 73.88),
+            note="the paper does not say at which stride it evaluated; we evaluate at the training stride"),
+    Finding("a2", "training output stride 16 -> 8", ("v3", "eval OS 16"), ("v3, train OS 8", "eval OS 8"),
+            "miou", "DeepLabv3 Table 1 (ResNet-50 + block7, no ASPP)", (73.88, 75.18),
+            note="the paper does not say at which stride it evaluated; we evaluate at the training stride"),
+    Finding("b1", "evaluate at output stride 16 -> 8", ("v3", "eval OS 16"), ("v3", "eval OS 8"),
+            "miou", "DeepLabv3 Table 6", (77.21, 78.51)),
+    Finding("b2", "multi-scale inputs + flip (at OS 8)", ("v3", "eval OS 8"), ("v3", "OS 8 + MS + flip"),
+            "miou", "DeepLabv3 Table 6", (78.51, 79.77)),
+    Finding("c1", "image pooling: boat IoU", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
+            "iou:boat", "DeepLabv3 Table 5 (mIoU)", (76.58, 77.21),
+            note="the paper reports mIoU on VOC; boat is the class only context names here"),
+    Finding("c2", "image pooling: car/boat confusion", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
+            "confusion:car/boat", "DeepLabv3 Table 5 (mIoU)", None, direction=-1,
+            note="share of car and boat pixels given the other vehicle class; lower is better"),
+    Finding("c3", "image pooling: mIoU", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
+            "miou", "DeepLabv3 Table 5", (76.58, 77.21)),
+    Finding("d1", "decoder: mIoU", ("v3", "eval OS 8"), ("v3+", "eval OS 8"),
+            "miou", "DeepLabv3+ Table 3 (eval OS 8)", (78.51, 79.35)),
+    Finding("d2", "decoder: wire IoU", ("v3", "eval OS 8"), ("v3+", "eval OS 8"),
+            "iou:wire", "DeepLabv3+ Fig. 5 (boundaries)", None, note="wires are 1-3 px wide"),
+    Finding("d3", "decoder: mIoU in a 1-px trimap band", ("v3", "eval OS 8"), ("v3+", "eval OS 8"),
+            "band1:miou", "DeepLabv3+ Fig. 5 (trimap, smallest width: +4.8 points for ResNet-101)", None),
+    Finding("e1", "multi-grid (1, 1, 1) -> (1, 2, 4)", ("v3, multi-grid (1, 1, 1)", "eval OS 8"),
+            ("v3, multi-grid (1, 2, 4)", "eval OS 8"), "miou", "DeepLabv3 Table 5 (ASPP (6, 12, 18), eval OS 16)",
+            (75.36, 76.58)),
+    Finding("f1", "dense CRF on DeepLab v2: mIoU", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
+            "miou", "DeepLab v2 Table 4 (ResNet-101, ASPP, + CRF)", (76.35, 77.69)),
+    Finding("f2", "dense CRF on DeepLab v2: 1-px trimap band", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
+            "band1:miou", "DeepLab v2 Fig. 10 (trimap; no numbers printed)", None),
+]
+
+
+def arm_overrides(arm: str, seed: int) -> dict[str, Any]:
+    """Engine settings of ``arm`` with ``seed`` (on top of the ``cpu`` preset)."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+    return {**ARMS[arm], "seed": int(seed)}
+
+
+# ----------------------------------------------------------------------------- metrics on one matrix
+def miou(cm: np.ndarray) -> float:
+    """Mean IoU of a confusion matrix (rows truth, columns prediction); classes absent from both
+    are left out, as :class:`deeplab_edu.metrics.ConfusionMatrix` does."""
+    tp = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - tp
+    valid = union > 0
+    return float((tp[valid] / union[valid]).mean()) if valid.any() else float("nan")
+
+
+def class_iou(cm: np.ndarray, k: int) -> float:
+    """IoU of class ``k`` (nan when neither truth nor prediction has it)."""
+    tp = float(cm[k, k])
+    union = float(cm[k, :].sum() + cm[:, k].sum()) - tp
+    return tp / union if union > 0 else float("nan")
+
+
+def confusion_share(cm: np.ndarray, a: int, b: int) -> float:
+    """Share of the pixels of classes ``a`` and ``b`` that are predicted as the other one."""
+    total = float(cm[a, :].sum() + cm[b, :].sum())
+    return float(cm[a, b] + cm[b, a]) / total if total > 0 else float("nan")
+
+
+_CLASSES = {"wire": WIRE, "car": CAR, "boat": BOAT}
+
+
+def metric(name: str) -> tuple[str, Callable[[np.ndarray], float]]:
+    """``(matrix key, function)`` for a metric name: ``miou``, ``iou:<class>``,
+    ``confusion:car/boat``, or any of them prefixed ``band<w>:`` to score the trimap band."""
+    key = "all"
+    if name.startswith("band"):
+        band, name = name.split(":", 1)
+        key = band
+    if name == "miou":
+        return key, miou
+    if name.startswith("iou:"):
+        k = _CLASSES[name[4:]]
+        return key, lambda cm: class_iou(cm, k)
+    if name.startswith("confusion:"):
+        a, b = (_CLASSES[c] for c in name[10:].split("/"))
+        return key, lambda cm: confusion_share(cm, a, b)
+    raise ValueError(f"unknown metric {name!r}")
+
+
+# ----------------------------------------------------------------------------- statistics over seeds
+def seed_values(cms: np.ndarray, fn: Callable[[np.ndarray], float]) -> np.ndarray:
+    """The metric of each seed over all scenes; ``cms`` is (seeds, scenes, C, C)."""
+    return np.array([fn(c.sum(0)) for c in cms])
+
+
+def bootstrap_difference(base: np.ndarray, variant: np.ndarray, fn: Callable[[np.ndarray], float], *,
+                         n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Paired bootstrap of ``fn(variant) - fn(base)``: returns (observed difference, low, high).
+
+    ``base`` and ``variant`` are per-scene matrices (seeds, scenes, C, C) of the same scenes and
+    seed indices. Each replicate resamples seed indices and scene indices with replacement (the
+    same for both arms) and pools the drawn matrices before computing ``fn``.
+    """
+    if base.shape != variant.shape or base.ndim != 4:
+        raise ValueError(f"need two (seeds, scenes, C, C) arrays of one shape, got {base.shape} and {variant.shape}")
+    s, n = base.shape[:2]
+    observed = fn(variant.sum((0, 1))) - fn(base.sum((0, 1)))
+    rng = np.random.default_rng(seed)
+    # a replicate's pooled matrix is sum_s sum_n w_s c_n M[s, n]: w_s, c_n count the draws of seed s, scene n
+    diffs = np.empty(n_boot)
+    for r in range(n_boot):
+        seeds = rng.integers(0, s, s)
+        scenes = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        w = np.bincount(seeds, minlength=s).astype(np.float64)
+        pooled_b = np.einsum("s,n,snij->ij", w, scenes, base, optimize=True)
+        pooled_v = np.einsum("s,n,snij->ij", w, scenes, variant, optimize=True)
+        diffs[r] = fn(pooled_v) - fn(pooled_b)
+    alpha = (1 - level) / 2
+    lo, hi = np.nanquantile(diffs, [alpha, 1 - alpha])
+    return float(observed), float(lo), float(hi)
+
+
+def verdict(low: float, high: float, direction: int) -> str:
+    """``"reproduced"`` when the interval excludes 0 in the paper's direction, ``"opposite"`` when it
+    excludes 0 the other way, else ``"not resolved"``."""
+    if direction * low > 0 and direction * high > 0:
+        return "reproduced"
+    if direction * low < 0 and direction * high < 0:
+        return "opposite"
+    return "not resolved"
+
+
+def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,
+                   scenes: int | None = None, n_boot: int = 2000) -> list[dict[str, Any]]:
+    """One row per finding from per-scene matrices keyed ``"<arm>|<view>|<all or band<w>>"``
+    (arrays (seeds, scenes, C, C)); ``scenes`` uses only the first scenes. Values in percent."""
+    rows = []
+    for f in findings:
+        key, fn = metric(f.metric)
+        a = np.asarray(matrices[f"{f.baseline[0]}|{f.baseline[1]}|{key}"], dtype=np.float64)
+        b = np.asarray(matrices[f"{f.variant[0]}|{f.variant[1]}|{key}"], dtype=np.float64)
+        if scenes is not None:
+            a, b = a[:, :scenes], b[:, :scenes]
+        va, vb = 100 * seed_values(a, fn), 100 * seed_values(b, fn)
+        diff, lo, hi = (100 * v for v in bootstrap_difference(a, b, fn, n_boot=n_boot))
+        paper = f"{f.paper[0]:.2f} -> {f.paper[1]:.2f} ({f.paper[1] - f.paper[0]:+.2f})" if f.paper else "n/a"
+        rows.append({
+            "finding": f"({f.key}) {f.title}", "metric": f.metric,
+            "baseline (%)": f"{va.mean():.1f} ± {va.std(ddof=1) if len(va) > 1 else 0:.1f}",
+            "variant (%)": f"{vb.mean():.1f} ± {vb.std(ddof=1) if len(vb) > 1 else 0:.1f}",
+            "difference (points)": round(diff, 2), "95% interval": f"[{lo:+.2f}, {hi:+.2f}]",
+            "paper (mIoU %)": paper, "source": f.source,
+            "verdict": verdict(lo, hi, f.direction),
+            "_low": lo, "_high": hi, "_baseline": va.tolist(), "_variant": vb.tolist(),
+        })
+    return rows
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batch_size: int = 25,
+                   band_widths: Sequence[int] = BAND_WIDTHS, crf_params: Any = None,
+                   progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Per-scene confusion matrices of ``model`` on ``dataset`` for every view in ``views``.
+
+    Returns ``{view: {"all": (N, C, C), "band1": ..., ...}}`` (uint32), rows the truth.
+    The CRF view refines the view's probabilities with :func:`deeplab_edu.crf.mean_field`
+    (``crf_params``, default :data:`deeplab_edu.crf.DEEPLAB_RELEASED`) on the de-normalised image.
+    """
+    from tqdm.auto import tqdm
+
+    from .crf import DEEPLAB_RELEASED, mean_field, unary_from_probs
+    from .data.transforms import denormalize
+    from .inference import Strategy, predict_probs
+    from .metrics import trimap_target
+
+    c = int(dataset.num_classes)
+    ignore = int(getattr(dataset, "ignore_index", 255))
+    n = len(dataset)
+    views = list(views)
+    out = {v: {k: np.zeros((n, c, c), np.uint32) for k in ["all", *(f"band{w}" for w in band_widths)]}
+           for v in views}
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, n, batch_size), desc="evaluate", disable=not progress, leave=False):
+            items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+            images = torch.stack([x for x, _ in items]).to(device)
+            masks = torch.stack([y for _, y in items])
+            targets = {"all": masks, **{f"band{w}": trimap_target(masks, w, ignore) for w in band_widths}}
+            for v in views:
+                view = VIEWS[v]
+                probs = predict_probs(model, images, Strategy(view.scales, view.flip, view.output_stride))
+                if view.crf:
+                    probs = mean_field(unary_from_probs(probs.cpu()), denormalize(images.cpu()),
+                                       crf_params or DEEPLAB_RELEASED, method="approx")
+                pred = probs.argmax(1).cpu()
+                for key, target in targets.items():
+                    keep = target != ignore
+                    idx = (target * c + pred).masked_fill(~keep, c * c)
+                    for j in range(len(items)):
+                        counts = torch.bincount(idx[j].flatten(), minlength=c * c + 1)[: c * c]
+                        out[v][key][start + j] = counts.reshape(c, c).numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = (3.0, 5.0),
+             theta_alpha: Sequence[float] = (5.0, 10.0, 20.0, 40.0), theta_beta: Sequence[float] = (3.0, 5.0, 10.0),
+             progress: bool = False) -> tuple[Any, list[tuple[Any, float]]]:
+    """Choose the CRF's ``w1``, ``theta_alpha`` and ``theta_beta`` by mIoU on ``dataset``, as DeepLab
+    v2 cross-validates them on held-out images (sec. 4.1.1; ``w2 = 3``, ``theta_gamma = 3`` fixed).
+
+    Use scenes the findings are *not* measured on (e.g. the training split). Returns the best
+    :class:`~deeplab_edu.crf.CRFParams` and every ``(params, mIoU)`` tried.
+    """
+    import itertools
+
+    from .crf import DEEPLAB_RELEASED
+
+    tried = []
+    for w1, ta, tb in itertools.product(w_bilateral, theta_alpha, theta_beta):
+        params = DEEPLAB_RELEASED.replace(w_bilateral=float(w1), theta_alpha=float(ta), theta_beta=float(tb))
+        cms = evaluate_views(model, dataset, ["OS 8 + CRF"], crf_params=params, progress=progress)
+        tried.append((params, miou(cms["OS 8 + CRF"]["all"].sum(0))))
+    return max(tried, key=lambda t: t[1])[0], tried
+
+
+def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None = None,
+                 val_length: int = 500, preset: str = "cpu", crf_params: Any = None,
+                 progress: bool = True, **overrides: Any) -> dict[str, np.ndarray]:
+    """Train (or reuse) every arm x seed under ``root`` and evaluate the views its findings need.
+
+    Returns the per-scene matrices keyed ``"<arm>|<view>|<key>"``, arrays (seeds, scenes, C, C).
+    """
+    from .data import build_dataset
+    from .data.transforms import eval_transform
+    from .engine.runs import train_or_load
+
+    needed: dict[str, set[str]] = {}
+    for f in FINDINGS:
+        for arm, view in (f.baseline, f.variant):
+            needed.setdefault(arm, set()).add(view)
+    arms = list(arms or needed)
+    matrices: dict[str, list[np.ndarray]] = {}
+    val = None
+    for arm in arms:
+        for seed in seeds:
+            out_dir = Path(root) / arm.replace(", ", "_").replace(" ", "-").replace("(", "").replace(")", "") / f"seed{seed}"
+            model, _, cfg = train_or_load(preset, out_dir=out_dir, verbose=progress,
+                                          **{**arm_overrides(arm, seed), "progress": progress, **overrides})
+            if val is None:
+                val = build_dataset(cfg.dataset, "val", size=cfg.image_size, length=val_length,
+                                    difficulty=cfg.difficulty, transform=eval_transform())
+            per_view = evaluate_views(model, val, sorted(needed[arm]), crf_params=crf_params, progress=progress)
+            for view, mats in per_view.items():
+                for key, m in mats.items():
+                    matrices.setdefault(f"{arm}|{view}|{key}", []).append(m)
+    return {k: np.stack(v) for k, v in matrices.items()}

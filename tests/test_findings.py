@@ -1,0 +1,90 @@
+"""The findings machinery of chapter 10: metrics on confusion matrices, the paired bootstrap, verdicts,
+and the train-and-evaluate loop on a tiny configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deeplab_edu import findings
+from deeplab_edu.findings import (
+    FINDINGS, VIEWS, bootstrap_difference, class_iou, confusion_share, findings_table, metric, miou, seed_values,
+    verdict,
+)
+from deeplab_edu.metrics import ConfusionMatrix
+
+
+def _matrices(rng: np.random.Generator, seeds: int = 3, scenes: int = 40, c: int = 8, boost: int = 0) -> np.ndarray:
+    m = rng.integers(0, 30, (seeds, scenes, c, c)).astype(np.float64)
+    m[:, :, range(c), range(c)] += 300 + boost
+    return m
+
+
+def test_metrics_agree_with_the_confusion_matrix_class() -> None:
+    rng = np.random.default_rng(0)
+    pred, target = torch.from_numpy(rng.integers(0, 8, (2, 30, 30))), torch.from_numpy(rng.integers(0, 8, (2, 30, 30)))
+    target[0, :3] = 255
+    cm = ConfusionMatrix(8)
+    cm.update(pred, target)
+    ref = cm.compute()
+    m = cm.mat.numpy()
+    assert miou(m) == pytest.approx(ref["miou"])
+    assert class_iou(m, 5) == pytest.approx(ref["iou"][5])
+    assert confusion_share(np.array([[5, 1], [3, 7]]), 0, 1) == pytest.approx(4 / 16)
+    assert np.isnan(class_iou(np.zeros((3, 3)), 1))
+
+
+def test_metric_names() -> None:
+    key, fn = metric("band1:iou:wire")
+    assert key == "band1" and fn(np.eye(8)) == 1.0
+    assert metric("miou")[0] == "all"
+    with pytest.raises(ValueError, match="unknown metric"):
+        metric("dice")
+    for f in FINDINGS:  # every finding names a known metric, arm and view
+        metric(f.metric)
+        for arm, view in (f.baseline, f.variant):
+            assert arm in findings.ARMS and view in VIEWS
+
+
+def test_bootstrap_finds_a_real_difference_and_no_difference() -> None:
+    rng = np.random.default_rng(1)
+    base = _matrices(rng)
+    better = base.copy()
+    better[:, :, range(8), range(8)] += 60
+    diff, lo, hi = bootstrap_difference(base, better, miou, n_boot=300)
+    assert 0 < lo <= diff <= hi
+    assert verdict(lo, hi, +1) == "reproduced" and verdict(lo, hi, -1) == "opposite"
+    noise = _matrices(np.random.default_rng(2))
+    diff, lo, hi = bootstrap_difference(base, noise, miou, n_boot=300)
+    assert lo < 0 < hi and verdict(lo, hi, +1) == "not resolved"
+    with pytest.raises(ValueError, match="same shape|one shape"):
+        bootstrap_difference(base, base[:2], miou)
+
+
+def test_seed_values_and_table_rows() -> None:
+    rng = np.random.default_rng(3)
+    keys = {}
+    for f in FINDINGS:
+        for arm, view in (f.baseline, f.variant):
+            for k in ("all", "band1", "band4"):
+                keys[f"{arm}|{view}|{k}"] = _matrices(rng, seeds=2, scenes=10)
+    rows = findings_table(keys, FINDINGS[:3], n_boot=50, scenes=5)
+    assert len(rows) == 3 and all(r["verdict"] in ("reproduced", "opposite", "not resolved") for r in rows)
+    assert len(rows[0]["_baseline"]) == 2
+    vals = seed_values(keys[f"{FINDINGS[0].baseline[0]}|{FINDINGS[0].baseline[1]}|all"], miou)
+    assert vals.shape == (2,) and np.all((0 < vals) & (vals <= 1))
+
+
+@pytest.mark.slow
+def test_run_findings_trains_evaluates_and_reuses(tmp_path) -> None:
+    torch.set_num_threads(1)
+    tiny = dict(image_size=40, crop_size=32, iterations=2, warmup_iters=0, batch_size=2, train_length=8, eval_every=2,
+                ckpt_every=2, num_workers=0)
+    mats = findings.run_findings(tmp_path, [0, 1], arms=["v3", "v2"], val_length=3, progress=False, **tiny)
+    assert mats["v3|eval OS 8|all"].shape == (2, 3, 8, 8)
+    assert {"v3|eval OS 16|band1", "v3|OS 8 + MS + flip|all", "v2|OS 8 + CRF|band4"} <= set(mats)
+    assert (mats["v3|eval OS 8|all"].sum((2, 3)) <= 40 * 40).all()  # each pixel counted at most once (ignored: not)
+    assert (mats["v3|eval OS 8|band1"] <= mats["v3|eval OS 8|all"]).all()  # the band is part of the image
+    again = findings.run_findings(tmp_path, [0, 1], arms=["v3"], val_length=3, progress=False, **tiny)
+    assert np.array_equal(again["v3|eval OS 8|all"], mats["v3|eval OS 8|all"])  # finished runs are reused
