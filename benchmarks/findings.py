@@ -3,7 +3,8 @@
     python benchmarks/findings.py                      # 3 seeds, 500 validation scenes (hours on 2 cores)
     python benchmarks/findings.py --seeds 0 1 --val-length 200 --arms v3 v3+
 
-Runs are kept in ``runs/findings/<arm>/seed<k>`` and reused when finished (delete to retrain).
+Runs are kept in ``runs/course/cpu/<arm>/seed<k>`` (the folders chapters 08-10 train in, so the
+chapters' seed-0 runs are these) and reused when finished (delete to retrain).
 The dense CRF's parameters are chosen first, on 25 *training* scenes with the seed-0 DeepLab v2
 model (DeepLab v2 sec. 4.1.1 cross-validates them), so the validation scenes stay unseen.
 Writes ``benchmarks/results/findings_cpu.json`` (the table, per-seed values, the CRF search, the
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--arms", nargs="+", choices=list(findings.ARMS), help="only these arms (default: all)")
     p.add_argument("--val-length", type=int, default=500)
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "findings")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "findings_cpu.json")
     args = p.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         from deeplab_edu.data.transforms import eval_transform
         from deeplab_edu.engine.runs import train_or_load
 
-        out = args.runs / "v2" / f"seed{args.seeds[0]}"
+        out = findings.run_dir(args.runs, "v2", args.seeds[0])
         model, _, cfg = train_or_load("cpu", out_dir=out, **findings.arm_overrides("v2", args.seeds[0]))
         held_out = build_dataset("procedural", "train", size=cfg.image_size, length=25, difficulty=cfg.difficulty,
                                  transform=eval_transform())

@@ -46,7 +46,7 @@ from .data.classes import BOAT, CAR, WIRE
 __all__ = [
     "ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "verdict",
-    "findings_table", "tune_crf", "run_findings",
+    "findings_table", "tune_crf", "run_dir", "run_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -138,6 +138,19 @@ FINDINGS: list[Finding] = [
     Finding("f2", "dense CRF on DeepLab v2: 1-px trimap band", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
             "band1:miou", "DeepLab v2 Fig. 10 (trimap; no numbers printed)", None),
 ]
+
+
+def run_dir(root: Path, arm: str, seed: int) -> Path:
+    """Where run ``arm`` x ``seed`` lives under ``root``: ``root/<arm as a folder name>/seed<k>``.
+
+    Chapters 08-10 train their runs in the same folders (``runs/course/<profile>``), so the
+    chapters and ``benchmarks/findings.py`` share them.
+    """
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+    slug = arm.replace("+", "plus").replace(", ", "_").replace(" ", "-")
+    slug = "".join(ch for ch in slug if ch.isalnum() or ch in "_-")
+    return Path(root) / slug / f"seed{int(seed)}"
 
 
 def arm_overrides(arm: str, seed: int) -> dict[str, Any]:
@@ -352,7 +365,7 @@ def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None
     val = None
     for arm in arms:
         for seed in seeds:
-            out_dir = Path(root) / arm.replace(", ", "_").replace(" ", "-").replace("(", "").replace(")", "") / f"seed{seed}"
+            out_dir = run_dir(root, arm, seed)
             model, _, cfg = train_or_load(preset, out_dir=out_dir, verbose=progress,
                                           **{**arm_overrides(arm, seed), "progress": progress, **overrides})
             if val is None:

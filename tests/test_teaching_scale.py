@@ -149,7 +149,7 @@ def test_paper_rates_are_their_own_fit_and_small_maps_get_small_rates() -> None:
 
 
 def test_engine_warns_about_degenerate_paper_rates_and_fits_them() -> None:
-    cfg = load_config("smoke", {"model": "deeplabv3", "crop_size": 96, "output_stride": 16})
+    cfg = load_config("smoke", {"model": "deeplabv3", "crop_size": 96, "output_stride": 16, "atrous_rates": "paper"})
     with pytest.warns(UserWarning, match=r"crop_size=96 .* 6 x 6 feature map.*exactly 1 x 1.*atrous_rates='fit' \(rates \(1, 2, 3\)\)"):
         assert resolve_atrous_rates(cfg) == (6, 12, 18)
     cfg.atrous_rates = "fit"

@@ -35,7 +35,11 @@ def test_chapter_runs_are_valid_and_phase2_follows_the_paper(profile: str, tmp_p
     assert (c1.output_stride, c1.eval_output_stride, c1.freeze_bn) == (16, 8, False)
     assert (c2.output_stride, c2.freeze_bn, c2.init_from) == (8, True, str(p1.checkpoint))
     assert c2.lr == pytest.approx(c1.lr / 7, rel=1e-2)
-    assert p1.out_dir.parent == tmp_path and p1.out_dir != p2.out_dir
+    assert p1.out_dir == tmp_path / "course" / profile / "v3" / "seed0" and p1.out_dir != p2.out_dir
+    # the ASPP rates double with the output stride, as set_output_stride doubles them
+    from deeplab_edu.engine.config import resolve_atrous_rates
+
+    assert resolve_atrous_rates(c2) == tuple(2 * r for r in resolve_atrous_rates(c1, warn=False))
     # v3+ differs from v3 in the model only
     p3 = chapter_run("deeplabv3plus", root=tmp_path, profile=profile)
     plus = load_config(p3.preset, p3.overrides)
