@@ -34,9 +34,12 @@
 #   figures the papers publish;
 # - load torchvision's DeepLabv3 weights into this course's model and check that both compute the
 #   same thing;
-# - train it with DeepLabv3's recipe (poly learning rate, SGD with momentum, random-scale crops,
-#   ignore label, output stride 16 then a frozen-batch-norm phase at 8), read its learning curves,
-#   and measure on the trained model what evaluating at output stride 8 changes, class by class.
+# - train it on a laptop CPU in minutes with DeepLabv3's recipe adapted to the budget (poly
+#   learning rate, random-scale crops, ignore label, output stride 16 then a frozen-batch-norm phase
+#   at 8), knowing what was changed and why: a teaching-scale backbone, easier scenes, AdamW, and
+#   ASPP rates fitted to the small feature map so that no branch degenerates to $1 \times 1$;
+# - read its learning curves, and measure on the trained model what evaluating at output stride 8
+#   changes, class by class.
 #
 # **Helpers introduced:** `deeplab_edu.models.build_model` (with `set_output_stride`,
 # `output_stride`, `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`,
@@ -44,11 +47,14 @@
 # `deeplab_edu.complexity.measure`, `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`),
 # `deeplab_edu.models.interop` (`from_torchvision`, `torchvision_pretrained`),
 # `deeplab_edu.viz.images` (`sample_photo`, `IMAGENET_MEAN`, `IMAGENET_STD`); for training,
-# `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`, `loss_decreased`), the engine
-# (`deeplab_edu.engine.runs.train_or_load` behind `chapter_run(...).train_or_load()`,
-# `engine.config.load_config`, `engine.schedule.poly_factor`, `engine.report.plot_history` /
-# `plot_metric_bars`), `deeplab_edu.inference` (`evaluate`, `Strategy`, `predict`,
-# `prediction_gallery`) and `deeplab_edu.metrics.format_iou_table`.
+# `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`, `loss_decreased`,
+# `learnability_table`), the engine (`deeplab_edu.engine.runs.train_or_load` behind
+# `chapter_run(...).train_or_load()`, `engine.config.load_config` / `resolve_atrous_rates`,
+# `engine.schedule.poly_factor`, `engine.report.plot_history` / `plot_metric_bars`), the
+# rates that fit the map (`deeplab_edu.models.aspp.fit_atrous_rates`, `feature_map_side`,
+# `degenerate_rates`; `deeplab_edu.boundary.rate_usage_table` from chapter 04), the records
+# (`deeplab_edu.records.load_record` / `describe_record`), `deeplab_edu.inference` (`evaluate`,
+# `Strategy`, `predict`, `prediction_gallery`) and `deeplab_edu.metrics.format_iou_table`.
 
 # %%
 import matplotlib.pyplot as plt
@@ -112,9 +118,11 @@ assert shapes["logits upsampled to the input"] == (1, 21, size, size)
 assert shapes["ASPP"][1] == 256
 
 # %% [markdown]
-# Every piece outside `model.backbone` is the *head* (ASPP and classifier); DeepLab trains it with
-# a learning rate ten times the backbone's, because it starts from random weights while the
-# backbone starts from ImageNet.
+# Every piece outside `model.backbone` is the *head* (ASPP and classifier). When the backbone
+# starts from ImageNet and the head from random weights, a larger learning rate for the head is a
+# common choice (the engine's `head_lr_mult`); DeepLabv3's text states no such rule, and this
+# course's presets keep one learning rate for both (`head_lr_mult = 1`), since it trains everything
+# from scratch.
 
 # %%
 n_backbone = sum(p.numel() for p in model.backbone.parameters())
@@ -249,7 +257,7 @@ print(f"largest difference between torchvision's and our output: {difference:.2e
 assert difference < 1e-4
 
 # %% [markdown]
-# ## 5. The training recipe
+# ## 5. The training recipe, sized for a laptop
 #
 # The second half of the chapter trains the model. DeepLabv3's recipe (sec. 4.1 of
 # {cite:p}`chen2017deeplabv3`), as the course's training engine implements it:
@@ -257,33 +265,44 @@ assert difference < 1e-4
 # - **Loss:** softmax cross-entropy averaged over the pixels, with label 255 (*ignore*) left out
 #   of the loss and of the metric: VOC marks object borders and "void" regions with it, our
 #   procedural scenes mark random clutter with it.
-# - **Optimiser:** SGD with momentum 0.9 and weight decay, and the *poly* learning rate
+# - **Optimiser:** SGD with momentum 0.9 and the *poly* learning rate
 #   $\mathrm{lr}(t) = \mathrm{lr}_0\,(1 - t/T)^{0.9}$ for iteration $t$ of $T$ (the paper:
-#   $\mathrm{lr}_0 = 0.007$, $T = 30\,000$).
+#   $\mathrm{lr}_0 = 0.007$, $T = 30\,000$, an ImageNet-initialised ResNet).
 # - **Crops:** every training image is rescaled by a random factor in $[0.5, 2]$, flipped left-right
-#   at random and cropped to $513 \times 513$ (padded with the ignore label when smaller). Large
-#   crops matter for atrous convolution: with rate 18 at output stride 16 a $3\times3$ ASPP filter
-#   spans $2 \cdot 18 + 1 = 37$ feature cells, already more than the 33 cells of a 513 crop, and
-#   on smaller crops ever more of its taps fall on padding (sec. 3.3 of the paper).
-# - **Batch norm:** batches of 16 crops, so that the batch-norm statistics are reliable, and
-#   phase 1 at output stride **16**, several times cheaper than 8 (section 2 counted it), so that
-#   such batches fit in memory.
-# - **Phase 2:** from phase 1's weights, *freeze* batch norm (running statistics and affine
-#   parameters fixed), switch to output stride **8**, and train 30K more iterations at
-#   $\mathrm{lr}_0 = 0.001$ (the paper does this on VOC's trainval set).
+#   at random and cropped to $513 \times 513$ (padded with the ignore label when smaller).
+# - **Batch norm:** batches of 16 crops at output stride **16**, several times cheaper than 8
+#   (section 2 counted it), so that such batches fit in memory and the batch statistics are reliable.
 # - **Evaluation** at output stride 8 (the previous section measured what it costs).
+# - **Phase 2, for the test server only:** from the trained weights, *freeze* batch norm, switch to
+#   output stride 8 and train 30K more iterations at $\mathrm{lr}_0 = 0.001$ on VOC's trainval
+#   set. The paper's validation results (its Tables 1-6) come from the phase-1 model.
 #
-# We train on the procedural scenes of chapter 06 with the engine behind `deeplab-edu train`, sized
-# by the profile: a few seconds and a few iterations in `smoke` (the numbers are then
-# meaningless), a few minutes with MobileNetV3-Large on small images in `cpu`, the paper's crop and
-# batch with ResNet-50 in `gpu`. Nothing is pre-trained (no download), so the learning rate of
-# the small runs is higher than the paper's, and the results are far below what an
-# ImageNet-initialised backbone reaches. These are the settings of this profile, and the command
-# line that trains the same run:
+# A laptop cannot run that recipe in minutes, and a shortened copy of it does not learn: an
+# earlier version of this course trained MobileNetV3 from scratch on the original scenes with SGD
+# and reached about 14 % mIoU (background and car only). So the `cpu` profile changes four things,
+# each for a reason you can check:
+#
+# 1. **A teaching-scale backbone,** `tiny_resnet`: built exactly like the dilated ResNets of chapter
+#    03 (same output-stride switch, multi-grid, going deeper) but with basic units and 32-256
+#    channels: a few million parameters instead of ResNet-101's 42.5 M, trained from scratch.
+# 2. **Easier scenes** (`difficulty="easy"`, chapter 06): each shape class has a colour family of its
+#    own, so the network can learn the shapes in minutes. What the chapters need stays: objects at
+#    many scales, a car and a boat that look the same and are told apart only by the scene around
+#    them, wires 1-3 px wide, ignored clutter.
+# 3. **Small images:** 128-pixel scenes and 96-pixel crops. Section 6 shows what that does to ASPP.
+# 4. **AdamW instead of SGD:** from random weights and with hundreds rather than tens of thousands
+#    of iterations, per-parameter step sizes reach a useful model sooner. The table below measured
+#    both optimisers.
+#
+# Everything else is the paper's: poly schedule, random scale $[0.5, 2]$, padding with the ignore
+# label, flips, batch 16, output stride 16 for training and 8 for evaluation, a 256-channel ASPP
+# with image pooling. The settings of both phases of this profile, and the command lines that
+# train the same runs:
 
 # %%
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.report import plot_history, plot_metric_bars
+from deeplab_edu.engine.runs import shown_path
 from deeplab_edu.engine.schedule import poly_factor
 from deeplab_edu.viz.training import chapter_run, loss_decreased, plot_phases, runs_root
 
@@ -292,14 +311,92 @@ phase1 = chapter_run("deeplabv3", phase=1, root=root)
 phase2 = chapter_run("deeplabv3", phase=2, root=root)
 cfg1 = load_config(phase1.preset, {**phase1.overrides, "out_dir": str(phase1.out_dir)})
 cfg2 = load_config(phase2.preset, {**phase2.overrides, "out_dir": str(phase2.out_dir)})
-keys = ["backbone", "image_size", "crop_size", "scale_range", "batch_size", "iterations", "lr", "warmup_iters",
-        "momentum", "weight_decay", "poly_power", "output_stride", "eval_output_stride", "freeze_bn"]
+keys = ["backbone", "difficulty", "image_size", "crop_size", "scale_range", "batch_size", "iterations", "optimizer",
+        "lr", "warmup_iters", "weight_decay", "poly_power", "output_stride", "eval_output_stride", "atrous_rates",
+        "freeze_bn"]
 recipe = [{"setting": k, "phase 1": getattr(cfg1, k), "phase 2": getattr(cfg2, k)} for k in keys]
 display(Markdown(markdown_table(recipe)))
 print("phase 1:", phase1.command())
 print("phase 2:", phase2.command())
 
 # %% [markdown]
+# How these choices were made: `benchmarks/learnability.py` trained each candidate (scene
+# difficulty x model x optimiser x resolution) on this course's development machine, a 2-core
+# laptop-class CPU, and evaluated snapshots of each run after 1, 3 and 6 minutes of training on
+# 200 validation scenes. The recorded table (the snapshots are points of one 6-minute run, whose
+# learning rate has not decayed yet at 1 and 3 minutes):
+
+# %%
+from deeplab_edu.records import describe_record, load_record
+from deeplab_edu.viz.training import learnability_table
+
+try:
+    learnability = load_record("learnability_cpu")
+except FileNotFoundError as err:
+    learnability = None
+    print(err)
+if learnability is not None:
+    print(describe_record(learnability))
+    display(Markdown(markdown_table(learnability_table(learnability))))
+
+# %% tags=["remove-cell"]
+if learnability is not None:
+    rows = {r["candidate"]: r for r in learnability_table(learnability)}
+    chosen = rows["easy-v3plus-tiny-adamw"]
+    assert chosen["6 min mIoU (%)"] >= 60, "the cpu recipe no longer reaches 60 % in 6 minutes"
+    assert chosen["6 min mIoU (%)"] > rows["hard-v3plus-tiny-adamw"]["6 min mIoU (%)"]
+
+# %% [markdown]
+# ## 6. ASPP rates that fit the feature map
+#
+# Chapter 04 measured what happens to a $3 \times 3$ atrous filter when its rate approaches the
+# size of the feature map (DeepLabv3 Fig. 4): its off-centre taps fall on the padding, and at a
+# rate as large as the map it *is* a $1 \times 1$ filter. DeepLabv3 chose $(6, 12, 18)$ for the
+# $33 \times 33$ map of a 513 crop at output stride 16. A 96-pixel crop gives a $6 \times 6$ map,
+# on which all three branches would be exactly $1 \times 1$: three copies of the $1 \times 1$ branch.
+# The engine warns about that, and `atrous_rates="fit"` chooses for each paper rate the largest rate
+# that still uses at least the share of its weights the paper's rate uses on the paper's map
+# (`deeplab_edu.models.aspp.fit_atrous_rates`). The table gives, for each setting, the mean share
+# of valid weights of every branch and the share of positions where only the centre tap is valid:
+
+# %%
+from deeplab_edu.boundary import mean_valid_fraction, rate_usage_table
+from deeplab_edu.engine.config import resolve_atrous_rates
+from deeplab_edu.models.aspp import degenerate_rates, feature_map_side
+
+paper_rates = (6, 12, 18)
+train_side = feature_map_side(cfg1.crop_size, cfg1.output_stride)
+eval_side = feature_map_side(cfg1.image_size, cfg1.eval_output_stride)
+train_rates = resolve_atrous_rates(cfg1)
+eval_rates = tuple(r * cfg1.output_stride // cfg1.eval_output_stride for r in train_rates)
+cases = [
+    (f"paper: 513 crop, OS 16 ({feature_map_side(513, 16)} cells)", feature_map_side(513, 16), paper_rates),
+    (f"paper's rates on our {cfg1.crop_size} crop, OS 16", train_side, paper_rates),
+    (f"fitted rates, {cfg1.crop_size} crop, OS 16 (training)", train_side, train_rates),
+    (f"fitted rates x 2, {cfg1.image_size} image, OS 8 (evaluation)", eval_side, eval_rates),
+]
+usage = []
+for label, side, rates in cases:
+    for row in rate_usage_table([(label, side)], rates):
+        usage.append({"setting": row["case"], "map": row["feature map"], "rate": row["rate"],
+                      "mean valid weights": f"{100 * row['mean valid weights']:.0f} %",
+                      "only the centre tap": f"{100 * row['only centre tap']:.0f} %"})
+display(Markdown(markdown_table(usage)))
+print(f"training: a {train_side} x {train_side} map, rates {train_rates}; evaluation: a {eval_side} x {eval_side} map, "
+      f"rates {eval_rates}; branches exactly 1 x 1 with the paper's rates on our crop: "
+      f"{degenerate_rates(train_side, paper_rates)}")
+
+# %% tags=["remove-cell"]
+assert degenerate_rates(train_side, train_rates) == (), "an atrous branch is 1 x 1 in training"
+assert mean_valid_fraction(train_side, max(train_rates)) >= 0.40
+assert degenerate_rates(train_side, paper_rates) == paper_rates or config.profile() == "gpu"
+assert degenerate_rates(eval_side, eval_rates) == ()
+
+# %% [markdown]
+# The fitted rates use their filters about as fully as the paper's do on a 513 crop, at training
+# and at evaluation; the paper's rates on our crop would use a ninth of their weights. (The
+# `smoke` profile's tiny crops give a map of a few cells, where little can be fitted.)
+#
 # The learning rate of both phases over the run, from the engine's own schedule (with the short
 # linear warm-up the engine offers for runs from scratch; the paper has none):
 
@@ -322,20 +419,21 @@ plt.show()
 # %% tags=["remove-cell"]
 assert poly_factor(0, 100) == 1.0 and poly_factor(100, 100) == 0.0
 assert cfg1.output_stride == 16 and cfg1.eval_output_stride == 8
-assert cfg2.output_stride == 8 and cfg2.freeze_bn and abs(cfg2.lr - cfg1.lr / 7) < 1e-3 * cfg1.lr
+assert cfg2.output_stride == 8 and cfg2.freeze_bn and abs(cfg2.lr - cfg1.lr / 7) < 1e-2 * cfg1.lr
 assert cfg2.init_from == str(phase1.checkpoint)
+assert resolve_atrous_rates(cfg2) == eval_rates  # phase 2 trains with the rates evaluation uses
 
 # %% [markdown]
-# ## 6. Phase 1: train at output stride 16
+# ## 7. Phase 1: train at output stride 16
 #
 # `train_or_load` is what `deeplab-edu train` runs, plus one thing: **when the run's finished
 # checkpoint already exists, nothing is trained** and the model is loaded from it (it prints
 # "skipping training: found the finished run ..."). The runs live in the git-ignored folder
-# `runs/` of the repository (a temporary folder in the `smoke` profile); delete a run's folder to
-# train it again, or train it beforehand from a terminal with the command printed above. An
-# interrupted run resumes where it stopped. The progress bar shows the loss, the learning rate and
-# the throughput; every few iterations the engine evaluates on the validation scenes at output
-# stride 8.
+# `runs/course/<profile>/` of the repository (a temporary folder in the `smoke` profile); chapters
+# 09 and 10 use the same runs. Delete a run's folder to train it again, or train it beforehand from
+# a terminal with the command printed above. An interrupted run resumes where it stopped. The
+# progress bar shows the loss, the learning rate and the throughput; every 100 iterations the engine
+# evaluates on the validation scenes at output stride 8.
 
 # %%
 import time
@@ -346,22 +444,24 @@ seconds1 = time.perf_counter() - start
 print(f"phase 1: {seconds1:.0f} s on this machine (training, or loading the finished run)")
 
 # %% [markdown]
-# ## 7. Phase 2: frozen batch norm at output stride 8
+# ## 8. Phase 2: frozen batch norm at output stride 8
 #
 # Phase 2 starts from phase 1's checkpoint (`init_from`), puts every batch-norm layer in
 # evaluation mode for the whole run (`freeze_bn`: the running statistics of phase 1 are used and
-# the scale and shift are not trained) and trains at output stride 8 with a seventh of the
-# learning rate, as the paper goes from 0.007 to 0.001.
+# the scale and shift are not trained) and trains at output stride 8, with the ASPP rates doubled
+# and a seventh of the learning rate, as the paper goes from 0.007 to 0.001. It is short here: it
+# fine-tunes for the denser feature map the model is evaluated on.
 
 # %%
 start = time.perf_counter()
 model2, history2, _ = phase2.train_or_load()
 seconds2 = time.perf_counter() - start
-print(f"phase 2: {seconds2:.0f} s; model now at output stride {model2.output_stride}")
+print(f"phase 2: {seconds2:.0f} s; model now at output stride {model2.output_stride}, rates {model2.atrous_rates}")
 
 # %% tags=["remove-cell"]
 assert phase1.checkpoint.is_file() and phase2.checkpoint.is_file()
 assert model1.output_stride == 16 and model2.output_stride == 8
+assert model1.atrous_rates == train_rates and model2.atrous_rates == eval_rates
 for h, cfg in ((history1, cfg1), (history2, cfg2)):
     val_rows = [r for r in h if r["split"] == "val"]
     assert val_rows and val_rows[-1]["iteration"] == cfg.iterations
@@ -370,7 +470,7 @@ if config.profile() != "smoke":
     assert loss_decreased(history1), "phase 1: the training loss did not go down"
 
 # %% [markdown]
-# ## 8. Learning curves
+# ## 9. Learning curves
 #
 # Left, the training loss (each point averages the last few iterations of random crops, so it is
 # noisy); right, the validation mIoU, always measured at output stride 8. Phase 2 continues after
@@ -381,39 +481,40 @@ fig = plot_phases(history1, history2, title=f"DeepLabv3 / {cfg1.backbone}, profi
 plt.show()
 final1 = [r for r in history1 if r["split"] == "val"][-1]
 final2 = [r for r in history2 if r["split"] == "val"][-1]
-print(f"validation mIoU at output stride 8: {100 * final1['miou']:.1f}% after phase 1, "
+print(f"validation mIoU at output stride 8 ({cfg1.val_length} scenes): {100 * final1['miou']:.1f}% after phase 1, "
       f"{100 * final2['miou']:.1f}% after phase 2")
 if config.profile() == "smoke":
     print("smoke profile: a few iterations on tiny images; these numbers mean nothing.")
 
 # %% [markdown]
-# ## 9. Output stride 16 or 8 at test time, measured
+# ## 10. Output stride 16 or 8 at test time, measured
 #
 # Section 2 showed that the same weights run at either output stride. Now that the weights are
 # trained we can measure what the denser evaluation buys: the phase-1 model (trained at 16)
-# evaluated at 16 and at 8, and the phase-2 model (trained at 8) at 8, on the same validation
-# scenes, with the time each evaluation took on this machine. The paper reports the gain of
-# evaluating at 8 on PASCAL VOC (Table 6 of {cite:p}`chen2017deeplabv3`: 77.21% -> 78.51% for the ASPP model); on our small,
-# from-scratch runs the measured difference can go either way, and the numbers below are what
-# this run gives, nothing more.
+# evaluated at 16 and at 8, and the phase-2 model (fine-tuned at 8) at 8, on the same validation
+# scenes, with the time each evaluation took on this machine. The paper reports +1.3 points for
+# evaluating its ASPP model at 8 (Table 6 of {cite:p}`chen2017deeplabv3`: 77.21 % -> 78.51 %).
+# One run measures one seed; chapter 10 repeats the comparison over seeds and says whether it
+# holds.
 
 # %%
 from deeplab_edu.data import build_dataset
 from deeplab_edu.data.transforms import eval_transform
 from deeplab_edu.inference import Strategy, evaluate, predict, prediction_gallery
 
-val = build_dataset("procedural", "val", size=cfg1.image_size, length=cfg1.val_length, transform=eval_transform())
+val = build_dataset("procedural", "val", size=cfg1.image_size, length=cfg1.val_length, difficulty=cfg1.difficulty,
+                    transform=eval_transform())
 evaluations = {}
 for label, net, os_ in (("phase 1, eval OS 16", model1, 16), ("phase 1, eval OS 8", model1, 8),
                         ("phase 2, eval OS 8", model2, 8)):
     start = time.perf_counter()
-    metrics = evaluate(net, val, Strategy(output_stride=os_), progress=False)
+    metrics = evaluate(net, val, Strategy(output_stride=os_), progress=False, batch_size=25)
     evaluations[label] = {"metrics": metrics, "ms_per_image": 1000 * (time.perf_counter() - start) / len(val)}
 rows = [{"model": k, "mIoU (%)": round(100 * v["metrics"]["miou"], 1),
          "pixel accuracy (%)": round(100 * v["metrics"]["pixel_accuracy"], 1),
          "ms per image": round(v["ms_per_image"], 1)} for k, v in evaluations.items()]
 display(Markdown(markdown_table(rows)))
-print(f"{len(val)} validation scenes of {cfg1.image_size} x {cfg1.image_size} pixels, one at a time, "
+print(f"{len(val)} validation scenes of {cfg1.image_size} x {cfg1.image_size} pixels, in batches of 25, "
       f"on {config.device()}")
 plot_metric_bars({k: v["metrics"]["miou"] for k, v in evaluations.items()}, title="validation mIoU")
 plt.show()
@@ -421,18 +522,16 @@ plt.show()
 # %% tags=["remove-cell"]
 assert all(0.0 <= v["metrics"]["miou"] <= 1.0 and v["ms_per_image"] > 0 for v in evaluations.values())
 assert model1.output_stride == 16 and model2.output_stride == 8  # evaluate() restored the strides
-# The engine's own evaluation of the last phase-2 iteration used the same scenes and output stride.
+# The engine's own evaluation of the last iterations used the same scenes and output stride.
 assert abs(evaluations["phase 2, eval OS 8"]["metrics"]["miou"] - final2["miou"]) < 1e-6
+assert abs(evaluations["phase 1, eval OS 8"]["metrics"]["miou"] - final1["miou"]) < 1e-6
 
 # %% [markdown]
-# ## 10. Per-class IoU
+# ## 11. Per-class IoU
 #
-# The mean hides which classes the model learned. The per-class IoU of the final (phase-2) model
-# at output stride 8 ("n/a": a class that neither the truth nor the prediction contains in these
-# scenes), then how the model distributes its predictions over the classes. A short run from
-# random weights often first learns to answer "background" nearly everywhere, the most frequent
-# class: its mIoU is then little more than the background IoU divided by the number of classes.
-# The lines below the table say what this run does.
+# The mean hides which classes the model learned. The per-class IoU of the final (phase-2) model at
+# output stride 8 ("n/a": a class that neither the truth nor the prediction contains in these
+# scenes), then how the model distributes its predictions over the classes.
 
 # %%
 from deeplab_edu.metrics import format_iou_table
@@ -449,14 +548,29 @@ for i in range(len(val)):
 share = predicted.float() / predicted.sum()
 print("share of the predicted pixels per class: "
       + ", ".join(f"{n} {100 * float(v):.1f}%" for n, v in zip(val.class_names, share)))
-print(f"share of background in the truth: {100 * float(truth[0]) / float(truth.sum()):.1f}%")
+print("share of the true pixels per class:      "
+      + ", ".join(f"{n} {100 * float(v) / float(truth.sum()):.1f}%" for n, v in zip(val.class_names, truth)))
+weakest = min((v, n) for n, v in zip(val.class_names, final_metrics["iou"]) if v == v)
+print(f"mIoU {100 * final_metrics['miou']:.1f} %; weakest class: {weakest[1]} ({100 * weakest[0]:.1f} %)")
+
+# %% [markdown]
+# Read the table against the lessons of the earlier chapters. The wires, 1 to 3 pixels wide, are
+# the class DeepLabv3 cannot draw: its logits live on a grid of 8 (here) or 16 pixels and are
+# stretched back by bilinear interpolation, far coarser than a wire (chapter 09's decoder is made
+# for this). Car and boat look the same; the model tells them apart from the scene around them
+# (chapter 04's image pooling, measured in chapter 10). Rings, thin-walled and often small, come
+# next.
 
 # %% tags=["remove-cell"]
 assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
 assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
+if config.profile() == "cpu":  # the target of the cpu recipe (its recorded seeds land above it)
+    assert final_metrics["miou"] >= 0.60, f"mIoU {final_metrics['miou']:.3f} is below the recipe's 60 %"
+    wire = val.class_names.index("wire")
+    assert all(v >= 0.30 for k, v in enumerate(final_metrics["iou"]) if k != wire), final_metrics["iou"]
 
 # %% [markdown]
-# ## 11. A gallery of predictions
+# ## 12. A gallery of predictions
 #
 # Image, ground truth, prediction and errors (red: wrong; white: ignored clutter) for a few
 # validation scenes of the final model. Compare the red pixels with the object boundaries and the
@@ -476,61 +590,67 @@ assert all(int(p.max()) < val.num_classes for p in preds)
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 08.1
-# How large (per side) is the feature map of a $513 \times 513$ crop at output stride 8?
+# ### Exercise 08.1: which branches are 1 x 1?
+# Write `degenerate_branches(crop_size, output_stride, rates)` that returns, as a tuple in the
+# given order, the rates at which a $3 \times 3$ ASPP branch is *exactly* $1 \times 1$ on the feature
+# map of a square `crop_size` crop at `output_stride`. Mind how the backbone rounds odd sizes.
 
 # %%
-answer_08_1 = ...
-check("08.1", answer_08_1)
+def degenerate_branches(crop_size, output_stride, rates):
+    ...  # your code here
 
-# %% tags=["hide-cell"]
-# Solution: three stride-2 layers, each rounding an odd side up.
-side = 513
-for _ in range(3):
-    side = (side + 1) // 2
-check("08.1", side)
+
+check("08.1", degenerate_branches)
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: each stride-2 layer maps n to ceil(n / 2); a rate >= the side leaves only the centre tap.
+def degenerate_branches(crop_size, output_stride, rates):
+    side = crop_size
+    while output_stride > 1:
+        side, output_stride = (side + 1) // 2, output_stride // 2
+    return tuple(r for r in rates if r >= side)
+
+
+check("08.1", degenerate_branches)
 
 # %% [markdown]
-# ### Exercise 08.2
-# How many times more feature positions does output stride 8 compute than output stride 16, for a
-# $513 \times 513$ crop? (It is why the cost above grows the way it does.)
+# ### Exercise 08.2: predict, then measure
+# The largest fitted rate of the training run is 3, on the $6 \times 6$ map of a 96-pixel crop.
+# *Predict* the mean share of its nine weights that touch the map (a fraction), then measure it with
+# `deeplab_edu.boundary.mean_valid_fraction`.
 
 # %%
-answer_08_2 = ...
+answer_08_2 = ...  # your prediction, a fraction
 check("08.2", answer_08_2)
 
-# %% tags=["hide-cell"]
-# Solution
-check("08.2", 65**2 / 33**2)
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: per axis, every position keeps the centre and exactly one of the two side taps
+# (i - 3 or i + 3 is on a 6-cell axis), so 2 of 3 per axis and (2/3)^2 = 4/9 in 2-D.
+check("08.2", mean_valid_fraction(6, 3))
 
 # %% [markdown]
-# ### Exercise 08.3
-# How many parameters change when you call `model.set_output_stride(8)`?
+# ### Exercise 08.3: predict, then measure
+# The `gpu` preset trains on 256-pixel crops at output stride 16: a $16 \times 16$ map. *Predict*
+# the three rates `atrous_rates="fit"` gives it (for each of the paper's 6, 12 and 18: the largest
+# rate that uses at least the share of its weights the paper's rate uses on 33 cells), then call
+# `deeplab_edu.models.aspp.fit_atrous_rates(16)`.
 
 # %%
-answer_08_3 = ...
+answer_08_3 = ...  # your prediction, three rates
 check("08.3", answer_08_3)
 
-# %% tags=["hide-cell"]
-# Solution: none; section 2 compared every tensor of the state dict.
-check("08.3", 0)
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: the shares the paper's rates use on 33 cells, then the largest rate on 16 cells that
+# still reaches each share.
+from deeplab_edu.models.aspp import fit_atrous_rates
 
-# %% [markdown]
-# ### Exercise 08.4
-# What is the learning rate of DeepLabv3's phase 1 (poly policy, power 0.9, $\mathrm{lr}_0 = 0.007$,
-# 30K iterations) halfway through, at iteration 15 000?
-
-# %%
-answer_08_4 = ...
-check("08.4", answer_08_4)
-
-# %% tags=["hide-cell"]
-# Solution: the engine's schedule gives the factor.
-check("08.4", 0.007 * poly_factor(15000, 30000))
+print({r: round(mean_valid_fraction(33, r), 3) for r in (6, 12, 18)})
+print({r: round(mean_valid_fraction(16, r), 3) for r in range(1, 11)})
+check("08.3", fit_atrous_rates(16))
 
 # %% tags=["remove-cell"]
-assert check("08.1", 65) and check("08.2", 65**2 / 33**2) and check("08.3", 0)
-assert check("08.4", 0.007 * poly_factor(15000, 30000))
+assert check("08.1", degenerate_branches) and check("08.2", 4 / 9) and not check("08.2", 1 / 9)
+assert check("08.3", (2, 5, 8)) and not check("08.3", (3, 6, 9))
 
 # %% tags=["remove-cell"]
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.

@@ -1,87 +1,88 @@
-"""Exercises of chapter 08: assembling DeepLabv3 (architecture half) and its training recipe (training half)."""
+"""Exercises of chapter 08: DeepLabv3 trained on a laptop, with ASPP rates that fit the feature map."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from ._core import exercise
+import torch
+
+from ..boundary import mean_valid_fraction
+from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
+from ._core import function_exercise, value_exercise
 
 
-@exercise(
+def _degenerate_branches(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tuple[int, ...]:
+    return degenerate_rates(feature_map_side(crop_size, output_stride), rates)
+
+
+def _inputs(gen: torch.Generator) -> tuple[Any, ...]:
+    crop = int(torch.randint(16, 600, (1,), generator=gen))
+    stride = (8, 16, 32)[int(torch.randint(0, 3, (1,), generator=gen))]
+    rates = tuple(int(r) for r in torch.randint(1, 40, (3,), generator=gen).sort().values)
+    return crop, stride, rates
+
+
+function_exercise(
     "08.1",
-    "Feature-map side of a 513 x 513 input at output stride 8",
-    solution=lambda: 65,
-    wrong_answers=(64, 64.125, 33, 129),
-    hint="each stride-2 layer maps an odd side n to (n + 1) / 2; output stride 8 means three of them.",
+    "Write degenerate_branches(crop_size, output_stride, rates): the rates whose 3x3 branch is exactly 1x1",
+    reference=_degenerate_branches,
+    inputs=_inputs,
+    cases=[(96, 16, (6, 12, 18)), (96, 16, (1, 2, 3)), (513, 16, (6, 12, 18)), (97, 16, (6, 7, 12)),
+           (321, 32, (6, 10, 12)), (200, 8, (12, 24, 36))],
+    mistakes=[
+        (lambda c, s, r: tuple(x for x in r if x >= c // s),
+         "crop_size // output_stride rounds down, but every stride-2 layer rounds an odd side up "
+         "(97 px at output stride 16: 49, 25, 13, 7 cells, not 6)."),
+        (lambda c, s, r: tuple(x for x in r if x > feature_map_side(c, s)),
+         "a rate equal to the map side already degenerates: from every position the nearest off-centre tap "
+         "is `rate` cells away, off an axis of `rate` cells."),
+        (lambda c, s, r: tuple(x for x in r if 2 * x >= feature_map_side(c, s)),
+         "rate >= side / 2 only makes *some* positions lose both side taps; exactly 1x1 everywhere needs "
+         "rate >= side."),
+        (lambda c, s, r: tuple(x for x in r if x >= c),
+         "compare the rate with the feature map, not with the crop: rates count feature-map cells."),
+    ],
+    signature="degenerate_branches(crop_size, output_stride, rates)",
+    hint="the side is the crop halved log2(output_stride) times, rounding up; a branch is 1x1 when rate >= side.",
 )
-def _size(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    if answer == 33:
-        return "33 is the side at output stride 16."
-    if answer == 129:
-        return "129 is the side at stride 4 (the low-level features of chapter 09)."
-    if answer != 65:
-        return f"{answer} is not 513 -> 257 -> 129 -> 65."
-    return None
 
-
-@exercise(
+value_exercise(
     "08.2",
-    "How many times more feature positions at output stride 8 than at 16 (513 x 513 input)?",
-    solution=lambda: 65**2 / 33**2,
-    wrong_answers=(2, 4, 65 / 33),
-    hint="count positions: side squared, with the real sides 65 and 33.",
+    "Predict the mean share of valid weights of a rate-3 filter on the 6 x 6 training map",
+    solution=lambda: mean_valid_fraction(6, 3),
+    answer_type="fraction",
+    kind="predict",
+    abs_tol=0.005,
+    mistakes=[
+        (1 / 9, "1/9 is a 1x1 filter, but rate 3 is smaller than the 6-cell map: each position keeps a side tap."),
+        (2 / 3, "2/3 is one axis: every position keeps the centre and one side tap per axis, so (2/3) per axis, "
+                "and the two axes multiply."),
+        (1.0, "near the border some taps land on the padding: on a 6-cell axis, i - 3 or i + 3 falls outside."),
+        (lambda a: abs(a - 0.5) < 0.06, "close, but count exactly: per axis 2 of 3 taps at every position."),
+    ],
+    otherwise=lambda a: f"{a:.3f} is not it: count the valid taps per axis (position i uses i - 3, i, i + 3 "
+                        "when they are in 0..5), then multiply the axes.",
+    hint="per axis, which of i - 3, i, i + 3 lie in 0..5? The 2-D share is the product of the axes' shares.",
 )
-def _ratio(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    target = 65**2 / 33**2
-    if math.isclose(answer, 65 / 33, rel_tol=1e-3):
-        return "that is the ratio of the sides; the map is two-dimensional."
-    if answer == 4:
-        return "4 would hold for exact halving; 513 rounds up to 65 and 33, so the ratio is a little less."
-    if not math.isclose(answer, target, rel_tol=1e-3):
-        return f"{answer} is not (65 / 33) squared."
-    return None
 
 
-@exercise(
+value_exercise(
     "08.3",
-    "How many parameters change when you call model.set_output_stride(8)?",
-    solution=lambda: 0,
-    wrong_answers=(256, 2048, -1),
-    hint="atrous convolution changes where the taps read, not what they weigh.",
+    "Predict the rates fit_atrous_rates chooses for the 16 x 16 map of a 256 crop at output stride 16",
+    solution=lambda: fit_atrous_rates(16),
+    answer_type="ints",
+    kind="predict",
+    mistakes=[
+        ((3, 6, 9), "(3, 6, 9) scales (6, 12, 18) by 16/33 and rounds; but the share of valid weights does not "
+                    "scale with the rate: rate 9 on 16 cells uses 39 % of its weights, less than rate 18's "
+                    "40.5 % on 33 cells."),
+        ((6, 12, 18), "on a 16-cell map rate 18 is exactly 1x1 (18 >= 16) and rate 12 reads mostly padding: "
+                      "these are the rates the fit replaces."),
+        ((2, 4, 8), "close: the middle rate can grow to 5, which still uses 63 % of its weights (rate 12 uses "
+                    "57 % on 33 cells)."),
+        (lambda a: len(a) != 3, "one rate per paper rate: three numbers."),
+    ],
+    otherwise=lambda a: f"{a} is not it: for each paper rate (6, 12, 18), take the largest rate whose mean share of "
+                        "valid weights on 16 cells is still at least the paper rate's share on 33 cells.",
+    hint="compare deeplab_edu.boundary.mean_valid_fraction(16, r) with mean_valid_fraction(33, 6 / 12 / 18).",
 )
-def _no_params(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    if answer != 0:
-        return (
-            "strides and dilations are settings of the convolutions, not weights: the same state dict "
-            "serves output stride 16 and 8."
-        )
-    return None
-
-
-@exercise(
-    "08.4",
-    "Learning rate of the poly policy halfway through DeepLabv3's phase 1 (lr0 = 0.007, 30K iterations)",
-    solution=lambda: 0.007 * 0.5**0.9,
-    wrong_answers=(0.0035, 0.007, 0.001, 0.007 * 0.5**2),
-    hint="lr(t) = lr0 * (1 - t / T) ** 0.9 with t = 15000 and T = 30000.",
-)
-def _poly(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    target = 0.007 * 0.5**0.9
-    if math.isclose(answer, 0.0035, rel_tol=1e-3):
-        return "that is a linear decay; the poly policy raises (1 - t/T) to the power 0.9, which keeps it higher."
-    if math.isclose(answer, 0.007, rel_tol=1e-3):
-        return "the rate is not constant: it decays to zero at the last iteration."
-    if math.isclose(answer, 0.001, rel_tol=1e-3):
-        return "0.001 is the base learning rate of phase 2, not the phase-1 rate halfway."
-    if not math.isclose(answer, target, rel_tol=1e-3):
-        return f"{answer} is not 0.007 * 0.5 ** 0.9."
-    return None

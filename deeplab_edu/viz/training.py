@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 __all__ = ["RunSpec", "runs_root", "chapter_run", "band_metrics", "plot_phases", "plot_band_comparison",
-           "plot_histories", "plot_model_comparison", "loss_decreased"]
+           "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table"]
 
 #: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
 #: smoke: seconds, meaningless numbers; cpu: the ``cpu`` preset as it is (tiny_resnet, easy scenes,
-#: 600 iterations: minutes on a laptop CPU); gpu: DeepLabv3's crop size and batch on one GPU with
+#: a few minutes on a laptop CPU); gpu: DeepLabv3's crop size and batch on one GPU with
 #: ResNet-50 from scratch, on the same easy scenes.
 _PHASE1: dict[str, dict[str, Any]] = {
     "smoke": dict(image_size=40, crop_size=32, train_length=8, val_length=3, batch_size=2, iterations=2,
@@ -283,3 +283,25 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the learnability record (``benchmarks/learnability.py``): one per candidate, with its
+    scenes, model, optimiser and resolution, and the validation mIoU (%) and iterations reached after
+    each training budget (minutes)."""
+    res = record["results"]
+    rows = []
+    for name, cand in res["candidates"].items():
+        cfg = cand["config"]
+        row: dict[str, Any] = {
+            "candidate": name, "scenes": cfg["difficulty"],
+            "model": f"{'v3+' if cfg['model'] == 'deeplabv3plus' else 'v3'} / {cfg['backbone']}",
+            "optimiser": f"{cfg['optimizer']} {cfg['lr']:g}", "image / crop": f"{cfg['image_size']} / {cfg['crop_size']}",
+        }
+        for snap in cand["snapshots"]:
+            row[f"{snap['minutes']:g} min mIoU (%)"] = round(100 * snap["miou"], 1)
+        if cand["snapshots"]:
+            last = cand["snapshots"][-1]
+            row[f"iterations in {last['minutes']:g} min"] = last["iterations"]
+        rows.append(row)
+    return rows
