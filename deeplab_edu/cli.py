@@ -83,13 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output-stride", type=int)
     pr.add_argument("--device", default=None)
 
-    be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch")
-    be.add_argument("--device", default="cpu")
+    be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch; "
+                                      "the data pipeline; torch.compile")
+    be.add_argument("--mode", choices=["models", "pipeline", "loader", "compile"], default="models",
+                    help="models: ours vs torchvision/smp; pipeline: training through the engine's loader vs the "
+                         "step alone; loader: scenes/s per worker count; compile: eager vs torch.compile")
+    be.add_argument("--device", default=None, help="cpu (default; pipeline mode: the preset's device) or cuda")
     be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
     be.add_argument("--batch", type=int, default=2)
-    be.add_argument("--repeats", type=int, default=3)
-    be.add_argument("--out", help="record JSON path (default benchmarks/results/bench_<device>.json)")
+    be.add_argument("--repeats", type=int, default=3, help="interleaved rounds (pipeline mode: windows per source)")
+    be.add_argument("--out", help="record JSON path (default benchmarks/results/<mode>_<device>.json)")
     be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"])
+    be.add_argument("--threads", type=int, help="torch intra-op threads for the run (1: steadier on a shared CPU)")
+    be.add_argument("--preset", default="gpu", help="pipeline mode: the training preset")
+    be.add_argument("--iterations", type=int, default=30, help="pipeline mode: training steps per timed window")
+    be.add_argument("--num-workers", type=int, help="pipeline mode: DataLoader workers (default: the preset's)")
+    be.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader mode: worker counts")
     return parser
 
 
@@ -205,10 +214,20 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .engine.bench import run_benchmarks
+    from .engine import bench
 
-    run_benchmarks(device=args.device, size=args.size, batch=args.batch, repeats=args.repeats, out=args.out,
-                   pairs=tuple(args.pairs))
+    if args.mode == "pipeline":
+        bench.run_pipeline_benchmark(preset=args.preset, device=args.device, iterations=args.iterations,
+                                     rounds=args.repeats, out=args.out, threads=args.threads,
+                                     overrides={"num_workers": args.num_workers} if args.num_workers is not None else None)
+    elif args.mode == "loader":
+        bench.run_loader_benchmark(workers=tuple(args.workers), rounds=args.repeats, out=args.out)
+    elif args.mode == "compile":
+        bench.run_compile_benchmark(device=args.device or "cpu", size=args.size, batch=args.batch,
+                                    repeats=args.repeats, out=args.out, threads=args.threads)
+    else:
+        bench.run_benchmarks(device=args.device or "cpu", size=args.size, batch=args.batch, repeats=args.repeats,
+                             out=args.out, pairs=tuple(args.pairs), threads=args.threads)
     return 0
 
 

@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from deeplab_edu.complexity import count_parameters
-from deeplab_edu.engine.bench import build_pair, run_benchmarks
+from deeplab_edu.engine.bench import (
+    _train_memory, build_pair, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
+    run_pipeline_benchmark,
+)
+from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d, atrous_conv
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +31,89 @@ def test_pairs_have_the_same_configuration() -> None:
 
 def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    res = run_benchmarks(device="cpu", size=16, batch=2, repeats=1, warmup=0, out=out, pairs=("v3",))
+    res = run_benchmarks(device="cpu", size=16, batch=2, repeats=1, warmup=0, out=out, pairs=("v3",), threads=1)
     record = json.loads(out.read_text())
     assert record["command"] and record["hardware"]["cpu_count"]
     settings = record["results"]["pairs"]["v3"]["settings"]
-    assert len(settings) == 2  # equal settings, our defaults (no GPU here)
+    assert len(settings) == 3  # fp32, channels_last, bf16 + channels_last (all measurable on a CPU)
     for s in settings.values():
-        assert s["ratios"]["train_speedup"] > 0 and len(s["rows"]) == 2
-        assert all(r["train_peak_mib"] > 0 for r in s["rows"])
+        assert s["ratios"]["train_speedup"] > 0 and s["ratios"]["train_speedup_cpu_time"] > 0 and len(s["rows"]) == 2
+        assert all(0 < r["train_held_mib"] < r["train_peak_mib"] for r in s["rows"])
+    # the same network in both libraries: the same memory held for the backward pass, within 5 %
+    equal = settings["equal settings (fp32, contiguous)"]["ratios"]
+    assert 0.95 < equal["train_held_memory_ratio"] < 1.05
+    assert "held for backward" in format_results(record) and record["results"]["torch_threads"] >= 1
     assert res["pairs"]["v3"]["ours_best_vs_peer_equal_train_speedup"] > 0
     with pytest.raises(ValueError, match="batch=1"):
         run_benchmarks(device="cpu", size=32, batch=1, out=out)
+
+
+def test_cpu_memory_counts_frees_too() -> None:
+    """The step's peak is a high-water mark (frees counted), not the sum of every allocation."""
+    from deeplab_edu.engine.bench import _Runner
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2, 32, 32))
+    runner = _Runner(net, x, y, channels_last=False, amp=False)
+    runner.train_step()
+    peak, held = _train_memory(runner, torch.device("cpu"))
+    activation = 2 * 8 * 32 * 32 * 4  # one (2, 8, 32, 32) float tensor
+    assert activation <= held < peak < 12 * activation  # a sum of all allocations would be far larger
+
+
+@pytest.mark.parametrize("separable", [True, False])
+@pytest.mark.parametrize("amp", [False, True])
+def test_degenerate_rate_shortcut_keeps_the_function(separable: bool, amp: bool) -> None:
+    """Rate >= map size: the depthwise conv runs as a multiplication, with the same output bits."""
+    torch.manual_seed(0)
+    branch = ASPPConv(32, 8, rate=12, separable=separable).train()
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        branch.to(memory_format=fmt)
+        x = torch.randn(2, 32, 9, 12).contiguous(memory_format=fmt)
+        results = []
+        for forward in (branch.forward, lambda t: torch.nn.Sequential.forward(branch, t)):  # shortcut, plain
+            xx = x.clone().requires_grad_()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                out = forward(xx)
+            out.float().square().sum().backward()
+            results.append((out.detach(), xx.grad, branch[0].weight.grad.clone()))
+            branch.zero_grad()
+        (o1, g1, w1), (o2, g2, w2) = results
+        assert torch.equal(o1, o2) and torch.equal(g1, g2)
+        tol = 1e-2 if amp else 1e-5  # the centre weights' gradient sums the same products in another order
+        torch.testing.assert_close(w1, w2, rtol=tol, atol=tol * w2.abs().max().item())
+    small = SeparableConv2d(4, 4, rate=2)
+    assert torch.equal(atrous_conv(small[0], torch.ones(1, 4, 5, 5)), small[0](torch.ones(1, 4, 5, 5)))  # not taken
+
+
+def test_loader_benchmark_writes_a_record(tmp_path: Path) -> None:
+    out = tmp_path / "loader.json"
+    res = run_loader_benchmark(workers=(0, 1), size=32, batch=2, batches=2, rounds=1, out=out)
+    rows = {(r["num_workers"], r["limit_threads"]): r for r in res["rows"]}
+    assert set(rows) == {(0, True), (1, True), (1, False)} and all(r["scenes_per_s"] > 0 for r in rows.values())
+    assert json.loads(out.read_text())["hardware"]["cpu_count"]
+
+
+def test_pipeline_benchmark_compares_loader_and_step(tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    threads = torch.get_num_threads()
+    res = run_pipeline_benchmark(preset="smoke", overrides={"num_workers": 1}, device="cpu", iterations=2, warmup=1,
+                                 rounds=2, out=out, threads=1)
+    assert torch.get_num_threads() == threads
+    assert res["num_workers"] == 1 and res["pipeline_images_per_s"] > 0 and res["step_images_per_s"] > 0
+    assert res["ratio"] == pytest.approx(res["pipeline_images_per_s"] / res["step_images_per_s"])
+    assert json.loads(out.read_text())["results"]["torch_threads"] == 1
+    with pytest.raises(ValueError, match="iterations"):
+        run_pipeline_benchmark(preset="smoke", iterations=0)
+
+
+def test_compile_benchmark_path_runs(tmp_path: Path) -> None:
+    """The compile path end to end with the quick ``aot_eager`` back end (inductor needs minutes here)."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception as err:  # pragma: no cover - a torch without dynamo
+        pytest.skip(f"torch.compile is unavailable: {err}")
+    res = run_compile_benchmark(size=32, batch=2, repeats=1, out=tmp_path / "compile.json", threads=1,
+                                backend="aot_eager")
+    assert res["max_abs_diff"] <= 1e-4 * max(1.0, res["max_abs_logit"])
+    assert res["train_speedup"] > 0 and res["compile_seconds_first_train_step"] > 0

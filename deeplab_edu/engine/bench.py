@@ -74,34 +74,61 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall-clock, process CPU) seconds of ``fn()``; on CUDA after synchronising."""
     _sync(device)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def _peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
-    """Peak tensor memory of ``fn()`` above what was allocated before (CUDA allocator / CPU profiler)."""
+def _memory_records(prof: Any) -> list[tuple[int, int]] | None:
+    """``(time ns, bytes)`` of every CPU allocation (+) and free (-) the profiler saw, in time order."""
+    try:
+        events = prof.profiler.kineto_results.events()
+        return sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    except AttributeError:  # a torch without these internals
+        return None
+
+
+def _train_memory(runner: "_Runner", device: torch.device) -> tuple[int, int]:
+    """``(peak, held)`` bytes of one training step, above what was allocated before it.
+
+    ``peak`` is the high-water mark of the whole step (forward, backward, optimiser step); ``held``
+    is what the forward pass leaves allocated for the backward pass (the saved activations and the
+    loss). On CUDA both come from the caching allocator's counters; on the CPU from the allocations
+    and frees the profiler records (every one of them, in time order).
+    """
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        fn()
+        loss = runner.forward_loss()
         _sync(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
+        held = torch.cuda.memory_allocated(device) - base
+        runner.backward_step(loss)
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base, held
+    from torch.profiler import ProfilerActivity, profile, record_function
 
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.events() if getattr(e, "cpu_memory_usage", 0) and not e.cpu_children),
-                    key=lambda e: e.time_range.start)
-    cur = peak = 0
-    for e in events:
-        cur += e.cpu_memory_usage
+        loss = runner.forward_loss()
+        with record_function("deeplab_edu.bench.backward"):
+            runner.backward_step(loss)
+        del loss
+    records = _memory_records(prof)
+    if records is None:
+        raise RuntimeError("this torch's profiler does not expose its memory records; measure memory on CUDA")
+    boundary = min(e.start_ns() for e in prof.profiler.kineto_results.events()
+                   if e.name() == "deeplab_edu.bench.backward")
+    cur = peak = held = 0
+    for t, nbytes in records:
+        if t < boundary:
+            held += nbytes
+        cur += nbytes
         peak = max(peak, cur)
-    return peak
+    return peak, held
 
 
 class _Runner:
@@ -123,13 +150,18 @@ class _Runner:
         with torch.no_grad(), self._ctx():
             self.model(self.x)
 
-    def train_step(self) -> None:
+    def forward_loss(self) -> torch.Tensor:
         self.model.train()
         with self._ctx():
-            loss = nn.functional.cross_entropy(self.model(self.x).float(), self.y)
+            return nn.functional.cross_entropy(self.model(self.x).float(), self.y)
+
+    def backward_step(self, loss: torch.Tensor) -> None:
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+
+    def train_step(self) -> None:
+        self.backward_step(self.forward_loss())
 
 
 def _measure_pair(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torch.Tensor, *, channels_last: bool,
@@ -140,99 +172,152 @@ def _measure_pair(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torch
         for _, r in runners:
             r.infer()
             r.train_step()
-    infer_t: dict[str, list[float]] = {n: [] for n, _ in runners}
-    train_t: dict[str, list[float]] = {n: [] for n, _ in runners}
+    times: dict[str, dict[str, list[float]]] = {n: {"infer": [], "train": [], "train_cpu": []} for n, _ in runners}
     for i in range(repeats):  # interleaved: A, B, A, B ... (B first on odd rounds)
         order = runners if i % 2 == 0 else runners[::-1]
         for name, r in order:
-            infer_t[name].append(_timed(r.infer, device))
-            train_t[name].append(_timed(r.train_step, device))
+            times[name]["infer"].append(_timed(r.infer, device)[0])
+            wall, cpu = _timed(r.train_step, device)
+            times[name]["train"].append(wall)
+            times[name]["train_cpu"].append(cpu)
     rows = []
     for name, r in runners:
-        ti, tt = statistics.median(infer_t[name]), statistics.median(train_t[name])
+        t = times[name]
+        ti, tt, tc = (statistics.median(t[k]) for k in ("infer", "train", "train_cpu"))
+        peak, held = _train_memory(r, device)
         rows.append({
             "model": name, "channels_last": channels_last, "amp_bf16": amp,
             "inference_s": ti, "inference_images_per_s": x.shape[0] / ti,
-            "train_step_s": tt, "train_images_per_s": x.shape[0] / tt,
-            "train_peak_mib": _peak_bytes(r.train_step, device) / 2**20,
-            "inference_times_s": infer_t[name], "train_times_s": train_t[name],
+            "train_step_s": tt, "train_images_per_s": x.shape[0] / tt, "train_step_cpu_s": tc,
+            "train_peak_mib": peak / 2**20, "train_held_mib": held / 2**20,
+            "inference_times_s": t["infer"], "train_times_s": t["train"], "train_cpu_times_s": t["train_cpu"],
         })
     return rows
 
 
 def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int = 3, warmup: int = 1,
                    out: str | Path | None = None, pairs: tuple[str, ...] = ("v3", "v3plus"),
-                   num_classes: int = 21) -> dict[str, Any]:
-    """Measure every pair at equal settings and with our defaults; print ratios; write a record."""
+                   num_classes: int = 21, threads: int | None = None, bf16: bool = True) -> dict[str, Any]:
+    """Measure every pair at equal settings and with our defaults; print ratios; write a record.
+
+    Settings: float32 contiguous (*equal settings*), channels_last, and bf16 autocast + channels_last
+    (``bf16=False`` skips it; on a CPU without bf16 instructions it is slow for both). Every time is
+    the median of ``repeats`` interleaved rounds; memory is measured once per model and setting
+    (:func:`_train_memory`: ``peak`` of the whole step and ``held``, the activations the forward
+    pass keeps for the backward pass, which is what grows with batch and image size).
+
+    Args:
+        threads: torch intra-op threads for the run (``None``: leave them). On a shared machine one
+            thread gives steadier ratios; the record then also compares process CPU time
+            (``train_speedup_cpu_time``), which other processes barely disturb.
+
+    Raises:
+        ValueError: ``batch`` < 2 (batch norm in training), or ``size`` not a multiple of 16 for ``v3plus``.
+        RuntimeError: ``device="cuda"`` without a CUDA GPU.
+    """
     from ..records import RESULTS_DIR, write_record
 
     dev = torch.device(device)
     if batch < 2:
         raise ValueError(f"batch={batch}: a training step needs at least 2 images, because the image-pooling "
                          "branch's BatchNorm sees one value per channel per image in training mode")
+    if "v3plus" in pairs and size % 16:
+        raise ValueError(f"size={size}: segmentation_models_pytorch's DeepLabV3Plus needs a multiple of 16")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")
-    torch.manual_seed(0)
-    x = torch.randn(batch, 3, size, size, device=dev)
-    y = torch.randint(0, num_classes, (batch, size, size), device=dev)
-    settings = [("equal settings (fp32, contiguous)", False, False), ("our defaults (channels_last)", True, False)]
-    if dev.type == "cuda":
-        settings.append(("our defaults (bf16 autocast + channels_last)", True, True))
-    results: dict[str, Any] = {"input": [batch, 3, size, size], "device": str(dev), "pairs": {}}
-    for pair in pairs:
-        (on, om), (pn, pm) = build_pair(pair, num_classes)
-        om.to(dev)
-        pm.to(dev)
-        info = {name: {"params": count_parameters(m), "macs": count_macs(m.eval(), x[:1])} for name, m in ((on, om), (pn, pm))}
-        entry: dict[str, Any] = {"models": info, "settings": {}}
-        for label, cl, amp in settings:
-            rows = _measure_pair([(on, om), (pn, pm)], x, y, channels_last=cl, amp=amp, repeats=repeats, warmup=warmup)
-            ours, peer = rows
-            ratios = {
-                "inference_speedup": ours["inference_images_per_s"] / peer["inference_images_per_s"],
-                "train_speedup": ours["train_images_per_s"] / peer["train_images_per_s"],
-                "train_memory_ratio": ours["train_peak_mib"] / max(peer["train_peak_mib"], 1e-9),
-            }
-            if dev.type == "cuda":
-                name = torch.cuda.get_device_name(dev)
-                peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-                if peak:
-                    for r in rows:
-                        flops = 2 * info[r["model"]]["macs"] * batch * 3  # forward + backward ~ 3x forward
-                        r["train_fraction_of_bf16_peak"] = flops / r["train_step_s"] / (peak * 1e12)
-            entry["settings"][label] = {"rows": rows, "ratios": ratios}
-            print(f"[{pair}] {label}: ours/peer inference x{ratios['inference_speedup']:.2f}, "
-                  f"training x{ratios['train_speedup']:.2f}, training peak memory x{ratios['train_memory_ratio']:.2f}")
-            for r in rows:
-                print(f"    {r['model']:38s} infer {r['inference_images_per_s']:7.2f} img/s  "
-                      f"train {r['train_images_per_s']:7.2f} img/s  peak {r['train_peak_mib']:8.1f} MiB")
-        best_ours = max(entry["settings"].values(), key=lambda s: s["rows"][0]["train_images_per_s"])
-        peer_equal = entry["settings"][settings[0][0]]["rows"][1]
-        entry["ours_best_vs_peer_equal_train_speedup"] = best_ours["rows"][0]["train_images_per_s"] / peer_equal["train_images_per_s"]
-        results["pairs"][pair] = entry
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(batch, 3, size, size, device=dev)
+        y = torch.randint(0, num_classes, (batch, size, size), device=dev)
+        settings = [("equal settings (fp32, contiguous)", False, False), ("channels_last (fp32)", True, False)]
+        if bf16:
+            settings.append(("bf16 autocast + channels_last", True, True))
+        results: dict[str, Any] = {"input": [batch, 3, size, size], "device": str(dev), "pairs": {},
+                                   "torch_threads": torch.get_num_threads(), "load_average_before": load_average()}
+        for pair in pairs:
+            (on, om), (pn, pm) = build_pair(pair, num_classes)
+            om.to(dev)
+            pm.to(dev)
+            info = {name: {"params": count_parameters(m), "macs": count_macs(m.eval(), x[:1])}
+                    for name, m in ((on, om), (pn, pm))}
+            entry: dict[str, Any] = {"models": info, "settings": {}}
+            for label, cl, amp in settings:
+                rows = _measure_pair([(on, om), (pn, pm)], x, y, channels_last=cl, amp=amp, repeats=repeats,
+                                     warmup=warmup)
+                ours, peer = rows
+                ratios = {
+                    "inference_speedup": ours["inference_images_per_s"] / peer["inference_images_per_s"],
+                    "train_speedup": ours["train_images_per_s"] / peer["train_images_per_s"],
+                    "train_speedup_cpu_time": peer["train_step_cpu_s"] / max(ours["train_step_cpu_s"], 1e-12),
+                    "train_memory_ratio": ours["train_peak_mib"] / max(peer["train_peak_mib"], 1e-9),
+                    "train_held_memory_ratio": ours["train_held_mib"] / max(peer["train_held_mib"], 1e-9),
+                }
+                if dev.type == "cuda":
+                    name = torch.cuda.get_device_name(dev)
+                    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+                    if peak:
+                        for r in rows:
+                            flops = 2 * info[r["model"]]["macs"] * batch * 3  # forward + backward ~ 3x forward
+                            r["train_fraction_of_bf16_peak"] = flops / r["train_step_s"] / (peak * 1e12)
+                entry["settings"][label] = {"rows": rows, "ratios": ratios}
+                print(f"[{pair}] {label}: ours/peer inference x{ratios['inference_speedup']:.2f}, training "
+                      f"x{ratios['train_speedup']:.2f} (CPU time x{ratios['train_speedup_cpu_time']:.2f}), "
+                      f"memory: peak x{ratios['train_memory_ratio']:.2f}, held for backward "
+                      f"x{ratios['train_held_memory_ratio']:.2f}")
+                for r in rows:
+                    print(f"    {r['model']:38s} infer {r['inference_images_per_s']:7.2f} img/s  "
+                          f"train {r['train_images_per_s']:7.2f} img/s  peak {r['train_peak_mib']:8.1f} MiB  "
+                          f"held {r['train_held_mib']:8.1f} MiB")
+            best_ours = max(entry["settings"].values(), key=lambda s: s["rows"][0]["train_images_per_s"])
+            peer_equal = entry["settings"][settings[0][0]]["rows"][1]
+            entry["ours_best_vs_peer_equal_train_speedup"] = (best_ours["rows"][0]["train_images_per_s"]
+                                                              / peer_equal["train_images_per_s"])
+            results["pairs"][pair] = entry
+        results["load_average_after"] = load_average()
+    finally:
+        torch.set_num_threads(saved_threads)
     path = Path(out) if out else RESULTS_DIR / f"bench_{dev.type}.json"
     write_record(path, results, extra={"settings": [s[0] for s in settings], "repeats": repeats, "warmup": warmup,
                                        "note": "medians of interleaved rounds; the machine may be shared"})
-    print(f"record written to {path}")
+    print(f"record written to {path} (load average before {results['load_average_before']}, "
+          f"after {results['load_average_after']})")
     return results
 
 
 def format_results(record: dict[str, Any]) -> str:
-    """A Markdown table of a benchmark record (throughputs in images/s, memory in MiB, ratios ours/peer)."""
+    """A Markdown table of a benchmark record (throughputs in images/s, memory in MiB, ratios ours/peer).
+
+    Records written before the held-memory and CPU-time columns existed show "-" there.
+    """
     res = record["results"]
+    threads = res.get("torch_threads", record["hardware"].get("torch_threads"))
     lines = [f"Input {res['input']} on {res['device']}; "
              f"{record['hardware'].get('gpu') or record['hardware'].get('cpu')} "
-             f"({record['hardware'].get('cpu_count')} cores, {record['hardware'].get('torch_threads')} torch threads).",
-             "", "| pair | setting | model | inference img/s | train img/s | train peak MiB |",
-             "|---|---|---|---|---|---|"]
+             f"({record['hardware'].get('cpu_count')} cores, {threads} torch threads"
+             + (f"; load average {res['load_average_before']} before, {res.get('load_average_after')} after"
+                if res.get("load_average_before") else "") + ").",
+             "", "| pair | setting | model | inference img/s | train img/s | train CPU s/step | train peak MiB "
+                 "| held for backward MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def num(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
     for pair, entry in res["pairs"].items():
         for label, s in entry["settings"].items():
             for r in s["rows"]:
                 lines.append(f"| {pair} | {label} | {r['model']} | {r['inference_images_per_s']:.2f} | "
-                             f"{r['train_images_per_s']:.2f} | {r['train_peak_mib']:.0f} |")
+                             f"{r['train_images_per_s']:.2f} | {num(r.get('train_step_cpu_s'), '.2f')} | "
+                             f"{r['train_peak_mib']:.0f} | {num(r.get('train_held_mib'), '.0f')} |")
             ra = s["ratios"]
+            cpu = ra.get("train_speedup_cpu_time")
+            held = ra.get("train_held_memory_ratio")
             lines.append(f"| {pair} | {label} | **ours / peer** | **x{ra['inference_speedup']:.2f}** | "
-                         f"**x{ra['train_speedup']:.2f}** | **x{ra['train_memory_ratio']:.2f}** |")
+                         f"**x{ra['train_speedup']:.2f}** | {'-' if cpu is None else f'**x{cpu:.2f}** (peer/ours)'} | "
+                         f"**x{ra['train_memory_ratio']:.2f}** | {'-' if held is None else f'**x{held:.2f}**'} |")
     return "\n".join(lines)
 
 
@@ -361,6 +446,187 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
     results = {"size": size, "batch": batch, "batches": batches, "rounds": rounds, "rows": rows,
                "load_average_before": load_before, "load_average_after": load_average()}
     path = Path(out) if out else RESULTS_DIR / "loader_cpu.json"
+    write_record(path, results, extra={"note": "medians of interleaved rounds; the machine may be shared"})
+    print(f"record written to {path}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole pipeline: does the engine keep the device busy?
+# ---------------------------------------------------------------------------------------------------
+
+def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | None = None, device: str | None = None,
+                           iterations: int = 30, warmup: int = 3, rounds: int = 2, out: str | Path | None = None,
+                           threads: int | None = None) -> dict[str, Any]:
+    """End-to-end training throughput through the engine's own loader vs the model step alone.
+
+    Builds a :class:`~deeplab_edu.engine.trainer.Trainer` from ``preset`` (plus ``overrides``) and
+    times :meth:`~deeplab_edu.engine.trainer.Trainer.train_step` over ``iterations`` steps fed by
+
+    - ``pipeline``: the engine's training loader (workers, pinned memory, host-to-device copies);
+    - ``step only``: one synthetic batch of the same shape already on the device, reused.
+
+    Rounds alternate the order of the two. Before each ``pipeline`` window the batches its workers
+    prefetched meanwhile are taken untimed, so the window measures what the workers produce, not a
+    full queue. The ratio ``pipeline / step only`` is how busy the engine keeps the device: 1.0 means
+    the data never waits (the issue's target on a GPU is >= 0.9).
+
+    ``threads`` sets torch's intra-op threads of the training process for the run (``None``: leave them).
+
+    Returns:
+        ``{"pipeline_images_per_s", "step_images_per_s", "ratio", "num_workers", ...}``; also written as a
+        record (default ``benchmarks/results/pipeline_<device>.json``).
+
+    Raises:
+        ValueError: ``iterations``, ``warmup`` or ``rounds`` below 1.
+    """
+    from .config import load_config
+
+    if min(iterations, warmup, rounds) < 1:
+        raise ValueError(f"iterations={iterations}, warmup={warmup} and rounds={rounds} must all be at least 1")
+    total = warmup * 2 + 2 * rounds * iterations + 10
+    settings = {**(overrides or {}), "iterations": max(total, 1), "progress": False, "resume": False,
+                "warmup_iters": 0, "tensorboard": False}
+    if device is not None:
+        settings["device"] = device
+    cfg = load_config(preset, settings)
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _pipeline(cfg, preset, overrides, iterations, warmup, rounds, out)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iterations: int, warmup: int, rounds: int,
+              out: str | Path | None) -> dict[str, Any]:
+    import itertools
+
+    from ..records import RESULTS_DIR, write_record
+    from .trainer import Trainer
+
+    trainer = Trainer(cfg)
+    dev = trainer.device
+    loader_batches = trainer._batches()
+    x0, y0 = next(loader_batches)
+    synthetic = itertools.repeat(trainer._to_device(x0.clone(), y0.clone()))
+    prefetch = 2 * trainer.num_workers  # DataLoader's default prefetch_factor (2) per worker
+    for _ in range(warmup):
+        trainer.train_step(loader_batches)
+        trainer.train_step(synthetic)
+    seconds: dict[str, list[float]] = {"pipeline": [], "step only": []}
+    order = ["step only", "pipeline"]
+    load_before = load_average()
+    for r in range(rounds):
+        for mode in (order if r % 2 == 0 else order[::-1]):
+            source = synthetic if mode == "step only" else loader_batches
+            if mode == "pipeline":
+                for _ in range(prefetch):
+                    next(loader_batches)
+            _sync(dev)
+            t = time.perf_counter()
+            for _ in range(iterations):
+                trainer.train_step(source)
+            _sync(dev)
+            seconds[mode].append(time.perf_counter() - t)
+    images = iterations * cfg.batch_size * cfg.grad_accum * trainer.dist.world_size
+    pipe = images / statistics.median(seconds["pipeline"])
+    step = images / statistics.median(seconds["step only"])
+    results = {"preset": preset, "overrides": overrides or {}, "device": str(dev), "batch_size": cfg.batch_size,
+               "crop_size": cfg.crop_size, "model": cfg.model, "backbone": cfg.backbone, "amp": cfg.amp,
+               "channels_last": cfg.channels_last, "num_workers": trainer.num_workers, "iterations": iterations,
+               "rounds": rounds, "pipeline_images_per_s": pipe, "step_images_per_s": step, "ratio": pipe / step,
+               "seconds": seconds, "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
+               "load_average_after": load_average()}
+    print(f"pipeline ({preset}, {cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, "
+          f"{trainer.num_workers} workers, {dev}): {pipe:.1f} images/s through the engine's loader, "
+          f"{step:.1f} images/s for the step alone on a synthetic batch: x{pipe / step:.2f} "
+          f"(load average {load_before})")
+    path = Path(out) if out else RESULTS_DIR / f"pipeline_{dev.type}.json"
+    write_record(path, results, extra={"note": "medians of alternating windows; the machine may be shared"})
+    print(f"record written to {path}")
+    del loader_batches
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# torch.compile: faster, and the same results?
+# ---------------------------------------------------------------------------------------------------
+
+def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", backbone: str = "mobilenet_v3_large",
+                          size: int = 128, batch: int = 2, repeats: int = 5, out: str | Path | None = None,
+                          threads: int | None = None, backend: str = "inductor") -> dict[str, Any]:
+    """Eager vs ``torch.compile``: training-step and inference time, compile time, output difference.
+
+    Two copies of one randomly initialised model (same weights). Compile time is the first training
+    step and the first inference call of the compiled copy. The difference is the largest absolute
+    difference of the eval-mode logits on one input (``max_abs_diff``, and relative to the largest
+    logit). Steps are timed in interleaved rounds (median).
+
+    Returns:
+        the measured numbers; also written as a record (default ``benchmarks/results/compile_<device>.json``).
+
+    Raises:
+        RuntimeError: ``device="cuda"`` without a CUDA GPU.
+    """
+    import copy
+
+    from ..models import build_model
+    from ..records import RESULTS_DIR, write_record
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        eager = build_model(model, backbone=backbone, num_classes=21).to(dev)
+        compiled_model = copy.deepcopy(eager)
+        compiled = torch.compile(compiled_model, backend=backend)
+        x = torch.randn(batch, 3, size, size, device=dev)
+        y = torch.randint(0, 21, (batch, size, size), device=dev)
+        runners = {"eager": _Runner(_OutOnly(eager), x, y, False, False),
+                   "compiled": _Runner(_OutOnly(compiled), x, y, False, False)}
+        t0 = time.perf_counter()
+        runners["compiled"].train_step()
+        compile_train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runners["compiled"].infer()
+        compile_infer_s = time.perf_counter() - t0
+        runners["eager"].train_step()
+        runners["eager"].infer()
+        compiled_model.load_state_dict(eager.state_dict())  # the same weights and BN statistics again
+        with torch.no_grad():
+            a = eager.eval()(x)["out"].float()
+            b = compiled.eval()(x)["out"].float()
+        diff = (a - b).abs().max().item()
+        scale = a.abs().max().item()
+        times: dict[str, dict[str, list[float]]] = {k: {"train": [], "infer": []} for k in runners}
+        names = list(runners)
+        for i in range(repeats):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                times[name]["train"].append(_timed(runners[name].train_step, dev)[0])
+                times[name]["infer"].append(_timed(runners[name].infer, dev)[0])
+        med = {k: {m: statistics.median(v) for m, v in t.items()} for k, t in times.items()}
+        results = {
+            "device": str(dev), "model": model, "backbone": backbone, "input": [batch, 3, size, size], "backend": backend,
+            "compile_seconds_first_train_step": compile_train_s, "compile_seconds_first_inference": compile_infer_s,
+            "train_step_s": {k: v["train"] for k, v in med.items()}, "inference_s": {k: v["infer"] for k, v in med.items()},
+            "train_speedup": med["eager"]["train"] / med["compiled"]["train"],
+            "inference_speedup": med["eager"]["infer"] / med["compiled"]["infer"],
+            "max_abs_diff": diff, "max_abs_logit": scale, "relative_diff": diff / max(scale, 1e-12),
+            "torch_threads": torch.get_num_threads(), "load_average": load_average(), "times": times,
+        }
+    finally:
+        torch.set_num_threads(saved_threads)
+    print(f"torch.compile ({backend}) on {dev}, {model} {backbone}, input {[batch, 3, size, size]}: "
+          f"compile {compile_train_s:.0f} s (train step) + {compile_infer_s:.0f} s (inference); training step "
+          f"x{results['train_speedup']:.2f}, inference x{results['inference_speedup']:.2f} vs eager; "
+          f"logits differ by at most {diff:.2e} (largest logit {scale:.2f})")
+    path = Path(out) if out else RESULTS_DIR / f"compile_{dev.type}.json"
     write_record(path, results, extra={"note": "medians of interleaved rounds; the machine may be shared"})
     print(f"record written to {path}")
     return results

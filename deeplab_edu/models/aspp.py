@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["atrous_rates_for", "feature_map_side", "fit_atrous_rates", "degenerate_rates", "ASPPv2", "ASPP",
-           "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate"]
+           "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate", "atrous_conv"]
 
 #: The feature-map side the papers' rates were chosen for: a 513-pixel crop at output stride 16
 #: (DeepLabv3 sec. 3.3: "(6, 12, 18) ... when output stride = 16") has 33 x 33 cells.
@@ -119,24 +119,94 @@ def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:
     conv.padding = ((conv.kernel_size[0] - 1) // 2 * rate,) * 2
 
 
-class SeparableConv2d(nn.Sequential):
+class _ChannelScale(torch.autograd.Function):
+    """``x * w`` per channel (x: (N, C, H, W), w: (C,)), the weight gradient summed in float32.
+
+    Summing ``grad * x`` in bfloat16 (what autograd of a plain multiplication does under autocast)
+    loses the precision a convolution's float32 accumulation keeps; this keeps it.
+    """
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)  # type: ignore[attr-defined]
+        return x * w.reshape(1, -1, 1, 1)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        x, w = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_w = (grad.float() * x.float()).sum(dim=(0, 2, 3)).to(w.dtype)
+        return grad * w.reshape(1, -1, 1, 1), grad_w
+
+
+def atrous_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a 3x3 atrous conv, computed as the 1x1 conv it reduces to on a small map.
+
+    When the rate is at least the feature map's height and width, every off-centre tap of every
+    position reads the zero padding (DeepLabv3 sec. 3.3, Fig. 4), so only the centre weights
+    ``conv.weight[:, :, 1, 1]`` act and only they get gradient. For a *depthwise* conv that is one
+    multiplication per value, channel ``c`` times its centre weight: computed so (in the autocast
+    dtype under autocast, as the conv would be), its output and input gradient are the same bits
+    as the full conv's, whose zero taps add exact zeros; the centre weights' gradient sums the same
+    products in another order (equal up to rounding). It is taken for depthwise convs only (a
+    regular conv would sum its channels in another order). Any other conv, and any conv traced with
+    symbolic shapes or compiled, runs as is.
+    """
+    rate_h, rate_w = conv.dilation
+    if (conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
+            and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (rate_h, rate_w)
+            and conv.padding_mode == "zeros" and isinstance(x.shape[-2], int) and isinstance(x.shape[-1], int)
+            and rate_h >= x.shape[-2] and rate_w >= x.shape[-1]
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()):
+        weight = conv.weight[:, 0, 1, 1]
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(dtype), weight.to(dtype)
+        y = _ChannelScale.apply(x, weight)
+        return y if conv.bias is None else y + conv.bias.to(y.dtype).reshape(1, -1, 1, 1)
+    return conv(x)
+
+
+class _AtrousSequential(nn.Sequential):
+    """A Sequential whose first module is a 3x3 atrous conv, run through :func:`atrous_conv`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = atrous_conv(self[0], x)
+        for module in list(self)[1:]:
+            x = module(x)
+        return x
+
+
+class SeparableConv2d(_AtrousSequential):
     """Depthwise-separable atrous conv (DeepLabv3+ sec. 3.2, Fig. 3): depthwise 3x3 at ``rate``,
-    BN, ReLU, then pointwise 1x1, BN, ReLU."""
+    BN, ReLU, then pointwise 1x1, BN, ReLU.
+
+    The BN and ReLU *between* the depthwise and the pointwise conv follow the official code
+    (tensorflow/models research/deeplab/model.py, ``_split_separable_conv2d``: "applies activation
+    function between depthwise and pointwise conv2d", inside an ``arg_scope`` that gives every conv
+    batch norm and ReLU), like the paper's modified Xception (sec. 3.2: "extra batch normalization
+    and ReLU activation are added after each 3 x 3 depthwise convolution"). The ReLUs run in place
+    (batch norm's backward needs its input, not its output), which saves one activation-sized
+    buffer each. Input (N, in_channels, H, W) -> (N, out_channels, H, W).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, rate: int = 1, kernel_size: int = 3) -> None:
         pad = (kernel_size - 1) // 2 * rate
         super().__init__(
             nn.Conv2d(in_channels, in_channels, kernel_size, padding=pad, dilation=rate, groups=in_channels, bias=False),
             nn.BatchNorm2d(in_channels),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
 
 
-class ASPPConv(nn.Sequential):
-    """One atrous branch of DeepLabv3's ASPP: 3x3 conv at ``rate`` (or separable), BN, ReLU."""
+class ASPPConv(_AtrousSequential):
+    """One atrous branch of DeepLabv3's ASPP: 3x3 conv at ``rate`` (or separable), BN, ReLU.
+
+    A rate at least as large as the feature map is computed as the 1x1 conv it reduces to
+    (:func:`atrous_conv`).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, rate: int, separable: bool = False) -> None:
         if separable:
@@ -145,7 +215,7 @@ class ASPPConv(nn.Sequential):
             super().__init__(
                 nn.Conv2d(in_channels, out_channels, 3, padding=rate, dilation=rate, bias=False),
                 nn.BatchNorm2d(out_channels),
-                nn.ReLU(),
+                nn.ReLU(inplace=True),
             )
 
     @property
@@ -161,6 +231,7 @@ class ImagePooling(nn.Sequential):
     """Image-level features (DeepLabv3 sec. 3.3, after ParseNet): global average pooling, 1x1 conv,
     BN, ReLU, bilinear upsampling back to the feature-map size.
 
+
     With a batch of one in training mode the BN uses its running statistics (see the module
     docstring for why); otherwise it is an ordinary batch norm.
     """
@@ -170,7 +241,7 @@ class ImagePooling(nn.Sequential):
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,7 +280,8 @@ class ASPP(nn.Module):
     ) -> None:
         super().__init__()
         branches: list[nn.Module] = [
-            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU())
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
+                          nn.ReLU(inplace=True))
         ]
         for rate in atrous_rates:
             branches.append(ASPPConv(in_channels, out_channels, int(rate), separable))
@@ -220,7 +292,7 @@ class ASPP(nn.Module):
         self.project = nn.Sequential(
             nn.Conv2d(len(branches) * out_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Dropout(dropout),
         )
         self.out_channels = out_channels

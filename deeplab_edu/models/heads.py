@@ -9,6 +9,16 @@
   the concatenation is refined by two 3x3 convs with 256 filters (Table 2), depthwise-separable in
   the paper's best model (Table 5, "SC"), then classified by a 1x1 conv. Upsampling to the low-level
   map's *actual* size (not a fixed factor 4) keeps odd input sizes working.
+
+  The same layers as the official code (tensorflow/models research/deeplab/model.py,
+  ``refine_by_decoder``: ``feature_projection0`` 1x1 to 48 channels with batch norm and ReLU, then
+  ``decoder_conv0`` and ``decoder_conv1``, two separable 3x3 convs with 256 filters, batch norm and
+  ReLU after the depthwise and after the pointwise part). segmentation_models_pytorch's
+  ``DeepLabV3PlusDecoder`` differs: one separable 3x3 conv after the concatenation (plus one on the
+  ASPP output at stride 16) and no batch norm or ReLU between depthwise and pointwise; it is lighter
+  for that reason, not by implementation (``deeplab-edu bench`` measures both).
+  ReLUs run in place (batch norm's backward needs its input, not its output): less memory and
+  time, the same function.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ class FCNHead(nn.Sequential):
         super().__init__(
             nn.Conv2d(in_channels, inter, 3, padding=1, bias=False),
             nn.BatchNorm2d(inter),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Dropout(0.1),
             nn.Conv2d(inter, num_classes, 1),
         )
@@ -40,7 +50,8 @@ def _conv3x3_bn_relu(in_channels: int, out_channels: int, separable: bool) -> nn
     if separable:
         return SeparableConv2d(in_channels, out_channels, rate=1)
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -68,7 +79,8 @@ class Decoder(nn.Module):
     ) -> None:
         super().__init__()
         self.reduce = nn.Sequential(
-            nn.Conv2d(low_level_channels, reduced_channels, 1, bias=False), nn.BatchNorm2d(reduced_channels), nn.ReLU()
+            nn.Conv2d(low_level_channels, reduced_channels, 1, bias=False), nn.BatchNorm2d(reduced_channels),
+            nn.ReLU(inplace=True),
         )
         self.refine = nn.Sequential(
             _conv3x3_bn_relu(encoder_channels + reduced_channels, channels, separable),
