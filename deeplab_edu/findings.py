@@ -46,7 +46,7 @@ from .data.classes import BOAT, CAR, WIRE
 __all__ = [
     "ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "verdict",
-    "findings_table", "tune_crf", "run_dir", "run_findings",
+    "findings_table", "tune_crf", "run_dir", "run_findings", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -376,3 +376,40 @@ def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None
                 for key, m in mats.items():
                     matrices.setdefault(f"{arm}|{view}|{key}", []).append(m)
     return {k: np.stack(v) for k, v in matrices.items()}
+
+
+@dataclass
+class RecordedFindings:
+    """A findings record (``benchmarks/findings.py``) with its per-scene matrices."""
+
+    record: dict[str, Any]
+    matrices: dict[str, np.ndarray]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.record["results"]["seeds"])
+
+    @property
+    def scenes(self) -> int:
+        return int(self.record["results"]["val_scenes"])
+
+    def describe(self) -> str:
+        """Provenance and size: command, commit, hardware, seeds, scenes."""
+        from .records import describe_record
+
+        return (f"{describe_record(self.record)} Seeds {self.seeds}, {self.scenes} validation scenes, "
+                f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes in all.")
+
+
+def load_findings(name: str = "findings_cpu") -> RecordedFindings | None:
+    """The recorded findings and their matrices, or ``None`` when the record has not been made."""
+    from .records import RESULTS_DIR, load_record
+
+    try:
+        record = load_record(name)
+    except FileNotFoundError:
+        return None
+    npz = RESULTS_DIR / record["results"]["matrices_file"]
+    with np.load(npz) as data:
+        matrices = {k: data[k].astype(np.int64) for k in data.files}
+    return RecordedFindings(record, matrices)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._core import exercise
+import torch
+import torch.nn.functional as F
+
+from ..data.classes import WIRE
+from ._core import exercise, function_exercise, value_exercise
 
 
 @exercise(
@@ -45,42 +49,69 @@ def _separable(answer: Any) -> str | None:
     return None
 
 
-@exercise(
+def _fuse(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+    """The decoder's fusion step (DeepLabv3+ sec. 3.1), as :class:`deeplab_edu.models.Decoder` does it."""
+    up = F.interpolate(encoder, size=low_level.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([up, low_level], dim=1)
+
+
+def _fuse_inputs(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    side = int(torch.randint(5, 60, (1,), generator=gen))
+    small = side
+    for _ in range(2):  # the encoder map: two more stride-2 layers (stride 4 -> 16), rounding up
+        small = (small + 1) // 2
+    n = int(torch.randint(1, 3, (1,), generator=gen))
+    return (torch.randn(n, 6, small, small, generator=gen), torch.randn(n, 3, side, side, generator=gen))
+
+
+function_exercise(
     "09.3",
-    "Side of the low-level (stride 4) feature map for a 513 x 513 input",
-    solution=lambda: 129,
-    wrong_answers=(128, 128.25, 65, 257),
-    hint="two stride-2 layers, rounding up on odd sizes.",
+    "Write fuse(encoder, low_level): upsample the encoder output to the low-level map and concatenate",
+    reference=_fuse,
+    inputs=_fuse_inputs,
+    cases=[(torch.ones(1, 2, 9, 9), torch.zeros(1, 3, 33, 33)), (torch.ones(1, 2, 8, 8), torch.zeros(1, 3, 32, 32))],
+    mistakes=[
+        (lambda e, l: torch.cat([F.interpolate(e, scale_factor=4, mode="bilinear", align_corners=False), l], 1),
+         "a fixed factor 4 misses odd sizes: a 513 crop has a 33-cell encoder map and a 129-cell low-level map, "
+         "and 33 x 4 = 132. Upsample to the low-level map's size."),
+        (lambda e, l: torch.cat([F.interpolate(e, size=l.shape[-2:], mode="bilinear", align_corners=True), l], 1),
+         "align_corners=True stretches the map corner to corner; DeepLab's models (and this course's) upsample "
+         "with align_corners=False, as F.interpolate does by default for a given size."),
+        (lambda e, l: torch.cat([F.interpolate(e, size=l.shape[-2:], mode="nearest"), l], 1),
+         "nearest-neighbour upsampling copies each cell into blocks; the decoder interpolates bilinearly."),
+        (lambda e, l: torch.cat([l, F.interpolate(e, size=l.shape[-2:], mode="bilinear", align_corners=False)], 1),
+         "the order of the concatenation matters for the weights that follow: the encoder output comes first."),
+    ],
+    signature="fuse(encoder, low_level)",
+    hint="F.interpolate(encoder, size=low_level.shape[-2:], mode='bilinear', align_corners=False), then torch.cat on dim 1.",
 )
-def _low_level(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    if answer == 65:
-        return "65 is output stride 8; the decoder's low-level features are at stride 4."
-    if answer == 257:
-        return "257 is stride 2 (after the stem's first conv)."
-    if answer != 129:
-        return f"{answer} is not 513 -> 257 -> 129."
-    return None
 
 
-@exercise(
+def _oracle_wire_iou(stride: int = 16) -> float:
+    from ..data import ProceduralScenes
+    from ..metrics import ConfusionMatrix
+    from ..viz.decoder import stride_oracle
+
+    scenes = ProceduralScenes(length=16, size=128, seed=0, difficulty="easy")
+    cm = ConfusionMatrix(scenes.num_classes)
+    for i in range(len(scenes)):
+        _, mask = scenes[i]
+        cm.update(stride_oracle(mask, stride, scenes.num_classes)[None], mask[None])
+    return cm.compute()["iou"][WIRE]
+
+
+value_exercise(
     "09.4",
-    "How many times more prediction positions has the decoder's stride-4 grid than DeepLabv3's stride-16 grid (513 x 513)?",
-    solution=lambda: 129**2 / 33**2,
-    wrong_answers=(4, 16, 129 / 33),
-    hint="the sides are 129 (stride 4) and 33 (stride 16); count positions, not sides.",
+    "Predict the wire IoU of the best possible prediction on a stride-16 grid",
+    solution=_oracle_wire_iou,
+    answer_type="fraction",
+    kind="predict",
+    abs_tol=0.005,
+    mistakes=[
+        (lambda a: a >= 0.2, "a 16 x 16 cell holds 256 pixels and a wire crossing it at most a few dozen: wire is "
+                             "never the largest share of a cell, so the best label of a cell is never wire."),
+        (lambda a: 0.005 < a < 0.2, "less than that: in no 16 x 16 cell does a 1-3 px wire cover the most pixels."),
+    ],
+    otherwise=lambda a: f"{a} is not it; think of the share of a 16 x 16 cell a wire can cover.",
+    hint="the oracle gives each cell the class proportions of its pixels, upsampled; when can wire win the arg-max?",
 )
-def _grid(answer: Any) -> str | None:
-    import math
-
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
-    target = 129**2 / 33**2
-    if math.isclose(answer, 129 / 33, rel_tol=1e-3) or answer == 4:
-        return "that is the ratio of the sides; the grid is two-dimensional."
-    if answer == 16:
-        return "16 would hold for exact division; 513 rounds up to 129 and 33, so the ratio is a little less."
-    if not math.isclose(answer, target, rel_tol=1e-3):
-        return f"{answer} is not (129 / 33) squared."
-    return None
