@@ -113,5 +113,6 @@ value_exercise(
         (lambda a: 0.005 < a < 0.2, "less than that: in no 16 x 16 cell does a 1-3 px wire cover the most pixels."),
     ],
     otherwise=lambda a: f"{a} is not it; think of the share of a 16 x 16 cell a wire can cover.",
+    more_wrong=(0.25, 0.05, 1.0),
     hint="the oracle gives each cell the class proportions of its pixels, upsampled; when can wire win the arg-max?",
 )
