@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--iterations", type=int, default=30, help="pipeline mode: training steps per timed window")
     be.add_argument("--num-workers", type=int, help="pipeline mode: DataLoader workers (default: the preset's)")
     be.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader mode: worker counts")
+    be.add_argument("--backbone", default="mobilenet_v3_large", help="compile mode: the DeepLabv3+ backbone")
     return parser
 
 
@@ -217,14 +218,14 @@ def _bench(args: argparse.Namespace) -> int:
     from .engine import bench
 
     if args.mode == "pipeline":
+        workers = {"num_workers": args.num_workers} if args.num_workers is not None else None
         bench.run_pipeline_benchmark(preset=args.preset, device=args.device, iterations=args.iterations,
-                                     rounds=args.repeats, out=args.out, threads=args.threads,
-                                     overrides={"num_workers": args.num_workers} if args.num_workers is not None else None)
+                                     rounds=args.repeats, out=args.out, threads=args.threads, overrides=workers)
     elif args.mode == "loader":
         bench.run_loader_benchmark(workers=tuple(args.workers), rounds=args.repeats, out=args.out)
     elif args.mode == "compile":
-        bench.run_compile_benchmark(device=args.device or "cpu", size=args.size, batch=args.batch,
-                                    repeats=args.repeats, out=args.out, threads=args.threads)
+        bench.run_compile_benchmark(device=args.device or "cpu", backbone=args.backbone, size=args.size,
+                                    batch=args.batch, repeats=args.repeats, out=args.out, threads=args.threads)
     else:
         bench.run_benchmarks(device=args.device or "cpu", size=args.size, batch=args.batch, repeats=args.repeats,
                              out=args.out, pairs=tuple(args.pairs), threads=args.threads)

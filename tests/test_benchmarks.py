@@ -113,7 +113,23 @@ def test_compile_benchmark_path_runs(tmp_path: Path) -> None:
         import torch._dynamo  # noqa: F401
     except Exception as err:  # pragma: no cover - a torch without dynamo
         pytest.skip(f"torch.compile is unavailable: {err}")
-    res = run_compile_benchmark(size=32, batch=2, repeats=1, out=tmp_path / "compile.json", threads=1,
-                                backend="aot_eager")
+    res = run_compile_benchmark(backbone="tiny_resnet", size=32, batch=2, repeats=1, out=tmp_path / "compile.json",
+                                threads=1, backend="aot_eager")
     assert res["max_abs_diff"] <= 1e-4 * max(1.0, res["max_abs_logit"])
     assert res["train_speedup"] > 0 and res["compile_seconds_first_train_step"] > 0
+
+
+def test_gpu_session_script_uses_existing_flags() -> None:
+    """benchmarks/gpu_session.sh cannot be run here (no GPU): at least every command in it parses."""
+    import re
+    import shlex
+
+    from deeplab_edu.cli import build_parser
+
+    script = (Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_session.sh").read_text()
+    joined = script.replace("\\\n", " ")
+    commands = re.findall(r'"\$PY" -m deeplab_edu ([^;|}\n]+)', joined)
+    assert len(commands) == 4
+    for command in commands:
+        argv = [a.replace('"$OUT', "benchmarks/results").strip('"') for a in shlex.split(command.split(" || ")[0])]
+        build_parser().parse_args(argv)  # SystemExit on an unknown flag

@@ -434,13 +434,13 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
                      "scenes_per_s": statistics.median(r["scenes_per_s"] for r in rs),
                      "cpu_s_per_scene": statistics.median(r["cpu_s_per_scene"] for r in rs),
                      "all_scenes_per_s": [round(r["scenes_per_s"], 2) for r in rs]})
-    base = {row["limit_threads"]: row["scenes_per_s"] for row in rows if row["num_workers"] == min(w for w in workers if w > 0)} \
-        if any(w > 0 for w in workers) else {}
+    first = min((w for w in workers if w > 0), default=None)  # the ratios are relative to the fewest workers
+    base = {row["limit_threads"]: row["scenes_per_s"] for row in rows if row["num_workers"] == first}
     print(f"engine training loader, procedural scenes {size} px, train transform, batch {batch}, "
           f"{batches} batches x {rounds} rounds (median); load average before {load_before}")
     for row in rows:
         ref = base.get(row["limit_threads"])
-        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {min(w for w in workers if w > 0)} worker" if ref and row["num_workers"] else ""
+        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {first} worker" if ref and row["num_workers"] else ""
         print(f"    {row['num_workers']} workers, {'one thread each' if row['limit_threads'] else 'default threads'}: "
               f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
     results = {"size": size, "batch": batch, "batches": batches, "rounds": rounds, "rows": rows,
@@ -612,9 +612,11 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
                 times[name]["infer"].append(_timed(runners[name].infer, dev)[0])
         med = {k: {m: statistics.median(v) for m, v in t.items()} for k, t in times.items()}
         results = {
-            "device": str(dev), "model": model, "backbone": backbone, "input": [batch, 3, size, size], "backend": backend,
+            "device": str(dev), "model": model, "backbone": backbone, "input": [batch, 3, size, size],
+            "backend": backend,
             "compile_seconds_first_train_step": compile_train_s, "compile_seconds_first_inference": compile_infer_s,
-            "train_step_s": {k: v["train"] for k, v in med.items()}, "inference_s": {k: v["infer"] for k, v in med.items()},
+            "train_step_s": {k: v["train"] for k, v in med.items()},
+            "inference_s": {k: v["infer"] for k, v in med.items()},
             "train_speedup": med["eager"]["train"] / med["compiled"]["train"],
             "inference_speedup": med["eager"]["infer"] / med["compiled"]["infer"],
             "max_abs_diff": diff, "max_abs_logit": scale, "relative_diff": diff / max(scale, 1e-12),

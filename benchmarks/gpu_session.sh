@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One GPU session for issue 11, prepared on a machine without a GPU and never run there yet.
+# Run it once from the repository root on a CUDA machine (estimated 6-10 minutes on one H200; the
+# timeouts add up to 15.5 minutes), all at once or one stage per call (a device call may last 10 minutes):
+#
+#     bash benchmarks/gpu_session.sh            # all four stages
+#     bash benchmarks/gpu_session.sh 1 2        # only the model benchmark and the pipeline
+#
+# Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
+# hardware). Afterwards: commit benchmarks/results/*_cuda.json, show them in benchmarks/README.md
+# (python -c "from deeplab_edu.engine.bench import format_results; ...") and in chapter 11.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=benchmarks/results
+mkdir -p "$OUT"
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: run this on a GPU machine')"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+STAGES=${*:-1 2 3 4}
+run() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# 1. Ours vs torchvision (DeepLabv3-ResNet-50, OS 8) and vs segmentation_models_pytorch (DeepLabv3+-ResNet-50,
+#    OS 16): 512 px, batch 16, fp32 / channels_last / bf16 + channels_last, 10 interleaved rounds.
+run 1 && timeout 240 "$PY" -m deeplab_edu bench --device cuda --size 512 --batch 16 --repeats 10 --out "$OUT/bench_cuda.json"
+
+# 2. The pipeline: gpu preset (DeepLabv3+-ResNet-50, 256 px, batch 16, bf16, channels_last) through the
+#    engine's loader vs the step alone on a synthetic batch; target ratio >= 0.9.
+run 2 && timeout 150 "$PY" -m deeplab_edu bench --mode pipeline --preset gpu --device cuda --iterations 60 --repeats 3 \
+    --out "$OUT/pipeline_cuda.json"
+
+# 3. torch.compile on the GPU (eager vs inductor; time and largest logit difference) at the gpu preset's size.
+run 3 && { timeout 240 "$PY" -m deeplab_edu bench --mode compile --device cuda --backbone resnet50 --size 256 --batch 16 --repeats 10 \
+    --out "$OUT/compile_cuda.json" || echo "compile benchmark failed or timed out: recorded as not measured"; }
+
+# 4. A short gpu-profile training run with its curve (the full preset is 6000 iterations; 1000 fit here).
+run 4 && timeout 300 "$PY" -m deeplab_edu train --preset gpu --iterations 1000 --eval-every 250 --ckpt-every 500 \
+    --out-dir runs/gpu_issue11 --no-progress --record "$OUT/train_gpu_preset.json"
+
+echo "done (stages $STAGES):"; ls -l "$OUT"/*_cuda.json "$OUT"/train_gpu_preset.json 2>/dev/null || true
