@@ -215,7 +215,6 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
         ValueError: ``batch`` < 2 (batch norm in training), or ``size`` not a multiple of 16 for ``v3plus``.
         RuntimeError: ``device="cuda"`` without a CUDA GPU.
     """
-    from ..records import RESULTS_DIR, write_record
 
     dev = torch.device(device)
     if batch < 2:
@@ -225,10 +224,7 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
         raise ValueError(f"size={size}: segmentation_models_pytorch's DeepLabV3Plus needs a multiple of 16")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")
-    saved_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         torch.manual_seed(0)
         x = torch.randn(batch, 3, size, size, device=dev)
         y = torch.randint(0, num_classes, (batch, size, size), device=dev)
@@ -277,13 +273,9 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                                                               / peer_equal["train_images_per_s"])
             results["pairs"][pair] = entry
         results["load_average_after"] = load_average()
-    finally:
-        torch.set_num_threads(saved_threads)
-    path = Path(out) if out else RESULTS_DIR / f"bench_{dev.type}.json"
-    write_record(path, results, extra={"settings": [s[0] for s in settings], "repeats": repeats, "warmup": warmup,
-                                       "note": "medians of interleaved rounds; the machine may be shared"})
-    print(f"record written to {path} (load average before {results['load_average_before']}, "
-          f"after {results['load_average_after']})")
+    print(f"load average before {results['load_average_before']}, after {results['load_average_after']}")
+    _write(results, out, f"bench_{dev.type}.json", "medians of interleaved rounds; the machine may be shared",
+           settings=[s[0] for s in settings], repeats=repeats, warmup=warmup)
     return results
 
 
@@ -345,6 +337,29 @@ def _busy_cpu_seconds() -> float | None:
         return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Any:
+    """Run the block with ``threads`` torch intra-op threads (``None``: unchanged), restoring them after."""
+    saved = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _write(results: dict[str, Any], out: str | Path | None, default_name: str, note: str,
+           **extra: Any) -> Path:
+    """Write ``results`` as a record (default ``benchmarks/results/<default_name>``) and say where."""
+    from ..records import RESULTS_DIR, write_record
+
+    path = Path(out) if out else RESULTS_DIR / default_name
+    write_record(path, results, extra={**extra, "note": note})
+    print(f"record written to {path}")
+    return path
 
 
 def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batches: int = 40, warmup: int = 2,
@@ -420,7 +435,6 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
     Every setting (worker count, with and without the one-thread-per-worker limits) is measured once per
     round, in an order that alternates between rounds, and the median over ``rounds`` is kept.
     """
-    from ..records import RESULTS_DIR, write_record
 
     settings = [(w, True) for w in workers] + ([(w, False) for w in workers if w > 0] if compare_unlimited else [])
     runs: dict[tuple[int, bool], list[dict[str, Any]]] = {s: [] for s in settings}
@@ -445,9 +459,7 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
               f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
     results = {"size": size, "batch": batch, "batches": batches, "rounds": rounds, "rows": rows,
                "load_average_before": load_before, "load_average_after": load_average()}
-    path = Path(out) if out else RESULTS_DIR / "loader_cpu.json"
-    write_record(path, results, extra={"note": "medians of interleaved rounds; the machine may be shared"})
-    print(f"record written to {path}")
+    _write(results, out, "loader_cpu.json", "medians of interleaved rounds; the machine may be shared")
     return results
 
 
@@ -490,20 +502,14 @@ def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | N
     if device is not None:
         settings["device"] = device
     cfg = load_config(preset, settings)
-    saved_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         return _pipeline(cfg, preset, overrides, iterations, warmup, rounds, out)
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iterations: int, warmup: int, rounds: int,
               out: str | Path | None) -> dict[str, Any]:
     import itertools
 
-    from ..records import RESULTS_DIR, write_record
     from .trainer import Trainer
 
     trainer = Trainer(cfg)
@@ -543,9 +549,7 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
           f"{trainer.num_workers} workers, {dev}): {pipe:.1f} images/s through the engine's loader, "
           f"{step:.1f} images/s for the step alone on a synthetic batch: x{pipe / step:.2f} "
           f"(load average {load_before})")
-    path = Path(out) if out else RESULTS_DIR / f"pipeline_{dev.type}.json"
-    write_record(path, results, extra={"note": "medians of alternating windows; the machine may be shared"})
-    print(f"record written to {path}")
+    _write(results, out, f"pipeline_{dev.type}.json", "medians of alternating windows; the machine may be shared")
     del loader_batches
     return results
 
@@ -573,15 +577,11 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
     import copy
 
     from ..models import build_model
-    from ..records import RESULTS_DIR, write_record
 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")
-    saved_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         torch.manual_seed(0)
         eager = build_model(model, backbone=backbone, num_classes=21).to(dev)
         compiled_model = copy.deepcopy(eager)
@@ -622,13 +622,9 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
             "max_abs_diff": diff, "max_abs_logit": scale, "relative_diff": diff / max(scale, 1e-12),
             "torch_threads": torch.get_num_threads(), "load_average": load_average(), "times": times,
         }
-    finally:
-        torch.set_num_threads(saved_threads)
     print(f"torch.compile ({backend}) on {dev}, {model} {backbone}, input {[batch, 3, size, size]}: "
           f"compile {compile_train_s:.0f} s (train step) + {compile_infer_s:.0f} s (inference); training step "
           f"x{results['train_speedup']:.2f}, inference x{results['inference_speedup']:.2f} vs eager; "
           f"logits differ by at most {diff:.2e} (largest logit {scale:.2f})")
-    path = Path(out) if out else RESULTS_DIR / f"compile_{dev.type}.json"
-    write_record(path, results, extra={"note": "medians of interleaved rounds; the machine may be shared"})
-    print(f"record written to {path}")
+    _write(results, out, f"compile_{dev.type}.json", "medians of interleaved rounds; the machine may be shared")
     return results
