@@ -138,6 +138,14 @@ class _ChannelScale(torch.autograd.Function):
         return grad * w.reshape(1, -1, 1, 1), grad_w
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype active for ``device_type``, or ``None`` (also for devices autocast does not know)."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except RuntimeError:  # e.g. "meta": no autocast
+        return None
+
+
 def atrous_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 3x3 atrous conv, computed as the 1x1 conv it reduces to on a small map.
 
@@ -158,8 +166,8 @@ def atrous_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             and rate_h >= x.shape[-2] and rate_w >= x.shape[-1]
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing()):
         weight = conv.weight[:, 0, 1, 1]
-        if torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
+        dtype = _autocast_dtype(x.device.type)
+        if dtype is not None:
             x, weight = x.to(dtype), weight.to(dtype)
         y = _ChannelScale.apply(x, weight)
         return y if conv.bias is None else y + conv.bias.to(y.dtype).reshape(1, -1, 1, 1)
