@@ -288,7 +288,7 @@ def format_results(record: dict[str, Any]) -> str:
     threads = res.get("torch_threads", record["hardware"].get("torch_threads"))
     lines = [f"Input {res['input']} on {res['device']}; "
              f"{record['hardware'].get('gpu') or record['hardware'].get('cpu')} "
-             f"({record['hardware'].get('cpu_count')} cores, {threads} torch threads"
+             f"({record['hardware'].get('cpu_count')} cores, {threads} torch thread{'' if threads == 1 else 's'}"
              + (f"; load average {res['load_average_before']} before, {res.get('load_average_after')} after"
                 if res.get("load_average_before") else "") + ").",
              "", "| pair | setting | model | inference img/s | train img/s | train CPU s/step | train peak MiB "
