@@ -179,3 +179,24 @@ def test_trained_rates_travel_with_the_checkpoint(tmp_path) -> None:
     assert model.atrous_rates == trainer.model.atrous_rates == fit_atrous_rates(3)
     with pytest.raises(ConfigError, match="optimizer"):
         load_config("smoke", {"optimizer": "rmsprop"})
+
+
+def test_two_processes_share_one_run(tmp_path) -> None:
+    """A second process that asks for a run being trained waits for it and reuses it (no double training)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; torch.set_num_threads(1); from deeplab_edu.engine.runs import train_or_load; "
+            "train_or_load('smoke', out_dir=sys.argv[1], verbose=True, progress=False)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum("skipping training" in o for o in outs) == 1, outs  # one trained, the other reused it
+    from filelock import FileLock
+
+    from deeplab_edu.engine.runs import train_or_load
+
+    with FileLock(str(tmp_path / "run" / "train.lock")):  # held by "another process"
+        with pytest.raises(TimeoutError, match="another process has been training"):
+            train_or_load("smoke", out_dir=tmp_path / "run", verbose=False, lock_timeout_s=0.5, progress=False)

@@ -62,18 +62,49 @@ def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
-                  **overrides: Any) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
+                  lock_timeout_s: float = 3600.0, **overrides: Any) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
     """Return ``(model in eval mode, history, config)`` of the run in ``out_dir``, training it if needed.
+
+    Two processes that ask for the same run (two notebooks executed side by side, a notebook and
+    ``benchmarks/findings.py``) do not train it twice or write into each other's checkpoints: the
+    second waits for the first on a lock file in ``out_dir`` (released when the first ends, even
+    if it is killed), then reuses the finished run.
 
     Args:
         preset: a preset name or YAML file (see :func:`~deeplab_edu.engine.config.list_presets`).
         out_dir: the run's folder (checkpoints, metrics.csv, metrics.json).
+        lock_timeout_s: how long to wait for another process that trains the same run.
         **overrides: settings that replace the preset's.
+
+    Raises:
+        ValueError: ``out_dir`` holds a run with other learning settings.
+        TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.
     """
+    from filelock import FileLock, Timeout
+
+    cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(Path(out_dir) / "train.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if verbose:
+            print(f"waiting for another process that trains {shown_path(out_dir)} (up to {lock_timeout_s:.0f} s)")
+        try:
+            lock.acquire(timeout=lock_timeout_s)
+        except Timeout:
+            raise TimeoutError(f"another process has been training {shown_path(out_dir)} for more than "
+                               f"{lock_timeout_s:.0f} s (lock {shown_path(lock.lock_file)}); wait for it or stop it") from None
+    try:
+        return _train_or_load(cfg, Path(out_dir), verbose)
+    finally:
+        lock.release()
+
+
+def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
     from ..inference import load_model
     from .trainer import Trainer
 
-    cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
     last = Path(out_dir) / "checkpoints" / "last.pt"
     if last.is_file():
         state = load_checkpoint(last)
