@@ -211,12 +211,17 @@ def seed_values(cms: np.ndarray, fn: Callable[[np.ndarray], float]) -> np.ndarra
 
 
 def bootstrap_difference(base: np.ndarray, variant: np.ndarray, fn: Callable[[np.ndarray], float], *,
-                         n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+                         n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                         return_samples: bool = False) -> Any:
     """Paired bootstrap of ``fn(variant) - fn(base)``: returns (observed difference, low, high).
 
     ``base`` and ``variant`` are per-scene matrices (seeds, scenes, C, C) of the same scenes and
     seed indices. Each replicate resamples seed indices and scene indices with replacement (the
-    same for both arms) and pools the drawn matrices before computing ``fn``.
+    same for both arms) and pools the drawn matrices before computing ``fn``. With
+    ``return_samples`` the ``n_boot`` replicate differences come fourth.
+
+    Raises:
+        ValueError: the two arrays differ in shape or are not (seeds, scenes, C, C).
     """
     if base.shape != variant.shape or base.ndim != 4:
         raise ValueError(f"need two (seeds, scenes, C, C) arrays of one shape, got {base.shape} and {variant.shape}")
@@ -234,6 +239,8 @@ def bootstrap_difference(base: np.ndarray, variant: np.ndarray, fn: Callable[[np
         diffs[r] = fn(pooled_v) - fn(pooled_b)
     alpha = (1 - level) / 2
     lo, hi = np.nanquantile(diffs, [alpha, 1 - alpha])
+    if return_samples:
+        return float(observed), float(lo), float(hi), diffs
     return float(observed), float(lo), float(hi)
 
 
