@@ -112,6 +112,28 @@ vdata.procedural_explorer(seed=0, size=256, index=0)
 fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 
 # %% [markdown]
+# ### Three difficulties
+# Everything above describes the default, **hard** scenes: every object gets a random colour, so
+# only its shape names its class, and objects start at 2 % of the side. A network trained from
+# scratch for minutes on a laptop does not learn them (an earlier version of the training chapters
+# reached 14 % mIoU). So `ProceduralScenes(..., difficulty=...)` also offers **medium** (disc and
+# ring share a colour family, as do box and triangle: shape still separates each pair) and **easy**
+# (each shape class has its own colour family, objects start at 8 % of the side, milder noise): the
+# scenes chapters 08-10 train on in the `cpu` profile. What the chapters need stays at every
+# difficulty: objects at many scales in one image, a car and a boat that look the same (one colour
+# family for both) and are told apart only by the scene around them, 1-3 px wires and ignored
+# clutter. The same scenes at each difficulty (same layout, other colours):
+
+# %%
+fig = vdata.show_difficulties(indices=(1, 2), size=128)
+
+# %% tags=["remove-cell"]
+from deeplab_edu.data.procedural import DIFFICULTIES
+
+assert list(DIFFICULTIES) == ["hard", "medium", "easy"] and DIFFICULTIES["easy"].min_radius == 0.04
+assert ProceduralScenes(length=1, size=32).difficulty == "hard"
+
+# %% [markdown]
 # ## Class statistics
 # How often each class occurs (in pixels), and how large the objects are. The number of scenes
 # follows the profile.

@@ -24,6 +24,7 @@ __all__ = [
     "show_pairs",
     "show_samples",
     "show_sizes",
+    "show_difficulties",
     "plot_class_frequencies",
     "plot_object_sizes",
     "plot_context_free",
@@ -91,6 +92,21 @@ def show_sizes(index: int = 0, sizes: Sequence[int] = (48, 96, 256, 513), seed: 
         pairs.append(ds[index])
         titles.append(f"{s} x {s}")
     return show_pairs(pairs, ProceduralScenes.class_names, ProceduralScenes.palette, titles=titles, ncols=len(sizes))
+
+
+def show_difficulties(indices: Sequence[int] = (1, 2), size: int = 128, seed: int = 0) -> Figure:
+    """The same procedural scenes at each difficulty (``easy``, ``medium``, ``hard``): same layout,
+    other colours, smallest objects and noise (:data:`deeplab_edu.data.procedural.DIFFICULTIES`)."""
+    from ..data.procedural import DIFFICULTIES
+
+    pairs, titles = [], []
+    for i in indices:
+        for name in DIFFICULTIES:
+            ds = ProceduralScenes(length=max(indices) + 1, size=size, seed=seed, difficulty=name)
+            pairs.append(ds[i])
+            titles.append(f"#{i} {name}")
+    return show_pairs(pairs, ProceduralScenes.class_names, ProceduralScenes.palette, titles=titles,
+                      ncols=len(DIFFICULTIES))
 
 
 def plot_class_frequencies(freqs: np.ndarray, class_names: Sequence[str], palette: Sequence[Sequence[int]]) -> Figure:
