@@ -152,7 +152,8 @@ def test_every_page_loads_offline_with_equations_tables_links_and_images(site: t
         except urllib.error.HTTPError as err:
             problems.append(f"broken link {url} (HTTP {err.code})")
             continue
-        missing = sorted(f for f in fragments if unquote(f) not in _anchors(body)) if body else []
+        anchors = _anchors(body) if body else set()
+        missing = sorted(f for f in fragments if unquote(f) not in anchors) if body else []
         if missing:
             problems.append(f"{url}: missing anchors {missing[:5]}")
     assert not blocked, f"the book tried to load from the network: {sorted(set(blocked))[:10]}"
