@@ -125,3 +125,11 @@ def screenshot_dir() -> Path:
     folder = Path(os.environ.get("DEEPLAB_EDU_SCREENSHOTS", REPO_ROOT / "book" / "_build" / "screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def announce_screenshots(capsys: Any) -> Path:
+    """The screenshot folder, printed to the terminal even while pytest captures output."""
+    folder = screenshot_dir()
+    with capsys.disabled():
+        print(f"\nbrowser screenshots: {folder}")
+    return folder

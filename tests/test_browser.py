@@ -28,7 +28,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 import numpy as np
 import pytest
 
-from browser import chromium_or_skip, collect_errors, launch, offline, screenshot_dir, serve
+from browser import announce_screenshots, chromium_or_skip, collect_errors, launch, offline, screenshot_dir, serve
 from conftest import REPO_ROOT
 from deeplab_edu.atrous import conv_output_size, input_positions
 from deeplab_edu.boundary import valid_tap_counts
@@ -89,10 +89,11 @@ def _anchors(body: str) -> set[str]:
     return {html_lib.unescape(m) for m in re.findall(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""", body)}
 
 
-def test_every_page_loads_offline_with_equations_tables_links_and_images(site: tuple[str, Path], browser: Any) -> None:
+def test_every_page_loads_offline_with_equations_tables_links_and_images(
+    site: tuple[str, Path], browser: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     base, html = site
-    shots = screenshot_dir()
-    print(f"\nscreenshots: {shots}")
+    shots = announce_screenshots(capsys)
     pages = _pages(html)
     assert (html / "index.html") in pages and any(p.parent.name == "notebooks" for p in pages)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -175,6 +176,13 @@ def _open_explorer(browser: Any, base: str, chapter: str, name: str) -> tuple[An
     return page, explorer, blocked, errors
 
 
+def _finish(page: Any, explorer: Any, name: str, blocked: list[str], errors: list[str]) -> None:
+    explorer.screenshot(path=str(screenshot_dir() / f"explorer_{name}_after.png"))
+    assert not errors, f"the {name} explorer's page logged errors: {errors}"
+    assert not blocked, f"the {name} explorer's page tried to reach the network: {blocked}"
+    page.close()
+
+
 def _press(explorer: Any, slider: str, key: str = "ArrowRight", times: int = 1) -> None:
     handle = explorer.locator(f"input[type=range][name='{slider}']")
     handle.focus()
@@ -217,9 +225,7 @@ def test_atrous_explorer_follows_eq1(site: tuple[str, Path], browser: Any) -> No
         s["output_index"] = max(0, min(s["output_index"], n_out - 1))
         if slider == "kernel_size" and s[slider] == 7:
             assert n_out == 0 and "no output" in explorer.inner_text()
-    explorer.screenshot(path=str(shots / "explorer_atrous_after.png"))
-    assert not errors and not blocked, (errors, blocked)
-    page.close()
+    _finish(page, explorer, "atrous", blocked, errors)
 
 
 def test_receptive_field_explorer_grows_with_the_rate(site: tuple[str, Path], browser: Any) -> None:
@@ -249,9 +255,7 @@ def test_receptive_field_explorer_grows_with_the_rate(site: tuple[str, Path], br
     width, x, y = drawn()
     _press(explorer, "row")
     assert drawn() == (width, x, y + rf.stride)
-    explorer.screenshot(path=str(shots / "explorer_receptive_field_after.png"))
-    assert not errors and not blocked, (errors, blocked)
-    page.close()
+    _finish(page, explorer, "receptive_field", blocked, errors)
 
 
 def test_boundary_explorer_counts_valid_taps(site: tuple[str, Path], browser: Any) -> None:
@@ -280,6 +284,4 @@ def test_boundary_explorer_counts_valid_taps(site: tuple[str, Path], browser: An
         assert drawn() == predicted(), f"after moving {slider}: drawn {drawn()}, package {predicted()}"
     assert drawn() == Counter({1: s["height"] * s["width"]}), "at a rate past the map only the centre tap is valid"
     assert explorer.locator("line.dle-marker").get_attribute("data-rate") == str(s["max_rate"])
-    explorer.screenshot(path=str(shots / "explorer_boundary_after.png"))
-    assert not errors and not blocked, (errors, blocked)
-    page.close()
+    _finish(page, explorer, "boundary", blocked, errors)

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import jupytext
 import pytest
 
-from browser import collect_errors, free_port, launch, offline, screenshot_dir
+from browser import announce_screenshots, collect_errors, free_port, launch, offline
 from conftest import NOTEBOOKS, REPO_ROOT
 
 LAB_START_TIMEOUT = 180  # s: a busy 2-core machine starts JupyterLab in ~5-30 s
@@ -162,10 +162,9 @@ _CODE_PROMPTS = """() => Array.from(document.querySelectorAll(
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str]) -> None:
+def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     url, token = lab
-    shots = screenshot_dir()
-    print(f"\nscreenshots: {shots}")
+    shots = announce_screenshots(capsys)
     notebook = REPO_ROOT / "notebooks" / "02_receptive_fields.py"
     hidden = sum(1 for _, meta in _hide_cells(notebook) if meta.get("jupyter", {}).get("source_hidden") is True)
     with launch() as browser:
