@@ -384,7 +384,7 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
            "--timeout", str(timeout)]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            stdin=subprocess.DEVNULL, text=True)
     limit = _notebook_timeout(active_profile)
     try:
         out, _ = proc.communicate(timeout=limit)
@@ -581,7 +581,7 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
     env = {**os.environ, ENV_VAR: active_profile}
     try:
         proc = subprocess.run(cmd, cwd=stage, env=env, capture_output=True, text=True,
-                              timeout=choose(smoke=1200, cpu=1800, gpu=1800))
+                              stdin=subprocess.DEVNULL, timeout=choose(smoke=1200, cpu=1800, gpu=1800))
         log, returncode = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as err:
         log = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")

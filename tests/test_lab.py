@@ -88,10 +88,12 @@ def test_layer_editor_centres_each_axis_on_its_own(monkeypatch: pytest.MonkeyPat
 
 # ----------------------------------------------------------------------------- JupyterLab
 def _write_user_settings(folder: Path) -> None:
-    """Lab user settings for the test: no news pop-up, every cell rendered (no virtual scrolling)."""
+    """Lab user settings for the test: no news pop-up, every cell rendered (no virtual scrolling), and
+    no autosave: running the course's notebook must not rewrite its ``.py`` source."""
     settings = {
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     }
     for name, value in settings.items():
         path = folder / name
@@ -166,6 +168,7 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsy
     url, token = lab
     shots = announce_screenshots(capsys)
     notebook = REPO_ROOT / "notebooks" / "02_receptive_fields.py"
+    source_before = notebook.read_text()
     hidden = sum(1 for _, meta in _hide_cells(notebook) if meta.get("jupyter", {}).get("source_hidden") is True)
     with launch() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -237,3 +240,4 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsy
         assert not blocked, f"Lab tried to reach the network: {blocked}"
         myst_errors = [e for e in errors if "myst" in e.lower()]
         assert not myst_errors, f"jupyterlab-myst failed: {myst_errors}"
+    assert notebook.read_text() == source_before, "running the notebook in Lab rewrote its .py source"
