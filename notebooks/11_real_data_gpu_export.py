@@ -28,12 +28,14 @@
 # - load CamVid through the package and train DeepLabv3+ on it with the `camvid_gpu` preset;
 # - launch multi-GPU training with `torchrun`, and know what DDP, SyncBatchNorm, bf16 and
 #   `channels_last` change;
-# - measure the cost of multi-scale, flip and sliding-window inference on a full-size image;
+# - count what multi-scale and flip inference cost (the sum of the squared scales, beside
+#   DeepLabv3+ Table 3) and time each strategy, sliding windows included, on a full-size image;
 # - export a model to ONNX, run it with onnxruntime and check it agrees with PyTorch.
 #
 # **Helpers introduced:** `deeplab_edu.data.find_camvid` and `build_dataset("camvid", ...)`,
 # `deeplab_edu.engine.runs.train_or_load` with the `camvid_gpu` preset,
 # `deeplab_edu.inference.predict_probs` / `sliding_window_logits` / `prediction_gallery`,
+# `deeplab_edu.complexity.count_macs` on whole inference strategies,
 # `deeplab_edu.models.export.export_onnx` / `run_onnx`.
 
 # %% [markdown]
@@ -70,8 +72,8 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 #
 # The `camvid_gpu` preset trains DeepLabv3+ with a ResNet-50 (ImageNet weights) at output stride 16,
 # crop 360, batch 8, bf16 autocast and `channels_last`, and evaluates at output stride 8. In the
-# `gpu` profile this cell trains it (about half an hour on one recent GPU) unless the run already
-# finished; in the other profiles it only shows the command.
+# `gpu` profile this cell trains it unless the run already finished (its duration is not recorded
+# yet: see "On a GPU" below); in the other profiles it only shows the command.
 #
 # ```bash
 # deeplab-edu train --preset camvid_gpu                                  # one GPU
@@ -82,8 +84,8 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # With `torchrun`, every process trains on its own shard of each epoch (a `DistributedSampler`),
 # DDP averages the gradients, BatchNorm statistics are computed over all processes
 # (SyncBatchNorm), and only rank 0 writes checkpoints and metrics. The batch size is *per process*
-# (exercise 11.3). bf16 keeps float32's exponent range, so unlike fp16 it needs no gradient scaler
-# (exercise 11.2).
+# (exercise 11.1). Mixed precision runs most layers in a 16-bit type: with fp16 the engine scales the
+# loss before the backward pass (a gradient scaler), with bf16 it does not; exercise 11.2 shows why.
 
 # %%
 from deeplab_edu.engine.runs import train_or_load
@@ -102,16 +104,113 @@ else:
 # %% [markdown]
 # ## What the inference strategies cost
 #
-# Multi-scale inference runs the network at every scale, flipping doubles that, and a sliding window
-# runs it once per window. On a full-size image we time each strategy with an 11-class DeepLabv3+
-# (MobileNetV3-Large, random weights unless the GPU run above exists: cost does not depend on the
-# weights). The smoke profile uses a reduced image.
+# Multi-scale inference (MS) runs the network once on the image resized by each scale
+# $s \in \{0.5, 0.75, 1, 1.25, 1.5, 1.75\}$, flipping (Flip) runs every scale again on the mirrored
+# image, and a sliding window runs the network once per window. How much does each cost?
+#
+# ### Counting multiply-adds
+#
+# A convolution does the same work at every position of its output map, and an image resized by $s$
+# has $s^2$ times as many positions at every stage of the network (height *and* width grow by $s$).
+# So a pass at scale 1.75 costs about $1.75^2 = 3.06$ passes, one at 0.5 a quarter of a pass, and
+# the six scales cost about $\sum_s s^2 = 8.69$ passes, not 6; the flipped copies double that.
+#
+# We count it on the model and at the size of DeepLabv3+ Table 3's first rows
+# {cite:p}`chen2018deeplabv3plus`: DeepLabv3 with ResNet-101 at evaluation output stride 8 on a
+# $513 \times 513$ image. `count_macs` counts the multiply-adds of `predict_probs` itself, one scale
+# at a time and then whole strategies, on PyTorch's `meta` device (shapes only, so it costs nothing
+# in any profile).
+
+# %%
+import math
+
+import torch.nn.functional as F
+from IPython.display import Markdown, display
+
+from deeplab_edu.complexity import count_macs
+from deeplab_edu.inference import PAPER_SCALES, Strategy, predict_probs
+from deeplab_edu.models import build_model
+from deeplab_edu.models.summary import markdown_table
+from deeplab_edu.viz.output_stride import expected_feature_size
+
+#: DeepLabv3+ Table 3, ResNet-101, train OS 16, eval OS 8, no decoder: multiply-adds in billions.
+PAPER_TABLE3_GMACS = {"single scale": 276.18, "MS": 2435.37, "MS + Flip": 4870.59}
+
+with torch.device("meta"):  # shapes flow through the real layers, no arithmetic is done
+    paper_model = build_model("deeplabv3", backbone="resnet101", num_classes=21, output_stride=8).eval()
+    paper_image = torch.empty(1, 3, 513, 513)
+
+
+def strategy_macs(strategy: Strategy) -> int:
+    """Multiply-adds of predict_probs(paper_model, 513 x 513 image, strategy)."""
+    return count_macs(lambda im: predict_probs(paper_model, im, strategy), paper_image)
+
+
+one_pass = strategy_macs(Strategy())
+cells_1 = expected_feature_size(513, 8)
+per_scale, scale_rows = {}, []
+for s in PAPER_SCALES:
+    side = F.interpolate(paper_image, scale_factor=s, mode="bilinear", align_corners=False).shape[-1]  # as predict_probs
+    cells = expected_feature_size(side, 8)
+    per_scale[s] = strategy_macs(Strategy(scales=(s,)))
+    scale_rows.append({"scale s": s, "input": f"{side} x {side}", "map at OS 8": f"{cells} x {cells}",
+                       "GMACs": round(per_scale[s] / 1e9, 1), "/ one pass": round(per_scale[s] / one_pass, 3),
+                       "positions ratio": round((cells / cells_1) ** 2, 3), "s^2": s * s})
+display(Markdown(markdown_table(scale_rows)))
+
+formula = sum(s * s for s in PAPER_SCALES)
+measured_ms = sum(per_scale.values()) / one_pass
+ms_macs = strategy_macs(Strategy(scales=PAPER_SCALES))
+ms_flip_macs = strategy_macs(Strategy(scales=PAPER_SCALES, flip=True))
+paper_ms = PAPER_TABLE3_GMACS["MS"] / PAPER_TABLE3_GMACS["single scale"]
+paper_ms_flip = PAPER_TABLE3_GMACS["MS + Flip"] / PAPER_TABLE3_GMACS["single scale"]
+cost_rows = [
+    {"strategy": "MS", "measured (count_macs)": round(measured_ms, 2), "formula": f"sum s^2 = {formula:.2f}",
+     "DeepLabv3+ Table 3": f"{PAPER_TABLE3_GMACS['MS']} / {PAPER_TABLE3_GMACS['single scale']} = {paper_ms:.2f}"},
+    {"strategy": "MS + Flip", "measured (count_macs)": round(ms_flip_macs / one_pass, 2),
+     "formula": f"2 sum s^2 = {2 * formula:.2f}",
+     "DeepLabv3+ Table 3": f"{PAPER_TABLE3_GMACS['MS + Flip']} / {PAPER_TABLE3_GMACS['single scale']} = {paper_ms_flip:.2f}"},
+]
+display(Markdown(markdown_table(cost_rows)))
+print(f"one pass: {one_pass / 1e9:.1f} GMACs here, {PAPER_TABLE3_GMACS['single scale']} in the paper "
+      "(chapter 08 discusses the gap; the ratios are what we compare)")
+for name, ratio, rule in (("MS", measured_ms, formula), ("MS + Flip", ms_flip_macs / one_pass, 2 * formula),
+                          ("paper MS", paper_ms, formula), ("paper MS + Flip", paper_ms_flip, 2 * formula)):
+    print(f"{name:16s} {ratio:6.2f} passes: {ratio / rule - 1:+.1%} from the rule")
+
+# %% tags=["remove-cell"]
+assert abs(formula - 8.6875) < 1e-12
+assert ms_macs == sum(per_scale.values()) and ms_flip_macs == 2 * ms_macs  # predict_probs runs each scale once per copy
+assert abs(measured_ms / formula - 1) < 0.02, (measured_ms, formula)  # measured: within 2 % of sum(s^2)
+assert abs(ms_flip_macs / one_pass / (2 * formula) - 1) < 0.02
+assert abs(paper_ms - 8.8) < 0.05 and abs(paper_ms_flip - 17.6) < 0.1  # DeepLabv3+ Table 3: 8.82 and 17.64
+assert abs(paper_ms / formula - 1) < 0.02
+for row in scale_rows:  # each scale's cost follows the number of positions of its feature maps
+    assert abs(row["/ one pass"] / row["positions ratio"] - 1) < 0.01, row
+
+# %% [markdown]
+# The measured multi-scale cost is the sum of the squared scales, to within the percentages printed
+# above: each scale's count follows the number of positions of its feature maps (the "positions
+# ratio" column), and those are rounded (513 pixels give 65 cells at output stride 8, 256 pixels
+# give 32, not 32.5), so each scale lands near $s^2$ rather than on it. The paper's ratio is the same
+# rule, with rounding and counting of its own TensorFlow implementation, which it does not describe.
+# Flipping doubles the cost exactly; DeepLabv3+ says so: "adding left-right flipped inputs doubles
+# the computation complexity with only marginal performance improvement". In its Table 3, eval
+# output stride 8 gives 78.51 % mIoU, + MS 79.45 % for 8.8x the multiply-adds, + Flip 79.77 % for
+# 17.6x: the last 1.26 points cost 16.6 more passes. That budget buys the last points in a
+# benchmark; a deployment usually cannot pay it.
+#
+# ### Timing on this machine
+#
+# Counts are properties of the network; time also depends on the machine (how well small and large
+# inputs keep its cores busy, memory traffic). On a full-size image we time each strategy with a
+# DeepLabv3+ on MobileNetV3-Large (the small backbone torchvision ships for phones) scoring the
+# data's classes, with random weights unless the GPU run above exists (cost does not depend on the
+# weights), and print the multiply-add rule beside the time ratios. The smoke profile uses a reduced
+# image.
 
 # %%
 import time
-
-from deeplab_edu.inference import PAPER_SCALES, Strategy, predict_probs
-from deeplab_edu.models import build_model
 
 model = camvid_model or build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=data.num_classes)
 model = model.to(config.device()).eval()
@@ -119,21 +218,22 @@ size = config.choose(smoke=(90, 120), cpu=(360, 480), gpu=(360, 480))
 x = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", align_corners=False).to(config.device())
 crop = min(size) * 2 // 3
 strategies = {
-    "single scale": Strategy(),
-    "flip": Strategy(flip=True),
-    "MS (6 scales)": Strategy(scales=PAPER_SCALES),
-    "MS + flip": Strategy(scales=PAPER_SCALES, flip=True),
-    f"sliding {crop}px": Strategy(crop_size=crop),
+    "single scale": (Strategy(), 1.0),
+    "flip": (Strategy(flip=True), 2.0),
+    "MS (6 scales)": (Strategy(scales=PAPER_SCALES), formula),
+    "MS + flip": (Strategy(scales=PAPER_SCALES, flip=True), 2 * formula),
+    f"sliding {crop}px": (Strategy(crop_size=crop), None),
 }
 predict_probs(model, x)  # warm-up: the first call allocates and picks kernels
 seconds = {}
-for name, s in strategies.items():
+for name, (s, _) in strategies.items():
     start = time.perf_counter()
     predict_probs(model, x, s)
     seconds[name] = time.perf_counter() - start
 base = seconds["single scale"]
 for name, t in seconds.items():
-    print(f"{name:18s} {t:7.3f} s   x{t / base:5.1f}")
+    rule = strategies[name][1]
+    print(f"{name:18s} {t:7.3f} s   x{t / base:5.1f}" + (f"   (multiply-adds: x{rule:.1f})" if rule else ""))
 
 from deeplab_edu.engine.report import plot_metric_bars
 
@@ -144,9 +244,11 @@ plot_metric_bars({k: v / base for k, v in seconds.items()}, ylabel="time / singl
 assert seconds["MS + flip"] > seconds["single scale"]
 
 # %% [markdown]
-# The multi-scale cost is not simply 6x: the scales 0.5 and 0.75 are cheap and 1.75 costs about
-# three times a single pass ($1.75^2$ pixels). In a deployment that budget is usually better spent
-# on a larger model; in a benchmark it buys the last point of mIoU.
+# ### On a GPU
+#
+# **No GPU numbers are recorded for this chapter yet**: neither the `camvid_gpu` training nor GPU
+# timings of these strategies have been run for the course, so this page shows none. Every time on
+# this page comes from the machine that ran the notebook.
 
 # %% [markdown]
 # ## A small gallery
@@ -165,17 +267,18 @@ prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, da
 # %% [markdown]
 # ## Export to ONNX
 #
-# `export_onnx` traces the model in evaluation mode with height and width left dynamic, and
-# onnxruntime runs the file on the CPU without PyTorch. The exported graph must give the same
-# logits as the eager model, up to float rounding.
+# `export_onnx` traces the model in evaluation mode with the batch size, height and width left
+# dynamic, and onnxruntime runs the file on the CPU without PyTorch. The exported graph must give the
+# same logits as the eager model, up to float rounding.
 
 # %%
 import tempfile
 from pathlib import Path
 
+from deeplab_edu.data.classes import CAMVID
 from deeplab_edu.models.export import export_onnx, run_onnx
 
-small = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=data.num_classes).eval()
+small = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=CAMVID.num_classes).eval()
 probe = torch.randn(1, 3, 64, 96)
 onnx_path = export_onnx(small, Path(tempfile.mkdtemp()) / "deeplabv3plus.onnx", probe)
 with torch.no_grad():
@@ -193,8 +296,8 @@ assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 # ## Exercises
 #
 # ### Exercise 11.1
-# A 360 x 480 CamVid image is evaluated in sliding windows of 256 x 256 with a stride of 170
-# pixels (the last window of a row or column is shifted to end at the border). How many windows?
+# `torchrun --nproc_per_node=4 -m deeplab_edu train --batch-size 4 --grad-accum 2`: how many images
+# contribute to each optimiser step?
 
 # %%
 from deeplab_edu.exercises import check
@@ -202,36 +305,124 @@ from deeplab_edu.exercises import check
 answer_11_1 = ...
 check("11.1", answer_11_1)
 
-# %% tags=["hide-cell"]
-# Solution: per axis ceil((size - crop) / stride) + 1
-import math
-
-check("11.1", (math.ceil((360 - 256) / 170) + 1) * (math.ceil((480 - 256) / 170) + 1))
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: processes x per-process batch x accumulation steps. Each of the 4 processes loads its
+# own batch of 4 and adds up the gradients of 2 such micro-batches; DDP then averages over processes.
+check("11.1", 4 * 4 * 2)
 
 # %% [markdown]
-# ### Exercise 11.2
-# Which mixed-precision type needs a gradient scaler, `"bf16"` or `"fp16"`?
+# ### Exercise 11.2 (predict, then run)
+# The gradients of a deep network's early layers can be tiny. *Predict* which of the two 16-bit
+# types, float16 (`"fp16"`) or bfloat16 (`"bf16"`), rounds a gradient value of $10^{-8}$ to exactly
+# zero, and check your prediction. Then run the cell after it, which casts the value to both types.
+# What does this mean for mixed-precision training?
 
 # %%
-answer_11_2 = ...
-check("11.2", answer_11_2)
+prediction_11_2 = ...  # "fp16" or "bf16"
+check("11.2", prediction_11_2)
 
-# %% tags=["hide-cell"]
-# Solution
+# %%
+gradient = torch.tensor(1e-8)
+for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+    info = torch.finfo(dtype)
+    print(f"{name}: 1e-8 -> {gradient.to(dtype).item():.5g}   smallest normal number {info.smallest_normal:.3g}, "
+          f"relative precision (eps) {info.eps:.3g}")
+scaled = (gradient * 2**16).to(torch.float16)
+print(f"fp16 with the loss scaled by 2**16 first: {scaled.item():.5g}, i.e. {scaled.item() / 2**16:.5g} after unscaling")
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: float16 has 5 exponent bits: its smallest positive number is 2**-24 (about 6e-8, a
+# subnormal), so 1e-8 rounds to 0 and that gradient is lost. fp16 training therefore multiplies the
+# loss by a large factor before the backward pass and divides the gradients by it before the step
+# (torch.amp.GradScaler, which also skips steps whose gradients overflowed). bfloat16 has float32's 8
+# exponent bits (smallest normal number about 1.2e-38): small gradients survive, with fewer digits
+# (eps 0.0078 against fp16's 0.00098), so bf16 training needs no scaler.
 check("11.2", "fp16")
 
 # %% [markdown]
-# ### Exercise 11.3
-# `torchrun --nproc_per_node=4 -m deeplab_edu train --batch-size 4 --grad-accum 2`: how many images
-# contribute to each optimiser step?
+# ### Exercise 11.3 (predict, then measure)
+# DeepLab v2 fed its network three scales, 0.5, 0.75 and 1 (its "MSC", fused by a max; DeepLabv3
+# averages, which costs the same). *Predict* the multiply-adds of those three scales **plus their
+# left-right flipped copies**, in units of one pass at scale 1. Check your prediction, then run the
+# cell after it, which counts them with `count_macs` on the ResNet-101 of "Counting multiply-adds".
 
 # %%
-answer_11_3 = ...
-check("11.3", answer_11_3)
+prediction_11_3 = ...  # in single passes at scale 1
+check("11.3", prediction_11_3)
 
-# %% tags=["hide-cell"]
-# Solution: processes x per-process batch x accumulation steps
-check("11.3", 4 * 4 * 2)
+# %%
+from deeplab_edu.exercises.ch11 import V2_SCALES
+
+v2_cost = strategy_macs(Strategy(scales=V2_SCALES, flip=True)) / one_pass
+print(f"scales {V2_SCALES} + flip: {v2_cost:.3f} passes (counted on {paper_image.shape[-1]} x {paper_image.shape[-1]})")
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: each pass costs s^2 passes at scale 1 and the flip doubles the set:
+# 2 * (0.25 + 0.5625 + 1) = 3.625 passes, although 6 forward passes run. The count is a little
+# lower (printed above) because the feature maps' sides are rounded (256 pixels give 32 cells, not 32.5).
+check("11.3", v2_cost)
+
+# %% [markdown]
+# ### Exercise 11.4 (write a function)
+# Write `windows(h, w, crop, stride)`: how many forward passes `sliding_window_logits` makes on an
+# $h \times w$ image with square windows of side `crop` moved by `stride` pixels. Along each axis the
+# windows start at $0$, `stride`, $2\,$`stride`, ... while they fit, and one more, shifted to end
+# exactly at the border, covers what is left; an image smaller than the crop is padded up to it
+# first. The checker runs the package's `sliding_window_logits` itself on a few cases (a CamVid image,
+# a Cityscapes image, images smaller than the crop) and on random sizes.
+
+
+# %%
+def windows(h: int, w: int, crop: int, stride: int) -> int:
+    ...  # your code here
+
+
+check("11.4", windows)
+
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: per axis, ceil(max(size - crop, 0) / stride) steps plus the first window; the windows
+# form a grid, so multiply rows by columns.
+def windows(h: int, w: int, crop: int, stride: int) -> int:
+    rows = math.ceil(max(h - crop, 0) / stride) + 1
+    cols = math.ceil(max(w - crop, 0) / stride) + 1
+    return rows * cols
+
+
+print("360 x 480 CamVid image, crop 256, stride 170:", windows(360, 480, 256, 170), "windows")
+check("11.4", windows)
+
+# %% [markdown]
+# ### Exercise 11.5 (predict, then run)
+# The model exported above was traced with a $1 \times 3 \times 64 \times 96$ probe. *Predict* the
+# shape of `run_onnx(onnx_path, images)` for a batch of **three** $50 \times 70$ images, as a tuple,
+# and check it. Then run the cell after it.
+
+# %%
+prediction_11_5 = ...  # a tuple of four whole numbers
+check("11.5", prediction_11_5)
+
+# %%
+from deeplab_edu.exercises.ch11 import ONNX_INPUT_SHAPE
+
+onnx_batch = run_onnx(onnx_path, torch.randn(*ONNX_INPUT_SHAPE))
+print("input", ONNX_INPUT_SHAPE, "-> output", onnx_batch.shape)
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: export_onnx declares the batch, the height and the width dynamic (only the 3 colour
+# channels and the classes are fixed), and the model upsamples its logits to the input size:
+# (3 images, 11 class scores, 50, 70). Traced with dynamic=False, the file would accept only the
+# probe's shape.
+check("11.5", tuple(onnx_batch.shape))
 
 # %% tags=["remove-cell"]
-assert check("11.1", 6) and check("11.2", "fp16") and check("11.3", 32)
+from deeplab_edu.exercises import get
+from deeplab_edu.exercises.ch11 import ONNX_PROBE_SHAPE
+
+for key in ("11.1", "11.2", "11.3", "11.4", "11.5"):
+    assert check(key, get(key).solution()), key
+assert check("11.1", 32) and not check("11.1", 16)
+assert gradient.to(torch.float16).item() == 0 and gradient.to(torch.bfloat16).item() > 0 and check("11.2", "fp16")
+assert check("11.3", v2_cost) and not check("11.3", 6) and abs(v2_cost / 3.625 - 1) < 0.02
+assert check("11.4", windows) and windows(360, 480, 256, 170) == 6
+assert tuple(probe.shape) == ONNX_PROBE_SHAPE and check("11.5", tuple(onnx_batch.shape))

@@ -140,3 +140,29 @@ def test_function_exercise_does_not_let_the_learner_change_the_inputs(scratch: s
         return total
 
     assert check(scratch, in_place)
+
+
+# --- chapter 11 ------------------------------------------------------------------------------
+def test_ch11_window_count_is_what_sliding_window_logits_does_on_real_tensors() -> None:
+    """11.4's reference (the package's sliding_window_logits run on the meta device) counts real passes."""
+    from deeplab_edu.exercises import ch11
+    from deeplab_edu.inference import sliding_window_logits
+
+    for h, w, crop, stride in [(40, 50, 64, 20), (100, 130, 48, 30), (64, 64, 64, 21), (97, 33, 32, 32)]:
+        counter = ch11._CountPasses()
+        sliding_window_logits(counter, torch.zeros(1, 3, h, w), crop, stride)
+        assert counter.passes == ch11._windows_reference(h, w, crop, stride) == ch11._windows(h, w, crop, stride)
+
+
+def test_ch11_multi_scale_flip_cost_is_the_sum_of_squared_scales() -> None:
+    """11.3's rule, (1 + flip) * sum(s^2), is what count_macs measures for predict_probs when sizes do not round."""
+    from deeplab_edu.complexity import count_macs
+    from deeplab_edu.exercises.ch11 import V2_SCALES, ms_flip_cost
+    from deeplab_edu.inference import Strategy, predict_probs
+
+    net = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
+    image = torch.zeros(1, 3, 64, 64)  # 0.5 and 0.75 give 32 and 48 pixels: no rounding
+    one = count_macs(lambda x: predict_probs(net, x), image)
+    for flip in (False, True):
+        macs = count_macs(lambda x: predict_probs(net, x, Strategy(scales=V2_SCALES, flip=flip)), image)
+        assert macs / one == ms_flip_cost(V2_SCALES, flip) == (3.625 if flip else 1.8125)

@@ -1,70 +1,251 @@
-"""Exercises of chapter 11 (real data on a GPU, inference strategies, export)."""
+"""Exercises of chapter 11 (real data on a GPU, inference strategies, export).
+
+11.1 effective batch size under ``torchrun`` (value); 11.2 which half-precision type flushes a small
+gradient to zero (predict, then cast); 11.3 the multiply-adds of multi-scale + flip inference
+(predict, then count with :func:`deeplab_edu.complexity.count_macs`); 11.4 the number of sliding
+windows (write a function, checked against :func:`deeplab_edu.inference.sliding_window_logits`);
+11.5 the output shape of an exported ONNX model for another batch size and image size (predict,
+then run it with onnxruntime).
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from ._core import exercise
+import torch
+from torch import nn
+
+from ..data.classes import CAMVID
+from ._core import function_exercise, value_exercise
+
+# --- 11.1 -------------------------------------------------------------------------------------
+value_exercise(
+    "11.1",
+    "Images per optimiser step of torchrun --nproc_per_node=4 ... --batch-size 4 --grad-accum 2",
+    solution=lambda: 4 * 4 * 2,
+    answer_type="whole",
+    mistakes=[
+        (16, "16 forgets the gradient accumulation: each process adds up 2 micro-batches before the step."),
+        (8, "8 forgets that each of the 4 processes loads its own batch of 4 (the batch size is per process)."),
+        (4, "4 is one process's micro-batch; DDP averages the gradients of all 4 processes, each over 2 "
+            "micro-batches."),
+    ],
+    otherwise=lambda a: f"{a:g} is not processes x per-process batch x accumulation steps.",
+    hint="every process sees its own batch; DDP averages the gradients over processes and accumulation adds "
+         "micro-batches before the step.",
+)
+
+
+# --- 11.2 -------------------------------------------------------------------------------------
+_DTYPE_NAMES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "torch.float16": "fp16",
+                "bf16": "bf16", "bfloat16": "bf16", "torch.bfloat16": "bf16"}
+
+
+def _dtype_name(answer: Any) -> Any:
+    """11.2 accepts torch.float16 / 'float16' / 'half' for 'fp16' and torch.bfloat16 / 'bfloat16' for 'bf16'."""
+    if isinstance(answer, torch.dtype):
+        answer = str(answer)
+    if isinstance(answer, str):
+        return _DTYPE_NAMES.get(answer.strip().lower(), answer)
+    return answer
+
+
+value_exercise(
+    "11.2",
+    "Predict: which type rounds a gradient value of 1e-8 to exactly 0, 'fp16' or 'bf16'?",
+    solution=lambda: "fp16",
+    answer_type="text",
+    kind="predict",
+    parse=_dtype_name,
+    mistakes=[
+        ("bf16", "bfloat16 keeps float32's 8 exponent bits: numbers down to about 1e-38 stay nonzero. It keeps "
+                 "fewer digits (1e-8 becomes 1.0012e-8), but not zero."),
+        ("both", "only one of them: bfloat16 has float32's exponent range; float16's smallest positive number "
+                 "is 2**-24, about 6e-8."),
+        ("neither", "float16's smallest positive number is 2**-24, about 6e-8; 1e-8 is below half of it and "
+                    "rounds to 0."),
+        ("none", "float16's smallest positive number is 2**-24, about 6e-8; 1e-8 is below half of it and "
+                 "rounds to 0."),
+    ],
+    otherwise=lambda a: f"'{a}' is neither 'fp16' nor 'bf16'.",
+    hint="float16 has 5 exponent bits, bfloat16 8 (as many as float32); compare the smallest positive numbers, "
+         "torch.finfo(dtype).smallest_normal and the subnormals below it.",
+)
+
+
+# --- 11.3 -------------------------------------------------------------------------------------
+#: DeepLab v2's multi-scale inputs (MSC, sec. 3.3 and Table 4): 0.5, 0.75 and 1.
+V2_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0)
+
+
+def ms_flip_cost(scales: tuple[float, ...], flip: bool) -> float:
+    """Multiply-adds of multi-scale (+ flip) inference in units of one pass at scale 1: (1 + flip) * sum(s^2).
+
+    A convolution does the same work at every output position, and an image resized by ``s`` has
+    ``s^2`` times as many positions (up to the rounding of each feature map's side).
+    """
+    return (2 if flip else 1) * sum(s * s for s in scales)
+
+
+value_exercise(
+    "11.3",
+    "Predict: multiply-adds of DeepLab v2's scales (0.5, 0.75, 1) with left-right flip, in single passes",
+    solution=lambda: ms_flip_cost(V2_SCALES, flip=True),
+    rel_tol=0.03,
+    kind="predict",
+    mistakes=[
+        (6, "6 counts the forward passes (3 scales x 2 flips); a pass at scale 0.5 runs on a quarter of the "
+            "positions, so it costs a quarter of a full pass."),
+        (3, "3 counts the forward passes of the scales, as if each cost a full pass; and the flip doubles them."),
+        (ms_flip_cost(V2_SCALES, flip=False), "that is the cost without the flip; the flipped image runs at "
+                                              "every scale too, which doubles it."),
+        (2 * sum(V2_SCALES), "that adds the scales; the cost follows the number of positions, height x width, "
+                             "which grows with the square of the scale."),
+        (sum(V2_SCALES), "that adds the scales, without the flip; the cost grows with the square of the scale, "
+                         "and the flip doubles it."),
+        (2 * sum(V2_SCALES) ** 2, "that squares the sum of the scales; square each scale, then add."),
+        (ms_flip_cost((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True),
+         "that is DeepLabv3's six scales; DeepLab v2 used three: 0.5, 0.75 and 1."),
+    ],
+    otherwise=lambda a: f"{a:.4g} is not 2 x the sum of the squared scales (in single passes at scale 1).",
+    hint="a pass at scale s runs on s^2 times as many positions as one at scale 1; add the scales' costs, "
+         "then account for the flipped copy.",
+)
+
+
+# --- 11.4 -------------------------------------------------------------------------------------
+class _CountPasses(nn.Module):
+    """A stand-in model that counts its forward passes and returns one channel of its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.passes += 1
+        return x[:, :1]
+
+
+def _windows_reference(h: int, w: int, crop: int, stride: int) -> int:
+    """Forward passes :func:`deeplab_edu.inference.sliding_window_logits` makes on an ``h x w`` image.
+
+    Runs the package's function itself, on the ``meta`` device (shapes only: instant for any size).
+    """
+    from ..inference import sliding_window_logits
+
+    counter = _CountPasses()
+    sliding_window_logits(counter, torch.empty(1, 1, h, w, device="meta"), crop, stride)
+    return counter.passes
 
 
 def _windows(h: int, w: int, crop: int, stride: int) -> int:
+    """A learner-style solution: per axis ceil((size - crop) / stride) + 1 (one if the image is smaller), multiplied."""
     rows = math.ceil(max(h - crop, 0) / stride) + 1
     cols = math.ceil(max(w - crop, 0) / stride) + 1
     return rows * cols
 
 
-@exercise(
-    "11.1",
-    "Sliding windows for a 360 x 480 CamVid image, crop 256, stride 170",
-    solution=lambda: _windows(360, 480, 256, 170),
-    wrong_answers=(4, 2, 3, 8),
-    hint="Per axis: ceil((size - crop) / stride) + 1 windows (the last one is shifted to end at the border).",
+def _floor(h: int, w: int, crop: int, stride: int) -> int:
+    return (max(h - crop, 0) // stride + 1) * (max(w - crop, 0) // stride + 1)
+
+
+def _no_plus_one(h: int, w: int, crop: int, stride: int) -> int:
+    return math.ceil(max(h - crop, 0) / stride) * math.ceil(max(w - crop, 0) / stride)
+
+
+def _sum_of_axes(h: int, w: int, crop: int, stride: int) -> int:
+    return math.ceil(max(h - crop, 0) / stride) + 1 + math.ceil(max(w - crop, 0) / stride) + 1
+
+
+def _starts_to_border(h: int, w: int, crop: int, stride: int) -> int:
+    return math.ceil(h / stride) * math.ceil(w / stride)
+
+
+def _by_area(h: int, w: int, crop: int, stride: int) -> int:
+    return math.ceil(h * w / (crop * crop))
+
+
+def _no_padding(h: int, w: int, crop: int, stride: int) -> int:
+    return (math.ceil((h - crop) / stride) + 1) * (math.ceil((w - crop) / stride) + 1)
+
+
+def _window_sizes(g: torch.Generator) -> tuple[int, int, int, int]:
+    def draw(lo: int, hi: int) -> int:
+        return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+    crop = draw(64, 600)
+    return draw(16, 2100), draw(16, 2100), crop, draw(max(1, crop // 4), crop)
+
+
+function_exercise(
+    "11.4",
+    "Write windows(h, w, crop, stride): the number of sliding windows on an h x w image",
+    reference=_windows_reference,
+    solution=_windows,
+    inputs=_window_sizes,
+    trials=24,
+    cases=[(360, 480, 256, 170), (513, 513, 513, 342), (100, 700, 256, 170), (1024, 2048, 769, 512),
+           (40, 50, 513, 342)],
+    atol=0,
+    mistakes=[
+        (_floor, "floor drops the last window: when (size - crop) is not a multiple of the stride, one more "
+                 "window, shifted to end at the border, covers the rest. Use ceil."),
+        (_no_plus_one, "each axis needs one more window: ceil((size - crop) / stride) counts the steps between "
+                       "windows, the first window at 0 comes on top (+1)."),
+        (_sum_of_axes, "the windows form a grid of rows x columns: multiply the per-axis counts, do not add them."),
+        (_starts_to_border, "ceil(size / stride) starts a window at every stride up to the border, but windows "
+                            "must fit: the last one starts at size - crop, so per axis it is "
+                            "ceil((size - crop) / stride) + 1."),
+        (_by_area, "the image area over the crop area ignores the overlap: windows advance by the stride, not by "
+                   "the crop; count them per axis."),
+        (_no_padding, "an image smaller than the crop along an axis is padded up to the crop first: one window "
+                      "along that axis, never zero or fewer (use max(size - crop, 0))."),
+    ],
+    signature="windows(h, w, crop, stride)",
+    hint="per axis, windows start at 0, stride, 2 stride, ... while they fit, plus one shifted to end at the "
+         "border: ceil(max(size - crop, 0) / stride) + 1; multiply rows by columns.",
 )
-def _ex1(answer: Any) -> str | None:
-    if not isinstance(answer, int):
-        return f"expected a whole number, got {type(answer).__name__}."
-    if answer == 4:
-        return "4 would be (480*360)/(256*256) rounded: windows overlap, count them per axis instead."
-    if answer in (2, 3):
-        return "that is one axis only; the windows form a grid of rows x columns."
-    if answer != _windows(360, 480, 256, 170):
-        return f"{answer} is not rows x columns with ceil((size - 256) / 170) + 1 per axis."
-    return None
 
 
-@exercise(
-    "11.2",
-    "Which mixed-precision type needs a gradient scaler: 'bf16' or 'fp16'?",
-    solution=lambda: "fp16",
-    wrong_answers=("bf16", "both", "none"),
-    hint="Compare the exponent bits: float16 has 5, bfloat16 has 8 like float32.",
+# --- 11.5 -------------------------------------------------------------------------------------
+#: Exercise 11.5's input: a batch of 3 images of 50 x 70 pixels, given to a model exported from a
+#: 1 x 3 x 64 x 96 probe.
+ONNX_PROBE_SHAPE: tuple[int, int, int, int] = (1, 3, 64, 96)
+ONNX_INPUT_SHAPE: tuple[int, int, int, int] = (3, 3, 50, 70)
+
+
+def _onnx_shape() -> tuple[int, int, int, int]:
+    n, _, h, w = ONNX_INPUT_SHAPE
+    return n, CAMVID.num_classes, h, w
+
+
+value_exercise(
+    "11.5",
+    f"Predict: the shape run_onnx returns for a batch of shape {ONNX_INPUT_SHAPE} "
+    f"(an {CAMVID.num_classes}-class model exported from a {ONNX_PROBE_SHAPE} probe)",
+    solution=_onnx_shape,
+    answer_type="ints",
+    kind="predict",
+    mistakes=[
+        ((ONNX_PROBE_SHAPE[0], CAMVID.num_classes, *ONNX_INPUT_SHAPE[2:]),
+         "export_onnx keeps the batch axis dynamic (as height and width): the file accepts any batch and "
+         "returns one logit map per image."),
+        ((2, CAMVID.num_classes, *ONNX_INPUT_SHAPE[2:]),
+         "the probe was traced as a batch of two (torch.export would fix a batch of one), but the batch axis "
+         "stays dynamic: the output has one map per input image."),
+        ((ONNX_INPUT_SHAPE[0], CAMVID.num_classes, *ONNX_PROBE_SHAPE[2:]),
+         "height and width are dynamic too: the output follows the input's size, not the probe's."),
+        ((ONNX_INPUT_SHAPE[0], CAMVID.num_classes, math.ceil(50 / 16), math.ceil(70 / 16)),
+         "that is the size of the logits at output stride 16; the model upsamples its logits to the input size "
+         "before returning them."),
+        ((ONNX_INPUT_SHAPE[0], CAMVID.num_classes, math.ceil(50 / 4), math.ceil(70 / 4)),
+         "that is the size of the decoder's stride-4 grid; the model upsamples its logits to the input size "
+         "before returning them."),
+        (ONNX_INPUT_SHAPE, "the output's channels are class scores, one per class, not the 3 colour channels."),
+        (lambda a: len(a) == 3, "the output keeps the batch axis: (batch, classes, height, width)."),
+    ],
+    otherwise=lambda a: f"{a} is not (batch, classes, height, width) for this input.",
+    hint="(batch, classes, height, width): which of them did the export fix, and to what size does the model "
+         "return its logits?",
 )
-def _ex2(answer: Any) -> str | None:
-    if not isinstance(answer, str):
-        return "answer with a string: 'bf16' or 'fp16'."
-    a = answer.strip().lower()
-    if a == "bf16":
-        return "bfloat16 has float32's 8 exponent bits, so small gradients do not underflow; no scaler needed."
-    if a != "fp16":
-        return "exactly one of them needs it: the one with the narrow exponent range."
-    return None
-
-
-@exercise(
-    "11.3",
-    "Effective batch size of torchrun --nproc_per_node=4 with --batch-size 4 --grad-accum 2",
-    solution=lambda: 32,
-    wrong_answers=(4, 8, 16),
-    hint="Every process sees its own batch; DDP averages the gradients over processes and accumulation adds steps.",
-)
-def _ex3(answer: Any) -> str | None:
-    if not isinstance(answer, int):
-        return f"expected a whole number, got {type(answer).__name__}."
-    if answer == 16:
-        return "16 forgets the gradient accumulation (2 micro-batches per optimiser step)."
-    if answer == 8:
-        return "8 forgets that each of the 4 processes has its own batch."
-    if answer != 32:
-        return f"{answer} is not processes x batch size x accumulation steps."
-    return None
