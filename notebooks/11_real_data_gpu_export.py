@@ -115,8 +115,8 @@ else:
 # So a pass at scale 1.75 costs about $1.75^2 = 3.06$ passes, one at 0.5 a quarter of a pass, and
 # the six scales cost about $\sum_s s^2 = 8.69$ passes, not 6; the flipped copies double that.
 #
-# We count it on the model and at the size of DeepLabv3+ Table 3's first rows
-# {cite:p}`chen2018deeplabv3plus`: DeepLabv3 with ResNet-101 at evaluation output stride 8 on a
+# We count it on the model and at the size of DeepLabv3+ Table 3's rows without the decoder at
+# evaluation output stride 8 {cite:p}`chen2018deeplabv3plus`: DeepLabv3 with ResNet-101 on a
 # $513 \times 513$ image. `count_macs` counts the multiply-adds of `predict_probs` itself, one scale
 # at a time and then whole strategies, on PyTorch's `meta` device (shapes only, so it costs nothing
 # in any profile).
