@@ -28,11 +28,42 @@ __all__ = [
     "write_record",
     "load_record",
     "describe_record",
+    "shown_path",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Where recorded runs (benchmarks, training runs) are kept in the repository.
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+
+def shown_path(path: str | Path, *, absolute_outside: bool = False) -> str:
+    """A path as messages and notebook outputs show it: never the machine's absolute path.
+
+    Relative to the repository (``runs/cpu/checkpoints/last.pt``) when inside it; ``~/...`` when
+    inside the home folder; otherwise relative to the working folder when inside it, else
+    ``.../`` and its last three parts (or the absolute path with ``absolute_outside=True``, for
+    messages that tell the reader where to put a file). Use it for every path a notebook prints,
+    so that the book shows no path of the machine that built it.
+    """
+    path = Path(path).absolute()
+
+    def inside(base: Path) -> str | None:
+        for b in (base.absolute(), base.resolve()):
+            try:
+                return path.relative_to(b).as_posix()
+            except ValueError:
+                continue
+        return None
+
+    if (rel := inside(REPO_ROOT)) is not None:
+        return rel
+    if (rel := inside(Path.home())) is not None:
+        return f"~/{rel}"
+    if absolute_outside:
+        return str(path)
+    if (rel := inside(Path.cwd())) is not None:
+        return rel
+    return ".../" + "/".join(path.parts[-3:])
 
 
 def _cpu_model() -> str:
@@ -160,7 +191,7 @@ def load_record(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
         path = candidate if candidate.suffix else candidate.with_suffix(".json")
     if not path.exists():
         raise FileNotFoundError(
-            f"recorded run {path} does not exist; records live in {RESULTS_DIR} and are made by "
+            f"recorded run {shown_path(path)} does not exist; records live in {shown_path(RESULTS_DIR)} and are made by "
             "the scripts in benchmarks/ (see benchmarks/README.md)"
         )
     record = json.loads(path.read_text())

@@ -292,13 +292,14 @@ fig = vdata.show_pairs([ds[1], band[1]], ds.class_names, ds.palette,
 
 # %%
 from deeplab_edu.data import CamVid, find_camvid
+from deeplab_edu.records import shown_path
 from deeplab_edu.data.transforms import eval_transform, train_transform
 
 camvid_root = find_camvid()
 if camvid_root is not None:
     demo = CamVid(camvid_root, "val")
     crop = 321
-    print(f"CamVid found at {camvid_root}: {len(demo)} validation images of 480 x 360")
+    print(f"CamVid found at {shown_path(camvid_root)}: {len(demo)} validation images of 480 x 360")
 else:
     demo = ProceduralScenes(length=10, size=256)
     crop = 256

@@ -178,10 +178,25 @@ WHY = {
          "image pooling is a shortcut there, not the only path.",
     "d": "the decoder predicts on the stride-4 grid of the low-level features (chapter 09): thin wires and "
          "boundaries that no stride-8 or stride-16 grid can draw.",
-    "e": "multi-grid gives the three units of block 4 different rates, (2, 4, 8) instead of (2, 2, 2), so "
-         "block 4 samples its input without the gridding holes of equal rates (chapter 02).",
+    "e": "multi-grid gives the three units of block 4 different rates, (2, 4, 8) instead of (2, 2, 2) at "
+         "output stride 16, so block 4 samples its input without the gridding holes of equal rates (chapter 02).",
     "f": "the fully connected CRF moves labels to the image's colour edges (chapter 07), which on these "
          "scenes are the object boundaries.",
+}
+#: Why a finding can fail here; shown only for the findings that did not reproduce.
+WHY_NOT = {
+    "b1": "Trained at output stride 16, blocks 3 and 4 never ran with the dilations output stride 8 gives "
+          "them, and their batch-norm statistics come from the coarser maps: the paper's ResNet-101, "
+          "pre-trained on ImageNet and trained for hours, carries over to the denser map; a small network "
+          "trained from scratch for minutes does not. Chapter 08's phase 2 fine-tunes at output stride 8 for "
+          "a few minutes, as the paper does before its test-set submission.",
+    "c1": "The convolutions reach the context too (see above): the boat gains, but not by more than three "
+          "seeds can tell from chance.",
+    "c2": "The vehicles are rarely confused with each other, with or without image pooling (the two values "
+          "of the table): little is left to remove.",
+    "c3": "See (c1).",
+    "e1": "Multi-grid changes only block 4 of a small network; its effect is at the edge of what three seeds "
+          "resolve.",
 }
 if recorded is not None:
     lines = []
@@ -189,7 +204,8 @@ if recorded is not None:
         lines.append(f"- **({f.key}) {f.title}**: {r['baseline (%)']} -> {r['variant (%)']} "
                      f"({r['difference (points)']:+.2f} points, 95 % interval {r['95% interval']}), "
                      f"*{r['verdict']}*; paper: {r['paper (mIoU %)']} ({f.source}). "
-                     + (f"{f.note[0].upper() + f.note[1:]}. " if f.note else "") + WHY[f.key[0]])
+                     + (f"{f.note[0].upper() + f.note[1:]}. " if f.note else "") + WHY[f.key[0]]
+                     + (f" **Why not here:** {WHY_NOT[f.key]}" if r["verdict"] != "reproduced" and f.key in WHY_NOT else ""))
     display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -316,9 +332,10 @@ check("10.2", verdict)
 # %% [markdown]
 # ### Exercise 10.3: run and explain
 # In the record, which class loses the most IoU (mean over seeds, evaluated at output stride 8)
-# when DeepLabv3 is trained **without image pooling**? Name the class, then read the feedback: it
-# says what the answer means. (Use `recorded.matrices["v3|eval OS 8|all"]`,
-# `recorded.matrices["v3, no image pooling|eval OS 8|all"]` and `findings.class_iou`.)
+# when DeepLabv3 is trained **without image pooling**? Name the class, then explain in one sentence
+# why that class, with what chapters 04 and 06 say about image pooling and the scenes. (Use
+# `recorded.matrices["v3|eval OS 8|all"]`, `recorded.matrices["v3, no image pooling|eval OS 8|all"]`
+# and `findings.class_iou`.)
 
 # %%
 answer_10_3 = ...  # a class name, e.g. "disc"
@@ -334,7 +351,10 @@ if recorded is not None:
         return np.array([[findings.class_iou(cm, k) for k in range(len(PROCEDURAL.class_names))] for cm in cms]).mean(0)
 
     drop = class_means("v3") - class_means("v3, no image pooling")
-    print({n: round(100 * d, 2) for n, d in zip(PROCEDURAL.class_names, drop)})
+    print("IoU lost without image pooling (points):", {n: round(100 * d, 2) for n, d in zip(PROCEDURAL.class_names, drop)})
+    print("The two vehicle classes lose most: a car and a boat look the same, and only the land or water around "
+          "them names them (chapter 06); image pooling hands every position the average of the whole scene "
+          "(chapter 04). The losses are small because this network's receptive field already spans the scene.")
     check("10.3", PROCEDURAL.class_names[int(np.nanargmax(drop))])
 
 # %% tags=["remove-cell"]

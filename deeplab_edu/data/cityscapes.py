@@ -19,6 +19,7 @@ from .classes import CITYSCAPES, cityscapes_lut
 from .folder import JointTransform, SegmentationFolder
 from .io import BadDataError, DatasetNotFoundError
 from .paths import data_home, find_dataset_root
+from ..records import shown_path
 
 __all__ = ["Cityscapes", "CITYSCAPES_SPLITS"]
 
@@ -27,7 +28,7 @@ CITYSCAPES_SPLITS = ("train", "val", "test")
 
 def _how_to_get(root: Path) -> str:
     return (
-        f"Cityscapes was not found under {root}. It cannot be downloaded automatically (it needs a "
+        f"Cityscapes was not found under {shown_path(root, absolute_outside=True)}. It cannot be downloaded automatically (it needs a "
         "registered account): download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from "
         "https://www.cityscapes-dataset.com/downloads/, extract both into one folder so that it holds "
         "leftImg8bit/ and gtFine/, and pass it as root= (or set DEEPLAB_EDU_CITYSCAPES)."

@@ -34,6 +34,7 @@ from .classes import IGNORE_INDEX, VOC
 from .folder import JointTransform, SegmentationFolder
 from .io import DatasetNotFoundError, load_mask, read_split_list
 from .paths import data_home, find_dataset_root
+from ..records import shown_path
 
 __all__ = ["VOCSegmentation", "VOC_SPLITS", "trainaug_ids", "prepare_trainaug", "resolve_voc_root"]
 
@@ -43,7 +44,7 @@ _BOUNDARY_COLOUR = {(224, 224, 192): IGNORE_INDEX}
 
 def _how_to_get(root: Path) -> str:
     return (
-        f"PASCAL VOC 2012 was not found under {root}. Pass download=True (needs internet; about 2 GB "
+        f"PASCAL VOC 2012 was not found under {shown_path(root, absolute_outside=True)}. Pass download=True (needs internet; about 2 GB "
         "through torchvision.datasets.VOCSegmentation), or point root= (or DEEPLAB_EDU_VOC) at a folder "
         "holding VOCdevkit/VOC2012/ with JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/."
     )

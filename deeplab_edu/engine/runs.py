@@ -16,6 +16,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, load_config
+from ..records import shown_path  # re-exported: where notebooks have always imported it from
 
 __all__ = ["train_or_load", "shown_path", "BOOKKEEPING"]
 
@@ -23,38 +24,6 @@ __all__ = ["train_or_load", "shown_path", "BOOKKEEPING"]
 #: even when these differ.
 BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every",
                          "num_workers", "tensorboard"})
-
-
-def shown_path(path: str | Path, *, absolute_outside: bool = False) -> str:
-    """A path as messages and notebook outputs show it: never the machine's absolute path.
-
-    Relative to the repository (``runs/cpu/checkpoints/last.pt``) when inside it; ``~/...`` when
-    inside the home folder; otherwise relative to the working folder when inside it, else
-    ``.../`` and its last three parts (or the absolute path with ``absolute_outside=True``, for
-    messages that tell the reader where to put a file). Use it for every path a notebook prints,
-    so that the book shows no path of the machine that built it.
-    """
-    from ..records import REPO_ROOT
-
-    path = Path(path).absolute()
-
-    def inside(base: Path) -> str | None:
-        for b in (base.absolute(), base.resolve()):
-            try:
-                return path.relative_to(b).as_posix()
-            except ValueError:
-                continue
-        return None
-
-    if (rel := inside(REPO_ROOT)) is not None:
-        return rel
-    if (rel := inside(Path.home())) is not None:
-        return f"~/{rel}"
-    if absolute_outside:
-        return str(path)
-    if (rel := inside(Path.cwd())) is not None:
-        return rel
-    return ".../" + "/".join(path.parts[-3:])
 
 
 def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
