@@ -290,9 +290,11 @@ assert difference < 1e-4
 #    many scales, a car and a boat that look the same and are told apart only by the scene around
 #    them, wires 1-3 px wide, ignored clutter.
 # 3. **Small images:** 128-pixel scenes and 96-pixel crops. Section 6 shows what that does to ASPP.
-# 4. **AdamW instead of SGD:** from random weights and with hundreds rather than tens of thousands
-#    of iterations, per-parameter step sizes reach a useful model sooner. The table below measured
-#    both optimisers.
+# 4. **AdamW instead of SGD:** from random weights, AdamW's per-parameter step sizes give a useful
+#    model sooner: the table below has both optimisers, and AdamW leads after the first minute. By 6
+#    minutes SGD (momentum 0.9, $\mathrm{lr}_0 = 0.05$, seven times the paper's) has caught up: one
+#    run each cannot tell them apart there. In a classroom the first minutes count, so the profile
+#    keeps AdamW; the `gpu` profile and the paper recipes use SGD.
 #
 # Everything else is the paper's: poly schedule, random scale $[0.5, 2]$, padding with the ignore
 # label, flips, batch 16, output stride 16 for training and 8 for evaluation, a 256-channel ASPP
@@ -345,6 +347,10 @@ if learnability is not None:
     chosen = rows["easy-v3plus-tiny-adamw"]
     assert chosen["6 min mIoU (%)"] >= 60, "the cpu recipe no longer reaches 60 % in 6 minutes"
     assert chosen["6 min mIoU (%)"] > rows["hard-v3plus-tiny-adamw"]["6 min mIoU (%)"]
+    assert float(chosen["lowest class IoU but wire at 6 min (%)"].split()[0]) >= 30
+    sgd = rows["easy-v3plus-tiny-sgd"]
+    assert chosen["1 min mIoU (%)"] > sgd["1 min mIoU (%)"]  # "AdamW leads after the first minute"
+    assert abs(chosen["6 min mIoU (%)"] - sgd["6 min mIoU (%)"]) < 3  # "caught up by 6 minutes"
 
 # %% [markdown]
 # ## 6. ASPP rates that fit the feature map

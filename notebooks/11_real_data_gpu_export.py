@@ -52,12 +52,13 @@ import torch
 from deeplab_edu import config
 from deeplab_edu.data import build_dataset, find_camvid
 from deeplab_edu.data.transforms import eval_transform
+from deeplab_edu.records import shown_path
 
 torch.manual_seed(0)
 camvid_root = find_camvid()
 if camvid_root is not None:
     data = build_dataset("camvid", "val", root=camvid_root, transform=eval_transform())
-    print(f"CamVid found at {camvid_root}: {len(data)} validation images, {data.num_classes} classes")
+    print(f"CamVid found at {shown_path(camvid_root)}: {len(data)} validation images, {data.num_classes} classes")
 else:
     data = build_dataset("procedural", "val", size=(360, 480), length=4, transform=eval_transform())
     print("no CamVid copy found: using 360 x 480 procedural scenes instead")

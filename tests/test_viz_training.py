@@ -17,6 +17,7 @@ from deeplab_edu.records import REPO_ROOT  # noqa: E402
 from deeplab_edu.viz.training import (  # noqa: E402
     band_metrics,
     chapter_run,
+    learnability_table,
     loss_decreased,
     plot_band_comparison,
     plot_histories,
@@ -147,3 +148,18 @@ def test_figures_build() -> None:
                                  [(0, 0, 0), (255, 0, 0), (0, 255, 0)])
     assert len(fig4.axes) == 8
     plt.close("all")
+
+
+def test_learnability_table_reads_a_record() -> None:
+    iou = [0.9, 0.7, 0.35, 0.6, 0.8, 0.1, 0.95, 0.9]  # wire (5) lowest, box (2) lowest of the others
+    record = {"results": {"candidates": {"easy-v3plus-tiny-adamw": {
+        "config": {"difficulty": "easy", "model": "deeplabv3plus", "backbone": "tiny_resnet",
+                   "optimizer": "adamw", "lr": 0.002, "image_size": 128, "crop_size": 96},
+        "snapshots": [{"minutes": 1.0, "iterations": 170, "miou": 0.5, "iou": iou},
+                      {"minutes": 6.0, "iterations": 1100, "miou": 0.6625, "iou": iou}]}}}}
+    (row,) = learnability_table(record)
+    assert row["model"] == "v3+ / tiny_resnet" and row["image / crop"] == "128 / 96"
+    assert row["1 min mIoU (%)"] == 50.0 and row["6 min mIoU (%)"] == 66.2
+    assert row["iterations in 6 min"] == 1100
+    assert row["lowest class IoU but wire at 6 min (%)"] == "35.0 (box)"
+    assert row["wire IoU at 6 min (%)"] == 10.0

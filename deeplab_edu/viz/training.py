@@ -288,7 +288,10 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
 def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rows of the learnability record (``benchmarks/learnability.py``): one per candidate, with its
     scenes, model, optimiser and resolution, and the validation mIoU (%) and iterations reached after
-    each training budget (minutes)."""
+    each training budget (minutes); for the last budget also the lowest class IoU other than wire
+    (with the class) and the wire IoU, the per-class targets of the training chapters."""
+    from ..data.classes import PROCEDURAL
+
     res = record["results"]
     rows = []
     for name, cand in res["candidates"].items():
@@ -303,5 +306,10 @@ def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
         if cand["snapshots"]:
             last = cand["snapshots"][-1]
             row[f"iterations in {last['minutes']:g} min"] = last["iterations"]
+            names = PROCEDURAL.class_names
+            others = [(iou, k) for k, iou in enumerate(last["iou"]) if names[k] != "wire"]
+            worst_iou, worst = min(others)
+            row[f"lowest class IoU but wire at {last['minutes']:g} min (%)"] = f"{100 * worst_iou:.1f} ({names[worst]})"
+            row[f"wire IoU at {last['minutes']:g} min (%)"] = round(100 * last["iou"][names.index("wire")], 1)
         rows.append(row)
     return rows
