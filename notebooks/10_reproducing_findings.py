@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 10
 #     title: "Reproducing the papers' findings"
-#     cpu_minutes: 2
+#     cpu_minutes: 1
 # ---
 
 # %% [markdown]
@@ -351,7 +351,8 @@ if recorded is not None:
         return np.array([[findings.class_iou(cm, k) for k in range(len(PROCEDURAL.class_names))] for cm in cms]).mean(0)
 
     drop = class_means("v3") - class_means("v3, no image pooling")
-    print("IoU lost without image pooling (points):", {n: round(100 * d, 2) for n, d in zip(PROCEDURAL.class_names, drop)})
+    print("IoU lost without image pooling (points): "
+          + ", ".join(f"{n} {100 * d:+.2f}" for n, d in zip(PROCEDURAL.class_names, drop)))
     print("The two vehicle classes lose most: a car and a boat look the same, and only the land or water around "
           "them names them (chapter 06); image pooling hands every position the average of the whole scene "
           "(chapter 04). The losses are small because this network's receptive field already spans the scene.")
