@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -19,6 +20,18 @@ def _smoke_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tests run in the smoke profile unless a test says otherwise."""
     monkeypatch.setenv("DEEPLAB_EDU_PROFILE", "smoke")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for the test (modules use it with ``pytestmark``): on a small shared
+    CPU, two competing threads per process are far slower than one."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture

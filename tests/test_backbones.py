@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -14,13 +13,7 @@ from deeplab_edu.models import build_backbone
 from deeplab_edu.models.pretrained import PretrainedWeightsUnavailable, load_pretrained_state_dict
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _conv_geometry(module: nn.Module) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:

@@ -3,7 +3,6 @@ for any batch size, height and width."""
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -13,13 +12,7 @@ from deeplab_edu.models import build_model
 from deeplab_edu.models.export import export_onnx, export_program, load_program, run_onnx
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

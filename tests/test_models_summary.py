@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import pytest
 import torch
@@ -12,13 +11,7 @@ from deeplab_edu.models import build_model
 from deeplab_edu.models.summary import ModelConfig, complexity_table, markdown_table, model_cost
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared CPU, two competing threads per process are far slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_meta_device_count_equals_real_count() -> None:

@@ -4,7 +4,6 @@ fit the feature map, and the AdamW option of the engine."""
 from __future__ import annotations
 
 import warnings
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -20,12 +19,7 @@ from deeplab_edu.models.aspp import degenerate_rates, feature_map_side, fit_atro
 from deeplab_edu.models.backbones import ResNetBackbone, TinyResNetBackbone
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------- scenes
