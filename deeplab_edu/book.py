@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -481,15 +481,40 @@ _WIDGET_NOTE = ("*Interactive figure: the sliders work when the notebook runs (`
                 "button above); the static figure above shows its default settings.*")
 
 
+def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
+    """The final text of a tqdm progress bar widget (an HBox of HTML, FloatProgress, HTML), or None."""
+    import html as _html
+
+    box = state.get(model_id, {})
+    if box.get("model_name") != "HBoxModel":
+        return None
+    children = [state.get(str(c).replace("IPY_MODEL_", ""), {}) for c in box.get("state", {}).get("children", [])]
+    if not any(c.get("model_name") == "FloatProgressModel" for c in children):
+        return None
+    parts = []
+    for child in children:
+        value = child.get("state", {}).get("value")
+        if child.get("model_name") == "FloatProgressModel":
+            top = child.get("state", {}).get("max") or 1
+            filled = int(round(10 * min(1.0, float(value or 0) / float(top))))
+            parts.append("|" + "█" * filled + " " * (10 - filled) + "|")
+        elif isinstance(value, str):
+            parts.append(_html.unescape(value).replace("\u2007", " ").strip())
+    return " ".join(p for p in parts if p)
+
+
 def _for_the_page(nb: Any) -> Any:
-    """The notebook as the book shows it: widget views (which need a kernel) become a short note."""
+    """The notebook as the book shows it: widget views (which need a kernel) become a short note;
+    progress bars become the text of their final state."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if _WIDGET_MIME in data:
-                out["data"] = {"text/markdown": _WIDGET_NOTE}
+                progress = _progress_text(str(data[_WIDGET_MIME].get("model_id", "")), state)
+                out["data"] = {"text/plain": progress} if progress else {"text/markdown": _WIDGET_NOTE}
     nb.metadata.pop("widgets", None)
     return nb
 

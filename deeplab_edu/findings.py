@@ -118,7 +118,7 @@ FINDINGS: list[Finding] = [
             "miou", "DeepLabv3 Table 6", (78.51, 79.77)),
     Finding("c1", "image pooling: boat IoU", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
             "iou:boat", "DeepLabv3 Table 5 (mIoU)", (76.58, 77.21),
-            note="the paper reports mIoU on VOC; boat is the class only context names here"),
+            note="the paper reports mIoU on VOC; car and boat are the classes only context names here"),
     Finding("c2", "image pooling: car/boat confusion", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
             "confusion:car/boat", "DeepLabv3 Table 5 (mIoU)", None, direction=-1,
             note="share of car and boat pixels given the other vehicle class; lower is better"),
@@ -405,7 +405,8 @@ class RecordedFindings:
         from .records import describe_record
 
         return (f"{describe_record(self.record)} Seeds {self.seeds}, {self.scenes} validation scenes, "
-                f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes in all.")
+                f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes of evaluation (the runs were "
+                "trained beforehand).")
 
 
 def load_findings(name: str = "findings_cpu") -> RecordedFindings | None:

@@ -174,6 +174,25 @@ def test_launch_buttons_open_the_executed_notebooks(built_book: Path) -> None:
     assert (REPO_ROOT / "environment.yml").is_file() and (REPO_ROOT / "postBuild").is_file()
 
 
+def test_progress_bars_become_their_final_text_and_other_widgets_a_note() -> None:
+    from deeplab_edu.book import _WIDGET_MIME, _for_the_page
+
+    def model(name: str, **state: object) -> dict:
+        return {"model_name": name, "state": state}
+
+    state = {"bar": model("HBoxModel", children=["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_c"]),
+             "a": model("HTMLModel", value="train:\u2007100%"), "b": model("FloatProgressModel", value=5.0, max=10.0),
+             "c": model("HTMLModel", value="\u20075/10\u2007[00:01&lt;00:01]"), "slider": model("IntSliderModel", value=3)}
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+    nb.cells = [nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("display_data", {_WIDGET_MIME: {"model_id": m}, "text/plain": "0%"}) for m in ("bar", "slider")])]
+    bar, slider = _for_the_page(nb).cells[0].outputs
+    assert bar["data"] == {"text/plain": "train: 100% |█████     | 5/10 [00:01<00:01]"}
+    assert "sliders work when the notebook runs" in slider["data"]["text/markdown"]
+    assert "widgets" not in nb.metadata
+
+
 @pytest.mark.book
 @pytest.mark.slow
 def test_widgets_are_replaced_by_a_note(built_book: Path) -> None:

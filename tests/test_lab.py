@@ -158,6 +158,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         log.close()
 
 
+#: The text of every rendered Markdown cell of the open notebook (None where it is not rendered yet).
+_RENDERED_MARKDOWN = """() => Array.from(document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-MarkdownCell')).map(c => {
+        const out = c.querySelector('.jp-MarkdownOutput, .jp-RenderedMarkdown, .myst');
+        return out ? out.textContent : null; })"""
+
 _CODE_PROMPTS = """() => Array.from(document.querySelectorAll(
     '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')).map(e => e.textContent.trim())"""
 
@@ -187,12 +193,16 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsy
         placeholders = panel.locator(".jp-InputPlaceholder").count()
         assert placeholders == hidden, f"{hidden} solution cells should be collapsed in Lab, {placeholders} are"
 
-        # citations rendered (jupyterlab-myst), never raw MyST roles
-        rendered = panel.locator(".jp-MarkdownCell").evaluate_all(
-            "cells => cells.map(c => (c.querySelector('.jp-MarkdownOutput, .jp-RenderedMarkdown, .myst') || c).innerText)")
+        # citations rendered (jupyterlab-myst), never raw MyST roles. Read the rendered outputs'
+        # textContent: innerText is empty for cells Lab has not laid out (off-screen cells use
+        # content-visibility), which made this check depend on scrolling and timing.
+        source_keys = notebook.read_text().count("{cite")
+        if source_keys:
+            page.wait_for_function(f"() => ({_RENDERED_MARKDOWN})().some(t => t && t.includes('araujo2019receptive'))",
+                                   timeout=60_000, polling=500)
+        rendered = [t for t in page.evaluate(_RENDERED_MARKDOWN) if t is not None]
         raw = [t[:80] for t in rendered if "{cite" in t]
         assert not raw, f"citations shown as raw MyST text in Lab: {raw}"
-        source_keys = notebook.read_text().count("{cite")
         if source_keys:
             assert any("araujo2019receptive" in t for t in rendered), "the citation keys should still be readable"
         page.screenshot(path=str(shots / "lab_02_opened.png"))

@@ -102,7 +102,7 @@ def _oracle_wire_iou(stride: int = 16) -> float:
 
 value_exercise(
     "09.4",
-    "Predict the wire IoU of the best possible prediction on a stride-16 grid",
+    "Predict the wire IoU of the proportion prediction on a stride-16 grid",
     solution=_oracle_wire_iou,
     answer_type="fraction",
     kind="predict",

@@ -1,12 +1,14 @@
 """Why DeepLabv3+'s decoder sharpens boundaries (DeepLabv3+ sec. 3.1 and 4.2, Fig. 5 "trimap").
 
 DeepLabv3 predicts at output stride 16 and upsamples its logits 16 times; DeepLabv3+'s decoder
-predicts at stride 4 and upsamples 4 times. Even a *perfect* classifier cannot draw a boundary
-finer than its prediction grid. This module measures that ceiling on real label maps:
+predicts at stride 4 and upsamples 4 times. A coarse grid smears boundaries. This module measures
+what a grid does on real label maps:
 
-- :func:`stride_oracle` gives the best prediction possible from a stride-``s`` grid: the exact
-  class proportions of every ``s x s`` cell (area averaging of the one-hot labels), upsampled
-  bilinearly like DeepLab's logits, then the arg-max;
+- :func:`stride_oracle` gives the *proportion prediction* of a stride-``s`` grid: the exact class
+  proportions of every ``s x s`` cell (area averaging of the one-hot labels, what a perfectly
+  trained per-cell classifier would output), upsampled bilinearly like DeepLab's logits, then the
+  arg-max. It is not an upper bound for a network: a network's logits in a cell can be sharper
+  than proportions (a trained DeepLabv3+ draws wires this prediction misses);
 - :func:`boundary_band` marks the pixels within ``width`` pixels of a label change (the "trimap"
   band of DeepLab v2 Fig. 5 and DeepLabv3+ Fig. 5);
 - :func:`band_accuracy` scores a prediction inside bands of growing width.
@@ -28,7 +30,7 @@ __all__ = ["stride_oracle", "boundary_band", "band_accuracy", "plot_stride_oracl
 
 
 def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
-    """The best label map a classifier predicting on a stride-``stride`` grid can give (see module doc).
+    """The proportion prediction of a stride-``stride`` grid (see the module doc): (H, W) int64 labels.
 
     Args:
         mask: (H, W) int64 labels; ``ignore_index`` pixels contribute to no class.
@@ -77,7 +79,7 @@ def plot_stride_oracles(
     num_classes: int,
     palette: Sequence[Sequence[int]],
 ) -> Figure:
-    """The photo, its labels, and the best prediction from each stride's grid, side by side."""
+    """The photo, its labels, and the proportion prediction of each stride's grid, side by side."""
     n = 2 + len(strides)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.2))
     axes[0].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
@@ -89,7 +91,7 @@ def plot_stride_oracles(
         valid = mask != 255
         acc = float((pred[valid] == mask[valid]).float().mean())
         ax.imshow(colorize(pred, palette))
-        ax.set_title(f"best from stride {s}\npixel accuracy {acc:.1%}", fontsize=9)
+        ax.set_title(f"proportions, stride {s}\npixel accuracy {acc:.1%}", fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
