@@ -62,7 +62,12 @@ print(f"profile: {profile}, device: {config.device()}")
 # runs live in the same folders, `runs/course/cpu/<arm>/seed<k>`.
 
 # %%
-arm_rows = [{"arm": name, "differs from the cpu preset in": ", ".join(f"{k}={v}" for k, v in o.items()),
+from deeplab_edu.engine.config import load_config
+
+preset = load_config("cpu")
+arm_rows = [{"arm": name,
+             "differs from the cpu preset in": ", ".join(f"{k}={v}" for k, v in o.items()
+                                                        if getattr(preset, k, None) != v) or "nothing: the preset",
              "folder (seed 0)": findings.run_dir("runs/course/cpu", name, 0).as_posix()}
             for name, o in findings.ARMS.items()]
 display(Markdown(markdown_table(arm_rows)))
