@@ -116,6 +116,9 @@ def test_every_page_loads_offline_with_equations_tables_links_and_images(
         errors.clear(), failed.clear()
         page.goto(f"{base}/{rel}", wait_until="load", timeout=PAGE_TIMEOUT_MS)
         _wait_for_mathjax(page)
+        # MathJax loads its fonts after typesetting: let them finish here, or the next goto aborts
+        # them (net::ERR_ABORTED) and they are counted against the next page (a CI flake).
+        page.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
         report = page.evaluate(_PAGE_REPORT)
         if errors:
             problems.append(f"{rel}: console errors {errors[:3]}")
