@@ -10,7 +10,7 @@ import torch
 
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.engine.bench import (
-    _train_memory, build_pair, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
+    _train_memory, build_pair, cores_scaling, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
     run_pipeline_benchmark,
 )
 from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d, atrous_conv
@@ -91,7 +91,14 @@ def test_loader_benchmark_writes_a_record(tmp_path: Path) -> None:
     res = run_loader_benchmark(workers=(0, 1), size=32, batch=2, batches=2, rounds=1, out=out)
     rows = {(r["num_workers"], r["limit_threads"]): r for r in res["rows"]}
     assert set(rows) == {(0, True), (1, True), (1, False)} and all(r["scenes_per_s"] > 0 for r in rows.values())
-    assert json.loads(out.read_text())["hardware"]["cpu_count"]
+    assert json.loads(out.read_text())["hardware"]["cpu_count"] and res["cores_scaling"] is None
+
+
+def test_cores_scaling_runs_separate_processes() -> None:
+    res = cores_scaling(2, size=32, batch=2, batches=2)
+    assert res["processes"] == 2 and res["alone_scenes_per_s"] > 0 and res["ratio"] > 0
+    with pytest.raises(ValueError, match="processes must be at least 2"):
+        cores_scaling(1)
 
 
 def test_pipeline_benchmark_compares_loader_and_step(tmp_path: Path) -> None:

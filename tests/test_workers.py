@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from deeplab_edu.engine import workers
-from deeplab_edu.engine.bench import loader_throughput
+from deeplab_edu.engine.bench import cores_scaling, loader_throughput
 from deeplab_edu.engine.config import ConfigError, TrainConfig, validate
 from deeplab_edu.engine.workers import (
     MAX_DEFAULT_WORKERS, default_num_workers, make_loader, resolve_num_workers, worker_thread_counts,
@@ -93,12 +93,19 @@ def _single_thread_cpu_per_scene(batches: int) -> float:
 def test_two_workers_load_at_least_one_and_a_half_times_the_scenes_of_one() -> None:
     """Through the engine's own training loader (256 px scenes, DeepLab's augmentation, batch 8).
 
-    Measured on the wall clock, interleaved (1, 2, 2, 1 workers). Another job on the machine takes
-    cores the workers need; the test measures how many cores other processes kept busy and, when
-    that was more than a quarter of a core, tries again once. If the machine stays busy it checks
-    the CPU cost instead: each worker must spend no more CPU per scene than the same loading in one
-    thread (oversubscribed BLAS threads cost about 2.5x here), and two workers no more than 4/3 of one
-    worker's (what 1.5x on two free cores needs). Either way it can fail.
+    Measured on the wall clock, interleaved (1, 2, 2, 1 workers). Two things other than the loader can
+    keep two workers under 1.5x, and the test tells them apart instead of flaking:
+
+    - another job takes cores the workers need: the test measures how many cores other processes kept
+      busy and, above a quarter of a core, tries again once; if the machine stays busy it checks the CPU
+      cost instead (each worker no more CPU per scene than the same loading in one thread, where
+      oversubscribed BLAS threads cost about 2.5x here; two workers no more than 4/3 of one worker's);
+    - the two cores themselves do not give 2x to independent work (hyper-threads of one core, a host
+      that takes time from the VM): :func:`~deeplab_edu.engine.bench.cores_scaling` measures what two
+      separate one-thread processes get, and two workers must reach 80 % of that ceiling when it is
+      under 1.875x (1.5 / 0.8). On this project's 2-core VM the ceiling is 2.0-2.2x, so the bar stays
+      1.5x, and two workers give 1.8-1.9x; oversubscribed workers give 0.88x, which fails either way.
+      A quiet machine that misses the bar gets a second try.
     """
     batches = 30
     results: list[dict[str, Any]] = []
@@ -113,7 +120,15 @@ def test_two_workers_load_at_least_one_and_a_half_times_the_scenes_of_one() -> N
         if two >= 1.5 * one:
             return
         if any(o is None for o in others) or max(others) < 0.25:  # type: ignore[type-var]
-            pytest.fail(f"on a quiet machine 2 workers gave only x{two / one:.2f} the scenes/s of 1 worker: {results}")
+            cores = cores_scaling(2, batches=batches)
+            bar = min(1.5, 0.8 * cores["ratio"])
+            print(f"two separate one-thread processes get x{cores['ratio']:.2f} the scenes/s of one here: "
+                  f"2 workers need x{bar:.2f}")
+            if two >= bar * one:
+                return
+            if attempt == 1:
+                pytest.fail(f"on a quiet machine 2 workers gave only x{two / one:.2f} the scenes/s of 1 worker "
+                            f"(needed x{bar:.2f}: these cores give x{cores['ratio']:.2f} to two processes): {results}")
         time.sleep(5)
     reference = _single_thread_cpu_per_scene(batches)
     cpu_one = (results[0]["cpu_s_per_scene"] + results[3]["cpu_s_per_scene"]) / 2

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..complexity import _quiet_stderr, count_macs, count_parameters
 
-__all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS"]
+__all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling"]
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -427,13 +427,75 @@ def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batc
             "seconds": seconds, "cpu_s_per_scene": cpu / (n * batch), "other_cores": other}
 
 
+def _one_thread_loading(size: int, batch: int, batches: int, start: Any, results: Any) -> None:
+    """Child of :func:`cores_scaling`: the loading in this process with one thread, once every child is ready."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        start.wait(timeout=60)
+        results.put(loader_throughput(0, size=size, batch=batch, batches=batches)["scenes_per_s"])
+
+
+def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batches: int = 30,
+                  timeout_s: float = 120.0) -> dict[str, Any]:
+    """What this machine's cores give to independent work: the ceiling for ``processes`` loader workers.
+
+    Runs the loading of :func:`loader_throughput` (``num_workers=0``, one BLAS/OpenMP/torch thread) in
+    one process alone, then in ``processes`` separate processes at once (no DataLoader, nothing shared),
+    then alone again. ``ratio`` is the summed scenes/s of the concurrent processes over the mean of the
+    lone ones: ``processes`` on free physical cores, less where the cores are hyper-threads of one
+    another, share a cache or a memory bus, slow their clock when all are busy, or belong to a VM whose
+    host takes time from them. No loader with ``processes`` workers can do better than this ratio.
+
+    Returns:
+        ``{"processes", "alone_scenes_per_s", "together_scenes_per_s", "ratio"}``.
+
+    Raises:
+        ValueError: ``processes`` below 2.
+        RuntimeError: a child process gave no result within ``timeout_s`` seconds (named in the message).
+    """
+    import multiprocessing as mp
+    import queue
+
+    if processes < 2:
+        raise ValueError(f"processes must be at least 2, got {processes}")
+    ctx = mp.get_context("fork")
+
+    def run(n: int) -> list[float]:
+        start, results = ctx.Barrier(n), ctx.Queue()
+        children = [ctx.Process(target=_one_thread_loading, args=(size, batch, batches, start, results), daemon=True)
+                    for _ in range(n)]
+        for c in children:
+            c.start()
+        try:
+            got = [results.get(timeout=timeout_s) for _ in range(n)]
+        except queue.Empty:
+            raise RuntimeError(f"cores_scaling: {n} one-thread loading processes gave no result within {timeout_s:g} s "
+                               f"(exit codes {[c.exitcode for c in children]})") from None
+        finally:
+            for c in children:
+                c.join(timeout=10)
+                if c.is_alive():
+                    c.terminate()
+        return got
+
+    alone = run(1) + run(1)
+    together = run(processes)
+    alone_rate = statistics.fmean(alone)
+    return {"processes": processes, "alone_scenes_per_s": alone_rate, "together_scenes_per_s": sum(together),
+            "ratio": sum(together) / alone_rate}
+
+
 def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 256, batch: int = 8, batches: int = 40,
                          rounds: int = 3, compare_unlimited: bool = True, out: str | Path | None = None,
                          ) -> dict[str, Any]:
     """Scenes/s of the engine's training loader per worker count; print it and write a record.
 
     Every setting (worker count, with and without the one-thread-per-worker limits) is measured once per
-    round, in an order that alternates between rounds, and the median over ``rounds`` is kept.
+    round, in an order that alternates between rounds, and the median over ``rounds`` is kept. With two
+    or more workers the record also holds :func:`cores_scaling` for the most workers: the ceiling the
+    cores set (``"cores_scaling"``, ``None`` otherwise).
     """
 
     settings = [(w, True) for w in workers] + ([(w, False) for w in workers if w > 0] if compare_unlimited else [])
@@ -448,6 +510,8 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
                      "scenes_per_s": statistics.median(r["scenes_per_s"] for r in rs),
                      "cpu_s_per_scene": statistics.median(r["cpu_s_per_scene"] for r in rs),
                      "all_scenes_per_s": [round(r["scenes_per_s"], 2) for r in rs]})
+    most = max(workers)
+    ceiling = cores_scaling(most, size=size, batch=batch, batches=batches) if most >= 2 else None
     first = min((w for w in workers if w > 0), default=None)  # the ratios are relative to the fewest workers
     base = {row["limit_threads"]: row["scenes_per_s"] for row in rows if row["num_workers"] == first}
     print(f"engine training loader, procedural scenes {size} px, train transform, batch {batch}, "
@@ -457,7 +521,10 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
         speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {first} worker" if ref and row["num_workers"] else ""
         print(f"    {row['num_workers']} workers, {'one thread each' if row['limit_threads'] else 'default threads'}: "
               f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
-    results = {"size": size, "batch": batch, "batches": batches, "rounds": rounds, "rows": rows,
+    if ceiling is not None:
+        print(f"    the ceiling: {most} separate one-thread processes get x{ceiling['ratio']:.2f} the scenes/s of one "
+              f"({ceiling['alone_scenes_per_s']:.1f} alone, {ceiling['together_scenes_per_s']:.1f} together)")
+    results = {"size": size, "batch": batch, "batches": batches, "rounds": rounds, "rows": rows, "cores_scaling": ceiling,
                "load_average_before": load_before, "load_average_after": load_average()}
     _write(results, out, "loader_cpu.json", "medians of interleaved rounds; the machine may be shared")
     return results
