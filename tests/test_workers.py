@@ -97,19 +97,21 @@ def test_two_workers_load_at_least_one_and_a_half_times_the_scenes_of_one() -> N
     keep two workers under 1.5x, and the test tells them apart instead of flaking:
 
     - another job takes cores the workers need: the test measures how many cores other processes kept
-      busy and, above a quarter of a core, tries again once; if the machine stays busy it checks the CPU
+      busy and, above a quarter of a core, tries again; if the machine stays busy it checks the CPU
       cost instead (each worker no more CPU per scene than the same loading in one thread, where
       oversubscribed BLAS threads cost about 2.5x here; two workers no more than 4/3 of one worker's);
     - the two cores themselves do not give 2x to independent work (hyper-threads of one core, a host
       that takes time from the VM): :func:`~deeplab_edu.engine.bench.cores_scaling` measures what two
       separate one-thread processes get, and two workers must reach 80 % of that ceiling when it is
-      under 1.875x (1.5 / 0.8). On this project's 2-core VM the ceiling is 2.0-2.2x, so the bar stays
-      1.5x, and two workers give 1.8-1.9x; oversubscribed workers give 0.88x, which fails either way.
-      A quiet machine that misses the bar gets a second try.
+      under 1.875x (1.5 / 0.8). On this project's 2-core VM two workers give 1.8-1.9x, so the ceiling is
+      rarely measured; oversubscribed workers give 0.76-0.88x, which fails whatever the ceiling.
+      The host of a VM makes both figures noisy (the ceiling here ranged 1.3-2.2x over 30-80 batches),
+      so a miss gets up to three tries, each measuring both again.
     """
-    batches = 30
+    batches, attempts = 30, 3
     results: list[dict[str, Any]] = []
-    for attempt in range(2):
+    quiet_misses: list[str] = []
+    for attempt in range(attempts):
         results = [loader_throughput(w, batches=batches) for w in (1, 2, 2, 1)]
         one = results[0]["scenes_per_s"] + results[3]["scenes_per_s"]
         two = results[1]["scenes_per_s"] + results[2]["scenes_per_s"]
@@ -122,14 +124,15 @@ def test_two_workers_load_at_least_one_and_a_half_times_the_scenes_of_one() -> N
         if any(o is None for o in others) or max(others) < 0.25:  # type: ignore[type-var]
             cores = cores_scaling(2, batches=batches)
             bar = min(1.5, 0.8 * cores["ratio"])
-            print(f"two separate one-thread processes get x{cores['ratio']:.2f} the scenes/s of one here: "
+            print(f"    two separate one-thread processes get x{cores['ratio']:.2f} the scenes/s of one: "
                   f"2 workers need x{bar:.2f}")
             if two >= bar * one:
                 return
-            if attempt == 1:
-                pytest.fail(f"on a quiet machine 2 workers gave only x{two / one:.2f} the scenes/s of 1 worker "
-                            f"(needed x{bar:.2f}: these cores give x{cores['ratio']:.2f} to two processes): {results}")
-        time.sleep(5)
+            quiet_misses.append(f"x{two / one:.2f} where x{bar:.2f} was needed (cores x{cores['ratio']:.2f})")
+        time.sleep(2)
+    if quiet_misses:
+        pytest.fail(f"on a quiet machine 2 workers gave too few scenes/s compared with 1 worker: {quiet_misses}; "
+                    f"last attempt: {results}")
     reference = _single_thread_cpu_per_scene(batches)
     cpu_one = (results[0]["cpu_s_per_scene"] + results[3]["cpu_s_per_scene"]) / 2
     cpu_two = (results[1]["cpu_s_per_scene"] + results[2]["cpu_s_per_scene"]) / 2

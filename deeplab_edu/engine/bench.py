@@ -434,7 +434,9 @@ def _one_thread_loading(size: int, batch: int, batches: int, start: Any, results
     torch.set_num_threads(1)
     with threadpool_limits(limits=1):
         start.wait(timeout=60)
-        results.put(loader_throughput(0, size=size, batch=batch, batches=batches)["scenes_per_s"])
+        run = loader_throughput(0, size=size, batch=batch, batches=batches)
+        end = time.perf_counter()  # CLOCK_MONOTONIC on Linux: one clock for every process
+        results.put((end - run["seconds"], end))
 
 
 def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batches: int = 30,
@@ -442,9 +444,9 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
     """What this machine's cores give to independent work: the ceiling for ``processes`` loader workers.
 
     Runs the loading of :func:`loader_throughput` (``num_workers=0``, one BLAS/OpenMP/torch thread) in
-    one process alone, then in ``processes`` separate processes at once (no DataLoader, nothing shared),
-    then alone again. ``ratio`` is the summed scenes/s of the concurrent processes over the mean of the
-    lone ones: ``processes`` on free physical cores, less where the cores are hyper-threads of one
+    one process alone twice, then in ``processes`` separate processes at once (no DataLoader, nothing
+    shared). ``ratio`` is the scenes/s of the concurrent processes (all their scenes over the span from
+    the first one's start to the last one's end) over the mean of the lone runs: ``processes`` on free physical cores, less where the cores are hyper-threads of one
     another, share a cache or a memory bus, slow their clock when all are busy, or belong to a VM whose
     host takes time from them. No loader with ``processes`` workers can do better than this ratio.
 
@@ -462,7 +464,8 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
         raise ValueError(f"processes must be at least 2, got {processes}")
     ctx = mp.get_context("fork")
 
-    def run(n: int) -> list[float]:
+    def run(n: int) -> float:
+        """Scenes/s of ``n`` processes together: all their scenes over the span from the first start to the last end."""
         start, results = ctx.Barrier(n), ctx.Queue()
         children = [ctx.Process(target=_one_thread_loading, args=(size, batch, batches, start, results), daemon=True)
                     for _ in range(n)]
@@ -478,13 +481,13 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
                 c.join(timeout=10)
                 if c.is_alive():
                     c.terminate()
-        return got
+        span = max(end for _, end in got) - min(start for start, _ in got)
+        return n * batches * batch / span
 
-    alone = run(1) + run(1)
+    alone = statistics.fmean([run(1), run(1)])
     together = run(processes)
-    alone_rate = statistics.fmean(alone)
-    return {"processes": processes, "alone_scenes_per_s": alone_rate, "together_scenes_per_s": sum(together),
-            "ratio": sum(together) / alone_rate}
+    return {"processes": processes, "alone_scenes_per_s": alone, "together_scenes_per_s": together,
+            "ratio": together / alone}
 
 
 def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 256, batch: int = 8, batches: int = 40,
