@@ -169,12 +169,11 @@ if recorded is not None:
 # chapters say about it.
 
 # %%
-from deeplab_edu.engine.config import load_config
 from deeplab_edu.models import build_backbone
 from deeplab_edu.receptive_field import receptive_field_of
 
 rf = receptive_field_of(build_backbone("tiny_resnet", output_stride=8)).size
-scene_px = load_config("cpu").image_size
+scene_px = preset.image_size
 WHY = {
     "a": "a smaller output stride keeps the feature map dense (chapter 03): more cells for small objects and "
          "boundaries, at several times the cost (chapter 08, section 2).",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..data.classes import PROCEDURAL
-from ..findings import class_iou, miou, verdict
+from ..findings import class_iou, load_findings, miou, verdict
 from ._core import function_exercise, value_exercise
 
 
@@ -81,7 +82,12 @@ function_exercise(
 
 def _drops_without_pooling() -> dict[str, float]:
     """Per class: mean IoU over seeds with image pooling minus without (the findings record)."""
-    from ..findings import load_findings
+    return dict(_recorded_drops())
+
+
+@functools.lru_cache(maxsize=1)
+def _recorded_drops() -> tuple[tuple[str, float], ...]:
+    """:func:`_drops_without_pooling`, read from the record once per process (a check asks two or three times)."""
 
     recorded = load_findings()
     if recorded is None:
@@ -92,7 +98,7 @@ def _drops_without_pooling() -> dict[str, float]:
         return np.array([[class_iou(cm, k) for k in range(PROCEDURAL.num_classes)] for cm in cms]).mean(0)
 
     drop = class_means("v3") - class_means("v3, no image pooling")
-    return dict(zip(PROCEDURAL.class_names, drop.tolist()))
+    return tuple(zip(PROCEDURAL.class_names, drop.tolist()))
 
 
 def _largest_drop_without_pooling() -> str:
