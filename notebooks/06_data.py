@@ -36,7 +36,8 @@
 #
 # **Helpers introduced:** `deeplab_edu.data.ProceduralScenes`, `deeplab_edu.data.build_dataset`,
 # `deeplab_edu.data.transforms` (`train_transform`, `eval_transform`), `deeplab_edu.data.stats`,
-# `deeplab_edu.data.find_camvid`, `deeplab_edu.viz.data` (figures and the explorer widget).
+# `deeplab_edu.data.find_camvid`, `deeplab_edu.viz.data` (figures and the explorer widget),
+# `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker).
 
 # %%
 import torch
@@ -243,7 +244,11 @@ assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
 # ## Speed
 # A data set must never be what a GPU waits for. We time item access on **one** CPU thread. The
 # rate per CPU-second is what one free core delivers; the wall-clock rate is lower when the machine
-# is busy. Each `DataLoader` worker adds about one core's worth.
+# is busy. Each `DataLoader` worker adds about one core's worth, *if* it runs one thread: numpy's
+# BLAS starts one thread per core in every process, workers included, and workers that each start
+# several fight for the same cores (on two cores, two such workers load fewer scenes than one).
+# `deeplab_edu.engine.workers.make_loader` builds a `DataLoader` whose workers run one thread each;
+# every loader of the engine is one (`benchmarks/README.md`, "The data pipeline", has the numbers).
 
 # %%
 from deeplab_edu.data.procedural import benchmark
@@ -372,8 +377,7 @@ for name in ("voc", "cityscapes"):
 # train_set = build_dataset("voc", "trainaug", root="~/data/voc", download=True,
 #                           transform=train_transform(513))
 # val_set = build_dataset("voc", "val", root="~/data/voc", transform=eval_transform())
-# loader = torch.utils.data.DataLoader(train_set, batch_size=16, shuffle=True, num_workers=8,
-#                                      drop_last=True)
+# loader = make_loader(train_set, batch_size=16, shuffle=True, num_workers=8, drop_last=True)
 # ```
 #
 # Bad files get a message that names the file and the problem: a corrupt or truncated image, a
@@ -382,7 +386,9 @@ for name in ("voc", "cityscapes"):
 # are converted to RGB, and palette PNGs (VOC's format) are read as class indices.
 
 # %%
-loader = torch.utils.data.DataLoader(
+from deeplab_edu.engine.workers import make_loader
+
+loader = make_loader(
     build_dataset("procedural", "train", length=64, size=128, transform=train_transform(96)),
     batch_size=8, shuffle=True, num_workers=0,
 )
