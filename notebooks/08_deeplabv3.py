@@ -223,6 +223,9 @@ cost_widget("deeplabv3", "resnet101", sizes)
 # The same count for every model of the course. Published multiply-adds exist only for the
 # ResNet-101 rows of DeepLabv3+ Table 3 (regular $3\times3$ convolutions); the DeepLab v1, v2 and
 # v3 papers publish none, and the table says so rather than inventing a figure.
+# The last two rows are the teaching-scale models this chapter and the next train on a laptop
+# (`tiny_resnet`, section 5): DeepLabv3+ on it has about a tenth of the parameters and an eighth of
+# the multiply-adds of DeepLabv3+ on ResNet-101.
 
 # %%
 table = complexity_table()
@@ -230,6 +233,9 @@ display(Markdown(markdown_table(table)))
 
 # %% tags=["remove-cell"]
 assert len(table) >= 10
+_row = {r["model"]: r for r in table}
+_tiny, _r101 = _row["deeplabv3plus / tiny_resnet / OS 16"], _row["deeplabv3plus / resnet101 / OS 16"]
+assert 0.07 < _tiny["params (M)"] / _r101["params (M)"] < 0.14 and 0.09 < _tiny["GMACs"] / _r101["GMACs"] < 0.17
 assert sum(r["published GMACs"] is not None for r in table) == len(PUBLISHED_GMACS)
 
 # %% [markdown]

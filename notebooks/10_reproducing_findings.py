@@ -73,6 +73,20 @@ arm_rows = [{"arm": name,
 display(Markdown(markdown_table(arm_rows)))
 
 # %% [markdown]
+# Each run's weights are then evaluated in several *views*, without training again: at evaluation
+# output stride 8, 16 or 32 (chapter 08, section 2), refined by the dense CRF (chapter 07), or with
+# **multi-scale inputs and flip**, DeepLabv3's inference strategy (Table 6): the image is resized
+# by each of the scales below and also mirrored, and the class probabilities of all the passes are
+# resized back to the image and averaged (`deeplab_edu.inference.predict_probs`; chapter 11 counts
+# what it costs).
+
+# %%
+view_rows = [{"view": name, "output stride": v.output_stride or "the run's",
+              "scales": ", ".join(f"{s:g}" for s in v.scales), "flip": "yes" if v.flip else "no",
+              "dense CRF": "yes" if v.crf else "no"} for name, v in findings.VIEWS.items()]
+display(Markdown(markdown_table(view_rows)))
+
+# %% [markdown]
 # ## 2. How a finding is measured
 #
 # A single training run is one draw: another seed gives another data order and another

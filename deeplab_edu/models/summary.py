@@ -55,6 +55,8 @@ DEFAULT_CONFIGS: tuple[ModelConfig, ...] = (
     ModelConfig("deeplabv3plus", "resnet50", 16),
     ModelConfig("deeplabv3", "mobilenet_v3_large", 16),
     ModelConfig("deeplabv3plus", "mobilenet_v3_large", 16),
+    ModelConfig("deeplabv3", "tiny_resnet", 16),
+    ModelConfig("deeplabv3plus", "tiny_resnet", 16),
 )
 
 #: (model, backbone, eval output stride) -> (GMACs, source). DeepLabv3+ Table 3, ResNet-101, 513 x 513.
