@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,20 @@ def test_cores_scaling_runs_separate_processes() -> None:
     assert res["processes"] == 2 and res["alone_scenes_per_s"] > 0 and res["ratio"] > 0
     with pytest.raises(ValueError, match="processes must be at least 2"):
         cores_scaling(1)
+
+
+def _crash(*args: object) -> None:
+    raise SystemExit(3)
+
+
+def test_cores_scaling_names_a_child_that_crashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.engine import bench
+
+    monkeypatch.setattr(bench, "_one_thread_loading", _crash)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"gave no result \(one crashed; exit codes \[3\]\)"):
+        cores_scaling(2, size=32, batch=2, batches=2, timeout_s=60)
+    assert time.monotonic() - start < 20, "a crashed child must be reported at once, not after the timeout"
 
 
 def test_pipeline_benchmark_compares_loader_and_step(tmp_path: Path) -> None:

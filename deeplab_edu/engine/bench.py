@@ -429,14 +429,13 @@ def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batc
 
 def _one_thread_loading(size: int, batch: int, batches: int, start: Any, results: Any) -> None:
     """Child of :func:`cores_scaling`: the loading in this process with one thread, once every child is ready."""
-    from threadpoolctl import threadpool_limits
+    from .workers import limit_worker_threads
 
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        start.wait(timeout=60)
-        run = loader_throughput(0, size=size, batch=batch, batches=batches)
-        end = time.perf_counter()  # CLOCK_MONOTONIC on Linux: one clock for every process
-        results.put((end - run["seconds"], end))
+    limit_worker_threads()  # one BLAS/OpenMP/torch thread, as in a loader worker
+    start.wait(timeout=60)
+    run = loader_throughput(0, size=size, batch=batch, batches=batches)
+    end = time.perf_counter()  # CLOCK_MONOTONIC on Linux: one clock for every process
+    results.put((end - run["seconds"], end))
 
 
 def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batches: int = 30,
@@ -446,16 +445,18 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
     Runs the loading of :func:`loader_throughput` (``num_workers=0``, one BLAS/OpenMP/torch thread) in
     one process alone twice, then in ``processes`` separate processes at once (no DataLoader, nothing
     shared). ``ratio`` is the scenes/s of the concurrent processes (all their scenes over the span from
-    the first one's start to the last one's end) over the mean of the lone runs: ``processes`` on free physical cores, less where the cores are hyper-threads of one
-    another, share a cache or a memory bus, slow their clock when all are busy, or belong to a VM whose
-    host takes time from them. No loader with ``processes`` workers can do better than this ratio.
+    the first one's start to the last one's end) over the mean of the lone runs: ``processes`` on free
+    physical cores, less where the cores are hyper-threads of one another, share a cache or a memory
+    bus, slow their clock when all are busy, or belong to a VM whose host takes time from them. No
+    loader with ``processes`` workers can do better than this ratio.
 
     Returns:
         ``{"processes", "alone_scenes_per_s", "together_scenes_per_s", "ratio"}``.
 
     Raises:
         ValueError: ``processes`` below 2.
-        RuntimeError: a child process gave no result within ``timeout_s`` seconds (named in the message).
+        RuntimeError: the processes of one measurement did not all report within ``timeout_s`` seconds of
+            their start, or one of them exited without reporting (the message gives their exit codes).
     """
     import multiprocessing as mp
     import queue
@@ -471,11 +472,20 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
                     for _ in range(n)]
         for c in children:
             c.start()
+        deadline = time.monotonic() + timeout_s
+        got: list[tuple[float, float]] = []
         try:
-            got = [results.get(timeout=timeout_s) for _ in range(n)]
-        except queue.Empty:
-            raise RuntimeError(f"cores_scaling: {n} one-thread loading processes gave no result within {timeout_s:g} s "
-                               f"(exit codes {[c.exitcode for c in children]})") from None
+            while len(got) < n:
+                try:
+                    got.append(results.get(timeout=min(1.0, max(0.0, deadline - time.monotonic()))))
+                    continue
+                except queue.Empty:
+                    pass
+                crashed = any(c.exitcode not in (None, 0) for c in children)  # a normal exit has reported first
+                if crashed or time.monotonic() >= deadline:
+                    raise RuntimeError(f"cores_scaling: {n - len(got)} of {n} one-thread loading processes gave no "
+                                       f"result ({'one crashed' if crashed else f'stuck for {timeout_s:g} s'}; "
+                                       f"exit codes {[c.exitcode for c in children]})")
         finally:
             for c in children:
                 c.join(timeout=10)
