@@ -123,7 +123,8 @@ fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 # scenes chapters 08-10 train on in the `cpu` profile. What the chapters need stays at every
 # difficulty: objects at many scales in one image, a car and a boat that look the same (one colour
 # family for both) and are told apart only by the scene around them, 1-3 px wires and ignored
-# clutter. The same scenes at each difficulty (same layout, other colours):
+# clutter. Two seeds at each difficulty (medium and easy share a layout; hard, with more and smaller
+# objects, draws another from the same seed):
 
 # %%
 fig = vdata.show_difficulties(indices=(1, 2), size=128)
@@ -133,6 +134,10 @@ from deeplab_edu.data.procedural import DIFFICULTIES
 
 assert list(DIFFICULTIES) == ["hard", "medium", "easy"] and DIFFICULTIES["easy"].min_radius == 0.04
 assert ProceduralScenes(length=1, size=32).difficulty == "hard"
+_masks = {d: [ProceduralScenes(length=3, size=128, seed=0, difficulty=d)[i][1] for i in (1, 2)] for d in DIFFICULTIES}
+_same = {d: float(torch.stack([(a == b).float().mean() for a, b in zip(_masks[d], _masks["easy"])]).mean())
+         for d in ("medium", "hard")}
+assert _same["medium"] > 0.9 and _same["hard"] < 0.7, _same  # the sentence above the figure
 
 # %% [markdown]
 # ## Class statistics

@@ -122,9 +122,9 @@ class SceneStyle:
             raise ValueError(f"need 0 < min_radius <= max_radius <= 1, got {self.min_radius}, {self.max_radius}")
 
 
-#: The named difficulty settings. ``"hard"``: the original scenes (random colours, objects from 1 %
-#: of the side, strong noise): a GPU run of thousands of iterations learns them partly.
-#: ``"easy"``: colour families per class, objects from 4 % of the side, mild noise: a small
+#: The named difficulty settings. ``"hard"``: the original scenes (random colours, object radii from
+#: 1 % of the side, strong noise): a GPU run of thousands of iterations learns them partly.
+#: ``"easy"``: colour families per class, radii from 4 % of the side, mild noise: a small
 #: DeepLab learns them in minutes on a laptop CPU, and the lessons stay (many scales in one image,
 #: car/boat told apart only by context, 1-3 px wires, ignored clutter).
 DIFFICULTIES: dict[str, SceneStyle] = {

@@ -95,8 +95,13 @@ def show_sizes(index: int = 0, sizes: Sequence[int] = (48, 96, 256, 513), seed: 
 
 
 def show_difficulties(indices: Sequence[int] = (1, 2), size: int = 128, seed: int = 0) -> Figure:
-    """The same procedural scenes at each difficulty (``easy``, ``medium``, ``hard``): same layout,
-    other colours, smallest objects and noise (:data:`deeplab_edu.data.procedural.DIFFICULTIES`)."""
+    """Procedural scenes of the same seeds at each difficulty, one column per difficulty in the order of
+    :data:`deeplab_edu.data.procedural.DIFFICULTIES` (``hard``, ``medium``, ``easy``).
+
+    ``medium`` and ``easy`` draw the same number of objects from the same seed, so they share a layout
+    (other colours, smallest objects and noise); ``hard`` allows more and smaller objects, so the same
+    seed gives it another layout.
+    """
     from ..data.procedural import DIFFICULTIES
 
     pairs, titles = [], []
