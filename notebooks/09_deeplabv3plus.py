@@ -486,6 +486,8 @@ check("09.4", oracle_wire[16])
 # %% tags=["remove-cell"]
 assert check("09.1", 304) and check("09.2", 9 * 256 + 256 * 256) and check("09.3", fuse)
 assert check("09.4", 0.0) and oracle_wire[4] > 0.1 and not check("09.4", 0.3)
+if config.profile() == "cpu":  # section 3: the trained DeepLabv3+ draws wires the stride-4 proportion prediction misses
+    assert bands["DeepLabv3+"]["all"]["iou"][wire] > oracle_wire[4]
 
 # %% tags=["remove-cell"]
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.

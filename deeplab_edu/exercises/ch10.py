@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..data.classes import PROCEDURAL
-from ..findings import class_iou, load_findings, miou, verdict
+from ..findings import class_iou, load_findings, miou, seed_values, verdict
 from ._core import function_exercise, value_exercise
 
 
@@ -94,8 +94,9 @@ def _recorded_drops() -> tuple[tuple[str, float], ...]:
         raise FileNotFoundError("exercise 10.3 reads the findings record; run benchmarks/findings.py")
 
     def class_means(arm: str) -> np.ndarray:
-        cms = recorded.matrices[f"{arm}|eval OS 8|all"].sum(1).astype(float)
-        return np.array([[class_iou(cm, k) for k in range(PROCEDURAL.num_classes)] for cm in cms]).mean(0)
+        cms = recorded.matrices[f"{arm}|eval OS 8|all"]
+        return np.array([seed_values(cms, lambda cm, k=k: class_iou(cm, k)).mean()
+                         for k in range(PROCEDURAL.num_classes)])
 
     drop = class_means("v3") - class_means("v3, no image pooling")
     return tuple(zip(PROCEDURAL.class_names, drop.tolist()))
@@ -121,8 +122,9 @@ def _tied_with_largest(answer: Any) -> Any:
 
 
 def _explain(answer: Any) -> str:
-    drops = _drops_without_pooling()
-    return (f"'{answer}' is not it: it loses {100 * drops[answer]:.2f} points. Compute the per-class IoU of both "
+    drop = 100 * _drops_without_pooling()[answer]
+    change = f"loses {drop:.2f} points" if drop >= 0 else f"gains {-drop:.2f} points"
+    return (f"'{answer}' is not it: without image pooling it {change}. Compute the per-class IoU of both "
             "arms, average over seeds, and subtract.")
 
 

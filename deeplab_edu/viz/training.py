@@ -19,6 +19,7 @@ Training itself is :func:`deeplab_edu.engine.runs.train_or_load` (the same code 
 from __future__ import annotations
 
 import atexit
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -307,7 +308,8 @@ def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             last = cand["snapshots"][-1]
             row[f"iterations in {last['minutes']:g} min"] = last["iterations"]
             names = PROCEDURAL.class_names
-            others = [(iou, k) for k, iou in enumerate(last["iou"]) if names[k] != "wire"]
+            others = [(iou, k) for k, iou in enumerate(last["iou"])
+                      if names[k] != "wire" and not math.isnan(iou)]  # NaN: a class absent from the scenes
             worst_iou, worst = min(others)
             row[f"lowest class IoU but wire at {last['minutes']:g} min (%)"] = f"{100 * worst_iou:.1f} ({names[worst]})"
             row[f"wire IoU at {last['minutes']:g} min (%)"] = round(100 * last["iou"][names.index("wire")], 1)
