@@ -80,11 +80,25 @@ def time_forward(
     return statistics.median(times)
 
 
+def _memory_records(prof: Any) -> list[tuple[int, int]] | None:
+    """``(time ns, bytes)`` of every CPU allocation (+) and free (-) the profiler saw, in time order.
+
+    ``None`` on a torch without the profiler internals this reads (``kineto_results``).
+    """
+    try:
+        events = prof.profiler.kineto_results.events()
+        return sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    except AttributeError:
+        return None
+
+
 def peak_memory_bytes(model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> int:
     """Peak tensor memory allocated during one forward pass (no gradients), in bytes.
 
     On CUDA this is ``torch.cuda.max_memory_allocated`` above the memory in use before
-    the call; on the CPU it is the high-water mark of the profiler's tracked allocations.
+    the call; on the CPU it is the high-water mark of every allocation and free the profiler
+    records, in time order (where the profiler lacks those records: of the allocations and frees
+    of its innermost operator events, which miss frees done outside any operator).
     """
     device = inputs[0].device
     if device.type == "cuda":
@@ -99,13 +113,14 @@ def peak_memory_bytes(model: nn.Module | Callable[..., Any], *inputs: torch.Tens
 
     with _quiet_stderr(), torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         model(*inputs)
-    events = sorted(
-        (e for e in prof.events() if getattr(e, "cpu_memory_usage", 0) != 0 and not e.cpu_children),
-        key=lambda e: e.time_range.start,
-    )
+    records = _memory_records(prof)
+    if records is None:
+        events = sorted((e for e in prof.events() if getattr(e, "cpu_memory_usage", 0) != 0 and not e.cpu_children),
+                        key=lambda e: e.time_range.start)
+        records = [(0, e.cpu_memory_usage) for e in events]
     current = peak = 0
-    for e in events:
-        current += e.cpu_memory_usage
+    for _, nbytes in records:
+        current += nbytes
         peak = max(peak, current)
     return peak
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deeplab_edu.complexity import count_macs
+from deeplab_edu.complexity import count_macs, peak_memory_bytes
 from deeplab_edu.exercises import get
 from deeplab_edu.models import build_backbone
 from deeplab_edu.viz import output_stride as vos
@@ -152,3 +152,16 @@ def test_figures_and_widget_build_without_a_front_end(backbone: torch.nn.Module)
     with pytest.raises(ValueError, match="channel"):
         vos.feature_map_widget(image, feats, channel=99)
     plt.close("all")
+
+
+def _chain_of_temporaries(x: torch.Tensor) -> torch.Tensor:
+    """Ten 4 MiB temporaries, each freed as the next is made: 8 MiB at the most, never 40."""
+    for _ in range(10):
+        x = x * 1.5
+    return x
+
+
+def test_peak_memory_is_a_high_water_mark_not_a_sum() -> None:
+    x = torch.ones(1, 1, 1024, 1024)  # 4 MiB of float32
+    mib = peak_memory_bytes(_chain_of_temporaries, x) / 2**20
+    assert 7.9 < mib < 8.1, mib

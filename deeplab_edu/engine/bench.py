@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..complexity import _quiet_stderr, count_macs, count_parameters
+from ..complexity import _memory_records, _quiet_stderr, count_macs, count_parameters
 
 __all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling"]
 
@@ -81,15 +81,6 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
     fn()
     _sync(device)
     return time.perf_counter() - t, time.process_time() - c
-
-
-def _memory_records(prof: Any) -> list[tuple[int, int]] | None:
-    """``(time ns, bytes)`` of every CPU allocation (+) and free (-) the profiler saw, in time order."""
-    try:
-        events = prof.profiler.kineto_results.events()
-        return sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-    except AttributeError:  # a torch without these internals
-        return None
 
 
 def _train_memory(runner: "_Runner", device: torch.device) -> tuple[int, int]:
