@@ -412,7 +412,9 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
         sources: Jupytext notebooks (``notebooks/NN_*.py``).
         out_dir: folder for the executed notebooks.
         jobs: notebooks executed at the same time, each in its own process and kernel; with
-            ``jobs > 1`` each kernel's PyTorch/OpenMP threads are limited to its share of the cores.
+            ``jobs > 1`` each kernel's PyTorch/OpenMP threads are limited to its share of the cores
+            and the notebooks start longest first (their headers' ``cpu_minutes``); with one job
+            they run in chapter order.
         reuse: keep an executed notebook from an earlier call when its source, the package's code
             and the profile are unchanged and it succeeded.
         timeout: seconds per cell (default :func:`cell_timeout`).
@@ -450,12 +452,18 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
             print(("  " if run.ok else "  FAILED ") + run.describe().splitlines()[0], flush=True)
         return run
 
-    # the longest notebooks first, so that two workers finish together
-    todo.sort(key=lambda s: -_expected_minutes(s))
+    todo = _schedule(todo, jobs)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         for source, run in zip(todo, pool.map(one, todo)):
             runs[source] = run
     return [runs[s] for s in sources]
+
+
+def _schedule(todo: list[Path], jobs: int) -> list[Path]:
+    """The order to start notebooks in. One at a time: chapter order, as a learner runs them (chapter
+    08 trains the run chapter 09 reuses, so each takes the time its header states). Several: the
+    longest first (headers' ``cpu_minutes``), so that the workers finish together."""
+    return list(todo) if jobs == 1 else sorted(todo, key=lambda s: -_expected_minutes(s))
 
 
 def _expected_minutes(source: Path) -> float:

@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from conftest import NOTEBOOKS, REPO_ROOT
+from deeplab_edu import book
 from deeplab_edu.book import notebooks_in_toc
 
 PACKAGE = REPO_ROOT / "deeplab_edu"
@@ -240,3 +241,21 @@ def test_api_reference_documents_the_public_functions(built_book: Path) -> None:
         assert names, module
         for name in names:
             assert f"{module}.{name}" in ids, f"the API reference lacks {module}.{name}"
+
+
+def test_one_job_runs_the_chapters_in_order_and_two_start_the_longest(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = []
+    for name, minutes in (("08_a", 5), ("09_b", 7), ("10_c", 1)):
+        sources.append(tmp_path / f"{name}.py")
+        sources[-1].write_text(f"# ---\n#   deeplab_edu:\n#     cpu_minutes: {minutes}\n# ---\n")
+    started: list[str] = []
+
+    def fake_run(source: Path, executed: Path, active_profile: str, timeout: int, threads: int | None) -> book.NotebookRun:
+        started.append(source.stem)
+        return book.NotebookRun(source=source.name, executed=executed, status="ok", seconds=0.0, profile=active_profile)
+
+    monkeypatch.setattr(book, "_run_in_subprocess", fake_run)
+    runs = book.execute_notebooks(sources, tmp_path / "out1", jobs=1, reuse=False, active_profile="smoke")
+    assert started == ["08_a", "09_b", "10_c"] and [r.source for r in runs] == ["08_a.py", "09_b.py", "10_c.py"]
+    assert [s.stem for s in book._schedule(sources, 2)] == ["09_b", "08_a", "10_c"]  # several: longest first
