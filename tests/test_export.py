@@ -3,7 +3,6 @@ for any batch size, height and width."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

@@ -88,7 +88,6 @@ def _drops_without_pooling() -> dict[str, float]:
 @functools.lru_cache(maxsize=1)
 def _recorded_drops() -> tuple[tuple[str, float], ...]:
     """:func:`_drops_without_pooling`, read from the record once per process (a check asks two or three times)."""
-
     recorded = load_findings()
     if recorded is None:
         raise FileNotFoundError("exercise 10.3 reads the findings record; run benchmarks/findings.py")
