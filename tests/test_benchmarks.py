@@ -40,6 +40,7 @@ def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
     for s in settings.values():
         assert s["ratios"]["train_speedup"] > 0 and s["ratios"]["train_speedup_cpu_time"] > 0 and len(s["rows"]) == 2
         assert all(0 < r["train_held_mib"] < r["train_peak_mib"] for r in s["rows"])
+        assert all(r["train_minor_faults"] is None or r["train_minor_faults"] >= 0 for r in s["rows"])
     # the same network in both libraries: the same memory held for the backward pass, within 5 %
     equal = settings["equal settings (fp32, contiguous)"]["ratios"]
     assert 0.95 < equal["train_held_memory_ratio"] < 1.05

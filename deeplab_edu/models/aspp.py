@@ -27,7 +27,8 @@ the input size, the output stride and the smallest input that works
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import contextlib
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -146,7 +147,7 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
         return None
 
 
-def atrous_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def atrous_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)`` for a 3x3 atrous conv, computed as the 1x1 conv it reduces to on a small map.
 
     When the rate is at least the feature map's height and width, every off-centre tap of every
@@ -157,29 +158,131 @@ def atrous_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     as the full conv's, whose zero taps add exact zeros; the centre weights' gradient sums the same
     products in another order (equal up to rounding). It is taken for depthwise convs only (a
     regular conv would sum its channels in another order). Any other conv, and any conv traced with
-    symbolic shapes or compiled, runs as is.
+    symbolic shapes or compiled, runs as is. ``weight`` (default ``conv.weight``) replaces the
+    conv's weight, e.g. by a detached copy when the backward pass recomputes the conv.
     """
+    if weight is None:
+        weight = conv.weight
     rate_h, rate_w = conv.dilation
     if (conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
             and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (rate_h, rate_w)
             and conv.padding_mode == "zeros" and isinstance(x.shape[-2], int) and isinstance(x.shape[-1], int)
             and rate_h >= x.shape[-2] and rate_w >= x.shape[-1]
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing()):
-        weight = conv.weight[:, 0, 1, 1]
+        centre = weight[:, 0, 1, 1]
         dtype = _autocast_dtype(x.device.type)
         if dtype is not None:
-            x, weight = x.to(dtype), weight.to(dtype)
-        y = _ChannelScale.apply(x, weight)
+            x, centre = x.to(dtype), centre.to(dtype)
+        y = _ChannelScale.apply(x, centre)
         return y if conv.bias is None else y + conv.bias.to(y.dtype).reshape(1, -1, 1, 1)
-    return conv(x)
+    return conv(x) if weight is conv.weight else conv._conv_forward(x, weight, conv.bias)
+
+
+def _batch_norm_train(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``bn(x)`` in training mode, also returning the batch mean and 1/std it normalised with.
+
+    The running statistics are updated as ``nn.BatchNorm2d`` does (``momentum``, or the cumulative
+    average when it is ``None``). Raises ValueError, as batch norm does, for one value per channel.
+    """
+    if x.numel() == x.shape[1]:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
+    factor = 0.0
+    if bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return torch.native_batch_norm(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, True, factor, bn.eps)
+
+
+class _RecomputedDepthwise(torch.autograd.Function):
+    """``pointwise(relu(bn(depthwise(x))))`` that keeps only ``x``, the weights and the batch
+    statistics for the backward pass.
+
+    The depthwise half of a separable conv with batch norm between (:class:`SeparableConv2d`) is
+    cheap to compute (9 multiply-adds per value; one on a small map, :func:`atrous_conv`) but its
+    two outputs (the batch norm's input and the ReLU's output, which is the pointwise conv's input)
+    are each as large as ``x``. Autograd would keep both until the backward pass; this keeps neither
+    and recomputes them there: the depthwise conv again, the batch norm as the multiply-add
+    ``d * alpha + beta`` with the statistics of the forward pass (the running statistics are
+    updated once). Activation checkpointing of the cheap half only: the pointwise conv, which holds
+    nearly all the multiply-adds, is not run again. Outputs and gradients equal the plain layers'
+    up to rounding (on the CPU, bit for bit in float32).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dw_weight: torch.Tensor, bn_weight: torch.Tensor | None,  # type: ignore[override]
+                bn_bias: torch.Tensor | None, pw_weight: torch.Tensor, layers: Sequence[nn.Module]) -> torch.Tensor:
+        depthwise, bn, relu, pointwise = layers
+        z, mean, invstd = _batch_norm_train(bn, atrous_conv(depthwise, x))
+        ctx.layers, ctx.autocast = layers, _autocast_dtype(x.device.type)
+        ctx.save_for_backward(x, dw_weight, bn_weight, bn_bias, pw_weight, mean, invstd)
+        return pointwise(relu(z))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        x, dw_weight, bn_weight, bn_bias, pw_weight, mean, invstd = ctx.saved_tensors
+        depthwise, bn, _, pointwise = ctx.layers
+        need_x, need_dw, need_g, need_b, need_pw = ctx.needs_input_grad[:5]
+        dw_x, dw_w = x.detach().requires_grad_(need_x), dw_weight.detach().requires_grad_(need_dw)
+        with torch.enable_grad(), (contextlib.nullcontext() if ctx.autocast is None
+                                   else torch.autocast(x.device.type, dtype=ctx.autocast)):
+            d = atrous_conv(depthwise, dw_x, dw_w)
+        # batch norm's output from the saved statistics, as its CPU kernel computes it (fused multiply-adds)
+        alpha = invstd if bn_weight is None else invstd * bn_weight
+        beta = -mean * alpha if bn_bias is None else torch.addcmul(bn_bias, mean, alpha, value=-1)
+        shape = (1, -1) + (1,) * (d.dim() - 2)
+        y = torch.addcmul(beta.view(shape), d.detach().to(alpha.dtype), alpha.view(shape)).to(d.dtype).relu_()
+        grad_y, grad_pw = torch.ops.aten.convolution_backward(
+            grad.to(y.dtype), y, pw_weight.to(y.dtype), None, pointwise.stride, pointwise.padding,
+            pointwise.dilation, False, [0, 0], pointwise.groups, [True, need_pw, False])[:2]
+        grad_d, grad_g, grad_b = torch.ops.aten.native_batch_norm_backward(
+            torch.ops.aten.threshold_backward(grad_y, y, 0), d.detach(), bn_weight, None, None, mean, invstd,
+            True, bn.eps, [need_x or need_dw, need_g, need_b])
+        grad_x = grad_dw = None
+        if need_x or need_dw:
+            found = iter(torch.autograd.grad(d, [t for t in (dw_x, dw_w) if t.requires_grad], grad_d))
+            grad_x = next(found) if need_x else None
+            grad_dw = next(found) if need_dw else None
+        return grad_x, grad_dw, grad_g, grad_b, None if grad_pw is None else grad_pw.to(pw_weight.dtype), None
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or getattr(module, "_backward_pre_hooks", None))
 
 
 class _AtrousSequential(nn.Sequential):
-    """A Sequential whose first module is a 3x3 atrous conv, run through :func:`atrous_conv`."""
+    """A Sequential whose first module is a 3x3 atrous conv, run through :func:`atrous_conv`.
+
+    In training with gradients, a separable one (depthwise 3x3, plain ``BatchNorm2d``, ReLU,
+    pointwise 1x1 without bias, ...) keeps less for the backward pass: :class:`_RecomputedDepthwise`.
+    Layers with hooks, other batch norms (``SyncBatchNorm``, ...) and compiled or traced runs take
+    the plain path.
+    """
+
+    def _recompute_depthwise(self, x: torch.Tensor) -> bool:
+        if len(self) < 4 or not (self.training and torch.is_grad_enabled()):
+            return False
+        depthwise, bn, relu, pointwise = list(self)[:4]
+        return (isinstance(depthwise, nn.Conv2d) and depthwise.groups == depthwise.in_channels > 1
+                and type(bn) is nn.BatchNorm2d and bn.training and isinstance(relu, nn.ReLU)
+                and type(pointwise) is nn.Conv2d and pointwise.kernel_size == (1, 1) and pointwise.bias is None
+                and pointwise.padding_mode == "zeros" and not isinstance(pointwise.padding, str)
+                and (x.requires_grad or any(p.requires_grad for m in (depthwise, bn, pointwise) for p in m.parameters()))
+                and not any(_hooked(m) for m in (depthwise, bn, relu, pointwise))
+                and not (nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
+                and not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not torch.jit.is_scripting())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = atrous_conv(self[0], x)
-        for module in list(self)[1:]:
+        if self._recompute_depthwise(x):
+            depthwise, bn, relu, pointwise = list(self)[:4]
+            x = _RecomputedDepthwise.apply(x, depthwise.weight, bn.weight, bn.bias, pointwise.weight,
+                                           (depthwise, bn, relu, pointwise))
+            rest = list(self)[4:]
+        else:
+            x = atrous_conv(self[0], x)
+            rest = list(self)[1:]
+        for module in rest:
             x = module(x)
         return x
 
@@ -194,7 +297,10 @@ class SeparableConv2d(_AtrousSequential):
     batch norm and ReLU), like the paper's modified Xception (sec. 3.2: "extra batch normalization
     and ReLU activation are added after each 3 x 3 depthwise convolution"). The ReLUs run in place
     (batch norm's backward needs its input, not its output), which saves one activation-sized
-    buffer each. Input (N, in_channels, H, W) -> (N, out_channels, H, W).
+    buffer each. In training, the depthwise half's two intermediate maps are not kept for the
+    backward pass but recomputed there (:class:`_RecomputedDepthwise`: the same numbers, two maps of
+    the input's size less memory, one depthwise conv and one multiply-add more per step).
+    Input (N, in_channels, H, W) -> (N, out_channels, H, W).
     """
 
     def __init__(self, in_channels: int, out_channels: int, rate: int = 1, kernel_size: int = 3) -> None:

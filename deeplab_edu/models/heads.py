@@ -17,8 +17,10 @@
   ``DeepLabV3PlusDecoder`` differs: one separable 3x3 conv after the concatenation (plus one on the
   ASPP output at stride 16) and no batch norm or ReLU between depthwise and pointwise; it is lighter
   for that reason, not by implementation (``deeplab-edu bench`` measures both).
-  ReLUs run in place (batch norm's backward needs its input, not its output): less memory and
-  time, the same function.
+  ReLUs run in place (batch norm's backward needs its input, not its output), and in training each
+  separable conv recomputes its cheap depthwise half in the backward pass instead of keeping its
+  two intermediate maps (:class:`~deeplab_edu.models.aspp.SeparableConv2d`): less memory, the same
+  function. With both, a training step keeps less for the backward pass than smp's lighter decoder.
 """
 
 from __future__ import annotations

@@ -1,0 +1,123 @@
+"""The separable conv recomputes its depthwise half in the backward pass: same numbers, less memory."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from deeplab_edu.engine.distributed import CPUSyncBatchNorm
+from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d
+
+
+def _plain(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` that always takes the plain path (every intermediate kept by autograd)."""
+    plain = copy.deepcopy(module)
+    plain._recompute_depthwise = lambda x: False  # type: ignore[method-assign]
+    return plain
+
+
+def _step(module: nn.Module, x: torch.Tensor, amp: bool) -> tuple[Any, ...]:
+    xx = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        out = module(xx)
+    out.float().square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters()}
+    buffers = {n: b.clone() for n, b in module.named_buffers()}
+    return out.detach(), xx.grad, grads, buffers
+
+
+def _saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass of ``module(x)`` (inputs included)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x.clone().requires_grad_())
+    return sum(seen.values())
+
+
+def _random(module: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-1, 1)
+    return module.train()
+
+
+@pytest.mark.parametrize("rate,size", [(1, (9, 12)), (2, (9, 12)), (12, (8, 8))])  # rate 12 on 8 x 8: a multiplication
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_recomputed_depthwise_gives_the_plain_layers_numbers(rate: int, size: tuple[int, int], amp: bool,
+                                                              channels_last: bool) -> None:
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    module = _random(SeparableConv2d(16, 8, rate=rate)).to(memory_format=fmt)
+    x = torch.randn(2, 16, *size).contiguous(memory_format=fmt)
+    plain = _plain(module)
+    (o1, g1, p1, b1), (o2, g2, p2, b2) = _step(module, x, amp), _step(plain, x, amp)
+    tol = {"rtol": 1e-2, "atol": 1e-2} if amp else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(o1, o2, rtol=0, atol=0)  # the forward pass runs the same kernels
+    torch.testing.assert_close(g1, g2, **tol)
+    for name in p2:
+        torch.testing.assert_close(p1[name], p2[name], **tol, msg=lambda m, n=name: f"{n}: {m}")
+    for name in b2:  # running statistics updated once, as by the plain layers
+        torch.testing.assert_close(b1[name], b2[name], rtol=0, atol=0, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_momentum_none_and_no_running_statistics_behave_like_batch_norm() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(3, 8, 6, 6)
+    for bn in (nn.BatchNorm2d(8, momentum=None), nn.BatchNorm2d(8, track_running_stats=False)):
+        module = _random(SeparableConv2d(8, 4))
+        module[1] = bn
+        twin = _plain(module)
+        for _ in range(2):  # the cumulative average needs two steps to differ from momentum 1
+            fast, plain = _step(module, x, False), _step(twin, x, False)
+        torch.testing.assert_close(fast[0], plain[0], rtol=0, atol=0)
+        for name in plain[3]:
+            torch.testing.assert_close(fast[3][name], plain[3][name], rtol=0, atol=0)
+
+
+def test_it_keeps_less_for_the_backward_pass() -> None:
+    """The batch norm's input and the ReLU's output (each the size of x) are not kept."""
+    torch.manual_seed(0)
+    module = SeparableConv2d(64, 32).train()
+    x = torch.randn(2, 64, 16, 16)
+    activation = x.numel() * x.element_size()
+    kept, plain_kept = _saved_bytes(module, x), _saved_bytes(_plain(module), x)
+    assert plain_kept - kept >= 2 * activation, (kept, plain_kept)
+    branch = ASPPConv(64, 32, rate=12, separable=True).train()  # the ASPP's separable branches too
+    assert _saved_bytes(_plain(branch), x) - _saved_bytes(branch, x) >= 2 * activation
+
+
+def test_plain_path_when_it_must_be() -> None:
+    """Evaluation, no gradients, hooks and other batch norms (SyncBatchNorm) take the plain layers."""
+    module = SeparableConv2d(8, 4).train()
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    assert module._recompute_depthwise(x)
+    assert not module.eval()._recompute_depthwise(x)
+    module.train()
+    with torch.no_grad():
+        assert not module._recompute_depthwise(x)
+    frozen = SeparableConv2d(8, 4).train().requires_grad_(False)
+    assert not frozen._recompute_depthwise(x.detach()) and frozen._recompute_depthwise(x)
+    seen = []
+    handle = module[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    module(x)
+    assert seen == [torch.Size([2, 8, 6, 6])]  # the hook ran: the plain path
+    handle.remove()
+    synced = SeparableConv2d(8, 4).train()
+    synced[1] = CPUSyncBatchNorm(8)
+    assert not synced._recompute_depthwise(x)
+
+
+def test_one_value_per_channel_is_the_usual_error() -> None:
+    module = SeparableConv2d(4, 4).train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        module(torch.randn(1, 4, 1, 1, requires_grad=True))
