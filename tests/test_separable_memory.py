@@ -16,7 +16,7 @@ from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d
 def _plain(module: nn.Module) -> nn.Module:
     """A copy of ``module`` that always takes the plain path (every intermediate kept by autograd)."""
     plain = copy.deepcopy(module)
-    plain._recompute_depthwise = lambda x: False  # type: ignore[method-assign]
+    plain.recompute_depthwise = False
     return plain
 
 
@@ -73,9 +73,12 @@ def test_recomputed_depthwise_gives_the_plain_layers_numbers(rate: int, size: tu
 def test_momentum_none_and_no_running_statistics_behave_like_batch_norm() -> None:
     torch.manual_seed(1)
     x = torch.randn(3, 8, 6, 6)
-    for bn in (nn.BatchNorm2d(8, momentum=None), nn.BatchNorm2d(8, track_running_stats=False)):
+    untracked = nn.BatchNorm2d(8)
+    untracked.num_batches_tracked = None  # as in some old checkpoints: momentum is used
+    for bn in (nn.BatchNorm2d(8, momentum=None), nn.BatchNorm2d(8, track_running_stats=False), untracked):
         module = _random(SeparableConv2d(8, 4))
         module[1] = bn
+        assert module._recompute_depthwise(x.clone().requires_grad_())
         twin = _plain(module)
         for _ in range(2):  # the cumulative average needs two steps to differ from momentum 1
             fast, plain = _step(module, x, False), _step(twin, x, False)
@@ -115,6 +118,54 @@ def test_plain_path_when_it_must_be() -> None:
     synced = SeparableConv2d(8, 4).train()
     synced[1] = CPUSyncBatchNorm(8)
     assert not synced._recompute_depthwise(x)
+    biased = SeparableConv2d(8, 4).train()
+    biased[0] = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=True)  # its bias would get no gradient
+    assert not biased._recompute_depthwise(x)
+
+    class Standardised(nn.Conv2d):  # a subclass computes its own forward: not recomputed by us
+        pass
+
+    sub = SeparableConv2d(8, 4).train()
+    sub[0] = Standardised(8, 8, 3, padding=1, groups=8, bias=False)
+    assert not sub._recompute_depthwise(x)
+    parametrized = SeparableConv2d(8, 4).train()
+    nn.utils.parametrizations.spectral_norm(parametrized[0])
+    assert not parametrized._recompute_depthwise(x)
+    handle = nn.modules.module.register_module_full_backward_hook(lambda *args: None)
+    try:
+        assert not module._recompute_depthwise(x)
+    finally:
+        handle.remove()
+    assert module._recompute_depthwise(x) and not module._recompute_depthwise(x[:0])  # empty batch: plain
+    module.recompute_depthwise = False
+    assert not module._recompute_depthwise(x)
+
+
+def test_fx_tracing_and_forward_mode_take_the_plain_path() -> None:
+    module = SeparableConv2d(8, 4).train()
+    traced = torch.fx.symbolic_trace(module)  # a Proxy is not a tensor
+    assert len(list(traced.graph.nodes)) > 3
+    import torch.autograd.forward_ad as fwAD
+
+    x = torch.randn(2, 8, 5, 5)
+    with fwAD.dual_level():
+        out = module(fwAD.make_dual(x, torch.ones_like(x)))
+        assert fwAD.unpack_dual(out).tangent is not None
+
+
+def test_differentiating_twice_needs_the_plain_path() -> None:
+    torch.manual_seed(0)
+    module = SeparableConv2d(8, 4).train()
+    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+
+    def gradient_penalty() -> None:
+        (grad,) = torch.autograd.grad(module(x).square().sum(), x, create_graph=True)
+        grad.square().sum().backward()
+
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
+        gradient_penalty()
+    module.recompute_depthwise = False
+    gradient_penalty()
 
 
 def test_one_value_per_channel_is_the_usual_error() -> None:

@@ -186,11 +186,12 @@ def _batch_norm_train(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor
     """
     if x.numel() == x.shape[1]:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
-    factor = 0.0
+    factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-    return torch.native_batch_norm(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, True, factor, bn.eps)
+    mean, var = (bn.running_mean, bn.running_var) if bn.track_running_stats else (None, None)
+    return torch.native_batch_norm(x, bn.weight, bn.bias, mean, var, True, factor, bn.eps)
 
 
 class _RecomputedDepthwise(torch.autograd.Function):
@@ -251,27 +252,40 @@ def _hooked(module: nn.Module) -> bool:
                 or getattr(module, "_backward_pre_hooks", None))
 
 
+def _global_hooks() -> bool:
+    m = nn.modules.module
+    return any(getattr(m, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                                    "_global_backward_hooks", "_global_backward_pre_hooks"))
+
+
 class _AtrousSequential(nn.Sequential):
     """A Sequential whose first module is a 3x3 atrous conv, run through :func:`atrous_conv`.
 
-    In training with gradients, a separable one (depthwise 3x3, plain ``BatchNorm2d``, ReLU,
-    pointwise 1x1 without bias, ...) keeps less for the backward pass: :class:`_RecomputedDepthwise`.
-    Layers with hooks, other batch norms (``SyncBatchNorm``, ...) and compiled or traced runs take
-    the plain path.
+    In training with gradients, a separable one (depthwise 3x3 without bias, ``BatchNorm2d``,
+    ``ReLU``, pointwise 1x1 without bias, ...: exactly these classes) keeps less for the backward
+    pass: :class:`_RecomputedDepthwise`. Everything else takes the plain layers: subclasses and
+    parametrized layers, hooks (also global ones), other batch norms (``SyncBatchNorm``: their
+    statistics are not local), empty batches, forward-mode AD, compiled or traced runs, and any
+    module whose ``recompute_depthwise`` is set to False. Set it to False to differentiate twice
+    (the recomputation supports one backward pass, as activation checkpointing does):
+    ``for m in model.modules(): m.recompute_depthwise = False``.
     """
 
+    recompute_depthwise: bool = True
+
     def _recompute_depthwise(self, x: torch.Tensor) -> bool:
-        if len(self) < 4 or not (self.training and torch.is_grad_enabled()):
+        if (not self.recompute_depthwise or len(self) < 4 or not (self.training and torch.is_grad_enabled())
+                or not isinstance(x, torch.Tensor)  # e.g. a torch.fx Proxy
+                or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0 or _global_hooks()):
             return False
         depthwise, bn, relu, pointwise = list(self)[:4]
-        return (isinstance(depthwise, nn.Conv2d) and depthwise.groups == depthwise.in_channels > 1
-                and type(bn) is nn.BatchNorm2d and bn.training and isinstance(relu, nn.ReLU)
+        return (type(depthwise) is nn.Conv2d and depthwise.groups == depthwise.in_channels == depthwise.out_channels > 1
+                and depthwise.bias is None and type(bn) is nn.BatchNorm2d and bn.training and type(relu) is nn.ReLU
                 and type(pointwise) is nn.Conv2d and pointwise.kernel_size == (1, 1) and pointwise.bias is None
-                and pointwise.padding_mode == "zeros" and not isinstance(pointwise.padding, str)
+                and pointwise.padding_mode == "zeros" and not isinstance(pointwise.padding, str) and x.numel() > 0
                 and (x.requires_grad or any(p.requires_grad for m in (depthwise, bn, pointwise) for p in m.parameters()))
-                and not any(_hooked(m) for m in (depthwise, bn, relu, pointwise))
-                and not (nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
-                and not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+                and not any(_hooked(m) for m in (depthwise, bn, relu, pointwise)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._recompute_depthwise(x):
