@@ -172,3 +172,17 @@ def test_one_value_per_channel_is_the_usual_error() -> None:
     module = SeparableConv2d(4, 4).train()
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         module(torch.randn(1, 4, 1, 1, requires_grad=True))
+
+
+def test_the_trainer_follows_recompute_depthwise() -> None:
+    from deeplab_edu.engine.config import load_config
+    from deeplab_edu.engine.trainer import Trainer
+    from deeplab_edu.models.aspp import _AtrousSequential, set_recompute_depthwise
+
+    for value in (False, True):
+        cfg = load_config("smoke", {"model": "deeplabv3plus", "recompute_depthwise": value, "out_dir": "unused"})
+        trainer = Trainer(cfg)
+        flags = {m.recompute_depthwise for m in trainer.model.modules() if isinstance(m, _AtrousSequential)}
+        assert flags == {value}
+    assert set_recompute_depthwise(trainer.model, False) == len(
+        [m for m in trainer.model.modules() if isinstance(m, _AtrousSequential)]) > 0

@@ -4,8 +4,9 @@ Modules, one concept each: :mod:`.config` (settings and presets), :mod:`.schedul
 rate, head learning rate), :mod:`.losses` (cross-entropy, auxiliary loss, hard-pixel mining),
 :mod:`.checkpoint` (atomic, resumable), :mod:`.data` (seeded augmentation, resumable samplers),
 :mod:`.distributed` (torchrun, DDP, SyncBatchNorm), :mod:`.trainer` (the loop), :mod:`.runs` (train once,
-reuse the run), :mod:`.report` (learning-curve figures) and :mod:`.bench` (speed and memory against
-torchvision and segmentation_models_pytorch).
+reuse the run), :mod:`.report` (learning-curve figures), :mod:`.bench` (speed and memory against
+torchvision and segmentation_models_pytorch), :mod:`.workers` (DataLoader workers that do not
+oversubscribe) and :mod:`.allocator` (reusing freed memory on the CPU).
 """
 
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint

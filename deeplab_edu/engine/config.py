@@ -77,6 +77,9 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     device: str | None = None
+    # separable convs recompute their depthwise half in backward: less memory, a few % more time
+    recompute_depthwise: bool = True
+    keep_freed_memory: bool = True  # on the CPU with glibc: reuse freed memory (engine.allocator)
     # bookkeeping
     seed: int = 0
     deterministic: bool = False

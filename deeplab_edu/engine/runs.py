@@ -20,10 +20,10 @@ from ..records import shown_path  # re-exported: where notebooks have always imp
 
 __all__ = ["train_or_load", "shown_path", "BOOKKEEPING"]
 
-#: Settings that say where and how a run is logged, not what it learns: a finished run is reused
-#: even when these differ.
+#: Settings that say where and how a run is logged or how memory is managed, not what it learns: a
+#: finished run is reused even when these differ (the depthwise recomputation gives the same numbers).
 BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every",
-                         "num_workers", "tensorboard"})
+                         "num_workers", "tensorboard", "recompute_depthwise", "keep_freed_memory"})
 
 
 def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..metrics import ConfusionMatrix
+from ..models.aspp import set_recompute_depthwise
 from . import checkpoint as ck
+from .allocator import keep_freed_memory
 from .config import TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
@@ -130,6 +132,9 @@ class Trainer:
             model.load_state_dict(state["model"])
         if cfg.freeze_bn:
             freeze_batchnorm(model)
+        set_recompute_depthwise(model, cfg.recompute_depthwise)
+        if cfg.keep_freed_memory and self.device.type == "cpu":
+            keep_freed_memory()
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["atrous_rates_for", "feature_map_side", "fit_atrous_rates", "degenerate_rates", "ASPPv2", "ASPP",
-           "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate", "atrous_conv"]
+           "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate", "atrous_conv", "set_recompute_depthwise"]
 
 #: The feature-map side the papers' rates were chosen for: a 513-pixel crop at output stride 16
 #: (DeepLabv3 sec. 3.3: "(6, 12, 18) ... when output stride = 16") has 33 x 33 cells.
@@ -176,6 +176,22 @@ def atrous_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = 
         y = _ChannelScale.apply(x, centre)
         return y if conv.bias is None else y + conv.bias.to(y.dtype).reshape(1, -1, 1, 1)
     return conv(x) if weight is conv.weight else conv._conv_forward(x, weight, conv.bias)
+
+
+def set_recompute_depthwise(model: nn.Module, enabled: bool) -> int:
+    """Turn the depthwise recomputation of every separable conv in ``model`` on or off.
+
+    With it (the default) training keeps two maps less per separable conv for the backward pass
+    and spends one depthwise conv and one multiply-add more per step (:class:`_RecomputedDepthwise`);
+    without it, autograd keeps them. Off is also what differentiating twice needs. Returns the number
+    of modules set.
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, _AtrousSequential):
+            module.recompute_depthwise = bool(enabled)
+            count += 1
+    return count
 
 
 def _batch_norm_train(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
