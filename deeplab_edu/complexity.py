@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_macs", "time_forward", "peak_memory_bytes", "Cost", "measure"]
+__all__ = ["count_parameters", "count_macs", "time_forward", "peak_memory_bytes", "saved_for_backward_bytes", "Cost",
+           "measure"]
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -123,6 +124,29 @@ def peak_memory_bytes(model: nn.Module | Callable[..., Any], *inputs: torch.Tens
         current += nbytes
         peak = max(peak, current)
     return peak
+
+
+def saved_for_backward_bytes(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps from one forward pass of ``model`` for its backward pass.
+
+    Each storage counts once (an in-place ReLU's output and the next conv's input are one map);
+    the inputs and the model's parameters do not count: what is left are the intermediate maps
+    that grow with batch and image size. Runs the forward pass with gradients in the model's
+    current mode (train it first to see training memory), via
+    :func:`torch.autograd.graph.saved_tensors_hooks`.
+    """
+    skip = {t.untyped_storage().data_ptr() for t in (*inputs, *model.parameters())}
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in skip:
+            kept[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(*inputs)
+    return sum(kept.values())
 
 
 @dataclass(frozen=True)

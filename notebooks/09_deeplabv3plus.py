@@ -38,7 +38,8 @@
 # **Helpers introduced:** `deeplab_edu.models.build_model("deeplabv3plus", ...)`,
 # `deeplab_edu.models.Decoder`, `deeplab_edu.models.SeparableConv2d`,
 # `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`,
-# `markdown_table`), `deeplab_edu.complexity` (`count_parameters`, `count_macs`),
+# `markdown_table`), `deeplab_edu.complexity` (`count_parameters`, `count_macs`,
+# `saved_for_backward_bytes`), `deeplab_edu.models.set_recompute_depthwise`,
 # `deeplab_edu.viz.decoder` (`stride_oracle`, `boundary_band`, `band_accuracy`,
 # `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.data.ProceduralScenes` (chapter 06),
 # `deeplab_edu.metrics.ConfusionMatrix` (in exercise 09.4);
@@ -142,6 +143,44 @@ print(f"weights ratio {layer_rows[1]['weights'] / layer_rows[0]['weights']:.4f};
 
 # %% tags=["remove-cell"]
 assert layer_rows[0]["weights"] == k * k * c * c and layer_rows[1]["weights"] == k * k * c + c * c
+
+# %% [markdown]
+# Weights and multiply-adds are not the whole cost of training. The backward pass reads tensors the
+# forward pass produced: a convolution needs its input (for its weight gradient), a batch norm its
+# input, a ReLU its output. Autograd keeps them until then, and they grow with batch and image
+# size. A separable convolution with batch norm and ReLU between its halves (the official code's
+# choice, followed here) has two such maps in the middle, each as large as its input. The depthwise
+# half is cheap to compute again (9 multiply-adds per value against $C_\text{out}$ for the
+# pointwise half), so in training `SeparableConv2d` keeps neither and recomputes them in the
+# backward pass: activation checkpointing {cite:p}`chen2016sublinear` of the cheap half only. It
+# trades a little time for memory, which is what limits crop and batch size on a GPU; on a CPU the
+# `cpu` preset turns it off (`recompute_depthwise: false`). What autograd keeps for one training
+# step of the layer above, at batch 2 on the $33\times33$ map, with and without it (the input and
+# the weights not counted: four maps the size of the input against two, the pointwise half's):
+
+# %%
+from deeplab_edu.complexity import saved_for_backward_bytes
+from deeplab_edu.models import set_recompute_depthwise
+
+x_train = torch.randn(2, c, 33, 33, requires_grad=True)
+separable.train()
+kept, grads = {}, {}
+for recompute in (False, True):
+    set_recompute_depthwise(separable, recompute)
+    kept[recompute] = saved_for_backward_bytes(separable, x_train)
+    separable(x_train).square().mean().backward()
+    grads[recompute] = (x_train.grad.clone(), separable[0].weight.grad.clone())
+    x_train.grad = None
+    separable.zero_grad()
+map_mib = x_train.numel() * 4 / 2**20
+print(f"one input-sized map: {map_mib:.2f} MiB; kept for backward: {kept[False] / 2**20:.2f} MiB keeping everything, "
+      f"{kept[True] / 2**20:.2f} MiB recomputing the depthwise half")
+same = all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grads[False], grads[True]))
+print("same input and depthwise-weight gradients:", same)
+
+# %% tags=["remove-cell"]
+# two maps fewer (four against two: the batch norms' inputs and the ReLUs' outputs), up to the per-channel statistics
+assert same and abs(kept[False] / 2**20 - 4 * map_mib) < 0.01 * map_mib and abs(kept[True] / 2**20 - 2 * map_mib) < 0.01 * map_mib
 
 # %% [markdown]
 # On the whole model at $513\times513$ (ResNet-101, output stride 16), separable convolutions in

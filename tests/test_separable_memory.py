@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from deeplab_edu.complexity import saved_for_backward_bytes
 from deeplab_edu.engine.distributed import CPUSyncBatchNorm
 from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d
 
@@ -28,19 +29,6 @@ def _step(module: nn.Module, x: torch.Tensor, amp: bool) -> tuple[Any, ...]:
     grads = {n: p.grad.clone() for n, p in module.named_parameters()}
     buffers = {n: b.clone() for n, b in module.named_buffers()}
     return out.detach(), xx.grad, grads, buffers
-
-
-def _saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the distinct tensors autograd keeps for the backward pass of ``module(x)`` (inputs included)."""
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x.clone().requires_grad_())
-    return sum(seen.values())
 
 
 def _random(module: nn.Module) -> nn.Module:
@@ -93,10 +81,12 @@ def test_it_keeps_less_for_the_backward_pass() -> None:
     module = SeparableConv2d(64, 32).train()
     x = torch.randn(2, 64, 16, 16)
     activation = x.numel() * x.element_size()
-    kept, plain_kept = _saved_bytes(module, x), _saved_bytes(_plain(module), x)
+    kept, plain_kept = saved_for_backward_bytes(module, x), saved_for_backward_bytes(_plain(module), x)
     assert plain_kept - kept >= 2 * activation, (kept, plain_kept)
+    out_map = activation // 2  # 32 output channels: the pointwise conv's output and its ReLU's, kept either way
+    assert kept < 2 * out_map + 4096 and plain_kept >= 2 * activation + 2 * out_map
     branch = ASPPConv(64, 32, rate=12, separable=True).train()  # the ASPP's separable branches too
-    assert _saved_bytes(_plain(branch), x) - _saved_bytes(branch, x) >= 2 * activation
+    assert saved_for_backward_bytes(_plain(branch), x) - saved_for_backward_bytes(branch, x) >= 2 * activation
 
 
 def test_plain_path_when_it_must_be() -> None:

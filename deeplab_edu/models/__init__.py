@@ -5,7 +5,7 @@
 >>> model(images)["out"].shape  # (N, 21, H, W), the input size            # doctest: +SKIP
 """
 
-from .aspp import ASPP, ASPPv2, ImagePooling, SeparableConv2d, atrous_rates_for
+from .aspp import ASPP, ASPPv2, ImagePooling, SeparableConv2d, atrous_rates_for, set_recompute_depthwise
 from .backbones import BACKBONES, OUTPUT_STRIDES, build_backbone
 from .deeplab import MODELS, DeepLab, DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus, build_model, default_atrous_rates
 from .heads import Decoder, FCNHead
@@ -13,5 +13,5 @@ from .heads import Decoder, FCNHead
 __all__ = [
     "ASPP", "ASPPv2", "BACKBONES", "Decoder", "DeepLab", "DeepLabV1", "DeepLabV2", "DeepLabV3", "DeepLabV3Plus",
     "FCNHead", "ImagePooling", "MODELS", "OUTPUT_STRIDES", "SeparableConv2d", "atrous_rates_for", "build_backbone",
-    "build_model", "default_atrous_rates",
+    "build_model", "default_atrous_rates", "set_recompute_depthwise",
 ]
