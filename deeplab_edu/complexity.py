@@ -131,8 +131,9 @@ def saved_for_backward_bytes(model: nn.Module, *inputs: torch.Tensor) -> int:
 
     Each storage counts once (an in-place ReLU's output and the next conv's input are one map);
     the inputs and the model's parameters do not count: what is left are the intermediate maps
-    that grow with batch and image size. Runs the forward pass with gradients in the model's
-    current mode (train it first to see training memory), via
+    that grow with batch and image size (plus small per-channel statistics). Runs the forward pass
+    with gradients in the model's current mode (train it first to see training memory; in training
+    mode that pass updates the batch norms' running statistics), via
     :func:`torch.autograd.graph.saved_tensors_hooks`.
     """
     skip = {t.untyped_storage().data_ptr() for t in (*inputs, *model.parameters())}

@@ -150,13 +150,15 @@ assert layer_rows[0]["weights"] == k * k * c * c and layer_rows[1]["weights"] ==
 # input, a ReLU its output. Autograd keeps them until then, and they grow with batch and image
 # size. A separable convolution with batch norm and ReLU between its halves (the official code's
 # choice, followed here) has two such maps in the middle, each as large as its input. The depthwise
-# half is cheap to compute again (9 multiply-adds per value against $C_\text{out}$ for the
-# pointwise half), so in training `SeparableConv2d` keeps neither and recomputes them in the
-# backward pass: activation checkpointing {cite:p}`chen2016sublinear` of the cheap half only. It
-# trades a little time for memory, which is what limits crop and batch size on a GPU; on a CPU the
-# `cpu` preset turns it off (`recompute_depthwise: false`). What autograd keeps for one training
-# step of the layer above, at batch 2 on the $33\times33$ map, with and without it (the input and
-# the weights not counted: four maps the size of the input against two, the pointwise half's):
+# half is cheap to compute again (per input value, 9 multiply-adds for the depthwise half against
+# $C_\text{out}$, 256 here, for the pointwise half), so in training `SeparableConv2d` keeps neither
+# and recomputes them in the backward pass: activation checkpointing {cite:p}`chen2016sublinear`
+# of the cheap half only. It trades a little time for memory, which is what limits crop and batch
+# size on a GPU; on a CPU the `cpu` and `smoke` presets turn it off (`recompute_depthwise: false`).
+# What autograd keeps for one training step of the layer above, at batch 2 on the $33\times33$
+# map, the input and the weights not counted: without recomputation four maps (each batch norm's
+# input and each ReLU's output, two per half), with it only the pointwise half's two. Here
+# $C_\text{in} = C_\text{out}$, so every map is the input's size.
 
 # %%
 from deeplab_edu.complexity import saved_for_backward_bytes

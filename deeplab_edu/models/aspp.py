@@ -182,9 +182,10 @@ def set_recompute_depthwise(model: nn.Module, enabled: bool) -> int:
     """Turn the depthwise recomputation of every separable conv in ``model`` on or off.
 
     With it (the default) training keeps two maps less per separable conv for the backward pass
-    and spends one depthwise conv and one multiply-add more per step (:class:`_RecomputedDepthwise`);
-    without it, autograd keeps them. Off is also what differentiating twice needs. Returns the number
-    of modules set.
+    and spends one more depthwise conv, plus a multiply-add and a ReLU per value, per step
+    (:class:`_RecomputedDepthwise`); without it, autograd keeps them. Off is also what
+    differentiating twice needs. Returns the number of atrous blocks set (regular, non-separable
+    ones ignore the flag).
     """
     count = 0
     for module in model.modules():
@@ -222,7 +223,8 @@ class _RecomputedDepthwise(torch.autograd.Function):
     ``d * alpha + beta`` with the statistics of the forward pass (the running statistics are
     updated once). Activation checkpointing of the cheap half only: the pointwise conv, which holds
     nearly all the multiply-adds, is not run again. Outputs and gradients equal the plain layers'
-    up to rounding (on the CPU, bit for bit in float32).
+    up to rounding (the tests check outputs and running statistics bit for bit and gradients to
+    rounding; on the course's CPU the gradients were bit for bit too in every case compared).
     """
 
     @staticmethod
@@ -284,7 +286,7 @@ class _AtrousSequential(nn.Sequential):
     statistics are not local), empty batches, forward-mode AD, compiled or traced runs, and any
     module whose ``recompute_depthwise`` is set to False. Set it to False to differentiate twice
     (the recomputation supports one backward pass, as activation checkpointing does):
-    ``for m in model.modules(): m.recompute_depthwise = False``.
+    :func:`set_recompute_depthwise` ``(model, False)``.
     """
 
     recompute_depthwise: bool = True
@@ -327,9 +329,11 @@ class SeparableConv2d(_AtrousSequential):
     batch norm and ReLU), like the paper's modified Xception (sec. 3.2: "extra batch normalization
     and ReLU activation are added after each 3 x 3 depthwise convolution"). The ReLUs run in place
     (batch norm's backward needs its input, not its output), which saves one activation-sized
-    buffer each. In training, the depthwise half's two intermediate maps are not kept for the
-    backward pass but recomputed there (:class:`_RecomputedDepthwise`: the same numbers, two maps of
-    the input's size less memory, one depthwise conv and one multiply-add more per step).
+    buffer each. By default in training the depthwise half's two intermediate maps are not kept
+    for the backward pass but recomputed there (:class:`_RecomputedDepthwise`: the same outputs,
+    gradients to rounding, two maps of the input's size less memory, one more depthwise conv and
+    multiply-add per value and step; :func:`set_recompute_depthwise` turns it off, as the ``cpu``
+    and ``smoke`` presets do).
     Input (N, in_channels, H, W) -> (N, out_channels, H, W).
     """
 
