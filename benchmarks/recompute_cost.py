@@ -12,13 +12,12 @@ thread, process CPU time, median. Default: the ``cpu`` preset's network and batc
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import time
 
 import torch
 from torch import nn
 
+from deeplab_edu.engine.bench import _minor_faults, _timed
 from deeplab_edu.models import build_model
 from deeplab_edu.models.aspp import set_recompute_depthwise
 
@@ -52,10 +51,9 @@ def main() -> None:
     for i in range(args.steps):
         for on in ((True, False) if i % 2 == 0 else (False, True)):
             set_recompute_depthwise(model, on)
-            f, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
-            step()
-            times[on].append(time.process_time() - t)
-            faults[on].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
+            before = _minor_faults() or 0
+            times[on].append(_timed(step, x.device)[1])  # process CPU time
+            faults[on].append((_minor_faults() or 0) - before)
     for on in (True, False):
         print(f"{'recompute' if on else 'plain    '}: {1000 * statistics.median(times[on]):.1f} ms/step, "
               f"{statistics.median(faults[on]):.0f} minor page faults/step")
