@@ -112,6 +112,41 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
 
 
+def test_nan_between_reads_names_its_iteration(tmp_path) -> None:
+    model = TinyNet()
+    model.nan_after = 7  # iteration 8 is the first NaN; fit reads the losses back at 5 and 10 only
+    cfg = tiny_config(tmp_path, iterations=12, ckpt_every=5, log_every=5, eval_every=100)
+    trainer = Trainer(cfg, model=model, train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(NonFiniteLossError, match=r"nan at iteration 8.*ckpt_00000005\.pt"):
+        trainer.fit()
+    assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000005.pt"
+
+
+def test_training_steps_do_not_wait_for_the_device(tmp_path, monkeypatch) -> None:
+    """fit reads losses back (a GPU sync) only when it logs, evaluates or saves, not per iteration."""
+    cfg = tiny_config(tmp_path, iterations=10, log_every=5, ckpt_every=100, eval_every=100)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    batches = trainer._batches()
+    next(batches)  # the loader's first batch reads tensors freely; only the step itself is checked
+
+    def no_read(*args: object) -> None:
+        raise AssertionError("a training step read a value back from the device")
+
+    with monkeypatch.context() as m:
+        for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+            m.setattr(torch.Tensor, name, no_read)
+        for _ in range(2):
+            loss, images = trainer._step(batches)
+    assert loss.dim() == 0 and images == cfg.batch_size
+    reads: list[int] = []
+    read = trainer._read_losses
+    monkeypatch.setattr(trainer, "_read_losses", lambda losses, last: reads.append(last) or read(losses, last))
+    trainer.fit()
+    assert reads == [5, 10]
+    rows = [r for r in trainer.history if r["split"] == "train"]
+    assert [r["iteration"] for r in rows] == [5, 10] and all(math.isfinite(r["loss"]) for r in rows)
+
+
 def test_freeze_bn_and_metrics_files(tmp_path) -> None:
     model = TinyNet()
     assert freeze_batchnorm(model) == 2

@@ -9,7 +9,7 @@ Pairs, built with the same configuration:
   encoder, ``encoder_weights=None``); both at output stride 16, rates 12/24/36, separable ASPP.
 
 For each model: inference throughput (images/s, ``no_grad``, eval mode), training-step throughput
-(forward + backward + SGD step) and peak memory of one training step, first at *equal settings*
+(forward + backward + the engine's SGD step) and peak memory of one training step, first at *equal settings*
 (float32, contiguous memory) and then with *our defaults* (``channels_last``; on a GPU also bf16
 autocast) applied to both models. Timings of the two models of a pair are interleaved round by
 round and the median is kept, so a machine that gets busier part-way slows both alike. On a GPU
@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 from ..complexity import _memory_records, _quiet_stderr, count_macs, count_parameters
+from .allocator import keep_freed_memory as _keep_freed_memory
+from .schedule import build_optimizer
 
 __all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling"]
 
@@ -140,7 +142,8 @@ class _Runner:
         self.y = y
         self.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         self.amp = amp
-        self.opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        # the engine's SGD (fused where PyTorch's kernels apply), the same for both models of a pair
+        self.opt = build_optimizer("sgd", [{"params": list(model.parameters())}], lr=1e-4, weight_decay=0.0)
 
     def _ctx(self) -> contextlib.AbstractContextManager[Any]:
         return torch.autocast(self.x.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
@@ -203,7 +206,8 @@ def _measure_pair(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torch
 
 def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int = 3, warmup: int = 1,
                    out: str | Path | None = None, pairs: tuple[str, ...] = ("v3", "v3plus"),
-                   num_classes: int = 21, threads: int | None = None, bf16: bool = True) -> dict[str, Any]:
+                   num_classes: int = 21, threads: int | None = None, bf16: bool = True,
+                   keep_freed_memory: bool = True) -> dict[str, Any]:
     """Measure every pair at equal settings and with our defaults; print ratios; write a record.
 
     Settings: float32 contiguous (*equal settings*), channels_last, and bf16 autocast + channels_last
@@ -216,6 +220,10 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
         threads: torch intra-op threads for the run (``None``: leave them). On a shared machine one
             thread gives steadier ratios; the record then also compares process CPU time
             (``train_speedup_cpu_time``), which other processes barely disturb.
+        keep_freed_memory: on the CPU, let glibc reuse freed memory as the engine's CPU training
+            does (:func:`~deeplab_edu.engine.allocator.keep_freed_memory`; for the whole process,
+            so both models of a pair). Otherwise every step page-faults thousands of times, and
+            which model faults more depends on the allocation order, not on the model.
 
     Raises:
         ValueError: ``batch`` < 2 (batch norm in training), or ``size`` not a multiple of 16 for ``v3plus``.
@@ -238,7 +246,8 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
         if bf16:
             settings.append(("bf16 autocast + channels_last", True, True))
         results: dict[str, Any] = {"input": [batch, 3, size, size], "device": str(dev), "pairs": {},
-                                   "torch_threads": torch.get_num_threads(), "load_average_before": load_average()}
+                                   "torch_threads": torch.get_num_threads(), "load_average_before": load_average(),
+                                   "keeps_freed_memory": dev.type == "cpu" and keep_freed_memory and _keep_freed_memory()}
         for pair in pairs:
             (on, om), (pn, pm) = build_pair(pair, num_classes)
             om.to(dev)
@@ -296,7 +305,9 @@ def format_results(record: dict[str, Any]) -> str:
              f"{record['hardware'].get('gpu') or record['hardware'].get('cpu')} "
              f"({record['hardware'].get('cpu_count')} cores, {threads} torch thread{'' if threads == 1 else 's'}"
              + (f"; load average {res['load_average_before']} before, {res.get('load_average_after')} after"
-                if res.get("load_average_before") else "") + ").",
+                if res.get("load_average_before") else "")
+             + ("; glibc keeps freed memory, as in the engine's CPU training" if res.get("keeps_freed_memory") else "")
+             + ").",
              "", "| pair | setting | model | inference img/s | train img/s | train CPU s/step | train peak MiB "
                  "| held for backward MiB |",
              "|---|---|---|---|---|---|---|---|"]
@@ -559,7 +570,8 @@ def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | N
     """End-to-end training throughput through the engine's own loader vs the model step alone.
 
     Builds a :class:`~deeplab_edu.engine.trainer.Trainer` from ``preset`` (plus ``overrides``) and
-    times :meth:`~deeplab_edu.engine.trainer.Trainer.train_step` over ``iterations`` steps fed by
+    times ``iterations`` training steps as :meth:`~deeplab_edu.engine.trainer.Trainer.fit` runs them
+    (the losses stay on the device until the window ends), fed by
 
     - ``pipeline``: the engine's training loader (workers, pinned memory, host-to-device copies);
     - ``step only``: one synthetic batch of the same shape already on the device, reused.
@@ -605,7 +617,7 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
     synthetic = itertools.repeat(trainer._to_device(x0.clone(), y0.clone()))
     prefetch = 2 * trainer.num_workers  # DataLoader's default prefetch_factor (2) per worker
     for _ in range(warmup):
-        trainer.train_step(loader_batches)
+        trainer.train_step(loader_batches)  # reads the loss: a diverging warm-up fails here
         trainer.train_step(synthetic)
     seconds: dict[str, list[float]] = {"pipeline": [], "step only": []}
     order = ["step only", "pipeline"]
@@ -619,7 +631,7 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
             _sync(dev)
             t = time.perf_counter()
             for _ in range(iterations):
-                trainer.train_step(source)
+                trainer._step(source)
             _sync(dev)
             seconds[mode].append(time.perf_counter() - t)
     images = iterations * cfg.batch_size * cfg.grad_accum * trainer.dist.world_size

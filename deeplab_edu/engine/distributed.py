@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T", float, torch.Tensor)
 
 __all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "init_distributed", "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean",
            "cleanup"]
@@ -138,13 +141,18 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: float, device: torch.device) -> float:
-    """Average a Python number over processes (itself when not distributed)."""
+def all_reduce_mean(value: T, device: torch.device) -> T:
+    """Average a Python number, or a tensor element by element, over processes (itself when not
+    distributed). A tensor is averaged on its own device and is not read back."""
     if not (dist.is_available() and dist.is_initialized()):
         return value
+    if isinstance(value, torch.Tensor):
+        t = value.clone()
+        dist.all_reduce(t)
+        return t / dist.get_world_size()  # type: ignore[return-value]
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
+    return float(t.item()) / dist.get_world_size()  # type: ignore[return-value]
 
 
 def cleanup() -> None:

@@ -19,10 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "poly_factor", "PolyLR", "param_groups", "build_optimizer"]
+__all__ = ["OPTIMIZERS", "poly_factor", "PolyLR", "param_groups", "build_optimizer", "load_optimizer_state"]
 
 #: The optimisers the engine builds (see :func:`build_optimizer`).
 OPTIMIZERS = ("sgd", "adamw")
+
+#: Options of a PyTorch optimiser that choose its implementation, not its mathematics: they follow
+#: the machine a run is on, not the checkpoint it resumes from (:func:`load_optimizer_state`).
+IMPLEMENTATION_OPTIONS = ("fused", "foreach")
 
 
 def poly_factor(iteration: int, max_iter: int, power: float = 0.9, warmup_iters: int = 0,
@@ -104,11 +108,41 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
       reach a useful model in far fewer iterations than SGD (chapter 08's learnability table
       measures both). ``weight_decay`` is then decoupled, as AdamW defines it.
 
+    Both use PyTorch's *fused* implementation (one kernel updates every parameter) when all
+    parameters are floating-point tensors on the CPU or a CUDA GPU, and the default multi-tensor
+    ("foreach") one elsewhere: the same update to rounding, and on this course's 2-core CPU 2.8x
+    (SGD) and 3.7x (AdamW) faster for DeepLabv3+-ResNet-50's 26.7 M parameters
+    (``benchmarks/README.md``). Build the optimiser after moving the model to its device.
+
     Raises:
         ValueError: for an unknown ``name``.
     """
+    impl = {"fused": True} if _fused_supported(groups) else {}
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **impl)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay, **impl)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def _fused_supported(groups: list[dict[str, Any]]) -> bool:
+    """Whether PyTorch's fused SGD/AdamW kernels take every parameter of ``groups``."""
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping ``optimizer``'s implementation.
+
+    PyTorch restores every option of a saved parameter group, ``fused`` and ``foreach`` included, so
+    a checkpoint written by a run without the fused kernels (older code, another device) would
+    silently switch them off. Those options (:data:`IMPLEMENTATION_OPTIONS`) are taken from
+    ``optimizer`` instead, before loading, so that the saved state (e.g. AdamW's step counts) is
+    also placed where that implementation expects it.
+
+    Raises:
+        ValueError: from PyTorch, if ``state`` has other parameter groups or sizes.
+    """
+    groups = [{**saved, **{k: g[k] for k in IMPLEMENTATION_OPTIONS if k in g}}
+              for saved, g in zip(state["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({**state, "param_groups": groups + state["param_groups"][len(groups):]})

@@ -10,7 +10,10 @@ norm is frozen and training continues at output stride 8 with base lr 0.001) is 
 with ``init_from=<phase-1 checkpoint>`` (the ``deeplabv3_voc_phase2`` preset).
 
 A non-finite loss stops the run with :class:`NonFiniteLossError` before anything is written, so the
-newest checkpoint on disk is the last good state.
+newest checkpoint on disk is the last good state. :meth:`Trainer.fit` reads the losses back from the
+device only when it logs, evaluates or saves, not every iteration: reading a value waits for the GPU
+to finish, which leaves it idle while the next iteration is being queued. The error still names
+the first iteration whose loss was not finite.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from .config import TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
-from .schedule import PolyLR, build_optimizer, param_groups
+from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
 from .workers import resolve_num_workers
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context"]
@@ -185,7 +188,7 @@ class Trainer:
         state = ck.load_checkpoint(path)
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}")
         unwrap(self.net).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -238,7 +241,21 @@ class Trainer:
             freeze_batchnorm(self.net)
 
     def train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int]:
-        """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, images seen)."""
+        """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, images seen).
+
+        Reads the loss back at once (a GPU sync); :meth:`fit` uses :meth:`_step` and reads the
+        losses of several iterations together.
+
+        Raises:
+            NonFiniteLossError: the loss was NaN or infinite.
+        """
+        loss, images = self._step(batches)
+        (value,) = self._read_losses([loss], self.iteration + 1)
+        return value, images
+
+    def _step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, int]:
+        """One optimiser step; returns the mean loss as a 0-d tensor on the device (nothing waits for
+        it) and the number of images seen by all processes."""
         cfg = self.cfg
         self._train_mode()
         self.criterion.set_iteration(self.iteration)
@@ -253,20 +270,32 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             total += loss.detach().float()
             images += x.shape[0]
-        value = all_reduce_mean(float(total), self.device)
-        if not math.isfinite(value):
-            self.optimizer.zero_grad(set_to_none=True)
-            last = ck.latest_checkpoint(self.ckpt_dir)
-            raise NonFiniteLossError(
-                f"the training loss became {value} at iteration {self.iteration + 1}; stopping without writing. "
-                + (f"The last good checkpoint is {last} (resume with --resume, perhaps with a lower --lr "
-                   f"or amp=bf16/none)." if last else "No checkpoint had been written yet; try a lower --lr.")
-            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        return value, images * self.dist.world_size
+        return total, images * self.dist.world_size
+
+    def _read_losses(self, losses: list[torch.Tensor], last_iteration: int) -> list[float]:
+        """The losses of iterations ``last_iteration - len(losses) + 1`` to ``last_iteration`` (1-based)
+        as numbers, averaged over processes: one read from the device for all of them.
+
+        Raises:
+            NonFiniteLossError: naming the first iteration whose loss was not finite and the newest
+                checkpoint (written before it, since :meth:`fit` reads the losses before saving).
+        """
+        values = all_reduce_mean(torch.stack(losses).double(), self.device).tolist()
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            last = ck.latest_checkpoint(self.ckpt_dir)
+            raise NonFiniteLossError(
+                f"the training loss became {values[bad]} at iteration {last_iteration - len(values) + 1 + bad}; "
+                "stopping without writing. "
+                + (f"The last good checkpoint is {last} (resume with --resume, perhaps with a lower --lr "
+                   f"or amp=bf16/none)." if last else "No checkpoint had been written yet; try a lower --lr.")
+            )
+        return values
 
     @torch.no_grad()
     def evaluate(self, output_stride: int | None = None) -> dict[str, Any]:
@@ -315,12 +344,18 @@ class Trainer:
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
                    disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
         window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
+        unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         while self.iteration < cfg.iterations:
-            loss, imgs = self.train_step(batches)
+            loss, imgs = self._step(batches)
             self.iteration += 1
-            window_loss, window_imgs = window_loss + loss, window_imgs + imgs
+            unread.append(loss)
+            window_imgs += imgs
             lr = self.optimizer.param_groups[0]["lr"]
             bar.update(1)
+            if self.iteration == cfg.iterations or any(
+                    self.iteration % every == 0 for every in (cfg.log_every, cfg.eval_every, cfg.ckpt_every)):
+                window_loss += sum(self._read_losses(unread, self.iteration))
+                unread = []
             if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
                 dt = time.perf_counter() - t0
                 n = cfg.log_every if self.iteration % cfg.log_every == 0 else self.iteration % cfg.log_every
