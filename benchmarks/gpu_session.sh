@@ -28,6 +28,9 @@ run 1 && timeout 240 "$PY" -m deeplab_edu bench --device cuda --size 512 --batch
 run 2 && timeout 150 "$PY" -m deeplab_edu bench --mode pipeline --preset gpu --device cuda --iterations 60 --repeats 3 \
     --out "$OUT/pipeline_cuda.json"
 
+#    And the optimiser step alone, fused kernels vs foreach (seconds).
+run 2 && timeout 60 "$PY" benchmarks/optimizer_step.py --device cuda --out "$OUT/optimizer_cuda.json"
+
 # 3. torch.compile on the GPU (eager vs inductor; time and largest logit difference) at the gpu preset's size.
 run 3 && { timeout 240 "$PY" -m deeplab_edu bench --mode compile --device cuda --backbone resnet50 --size 256 --batch 16 --repeats 10 \
     --out "$OUT/compile_cuda.json" || echo "compile benchmark failed or timed out: recorded as not measured"; }

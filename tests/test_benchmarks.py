@@ -46,6 +46,9 @@ def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
     assert 0.95 < equal["train_held_memory_ratio"] < 1.05
     assert "held for backward" in format_results(record) and record["results"]["torch_threads"] >= 1
     assert res["pairs"]["v3"]["ours_best_vs_peer_equal_train_speedup"] > 0
+    from deeplab_edu.engine.allocator import keep_freed_memory
+
+    assert record["results"]["keeps_freed_memory"] == keep_freed_memory()  # as the engine trains on a CPU
     with pytest.raises(ValueError, match="batch=1"):
         run_benchmarks(device="cpu", size=32, batch=1, out=out)
 
@@ -156,3 +159,16 @@ def test_gpu_session_script_uses_existing_flags() -> None:
     for command in commands:
         argv = [a.replace('"$OUT', "benchmarks/results").strip('"') for a in shlex.split(command.split(" || ")[0])]
         build_parser().parse_args(argv)  # SystemExit on an unknown flag
+
+
+def test_optimizer_step_benchmark_compares_fused_and_foreach() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "optimizer_step.py"
+    spec = importlib.util.spec_from_file_location("optimizer_step", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    res = module.measure(torch.device("cpu"), steps=1)
+    assert len(res) == 4 and {k.split(" / ")[1] for k in res} == {"sgd", "adamw"}
+    for r in res.values():
+        assert r["fused_ms"] > 0 and r["foreach_ms"] > 0 and r["parameters"] > 1_000_000
