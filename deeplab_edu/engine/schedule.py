@@ -110,9 +110,10 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
 
     Both use PyTorch's *fused* implementation (one kernel updates every parameter) when all
     parameters are floating-point tensors on the CPU or a CUDA GPU, and the default multi-tensor
-    ("foreach") one elsewhere: the same update to rounding, and on this course's 2-core CPU 2.8x
-    (SGD) and 3.7x (AdamW) faster for DeepLabv3+-ResNet-50's 26.7 M parameters
-    (``benchmarks/README.md``). Build the optimiser after moving the model to its device.
+    ("foreach") one elsewhere: the same update to rounding, and on this course's 2-core CPU a step
+    is 2.7x (SGD) and 3.3-3.5x (AdamW) faster for DeepLabv3+-ResNet-50's 26.7 M parameters
+    (``benchmarks/optimizer_step.py``, ``benchmarks/README.md``). Build the optimiser after moving
+    the model to its device.
 
     Raises:
         ValueError: for an unknown ``name``.
