@@ -87,6 +87,16 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # (SyncBatchNorm), and only rank 0 writes checkpoints and metrics. The batch size is *per process*
 # (exercise 11.1). Mixed precision runs most layers in a 16-bit type: with fp16 the engine scales the
 # loss before the backward pass (a gradient scaler), with bf16 it does not; exercise 11.2 shows why.
+#
+# A GPU finishes a step of this network in tens of milliseconds, so whatever surrounds the step must
+# keep up or the GPU waits. The engine's loop does four things for that: DataLoader workers prepare
+# the next batches in parallel, each with one BLAS/OpenMP thread (more would fight over the cores);
+# batches arrive in pinned (page-locked) memory, so the copy to the GPU runs asynchronously
+# (`non_blocking=True`); the optimiser updates every parameter in one fused kernel; and the loop
+# never asks the GPU for a number between logs, because `float(loss)` makes the CPU wait until the
+# GPU has finished the step, leaving the GPU idle while the next one is queued.
+# `deeplab-edu bench --mode pipeline` measures how close training through the loader comes to the
+# step alone (`benchmarks/README.md`).
 
 # %%
 from deeplab_edu.engine.runs import train_or_load
