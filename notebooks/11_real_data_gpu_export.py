@@ -92,7 +92,7 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # keep up or the GPU waits. The engine's loop does four things for that: DataLoader workers prepare
 # the next batches in parallel, each with one BLAS/OpenMP thread (more would fight over the cores);
 # batches arrive in pinned (page-locked) memory, so the copy to the GPU runs asynchronously
-# (`non_blocking=True`); the optimiser updates every parameter in one fused kernel; and the loop
+# (`non_blocking=True`); the optimiser updates all parameters in a few fused kernels; and the loop
 # never asks the GPU for a number between logs, because `float(loss)` makes the CPU wait until the
 # GPU has finished the step, leaving the GPU idle while the next one is queued.
 # `deeplab-edu bench --mode pipeline` measures how close training through the loader comes to the

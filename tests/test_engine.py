@@ -123,7 +123,11 @@ def test_nan_between_reads_names_its_iteration(tmp_path) -> None:
 
 
 def test_training_steps_do_not_wait_for_the_device(tmp_path, monkeypatch) -> None:
-    """fit reads losses back (a GPU sync) only when it logs, evaluates or saves, not per iteration."""
+    """fit reads losses back (a GPU sync) only when it logs, evaluates or saves, not per iteration.
+
+    Catches reads made from Python (``item``, ``float(t)``, ``tolist``, ``bool(t)``...), the usual way a
+    loop syncs; syncs inside PyTorch's own kernels (boolean masks, fp16's gradient scaler on CUDA)
+    are not seen here."""
     cfg = tiny_config(tmp_path, iterations=10, log_every=5, ckpt_every=100, eval_every=100)
     trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
     batches = trainer._batches()

@@ -20,11 +20,15 @@ def _train(opt: torch.optim.Optimizer, model: torch.nn.Module, steps: int, seed:
         opt.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
-def test_fused_on_cpu_and_the_same_update_as_the_default(name: str) -> None:
+def test_fused_on_cpu_and_the_same_update_as_the_default(name: str, channels_last: bool) -> None:
     torch.manual_seed(0)
     fused_model, plain_model = TinyNet(), TinyNet()
     plain_model.load_state_dict(fused_model.state_dict())
+    if channels_last:  # the fused CPU kernels rely on gradients with the parameters' strides
+        fused_model.to(memory_format=torch.channels_last)
+        plain_model.to(memory_format=torch.channels_last)
     groups = param_groups(fused_model, lr=0.05, weight_decay=1e-4, no_decay_norm=True)
     opt = build_optimizer(name, groups, lr=0.05)
     assert all(g["fused"] for g in opt.param_groups)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-T = TypeVar("T", float, torch.Tensor)
+_T = TypeVar("_T", float, torch.Tensor)
 
 __all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "init_distributed", "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean",
            "cleanup"]
@@ -141,9 +141,10 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: T, device: torch.device) -> T:
+def all_reduce_mean(value: _T, device: torch.device) -> _T:
     """Average a Python number, or a tensor element by element, over processes (itself when not
-    distributed). A tensor is averaged on its own device and is not read back."""
+    distributed). A number travels through a tensor on ``device``; a tensor is averaged on its own
+    device (``device`` is then unused) and is not read back."""
     if not (dist.is_available() and dist.is_initialized()):
         return value
     if isinstance(value, torch.Tensor):

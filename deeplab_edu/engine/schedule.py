@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "poly_factor", "PolyLR", "param_groups", "build_optimizer", "load_optimizer_state"]
+__all__ = ["OPTIMIZERS", "IMPLEMENTATION_OPTIONS", "poly_factor", "PolyLR", "param_groups", "build_optimizer",
+           "load_optimizer_state"]
 
 #: The optimisers the engine builds (see :func:`build_optimizer`).
 OPTIMIZERS = ("sgd", "adamw")
@@ -108,12 +109,14 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
       reach a useful model in far fewer iterations than SGD (chapter 08's learnability table
       measures both). ``weight_decay`` is then decoupled, as AdamW defines it.
 
-    Both use PyTorch's *fused* implementation (one kernel updates every parameter) when all
-    parameters are floating-point tensors on the CPU or a CUDA GPU, and the default multi-tensor
-    ("foreach") one elsewhere: the same update to rounding, and on this course's 2-core CPU a step
-    is 2.7x (SGD) and 3.3-3.5x (AdamW) faster for DeepLabv3+-ResNet-50's 26.7 M parameters
-    (``benchmarks/optimizer_step.py``, ``benchmarks/README.md``). Build the optimiser after moving
-    the model to its device.
+    Both use PyTorch's *fused* implementation (each parameter updated in one pass; on a GPU a few
+    kernel launches instead of one per operation) when all parameters are floating-point tensors
+    on the CPU or a CUDA GPU, and the default multi-tensor ("foreach") one elsewhere: the same
+    update to rounding, and on this course's CPU, at one thread, a step is 2.8x (SGD) and 3.5x
+    (AdamW) faster for DeepLabv3+-ResNet-50's 26.7 M parameters (``benchmarks/optimizer_step.py``,
+    ``benchmarks/README.md``). Build the optimiser after moving the model to its device. The fused
+    CPU kernels assume each gradient has its parameter's strides, which autograd guarantees; a
+    gradient assigned by hand to a ``channels_last`` parameter must be ``channels_last`` too.
 
     Raises:
         ValueError: for an unknown ``name``.
@@ -143,6 +146,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
 
     Raises:
         ValueError: from PyTorch, if ``state`` has other parameter groups or sizes.
+        KeyError: ``state`` is not an optimiser state dict (no ``"param_groups"``).
     """
     groups = [{**saved, **{k: g[k] for k in IMPLEMENTATION_OPTIONS if k in g}}
               for saved, g in zip(state["param_groups"], optimizer.param_groups)]

@@ -13,7 +13,9 @@ A non-finite loss stops the run with :class:`NonFiniteLossError` before anything
 newest checkpoint on disk is the last good state. :meth:`Trainer.fit` reads the losses back from the
 device only when it logs, evaluates or saves, not every iteration: reading a value waits for the GPU
 to finish, which leaves it idle while the next iteration is being queued. The error still names
-the first iteration whose loss was not finite.
+the first iteration whose loss was not finite, but by then the steps since the last read have been
+taken: the model *in memory* may hold NaN weights; the checkpoints on disk are the good state to resume from. (Hard-pixel mining, ``top_k < 1``, reads
+each image's count of labelled pixels back, so it still waits for the device every iteration.)
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the iteration and the last good checkpoint."""
+    """The loss became NaN or infinite; the message names the iteration and the last good checkpoint.
+
+    Raised after the optimiser steps of the iterations since the losses were last read: the model in
+    memory may then be NaN, the checkpoints on disk are not."""
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -247,15 +252,21 @@ class Trainer:
         losses of several iterations together.
 
         Raises:
-            NonFiniteLossError: the loss was NaN or infinite.
+            NonFiniteLossError: the loss was NaN or infinite (checked after the optimiser step, so the
+                weights in memory may then be NaN).
         """
         loss, images = self._step(batches)
         (value,) = self._read_losses([loss], self.iteration + 1)
         return value, images
 
     def _step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, int]:
-        """One optimiser step; returns the mean loss as a 0-d tensor on the device (nothing waits for
-        it) and the number of images seen by all processes."""
+        """One optimiser step without reading anything back from the device.
+
+        Returns:
+            ``(loss, images)``: this process's mean loss over the micro-batches, a 0-d float32
+            tensor on ``self.device`` (not averaged over processes; :meth:`_read_losses` does that),
+            and the number of images all processes saw.
+        """
         cfg = self.cfg
         self._train_mode()
         self.criterion.set_iteration(self.iteration)
@@ -287,7 +298,6 @@ class Trainer:
         values = all_reduce_mean(torch.stack(losses).double(), self.device).tolist()
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
         if bad is not None:
-            self.optimizer.zero_grad(set_to_none=True)
             last = ck.latest_checkpoint(self.ckpt_dir)
             raise NonFiniteLossError(
                 f"the training loss became {values[bad]} at iteration {last_iteration - len(values) + 1 + bad}; "
