@@ -216,12 +216,13 @@ def plot_edge_and_line(results: Sequence[EdgeResponse]) -> plt.Figure:
     n = len(results)
     fig, axes = plt.subplots(2, n + 1, figsize=(3.0 * (n + 1), 5.2), gridspec_kw={"height_ratios": [1.3, 1]})
     first = results[0]
-    axes[0, 0].imshow(first.image, cmap="gray", vmin=0, vmax=1)
+    image = first.image.numpy()  # matplotlib takes arrays (a tensor warns under NumPy 2)
+    axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=1)
     axes[0, 0].set_title(f"test pattern: step at {first.step_at},\nline at {first.line_at}", fontsize=9)
-    axes[1, 0].plot(first.image[first.image.shape[0] // 2], color="k")
+    axes[1, 0].plot(image[image.shape[0] // 2], color="k")
     axes[1, 0].set_title("middle row of the pattern", fontsize=9)
     for col, res in enumerate(results, start=1):
-        axes[0, col].imshow(res.response, cmap="magma")
+        axes[0, col].imshow(res.response.numpy(), cmap="magma")
         axes[0, col].set_title(f"|Sobel| at rate {res.rate}", fontsize=9)
         row = res.response[res.response.shape[0] // 2].numpy()
         ax = axes[1, col]
