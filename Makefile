@@ -5,6 +5,7 @@
 #   make test   set up, then run the whole test suite (notebooks in the smoke profile, the book)
 #   make book   set up, execute the notebooks (2 at a time) and write the HTML book to book/_build/html
 #   make test-notebook NB=03    run one notebook's tests (any part of its file name)
+#   make test-compat  the tests on the GPU machine's older torch 2.11 / torchvision 0.26 (CPU; online)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,12 +18,17 @@ PYTEST_ARGS ?=
 JOBS ?= 2
 # JupyterLab refuses to start as root (containers, some VMs) unless told it may.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+# The oldest versions the code must run on (the GPU machine's), for `make test-compat`: installed
+# without their dependencies into a folder that goes first on PYTHONPATH, beside the pinned .venv.
+COMPAT_TORCH ?= 2.11.0
+COMPAT_TORCHVISION ?= 0.26.0
+COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 
-.PHONY: setup lab test book test-notebook clean help
+.PHONY: setup lab test book test-notebook test-compat clean help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +52,15 @@ test: setup
 
 test-notebook: setup
 	$(BIN)/python -m pytest tests/test_notebooks.py -k "$(NB)" $(PYTEST_ARGS)
+
+# Everything but the set-up, browser and JupyterLab tests (they do not depend on torch's version).
+test-compat: setup
+	@test -f $(COMPAT_DIR)/.installed || { PIP_CONSTRAINT= $(BIN)/python -m pip install --quiet \
+	  --disable-pip-version-check --no-deps --target $(COMPAT_DIR) torch==$(COMPAT_TORCH) \
+	  torchvision==$(COMPAT_TORCHVISION) && touch $(COMPAT_DIR)/.installed; }
+	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'from', torch.__file__)"
+	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/test_environment.py \
+	  --ignore=tests/test_browser.py --ignore=tests/test_lab.py $(PYTEST_ARGS)
 
 book: setup
 	$(BIN)/python -m deeplab_edu.book --jobs $(JOBS)

@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
@@ -47,11 +48,14 @@ def count_macs(model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> 
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Silence the profiler back end's start/stop chatter, which it writes to file descriptor 2."""
+    """Silence the profiler back end's start/stop chatter, which it writes to file descriptor 2, and
+    torch 2.11's warning that a profiler without a schedule "clears events at the end of each cycle"
+    (issued for every profiler there; later versions warn only on a second cycle)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as devnull:
+        with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Warning: Profiler clears events", category=UserWarning)
             os.dup2(devnull.fileno(), 2)
             yield
     finally:

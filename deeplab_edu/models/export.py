@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,10 @@ def export_onnx(
     was_training = model.training
     wrapped = _OutOnly(model).eval()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it prints its progress
+            # torch 2.11's exporter trips its own deprecation of LeafSpec (gone in later versions)
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
             program = torch.onnx.export(
                 wrapped, (_example(example, dynamic),), dynamo=True, input_names=["image"], output_names=["out"],
                 dynamic_shapes=_dynamic_shapes(dynamic), verbose=False,
