@@ -9,9 +9,25 @@
 # Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
 # hardware). Afterwards: commit benchmarks/results/*_cuda.json, show them in benchmarks/README.md
 # (python -c "from deeplab_edu.engine.bench import format_results; ...") and in chapter 11.
+#
+# On a GPU machine without this repository's .venv (the ones lent to this project: python3 there holds
+# PyTorch 2.11 and most packages, and no registry can be reached) the script uses python3, installs
+# the wheels in .whl/ that benchmarks/gpu_wheels.sh fetched beforehand (segmentation_models_pytorch),
+# and imports deeplab_edu from this checkout. A device call then carries .whl:
+#     bash benchmarks/gpu_wheels.sh                  # here, online
+#     run(command="bash benchmarks/gpu_session.sh", carry=[".whl"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+if [ -z "${PY:-}" ]; then
+    if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c "import deeplab_edu, segmentation_models_pytorch" \
+    || { echo "deeplab_edu or segmentation_models_pytorch does not import with $PY: see the comment above"; exit 1; }
 OUT=benchmarks/results
 mkdir -p "$OUT"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: run this on a GPU machine')"
