@@ -57,7 +57,9 @@ test-notebook: setup
 test-compat: setup
 	@test -f $(COMPAT_DIR)/.installed || { PIP_CONSTRAINT= $(BIN)/python -m pip install --quiet \
 	  --disable-pip-version-check --no-deps --target $(COMPAT_DIR) torch==$(COMPAT_TORCH) \
-	  torchvision==$(COMPAT_TORCHVISION) && touch $(COMPAT_DIR)/.installed; }
+	  torchvision==$(COMPAT_TORCHVISION) && touch $(COMPAT_DIR)/.installed \
+	  || { echo "make test-compat: could not install torch==$(COMPAT_TORCH) torchvision==$(COMPAT_TORCHVISION)" \
+	       "into $(COMPAT_DIR) (this needs the package registry: are you online?)" >&2; exit 1; }; }
 	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'from', torch.__file__)"
 	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/test_environment.py \
 	  --ignore=tests/test_browser.py --ignore=tests/test_lab.py $(PYTEST_ARGS)
