@@ -5,6 +5,7 @@
 #   make test   set up, then run the whole test suite (notebooks in the smoke profile, the book)
 #   make book   set up, execute the notebooks (2 at a time) and write the HTML book to book/_build/html
 #   make test-notebook NB=03    run one notebook's tests (any part of its file name)
+#   make setup  only set up: the .venv with the pinned versions (the commands above do it first)
 #   make test-compat  the tests on the GPU machine's older torch 2.11 / torchvision 0.26 (CPU; online)
 
 PYTHON ?= python3
@@ -28,7 +29,7 @@ COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

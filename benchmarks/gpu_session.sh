@@ -10,12 +10,12 @@
 # hardware). Afterwards: commit benchmarks/results/*_cuda.json, show them in benchmarks/README.md
 # (python -c "from deeplab_edu.engine.bench import format_results; ...") and in chapter 11.
 #
-# On a GPU machine without this repository's .venv (the ones lent to this project: python3 there holds
-# PyTorch 2.11 and most packages, and no registry can be reached) the script uses python3, installs
-# the wheels in .whl/ that benchmarks/gpu_wheels.sh fetched beforehand (segmentation_models_pytorch),
-# and imports deeplab_edu from this checkout. A device call then carries .whl:
-#     bash benchmarks/gpu_wheels.sh                  # here, online
-#     run(command="bash benchmarks/gpu_session.sh", carry=[".whl"])
+# On a GPU machine without this repository's .venv and without a package registry (e.g. one whose
+# python3 already holds PyTorch, torchvision, timm and huggingface_hub) the script uses python3,
+# installs the wheels in .whl/ that benchmarks/gpu_wheels.sh fetched beforehand on an online machine
+# (segmentation_models_pytorch), and imports deeplab_edu from this checkout:
+#     bash benchmarks/gpu_wheels.sh          # online, in the checkout you will copy
+#     bash benchmarks/gpu_session.sh         # on the GPU machine, with .whl/ copied along
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PY:-}" ]; then

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The wheels benchmarks/gpu_session.sh needs on a GPU machine that has PyTorch but cannot reach a
-# package registry (the machines lent to this project's sessions: python3 there holds torch 2.11,
-# torchvision 0.26, timm, huggingface_hub and safetensors, but not segmentation_models_pytorch, the
-# peer of the v3plus pair). Run it here, online; it puts the wheel, at the version constraints.txt
-# pins, in .whl/ (ignored by git). Send .whl along with the repository (the device call's carry)
-# and gpu_session.sh installs it there before it starts.
+# package registry (e.g. an image whose python3 holds torch 2.11, torchvision 0.26, timm,
+# huggingface_hub and safetensors but not segmentation_models_pytorch, the peer of the v3plus pair).
+# Run it online; it puts the wheel, at the version constraints.txt pins, in .whl/ (ignored by git).
+# Copy .whl/ along with the checkout and gpu_session.sh installs it there before it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

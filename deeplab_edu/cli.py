@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import typing
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root")
     ev.add_argument("--scales", nargs="+", type=float, default=[1.0])
     ev.add_argument("--flip", action="store_true")
-    ev.add_argument("--output-stride", type=int)
+    ev.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride (what its validation "
+                                                        "used), else its training output stride")
     ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
     ev.add_argument("--device", default=None)
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions", help="folder for <name>_mask.png and <name>_overlay.png")
     pr.add_argument("--scales", nargs="+", type=float, default=[1.0])
     pr.add_argument("--flip", action="store_true")
-    pr.add_argument("--output-stride", type=int)
+    pr.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride, else its training one")
     pr.add_argument("--device", default=None)
 
     be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch; "
@@ -114,12 +116,21 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
     cfg = load_config(args.preset or args.config, overrides)
     start = time.time()
-    result = Trainer(cfg).fit()
+    try:
+        result = Trainer(cfg).fit()
+    except KeyboardInterrupt:
+        from .engine.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
+        print(f"interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to continue"
+                                  if last else "no checkpoint had been written yet"), file=sys.stderr)
+        return 130
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
-    print(f"done in {seconds:.0f} s: val mIoU {100 * final.get('miou', float('nan')):.1f}% "
-          f"(curve: {curve}); outputs in {cfg.out_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the run
+        print(f"done in {seconds:.0f} s: val mIoU {100 * final.get('miou', float('nan')):.1f}% "
+              f"(curve: {curve}); outputs in {cfg.out_dir}")
     if args.record:
         from .records import write_record
 
@@ -150,7 +161,7 @@ def _eval(args: argparse.Namespace) -> int:
     dev = args.device or str(default_device())
     model, cfg = load_model(args.checkpoint, dev)
     ds = _dataset_for(cfg, args.split, args.data_root)
-    strategy = Strategy(tuple(args.scales), args.flip, args.output_stride, args.crop_size)
+    strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev)
     print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
           f"fwIoU {100 * m['fw_iou']:.2f}%")
@@ -158,6 +169,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"strategy": dataclasses.asdict(strategy), **m}, indent=2) + "\n")
     return 0
+
+
+def _output_stride(args: argparse.Namespace, cfg: dict[str, Any]) -> int | None:
+    """``--output-stride``, else the run's evaluation output stride, else its training one."""
+    return args.output_stride or cfg.get("eval_output_stride") or cfg.get("output_stride")
 
 
 def _class_info(dataset: str) -> Any:
@@ -201,16 +217,19 @@ def _predict(args: argparse.Namespace) -> int:
     palette = _class_info(cfg["dataset"]).palette
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    strategy = Strategy(tuple(args.scales), args.flip, args.output_stride)
+    strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg))
+    stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
+    names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     for f in files:
         x = load_image(f)  # (3, H, W) in [0, 1]; BadDataError (a ValueError) names the file
         pred = predict(model, ((x - mean) / std).to(dev), strategy)[0].cpu()
         coloured = colorize(pred, palette)
-        Image.fromarray(coloured).save(out / f"{f.stem}_mask.png")
-        Image.fromarray(overlay(x, coloured, 0.5)).save(out / f"{f.stem}_overlay.png")
-        print(f"{f} -> {out / (f.stem + '_mask.png')}, {out / (f.stem + '_overlay.png')}")
+        mask_path, overlay_path = out / f"{names[f]}_mask.png", out / f"{names[f]}_overlay.png"
+        Image.fromarray(coloured).save(mask_path)
+        Image.fromarray(overlay(x, coloured, 0.5)).save(overlay_path)
+        print(f"{f} -> {mask_path}, {overlay_path}")
     return 0
 
 

@@ -71,7 +71,8 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     _, _, cfg = train_or_load("smoke", out_dir=run, image_size=32, crop_size=32, iterations=2, keep_last=1, log_every=1)
     assert "skipping training" in capsys.readouterr().out and cfg.resume is False
     assert main(["eval", "--checkpoint", ckpt, "--limit", "2", "--scales", "0.75", "1", "--flip"]) == 0
-    assert "MS + Flip: mIoU" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "MS + Flip: mIoU" in out_text and "OS " in out_text  # the run's evaluation output stride, named
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (33, 47, 3), dtype=np.uint8)).save(images / "a.png")
@@ -79,5 +80,27 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(out)]) == 0
     mask = Image.open(out / "a_mask.png")
     assert mask.size == (47, 33) and (out / "a_overlay.png").is_file()
+    Image.open(images / "a.png").convert("RGB").save(images / "a.jpg")  # same name, two formats
+    assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred2")]) == 0
+    assert sorted(p.name for p in (tmp_path / "pred2").glob("*_mask.png")) == ["a_jpg_mask.png", "a_png_mask.png"]
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "missing.png")]) == 2
     assert "neither an image file nor a folder" in capsys.readouterr().err
+
+
+def test_interrupted_training_names_the_checkpoint_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    from deeplab_edu.engine.trainer import Trainer
+
+    def interrupted(self: Trainer, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    run = tmp_path / "run"
+    argv = ["train", "--preset", "smoke", "--out-dir", str(run), "--no-progress"]
+    assert main(argv) == 130
+    assert "no checkpoint had been written yet" in capsys.readouterr().err
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt_00000004.pt").write_bytes(b"")
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "ckpt_00000004.pt" in err and "--resume" in err

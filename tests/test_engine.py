@@ -96,8 +96,15 @@ def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
         Trainer(cfg2, model=TinyNet(3), train_set=TinyScenes(8), val_set=TinyScenes(2), num_classes=4)
     bad = tmp_path / "ckpt_00000001.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="could not read checkpoint"):
+    with pytest.raises(RuntimeError, match="(?s)could not read checkpoint.*truncated, damaged or not a PyTorch"):
         ck.load_checkpoint(bad)
+    # a damaged newest checkpoint of a run: the message names the one to fall back to
+    folder = tmp_path / "a" / "checkpoints"
+    newest = ck.latest_checkpoint(folder)
+    (folder / "ckpt_00000000.pt").write_bytes(newest.read_bytes())  # an older, good one
+    newest.write_bytes(newest.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match=r"move it away to resume from ckpt_00000000\.pt"):
+        ck.load_checkpoint(folder)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
@@ -189,3 +196,32 @@ def test_bf16_channels_last_and_tensorboard(tmp_path) -> None:
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         Trainer(tiny_config(tmp_path / "fp16", iterations=1, amp="fp16"), model=TinyNet(),
                 train_set=TinyScenes(8), val_set=TinyScenes(2)).fit()
+
+
+def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
+    """Extending a run (more iterations) or lowering its lr on resume takes effect, and the resume
+    message says what changed; rows metrics.csv got after the checkpoint are dropped."""
+    from deeplab_edu.engine.schedule import poly_factor
+
+    cfg = tiny_config(tmp_path, iterations=6, ckpt_every=3, log_every=1, eval_every=100, warmup_iters=0)
+    Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+    csv_path = tmp_path / "metrics.csv"
+    with open(csv_path, "a") as f:  # as an interrupted run leaves it: logged past its last checkpoint
+        f.write("7,train,0.5,0.01,1.0,,,,\n")
+    cfg2 = tiny_config(tmp_path, iterations=12, lr=0.01, ckpt_every=3, log_every=1, eval_every=100,
+                       warmup_iters=0, resume=True)
+    trainer = Trainer(cfg2, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    assert trainer.iteration == 6
+    assert "iterations 6 -> 12, lr 0.05 -> 0.01" in capsys.readouterr().out
+    expected = 0.01 * poly_factor(6, 12, 0.9)
+    assert all(g["lr"] == pytest.approx(expected) for g in trainer.optimizer.param_groups)
+    assert trainer.scheduler.max_iter == 12 and trainer.scheduler.get_last_lr()[0] == pytest.approx(expected)
+    assert "7,train" not in csv_path.read_text()
+    trainer.fit()
+    rows = [r for r in trainer.history if r["split"] == "train"]
+    assert [r["iteration"] for r in rows] == list(range(1, 13))
+    assert rows[6]["lr"] == pytest.approx(0.01 * poly_factor(7, 12, 0.9))  # logged after step 7
+    assert rows[-1]["lr"] == 0.0
+    lines = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
+    assert [r[0] for r in lines if r[1] == "train"] == [str(i) for i in range(1, 13)]
+    assert [r[0] for r in lines if r[1] == "val"] == ["6", "12"]

@@ -200,7 +200,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise RuntimeError(f"could not read checkpoint {p}: {type(err).__name__}: {err}") from err
+        older = sorted((int(m.group(1)), c) for c in p.parent.iterdir()
+                       if (m := _NAME.match(c.name)) and c != p) if _NAME.match(p.name) else []
+        hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
+                f"away to resume from {older[-1][1].name}" if older else
+                "; it is truncated, damaged or not a PyTorch checkpoint")
+        raise RuntimeError(f"could not read checkpoint {p}: {type(err).__name__}: {err}{hint}") from err
 
 
 def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], model: torch.nn.Module | None = None,

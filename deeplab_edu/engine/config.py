@@ -222,7 +222,8 @@ def validate(cfg: TrainConfig) -> None:
     if not 0 < lo <= hi:
         raise ConfigError(f"scale_range={cfg.scale_range} should be (min, max) with 0 < min <= max")
     if cfg.warmup_iters > cfg.iterations:
-        raise ConfigError(f"warmup_iters={cfg.warmup_iters} is longer than the run ({cfg.iterations} iterations)")
+        raise ConfigError(f"warmup_iters={cfg.warmup_iters} is longer than the run ({cfg.iterations} iterations); "
+                          f"shorten it (--warmup-iters) or train longer (--iterations)")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
     if cfg.num_workers is not None and (isinstance(cfg.num_workers, bool) or not isinstance(cfg.num_workers, int)

@@ -14,6 +14,7 @@ N x B (up to floating-point summation order), which ``tests/test_distributed.py`
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -80,7 +81,10 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
         c = x.shape[1]
         xf = x.float()
         count = torch.full((1,), float(x.numel() // c), dtype=torch.float32, device=x.device)
-        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
+        with warnings.catch_warnings():  # torch 2.14 deprecates it for a private module's all_reduce
+            warnings.filterwarnings("ignore", message="torch.distributed.nn.functional.all_reduce is deprecated",
+                                    category=FutureWarning)
+            stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp(min=0)

@@ -49,6 +49,11 @@ from .workers import resolve_num_workers
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context"]
 
 
+#: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
+#: resume message lists those that changed).
+_RESUMABLE_SETTINGS = ("iterations", "lr", "weight_decay", "momentum", "warmup_iters", "poly_power", "head_lr_mult")
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the iteration and the last good checkpoint.
 
@@ -193,8 +198,21 @@ class Trainer:
         state = ck.load_checkpoint(path)
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}")
         unwrap(self.net).load_state_dict(state["model"])
+        # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
+        # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
+        # warm-up): so a run can be extended, or resumed with a lower --lr after a non-finite loss.
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        schedule = {k: getattr(self.scheduler, k) for k in ("max_iter", "power", "warmup_iters", "warmup_factor",
+                                                            "base_lrs")}
         load_optimizer_state(self.optimizer, state["optimizer"])
+        for group, own in zip(self.optimizer.param_groups, settings):
+            group.update(own)
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.__dict__.update(schedule)
+        factor = self.scheduler._factor(self.scheduler.last_epoch)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * factor
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.epoch = int(state["iteration"]), int(state["epoch"])
@@ -202,7 +220,30 @@ class Trainer:
         self.history = list(state.get("history", []))
         ck.set_rng_state(state["rng"])
         if self.dist.is_main:
-            print(f"resumed from {path} at iteration {self.iteration}")
+            saved, now = state.get("config", {}), self.cfg.to_dict()
+            changed = [f"{k} {saved[k]} -> {now[k]}" for k in _RESUMABLE_SETTINGS
+                       if k in saved and k in now and saved[k] != now[k]]
+            print(f"resumed from {path} at iteration {self.iteration}"
+                  + (f"; with this run's settings: {', '.join(changed)}" if changed else ""))
+            self._truncate_metrics_csv()
+
+    def _truncate_metrics_csv(self) -> None:
+        """Drop the rows ``metrics.csv`` got after the checkpoint (an interrupted run logs past its last
+        checkpoint; the resumed run logs those iterations again). Written atomically."""
+        path = self.out / "metrics.csv"
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0][:1] != ["iteration"]:
+            return
+        keep = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self.iteration]
+        if len(keep) == len(rows):
+            return
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+        os.replace(tmp, path)
 
     def save(self) -> Path | None:
         """Write a checkpoint (rank 0 only); returns its path."""
