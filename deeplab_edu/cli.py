@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument("input", help="an image file or a folder of images")
-    pr.add_argument("--out", default="predictions", help="folder for <name>_mask.png and <name>_overlay.png")
+    pr.add_argument("--out", default="predictions",
+                    help="folder for <name>_mask.png (the class index of each pixel, in a palette PNG that viewers "
+                         "show in the class colours) and <name>_overlay.png")
     pr.add_argument("--scales", nargs="+", type=float, default=[1.0])
     pr.add_argument("--flip", action="store_true")
     pr.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride, else its training one")
@@ -222,14 +224,29 @@ def _predict(args: argparse.Namespace) -> int:
     names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    flat_palette = [c for rgb in palette for c in rgb]
+    failed: list[str] = []
     for f in files:
-        x = load_image(f)  # (3, H, W) in [0, 1]; BadDataError (a ValueError) names the file
+        try:
+            x = load_image(f)  # (3, H, W) in [0, 1]; BadDataError (a ValueError) names the file
+        except (ValueError, OSError) as err:
+            if len(files) == 1:
+                raise
+            failed.append(str(err))  # one unreadable file does not stop a folder
+            print(f"skipped: {err}", file=sys.stderr)
+            continue
         pred = predict(model, ((x - mean) / std).to(dev), strategy)[0].cpu()
-        coloured = colorize(pred, palette)
         mask_path, overlay_path = out / f"{names[f]}_mask.png", out / f"{names[f]}_overlay.png"
-        Image.fromarray(coloured).save(mask_path)
-        Image.fromarray(overlay(x, coloured, 0.5)).save(overlay_path)
+        # class indices in a palette PNG: np.asarray(Image.open(mask_path)) gives them, viewers show colours
+        mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())
+        mask.putpalette(flat_palette)
+        mask.save(mask_path)
+        Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(overlay_path)
         print(f"{f} -> {mask_path}, {overlay_path}")
+    if failed:
+        print(f"deeplab-edu predict: {len(failed)} of {len(files)} images could not be read:\n  "
+              + "\n  ".join(failed), file=sys.stderr)
+        return 2
     return 0
 
 

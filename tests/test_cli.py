@@ -83,6 +83,15 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     Image.open(images / "a.png").convert("RGB").save(images / "a.jpg")  # same name, two formats
     assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred2")]) == 0
     assert sorted(p.name for p in (tmp_path / "pred2").glob("*_mask.png")) == ["a_jpg_mask.png", "a_png_mask.png"]
+    indices = np.asarray(Image.open(tmp_path / "pred2" / "a_png_mask.png"))  # class indices, palette for viewers
+    from deeplab_edu.data import PROCEDURAL
+
+    assert indices.shape == (33, 47) and indices.dtype == np.uint8 and indices.max() < len(PROCEDURAL.palette)
+    assert Image.open(tmp_path / "pred2" / "a_png_mask.png").mode == "P"
+    (images / "broken.png").write_bytes(b"not an image")  # skipped, named, and the exit status says so
+    assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred3")]) == 2
+    assert "1 of 3 images could not be read" in capsys.readouterr().err
+    assert len(list((tmp_path / "pred3").glob("*_mask.png"))) == 2
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "missing.png")]) == 2
     assert "neither an image file nor a folder" in capsys.readouterr().err
 
