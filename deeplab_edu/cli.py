@@ -30,25 +30,72 @@ from typing import Any, Sequence
 __all__ = ["main", "build_parser"]
 
 
+#: Help of the training flags (the fields of TrainConfig); each overrides the preset's value.
+_TRAIN_HELP = {
+    "model": "one of {models}",
+    "backbone": "one of {backbones}",
+    "output_stride": "training output stride: 8, 16 or 32 (DeepLabv3 sec. 3.1 trains at 16)",
+    "eval_output_stride": "output stride for validation (none: the training one)",
+    "pretrained_backbone": "start from ImageNet weights (downloaded once; online)",
+    "atrous_rates": '"paper", "fit" (to the crop\'s feature map) or "r1,r2,r3"',
+    "dataset": "one of {datasets}",
+    "difficulty": "procedural scenes: easy, medium or hard",
+    "data_root": "folder of a real data set",
+    "download": "download a real data set if it is missing (online)",
+    "crop_size": "training crop side in pixels",
+    "batch_size": "images per step and process",
+    "num_workers": "DataLoader workers (default: from the machine's cores)",
+    "iterations": "optimiser steps of the whole run (on --resume: extends or shortens it)",
+    "optimizer": "one of {optimizers} (sgd: the papers')",
+    "lr": "base learning rate (poly schedule, DeepLabv3 sec. 4.1)",
+    "warmup_iters": "linear warm-up iterations (at most --iterations)",
+    "head_lr_mult": "learning-rate multiplier of everything but the backbone",
+    "grad_accum": "micro-batches per optimiser step",
+    "freeze_bn": "keep batch norm statistics fixed (DeepLabv3's second phase)",
+    "init_from": "start from this checkpoint's weights (a new run, not a resume)",
+    "top_k": "fraction of hardest pixels kept by the loss (1: plain cross-entropy)",
+    "amp": "none, bf16 or fp16 (autocast)",
+    "channels_last": "NHWC memory format (faster on GPUs and CPUs with oneDNN)",
+    "compile": "torch.compile the model",
+    "device": "cpu, cuda, cuda:1, mps, ... (default: $DEEPLAB_EDU_DEVICE, else cuda when available)",
+    "recompute_depthwise": "recompute separable convs' depthwise half in backward (less memory)",
+    "keep_freed_memory": "CPU, glibc: reuse freed memory instead of returning it to the OS",
+    "out_dir": "folder of the run: checkpoints, metrics.csv, metrics.json, config.json",
+    "eval_every": "validate every N iterations", "ckpt_every": "checkpoint every N iterations",
+    "keep_last": "checkpoints kept", "log_every": "log the loss every N iterations",
+    "resume": "continue from the newest checkpoint in --out-dir, under this command's settings",
+    "progress": "show the progress bar",
+}
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     from .engine.config import TrainConfig
 
+    from .data.registry import DATASETS
+    from .engine.schedule import OPTIMIZERS
+    from .models import MODELS
+    from .models.backbones import BACKBONES
+
+    choices = {k: ", ".join(v) for k, v in (("models", MODELS), ("backbones", BACKBONES), ("datasets", DATASETS),
+                                              ("optimizers", OPTIMIZERS))}
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         t = hints[f.name]
+        help_ = _TRAIN_HELP[f.name].format(**choices) if f.name in _TRAIN_HELP else None
         if t is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.name == "scale_range":
             p.add_argument(flag, nargs=2, type=float, default=None, metavar=("MIN", "MAX"))
         elif f.name == "model_kwargs":
             p.add_argument(flag, type=json.loads, default=None, metavar="JSON",
                            help='extra build_model arguments, e.g. \'{"image_pooling": false}\'')
         elif f.name in ("eval_output_stride",):
-            p.add_argument(flag, type=lambda s: None if s.lower() in ("none", "null") else int(s), default=None)
+            p.add_argument(flag, type=lambda s: None if s.lower() in ("none", "null") else int(s), default=None,
+                           help=help_)
         else:
             base = int if "int" in str(t) else float if "float" in str(t) else str
-            p.add_argument(flag, type=base, default=None)
+            p.add_argument(flag, type=base, default=None, help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
