@@ -167,19 +167,23 @@ def save_checkpoint(state: Mapping[str, Any], folder: str | os.PathLike[str], it
     safe = weights_only_safe(dict(state))
     path = save_atomic(safe, folder / f"ckpt_{iteration:08d}.pt")
     save_atomic(safe, folder / "last.pt")
-    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
-    for _, old in found[:-keep_last]:
+    for old in _checkpoints(folder)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
 
 
+def _checkpoints(folder: Path) -> list[Path]:
+    """The ``ckpt_*.pt`` files in ``folder``, oldest iteration first (none if it is not a folder)."""
+    if not folder.is_dir():
+        return []
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
+    return [p for _, p in found]
+
+
 def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     """The newest ``ckpt_*.pt`` in ``folder`` (``None`` when there is none)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
-    return found[-1][1] if found else None
+    found = _checkpoints(Path(folder))
+    return found[-1] if found else None
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -200,10 +204,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
-        older = sorted((int(m.group(1)), c) for c in p.parent.iterdir()
-                       if (m := _NAME.match(c.name)) and c != p) if _NAME.match(p.name) else []
+        older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) else []
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
-                f"away to resume from {older[-1][1].name}" if older else
+                f"away to resume from {older[-1].name}" if older else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
         raise RuntimeError(f"could not read checkpoint {p}: {type(err).__name__}: {err}{hint}") from err
 
