@@ -19,15 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "IMPLEMENTATION_OPTIONS", "poly_factor", "PolyLR", "param_groups", "build_optimizer",
-           "load_optimizer_state"]
+__all__ = ["OPTIMIZERS", "poly_factor", "PolyLR", "param_groups", "build_optimizer", "load_optimizer_state"]
 
 #: The optimisers the engine builds (see :func:`build_optimizer`).
 OPTIMIZERS = ("sgd", "adamw")
-
-#: Options of a PyTorch optimiser that choose its implementation, not its mathematics: they follow
-#: the machine a run is on, not the checkpoint it resumes from (:func:`load_optimizer_state`).
-IMPLEMENTATION_OPTIONS = ("fused", "foreach")
 
 
 def poly_factor(iteration: int, max_iter: int, power: float = 0.9, warmup_iters: int = 0,
@@ -64,6 +59,17 @@ class PolyLR(torch.optim.lr_scheduler.LambdaLR):
         state = dict(state_dict)
         state.pop("lr_lambdas", None)
         self.__dict__.update(state)
+
+    def resume(self, state_dict: dict[str, Any]) -> None:
+        """Continue from ``state_dict``'s iteration under *this* schedule (``max_iter``, power,
+        warm-up, base rates), setting the optimiser's learning rates for that iteration: a resumed
+        run may be longer, or use another base rate, than the one that saved the state."""
+        own = {k: self.__dict__[k] for k in ("max_iter", "power", "warmup_iters", "warmup_factor", "base_lrs")}
+        self.load_state_dict(state_dict)
+        self.__dict__.update(own)
+        self._last_lr = [base * self._factor(self.last_epoch) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
 
 
 def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head_lr_mult: float = 1.0,
@@ -136,18 +142,20 @@ def _fused_supported(groups: list[dict[str, Any]]) -> bool:
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state)``, keeping ``optimizer``'s implementation.
+    """Load the per-parameter state of ``state`` (momentum buffers, Adam's moments and step counts)
+    into ``optimizer``, keeping every option of ``optimizer``'s parameter groups.
 
-    PyTorch restores every option of a saved parameter group, ``fused`` and ``foreach`` included, so
-    a checkpoint written by a run without the fused kernels (older code, another device) would
-    silently switch them off. Those options (:data:`IMPLEMENTATION_OPTIONS`) are taken from
-    ``optimizer`` instead, before loading, so that the saved state (e.g. AdamW's step counts) is
-    also placed where that implementation expects it.
+    PyTorch's ``load_state_dict`` restores the saved groups' options too: the hyperparameters (so a
+    resumed run could not change its learning rate or weight decay) and the implementation
+    (``fused``, ``foreach``: a checkpoint written without the fused kernels, by older code or on
+    another device, would silently switch them off). Here they are taken from ``optimizer`` before
+    loading, so the saved state is also placed where that implementation expects it (AdamW's step
+    counts on the parameters' device for the fused kernels).
 
     Raises:
         ValueError: from PyTorch, if ``state`` has other parameter groups or sizes.
         KeyError: ``state`` is not an optimiser state dict (no ``"param_groups"``).
     """
-    groups = [{**saved, **{k: g[k] for k in IMPLEMENTATION_OPTIONS if k in g}}
+    groups = [{**saved, **{k: v for k, v in g.items() if k != "params"}}
               for saved, g in zip(state["param_groups"], optimizer.param_groups)]
     optimizer.load_state_dict({**state, "param_groups": groups + state["param_groups"][len(groups):]})

@@ -201,18 +201,8 @@ class Trainer:
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
         # warm-up): so a run can be extended, or resumed with a lower --lr after a non-finite loss.
-        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-        schedule = {k: getattr(self.scheduler, k) for k in ("max_iter", "power", "warmup_iters", "warmup_factor",
-                                                            "base_lrs")}
         load_optimizer_state(self.optimizer, state["optimizer"])
-        for group, own in zip(self.optimizer.param_groups, settings):
-            group.update(own)
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scheduler.__dict__.update(schedule)
-        factor = self.scheduler._factor(self.scheduler.last_epoch)
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-            group["lr"] = base * factor
-        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self.scheduler.resume(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.epoch = int(state["iteration"]), int(state["epoch"])
