@@ -14,8 +14,9 @@ newest checkpoint on disk is the last good state. :meth:`Trainer.fit` reads the 
 device only when it logs, evaluates or saves, not every iteration: reading a value waits for the GPU
 to finish, which leaves it idle while the next iteration is being queued. The error still names
 the first iteration whose loss was not finite, but by then the steps since the last read have been
-taken: the model *in memory* may hold NaN weights; the checkpoints on disk are the good state to resume from. (Hard-pixel mining, ``top_k < 1``, reads
-each image's count of labelled pixels back, so it still waits for the device every iteration.)
+taken: the model *in memory* may hold NaN weights; the checkpoints on disk are the good state to
+resume from. (Hard-pixel mining, ``top_k < 1``, reads each image's count of labelled pixels back,
+so it still waits for the device every iteration.)
 """
 
 from __future__ import annotations
@@ -393,11 +394,13 @@ class Trainer:
             window_imgs += imgs
             lr = self.optimizer.param_groups[0]["lr"]
             bar.update(1)
-            if self.iteration == cfg.iterations or any(
-                    self.iteration % every == 0 for every in (cfg.log_every, cfg.eval_every, cfg.ckpt_every)):
+            last = self.iteration == cfg.iterations
+            log_now, eval_now, save_now = (last or self.iteration % every == 0
+                                            for every in (cfg.log_every, cfg.eval_every, cfg.ckpt_every))
+            if log_now or eval_now or save_now:  # read the losses before anything is logged, evaluated or written
                 window_loss += sum(self._read_losses(unread, self.iteration))
                 unread = []
-            if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+            if log_now:
                 dt = time.perf_counter() - t0
                 n = cfg.log_every if self.iteration % cfg.log_every == 0 else self.iteration % cfg.log_every
                 row = {"iteration": self.iteration, "split": "train", "loss": window_loss / n, "lr": lr,
@@ -405,7 +408,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
                 self._log(row)
                 window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
-            if self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations:
+            if eval_now:
                 t_eval = time.perf_counter()
                 m = self.evaluate()
                 row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
@@ -418,7 +421,7 @@ class Trainer:
                 if on_eval:
                     on_eval(row)
                 t0 += time.perf_counter() - t_eval  # evaluation does not count against throughput
-            if self.iteration % cfg.ckpt_every == 0 or self.iteration == cfg.iterations:
+            if save_now:
                 self.save()
         bar.close()
         if self._tb is not None:
