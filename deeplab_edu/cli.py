@@ -34,7 +34,7 @@ __all__ = ["main", "build_parser"]
 _TRAIN_HELP = {
     "model": "one of {models}",
     "backbone": "one of {backbones}",
-    "output_stride": "training output stride: 8, 16 or 32 (DeepLabv3 sec. 3.1 trains at 16)",
+    "output_stride": "training output stride: one of {strides} (DeepLabv3 sec. 3.1 trains at 16)",
     "eval_output_stride": "output stride for validation (none: the training one)",
     "pretrained_backbone": "start from ImageNet weights (downloaded once; online)",
     "atrous_rates": '"paper", "fit" (to the crop\'s feature map) or "r1,r2,r3"',
@@ -73,11 +73,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
     from .data.registry import DATASETS
     from .engine.schedule import OPTIMIZERS
-    from .models import MODELS
+    from .models import MODELS, OUTPUT_STRIDES
     from .models.backbones import BACKBONES
 
-    choices = {k: ", ".join(v) for k, v in (("models", MODELS), ("backbones", BACKBONES), ("datasets", DATASETS),
-                                              ("optimizers", OPTIMIZERS))}
+    choices = {k: ", ".join(map(str, v)) for k, v in (("models", MODELS), ("backbones", BACKBONES),
+                                                       ("datasets", DATASETS), ("optimizers", OPTIMIZERS),
+                                                       ("strides", OUTPUT_STRIDES))}
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
