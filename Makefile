@@ -32,9 +32,12 @@ help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "Setting up $(VENV): installing the pinned packages of constraints.txt (the first time: several" \
+	  "minutes and a few GB to download; later only when the pins change)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
+	@echo "$(VENV) is ready."
 
 $(LAB_SETTINGS): $(STAMP)
 	@mkdir -p $(dir $@)

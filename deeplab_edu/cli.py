@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import sys
+import textwrap
 import time
 import typing
 from pathlib import Path
@@ -36,7 +37,7 @@ _TRAIN_HELP = {
     "backbone": "one of {backbones}",
     "output_stride": "training output stride: one of {strides} (DeepLabv3 sec. 3.1 trains at 16)",
     "eval_output_stride": "output stride for validation (none: the training one)",
-    "pretrained_backbone": "start from ImageNet weights (downloaded once; online)",
+    "pretrained_backbone": "start from torchvision's ImageNet weights (downloaded once; online), or from FILE",
     "atrous_rates": '"paper", "fit" (to the crop\'s feature map) or "r1,r2,r3"',
     "dataset": "one of {datasets}",
     "difficulty": "procedural scenes: easy, medium or hard",
@@ -84,7 +85,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         t = hints[f.name]
         help_ = _TRAIN_HELP[f.name].format(**choices) if f.name in _TRAIN_HELP else None
-        if t is bool:
+        if f.name == "pretrained_backbone":  # a switch that also takes a local file
+            p.add_argument(flag, nargs="?", const=True, default=None, metavar="FILE", help=help_)
+            p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None)
+        elif t is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.name == "scale_range":
             p.add_argument(flag, nargs=2, type=float, default=None, metavar=("MIN", "MAX"))
@@ -107,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = tr.add_mutually_exclusive_group()
     src.add_argument("--preset", help="a preset name (see --list-presets)")
     src.add_argument("--config", help="a YAML file of settings")
-    tr.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
+    tr.add_argument("--list-presets", action="store_true", help="print the presets, each with its first line, and exit")
     tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
     _add_train_flags(tr)
 
@@ -156,11 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .engine.config import TrainConfig, list_presets, load_config
+    from .engine.config import TrainConfig, list_presets, load_config, preset_summary
     from .engine.trainer import Trainer
 
     if args.list_presets:
-        print("\n".join(list_presets()))
+        names = list_presets()
+        width = max(map(len, names))
+        for name in names:
+            print(textwrap.fill(preset_summary(name), width=100, initial_indent=f"{name:<{width}}  ",
+                                subsequent_indent=" " * (width + 2)))
         return 0
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}

@@ -145,4 +145,5 @@ def test_pretrained_offline_fails_with_instructions(offline_torch_hub: Path) -> 
         load_pretrained_state_dict("resnet50", True, progress=False)
     msg = str(info.value)
     assert "offline" in msg and "pretrained_backbone='/path/to/" in msg and str(tmp_path) in msg
+    assert "--pretrained-backbone /path/to/resnet50-" in msg  # the command-line form too
     assert not list(tmp_path.rglob("*.pth"))

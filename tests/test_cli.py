@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from deeplab_edu.cli import main
-from deeplab_edu.engine.config import ConfigError, list_presets, load_config
+from deeplab_edu.engine.config import ConfigError, list_presets, load_config, preset_summary
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -23,6 +23,7 @@ from deeplab_edu.engine.config import ConfigError, list_presets, load_config
     (["--amp", "fp8"], "amp='fp8'"),
     (["--top-k", "0"], "top_k=0"),
     (["--preset", "nonexistent"], "unknown preset 'nonexistent'"),
+    (["--pretrained-backbone", "missing.pth"], "pretrained_backbone='missing.pth': no such file"),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *argv]) == 2
@@ -34,6 +35,11 @@ def test_yaml_config_and_presets(tmp_path: Path) -> None:
     assert {"smoke", "cpu", "gpu", "deeplabv3_voc", "deeplabv3_voc_phase2", "deeplabv3plus_voc"} <= set(list_presets())
     for name in list_presets():
         load_config(name)  # every preset is valid
+        summary = preset_summary(name)  # and its header comment starts with one sentence about it
+        assert summary.endswith(".") and "\n" not in summary and len(summary) < 400, (name, summary)
+    assert preset_summary("deeplabv3_voc").endswith("evaluated at output stride 8.")  # not cut at "sec. 4.1"
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        preset_summary("nope")
     cfg = load_config("deeplabv3_voc")
     assert (cfg.lr, cfg.crop_size, cfg.batch_size, cfg.iterations, cfg.output_stride) == (0.007, 513, 16, 30000, 16)
     p2 = load_config("deeplabv3_voc_phase2")
@@ -47,10 +53,33 @@ def test_yaml_config_and_presets(tmp_path: Path) -> None:
     assert load_config(good, {"lr": 0.2}).lr == 0.2  # flags win over the file
 
 
+def test_pretrained_backbone_flag_takes_a_switch_or_a_file(tmp_path: Path) -> None:
+    """``--pretrained-backbone`` downloads (online), ``--pretrained-backbone FILE`` reads a local copy
+    (what the offline message tells users to do), ``--no-pretrained-backbone`` overrides a preset."""
+    from deeplab_edu.cli import build_parser
+
+    weights = tmp_path / "resnet50.pth"
+    weights.touch()
+    parse = build_parser().parse_args
+    assert parse(["train", "--pretrained-backbone"]).pretrained_backbone is True
+    assert parse(["train", "--pretrained-backbone", str(weights)]).pretrained_backbone == str(weights)
+    assert parse(["train", "--no-pretrained-backbone"]).pretrained_backbone is False
+    assert parse(["train"]).pretrained_backbone is None  # the preset's value stands
+    assert load_config("camvid_gpu", {"pretrained_backbone": False}).pretrained_backbone is False
+    assert load_config("cpu", {"pretrained_backbone": weights}).pretrained_backbone == str(weights)
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text(f"pretrained_backbone: {weights}\n")
+    assert load_config(yaml_file).pretrained_backbone == str(weights)
+    with pytest.raises(ConfigError, match="pretrained_backbone=3; use true"):
+        load_config(None, {"pretrained_backbone": 3})
+
+
 def test_python_dash_m_lists_presets() -> None:
     out = subprocess.run([sys.executable, "-m", "deeplab_edu", "train", "--list-presets"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "cpu" in out.stdout.split()
+    smoke = [line for line in out.stdout.splitlines() if line.startswith("smoke ")]
+    assert len(smoke) == 1 and smoke[0].split(None, 1)[1] == preset_summary("smoke")
 
 
 @pytest.mark.slow

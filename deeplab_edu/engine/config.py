@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "list_presets", "load_config", "validate",
+__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "list_presets", "load_config", "preset_summary", "validate",
            "resolve_atrous_rates"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -39,7 +40,7 @@ class TrainConfig:
     backbone: str = "resnet50"
     output_stride: int = 16
     eval_output_stride: int | None = 8
-    pretrained_backbone: bool = False
+    pretrained_backbone: bool | str = False  # True: torchvision's ImageNet weights (online); or a local .pth file
     aux_loss: bool = False
     atrous_rates: str = "paper"  # "paper", "fit" (to the training crop's feature map) or "r1,r2,r3"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +108,24 @@ class TrainConfig:
 def list_presets() -> list[str]:
     """Names of the YAML presets shipped with the package."""
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_summary(name: str) -> str:
+    """The first sentence of a shipped preset's header comment (what ``train --list-presets`` shows).
+
+    Raises ConfigError for a name that is not in :func:`list_presets`.
+    """
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    text = " ".join(header)
+    end = re.search(r"\.(?=\s+[A-Z]|\s*$)", text)  # "sec. 4.1" and "et al. 2017" do not end it
+    return text[: end.end()] if end else text
 
 
 def _read_yaml(source: str | Path) -> dict[str, Any]:
@@ -182,6 +201,11 @@ def validate(cfg: TrainConfig) -> None:
             rates = []
         if not rates or min(rates) < 1:
             raise ConfigError(f"atrous_rates={cfg.atrous_rates!r}; use 'paper', 'fit' or positive integers like '2,4,6'")
+    if not isinstance(cfg.pretrained_backbone, (bool, str)):
+        raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}; use true (ImageNet weights, downloaded "
+                          "once), false, or the path of a local .pth file holding torchvision's weights")
+    if isinstance(cfg.pretrained_backbone, str) and not Path(cfg.pretrained_backbone).expanduser().is_file():
+        raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}: no such file")
     if cfg.difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"difficulty={cfg.difficulty!r}; the procedural scenes come as easy, medium or hard")
     if cfg.optimizer not in ("sgd", "adamw"):

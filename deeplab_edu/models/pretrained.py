@@ -58,13 +58,19 @@ def _unwrap(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
     raise ValueError(f"pretrained_backbone file {path} does not hold a state dict (a mapping of names to tensors)")
 
 
-def download_state_dict(weights: Any, what: str, argument: str, *, progress: bool = True) -> Mapping[str, torch.Tensor]:
+def download_state_dict(weights: Any, what: str, argument: str, *, progress: bool = True,
+                        flag: str | None = None) -> Mapping[str, torch.Tensor]:
     """``weights.get_state_dict()`` (torchvision's cached download), or a clear error when offline.
 
     Args:
         weights: a torchvision ``WeightsEnum`` member.
         what: what the weights are, for the message (e.g. "the ImageNet weights of resnet50").
         argument: the argument that accepts a local file instead, for the message.
+        flag: the command-line flag that does the same, if there is one, for the message.
+
+    Raises:
+        PretrainedWeightsUnavailable: the download failed; the message names the URL, where
+            torchvision looks for a copy, and ``argument`` (and ``flag``) to pass a local file.
     """
     try:
         return weights.get_state_dict(progress=progress)
@@ -78,7 +84,8 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
             f"You are probably offline. Either download that file on a machine with internet access and put it "
             f"at {shown_path(hub / filename, absolute_outside=True)} (torchvision then finds it without the network), "
             f"or pass a local copy: "
-            f"{argument}='/path/to/{filename}'."
+            f"{argument}='/path/to/{filename}'"
+            + (f" (on the command line: {flag} /path/to/{filename})." if flag else ".")
         ) from err
 
 
@@ -107,7 +114,8 @@ def load_pretrained_state_dict(name: str, source: PretrainedSource, *, progress:
         return None
     if source is True:
         return download_state_dict(
-            torchvision_weights(name), f"the ImageNet weights of {name}", "pretrained_backbone", progress=progress
+            torchvision_weights(name), f"the ImageNet weights of {name}", "pretrained_backbone", progress=progress,
+            flag="--pretrained-backbone",
         )
     if isinstance(source, (str, os.PathLike)):
         return load_state_dict_file(source, "pretrained_backbone")
