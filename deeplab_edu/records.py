@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from .atomic import write_text_atomic
+
 __all__ = [
     "REPO_ROOT",
     "RESULTS_DIR",
@@ -171,10 +173,7 @@ def write_record(
         **({"extra": dict(extra)} if extra else {}),
         "results": results,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def load_record(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from .classes import IGNORE_INDEX, VOC
 from .folder import JointTransform, SegmentationFolder
 from .io import DatasetNotFoundError, load_mask, read_split_list
 from .paths import data_home, find_dataset_root
+from ..atomic import atomic_path
 from ..records import shown_path
 
 __all__ = ["VOCSegmentation", "VOC_SPLITS", "trainaug_ids", "prepare_trainaug", "resolve_voc_root"]
@@ -112,9 +113,8 @@ def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) ->
                             palette=VOC.palette, colour_aliases=_BOUNDARY_COLOUR).numpy().astype(np.uint8)
         else:
             arr = _load_sbd_mask(sbd_root / "cls" / i)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        Image.fromarray(arr, mode="L").save(tmp, format="PNG")
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            Image.fromarray(arr, mode="L").save(tmp, format="PNG")
     lst = seg_sets / "train_aug.txt"
     lst.write_text("\n".join(ids) + "\n")
     return lst

@@ -30,6 +30,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
+
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint",
     "latest_checkpoint", "load_checkpoint", "check_compatible", "weights_only_safe",
@@ -139,18 +141,9 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     before anything is written); a failed write leaves no temporary file behind.
     """
     obj = weights_only_safe(obj)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def save_checkpoint(state: Mapping[str, Any], folder: str | os.PathLike[str], iteration: int,

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..atomic import atomic_path
 from ..metrics import ConfusionMatrix
 from ..models.aspp import set_recompute_depthwise
 from . import checkpoint as ck
@@ -231,10 +232,8 @@ class Trainer:
         keep = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self.iteration]
         if len(keep) == len(rows):
             return
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows(keep)
-        os.replace(tmp, path)
 
     def save(self) -> Path | None:
         """Write a checkpoint (rank 0 only); returns its path."""

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
+
 __all__ = ["export_onnx", "run_onnx", "export_program", "load_program"]
 
 
@@ -56,12 +58,6 @@ def _dynamic_shapes(dynamic: bool) -> Any:
     return ({0: n, 2: h, 3: w},)
 
 
-def _atomic_target(path: str | os.PathLike) -> tuple[Path, Path]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path, path.with_name(path.name + ".tmp")
-
-
 def export_onnx(
     model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True
 ) -> Path:
@@ -74,7 +70,6 @@ def export_onnx(
         dynamic: keep the batch size (1 to 1024) and the height and width (32 to 4096 pixels)
             dynamic; ``False`` fixes all three to the example's.
     """
-    target, tmp = _atomic_target(path)
     was_training = model.training
     wrapped = _OutOnly(model).eval()
     try:
@@ -86,12 +81,11 @@ def export_onnx(
                 wrapped, (_example(example, dynamic),), dynamo=True, input_names=["image"], output_names=["out"],
                 dynamic_shapes=_dynamic_shapes(dynamic), verbose=False,
             )
-        program.save(str(tmp))
-        os.replace(tmp, target)
+        with atomic_path(path) as tmp:
+            program.save(str(tmp))
     finally:
         model.train(was_training)
-        tmp.unlink(missing_ok=True)
-    return target
+    return Path(path)
 
 
 def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -112,17 +106,15 @@ def export_program(
 
     Batch size, height and width are dynamic as in :func:`export_onnx`.
     """
-    target, tmp = _atomic_target(path)
     was_training = model.training
     try:
         program = torch.export.export(_OutOnly(model).eval(), (_example(example, dynamic),),
                                       dynamic_shapes=_dynamic_shapes(dynamic))
-        torch.export.save(program, str(tmp))
-        os.replace(tmp, target)
+        with atomic_path(path) as tmp:
+            torch.export.save(program, str(tmp))
     finally:
         model.train(was_training)
-        tmp.unlink(missing_ok=True)
-    return target
+    return Path(path)
 
 
 def load_program(path: str | os.PathLike) -> nn.Module:
