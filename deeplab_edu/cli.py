@@ -180,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
         from .engine.checkpoint import latest_checkpoint
 
         last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
-        print(f"interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to continue"
+        print("interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to continue"
                                   if last else "no checkpoint had been written yet"), file=sys.stderr)
         return 130
     seconds = time.time() - start
@@ -252,12 +252,11 @@ def _predict(args: argparse.Namespace) -> int:
     Images are read as displayed (EXIF orientation applied; 16-bit and float images scaled by their
     mode), so the masks and overlays are written in the orientation a photo viewer shows.
     """
-    import torch
     from PIL import Image
 
     from .config import device as default_device
     from .data.io import load_image
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from .data.transforms import normalize
     from .inference import Strategy, predict, load_model
     from .viz.images import colorize, overlay
 
@@ -278,8 +277,6 @@ def _predict(args: argparse.Namespace) -> int:
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg))
     stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
     names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     flat_palette = [c for rgb in palette for c in rgb]
     failed: list[str] = []
     for f in files:
@@ -291,7 +288,7 @@ def _predict(args: argparse.Namespace) -> int:
             failed.append(str(err))  # one unreadable file does not stop a folder
             print(f"skipped: {err}", file=sys.stderr)
             continue
-        pred = predict(model, ((x - mean) / std).to(dev), strategy)[0].cpu()
+        pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
         mask_path, overlay_path = out / f"{names[f]}_mask.png", out / f"{names[f]}_overlay.png"
         # class indices in a palette PNG: np.asarray(Image.open(mask_path)) gives them, viewers show colours
         mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())

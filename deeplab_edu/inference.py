@@ -233,11 +233,9 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
     for i in range(n):
         img = images[i]
         if img.min() < 0 or img.max() > 1:  # normalised: undo ImageNet statistics for display
-            from .viz.images import IMAGENET_MEAN, IMAGENET_STD
+            from .data.transforms import denormalize
 
-            m = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-            s = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-            img = (img.cpu() * s + m).clamp(0, 1)
+            img = denormalize(img.cpu())
         panels = [img.permute(1, 2, 0).cpu().numpy(), colorize(targets[i], palette, ignore_index),
                   colorize(preds[i], palette, ignore_index), error_map(preds[i], targets[i], ignore_index)]
         for j, (ax, panel) in enumerate(zip(axes[i], panels)):

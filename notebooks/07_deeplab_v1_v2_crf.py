@@ -46,7 +46,6 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 from deeplab_edu import config
 from deeplab_edu.atrous import effective_kernel_size

@@ -46,11 +46,11 @@
 # `complexity_table`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`, `markdown_table`),
 # `deeplab_edu.complexity.measure`, `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`),
 # `deeplab_edu.models.interop` (`from_torchvision`, `torchvision_pretrained`),
-# `deeplab_edu.viz.images` (`sample_photo`, `IMAGENET_MEAN`, `IMAGENET_STD`); for training,
+# `deeplab_edu.viz.images.sample_photo` with `deeplab_edu.data.transforms.normalize`; for training,
 # `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`, `loss_decreased`,
 # `learnability_table`), the engine (`deeplab_edu.engine.runs.train_or_load` behind
 # `chapter_run(...).train_or_load()`, `engine.config.load_config` / `resolve_atrous_rates`,
-# `engine.schedule.poly_factor`, `engine.report.plot_history` / `plot_metric_bars`), the
+# `engine.schedule.poly_factor`, `engine.report.plot_metric_bars`), the
 # rates that fit the map (`deeplab_edu.models.aspp.fit_atrous_rates`, `feature_map_side`,
 # `degenerate_rates`; `deeplab_edu.boundary.rate_usage_table` from chapter 04), the records
 # (`deeplab_edu.records.load_record` / `describe_record`), `deeplab_edu.inference` (`evaluate`,
@@ -74,7 +74,8 @@ from deeplab_edu.models.summary import (
     trace_stages,
 )
 from deeplab_edu.records import hardware
-from deeplab_edu.viz.images import IMAGENET_MEAN, IMAGENET_STD, sample_photo
+from deeplab_edu.data.transforms import normalize
+from deeplab_edu.viz.images import sample_photo
 
 torch.manual_seed(0)
 print(f"profile: {config.profile()}, device: {config.device()}")
@@ -99,8 +100,7 @@ print(f"profile: {config.profile()}, device: {config.device()}")
 # %%
 backbone = config.choose(smoke="mobilenet_v3_large", cpu="resnet50", gpu="resnet101")
 size = config.choose(smoke=129, cpu=321, gpu=513)
-mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-image = ((sample_photo(size) - mean) / std)[None]
+image = normalize(sample_photo(size))[None]
 
 model = build_model("deeplabv3", backbone=backbone, num_classes=21, output_stride=16).eval()
 print(f"DeepLabv3 / {backbone}: output stride {model.output_stride}, ASPP rates {model.atrous_rates}")
@@ -312,8 +312,7 @@ assert difference < 1e-4
 
 # %%
 from deeplab_edu.engine.config import load_config
-from deeplab_edu.engine.report import plot_history, plot_metric_bars
-from deeplab_edu.engine.runs import shown_path
+from deeplab_edu.engine.report import plot_metric_bars
 from deeplab_edu.engine.schedule import poly_factor
 from deeplab_edu.viz.training import chapter_run, loss_decreased, plot_phases, runs_root
 

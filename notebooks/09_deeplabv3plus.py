@@ -38,7 +38,7 @@
 # **Helpers introduced:** `deeplab_edu.models.build_model("deeplabv3plus", ...)`,
 # `deeplab_edu.models.Decoder`, `deeplab_edu.models.SeparableConv2d`,
 # `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`,
-# `markdown_table`), `deeplab_edu.complexity` (`count_parameters`, `count_macs`,
+# `markdown_table`), `deeplab_edu.complexity` (`count_macs`,
 # `saved_for_backward_bytes`), `deeplab_edu.models.set_recompute_depthwise`,
 # `deeplab_edu.viz.decoder` (`stride_oracle`, `boundary_band`, `band_accuracy`,
 # `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.data.ProceduralScenes` (chapter 06),
@@ -55,7 +55,7 @@ from IPython.display import Markdown, display
 from torch import nn
 
 from deeplab_edu import config
-from deeplab_edu.complexity import count_macs, count_parameters
+from deeplab_edu.complexity import count_macs
 from deeplab_edu.data import ProceduralScenes
 from deeplab_edu.exercises import check
 from deeplab_edu.models import SeparableConv2d, build_model
@@ -67,7 +67,8 @@ from deeplab_edu.viz.decoder import (
     stride_oracle,
     stride_oracle_widget,
 )
-from deeplab_edu.viz.images import IMAGENET_MEAN, IMAGENET_STD, sample_photo
+from deeplab_edu.data.transforms import normalize
+from deeplab_edu.viz.images import sample_photo
 
 torch.manual_seed(0)
 print(f"profile: {config.profile()}")
@@ -94,8 +95,7 @@ print(f"profile: {config.profile()}")
 # %%
 backbone = config.choose(smoke="mobilenet_v3_large", cpu="resnet50", gpu="resnet101")
 size = config.choose(smoke=129, cpu=321, gpu=513)
-mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-image = ((sample_photo(size) - mean) / std)[None]
+image = normalize(sample_photo(size))[None]
 model = build_model("deeplabv3plus", backbone=backbone, num_classes=21).eval()
 print(f"DeepLabv3+ / {backbone}: output stride {model.output_stride}, ASPP rates {model.atrous_rates}")
 stages = trace_stages(model, image)

@@ -16,6 +16,7 @@ from deeplab_edu.data.transforms import (
     PadTo,
     RandomScale,
     denormalize,
+    normalize,
     eval_transform,
     train_transform,
 )
@@ -97,6 +98,9 @@ def test_normalisation_and_denormalize():
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(x, (image - mean) / std, atol=1e-6)
     assert torch.allclose(denormalize(x), image, atol=1e-6)
+    assert torch.allclose(normalize(image), x, atol=1e-6)  # the tensor form of the same step
+    batch = torch.rand(2, 3, 5, 4, dtype=torch.float64)
+    assert normalize(batch).dtype == torch.float64 and torch.allclose(denormalize(normalize(batch)), batch)
 
 
 def test_eval_pad_and_resize():

@@ -45,7 +45,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     resumed = _run(cut, "--resume")
     out_resumed = resumed.communicate(timeout=180)[0]
     assert resumed.returncode == 0, out_resumed
-    assert f"resumed from" in out_resumed and f"at iteration {killed_at}" in out_resumed
+    assert "resumed from" in out_resumed and f"at iteration {killed_at}" in out_resumed
     out_ref = p_ref.communicate(timeout=180)[0]
     assert p_ref.returncode == 0, out_ref
     a, b = load_checkpoint(ref / "checkpoints"), load_checkpoint(cut / "checkpoints")

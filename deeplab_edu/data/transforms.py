@@ -36,6 +36,7 @@ __all__ = [
     "Resize",
     "train_transform",
     "eval_transform",
+    "normalize",
     "denormalize",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -264,6 +265,17 @@ def eval_transform(
     if not steps:
         steps.append(v2.Identity())
     return _Joint(steps)
+
+
+def normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """``(image - mean) / std`` per channel, as the models expect: (3, H, W) or (N, 3, H, W) in [0, 1].
+
+    The tensor form of the transforms' ``Normalize`` step (ImageNet statistics by default), for a
+    picture that does not come through a data set; :func:`denormalize` undoes it.
+    """
+    m = torch.tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    return (image - m) / s
 
 
 def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:

@@ -22,7 +22,6 @@ download code (``VOCSegmentation`` for VOC, ``SBDataset``'s archive for SBD). Re
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Iterable

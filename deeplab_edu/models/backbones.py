@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet50, resnet101
-from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.models.resnet import BasicBlock
 
 from .pretrained import PretrainedSource, load_pretrained_state_dict
 

@@ -7,7 +7,7 @@ The numbers come from :mod:`deeplab_edu.boundary`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..atrous import conv_output_size
 from ..complexity import count_macs, measure
-from .images import IMAGENET_MEAN, IMAGENET_STD
+from ..data.transforms import normalize
 
 __all__ = [
     "PAPER_TABLE1_MIOU",
@@ -84,9 +84,7 @@ def expected_feature_size(input_size: int, output_stride: int) -> int:
 def _normalise(image: torch.Tensor) -> torch.Tensor:
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be an RGB tensor (3, H, W) in [0, 1], got shape {tuple(image.shape)}")
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype)[:, None, None]
-    return ((image - mean) / std)[None]
+    return normalize(image)[None]
 
 
 def _check_switchable(backbone: nn.Module) -> None:

@@ -258,13 +258,11 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
     import matplotlib.pyplot as plt
 
     from ..inference import error_map
-    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from ..data.transforms import denormalize
     from .images import colorize
 
     if image.min() < 0 or image.max() > 1:
-        m = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        s = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        image = (image.cpu() * s + m).clamp(0, 1)
+        image = denormalize(image.cpu())
     n = 2 + len(preds)
     fig, axes = plt.subplots(2, n, figsize=(2.1 * n, 4.3), squeeze=False)
     axes[0][0].imshow(image.permute(1, 2, 0).cpu().numpy())
