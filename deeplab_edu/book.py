@@ -39,6 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from .atomic import atomic_path, write_text_atomic
 from .config import ENV_VAR, choose, profile
 from .records import REPO_ROOT
 
@@ -343,13 +344,14 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
         "profile": active_profile, "status": status, "seconds": round(seconds, 1),
         "key": _dependency_key(source, active_profile),
     }
-    nbformat.write(nb, executed)
+    with atomic_path(executed) as tmp:  # a build killed here leaves the previous notebook, not half of one
+        nbformat.write(nb, str(tmp))
     run = NotebookRun(
         source=nb.metadata["deeplab_edu_build"]["source"], executed=executed, status=status,
         seconds=round(seconds, 1), profile=active_profile, cell=index, line=line, message=message,
         cell_seconds=cell_seconds,
     )
-    executed.with_suffix(".json").write_text(json.dumps(run.to_json(), indent=1) + "\n")
+    write_text_atomic(executed.with_suffix(".json"), json.dumps(run.to_json(), indent=1) + "\n")
     return run
 
 

@@ -212,6 +212,7 @@ def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from .atomic import write_text_atomic
     from .config import device as default_device
     from .inference import Strategy, evaluate, load_model
     from .metrics import format_iou_table
@@ -225,7 +226,7 @@ def _eval(args: argparse.Namespace) -> int:
           f"fwIoU {100 * m['fw_iou']:.2f}%")
     print(format_iou_table(m["iou"], getattr(ds, "class_names", None)))
     if args.json:
-        Path(args.json).write_text(json.dumps({"strategy": dataclasses.asdict(strategy), **m}, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps({"strategy": dataclasses.asdict(strategy), **m}, indent=2) + "\n")
     return 0
 
 

@@ -307,13 +307,17 @@ assert difference < 1e-4
 #
 # Everything else is the paper's: poly schedule, random scale $[0.5, 2]$, padding with the ignore
 # label, flips, batch 16, output stride 16 for training and 8 for evaluation, a 256-channel ASPP
-# with image pooling. The settings of both phases of this profile, and the command lines that
-# train the same runs:
+# with image pooling. (One more setting changes how fast, not what is computed: tensors are stored
+# `channels_last`, pixel by pixel with the channels innermost, a layout in which the CPU's
+# convolution, batch norm and pooling kernels are faster; `benchmarks/memory_format.py` measured
+# by how much, printed last below.) The settings of both phases of this profile, and the command
+# lines that train the same runs:
 
 # %%
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.report import plot_metric_bars
 from deeplab_edu.engine.schedule import poly_factor
+from deeplab_edu.records import describe_record, load_record
 from deeplab_edu.viz.training import chapter_run, loss_decreased, plot_phases, runs_root
 
 root = runs_root()
@@ -328,6 +332,14 @@ recipe = [{"setting": k, "phase 1": getattr(cfg1, k), "phase 2": getattr(cfg2, k
 display(Markdown(markdown_table(recipe)))
 print("phase 1:", phase1.command())
 print("phase 2:", phase2.command())
+try:
+    layout = load_record("memory_format_cpu")
+    ms = layout["results"]["ms_per_step"]
+    print(f"channels_last: {ms['channels_last']:.0f} ms per training step of this profile's network, against "
+          f"{ms['contiguous']:.0f} ms in the default layout (x{layout['results']['contiguous_over_channels_last']:.2f}). "
+          + describe_record(layout))
+except FileNotFoundError as err:
+    print(err)
 
 # %% [markdown]
 # How these choices were made: `benchmarks/learnability.py` trained each candidate (scene
@@ -337,7 +349,6 @@ print("phase 2:", phase2.command())
 # learning rate has not decayed yet at 1 and 3 minutes):
 
 # %%
-from deeplab_edu.records import describe_record, load_record
 from deeplab_edu.viz.training import learnability_table
 
 try:

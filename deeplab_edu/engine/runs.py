@@ -8,7 +8,6 @@ found ..." on a second execution, and a teacher can train once before class.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,12 @@ from ..records import shown_path  # re-exported: where notebooks have always imp
 
 __all__ = ["train_or_load", "shown_path", "BOOKKEEPING"]
 
-#: Settings that say where and how a run is logged or how memory is managed, not what it learns: a
-#: finished run is reused even when these differ (the depthwise recomputation gives the same numbers).
+#: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
+#: learns: a finished run is reused even when these differ (the depthwise recomputation gives the same
+#: numbers; channels_last the same up to the rounding of another summation order).
 BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every",
-                         "num_workers", "tensorboard", "recompute_depthwise", "keep_freed_memory"})
+                         "num_workers", "tensorboard", "recompute_depthwise", "keep_freed_memory",
+                         "channels_last"})
 
 
 def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +92,4 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
     cfg.resume = last.is_file()  # an interrupted run continues where it stopped; a new one starts fresh
     trainer = Trainer(cfg)
     result = trainer.fit()
-    model = trainer.model.eval()
-    (Path(out_dir) / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    return model, result["history"], cfg
+    return trainer.model.eval(), result["history"], cfg  # fit() wrote metrics.json

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_text_atomic
 from ..metrics import ConfusionMatrix
 from ..models.aspp import set_recompute_depthwise
 from . import checkpoint as ck
@@ -376,7 +376,7 @@ class Trainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            write_text_atomic(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
             if cfg.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -428,7 +428,7 @@ class Trainer:
         final = next((r for r in reversed(self.history) if r["split"] == "val"), {})
         result = {"history": self.history, "final": final}
         if self.dist.is_main:
-            (self.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
         return result
 
     def _log(self, row: dict[str, Any]) -> None:

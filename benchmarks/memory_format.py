@@ -1,0 +1,95 @@
+"""How much faster a training step is in the channels_last (NHWC) memory format than in PyTorch's
+default contiguous (NCHW) one, for a preset's network, through the engine's own training step.
+
+Two :class:`~deeplab_edu.engine.trainer.Trainer` objects are built from the same preset and seed
+(the same initial weights), one with ``channels_last: false`` and one with ``true``; each trains
+on one batch of its own loader, kept on the device, so only the step is timed (forward, loss,
+backward, the fused optimiser). Windows of ``--iterations`` steps alternate between the two;
+medians. Prints the ratio and writes a record (``benchmarks/results/memory_format_<device>.json``)::
+
+    python benchmarks/memory_format.py                       # the cpu preset, 2 torch threads
+    python benchmarks/memory_format.py --preset gpu --device cuda
+
+On the CPU, channels_last sends convolutions to oneDNN's NHWC kernels and batch norm and max
+pooling to PyTorch's vectorised NHWC loops (batch norm's training statistics over an NCHW tensor
+are computed one channel at a time); the ``cpu`` preset turns it on because of what this measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+from deeplab_edu.engine.bench import _sync, _torch_threads, _write, load_average
+from deeplab_edu.engine.config import load_config
+from deeplab_edu.engine.trainer import Trainer
+
+FORMATS = ("contiguous", "channels_last")
+
+
+def measure(preset: str, *, device: str | None = None, iterations: int = 5, rounds: int = 4,
+            warmup: int = 2) -> dict[str, Any]:
+    """Median seconds per training step of ``preset``'s network in each memory format, and their ratio."""
+    trainers, batches = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in FORMATS:
+            overrides: dict[str, Any] = {"channels_last": fmt == "channels_last", "progress": False, "num_workers": 0,
+                                         "out_dir": f"{tmp}/{fmt}", "iterations": 10_000, "warmup_iters": 0}
+            if device is not None:
+                overrides["device"] = device
+            trainers[fmt] = t = Trainer(load_config(preset, overrides))
+            x, y = next(t._batches())
+            batches[fmt] = itertools.repeat(t._to_device(x, y))
+    dev = trainers[FORMATS[0]].device
+    for fmt in FORMATS:
+        for _ in range(warmup):
+            trainers[fmt].train_step(batches[fmt])  # reads the loss: a diverging warm-up fails here
+    seconds: dict[str, list[float]] = {fmt: [] for fmt in FORMATS}
+    load_before = load_average()
+    for r in range(rounds):
+        for fmt in (FORMATS if r % 2 == 0 else FORMATS[::-1]):
+            _sync(dev)
+            start = time.perf_counter()
+            for _ in range(iterations):
+                trainers[fmt]._step(batches[fmt])
+            _sync(dev)
+            seconds[fmt].append((time.perf_counter() - start) / iterations)
+    med = {fmt: statistics.median(v) for fmt, v in seconds.items()}
+    cfg = trainers[FORMATS[0]].cfg
+    results = {"preset": preset, "device": str(dev), "model": cfg.model, "backbone": cfg.backbone,
+               "crop_size": cfg.crop_size, "batch_size": cfg.batch_size, "amp": cfg.amp, "iterations": iterations,
+               "rounds": rounds, "ms_per_step": {fmt: 1e3 * v for fmt, v in med.items()},
+               "contiguous_over_channels_last": med["contiguous"] / med["channels_last"],
+               "seconds_per_step": seconds, "torch_threads": torch.get_num_threads(),
+               "load_average_before": load_before, "load_average_after": load_average()}
+    print(f"{preset} ({cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, {dev}, "
+          f"{torch.get_num_threads()} threads): contiguous {1e3 * med['contiguous']:.1f} ms, channels_last "
+          f"{1e3 * med['channels_last']:.1f} ms per training step: channels_last "
+          f"x{med['contiguous'] / med['channels_last']:.2f} faster (load average {load_before})")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--device", default=None, help="default: the preset's")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU (the classroom's 2)")
+    parser.add_argument("--iterations", type=int, default=5, help="steps per timed window")
+    parser.add_argument("--rounds", type=int, default=4, help="windows per memory format (alternating)")
+    parser.add_argument("--out", default=None, help="record path (default benchmarks/results/memory_format_<device>.json)")
+    args = parser.parse_args()
+    on_cpu = (args.device or load_config(args.preset).device or "cpu").startswith("cpu")
+    with _torch_threads(args.threads if on_cpu else None):
+        results = measure(args.preset, device=args.device, iterations=args.iterations, rounds=args.rounds)
+    _write(results, args.out, f"memory_format_{results['device'].split(':')[0]}.json",
+           "medians of alternating windows of training steps")
+
+
+if __name__ == "__main__":
+    main()
