@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -161,13 +162,26 @@ def test_gpu_session_script_uses_existing_flags() -> None:
         build_parser().parse_args(argv)  # SystemExit on an unknown flag
 
 
-def test_optimizer_step_benchmark_compares_fused_and_foreach() -> None:
+def _benchmark_script(name: str) -> Any:
     import importlib.util
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "optimizer_step.py"
-    spec = importlib.util.spec_from_file_location("optimizer_step", path)
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_memory_format_benchmark_times_both_layouts_through_the_trainer() -> None:
+    res = _benchmark_script("memory_format").measure("smoke", iterations=1, rounds=2, warmup=1)
+    assert set(res["ms_per_step"]) == {"contiguous", "channels_last"} and min(res["ms_per_step"].values()) > 0
+    assert res["contiguous_over_channels_last"] == pytest.approx(
+        res["ms_per_step"]["contiguous"] / res["ms_per_step"]["channels_last"])
+    assert all(len(v) == 2 for v in res["seconds_per_step"].values())
+
+
+def test_optimizer_step_benchmark_compares_fused_and_foreach() -> None:
+    module = _benchmark_script("optimizer_step")
     tiny = {k: v for k, v in module.NETWORKS.items() if v == "tiny_resnet"}
     res = module.measure(torch.device("cpu"), steps=1, networks=tiny)
     assert len(res) == 2 and {k.split(" / ")[1] for k in res} == {"sgd", "adamw"}
