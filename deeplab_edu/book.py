@@ -223,9 +223,11 @@ def reliable_client(nb: Any, **kwargs: Any) -> Any:
     output captured by ``with out:``). A send processes the socket's pending commands and can consume
     the readable edge of a reply that arrives at that moment; the poll then sleeps until its
     timeout (3600 s for the old ``cpu`` book) although the reply sits in the socket, and finally
-    returns it as if nothing happened. Interactive figures (``figure_widget``,
-    ``aspp_footprint_widget``) capture their figure with ``with out:``, so every chapter with a
-    widget could stall; it shows on a loaded machine, where the window is wide.
+    returns it as if nothing happened. The course's interactive figures used to capture their
+    figure with ``with out:`` (chapter 06's explorer stalled a stock ``nbconvert --execute`` in
+    about one run in three); they now set the Output's state instead
+    (:func:`deeplab_edu.viz.widgets.show_figure`), and this guard stays for any other capture (a
+    learner's own widget, ``print`` inside ``with out:``).
 
     The fix, twice: (1) look at the shell channel every :data:`SHELL_POLL_SECONDS` instead of once
     for the whole cell timeout, so that a stranded reply is read within a second whatever stranded

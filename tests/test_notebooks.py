@@ -130,6 +130,38 @@ def test_widget_cells_never_stall(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_course_widgets_do_not_stall_a_plain_nbclient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The course's figure widgets under a stock nbclient (what ``jupyter nbconvert --execute`` and
+    papermill use), not the book's guarded client: 12 widget cells. While the widgets captured their
+    figure with ``with out:``, about one such cell in three waited out the whole cell timeout."""
+    import time
+
+    from nbclient import NotebookClient
+
+    setup = (
+        "import ipywidgets as w, matplotlib.pyplot as plt\n"
+        "from deeplab_edu.viz.widgets import figure_widget\n"
+        "import numpy as np\n"
+        "def draw(k):\n"  # a figure like chapter 06's explorer: a few scenes, drawn in a moment
+        "    fig, axes = plt.subplots(1, 4, figsize=(10, 3))\n"
+        "    for ax in axes: ax.imshow(np.random.default_rng(k).random((128, 128, 3)))\n"
+        "    return fig"
+    )
+    cells = [setup] + [f"figure_widget(draw, {{'k': w.IntSlider(value={k})}})" for k in range(12)]
+    nb = _notebook(*cells)
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # the kernel draws as for a learner
+    start = time.monotonic()
+    NotebookClient(nb, timeout=30, kernel_name="python3").execute()
+    seconds = time.monotonic() - start
+    assert seconds < 25, f"12 widget cells took {seconds:.0f} s under nbclient: a cell waited for its reply"
+    outputs = [c.outputs[0]["data"] for c in nb.cells[1:]]
+    assert all("application/vnd.jupyter.widget-view+json" in d for d in outputs)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    pictures = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
+    assert len(pictures) == 12 and all("image/png" in p[0]["data"] for p in pictures)  # each shows its figure
+
+
+@pytest.mark.slow
 def test_failures_name_the_notebook_cell_and_line(tmp_path: Path) -> None:
     from deeplab_edu.book import execute_notebooks
 

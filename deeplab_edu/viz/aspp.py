@@ -20,6 +20,7 @@ from matplotlib.patches import Rectangle
 
 from ..boundary import input_footprint
 from ..models.aspp import ASPP, ASPPConv, ImagePooling, atrous_rates_for
+from .widgets import show_figure
 
 __all__ = ["branch_names", "branch_footprints", "plot_branch_footprints", "aspp_footprint_widget", "feature_size"]
 
@@ -128,11 +129,7 @@ def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 5
         row.max = col.max = size - 1
         pos = (min(row.value, size - 1), min(col.value, size - 1))
         fps = branch_footprints(atrous_rates_for(os_), size, pos)
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_branch_footprints(photo, fps, os_, pos)
-            plt.show()
-            plt.close(fig)
+        show_figure(out, plot_branch_footprints(photo, fps, os_, pos))
 
     for w in (stride, row, col):
         w.observe(draw, names="value")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from .images import colorize
+from .widgets import show_figure
 
 __all__ = ["stride_oracle", "boundary_band", "band_accuracy", "plot_stride_oracles", "stride_oracle_widget"]
 
@@ -112,11 +113,8 @@ def stride_oracle_widget(dataset: object, strides: Sequence[int] = (32, 16, 8, 4
 
     def draw(*_: object) -> None:
         image, mask = dataset[index.value]  # type: ignore[index]
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_stride_oracles(image, mask, (stride.value, 4), dataset.num_classes, dataset.palette)  # type: ignore[attr-defined]
-            plt.show()
-            plt.close(fig)
+        show_figure(out, plot_stride_oracles(image, mask, (stride.value, 4), dataset.num_classes,
+                                             dataset.palette))  # type: ignore[attr-defined]
 
     index.observe(draw, names="value")
     stride.observe(draw, names="value")

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from ..models.summary import ModelConfig, model_cost
+from .widgets import show_figure
 
 __all__ = ["plot_cost_vs_size", "cost_widget"]
 
@@ -65,11 +66,7 @@ def cost_widget(name: str = "deeplabv3", backbone: str = "resnet101", sizes: Seq
     out = widgets.Output()
 
     def draw(*_: Any) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_cost_vs_size(name, backbone, sizes, highlight=(size.value, stride.value))
-            plt.show()
-            plt.close(fig)
+        show_figure(out, plot_cost_vs_size(name, backbone, sizes, highlight=(size.value, stride.value)))
 
     size.observe(draw, names="value")
     stride.observe(draw, names="value")
