@@ -194,3 +194,15 @@ def test_speed_lower_bound():
     # CPU time, not wall time: other jobs on the machine cannot make this fail
     assert rate["images_per_cpu_s"] > 20, f"only {rate['images_per_cpu_s']:.1f} images per CPU-second at 256 x 256"
     assert rate["images_per_s"] > 0
+    # one thread (BLAS and OpenMP too): the process cannot use more CPU time than wall time
+    assert rate["images_per_cpu_s"] >= 0.9 * rate["images_per_s"], rate
+
+
+def test_python_dash_m_prints_the_generator_speed() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "deeplab_edu.data", "--n", "3"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "256 x 256:" in out.stdout and "(1 thread)" in out.stdout, out.stderr
+    assert "RuntimeWarning" not in out.stderr, out.stderr

@@ -27,15 +27,17 @@ PASCAL VOC annotates its boundaries (off by default: it would swallow the 1-pixe
 Determinism: item ``i`` is drawn from ``numpy.random.default_rng([seed, i])``, so it does not
 depend on the order of access, on DataLoader workers or on anything drawn before.
 
-Speed (one CPU thread, ``torch.set_num_threads(1)``), measured on the development machine (a
-2-core "Intel Xeon Processor" cloud VM, Python 3.11, numpy 2.4, torch 2.14) with::
+Speed (one CPU thread: torch's and the BLAS / OpenMP pools numpy uses), measured on the course's
+development machine (a 2-core AMD EPYC cloud VM, Python 3.11, numpy 2.4, torch 2.14, quiet) on
+2026-11-30 with::
 
-    python -c "from deeplab_edu.data.procedural import main; main()"
+    python -m deeplab_edu.data --n 300
 
-427 images per CPU-second at 256 x 256 and 124 at 513 x 513. Wall clock gave 211 and 75
-images/s, because five other jobs shared the two cores at the time. Each DataLoader worker adds
-about one core's rate; compare it with the images per second your training run reports. The
-notebook ``06_data`` measures the figure live on your machine.
+567 images per second at 256 x 256 and 144 at 513 x 513 (CPU time and wall clock agree: one
+thread). Left to start one BLAS thread per core, the same loop (256 x 256, same hour) ran at 512
+images/s wall clock on twice the CPU time (261 per CPU-second). Each DataLoader worker of the engine runs one thread and adds about one core's
+rate; compare it with the images per second your training run reports. The notebook ``06_data``
+measures the figure live on your machine.
 """
 
 from __future__ import annotations
@@ -395,33 +397,41 @@ class ProceduralScenes(Dataset):
 
 
 def benchmark(size: int | tuple[int, int] = 256, n: int = 200, threads: int = 1) -> dict[str, float]:
-    """Speed of ``ProceduralScenes(size=size)[i]`` for ``i < n`` with ``threads`` torch threads.
+    """Speed of ``ProceduralScenes(size=size)[i]`` for ``i < n`` on ``threads`` threads.
+
+    Both torch's threads and the BLAS / OpenMP thread pools numpy uses are limited to ``threads``
+    (threadpoolctl), as in the engine's DataLoader workers: left alone, numpy's OpenBLAS starts one
+    thread per core, which makes the generator no faster but doubles its CPU time here.
 
     Returns ``{"images_per_s": wall-clock rate, "images_per_cpu_s": rate per second of this
     process's CPU time}``. On a machine shared with other jobs the wall-clock rate drops; the CPU
-    rate is what one free core delivers.
+    rate is what ``threads`` free cores deliver (with one thread it cannot be below the wall rate).
     """
     import time
+
+    from threadpoolctl import threadpool_limits
 
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        ds = ProceduralScenes(length=n, size=size)
-        ds[0]
-        c0, t0 = time.process_time(), time.perf_counter()
-        for i in range(n):
-            ds[i]
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        with threadpool_limits(limits=threads):
+            ds = ProceduralScenes(length=n, size=size)
+            ds[0]
+            c0, t0 = time.process_time(), time.perf_counter()
+            for i in range(n):
+                ds[i]
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         return {"images_per_s": n / wall, "images_per_cpu_s": n / max(cpu, 1e-9)}
     finally:
         torch.set_num_threads(old)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m deeplab_edu.data.procedural``: print the generator's speed at 256 and 513."""
+    """``python -m deeplab_edu.data``: print the generator's speed at 256 and 513 pixels."""
     import argparse
 
-    p = argparse.ArgumentParser(description="Benchmark the procedural scene generator on one CPU thread.")
+    p = argparse.ArgumentParser(prog="python -m deeplab_edu.data",
+                                description="Benchmark the procedural scene generator on one CPU thread.")
     p.add_argument("--n", type=int, default=300, help="images per size")
     args = p.parse_args(argv)
     for sz in (256, 513):
@@ -429,6 +439,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{sz} x {sz}: {r['images_per_cpu_s']:.0f} images per CPU-second, "
               f"{r['images_per_s']:.0f} images/s wall clock (1 thread)")
 
-
-if __name__ == "__main__":
-    main()
