@@ -515,9 +515,27 @@ def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
     return " ".join(p for p in parts if p)
 
 
-def _for_the_page(nb: Any) -> Any:
+#: Shown under the title of every page of a book built in the ``smoke`` profile (CI's), whose trained
+#: models and measurements mean nothing, so that nobody reads or publishes it as the course.
+SMOKE_NOTE = (
+    "```{warning}\n"
+    "This page was built with the `smoke` profile (a few iterations on tiny images, to test that "
+    "everything runs): its trained models and measured numbers mean nothing, and the text describes "
+    "the `cpu` profile's results. To read or publish the course, build it with "
+    "`DEEPLAB_EDU_PROFILE=cpu make book`.\n"
+    "```"
+)
+
+
+def _for_the_page(nb: Any, profile: str | None = None) -> Any:
     """The notebook as the book shows it: widget views (which need a kernel) become a short note;
-    progress bars become the text of their final state."""
+    progress bars become the text of their final state; in the ``smoke`` profile a warning
+    (:data:`SMOKE_NOTE`) follows the title."""
+    import nbformat
+
+    if profile == "smoke":
+        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0,
+                        nbformat.v4.new_markdown_cell(SMOKE_NOTE))
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -562,7 +580,11 @@ def _stage(stage: Path, runs: Sequence[NotebookRun]) -> None:
     (stage / "notebooks").mkdir(parents=True)
     for run in runs:
         nb = nbformat.read(run.executed, as_version=4)
-        nbformat.write(_for_the_page(nb), stage / "notebooks" / run.executed.name)
+        nbformat.write(_for_the_page(nb, run.profile), stage / "notebooks" / run.executed.name)
+    if any(run.profile == "smoke" for run in runs):
+        intro = stage / "book" / "intro.md"
+        title, _, rest = intro.read_text().partition("\n")
+        intro.write_text(f"{title}\n\n{SMOKE_NOTE}\n{rest}")
 
 
 def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:

@@ -296,6 +296,8 @@ for label, kwargs in configs.items():
     deep_rows[label] = (rates, sum(p.numel() for p in net.parameters()) / 1e6, sum(deep_stages[label].values()))
     print(f"{label:22s}: rates of blocks 4.. {rates}, {deep_rows[label][1]:.1f} M parameters, "
           f"{deep_rows[label][2]:.1f} GMACs at {stage_input}")
+per_block = (deep_rows["block7"][1] - deep_rows["block4"][1]) / 3
+print(f"each of blocks 5-7 adds {per_block:.1f} M parameters")
 fig = vos.plot_macs_by_stage(deep_stages, title=f"output stride 16, {stage_input} x {stage_input} input")
 
 # %% tags=["remove-cell"]
@@ -316,8 +318,8 @@ assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_row
 # differ only in the rate of one 3x3 convolution, and neither adds a parameter.
 #
 # Multi-grid changes no parameter and no multiply-add: it only moves where the filters read.
-# Going deeper adds three blocks of about 15 M parameters each, all computed at the dense
-# resolution. The rates grow fast, and chapter 04 shows why that is a problem: with multi-grid
+# Going deeper adds three blocks of parameters (the line printed above says how many each), all
+# computed at the dense resolution. The rates grow fast, and chapter 04 shows why that is a problem: with multi-grid
 # $(1, 2, 4)$, block 7's last unit reads at rate $16 \cdot 4 = 64$ on a $33 \times 33$ map (a
 # 513 crop at output stride 16), where a $3 \times 3$ filter has degenerated into a $1 \times 1$
 # filter:

@@ -141,8 +141,10 @@ assert _same["medium"] > 0.9 and _same["hard"] < 0.7, _same  # the sentence abov
 
 # %% [markdown]
 # ## Class statistics
-# How often each class occurs (in pixels), and how large the objects are. The number of scenes
-# follows the profile.
+# How often each class occurs (in pixels), and how large the objects are. An object's *extent* is
+# the diameter of the shape as drawn, or a wire's length; a shape may reach past the frame (the
+# frame-filling "hero" vehicles do), so the largest extents exceed the scene's diagonal. The
+# number of scenes follows the profile.
 
 # %%
 n_stats = config.choose(smoke=24, cpu=300, gpu=1000)

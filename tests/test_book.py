@@ -204,6 +204,16 @@ def test_widgets_are_replaced_by_a_note(built_book: Path) -> None:
 
 @pytest.mark.book
 @pytest.mark.slow
+def test_a_smoke_book_says_so_on_every_page(built_book: Path) -> None:
+    """CI's book (smoke profile) has meaningless numbers: the front page and each chapter say so."""
+    pages = [built_book / "book" / "intro.html", *sorted((built_book / "notebooks").glob("[0-9][0-9]_*.html"))]
+    assert len(pages) == 13
+    unmarked = [p.name for p in pages if "This page was built with the" not in p.read_text()]
+    assert not unmarked, f"pages without the smoke-profile warning: {unmarked}"
+
+
+@pytest.mark.book
+@pytest.mark.slow
 def test_glossary_links_each_term_to_its_chapter(built_book: Path) -> None:
     page = built_book / "book" / "glossary.html"
     text = page.read_text()
