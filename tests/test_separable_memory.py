@@ -131,6 +131,8 @@ def test_plain_path_when_it_must_be() -> None:
     assert not module._recompute_depthwise(x)
 
 
+# forward-mode AD loads torch's own jvp decompositions with torch.jit.script, which torch deprecates
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_fx_tracing_and_forward_mode_take_the_plain_path() -> None:
     module = SeparableConv2d(8, 4).train()
     traced = torch.fx.symbolic_trace(module)  # a Proxy is not a tensor
