@@ -35,9 +35,9 @@ development machine (a 2-core AMD EPYC cloud VM, Python 3.11, numpy 2.4, torch 2
 
 567 images per second at 256 x 256 and 144 at 513 x 513 (CPU time and wall clock agree: one
 thread). Left to start one BLAS thread per core, the same loop (256 x 256, same hour) ran at 512
-images/s wall clock on twice the CPU time (261 per CPU-second). Each DataLoader worker of the engine runs one thread and adds about one core's
-rate; compare it with the images per second your training run reports. The notebook ``06_data``
-measures the figure live on your machine.
+images/s wall clock on twice the CPU time (261 per CPU-second). Each DataLoader worker of the
+engine runs one thread and adds about one core's rate; compare it with the images per second your
+training run reports. The notebook ``06_data`` measures the figure live on your machine.
 """
 
 from __future__ import annotations
@@ -401,11 +401,11 @@ def benchmark(size: int | tuple[int, int] = 256, n: int = 200, threads: int = 1)
 
     Both torch's threads and the BLAS / OpenMP thread pools numpy uses are limited to ``threads``
     (threadpoolctl), as in the engine's DataLoader workers: left alone, numpy's OpenBLAS starts one
-    thread per core, which makes the generator no faster but doubles its CPU time here.
+    thread per core, which made the generator slower and doubled its CPU time here.
 
     Returns ``{"images_per_s": wall-clock rate, "images_per_cpu_s": rate per second of this
     process's CPU time}``. On a machine shared with other jobs the wall-clock rate drops; the CPU
-    rate is what ``threads`` free cores deliver (with one thread it cannot be below the wall rate).
+    rate is what ``threads`` free cores deliver.
     """
     import time
 

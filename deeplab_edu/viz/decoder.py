@@ -113,8 +113,8 @@ def stride_oracle_widget(dataset: object, strides: Sequence[int] = (32, 16, 8, 4
 
     def draw(*_: object) -> None:
         image, mask = dataset[index.value]  # type: ignore[index]
-        show_figure(out, plot_stride_oracles(image, mask, (stride.value, 4), dataset.num_classes,
-                                             dataset.palette))  # type: ignore[attr-defined]
+        fig = plot_stride_oracles(image, mask, (stride.value, 4), dataset.num_classes, dataset.palette)  # type: ignore[attr-defined]
+        show_figure(out, fig)
 
     index.observe(draw, names="value")
     stride.observe(draw, names="value")

@@ -15,13 +15,14 @@ __all__ = ["figure_widget", "show_figure"]
 def show_figure(out: Any, fig: Figure) -> None:
     """Make the ipywidgets ``Output`` ``out`` show ``fig`` (replacing what it showed), then close ``fig``.
 
-    The picture is formatted in the kernel (as IPython displays any figure; a PNG when IPython has no
-    image format for it, e.g. outside a kernel) and set as the widget's ``outputs`` in one state update, instead of being captured with
-    ``with out: display(fig)``. The capture works in JupyterLab, but a headless executor built on
-    nbclient (``jupyter nbconvert --execute``, papermill) answers every captured output by sending
-    the widget's state back to the kernel on the shell channel, and that send can strand the cell's
-    reply: the run then waits a whole cell timeout (seen with chapter 06's explorer in about one
-    run in three; ``deeplab_edu.book.reliable_client`` guards ``make book`` against the same race).
+    The picture is formatted in the kernel (as IPython displays any figure; a PNG when IPython has
+    no image format for it, e.g. outside a kernel) and set as the widget's ``outputs`` in one state
+    update, instead of being captured with ``with out: display(fig)``. The capture works in
+    JupyterLab, but a headless executor built on nbclient (``jupyter nbconvert --execute``,
+    papermill) answers every captured output by sending the widget's state back to the kernel on
+    the shell channel, and that send can strand the cell's reply: the run then waits a whole cell
+    timeout (seen with chapter 06's explorer in about one run in three;
+    ``deeplab_edu.book.reliable_client`` guards ``make book`` against the same race).
     """
     from IPython import get_ipython
 
