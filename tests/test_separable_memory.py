@@ -132,7 +132,7 @@ def test_plain_path_when_it_must_be() -> None:
 
 
 # forward-mode AD loads torch's own jvp decompositions with torch.jit.script, which torch deprecates
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # FutureWarning; 2.11: DeprecationWarning
 def test_fx_tracing_and_forward_mode_take_the_plain_path() -> None:
     module = SeparableConv2d(8, 4).train()
     traced = torch.fx.symbolic_trace(module)  # a Proxy is not a tensor

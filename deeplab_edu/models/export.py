@@ -121,4 +121,6 @@ def load_program(path: str | os.PathLike) -> nn.Module:
     """Load a program saved by :func:`export_program`; calling it returns the logits tensor."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no exported program at {path}")
-    return torch.export.load(str(path)).module()
+    with warnings.catch_warnings():  # torch 2.11's loader warns about a read-only buffer of its own archive
+        warnings.filterwarnings("ignore", message="The given buffer is not writable", category=UserWarning)
+        return torch.export.load(str(path)).module()
