@@ -87,7 +87,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         help_ = _TRAIN_HELP[f.name].format(**choices) if f.name in _TRAIN_HELP else None
         if f.name == "pretrained_backbone":  # a switch that also takes a local file
             p.add_argument(flag, nargs="?", const=True, default=None, metavar="FILE", help=help_)
-            p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None)
+            p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None,
+                           help="start from random weights (overrides a preset's pretrained_backbone)")
         elif t is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.name == "scale_range":
