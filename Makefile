@@ -29,7 +29,7 @@ COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV): installing the pinned packages of constraints.txt (the first time: several" \

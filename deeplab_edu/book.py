@@ -584,7 +584,7 @@ def _stage(stage: Path, runs: Sequence[NotebookRun]) -> None:
     if any(run.profile == "smoke" for run in runs):
         intro = stage / "book" / "intro.md"
         title, _, rest = intro.read_text().partition("\n")
-        intro.write_text(f"{title}\n\n{SMOKE_NOTE}\n{rest}")
+        intro.write_text(f"{title}\n\n{SMOKE_NOTE.replace('This page', 'This book', 1)}\n{rest}")
 
 
 def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:

@@ -138,6 +138,19 @@ def test_pretrained_from_local_file(tmp_path) -> None:
         build_backbone("resnet50", pretrained=str(tmp_path / "missing.pth"))
 
 
+def test_unreadable_or_foreign_weights_fail_with_a_short_message(tmp_path) -> None:
+    junk = tmp_path / "junk.pth"
+    junk.write_text("junk\n")
+    with pytest.raises(ValueError, match=r"pretrained_backbone='.*junk.pth' is not a weights file torch.load can read"):
+        build_backbone("mobilenet_v3_large", pretrained=str(junk))
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"foo": torch.zeros(1)}, foreign)
+    with pytest.raises(ValueError) as info:
+        build_backbone("mobilenet_v3_large", pretrained=str(foreign))
+    msg = str(info.value)
+    assert "do not fit it (0 of" in msg and "unexpected: foo" in msg and "more" in msg and len(msg) < 600
+
+
 def test_pretrained_offline_fails_with_instructions(offline_torch_hub: Path) -> None:
     """No network: an empty torch hub and sockets that refuse to connect."""
     tmp_path = offline_torch_hub

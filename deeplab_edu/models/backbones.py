@@ -29,7 +29,7 @@ from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet50, resnet101
 from torchvision.models.resnet import BasicBlock
 
-from .pretrained import PretrainedSource, load_pretrained_state_dict
+from .pretrained import PretrainedSource, load_pretrained_state_dict, load_weights_into
 
 __all__ = ["BACKBONES", "OUTPUT_STRIDES", "ResNetBackbone", "TinyResNetBackbone", "MobileNetV3Backbone",
            "build_backbone", "check_output_stride"]
@@ -90,7 +90,7 @@ class ResNetBackbone(nn.Module):
         flags = [output_stride <= 4, output_stride <= 8, output_stride <= 16]
         net = (resnet50 if depth == 50 else resnet101)(weights=None, replace_stride_with_dilation=flags)
         if state_dict is not None:
-            net.load_state_dict(state_dict)
+            load_weights_into(net, state_dict, f"resnet{depth}")
         self.depth = depth
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
@@ -256,7 +256,7 @@ class MobileNetV3Backbone(nn.Module):
         check_output_stride(output_stride)
         net = mobilenet_v3_large(weights=None)
         if state_dict is not None:
-            net.load_state_dict(state_dict)
+            load_weights_into(net, state_dict, "mobilenet_v3_large")
         self.features = net.features
         reductions = [i for i, b in enumerate(self.features) if getattr(b, "_is_cn", False)]
         self.low_level_index = reductions[1] - 1  # last block at stride 4

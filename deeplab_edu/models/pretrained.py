@@ -11,6 +11,7 @@ with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import urllib.error
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 __all__ = [
     "PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "download_state_dict",
-    "load_state_dict_file", "PretrainedWeightsUnavailable",
+    "load_state_dict_file", "load_weights_into", "PretrainedWeightsUnavailable",
 ]
 
 #: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
@@ -94,7 +95,31 @@ def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str,
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{argument}={str(path)!r}: no such file")
-    return _unwrap(torch.load(p, map_location="cpu", weights_only=True), p)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError, IndexError) as err:
+        # what torch.load raises depends on how the file is damaged and on torch's version
+        raise ValueError(f"{argument}={str(path)!r} is not a weights file torch.load can read "
+                         f"({type(err).__name__}: {str(err)[:200]})") from err
+    return _unwrap(obj, p)
+
+
+def load_weights_into(net: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """``net.load_state_dict(state_dict)``, with a short ValueError when the parameter names differ.
+
+    PyTorch's own error lists every missing and unexpected name (kilobytes for a whole network);
+    this one counts them and shows a few, so that weights of another architecture are recognised.
+    """
+    expected, given = set(net.state_dict()), set(state_dict)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        def few(names: list[str]) -> str:
+            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") or "none"
+
+        raise ValueError(f"the weights given for {what} do not fit it ({len(expected & given)} of {len(expected)} "
+                         f"names match; missing: {few(missing)}; unexpected: {few(unexpected)}): pass torchvision's "
+                         f"weights for this architecture")
+    net.load_state_dict(state_dict)
 
 
 def load_pretrained_state_dict(name: str, source: PretrainedSource, *, progress: bool = True) -> Mapping[str, torch.Tensor] | None:

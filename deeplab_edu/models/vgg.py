@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .backbones import check_output_stride
+from .pretrained import load_weights_into
 
 __all__ = ["VGG16Backbone", "decimated_fc_weights"]
 
@@ -93,7 +94,7 @@ class VGG16Backbone(nn.Module):
     def load_torchvision_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load torchvision ``vgg16`` weights; fc6/fc7 are decimated as in DeepLab v1 sec. 4.1."""
         feats = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
-        self.features.load_state_dict(feats)
+        load_weights_into(self.features, feats, "vgg16's convolutional layers")
         if self.largefov:
             fc = decimated_fc_weights(state_dict)
             with torch.no_grad():
