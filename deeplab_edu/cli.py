@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import textwrap
 import time
@@ -162,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from .engine.config import TrainConfig, list_presets, load_config, preset_summary
+    from .engine.distributed import is_main
     from .engine.trainer import Trainer
 
     if args.list_presets:
@@ -187,7 +187,7 @@ def _train(args: argparse.Namespace) -> int:
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the run
+    if is_main():  # under torchrun, rank 0 speaks for the run
         print(f"done in {seconds:.0f} s: val mIoU {100 * final.get('miou', float('nan')):.1f}% "
               f"(curve: {curve}); outputs in {cfg.out_dir}")
     if args.record:

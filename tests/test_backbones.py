@@ -148,7 +148,7 @@ def test_unreadable_or_foreign_weights_fail_with_a_short_message(tmp_path) -> No
     with pytest.raises(ValueError) as info:
         build_backbone("mobilenet_v3_large", pretrained=str(foreign))
     msg = str(info.value)
-    assert "do not fit it (0 of" in msg and "unexpected: foo" in msg and "more" in msg and len(msg) < 600
+    assert "does not fit it (0 of" in msg and "unexpected: foo" in msg and "more" in msg and len(msg) < 600
 
 
 def test_pretrained_offline_fails_with_instructions(offline_torch_hub: Path) -> None:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .deeplab import DeepLabV3, build_model
-from .pretrained import download_state_dict, load_state_dict_file
+from .pretrained import download_state_dict, load_state_dict_file, load_weights_into
 
 __all__ = [
     "TORCHVISION_CONFIGS", "torchvision_equivalent", "convert_torchvision_state_dict", "load_torchvision_state_dict",
@@ -79,17 +79,13 @@ def convert_torchvision_state_dict(state_dict: Mapping[str, torch.Tensor], backb
 
 
 def load_torchvision_state_dict(model: DeepLabV3, state_dict: Mapping[str, torch.Tensor], backbone: str) -> DeepLabV3:
-    """Load torchvision DeepLabv3 weights into ``model`` (built by :func:`torchvision_equivalent`), strictly."""
-    try:
-        missing, unexpected = model.load_state_dict(convert_torchvision_state_dict(state_dict, backbone), strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"the state dict does not fit a torchvision-equivalent DeepLabv3-{backbone}: {err}") from None
-    if missing or unexpected:
-        raise ValueError(
-            f"the state dict does not fit a torchvision-equivalent DeepLabv3-{backbone}: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
+    """Load torchvision DeepLabv3 weights into ``model`` (built by :func:`torchvision_equivalent`), strictly.
+
+    Raises:
+        ValueError: the weights do not fit (:func:`~deeplab_edu.models.pretrained.load_weights_into`).
+    """
+    load_weights_into(model, convert_torchvision_state_dict(state_dict, backbone),
+                      f"a torchvision-equivalent DeepLabv3-{backbone}")
     return model
 
 

@@ -105,10 +105,15 @@ def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str,
 
 
 def load_weights_into(net: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """``net.load_state_dict(state_dict)``, with a short ValueError when the parameter names differ.
+    """``net.load_state_dict(state_dict)``, raising a short ValueError when it does not fit ``net``.
 
     PyTorch's own error lists every missing and unexpected name (kilobytes for a whole network);
     this one counts them and shows a few, so that weights of another architecture are recognised.
+    The names are compared before anything is loaded; shapes that differ are PyTorch's message.
+
+    Raises:
+        ValueError: names or shapes differ; the message starts "the state dict given for <what>
+            does not fit it".
     """
     expected, given = set(net.state_dict()), set(state_dict)
     missing, unexpected = sorted(expected - given), sorted(given - expected)
@@ -116,10 +121,13 @@ def load_weights_into(net: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
         def few(names: list[str]) -> str:
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") or "none"
 
-        raise ValueError(f"the weights given for {what} do not fit it ({len(expected & given)} of {len(expected)} "
-                         f"names match; missing: {few(missing)}; unexpected: {few(unexpected)}): pass torchvision's "
-                         f"weights for this architecture")
-    net.load_state_dict(state_dict)
+        raise ValueError(f"the state dict given for {what} does not fit it ({len(expected & given)} of "
+                         f"{len(expected)} names match; missing: {few(missing)}; unexpected: {few(unexpected)}): "
+                         "pass torchvision's weights for this architecture")
+    try:
+        net.load_state_dict(state_dict)
+    except RuntimeError as err:  # same names, other shapes
+        raise ValueError(f"the state dict given for {what} does not fit it: {err}") from None
 
 
 def load_pretrained_state_dict(name: str, source: PretrainedSource, *, progress: bool = True) -> Mapping[str, torch.Tensor] | None:
