@@ -1,7 +1,14 @@
-"""engine.allocator: with glibc, a training step reuses freed memory instead of faulting in fresh pages."""
+"""engine.allocator: with glibc, a training step reuses freed memory instead of faulting in fresh pages.
+
+Page faults are counted with ``getrusage`` in fresh processes. A training step's count is noisy: on
+a loaded machine a step with the setting occasionally faults in a few hundred pages (once a CI run
+summed 1180 over three steps against 416 without the setting), so the training test compares the
+median step of several; the malloc test checks the setting itself, with no noise.
+"""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 
@@ -25,23 +32,53 @@ def step():
     nn.functional.cross_entropy(model(x)["out"], y).backward(); opt.step(); opt.zero_grad(set_to_none=True)
 for _ in range(5):  # warm-up: the first steps take their memory from the OS either way
     step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+faults = []
+for _ in range(9):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
+"""
+
+_MALLOC = """
+import ctypes, resource, sys
+from deeplab_edu.engine.allocator import _glibc, keep_freed_memory
+libc = _glibc()
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+size = 8 * 2**20  # above glibc's default mmap threshold (128 KiB), below ours (32 MiB)
+faults = []
+for _ in range(3):  # allocate, write every page, free
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(block)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
 """
 
 
-def _faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", _STEPS, mode], capture_output=True, text=True, timeout=300, check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+def _faults(script: str, mode: str) -> list[int]:
+    """Minor page faults per step of ``script`` run in a fresh process (this one may have set it already)."""
+    out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=300, check=True)
+    return [int(n) for n in out.stdout.strip().splitlines()[-1].split()]
+
+
+@pytest.mark.skipif(allocator._glibc() is None, reason="needs Linux with glibc")
+def test_a_freed_block_is_reused_not_returned() -> None:
+    default, kept = _faults(_MALLOC, "default"), _faults(_MALLOC, "keep")
+    # by default the first block is mmap-ed and unmapped at free, so the second is fresh pages again
+    # (2048 faults of 4 KiB; a handful where the kernel backs it with 2 MiB pages)
+    assert default[1] > 2, f"faults per 8 MiB block by default: {default}"
+    assert max(kept[1:]) <= 2, f"faults per 8 MiB block with keep_freed_memory: {kept}"
 
 
 @pytest.mark.skipif(allocator._glibc() is None, reason="needs Linux with glibc")
 def test_training_steps_reuse_freed_memory() -> None:
-    # fresh processes: this one may have set it already (every CPU Trainer does)
-    default, kept = _faults("default"), _faults("keep")
-    assert kept < max(default / 3, 500), f"page faults in 3 training steps: {kept} kept vs {default} by default"
+    default, kept = _faults(_STEPS, "default"), _faults(_STEPS, "keep")
+    median_default, median_kept = statistics.median(default), statistics.median(kept)
+    assert median_kept < max(median_default / 3, 64), f"page faults per training step: {kept} kept vs {default} by default"
 
 
 def test_other_platforms_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
