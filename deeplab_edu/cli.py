@@ -1,11 +1,12 @@
 """The command line: ``deeplab-edu train | eval | predict | bench`` (also ``python -m deeplab_edu``).
 
 Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a flag
-(``crop_size`` -> ``--crop-size``); ``--preset NAME`` or ``--config FILE.yaml`` sets many at once,
-and flags given explicitly win. Examples::
+(``crop_size`` -> ``--crop-size``); ``--preset NAME`` and ``--config FILE.yaml`` set many at once
+(the file on top of the preset), and flags given explicitly win over both. Examples::
 
     deeplab-edu train --preset cpu
     deeplab-edu train --preset cpu --iterations 50 --out-dir runs/quick
+    deeplab-edu train --preset cpu --config mine.yaml       # the cpu preset with mine.yaml's settings
     deeplab-edu train --preset cpu --resume                  # continue where it stopped
     torchrun --nproc_per_node=2 -m deeplab_edu train --preset gpu
     deeplab-edu eval --checkpoint runs/cpu/checkpoints/last.pt --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
@@ -108,9 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train a model (DeepLabv3's recipe)")
-    src = tr.add_mutually_exclusive_group()
-    src.add_argument("--preset", help="a preset name (see --list-presets)")
-    src.add_argument("--config", help="a YAML file of settings")
+    tr.add_argument("--preset", help="a preset name (see --list-presets); without it, the papers' defaults")
+    tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given")
     tr.add_argument("--list-presets", action="store_true", help="print the presets, each with its first line, and exit")
     tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
     _add_train_flags(tr)
@@ -173,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    cfg = load_config(args.preset or args.config, overrides)
+    cfg = load_config(args.preset, overrides, config=args.config)
     start = time.time()
     try:
         result = Trainer(cfg).fit()

@@ -143,3 +143,19 @@ def test_interrupted_training_names_the_checkpoint_to_resume(tmp_path: Path, mon
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert "ckpt_00000004.pt" in err and "--resume" in err
+
+
+def test_a_config_file_applies_on_top_of_a_preset(tmp_path: Path) -> None:
+    """``--preset cpu --config mine.yaml``: the preset, then the file, then the flags."""
+    from deeplab_edu.cli import build_parser
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("iterations: 70\nlr: 0.5\n")
+    args = build_parser().parse_args(["train", "--preset", "cpu", "--config", str(mine), "--lr", "0.25"])
+    cfg = load_config(args.preset, {"lr": args.lr}, config=args.config)
+    cpu, paper = load_config("cpu"), load_config(None)
+    assert (cfg.iterations, cfg.lr) == (70, 0.25)  # the file over the preset, the flag over the file
+    assert (cfg.crop_size, cfg.batch_size) == (cpu.crop_size, cpu.batch_size) != (paper.crop_size, paper.batch_size)
+    assert load_config(None, config=mine).crop_size == paper.crop_size  # a file alone: the papers' defaults
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("cpu", config=tmp_path / "missing.yaml")

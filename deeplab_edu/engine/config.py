@@ -144,15 +144,23 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the preset (a name from :func:`list_presets` or a YAML path), then ``overrides``.
+def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *,
+                config: str | Path | None = None) -> TrainConfig:
+    """Defaults, then the preset (a name from :func:`list_presets` or a YAML path), then the YAML file
+    ``config``, then ``overrides``: each level overrides the ones before it.
 
-    Path settings (``out_dir``, ``data_root``, ``init_from``) accept any ``os.PathLike``; they are
-    stored as ``str``, so the configuration stays JSON-serialisable.
+    ``load_config("cpu", config="mine.yaml")`` is the ``cpu`` preset with the settings of
+    ``mine.yaml`` on top (``deeplab-edu train --preset cpu --config mine.yaml``). Path settings
+    (``out_dir``, ``data_root``, ``init_from``, ``pretrained_backbone``) accept any ``os.PathLike``;
+    they are stored as ``str``, so the configuration stays JSON-serialisable.
+
+    Raises :class:`ConfigError` for an unknown preset, a missing file, a file that is not a mapping,
+    an unknown setting, or settings that cannot work together (:func:`validate`).
     """
     merged: dict[str, Any] = {}
-    if preset is not None:
-        merged.update(_read_yaml(preset))
+    for source in (preset, config):
+        if source is not None:
+            merged.update(_read_yaml(source))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(merged) - names)
