@@ -21,12 +21,11 @@ import argparse
 import itertools
 import statistics
 import tempfile
-import time
 from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench import _sync, _torch_threads, _write, load_average
+from deeplab_edu.engine.bench import _torch_threads, _write, interleaved, load_average, timed_steps
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 
@@ -52,26 +51,21 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
             trainers[fmt].train_step(batches[fmt])  # reads the loss: a diverging warm-up fails here
     seconds: dict[str, list[float]] = {fmt: [] for fmt in FORMATS}
     load_before = load_average()
-    for r in range(rounds):
-        for fmt in (FORMATS if r % 2 == 0 else FORMATS[::-1]):
-            _sync(dev)
-            start = time.perf_counter()
-            for _ in range(iterations):
-                trainers[fmt]._step(batches[fmt])
-            _sync(dev)
-            seconds[fmt].append((time.perf_counter() - start) / iterations)
+    for fmt in interleaved(FORMATS, rounds):
+        seconds[fmt].append(timed_steps(lambda: trainers[fmt]._step(batches[fmt]), iterations, dev))
     med = {fmt: statistics.median(v) for fmt, v in seconds.items()}
     cfg = trainers[FORMATS[0]].cfg
+    ratio = med["contiguous"] / med["channels_last"]
     results = {"preset": preset, "device": str(dev), "model": cfg.model, "backbone": cfg.backbone,
                "crop_size": cfg.crop_size, "batch_size": cfg.batch_size, "amp": cfg.amp, "iterations": iterations,
                "rounds": rounds, "ms_per_step": {fmt: 1e3 * v for fmt, v in med.items()},
-               "contiguous_over_channels_last": med["contiguous"] / med["channels_last"],
+               "contiguous_over_channels_last": ratio,
                "seconds_per_step": seconds, "torch_threads": torch.get_num_threads(),
                "load_average_before": load_before, "load_average_after": load_average()}
     print(f"{preset} ({cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, {dev}, "
           f"{torch.get_num_threads()} threads): contiguous {1e3 * med['contiguous']:.1f} ms, channels_last "
-          f"{1e3 * med['channels_last']:.1f} ms per training step: channels_last "
-          f"x{med['contiguous'] / med['channels_last']:.2f} faster (load average {load_before})")
+          f"{1e3 * med['channels_last']:.1f} ms per training step: contiguous / channels_last "
+          f"x{ratio:.2f}, channels_last {'faster' if ratio > 1 else 'slower'} (load average {load_before})")
     return results
 
 

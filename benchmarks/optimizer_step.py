@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench import _sync, _torch_threads, _write
+from deeplab_edu.engine.bench import _torch_threads, _write, interleaved, timed_steps
 from deeplab_edu.models import build_model
 
 NETWORKS = {"deeplabv3plus resnet50": "resnet50", "deeplabv3plus tiny_resnet (cpu preset)": "tiny_resnet"}
@@ -49,13 +48,8 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
                 for _ in range(3):
                     opt.step()
             times: dict[str, list[float]] = {impl: [] for impl in opts}
-            for i in range(steps):
-                for impl in (("fused", "foreach") if i % 2 == 0 else ("foreach", "fused")):
-                    _sync(device)
-                    t = time.perf_counter()
-                    opts[impl].step()
-                    _sync(device)
-                    times[impl].append(time.perf_counter() - t)
+            for impl in interleaved(("fused", "foreach"), steps):
+                times[impl].append(timed_steps(opts[impl].step, 1, device))
             med = {impl: statistics.median(v) for impl, v in times.items()}
             results[f"{label} / {name}"] = {
                 "parameters": sum(p.numel() for p in params), "fused_ms": 1e3 * med["fused"],

@@ -187,3 +187,10 @@ def test_optimizer_step_benchmark_compares_fused_and_foreach() -> None:
     assert len(res) == 2 and {k.split(" / ")[1] for k in res} == {"sgd", "adamw"}
     for r in res.values():
         assert r["fused_ms"] > 0 and r["foreach_ms"] > 0 and r["parameters"] > 1_000_000
+
+
+def test_interleaved_reverses_every_other_round() -> None:
+    from deeplab_edu.engine.bench import interleaved
+
+    assert list(interleaved(("a", "b", "c"), 3)) == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert list(interleaved(("a", "b"), 0)) == []

@@ -22,7 +22,7 @@ import contextlib
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -31,7 +31,8 @@ from ..complexity import _memory_records, _quiet_stderr, count_macs, count_param
 from .allocator import keep_freed_memory as _keep_freed_memory
 from .schedule import build_optimizer
 
-__all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling"]
+__all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling", "interleaved",
+           "timed_steps"]
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -92,6 +93,25 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
     fn()
     _sync(device)
     return time.perf_counter() - t, time.process_time() - c
+
+
+def timed_steps(step: Callable[[], Any], iterations: int, device: torch.device) -> float:
+    """Wall-clock seconds per call of ``step`` over a window of ``iterations`` calls (CUDA: synchronised
+    before and after the window only, so the calls queue on the GPU as in training)."""
+    return _timed(lambda: [step() for _ in range(iterations)], device)[0] / iterations
+
+
+_T = TypeVar("_T")
+
+
+def interleaved(settings: Sequence[_T], rounds: int) -> Iterator[_T]:
+    """Each of ``settings`` once per round, in order in even rounds and reversed in odd ones (A B, B A, ...).
+
+    Every benchmark here measures the settings it compares this way, so a machine that speeds up or
+    slows down during a run (another process, thermal limits, a warming cache) affects them alike.
+    """
+    for r in range(rounds):
+        yield from (settings if r % 2 == 0 else settings[::-1])
 
 
 def _train_memory(runner: "_Runner", device: torch.device) -> tuple[int, int]:
@@ -177,16 +197,14 @@ def _measure_pair(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torch
             r.train_step()
     times: dict[str, dict[str, list[float]]] = {n: {"infer": [], "train": [], "train_cpu": [], "faults": []}
                                                  for n, _ in runners}
-    for i in range(repeats):  # interleaved: A, B, A, B ... (B first on odd rounds)
-        order = runners if i % 2 == 0 else runners[::-1]
-        for name, r in order:
-            times[name]["infer"].append(_timed(r.infer, device)[0])
-            faults = _minor_faults()
-            wall, cpu = _timed(r.train_step, device)
-            times[name]["train"].append(wall)
-            times[name]["train_cpu"].append(cpu)
-            if faults is not None:
-                times[name]["faults"].append(_minor_faults() - faults)  # type: ignore[operator]
+    for name, r in interleaved(runners, repeats):
+        times[name]["infer"].append(_timed(r.infer, device)[0])
+        faults = _minor_faults()
+        wall, cpu = _timed(r.train_step, device)
+        times[name]["train"].append(wall)
+        times[name]["train_cpu"].append(cpu)
+        if faults is not None:
+            times[name]["faults"].append(_minor_faults() - faults)  # type: ignore[operator]
     rows = []
     for name, r in runners:
         t = times[name]
@@ -531,9 +549,8 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
     settings = [(w, True) for w in workers] + ([(w, False) for w in workers if w > 0] if compare_unlimited else [])
     runs: dict[tuple[int, bool], list[dict[str, Any]]] = {s: [] for s in settings}
     load_before = load_average()
-    for r in range(rounds):
-        for w, lim in (settings if r % 2 == 0 else settings[::-1]):
-            runs[(w, lim)].append(loader_throughput(w, size=size, batch=batch, batches=batches, limit_threads=lim))
+    for w, lim in interleaved(settings, rounds):
+        runs[(w, lim)].append(loader_throughput(w, size=size, batch=batch, batches=batches, limit_threads=lim))
     rows = []
     for (w, lim), rs in runs.items():
         rows.append({"num_workers": w, "limit_threads": lim,
@@ -622,18 +639,12 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
     seconds: dict[str, list[float]] = {"pipeline": [], "step only": []}
     order = ["step only", "pipeline"]
     load_before = load_average()
-    for r in range(rounds):
-        for mode in (order if r % 2 == 0 else order[::-1]):
-            source = synthetic if mode == "step only" else loader_batches
-            if mode == "pipeline":
-                for _ in range(prefetch):
-                    next(loader_batches)
-            _sync(dev)
-            t = time.perf_counter()
-            for _ in range(iterations):
-                trainer._step(source)
-            _sync(dev)
-            seconds[mode].append(time.perf_counter() - t)
+    for mode in interleaved(order, rounds):
+        source = synthetic if mode == "step only" else loader_batches
+        if mode == "pipeline":
+            for _ in range(prefetch):
+                next(loader_batches)
+        seconds[mode].append(iterations * timed_steps(lambda: trainer._step(source), iterations, dev))
     images = iterations * cfg.batch_size * cfg.grad_accum * trainer.dist.world_size
     pipe = images / statistics.median(seconds["pipeline"])
     step = images / statistics.median(seconds["step only"])
@@ -703,11 +714,9 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
         diff = (a - b).abs().max().item()
         scale = a.abs().max().item()
         times: dict[str, dict[str, list[float]]] = {k: {"train": [], "infer": []} for k in runners}
-        names = list(runners)
-        for i in range(repeats):
-            for name in (names if i % 2 == 0 else names[::-1]):
-                times[name]["train"].append(_timed(runners[name].train_step, dev)[0])
-                times[name]["infer"].append(_timed(runners[name].infer, dev)[0])
+        for name in interleaved(list(runners), repeats):
+            times[name]["train"].append(_timed(runners[name].train_step, dev)[0])
+            times[name]["infer"].append(_timed(runners[name].infer, dev)[0])
         med = {k: {m: statistics.median(v) for m, v in t.items()} for k, t in times.items()}
         results = {
             "device": str(dev), "model": model, "backbone": backbone, "input": [batch, 3, size, size],
