@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text_atomic"]
+__all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries"]
+
+#: ``.<stem>.tmp<pid><suffix>``: the temporary files of :func:`atomic_path`.
+_TEMPORARY = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write to; when the block ends without an error it replaces ``path``.
 
-    The temporary file is ``.<name>.tmp<pid>`` next to ``path`` (hidden; one per process, so two
-    processes writing the same file do not mix their bytes); it is removed if the block raises.
+    The temporary file is ``.<stem>.tmp<pid><suffix>`` next to ``path`` (hidden; one per process, so
+    two processes writing the same file do not mix their bytes; the suffix kept, for writers that
+    check it); it is removed if the block raises. A process killed while writing leaves it behind:
+    :func:`remove_stale_temporaries` removes those.
     The parent folder is created if needed.
 
     Args:
@@ -31,7 +37,7 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         yield tmp
         if fsync:
@@ -47,3 +53,31 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` left in ``folder`` when its process was killed.
+
+    A file is stale when the process that wrote it (the pid in its name) no longer runs. Returns
+    the removed paths; a missing folder is fine.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        match = _TEMPORARY.match(tmp.name)
+        if match is None or not tmp.is_file() or _running(int(match.group(1))):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows signal 0 is CTRL_C_EVENT: never send it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or a platform without signal 0
+        return True
+    return True

@@ -84,7 +84,7 @@ def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
     cfg = tiny_config(tmp_path / "a", iterations=2, ckpt_every=2, eval_every=2)
     Trainer(cfg, model=TinyNet(3), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
     state = ck.load_checkpoint(tmp_path / "a" / "checkpoints")
-    with pytest.raises(ck.CheckpointMismatchError, match="num_classes: checkpoint has 3, this run has 5"):
+    with pytest.raises(ck.CheckpointMismatchError, match="another model: num_classes 3 there, 5 here"):
         ck.check_compatible(state, {"name": "deeplabv3", "backbone": "mobilenet_v3_large", "num_classes": 5})
     with pytest.raises(ck.CheckpointMismatchError, match="backbone"):
         ck.check_compatible(state, {"name": "deeplabv3", "backbone": "resnet50", "num_classes": 3})
@@ -216,7 +216,7 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     expected = 0.01 * poly_factor(6, 12, 0.9)
     assert all(g["lr"] == pytest.approx(expected) for g in trainer.optimizer.param_groups)
     assert trainer.scheduler.max_iter == 12 and trainer.scheduler.get_last_lr()[0] == pytest.approx(expected)
-    assert "7,train" not in csv_path.read_text()
+    assert "7,train" in csv_path.read_text()  # constructing a Trainer writes nothing: fit() does, under the lock
     trainer.fit()
     rows = [r for r in trainer.history if r["split"] == "train"]
     assert [r["iteration"] for r in rows] == list(range(1, 13))
@@ -225,3 +225,41 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     lines = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
     assert [r[0] for r in lines if r[1] == "train"] == [str(i) for i in range(1, 13)]
     assert [r[0] for r in lines if r[1] == "val"] == ["6", "12"]
+
+
+def test_a_run_folder_is_never_written_by_two_runs(tmp_path) -> None:
+    """A new run refuses a folder holding another run's checkpoints (it used to overwrite them, and
+    prune its own newest ones among the old), and a second process cannot train into a locked one."""
+    import subprocess
+    import sys
+
+    from deeplab_edu.engine.runs import RunFolderError
+
+    def trainer(**kw):
+        cfg = tiny_config(tmp_path, **{"iterations": 4, "ckpt_every": 2, "eval_every": 100, "warmup_iters": 0, **kw})
+        return Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+
+    trainer().fit()
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
+    with pytest.raises(RunFolderError, match="already holds a run .*ckpt_00000004.pt.*--resume"):
+        trainer().fit()
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()} == before
+    # a process killed while writing a checkpoint left its temporary file: the next run removes it
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "checkpoints" / f".last.tmp{int(dead.stdout)}.pt"
+    stale.write_bytes(b"half a checkpoint")
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from filelock import FileLock
+with FileLock({str(tmp_path / 'train.lock')!r}):
+    print('locked', flush=True); time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderError, match="another process is training into"):
+            trainer(resume=True, iterations=6).fit()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert trainer(resume=True, iterations=6).fit()["history"][-1]["iteration"] == 6
+    assert not stale.exists()

@@ -54,3 +54,17 @@ def test_missing_files_are_named(tmp_path) -> None:
         run_onnx(tmp_path / "nope.onnx", torch.rand(1, 3, 33, 33))
     with pytest.raises(FileNotFoundError, match="exported program"):
         load_program(tmp_path / "nope.pt2")
+
+
+def test_atomic_temporaries_keep_the_suffix_and_stale_ones_are_removed(tmp_path) -> None:
+    import os
+
+    from deeplab_edu.atomic import atomic_path, remove_stale_temporaries
+
+    with atomic_path(tmp_path / "model.pt2") as tmp:
+        assert tmp.suffix == ".pt2" and tmp.name.startswith(".model.tmp")  # writers that check the suffix
+        tmp.write_text("x")
+    mine = tmp_path / f".a.tmp{os.getpid()}.pt"
+    mine.write_text("being written")
+    assert remove_stale_temporaries(tmp_path) == [] and mine.exists()  # a running process's file stays
+    assert remove_stale_temporaries(tmp_path / "missing") == []

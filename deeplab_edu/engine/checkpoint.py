@@ -212,7 +212,7 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
     ``model`` is given, the parameter names and shapes.
     """
     saved = ckpt.get("model_info", {})
-    diffs = [f"{k}: {source} has {saved.get(k)!r}, this run has {model_info.get(k)!r}"
+    diffs = [f"{k} {saved.get(k)!r} there, {model_info.get(k)!r} here"
              for k in ("name", "backbone", "num_classes") if k in saved and k in model_info and saved[k] != model_info[k]]
     if not diffs and model is not None and "model" in ckpt:
         mine = model.state_dict()

@@ -13,11 +13,11 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint
 from .config import TrainConfig, load_config
 from ..records import shown_path  # re-exported: where notebooks have always imported it from
 
-__all__ = ["train_or_load", "shown_path", "BOOKKEEPING"]
+__all__ = ["train_or_load", "shown_path", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
 #: learns: a finished run is reused even when these differ (the depthwise recomputation gives the same
@@ -25,6 +25,59 @@ __all__ = ["train_or_load", "shown_path", "BOOKKEEPING"]
 BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every",
                          "num_workers", "tensorboard", "recompute_depthwise", "keep_freed_memory",
                          "channels_last"})
+
+
+class RunFolderError(RuntimeError):
+    """A run folder another process is training into, or one that holds another run."""
+
+
+def _run_lock(out_dir: Path) -> Any:
+    """The lock of the run in ``out_dir`` (one per process and folder, so one process can take it twice)."""
+    from filelock import FileLock
+
+    return FileLock(str(out_dir / "train.lock"), is_singleton=True)
+
+
+def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
+    """Lock ``out_dir`` for this process's training and make it ready; returns the held lock (release it).
+
+    A new run (``resume=False``) refuses a folder that holds another run's checkpoints, instead of
+    writing over them and mixing two runs' files; a run stopped before its first checkpoint left
+    only its ``metrics.csv``, which is removed. Temporary files left by a process killed mid-write
+    (:func:`~deeplab_edu.atomic.remove_stale_temporaries`) are removed.
+
+    Raises:
+        RunFolderError: another process holds the folder's lock (it is training there), or
+            ``resume`` is false and the folder holds checkpoints.
+    """
+    from filelock import Timeout
+
+    from ..atomic import remove_stale_temporaries
+    from .checkpoint import latest_checkpoint
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = _run_lock(out_dir)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunFolderError(f"another process is training into {shown_path(out_dir)} (it holds "
+                             f"{shown_path(lock.lock_file)}); wait for it to end, or choose another out_dir "
+                             "(--out-dir)") from None
+    try:
+        found = latest_checkpoint(out_dir / "checkpoints")
+        if not resume and found is not None:
+            raise RunFolderError(f"{shown_path(out_dir)} already holds a run (its newest checkpoint is "
+                                 f"{shown_path(found)}): continue it with resume (--resume), choose another "
+                                 "out_dir (--out-dir), or delete the folder to start again")
+        if not resume:
+            (out_dir / "metrics.csv").unlink(missing_ok=True)
+        for folder in (out_dir, out_dir / "checkpoints"):
+            remove_stale_temporaries(folder)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -50,11 +103,11 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         ValueError: ``out_dir`` holds a run with other learning settings.
         TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.
     """
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(Path(out_dir) / "train.lock"))
+    lock = _run_lock(Path(out_dir))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -89,7 +142,8 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
                             if state.get("config", {}).get(k) != cfg.to_dict().get(k))
             raise ValueError(f"{shown_path(out_dir)} holds a run with other settings ({', '.join(differ)}); "
                              "delete the folder or choose another out_dir")
-    cfg.resume = last.is_file()  # an interrupted run continues where it stopped; a new one starts fresh
+    # an interrupted run continues where it stopped; a new one starts fresh
+    cfg.resume = latest_checkpoint(Path(out_dir) / "checkpoints") is not None
     trainer = Trainer(cfg)
     result = trainer.fit()
     return trainer.model.eval(), result["history"], cfg  # fit() wrote metrics.json

@@ -45,6 +45,7 @@ from .config import TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
+from .runs import RunFolderError, claim_run_folder  # noqa: F401  (RunFolderError: raised by fit)
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
 from .workers import resolve_num_workers
 
@@ -217,7 +218,6 @@ class Trainer:
                        if k in saved and k in now and saved[k] != now[k]]
             print(f"resumed from {path} at iteration {self.iteration}"
                   + (f"; with this run's settings: {', '.join(changed)}" if changed else ""))
-            self._truncate_metrics_csv()
 
     def _truncate_metrics_csv(self) -> None:
         """Drop the rows ``metrics.csv`` got after the checkpoint (an interrupted run logs past its last
@@ -370,12 +370,29 @@ class Trainer:
         return cm.compute()
 
     def fit(self, on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Train to ``cfg.iterations``; returns ``{"history": [...], "final": {...}}``."""
+        """Train to ``cfg.iterations``; returns ``{"history": [...], "final": {...}}``.
+
+        The run's folder is locked while it trains (:func:`~deeplab_edu.engine.runs.claim_run_folder`).
+
+        Raises:
+            RunFolderError: another process trains into ``cfg.out_dir``, or it holds the checkpoints
+                of another run and ``cfg.resume`` is false.
+            NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
+        """
+        lock = claim_run_folder(self.out, resume=self.cfg.resume) if self.dist.is_main else None
+        try:
+            if lock is not None and self.cfg.resume:
+                self._truncate_metrics_csv()
+            return self._fit(on_eval)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
         if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
             if cfg.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
