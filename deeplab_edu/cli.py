@@ -215,11 +215,16 @@ def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:
 def _eval(args: argparse.Namespace) -> int:
     from .atomic import write_text_atomic
     from .config import device as default_device
-    from .inference import Strategy, evaluate, load_model
+    from .inference import Strategy, evaluate, load_run
     from .metrics import format_iou_table
 
     dev = args.device or str(default_device())
-    model, cfg = load_model(args.checkpoint, dev)
+    model, cfg, info = load_run(args.checkpoint, dev)
+    if "data_class" in info:
+        raise ValueError(f"checkpoint {args.checkpoint} was trained on a data set its training script passed to the "
+                         f"Trainer ({info['data_class']}), which deeplab-edu eval cannot rebuild (its configuration "
+                         f"says dataset: {cfg['dataset']}); evaluate it in Python: "
+                         "deeplab_edu.inference.evaluate(load_model(path)[0], your_val_set)")
     ds = _dataset_for(cfg, args.split, args.data_root)
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev)
@@ -259,7 +264,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .config import device as default_device
     from .data.io import load_image
     from .data.transforms import normalize
-    from .inference import Strategy, predict, load_model
+    from .inference import Strategy, load_run, predict
     from .viz.images import colorize, overlay
 
     src = Path(args.input)
@@ -272,8 +277,9 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         raise FileNotFoundError(f"input {src} is neither an image file nor a folder")
     dev = args.device or str(default_device())
-    model, cfg = load_model(args.checkpoint, dev)
-    palette = _class_info(cfg["dataset"]).palette
+    model, cfg, info = load_run(args.checkpoint, dev)
+    # the run's own classes (recorded since stop 21); older checkpoints: those of its configured data set
+    palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from .metrics import ConfusionMatrix
 
 __all__ = [
     "PAPER_SCALES", "Strategy", "TABLE5_STRATEGIES", "sliding_window_logits", "predict_probs", "predict",
-    "evaluate", "load_model", "prediction_gallery", "error_map",
+    "evaluate", "load_model", "load_run", "LoadedRun", "prediction_gallery", "error_map",
 ]
 
 #: The input scales of DeepLabv3's multi-scale inference (sec. 4.1).
@@ -187,12 +187,39 @@ def evaluate(model: nn.Module, dataset: Iterable[tuple[torch.Tensor, torch.Tenso
     return cm.compute()
 
 
+class LoadedRun(NamedTuple):
+    """What :func:`load_run` returns."""
+
+    model: nn.Module
+    #: the run's configuration (``TrainConfig.to_dict()``)
+    config: dict[str, Any]
+    #: the checkpoint's description of its model and classes: ``name``, ``backbone``, ``num_classes``,
+    #: and where the run recorded them ``atrous_rates``, ``class_names``, ``palette``, ``model_class``
+    #: (a model the training script passed to the Trainer), ``data_class`` (a data set it passed)
+    model_info: dict[str, Any]
+
+
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a training checkpoint describes and load its weights.
 
-    Returns ``(model in eval mode, checkpoint config)``.
+    Returns ``(model in eval mode, checkpoint config)``; :func:`load_run` also returns the model's
+    description. Raises as :func:`load_run`.
     """
-    from .engine.checkpoint import load_checkpoint
+    run = load_run(checkpoint, device)
+    return run.model, run.config
+
+
+def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
+    """Rebuild the model a training checkpoint describes, load its weights, and say what it was trained on.
+
+    Returns a :class:`LoadedRun` (the model in eval mode on ``device``).
+
+    Raises:
+        ValueError: ``checkpoint`` is not a deeplab-edu training checkpoint.
+        CheckpointMismatchError: its weights do not fit the model its configuration names (a run
+            whose script passed its own model to the Trainer: the message names that model's class).
+    """
+    from .engine.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
     from .models import build_model
 
     state = load_checkpoint(checkpoint)
@@ -205,8 +232,18 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
         kwargs["atrous_rates"] = tuple(info["atrous_rates"])
     model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
                         output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False), **kwargs)
+    try:
+        check_compatible(state, info, model, source=f"checkpoint {checkpoint}")
+    except CheckpointMismatchError as err:
+        if "model_class" not in info:
+            raise
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint} holds a model its training script built itself ({info['model_class']}), "
+            f"not the {info['name']} / {info['backbone']} its configuration names: build that model in Python "
+            "and load the checkpoint's 'model' weights into it "
+            f"(torch.load(path, weights_only=True)['model']). ({err})") from None
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
+    return LoadedRun(model.to(device).eval(), cfg, dict(info))
 
 
 def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> "Any":

@@ -263,3 +263,35 @@ with FileLock({str(tmp_path / 'train.lock')!r}):
         holder.wait()
     assert trainer(resume=True, iterations=6).fit()["history"][-1]["iteration"] == 6
     assert not stale.exists()
+
+
+def test_a_checkpoint_says_what_its_script_passed_in(tmp_path, capsys) -> None:
+    """A run whose script passed its own model or data set records so, with the classes; the CLI
+    says it cannot rebuild them (eval used to score such a model on the procedural scenes, and
+    predict printed 90 lines of missing keys) and predict colours masks with the run's palette."""
+    import numpy as np
+    from PIL import Image
+
+    from deeplab_edu.cli import main
+    from deeplab_edu.models import build_model
+
+    own = tiny_config(tmp_path / "own", iterations=2, eval_every=100, warmup_iters=0)
+    Trainer(own, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    info = ck.load_checkpoint(tmp_path / "own" / "checkpoints" / "last.pt")["model_info"]
+    assert info["model_class"].endswith("TinyNet") and info["data_class"].endswith("TinyScenes")
+    assert info["class_names"] == ["red", "green", "blue"] and info["palette"][2] == [0, 0, 255]
+    # the configured model with the script's data: eval cannot rebuild the data, predict reads the classes
+    cfg = tiny_config(tmp_path / "data", iterations=2, eval_every=100, warmup_iters=0)
+    model = build_model(cfg.model, backbone=cfg.backbone, num_classes=3)
+    Trainer(cfg, model=model, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    assert main(["eval", "--checkpoint", str(tmp_path / "data" / "checkpoints" / "last.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "TinyScenes" in err and "cannot rebuild" in err and err.count("\n") == 1
+    Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(tmp_path / "photo.png")
+    assert main(["predict", "--checkpoint", str(tmp_path / "data" / "checkpoints" / "last.pt"),
+                 str(tmp_path / "photo.png"), "--out", str(tmp_path / "pred")]) == 0
+    assert Image.open(tmp_path / "pred" / "photo_mask.png").getpalette()[:9] == [255, 0, 0, 0, 255, 0, 0, 0, 255]
+    assert main(["predict", "--checkpoint", str(tmp_path / "own" / "checkpoints" / "last.pt"),
+                 str(tmp_path / "photo.png"), "--out", str(tmp_path / "pred2")]) == 2
+    err = capsys.readouterr().err
+    assert "built itself" in err and "TinyNet" in err and err.count("\n") == 1

@@ -45,11 +45,11 @@ from .config import TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
-from .runs import RunFolderError, claim_run_folder  # noqa: F401  (RunFolderError: raised by fit)
+from .runs import RunFolderError, claim_run_folder
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
 from .workers import resolve_num_workers
 
-__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context"]
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context", "RunFolderError"]
 
 
 #: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
@@ -99,11 +99,25 @@ def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractConte
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = None) -> dict[str, Any]:
+def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = None, *, model_passed: bool = False,
+                train_set: Any = None, data_passed: bool = False) -> dict[str, Any]:
+    """What a checkpoint says of its model and classes (``inference.load_model`` and the CLI read it).
+
+    ``name``/``backbone`` come from ``cfg``; a model or data set passed to the Trainer by its caller
+    is named too (``model_class``, ``data_class``), since the configuration does not describe it.
+    """
     info: dict[str, Any] = {"name": cfg.model, "backbone": cfg.backbone, "num_classes": num_classes}
     rates = tuple(getattr(model, "atrous_rates", ()) or ())
     if rates:  # at the training output stride; load_model rebuilds the model with them
         info["atrous_rates"] = [int(r) for r in rates]
+    names, palette = getattr(train_set, "class_names", None), getattr(train_set, "palette", None)
+    if names is not None and palette is not None and len(names) == len(palette) == num_classes:
+        info["class_names"] = [str(n) for n in names]
+        info["palette"] = [[int(c) for c in rgb] for rgb in palette]
+    if model_passed:
+        info["model_class"] = f"{type(model).__module__}.{type(model).__qualname__}"
+    if data_passed:
+        info["data_class"] = f"{type(train_set).__module__}.{type(train_set).__qualname__}"
     return info
 
 
@@ -126,6 +140,7 @@ class Trainer:
         if self.dist.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         seed_everything(cfg.seed, cfg.deterministic)
+        model_passed, data_passed = model is not None, train_set is not None
         if train_set is None or val_set is None:
             built_train, built_val = build_datasets(cfg)
             train_set, val_set = train_set or built_train, val_set or built_val
@@ -141,7 +156,8 @@ class Trainer:
                                 output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
                                 aux_loss=cfg.aux_loss, **({"atrous_rates": rates} if rates else {}),
                                 **cfg.model_kwargs)
-        self.model_info = _model_info(cfg, self.num_classes, model)
+        self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
+                                      data_passed=data_passed)
         if cfg.init_from:
             state = ck.load_checkpoint(cfg.init_from)
             ck.check_compatible(state, self.model_info, model, source=f"init_from checkpoint {cfg.init_from}")
