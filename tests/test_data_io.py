@@ -136,13 +136,22 @@ def test_palette_mask_with_other_slot_order_is_converted_by_colour(tmp_path):
     assert out.tolist() == [[3, 0], [0, 3]]
 
 
-def test_palette_mask_with_unknown_colours_is_an_error(tmp_path):
-    m = np.array([[0, 1], [1, 0]], np.uint8)
+def test_palette_mask_with_unknown_colours_is_read_by_index_or_refused(tmp_path):
+    """Another tool's palette (an annotation tool's display colours): its indices are the labels when
+    every one is a class or 255, as in VOC; otherwise neither reading is safe."""
+    m = np.array([[0, 1], [255, 0]], np.uint8)
     img = Image.fromarray(m, mode="P")
     img.putpalette([12, 34, 56, 78, 90, 12] + [0, 0, 0] * 254)
-    img.save(tmp_path / "weird_palette.png")
-    with pytest.raises(BadDataError, match=r"weird_palette\.png.*not class colours"):
-        load_mask(tmp_path / "weird_palette.png", 21, palette=VOC.palette, colour_aliases=BOUNDARY)
+    img.save(tmp_path / "tool_palette.png")
+    assert load_mask(tmp_path / "tool_palette.png", 2, palette=((1, 2, 3), (4, 5, 6))).tolist() == m.tolist()
+    with pytest.raises(BadDataError, match=r"tool_palette\.png.*not class colours"):
+        load_mask(tmp_path / "tool_palette.png", 1, palette=((1, 2, 3),))  # index 1 is no class
+
+
+def test_jpeg_mask_is_refused(tmp_path):
+    Image.fromarray(np.array([[0, 1], [2, 0]], np.uint8)).save(tmp_path / "mask.jpg", quality=95)
+    with pytest.raises(BadDataError, match=r"mask\.jpg is a JPEG: lossy.*save masks as PNG"):
+        load_mask(tmp_path / "mask.jpg", 3)
 
 
 def test_rgb_mask_with_class_colours_is_converted(tmp_path):

@@ -172,8 +172,8 @@ def _colours_to_index(
         raise BadDataError(
             f"mask file {path} is a {kind} image but {len(unknown)} of its colours are not class colours "
             f"of this data set ({shown}); it cannot be converted to class indices unambiguously. "
-            "Masks must be single-channel PNGs holding one class index per pixel (or the data set's "
-            "colour palette exactly, without JPEG compression)."
+            "Masks must be PNGs holding one class index per pixel (grayscale, or a palette PNG whose "
+            "indices are classes or 255) or the data set's class colours exactly."
         )
     return out[inv.reshape(rgb.shape[:2])]
 
@@ -203,6 +203,9 @@ def load_mask(
     """
     path = Path(path)
     img = _open(path, "mask")
+    if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with extra frames (some cameras)
+        raise BadDataError(f"mask file {path} is a JPEG: lossy compression changes label values near every edge "
+                           "(a mask saved as JPEG and read back differs in a few % of its pixels); save masks as PNG.")
     aliases = dict(colour_aliases or {})
     if img.mode == "P":
         arr = np.asarray(img)
@@ -222,7 +225,15 @@ def load_mask(
                 raw = arr.astype(np.uint8)
             else:  # the colours carry the meaning: convert them if they are all class colours
                 colours = pal[np.minimum(arr, len(pal) - 1)].astype(np.uint8)
-                raw = _colours_to_index(colours, palette, aliases, path, kind="palette (P-mode)")
+                try:
+                    raw = _colours_to_index(colours, palette, aliases, path, kind="palette (P-mode)")
+                except BadDataError:
+                    # another tool's colours: its indices are the labels (VOC's and most annotation
+                    # tools' convention) when every one of them is a class or the ignore label
+                    labels = used if lut is None else lut[used]
+                    if not (allow_palette and ((labels < num_classes) | (labels == IGNORE_INDEX)).all()):
+                        raise
+                    raw = arr.astype(np.uint8)
         elif allow_palette and palette is None:
             raw = arr.astype(np.uint8)
         else:
