@@ -23,7 +23,7 @@ from deeplab_edu.engine.config import ConfigError, list_presets, load_config, pr
     (["--amp", "fp8"], "amp='fp8'"),
     (["--top-k", "0"], "top_k=0"),
     (["--preset", "nonexistent"], "unknown preset 'nonexistent'"),
-    (["--pretrained-backbone", "missing.pth"], "pretrained_backbone='missing.pth': no such file"),
+    (["--pretrained-backbone", "missing.pth"], "missing.pth': no such file"),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *argv]) == 2
@@ -159,3 +159,12 @@ def test_a_config_file_applies_on_top_of_a_preset(tmp_path: Path) -> None:
     assert load_config(None, config=mine).crop_size == paper.crop_size  # a file alone: the papers' defaults
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("cpu", config=tmp_path / "missing.yaml")
+
+
+def test_input_paths_are_stored_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """eval / predict / --resume read a run's config again, maybe from another folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.pth").touch()
+    cfg = load_config("cpu", {"data_root": "data/mine", "pretrained_backbone": "w.pth", "out_dir": "runs/x"})
+    assert cfg.data_root == str(tmp_path / "data" / "mine") and cfg.pretrained_backbone == str(tmp_path / "w.pth")
+    assert cfg.out_dir == "runs/x"

@@ -98,6 +98,12 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if isinstance(getattr(self, f.name), os.PathLike):
                 setattr(self, f.name, os.fspath(getattr(self, f.name)))
+        # input files and folders as absolute paths: a checkpoint's config is read again by eval,
+        # predict and --resume, maybe from another working directory (out_dir stays as given)
+        for name in ("data_root", "init_from", "pretrained_backbone"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value:
+                setattr(self, name, os.path.abspath(os.path.expanduser(value)))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
