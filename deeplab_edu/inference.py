@@ -97,8 +97,14 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
 def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
     """Class probabilities (N, C, H, W) averaged over the strategy's scales (and flips).
 
-    The model's output stride is switched for the call when ``strategy.output_stride`` is set, and
-    restored afterwards.
+    ``image`` is (3, H, W) or (N, 3, H, W), float, **normalised as in training** (ImageNet mean and
+    std: :func:`deeplab_edu.data.transforms.normalize` of an image in [0, 1] such as
+    :func:`deeplab_edu.data.io.load_image` returns; the data sets' ``eval_transform`` does it). The
+    model's output stride is switched for the call when ``strategy.output_stride`` is set, and
+    restored afterwards. DeepLabv3 sec. 4.3 (multi-scale and flipped inputs, probabilities averaged).
+
+    Raises:
+        ValueError: ``image`` is not 3- or 4-dimensional, or a scale is not positive.
     """
     if image.dim() == 3:
         image = image[None]
@@ -135,7 +141,14 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
 
 
 def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
-    """Label map(s) (N, H, W) for ``image`` with ``strategy``."""
+    """Label map(s) (N, H, W), int64, for ``image`` with ``strategy``: the argmax of :func:`predict_probs`.
+
+    ``image`` must be normalised as in training (see :func:`predict_probs`); an image in [0, 1]
+    gives poor predictions without an error. Example::
+
+        x = normalize(load_image("photo.jpg"))        # (3, H, W)
+        labels = predict(model, x)[0]                 # (H, W)
+    """
     return predict_probs(model, image, strategy).argmax(1)
 
 

@@ -98,6 +98,11 @@ def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="(?s)could not read checkpoint.*truncated, damaged or not a PyTorch"):
         ck.load_checkpoint(bad)
+    photo = tmp_path / "photo.jpg"  # given as --checkpoint by mistake: one line, no weights_only=False advice
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    with pytest.raises(RuntimeError) as info:
+        ck.load_checkpoint(photo)
+    assert "not a file torch.save wrote" in str(info.value) and "weights_only" not in str(info.value)
     # a damaged newest checkpoint of a run: the message names the one to fall back to
     folder = tmp_path / "a" / "checkpoints"
     newest = ck.latest_checkpoint(folder)

