@@ -106,6 +106,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train a model (DeepLabv3's recipe)")
@@ -116,28 +117,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(tr)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
-    ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--split", default="val")
-    ev.add_argument("--data-root")
-    ev.add_argument("--scales", nargs="+", type=float, default=[1.0])
-    ev.add_argument("--flip", action="store_true")
+    ev.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
+                                                          "(its newest)")
+    ev.add_argument("--split", default="val", help="the data set's split to evaluate (default: val)")
+    ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else the usual places)")
+    ev.add_argument("--scales", nargs="+", type=float, default=[1.0],
+                    help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
+                         "(DeepLabv3 sec. 4.3; default: 1)")
+    ev.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
     ev.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride (what its validation "
                                                         "used), else its training output stride")
     ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
-    ev.add_argument("--device", default=None)
+    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
     ev.add_argument("--json", help="write the metrics here")
 
     pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
-    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder")
     pr.add_argument("input", help="an image file or a folder of images")
     pr.add_argument("--out", default="predictions",
                     help="folder for <name>_mask.png (the class index of each pixel, in a palette PNG that viewers "
                          "show in the class colours) and <name>_overlay.png")
-    pr.add_argument("--scales", nargs="+", type=float, default=[1.0])
-    pr.add_argument("--flip", action="store_true")
+    pr.add_argument("--scales", nargs="+", type=float, default=[1.0],
+                    help="input scales whose probabilities are averaged (default: 1)")
+    pr.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
     pr.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride, else its training one")
-    pr.add_argument("--device", default=None)
+    pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
+                                                  "memory for large photos; default: the whole image at once)")
+    pr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
 
     be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch; "
                                       "the data pipeline; torch.compile")
@@ -200,6 +207,15 @@ def _train(args: argparse.Namespace) -> int:
                                                         for r in result["history"] if r["split"] == "train"]},
                      extra={"config": cfg.to_dict()})
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deeplab-edu")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
 
 
 def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:
@@ -282,7 +298,7 @@ def _predict(args: argparse.Namespace) -> int:
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg))
+    strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
     names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
     flat_palette = [c for rgb in palette for c in rgb]

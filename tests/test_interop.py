@@ -97,3 +97,15 @@ def test_trained_torchvision_weights_offline(offline_torch_hub) -> None:
 
     with pytest.raises(PretrainedWeightsUnavailable, match="weights='/path/to/deeplabv3_mobilenet_v3_large"):
         torchvision_pretrained("mobilenet_v3_large", progress=False)
+
+
+def test_load_torchvision_state_dict_reads_the_backbone_from_the_model() -> None:
+    from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+
+    from deeplab_edu.models.interop import load_torchvision_state_dict, torchvision_equivalent
+
+    tv = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).eval()
+    ours = load_torchvision_state_dict(torchvision_equivalent("mobilenet_v3_large", 3), tv.state_dict()).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x)["out"], tv(x)["out"])

@@ -202,11 +202,16 @@ def build_model(
     torchvision_head: bool = False,
     dropout: float | None = None,
 ) -> DeepLab:
-    """Build a DeepLab model.
+    """Build a DeepLab model: ``model(x)["out"]`` gives logits (N, num_classes, H, W) for x (N, 3, H, W).
+
+    The logits are at the input's size (bilinearly upsampled, as torchvision's segmentation models),
+    for any H and W; x is normalised as in training (ImageNet mean and std).
 
     Args:
         name: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"``.
-        backbone: ``"resnet50"`` (default), ``"resnet101"``, ``"mobilenet_v3_large"``, or ``"vgg16"``
+        backbone: ``"resnet50"`` (default), ``"resnet101"``, ``"tiny_resnet"`` (the course's small
+            ResNet for CPU training: basic units, fewer and narrower, 3.9 M parameters; no
+            pretrained weights: :class:`~deeplab_edu.models.backbones.TinyResNetBackbone`), ``"mobilenet_v3_large"``, or ``"vgg16"``
             (v1 needs it and defaults to it; v2 accepts it: "ASPP-L" branches with fc6/fc7/fc8, whose
             fc6/fc7 start from ImageNet's decimated fc layers when ``pretrained_backbone`` is given).
         num_classes: classes to score (21 for PASCAL VOC).
@@ -219,6 +224,10 @@ def build_model(
         separable: v3/v3+: depthwise-separable convs in ASPP (and decoder); default True for v3+.
         torchvision_head: v3: add torchvision's extra 3x3 conv before the classifier.
         dropout: dropout after the ASPP projection (default 0.1; torchvision uses 0.5).
+
+    Raises:
+        ValueError: an unknown name or backbone, a combination the papers do not define (e.g.
+            deeplabv1 without vgg16), an output stride the backbone cannot give, or bad rates.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

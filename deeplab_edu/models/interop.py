@@ -78,15 +78,34 @@ def convert_torchvision_state_dict(state_dict: Mapping[str, torch.Tensor], backb
     return out
 
 
-def load_torchvision_state_dict(model: DeepLabV3, state_dict: Mapping[str, torch.Tensor], backbone: str) -> DeepLabV3:
+def load_torchvision_state_dict(model: DeepLabV3, state_dict: Mapping[str, torch.Tensor],
+                                backbone: str | None = None) -> DeepLabV3:
     """Load torchvision DeepLabv3 weights into ``model`` (built by :func:`torchvision_equivalent`), strictly.
 
+    ``backbone`` (``"resnet50"``, ``"resnet101"`` or ``"mobilenet_v3_large"``) defaults to the one
+    ``model`` is built on.
+
     Raises:
-        ValueError: the weights do not fit (:func:`~deeplab_edu.models.pretrained.load_weights_into`).
+        ValueError: the weights do not fit (:func:`~deeplab_edu.models.pretrained.load_weights_into`),
+            or ``model``'s backbone is none of those three.
     """
+    if backbone is None:
+        backbone = _backbone_name(model)
     load_weights_into(model, convert_torchvision_state_dict(state_dict, backbone),
                       f"a torchvision-equivalent DeepLabv3-{backbone}")
     return model
+
+
+def _backbone_name(model: nn.Module) -> str:
+    from .backbones import MobileNetV3Backbone, ResNetBackbone, TinyResNetBackbone
+
+    body = getattr(model, "backbone", None)
+    if isinstance(body, ResNetBackbone) and not isinstance(body, TinyResNetBackbone):
+        return f"resnet{body.depth}"
+    if isinstance(body, MobileNetV3Backbone):
+        return "mobilenet_v3_large"
+    raise ValueError(f"torchvision has no DeepLabv3 on this model's backbone ({type(body).__name__}); "
+                     "build the model with torchvision_equivalent()")
 
 
 def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
