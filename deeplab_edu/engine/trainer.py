@@ -404,6 +404,21 @@ class Trainer:
             if lock is not None:
                 lock.release()
 
+    def describe(self) -> str:
+        """One line: the model, the data, the schedule, the device and the run's folder (``fit`` prints it)."""
+        cfg, info = self.cfg, self.model_info
+        model = info.get("model_class", f"{cfg.model} / {cfg.backbone}").rsplit(".", 1)[-1]
+        if "data_class" in info:
+            data = info["data_class"].rsplit(".", 1)[-1]
+        else:
+            data = cfg.dataset + (f" ({cfg.difficulty}, {cfg.image_size} px)" if cfg.dataset == "procedural" else "")
+            data += f" at {cfg.data_root}" if cfg.data_root else ""
+        start = f", from iteration {self.iteration}" if self.iteration else ""
+        val = len(self.val_set) if hasattr(self.val_set, "__len__") else "?"
+        return (f"train {model} on {data}: {len(self.train_set)} training / {val} validation images, "
+                f"{self.num_classes} classes; {cfg.iterations} iterations of batch {cfg.batch_size} "
+                f"(crop {cfg.crop_size}){start} on {self.device} ({self.num_workers} loader workers) -> {self.out}")
+
     def _fit(self, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
@@ -415,8 +430,13 @@ class Trainer:
 
                 self._tb = SummaryWriter(str(self.out / "tensorboard"))
         batches = self._batches()
+        if self.dist.is_main:
+            print(self.describe(), flush=True)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
                    disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
+        # without the bar (progress: false, e.g. a job writing to a log file) a line every half minute
+        say_loss = self.dist.is_main and not cfg.progress
+        next_say = 0.0
         window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         while self.iteration < cfg.iterations:
@@ -439,9 +459,13 @@ class Trainer:
                        "images_per_s": window_imgs / max(dt, 1e-9)}
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
                 self._log(row)
+                if say_loss and (last or time.perf_counter() >= next_say):
+                    print(f"iteration {self.iteration}/{cfg.iterations}: loss {row['loss']:.4f}, lr {lr:.2e}, "
+                          f"{row['images_per_s']:.1f} images/s", flush=True)
+                    next_say = time.perf_counter() + 30.0
                 window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
+            paused = time.perf_counter()
             if eval_now:
-                t_eval = time.perf_counter()
                 m = self.evaluate()
                 row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
                        "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
@@ -452,9 +476,9 @@ class Trainer:
                               f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
                 if on_eval:
                     on_eval(row)
-                t0 += time.perf_counter() - t_eval  # evaluation does not count against throughput
             if save_now:
                 self.save()
+            t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
         bar.close()
         if self._tb is not None:
             self._tb.close()
