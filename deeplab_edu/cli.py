@@ -262,11 +262,8 @@ def _class_info(dataset: str) -> Any:
 
     infos = {"procedural": data.PROCEDURAL, "voc": data.VOC, "camvid": data.CAMVID, "cityscapes": data.CITYSCAPES}
     if dataset not in infos:
-        raise ValueError(f"unknown data set {dataset!r} in the checkpoint's config")
+        raise ValueError(f"the checkpoint records no palette and its data set {dataset!r} has none built in")
     return infos[dataset]
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -279,6 +276,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .config import device as default_device
     from .data.io import load_image
+    from .data.own import IMAGE_SUFFIXES
     from .data.transforms import normalize
     from .inference import Strategy, load_run, predict
     from .viz.images import colorize, overlay

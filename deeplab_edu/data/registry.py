@@ -16,13 +16,14 @@ from torch.utils.data import Dataset
 
 from .camvid import CamVid
 from .cityscapes import Cityscapes
+from .own import FolderDataset
 from .procedural import ProceduralScenes
 from .voc import VOCSegmentation
 
 __all__ = ["DATASETS", "PROCEDURAL_SPLIT_SEED_OFFSET", "build_dataset"]
 
 #: The names :func:`build_dataset` knows.
-DATASETS = ("procedural", "voc", "camvid", "cityscapes")
+DATASETS = ("procedural", "voc", "camvid", "cityscapes", "folder")
 #: The procedural splits use disjoint seeds: ``seed + offset[split]``.
 PROCEDURAL_SPLIT_SEED_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_006}
 
@@ -43,10 +44,11 @@ def build_dataset(
     ``class_names``, ``palette`` and ``ignore_index``.
 
     Args:
-        name: ``"procedural"``, ``"voc"``, ``"camvid"`` or ``"cityscapes"``.
-        split: ``"train"``, ``"val"`` (``"test"``; ``"trainaug"`` for VOC).
+        name: ``"procedural"``, ``"voc"``, ``"camvid"``, ``"cityscapes"`` or ``"folder"`` (your own
+            images and masks: :mod:`deeplab_edu.data.own`).
+        split: ``"train"``, ``"val"`` (``"test"``; ``"trainaug"`` for VOC; any split folder for ``"folder"``).
         root: the data folder (real data sets; ``None`` searches the usual places, see
-            :mod:`deeplab_edu.data.paths`).
+            :mod:`deeplab_edu.data.paths`; ``"folder"`` needs it).
         download: fetch a missing real data set where a public source exists.
         transform: joint transform ``(image, mask) -> (image, mask)``.
         **kwargs: passed on; for ``"procedural"``: ``length``, ``size``, ``seed`` (the split's
@@ -62,6 +64,14 @@ def build_dataset(
         seed = int(kwargs.pop("seed", 0)) + PROCEDURAL_SPLIT_SEED_OFFSET[split]
         kwargs.setdefault("length", 1000 if split == "train" else 200)
         return ProceduralScenes(seed=seed, transform=transform, **kwargs)
+    if key == "folder":
+        if root is None:
+            raise ValueError("the folder data set needs its folder: root= (--data-root DIR)")
+        if download:
+            raise ValueError("the folder data set is your own: there is nothing to download (drop download= / --download)")
+        if kwargs:
+            raise TypeError(f"unexpected arguments for folder: {', '.join(sorted(kwargs))}")
+        return FolderDataset(root, split, transform=transform)
     loaders = {"voc": VOCSegmentation, "pascalvoc": VOCSegmentation, "camvid": CamVid, "cityscapes": Cityscapes}
     if key not in loaders:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")

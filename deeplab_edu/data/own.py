@@ -1,0 +1,113 @@
+"""Your own data: a folder of images and masks, with a ``classes.txt`` naming the classes.
+
+``build_dataset("folder", split, root=...)`` and ``deeplab-edu train --dataset folder --data-root
+DIR`` read this layout (the one CamVid's copy in this course uses, with the classes written out)::
+
+    DIR/
+      classes.txt            one class per line, in label order: "name" or "name R G B"
+      train/images/a.jpg     any image format load_image reads (.png, .jpg, .tif, ...)
+      train/masks/a.png      the same stem: one class index per pixel (0, 1, ...), 255 = ignore
+      val/images/...  val/masks/...
+
+A mask is a grayscale or palette PNG of class indices, or an RGB PNG in the classes' colours
+(:func:`~deeplab_edu.data.io.load_mask`); classes without a colour get PASCAL VOC's colour for
+their index. Every image needs its mask and every mask its image: the data set fails at
+construction listing the unmatched files, not half-way through training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .classes import ClassInfo, voc_colormap
+from .folder import JointTransform, SegmentationFolder
+from .io import BadDataError, DatasetNotFoundError
+
+__all__ = ["FolderDataset", "read_classes", "IMAGE_SUFFIXES"]
+
+#: The image files a split's ``images/`` folder is searched for (lower-case suffixes).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+_LAYOUT = ("DIR/classes.txt (one class name per line, optionally followed by its R G B colour), "
+           "DIR/<split>/images/<name>.<jpg|png|...> and DIR/<split>/masks/<name>.png")
+
+
+def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
+    """The classes of ``classes.txt``: line ``i`` names class ``i``; ``#`` comments and blank lines skipped.
+
+    Raises:
+        DatasetNotFoundError: the file is missing.
+        BadDataError: no class, a colour that is not three integers in 0..255, a repeated name,
+            or more than 255 classes (255 is the ignore label).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path} is missing: a folder data set names its classes there, one per line "
+                                   f"in label order (layout: {_LAYOUT})")
+    names: list[str] = []
+    colours: list[tuple[int, int, int] | None] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        fields = text.split()
+        colour = None
+        if len(fields) >= 4 and all(f.lstrip("-").isdigit() for f in fields[-3:]):
+            rgb = tuple(int(f) for f in fields[-3:])
+            if not all(0 <= c <= 255 for c in rgb):
+                raise BadDataError(f"{path}, line {number}: colour {rgb} is not three values in 0..255")
+            colour, fields = (rgb[0], rgb[1], rgb[2]), fields[:-3]
+        names.append(" ".join(fields))
+        colours.append(colour)
+    if not names:
+        raise BadDataError(f"{path} names no class; write one class name per line, in label order")
+    if len(names) > 255:
+        raise BadDataError(f"{path} names {len(names)} classes; at most 255 (label 255 means 'ignore')")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise BadDataError(f"{path} names these classes more than once: {', '.join(repeated)}")
+    voc = voc_colormap(256)
+    palette = tuple(c if c is not None else tuple(int(v) for v in voc[i]) for i, c in enumerate(colours))
+    return ClassInfo(name, tuple(names), palette)  # type: ignore[arg-type]
+
+
+class FolderDataset(SegmentationFolder):
+    """Your own images and masks, laid out as this module's docstring shows.
+
+    Args:
+        root: the folder holding ``classes.txt`` and one folder per split.
+        split: a folder name under ``root`` (``"train"``, ``"val"``, ...).
+        transform: joint transform ``(image, mask) -> (image, mask)``.
+
+    Items: image float32 (3, H, W) in [0, 1], mask int64 (H, W) with 255 = ignore; ``num_classes``,
+    ``class_names`` and ``palette`` come from ``classes.txt``.
+
+    Raises:
+        DatasetNotFoundError: ``root``, ``classes.txt`` or the split's ``images/`` / ``masks/`` folder
+            is missing, or a split has no images.
+        BadDataError: ``classes.txt`` is malformed, or images and masks do not pair up (the unmatched
+            files are listed).
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", *, transform: JointTransform | None = None) -> None:
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"the folder data set {root} does not exist (layout: {_LAYOUT})")
+        info = read_classes(root / "classes.txt", name=root.name or "folder")
+        images_dir, masks_dir = root / split / "images", root / split / "masks"
+        for folder in (images_dir, masks_dir):
+            if not folder.is_dir():
+                splits = sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
+                raise DatasetNotFoundError(f"{folder} does not exist; splits found in {root}: "
+                                           f"{', '.join(splits) or 'none'} (layout: {_LAYOUT})")
+        images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() == ".png"}
+        if not images:
+            raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
+        unmatched = [f"{images[s].name} has no mask {s}.png in {masks_dir}" for s in sorted(set(images) - set(masks))]
+        unmatched += [f"{masks[s].name} has no image in {images_dir}" for s in sorted(set(masks) - set(images))]
+        if unmatched:
+            shown = "\n  ".join(unmatched[:5]) + (f"\n  ... and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+            raise BadDataError(f"images and masks of {root / split} do not pair up by name:\n  {shown}")
+        pairs = [(images[s], masks[s]) for s in sorted(images)]
+        super().__init__(pairs, info, transform=transform, name=f"{info.name} ({split})")

@@ -1,0 +1,76 @@
+"""data.own: your own images and masks in a folder, from Python and from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deeplab_edu.data import BadDataError, DatasetNotFoundError, FolderDataset, build_dataset, read_classes
+
+
+def _make(root: Path, splits: dict[str, int], classes: str = "background\nsquare 255 0 0\n") -> Path:
+    (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text(classes)
+    for split, n in splits.items():
+        for sub in ("images", "masks"):
+            (root / split / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            mask = np.zeros((24, 32), np.uint8)
+            mask[4 + i: 14 + i, 6:20] = 1
+            image = np.where(mask[..., None] == 1, np.array([220, 40, 40], np.uint8), np.uint8(30))
+            Image.fromarray(image.astype(np.uint8)).save(root / split / "images" / f"p{i}.png")
+            Image.fromarray(mask).save(root / split / "masks" / f"p{i}.png")
+    return root
+
+
+def test_a_folder_reads_as_a_data_set(tmp_path: Path) -> None:
+    root = _make(tmp_path / "mine", {"train": 3, "val": 2})
+    ds = build_dataset("folder", "train", root=root)
+    assert isinstance(ds, FolderDataset) and len(ds) == 3 and ds.num_classes == 2
+    assert ds.class_names == ("background", "square") and ds.palette[1] == (255, 0, 0)
+    assert ds.palette[0] == (0, 0, 0)  # no colour given: PASCAL VOC's colour of index 0
+    image, mask = ds[1]
+    assert image.shape == (3, 24, 32) and mask.shape == (24, 32) and set(mask.unique().tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "names no class"),
+    ("a\na\n", "more than once: a"),
+    ("a 1 2 300\n", "line 1: colour .* not three values in 0..255"),
+])
+def test_classes_txt_mistakes_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "classes.txt").write_text(text)
+    with pytest.raises(BadDataError, match=message):
+        read_classes(tmp_path / "classes.txt")
+
+
+def test_a_folder_that_does_not_pair_up_lists_the_files(tmp_path: Path) -> None:
+    root = _make(tmp_path / "mine", {"train": 3})
+    (root / "train" / "masks" / "p1.png").rename(root / "train" / "masks" / "q1.png")
+    with pytest.raises(BadDataError, match=r"(?s)p1\.png has no mask p1\.png.*q1\.png has no image"):
+        FolderDataset(root, "train")
+    with pytest.raises(DatasetNotFoundError, match="splits found in .*: train"):
+        FolderDataset(root, "val")
+    (root / "classes.txt").unlink()
+    with pytest.raises(DatasetNotFoundError, match="classes.txt is missing"):
+        FolderDataset(root, "train")
+    with pytest.raises(ValueError, match="needs its folder"):
+        build_dataset("folder", "train")
+
+
+def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from deeplab_edu.cli import main
+
+    root = _make(tmp_path / "mine", {"train": 4, "val": 2})
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--dataset", "folder", "--data-root", str(root), "--crop-size", "24",
+                 "--out-dir", str(run), "--no-progress"]) == 0
+    assert "on folder at" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(run / "checkpoints" / "last.pt")]) == 0
+    assert "| square |" in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(run / "checkpoints"), str(root / "val" / "images"),
+                 "--out", str(tmp_path / "pred")]) == 0
+    assert Image.open(tmp_path / "pred" / "p0_mask.png").getpalette()[3:6] == [255, 0, 0]
