@@ -300,3 +300,37 @@ def test_a_checkpoint_says_what_its_script_passed_in(tmp_path, capsys) -> None:
                  str(tmp_path / "photo.png"), "--out", str(tmp_path / "pred2")]) == 2
     err = capsys.readouterr().err
     assert "built itself" in err and "TinyNet" in err and err.count("\n") == 1
+
+
+class _InterruptedScenes(TinyScenes):
+    """Sends this process a Ctrl-C (SIGINT) while the 15th item is loaded, as a user would mid-step."""
+
+    calls = 0
+
+    def __getitem__(self, i: int):
+        import os
+        import signal
+
+        type(self).calls += 1
+        if type(self).calls == 15:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().__getitem__(i)
+
+
+def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys) -> None:
+    """The first Ctrl-C lets the step end, saves a checkpoint there and stops (KeyboardInterrupt);
+    nothing is lost: --resume continues from that iteration. (Checkpoints were every 100 iterations.)"""
+    import signal
+
+    cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=100, warmup_iters=0, num_workers=0,
+                      batch_size=4)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, model=TinyNet(), train_set=_InterruptedScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert "saving a checkpoint" in capsys.readouterr().err
+    saved = ck.latest_checkpoint(tmp_path / "checkpoints")
+    assert saved is not None and saved.name == "ckpt_00000004.pt"  # items 13-16 made step 4
+    cfg.resume = True
+    result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+    assert [r["iteration"] for r in result["history"] if r["split"] == "train"][-1] == 12

@@ -140,3 +140,19 @@ def test_two_workers_load_at_least_one_and_a_half_times_the_scenes_of_one() -> N
           f"1 worker {1000 * cpu_one:.1f}, 2 workers {1000 * cpu_two:.1f}")
     assert cpu_one <= 1.5 * reference, f"a worker costs {cpu_one / reference:.2f}x the CPU of one thread per scene"
     assert cpu_two <= 4 / 3 * cpu_one, f"2 workers cost {cpu_two / cpu_one:.2f}x the CPU per scene of 1 worker"
+
+
+class _SigintHandlers(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import signal
+
+        return torch.tensor(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+def test_workers_leave_ctrl_c_to_the_main_process() -> None:
+    """A terminal's Ctrl-C reaches every process of the job; the workers ignore it, so the Trainer
+    can finish its step and save instead of waiting for a worker that quit."""
+    assert all(bool(x) for x in make_loader(_SigintHandlers(), batch_size=1, num_workers=1))

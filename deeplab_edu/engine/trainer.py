@@ -27,6 +27,9 @@ import json
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -439,46 +442,54 @@ class Trainer:
         next_say = 0.0
         window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
-        while self.iteration < cfg.iterations:
-            loss, imgs = self._step(batches)
-            self.iteration += 1
-            unread.append(loss)
-            window_imgs += imgs
-            lr = self.optimizer.param_groups[0]["lr"]
-            bar.update(1)
-            last = self.iteration == cfg.iterations
-            log_now, eval_now, save_now = (last or self.iteration % every == 0
-                                            for every in (cfg.log_every, cfg.eval_every, cfg.ckpt_every))
-            if log_now or eval_now or save_now:  # read the losses before anything is logged, evaluated or written
-                window_loss += sum(self._read_losses(unread, self.iteration))
-                unread = []
-            if log_now:
-                dt = time.perf_counter() - t0
-                n = cfg.log_every if self.iteration % cfg.log_every == 0 else self.iteration % cfg.log_every
-                row = {"iteration": self.iteration, "split": "train", "loss": window_loss / n, "lr": lr,
-                       "images_per_s": window_imgs / max(dt, 1e-9)}
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
-                self._log(row)
-                if say_loss and (last or time.perf_counter() >= next_say):
-                    print(f"iteration {self.iteration}/{cfg.iterations}: loss {row['loss']:.4f}, lr {lr:.2e}, "
-                          f"{row['images_per_s']:.1f} images/s", flush=True)
-                    next_say = time.perf_counter() + 30.0
-                window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
-            paused = time.perf_counter()
-            if eval_now:
-                m = self.evaluate()
-                row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
-                       "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
-                       "output_stride": cfg.eval_output_stride or cfg.output_stride}
-                self._log(row)
-                if self.dist.is_main:
-                    bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
-                              f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
-                if on_eval:
-                    on_eval(row)
-            if save_now:
-                self.save()
-            t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
+        stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
+        with stop:
+            while self.iteration < cfg.iterations:
+                loss, imgs = self._step(batches)
+                self.iteration += 1
+                unread.append(loss)
+                window_imgs += imgs
+                lr = self.optimizer.param_groups[0]["lr"]
+                bar.update(1)
+                last = self.iteration == cfg.iterations
+                log_now, eval_now, save_now = (last or self.iteration % every == 0
+                                                for every in (cfg.log_every, cfg.eval_every, cfg.ckpt_every))
+                if log_now or eval_now or save_now:  # read the losses before anything is logged, evaluated or written
+                    window_loss += sum(self._read_losses(unread, self.iteration))
+                    unread = []
+                if log_now:
+                    dt = time.perf_counter() - t0
+                    n = cfg.log_every if self.iteration % cfg.log_every == 0 else self.iteration % cfg.log_every
+                    row = {"iteration": self.iteration, "split": "train", "loss": window_loss / n, "lr": lr,
+                           "images_per_s": window_imgs / max(dt, 1e-9)}
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
+                    self._log(row)
+                    if say_loss and (last or time.perf_counter() >= next_say):
+                        print(f"iteration {self.iteration}/{cfg.iterations}: loss {row['loss']:.4f}, lr {lr:.2e}, "
+                              f"{row['images_per_s']:.1f} images/s", flush=True)
+                        next_say = time.perf_counter() + 30.0
+                    window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
+                paused = time.perf_counter()
+                if eval_now:
+                    m = self.evaluate()
+                    row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
+                           "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
+                           "output_stride": cfg.eval_output_stride or cfg.output_stride}
+                    self._log(row)
+                    if self.dist.is_main:
+                        bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
+                                  f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
+                    if on_eval:
+                        on_eval(row)
+                if save_now:
+                    self.save()
+                t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
+                if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
+                    if not save_now:
+                        self._read_losses(unread, self.iteration)  # a NaN is reported, not saved
+                        self.save()
+                    bar.close()
+                    raise KeyboardInterrupt
         bar.close()
         if self._tb is not None:
             self._tb.close()
@@ -505,6 +516,32 @@ class Trainer:
             for k in ("loss", "lr", "images_per_s", "miou", "pixel_accuracy"):
                 if k in row:
                     self._tb.add_scalar(f"{row['split']}/{k}", row[k], row["iteration"])
+
+
+class _StopRequest:
+    """While training: the first Ctrl-C (SIGINT) asks the loop to finish its step, save a checkpoint
+    and stop (raising KeyboardInterrupt); a second one stops at once. Only in the main thread of a
+    single process (under torchrun every rank would have to agree on the step)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.requested = enabled, False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_StopRequest":
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupted: finishing this step and saving a checkpoint (interrupt again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
 
 
 def _default_device() -> torch.device:

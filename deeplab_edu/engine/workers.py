@@ -73,13 +73,21 @@ def resolve_num_workers(num_workers: int | None) -> int:
 def limit_worker_threads(worker_id: int = 0) -> None:
     """``worker_init_fn``: one BLAS, one OpenMP and one torch thread in this worker process.
 
-    Call it only in a worker (DataLoader does): it changes the thread pools of the process it runs in.
+    The worker also ignores Ctrl-C (SIGINT, which a terminal sends to every process of the job): the
+    main process decides what an interrupt means (the Trainer finishes its step and saves a
+    checkpoint) and stops its workers itself; a worker that quit on the signal would leave the main
+    process waiting for its batch ("DataLoader worker exited unexpectedly").
+
+    Call it only in a worker (DataLoader does): it changes the process it runs in.
     """
     global _limiter
+    import signal
+
     from threadpoolctl import threadpool_limits
 
     _limiter = threadpool_limits(limits=1)
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class WorkerInit:
