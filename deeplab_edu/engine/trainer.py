@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 
 from ..atomic import atomic_path, write_text_atomic
 from ..metrics import ConfusionMatrix
+from ..records import shown_path
 from ..models.aspp import set_recompute_depthwise
 from . import checkpoint as ck
 from .allocator import keep_freed_memory
@@ -215,7 +216,7 @@ class Trainer:
         path = ck.latest_checkpoint(self.ckpt_dir)
         if path is None:
             if self.dist.is_main:
-                print(f"resume: no checkpoint in {self.ckpt_dir}; starting from iteration 0")
+                print(f"resume: no checkpoint in {shown_path(self.ckpt_dir)}; starting from iteration 0")
             return
         state = ck.load_checkpoint(path)
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}")
@@ -235,7 +236,7 @@ class Trainer:
             saved, now = state.get("config", {}), self.cfg.to_dict()
             changed = [f"{k} {saved[k]} -> {now[k]}" for k in _RESUMABLE_SETTINGS
                        if k in saved and k in now and saved[k] != now[k]]
-            print(f"resumed from {path} at iteration {self.iteration}"
+            print(f"resumed from {shown_path(path)} at iteration {self.iteration}"
                   + (f"; with this run's settings: {', '.join(changed)}" if changed else ""))
 
     def _truncate_metrics_csv(self) -> None:
@@ -415,12 +416,13 @@ class Trainer:
             data = info["data_class"].rsplit(".", 1)[-1]
         else:
             data = cfg.dataset + (f" ({cfg.difficulty}, {cfg.image_size} px)" if cfg.dataset == "procedural" else "")
-            data += f" at {cfg.data_root}" if cfg.data_root else ""
+            data += f" at {shown_path(cfg.data_root)}" if cfg.data_root else ""
         start = f", from iteration {self.iteration}" if self.iteration else ""
         val = len(self.val_set) if hasattr(self.val_set, "__len__") else "?"
         return (f"train {model} on {data}: {len(self.train_set)} training / {val} validation images, "
                 f"{self.num_classes} classes; {cfg.iterations} iterations of batch {cfg.batch_size} "
-                f"(crop {cfg.crop_size}){start} on {self.device} ({self.num_workers} loader workers) -> {self.out}")
+                f"(crop {cfg.crop_size}){start} on {self.device} ({self.num_workers} loader workers) -> "
+                f"{shown_path(self.out)}")
 
     def _fit(self, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
         from tqdm.auto import tqdm
