@@ -8,6 +8,7 @@ found ..." on a second execution, and a teacher can train once before class.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,18 @@ class RunFolderError(RuntimeError):
     """A run folder another process is training into, or one that holds another run."""
 
 
+_LOCKS: dict[str, Any] = {}
+
+
 def _run_lock(out_dir: Path) -> Any:
-    """The lock of the run in ``out_dir`` (one per process and folder, so one process can take it twice)."""
+    """The lock of the run in ``out_dir``: one object per folder in this process, so that the same
+    process can take it again (``train_or_load`` holds it while its Trainer's ``fit`` takes it)."""
     from filelock import FileLock
 
-    return FileLock(str(out_dir / "train.lock"), is_singleton=True)
+    path = os.path.abspath(out_dir / "train.lock")
+    if path not in _LOCKS:
+        _LOCKS[path] = FileLock(path)
+    return _LOCKS[path]
 
 
 def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
@@ -53,7 +61,6 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
     from filelock import Timeout
 
     from ..atomic import remove_stale_temporaries
-    from .checkpoint import latest_checkpoint
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
