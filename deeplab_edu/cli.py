@@ -236,7 +236,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     dev = args.device or str(default_device())
     model, cfg, info = load_run(args.checkpoint, dev)
-    if "data_class" in info:
+    if "data_class" in info and not (cfg["dataset"] == "folder" and (args.data_root or cfg.get("data_root"))):
         raise ValueError(f"checkpoint {args.checkpoint} was trained on a data set its training script passed to the "
                          f"Trainer ({info['data_class']}), which deeplab-edu eval cannot rebuild (its configuration "
                          f"says dataset: {cfg['dataset']}); evaluate it in Python: "
@@ -292,7 +292,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input {src} is neither an image file nor a folder")
     dev = args.device or str(default_device())
     model, cfg, info = load_run(args.checkpoint, dev)
-    # the run's own classes (recorded since stop 21); older checkpoints: those of its configured data set
+    # the run's own classes; a checkpoint that does not record them: those of its configured data set
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
