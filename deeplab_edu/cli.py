@@ -63,7 +63,7 @@ _TRAIN_HELP = {
     "keep_freed_memory": "CPU, glibc: reuse freed memory instead of returning it to the OS",
     "out_dir": "folder of the run: checkpoints, metrics.csv, metrics.json, config.json",
     "eval_every": "validate every N iterations", "ckpt_every": "checkpoint every N iterations",
-    "keep_last": "checkpoints kept", "log_every": "log the loss every N iterations",
+    "keep_last": "checkpoints kept", "log_every": "log the loss every N iterations (metrics.csv; a console line each with --no-progress)",
     "resume": "continue from the newest checkpoint in --out-dir, under this command's settings",
     "progress": "show the progress bar",
 }
@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
                                                           "(its newest)")
     ev.add_argument("--split", default="val", help="the data set's split to evaluate (default: val)")
+    ev.add_argument("--dataset", help="the data set to evaluate on (default: the run's), e.g. folder with --data-root "
+                                      "for a run whose script passed its own data")
     ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else the usual places)")
     ev.add_argument("--scales", nargs="+", type=float, default=[1.0],
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
@@ -131,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
     ev.add_argument("--json", help="write the metrics here")
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (e.g. in a log file)")
 
     pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
     pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder")
@@ -236,14 +239,20 @@ def _eval(args: argparse.Namespace) -> int:
 
     dev = args.device or str(default_device())
     model, cfg, info = load_run(args.checkpoint, dev)
-    if "data_class" in info and not (cfg["dataset"] == "folder" and (args.data_root or cfg.get("data_root"))):
+    if args.dataset:
+        cfg = {**cfg, "dataset": args.dataset}
+    elif "data_class" in info and not (cfg["dataset"] == "folder" and (args.data_root or cfg.get("data_root"))):
         raise ValueError(f"checkpoint {args.checkpoint} was trained on a data set its training script passed to the "
                          f"Trainer ({info['data_class']}), which deeplab-edu eval cannot rebuild (its configuration "
-                         f"says dataset: {cfg['dataset']}); evaluate it in Python: "
-                         "deeplab_edu.inference.evaluate(load_model(path)[0], your_val_set)")
+                         f"says dataset: {cfg['dataset']}): name it (--dataset folder --data-root DIR for your own "
+                         "folder), or evaluate in Python: deeplab_edu.inference.evaluate(load_model(path)[0], "
+                         "your_val_set) with the val set normalised (transform=eval_transform())")
     ds = _dataset_for(cfg, args.split, args.data_root)
+    if getattr(ds, "num_classes", info["num_classes"]) != info["num_classes"]:
+        raise ValueError(f"the model of {args.checkpoint} has {info['num_classes']} classes but data set "
+                         f"{cfg['dataset']!r} has {ds.num_classes}")
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
-    m = evaluate(model, ds, strategy, limit=args.limit, device=dev)
+    m = evaluate(model, ds, strategy, limit=args.limit, device=dev, progress=args.progress)
     print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
           f"fwIoU {100 * m['fw_iou']:.2f}%")
     print(format_iou_table(m["iou"], getattr(ds, "class_names", None)))
@@ -355,9 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError, RuntimeError, AttributeError) as err:
         from .engine.trainer import NonFiniteLossError
+        from .engine.workers import original_message
 
         name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
-        print(f"deeplab-edu {args.command}: {name}: {err}", file=sys.stderr)
+        print(f"deeplab-edu {args.command}: {name}: {original_message(err)}", file=sys.stderr)
         return 2
 
 

@@ -32,6 +32,9 @@ def test_a_folder_reads_as_a_data_set(tmp_path: Path) -> None:
     assert isinstance(ds, FolderDataset) and len(ds) == 3 and ds.num_classes == 2
     assert ds.class_names == ("background", "square") and ds.palette[1] == (255, 0, 0)
     assert ds.palette[0] == (0, 0, 0)  # no colour given: PASCAL VOC's colour of index 0
+    (tmp_path / "c.txt").write_text("a\nb\nc 128 0 0\nlane 2\n")  # b's VOC colour is c's: b gets a free one
+    assert read_classes(tmp_path / "c.txt").palette == ((0, 0, 0), (0, 128, 0), (128, 0, 0), (128, 128, 0))
+    assert read_classes(tmp_path / "c.txt").class_names[3] == "lane 2"
     image, mask = ds[1]
     assert image.shape == (3, 24, 32) and mask.shape == (24, 32) and set(mask.unique().tolist()) == {0, 1}
 
@@ -40,6 +43,9 @@ def test_a_folder_reads_as_a_data_set(tmp_path: Path) -> None:
     ("", "names no class"),
     ("a\na\n", "more than once: a"),
     ("a 1 2 300\n", "line 1: colour .* not three values in 0..255"),
+    ("a\ndisc 255 0\n", "line 2: 'disc 255 0' is neither a name nor a name followed by a colour"),
+    ("a\ndisc 255,0,0\n", "line 2: .*three values separated by spaces"),
+    ("a 9 9 9\nb 9 9 9\n", "classes 'a' and 'b' have the same colour"),
 ])
 def test_classes_txt_mistakes_name_the_file(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "classes.txt").write_text(text)
@@ -51,6 +57,10 @@ def test_a_folder_that_does_not_pair_up_lists_the_files(tmp_path: Path) -> None:
     root = _make(tmp_path / "mine", {"train": 3})
     (root / "train" / "masks" / "p1.png").rename(root / "train" / "masks" / "q1.png")
     with pytest.raises(BadDataError, match=r"(?s)p1\.png has no mask p1\.png.*q1\.png has no image"):
+        FolderDataset(root, "train")
+    (root / "train" / "masks" / "q1.png").rename(root / "train" / "masks" / "p1.png")
+    Image.new("L", (32, 24)).save(root / "train" / "masks" / "p2.jpg")  # a JPEG mask beside the PNG one
+    with pytest.raises(BadDataError, match=r"masks that are not PNG files: p2\.jpg"):
         FolderDataset(root, "train")
     with pytest.raises(DatasetNotFoundError, match="splits found in .*: train"):
         FolderDataset(root, "val")
@@ -74,3 +84,25 @@ def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsy
     assert main(["predict", "--checkpoint", str(run / "checkpoints"), str(root / "val" / "images"),
                  "--out", str(tmp_path / "pred")]) == 0
     assert Image.open(tmp_path / "pred" / "p0_mask.png").getpalette()[3:6] == [255, 0, 0]
+
+
+def test_a_bad_file_found_mid_run_keeps_the_training_done(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A validation mask with a label that is no class is found at the first evaluation: the
+    iterations done are saved first, and the message is the file's, in one line (it came with a
+    DataLoader worker's traceback), saying to --resume."""
+    from deeplab_edu.cli import main
+    from deeplab_edu.engine.checkpoint import latest_checkpoint
+
+    root = _make(tmp_path / "mine", {"train": 4, "val": 2})
+    Image.fromarray(np.full((24, 32), 7, np.uint8)).save(root / "val" / "masks" / "p1.png")
+    run = tmp_path / "run"
+    args = ["train", "--preset", "smoke", "--dataset", "folder", "--data-root", str(root), "--crop-size", "24",
+            "--out-dir", str(run), "--no-progress", "--num-workers", "1", "--ckpt-every", "100"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "p1.png contains label values 7" in err and "2 iterations done were saved" in err and "--resume" in err
+    assert latest_checkpoint(run / "checkpoints").name == "ckpt_00000002.pt"
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "val" / "masks" / "p1.png")
+    assert main(args + ["--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out

@@ -217,12 +217,13 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
                        warmup_iters=0, resume=True)
     trainer = Trainer(cfg2, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
     assert trainer.iteration == 6
-    assert "iterations 6 -> 12, lr 0.05 -> 0.01" in capsys.readouterr().out
+    assert "iterations 6 -> 12, lr 0.05 -> 0.01" in trainer._resume_message  # printed by fit, under the lock
     expected = 0.01 * poly_factor(6, 12, 0.9)
     assert all(g["lr"] == pytest.approx(expected) for g in trainer.optimizer.param_groups)
     assert trainer.scheduler.max_iter == 12 and trainer.scheduler.get_last_lr()[0] == pytest.approx(expected)
     assert "7,train" in csv_path.read_text()  # constructing a Trainer writes nothing: fit() does, under the lock
     trainer.fit()
+    assert "iterations 6 -> 12, lr 0.05 -> 0.01" in capsys.readouterr().out
     rows = [r for r in trainer.history if r["split"] == "train"]
     assert [r["iteration"] for r in rows] == list(range(1, 13))
     assert rows[6]["lr"] == pytest.approx(0.01 * poly_factor(7, 12, 0.9))  # logged after step 7
@@ -334,3 +335,19 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys) -> None:
     cfg.resume = True
     result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
     assert [r["iteration"] for r in result["history"] if r["split"] == "train"][-1] == 12
+
+
+def test_a_scripts_data_comes_in_pairs_and_normalised(tmp_path) -> None:
+    """Only a train_set used to validate on the configuration's procedural scenes (8 classes, for a
+    4-class model); images in [0, 1] train and evaluate a model that predicts background."""
+
+    class Unnormalised(TinyScenes):
+        def __getitem__(self, i: int):
+            image, mask = super().__getitem__(i)
+            return image + 0.5, mask  # in [0, 1]: what a data set without a transform gives
+
+    cfg = tiny_config(tmp_path, iterations=2)
+    with pytest.raises(ValueError, match="train_set and val_set together"):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8))
+    with pytest.warns(UserWarning, match=r"val_set\[0\] is an image in \[0, 1\].*eval_transform"):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=Unnormalised(2))

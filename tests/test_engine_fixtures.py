@@ -51,7 +51,7 @@ class TinyNet(nn.Module):
 
 
 class TinyScenes(Dataset):
-    """Deterministic random images whose label is the brightest channel; a random flip augments them."""
+    """Deterministic random images (centred on 0) whose label is the brightest channel; a random flip augments them."""
 
     num_classes = 3
     ignore_index = 255
@@ -70,7 +70,7 @@ class TinyScenes(Dataset):
             time.sleep(0.02)
         g = torch.Generator().manual_seed(self.seed * 100_003 + i)
         img = torch.rand(3, self.size, self.size, generator=g)
-        img = nn.functional.avg_pool2d(img[None], 3, 1, 1)[0]
+        img = nn.functional.avg_pool2d(img[None], 3, 1, 1)[0] - 0.5  # centred, as normalised images are
         mask = img.argmax(0)
         if self.ignore:
             mask[: self.size // 4] = 255

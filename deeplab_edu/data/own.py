@@ -11,7 +11,8 @@ DIR`` read this layout (the one CamVid's copy in this course uses, with the clas
 
 A mask is a grayscale or palette PNG of class indices, or an RGB PNG in the classes' colours
 (:func:`~deeplab_edu.data.io.load_mask`); classes without a colour get PASCAL VOC's colour for
-their index. Every image needs its mask and every mask its image: the data set fails at
+their index (or the next VOC colour no class was given). Masks must be PNG files: a JPEG changes
+label values near every edge. Every image needs its mask and every mask its image: the data set fails at
 construction listing the unmatched files, not half-way through training.
 """
 
@@ -51,8 +52,14 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
         if not text:
             continue
         fields = text.split()
+        numbers = 0  # how many fields at the end are integers: 3 is a colour; 2 a colour with a value missing
+        while numbers < len(fields) - 1 and fields[-1 - numbers].lstrip("-").isdigit():
+            numbers += 1
+        if numbers == 2 or any("," in f and any(c.isdigit() for c in f) for f in fields[1:]):
+            raise BadDataError(f"{path}, line {number}: {text!r} is neither a name nor a name followed by a colour "
+                               "as three values separated by spaces (e.g. 'road 128 64 128')")
         colour = None
-        if len(fields) >= 4 and all(f.lstrip("-").isdigit() for f in fields[-3:]):
+        if numbers >= 3:
             rgb = tuple(int(f) for f in fields[-3:])
             if not all(0 <= c <= 255 for c in rgb):
                 raise BadDataError(f"{path}, line {number}: colour {rgb} is not three values in 0..255")
@@ -66,9 +73,22 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise BadDataError(f"{path} names these classes more than once: {', '.join(repeated)}")
-    voc = voc_colormap(256)
-    palette = tuple(c if c is not None else tuple(int(v) for v in voc[i]) for i, c in enumerate(colours))
-    return ClassInfo(name, tuple(names), palette)  # type: ignore[arg-type]
+    explicit = [c for c in colours if c is not None]
+    for i, colour in enumerate(explicit):
+        if colour in explicit[:i]:
+            first, second = [names[k] for k, c in enumerate(colours) if c == colour][:2]
+            raise BadDataError(f"{path}: classes {first!r} and {second!r} have the same colour {colour}; colour "
+                               "masks and predicted masks could not tell them apart")
+    # a class without a colour: VOC's colour for its index, or else the first VOC colour still free
+    voc = [(int(r), int(g), int(b)) for r, g, b in voc_colormap(256)]
+    used = set(explicit)
+    palette: list[tuple[int, int, int]] = []
+    for i, colour in enumerate(colours):
+        if colour is None:
+            colour = voc[i] if voc[i] not in used else next(c for c in voc if c not in used)
+            used.add(colour)
+        palette.append(colour)
+    return ClassInfo(name, tuple(names), tuple(palette))
 
 
 class FolderDataset(SegmentationFolder):
@@ -80,13 +100,18 @@ class FolderDataset(SegmentationFolder):
         transform: joint transform ``(image, mask) -> (image, mask)``.
 
     Items: image float32 (3, H, W) in [0, 1], mask int64 (H, W) with 255 = ignore; ``num_classes``,
-    ``class_names`` and ``palette`` come from ``classes.txt``.
+    ``class_names`` and ``palette`` come from ``classes.txt``. Like every data set here it gives
+    images *before* normalisation: for training or evaluating a model pass
+    ``transform=train_transform(crop_size)`` or ``transform=eval_transform()``
+    (:mod:`deeplab_edu.data.transforms`), which normalise with ImageNet's mean and std, as the
+    command line's ``--dataset folder`` does.
 
     Raises:
         DatasetNotFoundError: ``root``, ``classes.txt`` or the split's ``images/`` / ``masks/`` folder
             is missing, or a split has no images.
-        BadDataError: ``classes.txt`` is malformed, or images and masks do not pair up (the unmatched
-            files are listed).
+        BadDataError: ``classes.txt`` is malformed (a colour that is not three values, two classes
+            with one colour, a repeated name), a mask is not a PNG, or images and masks do not pair
+            up (the unmatched files are listed).
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, transform: JointTransform | None = None) -> None:
@@ -102,6 +127,11 @@ class FolderDataset(SegmentationFolder):
                                            f"{', '.join(splits) or 'none'} (layout: {_LAYOUT})")
         images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
         masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() == ".png"}
+        not_png = [p.name for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.suffix.lower() != ".png"]
+        if not_png:
+            raise BadDataError(f"{masks_dir} holds masks that are not PNG files: {', '.join(not_png[:5])}"
+                               f"{' ...' if len(not_png) > 5 else ''}; save masks as PNG (JPEG is lossy: it changes "
+                               "label values near every edge)")
         if not images:
             raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
         unmatched = [f"{images[s].name} has no mask {s}.png in {masks_dir}" for s in sorted(set(images) - set(masks))]

@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..atomic import atomic_path, write_text_atomic
+from ..data.io import BadDataError
 from ..metrics import ConfusionMatrix
 from ..records import shown_path
 from ..models.aspp import set_recompute_depthwise
@@ -51,7 +52,7 @@ from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, u
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
-from .workers import resolve_num_workers
+from .workers import original_message, resolve_num_workers
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context", "RunFolderError"]
 
@@ -145,9 +146,14 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         seed_everything(cfg.seed, cfg.deterministic)
         model_passed, data_passed = model is not None, train_set is not None
+        if (train_set is None) != (val_set is None):
+            raise ValueError("pass train_set and val_set together (or neither: the configuration's data set); "
+                             f"with only one, the other would come from dataset={cfg.dataset!r}")
         if train_set is None or val_set is None:
-            built_train, built_val = build_datasets(cfg)
-            train_set, val_set = train_set or built_train, val_set or built_val
+            train_set, val_set = build_datasets(cfg)
+        else:
+            _warn_if_unnormalised(train_set, "train_set")
+            _warn_if_unnormalised(val_set, "val_set")
         self.num_classes = int(num_classes or getattr(train_set, "num_classes"))
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
         self.train_set = SeededDataset(train_set, cfg.seed)
@@ -199,6 +205,8 @@ class Trainer:
         # The DataLoader draws its worker base seed from this generator, not from the global one, so
         # creating a loader after a resume does not shift the global random stream (dropout).
         self._loader_gen = torch.Generator().manual_seed(cfg.seed)
+        self._resume_message: str | None = None  # printed by fit once the run's folder is claimed
+        self._saved_at = -1
         if cfg.resume:
             self._resume()
 
@@ -215,8 +223,7 @@ class Trainer:
     def _resume(self) -> None:
         path = ck.latest_checkpoint(self.ckpt_dir)
         if path is None:
-            if self.dist.is_main:
-                print(f"resume: no checkpoint in {shown_path(self.ckpt_dir)}; starting from iteration 0")
+            self._resume_message = f"resume: no checkpoint in {shown_path(self.ckpt_dir)}; starting from iteration 0"
             return
         state = ck.load_checkpoint(path)
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}")
@@ -230,14 +237,14 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.epoch = int(state["iteration"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
+        self._saved_at = self.iteration
         self.history = list(state.get("history", []))
         ck.set_rng_state(state["rng"])
-        if self.dist.is_main:
-            saved, now = state.get("config", {}), self.cfg.to_dict()
-            changed = [f"{k} {saved[k]} -> {now[k]}" for k in _RESUMABLE_SETTINGS
-                       if k in saved and k in now and saved[k] != now[k]]
-            print(f"resumed from {shown_path(path)} at iteration {self.iteration}"
-                  + (f"; with this run's settings: {', '.join(changed)}" if changed else ""))
+        saved, now = state.get("config", {}), self.cfg.to_dict()
+        changed = [f"{k} {saved[k]} -> {now[k]}" for k in _RESUMABLE_SETTINGS
+                   if k in saved and k in now and saved[k] != now[k]]
+        self._resume_message = (f"resumed from {shown_path(path)} at iteration {self.iteration}"
+                                + (f"; with this run's settings: {', '.join(changed)}" if changed else ""))
 
     def _truncate_metrics_csv(self) -> None:
         """Drop the rows ``metrics.csv`` got after the checkpoint (an interrupted run logs past its last
@@ -261,7 +268,17 @@ class Trainer:
         if self.dist.is_main:
             path = ck.save_checkpoint(self.state_dict(), self.ckpt_dir, self.iteration, self.cfg.keep_last)
         barrier()
+        self._saved_at = self.iteration
         return path
+
+    def _after_data_error(self, err: BadDataError) -> BadDataError:
+        """Save the training done so far (when a file turns out bad mid-run), then the error to raise:
+        the file's message in one line, and what to do."""
+        note = ""
+        if self.dist.world_size == 1 and self.iteration > max(self._saved_at, 0):
+            self.save()
+            note = f" (the {self.iteration} iterations done were saved: fix the file, then run again with --resume)"
+        return BadDataError(original_message(err) + note)
 
     # ------------------------------------------------------------------ data
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -401,6 +418,8 @@ class Trainer:
         """
         lock = claim_run_folder(self.out, resume=self.cfg.resume) if self.dist.is_main else None
         try:
+            if lock is not None and self._resume_message:
+                print(self._resume_message)
             if lock is not None and self.cfg.resume:
                 self._truncate_metrics_csv()
             return self._fit(on_eval)
@@ -419,9 +438,10 @@ class Trainer:
             data += f" at {shown_path(cfg.data_root)}" if cfg.data_root else ""
         start = f", from iteration {self.iteration}" if self.iteration else ""
         val = len(self.val_set) if hasattr(self.val_set, "__len__") else "?"
+        crop = "" if "data_class" in info else f" (crop {cfg.crop_size})"  # a script's data: its own transform
         return (f"train {model} on {data}: {len(self.train_set)} training / {val} validation images, "
-                f"{self.num_classes} classes; {cfg.iterations} iterations of batch {cfg.batch_size} "
-                f"(crop {cfg.crop_size}){start} on {self.device} ({self.num_workers} loader workers) -> "
+                f"{self.num_classes} classes; {cfg.iterations} iterations of batch {cfg.batch_size}"
+                f"{crop}{start} on {self.device} ({self.num_workers} loader workers) -> "
                 f"{shown_path(self.out)}")
 
     def _fit(self, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
@@ -439,15 +459,16 @@ class Trainer:
             print(self.describe(), flush=True)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
                    disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
-        # without the bar (progress: false, e.g. a job writing to a log file) a line every half minute
-        say_loss = self.dist.is_main and not cfg.progress
-        next_say = 0.0
+        say_loss = self.dist.is_main and not cfg.progress  # no bar (e.g. a job writing to a log file): a line per log
         window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
         with stop:
             while self.iteration < cfg.iterations:
-                loss, imgs = self._step(batches)
+                try:
+                    loss, imgs = self._step(batches)
+                except BadDataError as err:
+                    raise self._after_data_error(err) from None
                 self.iteration += 1
                 unread.append(loss)
                 window_imgs += imgs
@@ -466,14 +487,16 @@ class Trainer:
                            "images_per_s": window_imgs / max(dt, 1e-9)}
                     bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
                     self._log(row)
-                    if say_loss and (last or time.perf_counter() >= next_say):
+                    if say_loss:
                         print(f"iteration {self.iteration}/{cfg.iterations}: loss {row['loss']:.4f}, lr {lr:.2e}, "
                               f"{row['images_per_s']:.1f} images/s", flush=True)
-                        next_say = time.perf_counter() + 30.0
                     window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
                 paused = time.perf_counter()
                 if eval_now:
-                    m = self.evaluate()
+                    try:
+                        m = self.evaluate()
+                    except BadDataError as err:  # a bad validation file: keep the training done so far
+                        raise self._after_data_error(err) from None
                     row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
                            "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
                            "output_stride": cfg.eval_output_stride or cfg.output_stride}
@@ -518,6 +541,21 @@ class Trainer:
             for k in ("loss", "lr", "images_per_s", "miou", "pixel_accuracy"):
                 if k in row:
                     self._tb.add_scalar(f"{row['split']}/{k}", row[k], row["iteration"])
+
+
+def _warn_if_unnormalised(dataset: Any, name: str) -> None:
+    """Warn when a data set passed to the Trainer gives images in [0, 1]: the models expect them
+    normalised with ImageNet's mean and std (the data sets give [0, 1] without a transform)."""
+    import warnings
+
+    try:
+        image = dataset[0][0]
+    except Exception:  # an unreadable first item fails later, naming its file
+        return
+    if isinstance(image, torch.Tensor) and image.is_floating_point() and image.min() >= 0 and image.max() <= 1:
+        warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
+                      "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "
+                      "(training) or eval_transform() (validation)", stacklevel=3)
 
 
 class _StopRequest:

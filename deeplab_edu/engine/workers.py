@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["MAX_DEFAULT_WORKERS", "available_cores", "default_num_workers", "resolve_num_workers",
-           "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader"]
+           "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader", "original_message"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
@@ -145,3 +145,19 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
     elif worker_init_fn is not None:
         raise ValueError("worker_init_fn needs num_workers > 0: with 0 workers nothing would call it")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kwargs)
+
+
+def original_message(err: BaseException) -> str:
+    """The message of ``err`` without the worker traceback a DataLoader adds when it re-raises an
+    exception from a worker process ("Caught BadDataError in DataLoader worker process 0. Original
+    Traceback ..."): the original exception's own message, in one line where it was one."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    name = type(err).__name__
+    for prefix in (f"{type(err).__module__}.{name}: ", f"{name}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return last
+
