@@ -194,3 +194,20 @@ def test_interleaved_reverses_every_other_round() -> None:
 
     assert list(interleaved(("a", "b", "c"), 3)) == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
     assert list(interleaved(("a", "b"), 0)) == []
+
+
+def test_the_compile_benchmark_compiles_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An earlier run's inductor cache made a 15-minute compile take 5 s: the benchmark compiles with
+    the caches off, in an empty cache folder, and puts the setting back."""
+    import os
+
+    import torch._inductor.config as inductor_config
+
+    from deeplab_edu.engine.bench import _first_compile
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/else")
+    with _first_compile("inductor"):
+        folder = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        assert os.path.isdir(folder) and not os.listdir(folder) and inductor_config.force_disable_caches
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/somewhere/else" and not os.path.exists(folder)
+    assert not inductor_config.force_disable_caches
