@@ -351,3 +351,21 @@ def test_a_scripts_data_comes_in_pairs_and_normalised(tmp_path) -> None:
         Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8))
     with pytest.warns(UserWarning, match=r"val_set\[0\] is an image in \[0, 1\].*eval_transform"):
         Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=Unnormalised(2))
+
+
+def test_checking_a_scripts_data_draws_no_random_numbers(tmp_path) -> None:
+    """The Trainer looks at the first item of a data set it is given (normalised?); a random
+    transform there must not shift the seeded random streams the run starts from."""
+    import random
+
+    import numpy as np
+
+    class Drawing(TinyScenes):
+        def __getitem__(self, i: int):
+            random.random(), np.random.rand(), torch.rand(1)
+            return super().__getitem__(i)
+
+    Trainer(tiny_config(tmp_path, iterations=2), model=TinyNet(), train_set=Drawing(8), val_set=Drawing(2))
+    after = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    Trainer(tiny_config(tmp_path, iterations=2), model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == after

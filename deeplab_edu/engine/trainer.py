@@ -548,10 +548,15 @@ def _warn_if_unnormalised(dataset: Any, name: str) -> None:
     normalised with ImageNet's mean and std (the data sets give [0, 1] without a transform)."""
     import warnings
 
+    py_state, np_state = random.getstate(), np.random.get_state()
     try:
-        image = dataset[0][0]
+        with torch.random.fork_rng(devices=[]):  # a random transform must not shift the seeded streams
+            image = dataset[0][0]
     except Exception:  # an unreadable first item fails later, naming its file
         return
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
     if isinstance(image, torch.Tensor) and image.is_floating_point() and image.min() >= 0 and image.max() <= 1:
         warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
                       "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "
