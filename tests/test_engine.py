@@ -245,7 +245,9 @@ def test_a_run_folder_is_never_written_by_two_runs(tmp_path) -> None:
         cfg = tiny_config(tmp_path, **{"iterations": 4, "ckpt_every": 2, "eval_every": 100, "warmup_iters": 0, **kw})
         return Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
 
-    trainer().fit()
+    first = trainer()
+    first.fit()
+    assert first.fit()["history"][-1]["iteration"] == 4  # fit() again on the same Trainer: its own run
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
     with pytest.raises(RunFolderError, match="already holds a run .*ckpt_00000004.pt.*--resume"):
         trainer().fit()
@@ -263,11 +265,11 @@ with FileLock({str(tmp_path / 'train.lock')!r}):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunFolderError, match="another process is training into"):
-            trainer(resume=True, iterations=6).fit()
+            trainer(resume=True, iterations=8).fit()
     finally:
         holder.kill()
         holder.wait()
-    assert trainer(resume=True, iterations=6).fit()["history"][-1]["iteration"] == 6
+    assert trainer(resume=True, iterations=8).fit()["history"][-1]["iteration"] == 8
     assert not stale.exists()
 
 

@@ -416,7 +416,9 @@ class Trainer:
                 of another run and ``cfg.resume`` is false.
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
         """
-        lock = claim_run_folder(self.out, resume=self.cfg.resume) if self.dist.is_main else None
+        # a Trainer that has trained already is in its own run (fit() called again)
+        continuing = self.cfg.resume or self.iteration > 0
+        lock = claim_run_folder(self.out, resume=continuing) if self.dist.is_main else None
         try:
             if lock is not None and self._resume_message:
                 print(self._resume_message)
