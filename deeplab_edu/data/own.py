@@ -126,8 +126,9 @@ class FolderDataset(SegmentationFolder):
                 raise DatasetNotFoundError(f"{folder} does not exist; splits found in {root}: "
                                            f"{', '.join(splits) or 'none'} (layout: {_LAYOUT})")
         images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-        masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() == ".png"}
-        not_png = [p.name for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.suffix.lower() != ".png"]
+        in_masks = [p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        masks = {p.stem: p for p in in_masks if p.suffix.lower() == ".png"}
+        not_png = [p.name for p in in_masks if p.suffix.lower() != ".png"]
         if not_png:
             raise BadDataError(f"{masks_dir} holds masks that are not PNG files: {', '.join(not_png[:5])}"
                                f"{' ...' if len(not_png) > 5 else ''}; save masks as PNG (JPEG is lossy: it changes "
