@@ -371,3 +371,17 @@ def test_checking_a_scripts_data_draws_no_random_numbers(tmp_path) -> None:
     after = (random.random(), float(np.random.rand()), float(torch.rand(1)))
     Trainer(tiny_config(tmp_path, iterations=2), model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2))
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == after
+
+
+def test_ctrl_c_on_a_logging_step_saves_too(tmp_path) -> None:
+    """At a step that logged (every loss read already) the interrupt's checkpoint has no loss left to
+    read; reading none used to fail (torch.stack of an empty list) instead of saving."""
+
+    class At10(_InterruptedScenes):
+        calls = 5  # the 15th count falls on item 10: step 3, a logging step (log_every 3)
+
+    cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=100, warmup_iters=0, num_workers=0,
+                      batch_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, model=TinyNet(), train_set=At10(16), val_set=TinyScenes(2, augment=False)).fit()
+    assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000003.pt"

@@ -206,7 +206,7 @@ class Trainer:
         # creating a loader after a resume does not shift the global random stream (dropout).
         self._loader_gen = torch.Generator().manual_seed(cfg.seed)
         self._resume_message: str | None = None  # printed by fit once the run's folder is claimed
-        self._saved_at = -1
+        self._saved_at = 0  # the iteration the newest checkpoint holds (nothing to save before training)
         if cfg.resume:
             self._resume()
 
@@ -271,12 +271,21 @@ class Trainer:
         self._saved_at = self.iteration
         return path
 
-    def _after_data_error(self, err: BadDataError) -> BadDataError:
+    def _save_unplanned(self, unread: list[torch.Tensor]) -> bool:
+        """Save a checkpoint between planned ones (Ctrl-C, a bad file found mid-run) if training was
+        done since the last; the losses not read yet are read first, so a NaN is reported, not saved.
+        Single process only (under torchrun every rank would have to stop at the same step)."""
+        if self.dist.world_size > 1 or self.iteration <= self._saved_at:
+            return False
+        self._read_losses(unread, self.iteration)
+        self.save()
+        return True
+
+    def _after_data_error(self, err: BadDataError, unread: list[torch.Tensor]) -> BadDataError:
         """Save the training done so far (when a file turns out bad mid-run), then the error to raise:
         the file's message in one line, and what to do."""
         note = ""
-        if self.dist.world_size == 1 and self.iteration > max(self._saved_at, 0):
-            self.save()
+        if self._save_unplanned(unread):
             note = f" (the {self.iteration} iterations done were saved: fix the file, then run again with --resume)"
         return BadDataError(original_message(err) + note)
 
@@ -363,6 +372,8 @@ class Trainer:
             NonFiniteLossError: naming the first iteration whose loss was not finite and the newest
                 checkpoint (written before it, since :meth:`fit` reads the losses before saving).
         """
+        if not losses:  # nothing trained since the last read (every process alike)
+            return []
         values = all_reduce_mean(torch.stack(losses).double(), self.device).tolist()
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
         if bad is not None:
@@ -470,7 +481,7 @@ class Trainer:
                 try:
                     loss, imgs = self._step(batches)
                 except BadDataError as err:
-                    raise self._after_data_error(err) from None
+                    raise self._after_data_error(err, unread) from None
                 self.iteration += 1
                 unread.append(loss)
                 window_imgs += imgs
@@ -498,7 +509,7 @@ class Trainer:
                     try:
                         m = self.evaluate()
                     except BadDataError as err:  # a bad validation file: keep the training done so far
-                        raise self._after_data_error(err) from None
+                        raise self._after_data_error(err, unread) from None
                     row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
                            "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
                            "output_stride": cfg.eval_output_stride or cfg.output_stride}
@@ -512,9 +523,7 @@ class Trainer:
                     self.save()
                 t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
                 if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
-                    if not save_now:
-                        self._read_losses(unread, self.iteration)  # a NaN is reported, not saved
-                        self.save()
+                    self._save_unplanned(unread)
                     bar.close()
                     raise KeyboardInterrupt
         bar.close()
