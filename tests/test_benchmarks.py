@@ -13,7 +13,7 @@ import torch
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.engine.bench import (
     _train_memory, build_pair, cores_scaling, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
-    run_pipeline_benchmark,
+    run_pipeline_benchmark, speed_verdict, speedup_interval,
 )
 from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d, atrous_conv
 
@@ -33,7 +33,7 @@ def test_pairs_have_the_same_configuration() -> None:
 
 def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    res = run_benchmarks(device="cpu", size=16, batch=2, repeats=1, warmup=0, out=out, pairs=("v3",), threads=1)
+    res = run_benchmarks(device="cpu", size=16, batch=2, repeats=3, warmup=0, out=out, pairs=("v3",), threads=1)
     record = json.loads(out.read_text())
     assert record["command"] and record["hardware"]["cpu_count"]
     settings = record["results"]["pairs"]["v3"]["settings"]
@@ -42,6 +42,9 @@ def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
         assert s["ratios"]["train_speedup"] > 0 and s["ratios"]["train_speedup_cpu_time"] > 0 and len(s["rows"]) == 2
         assert all(0 < r["train_held_mib"] < r["train_peak_mib"] for r in s["rows"])
         assert all(r["train_minor_faults"] is None or r["train_minor_faults"] >= 0 for r in s["rows"])
+        low, high = s["ratios"]["train_speedup_interval"]  # three rounds: an interval
+        assert 0 < low <= high and s["ratios"]["train_verdict"] in ("faster", "slower", "parity")
+        assert f"[{low:.2f}, {high:.2f}] {s['ratios']['train_verdict']}" in format_results(record)
     # the same network in both libraries: the same memory held for the backward pass, within 5 %
     equal = settings["equal settings (fp32, contiguous)"]["ratios"]
     assert 0.95 < equal["train_held_memory_ratio"] < 1.05
@@ -119,6 +122,22 @@ def test_cores_scaling_names_a_child_that_crashed(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(RuntimeError, match=r"gave no result \(one crashed; exit codes \[3\]\)"):
         cores_scaling(2, size=32, batch=2, batches=2, timeout_s=60)
     assert time.monotonic() - start < 20, "a crashed child must be reported at once, not after the timeout"
+
+
+def test_a_speedup_is_called_only_when_its_interval_excludes_one() -> None:
+    rounds = [0.40, 0.46, 0.42, 0.44, 0.41, 0.45, 0.43, 0.47, 0.42]  # seconds per round, a noisy machine
+    faster = [t * 0.9 for t in rounds]  # 10 % faster in every round, however slow the round
+    interval = speedup_interval(rounds, faster)
+    assert interval is not None and interval[0] == pytest.approx(1 / 0.9) == interval[1]
+    assert speed_verdict(interval) == "faster" and speed_verdict(speedup_interval(faster, rounds)) == "slower"
+    # the same times in another order: within the noise of the rounds, so parity, not "x1.02"
+    shuffled = [0.44, 0.41, 0.47, 0.40, 0.46, 0.42, 0.42, 0.43, 0.45]
+    low, high = speedup_interval(rounds, shuffled)
+    assert low < 1 < high and speed_verdict((low, high)) == "parity"
+    assert speedup_interval(rounds, shuffled) == (low, high)  # a fixed seed: the record is reproducible
+    assert speedup_interval(rounds[:2], faster[:2]) is None and speed_verdict(None) == "no interval"
+    with pytest.raises(ValueError, match="paired"):
+        speedup_interval(rounds, faster[:-1])
 
 
 def test_pipeline_benchmark_compares_loader_and_step(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ For each model: inference throughput (images/s, ``no_grad``, eval mode), trainin
 (forward + backward + the engine's SGD step) and peak memory of one training step, first at *equal settings*
 (float32, contiguous memory) and then with *our defaults* (``channels_last``; on a GPU also bf16
 autocast) applied to both models. Timings of the two models of a pair are interleaved round by
-round and the median is kept, so a machine that gets busier part-way slows both alike. On a GPU
+round and the median is kept, so a machine that gets busier part-way slows both alike; each ratio
+comes with a paired bootstrap 95 % interval over the rounds (:func:`speedup_interval`), and a model
+is called faster only when that interval excludes 1. On a GPU
 the fraction of the GPU's dense bf16 peak FLOP/s reached is reported too.
 """
 
@@ -32,7 +34,7 @@ from .allocator import keep_freed_memory as _keep_freed_memory
 from .schedule import build_optimizer
 
 __all__ = ["build_pair", "run_benchmarks", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling", "interleaved",
-           "timed_steps"]
+           "timed_steps", "speedup_interval", "speed_verdict"]
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -112,6 +114,52 @@ def interleaved(settings: Sequence[_T], rounds: int) -> Iterator[_T]:
     """
     for r in range(rounds):
         yield from (settings if r % 2 == 0 else settings[::-1])
+
+
+def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], *, confidence: float = 0.95,
+                     resamples: int = 9999, seed: int = 0) -> tuple[float, float] | None:
+    """A paired bootstrap interval of the speed-up ``median(baseline_s) / median(candidate_s)``.
+
+    ``baseline_s[i]`` and ``candidate_s[i]`` are the seconds of round ``i`` of :func:`interleaved`,
+    measured one after the other, so the rounds are resampled in pairs (``scipy.stats.bootstrap``,
+    percentile method, ``resamples`` replicates, fixed ``seed``): a machine that was slow in one
+    round was slow for both. Above 1: the candidate is faster. A speed-up is a finding only when its
+    interval excludes 1 (:func:`speed_verdict`).
+
+    Returns:
+        ``(low, high)``, or None with fewer than three rounds (or without SciPy).
+
+    Raises:
+        ValueError: the two sequences differ in length.
+    """
+    if len(baseline_s) != len(candidate_s):
+        raise ValueError(f"{len(baseline_s)} baseline rounds but {len(candidate_s)} candidate rounds: "
+                         "the rounds are paired")
+    if len(baseline_s) < 3:
+        return None
+    import numpy as np
+    try:
+        from scipy.stats import bootstrap
+    except ImportError:  # e.g. a GPU machine's own Python without SciPy: the medians are still recorded
+        return None
+    result = bootstrap((np.asarray(baseline_s, float), np.asarray(candidate_s, float)),
+                       lambda b, c, axis=-1: np.median(b, axis=axis) / np.median(c, axis=axis),
+                       paired=True, vectorized=True, confidence_level=confidence, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def speed_verdict(interval: tuple[float, float] | None) -> str:
+    """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1, else ``"parity"``
+    (``"no interval"`` without one)."""
+    if interval is None:
+        return "no interval"
+    low, high = interval
+    return "faster" if low > 1 else "slower" if high < 1 else "parity"
+
+
+def _interval_text(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f" [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def _train_memory(runner: "_Runner", device: torch.device) -> tuple[int, int]:
@@ -230,7 +278,9 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
 
     Settings: float32 contiguous (*equal settings*), channels_last, and bf16 autocast + channels_last
     (``bf16=False`` skips it; on a CPU without bf16 instructions it is slow for both). Every time is
-    the median of ``repeats`` interleaved rounds; memory is measured once per model and setting
+    the median of ``repeats`` interleaved rounds, and every ours/peer speed-up has its paired
+    bootstrap 95 % interval (``*_speedup_interval``) and ``train_verdict`` (faster, slower or
+    parity: :func:`speed_verdict`); memory is measured once per model and setting
     (:func:`_train_memory`: ``peak`` of the whole step and ``held``, the activations the forward
     pass keeps for the backward pass, which is what grows with batch and image size).
 
@@ -283,7 +333,11 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                     "train_speedup_cpu_time": peer["train_step_cpu_s"] / max(ours["train_step_cpu_s"], 1e-12),
                     "train_memory_ratio": ours["train_peak_mib"] / max(peer["train_peak_mib"], 1e-9),
                     "train_held_memory_ratio": ours["train_held_mib"] / max(peer["train_held_mib"], 1e-9),
+                    # paired bootstrap over the interleaved rounds: a speed-up is a finding only outside parity
+                    "train_speedup_interval": speedup_interval(peer["train_times_s"], ours["train_times_s"]),
+                    "inference_speedup_interval": speedup_interval(peer["inference_times_s"], ours["inference_times_s"]),
                 }
+                ratios["train_verdict"] = speed_verdict(ratios["train_speedup_interval"])
                 if dev.type == "cuda":
                     name = torch.cuda.get_device_name(dev)
                     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
@@ -292,8 +346,10 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                             flops = 2 * info[r["model"]]["macs"] * batch * 3  # forward + backward ~ 3x forward
                             r["train_fraction_of_bf16_peak"] = flops / r["train_step_s"] / (peak * 1e12)
                 entry["settings"][label] = {"rows": rows, "ratios": ratios}
-                print(f"[{pair}] {label}: ours/peer inference x{ratios['inference_speedup']:.2f}, training "
-                      f"x{ratios['train_speedup']:.2f} (CPU time x{ratios['train_speedup_cpu_time']:.2f}), "
+                print(f"[{pair}] {label}: ours/peer inference x{ratios['inference_speedup']:.2f}"
+                      f"{_interval_text(ratios['inference_speedup_interval'])}, training "
+                      f"x{ratios['train_speedup']:.2f}{_interval_text(ratios['train_speedup_interval'])} "
+                      f"({ratios['train_verdict']}; CPU time x{ratios['train_speedup_cpu_time']:.2f}), "
                       f"memory: peak x{ratios['train_memory_ratio']:.2f}, held for backward "
                       f"x{ratios['train_held_memory_ratio']:.2f}")
                 for r in rows:
@@ -315,7 +371,8 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
 def format_results(record: dict[str, Any]) -> str:
     """A Markdown table of a benchmark record (throughputs in images/s, memory in MiB, ratios ours/peer).
 
-    Records written before the held-memory and CPU-time columns existed show "-" there.
+    Records written before the held-memory and CPU-time columns existed show "-" there; the speed-ups
+    carry their 95 % interval (:func:`speedup_interval`) where the record has one.
     """
     res = record["results"]
     threads = res.get("torch_threads", record["hardware"].get("torch_threads"))
@@ -342,8 +399,11 @@ def format_results(record: dict[str, Any]) -> str:
             ra = s["ratios"]
             cpu = ra.get("train_speedup_cpu_time")
             held = ra.get("train_held_memory_ratio")
-            lines.append(f"| {pair} | {label} | **ours / peer** | **x{ra['inference_speedup']:.2f}** | "
-                         f"**x{ra['train_speedup']:.2f}** | {'-' if cpu is None else f'**x{cpu:.2f}** (peer/ours)'} | "
+            lines.append(f"| {pair} | {label} | **ours / peer** | **x{ra['inference_speedup']:.2f}**"
+                         f"{_interval_text(ra.get('inference_speedup_interval'))} | "
+                         f"**x{ra['train_speedup']:.2f}**{_interval_text(ra.get('train_speedup_interval'))}"
+                         f"{'' if 'train_verdict' not in ra else ' ' + ra['train_verdict']} | "
+                         f"{'-' if cpu is None else f'**x{cpu:.2f}** (peer/ours)'} | "
                          f"**x{ra['train_memory_ratio']:.2f}** | {'-' if held is None else f'**x{held:.2f}**'} |")
     return "\n".join(lines)
 
@@ -596,7 +656,8 @@ def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | N
     Rounds alternate the order of the two. Before each ``pipeline`` window the batches its workers
     prefetched meanwhile are taken untimed, so the window measures what the workers produce, not a
     full queue. The ratio ``pipeline / step only`` is how busy the engine keeps the device: 1.0 means
-    the data never waits (the issue's target on a GPU is >= 0.9).
+    the data never waits (the issue's target on a GPU is >= 0.9); ``ratio_interval`` is its paired
+    bootstrap 95 % interval over the rounds (:func:`speedup_interval`; None below three rounds).
 
     ``threads`` sets torch's intra-op threads of the training process for the run (``None``: leave them).
 
@@ -652,12 +713,13 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
                "crop_size": cfg.crop_size, "model": cfg.model, "backbone": cfg.backbone, "amp": cfg.amp,
                "channels_last": cfg.channels_last, "num_workers": trainer.num_workers, "iterations": iterations,
                "rounds": rounds, "pipeline_images_per_s": pipe, "step_images_per_s": step, "ratio": pipe / step,
+               "ratio_interval": speedup_interval(seconds["step only"], seconds["pipeline"]),
                "seconds": seconds, "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
                "load_average_after": load_average()}
     print(f"pipeline ({preset}, {cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, "
           f"{trainer.num_workers} workers, {dev}): {pipe:.1f} images/s through the engine's loader, "
-          f"{step:.1f} images/s for the step alone on a synthetic batch: x{pipe / step:.2f} "
-          f"(load average {load_before})")
+          f"{step:.1f} images/s for the step alone on a synthetic batch: x{pipe / step:.2f}"
+          f"{_interval_text(results['ratio_interval'])} (load average {load_before})")
     _write(results, out, f"pipeline_{dev.type}.json", "medians of alternating windows; the machine may be shared")
     del loader_batches
     return results
@@ -703,7 +765,8 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
     caches are off and its kernels are built in an empty folder (a cache left by an earlier run
     made a 15-minute compile take 5 s), as on a machine that compiles the model for the first time. The difference is the largest absolute
     difference of the eval-mode logits on one input (``max_abs_diff``, and relative to the largest
-    logit). Steps are timed in interleaved rounds (median).
+    logit). Steps are timed in interleaved rounds (median; speed-ups with their 95 % interval,
+    :func:`speedup_interval`).
 
     Returns:
         the measured numbers; also written as a record (default ``benchmarks/results/compile_<device>.json``).
@@ -754,12 +817,15 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
             "inference_s": {k: v["infer"] for k, v in med.items()},
             "train_speedup": med["eager"]["train"] / med["compiled"]["train"],
             "inference_speedup": med["eager"]["infer"] / med["compiled"]["infer"],
+            "train_speedup_interval": speedup_interval(times["eager"]["train"], times["compiled"]["train"]),
+            "inference_speedup_interval": speedup_interval(times["eager"]["infer"], times["compiled"]["infer"]),
             "max_abs_diff": diff, "max_abs_logit": scale, "relative_diff": diff / max(scale, 1e-12),
             "torch_threads": torch.get_num_threads(), "load_average": load_average(), "times": times,
         }
     print(f"torch.compile ({backend}) on {dev}, {model} {backbone}, input {[batch, 3, size, size]}: "
           f"compile {compile_train_s:.0f} s (train step) + {compile_infer_s:.0f} s (inference); training step "
-          f"x{results['train_speedup']:.2f}, inference x{results['inference_speedup']:.2f} vs eager; "
+          f"x{results['train_speedup']:.2f}{_interval_text(results['train_speedup_interval'])}, inference "
+          f"x{results['inference_speedup']:.2f}{_interval_text(results['inference_speedup_interval'])} vs eager; "
           f"logits differ by at most {diff:.2e} (largest logit {scale:.2f})")
     _write(results, out, f"compile_{dev.type}.json", "medians of interleaved rounds; the machine may be shared")
     return results
