@@ -717,7 +717,7 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
                "seconds": seconds, "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
                "load_average_after": load_average()}
     print(f"pipeline ({preset}, {cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, "
-          f"{trainer.num_workers} workers, {dev}): {pipe:.1f} images/s through the engine's loader, "
+          f"{trainer.num_workers} worker{'' if trainer.num_workers == 1 else 's'}, {dev}): {pipe:.1f} images/s through the engine's loader, "
           f"{step:.1f} images/s for the step alone on a synthetic batch: x{pipe / step:.2f}"
           f"{_interval_text(results['ratio_interval'])} (load average {load_before})")
     _write(results, out, f"pipeline_{dev.type}.json", "medians of alternating windows; the machine may be shared")
