@@ -123,7 +123,9 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # - **predict, then measure**: write down your prediction, check it, then run the cell below it,
 #   which measures the same thing with the package and prints both;
 # - **write a function**: fill in a small function; the checker runs it against the package's own
-#   implementation on edge cases and random inputs, and recognises the typical mistakes.
+#   implementation on edge cases and random inputs, and recognises the typical mistakes. A function
+#   still running after a minute (a `while` loop whose condition never changes, say) is stopped,
+#   and the checker tells you which input it was working on.
 #
 # ### Exercise 00.1
 # A network halves the resolution of its input three times. What is its output stride?

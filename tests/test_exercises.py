@@ -166,3 +166,46 @@ def test_ch11_multi_scale_flip_cost_is_the_sum_of_squared_scales() -> None:
     for flip in (False, True):
         macs = count_macs(lambda x: predict_probs(net, x, Strategy(scales=V2_SCALES, flip=flip)), image)
         assert macs / one == ms_flip_cost(V2_SCALES, flip) == (3.625 if flip else 1.8125)
+
+
+def _endless(*args: object) -> object:
+    while True:
+        try:
+            sum(range(1000))
+        except Exception:  # a learner's broad except must not swallow the check's stop
+            pass
+
+
+def test_an_endless_function_is_stopped_with_feedback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import time
+
+    monkeypatch.setattr(_core, "FUNCTION_TIME_LIMIT_S", 0.5)
+    handler, (left, _) = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+    start = time.monotonic()
+    feedback = check("01.5", _endless)
+    assert time.monotonic() - start < 5
+    assert not feedback and "still running after 0.5 s" in feedback.message
+    assert "returned for 0 of the" in feedback.message and "called with (" in feedback.message
+    # pytest-timeout's own timer (or anyone's) is put back as it was
+    assert signal.getsignal(signal.SIGALRM) is handler
+    assert (signal.getitimer(signal.ITIMER_REAL)[0] > 0) == (left > 0)
+    assert check("01.5", get("01.5").solution())  # and the next check runs normally
+
+
+def test_a_slow_function_off_the_main_thread_is_stopped_between_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from deeplab_edu.atrous import dilate_kernel
+
+    def slow(w: torch.Tensor, rate: int) -> torch.Tensor:
+        time.sleep(0.2)
+        return dilate_kernel(w, rate)
+
+    monkeypatch.setattr(_core, "FUNCTION_TIME_LIMIT_S", 0.5)
+    found: list[object] = []
+    worker = threading.Thread(target=lambda: found.append(check("01.5", slow)))  # no SIGALRM off the main thread
+    worker.start()
+    worker.join(30)
+    assert found and not found[0] and "still running after 0.5 s" in found[0].message  # type: ignore[attr-defined]

@@ -27,11 +27,15 @@ that explains it: that is the targeted feedback, and the tests check that each o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import math
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -298,6 +302,55 @@ def compare_results(got: Any, want: Any, atol: float = 1e-5) -> str | None:
     return None if got == want else "it differs."
 
 
+#: Seconds a learner's function may run, over all the inputs of one check, before the check stops it.
+FUNCTION_TIME_LIMIT_S = 60.0
+
+
+class _StillRunning(BaseException):
+    """Raised into a learner's function that outlived the check's time limit (a BaseException, so
+    that the learner's own ``except Exception`` does not swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[Callable[[], bool]]:
+    """Stop the code inside after ``seconds`` by raising :class:`_StillRunning` into it.
+
+    On the main thread of a POSIX process (a Jupyter kernel runs cells there) a ``SIGALRM`` timer
+    interrupts even an endless Python loop, and again every second if the loop catches it. A timer
+    already set (pytest-timeout's, say) keeps its deadline and its handler. Elsewhere (Windows,
+    another thread) nothing can be interrupted: the context yields a function saying whether the
+    time is up, which the caller checks between calls.
+    """
+    deadline = time.monotonic() + seconds
+
+    def expired() -> bool:
+        return time.monotonic() >= deadline
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield expired
+        return
+    outer_handler = signal.getsignal(signal.SIGALRM)
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    outer_deadline = time.monotonic() + outer_left
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if outer_left and time.monotonic() >= outer_deadline and callable(outer_handler):
+            outer_handler(signum, frame)  # the outer timer's turn
+        if expired():
+            raise _StillRunning
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    first = seconds if not outer_left else min(seconds, outer_left)
+    signal.setitimer(signal.ITIMER_REAL, max(first, 1e-3), 1.0)
+    try:
+        yield expired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer_left:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_deadline - time.monotonic(), 1e-3), outer_interval)
+
+
 def _clone(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(a.clone() if isinstance(a, torch.Tensor) else copy.deepcopy(a) for a in args)
 
@@ -321,7 +374,9 @@ def function_exercise(
 
     The learner's function is called on the fixed ``cases`` and then on ``trials`` inputs drawn by
     ``inputs(generator)`` (seeded: the same inputs every time), each time with fresh copies of the
-    arguments. When a result differs from ``reference``'s, the typical ``mistakes`` (wrong
+    arguments, for at most :data:`FUNCTION_TIME_LIMIT_S` seconds in all (a function still running
+    then is stopped and the feedback says so: an endless loop must not hang the notebook). When a
+    result differs from ``reference``'s, the typical ``mistakes`` (wrong
     implementations) are run on the same inputs: the one that reproduces the learner's results on
     every input (failing that, on the first wrong one) names the mistake; otherwise the feedback
     shows the first wrong input, the result and the expected one. A function that raises gets the
@@ -355,12 +410,20 @@ def function_exercise(
     def checker(answer: Any) -> str | None:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny inputs: one thread is fastest, and immune to a busy machine
+        calling = {"shown": "", "done": 0}
+        limit = FUNCTION_TIME_LIMIT_S
         try:
-            return check_function(answer)
+            with _time_limit(limit) as expired:
+                return check_function(answer, calling, expired)
+        except _StillRunning:
+            pass
         finally:
             torch.set_num_threads(threads)
+        return (f"your function was still running after {limit:g} s, when the check stopped it (it had returned "
+                f"for {calling['done']} of the {len(arguments())} inputs and was called with ({calling['shown']})): "
+                "an endless loop, or a loop over every element of a large tensor? Each input here is small.")
 
-    def check_function(answer: Any) -> str | None:
+    def check_function(answer: Any, calling: dict[str, Any], expired: Callable[[], bool]) -> str | None:
         if not callable(answer):
             return f"answer with a function, {call}, not with the value {_brief(answer)}."
         results: list[tuple[tuple[Any, ...], Any]] = []
@@ -368,6 +431,9 @@ def function_exercise(
         for args in arguments():
             shown = ", ".join(_brief(a) for a in args)
             want = reference(*_clone(args))
+            if expired():  # where no timer can interrupt the learner's code: stop between calls
+                raise _StillRunning
+            calling["shown"] = shown
             try:
                 got = answer(*_clone(args))
             except Exception as err:  # the learner's code: report, never raise
@@ -381,6 +447,7 @@ def function_exercise(
                 return crash
             if got is None:
                 return "your function returned None: fill in its body and `return` the result."
+            calling["done"] += 1
             results.append((args, got))
             why = compare_results(got, want, atol)
             if why is not None and first_wrong is None:
