@@ -11,7 +11,7 @@ computed from one confusion matrix accumulated over the *whole* data set (not av
 both has an undefined IoU and is left out, as in the VOC development kit). Pixels labelled
 ``ignore_index`` (255: object boundaries in VOC) count nowhere.
 
-The *trimap* measure of DeepLab v1/v2 (DeepLabv2 Fig. 14, DeepLabv3+ Fig. 5) scores only the pixels in a
+The *trimap* measure of DeepLab v1/v2 (DeepLab v1 Fig. 5, v2 Fig. 10, DeepLabv3+ Fig. 5) scores only the pixels in a
 band of a given width around the ground-truth object boundaries: :func:`trimap_target` keeps those pixels
 and marks the others ``ignore_index``, so the same matrix measures boundary accuracy.
 
@@ -134,8 +134,17 @@ def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = N
 def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> torch.Tensor:
     """``target`` with every pixel farther than ``width`` pixels from a label boundary set to ``ignore_index``.
 
-    A boundary pixel is one whose right or lower neighbour has another label (ignored pixels count
-    as a label, as in the trimap of DeepLab v1/v2). Works on (H, W) or (N, H, W) label maps.
+    A boundary pixel is one with a 4-neighbour (left, right, above, below) of another label, so both
+    pixels of every label change are boundary pixels; ignored pixels count as a label, as in the
+    trimap of DeepLab v1/v2. The band is the boundary pixels dilated by ``width`` (a square of side
+    ``2 * width + 1``, i.e. chessboard distance): ``width=0`` keeps the boundary pixels only.
+
+    Args:
+        target: (H, W) or (N, H, W) integer labels; the result has the same shape and dtype.
+        width: the band's half-width in pixels.
+
+    Raises:
+        ValueError: ``width`` is negative.
     """
     if width < 0:
         raise ValueError(f"width must be >= 0, got {width}")

@@ -58,7 +58,7 @@ print(f"profile: {config.profile()}")
 # %% [markdown]
 # ## 1. DeepLab v2: one classifier per rate, summed
 #
-# DeepLab v2 (sec. 3.3, Fig. 4) puts four branches on top of the backbone's features $x$ (output
+# DeepLab v2 (sec. 3.2, Fig. 4) puts four branches on top of the backbone's features $x$ (output
 # stride 8). Branch $r$ is a $3 \times 3$ atrous convolution at rate $r$ that directly produces
 # class scores (on VGG-16 it is a small fc6-fc7-fc8 stack instead). The scores are **summed**:
 #

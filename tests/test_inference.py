@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from deeplab_edu.inference import (
-    PAPER_SCALES, TABLE5_STRATEGIES, Strategy, evaluate, predict, predict_probs, prediction_gallery,
+    PAPER_SCALES, TABLE6_STRATEGIES, Strategy, evaluate, predict, predict_probs, prediction_gallery,
     sliding_window_logits,
 )
 from test_engine_fixtures import TinyNet, TinyScenes
@@ -32,8 +33,8 @@ class Pointwise(nn.Module):
 
 def test_paper_scales_and_table5_rows() -> None:
     assert PAPER_SCALES == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    assert TABLE5_STRATEGIES["OS 8 + MS + Flip"].flip and TABLE5_STRATEGIES["OS 8 + MS"].scales == PAPER_SCALES
-    assert Strategy().label == "single scale" and TABLE5_STRATEGIES["OS 8 + MS + Flip"].label == "OS 8 + MS + Flip"
+    assert TABLE6_STRATEGIES["OS 8 + MS + Flip"].flip and TABLE6_STRATEGIES["OS 8 + MS"].scales == PAPER_SCALES
+    assert Strategy().label == "single scale" and TABLE6_STRATEGIES["OS 8 + MS + Flip"].label == "OS 8 + MS + Flip"
 
 
 def test_sliding_window_equals_the_full_image_for_a_pointwise_model() -> None:
@@ -44,6 +45,10 @@ def test_sliding_window_equals_the_full_image_for_a_pointwise_model() -> None:
     assert torch.allclose(sliding_window_logits(m, x[..., :10, :12], crop_size=16), full[..., :10, :12], atol=1e-5)
     with_window = predict_probs(m, x, Strategy(crop_size=16))
     assert torch.allclose(with_window, full.softmax(1), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        sliding_window_logits(m, x[0], crop_size=16)
+    with pytest.raises(ValueError, match="stride=0"):
+        sliding_window_logits(m, x, crop_size=16, stride=0)
 
 
 def test_flip_and_output_stride_are_applied_and_restored() -> None:

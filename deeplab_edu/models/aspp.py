@@ -1,6 +1,6 @@
 """Atrous Spatial Pyramid Pooling (ASPP), one module per paper.
 
-- :class:`ASPPv2` (DeepLab v2 sec. 3.3, Fig. 4): parallel 3x3 atrous branches at rates
+- :class:`ASPPv2` (DeepLab v2 sec. 3.2, Fig. 4): parallel 3x3 atrous branches at rates
   (6, 12, 18, 24), each ending in its *own classifier*; the class scores are **summed**.
   On ResNet each branch is one 3x3 atrous conv to the classes; on VGG ("ASPP-L") each branch is
   fc6 (3x3, rate r, 1024) -> fc7 (1x1, 1024) -> fc8 (1x1, classes).
@@ -8,7 +8,7 @@
   for output stride 16 (doubled at 8), and :class:`ImagePooling` (global average pooling, 1x1
   conv, BN, ReLU, bilinear upsampling); every branch has 256 filters and batch norm; the branches
   are **concatenated** and projected by a 1x1 conv (256, BN).
-- DeepLabv3+ (sec. 3.2): the same ASPP with depthwise-separable atrous convs
+- DeepLabv3+ (sec. 3.1, Fig. 3): the same ASPP with depthwise-separable atrous convs
   (:class:`SeparableConv2d`, ``separable=True``).
 
 The parameter names follow torchvision's ``ASPP`` (``convs.i``, ``project``) so that its weights
@@ -320,7 +320,7 @@ class _AtrousSequential(nn.Sequential):
 
 
 class SeparableConv2d(_AtrousSequential):
-    """Depthwise-separable atrous conv (DeepLabv3+ sec. 3.2, Fig. 3): depthwise 3x3 at ``rate``,
+    """Depthwise-separable atrous conv (DeepLabv3+ sec. 3.1, Fig. 3): depthwise 3x3 at ``rate``,
     BN, ReLU, then pointwise 1x1, BN, ReLU.
 
     The BN and ReLU *between* the depthwise and the pointwise conv follow the official code
@@ -471,7 +471,7 @@ class ASPP(nn.Module):
 
 
 class ASPPv2(nn.Module):
-    """DeepLab v2's ASPP (sec. 3.3): one classifier per rate, scores summed.
+    """DeepLab v2's ASPP (sec. 3.2, Fig. 4): one classifier per rate, scores summed.
 
     Args:
         in_channels: backbone channels (2048 for ResNet-101, 512 for VGG-16 after pool5).

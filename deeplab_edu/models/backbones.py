@@ -3,13 +3,13 @@
 A classification network reduces its input by its *output stride* (32 for ResNet). DeepLab keeps
 the feature maps dense by removing the last strides and dilating every later 3x3 convolution by the
 same factor, so the receptive field and the weights stay those of the classifier (DeepLab v2
-sec. 3.1; DeepLabv3 sec. 3.1, Fig. 3). What this module implements:
+sec. 3.1; DeepLabv3 sec. 3.1-3.2). What this module implements:
 
 - ResNet-50/101 at output stride 32, 16 or 8: torchvision's ``replace_stride_with_dilation``
   convention (the first unit of a dilated block keeps the previous rate, the others use the new one);
-- **multi-grid** (DeepLabv3 sec. 3.2): the three units of block 4 use ``rate * multi_grid[i]``,
+- **multi-grid** (DeepLabv3 sec. 3.2.1): the three units of block 4 use ``rate * multi_grid[i]``,
   e.g. ``(1, 2, 4)`` at output stride 16 gives rates ``(2, 4, 8)``;
-- **going deeper** (DeepLabv3 sec. 3.1): ``extra_blocks`` copies of block 4 (blocks 5-7) appended
+- **going deeper** (DeepLabv3 sec. 3.2, Fig. 3): ``extra_blocks`` copies of block 4 (blocks 5-7) appended
   without striding, each doubling the atrous rate of the one before (multi-grid applies to them too);
 - MobileNetV3-Large (the laptop backbone; torchvision's DeepLabv3 uses it at output stride 16);
 - VGG-16 for DeepLab v1 LargeFOV (:mod:`deeplab_edu.models.vgg`).
@@ -184,7 +184,7 @@ class TinyResNetBackbone(ResNetBackbone):
     - *basic* units (two 3x3 convs, as in ResNet-18/34) instead of bottlenecks (1x1, 3x3, 1x1);
       in a dilated block both 3x3 convs of a unit get the unit's rate;
     - units per block ``(1, 1, 2, 3)`` instead of ``(3, 4, 23, 3)``; block 4 keeps three units so
-      that multi-grid ``(1, 2, 4)`` applies unit by unit as in DeepLabv3 sec. 3.2;
+      that multi-grid ``(1, 2, 4)`` applies unit by unit as in DeepLabv3 sec. 3.2.1;
     - widths ``(w, 2w, 4w, 8w)`` with ``w = 32`` (256 output channels) instead of 256-2048;
       the stem is one 3x3 stride-2 conv (ResNet: 7x7) and the max pooling.
 
@@ -195,7 +195,7 @@ class TinyResNetBackbone(ResNetBackbone):
     Args:
         output_stride: 32, 16 or 8.
         multi_grid: unit rates of block 4 (three numbers), e.g. ``(1, 2, 4)``.
-        extra_blocks: 0-3 extra copies of block 4 ("going deeper", DeepLabv3 sec. 3.1).
+        extra_blocks: 0-3 extra copies of block 4 ("going deeper", DeepLabv3 sec. 3.2, Fig. 3).
         width: channels of block 1 (blocks 2-4 double it each time).
         units: units per block.
     """

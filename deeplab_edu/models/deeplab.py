@@ -1,8 +1,8 @@
 """DeepLab v1 (LargeFOV), v2, v3 and v3+ assembled from a backbone and a head.
 
-- :class:`DeepLabV1` (DeepLab v1 sec. 3-4, "DeepLab-LargeFOV"): VGG-16 at output stride 8 with
+- :class:`DeepLabV1` (DeepLab v1 sec. 3 and 5, "DeepLab-LargeFOV", Table 2): VGG-16 at output stride 8 with
   fc6 (3x3, rate 12, 1024) and fc7 (1x1, 1024), then fc8 (1x1 classifier).
-- :class:`DeepLabV2` (DeepLab v2 sec. 3.3): a backbone at output stride 8 and :class:`ASPPv2`
+- :class:`DeepLabV2` (DeepLab v2 sec. 3.2): a backbone at output stride 8 and :class:`ASPPv2`
   (summed per-rate classifiers, rates 6/12/18/24).
 - :class:`DeepLabV3` (DeepLabv3 sec. 3.3): a backbone at output stride 16 (train) or 8 (evaluate)
   and :class:`ASPP` (1x1 + three atrous + image pooling, concatenated and projected), then a 1x1
@@ -219,7 +219,7 @@ def build_model(
         pretrained_backbone: ``True`` for torchvision's ImageNet weights, or a path to a local copy.
         aux_loss: add torchvision's auxiliary FCN head; the output then has ``"aux"`` too.
         atrous_rates: ASPP rates at ``output_stride`` (default: :func:`default_atrous_rates`).
-        multi_grid, extra_blocks: ResNet block-4 unit rates and blocks 5-7 (DeepLabv3 sec. 3.1-3.2).
+        multi_grid, extra_blocks: ResNet block-4 unit rates and blocks 5-7 (DeepLabv3 sec. 3.2, 3.2.1).
         image_pooling: v3/v3+: include ASPP's image-level branch.
         separable: v3/v3+: depthwise-separable convs in ASPP (and decoder); default True for v3+.
         torchvision_head: v3: add torchvision's extra 3x3 conv before the classifier.

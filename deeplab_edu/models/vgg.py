@@ -1,4 +1,4 @@
-"""VGG-16 with DeepLab v1's LargeFOV modifications (DeepLab v1 sec. 3.1 and 4.1, "DeepLab-LargeFOV").
+"""VGG-16 with DeepLab v1's LargeFOV modifications (DeepLab v1 sec. 3.1-3.2 and 5, "DeepLab-LargeFOV").
 
 DeepLab v1 turns the VGG-16 classifier into a dense feature extractor at output stride 8:
 
@@ -32,8 +32,10 @@ _LAYOUT = [64, 64, "P2", 128, 128, "P2", 256, 256, 256, "P2", 512, 512, 512, "P1
 def decimated_fc_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """fc6 (1024 x 512 x 3 x 3) and fc7 (1024 x 1024 x 1 x 1) decimated from torchvision's VGG-16.
 
-    DeepLab v1 sec. 4.1: keep every 4th filter of fc6/fc7 (4096 -> 1024) and every 3rd spatial tap
-    of fc6's 7 x 7 window (-> 3 x 3), so that the convolutional fc layers start from ImageNet.
+    DeepLab v1 sec. 3.2 (fc6 subsampled "by simple decimation" to 4 x 4 or 3 x 3) and sec. 5, Table 2
+    (LargeFOV: 3 x 3 at rate 12, 1024 filters in fc6 and fc7): keep every 4th filter of fc6/fc7
+    (4096 -> 1024) and every 3rd spatial tap of fc6's 7 x 7 window (-> 3 x 3), so that the
+    convolutional fc layers start from ImageNet.
     """
     w6 = state_dict["classifier.0.weight"].reshape(4096, 512, 7, 7)
     return {
@@ -92,7 +94,7 @@ class VGG16Backbone(nn.Module):
             self.load_torchvision_state_dict(state_dict)
 
     def load_torchvision_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Load torchvision ``vgg16`` weights; fc6/fc7 are decimated as in DeepLab v1 sec. 4.1."""
+        """Load torchvision ``vgg16`` weights; fc6/fc7 are decimated as in DeepLab v1 sec. 3.2."""
         feats = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
         load_weights_into(self.features, feats, "vgg16's convolutional layers")
         if self.largefov:

@@ -10,7 +10,7 @@ what a grid does on real label maps:
   arg-max. It is not an upper bound for a network: a network's logits in a cell can be sharper
   than proportions (a trained DeepLabv3+ draws wires this prediction misses);
 - :func:`boundary_band` marks the pixels within ``width`` pixels of a label change (the "trimap"
-  band of DeepLab v2 Fig. 5 and DeepLabv3+ Fig. 5);
+  band of DeepLab v2 Fig. 10 and DeepLabv3+ Fig. 5);
 - :func:`band_accuracy` scores a prediction inside bands of growing width.
 """
 
