@@ -96,7 +96,8 @@ class ConfusionMatrix:
         Returns:
             ``miou`` (mean over classes present in truth or prediction), ``iou`` (list, one per
             class, ``nan`` where undefined), ``pixel_accuracy``, ``fw_iou`` (IoU weighted by the
-            class frequency in the truth), ``mean_accuracy`` and ``pixels`` (counted pixels).
+            class frequency in the truth), ``mean_accuracy`` (all fractions in [0, 1], not %) and
+            ``pixels`` (the number of pixels counted).
         """
         m = self.mat.double().cpu()
         tp = m.diag()

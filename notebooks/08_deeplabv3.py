@@ -132,7 +132,7 @@ print(f"backbone {n_backbone / 1e6:.2f} M parameters, head {(n_total - n_backbon
 # %% [markdown]
 # ## 2. Train at output stride 16, evaluate at 8
 #
-# DeepLabv3 (sec. 4.1; Tables 4 and 6 there) trains at output stride 16, where the maps are small and a
+# DeepLabv3 (sec. 4.1; Tables 4 and 6 in sec. 4.2-4.3) trains at output stride 16, where the maps are small and a
 # batch fits in memory, then evaluates at output stride 8: the last backbone block loses another
 # stride, its convolutions are dilated twice as much, and the ASPP rates double from $(6,12,18)$ to
 # $(12,24,36)$. Strides and dilations are *settings* of the convolutions, not weights, so the

@@ -368,6 +368,7 @@ class ASPPConv(_AtrousSequential):
 
     @property
     def rate(self) -> int:
+        """The atrous rate of the 3x3 conv; setting it changes dilation and padding (same weights)."""
         return self[0].dilation[0]
 
     @rate.setter
@@ -393,6 +394,7 @@ class ImagePooling(nn.Sequential):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> (N, out_channels, H, W): the pooled vector at every position."""
         size = x.shape[-2:]
         y = self[1](self[0](x))
         bn: nn.BatchNorm2d = self[2]
@@ -447,6 +449,8 @@ class ASPP(nn.Module):
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:
+        """The rates of the 3x3 branches; setting them re-dilates the branches (same weights).
+        Setting raises ValueError for another number of rates than branches."""
         return tuple(b.rate for b in self.convs if isinstance(b, ASPPConv))
 
     @atrous_rates.setter
@@ -458,7 +462,12 @@ class ASPP(nn.Module):
             branch.rate = int(rate)
 
     def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """What each branch computes (1x1, atrous..., image pooling), before concatenation."""
+        """What each branch computes (1x1, atrous..., image pooling), before concatenation: one
+        (N, out_channels, H, W) map per branch for an (N, in_channels, H, W) input.
+
+        Raises:
+            ValueError: a 1 x 1 map with batch size 1 in training mode (batch norm needs 2+ values).
+        """
         if self.training and x.shape[0] * x.shape[-1] * x.shape[-2] == 1:
             raise ValueError(
                 "ASPP got a 1 x 1 feature map with batch size 1 in training mode: batch norm cannot normalise a "
@@ -467,6 +476,7 @@ class ASPP(nn.Module):
         return [branch(x) for branch in self.convs]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> (N, out_channels, H, W): the branches concatenated, then projected."""
         return self.project(torch.cat(self.branch_outputs(x), dim=1))
 
 
@@ -518,7 +528,11 @@ class ASPPv2(nn.Module):
 
     def load_fc_weights(self, fc: Mapping[str, torch.Tensor]) -> None:
         """Initialise every VGG-style branch's fc6/fc7 from ImageNet's decimated fc layers
-        (:func:`deeplab_edu.models.vgg.decimated_fc_weights`), as DeepLab v2 does for ASPP-L."""
+        (:func:`deeplab_edu.models.vgg.decimated_fc_weights`), as DeepLab v2 does for ASPP-L.
+
+        Raises:
+            ValueError: the branches are single convolutions (ResNet-style), not fc6-fc7-fc8 stacks.
+        """
         if len(self.branches[0]) == 1:
             raise ValueError("load_fc_weights needs VGG-style branches (hidden_channels=1024)")
         with torch.no_grad():
@@ -530,6 +544,8 @@ class ASPPv2(nn.Module):
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:
+        """The branches' rates; setting them re-dilates the branches (same weights). Setting raises
+        ValueError for another number of rates than branches."""
         return tuple(b[0].dilation[0] for b in self.branches)
 
     @atrous_rates.setter
@@ -540,10 +556,11 @@ class ASPPv2(nn.Module):
             set_conv_rate(b[0], int(r))
 
     def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Each branch's class scores, before summation."""
+        """Each branch's class scores, (N, num_classes, H, W) each, before summation."""
         return [b(x) for b in self.branches]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) features -> (N, num_classes, H, W) class scores, summed over the rates."""
         outs = self.branch_outputs(x)
         total = outs[0]
         for o in outs[1:]:

@@ -164,6 +164,9 @@ class ResNetBackbone(nn.Module):
         self.output_stride = output_stride
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """An (N, 3, H, W) image -> ``{"out": (N, out_channels, H/os, W/os), "low_level": (N,
+        low_level_channels, H/4, W/4), "aux": block 3's output (N, 1024, H/16 or H/8, ...)}`` (sides
+        rounded up; ``os`` the output stride; blocks 5-7, when any, follow block 4 in ``out``)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         low = self.layer1(x)
         aux = self.layer3(self.layer2(low))
@@ -282,6 +285,8 @@ class MobileNetV3Backbone(nn.Module):
         self.output_stride = output_stride
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """An (N, 3, H, W) image -> ``{"out": (N, out_channels, H/os, W/os), "low_level": the last
+        stride-4 block, "aux": the first stride-8 block}`` (sides rounded up; ``os`` the output stride)."""
         feats: dict[str, torch.Tensor] = {}
         for i, block in enumerate(self.features):
             x = block(x)
@@ -305,13 +310,19 @@ def build_backbone(
     """Build backbone ``name`` at ``output_stride`` (see the module docstring for what it returns).
 
     Args:
-        name: ``"resnet50"``, ``"resnet101"``, ``"mobilenet_v3_large"`` or ``"vgg16"``.
+        name: ``"resnet50"``, ``"resnet101"``, ``"tiny_resnet"`` (the course's CPU backbone, no
+            pre-trained weights), ``"mobilenet_v3_large"`` or ``"vgg16"``.
         output_stride: 8, 16 or 32 (VGG-16 LargeFOV: 8 only); ``None`` gives the usual one
             (16, and 8 for VGG-16).
         multi_grid: ResNet only: unit rates of block 4 (and of the extra blocks), e.g. ``(1, 2, 4)``.
         extra_blocks: ResNet only: 0-3 extra blocks (5-7) with doubling rates ("going deeper").
         pretrained: ``True`` for torchvision's ImageNet weights, or a path to a local copy.
         **kwargs: ``largefov`` for VGG-16 (default True: include fc6/fc7 of DeepLab-LargeFOV).
+
+    Raises:
+        ValueError: an unknown name or output stride, ``multi_grid`` / ``extra_blocks`` for a backbone
+            that is not a ResNet, ``pretrained`` for ``tiny_resnet``.
+        TypeError: a keyword argument the backbone does not take.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

@@ -109,6 +109,8 @@ class VGG16Backbone(nn.Module):
         check_output_stride(output_stride, allowed=(8,))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """An (N, 3, H, W) image -> ``{"out": (N, out_channels, H/8, W/8) (fc7 with LargeFOV, else
+        pool5), "low_level": pool2 (N, 128, H/4, W/4), "aux": pool4 (N, 512, H/8, W/8)}`` (sides rounded up)."""
         feats: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.features):
             x = layer(x)
