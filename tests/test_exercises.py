@@ -209,3 +209,52 @@ def test_a_slow_function_off_the_main_thread_is_stopped_between_calls(monkeypatc
     worker.start()
     worker.join(30)
     assert found and not found[0] and "still running after 0.5 s" in found[0].message  # type: ignore[attr-defined]
+
+
+def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
+    import numpy as np
+
+    from deeplab_edu.exercises._core import shown
+
+    for answer in (float("nan"), float("inf"), 10**400):  # they raised ValueError / OverflowError
+        feedback = check("01.1", answer)
+        assert not feedback and ("finite" in feedback.message or "too large" in feedback.message)
+    assert shown(4718848) == "4718848" and shown(2.5) == "2.5" and shown(np.int64(7)) == "7"
+    assert check("05.2", 4718849).message.split(": ", 1)[1].startswith("4718849 is not")  # not 4.71885e+06
+    assert check("09.1", np.int64(304)) and check("09.2", np.int64(3 * 3 * 256 + 256 * 256))  # NumPy ints are numbers
+    assert "expected a number, got bool" in check("09.1", True).message
+    assert check("02.2", np.array(get("02.2").solution())) and check("01.3", torch.tensor(get("01.3").solution()))
+    assert "other way round" in check("02.2", get("02.2").solution()[::-1]).message
+    counts = torch.tensor(get("04.2").solution(), dtype=torch.float32, requires_grad=True)  # measured with a conv
+    assert check("04.2", counts) and check("04.2", get("04.2").solution() * (1 + 1e-15))
+    assert "answer with a name" in check("10.3", ["car"]).message  # it raised "unhashable type"
+    with pytest.raises(TypeError, match="string such as '01.2'"):
+        check(1.1, 1)  # type: ignore[arg-type]
+
+
+def test_set_and_name_answers_accept_their_spellings() -> None:
+    right = ["a", "b", "c", "f", "g", "h"]
+    for answer in (right, right[::-1], tuple(right), "a b c f g h", "a, b, c, f, g, h"):
+        assert check("06.3", answer), answer
+    assert "not ids of these lists" in check("06.3", ["abc", "fgh"]).message  # it was accepted
+    assert "not ids of these lists" in check("06.3", "hgfcba").message
+    for spelling in ("theta_beta", "theta beta", "theta-beta", "σ_β", "θ_β", "sigma_beta", "beta"):
+        assert check("07.4", spelling), spelling
+
+
+def test_a_typical_mistake_is_named_only_when_it_explains_every_result() -> None:
+    import math
+
+    # right for 513 but wrong at (1, 32): agrees with "n // output_stride" there and nowhere else
+    feedback = check("00.3", lambda n, s: math.ceil(n / s) if n > 1 else 0)
+    assert not feedback and "rounds down" not in feedback.message and "with the arguments (1, 32)" in feedback.message
+
+
+def test_tensor_results_say_where_they_differ() -> None:
+    from deeplab_edu.exercises import compare_results
+
+    want = torch.zeros(2, 3)
+    got = want.clone()
+    got[1, 2] = 0.5
+    why = compare_results(got, want)
+    assert why is not None and "0.5 at index (1, 2)" in why and "1 of 6 values" in why

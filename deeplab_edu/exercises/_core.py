@@ -134,6 +134,18 @@ def exercise(
 ANSWER_TYPES = ("number", "whole", "fraction", "ints", "text", "array")
 
 
+def shown(value: Any) -> str:
+    """A number as feedback shows it: whole numbers in full (4718848, not 4.71885e+06), others to six
+    significant digits."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return repr(value)
+    if math.isfinite(x) and x.is_integer() and abs(x) < 1e16:
+        return str(int(x))
+    return f"{x:.6g}"
+
+
 def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) -> str | None:
     """What is wrong with ``answer`` as a number (``None`` when it is one).
 
@@ -143,6 +155,12 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     """
     if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
         return f"expected a number, got {type(answer).__name__}."
+    try:
+        finite = math.isfinite(float(answer))
+    except OverflowError:
+        return "that number is far too large to be the answer."
+    if not finite:
+        return f"{answer} is not a finite number."
     if whole and float(answer) != int(answer):
         return f"{answer} is not a whole number: this counts things."
     if fraction and not 0 <= answer <= 1:
@@ -156,6 +174,8 @@ def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
         problem = number_problem(answer, whole=answer_type == "whole", fraction=answer_type == "fraction")
         return answer, problem
     if answer_type == "ints":
+        if isinstance(answer, (np.ndarray, torch.Tensor)) and answer.ndim == 1:
+            answer = answer.tolist()  # np.array([3, 11]) or torch.tensor([3, 11]) for (3, 11)
         if isinstance(answer, (str, bytes)) or not isinstance(answer, Sequence):
             return answer, "answer with a tuple of whole numbers, e.g. (1, 2, 3)."
         if not all(number_problem(v, whole=True) is None for v in answer):
@@ -167,7 +187,7 @@ def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
         return answer.strip().lower(), None
     if answer_type == "array":
         try:
-            arr = np.asarray(answer.cpu() if isinstance(answer, torch.Tensor) else answer, dtype=float)
+            arr = np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer, dtype=float)
         except (TypeError, ValueError):
             return answer, "answer with an array of numbers (a nested list, a NumPy array or a tensor)."
         return arr, None
@@ -177,7 +197,8 @@ def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
 def _matches(answer: Any, target: Any, rel_tol: float, abs_tol: float) -> bool:
     if isinstance(answer, np.ndarray):
         target = np.asarray(target, dtype=float)
-        return answer.shape == target.shape and bool(np.allclose(answer, target, rtol=rel_tol, atol=abs_tol))
+        # a hair of tolerance even for exact answers: a count map computed in floating point is right too
+        return answer.shape == target.shape and bool(np.allclose(answer, target, rtol=rel_tol, atol=max(abs_tol, 1e-9)))
     if isinstance(answer, tuple):
         return answer == tuple(target) if isinstance(target, Sequence) and not isinstance(target, str) else False
     if isinstance(answer, str):
@@ -283,14 +304,21 @@ def compare_results(got: Any, want: Any, atol: float = 1e-5) -> str | None:
         w = torch.as_tensor(want).detach().cpu().double()
         if tuple(g.shape) != tuple(w.shape):
             return f"it has shape {tuple(g.shape)}, expected {tuple(w.shape)}."
-        if not torch.allclose(g, w, atol=atol, rtol=0):
-            return "its values differ."
+        if not torch.allclose(g, w, atol=atol, rtol=0, equal_nan=False):
+            gap = (g - w).abs().nan_to_num(nan=float("inf"))
+            at = tuple(int(i) for i in np.unravel_index(int(gap.argmax()), tuple(g.shape))) if g.dim() else ()
+            where = f" at index {at}" if at else ""
+            return (f"its values differ: the largest difference is {shown(gap.max().item())}{where} (got "
+                    f"{shown(g[at].item())}, expected {shown(w[at].item())}; {int((gap > atol).sum())} of "
+                    f"{g.numel()} values differ by more than {atol:g}).")
         return None
     if isinstance(want, (int, float, np.integer, np.floating)) and not isinstance(want, bool):
         if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
             return f"it returned {type(got).__name__}, not a number."
         return None if math.isclose(float(got), float(want), rel_tol=0, abs_tol=atol) else "the number differs."
     if isinstance(want, (list, tuple)):
+        if isinstance(got, (np.ndarray, torch.Tensor)) and got.ndim >= 1:
+            got = got.tolist()  # an array holds the same (nested) sequence
         if isinstance(got, (str, bytes)) or not isinstance(got, Sequence):
             return f"it returned {type(got).__name__}, not a sequence of {len(want)} items."
         if len(got) != len(want):
@@ -378,8 +406,8 @@ def function_exercise(
     then is stopped and the feedback says so: an endless loop must not hang the notebook). When a
     result differs from ``reference``'s, the typical ``mistakes`` (wrong
     implementations) are run on the same inputs: the one that reproduces the learner's results on
-    every input (failing that, on the first wrong one) names the mistake; otherwise the feedback
-    shows the first wrong input, the result and the expected one. A function that raises gets the
+    every input names the mistake; otherwise the feedback shows the first wrong input, the result and
+    the expected one. A function that raises gets the
     error, and the explanation of a typical mistake that raises the same error.
 
     Args:
@@ -456,11 +484,11 @@ def function_exercise(
             return None
         args, got, want, why = first_wrong
         shown = ", ".join(_brief(a) for a in args)
-        # the mistake that reproduces the learner's results on *every* input, else on the first wrong one
-        for candidates in (results, [(args, got)]):
-            for wrong, message in mistakes:
-                if all(agrees(wrong, a, g) for a, g in candidates):
-                    return f"{message} (Seen with the arguments ({shown}).)"
+        # a typical mistake is named only when it reproduces the learner's results on *every* input: one
+        # that merely agrees on the first wrong input would explain a different function
+        for wrong, message in mistakes:
+            if all(agrees(wrong, a, g) for a, g in results):
+                return f"{message} (Seen with the arguments ({shown}).)"
         return f"with the arguments ({shown}) {why} It returned {_brief(got)}; expected {_brief(want)}."
 
     wrong = tuple(w for w, _ in mistakes) + (lambda *args: None,)
@@ -470,6 +498,8 @@ def function_exercise(
 
 
 def _load_chapter(key: str) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"an exercise id is a string such as '01.2', got {key!r}")
     chapter = key.split(".", 1)[0]
     if not (chapter.isdigit() and len(chapter) == 2):
         raise KeyError(f"exercise id {key!r} should look like '01.2' (chapter.number)")

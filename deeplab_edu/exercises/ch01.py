@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..atrous import conv_output_size, dilate_kernel, effective_kernel_size, input_positions, same_padding
-from ._core import function_exercise, value_exercise
+from ._core import function_exercise, shown, value_exercise
 
 value_exercise(
     "01.1",
@@ -18,7 +18,7 @@ value_exercise(
         (3, "3 is the size at rate 1; the rate spreads the taps apart."),
         (12, "12 is the distance from the first to the last tap; count the pixels they span (one more)."),
     ],
-    otherwise=lambda a: f"{a:g} is not the span of three taps placed 6 pixels apart.",
+    otherwise=lambda a: f"{shown(a)} is not the span of three taps placed 6 pixels apart.",
     hint="the taps sit r pixels apart: k + (k - 1)(r - 1).",
 )
 
@@ -33,7 +33,7 @@ value_exercise(
         (conv_output_size(13, 3, stride=1, padding=2, dilation=4),
          "that is the size at stride 1; the stride divides the number of positions."),
     ],
-    otherwise=lambda a: f"{a:g} does not follow from floor((13 + 4 - 9) / 2) + 1.",
+    otherwise=lambda a: f"{shown(a)} does not follow from floor((13 + 4 - 9) / 2) + 1.",
     more_wrong=(5.5, 4),
     hint="relationship 15 of Dumoulin & Visin: floor((i + 2p - k - (k-1)(d-1)) / s) + 1.",
 )
@@ -45,6 +45,8 @@ value_exercise(
     answer_type="ints",
     mistakes=[
         (lambda a: len(a) != 3, lambda a: f"a 3-tap filter reads 3 inputs, you listed {len(a)}."),
+        (lambda a: sorted(a) == sorted(input_positions(2, 3, rate=3, padding=3)),
+         "the right indices in another order: list them as k = 0, 1, 2 reads them, in increasing order."),
         (input_positions(2, 3, rate=3), "these are the indices without padding; the padding shifts every index by -p."),
         (input_positions(2, 3, rate=1, padding=1), "these taps are adjacent: at rate 3 they are 3 apart."),
     ],
@@ -62,7 +64,7 @@ value_exercise(
         (1, "1 keeps the size only at rate 1; the effective kernel is now 25 pixels wide."),
         (24, "24 is the total padding needed; it is split between both sides."),
     ],
-    otherwise=lambda a: f"with padding {a:g} the output size changes: (i + 2p - 25) + 1 should equal i.",
+    otherwise=lambda a: f"with padding {shown(a)} the output size changes: (i + 2p - 25) + 1 should equal i.",
     more_wrong=(6, 13),
     hint="same padding is half of (effective kernel size - 1).",
 )

@@ -8,7 +8,7 @@ import torch
 
 from ..gridding import sampling_pattern
 from ..receptive_field import LayerSpec, receptive_field
-from ._core import function_exercise, value_exercise
+from ._core import function_exercise, shown, value_exercise
 
 value_exercise(
     "02.1",
@@ -19,7 +19,7 @@ value_exercise(
         (9, "9 = 3 * 3 adds the kernel sizes; neighbouring windows overlap, so each layer adds only k - 1."),
         (27, "27 = 3**3 counts paths, not pixels."),
     ],
-    otherwise=lambda a: f"{a:g} is not 1 + 3 * (3 - 1).",
+    otherwise=lambda a: f"{shown(a)} is not 1 + 3 * (3 - 1).",
     more_wrong=(3,),
     hint="each stride-1 3x3 layer adds k - 1 = 2 pixels.",
 )
@@ -33,6 +33,8 @@ value_exercise(
     answer_type="ints",
     mistakes=[
         (lambda a: len(a) != 2, "answer with a pair (receptive_field, effective_stride)."),
+        (lambda a: tuple(a) == (receptive_field(_STACK).stride, receptive_field(_STACK).size),
+         "the right numbers the other way round: the pair is (receptive_field, effective_stride)."),
         (lambda a: a[1] != receptive_field(_STACK).stride,
          lambda a: f"effective stride {a[1]} is wrong: it is the product of the layers' strides, 2 * 2 * 1."),
         ((7, 4), "7 treats every layer as if it were at stride 1; a layer after a stride-2 layer adds (k - 1) * 2."),
@@ -52,7 +54,7 @@ value_exercise(
         (169, "169 is the whole square; with equal even rates the odd offsets are never reached (gridding)."),
         (729, "729 = 9**3 counts paths through the stack; several paths land on the same pixel."),
     ],
-    otherwise=lambda a: f"{a:g} is not the number of pixels with a non-zero count in sampling_pattern((2, 2, 2)).",
+    otherwise=lambda a: f"{shown(a)} is not the number of pixels with a non-zero count in sampling_pattern((2, 2, 2)).",
     more_wrong=(27, 13),
     hint="along one axis the offsets are sums of three numbers from {-2, 0, 2}: only even offsets.",
 )

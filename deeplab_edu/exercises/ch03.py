@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from ..viz.output_stride import expected_feature_size
-from ._core import function_exercise, value_exercise
+from ._core import function_exercise, shown, value_exercise
 
 
 @lru_cache(maxsize=None)
@@ -85,7 +85,7 @@ value_exercise(
     solution=lambda: 0,
     answer_type="whole",
     mistakes=[(16, "the feature map has 16 times more positions, but positions are not parameters.")],
-    otherwise=lambda a: f"{a:g} is not the number of new weights: which layer would hold them?",
+    otherwise=lambda a: f"{shown(a)} is not the number of new weights: which layer would hold them?",
     more_wrong=(4, 23_508_032),
     hint="atrous convolution spreads the same 3x3 weights further apart.",
 )
@@ -96,7 +96,7 @@ value_exercise(
     "03.3",
     "Predict: how many times more multiply-adds does block 4 need at output stride 8 than at 16 (513 input)?",
     solution=lambda: (_SIDE_8 / _SIDE_16) ** 2,
-    rel_tol=2e-3,
+    rel_tol=1e-2,  # a prediction to two or three digits (3.9, 3.88) is right
     kind="predict",
     mistakes=[
         (4, "4 would hold if the sides were exactly 2:1; a 513 input gives 65 and 33."),

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.aspp import ASPPv2
-from ._core import function_exercise, value_exercise
+from ._core import function_exercise, shown, value_exercise
 
 value_exercise(
     "05.1",
@@ -37,9 +37,10 @@ value_exercise(
         (_CONV, "that is the convolution alone; the batch norm adds a weight and a bias per output channel."),
         (_CONV + 4 * 256, "running mean and variance are buffers, not parameters; count only BN's weight and bias."),
         (2048 * 256, "a 3x3 filter has 9 taps per input channel, whatever the rate."),
-        (lambda a: a > _CONV + _BN, "the atrous rate does not add weights: a 3x3 filter at rate 6 still has 9 taps."),
+        (_CONV + _BN + 256, "the conv has no bias here (the batch norm's shift does its job): count only its weights."),
+        (lambda a: a >= 2 * _CONV, "the atrous rate does not add weights: a 3x3 filter at rate 6 still has 9 taps."),
     ],
-    otherwise=lambda a: f"{a:g} is not 2048 x 256 x 9 conv weights plus 2 x 256 BN parameters.",
+    otherwise=lambda a: f"{shown(a)} is not 2048 x 256 x 9 conv weights plus 2 x 256 BN parameters.",
     more_wrong=(_CONV * 6,),
     hint="the rate spreads the 9 taps apart but adds no weights; BN learns a scale and a shift per channel.",
 )
@@ -55,7 +56,7 @@ value_exercise(
         (2048, "2048 is the backbone's output, the ASPP's *input*."),
         (1536, "that counts six branches; DeepLabv3 has one 1x1, three atrous and one image-pooling branch."),
     ],
-    otherwise=lambda a: f"{a:g} is not 5 branches x 256 channels.",
+    otherwise=lambda a: f"{shown(a)} is not 5 branches x 256 channels.",
     hint="count the branches: one 1x1, three atrous, one image pooling; each gives 256 channels.",
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..data.stats import log_uniform_share
-from ._core import value_exercise
+from ._core import shown, value_exercise
 
 value_exercise(
     "06.1",
@@ -16,7 +16,7 @@ value_exercise(
         (0, "0 is 'background': the network would learn that the padding is background."),
         (-1, "-1 is no label of these data sets; the loaders and the loss use one ignore value for all of them."),
     ],
-    otherwise=lambda a: f"{a:g} is not the ignore label of VOC, CamVid (after conversion) and Cityscapes.",
+    otherwise=lambda a: f"{shown(a)} is not the ignore label of VOC, CamVid (after conversion) and Cityscapes.",
     more_wrong=(21,),
     hint="padded pixels are not background: they are not part of the image at all.",
 )
@@ -44,30 +44,43 @@ TOY_VOC_VAL = ["d", "e"]
 TOY_SBD_TRAIN = ["b", "d", "f", "g"]
 TOY_SBD_VAL = ["e", "h"]
 _TRAINAUG = sorted((set(TOY_SBD_TRAIN) | set(TOY_SBD_VAL) | set(TOY_VOC_TRAIN)) - set(TOY_VOC_VAL))
+_TOY_IDS = sorted(set(TOY_VOC_TRAIN) | set(TOY_VOC_VAL) | set(TOY_SBD_TRAIN) | set(TOY_SBD_VAL))
 
 
 def _ids(answer: Any) -> Any:
-    """06.3 compares sets of image ids, whatever their order or container."""
-    try:
-        return "".join(sorted(set(answer))) if not isinstance(answer, str) else answer
-    except TypeError:
-        return answer
+    """06.3 compares *sets* of image ids, whatever their order or container: ``["a", "b"]``,
+    ``("b", "a")``, ``"a b"`` or ``"a, b"`` all become ``"a b"`` (ids sorted, once each)."""
+    if isinstance(answer, str):
+        items = answer.replace(",", " ").split()
+    else:
+        try:
+            items = [str(v).strip() for v in answer]
+        except TypeError:
+            return answer
+    return " ".join(sorted({i.lower() for i in items if i}))
 
 
 value_exercise(
     "06.3",
     "The trainaug list of toy splits",
-    solution=lambda: "".join(_TRAINAUG),
+    solution=lambda: " ".join(_TRAINAUG),
     answer_type="text",
     parse=_ids,
     mistakes=[
-        (lambda a: bool(set(a) & set(TOY_VOC_VAL)),
-         lambda a: f"{sorted(set(a) & set(TOY_VOC_VAL))} are VOC val images: training on them would leak the test "
-                   "set into training."),
-        (lambda a: bool(set(_TRAINAUG) - set(a)),
-         lambda a: f"missing {sorted(set(_TRAINAUG) - set(a))}: SBD's *val* images are training images for VOC."),
+        (lambda a: bool(set(a.split()) - set(_TOY_IDS)),
+         lambda a: f"{sorted(set(a.split()) - set(_TOY_IDS))}: not ids of these lists (they are "
+                   f"{', '.join(_TOY_IDS)}). Answer with a list of ids, e.g. ['a', 'b']."),
+        (lambda a: bool(set(a.split()) & set(TOY_VOC_VAL)),
+         lambda a: f"{sorted(set(a.split()) & set(TOY_VOC_VAL))} are VOC val images: training on them would leak "
+                   "the test set into training."),
+        (lambda a: set(_TRAINAUG) - set(a.split()) == set(TOY_SBD_VAL) - set(TOY_VOC_VAL),
+         lambda a: f"missing {sorted(set(_TRAINAUG) - set(a.split()))}: SBD's *val* images are training images "
+                   "for VOC."),
+        (lambda a: bool(set(_TRAINAUG) - set(a.split())),
+         lambda a: f"missing {sorted(set(_TRAINAUG) - set(a.split()))}: trainaug takes every image of SBD train, "
+                   "SBD val and VOC train, except those in VOC val."),
     ],
-    otherwise=lambda a: f"{sorted(set(a) - set(_TRAINAUG))} are in none of the training lists.",
+    otherwise=lambda a: f"{sorted(set(a.split()) - set(_TRAINAUG))} are in none of the training lists.",
     more_wrong=(
         sorted(set(TOY_SBD_TRAIN) | set(TOY_SBD_VAL) | set(TOY_VOC_TRAIN)),
         sorted(set(TOY_SBD_TRAIN) | set(TOY_VOC_TRAIN)),

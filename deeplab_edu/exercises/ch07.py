@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
 
 from ..atrous import effective_kernel_size
 from ..crf import mean_field_update
-from ._core import function_exercise, value_exercise
+from ._core import function_exercise, shown, value_exercise
 
 
 # 07.1: the field of view of v1 Table 2, for an fc6 variant the paper did not try.
@@ -31,7 +32,7 @@ value_exercise(
         (3 * _OS * 8, "3 taps x 64 pixels counts one gap too many; 3 taps have 2 gaps of 8 x 8 pixels, then add "
                       "one 32-pixel cell."),
     ],
-    otherwise=lambda a: f"{a:g} is not 8 (k_e - 1) + 32 with k_e = 3 + 2 x 7 = 17.",
+    otherwise=lambda a: f"{shown(a)} is not 8 (k_e - 1) + 32 with k_e = 3 + 2 x 7 = 17.",
     hint="the paper's four values are all 8 (k_e - 1) + 32, with k_e = k + (k - 1)(r - 1).",
 )
 
@@ -45,7 +46,7 @@ value_exercise(
         (3 * 3 * 512 * 4096 + 4096, "LargeFOV keeps 1024 of VGG-16's 4096 fc6 filters, not all of them."),
         (7 * 7 * 512 * 4096 + 4096, "that is VGG-16's original fc6 (7x7, 4096 filters), the 'DeepLab-7x7' variant."),
     ],
-    otherwise=lambda a: f"{a:g} is not the size of a 3x3 conv from 512 to 1024 channels with biases.",
+    otherwise=lambda a: f"{shown(a)} is not the size of a 3x3 conv from 512 to 1024 channels with biases.",
     hint="weights: kernel height x width x input channels x output channels; then one bias per output channel.",
 )
 
@@ -88,11 +89,13 @@ function_exercise(
 
 
 def _parameter_name(answer: Any) -> Any:
-    """07.4 accepts 'θ_β', 'beta' or 'sigma_beta' for theta_beta, and so on."""
+    """07.4 accepts 'θ_β', 'σ_β', 'beta', 'theta beta', 'theta-beta' or 'sigma_beta' for theta_beta, and so on."""
     if not isinstance(answer, str):
         return answer
-    name = answer.strip().lower().replace("θ", "theta_").replace("β", "beta").replace("α", "alpha").replace("γ", "gamma")
-    name = name.replace("__", "_").replace("theta_theta_", "theta_").replace("sigma_", "theta_")
+    name = answer.strip().lower().replace("θ", "theta_").replace("σ", "sigma_")
+    name = name.replace("β", "beta").replace("α", "alpha").replace("γ", "gamma")
+    name = re.sub(r"[\s\-_]+", "_", name).strip("_")  # 'theta beta', 'theta-beta', 'σ_β'
+    name = name.replace("sigma_", "theta_").replace("theta_theta_", "theta_")
     return f"theta_{name}" if name in ("alpha", "beta", "gamma") else name
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import WIRE
-from ._core import exercise, function_exercise, value_exercise
+from ._core import exercise, function_exercise, number_problem, shown, value_exercise
 
 
 @exercise(
@@ -19,14 +19,14 @@ from ._core import exercise, function_exercise, value_exercise
     hint="the upsampled ASPP output (256) is concatenated with the reduced low-level features.",
 )
 def _decoder_in(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
+    if (problem := number_problem(answer, whole=True)) is not None:
+        return problem
     if answer == 512:
         return "the low-level features are reduced to 48 channels before the concatenation (Table 1)."
     if answer in (256, 48):
         return "that is only one of the two concatenated inputs."
     if answer != 304:
-        return f"{answer} is not 256 + 48."
+        return f"{shown(answer)} is not 256 + 48."
     return None
 
 
@@ -38,14 +38,14 @@ def _decoder_in(answer: Any) -> str | None:
     hint="a depthwise 3x3 filter per input channel, then a 1x1 conv mixing the channels.",
 )
 def _separable(answer: Any) -> str | None:
-    if not isinstance(answer, (int, float)):
-        return f"expected a number, got {type(answer).__name__}."
+    if (problem := number_problem(answer, whole=True)) is not None:
+        return problem
     if answer == 9 * 256 * 256:
         return "that is a regular 3x3 conv; the separable one factorises it."
     if answer in (9 * 256, 256 * 256):
         return "that counts only one of the two parts (depthwise and pointwise)."
     if answer != 9 * 256 + 256 * 256:
-        return f"{answer} is not 3 x 3 x 256 + 256 x 256."
+        return f"{shown(answer)} is not 3 x 3 x 256 + 256 x 256."
     return None
 
 

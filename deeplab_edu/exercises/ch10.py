@@ -16,11 +16,19 @@ from ._core import function_exercise, value_exercise
 def _confusion(gen: torch.Generator) -> tuple[np.ndarray]:
     c = int(torch.randint(2, 7, (1,), generator=gen))
     cm = torch.randint(0, 40, (c, c), generator=gen).numpy()
-    if bool(torch.rand(1, generator=gen) < 0.5):  # a class absent from truth and prediction
-        k = int(torch.randint(0, c, (1,), generator=gen))
+    case = int(torch.randint(0, 4, (1,), generator=gen))
+    k = int(torch.randint(0, c, (1,), generator=gen))
+    if case in (1, 3):  # a class absent from the truth: its row is empty (predicted only: IoU 0 when predicted)
         cm[k, :] = 0
+    if case in (2, 3):  # a class never predicted: its column is empty (case 3: absent from both, no IoU)
         cm[:, k] = 0
     return (cm,)
+
+
+def _iou_where(cm: np.ndarray, keep: np.ndarray) -> float:
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - tp
+    return float((tp[keep] / np.maximum(union[keep], 1)).mean())
 
 
 def _mean_with_absent(cm: np.ndarray) -> float:
@@ -34,7 +42,9 @@ function_exercise(
     "Write miou(cm): the mean IoU of a confusion matrix, leaving out classes absent from truth and prediction",
     reference=miou,
     inputs=_confusion,
-    cases=[(np.array([[50, 10, 0], [5, 20, 5], [0, 0, 10]]),), (np.array([[5, 1, 0], [2, 7, 0], [0, 0, 0]]),)],
+    cases=[(np.array([[50, 10, 0], [5, 20, 5], [0, 0, 10]]),), (np.array([[5, 1, 0], [2, 7, 0], [0, 0, 0]]),),
+           (np.array([[5, 1], [0, 0]]),),  # class 1 predicted but never in the truth: IoU 0, it counts
+           (np.array([[5, 0], [1, 0]]),)],  # class 1 in the truth but never predicted: IoU 0, it counts
     mistakes=[
         (lambda cm: float(np.trace(cm) / cm.sum()),
          "that is the pixel accuracy (the diagonal over all pixels); the IoU of a class also counts its "
@@ -47,6 +57,12 @@ function_exercise(
          "mean instead of counting it as 0."),
         (lambda cm: float(np.mean(np.diag(cm) / np.maximum(cm.sum(0) + cm.sum(1), 1))),
          "the union counts the diagonal once: row sum + column sum - TP."),
+        (lambda cm: _iou_where(cm, cm.sum(1) > 0),
+         "a class that is predicted but never in the truth still has an IoU: 0 (all its pixels are false "
+         "positives). Leave out only the classes absent from both truth and prediction (union 0)."),
+        (lambda cm: _iou_where(cm, cm.sum(0) > 0),
+         "a class in the truth that is never predicted still has an IoU: 0 (all its pixels are missed). Leave "
+         "out only the classes absent from both truth and prediction (union 0)."),
     ],
     signature="miou(cm)",
     hint="IoU_c = cm[c, c] / (cm[c, :].sum() + cm[:, c].sum() - cm[c, c]); average over classes whose union > 0.",
@@ -64,7 +80,8 @@ function_exercise(
     "Write verdict(low, high, direction): reproduced, opposite or not resolved",
     reference=verdict,
     inputs=_interval,
-    cases=[(0.5, 2.0, 1), (-2.0, -0.5, 1), (-0.5, 2.0, 1), (-2.0, -0.5, -1), (0.5, 2.0, -1), (-1.0, 1.0, -1)],
+    cases=[(0.5, 2.0, 1), (-2.0, -0.5, 1), (-0.5, 2.0, 1), (-2.0, -0.5, -1), (0.5, 2.0, -1), (-1.0, 1.0, -1),
+           (0.0, 2.0, 1), (-2.0, 0.0, -1), (-2.0, 0.0, 1)],  # an interval that touches 0 does not exclude it
     mistakes=[
         (lambda lo, hi, d: "reproduced" if (lo + hi) / 2 * d > 0 else "opposite",
          "the middle of the interval is not enough: when the interval contains zero the data allow no change at "
@@ -74,6 +91,10 @@ function_exercise(
          "reproduces it."),
         (lambda lo, hi, d: "reproduced" if d * lo > 0 and d * hi > 0 else "not resolved",
          "an interval entirely on the other side of zero is a result too: the effect went the opposite way."),
+        (lambda lo, hi, d: "reproduced" if d * lo >= 0 and d * hi >= 0 else
+         ("opposite" if d * lo <= 0 and d * hi <= 0 else "not resolved"),
+         "an interval that reaches 0 does not exclude it: a change of exactly 0 is still possible, so the "
+         "finding is not resolved (use > and <, not >= and <=)."),
     ],
     signature="verdict(low, high, direction)",
     hint="reproduced: the whole interval on the paper's side of zero; opposite: the whole interval on the other side.",
@@ -114,7 +135,9 @@ TIE_MARGIN = 0.002
 def _tied_with_largest(answer: Any) -> Any:
     """``parse`` of 10.3: a class within :data:`TIE_MARGIN` of the largest drop counts as the largest."""
     drops = _drops_without_pooling()
-    name = str(answer).strip().lower() if isinstance(answer, str) else answer
+    if not isinstance(answer, str):
+        return answer  # the checker then asks for a name
+    name = answer.strip().lower()
     if name in drops and drops[name] >= max(drops.values()) - TIE_MARGIN:
         return _largest_drop_without_pooling()
     return answer

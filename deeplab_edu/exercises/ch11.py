@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data.classes import CAMVID
-from ._core import function_exercise, value_exercise
+from ._core import function_exercise, shown, value_exercise
 
 # --- 11.1 -------------------------------------------------------------------------------------
 value_exercise(
@@ -31,7 +31,7 @@ value_exercise(
         (4, "4 is one process's micro-batch; DDP averages the gradients of all 4 processes, each over 2 "
             "micro-batches."),
     ],
-    otherwise=lambda a: f"{a:g} is not processes x per-process batch x accumulation steps.",
+    otherwise=lambda a: f"{shown(a)} is not processes x per-process batch x accumulation steps.",
     hint="every process sees its own batch; DDP averages the gradients over processes and accumulation adds "
          "micro-batches before the step.",
 )
