@@ -33,64 +33,125 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. Field names are the CLI flags (``--crop-size`` for ``crop_size``)."""
+    """Everything a training run needs. Field names are the CLI flags (``--crop-size`` for ``crop_size``).
+
+    The defaults are DeepLabv3's recipe (sec. 4.1: 513-pixel crops, batch 16, SGD at 0.007 with the
+    poly schedule, 30k iterations); the presets (:func:`list_presets`) change them for a laptop or a
+    GPU. :func:`validate` checks a configuration and raises :class:`ConfigError` naming the setting.
+    Sizes are in pixels, lengths in images, schedules in iterations (optimiser steps).
+    """
 
     # model
+    #: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"`` (:data:`MODELS`).
     model: str = "deeplabv3"
+    #: ``"resnet50"``, ``"resnet101"``, ``"tiny_resnet"``, ``"mobilenet_v3_large"`` or ``"vgg16"`` (v1/v2).
     backbone: str = "resnet50"
+    #: Output stride in training: 8, 16 or 32 (v1/v2 on VGG-16: 8).
     output_stride: int = 16
+    #: Output stride for validation and evaluation (``None``: the training one). DeepLabv3 trains at
+    #: 16 and evaluates at 8 (sec. 4.2, Table 4).
     eval_output_stride: int | None = 8
-    pretrained_backbone: bool | str = False  # True: torchvision's ImageNet weights (online); or a local .pth file
+    #: ``True``: torchvision's ImageNet weights (downloaded once); a path: a local ``.pth`` copy; ``False``: random.
+    pretrained_backbone: bool | str = False
+    #: Add torchvision's auxiliary FCN head on block 3 (its loss weighted by ``aux_weight``).
     aux_loss: bool = False
-    atrous_rates: str = "paper"  # "paper", "fit" (to the training crop's feature map) or "r1,r2,r3"
+    #: ASPP rates: ``"paper"`` (DeepLabv3's (6, 12, 18) at output stride 16, scaled to the stride),
+    #: ``"fit"`` (the largest rates the training crop's feature map still uses: :func:`resolve_atrous_rates`)
+    #: or ``"r1,r2,r3"``.
+    atrous_rates: str = "paper"
+    #: Further keyword arguments of :func:`deeplab_edu.models.build_model` (``multi_grid``, ``image_pooling``, ...).
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # data
+    #: A name of :data:`deeplab_edu.data.DATASETS` (``"procedural"``: generated, offline; ``"folder"``: your own).
     dataset: str = "procedural"
-    difficulty: str = "hard"  # procedural scenes only: "easy", "medium" or "hard" (data.procedural.DIFFICULTIES)
+    #: Procedural scenes only: ``"easy"``, ``"medium"`` or ``"hard"`` (:data:`deeplab_edu.data.procedural.DIFFICULTIES`).
+    difficulty: str = "hard"
+    #: Where a real data set lives (or is downloaded to); the folder of ``dataset="folder"``.
     data_root: str | None = None
+    #: Download a real data set that is missing (needs the network; fails with a message offline).
     download: bool = False
+    #: Procedural scenes only: the side of a generated scene, pixels.
     image_size: int = 256
+    #: Procedural scenes only: number of training scenes.
     train_length: int = 2000
+    #: Procedural scenes only: number of validation scenes.
     val_length: int = 100
+    #: Side of the square training crop, pixels (after random scaling).
     crop_size: int = 513
+    #: Random scale factors of training images, (min, max) (DeepLabv3: 0.5 to 2.0).
     scale_range: tuple[float, float] = (0.5, 2.0)
-    pad_to_crop: bool = True  # pad crops with the ignore label when needed; False: smaller images give smaller crops
+    #: Pad crops with the ignore label where the scaled image is smaller than the crop; ``False``:
+    #: smaller images give smaller crops.
+    pad_to_crop: bool = True
+    #: Images per optimiser step and process (times ``grad_accum``).
     batch_size: int = 16
-    num_workers: int | None = None  # None: from the machine's cores (engine.workers.default_num_workers)
+    #: DataLoader worker processes; ``None``: from the machine's cores
+    #: (:func:`deeplab_edu.engine.workers.default_num_workers`); 0: load in the main process.
+    num_workers: int | None = None
     # optimisation (DeepLabv3 sec. 4.1)
+    #: Length of the run in optimiser steps.
     iterations: int = 30000
+    #: ``"sgd"`` (the papers', with ``momentum``) or ``"adamw"`` (short runs from scratch).
     optimizer: str = "sgd"
+    #: Initial learning rate, decayed by the poly schedule ``(1 - iter / iterations) ** poly_power``.
     lr: float = 0.007
+    #: SGD's momentum.
     momentum: float = 0.9
+    #: L2 weight decay (decoupled in AdamW).
     weight_decay: float = 1e-4
+    #: Exponent of the poly schedule (DeepLab: 0.9).
     poly_power: float = 0.9
+    #: Linear warm-up steps before the poly schedule (must be shorter than the run).
     warmup_iters: int = 0
+    #: Learning-rate multiplier of the head (ASPP, decoder) over the backbone's.
     head_lr_mult: float = 1.0
+    #: Gradient accumulation steps per optimiser step (an effective batch of ``batch_size * grad_accum``).
     grad_accum: int = 1
+    #: Keep batch norm's statistics and affine parameters fixed (DeepLabv3's phase 2 at output stride 8).
     freeze_bn: bool = False
+    #: Start from this checkpoint's weights (a new run: schedule and optimiser start afresh).
     init_from: str | None = None
     # loss
+    #: Weight of the auxiliary head's loss (``aux_loss``).
     aux_weight: float = 0.5
+    #: Fraction of the hardest pixels the loss keeps, in (0, 1] (1: plain cross-entropy; DeepLabv3's
+    #: appendix bootstraps hard pixels on Cityscapes).
     top_k: float = 1.0
+    #: Steps over which ``top_k`` falls from 1 to its value.
     hard_mining_iters: int = 0
     # speed
+    #: Mixed precision: ``"none"``, ``"bf16"`` or ``"fp16"`` (fp16 with a gradient scaler; CUDA).
     amp: str = "none"
+    #: Train in the channels_last memory format (faster on recent GPUs and on this course's CPU).
     channels_last: bool = False
+    #: ``torch.compile`` the model (minutes of compiling before the first step).
     compile: bool = False
+    #: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; ``None``: CUDA when available.
     device: str | None = None
-    # separable convs recompute their depthwise half in backward: less memory, a few % more time
+    #: Separable convs recompute their depthwise half in the backward pass: less memory, a few % more time.
     recompute_depthwise: bool = True
-    keep_freed_memory: bool = True  # on the CPU with glibc: reuse freed memory (engine.allocator)
+    #: On the CPU with glibc, reuse freed memory instead of returning it to the OS (:mod:`deeplab_edu.engine.allocator`).
+    keep_freed_memory: bool = True
     # bookkeeping
+    #: Seed of the model's initialisation, the data order and the augmentation.
     seed: int = 0
+    #: Deterministic algorithms where PyTorch has them (slower; the others warn).
     deterministic: bool = False
+    #: The run folder: checkpoints, ``metrics.csv``, ``config.json`` (one run per folder).
     out_dir: str = "runs/deeplab"
+    #: Validate every this many steps (and at the end).
     eval_every: int = 1000
+    #: Write a checkpoint every this many steps (and at the end); keep the newest ``keep_last``.
     ckpt_every: int = 1000
+    #: Checkpoints kept in ``out_dir`` (the newest; ``last.pt`` is kept too).
     keep_last: int = 3
+    #: Log the loss every this many steps (``metrics.csv``; a line with ``progress=False``).
     log_every: int = 10
+    #: Continue the newest checkpoint in ``out_dir`` (schedule, optimiser and data order included).
     resume: bool = False
+    #: Also write TensorBoard logs to ``out_dir`` (needs the ``tensorboard`` package).
     tensorboard: bool = False
+    #: Show a progress bar (tqdm).
     progress: bool = True
 
     def __post_init__(self) -> None:
