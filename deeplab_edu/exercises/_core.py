@@ -474,7 +474,8 @@ def function_exercise(
                             return f"{message} (Calling it with ({shown}) raised {type(err).__name__}: {err})"
                 return crash
             if got is None:
-                return "your function returned None: fill in its body and `return` the result."
+                return ("your function returned None: fill in its body and `return` the result (a function that "
+                        "prints its result still returns None).")
             calling["done"] += 1
             results.append((args, got))
             why = compare_results(got, want, atol)
