@@ -142,6 +142,12 @@ def atrous_conv1d(x: torch.Tensor, w: torch.Tensor, rate: int = 1, padding: int 
 
     Returns:
         ``y`` of shape ``(conv_output_size(L, K, stride, padding, rate),)``.
+
+    Raises:
+        ValueError: ``x`` or ``w`` is not a 1-D tensor; ``rate`` or ``stride`` is below 1 or ``padding`` is
+            negative; ``x`` or ``w`` is empty; or the padded signal is shorter than the effective kernel (no
+            output).
+        TypeError: ``rate``, ``padding`` or ``stride`` is not an int.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 1:
         raise ValueError(f"x must be a 1-D tensor (L,), got {getattr(x, 'shape', type(x).__name__)}")
@@ -178,6 +184,13 @@ def atrous_conv2d(
         w: filters ``(C_out, C_in, K_h, K_w)``.
         rate, padding, stride: an int or an ``(h, w)`` pair each.
         bias: optional ``(C_out,)``.
+
+    Raises:
+        ValueError: ``x`` or ``w`` is not a 4-D tensor; ``w``'s input channels differ from ``x``'s channels;
+            ``bias`` is given and its shape is not ``(C_out,)``; ``rate``, ``padding`` or ``stride`` is a sequence
+            whose length is not 2; ``rate`` or ``stride`` is below 1 or ``padding`` is negative; or the padded
+            input is smaller than the effective kernel in either dimension (no output).
+        TypeError: a value of ``rate``, ``padding`` or ``stride`` is not an int.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a 4-D tensor (N, C_in, H, W), got {getattr(x, 'shape', type(x).__name__)}")
@@ -218,6 +231,12 @@ def dilate_kernel(w: torch.Tensor, rate: IntOrPair, spatial_dims: int | None = N
 
     >>> dilate_kernel(torch.tensor([1., 2., 3.]), 2)
     tensor([1., 0., 2., 0., 3.])
+
+    Raises:
+        ValueError: ``w`` is not a tensor or has no dimension; ``spatial_dims`` is not 1 or 2 or exceeds
+            ``w.dim()``; ``rate`` is below 1 (or, with two spatial dims, a sequence whose length is not 2); or a
+            dilated axis of ``w`` is empty.
+        TypeError: a value of ``rate`` is not an int.
     """
     if not isinstance(w, torch.Tensor) or w.dim() == 0:
         raise ValueError("w must be a tensor with at least one dimension (the taps)")

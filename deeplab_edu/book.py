@@ -425,6 +425,9 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
 
     Returns:
         one :class:`NotebookRun` per source, in order. Failures are in the runs, not raised.
+
+    Raises:
+        ValueError: ``jobs`` is below 1.
     """
     active_profile = active_profile or profile()
     timeout = timeout or cell_timeout(active_profile)

@@ -161,6 +161,12 @@ def figure4_curves(
     Returns:
         ``{"rates": array, 1: array, 2: array, ...}``: for each possible count, the fraction of
         output positions with that many valid weights at each rate.
+
+    Raises:
+        ValueError: ``rates`` is empty or holds a value below 1, ``size`` (or a side of it) is below 1, or
+            ``kernel`` is below 1 or even.
+        TypeError: a rate or ``kernel`` is not an integer, or ``size`` is neither an integer nor a
+            ``(height, width)`` pair of integers.
     """
     rate_list = [_positive_int("rates[...]", r) for r in rates]
     if not rate_list:
@@ -204,7 +210,11 @@ def effective_kernel_shape(size: int | Sequence[int], rate: int, kernel: int = 3
 
 # --------------------------------------------------------------------------- real convolutions
 def centre_weight(weight: torch.Tensor) -> torch.Tensor:
-    """The centre tap of a (C_out, C_in, k, k) weight, as a 1 x 1 weight (C_out, C_in, 1, 1)."""
+    """The centre tap of a (C_out, C_in, k, k) weight, as a 1 x 1 weight (C_out, C_in, 1, 1).
+
+    Raises:
+        ValueError: ``weight`` is not 4-D, its last two dimensions differ, or its kernel size is even.
+    """
     if weight.ndim != 4 or weight.shape[-1] != weight.shape[-2] or weight.shape[-1] % 2 == 0:
         raise ValueError(f"weight must be (C_out, C_in, k, k) with odd k, got shape {tuple(weight.shape)}")
     c = weight.shape[-1] // 2
@@ -251,6 +261,11 @@ def compare_with_centre_tap(x: torch.Tensor, weight: torch.Tensor, rate: int) ->
     equal use small integers stored as float64 (every product and partial sum is then exact, so
     the order in which the library adds channels cannot matter); with arbitrary floats the two
     agree up to rounding.
+
+    Raises:
+        ValueError: ``rate`` is below 1, ``x`` is not 4-D, ``weight`` is not ``(C_out, C_in, k, k)`` with odd
+            ``k``, or ``x``'s channels differ from ``weight``'s ``C_in``.
+        TypeError: ``rate`` is not an integer.
     """
     r = _positive_int("rate", rate)
     if x.ndim != 4:
@@ -288,6 +303,11 @@ def input_footprint(
     input position with a non-zero gradient is in the footprint. A degenerate 3 x 3 atrous
     convolution has a footprint of one pixel; image-level pooling has the whole map.
     A float64 copy of the module is measured in eval mode (batch norm uses running statistics).
+
+    Raises:
+        ValueError: ``height``, ``width`` or ``channels`` is below 1, ``position`` lies outside the ``height`` x
+            ``width`` map, or the module's output is not ``height`` x ``width``.
+        TypeError: ``height``, ``width`` or ``channels`` is not an integer.
     """
     h, w = _positive_int("height", height), _positive_int("width", width)
     c = _positive_int("channels", channels)

@@ -105,6 +105,11 @@ class CRFParams:
             (the weights then need to be far smaller).
         include_self: whether :math:`j = i` takes part in the sum. The released code's filter
             includes every pixel's own belief; the paper's sum is over :math:`j \\ne i`.
+
+    Raises:
+        ValueError: ``w_bilateral`` or ``w_spatial`` is not a finite number >= 0; ``theta_alpha``, ``theta_beta``
+            or ``theta_gamma`` is not a finite number > 0; ``iterations`` is not an int >= 0; or ``normalization``
+            is not ``"pixel"``, ``"symmetric"`` or ``"none"``.
     """
 
     w_bilateral: float = 4.0
@@ -188,7 +193,12 @@ def _check_inputs(unary: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tenso
 
 
 def unary_from_probs(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Unary potentials :math:`-\\log P` from class probabilities (clamped at ``eps``)."""
+    """Unary potentials :math:`-\\log P` from class probabilities (clamped at ``eps``).
+
+    Raises:
+        TypeError: ``probs`` is not a floating-point tensor.
+        ValueError: a value of ``probs`` lies outside [0, 1] (by more than 1e-6).
+    """
     if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
         raise TypeError("probs must be a floating-point tensor of class probabilities")
     if probs.numel() and (probs.min() < -1e-6 or probs.max() > 1 + 1e-6):
@@ -197,7 +207,11 @@ def unary_from_probs(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def unary_from_logits(logits: torch.Tensor, dim: int = -3) -> torch.Tensor:
-    """Unary potentials :math:`-\\log \\mathrm{softmax}` of logits (classes in dimension ``dim``)."""
+    """Unary potentials :math:`-\\log \\mathrm{softmax}` of logits (classes in dimension ``dim``).
+
+    Raises:
+        TypeError: ``logits`` is not a floating-point tensor.
+    """
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError("logits must be a floating-point tensor")
     return -F.log_softmax(logits, dim=dim)
@@ -379,6 +393,14 @@ def mean_field(
     Returns:
         Q: (B, L, H, W) (or (L, H, W)) class probabilities that sum to 1 over L; with
         ``return_history`` a pair ``(Q, [Q^0, Q^1, ...])``.
+
+    Raises:
+        ValueError: ``method`` is not ``"auto"``, ``"exact"`` or ``"approx"``; or ``unary`` is not 3- or 4-D;
+            ``image`` has a different number of dimensions, not 3 channels, or another batch size or height and
+            width than ``unary``; ``unary`` has no label channel or holds NaN or infinite values; or a float
+            ``image`` has values outside [0, 1].
+        TypeError: ``unary`` or ``image`` is not a tensor, ``unary`` is not floating point, or ``image`` is neither
+            floating point nor uint8.
     """
     u, rgb, batched = _check_inputs(unary, image)
     if method not in ("auto", "exact", "approx"):
@@ -434,6 +456,14 @@ def free_energy(
     Returns:
         (B,) or a scalar for unbatched inputs; with a list, a tensor with one more leading
         dimension (one entry per element of the list).
+
+    Raises:
+        ValueError: ``q`` (or an element of the list) does not have the shape of ``unary``; or ``unary`` is not
+            3- or 4-D; ``image`` has a different number of dimensions, not 3 channels, or another batch size or height
+            and width than ``unary``; ``unary`` has no label channel or holds NaN or infinite values; or a float
+            ``image`` has values outside [0, 1].
+        TypeError: ``unary`` or ``image`` is not a tensor, ``unary`` is not floating point, or ``image`` is neither
+            floating point nor uint8.
     """
     u, rgb, batched = _check_inputs(unary, image)
     qs = [q] if isinstance(q, torch.Tensor) else list(q)
@@ -490,6 +520,11 @@ def kernel_maps(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams =
     """The two raw kernels between one pixel ``(row, col)`` and every pixel: what it "talks to".
 
     Returns ``{"bilateral": (H, W), "spatial": (H, W)}``, unweighted and unnormalised (1 at the pixel).
+
+    Raises:
+        ValueError: ``image`` is not ``(3, H, W)``, a float ``image`` has values outside [0, 1], or ``pixel`` lies
+            outside the image.
+        TypeError: ``image`` is neither floating point nor uint8.
     """
     dummy = torch.zeros(1, *image.shape[-2:])
     _, rgb, _ = _check_inputs(dummy, image.float() if image.is_floating_point() else image)

@@ -38,6 +38,10 @@ def coarse_scores(
     confident; boundaries blur and thin structures fade. Ignored pixels get flat scores.
 
     Returns logits (num_classes, H, W).
+
+    Raises:
+        ValueError: ``mask`` is not a 2-D integer tensor, or holds labels outside ``[0, num_classes)`` other than
+            ``ignore_index``.
     """
     if mask.dim() != 2 or mask.is_floating_point():
         raise ValueError(f"mask must be an integer label map (H, W), got {tuple(mask.shape)} {mask.dtype}")
@@ -53,7 +57,11 @@ def coarse_scores(
 
 def boundary_band(mask: torch.Tensor, width: int) -> torch.Tensor:
     """Pixels within ``width`` pixels (chessboard distance) of a label change: the "trimap" band
-    in which DeepLab v1 (Fig. 5) and v2 (Fig. 10) measure accuracy along object boundaries."""
+    in which DeepLab v1 (Fig. 5) and v2 (Fig. 10) measure accuracy along object boundaries.
+
+    Raises:
+        ValueError: ``width`` is below 1.
+    """
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
     m = mask.float()[None, None]
@@ -95,6 +103,11 @@ def evaluate_crf(
     """Refine :func:`coarse_scores` of every item with the CRF; accumulate mIoU before and after.
 
     One confusion matrix per quantity is accumulated over the whole data set (as VOC does).
+
+    Raises:
+        ValueError: ``dataset`` yields no item; ``num_classes`` is not a positive int; or, on an item, a mask fails
+            the checks of :func:`coarse_scores`, ``band_width`` is below 1, or the image and scores fail those of
+            :func:`~deeplab_edu.crf.mean_field`.
     """
     cms = {k: ConfusionMatrix(num_classes, ignore_index) for k in ("b", "a", "bb", "ba")}
     n = 0

@@ -58,6 +58,10 @@ def effective_receptive_field(
 
     Returns:
         a float tensor ``(H, W)`` summing to 1.
+
+    Raises:
+        ValueError: ``samples`` is below 1; ``in_channels`` is not given and the (cut) model has no ``nn.Conv2d``
+            to infer it from; or ``output_index`` lies outside the output map.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -93,6 +97,9 @@ def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
     """Side (pixels) of the smallest square around the map's centre of mass holding ``fraction`` of it.
 
     A one-number summary to set against the theoretical receptive field size.
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -116,6 +123,10 @@ class TinyDilatedNet(nn.Module):
 
     Same padding everywhere, so the output has the input's size. Its theoretical receptive
     field is ``1 + 2 * sum(rates)``.
+
+    Raises:
+        ValueError: ``rates`` is empty or holds a rate below 1.
+        TypeError: a rate is not an int.
     """
 
     def __init__(self, rates: Sequence[int] = (1, 2, 4, 8, 1), channels: int = 16, in_channels: int = 3, num_classes: int = 2):
@@ -161,7 +172,12 @@ def ring_to_disc_batch(
 def train_tiny_segmenter(
     model: nn.Module, steps: int, *, batch: int = 16, size: int = 48, lr: float = 3e-3, seed: int = 0, progress: bool = True
 ) -> list[float]:
-    """Train ``model`` on :func:`ring_to_disc_batch` with Adam for ``steps`` steps; return the losses."""
+    """Train ``model`` on :func:`ring_to_disc_batch` with Adam for ``steps`` steps; return the losses.
+
+    Raises:
+        ValueError: ``steps`` is negative.
+        RuntimeError: the last loss is not finite (training diverged).
+    """
     from tqdm.auto import tqdm
 
     if steps < 0:

@@ -145,6 +145,9 @@ def run_dir(root: Path, arm: str, seed: int) -> Path:
 
     Chapters 08-10 train their runs in the same folders (``runs/course/<profile>``), so the
     chapters and ``benchmarks/findings.py`` share them.
+
+    Raises:
+        ValueError: ``arm`` is not one of :data:`ARMS`.
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
@@ -154,7 +157,11 @@ def run_dir(root: Path, arm: str, seed: int) -> Path:
 
 
 def arm_overrides(arm: str, seed: int) -> dict[str, Any]:
-    """Engine settings of ``arm`` with ``seed`` (on top of the ``cpu`` preset)."""
+    """Engine settings of ``arm`` with ``seed`` (on top of the ``cpu`` preset).
+
+    Raises:
+        ValueError: ``arm`` is not one of :data:`ARMS`.
+    """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
     return {**ARMS[arm], "seed": int(seed)}
@@ -188,7 +195,14 @@ _CLASSES = {"wire": WIRE, "car": CAR, "boat": BOAT}
 
 def metric(name: str) -> tuple[str, Callable[[np.ndarray], float]]:
     """``(matrix key, function)`` for a metric name: ``miou``, ``iou:<class>``,
-    ``confusion:car/boat``, or any of them prefixed ``band<w>:`` to score the trimap band."""
+    ``confusion:car/boat``, or any of them prefixed ``band<w>:`` to score the trimap band.
+
+    Raises:
+        ValueError: ``name`` (after any ``band<w>:`` prefix) is not ``miou``, ``iou:<class>`` or
+            ``confusion:<class>/<class>``; ``name`` starts with ``band`` but has no ``:``; or a ``confusion:``
+            metric does not name exactly two classes.
+        KeyError: a ``<class>`` is not ``wire``, ``car`` or ``boat``.
+    """
     key = "all"
     if name.startswith("band"):
         band, name = name.split(":", 1)

@@ -28,6 +28,9 @@ def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor
     zeros are pixels the output never sees ("gridding"; e.g. rates (2, 2, 2) read only every
     other pixel, while (1, 2, 4) read all of them). Returns an int64 ``(r, r)`` map, ``r`` the
     receptive field.
+
+    Raises:
+        ValueError: ``rates`` is empty, or holds a value that is a bool or not an int of at least 1.
     """
     if not rates:
         raise ValueError("rates must name at least one layer")

@@ -40,6 +40,9 @@ class ConfusionMatrix:
     >>> cm.update(torch.tensor([[0, 1]]), torch.tensor([[0, 0]]))
     >>> round(cm.compute()["miou"], 3)
     0.25
+
+    Raises:
+        ValueError: ``num_classes`` is not an int of at least 1.
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
@@ -120,7 +123,11 @@ class ConfusionMatrix:
 
 
 def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = None) -> str:
-    """A per-class IoU table in Markdown (percent, one decimal), with the mean on the last line."""
+    """A per-class IoU table in Markdown (percent, one decimal), with the mean on the last line.
+
+    Raises:
+        ValueError: ``class_names`` is given and its length differs from that of ``iou``.
+    """
     names = list(class_names) if class_names is not None else [f"class {i}" for i in range(len(iou))]
     if len(names) != len(iou):
         raise ValueError(f"{len(names)} class names for {len(iou)} IoU values")

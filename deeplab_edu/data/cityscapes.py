@@ -44,6 +44,12 @@ class Cityscapes(SegmentationFolder):
         split: ``"train"``, ``"val"`` or ``"test"`` (test masks are all ignore).
         download: must be ``False``; Cityscapes needs registration.
         transform: joint transform ``(image, mask) -> (image, mask)``.
+
+    Raises:
+        ValueError: ``split`` is not ``"train"``, ``"val"`` or ``"test"``.
+        DatasetNotFoundError: ``download`` is true (Cityscapes cannot be downloaded), ``root`` has no
+            ``leftImg8bit/<split>`` folder, or the ``gtFine`` mask of an image is missing.
+        BadDataError: ``leftImg8bit/<split>`` holds no ``*/*_leftImg8bit.png`` image.
     """
 
     def __init__(

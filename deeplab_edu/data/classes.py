@@ -37,7 +37,11 @@ IGNORE_INDEX = 255
 
 @dataclass(frozen=True)
 class ClassInfo:
-    """The classes of one data set: names, one RGB colour each, and the ignore label."""
+    """The classes of one data set: names, one RGB colour each, and the ignore label.
+
+    Raises:
+        ValueError: ``class_names`` and ``palette`` differ in length.
+    """
 
     name: str
     class_names: tuple[str, ...]

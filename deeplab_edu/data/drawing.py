@@ -80,7 +80,11 @@ def background(rng: np.random.Generator, h: int, w: int, scene: int) -> np.ndarr
 
 
 def shape_mask(kind: Any, u: np.ndarray, v: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of a shape in normalised, rotated coordinates (u, v in units of ``radius``)."""
+    """Boolean mask of a shape in normalised, rotated coordinates (u, v in units of ``radius``).
+
+    Raises:
+        ValueError: ``kind`` is none of ``DISC``, ``BOX``, ``TRIANGLE``, ``RING`` and ``"vehicle"``.
+    """
     if kind == DISC:
         return u * u + v * v <= 1.0
     if kind == BOX:

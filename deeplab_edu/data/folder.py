@@ -36,6 +36,11 @@ class SegmentationFolder(Dataset):
         check_files: stat every file at construction (the default).
 
     Items: image float32 (3, H, W) in [0, 1], mask int64 (H, W) with 255 = ignore.
+
+    Raises:
+        TypeError: ``transform`` is given and is not callable.
+        BadDataError: ``pairs`` is empty.
+        ~deeplab_edu.data.io.DatasetNotFoundError: with ``check_files``, a file of ``pairs`` is missing.
     """
 
     def __init__(

@@ -200,6 +200,16 @@ def load_mask(
             train ids, CamVid's 11 -> 255).
         allow_palette: accept palette ("P") PNGs whose palette agrees with ``palette`` as
             index masks (VOC's format).
+
+    Raises:
+        DatasetNotFoundError: ``path`` is not a file.
+        BadDataError: the file is not a readable image, is corrupt or truncated, or is a JPEG; its image mode is
+            not P, L, I, I;16 (B/L), RGB or RGBA; a grey-level mask holds values outside 0..255; an RGB(A) mask
+            that is not grey has no ``palette`` to match, or colours that are neither class colours nor
+            ``colour_aliases``; a palette (P) mask has no usable palette (``palette`` is given but the file's
+            palette is empty, or ``palette`` is not given and ``allow_palette`` is false), or its colours are not
+            all class colours and its indices cannot be taken as labels; or a label (after ``lut``) is neither a
+            class (``0 .. num_classes-1``) nor 255.
     """
     path = Path(path)
     img = _open(path, "mask")

@@ -108,6 +108,10 @@ class SceneStyle:
         max_objects: at most this many shapes (at least 2).
         noise: (low, high) range of the sensor-noise standard deviation.
         colour_jitter: half-width of the random offset added to a colour family's RGB.
+
+    Raises:
+        ValueError: ``colour_cue`` is not ``"none"``, ``"pair"`` or ``"class"``, or the radii do not satisfy
+            ``0 < min_radius <= max_radius <= 1``.
     """
 
     colour_cue: str = "none"
@@ -137,7 +141,11 @@ DIFFICULTIES: dict[str, SceneStyle] = {
 
 
 def scene_style(difficulty: str | SceneStyle) -> SceneStyle:
-    """The :class:`SceneStyle` of a difficulty name (see :data:`DIFFICULTIES`), or ``difficulty`` itself."""
+    """The :class:`SceneStyle` of a difficulty name (see :data:`DIFFICULTIES`), or ``difficulty`` itself.
+
+    Raises:
+        ValueError: ``difficulty`` is neither a :class:`SceneStyle` nor a name in :data:`DIFFICULTIES`.
+    """
     if isinstance(difficulty, SceneStyle):
         return difficulty
     try:
@@ -314,6 +322,13 @@ class ProceduralScenes(Dataset):
         boundary_ignore: width in pixels of an ignored band around boundaries (0 = none).
 
     Items are ``(image, mask)``: image float32 (3, H, W) in [0, 1], mask int64 (H, W), 255 = ignore.
+
+    Raises:
+        ValueError: ``length`` is not an int >= 1 or ``seed`` not an int >= 0 (bools are rejected); a side of
+            ``size`` is below 8; ``difficulty`` is neither a :class:`SceneStyle` nor a name in
+            :data:`DIFFICULTIES`; ``max_objects`` is not between 2 and 250; ``max_wires`` or ``boundary_ignore`` is
+            negative; or ``clutter_prob`` or ``hero_prob`` is not in [0, 1].
+        TypeError: ``transform`` is given and is not callable, or ``size`` is neither an int nor a pair of ints.
     """
 
     info = PROCEDURAL

@@ -54,6 +54,13 @@ def build_dataset(
         **kwargs: passed on; for ``"procedural"``: ``length``, ``size``, ``seed`` (the split's
             seed is ``seed + PROCEDURAL_SPLIT_SEED_OFFSET[split]``, so splits never overlap),
             ``max_objects``, ...
+
+    Raises:
+        ValueError: ``name`` is not a data set of :data:`DATASETS` (case, ``-`` and ``_`` aside; ``"pascal_voc"``
+            also names VOC); for ``"procedural"``, ``split`` is not ``"train"``, ``"val"`` or ``"test"``, or
+            ``root`` is given; for ``"folder"``, ``root`` is not given or ``download`` is true; or the data set's
+            constructor raises it (e.g. for an unknown ``split``).
+        TypeError: ``kwargs`` are given for a data set other than ``"procedural"``.
     """
     key = name.lower().replace("-", "").replace("_", "")
     if key == "procedural":

@@ -116,7 +116,11 @@ def context_free_fraction(
     evidence: Sequence[int] = (BACKGROUND,),
 ) -> float:
     """Fraction of pixels of ``classes`` with no ``evidence`` pixel (the scene's background) within
-    ``radius`` pixels (a square window). Returns ``nan`` when there are no such pixels."""
+    ``radius`` pixels (a square window). Returns ``nan`` when there are no such pixels.
+
+    Raises:
+        ValueError: ``radius`` is negative.
+    """
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
     hit = total = 0
@@ -136,6 +140,9 @@ def stride_oracle_iou(masks: Iterable[np.ndarray | torch.Tensor], stride: int, n
 
     The label of each cell is read at its centre pixel; ignored samples predict background.
     Returns :meth:`deeplab_edu.metrics.ConfusionMatrix.compute`'s dictionary.
+
+    Raises:
+        ValueError: ``stride`` is below 1, or a mask holds a label of at least ``num_classes`` other than 255.
     """
     from ..metrics import ConfusionMatrix
 

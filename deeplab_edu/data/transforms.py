@@ -96,7 +96,11 @@ def _joint_step(fn: Callable[[Any, torch.Tensor, torch.Tensor], Pair]) -> Callab
 
 
 class RandomScale:
-    """Rescale image (bilinear) and mask (nearest) by a factor drawn uniformly from ``scale_range``."""
+    """Rescale image (bilinear) and mask (nearest) by a factor drawn uniformly from ``scale_range``.
+
+    Raises:
+        ValueError: ``scale_range`` is not two numbers ``(low, high)`` with ``0 < low <= high``.
+    """
 
     def __init__(self, scale_range: Sequence[float] = (0.5, 2.0)) -> None:
         lo, hi = (float(v) for v in scale_range)
@@ -215,6 +219,10 @@ def train_transform(
         pad_to_crop: pad images smaller than the crop (image: ``mean``, mask: ``ignore_index``), as
             DeepLab does, so every item is ``crop_size``; ``False``: never pad
             (:class:`RandomCropNoPad`), items of smaller images are smaller.
+
+    Raises:
+        ValueError: ``crop_size`` is neither a positive int nor a pair of positive ints; ``hflip`` is not in
+            [0, 1]; or ``scale_range`` is given and is not two numbers ``(low, high)`` with ``0 < low <= high``.
     """
     crop = _pair_size(crop_size, "crop_size")
     if not 0.0 <= hflip <= 1.0:

@@ -51,7 +51,12 @@ def _how_to_get(root: Path) -> str:
 
 
 def resolve_voc_root(root: Path) -> Path:
-    """The ``VOC2012`` folder inside ``root`` (``root/VOCdevkit/VOC2012``, ``root/VOC2012`` or ``root``)."""
+    """The ``VOC2012`` folder inside ``root`` (``root/VOCdevkit/VOC2012``, ``root/VOC2012`` or ``root``).
+
+    Raises:
+        DatasetNotFoundError: none of ``root/VOCdevkit/VOC2012``, ``root/VOC2012`` and ``root`` holds both
+            ``JPEGImages/`` and ``ImageSets/Segmentation/``.
+    """
     for cand in (root / "VOCdevkit" / "VOC2012", root / "VOC2012", root):
         if (cand / "JPEGImages").is_dir() and (cand / "ImageSets" / "Segmentation").is_dir():
             return cand
@@ -159,6 +164,14 @@ class VOCSegmentation(SegmentationFolder):
         split: ``"train"``, ``"val"``, ``"trainval"`` or ``"trainaug"`` (alias ``"train_aug"``).
         download: fetch what is missing with torchvision's download code.
         transform: joint transform ``(image, mask) -> (image, mask)``.
+
+    Raises:
+        ValueError: ``split`` is not ``"train"``, ``"val"``, ``"trainval"``, ``"trainaug"`` or ``"train_aug"``.
+        DatasetNotFoundError: no ``VOC2012`` folder is found under ``root`` and ``download`` is false, or the
+            download fails; for ``"trainaug"``, when ``train_aug.txt`` or ``SegmentationClassAug/`` is missing and
+            ``root/SBD`` has no ``train.txt``: ``download`` is false, or SBD's download fails; the split list is
+            missing; or files it names are missing.
+        ~deeplab_edu.data.io.BadDataError: the split list names no image.
     """
 
     def __init__(

@@ -153,6 +153,11 @@ def save_checkpoint(state: Mapping[str, Any], folder: str | os.PathLike[str], it
     ``state`` is converted by :func:`weights_only_safe` (NumPy values, paths), so that
     :func:`load_checkpoint` reads back whatever is written here; a value it cannot convert raises
     ``TypeError`` naming its key, before any file is written.
+
+    Raises:
+        ValueError: ``keep_last`` is below 1.
+        TypeError: a value of ``state`` cannot be converted by :func:`weights_only_safe` (before any file is
+            written).
     """
     if keep_last < 1:
         raise ValueError(f"keep_last must be at least 1, got {keep_last}")

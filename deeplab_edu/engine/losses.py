@@ -27,6 +27,9 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     """Cross-entropy averaged over the ``top_k`` fraction of hardest labelled pixels of each image.
 
     ``top_k=1`` is the plain mean cross-entropy over labelled pixels.
+
+    Raises:
+        ValueError: ``top_k`` is not in (0, 1].
     """
     if not 0.0 < top_k <= 1.0:
         raise ValueError(f"top_k must be in (0, 1], got {top_k}")
@@ -57,6 +60,9 @@ class SegmentationLoss(torch.nn.Module):
         top_k: fraction of hardest pixels kept (1.0: no hard-pixel mining).
         hard_mining_iters: iterations over which the kept fraction ramps from 1.0 to ``top_k``
             (0: use ``top_k`` from the start). Call :meth:`set_iteration` every step.
+
+    Raises:
+        ValueError: ``top_k`` is not in (0, 1].
     """
 
     def __init__(self, ignore_index: int = 255, aux_weight: float = 0.5, top_k: float = 1.0,

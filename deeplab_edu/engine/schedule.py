@@ -27,7 +27,11 @@ OPTIMIZERS = ("sgd", "adamw")
 
 def poly_factor(iteration: int, max_iter: int, power: float = 0.9, warmup_iters: int = 0,
                 warmup_factor: float = 0.1) -> float:
-    """Multiplier of the base learning rate at ``iteration`` (0-based) of ``max_iter``."""
+    """Multiplier of the base learning rate at ``iteration`` (0-based) of ``max_iter``.
+
+    Raises:
+        ValueError: ``max_iter`` is not positive.
+    """
     if max_iter <= 0:
         raise ValueError(f"max_iter must be positive, got {max_iter}")
     t = min(max(iteration, 0), max_iter)
@@ -39,7 +43,11 @@ def poly_factor(iteration: int, max_iter: int, power: float = 0.9, warmup_iters:
 
 
 class PolyLR(torch.optim.lr_scheduler.LambdaLR):
-    """``LambdaLR`` with :func:`poly_factor`; call ``step()`` once per optimiser step."""
+    """``LambdaLR`` with :func:`poly_factor`; call ``step()`` once per optimiser step.
+
+    Raises:
+        ValueError: ``warmup_iters`` is negative or greater than ``max_iter``, or ``max_iter`` is not positive.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, max_iter: int, power: float = 0.9,
                  warmup_iters: int = 0, warmup_factor: float = 0.1, last_epoch: int = -1) -> None:

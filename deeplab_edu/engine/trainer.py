@@ -96,7 +96,11 @@ def freeze_batchnorm(model: nn.Module) -> int:
 
 
 def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` for ``amp`` in ``{"none", "bf16", "fp16"}`` on ``device``."""
+    """``torch.autocast`` for ``amp`` in ``{"none", "bf16", "fp16"}`` on ``device``.
+
+    Raises:
+        ValueError: ``amp`` is ``"fp16"`` and ``device`` is not a CUDA device.
+    """
     if amp == "none":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
@@ -134,6 +138,11 @@ class Trainer:
         model: a ready model (tests, notebooks); built with ``deeplab_edu.models.build_model`` when ``None``.
         train_set, val_set: datasets of ``(image, mask)``; built from ``cfg`` when ``None``.
         num_classes: defaults to ``train_set.num_classes``.
+
+    Raises:
+        ValueError: only one of ``train_set`` and ``val_set`` is given, or the training set does not hold one full
+            batch of ``cfg.batch_size`` per process; also :class:`~deeplab_edu.engine.config.ConfigError` (a
+            subclass) when ``cfg`` fails :func:`~deeplab_edu.engine.config.validate`.
     """
 
     def __init__(self, cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,

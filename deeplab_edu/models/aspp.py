@@ -47,6 +47,10 @@ def atrous_rates_for(output_stride: int, base: Sequence[int] = (6, 12, 18), base
 
     Halving the output stride doubles the feature-map size, so the rates double to cover the same
     part of the image (DeepLabv3 sec. 3.3: (6, 12, 18) at 16 becomes (12, 24, 36) at 8).
+
+    Raises:
+        ValueError: a rate of ``base`` times ``base_output_stride / output_stride`` is below 1 or not an
+            integer.
     """
     rates = []
     for r in base:
@@ -65,6 +69,9 @@ def feature_map_side(input_side: int, output_stride: int) -> int:
 
     Every stride-2 layer of the backbones (3x3 or 1x1 with "same" padding) maps ``n`` to
     ``ceil(n / 2)``, so 513 gives 257, 129, 65, 33, 17.
+
+    Raises:
+        ValueError: ``input_side`` is below 1, or ``output_stride`` is not 1, 2, 4, 8, 16 or 32.
     """
     if input_side < 1 or output_stride not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"need input_side >= 1 and output_stride in 1..32 (a power of 2), got {input_side}, {output_stride}")
@@ -113,7 +120,11 @@ def degenerate_rates(map_side: int, rates: Sequence[int]) -> tuple[int, ...]:
 
 
 def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:
-    """Set a conv's dilation to ``rate`` with 'same' padding, in place."""
+    """Set a conv's dilation to ``rate`` with 'same' padding, in place.
+
+    Raises:
+        ValueError: ``rate`` is not an int or is below 1.
+    """
     if not isinstance(rate, int) or rate < 1:
         raise ValueError(f"atrous rate must be a positive integer, got {rate!r}")
     conv.dilation = (rate, rate)
@@ -450,7 +461,11 @@ class ASPP(nn.Module):
     @property
     def atrous_rates(self) -> tuple[int, ...]:
         """The rates of the 3x3 branches; setting them re-dilates the branches (same weights).
-        Setting raises ValueError for another number of rates than branches."""
+
+        Raises:
+            ValueError: on setting, the number of rates differs from the number of 3x3 branches, or a rate
+                is below 1.
+        """
         return tuple(b.rate for b in self.convs if isinstance(b, ASPPConv))
 
     @atrous_rates.setter
@@ -544,8 +559,11 @@ class ASPPv2(nn.Module):
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:
-        """The branches' rates; setting them re-dilates the branches (same weights). Setting raises
-        ValueError for another number of rates than branches."""
+        """The branches' rates; setting them re-dilates the branches (same weights).
+
+        Raises:
+            ValueError: on setting, the number of rates differs from the number of branches, or a rate is below 1.
+        """
         return tuple(b[0].dilation[0] for b in self.branches)
 
     @atrous_rates.setter

@@ -67,6 +67,11 @@ class ResNetBackbone(nn.Module):
             convention (first unit of a dilated block at the previous rate).
         extra_blocks: number of extra blocks (0-3: blocks 5, 6, 7) for "going deeper".
         state_dict: torchvision ImageNet weights to load (``None``: random initialisation).
+
+    Raises:
+        ValueError: ``output_stride`` is not 8, 16 or 32; ``depth`` is not 50 or 101; ``extra_blocks`` is not an
+            int from 0 to 3; ``state_dict`` does not fit the network; or ``multi_grid`` does not hold one rate per
+            unit of block 4 (three), or holds a rate below 1.
     """
 
     low_level_channels = 256
@@ -126,6 +131,10 @@ class ResNetBackbone(nn.Module):
         """Switch strides and dilations in place (no weights change).
 
         ``multi_grid="keep"`` keeps the unit rates given before; pass ``None`` to remove them.
+
+        Raises:
+            ValueError: ``output_stride`` is not 8, 16 or 32, or ``multi_grid`` (the kept one with ``"keep"``) does
+                not hold one rate per unit of block 4, or holds a rate below 1.
         """
         check_output_stride(output_stride)
         if multi_grid == "keep":
@@ -201,6 +210,11 @@ class TinyResNetBackbone(ResNetBackbone):
         extra_blocks: 0-3 extra copies of block 4 ("going deeper", DeepLabv3 sec. 3.2, Fig. 3).
         width: channels of block 1 (blocks 2-4 double it each time).
         units: units per block.
+
+    Raises:
+        ValueError: ``output_stride`` is not 8, 16 or 32; ``extra_blocks`` is not an int from 0 to 3; ``units``
+            does not hold four counts of at least 1; or ``multi_grid`` does not hold one rate per unit of block 4
+            (``units[3]``), or holds a rate below 1.
     """
 
     def __init__(

@@ -89,7 +89,11 @@ def export_onnx(
 
 
 def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Logits of the ONNX model at ``path`` for ``images`` (N, 3, H, W), computed by onnxruntime on the CPU."""
+    """Logits of the ONNX model at ``path`` for ``images`` (N, 3, H, W), computed by onnxruntime on the CPU.
+
+    Raises:
+        FileNotFoundError: no file exists at ``path``.
+    """
     import onnxruntime as ort
 
     if not Path(path).is_file():
@@ -118,7 +122,11 @@ def export_program(
 
 
 def load_program(path: str | os.PathLike) -> nn.Module:
-    """Load a program saved by :func:`export_program`; calling it returns the logits tensor."""
+    """Load a program saved by :func:`export_program`; calling it returns the logits tensor.
+
+    Raises:
+        FileNotFoundError: no file exists at ``path``.
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(f"no exported program at {path}")
     with warnings.catch_warnings():  # torch 2.11's loader warns about a read-only buffer of its own archive

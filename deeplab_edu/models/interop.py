@@ -40,7 +40,12 @@ TORCHVISION_CONFIGS = {"resnet50": 8, "resnet101": 8, "mobilenet_v3_large": 16}
 
 
 def torchvision_equivalent(backbone: str = "resnet50", num_classes: int = 21, aux_loss: bool = False) -> DeepLabV3:
-    """Our DeepLabv3 configured like torchvision's ``deeplabv3_<backbone>`` (random weights)."""
+    """Our DeepLabv3 configured like torchvision's ``deeplabv3_<backbone>`` (random weights).
+
+    Raises:
+        ValueError: ``backbone`` is not ``"resnet50"``, ``"resnet101"`` or ``"mobilenet_v3_large"``
+            (:data:`TORCHVISION_CONFIGS`).
+    """
     if backbone not in TORCHVISION_CONFIGS:
         raise ValueError(f"torchvision has DeepLabv3 for {', '.join(TORCHVISION_CONFIGS)}; got backbone={backbone!r}")
     model = build_model(
@@ -109,7 +114,12 @@ def _backbone_name(model: nn.Module) -> str:
 
 
 def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
-    """Our equivalent of a torchvision DeepLabv3 instance, with its weights (same outputs)."""
+    """Our equivalent of a torchvision DeepLabv3 instance, with its weights (same outputs).
+
+    Raises:
+        ValueError: the backbone of ``tv_model`` is not recognised (it has neither ``layer4`` nor a child ``16``),
+            or its weights do not fit the equivalent model.
+    """
     body = tv_model.backbone
     if hasattr(body, "layer4"):
         backbone = "resnet50" if len(body.layer3) == 6 else "resnet101"
@@ -134,6 +144,16 @@ def torchvision_pretrained(
             cached); a path loads a local copy of that file (``torch.load(..., weights_only=True)``).
             Offline without a cached copy, the error says where to put the file.
         progress: show a download progress bar.
+
+    Raises:
+        ValueError: ``backbone`` is not ``"resnet50"``, ``"resnet101"`` or ``"mobilenet_v3_large"``
+            (:data:`TORCHVISION_CONFIGS`); the file at ``weights`` cannot be read by ``torch.load`` or holds no
+            state dict; the state dict has no ``classifier.4.weight``; or its weights do not fit the equivalent
+            model.
+        TypeError: ``weights`` is neither ``True`` nor a file path.
+        FileNotFoundError: ``weights`` is a path to no file.
+        deeplab_edu.models.pretrained.PretrainedWeightsUnavailable: ``weights`` is ``True`` and the download failed
+            (e.g. offline); the message says where to put the file.
     """
     if backbone not in TORCHVISION_CONFIGS:
         raise ValueError(f"torchvision has DeepLabv3 for {', '.join(TORCHVISION_CONFIGS)}; got backbone={backbone!r}")

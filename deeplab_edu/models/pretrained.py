@@ -33,7 +33,11 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 
 def torchvision_weights(name: str) -> Any:
-    """The torchvision ``WeightsEnum`` member used for backbone ``name`` (ImageNet-1k, version 1)."""
+    """The torchvision ``WeightsEnum`` member used for backbone ``name`` (ImageNet-1k, version 1).
+
+    Raises:
+        ValueError: ``name`` is not ``"resnet50"``, ``"resnet101"``, ``"mobilenet_v3_large"`` or ``"vgg16"``.
+    """
     from torchvision import models
 
     table = {
@@ -91,7 +95,13 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
 
 
 def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str, torch.Tensor]:
-    """A state dict from a local file (raw, or under ``state_dict``/``model``), read with ``weights_only=True``."""
+    """A state dict from a local file (raw, or under ``state_dict``/``model``), read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: ``torch.load`` (with ``weights_only=True``) cannot read the file, or it holds neither a state
+            dict (a mapping of names to tensors) nor one under ``state_dict``/``model``.
+    """
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{argument}={str(path)!r}: no such file")
@@ -142,6 +152,9 @@ def load_pretrained_state_dict(name: str, source: PretrainedSource, *, progress:
     Raises:
         FileNotFoundError: ``source`` is a path that does not exist.
         PretrainedWeightsUnavailable: the download failed (e.g. offline); the message says what to do.
+        TypeError: ``source`` is neither ``None``, ``True``, ``False`` nor a path (``str`` or ``os.PathLike``).
+        ValueError: ``source`` is ``True`` and ``name`` has no known ImageNet weights, or ``source`` is a file that
+            ``torch.load`` cannot read or that holds no state dict.
     """
     if source is None or source is False:
         return None
