@@ -53,7 +53,11 @@ class _OutOnly(nn.Module):
 
 
 def build_pair(pair: str, num_classes: int = 21) -> tuple[tuple[str, nn.Module], tuple[str, nn.Module]]:
-    """``((our name, our model), (peer name, peer model))`` for ``pair`` in ``{"v3", "v3plus"}``."""
+    """``((our name, our model), (peer name, peer model))`` for ``pair`` in ``{"v3", "v3plus"}``.
+
+    Raises:
+        ValueError: another ``pair``.
+    """
     from ..models import build_model
 
     if pair == "v3":
@@ -476,6 +480,7 @@ def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batc
 
     Raises:
         ValueError: ``batches`` or ``warmup`` smaller than 1, or ``num_workers`` negative.
+        RuntimeError: the loader gave another number of batches than ``warmup + batches``.
     """
     import resource
 

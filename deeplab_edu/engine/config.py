@@ -348,6 +348,9 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
     With the paper's rates on a crop so small that a branch becomes exactly 1x1 (rate >= the
     feature-map side: DeepLabv3 sec. 3.3, Fig. 4), a ``UserWarning`` names the crop, the map and
     the rates, and suggests ``atrous_rates="fit"``.
+
+    Raises:
+        ConfigError: ``model_kwargs`` holds ``atrous_rates`` (it is a setting of its own).
     """
     import warnings
 
