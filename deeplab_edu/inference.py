@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +39,16 @@ PAPER_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 @dataclass(frozen=True)
 class Strategy:
-    """How to predict: scales, flip, output stride (``None``: leave the model's), sliding-window crop."""
+    """How to predict (DeepLabv3 sec. 4.2-4.3): input scales, flip, output stride, sliding windows.
+
+    Attributes:
+        scales: input scale factors; the class probabilities of all scales are averaged (``(1.0,)``:
+            single scale; :data:`PAPER_SCALES` for the paper's multi-scale inference).
+        flip: add the left-right flipped input (its prediction flipped back) to the average.
+        output_stride: evaluate at this output stride (8 or 16); ``None`` leaves the model's.
+        crop_size: predict in overlapping windows of this side, pixels (:func:`sliding_window_logits`);
+            ``None``: the whole image at once.
+    """
 
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
@@ -47,6 +57,7 @@ class Strategy:
 
     @property
     def label(self) -> str:
+        """A short name, e.g. ``"OS 8 + MS + Flip"`` (the row labels of DeepLabv3's Table 6)."""
         parts = [f"OS {self.output_stride}" if self.output_stride else "", "MS" if len(self.scales) > 1 else "",
                  "Flip" if self.flip else ""]
         return " + ".join(p for p in parts if p) or "single scale"
@@ -172,8 +183,16 @@ def evaluate(model: nn.Module, dataset: Iterable[tuple[torch.Tensor, torch.Tenso
     """Confusion-matrix metrics of ``model`` on ``dataset`` (items ``(image, mask)``) with ``strategy``.
 
     Args:
-        dataset: a map-style data set (``len`` and ``dataset[i]``) of ``(image (3, H, W), mask (H, W))``.
+        model: a segmentation model returning logits or ``{"out": logits}``; put in eval mode for the
+            call (its mode is restored afterwards).
+        dataset: a map-style data set (``len`` and ``dataset[i]``) of ``(image (3, H, W), mask (H, W))``,
+            images normalised as in training.
+        strategy: scales, flip, output stride and sliding windows (:class:`Strategy`).
+        num_classes: defaults to ``dataset.num_classes``.
+        ignore_index: the mask label that is not scored (255).
+        device: where to run; ``None``: the model's device.
         limit: evaluate only the first ``limit`` items.
+        progress: show a progress bar (tqdm).
         batch_size: images per forward pass; the images of a batch are grouped by size and never
             resized or padded (:func:`deeplab_edu.engine.data.collate_same_size`), so the metrics do not
             depend on it. Multi-scale + flip multiplies the memory a batch needs.
@@ -271,10 +290,8 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
     return LoadedRun(model.to(device).eval(), cfg, dict(info))
 
 
-def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> "Any":
+def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> np.ndarray:
     """RGB uint8 (H, W, 3): black where right, red where wrong, white where ignored."""
-    import numpy as np
-
     p, t = pred.cpu().numpy(), target.cpu().numpy()
     out = np.zeros((*t.shape, 3), dtype=np.uint8)
     out[(p != t) & (t != ignore_index)] = (220, 30, 30)
@@ -285,7 +302,7 @@ def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255)
 def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
                        preds: Sequence[torch.Tensor], palette: Sequence[Sequence[int]], *,
                        titles: Sequence[str] | None = None, ignore_index: int = 255) -> Any:
-    """A figure with one row per example: image, ground truth, prediction, errors (red)."""
+    """A matplotlib ``Figure`` with one row per example: image, ground truth, prediction, errors (red)."""
     import matplotlib.pyplot as plt
 
     from .viz.images import colorize

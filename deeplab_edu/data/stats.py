@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ __all__ = [
     "stride_oracle_iou"]
 
 
-def dataset_masks(dataset, n: int | None = None) -> list[np.ndarray]:
+def dataset_masks(dataset: Any, n: int | None = None) -> list[np.ndarray]:
     """The masks of the first ``n`` items (procedural scenes are rendered without the transform)."""
     n = len(dataset) if n is None else min(n, len(dataset))
     if isinstance(dataset, ProceduralScenes):

@@ -39,7 +39,17 @@ def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 class DeepLab(nn.Module):
-    """Common part: run the backbone, compute logits, upsample them to the input size."""
+    """Common part: run the backbone, compute logits, upsample them to the input size.
+
+    ``model(x)`` returns ``{"out": (N, num_classes, H, W)}`` (and ``"aux"``) as torchvision's
+    segmentation models do, so the two are interchangeable. Build one with :func:`build_model`.
+
+    Args:
+        backbone: a dense feature extractor returning ``{"out", "low_level", "aux"}``
+            (:func:`deeplab_edu.models.build_backbone`), with ``output_stride`` and ``aux_channels``.
+        num_classes: classes of the classifier (21 for PASCAL VOC).
+        aux_loss: add torchvision's auxiliary FCN head on the ``"aux"`` features (block 3).
+    """
 
     def __init__(self, backbone: nn.Module, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__()
@@ -54,10 +64,12 @@ class DeepLab(nn.Module):
 
     @property
     def output_stride(self) -> int:
+        """The backbone's output stride (8, 16 or 32); change it with :meth:`set_output_stride`."""
         return int(self.backbone.output_stride)
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:
+        """The ASPP rates at the current output stride (v1: fc6's rate; none without ASPP)."""
         return tuple(self.aspp.atrous_rates) if self.aspp is not None else ()
 
     def set_output_stride(self, output_stride: int) -> None:
@@ -115,7 +127,13 @@ class DeepLab(nn.Module):
 
 
 class DeepLabV1(DeepLab):
-    """DeepLab-LargeFOV: VGG-16 (output stride 8, fc6 at rate 12, fc7) and the fc8 classifier."""
+    """DeepLab-LargeFOV: VGG-16 (output stride 8, fc6 at rate 12, fc7) and the fc8 classifier
+    (DeepLab v1 sec. 3 and 5, Table 2).
+
+    Args:
+        backbone: :class:`~deeplab_edu.models.vgg.VGG16Backbone` with ``largefov=True`` (fc6, fc7).
+        num_classes, aux_loss: as for :class:`DeepLab`.
+    """
 
     def __init__(self, backbone: nn.Module, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
@@ -132,7 +150,12 @@ class DeepLabV1(DeepLab):
 
 
 class DeepLabV2(DeepLab):
-    """DeepLab v2: backbone + ASPP with one classifier per rate, summed."""
+    """DeepLab v2: backbone + ASPP with one classifier per rate, summed (v2 sec. 3.2, Fig. 4).
+
+    Args:
+        backbone, num_classes, aux_loss: as for :class:`DeepLab`.
+        aspp: an :class:`~deeplab_edu.models.aspp.ASPPv2` whose branches end in ``num_classes`` scores.
+    """
 
     def __init__(self, backbone: nn.Module, aspp: ASPPv2, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
@@ -143,7 +166,14 @@ class DeepLabV2(DeepLab):
 
 
 class DeepLabV3(DeepLab):
-    """DeepLabv3: backbone + ASPP (with image pooling) + 1x1 classifier."""
+    """DeepLabv3: backbone + ASPP (with image pooling) + 1x1 classifier (DeepLabv3 sec. 3.3).
+
+    Args:
+        backbone, num_classes, aux_loss: as for :class:`DeepLab`.
+        aspp: an :class:`~deeplab_edu.models.aspp.ASPP`.
+        torchvision_head: add the 3x3 conv + BN + ReLU torchvision puts between ASPP and the classifier
+            (not in the paper; for exact interchange with ``torchvision.models.segmentation``).
+    """
 
     def __init__(
         self, backbone: nn.Module, aspp: ASPP, num_classes: int, aux_loss: bool = False, torchvision_head: bool = False
@@ -166,7 +196,14 @@ class DeepLabV3(DeepLab):
 
 
 class DeepLabV3Plus(DeepLab):
-    """DeepLabv3+: the DeepLabv3 encoder (backbone + ASPP) and the decoder at stride 4."""
+    """DeepLabv3+: the DeepLabv3 encoder (backbone + ASPP) and the decoder at stride 4 (DeepLabv3+ sec. 3.1, Fig. 2).
+
+    Args:
+        backbone, num_classes, aux_loss: as for :class:`DeepLab`; the backbone's ``"low_level"``
+            features (stride 4) feed the decoder.
+        aspp: an :class:`~deeplab_edu.models.aspp.ASPP` (separable in the paper).
+        decoder: a :class:`~deeplab_edu.models.heads.Decoder` producing ``num_classes`` scores.
+    """
 
     def __init__(self, backbone: nn.Module, aspp: ASPP, decoder: Decoder, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
@@ -178,7 +215,15 @@ class DeepLabV3Plus(DeepLab):
 
 
 def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
-    """The papers' rates: v1 fc6 12 (at 8); v2 (6, 12, 18, 24) at 8; v3/v3+ (6, 12, 18) at 16; scaled."""
+    """The papers' rates: v1 fc6 12 (at 8); v2 (6, 12, 18, 24) at 8; v3/v3+ (6, 12, 18) at 16; scaled
+    to ``output_stride`` (:func:`~deeplab_edu.models.aspp.atrous_rates_for`).
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`MODELS`, or a rate scaled to ``output_stride`` is not a
+            whole number of at least 1 (e.g. DeepLab v2's 6 at output stride 32).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == "deeplabv1":
         return (12,)
     if name == "deeplabv2":
