@@ -151,6 +151,7 @@ class NotebookRun:
 
     @property
     def ok(self) -> bool:
+        """True when ``status`` is ``"ok"``."""
         return self.status == "ok"
 
     def describe(self) -> str:
@@ -163,12 +164,14 @@ class NotebookRun:
         return f"{self.source} failed ({self.status}) at {where} after {self.seconds:.0f} s:\n{self.message}"
 
     def to_json(self) -> dict[str, Any]:
+        """The fields as a JSON-serialisable dict, ``executed`` as a string (read back by :meth:`from_json`)."""
         data = {k: v for k, v in self.__dict__.items() if k != "executed"}
         data["executed"] = str(self.executed)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "NotebookRun":
+        """A run from a :meth:`to_json` dict (``executed`` a Path again, ``cell_seconds`` tuples again)."""
         data = dict(data)
         data["executed"] = Path(data["executed"])
         data["cell_seconds"] = [tuple(x) for x in data.get("cell_seconds", [])]

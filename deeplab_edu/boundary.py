@@ -242,10 +242,12 @@ class DegenerationReport:
 
     @property
     def identical(self) -> bool:
+        """True when the two outputs are bit-for-bit equal (no position differs)."""
         return not bool(self.differs.any())
 
     @property
     def fraction_differing(self) -> float:
+        """Fraction of the (H, W) positions where the two outputs differ, in [0, 1]."""
         return float(self.differs.mean())
 
 

@@ -105,6 +105,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict`` and ``bench``."""
     parser = argparse.ArgumentParser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -156,7 +156,7 @@ def saved_for_backward_bytes(model: nn.Module, *inputs: torch.Tensor) -> int:
 
 @dataclass(frozen=True)
 class Cost:
-    """What :func:`measure` returns; ``asdict()`` gives a table row."""
+    """What :func:`measure` returns (counts, seconds, bytes); :meth:`as_row` gives a table row."""
 
     params: int
     macs: int
@@ -164,6 +164,7 @@ class Cost:
     peak_bytes: int
 
     def as_row(self) -> dict[str, float]:
+        """A table row: ``"params (M)"``, ``"GMACs"``, ``"forward (s)"`` and ``"peak memory (MiB)"``."""
         row = asdict(self)
         return {
             "params (M)": row["params"] / 1e6,

@@ -509,9 +509,15 @@ class DenseCRF(nn.Module):
 
     @torch.no_grad()
     def forward(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Refined class probabilities for ``logits`` (B, L, H, W) and the RGB ``image`` (B, 3, H, W).
+
+        Unbatched (L, H, W) with (3, H, W) works too; ``image`` is float in [0, 1] or uint8 in 0-255. The
+        result has the shape of ``logits`` and sums to 1 over L (see :func:`mean_field`, which also lists the errors).
+        """
         return dense_crf(logits, image, self.params, method=self.method)
 
     def extra_repr(self) -> str:
+        """The CRF parameters and ``method``, shown in the module's repr."""
         return f"{self.params}, method={self.method!r}"
 
 

@@ -80,6 +80,7 @@ class CRFScores:
     images: int
 
     def as_row(self) -> dict[str, float]:
+        """A table row of the four mIoUs: before/after the CRF, overall and in the boundary band (not ``images``)."""
         return {
             "mIoU before": self.miou_before,
             "mIoU after": self.miou_after,

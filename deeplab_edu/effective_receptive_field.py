@@ -142,6 +142,7 @@ class TinyDilatedNet(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes, H, W) for an input (N, in_channels, H, W)."""
         return self.classifier(self.features(x))
 
 

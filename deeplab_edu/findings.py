@@ -408,10 +408,12 @@ class RecordedFindings:
 
     @property
     def seeds(self) -> list[int]:
+        """The training seeds of the recorded runs."""
         return list(self.record["results"]["seeds"])
 
     @property
     def scenes(self) -> int:
+        """Number of validation scenes the runs were evaluated on."""
         return int(self.record["results"]["val_scenes"])
 
     def describe(self) -> str:

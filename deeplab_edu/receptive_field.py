@@ -407,6 +407,7 @@ class EmpiricalField:
 
     @property
     def size(self) -> tuple[int, int]:
+        """Height and width (pixels) of the bounding box."""
         return self.rows[1] - self.rows[0] + 1, self.cols[1] - self.cols[0] + 1
 
 

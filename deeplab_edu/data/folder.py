@@ -72,18 +72,22 @@ class SegmentationFolder(Dataset):
     # the same attributes as ProceduralScenes
     @property
     def num_classes(self) -> int:
+        """Number of classes (the ignore label not counted), from ``info``."""
         return self.info.num_classes
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """The class names (``info.class_names``)."""
         return self.info.class_names
 
     @property
     def palette(self) -> tuple[tuple[int, int, int], ...]:
+        """One RGB colour per class (``info.palette``)."""
         return self.info.palette
 
     @property
     def ignore_index(self) -> int:
+        """The mask value of ignored pixels (``info.ignore_index``, 255 by default)."""
         return self.info.ignore_index
 
     def __len__(self) -> int:

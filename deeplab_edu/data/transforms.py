@@ -110,6 +110,7 @@ class RandomScale:
 
     @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Rescale ``image`` (3, H, W) and ``mask`` (H, W) by a random ``s`` to ``round(H * s) x round(W * s)``."""
         lo, hi = self.scale_range
         s = lo if lo == hi else float(torch.empty(()).uniform_(lo, hi))
         h, w = image.shape[-2:]
@@ -130,6 +131,7 @@ class Resize:
 
     @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Resize ``image`` (3, H, W) and ``mask`` (H, W) to ``size``: (3, h, w) and (h, w)."""
         image = F.resize(image, self.size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
         return image, F.resize(mask, self.size, interpolation=v2.InterpolationMode.NEAREST)
 
@@ -147,6 +149,7 @@ class PadTo:
 
     @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Pad ``image`` (3, H, W) and ``mask`` (H, W) at the bottom/right to at least ``size`` (longer sides kept)."""
         h, w = image.shape[-2:]
         ph, pw = max(0, self.size[0] - h), max(0, self.size[1] - w)
         if ph or pw:
@@ -170,6 +173,7 @@ class RandomCropNoPad:
 
     @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Crop ``image`` (3, H, W) and ``mask`` (H, W) at one random window of ``min(H, crop_h) x min(W, crop_w)``."""
         h, w = image.shape[-2:]
         ch, cw = min(h, self.size[0]), min(w, self.size[1])
         top = int(torch.randint(0, h - ch + 1, ()))

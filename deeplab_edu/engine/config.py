@@ -167,6 +167,7 @@ class TrainConfig:
                 setattr(self, name, os.path.abspath(os.path.expanduser(value)))
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (``scale_range`` a list, paths strings), as checkpoints store them."""
         d = dataclasses.asdict(self)
         d["scale_range"] = list(self.scale_range)
         return {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in d.items()}

@@ -38,10 +38,12 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
+        """True when there is more than one process (``world_size > 1``)."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0."""
         return self.rank == 0
 
 
@@ -74,6 +76,12 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` (N, C, H, W); the output has its shape.
+
+        In training with an initialised process group the mean and variance are those of all processes' batches
+        (the running statistics, when tracked, are updated with them); otherwise this is
+        :class:`~torch.nn.BatchNorm2d`'s forward.
+        """
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
@@ -141,6 +149,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def barrier() -> None:
+    """Wait for every process (``dist.barrier``); does nothing without an initialised process group."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -161,5 +170,6 @@ def all_reduce_mean(value: _T, device: torch.device) -> _T:
 
 
 def cleanup() -> None:
+    """Destroy the process group if one is initialised; does nothing otherwise."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

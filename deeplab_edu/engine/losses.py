@@ -75,6 +75,7 @@ class SegmentationLoss(torch.nn.Module):
         self.iteration = 0
 
     def set_iteration(self, iteration: int) -> None:
+        """Set the training iteration by which :meth:`current_top_k` ramps the kept fraction."""
         self.iteration = iteration
 
     def current_top_k(self) -> float:
@@ -85,6 +86,11 @@ class SegmentationLoss(torch.nn.Module):
         return 1.0 - ratio * (1.0 - self.top_k)
 
     def forward(self, outputs: Mapping[str, torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss, a scalar tensor, of ``outputs`` against ``target`` (N, H, W) class indices.
+
+        ``outputs`` is ``{"out": (N, C, h, w)}`` (optionally with ``"aux"``) or the ``"out"`` logits alone; logits of
+        another size than ``target`` are upsampled bilinearly first.
+        """
         if isinstance(outputs, torch.Tensor):
             outputs = {"out": outputs}
         k = self.current_top_k()

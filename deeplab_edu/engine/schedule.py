@@ -61,9 +61,14 @@ class PolyLR(torch.optim.lr_scheduler.LambdaLR):
         return poly_factor(it, self.max_iter, self.power, self.warmup_iters, self.warmup_factor)
 
     def state_dict(self) -> dict[str, Any]:  # the lambda itself is not picklable; keep numbers only
+        """The scheduler's attributes (``last_epoch``, ``base_lrs``, ``max_iter``, ...) without ``lr_lambdas``."""
         return {k: v for k, v in super().state_dict().items() if k != "lr_lambdas"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the attributes saved by :meth:`state_dict`, this schedule's settings included.
+
+        The optimiser's learning rates are not set; :meth:`resume` continues under this schedule instead.
+        """
         state = dict(state_dict)
         state.pop("lr_lambdas", None)
         self.__dict__.update(state)

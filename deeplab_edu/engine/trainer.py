@@ -221,6 +221,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint holds.
+
+        Returns:
+            The model, optimiser, scheduler and scaler states, the counters (``iteration``, ``epoch``,
+            ``batch_in_epoch``), the RNG states, the config, the model info and the history.
+        """
         return {
             "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),

@@ -100,6 +100,7 @@ class WorkerInit:
         self.user_fn = user_fn
 
     def __call__(self, worker_id: int) -> None:
+        """Run :func:`limit_worker_threads` in this worker, then ``user_fn(worker_id)`` if given."""
         limit_worker_threads(worker_id)
         if self.user_fn is not None:
             self.user_fn(worker_id)

@@ -143,9 +143,11 @@ class DeepLabV1(DeepLab):
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:
+        """fc6's atrous rate, as a one-element tuple."""
         return (self.backbone.fc6.dilation[0],)
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """fc8 class scores (N, num_classes, h, w) of the fc7 features ``features["out"]``, at the output stride."""
         return self.classifier(features["out"])
 
 
@@ -162,6 +164,7 @@ class DeepLabV2(DeepLab):
         self.aspp = aspp
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class scores (N, num_classes, h, w) at the output stride: the ASPP-v2 branches summed."""
         return self.aspp(features["out"])
 
 
@@ -189,6 +192,7 @@ class DeepLabV3(DeepLab):
         self.classifier = nn.Conv2d(c, num_classes, 1)
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class scores (N, num_classes, h, w) at the output stride: ASPP, torchvision's 3x3 head if any, 1x1 conv."""
         y = self.aspp(features["out"])
         if self.refine is not None:
             y = self.refine(y)
@@ -211,6 +215,7 @@ class DeepLabV3Plus(DeepLab):
         self.decoder = decoder
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class scores (N, num_classes, H/4, W/4): the decoder on the ASPP output and ``features["low_level"]``."""
         return self.decoder(self.aspp(features["out"]), features["low_level"])
 
 

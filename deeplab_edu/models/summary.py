@@ -36,6 +36,7 @@ class ModelConfig:
 
     @property
     def label(self) -> str:
+        """The row label ``"name / backbone / OS n"``, with the extra build arguments in parentheses if any."""
         extra = ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
         return f"{self.name} / {self.backbone} / OS {self.output_stride}" + (f" ({extra})" if extra else "")
 
