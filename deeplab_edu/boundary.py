@@ -231,7 +231,6 @@ class DegenerationReport:
         diff_map: (H, W) array, largest absolute difference over batch and channels per position.
         differs: (H, W) bool array, positions where the two outputs are not identical.
         tap_counts: (H, W) array of valid taps (:func:`valid_tap_counts`) for comparison.
-        identical: True when the two outputs are bit-for-bit equal.
     """
 
     rate: int

@@ -256,6 +256,13 @@ def test_api_reference_documents_the_public_functions(built_book: Path) -> None:
 
     missing = {f"deeplab_edu.exercises.{n}" for n in exercises.__all__ if callable(getattr(exercises, n))} - ids
     assert not missing, f"the API reference lacks {sorted(missing)}"
+    # every training setting is documented (a `#:` comment above its field), so a new one cannot be silent
+    import dataclasses
+
+    from deeplab_edu.engine.config import TrainConfig
+
+    missing = {f"deeplab_edu.engine.config.TrainConfig.{f.name}" for f in dataclasses.fields(TrainConfig)} - ids
+    assert not missing, f"TrainConfig settings without documentation: {sorted(missing)}"
 
 
 def test_one_job_runs_the_chapters_in_order_and_two_start_the_longest(tmp_path: Path,
