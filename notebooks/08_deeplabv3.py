@@ -297,13 +297,15 @@ assert difference < 1e-4
 #    many scales, a car and a boat that look the same and are told apart only by the scene around
 #    them, wires 1-3 px wide, ignored clutter.
 # 3. **Small images:** 128-pixel scenes and 96-pixel crops. Section 6 shows what that does to ASPP.
-# 4. **AdamW instead of SGD:** from random weights, AdamW's per-parameter step sizes give a useful
-#    model sooner: the table below has both optimisers, and AdamW leads after the first minute. By 6
-#    minutes SGD (momentum 0.9, $\mathrm{lr}_0 = 0.05$, seven times the paper's) has caught up: one
-#    run each cannot tell them apart there. In a classroom the first minutes count, so the profile
-#    keeps AdamW; the `gpu` profile and the paper recipes use SGD. With it comes a short linear
-#    warm-up of the learning rate (20 iterations; the paper has none), which keeps the first
-#    steps of a network trained from scratch stable.
+# 4. **AdamW instead of SGD:** AdamW's per-parameter step sizes suit a network trained from random
+#    weights, at its usual learning rate ($\mathrm{lr}_0 = 0.002$). The table below also has SGD
+#    (momentum 0.9, $\mathrm{lr}_0 = 0.05$, seven times the paper's), and with one run each it cannot
+#    rank the two: they end within a point of each other at 6 minutes, and two recordings of the
+#    table ordered them differently after the first minute (AdamW ahead in one, SGD in the other).
+#    That is run-to-run noise, not a finding (chapter 10 measures findings over seeds). The profile
+#    uses AdamW; the `gpu` profile and the paper recipes use SGD. With it comes a short linear
+#    warm-up of the learning rate (20 iterations; the paper has none), which keeps the first steps
+#    of a network trained from scratch stable.
 #
 # Everything else is the paper's: poly schedule, random scale $[0.5, 2]$, padding with the ignore
 # label, flips, batch 16, output stride 16 for training and 8 for evaluation, a 256-channel ASPP
@@ -368,8 +370,7 @@ if learnability is not None:
     assert chosen["6 min mIoU (%)"] > rows["hard-v3plus-tiny-adamw"]["6 min mIoU (%)"]
     assert float(chosen["lowest class IoU but wire at 6 min (%)"].split()[0]) >= 30
     sgd = rows["easy-v3plus-tiny-sgd"]
-    assert chosen["1 min mIoU (%)"] > sgd["1 min mIoU (%)"]  # "AdamW leads after the first minute"
-    assert abs(chosen["6 min mIoU (%)"] - sgd["6 min mIoU (%)"]) < 3  # "caught up by 6 minutes"
+    assert abs(chosen["6 min mIoU (%)"] - sgd["6 min mIoU (%)"]) <= 1.0  # "within a point of each other at 6 minutes"
 
 # %% [markdown]
 # ## 6. ASPP rates that fit the feature map
