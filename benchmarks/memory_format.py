@@ -5,7 +5,8 @@ Two :class:`~deeplab_edu.engine.trainer.Trainer` objects are built from the same
 (the same initial weights), one with ``channels_last: false`` and one with ``true``; each trains
 on one batch of its own loader, kept on the device, so only the step is timed (forward, loss,
 backward, the fused optimiser). Windows of ``--iterations`` steps alternate between the two;
-medians. Prints the ratio and writes a record (``benchmarks/results/memory_format_<device>.json``)::
+medians. Prints the ratio with its 95 % interval and verdict (faster / slower / parity:
+:func:`~deeplab_edu.engine.bench.speed_verdict`) and writes a record (``benchmarks/results/memory_format_<device>.json``)::
 
     python benchmarks/memory_format.py                       # the cpu preset, 2 torch threads
     python benchmarks/memory_format.py --preset gpu --device cuda
@@ -25,7 +26,8 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench import _torch_threads, _write, interleaved, load_average, timed_steps
+from deeplab_edu.engine.bench import (_interval_text, _torch_threads, _write, interleaved, load_average, speed_verdict,
+                                     speedup_interval, timed_steps)
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 
@@ -56,16 +58,17 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
     med = {fmt: statistics.median(v) for fmt, v in seconds.items()}
     cfg = trainers[FORMATS[0]].cfg
     ratio = med["contiguous"] / med["channels_last"]
+    interval = speedup_interval(seconds["contiguous"], seconds["channels_last"])  # paired rounds, as the bench
     results = {"preset": preset, "device": str(dev), "model": cfg.model, "backbone": cfg.backbone,
                "crop_size": cfg.crop_size, "batch_size": cfg.batch_size, "amp": cfg.amp, "iterations": iterations,
                "rounds": rounds, "ms_per_step": {fmt: 1e3 * v for fmt, v in med.items()},
-               "contiguous_over_channels_last": ratio,
+               "contiguous_over_channels_last": ratio, "contiguous_over_channels_last_interval": interval,
                "seconds_per_step": seconds, "torch_threads": torch.get_num_threads(),
                "load_average_before": load_before, "load_average_after": load_average()}
     print(f"{preset} ({cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, {dev}, "
           f"{torch.get_num_threads()} threads): contiguous {1e3 * med['contiguous']:.1f} ms, channels_last "
           f"{1e3 * med['channels_last']:.1f} ms per training step: contiguous / channels_last "
-          f"x{ratio:.2f}, channels_last {'faster' if ratio > 1 else 'slower'} (load average {load_before})")
+          f"x{ratio:.2f}{_interval_text(interval)}, channels_last {speed_verdict(interval)} (load average {load_before})")
     return results
 
 

@@ -5,7 +5,7 @@ The engine builds SGD and AdamW with ``fused=True`` wherever the kernels apply
 implementations interleaved in one process, on the parameters of DeepLabv3+ ResNet-50 (the
 ``gpu`` preset's network, 26.7 M parameters) and of the ``cpu`` preset's tiny_resnet network
 (4.7 M), with random gradients; SGD with momentum 0.9 and AdamW, weight decay 1e-4 as the presets
-use. Median wall time of ``--steps`` steps each. Prints the ratios and writes a record
+use. Median wall time of ``--steps`` steps each. Prints the ratios with their 95 % intervals and writes a record
 (``benchmarks/results/optimizer_<device>.json``)::
 
     python benchmarks/optimizer_step.py                 # this machine's CPU, one torch thread
@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench import _torch_threads, _write, interleaved, timed_steps
+from deeplab_edu.engine.bench import (_interval_text, _torch_threads, _write, interleaved, speed_verdict,
+                                     speedup_interval, timed_steps)
 from deeplab_edu.models import build_model
 
 NETWORKS = {"deeplabv3plus resnet50": "resnet50", "deeplabv3plus tiny_resnet (cpu preset)": "tiny_resnet"}
@@ -51,12 +52,14 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
             for impl in interleaved(("fused", "foreach"), steps):
                 times[impl].append(timed_steps(opts[impl].step, 1, device))
             med = {impl: statistics.median(v) for impl, v in times.items()}
+            interval = speedup_interval(times["foreach"], times["fused"])  # paired steps, as the bench
             results[f"{label} / {name}"] = {
                 "parameters": sum(p.numel() for p in params), "fused_ms": 1e3 * med["fused"],
                 "foreach_ms": 1e3 * med["foreach"], "foreach_over_fused": med["foreach"] / med["fused"],
-                "times_s": times}
+                "foreach_over_fused_interval": interval, "times_s": times}
             print(f"{label:40s} {name:5s}: fused {1e3 * med['fused']:7.2f} ms, foreach {1e3 * med['foreach']:7.2f} ms"
-                  f" per step: fused x{med['foreach'] / med['fused']:.2f} faster")
+                  f" per step: foreach / fused x{med['foreach'] / med['fused']:.2f}{_interval_text(interval)}, "
+                  f"fused {speed_verdict(interval)}")
     return results
 
 

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else the usual places)")
     ev.add_argument("--scales", nargs="+", type=float, default=[1.0],
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
-                         "(DeepLabv3 sec. 4.3; default: 1)")
+                         "(DeepLabv3 sec. 4.2; default: 1)")
     ev.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
     ev.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride (what its validation "
                                                         "used), else its training output stride")
