@@ -103,7 +103,11 @@ def hardware() -> dict[str, Any]:
 
 
 def code_version() -> dict[str, Any]:
-    """Package version plus git commit (and whether the tree had local changes)."""
+    """Package version plus git commit, and whether tracked files had local changes (``git_dirty``).
+
+    Changes to the records themselves (``benchmarks/results/``) do not count: a script that writes
+    two records would otherwise call its second one dirty because of its first.
+    """
     from . import __version__
 
     out: dict[str, Any] = {"package": __version__}
@@ -114,7 +118,8 @@ def code_version() -> dict[str, Any]:
         if sha.returncode == 0:
             out["git_commit"] = sha.stdout.strip()
             dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                 f":(exclude){RESULTS_DIR.relative_to(REPO_ROOT).as_posix()}"],
                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
             )
             out["git_dirty"] = bool(dirty.stdout.strip())

@@ -49,3 +49,28 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path, fsync: bool) 
         tmp.write_text("new\n")
     assert target.read_text() == "new\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.csv"], "a temporary file was left"
+
+
+def test_a_changed_record_does_not_make_the_code_dirty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import subprocess
+
+    from deeplab_edu import records
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "results").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "benchmarks" / "results" / "a.json").write_text("{}\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], cwd=repo, check=True)
+    subprocess.run(git + ["add", "."], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-qm", "init"], cwd=repo, check=True)
+    monkeypatch.setattr(records, "REPO_ROOT", repo)
+    monkeypatch.setattr(records, "RESULTS_DIR", repo / "benchmarks" / "results")
+    assert records.code_version()["git_dirty"] is False
+    (repo / "benchmarks" / "results" / "a.json").write_text('{"new": 1}\n')  # a script's first record
+    assert records.code_version()["git_dirty"] is False
+    (repo / "code.py").write_text("x = 2\n")  # a change to what was measured
+    assert records.code_version()["git_dirty"] is True
