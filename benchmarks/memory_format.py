@@ -6,7 +6,7 @@ Two :class:`~deeplab_edu.engine.trainer.Trainer` objects are built from the same
 on one batch of its own loader, kept on the device, so only the step is timed (forward, loss,
 backward, the fused optimiser). Windows of ``--iterations`` steps alternate between the two;
 medians. Prints the ratio with its 95 % interval and verdict (faster / slower / parity:
-:func:`~deeplab_edu.engine.bench.speed_verdict`) and writes a record (``benchmarks/results/memory_format_<device>.json``)::
+:func:`~deeplab_edu.engine.bench.timing.speed_verdict`) and writes a record (``benchmarks/results/memory_format_<device>.json``)::
 
     python benchmarks/memory_format.py                       # the cpu preset, 2 torch threads
     python benchmarks/memory_format.py --preset gpu --device cuda
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench import (_interval_text, _torch_threads, _write, interleaved, load_average, speed_verdict,
-                                     speedup_interval, timed_steps)
+from deeplab_edu.engine.bench.timing import (interleaved, interval_text, load_average, speed_verdict, speedup_interval,
+                                             timed_steps, torch_threads, write_result)
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 
@@ -68,7 +68,7 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
     print(f"{preset} ({cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, {dev}, "
           f"{torch.get_num_threads()} threads): contiguous {1e3 * med['contiguous']:.1f} ms, channels_last "
           f"{1e3 * med['channels_last']:.1f} ms per training step: contiguous / channels_last "
-          f"x{ratio:.2f}{_interval_text(interval)}, channels_last {speed_verdict(interval)} (load average {load_before})")
+          f"x{ratio:.2f}{interval_text(interval)}, channels_last {speed_verdict(interval)} (load average {load_before})")
     return results
 
 
@@ -82,9 +82,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="record path (default benchmarks/results/memory_format_<device>.json)")
     args = parser.parse_args()
     on_cpu = (args.device or load_config(args.preset).device or "cpu").startswith("cpu")
-    with _torch_threads(args.threads if on_cpu else None):
+    with torch_threads(args.threads if on_cpu else None):
         results = measure(args.preset, device=args.device, iterations=args.iterations, rounds=args.rounds)
-    _write(results, args.out, f"memory_format_{results['device'].split(':')[0]}.json",
+    write_result(results, args.out, f"memory_format_{results['device'].split(':')[0]}.json",
            "medians of alternating windows of training steps")
 
 

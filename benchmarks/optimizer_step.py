@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench import (_interval_text, _torch_threads, _write, interleaved, speed_verdict,
-                                     speedup_interval, timed_steps)
+from deeplab_edu.engine.bench.timing import (interleaved, interval_text, speed_verdict, speedup_interval, timed_steps,
+                                             torch_threads, write_result)
 from deeplab_edu.models import build_model
 
 NETWORKS = {"deeplabv3plus resnet50": "resnet50", "deeplabv3plus tiny_resnet (cpu preset)": "tiny_resnet"}
@@ -58,7 +58,7 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
                 "foreach_ms": 1e3 * med["foreach"], "foreach_over_fused": med["foreach"] / med["fused"],
                 "foreach_over_fused_interval": interval, "times_s": times}
             print(f"{label:40s} {name:5s}: fused {1e3 * med['fused']:7.2f} ms, foreach {1e3 * med['foreach']:7.2f} ms"
-                  f" per step: foreach / fused x{med['foreach'] / med['fused']:.2f}{_interval_text(interval)}, "
+                  f" per step: foreach / fused x{med['foreach'] / med['fused']:.2f}{interval_text(interval)}, "
                   f"fused {speed_verdict(interval)}")
     return results
 
@@ -71,10 +71,10 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="record path (default benchmarks/results/optimizer_<device>.json)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    with _torch_threads(args.threads if device.type == "cpu" else None):
+    with torch_threads(args.threads if device.type == "cpu" else None):
         results = {"device": str(device), "torch_threads": torch.get_num_threads(), "steps": args.steps,
                    "networks": measure(device, args.steps)}
-    _write(results, args.out, f"optimizer_{device.type}.json", "medians of interleaved steps")
+    write_result(results, args.out, f"optimizer_{device.type}.json", "medians of interleaved steps")
 
 
 if __name__ == "__main__":

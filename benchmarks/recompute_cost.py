@@ -17,7 +17,7 @@ import statistics
 import torch
 from torch import nn
 
-from deeplab_edu.engine.bench import _minor_faults, _timed, interleaved
+from deeplab_edu.engine.bench.timing import interleaved, minor_faults, timed
 from deeplab_edu.models import build_model
 from deeplab_edu.models.aspp import set_recompute_depthwise
 
@@ -50,9 +50,9 @@ def main() -> None:
         step()
     for on in interleaved((True, False), args.steps):
         set_recompute_depthwise(model, on)
-        before = _minor_faults() or 0
-        times[on].append(_timed(step, x.device)[1])  # process CPU time
-        faults[on].append((_minor_faults() or 0) - before)
+        before = minor_faults() or 0
+        times[on].append(timed(step, x.device)[1])  # process CPU time
+        faults[on].append((minor_faults() or 0) - before)
     for on in (True, False):
         print(f"{'recompute' if on else 'plain    '}: {1000 * statistics.median(times[on]):.1f} ms/step, "
               f"{statistics.median(faults[on]):.0f} minor page faults/step")

@@ -3,7 +3,7 @@
     python benchmarks/run_benchmarks.py --device cpu --size 128 --batch 2 --repeats 3
     python benchmarks/run_benchmarks.py --device cuda --size 513 --batch 8 --repeats 20
 
-The same as ``deeplab-edu bench``; see benchmarks/README.md and deeplab_edu/engine/bench.py.
+The same as ``deeplab-edu bench``; see benchmarks/README.md and deeplab_edu/engine/bench/.
 """
 
 from __future__ import annotations

@@ -316,6 +316,7 @@ assert difference < 1e-4
 # lines that train the same runs:
 
 # %%
+from deeplab_edu.engine.bench.timing import interval_text
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.report import plot_metric_bars
 from deeplab_edu.engine.schedule import poly_factor
@@ -338,7 +339,10 @@ try:
     layout = load_record("memory_format_cpu")
     ms = layout["results"]["ms_per_step"]
     print(f"channels_last: {ms['channels_last']:.0f} ms per training step of this profile's network, against "
-          f"{ms['contiguous']:.0f} ms in the default layout (x{layout['results']['contiguous_over_channels_last']:.2f}). "
+          f"{ms['contiguous']:.0f} ms in the default layout "
+          f"(x{layout['results']['contiguous_over_channels_last']:.2f}"
+          f"{interval_text(layout['results'].get('contiguous_over_channels_last_interval'))}; in brackets a 95 % "
+          "interval over alternating rounds). "
           + describe_record(layout))
 except FileNotFoundError as err:
     print(err)

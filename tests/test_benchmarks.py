@@ -12,7 +12,7 @@ import torch
 
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.engine.bench import (
-    _train_memory, build_pair, cores_scaling, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
+    build_pair, cores_scaling, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
     run_pipeline_benchmark, speed_verdict, speedup_interval,
 )
 from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d, atrous_conv
@@ -59,13 +59,13 @@ def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
 
 def test_cpu_memory_counts_frees_too() -> None:
     """The step's peak is a high-water mark (frees counted), not the sum of every allocation."""
-    from deeplab_edu.engine.bench import _Runner
+    from deeplab_edu.engine.bench.pairs import StepRunner, train_memory
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2, 32, 32))
-    runner = _Runner(net, x, y, channels_last=False, amp=False)
+    runner = StepRunner(net, x, y, channels_last=False, amp=False)
     runner.train_step()
-    peak, held = _train_memory(runner, torch.device("cpu"))
+    peak, held = train_memory(runner, torch.device("cpu"))
     activation = 2 * 8 * 32 * 32 * 4  # one (2, 8, 32, 32) float tensor
     assert activation <= held < peak < 12 * activation  # a sum of all allocations would be far larger
 
@@ -115,9 +115,9 @@ def _crash(*args: object) -> None:
 
 
 def test_cores_scaling_names_a_child_that_crashed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from deeplab_edu.engine import bench
+    from deeplab_edu.engine.bench import loader
 
-    monkeypatch.setattr(bench, "_one_thread_loading", _crash)
+    monkeypatch.setattr(loader, "_one_thread_loading", _crash)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"gave no result \(one crashed; exit codes \[3\]\)"):
         cores_scaling(2, size=32, batch=2, batches=2, timeout_s=60)
@@ -222,7 +222,7 @@ def test_the_compile_benchmark_compiles_from_scratch(monkeypatch: pytest.MonkeyP
 
     import torch._inductor.config as inductor_config
 
-    from deeplab_edu.engine.bench import _first_compile
+    from deeplab_edu.engine.bench.compiled import _first_compile
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/else")
     with _first_compile("inductor"):

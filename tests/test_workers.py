@@ -101,7 +101,7 @@ def test_two_workers_load_at_least_one_and_a_half_times_the_scenes_of_one() -> N
       cost instead (each worker no more CPU per scene than the same loading in one thread, where
       oversubscribed BLAS threads cost about 2.5x here; two workers no more than 4/3 of one worker's);
     - the two cores themselves do not give 2x to independent work (hyper-threads of one core, a host
-      that takes time from the VM): :func:`~deeplab_edu.engine.bench.cores_scaling` measures what two
+      that takes time from the VM): :func:`~deeplab_edu.engine.bench.loader.cores_scaling` measures what two
       separate one-thread processes get, and two workers must reach 80 % of that ceiling when it is
       under 1.875x (1.5 / 0.8). On this project's 2-core VM two workers give 1.8-1.9x, so the ceiling is
       rarely measured; oversubscribed workers give 0.67-0.85x here, which fails whatever the ceiling.

@@ -24,18 +24,22 @@ from torch import nn
 
 from ..atomic import atomic_path
 
-__all__ = ["export_onnx", "run_onnx", "export_program", "load_program"]
+__all__ = ["export_onnx", "run_onnx", "export_program", "load_program", "LogitsOnly"]
 
 
-class _OutOnly(nn.Module):
-    """Wrap a model so it returns the ``"out"`` tensor rather than a dict (simpler graph outputs)."""
+class LogitsOnly(nn.Module):
+    """Wrap a model so that it returns its logits tensor, (N, num_classes, H, W), rather than
+    torchvision's ``{"out": ...}`` dict (simpler graph outputs for export; one call for every model
+    in the benchmarks). A model that already returns a tensor passes it through."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image)["out"]
+        """(N, 3, H, W) images -> the wrapped model's ``"out"`` (or its tensor output)."""
+        y = self.model(image)
+        return y["out"] if isinstance(y, dict) else y
 
 
 def _example(example: torch.Tensor | None, dynamic: bool = True) -> torch.Tensor:
@@ -71,7 +75,7 @@ def export_onnx(
             dynamic; ``False`` fixes all three to the example's.
     """
     was_training = model.training
-    wrapped = _OutOnly(model).eval()
+    wrapped = LogitsOnly(model).eval()
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it prints its progress
             # torch 2.11's exporter trips its own deprecation of LeafSpec (gone in later versions)
@@ -112,7 +116,7 @@ def export_program(
     """
     was_training = model.training
     try:
-        program = torch.export.export(_OutOnly(model).eval(), (_example(example, dynamic),),
+        program = torch.export.export(LogitsOnly(model).eval(), (_example(example, dynamic),),
                                       dynamic_shapes=_dynamic_shapes(dynamic))
         with atomic_path(path) as tmp:
             torch.export.save(program, str(tmp))

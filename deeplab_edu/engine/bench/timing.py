@@ -1,0 +1,155 @@
+"""Timing two settings fairly, and saying when one is faster: the measuring tools of every benchmark.
+
+Settings are timed in :func:`interleaved` rounds (A B, B A, ...) so that a machine that gets busier
+part-way slows both alike; :func:`speedup_interval` is a paired bootstrap 95 % interval of the
+ratio of medians over those rounds, and :func:`speed_verdict` calls a setting faster or slower only
+when that interval excludes 1. :func:`write_result` writes the record (command, commit, hardware:
+:func:`~deeplab_edu.records.write_record`) that the course and ``benchmarks/README.md`` quote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import torch
+
+__all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "speedup_interval", "speed_verdict", "interval_text",
+           "load_average", "busy_cpu_seconds", "torch_threads", "write_result"]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA; a no-op on the CPU) before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def minor_faults() -> int | None:
+    """Minor page faults of this process so far (``None`` where the OS does not count them)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall-clock, process CPU) seconds of ``fn()``; on CUDA after synchronising."""
+    synchronize(device)
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def timed_steps(step: Callable[[], Any], iterations: int, device: torch.device) -> float:
+    """Wall-clock seconds per call of ``step`` over a window of ``iterations`` calls (CUDA: synchronised
+    before and after the window only, so the calls queue on the GPU as in training)."""
+    return timed(lambda: [step() for _ in range(iterations)], device)[0] / iterations
+
+
+_T = TypeVar("_T")
+
+
+def interleaved(settings: Sequence[_T], rounds: int) -> Iterator[_T]:
+    """Each of ``settings`` once per round, in order in even rounds and reversed in odd ones (A B, B A, ...).
+
+    Every benchmark here measures the settings it compares this way, so a machine that speeds up or
+    slows down during a run (another process, thermal limits, a warming cache) affects them alike.
+    """
+    for r in range(rounds):
+        yield from (settings if r % 2 == 0 else settings[::-1])
+
+
+def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], *, confidence: float = 0.95,
+                     resamples: int = 9999, seed: int = 0) -> tuple[float, float] | None:
+    """A paired bootstrap interval of the speed-up ``median(baseline_s) / median(candidate_s)``.
+
+    ``baseline_s[i]`` and ``candidate_s[i]`` are the seconds of round ``i`` of :func:`interleaved`,
+    measured one after the other, so the rounds are resampled in pairs (``scipy.stats.bootstrap``,
+    percentile method, ``resamples`` replicates, fixed ``seed``): a machine that was slow in one
+    round was slow for both. Above 1: the candidate is faster. A speed-up is a finding only when its
+    interval excludes 1 (:func:`speed_verdict`).
+
+    Returns:
+        ``(low, high)``, or None with fewer than three rounds (or without SciPy).
+
+    Raises:
+        ValueError: the two sequences differ in length.
+    """
+    if len(baseline_s) != len(candidate_s):
+        raise ValueError(f"{len(baseline_s)} baseline rounds but {len(candidate_s)} candidate rounds: "
+                         "the rounds are paired")
+    if len(baseline_s) < 3:
+        return None
+    import numpy as np
+    try:
+        from scipy.stats import bootstrap
+    except ImportError:  # e.g. a GPU machine's own Python without SciPy: the medians are still recorded
+        return None
+    result = bootstrap((np.asarray(baseline_s, float), np.asarray(candidate_s, float)),
+                       lambda b, c, axis=-1: np.median(b, axis=axis) / np.median(c, axis=axis),
+                       paired=True, vectorized=True, confidence_level=confidence, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def speed_verdict(interval: tuple[float, float] | None) -> str:
+    """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1, else ``"parity"``
+    (``"no interval"`` without one)."""
+    if interval is None:
+        return "no interval"
+    low, high = interval
+    return "faster" if low > 1 else "slower" if high < 1 else "parity"
+
+
+def interval_text(interval: tuple[float, float] | None) -> str:
+    """``" [low, high]"`` to two decimals, to follow a printed ratio (``""`` without an interval)."""
+    return "" if interval is None else f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The machine's 1/5/15-minute load averages (``None`` where the OS has none): recorded with timings."""
+    try:
+        import os
+
+        return tuple(round(v, 2) for v in os.getloadavg())  # type: ignore[return-value]
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes of the machine have run since boot (Linux ``/proc/stat``), else ``None``."""
+    try:
+        import os
+
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (``None``: unchanged), restoring them after."""
+    saved = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def write_result(results: dict[str, Any], out: str | Path | None, default_name: str, note: str,
+                 **extra: Any) -> Path:
+    """Write ``results`` as a record (default ``benchmarks/results/<default_name>``) and say where."""
+    from ...records import RESULTS_DIR, write_record
+
+    path = Path(out) if out else RESULTS_DIR / default_name
+    write_record(path, results, extra={**extra, "note": note})
+    print(f"record written to {path}")
+    return path
