@@ -1,0 +1,45 @@
+"""``benchmarks/README.md`` shows the records of ``benchmarks/results/`` as they are now.
+
+A figure in the README is copied from a record; these checks fail when a record is made again
+and the README still describes the old one, or when the README names a record that is not there.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from deeplab_edu.engine.bench import format_results
+from deeplab_edu.records import RESULTS_DIR, load_record
+
+README = RESULTS_DIR.parent / "README.md"
+RECORDS = sorted(p.stem for p in RESULTS_DIR.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", RECORDS)
+def test_the_readme_describes_each_record_at_its_own_commit(name: str) -> None:
+    text = README.read_text()
+    record = load_record(name)
+    commit = record["code_version"]["git_commit"][:7]
+    assert f"results/{name}.json" in text, f"benchmarks/README.md does not show results/{name}.json"
+    assert f"`{commit}`" in text, (f"results/{name}.json was recorded at commit {commit}, which benchmarks/README.md "
+                                   "never names: its figures there describe an older record")
+
+
+def test_the_readme_names_only_records_that_exist() -> None:
+    named = set(re.findall(r"results/([a-z0-9_]+)\.json", README.read_text()))
+    # GPU records are named for `bash benchmarks/gpu_session.sh` to create; every other one must exist
+    missing = sorted(n for n in named - set(RECORDS) if not n.endswith("_cuda"))
+    assert not missing, f"benchmarks/README.md names records that do not exist: {missing}"
+
+
+def test_the_model_table_is_the_record_formatted() -> None:
+    table = format_results(load_record("bench_cpu"))
+    assert table in README.read_text(), ("the bench table in benchmarks/README.md differs from "
+                                         "format_results(results/bench_cpu.json): paste it again")
+
+
+def test_the_records_are_read_from_the_repository() -> None:
+    assert RESULTS_DIR == Path(__file__).resolve().parent.parent / "benchmarks" / "results"
