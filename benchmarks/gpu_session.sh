@@ -16,6 +16,8 @@
 # (segmentation_models_pytorch), and imports deeplab_edu from this checkout:
 #     bash benchmarks/gpu_wheels.sh          # online, in the checkout you will copy
 #     bash benchmarks/gpu_session.sh         # on the GPU machine, with .whl/ copied along
+# A copy of the checkout without .git cannot name its commit: give it, from a clean tree, as
+#     DEEPLAB_EDU_CODE_COMMIT=<git rev-parse HEAD here> bash benchmarks/gpu_session.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PY:-}" ]; then
@@ -28,6 +30,9 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import deeplab_edu, segmentation_models_pytorch" \
     || { echo "deeplab_edu or segmentation_models_pytorch does not import with $PY: see the comment above"; exit 1; }
+if ! git rev-parse HEAD > /dev/null 2>&1 && [ -z "${DEEPLAB_EDU_CODE_COMMIT:-}" ]; then
+    echo "warning: no git repository here and DEEPLAB_EDU_CODE_COMMIT is unset: the records will name no commit"
+fi
 OUT=benchmarks/results
 mkdir -p "$OUT"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: run this on a GPU machine')"

@@ -106,7 +106,10 @@ def code_version() -> dict[str, Any]:
     """Package version plus git commit, and whether tracked files had local changes (``git_dirty``).
 
     Changes to the records themselves (``benchmarks/results/``) do not count: a script that writes
-    two records would otherwise call its second one dirty because of its first.
+    two records would otherwise call its second one dirty because of its first. Where git cannot
+    tell (a copy of the checkout without ``.git``, e.g. on a lent GPU machine), the commit comes from
+    the environment variable ``DEEPLAB_EDU_CODE_COMMIT`` (``git_commit_from: "environment"``; the copy
+    is taken as clean) when it is set.
     """
     from . import __version__
 
@@ -125,6 +128,9 @@ def code_version() -> dict[str, Any]:
             out["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
+    given = os.environ.get("DEEPLAB_EDU_CODE_COMMIT", "").strip()
+    if "git_commit" not in out and given:
+        out.update(git_commit=given, git_dirty=False, git_commit_from="environment")
     return out
 
 

@@ -22,7 +22,9 @@ RECORDS = sorted(p.stem for p in RESULTS_DIR.glob("*.json"))
 def test_the_readme_describes_each_record_at_its_own_commit(name: str) -> None:
     text = README.read_text()
     record = load_record(name)
-    commit = record["code_version"]["git_commit"][:7]
+    commit = record["code_version"].get("git_commit", "")[:7]
+    assert commit, (f"results/{name}.json names no commit: on a copy without .git, set DEEPLAB_EDU_CODE_COMMIT "
+                    "(benchmarks/gpu_session.sh)")
     assert f"results/{name}.json" in text, f"benchmarks/README.md does not show results/{name}.json"
     assert f"`{commit}`" in text, (f"results/{name}.json was recorded at commit {commit}, which benchmarks/README.md "
                                    "never names: its figures there describe an older record")

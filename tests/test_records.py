@@ -74,3 +74,17 @@ def test_a_changed_record_does_not_make_the_code_dirty(tmp_path: Path, monkeypat
     assert records.code_version()["git_dirty"] is False
     (repo / "code.py").write_text("x = 2\n")  # a change to what was measured
     assert records.code_version()["git_dirty"] is True
+
+
+def test_a_copy_without_git_takes_its_commit_from_the_environment(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu import records
+
+    monkeypatch.setattr(records, "REPO_ROOT", tmp_path)  # no .git here (tmp_path is outside any repository)
+    monkeypatch.setattr(records, "RESULTS_DIR", tmp_path / "benchmarks" / "results")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("DEEPLAB_EDU_CODE_COMMIT", raising=False)
+    assert "git_commit" not in records.code_version()
+    monkeypatch.setenv("DEEPLAB_EDU_CODE_COMMIT", "0123456789abcdef")
+    assert records.code_version()["git_commit"] == "0123456789abcdef"
+    assert records.code_version()["git_commit_from"] == "environment"
