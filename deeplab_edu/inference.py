@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence, cast
 
 import numpy as np
 import torch
@@ -139,7 +139,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     if strategy.output_stride is not None:
         if not hasattr(model, "set_output_stride"):
             raise ValueError(f"{type(model).__name__} cannot change its output stride")
-        model.set_output_stride(strategy.output_stride)
+        cast(Any, model).set_output_stride(strategy.output_stride)
     try:
         h, w = image.shape[-2:]
         probs: torch.Tensor | None = None
@@ -160,7 +160,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
         return probs / (len(inputs) * len(strategy.scales))
     finally:
         if strategy.output_stride is not None and isinstance(old_os, int):
-            model.set_output_stride(old_os)
+            cast(Any, model).set_output_stride(old_os)
 
 
 def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
@@ -176,7 +176,7 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Iterable[tuple[torch.Tensor, torch.Tensor]] | Any,
+def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tensor]] | Any,
              strategy: Strategy = Strategy(), *, num_classes: int | None = None, ignore_index: int = 255,
              device: torch.device | str | None = None, limit: int | None = None,
              progress: bool = True, batch_size: int = 1, num_workers: int | None = 0) -> dict[str, Any]:

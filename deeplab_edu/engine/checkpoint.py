@@ -25,7 +25,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class CheckpointMismatchError(RuntimeError):
 def rng_state() -> dict[str, Any]:
     """The random states of Python, NumPy and torch (CPU and CUDA), in a ``weights_only``-loadable form."""
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())  # the legacy tuple
     state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)), int(np_state[2]),

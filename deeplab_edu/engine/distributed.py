@@ -101,7 +101,8 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
                 m = self.momentum if self.momentum is not None else 0.1
                 self.running_mean.mul_(1 - m).add_(m * mean.detach())
                 self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1).clamp(min=1))
-                self.num_batches_tracked += 1
+                if self.num_batches_tracked is not None:
+                    self.num_batches_tracked += 1
         y = (xf - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sized, cast
 
 import numpy as np
 import torch
@@ -171,10 +171,10 @@ class Trainer:
             from deeplab_edu.models import build_model
 
             rates = resolve_atrous_rates(cfg)
+            given: dict[str, Any] = {"atrous_rates": rates} if rates else {}
             model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
                                 output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
-                                aux_loss=cfg.aux_loss, **({"atrous_rates": rates} if rates else {}),
-                                **cfg.model_kwargs)
+                                aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
                                       data_passed=data_passed)
         if cfg.init_from:
@@ -198,7 +198,7 @@ class Trainer:
         self.scaler = _grad_scaler(cfg.amp == "fp16", self.device)
         self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters)
         if cfg.compile:
-            self.net = torch.compile(self.net)
+            self.net = cast(nn.Module, torch.compile(self.net))  # an OptimizedModule
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                         shuffle=True, seed=cfg.seed, drop_last=True)
         if len(self.sampler) // cfg.batch_size < 1:
@@ -366,7 +366,7 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             x, y = self._to_device(*next(batches))
             last = micro == cfg.grad_accum - 1
-            sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else self.net.no_sync()
+            sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else cast(Any, self.net).no_sync()
             with sync:
                 with autocast_context(cfg.amp, self.device):
                     loss = self.criterion(self.net(x), y) / cfg.grad_accum
@@ -414,10 +414,10 @@ class Trainer:
         os_eval = output_stride if output_stride is not None else cfg.eval_output_stride
         switch = os_eval is not None and os_eval != cfg.output_stride and hasattr(model, "set_output_stride")
         if switch:
-            model.set_output_stride(os_eval)
+            cast(Any, model).set_output_stride(os_eval)
         model.eval()
         cm = ConfusionMatrix(self.num_classes, self.ignore_index, device=self.device)
-        sampler = ShardSampler(len(self.val_set), num_replicas=self.dist.world_size, rank=self.dist.rank)
+        sampler = ShardSampler(len(cast(Sized, self.val_set)), num_replicas=self.dist.world_size, rank=self.dist.rank)
         loader = eval_loader(self.val_set, batch_size=cfg.batch_size, num_workers=self.num_workers,
                              sampler=sampler, device=self.device)
         for same_size_batches in loader:
@@ -428,7 +428,7 @@ class Trainer:
                 cm.update(out.float().argmax(1), y)
         cm.all_reduce()
         if switch:
-            model.set_output_stride(cfg.output_stride)
+            cast(Any, model).set_output_stride(cfg.output_stride)
         self._train_mode()
         return cm.compute()
 
@@ -544,7 +544,7 @@ class Trainer:
         bar.close()
         if self._tb is not None:
             self._tb.close()
-        final = next((r for r in reversed(self.history) if r["split"] == "val"), {})
+        final: dict[str, Any] = next((r for r in reversed(self.history) if r["split"] == "val"), {})
         result = {"history": self.history, "final": final}
         if self.dist.is_main:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")

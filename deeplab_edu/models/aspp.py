@@ -28,7 +28,7 @@ the input size, the output stride and the smallest input that works
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -240,7 +240,8 @@ class _RecomputedDepthwise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, dw_weight: torch.Tensor, bn_weight: torch.Tensor | None,  # type: ignore[override]
-                bn_bias: torch.Tensor | None, pw_weight: torch.Tensor, layers: Sequence[nn.Module]) -> torch.Tensor:
+                bn_bias: torch.Tensor | None, pw_weight: torch.Tensor,
+                layers: tuple[nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d]) -> torch.Tensor:
         depthwise, bn, relu, pointwise = layers
         z, mean, invstd = _batch_norm_train(bn, atrous_conv(depthwise, x))
         ctx.layers, ctx.autocast = layers, _autocast_dtype(x.device.type)
@@ -323,7 +324,7 @@ class _AtrousSequential(nn.Sequential):
                                            (depthwise, bn, relu, pointwise))
             rest = list(self)[4:]
         else:
-            x = atrous_conv(self[0], x)
+            x = atrous_conv(cast(nn.Conv2d, self[0]), x)
             rest = list(self)[1:]
         for module in rest:
             x = module(x)
@@ -380,11 +381,11 @@ class ASPPConv(_AtrousSequential):
     @property
     def rate(self) -> int:
         """The atrous rate of the 3x3 conv; setting it changes dilation and padding (same weights)."""
-        return self[0].dilation[0]
+        return cast(nn.Conv2d, self[0]).dilation[0]
 
     @rate.setter
     def rate(self, value: int) -> None:
-        set_conv_rate(self[0], value)
+        set_conv_rate(cast(nn.Conv2d, self[0]), value)
 
 
 class ImagePooling(nn.Sequential):
@@ -408,7 +409,7 @@ class ImagePooling(nn.Sequential):
         """(N, in_channels, H, W) -> (N, out_channels, H, W): the pooled vector at every position."""
         size = x.shape[-2:]
         y = self[1](self[0](x))
-        bn: nn.BatchNorm2d = self[2]
+        bn = cast(nn.BatchNorm2d, self[2])
         if bn.training and y.shape[0] == 1:
             y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
         else:
@@ -537,9 +538,13 @@ class ASPPv2(nn.Module):
                 )
         self.branches = nn.ModuleList(branches)
         if hidden_channels is None:
-            for b in self.branches:  # DeepLab v2 initialises its classifiers with N(0, 0.01)
-                nn.init.normal_(b[0].weight, std=0.01)
-                nn.init.zeros_(b[0].bias)
+            for conv in self._convs(0):  # DeepLab v2 initialises its classifiers with N(0, 0.01)
+                nn.init.normal_(conv.weight, std=0.01)
+                nn.init.zeros_(cast(torch.Tensor, conv.bias))
+
+    def _convs(self, index: int) -> list[nn.Conv2d]:
+        """Convolution ``index`` of every branch (0: the atrous one, fc6 in a VGG-style branch; 3: fc7)."""
+        return [cast(nn.Conv2d, cast(nn.Sequential, b)[index]) for b in self.branches]
 
     def load_fc_weights(self, fc: Mapping[str, torch.Tensor]) -> None:
         """Initialise every VGG-style branch's fc6/fc7 from ImageNet's decimated fc layers
@@ -548,14 +553,14 @@ class ASPPv2(nn.Module):
         Raises:
             ValueError: the branches are single convolutions (ResNet-style), not fc6-fc7-fc8 stacks.
         """
-        if len(self.branches[0]) == 1:
+        if len(cast(nn.Sequential, self.branches[0])) == 1:
             raise ValueError("load_fc_weights needs VGG-style branches (hidden_channels=1024)")
         with torch.no_grad():
-            for b in self.branches:
-                b[0].weight.copy_(fc["fc6.weight"])
-                b[0].bias.copy_(fc["fc6.bias"])
-                b[3].weight.copy_(fc["fc7.weight"])
-                b[3].bias.copy_(fc["fc7.bias"])
+            for fc6, fc7 in zip(self._convs(0), self._convs(3)):
+                fc6.weight.copy_(fc["fc6.weight"])
+                cast(torch.Tensor, fc6.bias).copy_(fc["fc6.bias"])
+                fc7.weight.copy_(fc["fc7.weight"])
+                cast(torch.Tensor, fc7.bias).copy_(fc["fc7.bias"])
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:
@@ -564,14 +569,14 @@ class ASPPv2(nn.Module):
         Raises:
             ValueError: on setting, the number of rates differs from the number of branches, or a rate is below 1.
         """
-        return tuple(b[0].dilation[0] for b in self.branches)
+        return tuple(conv.dilation[0] for conv in self._convs(0))
 
     @atrous_rates.setter
     def atrous_rates(self, rates: Sequence[int]) -> None:
         if len(rates) != len(self.branches):
             raise ValueError(f"atrous_rates needs {len(self.branches)} rates, got {tuple(rates)}")
-        for b, r in zip(self.branches, rates):
-            set_conv_rate(b[0], int(r))
+        for conv, r in zip(self._convs(0), rates):
+            set_conv_rate(conv, int(r))
 
     def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each branch's class scores, (N, num_classes, H, W) each, before summation."""

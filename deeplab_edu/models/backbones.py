@@ -22,7 +22,7 @@ output stride in place with ``set_output_stride`` (train at 16, evaluate at 8: D
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ from torchvision.models.resnet import BasicBlock
 
 from .pretrained import PretrainedSource, load_pretrained_state_dict, load_weights_into
 
-__all__ = ["BACKBONES", "OUTPUT_STRIDES", "ResNetBackbone", "TinyResNetBackbone", "MobileNetV3Backbone",
+__all__ = ["BACKBONES", "OUTPUT_STRIDES", "Backbone", "ResNetBackbone", "TinyResNetBackbone", "MobileNetV3Backbone",
            "build_backbone", "check_output_stride"]
 
 BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg16")
@@ -57,7 +57,25 @@ def _set_conv(conv: nn.Conv2d, *, stride: int | None = None, dilation: int | Non
         conv.padding = ((k - 1) // 2 * dilation,) * 2
 
 
-class ResNetBackbone(nn.Module):
+class Backbone(nn.Module):
+    """What a DeepLab model asks of its backbone (the module docstring): the attributes below, a
+    ``forward`` returning ``{"out", "low_level", "aux"}`` and :meth:`set_output_stride`. The
+    backbones here derive from it; it declares, it computes nothing.
+    """
+
+    #: channels of ``"out"``, ``"low_level"`` (stride 4) and ``"aux"``.
+    out_channels: int
+    low_level_channels: int
+    aux_channels: int
+    #: input side / ``"out"`` side: 8, 16 or 32.
+    output_stride: int
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Switch the strides and dilations in place to ``output_stride`` (no weights change)."""
+        raise NotImplementedError
+
+
+class ResNetBackbone(Backbone):
     """A torchvision ResNet-50/101 without its classifier, at output stride 32, 16 or 8.
 
     Args:
@@ -120,7 +138,8 @@ class ResNetBackbone(nn.Module):
         unit (torchvision strides its 3x3 conv), ``conv1`` and ``conv2`` in a basic unit."""
         if isinstance(unit, BasicBlock):
             return unit.conv1, [unit.conv1, unit.conv2]
-        return unit.conv2, [unit.conv2]
+        conv2 = cast(nn.Conv2d, unit.conv2)  # a torchvision Bottleneck
+        return conv2, [conv2]
 
     def block_rates(self) -> list[tuple[int, ...]]:
         """The dilation of every unit's 3x3 conv, per block (layer1..layer4, then extra blocks)."""
@@ -166,7 +185,7 @@ class ResNetBackbone(nn.Module):
                     _set_conv(unit.downsample[0], stride=stride)
         for block in self.extra:  # going deeper: every extra block doubles the rate
             dilation *= 2
-            for i, unit in enumerate(block):
+            for i, unit in enumerate(cast(nn.Sequential, block)):
                 for conv in self._unit_convs(unit)[1]:
                     _set_conv(conv, dilation=dilation * (multi_grid[i] if multi_grid is not None else 1))
         self.multi_grid = multi_grid  # type: ignore[assignment]
@@ -259,7 +278,7 @@ class TinyResNetBackbone(ResNetBackbone):
         self.set_output_stride(output_stride, multi_grid=multi_grid)
 
 
-class MobileNetV3Backbone(nn.Module):
+class MobileNetV3Backbone(Backbone):
     """torchvision's MobileNetV3-Large feature extractor at output stride 32, 16 or 8.
 
     Dilation follows torchvision's ``dilated=True`` convention: in a stage that no longer strides,
@@ -294,7 +313,8 @@ class MobileNetV3Backbone(nn.Module):
                     current *= 2
                 else:
                     dilation *= 2
-            depthwise = next(m[0] for m in block.block if isinstance(m, nn.Sequential) and m[0].groups > 1)
+            depthwise = next(m[0] for m in block.block
+                             if isinstance(m, nn.Sequential) and isinstance(m[0], nn.Conv2d) and m[0].groups > 1)
             _set_conv(depthwise, stride=2 if block._is_cn and dilation == 1 else 1, dilation=dilation)
         self.output_stride = output_stride
 
@@ -320,7 +340,7 @@ def build_backbone(
     extra_blocks: int = 0,
     pretrained: PretrainedSource = False,
     **kwargs: object,
-) -> nn.Module:
+) -> Backbone:
     """Build backbone ``name`` at ``output_stride`` (see the module docstring for what it returns).
 
     Args:

@@ -17,17 +17,17 @@ Everything outside ``model.backbone`` is "head" (DeepLab trains it with a 10x le
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .aspp import ASPP, ASPPv2, atrous_rates_for
-from .backbones import BACKBONES, build_backbone, check_output_stride
+from .backbones import BACKBONES, Backbone, build_backbone, check_output_stride
 from .heads import Decoder, FCNHead
 from .pretrained import PretrainedSource, load_pretrained_state_dict
-from .vgg import decimated_fc_weights
+from .vgg import VGG16Backbone, decimated_fc_weights
 
 __all__ = ["MODELS", "DeepLab", "DeepLabV1", "DeepLabV2", "DeepLabV3", "DeepLabV3Plus", "build_model", "default_atrous_rates"]
 
@@ -51,10 +51,10 @@ class DeepLab(nn.Module):
         aux_loss: add torchvision's auxiliary FCN head on the ``"aux"`` features (block 3).
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, aux_loss: bool = False) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
-        self.aspp: nn.Module | None = None
+        self.aspp: ASPP | ASPPv2 | None = None
         self.num_classes = num_classes
         self.aux_classifier = FCNHead(backbone.aux_channels, num_classes) if aux_loss else None
 
@@ -135,16 +135,16 @@ class DeepLabV1(DeepLab):
         num_classes, aux_loss: as for :class:`DeepLab`.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, aux_loss: bool = False) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
         self.classifier = nn.Conv2d(backbone.out_channels, num_classes, 1)
         nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.classifier.bias))
 
     @property
     def atrous_rates(self) -> tuple[int, ...]:
         """fc6's atrous rate, as a one-element tuple."""
-        return (self.backbone.fc6.dilation[0],)
+        return (cast(nn.Conv2d, self.backbone.fc6).dilation[0],)
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """fc8 class scores (N, num_classes, h, w) of the fc7 features ``features["out"]``, at the output stride."""
@@ -159,7 +159,9 @@ class DeepLabV2(DeepLab):
         aspp: an :class:`~deeplab_edu.models.aspp.ASPPv2` whose branches end in ``num_classes`` scores.
     """
 
-    def __init__(self, backbone: nn.Module, aspp: ASPPv2, num_classes: int, aux_loss: bool = False) -> None:
+    aspp: ASPPv2
+
+    def __init__(self, backbone: Backbone, aspp: ASPPv2, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
         self.aspp = aspp
 
@@ -178,8 +180,10 @@ class DeepLabV3(DeepLab):
             (not in the paper; for exact interchange with ``torchvision.models.segmentation``).
     """
 
+    aspp: ASPP
+
     def __init__(
-        self, backbone: nn.Module, aspp: ASPP, num_classes: int, aux_loss: bool = False, torchvision_head: bool = False
+        self, backbone: Backbone, aspp: ASPP, num_classes: int, aux_loss: bool = False, torchvision_head: bool = False
     ) -> None:
         super().__init__(backbone, num_classes, aux_loss)
         self.aspp = aspp
@@ -209,7 +213,9 @@ class DeepLabV3Plus(DeepLab):
         decoder: a :class:`~deeplab_edu.models.heads.Decoder` producing ``num_classes`` scores.
     """
 
-    def __init__(self, backbone: nn.Module, aspp: ASPP, decoder: Decoder, num_classes: int, aux_loss: bool = False) -> None:
+    aspp: ASPP
+
+    def __init__(self, backbone: Backbone, aspp: ASPP, decoder: Decoder, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
         self.aspp = aspp
         self.decoder = decoder
@@ -318,13 +324,13 @@ def build_model(
         if rates[0] != 12:
             from .aspp import set_conv_rate
 
-            set_conv_rate(body.fc6, rates[0])
+            set_conv_rate(cast(nn.Conv2d, body.fc6), rates[0])
         return DeepLabV1(body, num_classes, aux_loss)
     if name == "deeplabv2":
         hidden = 1024 if backbone == "vgg16" else None
         aspp_v2 = ASPPv2(body.out_channels, num_classes, rates, hidden_channels=hidden)
         if vgg_state is not None:
-            body.load_torchvision_state_dict(vgg_state)
+            cast(VGG16Backbone, body).load_torchvision_state_dict(vgg_state)
             aspp_v2.load_fc_weights(decimated_fc_weights(vgg_state))
         return DeepLabV2(body, aspp_v2, num_classes, aux_loss)
     sep = bool(separable) if separable is not None else name == "deeplabv3plus"

@@ -85,6 +85,8 @@ def export_onnx(
                 wrapped, (_example(example, dynamic),), dynamo=True, input_names=["image"], output_names=["out"],
                 dynamic_shapes=_dynamic_shapes(dynamic), verbose=False,
             )
+        if program is None:  # only the legacy (dynamo=False) exporter returns nothing
+            raise RuntimeError("torch.onnx.export returned no ONNX program")
         with atomic_path(path) as tmp:
             program.save(str(tmp))
     finally:

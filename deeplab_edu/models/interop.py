@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, Union
+from typing import Any, Mapping, Union, cast
 
 import torch
 from torch import nn
@@ -120,14 +120,14 @@ def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
         ValueError: the backbone of ``tv_model`` is not recognised (it has neither ``layer4`` nor a child ``16``),
             or its weights do not fit the equivalent model.
     """
-    body = tv_model.backbone
+    body: Any = tv_model.backbone  # torchvision's IntermediateLayerGetter over a ResNet or MobileNetV3
     if hasattr(body, "layer4"):
         backbone = "resnet50" if len(body.layer3) == 6 else "resnet101"
     elif hasattr(body, "16"):
         backbone = "mobilenet_v3_large"
     else:
         raise ValueError(f"not a torchvision DeepLabv3 model: cannot recognise its backbone {type(body).__name__}")
-    num_classes = tv_model.classifier[-1].out_channels
+    num_classes = int(cast(nn.Conv2d, cast(nn.Sequential, tv_model.classifier)[-1]).out_channels)
     aux = getattr(tv_model, "aux_classifier", None) is not None
     model = torchvision_equivalent(backbone, num_classes, aux_loss=aux)
     return load_torchvision_state_dict(model, tv_model.state_dict(), backbone)

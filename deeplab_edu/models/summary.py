@@ -124,7 +124,7 @@ def aspp_branch_costs(aspp: torch.nn.Module, in_channels: int, size: int) -> lis
     1x1 conv) and :class:`~deeplab_edu.models.aspp.ASPPv2` (branches ``branches``). Counted on a
     meta-device copy, so it is instant.
     """
-    meta = copy.deepcopy(aspp).to("meta").eval()
+    meta: Any = copy.deepcopy(aspp).to("meta").eval()  # duck-typed: ours or any module with these parts
     x = torch.empty(1, in_channels, size, size, device="meta")
     parts: list[tuple[str, torch.nn.Module, torch.Tensor]] = []
     if hasattr(meta, "convs"):
@@ -153,13 +153,14 @@ def trace_stages(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str
     import torch.nn.functional as F
 
     stages: list[tuple[str, tuple[int, ...]]] = [("input", tuple(images.shape))]
+    net: Any = model  # duck-typed: any model with a backbone, an aspp and a classifier or decoder
     with torch.no_grad():
-        feats = model.backbone(images)
-        stages.append((f"backbone 'out' (output stride {model.output_stride})", tuple(feats["out"].shape)))
-        enc = model.aspp(feats["out"])
+        feats = net.backbone(images)
+        stages.append((f"backbone 'out' (output stride {net.output_stride})", tuple(feats["out"].shape)))
+        enc = net.aspp(feats["out"])
         stages.append(("ASPP", tuple(enc.shape)))
-        if hasattr(model, "decoder"):
-            dec = model.decoder
+        if hasattr(net, "decoder"):
+            dec = net.decoder
             low = feats["low_level"]
             stages.append(("backbone 'low_level' (stride 4)", tuple(low.shape)))
             reduced = dec.reduce(low)
@@ -171,9 +172,9 @@ def trace_stages(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str
             stages.append(("two 3x3 convs", tuple(refined.shape)))
             logits = dec.classifier(refined)
         else:
-            if getattr(model, "refine", None) is not None:
-                enc = model.refine(enc)
-            logits = model.classifier(enc)
+            if getattr(net, "refine", None) is not None:
+                enc = net.refine(enc)
+            logits = net.classifier(enc)
         stages.append(("logits", tuple(logits.shape)))
-        stages.append(("logits upsampled to the input", tuple(model(images)["out"].shape)))
+        stages.append(("logits upsampled to the input", tuple(net(images)["out"].shape)))
     return stages

@@ -20,13 +20,13 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .backbones import check_output_stride
+from .backbones import Backbone, check_output_stride
 from .pretrained import load_weights_into
 
 __all__ = ["VGG16Backbone", "decimated_fc_weights"]
 
 # (out_channels per conv, or a pool tag); the layout gives torchvision's vgg16 feature indices.
-_LAYOUT = [64, 64, "P2", 128, 128, "P2", 256, 256, 256, "P2", 512, 512, 512, "P1", 512, 512, 512, "P1"]
+_LAYOUT: list[int | str] = [64, 64, "P2", 128, 128, "P2", 256, 256, 256, "P2", 512, 512, 512, "P1", 512, 512, 512, "P1"]
 
 
 def decimated_fc_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -46,7 +46,7 @@ def decimated_fc_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, to
     }
 
 
-class VGG16Backbone(nn.Module):
+class VGG16Backbone(Backbone):
     """VGG-16 at output stride 8, optionally with LargeFOV's fc6 (3x3, rate 12) and fc7.
 
     Args:

@@ -10,9 +10,10 @@ import contextlib
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import torch
+from torch import nn
 
 from ...models.export import LogitsOnly
 from .pairs import StepRunner
@@ -77,7 +78,7 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
         torch.manual_seed(0)
         eager = build_model(model, backbone=backbone, num_classes=21).to(dev)
         compiled_model = copy.deepcopy(eager)
-        compiled = torch.compile(compiled_model, backend=backend)
+        compiled = cast(nn.Module, torch.compile(compiled_model, backend=backend))  # an OptimizedModule
         x = torch.randn(batch, 3, size, size, device=dev)
         y = torch.randint(0, 21, (batch, size, size), device=dev)
         runners = {"eager": StepRunner(LogitsOnly(eager), x, y, False, False),
