@@ -244,7 +244,7 @@ def dilate_kernel(w: torch.Tensor, rate: IntOrPair, spatial_dims: int | None = N
         spatial_dims = 1 if w.dim() in (1, 3) else 2
     if spatial_dims not in (1, 2) or spatial_dims > w.dim():
         raise ValueError(f"spatial_dims must be 1 or 2 and at most w.dim()={w.dim()}, got {spatial_dims}")
-    rates = _pair(rate, "rate") if spatial_dims == 2 else (_positive_int(rate, "rate"),)
+    rates: tuple[int, ...] = _pair(rate, "rate") if spatial_dims == 2 else (_positive_int(rate, "rate"),)
     taps = w.shape[-spatial_dims:]
     size = tuple(effective_kernel_size(k, r) for k, r in zip(taps, rates))
     out = w.new_zeros(*w.shape[: w.dim() - spatial_dims], *size)

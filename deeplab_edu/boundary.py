@@ -155,7 +155,7 @@ def valid_weight_fractions(size: int | Sequence[int], rate: int, kernel: int = 3
 
 def figure4_curves(
     size: int | Sequence[int] = 65, rates: Iterable[int] = range(1, 66), kernel: int = 3
-) -> dict[str, np.ndarray]:
+) -> dict[str | int, np.ndarray]:
     """The data of DeepLabv3 Figure 4: normalised counts of valid weights against the rate.
 
     Returns:
@@ -172,7 +172,7 @@ def figure4_curves(
     if not rate_list:
         raise ValueError("rates is empty; give at least one atrous rate")
     rows = [valid_weight_fractions(size, r, kernel) for r in rate_list]
-    curves: dict = {"rates": np.asarray(rate_list)}
+    curves: dict[str | int, np.ndarray] = {"rates": np.asarray(rate_list)}
     for c in possible_counts(kernel):
         curves[c] = np.asarray([row[c] for row in rows])
     return curves

@@ -182,8 +182,8 @@ def _train(args: argparse.Namespace) -> int:
             print(textwrap.fill(preset_summary(name), width=100, initial_indent=f"{name:<{width}}  ",
                                 subsequent_indent=" " * (width + 2)))
         return 0
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    field_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in field_names and v is not None}
     cfg = load_config(args.preset, overrides, config=args.config)
     start = time.time()
     try:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from typing import Literal, Sequence, overload
 
 import torch
 import torch.nn.functional as F
@@ -369,6 +369,39 @@ def mean_field_update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tens
     return torch.softmax(-unary + messages, dim=0)
 
 
+@overload
+def mean_field(
+    unary: torch.Tensor,
+    image: torch.Tensor,
+    params: CRFParams = ...,
+    *,
+    method: Method = ...,
+    return_history: Literal[False] = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def mean_field(
+    unary: torch.Tensor,
+    image: torch.Tensor,
+    params: CRFParams = ...,
+    *,
+    method: Method = ...,
+    return_history: Literal[True],
+) -> tuple[torch.Tensor, list[torch.Tensor]]: ...
+
+
+@overload
+def mean_field(
+    unary: torch.Tensor,
+    image: torch.Tensor,
+    params: CRFParams = ...,
+    *,
+    method: Method = ...,
+    return_history: bool = ...,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]: ...
+
+
 def mean_field(
     unary: torch.Tensor,
     image: torch.Tensor,
@@ -493,7 +526,7 @@ def dense_crf(
     method: Method = "auto",
 ) -> torch.Tensor:
     """Refine network logits (B, L, H, W) with the dense CRF; returns probabilities (B, L, H, W)."""
-    return mean_field(unary_from_logits(logits), image, params, method=method)  # type: ignore[return-value]
+    return mean_field(unary_from_logits(logits), image, params, method=method)
 
 
 class DenseCRF(nn.Module):

@@ -30,7 +30,7 @@ each one matters is :mod:`deeplab_edu.effective_receptive_field`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +180,7 @@ def _at(value: Any, axis: int) -> Any:
 def _spec_of(module: nn.Module, name: str, axis: int) -> LayerSpec:
     kernel = _at(module.kernel_size, axis)
     dilation = _at(getattr(module, "dilation", 1), axis)
-    padding = module.padding
+    padding: Any = module.padding  # int, tuple or "same"/"valid" (torch types module attributes as Tensor | Module)
     if isinstance(padding, str):  # Conv2d(padding="same"/"valid"); PyTorch puts the odd pixel last
         padding = 0 if padding == "valid" else (dilation * (kernel - 1)) // 2
     padding = _at(padding, axis)
@@ -192,6 +192,11 @@ def _spec_of(module: nn.Module, name: str, axis: int) -> LayerSpec:
 class _State:
     rf: ReceptiveField | None  # None: global (sees the whole input)
     node: fx.Node
+
+
+def _rf(state: _State) -> ReceptiveField:
+    """``state.rf`` of a state known to be spatial (``rf`` not None)."""
+    return cast(ReceptiveField, state.rf)
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
@@ -211,7 +216,7 @@ def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: st
     states: dict[fx.Node, _State | None] = {}
     first_global_input: tuple[_State, fx.Node] | None = None
     for node in gm.graph.nodes:
-        inputs = [states[a] for a in node.all_input_nodes if states.get(a) is not None]
+        inputs = [st for st in (states.get(a) for a in node.all_input_nodes) if st is not None]
         spatial = [s for s in inputs if s.rf is not None]
         if node.op == "placeholder":
             states[node] = _State(ReceptiveField(), node)
@@ -247,18 +252,18 @@ def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: st
             if isinstance(module, _GEOMETRY):
                 if len(inputs) != 1:
                     raise ValueError(f"{node.target}: expected one tensor input")
-                state = _State(None if is_global else inputs[0].rf.then(_spec_of(module, node.target, axis)), node)
+                state = _State(None if is_global else _rf(inputs[0]).then(_spec_of(module, node.target, axis)), node)
             elif isinstance(module, _GLOBAL):
                 state = _State(None, node)
             elif isinstance(module, _POINTWISE) or type(module).__name__ == "FrozenBatchNorm2d":
-                state = _State(None if is_global else ReceptiveField.union([s.rf for s in spatial]), node)
+                state = _State(None if is_global else ReceptiveField.union([_rf(s) for s in spatial]), node)
             else:
                 raise ValueError(
                     f"receptive_field_of does not know layer {node.target!r} ({type(module).__name__}); "
                     "use receptive_field() with a list of LayerSpec for it"
                 )
             if node is upto:
-                return state, node
+                return state, cast(fx.Node, node)  # ``is upto`` makes mypy see the node as ``fx.Node | None``
         elif node.op == "call_function" and node.target in _GLOBAL_FUNCS or (
             node.op == "call_method" and node.target in _GLOBAL_METHODS
         ):
@@ -272,9 +277,9 @@ def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: st
                 )
             state = _State(None, node)  # e.g. upsampling a globally pooled map: still global
         else:  # element-wise: add, mul, cat, relu, ... -> union of the branches
-            state = _State(None if is_global else ReceptiveField.union([s.rf for s in spatial]), node)
+            state = _State(None if is_global else ReceptiveField.union([_rf(s) for s in spatial]), node)
         if state.rf is None and first_global_input is None and spatial:
-            widest = max(spatial, key=lambda s: s.rf.size)
+            widest = max(spatial, key=lambda s: _rf(s).size)
             first_global_input = (widest, widest.node)
         states[node] = state
     raise ValueError("the traced graph has no output")  # pragma: no cover
@@ -337,7 +342,8 @@ def spatial_part(model: nn.Module, *, upto: str | None = None, output_key: str =
     """
     gm = _trace(model)
     _, last = _walk(gm, axis=0, upto=_last_call(gm, upto), output_key=output_key)
-    graph, env = fx.Graph(), {}
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
     for node in gm.graph.nodes:
         if node.op == "output":
             break
@@ -373,7 +379,7 @@ def strides_in_last_unit(resnet: nn.Module) -> nn.Module:
         ValueError: ``resnet`` has no ``layer1``-``layer4`` of bottleneck units with a strided first
             unit in ``layer2``-``layer4``.
     """
-    layers = [getattr(resnet, f"layer{i}", None) for i in range(1, 5)]
+    layers: list[Any] = [getattr(resnet, f"layer{i}", None) for i in range(1, 5)]
     if any(layer is None for layer in layers) or not all(hasattr(layer[0], "conv2") and hasattr(layer[0], "conv3")
                                                           for layer in layers):
         raise ValueError("strides_in_last_unit needs a torchvision ResNet with bottleneck units (layer1..layer4)")
@@ -424,7 +430,9 @@ def _make_faithful(net: nn.Module) -> None:
         if not name:
             continue
         if isinstance(module, nn.Conv2d):
-            conv = nn.Conv2d(1, 1, module.kernel_size, module.stride, module.padding, module.dilation,
+            # torch types _ConvNd's sizes as tuple[int, ...]; a Conv2d's are pairs (padding: or a string)
+            conv = nn.Conv2d(1, 1, module.kernel_size, module.stride,  # type: ignore[arg-type]
+                             module.padding, module.dilation,  # type: ignore[arg-type]
                              bias=False, padding_mode=module.padding_mode).double()
             nn.init.constant_(conv.weight, 1.0 / conv.weight.numel())
             _set_module(net, name, conv)
@@ -485,6 +493,8 @@ def empirical_receptive_field(
     if not (0 <= i < oh and 0 <= j < ow):
         raise ValueError(f"output_index {(i, j)} is outside the output map of size {(oh, ow)}")
     out[0, :, i, j].sum().backward()
+    if x.grad is None:  # the output reached the input through no differentiable operation
+        raise ValueError("no input pixel has a non-zero gradient (try faithful=True)")
     support = x.grad[0].abs().sum(0) > 0
     rows = torch.nonzero(support.any(1)).flatten()
     cols = torch.nonzero(support.any(0)).flatten()

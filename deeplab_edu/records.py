@@ -140,7 +140,7 @@ def environment() -> dict[str, Any]:
 
     from .config import device, profile
 
-    libs = {}
+    libs: dict[str, str | None] = {}
     for name in ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "jupytext", "jupyter-book"):
         try:
             libs[name] = md.version(name)

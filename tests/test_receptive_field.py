@@ -274,3 +274,21 @@ def test_tf_slim_layout_runs_and_keeps_the_output_stride():
     with torch.no_grad():
         feats = spatial_part(net)(torch.zeros(1, 3, 65, 65))
     assert feats.shape[-2:] == (3, 3)
+
+
+def test_an_output_that_ignores_the_input_gets_the_documented_error() -> None:
+    import torch
+    from torch import nn
+
+    from deeplab_edu.receptive_field import empirical_receptive_field
+
+    class IgnoresInput(nn.Module):  # its output needs gradients (the conv's weights) but not the image's
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(torch.ones_like(x))
+
+    with pytest.raises(ValueError, match="no input pixel has a non-zero gradient"):
+        empirical_receptive_field(IgnoresInput(), 9)

@@ -78,7 +78,7 @@ def voc_colormap(n: int = 256) -> np.ndarray:
     return cmap
 
 
-def _tuples(rows: Sequence[Sequence[int]]) -> tuple[tuple[int, int, int], ...]:
+def _tuples(rows: Sequence[Sequence[int]] | np.ndarray) -> tuple[tuple[int, int, int], ...]:
     return tuple((int(r), int(g), int(b)) for r, g, b in rows)
 
 

@@ -375,7 +375,7 @@ class ProceduralScenes(Dataset):
         self.seed = int(seed)
         self.transform = transform
         self.difficulty = difficulty if isinstance(difficulty, str) else "custom"
-        self.options = dict(
+        self.options: dict[str, Any] = dict(
             difficulty=style, max_objects=int(max_objects), max_wires=int(max_wires),
             clutter_prob=float(clutter_prob), boundary_ignore=int(boundary_ignore), hero_prob=float(hero_prob),
         )

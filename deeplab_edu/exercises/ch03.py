@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 import torch
 
 from ..viz.output_stride import expected_feature_size
 from ._core import function_exercise, shown, value_exercise
+
+if TYPE_CHECKING:
+    from ..models.backbones import ResNetBackbone
 
 
 @lru_cache(maxsize=None)
@@ -17,7 +20,7 @@ def _backbone_rates(output_stride: int, multi_grid: tuple[int, ...], extra_block
 
     with torch.device("meta"):  # structure only: instant, no memory
         net = build_backbone("resnet50", output_stride=output_stride, multi_grid=multi_grid, extra_blocks=extra_blocks)
-    return [tuple(rates) for rates in net.block_rates()[3:]]
+    return [tuple(rates) for rates in cast("ResNetBackbone", net).block_rates()[3:]]  # "resnet50": a ResNetBackbone
 
 
 def _reference(output_stride: int, multi_grid: Sequence[int], extra_blocks: int) -> list[tuple[int, ...]]:

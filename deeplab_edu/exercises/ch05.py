@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..models.aspp import ASPPv2
 from ._core import function_exercise, shown, value_exercise
@@ -75,15 +76,17 @@ def _reference(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequenc
     module = _module(x.shape[1], weights[0].shape[0], tuple(rates))
     with torch.no_grad():
         for branch, w, b in zip(module.branches, weights, biases):
-            branch[0].weight.copy_(w)
-            branch[0].bias.copy_(b)
+            conv = cast(nn.Conv2d, cast(nn.Sequential, branch)[0])  # without hidden_channels: Sequential(Conv2d)
+            conv.weight.copy_(w)
+            cast(torch.Tensor, conv.bias).copy_(b)
         return module(x)
 
 
 def _learner(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
              rates: Sequence[int]) -> torch.Tensor:
     """A learner-style solution: one 'same' atrous conv per rate, class scores summed."""
-    return sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates))
+    # a Tensor: the exercise always passes at least one rate (sum of nothing would be 0)
+    return cast(torch.Tensor, sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates)))
 
 
 def _branches(x, weights, biases, rates, *, padding=None, dilate=True, bias=True):  # type: ignore[no-untyped-def]

@@ -115,7 +115,7 @@ def _recorded_drops() -> tuple[tuple[str, float], ...]:
 
     def class_means(arm: str) -> np.ndarray:
         cms = recorded.matrices[f"{arm}|eval OS 8|all"]
-        return np.array([seed_values(cms, lambda cm, k=k: class_iou(cm, k)).mean()
+        return np.array([seed_values(cms, functools.partial(class_iou, k=k)).mean()
                          for k in range(PROCEDURAL.num_classes)])
 
     drop = class_means("v3") - class_means("v3, no image pooling")

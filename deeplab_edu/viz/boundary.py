@@ -7,7 +7,7 @@ The numbers come from :mod:`deeplab_edu.boundary`.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,6 +38,7 @@ _COUNT_COLOURS = {1: "#d62728", 2: "#ff7f0e", 3: "#bcbd22", 4: "#9467bd", 6: "#1
 
 def _count_cmap(kernel: int) -> tuple[ListedColormap, BoundaryNorm, tuple[int, ...]]:
     counts = possible_counts(kernel)
+    colours: list[str | tuple[float, float, float, float]]
     if kernel == 3:
         colours = [_COUNT_COLOURS[c] for c in counts]
     else:
@@ -61,7 +62,7 @@ def plot_figure4(
         counts: which curves to draw; ``possible_counts(kernel)`` draws all of them.
     """
     rates = list(range(1, size + 1)) if rates is None else list(rates)
-    curves = figure4_curves(size, rates, kernel)
+    curves = figure4_curves(size, rates, kernel)  # keys: "rates" and the int counts
     unknown = [c for c in counts if c not in curves]
     if unknown:
         raise ValueError(f"counts {unknown} cannot occur for a {kernel}x{kernel} filter; use {possible_counts(kernel)}")
@@ -168,7 +169,7 @@ def plot_mean_valid_fraction(
 # --------------------------------------------------------------------------- widgets
 def _fig_ax(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[Figure, plt.Axes]:
     if ax is not None:
-        return ax.figure, ax
+        return cast(Figure, ax.figure), ax  # (a SubFigure if ``ax`` lies in one; matplotlib types it as either)
     fig, ax = plt.subplots(figsize=figsize)
     return fig, ax
 

@@ -42,7 +42,9 @@ def _as_rgb(image: torch.Tensor) -> np.ndarray:
 
 
 def _legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequence[int]], ignore: bool = True) -> None:
-    handles = [Patch(color=np.asarray(c) / 255, label=n) for n, c in zip(class_names, palette)]
+    # matplotlib takes an RGB array as a colour; its ColorType stub does not list arrays
+    handles = [Patch(color=np.asarray(c) / 255, label=n)  # type: ignore[arg-type]
+               for n, c in zip(class_names, palette)]
     if ignore:
         handles.append(Patch(facecolor="white", edgecolor="0.5", label=f"ignore ({IGNORE_INDEX})"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
@@ -140,10 +142,12 @@ def plot_object_sizes(sizes: np.ndarray, image_size: int, classes: np.ndarray | 
     if classes is not None and class_names is not None:
         groups = [(class_names[c], sizes[classes == c]) for c in np.unique(classes)]
         colours = None if palette is None else [np.asarray(palette[c]) / 255 for c in np.unique(classes)]
-        ax.hist([g for _, g in groups], bins=bins, stacked=True, label=[n for n, _ in groups], color=colours)
+        # matplotlib takes arrays as bins and colours; its stubs want Sequence[float] and ColorType
+        ax.hist([g for _, g in groups], bins=bins, stacked=True, label=[n for n, _ in groups],  # type: ignore[arg-type]
+                color=colours)  # type: ignore[arg-type]
         ax.legend(fontsize=7, ncol=2)
     else:
-        ax.hist(sizes, bins=bins)
+        ax.hist(sizes, bins=bins)  # type: ignore[arg-type]  # bins: an array (the stub wants Sequence[float])
     ax.set_xscale("log")
     ax.axvline(image_size, color="k", ls="--", lw=1)
     ax.text(image_size, ax.get_ylim()[1] * 0.9, " image side", fontsize=8)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, TypeVar, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,6 +28,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..atrous import conv_output_size
 from ..complexity import count_macs, measure
 from ..data.transforms import normalize
+
+if TYPE_CHECKING:
+    from ..models.backbones import Backbone
 
 __all__ = [
     "PAPER_TABLE1_MIOU",
@@ -87,12 +90,14 @@ def _normalise(image: torch.Tensor) -> torch.Tensor:
     return normalize(image)[None]
 
 
-def _check_switchable(backbone: nn.Module) -> None:
+def _check_switchable(backbone: nn.Module) -> Backbone:
+    """``backbone`` itself, typed as what it has been checked to be (a module with ``set_output_stride``)."""
     if not hasattr(backbone, "set_output_stride"):
         raise TypeError(
             f"backbone ({type(backbone).__name__}) has no set_output_stride(); build it with "
             "deeplab_edu.models.build_backbone"
         )
+    return cast("Backbone", backbone)
 
 
 class _KeepShape(nn.Module):
@@ -125,7 +130,7 @@ def measure_output_strides(
     peak memory (MiB) for a batch of one ``input_size`` x ``input_size`` image, measured with
     :func:`deeplab_edu.complexity.measure`. The backbone is left at its original output stride.
     """
-    _check_switchable(backbone)
+    backbone = _check_switchable(backbone)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 33:
         raise ValueError(f"input_size must be an int >= 33, got {input_size!r}")
     from tqdm.auto import tqdm
@@ -146,7 +151,10 @@ def measure_output_strides(
     return rows
 
 
-def _on_meta(backbone: nn.Module) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _on_meta(backbone: _M) -> _M:
     return copy.deepcopy(backbone).to("meta").eval()
 
 
@@ -158,7 +166,7 @@ def macs_by_input_size(
     Counted on a copy of the backbone on PyTorch's ``meta`` device: shapes flow through the real
     layers but no arithmetic is done, so the sweep takes seconds even for large inputs.
     """
-    _check_switchable(backbone)
+    backbone = _check_switchable(backbone)
     meta = _on_meta(backbone)
     rows = []
     for size in sizes:
@@ -218,7 +226,7 @@ def photo_features(
     The image is normalised with the ImageNet mean and standard deviation; the backbone runs in eval
     mode with the *same weights* at every output stride (switched in place, then restored).
     """
-    _check_switchable(backbone)
+    backbone = _check_switchable(backbone)
     x = _normalise(image)
     original, was_training = backbone.output_stride, backbone.training
     backbone.eval()

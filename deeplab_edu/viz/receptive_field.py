@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
@@ -183,7 +184,7 @@ def layer_stack_editor(text: str = DEFAULT_STACK, image: torch.Tensor | None = N
             # -1 means the centre on that axis alone: moving only the row slider keeps the column centred.
             idx = ((oh - 1) // 2 if r < 0 else min(r, oh - 1), (ow - 1) // 2 if c < 0 else min(c, ow - 1))
             axes = plot_layer_stack(layers, image, idx, effective=effective)
-            fig = axes[0].figure
+            fig = cast(Figure, axes[0].figure)  # plot_layer_stack made the axes with plt.subplots
             fig.tight_layout()
             display(fig)
             plt.close(fig)
@@ -196,16 +197,16 @@ def layer_stack_editor(text: str = DEFAULT_STACK, image: torch.Tensor | None = N
 
 def plot_output_stride_grids(
     fields: Mapping[str, ReceptiveField], image: torch.Tensor, sizes: Mapping[str, tuple[int, int]], ax: Sequence[plt.Axes] | None = None
-) -> Sequence[plt.Axes]:
+) -> np.ndarray:
     """One panel per network: its feature-map cell centres over ``image`` and the centre unit's field.
 
     ``sizes[name]`` is that network's output map size (rows, cols) for this image.
     """
     if ax is None:
         _, ax = plt.subplots(1, len(fields), figsize=(4 * len(fields), 4.2))
-    ax = np.atleast_1d(ax)
+    axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
     h, w = image.shape[-2:]
-    for a, (name, rf) in zip(ax, fields.items()):
+    for a, (name, rf) in zip(axes, fields.items()):
         oh, ow = sizes[name]
         _show(image * 0.5 + 0.5, a)
         ys, xs = np.meshgrid(_centres(rf, oh), _centres(rf, ow), indexing="ij")
@@ -215,25 +216,25 @@ def plot_output_stride_grids(
         _square(a, rf, i, j, edgecolor="red")
         a.set_xlim(-0.5, w - 0.5), a.set_ylim(h - 0.5, -0.5)
         a.set_title(f"{name}: {oh}x{ow} map\nreceptive field {rf.size}px, stride {rf.stride}", fontsize=9)
-    return ax
+    return axes
 
 
-def plot_gridding(patterns: Mapping[str, torch.Tensor], ax: Sequence[plt.Axes] | None = None) -> Sequence[plt.Axes]:
+def plot_gridding(patterns: Mapping[str, torch.Tensor], ax: Sequence[plt.Axes] | None = None) -> np.ndarray:
     """Sampling patterns (:func:`~deeplab_edu.gridding.sampling_pattern`) side by side; zeros are holes."""
     if ax is None:
         _, ax = plt.subplots(1, len(patterns), figsize=(3.6 * len(patterns), 3.6))
-    ax = np.atleast_1d(ax)
-    for a, (name, p) in zip(ax, patterns.items()):
+    axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
+    for a, (name, p) in zip(axes, patterns.items()):
         a.imshow(np.ma.masked_equal(p.numpy(), 0), cmap="viridis")
         a.set_facecolor("white")
         a.set_xticks([]), a.set_yticks([])
         a.set_title(f"rates {name}: {p.shape[0]}x{p.shape[1]}\n{coverage(p):.0%} of the pixels read", fontsize=9)
-    return ax
+    return axes
 
 
 def plot_erf_maps(
     maps: Mapping[str, torch.Tensor], rf: ReceptiveField, output_index: int | None = None, ax: Sequence[plt.Axes] | None = None
-) -> Sequence[plt.Axes]:
+) -> np.ndarray:
     """Effective receptive field maps with the theoretical square of the output unit.
 
     ``output_index`` is the unit's (row = column) index in the output map; by default the
@@ -242,8 +243,8 @@ def plot_erf_maps(
     """
     if ax is None:
         _, ax = plt.subplots(1, len(maps), figsize=(3.8 * len(maps), 3.8))
-    ax = np.atleast_1d(ax)
-    for a, (name, m) in zip(ax, maps.items()):
+    axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
+    for a, (name, m) in zip(axes, maps.items()):
         h, w = m.shape
         a.imshow(m.numpy(), cmap="magma")
         (r0, _) = rf.region((h - 1) // 2 if output_index is None else output_index)
@@ -251,5 +252,5 @@ def plot_erf_maps(
         a.set_xlim(-0.5, w - 0.5), a.set_ylim(h - 0.5, -0.5)
         a.set_xticks([]), a.set_yticks([])
         a.set_title(f"{name}\n90% of |gradient| within {mass_extent(m, 0.9)}px of {rf.size}px", fontsize=9)
-    return ax
+    return axes
 
