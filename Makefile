@@ -57,7 +57,8 @@ test: setup
 test-notebook: setup
 	$(BIN)/python -m pytest tests/test_notebooks.py -k "$(NB)" $(PYTEST_ARGS)
 
-# Everything but the set-up, browser and JupyterLab tests (they do not depend on torch's version).
+# Everything but the set-up, browser and JupyterLab tests (they do not depend on torch's version) and
+# mypy (it checks the hints against the pinned torch's stubs; 2.11's lack Module.to(memory_format=)).
 test-compat: setup
 	@test -f $(COMPAT_DIR)/.installed || { PIP_CONSTRAINT= $(BIN)/python -m pip install --quiet \
 	  --disable-pip-version-check --no-deps --target $(COMPAT_DIR) torch==$(COMPAT_TORCH) \
@@ -66,7 +67,8 @@ test-compat: setup
 	       "into $(COMPAT_DIR) (this needs the package registry: are you online?)" >&2; exit 1; }; }
 	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'from', torch.__file__)"
 	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/test_environment.py \
-	  --ignore=tests/test_browser.py --ignore=tests/test_lab.py $(PYTEST_ARGS)
+	  --ignore=tests/test_browser.py --ignore=tests/test_lab.py --deselect tests/test_lint.py::test_mypy_finds_nothing \
+	  $(PYTEST_ARGS)
 
 book: setup
 	$(BIN)/python -m deeplab_edu.book --jobs $(JOBS)
