@@ -63,9 +63,11 @@ class Backbone(nn.Module):
     backbones here derive from it; it declares, it computes nothing.
     """
 
-    #: channels of ``"out"``, ``"low_level"`` (stride 4) and ``"aux"``.
+    #: channels of ``"out"``, the high-level features (ASPP's input).
     out_channels: int
+    #: channels of ``"low_level"``, the stride-4 features (the DeepLabv3+ decoder's input).
     low_level_channels: int
+    #: channels of ``"aux"``, the features an auxiliary head reads.
     aux_channels: int
     #: input side / ``"out"`` side: 8, 16 or 32.
     output_stride: int
