@@ -44,7 +44,7 @@ from .config import ENV_VAR, choose, profile
 from .records import REPO_ROOT
 
 __all__ = [
-    "BOOK_DIR", "NOTEBOOK_DIR", "NotebookRun", "NotebookFailure", "BookBuild",
+    "BOOK_DIR", "NOTEBOOK_DIR", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "setup",
 ]
@@ -62,6 +62,9 @@ _KERNEL_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     # the debugger's warning about frozen modules is noise in every executed notebook
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    # a page shows results, not the last frame of a progress bar (tqdm >= 4.66 reads TQDM_* defaults;
+    # in JupyterLab the bars still run)
+    "TQDM_DISABLE": "1",
 }
 
 
@@ -476,6 +479,27 @@ def _schedule(todo: list[Path], jobs: int) -> list[Path]:
     return list(todo) if jobs == 1 else sorted(todo, key=lambda s: -_expected_minutes(s))
 
 
+def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, Any]]:
+    """The ``deeplab_edu`` header of every chapter in the book's order: ``{"chapter", "title",
+    "cpu_minutes", "source"}`` (``cpu_minutes``: what the chapter takes in the ``cpu`` profile on a
+    2-core laptop, as its author timed it; chapter 00 shows them to teachers).
+
+    Raises:
+        KeyError: a chapter's header lacks one of those fields.
+    """
+    import jupytext
+
+    rows = []
+    for source in toc_notebook_sources(toc_file):
+        meta = jupytext.read(source).metadata.get("deeplab_edu", {})
+        missing = [k for k in ("chapter", "title", "cpu_minutes") if k not in meta]
+        if missing:
+            raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
+        rows.append({"chapter": int(meta["chapter"]), "title": str(meta["title"]),
+                     "cpu_minutes": float(meta["cpu_minutes"]), "source": source.name})
+    return rows
+
+
 def _expected_minutes(source: Path) -> float:
     """The notebook header's ``cpu_minutes`` (0 when absent): used to schedule long ones first."""
     match = re.search(r"cpu_minutes:\s*([0-9.]+)", source.read_text()[:2000])
@@ -712,8 +736,16 @@ def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context:
     context["script_files"] = kept
 
 
+def _add_static(app: Any, config: Any) -> None:
+    """Serve ``book/_static`` (the book's own stylesheet) beside the theme's files."""
+    config.html_static_path = [*config.html_static_path, str(BOOK_DIR / "_static")]
+
+
 def setup(app: Any) -> dict[str, Any]:
-    """Sphinx extension (``book/_config.yml``): launch buttons and the thebe script fix."""
+    """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix and the book's
+    stylesheet (``book/_static/deeplab_edu.css``: printed output wraps, wide tables scroll in place)."""
+    app.connect("config-inited", _add_static)
+    app.add_css_file("deeplab_edu.css")
     app.connect("html-page-context", _launch_links, priority=900)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -32,6 +32,8 @@
 #
 # **Helpers introduced:** `deeplab_edu.config` (profile and device),
 # `deeplab_edu.records.environment` (the environment report),
+# `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training.chapter_run` (for teachers: each
+# chapter's time, and the training runs to make before class),
 # `deeplab_edu.exercises.check` (the exercise checker).
 
 # %% [markdown]
@@ -109,6 +111,31 @@ assert env["libraries"]["torch"] is not None and env["libraries"]["torchvision"]
 # %%
 iterations = config.choose(smoke=3, cpu=300, gpu=30_000)
 print(f"In the '{config.profile()}' profile a training cell would run {iterations} iterations.")
+
+# %% [markdown]
+# ## For teachers: before class
+#
+# Every chapter's header states the minutes it takes in the `cpu` profile on a 2-core laptop,
+# listed below from the headers themselves. Chapters 08 and 09 train their models from scratch,
+# the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table
+# from a recorded run), and chapter 09 reuses chapter 08's first run. A training cell that finds
+# a finished run loads it instead of training, so running the commands printed below once before
+# class (after `make setup`, in its environment: `source .venv/bin/activate`; together about the
+# minutes of chapters 08 and 09) turns the training cells into a few-second load. Nothing needs a GPU or the network; the real data sets of chapters 06 and 11 are
+# not bundled, and those sections say what they show without them.
+
+# %%
+from IPython.display import Markdown, display
+
+from deeplab_edu.book import chapter_headers
+from deeplab_edu.models.summary import markdown_table
+from deeplab_edu.viz.training import chapter_run
+
+display(Markdown(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
+                                  "minutes (cpu profile)": f"{h['cpu_minutes']:g}"} for h in chapter_headers()])))
+print("Before class, from the repository's folder, train the runs chapters 08-10 load:")
+for model, phase in (("deeplabv3", 1), ("deeplabv3", 2), ("deeplabv3plus", 1)):
+    print("  " + chapter_run(model, phase=phase, profile="cpu").command())
 
 # %% [markdown]
 # ## How the exercises work

@@ -98,6 +98,19 @@ def test_value_exercise_arrays_and_text(scratch: str) -> None:
     assert get(scratch).kind == "predict"
 
 
+def test_the_hint_waits_for_a_first_try(scratch: str) -> None:
+    function_exercise(scratch, "double it", reference=lambda x: 2 * x, inputs=lambda g: (torch.randn(3, generator=g),),
+                      hint="multiply by two")
+
+    def stub(x):  # as the notebook gives it: the body not written yet
+        ...
+
+    unanswered = check(scratch, stub).message
+    assert "not answered yet" in unanswered and "multiply by two" not in unanswered
+    assert "not answered yet" in check(scratch, ...).message
+    assert "Hint: multiply by two" in check(scratch, lambda x: 3 * x).message
+
+
 def test_value_exercise_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="answer_type"):
         value_exercise("96.1", "x", solution=lambda: 1, otherwise="no", answer_type="colour")

@@ -25,3 +25,12 @@ def test_readme_puts_the_two_commands_first() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     first_code = readme.split("```", 2)[1]
     assert "make lab" in first_code and "make test" in first_code
+
+
+def test_chapter_00_lists_every_chapter_with_its_header_time() -> None:
+    from deeplab_edu.book import chapter_headers
+
+    headers = chapter_headers()
+    assert [h["source"] for h in headers] == [nb.name for nb in NOTEBOOKS]
+    for h, nb in zip(headers, NOTEBOOKS):
+        assert h["cpu_minutes"] == jupytext.read(nb).metadata["deeplab_edu"]["cpu_minutes"]

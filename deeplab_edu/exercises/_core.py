@@ -91,6 +91,11 @@ _REGISTRY: dict[str, Exercise] = {}
 NOT_ANSWERED = ...
 
 
+class _NotTried(str):
+    """A checker's message for an answer not tried yet (a function stub that returns nothing):
+    :func:`check` reports it without the exercise's hint, which is for a wrong answer."""
+
+
 def exercise(
     key: str,
     title: str,
@@ -474,8 +479,10 @@ def function_exercise(
                             return f"{message} (Calling it with ({shown}) raised {type(err).__name__}: {err})"
                 return crash
             if got is None:
-                return ("your function returned None: fill in its body and `return` the result (a function that "
-                        "prints its result still returns None).")
+                message = ("your function returned None: fill in its body and `return` the result (a function that "
+                           "prints its result still returns None).")
+                # nothing returned yet: the stub as the notebook gives it, so the hint waits for a first try
+                return _NotTried(message) if calling["done"] == 0 else message
             calling["done"] += 1
             results.append((args, got))
             why = compare_results(got, want, atol)
@@ -537,8 +544,9 @@ def all_exercises() -> dict[str, Exercise]:
 def check(key: str, answer: Any) -> Feedback:
     """Check ``answer`` to exercise ``key`` and say what, if anything, is wrong.
 
-    An unanswered exercise (``...`` or ``None``) is reported, not raised, so that a
-    notebook still runs top to bottom before the learner has tried.
+    An unanswered exercise (``...`` or ``None``, or a function stub that returns nothing) is
+    reported, not raised, so that a notebook still runs top to bottom before the learner has
+    tried; the exercise's hint comes with a wrong answer only, not before a first try.
     """
     ex = get(key)
     if answer is NOT_ANSWERED or answer is None:
@@ -549,6 +557,8 @@ def check(key: str, answer: Any) -> Feedback:
         problem = f"could not check this answer ({type(err).__name__}: {err})"
     if problem is None:
         return Feedback(key, True, f"{ex.title}: well done.")
+    if isinstance(problem, _NotTried):
+        return Feedback(key, False, f"{ex.title}: not answered yet: {problem}")
     msg = f"{ex.title}: {problem}"
     if ex.hint:
         msg += f" Hint: {ex.hint}"
