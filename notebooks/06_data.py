@@ -117,10 +117,11 @@ fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 # Everything above describes the default, **hard** scenes: every object gets a random colour, so
 # only its shape names its class, and objects start at 2 % of the side. A network trained from
 # scratch for minutes on a laptop does not learn them (an earlier version of the training chapters
-# reached 14 % mIoU). So `ProceduralScenes(..., difficulty=...)` also offers **medium** (disc and
-# ring share a colour family, as do box and triangle: shape still separates each pair) and **easy**
-# (each shape class has its own colour family, objects start at 8 % of the side, milder noise): the
-# scenes chapters 08-10 train on in the `cpu` profile. What the chapters need stays at every
+# did not learn the shapes; chapter 08 shows its recorded run). So
+# `ProceduralScenes(..., difficulty=...)` also offers **medium** (disc and ring share a colour
+# family, as do box and triangle: shape still separates each pair) and **easy** (each shape class
+# has its own colour family, objects start at 8 % of the side, milder noise): the scenes chapters
+# 08-10 train on in the `cpu` profile. What the chapters need stays at every
 # difficulty: objects at many scales in one image, a car and a boat that look the same (one colour
 # family for both) and are told apart only by the scene around them, 1-3 px wires and ignored
 # clutter. Two seeds at each difficulty (medium and easy share a layout; hard, with more and smaller

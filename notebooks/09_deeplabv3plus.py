@@ -232,13 +232,14 @@ strides = [16, 8, 4]
 accuracy = {s: np.nanmean([band_accuracy(stride_oracle(m, s, scenes.num_classes), m, widths)
                            for _, m in (scenes[i] for i in range(n_scenes))], axis=0) for s in strides}
 
-fig, ax = plt.subplots(figsize=(5, 3.2))
+fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
 for s in strides:
     ax.plot(widths, 100 * accuracy[s], marker="o", label=f"stride {s}")
 ax.set_xscale("log", base=2)
+ax.set_xticks(widths, [str(w) for w in widths])
 ax.set_xlabel("band width around boundaries (pixels)")
-ax.set_ylabel("accuracy of the proportion prediction (%)")
-ax.set_title(f"Proportion prediction on a stride-s grid ({n_scenes} scenes, {scene_size} px)")
+ax.set_ylabel("pixel accuracy (%)")
+ax.set_title(f"Proportion prediction on a stride-s grid\n({n_scenes} scenes, {scene_size} px)", fontsize=10)
 ax.legend()
 plt.show()
 for s in strides:

@@ -179,10 +179,13 @@ if recorded is not None:
 # %% [markdown]
 # ## 4. Reading the table
 #
-# The sentences below are generated from the record, one per finding, with what the earlier
-# chapters say about it.
+# The sentences below are generated from the record, one per finding, grouped by mechanism: each
+# group opens with what the earlier chapters say about it (the two evaluation findings, which test
+# different mechanisms, each carry their own).
 
 # %%
+import itertools
+
 from deeplab_edu.models import build_backbone
 from deeplab_edu.receptive_field import receptive_field_of
 
@@ -191,8 +194,11 @@ scene_px = preset.image_size
 WHY = {
     "a": "a smaller output stride keeps the feature map dense (chapter 03): more cells for small objects and "
          "boundaries, at several times the cost (chapter 08, section 2).",
-    "b": "the same weights evaluated on a denser map (output stride 8), then on rescaled and mirrored copies "
-         "whose probabilities are averaged (chapter 11 measures the cost).",
+    "b1": "the same weights, trained at output stride 16, evaluated at output stride 8: the last blocks dilate "
+          "instead of striding (chapter 03), so the feature map is denser, with more cells for small objects "
+          "and boundaries, at several times the cost (chapter 08, section 2).",
+    "b2": "the model at output stride 8 also runs on rescaled and mirrored copies of the image, whose "
+          "probabilities are averaged (chapter 11 measures the cost).",
     "c": "image pooling gives every position the average of the whole map (chapter 04). Here the teaching "
          f"network's receptive field ({rf} px, chapter 02's recurrences) already covers a whole "
          f"{scene_px}-px scene, so its convolutions can also reach the land or water around a vehicle; "
@@ -222,16 +228,30 @@ WHY_NOT = {
     "e1": "Multi-grid changes only block 4 of a small network; its effect is at the edge of what three seeds "
           "resolve.",
 }
+
+
+def sentence(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
 if recorded is not None:
-    lines = []
-    for f, r in zip(findings.FINDINGS, table):
-        lines.append(f"- **({f.key}) {f.title}**: {r['baseline (%)']} -> {r['variant (%)']} "
-                     f"({r['difference (points)']:+.2f} points, 95 % interval {r['95% interval']}), "
-                     f"*{r['verdict']}*; paper: {r['paper (mIoU %)']} ({f.source}). "
-                     + (f"{f.note[0].upper() + f.note[1:]}. " if f.note else "")
-                     + WHY[f.key[0]][0].upper() + WHY[f.key[0]][1:]
-                     + (f" **Why not here:** {WHY_NOT[f.key]}" if r["verdict"] != "reproduced" and f.key in WHY_NOT else ""))
-    display(Markdown("\n".join(lines)))
+    blocks = []  # one per group of findings: its explanation (when the group shares one), then a bullet each
+    for group, members in itertools.groupby(zip(findings.FINDINGS, table), key=lambda fr: fr[0].key[0]):
+        members = list(members)
+        lines = [f"**({', '.join(f.key for f, _ in members)})** {sentence(WHY[group])}", ""] if group in WHY else []
+        for f, r in members:
+            lines.append(f"- **({f.key}) {f.title}**: {r['baseline (%)']} -> {r['variant (%)']} "
+                         f"({r['difference (points)']:+.2f} points, 95 % interval {r['95% interval']}), "
+                         f"*{r['verdict']}*; paper: {r['paper (mIoU %)']} ({f.source}). "
+                         + (f"{sentence(f.note)}. " if f.note else "")
+                         + (sentence(WHY[f.key]) if f.key in WHY else "")
+                         + (f" **Why not here:** {WHY_NOT[f.key]}" if r["verdict"] != "reproduced" and f.key in WHY_NOT else ""))
+        blocks.append("\n".join(line.rstrip() for line in lines))
+    display(Markdown("\n\n".join(blocks)))
+
+# %% tags=["remove-cell"]
+# every finding gets exactly one explanation: its group's or its own
+assert all((f.key[0] in WHY) != (f.key in WHY) for f in findings.FINDINGS)
 
 # %% [markdown]
 # ## 5. Your run against the record

@@ -264,8 +264,13 @@ assert seconds["MS + flip"] > seconds["single scale"]
 # %% [markdown]
 # ## A small gallery
 #
-# Image, ground truth, prediction, and the errors in red (white: ignored pixels). With random
-# weights the prediction is noise; after the GPU run it is the trained model's.
+# Image, ground truth, prediction, and the errors in red (white: ignored pixels). The model is the
+# one timed above: the trained one only after the GPU run, otherwise random weights. A network
+# with random weights does not predict noise: it predicts one class almost everywhere, whichever
+# its random logits favour. So in the `cpu` and `smoke` profiles (and in `gpu` without a CamVid
+# copy) this gallery only shows the pipeline: reading an image, resizing it, predicting and
+# overlaying the errors. A trained model's gallery needs the `gpu` profile with CamVid, which trains
+# the run described above or loads its checkpoint once that run has finished.
 
 # %%
 from deeplab_edu.inference import predict, prediction_gallery
@@ -273,6 +278,7 @@ from deeplab_edu.inference import predict, prediction_gallery
 n_show = config.choose(smoke=1, cpu=2, gpu=3)
 samples = [data[i] for i in range(n_show)]
 preds = [predict(model, im.to(config.device()))[0].cpu() for im, _ in samples]
+print("random weights: the prediction shows the pipeline, not a trained model" if camvid_model is None else "trained model")
 prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, data.palette);
 
 # %% [markdown]
@@ -332,7 +338,7 @@ check("11.1", 4 * 4 * 2)
 prediction_11_2 = ...  # "fp16" or "bf16"
 check("11.2", prediction_11_2)
 
-# %%
+# %% tags=["hide-output"]
 gradient = torch.tensor(1e-8)
 for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
     info = torch.finfo(dtype)
@@ -361,7 +367,7 @@ check("11.2", "fp16")
 prediction_11_3 = ...  # in single passes at scale 1
 check("11.3", prediction_11_3)
 
-# %%
+# %% tags=["hide-output"]
 from deeplab_edu.exercises.ch11 import V2_SCALES
 
 v2_cost = strategy_macs(Strategy(scales=V2_SCALES, flip=True)) / one_pass
@@ -413,7 +419,7 @@ check("11.4", windows)
 prediction_11_5 = ...  # a tuple of four whole numbers
 check("11.5", prediction_11_5)
 
-# %%
+# %% tags=["hide-output"]
 from deeplab_edu.exercises.ch11 import ONNX_INPUT_SHAPE
 
 onnx_batch = run_onnx(onnx_path, torch.randn(*ONNX_INPUT_SHAPE))
