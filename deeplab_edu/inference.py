@@ -301,8 +301,14 @@ def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255)
 
 def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
                        preds: Sequence[torch.Tensor], palette: Sequence[Sequence[int]], *,
-                       titles: Sequence[str] | None = None, ignore_index: int = 255) -> Any:
-    """A matplotlib ``Figure`` with one row per example: image, ground truth, prediction, errors (red)."""
+                       titles: Sequence[str] | None = None, ignore_index: int = 255,
+                       class_names: Sequence[str] | None = None) -> Any:
+    """A matplotlib ``Figure`` with one row per example: image, ground truth, prediction, errors (red).
+
+    ``images`` are (3, H, W) (normalised or in [0, 1]), ``targets`` and ``preds`` (H, W) class
+    indices coloured with ``palette`` (RGB 0-255 per class). With ``class_names`` a legend under
+    the rows names each colour, so that a confusion (car for boat) can be read off the figure.
+    """
     import matplotlib.pyplot as plt
 
     from .viz.images import colorize
@@ -325,5 +331,11 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
                 ax.set_title(("image", "truth", "prediction", "errors (red)")[j], fontsize=9)
         if titles:
             axes[i][0].set_ylabel(titles[i], fontsize=8)
-    fig.tight_layout()
+    if class_names is not None:
+        from .viz.data import class_legend
+
+        class_legend(fig, class_names, palette)
+        fig.tight_layout(rect=(0, min(0.3, 0.55 / (2.1 * n)), 1, 1))  # about half an inch for the legend
+    else:
+        fig.tight_layout()
     return fig

@@ -635,7 +635,8 @@ if config.profile() == "cpu":  # the target of the cpu recipe (its recorded seed
 n_show = config.choose(smoke=2, cpu=4, gpu=4)
 images, targets = zip(*(val[i] for i in range(n_show)))
 preds = [predict(model2, img, Strategy(output_stride=8))[0].cpu() for img in images]
-fig = prediction_gallery(images, targets, preds, val.palette, titles=[f"scene {i}" for i in range(n_show)])
+fig = prediction_gallery(images, targets, preds, val.palette, titles=[f"scene {i}" for i in range(n_show)],
+                         class_names=val.class_names)
 plt.show()
 
 # %% tags=["remove-cell"]

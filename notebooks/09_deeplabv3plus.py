@@ -445,7 +445,7 @@ wire_pixels = [int((val[i][1] == wire).sum()) for i in range(len(val))]
 k_scene = int(np.argmax(wire_pixels))
 image_k, mask_k = val[k_scene]
 preds_k = {name: predict(net, image_k, Strategy(output_stride=8))[0].cpu() for name, net in trained.items()}
-fig = plot_model_comparison(image_k, mask_k, preds_k, val.palette)
+fig = plot_model_comparison(image_k, mask_k, preds_k, val.palette, class_names=val.class_names)
 plt.show()
 
 # %% tags=["remove-cell"]

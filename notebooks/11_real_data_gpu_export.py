@@ -279,7 +279,8 @@ n_show = config.choose(smoke=1, cpu=2, gpu=3)
 samples = [data[i] for i in range(n_show)]
 preds = [predict(model, im.to(config.device()))[0].cpu() for im, _ in samples]
 print("random weights: the prediction shows the pipeline, not a trained model" if camvid_model is None else "trained model")
-prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, data.palette);
+prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, data.palette,
+                   class_names=data.class_names);
 
 # %% [markdown]
 # ## Export to ONNX

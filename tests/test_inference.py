@@ -95,3 +95,17 @@ def test_evaluate_an_oracle_and_draw_the_gallery() -> None:
     preds = [predict(TinyNet(), im)[0] for im in images]
     fig = prediction_gallery(images, masks, preds, ds.palette)
     assert len(fig.axes) == 8 and fig.axes[3].get_title() == "errors (red)"
+
+
+def test_the_gallery_names_the_class_colours_when_given_the_names() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deeplab_edu.inference import prediction_gallery
+
+    image, mask = torch.rand(3, 16, 16), torch.randint(0, 3, (16, 16))
+    palette = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
+    fig = prediction_gallery([image], [mask], [mask], palette, class_names=["background", "car", "boat"])
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert labels[:3] == ["background", "car", "boat"]
+    assert not prediction_gallery([image], [mask], [mask], palette).legends

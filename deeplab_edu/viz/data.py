@@ -21,6 +21,7 @@ from .images import colorize
 from .widgets import figure_widget
 
 __all__ = [
+    "class_legend",
     "show_pairs",
     "show_samples",
     "show_sizes",
@@ -41,7 +42,10 @@ def _as_rgb(image: torch.Tensor) -> np.ndarray:
     return img.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def _legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequence[int]], ignore: bool = True) -> None:
+def class_legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequence[int]],
+                 ignore: bool = True) -> None:
+    """A legend at the bottom of ``fig``: one coloured patch per class (``palette``: RGB 0-255, in
+    the order of ``class_names``) and, with ``ignore``, the white of ignored pixels."""
     # matplotlib takes an RGB array as a colour; its ColorType stub does not list arrays
     handles = [Patch(color=np.asarray(c) / 255, label=n)  # type: ignore[arg-type]
                for n, c in zip(class_names, palette)]
@@ -72,7 +76,7 @@ def show_pairs(
         axes[2 * r + 1, c].imshow(colorize(mask, palette), interpolation="nearest")
         if titles is not None:
             axes[2 * r, c].set_title(titles[k], fontsize=9)
-    _legend(fig, class_names, palette)
+    class_legend(fig, class_names, palette)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 

@@ -253,8 +253,10 @@ def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[An
 
 
 def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapping[str, torch.Tensor],
-                          palette: Sequence[Sequence[int]], *, ignore_index: int = 255) -> Any:
-    """One row: the image, the truth, then each model's prediction with its errors (red) below it."""
+                          palette: Sequence[Sequence[int]], *, ignore_index: int = 255,
+                          class_names: Sequence[str] | None = None) -> Any:
+    """One row: the image, the truth, then each model's prediction with its errors (red) below it
+    (and, with ``class_names``, a legend of the class colours under them)."""
     import matplotlib.pyplot as plt
 
     from ..inference import error_map
@@ -280,7 +282,13 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
         ax.set_yticks([])
     for ax in axes[1][:2]:
         ax.axis("off")
-    fig.tight_layout()
+    if class_names is not None:
+        from .data import class_legend
+
+        class_legend(fig, class_names, palette)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
