@@ -454,30 +454,51 @@ assert all(p.shape == mask_k.shape for p in preds_k.values())
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 09.1
-# How many channels enter the decoder's first $3\times3$ convolution?
+# ### Exercise 09.1: predict, then measure
+# The paper's Table 1 also tried reducing the low-level features to 64 channels instead of 48.
+# *Predict* how many channels would then enter the decoder's first $3\times3$ convolution (the ASPP
+# output has 256), check your prediction, then run the cell after it, which builds that decoder.
 
 # %%
-answer_09_1 = ...
+answer_09_1 = ...  # your prediction, a whole number
 check("09.1", answer_09_1)
 
+# %% tags=["hide-output"]
+from deeplab_edu.exercises.ch09 import IN_09_2, KERNEL_09_2, OUT_09_2, REDUCED_09_1
+from deeplab_edu.models.heads import Decoder
+
+decoder_64 = Decoder(low_level_channels=256, encoder_channels=256, num_classes=21, reduced_channels=REDUCED_09_1)
+first_conv = next(m for m in decoder_64.refine.modules() if isinstance(m, torch.nn.Conv2d))
+print(f"low-level features reduced to {REDUCED_09_1}: {first_conv.in_channels} channels enter the first 3x3 conv")
+
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: read it from the model.
-first = model.decoder.refine[0][0]
-check("09.1", first.in_channels)
+# Solution: the upsampled ASPP output (256 channels) is concatenated with the reduced low-level
+# features (64), so 320 channels; the paper's 48 give the 304 of section 1.
+check("09.1", first_conv.in_channels)
 
 # %% [markdown]
-# ### Exercise 09.2
-# How many weights has a depthwise-separable $3\times3$ convolution from 256 to 256 channels
-# (no bias, no batch norm)?
+# ### Exercise 09.2: predict, then measure
+# *Predict* the number of weights of a depthwise-separable $5\times5$ convolution from 128 to 192
+# channels (no bias, no batch norm), check it, then run the cell after it, which counts the weights
+# of `SeparableConv2d(128, 192, kernel_size=5)`'s two convolutions.
 
 # %%
-answer_09_2 = ...
+answer_09_2 = ...  # your prediction, a whole number
 check("09.2", answer_09_2)
 
+# %% tags=["hide-output"]
+from deeplab_edu.models.aspp import SeparableConv2d
+
+convs = [m for m in SeparableConv2d(IN_09_2, OUT_09_2, kernel_size=KERNEL_09_2).modules()
+         if isinstance(m, torch.nn.Conv2d)]
+separable_weights = sum(c.weight.numel() for c in convs)
+print(" + ".join(f"{c.weight.numel()} {tuple(c.weight.shape)}" for c in convs), "=", separable_weights, "weights")
+
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: the measured count from section 2.
-check("09.2", layer_rows[1]["weights"])
+# Solution: one 5 x 5 filter per input channel (5 * 5 * 128 = 3200), then a 1 x 1 conv from 128 to
+# 192 channels (128 * 192 = 24576): 27776 weights, against 5 * 5 * 128 * 192 = 614400 for a regular
+# 5 x 5 conv (22 times as many).
+check("09.2", separable_weights)
 
 # %% [markdown]
 # ### Exercise 09.3: write the decoder's fusion
@@ -534,7 +555,8 @@ print(f"wire IoU of the proportion prediction: stride 16 {oracle_wire[16]:.3f}, 
 check("09.4", oracle_wire[16])
 
 # %% tags=["remove-cell"]
-assert check("09.1", 304) and check("09.2", 9 * 256 + 256 * 256) and check("09.3", fuse)
+assert check("09.1", 320) and check("09.2", 5 * 5 * 128 + 128 * 192) and check("09.3", fuse)
+assert not check("09.1", 304) and not check("09.2", 9 * 256 + 256 * 256)
 assert check("09.4", 0.0) and oracle_wire[4] > 0.1 and not check("09.4", 0.3)
 if config.profile() == "cpu":  # section 3: the trained DeepLabv3+ draws wires the stride-4 proportion prediction misses
     assert bands["DeepLabv3+"]["all"]["iou"][wire] > oracle_wire[4]

@@ -11,41 +11,60 @@ from ..data.classes import WIRE
 from ._core import exercise, function_exercise, number_problem, shown, value_exercise
 
 
+#: Exercise 09.1's variant: the low-level features reduced to 64 channels (DeepLabv3+ Table 1 tried 8-64).
+REDUCED_09_1 = 64
+#: Exercise 09.2's separable convolution: kernel side, input and output channels.
+KERNEL_09_2, IN_09_2, OUT_09_2 = 5, 128, 192
+
+
 @exercise(
     "09.1",
-    "Channels entering the decoder's first 3x3 conv",
-    solution=lambda: 304,
-    wrong_answers=(256, 48, 512, 2096),
-    hint="the upsampled ASPP output (256) is concatenated with the reduced low-level features.",
+    f"Predict the channels entering the first 3x3 conv of a decoder that reduces the low-level features "
+    f"to {REDUCED_09_1} (ASPP output 256)",
+    solution=lambda: 256 + REDUCED_09_1,
+    wrong_answers=(304, 256, REDUCED_09_1, 512, 256 + 256),
+    hint="the upsampled ASPP output is concatenated with the reduced low-level features.",
+    kind="predict",
 )
 def _decoder_in(answer: Any) -> str | None:
     if (problem := number_problem(answer, whole=True)) is not None:
         return problem
+    if answer == 304:
+        return f"304 = 256 + 48 is the paper's decoder; this one reduces the low-level features to {REDUCED_09_1}."
     if answer == 512:
-        return "the low-level features are reduced to 48 channels before the concatenation (Table 1)."
-    if answer in (256, 48):
+        return (f"the low-level features are reduced to {REDUCED_09_1} channels before the concatenation "
+                "(that is what the 1x1 convolution is for).")
+    if answer in (256, REDUCED_09_1):
         return "that is only one of the two concatenated inputs."
-    if answer != 304:
-        return f"{shown(answer)} is not 256 + 48."
+    if answer != 256 + REDUCED_09_1:
+        return f"{shown(answer)} is not 256 + {REDUCED_09_1}."
     return None
 
 
 @exercise(
     "09.2",
-    "Weights of a depthwise-separable 3x3 conv from 256 to 256 channels (no bias, no BN)",
-    solution=lambda: 3 * 3 * 256 + 256 * 256,
-    wrong_answers=(3 * 3 * 256 * 256, 3 * 3 * 256, 256 * 256),
-    hint="a depthwise 3x3 filter per input channel, then a 1x1 conv mixing the channels.",
+    f"Predict the weights of a depthwise-separable {KERNEL_09_2}x{KERNEL_09_2} conv from {IN_09_2} to "
+    f"{OUT_09_2} channels (no bias, no BN)",
+    solution=lambda: KERNEL_09_2 ** 2 * IN_09_2 + IN_09_2 * OUT_09_2,
+    wrong_answers=(KERNEL_09_2 ** 2 * IN_09_2 * OUT_09_2, KERNEL_09_2 ** 2 * IN_09_2, IN_09_2 * OUT_09_2,
+                   9 * IN_09_2 + IN_09_2 * OUT_09_2, KERNEL_09_2 ** 2 * IN_09_2 + OUT_09_2 * OUT_09_2),
+    hint="a depthwise k x k filter per input channel, then a 1x1 conv from the input to the output channels.",
+    kind="predict",
 )
 def _separable(answer: Any) -> str | None:
     if (problem := number_problem(answer, whole=True)) is not None:
         return problem
-    if answer == 9 * 256 * 256:
-        return "that is a regular 3x3 conv; the separable one factorises it."
-    if answer in (9 * 256, 256 * 256):
+    k2, cin, cout = KERNEL_09_2 ** 2, IN_09_2, OUT_09_2
+    if answer == k2 * cin * cout:
+        return f"that is a regular {KERNEL_09_2}x{KERNEL_09_2} conv; the separable one factorises it."
+    if answer in (k2 * cin, cin * cout):
         return "that counts only one of the two parts (depthwise and pointwise)."
-    if answer != 9 * 256 + 256 * 256:
-        return f"{shown(answer)} is not 3 x 3 x 256 + 256 x 256."
+    if answer == 9 * cin + cin * cout:
+        return f"the depthwise filters are {KERNEL_09_2}x{KERNEL_09_2} here, not 3x3."
+    if answer == k2 * cin + cout * cout:
+        return f"the pointwise 1x1 conv maps the {cin} input channels to {cout}, not {cout} to {cout}."
+    if answer != k2 * cin + cin * cout:
+        return f"{shown(answer)} is not {KERNEL_09_2} x {KERNEL_09_2} x {cin} + {cin} x {cout}."
     return None
 
 
