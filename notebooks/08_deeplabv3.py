@@ -646,7 +646,7 @@ assert all(int(p.max()) < val.num_classes for p in preds)
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 08.1: which branches are 1 x 1?
+# ### Exercise 08.1 (write a function): which branches are 1 x 1?
 # Write `degenerate_branches(crop_size, output_stride, rates)` that returns, as a tuple in the
 # given order, the rates at which a $3 \times 3$ ASPP branch is *exactly* $1 \times 1$ on the feature
 # map of a square `crop_size` crop at `output_stride`. Mind how the backbone rounds odd sizes.
@@ -670,7 +670,7 @@ def degenerate_branches(crop_size, output_stride, rates):
 check("08.1", degenerate_branches)
 
 # %% [markdown]
-# ### Exercise 08.2: predict, then measure
+# ### Exercise 08.2 (predict, then measure): the weights a rate-3 branch keeps
 # The largest fitted rate of the training run is 3, on the $6 \times 6$ map of a 96-pixel crop.
 # *Predict* the mean share of its nine weights that touch the map (a fraction), then measure it with
 # `deeplab_edu.boundary.mean_valid_fraction`.
@@ -685,7 +685,7 @@ check("08.2", answer_08_2)
 check("08.2", mean_valid_fraction(6, 3))
 
 # %% [markdown]
-# ### Exercise 08.3: predict, then measure
+# ### Exercise 08.3 (predict, then measure): the fitted rates of 256-pixel crops
 # The `gpu` preset trains on 256-pixel crops at output stride 16: a $16 \times 16$ map. *Predict*
 # the three rates `atrous_rates="fit"` gives it (for each of the paper's 6, 12 and 18: the largest
 # rate that uses at least the share of its weights the paper's rate uses on 33 cells), then call

@@ -454,7 +454,7 @@ assert all(p.shape == mask_k.shape for p in preds_k.values())
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 09.1: predict, then measure
+# ### Exercise 09.1 (predict, then measure): a decoder with 64 low-level channels
 # The paper's Table 1 also tried reducing the low-level features to 64 channels instead of 48.
 # *Predict* how many channels would then enter the decoder's first $3\times3$ convolution (the ASPP
 # output has 256), check your prediction, then run the cell after it, which builds that decoder.
@@ -477,7 +477,7 @@ print(f"low-level features reduced to {REDUCED_09_1}: {first_conv.in_channels} c
 check("09.1", first_conv.in_channels)
 
 # %% [markdown]
-# ### Exercise 09.2: predict, then measure
+# ### Exercise 09.2 (predict, then measure): a separable 5 x 5 convolution
 # *Predict* the number of weights of a depthwise-separable $5\times5$ convolution from 128 to 192
 # channels (no bias, no batch norm), check it, then run the cell after it, which counts the weights
 # of `SeparableConv2d(128, 192, kernel_size=5)`'s two convolutions.
@@ -501,7 +501,7 @@ print(" + ".join(f"{c.weight.numel()} {tuple(c.weight.shape)}" for c in convs), 
 check("09.2", separable_weights)
 
 # %% [markdown]
-# ### Exercise 09.3: write the decoder's fusion
+# ### Exercise 09.3 (write a function): the decoder's fusion
 # Write `fuse(encoder, low_level)`: upsample the encoder output `(N, C, h, w)` bilinearly to the
 # size of the low-level features `(N, C', H, W)` and concatenate the two along the channels,
 # encoder first, as the decoder does before its $3\times3$ convolutions. It must work for odd
@@ -527,7 +527,7 @@ def fuse(encoder, low_level):
 check("09.3", fuse)
 
 # %% [markdown]
-# ### Exercise 09.4: predict, then measure
+# ### Exercise 09.4 (predict, then measure): the wire IoU of a stride-16 grid
 # DeepLabv3 trained at output stride 16 scores its classes on a grid of $16 \times 16$-pixel cells.
 # *Predict* the IoU of the `wire` class that section 3's **proportion prediction** on a stride-16
 # grid (`stride_oracle`) reaches on 16 easy scenes of 128 pixels (`ProceduralScenes(length=16,

@@ -336,7 +336,7 @@ if recorded is not None and profile == "cpu":
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 10.1: write the mIoU
+# ### Exercise 10.1 (write a function): the mIoU
 # Write `miou(cm)` for a confusion matrix `cm` (NumPy, rows: truth, columns: prediction), as the
 # VOC development kit computes it: the mean over classes of $TP / (TP + FP + FN)$, **leaving out**
 # classes that appear neither in the truth nor in the prediction.
@@ -361,7 +361,7 @@ def miou(cm):
 check("10.1", miou)
 
 # %% [markdown]
-# ### Exercise 10.2: write the verdict
+# ### Exercise 10.2 (write a function): the verdict
 # Write `verdict(low, high, direction)`: given a 95 % interval `[low, high]` of (variant minus
 # baseline) and the sign the paper found (`+1`: the variant is better, `-1`: it is worse), return
 # `"reproduced"`, `"opposite"` or `"not resolved"` as section 2 defines them.
