@@ -82,8 +82,13 @@ def plot_branch_footprints(
     img = photo.permute(1, 2, 0).clamp(0, 1).numpy()
     h, w = img.shape[:2]
     n = len(footprints)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
-    for k, (ax, (name, fp)) in enumerate(zip(axes[0], footprints.items())):
+    ncols = min(n, 3)  # at most three panels a row: the book's column is about 700 px wide
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows + 0.3), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[n:]:
+        fig.delaxes(ax)
+    for k, (ax, (name, fp)) in enumerate(zip(axes.flat, footprints.items())):
         ax.imshow(img)
         size = fp.shape[0]
         i, j = position if position is not None else (size // 2, size // 2)
@@ -102,8 +107,7 @@ def plot_branch_footprints(
         ax.set_ylim(h, 0)
         ax.set_title(f"{name}\n{int(fp.sum())} of {fp.size} positions", fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"What each ASPP branch reads for one output position (output stride {output_stride})", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"What each ASPP branch reads for one output position\n(output stride {output_stride})", fontsize=10)
     return fig
 
 
