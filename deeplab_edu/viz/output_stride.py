@@ -313,8 +313,14 @@ def plot_cost_vs_output_stride(rows: Sequence[Mapping[str, Any]], paper_miou: Ma
     if not rows:
         raise ValueError("rows is empty; pass the output of measure_output_strides")
     keys = [("GMACs", "multiply-adds (G)"), ("forward (s)", "forward time (s)"), ("peak memory (MiB)", "peak memory (MiB)")]
-    ncols = len(keys) + (1 if paper_miou else 0)
-    fig, axes = plt.subplots(1, ncols, figsize=(3.2 * ncols, 3.2))
+    panels = len(keys) + (1 if paper_miou else 0)
+    ncols = min(panels, 2)  # two panels a row: four in one row were shrunk to the book's column
+    nrows = -(-panels // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[panels:]:
+        fig.delaxes(ax)
+    axes = axes[:panels]
     labels = [f"OS {r['output stride']}\n({r['feature map']}x{r['feature map']})" for r in rows]
     for ax, (key, title) in zip(axes, keys):
         values = [r[key] for r in rows]
