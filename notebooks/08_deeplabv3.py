@@ -670,19 +670,23 @@ def degenerate_branches(crop_size, output_stride, rates):
 check("08.1", degenerate_branches)
 
 # %% [markdown]
-# ### Exercise 08.2 (predict, then measure): the weights a rate-3 branch keeps
-# The largest fitted rate of the training run is 3, on the $6 \times 6$ map of a 96-pixel crop.
-# *Predict* the mean share of its nine weights that touch the map (a fraction), then measure it with
-# `deeplab_edu.boundary.mean_valid_fraction`.
+# ### Exercise 08.2 (predict, then measure): the weights a rate-4 branch keeps on an odd map
+# Section 6 measured the fitted rates on the $6 \times 6$ map of a 96-pixel crop. One pixel more, a
+# 97-pixel crop, gives a $7 \times 7$ map at output stride 16 (each stride-2 layer rounds an odd
+# side up: 49, 25, 13, 7). *Predict* the mean share of the nine weights of a rate-4 $3 \times 3$
+# filter that touch this map (a fraction), then measure it with
+# `deeplab_edu.boundary.mean_valid_fraction(7, 4)`.
 
 # %%
 answer_08_2 = ...  # your prediction, a fraction
 check("08.2", answer_08_2)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: per axis, every position keeps the centre and exactly one of the two side taps
-# (i - 3 or i + 3 is on a 6-cell axis), so 2 of 3 per axis and (2/3)^2 = 4/9 in 2-D.
-check("08.2", mean_valid_fraction(6, 3))
+# Solution: per axis, positions 0-2 and 4-6 keep the centre and one side tap (i + 4 or i - 4 lies in
+# 0..6), the middle position 3 only its centre (-1 and 7 fall outside): 6 * 2 + 1 = 13 of 21 taps,
+# and the two axes multiply: (13/21)^2 = 0.383.
+print(f"rate 4 on 7 cells: {mean_valid_fraction(7, 4):.3f} of the weights on average")
+check("08.2", mean_valid_fraction(7, 4))
 
 # %% [markdown]
 # ### Exercise 08.3 (predict, then measure): the fitted rates of 256-pixel crops
@@ -705,7 +709,7 @@ print({r: round(mean_valid_fraction(16, r), 3) for r in range(1, 11)})
 check("08.3", fit_atrous_rates(16))
 
 # %% tags=["remove-cell"]
-assert check("08.1", degenerate_branches) and check("08.2", 4 / 9) and not check("08.2", 1 / 9)
+assert check("08.1", degenerate_branches) and check("08.2", (13 / 21) ** 2) and not check("08.2", 4 / 9)
 assert check("08.3", (2, 5, 8)) and not check("08.3", (3, 6, 9))
 
 # %% tags=["remove-cell"]

@@ -48,21 +48,24 @@ function_exercise(
 
 value_exercise(
     "08.2",
-    "Predict the mean share of valid weights of a rate-3 filter on the 6 x 6 training map",
-    solution=lambda: mean_valid_fraction(6, 3),
+    "Predict the mean share of valid weights of a rate-4 filter on the 7 x 7 map of a 97-pixel crop",
+    solution=lambda: mean_valid_fraction(7, 4),
     answer_type="fraction",
     kind="predict",
     abs_tol=0.005,
     mistakes=[
-        (1 / 9, "1/9 is a 1x1 filter, but rate 3 is smaller than the 6-cell map: each position keeps a side tap."),
-        (2 / 3, "2/3 is one axis: every position keeps the centre and one side tap per axis, so (2/3) per axis, "
-                "and the two axes multiply."),
-        (1.0, "near the border some taps land on the padding: on a 6-cell axis, i - 3 or i + 3 falls outside."),
-        (lambda a: abs(a - 0.5) < 0.06, "close, but count exactly: per axis 2 of 3 taps at every position."),
+        (1 / 9, "1/9 is a 1x1 filter, but rate 4 is smaller than the 7-cell map: most positions keep a side tap."),
+        (13 / 21, "13/21 is one axis (13 valid taps of 21); the two axes multiply."),
+        (4 / 9, "4/9 is section 6's rate 3 on 6 cells, where every position keeps 2 of 3 taps per axis; on 7 cells "
+                "at rate 4 the middle position keeps only its centre."),
+        (1.0, "near the border some taps land on the padding: on a 7-cell axis, i - 4 or i + 4 can fall outside."),
+        (lambda a: 0.005 < abs(a - mean_valid_fraction(7, 4)) < 0.06,
+         "close, but count exactly: per axis, which of i - 4, i, i + 4 are in 0..6?"),
     ],
-    otherwise=lambda a: f"{a:.3f} is not it: count the valid taps per axis (position i uses i - 3, i, i + 3 "
-                        "when they are in 0..5), then multiply the axes.",
-    hint="per axis, which of i - 3, i, i + 3 lie in 0..5? The 2-D share is the product of the axes' shares.",
+    otherwise=lambda a: f"{a:.3f} is not it: count the valid taps per axis (position i uses i - 4, i, i + 4 "
+                        "when they are in 0..6), then multiply the axes.",
+    hint="per axis, which of i - 4, i, i + 4 lie in 0..6 (the middle position is the exception)? The 2-D share "
+         "is the product of the axes' shares.",
 )
 
 
