@@ -7,7 +7,6 @@ from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..models.aspp import ASPPv2
 from ._core import function_exercise, shown, value_exercise
@@ -75,8 +74,7 @@ def _reference(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequenc
                rates: Sequence[int]) -> torch.Tensor:
     module = _module(x.shape[1], weights[0].shape[0], tuple(rates))
     with torch.no_grad():
-        for branch, w, b in zip(module.branches, weights, biases):
-            conv = cast(nn.Conv2d, cast(nn.Sequential, branch)[0])  # without hidden_channels: Sequential(Conv2d)
+        for conv, w, b in zip(module.branch_convs(0), weights, biases):
             conv.weight.copy_(w)
             cast(torch.Tensor, conv.bias).copy_(b)
         return module(x)

@@ -538,11 +538,11 @@ class ASPPv2(nn.Module):
                 )
         self.branches = nn.ModuleList(branches)
         if hidden_channels is None:
-            for conv in self._convs(0):  # DeepLab v2 initialises its classifiers with N(0, 0.01)
+            for conv in self.branch_convs(0):  # DeepLab v2 initialises its classifiers with N(0, 0.01)
                 nn.init.normal_(conv.weight, std=0.01)
                 nn.init.zeros_(cast(torch.Tensor, conv.bias))
 
-    def _convs(self, index: int) -> list[nn.Conv2d]:
+    def branch_convs(self, index: int = 0) -> list[nn.Conv2d]:
         """Convolution ``index`` of every branch (0: the atrous one, fc6 in a VGG-style branch; 3: fc7)."""
         return [cast(nn.Conv2d, cast(nn.Sequential, b)[index]) for b in self.branches]
 
@@ -556,7 +556,7 @@ class ASPPv2(nn.Module):
         if len(cast(nn.Sequential, self.branches[0])) == 1:
             raise ValueError("load_fc_weights needs VGG-style branches (hidden_channels=1024)")
         with torch.no_grad():
-            for fc6, fc7 in zip(self._convs(0), self._convs(3)):
+            for fc6, fc7 in zip(self.branch_convs(0), self.branch_convs(3)):
                 fc6.weight.copy_(fc["fc6.weight"])
                 cast(torch.Tensor, fc6.bias).copy_(fc["fc6.bias"])
                 fc7.weight.copy_(fc["fc7.weight"])
@@ -569,13 +569,13 @@ class ASPPv2(nn.Module):
         Raises:
             ValueError: on setting, the number of rates differs from the number of branches, or a rate is below 1.
         """
-        return tuple(conv.dilation[0] for conv in self._convs(0))
+        return tuple(conv.dilation[0] for conv in self.branch_convs(0))
 
     @atrous_rates.setter
     def atrous_rates(self, rates: Sequence[int]) -> None:
         if len(rates) != len(self.branches):
             raise ValueError(f"atrous_rates needs {len(self.branches)} rates, got {tuple(rates)}")
-        for conv, r in zip(self._convs(0), rates):
+        for conv, r in zip(self.branch_convs(0), rates):
             set_conv_rate(conv, int(r))
 
     def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:

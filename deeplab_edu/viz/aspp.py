@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -20,6 +19,7 @@ from matplotlib.patches import Rectangle
 
 from ..boundary import input_footprint
 from ..models.aspp import ASPP, ASPPConv, ImagePooling, atrous_rates_for
+from .layout import panel_grid
 from .widgets import show_figure
 
 __all__ = ["branch_names", "branch_footprints", "plot_branch_footprints", "aspp_footprint_widget", "feature_size"]
@@ -82,13 +82,8 @@ def plot_branch_footprints(
     img = photo.permute(1, 2, 0).clamp(0, 1).numpy()
     h, w = img.shape[:2]
     n = len(footprints)
-    ncols = min(n, 3)  # at most three panels a row: the book's column is about 700 px wide
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows + 0.3), squeeze=False,
-                             layout="constrained")
-    for ax in axes.flat[n:]:
-        fig.delaxes(ax)
-    for k, (ax, (name, fp)) in enumerate(zip(axes.flat, footprints.items())):
+    fig, axes = panel_grid(n, 3, (2.6, 2.9), extra_height=0.3, layout="constrained")
+    for k, (ax, (name, fp)) in enumerate(zip(axes, footprints.items())):
         ax.imshow(img)
         size = fp.shape[0]
         i, j = position if position is not None else (size // 2, size // 2)

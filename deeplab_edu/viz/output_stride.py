@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..atrous import conv_output_size
 from ..complexity import count_macs, measure
 from ..data.transforms import normalize
+from .layout import panel_grid
 
 if TYPE_CHECKING:
     from ..models.backbones import Backbone
@@ -314,13 +315,7 @@ def plot_cost_vs_output_stride(rows: Sequence[Mapping[str, Any]], paper_miou: Ma
         raise ValueError("rows is empty; pass the output of measure_output_strides")
     keys = [("GMACs", "multiply-adds (G)"), ("forward (s)", "forward time (s)"), ("peak memory (MiB)", "peak memory (MiB)")]
     panels = len(keys) + (1 if paper_miou else 0)
-    ncols = min(panels, 2)  # two panels a row: four in one row were shrunk to the book's column
-    nrows = -(-panels // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), squeeze=False)
-    axes = list(grid.flat)
-    for ax in axes[panels:]:
-        fig.delaxes(ax)
-    axes = axes[:panels]
+    fig, axes = panel_grid(panels, 2, (3.4, 3.0))
     labels = [f"OS {r['output stride']}\n({r['feature map']}x{r['feature map']})" for r in rows]
     for ax, (key, title) in zip(axes, keys):
         values = [r[key] for r in rows]

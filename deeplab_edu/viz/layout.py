@@ -1,0 +1,35 @@
+"""Figure layout shared by the plots: panels in rows that fit the book's text column."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = ["panel_grid"]
+
+
+def panel_grid(n: int, max_cols: int, panel_size: tuple[float, float], extra_height: float = 0.0,
+               **subplots_kw: Any) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` panels, at most ``max_cols`` a row, and the panels' axes in reading order.
+
+    The book's column is about 700 px wide: more panels in one row are shrunk until their text is
+    unreadable. Cells of the last row beyond ``n`` are removed. ``panel_size`` is (width, height) in
+    inches per panel; ``extra_height`` (inches) leaves room for a title; ``subplots_kw`` go to
+    ``plt.subplots`` (e.g. ``layout="constrained"``).
+
+    Raises:
+        ValueError: ``n`` or ``max_cols`` below 1.
+    """
+    if n < 1 or max_cols < 1:
+        raise ValueError(f"n and max_cols must be at least 1, got n={n}, max_cols={max_cols}")
+    ncols = min(n, max_cols)
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows + extra_height),
+                             squeeze=False, **subplots_kw)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
