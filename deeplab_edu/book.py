@@ -487,9 +487,11 @@ def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, An
     Raises:
         KeyError: a chapter's header lacks one of those fields.
     """
+    import jupytext
+
     rows = []
     for source in toc_notebook_sources(toc_file):
-        meta = _header(source)
+        meta = jupytext.read(source).metadata.get("deeplab_edu", {})
         missing = [k for k in ("chapter", "title", "cpu_minutes") if k not in meta]
         if missing:
             raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
@@ -498,16 +500,10 @@ def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, An
     return rows
 
 
-def _header(source: Path) -> dict[str, Any]:
-    """The ``deeplab_edu`` section of a notebook's Jupytext header (empty when it has none)."""
-    import jupytext
-
-    return dict(jupytext.read(source).metadata.get("deeplab_edu", {}))
-
-
 def _expected_minutes(source: Path) -> float:
     """The notebook header's ``cpu_minutes`` (0 when absent): used to schedule long ones first."""
-    return float(_header(source).get("cpu_minutes", 0))
+    match = re.search(r"cpu_minutes:\s*([0-9.]+)", source.read_text()[:2000])
+    return float(match.group(1)) if match else 0.0
 
 
 # --------------------------------------------------------------------------------------------
