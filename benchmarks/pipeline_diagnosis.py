@@ -1,0 +1,220 @@
+"""Where does the loader-fed training step lose time against the step alone? (issue 11, item 2)
+
+`deeplab-edu bench --mode pipeline` measured the gpu preset on one H200 at x0.76 of the step alone
+with 6, 10 and 14 workers alike, so the workers' output is not the limit. This script times the
+same Trainer step fed five ways, in interleaved rounds, and splits each window's main-thread time
+into waiting for the next batch (``next_s``) and launching the step (``launch_s``):
+
+- ``step``: one synthetic batch already on the device (the pipeline benchmark's baseline);
+- ``loader``: the engine's training loader, as ``Trainer.fit`` is fed;
+- ``pinned``: batches taken from that loader beforehand, in pinned memory: the host-to-device
+  copies without the loader;
+- ``step+busy``: the synthetic batch while a background thread drains the loader (the workers'
+  CPU load and the pin-memory thread without their batches);
+- ``prefetch``: the loader read and copied to the device by a background thread on a side stream
+  (:class:`DevicePrefetcher`).
+
+If ``launch_s`` per step is close to the window's seconds per step, the step is bound by the CPU
+that launches its kernels, and any work the main thread does for the data costs throughput.
+
+    python benchmarks/pipeline_diagnosis.py --device cuda --out benchmarks/results/pipeline_diagnosis_cuda.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import queue
+import statistics
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import torch
+
+from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
+from deeplab_edu.engine.config import load_config
+from deeplab_edu.engine.trainer import Trainer
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class DevicePrefetcher:
+    """Reads ``batches`` in a background thread and copies each to the device on a side stream.
+
+    Up to ``depth`` batches wait on the device; the consuming stream waits on each copy's event.
+    On a CPU device the batches pass through unchanged (the thread still reads ahead).
+    """
+
+    def __init__(self, batches: Iterator[Batch], to_device: Callable[[torch.Tensor, torch.Tensor], Batch],
+                 device: torch.device, depth: int = 3) -> None:
+        self.device, self.queue = device, queue.Queue(maxsize=depth)  # type: queue.Queue[Any]
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(batches, to_device), daemon=True)
+        self.thread.start()
+
+    def _run(self, batches: Iterator[Batch], to_device: Callable[[torch.Tensor, torch.Tensor], Batch]) -> None:
+        try:
+            while not self.stop.is_set():
+                x, y = next(batches)
+                if self.stream is not None:
+                    with torch.cuda.stream(self.stream):
+                        x, y = to_device(x, y)
+                        event = torch.cuda.Event()
+                        event.record(self.stream)
+                else:
+                    x, y, event = *to_device(x, y), None
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put((x, y, event), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as err:  # handed to the consumer
+            self.queue.put(err)
+
+    def __iter__(self) -> "DevicePrefetcher":
+        return self
+
+    def __next__(self) -> Batch:
+        item = self.queue.get(timeout=120)
+        if isinstance(item, BaseException):
+            raise item
+        x, y, event = item
+        if event is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(event)
+            x.record_stream(current)
+            y.record_stream(current)
+        return x, y
+
+    def close(self) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self.thread.join(timeout=60)
+
+
+class Timed:
+    """An iterator that adds the seconds each ``next`` waited to ``self.seconds``."""
+
+    def __init__(self, batches: Iterator[Batch]) -> None:
+        self.batches, self.seconds = batches, 0.0
+
+    def __iter__(self) -> "Timed":
+        return self
+
+    def __next__(self) -> Batch:
+        start = time.perf_counter()
+        try:
+            return next(self.batches)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def window(trainer: Trainer, batches: Iterator[Batch], iterations: int) -> dict[str, float]:
+    """Seconds per step over a window, main-thread seconds per step in ``next`` and in launching."""
+    timed = Timed(batches)
+    dev = trainer.device
+    synchronize(dev)
+    launch = 0.0
+    start = time.perf_counter()
+    for _ in range(iterations):
+        t = time.perf_counter()
+        trainer._step(timed)
+        launch += time.perf_counter() - t
+    synchronize(dev)
+    wall = time.perf_counter() - start
+    return {"step_s": wall / iterations, "next_s": timed.seconds / iterations,
+            "launch_s": (launch - timed.seconds) / iterations}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="gpu")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of "
+                                                             "10 loader-fed steps")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    overrides: dict[str, Any] = {"iterations": 10_000, "progress": False, "resume": False, "warmup_iters": 0,
+                                 "tensorboard": False}
+    if args.device:
+        overrides["device"] = args.device
+    if args.num_workers is not None:
+        overrides["num_workers"] = args.num_workers
+    trainer = Trainer(load_config(args.preset, overrides))
+    dev = trainer.device
+    loader = trainer._batches()
+    x0, y0 = next(loader)
+    synthetic = itertools.repeat(trainer._to_device(x0.clone(), y0.clone()))
+    pinned = [next(loader) for _ in range(8)]
+    for _ in range(3):
+        trainer.train_step(loader)
+        trainer.train_step(synthetic)
+
+    drain_stop = threading.Event()
+
+    def drain() -> None:
+        while not drain_stop.is_set():
+            next(loader)
+
+    results: dict[str, list[dict[str, float]]] = {}
+    modes = ["step", "loader", "pinned", "step+busy", "prefetch"]
+    prefetch = 2 * trainer.num_workers
+    for mode in interleaved(modes, args.rounds):
+        if mode in ("loader", "prefetch", "step+busy"):
+            for _ in range(prefetch):  # what the workers queued meanwhile: steady state, not a full queue
+                next(loader)
+        if mode == "step":
+            r = window(trainer, synthetic, args.iterations)
+        elif mode == "loader":
+            r = window(trainer, loader, args.iterations)
+        elif mode == "pinned":
+            r = window(trainer, itertools.cycle(pinned), args.iterations)
+        elif mode == "step+busy":
+            drain_stop.clear()
+            thread = threading.Thread(target=drain, daemon=True)
+            thread.start()
+            r = window(trainer, synthetic, args.iterations)
+            drain_stop.set()
+            thread.join(timeout=60)
+        else:
+            pf = DevicePrefetcher(loader, trainer._to_device, dev)
+            r = window(trainer, pf, args.iterations)
+            pf.close()
+        results.setdefault(mode, []).append(r)
+    batch = trainer.cfg.batch_size
+    summary: dict[str, Any] = {}
+    print(f"{args.preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
+          f"{args.rounds} rounds (medians; ms per step)")
+    for mode, rows in results.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        summary[mode] = {**med, "images_per_s": batch / med["step_s"], "rounds": rows}
+        print(f"  {mode:10s} {batch / med['step_s']:7.1f} images/s  step {1e3 * med['step_s']:6.1f}  "
+              f"main thread: next {1e3 * med['next_s']:6.2f}  launch {1e3 * med['launch_s']:6.1f}")
+    profile_table = None
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            for _ in range(10):
+                trainer._step(loader)
+            synchronize(dev)
+        profile_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+        print(profile_table)
+    write_result({"preset": args.preset, "device": str(dev), "num_workers": trainer.num_workers,
+                  "batch_size": batch, "iterations": args.iterations, "modes": summary, "profile": profile_table},
+                 args.out, f"pipeline_diagnosis_{dev.type}.json", "main-thread split of loader-fed steps")
+
+
+if __name__ == "__main__":
+    main()

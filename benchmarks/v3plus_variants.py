@@ -1,0 +1,52 @@
+"""DeepLabv3+ against smp's with and without the recomputed depthwise halves (issue 11, item 3).
+
+Our separable convolutions recompute their depthwise half in the backward pass
+(``models.aspp._RecomputedDepthwise``), which made the activations held for backward no larger than
+smp's. This times three models in interleaved rounds at one setting: ours as built, ours with
+``set_recompute_depthwise(model, False)``, and ``segmentation_models_pytorch.DeepLabV3Plus``.
+
+    python benchmarks/v3plus_variants.py --device cuda --size 512 --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from deeplab_edu.engine.bench.pairs import _measure_pair, build_pair
+from deeplab_edu.engine.bench.timing import write_result
+from deeplab_edu.models.aspp import set_recompute_depthwise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    dev = torch.device(args.device)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+    y = torch.randint(0, 21, (args.batch, args.size, args.size), device=dev)
+    (on, om), (pn, pm) = build_pair("v3plus")
+    (_, plain), _ = build_pair("v3plus")
+    set_recompute_depthwise(plain, False)
+    models = [(on, om.to(dev)), (on + " (no recompute)", plain.to(dev)), (pn, pm.to(dev))]
+    results = {}
+    for label, cl, amp in (("fp32", False, False), ("bf16 + channels_last", True, True)):
+        rows = _measure_pair(models, x, y, channels_last=cl, amp=amp, repeats=args.repeats, warmup=2)
+        results[label] = rows
+        print(label)
+        for r in rows:
+            print(f"  {r['model']:45s} train {r['train_images_per_s']:7.1f} img/s  infer "
+                  f"{r['inference_images_per_s']:7.1f} img/s  peak {r['train_peak_mib']:8.1f} MiB  "
+                  f"held {r['train_held_mib']:8.1f} MiB")
+    write_result({"device": str(dev), "input": list(x.shape), "settings": results}, args.out,
+                 f"v3plus_variants_{dev.type}.json", "medians of interleaved rounds; one run")
+
+
+if __name__ == "__main__":
+    main()
