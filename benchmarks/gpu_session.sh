@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One GPU session for issue 11, prepared on a machine without a GPU and never run there yet.
-# Run it once from the repository root on a CUDA machine (estimated 6-10 minutes on one H200; the
-# timeouts add up to 16.5 minutes), all at once or one stage per call (a device call may last 10 minutes):
+# One GPU session for issue 11, prepared on a machine without a GPU. It ran once, whole, on one H200
+# (2026-11-30, commit 3cb8773: 5.5 minutes; benchmarks/README.md, "On one GPU"). Run it from the
+# repository root on a CUDA machine (the timeouts add up to 16.5 minutes), all at once or one stage
+# per call (a device call may last 10 minutes):
 #
 #     bash benchmarks/gpu_session.sh            # all four stages
 #     bash benchmarks/gpu_session.sh 1 2        # only the model benchmark and the pipeline
@@ -16,7 +17,8 @@
 # (segmentation_models_pytorch), and imports deeplab_edu from this checkout:
 #     bash benchmarks/gpu_wheels.sh          # online, in the checkout you will copy
 #     bash benchmarks/gpu_session.sh         # on the GPU machine, with .whl/ copied along
-# A copy of the checkout without .git cannot name its commit: give it, from a clean tree, as
+# A copy of the checkout made for another machine may have no .git, or an older one than its files
+# (a lent H200's copy had the .git of the session's start): always name the commit, from a clean tree, as
 #     DEEPLAB_EDU_CODE_COMMIT=<git rev-parse HEAD here> bash benchmarks/gpu_session.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,8 +32,9 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import deeplab_edu, segmentation_models_pytorch" \
     || { echo "deeplab_edu or segmentation_models_pytorch does not import with $PY: see the comment above"; exit 1; }
-if ! git rev-parse HEAD > /dev/null 2>&1 && [ -z "${DEEPLAB_EDU_CODE_COMMIT:-}" ]; then
-    echo "warning: no git repository here and DEEPLAB_EDU_CODE_COMMIT is unset: the records will name no commit"
+if [ -z "${DEEPLAB_EDU_CODE_COMMIT:-}" ]; then
+    echo "warning: DEEPLAB_EDU_CODE_COMMIT is unset: the records name what git says here, which on a copy may be" \
+         "no commit or an older one"
 fi
 OUT=benchmarks/results
 mkdir -p "$OUT"

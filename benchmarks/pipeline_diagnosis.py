@@ -1,5 +1,8 @@
 """Where does the loader-fed training step lose time against the step alone? (issue 11, item 2)
 
+Recorded once: ``benchmarks/results/pipeline_diagnosis_cuda.json`` (6 workers, with the profile)
+and ``pipeline_diagnosis_cuda_w12.json`` (12 workers), one H200; read in ``benchmarks/README.md``.
+
 `deeplab-edu bench --mode pipeline` measured the gpu preset on one H200 at x0.76 of the step alone
 with 6, 10 and 14 workers alike, so the workers' output is not the limit. This script times the
 same Trainer step fed five ways, in interleaved rounds, and splits each window's main-thread time
@@ -32,9 +35,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from deeplab_edu.engine.bench.pipeline import diagnosis_rows
 from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
+from deeplab_edu.models.summary import markdown_table
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -193,13 +198,12 @@ def main() -> None:
         results.setdefault(mode, []).append(r)
     batch = trainer.cfg.batch_size
     summary: dict[str, Any] = {}
-    print(f"{args.preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
-          f"{args.rounds} rounds (medians; ms per step)")
     for mode, rows in results.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         summary[mode] = {**med, "images_per_s": batch / med["step_s"], "rounds": rows}
-        print(f"  {mode:10s} {batch / med['step_s']:7.1f} images/s  step {1e3 * med['step_s']:6.1f}  "
-              f"main thread: next {1e3 * med['next_s']:6.2f}  launch {1e3 * med['launch_s']:6.1f}")
+    print(f"{args.preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
+          f"{args.rounds} rounds (medians)")
+    print(markdown_table(diagnosis_rows({"results": {"modes": summary}})))
     profile_table = None
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

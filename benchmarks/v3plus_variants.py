@@ -6,6 +6,7 @@ smp's. This times three models in interleaved rounds at one setting: ours as bui
 ``set_recompute_depthwise(model, False)``, and ``segmentation_models_pytorch.DeepLabV3Plus``.
 
     python benchmarks/v3plus_variants.py --device cuda --size 512 --batch 16
+    python benchmarks/v3plus_variants.py --show benchmarks/results/v3plus_variants_cuda.json  # its ratios
 """
 
 from __future__ import annotations
@@ -15,8 +16,26 @@ import argparse
 import torch
 
 from deeplab_edu.engine.bench.pairs import _measure_pair, build_pair
-from deeplab_edu.engine.bench.timing import write_result
+from deeplab_edu.engine.bench.timing import interval_text, speed_verdict, speedup_interval, write_result
 from deeplab_edu.models.aspp import set_recompute_depthwise
+
+
+def summarise(settings: dict) -> list[str]:
+    """Per setting: each model's training images/s and peak memory, and the paired ratios (with their
+    bootstrap 95 % intervals over the interleaved rounds) of ours without recomputation against ours
+    and against smp, and of ours against smp."""
+    lines = []
+    for label, rows in settings.items():
+        ours, plain, smp = rows
+        lines.append(label)
+        for r in rows:
+            lines.append(f"  {r['model']:50s} train {r['train_images_per_s']:7.1f} img/s  peak {r['train_peak_mib']:8.1f} MiB")
+        for a, b, what in ((plain, ours, "no recompute / recompute"), (plain, smp, "no recompute / smp"),
+                           (ours, smp, "recompute / smp")):
+            iv = speedup_interval(b["train_times_s"], a["train_times_s"])
+            lines.append(f"  training {what}: x{b['train_step_s'] / a['train_step_s']:.2f}{interval_text(iv)} "
+                         f"({speed_verdict(iv)}), peak memory x{a['train_peak_mib'] / b['train_peak_mib']:.2f}")
+    return lines
 
 
 def main() -> None:
@@ -26,7 +45,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--show", help="print the ratios of a record this script wrote, and exit")
     args = parser.parse_args()
+    if args.show:
+        from deeplab_edu.records import load_record
+
+        print("\n".join(summarise(load_record(args.show)["results"]["settings"])))
+        return
     dev = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
@@ -39,11 +64,7 @@ def main() -> None:
     for label, cl, amp in (("fp32", False, False), ("bf16 + channels_last", True, True)):
         rows = _measure_pair(models, x, y, channels_last=cl, amp=amp, repeats=args.repeats, warmup=2)
         results[label] = rows
-        print(label)
-        for r in rows:
-            print(f"  {r['model']:45s} train {r['train_images_per_s']:7.1f} img/s  infer "
-                  f"{r['inference_images_per_s']:7.1f} img/s  peak {r['train_peak_mib']:8.1f} MiB  "
-                  f"held {r['train_held_mib']:8.1f} MiB")
+    print("\n".join(summarise(results)))
     write_result({"device": str(dev), "input": list(x.shape), "settings": results}, args.out,
                  f"v3plus_variants_{dev.type}.json", "medians of interleaved rounds; one run")
 

@@ -106,10 +106,13 @@ def code_version() -> dict[str, Any]:
     """Package version plus git commit, and whether tracked files had local changes (``git_dirty``).
 
     Changes to the records themselves (``benchmarks/results/``) do not count: a script that writes
-    two records would otherwise call its second one dirty because of its first. Where git cannot
-    tell (a copy of the checkout without ``.git``, e.g. on a lent GPU machine), the commit comes from
-    the environment variable ``DEEPLAB_EDU_CODE_COMMIT`` (``git_commit_from: "environment"``; the copy
-    is taken as clean) when it is set.
+    two records would otherwise call its second one dirty because of its first.
+
+    The environment variable ``DEEPLAB_EDU_CODE_COMMIT``, when set, names the commit instead
+    (``git_commit_from: "environment"``; the copy is taken as clean): a copy of the checkout made
+    for another machine may have no ``.git``, or one older than its files (a lent GPU machine's
+    copy carried the ``.git`` of the session's start while its files were two commits on, so git
+    named the wrong commit). What git said there is kept as ``git_commit_in_copy`` when it differs.
     """
     from . import __version__
 
@@ -129,8 +132,12 @@ def code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     given = os.environ.get("DEEPLAB_EDU_CODE_COMMIT", "").strip()
-    if "git_commit" not in out and given:
+    if given:
+        seen = out.pop("git_commit", None)
+        out.pop("git_dirty", None)
         out.update(git_commit=given, git_dirty=False, git_commit_from="environment")
+        if seen and not seen.startswith(given) and not given.startswith(seen):
+            out["git_commit_in_copy"] = seen
     return out
 
 

@@ -88,3 +88,18 @@ def test_a_copy_without_git_takes_its_commit_from_the_environment(tmp_path: Path
     monkeypatch.setenv("DEEPLAB_EDU_CODE_COMMIT", "0123456789abcdef")
     assert records.code_version()["git_commit"] == "0123456789abcdef"
     assert records.code_version()["git_commit_from"] == "environment"
+
+
+def test_a_commit_given_in_the_environment_wins_over_a_stale_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lent machine's copy had the .git of an older commit than its files: the given commit is recorded."""
+    from deeplab_edu import records
+
+    monkeypatch.delenv("DEEPLAB_EDU_CODE_COMMIT", raising=False)
+    seen = records.code_version()["git_commit"]  # this checkout's own
+    monkeypatch.setenv("DEEPLAB_EDU_CODE_COMMIT", "0123456789abcdef")
+    version = records.code_version()
+    assert (version["git_commit"], version["git_dirty"], version["git_commit_from"]) == (
+        "0123456789abcdef", False, "environment")
+    assert version["git_commit_in_copy"] == seen
+    monkeypatch.setenv("DEEPLAB_EDU_CODE_COMMIT", seen)
+    assert "git_commit_in_copy" not in records.code_version()

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-__all__ = ["plot_history", "plot_metric_bars"]
+__all__ = ["plot_history", "plot_metric_bars", "history_from_record"]
+
+
+def history_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The history :func:`plot_history` draws, from a training record (``deeplab-edu train --record``).
+
+    Raises:
+        ValueError: the record holds no curves (``val_miou_curve`` and ``train_loss_curve``).
+    """
+    results = record.get("results", {})
+    if "val_miou_curve" not in results or "train_loss_curve" not in results:
+        raise ValueError(f"the record of {record.get('command', '?')!r} holds no training curves "
+                         "(val_miou_curve / train_loss_curve): it was not written by deeplab-edu train --record")
+    return ([{"split": "train", "iteration": it, "loss": loss} for it, loss in results["train_loss_curve"]]
+            + [{"split": "val", "iteration": it, "miou": miou} for it, miou in results["val_miou_curve"]])
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pair: Any = None) -> Any:

@@ -34,7 +34,7 @@ from ..schedule import build_optimizer
 from .timing import (interleaved, interval_text, load_average, minor_faults, speed_verdict, speedup_interval,
                      synchronize, timed, torch_threads, write_result)
 
-__all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "run_benchmarks",
+__all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "run_benchmarks", "pair_summary",
            "format_results"]
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
@@ -311,3 +311,27 @@ def format_results(record: dict[str, Any]) -> str:
                          f"{'-' if cpu is None else f'**x{cpu:.2f}** (peer/ours)'} | "
                          f"**x{ra['train_memory_ratio']:.2f}** | {'-' if held is None else f'**x{held:.2f}**'} |")
     return "\n".join(lines)
+
+
+def pair_summary(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per pair and setting of a benchmark record: the training speed-up ours / peer with its
+    95 % interval and verdict, the memory ratios and, on a GPU with a known peak, the fraction of the
+    dense bf16 peak FLOP/s our training step reaches (2 x multiply-adds x 3 for forward + backward).
+
+    A shorter view of :func:`format_results` (for chapter 11); throughputs in images/s.
+    """
+    rows = []
+    for pair, entry in record["results"]["pairs"].items():
+        for label, s in entry["settings"].items():
+            ours, peer = s["rows"]
+            ra = s["ratios"]
+            row = {"pair": pair, "setting": label, "ours train img/s": round(ours["train_images_per_s"], 1),
+                   "peer train img/s": round(peer["train_images_per_s"], 1),
+                   "train ours/peer": f"x{ra['train_speedup']:.2f}{interval_text(ra.get('train_speedup_interval'))}"
+                                      + (f" {ra['train_verdict']}" if "train_verdict" in ra else ""),
+                   "peak memory ours/peer": f"x{ra['train_memory_ratio']:.2f}"}
+            if "train_fraction_of_bf16_peak" in ours:  # a GPU whose peak is known; fp32 rows get "-"
+                row["ours: % of bf16 peak"] = (round(100 * ours["train_fraction_of_bf16_peak"], 1)
+                                               if ours.get("amp_bf16") else "-")
+            rows.append(row)
+    return rows

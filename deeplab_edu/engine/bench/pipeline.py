@@ -15,7 +15,16 @@ import torch
 
 from .timing import interleaved, interval_text, load_average, speedup_interval, timed_steps, torch_threads, write_result
 
-__all__ = ["run_pipeline_benchmark"]
+__all__ = ["run_pipeline_benchmark", "FEEDS", "diagnosis_rows"]
+
+#: The feeds of ``benchmarks/pipeline_diagnosis.py``: what each one gives the training step.
+FEEDS = {
+    "step": "one synthetic batch already on the device",
+    "loader": "the engine's training loader, as Trainer.fit is fed",
+    "pinned": "batches taken from the loader beforehand, in pinned memory (the copies alone)",
+    "step+busy": "the synthetic batch while another thread drains the loader",
+    "prefetch": "the loader read and copied by a background thread on a side stream",
+}
 
 
 def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | None = None, device: str | None = None,
@@ -100,3 +109,16 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
     write_result(results, out, f"pipeline_{dev.type}.json", "medians of alternating windows; the machine may be shared")
     del loader_batches
     return results
+
+
+def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row per feed of a ``benchmarks/pipeline_diagnosis.py`` record: images/s, milliseconds per
+    step, and the main thread's share of each step spent launching it and waiting for the batch.
+
+    When launching takes as long as the whole step, the step is bound by the CPU that launches its
+    kernels, not by the device.
+    """
+    return [{"feed": feed, "what": FEEDS.get(feed, ""), "images/s": round(m["images_per_s"], 1),
+             "ms per step": round(1e3 * m["step_s"], 1), "launching ms": round(1e3 * m["launch_s"], 1),
+             "waiting for the batch ms": round(1e3 * m["next_s"], 2)}
+            for feed, m in record["results"]["modes"].items()]

@@ -1,0 +1,43 @@
+"""The readers chapter 11 uses for the recorded GPU runs: they give what the records hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from deeplab_edu.engine.bench import diagnosis_rows, pair_summary
+from deeplab_edu.engine.report import history_from_record
+from deeplab_edu.records import load_record
+
+
+def test_pair_summary_gives_each_setting_its_ratio_and_the_bf16_share_only_for_bf16() -> None:
+    record = load_record("bench_cuda")
+    rows = pair_summary(record)
+    settings = [(p, label) for p, e in record["results"]["pairs"].items() for label in e["settings"]]
+    assert [(r["pair"], r["setting"]) for r in rows] == settings
+    for row, (pair, label) in zip(rows, settings):
+        s = record["results"]["pairs"][pair]["settings"][label]
+        assert row["train ours/peer"].startswith(f"x{s['ratios']['train_speedup']:.2f} [")
+        ours = s["rows"][0]
+        expected = round(100 * ours["train_fraction_of_bf16_peak"], 1) if ours["amp_bf16"] else "-"
+        assert row["ours: % of bf16 peak"] == expected
+    assert "ours: % of bf16 peak" not in pair_summary(load_record("bench_cpu"))[0]  # no GPU peak on a CPU
+
+
+def test_diagnosis_rows_split_each_feed_into_launching_and_waiting() -> None:
+    record = load_record("pipeline_diagnosis_cuda")
+    rows = {r["feed"]: r for r in diagnosis_rows(record)}
+    assert set(rows) == {"step", "loader", "pinned", "step+busy", "prefetch"}
+    for feed, m in record["results"]["modes"].items():
+        assert rows[feed]["ms per step"] == round(1e3 * m["step_s"], 1)
+        assert rows[feed]["launching ms"] == round(1e3 * m["launch_s"], 1)
+        assert rows[feed]["what"]
+
+
+def test_history_from_record_gives_plot_history_its_curves() -> None:
+    record = load_record("train_gpu_preset")
+    history = history_from_record(record)
+    val = [(r["iteration"], r["miou"]) for r in history if r["split"] == "val"]
+    assert val == [tuple(p) for p in record["results"]["val_miou_curve"]]
+    assert val[-1][1] == pytest.approx(record["results"]["final_miou"], abs=1e-4)
+    with pytest.raises(ValueError, match="no training curves"):
+        history_from_record(load_record("bench_cuda"))
