@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence, cast
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .metrics import ConfusionMatrix
+from .models.backbones import at_output_stride
 
 __all__ = [
     "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "sliding_window_logits", "predict_probs", "predict",
@@ -135,12 +136,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
         raise ValueError(f"image should be (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
     if not strategy.scales or min(strategy.scales) <= 0:
         raise ValueError(f"scales must be positive, got {strategy.scales}")
-    old_os = getattr(model, "output_stride", None)
-    if strategy.output_stride is not None:
-        if not hasattr(model, "set_output_stride"):
-            raise ValueError(f"{type(model).__name__} cannot change its output stride")
-        cast(Any, model).set_output_stride(strategy.output_stride)
-    try:
+    with at_output_stride(model, strategy.output_stride):
         h, w = image.shape[-2:]
         probs: torch.Tensor | None = None
         inputs = [(image, False)] + ([(image.flip(-1), True)] if strategy.flip else [])
@@ -158,9 +154,6 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
                 probs = p if probs is None else probs + p
         assert probs is not None
         return probs / (len(inputs) * len(strategy.scales))
-    finally:
-        if strategy.output_stride is not None and isinstance(old_os, int):
-            cast(Any, model).set_output_stride(old_os)
 
 
 def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:

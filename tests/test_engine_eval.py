@@ -92,3 +92,22 @@ def test_inference_evaluate_in_batches_equals_one_at_a_time(model: torch.nn.Modu
     assert evaluate(model, MixedSizes(), progress=False, batch_size=3)["miou"] == _one_at_a_time(model, MixedSizes())["miou"]
     limited = evaluate(model, MixedSizes(), progress=False, batch_size=2, limit=3)
     assert limited == evaluate(model, [MixedSizes()[i] for i in range(3)], num_classes=3, progress=False)
+
+
+class Unreadable(MixedSizes):
+    """A validation set whose third image cannot be read."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i == 2:
+            raise OSError("image 2 is unreadable")
+        return super().__getitem__(i)
+
+
+def test_an_evaluation_that_raises_leaves_the_training_output_stride_and_mode(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=3, output_stride=16)
+    cfg = tiny_config(tmp_path, batch_size=2, num_workers=0, output_stride=16, eval_output_stride=8)
+    trainer = Trainer(cfg, model=net, train_set=TinyScenes(8), val_set=Unreadable())
+    with pytest.raises(OSError, match="image 2"):
+        trainer.evaluate()
+    assert net.output_stride == 16 and net.training

@@ -219,3 +219,26 @@ def test_aspp_l_branches_start_from_the_decimated_fc_layers() -> None:
     assert [b[0].dilation[0] for b in aspp.branches] == [6, 12]  # same weights, different rates
     with pytest.raises(ValueError, match="VGG-style"):
         ASPPv2(16, 3, (1, 2)).load_fc_weights(fc)
+
+
+def test_at_output_stride_restores_the_stride_also_when_the_block_raises() -> None:
+    from deeplab_edu.models import at_output_stride
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3, output_stride=16)
+    rates = model.atrous_rates
+    with at_output_stride(model, 8):
+        assert model.output_stride == 8 and model.atrous_rates == tuple(2 * r for r in rates)
+    assert model.output_stride == 16 and model.atrous_rates == rates
+    with pytest.raises(RuntimeError, match="inside"):
+        with at_output_stride(model, 8):
+            raise RuntimeError("inside")
+    assert model.output_stride == 16 and model.atrous_rates == rates
+    with at_output_stride(model, None), at_output_stride(model, 16):
+        assert model.output_stride == 16
+    with pytest.raises(ValueError, match="Conv2d cannot change its output stride"):
+        with at_output_stride(torch.nn.Conv2d(3, 3, 1), 8):
+            pass
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        with at_output_stride(model, 12):
+            pass
+    assert model.output_stride == 16

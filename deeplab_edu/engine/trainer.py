@@ -44,6 +44,7 @@ from ..data.io import BadDataError
 from ..metrics import ConfusionMatrix
 from ..records import shown_path
 from ..models.aspp import set_recompute_depthwise
+from ..models.backbones import at_output_stride
 from . import checkpoint as ck
 from .allocator import keep_freed_memory
 from .config import TrainConfig, resolve_atrous_rates, validate
@@ -412,24 +413,24 @@ class Trainer:
         cfg = self.cfg
         model = unwrap(self.net)
         os_eval = output_stride if output_stride is not None else cfg.eval_output_stride
-        switch = os_eval is not None and os_eval != cfg.output_stride and hasattr(model, "set_output_stride")
-        if switch:
-            cast(Any, model).set_output_stride(os_eval)
-        model.eval()
+        if not hasattr(model, "set_output_stride"):
+            os_eval = None  # a model that cannot switch is evaluated at its own stride
         cm = ConfusionMatrix(self.num_classes, self.ignore_index, device=self.device)
         sampler = ShardSampler(len(cast(Sized, self.val_set)), num_replicas=self.dist.world_size, rank=self.dist.rank)
         loader = eval_loader(self.val_set, batch_size=cfg.batch_size, num_workers=self.num_workers,
                              sampler=sampler, device=self.device)
-        for same_size_batches in loader:
-            for x, y in same_size_batches:
-                x, y = self._to_device(x, y)
-                with autocast_context(cfg.amp, self.device):
-                    out = model(x)["out"]
-                cm.update(out.float().argmax(1), y)
-        cm.all_reduce()
-        if switch:
-            cast(Any, model).set_output_stride(cfg.output_stride)
-        self._train_mode()
+        try:
+            with at_output_stride(model, os_eval):  # restored also when evaluation raises
+                model.eval()
+                for same_size_batches in loader:
+                    for x, y in same_size_batches:
+                        x, y = self._to_device(x, y)
+                        with autocast_context(cfg.amp, self.device):
+                            out = model(x)["out"]
+                        cm.update(out.float().argmax(1), y)
+                cm.all_reduce()
+        finally:
+            self._train_mode()
         return cm.compute()
 
     def fit(self, on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

@@ -6,12 +6,13 @@
 """
 
 from .aspp import ASPP, ASPPv2, ImagePooling, SeparableConv2d, atrous_rates_for, set_recompute_depthwise
-from .backbones import BACKBONES, OUTPUT_STRIDES, build_backbone
+from .backbones import BACKBONES, OUTPUT_STRIDES, at_output_stride, build_backbone
 from .deeplab import MODELS, DeepLab, DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus, build_model, default_atrous_rates
 from .heads import Decoder, FCNHead
 
 __all__ = [
     "ASPP", "ASPPv2", "BACKBONES", "Decoder", "DeepLab", "DeepLabV1", "DeepLabV2", "DeepLabV3", "DeepLabV3Plus",
-    "FCNHead", "ImagePooling", "MODELS", "OUTPUT_STRIDES", "SeparableConv2d", "atrous_rates_for", "build_backbone",
+    "FCNHead", "ImagePooling", "MODELS", "OUTPUT_STRIDES", "SeparableConv2d", "at_output_stride", "atrous_rates_for",
+    "build_backbone",
     "build_model", "default_atrous_rates", "set_recompute_depthwise",
 ]

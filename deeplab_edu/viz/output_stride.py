@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..atrous import conv_output_size
 from ..complexity import count_macs, measure
 from ..data.transforms import normalize
+from ..models.backbones import at_output_stride
 from .layout import panel_grid
 
 if TYPE_CHECKING:
@@ -136,19 +137,15 @@ def measure_output_strides(
         raise ValueError(f"input_size must be an int >= 33, got {input_size!r}")
     from tqdm.auto import tqdm
 
-    original = backbone.output_stride
     device = torch.device(device)
     wrapped = _KeepShape(backbone).to(device)
     x = torch.randn(1, 3, input_size, input_size, device=device)
     rows = []
-    try:
-        for os_ in tqdm(list(output_strides), desc=f"measuring at {input_size}x{input_size}", disable=not progress):
-            backbone.set_output_stride(os_)
+    for os_ in tqdm(list(output_strides), desc=f"measuring at {input_size}x{input_size}", disable=not progress):
+        with at_output_stride(backbone, os_):
             cost = measure(wrapped, x, repeats=repeats, warmup=warmup)
-            side = wrapped.shape[-1] if wrapped.shape else -1
-            rows.append({"output stride": os_, "feature map": side, **cost.as_row()})
-    finally:
-        backbone.set_output_stride(original)
+        side = wrapped.shape[-1] if wrapped.shape else -1
+        rows.append({"output stride": os_, "feature map": side, **cost.as_row()})
     return rows
 
 
