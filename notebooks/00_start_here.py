@@ -118,11 +118,13 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # Every chapter's header states the minutes it takes in the `cpu` profile on a 2-core laptop,
 # listed below from the headers themselves. Chapters 08 and 09 train their models from scratch,
 # the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table
-# from a recorded run), and chapter 09 reuses chapter 08's first run. A training cell that finds
-# a finished run loads it instead of training, so running the commands printed below once before
-# class (after `make setup`, in its environment: `source .venv/bin/activate`; together about the
-# minutes of chapters 08 and 09) turns the training cells into a few-second load. Nothing needs a GPU or the network; the real data sets of chapters 06 and 11 are
-# not bundled, and those sections say what they show without them.
+# from a recorded run), and chapter 09 reuses chapter 08's first run. Chapter 11 trains a model on
+# CamVid when a copy of it is present (its minutes count that; without a copy it takes about one).
+# A training cell that finds a finished run loads it instead of training, so running the commands
+# printed below once before class (after `make setup`, in its environment: `source
+# .venv/bin/activate`; together about the minutes of chapters 08, 09 and 11) turns the training
+# cells into a few-second load. Nothing needs a GPU or the network; the real data sets of chapters
+# 06 and 11 are not bundled, and those sections say what they show without them.
 
 # %%
 from IPython.display import Markdown, display
@@ -136,6 +138,7 @@ display(Markdown(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["
 print("Before class, from the repository's folder, train the runs chapters 08-10 load:")
 for model, phase in (("deeplabv3", 1), ("deeplabv3", 2), ("deeplabv3plus", 1)):
     print("  " + chapter_run(model, phase=phase, profile="cpu").command())
+print("and, with a CamVid copy (chapter 11), the run it loads:\n  deeplab-edu train --preset camvid_cpu")
 
 # %% [markdown]
 # ## How the exercises work

@@ -51,7 +51,7 @@ def plot_metric_bars(values: Mapping[str, float], *, ylabel: str = "mIoU (%)", t
     """A bar per entry (label -> value in [0, 1], drawn as percent), value printed on each bar."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(values), 3.2))
+    fig, ax = plt.subplots(figsize=(min(1.6 + 1.4 * len(values), 9.5), 3.2))  # at most the book's column
     labels = list(values)
     heights = [scale * values[k] for k in labels]
     bars = ax.bar(range(len(labels)), heights, color="tab:purple")

@@ -470,7 +470,7 @@ class Trainer:
         crop = "" if "data_class" in info else f" (crop {cfg.crop_size})"  # a script's data: its own transform
         return (f"train {model} on {data}: {len(self.train_set)} training / {val} validation images, "
                 f"{self.num_classes} classes; {cfg.iterations} iterations of batch {cfg.batch_size}"
-                f"{crop}{start} on {self.device} ({self.num_workers} loader workers) -> "
+                f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}) -> "
                 f"{shown_path(self.out)}")
 
     def _fit(self, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
