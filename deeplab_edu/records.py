@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -30,6 +31,7 @@ __all__ = [
     "write_record",
     "load_record",
     "describe_record",
+    "portable_command",
     "shown_path",
 ]
 
@@ -179,7 +181,7 @@ def write_record(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if command is None:
-        command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+        command = portable_command(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
     elif not isinstance(command, str):
         command = " ".join(shlex.quote(a) for a in command)
     record = {
@@ -217,6 +219,14 @@ def load_record(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
     return record
 
 
+def portable_command(command: str) -> str:
+    """``command`` without the paths of the machine that ran it: ``python /any/where/deeplab_edu/__main__.py``
+    (what ``python -m deeplab_edu`` puts in ``sys.argv``) becomes ``python -m deeplab_edu``, and paths
+    inside the repository become relative to it."""
+    command = re.sub(r"(?<=\s)\S*/deeplab_edu/__main__\.py(?=\s|$)", "-m deeplab_edu", command)
+    return command.replace(str(REPO_ROOT) + os.sep, "")
+
+
 def describe_record(record: Mapping[str, Any]) -> str:
     """One paragraph of provenance: command, commit, hardware, date."""
     hw = record.get("hardware", {})
@@ -224,7 +234,7 @@ def describe_record(record: Mapping[str, Any]) -> str:
     where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
     commit = cv.get("git_commit", "unknown")[:10] + (" (dirty)" if cv.get("git_dirty") else "")
     return (
-        f"Recorded {record.get('created', '?')} by `{record['command']}` at commit {commit} "
+        f"Recorded {record.get('created', '?')} by `{portable_command(record['command'])}` at commit {commit} "
         f"(deeplab_edu {cv.get('package', '?')}) on {where}, "
         f"torch {record.get('environment', {}).get('libraries', {}).get('torch', '?')}."
     )

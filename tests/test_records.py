@@ -103,3 +103,14 @@ def test_a_commit_given_in_the_environment_wins_over_a_stale_git(monkeypatch: py
     assert version["git_commit_in_copy"] == seen
     monkeypatch.setenv("DEEPLAB_EDU_CODE_COMMIT", seen)
     assert "git_commit_in_copy" not in records.code_version()
+
+
+def test_commands_are_recorded_and_shown_without_the_machine_s_paths() -> None:
+    from deeplab_edu import records
+
+    ran = "python3 /root/copy/deeplab_edu/__main__.py bench --out /root/out/x.json"
+    assert records.portable_command(ran) == "python3 -m deeplab_edu bench --out /root/out/x.json"
+    inside = f"python {records.REPO_ROOT / 'benchmarks' / 'findings.py'} --seeds 0"
+    assert records.portable_command(inside) == "python benchmarks/findings.py --seeds 0"
+    shown = records.describe_record({"command": ran, "results": {}})
+    assert "/root/copy" not in shown and "`python3 -m deeplab_edu bench" in shown

@@ -81,8 +81,9 @@ class Feedback:
         return f"[{self.key}] {mark}: {self.message}"
 
     def _repr_markdown_(self) -> str:
-        icon = "✅" if self.correct else "❌"
-        return f"{icon} **Exercise {self.key}**: {self.message}"
+        # text marks, not emoji: a machine without an emoji font draws those as empty boxes
+        verdict = "✓ correct" if self.correct else "✗ not yet"
+        return f"**Exercise {self.key}: {verdict}.** {self.message}"
 
 
 _REGISTRY: dict[str, Exercise] = {}
