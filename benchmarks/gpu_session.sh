@@ -4,8 +4,9 @@
 # repository root on a CUDA machine (the timeouts add up to 16.5 minutes), all at once or one stage
 # per call (a device call may last 10 minutes):
 #
-#     bash benchmarks/gpu_session.sh            # all four stages
+#     bash benchmarks/gpu_session.sh            # stages 1-4 (their records exist since 2026-11-30)
 #     bash benchmarks/gpu_session.sh 1 2        # only the model benchmark and the pipeline
+#     bash benchmarks/gpu_session.sh 5          # the next step: the pipeline with CUDA graphs
 #
 # Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
 # hardware). Afterwards: commit benchmarks/results/*_cuda.json, show them in benchmarks/README.md
@@ -63,5 +64,11 @@ run 3 && { timeout 240 "$PY" -m deeplab_edu bench --mode compile --device cuda -
 # 4. A short gpu-profile training run with its curve (the full preset is 6000 iterations; 1000 fit here).
 run 4 && timeout 300 "$PY" -m deeplab_edu train --preset gpu --iterations 1000 --eval-every 250 --ckpt-every 500 \
     --out-dir runs/gpu_issue11 --no-progress --record "$OUT/train_gpu_preset.json"
+
+# 5. Issue 11's next step: at the gpu preset the step is bound by the CPU thread launching its kernels
+#    (results/pipeline_diagnosis_cuda.json). Does torch.compile with CUDA graphs (mode reduce-overhead)
+#    lift the step and bring the loader-fed step to >= 0.9 of it? (the first compile takes minutes)
+run 5 && { timeout 420 "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --compile-mode reduce-overhead \
+    --out "$OUT/pipeline_diagnosis_cuda_graphs.json" || echo "the CUDA-graphs diagnosis failed or timed out: not measured"; }
 
 echo "done (stages $STAGES):"; ls -l "$OUT"/*_cuda.json "$OUT"/train_gpu_preset.json 2>/dev/null || true

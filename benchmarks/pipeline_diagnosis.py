@@ -19,6 +19,8 @@ into waiting for the next batch (``next_s``) and launching the step (``launch_s`
 
 If ``launch_s`` per step is close to the window's seconds per step, the step is bound by the CPU
 that launches its kernels, and any work the main thread does for the data costs throughput.
+``--compile-mode reduce-overhead`` compiles the model with CUDA graphs (one launch replays a whole
+forward or backward pass), the next thing to measure (``gpu_session.sh``, stage 5).
 
     python benchmarks/pipeline_diagnosis.py --device cuda --out benchmarks/results/pipeline_diagnosis_cuda.json
 """
@@ -147,6 +149,8 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int)
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of "
                                                              "10 loader-fed steps")
+    parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"], default="none",
+                        help="torch.compile the model first (reduce-overhead: with CUDA graphs)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     overrides: dict[str, Any] = {"iterations": 10_000, "progress": False, "resume": False, "warmup_iters": 0,
@@ -157,6 +161,16 @@ def main() -> None:
         overrides["num_workers"] = args.num_workers
     trainer = Trainer(load_config(args.preset, overrides))
     dev = trainer.device
+    if args.compile_mode != "none":
+        trainer.net = torch.compile(trainer.net, mode=args.compile_mode)
+        step = trainer._step
+
+        def marked_step(batches: Iterator[Batch]) -> Any:  # a new step for CUDA graphs' memory
+            torch.compiler.cudagraph_mark_step_begin()
+            return step(batches)
+
+        trainer._step = marked_step  # type: ignore[method-assign]
+    compile_start = time.perf_counter()
     loader = trainer._batches()
     x0, y0 = next(loader)
     synthetic = itertools.repeat(trainer._to_device(x0.clone(), y0.clone()))
@@ -164,6 +178,7 @@ def main() -> None:
     for _ in range(3):
         trainer.train_step(loader)
         trainer.train_step(synthetic)
+    warmup_s = time.perf_counter() - compile_start  # with --compile-mode: mostly compiling
 
     drain_stop = threading.Event()
 
@@ -216,7 +231,8 @@ def main() -> None:
         profile_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         print(profile_table)
     write_result({"preset": args.preset, "device": str(dev), "num_workers": trainer.num_workers,
-                  "batch_size": batch, "iterations": args.iterations, "modes": summary, "profile": profile_table},
+                  "batch_size": batch, "iterations": args.iterations, "compile_mode": args.compile_mode,
+                  "warmup_seconds": warmup_s, "modes": summary, "profile": profile_table},
                  args.out, f"pipeline_diagnosis_{dev.type}.json", "main-thread split of loader-fed steps")
 
 

@@ -216,8 +216,9 @@ assert rep_float.max_abs_diff < 1e-3
 # **Intermediate rates.** Below the degeneration rate the two outputs differ, and *only* at the
 # positions where more than the centre tap is valid; there the difference is the contribution of
 # the surviving off-centre taps, $\sum_{\mathbf{k} \ne \mathbf{0},\ \text{valid}}
-# w[\mathbf{k}]\,x[\mathbf{i} + r\mathbf{k}]$. The top row shows the valid-tap count per position,
-# the bottom row $|y_{3\times 3} - y_{1\times 1}|$ (largest over batch and channels):
+# w[\mathbf{k}]\,x[\mathbf{i} + r\mathbf{k}]$. For each rate, the upper panel shows the valid-tap
+# count per position and the panel below it $|y_{3\times 3} - y_{1\times 1}|$ (largest over batch and
+# channels):
 
 # %%
 rates = (2, 6, 9, 12, 16, 17)

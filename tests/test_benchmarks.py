@@ -230,3 +230,20 @@ def test_the_compile_benchmark_compiles_from_scratch(monkeypatch: pytest.MonkeyP
         assert os.path.isdir(folder) and not os.listdir(folder) and inductor_config.force_disable_caches
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/somewhere/else" and not os.path.exists(folder)
     assert not inductor_config.force_disable_caches
+
+
+def test_pipeline_diagnosis_times_every_feed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.engine.bench import diagnosis_rows
+    from deeplab_edu.engine.bench.pipeline import FEEDS
+    from deeplab_edu.records import load_record
+
+    module = _benchmark_script("pipeline_diagnosis")
+    out = tmp_path / "diagnosis.json"
+    monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", "--preset", "smoke", "--iterations", "1", "--rounds", "1",
+                                     "--num-workers", "0", "--out", str(out)])
+    module.main()
+    record = load_record(out)
+    rows = diagnosis_rows(record)
+    assert [r["feed"] for r in rows] == list(FEEDS)
+    assert all(r["ms per step"] > 0 and r["launching ms"] <= r["ms per step"] + 1e-6 for r in rows)
+    assert record["results"]["compile_mode"] == "none"

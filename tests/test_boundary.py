@@ -156,6 +156,11 @@ def test_figures_and_widget_build_without_a_front_end() -> None:
         V.plot_mean_valid_fraction({"x": 21}),
     ]
     assert all(len(f.axes) >= 1 for f in figs)
+    four = V.plot_degeneration([B.compare_with_centre_tap(x, w, r) for r in (2, 3, 5, 9)], max_cols=3)
+    shown = [ax for ax in four.axes if ax.images]
+    assert len(shown) == 8 and len({round(ax.get_position().width, 3) for ax in shown}) == 1  # 2 blocks, equal panels
+    with pytest.raises(ValueError, match="max_cols"):
+        V.plot_degeneration([B.compare_with_centre_tap(x, w, 2)], max_cols=0)
     box = V.tap_count_widget(height=9, width=9, rate=3)
     sliders = box.children[0].children
     sliders[2].value = 20                      # moving a slider redraws without error

@@ -108,25 +108,40 @@ def plot_tap_counts(
     return fig
 
 
-def plot_degeneration(reports: Sequence[DegenerationReport]) -> Figure:
-    """Top row: valid taps per position; bottom row: ``|3x3 atrous - 1x1 centre|`` per position, per rate."""
+def plot_degeneration(reports: Sequence[DegenerationReport], max_cols: int = 3) -> Figure:
+    """Per rate, a pair of panels one above the other: valid taps per position, and
+    ``|3x3 atrous - 1x1 centre|`` per position; at most ``max_cols`` rates a row (the book's
+    column makes the text of more unreadable), each kind of panel with one colour bar.
+
+    Raises:
+        ValueError: ``reports`` is empty, or ``max_cols`` is below 1.
+    """
     if not reports:
         raise ValueError("reports is empty; pass the DegenerationReport of at least one rate")
+    if max_cols < 1:
+        raise ValueError(f"max_cols must be at least 1, got {max_cols}")
     cmap, norm, counts = _count_cmap(3)
-    fig, axes = plt.subplots(2, len(reports), figsize=(2.6 * len(reports), 5.4), squeeze=False)
+    ncols = min(len(reports), max_cols)
+    blocks = -(-len(reports) // ncols)
+    fig, axes = plt.subplots(2 * blocks, ncols, figsize=(2.6 * ncols + 1.0, 2.9 * 2 * blocks), squeeze=False,
+                             layout="constrained")
     vmax = max(max(float(r.diff_map.max()) for r in reports), 1e-12)
-    for col, rep in enumerate(reports):
-        top, bottom = axes[0, col], axes[1, col]
+    for i, rep in enumerate(reports):
+        top, bottom = axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
         counts_im = top.imshow(rep.tap_counts, cmap=cmap, norm=norm, interpolation="nearest")
-        top.set_title(f"rate {rep.rate}: valid taps", fontsize=9)
+        top.set_title(f"rate {rep.rate}: valid taps", fontsize=10)
         im = bottom.imshow(rep.diff_map, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
         verdict = "identical" if rep.identical else f"differs at {rep.fraction_differing:.0%}"
-        bottom.set_title(f"max |diff| = {rep.max_abs_diff:.3g}\n{verdict}", fontsize=9)
+        bottom.set_title(f"max |diff| = {rep.max_abs_diff:.3g}\n{verdict}", fontsize=10)
         for a in (top, bottom):
             a.set_xticks([])
             a.set_yticks([])
-    fig.colorbar(counts_im, ax=axes[0, :].tolist(), ticks=counts, fraction=0.03, pad=0.02, label="valid taps")
-    fig.colorbar(im, ax=axes[1, :].tolist(), fraction=0.03, pad=0.02, label="|3x3 atrous - 1x1 centre|")
+    for ax in axes.flat:
+        if not ax.images:  # the unused cells of the last block stay empty, so every row keeps its width
+            ax.axis("off")
+    for row in range(0, 2 * blocks, 2):  # a colour bar beside each row (the diff scale is shared)
+        fig.colorbar(counts_im, ax=axes[row].tolist(), ticks=counts, shrink=0.9, label="valid taps")
+        fig.colorbar(im, ax=axes[row + 1].tolist(), shrink=0.9, label="|3x3 - 1x1 centre|")
     return fig
 
 

@@ -113,7 +113,7 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
 
 def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per feed of a ``benchmarks/pipeline_diagnosis.py`` record: images/s, milliseconds per
-    step, and the main thread's share of each step spent launching it and waiting for the batch.
+    step, and the milliseconds of each step the main thread spent launching it and waiting for its batch.
 
     When launching takes as long as the whole step, the step is bound by the CPU that launches its
     kernels, not by the device.
