@@ -218,7 +218,7 @@ def main() -> None:
         summary[mode] = {**med, "images_per_s": batch / med["step_s"], "rounds": rows}
     print(f"{args.preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
           f"{args.rounds} rounds (medians)")
-    print(markdown_table(diagnosis_rows({"results": {"modes": summary}})))
+    print(markdown_table(diagnosis_rows({"results": {"modes": summary, "batch_size": batch}})))
     profile_table = None
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -38,6 +38,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pa
     b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker="o", color="tab:green")
     b.set_xlabel("iteration")
     b.set_ylabel("validation mIoU (%)")
+    b.set_ylim(bottom=0)  # from zero: a few points on a cut axis overstate the progress
     for ax in (a, b):
         ax.grid(alpha=0.3)
     if title:

@@ -15,7 +15,7 @@ import torch
 
 from .timing import interleaved, interval_text, load_average, speedup_interval, timed_steps, torch_threads, write_result
 
-__all__ = ["run_pipeline_benchmark", "FEEDS", "diagnosis_rows"]
+__all__ = ["run_pipeline_benchmark", "FEEDS", "diagnosis_rows", "profile_totals"]
 
 #: The feeds of ``benchmarks/pipeline_diagnosis.py``: what each one gives the training step.
 FEEDS = {
@@ -113,12 +113,45 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
 
 def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per feed of a ``benchmarks/pipeline_diagnosis.py`` record: images/s, milliseconds per
-    step, and the milliseconds of each step the main thread spent launching it and waiting for its batch.
+    step, and the milliseconds of each step the main thread spent launching it and waiting for its
+    batch, all from the feed's median round (by step time; so the parts add up), and the feed's
+    throughput relative to the ``step`` feed, paired round by round (median and range over rounds).
 
-    When launching takes as long as the whole step, the step is bound by the CPU that launches its
-    kernels, not by the device.
+    When launching takes as long as the whole step, the CPU that launches the kernels sets the
+    pace, unless the GPU's queue is full (then launching waits for it); the profile of the record
+    (:func:`profile_totals`) tells the two apart.
     """
-    return [{"feed": feed, "what": FEEDS.get(feed, ""), "images/s": round(m["images_per_s"], 1),
-             "ms per step": round(1e3 * m["step_s"], 1), "launching ms": round(1e3 * m["launch_s"], 1),
-             "waiting for the batch ms": round(1e3 * m["next_s"], 2)}
-            for feed, m in record["results"]["modes"].items()]
+    modes = record["results"]["modes"]
+    base = [r["step_s"] for r in modes["step"]["rounds"]] if "step" in modes else None
+    rows = []
+    for feed, m in modes.items():
+        rounds = m["rounds"]
+        mid = sorted(rounds, key=lambda r: r["step_s"])[(len(rounds) - 1) // 2]
+        row = {"feed": feed, "what": FEEDS.get(feed, ""),
+               "images/s": round(record["results"]["batch_size"] / mid["step_s"], 1),
+               "ms per step": round(1e3 * mid["step_s"], 1), "launching ms": round(1e3 * mid["launch_s"], 1),
+               "waiting for the batch ms": round(1e3 * mid["next_s"], 2)}
+        if base is not None:
+            ratios = sorted(b / r["step_s"] for b, r in zip(base, rounds))
+            row["throughput vs step (rounds)"] = (f"x{statistics.median(ratios):.2f} "
+                                                  f"({ratios[0]:.2f}-{ratios[-1]:.2f})")
+        rows.append(row)
+    return rows
+
+
+def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
+    """From a diagnosis record made with ``--profile`` (10 loader-fed steps): the profiler's total
+    CPU time (operators and CUDA runtime calls, all threads) and GPU kernel time, in ms per step;
+    ``None`` without a profile."""
+    import re
+
+    table = record["results"].get("profile")
+    if not table:
+        return None
+    totals = {}
+    for key, label in (("cpu_ms_per_step", "Self CPU time total"), ("gpu_ms_per_step", "Self CUDA time total")):
+        found = re.search(rf"{label}: ([0-9.]+)(ms|s|us)", table)
+        if found:
+            value = float(found.group(1)) * {"ms": 1.0, "s": 1e3, "us": 1e-3}[found.group(2)]
+            totals[key] = value / 10  # benchmarks/pipeline_diagnosis.py profiles 10 steps
+    return totals or None
