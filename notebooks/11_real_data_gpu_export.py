@@ -138,12 +138,13 @@ if camvid_model is not None and config.profile() == "cpu":  # what the prose bel
     iou = dict(zip(data.class_names, camvid_final["iou"]))
     assert camvid_final["miou"] > 0.3, camvid_final["miou"]
     assert min(iou["sky"], iou["road"]) > 0.7 and max(iou["pole"], iou["fence"], iou["bicyclist"]) < 0.1, iou
-    assert iou["tree"] > iou["building"] > max(iou["car"], iou["pavement"]) > 0.1, iou
+    # margins of 0.1 or more over the two runs measured (34.2 and 35.0 %): runs differ a little between machines
+    assert min(iou["tree"], iou["building"]) > 0.4 and min(iou["car"], iou["pavement"]) > 0.1, iou
 
 # %% [markdown]
 # When the CPU run has been trained, the bars show what a small network learns from 367 images in
 # five minutes: the classes that fill large parts of every street scene are found best (sky and
-# road, then trees, buildings less so), cars and pavement in part, and the thin or rare ones
+# road, then trees and buildings), cars and pavement in part, and the thin or rare ones
 # (poles, fences, bicyclists) hardly at all. Those cover few pixels, so they weigh little in the
 # loss of this short run from scratch (the decoder's stride-4 features, which help thin shapes,
 # are already there). Many more iterations and a pretrained backbone
