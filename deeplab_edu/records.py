@@ -119,24 +119,24 @@ def code_version() -> dict[str, Any]:
     from . import __version__
 
     out: dict[str, Any] = {"package": __version__}
+    given = os.environ.get("DEEPLAB_EDU_CODE_COMMIT", "").strip()
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
         )
         if sha.returncode == 0:
             out["git_commit"] = sha.stdout.strip()
-            dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                 f":(exclude){RESULTS_DIR.relative_to(REPO_ROOT).as_posix()}"],
-                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
-            )
-            out["git_dirty"] = bool(dirty.stdout.strip())
+            if not given:  # a given commit is taken as clean: the copy's own state is not asked
+                dirty = subprocess.run(
+                    ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                     f":(exclude){RESULTS_DIR.relative_to(REPO_ROOT).as_posix()}"],
+                    cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+                )
+                out["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
-    given = os.environ.get("DEEPLAB_EDU_CODE_COMMIT", "").strip()
     if given:
         seen = out.pop("git_commit", None)
-        out.pop("git_dirty", None)
         out.update(git_commit=given, git_dirty=False, git_commit_from="environment")
         if seen and not seen.startswith(given) and not given.startswith(seen):
             out["git_commit_in_copy"] = seen
