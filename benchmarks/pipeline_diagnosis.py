@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from deeplab_edu.engine.bench.pipeline import diagnosis_rows
+from deeplab_edu.engine.bench.pipeline import PROFILE_STEPS, diagnosis_rows
 from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--num-workers", type=int)
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of "
-                                                             "10 loader-fed steps")
+                                                             f"{PROFILE_STEPS} loader-fed steps")
     parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"], default="none",
                         help="torch.compile the model first (reduce-overhead: with CUDA graphs)")
     parser.add_argument("--out", default=None)
@@ -225,14 +225,15 @@ def main() -> None:
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
         with profile(activities=activities) as prof:
-            for _ in range(10):
+            for _ in range(PROFILE_STEPS):
                 trainer._step(loader)
             synchronize(dev)
         profile_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         print(profile_table)
     write_result({"preset": args.preset, "device": str(dev), "num_workers": trainer.num_workers,
                   "batch_size": batch, "iterations": args.iterations, "compile_mode": args.compile_mode,
-                  "warmup_seconds": warmup_s, "modes": summary, "profile": profile_table},
+                  "warmup_seconds": warmup_s, "modes": summary, "profile": profile_table,
+                  "profile_steps": PROFILE_STEPS if profile_table else None},
                  args.out, f"pipeline_diagnosis_{dev.type}.json", "main-thread split of loader-fed steps")
 
 

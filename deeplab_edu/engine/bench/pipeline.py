@@ -15,7 +15,11 @@ import torch
 
 from .timing import interleaved, interval_text, load_average, speedup_interval, timed_steps, torch_threads, write_result
 
-__all__ = ["run_pipeline_benchmark", "FEEDS", "diagnosis_rows", "profile_totals"]
+__all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals"]
+
+#: Loader-fed steps ``benchmarks/pipeline_diagnosis.py --profile`` profiles (its records say so in
+#: ``profile_steps``; the first record, made before that field, profiled this many too).
+PROFILE_STEPS = 10
 
 #: The feeds of ``benchmarks/pipeline_diagnosis.py``: what each one gives the training step.
 FEEDS = {
@@ -140,7 +144,7 @@ def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
-    """From a diagnosis record made with ``--profile`` (10 loader-fed steps): the profiler's total
+    """From a diagnosis record made with ``--profile`` (``profile_steps`` loader-fed steps): the profiler's total
     CPU time (operators and CUDA runtime calls, all threads) and GPU kernel time, in ms per step;
     ``None`` without a profile."""
     import re
@@ -148,10 +152,11 @@ def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
     table = record["results"].get("profile")
     if not table:
         return None
+    steps = record["results"].get("profile_steps", PROFILE_STEPS)
     totals = {}
     for key, label in (("cpu_ms_per_step", "Self CPU time total"), ("gpu_ms_per_step", "Self CUDA time total")):
         found = re.search(rf"{label}: ([0-9.]+)(ms|s|us)", table)
         if found:
             value = float(found.group(1)) * {"ms": 1.0, "s": 1e3, "us": 1e-3}[found.group(2)]
-            totals[key] = value / 10  # benchmarks/pipeline_diagnosis.py profiles 10 steps
+            totals[key] = value / steps
     return totals or None
