@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from deeplab_edu.engine.bench.pairs import _measure_pair, build_pair
+from deeplab_edu.engine.bench.pairs import build_pair, measure_models
 from deeplab_edu.engine.bench.timing import interval_text, speed_verdict, speedup_interval, write_result
 from deeplab_edu.models.aspp import set_recompute_depthwise
 
@@ -62,7 +62,7 @@ def main() -> None:
     models = [(on, om.to(dev)), (on + " (no recompute)", plain.to(dev)), (pn, pm.to(dev))]
     results = {}
     for label, cl, amp in (("fp32", False, False), ("bf16 + channels_last", True, True)):
-        rows = _measure_pair(models, x, y, channels_last=cl, amp=amp, repeats=args.repeats, warmup=2)
+        rows = measure_models(models, x, y, channels_last=cl, amp=amp, repeats=args.repeats, warmup=2)
         results[label] = rows
     print("\n".join(summarise(results)))
     write_result({"device": str(dev), "input": list(x.shape), "settings": results}, args.out,

@@ -34,8 +34,8 @@ from ..schedule import build_optimizer
 from .timing import (interleaved, interval_text, load_average, minor_faults, speed_verdict, speedup_interval,
                      synchronize, timed, torch_threads, write_result)
 
-__all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "run_benchmarks", "pair_summary",
-           "format_results"]
+__all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "measure_models", "run_benchmarks",
+           "pair_summary", "format_results"]
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -140,8 +140,17 @@ class StepRunner:
         self.backward_step(self.forward_loss())
 
 
-def _measure_pair(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torch.Tensor, *, channels_last: bool,
-                  amp: bool, repeats: int, warmup: int) -> list[dict[str, Any]]:
+def measure_models(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torch.Tensor, *, channels_last: bool,
+                   amp: bool, repeats: int, warmup: int) -> list[dict[str, Any]]:
+    """Time ``models`` (two for a pair, or more) on one batch ``x`` (N, 3, H, W) with labels ``y``
+    (N, H, W) in ``repeats`` interleaved rounds after ``warmup`` untimed ones, then measure each
+    one's training memory (:func:`train_memory`).
+
+    Returns:
+        One row per model, in order: median inference and training seconds and images/s, training
+        CPU seconds, peak and held-for-backward MiB, minor page faults per step (``None`` where the
+        OS does not count them), and every round's times (for :func:`speedup_interval`).
+    """
     device = x.device
     runners = [(name, StepRunner(m, x, y, channels_last, amp)) for name, m in models]
     for _ in range(warmup):
@@ -229,8 +238,8 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                     for name, m in ((on, om), (pn, pm))}
             entry: dict[str, Any] = {"models": info, "settings": {}}
             for label, cl, amp in settings:
-                rows = _measure_pair([(on, om), (pn, pm)], x, y, channels_last=cl, amp=amp, repeats=repeats,
-                                     warmup=warmup)
+                rows = measure_models([(on, om), (pn, pm)], x, y, channels_last=cl, amp=amp, repeats=repeats,
+                                      warmup=warmup)
                 ours, peer = rows
                 ratios = {
                     "inference_speedup": ours["inference_images_per_s"] / peer["inference_images_per_s"],
