@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One GPU session for issue 11, prepared on a machine without a GPU. It ran once, whole, on one H200
 # (2026-11-30, commit 3cb8773: 5.5 minutes; benchmarks/README.md, "On one GPU"). Run it from the
-# repository root on a CUDA machine (the timeouts add up to 16.5 minutes), all at once or one stage
+# repository root on a CUDA machine (the timeouts add up to 19.8 minutes), all at once or one stage
 # per call (a device call may last 10 minutes):
 #
 #     bash benchmarks/gpu_session.sh            # stages 1-4 (their records exist since 2026-11-30)
 #     bash benchmarks/gpu_session.sh 1 2        # only the model benchmark and the pipeline
-#     bash benchmarks/gpu_session.sh 5          # the next step: the pipeline with CUDA graphs
+#     bash benchmarks/gpu_session.sh 6 5        # the next step: GIL or CPU load, then CUDA graphs
 #
 # Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
 # hardware). Afterwards: commit benchmarks/results/*_cuda.json, show them in benchmarks/README.md
@@ -70,5 +70,11 @@ run 4 && timeout 300 "$PY" -m deeplab_edu train --preset gpu --iterations 1000 -
 #    lift the step and bring the loader-fed step to >= 0.9 of it? (the first compile takes minutes)
 run 5 && { timeout 420 "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --compile-mode reduce-overhead \
     --out "$OUT/pipeline_diagnosis_cuda_graphs.json" || echo "the CUDA-graphs diagnosis failed or timed out: not measured"; }
+
+# 6. The two explanations the first diagnosis left open, apart (eager, with the profile): the step on a
+#    synthetic batch while another process loads the CPU as the loader does (step+load, against the
+#    in-process step+busy), and the loader without pinned memory, so without its pin-memory thread (unpinned).
+run 6 && { timeout 200 "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --profile \
+    --out "$OUT/pipeline_diagnosis_cuda_feeds.json" || echo "the diagnosis with seven feeds failed or timed out: not measured"; }
 
 echo "done (stages $STAGES):"; ls -l "$OUT"/*_cuda.json "$OUT"/train_gpu_preset.json 2>/dev/null || true

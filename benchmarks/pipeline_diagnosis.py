@@ -5,7 +5,7 @@ and ``pipeline_diagnosis_cuda_w12.json`` (12 workers), one H200; read in ``bench
 
 `deeplab-edu bench --mode pipeline` measured the gpu preset on one H200 at x0.76 of the step alone
 with 6, 10 and 14 workers alike, so the workers' output is not the limit. This script times the
-same Trainer step fed five ways, in interleaved rounds, and splits each window's main-thread time
+same Trainer step fed seven ways, in interleaved rounds, and splits each window's main-thread time
 into waiting for the next batch (``next_s``) and launching the step (``launch_s``):
 
 - ``step``: one synthetic batch already on the device (the pipeline benchmark's baseline);
@@ -15,7 +15,14 @@ into waiting for the next batch (``next_s``) and launching the step (``launch_s`
 - ``step+busy``: the synthetic batch while a background thread drains the loader (the workers'
   CPU load and the pin-memory thread without their batches);
 - ``prefetch``: the loader read and copied to the device by a background thread on a side stream
-  (:class:`DevicePrefetcher`).
+  (:class:`DevicePrefetcher`);
+- ``step+load``: the synthetic batch while *another process* drains its own copy of the loader
+  (:func:`~deeplab_edu.engine.bench.pipeline.loader_load_elsewhere`): the workers' CPU load without this process's threads. Against
+  ``step+busy`` it separates the two explanations the first records left open: if the step slows
+  as much here, the CPU load slows the launching thread; if not, the other Python threads of the
+  training process (the interpreter lock) do;
+- ``unpinned``: the engine's loader without pinned memory, so without DataLoader's pin-memory
+  thread (the copies to the device then block the main thread).
 
 If ``launch_s`` per step is close to the window's seconds per step, the step is bound by the CPU
 that launches its kernels, and any work the main thread does for the data costs throughput.
@@ -37,9 +44,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from deeplab_edu.engine.bench.pipeline import PROFILE_STEPS, diagnosis_rows
+from deeplab_edu.engine.bench.pipeline import FEEDS, PROFILE_STEPS, diagnosis_rows, loader_load_elsewhere
 from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
 from deeplab_edu.engine.config import load_config
+from deeplab_edu.engine.data import train_loader
 from deeplab_edu.engine.trainer import Trainer
 from deeplab_edu.models.summary import markdown_table
 
@@ -187,12 +195,19 @@ def main() -> None:
             next(loader)
 
     results: dict[str, list[dict[str, float]]] = {}
-    modes = ["step", "loader", "pinned", "step+busy", "prefetch"]
+    modes = list(FEEDS)
+    unpinned = train_loader(trainer.train_set, torch.utils.data.RandomSampler(trainer.train_set),
+                            batch_size=trainer.cfg.batch_size, num_workers=trainer.num_workers)  # device None: not pinned
+    unpinned_batches = itertools.chain.from_iterable(itertools.repeat(unpinned))
+    drain_overrides = {**overrides, "device": "cpu"}
     prefetch = 2 * trainer.num_workers
     for mode in interleaved(modes, args.rounds):
         if mode in ("loader", "prefetch", "step+busy"):
             for _ in range(prefetch):  # what the workers queued meanwhile: steady state, not a full queue
                 next(loader)
+        if mode == "unpinned":
+            for _ in range(prefetch):
+                next(unpinned_batches)
         if mode == "step":
             r = window(trainer, synthetic, args.iterations)
         elif mode == "loader":
@@ -206,6 +221,11 @@ def main() -> None:
             r = window(trainer, synthetic, args.iterations)
             drain_stop.set()
             thread.join(timeout=60)
+        elif mode == "step+load":
+            with loader_load_elsewhere(args.preset, drain_overrides, trainer.num_workers):
+                r = window(trainer, synthetic, args.iterations)
+        elif mode == "unpinned":
+            r = window(trainer, unpinned_batches, args.iterations)
         else:
             pf = DevicePrefetcher(loader, trainer._to_device, dev)
             r = window(trainer, pf, args.iterations)

@@ -210,7 +210,7 @@ display(Markdown(markdown_table(pair_summary(load_record("bench_cuda")))))
 diagnosis = load_record("pipeline_diagnosis_cuda")
 display(Markdown(markdown_table(diagnosis_rows(diagnosis))))
 totals = profile_totals(diagnosis)
-print(f"profile of 10 loader-fed steps: {totals['gpu_ms_per_step']:.1f} ms of GPU kernels per step, "
+print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step']:.1f} ms of GPU kernels per step, "
       f"{totals['cpu_ms_per_step']:.1f} ms of CPU time (all threads)")
 
 # %% [markdown]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deeplab_edu.engine.bench import diagnosis_rows, pair_summary, profile_totals
+from deeplab_edu.engine.bench.pipeline import PROFILE_STEPS
 from deeplab_edu.engine.report import history_from_record
 from deeplab_edu.records import load_record
 
@@ -35,6 +36,7 @@ def test_diagnosis_rows_split_each_feed_into_launching_and_waiting() -> None:
     assert rows["step"]["throughput vs step (rounds)"] == "x1.00 (1.00-1.00)"
     totals = profile_totals(record)
     assert totals is not None and 0 < totals["gpu_ms_per_step"] < totals["cpu_ms_per_step"]
+    assert totals["steps"] == record["results"].get("profile_steps", PROFILE_STEPS)
     assert profile_totals(load_record("pipeline_diagnosis_cuda_w12")) is None  # made without --profile
 
 

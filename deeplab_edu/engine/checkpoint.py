@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
+from ..models.pretrained import load_failure_reason
 
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint",
@@ -202,17 +203,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
-        import zipfile
-
         older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) else []
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
                 f"away to resume from {older[-1].name}" if older else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
-        if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; torch's own text would suggest weights_only=False
-            raise RuntimeError(f"could not read checkpoint {p}: it is not a file torch.save wrote (no zip archive)"
-                               f"{hint}") from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise RuntimeError(f"could not read checkpoint {p}: {type(err).__name__}: {first[:300]}{hint}") from err
+        raise RuntimeError(f"could not read checkpoint {p}: {load_failure_reason(p, err)}{hint}") from None
 
 
 def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], model: torch.nn.Module | None = None,

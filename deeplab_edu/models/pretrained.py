@@ -21,7 +21,7 @@ import torch
 
 __all__ = [
     "PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "download_state_dict",
-    "load_state_dict_file", "load_weights_into", "PretrainedWeightsUnavailable",
+    "load_state_dict_file", "load_weights_into", "load_failure_reason", "PretrainedWeightsUnavailable",
 ]
 
 #: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
@@ -94,6 +94,18 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
         ) from err
 
 
+def load_failure_reason(path: Path, err: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` raised ``err``, in one short clause for an error
+    message: "it is not a file torch.save wrote (no zip archive)" (torch's own text would suggest
+    ``weights_only=False``, which runs code from the file) or the exception's name and first line."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return "it is not a file torch.save wrote (no zip archive)"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first[:300]}"
+
+
 def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str, torch.Tensor]:
     """A state dict from a local file (raw, or under ``state_dict``/``model``), read with ``weights_only=True``.
 
@@ -110,7 +122,7 @@ def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str,
     except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError, IndexError) as err:
         # what torch.load raises depends on how the file is damaged and on torch's version
         raise ValueError(f"{argument}={str(path)!r} is not a weights file torch.load can read "
-                         f"({type(err).__name__}: {str(err)[:200]})") from err
+                         f"({load_failure_reason(p, err)})") from err
     return _unwrap(obj, p)
 
 

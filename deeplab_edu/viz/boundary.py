@@ -21,6 +21,7 @@ from ..boundary import (
     possible_counts,
     valid_tap_counts,
 )
+from .layout import grid_shape
 from .widgets import figure_widget  # re-exported: chapter 03's and 04's widgets use it
 
 __all__ = [
@@ -118,11 +119,8 @@ def plot_degeneration(reports: Sequence[DegenerationReport], max_cols: int = 3) 
     """
     if not reports:
         raise ValueError("reports is empty; pass the DegenerationReport of at least one rate")
-    if max_cols < 1:
-        raise ValueError(f"max_cols must be at least 1, got {max_cols}")
     cmap, norm, counts = _count_cmap(3)
-    ncols = min(len(reports), max_cols)
-    blocks = -(-len(reports) // ncols)
+    blocks, ncols = grid_shape(len(reports), max_cols)  # a block: one row of rates, two rows of panels
     fig, axes = plt.subplots(2 * blocks, ncols, figsize=(2.6 * ncols + 1.0, 2.9 * 2 * blocks), squeeze=False,
                              layout="constrained")
     vmax = max(max(float(r.diff_map.max()) for r in reports), 1e-12)

@@ -8,7 +8,19 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["panel_grid"]
+__all__ = ["grid_shape", "panel_grid"]
+
+
+def grid_shape(n: int, max_cols: int) -> tuple[int, int]:
+    """``(rows, columns)`` of a grid of ``n`` panels, at most ``max_cols`` a row, filled row by row.
+
+    Raises:
+        ValueError: ``n`` or ``max_cols`` below 1.
+    """
+    if n < 1 or max_cols < 1:
+        raise ValueError(f"n and max_cols must be at least 1, got n={n}, max_cols={max_cols}")
+    ncols = min(n, max_cols)
+    return -(-n // ncols), ncols
 
 
 def panel_grid(n: int, max_cols: int, panel_size: tuple[float, float], extra_height: float = 0.0,
@@ -23,10 +35,7 @@ def panel_grid(n: int, max_cols: int, panel_size: tuple[float, float], extra_hei
     Raises:
         ValueError: ``n`` or ``max_cols`` below 1.
     """
-    if n < 1 or max_cols < 1:
-        raise ValueError(f"n and max_cols must be at least 1, got n={n}, max_cols={max_cols}")
-    ncols = min(n, max_cols)
-    nrows = -(-n // ncols)
+    nrows, ncols = grid_shape(n, max_cols)
     fig, grid = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows + extra_height),
                              squeeze=False, **subplots_kw)
     axes = list(grid.flat)

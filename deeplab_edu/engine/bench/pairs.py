@@ -35,7 +35,7 @@ from .timing import (interleaved, interval_text, load_average, minor_faults, spe
                      synchronize, timed, torch_threads, write_result)
 
 __all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "measure_models", "run_benchmarks",
-           "pair_summary", "format_results"]
+           "pair_summary", "format_results", "train_ratio_text"]
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -261,9 +261,8 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                             r["train_fraction_of_bf16_peak"] = flops / r["train_step_s"] / (peak * 1e12)
                 entry["settings"][label] = {"rows": rows, "ratios": ratios}
                 print(f"[{pair}] {label}: ours/peer inference x{ratios['inference_speedup']:.2f}"
-                      f"{interval_text(ratios['inference_speedup_interval'])}, training "
-                      f"x{ratios['train_speedup']:.2f}{interval_text(ratios['train_speedup_interval'])} "
-                      f"({ratios['train_verdict']}; CPU time x{ratios['train_speedup_cpu_time']:.2f}), "
+                      f"{interval_text(ratios['inference_speedup_interval'])}, training {train_ratio_text(ratios)} "
+                      f"(CPU time x{ratios['train_speedup_cpu_time']:.2f}), "
                       f"memory: peak x{ratios['train_memory_ratio']:.2f}, held for backward "
                       f"x{ratios['train_held_memory_ratio']:.2f}")
                 for r in rows:
@@ -280,6 +279,15 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
     write_result(results, out, f"bench_{dev.type}.json", "medians of interleaved rounds; the machine may be shared",
            settings=[s[0] for s in settings], repeats=repeats, warmup=warmup)
     return results
+
+
+def train_ratio_text(ratios: dict[str, Any], bold: bool = False) -> str:
+    """The training speed-up ours / peer of one setting's ``ratios`` as text: "x0.98 [0.95, 1.07]
+    parity" (interval and verdict where the record has them; the ratio in Markdown bold if ``bold``)."""
+    ratio = f"x{ratios['train_speedup']:.2f}"
+    verdict = ratios.get("train_verdict")
+    return ((f"**{ratio}**" if bold else ratio) + interval_text(ratios.get("train_speedup_interval"))
+            + ("" if verdict is None else f" {verdict}"))
 
 
 def format_results(record: dict[str, Any]) -> str:
@@ -315,8 +323,7 @@ def format_results(record: dict[str, Any]) -> str:
             held = ra.get("train_held_memory_ratio")
             lines.append(f"| {pair} | {label} | **ours / peer** | **x{ra['inference_speedup']:.2f}**"
                          f"{interval_text(ra.get('inference_speedup_interval'))} | "
-                         f"**x{ra['train_speedup']:.2f}**{interval_text(ra.get('train_speedup_interval'))}"
-                         f"{'' if 'train_verdict' not in ra else ' ' + ra['train_verdict']} | "
+                         f"{train_ratio_text(ra, bold=True)} | "
                          f"{'-' if cpu is None else f'**x{cpu:.2f}** (peer/ours)'} | "
                          f"**x{ra['train_memory_ratio']:.2f}** | {'-' if held is None else f'**x{held:.2f}**'} |")
     return "\n".join(lines)
@@ -336,8 +343,7 @@ def pair_summary(record: dict[str, Any]) -> list[dict[str, Any]]:
             ra = s["ratios"]
             row = {"pair": pair, "setting": label, "ours train img/s": round(ours["train_images_per_s"], 1),
                    "peer train img/s": round(peer["train_images_per_s"], 1),
-                   "train ours/peer": f"x{ra['train_speedup']:.2f}{interval_text(ra.get('train_speedup_interval'))}"
-                                      + (f" {ra['train_verdict']}" if "train_verdict" in ra else ""),
+                   "train ours/peer": train_ratio_text(ra),
                    "peak memory ours/peer": f"x{ra['train_memory_ratio']:.2f}"}
             if "train_fraction_of_bf16_peak" in ours:  # a GPU whose peak is known; fp32 rows get "-"
                 row["ours: % of bf16 peak"] = (round(100 * ours["train_fraction_of_bf16_peak"], 1)

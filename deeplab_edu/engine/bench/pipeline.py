@@ -7,15 +7,19 @@ the loader-fed throughput at least 90 % of the step alone).
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import statistics
+from collections.abc import Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from .timing import interleaved, interval_text, load_average, speedup_interval, timed_steps, torch_threads, write_result
 
-__all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals"]
+__all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals",
+           "loader_load_elsewhere"]
 
 #: Loader-fed steps ``benchmarks/pipeline_diagnosis.py --profile`` profiles (its records say so in
 #: ``profile_steps``; the first record, made before that field, profiled this many too).
@@ -28,6 +32,9 @@ FEEDS = {
     "pinned": "batches taken from the loader beforehand, in pinned memory (the copies alone)",
     "step+busy": "the synthetic batch while another thread drains the loader",
     "prefetch": "the loader read and copied by a background thread on a side stream",
+    "step+load": "the synthetic batch while another process drains its own loader (the workers' CPU load "
+                 "without this process's threads)",
+    "unpinned": "the engine's training loader without pinned memory (no pin-memory thread; blocking copies)",
 }
 
 
@@ -115,6 +122,54 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
     return results
 
 
+def _drain_loader(preset: str, overrides: dict[str, Any], num_workers: int, ready: Any, stop: Any) -> None:
+    """In a child process: the preset's training loader, drained (batches discarded) until ``stop``;
+    ``ready`` is set once the first batch has arrived."""
+    from ..config import load_config
+    from ..data import build_datasets, train_loader
+
+    cfg = load_config(preset, overrides)
+    train, _ = build_datasets(cfg)
+    sampler = torch.utils.data.RandomSampler(cast(Sized, train))
+    while not stop.is_set():
+        for _ in train_loader(train, sampler, batch_size=cfg.batch_size, num_workers=num_workers):
+            ready.set()
+            if stop.is_set():
+                break
+
+
+@contextlib.contextmanager
+def loader_load_elsewhere(preset: str, overrides: dict[str, Any], num_workers: int,
+                          timeout: float = 120.0) -> Iterator[None]:
+    """A block during which a spawned process drains its own copy of ``preset``'s training loader
+    (``num_workers`` workers, one thread each, batches not pinned): the CPU load of the engine's
+    loader without a thread in this process (``benchmarks/pipeline_diagnosis.py``, feed ``step+load``).
+
+    The block starts once the first batch has arrived; the process is stopped when it ends.
+
+    Raises:
+        TimeoutError: no batch within ``timeout`` seconds (or the process died), naming the preset.
+    """
+    ctx = multiprocessing.get_context("spawn")  # CUDA may be initialised here: no fork
+    ready, stop = ctx.Event(), ctx.Event()
+    process = ctx.Process(target=_drain_loader, args=(preset, overrides, num_workers, ready, stop))
+    process.start()
+    try:
+        waited = 0.0
+        while not ready.wait(1.0):
+            waited += 1.0
+            if not process.is_alive() or waited >= timeout:
+                raise TimeoutError(f"the process draining the {preset!r} preset's loader gave no batch in "
+                                   f"{waited:.0f} s (exit code {process.exitcode})")
+        yield
+    finally:
+        stop.set()
+        process.join(timeout=60)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=10)
+
+
 def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per feed of a ``benchmarks/pipeline_diagnosis.py`` record: images/s, milliseconds per
     step, and the milliseconds of each step the main thread spent launching it and waiting for its
@@ -145,18 +200,19 @@ def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
     """From a diagnosis record made with ``--profile`` (``profile_steps`` loader-fed steps): the profiler's total
-    CPU time (operators and CUDA runtime calls, all threads) and GPU kernel time, in ms per step;
-    ``None`` without a profile."""
+    CPU time (operators and CUDA runtime calls, all threads) and GPU kernel time, in ms per step
+    (``cpu_ms_per_step``, ``gpu_ms_per_step``), and ``steps``, the number of steps profiled; ``None``
+    without a profile."""
     import re
 
     table = record["results"].get("profile")
     if not table:
         return None
     steps = record["results"].get("profile_steps", PROFILE_STEPS)
-    totals = {}
+    totals: dict[str, float] = {}
     for key, label in (("cpu_ms_per_step", "Self CPU time total"), ("gpu_ms_per_step", "Self CUDA time total")):
         found = re.search(rf"{label}: ([0-9.]+)(ms|s|us)", table)
         if found:
             value = float(found.group(1)) * {"ms": 1.0, "s": 1e3, "us": 1e-3}[found.group(2)]
             totals[key] = value / steps
-    return totals or None
+    return {**totals, "steps": steps} if totals else None
