@@ -34,6 +34,9 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV): installing the pinned packages of constraints.txt (the first time: several" \
 	  "minutes and a few GB to download; later only when the pins change)..."
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+	  "deeplab-edu needs Python 3.11 or newer (its pinned numpy, SciPy and Matplotlib have no wheels for " \
+	  + sys.version.split()[0] + "): run make with PYTHON=python3.11 or newer")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)

@@ -41,7 +41,7 @@ import yaml
 
 from .atomic import atomic_path, write_text_atomic
 from .config import ENV_VAR, choose, profile
-from .records import REPO_ROOT
+from .records import HIDE_PATHS_ENV, REPO_ROOT
 
 __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
@@ -65,6 +65,8 @@ _KERNEL_ENV = {
     # a page shows results, not the last frame of a progress bar (tqdm >= 4.66 reads TQDM_* defaults;
     # in JupyterLab the bars still run)
     "TQDM_DISABLE": "1",
+    # a page shows no absolute path of the machine that built it (records.shown_path)
+    HIDE_PATHS_ENV: "1",
 }
 
 

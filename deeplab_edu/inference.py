@@ -49,12 +49,21 @@ class Strategy:
         output_stride: evaluate at this output stride (8 or 16); ``None`` leaves the model's.
         crop_size: predict in overlapping windows of this side, pixels (:func:`sliding_window_logits`);
             ``None``: the whole image at once.
+
+    Raises:
+        ValueError: no scale, a scale that is not positive, or a ``crop_size`` below 1 pixel.
     """
 
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     output_stride: int | None = None
     crop_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must be positive, got {self.scales}")
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ValueError(f"crop_size must be at least 1 pixel (or None: the whole image), got {self.crop_size}")
 
     @property
     def label(self) -> str:
@@ -128,14 +137,12 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     restored afterwards. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs, probabilities averaged).
 
     Raises:
-        ValueError: ``image`` is not 3- or 4-dimensional, or a scale is not positive.
+        ValueError: ``image`` is not 3- or 4-dimensional (a :class:`Strategy` checks its own settings).
     """
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4:
         raise ValueError(f"image should be (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
-    if not strategy.scales or min(strategy.scales) <= 0:
-        raise ValueError(f"scales must be positive, got {strategy.scales}")
     with at_output_stride(model, strategy.output_stride):
         h, w = image.shape[-2:]
         probs: torch.Tensor | None = None
@@ -196,7 +203,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         :meth:`ConfusionMatrix.compute`'s metrics (``miou``, ``iou``, ``pixel_accuracy``, ``fw_iou``...).
 
     Raises:
-        ValueError: ``num_classes`` is missing, or ``batch_size``/``num_workers`` is invalid.
+        ValueError: ``num_classes`` is missing, ``limit`` is below 1, or ``batch_size``/``num_workers`` is
+            invalid.
     """
     from tqdm.auto import tqdm
 
@@ -205,6 +213,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     num_classes = num_classes or getattr(dataset, "num_classes", None)
     if num_classes is None:
         raise ValueError("num_classes is needed (the dataset has no num_classes attribute)")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 image (or None: all of them), got {limit}")
     device = torch.device(device) if device else next(model.parameters()).device
     n = len(dataset) if limit is None else min(limit, len(dataset))
     loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers, sampler=range(n),  # type: ignore[arg-type]

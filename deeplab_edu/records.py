@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from .atomic import write_text_atomic
 
 __all__ = [
+    "HIDE_PATHS_ENV",
     "REPO_ROOT",
     "RESULTS_DIR",
     "hardware",
@@ -40,14 +41,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 
+#: Set (to any non-empty value) where outputs are published, as the book's build does for the
+#: notebooks it executes: :func:`shown_path` then never shows an absolute path of the machine.
+HIDE_PATHS_ENV = "DEEPLAB_EDU_HIDE_MACHINE_PATHS"
+
+
 def shown_path(path: str | Path, *, absolute_outside: bool = False) -> str:
-    """A path as messages and notebook outputs show it: never the machine's absolute path.
+    """A path as messages and notebook outputs show it: short, and in a published book never the
+    machine's absolute path.
 
     Relative to the repository (``runs/cpu/checkpoints/last.pt``) when inside it; ``~/...`` when
-    inside the home folder; otherwise relative to the working folder when inside it, else
-    ``.../`` and its last three parts (or the absolute path with ``absolute_outside=True``, for
-    messages that tell the reader where to put a file). Use it for every path a notebook prints,
-    so that the book shows no path of the machine that built it.
+    inside the home folder; otherwise relative to the working folder when inside it; else the
+    absolute path (what a user of the command line needs to find the file), except while
+    :data:`HIDE_PATHS_ENV` is set (the book's build sets it): then ``.../`` and the path's last three
+    parts. With ``absolute_outside=True`` (messages that tell the reader where to put a file) a path
+    outside the repository and the home folder is always absolute.
+    Use it for every path a message or a notebook prints.
     """
     path = Path(path).absolute()
 
@@ -67,7 +76,9 @@ def shown_path(path: str | Path, *, absolute_outside: bool = False) -> str:
         return str(path)
     if (rel := inside(Path.cwd())) is not None:
         return rel
-    return ".../" + "/".join(path.parts[-3:])
+    if not os.environ.get(HIDE_PATHS_ENV):
+        return str(path)
+    return ".../" + "/".join(path.parts[1:][-3:])
 
 
 def _cpu_model() -> str:
@@ -228,11 +239,12 @@ def portable_command(command: str) -> str:
 
 
 def describe_record(record: Mapping[str, Any]) -> str:
-    """One paragraph of provenance: command, commit, hardware, date."""
+    """One paragraph of provenance: command, commit (and whether the tree had uncommitted changes),
+    hardware, date."""
     hw = record.get("hardware", {})
     cv = record.get("code_version", {})
     where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
-    commit = cv.get("git_commit", "unknown")[:10] + (" (dirty)" if cv.get("git_dirty") else "")
+    commit = cv.get("git_commit", "unknown")[:10] + (" plus uncommitted changes" if cv.get("git_dirty") else "")
     return (
         f"Recorded {record.get('created', '?')} by `{portable_command(record['command'])}` at commit {commit} "
         f"(deeplab_edu {cv.get('package', '?')}) on {where}, "

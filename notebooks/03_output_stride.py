@@ -166,7 +166,8 @@ vos.feature_map_widget(photo, features)
 #
 # We now measure ResNet-50 at each output stride with `measure_output_strides`, which calls
 # `deeplab_edu.complexity.measure`: multiply-adds counted from a real forward pass, parameters,
-# the median forward time and the peak memory of one image, batch size 1, on this machine. The
+# the median forward time and the peak memory of one image, batch size 1, on this machine (what
+# the forward pass allocates for its feature maps; the weights, already in memory, do not count). The
 # `cpu` and `gpu` profiles measure the paper's $513 \times 513$ input (a few minutes on a laptop
 # CPU); the `smoke` profile, which CI uses, measures a $65 \times 65$ input so that the page runs
 # in seconds, and the cell below prints which one you are looking at.

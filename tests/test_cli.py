@@ -48,6 +48,10 @@ def test_yaml_config_and_presets(tmp_path: Path) -> None:
     bad.write_text("learning_rate: 0.1\n")
     with pytest.raises(ConfigError, match="unknown setting.*learning_rate"):
         load_config(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lr: 0.1\niterations: [4\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml is not valid YAML \(line 3, column 1\)"):
+        load_config("smoke", config=broken)
     good = tmp_path / "good.yaml"
     good.write_text("model: deeplabv3plus\nbackbone: mobilenet_v3_large\nlr: 0.05\n")
     assert load_config(good, {"lr": 0.2}).lr == 0.2  # flags win over the file
@@ -83,7 +87,8 @@ def test_python_dash_m_lists_presets() -> None:
 
 
 @pytest.mark.slow
-def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
     record = tmp_path / "record.json"
     assert main(["train", "--preset", "smoke", "--out-dir", str(run), "--image-size", "32", "--crop-size", "32",
@@ -124,6 +129,23 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(list((tmp_path / "pred3").glob("*_mask.png"))) == 2
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "missing.png")]) == 2
     assert "neither an image file nor a folder" in capsys.readouterr().err
+    import deeplab_edu.cli as cli
+
+    monkeypatch.setattr(cli, "LARGE_IMAGE_PIXELS", 32 * 32)  # a "large" image gets a hint, once
+    assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred4")]) == 2
+    assert capsys.readouterr().err.count("--crop-size 1024 predicts it in overlapping windows") == 1
+    assert main(["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(tmp_path / "pred5"),
+                 "--crop-size", "32"]) == 0
+    assert "--crop-size 1024" not in capsys.readouterr().err
+    # arguments that cannot work are named, not run on silently or ended in a traceback
+    for argv, message in ((["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(images / "a.png")],
+                           "is a file; --out names the folder"),
+                          (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--crop-size", "0"],
+                           "crop_size must be at least 1"),
+                          (["eval", "--checkpoint", ckpt, "--limit", "0"], "limit must be at least 1")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
 
 
 def test_interrupted_training_names_the_checkpoint_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

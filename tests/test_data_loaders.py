@@ -146,7 +146,7 @@ def test_voc_bad_label_and_size_mismatch_name_the_file(tmp_path):
     _save_palette_mask(voc / "SegmentationClass" / "2007_000001.png", m)
     _save_palette_mask(voc / "SegmentationClass" / "2007_000002.png", np.zeros((5, 5), np.uint8))
     ds = VOCSegmentation(tmp_path, "train")
-    with pytest.raises(BadDataError, match=r"2007_000001\.png contains label values 30"):
+    with pytest.raises(BadDataError, match=r"2007_000001\.png contains the label value 30 that is neither"):
         ds[0]
     with pytest.raises(BadDataError, match=r"2007_000002\.jpg is 29x21.*2007_000002\.png is 5x5"):
         ds[1]

@@ -101,7 +101,7 @@ def test_a_bad_file_found_mid_run_keeps_the_training_done(tmp_path: Path, capsys
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert "p1.png contains label values 7" in err and "2 iterations done were saved" in err and "--resume" in err
+    assert "p1.png contains the label value 7" in err and "2 iterations done were saved" in err and "--resume" in err
     assert latest_checkpoint(run / "checkpoints").name == "ckpt_00000002.pt"
     Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "val" / "masks" / "p1.png")
     assert main(args + ["--resume"]) == 0

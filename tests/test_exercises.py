@@ -109,6 +109,7 @@ def test_the_hint_waits_for_a_first_try(scratch: str) -> None:
     assert "not answered yet" in unanswered and "multiply by two" not in unanswered
     assert "not answered yet" in check(scratch, ...).message
     assert "Hint: multiply by two" in check(scratch, lambda x: 3 * x).message
+    assert "division by zero. Hint: multiply by two" in check(scratch, lambda x: 1 / 0).message  # a sentence each
 
 
 def test_value_exercise_rejects_bad_settings() -> None:

@@ -114,3 +114,21 @@ def test_commands_are_recorded_and_shown_without_the_machine_s_paths() -> None:
     assert records.portable_command(inside) == "python benchmarks/findings.py --seeds 0"
     shown = records.describe_record({"command": ran, "results": {}})
     assert "/root/copy" not in shown and "`python3 -m deeplab_edu bench" in shown
+
+
+def test_paths_are_shown_in_full_to_a_user_and_shortened_in_the_book(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.records import HIDE_PATHS_ENV, REPO_ROOT, shown_path
+
+    monkeypatch.delenv(HIDE_PATHS_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    outside = Path("/opt/mydata/camvid")
+    assert shown_path(REPO_ROOT / "runs" / "cpu") == "runs/cpu"
+    assert shown_path(tmp_path / "home" / "data") == "~/data"
+    assert shown_path(tmp_path / "runs" / "a") == "runs/a"              # the working folder's
+    assert shown_path(outside) == "/opt/mydata/camvid"                 # a command-line user finds it
+    assert shown_path("/tmp") == "/tmp"
+    monkeypatch.setenv(HIDE_PATHS_ENV, "1")                            # as the book's build sets it
+    assert shown_path(outside) == ".../opt/mydata/camvid" and shown_path("/tmp") == ".../tmp"
+    assert shown_path(outside, absolute_outside=True) == "/opt/mydata/camvid"

@@ -170,7 +170,8 @@ def _colours_to_index(
     if unknown:
         shown = ", ".join(str(c) for c in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise BadDataError(
-            f"mask file {path} is a {kind} image but {len(unknown)} of its colours are not class colours "
+            f"mask file {path} is a {kind} image but {len(unknown)} of its colours "
+            f"{'is not a class colour' if len(unknown) == 1 else 'are not class colours'} "
             f"of this data set ({shown}); it cannot be converted to class indices unambiguously. "
             "Masks must be PNGs holding one class index per pixel (grayscale, or a palette PNG whose "
             "indices are classes or 255) or the data set's class colours exactly."
@@ -271,7 +272,8 @@ def load_mask(
     if bad.size:
         shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
         raise BadDataError(
-            f"mask file {path} contains label values {shown} that are neither a class (0..{num_classes - 1}) "
+            f"mask file {path} contains {'the label value' if bad.size == 1 else 'label values'} {shown} that "
+            f"{'is' if bad.size == 1 else 'are'} neither a class (0..{num_classes - 1}) "
             f"nor the ignore label {IGNORE_INDEX}."
         )
     return torch.from_numpy(raw.astype(np.int64))

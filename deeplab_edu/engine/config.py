@@ -206,7 +206,13 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
             raise ConfigError(f"unknown preset {source!r}; available: {', '.join(list_presets())}")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{at}: "
+                          f"{getattr(err, 'problem', None) or err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} should hold a mapping of settings, not {type(data).__name__}")
     return data

@@ -302,7 +302,8 @@ class Trainer:
         the file's message in one line, and what to do."""
         note = ""
         if self._save_unplanned(unread):
-            note = f" (the {self.iteration} iterations done were saved: fix the file, then run again with --resume)"
+            done = "the iteration done was" if self.iteration == 1 else f"the {self.iteration} iterations done were"
+            note = f" ({done} saved: fix the file, then run again with --resume)"
         return BadDataError(original_message(err) + note)
 
     # ------------------------------------------------------------------ data
@@ -469,7 +470,7 @@ class Trainer:
         val = len(self.val_set) if hasattr(self.val_set, "__len__") else "?"
         crop = "" if "data_class" in info else f" (crop {cfg.crop_size})"  # a script's data: its own transform
         return (f"train {model} on {data}: {len(self.train_set)} training / {val} validation images, "
-                f"{self.num_classes} classes; {cfg.iterations} iterations of batch {cfg.batch_size}"
+                f"{self.num_classes} classes; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
                 f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}) -> "
                 f"{shown_path(self.out)}")
 

@@ -562,5 +562,5 @@ def check(key: str, answer: Any) -> Feedback:
         return Feedback(key, False, f"{ex.title}: not answered yet: {problem}")
     msg = f"{ex.title}: {problem}"
     if ex.hint:
-        msg += f" Hint: {ex.hint}"
+        msg += ("" if msg.rstrip().endswith((".", "!", "?")) else ".") + f" Hint: {ex.hint}"
     return Feedback(key, False, msg)

@@ -129,7 +129,7 @@ def measure_output_strides(
     """Cost of one backbone at each output stride, switched in place (so the weights are the same).
 
     Every row: output stride, feature-map side (measured from the forward pass), parameters (M), multiply-adds (G), median forward time (s) and
-    peak memory (MiB) for a batch of one ``input_size`` x ``input_size`` image, measured with
+    peak memory (MiB: what the forward pass allocates, without the weights) for a batch of one ``input_size`` x ``input_size`` image, measured with
     :func:`deeplab_edu.complexity.measure`. The backbone is left at its original output stride.
     """
     backbone = _check_switchable(backbone)
