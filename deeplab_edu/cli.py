@@ -69,6 +69,26 @@ _TRAIN_HELP = {
 }
 
 
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``#:`` comment above each field of the dataclass ``cls`` (what Sphinx autodoc shows), in
+    one line without reST markup: the help of the flags that ``_TRAIN_HELP`` does not word itself."""
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    pending: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+        elif pending and (field := re.match(r"(\w+)\s*:", text)):
+            comments[field.group(1)] = " ".join(pending).replace("``", "")
+            pending = []
+        else:
+            pending = []
+    return comments
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     from .engine.config import TrainConfig
 
@@ -81,10 +101,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                                                        ("datasets", DATASETS), ("optimizers", OPTIMIZERS),
                                                        ("strides", OUTPUT_STRIDES))}
     hints = typing.get_type_hints(TrainConfig)
+    comments = _field_comments(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         t = hints[f.name]
-        help_ = _TRAIN_HELP[f.name].format(**choices) if f.name in _TRAIN_HELP else None
+        help_ = (_TRAIN_HELP[f.name].format(**choices) if f.name in _TRAIN_HELP else
+                 comments.get(f.name, "").replace("%", "%%") or None)
         if f.name == "pretrained_backbone":  # a switch that also takes a local file
             p.add_argument(flag, nargs="?", const=True, default=None, metavar="FILE", help=help_)
             p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None,
@@ -92,7 +114,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         elif t is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.name == "scale_range":
-            p.add_argument(flag, nargs=2, type=float, default=None, metavar=("MIN", "MAX"))
+            p.add_argument(flag, nargs=2, type=float, default=None, metavar=("MIN", "MAX"), help=help_)
         elif f.name == "model_kwargs":
             p.add_argument(flag, type=json.loads, default=None, metavar="JSON",
                            help='extra build_model arguments, e.g. \'{"image_pooling": false}\'')
@@ -157,10 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "step alone; loader: scenes/s per worker count; compile: eager vs torch.compile")
     be.add_argument("--device", default=None, help="cpu (default; pipeline mode: the preset's device) or cuda")
     be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
-    be.add_argument("--batch", type=int, default=2)
+    be.add_argument("--batch", type=int, default=2, help="images per step (models and compile modes)")
     be.add_argument("--repeats", type=int, default=3, help="interleaved rounds (pipeline mode: windows per source)")
     be.add_argument("--out", help="record JSON path (default benchmarks/results/<mode>_<device>.json)")
-    be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"])
+    be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"],
+                    help="models mode: v3 (ours vs torchvision's DeepLabv3) and/or v3plus (vs smp's DeepLabV3Plus)")
     be.add_argument("--threads", type=int, help="torch intra-op threads for the run (1: steadier on a shared CPU)")
     be.add_argument("--preset", default="gpu", help="pipeline mode: the training preset")
     be.add_argument("--iterations", type=int, default=30, help="pipeline mode: training steps per timed window")

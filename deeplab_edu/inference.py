@@ -16,7 +16,9 @@ size (logits averaged where windows overlap), the way large Cityscapes images ar
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -30,7 +32,7 @@ from .metrics import ConfusionMatrix
 from .models.backbones import at_output_stride
 
 __all__ = [
-    "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "sliding_window_logits", "predict_probs", "predict",
+    "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "eval_mode", "sliding_window_logits", "predict_probs", "predict",
     "evaluate", "load_model", "load_run", "LoadedRun", "prediction_gallery", "error_map",
 ]
 
@@ -126,6 +128,22 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
     return (total / count)[..., :h, :w]
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in evaluation mode (batch norm uses its running statistics and does
+    not update them; dropout is off), then restore the mode it had, also when the block raises.
+    A plain function (e.g. a wrapper around an exported program) passes through unchanged."""
+    if not isinstance(model, nn.Module):
+        yield model
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
     """Class probabilities (N, C, H, W) averaged over the strategy's scales (and flips).
@@ -134,7 +152,9 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     std: :func:`deeplab_edu.data.transforms.normalize` of an image in [0, 1] such as
     :func:`deeplab_edu.data.io.load_image` returns; the data sets' ``eval_transform`` does it). The
     model's output stride is switched for the call when ``strategy.output_stride`` is set, and
-    restored afterwards. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs, probabilities averaged).
+    restored afterwards; the model runs in evaluation mode (:func:`eval_mode`), on the device it is
+    on, which must be ``image``'s. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs,
+    probabilities averaged).
 
     Raises:
         ValueError: ``image`` is not 3- or 4-dimensional (a :class:`Strategy` checks its own settings).
@@ -143,7 +163,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
         image = image[None]
     if image.dim() != 4:
         raise ValueError(f"image should be (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
-    with at_output_stride(model, strategy.output_stride):
+    with eval_mode(model), at_output_stride(model, strategy.output_stride):
         h, w = image.shape[-2:]
         probs: torch.Tensor | None = None
         inputs = [(image, False)] + ([(image.flip(-1), True)] if strategy.flip else [])
@@ -190,7 +210,7 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         strategy: scales, flip, output stride and sliding windows (:class:`Strategy`).
         num_classes: defaults to ``dataset.num_classes``.
         ignore_index: the mask label that is not scored (255).
-        device: where to run; ``None``: the model's device.
+        device: where to run, which must be the model's device (``None``: the model's device).
         limit: evaluate only the first ``limit`` items.
         progress: show a progress bar (tqdm).
         batch_size: images per forward pass; the images of a batch are grouped by size and never
@@ -203,8 +223,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         :meth:`ConfusionMatrix.compute`'s metrics (``miou``, ``iou``, ``pixel_accuracy``, ``fw_iou``...).
 
     Raises:
-        ValueError: ``num_classes`` is missing, ``limit`` is below 1, or ``batch_size``/``num_workers`` is
-            invalid.
+        ValueError: ``num_classes`` is missing, ``device`` is not the model's, ``limit`` is below 1, or
+            ``batch_size``/``num_workers`` is invalid.
     """
     from tqdm.auto import tqdm
 
@@ -215,22 +235,20 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         raise ValueError("num_classes is needed (the dataset has no num_classes attribute)")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 image (or None: all of them), got {limit}")
-    device = torch.device(device) if device else next(model.parameters()).device
+    on = next(model.parameters()).device
+    device = torch.device(device) if device else on
+    if (device.type, device.index or 0) != (on.type, on.index or 0):
+        raise ValueError(f"device={str(device)!r} but the model is on {on}: move it first (model.to(device))")
     n = len(dataset) if limit is None else min(limit, len(dataset))
     loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers, sampler=range(n),  # type: ignore[arg-type]
                          device=device)
-    was_training = model.training
-    model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    try:
-        with tqdm(total=n, desc=f"eval {strategy.label}", disable=not progress, leave=False) as bar:
-            for same_size_batches in loader:
-                for images, masks in same_size_batches:
-                    pred = predict(model, images.to(device, non_blocking=True), strategy)
-                    cm.update(pred, masks.to(device, non_blocking=True))
-                    bar.update(len(images))
-    finally:
-        model.train(was_training)
+    with tqdm(total=n, desc=f"eval {strategy.label}", disable=not progress, leave=False) as bar:
+        for same_size_batches in loader:
+            for images, masks in same_size_batches:
+                pred = predict(model, images.to(device, non_blocking=True), strategy)  # in eval mode
+                cm.update(pred, masks.to(device, non_blocking=True))
+                bar.update(len(images))
     return cm.compute()
 
 
@@ -242,7 +260,8 @@ class LoadedRun(NamedTuple):
     config: dict[str, Any]
     #: the checkpoint's description of its model and classes: ``name``, ``backbone``, ``num_classes``,
     #: and where the run recorded them ``atrous_rates``, ``class_names``, ``palette``, ``model_class``
-    #: (a model the training script passed to the Trainer), ``data_class`` (a data set it passed)
+    #: (a model the training script passed to the Trainer), ``data_class`` (a data set it passed),
+    #: ``build_kwargs`` (the :func:`~deeplab_edu.models.build_model` arguments it is rebuilt from)
     model_info: dict[str, Any]
 
 
@@ -259,9 +278,14 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
 def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     """Rebuild the model a training checkpoint describes, load its weights, and say what it was trained on.
 
-    Returns a :class:`LoadedRun` (the model in eval mode on ``device``).
+    Returns a :class:`LoadedRun` (the model in eval mode on ``device``, at the output stride it was
+    trained at: the run validated at ``config["eval_output_stride"]`` where that is set, which
+    ``Strategy(output_stride=...)`` or :func:`~deeplab_edu.models.at_output_stride` applies, as
+    ``deeplab-edu eval`` does by default).
 
     Raises:
+        FileNotFoundError, RuntimeError: no checkpoint there, or one that cannot be read
+            (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`).
         ValueError: ``checkpoint`` is not a deeplab-edu training checkpoint.
         CheckpointMismatchError: its weights do not fit the model its configuration names (a run
             whose script passed its own model to the Trainer: the message names that model's class).
@@ -274,11 +298,14 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
     info = state.get("model_info")
     if not cfg or not info:
         raise ValueError(f"{checkpoint} is not a deeplab-edu training checkpoint (no config/model_info)")
-    kwargs = dict(cfg.get("model_kwargs", {}))
-    if info.get("atrous_rates") and "atrous_rates" not in kwargs:
-        kwargs["atrous_rates"] = tuple(info["atrous_rates"])
-    model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
-                        output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False), **kwargs)
+    if "build_kwargs" in info:  # the build_model arguments of the model that was trained
+        model = build_model(num_classes=info["num_classes"], **info["build_kwargs"])
+    else:  # checkpoints written before build_kwargs: the configuration's model
+        kwargs = dict(cfg.get("model_kwargs", {}))
+        if info.get("atrous_rates") and "atrous_rates" not in kwargs:
+            kwargs["atrous_rates"] = tuple(info["atrous_rates"])
+        model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
+                            output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False), **kwargs)
     try:
         check_compatible(state, info, model, source=f"checkpoint {checkpoint}")
     except CheckpointMismatchError as err:

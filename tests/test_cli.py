@@ -190,3 +190,15 @@ def test_input_paths_are_stored_absolute(tmp_path: Path, monkeypatch: pytest.Mon
     cfg = load_config("cpu", {"data_root": "data/mine", "pretrained_backbone": "w.pth", "out_dir": "runs/x"})
     assert cfg.data_root == str(tmp_path / "data" / "mine") and cfg.pretrained_backbone == str(tmp_path / "w.pth")
     assert cfg.out_dir == "runs/x"
+
+
+def test_every_flag_says_what_it_does() -> None:
+    """--help explains every flag (the training flags without a wording of their own take the
+    TrainConfig field's comment)."""
+    from deeplab_edu.cli import build_parser
+
+    subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    silent = [(name, a.option_strings) for name, sub in subparsers.items() for a in sub._actions if not a.help]
+    assert not silent
+    help_text = subparsers["train"].format_help()
+    assert "SGD's momentum" in help_text and "(DeepLabv3: 0.5 to 2.0)" in help_text

@@ -203,6 +203,25 @@ def test_bf16_channels_last_and_tensorboard(tmp_path) -> None:
                 train_set=TinyScenes(8), val_set=TinyScenes(2)).fit()
 
 
+def test_a_log_window_cut_by_a_resume_averages_its_own_steps(tmp_path) -> None:
+    """Resumed between two logs (here: checkpoint at 6, a log every 4), the first logged loss is the
+    mean of the steps run since the resume (7 and 8), not their sum over log_every."""
+    import shutil
+
+    cfg = tiny_config(tmp_path / "a", iterations=6, ckpt_every=3, log_every=1, eval_every=100, warmup_iters=0)
+    Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    losses = {}
+    for run, log_every in (("a", 1), ("b", 4)):
+        cfg = tiny_config(tmp_path / run, iterations=8, ckpt_every=3, log_every=log_every, eval_every=100,
+                          warmup_iters=0, resume=True)
+        history = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+        losses[run] = {r["iteration"]: r["loss"] for r in history["history"] if r["split"] == "train"
+                       and r["iteration"] > 6}
+    assert list(losses["b"]) == [8]
+    assert losses["b"][8] == pytest.approx((losses["a"][7] + losses["a"][8]) / 2, rel=1e-5)
+
+
 def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     """Extending a run (more iterations) or lowering its lr on resume takes effect, and the resume
     message says what changed; rows metrics.csv got after the checkpoint are dropped."""
@@ -385,3 +404,54 @@ def test_ctrl_c_on_a_logging_step_saves_too(tmp_path) -> None:
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, model=TinyNet(), train_set=At10(16), val_set=TinyScenes(2, augment=False)).fit()
     assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000003.pt"
+
+
+class TwoScenes(TinyScenes):
+    """TinyScenes with two classes: red or not."""
+
+    num_classes = 2
+    class_names = ("red", "other")
+    palette = ((255, 0, 0), (128, 128, 128))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img, mask = super().__getitem__(i)
+        return img, (mask > 0).long()
+
+
+def test_a_passed_library_model_is_rebuilt_and_fine_tunes_to_other_classes(tmp_path, capsys) -> None:
+    """A build_model model passed to the Trainer is recorded as itself (not as the configuration's
+    model), so load_run rebuilds it; init_from a checkpoint with other classes loads all but the
+    class-scoring layers."""
+    from deeplab_edu.inference import load_run
+    from deeplab_edu.models import build_model
+
+    def model(classes: int) -> torch.nn.Module:
+        return build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=classes, atrous_rates=(1, 2, 3),
+                           aux_loss=True)
+
+    cfg = tiny_config(tmp_path / "a", iterations=2, ckpt_every=2, eval_every=100)  # it names deeplabv3 / mobilenet
+    Trainer(cfg, model=model(3), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    run = load_run(tmp_path / "a" / "checkpoints")
+    assert type(run.model).__name__ == "DeepLabV3Plus" and run.model_info["backbone"] == "tiny_resnet"
+    assert run.model.aspp.atrous_rates == (1, 2, 3)
+    saved = run.model.state_dict()
+    cfg2 = tiny_config(tmp_path / "b", iterations=1, eval_every=100, init_from=str(tmp_path / "a" / "checkpoints"))
+    trainer = Trainer(cfg2, model=model(2), train_set=TwoScenes(8), val_set=TwoScenes(2, augment=False))
+    assert "3 classes there, 2 here" in capsys.readouterr().out
+    mine = trainer.model.state_dict()
+    fresh = {k for k in mine if mine[k].shape != saved[k].shape}
+    assert fresh and all("classifier" in k for k in fresh)  # the decoder's and the auxiliary head's
+    assert all(torch.equal(mine[k], saved[k]) for k in mine if k not in fresh and "num_batches" not in k)
+    with pytest.raises(ck.CheckpointMismatchError, match="another model"):  # another backbone: refused
+        other = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=2)
+        Trainer(tiny_config(tmp_path / "c", iterations=1, init_from=str(tmp_path / "a" / "checkpoints")),
+                model=other, train_set=TwoScenes(8), val_set=TwoScenes(2, augment=False))
+
+
+def test_a_passed_set_of_another_crop_size_is_named(tmp_path) -> None:
+    """The Trainer sizes the ASPP rates of the model it builds from crop_size: a train_set whose
+    transform makes other crops is named, since its ASPP would silently see another map."""
+    cfg = tiny_config(tmp_path, iterations=1, model="deeplabv3plus", backbone="tiny_resnet", crop_size=96,
+                      atrous_rates="fit")
+    with pytest.warns(UserWarning, match=r"train_set\[0\] is 16 x 16 but crop_size=96"):
+        Trainer(cfg, train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False))

@@ -109,3 +109,20 @@ def test_the_gallery_names_the_class_colours_when_given_the_names() -> None:
     labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     assert labels[:3] == ["background", "car", "boat"]
     assert not prediction_gallery([image], [mask], [mask], palette).legends
+
+
+def test_predicting_leaves_a_training_model_as_it_was() -> None:
+    """predict_probs runs in eval mode (running statistics used, not updated; no dropout) and gives
+    the model back in the mode it had; evaluate refuses a device the model is not on."""
+    from deeplab_edu.inference import evaluate, predict_probs
+    from deeplab_edu.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=3).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, 48, 40)
+    first, second = predict_probs(model, x), predict_probs(model, x)
+    assert torch.equal(first, second) and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="device='meta' but the model is on cpu"):
+        evaluate(model, [(x[0], torch.zeros(48, 40, dtype=torch.long))], num_classes=3, device="meta", progress=False)

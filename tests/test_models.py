@@ -66,6 +66,16 @@ def test_paper_rates() -> None:
         atrous_rates_for(32, (5, 10, 15))
 
 
+def test_settings_a_model_does_not_have_are_refused_and_the_rest_recorded() -> None:
+    for kwargs in ({"image_pooling": False}, {"dropout": 0.3}):  # v2 has no ASPP projection: not ignored silently
+        with pytest.raises(ValueError, match="settings of the ASPP of deeplabv3/deeplabv3plus; deeplabv2 has none"):
+            build_model("deeplabv2", backbone="mobilenet_v3_large", **kwargs)
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=4, multi_grid=(1, 2, 4))
+    rebuilt = build_model(num_classes=4, **model.build_kwargs)  # what a checkpoint records
+    assert rebuilt.build_kwargs == model.build_kwargs and model.build_kwargs["multi_grid"] == [1, 2, 4]
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+
+
 def test_set_output_stride_switches_backbone_and_rates() -> None:
     torch.manual_seed(0)
     model = build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=2).eval()

@@ -130,7 +130,7 @@ def test_feature_map_side() -> None:
 
 
 def test_paper_rates_are_their_own_fit_and_small_maps_get_small_rates() -> None:
-    assert fit_atrous_rates(33) == (6, 12, 18)
+    assert fit_atrous_rates(33) == (6, 12, 18) and fit_atrous_rates(16) == (2, 5, 8)  # as its docstring says
     paper_share = mean_valid_fraction(33, 18)
     assert 0.40 < paper_share < 0.41
     for side in (4, 6, 8, 12, 16, 24):
@@ -144,8 +144,16 @@ def test_paper_rates_are_their_own_fit_and_small_maps_get_small_rates() -> None:
 
 def test_engine_warns_about_degenerate_paper_rates_and_fits_them() -> None:
     cfg = load_config("smoke", {"model": "deeplabv3", "crop_size": 96, "output_stride": 16, "atrous_rates": "paper"})
-    with pytest.warns(UserWarning, match=r"crop_size=96 .* 6 x 6 feature map.*exactly 1 x 1.*atrous_rates='fit' \(rates \(1, 2, 3\)\)"):
+    with pytest.warns(UserWarning, match=r"crop_size=96 .* 6 x 6 feature map.*exactly 1 x 1.*atrous_rates='fit' "
+                                         r"\(rates \(1, 2, 3\)\) or a crop of at least 289 pixels"):
         assert resolve_atrous_rates(cfg) == (6, 12, 18)
+    for enough in (289, 288):  # the crop the warning names is the smallest that is enough
+        cfg.crop_size = enough
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            resolve_atrous_rates(cfg)
+        assert bool(seen) == (enough == 288)
+    cfg.crop_size = 96
     cfg.atrous_rates = "fit"
     with warnings.catch_warnings():
         warnings.simplefilter("error")

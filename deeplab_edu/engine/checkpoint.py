@@ -13,9 +13,10 @@ sampler's epoch and position, and the random-number generator states of Python, 
   scalars to Python numbers, NumPy arrays to tensors, paths to strings and other mappings to
   ``dict`` (recursively), and refuses anything else ``weights_only=True`` cannot read, naming its
   key, *before* a file is written.
-- Loading uses ``torch.load(..., weights_only=True)`` (no arbitrary code runs from a file) and checks
-  the checkpoint's model description (name, backbone, number of classes) against the model it is
-  loaded into, raising :class:`CheckpointMismatchError` with both descriptions when they differ.
+- Loading uses ``torch.load(..., weights_only=True)`` (no arbitrary code runs from a file);
+  :func:`check_compatible` then checks the checkpoint's model description (name, backbone, number of
+  classes) against the model it is to be loaded into, raising :class:`CheckpointMismatchError` with
+  both descriptions when they differ (the Trainer does so on resume and ``init_from``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..models.pretrained import load_failure_reason
 
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint",
-    "latest_checkpoint", "load_checkpoint", "check_compatible", "weights_only_safe",
+    "latest_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -208,6 +209,32 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
                 f"away to resume from {older[-1].name}" if older else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
         raise RuntimeError(f"could not read checkpoint {p}: {load_failure_reason(p, err)}{hint}") from None
+
+
+def load_except_classifier(model: torch.nn.Module, ckpt: Mapping[str, Any], model_info: Mapping[str, Any],
+                           source: str = "checkpoint") -> list[str]:
+    """Load ``ckpt``'s weights into ``model`` (described by ``model_info``, as for
+    :func:`check_compatible`), which has another number of classes: fine-tuning a model trained on
+    one data set to the classes of another. Every tensor of the same name and shape is loaded; the
+    class-scoring layers, whose first dimension is the checkpoint's number of classes, keep
+    ``model``'s fresh initialisation. Returns the names of the tensors not loaded.
+
+    Raises:
+        CheckpointMismatchError: the checkpoint is of another model or backbone, or a tensor other
+            than a classifier's differs (naming it).
+    """
+    classes = ckpt.get("model_info", {}).get("num_classes")
+    check_compatible(ckpt, {**model_info, "num_classes": classes}, source=source)  # model and backbone
+    theirs, mine = ckpt["model"], model.state_dict()
+    fresh = sorted(k for k in mine if k not in theirs or tuple(theirs[k].shape) != tuple(mine[k].shape))
+    odd = [k for k in fresh if k not in theirs or tuple(theirs[k].shape[:1]) != (classes,)]
+    odd += sorted(set(theirs) - set(mine))
+    if odd:
+        raise CheckpointMismatchError(f"{source} was written for another model: {odd[0]} differs beyond its "
+                                      f"classes ({len(odd)} such tensors); use a checkpoint of the same model "
+                                      "and backbone")
+    model.load_state_dict({k: v for k, v in theirs.items() if k not in fresh}, strict=False)
+    return fresh
 
 
 def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], model: torch.nn.Module | None = None,

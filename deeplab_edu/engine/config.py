@@ -109,7 +109,8 @@ class TrainConfig:
     grad_accum: int = 1
     #: Keep batch norm's statistics and affine parameters fixed (DeepLabv3's phase 2 at output stride 8).
     freeze_bn: bool = False
-    #: Start from this checkpoint's weights (a new run: schedule and optimiser start afresh).
+    #: Start from this checkpoint's weights (a new run: schedule and optimiser start afresh); a checkpoint
+    #: with another number of classes gives all but its class-scoring layers (fine-tuning to new classes).
     init_from: str | None = None
     # loss
     #: Weight of the auxiliary head's loss (``aux_loss``).
@@ -266,7 +267,7 @@ def validate(cfg: TrainConfig) -> None:
                 "output stride of a dilated ResNet is 8"
             )
         if os_ == 4:
-            raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use 8 or 16")
+            raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use 8, 16 or 32")
     if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
         raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}")
     if cfg.model in ("deeplabv3", "deeplabv3plus") and cfg.backbone == "vgg16":
@@ -382,6 +383,6 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
                 f"crop_size={cfg.crop_size} at output_stride={cfg.output_stride} gives a {side} x {side} feature "
                 f"map, so the ASPP branches at rates {flat} of {rates} are exactly 1 x 1 (every off-centre tap "
                 f"reads padding; DeepLabv3 sec. 3.3). Use atrous_rates='fit' (rates {fitted}) or a crop of at "
-                f"least {cfg.output_stride * (max(rates) + 1)} pixels.", UserWarning, stacklevel=2)
+                f"least {cfg.output_stride * max(rates) + 1} pixels.", UserWarning, stacklevel=2)
         return rates
     return tuple(int(r) for r in str(cfg.atrous_rates).split(","))

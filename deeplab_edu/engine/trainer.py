@@ -113,10 +113,15 @@ def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = No
                 train_set: Any = None, data_passed: bool = False) -> dict[str, Any]:
     """What a checkpoint says of its model and classes (``inference.load_model`` and the CLI read it).
 
-    ``name``/``backbone`` come from ``cfg``; a model or data set passed to the Trainer by its caller
-    is named too (``model_class``, ``data_class``), since the configuration does not describe it.
+    ``name``/``backbone`` come from ``cfg``, or from the model's ``build_kwargs`` when it was made by
+    :func:`~deeplab_edu.models.build_model` (recorded too, so that ``load_model`` rebuilds the model
+    that was trained, also one the caller passed); a model or data set passed to the Trainer by its
+    caller is named too (``model_class``, ``data_class``), since the configuration does not describe it.
     """
     info: dict[str, Any] = {"name": cfg.model, "backbone": cfg.backbone, "num_classes": num_classes}
+    built = getattr(model, "build_kwargs", None)
+    if built:
+        info.update(name=built["name"], backbone=built["backbone"], build_kwargs=dict(built))
     rates = tuple(getattr(model, "atrous_rates", ()) or ())
     if rates:  # at the training output stride; load_model rebuilds the model with them
         info["atrous_rates"] = [int(r) for r in rates]
@@ -162,8 +167,8 @@ class Trainer:
         if train_set is None or val_set is None:
             train_set, val_set = build_datasets(cfg)
         else:
-            _warn_if_unnormalised(train_set, "train_set")
-            _warn_if_unnormalised(val_set, "val_set")
+            _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
+            _check_passed_set(val_set, "val_set")
         self.num_classes = int(num_classes or getattr(train_set, "num_classes"))
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
         self.train_set = SeededDataset(train_set, cfg.seed)
@@ -180,8 +185,16 @@ class Trainer:
                                       data_passed=data_passed)
         if cfg.init_from:
             state = ck.load_checkpoint(cfg.init_from)
-            ck.check_compatible(state, self.model_info, model, source=f"init_from checkpoint {cfg.init_from}")
-            model.load_state_dict(state["model"])
+            source = f"init_from checkpoint {cfg.init_from}"
+            classes = state.get("model_info", {}).get("num_classes")
+            if classes is not None and classes != self.num_classes:  # fine-tuning to other classes
+                fresh = ck.load_except_classifier(model, state, self.model_info, source=source)
+                if self.dist.is_main:
+                    print(f"{source}: {classes} classes there, {self.num_classes} here; all weights loaded but "
+                          f"the classifiers' ({', '.join(fresh)}), which start fresh", flush=True)
+            else:
+                ck.check_compatible(state, self.model_info, model, source=source)
+                model.load_state_dict(state["model"])
         if cfg.freeze_bn:
             freeze_batchnorm(model)
         set_recompute_depthwise(model, cfg.recompute_depthwise)
@@ -490,7 +503,7 @@ class Trainer:
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
                    disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
         say_loss = self.dist.is_main and not cfg.progress  # no bar (e.g. a job writing to a log file): a line per log
-        window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
+        window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
         with stop:
@@ -501,7 +514,7 @@ class Trainer:
                     raise self._after_data_error(err, unread) from None
                 self.iteration += 1
                 unread.append(loss)
-                window_imgs += imgs
+                window_imgs, window_steps = window_imgs + imgs, window_steps + 1
                 lr = self.optimizer.param_groups[0]["lr"]
                 bar.update(1)
                 last = self.iteration == cfg.iterations
@@ -512,15 +525,15 @@ class Trainer:
                     unread = []
                 if log_now:
                     dt = time.perf_counter() - t0
-                    n = cfg.log_every if self.iteration % cfg.log_every == 0 else self.iteration % cfg.log_every
-                    row = {"iteration": self.iteration, "split": "train", "loss": window_loss / n, "lr": lr,
+                    # the steps since the last log: fewer than log_every after a resume between two logs
+                    row = {"iteration": self.iteration, "split": "train", "loss": window_loss / window_steps, "lr": lr,
                            "images_per_s": window_imgs / max(dt, 1e-9)}
                     bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
                     self._log(row)
                     if say_loss:
                         print(f"iteration {self.iteration}/{cfg.iterations}: loss {row['loss']:.4f}, lr {lr:.2e}, "
                               f"{row['images_per_s']:.1f} images/s", flush=True)
-                    window_loss, window_imgs, t0 = 0.0, 0, time.perf_counter()
+                    window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
                 paused = time.perf_counter()
                 if eval_now:
                     try:
@@ -571,9 +584,11 @@ class Trainer:
                     self._tb.add_scalar(f"{row['split']}/{k}", row[k], row["iteration"])
 
 
-def _warn_if_unnormalised(dataset: Any, name: str) -> None:
-    """Warn when a data set passed to the Trainer gives images in [0, 1]: the models expect them
-    normalised with ImageNet's mean and std (the data sets give [0, 1] without a transform)."""
+def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> None:
+    """Warn when a data set passed to the Trainer gives images in [0, 1] (the models expect them
+    normalised with ImageNet's mean and std; the data sets give [0, 1] without a transform), or, with
+    ``crop_size`` (the configuration's, from which the Trainer sizes the ASPP rates of the model it
+    builds), images of another size."""
     import warnings
 
     py_state, np_state = random.getstate(), np.random.get_state()
@@ -589,6 +604,10 @@ def _warn_if_unnormalised(dataset: Any, name: str) -> None:
         warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
                       "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "
                       "(training) or eval_transform() (validation)", stacklevel=3)
+    if crop_size is not None and isinstance(image, torch.Tensor) and tuple(image.shape[-2:]) != (crop_size, crop_size):
+        warnings.warn(f"{name}[0] is {image.shape[-2]} x {image.shape[-1]} but crop_size={crop_size}, from which the "
+                      "Trainer sizes the ASPP rates of the model it builds (resolve_atrous_rates): set crop_size to "
+                      "the crop your transform makes", stacklevel=3)
 
 
 class _StopRequest:

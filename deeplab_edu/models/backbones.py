@@ -15,7 +15,8 @@ sec. 3.1; DeepLabv3 sec. 3.1-3.2). What this module implements:
 - VGG-16 for DeepLab v1 LargeFOV (:mod:`deeplab_edu.models.vgg`).
 
 Every backbone's ``forward`` returns ``{"out": high-level features, "low_level": stride-4 features,
-"aux": stride-16 (ResNet) / stride-8 features for an auxiliary head}`` and has the attributes
+"aux": block 3's features for an auxiliary head (ResNet: at stride 16, or the output stride when it
+is 8; MobileNetV3, VGG-16: see their classes)}`` and has the attributes
 ``out_channels``, ``low_level_channels``, ``aux_channels`` and ``output_stride``; it can switch its
 output stride in place with ``set_output_stride`` (train at 16, evaluate at 8: DeepLabv3 sec. 4.1).
 """
@@ -225,7 +226,8 @@ class ResNetBackbone(Backbone):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """An (N, 3, H, W) image -> ``{"out": (N, out_channels, H/os, W/os), "low_level": (N,
-        low_level_channels, H/4, W/4), "aux": block 3's output (N, 1024, H/16 or H/8, ...)}`` (sides
+        low_level_channels, H/4, W/4), "aux": block 3's output (N, aux_channels, H/16 or, at output
+        stride 8, H/8, ...)}`` (``aux_channels``: 1024 for ResNet-50/101, 128 for tiny_resnet; sides
         rounded up; ``os`` the output stride; blocks 5-7, when any, follow block 4 in ``out``)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         low = self.layer1(x)

@@ -17,7 +17,7 @@ Everything outside ``model.backbone`` is "head" (DeepLab trains it with a 10x le
 
 from __future__ import annotations
 
-from typing import Sequence, cast
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -57,9 +57,13 @@ class DeepLab(nn.Module):
         self.aspp: ASPP | ASPPv2 | None = None
         self.num_classes = num_classes
         self.aux_classifier = FCNHead(backbone.aux_channels, num_classes) if aux_loss else None
+        #: The :func:`build_model` arguments (besides ``num_classes`` and the pretrained weights) that
+        #: rebuild this model; ``None`` for a model assembled by hand.
+        self.build_kwargs: dict[str, Any] | None = None
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Class scores at feature resolution (stride 4 for v3+, the output stride otherwise)."""
+        """Class scores (N, num_classes, h, w) at feature resolution (stride 4 for v3+, the output
+        stride otherwise) of the backbone's ``features``."""
         raise NotImplementedError
 
     @property
@@ -300,6 +304,14 @@ def build_model(
         raise ValueError(f"separable=True applies to deeplabv3/deeplabv3plus, not {name!r}")
     if torchvision_head and name != "deeplabv3":
         raise ValueError("torchvision_head=True applies to deeplabv3 only")
+    if name in ("deeplabv1", "deeplabv2") and (not image_pooling or dropout is not None):
+        raise ValueError(f"image_pooling and dropout are settings of the ASPP of deeplabv3/deeplabv3plus; "
+                         f"{name} has none (got image_pooling={image_pooling}, dropout={dropout})")
+    build_kwargs = {"name": name, "backbone": backbone, "output_stride": output_stride, "aux_loss": aux_loss,
+                    "atrous_rates": None if atrous_rates is None else [int(r) for r in atrous_rates],
+                    "multi_grid": None if multi_grid is None else [int(g) for g in multi_grid],
+                    "extra_blocks": extra_blocks, "image_pooling": image_pooling, "separable": separable,
+                    "torchvision_head": torchvision_head, "dropout": dropout}
     if output_stride is None:
         output_stride = 8 if name in ("deeplabv1", "deeplabv2") else 16
     check_output_stride(output_stride, allowed=(8,) if backbone == "vgg16" else (8, 16, 32))
@@ -325,19 +337,22 @@ def build_model(
             from .aspp import set_conv_rate
 
             set_conv_rate(cast(nn.Conv2d, body.fc6), rates[0])
-        return DeepLabV1(body, num_classes, aux_loss)
-    if name == "deeplabv2":
+        model: DeepLab = DeepLabV1(body, num_classes, aux_loss)
+    elif name == "deeplabv2":
         hidden = 1024 if backbone == "vgg16" else None
         aspp_v2 = ASPPv2(body.out_channels, num_classes, rates, hidden_channels=hidden)
         if vgg_state is not None:
             cast(VGG16Backbone, body).load_torchvision_state_dict(vgg_state)
             aspp_v2.load_fc_weights(decimated_fc_weights(vgg_state))
-        return DeepLabV2(body, aspp_v2, num_classes, aux_loss)
-    sep = bool(separable) if separable is not None else name == "deeplabv3plus"
-    aspp = ASPP(
-        body.out_channels, rates, image_pooling=image_pooling, separable=sep, dropout=0.1 if dropout is None else dropout
-    )
-    if name == "deeplabv3":
-        return DeepLabV3(body, aspp, num_classes, aux_loss, torchvision_head)
-    decoder = Decoder(body.low_level_channels, aspp.out_channels, num_classes, separable=sep)
-    return DeepLabV3Plus(body, aspp, decoder, num_classes, aux_loss)
+        model = DeepLabV2(body, aspp_v2, num_classes, aux_loss)
+    else:
+        sep = bool(separable) if separable is not None else name == "deeplabv3plus"
+        aspp = ASPP(body.out_channels, rates, image_pooling=image_pooling, separable=sep,
+                    dropout=0.1 if dropout is None else dropout)
+        if name == "deeplabv3":
+            model = DeepLabV3(body, aspp, num_classes, aux_loss, torchvision_head)
+        else:
+            decoder = Decoder(body.low_level_channels, aspp.out_channels, num_classes, separable=sep)
+            model = DeepLabV3Plus(body, aspp, decoder, num_classes, aux_loss)
+    model.build_kwargs = build_kwargs  # what a checkpoint records to rebuild it (engine.trainer)
+    return model

@@ -1,9 +1,11 @@
 """Export a trained DeepLab model for deployment: ONNX (run with onnxruntime) and ``torch.export``.
 
 Both exports trace the model in evaluation mode (batch norm uses its running statistics, dropout is
-off) and keep the batch size, the image height and the image width *dynamic*, so the exported graph
-accepts any batch of any input size, as the eager model does. The exported model returns the ``"out"`` logits; files are written
-atomically (to a temporary name, then renamed).
+off), at the output stride it has when exported, and keep the batch size (1 to 1024), the image
+height and the image width (32 to 4096 pixels each) *dynamic*: within those ranges the graph takes
+any batch and any size, as the eager model does (outside them a shape guard fails). The graph takes
+images normalised as in training (ImageNet mean and std: the normalisation is not in it) and
+returns the ``"out"`` logits; files are written atomically (to a temporary name, then renamed).
 
 >>> path = export_onnx(model, "/tmp/deeplab.onnx")          # doctest: +SKIP
 >>> logits = run_onnx(path, images)                           # doctest: +SKIP
@@ -114,7 +116,9 @@ def export_program(
 ) -> Path:
     """Export ``model`` (eval mode) with ``torch.export`` and save the program (``.pt2``) at ``path``.
 
-    Batch size, height and width are dynamic as in :func:`export_onnx`.
+    Batch size (1 to 1024), height and width (32 to 4096 pixels) are dynamic as in :func:`export_onnx`;
+    calling the loaded program with a shape outside them raises torch's shape-guard error (an
+    ``AssertionError`` naming the bound, e.g. ``image.size()[2] >= 32``).
     """
     was_training = model.training
     try:
