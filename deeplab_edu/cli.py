@@ -13,7 +13,8 @@ Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a 
     deeplab-edu predict --checkpoint runs/cpu/checkpoints/last.pt photo.jpg --out predictions/
     deeplab-edu bench --device cpu --size 128
 
-Mistakes end with ``error: ...`` naming the setting and what to do, not a traceback.
+Mistakes end with ``error: ...`` naming the setting and what to do, not a traceback; with
+``DEEPLAB_EDU_DEBUG=1`` in the environment the error is raised with its traceback (for a bug report).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import textwrap
 import time
@@ -391,6 +393,10 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Set (to anything non-empty) to see an error's traceback instead of the one-line message.
+DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deeplab-edu`` console script; returns the exit status."""
     parser = build_parser()
@@ -401,12 +407,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError, AttributeError) as err:  # OSError: e.g. a folder not writable
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: e.g. a folder not writable
+        if os.environ.get(DEBUG_ENV):
+            raise
         from .engine.trainer import NonFiniteLossError
         from .engine.workers import original_message
 
         name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
-        print(f"deeplab-edu {args.command}: {name}: {original_message(err)}", file=sys.stderr)
+        hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
+        print(f"deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
         return 2
 
 

@@ -202,3 +202,14 @@ def test_every_flag_says_what_it_does() -> None:
     assert not silent
     help_text = subparsers["train"].format_help()
     assert "SGD's momentum" in help_text and "(DeepLabv3: 0.5 to 2.0)" in help_text
+
+
+def test_the_advice_of_an_error_works_and_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="--backbone vgg16 --output-stride 8 --eval-output-stride 8"):
+        load_config(overrides={"model": "deeplabv1"})
+    cfg = load_config(overrides={"model": "deeplabv1", "backbone": "vgg16", "output_stride": 8,
+                                 "eval_output_stride": 8})
+    assert cfg.backbone == "vgg16"
+    monkeypatch.setenv("DEEPLAB_EDU_DEBUG", "1")
+    with pytest.raises(ConfigError, match="amp='fp8'"):
+        main(["train", "--amp", "fp8"])

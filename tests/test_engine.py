@@ -36,7 +36,7 @@ def test_poly_schedule_and_warmup() -> None:
 
 
 def test_head_lr_needs_a_backbone() -> None:
-    with pytest.raises(AttributeError, match="backbone"):
+    with pytest.raises(ValueError, match="backbone"):
         param_groups(torch.nn.Conv2d(1, 1, 1), lr=0.1, weight_decay=0, head_lr_mult=10)
 
 

@@ -269,14 +269,17 @@ def validate(cfg: TrainConfig) -> None:
         if os_ == 4:
             raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use 8, 16 or 32")
     if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
-        raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}")
+        raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}; set backbone=vgg16 "
+                          "and output_stride=eval_output_stride=8 (--backbone vgg16 --output-stride 8 "
+                          "--eval-output-stride 8)")
     if cfg.model in ("deeplabv3", "deeplabv3plus") and cfg.backbone == "vgg16":
         raise ConfigError(f"{cfg.model} needs a ResNet or MobileNetV3 backbone, not vgg16")
     if cfg.backbone == "vgg16":
         for name in ("output_stride", "eval_output_stride"):
             if getattr(cfg, name) not in (None, 8):
                 raise ConfigError(f"{name}={getattr(cfg, name)} with vgg16: DeepLab's VGG-16 (v1/v2) is built "
-                                  "at output stride 8 only (pool4/pool5 have stride 1, fc6 is atrous)")
+                                  "at output stride 8 only (pool4/pool5 have stride 1, fc6 is atrous): "
+                                  f"set {name}=8 (--{name.replace('_', '-')} 8)")
     if cfg.atrous_rates not in ("paper", "fit"):
         try:
             rates = [int(r) for r in str(cfg.atrous_rates).split(",")]

@@ -94,11 +94,11 @@ def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head_lr_mu
         no_decay_norm: if true, biases and normalisation weights get no weight decay.
 
     Raises:
-        AttributeError: if ``head_lr_mult != 1`` and the model has no ``backbone``.
+        ValueError: if ``head_lr_mult != 1`` and the model has no ``backbone``.
     """
     backbone = getattr(model, "backbone", None)
     if backbone is None and head_lr_mult != 1.0:
-        raise AttributeError(f"{type(model).__name__} has no .backbone, so head_lr_mult={head_lr_mult} cannot apply")
+        raise ValueError(f"{type(model).__name__} has no .backbone, so head_lr_mult={head_lr_mult} cannot apply")
     bb_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
