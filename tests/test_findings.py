@@ -9,7 +9,7 @@ import torch
 
 from deeplab_edu import findings
 from deeplab_edu.findings import (
-    FINDINGS, VIEWS, bootstrap_difference, class_iou, confusion_share, findings_table, metric, miou, seed_values,
+    FINDINGS, VIEWS, bootstrap_difference, class_iou, seed_interval, confusion_share, findings_table, metric, miou, seed_values,
     verdict,
 )
 from deeplab_edu.metrics import ConfusionMatrix
@@ -88,3 +88,24 @@ def test_run_findings_trains_evaluates_and_reuses(tmp_path) -> None:
     assert (mats["v3|eval OS 8|band1"] <= mats["v3|eval OS 8|all"]).all()  # the band is part of the image
     again = findings.run_findings(tmp_path, [0, 1], arms=["v3"], val_length=3, progress=False, **tiny)
     assert np.array_equal(again["v3|eval OS 8|all"], mats["v3|eval OS 8|all"])  # finished runs are reused
+
+
+def test_a_finding_needs_the_seeds_to_agree_too() -> None:
+    """Three seeds that differ by +0.45, +0.31 and +1.57 points (chapter 10's image pooling): the
+    bootstrap over seeds and scenes can exclude zero, the t interval over the seeds does not."""
+    lo, hi = seed_interval([0.45, 0.31, 1.57])
+    assert lo < 0 < hi and abs((lo + hi) / 2 - 0.7767) < 1e-3 and abs(hi - lo - 2 * 4.303 * 0.6896 / 3**0.5) < 0.01
+    lo, hi = seed_interval([20.42, 19.9, 18.25])
+    assert 16 < lo < hi < 23
+    with pytest.raises(ValueError, match="two seeds"):
+        seed_interval([1.0])
+    # a table row whose seeds disagree is not reproduced, whatever its bootstrap says
+    rng = np.random.default_rng(0)
+    base = _matrices(rng, seeds=3, scenes=20)
+    variant = base.copy()
+    variant[:, :, 1, 1] += np.array([40.0, 1.0, 1.0])[:, None]  # every seed gains, one far more than the others
+    keys = {f"{arm}|{view}|{k}": (variant if (arm, view) == FINDINGS[0].variant else base)
+            for f in FINDINGS[:1] for arm, view in (f.baseline, f.variant) for k in ("all", "band1", "band4")}
+    row = findings_table(keys, FINDINGS[:1], n_boot=200)[0]
+    boot_lo = float(row["95% interval"].strip("[]").split(",")[0])
+    assert boot_lo > 0 and row["_low"] < 0 and row["verdict"] == "not resolved"

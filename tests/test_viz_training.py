@@ -166,3 +166,18 @@ def test_learnability_table_reads_a_record() -> None:
     assert row["iterations in 6 min"] == 1100
     assert row["lowest class IoU but wire at 6 min (%)"] == "35.0 (box)"
     assert row["wire IoU at 6 min (%)"] == 10.0
+
+
+def test_phase_two_is_inside_the_axes() -> None:
+    """Chapter 08's figure clipped phase 2 (71.9 and 73.2 % drawn above an axis ending near 65 %)."""
+    h1, h2 = _history([2, 1.5, 1.2], [0.4, 0.6]), _history([1.1, 1.0], [0.72, 0.73])
+    fig = plot_phases(h1, h2)
+    for ax in fig.axes[:2]:
+        low, high = ax.get_ylim()
+        left, right = ax.get_xlim()
+        for line in ax.lines:
+            x, y = list(line.get_xdata()), list(line.get_ydata())
+            if len(set(x)) == 1:  # the dashed line between the phases
+                continue
+            assert all(low <= v <= high for v in y) and all(left <= v <= right for v in x), line.get_label()
+    assert fig.axes[1].get_ylim()[0] == 0

@@ -204,6 +204,10 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
            label="phase 2 (OS 8, frozen BN)")
     for ax in (a, b):
         ax.axvline(end, color="gray", linestyle="--", linewidth=1)
+        # plot_history fixed the limits to phase 1's data (mIoU from zero): take phase 2's in too
+        ax.relim()
+        ax.autoscale()
+    b.set_ylim(bottom=0)
     b.legend(fontsize=8)
     fig.tight_layout()
     return fig
