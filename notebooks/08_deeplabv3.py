@@ -205,7 +205,8 @@ assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for
 # %% [markdown]
 # The cost of a dense feature map grows with the number of positions, so with the *square* of the
 # input side, and output stride 8 multiplies it again. Counted (not estimated) for ResNet-101; the
-# widget lets you pick an input size and output stride and reads off the cost.
+# widget lets you pick an input size and output stride and reads off the cost (it needs a running
+# notebook: in the static book the figure shows the sizes it offers).
 
 # %%
 from deeplab_edu.viz.deeplab import cost_widget, plot_cost_vs_size
@@ -286,8 +287,8 @@ assert difference < 1e-4
 #
 # A laptop cannot run that recipe in minutes, and a shortened copy of it does not learn: an
 # earlier version of this course trained MobileNetV3 from scratch on the original scenes with SGD
-# and did not learn the shapes (the row "the previous cpu preset" of the table below re-records
-# it). So the `cpu` profile changes four things (and adds a warm-up), each for a reason you can
+# and did not learn the shapes (the row `hard-v3plus-mobilenet-sgd-64px`, "the previous cpu
+# preset", of the table below re-records it). So the `cpu` profile changes four things (and adds a warm-up), each for a reason you can
 # check:
 #
 # 1. **A teaching-scale backbone,** `tiny_resnet`: built exactly like the dilated ResNets of chapter
@@ -354,7 +355,8 @@ except FileNotFoundError as err:
 # difficulty x model x optimiser x resolution) on this course's development machine, a 2-core
 # laptop-class CPU, and evaluated snapshots of each run after 1, 3 and 6 minutes of training on
 # 200 validation scenes. The recorded table (the snapshots are points of one 6-minute run, whose
-# learning rate has not decayed yet at 1 and 3 minutes):
+# learning rate has not decayed yet at 1 and 3 minutes; the minutes count training only, not the
+# evaluations; this chapter's model is `easy-v3-tiny-adamw`, chapter 09's `easy-v3plus-tiny-adamw`):
 
 # %%
 from deeplab_edu.viz.training import learnability_table

@@ -252,7 +252,7 @@ plt.show()
 
 # %% [markdown]
 # Try other scenes and strides: the thinner the structure (wires, small shapes), the more a coarse
-# grid loses.
+# grid loses. (The widget needs a running notebook; the static book shows the figure above.)
 
 # %%
 stride_oracle_widget(scenes)

@@ -267,8 +267,8 @@ assert all((f.key[0] in WHY) != (f.key in WHY) for f in findings.FINDINGS)
 #
 # Chapters 08 and 09 trained seed 0 of `v3` and `v3+` on this machine (or this notebook trains them
 # now, with the same settings, if those chapters have not run in this profile). Evaluated on the
-# first validation scenes, they should land near the recorded seeds on the same scenes. Not on
-# them: your seed 0 is not a copy of the recorded seed 0. The recorded runs were trained with one
+# first validation scenes, they should land near the recorded seeds on the same scenes, though not
+# exactly on any of them: your seed 0 is not a copy of the recorded seed 0. The recorded runs were trained with one
 # PyTorch thread each (two runs at a time); another number of threads or another CPU adds
 # floating-point numbers in another order, and training amplifies those last-digit differences. So
 # your run is a new draw of the same recipe, like a fourth seed, and it is compared with the

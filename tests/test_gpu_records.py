@@ -37,6 +37,8 @@ def test_diagnosis_rows_split_each_feed_into_launching_and_waiting() -> None:
     totals = profile_totals(record)
     assert totals is not None and 0 < totals["gpu_ms_per_step"] < totals["cpu_ms_per_step"]
     assert totals["steps"] == record["results"].get("profile_steps", PROFILE_STEPS)
+    # cudaLaunchKernel 9630 + cuLaunchKernelEx 1300 + cudaLaunchKernelExC 920 calls over 10 steps
+    assert totals["launches_per_step"] == 1185.0
     assert profile_totals(load_record("pipeline_diagnosis_cuda_w12")) is None  # made without --profile
 
 

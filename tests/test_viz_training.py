@@ -156,12 +156,12 @@ def test_figures_build() -> None:
 def test_learnability_table_reads_a_record() -> None:
     iou = [0.9, 0.7, 0.35, 0.6, 0.8, 0.1, 0.95, 0.9]  # wire (5) lowest, box (2) lowest of the others
     record = {"results": {"candidates": {"easy-v3plus-tiny-adamw": {
-        "config": {"difficulty": "easy", "model": "deeplabv3plus", "backbone": "tiny_resnet",
+        "what": "the cpu preset", "config": {"difficulty": "easy", "model": "deeplabv3plus", "backbone": "tiny_resnet",
                    "optimizer": "adamw", "lr": 0.002, "image_size": 128, "crop_size": 96},
         "snapshots": [{"minutes": 1.0, "iterations": 170, "miou": 0.5, "iou": iou},
                       {"minutes": 6.0, "iterations": 1100, "miou": 0.6625, "iou": iou}]}}}}
     (row,) = learnability_table(record)
-    assert row["model"] == "v3+ / tiny_resnet" and row["image / crop"] == "128 / 96"
+    assert row["model"] == "v3+ / tiny_resnet" and row["image / crop"] == "128 / 96" and row["what"] == "the cpu preset"
     assert row["1 min mIoU (%)"] == 50.0 and row["6 min mIoU (%)"] == 66.2
     assert row["iterations in 6 min"] == 1100
     assert row["lowest class IoU but wire at 6 min (%)"] == "35.0 (box)"

@@ -297,8 +297,8 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
 
 
 def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the learnability record (``benchmarks/learnability.py``): one per candidate, with its
-    scenes, model, optimiser and resolution, and the validation mIoU (%) and iterations reached after
+    """Rows of the learnability record (``benchmarks/learnability.py``): one per candidate, with what
+    it tests, its scenes, model, optimiser and resolution, and the validation mIoU (%) and iterations reached after
     each training budget (minutes); for the last budget also the lowest class IoU other than wire
     (with the class) and the wire IoU, the per-class targets of the training chapters."""
     from ..data.classes import PROCEDURAL
@@ -308,7 +308,7 @@ def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name, cand in res["candidates"].items():
         cfg = cand["config"]
         row: dict[str, Any] = {
-            "candidate": name, "scenes": cfg["difficulty"],
+            "candidate": name, "what": cand.get("what", ""), "scenes": cfg["difficulty"],
             "model": f"{'v3+' if cfg['model'] == 'deeplabv3plus' else 'v3'} / {cfg['backbone']}",
             "optimiser": f"{cfg['optimizer']} {cfg['lr']:g}", "image / crop": f"{cfg['image_size']} / {cfg['crop_size']}",
         }

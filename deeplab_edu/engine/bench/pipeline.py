@@ -201,8 +201,9 @@ def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
     """From a diagnosis record made with ``--profile`` (``profile_steps`` loader-fed steps): the profiler's total
     CPU time (operators and CUDA runtime calls, all threads) and GPU kernel time, in ms per step
-    (``cpu_ms_per_step``, ``gpu_ms_per_step``), and ``steps``, the number of steps profiled; ``None``
-    without a profile."""
+    (``cpu_ms_per_step``, ``gpu_ms_per_step``), the kernel launches per step (``launches_per_step``:
+    the calls of the CUDA runtime's and driver's launch functions) and ``steps``, the number of steps
+    profiled; ``None`` without a profile."""
     import re
 
     table = record["results"].get("profile")
@@ -215,4 +216,8 @@ def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
         if found:
             value = float(found.group(1)) * {"ms": 1.0, "s": 1e3, "us": 1e-3}[found.group(2)]
             totals[key] = value / steps
+    launches = [int(line.split()[-1]) for line in table.splitlines()
+                if line.split() and "LaunchKernel" in line.split()[0] and line.split()[-1].isdigit()]
+    if launches:
+        totals["launches_per_step"] = sum(launches) / steps
     return {**totals, "steps": steps} if totals else None
