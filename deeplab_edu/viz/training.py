@@ -207,7 +207,7 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
         # plot_history fixed the limits to phase 1's data (mIoU from zero): take phase 2's in too
         ax.relim()
         ax.autoscale()
-    b.set_ylim(bottom=0)
+    b.set_ylim(0, 1.08 * b.get_ylim()[1])  # from zero, with room above the last markers
     b.legend(fontsize=8)
     fig.tight_layout()
     return fig
