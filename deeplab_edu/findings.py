@@ -48,7 +48,7 @@ from .data.classes import BOAT, CAR, WIRE
 __all__ = [
     "ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval",
-    "verdict",
+    "verdict", "joint_verdict",
     "findings_table", "tune_crf", "run_dir", "run_findings", "RecordedFindings", "load_findings",
 ]
 
@@ -290,14 +290,21 @@ def verdict(low: float, high: float, direction: int) -> str:
     return "not resolved"
 
 
+def joint_verdict(bootstrap: tuple[float, float], seeds: tuple[float, float], direction: int) -> str:
+    """:func:`verdict` of the span of the bootstrap interval and the interval over seeds
+    (:func:`seed_interval`): ``"reproduced"`` (or ``"opposite"``) only when both exclude zero on
+    the same side."""
+    return verdict(min(bootstrap[0], seeds[0]), max(bootstrap[1], seeds[1]), direction)
+
+
 def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,
                    scenes: int | None = None, n_boot: int = 2000) -> list[dict[str, Any]]:
     """One row per finding from per-scene matrices keyed ``"<arm>|<view>|<all or band<w>>"``
     (arrays (seeds, scenes, C, C)); ``scenes`` uses only the first scenes. Values in percent.
 
     Each row gives the paired bootstrap interval (:func:`bootstrap_difference`) and the interval
-    over seeds alone (:func:`seed_interval`); its ``verdict`` is :func:`verdict` of the span of the
-    two (``_low``, ``_high``): a finding is reproduced only when both exclude zero."""
+    over seeds alone (:func:`seed_interval`); its ``verdict`` is :func:`joint_verdict` of the two, whose
+    span is ``_low``, ``_high``: a finding is reproduced only when both exclude zero."""
     rows = []
     for f in findings:
         key, fn = metric(f.metric)
@@ -310,7 +317,6 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
         # the verdict needs both intervals to exclude zero: the bootstrap (seeds and scenes) and the
         # seeds alone (few seeds make the bootstrap's seed draws too alike)
         s_lo, s_hi = seed_interval(vb - va) if len(va) > 1 else (lo, hi)
-        low, high = min(lo, s_lo), max(hi, s_hi)
         paper = f"{f.paper[0]:.2f} -> {f.paper[1]:.2f} ({f.paper[1] - f.paper[0]:+.2f})" if f.paper else "n/a"
         rows.append({
             "finding": f"({f.key}) {f.title}", "metric": f.metric,
@@ -319,8 +325,8 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
             "difference (points)": round(diff, 2), "95% interval": f"[{lo:+.2f}, {hi:+.2f}]",
             "95% interval over seeds": f"[{s_lo:+.2f}, {s_hi:+.2f}]",
             "paper (mIoU %)": paper, "source": f.source,
-            "verdict": verdict(low, high, f.direction),
-            "_low": low, "_high": high, "_baseline": va.tolist(), "_variant": vb.tolist(),
+            "verdict": joint_verdict((lo, hi), (s_lo, s_hi), f.direction),
+            "_low": min(lo, s_lo), "_high": max(hi, s_hi), "_baseline": va.tolist(), "_variant": vb.tolist(),
         })
     return rows
 

@@ -35,8 +35,8 @@
 # - check that a run trained on your machine lands inside the recorded spread.
 #
 # **Helpers introduced:** `deeplab_edu.findings` (`ARMS`, `VIEWS`, `FINDINGS`, `load_findings`,
-# `findings_table`, `bootstrap_difference`, `seed_values`, `metric`, `verdict`, `evaluate_views`,
-# `run_dir`), `deeplab_edu.viz.training.chapter_run` (chapters 08 and 09's runs),
+# `findings_table`, `bootstrap_difference`, `seed_interval`, `seed_values`, `metric`, `verdict`,
+# `joint_verdict`, `evaluate_views`, `run_dir`), `deeplab_edu.viz.training.chapter_run` (chapters 08 and 09's runs),
 # `deeplab_edu.records.describe_record`, `deeplab_edu.viz.tables.markdown_text`.
 
 # %%
@@ -153,7 +153,7 @@ if recorded is not None:
     plt.show()
     print("per seed: " + ", ".join(f"{d:+.2f}" for d in per_seed) + f" points; pooled {diff:+.2f}\n"
           f"bootstrap 95 % interval [{lo:+.2f}, {hi:+.2f}]; 95 % interval over seeds [{s_lo:+.2f}, {s_hi:+.2f}]\n"
-          f"verdict: {findings.verdict(min(lo, s_lo), max(hi, s_hi), example.direction)}")
+          f"verdict: {findings.joint_verdict((lo, hi), (s_lo, s_hi), example.direction)}")
 
 # %% tags=["remove-cell"]
 if recorded is not None:
@@ -420,9 +420,9 @@ if recorded is not None:
                          for k in range(len(PROCEDURAL.class_names))])
 
     drop_seeds = 100 * (class_seeds("v3") - class_seeds("v3, no image pooling"))  # points
-    drop = drop_seeds.mean(1) / 100
+    drop = drop_seeds.mean(1)
     print("IoU lost without image pooling (points): "
-          + ", ".join(f"{n} {100 * d:+.2f}" for n, d in zip(PROCEDURAL.class_names, drop)))
+          + ", ".join(f"{n} {d:+.2f}" for n, d in zip(PROCEDURAL.class_names, drop)))
     for k in np.argsort(drop)[-2:][::-1]:
         s_lo, s_hi = findings.seed_interval(drop_seeds[k])
         print(f"{PROCEDURAL.class_names[k]}: per seed " + ", ".join(f"{d:+.2f}" for d in drop_seeds[k])

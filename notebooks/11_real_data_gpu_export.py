@@ -208,9 +208,10 @@ display(Markdown(markdown_table(pair_summary(load_record("bench_cuda")))))
 
 # %%
 diagnosis = load_record("pipeline_diagnosis_cuda")
-display(Markdown(markdown_table(diagnosis_rows(diagnosis))))
+feeds = diagnosis_rows(diagnosis)
+display(Markdown(markdown_table(feeds)))
 totals = profile_totals(diagnosis)
-synthetic_ms = diagnosis_rows(diagnosis)[0]["ms per step"]
+synthetic_ms = feeds[0]["ms per step"]
 print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step']:.1f} ms of GPU kernels per step "
       f"(the step alone on a synthetic batch: {synthetic_ms} ms), {totals['cpu_ms_per_step']:.1f} ms of CPU time "
       f"(all threads), {totals['launches_per_step']:.0f} kernel launches per step")

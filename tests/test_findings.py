@@ -9,8 +9,8 @@ import torch
 
 from deeplab_edu import findings
 from deeplab_edu.findings import (
-    FINDINGS, VIEWS, bootstrap_difference, class_iou, seed_interval, confusion_share, findings_table, metric, miou, seed_values,
-    verdict,
+    FINDINGS, VIEWS, bootstrap_difference, class_iou, confusion_share, findings_table, metric, miou, seed_interval,
+    seed_values, verdict,
 )
 from deeplab_edu.metrics import ConfusionMatrix
 

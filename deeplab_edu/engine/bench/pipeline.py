@@ -216,8 +216,8 @@ def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
         if found:
             value = float(found.group(1)) * {"ms": 1.0, "s": 1e3, "us": 1e-3}[found.group(2)]
             totals[key] = value / steps
-    launches = [int(line.split()[-1]) for line in table.splitlines()
-                if line.split() and "LaunchKernel" in line.split()[0] and line.split()[-1].isdigit()]
+    rows = (line.split() for line in table.splitlines())
+    launches = [int(row[-1]) for row in rows if row and "LaunchKernel" in row[0] and row[-1].isdigit()]
     if launches:
         totals["launches_per_step"] = sum(launches) / steps
     return {**totals, "steps": steps} if totals else None
