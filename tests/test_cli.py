@@ -204,9 +204,24 @@ def test_every_flag_says_what_it_does() -> None:
     assert "SGD's momentum" in help_text and "(DeepLabv3: 0.5 to 2.0)" in help_text
 
 
+def test_each_model_gets_its_papers_settings_unless_they_are_given() -> None:
+    """DeepLab v1 alone is VGG-16 at output stride 8, DeepLab v2 alone trains at 8 (its paper), v3
+    keeps DeepLabv3's 16/8; a setting given in a preset or a flag wins over the model's."""
+    v1 = load_config(overrides={"model": "deeplabv1"})
+    assert (v1.backbone, v1.output_stride, v1.eval_output_stride) == ("vgg16", 8, 8)
+    v2 = load_config(overrides={"model": "deeplabv2"})
+    assert (v2.backbone, v2.output_stride, v2.eval_output_stride) == ("resnet50", 8, 8)
+    v3 = load_config(overrides={"model": "deeplabv3"})
+    assert (v3.output_stride, v3.eval_output_stride) == (16, 8)
+    v2_16 = load_config(overrides={"model": "deeplabv2", "output_stride": 16})
+    assert (v2_16.output_stride, v2_16.eval_output_stride) == (16, 8)
+    from_preset = load_config("cpu", {"model": "deeplabv2"})  # the preset sets output_stride 16 and tiny_resnet
+    assert (from_preset.backbone, from_preset.output_stride) == ("tiny_resnet", 16)
+
+
 def test_the_advice_of_an_error_works_and_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="--backbone vgg16 --output-stride 8 --eval-output-stride 8"):
-        load_config(overrides={"model": "deeplabv1"})
+        load_config(overrides={"model": "deeplabv1", "backbone": "resnet50"})
     cfg = load_config(overrides={"model": "deeplabv1", "backbone": "vgg16", "output_stride": 8,
                                  "eval_output_stride": 8})
     assert cfg.backbone == "vgg16"

@@ -18,13 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "list_presets", "load_config", "preset_summary", "validate",
-           "resolve_atrous_rates"]
+__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "MODEL_DEFAULTS", "list_presets", "load_config",
+           "preset_summary", "validate", "resolve_atrous_rates"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
 BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg16")
+
+#: Settings in which a model's paper differs from :class:`TrainConfig`'s (DeepLabv3's) defaults;
+#: :func:`load_config` uses them where neither the preset, the YAML file nor the overrides set the
+#: setting. DeepLab v1 (LargeFOV) is VGG-16 at output stride 8 (DeepLab v1 sec. 3.1); DeepLab v2
+#: trains and evaluates at output stride 8 too (DeepLab v2 sec. 3.1, 4.1).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "deeplabv1": {"backbone": "vgg16", "output_stride": 8, "eval_output_stride": 8},
+    "deeplabv2": {"output_stride": 8, "eval_output_stride": 8},
+}
 
 
 class ConfigError(ValueError):
@@ -44,9 +53,11 @@ class TrainConfig:
     # model
     #: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"`` (:data:`MODELS`).
     model: str = "deeplabv3"
-    #: ``"resnet50"``, ``"resnet101"``, ``"tiny_resnet"``, ``"mobilenet_v3_large"`` or ``"vgg16"`` (v1/v2).
+    #: ``"resnet50"``, ``"resnet101"``, ``"tiny_resnet"``, ``"mobilenet_v3_large"`` or ``"vgg16"`` (v1/v2;
+    #: :func:`load_config` makes it DeepLab v1's ``vgg16`` for ``model="deeplabv1"``).
     backbone: str = "resnet50"
-    #: Output stride in training: 8, 16 or 32 (v1/v2 on VGG-16: 8).
+    #: Output stride in training: 8, 16 or 32 (v1/v2 on VGG-16: 8; :func:`load_config` makes it 8
+    #: for v1 and v2, as their papers, unless it is set).
     output_stride: int = 16
     #: Output stride for validation and evaluation (``None``: the training one). DeepLabv3 trains at
     #: 16 and evaluates at 8 (sec. 4.2, Table 4).
@@ -225,7 +236,10 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     ``config``, then ``overrides``: each level overrides the ones before it.
 
     ``load_config("cpu", config="mine.yaml")`` is the ``cpu`` preset with the settings of
-    ``mine.yaml`` on top (``deeplab-edu train --preset cpu --config mine.yaml``). Path settings
+    ``mine.yaml`` on top (``deeplab-edu train --preset cpu --config mine.yaml``). Where none of
+    them sets a setting that the chosen model's paper sets otherwise (:data:`MODEL_DEFAULTS`:
+    DeepLab v1 on VGG-16, v1 and v2 at output stride 8), the model's value is used, so
+    ``load_config(overrides={"model": "deeplabv1"})`` is a working DeepLab v1. Path settings
     (``out_dir``, ``data_root``, ``init_from``, ``pretrained_backbone``) accept any ``os.PathLike``;
     they are stored as ``str``, so the configuration stays JSON-serialisable.
 
@@ -237,6 +251,9 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
         if source is not None:
             merged.update(_read_yaml(source))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    model = merged.get("model", TrainConfig.model)
+    for name, value in MODEL_DEFAULTS.get(model, {}).items() if isinstance(model, str) else ():
+        merged.setdefault(name, value)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(merged) - names)
     if unknown:
@@ -271,7 +288,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
         raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}; set backbone=vgg16 "
                           "and output_stride=eval_output_stride=8 (--backbone vgg16 --output-stride 8 "
-                          "--eval-output-stride 8)")
+                          "--eval-output-stride 8), or leave the three unset: they are then DeepLab v1's")
     if cfg.model in ("deeplabv3", "deeplabv3plus") and cfg.backbone == "vgg16":
         raise ConfigError(f"{cfg.model} needs a ResNet or MobileNetV3 backbone, not vgg16")
     if cfg.backbone == "vgg16":
