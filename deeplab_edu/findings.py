@@ -132,7 +132,7 @@ FINDINGS: list[Finding] = [
     Finding("d2", "decoder: wire IoU", ("v3", "eval OS 8"), ("v3+", "eval OS 8"),
             "iou:wire", "DeepLabv3+ Fig. 5 (boundaries)", None, note="wires are 1-3 px wide"),
     Finding("d3", "decoder: mIoU in a 1-px trimap band", ("v3", "eval OS 8"), ("v3+", "eval OS 8"),
-            "band1:miou", "DeepLabv3+ Fig. 5 (trimap, smallest width: +4.8 points for ResNet-101)", None),
+            "band1:miou", "DeepLabv3+ Fig. 5 (trimap, smallest width: +4.8 points for ResNet-101 at OS 16)", None),
     Finding("e1", "multi-grid (1, 1, 1) -> (1, 2, 4)", ("v3, multi-grid (1, 1, 1)", "eval OS 8"),
             ("v3, multi-grid (1, 2, 4)", "eval OS 8"), "miou", "DeepLabv3 Table 5 (ASPP (6, 12, 18), eval OS 16)",
             (75.36, 76.58)),

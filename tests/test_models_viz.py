@@ -52,6 +52,10 @@ def test_boundary_band() -> None:
     band = boundary_band(mask, 1)
     assert band[:, 4:6].all() and not band[:, :4].any() and not band[:, 6:].any()
     assert plot_stride_oracles(torch.rand(3, 10, 10), mask, (2, 4), 2, [(0, 0, 0), (255, 0, 0)]).axes
+    mask[0, 0] = 255
+    fig = plot_stride_oracles(torch.rand(3, 10, 10), mask, (2, 4), 3, [(0, 0, 0), (255, 0, 0), (0, 255, 0)],
+                              ["road", "car", "tree"])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["road", "car", "ignore (255)"]  # the classes present
 
 
 def test_chapter_08_and_09_widgets_build_without_front_end() -> None:

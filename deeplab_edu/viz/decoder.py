@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from .data import class_legend
 from .images import colorize
 from .widgets import show_figure
 
@@ -78,10 +79,15 @@ def plot_stride_oracles(
     strides: Sequence[int],
     num_classes: int,
     palette: Sequence[Sequence[int]],
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
-    """The photo, its labels, and the proportion prediction of each stride's grid, side by side."""
+    """The photo, its labels, and the proportion prediction of each stride's grid, side by side.
+
+    ``image`` (3, H, W) in [0, 1]; ``mask`` (H, W) class indices (255: ignored); ``palette`` RGB
+    0-255 per class. With ``class_names``, a legend names the colours (the classes in the mask).
+    """
     n = 2 + len(strides)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.2))
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.2 if class_names is None else 3.45))
     axes[0].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
     axes[0].set_title("image", fontsize=9)
     axes[1].imshow(colorize(mask, palette))
@@ -94,7 +100,12 @@ def plot_stride_oracles(
         ax.set_title(f"proportions, stride {s}\npixel accuracy {acc:.1%}", fontsize=9)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
+    if class_names is None:
+        fig.tight_layout()
+        return fig
+    present = sorted(int(k) for k in torch.unique(mask) if int(k) < len(class_names))
+    class_legend(fig, [class_names[k] for k in present], [palette[k] for k in present], ignore=bool((mask == 255).any()))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
@@ -113,7 +124,8 @@ def stride_oracle_widget(dataset: object, strides: Sequence[int] = (32, 16, 8, 4
 
     def draw(*_: object) -> None:
         image, mask = dataset[index.value]  # type: ignore[index]
-        fig = plot_stride_oracles(image, mask, (stride.value, 4), dataset.num_classes, dataset.palette)  # type: ignore[attr-defined]
+        fig = plot_stride_oracles(image, mask, (stride.value, 4), dataset.num_classes, dataset.palette,  # type: ignore[attr-defined]
+                                  getattr(dataset, "class_names", None))
         show_figure(out, fig)
 
     index.observe(draw, names="value")
