@@ -37,7 +37,8 @@ __all__ = ["main", "build_parser"]
 _TRAIN_HELP = {
     "model": "one of {models}",
     "backbone": "one of {backbones}",
-    "output_stride": "training output stride: one of {strides} (DeepLabv3 sec. 3.1 trains at 16)",
+    "output_stride": "training output stride: one of {strides} (DeepLabv3 sec. 3.1 trains at 16; "
+                     "deeplabv1/v2: 8 unless set)",
     "eval_output_stride": "output stride for validation (none: the training one)",
     "pretrained_backbone": "start from torchvision's ImageNet weights (downloaded once; online), or from FILE",
     "atrous_rates": '"paper", "fit" (to the crop\'s feature map) or "r1,r2,r3"',
@@ -398,9 +399,14 @@ DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``deeplab-edu`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``deeplab-edu`` console script; returns the exit status (130 on Ctrl-C,
+    also while torch is still being imported; 2 for an error, printed as one line)."""
+    try:
+        parser = build_parser()  # imports torch: seconds, during which Ctrl-C should not print a traceback
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     handlers = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}
     try:
         return handlers[args.command](args)

@@ -22,9 +22,10 @@ otherwise.
 from __future__ import annotations
 
 import os
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (and the CLI's start) stays light
+    import torch
 
 __all__ = ["ENV_VAR", "PROFILES", "Profile", "profile", "device", "choose", "is_smoke"]
 
@@ -44,6 +45,8 @@ def profile() -> Profile:
     """
     value = os.environ.get(ENV_VAR, "").strip().lower()
     if value in ("", "auto"):
+        import torch
+
         return "gpu" if torch.cuda.is_available() else "cpu"
     if value not in PROFILES:
         raise ValueError(
@@ -65,6 +68,8 @@ def device() -> torch.device:
     CUDA when available, else the CPU. The ``smoke`` profile always uses the CPU so
     that CI results do not depend on the machine.
     """
+    import torch
+
     forced = os.environ.get(DEVICE_ENV_VAR, "").strip()
     if forced:
         return torch.device(forced)

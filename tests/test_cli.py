@@ -228,3 +228,21 @@ def test_the_advice_of_an_error_works_and_debug_shows_the_traceback(monkeypatch:
     monkeypatch.setenv("DEEPLAB_EDU_DEBUG", "1")
     with pytest.raises(ConfigError, match="amp='fp8'"):
         main(["train", "--amp", "fp8"])
+
+
+def test_ctrl_c_while_torch_is_imported_ends_without_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """The console script imports deeplab_edu.cli before main() can catch anything: that import
+    stays free of torch, and main() catches Ctrl-C while build_parser() imports it."""
+    from deeplab_edu import cli
+
+    probe = "import sys, deeplab_edu.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["train"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from deeplab_edu.engine.checkpoint import load_checkpoint
+from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).with_name("test_engine_fixtures.py")
@@ -55,3 +56,21 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     for (ka, va), (kb, vb) in zip(a["optimizer"]["state"].items(), b["optimizer"]["state"].items()):
         assert torch.equal(va["momentum_buffer"], vb["momentum_buffer"])
     assert a["history"][-1] == b["history"][-1] or a["history"][-1]["miou"] == b["history"][-1]["miou"]
+
+
+def test_validating_more_often_does_not_change_the_weights(tmp_path: Path) -> None:
+    """Validation draws nothing from the training's random stream (its loader has a generator of its
+    own), so a run validated every 2 steps ends with the weights of one validated only at its end
+    (TinyNet has dropout, so a shifted global stream would show). Hence eval_every is bookkeeping."""
+    from deeplab_edu.engine.runs import BOOKKEEPING
+    from deeplab_edu.engine.trainer import Trainer
+
+    weights = []
+    for every in (2, 12):
+        torch.manual_seed(0)
+        cfg = tiny_config(tmp_path / f"every{every}", eval_every=every, num_workers=0)
+        trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(32), val_set=TinyScenes(4, seed=9, augment=False))
+        trainer.fit()
+        weights.append(trainer.model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert "eval_every" in BOOKKEEPING

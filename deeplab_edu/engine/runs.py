@@ -22,8 +22,9 @@ __all__ = ["train_or_load", "shown_path", "BOOKKEEPING", "RunFolderError", "clai
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
 #: learns: a finished run is reused even when these differ (the depthwise recomputation gives the same
-#: numbers; channels_last the same up to the rounding of another summation order).
-BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every",
+#: numbers; channels_last the same up to the rounding of another summation order; validating more
+#: or less often changes the points of the learning curve, not the weights).
+BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every", "eval_every",
                          "num_workers", "tensorboard", "recompute_depthwise", "keep_freed_memory",
                          "channels_last"})
 
