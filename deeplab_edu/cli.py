@@ -33,13 +33,20 @@ from typing import Any, Sequence
 __all__ = ["main", "build_parser"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line ends with one line (not the whole usage block)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the flags)\n")
+
+
 #: Help of the training flags (the fields of TrainConfig); each overrides the preset's value.
 _TRAIN_HELP = {
-    "model": "one of {models}",
-    "backbone": "one of {backbones}",
-    "output_stride": "training output stride: one of {strides} (DeepLabv3 sec. 3.1 trains at 16; "
-                     "deeplabv1/v2: 8 unless set)",
-    "eval_output_stride": "output stride for validation (none: the training one)",
+    "model": "one of {models} (without a preset: deeplabv3)",
+    "backbone": "one of {backbones} (without a preset: resnet50; vgg16 for v1/v2 only, and v1's default)",
+    "output_stride": "training output stride: one of {strides} (without a preset: 16, DeepLabv3 sec. 3.1; "
+                     "8 for deeplabv1/v2 unless a preset or flag sets it)",
+    "eval_output_stride": "output stride for validation (without a preset: 8; none: the training one)",
     "pretrained_backbone": "start from torchvision's ImageNet weights (downloaded once; online), or from FILE",
     "atrous_rates": '"paper", "fit" (to the crop\'s feature map) or "r1,r2,r3"',
     "dataset": "one of {datasets}",
@@ -131,7 +138,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict`` and ``bench``."""
-    parser = argparse.ArgumentParser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
+    parser = _Parser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -246,3 +246,15 @@ def test_ctrl_c_while_torch_is_imported_ends_without_a_traceback(monkeypatch: py
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["train"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_a_presets_value_that_keeps_a_models_default_is_named(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(ConfigError, match="backbone=tiny_resnet comes from the preset 'smoke', not from deeplabv1's"):
+        load_config("smoke", {"model": "deeplabv1"})
+    assert load_config("smoke", {"model": "deeplabv1", "backbone": "vgg16"}).output_stride == 8
+    with pytest.raises(SystemExit) as stop:  # argparse's own mistakes are one line too
+        main(["train", "--lr", "abc"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["deeplab-edu train: error: argument --lr: invalid float value: 'abc' "
+                   "(deeplab-edu train --help lists the flags)"]

@@ -245,8 +245,8 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     assert "iterations 6 -> 12, lr 0.05 -> 0.01" in capsys.readouterr().out
     rows = [r for r in trainer.history if r["split"] == "train"]
     assert [r["iteration"] for r in rows] == list(range(1, 13))
-    assert rows[6]["lr"] == pytest.approx(0.01 * poly_factor(7, 12, 0.9))  # logged after step 7
-    assert rows[-1]["lr"] == 0.0
+    assert rows[6]["lr"] == pytest.approx(0.01 * poly_factor(6, 12, 0.9))  # the rate step 7 used
+    assert rows[-1]["lr"] > 0 and rows[-1]["lr"] == pytest.approx(0.01 * poly_factor(11, 12, 0.9))  # the last step's
     lines = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
     assert [r[0] for r in lines if r[1] == "train"] == [str(i) for i in range(1, 13)]
     assert [r[0] for r in lines if r[1] == "val"] == ["6", "12"]
@@ -455,3 +455,28 @@ def test_a_passed_set_of_another_crop_size_is_named(tmp_path) -> None:
                       atrous_rates="fit")
     with pytest.warns(UserWarning, match=r"train_set\[0\] is 16 x 16 but crop_size=96"):
         Trainer(cfg, train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False))
+
+
+def test_ctrl_c_during_a_save_waits_until_last_pt_is_written(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C (SIGINT) that lands between ckpt_N.pt and last.pt is held until both are written and
+    the old checkpoints pruned, then raised: last.pt never lags behind the newest checkpoint."""
+    import os
+    import signal
+
+    real_save = ck.save_atomic
+
+    def interrupted_save(obj: object, path: object) -> object:
+        written = real_save(obj, path)
+        if str(path).endswith("ckpt_00000004.pt"):
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler at the next bytecode
+        return written
+
+    for it in (1, 2, 3):
+        ck.save_checkpoint({"iteration": it}, tmp_path, it, keep_last=3)
+    monkeypatch.setattr(ck, "save_atomic", interrupted_save)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        ck.save_checkpoint({"iteration": 4}, tmp_path, 4, keep_last=3)
+    assert ck.load_checkpoint(tmp_path / "last.pt")["iteration"] == 4
+    assert sorted(p.name for p in tmp_path.glob("ckpt_*.pt")) == [f"ckpt_0000000{i}.pt" for i in (2, 3, 4)]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -8,7 +8,8 @@ sampler's epoch and position, and the random-number generator states of Python, 
   then renamed over the target with :func:`os.replace`, so a kill at any moment leaves either the
   old file or the new one, never half of one.
 - Only the newest ``keep_last`` files ``ckpt_<iteration>.pt`` are kept; ``last.pt`` always names
-  the newest (a copy written the same atomic way).
+  the newest (a copy written the same atomic way). A Ctrl-C while they are written waits until
+  both are (:func:`interrupts_deferred`), so ``last.pt`` never lags behind the newest ``ckpt_*.pt``.
 - Whatever is written can be read back by that loader: :func:`weights_only_safe` converts NumPy
   scalars to Python numbers, NumPy arrays to tensors, paths to strings and other mappings to
   ``dict`` (recursively), and refuses anything else ``weights_only=True`` cannot read, naming its
@@ -22,11 +23,14 @@ sampler's epoch and position, and the random-number generator states of Python, 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import re
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Mapping, cast
+from typing import Any, Iterator, Mapping, cast
 
 import numpy as np
 import torch
@@ -35,7 +39,7 @@ from ..atomic import atomic_path
 from ..models.pretrained import load_failure_reason
 
 __all__ = [
-    "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint",
+    "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
 ]
 
@@ -165,11 +169,35 @@ def save_checkpoint(state: Mapping[str, Any], folder: str | os.PathLike[str], it
         raise ValueError(f"keep_last must be at least 1, got {keep_last}")
     folder = Path(folder)
     safe = weights_only_safe(dict(state))
-    path = save_atomic(safe, folder / f"ckpt_{iteration:08d}.pt")
-    save_atomic(safe, folder / "last.pt")
-    for old in _checkpoints(folder)[:-keep_last]:
-        old.unlink(missing_ok=True)
+    with interrupts_deferred():  # a second Ctrl-C must not leave last.pt older than the newest ckpt_*
+        path = save_atomic(safe, folder / f"ckpt_{iteration:08d}.pt")
+        save_atomic(safe, folder / "last.pt")
+        for old in _checkpoints(folder)[:-keep_last]:
+            old.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then hand it to the handler that was installed.
+
+    For short steps that must not be cut in two (a checkpoint and ``last.pt``). In a thread other
+    than the main one (where signals cannot be handled) the block simply runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 def _checkpoints(folder: Path) -> list[Path]:

@@ -239,7 +239,9 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     ``mine.yaml`` on top (``deeplab-edu train --preset cpu --config mine.yaml``). Where none of
     them sets a setting that the chosen model's paper sets otherwise (:data:`MODEL_DEFAULTS`:
     DeepLab v1 on VGG-16, v1 and v2 at output stride 8), the model's value is used, so
-    ``load_config(overrides={"model": "deeplabv1"})`` is a working DeepLab v1. Path settings
+    ``load_config(overrides={"model": "deeplabv1"})`` is a working DeepLab v1; a value from a
+    preset or YAML file counts as set (``load_config("smoke", {"model": "deeplabv1"})`` keeps the
+    preset's backbone, and the error says so). Path settings
     (``out_dir``, ``data_root``, ``init_from``, ``pretrained_backbone``) accept any ``os.PathLike``;
     they are stored as ``str``, so the configuration stays JSON-serialisable.
 
@@ -247,12 +249,17 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     an unknown setting, or settings that cannot work together (:func:`validate`).
     """
     merged: dict[str, Any] = {}
-    for source in (preset, config):
+    origin: dict[str, str] = {}  # which file set a setting, for the error message
+    for source, kind in ((preset, "the preset"), (config, "the config file")):
         if source is not None:
-            merged.update(_read_yaml(source))
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+            data = _read_yaml(source)
+            merged.update(data)
+            origin.update({k: f"{kind} {str(source)!r}" for k in data})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    merged.update(given)
     model = merged.get("model", TrainConfig.model)
-    for name, value in MODEL_DEFAULTS.get(model, {}).items() if isinstance(model, str) else ():
+    model_defaults = MODEL_DEFAULTS.get(model, {}) if isinstance(model, str) else {}
+    for name, value in model_defaults.items():
         merged.setdefault(name, value)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(merged) - names)
@@ -261,7 +268,16 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     if "scale_range" in merged:
         merged["scale_range"] = tuple(float(s) for s in merged["scale_range"])
     cfg = TrainConfig(**merged)
-    validate(cfg)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        # a file's value kept the model's own: say where it came from and that a flag overrides it
+        kept = [f"{k}={merged[k]}" for k, v in model_defaults.items() if k in origin and k not in given and merged[k] != v]
+        if not kept:
+            raise
+        sources = sorted({origin[k] for k, v in model_defaults.items() if k in origin and k not in given})
+        raise ConfigError(f"{err} (note: {', '.join(kept)} {'comes' if len(kept) == 1 else 'come'} from {' and '.join(sources)}, not from {model}'s "
+                          "defaults; a flag or override replaces them)") from None
     return cfg
 
 
@@ -288,7 +304,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
         raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}; set backbone=vgg16 "
                           "and output_stride=eval_output_stride=8 (--backbone vgg16 --output-stride 8 "
-                          "--eval-output-stride 8), or leave the three unset: they are then DeepLab v1's")
+                          "--eval-output-stride 8); load_config and the CLI use these when nothing else sets them")
     if cfg.model in ("deeplabv3", "deeplabv3plus") and cfg.backbone == "vgg16":
         raise ConfigError(f"{cfg.model} needs a ResNet or MobileNetV3 backbone, not vgg16")
     if cfg.backbone == "vgg16":

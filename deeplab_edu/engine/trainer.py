@@ -482,7 +482,9 @@ class Trainer:
         start = f", from iteration {self.iteration}" if self.iteration else ""
         val = len(self.val_set) if hasattr(self.val_set, "__len__") else "?"
         crop = "" if "data_class" in info else f" (crop {cfg.crop_size})"  # a script's data: its own transform
-        return (f"train {model} on {data}: {len(self.train_set)} training / {val} validation images, "
+        strides = f"output stride {cfg.output_stride}" + (
+            f", validated at {cfg.eval_output_stride}" if cfg.eval_output_stride not in (None, cfg.output_stride) else "")
+        return (f"train {model} ({strides}) on {data}: {len(self.train_set)} training / {val} validation images, "
                 f"{self.num_classes} classes; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
                 f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}) -> "
                 f"{shown_path(self.out)}")
@@ -508,6 +510,7 @@ class Trainer:
         stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
         with stop:
             while self.iteration < cfg.iterations:
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
                 try:
                     loss, imgs = self._step(batches)
                 except BadDataError as err:
@@ -515,7 +518,6 @@ class Trainer:
                 self.iteration += 1
                 unread.append(loss)
                 window_imgs, window_steps = window_imgs + imgs, window_steps + 1
-                lr = self.optimizer.param_groups[0]["lr"]
                 bar.update(1)
                 last = self.iteration == cfg.iterations
                 log_now, eval_now, save_now = (last or self.iteration % every == 0

@@ -42,10 +42,12 @@ RESNETS = ("resnet50", "resnet101", "tiny_resnet")
 OUTPUT_STRIDES = (8, 16, 32)
 
 
-def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES) -> int:
-    """Return ``output_stride`` if allowed, else raise a ValueError naming the argument."""
+def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES, what: str = "") -> int:
+    """Return ``output_stride`` if allowed, else raise a ValueError naming the argument (and ``what``
+    builds at these strides only, e.g. ``"DeepLab's VGG-16"``)."""
     if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride not in allowed:
-        raise ValueError(f"output_stride must be one of {tuple(allowed)}, got {output_stride!r}")
+        choices = f"one of {', '.join(map(str, allowed))}" if len(allowed) > 1 else str(allowed[0])
+        raise ValueError(f"output_stride must be {choices}{' for ' + what if what else ''}, got {output_stride!r}")
     return output_stride
 
 

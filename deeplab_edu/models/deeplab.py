@@ -314,7 +314,7 @@ def build_model(
                     "torchvision_head": torchvision_head, "dropout": dropout}
     if output_stride is None:
         output_stride = 8 if name in ("deeplabv1", "deeplabv2") else 16
-    check_output_stride(output_stride, allowed=(8,) if backbone == "vgg16" else (8, 16, 32))
+    check_output_stride(output_stride, allowed=(8,) if backbone == "vgg16" else (8, 16, 32), what=backbone)
     rates = tuple(int(r) for r in atrous_rates) if atrous_rates is not None else default_atrous_rates(name, output_stride)
     if not rates or min(rates) < 1:
         raise ValueError(f"atrous_rates must be positive integers, got {atrous_rates!r}")

@@ -46,6 +46,10 @@ def decimated_fc_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, to
     }
 
 
+#: Why DeepLab's VGG-16 has one output stride (said by the error for any other).
+VGG_STRIDE_NOTE = "DeepLab's VGG-16 (v1/v2: pool4 and pool5 have stride 1, fc6 is atrous)"
+
+
 class VGG16Backbone(Backbone):
     """VGG-16 at output stride 8, optionally with LargeFOV's fc6 (3x3, rate 12) and fc7.
 
@@ -68,7 +72,7 @@ class VGG16Backbone(Backbone):
         state_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
-        check_output_stride(output_stride, allowed=(8,))
+        check_output_stride(output_stride, allowed=(8,), what=VGG_STRIDE_NOTE)
         layers: list[nn.Module] = []
         in_ch, dilation = 3, 1
         for item in _LAYOUT:
@@ -106,7 +110,7 @@ class VGG16Backbone(Backbone):
 
     def set_output_stride(self, output_stride: int) -> None:
         """Only output stride 8 is supported (DeepLab v1/v2's configuration)."""
-        check_output_stride(output_stride, allowed=(8,))
+        check_output_stride(output_stride, allowed=(8,), what=VGG_STRIDE_NOTE)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """An (N, 3, H, W) image -> ``{"out": (N, out_channels, H/8, W/8) (fc7 with LargeFOV, else
