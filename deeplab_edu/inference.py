@@ -1,6 +1,6 @@
 """Inference strategies of DeepLabv3, sliding windows, and evaluation of a trained model.
 
-DeepLabv3 (sec. 4.3-4.4; "Inference strategy on the val set": Table 4 for the cascaded model,
+DeepLabv3 (sec. 4.2-4.3; "Inference strategy on the val set": Table 4 for the cascaded model,
 Table 6 for the ASPP model, 77.21% -> 78.51% (OS 8) -> 79.45% (+MS) -> 79.77% (+Flip)) improves a trained model *at test time* with
 
 - **output stride 8** instead of 16 (denser features; :meth:`set_output_stride`),
@@ -48,7 +48,8 @@ class Strategy:
         scales: input scale factors; the class probabilities of all scales are averaged (``(1.0,)``:
             single scale; :data:`PAPER_SCALES` for the paper's multi-scale inference).
         flip: add the left-right flipped input (its prediction flipped back) to the average.
-        output_stride: evaluate at this output stride (8 or 16); ``None`` leaves the model's.
+        output_stride: evaluate at this output stride (8, 16 or 32; checked when the model is
+            switched, not here); ``None`` leaves the model's.
         crop_size: predict in overlapping windows of this side, pixels (:func:`sliding_window_logits`);
             ``None``: the whole image at once.
 
@@ -98,7 +99,9 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
     thirds of the crop) and the last row and column of windows end at the image's edge; an image
     smaller than the crop is zero-padded at the bottom and right first (the padding is cut off
     again). Logits of overlapping windows are averaged. ``model(x)`` may return a tensor or
-    torchvision's ``{"out": ...}``.
+    torchvision's ``{"out": ...}``, at its input's size. The model runs in its current mode with
+    autograd on: use :func:`eval_mode` and ``torch.no_grad()``, or :func:`predict_probs` with a
+    ``crop_size``, which do both.
 
     Raises:
         ValueError: ``image`` is not 4-dimensional, or ``crop_size`` / ``stride`` is below 1.
@@ -157,7 +160,10 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     probabilities averaged).
 
     Raises:
-        ValueError: ``image`` is not 3- or 4-dimensional (a :class:`Strategy` checks its own settings).
+        ValueError: ``image`` is not 3- or 4-dimensional, or ``strategy.output_stride`` is set and
+            the model cannot run at it (:func:`~deeplab_edu.models.backbones.at_output_stride`: no
+            ``set_output_stride``, or a stride its backbone cannot give). :class:`Strategy` checks
+            its scales and crop size when it is made.
     """
     if image.dim() == 3:
         image = image[None]
@@ -191,6 +197,10 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
 
         x = normalize(load_image("photo.jpg"))        # (3, H, W)
         labels = predict(model, x)[0]                 # (H, W)
+
+    Raises:
+        ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D, an output stride the
+            model cannot take).
     """
     return predict_probs(model, image, strategy).argmax(1)
 
@@ -220,11 +230,14 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             ``None``: from the machine's cores, :func:`deeplab_edu.engine.workers.default_num_workers`).
 
     Returns:
-        :meth:`ConfusionMatrix.compute`'s metrics (``miou``, ``iou``, ``pixel_accuracy``, ``fw_iou``...).
+        :meth:`ConfusionMatrix.compute`'s metrics (``miou``, ``iou``, ``pixel_accuracy``, ``fw_iou``...),
+        fractions in [0, 1].
 
     Raises:
-        ValueError: ``num_classes`` is missing, ``device`` is not the model's, ``limit`` is below 1, or
-            ``batch_size``/``num_workers`` is invalid.
+        ValueError: ``num_classes`` is missing, ``device`` is not the model's, ``limit`` is below 1,
+            ``batch_size``/``num_workers`` is invalid, a mask holds a label outside
+            ``[0, num_classes)`` other than ``ignore_index``, or ``strategy.output_stride`` cannot be
+            applied to the model.
     """
     from tqdm.auto import tqdm
 

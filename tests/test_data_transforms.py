@@ -101,6 +101,12 @@ def test_normalisation_and_denormalize():
     assert torch.allclose(normalize(image), x, atol=1e-6)  # the tensor form of the same step
     batch = torch.rand(2, 3, 5, 4, dtype=torch.float64)
     assert normalize(batch).dtype == torch.float64 and torch.allclose(denormalize(normalize(batch)), batch)
+    as_bytes = (image * 255).round().to(torch.uint8)  # what torchvision.io.read_image gives: scaled, not 0/0
+    assert torch.allclose(normalize(as_bytes), normalize(as_bytes.float() / 255))
+    with pytest.raises(TypeError, match="int16"):
+        normalize(as_bytes.to(torch.int16))
+    with pytest.raises(ValueError, match=r"\(4, 9, 7\).*RGBA"):
+        normalize(torch.rand(4, 9, 7))
 
 
 def test_eval_pad_and_resize():

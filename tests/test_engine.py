@@ -62,6 +62,12 @@ def test_bootstrapped_ce_keeps_the_hardest_pixels() -> None:
     assert torch.isclose(with_aux, 1.5 * full)
     with pytest.raises(ValueError, match="top_k"):
         bootstrapped_ce(logits, target, top_k=0)
+    nothing = torch.full_like(target, 255)  # a batch without a labelled pixel: zero with a graph, not NaN
+    for k in (1.0, 0.25):
+        logits.grad = None
+        zero = bootstrapped_ce(logits.requires_grad_(), nothing, top_k=k)
+        zero.backward()
+        assert zero.item() == 0.0 and logits.grad is not None and not logits.grad.any()
 
 
 def test_checkpoint_atomic_keep_last_and_rng(tmp_path) -> None:

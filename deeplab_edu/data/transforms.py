@@ -283,8 +283,20 @@ def normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: S
     """``(image - mean) / std`` per channel, as the models expect: (3, H, W) or (N, 3, H, W) in [0, 1].
 
     The tensor form of the transforms' ``Normalize`` step (ImageNet statistics by default), for a
-    picture that does not come through a data set; :func:`denormalize` undoes it.
+    picture that does not come through a data set; :func:`denormalize` undoes it. A uint8 image
+    (0-255, as ``torchvision.io.read_image`` gives) is scaled to [0, 1] first; the result is float.
+
+    Raises:
+        TypeError: ``image`` has an integer dtype other than uint8 (scale it to [0, 1] first).
+        ValueError: ``image`` is not (3, H, W) or (N, 3, H, W) (e.g. RGBA or grey: convert it to RGB).
     """
+    if image.dtype == torch.uint8:
+        image = image.float() / 255
+    elif not image.is_floating_point():
+        raise TypeError(f"normalize: image has dtype {image.dtype}; give a float image in [0, 1] (or uint8 0-255)")
+    if image.ndim not in (3, 4) or image.shape[-3] != len(mean):
+        raise ValueError(f"normalize: image of shape {tuple(image.shape)}; expected (3, H, W) or (N, 3, H, W) "
+                         "(an RGBA or grey image: convert it to RGB, e.g. deeplab_edu.data.io.load_image)")
     m = torch.tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
     s = torch.tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
     return (image - m) / s

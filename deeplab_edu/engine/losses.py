@@ -26,7 +26,12 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
                     ignore_index: int = 255) -> torch.Tensor:
     """Cross-entropy averaged over the ``top_k`` fraction of hardest labelled pixels of each image.
 
-    ``top_k=1`` is the plain mean cross-entropy over labelled pixels.
+    ``logits`` (N, C, h, w), upsampled bilinearly to the labels' size when it differs; ``target``
+    (N, H, W) int64 class indices, ``ignore_index`` for unlabelled pixels. ``top_k=1``: the plain
+    mean cross-entropy over every labelled pixel of the batch; ``top_k < 1``: the mean over images of
+    each image's mean over its hardest ``top_k`` labelled pixels (DeepLabv3's appendix, Cityscapes).
+    A batch without a labelled pixel gives a zero that still has a graph (not NaN), so one such
+    batch does not stop a run as a non-finite loss. Returns a float32 scalar.
 
     Raises:
         ValueError: ``top_k`` is not in (0, 1].
@@ -35,8 +40,9 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
         raise ValueError(f"top_k must be in (0, 1], got {top_k}")
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-    if top_k == 1.0:
-        return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
+    if top_k == 1.0:  # F.cross_entropy's mean is NaN when every pixel is ignored: divide by at least 1
+        total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
+        return total / (target != ignore_index).sum().clamp(min=1)
     pixel = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none").flatten(1)
     valid = (target != ignore_index).flatten(1)
     losses = []

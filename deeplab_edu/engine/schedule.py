@@ -27,7 +27,10 @@ OPTIMIZERS = ("sgd", "adamw")
 
 def poly_factor(iteration: int, max_iter: int, power: float = 0.9, warmup_iters: int = 0,
                 warmup_factor: float = 0.1) -> float:
-    """Multiplier of the base learning rate at ``iteration`` (0-based) of ``max_iter``.
+    """Multiplier of the base learning rate at ``iteration`` (0-based) of ``max_iter``: DeepLab's
+    "poly" policy ``(1 - t / max_iter) ** power`` (DeepLab v2 sec. 4.1, DeepLabv3 sec. 4.1), with
+    ``t`` clipped to ``[0, max_iter]`` (0 from ``max_iter`` on). During a linear warm-up
+    (``t < warmup_iters``) it is multiplied by ``warmup_factor + (1 - warmup_factor) * t / warmup_iters``.
 
     Raises:
         ValueError: ``max_iter`` is not positive.

@@ -356,7 +356,9 @@ class Trainer:
         """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, images seen).
 
         Reads the loss back at once (a GPU sync); :meth:`fit` uses :meth:`_step` and reads the
-        losses of several iterations together.
+        losses of several iterations together. The learning-rate schedule steps; ``self.iteration``
+        does not (``fit`` counts, validates and saves; this is the step alone, for benchmarks).
+        ``images`` counts every process's (batch x ``grad_accum`` x processes).
 
         Raises:
             NonFiniteLossError: the loss was NaN or infinite (checked after the optimiser step, so the

@@ -286,8 +286,13 @@ def build_model(
         dropout: dropout after the ASPP projection (default 0.1; torchvision uses 0.5).
 
     Raises:
-        ValueError: an unknown name or backbone, a combination the papers do not define (e.g.
-            deeplabv1 without vgg16), an output stride the backbone cannot give, or bad rates.
+        ValueError: an unknown name or backbone, a ``num_classes`` that is not a positive integer, a
+            combination the papers do not define (e.g. deeplabv1 without vgg16), an output stride
+            the backbone cannot give (vgg16: 8 only), or bad rates; a ``pretrained_backbone`` file
+            that holds no state dict or whose weights do not fit.
+        FileNotFoundError: ``pretrained_backbone`` is a path with no file.
+        PretrainedWeightsUnavailable: ``pretrained_backbone=True`` and the download failed (offline);
+            the message says how to pass a local copy.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

@@ -44,9 +44,10 @@ class LogitsOnly(nn.Module):
         return y["out"] if isinstance(y, dict) else y
 
 
-def _example(example: torch.Tensor | None, dynamic: bool = True) -> torch.Tensor:
-    if example is None:
-        example = torch.rand(1, 3, 65, 65)
+def _example(example: torch.Tensor | None, dynamic: bool = True, model: nn.Module | None = None) -> torch.Tensor:
+    if example is None:  # on the model's device, so that a CUDA model exports without an example
+        device = next((p.device for p in model.parameters()), torch.device("cpu")) if model is not None else None
+        example = torch.rand(1, 3, 65, 65, device=device)
     if example.dim() != 4 or example.shape[1] != 3:
         raise ValueError(f"example must be an image batch (N, 3, H, W), got {tuple(example.shape)}")
     if dynamic and example.shape[0] == 1:
@@ -67,14 +68,23 @@ def _dynamic_shapes(dynamic: bool) -> Any:
 def export_onnx(
     model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True
 ) -> Path:
-    """Export ``model`` (eval mode, on the CPU) to ONNX at ``path`` with torch's ``torch.export``-based exporter.
+    """Export ``model`` (traced in eval mode, on the device it is on; its mode is restored) to ONNX
+    at ``path`` with torch's ``torch.export``-based exporter.
 
     Args:
         model: a model whose forward returns ``{"out": logits}``.
         path: the ``.onnx`` file to write.
-        example: an example batch (default: one 65 x 65 image; a batch of one is traced as two).
+        example: an example batch (N, 3, H, W) on the model's device (default: one random 65 x 65
+            image there; a batch of one is traced as two).
         dynamic: keep the batch size (1 to 1024) and the height and width (32 to 4096 pixels)
             dynamic; ``False`` fixes all three to the example's.
+
+    Returns:
+        The path written (atomically).
+
+    Raises:
+        ValueError: ``example`` is not (N, 3, H, W).
+        RuntimeError: the exporter returned no program.
     """
     was_training = model.training
     wrapped = LogitsOnly(model).eval()
@@ -84,7 +94,7 @@ def export_onnx(
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                     category=FutureWarning)
             program = torch.onnx.export(
-                wrapped, (_example(example, dynamic),), dynamo=True, input_names=["image"], output_names=["out"],
+                wrapped, (_example(example, dynamic, model),), dynamo=True, input_names=["image"], output_names=["out"],
                 dynamic_shapes=_dynamic_shapes(dynamic), verbose=False,
             )
         if program is None:  # only the legacy (dynamo=False) exporter returns nothing
@@ -122,7 +132,7 @@ def export_program(
     """
     was_training = model.training
     try:
-        program = torch.export.export(LogitsOnly(model).eval(), (_example(example, dynamic),),
+        program = torch.export.export(LogitsOnly(model).eval(), (_example(example, dynamic, model),),
                                       dynamic_shapes=_dynamic_shapes(dynamic))
         with atomic_path(path) as tmp:
             torch.export.save(program, str(tmp))
