@@ -430,8 +430,10 @@ def mean_field(
     Raises:
         ValueError: ``method`` is not ``"auto"``, ``"exact"`` or ``"approx"``; or ``unary`` is not 3- or 4-D;
             ``image`` has a different number of dimensions, not 3 channels, or another batch size or height and
-            width than ``unary``; ``unary`` has no label channel or holds NaN or infinite values; or a float
-            ``image`` has values outside [0, 1].
+            width than ``unary``; ``unary`` has no label channel or holds NaN or infinite values; a float
+            ``image`` has values outside [0, 1]; ``method="exact"`` on more than ``4 * MAX_EXACT_PIXELS``
+            pixels (dense kernels); or ``method="approx"`` (also ``"auto"`` above ``MAX_EXACT_PIXELS``)
+            with ``params.include_self=False`` or ``normalization="none"``, which the lattice cannot give.
         TypeError: ``unary`` or ``image`` is not a tensor, ``unary`` is not floating point, or ``image`` is neither
             floating point nor uint8.
     """
