@@ -480,9 +480,14 @@ def test_ctrl_c_during_a_save_waits_until_last_pt_is_written(tmp_path, monkeypat
     for it in (1, 2, 3):
         ck.save_checkpoint({"iteration": it}, tmp_path, it, keep_last=3)
     monkeypatch.setattr(ck, "save_atomic", interrupted_save)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt):
-        ck.save_checkpoint({"iteration": 4}, tmp_path, 4, keep_last=3)
+    # Python's own handler (a job started in the background of a non-interactive shell, as CI is,
+    # inherits SIGINT ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ck.save_checkpoint({"iteration": 4}, tmp_path, 4, keep_last=3)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert ck.load_checkpoint(tmp_path / "last.pt")["iteration"] == 4
     assert sorted(p.name for p in tmp_path.glob("ckpt_*.pt")) == [f"ckpt_0000000{i}.pt" for i in (2, 3, 4)]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
