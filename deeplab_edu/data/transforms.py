@@ -219,10 +219,18 @@ def train_transform(
         hflip: probability of a horizontal flip.
         jitter: strength of brightness/contrast/saturation jitter (e.g. 0.3), ``None`` for none.
         normalize: subtract ``mean`` and divide by ``std`` (ImageNet statistics by default).
+        mean, std: per-channel statistics of images in [0, 1]; ``mean`` is also the colour of padding.
         ignore_index: the label written into padded mask pixels.
         pad_to_crop: pad images smaller than the crop (image: ``mean``, mask: ``ignore_index``), as
             DeepLab does, so every item is ``crop_size``; ``False``: never pad
             (:class:`RandomCropNoPad`), items of smaller images are smaller.
+
+    Returns:
+        A picklable callable ``(image, mask) -> (image, mask)``: image (3, H, W) float in [0, 1] or
+        uint8, or a PIL image; mask (H, W) integer class indices; returns float32 (3, crop_h, crop_w)
+        and int64 (crop_h, crop_w). DeepLabv3 sec. 4.1 (random scale 0.5-2, crop, flip). The
+        callable raises ValueError for an image that is not (3, H, W) or (1, H, W), a mask that is
+        not (H, W) integers, or sizes that differ (naming the shapes).
 
     Raises:
         ValueError: ``crop_size`` is neither a positive int nor a pair of positive ints; ``hflip`` is not in
@@ -265,7 +273,17 @@ def eval_transform(
             the papers evaluate at full resolution).
         pad_to: pad bottom/right to at least this size with the mean pixel / ignore label (DeepLab
             evaluates VOC padded to 513 x 513).
-        normalize: ImageNet normalisation.
+        normalize: subtract ``mean`` and divide by ``std`` (ImageNet statistics by default).
+        mean, std: per-channel statistics of images in [0, 1]; ``mean`` is also the colour of padding.
+        ignore_index: the label written into padded mask pixels.
+
+    Returns:
+        A picklable callable ``(image, mask) -> (image, mask)`` with the inputs and outputs of
+        :func:`train_transform`'s (at the image's own size unless ``resize``/``pad_to``), raising
+        as it does.
+
+    Raises:
+        ValueError: ``resize`` or ``pad_to`` is neither a positive int nor a pair of positive ints.
     """
     steps: list[Callable[..., Any]] = []
     if resize is not None:
