@@ -58,11 +58,13 @@ class ConfusionMatrix:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch. ``pred`` is either labels (N, H, W) or logits/probabilities (N, C, H, W).
+        """Add a batch. ``pred`` is either labels (N, H, W) or logits/probabilities (N, C, H, W);
+        ``target`` integer labels (N, H, W), ``ignore_index`` where unlabelled.
 
         Raises:
-            ValueError: if shapes disagree or ``target`` holds labels outside
-                ``[0, num_classes)`` other than ``ignore_index``.
+            ValueError: the shapes disagree, logits have another number of channels than
+                ``num_classes``, ``target`` holds labels outside ``[0, num_classes)`` other than
+                ``ignore_index``, or ``pred`` holds labels outside ``[0, num_classes)``.
         """
         if pred.dim() == target.dim() + 1:
             if pred.shape[1] != self.num_classes:

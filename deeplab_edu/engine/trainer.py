@@ -424,7 +424,13 @@ class Trainer:
 
         Batched: up to ``batch_size`` images per forward pass, grouped by size and never resized or
         padded (:func:`~deeplab_edu.engine.data.eval_loader`), so the metrics are those of an
-        evaluation one image at a time.
+        evaluation one image at a time. ``output_stride`` and ``eval_output_stride`` both ``None``:
+        the training stride; a model without ``set_output_stride`` is evaluated at its own. Draws
+        nothing from the training's random stream.
+
+        Returns:
+            :meth:`~deeplab_edu.metrics.ConfusionMatrix.compute`'s metrics (``miou``, ``iou``,
+            ``pixel_accuracy``, ``fw_iou``), fractions in [0, 1], summed over every process.
         """
         cfg = self.cfg
         model = unwrap(self.net)
@@ -454,10 +460,19 @@ class Trainer:
 
         The run's folder is locked while it trains (:func:`~deeplab_edu.engine.runs.claim_run_folder`).
 
+        ``history`` holds a row per log (``split="train"``: mean loss of the window, the learning
+        rate the step used, images/s) and per validation (``split="val"``: ``miou``,
+        ``pixel_accuracy``, ``fw_iou`` and per-class ``iou``, fractions); ``final`` is the last
+        validation row (``{}`` if there was none).
+
         Raises:
             RunFolderError: another process trains into ``cfg.out_dir``, or it holds the checkpoints
                 of another run and ``cfg.resume`` is false.
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
+            BadDataError: a data file proved bad mid-run (the iterations done are saved first, for
+                ``resume``).
+            KeyboardInterrupt: after Ctrl-C, once the step is finished and a checkpoint saved (a
+                second Ctrl-C stops at once).
         """
         # a Trainer that has trained already is in its own run (fit() called again)
         continuing = self.cfg.resume or self.iteration > 0

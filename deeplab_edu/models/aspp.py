@@ -493,7 +493,13 @@ class ASPP(nn.Module):
         return [branch(x) for branch in self.convs]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_channels, H, W) -> (N, out_channels, H, W): the branches concatenated, then projected."""
+        """(N, in_channels, H, W) -> (N, out_channels, H, W): the branches concatenated, then projected
+        (DeepLabv3 sec. 3.3, Fig. 5).
+
+        Raises:
+            ValueError: a 1 x 1 feature map with a batch of one in training mode (batch norm cannot
+                normalise a single value).
+        """
         return self.project(torch.cat(self.branch_outputs(x), dim=1))
 
 
