@@ -408,28 +408,24 @@ DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deeplab-edu`` console script; returns the exit status (130 on Ctrl-C,
     also while torch is still being imported; 2 for an error, printed as one line)."""
-    try:
-        parser = build_parser()  # imports torch: seconds, during which Ctrl-C should not print a traceback
-        args = parser.parse_args(argv)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     handlers = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}
     try:
-        return handlers[args.command](args)
+        args = build_parser().parse_args(argv)  # imports torch: seconds, during which Ctrl-C is caught too
+        try:
+            return handlers[args.command](args)
+        except (ValueError, OSError, RuntimeError) as err:  # OSError: e.g. a folder not writable
+            if os.environ.get(DEBUG_ENV):
+                raise
+            from .engine.trainer import NonFiniteLossError
+            from .engine.workers import original_message
+
+            name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
+            hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
+            print(f"deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as err:  # OSError: e.g. a folder not writable
-        if os.environ.get(DEBUG_ENV):
-            raise
-        from .engine.trainer import NonFiniteLossError
-        from .engine.workers import original_message
-
-        name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
-        hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
-        print(f"deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

@@ -191,8 +191,8 @@ def interrupts_deferred() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # None: a handler installed outside Python; Python's own is the nearest
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     if caught:
         if callable(previous):
             previous(signal.SIGINT, None)

@@ -272,12 +272,13 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
         validate(cfg)
     except ConfigError as err:
         # a file's value kept the model's own: say where it came from and that a flag overrides it
-        kept = [f"{k}={merged[k]}" for k, v in model_defaults.items() if k in origin and k not in given and merged[k] != v]
+        kept = [k for k, v in model_defaults.items() if k in origin and k not in given and merged[k] != v]
         if not kept:
             raise
-        sources = sorted({origin[k] for k, v in model_defaults.items() if k in origin and k not in given})
-        raise ConfigError(f"{err} (note: {', '.join(kept)} {'comes' if len(kept) == 1 else 'come'} from {' and '.join(sources)}, not from {model}'s "
-                          "defaults; a flag or override replaces them)") from None
+        values = ", ".join(f"{k}={merged[k]}" for k in kept)
+        sources = " and ".join(sorted({origin[k] for k in kept}))
+        raise ConfigError(f"{err} (note: {values} {'comes' if len(kept) == 1 else 'come'} from {sources}, not from "
+                          f"{model}'s defaults; a flag or override replaces them)") from None
     return cfg
 
 

@@ -44,9 +44,9 @@ class LogitsOnly(nn.Module):
         return y["out"] if isinstance(y, dict) else y
 
 
-def _example(example: torch.Tensor | None, dynamic: bool = True, model: nn.Module | None = None) -> torch.Tensor:
+def _example(model: nn.Module, example: torch.Tensor | None, dynamic: bool) -> torch.Tensor:
     if example is None:  # on the model's device, so that a CUDA model exports without an example
-        device = next((p.device for p in model.parameters()), torch.device("cpu")) if model is not None else None
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
         example = torch.rand(1, 3, 65, 65, device=device)
     if example.dim() != 4 or example.shape[1] != 3:
         raise ValueError(f"example must be an image batch (N, 3, H, W), got {tuple(example.shape)}")
@@ -94,7 +94,7 @@ def export_onnx(
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                     category=FutureWarning)
             program = torch.onnx.export(
-                wrapped, (_example(example, dynamic, model),), dynamo=True, input_names=["image"], output_names=["out"],
+                wrapped, (_example(model, example, dynamic),), dynamo=True, input_names=["image"], output_names=["out"],
                 dynamic_shapes=_dynamic_shapes(dynamic), verbose=False,
             )
         if program is None:  # only the legacy (dynamo=False) exporter returns nothing
@@ -132,7 +132,7 @@ def export_program(
     """
     was_training = model.training
     try:
-        program = torch.export.export(LogitsOnly(model).eval(), (_example(example, dynamic, model),),
+        program = torch.export.export(LogitsOnly(model).eval(), (_example(model, example, dynamic),),
                                       dynamic_shapes=_dynamic_shapes(dynamic))
         with atomic_path(path) as tmp:
             torch.export.save(program, str(tmp))
