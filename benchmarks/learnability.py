@@ -64,7 +64,7 @@ def run_candidate(name: str, minutes: list[float], val_length: int, work: Path) 
     """Train candidate ``name`` for ``max(minutes)`` minutes; evaluate at each budget."""
     probe = _config(name, work / f"{name}-probe", val_length)
     trainer = Trainer(probe)
-    batches = trainer._batches()
+    batches = trainer.batches()
     for _ in range(3):  # warm-up: allocator, first loader batches
         trainer.train_step(batches)
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def run_candidate(name: str, minutes: list[float], val_length: int, work: Path) 
     cfg = _config(name, work / name, val_length)
     cfg.iterations, cfg.warmup_iters = iterations, min(preset_warmup, iterations // 10)
     trainer = Trainer(cfg)
-    batches = trainer._batches()
+    batches = trainer.batches()
     marks = sorted(60 * m for m in minutes)
     trained, rows = 0.0, []
     while marks and trainer.iteration < cfg.iterations:

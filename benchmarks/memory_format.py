@@ -45,8 +45,8 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
             if device is not None:
                 overrides["device"] = device
             trainers[fmt] = t = Trainer(load_config(preset, overrides))
-            x, y = next(t._batches())
-            batches[fmt] = itertools.repeat(t._to_device(x, y))
+            x, y = next(t.batches())
+            batches[fmt] = itertools.repeat(t.to_device(x, y))
     dev = trainers[FORMATS[0]].device
     for fmt in FORMATS:
         for _ in range(warmup):
@@ -54,7 +54,7 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
     seconds: dict[str, list[float]] = {fmt: [] for fmt in FORMATS}
     load_before = load_average()
     for fmt in interleaved(FORMATS, rounds):
-        seconds[fmt].append(timed_steps(lambda: trainers[fmt]._step(batches[fmt]), iterations, dev))
+        seconds[fmt].append(timed_steps(lambda: trainers[fmt].step(batches[fmt]), iterations, dev))
     med = {fmt: statistics.median(v) for fmt, v in seconds.items()}
     cfg = trainers[FORMATS[0]].cfg
     ratio = med["contiguous"] / med["channels_last"]

@@ -140,7 +140,7 @@ def window(trainer: Trainer, batches: Iterator[Batch], iterations: int) -> dict[
     start = time.perf_counter()
     for _ in range(iterations):
         t = time.perf_counter()
-        trainer._step(timed)
+        trainer.step(timed)
         launch += time.perf_counter() - t
     synchronize(dev)
     wall = time.perf_counter() - start
@@ -171,17 +171,17 @@ def main() -> None:
     dev = trainer.device
     if args.compile_mode != "none":
         trainer.net = torch.compile(trainer.net, mode=args.compile_mode)
-        step = trainer._step
+        step = trainer.step
 
         def marked_step(batches: Iterator[Batch]) -> Any:  # a new step for CUDA graphs' memory
             torch.compiler.cudagraph_mark_step_begin()
             return step(batches)
 
-        trainer._step = marked_step  # type: ignore[method-assign]
+        trainer.step = marked_step  # type: ignore[method-assign]
     compile_start = time.perf_counter()
-    loader = trainer._batches()
+    loader = trainer.batches()
     x0, y0 = next(loader)
-    synthetic = itertools.repeat(trainer._to_device(x0.clone(), y0.clone()))
+    synthetic = itertools.repeat(trainer.to_device(x0.clone(), y0.clone()))
     pinned = [next(loader) for _ in range(8)]
     for _ in range(3):
         trainer.train_step(loader)
@@ -227,7 +227,7 @@ def main() -> None:
         elif mode == "unpinned":
             r = window(trainer, unpinned_batches, args.iterations)
         else:
-            pf = DevicePrefetcher(loader, trainer._to_device, dev)
+            pf = DevicePrefetcher(loader, trainer.to_device, dev)
             r = window(trainer, pf, args.iterations)
             pf.close()
         results.setdefault(mode, []).append(r)
@@ -246,7 +246,7 @@ def main() -> None:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
         with profile(activities=activities) as prof:
             for _ in range(PROFILE_STEPS):
-                trainer._step(loader)
+                trainer.step(loader)
             synchronize(dev)
         profile_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         print(profile_table)

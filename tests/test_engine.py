@@ -148,7 +148,7 @@ def test_training_steps_do_not_wait_for_the_device(tmp_path, monkeypatch) -> Non
     are not seen here."""
     cfg = tiny_config(tmp_path, iterations=10, log_every=5, ckpt_every=100, eval_every=100)
     trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
-    batches = trainer._batches()
+    batches = trainer.batches()
     next(batches)  # the loader's first batch reads tensors freely; only the step itself is checked
 
     def no_read(*args: object) -> None:
@@ -158,7 +158,7 @@ def test_training_steps_do_not_wait_for_the_device(tmp_path, monkeypatch) -> Non
         for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
             m.setattr(torch.Tensor, name, no_read)
         for _ in range(2):
-            loss, images = trainer._step(batches)
+            loss, images = trainer.step(batches)
     assert loss.dim() == 0 and images == cfg.batch_size
     reads: list[int] = []
     read = trainer._read_losses

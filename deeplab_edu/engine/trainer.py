@@ -320,8 +320,14 @@ class Trainer:
         return BadDataError(original_message(err) + note)
 
     # ------------------------------------------------------------------ data
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless training batches, continuing from (epoch, batch_in_epoch).
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless training batches ``(images, labels)``, continuing from (epoch, batch_in_epoch).
+
+        What :meth:`fit` feeds :meth:`step`; public so that a benchmark can time the loader, or
+        the step on one batch repeated (``benchmarks/pipeline_diagnosis.py``,
+        ``deeplab-edu bench --mode pipeline``). Images are float32 (batch_size, 3, crop, crop),
+        labels int64 (batch_size, crop, crop) with ``ignore_index`` (255) where no class is known,
+        both on the CPU (pinned when training on CUDA).
 
         A new DataLoader per epoch, because its workers hold copies of the dataset made when the
         epoch starts (``train_set.epoch`` seeds the augmentations). Workers use one thread each and
@@ -339,8 +345,10 @@ class Trainer:
                 yield batch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Copy a batch to the device; from pinned memory the copies are asynchronous (``non_blocking``)."""
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy a batch of :meth:`batches` to the device, as :meth:`step` does: from pinned memory the
+        copies are asynchronous (``non_blocking``); images become channels-last when
+        ``cfg.channels_last``, labels int64."""
         x = x.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -355,7 +363,7 @@ class Trainer:
     def train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int]:
         """One optimiser step over ``grad_accum`` micro-batches; returns (mean loss, images seen).
 
-        Reads the loss back at once (a GPU sync); :meth:`fit` uses :meth:`_step` and reads the
+        Reads the loss back at once (a GPU sync); :meth:`fit` uses :meth:`step` and reads the
         losses of several iterations together. The learning-rate schedule steps; ``self.iteration``
         does not (``fit`` counts, validates and saves; this is the step alone, for benchmarks).
         ``images`` counts every process's (batch x ``grad_accum`` x processes).
@@ -364,12 +372,18 @@ class Trainer:
             NonFiniteLossError: the loss was NaN or infinite (checked after the optimiser step, so the
                 weights in memory may then be NaN).
         """
-        loss, images = self._step(batches)
+        loss, images = self.step(batches)
         (value,) = self._read_losses([loss], self.iteration + 1)
         return value, images
 
-    def _step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, int]:
-        """One optimiser step without reading anything back from the device.
+    def step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, int]:
+        """One optimiser step without reading anything back from the device (no GPU sync).
+
+        ``grad_accum`` micro-batches from ``batches`` (pairs as :meth:`batches` yields them, on
+        the CPU or already on the device), forward, loss, backward, optimiser and schedule step.
+        Like :meth:`train_step`, it does not count ``self.iteration`` and checks nothing: a loss
+        that is NaN is only seen when read (:meth:`train_step` reads and checks it). For timing the
+        step alone; :meth:`fit` calls it and reads the losses of several iterations together.
 
         Returns:
             ``(loss, images)``: this process's mean loss over the micro-batches, a 0-d float32
@@ -381,7 +395,7 @@ class Trainer:
         self.criterion.set_iteration(self.iteration)
         total, images = torch.zeros((), device=self.device), 0
         for micro in range(cfg.grad_accum):
-            x, y = self._to_device(*next(batches))
+            x, y = self.to_device(*next(batches))
             last = micro == cfg.grad_accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else cast(Any, self.net).no_sync()
             with sync:
@@ -446,7 +460,7 @@ class Trainer:
                 model.eval()
                 for same_size_batches in loader:
                     for x, y in same_size_batches:
-                        x, y = self._to_device(x, y)
+                        x, y = self.to_device(x, y)
                         with autocast_context(cfg.amp, self.device):
                             out = model(x)["out"]
                         cm.update(out.float().argmax(1), y)
@@ -516,7 +530,7 @@ class Trainer:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(self.out / "tensorboard"))
-        batches = self._batches()
+        batches = self.batches()
         if self.dist.is_main:
             print(self.describe(), flush=True)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
@@ -529,7 +543,7 @@ class Trainer:
             while self.iteration < cfg.iterations:
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
                 try:
-                    loss, imgs = self._step(batches)
+                    loss, imgs = self.step(batches)
                 except BadDataError as err:
                     raise self._after_data_error(err, unread) from None
                 self.iteration += 1

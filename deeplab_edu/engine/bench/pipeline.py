@@ -87,9 +87,9 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
 
     trainer = Trainer(cfg)
     dev = trainer.device
-    loader_batches = trainer._batches()
+    loader_batches = trainer.batches()
     x0, y0 = next(loader_batches)
-    synthetic = itertools.repeat(trainer._to_device(x0.clone(), y0.clone()))
+    synthetic = itertools.repeat(trainer.to_device(x0.clone(), y0.clone()))
     prefetch = 2 * trainer.num_workers  # DataLoader's default prefetch_factor (2) per worker
     for _ in range(warmup):
         trainer.train_step(loader_batches)  # reads the loss: a diverging warm-up fails here
@@ -102,7 +102,7 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
         if mode == "pipeline":
             for _ in range(prefetch):
                 next(loader_batches)
-        seconds[mode].append(iterations * timed_steps(lambda: trainer._step(source), iterations, dev))
+        seconds[mode].append(iterations * timed_steps(lambda: trainer.step(source), iterations, dev))
     images = iterations * cfg.batch_size * cfg.grad_accum * trainer.dist.world_size
     pipe = images / statistics.median(seconds["pipeline"])
     step = images / statistics.median(seconds["step only"])
