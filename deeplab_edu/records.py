@@ -46,7 +46,7 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 HIDE_PATHS_ENV = "DEEPLAB_EDU_HIDE_MACHINE_PATHS"
 
 
-def shown_path(path: str | Path, *, absolute_outside: bool = False) -> str:
+def shown_path(path: str | os.PathLike[str], *, absolute_outside: bool = False) -> str:
     """A path as messages and notebook outputs show it: short, and in a published book never the
     machine's absolute path.
 

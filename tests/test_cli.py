@@ -192,6 +192,23 @@ def test_input_paths_are_stored_absolute(tmp_path: Path, monkeypatch: pytest.Mon
     assert cfg.out_dir == "runs/x"
 
 
+def test_path_settings_take_path_objects_and_are_kept_as_strings(tmp_path: Path) -> None:
+    """``TrainConfig(out_dir=Path(...))`` type-checks (every path field admits ``os.PathLike``) and
+    the configuration stays JSON: after construction each path is a ``str``."""
+    import os
+    import typing
+
+    from deeplab_edu.engine.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    paths = ("out_dir", "data_root", "init_from", "pretrained_backbone")
+    assert all("PathLike" in str(hints[name]) for name in paths), {n: hints[n] for n in paths}
+    cfg = TrainConfig(out_dir=tmp_path / "run", data_root=tmp_path / "data", init_from=tmp_path / "a.pt",
+                      pretrained_backbone=tmp_path / "w.pth")
+    assert all(type(getattr(cfg, name)) is str for name in paths)
+    assert cfg.to_dict()["out_dir"] == os.fspath(tmp_path / "run")
+
+
 def test_every_flag_says_what_it_does() -> None:
     """--help explains every flag (the training flags without a wording of their own take the
     TrainConfig field's comment)."""

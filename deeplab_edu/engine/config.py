@@ -63,7 +63,7 @@ class TrainConfig:
     #: 16 and evaluates at 8 (sec. 4.2, Table 4).
     eval_output_stride: int | None = 8
     #: ``True``: torchvision's ImageNet weights (downloaded once); a path: a local ``.pth`` copy; ``False``: random.
-    pretrained_backbone: bool | str = False
+    pretrained_backbone: bool | str | os.PathLike[str] = False
     #: Add torchvision's auxiliary FCN head on block 3 (its loss weighted by ``aux_weight``).
     aux_loss: bool = False
     #: ASPP rates: ``"paper"`` (DeepLabv3's (6, 12, 18) at output stride 16, scaled to the stride),
@@ -78,7 +78,7 @@ class TrainConfig:
     #: Procedural scenes only: ``"easy"``, ``"medium"`` or ``"hard"`` (:data:`deeplab_edu.data.procedural.DIFFICULTIES`).
     difficulty: str = "hard"
     #: Where a real data set lives (or is downloaded to); the folder of ``dataset="folder"``.
-    data_root: str | None = None
+    data_root: str | os.PathLike[str] | None = None
     #: Download a real data set that is missing (needs the network; fails with a message offline).
     download: bool = False
     #: Procedural scenes only: the side of a generated scene, pixels.
@@ -122,7 +122,7 @@ class TrainConfig:
     freeze_bn: bool = False
     #: Start from this checkpoint's weights (a new run: schedule and optimiser start afresh); a checkpoint
     #: with another number of classes gives all but its class-scoring layers (fine-tuning to new classes).
-    init_from: str | None = None
+    init_from: str | os.PathLike[str] | None = None
     # loss
     #: Weight of the auxiliary head's loss (``aux_loss``).
     aux_weight: float = 0.5
@@ -150,7 +150,7 @@ class TrainConfig:
     #: Deterministic algorithms where PyTorch has them (slower; the others warn).
     deterministic: bool = False
     #: The run folder: checkpoints, ``metrics.csv``, ``config.json`` (one run per folder).
-    out_dir: str = "runs/deeplab"
+    out_dir: str | os.PathLike[str] = "runs/deeplab"
     #: Validate every this many steps (and at the end).
     eval_every: int = 1000
     #: Write a checkpoint every this many steps (and at the end); keep the newest ``keep_last``.
@@ -167,7 +167,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        # path settings (out_dir, data_root, init_from, ...) accept any os.PathLike; kept as str (JSON, YAML)
+        # path settings (out_dir, data_root, init_from, pretrained_backbone) accept any os.PathLike and
+        # are kept as str (JSON, YAML): after construction they are always str
         for f in dataclasses.fields(self):
             if isinstance(getattr(self, f.name), os.PathLike):
                 setattr(self, f.name, os.fspath(getattr(self, f.name)))
