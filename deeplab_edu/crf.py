@@ -249,7 +249,11 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
 
     Returns:
         (N, N) with N = H * W: ``W[i, j]`` is the weight of pixel j's belief in pixel i's message
-        (row-major pixel order). Dense: use only for small images.
+        (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64).
+
+    Raises:
+        ValueError: ``image`` does not have 3 channels, or a float ``image`` has values outside [0, 1].
+        TypeError: ``image`` is not a tensor, or neither floating point nor uint8.
     """
     dummy = torch.zeros(1, *image.shape[-2:], dtype=torch.float32 if image.dtype == torch.uint8 else image.dtype)
     _, rgb, _ = _check_inputs(dummy, image)
@@ -485,8 +489,12 @@ def free_energy(
     energy of the symmetrised weights :math:`(W + W^T)/2` is returned, an approximation.
 
     Args:
+        unary: unary potentials :math:`\\theta_i` (B, L, H, W) or (L, H, W), e.g.
+            :func:`unary_from_logits` (finite, floating point).
         q: beliefs shaped like ``unary``, or a list of them (e.g. the history returned by
             :func:`mean_field`); the kernels are then built once for all.
+        image: the image the kernels compare, (B, 3, H, W) or (3, H, W), float in [0, 1] or uint8.
+        params: kernel parameters (weights, widths, normalisation).
 
     Returns:
         (B,) or a scalar for unbatched inputs; with a list, a tensor with one more leading
@@ -527,7 +535,25 @@ def dense_crf(
     *,
     method: Method = "auto",
 ) -> torch.Tensor:
-    """Refine network logits (B, L, H, W) with the dense CRF; returns probabilities (B, L, H, W)."""
+    """Refine network logits with the dense CRF: ``mean_field(unary_from_logits(logits), image)``.
+
+    The post-processing of DeepLab v1 (sec. 4.2) and v2 (sec. 3.3): the network's scores become the
+    unary term :math:`-\\log P(x_i)` and mean-field inference (:func:`mean_field`, Krähenbühl and
+    Koltun 2011) smooths them with the appearance and smoothness kernels.
+
+    Args:
+        logits: class scores (B, L, H, W) or (L, H, W) at the image's resolution (upsample first).
+        image: the input image (B, 3, H, W) or (3, H, W), float in [0, 1] or uint8 (not normalised).
+        params: kernel parameters (default: DeepLab's released ones, :data:`DEEPLAB_RELEASED`).
+        method: ``"exact"`` (dense kernels), ``"approx"`` (permutohedral lattice) or ``"auto"``.
+
+    Returns:
+        Probabilities shaped like ``logits``, summing to 1 over the label dimension.
+
+    Raises:
+        TypeError, ValueError: as :func:`mean_field` (a non-tensor or non-float ``logits`` raises
+            TypeError from :func:`unary_from_logits`).
+    """
     return mean_field(unary_from_logits(logits), image, params, method=method)
 
 

@@ -338,9 +338,26 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
                    progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Per-scene confusion matrices of ``model`` on ``dataset`` for every view in ``views``.
 
-    Returns ``{view: {"all": (N, C, C), "band1": ..., ...}}`` (uint32), rows the truth.
-    The CRF view refines the view's probabilities with :func:`deeplab_edu.crf.mean_field`
-    (``crf_params``, default :data:`deeplab_edu.crf.DEEPLAB_RELEASED`) on the de-normalised image.
+    Args:
+        model: a segmentation model (``model(x)["out"]``); evaluated in eval mode on its own
+            device, its training mode restored afterwards (even when this raises).
+        dataset: ``(normalised image (3, H, W), mask (H, W))`` items of one size, with
+            ``num_classes`` (C) and optionally ``ignore_index`` (default 255).
+        views: names of :data:`VIEWS` (output stride, scales, flip, CRF), e.g. ``"eval OS 8"``.
+        batch_size: scenes per forward pass.
+        band_widths: trimap band widths in pixels (:func:`deeplab_edu.metrics.trimap_target`); each
+            adds a ``"band<w>"`` matrix that counts only pixels within ``w`` of a label boundary.
+        crf_params: the CRF view's :class:`~deeplab_edu.crf.CRFParams` (default
+            :data:`deeplab_edu.crf.DEEPLAB_RELEASED`); it refines the view's probabilities with
+            :func:`deeplab_edu.crf.mean_field` (the lattice) on the de-normalised image.
+        progress: show a progress bar.
+
+    Returns:
+        ``{view: {"all": (N, C, C), "band1": ..., ...}}``, uint32 pixel counts per scene, rows the
+        truth, columns the prediction; ignored pixels are not counted.
+
+    Raises:
+        ValueError: a name in ``views`` is not one of :data:`VIEWS` (before anything is evaluated).
     """
     from tqdm.auto import tqdm
 
@@ -349,10 +366,13 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
     from .inference import Strategy, predict_probs
     from .metrics import trimap_target
 
+    views = list(views)
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise ValueError(f"unknown view(s) {', '.join(map(repr, unknown))}; choose from {', '.join(map(repr, VIEWS))}")
     c = int(dataset.num_classes)
     ignore = int(getattr(dataset, "ignore_index", 255))
     n = len(dataset)
-    views = list(views)
     out = {v: {k: np.zeros((n, c, c), np.uint32) for k in ["all", *(f"band{w}" for w in band_widths)]}
            for v in views}
     device = next(model.parameters()).device

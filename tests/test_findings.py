@@ -90,6 +90,17 @@ def test_run_findings_trains_evaluates_and_reuses(tmp_path) -> None:
     assert np.array_equal(again["v3|eval OS 8|all"], mats["v3|eval OS 8|all"])  # finished runs are reused
 
 
+def test_an_unknown_view_is_named_before_anything_runs() -> None:
+    class NoModel(torch.nn.Module):  # never called: the names are checked first
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            raise AssertionError("evaluated before the views were checked")
+
+    net = NoModel()
+    net.w = torch.nn.Parameter(torch.zeros(1))
+    with pytest.raises(ValueError, match=r"unknown view\(s\) 'OS 8'; choose from 'eval OS 8'"):
+        findings.evaluate_views(net, [], ["eval OS 8", "OS 8"])
+
+
 def test_a_finding_needs_the_seeds_to_agree_too() -> None:
     """Three seeds that differ by +0.45, +0.31 and +1.57 points (chapter 10's image pooling): the
     bootstrap over seeds and scenes can exclude zero, the t interval over the seeds does not."""

@@ -124,7 +124,11 @@ class RandomScale:
 
 
 class Resize:
-    """Resize image (bilinear, antialiased) and mask (nearest) to ``size``."""
+    """Resize image (bilinear, antialiased) and mask (nearest) to ``size``.
+
+    Raises:
+        ValueError: ``size`` is not a positive int or a pair ``(H, W)`` of positive ints.
+    """
 
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = list(_pair_size(size, "size"))
@@ -140,7 +144,11 @@ class Resize:
 
 
 class PadTo:
-    """Pad bottom/right up to at least ``size``: the image with ``fill``, the mask with the ignore label."""
+    """Pad bottom/right up to at least ``size``: the image with ``fill``, the mask with the ignore label.
+
+    Raises:
+        ValueError: ``size`` is not a positive int or a pair ``(H, W)`` of positive ints.
+    """
 
     def __init__(self, size: int | Sequence[int], fill: Sequence[float] = IMAGENET_MEAN, ignore_index: int = IGNORE_INDEX):
         self.size = _pair_size(size, "size")
@@ -166,6 +174,9 @@ class RandomCropNoPad:
 
     The item is then ``min(H, crop_h) x min(W, crop_w)``; the window's position is drawn with
     ``torch.randint`` (so it follows ``torch.manual_seed``).
+
+    Raises:
+        ValueError: ``size`` is not a positive int or a pair ``(H, W)`` of positive ints.
     """
 
     def __init__(self, size: int | Sequence[int]) -> None:

@@ -109,6 +109,14 @@ def export_onnx(
 def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.ndarray:
     """Logits of the ONNX model at ``path`` for ``images`` (N, 3, H, W), computed by onnxruntime on the CPU.
 
+    Args:
+        path: a model written by :func:`export_onnx` (its input is named ``image``).
+        images: normalised images (N, 3, H, W) as the PyTorch model takes them; cast to float32.
+
+    Returns:
+        The model's first output, ``"out"``: float32 logits (N, num_classes, H, W), a NumPy array,
+        equal to ``model(images)["out"]`` within float tolerance (chapter 11 checks it).
+
     Raises:
         FileNotFoundError: no file exists at ``path``.
     """
