@@ -8,8 +8,10 @@ chapters' seed-0 runs are these) and reused when finished (delete to retrain).
 The dense CRF's parameters are chosen first, on 25 *training* scenes with the seed-0 DeepLab v2
 model (DeepLab v2 sec. 4.1.1 cross-validates them), so the validation scenes stay unseen.
 Writes ``benchmarks/results/findings_cpu.json`` (the table, per-seed values, the CRF search, the
-configuration, command, commit and hardware) and ``findings_cpu.npz`` (the per-scene confusion
-matrices the table is computed from; chapter 10 recomputes the intervals from them).
+configuration, command, commit and hardware, and for every run the commit and machine that trained
+it, ``extra.runs_trained_by``: reused runs may come from earlier commits) and ``findings_cpu.npz``
+(the per-scene confusion matrices the table is computed from; chapter 10 recomputes the
+intervals from them).
 """
 
 from __future__ import annotations
@@ -71,10 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['finding']:45s} {row['baseline (%)']:>12s} -> {row['variant (%)']:>12s} "
               f"{row['difference (points)']:+6.2f} {row['95% interval']:>18s}  paper {row['paper (mIoU %)']}  "
               f"{row['verdict']}")
+    trained_by = findings.runs_provenance(args.runs, arms, args.seeds)
+    commits = {(p["commit"], p["dirty"]) for stretches in trained_by.values() for p in stretches}
+    unknown = sorted(run for run, stretches in trained_by.items() if not stretches)
+    print("runs trained at " + ", ".join(f"{c[:7] if c else '?'}{' (uncommitted changes)' if d else ''}"
+                                         for c, d in sorted(commits, key=str))
+          + (f"; without provenance (trained before runs kept it): {', '.join(unknown)}" if unknown else ""))
     write_record(args.out, {"seeds": args.seeds, "val_scenes": args.val_length, "table": table,
                             "matrices_file": npz.name, "crf_params": crf_params.__dict__ if crf_params else None,
                             "crf_search": crf_search},
-                 extra={"arms": {a: findings.ARMS[a] for a in arms}, "torch_threads": args.threads,
+                 extra={"arms": {a: findings.ARMS[a] for a in arms}, "runs_trained_by": trained_by,
+                        "torch_threads": args.threads,
                         "load_average_before": load_before, "load_average_after": os.getloadavg(),
                         "wall_minutes": round((time.time() - start) / 60, 1)})
     print(f"wrote {args.out} and {npz}")

@@ -49,7 +49,7 @@ __all__ = [
     "ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval",
     "verdict", "joint_verdict",
-    "findings_table", "tune_crf", "run_dir", "run_findings", "RecordedFindings", "load_findings",
+    "findings_table", "tune_crf", "run_dir", "run_findings", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -157,6 +157,34 @@ def run_dir(root: Path, arm: str, seed: int) -> Path:
     slug = arm.replace("+", "plus").replace(", ", "_").replace(" ", "-")
     slug = "".join(ch for ch in slug if ch.isalnum() or ch in "_-")
     return Path(root) / slug / f"seed{int(seed)}"
+
+
+def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
+    """What trained each finished run under ``root``: ``{"<arm>/seed<k>": stretches}``, one entry per
+    stretch of iterations (a resumed run has several) with ``commit``, ``dirty``, ``iterations``
+    (``"0-800"``), ``cpu``/``gpu`` and ``torch``, from the run's ``metrics.json``
+    (:attr:`deeplab_edu.engine.trainer.Trainer.provenance`). A run trained before runs kept their
+    provenance gives ``[]``; a run not trained yet is left out.
+
+    Raises:
+        ValueError: an arm is not one of :data:`ARMS`.
+    """
+    import json
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for arm in arms:
+        for seed in seeds:
+            path = run_dir(root, arm, seed) / "metrics.json"
+            if not path.is_file():
+                continue
+            stretches = json.loads(path.read_text()).get("provenance", [])
+            out[f"{arm}/seed{seed}"] = [
+                {"commit": p.get("code_version", {}).get("git_commit"), "dirty": p.get("code_version", {}).get("git_dirty"),
+                 "iterations": f"{p.get('from_iteration')}-{p.get('to_iteration')}",
+                 "cpu": p.get("hardware", {}).get("cpu"), "gpu": p.get("hardware", {}).get("gpu"),
+                 "torch": p.get("environment", {}).get("libraries", {}).get("torch")}
+                for p in stretches]
+    return out
 
 
 def arm_overrides(arm: str, seed: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "hardware",
     "code_version",
     "environment",
+    "provenance",
     "write_record",
     "load_record",
     "describe_record",
@@ -174,6 +175,30 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _this_command() -> str:
+    """This process's command line, without the machine's paths; a notebook's kernel is named as such
+    (its command line is only the kernel's connection file)."""
+    if sys.argv and Path(sys.argv[0]).name == "ipykernel_launcher.py":
+        return "a notebook (Jupyter kernel)"
+    return portable_command(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
+
+
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """Where a result comes from: ``command`` (default: this process's, :func:`portable_command`),
+    ``created`` (UTC, ISO 8601), :func:`code_version`, :func:`hardware` and :func:`environment`.
+
+    What :func:`write_record` stores beside its results, and what a training run keeps for each
+    stretch of iterations it trained (``provenance`` in its checkpoints and ``metrics.json``).
+    """
+    return {
+        "command": _this_command() if command is None else command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "hardware": hardware(),
+        "environment": environment(),
+    }
+
+
 def write_record(
     path: str | os.PathLike[str],
     results: Mapping[str, Any],
@@ -191,16 +216,10 @@ def write_record(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if command is None:
-        command = portable_command(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
-    elif not isinstance(command, str):
+    if command is not None and not isinstance(command, str):
         command = " ".join(shlex.quote(a) for a in command)
     record = {
-        "command": command,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "code_version": code_version(),
-        "hardware": hardware(),
-        "environment": environment(),
+        **provenance(command),
         **({"extra": dict(extra)} if extra else {}),
         "results": results,
     }

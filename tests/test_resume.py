@@ -74,3 +74,28 @@ def test_validating_more_often_does_not_change_the_weights(tmp_path: Path) -> No
         weights.append(trainer.model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert "eval_every" in BOOKKEEPING
+
+
+def test_a_run_records_what_trained_each_stretch_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints and metrics.json name the commit, hardware and command of every stretch of a run:
+    a run resumed at another commit (or on another machine) says which iterations each trained."""
+    import json
+
+    from deeplab_edu.engine.trainer import Trainer
+
+    def fit(iterations: int, resume: bool) -> dict:
+        cfg = tiny_config(tmp_path, iterations=iterations, ckpt_every=2, eval_every=100, resume=resume)
+        return Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+
+    monkeypatch.setenv("DEEPLAB_EDU_CODE_COMMIT", "aaaa111")
+    fit(2, resume=False)
+    monkeypatch.setenv("DEEPLAB_EDU_CODE_COMMIT", "bbbb222")
+    result = fit(4, resume=True)
+    stretches = [(p["code_version"]["git_commit"], p["from_iteration"], p["to_iteration"]) for p in result["provenance"]]
+    assert stretches == [("aaaa111", 0, 2), ("bbbb222", 2, 4)]
+    assert json.loads((tmp_path / "metrics.json").read_text())["provenance"] == result["provenance"]
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["provenance"]
+    assert saved == result["provenance"]
+    first = saved[0]
+    assert first["hardware"]["cpu_count"] and torch.__version__.startswith(first["environment"]["libraries"]["torch"])
+    assert first["device"] == "cpu" and first["processes"] == 1 and first["command"]

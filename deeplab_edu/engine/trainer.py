@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 from ..atomic import atomic_path, write_text_atomic
 from ..data.io import BadDataError
 from ..metrics import ConfusionMatrix
-from ..records import shown_path
+from ..records import provenance, shown_path
 from ..models.aspp import set_recompute_depthwise
 from ..models.backbones import at_output_stride
 from . import checkpoint as ck
@@ -230,6 +230,12 @@ class Trainer:
         self._loader_gen = torch.Generator().manual_seed(cfg.seed)
         self._resume_message: str | None = None  # printed by fit once the run's folder is claimed
         self._saved_at = 0  # the iteration the newest checkpoint holds (nothing to save before training)
+        #: What trained this run, one entry per stretch of iterations (a resumed run adds one): the
+        #: command, commit, hardware and libraries (:func:`deeplab_edu.records.provenance`), the
+        #: device and ``from_iteration``/``to_iteration``. Kept in checkpoints and ``metrics.json``.
+        self.provenance: list[dict[str, Any]] = []
+        self._stretch: dict[str, Any] = {**provenance(), "device": str(self.device),
+                                         "processes": self.dist.world_size, "from_iteration": 0}
         if cfg.resume:
             self._resume()
 
@@ -239,15 +245,22 @@ class Trainer:
 
         Returns:
             The model, optimiser, scheduler and scaler states, the counters (``iteration``, ``epoch``,
-            ``batch_in_epoch``), the RNG states, the config, the model info and the history.
+            ``batch_in_epoch``), the RNG states, the config, the model info, the history and the
+            provenance (what trained each stretch of iterations).
         """
         return {
             "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "rng": ck.rng_state(), "config": self.cfg.to_dict(), "model_info": self.model_info,
-            "history": self.history,
+            "history": self.history, "provenance": self._provenance_so_far(),
         }
+
+    def _provenance_so_far(self) -> list[dict[str, Any]]:
+        """:attr:`provenance` with this process's stretch, up to the current iteration."""
+        if self.iteration <= self._stretch["from_iteration"]:  # nothing trained here yet
+            return list(self.provenance)
+        return [*self.provenance, {**self._stretch, "to_iteration": self.iteration}]
 
     def _resume(self) -> None:
         path = ck.latest_checkpoint(self.ckpt_dir)
@@ -268,6 +281,8 @@ class Trainer:
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self._saved_at = self.iteration
         self.history = list(state.get("history", []))
+        self.provenance = list(state.get("provenance", []))  # absent in checkpoints written before it
+        self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
         saved, now = state.get("config", {}), self.cfg.to_dict()
         changed = [f"{k} {saved[k]} -> {now[k]}" for k in _RESUMABLE_SETTINGS
@@ -470,14 +485,15 @@ class Trainer:
         return cm.compute()
 
     def fit(self, on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Train to ``cfg.iterations``; returns ``{"history": [...], "final": {...}}``.
+        """Train to ``cfg.iterations``; returns ``{"history": [...], "final": {...}, "provenance": [...]}``.
 
         The run's folder is locked while it trains (:func:`~deeplab_edu.engine.runs.claim_run_folder`).
 
         ``history`` holds a row per log (``split="train"``: mean loss of the window, the learning
         rate the step used, images/s) and per validation (``split="val"``: ``miou``,
         ``pixel_accuracy``, ``fw_iou`` and per-class ``iou``, fractions); ``final`` is the last
-        validation row (``{}`` if there was none).
+        validation row (``{}`` if there was none); ``provenance`` what trained the run
+        (:attr:`provenance`, this process's stretch included). ``metrics.json`` holds the same.
 
         Raises:
             RunFolderError: another process trains into ``cfg.out_dir``, or it holds the checkpoints
@@ -593,7 +609,7 @@ class Trainer:
         if self._tb is not None:
             self._tb.close()
         final: dict[str, Any] = next((r for r in reversed(self.history) if r["split"] == "val"), {})
-        result = {"history": self.history, "final": final}
+        result = {"history": self.history, "final": final, "provenance": self._provenance_so_far()}
         if self.dist.is_main:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
         return result
