@@ -41,6 +41,13 @@ def test_chapter_runs_are_valid_and_phase2_follows_the_paper(profile: str, tmp_p
     from deeplab_edu.engine.config import resolve_atrous_rates
 
     assert resolve_atrous_rates(c2) == tuple(2 * r for r in resolve_atrous_rates(c1, warn=False))
+    # the control: phase 2 at phase 1's stride and rates, everything else as phase 2, its own folder
+    control = chapter_run("deeplabv3", phase=2, root=tmp_path, profile=profile, output_stride=16)
+    cc = load_config(control.preset, control.overrides)
+    d2, dc = c2.to_dict(), cc.to_dict()
+    assert {k for k in d2 if d2[k] != dc[k]} == {"output_stride", "atrous_rates"}
+    assert cc.output_stride == 16 and resolve_atrous_rates(cc) == resolve_atrous_rates(c1, warn=False)
+    assert control.out_dir == p2.out_dir.with_name("seed0_phase2_os16")
     # v3+ differs from v3 in the model only
     p3 = chapter_run("deeplabv3plus", root=tmp_path, profile=profile)
     plus = load_config(p3.preset, p3.overrides)
@@ -68,6 +75,10 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
         chapter_run("deeplabv3", phase=3, root=tmp_path)
     with pytest.raises(ValueError, match="profile"):
         chapter_run("deeplabv3", root=tmp_path, profile="tpu")
+    with pytest.raises(ValueError, match="output_stride"):
+        chapter_run("deeplabv3", root=tmp_path, output_stride=16)  # phase 1 has the profile's stride
+    with pytest.raises(ValueError, match="output_stride"):
+        chapter_run("deeplabv3", phase=2, root=tmp_path, output_stride=32)
 
 
 def test_runs_root_is_temporary_in_smoke_and_the_repo_folder_otherwise() -> None:
@@ -140,6 +151,9 @@ def test_figures_build() -> None:
     h1, h2 = _history([2, 1.5, 1.2], [0.1, 0.2]), _history([1.1, 1.0], [0.25])
     fig = plot_phases(h1, h2, title="t")
     assert len(fig.axes) == 2 and fig.axes[1].get_legend() is not None
+    with_control = plot_phases(h1, h2, control=_history([1.2, 1.1], [0.22]))
+    labels = [t.get_text() for t in with_control.axes[1].get_legend().get_texts()]
+    assert labels[-1].startswith("control (OS 16") and len(with_control.axes[0].lines) == len(fig.axes[0].lines) + 1
     fig2 = plot_histories({"a": h1, "b": h2})
     assert len(fig2.axes[0].lines) == 2
     band = {"x": {1: {"miou": 0.2}, 2: {"miou": 0.3}}}

@@ -107,11 +107,19 @@ def runs_root(profile: str | None = None) -> Path:
     return REPO_ROOT / "runs"
 
 
-def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile: str | None = None) -> RunSpec:
+def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile: str | None = None,
+                output_stride: int | None = None) -> RunSpec:
     """The chapter-08/09 run of ``model`` ("deeplabv3" or "deeplabv3plus") for the profile.
 
     Phase 1 trains at output stride 16 (evaluated at 8); phase 2 starts from phase 1's checkpoint
-    with ``freeze_bn=True``, ``output_stride=8`` and a seventh of the learning rate.
+    with ``freeze_bn=True``, ``output_stride=8`` (the ASPP rates doubled) and a seventh of the
+    learning rate (DeepLabv3 sec. 4.1). ``phase=2, output_stride=16`` is its control: the same
+    fine-tuning at phase 1's stride and rates, in its own folder (``..._phase2_os16``), so that the
+    gain of phase 2 can be split into "trained longer" and "trained at output stride 8".
+
+    Raises:
+        ValueError: an unknown ``model``, ``phase`` or ``profile``; an ``output_stride`` other than
+            8 or 16, or one given for phase 1 (which trains at the profile's stride, 16).
     """
     from .. import config
     from ..engine.config import load_config, resolve_atrous_rates
@@ -120,6 +128,10 @@ def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile
         raise ValueError(f"model must be 'deeplabv3' or 'deeplabv3plus', got {model!r}")
     if phase not in (1, 2):
         raise ValueError(f"phase must be 1 or 2, got {phase!r}")
+    if output_stride is not None and (phase == 1 or output_stride not in (8, 16)):
+        raise ValueError(f"output_stride is phase 2's: 8 (the paper's) or 16 (the control); phase 1 trains at the "
+                         f"profile's stride. Got output_stride={output_stride!r} with phase={phase}")
+    output_stride = output_stride or 8
     profile = profile or config.profile()
     if profile not in _PHASE1:
         raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(_PHASE1)}")
@@ -135,10 +147,10 @@ def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile
         phase1 = chapter_run(model, phase=1, root=root, profile=profile)
         cfg1 = load_config(preset, phase1.overrides)
         rates = resolve_atrous_rates(cfg1, warn=False) or ()
-        overrides.update(_PHASE2[profile], init_from=str(phase1.checkpoint), freeze_bn=True, output_stride=8,
-                         lr=float(f"{cfg1.lr / 7:.3g}"),
-                         atrous_rates=",".join(str(r * cfg1.output_stride // 8) for r in rates))
-        out_dir = out_dir.with_name(out_dir.name + "_phase2")
+        overrides.update(_PHASE2[profile], init_from=str(phase1.checkpoint), freeze_bn=True,
+                         output_stride=output_stride, lr=float(f"{cfg1.lr / 7:.3g}"),
+                         atrous_rates=",".join(str(r * cfg1.output_stride // output_stride) for r in rates))
+        out_dir = out_dir.with_name(out_dir.name + "_phase2" + ("" if output_stride == 8 else f"_os{output_stride}"))
     return RunSpec(preset, out_dir, overrides)
 
 
@@ -188,20 +200,35 @@ def loss_decreased(history: Sequence[Mapping[str, Any]], window: int = 3) -> boo
 
 
 def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[str, Any]], *,
-                title: str = "") -> Any:
-    """The learning curves of both phases on one iteration axis, phase 2 after a dashed line."""
+                control: Sequence[Mapping[str, Any]] | None = None, title: str = "") -> Any:
+    """The learning curves of both phases on one iteration axis, phase 2 after a dashed line.
+
+    Args:
+        phase1, phase2: the runs' histories (``Trainer.fit()["history"]``: train rows with
+            ``loss``, val rows with ``miou``), phase 2's iterations counted from its own start.
+        control: optionally the history of phase 2's control (the same fine-tuning at output
+            stride 16, :func:`chapter_run` with ``output_stride=16``), drawn beside phase 2.
+        title: the figure's title.
+
+    Returns:
+        The matplotlib figure: left the training loss, right the validation mIoU (%).
+    """
     from ..engine.report import plot_history
 
     end = max((r["iteration"] for r in phase1), default=0)
-    shifted = [{**r, "iteration": r["iteration"] + end} for r in phase2]
     fig = plot_history(list(phase1), title=title)
     a, b = fig.axes[:2]
     b.lines[0].set_label("phase 1 (OS 16 training, eval OS 8)")
-    val2 = [r for r in shifted if r.get("split") == "val"]
-    train2 = [r for r in shifted if r.get("split") == "train"]
-    a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=".", color="tab:orange")
-    b.plot([r["iteration"] for r in val2], [100 * r["miou"] for r in val2], marker="s", color="tab:orange",
-           label="phase 2 (OS 8, frozen BN)")
+    later = [(phase2, "tab:orange", "s", "phase 2 (OS 8, frozen BN)")]
+    if control is not None:
+        later.append((control, "tab:green", "^", "control (OS 16, frozen BN)"))
+    for history, colour, marker, label in later:
+        shifted = [{**r, "iteration": r["iteration"] + end} for r in history]
+        val2 = [r for r in shifted if r.get("split") == "val"]
+        train2 = [r for r in shifted if r.get("split") == "train"]
+        a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=".", color=colour)
+        b.plot([r["iteration"] for r in val2], [100 * r["miou"] for r in val2], marker=marker, color=colour,
+               label=label)
     for ax in (a, b):
         ax.axvline(end, color="gray", linestyle="--", linewidth=1)
         # plot_history fixed the limits to phase 1's data (mIoU from zero): take phase 2's in too
