@@ -596,9 +596,10 @@ m16, m8, m8c, m8b = (100 * evaluations[k]["metrics"]["miou"]
                                "phase 2, eval OS 8"))
 direction = "the paper's direction" if m8 > m16 else "the opposite of the paper's +1.3"
 print(f"evaluating the phase-1 model at output stride 8 instead of 16: {m8 - m16:+.1f} points ({direction})")
+more = f"{cfg2.iterations} more iteration{'' if cfg2.iterations == 1 else 's'}"
 print(f"phase 2 against phase 1, both evaluated at 8: {m8b - m8:+.1f} points, of which {m8c - m8:+.1f} come from "
-      f"training {cfg2.iterations} more iteration{'' if cfg2.iterations == 1 else 's'} (the control) and {m8b - m8c:+.1f} from training them at output "
-      "stride 8 (one run each: chapter 10 says how far one run goes)")
+      f"training {more} (the control) and {m8b - m8c:+.1f} from training them at output stride 8 "
+      "(one run each: chapter 10 says how far one run goes)")
 
 # %% tags=["remove-cell"]
 assert all(0.0 <= v["metrics"]["miou"] <= 1.0 and v["ms_per_image"] > 0 for v in evaluations.values())
