@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     npz = args.out.with_suffix(".npz")
     npz.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(npz, **{k: v.astype(np.uint16) for k, v in matrices.items()})
-    keys = set(matrices)
-    usable = [f for f in findings.FINDINGS
-              if {f"{a}|{v}|{findings.metric(f.metric)[0]}" for a, v in (f.baseline, f.variant)} <= keys]
-    table = findings.findings_table(matrices, usable)
+    table = findings.findings_table(matrices, findings.measurable(matrices))
     for row in table:
         print(f"{row['finding']:45s} {row['baseline (%)']:>12s} -> {row['variant (%)']:>12s} "
               f"{row['difference (points)']:+6.2f} {row['95% interval']:>18s}  paper {row['paper (mIoU %)']}  "

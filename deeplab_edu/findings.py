@@ -46,10 +46,10 @@ from torch import nn
 from .data.classes import BOAT, CAR, WIRE
 
 __all__ = [
-    "ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
+    "ARMS", "PHASE2_ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval",
     "verdict", "joint_verdict",
-    "findings_table", "tune_crf", "run_dir", "run_findings", "runs_provenance", "RecordedFindings", "load_findings",
+    "measurable", "findings_table", "tune_crf", "run_dir", "run_findings", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -65,7 +65,17 @@ ARMS: dict[str, dict[str, Any]] = {
     "v3, multi-grid (1, 1, 1)": {"model": "deeplabv3", "model_kwargs": {"multi_grid": [1, 1, 1]}},
     "v3, multi-grid (1, 2, 4)": {"model": "deeplabv3", "model_kwargs": {"multi_grid": [1, 2, 4]}},
     "v2": {"model": "deeplabv2", "output_stride": 8, "eval_output_stride": 8},
+    # phase 2 of DeepLabv3's recipe and its control (PHASE2_ARMS): settings from the "v3" run of the seed
+    "v3, phase 2 (OS 8)": {"model": "deeplabv3", "after": "v3", "output_stride": 8, "freeze_bn": True},
+    "v3, phase 2 at OS 16": {"model": "deeplabv3", "after": "v3", "output_stride": 16, "freeze_bn": True},
 }
+
+#: The arms that fine-tune the ``v3`` run of the same seed, as chapter 08 does
+#: (:func:`deeplab_edu.viz.training.phase2_run`: frozen batch norm, a seventh of the learning rate,
+#: the profile's phase-2 length), with the output stride they train at: 8 is DeepLabv3's phase 2
+#: (sec. 4.1), 16 its control (as long, as frozen, only the stride differs). Their ``ARMS`` entry
+#: describes them; :func:`arm_overrides` computes their settings.
+PHASE2_ARMS: dict[str, int] = {"v3, phase 2 (OS 8)": 8, "v3, phase 2 at OS 16": 16}
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,10 @@ FINDINGS: list[Finding] = [
             "miou", "DeepLabv3 Table 6", (77.21, 78.51)),
     Finding("b2", "multi-scale inputs + flip (at OS 8)", ("v3", "eval OS 8"), ("v3", "OS 8 + MS + flip"),
             "miou", "DeepLabv3 Table 6", (78.51, 79.77)),
+    Finding("b3", "phase 2: fine-tune at output stride 8, not 16", ("v3, phase 2 at OS 16", "eval OS 8"),
+            ("v3, phase 2 (OS 8)", "eval OS 8"), "miou",
+            "DeepLabv3 sec. 4.1 (phase 2 for the test server; no validation number)", None,
+            note="both fine-tune the seed's v3 run as long with frozen batch norm; only the training stride differs"),
     Finding("c1", "image pooling: boat IoU", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
             "iou:boat", "DeepLabv3 Table 5 (mIoU)", (76.58, 77.21),
             note="the paper reports mIoU on VOC; car and boat are the classes only context names here"),
@@ -154,6 +168,10 @@ def run_dir(root: Path, arm: str, seed: int) -> Path:
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+    if arm in PHASE2_ARMS:  # beside the run it fine-tunes, where chapter 08 puts its phase 2
+        from .viz.training import phase2_dir
+
+        return phase2_dir(run_dir(root, ARMS[arm]["after"], seed), PHASE2_ARMS[arm])
     slug = arm.replace("+", "plus").replace(", ", "_").replace(" ", "-")
     slug = "".join(ch for ch in slug if ch.isalnum() or ch in "_-")
     return Path(root) / slug / f"seed{int(seed)}"
@@ -187,14 +205,25 @@ def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> di
     return out
 
 
-def arm_overrides(arm: str, seed: int) -> dict[str, Any]:
-    """Engine settings of ``arm`` with ``seed`` (on top of the ``cpu`` preset).
+def arm_overrides(arm: str, seed: int, root: Path | None = None, preset: str = "cpu") -> dict[str, Any]:
+    """Engine settings of ``arm`` with ``seed`` (on top of ``preset``).
+
+    A phase-2 arm (:data:`PHASE2_ARMS`) starts from the checkpoint of the ``v3`` run under ``root``
+    (:func:`run_dir`), so it needs ``root``.
 
     Raises:
-        ValueError: ``arm`` is not one of :data:`ARMS`.
+        ValueError: ``arm`` is not one of :data:`ARMS`; a phase-2 arm without ``root``.
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+    if arm in PHASE2_ARMS:
+        if root is None:
+            raise ValueError(f"arm {arm!r} fine-tunes the run {ARMS[arm]['after']!r} of its seed: pass the runs' root")
+        from .viz.training import RunSpec, phase2_run
+
+        base = ARMS[arm]["after"]
+        phase1 = RunSpec(preset, run_dir(root, base, seed), arm_overrides(base, seed))
+        return phase2_run(phase1, output_stride=PHASE2_ARMS[arm], profile=preset).overrides
     return {**ARMS[arm], "seed": int(seed)}
 
 
@@ -323,6 +352,14 @@ def joint_verdict(bootstrap: tuple[float, float], seeds: tuple[float, float], di
     (:func:`seed_interval`): ``"reproduced"`` (or ``"opposite"``) only when both exclude zero on
     the same side."""
     return verdict(min(bootstrap[0], seeds[0]), max(bootstrap[1], seeds[1]), direction)
+
+
+def measurable(matrices: Mapping[str, Any], findings: Sequence[Finding] = FINDINGS) -> list[Finding]:
+    """The ``findings`` whose two (arm, view) pairs have matrices in ``matrices`` (keys as
+    :func:`findings_table` reads them): a record made before an arm existed, or with ``--arms``,
+    measures only these."""
+    return [f for f in findings
+            if {f"{arm}|{view}|{metric(f.metric)[0]}" for arm, view in (f.baseline, f.variant)} <= set(matrices)]
 
 
 def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,
@@ -471,9 +508,14 @@ def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None
     val = None
     for arm in arms:
         for seed in seeds:
+            if arm in PHASE2_ARMS:  # the run it fine-tunes first (reused when finished)
+                base = ARMS[arm]["after"]
+                train_or_load(preset, out_dir=run_dir(root, base, seed), verbose=progress,
+                              **{**arm_overrides(base, seed), "progress": progress, **overrides})
             out_dir = run_dir(root, arm, seed)
             model, _, cfg = train_or_load(preset, out_dir=out_dir, verbose=progress,
-                                          **{**arm_overrides(arm, seed), "progress": progress, **overrides})
+                                          **{**arm_overrides(arm, seed, root, preset), "progress": progress,
+                                             **overrides})
             if val is None:
                 val = build_dataset(cfg.dataset, "val", size=cfg.image_size, length=val_length,
                                     difficulty=cfg.difficulty, transform=eval_transform())

@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 8
 #     title: "DeepLabv3: assemble and train"
-#     cpu_minutes: 5
+#     cpu_minutes: 6
 # ---
 
 # %% [markdown]
@@ -599,7 +599,7 @@ print(f"evaluating the phase-1 model at output stride 8 instead of 16: {m8 - m16
 more = f"{cfg2.iterations} more iteration{'' if cfg2.iterations == 1 else 's'}"
 print(f"phase 2 against phase 1, both evaluated at 8: {m8b - m8:+.1f} points, of which {m8c - m8:+.1f} come from "
       f"training {more} (the control) and {m8b - m8c:+.1f} from training them at output stride 8 "
-      "(one run each: chapter 10 says how far one run goes)")
+      "(one run each; chapter 10's finding b3 repeats the comparison over seeds)")
 
 # %% tags=["remove-cell"]
 assert all(0.0 <= v["metrics"]["miou"] <= 1.0 and v["ms_per_image"] > 0 for v in evaluations.values())

@@ -123,3 +123,25 @@ def test_a_finding_needs_the_seeds_to_agree_too() -> None:
     row = findings_table(keys, FINDINGS[:1], n_boot=200)[0]
     boot_lo = float(row["95% interval"].strip("[]").split(",")[0])
     assert boot_lo > 0 and row["_low"] < 0 and row["verdict"] == "not resolved"
+
+
+def test_phase_two_arms_fine_tune_their_seeds_v3_run_where_chapter_08_does(tmp_path) -> None:
+    import json
+
+    from deeplab_edu.viz.training import chapter_run
+
+    torch.set_num_threads(1)
+    root = tmp_path / "course" / "cpu"
+    for arm, stride in findings.PHASE2_ARMS.items():  # the same folders as chapter 08's phase 2 and control
+        assert findings.run_dir(root, arm, 0) == chapter_run("deeplabv3", phase=2, root=tmp_path, profile="cpu",
+                                                             output_stride=stride).out_dir
+    with pytest.raises(ValueError, match="root"):
+        findings.arm_overrides("v3, phase 2 (OS 8)", 1)
+    tiny = dict(image_size=40, crop_size=32, iterations=2, warmup_iters=0, batch_size=2, train_length=8, eval_every=2,
+                ckpt_every=2, num_workers=0)
+    mats = findings.run_findings(root, [1], arms=["v3, phase 2 at OS 16"], val_length=3, progress=False, **tiny)
+    assert set(mats) == {"v3, phase 2 at OS 16|eval OS 8|" + k for k in ("all", "band1", "band4")}
+    config = json.loads((findings.run_dir(root, "v3, phase 2 at OS 16", 1) / "config.json").read_text())
+    base = findings.run_dir(root, "v3", 1)  # trained first: the control starts from its checkpoint
+    assert config["init_from"] == str(base / "checkpoints" / "last.pt") and (base / "metrics.json").is_file()
+    assert config["freeze_bn"] and config["output_stride"] == 16 and config["seed"] == 1

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["RunSpec", "runs_root", "chapter_run", "band_metrics", "plot_phases", "plot_band_comparison",
+__all__ = ["RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "band_metrics", "plot_phases", "plot_band_comparison",
            "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table"]
 
 #: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
@@ -122,7 +122,6 @@ def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile
             8 or 16, or one given for phase 1 (which trains at the profile's stride, 16).
     """
     from .. import config
-    from ..engine.config import load_config, resolve_atrous_rates
 
     if model not in ("deeplabv3", "deeplabv3plus"):
         raise ValueError(f"model must be 'deeplabv3' or 'deeplabv3plus', got {model!r}")
@@ -144,14 +143,42 @@ def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile
 
     out_dir = run_dir(root / "course" / profile, "v3" if model == "deeplabv3" else "v3+", 0)
     if phase == 2:
-        phase1 = chapter_run(model, phase=1, root=root, profile=profile)
-        cfg1 = load_config(preset, phase1.overrides)
-        rates = resolve_atrous_rates(cfg1, warn=False) or ()
-        overrides.update(_PHASE2[profile], init_from=str(phase1.checkpoint), freeze_bn=True,
-                         output_stride=output_stride, lr=float(f"{cfg1.lr / 7:.3g}"),
-                         atrous_rates=",".join(str(r * cfg1.output_stride // output_stride) for r in rates))
-        out_dir = out_dir.with_name(out_dir.name + "_phase2" + ("" if output_stride == 8 else f"_os{output_stride}"))
+        return phase2_run(chapter_run(model, phase=1, root=root, profile=profile), output_stride=output_stride,
+                          profile=profile)
     return RunSpec(preset, out_dir, overrides)
+
+
+def phase2_dir(phase1_dir: Path, output_stride: int = 8) -> Path:
+    """The folder of phase 2 (``<phase 1's>_phase2``) or of its control (``<phase 1's>_phase2_os16``)."""
+    return phase1_dir.with_name(phase1_dir.name + "_phase2" + ("" if output_stride == 8 else f"_os{output_stride}"))
+
+
+def phase2_run(phase1: RunSpec, *, output_stride: int = 8, profile: str | None = None) -> RunSpec:
+    """Phase 2 of DeepLabv3's recipe after the run ``phase1`` (sec. 4.1), or its control.
+
+    From ``phase1``'s final checkpoint (``init_from``), with batch norm frozen (``freeze_bn``), a
+    seventh of its learning rate (the paper: 0.007 -> 0.001) and the profile's phase-2 length, at
+    ``output_stride`` 8 with the ASPP rates scaled to keep their field of view (the paper's), or
+    16 with phase 1's rates (the control: as long and as frozen, only the stride differs). Its
+    folder is :func:`phase2_dir` of phase 1's.
+
+    Raises:
+        ValueError: ``output_stride`` is not 8 or 16, or ``profile`` is unknown.
+    """
+    from .. import config
+    from ..engine.config import load_config, resolve_atrous_rates
+
+    if output_stride not in (8, 16):
+        raise ValueError(f"phase 2 trains at output stride 8 (the paper's) or 16 (the control), got {output_stride!r}")
+    profile = profile or config.profile()
+    if profile not in _PHASE2:
+        raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(_PHASE2)}")
+    cfg1 = load_config(phase1.preset, phase1.overrides)
+    rates = resolve_atrous_rates(cfg1, warn=False) or ()
+    overrides = {**phase1.overrides, **_PHASE2[profile], "init_from": str(phase1.checkpoint), "freeze_bn": True,
+                 "output_stride": output_stride, "lr": float(f"{cfg1.lr / 7:.3g}"),
+                 "atrous_rates": ",".join(str(r * cfg1.output_stride // output_stride) for r in rates)}
+    return RunSpec(phase1.preset, phase2_dir(phase1.out_dir, output_stride), overrides)
 
 
 @torch.no_grad()
