@@ -136,8 +136,9 @@ from deeplab_edu.viz.training import chapter_run
 display(Markdown(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
                                   "minutes (cpu profile)": f"{h['cpu_minutes']:g}"} for h in chapter_headers()])))
 print("Before class, from the repository's folder, train the runs chapters 08-10 load:")
-for model, phase in (("deeplabv3", 1), ("deeplabv3", 2), ("deeplabv3plus", 1)):
-    print("  " + chapter_run(model, phase=phase, profile="cpu").command())
+for model, phase, stride in (("deeplabv3", 1, None), ("deeplabv3", 2, None), ("deeplabv3", 2, 16),
+                             ("deeplabv3plus", 1, None)):
+    print("  " + chapter_run(model, phase=phase, profile="cpu", output_stride=stride).command())
 print("and, with a CamVid copy (chapter 11), the run it loads:\n  deeplab-edu train --preset camvid_cpu")
 
 # %% [markdown]
