@@ -2,6 +2,7 @@
 
     python benchmarks/findings.py                      # 3 seeds, 500 validation scenes (hours on 2 cores)
     python benchmarks/findings.py --seeds 0 1 --val-length 200 --arms v3 v3+
+    python benchmarks/findings.py --train-only --threads 1 & python benchmarks/findings.py --train-only --threads 1
 
 Runs are kept in ``runs/course/cpu/<arm>/seed<k>`` (the folders chapters 08-10 train in, so the
 chapters' seed-0 runs are these) and reused when finished (delete to retrain).
@@ -40,9 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "findings_cpu.json")
+    p.add_argument("--train-only", action="store_true",
+                   help="train the missing runs and stop, without evaluating; start it several times (with --threads 1) "
+                        "to train runs side by side: each process skips the runs another is training")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start, load_before = time.time(), os.getloadavg()
+    if args.train_only:
+        trained = findings.train_runs(args.runs, args.seeds, arms=args.arms, progress=False)
+        print(f"trained {len(trained)} runs in {(time.time() - start) / 60:.1f} minutes: {', '.join(trained) or 'none'}")
+        return 0
 
     crf_params, crf_search = None, []
     arms = args.arms or list(findings.ARMS)

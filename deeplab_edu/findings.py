@@ -49,7 +49,7 @@ __all__ = [
     "ARMS", "PHASE2_ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval",
     "verdict", "joint_verdict",
-    "measurable", "findings_table", "tune_crf", "run_dir", "run_findings", "runs_provenance", "RecordedFindings", "load_findings",
+    "measurable", "findings_table", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -524,6 +524,63 @@ def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None
                 for key, m in mats.items():
                     matrices.setdefault(f"{arm}|{view}|{key}", []).append(m)
     return {k: np.stack(v) for k, v in matrices.items()}
+
+
+def _finished(out_dir: Path) -> bool:
+    """A run whose ``metrics.json`` holds its final validation (written when ``fit`` ends)."""
+    import json
+
+    path = Path(out_dir) / "metrics.json"
+    try:
+        return bool(json.loads(path.read_text()).get("final"))
+    except (OSError, ValueError):
+        return False
+
+
+def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None = None, preset: str = "cpu",
+               wait_s: float = 3600.0, poll_s: float = 30.0, progress: bool = False,
+               **overrides: Any) -> list[str]:
+    """Train every missing run of ``arms`` x ``seeds`` under ``root``, seed by seed; no evaluation.
+
+    Several processes can share the work (``benchmarks/findings.py --train-only`` started twice
+    with one thread each): each skips a run another process is training (its lock is held) and a
+    phase-2 arm whose ``v3`` run is not finished yet, and comes back to them. Finished runs are
+    left as they are.
+
+    Returns:
+        The runs this process trained, as ``"<arm>/seed<k>"``.
+
+    Raises:
+        TimeoutError: for ``wait_s`` seconds only runs that other processes hold were left, naming them.
+        ValueError: an unknown arm.
+    """
+    import time
+
+    from .engine.runs import train_or_load
+
+    jobs = [(arm, seed) for seed in seeds for arm in (arms or list(ARMS))]
+    trained: list[str] = []
+    idle_since = time.monotonic()
+    while True:
+        left = [(a, k) for a, k in jobs if not _finished(run_dir(root, a, k))]
+        if not left:
+            return trained
+        for arm, seed in left:
+            after = ARMS[arm].get("after")
+            if _finished(run_dir(root, arm, seed)) or (after and not _finished(run_dir(root, after, seed))):
+                continue
+            try:
+                train_or_load(preset, out_dir=run_dir(root, arm, seed), verbose=progress, lock_timeout_s=0,
+                              **{**arm_overrides(arm, seed, root, preset), "progress": progress, **overrides})
+            except TimeoutError:  # another process trains it
+                continue
+            trained.append(f"{arm}/seed{seed}")
+            idle_since = time.monotonic()
+        if time.monotonic() - idle_since > wait_s:
+            waiting = [f"{a}/seed{k}" for a, k in jobs if not _finished(run_dir(root, a, k))]
+            raise TimeoutError(f"for {wait_s:.0f} s only runs other processes hold (or runs that wait for them) were "
+                               f"left: {', '.join(waiting)}; is another process still training them?")
+        time.sleep(poll_s)
 
 
 @dataclass

@@ -145,3 +145,29 @@ def test_phase_two_arms_fine_tune_their_seeds_v3_run_where_chapter_08_does(tmp_p
     base = findings.run_dir(root, "v3", 1)  # trained first: the control starts from its checkpoint
     assert config["init_from"] == str(base / "checkpoints" / "last.pt") and (base / "metrics.json").is_file()
     assert config["freeze_bn"] and config["output_stride"] == 16 and config["seed"] == 1
+
+
+def test_train_runs_shares_the_work_and_waits_for_phase_2s_base(tmp_path) -> None:
+    torch.set_num_threads(1)
+    tiny = dict(image_size=40, crop_size=32, iterations=2, warmup_iters=0, batch_size=2, train_length=8, eval_every=2,
+                ckpt_every=2, num_workers=0)
+    # the control comes first in the list, but it waits for the v3 run it fine-tunes
+    trained = findings.train_runs(tmp_path, [0], arms=["v3, phase 2 at OS 16", "v3"], poll_s=0, **tiny)
+    assert trained == ["v3/seed0", "v3, phase 2 at OS 16/seed0"]
+    assert findings.train_runs(tmp_path, [0], arms=["v3"], poll_s=0, **tiny) == []  # finished: left as it is
+    # a run another process trains (its lock held) is skipped, and named when nothing else is left
+    import subprocess
+    import sys
+
+    folder = findings.run_dir(tmp_path, "v3", 1)
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               "lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(60)",
+                               str(folder / "train.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError, match=r"v3/seed1"):
+            findings.train_runs(tmp_path, [0, 1], arms=["v3"], wait_s=0.2, poll_s=0.05, **tiny)
+    finally:
+        holder.kill()
+        holder.wait()
