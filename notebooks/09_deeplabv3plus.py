@@ -258,8 +258,8 @@ if config.profile() != "smoke":  # the scene the sentence below describes
     assert (stride_oracle(mask0, 4, scenes.num_classes) == wire_class).any()
 
 # %% [markdown]
-# In this scene the stride-16 grid loses the wires altogether (no cell is mostly wire), while
-# the stride-4 grid keeps them as dashes. Try other scenes and strides: the thinner the structure
+# In this scene the stride-16 grid loses the wires altogether (a wire 1-3 pixels wide is never the
+# largest share of a 16 x 16 cell), while the stride-4 grid keeps them as dashes. Try other scenes and strides: the thinner the structure
 # (wires, small shapes), the more a coarse grid loses. (The widget needs a running notebook; the
 # static book shows the figure above.)
 

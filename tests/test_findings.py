@@ -140,7 +140,7 @@ def test_phase_two_arms_fine_tune_their_seeds_v3_run_where_chapter_08_does(tmp_p
     tiny = dict(image_size=40, crop_size=32, iterations=2, warmup_iters=0, batch_size=2, train_length=8, eval_every=2,
                 ckpt_every=2, num_workers=0)
     mats = findings.run_findings(root, [1], arms=["v3, phase 2 at OS 16"], val_length=3, progress=False, **tiny)
-    assert set(mats) == {"v3, phase 2 at OS 16|eval OS 8|" + k for k in ("all", "band1", "band4")}
+    assert set(mats) == {f"v3, phase 2 at OS 16|eval OS {os_}|{k}" for os_ in (8, 16) for k in ("all", "band1", "band4")}
     config = json.loads((findings.run_dir(root, "v3, phase 2 at OS 16", 1) / "config.json").read_text())
     base = findings.run_dir(root, "v3", 1)  # trained first: the control starts from its checkpoint
     assert config["init_from"] == str(base / "checkpoints" / "last.pt") and (base / "metrics.json").is_file()
