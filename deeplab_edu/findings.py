@@ -580,13 +580,18 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
             after = ARMS[arm].get("after")
             if _finished(run_dir(root, arm, seed)) or (after and not _finished(run_dir(root, after, seed))):
                 continue
+            started = time.monotonic()
             try:
-                train_or_load(preset, out_dir=run_dir(root, arm, seed), verbose=progress, lock_timeout_s=0,
-                              **{**arm_overrides(arm, seed, root, preset), "progress": progress, **overrides})
+                _, history, _ = train_or_load(preset, out_dir=run_dir(root, arm, seed), verbose=progress,
+                                              lock_timeout_s=0, **{**arm_overrides(arm, seed, root, preset),
+                                                                   "progress": progress, **overrides})
             except TimeoutError:  # another process trains it
                 continue
             trained.append(f"{arm}/seed{seed}")
             idle_since = time.monotonic()
+            final = next((r for r in reversed(history) if r["split"] == "val"), None)
+            print(f"{arm}/seed{seed}: {idle_since - started:.0f} s"
+                  + (f", validation mIoU {100 * final['miou']:.1f} %" if final else ""), flush=True)
         if time.monotonic() - idle_since > wait_s:
             waiting = [f"{a}/seed{k}" for a, k in jobs if not _finished(run_dir(root, a, k))]
             raise TimeoutError(f"for {wait_s:.0f} s only runs other processes hold (or runs that wait for them) were "
