@@ -52,7 +52,7 @@ from torch import nn
 from .data.classes import BOAT, CAR, WIRE
 
 __all__ = [
-    "ARMS", "PHASE2_ARMS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
+    "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval",
     "verdict", "joint_verdict",
     "measurable", "findings_table", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
@@ -216,14 +216,24 @@ def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> di
     return out
 
 
-def arm_overrides(arm: str, seed: int, root: Path | None = None, preset: str = "cpu") -> dict[str, Any]:
-    """Engine settings of ``arm`` with ``seed`` (on top of ``preset``).
+#: The settings a phase-2 arm takes from :func:`~deeplab_edu.viz.training.phase2_run`, which the
+#: caller's overrides of :func:`arm_overrides` do not replace (they apply to the run it fine-tunes).
+PHASE2_SETTINGS = frozenset({"iterations", "eval_every", "ckpt_every", "warmup_iters", "init_from", "freeze_bn",
+                             "output_stride", "lr", "atrous_rates"})
+
+
+def arm_overrides(arm: str, seed: int, root: Path | None = None, preset: str = "cpu",
+                  **overrides: Any) -> dict[str, Any]:
+    """Engine settings of ``arm`` with ``seed`` (on top of ``preset``), with ``overrides`` on top.
 
     A phase-2 arm (:data:`PHASE2_ARMS`) starts from the checkpoint of the ``v3`` run under ``root``
-    (:func:`run_dir`), so it needs ``root``.
+    (:func:`run_dir`), so it needs ``root``; ``overrides`` apply to that run, and phase 2 keeps
+    its own schedule, rate, stride and rates (:data:`PHASE2_SETTINGS`, computed from them).
+    ``preset`` is then a profile name (``cpu``, ``gpu`` or ``smoke``: phase 2's length is the profile's).
 
     Raises:
-        ValueError: ``arm`` is not one of :data:`ARMS`; a phase-2 arm without ``root``.
+        ValueError: ``arm`` is not one of :data:`ARMS`; a phase-2 arm without ``root``, or with a
+            ``preset`` that is not a profile.
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
@@ -233,9 +243,10 @@ def arm_overrides(arm: str, seed: int, root: Path | None = None, preset: str = "
         from .viz.training import RunSpec, phase2_run
 
         base = ARMS[arm]["after"]
-        phase1 = RunSpec(preset, run_dir(root, base, seed), arm_overrides(base, seed))
-        return phase2_run(phase1, output_stride=PHASE2_ARMS[arm], profile=preset).overrides
-    return {**ARMS[arm], "seed": int(seed)}
+        phase1 = RunSpec(preset, run_dir(root, base, seed), arm_overrides(base, seed, **overrides))
+        phase2 = phase2_run(phase1, output_stride=PHASE2_ARMS[arm], profile=preset).overrides
+        return {**phase2, **{k: v for k, v in overrides.items() if k not in PHASE2_SETTINGS}}
+    return {**ARMS[arm], "seed": int(seed), **overrides}
 
 
 # ----------------------------------------------------------------------------- metrics on one matrix
@@ -522,11 +533,10 @@ def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None
             if arm in PHASE2_ARMS:  # the run it fine-tunes first (reused when finished)
                 base = ARMS[arm]["after"]
                 train_or_load(preset, out_dir=run_dir(root, base, seed), verbose=progress,
-                              **{**arm_overrides(base, seed), "progress": progress, **overrides})
+                              **arm_overrides(base, seed, preset=preset, progress=progress, **overrides))
             out_dir = run_dir(root, arm, seed)
             model, _, cfg = train_or_load(preset, out_dir=out_dir, verbose=progress,
-                                          **{**arm_overrides(arm, seed, root, preset), "progress": progress,
-                                             **overrides})
+                                          **arm_overrides(arm, seed, root, preset, progress=progress, **overrides))
             if val is None:
                 val = build_dataset(cfg.dataset, "val", size=cfg.image_size, length=val_length,
                                     difficulty=cfg.difficulty, transform=eval_transform())
@@ -569,24 +579,34 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
 
     from .engine.runs import train_or_load
 
-    jobs = [(arm, seed) for seed in seeds for arm in (arms or list(ARMS))]
+    unknown = [a for a in arms or () if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {', '.join(map(repr, unknown))}; choose from {', '.join(ARMS)}")
+    jobs: list[tuple[str, int]] = []
+    for seed in seeds:
+        for arm in arms or list(ARMS):
+            needed = [ARMS[arm]["after"], arm] if arm in PHASE2_ARMS else [arm]  # a phase-2 arm needs its run
+            jobs.extend((a, seed) for a in needed if (a, seed) not in jobs)
     trained: list[str] = []
+    done: set[tuple[str, int]] = set()  # returned by train_or_load here: finished, whatever its files say
     idle_since = time.monotonic()
     while True:
-        left = [(a, k) for a, k in jobs if not _finished(run_dir(root, a, k))]
+        left = [(a, k) for a, k in jobs if (a, k) not in done and not _finished(run_dir(root, a, k))]
         if not left:
             return trained
         for arm, seed in left:
             after = ARMS[arm].get("after")
-            if _finished(run_dir(root, arm, seed)) or (after and not _finished(run_dir(root, after, seed))):
+            if _finished(run_dir(root, arm, seed)) or (after and (after, seed) not in done
+                                                       and not _finished(run_dir(root, after, seed))):
                 continue
             started = time.monotonic()
             try:
                 _, history, _ = train_or_load(preset, out_dir=run_dir(root, arm, seed), verbose=progress,
-                                              lock_timeout_s=0, **{**arm_overrides(arm, seed, root, preset),
-                                                                   "progress": progress, **overrides})
+                                              lock_timeout_s=0, **arm_overrides(arm, seed, root, preset,
+                                                                                progress=progress, **overrides))
             except TimeoutError:  # another process trains it
                 continue
+            done.add((arm, seed))
             trained.append(f"{arm}/seed{seed}")
             idle_since = time.monotonic()
             final = next((r for r in reversed(history) if r["split"] == "val"), None)

@@ -167,12 +167,11 @@ def environment() -> dict[str, Any]:
             libs[name] = md.version(name)
         except md.PackageNotFoundError:
             libs[name] = None
-    return {
-        "python": sys.version.split()[0],
-        "libraries": libs,
-        "profile": profile(),
-        "device": str(device()),
-    }
+    try:
+        course: dict[str, str | None] = {"profile": profile(), "device": str(device())}
+    except ValueError as err:  # a bad DEEPLAB_EDU_PROFILE: recorded as such (a record must not fail on it)
+        course = {"profile": f"invalid ({err})", "device": None}
+    return {"python": sys.version.split()[0], "libraries": libs, **course}
 
 
 def _this_command() -> str:

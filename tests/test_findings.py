@@ -139,12 +139,29 @@ def test_phase_two_arms_fine_tune_their_seeds_v3_run_where_chapter_08_does(tmp_p
         findings.arm_overrides("v3, phase 2 (OS 8)", 1)
     tiny = dict(image_size=40, crop_size=32, iterations=2, warmup_iters=0, batch_size=2, train_length=8, eval_every=2,
                 ckpt_every=2, num_workers=0)
-    mats = findings.run_findings(root, [1], arms=["v3, phase 2 at OS 16"], val_length=3, progress=False, **tiny)
+    # the smoke profile: phase 2 is one iteration there
+    mats = findings.run_findings(root, [1], arms=["v3, phase 2 at OS 16"], val_length=3, progress=False,
+                                 preset="smoke", **tiny)
     assert set(mats) == {f"v3, phase 2 at OS 16|eval OS {os_}|{k}" for os_ in (8, 16) for k in ("all", "band1", "band4")}
     config = json.loads((findings.run_dir(root, "v3, phase 2 at OS 16", 1) / "config.json").read_text())
     base = findings.run_dir(root, "v3", 1)  # trained first: the control starts from its checkpoint
     assert config["init_from"] == str(base / "checkpoints" / "last.pt") and (base / "metrics.json").is_file()
     assert config["freeze_bn"] and config["output_stride"] == 16 and config["seed"] == 1
+    # phase 2 keeps its own schedule and computes its rates from the (overridden) run it fine-tunes
+    base_config = json.loads((base / "config.json").read_text())
+    assert config["iterations"] == 1 and config["crop_size"] == base_config["crop_size"] == 32
+    from deeplab_edu.engine.config import TrainConfig, resolve_atrous_rates
+
+    assert resolve_atrous_rates(TrainConfig(**{**config, "scale_range": tuple(config["scale_range"])})) == \
+        resolve_atrous_rates(TrainConfig(**{**base_config, "scale_range": tuple(base_config["scale_range"])}), warn=False)
+    # the runs' tree moved elsewhere: phase 2 still starts from its neighbour, so it is reused, not refused
+    import shutil
+
+    moved = tmp_path / "moved" / "course" / "cpu"
+    shutil.copytree(root, moved)
+    again = findings.run_findings(moved, [1], arms=["v3, phase 2 at OS 16"], val_length=3, progress=False,
+                                  preset="smoke", **tiny)
+    assert np.array_equal(again["v3, phase 2 at OS 16|eval OS 8|all"], mats["v3, phase 2 at OS 16|eval OS 8|all"])
 
 
 def test_train_runs_shares_the_work_and_waits_for_phase_2s_base(tmp_path) -> None:
@@ -152,9 +169,16 @@ def test_train_runs_shares_the_work_and_waits_for_phase_2s_base(tmp_path) -> Non
     tiny = dict(image_size=40, crop_size=32, iterations=2, warmup_iters=0, batch_size=2, train_length=8, eval_every=2,
                 ckpt_every=2, num_workers=0)
     # the control comes first in the list, but it waits for the v3 run it fine-tunes
-    trained = findings.train_runs(tmp_path, [0], arms=["v3, phase 2 at OS 16", "v3"], poll_s=0, **tiny)
-    assert trained == ["v3/seed0", "v3, phase 2 at OS 16/seed0"]
-    assert findings.train_runs(tmp_path, [0], arms=["v3"], poll_s=0, **tiny) == []  # finished: left as it is
+    trained = findings.train_runs(tmp_path, [0], arms=["v3, phase 2 at OS 16"], poll_s=0, preset="smoke", **tiny)
+    assert trained == ["v3/seed0", "v3, phase 2 at OS 16/seed0"]  # the run it fine-tunes is trained too, first
+    assert findings.train_runs(tmp_path, [0], arms=["v3"], poll_s=0, preset="smoke", **tiny) == []  # finished: left as it is
+    # a finished run whose metrics.json is missing (stopped after its last checkpoint) is finished:
+    # reusing it writes the file, instead of "training" it again and again
+    (findings.run_dir(tmp_path, "v3", 0) / "metrics.json").unlink()
+    assert findings.train_runs(tmp_path, [0], arms=["v3, phase 2 at OS 16"], poll_s=0, preset="smoke", **tiny) == ["v3/seed0"]
+    assert findings.train_runs(tmp_path, [0], arms=["v3"], poll_s=0, preset="smoke", **tiny) == []
+    with pytest.raises(ValueError, match="unknown arm"):
+        findings.train_runs(tmp_path, [0], arms=["v4"], preset="smoke", **tiny)
     # a run another process trains (its lock held) is skipped, and named when nothing else is left
     import subprocess
     import sys
@@ -167,7 +191,7 @@ def test_train_runs_shares_the_work_and_waits_for_phase_2s_base(tmp_path) -> Non
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(TimeoutError, match=r"v3/seed1"):
-            findings.train_runs(tmp_path, [0, 1], arms=["v3"], wait_s=0.2, poll_s=0.05, **tiny)
+            findings.train_runs(tmp_path, [0, 1], arms=["v3"], wait_s=0.2, poll_s=0.05, preset="smoke", **tiny)
     finally:
         holder.kill()
         holder.wait()

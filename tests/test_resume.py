@@ -94,6 +94,9 @@ def test_a_run_records_what_trained_each_stretch_of_it(tmp_path: Path, monkeypat
     stretches = [(p["code_version"]["git_commit"], p["from_iteration"], p["to_iteration"]) for p in result["provenance"]]
     assert stretches == [("aaaa111", 0, 2), ("bbbb222", 2, 4)]
     assert json.loads((tmp_path / "metrics.json").read_text())["provenance"] == result["provenance"]
+    cfg = tiny_config(tmp_path, iterations=4, ckpt_every=2, eval_every=100, resume=True)
+    again = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    assert again.provenance == result["provenance"]  # nothing trained by this one yet: the checkpoint's
     saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["provenance"]
     assert saved == result["provenance"]
     first = saved[0]

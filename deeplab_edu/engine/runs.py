@@ -8,6 +8,7 @@ found ..." on a second execution, and a teacher can train once before class.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,14 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
 
 
 def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in BOOKKEEPING}
+    """The settings that decide what a run learns. ``init_from`` counts relative to the run's own
+    folder, so a phase-2 run that starts from its neighbour (``../seed0/checkpoints/last.pt``) is
+    the same run after the whole ``runs/`` tree was moved or copied elsewhere."""
+    out = {k: v for k, v in config.items() if k not in BOOKKEEPING}
+    init, folder = config.get("init_from"), config.get("out_dir")
+    if init and folder:
+        out["init_from"] = os.path.relpath(os.path.abspath(init), os.path.abspath(folder))
+    return out
 
 
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
@@ -144,7 +152,15 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
             if verbose:
                 print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations)")
             model, _ = load_model(last)
-            return model, list(state.get("history", [])), cfg
+            history = list(state.get("history", []))
+            metrics = Path(out_dir) / "metrics.json"
+            if not metrics.is_file():  # stopped between its last checkpoint and metrics.json (Ctrl-C, killed)
+                from ..atomic import write_text_atomic
+
+                final: dict[str, Any] = next((r for r in reversed(history) if r.get("split") == "val"), {})
+                write_text_atomic(metrics, json.dumps({"history": history, "final": final,
+                                                       "provenance": list(state.get("provenance", []))}, indent=2) + "\n")
+            return model, history, cfg
         if not same:
             differ = sorted(k for k in set(_learning_settings(state.get("config", {}))) | set(_learning_settings(cfg.to_dict()))
                             if state.get("config", {}).get(k) != cfg.to_dict().get(k))

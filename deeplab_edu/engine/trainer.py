@@ -230,10 +230,7 @@ class Trainer:
         self._loader_gen = torch.Generator().manual_seed(cfg.seed)
         self._resume_message: str | None = None  # printed by fit once the run's folder is claimed
         self._saved_at = 0  # the iteration the newest checkpoint holds (nothing to save before training)
-        #: What trained this run, one entry per stretch of iterations (a resumed run adds one): the
-        #: command, commit, hardware and libraries (:func:`deeplab_edu.records.provenance`), the
-        #: device and ``from_iteration``/``to_iteration``. Kept in checkpoints and ``metrics.json``.
-        self.provenance: list[dict[str, Any]] = []
+        self._earlier_stretches: list[dict[str, Any]] = []  # what trained the checkpoint this run resumed
         self._stretch: dict[str, Any] = {**provenance(), "device": str(self.device),
                                          "processes": self.dist.world_size, "from_iteration": 0}
         if cfg.resume:
@@ -253,14 +250,19 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "rng": ck.rng_state(), "config": self.cfg.to_dict(), "model_info": self.model_info,
-            "history": self.history, "provenance": self._provenance_so_far(),
+            "history": self.history, "provenance": self.provenance,
         }
 
-    def _provenance_so_far(self) -> list[dict[str, Any]]:
-        """:attr:`provenance` with this process's stretch, up to the current iteration."""
+    @property
+    def provenance(self) -> list[dict[str, Any]]:
+        """What trained this run so far, one entry per stretch of iterations (a resumed run adds one):
+        the command, commit, hardware and libraries (:func:`deeplab_edu.records.provenance`, taken
+        when this Trainer was built), the device, the processes and ``from_iteration`` /
+        ``to_iteration``; this process's stretch once it has trained. Kept in checkpoints and
+        ``metrics.json``."""
         if self.iteration <= self._stretch["from_iteration"]:  # nothing trained here yet
-            return list(self.provenance)
-        return [*self.provenance, {**self._stretch, "to_iteration": self.iteration}]
+            return list(self._earlier_stretches)
+        return [*self._earlier_stretches, {**self._stretch, "to_iteration": self.iteration}]
 
     def _resume(self) -> None:
         path = ck.latest_checkpoint(self.ckpt_dir)
@@ -281,7 +283,7 @@ class Trainer:
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self._saved_at = self.iteration
         self.history = list(state.get("history", []))
-        self.provenance = list(state.get("provenance", []))  # absent in checkpoints written before it
+        self._earlier_stretches = list(state.get("provenance", []))  # absent in checkpoints written before it
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
         saved, now = state.get("config", {}), self.cfg.to_dict()
@@ -493,7 +495,7 @@ class Trainer:
         rate the step used, images/s) and per validation (``split="val"``: ``miou``,
         ``pixel_accuracy``, ``fw_iou`` and per-class ``iou``, fractions); ``final`` is the last
         validation row (``{}`` if there was none); ``provenance`` what trained the run
-        (:attr:`provenance`, this process's stretch included). ``metrics.json`` holds the same.
+        (:attr:`provenance`). ``metrics.json`` holds the same.
 
         Raises:
             RunFolderError: another process trains into ``cfg.out_dir``, or it holds the checkpoints
@@ -609,7 +611,7 @@ class Trainer:
         if self._tb is not None:
             self._tb.close()
         final: dict[str, Any] = next((r for r in reversed(self.history) if r["split"] == "val"), {})
-        result = {"history": self.history, "final": final, "provenance": self._provenance_so_far()}
+        result = {"history": self.history, "final": final, "provenance": self.provenance}
         if self.dist.is_main:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
         return result
