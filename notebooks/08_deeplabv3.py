@@ -505,7 +505,7 @@ print(f"phase 1: {seconds1:.0f} s on this machine (training, or loading the fini
 # and the same learning rate, but at phase 1's output stride 16 and rates. What the control gains
 # over phase 1 is what a frozen-batch-norm fine-tuning gives by itself; what phase 2 gains over
 # the control comes from doing it at the stride the model is evaluated at. (A control costs
-# little here: at output stride 16 each step is about three times cheaper, section 2.)
+# little here: at output stride 16 a step computes several times less than at 8, section 2.)
 
 # %%
 start = time.perf_counter()
