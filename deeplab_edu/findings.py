@@ -578,6 +578,7 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
     import time
 
     from .engine.runs import train_or_load
+    from .engine.trainer import run_result
 
     unknown = [a for a in arms or () if a not in ARMS]
     if unknown:
@@ -589,15 +590,18 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
             jobs.extend((a, seed) for a in needed if (a, seed) not in jobs)
     trained: list[str] = []
     done: set[tuple[str, int]] = set()  # returned by train_or_load here: finished, whatever its files say
+
+    def finished(arm: str, seed: int) -> bool:
+        return (arm, seed) in done or _finished(run_dir(root, arm, seed))
+
     idle_since = time.monotonic()
     while True:
-        left = [(a, k) for a, k in jobs if (a, k) not in done and not _finished(run_dir(root, a, k))]
+        left = [(a, k) for a, k in jobs if not finished(a, k)]
         if not left:
             return trained
         for arm, seed in left:
             after = ARMS[arm].get("after")
-            if _finished(run_dir(root, arm, seed)) or (after and (after, seed) not in done
-                                                       and not _finished(run_dir(root, after, seed))):
+            if finished(arm, seed) or (after and not finished(after, seed)):  # another process may have finished it
                 continue
             started = time.monotonic()
             try:
@@ -609,11 +613,11 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
             done.add((arm, seed))
             trained.append(f"{arm}/seed{seed}")
             idle_since = time.monotonic()
-            final = next((r for r in reversed(history) if r["split"] == "val"), None)
+            final = run_result(history, [])["final"]
             print(f"{arm}/seed{seed}: {idle_since - started:.0f} s"
                   + (f", validation mIoU {100 * final['miou']:.1f} %" if final else ""), flush=True)
         if time.monotonic() - idle_since > wait_s:
-            waiting = [f"{a}/seed{k}" for a, k in jobs if not _finished(run_dir(root, a, k))]
+            waiting = [f"{a}/seed{k}" for a, k in jobs if not finished(a, k)]
             raise TimeoutError(f"for {wait_s:.0f} s only runs other processes hold (or runs that wait for them) were "
                                f"left: {', '.join(waiting)}; is another process still training them?")
         time.sleep(poll_s)

@@ -156,10 +156,10 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
             metrics = Path(out_dir) / "metrics.json"
             if not metrics.is_file():  # stopped between its last checkpoint and metrics.json (Ctrl-C, killed)
                 from ..atomic import write_text_atomic
+                from .trainer import run_result
 
-                final: dict[str, Any] = next((r for r in reversed(history) if r.get("split") == "val"), {})
-                write_text_atomic(metrics, json.dumps({"history": history, "final": final,
-                                                       "provenance": list(state.get("provenance", []))}, indent=2) + "\n")
+                result = run_result(history, list(state.get("provenance", [])))
+                write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
             return model, history, cfg
         if not same:
             differ = sorted(k for k in set(_learning_settings(state.get("config", {}))) | set(_learning_settings(cfg.to_dict()))

@@ -55,7 +55,8 @@ from .runs import RunFolderError, claim_run_folder
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
 from .workers import original_message, resolve_num_workers
 
-__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context", "RunFolderError"]
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context", "RunFolderError",
+           "run_result"]
 
 
 #: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
@@ -134,6 +135,13 @@ def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = No
     if data_passed:
         info["data_class"] = f"{type(train_set).__module__}.{type(train_set).__qualname__}"
     return info
+
+
+def run_result(history: list[dict[str, Any]], provenance: list[dict[str, Any]]) -> dict[str, Any]:
+    """What :meth:`Trainer.fit` returns and writes to ``metrics.json``: ``{"history", "final",
+    "provenance"}``, ``final`` the last validation row of ``history`` (``{}`` if there is none)."""
+    final: dict[str, Any] = next((r for r in reversed(history) if r.get("split") == "val"), {})
+    return {"history": history, "final": final, "provenance": provenance}
 
 
 class Trainer:
@@ -610,8 +618,7 @@ class Trainer:
         bar.close()
         if self._tb is not None:
             self._tb.close()
-        final: dict[str, Any] = next((r for r in reversed(self.history) if r["split"] == "val"), {})
-        result = {"history": self.history, "final": final, "provenance": self.provenance}
+        result = run_result(self.history, self.provenance)
         if self.dist.is_main:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
         return result
