@@ -54,9 +54,11 @@
 # `chapter_run(...).train_or_load()`, `engine.config.load_config` / `resolve_atrous_rates`,
 # `engine.schedule.poly_factor`, `engine.report.plot_metric_bars`), the
 # rates that fit the map (`deeplab_edu.models.aspp.fit_atrous_rates`, `feature_map_side`,
-# `degenerate_rates`; `deeplab_edu.boundary.rate_usage_table` from chapter 04), the records
-# (`deeplab_edu.records.load_record` / `describe_record`), `deeplab_edu.inference` (`evaluate`,
-# `Strategy`, `predict`, `prediction_gallery`).
+# `degenerate_rates`; `deeplab_edu.boundary.rate_usage_table` and `mean_valid_fraction` from
+# chapter 04), the records (`deeplab_edu.records.load_record` / `describe_record`, `hardware` from
+# chapter 03, `deeplab_edu.engine.bench.timing.interval_text`), the validation scenes
+# (`deeplab_edu.data.build_dataset` with `eval_transform`, from chapter 06), `deeplab_edu.inference`
+# (`evaluate`, `Strategy`, `predict`, `prediction_gallery`).
 
 # %%
 import matplotlib.pyplot as plt
@@ -135,9 +137,9 @@ print(f"backbone {n_backbone / 1e6:.2f} M parameters, head {(n_total - n_backbon
 # ## 2. Train at output stride 16, evaluate at 8
 #
 # DeepLabv3 (sec. 4.1; Tables 4 and 6 in sec. 4.2-4.3) trains at output stride 16, where the maps are small and a
-# batch fits in memory, then evaluates at output stride 8: the last backbone block loses another
-# stride, its convolutions are dilated twice as much, and the ASPP rates double from $(6,12,18)$ to
-# $(12,24,36)$. Strides and dilations are *settings* of the convolutions, not weights, so the
+# batch fits in memory, then evaluates at output stride 8: block 3 loses its stride, the dilations
+# of blocks 3 and 4 double (block 4 already replaced its stride by a dilation at 16), and the ASPP
+# rates double from $(6,12,18)$ to $(12,24,36)$. Strides and dilations are *settings* of the convolutions, not weights, so the
 # switch is done in place on the trained model:
 
 # %%
@@ -304,11 +306,12 @@ assert difference < 1e-4
 #    are told apart only by the scene around them, wires 1-3 px wide, ignored clutter.
 # 3. **Small images:** 128-pixel scenes and 96-pixel crops. Section 6 shows what that does to ASPP.
 # 4. **AdamW instead of SGD:** AdamW's per-parameter step sizes suit a network trained from random
-#    weights, at its usual learning rate ($\mathrm{lr}_0 = 0.002$). The table below also has SGD
-#    (momentum 0.9, $\mathrm{lr}_0 = 0.05$, seven times the paper's), and with one run each it cannot
-#    rank the two: they end within a point of each other at 6 minutes, and SGD's lead after the
-#    first minute in this recording may be run-to-run noise, not a finding (chapter 10 measures
-#    findings over seeds). The profile uses AdamW; the `gpu` profile and the paper recipes use SGD.
+#    weights, at its usual learning rate ($\mathrm{lr}_0 = 0.002$). The table below also trains
+#    chapter 09's DeepLabv3+ with SGD (momentum 0.9, $\mathrm{lr}_0 = 0.05$, seven times the paper's;
+#    `easy-v3plus-tiny-sgd` against `easy-v3plus-tiny-adamw`), and with one run each it cannot rank
+#    the two: they end within a point of each other at 6 minutes, and SGD's lead after the first
+#    minute in this recording may be run-to-run noise, not a finding (chapter 10 measures findings
+#    over seeds). The profile uses AdamW; the `gpu` profile and the paper recipes use SGD.
 #    With it comes a short linear warm-up of the learning rate (20 iterations; the paper has none),
 #    which keeps the first steps of a network trained from scratch stable.
 #
@@ -535,9 +538,10 @@ if config.profile() != "smoke":
 #
 # Left, the training loss (each point averages the last few iterations of random crops, so it is
 # noisy); right, the validation mIoU, always measured at output stride 8. Phase 2 and its control
-# continue after the dashed line. Their training losses are not comparable with each other: phase 2
-# computes its loss at output stride 8, the control at 16; their validation curves are, both being
-# measured at 8.
+# continue after the dashed line. Their training losses are not comparable with each other, nor with
+# phase 1's: phase 2 computes its loss at output stride 8, the control at 16, and both normalise with
+# phase 1's frozen running statistics where phase 1 used each batch's own; their validation curves
+# are comparable, all three being measured at 8 with running statistics.
 
 # %%
 fig = plot_phases(history1, history2, control=history_c,
@@ -617,10 +621,12 @@ print("one run each: differences of a point are within what another seed changes
 # %% tags=["remove-cell"]
 assert all(0.0 <= v["metrics"]["miou"] <= 1.0 and v["ms_per_image"] > 0 for v in evaluations.values())
 assert model1.output_stride == 16 and model2.output_stride == 8  # evaluate() restored the strides
-# The engine's own evaluation of the last iterations used the same scenes and output stride.
-assert abs(evaluations["phase 2, eval OS 8"]["metrics"]["miou"] - final2["miou"]) < 1e-6
-assert abs(evaluations["phase 1, eval OS 8"]["metrics"]["miou"] - final1["miou"]) < 1e-6
-assert abs(evaluations["control (phase 2 at OS 16), eval OS 8"]["metrics"]["miou"] - final_c["miou"]) < 1e-6
+# The engine's own evaluation of the last iterations used the same scenes and output stride (another
+# batch size and memory layout: a pixel whose two best logits tie to the last bit may flip, about 1e-6
+# of mIoU each, so the tolerance allows a few such pixels and nothing more).
+assert abs(evaluations["phase 2, eval OS 8"]["metrics"]["miou"] - final2["miou"]) < 1e-4
+assert abs(evaluations["phase 1, eval OS 8"]["metrics"]["miou"] - final1["miou"]) < 1e-4
+assert abs(evaluations["control (phase 2 at OS 16), eval OS 8"]["metrics"]["miou"] - final_c["miou"]) < 1e-4
 
 # %% [markdown]
 # ## 11. Per-class IoU
@@ -660,7 +666,7 @@ print(f"mIoU {100 * final_metrics['miou']:.1f} %; weakest class: {weakest[1]} ({
 # %% tags=["remove-cell"]
 assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
 assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
-if config.profile() == "cpu":  # the target of the cpu recipe (its recorded seeds land above it)
+if config.profile() == "cpu":  # the cpu recipe's target (the recorded phase-1 seeds land above it at 8; phase 2 adds)
     assert final_metrics["miou"] >= 0.60, f"mIoU {final_metrics['miou']:.3f} is below the recipe's 60 %"
     wire = val.class_names.index("wire")
     assert all(v >= 0.30 for k, v in enumerate(final_metrics["iou"]) if k != wire), final_metrics["iou"]
@@ -731,7 +737,8 @@ check("08.2", mean_valid_fraction(7, 4))
 
 # %% [markdown]
 # ### Exercise 08.3 (predict, then measure): the fitted rates of 256-pixel crops
-# The `gpu` preset trains on 256-pixel crops at output stride 16: a $16 \times 16$ map. *Predict*
+# The engine's `gpu` preset (`deeplab-edu train --preset gpu`; this chapter's `gpu` profile crops
+# 513 pixels instead) trains on 256-pixel crops at output stride 16: a $16 \times 16$ map. *Predict*
 # the three rates `atrous_rates="fit"` gives it (for each of the paper's 6, 12 and 18: the largest
 # rate that uses at least the share of its weights the paper's rate uses on 33 cells), then call
 # `deeplab_edu.models.aspp.fit_atrous_rates(16)`.

@@ -154,6 +154,10 @@ def test_figures_build() -> None:
     with_control = plot_phases(h1, h2, control=_history([1.2, 1.1], [0.22]))
     labels = [t.get_text() for t in with_control.axes[1].get_legend().get_texts()]
     assert labels[-1].startswith("control (OS 16") and len(with_control.axes[0].lines) == len(fig.axes[0].lines) + 1
+    # one colour per run in both panels, each named in both legends
+    loss, miou = ([(line.get_label(), line.get_color()) for line in ax.lines if not line.get_label().startswith("_")]
+                  for ax in with_control.axes[:2])
+    assert loss == miou and len(loss) == 3 and len({c for _, c in loss}) == 3
     fig2 = plot_histories({"a": h1, "b": h2})
     assert len(fig2.axes[0].lines) == 2
     band = {"x": {1: {"miou": 0.2}, 2: {"miou": 0.3}}}

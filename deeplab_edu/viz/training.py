@@ -2,7 +2,7 @@
 
 DeepLabv3 (Chen et al. 2017, sec. 4.1, "Batch normalization") trains in two phases: phase 1 at
 output stride 16 with batch-norm statistics updated, phase 2 from phase 1's weights at output
-stride 8 with batch norm *frozen* and a smaller learning rate. DeepLabv3+ (Chen et al. 2018, sec. 4.2 and Fig. 5)
+stride 8 with batch norm *frozen* and a smaller learning rate. DeepLabv3+ (Chen et al. 2018, sec. 4.4 and Fig. 5)
 measures the decoder's gain on object boundaries in a "trimap" band around them.
 
 - :func:`chapter_run` gives the settings of one run for the active profile (``smoke``/``cpu``/``gpu``),
@@ -238,22 +238,26 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
         title: the figure's title.
 
     Returns:
-        The matplotlib figure: left the training loss, right the validation mIoU (%).
+        The matplotlib figure: left the training loss, right the validation mIoU (%); one colour
+        per run in both panels (phase 1 blue, phase 2 orange, the control purple).
     """
     from ..engine.report import plot_history
 
     end = max((r["iteration"] for r in phase1), default=0)
     fig = plot_history(list(phase1), title=title)
     a, b = fig.axes[:2]
-    b.lines[0].set_label("phase 1 (OS 16 training, eval OS 8)")
+    # one colour per run in both panels (plot_history draws loss and mIoU in two colours)
+    for line in (a.lines[0], b.lines[0]):
+        line.set_color("tab:blue")
+        line.set_label("phase 1 (OS 16 training, eval OS 8)")
     later = [(phase2, "tab:orange", "s", "phase 2 (OS 8, frozen BN)")]
     if control is not None:
-        later.append((control, "tab:green", "^", "control (OS 16, frozen BN)"))
+        later.append((control, "tab:purple", "^", "control (OS 16, frozen BN)"))
     for history, colour, marker, label in later:
         shifted = [{**r, "iteration": r["iteration"] + end} for r in history]
         val2 = [r for r in shifted if r.get("split") == "val"]
         train2 = [r for r in shifted if r.get("split") == "train"]
-        a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=".", color=colour)
+        a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=".", color=colour, label=label)
         b.plot([r["iteration"] for r in val2], [100 * r["miou"] for r in val2], marker=marker, color=colour,
                label=label)
     for ax in (a, b):
@@ -262,7 +266,8 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
         ax.relim()
         ax.autoscale()
     b.set_ylim(0, 1.08 * b.get_ylim()[1])  # from zero, with room above the last markers
-    b.legend(fontsize=8)
+    for ax in (a, b):
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
