@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deeplab_edu import findings  # noqa: E402
-from deeplab_edu.records import RESULTS_DIR, write_record  # noqa: E402
+from deeplab_edu.records import RESULTS_DIR, load_record, write_record  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                         "torch_threads": args.threads,
                         "load_average_before": load_before, "load_average_after": os.getloadavg(),
                         "wall_minutes": round((time.time() - start) / 60, 1)})
-    print(f"wrote {args.out} and {npz}")
+    print(f"wrote {args.out} and {npz}; the table for benchmarks/README.md:\n")
+    print(findings.RecordedFindings(load_record(args.out), {}).markdown())
     return 0
 
 
