@@ -36,13 +36,17 @@
 #   DeepLabv3+ Table 3) and time each strategy, sliding windows included, on a full-size image;
 # - export a model to ONNX, run it with onnxruntime and check it agrees with PyTorch.
 #
-# **Helpers introduced:** `deeplab_edu.data.find_camvid` and `build_dataset("camvid", ...)`,
-# `deeplab_edu.engine.runs.train_or_load` with the `camvid_cpu` and `camvid_gpu` presets,
-# `deeplab_edu.records.load_record` / `describe_record`, `deeplab_edu.engine.report.history_from_record`,
-# `deeplab_edu.engine.bench.pair_summary` / `diagnosis_rows`,
-# `deeplab_edu.inference.predict_probs` / `sliding_window_logits` / `prediction_gallery`,
-# `deeplab_edu.complexity.count_macs` on whole inference strategies,
-# `deeplab_edu.models.export.export_onnx` / `run_onnx`.
+# **Helpers introduced:** `build_dataset("camvid", ...)` with the class list
+# `deeplab_edu.data.classes.CAMVID`, `deeplab_edu.engine.runs.train_or_load` with the `camvid_cpu`
+# and `camvid_gpu` presets, `deeplab_edu.engine.report` (`history_from_record`, `plot_history`),
+# `deeplab_edu.engine.bench` (`pair_summary`, `diagnosis_rows`, `profile_totals`),
+# `deeplab_edu.inference` (`predict_probs`, `PAPER_SCALES`, `Strategy(crop_size=...)` for sliding
+# windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
+# on whole inference strategies, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
+# `deeplab_edu.records.shown_path` (a path as the book shows it). From earlier chapters:
+# `deeplab_edu.data.find_camvid` (06), `deeplab_edu.viz.output_stride.expected_feature_size` (03),
+# and chapter 08's records (`load_record`, `describe_record`), `plot_metric_bars`, `predict` and
+# `prediction_gallery`.
 
 # %% [markdown]
 # ## CamVid
@@ -138,7 +142,8 @@ if camvid_model is not None and config.profile() == "cpu":  # what the prose bel
     iou = dict(zip(data.class_names, camvid_final["iou"]))
     assert camvid_final["miou"] > 0.3, camvid_final["miou"]
     assert min(iou["sky"], iou["road"]) > 0.7 and max(iou["pole"], iou["fence"], iou["bicyclist"]) < 0.1, iou
-    # margins of about 0.1 over the three runs measured (34.2, 35.0, 32.7 %): runs differ a little between machines
+    # per-class bounds with margins of about 0.1 over the three runs measured (mIoU 34.2, 35.0, 32.7 %, so the
+    # mIoU bound above has only about 0.03): runs differ a little between machines
     assert min(iou["tree"], iou["building"]) > 0.4 and min(iou["car"], iou["pavement"]) > 0.1, iou
 
 # %% [markdown]
@@ -189,11 +194,11 @@ from deeplab_edu.models.summary import markdown_table
 display(Markdown(markdown_table(pair_summary(load_record("bench_cuda")))))
 
 # %% [markdown]
-# DeepLabv3 is torchvision's network, and runs as fast. DeepLabv3+ trains with 11-14 % lower
+# DeepLabv3 is torchvision's network, and runs as fast or a little faster (the ratios above). DeepLabv3+ trains with 11-14 % lower
 # throughput than smp's, for a reason that is part of this course: we build the decoder of the
 # paper's code (two separable 3 x 3 convolutions at stride 4, with batch norm and ReLU between
 # depthwise and pointwise, chapter 09), smp builds one, and in these records ours recomputed the
-# depthwise halves in the backward pass to hold no more memory than smp's (chapter 09;
+# depthwise halves in the backward pass to hold about as much memory as smp's (the ratios above; chapter 09;
 # `benchmarks/v3plus_variants.py` measures that trade, and the `gpu` preset now keeps the maps
 # instead). Both networks use a small share of the peak: the count above holds only the
 # multiply-adds, while a step also spends time in layers that have few of them (batch norm, ReLU,
@@ -229,12 +234,14 @@ assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_s
 # thread. Anything else the
 # training process does then costs throughput: with the loader running, launching slows by a fifth
 # to a third, although the main thread waits only about 2 ms per step for its batch, and the
-# loader-fed step reaches about 0.7 of the step alone in every round. The workers are not the limit
+# loader-fed step reaches about three quarters of the step alone (0.76 with 6, 10 or 14 workers). The workers are not the limit
 # (10 or 14 of them gave the same ratio). The records fit two explanations they cannot separate:
 # the training process's other Python threads competing for the interpreter lock with the one
 # that launches, or the CPU load of the workers slowing it. Either way, GPU code at this size first
-# removes launches (CUDA graphs replay a whole pass in one launch; `torch.compile` can use them,
-# which the next GPU session measures) or gives each launch more work (larger images or batches),
+# removes launches (CUDA graphs replay a whole pass in one launch, which `torch.compile`'s
+# `reduce-overhead` mode uses and the next GPU session measures; its default mode, measured in the
+# same session, did not train measurably faster, `benchmarks/README.md`) or gives each launch more
+# work (larger images or batches),
 # before it adds workers.
 
 # %% [markdown]

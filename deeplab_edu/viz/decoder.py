@@ -1,4 +1,4 @@
-"""Why DeepLabv3+'s decoder sharpens boundaries (DeepLabv3+ sec. 3.1 and 4.2, Fig. 5 "trimap").
+"""Why DeepLabv3+'s decoder sharpens boundaries (DeepLabv3+ sec. 3.1 and 4.4, Fig. 5 "trimap").
 
 DeepLabv3 predicts at output stride 16 and upsamples its logits 16 times; DeepLabv3+'s decoder
 predicts at stride 4 and upsamples 4 times. A coarse grid smears boundaries. This module measures

@@ -338,8 +338,9 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
         axes[0][j].imshow(colorize(pred, palette, ignore_index), interpolation="nearest")
         axes[0][j].set_title(name, fontsize=9)
         axes[1][j].imshow(error_map(pred, target, ignore_index), interpolation="nearest")
-        wrong = float(((pred.cpu() != target.cpu()) & (target.cpu() != ignore_index)).float().mean())
-        axes[1][j].set_title(f"errors: {100 * wrong:.1f}% of pixels", fontsize=8)
+        scored = target.cpu() != ignore_index  # ignored pixels are neither right nor wrong
+        wrong = float((pred.cpu() != target.cpu())[scored].float().mean()) if bool(scored.any()) else 0.0
+        axes[1][j].set_title(f"errors: {100 * wrong:.1f}% of scored pixels", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
