@@ -597,7 +597,11 @@ assert check("09.1", 320) and check("09.2", 5 * 5 * 128 + 128 * 192) and check("
 assert not check("09.1", 304) and not check("09.2", 9 * 256 + 256 * 256)
 assert check("09.4", 0.0) and oracle_wire[4] > 0.1 and not check("09.4", 0.3)
 if config.profile() == "cpu":  # section 3: the trained DeepLabv3+ draws wires the stride-4 proportion prediction misses
-    assert bands["DeepLabv3+"]["all"]["iou"][wire] > oracle_wire[4]
+    same_scenes = ConfusionMatrix(val.num_classes)  # the proportion prediction on the validation scenes the model saw
+    for i in range(len(val)):
+        _, m = val[i]
+        same_scenes.update(stride_oracle(m, 4, val.num_classes)[None], m[None])
+    assert bands["DeepLabv3+"]["all"]["iou"][wire] > same_scenes.compute()["iou"][wire]
 
 # %% tags=["remove-cell"]
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.
