@@ -310,26 +310,26 @@ if recorded is not None:
 assert all((f.key[0] in WHY) != (f.key in WHY) for f in findings.FINDINGS)
 
 # %% [markdown]
-# The decoder findings (d) compare DeepLabv3 with a DeepLabv3+ whose ASPP and decoder keep regular
-# $3 \times 3$ convolutions, so that only the decoder differs, as in the paper's ResNet-101 rows.
-# The course's DeepLabv3+ (chapter 09, the arm `v3+`) also makes those convolutions
-# depthwise-separable, as the paper does with Xception to cut their computation (its Table 5, "SC";
-# chapter 09, section 2, counts the weights). What that costs or gains in accuracy here, from the
-# same record (no verdict: the paper reports no accuracy effect of its own to reproduce):
+# The decoder findings (d) compare the course's DeepLabv3+ (chapter 09, the arm `v3+`) with a
+# DeepLabv3 whose ASPP is depthwise-separable like v3+'s, so that only the decoder differs. The
+# separable convolutions are the other half of what chapter 09 changed; the paper adopts them, with
+# Xception, to cut the computation (its Table 5, "SC"; chapter 09, section 2, counts the weights).
+# What they cost or gain in accuracy here, in DeepLabv3's ASPP, from the same record (no verdict:
+# the paper reports no accuracy effect of its own to reproduce):
 
 # %%
-separable_keys = ("v3+, regular convolutions|eval OS 8|all", "v3+|eval OS 8|all")
+separable_keys = ("v3|eval OS 8|all", "v3, separable ASPP|eval OS 8|all")
 if recorded is not None and all(k in recorded.matrices for k in separable_keys):
     regular, separable = (recorded.matrices[k].astype(float) for k in separable_keys)
     sep_diff, sep_lo, sep_hi = (100 * v for v in findings.bootstrap_difference(regular, separable, findings.miou,
                                                                              n_boot=n_boot))
     sep_seeds = 100 * (findings.seed_values(separable, findings.miou) - findings.seed_values(regular, findings.miou))
     sep_s_lo, sep_s_hi = findings.seed_interval(sep_seeds)
-    print(f"DeepLabv3+ at output stride 8, separable minus regular convolutions: {sep_diff:+.2f} points of mIoU "
+    print(f"DeepLabv3 at output stride 8, separable minus regular ASPP: {sep_diff:+.2f} points of mIoU "
           f"(per seed {', '.join(f'{d:+.2f}' for d in sep_seeds)}); 95 % interval [{sep_lo:+.2f}, {sep_hi:+.2f}], "
           f"over seeds [{sep_s_lo:+.2f}, {sep_s_hi:+.2f}]")
 else:
-    print("this record holds no run of the arm 'v3+, regular convolutions'")
+    print("this record holds no run of the arm 'v3, separable ASPP'")
 
 # %% [markdown]
 # ## 5. Your run against the record
