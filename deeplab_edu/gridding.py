@@ -3,9 +3,11 @@
 Stacking 3x3 convolutions at equal rates (e.g. 2, 2, 2) reads the input on a lattice: the output
 never sees the pixels between the lattice points, although they lie inside its receptive field.
 Wang et al. (2018, "Understanding Convolution for Semantic Segmentation") call this
-*gridding* and propose hybrid dilated convolution (HDC): rates without a common factor, such as
-(1, 2, 4), which cover every pixel; DeepLabv3's multi-grid method also varies the rates
-within a block.
+*gridding* and propose hybrid dilated convolution (HDC): rates chosen so that the stack has no
+holes, such as (1, 2, 5). No common factor is necessary but not sufficient ((1, 2, 9) reads 71 %
+of its field: a rate may not jump further than the layers below can fill). DeepLabv3's multi-grid
+also varies the rates within a block, but (1, 2, 4) at output stride 16 gives (2, 4, 8), which
+share the factor 2.
 
 * :func:`sampling_pattern`: how many paths connect each input pixel to one output.
 * :func:`coverage`: the fraction of the receptive field that is read at all.

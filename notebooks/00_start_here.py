@@ -34,7 +34,8 @@
 # `deeplab_edu.records.environment` (the environment report),
 # `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training.chapter_run` (for teachers: each
 # chapter's time, and the training runs to make before class),
-# `deeplab_edu.exercises.check` (the exercise checker).
+# `deeplab_edu.exercises.check` (the exercise checker), `deeplab_edu.models.summary.markdown_table`
+# (a table as Markdown text).
 
 # %% [markdown]
 # ## What you will learn, and in what order
@@ -58,7 +59,7 @@
 # | 02 | Receptive fields | the recurrences; theoretical vs effective receptive field; gridding |
 # | 03 | Output stride | dilated ResNets at output stride 32/16/8; multi-grid; cost |
 # | 04 | Boundary degeneration | why a 3x3 filter with a huge rate becomes 1x1 (DeepLabv3 Fig. 4); image pooling |
-# | 05 | ASPP | DeepLab v2's summed branches vs v3's parallel branches + image pooling |
+# | 05 | ASPP | DeepLab v2's summed branches vs v3's concatenated branches + image pooling |
 # | 06 | Data | the offline procedural scenes; VOC, CamVid and Cityscapes |
 # | 07 | DeepLab v1/v2 and the CRF | LargeFOV, ASPP-L, the fully connected CRF |
 # | 08 | DeepLabv3 | assemble it and train it |

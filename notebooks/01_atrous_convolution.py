@@ -35,7 +35,9 @@
 # `effective_kernel_size`, `conv_output_size`, `same_padding`, `input_positions`, `cost_vs_rate`,
 # `edge_and_line_response`) and `deeplab_edu.viz.atrous` (`plot_eq1`, `plot_eq1_2d`,
 # `atrous_widget`, `plot_dilated_kernel`, `plot_edge_and_line`, `plot_cost_vs_rate`,
-# `markdown_table`).
+# `markdown_table`), `deeplab_edu.viz.explorers` (the explorers that also run in the static book),
+# `deeplab_edu.viz.images.sample_photo` (the course's photograph) and `deeplab_edu.config.choose`
+# (a value per profile).
 
 # %% [markdown]
 # ## Eq. (1): a filter with holes
@@ -169,7 +171,9 @@ for r in (1, 2, 3):
 # What does the rate change in what a filter responds to? Below, the same 3x3 edge filter
 # (a vertical Sobel) runs on the whole grey photograph at rates 1, 4 and 12 (with `F.conv2d`,
 # now that we trust it). Same nine weights each time. At rate 1 it finds fine edges. At rate 12
-# it compares pixels 12 apart, $4\,(x[j+12] - x[j-12])$ along a row: it responds to larger
+# it compares pixels 24 apart, 12 to either side: on an image that does not change down its columns
+# it computes $4\,(x[j+12] - x[j-12])$ along a row (on the photo, the column weights 1, 2, 1 also
+# average three rows 12 apart). It responds to larger
 # structures, and what it makes of a sharp feature depends on its kind. A **step** edge (dark on
 # one side, bright on the other) answers wherever it lies between the two outer taps: a band
 # $2r = 24$ pixels wide instead of a thin line. A **thin line** answers only where one outer tap
@@ -254,7 +258,8 @@ assert same and big.shape[-1] == effective_kernel_size(3, 2) == 5
 # PyTorch produces (the tests do the same over thousands of random cases).
 
 # %%
-cases = [(13, 3, 1, 0, 1), (13, 3, 1, 0, 2), (13, 3, 2, 2, 4), (65, 3, 1, 12, 12), (513, 3, 2, 1, 1), (7, 3, 1, 0, 2)]
+# (not the settings of exercises 01.2 and 01.4, which you work out yourself)
+cases = [(13, 3, 1, 0, 1), (13, 3, 1, 0, 2), (13, 3, 2, 1, 3), (65, 3, 1, 6, 6), (513, 3, 2, 1, 1), (7, 3, 1, 0, 2)]
 rows = []
 for i, k, s, p, d in cases:
     shape = F.conv2d(torch.zeros(1, 1, i, i), torch.zeros(1, 1, k, k), stride=s, padding=p, dilation=d).shape[-1]

@@ -38,9 +38,10 @@
 # `receptive_field_table`, `receptive_field_of`, `empirical_receptive_field`,
 # `compare_with_brute_force`, `strides_in_last_unit`), `deeplab_edu.gridding` (`sampling_pattern`, `coverage`),
 # `deeplab_edu.effective_receptive_field` (`effective_receptive_field`, `mass_extent`,
-# `TinyDilatedNet`, `train_tiny_segmenter`) and `deeplab_edu.viz.receptive_field`
-# (`plot_layer_stack`, `layer_stack_editor`, `plot_output_stride_grids`, `plot_gridding`,
-# `plot_erf_maps`).
+# `TinyDilatedNet`, `train_tiny_segmenter`, `imagenet_resnet50`) and `deeplab_edu.viz.receptive_field`
+# (`DEFAULT_STACK`, `parse_layer_stack`, `plot_layer_stack`, `layer_stack_editor`,
+# `plot_output_stride_grids`, `plot_gridding`, `plot_erf_maps`); from chapter 01, `explorers`,
+# `sample_photo` and `markdown_table`.
 
 # %% [markdown]
 # ## The recurrences
@@ -283,7 +284,9 @@ assert all(r["90% of the gradient within (px)"] <= r["theoretical field (px)"] f
 # internet for ImageNet weights, so the network is trained for a few steps (a few seconds in the
 # `smoke` profile, a minute or two in `cpu`) on a toy task that needs context: the image shows only
 # the *outline* of a disc and the label is the filled disc, so a pixel in the middle of a large
-# disc can only be labelled by a unit that sees the outline. The numbers below are whatever this
+# disc can only be labelled by a unit that sees the outline. Both maps, before and after training,
+# are averaged over random-noise inputs (Luo et al. average over images of their data set; noise
+# measures the network without the disc images' structure). The numbers below are whatever this
 # run produces; compare them with Luo et al.'s finding rather than assuming it.
 
 # %%
@@ -341,9 +344,13 @@ assert abs(float(erf_random.sum()) - 1) < 1e-4
 # The receptive field is an interval, but with dilation not every pixel inside it is read.
 # Stack three 3x3 convolutions at rate 2: every offset is a sum of three numbers from
 # $\{-2, 0, 2\}$, so only *even* offsets are reachable, and more than two thirds of the 13x13 square
-# never influence the output. {cite:t}`wang2018hdc` call this **gridding** and propose rates
-# without a common factor (hybrid dilated convolution), such as (1, 2, 4); DeepLabv3's multi-grid
-# {cite:p}`chen2017deeplabv3` likewise uses different rates within a block. `sampling_pattern`
+# never influence the output. {cite:t}`wang2018hdc` call this **gridding** and propose hybrid
+# dilated convolution: rates chosen so that the stack leaves no holes, such as (1, 2, 5). A common
+# factor guarantees holes, but its absence is not enough: (1, 2, 9) and (3, 4, 5) still read only
+# about 71 % of their field, because a rate may not jump further than the layers below it can fill
+# (HDC's second condition). DeepLabv3's multi-grid {cite:p}`chen2017deeplabv3` also uses different
+# rates within a block, but its (1, 2, 4) at output stride 16 reads at (2, 4, 8), which share the
+# factor 2: a stack of those alone would still grid. `sampling_pattern`
 # counts the paths from each input pixel to one output (the tests check it against the brute-force
 # gradient of a real conv stack).
 
@@ -355,9 +362,13 @@ plot_gridding(patterns)
 plt.show()
 for name, p in patterns.items():
     print(f"rates {name}: field {p.shape[0]}x{p.shape[1]}, {coverage(p):.0%} of its pixels are read")
+others = {rates: coverage(sampling_pattern(rates)) for rates in [(1, 2, 5), (1, 2, 9), (3, 4, 5), (2, 4, 8)]}
+print("read share of other stacks: " + ", ".join(f"{r} {c:.0%}" for r, c in others.items()))
 
 # %% tags=["remove-cell"]
 assert coverage(patterns["(1, 2, 4)"]) == 1.0 and int((patterns["(2, 2, 2)"] > 0).sum()) == 49
+# the prose: (1, 2, 5) has no holes; (1, 2, 9) and (3, 4, 5) read about 71 % without a common factor; (2, 4, 8) grids
+assert others[(1, 2, 5)] == 1.0 and all(0.69 < others[r] < 0.73 for r in [(1, 2, 9), (3, 4, 5)]) and others[(2, 4, 8)] < 0.5
 
 # %% [markdown]
 # ## Exercises

@@ -38,12 +38,12 @@
 #
 # **Helpers introduced:** `deeplab_edu.models.build_backbone` (with its `set_output_stride` and
 # `block_rates`), `deeplab_edu.complexity.measure` (through `measure_output_strides`),
-# `deeplab_edu.viz.output_stride` (`expected_feature_size`, `measure_output_strides`,
-# `macs_by_input_size`, `macs_by_stage`, `photo_features`, `dense_vs_strided_difference`,
+# `deeplab_edu.viz.output_stride` (`expected_feature_size`, `macs_by_input_size`, `macs_by_stage`, `photo_features`, `dense_vs_strided_difference`,
 # `cached_imagenet_weights`, `plot_feature_maps`, `feature_map_widget`,
 # `plot_cost_vs_output_stride`, `plot_cost_vs_input_size`, `plot_macs_by_stage`, and the paper's
 # tables `PAPER_TABLE1_MIOU`, `PAPER_TABLE2_MIOU`, `PAPER_TABLE3_MIOU`),
-# `deeplab_edu.records.hardware`.
+# `deeplab_edu.records.hardware`, and ahead of chapter 04, which explains it,
+# `deeplab_edu.boundary.effective_kernel_shape`; from chapter 01, `sample_photo`.
 
 # %%
 import torch
@@ -100,7 +100,8 @@ for r in shape_rows:
 # ## 2. From stride to dilation
 #
 # To get output stride 16 instead of 32, DeepLabv3 sets the stride of the last downsampling layer
-# (block 4's first unit) to 1 and replaces every later convolution by an atrous convolution with
+# to 1 (in torchvision's ResNet the first unit of block 4; in the TF-Slim ResNet the paper uses, the
+# last unit of block 3, chapter 02) and replaces every later convolution by an atrous convolution with
 # rate 2; for output stride 8 block 3 gets the same treatment and block 4's rate becomes 4. No
 # parameter is added or changed, only *where* the filters read their inputs. `build_backbone`
 # follows torchvision's convention (`replace_stride_with_dilation`): the first unit of a dilated
@@ -311,12 +312,15 @@ assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_row
 # %% [markdown]
 # **Which one is the paper's plain block 4?** DeepLabv3 defines a unit's rate as its block's rate
 # times its unit rate ("when output_stride = 16 and Multi_Grid = (1, 2, 4), the three convolutions
-# will have rates = 2 · (1, 2, 4) = (2, 4, 8) in the block4", sec. 3.2). So the `(1, 1, 1)` row of
+# will have rates = 2 · (1, 2, 4) = (2, 4, 8) in the block4", sec. 3.2.1). So the `(1, 1, 1)` row of
 # Table 3 below runs all three units of block 4 at rate 2: that is `multi_grid=(1, 1, 1)`, printed
 # above as `(2, 2, 2)`, and it is the row that reproduces the paper's plain block 4. Without
 # `multi_grid`, `build_backbone` follows torchvision's `replace_stride_with_dilation`, where the first
-# unit of a dilated block keeps the previous rate: `(1, 2, 2)`, which is no row of the paper. The two
-# differ only in the rate of one 3x3 convolution, and neither adds a parameter.
+# unit of a dilated block keeps the previous rate: `(1, 2, 2)`. That is the paper's rule applied to
+# torchvision's layout, whose formerly strided convolution is block 4's first; in the paper's TF-Slim
+# ResNet that convolution is block 3's last, so all of block 4 reads at rate 2, and no row of the
+# paper prints `(1, 2, 2)`. The two differ only in the rate of one 3x3 convolution, and neither adds
+# a parameter.
 #
 # Multi-grid changes no parameter and no multiply-add: it only moves where the filters read.
 # Going deeper adds three blocks of parameters (the line printed above says how many each), all

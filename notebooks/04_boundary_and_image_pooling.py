@@ -40,7 +40,9 @@
 #
 # **Helpers introduced:** `deeplab_edu.boundary` (`valid_tap_counts`, `tap_counts_by_convolution`,
 # `valid_weight_fractions`, `figure4_curves`, `degeneration_rate`, `effective_kernel_shape`,
-# `compare_with_centre_tap`, `input_footprint`, `rate_usage_table`) and
+# `compare_with_centre_tap`, `input_footprint`, `rate_usage_table`, `centre_weight`,
+# `possible_counts`), ASPP's parts ahead of chapter 05 (`deeplab_edu.models.aspp`: `ASPP`,
+# `ASPPConv`, `ImagePooling`) and
 # `deeplab_edu.viz.boundary` (`plot_tap_counts`, `tap_count_widget`, `plot_figure4`,
 # `plot_degeneration`, `plot_mean_valid_fraction`, `plot_footprints`).
 
@@ -152,7 +154,7 @@ for r in (1, 6, 12, 18, 24, 32, 33, 36, 48, 64, 65):
 #   and falls quadratically to exactly 0 at $r = 33 > 64/2$: from then on *no* position of the map
 #   applies the full $3 \times 3$ filter.
 # - **4 valid** (two rows times two columns) peaks in the middle, at $r = 32$ and $33$.
-# - **1 valid** is 0 until $r = 33$, then rises and reaches 1 at $r = 65$: the filter has become
+# - **1 valid** is 0 up to $r = 32$ (at 33 only the centre position, $(1/65)^2$), then rises and reaches 1 at $r = 65$: the filter has become
 #   $1 \times 1$ everywhere. That is the paper's point: a rate "as large as the image" does not
 #   capture the whole image; it captures nothing but the centre.
 #
@@ -332,8 +334,8 @@ fig = vb.plot_footprints(footprints, position=centre)
 #
 # A degenerate branch is not useless, but it is redundant: ASPP already has a $1 \times 1$ branch,
 # and a $3 \times 3$ branch whose rate reaches the map size is a second $1 \times 1$ branch. We
-# check it on ASPP's own rate-18 branch, with its rate raised to 33 (integer weights for an exact
-# comparison, as in section 3):
+# check it on a filter shaped like ASPP's rate-18 branch (its weight's shape, with random integer
+# weights for an exact comparison, as in section 3), at rate 18 and with the rate raised to 33:
 
 # %%
 branch = aspp.convs[3][0]                       # the 3x3 conv of the rate-18 branch
@@ -409,16 +411,16 @@ check("04.2", np.outer(rows, columns))
 
 # %% [markdown]
 # ### Exercise 04.3
-# On a $65 \times 65$ map at rate 24, what fraction of the output positions apply all nine
-# weights? Use the 1-D reasoning of section 2 (a number between 0 and 1).
+# On a $65 \times 65$ map at rate 20 (not a rate of the table above), what fraction of the output
+# positions apply all nine weights? Use the 1-D reasoning of section 2 (a number between 0 and 1).
 
 # %%
 answer_04_3 = ...
 check("04.3", answer_04_3)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: per axis both neighbours are inside for 24 <= i <= 40, 17 of 65 positions; squared.
-check("04.3", (17 / 65) ** 2)
+# Solution: per axis both neighbours are inside for 20 <= i <= 44, 25 of 65 positions; squared.
+check("04.3", (25 / 65) ** 2)
 
 # %% [markdown]
 # ### Exercise 04.4
@@ -453,7 +455,7 @@ from deeplab_edu.exercises import get
 
 for key in ("04.1", "04.2", "04.3", "04.4", "04.5"):
     assert check(key, get(key).solution()), key
-assert check("04.1", rate) and check("04.2", np.outer(rows, columns)) and check("04.3", (17 / 65) ** 2)
+assert check("04.1", rate) and check("04.2", np.outer(rows, columns)) and check("04.3", (25 / 65) ** 2)
 assert check("04.2", measured_04_2) and np.array_equal(np.outer(rows, columns), measured_04_2)
 assert not check("04.1", 17) and not check("04.4", (3, 3))
 

@@ -37,7 +37,8 @@
 # `branch_outputs` and `atrous_rates`), `deeplab_edu.models.ImagePooling`,
 # `deeplab_edu.models.atrous_rates_for`, `deeplab_edu.models.summary.aspp_branch_costs` and
 # `markdown_table`, `deeplab_edu.viz.aspp` (`branch_footprints`, `plot_branch_footprints`,
-# `aspp_footprint_widget`, `feature_size`), `deeplab_edu.boundary.valid_tap_counts` (chapter 04).
+# `aspp_footprint_widget`, `feature_size`, `branch_names`), `deeplab_edu.complexity.count_parameters`,
+# and from earlier chapters `deeplab_edu.boundary.valid_tap_counts` and `ASPPConv` (04), `sample_photo` (01).
 
 # %%
 import matplotlib.pyplot as plt
@@ -60,7 +61,8 @@ print(f"profile: {config.profile()}")
 #
 # DeepLab v2 (sec. 3.2, Fig. 4) puts four branches on top of the backbone's features $x$ (output
 # stride 8). Branch $r$ is a $3 \times 3$ atrous convolution at rate $r$ that directly produces
-# class scores (on VGG-16 it is a small fc6-fc7-fc8 stack instead). The scores are **summed**:
+# class scores (on VGG-16 it is an fc6-fc7-fc8 stack instead, 1024 channels wide and far larger:
+# chapter 07 counts it). The scores are **summed**:
 #
 # $$
 # s(x) = \sum_{r \in \{6, 12, 18, 24\}} W_r \circledast_r x + b_r ,

@@ -37,7 +37,10 @@
 # **Helpers introduced:** `deeplab_edu.data.ProceduralScenes`, `deeplab_edu.data.build_dataset`,
 # `deeplab_edu.data.transforms` (`train_transform`, `eval_transform`), `deeplab_edu.data.stats`,
 # `deeplab_edu.data.find_camvid`, `deeplab_edu.viz.data` (figures and the explorer widget),
-# `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker).
+# `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker), the data
+# sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`) and their error
+# `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `benchmark`), and
+# `deeplab_edu.records.shown_path` (a path as the book shows it).
 
 # %%
 import torch
@@ -124,8 +127,8 @@ fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 # 08-10 train on in the `cpu` profile. What the chapters need stays at every
 # difficulty: objects at many scales in one image, a car and a boat that look the same (one colour
 # family for both) and are told apart only by the scene around them, 1-3 px wires and ignored
-# clutter. Two seeds at each difficulty (medium and easy share a layout; hard, with more and smaller
-# objects, draws another from the same seed):
+# clutter. Two scenes (numbers 1 and 2 of one seed) at each difficulty (medium and easy share a
+# layout; hard, with more and smaller objects, draws another from the same seed):
 
 # %%
 fig = vdata.show_difficulties(indices=(1, 2), size=128)

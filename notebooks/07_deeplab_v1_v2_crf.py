@@ -36,8 +36,10 @@
 # - know why DeepLabv3 stopped using it.
 #
 # **Helpers introduced:** `deeplab_edu.models.build_model` (`"deeplabv1"`, `"deeplabv2"`),
-# `deeplab_edu.crf` (`CRFParams`, `mean_field`, `mean_field_update`, `free_energy`, `kernel_maps`, `DenseCRF`),
-# `deeplab_edu.permutohedral.PermutohedralLattice`, `deeplab_edu.crf_eval` (`coarse_scores`,
+# `deeplab_edu.complexity.count_parameters`, `deeplab_edu.crf` (`DEEPLAB_RELEASED`, a `CRFParams`;
+# `unary_from_logits`, `mean_field`, `free_energy`, `DenseCRF`; `mean_field_update` and `kernel_maps`
+# behind them, and `deeplab_edu.permutohedral.PermutohedralLattice` behind `method="approx"`),
+# `deeplab_edu.crf_eval` (`coarse_scores`,
 # `boundary_band`, `evaluate_crf`, `grid_search`), `deeplab_edu.viz.crf` (figures and
 # `crf_widget`).
 
@@ -182,7 +184,8 @@ for label, model in (("ResNet-101 + ASPP-L", v2_l), ("ResNet-101 + ASPP-S", v2_s
 print()
 for r in v2_l.atrous_rates:
     span = effective_kernel_size(3, r)
-    print(f"ASPP-L branch rate {r:2d}: 3x3 filter spans {span:2d} cells = {8 * span:3d} pixels at output stride 8")
+    print(f"ASPP-L branch rate {r:2d}: 3x3 filter spans {span:2d} cells at output stride 8, its outer taps' centres "
+          f"{8 * (span - 1):3d} pixels apart (FOV {8 * (span - 1) + 32} px as the paper counts)")
 
 # %% tags=["remove-cell"]
 assert v2_l.atrous_rates == (6, 12, 18, 24) and v2_s.atrous_rates == (2, 4, 8, 12)
@@ -310,15 +313,22 @@ assert (DEEPLAB_RELEASED.w_spatial, DEEPLAB_RELEASED.theta_gamma, DEEPLAB_RELEAS
 # each label gains what similar pixels believe in it. All pixels are updated at once, starting
 # from $Q^0 = \mathrm{softmax}(-\theta)$. The whole cost is in the messages $M$: a Gaussian
 # filter over all pixels. `mean_field(..., method="exact")` multiplies by the dense
-# $N \times N$ kernel matrix; `method="approx"` uses the permutohedral lattice
-# {cite:p}`kraehenbuehl2011crf`, as the released code does, in $O(N)$.
+# $N \times N$ kernel matrix; `method="approx"` filters the appearance kernel on the permutohedral
+# lattice of Adams, Baek and Davis (2010), as Krähenbühl and Koltun's released code does
+# {cite:p}`kraehenbuehl2011crf`, and the smoothness kernel with an exact separable Gaussian blur,
+# in $O(N)$.
 #
 # The objective that the updates descend is the **free energy**
 #
 # $$
 # F(Q) = \sum_i \langle \theta_i, Q_i \rangle + \tfrac12 \sum_{i, j} W_{ij}\big(1 - \langle Q_i, Q_j\rangle\big)
-#        + \sum_i \langle Q_i, \log Q_i \rangle = \mathrm{KL}(Q\,\|\,P) - \log Z .
+#        + \sum_i \langle Q_i, \log Q_i \rangle = \mathrm{KL}(Q\,\|\,P) - \log Z ,
 # $$
+#
+# where the sum over pairs leaves out $i = j$ (the energy $E$ has no pixel paired with itself). The
+# code, like the released one, lets each pixel also message itself by default (`include_self`),
+# which adds $\tfrac12 \sum_i W_{ii}\,(1 - \lVert Q_i \rVert^2)$: the updates then descend that
+# slightly modified objective, which `free_energy` computes.
 #
 # Let us watch it on a crop of a scene, with a coarse prediction like a network's:
 # `coarse_scores` takes the ground truth, averages it over 8 x 8 cells (all a stride-8 network
