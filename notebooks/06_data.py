@@ -67,7 +67,8 @@ print(f"profile: {config.profile()}")
 #    gets the same share of the objects, from 5.1 px (10 px in a 513-pixel scene) to most of the
 #    frame. They are drawn largest first, so small ones partly hide big ones (occlusion). In about
 #    30 % of the scenes a "hero" vehicle fills most of the frame;
-# 3. zero to three **wires**: lines 1 to 3 pixels wide across the image;
+# 3. zero to three **wires**: lines 1 to 3 pixels wide across a 256-pixel image (the width grows
+#    with the square root of the side: up to about 4 px at 513);
 # 4. sometimes a **clutter** blob of random noise that belongs to no class: its pixels are
 #    labelled **255, the ignore label** (like VOC's "void" objects);
 # 5. **photometric nuisances**: per-image brightness, contrast and saturation jitter and sensor noise.

@@ -201,7 +201,8 @@ assert count_parameters(v2_l.aspp) == 4 * (3 * 3 * 2048 * 21 + 21)
 # LargeFOV.
 #
 # A real forward pass (random weights) shows the stride-8 score map that the CRF will refine:
-# $(n - 1)/8 + 1$ cells per side for an $n$-pixel input, upsampled bilinearly to $n$.
+# $\lceil n/8 \rceil$ cells per side for an $n$-pixel input (three halvings, each rounding up;
+# $(n - 1)/8 + 1$ when $n - 1$ is a multiple of 8, as for 513), upsampled bilinearly to $n$.
 
 # %%
 side = config.choose(smoke=65, cpu=321, gpu=321)
@@ -214,7 +215,7 @@ print(f"input {side}x{side} -> scores {tuple(scores.shape[-2:])} at stride 8 -> 
 del v1_real
 
 # %% tags=["remove-cell"]
-assert scores.shape[-1] == (side - 1) // 8 + 1 and out.shape[-2:] == (side, side)
+assert scores.shape[-1] == -(-side // 8) == (side - 1) // 8 + 1 and out.shape[-2:] == (side, side)  # ceil(n / 8)
 
 # %% [markdown]
 # ## The fully connected CRF
@@ -295,7 +296,8 @@ assert (DEEPLAB_RELEASED.w_spatial, DEEPLAB_RELEASED.theta_gamma, DEEPLAB_RELEAS
 #
 # Finding the best labelling is hopeless with $N^2/2$ pairs, so the CRF approximates the
 # distribution $P(x) \propto e^{-E(x)}$ by independent per-pixel distributions
-# $Q(x) = \prod_i Q_i(x_i)$, the one closest to $P$ in KL divergence. Setting the derivative of
+# $Q(x) = \prod_i Q_i(x_i)$, chosen to make the KL divergence to $P$ small (the updates reach a
+# local minimum of it, not necessarily the closest such $Q$). Setting the derivative of
 # $\mathrm{KL}(Q\,\|\,P)$ to zero gives the update of Krähenbühl & Koltun (2011)
 #
 # $$
@@ -478,7 +480,7 @@ plt.show()
 #
 # The sliders change the kernels' weights and bandwidths and the number of iterations; the
 # refined mask is recomputed (with the lattice) each time. Things to try: $w_1 = 0$ (smoothness
-# only), a huge $\theta_\beta$ (the appearance kernel stops looking at colour), 0 iterations
+# only), a large $\theta_\beta$ (the slider's 60: the appearance kernel looks less at colour), 0 iterations
 # (the network's own prediction). The sliders start at the cross-validated values, which the
 # figure above shows for the static book.
 

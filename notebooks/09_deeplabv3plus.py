@@ -91,7 +91,8 @@ print(f"profile: {config.profile()}")
 # 77.61, 77.92, 78.16, 78.21 and 77.94 % mIoU, and kept 48), $[\cdot,\cdot]$ is
 # concatenation, $R$ is two $3\times3$ convolutions with 256 filters (Table 2), and both
 # $\operatorname{up}$ are bilinear, to the *actual* size of $L$ and of the image (so odd sizes
-# such as 513 work). With rates $(6, 12, 18)$ at output stride 16, the ASPP is DeepLabv3's.
+# such as 513 work). With rates $(6, 12, 18)$ at output stride 16, the ASPP has DeepLabv3's
+# structure and rates (its $3 \times 3$ convolutions made separable, section 2).
 
 # %%
 backbone = config.choose(smoke="mobilenet_v3_large", cpu="resnet50", gpu="resnet101")

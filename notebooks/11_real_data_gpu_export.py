@@ -415,8 +415,9 @@ prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, da
 # %% [markdown]
 # ## Export to ONNX
 #
-# `export_onnx` traces the model in evaluation mode with the batch size, height and width left
-# dynamic, and onnxruntime runs the file on the CPU without PyTorch. The exported graph must give the
+# `export_onnx` traces the model in evaluation mode with the batch size (1 to 1024), height and width
+# (32 to 4096 pixels each) left dynamic, and onnxruntime runs the file on the CPU without PyTorch
+# (an input outside those ranges fails the graph's shape check). The exported graph must give the
 # same logits as the eager model, up to float rounding.
 
 # %%
