@@ -498,12 +498,13 @@ if recorded is not None:
         s_lo, s_hi = findings.seed_interval(drop_seeds[k])
         print(f"{PROCEDURAL.class_names[k]}: per seed " + ", ".join(f"{d:+.2f}" for d in drop_seeds[k])
               + f"; 95 % interval over seeds [{s_lo:+.2f}, {s_hi:+.2f}]")
-    print("The two vehicle classes lose most on average (either is accepted when they are within 0.2 points), "
-          "but their intervals over seeds contain zero: three seeds do not show that image pooling matters "
-          "for any one class (findings c1, c2). The explanation is a hypothesis to test with more seeds: a car "
-          "and a boat look the same, and only the land or water around them names them (chapter 06); image "
-          "pooling hands every position the average of the whole scene (chapter 04); this network's receptive "
-          "field already spans the scene, so the convolutions reach that context too.")
+    largest, second = (PROCEDURAL.class_names[k] for k in np.argsort(drop)[::-1][:2])
+    print(f"The {largest} loses most on average, then the {second} (a class within 0.2 points of the largest loss "
+          "is accepted too), but their intervals over seeds contain zero: three seeds do not show that image "
+          "pooling matters for any one class (findings c1, c2). The explanation is a hypothesis to test with more "
+          "seeds: a car and a boat look the same, and only the land or water around them names them (chapter 06); "
+          "image pooling hands every position the average of the whole scene (chapter 04); this network's "
+          "receptive field already spans the scene, so the convolutions reach that context too.")
     check("10.3", PROCEDURAL.class_names[int(np.nanargmax(drop))])
 
 # %% tags=["remove-cell"]
@@ -512,5 +513,5 @@ from deeplab_edu.exercises import get
 assert check("10.1", findings.miou) and check("10.2", findings.verdict)
 if recorded is not None:
     assert check("10.3", get("10.3").solution())
-    assert {PROCEDURAL.class_names[k] for k in np.argsort(drop)[-2:]} == {"car", "boat"}  # the solution's sentence
+    assert PROCEDURAL.class_names[int(np.argmax(drop))] in {"car", "boat"}  # the solution explains a vehicle
     assert all(findings.seed_interval(drop_seeds[k])[0] < 0 for k in np.argsort(drop)[-2:])  # "contain zero"

@@ -45,3 +45,12 @@ def test_the_model_table_is_the_record_formatted() -> None:
 
 def test_the_records_are_read_from_the_repository() -> None:
     assert RESULTS_DIR == Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+
+def test_the_findings_table_is_the_record_formatted() -> None:
+    from deeplab_edu.findings import RecordedFindings
+
+    table = RecordedFindings(load_record("findings_cpu"), {}).markdown()
+    assert table in README.read_text(), ("the findings table in benchmarks/README.md differs from "
+                                         "RecordedFindings.markdown() of results/findings_cpu.json (benchmarks/findings.py "
+                                         "prints it): paste it again")
