@@ -318,16 +318,15 @@ assert all((f.key[0] in WHY) != (f.key in WHY) for f in findings.FINDINGS)
 # the paper reports no accuracy effect of its own to reproduce):
 
 # %%
-separable_keys = ("v3|eval OS 8|all", "v3, separable ASPP|eval OS 8|all")
-if recorded is not None and all(k in recorded.matrices for k in separable_keys):
-    regular, separable = (recorded.matrices[k].astype(float) for k in separable_keys)
-    sep_diff, sep_lo, sep_hi = (100 * v for v in findings.bootstrap_difference(regular, separable, findings.miou,
-                                                                             n_boot=n_boot))
-    sep_seeds = 100 * (findings.seed_values(separable, findings.miou) - findings.seed_values(regular, findings.miou))
-    sep_s_lo, sep_s_hi = findings.seed_interval(sep_seeds)
-    print(f"DeepLabv3 at output stride 8, separable minus regular ASPP: {sep_diff:+.2f} points of mIoU "
-          f"(per seed {', '.join(f'{d:+.2f}' for d in sep_seeds)}); 95 % interval [{sep_lo:+.2f}, {sep_hi:+.2f}], "
-          f"over seeds [{sep_s_lo:+.2f}, {sep_s_hi:+.2f}]")
+# the same statistics as a finding's row, with no paper value and no verdict read from it
+separable_aspp = findings.Finding("sep", "separable ASPP", ("v3", "eval OS 8"), ("v3, separable ASPP", "eval OS 8"),
+                                  "miou", "DeepLabv3+ Table 5 (SC; Xception)", None)
+if recorded is not None and findings.measurable(recorded.matrices, [separable_aspp]):
+    (sep,) = findings.findings_table(recorded.matrices, [separable_aspp], n_boot=n_boot)
+    per_seed_sep = np.array(sep["_variant"]) - np.array(sep["_baseline"])
+    print(f"DeepLabv3 at output stride 8, separable minus regular ASPP: {sep['difference (points)']:+.2f} points of "
+          f"mIoU (per seed {', '.join(f'{d:+.2f}' for d in per_seed_sep)}); 95 % interval {sep['95% interval']}, "
+          f"over seeds {sep['95% interval over seeds']}")
 else:
     print("this record holds no run of the arm 'v3, separable ASPP'")
 
