@@ -587,7 +587,7 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
     import time
 
     from .engine.runs import train_or_load
-    from .engine.trainer import run_result
+    from .engine.trainer import last_validation
 
     unknown = [a for a in arms or () if a not in ARMS]
     if unknown:
@@ -622,7 +622,7 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
             done.add((arm, seed))
             trained.append(f"{arm}/seed{seed}")
             idle_since = time.monotonic()
-            final = run_result(history, [])["final"]
+            final = last_validation(history)
             print(f"{arm}/seed{seed}: {idle_since - started:.0f} s"
                   + (f", validation mIoU {100 * final['miou']:.1f} %" if final else ""), flush=True)
         if time.monotonic() - idle_since > wait_s:

@@ -56,7 +56,7 @@ from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_group
 from .workers import original_message, resolve_num_workers
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "autocast_context", "RunFolderError",
-           "run_result"]
+           "last_validation", "run_result"]
 
 
 #: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
@@ -137,11 +137,15 @@ def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = No
     return info
 
 
+def last_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last validation row of a run's ``history`` (``{}`` if it has none)."""
+    return next((r for r in reversed(history) if r.get("split") == "val"), {})
+
+
 def run_result(history: list[dict[str, Any]], provenance: list[dict[str, Any]]) -> dict[str, Any]:
     """What :meth:`Trainer.fit` returns and writes to ``metrics.json``: ``{"history", "final",
-    "provenance"}``, ``final`` the last validation row of ``history`` (``{}`` if there is none)."""
-    final: dict[str, Any] = next((r for r in reversed(history) if r.get("split") == "val"), {})
-    return {"history": history, "final": final, "provenance": provenance}
+    "provenance"}``, ``final`` the :func:`last_validation` row of ``history``."""
+    return {"history": history, "final": last_validation(history), "provenance": provenance}
 
 
 class Trainer:
