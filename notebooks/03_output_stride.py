@@ -403,30 +403,33 @@ check("03.2", round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6))
 
 # %% [markdown]
 # ### Exercise 03.3 (predict, then measure)
-# For a $513 \times 513$ input, how many times more multiply-adds does **block 4** need at output
-# stride 8 than at output stride 16? Predict it from the feature-map sizes of section 1, check your
-# prediction, then run the cell after it, which counts the multiply-adds of each block with
-# `macs_by_stage` (on the meta device: the 513 input costs nothing).
+# The cost tables above measure a 513 input. Take the smaller $321 \times 321$ crop that DeepLabv3
+# also trains with (sec. 4.1; chapter 04 shows what it does to large rates): how many times more
+# multiply-adds does **block 4** need at output stride 8 than at output stride 16? Predict it from
+# the feature-map sizes of section 1, check your prediction, then run the cell after it, which
+# counts the multiply-adds of each block with `macs_by_stage`.
 
 # %%
 prediction_03_3 = ...
 check("03.3", prediction_03_3)
 
 # %%
+crop_03_3 = 321  # DeepLabv3's smaller training crop
 measured_stage = {}
 for os_ in (16, 8):
     backbone.set_output_stride(os_)
-    measured_stage[os_] = vos.macs_by_stage(backbone, 513)
+    measured_stage[os_] = vos.macs_by_stage(backbone, crop_03_3)
 backbone.set_output_stride(16)
 for block in ("block3", "block4"):
     print(f"{block}: {measured_stage[16][block]:5.2f} GMACs at OS 16, {measured_stage[8][block]:5.2f} at OS 8: "
           f"x{measured_stage[8][block] / measured_stage[16][block]:.3f}")
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: block 4 runs on 33 x 33 positions at output stride 16 and on 65 x 65 at 8, with the same
-# weights: (65 / 33)**2 = 3.88, exactly what was measured. Block 3 grows a little less: its first
-# unit's 1x1 convolution runs on the 65 x 65 input of the block at both output strides.
-check("03.3", (vos.expected_feature_size(513, 8) / vos.expected_feature_size(513, 16)) ** 2)
+# Solution: 321 -> 161 -> 81 -> 41 -> 21, so block 4 runs on 21 x 21 positions at output stride 16
+# and on 41 x 41 at 8, with the same weights: (41 / 21)**2 = 3.81, exactly what was measured. Block 3
+# grows a little less: its first unit's 1x1 convolution runs on the 41 x 41 input of the block at
+# both output strides.
+check("03.3", (vos.expected_feature_size(crop_03_3, 8) / vos.expected_feature_size(crop_03_3, 16)) ** 2)
 
 # %% tags=["remove-cell"]
 from deeplab_edu.exercises import get
@@ -436,7 +439,7 @@ for key in ("03.1", "03.2", "03.3"):
 assert check("03.1", block_rates) and block_rates(16, (1, 2, 1), 3) == deep_rows["block7, MG (1, 2, 1)"][0]
 assert check("03.2", 0) and not check("03.3", 4)
 ratio4 = measured_stage[8]["block4"] / measured_stage[16]["block4"]
-assert abs(ratio4 - (65 / 33) ** 2) < 1e-6 and check("03.3", ratio4)
+assert abs(ratio4 - (41 / 21) ** 2) < 1e-6 and check("03.3", ratio4) and not check("03.3", (65 / 33) ** 2)
 assert measured_stage[8]["block3"] / measured_stage[16]["block3"] < ratio4
 
 # %% [markdown]

@@ -81,6 +81,11 @@ print("rates:", aspp_v2.atrous_rates)
 print("each branch gives class scores of shape", tuple(votes[0].shape), "; the sum has", tuple(fused.shape))
 
 # %% tags=["remove-cell"]
+import torch.nn.functional as F
+
+with torch.no_grad():  # branch r is eq. (1) at rate r with "same" padding, and the module sums them
+    for conv, rate, vote in zip(aspp_v2.branch_convs(0), (6, 12, 18, 24), votes):
+        assert torch.allclose(vote, F.conv2d(x, conv.weight, conv.bias, padding=rate, dilation=rate), atol=1e-5), rate
 assert torch.allclose(fused, sum(votes), atol=1e-5)
 assert len(votes) == 4 and fused.shape == (1, 5, 33, 33)
 
@@ -256,21 +261,24 @@ assert single.shape == (1, 32, 33, 33)
 # ## Exercises
 #
 # ### Exercise 05.1
-# DeepLabv3 uses rates $(6, 12, 18)$ at output stride 16. Which rates does it use at output
-# stride 8? Answer with a tuple.
+# DeepLab v2's ASPP-L (section 1) sets its rates $(6, 12, 18, 24)$ at output stride 8. Which rates
+# reach as far in the image at output stride 16? Answer with a tuple.
 
 # %%
 answer_05_1 = ...
 check("05.1", answer_05_1)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: the map is twice as large, so the rates double.
-check("05.1", atrous_rates_for(8, (6, 12, 18), 16))
+# Solution: at output stride 16 the map is half as large, so the rates halve. (DeepLabv3's
+# (6, 12, 18) at 16 therefore reach twice as far as v2's first three rates at 8.)
+check("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
 
 # %% [markdown]
 # ### Exercise 05.2
-# How many parameters has one $3 \times 3$ atrous branch of DeepLabv3's ASPP on ResNet
-# (2048 channels in, 256 out, convolution without bias, then batch norm)?
+# torchvision's `deeplabv3_mobilenet_v3_large` puts DeepLabv3's ASPP on MobileNetV3-Large's 960
+# channels. How many parameters has one of its $3 \times 3$ atrous branches (960 channels in, 256
+# out, convolution without bias, then batch norm)? Count it by hand, then with
+# `count_parameters` on the branch of a model built with `weights=None`.
 
 # %%
 answer_05_2 = ...
@@ -278,15 +286,17 @@ check("05.2", answer_05_2)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: count the parameters of a real branch (the rate does not matter).
-from deeplab_edu.complexity import count_parameters
-from deeplab_edu.models.aspp import ASPPConv
+from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
-check("05.2", count_parameters(ASPPConv(2048, 256, rate=12)))
+from deeplab_edu.complexity import count_parameters
+
+mobile_aspp = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None).classifier[0]
+check("05.2", count_parameters(mobile_aspp.convs[1]))
 
 # %% [markdown]
 # ### Exercise 05.3
-# How many channels enter the $1\times1$ projection of DeepLabv3's ASPP (with image pooling,
-# 256 channels per branch)?
+# How many channels enter the $1\times1$ projection of an ASPP with four rates $(6, 12, 18, 24)$,
+# image pooling and 256 channels per branch?
 
 # %%
 answer_05_3 = ...
@@ -294,7 +304,7 @@ check("05.3", answer_05_3)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
-check("05.3", ASPP(2048, (6, 12, 18)).project[0].in_channels)
+check("05.3", ASPP(2048, (6, 12, 18, 24)).project[0].in_channels)
 
 # %% [markdown]
 # ### Exercise 05.4 (write a function)
@@ -316,9 +326,6 @@ check("05.4", summed_aspp)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: one "same" atrous convolution per rate (padding = rate for a 3x3 filter), scores summed.
-import torch.nn.functional as F
-
-
 def summed_aspp(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
                 rates: tuple[int, ...]) -> torch.Tensor:
     return sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates))
@@ -327,8 +334,11 @@ def summed_aspp(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch
 check("05.4", summed_aspp)
 
 # %% tags=["remove-cell"]
-assert check("05.1", (12, 24, 36)) and check("05.2", 2048 * 256 * 9 + 512)
-assert check("05.3", 1280) and check("05.4", summed_aspp)
+from deeplab_edu.models.aspp import ASPPConv
+
+assert check("05.1", (3, 6, 9, 12)) and not check("05.1", (12, 24, 36))
+assert check("05.2", 960 * 256 * 9 + 512) and check("05.2", count_parameters(ASPPConv(960, 256, rate=12)))
+assert check("05.3", 1536) and not check("05.3", 1280) and check("05.4", summed_aspp)
 with torch.no_grad():  # the learner's function on section 1's module and features
     weights_v2 = [b[0].weight for b in aspp_v2.branches]
     biases_v2 = [b[0].bias for b in aspp_v2.branches]

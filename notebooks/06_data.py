@@ -39,8 +39,9 @@
 # `deeplab_edu.data.find_camvid`, `deeplab_edu.viz.data` (figures and the explorer widget),
 # `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker), the data
 # sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`) and their error
-# `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `benchmark`), and
-# `deeplab_edu.records.shown_path` (a path as the book shows it).
+# `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `scene_style`,
+# `SceneStyle.diameter_range`, `benchmark`), and `deeplab_edu.records.shown_path` (a path as the
+# book shows it).
 
 # %%
 import torch
@@ -174,8 +175,9 @@ assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
 # $[0.02S, 0.9S]$ in log size, over $\log_2 45 = 5.49$ octaves.
 
 # %%
-from deeplab_edu.data.procedural import WIRE
-from deeplab_edu.exercises.ch06 import DRAWN_DIAMETERS  # (0.02 * 256, 0.9 * 256): the generator's range
+from deeplab_edu.data.procedural import WIRE, scene_style
+
+DRAWN_DIAMETERS = scene_style(stats_ds.difficulty).diameter_range(256)  # (0.02 * 256, 0.9 * 256) px
 from deeplab_edu.viz.atrous import markdown_table
 
 is_shape = (sizes["classes"] != WIRE) & (sizes["sizes"] < DRAWN_DIAMETERS[1])
@@ -411,19 +413,34 @@ print(f"a training batch: images {tuple(images.shape)}, masks {tuple(targets.sha
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 06.1
-# A crop is larger than the randomly down-scaled image, so the mask is padded. Which label must the
-# padded mask pixels get?
+# ### Exercise 06.1 (predict, then measure)
+# A crop is larger than the randomly down-scaled image, so its mask is padded with the ignore label
+# 255. Take a 2 x 2 crop whose bottom-left pixel is padding: the mask is `[[0, 1], [255, 1]]`, and
+# the cross-entropies the network would get if every pixel were scored are `[[0.2, 0.4], [9.0, 0.6]]`.
+# What does `CrossEntropyLoss(ignore_index=255)` (its default mean reduction) return? Predict it,
+# check it, then run the next cell, which measures it with logits built to give those losses.
 
 # %%
 from deeplab_edu.exercises import check
 
-answer_06_1 = ...  # your answer here
-check("06.1", answer_06_1)
+prediction_06_1 = ...  # your prediction here
+check("06.1", prediction_06_1)
+
+# %%
+import torch.nn.functional as F
+
+from deeplab_edu.exercises.ch06 import LOSSES_06_1, MASK_06_1
+
+mask_06_1 = torch.tensor(MASK_06_1)
+right = torch.exp(-torch.tensor(LOSSES_06_1))  # the probability of the right class: its loss is -log of it
+is_one = mask_06_1 == 1  # two classes; the padded pixel's "right" class is arbitrary, it is ignored
+probs = torch.stack([torch.where(is_one, 1 - right, right), torch.where(is_one, right, 1 - right)])
+measured_06_1 = F.cross_entropy(probs.log()[None], mask_06_1[None], ignore_index=255).item()
+print(f"measured: {measured_06_1:.3f}" + ("" if prediction_06_1 is ... else f"; your prediction: {prediction_06_1:.3f}"))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: the ignore label, so that padding counts neither in the loss nor in the metric.
-check("06.1", ds.ignore_index)
+# Solution: the padded pixel is left out of the sum *and* the count: (0.2 + 0.4 + 0.6) / 3.
+check("06.1", measured_06_1)
 
 # %% [markdown]
 # ### Exercise 06.2
@@ -459,8 +476,8 @@ check("06.3", trainaug_ids(**toy))
 # ### Exercise 06.4 (predict, then measure)
 # The shapes' diameters are drawn log-uniformly between 2 % and 90 % of the image side: from 5.12
 # to 230.4 pixels in the 256-pixel scenes of the statistics section. Which share of the shapes
-# should have a diameter between 16 and 32 pixels? Predict it, check it, then run the next cell,
-# which measures it on those scenes (the shapes of the octave table above).
+# should have a diameter between 10 and 40 pixels (a range the octave table above does not show)?
+# Predict it, check it, then run the next cell, which measures it on those scenes.
 
 # %%
 prediction_06_4 = ...
@@ -468,22 +485,22 @@ check("06.4", prediction_06_4)
 
 # %%
 shape_sizes = sizes["sizes"][is_shape]
-measured_06_4 = float(((shape_sizes >= 16) & (shape_sizes < 32)).mean())
+measured_06_4 = float(((shape_sizes >= 10) & (shape_sizes < 40)).mean())
 print(f"measured on {len(shape_sizes)} shapes: {measured_06_4:.3f}"
       + ("" if prediction_06_4 is ... else f"; your prediction: {prediction_06_4:.3f}"))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: one octave out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
+# Solution: two octaves (a factor of 4) out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
 import math
 
-check("06.4", math.log(32 / 16) / math.log(0.9 / 0.02))
+check("06.4", math.log(40 / 10) / math.log(0.9 / 0.02))
 
 # %% tags=["remove-cell"]
-assert check("06.1", 255) and not check("06.1", 0)
+assert abs(measured_06_1 - 0.4) < 1e-5 and check("06.1", 0.4) and not check("06.1", 2.55)
 assert check("06.2", 1 - scaled_h * scaled_w / 513**2)
 assert check("06.3", trainaug_ids(**toy)) and not check("06.3", ["a", "b", "c", "d", "e", "f", "g", "h"])
-assert check("06.4", math.log(2) / math.log(45)) and not check("06.4", 1 / 6)
-expected_06_4 = data_stats.log_uniform_share(16, 32, *DRAWN_DIAMETERS)
+assert check("06.4", math.log(4) / math.log(45)) and not check("06.4", 1 / 5.49)
+expected_06_4 = data_stats.log_uniform_share(10, 40, *DRAWN_DIAMETERS)
 assert abs(measured_06_4 - expected_06_4) <= 4 * (expected_06_4 * (1 - expected_06_4) / len(shape_sizes)) ** 0.5
 
 # %% [markdown]

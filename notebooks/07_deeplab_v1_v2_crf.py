@@ -535,17 +535,21 @@ check("07.1", output_stride * (effective_kernel_size(3, 8) - 1) + vgg_cell)
 
 # %% [markdown]
 # ### Exercise 07.2
-# How many parameters does LargeFOV's fc6 have (3x3 convolution from 512 to 1024 channels,
-# with biases)? Check your answer against the model afterwards.
+# LargeFOV keeps 1024 of VGG-16's 4096 filters in fc6 *and* fc7. How many parameters does that save
+# in fc7 alone (a $1 \times 1$ convolution with biases, reading fc6's output)? Compute it, then
+# check it with `count_parameters` on `v1.backbone.fc7` and on a full-size fc7.
 
 # %%
 answer_07_2 = ...
 check("07.2", answer_07_2)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: weights plus one bias per filter; the model agrees
-print(f"counted in the model: {count_parameters(v1.backbone.fc6):,}")
-check("07.2", 3 * 3 * 512 * 1024 + 1024)
+# Solution: VGG-16's fc7 maps 4096 channels to 4096 (weights plus a bias per filter); LargeFOV's maps
+# 1024 to 1024, because fc6 keeps 1024 filters too.
+with torch.device("meta"):
+    full_fc7 = torch.nn.Conv2d(4096, 4096, 1)
+print(f"fc7: {count_parameters(full_fc7):,} with 4096 filters, {count_parameters(v1.backbone.fc7):,} in LargeFOV")
+check("07.2", count_parameters(full_fc7) - count_parameters(v1.backbone.fc7))
 
 # %% [markdown]
 # ### Exercise 07.3 (write a function)
@@ -584,6 +588,6 @@ check("07.4", answer_07_4)
 check("07.4", "theta_beta")
 
 # %% tags=["remove-cell"]
-assert check("07.1", 160) and check("07.2", fc6_params) and check("07.3", update_solution) and check("07.4", "theta_beta")
+assert check("07.1", 160) and check("07.2", 4096 * 4097 - 1024 * 1025) and not check("07.2", 4096**2 - 1024**2) and check("07.3", update_solution) and check("07.4", "theta_beta")
 assert not check("07.1", 8 * effective_kernel_size(3, 8))
 assert not check("07.3", lambda u, m: torch.softmax(-u - m, dim=0))

@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 8
 #     title: "DeepLabv3: assemble and train"
-#     cpu_minutes: 6
+#     cpu_minutes: 12
 # ---
 
 # %% [markdown]

@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 9
 #     title: "DeepLabv3+: decoder and separable convolutions"
-#     cpu_minutes: 5
+#     cpu_minutes: 11
 # ---
 
 # %% [markdown]

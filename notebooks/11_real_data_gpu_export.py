@@ -12,7 +12,7 @@
 #   deeplab_edu:
 #     chapter: 11
 #     title: "Real data on a GPU, inference strategies and export"
-#     cpu_minutes: 5
+#     cpu_minutes: 12
 # ---
 
 # %% [markdown]
@@ -84,16 +84,16 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # **On a laptop CPU** the `camvid_cpu` preset trains DeepLabv3+ on the small `tiny_resnet`
 # backbone from scratch (nothing is downloaded), on 192 px crops with DeepLab's random scale and
 # flip, batch 8, 400 iterations of AdamW, and evaluates the 101 validation images whole at output
-# stride 8: about five minutes on two cores. In the `cpu` profile with a CamVid copy, the cell
-# below trains it, or loads it when the run has finished (to train it before class:
-# `deeplab-edu train --preset camvid_cpu`).
+# stride 8 after every 100 iterations: about ten minutes on two cores. In the `cpu` profile with a
+# CamVid copy, the cell below trains it, or loads it when the run has finished (to train it before
+# class: `deeplab-edu train --preset camvid_cpu`).
 #
 # **On a GPU** the `camvid_gpu` preset trains DeepLabv3+ with a ResNet-50 (ImageNet weights) at
 # output stride 16, crop 360, batch 8, bf16 autocast and `channels_last`, and evaluates at output
 # stride 8; the cell trains it in the `gpu` profile (its duration is not recorded yet).
 #
 # ```bash
-# deeplab-edu train --preset camvid_cpu                                  # a laptop, about 5 minutes
+# deeplab-edu train --preset camvid_cpu                                  # a laptop, about 10 minutes
 # deeplab-edu train --preset camvid_gpu                                  # one GPU
 # torchrun --nproc_per_node=4 -m deeplab_edu train --preset camvid_gpu   # four GPUs, same recipe
 # deeplab-edu train --preset camvid_gpu --resume                         # continue after a crash
@@ -148,7 +148,7 @@ if camvid_model is not None and config.profile() == "cpu":  # what the prose bel
 
 # %% [markdown]
 # When the CPU run has been trained, the bars show what a small network learns from 367 images in
-# five minutes: the classes that fill large parts of every street scene are found best (sky and
+# ten minutes: the classes that fill large parts of every street scene are found best (sky and
 # road, then trees and buildings), cars and pavement in part, and the thin or rare ones
 # (poles, fences, bicyclists) hardly at all. Those cover few pixels, so they weigh little in the
 # loss of this short run from scratch (the decoder's stride-4 features, which help thin shapes,

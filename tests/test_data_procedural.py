@@ -227,3 +227,20 @@ def test_python_dash_m_prints_the_generator_speed() -> None:
                          timeout=300)
     assert out.returncode == 0 and "256 x 256:" in out.stdout and "(1 thread)" in out.stdout, out.stderr
     assert "RuntimeWarning" not in out.stderr, out.stderr
+
+
+def test_diameter_range_bounds_the_drawn_shapes():
+    from deeplab_edu.data.procedural import scene_style
+
+    for difficulty in ("hard", "easy"):
+        low, high = scene_style(difficulty).diameter_range(256)
+        style = scene_style(difficulty)
+        assert (low, high) == pytest.approx((2 * style.min_radius * 256, 2 * style.max_radius * 256))
+        ds = ProceduralScenes(length=30, size=256, seed=1, difficulty=difficulty)
+        infos = [ds.render(i)[2] for i in range(len(ds))]
+        sizes = np.concatenate([info.sizes for info in infos])
+        classes = np.concatenate([info.classes for info in infos])
+        shapes = sizes[(classes != WIRE) & (sizes < high)]  # the frame-filling heroes are drawn apart, >= 0.9 side
+        assert shapes.min() >= low - 1e-6 and shapes.min() < 2 * low  # log-uniform: the low end is reached
+    with pytest.raises(ValueError, match="side must be a positive int"):
+        scene_style("hard").diameter_range(0)

@@ -127,6 +127,19 @@ class SceneStyle:
         if not 0 < self.min_radius <= self.max_radius <= 1:
             raise ValueError(f"need 0 < min_radius <= max_radius <= 1, got {self.min_radius}, {self.max_radius}")
 
+    def diameter_range(self, side: int) -> tuple[float, float]:
+        """The (smallest, largest) shape diameter drawn in a scene whose longer side is ``side`` pixels.
+
+        Diameters are drawn log-uniformly in this range (radii never below 1.5 px; the frame-filling
+        "hero" vehicles are drawn apart, from 0.9 to 1.6 times the side).
+
+        Raises:
+            ValueError: ``side`` is not a positive int.
+        """
+        if not isinstance(side, int) or isinstance(side, bool) or side < 1:
+            raise ValueError(f"side must be a positive int, got {side!r}")
+        return 2 * self.min_radius * side, 2 * self.max_radius * side
+
 
 #: The named difficulty settings. ``"hard"``: the original scenes (random colours, object radii from
 #: 1 % of the side, strong noise): a GPU run of thousands of iterations learns them partly.

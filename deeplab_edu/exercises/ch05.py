@@ -11,53 +11,61 @@ import torch.nn.functional as F
 from ..models.aspp import ASPPv2
 from ._core import function_exercise, shown, value_exercise
 
+# 05.1: DeepLab v2's ASPP-L rates (6, 12, 18, 24) are set at output stride 8; the same reach in the
+# image at output stride 16.
 value_exercise(
     "05.1",
-    "ASPP rates at output stride 8",
-    solution=lambda: (12, 24, 36),
+    "DeepLab v2's ASPP-L rates (6, 12, 18, 24) at output stride 8, moved to output stride 16",
+    solution=lambda: (3, 6, 9, 12),
     answer_type="ints",
     mistakes=[
-        ((6, 12, 18), "these are the rates at output stride 16; at 8 the feature map is twice as large."),
-        ((3, 6, 9), "that halves the rates; a denser map needs larger rates to reach as far in the image."),
-        (lambda a: len(a) != 3, lambda a: f"DeepLabv3's ASPP has three atrous branches, you gave {len(a)} rates."),
+        ((12, 24, 36, 48), "that doubles them; at output stride 16 the map is half as large, so the rates halve."),
+        ((6, 12, 18, 24), "these are the rates at output stride 8; at 16 each feature cell covers twice as many pixels."),
+        ((6, 12, 18), "these are DeepLabv3's rates at output stride 16: they reach twice as far as v2's first three."),
+        (lambda a: len(a) != 4, lambda a: f"ASPP-L has four branches, one per rate; you gave {len(a)} rates."),
     ],
-    otherwise=lambda a: f"{a} is not (6, 12, 18) scaled by 16 / 8.",
-    more_wrong=((12, 24), 12),
-    hint="halving the output stride doubles the feature-map size; the rates must cover the same image area.",
+    otherwise=lambda a: f"{a} is not (6, 12, 18, 24) scaled by 8 / 16.",
+    more_wrong=((3, 6, 9), 3),
+    hint="a rate counts feature cells; at output stride 16 a cell is 16 pixels wide instead of 8.",
 )
 
-_CONV, _BN = 2048 * 256 * 9, 2 * 256
+_CHANNELS_05_2 = 960  # MobileNetV3-Large's last stage, the input of torchvision's mobile DeepLabv3 ASPP
+_CONV, _BN = _CHANNELS_05_2 * 256 * 9, 2 * 256
 
 value_exercise(
     "05.2",
-    "Parameters of one 3x3 atrous ASPP branch (2048 -> 256, conv without bias, then BN)",
+    "Parameters of one 3x3 atrous ASPP branch of torchvision's deeplabv3_mobilenet_v3_large (960 -> 256, "
+    "conv without bias, then BN)",
     solution=lambda: _CONV + _BN,
     answer_type="whole",
     mistakes=[
         (_CONV, "that is the convolution alone; the batch norm adds a weight and a bias per output channel."),
         (_CONV + 4 * 256, "running mean and variance are buffers, not parameters; count only BN's weight and bias."),
-        (2048 * 256, "a 3x3 filter has 9 taps per input channel, whatever the rate."),
+        (_CHANNELS_05_2 * 256 + _BN, "a 3x3 filter has 9 taps per input channel, whatever the rate."),
         (_CONV + _BN + 256, "the conv has no bias here (the batch norm's shift does its job): count only its weights."),
-        (lambda a: a >= 2 * _CONV, "the atrous rate does not add weights: a 3x3 filter at rate 6 still has 9 taps."),
+        (2048 * 256 * 9 + _BN, "that is a branch on ResNet's 2048 channels; MobileNetV3-Large gives 960."),
+        (lambda a: a >= 2 * _CONV, "the atrous rate does not add weights: a 3x3 filter at rate 12 still has 9 taps."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not 2048 x 256 x 9 conv weights plus 2 x 256 BN parameters.",
-    more_wrong=(_CONV * 6,),
+    otherwise=lambda a: f"{shown(a)} is not 960 x 256 x 9 conv weights plus 2 x 256 BN parameters.",
+    more_wrong=(_CONV * 12,),
     hint="the rate spreads the 9 taps apart but adds no weights; BN learns a scale and a shift per channel.",
 )
 
 value_exercise(
     "05.3",
-    "Channels entering DeepLabv3's ASPP projection (with image pooling)",
-    solution=lambda: 1280,
+    "Channels entering the projection of an ASPP with rates (6, 12, 18, 24), image pooling, 256 per branch",
+    solution=lambda: 1536,
     answer_type="whole",
     mistakes=[
-        (1024, "that forgets one branch: the image-pooling branch is concatenated too."),
+        (1280, "1280 is five branches (DeepLabv3's): with four rates there are a 1x1, four atrous and an "
+               "image-pooling branch."),
+        (1024, "that counts the four atrous branches only: the 1x1 and the image-pooling branches are concatenated too."),
         (256, "256 is one branch (and the projection's output); the branches are concatenated, not summed."),
         (2048, "2048 is the backbone's output, the ASPP's *input*."),
-        (1536, "that counts six branches; DeepLabv3 has one 1x1, three atrous and one image-pooling branch."),
+        (1792, "that counts seven branches: one 1x1, four atrous and one image pooling make six."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not 5 branches x 256 channels.",
-    hint="count the branches: one 1x1, three atrous, one image pooling; each gives 256 channels.",
+    otherwise=lambda a: f"{shown(a)} is not 6 branches x 256 channels.",
+    hint="count the branches: one 1x1, one per atrous rate, one image pooling; each gives 256 channels.",
 )
 
 

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.procedural import DIFFICULTIES
 from ..data.stats import log_uniform_share
 from ._core import shown, value_exercise
 
+# 06.1: padded pixels carry the ignore label 255, so the mean loss runs over the labelled pixels
+# only. The per-pixel cross-entropies the network would get if every pixel were scored, and the mask
+# (one padded pixel), as in the chapter.
+LOSSES_06_1 = ((0.2, 0.4), (9.0, 0.6))
+MASK_06_1 = ((0, 1), (255, 1))
+_SCORED = [loss for lrow, mrow in zip(LOSSES_06_1, MASK_06_1) for loss, m in zip(lrow, mrow) if m != 255]
+_ALL = [loss for lrow in LOSSES_06_1 for loss in lrow]
+
 value_exercise(
     "06.1",
-    "The label of mask pixels added by padding a crop",
-    solution=lambda: 255,
-    answer_type="whole",
+    "Predict: CrossEntropyLoss(ignore_index=255) of a 2 x 2 crop with one padded pixel",
+    solution=lambda: sum(_SCORED) / len(_SCORED),
+    answer_type="number",
+    rel_tol=1e-3,
+    kind="predict",
     mistakes=[
-        (0, "0 is 'background': the network would learn that the padding is background."),
-        (-1, "-1 is no label of these data sets; the loaders and the loss use one ignore value for all of them."),
+        (sum(_ALL) / len(_ALL), "that averages over all four pixels: the padded pixel's 9.0 does not count at all."),
+        (sum(_SCORED) / len(_ALL), "that leaves out the padded pixel's loss but still divides by four: the mean "
+                                   "runs over the pixels that count."),
+        (sum(_SCORED), "that is the sum; the default reduction is the mean over the pixels that count."),
+        (sum(_ALL), "that is the sum over all four pixels; the padded one does not count, and the reduction is a mean."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the ignore label of VOC, CamVid (after conversion) and Cityscapes.",
-    more_wrong=(21,),
-    hint="padded pixels are not background: they are not part of the image at all.",
+    otherwise=lambda a: f"{shown(a)} is not the mean of the three labelled pixels' losses.",
+    more_wrong=(0.0, 9.0),
+    hint="a pixel labelled 255 is left out of the sum and out of the count.",
 )
 
 # 06.2: a VOC image of 500 x 375 pixels, scaled by 0.5 and padded up to a 513 x 513 crop.
@@ -90,26 +104,28 @@ value_exercise(
     hint="train_aug = (SBD train ∪ SBD val ∪ VOC train) minus VOC val.",
 )
 
-# 06.4: the share of a log-uniform size law in one octave (the chapter's scenes: diameters from
-# 2 % to 90 % of a 256-pixel side).
-DRAWN_DIAMETERS = (0.02 * 256, 0.9 * 256)
-_OCTAVE = (16, 32)
+# 06.4: the share of a log-uniform size law in a range of two octaves (the chapter's scenes:
+# diameters from 2 % to 90 % of a 256-pixel side, `SceneStyle.diameter_range`).
+DRAWN_DIAMETERS = DIFFICULTIES["hard"].diameter_range(256)
+RANGE_06_4 = (10, 40)
 
 value_exercise(
     "06.4",
-    "Predict: the share of the shapes whose diameter lies between 16 and 32 px (log-uniform, 5.12 to 230.4 px)",
-    solution=lambda: log_uniform_share(*_OCTAVE, *DRAWN_DIAMETERS),
+    "Predict: the share of the shapes whose diameter lies between 10 and 40 px (log-uniform, 5.12 to 230.4 px)",
+    solution=lambda: log_uniform_share(*RANGE_06_4, *DRAWN_DIAMETERS),
     answer_type="fraction",
     rel_tol=0.02,
     kind="predict",
     mistakes=[
-        ((_OCTAVE[1] - _OCTAVE[0]) / (DRAWN_DIAMETERS[1] - DRAWN_DIAMETERS[0]),
+        ((RANGE_06_4[1] - RANGE_06_4[0]) / (DRAWN_DIAMETERS[1] - DRAWN_DIAMETERS[0]),
          "that is the share for sizes drawn *uniformly*; log-uniform means every factor of 2 gets the same share."),
-        (1 / 6, "1/6 counts six octaves from 4 to 256 px; the law spans 5.12 to 230.4 px: log2(45) = 5.49 octaves."),
-        (1 / 7, "1/7 counts seven octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
-        (1 / 5, "1/5 counts five octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
+        (log_uniform_share(16, 32, *DRAWN_DIAMETERS),
+         "that is one octave's share; 10 to 40 px is two octaves (a factor of 4)."),
+        (2 / 6, "2/6 counts six octaves from 4 to 256 px; the law spans 5.12 to 230.4 px: log2(45) = 5.49 octaves."),
+        (2 / 7, "2/7 counts seven octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
+        (2 / 5, "2/5 counts five octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
     ],
-    otherwise=lambda a: f"{a:.3f} is not the share of one octave, log(32 / 16) / log(230.4 / 5.12).",
-    more_wrong=(0.5,),
+    otherwise=lambda a: f"{a:.3f} is not the share of two octaves, log(40 / 10) / log(230.4 / 5.12).",
+    more_wrong=(0.5, 30 / 256),
     hint="under a log-uniform law the share of [a, b) is log(b / a) / log(max / min), for a range inside [min, max].",
 )

@@ -36,18 +36,24 @@ value_exercise(
     hint="the paper's four values are all 8 (k_e - 1) + 32, with k_e = k + (k - 1)(r - 1).",
 )
 
+# 07.2: LargeFOV keeps 1024 of VGG-16's 4096 filters in fc6 and fc7; what that saves in fc7 alone.
+_FC7_FULL, _FC7_LARGEFOV = 4096 * 4096 + 4096, 1024 * 1024 + 1024
+
 value_exercise(
     "07.2",
-    "Parameters of LargeFOV's fc6 layer (3x3 conv, 512 -> 1024 channels, with biases)",
-    solution=lambda: 3 * 3 * 512 * 1024 + 1024,
+    "Parameters LargeFOV saves in fc7 (1x1 conv with biases) by keeping 1024 of the 4096 filters in fc6 and fc7",
+    solution=lambda: _FC7_FULL - _FC7_LARGEFOV,
     answer_type="whole",
     mistakes=[
-        (3 * 3 * 512 * 1024, "that counts the weights only; each of the 1024 filters also has a bias."),
-        (3 * 3 * 512 * 4096 + 4096, "LargeFOV keeps 1024 of VGG-16's 4096 fc6 filters, not all of them."),
-        (7 * 7 * 512 * 4096 + 4096, "that is VGG-16's original fc6 (7x7, 4096 filters), the 'DeepLab-7x7' variant."),
+        (_FC7_FULL, "that is fc7 with 4096 filters; subtract what LargeFOV's fc7 keeps."),
+        (_FC7_LARGEFOV, "that is LargeFOV's fc7 itself, not what it saves."),
+        (4096 * 4096 - 1024 * 1024, "that counts the weights only; each filter also has a bias (3072 fewer)."),
+        (4096 * 1024 + 1024 - _FC7_LARGEFOV, "fc7's *input* shrinks too: it reads fc6's 1024 channels, not 4096."),
+        (4096 * 4096 + 4096 - (4096 * 1024 + 1024), "fc7's input shrinks too: fc6 also keeps 1024 filters."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the size of a 3x3 conv from 512 to 1024 channels with biases.",
-    hint="weights: kernel height x width x input channels x output channels; then one bias per output channel.",
+    otherwise=lambda a: f"{shown(a)} is not a 4096 -> 4096 1x1 conv with biases minus a 1024 -> 1024 one.",
+    more_wrong=(3 * 3 * 512 * 1024 + 1024,),
+    hint="a 1x1 conv from C_in to C_out channels has C_in x C_out weights and C_out biases; fc7 reads fc6.",
 )
 
 
