@@ -249,7 +249,7 @@ for os_ in (32, 16, 8):
 # %% [markdown]
 # Where does the extra cost of a dense map go? Split by stage: the stem and blocks 1-2 do not
 # change; block 3 costs the same at output stride 32 and 16 and four times more at 8, block 4 four
-# times more at 16 and sixteen times more at 8 (up to the odd-size rounding: $33^2/17^2 = 3.8$).
+# times more at 16 and sixteen times more at 8 (up to the odd-size rounding: $33^2/17^2 = 3.77$).
 
 # %%
 stage_input = config.choose(smoke=129, cpu=513, gpu=513)
@@ -403,8 +403,8 @@ check("03.2", round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6))
 
 # %% [markdown]
 # ### Exercise 03.3 (predict, then measure)
-# The cost tables above measure a 513 input. Take the smaller $321 \times 321$ crop that DeepLabv3
-# also trains with (sec. 4.1; chapter 04 shows what it does to large rates): how many times more
+# The cost tables above measure a 513 input. Take the $321 \times 321$ crop of DeepLab v1 and v2
+# (DeepLabv3 tries it in appendix A; chapter 04 shows what it does to large rates): how many times more
 # multiply-adds does **block 4** need at output stride 8 than at output stride 16? Predict it from
 # the feature-map sizes of section 1, check your prediction, then run the cell after it, which
 # counts the multiply-adds of each block with `macs_by_stage`.
@@ -414,7 +414,7 @@ prediction_03_3 = ...
 check("03.3", prediction_03_3)
 
 # %%
-crop_03_3 = 321  # DeepLabv3's smaller training crop
+crop_03_3 = 321  # DeepLab v1/v2's training crop
 measured_stage = {}
 for os_ in (16, 8):
     backbone.set_output_stride(os_)

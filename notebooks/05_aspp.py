@@ -277,8 +277,9 @@ check("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
 # ### Exercise 05.2
 # torchvision's `deeplabv3_mobilenet_v3_large` puts DeepLabv3's ASPP on MobileNetV3-Large's 960
 # channels. How many parameters has one of its $3 \times 3$ atrous branches (960 channels in, 256
-# out, convolution without bias, then batch norm)? Count it by hand, then with
-# `count_parameters` on the branch of a model built with `weights=None`.
+# out, convolution without bias, then batch norm)? Count it by hand, then with `count_parameters`
+# on `model.classifier[0].convs[1]` of a model built with `weights=None, weights_backbone=None`
+# (nothing is downloaded).
 
 # %%
 answer_05_2 = ...
@@ -295,8 +296,10 @@ check("05.2", count_parameters(mobile_aspp.convs[1]))
 
 # %% [markdown]
 # ### Exercise 05.3
-# How many channels enter the $1\times1$ projection of an ASPP with four rates $(6, 12, 18, 24)$,
-# image pooling and 256 channels per branch?
+# DeepLabv3 tried a fourth atrous branch at rate 24 (chapter 04: it made results slightly worse).
+# How many channels enter the $1\times1$ projection of that ASPP: DeepLabv3's (a $1 \times 1$
+# branch, one atrous branch per rate, image pooling, 256 channels each) with rates
+# $(6, 12, 18, 24)$?
 
 # %%
 answer_05_3 = ...
@@ -337,7 +340,9 @@ check("05.4", summed_aspp)
 from deeplab_edu.models.aspp import ASPPConv
 
 assert check("05.1", (3, 6, 9, 12)) and not check("05.1", (12, 24, 36))
-assert check("05.2", 960 * 256 * 9 + 512) and check("05.2", count_parameters(ASPPConv(960, 256, rate=12)))
+assert check("05.2", 960 * 256 * 9 + 512) and count_parameters(mobile_aspp.convs[1]) == 960 * 256 * 9 + 512
+assert count_parameters(ASPPConv(960, 256, rate=12)) == count_parameters(mobile_aspp.convs[1])  # ours and torchvision's
+assert ASPP(2048, (6, 12, 18, 24)).project[0].in_channels == 1536
 assert check("05.3", 1536) and not check("05.3", 1280) and check("05.4", summed_aspp)
 with torch.no_grad():  # the learner's function on section 1's module and features
     weights_v2 = [b[0].weight for b in aspp_v2.branches]

@@ -176,9 +176,9 @@ assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
 
 # %%
 from deeplab_edu.data.procedural import WIRE, scene_style
+from deeplab_edu.viz.atrous import markdown_table
 
 DRAWN_DIAMETERS = scene_style(stats_ds.difficulty).diameter_range(256)  # (0.02 * 256, 0.9 * 256) px
-from deeplab_edu.viz.atrous import markdown_table
 
 is_shape = (sizes["classes"] != WIRE) & (sizes["sizes"] < DRAWN_DIAMETERS[1])
 octaves = data_stats.octave_histogram(sizes["sizes"][is_shape], low=4)

@@ -93,7 +93,7 @@ value_exercise(
     hint="atrous convolution spreads the same 3x3 weights further apart.",
 )
 
-# 03.3: the 321 x 321 crop DeepLabv3 also trains with (sec. 4.1); the chapter's cost tables measure 513.
+# 03.3: the 321 x 321 crop of DeepLab v1/v2 (DeepLabv3 tries it in appendix A); the chapter's cost tables measure 513.
 INPUT_03_3 = 321
 _SIDE_8, _SIDE_16 = expected_feature_size(INPUT_03_3, 8), expected_feature_size(INPUT_03_3, 16)  # 41, 21
 
@@ -106,7 +106,7 @@ value_exercise(
     mistakes=[
         (4, "4 would hold if the sides were exactly 2:1 (40 and 20); each stride-2 layer rounds up: "
             "321 -> 161 -> 81 -> 41 -> 21."),
-        ((65 / 33) ** 2, "that is the ratio for a 513 input (65 and 33); a 321 input gives 41 and 21."),
+        ((65 / 33) ** 2, "that is the ratio for a 513 input (65 and 33, e.g. 3.88); a 321 input gives 41 and 21."),
         (2, "a convolution's cost is proportional to the number of positions, height x width, not to the side."),
         (_SIDE_8 / _SIDE_16, "that is the ratio of the sides; the number of positions is height x width."),
         (16, "16 is block 4's growth from output stride 32 to 8 (two halvings); here it is one."),

@@ -48,7 +48,9 @@ value_exercise(
         (_FC7_FULL, "that is fc7 with 4096 filters; subtract what LargeFOV's fc7 keeps."),
         (_FC7_LARGEFOV, "that is LargeFOV's fc7 itself, not what it saves."),
         (4096 * 4096 - 1024 * 1024, "that counts the weights only; each filter also has a bias (3072 fewer)."),
-        (4096 * 1024 + 1024 - _FC7_LARGEFOV, "fc7's *input* shrinks too: it reads fc6's 1024 channels, not 4096."),
+        (1024 * 4096 + 4096 - _FC7_LARGEFOV, "in VGG-16, fc7 reads fc6's 4096 channels: both its input and its output "
+                                              "shrink to 1024."),
+        (4096 * 1024 + 1024 - _FC7_LARGEFOV, "its output shrinks too: LargeFOV's fc7 has 1024 filters, VGG-16's 4096."),
         (4096 * 4096 + 4096 - (4096 * 1024 + 1024), "fc7's input shrinks too: fc6 also keeps 1024 filters."),
     ],
     otherwise=lambda a: f"{shown(a)} is not a 4096 -> 4096 1x1 conv with biases minus a 1024 -> 1024 one.",
