@@ -1,4 +1,4 @@
-"""The command line: ``deeplab-edu train | eval | predict | bench`` (also ``python -m deeplab_edu``).
+"""The command line: ``deeplab-edu train | eval | predict | bench | course-runs`` (also ``python -m deeplab_edu``).
 
 Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a flag
 (``crop_size`` -> ``--crop-size``); ``--preset NAME`` and ``--config FILE.yaml`` set many at once
@@ -12,6 +12,7 @@ Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a 
     deeplab-edu eval --checkpoint runs/cpu/checkpoints/last.pt --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
     deeplab-edu predict --checkpoint runs/cpu/checkpoints/last.pt photo.jpg --out predictions/
     deeplab-edu bench --device cpu --size 128
+    deeplab-edu course-runs                                  # before class: every run chapters 08-11 load
 
 Mistakes end with ``error: ...`` naming the setting and what to do, not a traceback; with
 ``DEEPLAB_EDU_DEBUG=1`` in the environment the error is raised with its traceback (for a bug report).
@@ -137,7 +138,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict`` and ``bench``."""
+    """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``bench`` and
+    ``course-runs``."""
     parser = _Parser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
                                                   "memory for large photos; default: the whole image at once)")
     pr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+
+    cr = sub.add_parser("course-runs", help="before class: train every run the chapters load (08-11); finished runs "
+                                            "are loaded, not retrained")
+    cr.add_argument("--profile", choices=["cpu", "gpu"], default=None,
+                    help="the course profile whose runs to train (default: DEEPLAB_EDU_PROFILE, else gpu with CUDA, cpu "
+                         "without)")
+    cr.add_argument("--dry-run", action="store_true", help="print the runs' commands and train nothing")
 
     be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch; "
                                       "the data pipeline; torch.compile")
@@ -401,6 +410,35 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _course_runs(args: argparse.Namespace) -> int:
+    from . import config
+    from .data import find_camvid
+    from .viz.training import camvid_run, course_runs
+
+    profile = args.profile or config.profile()
+    if profile not in ("cpu", "gpu"):
+        raise ValueError(f"the course's runs are trained in the 'cpu' or 'gpu' profile (the 'smoke' profile trains "
+                         f"in temporary folders), got {profile!r}: pass --profile cpu")
+    specs = course_runs(profile)
+    camvid_root = find_camvid()
+    if camvid_root is not None:
+        specs.append(camvid_run(profile, data_root=camvid_root if profile == "gpu" else None))
+    print(f"The runs chapters 08-11 load in the {profile!r} profile ({len(specs)}; a finished run is loaded, an "
+          f"interrupted one resumes):")
+    for i, spec in enumerate(specs, 1):
+        print(f"  [{i}/{len(specs)}] {spec.command()}")
+    if camvid_root is None:
+        print("  no CamVid copy found (see deeplab_edu.data.find_camvid): chapter 11's CamVid run is not trained")
+    if args.dry_run:
+        return 0
+    start = time.perf_counter()
+    for i, spec in enumerate(specs, 1):
+        print(f"\n[{i}/{len(specs)}] {spec.preset} -> {spec.out_dir}", flush=True)
+        spec.train_or_load()
+    print(f"\nall {len(specs)} runs ready in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 #: Set (to anything non-empty) to see an error's traceback instead of the one-line message.
 DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
 
@@ -408,7 +446,7 @@ DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deeplab-edu`` console script; returns the exit status (130 on Ctrl-C,
     also while torch is still being imported; 2 for an error, printed as one line)."""
-    handlers = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}
+    handlers = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench, "course-runs": _course_runs}
     try:
         args = build_parser().parse_args(argv)  # imports torch: seconds, during which Ctrl-C is caught too
         try:

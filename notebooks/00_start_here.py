@@ -32,8 +32,8 @@
 #
 # **Helpers introduced:** `deeplab_edu.config` (profile and device),
 # `deeplab_edu.records.environment` (the environment report),
-# `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training.chapter_run` (for teachers: each
-# chapter's time, and the training runs to make before class),
+# `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training` (`course_runs`, `camvid_run`; for
+# teachers: each chapter's time, and the training runs `make course-runs` makes before class),
 # `deeplab_edu.exercises.check` (the exercise checker), `deeplab_edu.models.summary.markdown_table`
 # (a table as Markdown text).
 
@@ -121,10 +121,10 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table
 # from a recorded run), and chapter 09 reuses chapter 08's first run. Chapter 11 trains a model on
 # CamVid when a copy of it is present (its minutes count that; without a copy it takes about one).
-# A training cell that finds a finished run loads it instead of training, so running the commands
-# printed below once before class (after `make setup`, in its environment: `source
-# .venv/bin/activate`; together about the minutes of chapters 08, 09 and 11) turns the training
-# cells into a few-second load. Nothing needs a GPU or the network; the real data sets of chapters
+# A training cell that finds a finished run loads it instead of training, so one command before
+# class, `make course-runs` in the repository's folder (it trains the runs printed below, one
+# after the other, and skips those already finished; together about the minutes of chapters 08,
+# 09 and 11), turns the training cells into a few-second load. Nothing needs a GPU or the network; the real data sets of chapters
 # 06 and 11 are not bundled, and those sections say what they show without them.
 
 # %%
@@ -132,15 +132,15 @@ from IPython.display import Markdown, display
 
 from deeplab_edu.book import chapter_headers
 from deeplab_edu.models.summary import markdown_table
-from deeplab_edu.viz.training import chapter_run
+from deeplab_edu.viz.training import camvid_run, course_runs
 
 display(Markdown(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
                                   "minutes (cpu profile)": f"{h['cpu_minutes']:g}"} for h in chapter_headers()])))
-print("Before class, from the repository's folder, train the runs chapters 08-10 load:")
-for model, phase, stride in (("deeplabv3", 1, None), ("deeplabv3", 2, None), ("deeplabv3", 2, 16),
-                             ("deeplabv3plus", 1, None)):
-    print("  " + chapter_run(model, phase=phase, profile="cpu", output_stride=stride).command())
-print("and, with a CamVid copy (chapter 11), the run it loads:\n  deeplab-edu train --preset camvid_cpu")
+print("Before class, `make course-runs` (or `deeplab-edu course-runs`) trains, from the repository's folder,")
+print("the runs chapters 08-10 load:")
+for spec in course_runs("cpu"):
+    print("  " + spec.command())
+print("and, with a CamVid copy (chapter 11), the run it loads:\n  " + camvid_run("cpu").command())
 
 # %% [markdown]
 # ## How the exercises work

@@ -37,8 +37,8 @@
 # - export a model to ONNX, run it with onnxruntime and check it agrees with PyTorch.
 #
 # **Helpers introduced:** `build_dataset("camvid", ...)` with the class list
-# `deeplab_edu.data.classes.CAMVID`, `deeplab_edu.engine.runs.train_or_load` with the `camvid_cpu`
-# and `camvid_gpu` presets, `deeplab_edu.engine.report` (`history_from_record`, `plot_history`),
+# `deeplab_edu.data.classes.CAMVID`, `deeplab_edu.viz.training.camvid_run` (the `camvid_cpu` and
+# `camvid_gpu` presets' run, trained or loaded by `train_or_load`), `deeplab_edu.engine.report` (`history_from_record`, `plot_history`),
 # `deeplab_edu.engine.bench` (`pair_summary`, `diagnosis_rows`, `profile_totals`),
 # `deeplab_edu.inference` (`predict_probs`, `PAPER_SCALES`, `Strategy(crop_size=...)` for sliding
 # windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
@@ -117,16 +117,14 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 
 # %%
 from deeplab_edu.engine.report import plot_history, plot_metric_bars
-from deeplab_edu.engine.runs import train_or_load
-from deeplab_edu.records import REPO_ROOT
+from deeplab_edu.viz.training import camvid_run
 
 camvid_model = None
 if camvid_root is not None and config.profile() == "gpu":
-    camvid_model, camvid_history, _ = train_or_load("camvid_gpu", out_dir=REPO_ROOT / "runs" / "camvid_deeplabv3plus",
-                                                    data_root=str(camvid_root))
+    camvid_model, camvid_history, _ = camvid_run("gpu", data_root=camvid_root).train_or_load()
     camvid_title = "DeepLabv3+ ResNet-50 on CamVid"
 elif camvid_root is not None and config.profile() == "cpu":
-    camvid_model, camvid_history, _ = train_or_load("camvid_cpu", out_dir=REPO_ROOT / "runs" / "course" / "cpu" / "camvid")
+    camvid_model, camvid_history, _ = camvid_run("cpu").train_or_load()
     camvid_title = "DeepLabv3+ tiny_resnet on CamVid, from scratch on a CPU"
 if camvid_model is not None:
     plot_history(camvid_history, title=camvid_title)

@@ -275,3 +275,35 @@ def test_a_presets_value_that_keeps_a_models_default_is_named(capsys: pytest.Cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["deeplab-edu train: error: argument --lr: invalid float value: 'abc' "
                    "(deeplab-edu train --help lists the flags)"]
+
+
+def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    import deeplab_edu.data
+    from deeplab_edu.viz.training import RunSpec, camvid_run, chapter_run, course_runs
+
+    chapters = [chapter_run("deeplabv3", profile="cpu"), chapter_run("deeplabv3", phase=2, profile="cpu"),
+                chapter_run("deeplabv3", phase=2, profile="cpu", output_stride=16),
+                chapter_run("deeplabv3plus", profile="cpu")]  # what chapters 08 and 09 call
+    assert course_runs("cpu") == chapters
+
+    trained: list[RunSpec] = []
+    monkeypatch.setattr(RunSpec, "train_or_load", lambda self, verbose=True: trained.append(self))
+    monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: None)
+    assert main(["course-runs", "--profile", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert trained == [] and all(spec.command() in out for spec in chapters) and "no CamVid copy found" in out
+
+    monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: tmp_path)
+    assert main(["course-runs", "--profile", "cpu"]) == 0
+    assert trained == [*chapters, camvid_run("cpu")]  # phase 1 before the two runs that start from it
+    assert "all 5 runs ready" in capsys.readouterr().out
+    trained.clear()
+    monkeypatch.setattr("deeplab_edu.config.device", lambda: "cuda")  # the gpu profile's runs, planned on a CPU
+    assert main(["course-runs", "--profile", "gpu"]) == 0
+    assert trained[-1].preset == "camvid_gpu" and trained[-1].overrides["data_root"] == str(tmp_path)
+
+    monkeypatch.setenv("DEEPLAB_EDU_PROFILE", "smoke")  # smoke runs live in temporary folders: nothing to keep
+    assert main(["course-runs"]) == 2 and "pass --profile cpu" in capsys.readouterr().err
+    smoke = course_runs("smoke")
+    assert smoke[1].overrides["init_from"] == str(smoke[0].checkpoint)  # one folder for all of them

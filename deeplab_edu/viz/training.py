@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "band_metrics", "plot_phases", "plot_band_comparison",
+__all__ = ["RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
            "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table"]
 
 #: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
@@ -179,6 +179,44 @@ def phase2_run(phase1: RunSpec, *, output_stride: int = 8, profile: str | None =
                  "output_stride": output_stride, "lr": float(f"{cfg1.lr / 7:.3g}"),
                  "atrous_rates": ",".join(str(r * cfg1.output_stride // output_stride) for r in rates)}
     return RunSpec(phase1.preset, phase2_dir(phase1.out_dir, output_stride), overrides)
+
+
+def camvid_run(profile: str | None = None, root: Path | None = None, *, data_root: Path | None = None) -> RunSpec:
+    """Chapter 11's CamVid run: the ``camvid_cpu`` preset in ``<root>/course/cpu/camvid`` (``cpu``
+    profile), or ``camvid_gpu`` in ``<root>/camvid_deeplabv3plus`` (``gpu``). ``root`` defaults to
+    :func:`runs_root`; ``data_root`` is passed on when given (else the engine looks for a copy).
+
+    Raises:
+        ValueError: ``profile`` is not ``cpu`` or ``gpu`` (the ``smoke`` profile trains nothing on CamVid).
+    """
+    from .. import config
+
+    profile = profile or config.profile()
+    if profile not in ("cpu", "gpu"):
+        raise ValueError(f"chapter 11 trains on CamVid in the 'cpu' and 'gpu' profiles only, got {profile!r}")
+    root = Path(root) if root is not None else runs_root(profile)
+    overrides: dict[str, Any] = {} if data_root is None else {"data_root": str(data_root)}
+    if profile == "gpu":
+        return RunSpec("camvid_gpu", root / "camvid_deeplabv3plus", overrides)
+    return RunSpec("camvid_cpu", root / "course" / "cpu" / "camvid", overrides)
+
+
+def course_runs(profile: str | None = None, root: Path | None = None) -> list[RunSpec]:
+    """The procedural-scene runs chapters 08-10 load, in an order that can train them: DeepLabv3's
+    phase 1, its phase 2 and phase 2's control (both start from phase 1), then DeepLabv3+.
+    Chapter 11's CamVid run is :func:`camvid_run` (it needs a CamVid copy).
+
+    Raises:
+        ValueError: ``profile`` is unknown (see :func:`chapter_run`).
+    """
+    from .. import config
+
+    profile = profile or config.profile()
+    root = Path(root) if root is not None else runs_root(profile)  # one folder for all (smoke: a temporary one)
+    return [chapter_run("deeplabv3", root=root, profile=profile),
+            chapter_run("deeplabv3", phase=2, root=root, profile=profile),
+            chapter_run("deeplabv3", phase=2, root=root, profile=profile, output_stride=16),
+            chapter_run("deeplabv3plus", root=root, profile=profile)]
 
 
 @torch.no_grad()
