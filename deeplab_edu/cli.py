@@ -413,6 +413,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _course_runs(args: argparse.Namespace) -> int:
     from . import config
     from .data import find_camvid
+    from .engine.runs import shown_path
     from .viz.training import camvid_run, course_runs
 
     profile = args.profile or config.profile()
@@ -433,7 +434,7 @@ def _course_runs(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     for i, spec in enumerate(specs, 1):
-        print(f"\n[{i}/{len(specs)}] {spec.preset} -> {spec.out_dir}", flush=True)
+        print(f"\n[{i}/{len(specs)}] {spec.preset} -> {shown_path(spec.out_dir)}", flush=True)
         spec.train_or_load()
     print(f"\nall {len(specs)} runs ready in {time.perf_counter() - start:.0f} s")
     return 0
