@@ -256,12 +256,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from . import __version__
 
-    try:
-        return version("deeplab-edu")
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        return "(not installed)"
+    return __version__
 
 
 def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:

@@ -132,3 +132,19 @@ def test_paths_are_shown_in_full_to_a_user_and_shortened_in_the_book(tmp_path: P
     monkeypatch.setenv(HIDE_PATHS_ENV, "1")                            # as the book's build sets it
     assert shown_path(outside) == ".../opt/mydata/camvid" and shown_path("/tmp") == ".../tmp"
     assert shown_path(outside, absolute_outside=True) == "/opt/mydata/camvid"
+
+
+def test_a_source_tree_that_is_not_installed_reports_its_pyproject_version(tmp_path: Path) -> None:
+    from deeplab_edu import source_version
+
+    import tomllib
+
+    from deeplab_edu.records import REPO_ROOT
+
+    ours = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert source_version() == f"{ours}+source"  # this checkout's pyproject.toml (records said 0.0.0+unknown)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "2.3.4"\n')
+    assert source_version(tmp_path / "pyproject.toml") == "2.3.4+source"
+    (tmp_path / "broken.toml").write_text("[project\n")
+    for bad in (tmp_path / "missing.toml", tmp_path / "broken.toml"):
+        assert source_version(bad) == "0.0.0+unknown"
