@@ -410,30 +410,43 @@ def _bench(args: argparse.Namespace) -> int:
 def _course_runs(args: argparse.Namespace) -> int:
     from . import config
     from .data import find_camvid
+    from .data.paths import candidate_roots
     from .engine.runs import shown_path
-    from .viz.training import camvid_run, course_runs
+    from .viz.training import camvid_run, course_runs, runs_root
 
     profile = args.profile or config.profile()
     if profile not in ("cpu", "gpu"):
         raise ValueError(f"the course's runs are trained in the 'cpu' or 'gpu' profile (the 'smoke' profile trains "
-                         f"in temporary folders), got {profile!r}: pass --profile cpu")
+                         f"in temporary folders), got {profile!r}: pass --profile cpu (with make: "
+                         f"DEEPLAB_EDU_PROFILE=cpu make course-runs)")
+    if profile == "gpu" and not str(config.device()).startswith("cuda"):
+        raise ValueError("the 'gpu' profile's runs (ResNet-50 on 513-pixel crops) need a CUDA GPU and PyTorch sees "
+                         "none: use --profile cpu for the laptops' runs")
     specs = course_runs(profile)
     camvid_root = find_camvid()
     if camvid_root is not None:
         specs.append(camvid_run(profile, data_root=camvid_root if profile == "gpu" else None))
     print(f"The runs chapters 08-11 load in the {profile!r} profile ({len(specs)}; a finished run is loaded, an "
-          f"interrupted one resumes):")
+          f"interrupted one resumes), as commands to run from the repository's folder:")
     for i, spec in enumerate(specs, 1):
         print(f"  [{i}/{len(specs)}] {spec.command()}")
     if camvid_root is None:
-        print("  no CamVid copy found (see deeplab_edu.data.find_camvid): chapter 11's CamVid run is not trained")
+        searched = ", ".join(str(p) for p in candidate_roots("camvid"))
+        print(f"  no CamVid copy found (searched {searched}): chapter 11's CamVid run is not trained")
+    else:
+        print(f"  CamVid: {camvid_root}")
     if args.dry_run:
         return 0
     start = time.perf_counter()
-    for i, spec in enumerate(specs, 1):
-        print(f"\n[{i}/{len(specs)}] {spec.preset} -> {shown_path(spec.out_dir)}", flush=True)
-        spec.train_or_load()
-    print(f"\nall {len(specs)} runs ready in {time.perf_counter() - start:.0f} s")
+    try:
+        for i, spec in enumerate(specs, 1):
+            print(f"\n[{i}/{len(specs)}] {spec.preset} -> {shown_path(spec.out_dir)}", flush=True)
+            spec.train_or_load()
+    except KeyboardInterrupt:
+        print("\nstopped: run the same command again to resume where it stopped", file=sys.stderr)
+        raise
+    print(f"\nall {len(specs)} runs ready in {time.perf_counter() - start:.0f} s (to use them in another clone of the "
+          f"course, copy its folder {shown_path(runs_root(profile))}/ there)")
     return 0
 
 

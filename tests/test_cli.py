@@ -293,17 +293,21 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert main(["course-runs", "--profile", "cpu", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert trained == [] and all(spec.command() in out for spec in chapters) and "no CamVid copy found" in out
+    assert "DEEPLAB_EDU_CAMVID" in out or "shared" in out  # where it looked
 
     monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: tmp_path)
     assert main(["course-runs", "--profile", "cpu"]) == 0
     assert trained == [*chapters, camvid_run("cpu")]  # phase 1 before the two runs that start from it
-    assert "all 5 runs ready" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "all 5 runs ready" in out and "copy its folder runs/ there" in out
     trained.clear()
+    monkeypatch.setattr("deeplab_edu.config.device", lambda: "cpu")  # gpu runs without CUDA would take days
+    assert main(["course-runs", "--profile", "gpu"]) == 2 and "need a CUDA GPU" in capsys.readouterr().err
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cuda")  # the gpu profile's runs, planned on a CPU
     assert main(["course-runs", "--profile", "gpu"]) == 0
     assert trained[-1].preset == "camvid_gpu" and trained[-1].overrides["data_root"] == str(tmp_path)
 
     monkeypatch.setenv("DEEPLAB_EDU_PROFILE", "smoke")  # smoke runs live in temporary folders: nothing to keep
-    assert main(["course-runs"]) == 2 and "pass --profile cpu" in capsys.readouterr().err
+    assert main(["course-runs"]) == 2 and "DEEPLAB_EDU_PROFILE=cpu make course-runs" in capsys.readouterr().err
     smoke = course_runs("smoke")
     assert smoke[1].overrides["init_from"] == str(smoke[0].checkpoint)  # one folder for all of them
