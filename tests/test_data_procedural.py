@@ -233,8 +233,8 @@ def test_diameter_range_bounds_the_drawn_shapes():
     from deeplab_edu.data.procedural import scene_style
 
     for difficulty in ("hard", "easy"):
-        low, high = scene_style(difficulty).diameter_range(256)
         style = scene_style(difficulty)
+        low, high = style.diameter_range(256)
         assert (low, high) == pytest.approx((2 * style.min_radius * 256, 2 * style.max_radius * 256))
         ds = ProceduralScenes(length=30, size=256, seed=1, difficulty=difficulty)
         infos = [ds.render(i)[2] for i in range(len(ds))]

@@ -135,10 +135,9 @@ def test_paths_are_shown_in_full_to_a_user_and_shortened_in_the_book(tmp_path: P
 
 
 def test_a_source_tree_that_is_not_installed_reports_its_pyproject_version(tmp_path: Path) -> None:
-    from deeplab_edu import source_version
-
     import tomllib
 
+    from deeplab_edu import source_version
     from deeplab_edu.records import REPO_ROOT
 
     ours = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
