@@ -425,11 +425,11 @@ def _course_runs(args: argparse.Namespace) -> int:
     specs = course_runs(profile)
     camvid_root = find_camvid()
     if camvid_root is not None:
-        specs.append(camvid_run(profile, data_root=camvid_root if profile == "gpu" else None))
+        specs.append(camvid_run(profile))  # the engine finds the same copy (a stored data_root would tie the run to it)
     print(f"The runs chapters 08-11 load in the {profile!r} profile ({len(specs)}; a finished run is loaded, an "
-          f"interrupted one resumes), as commands to run from the repository's folder:")
+          f"interrupted one resumes), as commands to run from the repository's folder, each with its state now:")
     for i, spec in enumerate(specs, 1):
-        print(f"  [{i}/{len(specs)}] {spec.command()}")
+        print(f"  [{i}/{len(specs)}] {spec.command()}\n        {spec.status()}")
     if camvid_root is None:
         searched = ", ".join(str(p) for p in candidate_roots("camvid"))
         print(f"  no CamVid copy found (searched {searched}): chapter 11's CamVid run is not trained")

@@ -121,7 +121,7 @@ from deeplab_edu.viz.training import camvid_run
 
 camvid_model = None
 if camvid_root is not None and config.profile() == "gpu":
-    camvid_model, camvid_history, _ = camvid_run("gpu", data_root=camvid_root).train_or_load()
+    camvid_model, camvid_history, _ = camvid_run("gpu").train_or_load()
     camvid_title = "DeepLabv3+ ResNet-50 on CamVid"
 elif camvid_root is not None and config.profile() == "cpu":
     camvid_model, camvid_history, _ = camvid_run("cpu").train_or_load()

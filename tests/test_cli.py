@@ -293,6 +293,7 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert main(["course-runs", "--profile", "cpu", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert trained == [] and all(spec.command() in out for spec in chapters) and "no CamVid copy found" in out
+    assert all(f"{spec.command()}\n        {spec.status()}" in out for spec in chapters)  # each run's state
     assert "DEEPLAB_EDU_CAMVID" in out or "shared" in out  # where it looked
 
     monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: tmp_path)
@@ -305,7 +306,7 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert main(["course-runs", "--profile", "gpu"]) == 2 and "need a CUDA GPU" in capsys.readouterr().err
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cuda")  # the gpu profile's runs, planned on a CPU
     assert main(["course-runs", "--profile", "gpu"]) == 0
-    assert trained[-1].preset == "camvid_gpu" and trained[-1].overrides["data_root"] == str(tmp_path)
+    assert trained[-1] == camvid_run("gpu") and "data_root" not in trained[-1].overrides  # the engine finds it
 
     monkeypatch.setenv("DEEPLAB_EDU_PROFILE", "smoke")  # smoke runs live in temporary folders: nothing to keep
     assert main(["course-runs"]) == 2 and "DEEPLAB_EDU_PROFILE=cpu make course-runs" in capsys.readouterr().err

@@ -199,3 +199,34 @@ def test_phase_two_is_inside_the_axes() -> None:
                 continue
             assert all(low <= v <= high for v in y) and all(left <= v <= right for v in x), line.get_label()
     assert fig.axes[1].get_ylim()[0] == 0
+
+
+def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> None:
+    """course_runs' phase 2 keeps the SHA-256 of the phase-1 checkpoint it started from: once phase 1
+    is retrained (another seed here), phase 2 is neither reused nor resumed but named as stale; the
+    status line says what train_or_load would do in each state."""
+    from deeplab_edu.engine import checkpoint as ck
+    from deeplab_edu.engine.trainer import Trainer
+    from deeplab_edu.viz.training import RunSpec, course_runs
+
+    phase1, phase2 = course_runs("smoke", root=tmp_path)[:2]
+    assert phase1.status() == phase2.status() == "not started"
+    phase1.train_or_load(verbose=False)
+    phase2.train_or_load(verbose=False)
+    assert phase2.status() == "finished (1 iterations): loaded"
+    state = ck.load_checkpoint(phase2.checkpoint)
+    assert state["init_from_sha256"] == ck.file_sha256(phase1.checkpoint)
+    ck.save_atomic({**state, "iteration": 0}, phase2.checkpoint)  # as if stopped before its last step
+    assert phase2.status() == "interrupted at 0 of 1 iterations: resumes"
+    ck.save_atomic(state, phase2.checkpoint)
+    assert RunSpec(phase2.preset, phase2.out_dir, {**phase2.overrides, "lr": 0.5}).status().startswith(
+        "another run (other settings: lr)")
+
+    for old in phase1.out_dir.glob("checkpoints/*.pt"):  # phase 1 trained again, with another seed
+        old.unlink()
+    RunSpec(phase1.preset, phase1.out_dir, {**phase1.overrides, "seed": 1}).train_or_load(verbose=False)
+    assert phase2.status().startswith("started from an older")
+    with pytest.raises(ck.InitFromChangedError, match="delete this run's folder"):
+        phase2.train_or_load(verbose=False)
+    with pytest.raises(ck.InitFromChangedError, match="seed0_phase2"):  # deeplab-edu train --resume
+        Trainer(load_config(phase2.preset, {**phase2.overrides, "out_dir": str(phase2.out_dir), "resume": True}))

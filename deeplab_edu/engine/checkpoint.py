@@ -18,12 +18,16 @@ sampler's epoch and position, and the random-number generator states of Python, 
   :func:`check_compatible` then checks the checkpoint's model description (name, backbone, number of
   classes) against the model it is to be loaded into, raising :class:`CheckpointMismatchError` with
   both descriptions when they differ (the Trainer does so on resume and ``init_from``).
+- A run started from another checkpoint (``init_from``, DeepLabv3's phase 2) keeps that file's
+  SHA-256 (``init_from_sha256``); :func:`check_init_from` refuses to continue or reuse it once the
+  file has changed (its phase 1 was retrained), instead of mixing two phase 1s in one run.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -37,10 +41,12 @@ import torch
 
 from ..atomic import atomic_path
 from ..models.pretrained import load_failure_reason
+from ..records import shown_path
 
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
+    "checkpoint_file", "file_sha256", "InitFromChangedError", "check_init_from",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -48,6 +54,10 @@ _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint was written for another model (architecture, backbone or class count)."""
+
+
+class InitFromChangedError(RuntimeError):
+    """A run started from an ``init_from`` checkpoint whose file has changed since (retrained or replaced)."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -214,12 +224,11 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a folder means its newest checkpoint.
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or for a folder its newest ``ckpt_*.pt`` (what :func:`load_checkpoint` reads).
 
     Raises:
         FileNotFoundError: naming the path when there is no checkpoint there.
-        RuntimeError: naming the file when it is not a readable checkpoint.
     """
     p = Path(path)
     if p.is_dir():
@@ -229,6 +238,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         p = newest
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a folder means its newest checkpoint.
+
+    Raises:
+        FileNotFoundError: naming the path when there is no checkpoint there.
+        RuntimeError: naming the file when it is not a readable checkpoint.
+    """
+    p = checkpoint_file(path)
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
@@ -292,3 +312,45 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
             f"{source} was written for another model: " + "; ".join(diffs)
             + ". Use a checkpoint of the same model, backbone and number of classes, or start a new run."
         )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (a checkpoint of tens of MB: well under a second).
+
+    Raises:
+        OSError: the file cannot be read (``FileNotFoundError`` when it is missing).
+    """
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def check_init_from(ckpt: Mapping[str, Any], init_from: str | os.PathLike[str] | None, *, source: str) -> None:
+    """Check that ``init_from`` is still the file the run in ``ckpt`` started from.
+
+    A checkpoint keeps the SHA-256 of its run's ``init_from`` file (``init_from_sha256``; for a
+    folder, of its newest checkpoint: :func:`checkpoint_file`). When the file is there and its
+    bytes differ (its run was retrained, or another file was copied over it), the run belongs to the
+    old weights: continuing or reusing it would present a phase 2 that did not start from the
+    phase 1 beside it. Nothing is checked when the checkpoint predates this key,
+    when the run has no ``init_from``, or when the file is gone (the run is still a run).
+
+    Args:
+        ckpt: a loaded checkpoint (:func:`load_checkpoint`).
+        init_from: the run's ``init_from`` setting, or ``None``.
+        source: what ``ckpt`` is, for the message (e.g. its path).
+
+    Raises:
+        InitFromChangedError: the file's SHA-256 differs from the recorded one.
+    """
+    recorded = ckpt.get("init_from_sha256")
+    if not init_from or not recorded:
+        return
+    try:
+        now = file_sha256(checkpoint_file(init_from))
+    except FileNotFoundError:
+        return
+    if now != recorded:
+        raise InitFromChangedError(
+            f"{source} was started from another {shown_path(init_from)} than the one there now (the file changed since: "
+            "its run was retrained or the file replaced); delete this run's folder to train it again from the "
+            "new file, or put the old file back")

@@ -15,11 +15,11 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import latest_checkpoint, load_checkpoint
+from .checkpoint import InitFromChangedError, check_init_from, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, load_config
 from ..records import shown_path  # re-exported: where notebooks have always imported it from
 
-__all__ = ["train_or_load", "shown_path", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
+__all__ = ["train_or_load", "run_status", "shown_path", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
 #: learns: a finished run is reused even when these differ (the depthwise recomputation gives the same
@@ -100,6 +100,41 @@ def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _differing(state: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The learning settings in which the checkpoint ``state``'s run and ``cfg`` differ."""
+    saved, wanted = _learning_settings(state.get("config", {})), _learning_settings(cfg.to_dict())
+    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+
+
+def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: Any) -> str:
+    """What :func:`train_or_load` would find in ``out_dir`` for these settings, in a few words.
+
+    One of ``"not started"``, ``"finished (N iterations): loaded"``, ``"interrupted at k of N
+    iterations: resumes"``, ``"another run (other settings: ...)"`` or ``"started from an older
+    <init_from>: delete the folder to retrain"`` (the last two make :func:`train_or_load` refuse).
+    Reads ``last.pt`` (a second or less); trains nothing and takes no lock.
+
+    Raises:
+        ValueError: an unknown preset or setting (:func:`~deeplab_edu.engine.config.load_config`).
+    """
+    cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
+    last = Path(out_dir) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return "not started"
+    state = load_checkpoint(last)
+    differ = _differing(state, cfg)
+    if differ:
+        return f"another run (other settings: {', '.join(differ)}): train_or_load refuses the folder"
+    try:
+        check_init_from(state, cfg.init_from, source="")
+    except InitFromChangedError:
+        return f"started from an older {shown_path(cfg.init_from or '')}: delete the folder to train it again"
+    done = int(state.get("iteration", 0))
+    if done >= cfg.iterations:
+        return f"finished ({cfg.iterations} iterations): loaded"
+    return f"interrupted at {done} of {cfg.iterations} iterations: resumes"
+
+
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
                   lock_timeout_s: float = 3600.0, **overrides: Any) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
     """Return ``(model in eval mode, history, config)`` of the run in ``out_dir``, training it if needed.
@@ -117,6 +152,8 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
 
     Raises:
         ValueError: ``out_dir`` holds a run with other learning settings.
+        ~deeplab_edu.engine.checkpoint.InitFromChangedError: the run started from an ``init_from``
+            file that has changed since (its phase 1 was retrained).
         TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.
     """
     from filelock import Timeout
@@ -148,6 +185,8 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
     if last.is_file():
         state = load_checkpoint(last)
         same = _learning_settings(state.get("config", {})) == _learning_settings(cfg.to_dict())
+        if same:
+            check_init_from(state, cfg.init_from, source=f"the run in {shown_path(out_dir)}")
         if same and int(state.get("iteration", -1)) >= cfg.iterations:
             if verbose:
                 print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations)")
@@ -162,9 +201,7 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
                 write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
             return model, history, cfg
         if not same:
-            differ = sorted(k for k in set(_learning_settings(state.get("config", {}))) | set(_learning_settings(cfg.to_dict()))
-                            if state.get("config", {}).get(k) != cfg.to_dict().get(k))
-            raise ValueError(f"{shown_path(out_dir)} holds a run with other settings ({', '.join(differ)}); "
+            raise ValueError(f"{shown_path(out_dir)} holds a run with other settings ({', '.join(_differing(state, cfg))}); "
                              "delete the folder or choose another out_dir")
     # an interrupted run continues where it stopped; a new one starts fresh
     cfg.resume = latest_checkpoint(Path(out_dir) / "checkpoints") is not None

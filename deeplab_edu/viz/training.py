@@ -68,6 +68,12 @@ class RunSpec:
 
         return train_or_load(self.preset, out_dir=self.out_dir, verbose=verbose, **self.overrides)
 
+    def status(self) -> str:
+        """What :meth:`train_or_load` would do now, in a few words (:func:`~deeplab_edu.engine.runs.run_status`)."""
+        from ..engine.runs import run_status
+
+        return run_status(self.preset, out_dir=self.out_dir, **self.overrides)
+
     @property
     def checkpoint(self) -> Path:
         """Where the run's final checkpoint is (or will be)."""
@@ -184,7 +190,9 @@ def phase2_run(phase1: RunSpec, *, output_stride: int = 8, profile: str | None =
 def camvid_run(profile: str | None = None, root: Path | None = None, *, data_root: Path | None = None) -> RunSpec:
     """Chapter 11's CamVid run: the ``camvid_cpu`` preset in ``<root>/course/cpu/camvid`` (``cpu``
     profile), or ``camvid_gpu`` in ``<root>/camvid_deeplabv3plus`` (``gpu``). ``root`` defaults to
-    :func:`runs_root`; ``data_root`` is passed on when given (else the engine looks for a copy).
+    :func:`runs_root`; ``data_root`` is passed on when given, for a copy the search of
+    :func:`~deeplab_edu.data.find_camvid` does not reach (else the engine finds the copy itself, and
+    the run does not depend on where it lies).
 
     Raises:
         ValueError: ``profile`` is not ``cpu`` or ``gpu`` (the ``smoke`` profile trains nothing on CamVid).
