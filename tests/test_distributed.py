@@ -35,7 +35,7 @@ def _train(rank: int, world: int, out: str, port: int, batch: int) -> None:
                       MASTER_PORT=str(port))
     torch.manual_seed(0)
     model = TinyNet(dropout=0.0)
-    cfg = tiny_config(out, iterations=4, batch_size=batch, eval_every=4, ckpt_every=4, momentum=0.9)
+    cfg = tiny_config(out, iterations=4, batch_size=batch, eval_every=4, ckpt_every=4, momentum=0.9, num_workers=0)
     trainer = Trainer(cfg, model=model, train_set=TinyScenes(16), val_set=TinyScenes(5, seed=9, augment=False))
     if world > 1:
         assert sum(isinstance(m, CPUSyncBatchNorm) for m in trainer.net.modules()) == 2
