@@ -164,12 +164,19 @@ if camvid_model is not None and config.profile() == "cpu":  # what the prose bel
 
 # %%
 from deeplab_edu.engine.report import history_from_record, plot_history
+from deeplab_edu.engine.config import load_config
 from deeplab_edu.records import describe_record, load_record
 
 gpu_run = load_record("train_gpu_preset")
+gpu_iterations, preset_iterations = gpu_run["extra"]["config"]["iterations"], load_config("gpu").iterations
 print(describe_record(gpu_run))
-print(f"{gpu_run['results']['seconds']:.0f} s; final validation mIoU {100 * gpu_run['results']['final_miou']:.1f} %")
-plot_history(history_from_record(gpu_run), title="gpu preset, 1000 iterations on one H200 (recorded)");
+print(f"{gpu_iterations} of the gpu preset's {preset_iterations} iterations in {gpu_run['results']['seconds']:.0f} s; "
+      f"final validation mIoU {100 * gpu_run['results']['final_miou']:.1f} %")
+plot_history(history_from_record(gpu_run), title=f"gpu preset, {gpu_iterations} iterations on one H200 (recorded)");
+
+# %% tags=["remove-cell"]
+# what the prose below says of the record: under a minute, a sixth of the preset's schedule
+assert gpu_run["results"]["seconds"] < 60 and preset_iterations == 6 * gpu_iterations
 
 # %% [markdown]
 # Under a minute of GPU time, and the model is still learning when the short schedule ends: on the
@@ -189,11 +196,24 @@ from IPython.display import Markdown, display
 from deeplab_edu.engine.bench import diagnosis_rows, pair_summary, profile_totals
 from deeplab_edu.models.summary import markdown_table
 
-display(Markdown(markdown_table(pair_summary(load_record("bench_cuda")))))
+bench_cuda = load_record("bench_cuda")
+display(Markdown(markdown_table(pair_summary(bench_cuda))))
+pair_ratios = {pair: [setting["ratios"] for setting in v["settings"].values()]
+               for pair, v in bench_cuda["results"]["pairs"].items()}
+v3plus_lower = [1 - r["train_speedup"] for r in pair_ratios["v3plus"]]
+v3plus_memory = [r["train_memory_ratio"] for r in pair_ratios["v3plus"]]
+print(f"DeepLabv3+, ours against smp's: {100 * min(v3plus_lower):.0f}-{100 * max(v3plus_lower):.0f} % lower training "
+      f"throughput, x{min(v3plus_memory):.2f}-{max(v3plus_memory):.2f} the peak memory (three settings)")
+
+# %% tags=["remove-cell"]
+# what the prose below says: v3 as fast or a little faster; v3+ 11-14 % slower with about as much memory
+assert all(r["train_speedup_interval"][1] >= 1 for r in pair_ratios["v3"])
+assert round(100 * min(v3plus_lower)) == 11 and round(100 * max(v3plus_lower)) == 14
+assert all(abs(m - 1) < 0.03 for m in v3plus_memory)
 
 # %% [markdown]
 # DeepLabv3 is torchvision's network, and runs as fast or a little faster (the ratios above). DeepLabv3+ trains with 11-14 % lower
-# throughput than smp's, for a reason that is part of this course: we build the decoder of the
+# throughput than smp's (the line above), for a reason that is part of this course: we build the decoder of the
 # paper's code (two separable 3 x 3 convolutions at stride 4, with batch norm and ReLU between
 # depthwise and pointwise, chapter 09), smp builds one, and in these records ours recomputed the
 # depthwise halves in the backward pass to hold about as much memory as smp's (the ratios above; chapter 09;
@@ -224,21 +244,46 @@ print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step'
 assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
 
 # %% [markdown]
+# The same session measured the loader with more workers, and `torch.compile` on the same step:
+
+# %%
+by_workers = {r["results"]["num_workers"]: diagnosis_rows(r) for r in (diagnosis, load_record("pipeline_diagnosis_cuda_w12"))}
+launch_slower = {workers: rows[1]["launching ms"] / rows[0]["launching ms"] - 1 for workers, rows in by_workers.items()}
+batch_wait = {workers: rows[1]["waiting for the batch ms"] for workers, rows in by_workers.items()}
+loader_vs_step = {r["results"]["num_workers"]: r["results"]["ratio"]
+                  for r in map(load_record, ("pipeline_cuda", "pipeline_cuda_w10", "pipeline_cuda_w14"))}
+compiled = load_record("compile_cuda")["results"]["train_speedup_interval"]
+for workers in launch_slower:
+    print(f"{workers} workers: launching {100 * launch_slower[workers]:.0f} % slower than the step alone, "
+          f"{batch_wait[workers]:.1f} ms per step waiting for the batch")
+print("training throughput, loader-fed / step alone: "
+      + ", ".join(f"{ratio:.2f} with {workers} workers" for workers, ratio in sorted(loader_vs_step.items())))
+print(f"torch.compile (default mode), training step speed-up: 95 % interval [{compiled[0]:.2f}, {compiled[1]:.2f}]")
+
+# %% tags=["remove-cell"]
+# what the prose below says: a fifth to a third slower launching, ~2 ms of waiting, ~0.76 whatever the
+# workers, compile not measurably faster (its interval holds 1)
+assert 0.18 < min(launch_slower.values()) and max(launch_slower.values()) < 0.38
+assert all(1.5 < wait < 3 for wait in batch_wait.values())
+assert all(round(ratio, 2) in (0.75, 0.76) for ratio in loader_vs_step.values()) and len(loader_vs_step) == 3
+assert compiled[0] < 1 < compiled[1]
+
+# %% [markdown]
 # On the synthetic batch, launching a step takes as long as the step itself. That would also happen
 # if the GPU were the slow side (launching waits when the GPU's queue is full), but the profile
-# says otherwise (the line above): the step's kernels keep the GPU busy for only part of the time
+# says otherwise (the line printed under the table of feeds): the step's kernels keep the GPU busy for only part of the time
 # the step alone takes. At 256 px the step's kernels, over a thousand, are so short on average that
 # Python and PyTorch cannot issue them as fast as the GPU runs them: the step is bound by one CPU
 # thread. Anything else the
 # training process does then costs throughput: with the loader running, launching slows by a fifth
 # to a third, although the main thread waits only about 2 ms per step for its batch, and the
-# loader-fed step reaches about three quarters of the step alone (0.76 with 6, 10 or 14 workers). The workers are not the limit
-# (10 or 14 of them gave the same ratio). The records fit two explanations they cannot separate:
+# loader-fed step reaches about three quarters of the step alone (the lines above). The workers are
+# not the limit (6, 10 or 14 of them gave the same ratio). The records fit two explanations they cannot separate:
 # the training process's other Python threads competing for the interpreter lock with the one
 # that launches, or the CPU load of the workers slowing it. Either way, GPU code at this size first
 # removes launches (CUDA graphs replay a whole pass in one launch, which `torch.compile`'s
 # `reduce-overhead` mode uses and the next GPU session measures; its default mode, measured in the
-# same session, did not train measurably faster, `benchmarks/README.md`) or gives each launch more
+# same session, did not train measurably faster: its interval above holds 1) or gives each launch more
 # work (larger images or batches),
 # before it adds workers.
 
