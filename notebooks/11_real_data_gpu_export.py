@@ -91,7 +91,20 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # **On a GPU** the `camvid_gpu` preset trains DeepLabv3+ with a ResNet-50 (ImageNet weights) at
 # output stride 16, crop 360, batch 8, bf16 autocast and `channels_last`, and evaluates at output
 # stride 8; the cell trains it in the `gpu` profile (its duration is not recorded yet).
-#
+
+# %% tags=["remove-cell"]
+# the two presets as the paragraphs above describe them
+from deeplab_edu.engine.config import load_config
+
+camvid_cpu, camvid_gpu = load_config("camvid_cpu"), load_config("camvid_gpu")
+assert (camvid_cpu.model, camvid_cpu.backbone, camvid_cpu.pretrained_backbone) == ("deeplabv3plus", "tiny_resnet", False)
+assert (camvid_cpu.crop_size, camvid_cpu.batch_size, camvid_cpu.iterations, camvid_cpu.optimizer) == (192, 8, 400, "adamw")
+assert (camvid_cpu.eval_every, camvid_cpu.eval_output_stride) == (100, 8)
+assert (camvid_gpu.backbone, camvid_gpu.pretrained_backbone, camvid_gpu.output_stride) == ("resnet50", True, 16)
+assert (camvid_gpu.crop_size, camvid_gpu.batch_size, camvid_gpu.amp, camvid_gpu.channels_last) == (360, 8, "bf16", True)
+assert camvid_gpu.eval_output_stride == 8 and (camvid_root is None or len(data) == 101)
+
+# %% [markdown]
 # ```bash
 # deeplab-edu train --preset camvid_cpu                                  # a laptop, about 10 minutes
 # deeplab-edu train --preset camvid_gpu                                  # one GPU
