@@ -426,28 +426,71 @@ def _course_runs(args: argparse.Namespace) -> int:
     camvid_root = find_camvid()
     if camvid_root is not None:
         specs.append(camvid_run(profile))  # the engine finds the same copy (a stored data_root would tie the run to it)
-    print(f"The runs chapters 08-11 load in the {profile!r} profile ({len(specs)}; a finished run is loaded, an "
-          f"interrupted one resumes), as commands to run from the repository's folder, each with its state now:")
-    for i, spec in enumerate(specs, 1):
-        print(f"  [{i}/{len(specs)}] {spec.command()}\n        {spec.status()}")
+    statuses = _plan_statuses(specs)
+    print(f"The runs chapters 08-11 load in the {profile!r} profile ({len(specs)}; a finished run is reused, an "
+          f"interrupted one resumed), as commands to run from the repository's folder with its .venv "
+          f"activated, each with its state now:")
+    for i, (spec, status) in enumerate(zip(specs, statuses), 1):
+        print(f"  [{i}/{len(specs)}] {spec.command()}\n        {status}")
     if camvid_root is None:
         searched = ", ".join(str(p) for p in candidate_roots("camvid"))
         print(f"  no CamVid copy found (searched {searched}): chapter 11's CamVid run is not trained")
     else:
         print(f"  CamVid: {camvid_root}")
+    refused = [shown_path(spec.out_dir) for spec, status in zip(specs, statuses) if status.refused]
+    if refused:  # before any training, not after phase 1's minutes
+        raise ValueError(f"{len(refused)} run folder(s) hold runs the chapters cannot use (their state above): "
+                         f"delete {', '.join(refused)}, then run the command again")
     if args.dry_run:
         return 0
     start = time.perf_counter()
+    failed: dict[Path, str] = {}
     try:
         for i, spec in enumerate(specs, 1):
             print(f"\n[{i}/{len(specs)}] {spec.preset} -> {shown_path(spec.out_dir)}", flush=True)
-            spec.train_or_load()
+            init = spec.overrides.get("init_from")
+            base = next((f for f in failed if init and Path(init) == f / "checkpoints" / "last.pt"), None)
+            if base is not None:
+                failed[spec.out_dir] = f"not trained: the run it starts from ({shown_path(base)}) failed"
+                print(failed[spec.out_dir], file=sys.stderr)
+                continue
+            try:
+                spec.train_or_load()
+            except (ValueError, OSError, RuntimeError) as err:  # e.g. no network for pretrained weights
+                failed[spec.out_dir] = str(err)
+                print(f"failed: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nstopped: run the same command again to resume where it stopped", file=sys.stderr)
         raise
-    print(f"\nall {len(specs)} runs ready in {time.perf_counter() - start:.0f} s (to use them in another clone of the "
-          f"course, copy its folder {shown_path(runs_root(profile))}/ there)")
+    minutes = (time.perf_counter() - start) / 60
+    if failed:
+        print(f"\ndeeplab-edu course-runs: {len(specs) - len(failed)} of {len(specs)} runs ready in {minutes:.0f} min; "
+              "not ready: " + "; ".join(f"{shown_path(folder)} ({why})" for folder, why in failed.items()),
+              file=sys.stderr)
+        return 2
+    print(f"\nall {len(specs)} runs ready in {minutes:.0f} min (to use them in another clone of the course, copy "
+          f"its folder {shown_path(runs_root(profile))}/ there)")
     return 0
+
+
+def _plan_statuses(specs: Sequence[Any]) -> list[Any]:
+    """Each run's :class:`~deeplab_edu.engine.runs.RunStatus`, in the order ``specs`` train: a finished
+    run that starts from one still to be trained (``init_from``) is ``stale``, since that training
+    replaces the file it started from (a phase 1 deleted to be trained again)."""
+    from .engine.runs import RunStatus, shown_path
+
+    statuses: list[Any] = []
+    to_train: set[Path] = set()  # the checkpoints of the runs not finished yet
+    for spec in specs:
+        status = spec.status()
+        init = spec.overrides.get("init_from")
+        if init and Path(init) in to_train and status.state in ("finished", "interrupted"):
+            status = RunStatus("stale", f"{status.state}, but from {shown_path(init)}, which this command trains "
+                                        f"first: delete {shown_path(spec.out_dir)} to train it again after that")
+        if status.state != "finished":
+            to_train.add(Path(spec.checkpoint))
+        statuses.append(status)
+    return statuses
 
 
 #: Set (to anything non-empty) to see an error's traceback instead of the one-line message.

@@ -123,7 +123,7 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # CamVid when a copy of it is present (its minutes count that; without a copy it takes about one).
 # A training cell that finds a finished run loads it instead of training, so one command before
 # class, `make course-runs` in the repository's folder (it trains the runs printed below, one
-# after the other, and skips those already finished: about 30 minutes on a 2-core laptop, 19
+# after the other, and skips those already finished: 29 minutes on the course's 2-core VM, 19
 # without CamVid; run it again after an interruption and it resumes), turns the training cells
 # into a few-second load. The runs are in the clone's `runs/` folder: run the command on every
 # laptop, or copy that folder into each clone. Nothing needs a GPU or the network; the real data sets of chapters

@@ -312,3 +312,37 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert main(["course-runs"]) == 2 and "DEEPLAB_EDU_PROFILE=cpu make course-runs" in capsys.readouterr().err
     smoke = course_runs("smoke")
     assert smoke[1].overrides["init_from"] == str(smoke[0].checkpoint)  # one folder for all of them
+
+
+def test_course_runs_refuses_stale_runs_first_and_goes_on_after_a_failure(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A phase 2 finished from a phase 1 that the command is about to train again (its folder was
+    deleted) is named before any training; a run that fails does not stop the others, only those
+    that start from it, and the end lists what is not ready."""
+    import deeplab_edu.data
+    from deeplab_edu.engine.runs import RunStatus, shown_path
+    from deeplab_edu.viz.training import RunSpec, course_runs
+
+    phase1, phase2, control, plus = course_runs("cpu")
+    monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: None)
+    finished = RunStatus("finished", "finished (800 iterations): reused")
+    states = {phase1.out_dir: RunStatus("not started", "not started: trained")}
+    monkeypatch.setattr(RunSpec, "status", lambda self: states.get(self.out_dir, finished))
+    trained: list[RunSpec] = []
+
+    def train(self: RunSpec, verbose: bool = True) -> None:
+        if self.out_dir == phase1.out_dir:
+            raise OSError("no space left on device")
+        trained.append(self)
+
+    monkeypatch.setattr(RunSpec, "train_or_load", train)
+    assert main(["course-runs", "--profile", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert trained == [] and "which this command trains first" in captured.out
+    assert f"delete {shown_path(phase2.out_dir)}, {shown_path(control.out_dir)}," in captured.err
+
+    states.update({phase2.out_dir: states[phase1.out_dir], control.out_dir: states[phase1.out_dir]})
+    assert main(["course-runs", "--profile", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert trained == [plus] and "1 of 4 runs ready" in err and "no space left on device" in err
+    assert err.count("the run it starts from") == 4  # phase 2 and its control were not tried: as they come, at the end

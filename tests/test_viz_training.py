@@ -210,22 +210,23 @@ def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> N
     from deeplab_edu.viz.training import RunSpec, course_runs
 
     phase1, phase2 = course_runs("smoke", root=tmp_path)[:2]
-    assert phase1.status() == phase2.status() == "not started"
+    assert phase1.status().state == phase2.status().state == "not started"
     phase1.train_or_load(verbose=False)
     phase2.train_or_load(verbose=False)
-    assert phase2.status() == "finished (1 iterations): loaded"
+    assert str(phase2.status()) == "finished (1 iterations): reused"
     state = ck.load_checkpoint(phase2.checkpoint)
     assert state["init_from_sha256"] == ck.file_sha256(phase1.checkpoint)
     ck.save_atomic({**state, "iteration": 0}, phase2.checkpoint)  # as if stopped before its last step
-    assert phase2.status() == "interrupted at 0 of 1 iterations: resumes"
+    assert str(phase2.status()) == "interrupted at 0 of 1 iterations: resumed"
     ck.save_atomic(state, phase2.checkpoint)
-    assert RunSpec(phase2.preset, phase2.out_dir, {**phase2.overrides, "lr": 0.5}).status().startswith(
-        "another run (other settings: lr)")
+    other = RunSpec(phase2.preset, phase2.out_dir, {**phase2.overrides, "lr": 0.5}).status()
+    assert other.refused and str(other).startswith("holds another run (other settings: lr)")
 
     for old in phase1.out_dir.glob("checkpoints/*.pt"):  # phase 1 trained again, with another seed
         old.unlink()
     RunSpec(phase1.preset, phase1.out_dir, {**phase1.overrides, "seed": 1}).train_or_load(verbose=False)
-    assert phase2.status().startswith("started from an older")
+    stale = phase2.status()
+    assert stale.refused and str(stale).startswith("started from an earlier") and str(phase2.out_dir) in str(stale)
     with pytest.raises(ck.InitFromChangedError, match="delete this run's folder"):
         phase2.train_or_load(verbose=False)
     with pytest.raises(ck.InitFromChangedError, match="seed0_phase2"):  # deeplab-edu train --resume

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from torch import nn
 
@@ -19,15 +19,16 @@ from .checkpoint import InitFromChangedError, check_init_from, latest_checkpoint
 from .config import TrainConfig, load_config
 from ..records import shown_path  # re-exported: where notebooks have always imported it from
 
-__all__ = ["train_or_load", "run_status", "shown_path", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
+__all__ = ["train_or_load", "run_status", "RunStatus", "shown_path", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
 #: learns: a finished run is reused even when these differ (the depthwise recomputation gives the same
 #: numbers; channels_last the same up to the rounding of another summation order; validating more
-#: or less often changes the points of the learning curve, not the weights).
+#: or less often changes the points of the learning curve, not the weights; a run trained on
+#: ``cuda`` is the same run on ``cuda:0``, or loaded on a CPU).
 BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every", "eval_every",
                          "num_workers", "tensorboard", "recompute_depthwise", "keep_freed_memory",
-                         "channels_last"})
+                         "channels_last", "device"})
 
 
 class RunFolderError(RuntimeError):
@@ -106,33 +107,58 @@ def _differing(state: dict[str, Any], cfg: TrainConfig) -> list[str]:
     return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
 
-def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: Any) -> str:
-    """What :func:`train_or_load` would find in ``out_dir`` for these settings, in a few words.
+class RunStatus(NamedTuple):
+    """What :func:`train_or_load` would do with a run folder now: ``state`` is one of ``"not started"``,
+    ``"finished"`` (reused), ``"interrupted"`` (resumed), ``"busy"`` (another process trains it; waited
+    for), ``"other settings"`` or ``"stale"`` (refused: see ``text``); ``text`` says it in a few words."""
 
-    One of ``"not started"``, ``"finished (N iterations): loaded"``, ``"interrupted at k of N
-    iterations: resumes"``, ``"another run (other settings: ...)"`` or ``"started from an older
-    <init_from>: delete the folder to retrain"`` (the last two make :func:`train_or_load` refuse).
-    Reads ``last.pt`` (a second or less); trains nothing and takes no lock.
+    state: Literal["not started", "finished", "interrupted", "busy", "other settings", "stale"]
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def refused(self) -> bool:
+        """Whether :func:`train_or_load` refuses the folder as it is (its text says what to do)."""
+        return self.state in ("other settings", "stale")
+
+
+def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: Any) -> RunStatus:
+    """What :func:`train_or_load` would find in ``out_dir`` for these settings (see :class:`RunStatus`).
+
+    Reads ``last.pt`` (a second or less) and tries the folder's lock without waiting; trains nothing.
 
     Raises:
         ValueError: an unknown preset or setting (:func:`~deeplab_edu.engine.config.load_config`).
     """
+    from filelock import Timeout
+
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
-    last = Path(out_dir) / "checkpoints" / "last.pt"
+    folder = Path(out_dir)
+    if folder.is_dir():
+        try:
+            with _run_lock(folder).acquire(timeout=0):
+                pass
+        except Timeout:
+            return RunStatus("busy", "being trained by another process now: waited for, then reused")
+    last = folder / "checkpoints" / "last.pt"
     if not last.is_file():
-        return "not started"
+        return RunStatus("not started", "not started: trained")
     state = load_checkpoint(last)
     differ = _differing(state, cfg)
     if differ:
-        return f"another run (other settings: {', '.join(differ)}): train_or_load refuses the folder"
+        return RunStatus("other settings", f"holds another run (other settings: {', '.join(differ)}): delete "
+                                           f"{shown_path(folder)} or choose another folder")
     try:
         check_init_from(state, cfg.init_from, source="")
     except InitFromChangedError:
-        return f"started from an older {shown_path(cfg.init_from or '')}: delete the folder to train it again"
+        return RunStatus("stale", f"started from an earlier {shown_path(cfg.init_from or '')} (trained again since): "
+                                  f"delete {shown_path(folder)} to train it again from the new one")
     done = int(state.get("iteration", 0))
     if done >= cfg.iterations:
-        return f"finished ({cfg.iterations} iterations): loaded"
-    return f"interrupted at {done} of {cfg.iterations} iterations: resumes"
+        return RunStatus("finished", f"finished ({cfg.iterations} iterations): reused")
+    return RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations: resumed")
 
 
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,

@@ -29,6 +29,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..engine.runs import RunStatus
+
 __all__ = ["RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
            "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table"]
 
@@ -68,8 +70,9 @@ class RunSpec:
 
         return train_or_load(self.preset, out_dir=self.out_dir, verbose=verbose, **self.overrides)
 
-    def status(self) -> str:
-        """What :meth:`train_or_load` would do now, in a few words (:func:`~deeplab_edu.engine.runs.run_status`)."""
+    def status(self) -> RunStatus:
+        """What :meth:`train_or_load` would do now (:func:`~deeplab_edu.engine.runs.run_status`; ``str()`` of it
+        says so in a few words)."""
         from ..engine.runs import run_status
 
         return run_status(self.preset, out_dir=self.out_dir, **self.overrides)
