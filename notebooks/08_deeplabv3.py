@@ -315,6 +315,11 @@ assert difference < 1e-4
 #    With it comes a short linear warm-up of the learning rate (20 iterations; the paper has none),
 #    which keeps the first steps of a network trained from scratch stable.
 #
+# One more difference is not a choice of this profile: the course's models keep torchvision's rates
+# in block 4 (its first unit at the rate of the block before, the others at twice it), where the
+# paper's ASPP models of Tables 5 and 6 use Multi-Grid $(1, 2, 4)$ (chapter 03; `multi_grid=(1, 2, 4)`
+# in `build_model` sets it).
+#
 # Everything else is the paper's: poly schedule, random scale $[0.5, 2]$, padding with the ignore
 # label, flips, batch 16, output stride 16 for training and 8 for evaluation, a 256-channel ASPP
 # with image pooling. (One more setting changes how fast, not what is computed: tensors are stored
@@ -478,8 +483,10 @@ assert {k for k, v in cfg_c.to_dict().items() if v != cfg2.to_dict()[k]} == {"ou
 # checkpoint already exists, nothing is trained** and the model is loaded from it (it prints
 # "skipping training: found the finished run ..."). The runs live in the git-ignored folder
 # `runs/course/<profile>/` of the repository (a temporary folder in the `smoke` profile); chapters
-# 09 and 10 use the same runs. Delete a run's folder to train it again, or train it beforehand from
-# a terminal with the command printed above. An interrupted run resumes where it stopped. The
+# 09 and 10 use the same runs. Delete a run's folder to train it again (with this phase-1 run's
+# `v3/seed0`, delete the `seed0_phase2*` folders beside it: the phase-2 runs of section 9 start
+# from its checkpoint and refuse a phase 1 trained after them), or train it beforehand from a
+# terminal with the command printed above. An interrupted run resumes where it stopped. The
 # progress bar shows the loss, the learning rate and the throughput; every 100 iterations the engine
 # evaluates on the validation scenes at output stride 8.
 
