@@ -9,8 +9,8 @@ what a grid does on real label maps:
   trained per-cell classifier would output), upsampled bilinearly like DeepLab's logits, then the
   arg-max. It is not an upper bound for a network: a network's logits in a cell can be sharper
   than proportions (a trained DeepLabv3+ draws wires this prediction misses);
-- :func:`boundary_band` marks the pixels within ``width`` pixels of a label change (the "trimap"
-  band of DeepLab v2 Fig. 10 and DeepLabv3+ Fig. 5);
+- :func:`boundary_band` marks the trimap band of DeepLabv3+ Fig. 5 as a bool mask: the band of
+  :func:`deeplab_edu.metrics.trimap_target`, which chapter 09's trained models are scored in too;
 - :func:`band_accuracy` scores a prediction inside bands of growing width.
 """
 
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from ..metrics import trimap_target
 from .data import class_legend
 from .images import colorize
 from .widgets import show_figure
@@ -52,20 +53,23 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
 
 
 def boundary_band(mask: torch.Tensor, width: int, ignore_index: int = 255) -> torch.Tensor:
-    """Bool (H, W): pixels within ``width`` pixels (Chebyshev distance) of a different label."""
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
-    m = mask.float()[None, None]
-    k = 2 * width + 1
-    hi = F.max_pool2d(m, k, 1, width)
-    lo = -F.max_pool2d(-m, k, 1, width)
-    return ((hi != lo)[0, 0]) & (mask != ignore_index)
+    """Bool (H, W): the trimap band of ``width`` around the label boundaries of ``mask`` (H, W).
+
+    The band of :func:`deeplab_edu.metrics.trimap_target` (DeepLabv3+ Fig. 5): the boundary pixels
+    (those with a 4-neighbour of another label; ``width=0``) and every pixel within ``width``
+    pixels of one (chessboard distance); ignored pixels are left out.
+
+    Raises:
+        ValueError: ``width`` is negative.
+    """
+    return trimap_target(mask, width, ignore_index) != ignore_index
 
 
 def band_accuracy(
     pred: torch.Tensor, mask: torch.Tensor, widths: Sequence[int], ignore_index: int = 255
 ) -> list[float]:
-    """Pixel accuracy of ``pred`` inside the boundary band of each width (NaN for an empty band)."""
+    """Pixel accuracy of ``pred`` (H, W) against ``mask`` (H, W) inside the :func:`boundary_band` of
+    each width, as fractions in [0, 1] (NaN for an empty band)."""
     out = []
     for w in widths:
         band = boundary_band(mask, w, ignore_index)
