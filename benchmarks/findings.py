@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = findings.run_dir(args.runs, "v2", args.seeds[0])
         model, _, cfg = train_or_load("cpu", out_dir=out, **findings.arm_overrides("v2", args.seeds[0]))
-        held_out = build_dataset("procedural", "train", size=cfg.image_size, length=25, difficulty=cfg.difficulty,
+        held_out = build_dataset("procedural", "train", size=cfg.image_size, length=findings.CRF_SEARCH_SCENES, difficulty=cfg.difficulty,
                                  transform=eval_transform())
         crf_params, tried = findings.tune_crf(model, held_out, progress=True)
         crf_search = [{"w_bilateral": t.w_bilateral, "theta_alpha": t.theta_alpha, "theta_beta": t.theta_beta,

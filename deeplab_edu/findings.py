@@ -54,12 +54,15 @@ from .data.classes import BOAT, CAR, WIRE
 __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval",
-    "verdict", "joint_verdict",
+    "verdict", "joint_verdict", "CRF_SEARCH_SCENES",
     "measurable", "findings_table", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
 BAND_WIDTHS = (1, 4)
+
+#: How many *training* scenes ``benchmarks/findings.py`` chooses the CRF's parameters on (:func:`tune_crf`).
+CRF_SEARCH_SCENES = 25
 
 #: Arm -> settings that differ from the ``cpu`` preset (DeepLabv3+ on tiny_resnet).
 ARMS: dict[str, dict[str, Any]] = {

@@ -86,6 +86,15 @@ arm_rows = [{"arm": name, "differs from the cpu preset in": differs(name, o),
             for name, o in findings.ARMS.items()]
 display(Markdown(markdown_table(arm_rows)))
 
+# %% tags=["remove-cell"]
+# the recipe as the paragraph above says it: tiny_resnet, easy scenes, 96-px crops, fitted rates,
+# AdamW, 800 iterations; group (g) fine-tunes for 100
+from pathlib import Path
+
+assert (preset.backbone, preset.difficulty, preset.crop_size, preset.atrous_rates) == ("tiny_resnet", "easy", 96, "fit")
+assert (preset.optimizer, preset.iterations) == ("adamw", 800)
+assert all(findings.arm_overrides(arm, 0, root=Path("runs"))["iterations"] == 100 for arm in findings.PHASE2_ARMS)
+
 # %% [markdown]
 # Each run's weights are then evaluated in several *views*, without training again: at evaluation
 # output stride 8, 16 or 32 (chapter 08, section 2), refined by the dense CRF (chapter 07), or with
@@ -137,8 +146,13 @@ else:
     print(recorded.describe())
     crf = recorded.record["results"].get("crf_params")
     if crf:
-        print("dense CRF parameters, chosen on 25 training scenes: "
+        print(f"dense CRF parameters, chosen on {findings.CRF_SEARCH_SCENES} training scenes: "
               f"w1 = {crf['w_bilateral']}, theta_alpha = {crf['theta_alpha']} px, theta_beta = {crf['theta_beta']}")
+        grid = recorded.record["results"]["crf_search"]
+        at_edge = [k for k in ("w_bilateral", "theta_alpha", "theta_beta") if crf[k] == max(t[k] for t in grid)]
+        if at_edge:  # the grid's best is not necessarily the CRF's best
+            print(f"  the largest value tried of {', '.join(at_edge)}: a wider grid may find a better CRF, so "
+                  "the CRF's gain below may be understated")
 
 # %% [markdown]
 # An example first: image pooling's gain in mIoU (finding c3), with the 2000 bootstrap
