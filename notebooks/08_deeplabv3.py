@@ -677,6 +677,8 @@ if config.profile() == "cpu":  # the cpu recipe's target (the recorded phase-1 s
     assert final_metrics["miou"] >= 0.60, f"mIoU {final_metrics['miou']:.3f} is below the recipe's 60 %"
     wire = val.class_names.index("wire")
     assert all(v >= 0.30 for k, v in enumerate(final_metrics["iou"]) if k != wire), final_metrics["iou"]
+    by_iou = sorted(zip(final_metrics["iou"], val.class_names))
+    assert [name for _, name in by_iou[:2]] == ["wire", "ring"], by_iou  # "Rings ... come next"
 
 # %% [markdown]
 # ## 12. A gallery of predictions

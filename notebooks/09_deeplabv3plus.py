@@ -358,8 +358,9 @@ if config.profile() != "smoke":
 # trained (images per second, averaged over the logged windows). On a shared or busy machine the
 # two runs may have met different loads, so compare these with care. Section 2 counted
 # multiply-adds exactly, but for ResNet-101 at 513 pixels, where the separable ASPP makes v3+
-# cheaper than v3; on the small training network the decoder's stride-4 convolutions weigh more,
-# and v3+ trains more slowly per image.
+# cheaper than v3; on the small training network the decoder's stride-4 convolutions weigh more:
+# v3+ costs more multiply-adds per training crop (the last line below), so it should train more
+# slowly per image.
 
 # %%
 fig = plot_histories(histories, title=f"same recipe, profile '{config.profile()}'")
@@ -367,6 +368,13 @@ plt.show()
 throughput = {name: np.mean([r["images_per_s"] for r in h if r["split"] == "train"]) for name, h in histories.items()}
 for name, ips in throughput.items():
     print(f"{name}: {ips:.1f} training images per second on {configs[name].device or config.device()}")
+crop_macs = {name: count_macs(net, torch.zeros(1, 3, configs[name].crop_size, configs[name].crop_size))
+             for name, net in trained.items()}
+print("multiply-adds per training crop: " + ", ".join(f"{name} {macs / 1e9:.2f} G" for name, macs in crop_macs.items())
+      + f" (DeepLabv3+ {crop_macs['DeepLabv3+'] / crop_macs['DeepLabv3'] - 1:+.0%})")
+
+# %% tags=["remove-cell"]
+assert crop_macs["DeepLabv3+"] > crop_macs["DeepLabv3"]  # "v3+ costs more multiply-adds per training crop"
 
 # %% [markdown]
 # ## 5. Boundaries, measured on the trained models
