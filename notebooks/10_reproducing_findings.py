@@ -238,6 +238,10 @@ if recorded is not None:
         assert r["verdict"] == expected, (f.key, r["verdict"], shown)
     # section 6 discusses (b1) as the one finding that went the opposite way
     assert [f.key for r, f in zip(table, measured) if r["verdict"] == "opposite"] == ["b1"]
+    # ... and names the mechanisms that reproduced: dense features (a), test-time averaging (b2), the
+    # decoder (d) and the CRF (f)
+    reproduced = {f.key for r, f in zip(table, measured) if r["verdict"] == "reproduced"}
+    assert reproduced >= {"a1", "a2", "b2", "d1", "d2", "d3", "f1", "f2"}, reproduced
 
 # %% [markdown]
 # ## 4. Reading the table
