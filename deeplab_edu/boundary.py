@@ -179,7 +179,23 @@ def figure4_curves(
 
 
 def mean_valid_fraction(size: int | Sequence[int], rate: int, kernel: int = 3) -> float:
-    """Average share of the k*k weights that touch the map, over all output positions."""
+    """Average share of the k x k weights that land inside the map, over all output positions.
+
+    The measure of DeepLabv3 Fig. 4 (sec. 3.3): a "same" atrous convolution zero-pads the map, so a
+    tap that falls outside it multiplies padding; as ``rate`` approaches the map's side the share
+    falls towards ``1 / k**2`` (only the centre tap is valid: the filter has become 1 x 1).
+
+    Args:
+        size: the map's side, or its ``(height, width)``, in feature-map positions.
+        rate: the atrous rate (1: an ordinary convolution).
+        kernel: the odd kernel size ``k``.
+
+    Returns:
+        a fraction in ``[1 / k**2, 1]`` (:func:`valid_tap_counts` averaged, divided by ``k**2``).
+
+    Raises:
+        ValueError: a size or rate below 1, or an even kernel.
+    """
     h, w = _size_pair(size)
     return float(valid_tap_counts(h, w, kernel, rate).mean() / kernel**2)
 

@@ -39,7 +39,22 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 
 def count_macs(model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> int:
-    """Multiply-accumulate operations of one forward pass on ``inputs`` (no gradients)."""
+    """Multiply-accumulate operations (MACs) of one forward pass on ``inputs`` (no gradients).
+
+    Counted by PyTorch's ``FlopCounterMode``, which counts the operators that dominate a CNN's cost:
+    convolutions (atrous, depthwise and transposed included) and matrix products (``linear``,
+    ``matmul``, ``bmm``, attention), half its FLOP count. Batch norm, activations, pooling,
+    interpolation and additions are *not* counted: they cost memory traffic more than arithmetic,
+    so a network with many of them (depthwise layers, a decoder at stride 4) runs slower than its
+    MACs suggest. Figures in papers follow other conventions; compare MACs counted the same way.
+
+    Args:
+        model: a module or any callable.
+        *inputs: its inputs, e.g. one (N, 3, H, W) image batch; the count scales with N.
+
+    Returns:
+        the number of multiply-adds (an ``int``; divide by 1e9 for GMACs).
+    """
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(*inputs)
@@ -71,7 +86,8 @@ def _sync(device: torch.device) -> None:
 def time_forward(
     model: nn.Module | Callable[..., Any], *inputs: torch.Tensor, repeats: int = 5, warmup: int = 1
 ) -> float:
-    """Median wall-clock seconds of one forward pass (no gradients)."""
+    """Median wall-clock seconds of one forward pass (no gradients), over ``repeats`` timed passes
+    after ``warmup`` untimed ones; on CUDA the device is synchronised around each pass."""
     device = inputs[0].device
     times = []
     with torch.no_grad():
@@ -99,6 +115,10 @@ def _memory_records(prof: Any) -> list[tuple[int, int]] | None:
 
 def peak_memory_bytes(model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> int:
     """Peak tensor memory allocated during one forward pass (no gradients), in bytes.
+
+    What the pass allocates on top of what already exists: the weights and ``inputs`` are *not*
+    included (add ``count_parameters(model) * 4`` bytes for float32 weights), nor is what training
+    keeps for the backward pass (:func:`saved_for_backward_bytes` measures that).
 
     On CUDA this is ``torch.cuda.max_memory_allocated`` above the memory in use before
     the call; on the CPU it is the high-water mark of every allocation and free the profiler
@@ -175,7 +195,12 @@ class Cost:
 
 
 def measure(model: nn.Module, *inputs: torch.Tensor, repeats: int = 3, warmup: int = 1) -> Cost:
-    """Parameters, multiply-adds, median forward time and peak memory of ``model(*inputs)``."""
+    """Parameters, multiply-adds, median forward time and peak memory of ``model(*inputs)``.
+
+    The model is measured in eval mode (batch norm with its running statistics) and put back in the
+    mode it was in. Units: a count of parameters, :func:`count_macs`' multiply-adds, seconds
+    (:func:`time_forward`), bytes (:func:`peak_memory_bytes`: activations only, not the weights).
+    """
     was_training = model.training
     model.eval()
     try:

@@ -261,8 +261,9 @@ def arm_overrides(arm: str, seed: int, root: Path | None = None, preset: str = "
 
 # ----------------------------------------------------------------------------- metrics on one matrix
 def miou(cm: np.ndarray) -> float:
-    """Mean IoU of a confusion matrix (rows truth, columns prediction); classes absent from both
-    are left out, as :class:`deeplab_edu.metrics.ConfusionMatrix` does."""
+    """Mean IoU of a (C, C) confusion matrix (rows truth, columns prediction), as a fraction; classes
+    absent from both are left out, as :class:`deeplab_edu.metrics.ConfusionMatrix` does, and an
+    empty matrix gives NaN."""
     tp = np.diag(cm).astype(np.float64)
     union = cm.sum(0) + cm.sum(1) - tp
     valid = union > 0
@@ -370,8 +371,10 @@ def seed_interval(differences: Sequence[float], level: float = 0.95) -> tuple[fl
 
 
 def verdict(low: float, high: float, direction: int) -> str:
-    """``"reproduced"`` when the interval excludes 0 in the paper's direction, ``"opposite"`` when it
-    excludes 0 the other way, else ``"not resolved"``."""
+    """``"reproduced"`` when the interval ``[low, high]`` excludes 0 in the paper's direction
+    (``direction`` +1: the variant should be higher, -1: lower), ``"opposite"`` when it excludes 0 the
+    other way, else ``"not resolved"``. An interval with an endpoint at exactly 0 does not exclude
+    it (strict inequalities): ``"not resolved"``."""
     if direction * low > 0 and direction * high > 0:
         return "reproduced"
     if direction * low < 0 and direction * high < 0:

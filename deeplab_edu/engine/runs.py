@@ -165,6 +165,14 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
                   lock_timeout_s: float = 3600.0, **overrides: Any) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
     """Return ``(model in eval mode, history, config)`` of the run in ``out_dir``, training it if needed.
 
+    ``history`` is the run's log, one dict per row: ``{"split": "train", "iteration", "loss", "lr",
+    "images_per_s"}`` every ``log_every`` iterations (the loss averaged over the window), and
+    ``{"split": "val", "iteration", "miou", "pixel_accuracy", "fw_iou", "iou" (one per class),
+    "output_stride"}`` at every evaluation (fractions in [0, 1]). A finished run is reused only when
+    its learning settings equal these (everything but :data:`BOOKKEEPING`, such as the folder, the
+    logging, the workers or the device) and, for a run started from ``init_from``, when that file
+    is still the one it started from.
+
     Two processes that ask for the same run (two notebooks executed side by side, a notebook and
     ``benchmarks/findings.py``) do not train it twice or write into each other's checkpoints: the
     second waits for the first on a lock file in ``out_dir`` (released when the first ends, even

@@ -27,7 +27,14 @@ __all__ = ["trace_stages", "aspp_branch_costs", "ModelConfig", "DEFAULT_CONFIGS"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One row of the table: a model name, its backbone, output stride and extra build arguments."""
+    """One row of the table: the arguments of :func:`deeplab_edu.models.build_model`.
+
+    Attributes:
+        name: the model, e.g. ``"deeplabv3"`` or ``"deeplabv3plus"``.
+        backbone: e.g. ``"resnet101"``.
+        output_stride: 8, 16 or 32 (DeepLabv3 sec. 3.1).
+        kwargs: further build arguments, e.g. ``{"atrous_rates": (6, 12, 18)}``.
+    """
 
     name: str
     backbone: str
@@ -72,7 +79,16 @@ PUBLISHED_GMACS: dict[tuple[str, str, int], tuple[float, str]] = {
 
 
 def model_cost(config: ModelConfig, size: int | tuple[int, int] = 513, num_classes: int = 21) -> tuple[int, int]:
-    """``(parameters, multiply-adds)`` of one model for one image of ``size``, counted on the meta device."""
+    """``(parameters, multiply-adds)`` of one model for one 3-channel image of ``size`` (batch 1).
+
+    Counted on the meta device (no memory, no weights: seconds even for ResNet-101 at 513 px);
+    multiply-adds as :func:`~deeplab_edu.complexity.count_macs` counts them (convolutions and matrix
+    products). ``size`` is a side or ``(height, width)`` in pixels; ``num_classes`` sizes the
+    classifier (21: PASCAL VOC, as the papers' tables).
+
+    Raises:
+        ValueError: an unknown model or backbone, or arguments it rejects (``build_model``).
+    """
     h, w = (size, size) if isinstance(size, int) else size
     with torch.device("meta"):
         model = build_model(

@@ -36,8 +36,13 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
 
     Args:
         mask: (H, W) int64 labels; ``ignore_index`` pixels contribute to no class.
-        stride: the prediction grid's stride (16 for DeepLabv3, 4 with the v3+ decoder).
+        stride: the prediction grid's stride (16 for DeepLabv3, 4 with the v3+ decoder). When a
+            side is not a multiple of it, the last cell of that side is partial (it averages the
+            pixels it holds, ``ceil_mode``).
         num_classes: number of classes.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D, or ``stride`` is below 1.
     """
     if mask.dim() != 2:
         raise ValueError(f"mask must be (H, W), got {tuple(mask.shape)}")

@@ -58,7 +58,13 @@ _PHASE2: dict[str, dict[str, Any]] = {
 
 @dataclass
 class RunSpec:
-    """The arguments of :func:`~deeplab_edu.engine.runs.train_or_load` for one run."""
+    """The arguments of :func:`~deeplab_edu.engine.runs.train_or_load` for one run.
+
+    Attributes:
+        preset: the engine's preset (``smoke``, ``cpu``, ``gpu``, ``camvid_cpu``, ...).
+        out_dir: the run's folder (checkpoints, ``metrics.csv``, ``metrics.json``).
+        overrides: the settings that replace the preset's (``TrainConfig`` field names).
+    """
 
     preset: str
     out_dir: Path
