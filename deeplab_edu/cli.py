@@ -437,6 +437,9 @@ def _course_runs(args: argparse.Namespace) -> int:
         print(f"  no CamVid copy found (searched {searched}): chapter 11's CamVid run is not trained")
     else:
         print(f"  CamVid: {camvid_root}")
+    for i, spec in enumerate(specs, 1):
+        if statuses[i - 1].state != "finished" and (needs := _weights_to_download(spec)):
+            print(f"  [{i}/{len(specs)}] downloads {needs} when its turn comes: it needs the network then")
     refused = [shown_path(spec.out_dir) for spec, status in zip(specs, statuses) if status.refused]
     if refused:  # before any training, not after phase 1's minutes
         raise ValueError(f"{len(refused)} run folder(s) hold runs the chapters cannot use (their state above): "
@@ -471,6 +474,18 @@ def _course_runs(args: argparse.Namespace) -> int:
     print(f"\nall {len(specs)} runs ready in {minutes:.0f} min (to use them in another clone of the course, copy "
           f"its folder {shown_path(runs_root(profile))}/ there)")
     return 0
+
+
+def _weights_to_download(spec: Any) -> str | None:
+    """What ImageNet weights the run ``spec`` will download (torchvision's, not cached yet), or ``None``."""
+    from .engine.config import load_config
+    from .models.pretrained import cached_weights, torchvision_weights
+
+    cfg = load_config(spec.preset, spec.overrides)
+    if cfg.pretrained_backbone is not True:
+        return None
+    weights = torchvision_weights(cfg.backbone)
+    return None if cached_weights(weights) else f"torchvision's ImageNet weights of {cfg.backbone} ({weights.url})"
 
 
 def _plan_statuses(specs: Sequence[Any]) -> list[Any]:

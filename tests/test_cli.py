@@ -305,8 +305,10 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cpu")  # gpu runs without CUDA would take days
     assert main(["course-runs", "--profile", "gpu"]) == 2 and "need a CUDA GPU" in capsys.readouterr().err
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cuda")  # the gpu profile's runs, planned on a CPU
+    monkeypatch.setattr("deeplab_edu.models.pretrained.cached_weights", lambda weights: None)
     assert main(["course-runs", "--profile", "gpu"]) == 0
     assert trained[-1] == camvid_run("gpu") and "data_root" not in trained[-1].overrides  # the engine finds it
+    assert "[5/5] downloads torchvision's ImageNet weights of resnet50" in capsys.readouterr().out  # said first
 
     monkeypatch.setenv("DEEPLAB_EDU_PROFILE", "smoke")  # smoke runs live in temporary folders: nothing to keep
     assert main(["course-runs"]) == 2 and "DEEPLAB_EDU_PROFILE=cpu make course-runs" in capsys.readouterr().err

@@ -21,7 +21,7 @@ import torch
 
 __all__ = [
     "PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "download_state_dict",
-    "load_state_dict_file", "load_weights_into", "load_failure_reason", "PretrainedWeightsUnavailable",
+    "load_state_dict_file", "load_weights_into", "load_failure_reason", "PretrainedWeightsUnavailable", "cached_weights",
 ]
 
 #: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
@@ -92,6 +92,13 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
             f"{argument}='/path/to/{filename}'"
             + (f" (on the command line: {flag} /path/to/{filename})." if flag else ".")
         ) from err
+
+
+def cached_weights(weights: Any) -> Path | None:
+    """Where torchvision keeps its download of ``weights`` (a ``WeightsEnum`` member), or ``None``
+    when it has not been downloaded yet (then loading it needs the network)."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    return path if path.is_file() else None
 
 
 def load_failure_reason(path: Path, err: BaseException) -> str:
