@@ -27,6 +27,7 @@ import os
 import sys
 import textwrap
 import time
+import traceback
 import typing
 from pathlib import Path
 from typing import Any, Sequence
@@ -460,18 +461,21 @@ def _course_runs(args: argparse.Namespace) -> int:
             try:
                 spec.train_or_load()
             except (ValueError, OSError, RuntimeError) as err:  # e.g. no network for pretrained weights
+                if os.environ.get(DEBUG_ENV):
+                    traceback.print_exc()
                 failed[spec.out_dir] = str(err)
                 print(f"failed: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nstopped: run the same command again to resume where it stopped", file=sys.stderr)
         raise
-    minutes = (time.perf_counter() - start) / 60
+    seconds = time.perf_counter() - start
+    took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
     if failed:
-        print(f"\ndeeplab-edu course-runs: {len(specs) - len(failed)} of {len(specs)} runs ready in {minutes:.0f} min; "
+        print(f"\ndeeplab-edu course-runs: {len(specs) - len(failed)} of {len(specs)} runs ready in {took}; "
               "not ready: " + "; ".join(f"{shown_path(folder)} ({why})" for folder, why in failed.items()),
               file=sys.stderr)
         return 2
-    print(f"\nall {len(specs)} runs ready in {minutes:.0f} min (to use them in another clone of the course, copy "
+    print(f"\nall {len(specs)} runs ready in {took} (to use them in another clone of the course, copy "
           f"its folder {shown_path(runs_root(profile))}/ there)")
     return 0
 

@@ -368,7 +368,8 @@ plt.show()
 throughput = {name: np.mean([r["images_per_s"] for r in h if r["split"] == "train"]) for name, h in histories.items()}
 for name, ips in throughput.items():
     print(f"{name}: {ips:.1f} training images per second on {configs[name].device or config.device()}")
-crop_macs = {name: count_macs(net, torch.zeros(1, 3, configs[name].crop_size, configs[name].crop_size))
+crop_macs = {name: count_macs(net, torch.zeros(1, 3, configs[name].crop_size, configs[name].crop_size,
+                                               device=next(net.parameters()).device))
              for name, net in trained.items()}
 print("multiply-adds per training crop: " + ", ".join(f"{name} {macs / 1e9:.2f} G" for name, macs in crop_macs.items())
       + f" (DeepLabv3+ {crop_macs['DeepLabv3+'] / crop_macs['DeepLabv3'] - 1:+.0%})")

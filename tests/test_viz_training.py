@@ -209,15 +209,23 @@ def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> N
     from deeplab_edu.engine.trainer import Trainer
     from deeplab_edu.viz.training import RunSpec, course_runs
 
+    from filelock import FileLock
+
     phase1, phase2 = course_runs("smoke", root=tmp_path)[:2]
     assert phase1.status().state == phase2.status().state == "not started"
+    assert not phase1.out_dir.exists()  # a status writes nothing
+    phase1.out_dir.mkdir(parents=True)
+    with FileLock(phase1.out_dir / "train.lock"):  # another holder (a lock of its own, as another process has)
+        assert phase1.status().state == "busy"
     phase1.train_or_load(verbose=False)
+    with FileLock(phase1.out_dir / "train.lock"):  # a process that only loads the finished run holds it too
+        assert phase1.status().state == "finished"
     phase2.train_or_load(verbose=False)
     assert str(phase2.status()) == "finished (1 iterations): reused"
     state = ck.load_checkpoint(phase2.checkpoint)
     assert state["init_from_sha256"] == ck.file_sha256(phase1.checkpoint)
     ck.save_atomic({**state, "iteration": 0}, phase2.checkpoint)  # as if stopped before its last step
-    assert str(phase2.status()) == "interrupted at 0 of 1 iterations: resumed"
+    assert str(phase2.status()).startswith("interrupted at 0 of 1 iterations: resumed")
     ck.save_atomic(state, phase2.checkpoint)
     other = RunSpec(phase2.preset, phase2.out_dir, {**phase2.overrides, "lr": 0.5}).status()
     assert other.refused and str(other).startswith("holds another run (other settings: lr)")

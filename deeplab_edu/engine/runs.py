@@ -136,14 +136,17 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
 
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
     folder = Path(out_dir)
-    if folder.is_dir():
+    last = folder / "checkpoints" / "last.pt"
+    busy = False
+    if (folder / "train.lock").is_file():  # a holder creates it: no file, no holder (and none is written here)
         try:
             with _run_lock(folder).acquire(timeout=0):
                 pass
         except Timeout:
-            return RunStatus("busy", "being trained by another process now: waited for, then reused")
-    last = folder / "checkpoints" / "last.pt"
+            busy = True
     if not last.is_file():
+        if busy:
+            return RunStatus("busy", "being trained by another process now: waited for")
         return RunStatus("not started", "not started: trained")
     state = load_checkpoint(last)
     differ = _differing(state, cfg)
@@ -156,9 +159,13 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
         return RunStatus("stale", f"started from an earlier {shown_path(cfg.init_from or '')} (trained again since): "
                                   f"delete {shown_path(folder)} to train it again from the new one")
     done = int(state.get("iteration", 0))
-    if done >= cfg.iterations:
+    if done >= cfg.iterations:  # reused (another process may be loading it: that is no training)
         return RunStatus("finished", f"finished ({cfg.iterations} iterations): reused")
-    return RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations: resumed")
+    if busy:
+        return RunStatus("busy", f"being trained by another process now ({done} of {cfg.iterations} iterations): "
+                                 "waited for")
+    return RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations: resumed (by hand: "
+                                    "the command with --resume)")
 
 
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
@@ -218,7 +225,7 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
     last = Path(out_dir) / "checkpoints" / "last.pt"
     if last.is_file():
         state = load_checkpoint(last)
-        same = _learning_settings(state.get("config", {})) == _learning_settings(cfg.to_dict())
+        same = not _differing(state, cfg)  # as run_status decides
         if same:
             check_init_from(state, cfg.init_from, source=f"the run in {shown_path(out_dir)}")
         if same and int(state.get("iteration", -1)) >= cfg.iterations:
