@@ -22,6 +22,7 @@ import torch
 __all__ = [
     "PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "download_state_dict",
     "load_state_dict_file", "load_weights_into", "load_failure_reason", "PretrainedWeightsUnavailable", "cached_weights",
+    "torchvision_cache_path",
 ]
 
 #: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
@@ -82,22 +83,28 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
     except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
         from ..engine.runs import shown_path
 
-        hub = Path(torch.hub.get_dir()) / "checkpoints"
-        filename = weights.url.rsplit("/", 1)[-1]
+        cached = torchvision_cache_path(weights)
+        filename = cached.name
         raise PretrainedWeightsUnavailable(
             f"could not download {what} from {weights.url} ({type(err).__name__}: {err}). "
             f"You are probably offline. Either download that file on a machine with internet access and put it "
-            f"at {shown_path(hub / filename, absolute_outside=True)} (torchvision then finds it without the network), "
+            f"at {shown_path(cached, absolute_outside=True)} (torchvision then finds it without the network), "
             f"or pass a local copy: "
             f"{argument}='/path/to/{filename}'"
             + (f" (on the command line: {flag} /path/to/{filename})." if flag else ".")
         ) from err
 
 
+def torchvision_cache_path(weights: Any) -> Path:
+    """Where torchvision keeps (or will keep) its download of ``weights``, a ``WeightsEnum`` member:
+    ``$TORCH_HOME/hub/checkpoints/<the URL's file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+
+
 def cached_weights(weights: Any) -> Path | None:
-    """Where torchvision keeps its download of ``weights`` (a ``WeightsEnum`` member), or ``None``
-    when it has not been downloaded yet (then loading it needs the network)."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    """:func:`torchvision_cache_path` of ``weights`` when the file is there, or ``None`` when it has not
+    been downloaded yet (then loading it needs the network)."""
+    path = torchvision_cache_path(weights)
     return path if path.is_file() else None
 
 
