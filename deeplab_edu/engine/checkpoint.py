@@ -46,7 +46,7 @@ from ..records import shown_path
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
-    "checkpoint_file", "file_sha256", "InitFromChangedError", "check_init_from",
+    "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -324,7 +324,19 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def check_init_from(ckpt: Mapping[str, Any], init_from: str | os.PathLike[str] | None, *, source: str) -> None:
+def init_from_sha256(init_from: str | os.PathLike[str] | None) -> str | None:
+    """:func:`file_sha256` of the checkpoint ``init_from`` names (:func:`checkpoint_file`; a folder: its
+    newest), or ``None`` when there is no ``init_from`` or no checkpoint there."""
+    if not init_from:
+        return None
+    try:
+        return file_sha256(checkpoint_file(init_from))
+    except FileNotFoundError:
+        return None
+
+
+def check_init_from(ckpt: Mapping[str, Any], init_from: str | os.PathLike[str] | None, *, source: str,
+                    current: str | None = None) -> None:
     """Check that ``init_from`` is still the file the run in ``ckpt`` started from.
 
     A checkpoint keeps the SHA-256 of its run's ``init_from`` file (``init_from_sha256``; for a
@@ -338,6 +350,8 @@ def check_init_from(ckpt: Mapping[str, Any], init_from: str | os.PathLike[str] |
         ckpt: a loaded checkpoint (:func:`load_checkpoint`).
         init_from: the run's ``init_from`` setting, or ``None``.
         source: what ``ckpt`` is, for the message (e.g. its path).
+        current: :func:`init_from_sha256` of ``init_from`` when the caller has it already (the file
+            is then not read again).
 
     Raises:
         InitFromChangedError: the file's SHA-256 differs from the recorded one.
@@ -345,11 +359,8 @@ def check_init_from(ckpt: Mapping[str, Any], init_from: str | os.PathLike[str] |
     recorded = ckpt.get("init_from_sha256")
     if not init_from or not recorded:
         return
-    try:
-        now = file_sha256(checkpoint_file(init_from))
-    except FileNotFoundError:
-        return
-    if now != recorded:
+    now = current if current is not None else init_from_sha256(init_from)
+    if now is not None and now != recorded:
         raise InitFromChangedError(
             f"{source} was started from another {shown_path(init_from)} than the one there now (the file changed since: "
             "its run was retrained or the file replaced); delete this run's folder to train it again from the "

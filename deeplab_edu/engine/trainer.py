@@ -195,9 +195,8 @@ class Trainer:
                                 aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
                                       data_passed=data_passed)
-        self._init_from_sha256: str | None = None  # kept in checkpoints: ck.check_init_from
+        self._init_from_sha256 = ck.init_from_sha256(cfg.init_from)  # kept in checkpoints: ck.check_init_from
         if cfg.init_from:
-            self._init_from_sha256 = ck.file_sha256(ck.checkpoint_file(cfg.init_from))
             state = ck.load_checkpoint(cfg.init_from)
             source = f"init_from checkpoint {cfg.init_from}"
             classes = state.get("model_info", {}).get("num_classes")
@@ -284,7 +283,8 @@ class Trainer:
             self._resume_message = f"resume: no checkpoint in {shown_path(self.ckpt_dir)}; starting from iteration 0"
             return
         state = ck.load_checkpoint(path)
-        ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}")
+        ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
+                           current=self._init_from_sha256)  # hashed once, in __init__
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}")
         unwrap(self.net).load_state_dict(state["model"])
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
