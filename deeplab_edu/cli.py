@@ -453,7 +453,7 @@ def _course_runs(args: argparse.Namespace) -> int:
         for i, spec in enumerate(specs, 1):
             print(f"\n[{i}/{len(specs)}] {spec.preset} -> {shown_path(spec.out_dir)}", flush=True)
             init = spec.overrides.get("init_from")
-            base = next((f for f in failed if init and Path(init) == f / "checkpoints" / "last.pt"), None)
+            base = next((s.out_dir for s in specs if s.out_dir in failed and init and s.checkpoint == Path(init)), None)
             if base is not None:
                 failed[spec.out_dir] = f"not trained: the run it starts from ({shown_path(base)}) failed"
                 print(failed[spec.out_dir], file=sys.stderr)

@@ -24,12 +24,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..engine.runs import RunStatus
+if TYPE_CHECKING:
+    from ..engine.runs import RunStatus
 
 __all__ = ["RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
            "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table"]
