@@ -33,7 +33,7 @@ from .models.backbones import at_output_stride
 
 __all__ = [
     "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "eval_mode", "sliding_window_logits", "predict_probs", "predict",
-    "evaluate", "load_model", "load_run", "LoadedRun", "prediction_gallery", "error_map",
+    "evaluate", "load_model", "load_run", "run_from_checkpoint", "LoadedRun", "prediction_gallery", "error_map",
 ]
 
 #: The input scales of DeepLabv3's multi-scale inference (sec. 4.2, used for Tables 4 and 6).
@@ -303,10 +303,19 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
         CheckpointMismatchError: its weights do not fit the model its configuration names (a run
             whose script passed its own model to the Trainer: the message names that model's class).
     """
-    from .engine.checkpoint import CheckpointMismatchError, check_compatible, load_checkpoint
+    from .engine.checkpoint import load_checkpoint
+
+    return run_from_checkpoint(load_checkpoint(checkpoint), checkpoint, device)
+
+
+def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
+                        device: torch.device | str = "cpu") -> LoadedRun:
+    """:func:`load_run` for a checkpoint already loaded (``state``, read from the file ``checkpoint``,
+    which the messages name): the caller that has read it does not read it again. Raises as
+    :func:`load_run` (but for reading the file)."""
+    from .engine.checkpoint import CheckpointMismatchError, check_compatible
     from .models import build_model
 
-    state = load_checkpoint(checkpoint)
     cfg = state.get("config")
     info = state.get("model_info")
     if not cfg or not info:

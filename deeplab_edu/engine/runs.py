@@ -124,6 +124,41 @@ class RunStatus(NamedTuple):
         return self.state in ("other settings", "stale")
 
 
+class _Found(NamedTuple):
+    """A run folder's ``last.pt`` judged against the settings asked for: what :func:`run_status`
+    reports (before it tries the lock) and what :func:`train_or_load` acts on."""
+
+    status: RunStatus  # "not started", "finished", "interrupted", "other settings" or "stale"
+    state: dict[str, Any] | None  # the loaded last.pt (None when there is none)
+    refusal: Exception | None  # what train_or_load raises when status.refused
+
+
+def _judge(cfg: TrainConfig, folder: Path) -> _Found:
+    """Read ``folder``'s ``last.pt`` once and apply the three tests of a reusable run: the same
+    learning settings, the same ``init_from`` file, enough iterations."""
+    last = folder / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return _Found(RunStatus("not started", "not started: trained"), None, None)
+    state = load_checkpoint(last)
+    differ = _differing(state, cfg)
+    if differ:
+        return _Found(RunStatus("other settings", f"holds another run (other settings: {', '.join(differ)}): delete "
+                                                  f"{shown_path(folder)} or choose another folder"), state,
+                      ValueError(f"{shown_path(folder)} holds a run with other settings ({', '.join(differ)}); "
+                                 "delete the folder or choose another out_dir"))
+    try:
+        check_init_from(state, cfg.init_from, source=f"the run in {shown_path(folder)}")
+    except InitFromChangedError as err:
+        return _Found(RunStatus("stale", f"started from an earlier {shown_path(cfg.init_from or '')} (trained again "
+                                         f"since): delete {shown_path(folder)} to train it again from the new one"),
+                      state, err)
+    done = int(state.get("iteration", 0))
+    if done >= cfg.iterations:
+        return _Found(RunStatus("finished", f"finished ({cfg.iterations} iterations): reused"), state, None)
+    return _Found(RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations: resumed (by hand: "
+                                           "the command with --resume)"), state, None)
+
+
 def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: Any) -> RunStatus:
     """What :func:`train_or_load` would find in ``out_dir`` for these settings (see :class:`RunStatus`).
 
@@ -136,7 +171,6 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
 
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
     folder = Path(out_dir)
-    last = folder / "checkpoints" / "last.pt"
     busy = False
     if (folder / "train.lock").is_file():  # a holder creates it: no file, no holder (and none is written here)
         try:
@@ -144,28 +178,13 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
                 pass
         except Timeout:
             busy = True
-    if not last.is_file():
-        if busy:
-            return RunStatus("busy", "being trained by another process now: waited for")
-        return RunStatus("not started", "not started: trained")
-    state = load_checkpoint(last)
-    differ = _differing(state, cfg)
-    if differ:
-        return RunStatus("other settings", f"holds another run (other settings: {', '.join(differ)}): delete "
-                                           f"{shown_path(folder)} or choose another folder")
-    try:
-        check_init_from(state, cfg.init_from, source="")
-    except InitFromChangedError:
-        return RunStatus("stale", f"started from an earlier {shown_path(cfg.init_from or '')} (trained again since): "
-                                  f"delete {shown_path(folder)} to train it again from the new one")
-    done = int(state.get("iteration", 0))
-    if done >= cfg.iterations:  # reused (another process may be loading it: that is no training)
-        return RunStatus("finished", f"finished ({cfg.iterations} iterations): reused")
-    if busy:
-        return RunStatus("busy", f"being trained by another process now ({done} of {cfg.iterations} iterations): "
-                                 "waited for")
-    return RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations: resumed (by hand: "
-                                    "the command with --resume)")
+    found = _judge(cfg, folder)
+    if not busy or found.status.state not in ("not started", "interrupted"):
+        return found.status  # a finished run is reused (another process may be loading it: that is no training)
+    if found.state is None:
+        return RunStatus("busy", "being trained by another process now: waited for")
+    return RunStatus("busy", f"being trained by another process now ({int(found.state.get('iteration', 0))} of "
+                             f"{cfg.iterations} iterations): waited for")
 
 
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
@@ -219,33 +238,28 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
 
 
 def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
-    from ..inference import load_model
+    from ..inference import run_from_checkpoint
     from .trainer import Trainer
 
-    last = Path(out_dir) / "checkpoints" / "last.pt"
-    if last.is_file():
-        state = load_checkpoint(last)
-        same = not _differing(state, cfg)  # as run_status decides
-        if same:
-            check_init_from(state, cfg.init_from, source=f"the run in {shown_path(out_dir)}")
-        if same and int(state.get("iteration", -1)) >= cfg.iterations:
-            if verbose:
-                print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations)")
-            model, _ = load_model(last)
-            history = list(state.get("history", []))
-            metrics = Path(out_dir) / "metrics.json"
-            if not metrics.is_file():  # stopped between its last checkpoint and metrics.json (Ctrl-C, killed)
-                from ..atomic import write_text_atomic
-                from .trainer import run_result
+    found = _judge(cfg, out_dir)  # as run_status decides
+    if found.refusal is not None:
+        raise found.refusal
+    if found.state is not None and found.status.state == "finished":
+        last = out_dir / "checkpoints" / "last.pt"
+        if verbose:
+            print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations)")
+        model = run_from_checkpoint(found.state, last).model
+        history = list(found.state.get("history", []))
+        metrics = out_dir / "metrics.json"
+        if not metrics.is_file():  # stopped between its last checkpoint and metrics.json (Ctrl-C, killed)
+            from ..atomic import write_text_atomic
+            from .trainer import run_result
 
-                result = run_result(history, list(state.get("provenance", [])))
-                write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
-            return model, history, cfg
-        if not same:
-            raise ValueError(f"{shown_path(out_dir)} holds a run with other settings ({', '.join(_differing(state, cfg))}); "
-                             "delete the folder or choose another out_dir")
+            result = run_result(history, list(found.state.get("provenance", [])))
+            write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
+        return model, history, cfg
     # an interrupted run continues where it stopped; a new one starts fresh
-    cfg.resume = latest_checkpoint(Path(out_dir) / "checkpoints") is not None
+    cfg.resume = latest_checkpoint(out_dir / "checkpoints") is not None
     trainer = Trainer(cfg)
     result = trainer.fit()
     return trainer.model.eval(), result["history"], cfg  # fit() wrote metrics.json
