@@ -35,7 +35,7 @@ def coarse_scores(
     The one-hot labels times ``confidence`` are averaged over ``output_stride`` cells (what a
     network with that output stride can resolve at best) and upsampled bilinearly to the mask
     size, as DeepLab upsamples its stride-8 scores before the CRF (v2 Fig. 1). Interiors stay
-    confident; boundaries blur and thin structures fade. Ignored pixels get flat scores.
+    confident; boundaries blur and thin structures fade. An ignored pixel adds to no class (its one-hot is zero).
 
     Returns logits (num_classes, H, W).
 

@@ -5,8 +5,9 @@ Table 6 for the ASPP model, 77.21% -> 78.51% (OS 8) -> 79.45% (+MS) -> 79.77% (+
 
 - **output stride 8** instead of 16 (denser features; :meth:`set_output_stride`),
 - **multi-scale inputs** (MS): the image is resized by each of the scales
-  ``{0.5, 0.75, 1.0, 1.25, 1.5, 1.75}``, the class probabilities of every scale are resized back to
-  the image size and *averaged*,
+  ``{0.5, 0.75, 1.0, 1.25, 1.5, 1.75}``, the logits of every scale are resized back to the image
+  size (bilinearly), turned into class probabilities (softmax) and *averaged*, as the official code's
+  ``predict_labels_multi_scale`` does,
 - **left-right flipping** (Flip): the flipped image is added to the inputs and its prediction flipped
   back before averaging.
 
@@ -156,8 +157,8 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     :func:`deeplab_edu.data.io.load_image` returns; the data sets' ``eval_transform`` does it). The
     model's output stride is switched for the call when ``strategy.output_stride`` is set, and
     restored afterwards; the model runs in evaluation mode (:func:`eval_mode`), on the device it is
-    on, which must be ``image``'s. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs,
-    probabilities averaged).
+    on, which must be ``image``'s. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs: each
+    scale's logits resized to (H, W), then softmax, the probabilities averaged).
 
     Raises:
         ValueError: ``image`` is not 3- or 4-dimensional, or ``strategy.output_stride`` is set and

@@ -70,29 +70,38 @@ def test_cpu_memory_counts_frees_too() -> None:
     assert activation <= held < peak < 12 * activation  # a sum of all allocations would be far larger
 
 
-@pytest.mark.parametrize("separable", [True, False])
 @pytest.mark.parametrize("amp", [False, True])
-def test_degenerate_rate_shortcut_keeps_the_function(separable: bool, amp: bool) -> None:
+def test_degenerate_rate_shortcut_keeps_the_function(amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rate >= map size: the depthwise conv runs as a multiplication, with the same output bits."""
+    from deeplab_edu.models import aspp
+
+    taken: list[int] = []
+    apply = aspp._ChannelScale.apply
+    monkeypatch.setattr(aspp._ChannelScale, "apply", lambda *a: taken.append(1) or apply(*a))
     torch.manual_seed(0)
-    branch = ASPPConv(32, 8, rate=12, separable=separable).train()
+    branch = ASPPConv(32, 8, rate=12, separable=True).train()
     for fmt in (torch.contiguous_format, torch.channels_last):
         branch.to(memory_format=fmt)
         x = torch.randn(2, 32, 9, 12).contiguous(memory_format=fmt)
         results = []
         for forward in (branch.forward, lambda t: torch.nn.Sequential.forward(branch, t)):  # shortcut, plain
-            xx = x.clone().requires_grad_()
+            xx, before = x.clone().requires_grad_(), len(taken)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 out = forward(xx)
             out.float().square().sum().backward()
-            results.append((out.detach(), xx.grad, branch[0].weight.grad.clone()))
+            results.append((out.detach(), xx.grad, branch[0].weight.grad.clone(), len(taken) - before))
             branch.zero_grad()
-        (o1, g1, w1), (o2, g2, w2) = results
+        (o1, g1, w1, shortcuts), (o2, g2, w2, plain) = results
+        assert shortcuts > 0 and plain == 0  # the multiplication ran in the first forward only
         assert torch.equal(o1, o2) and torch.equal(g1, g2)
         tol = 1e-2 if amp else 1e-5  # the centre weights' gradient sums the same products in another order
         torch.testing.assert_close(w1, w2, rtol=tol, atol=tol * w2.abs().max().item())
+    taken.clear()
     small = SeparableConv2d(4, 4, rate=2)
-    assert torch.equal(atrous_conv(small[0], torch.ones(1, 4, 5, 5)), small[0](torch.ones(1, 4, 5, 5)))  # not taken
+    atrous_conv(small[0], torch.ones(1, 4, 5, 5))  # rate below the map size
+    regular = ASPPConv(8, 8, rate=12, separable=False)
+    atrous_conv(regular[0], torch.ones(1, 8, 9, 12))  # a regular conv sums its channels: never taken
+    assert not taken
 
 
 def test_loader_benchmark_writes_a_record(tmp_path: Path) -> None:

@@ -208,7 +208,8 @@ def test_module_wrapper_runs_without_gradients() -> None:
 
 def test_unary_helpers() -> None:
     logits = torch.randn(2, 3, 4, 5)
-    assert torch.allclose(unary_from_logits(logits), -torch.log_softmax(logits, 1))
+    probs = logits.exp() / logits.exp().sum(1, keepdim=True)  # theta = -log P with P the softmax of the scores
+    assert torch.allclose(unary_from_logits(logits), -probs.log(), atol=1e-5)
     probs = torch.softmax(logits, 1)
     assert torch.allclose(unary_from_probs(probs), -probs.log(), atol=1e-5)
     with pytest.raises(ValueError, match="\\[0, 1\\]"):
@@ -277,7 +278,10 @@ def test_coarse_scores_and_boundary_band() -> None:
     logits = coarse_scores(mask, 3)
     assert logits.shape == (3, 20, 21)
     assert torch.equal(logits.argmax(0)[8:12, 8:12], torch.full((4, 4), 2))  # interiors survive
-    assert torch.all(logits[:, 0, 0] == logits[:, 0, 0])  # ignored pixels do not break anything
+    # an ignored pixel adds to no class (it is not counted as background): only class 0 of its cell differs
+    as_background = coarse_scores(mask.masked_fill(mask == 255, 0), 3)
+    assert torch.isfinite(logits).all() and torch.equal(as_background[1:], logits[1:])
+    assert (as_background[0] - logits[0]).min() >= 0 and (as_background[0, 0, 0] - logits[0, 0, 0]) > 0
     band = boundary_band(mask.masked_fill(mask == 255, 0), 2)
     assert band[10, 1] and band[10, 2] and band[10, 3] and band[10, 4] and not band[10, 6] and not band[10, 0]
     with pytest.raises(ValueError, match="labels outside"):
@@ -335,6 +339,9 @@ def test_mean_field_update_is_the_potts_softmax():
     unary, messages = torch.rand(3, 5, generator=g), torch.rand(3, 5, generator=g)
     q = mean_field_update(unary, messages)
     torch.testing.assert_close(q.sum(0), torch.ones(5))
-    torch.testing.assert_close(q, torch.softmax(messages - unary, dim=0))
+    # the Potts update as Krahenbuhl & Koltun write it: label l pays the messages of every other label
+    penalty = messages.sum(0, keepdim=True) - messages  # sum over l' != l of M(l')
+    potts = torch.exp(-unary - penalty)
+    torch.testing.assert_close(q, potts / potts.sum(0, keepdim=True))
     with pytest.raises(ValueError, match="same shape"):
         mean_field_update(unary, messages[:2])

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io as scipy_io
 
-scipy_io = pytest.importorskip("scipy.io")
-
-from deeplab_edu.data.voc import _load_sbd_mask  # noqa: E402
+from deeplab_edu.data.voc import _load_sbd_mask
 
 
 def test_sbd_mat_mask_is_read(tmp_path: Path) -> None:

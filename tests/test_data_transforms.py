@@ -62,12 +62,13 @@ def test_image_and_mask_stay_aligned_through_scale_crop_flip():
     image, mask = _pair(40, 60)
     torch.manual_seed(2)
     t = train_transform(32, scale_range=(1.0, 1.0), hflip=0.5, normalize=False)
-    flips_seen = set()
+    steps_seen = set()  # the label step to the right: +1 (mod 5) as drawn, -1 = 4 (mod 5) when flipped
     for _ in range(12):
         x, y = t(image, mask)
         valid = y != 255
         assert torch.allclose(x[0][valid], y[valid].float() / 4)
-        flips_seen.add(bool(x[0, 0, 0] != x[0, 0, 1]))
+        steps_seen.add(int(y[0, 1] - y[0, 0]) % 5)
+    assert steps_seen == {1, 4}  # both flipped and unflipped crops were checked
     # with scale 2 (integer factor) nearest and bilinear still agree away from label edges
     t2 = train_transform(32, scale_range=(2.0, 2.0), hflip=1.0, normalize=False)
     x, y = t2(image, mask)

@@ -201,8 +201,15 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path) -> None:
 
 def test_bf16_channels_last_and_tensorboard(tmp_path) -> None:
     cfg = tiny_config(tmp_path, iterations=2, amp="bf16", channels_last=True, tensorboard=True, eval_every=2)
-    result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    model = TinyNet()
+    seen: list[tuple[bool, torch.dtype, bool]] = []  # (training, dtype of the conv's output, input channels_last)
+    model.backbone[0].register_forward_hook(lambda m, args, out: seen.append(
+        (m.training, out.dtype, args[0].is_contiguous(memory_format=torch.channels_last))))
+    result = Trainer(cfg, model=model, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
     assert all(math.isfinite(r["loss"]) for r in result["history"] if r["split"] == "train")
+    training = [(dtype, cl) for train, dtype, cl in seen if train]
+    assert len(training) == 2 and all(dtype == torch.bfloat16 and cl for dtype, cl in training)  # both settings act
+    assert model.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         Trainer(tiny_config(tmp_path / "fp16", iterations=1, amp="fp16"), model=TinyNet(),

@@ -17,8 +17,6 @@ def test_trainer_with_compile_trains_and_saves(tmp_path: Path, monkeypatch: pyte
     """``compile=True`` wraps the network in ``torch.compile``; here with the quick ``aot_eager`` back end
     (dynamo's graph capture and AOT autograd, as inductor uses them), because inductor's C++ code generation
     takes minutes on a small CPU. ``deeplab-edu bench --mode compile`` measures inductor itself."""
-    if not hasattr(torch, "compile"):
-        pytest.skip("this torch has no torch.compile")
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

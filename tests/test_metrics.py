@@ -6,11 +6,9 @@ import math
 
 import pytest
 import torch
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from deeplab_edu.metrics import ConfusionMatrix, format_iou_table, trimap_target
-
-tm = pytest.importorskip("torchmetrics")
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -20,6 +18,8 @@ def test_matches_torchmetrics_with_ignore_labels(seed: int) -> None:
     cm = ConfusionMatrix(c)
     jac = MulticlassJaccardIndex(num_classes=c, ignore_index=255, average="none")
     acc = MulticlassAccuracy(num_classes=c, ignore_index=255, average="micro")
+    recall = MulticlassAccuracy(num_classes=c, ignore_index=255, average="macro")  # mean per-class accuracy
+    truth_counts, labelled = torch.zeros(c, dtype=torch.long), 0
     for _ in range(3):  # several batches: accumulation over the data set
         target = torch.randint(0, c, (2, 17, 23), generator=g)
         target[torch.rand(target.shape, generator=g) < 0.2] = 255
@@ -29,16 +29,20 @@ def test_matches_torchmetrics_with_ignore_labels(seed: int) -> None:
         cm.update(pred, target)
         jac.update(pred, target)
         acc.update(pred, target)
+        recall.update(pred, target)
+        truth_counts += torch.bincount(target[target != 255], minlength=c)
+        labelled += int((target != 255).sum())
     ours = cm.compute()
     ref_iou = jac.compute()
     assert torch.allclose(torch.tensor(ours["iou"], dtype=torch.float64), ref_iou.double(), atol=1e-6)
     assert math.isclose(ours["miou"], float(ref_iou.mean()), abs_tol=1e-6)
     assert math.isclose(ours["pixel_accuracy"], float(acc.compute()), abs_tol=1e-6)
-    # frequency-weighted IoU by its definition
-    m = cm.mat.double()
-    freq = m.sum(1) / m.sum()
+    # per-class accuracy (recall) tells truth from prediction, which IoU and pixel accuracy do not
+    assert math.isclose(ours["mean_accuracy"], float(recall.compute()), abs_tol=1e-6)
+    # frequency-weighted IoU by its definition, with the class frequencies counted in the labels
+    freq = truth_counts.double() / labelled
     assert math.isclose(ours["fw_iou"], float((freq * ref_iou.double()).sum()), abs_tol=1e-6)
-    assert ours["pixels"] == int((cm.mat).sum())
+    assert ours["pixels"] == labelled
 
 
 def test_logits_are_argmaxed_and_ignore_never_counts() -> None:

@@ -67,7 +67,7 @@ def test_object_sizes_follow_the_style() -> None:
     style = DIFFICULTIES["easy"]
     sizes = [s for i in range(40) for s in render_scene(0, i, (100, 100), difficulty="easy")[2].sizes if s > 0]
     sizes_hard = [s for i in range(40) for s in render_scene(0, i, (100, 100))[2].sizes if s > 0]
-    assert min(sizes) >= 2 * style.min_radius * 100 * 0.99 - 1e-6 or min(sizes) >= 3.0
+    assert min(sizes) >= 2 * style.min_radius * 100 * 0.99 - 1e-6
     assert min(sizes_hard) < min(sizes)
     assert max(sizes) / min(sizes) > 10  # many scales in one data set
 

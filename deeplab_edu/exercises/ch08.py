@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -15,6 +16,14 @@ def _degenerate_branches(crop_size: int, output_stride: int, rates: tuple[int, .
     return degenerate_rates(feature_map_side(crop_size, output_stride), rates)
 
 
+def _learner(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tuple[int, ...]:
+    """A learner-style solution: halve the side, rounding up, once per factor 2 of the stride; then rate >= side."""
+    side, stride = crop_size, output_stride
+    while stride > 1:
+        side, stride = math.ceil(side / 2), stride // 2
+    return tuple(r for r in rates if r >= side)
+
+
 def _inputs(gen: torch.Generator) -> tuple[Any, ...]:
     crop = int(torch.randint(16, 600, (1,), generator=gen))
     stride = (8, 16, 32)[int(torch.randint(0, 3, (1,), generator=gen))]
@@ -26,6 +35,7 @@ function_exercise(
     "08.1",
     "Write degenerate_branches(crop_size, output_stride, rates): the rates whose 3x3 branch is exactly 1x1",
     reference=_degenerate_branches,
+    solution=_learner,
     inputs=_inputs,
     cases=[(96, 16, (6, 12, 18)), (96, 16, (1, 2, 3)), (513, 16, (6, 12, 18)), (97, 16, (6, 7, 12)),
            (321, 32, (6, 10, 12)), (200, 8, (12, 24, 36))],

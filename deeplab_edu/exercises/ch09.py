@@ -74,6 +74,12 @@ def _fuse(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
     return torch.cat([up, low_level], dim=1)
 
 
+def _learner_fuse(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+    """A learner-style solution: resize the encoder map to the low-level map's height and width, then concatenate."""
+    height, width = low_level.shape[2], low_level.shape[3]
+    return torch.cat((F.interpolate(encoder, size=(height, width), mode="bilinear"), low_level), dim=1)
+
+
 def _fuse_inputs(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     side = int(torch.randint(5, 60, (1,), generator=gen))
     small = side
@@ -87,6 +93,7 @@ function_exercise(
     "09.3",
     "Write fuse(encoder, low_level): upsample the encoder output to the low-level map and concatenate",
     reference=_fuse,
+    solution=_learner_fuse,
     inputs=_fuse_inputs,
     cases=[(torch.ones(1, 2, 9, 9), torch.zeros(1, 3, 33, 33)), (torch.ones(1, 2, 8, 8), torch.zeros(1, 3, 32, 32))],
     mistakes=[

@@ -37,10 +37,22 @@ def _mean_with_absent(cm: np.ndarray) -> float:
     return float(np.mean(np.where(union > 0, tp / np.maximum(union, 1), 0.0)))
 
 
+def _learner_miou(cm: np.ndarray) -> float:
+    """A learner-style solution: one IoU per class, TP / (TP + FP + FN), skipping the classes whose union is empty."""
+    ious = []
+    for c in range(len(cm)):
+        tp = cm[c, c]
+        fp, fn = cm[:, c].sum() - tp, cm[c, :].sum() - tp
+        if tp + fp + fn > 0:
+            ious.append(tp / (tp + fp + fn))
+    return float(sum(ious) / len(ious))
+
+
 function_exercise(
     "10.1",
     "Write miou(cm): the mean IoU of a confusion matrix, leaving out classes absent from truth and prediction",
     reference=miou,
+    solution=_learner_miou,
     inputs=_confusion,
     cases=[(np.array([[50, 10, 0], [5, 20, 5], [0, 0, 10]]),), (np.array([[5, 1, 0], [2, 7, 0], [0, 0, 0]]),),
            (np.array([[5, 1], [0, 0]]),),  # class 1 predicted but never in the truth: IoU 0, it counts
@@ -75,10 +87,18 @@ def _interval(gen: torch.Generator) -> tuple[float, float, int]:
     return min(a, b), max(a, b), direction
 
 
+def _learner_verdict(low: float, high: float, direction: int) -> str:
+    """A learner-style solution: first, does the interval exclude zero? Then, on which side?"""
+    if low <= 0 <= high:
+        return "not resolved"
+    return "reproduced" if (low > 0) == (direction > 0) else "opposite"
+
+
 function_exercise(
     "10.2",
     "Write verdict(low, high, direction): reproduced, opposite or not resolved",
     reference=verdict,
+    solution=_learner_verdict,
     inputs=_interval,
     cases=[(0.5, 2.0, 1), (-2.0, -0.5, 1), (-0.5, 2.0, 1), (-2.0, -0.5, -1), (0.5, 2.0, -1), (-1.0, 1.0, -1),
            (0.0, 2.0, 1), (-2.0, 0.0, -1), (-2.0, 0.0, 1)],  # an interval that touches 0 does not exclude it
