@@ -7,9 +7,9 @@
 #   make test-notebook NB=03    run one notebook's tests (any part of its file name)
 #   make setup  only set up: the .venv with the pinned versions (the commands above do it first)
 #   make test-compat  the tests on the GPU machine's older torch 2.11 / torchvision 0.26 (CPU; online)
-#   make course-runs  before class: train every run chapters 08-11 load into runs/ (cpu profile: 29
-#                     minutes on the 2-core VM, 19 without CamVid; on a GPU machine DEEPLAB_EDU_PROFILE=cpu
-#                     trains the laptops' runs on its CPU)
+#   make course-runs  before class: train every run chapters 08-11 load into runs/ (cpu profile: less
+#                     than chapters 08, 09 and 11's header minutes added up; on a GPU machine
+#                     DEEPLAB_EDU_PROFILE=cpu trains the laptops' runs on its CPU)
 
 PYTHON ?= python3
 VENV   ?= .venv

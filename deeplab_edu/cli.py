@@ -30,7 +30,10 @@ import time
 import traceback
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from .engine.config import TrainConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -131,8 +134,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=json.loads, default=None, metavar="JSON",
                            help='extra build_model arguments, e.g. \'{"image_pooling": false}\'')
         elif f.name in ("eval_output_stride",):
-            p.add_argument(flag, type=lambda s: None if s.lower() in ("none", "null") else int(s), default=None,
-                           help=help_)
+            # absent unless given (SUPPRESS), so that "none" (None: the training stride) is told from "not given"
+            p.add_argument(flag, type=lambda s: None if s.lower() in ("none", "null") else int(s),
+                           default=argparse.SUPPRESS, help=help_)
         else:
             base = int if "int" in str(t) else float if "float" in str(t) else str
             p.add_argument(flag, type=base, default=None, help=help_)
@@ -213,8 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The configuration ``deeplab-edu train`` runs: the preset, then the ``--config`` file, then the flags
+    given (:func:`~deeplab_edu.engine.config.load_config`, for which ``None`` means "not given"; so
+    ``--eval-output-stride none``, validation at the training stride, is applied here)."""
+    from .engine.config import TrainConfig, load_config
+
+    field_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in field_names and v is not None}
+    cfg = load_config(args.preset, overrides, config=args.config)
+    if "eval_output_stride" in vars(args) and args.eval_output_stride is None:
+        cfg.eval_output_stride = None
+    return cfg
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .engine.config import TrainConfig, list_presets, load_config, preset_summary
+    from .engine.config import list_presets, preset_summary
     from .engine.distributed import is_main
     from .engine.trainer import Trainer
 
@@ -225,9 +243,7 @@ def _train(args: argparse.Namespace) -> int:
             print(textwrap.fill(preset_summary(name), width=100, initial_indent=f"{name:<{width}}  ",
                                 subsequent_indent=" " * (width + 2)))
         return 0
-    field_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in field_names and v is not None}
-    cfg = load_config(args.preset, overrides, config=args.config)
+    cfg = _train_config(args)
     start = time.time()
     try:
         result = Trainer(cfg).fit()

@@ -252,7 +252,8 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
         (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64).
 
     Raises:
-        ValueError: ``image`` does not have 3 channels, or a float ``image`` has values outside [0, 1].
+        ValueError: ``image`` does not have 3 channels, a float ``image`` has values outside [0, 1], or
+            it has more than ``4 * MAX_EXACT_PIXELS`` pixels (the dense matrix would not fit).
         TypeError: ``image`` is not a tensor, or neither floating point nor uint8.
     """
     dummy = torch.zeros(1, *image.shape[-2:], dtype=torch.float32 if image.dtype == torch.uint8 else image.dtype)
@@ -504,7 +505,8 @@ def free_energy(
         ValueError: ``q`` (or an element of the list) does not have the shape of ``unary``; or ``unary`` is not
             3- or 4-D; ``image`` has a different number of dimensions, not 3 channels, or another batch size or height
             and width than ``unary``; ``unary`` has no label channel or holds NaN or infinite values; or a float
-            ``image`` has values outside [0, 1].
+            ``image`` has values outside [0, 1]; or the image has more than ``4 * MAX_EXACT_PIXELS`` pixels
+            (the energy needs the dense kernel matrix).
         TypeError: ``unary`` or ``image`` is not a tensor, ``unary`` is not floating point, or ``image`` is neither
             floating point nor uint8.
     """

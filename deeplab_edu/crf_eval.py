@@ -59,6 +59,12 @@ def boundary_band(mask: torch.Tensor, width: int) -> torch.Tensor:
     """Pixels within ``width`` pixels (chessboard distance) of a label change: the "trimap" band
     in which DeepLab v1 (Fig. 5) and v2 (Fig. 10) measure accuracy along object boundaries.
 
+    ``mask`` (H, W) labels; returns a bool (H, W) map. A pixel whose 3x3 neighbourhood holds another
+    label is on the change, and the band is those pixels dilated by ``width - 1``: across a straight
+    change between two labels it is ``2 * width`` pixels wide, ``width`` on each side.
+    (:func:`evaluate_crf`, chapter 07's, uses this band; :func:`deeplab_edu.metrics.trimap_target`,
+    which the findings record and chapter 09 use, keeps ``width + 1`` on each side.)
+
     Raises:
         ValueError: ``width`` is below 1.
     """

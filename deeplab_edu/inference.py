@@ -344,7 +344,8 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
 
 
 def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> np.ndarray:
-    """RGB uint8 (H, W, 3): black where right, red where wrong, white where ignored."""
+    """RGB uint8 (H, W, 3) for the label maps ``pred`` and ``target`` (H, W): black where right, red
+    where wrong, white where ``target`` is ``ignore_index``."""
     p, t = pred.cpu().numpy(), target.cpu().numpy()
     out = np.zeros((*t.shape, 3), dtype=np.uint8)
     out[(p != t) & (t != ignore_index)] = (220, 30, 30)

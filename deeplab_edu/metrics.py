@@ -34,7 +34,8 @@ class ConfusionMatrix:
     Args:
         num_classes: number of classes (labels ``0 .. num_classes-1``).
         ignore_index: label that is skipped (default 255).
-        device: where the matrix lives (defaults to the device of the first update).
+        device: where the matrix starts; each :meth:`update` moves it to its ``target``'s device, so
+            the counting happens where the labels are (``compute`` reads it on the CPU).
 
     >>> cm = ConfusionMatrix(2)
     >>> cm.update(torch.tensor([[0, 1]]), torch.tensor([[0, 0]]))
@@ -146,8 +147,10 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
 
     A boundary pixel is one with a 4-neighbour (left, right, above, below) of another label, so both
     pixels of every label change are boundary pixels; ignored pixels count as a label, as in the
-    trimap of DeepLab v1/v2. The band is the boundary pixels dilated by ``width`` (a square of side
-    ``2 * width + 1``, i.e. chessboard distance): ``width=0`` keeps the boundary pixels only.
+    trimap of DeepLab v1/v2 (v1 Fig. 5, v2 Fig. 10). The band is the boundary pixels dilated by
+    ``width`` (a square of side ``2 * width + 1``, i.e. chessboard distance): ``width=0`` keeps the
+    boundary pixels only, and across a straight change between two labels the band is
+    ``2 * width + 2`` pixels wide (``width + 1`` on each side).
 
     Args:
         target: (H, W) or (N, H, W) integer labels; the result has the same shape and dtype.

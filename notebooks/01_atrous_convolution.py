@@ -255,7 +255,7 @@ assert same and big.shape[-1] == effective_kernel_size(3, 2) == 5
 #
 # At stride 1 the size is kept when $2p = \hat k - 1$, i.e. $p = d\,(k-1)/2$: for DeepLab's 3x3
 # atrous convolutions, **padding = rate**. The table checks the formula against the shapes
-# PyTorch produces (the tests do the same over thousands of random cases).
+# PyTorch produces (the tests do the same for 200 random settings, drawn by hypothesis).
 
 # %%
 # (not the settings of exercises 01.2 and 01.4, which you work out yourself)

@@ -163,9 +163,15 @@ sizes = data_stats.object_sizes(info for _, _, info in rendered)
 fig = vdata.plot_object_sizes(sizes["sizes"], 256, sizes["classes"], stats_ds.class_names, stats_ds.palette)
 print(f"{len(sizes['sizes'])} objects in {n_stats} scenes; extent from {sizes['sizes'].min():.1f} "
       f"to {sizes['sizes'].max():.0f} pixels (median {sorted(sizes['sizes'])[len(sizes['sizes']) // 2]:.0f})")
+wire = stats_ds.class_names.index("wire")
+with_wire = sum(bool((m == wire).any()) for m in masks) / n_stats
+print("pixels per class: " + ", ".join(f"{name} {100 * f:.1f} %" for name, f in zip(stats_ds.class_names, freqs))
+      + f"; a wire is in {100 * with_wire:.0f} % of the scenes")
 
 # %% tags=["remove-cell"]
 assert (freqs[:-1] > 0).all(), "every class occurs"
+if not config.is_smoke():  # the reading below: background the most frequent class, wire the rarest, in many scenes
+    assert freqs[:-1].argmax() == 0 and freqs[:-1].argmin() == wire and with_wire > 0.3
 assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
 
 # %% [markdown]
@@ -245,9 +251,8 @@ for s in strides:
     print(f"stride {s:2d}: oracle mIoU {100 * oracle[s]['miou']:5.1f} %, wire IoU {100 * oracle[s]['iou'][5]:5.1f} %")
 
 # %% tags=["remove-cell"]
-wire = stats_ds.class_names.index("wire")
 assert oracle[1]["miou"] > 0.999
-assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1
+assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1 and oracle[16]["iou"][wire] < 0.5  # "most of"
 assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
 
 # %% [markdown]

@@ -449,9 +449,13 @@ r = results["released parameters"]
 assert r.images == n_test and 0 < r.miou_before < 1 and 0 < r.miou_after < 1
 # the CRF's job: boundaries get better
 assert r.band_miou_after > r.band_miou_before
+if not config.is_smoke():  # the reading below: the band gains more than the whole image, for both rows
+    assert all(x.band_miou_after - x.band_miou_before > x.miou_after - x.miou_before for x in results.values())
 
 # %% [markdown]
-# The CRF moves boundaries onto colour edges, so the band mIoU improves most. It cannot restore
+# The CRF moves boundaries onto colour edges, so on these test scenes the band mIoU gains more
+# than the mIoU of all pixels (a point estimate on a few scenes; chapter 10 measures the CRF on
+# trained DeepLab v2 models with intervals over seeds and scenes, findings f1 and f2). It cannot restore
 # what the coarse scores lost entirely (thin wires and small shapes that 8 x 8 averaging wiped
 # out): DeepLab v2 (sec. 4.5, Fig. 14) reports the same failure on bicycles and chairs, whose
 # details "could not even be recovered by the CRF post processing since the unary term is not

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeplab_edu.cli import main
-from deeplab_edu.engine.config import ConfigError, list_presets, load_config, preset_summary
+from deeplab_edu.cli import build_parser, main
+from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, load_config, preset_summary
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -348,3 +348,17 @@ def test_course_runs_refuses_stale_runs_first_and_goes_on_after_a_failure(
     err = capsys.readouterr().err
     assert trained == [plus] and "1 of 4 runs ready" in err and "no space left on device" in err
     assert err.count("the run it starts from") == 4  # phase 2 and its control were not tried: as they come, at the end
+
+
+def test_eval_output_stride_none_means_the_training_stride() -> None:
+    """``--eval-output-stride none`` is a value (validate at the training stride), not "not given"."""
+    from deeplab_edu.cli import _train_config
+
+    def config(*flags: str) -> TrainConfig:
+        return _train_config(build_parser().parse_args(["train", "--preset", "cpu", *flags]))
+
+    preset = load_config("cpu").eval_output_stride
+    assert preset is not None  # so that the flag's None is seen to change it
+    assert config().eval_output_stride == preset
+    assert config("--eval-output-stride", "none").eval_output_stride is None
+    assert config("--eval-output-stride", "16").eval_output_stride == 16

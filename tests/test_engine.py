@@ -214,6 +214,7 @@ def test_bf16_channels_last_and_tensorboard(tmp_path) -> None:
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         Trainer(tiny_config(tmp_path / "fp16", iterations=1, amp="fp16"), model=TinyNet(),
                 train_set=TinyScenes(8), val_set=TinyScenes(2)).fit()
+    assert not (tmp_path / "fp16").exists()  # refused before its folder was made
 
 
 def test_a_log_window_cut_by_a_resume_averages_its_own_steps(tmp_path) -> None:

@@ -46,3 +46,9 @@ def test_trace_stages_follows_the_forward_pass() -> None:
     assert stages["logits"] == (1, 3, 17, 17) and stages["logits upsampled to the input"] == (1, 3, 65, 65)
     v3 = dict(trace_stages(build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=3).eval(), torch.rand(1, 3, 65, 65)))
     assert v3["ASPP"] == (1, 256, 5, 5) and v3["logits"] == (1, 3, 5, 5)
+    training = build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=3).train()
+    before = {k: v.clone() for k, v in training.state_dict().items()}
+    trace_stages(training, torch.rand(2, 3, 65, 65))
+    assert training.training and all(torch.equal(v, before[k]) for k, v in training.state_dict().items())  # BN untouched
+    with pytest.raises(TypeError, match="DeepLabv3 and v3\\+"):
+        trace_stages(build_model("deeplabv2", backbone="tiny_resnet", num_classes=3), torch.rand(1, 3, 65, 65))

@@ -112,7 +112,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     #: Exponent of the poly schedule (DeepLab: 0.9).
     poly_power: float = 0.9
-    #: Linear warm-up steps before the poly schedule (must be shorter than the run).
+    #: Linear warm-up steps before the poly schedule (at most ``iterations``).
     warmup_iters: int = 0
     #: Learning-rate multiplier of the head (ASPP, decoder) over the backbone's.
     head_lr_mult: float = 1.0
@@ -397,6 +397,8 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
 
     Raises:
         ConfigError: ``model_kwargs`` holds ``atrous_rates`` (it is a setting of its own).
+        ValueError: the paper's rates do not scale to ``cfg.output_stride`` in whole numbers
+            (DeepLab v2's rate 6 at output stride 32 would be 1.5).
     """
     import warnings
 

@@ -6,10 +6,13 @@
 - **Auxiliary loss**: torchvision's DeepLabv3 may return ``"aux"`` logits from ``layer3``; their loss
   is added with weight ``aux_weight`` (0.5 by convention, not from the papers).
 - **Hard-pixel bootstrapping** (online hard example mining): DeepLabv3 (appendix on Cityscapes)
-  reports that bootstrapping on hard pixels helps. The reference TensorFlow implementation keeps only
-  the ``top_k_percent_pixels`` largest per-pixel losses of each image, optionally ramping the kept
-  fraction from 100% down to ``top_k`` over ``hard_mining_iters`` iterations. :func:`bootstrapped_ce`
-  does exactly that.
+  reports that bootstrapping on hard pixels helps. The reference TensorFlow implementation
+  (``train_utils.add_softmax_cross_entropy_loss_for_each_scale``) keeps the ``top_k_percent_pixels``
+  largest per-pixel losses of the whole batch (ignored pixels, whose loss is 0, count in that
+  fraction), optionally ramping the kept fraction from 100% down to ``top_k`` over
+  ``hard_mining_iters`` iterations. :func:`bootstrapped_ce` keeps the fraction per image and over
+  labelled pixels only, so an image with many unlabelled pixels keeps as many hard pixels as its
+  labels allow; the ramp is the same.
 """
 
 from __future__ import annotations

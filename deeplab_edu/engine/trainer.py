@@ -158,9 +158,14 @@ class Trainer:
         num_classes: defaults to ``train_set.num_classes``.
 
     Raises:
-        ValueError: only one of ``train_set`` and ``val_set`` is given, or the training set does not hold one full
-            batch of ``cfg.batch_size`` per process; also :class:`~deeplab_edu.engine.config.ConfigError` (a
-            subclass) when ``cfg`` fails :func:`~deeplab_edu.engine.config.validate`.
+        ValueError: only one of ``train_set`` and ``val_set`` is given, the training set does not hold one full
+            batch of ``cfg.batch_size`` per process, or ``amp="fp16"`` off a CUDA device; also
+            :class:`~deeplab_edu.engine.config.ConfigError` (a subclass) when ``cfg`` fails
+            :func:`~deeplab_edu.engine.config.validate`.
+        FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint
+            (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`), or the ImageNet weights of
+            ``pretrained_backbone`` are missing (:class:`~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable`).
+        ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``init_from`` holds weights of another model.
     """
 
     def __init__(self, cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,
@@ -171,6 +176,7 @@ class Trainer:
         self.dist: DistInfo = init_distributed(self.device)
         if self.dist.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        autocast_context(cfg.amp, self.device)  # fp16 off CUDA fails here, before a folder or model is made
         seed_everything(cfg.seed, cfg.deterministic)
         model_passed, data_passed = model is not None, train_set is not None
         if (train_set is None) != (val_set is None):

@@ -162,6 +162,9 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
 def atrous_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)`` for a 3x3 atrous conv, computed as the 1x1 conv it reduces to on a small map.
 
+    ``x`` (N, C_in, H, W); returns (N, C_out, H, W) ("same" padding: padding = rate), eq. (1) of
+    DeepLabv3 (sec. 3.1) at every position.
+
     When the rate is at least the feature map's height and width, every off-centre tap of every
     position reads the zero padding (DeepLabv3 sec. 3.3, Fig. 4), so only the centre weights
     ``conv.weight[:, :, 1, 1]`` act and only they get gradient. For a *depthwise* conv that is one

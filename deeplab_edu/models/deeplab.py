@@ -79,7 +79,12 @@ class DeepLab(nn.Module):
     def set_output_stride(self, output_stride: int) -> None:
         """Switch the backbone's dilation and the ASPP rates in place (train at 16, evaluate at 8).
 
-        The rates scale with the feature-map size, e.g. (6, 12, 18) at 16 becomes (12, 24, 36) at 8.
+        The rates scale with the feature-map size, e.g. (6, 12, 18) at 16 becomes (12, 24, 36) at 8
+        (DeepLabv3 sec. 3.3: the rates double at output stride 8).
+
+        Raises:
+            ValueError: ``output_stride`` is not 8, 16 or 32; the backbone cannot give it (VGG-16:
+                8 only); or the rates do not scale to whole numbers (v2's rate 6 at 32 would be 1.5).
         """
         check_output_stride(output_stride)
         new_rates = atrous_rates_for(output_stride, self.atrous_rates, self.output_stride) if self.aspp else ()

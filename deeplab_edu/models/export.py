@@ -136,7 +136,11 @@ def export_program(
 
     Batch size (1 to 1024), height and width (32 to 4096 pixels) are dynamic as in :func:`export_onnx`;
     calling the loaded program with a shape outside them raises torch's shape-guard error (an
-    ``AssertionError`` naming the bound, e.g. ``image.size()[2] >= 32``).
+    ``AssertionError`` naming the bound, e.g. ``image.size()[2] >= 32``). ``example`` (N, 3, H, W)
+    defaults to a random 65 x 65 image on the model's device.
+
+    Raises:
+        ValueError: ``example`` is not an image batch (N, 3, H, W).
     """
     was_training = model.training
     try:

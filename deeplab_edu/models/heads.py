@@ -93,7 +93,8 @@ class Decoder(nn.Module):
     def forward(self, encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
         """Fuse the encoder output with the low-level features; return logits at stride 4.
 
-        ``encoder`` (N, encoder_channels, h, w) (the ASPP output, stride 16) is upsampled bilinearly to
+        ``encoder`` (N, encoder_channels, h, w) (the ASPP output, at the model's output stride: 16 in
+        the paper, sec. 3.1) is upsampled bilinearly to
         ``low_level``'s (N, low_level_channels, H/4, W/4); the result is (N, num_classes, H/4, W/4).
         """
         up = F.interpolate(encoder, size=low_level.shape[-2:], mode="bilinear", align_corners=False)

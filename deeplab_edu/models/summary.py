@@ -164,13 +164,25 @@ def trace_stages(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str
 
     For DeepLabv3: backbone features, ASPP output, logits at the output stride, upsampled logits.
     For DeepLabv3+: also the low-level features, their 48-channel reduction and the decoder's
-    concatenation. The stages are computed by the model's own modules, in the model's order.
+    concatenation. The stages are computed by the model's own modules, in the model's order, in
+    evaluation mode (the model's mode is restored; batch-norm statistics are not touched).
+    ``images`` (N, 3, H, W); returns ``(stage name, shape)`` pairs, the input's first.
+
+    Raises:
+        TypeError: ``model`` is not a DeepLabv3 or v3+ (it needs a ``backbone``, an ``aspp`` and a
+            ``classifier`` or ``decoder``: DeepLab v1 and v2 have no ASPP module of that kind).
     """
     import torch.nn.functional as F
 
+    from ..inference import eval_mode
+
     stages: list[tuple[str, tuple[int, ...]]] = [("input", tuple(images.shape))]
     net: Any = model  # duck-typed: any model with a backbone, an aspp and a classifier or decoder
-    with torch.no_grad():
+    missing = [name for name in ("backbone", "aspp") if getattr(net, name, None) is None]
+    if missing or not (hasattr(net, "decoder") or hasattr(net, "classifier")):
+        raise TypeError(f"trace_stages follows DeepLabv3 and v3+ (a backbone, an aspp and a classifier or decoder); "
+                        f"this {type(model).__name__} has no {', '.join(missing) or 'classifier or decoder'}")
+    with torch.no_grad(), eval_mode(model):
         feats = net.backbone(images)
         stages.append((f"backbone 'out' (output stride {net.output_stride})", tuple(feats["out"].shape)))
         enc = net.aspp(feats["out"])
