@@ -33,7 +33,7 @@ from .classes import IGNORE_INDEX, VOC
 from .folder import JointTransform, SegmentationFolder
 from .io import DatasetNotFoundError, load_mask, read_split_list
 from .paths import data_home, find_dataset_root
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_text_atomic
 from ..records import shown_path
 
 __all__ = ["VOCSegmentation", "VOC_SPLITS", "trainaug_ids", "prepare_trainaug", "resolve_voc_root"]
@@ -92,7 +92,15 @@ def _load_sbd_mask(path_stem: Path) -> np.ndarray:
 def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) -> Path:
     """Write ``train_aug.txt`` and ``SegmentationClassAug/`` into ``voc_dir`` from VOC and SBD.
 
-    Returns the split list's path. Existing mask files are kept (the step can be resumed).
+    Returns the split list's path. Existing mask files are kept (the step can be resumed); the list
+    is written last, atomically: VOC train plus SBD train and val, less VOC val (the module docstring).
+
+    Raises:
+        ~deeplab_edu.data.io.DatasetNotFoundError: a split list or an SBD mask is missing (the message
+            says how to get it).
+        ~deeplab_edu.data.io.BadDataError: a split list is empty, or a VOC mask cannot be read as
+            labels (:func:`~deeplab_edu.data.io.load_mask`).
+        ImportError: SciPy, which reads SBD's MATLAB masks, is not installed.
     """
     seg_sets = voc_dir / "ImageSets" / "Segmentation"
     voc_train = read_split_list(seg_sets / "train.txt")
@@ -120,7 +128,7 @@ def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) ->
         with atomic_path(dst) as tmp:
             Image.fromarray(arr, mode="L").save(tmp, format="PNG")
     lst = seg_sets / "train_aug.txt"
-    lst.write_text("\n".join(ids) + "\n")
+    write_text_atomic(lst, "\n".join(ids) + "\n")  # written last and whole: its presence means the masks are all there
     return lst
 
 

@@ -391,8 +391,12 @@ def build_backbone(
 
     Raises:
         ValueError: an unknown name or output stride, ``multi_grid`` / ``extra_blocks`` for a backbone
-            that is not a ResNet, ``pretrained`` for ``tiny_resnet``.
+            that is not a ResNet (or ``extra_blocks`` outside 0-3), ``pretrained`` for ``tiny_resnet``,
+            or a weights file that cannot be read or does not fit the backbone.
         TypeError: a keyword argument the backbone does not take.
+        FileNotFoundError: ``pretrained`` names a file that does not exist.
+        ~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable: ``pretrained=True`` offline,
+            with no cached copy of torchvision's weights (the message says where to put one).
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

@@ -76,6 +76,9 @@ def expected_feature_size(input_size: int, output_stride: int) -> int:
     The stem's 7x7 conv (stride 2, padding 3) and 3x3 max pooling (stride 2, padding 1), then one
     3x3 conv with stride 2 and padding 1 per further halving: each maps ``n`` to ``ceil(n / 2)``,
     so 513 becomes 257, 129, 65 (OS 8), 33 (OS 16), 17 (OS 32).
+
+    Raises:
+        ValueError: ``output_stride`` is not a power of two from 4 to 256.
     """
     if output_stride not in (4, 8, 16, 32, 64, 128, 256):
         raise ValueError(f"output_stride must be a power of two from 4 to 256, got {output_stride!r}")

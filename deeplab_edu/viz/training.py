@@ -244,7 +244,11 @@ def band_metrics(model: nn.Module, dataset: Any, widths: Sequence[int], *, outpu
 
     Every image is predicted once (:func:`deeplab_edu.inference.predict` at ``output_stride``); the
     band of width ``w`` keeps the pixels within ``w`` pixels of a ground-truth label change
-    (:func:`deeplab_edu.metrics.trimap_target`).
+    (:func:`deeplab_edu.metrics.trimap_target`; the trimap of DeepLab v1 Fig. 5, v2 Fig. 10 and
+    v3+ Fig. 5). Returns ``{"all" or w: ConfusionMatrix.compute() of those pixels}``.
+
+    Raises:
+        ValueError: ``widths`` is empty or holds a negative width.
     """
     from tqdm.auto import tqdm
 
