@@ -6,7 +6,7 @@ chooses the CRF's parameters by a coarse grid search on 100 validation images (v
 v2 sec. 4.1.1). This module does the same on any data set of ``(image, mask)`` items:
 
 - :func:`coarse_scores`: a stand-in for a DCNN's stride-8 score map (no training needed);
-- :func:`boundary_band`: the trimap band;
+- :func:`~deeplab_edu.metrics.boundary_band`: the trimap band (the one of chapter 09 and the findings);
 - :func:`evaluate_crf`: mIoU and band mIoU before and after the CRF;
 - :func:`grid_search`: the cross-validation of ``w1``, ``theta_alpha``, ``theta_beta``.
 """
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_logits
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, boundary_band, trimap_target
 
 __all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search"]
 
@@ -55,26 +55,6 @@ def coarse_scores(
     return F.interpolate(low, size=mask.shape, mode="bilinear", align_corners=False)[0]
 
 
-def boundary_band(mask: torch.Tensor, width: int) -> torch.Tensor:
-    """Pixels within ``width`` pixels (chessboard distance) of a label change: the "trimap" band
-    in which DeepLab v1 (Fig. 5) and v2 (Fig. 10) measure accuracy along object boundaries.
-
-    ``mask`` (H, W) labels; returns a bool (H, W) map. A pixel whose 3x3 neighbourhood holds another
-    label is on the change, and the band is those pixels dilated by ``width - 1``: across a straight
-    change between two labels it is ``2 * width`` pixels wide, ``width`` on each side.
-    (:func:`evaluate_crf`, chapter 07's, uses this band; :func:`deeplab_edu.metrics.trimap_target`,
-    which the findings record and chapter 09 use, keeps ``width + 1`` on each side.)
-
-    Raises:
-        ValueError: ``width`` is below 1.
-    """
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
-    m = mask.float()[None, None]
-    edge = F.max_pool2d(m, 3, 1, 1) != -F.max_pool2d(-m, 3, 1, 1)
-    return F.max_pool2d(edge.float(), 2 * width - 1, 1, width - 1)[0, 0] > 0
-
-
 @dataclass(frozen=True)
 class CRFScores:
     """mIoU over a data set before/after the CRF, overall and inside the boundary band."""
@@ -100,7 +80,7 @@ def evaluate_crf(
     num_classes: int,
     params: CRFParams = DEEPLAB_RELEASED,
     *,
-    band_width: int = 3,
+    band_width: int = 2,
     output_stride: int = 8,
     method: Method = "approx",
     ignore_index: int = 255,
@@ -109,11 +89,13 @@ def evaluate_crf(
 ) -> CRFScores:
     """Refine :func:`coarse_scores` of every item with the CRF; accumulate mIoU before and after.
 
-    One confusion matrix per quantity is accumulated over the whole data set (as VOC does).
+    One confusion matrix per quantity is accumulated over the whole data set (as VOC does). The band
+    is :func:`~deeplab_edu.metrics.trimap_target`'s of ``band_width``: the boundary pixels and those
+    within ``band_width`` pixels of one (6 pixels across a straight change at the default 2).
 
     Raises:
         ValueError: ``dataset`` yields no item; ``num_classes`` is not a positive int; or, on an item, a mask fails
-            the checks of :func:`coarse_scores`, ``band_width`` is below 1, or the image and scores fail those of
+            the checks of :func:`coarse_scores`, ``band_width`` is negative, or the image and scores fail those of
             :func:`~deeplab_edu.crf.mean_field`.
     """
     cms = {k: ConfusionMatrix(num_classes, ignore_index) for k in ("b", "a", "bb", "ba")}
@@ -123,7 +105,7 @@ def evaluate_crf(
         logits = coarse_scores(mask, num_classes, output_stride=output_stride, ignore_index=ignore_index)
         q = mean_field(unary_from_logits(logits.to(device)), image.to(device), params, method=method)
         before, after = logits.argmax(0)[None], q.argmax(0).cpu()[None]
-        band_mask = mask.masked_fill(~boundary_band(mask, band_width), ignore_index)[None]
+        band_mask = trimap_target(mask, band_width, ignore_index)[None]
         cms["b"].update(before, mask[None])
         cms["a"].update(after, mask[None])
         cms["bb"].update(before, band_mask)

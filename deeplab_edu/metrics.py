@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["ConfusionMatrix", "format_iou_table", "trimap_target"]
+__all__ = ["ConfusionMatrix", "format_iou_table", "trimap_target", "boundary_band"]
 
 
 class ConfusionMatrix:
@@ -174,3 +174,14 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
         edge = torch.nn.functional.max_pool2d(edge[:, None].float(), k, stride=1, padding=width)[:, 0] > 0
     out = torch.where(edge, t, torch.full_like(t, ignore_index))
     return out if target.dim() == 3 else out[0]
+
+
+def boundary_band(mask: torch.Tensor, width: int, ignore_index: int = 255) -> torch.Tensor:
+    """Bool, shaped like ``mask`` ((H, W) or (N, H, W)): the trimap band of ``width`` around its label
+    boundaries, the pixels :func:`trimap_target` keeps (DeepLab v1 Fig. 5, v2 Fig. 10, v3+ Fig. 5).
+    Ignored pixels are left out of the band.
+
+    Raises:
+        ValueError: ``width`` is negative.
+    """
+    return trimap_target(mask, width, ignore_index) != ignore_index

@@ -282,12 +282,14 @@ def test_coarse_scores_and_boundary_band() -> None:
     as_background = coarse_scores(mask.masked_fill(mask == 255, 0), 3)
     assert torch.isfinite(logits).all() and torch.equal(as_background[1:], logits[1:])
     assert (as_background[0] - logits[0]).min() >= 0 and (as_background[0, 0, 0] - logits[0, 0, 0]) > 0
-    band = boundary_band(mask.masked_fill(mask == 255, 0), 2)
-    assert band[10, 1] and band[10, 2] and band[10, 3] and band[10, 4] and not band[10, 6] and not band[10, 0]
+    # the trimap band: the pixels on both sides of a change (columns 2 and 3), widened by the width
+    band = boundary_band(mask.masked_fill(mask == 255, 0), 1)
+    assert band[10, 1:5].all() and not band[10, 5] and not band[10, 0]
+    assert boundary_band(mask, 0)[10, 2:4].all() and not boundary_band(mask, 0)[10, 1]
     with pytest.raises(ValueError, match="labels outside"):
         coarse_scores(mask, 2)
     with pytest.raises(ValueError, match="width"):
-        boundary_band(mask, 0)
+        boundary_band(mask, -1)
 
 
 def test_evaluate_and_grid_search_on_tiny_scenes() -> None:

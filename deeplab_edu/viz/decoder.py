@@ -9,7 +9,7 @@ what a grid does on real label maps:
   trained per-cell classifier would output), upsampled bilinearly like DeepLab's logits, then the
   arg-max. It is not an upper bound for a network: a network's logits in a cell can be sharper
   than proportions (a trained DeepLabv3+ draws wires this prediction misses);
-- :func:`boundary_band` marks the trimap band of DeepLabv3+ Fig. 5 as a bool mask: the band of
+- :func:`~deeplab_edu.metrics.boundary_band` marks the trimap band of DeepLabv3+ Fig. 5 as a bool mask: the band of
   :func:`deeplab_edu.metrics.trimap_target`, which chapter 09's trained models are scored in too;
 - :func:`band_accuracy` scores a prediction inside bands of growing width.
 """
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from ..metrics import trimap_target
+from ..metrics import boundary_band
 from .data import class_legend
 from .images import colorize
 from .widgets import show_figure
@@ -57,23 +57,10 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
     return up[0].argmax(0)
 
 
-def boundary_band(mask: torch.Tensor, width: int, ignore_index: int = 255) -> torch.Tensor:
-    """Bool (H, W): the trimap band of ``width`` around the label boundaries of ``mask`` (H, W).
-
-    The band of :func:`deeplab_edu.metrics.trimap_target` (DeepLabv3+ Fig. 5): the boundary pixels
-    (those with a 4-neighbour of another label; ``width=0``) and every pixel within ``width``
-    pixels of one (chessboard distance); ignored pixels are left out.
-
-    Raises:
-        ValueError: ``width`` is negative.
-    """
-    return trimap_target(mask, width, ignore_index) != ignore_index
-
-
 def band_accuracy(
     pred: torch.Tensor, mask: torch.Tensor, widths: Sequence[int], ignore_index: int = 255
 ) -> list[float]:
-    """Pixel accuracy of ``pred`` (H, W) against ``mask`` (H, W) inside the :func:`boundary_band` of
+    """Pixel accuracy of ``pred`` (H, W) against ``mask`` (H, W) inside the :func:`~deeplab_edu.metrics.boundary_band` of
     each width, as fractions in [0, 1] (NaN for an empty band)."""
     out = []
     for w in widths:
