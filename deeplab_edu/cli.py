@@ -38,6 +38,25 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 
+def _nan_to_null(value: Any) -> Any:
+    """``value`` with every float NaN (an undefined IoU) replaced by ``None``, in nested dicts and lists."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
+def _json_value(text: str) -> Any:
+    """``json.loads`` for argparse: its error then reads "invalid JSON value: '{bad'"."""
+    return json.loads(text)
+
+
+_json_value.__name__ = "JSON"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake on the command line ends with one line (not the whole usage block)."""
 
@@ -131,7 +150,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         elif f.name == "scale_range":
             p.add_argument(flag, nargs=2, type=float, default=None, metavar=("MIN", "MAX"), help=help_)
         elif f.name == "model_kwargs":
-            p.add_argument(flag, type=json.loads, default=None, metavar="JSON",
+            p.add_argument(flag, type=_json_value, default=None, metavar="JSON",
                            help='extra build_model arguments, e.g. \'{"image_pooling": false}\'')
         elif f.name in ("eval_output_stride",):
             # absent unless given (SUPPRESS), so that "none" (None: the training stride) is told from "not given"
@@ -172,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
-    ev.add_argument("--json", help="write the metrics here")
+    ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
+                                   "prediction)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (e.g. in a log file)")
 
     pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
@@ -315,7 +335,8 @@ def _eval(args: argparse.Namespace) -> int:
           f"fwIoU {100 * m['fw_iou']:.2f}%")
     print(format_iou_table(m["iou"], getattr(ds, "class_names", None)))
     if args.json:
-        write_text_atomic(args.json, json.dumps({"strategy": dataclasses.asdict(strategy), **m}, indent=2) + "\n")
+        record = _nan_to_null({"strategy": dataclasses.asdict(strategy), **m})
+        write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)
     return 0
 
 
@@ -354,9 +375,11 @@ def _predict(args: argparse.Namespace) -> int:
     from .inference import Strategy, load_run, predict
     from .viz.images import colorize, overlay
 
-    src = Path(args.input)
+    src, out = Path(args.input), Path(args.out)
     if src.is_dir():
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if out.is_dir() and out.resolve() == src.resolve():  # not the masks and overlays of an earlier call
+            files = [p for p in files if not p.name.endswith(("_mask.png", "_overlay.png"))]
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}")
     elif src.is_file():
@@ -367,7 +390,6 @@ def _predict(args: argparse.Namespace) -> int:
     model, cfg, info = load_run(args.checkpoint, dev)
     # the run's own classes; a checkpoint that does not record them: those of its configured data set
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
-    out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; --out names the folder the masks and overlays are written to")
     out.mkdir(parents=True, exist_ok=True)

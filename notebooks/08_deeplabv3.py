@@ -484,7 +484,7 @@ assert {k for k, v in cfg_c.to_dict().items() if v != cfg2.to_dict()[k]} == {"ou
 # "skipping training: found the finished run ..."). The runs live in the git-ignored folder
 # `runs/course/<profile>/` of the repository (a temporary folder in the `smoke` profile); chapters
 # 09 and 10 use the same runs. Delete a run's folder to train it again (with this phase-1 run's
-# `v3/seed0`, delete the `seed0_phase2*` folders beside it: the phase-2 runs of section 9 start
+# `v3/seed0`, delete the `seed0_phase2*` folders beside it: the phase-2 runs of section 8 start
 # from its checkpoint, and those trained by this version of the course refuse a phase 1 trained
 # after them), or train it beforehand from a
 # terminal with the command printed above. An interrupted run resumes where it stopped. The

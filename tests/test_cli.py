@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,12 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--top-k", "0"], "top_k=0"),
     (["--preset", "nonexistent"], "unknown preset 'nonexistent'"),
     (["--pretrained-backbone", "missing.pth"], "missing.pth': no such file"),
+    (["--model-kwargs", '{"bogus": 1}'], "unknown build_model argument 'bogus'; known: dropout"),
+    (["--model-kwargs", '{"output_stride": 8}'], "output_stride is a setting of its own"),
+    (["--model-kwargs", '{"image_pooling": "no"}'], "image_pooling='no' should be bool"),
+    (["--model-kwargs", '{"multi_grid": [1, "x"]}'], "should be a list of integers"),
+    (["--model-kwargs", "[1]"], "use a mapping of build_model arguments"),
+    (["--out-dir", "README.md"], "README.md is a file; out_dir (--out-dir)"),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *argv]) == 2
@@ -105,8 +112,13 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     _, _, cfg = train_or_load("smoke", out_dir=run, image_size=32, crop_size=32, iterations=2, keep_last=1, log_every=1,
                               channels_last=not load_config("smoke").channels_last)  # nor how memory is laid out
     assert "skipping training" in capsys.readouterr().out and cfg.resume is False
-    assert main(["eval", "--checkpoint", ckpt, "--limit", "2", "--scales", "0.75", "1", "--flip"]) == 0
+    metrics = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", ckpt, "--limit", "2", "--scales", "0.75", "1", "--flip", "--json", str(metrics)]) == 0
     out_text = capsys.readouterr().out
+    import json
+
+    saved = json.loads(metrics.read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert saved["strategy"]["flip"] and len(saved["iou"]) == 8 and all(v is None or 0 <= v <= 1 for v in saved["iou"])
     assert "MS + Flip: mIoU" in out_text and "OS " in out_text  # the run's evaluation output stride, named
     images = tmp_path / "images"
     images.mkdir()
@@ -137,6 +149,12 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(tmp_path / "pred5"),
                  "--crop-size", "32"]) == 0
     assert "--crop-size 1024" not in capsys.readouterr().err
+    beside = tmp_path / "beside"  # outputs written into the input folder are not inputs the next time
+    beside.mkdir()
+    shutil.copy(images / "a.png", beside / "a.png")
+    for _ in range(2):
+        assert main(["predict", "--checkpoint", ckpt, str(beside), "--out", str(beside)]) == 0
+    assert sorted(p.name for p in beside.iterdir()) == ["a.png", "a_mask.png", "a_overlay.png"]
     # arguments that cannot work are named, not run on silently or ended in a traceback
     for argv, message in ((["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(images / "a.png")],
                            "is a file; --out names the folder"),
@@ -362,3 +380,17 @@ def test_eval_output_stride_none_means_the_training_stride() -> None:
     assert config().eval_output_stride == preset
     assert config("--eval-output-stride", "none").eval_output_stride is None
     assert config("--eval-output-stride", "16").eval_output_stride == 16
+
+
+def test_a_config_files_mistakes_are_named(tmp_path: Path) -> None:
+    """A misspelt key gets a suggestion and its file; a value of the wrong type names its setting and file;
+    a number YAML reads as a string (1e-3 without a dot) is taken as the float it means."""
+    typo, word, number = tmp_path / "typo.yaml", tmp_path / "word.yaml", tmp_path / "number.yaml"
+    typo.write_text("iteratons: 5\n")
+    word.write_text("iterations: five\n")
+    number.write_text("lr: 1e-3\n")
+    with pytest.raises(ConfigError, match=r"iteratons \(in the config file .*typo.yaml'; did you mean iterations\?\)"):
+        load_config("smoke", config=typo)
+    with pytest.raises(ConfigError, match=r"iterations='five' \(from the config file .*word.yaml'\) should be an int"):
+        load_config("smoke", config=word)
+    assert load_config("smoke", config=number).lr == 0.001

@@ -265,7 +265,13 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(merged) - names)
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        import difflib
+
+        guesses = [f"{k} (in {origin.get(k, 'the overrides')}"
+                   + "".join(f"; did you mean {m}?" for m in difflib.get_close_matches(k, names, n=1)) + ")"
+                   for k in unknown]
+        raise ConfigError(f"unknown setting(s) {', '.join(guesses)}; known: {', '.join(sorted(names))}")
+    _check_types(merged, origin)
     if "scale_range" in merged:
         merged["scale_range"] = tuple(float(s) for s in merged["scale_range"])
     cfg = TrainConfig(**merged)
@@ -281,6 +287,30 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
         raise ConfigError(f"{err} (note: {values} {'comes' if len(kept) == 1 else 'come'} from {sources}, not from "
                           f"{model}'s defaults; a flag or override replaces them)") from None
     return cfg
+
+
+def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
+    """Settings declared ``int``, ``float``, ``bool`` or ``str`` must have that type, named with
+    their source when not; a number YAML reads as a string (``lr: 1e-3``: YAML 1.1 wants a dot,
+    ``1.0e-3``) becomes a float for a ``float`` setting."""
+    import numbers
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in merged.items():
+        hint = hints[key]
+        if hint is float and isinstance(value, str):
+            try:
+                merged[key] = value = float(value)
+            except ValueError:
+                pass
+        ok = {int: isinstance(value, numbers.Integral) and not isinstance(value, bool),  # numpy's too
+              float: isinstance(value, numbers.Real) and not isinstance(value, bool),
+              bool: isinstance(value, bool), str: isinstance(value, str)}.get(hint, True)
+        if not ok:
+            name = getattr(hint, "__name__", str(hint))
+            raise ConfigError(f"{key}={value!r} (from {origin.get(key, 'the overrides')}) should be {'a' if name != 'int' else 'an'} "
+                              f"{name}")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -375,6 +405,46 @@ def validate(cfg: TrainConfig) -> None:
                                         or cfg.num_workers < 0):
         raise ConfigError(f"num_workers={cfg.num_workers!r}; use 0 (load in the main process), a positive number "
                           "of worker processes, or leave it unset (from the machine's cores)")
+    _check_model_kwargs(cfg.model_kwargs)
+
+
+#: build_model arguments that are settings of their own (the setting that gives each).
+_OWN_SETTINGS = {"name": "model", "backbone": "backbone", "output_stride": "output_stride", "aux_loss": "aux_loss",
+                 "pretrained_backbone": "pretrained_backbone", "atrous_rates": "atrous_rates",
+                 "num_classes": None}  # the data set's
+
+
+def _check_model_kwargs(kwargs: Any) -> None:
+    """``model_kwargs`` must be a mapping of :func:`~deeplab_edu.models.build_model` arguments of the
+    right type (a misspelt key or ``"image_pooling": "no"`` would otherwise crash in the model, or be
+    taken as true)."""
+    import inspect
+
+    from ..models import build_model
+
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"model_kwargs={kwargs!r}; use a mapping of build_model arguments, e.g. "
+                          '{"image_pooling": false}')
+    params = inspect.signature(build_model).parameters
+    for key, value in kwargs.items():
+        if key in _OWN_SETTINGS:
+            own = _OWN_SETTINGS[key]
+            raise ConfigError(f"model_kwargs: {key} is a setting of its own, not a model_kwargs entry"
+                              + (f"; set {own} (--{own.replace('_', '-')})" if own else " (it comes from the data set)"))
+        if key not in params:
+            known = sorted(set(params) - set(_OWN_SETTINGS))
+            raise ConfigError(f"model_kwargs: unknown build_model argument {key!r}; known: {', '.join(known)}")
+        hint = str(params[key].annotation)  # a string: the module uses postponed annotations
+        kinds = {"bool": (bool,), "int": (int,), "float": (int, float)}
+        wanted = next((kinds[k] for k in kinds if hint.startswith(k)), None)
+        if value is None and "None" in hint:
+            continue
+        if wanted is not None and (not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool))):
+            raise ConfigError(f"model_kwargs: {key}={value!r} should be {hint} (e.g. {key}: "
+                              f"{'false' if bool in wanted else '1'} in YAML, {{\"{key}\": ...}} in JSON)")
+        if hint.startswith("Sequence[int]") and not (isinstance(value, (list, tuple))
+                                                     and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise ConfigError(f"model_kwargs: {key}={value!r} should be a list of integers, e.g. [1, 2, 4]")
 
 
 #: The crop (pixels) and output stride each paper chose its ASPP rates for: DeepLabv3/v3+ (6, 12, 18)

@@ -58,14 +58,16 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
     (:func:`~deeplab_edu.atomic.remove_stale_temporaries`) are removed.
 
     Raises:
-        RunFolderError: another process holds the folder's lock (it is training there), or
-            ``resume`` is false and the folder holds checkpoints.
+        RunFolderError: ``out_dir`` is a file, another process holds the folder's lock (it is
+            training there), or ``resume`` is false and the folder holds checkpoints.
     """
     from filelock import Timeout
 
     from ..atomic import remove_stale_temporaries
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunFolderError(f"out_dir {shown_path(out_dir)} is a file; out_dir (--out-dir) names the run's folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = _run_lock(out_dir)
     try:
