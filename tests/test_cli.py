@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from deeplab_edu.cli import build_parser, main
@@ -31,6 +32,7 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--model-kwargs", '{"multi_grid": [1, "x"]}'], "should be a list of integers"),
     (["--model-kwargs", "[1]"], "use a mapping of build_model arguments"),
     (["--out-dir", "README.md"], "README.md is a file; out_dir (--out-dir)"),
+    *([(["--device", "cuda"], "sees no CUDA GPU; use --device cpu")] if not torch.cuda.is_available() else []),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *argv]) == 2
@@ -113,7 +115,7 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
                               channels_last=not load_config("smoke").channels_last)  # nor how memory is laid out
     assert "skipping training" in capsys.readouterr().out and cfg.resume is False
     metrics = tmp_path / "metrics.json"
-    assert main(["eval", "--checkpoint", ckpt, "--limit", "2", "--scales", "0.75", "1", "--flip", "--json", str(metrics)]) == 0
+    assert main(["eval", "--checkpoint", str(run), "--limit", "2", "--scales", "0.75", "1", "--flip", "--json", str(metrics)]) == 0
     out_text = capsys.readouterr().out
     import json
 

@@ -225,12 +225,15 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
 
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself, or for a folder its newest ``ckpt_*.pt`` (what :func:`load_checkpoint` reads).
+    """``path`` itself, or for a folder its newest ``ckpt_*.pt`` (what :func:`load_checkpoint` reads);
+    a run's folder (one with a ``checkpoints/`` folder and no checkpoint of its own) means that folder.
 
     Raises:
         FileNotFoundError: naming the path when there is no checkpoint there.
     """
     p = Path(path)
+    if p.is_dir() and latest_checkpoint(p) is None and (p / "checkpoints").is_dir():
+        p = p / "checkpoints"  # deeplab-edu eval --checkpoint runs/mine
     if p.is_dir():
         newest = latest_checkpoint(p)
         if newest is None:

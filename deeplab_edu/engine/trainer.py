@@ -47,7 +47,7 @@ from ..models.aspp import set_recompute_depthwise
 from ..models.backbones import at_output_stride
 from . import checkpoint as ck
 from .allocator import keep_freed_memory
-from .config import TrainConfig, resolve_atrous_rates, validate
+from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
@@ -173,6 +173,9 @@ class Trainer:
         validate(cfg)
         self.cfg = cfg
         self.device = torch.device(cfg.device) if cfg.device else _default_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device={cfg.device!r}, but this PyTorch sees no CUDA GPU; use --device cpu (or leave "
+                              "the device unset: a GPU when there is one, else the CPU)")
         self.dist: DistInfo = init_distributed(self.device)
         if self.dist.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
