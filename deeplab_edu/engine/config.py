@@ -247,7 +247,9 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     they are stored as ``str``, so the configuration stays JSON-serialisable.
 
     Raises :class:`ConfigError` for an unknown preset, a missing file, a file that is not a mapping,
-    an unknown setting, or settings that cannot work together (:func:`validate`).
+    an unknown setting (naming where it came from, and the setting it may be a misspelling of), a
+    value of the wrong type for an ``int``, ``float``, ``bool`` or ``str`` setting, or settings that
+    cannot work together (:func:`validate`). ``None`` in ``overrides`` means "not given".
     """
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}  # which file set a setting, for the error message
@@ -314,7 +316,9 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise :class:`ConfigError` for settings that cannot work together."""
+    """Raise :class:`ConfigError` for settings that cannot work together, or ``model_kwargs`` that
+    :func:`~deeplab_edu.models.build_model` does not take (an unknown argument, one that is a setting of
+    its own, or a value of the wrong type)."""
     if cfg.model not in MODELS:
         raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
     if cfg.backbone not in BACKBONES:

@@ -185,10 +185,14 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
     base = {row["limit_threads"]: row["scenes_per_s"] for row in rows if row["num_workers"] == first}
     print(f"engine training loader, procedural scenes {size} px, train transform, batch {batch}, "
           f"{batches} batches x {rounds} rounds (median); load average before {load_before}")
+    def who(n: int) -> str:
+        return "the main process" if n == 0 else f"{n} worker{'s' if n > 1 else ''}"
+
     for row in rows:
         ref = base.get(row["limit_threads"])
-        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {first} worker" if ref and row["num_workers"] else ""
-        print(f"    {row['num_workers']} workers, {'one thread each' if row['limit_threads'] else 'default threads'}: "
+        threads = "one thread per worker" if row["limit_threads"] else "default threads"
+        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {who(first or 1)} with {threads}" if ref and row["num_workers"] else ""
+        print(f"    {who(row['num_workers'])}, {threads}: "
               f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
     if ceiling is not None:
         print(f"    the ceiling: {most} separate one-thread processes get x{ceiling['ratio']:.2f} the scenes/s of one "
