@@ -232,10 +232,11 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
         FileNotFoundError: naming the path when there is no checkpoint there.
     """
     p = Path(path)
-    if p.is_dir() and latest_checkpoint(p) is None and (p / "checkpoints").is_dir():
-        p = p / "checkpoints"  # deeplab-edu eval --checkpoint runs/mine
     if p.is_dir():
         newest = latest_checkpoint(p)
+        if newest is None and (p / "checkpoints").is_dir():  # deeplab-edu eval --checkpoint runs/mine
+            p = p / "checkpoints"
+            newest = latest_checkpoint(p)
         if newest is None:
             raise FileNotFoundError(f"no checkpoint (ckpt_*.pt) in folder {p}")
         p = newest

@@ -291,11 +291,31 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     return cfg
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the type ``hint`` names, for the hints of settings and of ``build_model``:
+    ``int``, ``float``, ``bool``, ``str`` (a bool is no number; numpy's numbers are), ``X | None``
+    and ``Sequence[X]`` (a list or tuple); any other hint is not checked (``True``)."""
+    import collections.abc
+    import numbers
+    import typing
+
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        rest = [a for a in args if a is not type(None)]
+        return value is None or len(rest) != 1 or _fits(value, rest[0])
+    if typing.get_origin(hint) is collections.abc.Sequence:
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
+    plain = {int: isinstance(value, numbers.Integral), float: isinstance(value, numbers.Real),
+             bool: isinstance(value, bool), str: isinstance(value, str)}
+    if hint not in plain:
+        return True
+    return plain[hint] and (hint is bool or not isinstance(value, bool))
+
+
 def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
     """Settings declared ``int``, ``float``, ``bool`` or ``str`` must have that type, named with
     their source when not; a number YAML reads as a string (``lr: 1e-3``: YAML 1.1 wants a dot,
     ``1.0e-3``) becomes a float for a ``float`` setting."""
-    import numbers
     import typing
 
     hints = typing.get_type_hints(TrainConfig)
@@ -306,11 +326,8 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
                 merged[key] = value = float(value)
             except ValueError:
                 pass
-        ok = {int: isinstance(value, numbers.Integral) and not isinstance(value, bool),  # numpy's too
-              float: isinstance(value, numbers.Real) and not isinstance(value, bool),
-              bool: isinstance(value, bool), str: isinstance(value, str)}.get(hint, True)
-        if not ok:
-            name = getattr(hint, "__name__", str(hint))
+        if hint in (int, float, bool, str) and not _fits(value, hint):
+            name = hint.__name__
             raise ConfigError(f"{key}={value!r} (from {origin.get(key, 'the overrides')}) should be {'a' if name != 'int' else 'an'} "
                               f"{name}")
 
@@ -423,13 +440,14 @@ def _check_model_kwargs(kwargs: Any) -> None:
     right type (a misspelt key or ``"image_pooling": "no"`` would otherwise crash in the model, or be
     taken as true)."""
     import inspect
+    import typing
 
     from ..models import build_model
 
     if not isinstance(kwargs, Mapping):
         raise ConfigError(f"model_kwargs={kwargs!r}; use a mapping of build_model arguments, e.g. "
                           '{"image_pooling": false}')
-    params = inspect.signature(build_model).parameters
+    params, hints = inspect.signature(build_model).parameters, typing.get_type_hints(build_model)
     for key, value in kwargs.items():
         if key in _OWN_SETTINGS:
             own = _OWN_SETTINGS[key]
@@ -438,17 +456,13 @@ def _check_model_kwargs(kwargs: Any) -> None:
         if key not in params:
             known = sorted(set(params) - set(_OWN_SETTINGS))
             raise ConfigError(f"model_kwargs: unknown build_model argument {key!r}; known: {', '.join(known)}")
-        hint = str(params[key].annotation)  # a string: the module uses postponed annotations
-        kinds = {"bool": (bool,), "int": (int,), "float": (int, float)}
-        wanted = next((kinds[k] for k in kinds if hint.startswith(k)), None)
-        if value is None and "None" in hint:
+        if _fits(value, hints[key]):
             continue
-        if wanted is not None and (not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool))):
-            raise ConfigError(f"model_kwargs: {key}={value!r} should be {hint} (e.g. {key}: "
-                              f"{'false' if bool in wanted else '1'} in YAML, {{\"{key}\": ...}} in JSON)")
-        if hint.startswith("Sequence[int]") and not (isinstance(value, (list, tuple))
-                                                     and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        hint = str(params[key].annotation)  # as written: "bool", "float | None", "Sequence[int] | None"
+        if "Sequence" in hint:
             raise ConfigError(f"model_kwargs: {key}={value!r} should be a list of integers, e.g. [1, 2, 4]")
+        raise ConfigError(f"model_kwargs: {key}={value!r} should be {hint} (e.g. {key}: "
+                          f"{'false' if hint.startswith('bool') else '1'} in YAML, {{\"{key}\": ...}} in JSON)")
 
 
 #: The crop (pixels) and output stride each paper chose its ASPP rates for: DeepLabv3/v3+ (6, 12, 18)
