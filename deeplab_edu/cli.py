@@ -126,10 +126,7 @@ def _field_comments(cls: type) -> dict[str, str]:
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     from .engine.config import TrainConfig
 
-    from .data.registry import DATASETS
-    from .engine.schedule import OPTIMIZERS
-    from .models import MODELS, OUTPUT_STRIDES
-    from .models.backbones import BACKBONES
+    from .choices import BACKBONES, DATASETS, MODELS, OPTIMIZERS, OUTPUT_STRIDES
 
     choices = {k: ", ".join(map(str, v)) for k, v in (("models", MODELS), ("backbones", BACKBONES),
                                                        ("datasets", DATASETS), ("optimizers", OPTIMIZERS),
@@ -559,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     also while torch is still being imported; 2 for an error, printed as one line)."""
     handlers = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench, "course-runs": _course_runs}
     try:
-        args = build_parser().parse_args(argv)  # imports torch: seconds, during which Ctrl-C is caught too
+        args = build_parser().parse_args(argv)  # torch-free; each command imports what it needs
         try:
             return handlers[args.command](args)
         except (ValueError, OSError, RuntimeError) as err:  # OSError: e.g. a folder not writable

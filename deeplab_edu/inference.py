@@ -257,7 +257,10 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers, sampler=range(n),  # type: ignore[arg-type]
                          device=device)
     cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    with tqdm(total=n, desc=f"eval {strategy.label}", disable=not progress, leave=False) as bar:
+    # at the strategy's output stride for the whole loop: a stride the model cannot run at fails here,
+    # before the progress bar and the first image
+    with at_output_stride(model, strategy.output_stride), \
+            tqdm(total=n, desc=f"eval {strategy.label}", disable=not progress, leave=False) as bar:
         for same_size_batches in loader:
             for images, masks in same_size_batches:
                 pred = predict(model, images.to(device, non_blocking=True), strategy)  # in eval mode

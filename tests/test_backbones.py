@@ -125,6 +125,10 @@ def test_vgg_largefov_decimates_imagenet_fc_layers() -> None:
     torch.testing.assert_close(bb.fc6.weight, w6[::4, :, ::3, ::3])
     assert bb.fc6.dilation == (12, 12) and bb.fc7.weight.shape == (1024, 1024, 1, 1)
     torch.testing.assert_close(bb.features[0].weight, ref.features[0].weight)
+    state = ref.state_dict()
+    state["classifier.3.weight"] = state["classifier.3.weight"][:1000]  # a VGG-16 trained for 1000 outputs at fc7
+    with pytest.raises(ValueError, match=r"does not fit torchvision's vgg16: \{'classifier.3.weight': \(1000, 4096\)"):
+        bb.load_torchvision_state_dict(state)
 
 
 def test_pretrained_from_local_file(tmp_path) -> None:

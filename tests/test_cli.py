@@ -32,6 +32,8 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--model-kwargs", '{"multi_grid": [1, "x"]}'], "should be a list of integers"),
     (["--model-kwargs", "[1]"], "use a mapping of build_model arguments"),
     (["--out-dir", "README.md"], "README.md is a file; out_dir (--out-dir)"),
+    (["--model", "deeplabv2", "--output-stride", "32"], "rate 6 at output stride 8 does not scale to an integer"),
+    (["--preset", "cpu", "--eval-output-stride", "32"], "eval_output_stride=32, atrous_rates='fit'"),
     *([(["--device", "cuda"], "sees no CUDA GPU; use --device cpu")] if not torch.cuda.is_available() else []),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
@@ -270,7 +272,7 @@ def test_the_advice_of_an_error_works_and_debug_shows_the_traceback(monkeypatch:
 def test_ctrl_c_while_torch_is_imported_ends_without_a_traceback(monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture) -> None:
     """The console script imports deeplab_edu.cli before main() can catch anything: that import
-    stays free of torch, and main() catches Ctrl-C while build_parser() imports it."""
+    stays free of torch, and main() catches Ctrl-C from then on (e.g. while a command imports torch)."""
     from deeplab_edu import cli
 
     probe = "import sys, deeplab_edu.cli; print('torch' in sys.modules)"
@@ -283,6 +285,16 @@ def test_ctrl_c_while_torch_is_imported_ends_without_a_traceback(monkeypatch: py
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["train"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_help_is_quick_because_it_does_not_import_torch() -> None:
+    """``deeplab-edu --help`` and ``deeplab-edu train --help`` list the models, backbones and settings
+    from torch-free modules (deeplab_edu.choices, engine.config): well under a second, not the
+    seconds importing torch takes."""
+    probe = ("import sys; from deeplab_edu.cli import build_parser; p = build_parser(); p.format_help(); "
+             "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
 
 
 def test_a_presets_value_that_keeps_a_models_default_is_named(capsys: pytest.CaptureFixture) -> None:

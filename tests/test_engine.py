@@ -499,3 +499,14 @@ def test_ctrl_c_during_a_save_waits_until_last_pt_is_written(tmp_path, monkeypat
         signal.signal(signal.SIGINT, outer)
     assert ck.load_checkpoint(tmp_path / "last.pt")["iteration"] == 4
     assert sorted(p.name for p in tmp_path.glob("ckpt_*.pt")) == [f"ckpt_0000000{i}.pt" for i in (2, 3, 4)]
+
+
+def test_every_public_name_of_the_engine_resolves() -> None:
+    """``deeplab_edu.engine`` imports its modules on first use: each name of ``__all__`` must be found."""
+    import deeplab_edu.engine as engine
+
+    assert set(engine.__all__) == set(engine._MODULE_OF)
+    for name in engine.__all__:
+        assert getattr(engine, name).__name__ == name
+    with pytest.raises(AttributeError, match="has no attribute 'Trainr'"):
+        engine.Trainr  # noqa: B018

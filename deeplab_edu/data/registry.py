@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
+from ..choices import DATASETS
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .own import FolderDataset
@@ -22,8 +23,6 @@ from .voc import VOCSegmentation
 
 __all__ = ["DATASETS", "PROCEDURAL_SPLIT_SEED_OFFSET", "build_dataset"]
 
-#: The names :func:`build_dataset` knows.
-DATASETS = ("procedural", "voc", "camvid", "cityscapes", "folder")
 #: The procedural splits use disjoint seeds: ``seed + offset[split]``.
 PROCEDURAL_SPLIT_SEED_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_006}
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES
+
 __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "MODEL_DEFAULTS", "list_presets", "load_config",
            "preset_summary", "validate", "resolve_atrous_rates"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
-MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
-BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg16")
 
 #: Settings in which a model's paper differs from :class:`TrainConfig`'s (DeepLabv3's) defaults;
 #: :func:`load_config` uses them where neither the preset, the YAML file nor the overrides set the
@@ -344,8 +344,9 @@ def validate(cfg: TrainConfig) -> None:
         os_ = getattr(cfg, name)
         if os_ is None:
             continue
-        if os_ not in (4, 8, 16, 32):
-            raise ConfigError(f"{name}={os_} is not an output stride; use 8, 16 or 32")
+        strides = ", ".join(map(str, OUTPUT_STRIDES))
+        if os_ != 4 and os_ not in OUTPUT_STRIDES:
+            raise ConfigError(f"{name}={os_} is not an output stride; use {strides}")
         if os_ == 4 and cfg.backbone.startswith("resnet"):
             raise ConfigError(
                 f"{name}=4 with {cfg.backbone}: the ResNet stem (a stride-2 convolution and a stride-2 "
@@ -353,7 +354,7 @@ def validate(cfg: TrainConfig) -> None:
                 "output stride of a dilated ResNet is 8"
             )
         if os_ == 4:
-            raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use 8, 16 or 32")
+            raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use {strides}")
     if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
         raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}; set backbone=vgg16 "
                           "and output_stride=eval_output_stride=8 (--backbone vgg16 --output-stride 8 "
@@ -380,7 +381,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}: no such file")
     if cfg.difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"difficulty={cfg.difficulty!r}; the procedural scenes come as easy, medium or hard")
-    if cfg.optimizer not in ("sgd", "adamw"):
+    if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"optimizer={cfg.optimizer!r}; use sgd (the papers') or adamw (short runs from scratch)")
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
@@ -427,6 +428,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"num_workers={cfg.num_workers!r}; use 0 (load in the main process), a positive number "
                           "of worker processes, or leave it unset (from the machine's cores)")
     _check_model_kwargs(cfg.model_kwargs)
+    _check_rates_scale(cfg)
 
 
 #: build_model arguments that are settings of their own (the setting that gives each).
@@ -470,6 +472,23 @@ def _check_model_kwargs(kwargs: Any) -> None:
 #: crops at output stride 8 (DeepLab v2 sec. 4.1).
 PAPER_RATE_SETTING = {"deeplabv2": ((6, 12, 18, 24), 321, 8), "deeplabv3": ((6, 12, 18), 513, 16),
                       "deeplabv3plus": ((6, 12, 18), 513, 16)}
+
+
+def _check_rates_scale(cfg: TrainConfig) -> None:
+    """The ASPP rates must be whole numbers at the training and the validation output stride (the
+    model rescales them when it switches stride: DeepLab v2's 6 at 8 would be 1.5 at 32)."""
+    from ..models.aspp import atrous_rates_for
+
+    try:
+        rates = resolve_atrous_rates(cfg, warn=False)
+        if rates is not None and cfg.eval_output_stride is not None:
+            atrous_rates_for(cfg.eval_output_stride, rates, cfg.output_stride)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"model={cfg.model} with output_stride={cfg.output_stride}, eval_output_stride="
+                          f"{cfg.eval_output_stride}, atrous_rates={cfg.atrous_rates!r}: {err}; choose strides at "
+                          "which the rates are whole numbers, or other atrous_rates") from None
 
 
 def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, ...] | None:

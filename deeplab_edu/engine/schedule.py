@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..choices import OPTIMIZERS
+
 __all__ = ["OPTIMIZERS", "poly_factor", "PolyLR", "param_groups", "build_optimizer", "load_optimizer_state"]
 
-#: The optimisers the engine builds (see :func:`build_optimizer`).
-OPTIMIZERS = ("sgd", "adamw")
 
 
 def poly_factor(iteration: int, max_iter: int, power: float = 0.9, warmup_iters: int = 0,

@@ -31,15 +31,14 @@ from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet50, resnet101
 from torchvision.models.resnet import BasicBlock
 
+from ..choices import BACKBONES, OUTPUT_STRIDES
 from .pretrained import PretrainedSource, load_pretrained_state_dict, load_weights_into
 
 __all__ = ["BACKBONES", "OUTPUT_STRIDES", "Backbone", "at_output_stride", "ResNetBackbone", "TinyResNetBackbone", "MobileNetV3Backbone",
            "build_backbone", "check_output_stride"]
 
-BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg16")
 #: The backbones built like ResNet (blocks 1-4, multi-grid and extra blocks apply).
 RESNETS = ("resnet50", "resnet101", "tiny_resnet")
-OUTPUT_STRIDES = (8, 16, 32)
 
 
 def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES, what: str = "") -> int:
@@ -321,6 +320,13 @@ class MobileNetV3Backbone(Backbone):
     every depthwise conv (the first one included) uses the doubled rate. ``aux`` is the output of
     the first stride-8 block, as in torchvision's ``deeplabv3_mobilenet_v3_large``; ``low_level`` is
     the end of the stride-4 stage (24 channels).
+
+    Args:
+        output_stride: 8, 16 or 32 (DeepLabv3 sec. 3.1).
+        state_dict: torchvision ``mobilenet_v3_large`` ImageNet weights to load.
+
+    Raises:
+        ValueError: ``output_stride`` is not 8, 16 or 32, or ``state_dict`` does not fit the network.
     """
 
     def __init__(self, output_stride: int = 16, state_dict: Mapping[str, torch.Tensor] | None = None) -> None:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import MODELS
 from .aspp import ASPP, ASPPv2, atrous_rates_for
 from .backbones import BACKBONES, Backbone, build_backbone, check_output_stride
 from .heads import Decoder, FCNHead
@@ -30,8 +31,6 @@ from .pretrained import PretrainedSource, load_pretrained_state_dict
 from .vgg import VGG16Backbone, decimated_fc_weights
 
 __all__ = ["MODELS", "DeepLab", "DeepLabV1", "DeepLabV2", "DeepLabV3", "DeepLabV3Plus", "build_model", "default_atrous_rates"]
-
-MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
 
 
 def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -36,7 +36,18 @@ def decimated_fc_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, to
     (LargeFOV: 3 x 3 at rate 12, 1024 filters in fc6 and fc7): keep every 4th filter of fc6/fc7
     (4096 -> 1024) and every 3rd spatial tap of fc6's 7 x 7 window (-> 3 x 3), so that the
     convolutional fc layers start from ImageNet.
+
+    Raises:
+        ValueError: ``state_dict`` lacks torchvision's fc weights (``classifier.0`` and ``classifier.3``)
+            or holds them in other shapes (not torchvision's ``vgg16``).
     """
+    shapes = {"classifier.0.weight": (4096, 25088), "classifier.0.bias": (4096,),
+              "classifier.3.weight": (4096, 4096), "classifier.3.bias": (4096,)}
+    wrong = {k: tuple(state_dict[k].shape) if k in state_dict else "missing" for k, shape in shapes.items()
+             if k not in state_dict or tuple(state_dict[k].shape) != shape}
+    if wrong:
+        raise ValueError(f"the state dict given for vgg16's fc6/fc7 does not fit torchvision's vgg16: {wrong} "
+                         f"(expected {shapes})")
     w6 = state_dict["classifier.0.weight"].reshape(4096, 512, 7, 7)
     return {
         "fc6.weight": w6[::4, :, ::3, ::3].clone(),
@@ -58,6 +69,10 @@ class VGG16Backbone(Backbone):
         largefov: include fc6/fc7 (1024 channels each) so ``out`` has 1024 channels.
         fc6_rate: atrous rate of fc6 (12 in DeepLab-LargeFOV).
         state_dict: torchvision ``vgg16`` ImageNet weights to load (fc6/fc7 are decimated).
+
+    Raises:
+        ValueError: ``output_stride`` is not 8, or ``state_dict`` does not fit torchvision's ``vgg16``
+            (:func:`decimated_fc_weights`).
     """
 
     low_level_channels = 128

@@ -1,0 +1,23 @@
+"""The names the package accepts: models, backbones, output strides, data sets and optimisers.
+
+One torch-free module, so that the settings' checks (:func:`deeplab_edu.engine.config.validate`)
+and the command line's ``--help`` list them without importing torch; the modules that build each
+thing (:func:`~deeplab_edu.models.build_model`, :func:`~deeplab_edu.models.build_backbone`,
+:func:`~deeplab_edu.data.build_dataset`, :func:`~deeplab_edu.engine.schedule.build_optimizer`)
+import their names from here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES"]
+
+#: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
+MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
+#: The backbones :func:`~deeplab_edu.models.build_backbone` builds.
+BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg16")
+#: The output strides (input side / feature-map side) a backbone can be set to (DeepLabv3 sec. 3.1).
+OUTPUT_STRIDES = (8, 16, 32)
+#: The names :func:`~deeplab_edu.data.build_dataset` knows.
+DATASETS = ("procedural", "voc", "camvid", "cityscapes", "folder")
+#: The optimisers the engine builds (:func:`~deeplab_edu.engine.schedule.build_optimizer`).
+OPTIMIZERS = ("sgd", "adamw")
