@@ -97,6 +97,19 @@ class _NotTried(str):
     :func:`check` reports it without the exercise's hint, which is for a wrong answer."""
 
 
+class _Unreadable(str):
+    """A checker's message for an answer of the wrong kind (a string where a number is asked): the
+    value was not judged, so :func:`check` gives no hint about the reasoning behind it."""
+
+
+def _as_scalar(value: Any) -> Any:
+    """``value`` as a Python number when it is a 0-d tensor or array (``(x > 0).sum()``,
+    ``F.cross_entropy(...)``), else unchanged: a measured number is accepted as it comes."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        return value.item()
+    return value
+
+
 def exercise(
     key: str,
     title: str,
@@ -159,8 +172,9 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
         whole: it must be a whole number (a count of pixels, channels, parameters).
         fraction: it must lie between 0 and 1.
     """
+    answer = _as_scalar(answer)
     if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
-        return f"expected a number, got {type(answer).__name__}."
+        return _Unreadable(f"expected a number, got {type(answer).__name__}.")
     try:
         finite = math.isfinite(float(answer))
     except OverflowError:
@@ -183,19 +197,19 @@ def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
         if isinstance(answer, (np.ndarray, torch.Tensor)) and answer.ndim == 1:
             answer = answer.tolist()  # np.array([3, 11]) or torch.tensor([3, 11]) for (3, 11)
         if isinstance(answer, (str, bytes)) or not isinstance(answer, Sequence):
-            return answer, "answer with a tuple of whole numbers, e.g. (1, 2, 3)."
+            return answer, _Unreadable("answer with a tuple of whole numbers, e.g. (1, 2, 3).")
         if not all(number_problem(v, whole=True) is None for v in answer):
-            return answer, "answer with a tuple of whole numbers, e.g. (1, 2, 3)."
+            return answer, _Unreadable("answer with a tuple of whole numbers, e.g. (1, 2, 3).")
         return tuple(int(v) for v in answer), None
     if answer_type == "text":
         if not isinstance(answer, str):
-            return answer, f"answer with a name (a string), got {type(answer).__name__}."
+            return answer, _Unreadable(f"answer with a name (a string), got {type(answer).__name__}.")
         return answer.strip().lower(), None
     if answer_type == "array":
         try:
             arr = np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer, dtype=float)
         except (TypeError, ValueError):
-            return answer, "answer with an array of numbers (a nested list, a NumPy array or a tensor)."
+            return answer, _Unreadable("answer with an array of numbers (a nested list, a NumPy array or a tensor).")
         return arr, None
     raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
 
@@ -319,6 +333,7 @@ def compare_results(got: Any, want: Any, atol: float = 1e-5) -> str | None:
                     f"{g.numel()} values differ by more than {atol:g}).")
         return None
     if isinstance(want, (int, float, np.integer, np.floating)) and not isinstance(want, bool):
+        got = _as_scalar(got)
         if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
             return f"it returned {type(got).__name__}, not a number."
         return None if math.isclose(float(got), float(want), rel_tol=0, abs_tol=atol) else "the number differs."
@@ -459,7 +474,7 @@ def function_exercise(
 
     def check_function(answer: Any, calling: dict[str, Any], expired: Callable[[], bool]) -> str | None:
         if not callable(answer):
-            return f"answer with a function, {call}, not with the value {_brief(answer)}."
+            return _Unreadable(f"answer with a function, {call}, not with the value {_brief(answer)}.")
         results: list[tuple[tuple[Any, ...], Any]] = []
         first_wrong: tuple[tuple[Any, ...], Any, Any, str] | None = None
         for args in arguments():
@@ -553,7 +568,7 @@ def check(key: str, answer: Any) -> Feedback:
     if answer is NOT_ANSWERED or answer is None:
         return Feedback(key, False, f"{ex.title}: not answered yet. Replace `...` with your answer.")
     try:
-        problem = ex.checker(answer)
+        problem = ex.checker(_as_scalar(answer))
     except Exception as err:  # a malformed answer must give feedback, not a traceback
         problem = f"could not check this answer ({type(err).__name__}: {err})"
     if problem is None:
@@ -561,6 +576,6 @@ def check(key: str, answer: Any) -> Feedback:
     if isinstance(problem, _NotTried):
         return Feedback(key, False, f"{ex.title}: not answered yet: {problem}")
     msg = f"{ex.title}: {problem}"
-    if ex.hint:
+    if ex.hint and not isinstance(problem, _Unreadable):
         msg += ("" if msg.rstrip().endswith((".", "!", "?")) else ".") + f" Hint: {ex.hint}"
     return Feedback(key, False, msg)
