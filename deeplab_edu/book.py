@@ -582,8 +582,14 @@ def _for_the_page(nb: Any, profile: str | None = None) -> Any:
 
 
 def _for_colab(nb: Any) -> Any:
-    """The published copy: a first cell installs the course's package when run in Colab."""
+    """The published copy: a first cell installs the course's package when run in Colab, and the
+    exercise solutions (``hide-cell``) carry no outputs: Colab and JupyterLab show a cell's output
+    even where its code is collapsed, and a solution's output is the answer (running it shows it)."""
     import nbformat
+
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "hide-cell" in cell.metadata.get("tags", []):
+            cell.outputs, cell.execution_count = [], None
 
     repo = _repository_url()
     install = nbformat.v4.new_code_cell(

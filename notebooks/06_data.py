@@ -426,7 +426,7 @@ print(f"a training batch: images {tuple(images.shape)}, masks {tuple(targets.sha
 # check it, then run the next cell, which measures it with logits built to give those losses.
 
 # %%
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, measured_and_predicted
 
 prediction_06_1 = ...  # your prediction here
 check("06.1", prediction_06_1)
@@ -441,7 +441,7 @@ right = torch.exp(-torch.tensor(LOSSES_06_1))  # the probability of the right cl
 is_one = mask_06_1 == 1  # two classes; the padded pixel's "right" class is arbitrary, it is ignored
 probs = torch.stack([torch.where(is_one, 1 - right, right), torch.where(is_one, right, 1 - right)])
 measured_06_1 = F.cross_entropy(probs.log()[None], mask_06_1[None], ignore_index=255).item()
-print(f"measured: {measured_06_1:.3f}" + ("" if prediction_06_1 is ... else f"; your prediction: {prediction_06_1:.3f}"))
+print(measured_and_predicted(measured_06_1, prediction_06_1))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: the padded pixel is left out of the sum *and* the count: (0.2 + 0.4 + 0.6) / 3.
@@ -491,8 +491,7 @@ check("06.4", prediction_06_4)
 # %%
 shape_sizes = sizes["sizes"][is_shape]
 measured_06_4 = float(((shape_sizes >= 10) & (shape_sizes < 40)).mean())
-print(f"measured on {len(shape_sizes)} shapes: {measured_06_4:.3f}"
-      + ("" if prediction_06_4 is ... else f"; your prediction: {prediction_06_4:.3f}"))
+print(f"{len(shape_sizes)} shapes;", measured_and_predicted(measured_06_4, prediction_06_4))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: two octaves (a factor of 4) out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law

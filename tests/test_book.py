@@ -170,7 +170,10 @@ def test_launch_buttons_open_the_executed_notebooks(built_book: Path) -> None:
         copy = nbformat.read(published, as_version=4)
         assert "colab-setup" in copy.cells[0].metadata.get("tags", [])
         code = [c for c in copy.cells[1:] if c.cell_type == "code" and c.source.strip()]
+        solutions = [c for c in code if "hide-cell" in c.metadata.get("tags", [])]
+        code = [c for c in code if c not in solutions]
         assert code and all(c.execution_count for c in code), f"{published.name} is not the executed notebook"
+        assert solutions and not any(c.outputs for c in solutions), f"{published.name} shows what a solution printed"
     # Binder builds the repository from these
     assert (REPO_ROOT / "environment.yml").is_file() and (REPO_ROOT / "postBuild").is_file()
 

@@ -15,11 +15,12 @@ from ._core import (
     exercise,
     function_exercise,
     get,
+    measured_and_predicted,
     number_problem,
     value_exercise,
 )
 
 __all__ = [
     "KINDS", "NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "compare_results", "exercise",
-    "function_exercise", "get", "number_problem", "value_exercise",
+    "function_exercise", "get", "measured_and_predicted", "number_problem", "value_exercise",
 ]

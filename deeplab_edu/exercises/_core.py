@@ -42,7 +42,7 @@ import torch
 
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
-    "compare_results", "check", "get", "all_exercises", "NOT_ANSWERED", "KINDS",
+    "compare_results", "check", "get", "all_exercises", "measured_and_predicted", "NOT_ANSWERED", "KINDS",
 ]
 
 Checker = Callable[[Any], "str | None"]
@@ -555,6 +555,19 @@ def all_exercises() -> dict[str, Exercise]:
         if info.name.startswith("ch"):
             importlib.import_module(f"deeplab_edu.exercises.{info.name}")
     return dict(sorted(_REGISTRY.items()))
+
+
+def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -> str:
+    """``"measured: 0.400; your prediction: 0.300"`` for the cell that measures what a learner predicted:
+    the prediction is shown when it is a number, and never breaks the cell when it is not (``...``
+    before a first try, ``None``, a string): the notebook runs top to bottom either way."""
+    text = f"measured: {measured:{fmt}}"
+    prediction = _as_scalar(prediction)
+    if prediction is NOT_ANSWERED or prediction is None:
+        return text
+    if number_problem(prediction) is None:
+        return f"{text}; your prediction: {prediction:{fmt}}"
+    return f"{text}; your prediction ({_brief(prediction)}) is not a number"
 
 
 def check(key: str, answer: Any) -> Feedback:

@@ -110,6 +110,8 @@ value_exercise(
         (2, "a convolution's cost is proportional to the number of positions, height x width, not to the side."),
         (_SIDE_8 / _SIDE_16, "that is the ratio of the sides; the number of positions is height x width."),
         (16, "16 is block 4's growth from output stride 32 to 8 (two halvings); here it is one."),
+        ((_SIDE_16 / _SIDE_8) ** 2, "that is output stride 16 over 8, a fraction; the question asks how many times "
+                                    "more stride 8 needs: 8 over 16."),
     ],
     otherwise=lambda a: f"{a:.4g} is not the ratio of the numbers of positions block 4 runs on.",
     hint="the weights do not change; find the side of block 4's map at each output stride (ceil(n / 2) per stride-2 layer).",

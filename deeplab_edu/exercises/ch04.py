@@ -19,8 +19,11 @@ value_exercise(
                                             + ": positions near the border still reach across the map to the other side."),
         (32, "at rate 32 the corner (0, 0) still reaches (32, 32), which is inside a 33 x 33 map."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the smallest such rate.",
-    more_wrong=(17, 16, 34, 66),
+    otherwise=lambda a: (f"at rate {shown(a)} the filter is not 1x1 everywhere yet: some positions still reach an "
+                         "off-centre tap on the map." if a < degeneration_rate(33) else
+                         f"at rate {shown(a)} the filter is 1x1 everywhere, but {shown(a)} is not the smallest "
+                         "such rate."),
+    more_wrong=(17, 16, 34, 66, 20),
     hint="the nearest off-centre tap is `rate` pixels away; when does it miss the map from every position?",
 )
 
@@ -79,6 +82,8 @@ value_exercise(
     mistakes=[
         (25 / 65, "that is the 1-D fraction (one axis); a position needs both axes to keep all three taps."),
         ((45 / 65) ** 2, "45 rows have the *upper* neighbour inside; both neighbours are inside only for rows 20..44."),
+        (lambda a: any(abs(a - (n / 65) ** 2) <= 1e-2 * (n / 65) ** 2 for n in (24, 26)),
+         "one row off: rows 20 to 44 *inclusive* are 44 - 20 + 1 = 25 rows (and as many columns)."),
     ],
     otherwise=lambda a: f"{a:.4g} is not the fraction; check it against valid_weight_fractions(65, 20).",
     more_wrong=(0.5, 0.0, 1.0),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..data.classes import PROCEDURAL
-from ..findings import class_iou, load_findings, miou, seed_values, verdict
+from ..findings import class_iou, load_findings, miou, seed_interval, seed_values, verdict
 from ._core import function_exercise, value_exercise
 
 
@@ -121,67 +120,47 @@ function_exercise(
 )
 
 
-def _drops_without_pooling() -> dict[str, float]:
-    """Per class: mean IoU over seeds with image pooling minus without (the findings record)."""
-    return dict(_recorded_drops())
-
-
 @functools.lru_cache(maxsize=1)
-def _recorded_drops() -> tuple[tuple[str, float], ...]:
-    """:func:`_drops_without_pooling`, read from the record once per process (a check asks two or three times)."""
+def _recorded_drops() -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Per class: its IoU with image pooling minus without, one value per seed (fractions; the findings
+    record, evaluated at output stride 8), read from the record once per process."""
     recorded = load_findings()
     if recorded is None:
         raise FileNotFoundError("exercise 10.3 reads the findings record; run benchmarks/findings.py")
 
-    def class_means(arm: str) -> np.ndarray:
+    def class_seeds(arm: str) -> np.ndarray:  # classes x seeds
         cms = recorded.matrices[f"{arm}|eval OS 8|all"]
-        return np.array([seed_values(cms, functools.partial(class_iou, k=k)).mean()
-                         for k in range(PROCEDURAL.num_classes)])
+        return np.array([seed_values(cms, functools.partial(class_iou, k=k)) for k in range(PROCEDURAL.num_classes)])
 
-    drop = class_means("v3") - class_means("v3, no image pooling")
-    return tuple(zip(PROCEDURAL.class_names, drop.tolist()))
-
-
-def _largest_drop_without_pooling() -> str:
-    drops = _drops_without_pooling()
-    return max(drops, key=lambda k: drops[k])
+    drops = class_seeds("v3") - class_seeds("v3, no image pooling")
+    return tuple((name, tuple(row.tolist())) for name, row in zip(PROCEDURAL.class_names, drops))
 
 
-#: Classes whose mean drops are this close (0.2 points) to the largest are accepted too: three seeds
-#: cannot order them.
-TIE_MARGIN = 0.002
+def _losses_resolved() -> int:
+    """The classes whose loss without image pooling has a 95 % interval over seeds wholly above zero."""
+    return sum(seed_interval(d)[0] > 0 for _, d in _recorded_drops())
 
 
-def _tied_with_largest(answer: Any) -> Any:
-    """``parse`` of 10.3: a class within :data:`TIE_MARGIN` of the largest drop counts as the largest."""
-    drops = _drops_without_pooling()
-    if not isinstance(answer, str):
-        return answer  # the checker then asks for a name
-    name = answer.strip().lower()
-    if name in drops and drops[name] >= max(drops.values()) - TIE_MARGIN:
-        return _largest_drop_without_pooling()
-    return answer
-
-
-def _explain(answer: Any) -> str:
-    drop = 100 * _drops_without_pooling()[answer]
-    change = f"loses {drop:.2f} points" if drop >= 0 else f"gains {-drop:.2f} points"
-    return (f"'{answer}' is not it: without image pooling it {change}. Compute the per-class IoU of both "
-            "arms, average over seeds, and subtract.")
+def _losses_on_average() -> int:
+    """The classes whose mean loss over seeds is above zero (what the interval must confirm)."""
+    return sum(float(np.mean(d)) > 0 for _, d in _recorded_drops())
 
 
 value_exercise(
     "10.3",
-    "Which class loses the most IoU when DeepLabv3 is trained without image pooling (recorded seeds)?",
-    solution=_largest_drop_without_pooling,
-    answer_type="text",
+    "Without image pooling, for how many classes is the IoU lost a finding (its interval over seeds above zero)?",
+    solution=_losses_resolved,
+    answer_type="whole",
     kind="predict",
-    parse=_tied_with_largest,
     mistakes=[
-        (lambda a: a not in PROCEDURAL.class_names,
-         lambda a: f"'{a}' is not a class; the classes are {', '.join(PROCEDURAL.class_names)}."),
+        (lambda a: a > PROCEDURAL.num_classes,
+         lambda a: f"there are {PROCEDURAL.num_classes} classes, so at most {PROCEDURAL.num_classes} can be a finding."),
+        (lambda a: a == _losses_on_average() != _losses_resolved(),
+         lambda a: f"{a} classes lose IoU on average over the seeds, but a mean above zero is not a finding: the whole "
+                   "interval over seeds (findings.seed_interval of the per-seed losses) must lie above zero."),
     ],
-    otherwise=_explain,
-    more_wrong=("background", "wire", "triangle"),
-    hint="findings.class_iou(cm, k) on the per-seed matrices summed over scenes, for both arms.",
+    otherwise=lambda a: (f"{a} is not the count: per class, take the IoU with image pooling minus without for each "
+                         "seed, its findings.seed_interval, and count the intervals that lie wholly above zero."),
+    more_wrong=(PROCEDURAL.num_classes,),
+    hint="findings.class_iou(cm, k) on each seed's matrices summed over scenes (findings.seed_values), for both arms.",
 )
