@@ -311,6 +311,9 @@ def _eval(args: argparse.Namespace) -> int:
     from .inference import Strategy, evaluate, load_run
     from .metrics import format_iou_table
 
+    if args.json and Path(args.json).is_dir():
+        raise ValueError(f"--json {args.json} is a folder; name the file to write the metrics to, e.g. "
+                         f"{Path(args.json) / 'metrics.json'}")
     dev = args.device or str(default_device())
     model, cfg, info = load_run(args.checkpoint, dev)
     if args.dataset:  # another data set than the run's: its data_root is not this one's
@@ -326,6 +329,11 @@ def _eval(args: argparse.Namespace) -> int:
     if getattr(ds, "num_classes", info["num_classes"]) != info["num_classes"]:
         raise ValueError(f"the model of {args.checkpoint} has {info['num_classes']} classes but data set "
                          f"{cfg['dataset']!r} has {ds.num_classes}")
+    trained, named = info.get("class_names"), getattr(ds, "class_names", None)
+    if trained and named and list(trained) != list(named):  # same count, other classes or another order
+        raise ValueError(f"the model of {args.checkpoint} was trained on the classes {', '.join(trained)}, but data set "
+                         f"{cfg['dataset']!r} names {', '.join(named)} (in label order): its IoUs would be scored "
+                         "under the wrong names; evaluate on data labelled like the training set")
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev, progress=args.progress)
     print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
@@ -339,7 +347,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _output_stride(args: argparse.Namespace, cfg: dict[str, Any]) -> int | None:
     """``--output-stride``, else the run's evaluation output stride, else its training one."""
-    return args.output_stride or cfg.get("eval_output_stride") or cfg.get("output_stride")
+    if args.output_stride is not None:
+        return args.output_stride  # 0 or 4 is refused by name before any image is read, not replaced
+    return cfg.get("eval_output_stride") or cfg.get("output_stride")
 
 
 def _class_info(dataset: str) -> Any:
@@ -365,11 +375,13 @@ def _predict(args: argparse.Namespace) -> int:
     """
     from PIL import Image
 
+    from .atomic import atomic_path
     from .config import device as default_device
     from .data.io import load_image
     from .data.own import IMAGE_SUFFIXES
     from .data.transforms import normalize
     from .inference import Strategy, load_run, predict
+    from .models.backbones import at_output_stride
     from .viz.images import colorize, overlay
 
     src, out = Path(args.input), Path(args.out)
@@ -391,6 +403,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} is a file; --out names the folder the masks and overlays are written to")
     out.mkdir(parents=True, exist_ok=True)
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
+    with at_output_stride(model, strategy.output_stride):  # a stride the model cannot run at fails here
+        pass
     stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
     names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
     flat_palette = [c for rgb in palette for c in rgb]
@@ -415,8 +429,10 @@ def _predict(args: argparse.Namespace) -> int:
         # class indices in a palette PNG: np.asarray(Image.open(mask_path)) gives them, viewers show colours
         mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())
         mask.putpalette(flat_palette)
-        mask.save(mask_path)
-        Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(overlay_path)
+        with atomic_path(mask_path) as tmp:  # an interrupted call leaves no truncated PNG under the name
+            mask.save(tmp)
+        with atomic_path(overlay_path) as tmp:
+            Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(tmp)
         print(f"{f} -> {mask_path}, {overlay_path}")
     if failed:
         print(f"deeplab-edu predict: {len(failed)} of {len(files)} images could not be read:\n  "

@@ -55,7 +55,7 @@ class Strategy:
             ``None``: the whole image at once.
 
     Raises:
-        ValueError: no scale, a scale that is not positive, or a ``crop_size`` below 1 pixel.
+        ValueError: no scale, a scale that is not a positive finite number, or a ``crop_size`` below 1 pixel.
     """
 
     scales: tuple[float, ...] = (1.0,)
@@ -64,8 +64,8 @@ class Strategy:
     crop_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"scales must be positive, got {self.scales}")
+        if not self.scales or not all(math.isfinite(s) and s > 0 for s in self.scales):
+            raise ValueError(f"scales must be positive finite numbers, got {self.scales}")
         if self.crop_size is not None and self.crop_size < 1:
             raise ValueError(f"crop_size must be at least 1 pixel (or None: the whole image), got {self.crop_size}")
 
@@ -149,6 +149,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @torch.no_grad()
+def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` (N, C, H, W) resized bilinearly by ``scale``, each side rounded down but kept at least 1 pixel
+    (a 1-pixel strip at scale 0.5 would otherwise have no pixels left)."""
+    if min(int(d * scale) for d in x.shape[-2:]) >= 1:
+        return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    size = tuple(max(1, int(d * scale)) for d in x.shape[-2:])
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
     """Class probabilities (N, C, H, W) averaged over the strategy's scales (and flips).
 
@@ -176,7 +185,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
         inputs = [(image, False)] + ([(image.flip(-1), True)] if strategy.flip else [])
         for x0, flipped in inputs:
             for s in strategy.scales:
-                x = x0 if s == 1.0 else F.interpolate(x0, scale_factor=s, mode="bilinear", align_corners=False)
+                x = x0 if s == 1.0 else _rescale(x0, s)
                 if strategy.crop_size and max(x.shape[-2:]) > strategy.crop_size:
                     logits = sliding_window_logits(model, x, strategy.crop_size)
                 else:

