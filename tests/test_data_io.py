@@ -158,6 +158,38 @@ def test_palette_mask_with_unknown_colours_is_read_by_index_or_refused(tmp_path)
         load_mask(tmp_path / "tool_palette.png", 1, palette=((1, 2, 3),))  # index 1 is no class
 
 
+def test_the_ignore_index_of_a_palette_mask_read_by_colour_is_ignored(tmp_path):
+    """The class colours in another order (read by colour) and 255 in white, a colour that is no
+    class (annotation tools draw "ignore" as they like): 255 stays the ignore label. Before, the
+    white made the whole mask be read by index, giving index 0's pixels class 0 in class 2's colour."""
+    classes = ((0, 0, 0), (200, 0, 0), (0, 200, 0))
+    m = np.array([[0, 1, 255], [2, 255, 0]], np.uint8)
+    img = Image.fromarray(m, mode="P")
+    img.putpalette([c for rgb in classes[::-1] for c in rgb] + [0, 0, 0] * 252 + [255, 255, 255])
+    img.save(tmp_path / "white_ignore.png")
+    assert load_mask(tmp_path / "white_ignore.png", 3, palette=classes).tolist() == [[2, 1, 255], [0, 255, 2]]
+
+
+def test_a_palette_whose_index_has_another_class_colour_is_refused(tmp_path):
+    """Index 0 in class 2's colour and index 1 in a colour that is no class: by index the pixel is
+    class 0, by colour class 2. It was read by index, silently."""
+    classes = ((0, 0, 0), (200, 0, 0), (0, 200, 0))
+    img = Image.fromarray(np.array([[0, 1]], np.uint8), mode="P")
+    img.putpalette([0, 200, 0, 9, 9, 9])
+    img.save(tmp_path / "contradicts.png")
+    with pytest.raises(BadDataError, match=r"contradicts\.png is a palette image whose index 0 has the colour of class 2"):
+        load_mask(tmp_path / "contradicts.png", 3, palette=classes)
+
+
+def test_bilevel_and_grey_alpha_masks_hold_indices(tmp_path):
+    m = np.array([[0, 1, 1], [1, 0, 0]], np.uint8)
+    Image.fromarray(m.astype(bool)).save(tmp_path / "bilevel.png")
+    assert Image.open(tmp_path / "bilevel.png").mode == "1"
+    assert load_mask(tmp_path / "bilevel.png", 2).tolist() == m.tolist()
+    Image.fromarray(np.stack([m, np.full_like(m, 255)], -1), mode="LA").save(tmp_path / "la.png")
+    assert load_mask(tmp_path / "la.png", 2).tolist() == m.tolist()
+
+
 def test_jpeg_mask_is_refused(tmp_path):
     Image.fromarray(np.array([[0, 1], [2, 0]], np.uint8)).save(tmp_path / "mask.jpg", quality=95)
     with pytest.raises(BadDataError, match=r"mask\.jpg is a JPEG: lossy.*save masks as PNG"):

@@ -86,6 +86,26 @@ def test_files_that_share_a_name_and_classes_txt_encodings(tmp_path: Path) -> No
         FolderDataset(root, "train")
 
 
+def test_objects_saved_as_the_ignore_label_are_warned_about(tmp_path: Path) -> None:
+    """A black-and-white mask (objects 255) scored 100 % for a model that predicts nothing: every object
+    pixel is ignored. The data set says so, once."""
+    root = _make(tmp_path / "mine", {"val": 2})
+    ds = FolderDataset(root, "val")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds.load(0)  # 0 and 1: nothing to say
+    for i in range(2):
+        mask = np.asarray(Image.open(root / "val" / "masks" / f"p{i}.png"))
+        Image.fromarray(np.where(mask == 1, 255, 0).astype(np.uint8)).save(root / "val" / "masks" / f"p{i}.png")
+    with pytest.warns(UserWarning, match=r"p0\.png holds only 0 and 255, and 255 .* covers 18% of it"):
+        ds.load(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds.load(1)  # once per data set
+
+
 def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deeplab_edu.cli import main
 

@@ -109,6 +109,12 @@ def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
     with pytest.raises(RuntimeError) as info:
         ck.load_checkpoint(photo)
     assert "not a file torch.save wrote" in str(info.value) and "weights_only" not in str(info.value)
+    pickled = tmp_path / "pickled.pt"  # an object that would run code when unpickled: refused, not run
+    torch.save({"model": _RunsCode()}, pickled)
+    with pytest.raises(RuntimeError) as info:
+        ck.load_checkpoint(pickled)
+    assert not _RunsCode.ran and "holds a Python object that is not tensors (exec)" in str(info.value)
+    assert "damaged" not in str(info.value) and "\x1b" not in str(info.value)  # not torch's coloured advice
     # a damaged newest checkpoint of a run: the message names the one to fall back to
     folder = tmp_path / "a" / "checkpoints"
     newest = ck.latest_checkpoint(folder)
@@ -499,6 +505,15 @@ def test_ctrl_c_during_a_save_waits_until_last_pt_is_written(tmp_path, monkeypat
         signal.signal(signal.SIGINT, outer)
     assert ck.load_checkpoint(tmp_path / "last.pt")["iteration"] == 4
     assert sorted(p.name for p in tmp_path.glob("ckpt_*.pt")) == [f"ckpt_0000000{i}.pt" for i in (2, 3, 4)]
+
+
+class _RunsCode:
+    """Pickled as a call of ``exec``: loading it without ``weights_only`` would run code."""
+
+    ran = False
+
+    def __reduce__(self) -> tuple:
+        return (exec, ("_RunsCode.ran = True",))
 
 
 def test_every_public_name_of_the_engine_resolves() -> None:

@@ -96,6 +96,10 @@ def test_mismatch_caused_by_orientation_says_so(tmp_path: Path) -> None:
     with pytest.raises(BadDataError) as err:
         SegmentationFolder([(tmp_path / "plain.png", tmp_path / "mask.png")], TOY).load(0)
     assert "EXIF" not in str(err.value)
+    # a tag on the mask itself: its displayed size is what the message gives, and it says why
+    Image.fromarray(np.zeros((20, 30), np.uint8), mode="L").save(tmp_path / "tagged.png", exif=_exif(6))
+    with pytest.raises(BadDataError, match=r"mask file has EXIF orientation 6 .* read as displayed \(20x30\)"):
+        SegmentationFolder([(tmp_path / "plain.png", tmp_path / "tagged.png")], TOY).load(0)
 
 
 @pytest.mark.slow

@@ -182,6 +182,21 @@ def _colours_to_index(
     return out[inv.reshape(rgb.shape[:2])]
 
 
+def _refuse_contradicting_palette(pal: np.ndarray, used: np.ndarray, palette: Sequence[Sequence[int]],
+                                  path: Path) -> None:
+    """Raise :class:`BadDataError` when a used index's palette colour is *another* class's colour: read by
+    index and read by colour, those pixels would be different classes."""
+    table = {tuple(int(v) for v in c): k for k, c in enumerate(palette)}
+    for i in used.tolist():
+        k = table.get(tuple(int(v) for v in pal[i])) if i < len(pal) else None
+        if k is not None and k != i:
+            raise BadDataError(
+                f"mask file {path} is a palette image whose index {i} has the colour of class {k}, and whose other "
+                "colours are not all class colours: read by index and read by colour its pixels are different "
+                "classes. Save it with one class index per pixel (a grayscale PNG, or a palette PNG whose colours "
+                "are the data set's class colours at their indices).")
+
+
 def load_mask(
     path: str | os.PathLike[str],
     num_classes: int,
@@ -194,6 +209,13 @@ def load_mask(
     """Read a label mask as int64 (H, W) with values in ``0 .. num_classes-1`` or 255.
 
     A mask carrying an EXIF orientation tag is turned to its displayed orientation, like its image.
+
+    A palette (P) mask is read by index when its palette gives each used class index that class's
+    colour (VOC's format); otherwise by colour, each colour a class colour, with the ignore index 255
+    and indices past the end of a short palette read as indices; a palette of other colours
+    altogether (another tool's) is read by index, unless an index has *another* class's colour
+    (index and colour then contradict each other: refused). Grey (L, I, I;16), bilevel (1: 0 and 1)
+    and grey + alpha (LA: the alpha dropped) masks hold the indices.
 
     Args:
         path: the PNG file.
@@ -208,11 +230,12 @@ def load_mask(
     Raises:
         DatasetNotFoundError: ``path`` is not a file.
         BadDataError: the file is not a readable image, is corrupt or truncated, or is a JPEG; its image mode is
-            not P, L, I, I;16 (B/L), RGB or RGBA; a grey-level mask holds values outside 0..255; an RGB(A) mask
+            not P, L, LA, 1, I, I;16 (B/L), RGB or RGBA; a grey-level mask holds values outside 0..255; an RGB(A) mask
             that is not grey has no ``palette`` to match, or colours that are neither class colours nor
             ``colour_aliases``; a palette (P) mask has no usable palette (``palette`` is given but the file's
             palette is empty, or ``palette`` is not given and ``allow_palette`` is false), or its colours are not
-            all class colours and its indices cannot be taken as labels; or a label (after ``lut``) is neither a
+            all class colours and its indices cannot be taken as labels (or an index has another class's
+            colour); or a label (after ``lut``) is neither a
             class (``0 .. num_classes-1``) nor 255.
     """
     path = Path(path)
@@ -230,23 +253,29 @@ def load_mask(
             expected.update({v: k for k, v in aliases.items()})
             # indices are labels when every used index that names a class has that class's colour
             # (indices that name no class are reported by the value check below)
+            # (an index past the end of a short palette has no colour: it is no evidence either way)
             consistent = all(
-                int(i) < len(pal) and expected[int(i)] == tuple(int(v) for v in pal[int(i)])
+                expected[int(i)] == tuple(int(v) for v in pal[int(i)])
                 for i in used
-                if int(i) in expected
+                if int(i) in expected and int(i) < len(pal)
             )
             if allow_palette and consistent:
                 raw = arr.astype(np.uint8)
             else:  # the colours carry the meaning: convert them if they are all class colours
-                colours = pal[np.minimum(arr, len(pal) - 1)].astype(np.uint8)
+                # the ignore index, and an index with no palette entry, are read as indices (255: ignore)
+                by_index = (arr >= len(pal)) | (arr == IGNORE_INDEX)
+                raw = arr.astype(np.uint8)
                 try:
-                    raw = _colours_to_index(colours, palette, aliases, path, kind="palette (P-mode)")
+                    raw[~by_index] = _colours_to_index(pal[arr[~by_index]][None].astype(np.uint8), palette, aliases,
+                                                       path, kind="palette (P-mode)")[0]
                 except BadDataError:
                     # another tool's colours: its indices are the labels (VOC's and most annotation
-                    # tools' convention) when every one of them is a class or the ignore label
+                    # tools' convention) when every one of them is a class or the ignore label, and
+                    # no index has another class's colour (then index and colour contradict each other)
                     labels = used if lut is None else lut[used]
                     if not (allow_palette and ((labels < num_classes) | (labels == IGNORE_INDEX)).all()):
                         raise
+                    _refuse_contradicting_palette(pal, used, palette, path)
                     raw = arr.astype(np.uint8)
         elif allow_palette and palette is None:
             raw = arr.astype(np.uint8)
@@ -254,8 +283,9 @@ def load_mask(
             raise BadDataError(
                 f"mask file {path} is a palette image without a usable palette; expected one class index per pixel."
             )
-    elif img.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img).astype(np.int64)
+    elif img.mode in ("L", "LA", "1", "I;16", "I;16B", "I;16L", "I"):
+        # LA: the alpha channel of a mask carries no label; 1 (bilevel): its pixels are 0 and 1
+        arr = np.asarray(img.getchannel(0) if img.mode == "LA" else img).astype(np.int64)
         if arr.min() < 0 or arr.max() > 255:
             raise BadDataError(f"mask file {path} holds values outside 0..255 ({arr.min()}..{arr.max()}).")
         raw = arr.astype(np.uint8)
@@ -294,6 +324,10 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, 
         mh, mw = mask.shape[-2:]
         message = f"image {image_path} is {iw}x{ih} (WxH) but its mask {mask_path} is {mw}x{mh}; they must match."
         orientation = exif_orientation(image_path)
+        mask_orientation = exif_orientation(mask_path)
+        if mask_orientation != 1:
+            message += (f" The mask file has EXIF orientation {mask_orientation} ({_ORIENTATIONS[mask_orientation]} for "
+                        f"display) and is read as displayed ({mw}x{mh}); a mask should carry no orientation tag.")
         if orientation != 1:
             message += (
                 f" The image file has EXIF orientation {orientation} ({_ORIENTATIONS[orientation]} for display), and "

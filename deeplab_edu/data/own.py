@@ -18,7 +18,10 @@ construction listing the unmatched files, not half-way through training.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+
+import torch
 
 from .classes import ClassInfo, voc_colormap
 from .folder import JointTransform, SegmentationFolder
@@ -111,6 +114,11 @@ def _by_stem(files: list[Path]) -> dict[str, Path]:
     return found
 
 
+#: A mask of only 0 and 255 in which 255 (ignore) covers at least this fraction looks like a binary mask
+#: whose objects were saved as 255 (:class:`FolderDataset` warns).
+IGNORED_OBJECT_FRACTION = 0.05
+
+
 class FolderDataset(SegmentationFolder):
     """Your own images and masks, laid out as this module's docstring shows.
 
@@ -163,3 +171,19 @@ class FolderDataset(SegmentationFolder):
             raise BadDataError(f"images and masks of {root / split} do not pair up by name:\n  {shown}")
         pairs = [(images[s], masks[s]) for s in sorted(images)]
         super().__init__(pairs, info, transform=transform, name=f"{info.name} ({split})")
+        self._warned_ignored_objects = False
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``index`` without the transform, as :meth:`SegmentationFolder.load`; warns (once per data
+        set) about a mask that looks like an object saved as 255, the ignore label."""
+        image, mask = super().load(index)
+        if not self._warned_ignored_objects and self.num_classes > 1:
+            ignored = float((mask == self.ignore_index).float().mean())
+            if ignored >= IGNORED_OBJECT_FRACTION and bool(((mask == 0) | (mask == self.ignore_index)).all()):
+                self._warned_ignored_objects = True
+                warnings.warn(
+                    f"mask {self.pairs[index][1]} holds only 0 and {self.ignore_index}, and {self.ignore_index} (the "
+                    f"ignore label: neither learned nor scored) covers {ignored:.0%} of it. If {self.ignore_index} "
+                    f"marks your objects (a black-and-white mask), save them as their class index, e.g. 1 for "
+                    f"{self.class_names[1]!r}; ignored regions are usually thin borders.", UserWarning, stacklevel=2)
+        return image, mask

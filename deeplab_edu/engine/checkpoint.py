@@ -256,11 +256,14 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
+        reason = load_failure_reason(p, err)
+        if reason.startswith("it holds a Python object"):  # whole, not damaged: refused, as it must be
+            raise RuntimeError(f"could not read checkpoint {p}: {reason}") from None
         older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) else []
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
                 f"away to resume from {older[-1].name}" if older else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
-        raise RuntimeError(f"could not read checkpoint {p}: {load_failure_reason(p, err)}{hint}") from None
+        raise RuntimeError(f"could not read checkpoint {p}: {reason}{hint}") from None
 
 
 def load_except_classifier(model: torch.nn.Module, ckpt: Mapping[str, Any], model_info: Mapping[str, Any],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import socket
 import urllib.error
 from pathlib import Path
@@ -119,6 +120,11 @@ def load_failure_reason(path: Path, err: BaseException) -> str:
 
     if not zipfile.is_zipfile(path):
         return "it is not a file torch.save wrote (no zip archive)"
+    if "Weights only load failed" in str(err):  # a pickled object: torch's advice would run code from the file
+        found = re.search(r"Unsupported global: (?:GLOBAL )?([\w.]+)", str(err))
+        return ("it holds a Python object that is not tensors" + (f" ({found.group(1)})" if found else "")
+                + ", which loading with weights_only=True refuses, since unpickling it could run code from the file; "
+                "save the state_dict (tensors) instead")
     first = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__}: {first[:300]}"
 
