@@ -306,6 +306,20 @@ def compare_with_centre_tap(x: torch.Tensor, weight: torch.Tensor, rate: int) ->
     )
 
 
+#: Activations whose gradient is zero on part of their input (:func:`input_footprint` replaces them).
+FLAT_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Threshold)
+
+
+def _without_flat_activations(module: nn.Module) -> nn.Module:
+    """``module`` with every :data:`FLAT_ACTIVATIONS` submodule replaced by ``nn.Identity`` (in place)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, FLAT_ACTIVATIONS):
+            setattr(module, name, nn.Identity())
+        else:
+            _without_flat_activations(child)
+    return module
+
+
 def input_footprint(
     module: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     height: int,
@@ -319,7 +333,11 @@ def input_footprint(
     The output at ``position`` (default: the centre) is back-propagated to a random input; every
     input position with a non-zero gradient is in the footprint. A degenerate 3 x 3 atrous
     convolution has a footprint of one pixel; image-level pooling has the whole map.
-    A float64 copy of the module is measured in eval mode (batch norm uses running statistics).
+    A float64 copy of the module is measured in eval mode (batch norm uses running statistics),
+    with its ReLU-like activations (:data:`FLAT_ACTIVATIONS`) replaced by the identity: the footprint
+    is the structural one, every input some path reaches, and does not depend on which units the
+    random input happens to switch off (a ReLU would hide a whole branch for some inputs). Max
+    pooling passes the gradient to one input of its window only: measure modules without it.
 
     Raises:
         ValueError: ``height``, ``width`` or ``channels`` is below 1, ``position`` lies outside the ``height`` x
@@ -335,7 +353,7 @@ def input_footprint(
     x = torch.randn(1, c, h, w, generator=gen, dtype=torch.float64).requires_grad_(True)
     if isinstance(module, nn.Module):
         # A float64 copy in eval mode: the caller's module is left untouched.
-        module = copy.deepcopy(module).double().eval()
+        module = _without_flat_activations(copy.deepcopy(module).double().eval())
     y = module(x)
     if y.shape[-2:] != (h, w):
         raise ValueError(f"module output is {tuple(y.shape[-2:])}, expected the input size {(h, w)}")

@@ -29,7 +29,7 @@
 #
 # - define the *output stride* and compute the feature-map size for odd inputs such as 513;
 # - turn a classification backbone into a dense feature extractor (output stride 16 or 8) by
-#   replacing strides with dilation, with no new parameters, and check that the dense features
+#   replacing strides with dilation, predict what that costs in parameters, and check that the dense features
 #   contain the strided ones exactly;
 # - look at the feature maps of a photograph at output stride 32, 16 and 8;
 # - measure multiply-adds, parameters, forward time and peak memory at each output stride, and how
@@ -52,7 +52,7 @@ import torch
 
 from deeplab_edu import config
 from deeplab_edu.boundary import effective_kernel_shape
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, measured_and_predicted
 from deeplab_edu.models import build_backbone
 from deeplab_edu.records import hardware
 from deeplab_edu.viz import output_stride as vos
@@ -97,6 +97,16 @@ print("measured on the backbone:", {(r["input"], r["output stride"]): r["feature
 assert [vos.expected_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
 for r in shape_rows:
     assert r["feature map"] == vos.expected_feature_size(r["input"], r["output stride"]), r
+
+# %% [markdown]
+# ### Exercise 03.1 (predict, then read and measure)
+# Section 2 makes the map denser: output stride 16, then 8, instead of 32. Before reading it, predict:
+# **how many parameters does a ResNet-50 gain when its output stride goes from 32 to 8?** Check your
+# prediction here; section 2 says why, and section 3 measures the parameters at each output stride.
+
+# %%
+prediction_03_1 = ...  # a whole number of parameters
+check("03.1", prediction_03_1)
 
 # %% [markdown]
 # ## 2. From stride to dilation
@@ -208,6 +218,18 @@ assert all(r["feature map"] == vos.expected_feature_size(input_size, r["output s
 if input_size == 513 and device.type == "cpu":  # the reading below: the peak barely moves from 32 to 16, rises at 8
     peak = {s: r["peak memory (MiB)"] for s, r in by_os.items()}
     assert abs(peak[16] - peak[32]) <= 0.1 * peak[16] and peak[8] > 1.5 * peak[16], peak
+
+# %% [markdown]
+# **Exercise 03.1, measured.** The parameters the table counts at output stride 8 minus those at 32,
+# against your prediction of section 1:
+
+# %%
+params_gained_03_1 = round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6)
+print(measured_and_predicted(params_gained_03_1, prediction_03_1, fmt=",.0f"))
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: none. Dilation moves the taps of the same 3x3 filters apart; it adds no weight.
+check("03.1", params_gained_03_1)
 
 # %% [markdown]
 # **Reading the table.** The columns on the left are *measured* here, with the hardware printed
@@ -369,7 +391,7 @@ assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 03.1 (write a function)
+# ### Exercise 03.2 (write a function)
 # Write `block_rates(output_stride, multi_grid, extra_blocks)`: the rates of the three $3 \times 3$
 # convolutions of block 4 and of each extra block (blocks 5-7, 0 to 3 of them), as a list of
 # tuples, block 4 first, for a ResNet at output stride 8, 16 or 32 with the given multi-grid unit
@@ -382,7 +404,7 @@ def block_rates(output_stride: int, multi_grid: tuple[int, int, int], extra_bloc
     ...  # your code here
 
 
-check("03.1", block_rates)
+check("03.2", block_rates)
 
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
@@ -394,19 +416,7 @@ def block_rates(output_stride: int, multi_grid: tuple[int, int, int], extra_bloc
 
 
 print("OS 16, multi-grid (1, 2, 1), block7:", block_rates(16, (1, 2, 1), 3))
-check("03.1", block_rates)
-
-# %% [markdown]
-# ### Exercise 03.2
-# How many parameters does ResNet-50 gain when its output stride goes from 32 to 8?
-
-# %%
-answer_03_2 = ...
-check("03.2", answer_03_2)
-
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: the parameter counts measured in section 3 are identical.
-check("03.2", round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6))
+check("03.2", block_rates)
 
 # %% [markdown]
 # ### Exercise 03.3 (predict, then measure)
@@ -443,8 +453,8 @@ from deeplab_edu.exercises import get
 
 for key in ("03.1", "03.2", "03.3"):
     assert check(key, get(key).solution()), key
-assert check("03.1", block_rates) and block_rates(16, (1, 2, 1), 3) == deep_rows["block7, MG (1, 2, 1)"][0]
-assert check("03.2", 0) and not check("03.3", 4)
+assert check("03.2", block_rates) and block_rates(16, (1, 2, 1), 3) == deep_rows["block7, MG (1, 2, 1)"][0]
+assert check("03.1", 0) and not check("03.3", 4)
 ratio4 = measured_stage[8]["block4"] / measured_stage[16]["block4"]
 assert abs(ratio4 - (41 / 21) ** 2) < 1e-6 and check("03.3", ratio4) and not check("03.3", (65 / 33) ** 2)
 assert measured_stage[8]["block3"] / measured_stage[16]["block3"] < ratio4

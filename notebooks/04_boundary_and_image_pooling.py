@@ -438,17 +438,28 @@ check("04.4", answer_04_4)
 check("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
 
 # %% [markdown]
-# ### Exercise 04.5
-# How many input positions influence one output position of the image-pooling branch on a
-# $33 \times 33$ map? (Measure it with `boundary.input_footprint` if you like.)
+# ### Exercise 04.5 (predict, then measure)
+# The footprints above are taken at the centre of the map, where image pooling makes the whole ASPP
+# read all 1089 inputs. Take the same ASPP **without** image pooling (its $1 \times 1$ branch and
+# the $3 \times 3$ branches at rates 6, 12 and 18) and the output at the **corner** $(0, 0)$ of the
+# $33 \times 33$ map. How many input positions influence it? Predict, check your prediction, then
+# run the cell after it, which measures and draws the footprint with `boundary.input_footprint`.
 
 # %%
-answer_04_5 = ...
-check("04.5", answer_04_5)
+prediction_04_5 = ...  # a whole number of input positions
+check("04.5", prediction_04_5)
+
+# %%
+no_pooling = ASPP(channels, atrous_rates=(6, 12, 18), out_channels=8, image_pooling=False)
+corner_footprint = boundary.input_footprint(no_pooling, size, size, (0, 0), channels)
+print(f"measured: {int(corner_footprint.sum())} input positions")
+fig = vb.plot_footprints({"ASPP without image pooling": corner_footprint}, position=(0, 0))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: global average pooling averages every position of the map.
-check("04.5", 33 * 33)
+# Solution: from the corner, each 3x3 branch keeps the taps at offsets 0 and +r on each axis, (0, 0),
+# (0, r), (r, 0), (r, r); the union over rates 6, 12, 18 and the 1x1 branch is 1 + 3 * 3 = 10 inputs,
+# not the 16 of every row offset with every column offset.
+check("04.5", int(corner_footprint.sum()))
 
 # %% tags=["remove-cell"]
 from deeplab_edu.exercises import get
@@ -458,6 +469,7 @@ for key in ("04.1", "04.2", "04.3", "04.4", "04.5"):
 assert check("04.1", rate) and check("04.2", np.outer(rows, columns)) and check("04.3", (25 / 65) ** 2)
 assert check("04.2", measured_04_2) and np.array_equal(np.outer(rows, columns), measured_04_2)
 assert not check("04.1", 17) and not check("04.4", (3, 3))
+assert int(corner_footprint.sum()) == get("04.5").solution() and not check("04.5", 16)
 
 # %% [markdown]
 # ## Summary

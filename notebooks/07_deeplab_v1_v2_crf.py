@@ -579,22 +579,42 @@ def update_solution(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor
 check("07.3", update_solution)
 
 # %% [markdown]
-# ### Exercise 07.4
-# The procedural scenes have sensor noise, so neighbouring pixels of one object differ a little
-# in colour. Which field of `CRFParams` would you increase so that they still support each
-# other through the appearance kernel? (Try it with the widget.)
+# ### Exercise 07.4 (predict, then measure)
+# The procedural scenes have sensor noise: two neighbouring pixels of one object (1 pixel apart)
+# differ in colour, say by 8 units ($\|I_i - I_j\| = 8$, 0-255 RGB). With the released parameters
+# (`DEEPLAB_RELEASED`: $\theta_\alpha = 49$ px, $\theta_\beta = 5$), what is the appearance kernel
+# $\exp\big(-\frac{\|p_i - p_j\|^2}{2\theta_\alpha^2} - \frac{\|I_i - I_j\|^2}{2\theta_\beta^2}\big)$ between
+# them, and what is it with $\theta_\beta$ doubled to 10? Answer with the pair (at 5, at 10), check
+# it, then run the cell after it, which measures both with `crf.kernel_maps` on a two-pixel image.
+# Which of the CRF's parameters decides whether noisy pixels of one object support each other?
 
 # %%
-answer_07_4 = ...
-check("07.4", answer_07_4)
+prediction_07_4 = ...  # (kernel at theta_beta = 5, kernel at theta_beta = 10)
+check("07.4", prediction_07_4)
+
+# %%
+from dataclasses import replace
+
+from deeplab_edu.crf import kernel_maps
+
+two_pixels = torch.tensor([[[100, 100]], [[100, 100]], [[100, 108]]], dtype=torch.uint8)  # (3, 1, 2): 8 apart in blue
+measured_07_4 = [float(kernel_maps(two_pixels, (0, 0), replace(DEEPLAB_RELEASED, theta_beta=tb))["bilateral"][0, 1])
+                 for tb in (DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta)]
+print("measured: " + ", ".join(f"theta_beta {tb:g}: {k:.3f}" for tb, k in
+                               zip((DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta), measured_07_4)))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: the colour bandwidth of the bilateral kernel
-check("07.4", "theta_beta")
+# Solution: the position term is tiny, and doubling theta_beta divides the colour term by four. The
+# colour bandwidth theta_beta decides whether noisy pixels of one object support each other.
+ta, tb = DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta
+print(f"position term 1 / (2 * {ta:g}^2) = {1 / (2 * ta**2):.4f}; colour term 8^2 / (2 * {tb:g}^2) = "
+      f"{64 / (2 * tb**2):.2f}, and {64 / (2 * (2 * tb) ** 2):.2f} at theta_beta {2 * tb:g}: the neighbours' kernel "
+      f"grows {measured_07_4[1] / measured_07_4[0]:.1f} times")
+check("07.4", measured_07_4)
 
 # %% tags=["remove-cell"]
 assert check("07.1", 160) and check("07.2", 4096 * 4097 - 1024 * 1025) and not check("07.2", 4096**2 - 1024**2)
 assert count_parameters(v1.backbone.fc7) == 1024 * 1025 and count_parameters(full_fc7) == 4096 * 4097
-assert check("07.3", update_solution) and check("07.4", "theta_beta")
+assert check("07.3", update_solution) and check("07.4", measured_07_4) and not check("07.4", measured_07_4[::-1])
 assert not check("07.1", 8 * effective_kernel_size(3, 8))
 assert not check("07.3", lambda u, m: torch.softmax(-u - m, dim=0))

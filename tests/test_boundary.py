@@ -117,6 +117,20 @@ def test_input_footprint_conv_vs_image_pooling() -> None:
     assert conv.weight.dtype == torch.float32          # the caller's module is untouched
 
 
+def test_input_footprint_is_structural_through_relus() -> None:
+    """Through a ReLU the gradient of a random input hid whole branches: the ASPP without image pooling
+    read 7 inputs from its corner for one seed and 10 for others. Every seed gives the 10 taps now."""
+    from deeplab_edu.models.aspp import ASPP
+
+    torch.manual_seed(0)
+    aspp = ASPP(4, atrous_rates=(6, 12, 18), out_channels=8, image_pooling=False)
+    for seed in range(4):
+        fp = B.input_footprint(aspp, 33, 33, (0, 0), channels=4, seed=seed)
+        assert {tuple(p) for p in np.argwhere(fp).tolist()} == {
+            (0, 0), *((i, j) for r in (6, 12, 18) for i, j in ((0, r), (r, 0), (r, r)))}, seed
+    assert any(isinstance(m, torch.nn.ReLU) for m in aspp.modules())  # the caller's module keeps its ReLUs
+
+
 def test_rate_usage_table_rows() -> None:
     rows = B.rate_usage_table([("a", 33), ("b", 21)], (6, 18))
     assert len(rows) == 4

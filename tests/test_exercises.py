@@ -241,7 +241,7 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     assert "other way round" in check("02.2", get("02.2").solution()[::-1]).message
     counts = torch.tensor(get("04.2").solution(), dtype=torch.float32, requires_grad=True)  # measured with a conv
     assert check("04.2", counts) and check("04.2", get("04.2").solution() * (1 + 1e-15))
-    assert "answer with a name" in check("07.4", ["theta_beta"]).message  # it raised "unhashable type"
+    assert "answer with a name" in check("11.2", ["fp16"]).message  # it raised "unhashable type"
     # a measured number comes as a 0-d tensor ((x > 0).sum(), F.cross_entropy(...)): it is a number,
     # and a wrong kind of answer gets no hint about reasoning that was never judged
     assert check("01.1", torch.tensor(13)) and check("01.1", np.array(13)) and check("06.1", torch.tensor(get("06.1").solution()))
@@ -254,13 +254,19 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
 
 
 def test_set_and_name_answers_accept_their_spellings() -> None:
+    import numpy as np
+
     right = ["a", "b", "c", "f", "g", "h"]
     for answer in (right, right[::-1], tuple(right), "a b c f g h", "a, b, c, f, g, h"):
         assert check("06.3", answer), answer
     assert "not ids of these lists" in check("06.3", ["abc", "fgh"]).message  # it was accepted
     assert "not ids of these lists" in check("06.3", "hgfcba").message
-    for spelling in ("theta_beta", "theta beta", "theta-beta", "σ_β", "θ_β", "sigma_beta", "beta"):
-        assert check("07.4", spelling), spelling
+    for spelling in ("fp16", " FP16 ", "float16", "half", torch.float16):
+        assert check("11.2", spelling), spelling
+    # a measured pair is a pair however it comes: list, tuple, NumPy, tensor
+    pair = get("07.4").solution()
+    for answer in (list(pair), tuple(pair), np.array(pair), torch.tensor(pair)):
+        assert check("07.4", answer), answer
 
 
 def test_a_typical_mistake_is_named_only_when_it_explains_every_result() -> None:

@@ -103,7 +103,7 @@ def test_going_deeper_and_multi_grid_rates_agree_with_the_exercises() -> None:
     with torch.device("meta"):
         mg = build_backbone("resnet50", output_stride=16, multi_grid=(1, 2, 4))
         deep = build_backbone("resnet50", output_stride=16, multi_grid=(1, 2, 1), extra_blocks=3)
-    block_rates = get("03.1").solution()  # the learner-style solution of exercise 03.1
+    block_rates = get("03.2").solution()  # the learner-style solution of exercise 03.2
     assert mg.block_rates()[3:] == block_rates(16, (1, 2, 4), 0) == [(2, 4, 8)]
     assert deep.block_rates()[3:] == block_rates(16, (1, 2, 1), 3)
     assert deep.block_rates()[5] == (8, 16, 8)

@@ -58,8 +58,21 @@ def _configuration(g: torch.Generator) -> tuple[int, tuple[int, int, int], int]:
     return pick((8, 16, 32)), (1, pick((1, 2, 3)), pick((1, 2, 4))), pick((0, 1, 2, 3))
 
 
-function_exercise(
+value_exercise(
     "03.1",
+    "Predict: how many parameters does a ResNet-50 gain when its output stride goes from 32 to 8?",
+    solution=lambda: 0,
+    answer_type="whole",
+    kind="predict",
+    mistakes=[(16, "the feature map has 16 times more positions, but positions are not parameters.")],
+    otherwise=lambda a: f"{shown(a)} is not the number of new weights: which layer would hold them?",
+    more_wrong=(4, 23_508_032),
+    hint="atrous convolution spreads the same 3x3 weights further apart.",
+)
+
+
+function_exercise(
+    "03.2",
     "Write block_rates(output_stride, multi_grid, extra_blocks): the rates of blocks 4 to 7",
     reference=_reference,
     solution=_learner,
@@ -82,16 +95,6 @@ function_exercise(
          "times its multi-grid unit rate.",
 )
 
-value_exercise(
-    "03.2",
-    "How many parameters does a ResNet-50 gain when its output stride goes from 32 to 8?",
-    solution=lambda: 0,
-    answer_type="whole",
-    mistakes=[(16, "the feature map has 16 times more positions, but positions are not parameters.")],
-    otherwise=lambda a: f"{shown(a)} is not the number of new weights: which layer would hold them?",
-    more_wrong=(4, 23_508_032),
-    hint="atrous convolution spreads the same 3x3 weights further apart.",
-)
 
 # 03.3: the 321 x 321 crop of DeepLab v1/v2 (DeepLabv3 tries it in appendix A); the chapter's cost tables measure 513.
 INPUT_03_3 = 321

@@ -118,16 +118,35 @@ value_exercise(
     hint="rate 24 >= 17 rows, but < 65 columns.",
 )
 
+#: 04.5: the ASPP of the chapter without image pooling (1x1 and 3x3 at these rates), at the corner of a 33 x 33 map.
+RATES_04_5, SIDE_04_5 = (6, 12, 18), 33
+
+
+def _aspp_corner_taps(rates: tuple[int, ...] = RATES_04_5, side: int = SIDE_04_5) -> set[tuple[int, int]]:
+    """The inputs the 1x1 branch and each 3x3 branch read from output (0, 0): the taps on the map."""
+    taps = {(0, 0)}
+    for r in rates:
+        taps |= {(i, j) for i in (-r, 0, r) for j in (-r, 0, r) if 0 <= i < side and 0 <= j < side}
+    return taps
+
+
 value_exercise(
     "04.5",
-    "How many input positions influence one output of the image-pooling branch on a 33 x 33 map?",
-    solution=lambda: 33 * 33,
+    "Predict: how many inputs reach the corner output of an ASPP without image pooling (33 x 33 map)?",
+    solution=lambda: len(_aspp_corner_taps()),
     answer_type="whole",
+    kind="predict",
     mistakes=[
-        (1, "one input is the footprint of a degenerate 3x3 atrous conv, not of image pooling."),
-        (9, "nine inputs is a 3x3 filter that is still whole; pooling sees the whole map."),
+        (SIDE_04_5 ** 2, "that is the footprint with image pooling, which reads every position; this ASPP has none."),
+        (16, "16 pairs every row offset with every column offset (0, 6, 12, 18 each); a tap takes its row and "
+             "column offsets from the same branch: (6, 12) is read by no branch."),
+        (1 + 9 * len(RATES_04_5), "that counts every branch's nine taps; at the corner the taps at -r fall on the "
+                                  "padding."),
+        (1 + 4 * len(RATES_04_5), "the corner itself is counted once for each branch; it is one input."),
+        (4, "that is one branch's taps on the map; the projection mixes all branches: count their union."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the number of positions of a 33 x 33 map.",
-    more_wrong=(33, 65),
-    hint="global average pooling averages over every position.",
+    otherwise=lambda a: (f"{shown(a)} is not the number of inputs: list the taps (0 or +r on each axis) of each "
+                         "branch that land on the map, and count the positions in their union."),
+    more_wrong=(1, 9, 12),
+    hint="from the corner, a 3x3 branch at rate r reads (0, 0), (0, r), (r, 0) and (r, r) when r < 33.",
 )

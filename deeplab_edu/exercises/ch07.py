@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
+import math
 from typing import Any
 
 import torch
 
 from ..atrous import effective_kernel_size
-from ..crf import mean_field_update
+from ..crf import DEEPLAB_RELEASED, mean_field_update
 from ._core import function_exercise, shown, value_exercise
 
 
@@ -96,32 +96,47 @@ function_exercise(
 )
 
 
-def _parameter_name(answer: Any) -> Any:
-    """07.4 accepts 'θ_β', 'σ_β', 'beta', 'theta beta', 'theta-beta' or 'sigma_beta' for theta_beta, and so on."""
-    if not isinstance(answer, str):
-        return answer
-    name = answer.strip().lower().replace("θ", "theta_").replace("σ", "sigma_")
-    name = name.replace("β", "beta").replace("α", "alpha").replace("γ", "gamma")
-    name = re.sub(r"[\s\-_]+", "_", name).strip("_")  # 'theta beta', 'theta-beta', 'σ_β'
-    name = name.replace("sigma_", "theta_").replace("theta_theta_", "theta_")
-    return f"theta_{name}" if name in ("alpha", "beta", "gamma") else name
+#: 07.4: two neighbouring pixels (1 pixel apart) whose colours differ by sensor noise of this many
+#: 0-255 units (Euclidean distance in RGB).
+NOISE_07_4 = 8.0
+
+
+_TA, _TB = DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta
+
+
+def _appearance(theta_beta: float, distance: float = 1.0, colour: float = NOISE_07_4) -> float:
+    """The appearance (bilateral) kernel of v2 eq. 3 between two pixels, with the released theta_alpha."""
+    return math.exp(-distance**2 / (2 * DEEPLAB_RELEASED.theta_alpha**2) - colour**2 / (2 * theta_beta**2))
+
+
+def _appearance_pair(kernel: Any = _appearance) -> tuple[float, float]:
+    """07.4's answer: the kernel at the released theta_beta and at twice it."""
+    return kernel(DEEPLAB_RELEASED.theta_beta), kernel(2 * DEEPLAB_RELEASED.theta_beta)
 
 
 value_exercise(
     "07.4",
-    "Which CRF parameter lets pixels of slightly different colour (sensor noise) support each other?",
-    solution=lambda: "theta_beta",
-    answer_type="text",
-    parse=_parameter_name,
+    f"Predict the appearance kernel between two neighbours {NOISE_07_4:g} colour units apart, at theta_beta "
+    f"{_TB:g} and at {2 * _TB:g}",
+    solution=_appearance_pair,
+    answer_type="array",
+    abs_tol=0.01,
+    kind="predict",
     mistakes=[
-        ("theta_alpha", "theta_alpha is the bilateral kernel's reach in *space*; colour differences are governed by "
-                        "the other bandwidth."),
-        ("theta_gamma", "theta_gamma belongs to the smoothness kernel, which ignores colour altogether."),
-        ("w_spatial", "w_spatial weighs the colour-blind smoothness kernel."),
-        ("w_bilateral", "w_bilateral scales the whole appearance kernel but does not change which colours count as "
-                        "similar."),
-        ("iterations", "more iterations spread messages further but do not make two colours more alike."),
+        (lambda a: a.shape != (2,), f"answer with two numbers: the kernel at theta_beta = {_TB:g}, then at {2 * _TB:g}."),
+        (lambda a: bool((a < 0).any() or (a > 1).any()), "a Gaussian kernel lies between 0 and 1 (1 for two pixels "
+                                                       "of the same colour at the same place)."),
+        (_appearance_pair()[::-1], f"the order is swapped: the released theta_beta = {_TB:g} first, then {2 * _TB:g}."),
+        (_appearance_pair(lambda tb: math.exp(-NOISE_07_4**2 / tb**2)),
+         "the Gaussian divides by 2 theta_beta^2, not by theta_beta^2."),
+        (_appearance_pair(lambda tb: math.exp(-NOISE_07_4 / (2 * tb**2))),
+         f"the colour distance enters squared: ||I_i - I_j||^2 = {NOISE_07_4**2:g}."),
+        (_appearance_pair(lambda tb: math.exp(-NOISE_07_4**2 / (2 * tb))),
+         f"the bandwidth enters squared: 2 theta_beta^2 = {2 * _TB**2:g} at theta_beta = {_TB:g}."),
     ],
-    otherwise=lambda a: f"{a!r} is not one of the CRF's parameters (see deeplab_edu.crf.CRFParams).",
-    hint="the bilateral kernel has one bandwidth in space and one in colour.",
+    otherwise=lambda a: (f"({shown(a[0])}, {shown(a[1])}) is not it: exp(-d^2 / (2 theta_alpha^2) - c^2 / "
+                         f"(2 theta_beta^2)) with d = 1 pixel, theta_alpha = {_TA:g}, c = {NOISE_07_4:g}."),
+    more_wrong=((1.0, 1.0), (0.0, 0.0), (0.5, 1.0)),
+    hint=f"the position term is tiny (1 pixel against theta_alpha = {_TA:g}); doubling theta_beta divides the "
+         "colour term by four.",
 )
