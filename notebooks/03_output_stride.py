@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 03 · Output stride and dilated backbones
 #
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+#
 # A classification ResNet shrinks its input 32 times on the way to its last feature map: a
 # $513 \times 513$ image becomes $17 \times 17$ positions, each answering for a patch of about
 # $32 \times 32$ pixels. Segmentation needs an answer per pixel. DeepLab keeps the feature maps

@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 05 · ASPP: from DeepLab v2 to v3
 #
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+#
 # Objects appear at many scales: a car fills the frame in one photo and is a few pixels wide in
 # the next. A single atrous rate gives every output position one field of view. *Atrous Spatial
 # Pyramid Pooling* (ASPP) looks at the same feature map with several rates at once, in parallel,

@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 06 · Data: procedural scenes and real data sets
 #
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+#
 # The DeepLab papers train on PASCAL VOC 2012 (with the SBD "trainaug" annotations), Cityscapes
 # and others: gigabytes of images and hours of GPU time. This course also needs data that a laptop
 # can generate in milliseconds, offline, and that still shows the problems DeepLab solves. This

@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 07 · DeepLab v1/v2 and the dense CRF
 #
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+#
 # The first two DeepLab papers {cite:p}`chen2015deeplab,chen2018deeplabv2` combine two ideas.
 # A classification network made dense with atrous convolution gives *recognition*: it knows
 # roughly what is where, at output stride 8. A **fully connected conditional random field**

@@ -18,6 +18,8 @@
 # %% [markdown]
 # # 10 · Reproducing the papers' findings
 #
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+#
 # The DeepLab papers make claims you can check yourself: a smaller output stride helps (DeepLabv3
 # {cite:p}`chen2017deeplabv3`, Table 1); evaluating at output stride 8, and averaging several
 # input scales and the mirrored image, adds more (Table 6); image pooling and multi-grid each add

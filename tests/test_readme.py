@@ -27,6 +27,15 @@ def test_readme_puts_the_two_commands_first() -> None:
     assert "make lab" in first_code and "make test" in first_code
 
 
+def test_each_chapter_states_its_header_time_under_its_title() -> None:
+    """JupyterLab does not show the header's metadata: the first cell says it, from the same number."""
+    for nb in NOTEBOOKS:
+        notebook = jupytext.read(nb)
+        minutes = notebook.metadata["deeplab_edu"]["cpu_minutes"]
+        first = next(c for c in notebook.cells if c.cell_type == "markdown").source
+        assert f"*About {minutes:g} min on a 2-core laptop in the `cpu` profile" in first, nb.name
+
+
 def test_chapter_00_lists_every_chapter_with_its_header_time() -> None:
     from deeplab_edu.book import chapter_headers
 
