@@ -386,7 +386,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     src, out = Path(args.input), Path(args.out)
     if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        # hidden files are not photos: a temporary .x_mask.tmp<pid>.png of an interrupted call, macOS's ._x.jpg
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         if out.is_dir() and out.resolve() == src.resolve():  # not the masks and overlays of an earlier call
             files = [p for p in files if not p.name.endswith(("_mask.png", "_overlay.png"))]
         if not files:
