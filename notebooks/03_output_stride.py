@@ -213,7 +213,7 @@ print("DeepLabv3 Table 1 in full (paper, mIoU %): "
 fig = vos.plot_cost_vs_output_stride(cost_rows, paper_miou=vos.PAPER_TABLE1_MIOU)
 
 # %% tags=["remove-cell"]
-by_os = {r["output stride"]: r for r in cost_rows}
+by_os = {r["output stride"]: r for r in cost_rows}  # also in the cell of exercise 03.1 below, which the book shows
 assert by_os[32]["params (M)"] == by_os[16]["params (M)"] == by_os[8]["params (M)"]
 assert by_os[32]["GMACs"] < by_os[16]["GMACs"] < by_os[8]["GMACs"]
 assert all(r["feature map"] == vos.expected_feature_size(input_size, r["output stride"]) for r in cost_rows)
@@ -226,6 +226,7 @@ if input_size == 513 and device.type == "cpu":  # the reading below: the peak ba
 # against your prediction of section 1:
 
 # %%
+by_os = {r["output stride"]: r for r in cost_rows}  # the rows of the table above, by output stride
 params_gained_03_1 = round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6)
 print(measured_and_predicted(params_gained_03_1, prediction_03_1, fmt=",.0f"))
 

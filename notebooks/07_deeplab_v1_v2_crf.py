@@ -583,7 +583,7 @@ check("07.3", update_solution)
 # %% [markdown]
 # ### Exercise 07.4 (predict, then measure)
 # The procedural scenes have sensor noise: two neighbouring pixels of one object (1 pixel apart)
-# differ in colour, say by 8 units ($\|I_i - I_j\| = 8$, 0-255 RGB). With the released parameters
+# differ in colour, say by 10 units ($\|I_i - I_j\| = 10$, 0-255 RGB). With the released parameters
 # (`DEEPLAB_RELEASED`: $\theta_\alpha = 49$ px, $\theta_\beta = 5$), what is the appearance kernel
 # $\exp\big(-\frac{\|p_i - p_j\|^2}{2\theta_\alpha^2} - \frac{\|I_i - I_j\|^2}{2\theta_\beta^2}\big)$ between
 # them, and what is it with $\theta_\beta$ doubled to 10? Answer with the pair (at 5, at 10), check
@@ -595,12 +595,10 @@ prediction_07_4 = ...  # (kernel at theta_beta = 5, kernel at theta_beta = 10)
 check("07.4", prediction_07_4)
 
 # %%
-from dataclasses import replace
-
 from deeplab_edu.crf import kernel_maps
 
-two_pixels = torch.tensor([[[100, 100]], [[100, 100]], [[100, 108]]], dtype=torch.uint8)  # (3, 1, 2): 8 apart in blue
-measured_07_4 = [float(kernel_maps(two_pixels, (0, 0), replace(DEEPLAB_RELEASED, theta_beta=tb))["bilateral"][0, 1])
+two_pixels = torch.tensor([[[100, 100]], [[100, 100]], [[100, 110]]], dtype=torch.uint8)  # (3, 1, 2): 10 apart in blue
+measured_07_4 = [float(kernel_maps(two_pixels, (0, 0), DEEPLAB_RELEASED.replace(theta_beta=tb))["bilateral"][0, 1])
                  for tb in (DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta)]
 print("measured: " + ", ".join(f"theta_beta {tb:g}: {k:.3f}" for tb, k in
                                zip((DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta), measured_07_4)))
@@ -609,8 +607,8 @@ print("measured: " + ", ".join(f"theta_beta {tb:g}: {k:.3f}" for tb, k in
 # Solution: the position term is tiny, and doubling theta_beta divides the colour term by four. The
 # colour bandwidth theta_beta decides whether noisy pixels of one object support each other.
 ta, tb = DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta
-print(f"position term 1 / (2 * {ta:g}^2) = {1 / (2 * ta**2):.4f}; colour term 8^2 / (2 * {tb:g}^2) = "
-      f"{64 / (2 * tb**2):.2f}, and {64 / (2 * (2 * tb) ** 2):.2f} at theta_beta {2 * tb:g}: the neighbours' kernel "
+print(f"position term 1 / (2 * {ta:g}^2) = {1 / (2 * ta**2):.4f}; colour term 10^2 / (2 * {tb:g}^2) = "
+      f"{100 / (2 * tb**2):.2f}, and {100 / (2 * (2 * tb) ** 2):.2f} at theta_beta {2 * tb:g}: the neighbours' kernel "
       f"grows {measured_07_4[1] / measured_07_4[0]:.1f} times")
 check("07.4", measured_07_4)
 

@@ -148,5 +148,6 @@ value_exercise(
     otherwise=lambda a: (f"{shown(a)} is not the number of inputs: list the taps (0 or +r on each axis) of each "
                          "branch that land on the map, and count the positions in their union."),
     more_wrong=(1, 9, 12),
-    hint="from the corner, a 3x3 branch at rate r reads (0, 0), (0, r), (r, 0) and (r, r) when r < 33.",
+    hint="at the corner, which of each branch's taps at -r, 0 and +r (on each axis) land on the map? Count each "
+         "position once.",
 )

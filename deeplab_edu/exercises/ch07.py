@@ -98,7 +98,7 @@ function_exercise(
 
 #: 07.4: two neighbouring pixels (1 pixel apart) whose colours differ by sensor noise of this many
 #: 0-255 units (Euclidean distance in RGB).
-NOISE_07_4 = 8.0
+NOISE_07_4 = 10.0
 
 
 _TA, _TB = DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta
