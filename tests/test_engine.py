@@ -507,6 +507,28 @@ def test_ctrl_c_during_a_save_waits_until_last_pt_is_written(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.glob("ckpt_*.pt")) == [f"ckpt_0000000{i}.pt" for i in (2, 3, 4)]
 
 
+class _HangsAfterTwo(TinyScenes):
+    """Its third item never comes (a stalled network file system)."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i >= 2:
+            import time
+
+            time.sleep(120)
+        return super().__getitem__(i)
+
+
+def test_a_loader_worker_that_hangs_stops_training_naming_it(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.engine import workers
+
+    monkeypatch.setattr(workers, "LOADER_TIMEOUT_S", 3.0)
+    cfg = tiny_config(tmp_path / "run", num_workers=1, batch_size=2, iterations=4, ckpt_every=1, eval_every=4)
+    trainer = Trainer(cfg, model=TinyNet(3), train_set=_HangsAfterTwo(8), val_set=TinyScenes(2), num_classes=3)
+    with pytest.raises(RuntimeError, match=r"timed out after 3(\.0)? seconds: a data loader worker produced no batch "
+                                           r"in that time at iteration \d .*resume \(--resume\)"):
+        trainer.fit()
+
+
 class _RunsCode:
     """Pickled as a call of ``exec``: loading it without ``weights_only`` would run code."""
 

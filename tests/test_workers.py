@@ -72,6 +72,26 @@ def test_user_worker_init_runs_after_the_limits() -> None:
     assert make_loader(_ThreadCounts(), num_workers=0, device="cpu").pin_memory is False
 
 
+class _Hangs(Dataset):
+    """An item that never comes (a stalled network file system, a deadlocked transform)."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        time.sleep(60)
+        return torch.zeros(1)
+
+
+def test_a_worker_that_hangs_fails_the_loader_instead_of_blocking_it() -> None:
+    assert make_loader(_ThreadCounts(), num_workers=1).timeout == workers.LOADER_TIMEOUT_S
+    assert make_loader(_ThreadCounts(), num_workers=0).timeout == 0  # the main process: nothing to wait for
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="DataLoader timed out after 2 seconds"):
+        next(iter(make_loader(_Hangs(), num_workers=1, timeout=2)))
+    assert time.monotonic() - start < 30
+
+
 def _set_seed(worker_id: int) -> None:
     torch.manual_seed(worker_id)
 

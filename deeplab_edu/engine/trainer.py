@@ -588,6 +588,13 @@ class Trainer:
                     loss, imgs = self.step(batches)
                 except BadDataError as err:
                     raise self._after_data_error(err, unread) from None
+                except RuntimeError as err:
+                    if "DataLoader timed out" not in str(err):
+                        raise
+                    raise RuntimeError(f"{err}: a data loader worker produced no batch in that time at iteration "
+                                       f"{self.iteration + 1} (an item that hangs: a stalled network file system, a "
+                                       "transform that deadlocks); continue from the last checkpoint with resume "
+                                       "(--resume)") from None
                 self.iteration += 1
                 unread.append(loss)
                 window_imgs, window_steps = window_imgs + imgs, window_steps + 1

@@ -25,12 +25,17 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["MAX_DEFAULT_WORKERS", "available_cores", "default_num_workers", "resolve_num_workers",
+__all__ = ["MAX_DEFAULT_WORKERS", "LOADER_TIMEOUT_S", "available_cores", "default_num_workers", "resolve_num_workers",
            "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader", "original_message"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
 MAX_DEFAULT_WORKERS = 8
+
+#: Seconds the main process waits for a batch from a worker before the loader fails (DataLoader's
+#: ``timeout``), instead of waiting for ever on a worker that hangs (an item read from a stalled
+#: network file system, a deadlock in a user's transform). A batch takes seconds at most here.
+LOADER_TIMEOUT_S = 600.0
 
 _limiter: Any = None  # keeps the threadpoolctl limiter of this (worker) process alive
 
@@ -133,7 +138,8 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
             ``tensor.to(device, non_blocking=True)`` copies asynchronously.
         worker_init_fn: run in each worker after the thread limits.
         **kwargs: passed to :class:`~torch.utils.data.DataLoader` (``sampler``, ``drop_last``,
-            ``generator``, ``collate_fn``, ...).
+            ``generator``, ``collate_fn``, ...); with workers, ``timeout`` defaults to
+            :data:`LOADER_TIMEOUT_S` (a worker that hangs fails the loader with a ``RuntimeError``).
 
     Raises:
         ValueError: ``num_workers`` is negative.
@@ -143,6 +149,7 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
     kwargs.setdefault("pin_memory", dev is not None and dev.type == "cuda")
     if workers > 0:
         kwargs["worker_init_fn"] = WorkerInit(worker_init_fn)
+        kwargs.setdefault("timeout", LOADER_TIMEOUT_S)
     elif worker_init_fn is not None:
         raise ValueError("worker_init_fn needs num_workers > 0: with 0 workers nothing would call it")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kwargs)
