@@ -425,7 +425,17 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"note: {f.name} is {x.shape[2]} x {x.shape[1]} pixels; predicting it whole may take several GB of "
                   "memory and minutes on a CPU: --crop-size 1024 predicts it in overlapping windows with less",
                   file=sys.stderr)
-        pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
+        try:
+            pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
+        except RuntimeError as err:  # out of memory on one large photo, say: name it, go on with the others
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            message = (f"predicting {f} ({x.shape[2]} x {x.shape[1]} pixels) failed ({type(err).__name__}: {first}); "
+                       "--crop-size 1024 predicts a large image in windows with less memory")
+            if len(files) == 1:
+                raise RuntimeError(message) from None
+            failed.append(message)
+            print(f"skipped: {message}", file=sys.stderr)
+            continue
         mask_path, overlay_path = out / f"{names[f]}_mask.png", out / f"{names[f]}_overlay.png"
         # class indices in a palette PNG: np.asarray(Image.open(mask_path)) gives them, viewers show colours
         mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())
@@ -436,7 +446,7 @@ def _predict(args: argparse.Namespace) -> int:
             Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(tmp)
         print(f"{f} -> {mask_path}, {overlay_path}")
     if failed:
-        print(f"deeplab-edu predict: {len(failed)} of {len(files)} images could not be read:\n  "
+        print(f"deeplab-edu predict: {len(failed)} of {len(files)} images could not be read or predicted:\n  "
               + "\n  ".join(failed), file=sys.stderr)
         return 2
     return 0

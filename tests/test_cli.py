@@ -141,7 +141,7 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert Image.open(tmp_path / "pred2" / "a_png_mask.png").mode == "P"
     (images / "broken.png").write_bytes(b"not an image")  # skipped, named, and the exit status says so
     assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred3")]) == 2
-    assert "1 of 3 images could not be read" in capsys.readouterr().err
+    assert "1 of 3 images could not be read or predicted" in capsys.readouterr().err
     assert len(list((tmp_path / "pred3").glob("*_mask.png"))) == 2
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "missing.png")]) == 2
     assert "neither an image file nor a folder" in capsys.readouterr().err
@@ -161,6 +161,29 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
         assert main(["predict", "--checkpoint", ckpt, str(beside), "--out", str(beside)]) == 0
     assert sorted(p.name for p in beside.iterdir() if not p.name.startswith(".")) == ["a.png", "a_mask.png",
                                                                                       "a_overlay.png"]
+    # a photo that fails while being predicted (out of memory, say) is named, and the others are done
+    import deeplab_edu.inference as inference
+
+    real_predict = inference.predict
+
+    def out_of_memory_when_wide(model: torch.nn.Module, x: torch.Tensor, strategy: object) -> torch.Tensor:
+        if x.shape[-1] > 40:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB\nmore lines")
+        return real_predict(model, x, strategy)  # type: ignore[arg-type]
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(images / "a.png", mixed / "wide.png")  # 47 pixels wide
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(mixed / "small.png")
+    monkeypatch.setattr(inference, "predict", out_of_memory_when_wide)
+    assert main(["predict", "--checkpoint", ckpt, str(mixed), "--out", str(tmp_path / "pred6")]) == 2
+    err = capsys.readouterr().err
+    assert "predicting " in err and "wide.png (47 x 33 pixels) failed (RuntimeError: DefaultCPUAllocator" in err
+    assert "more lines" not in err and "1 of 2 images could not be read or predicted" in err
+    assert sorted(p.name for p in (tmp_path / "pred6").glob("*_mask.png")) == ["small_mask.png"]
+    assert main(["predict", "--checkpoint", ckpt, str(mixed / "wide.png"), "--out", str(tmp_path / "pred7")]) == 2
+    assert "wide.png (47 x 33 pixels) failed" in capsys.readouterr().err
+    monkeypatch.setattr(inference, "predict", real_predict)
     # arguments that cannot work are named, not run on silently or ended in a traceback
     for argv, message in ((["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(images / "a.png")],
                            "is a file; --out names the folder"),
