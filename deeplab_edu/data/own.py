@@ -178,8 +178,9 @@ class FolderDataset(SegmentationFolder):
         set) about a mask that looks like an object saved as 255, the ignore label."""
         image, mask = super().load(index)
         if not self._warned_ignored_objects and self.num_classes > 1:
-            ignored = float((mask == self.ignore_index).float().mean())
-            if ignored >= IGNORED_OBJECT_FRACTION and bool(((mask == 0) | (mask == self.ignore_index)).all()):
+            is_ignored = mask == self.ignore_index
+            ignored = float(is_ignored.float().mean())
+            if ignored >= IGNORED_OBJECT_FRACTION and bool(((mask == 0) | is_ignored).all()):
                 self._warned_ignored_objects = True
                 warnings.warn(
                     f"mask {self.pairs[index][1]} holds only 0 and {self.ignore_index}, and {self.ignore_index} (the "

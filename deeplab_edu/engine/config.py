@@ -345,8 +345,6 @@ def validate(cfg: TrainConfig) -> None:
         if os_ is None:
             continue
         strides = ", ".join(map(str, OUTPUT_STRIDES))
-        if os_ != 4 and os_ not in OUTPUT_STRIDES:
-            raise ConfigError(f"{name}={os_} is not an output stride; use {strides}")
         if os_ == 4 and cfg.backbone.startswith("resnet"):
             raise ConfigError(
                 f"{name}=4 with {cfg.backbone}: the ResNet stem (a stride-2 convolution and a stride-2 "
@@ -355,6 +353,8 @@ def validate(cfg: TrainConfig) -> None:
             )
         if os_ == 4:
             raise ConfigError(f"{name}=4 is not supported by {cfg.backbone}; use {strides}")
+        if os_ not in OUTPUT_STRIDES:
+            raise ConfigError(f"{name}={os_} is not an output stride; use {strides}")
     if cfg.model == "deeplabv1" and cfg.backbone != "vgg16":
         raise ConfigError(f"deeplabv1 (LargeFOV) is built on vgg16, not {cfg.backbone}; set backbone=vgg16 "
                           "and output_stride=eval_output_stride=8 (--backbone vgg16 --output-stride 8 "

@@ -106,12 +106,12 @@ _TA, _TB = DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta
 
 def _appearance(theta_beta: float, distance: float = 1.0, colour: float = NOISE_07_4) -> float:
     """The appearance (bilateral) kernel of v2 eq. 3 between two pixels, with the released theta_alpha."""
-    return math.exp(-distance**2 / (2 * DEEPLAB_RELEASED.theta_alpha**2) - colour**2 / (2 * theta_beta**2))
+    return math.exp(-distance**2 / (2 * _TA**2) - colour**2 / (2 * theta_beta**2))
 
 
 def _appearance_pair(kernel: Any = _appearance) -> tuple[float, float]:
     """07.4's answer: the kernel at the released theta_beta and at twice it."""
-    return kernel(DEEPLAB_RELEASED.theta_beta), kernel(2 * DEEPLAB_RELEASED.theta_beta)
+    return kernel(_TB), kernel(2 * _TB)
 
 
 value_exercise(

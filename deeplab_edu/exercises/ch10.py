@@ -121,18 +121,24 @@ function_exercise(
 
 
 @functools.lru_cache(maxsize=1)
-def _recorded_drops() -> tuple[tuple[str, tuple[float, ...]], ...]:
-    """Per class: its IoU with image pooling minus without, one value per seed (fractions; the findings
-    record, evaluated at output stride 8), read from the record once per process."""
+def _pooling_arms() -> tuple[np.ndarray, np.ndarray]:
+    """The per-scene matrices (seeds, scenes, C, C) of DeepLabv3 without and with image pooling,
+    evaluated at output stride 8, read from the findings record once per process."""
     recorded = load_findings()
     if recorded is None:
         raise FileNotFoundError("exercise 10.3 reads the findings record; run benchmarks/findings.py")
+    return tuple(np.asarray(recorded.matrices[f"{arm}|eval OS 8|all"], dtype=np.float64)  # type: ignore[return-value]
+                 for arm in ("v3, no image pooling", "v3"))
 
-    def class_seeds(arm: str) -> np.ndarray:  # classes x seeds
-        cms = recorded.matrices[f"{arm}|eval OS 8|all"]
+
+@functools.lru_cache(maxsize=1)
+def _recorded_drops() -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Per class: its IoU with image pooling minus without, one value per seed (fractions)."""
+    def class_seeds(cms: np.ndarray) -> np.ndarray:  # classes x seeds
         return np.array([seed_values(cms, functools.partial(class_iou, k=k)) for k in range(PROCEDURAL.num_classes)])
 
-    drops = class_seeds("v3") - class_seeds("v3, no image pooling")
+    without, with_pooling = _pooling_arms()
+    drops = class_seeds(with_pooling) - class_seeds(without)
     return tuple((name, tuple(row.tolist())) for name, row in zip(PROCEDURAL.class_names, drops))
 
 
@@ -145,11 +151,7 @@ def _losses_resolved() -> int:
 def _losses_by_bootstrap() -> int:
     """The count a learner gets with the paired bootstrap (seeds *and* scenes resampled) instead of the
     interval over seeds: 500 replicates per class, enough for a count (2000 gave the same)."""
-    recorded = load_findings()
-    if recorded is None:
-        raise FileNotFoundError("exercise 10.3 reads the findings record; run benchmarks/findings.py")
-    base = np.asarray(recorded.matrices["v3, no image pooling|eval OS 8|all"], dtype=np.float64)
-    variant = np.asarray(recorded.matrices["v3|eval OS 8|all"], dtype=np.float64)
+    base, variant = _pooling_arms()
     return sum(bootstrap_difference(base, variant, functools.partial(class_iou, k=k), n_boot=500)[1] > 0
                for k in range(PROCEDURAL.num_classes))
 
