@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
-# One GPU session for issue 11, prepared on a machine without a GPU. It ran once, whole, on one H200
+# One GPU session for issue 11, prepared on a machine without a GPU. Stages 1-4 ran on one H200
 # (2026-11-30, commit 3cb8773: 5.5 minutes; benchmarks/README.md, "On one GPU"). Run it from the
-# repository root on a CUDA machine (the timeouts add up to 19.8 minutes), all at once or one stage
-# per call (a device call may last 10 minutes):
+# repository root on a CUDA machine, one call per line below: each call's timeouts fit a 10-minute
+# device call (stages 1 and 2: 450 s; 3 and 4: 540 s; 6: 200 s; 5: 420 s); stages run in the order given.
 #
-#     bash benchmarks/gpu_session.sh            # stages 1-4 (their records exist since 2026-11-30)
-#     bash benchmarks/gpu_session.sh 1 2        # only the model benchmark and the pipeline
-#     bash benchmarks/gpu_session.sh 6 5        # the next step: GIL or CPU load, then CUDA graphs
+#     bash benchmarks/gpu_session.sh 1 2        # the model benchmark, the pipeline, the optimiser step
+#     bash benchmarks/gpu_session.sh 3 4        # torch.compile, a short gpu-profile training run
+#     bash benchmarks/gpu_session.sh 6          # the next step: GIL or CPU load ...
+#     bash benchmarks/gpu_session.sh 5          # ... then CUDA graphs
 #
 # Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
-# hardware). Afterwards: commit benchmarks/results/*_cuda.json, show them in benchmarks/README.md
-# (python -c "from deeplab_edu.engine.bench import format_results; ...") and in chapter 11.
+# hardware); a step that fails or times out is reported and the next one runs. Records and a log of
+# the whole call go to $OUT when it is set (a lent device machine sends back what is written there),
+# else to benchmarks/results. Afterwards: copy the records into benchmarks/results, commit them, show
+# them in benchmarks/README.md (python -c "from deeplab_edu.engine.bench import format_results; ...")
+# and in chapter 11.
 #
 # On a GPU machine without this repository's .venv and without a package registry (e.g. one whose
 # python3 already holds PyTorch, torchvision, timm and huggingface_hub) the script uses python3,
 # installs the wheels in .whl/ that benchmarks/gpu_wheels.sh fetched beforehand on an online machine
-# (segmentation_models_pytorch), and imports deeplab_edu from this checkout:
+# (segmentation_models_pytorch), and imports deeplab_edu from this checkout (.whl/ is git-ignored:
+# a device call must carry it):
 #     bash benchmarks/gpu_wheels.sh          # online, in the checkout you will copy
-#     bash benchmarks/gpu_session.sh         # on the GPU machine, with .whl/ copied along
+#     bash benchmarks/gpu_session.sh 1 2     # on the GPU machine, with .whl/ copied along
 # A copy of the checkout made for another machine may have no .git, or an older one than its files
-# (a lent H200's copy had the .git of the session's start): always name the commit, from a clean tree, as
-#     DEEPLAB_EDU_CODE_COMMIT=<git rev-parse HEAD here> bash benchmarks/gpu_session.sh
+# (a lent H200's copy had the .git of the session's start): name the commit, from a clean tree, as
+#     DEEPLAB_EDU_CODE_COMMIT=<git rev-parse HEAD here> bash benchmarks/gpu_session.sh 6
+# Unset, the script takes git's HEAD only when git sees no change, untracked files included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PY:-}" ]; then
@@ -31,50 +37,66 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -c "import deeplab_edu, segmentation_models_pytorch" \
-    || { echo "deeplab_edu or segmentation_models_pytorch does not import with $PY: see the comment above"; exit 1; }
+"$PY" -c "import deeplab_edu, segmentation_models_pytorch, scipy, threadpoolctl" \
+    || { echo "deeplab_edu, segmentation_models_pytorch, scipy or threadpoolctl does not import with $PY: see the" \
+              "comment above (without scipy every interval would be missing; without threadpoolctl every loader" \
+              "worker fails)"; exit 1; }
 if [ -z "${DEEPLAB_EDU_CODE_COMMIT:-}" ]; then
-    echo "warning: DEEPLAB_EDU_CODE_COMMIT is unset: the records name what git says here, which on a copy may be" \
-         "no commit or an older one"
+    if head=$(git rev-parse HEAD 2>/dev/null) && [ -z "$(git status --porcelain 2>/dev/null)" ]; then
+        export DEEPLAB_EDU_CODE_COMMIT=$head
+    else
+        echo "DEEPLAB_EDU_CODE_COMMIT is unset and git here names no clean commit (no .git, or changed files): the" \
+             "records could not say which code they measured; set it (see the comment at the top)"
+        exit 1
+    fi
 fi
-OUT=benchmarks/results
-mkdir -p "$OUT"
+RES=${OUT:-benchmarks/results}
+mkdir -p "$RES"
+STAGES=${*:-1 2}
+LOG="$RES/gpu_session_$(echo "$STAGES" | tr ' ' '_').log"
+exec > >(tee -a "$LOG") 2>&1  # the whole call, also what a step printed before it was stopped
+echo "gpu_session.sh stages $STAGES, commit $DEEPLAB_EDU_CODE_COMMIT, records to $RES, $(date -u +%FT%TZ)"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: run this on a GPU machine')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-STAGES=${*:-1 2 3 4}
-run() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-# 1. Ours vs torchvision (DeepLabv3-ResNet-50, OS 8) and vs segmentation_models_pytorch (DeepLabv3+-ResNet-50,
-#    OS 16): 512 px, batch 16, fp32 / channels_last / bf16 + channels_last, 10 interleaved rounds.
-run 1 && timeout 240 "$PY" -m deeplab_edu bench --device cuda --size 512 --batch 16 --repeats 10 --out "$OUT/bench_cuda.json"
+stage() {  # stage N SECONDS WHAT COMMAND...: bounded; a failure or time-out is reported, not fatal
+    local n=$1 limit=$2 what=$3
+    shift 3
+    echo "== stage $n: $what (at most $limit s)"
+    timeout "$limit" "$@" || echo "stage $n ($what) failed or timed out (exit $?): not measured"
+}
 
-# 2. The pipeline: gpu preset (DeepLabv3+-ResNet-50, 256 px, batch 16, bf16, channels_last) through the
-#    engine's loader vs the step alone on a synthetic batch; target ratio >= 0.9.
-run 2 && timeout 150 "$PY" -m deeplab_edu bench --mode pipeline --preset gpu --device cuda --iterations 60 --repeats 3 \
-    --out "$OUT/pipeline_cuda.json"
+for n in $STAGES; do
+    case $n in
+    1)  # Ours vs torchvision (DeepLabv3-ResNet-50, OS 8) and vs segmentation_models_pytorch (DeepLabv3+-ResNet-50,
+        # OS 16): 512 px, batch 16, fp32 / channels_last / bf16 + channels_last, 10 interleaved rounds.
+        stage 1 240 "ours vs torchvision and smp" "$PY" -m deeplab_edu bench --device cuda --size 512 --batch 16 \
+            --repeats 10 --out "$RES/bench_cuda.json" ;;
+    2)  # The pipeline: gpu preset (DeepLabv3+-ResNet-50, 256 px, batch 16, bf16, channels_last) through the
+        # engine's loader vs the step alone on a synthetic batch; target ratio >= 0.9. Then the optimiser step
+        # alone, fused kernels vs foreach (seconds).
+        stage 2 150 "pipeline" "$PY" -m deeplab_edu bench --mode pipeline --preset gpu --device cuda --iterations 60 \
+            --repeats 3 --out "$RES/pipeline_cuda.json"
+        stage 2 60 "optimiser step" "$PY" benchmarks/optimizer_step.py --device cuda --out "$RES/optimizer_cuda.json" ;;
+    3)  # torch.compile on the GPU (eager vs inductor; time and largest logit difference) at the gpu preset's size.
+        stage 3 240 "torch.compile" "$PY" -m deeplab_edu bench --mode compile --device cuda --backbone resnet50 \
+            --size 256 --batch 16 --repeats 10 --out "$RES/compile_cuda.json" ;;
+    4)  # A short gpu-profile training run with its curve (the full preset is 6000 iterations; 1000 fit here),
+        # in a fresh folder each call (train refuses one that holds checkpoints; checkpoints stay off $OUT).
+        stage 4 300 "gpu-profile training" "$PY" -m deeplab_edu train --preset gpu --iterations 1000 --eval-every 250 \
+            --ckpt-every 500 --out-dir "runs/gpu_issue11_$(date +%s)" --no-progress --record "$RES/train_gpu_preset.json" ;;
+    5)  # Issue 11's next step: at the gpu preset the step is bound by the CPU thread launching its kernels
+        # (results/pipeline_diagnosis_cuda.json). Does torch.compile with CUDA graphs (mode reduce-overhead)
+        # lift the step and bring the loader-fed step to >= 0.9 of it? (the first compile takes minutes)
+        stage 5 420 "CUDA graphs" "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 \
+            --compile-mode reduce-overhead --out "$RES/pipeline_diagnosis_cuda_graphs.json" ;;
+    6)  # The two explanations the first diagnosis left open, apart (eager, with the profile): the step on a
+        # synthetic batch while another process loads the CPU as the loader does (step+load, against the
+        # in-process step+busy), and the loader without pinned memory, so without its pin-memory thread (unpinned).
+        stage 6 200 "seven feeds" "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --profile \
+            --out "$RES/pipeline_diagnosis_cuda_feeds.json" ;;
+    *)  echo "no stage $n (stages are 1-6)" ;;
+    esac
+done
 
-#    And the optimiser step alone, fused kernels vs foreach (seconds).
-run 2 && { timeout 60 "$PY" benchmarks/optimizer_step.py --device cuda --out "$OUT/optimizer_cuda.json" \
-    || echo "optimizer benchmark failed or timed out: recorded as not measured"; }
-
-# 3. torch.compile on the GPU (eager vs inductor; time and largest logit difference) at the gpu preset's size.
-run 3 && { timeout 240 "$PY" -m deeplab_edu bench --mode compile --device cuda --backbone resnet50 --size 256 --batch 16 --repeats 10 \
-    --out "$OUT/compile_cuda.json" || echo "compile benchmark failed or timed out: recorded as not measured"; }
-
-# 4. A short gpu-profile training run with its curve (the full preset is 6000 iterations; 1000 fit here).
-run 4 && timeout 300 "$PY" -m deeplab_edu train --preset gpu --iterations 1000 --eval-every 250 --ckpt-every 500 \
-    --out-dir runs/gpu_issue11 --no-progress --record "$OUT/train_gpu_preset.json"
-
-# 5. Issue 11's next step: at the gpu preset the step is bound by the CPU thread launching its kernels
-#    (results/pipeline_diagnosis_cuda.json). Does torch.compile with CUDA graphs (mode reduce-overhead)
-#    lift the step and bring the loader-fed step to >= 0.9 of it? (the first compile takes minutes)
-run 5 && { timeout 420 "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --compile-mode reduce-overhead \
-    --out "$OUT/pipeline_diagnosis_cuda_graphs.json" || echo "the CUDA-graphs diagnosis failed or timed out: not measured"; }
-
-# 6. The two explanations the first diagnosis left open, apart (eager, with the profile): the step on a
-#    synthetic batch while another process loads the CPU as the loader does (step+load, against the
-#    in-process step+busy), and the loader without pinned memory, so without its pin-memory thread (unpinned).
-run 6 && { timeout 200 "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --profile \
-    --out "$OUT/pipeline_diagnosis_cuda_feeds.json" || echo "the diagnosis with seven feeds failed or timed out: not measured"; }
-
-echo "done (stages $STAGES):"; ls -l "$OUT"/*_cuda.json "$OUT"/train_gpu_preset.json 2>/dev/null || true
+echo "done (stages $STAGES):"; ls -l "$RES"/*_cuda*.json "$RES"/train_gpu_preset.json 2>/dev/null || true

@@ -231,6 +231,8 @@ def main() -> None:
             r = window(trainer, pf, args.iterations)
             pf.close()
         results.setdefault(mode, []).append(r)
+        # each window as it ends: a run stopped by its time limit still leaves what it measured in the log
+        print(f"{mode}: {trainer.cfg.batch_size / r['step_s']:.1f} images/s  {r}", flush=True)
     batch = trainer.cfg.batch_size
     summary: dict[str, Any] = {}
     for mode, rows in results.items():

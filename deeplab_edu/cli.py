@@ -404,47 +404,48 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} is a file; --out names the folder the masks and overlays are written to")
     out.mkdir(parents=True, exist_ok=True)
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
-    with at_output_stride(model, strategy.output_stride):  # a stride the model cannot run at fails here
-        pass
     stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
     names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
     flat_palette = [c for rgb in palette for c in rgb]
     failed: list[str] = []
     warned_large = False
-    for f in files:
-        try:
-            x = load_image(f)  # (3, H, W) in [0, 1]; BadDataError (a ValueError) names the file
-        except (ValueError, OSError) as err:
-            if len(files) == 1:
-                raise
-            failed.append(str(err))  # one unreadable file does not stop a folder
-            print(f"skipped: {err}", file=sys.stderr)
-            continue
-        if strategy.crop_size is None and x.shape[1] * x.shape[2] > LARGE_IMAGE_PIXELS and not warned_large:
-            warned_large = True  # once per call: a camera's photos are all alike
-            print(f"note: {f.name} is {x.shape[2]} x {x.shape[1]} pixels; predicting it whole may take several GB of "
-                  "memory and minutes on a CPU: --crop-size 1024 predicts it in overlapping windows with less",
-                  file=sys.stderr)
-        try:
-            pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
-        except RuntimeError as err:  # out of memory on one large photo, say: name it, go on with the others
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            message = (f"predicting {f} ({x.shape[2]} x {x.shape[1]} pixels) failed ({type(err).__name__}: {first}); "
-                       "--crop-size 1024 predicts a large image in windows with less memory")
-            if len(files) == 1:
-                raise RuntimeError(message) from None
-            failed.append(message)
-            print(f"skipped: {message}", file=sys.stderr)
-            continue
-        mask_path, overlay_path = out / f"{names[f]}_mask.png", out / f"{names[f]}_overlay.png"
-        # class indices in a palette PNG: np.asarray(Image.open(mask_path)) gives them, viewers show colours
-        mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())
-        mask.putpalette(flat_palette)
-        with atomic_path(mask_path) as tmp:  # an interrupted call leaves no truncated PNG under the name
-            mask.save(tmp)
-        with atomic_path(overlay_path) as tmp:
-            Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(tmp)
-        print(f"{f} -> {mask_path}, {overlay_path}")
+    # one switch for the folder (a stride the model cannot run at fails here, before any file is read)
+    with at_output_stride(model, strategy.output_stride):
+        for f in files:
+            try:
+                x = load_image(f)  # (3, H, W) in [0, 1]; BadDataError (a ValueError) names the file
+            except (ValueError, OSError) as err:
+                if len(files) == 1:
+                    raise
+                failed.append(str(err))  # one unreadable file does not stop a folder
+                print(f"skipped: {err}", file=sys.stderr)
+                continue
+            if strategy.crop_size is None and x.shape[1] * x.shape[2] > LARGE_IMAGE_PIXELS and not warned_large:
+                warned_large = True  # once per call: a camera's photos are all alike
+                print(f"note: {f.name} is {x.shape[2]} x {x.shape[1]} pixels; predicting it whole may take several GB "
+                      "of memory and minutes on a CPU: --crop-size 1024 predicts it in overlapping windows with less",
+                      file=sys.stderr)
+            try:
+                pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
+            except RuntimeError as err:  # out of memory on one large photo, say: name it, go on with the others
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                message = (f"predicting {f} ({x.shape[2]} x {x.shape[1]} pixels) failed "
+                           f"({type(err).__name__}: {first}); --crop-size 1024 predicts a large image in windows "
+                           "with less memory")
+                if len(files) == 1:
+                    raise RuntimeError(message) from None
+                failed.append(message)
+                print(f"skipped: {message}", file=sys.stderr)
+                continue
+            mask_path, overlay_path = out / f"{names[f]}_mask.png", out / f"{names[f]}_overlay.png"
+            # class indices in a palette PNG: np.asarray(Image.open(mask_path)) gives them, viewers show colours
+            mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())
+            mask.putpalette(flat_palette)
+            with atomic_path(mask_path) as tmp:  # an interrupted call leaves no truncated PNG under the name
+                mask.save(tmp)
+            with atomic_path(overlay_path) as tmp:
+                Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(tmp)
+            print(f"{f} -> {mask_path}, {overlay_path}")
     if failed:
         print(f"deeplab-edu predict: {len(failed)} of {len(files)} images could not be read or predicted:\n  "
               + "\n  ".join(failed), file=sys.stderr)

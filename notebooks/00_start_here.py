@@ -36,8 +36,8 @@
 # `deeplab_edu.records.environment` (the environment report),
 # `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training` (`course_runs`, `camvid_run`; for
 # teachers: each chapter's time, and the training runs `make course-runs` makes before class),
-# `deeplab_edu.exercises.check` (the exercise checker), `deeplab_edu.models.summary.markdown_table`
-# (a table as Markdown text).
+# `deeplab_edu.exercises` (`check`, the exercise checker, and `measured_and_predicted`),
+# `deeplab_edu.models.summary.markdown_table` (a table as Markdown text).
 
 # %% [markdown]
 # ## What you will learn, and in what order
@@ -180,16 +180,32 @@ check("00.1", answer_00_1)
 check("00.1", 2**3)
 
 # %% [markdown]
-# ### Exercise 00.2
-# Which profile does CI use to run the notebooks?
+# ### Exercise 00.2 (predict, then measure)
+# Suppose you start JupyterLab on this machine without setting `DEEPLAB_EDU_PROFILE`. How many
+# iterations would the `config.choose(smoke=3, cpu=300, gpu=30_000)` cell above ask for? Predict
+# from the rule in "Profiles", then run the cell after this one, which measures it.
 
 # %%
-answer_00_2 = ...
-check("00.2", answer_00_2)
+prediction_00_2 = ...  # your prediction here
+check("00.2", prediction_00_2)
+
+# %% [markdown]
+# **Exercise 00.2, measured.** The same call with the variable set to `auto` (the same as unset),
+# for this one call:
+
+# %%
+import os
+from unittest import mock
+
+from deeplab_edu.exercises import measured_and_predicted
+
+with mock.patch.dict(os.environ, {config.ENV_VAR: "auto"}):
+    iterations_00_2 = config.choose(smoke=3, cpu=300, gpu=30_000)
+print(measured_and_predicted(iterations_00_2, prediction_00_2, fmt=",.0f"))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution
-check("00.2", "smoke")
+# Solution: unset, the profile is gpu where PyTorch sees a CUDA device, else cpu; smoke is only chosen explicitly.
+check("00.2", iterations_00_2)
 
 # %% [markdown]
 # ### Exercise 00.3 (write a function)
@@ -219,6 +235,6 @@ print("513 at output stride 16 ->", feature_size(513, 16))
 check("00.3", feature_size)
 
 # %% tags=["remove-cell"]
-assert check("00.1", 8) and check("00.2", "smoke") and check("00.3", feature_size)
+assert check("00.1", 8) and check("00.2", iterations_00_2) and not check("00.2", 3) and check("00.3", feature_size)
 assert feature_size(513, 16) == 33 and feature_size(513, 8) == 65
 assert not check("00.1", 3) and not check("00.3", lambda n, s: n // s)

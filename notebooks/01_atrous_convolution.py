@@ -45,7 +45,8 @@
 # ## Eq. (1): a filter with holes
 #
 # For a one-dimensional signal $x$ and a filter $w$ with $K$ taps, atrous convolution at rate $r$
-# is eq. (1) of DeepLabv3 {cite:p}`chen2017deeplabv3`:
+# is eq. (1) of DeepLabv3 {cite:p}`chen2017deeplabv3` (DeepLab v2 {cite:p}`chen2018deeplabv2`, sec. 3.1,
+# writes the same sum):
 #
 # $$
 # y[i] = \sum_{k=0}^{K-1} x[i + r\,k]\; w[k].
@@ -55,7 +56,7 @@
 # library. With $r > 1$ the taps are read $r$ samples apart: the filter "sees" a window of
 # $K + (K-1)(r-1)$ samples but still has only $K$ weights. The name comes from the *algorithme à
 # trous* ("with holes") of wavelet analysis {cite:p}`holschneider1989wavelet`; DeepLab
-# {cite:p}`chen2015deeplab,chen2018deeplabv2` and, independently, the "dilated convolutions" of
+# {cite:p}`chen2015deeplab,chen2018deeplabv2` and the "dilated convolutions" of
 # {cite:t}`yu2016dilated` brought it to dense prediction. PyTorch calls $r$ the `dilation`.
 #
 # With a stride $s$ and $p$ zeros of padding at both ends, output $i$ reads
@@ -223,8 +224,9 @@ assert len(edges[-1].step_columns) == 24
 # %% [markdown]
 # ## The upsampled filter
 #
-# DeepLab v2 {cite:p}`chen2018deeplabv2` describes the same operation differently: *upsample*
-# the filter by inserting $r - 1$ zeros between consecutive taps, then convolve normally. The
+# Both papers also describe the same operation another way (DeepLab v2 {cite:p}`chen2018deeplabv2`
+# and DeepLabv3, sec. 3.1 of each): *upsample* the filter by inserting $r - 1$ zeros between
+# consecutive taps, then convolve normally. The
 # result is identical, which `dilate_kernel` lets us check. (Libraries do not actually build the
 # big filter: that would waste multiplications on zeros.)
 
@@ -304,7 +306,8 @@ assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) 
 # ## Exercises
 #
 # ### Exercise 01.1
-# DeepLabv3's ASPP has a 3x3 branch at rate 6. How many pixels wide is its effective kernel?
+# DeepLabv3's ASPP has a 3x3 branch at rate 6. How many positions of the feature map it
+# convolves (not of the input image) is its effective kernel wide?
 
 # %%
 from deeplab_edu.exercises import check

@@ -49,7 +49,8 @@
 # `output_stride`, `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`,
 # `complexity_table`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`, `markdown_table`),
 # `deeplab_edu.complexity.measure`, `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`),
-# `deeplab_edu.models.interop` (`from_torchvision`, `torchvision_pretrained`),
+# `deeplab_edu.models.interop` (`from_torchvision`, `cached_torchvision_pretrained`),
+# `deeplab_edu.data.classes.VOC`, `deeplab_edu.viz.images` (`colorize`, `overlay`),
 # `deeplab_edu.viz.images.sample_photo` with `deeplab_edu.data.transforms.normalize`; for training,
 # `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`, `loss_decreased`,
 # `learnability_table`), the engine (`deeplab_edu.engine.runs.train_or_load` behind
@@ -269,6 +270,36 @@ print(f"largest difference between torchvision's and our output: {difference:.2e
 
 # %% tags=["remove-cell"]
 assert difference < 1e-4
+
+# %% [markdown]
+# The trained model shows what this architecture does once it has learned: torchvision's weights
+# (trained on COCO images labelled with VOC's 21 classes) label the same photo, and the weights'
+# metadata says how well they score. `cached_torchvision_pretrained` loads them only when
+# torchvision's download is already on this machine, so the cell never reaches for the network;
+# run `torchvision_pretrained("mobilenet_v3_large")` once while online to see it.
+
+# %%
+from deeplab_edu.data.classes import VOC
+from deeplab_edu.models.interop import cached_torchvision_pretrained, torchvision_pretrained_weights
+from deeplab_edu.viz.images import colorize, overlay
+
+tv_weights = torchvision_pretrained_weights("mobilenet_v3_large")
+for data, scores in tv_weights.meta["_metrics"].items():  # torchvision's record of its own evaluation
+    print(f"torchvision's figures on {data}: mIoU {scores['miou']} %, pixel accuracy {scores['pixel_acc']} %")
+trained = cached_torchvision_pretrained("mobilenet_v3_large")
+if trained is None:
+    print(f"the weights are not on this machine ({tv_weights.url}): the prediction is skipped")
+else:
+    photo = sample_photo()  # at its own size: torchvision evaluates these weights with the short side at 520
+    with torch.no_grad():
+        labels = trained.eval()(normalize(photo)[None])["out"].argmax(1)[0]
+    shares = {VOC.class_names[int(k)]: float((labels == k).float().mean()) for k in labels.unique()}
+    print(", ".join(f"{name}: {share:.0%} of the pixels" for name, share in sorted(shares.items(), key=lambda t: -t[1])))
+    plt.figure(figsize=(4, 4))
+    plt.imshow(overlay(photo, colorize(labels, VOC.palette)))
+    plt.title("torchvision's trained DeepLabv3 (MobileNetV3)")
+    plt.axis("off")
+    plt.show()
 
 # %% [markdown]
 # ## 5. The training recipe, sized for a laptop

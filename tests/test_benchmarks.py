@@ -186,8 +186,34 @@ def test_gpu_session_script_uses_existing_flags() -> None:
     commands = re.findall(r'"\$PY" -m deeplab_edu ([^;|}\n]+)', joined)
     assert len(commands) == 4
     for command in commands:
-        argv = [a.replace('"$OUT', "benchmarks/results").strip('"') for a in shlex.split(command.split(" || ")[0])]
+        argv = [a.replace('"$RES', "benchmarks/results").strip('"') for a in shlex.split(command.split(" || ")[0])]
         build_parser().parse_args(argv)  # SystemExit on an unknown flag
+
+
+def test_gpu_session_script_runs_stages_in_order_past_failures_and_writes_under_out(tmp_path: Path) -> None:
+    """The script's own logic, with a stand-in for Python that logs its arguments (and fails for the
+    optimiser benchmark): stages in the order given, a failed step reported and the next one run, the
+    records and the log under $OUT (what a lent device machine sends back)."""
+    import os
+    import stat
+    import subprocess
+
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "fakepy"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase "$*" in *optimizer_step*) exit 3 ;; esac\nexit 0\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_session.sh"
+    env = {**os.environ, "PY": str(fake), "OUT": str(out), "DEEPLAB_EDU_CODE_COMMIT": "abc1234"}
+    proc = subprocess.run(["bash", str(script), "6", "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = [line for line in calls.read_text().splitlines() if "diagnosis" in line or "bench" in line
+             or "optimizer" in line]
+    assert "pipeline_diagnosis.py" in steps[0] and "--profile" in steps[0]  # stage 6 first, as asked
+    assert "--mode pipeline" in steps[1] and "optimizer_step.py" in steps[2]
+    assert all(f"--out {out}/" in step for step in steps)
+    log = (out / "gpu_session_6_2.log").read_text()
+    assert "stage 2 (optimiser step) failed or timed out (exit 3)" in log and "commit abc1234" in log
 
 
 def _benchmark_script(name: str) -> Any:

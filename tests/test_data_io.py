@@ -247,3 +247,26 @@ def test_missing_files_are_listed(tmp_path):
     files = [tmp_path / "here.png"] + [tmp_path / f"gone{i}.png" for i in range(7)]
     with pytest.raises(DatasetNotFoundError, match=r"7 of 8 files are missing(.|\n)*gone0.png(.|\n)*and 2 more(.|\n)*get it"):
         check_files_exist(files, what="toy", hint="how to get it")
+
+
+def test_rgb_mask_of_grey_class_colours_is_read_by_colour(tmp_path):
+    # CamVid's sky is (128, 128, 128): a colour mask of sky alone has equal channels, but 128 is no class index
+    Image.fromarray(np.full((4, 5, 3), 128, np.uint8)).save(tmp_path / "sky.png")
+    assert load_mask(tmp_path / "sky.png", 11, palette=CAMVID.palette).unique().tolist() == [0]
+    # VOC's car (class 7) is (128, 128, 128) and its background (0, 0, 0): both readings of 0 agree
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[1:3, 1:4] = 128
+    Image.fromarray(rgb).save(tmp_path / "car.png")
+    assert load_mask(tmp_path / "car.png", 21, palette=VOC.palette).unique().tolist() == [0, 7]
+
+
+def test_rgb_mask_of_greys_read_both_ways_differently_is_refused(tmp_path):
+    # class 0 "road" is (128, 64, 128), class 2 "background" is black: an all-black RGB mask is index 0 (road)
+    # or colour (0, 0, 0) (background); nothing in the file says which
+    palette = [(128, 64, 128), (0, 0, 255), (0, 0, 0)]
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "black.png")
+    with pytest.raises(BadDataError, match=r"black\.png is an RGB image whose colours are all grey \(\(0, 0, 0\)\)"):
+        load_mask(tmp_path / "black.png", 3, palette=palette)
+    # a grey index mask whose greys are no class colours is still read by index
+    Image.fromarray(np.full((4, 5, 3), 1, np.uint8)).save(tmp_path / "one.png")
+    assert load_mask(tmp_path / "one.png", 3, palette=palette).unique().tolist() == [1]

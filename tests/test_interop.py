@@ -109,3 +109,22 @@ def test_load_torchvision_state_dict_reads_the_backbone_from_the_model() -> None
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(ours(x)["out"], tv(x)["out"])
+
+
+def test_cached_torchvision_pretrained_needs_no_network(offline_torch_hub) -> None:
+    from deeplab_edu.models.interop import cached_torchvision_pretrained, torchvision_pretrained_weights
+    from deeplab_edu.models.pretrained import torchvision_cache_path
+
+    assert cached_torchvision_pretrained("mobilenet_v3_large") is None  # nothing downloaded: None, no attempt
+    torch.manual_seed(0)
+    tv = tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21, aux_loss=True).eval()
+    path = torchvision_cache_path(torchvision_pretrained_weights("mobilenet_v3_large"))
+    path.parent.mkdir(parents=True)
+    torch.save(tv.state_dict(), path)  # what torchvision's download leaves in $TORCH_HOME/hub/checkpoints
+    ours = cached_torchvision_pretrained("mobilenet_v3_large")
+    assert ours is not None
+    x = torch.rand(1, 3, 49, 49)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x)["out"], tv(x)["out"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="torchvision has DeepLabv3"):
+        cached_torchvision_pretrained("vgg16")

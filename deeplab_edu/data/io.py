@@ -18,8 +18,10 @@ mask in palette ("P") mode              the indices are the labels *if* its pale
                                         with the data set's colours (VOC's PNGs); colours
                                         converted to indices if every colour is a class
                                         colour; otherwise an error
-mask stored as RGB                      equal channels: taken as indices; class colours
-                                        only: converted; anything else: an error
+mask stored as RGB                      equal channels: taken as indices (or as class
+                                        colours when they are those and not indices; both
+                                        and different: an error); class colours only:
+                                        converted; anything else: an error
 label value neither a class nor 255     :class:`BadDataError` listing the values
 image and mask of different sizes       :class:`BadDataError` naming both files (and the
                                         image's EXIF orientation when it has one)
@@ -153,12 +155,19 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def _colour_table(palette: Sequence[Sequence[int]]) -> dict[tuple[int, ...], int]:
+    """Each class colour (r, g, b) -> its class index (the first class, where two share a colour)."""
+    table: dict[tuple[int, ...], int] = {}
+    for i, c in enumerate(palette):
+        table.setdefault(tuple(int(v) for v in c), i)
+    return table
+
+
 def _colours_to_index(
     rgb: np.ndarray, palette: Sequence[Sequence[int]], extra: dict, path: Path, kind: str = "RGB"
 ) -> np.ndarray:
     """Map an (H, W, 3) colour-coded mask to indices; every colour must be a class colour."""
-    table = {tuple(int(v) for v in c): i for i, c in enumerate(palette)}
-    table.update(extra)
+    table = {**_colour_table(palette), **extra}
     flat = rgb.reshape(-1, 3).astype(np.int64)
     codes = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
     uniq, inv = np.unique(codes, return_inverse=True)
@@ -186,7 +195,7 @@ def _refuse_contradicting_palette(pal: np.ndarray, used: np.ndarray, palette: Se
                                   path: Path) -> None:
     """Raise :class:`BadDataError` when a used index's palette colour is *another* class's colour: read by
     index and read by colour, those pixels would be different classes."""
-    table = {tuple(int(v) for v in c): k for k, c in enumerate(palette)}
+    table = _colour_table(palette)
     for i in used.tolist():
         k = table.get(tuple(int(v) for v in pal[i])) if i < len(pal) else None
         if k is not None and k != i:
@@ -195,6 +204,28 @@ def _refuse_contradicting_palette(pal: np.ndarray, used: np.ndarray, palette: Se
                 "colours are not all class colours: read by index and read by colour its pixels are different "
                 "classes. Save it with one class index per pixel (a grayscale PNG, or a palette PNG whose colours "
                 "are the data set's class colours at their indices).")
+
+
+def _grey_indices_or_colours(grey: np.ndarray, palette: Sequence[Sequence[int]], aliases: dict,
+                             lut: np.ndarray | None, num_classes: int, path: Path) -> np.ndarray:
+    """Read an RGB mask whose three channels are equal: by index, or by colour when its greys are class
+    colours and not class indices; raise :class:`BadDataError` when both readings are valid and differ."""
+    values = np.unique(grey)
+    try:
+        by_colour = _colours_to_index(np.repeat(values[None, :, None], 3, axis=2), palette, aliases, path)[0]
+    except BadDataError:
+        return grey  # greys that are not all class colours: indices
+    labels = values if lut is None else lut[values]
+    if not ((labels < num_classes) | (labels == IGNORE_INDEX)).all():
+        return by_colour[np.searchsorted(values, grey)]  # not indices: class colours
+    colour_labels = by_colour if lut is None else lut[by_colour]
+    if (colour_labels == labels).all():
+        return grey  # the two readings agree
+    shown = ", ".join(f"({v}, {v}, {v})" for v in values[:5].tolist()) + (" ..." if values.size > 5 else "")
+    raise BadDataError(
+        f"mask file {path} is an RGB image whose colours are all grey ({shown}): read as class indices and read "
+        "as this data set's class colours they give different classes, and nothing in the file says which is "
+        "meant. Save index masks as single-channel (grayscale) PNGs, or colour masks as palette PNGs.")
 
 
 def load_mask(
@@ -215,7 +246,9 @@ def load_mask(
     and indices past the end of a short palette read as indices; a palette of other colours
     altogether (another tool's) is read by index, unless an index has *another* class's colour
     (index and colour then contradict each other: refused). Grey (L, I, I;16), bilevel (1: 0 and 1)
-    and grey + alpha (LA: the alpha dropped) masks hold the indices.
+    and grey + alpha (LA: the alpha dropped) masks hold the indices. An RGB(A) mask with three equal channels
+    holds the indices too, unless its greys are class colours and not class indices (then read by colour);
+    one whose greys read as both, with different classes, is refused.
 
     Args:
         path: the PNG file.
@@ -232,7 +265,7 @@ def load_mask(
         BadDataError: the file is not a readable image, is corrupt or truncated, or is a JPEG; its image mode is
             not P, L, LA, 1, I, I;16 (B/L), RGB or RGBA; a grey-level mask holds values outside 0..255; an RGB(A) mask
             that is not grey has no ``palette`` to match, or colours that are neither class colours nor
-            ``colour_aliases``; a palette (P) mask has no usable palette (``palette`` is given but the file's
+            ``colour_aliases``; a grey RGB(A) mask reads as valid but different classes by index and by colour; a palette (P) mask has no usable palette (``palette`` is given but the file's
             palette is empty, or ``palette`` is not given and ``allow_palette`` is false), or its colours are not
             all class colours and its indices cannot be taken as labels (or an index has another class's
             colour); or a label (after ``lut``) is neither a
@@ -293,6 +326,8 @@ def load_mask(
         rgb = np.asarray(img.convert("RGB"))  # RGBA: the alpha channel of a mask carries no label
         if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             raw = rgb[..., 0].copy()  # a grey mask saved as RGB: the indices are in every channel
+            if palette is not None:  # ... unless its greys are class colours (CamVid's sky is (128, 128, 128))
+                raw = _grey_indices_or_colours(raw, palette, aliases, lut, num_classes, path)
         elif palette is not None:
             raw = _colours_to_index(rgb, palette, aliases, path)
         else:

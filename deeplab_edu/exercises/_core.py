@@ -191,6 +191,7 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
 def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
     """The answer in a comparable form, or the reason it cannot be read."""
     if answer_type in ("number", "whole", "fraction"):
+        answer = _as_scalar(answer)  # a checker called directly, not through check(), gets a 0-d tensor as is
         problem = number_problem(answer, whole=answer_type == "whole", fraction=answer_type == "fraction")
         return answer, problem
     if answer_type == "ints":

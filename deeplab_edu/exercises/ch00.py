@@ -19,17 +19,27 @@ value_exercise(
     hint="output stride = input size / feature-map size; each halving doubles it.",
 )
 
+def _automatic_iterations() -> int:
+    """What ``config.choose(smoke=3, cpu=300, gpu=30_000)`` gives on this machine with the profile unset."""
+    import torch
+
+    return 30_000 if torch.cuda.is_available() else 300
+
+
 value_exercise(
     "00.2",
-    "Which profile runs the notebooks in CI?",
-    solution=lambda: "smoke",
-    answer_type="text",
+    "Predict: the iterations choose(smoke=3, cpu=300, gpu=30_000) asks for here, with the profile unset",
+    solution=_automatic_iterations,
+    answer_type="whole",
+    kind="predict",
     mistakes=[
-        ("cpu", "'cpu' is a real profile, but it takes minutes per notebook; CI needs seconds."),
-        ("gpu", "'gpu' is a real profile, but it runs the papers' recipes for hours; CI needs seconds."),
+        (3, "3 is the smoke profile's; smoke is never chosen automatically: CI sets it explicitly."),
+        (lambda a: a in (300, 30_000), lambda a: (
+            f"{a} is what a machine {'with' if a == 30_000 else 'without'} a CUDA GPU gets; does PyTorch see one "
+            "here? torch.cuda.is_available() says.")),
     ],
-    otherwise=lambda a: f"'{a}' is not a profile; see deeplab_edu.config.PROFILES.",
-    more_wrong=("fast",),
+    otherwise=lambda a: f"{a} is none of the three values choose() picks from.",
+    hint="unset, the profile is gpu when PyTorch sees a CUDA device and cpu otherwise.",
 )
 
 

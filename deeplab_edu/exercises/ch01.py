@@ -13,13 +13,17 @@ value_exercise(
     solution=lambda: effective_kernel_size(3, 6),
     answer_type="whole",
     mistakes=[
-        (18, "18 = k * r counts one gap too many: there are k - 1 gaps of r pixels, plus the first tap."),
+        (18, "18 = k * r counts one gap too many: there are k - 1 gaps of r positions, plus the first tap."),
         (9, "9 is the number of taps of a 3x3 filter; the rate spreads them apart."),
         (3, "3 is the size at rate 1; the rate spreads the taps apart."),
-        (12, "12 is the distance from the first to the last tap; count the pixels they span (one more)."),
+        (12, "12 is the distance from the first to the last tap; count the positions they span (one more)."),
+        (13 * 16, "208 = 13 x 16 is the span in input-image pixels at output stride 16; the question counts "
+                  "positions of the feature map the branch convolves, where the taps sit 6 apart."),
+        (12 * 16 + 1, "193 = 12 x 16 + 1 counts input-image pixels at output stride 16; the question counts "
+                      "positions of the feature map the branch convolves, where the taps sit 6 apart."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the span of three taps placed 6 pixels apart.",
-    hint="the taps sit r pixels apart: k + (k - 1)(r - 1).",
+    otherwise=lambda a: f"{shown(a)} is not the span of three taps placed 6 positions apart.",
+    hint="the taps sit r positions apart: k + (k - 1)(r - 1).",
 )
 
 value_exercise(

@@ -28,15 +28,20 @@ import torch
 from torch import nn
 
 from .deeplab import DeepLabV3, build_model
-from .pretrained import download_state_dict, load_state_dict_file, load_weights_into
+from .pretrained import cached_weights, download_state_dict, load_state_dict_file, load_weights_into
 
 __all__ = [
     "TORCHVISION_CONFIGS", "torchvision_equivalent", "convert_torchvision_state_dict", "load_torchvision_state_dict",
-    "from_torchvision", "torchvision_pretrained",
+    "from_torchvision", "torchvision_pretrained", "torchvision_pretrained_weights", "cached_torchvision_pretrained",
 ]
 
 #: backbone -> output stride of torchvision's ``deeplabv3_<backbone>``
 TORCHVISION_CONFIGS = {"resnet50": 8, "resnet101": 8, "mobilenet_v3_large": 16}
+
+
+def _check_backbone(backbone: str) -> None:
+    if backbone not in TORCHVISION_CONFIGS:
+        raise ValueError(f"torchvision has DeepLabv3 for {', '.join(TORCHVISION_CONFIGS)}; got backbone={backbone!r}")
 
 
 def torchvision_equivalent(backbone: str = "resnet50", num_classes: int = 21, aux_loss: bool = False) -> DeepLabV3:
@@ -46,8 +51,7 @@ def torchvision_equivalent(backbone: str = "resnet50", num_classes: int = 21, au
         ValueError: ``backbone`` is not ``"resnet50"``, ``"resnet101"`` or ``"mobilenet_v3_large"``
             (:data:`TORCHVISION_CONFIGS`).
     """
-    if backbone not in TORCHVISION_CONFIGS:
-        raise ValueError(f"torchvision has DeepLabv3 for {', '.join(TORCHVISION_CONFIGS)}; got backbone={backbone!r}")
+    _check_backbone(backbone)
     model = build_model(
         "deeplabv3",
         backbone=backbone,
@@ -155,17 +159,10 @@ def torchvision_pretrained(
         deeplab_edu.models.pretrained.PretrainedWeightsUnavailable: ``weights`` is ``True`` and the download failed
             (e.g. offline); the message says where to put the file.
     """
-    if backbone not in TORCHVISION_CONFIGS:
-        raise ValueError(f"torchvision has DeepLabv3 for {', '.join(TORCHVISION_CONFIGS)}; got backbone={backbone!r}")
+    _check_backbone(backbone)
     if weights is True:
-        from torchvision.models import segmentation as seg
-
-        enum = {
-            "resnet50": seg.DeepLabV3_ResNet50_Weights,
-            "resnet101": seg.DeepLabV3_ResNet101_Weights,
-            "mobilenet_v3_large": seg.DeepLabV3_MobileNet_V3_Large_Weights,
-        }[backbone].COCO_WITH_VOC_LABELS_V1
-        state = download_state_dict(enum, f"torchvision's trained deeplabv3_{backbone}", "weights", progress=progress)
+        state = download_state_dict(torchvision_pretrained_weights(backbone), f"torchvision's trained deeplabv3_{backbone}",
+                                    "weights", progress=progress)
     elif isinstance(weights, (str, os.PathLike)):
         state = load_state_dict_file(weights, "weights")
     else:
@@ -175,3 +172,33 @@ def torchvision_pretrained(
     num_classes = int(state["classifier.4.weight"].shape[0])
     aux = any(k.startswith("aux_classifier.") for k in state)
     return load_torchvision_state_dict(torchvision_equivalent(backbone, num_classes, aux_loss=aux), state, backbone)
+
+
+def torchvision_pretrained_weights(backbone: str = "resnet50") -> Any:
+    """torchvision's ``DeepLabV3_<backbone>_Weights.COCO_WITH_VOC_LABELS_V1``, the weights
+    :func:`torchvision_pretrained` downloads (its ``url``, its ``meta``: categories, metrics on VOC).
+
+    Raises:
+        ValueError: ``backbone`` is not one of :data:`TORCHVISION_CONFIGS`.
+    """
+    _check_backbone(backbone)
+    from torchvision.models import segmentation as seg
+
+    return {
+        "resnet50": seg.DeepLabV3_ResNet50_Weights,
+        "resnet101": seg.DeepLabV3_ResNet101_Weights,
+        "mobilenet_v3_large": seg.DeepLabV3_MobileNet_V3_Large_Weights,
+    }[backbone].COCO_WITH_VOC_LABELS_V1
+
+
+def cached_torchvision_pretrained(backbone: str = "mobilenet_v3_large") -> DeepLabV3 | None:
+    """:func:`torchvision_pretrained` when torchvision's download of its weights is already on this machine
+    (``$TORCH_HOME/hub/checkpoints``), else ``None``: it never touches the network, so a notebook can show
+    the trained model where it can and run offline everywhere.
+
+    Raises:
+        ValueError: as :func:`torchvision_pretrained` (an unknown ``backbone``, a file that holds no
+            torchvision DeepLabv3 state dict).
+    """
+    path = cached_weights(torchvision_pretrained_weights(backbone))
+    return None if path is None else torchvision_pretrained(backbone, path)
