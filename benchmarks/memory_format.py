@@ -6,7 +6,7 @@ Two :class:`~deeplab_edu.engine.trainer.Trainer` objects are built from the same
 on one batch of its own loader, kept on the device, so only the step is timed (forward, loss,
 backward, the fused optimiser). Windows of ``--iterations`` steps alternate between the two;
 medians. Prints the ratio with its 95 % interval and verdict (faster / slower / parity:
-:func:`~deeplab_edu.engine.bench.timing.speed_verdict`) and writes a record (``benchmarks/results/memory_format_<device>.json``)::
+:func:`~deeplab_edu.engine.bench.timing.speed_verdict`) and writes a record (``runs/bench/memory_format_<device>.json`` unless ``--out`` names one)::
 
     python benchmarks/memory_format.py                       # the cpu preset, 2 torch threads
     python benchmarks/memory_format.py --preset gpu --device cuda
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU (the classroom's 2)")
     parser.add_argument("--iterations", type=int, default=5, help="steps per timed window")
     parser.add_argument("--rounds", type=int, default=4, help="windows per memory format (alternating)")
-    parser.add_argument("--out", default=None, help="record path (default benchmarks/results/memory_format_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (default runs/bench/memory_format_<device>.json)")
     args = parser.parse_args()
     on_cpu = (args.device or load_config(args.preset).device or "cpu").startswith("cpu")
     with torch_threads(args.threads if on_cpu else None):

@@ -6,7 +6,7 @@ implementations interleaved in one process, on the parameters of DeepLabv3+ ResN
 ``gpu`` preset's network, 26.7 M parameters) and of the ``cpu`` preset's tiny_resnet network
 (4.7 M), with random gradients; SGD with momentum 0.9 and AdamW, weight decay 1e-4 as the presets
 use. Median wall time of ``--steps`` steps each. Prints the ratios with their 95 % intervals and writes a record
-(``benchmarks/results/optimizer_<device>.json``)::
+(``runs/bench/optimizer_<device>.json`` unless ``--out`` names one)::
 
     python benchmarks/optimizer_step.py                 # this machine's CPU, one torch thread
     python benchmarks/optimizer_step.py --threads 2
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per implementation")
-    parser.add_argument("--out", default=None, help="record path (default benchmarks/results/optimizer_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (default runs/bench/optimizer_<device>.json)")
     args = parser.parse_args()
     device = torch.device(args.device)
     with torch_threads(args.threads if device.type == "cpu" else None):

@@ -159,7 +159,7 @@ def main() -> None:
                                                              f"{PROFILE_STEPS} loader-fed steps")
     parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"], default="none",
                         help="torch.compile the model first (reduce-overhead: with CUDA graphs)")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="record path (default runs/bench/pipeline_diagnosis_<device>.json)")
     args = parser.parse_args()
     overrides: dict[str, Any] = {"iterations": 10_000, "progress": False, "resume": False, "warmup_iters": 0,
                                  "tensorboard": False}

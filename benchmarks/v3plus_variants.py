@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="record path (default runs/bench/v3plus_variants_<device>.json)")
     parser.add_argument("--show", help="print the ratios of a record this script wrote, and exit")
     args = parser.parse_args()
     if args.show:

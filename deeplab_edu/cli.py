@@ -222,11 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
     be.add_argument("--batch", type=int, default=2, help="images per step (models and compile modes)")
     be.add_argument("--repeats", type=int, default=3, help="interleaved rounds (pipeline mode: windows per source)")
-    be.add_argument("--out", help="record JSON path (default benchmarks/results/<mode>_<device>.json)")
+    be.add_argument("--out", help="record JSON path (default runs/bench/<mode>_<device>.json, models mode "
+                    "bench_<device>.json; the committed records are in benchmarks/results/)")
     be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"],
                     help="models mode: v3 (ours vs torchvision's DeepLabv3) and/or v3plus (vs smp's DeepLabV3Plus)")
     be.add_argument("--threads", type=int, help="torch intra-op threads for the run (1: steadier on a shared CPU)")
-    be.add_argument("--preset", default="gpu", help="pipeline mode: the training preset")
+    be.add_argument("--preset", help="pipeline mode: the training preset (default: gpu with --device cuda or, "
+                    "without --device, where PyTorch sees CUDA; cpu otherwise, whose network trains in minutes "
+                    "on a CPU where gpu's would take hours)")
     be.add_argument("--iterations", type=int, default=30, help="pipeline mode: training steps per timed window")
     be.add_argument("--num-workers", type=int, help="pipeline mode: DataLoader workers (default: the preset's)")
     be.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader mode: worker counts")
@@ -453,12 +456,21 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_preset(device: str | None) -> str:
+    """The pipeline benchmark's preset when none is given: ``gpu`` for a CUDA device, ``cpu`` otherwise."""
+    if device is not None:
+        return "gpu" if device.startswith("cuda") else "cpu"
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .engine import bench
 
     if args.mode == "pipeline":
         workers = {"num_workers": args.num_workers} if args.num_workers is not None else None
-        bench.run_pipeline_benchmark(preset=args.preset, device=args.device, iterations=args.iterations,
+        bench.run_pipeline_benchmark(preset=args.preset or _pipeline_preset(args.device), device=args.device, iterations=args.iterations,
                                      rounds=args.repeats, out=args.out, threads=args.threads, overrides=workers)
     elif args.mode == "loader":
         bench.run_loader_benchmark(workers=tuple(args.workers), rounds=args.repeats, out=args.out)

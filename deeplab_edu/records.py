@@ -212,6 +212,9 @@ def write_record(
         results: the measured numbers (JSON-serialisable).
         command: the command that produced them; defaults to this process's argv.
         extra: anything else worth keeping (configuration, notes).
+
+    ``hardware.torch_threads`` is the ``torch_threads`` of ``results`` (or ``extra``) when it has one:
+    the threads the measurement ran with, not those of the process when it writes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +225,10 @@ def write_record(
         **({"extra": dict(extra)} if extra else {}),
         "results": results,
     }
+    # the threads the measurement ran with (a benchmark sets its own, and restores them before writing)
+    threads = results.get("torch_threads", (extra or {}).get("torch_threads"))
+    if isinstance(threads, int) and not isinstance(threads, bool):
+        record["hardware"]["torch_threads"] = threads
     return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
 
 

@@ -209,7 +209,7 @@ check("00.2", iterations_00_2)
 
 # %% [markdown]
 # ### Exercise 00.3 (write a function)
-# DeepLab trains on $513 \times 513$ crops. Write `feature_size(n, output_stride)`: the side of
+# DeepLabv3 trains on $513 \times 513$ crops. Write `feature_size(n, output_stride)`: the side of
 # the feature map of a ResNet for an $n \times n$ input at output stride 4, 8, 16 or 32. A ResNet
 # halves the resolution $\log_2(\text{output stride})$ times, and each stride-2 layer maps a side
 # $n$ to $\lceil n/2 \rceil$: an odd size rounds *up*. Try `feature_size(513, 16)` yourself first.

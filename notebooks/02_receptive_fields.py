@@ -173,7 +173,7 @@ markdown_table([{"model": n, "receptive field": f.size, "effective stride": f.st
 #
 # For each network, `compare_with_brute_force` compares the theoretical interval of the centre
 # unit with the bounding box of the pixels that receive gradient. AlexNet and VGG-16 get the
-# smallest input their field fits in; the three ResNets get DeepLab's 513x513 crop, which we reuse
+# smallest input their field fits in; the three ResNets get DeepLabv3's 513x513 training crop, which we reuse
 # below.
 
 # %%
@@ -194,7 +194,9 @@ assert [fields[f"ResNet-50, OS {s}"].stride for s in (32, 16, 8)] == [32, 16, 8]
 # Araujo et al.'s table lists **483** pixels for ResNet-50, not the 427 above. Both are right, for
 # two different ResNet-50s: torchvision puts each stage's stride in the *first* unit of the stage,
 # while TF-Slim's `resnet_v1_50`, which their table measures, puts it in the *last* unit of the stage
-# before, so one 3x3 convolution moves from stride 4 (it adds $2 \cdot 4 = 8$ pixels) to stride 32
+# before. Count the 3x3 convolutions by the stride of the map they read: 4, 4, 6 and 2 at strides
+# 4, 8, 16 and 32 in torchvision, 3, 4, 6 and 3 in TF-Slim. Each of the three strided units moved,
+# and in net one 3x3 convolution went from stride 4 (it adds $2 \cdot 4 = 8$ pixels) to stride 32
 # (it adds $2 \cdot 32 = 64$): $427 - 8 + 64 = 483$. `strides_in_last_unit` moves torchvision's
 # strides to TF-Slim's places (same weights, same output stride 32), and both the recurrences and
 # the brute force give 483:
@@ -224,7 +226,7 @@ assert slim_check["agree"] and slim_check["receptive field (theory)"] == 483
 # stage (output stride 16) or last two stages (output stride 8) and dilates the following 3x3
 # convolutions by 2 (and 4) instead. The recurrence explains why nothing is lost: a 3x3 layer at
 # stride $S$ adds $2S$ pixels; with the stride removed it works at stride $S/2$, and rate 2 makes
-# its effective kernel 5, which adds $4 \cdot S/2 = 2S$ again. For a 513x513 input (DeepLab's crop
+# its effective kernel 5, which adds $4 \cdot S/2 = 2S$ again. For a 513x513 input (DeepLabv3's crop
 # size) the table shows the feature map each network produced in the brute-force pass above,
 # next to its receptive field.
 
@@ -358,11 +360,11 @@ assert abs(float(erf_random.sum()) - 1) < 1e-4
 # dilated convolution: rates chosen so that the stack leaves no holes, such as (1, 2, 5). A common
 # factor guarantees holes, but its absence is not enough: (1, 2, 9) and (3, 4, 5) still read only
 # about 71 % of their field, because a rate may not jump further than the layers below it can fill
-# (HDC's second condition). DeepLabv3's multi-grid {cite:p}`chen2017deeplabv3` also uses different
-# rates within a block, but its (1, 2, 4) at output stride 16 reads at (2, 4, 8), which share the
-# factor 2: a stack of those alone would still grid. `sampling_pattern`
-# counts the paths from each input pixel to one output (the tests check it against the brute-force
-# gradient of a real conv stack).
+# (Wang et al.'s condition on the largest gap a stack leaves, $M_2 \le K$). DeepLabv3's multi-grid
+# {cite:p}`chen2017deeplabv3` also uses different rates within a block, but its (1, 2, 4) at output
+# stride 16 reads at (2, 4, 8), which share the factor 2: a stack of those alone would still grid.
+# `sampling_pattern` counts the paths from each input pixel to one output (the tests check it
+# against the brute-force gradient of a real conv stack).
 
 # %%
 from deeplab_edu.gridding import coverage, sampling_pattern

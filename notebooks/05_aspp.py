@@ -135,7 +135,7 @@ assert torch.allclose(branches[-1], branches[-1][:, :, :1, :1].expand_as(branche
 # %% [markdown]
 # ## 3. What each branch sees, on a photograph
 #
-# DeepLab trains on $513 \times 513$ crops; at output stride 16 the feature map is $33 \times 33$
+# DeepLabv3 trains on $513 \times 513$ crops; at output stride 16 the feature map is $33 \times 33$
 # and every position stands for a $16 \times 16$ block of the image. Which positions does each
 # branch read for one output position? We do not draw this from a formula: we **measure** it by
 # back-propagating one output of each branch to its input (`deeplab_edu.boundary.input_footprint`)

@@ -437,3 +437,17 @@ def test_a_config_files_mistakes_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"iterations='five' \(from the config file .*word.yaml'\) should be an int"):
         load_config("smoke", config=word)
     assert load_config("smoke", config=number).lr == 0.001
+
+
+def test_bench_pipeline_preset_follows_the_device(monkeypatch) -> None:
+    """Without --preset the pipeline benchmark measures the gpu preset on CUDA only: on a CPU its
+    ResNet-50 would train for hours (the cpu preset's network takes minutes)."""
+    import torch
+
+    from deeplab_edu.cli import _pipeline_preset
+
+    assert _pipeline_preset("cuda:1") == "gpu" and _pipeline_preset("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _pipeline_preset(None) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _pipeline_preset(None) == "gpu"

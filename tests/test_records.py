@@ -20,6 +20,20 @@ def test_record_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*")), "the temporary file was left behind"
 
 
+def test_record_names_the_threads_the_measurement_ran_with(tmp_path: Path) -> None:
+    import torch
+
+    from deeplab_edu.engine.bench.timing import torch_threads
+
+    outside = torch.get_num_threads()
+    with torch_threads(outside + 1):  # a benchmark's own count, restored before the record is written
+        results = {"torch_threads": torch.get_num_threads()}
+    assert load_record(write_record(tmp_path / "a.json", results))["hardware"]["torch_threads"] == outside + 1
+    by_extra = write_record(tmp_path / "b.json", {}, extra={"torch_threads": outside + 2})
+    assert load_record(by_extra)["hardware"]["torch_threads"] == outside + 2
+    assert load_record(write_record(tmp_path / "c.json", {}))["hardware"]["torch_threads"] == outside
+
+
 def test_missing_record_says_where(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_record(tmp_path / "nope.json")

@@ -23,6 +23,8 @@ value_exercise(
         ((6, 12, 18, 24), "these are the rates at output stride 8; at 16 each feature cell covers twice as many pixels."),
         ((6, 12, 18), "these are DeepLabv3's rates at output stride 16: they reach twice as far as v2's first three."),
         (lambda a: len(a) != 4, lambda a: f"ASPP-L has four branches, one per rate; you gave {len(a)} rates."),
+        (lambda a: tuple(sorted(a)) == (3, 6, 9, 12),
+         "the right rates, in another order: list them from the smallest, as the paper does."),
     ],
     otherwise=lambda a: f"{a} is not (6, 12, 18, 24) scaled by 8 / 16.",
     more_wrong=((3, 6, 9), 3),

@@ -62,7 +62,7 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
     :func:`speedup_interval`).
 
     Returns:
-        the measured numbers; also written as a record (default ``benchmarks/results/compile_<device>.json``).
+        the measured numbers; also written as a record (default ``runs/bench/compile_<device>.json``).
 
     Raises:
         RuntimeError: ``device="cuda"`` without a CUDA GPU.

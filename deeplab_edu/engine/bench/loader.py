@@ -45,6 +45,7 @@ def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batc
 
     from ..config import TrainConfig
     from ..data import ResumableSampler, SeededDataset, build_datasets, train_loader
+    from ..workers import LOADER_TIMEOUT_S
 
     if batches < 1 or warmup < 1:
         raise ValueError(f"batches={batches} and warmup={warmup} must both be at least 1")
@@ -58,7 +59,8 @@ def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batc
     if limit_threads:
         loader = train_loader(dataset, sampler, batch_size=batch, num_workers=num_workers)
     else:
-        loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=num_workers, drop_last=True)
+        loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=num_workers, drop_last=True,
+                            timeout=LOADER_TIMEOUT_S if num_workers else 0)  # a hung worker fails, as in train_loader
     def own_cpu() -> float:
         return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
                                                       resource.getrusage(resource.RUSAGE_CHILDREN)))

@@ -60,7 +60,7 @@ def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | N
 
     Returns:
         ``{"pipeline_images_per_s", "step_images_per_s", "ratio", "num_workers", ...}``; also written as a
-        record (default ``benchmarks/results/pipeline_<device>.json``).
+        record (default ``runs/bench/pipeline_<device>.json``).
 
     Raises:
         ValueError: ``iterations``, ``warmup`` or ``rounds`` below 1.

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 
 __all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "speedup_interval", "speed_verdict", "interval_text",
-           "load_average", "busy_cpu_seconds", "torch_threads", "write_result"]
+           "load_average", "busy_cpu_seconds", "torch_threads", "write_result", "DEFAULT_OUT_DIR"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -144,12 +144,19 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
+#: Where a benchmark writes its record unless ``--out`` names a file: relative to the working folder, beside
+#: the training runs, so that measuring one's own machine never rewrites the committed records of
+#: ``benchmarks/results/`` (re-recording those passes ``--out benchmarks/results/<name>.json``).
+DEFAULT_OUT_DIR = Path("runs") / "bench"
+
+
 def write_result(results: dict[str, Any], out: str | Path | None, default_name: str, note: str,
                  **extra: Any) -> Path:
-    """Write ``results`` as a record (default ``benchmarks/results/<default_name>``) and say where."""
-    from ...records import RESULTS_DIR, write_record
+    """Write ``results`` as a record (default ``runs/bench/<default_name>``, :data:`DEFAULT_OUT_DIR`) and say
+    where."""
+    from ...records import write_record
 
-    path = Path(out) if out else RESULTS_DIR / default_name
+    path = Path(out) if out else DEFAULT_OUT_DIR / default_name
     write_record(path, results, extra={**extra, "note": note})
     print(f"record written to {path}")
     return path
