@@ -162,7 +162,8 @@ def environment() -> dict[str, Any]:
     from .config import device, profile
 
     libs: dict[str, str | None] = {}
-    for name in ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "jupytext", "jupyter-book"):
+    for name in ("torch", "torchvision", "numpy", "scipy", "matplotlib", "ipywidgets", "jupytext", "jupyter-book",
+                 "segmentation-models-pytorch", "timm"):  # the last two: the bench's peer (smp) and its encoders
         try:
             libs[name] = md.version(name)
         except md.PackageNotFoundError:

@@ -96,11 +96,11 @@ from deeplab_edu import config
 from deeplab_edu.records import environment
 
 env = environment()
-print(f"profile : {config.profile()}  (from ${config.ENV_VAR}, automatic when unset)")
-print(f"device  : {config.device()}")
-print(f"python  : {env['python']}")
+print(f"{'profile':27s}: {config.profile()}  (from ${config.ENV_VAR}, automatic when unset)")
+print(f"{'device':27s}: {config.device()}")
+print(f"{'python':27s}: {env['python']}")
 for name, ver in env["libraries"].items():
-    print(f"{name:12s}: {ver or 'not installed'}")
+    print(f"{name:27s}: {ver or 'not installed'}")
 
 # %% tags=["remove-cell"]
 # Checks run by the tests (hidden in the book).
