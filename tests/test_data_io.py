@@ -270,3 +270,18 @@ def test_rgb_mask_of_greys_read_both_ways_differently_is_refused(tmp_path):
     # a grey index mask whose greys are no class colours is still read by index
     Image.fromarray(np.full((4, 5, 3), 1, np.uint8)).save(tmp_path / "one.png")
     assert load_mask(tmp_path / "one.png", 3, palette=palette).unique().tolist() == [1]
+
+
+def test_colour_masks_name_classes_and_skip_the_index_lookup_table(tmp_path):
+    # Cityscapes' lut maps the files' label ids to train ids; a mask in the train-id colours (its
+    # *_color.png) already names train ids: road (128, 64, 128) is train id 0, and label id 0 is "unlabeled"
+    from deeplab_edu.data.classes import CITYSCAPES, cityscapes_lut
+
+    rgb = np.asarray(CITYSCAPES.palette, np.uint8)[np.array([[0, 1], [2, 18]])]
+    Image.fromarray(rgb).save(tmp_path / "color.png")
+    out = load_mask(tmp_path / "color.png", CITYSCAPES.num_classes, palette=CITYSCAPES.palette, lut=cityscapes_lut())
+    assert out.tolist() == [[0, 1], [2, 18]]
+    ids = np.array([[7, 8], [11, 33]], np.uint8)  # road, sidewalk, building, bicycle as label ids
+    Image.fromarray(ids).save(tmp_path / "labelIds.png")
+    out = load_mask(tmp_path / "labelIds.png", CITYSCAPES.num_classes, palette=CITYSCAPES.palette, lut=cityscapes_lut())
+    assert out.tolist() == [[0, 1], [2, 18]]

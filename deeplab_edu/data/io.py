@@ -207,20 +207,20 @@ def _refuse_contradicting_palette(pal: np.ndarray, used: np.ndarray, palette: Se
 
 
 def _grey_indices_or_colours(grey: np.ndarray, palette: Sequence[Sequence[int]], aliases: dict,
-                             lut: np.ndarray | None, num_classes: int, path: Path) -> np.ndarray:
+                             lut: np.ndarray | None, num_classes: int, path: Path) -> tuple[np.ndarray, bool]:
     """Read an RGB mask whose three channels are equal: by index, or by colour when its greys are class
-    colours and not class indices; raise :class:`BadDataError` when both readings are valid and differ."""
+    colours and not class indices; raise :class:`BadDataError` when both readings are valid and differ.
+    Returns the mask and whether it holds the file's indices (``lut`` still to apply) or classes."""
     values = np.unique(grey)
     try:
         by_colour = _colours_to_index(np.repeat(values[None, :, None], 3, axis=2), palette, aliases, path)[0]
     except BadDataError:
-        return grey  # greys that are not all class colours: indices
+        return grey, True  # greys that are not all class colours: indices
     labels = values if lut is None else lut[values]
     if not ((labels < num_classes) | (labels == IGNORE_INDEX)).all():
-        return by_colour[np.searchsorted(values, grey)]  # not indices: class colours
-    colour_labels = by_colour if lut is None else lut[by_colour]
-    if (colour_labels == labels).all():
-        return grey  # the two readings agree
+        return by_colour[np.searchsorted(values, grey)], False  # not indices: class colours
+    if (by_colour == labels).all():
+        return grey, True  # the two readings agree
     shown = ", ".join(f"({v}, {v}, {v})" for v in values[:5].tolist()) + (" ..." if values.size > 5 else "")
     raise BadDataError(
         f"mask file {path} is an RGB image whose colours are all grey ({shown}): read as class indices and read "
@@ -277,6 +277,7 @@ def load_mask(
         raise BadDataError(f"mask file {path} is a JPEG: lossy compression changes label values near every edge "
                            "(a mask saved as JPEG and read back differs in a few % of its pixels); save masks as PNG.")
     aliases = dict(colour_aliases or {})
+    is_index: np.ndarray | bool = True  # the pixels read as the file's indices (``lut`` applies), not by colour
     if img.mode == "P":
         arr = np.asarray(img)
         pal = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
@@ -301,6 +302,7 @@ def load_mask(
                 try:
                     raw[~by_index] = _colours_to_index(pal[arr[~by_index]][None].astype(np.uint8), palette, aliases,
                                                        path, kind="palette (P-mode)")[0]
+                    is_index = by_index
                 except BadDataError:
                     # another tool's colours: its indices are the labels (VOC's and most annotation
                     # tools' convention) when every one of them is a class or the ignore label, and
@@ -327,15 +329,17 @@ def load_mask(
         if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             raw = rgb[..., 0].copy()  # a grey mask saved as RGB: the indices are in every channel
             if palette is not None:  # ... unless its greys are class colours (CamVid's sky is (128, 128, 128))
-                raw = _grey_indices_or_colours(raw, palette, aliases, lut, num_classes, path)
+                raw, read_by_index = _grey_indices_or_colours(raw, palette, aliases, lut, num_classes, path)
+                is_index = read_by_index
         elif palette is not None:
             raw = _colours_to_index(rgb, palette, aliases, path)
+            is_index = False
         else:
             raise BadDataError(f"mask file {path} is a colour (RGB) image; expected one class index per pixel.")
     else:
         raise BadDataError(f"mask file {path} has image mode {img.mode!r}; expected a single-channel index PNG.")
-    if lut is not None:
-        raw = lut[raw]
+    if lut is not None:  # it maps the file's indices; a class colour already names a class
+        raw = np.where(is_index, lut[raw], raw)
     bad = np.unique(raw[(raw >= num_classes) & (raw != IGNORE_INDEX)])
     if bad.size:
         shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
