@@ -32,7 +32,7 @@ COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,/^$$/p' Makefile | sed -n 's/^# \{0,1\}//p'  # the comment block at the top, whatever its length
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV): installing the pinned packages of constraints.txt (the first time: several" \

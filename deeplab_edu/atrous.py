@@ -154,7 +154,7 @@ def atrous_conv1d(x: torch.Tensor, w: torch.Tensor, rate: int = 1, padding: int 
     if not isinstance(w, torch.Tensor) or w.dim() != 1:
         raise ValueError(f"w must be a 1-D tensor (K,), got {getattr(w, 'shape', type(w).__name__)}")
     n_out = conv_output_size(x.shape[0], w.shape[0], stride, padding, rate)
-    y = torch.zeros(n_out, dtype=torch.result_type(x, w))
+    y = torch.zeros(n_out, dtype=torch.result_type(x, w), device=x.device)
     for i in range(n_out):
         for k in range(w.shape[0]):
             j = stride * i - padding + rate * k  # the input index eq. (1) reads
@@ -207,7 +207,7 @@ def atrous_conv2d(
     c_out, _, kh, kw = w.shape
     out_h = conv_output_size(height, kh, sh, ph, rh)
     out_w = conv_output_size(width, kw, sw, pw, rw)
-    y = torch.zeros(n, c_out, out_h, out_w, dtype=torch.result_type(x, w))
+    y = torch.zeros(n, c_out, out_h, out_w, dtype=torch.result_type(x, w), device=x.device)
     for i in range(out_h):
         for j in range(out_w):
             for k in range(kh):
@@ -325,8 +325,8 @@ def edge_and_line_response(rate: int, size: int = 128, step_at: int = 40, line_a
     the edge pixels, so that only the step and the line respond.
 
     Raises:
-        ValueError: the step and the line are closer than ``2 * rate`` to each other or to the
-            border (their responses would overlap).
+        ValueError: the step and the line are closer than ``2 * rate`` to each other, or either is
+            closer than ``rate`` to the border (their responses would overlap or be cut off).
     """
     r = _positive_int(rate, "rate")
     if not (r <= step_at and step_at + 2 * r <= line_at and line_at + r < size):

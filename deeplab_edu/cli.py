@@ -1,4 +1,5 @@
-"""The command line: ``deeplab-edu train | eval | predict | bench | course-runs`` (also ``python -m deeplab_edu``).
+"""The command line: ``deeplab-edu train | eval | predict | export | bench | course-runs`` (also
+``python -m deeplab_edu``).
 
 Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a flag
 (``crop_size`` -> ``--crop-size``); ``--preset NAME`` and ``--config FILE.yaml`` set many at once
@@ -11,6 +12,7 @@ Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a 
     torchrun --nproc_per_node=2 -m deeplab_edu train --preset gpu
     deeplab-edu eval --checkpoint runs/cpu/checkpoints/last.pt --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
     deeplab-edu predict --checkpoint runs/cpu/checkpoints/last.pt photo.jpg --out predictions/
+    deeplab-edu export --checkpoint runs/cpu/checkpoints --out model.pt --onnx model.onnx
     deeplab-edu bench --device cpu --size 128
     deeplab-edu course-runs                                  # before class: every run chapters 08-11 load
 
@@ -159,8 +161,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``bench`` and
-    ``course-runs``."""
+    """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``export``,
+    ``bench`` and ``course-runs``."""
     parser = _Parser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -197,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("input", help="an image file or a folder of images")
     pr.add_argument("--out", default="predictions",
                     help="folder for <name>_mask.png (the class index of each pixel, in a palette PNG that viewers "
-                         "show in the class colours) and <name>_overlay.png")
+                         "show in the class colours) and <name>_overlay.png (default: ./predictions)")
     pr.add_argument("--scales", nargs="+", type=float, default=[1.0],
                     help="input scales whose probabilities are averaged (default: 1)")
     pr.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
@@ -205,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
                                                   "memory for large photos; default: the whole image at once)")
     pr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+
+    ex = sub.add_parser("export", help="a trained run as a model file to share or predict with (no optimiser "
+                                       "state), and/or as ONNX")
+    ex.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
+                                                          "(its newest)")
+    ex.add_argument("--out", help="the model file to write (.pt: weights, configuration and class names; what "
+                                  "eval, predict and --init-from read)")
+    ex.add_argument("--onnx", help="also (or only) write the model as ONNX here (batch, height and width dynamic; "
+                                   "logits of shape (N, classes, H, W), inputs normalised as in training)")
 
     cr = sub.add_parser("course-runs", help="before class: train every run the chapters load (08-11); finished runs "
                                             "are loaded, not retrained")
@@ -252,6 +263,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .config import device as _default_device
     from .engine.config import list_presets, preset_summary
     from .engine.distributed import is_main
     from .engine.trainer import Trainer
@@ -264,6 +276,10 @@ def _train(args: argparse.Namespace) -> int:
                                 subsequent_indent=" " * (width + 2)))
         return 0
     cfg = _train_config(args)
+    if not args.preset and not args.config and (cfg.device or str(_default_device())).startswith("cpu") and is_main():
+        print(f"note: no --preset: these are the papers' settings ({cfg.backbone}, {cfg.crop_size}-pixel crops in "
+              f"batches of {cfg.batch_size}, {cfg.iterations} iterations), weeks of work on a CPU; --preset cpu trains "
+              "the course's teaching-scale model in minutes (--list-presets shows them all)", file=sys.stderr)
     start = time.time()
     try:
         result = Trainer(cfg).fit()
@@ -343,7 +359,9 @@ def _eval(args: argparse.Namespace) -> int:
           f"fwIoU {100 * m['fw_iou']:.2f}%")
     print(format_iou_table(m["iou"], getattr(ds, "class_names", None)))
     if args.json:
-        record = _nan_to_null({"strategy": dataclasses.asdict(strategy), **m})
+        names = named or trained  # per-class IoU also by name: {"sky": 0.91, ...} beside the list
+        by_name = {"iou_by_class": dict(zip(names, m["iou"]))} if names and len(names) == len(m["iou"]) else {}
+        record = _nan_to_null({"strategy": dataclasses.asdict(strategy), **m, **by_name})
         write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)
     return 0
 
@@ -453,6 +471,24 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"deeplab-edu predict: {len(failed)} of {len(files)} images could not be read or predicted:\n  "
               + "\n  ".join(failed), file=sys.stderr)
         return 2
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if not args.out and not args.onnx:
+        raise ValueError("name what to write: --out model.pt (a model file), --onnx model.onnx, or both")
+    if args.out:
+        from .engine.checkpoint import save_model_file
+
+        path = save_model_file(args.checkpoint, args.out)
+        print(f"{args.checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB; eval, predict and --init-from "
+              "read it)")
+    if args.onnx:
+        from .inference import load_run
+        from .models.export import export_onnx
+
+        model, _, _ = load_run(args.checkpoint, "cpu")
+        print(f"{args.checkpoint} -> {export_onnx(model, args.onnx)} (ONNX)")
     return 0
 
 
@@ -594,7 +630,8 @@ DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deeplab-edu`` console script; returns the exit status (130 on Ctrl-C,
     also while torch is still being imported; 2 for an error, printed as one line)."""
-    handlers = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench, "course-runs": _course_runs}
+    handlers = {"train": _train, "eval": _eval, "predict": _predict, "export": _export, "bench": _bench,
+                "course-runs": _course_runs}
     try:
         args = build_parser().parse_args(argv)  # torch-free; each command imports what it needs
         try:

@@ -193,7 +193,8 @@ def _check_inputs(unary: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tenso
 
 
 def unary_from_probs(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Unary potentials :math:`-\\log P` from class probabilities (clamped at ``eps``).
+    """Unary potentials :math:`-\\log P` from class probabilities (clamped at ``eps``), of the shape of
+    ``probs``: (L, H, W) or (B, L, H, W), L classes (the unary term of DeepLab v2 sec. 3.3, eq. 2).
 
     Raises:
         TypeError: ``probs`` is not a floating-point tensor.
@@ -207,7 +208,8 @@ def unary_from_probs(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def unary_from_logits(logits: torch.Tensor, dim: int = -3) -> torch.Tensor:
-    """Unary potentials :math:`-\\log \\mathrm{softmax}` of logits (classes in dimension ``dim``).
+    """Unary potentials :math:`-\\log \\mathrm{softmax}` of logits (classes in dimension ``dim``), of the
+    shape of ``logits``: (L, H, W) or (B, L, H, W) with the default ``dim=-3``.
 
     Raises:
         TypeError: ``logits`` is not a floating-point tensor.

@@ -158,6 +158,19 @@ def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _warn_if_not_normalised(image: torch.Tensor) -> None:
+    """Warn (once per line calling :func:`predict_probs`; stacklevel 4 passes its ``no_grad`` wrapper) when
+    ``image`` lies in [0, 1]: a photo as loaded, not normalised; the model then predicts poorly without an
+    error. A normalised photo has negative values (its mean removed)."""
+    if image.is_floating_point() and image.device.type != "meta" and image.numel() \
+            and float(image.min()) >= 0 and float(image.max()) <= 1:
+        import warnings
+
+        warnings.warn("the image is in [0, 1], not normalised: the models expect ImageNet's mean and std removed, "
+                      "as in training; pass deeplab_edu.data.transforms.normalize(image)", stacklevel=4)
+
+
+@torch.no_grad()
 def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
     """Class probabilities (N, C, H, W) averaged over the strategy's scales (and flips).
 
@@ -165,8 +178,9 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     std: :func:`deeplab_edu.data.transforms.normalize` of an image in [0, 1] such as
     :func:`deeplab_edu.data.io.load_image` returns; the data sets' ``eval_transform`` does it). The
     model's output stride is switched for the call when ``strategy.output_stride`` is set, and
-    restored afterwards; the model runs in evaluation mode (:func:`eval_mode`), on the device it is
-    on, which must be ``image``'s. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs: each
+    restored afterwards; the model runs in evaluation mode (:func:`eval_mode`) without autograd
+    (``torch.no_grad``: 12 passes of the multi-scale, flipped strategy keep no graph), on the device it
+    is on, which must be ``image``'s. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs: each
     scale's logits resized to (H, W), then softmax, the probabilities averaged).
 
     Raises:
@@ -179,6 +193,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
         image = image[None]
     if image.dim() != 4:
         raise ValueError(f"image should be (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
+    _warn_if_not_normalised(image)
     with eval_mode(model), at_output_stride(model, strategy.output_stride):
         h, w = image.shape[-2:]
         probs: torch.Tensor | None = None
@@ -203,7 +218,7 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
     """Label map(s) (N, H, W), int64, for ``image`` with ``strategy``: the argmax of :func:`predict_probs`.
 
     ``image`` must be normalised as in training (see :func:`predict_probs`); an image in [0, 1]
-    gives poor predictions without an error. Example::
+    gives poor predictions, with a warning. Example::
 
         x = normalize(load_image("photo.jpg"))        # (3, H, W)
         labels = predict(model, x)[0]                 # (H, W)

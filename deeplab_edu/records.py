@@ -117,7 +117,8 @@ def hardware() -> dict[str, Any]:
 
 
 def code_version() -> dict[str, Any]:
-    """Package version plus git commit, and whether tracked files had local changes (``git_dirty``).
+    """Package version plus git commit, and whether the checkout had local changes (``git_dirty``: changed
+    files, or new ones git does not ignore).
 
     Changes to the records themselves (``benchmarks/results/``) do not count: a script that writes
     two records would otherwise call its second one dirty because of its first.
@@ -140,7 +141,7 @@ def code_version() -> dict[str, Any]:
             out["git_commit"] = sha.stdout.strip()
             if not given:  # a given commit is taken as clean: the copy's own state is not asked
                 dirty = subprocess.run(
-                    ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                    ["git", "status", "--porcelain", "--", ".",  # untracked files too: a new script is code
                      f":(exclude){RESULTS_DIR.relative_to(REPO_ROOT).as_posix()}"],
                     cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
                 )

@@ -490,7 +490,9 @@ if camvid_model is None:  # what the prose above says: random weights predict on
 # `export_onnx` traces the model in evaluation mode with the batch size (1 to 1024), height and width
 # (32 to 4096 pixels each) left dynamic, and onnxruntime runs the file on the CPU without PyTorch
 # (an input outside those ranges fails the graph's shape check). The exported graph must give the
-# same logits as the eager model, up to float rounding.
+# same logits as the eager model, up to float rounding. For a trained run the command line does the
+# same: `deeplab-edu export --checkpoint <run>/checkpoints --onnx model.onnx` (and `--out model.pt`
+# writes the run without its optimiser state, a model file to share that `predict` reads).
 
 # %%
 import tempfile

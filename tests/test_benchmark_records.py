@@ -54,3 +54,21 @@ def test_the_findings_table_is_the_record_formatted() -> None:
     assert table in README.read_text(), ("the findings table in benchmarks/README.md differs from "
                                          "RecordedFindings.markdown() of results/findings_cpu.json (benchmarks/findings.py "
                                          "prints it): paste it again")
+
+
+def test_no_chapter_header_states_fewer_minutes_than_its_recorded_run() -> None:
+    """Every chapter states under its title the minutes it takes in the ``cpu`` profile (its header's
+    ``cpu_minutes``, listed in chapter 00); ``benchmarks/notebook_times.py`` measured them, one chapter
+    at a time from scratch, in ``results/notebook_times_cpu.json``."""
+    from deeplab_edu.book import chapter_headers
+
+    record = load_record("notebook_times_cpu")
+    assert record["results"]["profile"] == "cpu" and record["results"]["camvid_present"], (
+        "the record must time the cpu profile with a CamVid copy present (chapter 11 trains on it)")
+    measured = {row["source"]: row for row in record["results"]["chapters"]}
+    for header in chapter_headers():
+        row = measured.get(header["source"])
+        assert row is not None and row["status"] == "ok", f"{header['source']}: not timed, or failed, in the record"
+        assert header["cpu_minutes"] >= row["seconds"] / 60, (
+            f"{header['source']} states {header['cpu_minutes']:g} minutes, but took {row['seconds'] / 60:.1f} in "
+            "results/notebook_times_cpu.json: raise its header's cpu_minutes (and the line under its title)")

@@ -123,6 +123,7 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
 
     saved = json.loads(metrics.read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert saved["strategy"]["flip"] and len(saved["iou"]) == 8 and all(v is None or 0 <= v <= 1 for v in saved["iou"])
+    assert list(saved["iou_by_class"].values()) == saved["iou"] and len(saved["iou_by_class"]) == 8  # named too
     assert "MS + Flip: mIoU" in out_text and "OS " in out_text  # the run's evaluation output stride, named
     images = tmp_path / "images"
     images.mkdir()
@@ -145,6 +146,15 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(list((tmp_path / "pred3").glob("*_mask.png"))) == 2
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "missing.png")]) == 2
     assert "neither an image file nor a folder" in capsys.readouterr().err
+    # a model file: the weights without the optimiser's state, read by predict and eval like the checkpoint
+    model_file = tmp_path / "model.pt"
+    assert main(["export", "--checkpoint", str(run / "checkpoints"), "--out", str(model_file)]) == 0
+    assert model_file.stat().st_size < 0.6 * Path(ckpt).stat().st_size
+    assert "optimizer" not in torch.load(model_file, weights_only=True)
+    assert main(["predict", "--checkpoint", str(model_file), str(images / "a.png"), "--out", str(tmp_path / "p4")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "p4" / "a_mask.png")), np.asarray(mask))
+    assert main(["export", "--checkpoint", ckpt]) == 2
+    assert "--out model.pt" in capsys.readouterr().err
     import deeplab_edu.cli as cli
 
     monkeypatch.setattr(cli, "LARGE_IMAGE_PIXELS", 32 * 32)  # a "large" image gets a hint, once
@@ -216,6 +226,25 @@ def test_interrupted_training_names_the_checkpoint_to_resume(tmp_path: Path, mon
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert "ckpt_00000004.pt" in err and "--resume" in err
+
+
+def test_train_without_a_preset_on_a_cpu_says_what_it_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    import deeplab_edu.engine.trainer as trainer_module
+
+    class Interrupted:  # the note comes before the Trainer is built: nothing needs to train
+        def __init__(self, cfg: object) -> None:
+            pass
+
+        def fit(self) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "Trainer", Interrupted)
+    assert main(["train", "--out-dir", str(tmp_path / "a"), "--device", "cpu"]) == 130
+    err = capsys.readouterr().err
+    assert "note: no --preset: these are the papers' settings (resnet50, 513-pixel crops" in err and "--preset cpu" in err
+    assert main(["train", "--preset", "smoke", "--out-dir", str(tmp_path / "b"), "--device", "cpu"]) == 130
+    assert "note: no --preset" not in capsys.readouterr().err
 
 
 def test_a_config_file_applies_on_top_of_a_preset(tmp_path: Path) -> None:
@@ -389,7 +418,7 @@ def test_course_runs_refuses_stale_runs_first_and_goes_on_after_a_failure(
     phase1, phase2, control, plus = course_runs("cpu")
     monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: None)
     finished = RunStatus("finished", "finished (800 iterations): reused")
-    states = {phase1.out_dir: RunStatus("not started", "not started: trained")}
+    states = {phase1.out_dir: RunStatus("not started", "not started: will be trained")}
     monkeypatch.setattr(RunSpec, "status", lambda self: states.get(self.out_dir, finished))
     trained: list[RunSpec] = []
 

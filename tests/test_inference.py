@@ -138,3 +138,16 @@ def test_predicting_leaves_a_training_model_as_it_was() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="device='meta' but the model is on cpu"):
         evaluate(model, [(x[0], torch.zeros(48, 40, dtype=torch.long))], num_classes=3, device="meta", progress=False)
+
+
+def test_an_image_in_zero_one_is_named_not_normalised() -> None:
+    import warnings
+
+    from deeplab_edu.data.transforms import normalize
+
+    photo = torch.rand(3, 8, 8)  # as load_image gives it
+    with pytest.warns(UserWarning, match=r"in \[0, 1\], not normalised.*normalize\(image\)"):
+        predict(Pointwise(), photo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # normalised: no warning
+        predict(Pointwise(), normalize(photo))

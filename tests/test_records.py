@@ -85,7 +85,11 @@ def test_a_changed_record_does_not_make_the_code_dirty(tmp_path: Path, monkeypat
     monkeypatch.setattr(records, "RESULTS_DIR", repo / "benchmarks" / "results")
     assert records.code_version()["git_dirty"] is False
     (repo / "benchmarks" / "results" / "a.json").write_text('{"new": 1}\n')  # a script's first record
+    (repo / "benchmarks" / "results" / "b.json").write_text('{"new": 2}\n')  # ... and its second, new
     assert records.code_version()["git_dirty"] is False
+    (repo / "new_script.py").write_text("y = 1\n")  # code not committed yet: what was measured is no commit
+    assert records.code_version()["git_dirty"] is True
+    (repo / "new_script.py").unlink()
     (repo / "code.py").write_text("x = 2\n")  # a change to what was measured
     assert records.code_version()["git_dirty"] is True
 

@@ -239,3 +239,20 @@ def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> N
         phase2.train_or_load(verbose=False)
     with pytest.raises(ck.InitFromChangedError, match="seed0_phase2"):  # deeplab-edu train --resume
         Trainer(load_config(phase2.preset, {**phase2.overrides, "out_dir": str(phase2.out_dir), "resume": True}))
+
+
+def test_a_smoke_run_removes_the_folders_of_killed_smoke_processes(tmp_path, monkeypatch) -> None:
+    import os
+    import tempfile
+    import time
+
+    from deeplab_edu.viz import training
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale, recent = tmp_path / "deeplab_edu_smoke_old", tmp_path / "deeplab_edu_smoke_new"
+    for folder in (stale, recent):
+        (folder / "run").mkdir(parents=True)
+    day_and_more = time.time() - training._STALE_SMOKE_SECONDS - 60
+    os.utime(stale, (day_and_more, day_and_more))
+    fresh = training.runs_root("smoke")
+    assert not stale.exists() and recent.exists() and fresh.parent == tmp_path and fresh.is_dir()

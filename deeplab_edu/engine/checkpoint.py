@@ -46,10 +46,16 @@ from ..records import shown_path
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
+    "save_model_file", "TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+#: What a mismatching ``init_from`` checkpoint's message advises.
+INIT_FROM_ADVICE = ("Start from a checkpoint of the same model and backbone (its number of classes may differ: the "
+                    "classifiers then start fresh).")
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -279,7 +285,8 @@ def load_except_classifier(model: torch.nn.Module, ckpt: Mapping[str, Any], mode
             than a classifier's differs (naming it).
     """
     classes = ckpt.get("model_info", {}).get("num_classes")
-    check_compatible(ckpt, {**model_info, "num_classes": classes}, source=source)  # model and backbone
+    check_compatible(ckpt, {**model_info, "num_classes": classes}, source=source,  # model and backbone
+                     advice=INIT_FROM_ADVICE)
     theirs, mine = ckpt["model"], model.state_dict()
     fresh = sorted(k for k in mine if k not in theirs or tuple(theirs[k].shape) != tuple(mine[k].shape))
     odd = [k for k in fresh if k not in theirs or tuple(theirs[k].shape[:1]) != (classes,)]
@@ -293,11 +300,12 @@ def load_except_classifier(model: torch.nn.Module, ckpt: Mapping[str, Any], mode
 
 
 def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], model: torch.nn.Module | None = None,
-                     source: str = "checkpoint") -> None:
+                     source: str = "checkpoint", advice: str | None = None) -> None:
     """Raise :class:`CheckpointMismatchError` when ``ckpt`` was made for another model.
 
     Compares the recorded ``model_info`` (``name``, ``backbone``, ``num_classes``) and, when
-    ``model`` is given, the parameter names and shapes.
+    ``model`` is given, the parameter names and shapes. ``advice`` ends the message (what to do
+    instead); by default: use a checkpoint of the same model, or start a new run.
     """
     saved = ckpt.get("model_info", {})
     diffs = [f"{k} {saved.get(k)!r} there, {model_info.get(k)!r} here"
@@ -316,9 +324,30 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
             )
     if diffs:
         raise CheckpointMismatchError(
-            f"{source} was written for another model: " + "; ".join(diffs)
-            + ". Use a checkpoint of the same model, backbone and number of classes, or start a new run."
+            f"{source} was written for another model: " + "; ".join(diffs) + ". "
+            + (advice or "Use a checkpoint of the same model, backbone and number of classes, or start a new run.")
         )
+
+
+#: What only resuming a run needs: the optimiser, the schedule, the loss scaler and the random streams.
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng")
+
+
+def save_model_file(checkpoint: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Write ``checkpoint`` (a training checkpoint, or a run's ``checkpoints/`` folder: its newest) without
+    what only resuming needs (:data:`TRAINING_STATE_KEYS`): the weights with the configuration, model
+    description, class names and provenance, a third of the file for AdamW. It loads, like the
+    checkpoint, with ``weights_only=True`` (:func:`load_checkpoint`), and serves ``deeplab-edu eval``,
+    ``predict`` and ``--init-from``, :func:`deeplab_edu.inference.load_run`; not ``--resume``.
+
+    Raises:
+        FileNotFoundError, RuntimeError: as :func:`load_checkpoint`.
+        ValueError: ``checkpoint`` holds no ``model`` weights.
+    """
+    state = load_checkpoint(checkpoint)
+    if "model" not in state:
+        raise ValueError(f"{checkpoint} holds no model weights: not a deeplab-edu training checkpoint")
+    return save_atomic({k: v for k, v in state.items() if k not in TRAINING_STATE_KEYS}, path)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

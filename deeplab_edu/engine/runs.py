@@ -140,7 +140,7 @@ def _judge(cfg: TrainConfig, folder: Path) -> _Found:
     learning settings, the same ``init_from`` file, enough iterations."""
     last = folder / "checkpoints" / "last.pt"
     if not last.is_file():
-        return _Found(RunStatus("not started", "not started: trained"), None, None)
+        return _Found(RunStatus("not started", "not started: will be trained"), None, None)
     state = load_checkpoint(last)
     differ = _differing(state, cfg)
     if differ:

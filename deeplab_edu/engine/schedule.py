@@ -1,4 +1,5 @@
-"""The "poly" learning-rate policy and the 10x head learning rate (DeepLabv2 sec. 4.1, DeepLabv3 sec. 4.1).
+"""The "poly" learning-rate policy (DeepLabv2 sec. 4.1, DeepLabv3 sec. 4.1) and an optional larger rate for
+the head.
 
 DeepLab v2 and v3 use the *poly* policy:
 
@@ -8,8 +9,8 @@ for iteration :math:`t` of :math:`T`. An optional linear warm-up ramps the rate 
 ``warmup_factor * lr_0`` to the poly value over the first ``warmup_iters`` iterations (useful with
 large batches or mixed precision; not in the papers). The newly added layers (everything that is
 not ``model.backbone``) may use a larger rate, ``head_lr_mult`` times the base rate (a common choice
-for freshly initialised layers on a pre-trained backbone; DeepLabv3's text does not use it, so the
-default is 1).
+for freshly initialised layers on a pre-trained backbone; DeepLab v1/v2's released Caffe models gave
+their final classifier ten times the rate, DeepLabv3's text uses no such factor, so the default is 1).
 """
 
 from __future__ import annotations

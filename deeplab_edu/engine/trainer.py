@@ -2,8 +2,8 @@
 
 One *iteration* is one optimiser step (``grad_accum`` micro-batches of ``batch_size`` images per
 process). Per iteration: forward at the training output stride, the loss of
-:class:`~deeplab_edu.engine.losses.SegmentationLoss`, backward (scaled for fp16), an SGD step with
-momentum, and one step of the poly schedule. Every ``eval_every`` iterations the model is switched to
+:class:`~deeplab_edu.engine.losses.SegmentationLoss`, backward (scaled for fp16), an optimiser step
+(SGD with momentum, the papers', or AdamW: ``optimizer``), and one step of the poly schedule. Every ``eval_every`` iterations the model is switched to
 ``eval_output_stride`` (DeepLabv3 trains at 16 and evaluates at 8, sec. 4), evaluated,
 and switched back. The *second phase* of DeepLabv3 (sec. 4.1: after the train_aug phase, batch
 norm is frozen and training continues at output stride 8 with base lr 0.001) is ``freeze_bn=True``
@@ -101,8 +101,10 @@ def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractConte
     """``torch.autocast`` for ``amp`` in ``{"none", "bf16", "fp16"}`` on ``device``.
 
     Raises:
-        ValueError: ``amp`` is ``"fp16"`` and ``device`` is not a CUDA device.
+        ValueError: ``amp`` is none of those three, or ``"fp16"`` and ``device`` is not a CUDA device.
     """
+    if amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
     if amp == "none":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
@@ -165,7 +167,11 @@ class Trainer:
         FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint
             (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`), or the ImageNet weights of
             ``pretrained_backbone`` are missing (:class:`~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable`).
-        ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``init_from`` holds weights of another model.
+        ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``init_from`` holds weights of another model,
+            or (with ``cfg.resume``) the run's own checkpoint does (the message says how to give the run's
+            own settings back); a checkpoint of the run that cannot be read raises ``RuntimeError``.
+        ~deeplab_edu.engine.checkpoint.InitFromChangedError: with ``cfg.resume``, ``init_from`` has been
+            trained again since the run started from it.
     """
 
     def __init__(self, cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,
@@ -215,7 +221,7 @@ class Trainer:
                     print(f"{source}: {classes} classes there, {self.num_classes} here; all weights loaded but "
                           f"the classifiers' ({', '.join(fresh)}), which start fresh", flush=True)
             else:
-                ck.check_compatible(state, self.model_info, model, source=source)
+                ck.check_compatible(state, self.model_info, model, source=source, advice=ck.INIT_FROM_ADVICE)
                 model.load_state_dict(state["model"])
         if cfg.freeze_bn:
             freeze_batchnorm(model)
@@ -239,7 +245,8 @@ class Trainer:
                                         shuffle=True, seed=cfg.seed, drop_last=True)
         if len(self.sampler) // cfg.batch_size < 1:
             raise ValueError(f"the training set has {len(self.train_set)} items: not one full batch of "
-                             f"{cfg.batch_size} per process ({self.dist.world_size} processes)")
+                             f"{cfg.batch_size} per process ({self.dist.world_size} processes); lower batch_size "
+                             f"(--batch-size on the command line) or add images")
         # cfg.num_workers None: from the machine's cores, shared by the processes of this machine
         self.num_workers = resolve_num_workers(cfg.num_workers)
         self.out = Path(cfg.out_dir)
@@ -294,7 +301,13 @@ class Trainer:
         state = ck.load_checkpoint(path)
         ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
                            current=self._init_from_sha256)  # hashed once, in __init__
-        ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}")
+        config = self.out / "config.json"
+        ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
+                            advice="A resumed run continues under this command's settings: to continue with the "
+                                   "run's own, give them back"
+                                   + (f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})"
+                                      if config.is_file() else "")
+                                   + ", or start a new run in another folder.")
         unwrap(self.net).load_state_dict(state["model"])
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
@@ -366,9 +379,10 @@ class Trainer:
 
         What :meth:`fit` feeds :meth:`step`; public so that a benchmark can time the loader, or
         the step on one batch repeated (``benchmarks/pipeline_diagnosis.py``,
-        ``deeplab-edu bench --mode pipeline``). Images are float32 (batch_size, 3, crop, crop),
-        labels int64 (batch_size, crop, crop) with ``ignore_index`` (255) where no class is known,
-        both on the CPU (pinned when training on CUDA).
+        ``deeplab-edu bench --mode pipeline``). Images are float32 (batch_size, 3, H, W), labels
+        int64 (batch_size, H, W) with ``ignore_index`` (255) where no class is known, both on the CPU
+        (pinned when training on CUDA); H = W = ``crop_size`` with the engine's transforms (padded to
+        the crop), whatever the passed data set or ``pad_to_crop=False`` makes otherwise.
 
         A new DataLoader per epoch, because its workers hold copies of the dataset made when the
         epoch starts (``train_set.epoch`` seeds the augmentations). Workers use one thread each and

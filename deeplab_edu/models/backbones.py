@@ -346,7 +346,11 @@ class MobileNetV3Backbone(Backbone):
         self.set_output_stride(output_stride)
 
     def set_output_stride(self, output_stride: int) -> None:
-        """Switch the depthwise convs' strides and dilations in place."""
+        """Switch the depthwise convs' strides and dilations in place.
+
+        Raises:
+            ValueError: ``output_stride`` is not 8, 16 or 32.
+        """
         check_output_stride(output_stride)
         current, dilation = 2, 1  # the stem strides by 2
         for block in list(self.features)[1:-1]:

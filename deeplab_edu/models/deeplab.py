@@ -12,7 +12,8 @@
 
 Every model follows torchvision's convention: ``model(x)`` returns ``{"out": logits}`` bilinearly
 upsampled to the input size (and ``"aux"`` from :class:`FCNHead` when built with ``aux_loss=True``).
-Everything outside ``model.backbone`` is "head" (DeepLab trains it with a 10x learning rate).
+Everything outside ``model.backbone`` is "head" (the engine's ``head_lr_mult`` can give it a larger
+learning rate; 1 by default, as in DeepLabv3's text).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def export_onnx(
         model: a model whose forward returns ``{"out": logits}``.
         path: the ``.onnx`` file to write.
         example: an example batch (N, 3, H, W) on the model's device (default: one random 65 x 65
-            image there; a batch of one is traced as two).
+            image there; with ``dynamic``, a batch of one is traced as two).
         dynamic: keep the batch size (1 to 1024) and the height and width (32 to 4096 pixels)
             dynamic; ``False`` fixes all three to the example's.
 

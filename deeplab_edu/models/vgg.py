@@ -124,7 +124,11 @@ class VGG16Backbone(Backbone):
                     getattr(getattr(self, layer), kind).copy_(value)
 
     def set_output_stride(self, output_stride: int) -> None:
-        """Only output stride 8 is supported (DeepLab v1/v2's configuration)."""
+        """Only output stride 8 is supported (DeepLab v1/v2's configuration).
+
+        Raises:
+            ValueError: ``output_stride`` is not 8.
+        """
         check_output_stride(output_stride, allowed=(8,), what=VGG_STRIDE_NOTE)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

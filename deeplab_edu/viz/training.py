@@ -22,6 +22,7 @@ import atexit
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -107,17 +108,36 @@ class RunSpec:
         return " ".join(parts)
 
 
+_SMOKE_PREFIX = "deeplab_edu_smoke_"
+#: A smoke folder untouched for this long belongs to a process that was killed (its exit handler never ran).
+_STALE_SMOKE_SECONDS = 24 * 3600
+
+
+def _remove_stale_smoke_folders() -> None:
+    """Delete the smoke folders of killed processes: a kernel stopped by a time-out never runs its exit handler,
+    and each left tens of MB of checkpoints in the temporary folder."""
+    now = time.time()
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SMOKE_PREFIX}*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > _STALE_SMOKE_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # another process removed it meanwhile
+            continue
+
+
 def runs_root(profile: str | None = None) -> Path:
     """``<repo>/runs`` (git-ignored), or a fresh temporary folder in the ``smoke`` profile (CI).
 
-    The temporary folder (checkpoints of tens of MB) is deleted when the Python process exits.
+    The temporary folder (checkpoints of tens of MB) is deleted when the Python process exits; those of
+    processes killed before they could (untouched for a day) are deleted by the next smoke run.
     """
     from .. import config
     from ..records import REPO_ROOT
 
     profile = profile or config.profile()
     if profile == "smoke":
-        path = Path(tempfile.mkdtemp(prefix="deeplab_edu_smoke_"))
+        _remove_stale_smoke_folders()
+        path = Path(tempfile.mkdtemp(prefix=_SMOKE_PREFIX))
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         return path
     return REPO_ROOT / "runs"
