@@ -283,6 +283,7 @@ def load_except_classifier(model: torch.nn.Module, ckpt: Mapping[str, Any], mode
     Raises:
         CheckpointMismatchError: the checkpoint is of another model or backbone, or a tensor other
             than a classifier's differs (naming it).
+        KeyError: ``ckpt`` holds no ``"model"`` weights.
     """
     classes = ckpt.get("model_info", {}).get("num_classes")
     check_compatible(ckpt, {**model_info, "num_classes": classes}, source=source,  # model and backbone
@@ -306,6 +307,10 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
     Compares the recorded ``model_info`` (``name``, ``backbone``, ``num_classes``) and, when
     ``model`` is given, the parameter names and shapes. ``advice`` ends the message (what to do
     instead); by default: use a checkpoint of the same model, or start a new run.
+
+    Raises:
+        CheckpointMismatchError: a recorded name, backbone or class count differs, or (with ``model``)
+            a parameter is missing, unexpected or of another shape.
     """
     saved = ckpt.get("model_info", {})
     diffs = [f"{k} {saved.get(k)!r} there, {model_info.get(k)!r} here"
