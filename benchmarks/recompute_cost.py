@@ -3,9 +3,11 @@
 Times training steps of a DeepLabv3+ with the separable convs' depthwise recomputation on and off
 (``deeplab_edu.models.aspp.set_recompute_depthwise``), interleaved in one process, one torch
 thread, process CPU time, median. Default: the ``cpu`` preset's network and batch (tiny_resnet,
-96 px crops, batch 16, fitted rates (1, 2, 3), AdamW). Prints; writes no record::
+96 px crops, batch 16, fitted rates (1, 2, 3), AdamW). Prints the ratio with its paired bootstrap
+interval over the interleaved steps and writes a record (``runs/bench/recompute_cost_cpu.json`` unless
+``--out`` names one)::
 
-    python benchmarks/recompute_cost.py                 # cpu preset's network
+    python benchmarks/recompute_cost.py --out benchmarks/results/recompute_cost_cpu.json  # recorded here
     python benchmarks/recompute_cost.py --backbone resnet50 --size 128 --batch 2 --rates 12 24 36
 """
 
@@ -17,7 +19,8 @@ import statistics
 import torch
 from torch import nn
 
-from deeplab_edu.engine.bench.timing import interleaved, minor_faults, timed
+from deeplab_edu.engine.bench.timing import (interleaved, interval_text, load_average, minor_faults,
+                                             speedup_interval, timed, write_result)
 from deeplab_edu.models import build_model
 from deeplab_edu.models.aspp import set_recompute_depthwise
 
@@ -29,8 +32,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rates", type=int, nargs=3, default=(1, 2, 3))
     parser.add_argument("--steps", type=int, default=12, help="timed steps per setting")
+    parser.add_argument("--out", default=None, help="record path (default runs/bench/recompute_cost_cpu.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    load_before = load_average()
     torch.manual_seed(0)
     model = build_model("deeplabv3plus", backbone=args.backbone, num_classes=12, output_stride=16,
                         atrous_rates=tuple(args.rates)).train()
@@ -56,7 +61,18 @@ def main() -> None:
     for on in (True, False):
         print(f"{'recompute' if on else 'plain    '}: {1000 * statistics.median(times[on]):.1f} ms/step, "
               f"{statistics.median(faults[on]):.0f} minor page faults/step")
-    print(f"recompute / plain step time: x{statistics.median(times[True]) / statistics.median(times[False]):.3f}")
+    ratio = statistics.median(times[True]) / statistics.median(times[False])
+    interval = speedup_interval(times[True], times[False])  # paired by round: recompute over plain
+    print(f"recompute / plain step time: x{ratio:.3f}{interval_text(interval)}")
+    write_result({"backbone": args.backbone, "size": args.size, "batch": args.batch, "atrous_rates": list(args.rates),
+                  "steps": args.steps, "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
+                  "ms_per_step": {k: 1000 * statistics.median(times[v]) for k, v in (("recompute", True),
+                                                                                     ("plain", False))},
+                  "minor_faults_per_step": {k: statistics.median(faults[v]) for k, v in (("recompute", True),
+                                                                                          ("plain", False))},
+                  "recompute_over_plain": ratio, "ratio_interval": interval,
+                  "seconds": {"recompute": times[True], "plain": times[False]}},
+                 args.out, "recompute_cost_cpu.json", "process CPU time of interleaved steps, medians")
 
 
 if __name__ == "__main__":
