@@ -345,9 +345,16 @@ class _ApproxFilter:
 
 
 def message_passing_approx(q: torch.Tensor, image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -> torch.Tensor:
-    """Approximate messages for one image: q (L, H, W), image (3, H, W) float in [0, 1] or uint8.
+    """Approximate messages for one image: q (L, H, W), image (3, H, W) float in [0, 1] or uint8; returns
+    the messages (L, H, W).
 
     Builds the lattice on every call; :func:`mean_field` builds it once per image.
+
+    Raises:
+        ValueError: ``params`` has ``include_self=False`` or ``normalization="none"`` (the lattice
+            needs both; use the exact messages), or the shapes of ``q`` and ``image`` do not agree (the
+            messages of :func:`mean_field`'s input checks, which name its ``unary``).
+        TypeError: ``q`` or ``image`` is not a tensor of a supported dtype.
     """
     _, rgb, _ = _check_inputs(q.unsqueeze(0) if q.dim() == 3 else q, image.unsqueeze(0) if image.dim() == 3 else image)
     return _ApproxFilter(rgb[0], params).messages(q)

@@ -93,7 +93,8 @@ def _cpu_model() -> str:
 
 
 def hardware() -> dict[str, Any]:
-    """The machine: CPU model and cores, memory, and the GPU if CUDA sees one."""
+    """The machine: CPU model and cores, memory, and the GPU if CUDA sees one (name, count, memory, CUDA and
+    cuDNN versions)."""
     import torch
 
     info: dict[str, Any] = {
@@ -113,6 +114,7 @@ def hardware() -> dict[str, Any]:
         info["gpu_count"] = torch.cuda.device_count()
         info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
         info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()  # an int, e.g. 91000 for 9.10.0
     return info
 
 

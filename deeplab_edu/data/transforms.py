@@ -150,7 +150,8 @@ class PadTo:
         ValueError: ``size`` is not a positive int or a pair ``(H, W)`` of positive ints.
     """
 
-    def __init__(self, size: int | Sequence[int], fill: Sequence[float] = IMAGENET_MEAN, ignore_index: int = IGNORE_INDEX):
+    def __init__(self, size: int | Sequence[int], fill: Sequence[float] = IMAGENET_MEAN,
+                 ignore_index: int = IGNORE_INDEX) -> None:
         self.size = _pair_size(size, "size")
         self.fill = [float(v) for v in fill]
         self.ignore_index = int(ignore_index)

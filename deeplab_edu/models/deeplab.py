@@ -100,6 +100,9 @@ class DeepLab(nn.Module):
         per channel, which batch norm in training mode cannot normalise. The message names the
         input size, the output stride and the smallest input that works. Models without batch norm
         in training mode (VGG, frozen or synchronised batch norm) are not concerned.
+
+        Raises:
+            ValueError: ``x`` (N, 3, H, W) is one image whose last feature map would be 1 x 1.
         """
         n, _, h, w = x.shape
         stride = self.output_stride
