@@ -278,8 +278,9 @@ def _train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     if not args.preset and not args.config and (cfg.device or str(_default_device())).startswith("cpu") and is_main():
         print(f"note: no --preset: these are the papers' settings ({cfg.backbone}, {cfg.crop_size}-pixel crops in "
-              f"batches of {cfg.batch_size}, {cfg.iterations} iterations), weeks of work on a CPU; --preset cpu trains "
-              "the course's teaching-scale model in minutes (--list-presets shows them all)", file=sys.stderr)
+              f"batches of {cfg.batch_size}), made for GPUs: on a CPU each iteration is slow (the papers train "
+              "30000); --preset cpu trains the course's teaching-scale model in minutes (--list-presets shows "
+              "them all)", file=sys.stderr)
     start = time.time()
     try:
         result = Trainer(cfg).fit()
