@@ -19,6 +19,7 @@ value_exercise(
     hint="output stride = input size / feature-map size; each halving doubles it.",
 )
 
+
 def _automatic_iterations() -> int:
     """What ``config.choose(smoke=3, cpu=300, gpu=30_000)`` gives on this machine with the profile unset."""
     import torch
