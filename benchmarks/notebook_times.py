@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from deeplab_edu.book import chapter_headers, execute_notebooks  # noqa: E402
 from deeplab_edu.data.paths import find_camvid  # noqa: E402
 from deeplab_edu.engine.bench.timing import load_average, write_result  # noqa: E402
-from deeplab_edu.viz.training import runs_root  # noqa: E402
+from deeplab_edu.viz.training import camvid_run, course_runs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--only: no chapter {', '.join(unknown)} in the book")
         headers = [h for h in headers if f"{h['chapter']:02d}" in args.only]
     if args.profile != "smoke":  # smoke runs train in a temporary folder of their own
-        root = runs_root(args.profile)
-        held = sorted(p.name for p in root.glob("*") if p.is_dir() and p.name != "bench") if root.is_dir() else []
+        # the runs chapters 08-11 load (what `deeplab-edu course-runs` trains): any begun is not trained again
+        held = [spec.out_dir for spec in (*course_runs(args.profile), camvid_run(args.profile))
+                if (spec.out_dir / "checkpoints").is_dir()]
         if held:
-            parser.error(f"{root} holds runs ({', '.join(held[:4])}{' ...' if len(held) > 4 else ''}): the training "
-                         "chapters would load them instead of training, and the record would understate them. "
-                         "Run this from a fresh clone, or move that folder away first.")
+            one = len(held) == 1
+            parser.error(f"{', '.join(map(str, held))} already hold{'s a run' if one else ' runs'}: the training "
+                         f"chapters would load {'it' if one else 'them'} instead of training, and the record would "
+                         "understate their time. Run this from a fresh clone, or move those folders away first.")
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"
     sources = [notebooks / h["source"] for h in headers]
     load_before, start = load_average(), time.monotonic()

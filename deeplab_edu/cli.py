@@ -478,17 +478,18 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     if not args.out and not args.onnx:
         raise ValueError("name what to write: --out model.pt (a model file), --onnx model.onnx, or both")
-    if args.out:
-        from .engine.checkpoint import save_model_file
+    from .engine.checkpoint import load_checkpoint, save_model_file
 
-        path = save_model_file(args.checkpoint, args.out)
+    state = load_checkpoint(args.checkpoint)  # read once for both files
+    if args.out:
+        path = save_model_file(state, args.out, source=args.checkpoint)
         print(f"{args.checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB; eval, predict and --init-from "
               "read it)")
     if args.onnx:
-        from .inference import load_run
+        from .inference import run_from_checkpoint
         from .models.export import export_onnx
 
-        model, _, _ = load_run(args.checkpoint, "cpu")
+        model, _, _ = run_from_checkpoint(state, args.checkpoint, "cpu")
         print(f"{args.checkpoint} -> {export_onnx(model, args.onnx)} (ONNX)")
     return 0
 
@@ -507,7 +508,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.mode == "pipeline":
         workers = {"num_workers": args.num_workers} if args.num_workers is not None else None
-        bench.run_pipeline_benchmark(preset=args.preset or _pipeline_preset(args.device), device=args.device, iterations=args.iterations,
+        bench.run_pipeline_benchmark(preset=args.preset or _pipeline_preset(args.device), device=args.device,
+                                     iterations=args.iterations,
                                      rounds=args.repeats, out=args.out, threads=args.threads, overrides=workers)
     elif args.mode == "loader":
         bench.run_loader_benchmark(workers=tuple(args.workers), rounds=args.repeats, out=args.out)

@@ -280,6 +280,7 @@ assert difference < 1e-4
 
 # %%
 from deeplab_edu.data.classes import VOC
+from deeplab_edu.inference import predict
 from deeplab_edu.models.interop import cached_torchvision_pretrained, torchvision_pretrained_weights
 from deeplab_edu.viz.images import colorize, overlay
 
@@ -291,8 +292,7 @@ if trained is None:
     print(f"the weights are not on this machine ({tv_weights.url}): the prediction is skipped")
 else:
     photo = sample_photo()  # at its own size: torchvision evaluates these weights with the short side at 520
-    with torch.no_grad():
-        labels = trained.eval()(normalize(photo)[None])["out"].argmax(1)[0]
+    labels = predict(trained, normalize(photo))[0]  # evaluation mode, no autograd, the argmax over classes
     shares = {VOC.class_names[int(k)]: float((labels == k).float().mean()) for k in labels.unique()}
     print(", ".join(f"{name}: {share:.0%} of the pixels" for name, share in sorted(shares.items(), key=lambda t: -t[1])))
     plt.figure(figsize=(4, 4))

@@ -329,8 +329,7 @@ def load_mask(
         if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             raw = rgb[..., 0].copy()  # a grey mask saved as RGB: the indices are in every channel
             if palette is not None:  # ... unless its greys are class colours (CamVid's sky is (128, 128, 128))
-                raw, read_by_index = _grey_indices_or_colours(raw, palette, aliases, lut, num_classes, path)
-                is_index = read_by_index
+                raw, is_index = _grey_indices_or_colours(raw, palette, aliases, lut, num_classes, path)
         elif palette is not None:
             raw = _colours_to_index(rgb, palette, aliases, path)
             is_index = False

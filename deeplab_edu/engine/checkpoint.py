@@ -338,20 +338,18 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
 TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng")
 
 
-def save_model_file(checkpoint: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
-    """Write ``checkpoint`` (a training checkpoint, or a run's ``checkpoints/`` folder: its newest) without
-    what only resuming needs (:data:`TRAINING_STATE_KEYS`): the weights with the configuration, model
-    description, class names and provenance, a third of the file for AdamW. It loads, like the
-    checkpoint, with ``weights_only=True`` (:func:`load_checkpoint`), and serves ``deeplab-edu eval``,
-    ``predict`` and ``--init-from``, :func:`deeplab_edu.inference.load_run`; not ``--resume``.
+def save_model_file(state: Mapping[str, Any], path: str | os.PathLike[str], source: str = "checkpoint") -> Path:
+    """Write ``state``, a training checkpoint as :func:`load_checkpoint` returns it, without what only
+    resuming needs (:data:`TRAINING_STATE_KEYS`): the weights with the configuration, model description,
+    class names and provenance, a third of the file for AdamW. It loads, like the checkpoint, with
+    ``weights_only=True`` (:func:`load_checkpoint`), and serves ``deeplab-edu eval``, ``predict`` and
+    ``--init-from``, :func:`deeplab_edu.inference.load_run`; not ``--resume``.
 
     Raises:
-        FileNotFoundError, RuntimeError: as :func:`load_checkpoint`.
-        ValueError: ``checkpoint`` holds no ``model`` weights.
+        ValueError: ``state`` holds no ``model`` weights (``source`` names it in the message).
     """
-    state = load_checkpoint(checkpoint)
     if "model" not in state:
-        raise ValueError(f"{checkpoint} holds no model weights: not a deeplab-edu training checkpoint")
+        raise ValueError(f"{source} holds no model weights: not a deeplab-edu training checkpoint")
     return save_atomic({k: v for k, v in state.items() if k not in TRAINING_STATE_KEYS}, path)
 
 
