@@ -80,11 +80,13 @@ def effective_kernel_size(kernel_size: int, rate: int = 1) -> int:
 def conv_output_size(input_size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Output length of a convolution (Dumoulin & Visin 2016, relationship 15).
 
-    ``o = floor((i + 2p - k - (k - 1)(d - 1)) / s) + 1``. Raises ``ValueError`` when the
-    (padded) input is shorter than the effective kernel, i.e. no output exists.
+    ``o = floor((i + 2p - k - (k - 1)(d - 1)) / s) + 1``.
 
     >>> conv_output_size(513, 3, stride=2, padding=1)
     257
+
+    Raises:
+        ValueError: the padded input is shorter than the effective kernel (no output exists).
     """
     i = _positive_int(input_size, "input_size")
     p = _positive_int(padding, "padding", minimum=0)
@@ -102,7 +104,9 @@ def same_padding(kernel_size: int, rate: int = 1) -> int:
     """Padding that keeps the size at stride 1: ``(k_eff - 1) / 2 = r (k - 1) / 2``.
 
     This is the padding DeepLab uses for its 3x3 atrous convolutions (``padding = rate``).
-    Raises ``ValueError`` when ``r (k - 1)`` is odd: then no symmetric padding keeps the size.
+
+    Raises:
+        ValueError: ``r (k - 1)`` is odd: then no symmetric padding keeps the size.
     """
     total = effective_kernel_size(kernel_size, rate) - 1
     if total % 2:

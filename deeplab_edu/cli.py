@@ -632,7 +632,12 @@ DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deeplab-edu`` console script; returns the exit status (130 on Ctrl-C,
-    also while torch is still being imported; 2 for an error, printed as one line)."""
+    also while torch is still being imported; 2 for an error, printed as one line).
+
+    Raises:
+        ValueError, OSError, RuntimeError: only with the environment variable ``DEEPLAB_EDU_DEBUG`` set
+            (for the traceback); otherwise such an error is printed as one line and 2 returned.
+    """
     handlers = {"train": _train, "eval": _eval, "predict": _predict, "export": _export, "bench": _bench,
                 "course-runs": _course_runs}
     try:

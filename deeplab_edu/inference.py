@@ -339,8 +339,13 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
 def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
                         device: torch.device | str = "cpu") -> LoadedRun:
     """:func:`load_run` for a checkpoint already loaded (``state``, read from the file ``checkpoint``,
-    which the messages name): the caller that has read it does not read it again. Raises as
-    :func:`load_run` (but for reading the file)."""
+    which the messages name): the caller that has read it does not read it again.
+
+    Raises:
+        ValueError: ``state`` is not a deeplab-edu training checkpoint.
+        CheckpointMismatchError: its weights do not fit the model its configuration names (as for
+            :func:`load_run`).
+    """
     from .engine.checkpoint import CheckpointMismatchError, check_compatible
     from .models import build_model
 

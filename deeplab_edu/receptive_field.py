@@ -339,6 +339,11 @@ def spatial_part(model: nn.Module, *, upto: str | None = None, output_key: str =
     """The model cut at its last spatial feature map (before global pooling), as an fx module.
 
     Shares parameters with ``model``. ``resnet50()`` becomes conv1 ... layer4.
+
+    Raises:
+        ValueError: ``model`` cannot be traced by torch.fx, ``upto`` is not a submodule its forward
+            calls, the output is a dict without ``output_key``, or no spatial feature map comes before it
+            (as for :func:`receptive_field_of`).
     """
     gm = _trace(model)
     _, last = _walk(gm, axis=0, upto=_last_call(gm, upto), output_key=output_key)

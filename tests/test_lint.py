@@ -1,5 +1,6 @@
 """Static checks. pyflakes: no unused imports, undefined names or f-strings without placeholders in
 the package, the notebooks, the benchmarks and the tests. mypy: the package's type hints hold.
+pydoclint: every public function's docstring names the exceptions its body raises.
 
 An unused import in a notebook is a helper its "Helpers introduced" line promises and the chapter
 never shows; an undefined name is a crash waiting in a branch the smoke profile does not take.
@@ -7,8 +8,11 @@ never shows; an undefined name is a crash waiting in a branch the smoke profile 
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO_ROOT
 
@@ -30,6 +34,36 @@ def test_mypy_finds_nothing() -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", "/dev/null", "--no-error-summary"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, "mypy:\n" + proc.stdout + proc.stderr
+
+
+def test_public_docstrings_name_what_they_raise() -> None:
+    """A public function or method that raises must say so in its docstring's ``Raises:`` section
+    (pydoclint's DOC501 and DOC503, Google style): the brief asks every public docstring to give the
+    errors raised. One-line docstrings are held to it too. Private helpers (a leading underscore) are exempt. An exception named in the
+    docstring but raised by a callee is fine (pydoclint reports those too; they are skipped here), and
+    so is a bare ``raise`` that re-raises what an ``except BaseException`` caught."""
+    pydoclint = Path(sys.executable).with_name("pydoclint")  # the console script: no `python -m pydoclint`
+    proc = subprocess.run([str(pydoclint), "--style=google", "--skip-checking-short-docstrings=False", "--quiet",
+                           "deeplab_edu"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    # it exits 1 when it reports anything; it always reports the Raises sections this test accepts
+    assert proc.returncode == 1 and "DOC502" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    problems, path = [], ""
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if not line.startswith(" "):
+            path = line.strip()
+            continue
+        found = re.match(r"\s*(\d+): (DOC501|DOC503): \w+ `([^`]+)`", line)
+        if not found or any(part.startswith("_") and not part.startswith("__") for part in found[3].split(".")):
+            continue
+        if found[2] == "DOC503":
+            # "FileNotFoundError, RuntimeError" and "~deeplab_edu.engine.config.ConfigError" name classes too
+            documented = {name.strip().rsplit(".", 1)[-1] for entry in
+                          ast.literal_eval(re.search(r"docstring: (\[.*?\])", line)[1]) for name in entry.split(",")}
+            raised = set(ast.literal_eval(re.search(r"body: (\[.*?\])", line)[1]))
+            if not raised - documented - {"BaseException"}:
+                continue
+        problems.append(f"{path}:{found[1]}: {found[3]}: {line.split(': ', 2)[2]}")
+    assert not problems, "public functions that raise without saying so:\n" + "\n".join(problems)
 
 
 def _marked_noqa(report: str) -> bool:

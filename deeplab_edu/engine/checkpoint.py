@@ -199,6 +199,10 @@ def interrupts_deferred() -> Iterator[None]:
 
     For short steps that must not be cut in two (a checkpoint and ``last.pt``). In a thread other
     than the main one (where signals cannot be handled) the block simply runs.
+
+    Raises:
+        KeyboardInterrupt: at the end of the block, for a Ctrl-C held during it, when the handler that
+            was installed raises it (Python's default handler does).
     """
     if threading.current_thread() is not threading.main_thread():
         yield

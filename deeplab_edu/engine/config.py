@@ -194,7 +194,8 @@ def list_presets() -> list[str]:
 def preset_summary(name: str) -> str:
     """The first sentence of a shipped preset's header comment (what ``train --list-presets`` shows).
 
-    Raises ConfigError for a name that is not in :func:`list_presets`.
+    Raises:
+        ConfigError: ``name`` is not in :func:`list_presets`.
     """
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -244,12 +245,14 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     preset or YAML file counts as set (``load_config("smoke", {"model": "deeplabv1"})`` keeps the
     preset's backbone, and the error says so). Path settings
     (``out_dir``, ``data_root``, ``init_from``, ``pretrained_backbone``) accept any ``os.PathLike``;
-    they are stored as ``str``, so the configuration stays JSON-serialisable.
+    they are stored as ``str``, so the configuration stays JSON-serialisable. ``None`` in ``overrides``
+    means "not given".
 
-    Raises :class:`ConfigError` for an unknown preset, a missing file, a file that is not a mapping,
-    an unknown setting (naming where it came from, and the setting it may be a misspelling of), a
-    value of the wrong type for an ``int``, ``float``, ``bool`` or ``str`` setting, or settings that
-    cannot work together (:func:`validate`). ``None`` in ``overrides`` means "not given".
+    Raises:
+        ConfigError: an unknown preset, a missing file, a file that is not a mapping, an unknown
+            setting (naming where it came from, and the setting it may be a misspelling of), a value of the
+            wrong type for an ``int``, ``float``, ``bool`` or ``str`` setting, or settings that cannot work
+            together (:func:`validate`).
     """
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}  # which file set a setting, for the error message
@@ -335,7 +338,11 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
 def validate(cfg: TrainConfig) -> None:
     """Raise :class:`ConfigError` for settings that cannot work together, or ``model_kwargs`` that
     :func:`~deeplab_edu.models.build_model` does not take (an unknown argument, one that is a setting of
-    its own, or a value of the wrong type)."""
+    its own, or a value of the wrong type).
+
+    Raises:
+        ConfigError: the first setting found that cannot work (the message names it and a value that does).
+    """
     if cfg.model not in MODELS:
         raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
     if cfg.backbone not in BACKBONES:

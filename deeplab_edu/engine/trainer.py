@@ -162,9 +162,10 @@ class Trainer:
 
     Raises:
         ValueError: only one of ``train_set`` and ``val_set`` is given, the training set does not hold one full
-            batch of ``cfg.batch_size`` per process, or ``amp="fp16"`` off a CUDA device; also
-            :class:`~deeplab_edu.engine.config.ConfigError` (a subclass) when ``cfg`` fails
-            :func:`~deeplab_edu.engine.config.validate`.
+            batch of ``cfg.batch_size`` per process, or ``amp="fp16"`` off a CUDA device.
+        ~deeplab_edu.engine.config.ConfigError: (a ``ValueError``) ``cfg`` fails
+            :func:`~deeplab_edu.engine.config.validate`, or ``cfg.device`` names CUDA and this PyTorch sees
+            no CUDA GPU.
         FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint
             (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`), or the ImageNet weights of
             ``pretrained_backbone`` are missing (:class:`~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable`).

@@ -269,6 +269,10 @@ def value_exercise(
 
     Returns:
         The registered :class:`Exercise`.
+
+    Raises:
+        ValueError: ``answer_type`` or ``kind`` is not one of the names above, or ``key`` is already
+            registered (as for :func:`exercise`).
     """
     if answer_type not in ANSWER_TYPES:
         raise ValueError(f"exercise {key!r}: answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
@@ -537,7 +541,13 @@ def _load_chapter(key: str) -> None:
 
 
 def get(key: str) -> Exercise:
-    """The registered exercise ``key`` (loading its chapter module on first use)."""
+    """The registered exercise ``key`` (loading its chapter module on first use).
+
+    Raises:
+        TypeError: ``key`` is not a string.
+        KeyError: ``key`` does not look like ``'01.2'``, its chapter has no exercises, or it names none
+            of them (the message lists the chapter's).
+    """
     if key not in _REGISTRY:
         _load_chapter(key)
     if key not in _REGISTRY:

@@ -384,7 +384,11 @@ class ASPPConv(_AtrousSequential):
 
     @property
     def rate(self) -> int:
-        """The atrous rate of the 3x3 conv; setting it changes dilation and padding (same weights)."""
+        """The atrous rate of the 3x3 conv; setting it changes dilation and padding (same weights).
+
+        Raises:
+            ValueError: on setting, the rate is not a positive integer.
+        """
         return cast(nn.Conv2d, self[0]).dilation[0]
 
     @rate.setter

@@ -43,7 +43,11 @@ RESNETS = ("resnet50", "resnet101", "tiny_resnet")
 
 def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES, what: str = "") -> int:
     """Return ``output_stride`` if allowed, else raise a ValueError naming the argument (and ``what``
-    builds at these strides only, e.g. ``"DeepLab's VGG-16"``)."""
+    builds at these strides only, e.g. ``"DeepLab's VGG-16"``).
+
+    Raises:
+        ValueError: ``output_stride`` is not one of ``choices``.
+    """
     if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride not in allowed:
         choices = f"one of {', '.join(map(str, allowed))}" if len(allowed) > 1 else str(allowed[0])
         raise ValueError(f"output_stride must be {choices}{' for ' + what if what else ''}, got {output_stride!r}")
@@ -105,7 +109,12 @@ class Backbone(nn.Module):
     output_stride: int
 
     def set_output_stride(self, output_stride: int) -> None:
-        """Switch the strides and dilations in place to ``output_stride`` (no weights change)."""
+        """Switch the strides and dilations in place to ``output_stride`` (no weights change).
+
+        Raises:
+            NotImplementedError: the subclass does not implement it.
+            ValueError: ``output_stride`` is not one this backbone supports (in the subclasses).
+        """
         raise NotImplementedError
 
 

@@ -63,7 +63,11 @@ class DeepLab(nn.Module):
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class scores (N, num_classes, h, w) at feature resolution (stride 4 for v3+, the output
-        stride otherwise) of the backbone's ``features``."""
+        stride otherwise) of the backbone's ``features``.
+
+        Raises:
+            NotImplementedError: the subclass does not implement it.
+        """
         raise NotImplementedError
 
     @property

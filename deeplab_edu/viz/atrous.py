@@ -39,7 +39,11 @@ def plot_eq1(
     output_index: int = 0,
     ax: plt.Axes | None = None,
 ) -> plt.Axes:
-    """Draw eq. (1) in 1-D: the input row (padding shaded), the output row, and the taps read."""
+    """Draw eq. (1) in 1-D: the input row (padding shaded), the output row, and the taps read.
+
+    Raises:
+        ValueError: ``output_index`` is outside the output.
+    """
     n_out = conv_output_size(input_size, kernel_size, stride, padding, rate)
     if not 0 <= output_index < n_out:
         raise ValueError(f"output_index must be in [0, {n_out - 1}] (the output has {n_out} values), got {output_index}")
@@ -78,7 +82,11 @@ def plot_eq1_2d(
     output_index: tuple[int, int] = (0, 0),
     ax: plt.Axes | None = None,
 ) -> plt.Axes:
-    """The 2-D picture: an ``input_size`` square (padding shaded) with the taps of output ``(i, j)``."""
+    """The 2-D picture: an ``input_size`` square (padding shaded) with the taps of output ``(i, j)``.
+
+    Raises:
+        ValueError: ``output_index`` is outside the output.
+    """
     n_out = conv_output_size(input_size, kernel_size, stride, padding, rate)
     i, j = output_index
     if not (0 <= i < n_out and 0 <= j < n_out):
@@ -211,6 +219,9 @@ def plot_edge_and_line(results: Sequence[EdgeResponse]) -> plt.Figure:
     In each profile the band where the step answers is shaded and labelled with its width, and the
     two places where the line answers are marked: both are measured from ``results``, not drawn
     from the formula.
+
+    Raises:
+        ValueError: ``results`` is empty.
     """
     if not results:
         raise ValueError("plot_edge_and_line needs at least one EdgeResponse")

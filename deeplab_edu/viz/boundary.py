@@ -61,6 +61,17 @@ def plot_figure4(
         size: feature-map side (65 in the paper: a 513 crop at output stride 8).
         rates: the rates on the x axis (default every rate from 1 to ``size``).
         counts: which curves to draw; ``possible_counts(kernel)`` draws all of them.
+        kernel: the filter's side (3 in the paper).
+        ax: the axes to draw on (default: a new figure).
+
+    Returns:
+        The figure: one curve per count, the fraction of the ``size`` x ``size`` positions (0-1)
+        against the rate.
+
+    Raises:
+        ValueError: a count in ``counts`` cannot occur for a ``kernel`` x ``kernel`` filter, or
+            ``size``, ``kernel`` or a rate is invalid (:func:`~deeplab_edu.boundary.figure4_curves`).
+        TypeError: ``size``, ``kernel`` or a rate is not an integer (as there).
     """
     rates = list(range(1, size + 1)) if rates is None else list(rates)
     curves = figure4_curves(size, rates, kernel)  # keys: "rates" and the int counts
@@ -144,7 +155,11 @@ def plot_degeneration(reports: Sequence[DegenerationReport], max_cols: int = 3) 
 
 
 def plot_footprints(footprints: Mapping[str, np.ndarray], position: tuple[int, int] | None = None) -> Figure:
-    """Side-by-side bool maps of the input positions that influence one output position."""
+    """Side-by-side bool maps of the input positions that influence one output position.
+
+    Raises:
+        ValueError: ``footprints`` is empty.
+    """
     if not footprints:
         raise ValueError("footprints is empty")
     fig, axes = plt.subplots(1, len(footprints), figsize=(2.8 * len(footprints), 3.1), squeeze=False)
@@ -190,7 +205,11 @@ def _fig_ax(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[Figure, 
 def tap_count_widget(
     height: int = 33, width: int = 33, rate: int = 12, max_size: int = 97, max_rate: int = 100, kernel: int = 3
 ) -> Any:
-    """Sliders for the feature-map height and width and the rate, above :func:`plot_tap_counts`."""
+    """Sliders for the feature-map height and width and the rate, above :func:`plot_tap_counts`.
+
+    Raises:
+        ValueError: a starting value lies outside its slider's range.
+    """
     import ipywidgets as widgets
 
     for name, value, top in (("height", height, max_size), ("width", width, max_size), ("rate", rate, max_rate)):

@@ -134,6 +134,9 @@ def measure_output_strides(
     Every row: output stride, feature-map side (measured from the forward pass), parameters (M), multiply-adds (G), median forward time (s) and
     peak memory (MiB: what the forward pass allocates, without the weights) for a batch of one ``input_size`` x ``input_size`` image, measured with
     :func:`deeplab_edu.complexity.measure`. The backbone is left at its original output stride.
+
+    Raises:
+        ValueError: ``input_size`` is not an integer of at least 33.
     """
     backbone = _check_switchable(backbone)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 33:
@@ -249,6 +252,9 @@ def dense_vs_strided_difference(features: Mapping[int, torch.Tensor]) -> dict[tu
     For output strides ``a < b`` (same weights, no multi-grid) the atrous algorithm computes the
     strided map exactly at every ``b / a``-th position of the dense one: returns
     ``max |dense[::k, ::k] - strided| / max |strided|`` for every pair (rounding only).
+
+    Raises:
+        ValueError: a denser map does not subsample to the sparser one's shape.
     """
     out = {}
     strides = sorted(features)
@@ -279,6 +285,9 @@ def plot_feature_maps(
 
     ``channel=None`` shows, per position, the distance of the feature vector from the map's mean
     (where the features change); an int shows that channel.
+
+    Raises:
+        ValueError: ``features`` is empty.
     """
     if not features:
         raise ValueError("features is empty; pass the output of photo_features")
@@ -310,7 +319,11 @@ def plot_feature_maps(
 
 
 def plot_cost_vs_output_stride(rows: Sequence[Mapping[str, Any]], paper_miou: Mapping[int, float] | None = None) -> Figure:
-    """Measured GMACs, forward time and peak memory per output stride; optionally the paper's mIoU beside them."""
+    """Measured GMACs, forward time and peak memory per output stride; optionally the paper's mIoU beside them.
+
+    Raises:
+        ValueError: ``rows`` is empty.
+    """
     if not rows:
         raise ValueError("rows is empty; pass the output of measure_output_strides")
     keys = [("GMACs", "multiply-adds (G)"), ("forward (s)", "forward time (s)"), ("peak memory (MiB)", "peak memory (MiB)")]
@@ -337,7 +350,11 @@ def plot_cost_vs_output_stride(rows: Sequence[Mapping[str, Any]], paper_miou: Ma
 
 
 def plot_cost_vs_input_size(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """GMACs against the input side, one line per output stride (log-log: slope 2 means quadratic)."""
+    """GMACs against the input side, one line per output stride (log-log: slope 2 means quadratic).
+
+    Raises:
+        ValueError: ``rows`` is empty.
+    """
     if not rows:
         raise ValueError("rows is empty; pass the output of macs_by_input_size")
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
@@ -359,7 +376,11 @@ def plot_cost_vs_input_size(rows: Sequence[Mapping[str, Any]]) -> Figure:
 
 
 def plot_macs_by_stage(stages_by_config: Mapping[str, Mapping[str, float]], title: str | None = None) -> Figure:
-    """Stacked bars: GMACs of each stage (stem, block1..block7), one bar per configuration."""
+    """Stacked bars: GMACs of each stage (stem, block1..block7), one bar per configuration.
+
+    Raises:
+        ValueError: ``stages_by_config`` is empty.
+    """
     if not stages_by_config:
         raise ValueError("stages_by_config is empty")
     names: list[str] = []
@@ -382,7 +403,11 @@ def plot_macs_by_stage(stages_by_config: Mapping[str, Mapping[str, float]], titl
 
 
 def feature_map_widget(image: torch.Tensor, features: Mapping[int, torch.Tensor], channel: int = -1) -> Any:
-    """Output-stride selector and channel slider (-1: norm over channels) above the feature map."""
+    """Output-stride selector and channel slider (-1: norm over channels) above the feature map.
+
+    Raises:
+        ValueError: ``features`` is empty, or ``channel`` is neither -1 nor a channel of the maps.
+    """
     import ipywidgets as widgets
 
     from .widgets import figure_widget

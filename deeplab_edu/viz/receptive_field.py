@@ -52,8 +52,10 @@ def parse_layer_stack(text: str) -> list[tuple[str, LayerSpec]]:
     """Parse one layer per line: ``conv k=3 s=1 d=2 p=2`` or ``pool k=2 s=2``.
 
     ``k`` kernel (default 3), ``s`` stride (1), ``d`` dilation (1), ``p`` padding (default
-    ``d (k - 1) // 2``, "same"). Blank lines and ``#`` comments are skipped. Raises
-    ``ValueError`` naming the line that cannot be read.
+    ``d (k - 1) // 2``, "same"). Blank lines and ``#`` comments are skipped.
+
+    Raises:
+        ValueError: the stack is empty, or a line cannot be read (the message names it).
     """
     layers = []
     for n, raw in enumerate(text.splitlines(), 1):
@@ -124,6 +126,9 @@ def plot_layer_stack(
     effective receptive field of the randomly initialised stack (heat map, Luo et al.).
     Right: the output feature map's cells (dots at their centres, spaced by the effective
     stride) with the chosen unit and its square.
+
+    Raises:
+        ValueError: ``output_index`` is outside the output feature map.
     """
     layers = parse_layer_stack(text_or_layers) if isinstance(text_or_layers, str) else list(text_or_layers)
     image = sample_photo(128) if image is None else image

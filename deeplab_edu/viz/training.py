@@ -299,7 +299,11 @@ def band_metrics(model: nn.Module, dataset: Any, widths: Sequence[int], *, outpu
 
 
 def loss_decreased(history: Sequence[Mapping[str, Any]], window: int = 3) -> bool:
-    """Whether the mean training loss of the last ``window`` logged points is below that of the first."""
+    """Whether the mean training loss of the last ``window`` logged points is below that of the first.
+
+    Raises:
+        ValueError: fewer than ``2 * window`` training losses are logged.
+    """
     losses = [r["loss"] for r in history if r.get("split") == "train"]
     if len(losses) < 2 * window:
         raise ValueError(f"need at least {2 * window} logged training losses, got {len(losses)}")

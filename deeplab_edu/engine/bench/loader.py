@@ -124,7 +124,7 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
         raise ValueError(f"processes must be at least 2, got {processes}")
     ctx = mp.get_context("fork")
 
-    def run(n: int) -> float:
+    def _run(n: int) -> float:
         """Scenes/s of ``n`` processes together: all their scenes over the span from the first start to the last end."""
         start, results = ctx.Barrier(n), ctx.Queue()
         children = [ctx.Process(target=_one_thread_loading, args=(size, batch, batches, start, results), daemon=True)
@@ -153,8 +153,8 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
         span = max(end for _, end in got) - min(start for start, _ in got)
         return n * batches * batch / span
 
-    alone = statistics.fmean([run(1), run(1)])
-    together = run(processes)
+    alone = statistics.fmean([_run(1), _run(1)])
+    together = _run(processes)
     return {"processes": processes, "alone_scenes_per_s": alone, "together_scenes_per_s": together,
             "ratio": together / alone}
 

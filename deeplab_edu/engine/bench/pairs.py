@@ -74,6 +74,9 @@ def train_memory(runner: "StepRunner", device: torch.device) -> tuple[int, int]:
     is what the forward pass leaves allocated for the backward pass (the saved activations and the
     loss). On CUDA both come from the caching allocator's counters; on the CPU from the allocations
     and frees the profiler records (every one of them, in time order).
+
+    Raises:
+        RuntimeError: on the CPU, this torch's profiler keeps no memory records.
     """
     if device.type == "cuda":
         synchronize(device)

@@ -48,7 +48,11 @@ _ATROUS_RANGES = {"input_size": (3, 24), "kernel_size": (1, 7), "rate": (1, 6), 
 
 @lru_cache(maxsize=None)
 def script() -> str:
-    """The JavaScript source of the explorers (``explorers.js``)."""
+    """The JavaScript source of the explorers (``explorers.js``).
+
+    Raises:
+        RuntimeError: the source contains ``</script``, which would end the page's script element.
+    """
     text = resources.files(__name__).joinpath("explorers.js").read_text(encoding="utf-8")
     if "</script" in text.lower():  # would end the inline <script> early
         raise RuntimeError("explorers.js must not contain '</script'")
