@@ -30,8 +30,8 @@ can resample both sources of variation:
   seeds with replacement (the same seed indices for both arms: seed ``k`` of both arms shares its
   data order) and scenes with replacement (the same scenes for both arms), pools the drawn
   matrices and computes the metric: the 2.5 and 97.5 percentiles are the 95 % interval;
-- :func:`seed_interval`: Student's t interval of the per-seed differences. With three seeds the
-  bootstrap has only ten distinct seed draws and understates how far another seed could land.
+- :func:`seed_interval`: Student's t interval of the mean per-seed difference. With three seeds the
+  bootstrap has only ten distinct seed draws, and its spread of the seed mean is too narrow.
 
 A finding counts as *reproduced* only when both intervals exclude zero in the paper's direction.
 
@@ -53,9 +53,9 @@ from .data.classes import BOAT, CAR, WIRE
 
 __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
-    "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval",
+    "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
     "verdict", "joint_verdict", "CRF_SEARCH_SCENES",
-    "measurable", "findings_table", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
+    "measurable", "findings_table", "removed_errors", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -63,6 +63,10 @@ BAND_WIDTHS = (1, 4)
 
 #: How many *training* scenes ``benchmarks/findings.py`` chooses the CRF's parameters on (:func:`tune_crf`).
 CRF_SEARCH_SCENES = 25
+
+#: The source of the image-pooling findings: the paper's multi-grid factors (1, 2, 4) are block-4 rates
+#: (2, 4, 8) at output stride 16; without multi-grid, ours are torchvision's (1, 2, 2) there.
+_TABLE5_POOLING = "DeepLabv3 Table 5 (block-4 rates (2, 4, 8) at OS 16, ours (1, 2, 2))"
 
 #: Arm -> settings that differ from the ``cpu`` preset (DeepLabv3+ on tiny_resnet).
 ARMS: dict[str, dict[str, Any]] = {
@@ -144,13 +148,13 @@ FINDINGS: list[Finding] = [
     Finding("b2", "multi-scale inputs + flip (at OS 8)", ("v3", "eval OS 8"), ("v3", "OS 8 + MS + flip"),
             "miou", "DeepLabv3 Table 6", (78.51, 79.77)),
     Finding("c1", "image pooling: boat IoU", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
-            "iou:boat", "DeepLabv3 Table 5 (mIoU; multi-grid (1, 2, 4), ours (1, 2, 2))", (76.58, 77.21),
+            "iou:boat", _TABLE5_POOLING + " (mIoU)", (76.58, 77.21),
             note="the paper reports mIoU on VOC; car and boat are the classes only context names here"),
     Finding("c2", "image pooling: car/boat confusion", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
-            "confusion:car/boat", "DeepLabv3 Table 5 (mIoU; multi-grid (1, 2, 4), ours (1, 2, 2))", None, direction=-1,
+            "confusion:car/boat", _TABLE5_POOLING + " (mIoU)", None, direction=-1,
             note="share of car and boat pixels given the other vehicle class; lower is better"),
     Finding("c3", "image pooling: mIoU", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
-            "miou", "DeepLabv3 Table 5 (multi-grid (1, 2, 4), ours (1, 2, 2))", (76.58, 77.21)),
+            "miou", _TABLE5_POOLING, (76.58, 77.21)),
     Finding("d1", "decoder: mIoU", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),
             "miou", "DeepLabv3+ Table 3 (ResNet-101, regular convolutions; ours separable in both arms, eval OS 8)",
             (78.51, 79.35)),
@@ -160,7 +164,7 @@ FINDINGS: list[Finding] = [
             "band1:miou", "DeepLabv3+ Fig. 5 (trimap, smallest width: +4.8 points for ResNet-101 at OS 16)", None),
     Finding("e1", "multi-grid (1, 1, 1) -> (1, 2, 4)", ("v3, multi-grid (1, 1, 1)", "eval OS 8"),
             ("v3, multi-grid (1, 2, 4)", "eval OS 8"), "miou",
-            "DeepLabv3 Table 5 (ASPP (6, 12, 18) without image pooling, eval OS 16; ours with it)",
+            "DeepLabv3 Table 5 (ASPP (6, 12, 18) without image pooling, eval OS 16; ours with it, eval OS 8)",
             (75.36, 76.58)),
     Finding("f1", "dense CRF on DeepLab v2: mIoU", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
             "miou", "DeepLab v2 Table 4 (ResNet-101, ASPP, + CRF)", (76.35, 77.69)),
@@ -354,20 +358,44 @@ def bootstrap_difference(base: np.ndarray, variant: np.ndarray, fn: Callable[[np
 def seed_interval(differences: Sequence[float], level: float = 0.95) -> tuple[float, float]:
     """Student's t interval of the mean of per-seed differences (one value per seed, any unit).
 
-    The paired bootstrap draws seeds with replacement, and three seeds give only ten distinct
-    draws: it understates how much another seed could differ. This interval uses the seeds alone,
-    with ``len(differences) - 1`` degrees of freedom (t = 4.30 for three seeds at 95 %).
+    The paired bootstrap draws seeds with replacement: with three seeds it has only ten distinct
+    draws, its spread of the seed mean is too small (resampling n values gives a variance (n - 1) / n
+    of the sample's, which is itself a rough estimate from three values), and it lacks the heavy
+    tails that t gives an estimate from so few. This interval uses the seeds alone, with
+    ``len(differences) - 1`` degrees of freedom (t = 4.30 for three seeds at 95 %).
 
     Raises:
         ValueError: fewer than two seeds.
     """
+    d = _at_least_two(differences)
+    half = _t(level, d.size) * d.std(ddof=1) / np.sqrt(d.size)
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def seed_prediction_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Where one more seed of the same recipe should land: Student's t prediction interval
+    ``mean +- t * s * sqrt(1 + 1 / n)`` of ``n`` per-seed values (any unit), ``n - 1`` degrees of
+    freedom. Wider than :func:`seed_interval`, which is about the mean of the seeds, not a new one.
+
+    Raises:
+        ValueError: fewer than two seeds.
+    """
+    v = _at_least_two(values)
+    half = _t(level, v.size) * v.std(ddof=1) * np.sqrt(1 + 1 / v.size)
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def _at_least_two(values: Sequence[float]) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        raise ValueError(f"need at least two seeds for an interval over seeds, got {v.size}")
+    return v
+
+
+def _t(level: float, n: int) -> float:
     from scipy import stats
 
-    d = np.asarray(differences, dtype=np.float64)
-    if d.size < 2:
-        raise ValueError(f"need at least two seeds for an interval over seeds, got {d.size}")
-    half = stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
-    return float(d.mean() - half), float(d.mean() + half)
+    return float(stats.t.ppf(0.5 + level / 2, n - 1))
 
 
 def verdict(low: float, high: float, direction: int) -> str:
@@ -429,6 +457,39 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
             "_low": min(lo, s_lo), "_high": max(hi, s_hi), "_baseline": va.tolist(), "_variant": vb.tolist(),
         })
     return rows
+
+
+def removed_errors(matrices: Mapping[str, np.ndarray], baseline: tuple[str, str], variant: tuple[str, str],
+                   widths: Sequence[int] = BAND_WIDTHS) -> dict[int, dict[str, np.ndarray]]:
+    """Where the errors that ``variant`` removes lie, per seed: for each band width, the share of the
+    net drop in wrong pixels (all scenes pooled) inside the band and the share of pixels it holds
+    (:func:`deeplab_edu.metrics.removed_errors_by_band`; the same seeds of both arms).
+
+    Args:
+        matrices: per-scene matrices keyed ``"<arm>|<view>|<all or band<w>>"`` (arrays (seeds, scenes, C, C)).
+        baseline, variant: (arm, view) pairs, as in a :class:`Finding`.
+        widths: band widths the record holds.
+
+    Returns:
+        ``{w: {"removed": (seeds,), "pixels": (seeds,)}}``, fractions 0-1.
+
+    Raises:
+        KeyError: ``matrices`` lacks the whole image or a band of one of the pairs.
+        ValueError: the two arms were scored on different pixels.
+    """
+    from .metrics import removed_errors_by_band
+
+    def counts(arm_view: tuple[str, str], key: str) -> list[dict[str, float]]:
+        cms = np.asarray(matrices[f"{arm_view[0]}|{arm_view[1]}|{key}"], dtype=np.float64).sum(1)  # over scenes
+        return [{"pixels": float(cm.sum()), "wrong_pixels": float(cm.sum() - np.trace(cm))} for cm in cms]
+
+    keys: list[Any] = ["all", *widths]
+    base = {k: counts(baseline, "all" if k == "all" else f"band{k}") for k in keys}
+    var = {k: counts(variant, "all" if k == "all" else f"band{k}") for k in keys}
+    per_seed = [removed_errors_by_band({k: base[k][s] for k in keys}, {k: var[k][s] for k in keys})
+                for s in range(len(base["all"]))]
+    return {w: {part: np.array([seed[w][part] for seed in per_seed]) for part in ("removed", "pixels")}
+            for w in widths}
 
 
 # ----------------------------------------------------------------------------- evaluation

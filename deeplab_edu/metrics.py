@@ -7,13 +7,16 @@ is the *mean intersection-over-union* over classes,
            \\mathrm{mIoU} = \\frac{1}{|C'|} \\sum_{c \\in C'} \\mathrm{IoU}_c,
 
 computed from one confusion matrix accumulated over the *whole* data set (not averaged per image).
-:math:`C'` are the classes that occur in the ground truth or the predictions (a class absent from
-both has an undefined IoU and is left out, as in the VOC development kit). Pixels labelled
+:math:`C'` are the classes that occur in the ground truth or the predictions: a class absent from
+both has an undefined IoU (0/0) and is left out. (The VOC development kit's ``VOCevalseg.m`` averages
+over every class; each VOC class occurs in its validation set, where the two agree.) Pixels labelled
 ``ignore_index`` (255: object boundaries in VOC) count nowhere.
 
-The *trimap* measure of DeepLab v1/v2 (DeepLab v1 Fig. 5, v2 Fig. 10, DeepLabv3+ Fig. 5) scores only the pixels in a
-band of a given width around the ground-truth object boundaries: :func:`trimap_target` keeps those pixels
-and marks the others ``ignore_index``, so the same matrix measures boundary accuracy.
+The *trimap* measure (DeepLab v1 Fig. 5, v2 Fig. 10, DeepLabv3+ Fig. 5 and sec. 4.4) scores only the
+pixels in a band around object boundaries: the papers dilate VOC's 'void' annotations (the
+unlabelled band along object boundaries) and score the pixels within the dilated band.
+:func:`trimap_target` adapts it to label maps without such a band: it dilates the label changes,
+keeps those pixels and marks the others ``ignore_index``, so the same matrix measures boundary accuracy.
 
 In distributed evaluation each process accumulates its own matrix and :meth:`ConfusionMatrix.all_reduce`
 sums them, so the metrics equal those of a single process that saw every image.
@@ -21,11 +24,13 @@ sums them, so the metrics equal those of a single process that saw every image.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Hashable, Mapping, Sequence, TypeVar
 
 import torch
 
-__all__ = ["ConfusionMatrix", "format_iou_table", "trimap_target", "boundary_band"]
+K = TypeVar("K", bound=Hashable)
+
+__all__ = ["ConfusionMatrix", "format_iou_table", "trimap_target", "boundary_band", "removed_errors_by_band"]
 
 
 class ConfusionMatrix:
@@ -102,8 +107,9 @@ class ConfusionMatrix:
         Returns:
             ``miou`` (mean over classes present in truth or prediction), ``iou`` (list, one per
             class, ``nan`` where undefined), ``pixel_accuracy``, ``fw_iou`` (IoU weighted by the
-            class frequency in the truth), ``mean_accuracy`` (all fractions in [0, 1], not %) and
-            ``pixels`` (the number of pixels counted).
+            class frequency in the truth), ``mean_accuracy`` (all fractions in [0, 1], not %),
+            ``pixels`` (the number of pixels counted) and ``wrong_pixels`` (how many of them are
+            predicted as another class).
         """
         m = self.mat.double().cpu()
         tp = m.diag()
@@ -122,6 +128,7 @@ class ConfusionMatrix:
             "mean_accuracy": float(acc_c[gt > 0].mean()) if (gt > 0).any() else float("nan"),
             "fw_iou": float((freq[valid] * iou[valid]).sum()) if total > 0 else float("nan"),
             "pixels": int(total),
+            "wrong_pixels": int(total - tp.sum()),
         }
 
 
@@ -146,8 +153,9 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
     """``target`` with every pixel farther than ``width`` pixels from a label boundary set to ``ignore_index``.
 
     A boundary pixel is one with a 4-neighbour (left, right, above, below) of another label, so both
-    pixels of every label change are boundary pixels; ignored pixels count as a label, as in the
-    trimap of DeepLab v1/v2 (v1 Fig. 5, v2 Fig. 10). The band is the boundary pixels dilated by
+    pixels of every label change are boundary pixels; ignored pixels count as a label. (The papers'
+    trimap, v1 Fig. 5, v2 Fig. 10, v3+ sec. 4.4, dilates VOC's 'void' boundary annotations instead;
+    see the module's docstring.) The band is the boundary pixels dilated by
     ``width`` (a square of side ``2 * width + 1``, i.e. chessboard distance): ``width=0`` keeps the
     boundary pixels only, and across a straight change between two labels the band is
     ``2 * width + 2`` pixels wide (``width + 1`` on each side).
@@ -185,3 +193,44 @@ def boundary_band(mask: torch.Tensor, width: int, ignore_index: int = 255) -> to
         ValueError: ``width`` is negative.
     """
     return trimap_target(mask, width, ignore_index) != ignore_index
+
+
+def removed_errors_by_band(base: Mapping[K, Mapping[str, float]],
+                           variant: Mapping[K, Mapping[str, float]]) -> dict[K, dict[str, float]]:
+    """Where the errors that ``variant`` removes lie: inside each trimap band, or away from boundaries.
+
+    Comparing mIoU in a band with mIoU on the whole image does not say where a gain comes from (the
+    whole image contains the band, and mIoU averages over classes). This counts pixels instead: of the
+    net drop in wrong pixels from ``base`` to ``variant`` on the whole image, the share that lies in
+    each band, beside the share of all pixels that the band holds. A gain spread evenly over the image
+    gives two equal shares; a gain made at boundaries gives a removed share far above the pixel share.
+
+    Args:
+        base, variant: :meth:`ConfusionMatrix.compute` results (``pixels``, ``wrong_pixels``) of two
+            models on the same pixels, keyed ``"all"`` for the whole image and anything else (a band
+            width) for a band of it, as :func:`deeplab_edu.viz.training.band_metrics` returns them.
+
+    Returns:
+        For each band key: ``{"pixels": share of the whole image's pixels in the band, "removed": share
+        of the net drop in wrong pixels in the band}``, fractions (0-1; ``removed`` is ``nan`` when
+        ``variant`` gets no fewer pixels wrong than ``base``, and can leave [0, 1] when a band gets worse
+        while the image gets better).
+
+    Raises:
+        ValueError: ``"all"`` is missing, the two have different keys, or they count different numbers
+            of pixels in one of them (not the same images or bands).
+    """
+    if "all" not in base or set(base) != set(variant):
+        raise ValueError(f"base and variant need the same keys, 'all' among them; got {sorted(map(str, base))} "
+                         f"and {sorted(map(str, variant))}")
+    for key in base:
+        if base[key]["pixels"] != variant[key]["pixels"]:
+            raise ValueError(f"{key!r}: base counts {base[key]['pixels']} pixels and variant {variant[key]['pixels']}; "
+                             "score both models on the same images")
+    all_key: Any = "all"
+    drop = float(base[all_key]["wrong_pixels"]) - float(variant[all_key]["wrong_pixels"])
+    total = float(base[all_key]["pixels"])
+    return {key: {"pixels": float(base[key]["pixels"]) / total if total else float("nan"),
+                  "removed": (float(base[key]["wrong_pixels"]) - float(variant[key]["wrong_pixels"])) / drop
+                  if drop > 0 else float("nan")}
+            for key in base if key != "all"}

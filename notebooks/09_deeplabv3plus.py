@@ -44,7 +44,8 @@
 # `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.ConfusionMatrix` (in exercise
 # 09.4); for training, `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
 # `plot_band_comparison`, `plot_model_comparison`), and a first look at `deeplab_edu.findings`
-# (`FINDINGS`, `findings_table`, `measurable`, `load_findings`: chapter 10 explains them). From
+# (`FINDINGS`, `findings_table`, `measurable`, `load_findings`, `removed_errors`: chapter 10 explains
+# them) and `deeplab_edu.metrics.removed_errors_by_band`. From
 # earlier chapters: `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`,
 # `PUBLISHED_GMACS`, `markdown_table`), `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
 # `transforms.eval_transform`, `transforms.normalize`: 06), `deeplab_edu.viz.images.sample_photo`, and chapter 08's
@@ -239,10 +240,12 @@ assert whole_gap < 0 and abs(decoder_gap) < abs(whole_gap)  # "lies below ... ag
 # proportions are upsampled bilinearly (as DeepLab upsamples logits) and the arg-max is taken. It is
 # not an upper bound for a network, whose logits in a cell can be far sharper than proportions
 # (section 5's DeepLabv3+ draws wires this prediction misses), but it shows what a coarse grid does.
-# We score it inside a band around the label boundaries, as DeepLab v2 and DeepLabv3+ do with their
-# "trimap" (DeepLabv3+ Fig. 5): the boundary pixels (those with a neighbour of another label, $w = 0$)
-# and the pixels within $w$ pixels of them (`boundary_band`; section 5 scores the trained models in
-# the same bands).
+# We score it inside a band around the label boundaries, adapted from the "trimap" of DeepLab v2 and
+# DeepLabv3+ (Fig. 5), which dilate VOC's 'void' annotations, the band its annotators left
+# unlabelled along object boundaries; our scenes have no such band, so we dilate the label changes
+# instead: the boundary pixels (those with a neighbour of another label, $w = 0$) and the pixels
+# within $w$ pixels of them (`boundary_band`; section 5 scores the trained models in the same
+# bands).
 
 # %%
 n_scenes = config.choose(smoke=4, cpu=32, gpu=64)
@@ -398,7 +401,7 @@ assert crop_macs["DeepLabv3+"] > crop_macs["DeepLabv3"]  # "v3+ costs more multi
 # at 8 the decoder's gain includes that loss of the baseline. The cell after the table therefore
 # also gives the gain at output stride 16, where this recipe's DeepLabv3 does better over seeds. We measure mIoU on the
 # whole image, mIoU inside trimap bands of growing width around the true boundaries
-# (`deeplab_edu.metrics.trimap_target`, the measure of DeepLabv3+ Fig. 5), and the IoU of the
+# (`deeplab_edu.metrics.trimap_target`, adapted from the measure of DeepLabv3+ Fig. 5), and the IoU of the
 # thinnest class, `wire` (1 to 3 pixels wide, far thinner than a stride-16 cell).
 
 # %%
@@ -436,19 +439,29 @@ for res in bands.values():
     assert res[widths[0]]["pixels"] <= res[widths[-1]]["pixels"] <= res["all"]["pixels"]  # bands nest
 
 # %% [markdown]
-# How to read the table: a gain that is larger in the narrow bands than on the whole image points
-# at boundaries; a gain of the same size everywhere says that one model has learned more overall.
-# The lines under the table say which classes each model predicts at all: a model that predicts
-# only background cannot be compared on boundaries. What the measurement says, in numbers
-# (DeepLabv3+ minus DeepLabv3, in points of mIoU):
+# How to read the table: the lines under it say which classes each model predicts at all (a model
+# that predicts only background cannot be compared on boundaries); the band columns say how well
+# each model does near boundaries. What they cannot say is *where* a gain on the whole image comes
+# from: the whole image contains the bands, and mIoU averages over classes, so a band's mIoU set
+# beside the whole image's compares no boundary with any interior. Counting pixels does. Of the
+# pixels that DeepLabv3 gets wrong and DeepLabv3+ does not (net, over all scenes), what share lies
+# in each band, next to the share of all pixels that the band holds
+# (`deeplab_edu.metrics.removed_errors_by_band`)? A gain spread evenly over the image gives two
+# equal shares; a gain made at boundaries gives a removed share far above the band's pixel share.
+# First the differences, in points of mIoU (DeepLabv3+ minus DeepLabv3), then the shares:
 
 # %%
+from deeplab_edu.metrics import removed_errors_by_band
+
 differences = {w: 100 * (bands["DeepLabv3+"][w]["miou"] - bands["DeepLabv3"][w]["miou"]) for w in widths}
 differences["whole image"] = 100 * (bands["DeepLabv3+"]["all"]["miou"] - bands["DeepLabv3"]["all"]["miou"])
 for k, d in differences.items():
     print(f"{'band ' + str(k) + ' px' if isinstance(k, int) else k:>12s}: {d:+.1f} points")
-print(f"by the rule above: {differences['whole image']:+.1f} points on the whole image, and "
-      f"{differences[min(widths)] - differences['whole image']:+.1f} more in the {min(widths)}-px band")
+removed = removed_errors_by_band(bands["DeepLabv3"], bands["DeepLabv3+"])
+wrong = {name: res["all"]["wrong_pixels"] for name, res in bands.items()}
+print(f"wrong pixels: DeepLabv3 {wrong['DeepLabv3']}, DeepLabv3+ {wrong['DeepLabv3+']}")
+for w, share in removed.items():
+    print(f"band {w:>2} px: {share['pixels']:6.1%} of the pixels, {share['removed']:6.1%} of the errors the decoder removes")
 at16 = {name: evaluate(net, val, Strategy(output_stride=16), progress=False, batch_size=8)["miou"]
         for name, net in trained.items()}
 print(f"whole image, both evaluated at output stride 16: {100 * (at16['DeepLabv3+'] - at16['DeepLabv3']):+.1f} points "
@@ -483,13 +496,28 @@ else:
     display(Markdown(markdown_table([{k: v for k, v in r.items() if not k.startswith("_")} for r in decoder_rows])))
     print(recorded.describe())
 
-# %% tags=["remove-cell"]
-# what the prose below says: most of the gain is on the whole image (d1), the 1-px band adds the rest (d3)
+# %% [markdown]
+# And where the record's gain lies, seed by seed (the count of section 5 on every recorded seed,
+# `deeplab_edu.findings.removed_errors`):
+
+# %%
+from deeplab_edu.findings import removed_errors
+
 if recorded is not None and measurable(recorded.matrices, decoder_findings):
-    gain = {r["finding"][1:3]: r["difference (points)"] for r in decoder_rows}
-    assert gain["d1"] > gain["d3"] - gain["d1"] > 0
+    d1 = next(f for f in decoder_findings if f.key == "d1")
+    shares = removed_errors(recorded.matrices, d1.baseline, d1.variant)
+    for w, share in shares.items():
+        print(f"band {w} px: {share['pixels'].mean():.1%} of the pixels, "
+              f"{', '.join(f'{v:.1%}' for v in share['removed'])} of the errors the decoder removes "
+              f"(seeds {', '.join(map(str, recorded.seeds))})")
+
+# %% tags=["remove-cell"]
+# what the prose below says: the decoder's gain is reproduced on the whole image (d1) and in the 1-px band (d3),
+# and on every seed most of the errors it removes lie within 4 px of a boundary, a band of under a third of the pixels
+if recorded is not None and measurable(recorded.matrices, decoder_findings):
     ends = {r["finding"][1:3]: (r["_low"], r["_high"]) for r in decoder_rows}
-    assert ends["d1"][0] > 0 and ends["d3"][0] > ends["d1"][1]  # both intervals, not only the means
+    assert ends["d1"][0] > 0 and ends["d3"][0] > 0  # both intervals, not only the means
+    assert shares[4]["removed"].min() > 0.5 > 1 / 3 > shares[4]["pixels"].max()
 
 # %% [markdown]
 # The paper's decoder gain on the whole image is less than a point at output stride 8; its Fig. 5
@@ -498,11 +526,15 @@ if recorded is not None and measurable(recorded.matrices, decoder_findings):
 # at 8). Our scenes are dense in boundaries (small objects, 1-3 px wires), a likely reason the
 # decoder matters more here, and wires are the extreme case: DeepLabv3
 # at output stride 8 almost never draws them (the table above), and exercise 09.4 measures what a
-# stride-16 grid of class proportions gives them. But read the band differences of section 5 with
-# their rule: most of our gain is on the whole image, and the boundaries add the rest. A likely
-# reason for the overall part, which the paper's photographs offer far less: on these scenes colour
-# alone names most classes (chapter 08, section 5), and the decoder's stride-4 low-level features
-# carry colour at four times the detail of the stride-16 map.
+# stride-16 grid of class proportions gives them. The count above says where the whole-image gain
+# of the record comes from: on every seed, most of the pixels that the decoder gets right and
+# DeepLabv3 got wrong lie within 4 pixels of a label change, a band that holds under a third of the
+# pixels (about half lie in the 1-px band alone). So the whole-image gain is itself a boundary gain,
+# as the paper's Fig. 5 says of its own; the wires, all of whose pixels lie within a few pixels of a
+# boundary, are only its most visible part. The decoder's stride-4 low-level features carry where
+# colour changes at four times the detail of the stride-16 map, and in these easy scenes each shape
+# class has a colour family of its own (chapter 08, section 5), so where the colour changes the label
+# usually does too.
 #
 # ## 6. One scene, side by side
 #
@@ -609,7 +641,9 @@ answer_09_4 = ...  # your prediction, a fraction
 check("09.4", answer_09_4)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: a wire covers a small share of any 16 x 16 cell, so it never wins a cell's arg-max.
+# Solution: a wire covers at most about a quarter of a 16 x 16 cell; the bilinear upsampling only blends
+# such small shares, so wire (almost) never wins the arg-max. (Not "never": a class that leads in no cell
+# can still lead between cells, e.g. wire 0.4 in two cells whose other 0.6 are two different classes.)
 from deeplab_edu.metrics import ConfusionMatrix
 
 oracle_scenes = ProceduralScenes(length=16, size=128, seed=0, difficulty="easy")

@@ -9,8 +9,8 @@ import torch
 
 from deeplab_edu import findings
 from deeplab_edu.findings import (
-    FINDINGS, VIEWS, bootstrap_difference, class_iou, confusion_share, findings_table, metric, miou, seed_interval,
-    seed_values, verdict,
+    FINDINGS, VIEWS, bootstrap_difference, class_iou, confusion_share, findings_table, metric, miou, removed_errors,
+    seed_interval, seed_prediction_interval, seed_values, verdict,
 )
 from deeplab_edu.metrics import ConfusionMatrix
 
@@ -76,6 +76,26 @@ def test_seed_values_and_table_rows() -> None:
     assert vals.shape == (2,) and np.all((0 < vals) & (vals <= 1))
 
 
+def test_removed_errors_counts_per_seed_over_all_scenes() -> None:
+    """Seed 0: the variant removes 6 wrong pixels, 3 of them in the 1-px band and 5 in the 4-px band;
+    seed 1: it removes none (nan)."""
+    def arm(wrong_all: list[int], wrong_b1: list[int], wrong_b4: list[int]) -> dict[str, np.ndarray]:
+        out = {}
+        for key, wrong, pixels in (("all", wrong_all, 90), ("band1", wrong_b1, 10), ("band4", wrong_b4, 30)):
+            m = np.zeros((2, 2, 2, 2))  # (seeds, scenes, C, C): each seed's pixels split over two scenes
+            for s, w in enumerate(wrong):
+                m[s, 0, 0, 0], m[s, 0, 0, 1] = pixels // 2 - w, w
+                m[s, 1, 1, 1] = pixels - pixels // 2
+            out[key] = m
+        return out
+
+    mats = {f"a|eval OS 8|{k}": v for k, v in arm([10, 4], [5, 2], [8, 3]).items()}
+    mats |= {f"b|eval OS 8|{k}": v for k, v in arm([4, 4], [2, 2], [3, 3]).items()}
+    shares = removed_errors(mats, ("a", "eval OS 8"), ("b", "eval OS 8"))
+    assert shares[1]["removed"][0] == 0.5 and shares[4]["removed"][0] == 5 / 6
+    assert np.isnan(shares[4]["removed"][1]) and np.allclose(shares[4]["pixels"], 30 / 90)
+
+
 @pytest.mark.slow
 def test_run_findings_trains_evaluates_and_reuses(tmp_path) -> None:
     torch.set_num_threads(1)
@@ -113,6 +133,11 @@ def test_a_finding_needs_the_seeds_to_agree_too() -> None:
     assert 16 < lo < hi < 23
     with pytest.raises(ValueError, match="two seeds"):
         seed_interval([1.0])
+    # where a fourth seed should land: wider by sqrt(1 + 3) = 2 than the interval of the mean
+    (p_lo, p_hi), (m_lo, m_hi) = seed_prediction_interval([0.45, 0.31, 1.57]), seed_interval([0.45, 0.31, 1.57])
+    assert np.isclose(p_hi - p_lo, 2 * (m_hi - m_lo)) and np.isclose(p_lo + p_hi, m_lo + m_hi)
+    with pytest.raises(ValueError, match="two seeds"):
+        seed_prediction_interval([1.0])
     # a table row whose seeds disagree is not reproduced, whatever its bootstrap says
     rng = np.random.default_rng(0)
     base = _matrices(rng, seeds=3, scenes=20)

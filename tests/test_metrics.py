@@ -85,3 +85,37 @@ def test_trimap_keeps_a_band_around_boundaries() -> None:
     assert kept == [3, 4, 5, 6]
     assert (trimap_target(t, 0) != 255).nonzero()[:, 1].unique().tolist() == [4, 5]
     assert (trimap_target(torch.zeros(4, 4, dtype=torch.long), 2) == 255).all()  # no boundary, nothing kept
+
+
+def _scored(pred: torch.Tensor, target: torch.Tensor, width: int) -> dict[object, dict]:
+    out: dict[object, dict] = {}
+    for key, t in (("all", target), (width, trimap_target(target, width))):
+        cm = ConfusionMatrix(3)
+        cm.update(pred, t)
+        out[key] = cm.compute()
+    return out
+
+
+def test_removed_errors_by_band_tells_a_boundary_gain_from_an_even_one() -> None:
+    from deeplab_edu.metrics import removed_errors_by_band
+
+    target = torch.zeros(1, 32, 32, dtype=torch.long)
+    target[:, 8:24, 8:24] = 1  # a square: its band of width 1 is 4 px wide along the edges
+    band = trimap_target(target, 1) != 255
+    base = target.clone()
+    base[band & (target == 1)] = 0  # DeepLabv3-like: the square's rim is wrong
+    base[:, 0, :] = 2  # and one interior row of background, far from the square
+    at_edges = target.clone()
+    at_edges[:, 0, :] = 2  # fixes the rim only
+    shares = removed_errors_by_band(_scored(base, target, 1), _scored(at_edges, target, 1))[1]
+    assert shares["removed"] == 1.0 and math.isclose(shares["pixels"], band.float().mean().item())
+    far_only = target.clone()
+    far_only[band & (target == 1)] = 0  # fixes the far row only: nothing in the band
+    assert removed_errors_by_band(_scored(base, target, 1), _scored(far_only, target, 1))[1]["removed"] == 0.0
+    assert math.isnan(removed_errors_by_band(_scored(base, target, 1), _scored(base, target, 1))[1]["removed"])
+    assert _scored(base, target, 1)["all"]["wrong_pixels"] == int((base != target).sum())
+    smaller = _scored(base[:, :16], target[:, :16], 1)
+    with pytest.raises(ValueError, match="same images"):
+        removed_errors_by_band(_scored(base, target, 1), smaller)
+    with pytest.raises(ValueError, match="'all'"):
+        removed_errors_by_band({1: smaller[1]}, {1: smaller[1]})

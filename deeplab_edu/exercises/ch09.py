@@ -101,8 +101,9 @@ function_exercise(
          "a fixed factor 4 misses odd sizes: a 513 crop has a 33-cell encoder map and a 129-cell low-level map, "
          "and 33 x 4 = 132. Upsample to the low-level map's size."),
         (lambda e, l: torch.cat([F.interpolate(e, size=l.shape[-2:], mode="bilinear", align_corners=True), l], 1),
-         "align_corners=True stretches the map corner to corner; DeepLab's models (and this course's) upsample "
-         "with align_corners=False, as F.interpolate does by default for a given size."),
+         "align_corners=True stretches the map corner to corner; this course's decoder, like torchvision's models, "
+         "upsamples with align_corners=False, as F.interpolate does by default for a given size (the official "
+         "TensorFlow DeepLab resizes with align_corners=True, which is why its crops are 513 = 32 x 16 + 1)."),
         (lambda e, l: torch.cat([F.interpolate(e, size=l.shape[-2:], mode="nearest"), l], 1),
          "nearest-neighbour upsampling copies each cell into blocks; the decoder interpolates bilinearly."),
         (lambda e, l: torch.cat([l, F.interpolate(e, size=l.shape[-2:], mode="bilinear", align_corners=False)], 1),
@@ -134,9 +135,11 @@ value_exercise(
     kind="predict",
     abs_tol=0.005,
     mistakes=[
-        (lambda a: a >= 0.2, "a 16 x 16 cell holds 256 pixels and a wire crossing it at most a few dozen: wire is "
-                             "never the largest share of a cell, so the best label of a cell is never wire."),
-        (lambda a: 0.005 < a < 0.2, "less than that: in no 16 x 16 cell does a 1-3 px wire cover the most pixels."),
+        (lambda a: a >= 0.2, "a 16 x 16 cell holds 256 pixels and a wire crossing it at most a few dozen: its share "
+                             "of every cell is small, and so is its share anywhere between cells after the bilinear "
+                             "upsampling, so it (almost) never wins the arg-max."),
+        (lambda a: 0.005 < a < 0.2, "less than that: a 1-3 px wire covers at most about a quarter of a 16 x 16 cell, "
+                                    "and the upsampling only blends such small shares."),
     ],
     otherwise=lambda a: f"{a} is not it; think of the share of a 16 x 16 cell a wire can cover.",
     more_wrong=(0.25, 0.05, 1.0),
