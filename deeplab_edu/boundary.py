@@ -181,7 +181,8 @@ def figure4_curves(
 def mean_valid_fraction(size: int | Sequence[int], rate: int, kernel: int = 3) -> float:
     """Average share of the k x k weights that land inside the map, over all output positions.
 
-    The measure of DeepLabv3 Fig. 4 (sec. 3.3): a "same" atrous convolution zero-pads the map, so a
+    A one-number summary of the counts behind DeepLabv3 Fig. 4 (sec. 3.3), which plots the share of
+    positions with 1, 4 and 9 valid weights (:func:`figure4_curves`): a "same" atrous convolution zero-pads the map, so a
     tap that falls outside it multiplies padding; as ``rate`` approaches the map's side the share
     falls towards ``1 / k**2`` (only the centre tap is valid: the filter has become 1 x 1).
 

@@ -30,9 +30,9 @@ Two ways to compute the messages :math:`\\sum_j \\bar k(i, j) Q_j(l)`:
 
 * ``exact``: build the dense :math:`N \\times N` kernel matrices (:math:`O(N^2)` memory and time)
   and multiply, all classes at once. For small images (a few thousand pixels).
-* ``approx``: what the released C++ code does. The smoothness kernel is a Gaussian blur
-  (separable, truncated at 4 standard deviations: exact to about ``1e-3``); the bilateral
-  kernel, a Gaussian in the 5-D space (x, y, r, g, b), is filtered with the *permutohedral
+* ``approx``: close to what the released C++ code does, which filters both kernels on the
+  lattice. Here the smoothness kernel is a Gaussian blur (separable, truncated at 4 standard
+  deviations: exact to about ``1e-3``); the bilateral kernel, a Gaussian in the 5-D space (x, y, r, g, b), is filtered with the *permutohedral
   lattice* (Adams, Baek & Davis 2010) in :math:`O(N)`: values are splatted onto the corners of
   a simplex lattice, blurred along its directions and sliced back. It is an approximation: its
   overall scale is off (so only normalised kernels are offered) and its shape is not exactly

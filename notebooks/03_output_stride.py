@@ -70,8 +70,12 @@ print(f"profile: {config.profile()}, device: {config.device()}")
 # the final feature map:
 #
 # $$
-# \text{output stride} = \frac{\text{input side}}{\text{feature-map side}}.
+# \text{output stride} = \frac{\text{input side}}{\text{feature-map side}},
 # $$
+#
+# which is the product of the strides of the layers on the way. For sides that are not a multiple
+# of it the ratio is not exact (513 / 33 = 15.5 below); DeepLab's sizes make it exact on the
+# *steps* between pixels instead: $(513 - 1) / (33 - 1) = 16$.
 #
 # A ResNet halves the resolution five times: the stem's $7 \times 7$ convolution (stride 2), its
 # max pooling (stride 2), and the first unit of blocks 2, 3 and 4 (stride 2 each). With "same"
@@ -175,7 +179,8 @@ vos.feature_map_widget(photo, features)
 
 # %% [markdown]
 # (With random weights, the strong values along the border are the zero padding showing through
-# the 50 layers: chapter 04 is about exactly that effect.)
+# the 50 layers: chapter 04 studies a related effect, the taps of atrous filters that fall on
+# padding.)
 #
 # ## 3. What density costs
 #
@@ -238,7 +243,7 @@ check("03.1", params_gained_03_1)
 # **Reading the table.** The columns on the left are *measured* here, with the hardware printed
 # above (the book shows the numbers of the machine that built it; run the notebook to get yours).
 # The right-hand column is *quoted*: DeepLabv3's Table 1, PASCAL VOC 2012 val mIoU of ResNet-50
-# with three extra blocks (block7) trained and evaluated at each output stride. In the paper,
+# with three extra blocks (block7) at each output stride. In the paper,
 # mIoU rises from 70.06% at output stride 32 to 73.88% at 16 and 75.18% at 8 (and collapses to
 # 20.29% at output stride 256, with no atrous convolution at all), while our measurement shows what
 # that costs: the parameters do not change at all, and the multiply-adds grow because blocks 3 and
@@ -280,8 +285,12 @@ for os_ in (32, 16, 8):
 
 # %% [markdown]
 # Where does the extra cost of a dense map go? Split by stage: the stem and blocks 1-2 do not
-# change; block 3 costs the same at output stride 32 and 16 and four times more at 8, block 4 four
-# times more at 16 and sixteen times more at 8 (up to the odd-size rounding: $33^2/17^2 = 3.77$).
+# change; block 3 costs the same at output stride 32 and 16 and less than four times more at 8,
+# block 4 less than four times more at 16 and less than sixteen times more at 8 (the cell prints the
+# ratios). Not the full factors, and not only because of odd sizes ($33^2/17^2 = 3.77$): in torchvision's layout the
+# first unit of a block strides in its $3 \times 3$ convolution, so that unit's first $1 \times 1$
+# convolution runs on the block's *input* map, whose size the output stride does not change
+# (exercise 03.3 counts it).
 
 # %%
 stage_input = config.choose(smoke=129, cpu=513, gpu=513)
@@ -292,11 +301,15 @@ for os_ in (32, 16, 8):
 backbone.set_output_stride(16)
 for name, st in stages.items():
     print(f"{name:6s}: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()) + f"  (total {sum(st.values()):.1f} GMACs)")
+stage_ratios = {(block, dense, sparse): stages[f"OS {dense}"][block] / stages[f"OS {sparse}"][block]
+                for block, dense, sparse in (("block3", 8, 16), ("block4", 16, 32), ("block4", 8, 32))}
+print("ratios: " + ", ".join(f"{block} OS {dense} / OS {sparse}: {r:.2f}" for (block, dense, sparse), r in stage_ratios.items()))
 fig = vos.plot_macs_by_stage(stages, title=f"ResNet-50, {stage_input} x {stage_input} input")
 
 # %% tags=["remove-cell"]
 assert abs(stages["OS 32"]["block2"] - stages["OS 8"]["block2"]) < 1e-9
 assert stages["OS 8"]["block4"] > 10 * stages["OS 32"]["block4"]
+assert 3 < stage_ratios["block3", 8, 16] < 4 and 3 < stage_ratios["block4", 16, 32] < 4 < stage_ratios["block4", 8, 32] < 16
 
 # %% [markdown]
 # ## 5. Multi-grid and going deeper (DeepLabv3 sec. 3.2)
@@ -386,7 +399,8 @@ assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
 # %% [markdown]
 # More blocks help, with shrinking returns (for ResNet-50, block7 is even slightly worse than
 # block6); multi-grid beats constant unit rates $(1, 1, 1)$, and simply doubling them, $(2, 2, 2)$,
-# does not help. (The $(1, 1, 1)$ row of Table 3 repeats Table 2's ResNet-101 row: in the paper, a
+# helps less than any multi-grid at every depth and falls below $(1, 1, 1)$ from block6 on (the
+# paper: "not effective"). (The $(1, 1, 1)$ row of Table 3 repeats Table 2's ResNet-101 row: in the paper, a
 # block without multi-grid *is* $(1, 1, 1)$, rates $(2, 2, 2)$ at output stride 16.) The best cascaded model uses block7 with multi-grid $(1, 2, 1)$ (76.66%). In the
 # final DeepLabv3 the cascade is replaced by ASPP on block 4 with multi-grid $(1, 2, 4)$
 # ({doc}`05_aspp`); our own measurements with training come in {doc}`10_reproducing_findings`.

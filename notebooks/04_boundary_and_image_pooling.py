@@ -117,8 +117,9 @@ from deeplab_edu.viz import explorers
 explorers.show("boundary", height=33, width=33, rate=12)
 
 # %% [markdown]
-# In the static book the widget above is not live; this is what it shows for its default values
-# (a $33 \times 33$ map, the size of a $513$ crop at output stride 16, at ASPP's middle rate 12):
+# The Python widget (the first of the two above) needs a running kernel; the JavaScript one is live
+# in the book too. For reference, this is what both show for their default values (a
+# $33 \times 33$ map, the size of a $513$ crop at output stride 16, at ASPP's middle rate 12):
 
 # %%
 fig = vb.plot_tap_counts(33, 33, rate=12)
@@ -156,9 +157,11 @@ for r in (1, 6, 12, 18, 24, 32, 33, 36, 48, 64, 65):
 #   and falls quadratically to exactly 0 at $r = 33 > 64/2$: from then on *no* position of the map
 #   applies the full $3 \times 3$ filter.
 # - **4 valid** (two rows times two columns) peaks in the middle, at $r = 32$ and $33$.
-# - **1 valid** is 0 up to $r = 32$ (at 33 only the centre position, $(1/65)^2$), then rises and reaches 1 at $r = 65$: the filter has become
-#   $1 \times 1$ everywhere. That is the paper's point: a rate "as large as the image" does not
-#   capture the whole image; it captures nothing but the centre.
+# - **1 valid** is 0 up to $r = 32$ (at 33 only the centre position, $(1/65)^2$), then rises and
+#   reaches 1 at $r = 65$: the filter has become $1 \times 1$ everywhere. That is the paper's point
+#   (sec. 3.3): when "the rate value is close to the feature map size, the $3 \times 3$ filter,
+#   instead of capturing the whole image context, degenerates to a simple $1 \times 1$ filter since
+#   only the center filter weight is effective".
 #
 # The 2-, 3- and 6-valid curves, which the paper leaves out, take the remaining mass
 # (`vb.plot_figure4(counts=boundary.possible_counts(3))` draws all six).
@@ -300,8 +303,8 @@ assert fr24[6] == fr24[9] == 0.0 and 0.19 < fr24[1] < 0.22
 # {cite:p}`liu2015parsenet` adds *global context* in the most direct way: average the feature map
 # over all positions, and hand that vector back to every position. DeepLabv3 (sec. 3.3) adopts it as
 # the fifth branch of ASPP, the **image pooling** branch: global average pooling, a $1 \times 1$
-# convolution with 256 filters, batch norm (and ReLU), then bilinear upsampling back to the
-# feature-map size,
+# convolution with 256 filters and batch norm (the paper; the reference code, torchvision's and
+# ours add a ReLU), then bilinear upsampling back to the feature-map size,
 #
 # $$
 # g_c = \frac{1}{HW} \sum_{i=1}^{H} \sum_{j=1}^{W} x_c[i, j], \qquad

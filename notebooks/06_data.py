@@ -330,7 +330,7 @@ else:
     demo = ProceduralScenes(length=10, size=256)
     crop = 256
     print("No CamVid copy found (set DEEPLAB_EDU_CAMVID to use one); showing procedural scenes instead.")
-augment = train_transform(crop, scale_range=(0.5, 2.0), jitter=0.2)
+augment = train_transform(crop, scale_range=(0.5, 2.0))  # DeepLab's: no colour jitter
 fig = vdata.show_transform_samples(demo, 0, augment, n=3, seed=0)
 
 # %% [markdown]

@@ -123,7 +123,9 @@ assert fc6_params == 3 * 3 * 512 * 1024 + 1024
 # The paper's FOV is a function of fc6 alone, counted the way VGG-16's own fc6 sees the image: a
 # 7x7 filter on pool5's cells, each $32 \times 32$ pixels (VGG-16's output stride), spans
 # $7 \cdot 32 = 224$ pixels. At DeepLab's output stride 8 the outer taps of a filter of effective
-# size $k_e$ have their centres $8\,(k_e - 1)$ pixels apart, and the paper adds one 32-pixel cell:
+# size $k_e$ have their centres $8\,(k_e - 1)$ pixels apart. The paper gives no formula (v1 sec.
+# 3.2 only names VGG-16's 224 and the 128 of its $4 \times 4$ decimation), but one rule reproduces
+# all four values of Table 2: the tap span plus one 32-pixel cell,
 #
 # $$
 # \text{FOV} = 8\,(k_e - 1) + 32 .
@@ -372,7 +374,9 @@ assert energies[-1] < energies[0]
 # %% [markdown]
 # With symmetric normalisation the kernel matrix stays positive semi-definite, the Potts
 # pairwise term is concave, and every parallel update provably lowers $F$ (Krähenbühl & Koltun,
-# ICML 2013). The released code's per-pixel normalisation gives weights $k(i,j)/d_i$ that are not
+# ICML 2013), as long as each pixel's own term $k(i, i)$ stays in the sum, as in this code and the
+# released filter (`include_self=True`). The paper's sum over $j \ne i$ removes the diagonal, the
+# matrix is no longer positive semi-definite, and $F$ can rise again after a few updates. The released code's per-pixel normalisation gives weights $k(i,j)/d_i$ that are not
 # symmetric; no energy has exactly that update, so the blue curve is the energy of the
 # symmetrised weights: an approximation, which still falls.
 #
@@ -527,8 +531,8 @@ assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t,
 # ## Exercises
 #
 # ### Exercise 07.1
-# The paper did not try a $3 \times 3$ fc6 at rate 8. Which field of view would v1 Table 2 list
-# for it, counted like its four rows?
+# The paper did not try a $3 \times 3$ fc6 at rate 8. Which field of view does the rule above,
+# the one that reproduces v1 Table 2's four rows, give it?
 
 # %%
 from deeplab_edu.exercises import check

@@ -13,11 +13,16 @@ from deeplab_edu import boundary as B
 
 
 def brute_force_counts(height: int, width: int, rate: int, kernel: int = 3) -> np.ndarray:
-    """Independent count: a ones kernel convolved ("same", dilated) with an all-ones map."""
-    ones = torch.ones(1, 1, height, width, dtype=torch.float64)
-    out = F.conv2d(ones, torch.ones(1, 1, kernel, kernel, dtype=torch.float64),
-                   padding=rate * (kernel - 1) // 2, dilation=rate)
-    return out[0, 0].round().long().numpy()
+    """Independent count, tap by tap: output (i, j) reads (i + rate * a, j + rate * b) for a, b in
+    -(k - 1) / 2 .. (k - 1) / 2; count those inside the map. (The package's own brute force,
+    ``tap_counts_by_convolution``, convolves instead: both are checked against this.)"""
+    half = (kernel - 1) // 2
+    offsets = [rate * t for t in range(-half, half + 1)]
+    counts = np.zeros((height, width), dtype=np.int64)
+    for i in range(height):
+        for j in range(width):
+            counts[i, j] = sum(0 <= i + di < height and 0 <= j + dj < width for di in offsets for dj in offsets)
+    return counts
 
 
 def test_possible_counts_3x3() -> None:

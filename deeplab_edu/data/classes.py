@@ -157,7 +157,8 @@ CITYSCAPES = ClassInfo(
 def cityscapes_lut() -> np.ndarray:
     """A 256-entry lookup table mapping Cityscapes label ids to train ids (unknown ids -> 255).
 
-    ``-1`` (license plate) is stored as 255 in the PNGs' uint8 and is ignored too.
+    License plates (id ``-1``) are not drawn into the label PNGs by cityscapesScripts'
+    ``json2labelImg``: their pixels keep the label beneath (usually car).
     """
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     for lid, tid in CITYSCAPES_ID_TO_TRAIN_ID.items():

@@ -1,7 +1,7 @@
 """Joint image + mask transforms: the DeepLab training recipe with ``torchvision.transforms.v2``.
 
-DeepLabv3 Sec. 4.1 (and v2 Sec. 4) augment by *random scaling* of the input by 0.5-2.0, random
-cropping (513 x 513 on VOC) and random left-right flipping. The details that matter:
+DeepLabv3 Sec. 4.1 augments by *random scaling* of the input by 0.5-2.0, random cropping (513 x 513
+on VOC) and random left-right flipping (DeepLab v2 sec. 4.1 scales by 0.5-1.5). The details that matter:
 
 * the mask is resized with **nearest neighbour** (interpolating labels invents classes);
 * crops larger than the scaled image are **padded**: the image with the mean pixel (zero after

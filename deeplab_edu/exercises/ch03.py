@@ -55,7 +55,7 @@ def _block4_only(output_stride: int, multi_grid: Sequence[int], extra_blocks: in
 
 def _configuration(g: torch.Generator) -> tuple[int, tuple[int, int, int], int]:
     pick = lambda options: options[int(torch.randint(0, len(options), (1,), generator=g))]  # noqa: E731
-    return pick((8, 16, 32)), (1, pick((1, 2, 3)), pick((1, 2, 4))), pick((0, 1, 2, 3))
+    return pick((8, 16, 32)), (pick((1, 2)), pick((1, 2, 3)), pick((1, 2, 4))), pick((0, 1, 2, 3))
 
 
 value_exercise(
@@ -78,7 +78,8 @@ function_exercise(
     solution=_learner,
     inputs=_configuration,
     trials=16,
-    cases=[(16, (1, 2, 4), 0), (16, (1, 2, 1), 3), (8, (1, 1, 1), 0), (32, (1, 2, 4), 1)],
+    cases=[(16, (1, 2, 4), 0), (16, (1, 2, 1), 3), (8, (1, 1, 1), 0), (32, (1, 2, 4), 1), (16, (2, 2, 2), 0),
+           (8, (2, 2, 2), 1)],  # (2, 2, 2): Table 3's doubled unit rates, the first one included
     mistakes=[
         (_forgets_multi_grid, "every unit gets the block's rate: the multi-grid unit rates are missing; each "
                               "unit's rate is the block's rate times its unit rate."),

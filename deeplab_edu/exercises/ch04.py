@@ -77,7 +77,7 @@ value_exercise(
     "Fraction of positions of a 65 x 65 map whose 3x3 filter keeps all 9 weights at rate 20",
     solution=lambda: valid_weight_fractions(65, 20)[9],
     answer_type="fraction",
-    rel_tol=1e-2,  # 0.148 or 0.1479
+    rel_tol=2e-2,  # 0.15, 0.148 or 0.1479 (the closest listed mistake, (26 / 65)**2, is 8 % away)
     abs_tol=1e-6,
     mistakes=[
         (25 / 65, "that is the 1-D fraction (one axis); a position needs both axes to keep all three taps."),

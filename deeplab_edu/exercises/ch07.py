@@ -18,14 +18,14 @@ _K_E = effective_kernel_size(3, 8)
 
 value_exercise(
     "07.1",
-    "Field of view, counted as in DeepLab v1 Table 2, of a 3x3 fc6 at rate 8",
+    "Field of view of a 3x3 fc6 at rate 8, by the rule that reproduces DeepLab v1 Table 2",
     solution=lambda: _OS * (_K_E - 1) + _POOL5,
     answer_type="whole",
     mistakes=[
-        (_OS * (_K_E - 1), "that is the distance between the first and the last tap centres; the paper's field of "
-                           "view adds one 32-pixel pool5 cell."),
-        (_OS * _K_E, "8 x 17 counts every one of the 17 positions as 8 pixels; the paper counts the distance between "
-                     "the outer tap centres, 8 (k_e - 1), plus one 32-pixel cell."),
+        (_OS * (_K_E - 1), "that is the distance between the first and the last tap centres; the rule that gives "
+                           "Table 2's values adds one 32-pixel pool5 cell."),
+        (_OS * _K_E, "8 x 17 counts every one of the 17 positions as 8 pixels; Table 2's values are the distance "
+                     "between the outer tap centres, 8 (k_e - 1), plus one 32-pixel cell."),
         (_OS * _K_E + _POOL5, "that counts one tap spacing too many: the outer tap centres are 8 (k_e - 1) pixels "
                               "apart."),
         (_K_E, "17 is the span in feature cells; at output stride 8 each cell is 8 input pixels."),
@@ -33,7 +33,7 @@ value_exercise(
                       "one 32-pixel cell."),
     ],
     otherwise=lambda a: f"{shown(a)} is not 8 (k_e - 1) + 32 with k_e = 3 + 2 x 7 = 17.",
-    hint="the paper's four values are all 8 (k_e - 1) + 32, with k_e = k + (k - 1)(r - 1).",
+    hint="Table 2's four values are all 8 (k_e - 1) + 32, with k_e = k + (k - 1)(r - 1).",
 )
 
 # 07.2: LargeFOV keeps 1024 of VGG-16's 4096 filters in fc6 and fc7; what that saves in fc7 alone.

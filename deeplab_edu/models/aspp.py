@@ -2,8 +2,9 @@
 
 - :class:`ASPPv2` (DeepLab v2 sec. 3.2, Fig. 4): parallel 3x3 atrous branches at rates
   (6, 12, 18, 24), each ending in its *own classifier*; the class scores are **summed**.
-  On ResNet each branch is one 3x3 atrous conv to the classes; on VGG ("ASPP-L") each branch is
-  fc6 (3x3, rate r, 1024) -> fc7 (1x1, 1024) -> fc8 (1x1, classes).
+  On ResNet each branch is one 3x3 atrous conv to the classes; on VGG (v2 Fig. 7) each branch is
+  fc6 (3x3, rate r, 1024) -> fc7 (1x1, 1024) -> fc8 (1x1, classes). ("ASPP-L" names the rates
+  (6, 12, 18, 24), v2 Table 3; "ASPP-S" is (2, 4, 8, 12).)
 - :class:`ASPP` (DeepLabv3 sec. 3.3, Fig. 5): a 1x1 conv, three 3x3 atrous convs at (6, 12, 18)
   for output stride 16 (doubled at 8), and :class:`ImagePooling` (global average pooling, 1x1
   conv, BN, ReLU, bilinear upsampling); every branch has 256 filters and batch norm; the branches

@@ -18,7 +18,8 @@ Every backbone's ``forward`` returns ``{"out": high-level features, "low_level":
 "aux": block 3's features for an auxiliary head (ResNet: at stride 16, or the output stride when it
 is 8; MobileNetV3, VGG-16: see their classes)}`` and has the attributes
 ``out_channels``, ``low_level_channels``, ``aux_channels`` and ``output_stride``; it can switch its
-output stride in place with ``set_output_stride`` (train at 16, evaluate at 8: DeepLabv3 sec. 4.1).
+output stride in place with ``set_output_stride`` (train at 16, evaluate at 8: DeepLabv3 sec. 4.2-4.3,
+Tables 4 and 6, and appendix Table 10; sec. 4.1 fine-tunes at 8).
 """
 
 from __future__ import annotations

@@ -33,8 +33,9 @@ def decimated_fc_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, to
     """fc6 (1024 x 512 x 3 x 3) and fc7 (1024 x 1024 x 1 x 1) decimated from torchvision's VGG-16.
 
     DeepLab v1 sec. 3.2 (fc6 subsampled "by simple decimation" to 4 x 4 or 3 x 3) and sec. 5, Table 2
-    (LargeFOV: 3 x 3 at rate 12, 1024 filters in fc6 and fc7): keep every 4th filter of fc6/fc7
-    (4096 -> 1024) and every 3rd spatial tap of fc6's 7 x 7 window (-> 3 x 3), so that the
+    (LargeFOV: 3 x 3 at rate 12, 1024 filters in fc6 and fc7). The papers keep "a random subset of
+    1,024 out of the 4,096 filters" (v2 sec. 4.1); this code keeps every 4th filter of fc6/fc7
+    (4096 -> 1024, reproducible without a seed) and every 3rd spatial tap of fc6's 7 x 7 window (-> 3 x 3), so that the
     convolutional fc layers start from ImageNet.
 
     Raises:
