@@ -119,13 +119,14 @@ plt.show()
 # **Try it.** Edit the stack (one layer per line: `conv k=3 s=2 d=1`, `pool k=2 s=2`; padding
 # defaults to "same"), pick an output unit, and toggle the effective map. Try replacing a
 # `s=2` by `d=2` on the following layers and compare the number of dots with the size of the
-# square. (The static book shows the default stack above.)
+# square. (The editor needs a running kernel; in the book, the figure above shows the default
+# stack, and the JavaScript version below, without the effective map, is live.)
 
 # %%
 layer_stack_editor(DEFAULT_STACK)
 
 # %%
-# The same explorer in JavaScript (deeplab_edu.viz.explorers): it needs no kernel, so it is live
+# The explorer in JavaScript (deeplab_edu.viz.explorers; no effective map): it needs no kernel, so it is live
 # in the static book too, and it computes the same numbers as the package (tests/test_explorers.py).
 from deeplab_edu.viz import explorers
 

@@ -32,6 +32,7 @@ from browser import announce_screenshots, chromium_or_skip, collect_errors, laun
 from conftest import REPO_ROOT
 from deeplab_edu.atrous import conv_output_size, input_positions
 from deeplab_edu.boundary import valid_tap_counts
+from deeplab_edu.viz.boundary import count_colours
 from deeplab_edu.receptive_field import receptive_field
 from deeplab_edu.viz.explorers import DEFAULTS
 from deeplab_edu.viz.receptive_field import DEFAULT_STACK, parse_layer_stack
@@ -280,6 +281,10 @@ def test_boundary_explorer_counts_valid_taps(site: tuple[str, Path], browser: An
         return Counter(dict(zip(values.tolist(), freq.tolist())))
 
     assert drawn() == predicted()
+    fills = explorer.locator("rect.dle-block").evaluate_all("els => els.map(e => [e.dataset.count, e.getAttribute('fill')])")
+    assert {c: f.lower() for c, f in fills} == {str(c): f.lower() for c, f in count_colours(s["kernel"]).items()
+                                                if c in predicted()}, "the map's colours are the figures'"
+    assert explorer.locator(".dle-message").get_attribute("aria-live") == "polite"  # read aloud when it changes
     explorer.screenshot(path=str(shots / "explorer_boundary_before.png"))
     for slider, key, times in (("rate", "ArrowRight", 4), ("width", "ArrowLeft", 16), ("rate", "End", 1)):
         _press(explorer, slider, key, times)

@@ -222,6 +222,25 @@ def test_figure4_curves_match_the_package() -> None:
 
 
 # ----------------------------------------------------------------------------- the HTML
+@needs_node
+def test_shares_above_zero_never_read_zero() -> None:
+    """Chapter 04's point is that the centre-only share is small but not zero: (1/255)**2 must not print
+    as 0.00 %."""
+    calls = [("percent", [x]) for x in (0.0, (1 / 255) ** 2, 0.004, 0.01, 0.1479, 1.0)]
+    expected = [{"ok": v} for v in ("0.0%", "0.0015%", "0.40%", "1.0%", "14.8%", "100.0%")]
+    assert_same(calls, expected, close=False)
+
+
+def test_boundary_explorer_colours_every_count_as_the_figures_do() -> None:
+    from deeplab_edu.viz.boundary import count_colours
+
+    for kernel in (3, 5, 7):
+        settings = json.loads(re.search(r"mount\([^,]+, \"boundary\", (\{.*\})\)", explorers.explorer_html(
+            "boundary", kernel=kernel))[1])
+        assert settings["colours"] == {str(c): v for c, v in count_colours(kernel).items()}
+        assert len(set(settings["colours"].values())) == len(boundary.possible_counts(kernel)), kernel
+
+
 def test_explorer_html_is_self_contained() -> None:
     for name in explorers.EXPLORERS:
         html = explorers.explorer_html(name)

@@ -25,6 +25,7 @@ from .layout import grid_shape
 from .widgets import figure_widget  # re-exported: chapter 03's and 04's widgets use it
 
 __all__ = [
+    "count_colours",
     "plot_figure4",
     "plot_tap_counts",
     "plot_degeneration",
@@ -34,16 +35,33 @@ __all__ = [
     "figure_widget",
 ]
 
-_COUNT_COLOURS = {1: "#d62728", 2: "#ff7f0e", 3: "#bcbd22", 4: "#9467bd", 6: "#17becf", 9: "#2ca02c"}
+# Okabe & Ito's colours, told apart with every common colour-vision deficiency: vermillion for the
+# centre tap alone, bluish green for all nine
+_COUNT_COLOURS = {1: "#D55E00", 2: "#E69F00", 3: "#F0E442", 4: "#CC79A7", 6: "#56B4E9", 9: "#009E73"}
+
+
+def count_colours(kernel: int = 3) -> dict[int, str]:
+    """The colour (``"#rrggbb"``) of each possible valid-tap count of a ``kernel`` x ``kernel`` filter,
+    shared by the figures here and the JavaScript explorer of chapter 04: Okabe & Ito's colour-blind
+    safe colours for 3 x 3 (red-orange for the centre tap alone, bluish green for all nine), steps of
+    viridis for other sizes.
+
+    Raises:
+        ValueError: ``kernel`` is below 1 or even.
+        TypeError: ``kernel`` is not an integer.
+    """
+    from matplotlib.colors import to_hex
+
+    counts = possible_counts(kernel)
+    if kernel == 3:
+        return {c: _COUNT_COLOURS[c] for c in counts}
+    return {c: to_hex(plt.get_cmap("viridis")(i / max(len(counts) - 1, 1))) for i, c in enumerate(counts)}
 
 
 def _count_cmap(kernel: int) -> tuple[ListedColormap, BoundaryNorm, tuple[int, ...]]:
-    counts = possible_counts(kernel)
-    colours: list[str | tuple[float, float, float, float]]
-    if kernel == 3:
-        colours = [_COUNT_COLOURS[c] for c in counts]
-    else:
-        colours = [plt.get_cmap("viridis")(i / max(len(counts) - 1, 1)) for i in range(len(counts))]
+    colours_by_count = count_colours(kernel)
+    counts = tuple(colours_by_count)
+    colours = list(colours_by_count.values())
     bounds = [counts[0] - 0.5] + [(a + b) / 2 for a, b in zip(counts, counts[1:])] + [counts[-1] + 0.5]
     return ListedColormap(colours), BoundaryNorm(bounds, len(counts)), counts
 
@@ -81,7 +99,7 @@ def plot_figure4(
     fig, ax = _fig_ax(ax, (6.4, 4.0))
     for c in counts:
         ax.plot(curves["rates"], curves[c], label=f"{c} valid weight{'s' if c > 1 else ''}",
-                color=_COUNT_COLOURS.get(c), lw=2)
+                color=count_colours(kernel).get(c), lw=2)
     ax.set_xlabel("atrous rate")
     ax.set_ylabel("normalised count (fraction of positions)")
     ax.set_ylim(-0.02, 1.02)

@@ -120,6 +120,9 @@ def _settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
         _int_in(s, "kernel", 1, 15, name)
         if s["kernel"] % 2 == 0:
             raise ValueError(f"explorer {name!r}: kernel={s['kernel']} must be odd ('same' padding is symmetric)")
+        from ..boundary import count_colours  # the figures' colours: one table for Python and JavaScript
+
+        s["colours"] = {str(c): colour for c, colour in count_colours(s["kernel"]).items()}
     return s
 
 

@@ -229,13 +229,13 @@
     parseLayerStack: parseLayerStack, receptiveField: receptiveField, receptiveFieldTable: receptiveFieldTable,
     region: region, stackOutputSize: stackOutputSize, possibleCounts: possibleCounts,
     validTapCounts1d: validTapCounts1d, validTapCounts: validTapCounts, validWeightFractions: validWeightFractions,
-    figure4Curves: figure4Curves, meanValidFraction: meanValidFraction,
+    figure4Curves: figure4Curves, meanValidFraction: meanValidFraction, percent: pct,
   };
 
   // ------------------------------------------------------------------ DOM helpers
   var SVGNS = "http://www.w3.org/2000/svg";
   var TAP = "#e8743b", OUT = "#2a7ab0", PAD = "#d9d9d9", SQUARE = "#ffd23f";
-  var COUNT_COLOURS = { 1: "#d62728", 2: "#ff7f0e", 3: "#bcbd22", 4: "#9467bd", 6: "#17becf", 9: "#2ca02c" };
+  var CURVE_DASHES = ["", "7,3", "2,3"];  // the curves differ by dash too, not by colour alone
 
   function el(tag, attrs, parent, text) {
     var node = document.createElement(tag);
@@ -287,7 +287,11 @@
     };
   }
 
-  function pct(x) { return (100 * x).toFixed(x > 0 && x < 0.01 ? 2 : 1) + "%"; }
+  /* A share in percent: one decimal, or two significant digits below 1 % so that no share above 0 reads "0.0%". */
+  function pct(x) { return (x > 0 && x < 0.01 ? (100 * x).toPrecision(2) : (100 * x).toFixed(1)) + "%"; }
+
+  /* The line under the controls: read aloud by screen readers whenever it changes. */
+  function messageBox(root) { return el("div", { "class": "dle-message", "aria-live": "polite" }, root); }
 
   // ------------------------------------------------------------------ chapter 01: eq. (1)
   function mountAtrous(root, opts) {
@@ -313,7 +317,7 @@
         draw();
       }, 700);
     });
-    var message = el("div", { "class": "dle-message" }, root);
+    var message = messageBox(root);
     var figure = el("div", { "class": "dle-figure" }, root);
 
     function draw() {
@@ -344,10 +348,10 @@
       var cells = n + 2 * p;
       var cell = Math.max(14, Math.min(34, Math.floor(640 / cells)));
       var width = cells * cell + 20, height = 4.2 * cell + 46;
-      var g = svg("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
-        "aria-label": "taps read by output " + i, "class": "dle-svg" }, figure);
-      var x0 = 10, yIn = 30, yOut = yIn + 2.6 * cell;
       var terms = taps.map(function (j, t) { return (j < 0 || j >= n ? "0" : "x[" + j + "]") + "·w[" + t + "]"; });
+      var g = svg("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
+        "aria-label": "output " + i + " reads y[" + i + "] = " + terms.join(" + "), "class": "dle-svg" }, figure);
+      var x0 = 10, yIn = 30, yOut = yIn + 2.6 * cell;
       svg("text", { x: x0, y: 16, "class": "dle-title" }, g, "y[" + i + "] = " + terms.join(" + "));
       var xOf = function (j) { return x0 + (j + p) * cell; };
       for (var j = -p; j < n + p; j++) {
@@ -414,7 +418,7 @@
     centre.addEventListener("click", function () { state.row = null; state.col = null; draw(); });
     box.addEventListener("input", function () { state.text = box.value; draw(); });
     var figure = el("div", { "class": "dle-figure" }, top);
-    var message = el("div", { "class": "dle-message" }, root);
+    var message = messageBox(root);
     var table = el("div", { "class": "dle-table" }, root);
 
     function draw() {
@@ -426,10 +430,12 @@
         oh = stackOutputSize(layers, size);
       } catch (err) {
         root.setAttribute("data-error", err.message);
+        box.setAttribute("aria-invalid", "true");
         message.textContent = "cannot draw this stack: " + err.message;
         return;
       }
       root.removeAttribute("data-error");
+      box.setAttribute("aria-invalid", "false");
       var r = lastRate(layers);
       if (r !== null) rate.setRange(1, Math.max(8, r)), rate.set(r);
       rate.input.disabled = r === null;
@@ -493,11 +499,13 @@
 
   function mountBoundary(root, opts) {
     var state = { height: opts.height, width: opts.width, rate: opts.rate, kernel: opts.kernel };
+    var colours = opts.colours || {};  // count -> colour, from the package (deeplab_edu.viz.boundary.count_colours)
+    var colourOf = function (c) { return colours[c] || "#888"; };
     var controls = el("div", { "class": "dle-controls" }, root);
     slider(controls, "height", "map height", 1, opts.max_size, state.height, function (v) { state.height = v; draw(); });
     slider(controls, "width", "map width", 1, opts.max_size, state.width, function (v) { state.width = v; draw(); });
     slider(controls, "rate", "atrous rate", 1, opts.max_rate, state.rate, function (v) { state.rate = v; draw(); });
-    var message = el("div", { "class": "dle-message" }, root);
+    var message = messageBox(root);
     var figure = el("div", { "class": "dle-row" }, root);
 
     function draw() {
@@ -512,8 +520,9 @@
       runs(rowCounts).forEach(function (ra) {
         runs(colCounts).forEach(function (cb) {
           var c = ra.value * cb.value;
-          svg("rect", { x: cb.start * cell, y: ra.start * cell, width: cb.length * cell, height: ra.length * cell,
-            fill: COUNT_COLOURS[c] || "#888", "data-count": c, "data-cells": ra.length * cb.length, "class": "dle-block" }, map);
+          var block = svg("rect", { x: cb.start * cell, y: ra.start * cell, width: cb.length * cell, height: ra.length * cell,
+            fill: colourOf(c), "data-count": c, "data-cells": ra.length * cb.length, "class": "dle-block" }, map);
+          svg("title", {}, block, c + " valid tap" + (c > 1 ? "s" : "") + " (" + ra.length * cb.length + " positions)");
         });
       });
       svg("rect", { x: 0, y: 0, width: w * cell, height: h * cell, fill: "none", stroke: "black", "stroke-width": 1 }, map);
@@ -522,7 +531,7 @@
       el("div", {}, legend, "valid taps per position:");
       possibleCounts(k).forEach(function (c) {
         var item = el("div", { "class": "dle-legend-item" }, legend);
-        el("span", { "class": "dle-swatch", style: "background:" + (COUNT_COLOURS[c] || "#888") }, item);
+        el("span", { "class": "dle-swatch", style: "background:" + colourOf(c) }, item);
         el("span", {}, item, c + (c === k * k ? " (all)" : c === 1 ? " (centre only)" : ""));
       });
       var full = fractions[k * k], only = fractions[1];
@@ -558,10 +567,12 @@
       svg("text", { x: 4, y: 12, "class": "dle-axis" }, g, "fraction of positions (DeepLabv3 Fig. 4 for this map)");
       shown.forEach(function (c, idx) {
         var pts = rates.map(function (q, n) { return xOf(q).toFixed(2) + "," + yOf(curves[c][n]).toFixed(2); });
-        svg("polyline", { points: pts.join(" "), fill: "none", stroke: COUNT_COLOURS[c] || "#555", "stroke-width": 2,
-          "class": "dle-curve", "data-count": c }, g);
-        svg("text", { x: L + 8 + 110 * idx, y: H - 4 - 14, fill: COUNT_COLOURS[c] || "#555",
-          "class": "dle-axis" }, g, "— " + c + " valid weight" + (c > 1 ? "s" : ""));
+        svg("polyline", { points: pts.join(" "), fill: "none", stroke: colourOf(c), "stroke-width": 2,
+          "stroke-dasharray": CURVE_DASHES[idx % CURVE_DASHES.length] || undefined, "class": "dle-curve", "data-count": c }, g);
+        var key = L + 8 + 110 * idx, keyY = H - 4 - 18;
+        svg("line", { x1: key, y1: keyY, x2: key + 18, y2: keyY, stroke: colourOf(c), "stroke-width": 2,
+          "stroke-dasharray": CURVE_DASHES[idx % CURVE_DASHES.length] || undefined }, g);
+        svg("text", { x: key + 22, y: keyY + 4, "class": "dle-axis" }, g, c + " valid weight" + (c > 1 ? "s" : ""));
       });
       svg("line", { x1: xOf(r), y1: yOf(0), x2: xOf(r), y2: yOf(1), stroke: "grey", "stroke-dasharray": "3,3",
         "class": "dle-marker", "data-rate": r }, g);
