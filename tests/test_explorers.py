@@ -121,9 +121,11 @@ def _random_stacks(count: int, seed: int = 0) -> list[str]:
 
 
 STACKS = [DEFAULT_STACK, "conv k=7 s=2\npool k=3 s=2 p=1\nconv\nconv k=3 d=2", "\n# only a comment\nCONV K=3 S=2\n\n"]
+STACKS += ["\ufeffconv k=3\r\nconv k=5\rpool k=2 s=2"]  # a byte-order mark and Windows/old Mac line ends
 STACKS += _random_stacks(120)
 BAD_STACKS = ["", "# nothing", "conv k=3 x=2", "pool k=2 d=2", "pool k=2 p=2", "conv k=0", "conv s=0",
-              "dense k=3", "conv k=3 s=2 d=-1", "conv k=3\nconv q=1", "conv k=3s=2"]
+              "dense k=3", "conv k=3 s=2 d=-1", "conv k=3\nconv q=1", "conv k=3s=2",
+              "conv k=3\u2028conv k=5", "conv k=\u0663"]  # a Unicode line separator and digit: not in the JavaScript
 
 
 def _layers_py(text: str) -> list[dict[str, Any]]:
@@ -229,6 +231,18 @@ def test_shares_above_zero_never_read_zero() -> None:
     calls = [("percent", [x]) for x in (0.0, (1 / 255) ** 2, 0.004, 0.01, 0.1479, 1.0)]
     expected = [{"ok": v} for v in ("0.0%", "0.0015%", "0.40%", "1.0%", "14.8%", "100.0%")]
     assert_same(calls, expected, close=False)
+
+
+@needs_node
+def test_the_rate_slider_rewrites_the_setting_the_parser_reads() -> None:
+    """The explorer's "rate d of the last conv" slider edits the text: the package must then read that rate."""
+    texts = ["conv k=3 # wide", "conv k=3", "conv d=2 d=5", "conv k=3 d=2\npool k=2 s=2", DEFAULT_STACK]
+    results = run_js([("setLastRate", [t, 7]) for t in texts])
+    for text, result in zip(texts, results):
+        convs = [sp for kind, sp in parse_layer_stack(result["ok"]) if kind == "conv"]
+        assert convs[-1].dilation == 7, (text, result)
+        assert len(parse_layer_stack(result["ok"])) == len(parse_layer_stack(text))
+    assert results[0]["ok"] == "conv k=3 d=7 # wide"
 
 
 def test_boundary_explorer_colours_every_count_as_the_figures_do() -> None:

@@ -45,7 +45,9 @@ conv k=3 d=2
 conv k=3 d=4"""
 
 SQUARE = "#ffd23f"
-_LINE = re.compile(r"^(conv|pool)((?:\s+[ksdp]=\d+)*)\s*$")
+# ASCII digits and line breaks only, as the JavaScript explorer reads them (explorers.js, parseLayerStack)
+_LINE = re.compile(r"^(conv|pool)((?:\s+[ksdp]=\d+)*)\s*$", re.ASCII)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def parse_layer_stack(text: str) -> list[tuple[str, LayerSpec]]:
@@ -58,7 +60,7 @@ def parse_layer_stack(text: str) -> list[tuple[str, LayerSpec]]:
         ValueError: the stack is empty, or a line cannot be read (the message names it).
     """
     layers = []
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(_LINE_BREAK.split(text.removeprefix("\ufeff")), 1):  # a leading byte-order mark is no text
         line = raw.split("#", 1)[0].strip().lower()
         if not line:
             continue

@@ -70,7 +70,7 @@
   /* deeplab_edu.viz.receptive_field.parse_layer_stack: one layer per line, "conv k=3 s=2 d=1 p=1". */
   function parseLayerStack(text) {
     var layers = [];
-    var lines = String(text).split(/\r\n|\r|\n/);
+    var lines = String(text).replace(/^\uFEFF/, "").split(/\r\n|\r|\n/);  // a leading byte-order mark is no text
     for (var n = 1; n <= lines.length; n++) {
       var raw = lines[n - 1];
       var line = raw.split("#")[0].trim().toLowerCase();
@@ -229,7 +229,7 @@
     parseLayerStack: parseLayerStack, receptiveField: receptiveField, receptiveFieldTable: receptiveFieldTable,
     region: region, stackOutputSize: stackOutputSize, possibleCounts: possibleCounts,
     validTapCounts1d: validTapCounts1d, validTapCounts: validTapCounts, validWeightFractions: validWeightFractions,
-    figure4Curves: figure4Curves, meanValidFraction: meanValidFraction, percent: pct,
+    figure4Curves: figure4Curves, meanValidFraction: meanValidFraction, percent: pct, setLastRate: setLastRate,
   };
 
   // ------------------------------------------------------------------ DOM helpers
@@ -386,7 +386,10 @@
       var body = lines[n].split("#")[0];
       if (/^\s*conv\b/i.test(body)) {
         var comment = lines[n].slice(body.length);
-        body = /\bd=\d+/i.test(body) ? body.replace(/\bd=\d+/i, "d=" + rate) : body.replace(/\s*$/, "") + " d=" + rate;
+        var found, last = null, re = /\bd=\d+/gi;
+        while ((found = re.exec(body)) !== null) last = found;  // the parser keeps the last d= of a line
+        body = last ? body.slice(0, last.index) + "d=" + rate + body.slice(last.index + last[0].length)
+          : body.replace(/\s*$/, function (space) { return " d=" + rate + (comment ? space || " " : ""); });
         lines[n] = body + comment;
         return lines.join("\n");
       }
