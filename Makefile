@@ -5,6 +5,7 @@
 #   make test   set up, then run the whole test suite (notebooks in the smoke profile, the book)
 #   make book   set up, execute the notebooks (2 at a time) and write the HTML book to book/_build/html
 #   make test-notebook NB=03    run one notebook's tests (any part of its file name)
+#   make check  the fast static checks, before a push (lint, docstrings, doctests, exercises, book index)
 #   make setup  only set up: the .venv with the pinned versions (the commands above do it first)
 #   make test-compat  the tests on the GPU machine's older torch 2.11 / torchvision 0.26 (CPU; online)
 #   make course-runs  before class: train every run chapters 08-11 load into runs/ (cpu profile: less
@@ -28,7 +29,7 @@ COMPAT_TORCH ?= 2.11.0
 COMPAT_TORCHVISION ?= 0.26.0
 COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 
-.PHONY: setup lab test book test-notebook test-compat course-runs clean help
+.PHONY: setup lab test check book test-notebook test-compat course-runs clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -59,6 +60,12 @@ lab: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# what a unit test and a notebook run do not check; `make test` runs these too (CONTRIBUTING.md)
+CHECK_TESTS := tests/test_lint.py tests/test_exercises.py tests/test_book.py tests/test_lab.py \
+	tests/test_readme.py tests/test_environment.py tests/test_benchmark_records.py
+check: setup
+	$(BIN)/python -m pytest -q -m "not slow and not book and not browser" $(CHECK_TESTS)
 
 test-notebook: setup
 	$(BIN)/python -m pytest tests/test_notebooks.py -k "$(NB)" $(PYTEST_ARGS)

@@ -89,6 +89,7 @@ _TRAIN_HELP = {
     "head_lr_mult": "learning-rate multiplier of everything but the backbone",
     "grad_accum": "micro-batches per optimiser step",
     "freeze_bn": "keep batch norm statistics fixed (DeepLabv3's second phase)",
+    "bn_momentum": "batch norm running-statistics momentum, 1 - decay (DeepLabv3: 0.0003; default: PyTorch's 0.1)",
     "init_from": "start from this checkpoint's weights (a new run, not a resume)",
     "top_k": "fraction of hardest pixels kept by the loss (1: plain cross-entropy)",
     "amp": "none, bf16 or fp16 (autocast)",
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "eval, predict and --init-from read)")
     ex.add_argument("--onnx", help="also (or only) write the model as ONNX here (batch, height and width dynamic; "
                                    "logits of shape (N, classes, H, W), inputs normalised as in training)")
+    ex.add_argument("--output-stride", type=int, help="the ONNX graph's output stride (fixed in it); default: the "
+                                                      "run's eval_output_stride, as eval and predict use, else its "
+                                                      "training one")
 
     cr = sub.add_parser("course-runs", help="before class: train every run the chapters load (08-11); finished runs "
                                             "are loaded, not retrained")
@@ -489,8 +493,13 @@ def _export(args: argparse.Namespace) -> int:
         from .inference import run_from_checkpoint
         from .models.export import export_onnx
 
-        model, _, _ = run_from_checkpoint(state, args.checkpoint, "cpu")
-        print(f"{args.checkpoint} -> {export_onnx(model, args.onnx)} (ONNX)")
+        from .models.backbones import at_output_stride
+
+        model, cfg, _ = run_from_checkpoint(state, args.checkpoint, "cpu")
+        output_stride = _output_stride(args, cfg)
+        with at_output_stride(model, output_stride):  # what eval and predict run, and what validation measured
+            path = export_onnx(model, args.onnx)
+        print(f"{args.checkpoint} -> {path} (ONNX, output stride {output_stride or 'as trained'})")
     return 0
 
 

@@ -46,7 +46,8 @@
 # `possible_counts`), ASPP's parts ahead of chapter 05 (`deeplab_edu.models.aspp`: `ASPP`,
 # `ASPPConv`, `ImagePooling`) and
 # `deeplab_edu.viz.boundary` (`plot_tap_counts`, `tap_count_widget`, `plot_figure4`,
-# `plot_degeneration`, `plot_mean_valid_fraction`, `plot_footprints`).
+# `plot_degeneration`, `plot_mean_valid_fraction`, `plot_footprints`), and the tap-count figure as
+# a JavaScript explorer, live in the book (`deeplab_edu.viz.explorers.show`).
 
 # %%
 import numpy as np

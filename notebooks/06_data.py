@@ -43,7 +43,7 @@
 # sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`) and their error
 # `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `scene_style`,
 # `SceneStyle.diameter_range`, `benchmark`), and `deeplab_edu.records.shown_path` (a path as the
-# book shows it).
+# book shows it). From chapter 02: `deeplab_edu.viz.atrous.markdown_table` (a computed table).
 
 # %%
 import torch

@@ -43,7 +43,8 @@
 # behind them, and `deeplab_edu.permutohedral.PermutohedralLattice` behind `method="approx"`),
 # `deeplab_edu.crf_eval` (`coarse_scores`,
 # `boundary_band`, `evaluate_crf`, `grid_search`), `deeplab_edu.viz.crf` (figures and
-# `crf_widget`).
+# `crf_widget`). From earlier chapters: `deeplab_edu.atrous.effective_kernel_size` (01),
+# `deeplab_edu.receptive_field.receptive_field_of` (02), `deeplab_edu.data.ProceduralScenes` (06).
 
 # %%
 import time

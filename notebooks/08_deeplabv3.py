@@ -49,7 +49,8 @@
 # `output_stride`, `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`,
 # `complexity_table`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`, `markdown_table`),
 # `deeplab_edu.complexity.measure`, `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`),
-# `deeplab_edu.models.interop` (`from_torchvision`, `cached_torchvision_pretrained`),
+# `deeplab_edu.models.interop` (`from_torchvision`, `cached_torchvision_pretrained`,
+# `torchvision_pretrained_weights`),
 # `deeplab_edu.data.classes.VOC`, `deeplab_edu.viz.images` (`colorize`, `overlay`),
 # `deeplab_edu.viz.images.sample_photo` with `deeplab_edu.data.transforms.normalize`; for training,
 # `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`, `loss_decreased`,
@@ -61,7 +62,8 @@
 # chapter 04), the records (`deeplab_edu.records.load_record` / `describe_record`, `hardware` from
 # chapter 03, `deeplab_edu.engine.bench.timing.interval_text`), the validation scenes
 # (`deeplab_edu.data.build_dataset` with `eval_transform`, from chapter 06), `deeplab_edu.inference`
-# (`evaluate`, `Strategy`, `predict`, `prediction_gallery`).
+# (`evaluate`, `Strategy`, `predict`, `prediction_gallery`), and a first look at
+# `deeplab_edu.findings` (`FINDINGS`, `findings_table`, `load_findings`: chapter 10 explains them).
 
 # %%
 import matplotlib.pyplot as plt
@@ -316,7 +318,10 @@ else:
 # - **Crops:** every training image is rescaled by a random factor in $[0.5, 2]$, flipped left-right
 #   at random and cropped to $513 \times 513$ (padded with the ignore label when smaller).
 # - **Batch norm:** batches of 16 crops at output stride **16**, several times cheaper than 8
-#   (section 2 counted it), so that such batches fit in memory and the batch statistics are reliable.
+#   (section 2 counted it), so that such batches fit in memory and the batch statistics are reliable;
+#   the running statistics decay by 0.9997 per batch (`bn_momentum: 0.0003` in the VOC presets:
+#   PyTorch's momentum is the weight of the new batch, and its default, 0.1, forgets within tens of
+#   batches).
 # - **Evaluation** at output stride 8 (section 2 measured what it costs).
 # - **Phase 2, for the test server only:** from the trained weights, *freeze* batch norm, switch to
 #   output stride 8 and train 30K more iterations at $\mathrm{lr}_0 = 0.001$ on VOC's trainval
@@ -339,8 +344,9 @@ else:
 #    What the chapters need stays: objects at many scales, a car and a boat that look the same and
 #    are told apart only by the scene around them, wires 1-3 px wide, ignored clutter.
 # 3. **Small images:** 128-pixel scenes and 96-pixel crops. Section 6 shows what that does to ASPP.
-# 4. **AdamW instead of SGD:** AdamW's per-parameter step sizes suit a network trained from random
-#    weights, at its usual learning rate ($\mathrm{lr}_0 = 0.002$). The table below also trains
+# 4. **AdamW instead of SGD:** AdamW's per-parameter step sizes adapt to the scale of each
+#    gradient, which spares a search for the learning rate of a network trained from random weights
+#    ($\mathrm{lr}_0 = 0.002$, twice PyTorch's default). The table below also trains
 #    chapter 09's DeepLabv3+ with SGD (momentum 0.9, $\mathrm{lr}_0 = 0.05$, seven times the paper's;
 #    `easy-v3plus-tiny-sgd` against `easy-v3plus-tiny-adamw`), and with one run each it cannot rank
 #    the two: they end within a point of each other at 6 minutes, and SGD's lead after the first

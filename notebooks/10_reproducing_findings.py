@@ -39,11 +39,14 @@
 # - check that a run trained on your machine lands inside the recorded spread.
 #
 # **Helpers introduced:** `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`, `FINDINGS`, `load_findings`,
-# `measurable`, `findings_table`, `bootstrap_difference`, `seed_interval`, `seed_values`, `metric`, `verdict`,
+# `measurable`, `findings_table`, `bootstrap_difference`, `seed_interval`, `seed_prediction_interval`, `seed_values`, `metric`, `verdict`,
 # `joint_verdict`, `evaluate_views`, `run_dir`, `miou`, `class_iou`), `deeplab_edu.viz.tables.markdown_text`
 # (shown here as `markdown_table`); from earlier chapters `deeplab_edu.viz.training` (`chapter_run`,
 # `runs_root`: chapters 08 and 09's runs), the records' description (`describe()`, chapter 08's
-# `describe_record`) and the validation scenes (`deeplab_edu.data.build_dataset`, chapter 06).
+# `describe_record`), the validation scenes (`deeplab_edu.data.build_dataset` with
+# `deeplab_edu.data.transforms.eval_transform` and the class list `deeplab_edu.data.classes.PROCEDURAL`,
+# chapter 06), `deeplab_edu.engine.config.load_config` (08), and `deeplab_edu.models.build_backbone`
+# with `deeplab_edu.receptive_field.receptive_field_of` (chapters 03 and 02).
 
 # %%
 import matplotlib.pyplot as plt

@@ -46,7 +46,8 @@
 # windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
 # on whole inference strategies, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
 # `deeplab_edu.records.shown_path` (a path as the book shows it). From earlier chapters:
-# `deeplab_edu.data.find_camvid` (06), `deeplab_edu.viz.output_stride.expected_feature_size` (03),
+# `deeplab_edu.data.find_camvid` and `deeplab_edu.data.transforms.eval_transform` (06),
+# `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.models.summary.markdown_table` (08),
 # `deeplab_edu.engine.config.load_config` and `deeplab_edu.models.build_model` (08), and chapter
 # 08's records (`load_record`, `describe_record`), `plot_metric_bars`, `predict` and
 # `prediction_gallery`.
@@ -89,7 +90,8 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # flip, batch 8, 400 iterations of AdamW, and evaluates the validation images whole at output
 # stride 8 after every 100 iterations: minutes on a laptop (the cell below prints how long it took
 # on yours). In the `cpu` profile with a CamVid copy, the cell below trains it, or loads it when the
-# run has finished (to train it before class: `deeplab-edu train --preset camvid_cpu`).
+# run has finished (to train it before class: `deeplab-edu train --preset camvid_cpu`); otherwise
+# it shows the recorded run of the same command (`benchmarks/results/train_camvid_cpu.json`).
 #
 # **On a GPU** the `camvid_gpu` preset trains DeepLabv3+ with a ResNet-50 (ImageNet weights) at
 # output stride 16, crop 360, batch 8, bf16 autocast and `channels_last`, and evaluates at output
@@ -134,7 +136,8 @@ assert camvid_gpu.eval_output_stride == 8
 # %%
 import time
 
-from deeplab_edu.engine.report import plot_history, plot_metric_bars
+from deeplab_edu.engine.report import history_from_record, plot_history, plot_metric_bars
+from deeplab_edu.records import describe_record, load_record
 from deeplab_edu.viz.training import camvid_run
 
 camvid_model = None
@@ -147,16 +150,21 @@ elif camvid_root is not None and config.profile() == "cpu":
     camvid_title = "DeepLabv3+ tiny_resnet on CamVid, from scratch on a CPU"
 if camvid_model is not None:
     print(f"{time.perf_counter() - started:.0f} s on this machine (training, or loading the finished run)")
-    plot_history(camvid_history, title=camvid_title)
     camvid_final = [r for r in camvid_history if r["split"] == "val"][-1]
-    plot_metric_bars(dict(zip(data.class_names, camvid_final["iou"])), ylabel="IoU (%)",
-                     title=f"validation IoU per class (mIoU {100 * camvid_final['miou']:.1f} %)")
-else:
+else:  # no training here: the recorded run of the cpu preset
     print(f"profile '{config.profile()}'" + (" without a CamVid copy" if camvid_root is None else "")
-          + ": not training on CamVid here; the commands above train it.")
+          + ": not training on CamVid here (the commands above train it); the recorded cpu run instead:")
+    camvid_record = load_record("train_camvid_cpu")
+    print(describe_record(camvid_record))
+    camvid_history = history_from_record(camvid_record)
+    camvid_title = "DeepLabv3+ tiny_resnet on CamVid, from scratch on a CPU (recorded)"
+    camvid_final = {"miou": camvid_record["results"]["final_miou"], "iou": camvid_record["results"]["final_iou"]}
+plot_history(camvid_history, title=camvid_title)
+plot_metric_bars(dict(zip(data.class_names, camvid_final["iou"])), ylabel="IoU (%)",
+                 title=f"validation IoU per class (mIoU {100 * camvid_final['miou']:.1f} %)")
 
 # %% tags=["remove-cell"]
-if camvid_model is not None and config.profile() == "cpu":  # what the prose below says of the cpu run
+if camvid_model is None or config.profile() == "cpu":  # what the prose below says of the cpu run (or its record)
     iou = dict(zip(data.class_names, camvid_final["iou"]))
     assert camvid_final["miou"] > 0.3, camvid_final["miou"]
     assert min(iou["sky"], iou["road"]) > 0.7 and max(iou["pole"], iou["fence"], iou["bicyclist"]) < 0.1, iou
@@ -165,28 +173,27 @@ if camvid_model is not None and config.profile() == "cpu":  # what the prose bel
     assert min(iou["tree"], iou["building"]) > 0.4 and min(iou["car"], iou["pavement"]) > 0.1, iou
 
 # %% [markdown]
-# When the CPU run has been trained, the bars show what a small network learns from CamVid's
-# training images in minutes: the classes that fill large parts of every street scene are found best (sky and
-# road, then trees and buildings), cars and pavement in part, and the thin or rare ones
-# (poles, fences, bicyclists) hardly at all. Those cover few pixels, so they weigh little in the
-# loss of this short run from scratch (the decoder's stride-4 features, which help thin shapes,
-# are already there). Many more iterations and a pretrained backbone
-# (the GPU recipe) are expected to recover much of them; no such run is recorded yet.
+# The bars show what a small network learns from CamVid's training images in minutes (the run
+# trained here, or the recorded one): the classes that fill large parts of every street scene are
+# found best (sky and road, then trees and buildings), cars and pavement in part, and the thin or
+# rare ones (poles, fences, bicyclists) hardly at all. Those cover few pixels, so they weigh little
+# in the loss of this short run from scratch (the decoder's stride-4 features, which help thin
+# shapes, are already there). SegNet trained CamVid with *median-frequency balancing* (Eigen &
+# Fergus 2015): each class's pixels weighted in the loss by the median class frequency over its own,
+# which lifts exactly these classes at some cost to the large ones; this course's loss has no class
+# weights. Many more iterations and a pretrained backbone (the GPU recipe) should help too; no such
+# run is recorded yet, so how much is an open question.
 
 # %% [markdown]
 # ### What one GPU measured
 #
-# No CamVid run has been recorded for the course yet, but the engine itself has been measured on
+# No CamVid run has been recorded on a GPU yet, but the engine itself has been measured on
 # one NVIDIA H200 (`benchmarks/gpu_session.sh`; each record names its command, commit and
 # hardware, and `benchmarks/README.md` discusses them in full). Three records tell most of the
 # story. First, the `gpu` preset (DeepLabv3+ ResNet-50 from scratch on the hard procedural scenes,
 # 256 px crops, batch 16, bf16): a short run of 1000 iterations instead of the preset's 6000.
 
 # %%
-from deeplab_edu.engine.report import history_from_record, plot_history
-from deeplab_edu.engine.config import load_config
-from deeplab_edu.records import describe_record, load_record
-
 gpu_run = load_record("train_gpu_preset")
 gpu_iterations, preset_iterations = gpu_run["extra"]["config"]["iterations"], load_config("gpu").iterations
 print(describe_record(gpu_run))
@@ -209,7 +216,8 @@ assert gpu_curve[-1] > gpu_curve[-2], gpu_curve  # "still learning when the shor
 # Second, our models against torchvision's DeepLabv3 and against the DeepLabv3+ of
 # `segmentation_models_pytorch` ("smp", a widely used library of segmentation models) at 512 px,
 # batch 16. The ratios are ours / theirs, with their 95 % intervals over interleaved rounds. The
-# last column is the share of the GPU's bf16 peak (989 TFLOP/s by the data sheet) that our
+# last column is the share of the GPU's bf16 peak (989 TFLOP/s by the data sheet of the H200 SXM;
+# the record names an "NVIDIA H200", and an H200 NVL's peak, about 835, would raise it) that our
 # training step reaches: 2 floating-point operations per multiply-add, times 3 because the
 # backward pass costs about twice the forward.
 
@@ -299,8 +307,8 @@ assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "la
 # the step alone takes. At 256 px the step's kernels, over a thousand, are so short on average that
 # Python and PyTorch cannot issue them as fast as the GPU runs them: the step is bound by one CPU
 # thread. Anything else the
-# training process does then costs throughput: with the loader running, launching slows by about a
-# fifth to a third, although the main thread waits only about 2 ms per step for its batch, and the
+# training process does then costs throughput: with the loader running, launching slows by a fifth
+# to over a third, although the main thread waits only 2-3 ms per step for its batch, and the
 # loader-fed step reaches about three quarters of the step alone (the lines above). The workers are
 # not the limit (6, 10 or 14 of them gave the same ratio). The records fit two explanations they cannot separate:
 # the training process's other Python threads competing for the interpreter lock with the one
@@ -487,12 +495,14 @@ if camvid_model is None:  # what the prose above says: random weights predict on
 # %% [markdown]
 # ## Export to ONNX
 #
-# `export_onnx` traces the model in evaluation mode with the batch size (1 to 1024), height and width
-# (32 to 4096 pixels each) left dynamic, and onnxruntime runs the file on the CPU without PyTorch
-# (an input outside those ranges fails the graph's shape check). The exported graph must give the
-# same logits as the eager model, up to float rounding. For a trained run the command line does the
-# same: `deeplab-edu export --checkpoint <run>/checkpoints --onnx model.onnx` (and `--out model.pt`
-# writes the run without its optimiser state, a model file to share that `predict` reads).
+# `export_onnx` traces the model in evaluation mode, at its current output stride, with the batch
+# size (1 to 1024), height and width (32 to 4096 pixels each) left dynamic, and onnxruntime runs the
+# file on the CPU without PyTorch (the ONNX file does not check those ranges; `export_program`'s
+# `torch.export` program refuses other sizes). The exported graph must give the same logits as the
+# eager model, up to float rounding. For a trained run the command line does the same: `deeplab-edu
+# export --checkpoint <run>/checkpoints --onnx model.onnx` exports at the run's evaluation output
+# stride, as `eval` and `predict` run it (`--output-stride` to choose another), and `--out model.pt`
+# writes the run without its optimiser state, a model file to share that `predict` reads.
 
 # %%
 import tempfile

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,10 +156,18 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert np.array_equal(np.asarray(Image.open(tmp_path / "p4" / "a_mask.png")), np.asarray(mask))
     assert main(["export", "--checkpoint", ckpt]) == 2
     assert "--out model.pt" in capsys.readouterr().err
-    exported: list[tuple[object, Path]] = []  # --onnx hands the run's model to export_onnx (tested in test_export)
-    monkeypatch.setattr("deeplab_edu.models.export.export_onnx", lambda m, path: exported.append((m, path)) or path)
+    # --onnx hands the run's model (eval mode, at the output stride eval and predict use) to export_onnx (tested
+    # in test_export)
+    exported: list[tuple[Any, Path, int]] = []
+    monkeypatch.setattr("deeplab_edu.models.export.export_onnx",
+                        lambda m, path: exported.append((m, path, m.output_stride)) or path)
     assert main(["export", "--checkpoint", str(model_file), "--onnx", str(tmp_path / "m.onnx")]) == 0
     assert len(exported) == 1 and str(exported[0][1]) == str(tmp_path / "m.onnx") and not exported[0][0].training
+    saved = torch.load(model_file, weights_only=True)["config"]
+    assert exported[0][2] == (saved["eval_output_stride"] or saved["output_stride"])
+    assert main(["export", "--checkpoint", str(model_file), "--onnx", str(tmp_path / "m16.onnx"),
+                 "--output-stride", "16"]) == 0
+    assert exported[1][2] == 16 and "output stride 16" in capsys.readouterr().out
     import deeplab_edu.cli as cli
 
     monkeypatch.setattr(cli, "LARGE_IMAGE_PIXELS", 32 * 32)  # a "large" image gets a hint, once

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deeplab_edu.engine import checkpoint as ck
+from deeplab_edu.engine.config import ConfigError
 from deeplab_edu.engine.losses import SegmentationLoss, bootstrapped_ce
 from deeplab_edu.engine.schedule import PolyLR, param_groups, poly_factor
 from deeplab_edu.engine.trainer import NonFiniteLossError, Trainer, freeze_batchnorm
@@ -187,6 +188,22 @@ def test_freeze_bn_and_metrics_files(tmp_path) -> None:
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,split,loss") and len(rows) == 3
     assert json.loads((tmp_path / "metrics.json").read_text())["final"]["iteration"] == 3
+
+
+def test_bn_momentum_sets_the_running_statistics_decay(tmp_path) -> None:
+    """DeepLabv3's decay 0.9997 is PyTorch's momentum 0.0003: one training step moves the running mean by
+    0.0003 of the batch mean's distance from it, not 0.1 of it."""
+    model = TinyNet()
+    bn = model.backbone[1]
+    cfg = tiny_config(tmp_path, iterations=1, eval_every=1, bn_momentum=0.0003, tensorboard=False)
+    trainer = Trainer(cfg, model=model, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    assert all(m.momentum == 0.0003 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    trainer.fit()
+    assert 0 < (bn.running_mean - before).abs().max() < 0.01
+    with pytest.raises(ConfigError, match="bn_momentum=0.0"):
+        Trainer(tiny_config(tmp_path / "b", bn_momentum=0.0), model=TinyNet(), train_set=TinyScenes(8),
+                val_set=TinyScenes(2, augment=False))
 
 
 def test_gradient_accumulation_equals_the_larger_batch(tmp_path) -> None:

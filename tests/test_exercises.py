@@ -38,6 +38,26 @@ def test_each_typical_mistake_gets_its_own_explanation(key: str) -> None:
         assert explanation in message, f"{key}: {wrong!r} should be told {explanation!r}, got {message!r}"
 
 
+def test_every_answer_is_also_asserted_in_its_notebook() -> None:
+    """A checker compares an answer with its exercise's own ``solution``, so a wrong solution accepts
+    itself and the tests above pass. The second, independent statement of every answer is an
+    ``assert check("NN.k", ...)`` in a cell of its chapter tagged ``remove-cell`` (the notebook tests
+    run it; the book hides it): with a wrong solution, that assert fails."""
+    import re
+
+    from conftest import REPO_ROOT
+
+    unchecked = []
+    for key in sorted(EXERCISES):
+        (source,) = (REPO_ROOT / "notebooks").glob(f"{key[:2]}_*.py")
+        cells = re.split(r"^# %%", source.read_text(encoding="utf-8"), flags=re.M)
+        hidden = [c for c in cells if "remove-cell" in c.split("\n", 1)[0]]
+        if not any(re.search(r"assert\b[^\n]*\bcheck\(\"" + re.escape(key) + "\"", c) for c in hidden):
+            unchecked.append(f"{key} ({source.name})")
+    assert not unchecked, ("no `assert check(\"NN.k\", <the answer>)` in a remove-cell of the chapter for: "
+                           + ", ".join(unchecked))
+
+
 def test_every_exercise_has_a_known_kind() -> None:
     assert {ex.kind for ex in EXERCISES.values()} <= set(KINDS)
 
@@ -51,6 +71,15 @@ def test_chapters_00_to_07_make_learners_write_or_predict(chapter: str) -> None:
 def test_unanswered_is_reported_not_raised() -> None:
     fb = check("00.1", ...)
     assert not fb and "not answered" in fb.message
+
+
+def test_measuring_cells_show_any_prediction_without_breaking() -> None:
+    from deeplab_edu.exercises import measured_and_predicted
+
+    assert measured_and_predicted(13, 12.5, fmt="d") == "measured: 13; your prediction: 12.5"
+    assert measured_and_predicted(0.4, 0.3) == "measured: 0.400; your prediction: 0.300"
+    assert measured_and_predicted(0.4, ...) == "measured: 0.400"
+    assert "not a number" in measured_and_predicted(0.4, "a lot")
 
 
 def test_malformed_answer_gives_feedback() -> None:

@@ -1,6 +1,7 @@
 """Static checks. pyflakes: no unused imports, undefined names or f-strings without placeholders in
 the package, the notebooks, the benchmarks and the tests. mypy: the package's type hints hold.
-pydoclint: every public function's docstring names the exceptions its body raises.
+pydoclint: every public function's docstring names the exceptions its body raises. doctest: the
+examples in the docstrings run.
 
 An unused import in a notebook is a helper its "Helpers introduced" line promises and the chapter
 never shows; an undefined name is a crash waiting in a branch the smoke profile does not take.
@@ -64,6 +65,15 @@ def test_public_docstrings_name_what_they_raise() -> None:
                 continue
         problems.append(f"{path}:{found[1]}: {found[3]}: {line.split(': ', 2)[2]}")
     assert not problems, "public functions that raise without saying so:\n" + "\n".join(problems)
+
+
+def test_docstring_examples_run() -> None:
+    """Every ``>>>`` example in the package's docstrings gives the output it shows (pytest's doctest
+    runner; an example that needs a file or the network is marked ``# doctest: +SKIP``)."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--doctest-modules", "-p", "no:cacheprovider",
+                           "--override-ini", "addopts=", "--override-ini", "testpaths=deeplab_edu", "deeplab_edu"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and " passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
 def _marked_noqa(report: str) -> bool:

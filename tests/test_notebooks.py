@@ -62,6 +62,28 @@ def test_notebook_sources_are_percent_format() -> None:
         )
 
 
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_helpers_line_names_every_helper_the_chapter_imports(source: Path) -> None:
+    """Each chapter names the package functions it uses (its "Helpers introduced" paragraph, "from
+    earlier chapters" included), as d2l does: a learner who meets a helper finds where it comes from.
+    The exercise plumbing (``check``, ``get``, ``measured_and_predicted``, ``config`` and the
+    exercises' constants) is exempt."""
+    import ast
+    import re
+
+    text = source.read_text(encoding="utf-8")
+    helpers = re.search(r"\*\*Helpers introduced:\*\*(.*?)\n(?:#\s*\n|\n|# %%)", text, re.S)
+    assert helpers, f"{source.name} has no **Helpers introduced:** paragraph"
+    imported = {(node.module or "", alias.name) for node in ast.walk(ast.parse(text))
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deeplab_edu")
+                for alias in node.names}
+    plumbing = {"check", "get", "measured_and_predicted", "config"}
+    unnamed = sorted(name for module, name in imported
+                     if name not in plumbing and not module.startswith("deeplab_edu.exercises")
+                     and not re.search(rf"\b{re.escape(name)}\b", helpers[1]))
+    assert not unnamed, f"{source.name}: its Helpers introduced paragraph does not name {unnamed}"
+
+
 # --------------------------------------------------------------------------------------------
 # the executor itself
 # --------------------------------------------------------------------------------------------

@@ -120,6 +120,10 @@ class TrainConfig:
     grad_accum: int = 1
     #: Keep batch norm's statistics and affine parameters fixed (DeepLabv3's phase 2 at output stride 8).
     freeze_bn: bool = False
+    #: Momentum of batch norm's running statistics, in PyTorch's convention (the weight of each new
+    #: batch: 1 - the paper's *decay*; DeepLabv3 sec. 4.1 trains with decay 0.9997, i.e. 0.0003).
+    #: ``None`` keeps the layers' own (PyTorch's 0.1).
+    bn_momentum: float | None = None
     #: Start from this checkpoint's weights (a new run: schedule and optimiser start afresh); a checkpoint
     #: with another number of classes gives all but its class-scoring layers (fine-tuning to new classes).
     init_from: str | os.PathLike[str] | None = None
@@ -430,6 +434,9 @@ def validate(cfg: TrainConfig) -> None:
                           f"shorten it (--warmup-iters) or train longer (--iterations)")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if cfg.bn_momentum is not None and not 0 < cfg.bn_momentum <= 1:
+        raise ConfigError(f"bn_momentum={cfg.bn_momentum}: the weight of each new batch in batch norm's running "
+                          "statistics is in (0, 1] (DeepLabv3's decay 0.9997 is bn_momentum 0.0003)")
     if cfg.num_workers is not None and (isinstance(cfg.num_workers, bool) or not isinstance(cfg.num_workers, int)
                                         or cfg.num_workers < 0):
         raise ConfigError(f"num_workers={cfg.num_workers!r}; use 0 (load in the main process), a positive number "

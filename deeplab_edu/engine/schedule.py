@@ -128,9 +128,10 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
     - ``"sgd"``: SGD with momentum, the papers' optimiser (DeepLab v2 sec. 4.1, DeepLabv3 sec. 4.1),
       made for fine-tuning an ImageNet-initialised backbone over tens of thousands of iterations.
     - ``"adamw"``: AdamW (Loshchilov & Hutter 2019; ``momentum`` is its beta1). Not in the papers:
-      the course uses it for short runs *from scratch* on a CPU, where its per-parameter step sizes
-      reach a useful model in far fewer iterations than SGD (chapter 08's learnability table
-      measures both). ``weight_decay`` is then decoupled, as AdamW defines it.
+      the course's ``cpu`` profile uses it for short runs *from scratch*, where it needs no search
+      for a learning rate; chapter 08's learnability table trains both, one run each, and cannot
+      rank them (within a point after 6 minutes). ``weight_decay`` is then decoupled, as AdamW
+      defines it.
 
     Both use PyTorch's *fused* implementation (each parameter updated in one pass; on a GPU a few
     kernel launches instead of one per operation) when all parameters are floating-point tensors

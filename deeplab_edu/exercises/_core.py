@@ -577,7 +577,11 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
     if prediction is NOT_ANSWERED or prediction is None:
         return text
     if number_problem(prediction) is None:
-        return f"{text}; your prediction: {prediction:{fmt}}"
+        try:
+            shown = format(prediction, fmt)
+        except (TypeError, ValueError):  # 12.5 against a whole-number format ("d"): shown as it is
+            shown = format(prediction, "g")
+        return f"{text}; your prediction: {shown}"
     return f"{text}; your prediction ({_brief(prediction)}) is not a number"
 
 

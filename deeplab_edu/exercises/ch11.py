@@ -75,7 +75,7 @@ value_exercise(
 
 
 # --- 11.3 -------------------------------------------------------------------------------------
-#: DeepLab v2's multi-scale inputs (MSC, sec. 3.3 and Table 4): 0.5, 0.75 and 1.
+#: DeepLab v2's multi-scale inputs (MSC, sec. 4.1 "Deeper Networks and Multiscale Processing" and Table 4): 0.5, 0.75 and 1.
 V2_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0)
 
 

@@ -3,7 +3,9 @@
 Both exports trace the model in evaluation mode (batch norm uses its running statistics, dropout is
 off), at the output stride it has when exported, and keep the batch size (1 to 1024), the image
 height and the image width (32 to 4096 pixels each) *dynamic*: within those ranges the graph takes
-any batch and any size, as the eager model does (outside them a shape guard fails). The graph takes
+any batch and any size, as the eager model does. Only the ``torch.export`` program checks the ranges
+(:func:`load_program`'s module refuses other sizes with a shape-guard error); the ONNX file does not
+(onnxruntime runs other sizes too, untested by the export). The graph takes
 images normalised as in training (ImageNet mean and std: the normalisation is not in it) and
 returns the ``"out"`` logits; files are written atomically (to a temporary name, then renamed).
 
