@@ -424,7 +424,8 @@ def mean_field(
     method: Method = "auto",
     return_history: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """Mean-field inference in the fully connected CRF (parallel updates, Potts compatibility).
+    """Mean-field inference in the fully connected CRF (parallel updates, Potts compatibility):
+    Krähenbühl & Koltun 2011, sec. 3, Algorithm 1, as DeepLab v1 sec. 4 and v2 sec. 3.3 apply it.
 
     Args:
         unary: :math:`\\theta_i(l) = -\\log P_i(l)`, (B, L, H, W) or (L, H, W), floating point

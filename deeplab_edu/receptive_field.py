@@ -296,7 +296,7 @@ def _last_call(gm: fx.GraphModule, upto: str | None) -> fx.Node | None:
 
 
 def receptive_field_of(
-    model: nn.Module | Sequence[LayerSpec],
+    model: nn.Module | list[LayerSpec] | tuple[LayerSpec, ...],
     *,
     upto: str | None = None,
     output_key: str = "out",
@@ -408,7 +408,14 @@ def strides_in_last_unit(resnet: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EmpiricalField:
-    """Where one output unit's gradient reaches the input (rows/cols: inclusive bounding box)."""
+    """Where one output unit's gradient reaches the input.
+
+    Attributes:
+        rows, cols: the inclusive bounding box of the reached input pixels, ``(first, last)``.
+        output_index: the output unit ``(i, j)`` whose gradient was traced.
+        output_shape: the output map's ``(height, width)``.
+        support: ``(H, W)`` bool tensor over the input: ``True`` where the gradient is non-zero.
+    """
 
     rows: tuple[int, int]
     cols: tuple[int, int]

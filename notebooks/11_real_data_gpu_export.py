@@ -197,6 +197,8 @@ if camvid_model is None or config.profile() == "cpu":  # what the prose below sa
 gpu_run = load_record("train_gpu_preset")
 gpu_iterations, preset_iterations = gpu_run["extra"]["config"]["iterations"], load_config("gpu").iterations
 print(describe_record(gpu_run))
+print(f"recorded with recompute_depthwise={gpu_run['extra']['config']['recompute_depthwise']} "
+      f"(the preset now: {load_config('gpu').recompute_depthwise})")
 print(f"{gpu_iterations} of the gpu preset's {preset_iterations} iterations in {gpu_run['results']['seconds']:.0f} s; "
       f"final validation mIoU {100 * gpu_run['results']['final_miou']:.1f} %")
 plot_history(history_from_record(gpu_run),
@@ -275,7 +277,9 @@ print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step'
 assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
 
 # %% [markdown]
-# The same session measured the loader with more workers, and `torch.compile` on the same step:
+# The same session measured the loader with more workers, and `torch.compile` on the same network
+# (DeepLabv3+ ResNet-50 at 256 px, but in fp32, contiguous and with the depthwise recomputation, not
+# the preset's bf16 + `channels_last` step: a closer measurement is left to the next GPU session):
 
 # %%
 by_workers = {r["results"]["num_workers"]: diagnosis_rows(r) for r in (diagnosis, load_record("pipeline_diagnosis_cuda_w12"))}

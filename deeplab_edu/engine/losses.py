@@ -5,9 +5,12 @@
   truth intact and upsamples the final logits instead).
 - **Auxiliary loss**: torchvision's DeepLabv3 may return ``"aux"`` logits from ``layer3``; their loss
   is added with weight ``aux_weight`` (0.5 by convention, not from the papers).
-- **Hard-pixel bootstrapping** (online hard example mining): DeepLabv3 (appendix on Cityscapes)
-  reports that bootstrapping on hard pixels helps. The reference TensorFlow implementation
-  (``train_utils.add_softmax_cross_entropy_loss_for_each_scale``) keeps the ``top_k_percent_pixels``
+- **Hard-pixel bootstrapping** (online hard example mining, Wu, Shen & van den Hengel 2016, "Bridging
+  category-level and instance-level semantic image segmentation", and Pohlen et al. 2017, FRRN):
+  DeepLabv3 sec. 4.3 names it and does *not* use it ("instead of performing pixel hard example
+  mining as [85, 70], we resort to bootstrapping on hard images": it duplicates training images of
+  hard classes). The released TensorFlow DeepLab code added it later: its
+  ``train_utils.add_softmax_cross_entropy_loss_for_each_scale`` keeps the ``top_k_percent_pixels``
   largest per-pixel losses of the whole batch (ignored pixels, whose loss is 0, count in that
   fraction), optionally ramping the kept fraction from 100% down to ``top_k`` over
   ``hard_mining_iters`` iterations. :func:`bootstrapped_ce` keeps the fraction per image and over
@@ -32,7 +35,9 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     ``logits`` (N, C, h, w), upsampled bilinearly to the labels' size when it differs; ``target``
     (N, H, W) int64 class indices, ``ignore_index`` for unlabelled pixels. ``top_k=1``: the plain
     mean cross-entropy over every labelled pixel of the batch; ``top_k < 1``: the mean over images of
-    each image's mean over its hardest ``top_k`` labelled pixels (DeepLabv3's appendix, Cityscapes).
+    each image's mean over its hardest ``top_k`` labelled pixels (online hard pixel mining: Wu et al.
+    2016, FRRN; the released DeepLab code's ``top_k_percent_pixels``; DeepLabv3 sec. 4.3 names it and
+    duplicates images of hard classes instead).
     A batch without a labelled pixel gives a zero that still has a graph (not NaN), so one such
     batch does not stop a run as a non-finite loss. Returns a float32 scalar.
 

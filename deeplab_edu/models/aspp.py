@@ -367,7 +367,8 @@ class SeparableConv2d(_AtrousSequential):
 
 
 class ASPPConv(_AtrousSequential):
-    """One atrous branch of DeepLabv3's ASPP: 3x3 conv at ``rate`` (or separable), BN, ReLU.
+    """One atrous branch of DeepLabv3's ASPP (sec. 3.3): 3x3 conv at ``rate`` (or separable), BN, ReLU;
+    (N, in_channels, h, w) -> (N, out_channels, h, w) ("same" padding: ``padding = rate``).
 
     A rate at least as large as the feature map is computed as the 1x1 conv it reduces to
     (:func:`atrous_conv`).

@@ -151,7 +151,7 @@ class DeepLabV1(DeepLab):
         num_classes, aux_loss: as for :class:`DeepLab`.
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, aux_loss: bool = False) -> None:
+    def __init__(self, backbone: VGG16Backbone, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
         self.classifier = nn.Conv2d(backbone.out_channels, num_classes, 1)
         nn.init.normal_(self.classifier.weight, std=0.01)
@@ -354,7 +354,7 @@ def build_model(
             from .aspp import set_conv_rate
 
             set_conv_rate(cast(nn.Conv2d, body.fc6), rates[0])
-        model: DeepLab = DeepLabV1(body, num_classes, aux_loss)
+        model: DeepLab = DeepLabV1(cast(VGG16Backbone, body), num_classes, aux_loss)
     elif name == "deeplabv2":
         hidden = 1024 if backbone == "vgg16" else None
         aspp_v2 = ASPPv2(body.out_channels, num_classes, rates, hidden_channels=hidden)

@@ -35,7 +35,9 @@ __all__ = ["FCNHead", "Decoder"]
 
 
 class FCNHead(nn.Sequential):
-    """torchvision's auxiliary head: 3x3 conv (channels / 4), BN, ReLU, dropout 0.1, 1x1 classifier."""
+    """torchvision's auxiliary head (``torchvision.models.segmentation.fcn.FCNHead``): 3x3 conv
+    (channels / 4), BN, ReLU, dropout 0.1, 1x1 classifier. (N, in_channels, h, w) features ->
+    (N, num_classes, h, w) logits, at the features' resolution."""
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         inter = in_channels // 4
