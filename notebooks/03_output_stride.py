@@ -287,10 +287,10 @@ for os_ in (32, 16, 8):
 # Where does the extra cost of a dense map go? Split by stage: the stem and blocks 1-2 do not
 # change; block 3 costs the same at output stride 32 and 16 and less than four times more at 8,
 # block 4 less than four times more at 16 and less than sixteen times more at 8 (the cell prints the
-# ratios). Not the full factors, and not only because of odd sizes ($33^2/17^2 = 3.77$): in torchvision's layout the
-# first unit of a block strides in its $3 \times 3$ convolution, so that unit's first $1 \times 1$
-# convolution runs on the block's *input* map, whose size the output stride does not change
-# (exercise 03.3 counts it).
+# ratios). Not the full factors, and not only because of odd sizes ($33^2/17^2 = 3.77$): in
+# torchvision's layout the first unit of a block strides in its $3 \times 3$ convolution, so that
+# unit's first $1 \times 1$ convolution runs on the block's *input* map, whose size the output
+# stride does not change (exercise 03.3 counts it).
 
 # %%
 stage_input = config.choose(smoke=129, cpu=513, gpu=513)
@@ -400,10 +400,11 @@ assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
 # More blocks help, with shrinking returns (for ResNet-50, block7 is even slightly worse than
 # block6); multi-grid beats constant unit rates $(1, 1, 1)$, and simply doubling them, $(2, 2, 2)$,
 # helps less than any multi-grid at every depth and falls below $(1, 1, 1)$ from block6 on (the
-# paper: "not effective"). (The $(1, 1, 1)$ row of Table 3 repeats Table 2's ResNet-101 row: in the paper, a
-# block without multi-grid *is* $(1, 1, 1)$, rates $(2, 2, 2)$ at output stride 16.) The best cascaded model uses block7 with multi-grid $(1, 2, 1)$ (76.66%). In the
-# final DeepLabv3 the cascade is replaced by ASPP on block 4 with multi-grid $(1, 2, 4)$
-# ({doc}`05_aspp`); our own measurements with training come in {doc}`10_reproducing_findings`.
+# paper: "not effective"). (The $(1, 1, 1)$ row of Table 3 repeats Table 2's ResNet-101 row: in
+# the paper, a block without multi-grid *is* $(1, 1, 1)$, rates $(2, 2, 2)$ at output stride 16.)
+# The best cascaded model uses block7 with multi-grid $(1, 2, 1)$ (76.66%). In the final DeepLabv3
+# the cascade is replaced by ASPP on block 4 with multi-grid $(1, 2, 4)$ ({doc}`05_aspp`); our own
+# measurements with training come in {doc}`10_reproducing_findings`.
 
 # %% [markdown]
 # ## Exercises

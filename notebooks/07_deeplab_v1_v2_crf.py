@@ -377,7 +377,8 @@ assert energies[-1] < energies[0]
 # pairwise term is concave, and every parallel update provably lowers $F$ (Krähenbühl & Koltun,
 # ICML 2013), as long as each pixel's own term $k(i, i)$ stays in the sum, as in this code and the
 # released filter (`include_self=True`). The paper's sum over $j \ne i$ removes the diagonal, the
-# matrix is no longer positive semi-definite, and $F$ can rise again after a few updates. The released code's per-pixel normalisation gives weights $k(i,j)/d_i$ that are not
+# matrix is no longer positive semi-definite, and $F$ can rise again after a few updates. The
+# released code's per-pixel normalisation gives weights $k(i,j)/d_i$ that are not
 # symmetric; no energy has exactly that update, so the blue curve is the energy of the
 # symmetrised weights: an approximation, which still falls.
 #

@@ -530,8 +530,8 @@ if recorded is not None and measurable(recorded.matrices, decoder_findings):
 # of the record comes from: on every seed, most of the pixels that the decoder gets right and
 # DeepLabv3 got wrong lie within 4 pixels of a label change, a band that holds under a third of the
 # pixels (about half lie in the 1-px band alone). So the whole-image gain is itself a boundary gain,
-# as the paper's Fig. 5 says of its own; the wires, all of whose pixels lie within a few pixels of a
-# boundary, are only its most visible part. The decoder's stride-4 low-level features carry where
+# in line with the paper's Fig. 5, where the decoder's gain is largest in the narrowest bands; the
+# wires, all of whose pixels lie within a few pixels of a boundary, are only its most visible part. The decoder's stride-4 low-level features carry where
 # colour changes at four times the detail of the stride-16 map, and in these easy scenes each shape
 # class has a colour family of its own (chapter 08, section 5), so where the colour changes the label
 # usually does too.

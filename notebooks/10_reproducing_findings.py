@@ -433,8 +433,9 @@ if recorded is not None and profile == "cpu":
 # as large as the interval's far end (the table gives both intervals). The explanations of section
 # 4 say why some effects should be small here: the papers' ResNet-101 starts from ImageNet and
 # trains for hours on 513-pixel crops of real photographs; our network is small, trained from
-# scratch for minutes, on synthetic scenes whose context fits in its receptive field. The directions that did reproduce are the mechanisms the course teaches:
-# dense features, the decoder's stride-4 grid, test-time averaging and the CRF's edges.
+# scratch for minutes, on synthetic scenes whose context fits in its receptive field. The directions
+# that did reproduce are the mechanisms the course teaches: dense features, the decoder's stride-4
+# grid, test-time averaging and the CRF's edges.
 #
 # Further ablations are one command away, for example image pooling off for DeepLabv3+:
 #
