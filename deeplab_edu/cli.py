@@ -482,6 +482,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     if not args.out and not args.onnx:
         raise ValueError("name what to write: --out model.pt (a model file), --onnx model.onnx, or both")
+    if args.output_stride is not None and not args.onnx:
+        raise ValueError("--output-stride sets the ONNX graph's output stride: give --onnx too (a model file "
+                         "keeps the run's settings; eval and predict take --output-stride themselves)")
     from .engine.checkpoint import load_checkpoint, save_model_file
 
     state = load_checkpoint(args.checkpoint)  # read once for both files

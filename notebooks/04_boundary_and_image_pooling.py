@@ -474,6 +474,7 @@ for key in ("04.1", "04.2", "04.3", "04.4", "04.5"):
     assert check(key, get(key).solution()), key
 assert check("04.1", rate) and check("04.2", np.outer(rows, columns)) and check("04.3", (25 / 65) ** 2)
 assert check("04.2", measured_04_2) and np.array_equal(np.outer(rows, columns), measured_04_2)
+assert check("04.4", (1, 3)) and check("04.5", 10)  # the answers, stated apart from the solutions
 assert not check("04.1", 17) and not check("04.4", (3, 3))
 assert int(corner_footprint.sum()) == get("04.5").solution() and not check("04.5", 16)
 

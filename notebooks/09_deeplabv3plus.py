@@ -526,12 +526,13 @@ if recorded is not None and measurable(recorded.matrices, decoder_findings):
 # at 8). Our scenes are dense in boundaries (small objects, 1-3 px wires), a likely reason the
 # decoder matters more here, and wires are the extreme case: DeepLabv3
 # at output stride 8 almost never draws them (the table above), and exercise 09.4 measures what a
-# stride-16 grid of class proportions gives them. The count above says where the whole-image gain
-# of the record comes from: on every seed, most of the pixels that the decoder gets right and
-# DeepLabv3 got wrong lie within 4 pixels of a label change, a band that holds under a third of the
-# pixels (about half lie in the 1-px band alone). So the whole-image gain is itself a boundary gain,
-# in line with the paper's Fig. 5, where the decoder's gain is largest in the narrowest bands; the
-# wires, all of whose pixels lie within a few pixels of a boundary, are only its most visible part. The decoder's stride-4 low-level features carry where
+# stride-16 grid of class proportions gives them. The count above says where the errors behind the
+# record's whole-image gain lie: on every seed, most of the pixels that the decoder gets right and
+# DeepLabv3 got wrong lie in the 4-px trimap band (within 4 pixels of a boundary pixel), which holds
+# under a third of the pixels (about half lie in the 1-px band alone). So the decoder mends mostly
+# boundaries, in line with the paper's Fig. 5, where its gain is largest in the narrowest bands (a
+# pixel count, not mIoU: the few interior errors it removes may still weigh more in an average over
+# classes); the wires, all of whose pixels lie near a boundary, are only its most visible part. The decoder's stride-4 low-level features carry where
 # colour changes at four times the detail of the stride-16 map, and in these easy scenes each shape
 # class has a colour family of its own (chapter 08, section 5), so where the colour changes the label
 # usually does too.

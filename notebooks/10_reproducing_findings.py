@@ -371,7 +371,7 @@ else:
 # PyTorch thread each (two runs at a time); another number of threads or another CPU adds
 # floating-point numbers in another order, and training amplifies those last-digit differences. So
 # your run is a new draw of the same recipe, like a fourth seed, and it is compared with the
-# recorded seeds' range widened by their spread (the "accepted range" below).
+# range where one more seed of the record should land (the "accepted range" below).
 
 # %%
 from deeplab_edu.data import build_dataset

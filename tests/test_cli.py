@@ -168,6 +168,8 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["export", "--checkpoint", str(model_file), "--onnx", str(tmp_path / "m16.onnx"),
                  "--output-stride", "16"]) == 0
     assert exported[1][2] == 16 and "output stride 16" in capsys.readouterr().out
+    assert main(["export", "--checkpoint", str(model_file), "--out", str(tmp_path / "x.pt"), "--output-stride", "8"]) == 2
+    assert "give --onnx too" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     import deeplab_edu.cli as cli
 
     monkeypatch.setattr(cli, "LARGE_IMAGE_PIXELS", 32 * 32)  # a "large" image gets a hint, once

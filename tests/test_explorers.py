@@ -121,11 +121,13 @@ def _random_stacks(count: int, seed: int = 0) -> list[str]:
 
 
 STACKS = [DEFAULT_STACK, "conv k=7 s=2\npool k=3 s=2 p=1\nconv\nconv k=3 d=2", "\n# only a comment\nCONV K=3 S=2\n\n"]
-STACKS += ["\ufeffconv k=3\r\nconv k=5\rpool k=2 s=2"]  # a byte-order mark and Windows/old Mac line ends
+STACKS += ["\ufeffconv k=3\r\nconv k=5\rpool k=2 s=2",  # a byte-order mark and Windows/old Mac line ends
+           "conv\u00a0k=3\u2003d=2 \ufeff\nconv\tk=5\v"]  # pasted no-break and em spaces, a tab: spaces
 STACKS += _random_stacks(120)
 BAD_STACKS = ["", "# nothing", "conv k=3 x=2", "pool k=2 d=2", "pool k=2 p=2", "conv k=0", "conv s=0",
               "dense k=3", "conv k=3 s=2 d=-1", "conv k=3\nconv q=1", "conv k=3s=2",
-              "conv k=3\u2028conv k=5", "conv k=\u0663"]  # a Unicode line separator and digit: not in the JavaScript
+              "conv k=3\u2028conv k=5", "conv k=\u0663",  # a Unicode line separator and digit: not in the JavaScript
+              "conv k=3\x85", "\x1cconv k=3"]  # control characters Python's strip() would drop and JavaScript's keeps
 
 
 def _layers_py(text: str) -> list[dict[str, Any]]:
@@ -236,7 +238,8 @@ def test_shares_above_zero_never_read_zero() -> None:
 @needs_node
 def test_the_rate_slider_rewrites_the_setting_the_parser_reads() -> None:
     """The explorer's "rate d of the last conv" slider edits the text: the package must then read that rate."""
-    texts = ["conv k=3 # wide", "conv k=3", "conv d=2 d=5", "conv k=3 d=2\npool k=2 s=2", DEFAULT_STACK]
+    texts = ["conv k=3 # wide", "conv k=3", "conv d=2 d=5", "conv k=3 d=2\npool k=2 s=2", DEFAULT_STACK,
+             "conv k=3 d=2\rconv k=5\r\n"]
     results = run_js([("setLastRate", [t, 7]) for t in texts])
     for text, result in zip(texts, results):
         convs = [sp for kind, sp in parse_layer_stack(result["ok"]) if kind == "conv"]

@@ -3,7 +3,8 @@
 For a data set ``name`` (``"camvid"``, ``"voc"``, ``"cityscapes"``) the first of these that exists
 is used:
 
-1. the environment variable ``DEEPLAB_EDU_<NAME>`` (e.g. ``DEEPLAB_EDU_CAMVID=/data/camvid``);
+1. the environment variable ``DEEPLAB_EDU_<NAME>`` (e.g. ``DEEPLAB_EDU_CAMVID=/data/camvid``;
+   ``none`` means "no copy anywhere": the chapters then run as on a machine without one);
 2. ``<repository>/../shared/data/<name>`` (a shared copy next to the repository, as on the
    course's build machines);
 3. ``<data home>/<name>``, where the data home is ``$DEEPLAB_EDU_DATA`` or
@@ -30,6 +31,8 @@ def candidate_roots(name: str) -> list[Path]:
     """The folders searched for data set ``name``, in order."""
     out = []
     env = os.environ.get(f"DEEPLAB_EDU_{name.upper()}", "").strip()
+    if env.lower() == "none":  # look nowhere: what a machine without a copy sees
+        return []
     if env:
         out.append(Path(env).expanduser())
     out.append(REPO_ROOT.parent / "shared" / "data" / name)

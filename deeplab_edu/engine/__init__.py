@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # imported on first use (below), so that ``engine.config`` al
     from .config import ConfigError, TrainConfig, list_presets, load_config
     from .losses import SegmentationLoss, bootstrapped_ce
     from .schedule import PolyLR, param_groups, poly_factor
-    from .trainer import NonFiniteLossError, Trainer, freeze_batchnorm, seed_everything
+    from .trainer import NonFiniteLossError, Trainer, freeze_batchnorm, seed_everything, set_bn_momentum
 
 #: Each public name and the module that defines it.
 _MODULE_OF = {
@@ -28,12 +28,13 @@ _MODULE_OF = {
     "SegmentationLoss": "losses", "bootstrapped_ce": "losses",
     "PolyLR": "schedule", "param_groups": "schedule", "poly_factor": "schedule",
     "NonFiniteLossError": "trainer", "Trainer": "trainer", "freeze_batchnorm": "trainer", "seed_everything": "trainer",
+    "set_bn_momentum": "trainer",
 }
 
 __all__ = [
     "CheckpointMismatchError", "ConfigError", "NonFiniteLossError", "PolyLR", "SegmentationLoss", "TrainConfig",
     "Trainer", "bootstrapped_ce", "freeze_batchnorm", "list_presets", "load_config", "load_checkpoint",
-    "param_groups", "poly_factor", "save_checkpoint", "seed_everything",
+    "param_groups", "poly_factor", "save_checkpoint", "seed_everything", "set_bn_momentum",
 ]
 
 

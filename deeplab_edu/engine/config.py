@@ -320,14 +320,17 @@ def _fits(value: Any, hint: Any) -> bool:
 
 
 def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
-    """Settings declared ``int``, ``float``, ``bool`` or ``str`` must have that type, named with
-    their source when not; a number YAML reads as a string (``lr: 1e-3``: YAML 1.1 wants a dot,
+    """Settings declared ``int``, ``float``, ``bool`` or ``str`` (or that type or ``None``) must have
+    that type, named with their source when not; a number YAML reads as a string (``lr: 1e-3``: YAML 1.1 wants a dot,
     ``1.0e-3``) becomes a float for a ``float`` setting."""
     import typing
 
     hints = typing.get_type_hints(TrainConfig)
     for key, value in merged.items():
         hint = hints[key]
+        args = typing.get_args(hint)
+        if value is not None and len(args) == 2 and type(None) in args:  # X | None, given a value: X
+            hint = next(a for a in args if a is not type(None))
         if hint is float and isinstance(value, str):
             try:
                 merged[key] = value = float(value)

@@ -47,7 +47,7 @@ def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRI
     builds at these strides only, e.g. ``"DeepLab's VGG-16"``).
 
     Raises:
-        ValueError: ``output_stride`` is not one of ``choices``.
+        ValueError: ``output_stride`` is not one of ``allowed``.
     """
     if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride not in allowed:
         choices = f"one of {', '.join(map(str, allowed))}" if len(allowed) > 1 else str(allowed[0])

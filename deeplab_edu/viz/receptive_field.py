@@ -46,8 +46,10 @@ conv k=3 d=4"""
 
 SQUARE = "#ffd23f"
 # ASCII digits and line breaks only, as the JavaScript explorer reads them (explorers.js, parseLayerStack)
-_LINE = re.compile(r"^(conv|pool)((?:\s+[ksdp]=\d+)*)\s*$", re.ASCII)
+_LINE = re.compile(r"^(conv|pool)((?: +[ksdp]=\d+)*) *$", re.ASCII)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# JavaScript's whitespace (its \s and trim()): a space in a layer line, in Python and in JavaScript alike
+_SPACE = re.compile("[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
 
 
 def parse_layer_stack(text: str) -> list[tuple[str, LayerSpec]]:
@@ -60,8 +62,8 @@ def parse_layer_stack(text: str) -> list[tuple[str, LayerSpec]]:
         ValueError: the stack is empty, or a line cannot be read (the message names it).
     """
     layers = []
-    for n, raw in enumerate(_LINE_BREAK.split(text.removeprefix("\ufeff")), 1):  # a leading byte-order mark is no text
-        line = raw.split("#", 1)[0].strip().lower()
+    for n, raw in enumerate(_LINE_BREAK.split(text), 1):
+        line = _SPACE.sub(" ", raw.split("#", 1)[0]).strip(" ").lower()
         if not line:
             continue
         m = _LINE.match(line)

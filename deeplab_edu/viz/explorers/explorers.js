@@ -65,15 +65,17 @@
     return out;
   }
 
-  var LINE = /^(conv|pool)((?:\s+[ksdp]=\d+)*)\s*$/;
+  var LINE = /^(conv|pool)((?: +[ksdp]=\d+)*) *$/;
+  // whitespace (\s, trim()) becomes a space, as in the package's parser (viz/receptive_field.py, _SPACE)
+  var SPACE = /[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]/g;
 
   /* deeplab_edu.viz.receptive_field.parse_layer_stack: one layer per line, "conv k=3 s=2 d=1 p=1". */
   function parseLayerStack(text) {
     var layers = [];
-    var lines = String(text).replace(/^\uFEFF/, "").split(/\r\n|\r|\n/);  // a leading byte-order mark is no text
+    var lines = String(text).split(/\r\n|\r|\n/);
     for (var n = 1; n <= lines.length; n++) {
       var raw = lines[n - 1];
-      var line = raw.split("#")[0].trim().toLowerCase();
+      var line = raw.split("#")[0].replace(SPACE, " ").replace(/^ +| +$/g, "").toLowerCase();
       if (!line) continue;
       var m = LINE.exec(line);
       if (!m) {
@@ -381,8 +383,8 @@
 
   // ------------------------------------------------------------------ chapter 02: receptive field
   function setLastRate(text, rate) {
-    var lines = text.split("\n");
-    for (var n = lines.length - 1; n >= 0; n--) {
+    var lines = text.split(/(\r\n|\r|\n)/);  // lines at even indices, their line ends (kept) at odd ones
+    for (var n = lines.length - 1; n >= 0; n -= 2) {
       var body = lines[n].split("#")[0];
       if (/^\s*conv\b/i.test(body)) {
         var comment = lines[n].slice(body.length);
@@ -391,7 +393,7 @@
         body = last ? body.slice(0, last.index) + "d=" + rate + body.slice(last.index + last[0].length)
           : body.replace(/\s*$/, function (space) { return " d=" + rate + (comment ? space || " " : ""); });
         lines[n] = body + comment;
-        return lines.join("\n");
+        return lines.join("");
       }
     }
     return text;
