@@ -484,8 +484,9 @@ def removed_errors(matrices: Mapping[str, np.ndarray], baseline: tuple[str, str]
         return [{"pixels": float(cm.sum()), "wrong_pixels": float(cm.sum() - np.trace(cm))} for cm in cms]
 
     keys: list[Any] = ["all", *widths]
-    base = {k: counts(baseline, "all" if k == "all" else f"band{k}") for k in keys}
-    var = {k: counts(variant, "all" if k == "all" else f"band{k}") for k in keys}
+    stored = {k: "all" if k == "all" else f"band{k}" for k in keys}  # the record's key of each
+    base = {k: counts(baseline, stored[k]) for k in keys}
+    var = {k: counts(variant, stored[k]) for k in keys}
     per_seed = [removed_errors_by_band({k: base[k][s] for k in keys}, {k: var[k][s] for k in keys})
                 for s in range(len(base["all"]))]
     return {w: {part: np.array([seed[w][part] for seed in per_seed]) for part in ("removed", "pixels")}

@@ -51,7 +51,7 @@ def test_public_docstrings_name_what_they_raise() -> None:
     assert (proc.returncode == 0 and "Traceback" not in output) or (
         proc.returncode == 1 and re.search(r"^\s+\d+: DOC\d{3}: ", output, re.M)), output[-3000:]
     problems, path = [], ""
-    for line in (proc.stdout + proc.stderr).splitlines():
+    for line in output.splitlines():
         if not line.startswith(" "):
             path = line.strip()
             continue

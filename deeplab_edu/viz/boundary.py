@@ -97,9 +97,10 @@ def plot_figure4(
     if unknown:
         raise ValueError(f"counts {unknown} cannot occur for a {kernel}x{kernel} filter; use {possible_counts(kernel)}")
     fig, ax = _fig_ax(ax, (6.4, 4.0))
+    colours = count_colours(kernel)
     for c in counts:
         ax.plot(curves["rates"], curves[c], label=f"{c} valid weight{'s' if c > 1 else ''}",
-                color=count_colours(kernel).get(c), lw=2)
+                color=colours.get(c), lw=2)
     ax.set_xlabel("atrous rate")
     ax.set_ylabel("normalised count (fraction of positions)")
     ax.set_ylim(-0.02, 1.02)

@@ -572,11 +572,12 @@
       svg("text", { x: 4, y: 12, "class": "dle-axis" }, g, "fraction of positions (DeepLabv3 Fig. 4 for this map)");
       shown.forEach(function (c, idx) {
         var pts = rates.map(function (q, n) { return xOf(q).toFixed(2) + "," + yOf(curves[c][n]).toFixed(2); });
+        var dash = CURVE_DASHES[idx % CURVE_DASHES.length] || undefined;  // the first curve is solid
         svg("polyline", { points: pts.join(" "), fill: "none", stroke: colourOf(c), "stroke-width": 2,
-          "stroke-dasharray": CURVE_DASHES[idx % CURVE_DASHES.length] || undefined, "class": "dle-curve", "data-count": c }, g);
+          "stroke-dasharray": dash, "class": "dle-curve", "data-count": c }, g);
         var key = L + 8 + 110 * idx, keyY = H - 4 - 18;
         svg("line", { x1: key, y1: keyY, x2: key + 18, y2: keyY, stroke: colourOf(c), "stroke-width": 2,
-          "stroke-dasharray": CURVE_DASHES[idx % CURVE_DASHES.length] || undefined }, g);
+          "stroke-dasharray": dash }, g);
         svg("text", { x: key + 22, y: keyY + 4, "class": "dle-axis" }, g, c + " valid weight" + (c > 1 ? "s" : ""));
       });
       svg("line", { x1: xOf(r), y1: yOf(0), x2: xOf(r), y2: yOf(1), stroke: "grey", "stroke-dasharray": "3,3",
