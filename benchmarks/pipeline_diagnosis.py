@@ -49,7 +49,7 @@ from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_resu
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.data import train_loader
 from deeplab_edu.engine.trainer import Trainer
-from deeplab_edu.models.summary import markdown_table
+from deeplab_edu.viz.tables import markdown_text
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -240,7 +240,7 @@ def main() -> None:
         summary[mode] = {**med, "images_per_s": batch / med["step_s"], "rounds": rows}
     print(f"{args.preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
           f"{args.rounds} rounds (medians)")
-    print(markdown_table(diagnosis_rows({"results": {"modes": summary, "batch_size": batch}})))
+    print(markdown_text(diagnosis_rows({"results": {"modes": summary, "batch_size": batch}})))
     profile_table = None
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -564,6 +564,11 @@ def _course_runs(args: argparse.Namespace) -> int:
         print(f"  no CamVid copy found (searched {searched}): chapter 11's CamVid run is not trained")
     else:
         print(f"  CamVid: {camvid_root}")
+    if profile == "cpu" and (estimate := _course_runs_minutes(camvid_root is not None)) is not None:
+        waiting = sum(status.state != "finished" for status in statuses)
+        print(f"  time: {waiting} of {len(specs)} runs to train; all {len(specs)} together take less than {estimate}"
+              if waiting else
+              "  time: every run is finished: nothing to train")
     for i, spec in enumerate(specs, 1):
         if statuses[i - 1].state != "finished" and (needs := _weights_to_download(spec)):
             print(f"  [{i}/{len(specs)}] downloads {needs} when its turn comes: it needs the network then")
@@ -604,6 +609,23 @@ def _course_runs(args: argparse.Namespace) -> int:
     print(f"\nall {len(specs)} runs ready in {took} (to use them in another clone of the course, copy "
           f"its folder {shown_path(runs_root(profile))}/ there)")
     return 0
+
+
+def _course_runs_minutes(with_camvid: bool) -> str | None:
+    """The time the ``cpu`` profile's course runs take at most, as text: the ``cpu_minutes`` of the
+    chapters that train them (08, 09, and 11 with CamVid) added up, as their headers state them
+    for a 2-core laptop; ``None`` outside a checkout (no book to read the headers from)."""
+    from .book import chapter_headers
+
+    try:
+        minutes = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
+    except (OSError, KeyError):
+        return None
+    chapters = (8, 9, 11) if with_camvid else (8, 9)
+    if any(c not in minutes for c in chapters):
+        return None
+    return (f"{sum(minutes[c] for c in chapters):.0f} min on a 2-core laptop (the minutes the headers of chapters "
+            f"{', '.join(f'{c:02d}' for c in chapters)} state, added up: those chapters train them)")
 
 
 def _weights_to_download(spec: Any) -> str | None:

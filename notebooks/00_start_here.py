@@ -37,7 +37,7 @@
 # `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training` (`course_runs`, `camvid_run`; for
 # teachers: each chapter's time, and the training runs `make course-runs` makes before class),
 # `deeplab_edu.exercises` (`check`, the exercise checker, and `measured_and_predicted`),
-# `deeplab_edu.models.summary.markdown_table` (a table as Markdown text).
+# `deeplab_edu.viz.tables.markdown_table` (a computed table, displayed as Markdown).
 
 # %% [markdown]
 # ## What you will learn, and in what order
@@ -132,14 +132,14 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # 06 and 11 are not bundled, and those sections say what they show without them.
 
 # %%
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from deeplab_edu.book import chapter_headers
-from deeplab_edu.models.summary import markdown_table
+from deeplab_edu.viz.tables import markdown_table
 from deeplab_edu.viz.training import camvid_run, course_runs
 
-display(Markdown(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
-                                  "minutes (cpu profile)": f"{h['cpu_minutes']:g}"} for h in chapter_headers()])))
+display(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
+                        "minutes (cpu profile)": f"{h['cpu_minutes']:g}"} for h in chapter_headers()]))
 print("Before class, `make course-runs` (or `deeplab-edu course-runs`) trains, from the repository's folder,")
 print("the runs chapters 08-10 load:")
 for spec in course_runs("cpu"):

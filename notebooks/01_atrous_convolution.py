@@ -36,10 +36,10 @@
 # **Helpers introduced:** `deeplab_edu.atrous` (`atrous_conv1d`, `atrous_conv2d`, `dilate_kernel`,
 # `effective_kernel_size`, `conv_output_size`, `same_padding`, `input_positions`, `cost_vs_rate`,
 # `edge_and_line_response`) and `deeplab_edu.viz.atrous` (`plot_eq1`, `plot_eq1_2d`,
-# `atrous_widget`, `plot_dilated_kernel`, `plot_edge_and_line`, `plot_cost_vs_rate`,
-# `markdown_table`), `deeplab_edu.viz.explorers` (the explorers that also run in the static book),
+# `atrous_widget`, `plot_dilated_kernel`, `plot_edge_and_line`, `plot_cost_vs_rate`),
+# `deeplab_edu.viz.explorers` (the explorers that also run in the static book),
 # `deeplab_edu.viz.images.sample_photo` (the course's photograph) and `deeplab_edu.config.choose`
-# (a value per profile).
+# (a value per profile); from chapter 00, `deeplab_edu.viz.tables.markdown_table`.
 
 # %% [markdown]
 # ## Eq. (1): a filter with holes
@@ -83,12 +83,12 @@ from deeplab_edu.atrous import (
 )
 from deeplab_edu.viz.atrous import (
     atrous_widget,
-    markdown_table,
     plot_cost_vs_rate,
     plot_dilated_kernel,
     plot_eq1,
     plot_eq1_2d,
 )
+from deeplab_edu.viz.tables import markdown_table
 
 source = inspect.getsource(atrous_conv1d)
 head, _, rest = source.partition('"""')
@@ -271,7 +271,7 @@ for i, k, s, p, d in cases:
     rows.append({"input i": i, "kernel k": k, "stride s": s, "padding p": p, "rate d": d,
                  "effective kernel": effective_kernel_size(k, d), "formula o": conv_output_size(i, k, s, p, d),
                  "PyTorch": shape})
-markdown_table(rows)
+markdown_table(rows, digits=3)
 
 # %% tags=["remove-cell"]
 assert all(r["formula o"] == r["PyTorch"] for r in rows)
@@ -294,7 +294,7 @@ cost = cost_vs_rate((1, 2, 4, 8, 12), channels=channels, size=size, time_it=True
 plot_cost_vs_rate(cost)
 plt.tight_layout()
 plt.show()
-markdown_table(cost)
+markdown_table(cost, digits=3)
 
 # %% tags=["remove-cell"]
 assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) == 1

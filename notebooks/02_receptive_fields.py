@@ -43,7 +43,7 @@
 # `TinyDilatedNet`, `train_tiny_segmenter`, `imagenet_resnet50`) and `deeplab_edu.viz.receptive_field`
 # (`DEFAULT_STACK`, `parse_layer_stack`, `plot_layer_stack`, `layer_stack_editor`,
 # `plot_output_stride_grids`, `plot_gridding`, `plot_erf_maps`); from chapter 01, `explorers`,
-# `sample_photo` and `markdown_table`.
+# `sample_photo`, and from chapter 00 `deeplab_edu.viz.tables.markdown_table`.
 
 # %% [markdown]
 # ## The recurrences
@@ -81,7 +81,7 @@ from deeplab_edu.receptive_field import (
     receptive_field_of,
     receptive_field_table,
 )
-from deeplab_edu.viz.atrous import markdown_table
+from deeplab_edu.viz.tables import markdown_table
 from deeplab_edu.viz.receptive_field import (
     DEFAULT_STACK,
     layer_stack_editor,
@@ -95,7 +95,7 @@ from deeplab_edu.viz.receptive_field import (
 stack = [LayerSpec(3, 2, 1, name="conv 3x3 / 2"), LayerSpec(3, 1, 1, name="conv 3x3"),
          LayerSpec(2, 2, 0, name="pool 2x2 / 2"), LayerSpec(3, 1, 2, 2, name="conv 3x3, rate 2"),
          LayerSpec(3, 1, 4, 4, name="conv 3x3, rate 4")]
-markdown_table(receptive_field_table(stack))
+markdown_table(receptive_field_table(stack), digits=3)
 
 # %% tags=["remove-cell"]
 assert receptive_field(stack).size == 1 + 2 * 1 + 2 * 2 + 1 * 2 + 4 * 4 + 8 * 4 == 57
@@ -157,7 +157,7 @@ with torch.device("meta"):
     }
 fields = {name: receptive_field_of(m) for name, m in models.items()}
 markdown_table([{"model": n, "receptive field": f.size, "effective stride": f.stride, "effective padding": f.padding,
-                 "layers on the widest path": len(f.path)} for n, f in fields.items()])
+                 "layers on the widest path": len(f.path)} for n, f in fields.items()], digits=3)
 
 # %% [markdown]
 # ## Checking by brute force
@@ -182,7 +182,7 @@ crop = 513
 started = time.perf_counter()
 checks = [compare_with_brute_force(m, crop if n.startswith("ResNet") else None, name=n) for n, m in models.items()]
 print(f"{len(checks)} networks checked by back-propagation in {time.perf_counter() - started:.1f} s")
-markdown_table(checks)
+markdown_table(checks, digits=3)
 
 # %% tags=["remove-cell"]
 assert all(row["agree"] for row in checks), checks
@@ -214,7 +214,7 @@ markdown_table([{"model": name, "receptive field": f.size, "effective stride": f
                 for name, f in (("torchvision resnet50 (stride in a stage's first unit)", fields["ResNet-50, OS 32"]),
                                 ("TF-Slim resnet_v1_50 layout (stride in a stage's last unit)", slim_field))]
                + [{"model": "brute force, TF-Slim layout", "receptive field": slim_check["brute force"],
-                   "effective stride": slim_check["effective stride"]}])
+                   "effective stride": slim_check["effective stride"]}], digits=3)
 
 # %% tags=["remove-cell"]
 assert fields["ResNet-50, OS 32"].size == 427 and slim_field.size == 483 and slim_field.stride == 32
@@ -239,7 +239,7 @@ resnets = {f"OS {s}": models[f"ResNet-50, OS {s}"] for s in (32, 16, 8)}
 maps = {f"OS {s}": row["output map"] for s, row in zip((32, 16, 8), checks[2:])}
 markdown_table([{"output stride": n, "receptive field": fields[f"ResNet-50, {n}"].size,
                  "effective stride": fields[f"ResNet-50, {n}"].stride, "feature map": "x".join(map(str, maps[n])),
-                 "units": maps[n][0] * maps[n][1]} for n in resnets])
+                 "units": maps[n][0] * maps[n][1]} for n in resnets], digits=3)
 
 # %%
 plot_output_stride_grids({n: fields[f"ResNet-50, {n}"] for n in resnets}, photo, maps)
@@ -282,7 +282,7 @@ for n in (2, 4, 8, 16):
     depth_rows.append({"3x3 layers": n, "theoretical field (px)": receptive_field_of(plain).size,
                        "50% of the gradient within (px)": mass_extent(erf, 0.5),
                        "90% of the gradient within (px)": mass_extent(erf, 0.9)})
-markdown_table(depth_rows)
+markdown_table(depth_rows, digits=3)
 
 # %% tags=["remove-cell"]
 assert all(r["90% of the gradient within (px)"] <= r["theoretical field (px)"] for r in depth_rows)

@@ -37,10 +37,11 @@
 #
 # **Helpers introduced:** `deeplab_edu.models.ASPPv2`, `deeplab_edu.models.ASPP` (with
 # `branch_outputs` and `atrous_rates`), `deeplab_edu.models.ImagePooling`,
-# `deeplab_edu.models.atrous_rates_for`, `deeplab_edu.models.summary.aspp_branch_costs` and
-# `markdown_table`, `deeplab_edu.viz.aspp` (`branch_footprints`, `plot_branch_footprints`,
-# `aspp_footprint_widget`, `feature_size`, `branch_names`), `deeplab_edu.complexity.count_parameters`,
-# and from earlier chapters `deeplab_edu.boundary.valid_tap_counts` and `ASPPConv` (04), `sample_photo` (01).
+# `deeplab_edu.models.atrous_rates_for`, `deeplab_edu.models.summary.aspp_branch_costs`,
+# `deeplab_edu.viz.aspp` (`branch_footprints`, `plot_branch_footprints`, `aspp_footprint_widget`,
+# `feature_size`, `branch_names`), `deeplab_edu.complexity.count_parameters`, and from earlier
+# chapters `deeplab_edu.boundary.valid_tap_counts` and `ASPPConv` (04), `sample_photo` (01),
+# `deeplab_edu.viz.tables.markdown_table` (00).
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,9 +52,10 @@ from deeplab_edu import config
 from deeplab_edu.boundary import valid_tap_counts
 from deeplab_edu.exercises import check
 from deeplab_edu.models import ASPP, ASPPv2, ImagePooling, atrous_rates_for
-from deeplab_edu.models.summary import aspp_branch_costs, markdown_table
+from deeplab_edu.models.summary import aspp_branch_costs
 from deeplab_edu.viz import aspp as vaspp
 from deeplab_edu.viz.images import sample_photo
+from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 print(f"profile: {config.profile()}")
@@ -211,10 +213,10 @@ vaspp.aspp_footprint_widget(photo)
 # %%
 v3_costs = aspp_branch_costs(ASPP(2048, atrous_rates_for(16)), in_channels=2048, size=33)
 display(Markdown("**DeepLabv3 ASPP** (2048 channels in, 256 out, 33 x 33 map: 513 px at output stride 16)"))
-display(Markdown(markdown_table(v3_costs)))
+display(markdown_table(v3_costs))
 v2_costs = aspp_branch_costs(ASPPv2(2048, 21, (6, 12, 18, 24)), in_channels=2048, size=65)
 display(Markdown("**DeepLab v2 ASPP** (ResNet, 21 classes, 65 x 65 map: 513 px at output stride 8)"))
-display(Markdown(markdown_table(v2_costs)))
+display(markdown_table(v2_costs))
 total_v3 = sum(r["params"] for r in v3_costs)
 total_v2 = sum(r["params"] for r in v2_costs)
 print(f"total: DeepLabv3 ASPP {total_v3 / 1e6:.2f} M parameters, DeepLab v2 ASPP {total_v2 / 1e6:.2f} M")

@@ -43,7 +43,7 @@
 # sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`) and their error
 # `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `scene_style`,
 # `SceneStyle.diameter_range`, `benchmark`), and `deeplab_edu.records.shown_path` (a path as the
-# book shows it). From chapter 02: `deeplab_edu.viz.atrous.markdown_table` (a computed table).
+# book shows it). From chapter 00: `deeplab_edu.viz.tables.markdown_table` (a computed table).
 
 # %%
 import torch
@@ -184,7 +184,7 @@ assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
 
 # %%
 from deeplab_edu.data.procedural import WIRE, scene_style
-from deeplab_edu.viz.atrous import markdown_table
+from deeplab_edu.viz.tables import markdown_table
 
 DRAWN_DIAMETERS = scene_style(stats_ds.difficulty).diameter_range(256)  # (0.02 * 256, 0.9 * 256) px
 
@@ -195,7 +195,7 @@ for row in octaves:
 heroes = int(((sizes["classes"] != WIRE) & ~is_shape).sum())
 print(f"{int(is_shape.sum())} shapes, plus {heroes} frame-filling vehicles of {DRAWN_DIAMETERS[1]:.0f} px or more")
 markdown_table([{"octave (px)": f"{r['from']:.0f}-{r['to']:.0f}", "shapes": r["objects"],
-                 "share": f"{r['share']:.1%}", "log-uniform law": f"{r['log-uniform law']:.1%}"} for r in octaves])
+                 "share": f"{r['share']:.1%}", "log-uniform law": f"{r['log-uniform law']:.1%}"} for r in octaves], digits=3)
 
 # %% [markdown]
 # The octaves that lie wholly inside the drawn range hold about the same share, close to the law's

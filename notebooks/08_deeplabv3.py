@@ -47,7 +47,7 @@
 #
 # **Helpers introduced:** `deeplab_edu.models.build_model` (with `set_output_stride`,
 # `output_stride`, `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`,
-# `complexity_table`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`, `markdown_table`),
+# `complexity_table`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`), `markdown_table` (00),
 # `deeplab_edu.complexity.measure`, `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`),
 # `deeplab_edu.models.interop` (`from_torchvision`, `cached_torchvision_pretrained`,
 # `torchvision_pretrained_weights`),
@@ -68,7 +68,7 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from deeplab_edu import config
 from deeplab_edu.complexity import measure
@@ -78,13 +78,13 @@ from deeplab_edu.models.summary import (
     PUBLISHED_GMACS,
     ModelConfig,
     complexity_table,
-    markdown_table,
     model_cost,
     trace_stages,
 )
 from deeplab_edu.records import hardware
 from deeplab_edu.data.transforms import normalize
 from deeplab_edu.viz.images import sample_photo
+from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 print(f"profile: {config.profile()}, device: {config.device()}")
@@ -178,7 +178,7 @@ for os_ in (16, 8):
     published = PUBLISHED_GMACS[("deeplabv3", "resnet101", os_)][0]
     rows.append({"ResNet-101, eval OS": os_, "params (M)": round(params / 1e6, 2), "GMACs (ours)": round(macs / 1e9, 1),
                  "GMACs (DeepLabv3+ Table 3)": published})
-display(Markdown(markdown_table(rows)))
+display(markdown_table(rows))
 ratio = rows[1]["GMACs (ours)"] / rows[0]["GMACs (ours)"]
 paper_ratio = rows[1]["GMACs (DeepLabv3+ Table 3)"] / rows[0]["GMACs (DeepLabv3+ Table 3)"]
 print(f"output stride 8 costs {ratio:.2f} x output stride 16 (paper: {paper_ratio:.2f} x)")
@@ -202,7 +202,7 @@ for os_ in (16, 8):
     timing.append({"backbone": backbone, "input": f"{size} x {size}", "output stride": os_, **{
         k: round(v, 3) for k, v in cost.as_row().items()}})
 model.set_output_stride(16)
-display(Markdown(markdown_table(timing)))
+display(markdown_table(timing))
 hw = hardware()
 print(f"measured on: {hw['cpu']} ({hw['torch_threads']} threads){', ' + hw['gpu'] if 'gpu' in hw else ''}")
 
@@ -239,7 +239,7 @@ cost_widget("deeplabv3", "resnet101", sizes)
 
 # %%
 table = complexity_table()
-display(Markdown(markdown_table(table)))
+display(markdown_table(table))
 
 # %% tags=["remove-cell"]
 assert len(table) >= 10
@@ -388,7 +388,7 @@ keys = ["backbone", "difficulty", "image_size", "crop_size", "scale_range", "bat
         "freeze_bn"]
 recipe = [{"setting": k, "phase 1": getattr(cfg1, k), "phase 2": getattr(cfg2, k),
            "phase 2's control": getattr(cfg_c, k)} for k in keys]
-display(Markdown(markdown_table(recipe)))
+display(markdown_table(recipe))
 print("phase 1:", phase1.command())
 print("phase 2:", phase2.command())
 print("control:", control.command())
@@ -425,7 +425,7 @@ if learnability is not None:
     print(describe_record(learnability))
     print(f"snapshots after {', '.join(map(str, learnability['results']['minutes']))} minutes of training, each "
           f"evaluated on {learnability['results']['val_scenes']} validation scenes")
-    display(Markdown(markdown_table(learnability_table(learnability))))
+    display(markdown_table(learnability_table(learnability)))
 
 # %% tags=["remove-cell"]
 if learnability is not None:
@@ -477,7 +477,7 @@ for label, side, rates in cases:
         usage.append({"setting": row["case"], "map": row["feature map"], "rate": row["rate"],
                       "mean valid weights": f"{100 * row['mean valid weights']:.0f} %",
                       "only the centre tap": f"{100 * row['only centre tap']:.0f} %"})
-display(Markdown(markdown_table(usage)))
+display(markdown_table(usage))
 print(f"training: a {train_side} x {train_side} map, rates {train_rates}; evaluation: a {eval_side} x {eval_side} map, "
       f"rates {eval_rates}; branches exactly 1 x 1 with the paper's rates on our crop: "
       f"{degenerate_rates(train_side, paper_rates)}")
@@ -647,7 +647,7 @@ for label, net, os_ in (("phase 1, eval OS 16", model1, 16), ("phase 1, eval OS 
 rows = [{"model": k, "mIoU (%)": round(100 * v["metrics"]["miou"], 1),
          "pixel accuracy (%)": round(100 * v["metrics"]["pixel_accuracy"], 1),
          "ms per image": round(v["ms_per_image"], 1)} for k, v in evaluations.items()]
-display(Markdown(markdown_table(rows)))
+display(markdown_table(rows))
 print(f"{len(val)} validation scenes of {cfg1.image_size} x {cfg1.image_size} pixels, in batches of 25, "
       f"on {config.device()}")
 plot_metric_bars({k: v["metrics"]["miou"] for k, v in evaluations.items()}, title="validation mIoU")
@@ -656,7 +656,7 @@ plt.show()
 # class by class: what each change of output stride did
 per_class = [{"class": name, **{k: round(100 * v["metrics"]["iou"][c], 1) for k, v in evaluations.items()}}
              for c, name in enumerate(val.class_names)]
-display(Markdown(markdown_table(per_class)))
+display(markdown_table(per_class))
 m16, m8, m16c, m8c, m8b = (100 * evaluations[k]["metrics"]["miou"]
                            for k in ("phase 1, eval OS 16", "phase 1, eval OS 8", "control (phase 2 at OS 16), eval OS 16",
                                      "control (phase 2 at OS 16), eval OS 8", "phase 2, eval OS 8"))
@@ -709,11 +709,11 @@ for i in range(len(val)):
                                 minlength=val.num_classes)
     truth += torch.bincount(mask_i[mask_i != val.ignore_index].flatten(), minlength=val.num_classes)
 share = predicted.float() / predicted.sum()
-display(Markdown(markdown_table([
+display(markdown_table([
     {"class": name, "IoU (%)": "n/a" if iou != iou else round(100 * iou, 1),
      "share of the predicted pixels (%)": round(100 * float(share[c]), 1),
      "share of the true pixels (%)": round(100 * float(truth[c]) / float(truth.sum()), 1)}
-    for c, (name, iou) in enumerate(zip(val.class_names, final_metrics["iou"]))])))
+    for c, (name, iou) in enumerate(zip(val.class_names, final_metrics["iou"]))]))
 weakest = min((v, n) for n, v in zip(val.class_names, final_metrics["iou"]) if v == v)
 print(f"mIoU {100 * final_metrics['miou']:.1f} %; weakest class: {weakest[1]} ({100 * weakest[0]:.1f} %)")
 

@@ -47,7 +47,7 @@
 # (`FINDINGS`, `findings_table`, `measurable`, `load_findings`, `removed_errors`: chapter 10 explains
 # them) and `deeplab_edu.metrics.removed_errors_by_band`. From
 # earlier chapters: `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`,
-# `PUBLISHED_GMACS`, `markdown_table`), `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
+# `PUBLISHED_GMACS`), `deeplab_edu.viz.tables.markdown_table` (00), `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
 # `transforms.eval_transform`, `transforms.normalize`: 06), `deeplab_edu.viz.images.sample_photo`, and chapter 08's
 # `chapter_run`, `runs_root`, `loss_decreased`, `deeplab_edu.inference` (`predict`, `evaluate`,
 # `Strategy`) and the engine's `train_or_load`.
@@ -56,7 +56,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 from torch import nn
 
 from deeplab_edu import config
@@ -64,7 +64,7 @@ from deeplab_edu.complexity import count_macs
 from deeplab_edu.data import ProceduralScenes
 from deeplab_edu.exercises import check
 from deeplab_edu.models import SeparableConv2d, build_model
-from deeplab_edu.models.summary import PUBLISHED_GMACS, ModelConfig, markdown_table, model_cost, trace_stages
+from deeplab_edu.models.summary import PUBLISHED_GMACS, ModelConfig, model_cost, trace_stages
 from deeplab_edu.viz.decoder import (
     band_accuracy,
     boundary_band,
@@ -74,6 +74,7 @@ from deeplab_edu.viz.decoder import (
 )
 from deeplab_edu.data.transforms import normalize
 from deeplab_edu.viz.images import sample_photo
+from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 print(f"profile: {config.profile()}")
@@ -144,7 +145,7 @@ layer_rows = [
     {"layer": "regular 3x3", "weights": conv_weights(regular), "MACs on 33 x 33 (M)": round(count_macs(regular, fmap) / 1e6, 1)},
     {"layer": "separable 3x3", "weights": conv_weights(separable), "MACs on 33 x 33 (M)": round(count_macs(separable, fmap) / 1e6, 1)},
 ]
-display(Markdown(markdown_table(layer_rows)))
+display(markdown_table(layer_rows))
 print(f"weights ratio {layer_rows[1]['weights'] / layer_rows[0]['weights']:.4f}; formula {1 / c + 1 / k**2:.4f}")
 
 # %% tags=["remove-cell"]
@@ -209,7 +210,7 @@ for label, kwargs in [("DeepLabv3 (no decoder)", None), ("v3+, regular 3x3", {"s
     published = PUBLISHED_GMACS.get((name, "resnet101", 16)) if not (kwargs or {}).get("separable") else None
     rows.append({"ResNet-101, OS 16": label, "params (M)": round(params / 1e6, 2), "GMACs (ours)": round(macs / 1e9, 2),
                  "GMACs (DeepLabv3+ Table 3)": published[0] if published else None})
-display(Markdown(markdown_table(rows)))
+display(markdown_table(rows))
 saved_params = rows[1]["params (M)"] - rows[2]["params (M)"]
 saved_macs = rows[1]["GMACs (ours)"] - rows[2]["GMACs (ours)"]
 print(f"separable convolutions save {saved_params:.2f} M parameters and {saved_macs:.2f} GMACs "
@@ -419,7 +420,7 @@ for name, res in bands.items():
     w_iou = res["all"]["iou"][wire]
     row["wire IoU (%)"] = None if w_iou != w_iou else round(100 * w_iou, 1)
     summary_rows.append(row)
-display(Markdown(markdown_table(summary_rows)))
+display(markdown_table(summary_rows))
 print(f"{len(val)} validation scenes of {configs['DeepLabv3'].image_size} px, output stride 8")
 for name, net in trained.items():
     seen = set()
@@ -493,7 +494,7 @@ if recorded is None or not measurable(recorded.matrices, decoder_findings):
     print("no findings record of the decoder yet: run `python benchmarks/findings.py` (hours on a 2-core CPU)")
 else:
     decoder_rows = findings_table(recorded.matrices, measurable(recorded.matrices, decoder_findings))
-    display(Markdown(markdown_table([{k: v for k, v in r.items() if not k.startswith("_")} for r in decoder_rows])))
+    display(markdown_table([{k: v for k, v in r.items() if not k.startswith("_")} for r in decoder_rows]))
     print(recorded.describe())
 
 # %% [markdown]

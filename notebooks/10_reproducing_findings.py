@@ -40,8 +40,8 @@
 #
 # **Helpers introduced:** `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`, `FINDINGS`, `load_findings`,
 # `measurable`, `findings_table`, `bootstrap_difference`, `seed_interval`, `seed_prediction_interval`, `seed_values`, `metric`, `verdict`,
-# `joint_verdict`, `evaluate_views`, `run_dir`, `miou`, `class_iou`), `deeplab_edu.viz.tables.markdown_text`
-# (shown here as `markdown_table`); from earlier chapters `deeplab_edu.viz.training` (`chapter_run`,
+# `joint_verdict`, `evaluate_views`, `run_dir`, `miou`, `class_iou`), `deeplab_edu.viz.tables.markdown_table`
+# (00); from earlier chapters `deeplab_edu.viz.training` (`chapter_run`,
 # `runs_root`: chapters 08 and 09's runs), the records' description (`describe()`, chapter 08's
 # `describe_record`), the validation scenes (`deeplab_edu.data.build_dataset` with
 # `deeplab_edu.data.transforms.eval_transform` and the class list `deeplab_edu.data.classes.PROCEDURAL`,
@@ -56,7 +56,7 @@ from IPython.display import Markdown, display
 
 from deeplab_edu import config, findings
 from deeplab_edu.exercises import check
-from deeplab_edu.viz.tables import markdown_text as markdown_table
+from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 profile = config.profile()
@@ -89,7 +89,7 @@ def differs(name: str, o: dict) -> str:
 arm_rows = [{"arm": name, "differs from the cpu preset in": differs(name, o),
              "folder (seed 0)": findings.run_dir("runs/course/cpu", name, 0).as_posix()}
             for name, o in findings.ARMS.items()]
-display(Markdown(markdown_table(arm_rows)))
+display(markdown_table(arm_rows))
 
 # %% tags=["remove-cell"]
 # the recipe as the paragraph above says it: tiny_resnet, easy scenes, 96-px crops, fitted rates,
@@ -112,7 +112,7 @@ assert all(findings.arm_overrides(arm, 0, root=Path("runs"))["iterations"] == 10
 view_rows = [{"view": name, "output stride": v.output_stride or "the run's",
               "scales": ", ".join(f"{s:g}" for s in v.scales), "flip": "yes" if v.flip else "no",
               "dense CRF": "yes" if v.crf else "no"} for name, v in findings.VIEWS.items()]
-display(Markdown(markdown_table(view_rows)))
+display(markdown_table(view_rows))
 
 # %% [markdown]
 # ## 2. How a finding is measured
@@ -216,7 +216,7 @@ if recorded is not None:
     table = findings.findings_table(recorded.matrices, measured, n_boot=n_boot)
     shown = ["finding", "metric", "baseline (%)", "variant (%)", "difference (points)", "95% interval",
              "95% interval over seeds", "paper (mIoU %)", "source", "verdict"]
-    display(Markdown(markdown_table([{k: r[k] for k in shown} for r in table])))
+    display(markdown_table([{k: r[k] for k in shown} for r in table]))
     counts = {v: sum(r["verdict"] == v for r in table) for v in ("reproduced", "not resolved", "opposite")}
     print(", ".join(f"{n} {v}" for v, n in counts.items()))
     missing = [f"({f.key}) {f.title}" for f in findings.FINDINGS if f not in measured]
@@ -399,7 +399,7 @@ for arm, net in models.items():
         row.update({"recorded seeds (%)": ", ".join(f"{v:.1f}" for v in seeds),
                     "accepted range (%)": f"{low:.1f} - {high:.1f}", "inside": bool(low <= mine <= high)})
     check_rows.append(row)
-display(Markdown(markdown_table(check_rows)))
+display(markdown_table(check_rows))
 print(f"{n_check} validation scenes, output stride 8")
 if profile != "cpu":
     print(f"the record was made with the cpu profile; the '{profile}' runs are not compared with it.")

@@ -47,7 +47,7 @@
 # on whole inference strategies, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
 # `deeplab_edu.records.shown_path` (a path as the book shows it). From earlier chapters:
 # `deeplab_edu.data.find_camvid` and `deeplab_edu.data.transforms.eval_transform` (06),
-# `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.models.summary.markdown_table` (08),
+# `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.viz.tables.markdown_table` (00),
 # `deeplab_edu.engine.config.load_config` and `deeplab_edu.models.build_model` (08), and chapter
 # 08's records (`load_record`, `describe_record`), `plot_metric_bars`, `predict` and
 # `prediction_gallery`.
@@ -227,13 +227,13 @@ assert gpu_curve[-1] > gpu_curve[-2], gpu_curve  # "still learning when the shor
 # backward pass costs about twice the forward.
 
 # %%
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from deeplab_edu.engine.bench import diagnosis_rows, pair_summary, profile_totals
-from deeplab_edu.models.summary import markdown_table
+from deeplab_edu.viz.tables import markdown_table
 
 bench_cuda = load_record("bench_cuda")
-display(Markdown(markdown_table(pair_summary(bench_cuda))))
+display(markdown_table(pair_summary(bench_cuda)))
 pair_ratios = {pair: [setting["ratios"] for setting in v["settings"].values()]
                for pair, v in bench_cuda["results"]["pairs"].items()}
 v3plus_lower = [1 - r["train_speedup"] for r in pair_ratios["v3plus"]]
@@ -268,7 +268,7 @@ assert all(abs(m - 1) < 0.03 for m in v3plus_memory)
 # %%
 diagnosis = load_record("pipeline_diagnosis_cuda")
 feeds = diagnosis_rows(diagnosis)
-display(Markdown(markdown_table(feeds)))
+display(markdown_table(feeds))
 totals = profile_totals(diagnosis)
 synthetic_ms = feeds[0]["ms per step"]
 print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step']:.1f} ms of GPU kernels per step "
@@ -350,13 +350,13 @@ assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "la
 import math
 
 import torch.nn.functional as F
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from deeplab_edu.complexity import count_macs
 from deeplab_edu.inference import PAPER_SCALES, Strategy, predict_probs
 from deeplab_edu.models import build_model
-from deeplab_edu.models.summary import markdown_table
 from deeplab_edu.viz.output_stride import expected_feature_size
+from deeplab_edu.viz.tables import markdown_table
 
 #: DeepLabv3+ Table 3, ResNet-101, train OS 16, eval OS 8, no decoder: multiply-adds in billions.
 PAPER_TABLE3_GMACS = {"single scale": 276.18, "MS": 2435.37, "MS + Flip": 4870.59}
@@ -381,7 +381,7 @@ for s in PAPER_SCALES:
     scale_rows.append({"scale s": s, "input": f"{side} x {side}", "map at OS 8": f"{cells} x {cells}",
                        "GMACs": round(per_scale[s] / 1e9, 1), "/ one pass": round(per_scale[s] / one_pass, 3),
                        "positions ratio": round((cells / cells_1) ** 2, 3), "s^2": s * s})
-display(Markdown(markdown_table(scale_rows)))
+display(markdown_table(scale_rows))
 
 formula = sum(s * s for s in PAPER_SCALES)
 measured_ms = sum(per_scale.values()) / one_pass
@@ -396,7 +396,7 @@ cost_rows = [
      "formula": f"2 sum s^2 = {2 * formula:.2f}",
      "DeepLabv3+ Table 3": f"{PAPER_TABLE3_GMACS['MS + Flip']} / {PAPER_TABLE3_GMACS['single scale']} = {paper_ms_flip:.2f}"},
 ]
-display(Markdown(markdown_table(cost_rows)))
+display(markdown_table(cost_rows))
 print(f"one pass: {one_pass / 1e9:.1f} GMACs here, {PAPER_TABLE3_GMACS['single scale']} in the paper "
       "(chapter 08 discusses the gap; the ratios are what we compare)")
 for name, ratio, rule in (("MS", measured_ms, formula), ("MS + Flip", ms_flip_macs / one_pass, 2 * formula),

@@ -143,7 +143,8 @@ def test_figures_and_widget_build_without_a_front_end():
     import ipywidgets
     import matplotlib.pyplot as plt
 
-    from deeplab_edu.viz.atrous import atrous_widget, markdown_table, plot_cost_vs_rate, plot_eq1, plot_eq1_2d
+    from deeplab_edu.viz.atrous import atrous_widget, plot_cost_vs_rate, plot_eq1, plot_eq1_2d
+    from deeplab_edu.viz.tables import markdown_table
 
     ax = plot_eq1(12, 3, 2, 1, 2, output_index=3)
     assert "x[1]·w[0] + x[3]·w[1] + x[5]·w[2]" in ax.get_title()
@@ -153,7 +154,8 @@ def test_figures_and_widget_build_without_a_front_end():
         plot_eq1(12, 3, 2, output_index=10)
     widget = atrous_widget(input_size=5, kernel_size=3, rate=3)  # no output at these values: a message, no error
     assert isinstance(widget, ipywidgets.VBox)
-    assert "1, 2" in markdown_table([{"a": 1, "b": "1, 2"}]).data
+    table = markdown_table([{"a": 1234, "b": "1, 2", "c": 0.123456}], digits=3).data
+    assert table.splitlines()[2] == "| 1,234 | 1, 2 | 0.123 |"  # strings untouched, numbers to 3 digits
     plt.close("all")
 
 

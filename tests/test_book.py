@@ -107,7 +107,7 @@ def test_book_builds_without_warnings(book_build) -> None:
 @pytest.mark.slow
 def test_tables_printed_by_cells_render_as_tables(built_book: Path) -> None:
     page = (built_book / "notebooks" / "05_aspp.html").read_text()
-    # chapter 05 prints its ASPP cost tables with display(Markdown(markdown_table(...)))
+    # chapter 05 prints its ASPP cost tables with display(markdown_table(...))
     assert re.search(r"<table[^>]*>.*?image pooling.*?</table>", page, re.S), "05's cost table is not a <table>"
     for path in _pages(built_book):
         text = path.read_text()

@@ -385,6 +385,7 @@ def test_a_presets_value_that_keeps_a_models_default_is_named(capsys: pytest.Cap
 def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     import deeplab_edu.data
+    from deeplab_edu.book import chapter_headers
     from deeplab_edu.viz.training import RunSpec, camvid_run, chapter_run, course_runs
 
     chapters = [chapter_run("deeplabv3", profile="cpu"), chapter_run("deeplabv3", phase=2, profile="cpu"),
@@ -400,6 +401,8 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert trained == [] and all(spec.command() in out for spec in chapters) and "no CamVid copy found" in out
     assert all(f"{spec.command()}\n        {spec.status()}" in out for spec in chapters)  # each run's state
     assert "DEEPLAB_EDU_CAMVID" in out or "shared" in out  # where it looked
+    headers = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
+    assert f"4 of 4 runs to train; all 4 together take less than {headers[8] + headers[9]:.0f} min on a 2-core laptop" in out  # no CamVid: 08 and 09
 
     monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: tmp_path)
     assert main(["course-runs", "--profile", "cpu"]) == 0

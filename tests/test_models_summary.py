@@ -7,7 +7,8 @@ import torch
 
 from deeplab_edu.complexity import count_macs, count_parameters
 from deeplab_edu.models import build_model
-from deeplab_edu.models.summary import ModelConfig, complexity_table, markdown_table, model_cost
+from deeplab_edu.models.summary import ModelConfig, complexity_table, model_cost
+from deeplab_edu.viz.tables import markdown_text
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -31,7 +32,7 @@ def test_table_rows_and_published_figures() -> None:
     costs = complexity_table([ModelConfig("deeplabv3", "resnet50", s) for s in (32, 16, 8)], size=129)
     assert costs[0]["GMACs"] < costs[1]["GMACs"] < costs[2]["GMACs"]
     assert len({r["params (M)"] for r in costs}) == 1
-    md = markdown_table(rows)
+    md = markdown_text(rows)
     assert md.count("\n") == 3 and "–" in md
 
 

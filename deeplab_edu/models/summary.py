@@ -22,7 +22,7 @@ from ..complexity import count_macs, count_parameters
 from .deeplab import build_model
 
 
-__all__ = ["trace_stages", "aspp_branch_costs", "ModelConfig", "DEFAULT_CONFIGS", "PUBLISHED_GMACS", "model_cost", "complexity_table", "markdown_table"]
+__all__ = ["trace_stages", "aspp_branch_costs", "ModelConfig", "DEFAULT_CONFIGS", "PUBLISHED_GMACS", "model_cost", "complexity_table"]
 
 
 @dataclass(frozen=True)
@@ -125,12 +125,6 @@ def complexity_table(
         )
     return rows
 
-
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows of dicts as a Markdown table (``None`` shown as an en dash)."""
-    from ..viz.tables import markdown_text
-
-    return markdown_text(rows)
 
 
 def aspp_branch_costs(aspp: torch.nn.Module, in_channels: int, size: int) -> list[dict[str, Any]]:

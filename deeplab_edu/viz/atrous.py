@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,7 +23,7 @@ from matplotlib.patches import Rectangle
 from ..atrous import EdgeResponse, conv_output_size, dilate_kernel, input_positions
 
 __all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate",
-           "plot_edge_and_line", "markdown_table"]
+           "plot_edge_and_line"]
 
 TAP = "#e8743b"
 OUT = "#2a7ab0"
@@ -258,11 +258,3 @@ def plot_edge_and_line(results: Sequence[EdgeResponse]) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 3) -> Any:
-    """Rows of dicts (same keys) as a Markdown table for notebook display (no pandas needed)."""
-    from IPython.display import Markdown
-
-    from .tables import markdown_text
-
-    return Markdown(markdown_text(rows, digits=digits))

@@ -1,10 +1,14 @@
-"""Markdown tables from rows of dicts: how every chapter shows a computed table (no pandas needed)."""
+"""Markdown tables from rows of dicts: how every chapter shows a computed table (no pandas needed).
+
+:func:`markdown_table` is what a chapter displays; :func:`markdown_text` is the same table as text
+(for a record, a file or a test).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-__all__ = ["markdown_text"]
+__all__ = ["markdown_table", "markdown_text"]
 
 
 def _cell(value: Any, digits: int | None) -> str:
@@ -35,3 +39,24 @@ def markdown_text(rows: Sequence[Mapping[str, Any]], digits: int | None = None) 
     lines = ["| " + " | ".join(_cell(str(k), None) for k in keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_cell(r.get(k), digits) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int | None = None) -> Any:
+    """Rows of dicts as a Markdown table to display in a notebook (and in the book).
+
+    Args:
+        rows: the table rows; the first row's keys are the columns, missing keys and ``None`` show
+            as an en dash.
+        digits: significant digits for floats (and thousands separators for integers);
+            ``None`` prints values as they are.
+
+    Returns:
+        An ``IPython.display.Markdown`` object: the last line of a cell or ``display(...)`` shows
+        it; its ``.data`` is the text :func:`markdown_text` returns.
+
+    Raises:
+        ValueError: if ``rows`` is empty.
+    """
+    from IPython.display import Markdown
+
+    return Markdown(markdown_text(rows, digits=digits))
