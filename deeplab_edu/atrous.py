@@ -67,10 +67,15 @@ def _pair(value: IntOrPair, name: str, *, minimum: int = 1) -> tuple[int, int]:
 
 
 def effective_kernel_size(kernel_size: int, rate: int = 1) -> int:
-    """Span of a ``kernel_size``-tap filter read at ``rate``: ``k + (k - 1)(r - 1)``.
+    """Span, in input pixels, of a ``kernel_size``-tap filter read at ``rate``: ``k + (k - 1)(r - 1)``
+    (DeepLab v2 sec. 3.1; Dumoulin & Visin 2016 write it ``k^ = k + (k - 1)(d - 1)`` beside relationship 15).
 
     >>> effective_kernel_size(3, 6)
     13
+
+    Raises:
+        TypeError: ``kernel_size`` or ``rate`` is not an int.
+        ValueError: ``kernel_size`` or ``rate`` is below 1.
     """
     k = _positive_int(kernel_size, "kernel_size")
     r = _positive_int(rate, "rate")
@@ -86,7 +91,9 @@ def conv_output_size(input_size: int, kernel_size: int, stride: int = 1, padding
     257
 
     Raises:
-        ValueError: the padded input is shorter than the effective kernel (no output exists).
+        TypeError: an argument is not an int.
+        ValueError: a size, stride or dilation below 1, a negative padding, or a padded input
+            shorter than the effective kernel (no output exists).
     """
     i = _positive_int(input_size, "input_size")
     p = _positive_int(padding, "padding", minimum=0)
@@ -125,6 +132,11 @@ def input_positions(output_index: int, kernel_size: int, rate: int = 1, stride: 
 
     >>> input_positions(2, 3, rate=2)
     [2, 4, 6]
+
+    Raises:
+        TypeError: an argument is not an int.
+        ValueError: ``kernel_size``, ``rate`` or ``stride`` is below 1, or ``output_index`` or
+            ``padding`` is negative.
     """
     i = _positive_int(output_index, "output_index", minimum=0)
     k = _positive_int(kernel_size, "kernel_size")
@@ -276,6 +288,10 @@ def cost_vs_rate(
     Returns:
         one row per rate: ``rate``, ``effective kernel``, ``params``, ``MACs`` and, with
         ``time_it``, the median ``forward (ms)`` on this machine.
+
+    Raises:
+        ValueError: a rate at which ``kernel_size`` has no symmetric "same" padding (an odd
+            ``rate * (kernel_size - 1)``, :func:`same_padding`), or a rate below 1.
     """
     from .complexity import count_macs, count_parameters, time_forward
 

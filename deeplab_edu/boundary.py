@@ -101,7 +101,8 @@ def valid_tap_counts_1d(length: int, kernel: int = 3, rate: int = 1) -> np.ndarr
 
 
 def valid_tap_counts(height: int, width: int, kernel: int = 3, rate: int = 1) -> np.ndarray:
-    """Valid taps per output position of a "same" k x k atrous convolution on an H x W map.
+    """Valid taps per output position of a "same" k x k atrous convolution on an H x W map: the
+    count behind DeepLabv3's Fig. 4 (sec. 3.3: as the rate grows, fewer taps fall on the map).
 
     Tap ``(a, b)`` of output ``(i, j)`` reads ``x[i + r a, j + r b]``; it is valid when both the
     row and the column land inside the map, so the count is the product of the row count and the
@@ -109,6 +110,10 @@ def valid_tap_counts(height: int, width: int, kernel: int = 3, rate: int = 1) ->
 
     Returns:
         an int64 array (height, width) with values in :func:`possible_counts`.
+
+    Raises:
+        TypeError: ``height``, ``width``, ``kernel`` or ``rate`` is not an integer.
+        ValueError: ``height``, ``width`` or ``rate`` is below 1, or ``kernel`` is not odd and positive.
     """
     rows = valid_tap_counts_1d(_positive_int("height", height), kernel, rate)
     cols = valid_tap_counts_1d(_positive_int("width", width), kernel, rate)

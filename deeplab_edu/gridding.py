@@ -24,7 +24,9 @@ __all__ = ["sampling_pattern", "coverage"]
 
 
 def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor:
-    """How many paths connect each input pixel to one output of a stack of atrous convs.
+    """How many paths connect each input pixel to one output of a stack of atrous convs (the
+    sampling pattern behind the gridding of Wang et al., "Understanding Convolution for Semantic
+    Segmentation", 2018, in their section on hybrid dilated convolution).
 
     Stacking ``kernel_size`` convolutions at ``rates`` (stride 1) reads the input on a lattice:
     zeros are pixels the output never sees ("gridding"; e.g. rates (2, 2, 2) read only every
@@ -46,5 +48,10 @@ def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor
 
 
 def coverage(pattern: torch.Tensor) -> float:
-    """Fraction of the receptive field's pixels that are actually read (no holes: 1.0)."""
+    """Fraction of the receptive field's pixels that are actually read (no holes: 1.0): what
+    Wang et al.'s hybrid dilated convolution makes 1.0 with rates like (1, 2, 5).
+
+    Args:
+        pattern: a :func:`sampling_pattern` map, any shape.
+    """
     return float((pattern > 0).double().mean())

@@ -520,7 +520,17 @@ def compare_with_brute_force(model: nn.Module, input_size: int | None = None, *,
 
     Uses the centre output unit of a square input. Without ``input_size`` it starts at
     ``r + 2 S`` (made odd) and grows by ``S`` until the unit's whole theoretical region lies inside
-    the image, so the check compares full extents, not clipped ones. Returns a table row.
+    the image, so the check compares full extents, not clipped ones.
+
+    Returns:
+        One table row: ``model`` (``name`` or the class name), ``input`` (``"HxW"``), ``output map``
+        (the output's shape), ``receptive field (theory)`` and ``effective stride`` (pixels),
+        ``region of centre unit (theory)`` and ``brute force`` (the centre unit's first..last input
+        row), and ``agree`` (``True`` when both regions match in rows and columns).
+
+    Raises:
+        TypeError, ValueError: as :func:`receptive_field_of` and :func:`empirical_receptive_field`
+            raise them for a model they cannot trace or an ``input_size`` below 1.
     """
     rows_rf, cols_rf = receptive_field_of(model, axis=0), receptive_field_of(model, axis=1)
     size = input_size or (rows_rf.size + 2 * rows_rf.stride) | 1

@@ -162,9 +162,12 @@ print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] 
 # - **predict, then measure**: write down your prediction, check it, then run the cell below it,
 #   which measures the same thing with the package and prints both;
 # - **write a function**: fill in a small function; the checker runs it against the package's own
-#   implementation on edge cases and random inputs, and recognises the typical mistakes. A function
-#   still running after a minute (a `while` loop whose condition never changes, say) is stopped,
-#   and the checker tells you which input it was working on.
+#   implementation on edge cases and random inputs, and recognises the typical mistakes; it refuses
+#   a function that only calls the package's own version. A function still running after a minute
+#   (a `while` loop whose condition never changes, say) is stopped, and the checker tells you which
+#   input it was working on. (Where no timer can interrupt it, on Windows or outside the
+#   notebook's main thread, the check stops between two calls: a loop that never returns from one
+#   call needs the kernel's stop button.)
 #
 # ### Exercise 00.1
 # A network halves the resolution of its input three times. What is its output stride?

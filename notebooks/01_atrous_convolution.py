@@ -348,15 +348,16 @@ check("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
 
 # %% [markdown]
 # ### Exercise 01.4
-# Which padding keeps the size of a 3x3 convolution at rate 12 (stride 1)?
+# Which padding keeps the size of a 5x5 convolution at rate 3 (stride 1)? (DeepLab's filters are
+# 3x3, where the answer is the rate; work out what the rule becomes for a wider filter.)
 
 # %%
 answer_01_4 = ...
 check("01.4", answer_01_4)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: (effective kernel - 1) / 2 = 12
-check("01.4", (effective_kernel_size(3, 12) - 1) // 2)
+# Solution: the effective kernel is 5 + 4 * 2 = 13 pixels wide; (13 - 1) / 2 = 6 = rate * (k - 1) / 2
+check("01.4", (effective_kernel_size(5, 3) - 1) // 2)
 
 # %% [markdown]
 # ### Exercise 01.5 (write a function)
@@ -384,6 +385,6 @@ def dilate(w: torch.Tensor, rate: int) -> torch.Tensor:
 check("01.5", dilate)
 
 # %% tags=["remove-cell"]
-assert check("01.1", 13) and check("01.2", 5) and check("01.3", [-1, 2, 5]) and check("01.4", 12)
+assert check("01.1", 13) and check("01.2", 5) and check("01.3", [-1, 2, 5]) and check("01.4", 6)
 assert check("01.5", dilate)
 assert not check("01.1", 18)

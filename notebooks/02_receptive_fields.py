@@ -105,12 +105,12 @@ assert receptive_field(stack).size == 1 + 2 * 1 + 2 * 2 + 1 * 2 + 4 * 4 + 8 * 4 
 #
 # The same stack, drawn to scale on a 128x128 photograph. Left: the yellow square is the
 # theoretical receptive field of the centre output unit; the heat map is its **effective**
-# receptive field (explained below) in a randomly initialised network, and the cyan square holds
-# 90% of it. Right: the output feature map, one dot per unit at the centre of its field, spaced
+# receptive field in a randomly initialised network: how strongly each input pixel moves that
+# unit's output (the gradient's magnitude; the section on the effective receptive field makes it
+# precise). The cyan square holds 90% of it. Right: the output feature map, one dot per unit at the centre of its field, spaced
 # by the effective stride.
 
 # %%
-photo_size = 128
 axes = plot_layer_stack(DEFAULT_STACK, samples=config.choose(smoke=1, cpu=4, gpu=8))
 axes[0].figure.tight_layout()
 plt.show()
@@ -414,17 +414,30 @@ rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)
 check("02.2", (rf.size, rf.stride))
 
 # %% [markdown]
-# ### Exercise 02.3
-# Three 3x3 convolutions at rates (2, 2, 2) have a 13x13 receptive field. How many of its pixels
-# actually influence the output?
+# ### Exercise 02.3 (predict, then measure)
+# Three 3x3 convolutions at rates (2, 2, 4) have a 17x17 receptive field. How many of its pixels
+# actually influence the output? Reason per axis as the gridding section did, predict, then run
+# the cell after this one, which counts them with `sampling_pattern`.
 
 # %%
-answer_02_3 = ...
-check("02.3", answer_02_3)
+prediction_02_3 = ...  # your prediction here
+check("02.3", prediction_02_3)
+
+# %% [markdown]
+# **Exercise 02.3, measured:**
+
+# %%
+from deeplab_edu.exercises import measured_and_predicted
+
+read_02_3 = int((sampling_pattern((2, 2, 4)) > 0).sum())
+print(measured_and_predicted(read_02_3, prediction_02_3, fmt="d"))
+plot_gridding({"(2, 2, 4)": sampling_pattern((2, 2, 4))})
+plt.show()
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: 7 reachable offsets per axis (-6, -4, ..., 6)
-check("02.3", 7 * 7)
+# Solution: per axis, a + b + c with a, b in {-2, 0, 2} and c in {-4, 0, 4} reaches every even
+# offset from -8 to 8 (9 of them) and no odd one: 9 x 9 of the 17 x 17 pixels
+check("02.3", 9 * 9)
 
 # %% [markdown]
 # ### Exercise 02.4 (write a function)
@@ -456,7 +469,7 @@ print("the stack at the top of the page:", receptive_field_size([(s.kernel, s.st
 check("02.4", receptive_field_size)
 
 # %% tags=["remove-cell"]
-assert check("02.1", 7) and check("02.2", (15, 4)) and check("02.3", 49)
+assert check("02.1", 7) and check("02.2", (15, 4)) and check("02.3", read_02_3) and read_02_3 == 81
 assert check("02.4", receptive_field_size) and not check("02.4", lambda layers: 1 + sum(k - 1 for k, _, _ in layers))
 assert receptive_field_size([(s.kernel, s.stride, s.dilation) for s in stack]) == receptive_field(stack).size == 57
 assert len(parse_layer_stack(DEFAULT_STACK)) == 5

@@ -39,7 +39,7 @@
 # `branch_outputs` and `atrous_rates`), `deeplab_edu.models.ImagePooling`,
 # `deeplab_edu.models.atrous_rates_for`, `deeplab_edu.models.summary.aspp_branch_costs`,
 # `deeplab_edu.viz.aspp` (`branch_footprints`, `plot_branch_footprints`, `aspp_footprint_widget`,
-# `feature_size`, `branch_names`), `deeplab_edu.complexity.count_parameters`, and from earlier
+# `branch_names`), `deeplab_edu.models.aspp.feature_map_side`, `deeplab_edu.complexity.count_parameters`, and from earlier
 # chapters `deeplab_edu.boundary.valid_tap_counts` and `ASPPConv` (04), `sample_photo` (01),
 # `deeplab_edu.viz.tables.markdown_table` (00).
 
@@ -52,6 +52,7 @@ from deeplab_edu import config
 from deeplab_edu.boundary import valid_tap_counts
 from deeplab_edu.exercises import check
 from deeplab_edu.models import ASPP, ASPPv2, ImagePooling, atrous_rates_for
+from deeplab_edu.models.aspp import feature_map_side
 from deeplab_edu.models.summary import aspp_branch_costs
 from deeplab_edu.viz import aspp as vaspp
 from deeplab_edu.viz.images import sample_photo
@@ -97,13 +98,15 @@ assert len(votes) == 4 and fused.shape == (1, 5, 33, 33)
 # ## 2. DeepLabv3: parallel branches, batch norm, image pooling, concatenation
 #
 # DeepLabv3 (sec. 3.3, Fig. 5) keeps the parallel atrous branches but changes everything around
-# them. Every branch now outputs 256 *features* (not class scores) with batch norm and ReLU:
+# them. Every branch now outputs 256 *features* (not class scores) with batch norm (the paper's
+# words: "all with 256 filters and batch normalization"; the ReLU after it is the released code's,
+# and torchvision's):
 #
 # - one $1 \times 1$ convolution (the rate-1 view: the position itself);
 # - three $3 \times 3$ atrous convolutions at rates $(6, 12, 18)$ for output stride 16, doubled to
 #   $(12, 24, 36)$ at output stride 8 so that they reach as far *in the image*;
 # - **image pooling**: global average pooling of the whole map, a $1 \times 1$ convolution, batch
-#   norm, ReLU, and bilinear upsampling back to the map size: the same vector everywhere, the
+#   norm (and ReLU), and bilinear upsampling back to the map size: the same vector everywhere, the
 #   context of the whole image (ParseNet {cite:p}`liu2015parsenet`).
 #
 # The five outputs are **concatenated** (1280 channels) and projected by a $1\times1$ convolution
@@ -149,7 +152,7 @@ assert torch.allclose(branches[-1], branches[-1][:, :, :1, :1].expand_as(branche
 size = 513
 output_stride = 16
 photo = sample_photo(size)
-fsize = vaspp.feature_size(size, output_stride)
+fsize = feature_map_side(size, output_stride)
 centre = (fsize // 2, fsize // 2)
 footprints = vaspp.branch_footprints(atrous_rates_for(output_stride), fsize, centre)
 fig = vaspp.plot_branch_footprints(photo, footprints, output_stride, centre)

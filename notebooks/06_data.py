@@ -286,9 +286,9 @@ assert speed[256]["images_per_cpu_s"] > 20
 # %% [markdown]
 # ## The ignore label 255
 # Pixels labelled 255 count neither in the loss (`CrossEntropyLoss(ignore_index=255)`) nor in the
-# metric. In the procedural scenes they mark clutter; VOC marks a band about 5 pixels wide along
-# every object boundary; CamVid's *Unlabelled* and the Cityscapes classes that are not evaluated
-# are mapped to 255 by the loaders. `ProceduralScenes(boundary_ignore=k)` adds a VOC-like band of
+# metric. In the procedural scenes they mark clutter; VOC's labels carry a thin *void* band, a few
+# pixels wide, along object outlines; CamVid's *Unlabelled* and the Cityscapes classes that are not
+# evaluated are mapped to 255 by the loaders. `ProceduralScenes(boundary_ignore=k)` adds a VOC-like band of
 # width `k` (off by default: it would hide the 1-pixel wires).
 
 # %%

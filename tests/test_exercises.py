@@ -189,6 +189,37 @@ def test_function_exercise_does_not_let_the_learner_change_the_inputs(scratch: s
     assert check(scratch, in_place)
 
 
+def test_an_answer_that_uses_the_packaged_version_is_refused_by_name() -> None:
+    """Chapters import the package's version of what an exercise asks for (to use it elsewhere): a
+    learner who wraps it must hear so, not "correct" (found by a review: 01.5 passed with
+    ``lambda w, r: dilate_kernel(w, r)``)."""
+    import functools
+
+    from deeplab_edu import atrous
+    from deeplab_edu.atrous import dilate_kernel
+    from deeplab_edu.findings import miou
+    from deeplab_edu.models import ASPPv2
+    from deeplab_edu.receptive_field import LayerSpec, receptive_field
+
+    def wrapped(w: torch.Tensor, rate: int) -> torch.Tensor:
+        def inner() -> torch.Tensor:
+            return atrous.dilate_kernel(w, rate)  # through the module, in a nested function
+        return inner()
+
+    for key, answer, name in [
+        ("01.5", dilate_kernel, "dilate_kernel"),
+        ("01.5", lambda w, r: dilate_kernel(w, r), "dilate_kernel"),
+        ("01.5", functools.partial(dilate_kernel), "dilate_kernel"),
+        ("01.5", wrapped, "dilate_kernel"),
+        ("02.4", lambda layers: receptive_field([LayerSpec(*layer) for layer in layers]).size, "receptive_field"),
+        ("05.4", lambda x, w, b, rates: ASPPv2(x.shape[1], w[0].shape[0], rates)(x), "ASPPv2"),
+        ("10.1", lambda *args: miou(*args), "miou"),
+    ]:
+        feedback = check(key, answer)
+        assert not feedback and f"`{name}`" in feedback.message and "the package's own version" in feedback.message
+    assert check("01.5", get("01.5").solution())  # the hidden solutions write their own
+
+
 # --- chapter 11 ------------------------------------------------------------------------------
 def test_ch11_window_count_is_what_sliding_window_logits_does_on_real_tensors() -> None:
     """11.4's reference (the package's sliding_window_logits run on the meta device) counts real passes."""
@@ -244,11 +275,11 @@ def test_a_slow_function_off_the_main_thread_is_stopped_between_calls(monkeypatc
     import threading
     import time
 
-    from deeplab_edu.atrous import dilate_kernel
+    from deeplab_edu.exercises.ch01 import _my_dilate  # a learner's own (the package's own is refused)
 
     def slow(w: torch.Tensor, rate: int) -> torch.Tensor:
         time.sleep(0.2)
-        return dilate_kernel(w, rate)
+        return _my_dilate(w, rate)
 
     monkeypatch.setattr(_core, "FUNCTION_TIME_LIMIT_S", 0.5)
     found: list[object] = []

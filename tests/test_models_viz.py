@@ -21,8 +21,19 @@ def test_branch_footprints_match_the_tap_geometry() -> None:
     assert fps["rate 18"][5, 16] and fps["rate 18"][23, 16]
 
 
-def test_feature_size_rounds_up() -> None:
-    assert vaspp.feature_size(513, 16) == 33 and vaspp.feature_size(513, 8) == 65
+def test_footprint_squares_are_centred_on_their_features_image_position() -> None:
+    # feature (a, b) is centred on pixel (S a, S b) (chapter 02), so its square spans S a - S/2 .. S a + S/2
+    from deeplab_edu.receptive_field import receptive_field_of
+    from deeplab_edu.models import build_backbone
+    from deeplab_edu.viz.aspp import _cell_corner
+
+    with torch.device("meta"):
+        net = build_backbone("resnet50", output_stride=16)
+    field = receptive_field_of(net)
+    centre_of = lambda a: a * field.stride - field.padding + (field.size - 1) / 2  # noqa: E731
+    assert [centre_of(a) for a in (0, 5)] == [0, 80]
+    x, y = _cell_corner(5, 2, 16)
+    assert (x + 8, y + 8) == (centre_of(2), centre_of(5))
 
 
 def test_footprint_figure_and_widget_build_without_front_end() -> None:

@@ -42,7 +42,8 @@ import torch
 
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
-    "compare_results", "check", "get", "all_exercises", "measured_and_predicted", "NOT_ANSWERED", "KINDS",
+    "compare_results", "check", "get", "all_exercises", "measured_and_predicted", "packaged_use", "NOT_ANSWERED",
+    "KINDS",
 ]
 
 Checker = Callable[[Any], "str | None"]
@@ -409,6 +410,55 @@ def _clone(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(a.clone() if isinstance(a, torch.Tensor) else copy.deepcopy(a) for a in args)
 
 
+def packaged_use(answer: Any, packaged: Sequence[Any]) -> str | None:
+    """The name of the first of ``packaged`` that ``answer`` is, subclasses, wraps (``functools.partial``,
+    a closure) or calls by name (a global or a module attribute, e.g. ``atrous.dilate_kernel``),
+    in its own code, its nested functions and lambdas, and a class's methods; ``None`` if none.
+
+    A good-faith check, not a sandbox: a learner who hides the call (``getattr``, an alias in
+    another module) is not caught. Its point is the honest mistake of wrapping the reference.
+    """
+    import functools
+    import inspect
+    import types
+
+    names = {id(obj): getattr(obj, "__qualname__", repr(obj)) for obj in packaged}
+    if not names:
+        return None
+    attribute_names = {getattr(obj, "__name__", None) for obj in packaged}
+    targets: list[Any] = [answer]
+    while isinstance(targets[-1], functools.partial):
+        targets.append(targets[-1].func)
+    if inspect.isclass(answer):
+        targets += list(answer.__mro__)
+        targets += [getattr(v, "__func__", v) for v in vars(answer).values()]
+    for target in targets:
+        if id(target) in names:
+            return names[id(target)]
+        function = getattr(target, "__func__", target)
+        code = getattr(function, "__code__", None)
+        if not isinstance(code, types.CodeType):
+            continue
+        scope: dict[str, Any] = dict(getattr(function, "__globals__", {}))
+        for name, cell in zip(code.co_freevars, getattr(function, "__closure__", None) or ()):
+            with contextlib.suppress(ValueError):  # an empty cell
+                if id(cell.cell_contents) in names:
+                    return names[id(cell.cell_contents)]
+                scope[name] = cell.cell_contents  # e.g. a module imported in an enclosing function
+        codes = [code]
+        while codes:
+            current = codes.pop()
+            codes += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+            for name in current.co_names:
+                if id(scope.get(name)) in names:
+                    return names[id(scope[name])]
+                if name in attribute_names:  # module.name: the same object reached through a module
+                    for value in scope.values():
+                        if isinstance(value, types.ModuleType) and id(getattr(value, name, None)) in names:
+                            return names[id(getattr(value, name))]
+    return None
+
+
 def function_exercise(
     key: str,
     title: str,
@@ -423,6 +473,7 @@ def function_exercise(
     atol: float = 1e-5,
     signature: str = "",
     hint: str = "",
+    packaged: Sequence[Any] = (),
 ) -> Exercise:
     """Register a write-a-function exercise, checked against the package's ``reference``.
 
@@ -444,6 +495,10 @@ def function_exercise(
         cases: argument tuples tried first (edge cases).
         atol: tolerance when comparing results (:func:`compare_results`).
         signature: how the function is called, e.g. ``"dilate(w, rate)"``, for messages.
+        packaged: the package's own versions of what the learner writes (functions or classes the
+            chapter imports for other uses): an answer that is, subclasses or calls one of them by
+            name is refused, naming it (:func:`packaged_use`), instead of passing without a line
+            of the learner's own.
 
     Returns:
         The registered :class:`Exercise`.
@@ -480,6 +535,10 @@ def function_exercise(
     def check_function(answer: Any, calling: dict[str, Any], expired: Callable[[], bool]) -> str | None:
         if not callable(answer):
             return _Unreadable(f"answer with a function, {call}, not with the value {_brief(answer)}.")
+        if (used := packaged_use(answer, packaged)) is not None:
+            return (f"your function uses `{used}`, the package's own version of what this exercise asks you to "
+                    "write, so it would pass without a line of yours: write the body yourself, from the chapter's "
+                    "explanation (the chapter imports it for other uses).")
         results: list[tuple[tuple[Any, ...], Any]] = []
         first_wrong: tuple[tuple[Any, ...], Any, Any, str] | None = None
         for args in arguments():

@@ -66,6 +66,7 @@ function_exercise(
     "00.3",
     "Write feature_size(n, output_stride): the feature-map side of an n x n input",
     reference=expected_feature_size,
+    packaged=(expected_feature_size,),
     solution=_feature_size,
     inputs=_sizes,
     cases=[(513, 16), (512, 32), (321, 8), (1, 32)],

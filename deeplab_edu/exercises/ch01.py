@@ -61,16 +61,18 @@ value_exercise(
 
 value_exercise(
     "01.4",
-    "Padding that keeps the size of a 3x3 conv at rate 12",
-    solution=lambda: same_padding(3, 12),
+    "Padding that keeps the size of a 5x5 conv at rate 3",
+    solution=lambda: same_padding(5, 3),
     answer_type="whole",
     mistakes=[
-        (1, "1 keeps the size only at rate 1; the effective kernel is now 25 pixels wide."),
-        (24, "24 is the total padding needed; it is split between both sides."),
+        (3, "padding = rate holds for 3x3 filters only (their half-width is 1 tap); a 5x5 filter has 2 taps "
+            "on each side of its centre, each rate pixels apart."),
+        (2, "2 keeps the size of a 5x5 filter at rate 1; at rate 3 the effective kernel is 13 pixels wide."),
+        (12, "12 is the total padding needed; it is split between both sides."),
     ],
-    otherwise=lambda a: f"with padding {shown(a)} the output size changes: (i + 2p - 25) + 1 should equal i.",
-    more_wrong=(6, 13),
-    hint="same padding is half of (effective kernel size - 1).",
+    otherwise=lambda a: f"with padding {shown(a)} the output size changes: (i + 2p - 13) + 1 should equal i.",
+    more_wrong=(13, 1),
+    hint="same padding is half of (effective kernel size - 1), and the effective kernel is k + (k - 1)(r - 1).",
 )
 
 
@@ -96,6 +98,7 @@ function_exercise(
     "01.5",
     "Write dilate(w, rate) for a 1-D filter: the upsampled filter",
     reference=dilate_kernel,
+    packaged=(dilate_kernel,),
     solution=_my_dilate,
     inputs=_filter_and_rate,
     cases=[(torch.tensor([1.0, 2.0, 3.0]), 2), (torch.tensor([4.0, -1.0]), 4), (torch.tensor([5.0]), 3)],

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..gridding import sampling_pattern
-from ..receptive_field import LayerSpec, receptive_field
+from ..receptive_field import LayerSpec, receptive_field, receptive_field_table
 from ._core import function_exercise, shown, value_exercise
 
 value_exercise(
@@ -47,16 +47,20 @@ value_exercise(
 
 value_exercise(
     "02.3",
-    "How many pixels of its 13x13 receptive field does a stack of 3x3 convs at rates (2, 2, 2) read?",
-    solution=lambda: int((sampling_pattern((2, 2, 2)) > 0).sum()),
+    "Predict: how many pixels of its 17x17 receptive field does a stack of 3x3 convs at rates (2, 2, 4) read?",
+    solution=lambda: int((sampling_pattern((2, 2, 4)) > 0).sum()),
     answer_type="whole",
+    kind="predict",
     mistakes=[
-        (169, "169 is the whole square; with equal even rates the odd offsets are never reached (gridding)."),
+        (289, "289 is the whole square; all three rates are even, so odd offsets are never reached (gridding)."),
+        (49, "49 is the (2, 2, 2) stack's count; the rate-4 layer reaches further: offsets up to 2 + 2 + 4."),
         (729, "729 = 9**3 counts paths through the stack; several paths land on the same pixel."),
+        (lambda a: a in (9, 17), lambda a: f"{a} is one axis; the field is a square, and a pixel is read when "
+                                            "both its row and its column offsets are reachable."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the number of pixels with a non-zero count in sampling_pattern((2, 2, 2)).",
-    more_wrong=(27, 13),
-    hint="along one axis the offsets are sums of three numbers from {-2, 0, 2}: only even offsets.",
+    otherwise=lambda a: f"{shown(a)} is not the number of pixels with a non-zero count in sampling_pattern((2, 2, 4)).",
+    more_wrong=(27, 25),
+    hint="along one axis the offsets are sums of a, b from {-2, 0, 2} and c from {-4, 0, 4}: which of -8..8 are reached?",
 )
 
 
@@ -119,6 +123,7 @@ function_exercise(
     "02.4",
     "Write receptive_field_size(layers): the recurrence of Araujo et al., dilation included",
     reference=_reference_size,
+    packaged=(receptive_field, receptive_field_table,),
     solution=_learner_size,
     inputs=_random_stack,
     cases=[([(3, 1, 1)] * 3,), ([(3, 2, 1), (3, 2, 1), (3, 1, 1)],), ([(3, 1, 2), (3, 1, 4)],), ([],)],

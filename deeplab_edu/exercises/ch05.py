@@ -116,6 +116,7 @@ function_exercise(
     "05.4",
     "Write summed_aspp(x, weights, biases, rates): DeepLab v2's ASPP with F.conv2d",
     reference=_reference,
+    packaged=(ASPPv2,),
     solution=_learner,
     inputs=_inputs,
     trials=12,

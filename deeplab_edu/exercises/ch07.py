@@ -76,6 +76,7 @@ function_exercise(
     "07.3",
     "Write update(unary, messages): one mean-field update with the Potts model",
     reference=mean_field_update,
+    packaged=(mean_field_update,),
     solution=_learner_update,
     inputs=_beliefs,
     cases=[(torch.rand(4, 6, generator=_G7) * 3, torch.rand(4, 6, generator=_G7) * 2)],

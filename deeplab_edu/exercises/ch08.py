@@ -35,6 +35,7 @@ function_exercise(
     "08.1",
     "Write degenerate_branches(crop_size, output_stride, rates): the rates whose 3x3 branch is exactly 1x1",
     reference=_degenerate_branches,
+    packaged=(degenerate_rates,),
     solution=_learner,
     inputs=_inputs,
     cases=[(96, 16, (6, 12, 18)), (96, 16, (1, 2, 3)), (513, 16, (6, 12, 18)), (97, 16, (6, 7, 12)),

@@ -8,7 +8,8 @@
 - :class:`ASPP` (DeepLabv3 sec. 3.3, Fig. 5): a 1x1 conv, three 3x3 atrous convs at (6, 12, 18)
   for output stride 16 (doubled at 8), and :class:`ImagePooling` (global average pooling, 1x1
   conv, BN, ReLU, bilinear upsampling); every branch has 256 filters and batch norm; the branches
-  are **concatenated** and projected by a 1x1 conv (256, BN).
+  are **concatenated** and projected by a 1x1 conv (256, BN). The paper names batch norm only;
+  the ReLU after each BN is the released code's (and torchvision's).
 - DeepLabv3+ (sec. 3.1, Fig. 3): the same ASPP with depthwise-separable atrous convs
   (:class:`SeparableConv2d`, ``separable=True``).
 

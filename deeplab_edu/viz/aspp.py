@@ -18,21 +18,20 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..boundary import input_footprint
-from ..models.aspp import ASPP, ASPPConv, ImagePooling, atrous_rates_for
+from ..models.aspp import ASPP, ASPPConv, ImagePooling, atrous_rates_for, feature_map_side
 from .layout import panel_grid
 from .widgets import show_figure
 
-__all__ = ["branch_names", "branch_footprints", "plot_branch_footprints", "aspp_footprint_widget", "feature_size"]
+__all__ = ["branch_names", "branch_footprints", "plot_branch_footprints", "aspp_footprint_widget"]
 
 _COLOURS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd", "#8c564b"]
 
 
-def feature_size(image_size: int, output_stride: int) -> int:
-    """Feature-map side for an image side, rounding up at each stride-2 layer (513 -> 33 at OS 16)."""
-    n = image_size
-    for _ in range(int(np.log2(output_stride))):
-        n = (n + 1) // 2
-    return n
+def _cell_corner(row: int, col: int, output_stride: int) -> tuple[float, float]:
+    """The top-left corner, in image pixels (x, y), of the square drawn for feature ``(row, col)``:
+    centred on the pixel the feature is centred on, ``output_stride * index`` (chapter 02's
+    ``i * S - P + (r - 1) / 2`` for the course's ResNets), so the squares tile the image."""
+    return (col - 0.5) * output_stride, (row - 0.5) * output_stride
 
 
 def branch_names(aspp: ASPP) -> list[str]:
@@ -92,12 +91,10 @@ def plot_branch_footprints(
             ax.add_patch(Rectangle((0, 0), w - 1, h - 1, fill=True, alpha=0.3, color=colour))
         else:
             for a, b in zip(*np.nonzero(fp)):
-                ax.add_patch(
-                    Rectangle((b * output_stride, a * output_stride), output_stride, output_stride, color=colour, alpha=0.7)
-                )
-        ax.add_patch(
-            Rectangle((j * output_stride, i * output_stride), output_stride, output_stride, fill=False, lw=1.5, color="k")
-        )
+                ax.add_patch(Rectangle(_cell_corner(a, b, output_stride), output_stride, output_stride, color=colour,
+                                       alpha=0.7))
+        ax.add_patch(Rectangle(_cell_corner(i, j, output_stride), output_stride, output_stride, fill=False, lw=1.5,
+                               color="k"))
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
         ax.set_title(f"{name}\n{int(fp.sum())} of {fp.size} positions", fontsize=9)
@@ -124,7 +121,7 @@ def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 5
 
     def draw(*_: Any) -> None:
         os_ = int(stride.value)
-        size = feature_size(photo.shape[-1], os_)
+        size = feature_map_side(photo.shape[-1], os_)
         row.max = col.max = size - 1
         pos = (min(row.value, size - 1), min(col.value, size - 1))
         fps = branch_footprints(atrous_rates_for(os_), size, pos)
