@@ -1,6 +1,7 @@
 """Statistics of a segmentation data set that say which DeepLab ingredient it will need.
 
-* :func:`class_pixel_frequencies`: how unbalanced the classes are;
+* :func:`class_pixel_frequencies`: how unbalanced the classes are, and
+  :func:`median_frequency_weights`: the loss weights that balance them (Eigen & Fergus 2015);
 * :func:`object_sizes`: the spread of object scales (the multi-scale problem that ASPP and image
   pyramids address, DeepLabv2 Sec. 3.2); :func:`octave_histogram` counts them per octave and
   :func:`log_uniform_share` says what share of a log-uniform law falls in a size range;
@@ -26,7 +27,7 @@ from .procedural import BACKGROUND, BOAT, CAR, ProceduralScenes, SceneInfo
 
 __all__ = [
     "dataset_masks",
-    "class_pixel_frequencies", "object_sizes", "octave_histogram", "log_uniform_share", "context_free_fraction",
+    "class_pixel_frequencies", "median_frequency_weights", "object_sizes", "octave_histogram", "log_uniform_share", "context_free_fraction",
     "stride_oracle_iou"]
 
 
@@ -48,6 +49,51 @@ def class_pixel_frequencies(masks: Iterable[np.ndarray | torch.Tensor], num_clas
         counts[:-1] += c[:num_classes]
         counts[-1] += c[IGNORE_INDEX]
     return counts / max(1, counts.sum())
+
+
+def median_frequency_weights(masks: Iterable[np.ndarray | torch.Tensor], num_classes: int) -> np.ndarray:
+    """Median-frequency balancing: a loss weight per class, large for rare classes.
+
+    Eigen & Fergus (2015, "Predicting Depth, Surface Normals and Semantic Labels with a Common
+    Multi-Scale Convolutional Architecture", sec. 4.3; SegNet trains CamVid with it): "we weight
+    each pixel by alpha_c = median freq / freq(c) where freq(c) is the number of pixels of class c
+    divided by the total number of pixels in images where c is present, and median freq is the
+    median of these frequencies". Pixels are counted over the whole set; "pixels in images where c
+    is present" are their labelled pixels (the ignore label 255 counts nowhere).
+
+    Args:
+        masks: label maps (H, W) of class indices in ``[0, num_classes)`` or 255, any sizes.
+        num_classes: the number of classes.
+
+    Returns:
+        float64 weights, shape ``(num_classes,)``: 1 for the class at the median frequency, above
+        1 for rarer classes; 0 for a class that appears in no mask (it has no pixels to weight).
+
+    Raises:
+        ValueError: ``num_classes`` is below 1, a mask holds a value that is neither a class nor
+            255, or no mask has a labelled pixel.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    pixels = np.zeros(num_classes, np.int64)  # pixels of class c
+    present = np.zeros(num_classes, np.int64)  # labelled pixels of the images where c appears
+    for m in masks:
+        m = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
+        counts = np.bincount(m.ravel().astype(np.int64), minlength=256)
+        if len(counts) > 256 or counts[num_classes:IGNORE_INDEX].any() or counts[IGNORE_INDEX + 1:].any():
+            wrong = sorted(set(np.unique(m).tolist()) - set(range(num_classes)) - {IGNORE_INDEX})
+            raise ValueError(f"a mask holds {wrong[:5]}: neither a class in [0, {num_classes}) nor {IGNORE_INDEX}")
+        counts = counts[:num_classes]
+        pixels += counts
+        present[counts > 0] += counts.sum()
+    if not present.any():
+        raise ValueError("no mask has a labelled pixel: nothing to balance")
+    seen = present > 0
+    freq = np.zeros(num_classes)
+    freq[seen] = pixels[seen] / present[seen]
+    weights = np.zeros(num_classes)
+    weights[seen] = np.median(freq[seen]) / freq[seen]
+    return weights
 
 
 def object_sizes(infos: Iterable[SceneInfo]) -> dict[str, np.ndarray]:

@@ -135,6 +135,10 @@ class TrainConfig:
     top_k: float = 1.0
     #: Steps over which ``top_k`` falls from 1 to its value.
     hard_mining_iters: int = 0
+    #: Class balancing of the loss: ``"median_frequency"`` weights each class by the median class
+    #: frequency over its own, counted on the training labels (Eigen & Fergus 2015; SegNet's for
+    #: CamVid), so rare classes weigh more; ``None`` (or ``"none"``): every pixel alike.
+    class_weights: str | None = None
     # speed
     #: Mixed precision: ``"none"``, ``"bf16"`` or ``"fp16"`` (fp16 with a gradient scaler; CUDA).
     amp: str = "none"
@@ -342,6 +346,10 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
                               f"{name}")
 
 
+#: The values of ``class_weights`` (``None`` and ``"none"``: no class weights).
+CLASS_WEIGHTS = (None, "none", "median_frequency")
+
+
 def validate(cfg: TrainConfig) -> None:
     """Raise :class:`ConfigError` for settings that cannot work together, or ``model_kwargs`` that
     :func:`~deeplab_edu.models.build_model` does not take (an unknown argument, one that is a setting of
@@ -429,6 +437,11 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if not 0 < cfg.top_k <= 1:
         raise ConfigError(f"top_k={cfg.top_k}: the fraction of hardest pixels kept must be in (0, 1]")
+    if cfg.class_weights not in CLASS_WEIGHTS:
+        raise ConfigError(f"class_weights={cfg.class_weights!r}; use \"median_frequency\" or none (every pixel alike)")
+    if cfg.class_weights not in (None, "none") and cfg.top_k < 1:
+        raise ConfigError(f"class_weights={cfg.class_weights!r} with top_k={cfg.top_k}: both make some pixels weigh "
+                          "more; use one of them (top_k 1, or class_weights none)")
     lo, hi = cfg.scale_range
     if not 0 < lo <= hi:
         raise ConfigError(f"scale_range={cfg.scale_range} should be (min, max) with 0 < min <= max")

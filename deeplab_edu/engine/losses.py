@@ -16,6 +16,11 @@
   ``hard_mining_iters`` iterations. :func:`bootstrapped_ce` keeps the fraction per image and over
   labelled pixels only, so an image with many unlabelled pixels keeps as many hard pixels as its
   labels allow; the ramp is the same.
+- **Class weights** (median-frequency balancing, Eigen & Fergus 2015, as SegNet trained CamVid):
+  each pixel's cross-entropy weighted by its class's weight
+  (:func:`~deeplab_edu.data.stats.median_frequency_weights`), the sum divided by the summed
+  weights, as ``F.cross_entropy(weight=...)`` averages. Not used with hard-pixel mining (two ways
+  to favour some pixels at once; the configuration refuses the pair).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ __all__ = ["bootstrapped_ce", "SegmentationLoss"]
 
 
 def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float = 1.0,
-                    ignore_index: int = 255) -> torch.Tensor:
+                    ignore_index: int = 255, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy averaged over the ``top_k`` fraction of hardest labelled pixels of each image.
 
     ``logits`` (N, C, h, w), upsampled bilinearly to the labels' size when it differs; ``target``
@@ -39,16 +44,25 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     2016, FRRN; the released DeepLab code's ``top_k_percent_pixels``; DeepLabv3 sec. 4.3 names it and
     duplicates images of hard classes instead).
     A batch without a labelled pixel gives a zero that still has a graph (not NaN), so one such
-    batch does not stop a run as a non-finite loss. Returns a float32 scalar.
+    batch does not stop a run as a non-finite loss. ``weight`` (C,): a weight per class (class
+    balancing); the loss is then the weighted sum over labelled pixels divided by the sum of their
+    weights. Returns a float32 scalar.
 
     Raises:
-        ValueError: ``top_k`` is not in (0, 1].
+        ValueError: ``top_k`` is not in (0, 1], or ``weight`` is given with ``top_k < 1``.
     """
     if not 0.0 < top_k <= 1.0:
         raise ValueError(f"top_k must be in (0, 1], got {top_k}")
+    if weight is not None and top_k < 1.0:
+        raise ValueError(f"class weights with hard-pixel mining (top_k={top_k}): use one of the two")
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
     if top_k == 1.0:  # F.cross_entropy's mean is NaN when every pixel is ignored: divide by at least 1
+        if weight is not None:
+            weight = weight.to(device=logits.device, dtype=torch.float32)
+            total = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=ignore_index, reduction="sum")
+            labelled = target != ignore_index
+            return total / weight[target[labelled]].sum().clamp(min=1e-12) if labelled.any() else total * 0.0
         total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
         return total / (target != ignore_index).sum().clamp(min=1)
     pixel = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none").flatten(1)
@@ -74,16 +88,21 @@ class SegmentationLoss(torch.nn.Module):
         top_k: fraction of hardest pixels kept (1.0: no hard-pixel mining).
         hard_mining_iters: iterations over which the kept fraction ramps from 1.0 to ``top_k``
             (0: use ``top_k`` from the start). Call :meth:`set_iteration` every step.
+        class_weights: a loss weight per class, shape (C,) (e.g.
+            :func:`~deeplab_edu.data.stats.median_frequency_weights`); ``None``: every pixel alike.
 
     Raises:
-        ValueError: ``top_k`` is not in (0, 1].
+        ValueError: ``top_k`` is not in (0, 1], or ``class_weights`` come with ``top_k < 1``.
     """
 
     def __init__(self, ignore_index: int = 255, aux_weight: float = 0.5, top_k: float = 1.0,
-                 hard_mining_iters: int = 0) -> None:
+                 hard_mining_iters: int = 0, class_weights: torch.Tensor | None = None) -> None:
         super().__init__()
         if not 0.0 < top_k <= 1.0:
             raise ValueError(f"top_k must be in (0, 1], got {top_k}")
+        if class_weights is not None and top_k < 1.0:
+            raise ValueError(f"class_weights with hard-pixel mining (top_k={top_k}): use one of the two")
+        self.class_weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.ignore_index, self.aux_weight = ignore_index, aux_weight
         self.top_k, self.hard_mining_iters = top_k, hard_mining_iters
         self.iteration = 0
@@ -108,8 +127,9 @@ class SegmentationLoss(torch.nn.Module):
         if isinstance(outputs, torch.Tensor):
             outputs = {"out": outputs}
         k = self.current_top_k()
-        loss = bootstrapped_ce(outputs["out"], target, top_k=k, ignore_index=self.ignore_index)
+        loss = bootstrapped_ce(outputs["out"], target, top_k=k, ignore_index=self.ignore_index,
+                               weight=self.class_weights)
         if "aux" in outputs and self.aux_weight:
             loss = loss + self.aux_weight * bootstrapped_ce(outputs["aux"], target, top_k=k,
-                                                            ignore_index=self.ignore_index)
+                                                            ignore_index=self.ignore_index, weight=self.class_weights)
         return loss

@@ -168,6 +168,20 @@ def run_result(history: list[dict[str, Any]], provenance: list[dict[str, Any]]) 
     return {"history": history, "final": last_validation(history), "provenance": provenance}
 
 
+#: Training images whose labels :func:`_median_frequency_weights` counts at most (a procedural set
+#: can be long; the frequencies settle long before).
+CLASS_WEIGHT_IMAGES = 1000
+
+
+def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
+    """Median-frequency class weights (:func:`~deeplab_edu.data.stats.median_frequency_weights`)
+    from the labels of the first :data:`CLASS_WEIGHT_IMAGES` training images, untransformed."""
+    from ..data.stats import dataset_masks, median_frequency_weights
+
+    masks = dataset_masks(train_set, n=CLASS_WEIGHT_IMAGES)
+    return torch.as_tensor(median_frequency_weights(masks, num_classes), dtype=torch.float32)
+
+
 class Trainer:
     """Trains a segmentation model as ``cfg`` says.
 
@@ -259,7 +273,11 @@ class Trainer:
                                          weight_decay=cfg.weight_decay)
         self.scheduler = PolyLR(self.optimizer, cfg.iterations, cfg.poly_power, cfg.warmup_iters)
         self.scaler = _grad_scaler(cfg.amp == "fp16", self.device)
-        self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters)
+        #: The loss weight per class (``cfg.class_weights``), or ``None``.
+        self.class_weights = (_median_frequency_weights(train_set, self.num_classes)
+                              if cfg.class_weights not in (None, "none") else None)
+        self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters,
+                                          class_weights=self.class_weights)
         if cfg.compile:
             self.net = cast(nn.Module, torch.compile(self.net))  # an OptimizedModule
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
@@ -592,8 +610,11 @@ class Trainer:
         crop = "" if "data_class" in info else f" (crop {cfg.crop_size})"  # a script's data: its own transform
         strides = f"output stride {cfg.output_stride}" + (
             f", validated at {cfg.eval_output_stride}" if cfg.eval_output_stride not in (None, cfg.output_stride) else "")
+        balanced = ("" if self.class_weights is None else
+                    f" (class weights {float(self.class_weights.min()):.2f}-{float(self.class_weights.max()):.2f}, "
+                    "median frequency)")
         return (f"train {model} ({strides}) on {data}: {len(self.train_set)} training / {val} validation images, "
-                f"{self.num_classes} classes; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
+                f"{self.num_classes} classes{balanced}; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
                 f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}) -> "
                 f"{shown_path(self.out)}")
 
