@@ -408,6 +408,7 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert main(["course-runs", "--profile", "cpu"]) == 0
     assert trained == [*chapters, camvid_run("cpu")]  # phase 1 before the two runs that start from it
     out = capsys.readouterr().out
+    assert f"all 5 together take less than {headers[8] + headers[9] + headers[11]:.0f} min" in out  # with CamVid: 11 too
     assert "all 5 runs ready" in out and "copy its folder runs/ there" in out
     trained.clear()
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cpu")  # gpu runs without CUDA would take days

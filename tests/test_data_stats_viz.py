@@ -17,6 +17,7 @@ from deeplab_edu.data.stats import (
     class_pixel_frequencies,
     context_free_fraction,
     dataset_masks,
+    median_frequency_weights,
     object_sizes,
     stride_oracle_iou,
 )
@@ -53,6 +54,22 @@ def test_stride_oracle_iou_by_hand():
     assert stride_oracle_iou([ign], 1, 2)["pixels"] == 63
     with pytest.raises(ValueError, match="stride"):
         stride_oracle_iou([m], 0, 2)
+
+
+def test_median_frequency_weights_by_hand():
+    # class 0: 4 pixels in two images of 4 + 3 labelled pixels -> 4/7; class 1: 1 of 4 -> 1/4;
+    # class 2: 2 of 3 -> 2/3; median 4/7: weights 1, (4/7)/(1/4), (4/7)/(2/3); class 3, absent from
+    # these masks, the largest (a weight of 0 would never let it be learned)
+    masks = [np.array([[0, 0, 0, 1]]), torch.tensor([[0, 2, 2, 255]])]
+    np.testing.assert_allclose(median_frequency_weights(masks, 4), [1, 16 / 7, 6 / 7, 16 / 7])
+    with pytest.raises(ValueError, match=r"mask 1 holds \[7\]: neither a class in \[0, 4\) nor 255"):
+        median_frequency_weights([np.array([[0, 1]]), np.array([[0, 7]])], 4)
+    with pytest.raises(ValueError, match=r"mask 0 holds \[-1\]"):
+        median_frequency_weights([np.array([[0, -1]])], 4)
+    with pytest.raises(ValueError, match="mask 0 is of type float32"):
+        median_frequency_weights([np.array([[0.0, 1.5]], dtype=np.float32)], 4)
+    with pytest.raises(ValueError, match="no mask has a labelled pixel"):
+        median_frequency_weights([np.full((2, 2), 255)], 4)
 
 
 def test_class_frequencies_and_object_sizes():

@@ -71,6 +71,45 @@ def test_bootstrapped_ce_keeps_the_hardest_pixels() -> None:
         assert zero.item() == 0.0 and logits.grad is not None and not logits.grad.any()
 
 
+def test_class_weights_weigh_each_pixel_by_its_class(tmp_path) -> None:
+    """Median-frequency balancing: the weighted loss is F.cross_entropy's weighted mean; the Trainer
+    computes the weights from its training labels; the pair with hard-pixel mining is refused."""
+    from deeplab_edu.data.stats import dataset_masks, median_frequency_weights
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
+    target[0, 0] = 255
+    weight = torch.tensor([0.5, 2.0, 1.0])
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=weight, ignore_index=255)
+    assert torch.isclose(bootstrapped_ce(logits, target, weight=weight), expected)
+    assert not torch.isclose(bootstrapped_ce(logits, target), expected)
+    assert torch.isclose(SegmentationLoss(class_weights=weight)(logits, target), expected)
+    nothing = torch.full_like(target, 255)
+    zero = bootstrapped_ce(logits.requires_grad_(), nothing, weight=weight)
+    zero.backward()
+    assert zero.item() == 0.0 and not logits.grad.any()  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="use one of the two"):
+        bootstrapped_ce(logits, target, weight=weight, top_k=0.5)
+
+    scenes = TinyScenes(8)
+    cfg = tiny_config(tmp_path, iterations=1, eval_every=1, class_weights="median_frequency", tensorboard=False)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=scenes, val_set=TinyScenes(2, augment=False))
+    wanted = median_frequency_weights(dataset_masks(scenes), 3)
+    torch.testing.assert_close(trainer.class_weights, torch.as_tensor(wanted, dtype=torch.float32))
+    assert trainer.criterion.class_weights is trainer.class_weights and "median frequency" in trainer.describe()
+    plain = Trainer(tiny_config(tmp_path / "plain", class_weights="none"), model=TinyNet(), train_set=scenes,
+                    val_set=TinyScenes(2, augment=False))
+    assert plain.class_weights is None
+    from deeplab_edu.engine.config import load_config
+
+    assert load_config("smoke", {"class_weights": "None"}).class_weights is None  # one value for "no weights"
+    for bad, match in (({"class_weights": "inverse"}, "class_weights='inverse'"),
+                       ({"class_weights": "median_frequency", "top_k": 0.5}, "use one of them")):
+        with pytest.raises(ConfigError, match=match):
+            Trainer(tiny_config(tmp_path / "bad", **bad), model=TinyNet(), train_set=scenes,
+                    val_set=TinyScenes(2, augment=False))
+
+
 def test_checkpoint_atomic_keep_last_and_rng(tmp_path) -> None:
     for it in range(1, 6):
         ck.save_checkpoint({"iteration": it, "rng": ck.rng_state()}, tmp_path, it, keep_last=2)

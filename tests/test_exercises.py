@@ -195,7 +195,9 @@ def test_an_answer_that_uses_the_packaged_version_is_refused_by_name() -> None:
     ``lambda w, r: dilate_kernel(w, r)``)."""
     import functools
 
-    from deeplab_edu import atrous
+    import numpy as np
+
+    from deeplab_edu import atrous, findings
     from deeplab_edu.atrous import dilate_kernel
     from deeplab_edu.findings import miou
     from deeplab_edu.models import ASPPv2
@@ -206,8 +208,21 @@ def test_an_answer_that_uses_the_packaged_version_is_refused_by_name() -> None:
             return atrous.dilate_kernel(w, rate)  # through the module, in a nested function
         return inner()
 
+    def helper(w: torch.Tensor, rate: int) -> torch.Tensor:  # the learner's own helper, which wraps it
+        return dilate_kernel(w, rate)
+
+    def via_helper(w: torch.Tensor, rate: int) -> torch.Tensor:
+        return helper(w, rate)
+
+    def by_default(w: torch.Tensor, rate: int, dilate=dilate_kernel) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        return dilate(w, rate)
+
     for key, answer, name in [
         ("01.5", dilate_kernel, "dilate_kernel"),
+        ("01.5", via_helper, "dilate_kernel"),
+        ("01.5", by_default, "dilate_kernel"),
+        ("10.1", lambda cm: float(np.nanmean([findings.class_iou(cm, k) for k in range(len(cm))])), "class_iou"),
+        ("10.2", lambda low, high, diff: findings.joint_verdict((low, high), (low, high), diff), "joint_verdict"),
         ("01.5", lambda w, r: dilate_kernel(w, r), "dilate_kernel"),
         ("01.5", functools.partial(dilate_kernel), "dilate_kernel"),
         ("01.5", wrapped, "dilate_kernel"),
@@ -218,6 +233,18 @@ def test_an_answer_that_uses_the_packaged_version_is_refused_by_name() -> None:
         feedback = check(key, answer)
         assert not feedback and f"`{name}`" in feedback.message and "the package's own version" in feedback.message
     assert check("01.5", get("01.5").solution())  # the hidden solutions write their own
+
+    class Box:  # an attribute or a local that shares a packaged name is not a use of it
+        dilate_kernel = 0
+
+    def own(w: torch.Tensor, rate: int) -> torch.Tensor:
+        box, dilate_kernel = Box(), 0
+        box.dilate_kernel += dilate_kernel + atrous.__name__.count("x")  # a module in scope, another attribute
+        out = torch.zeros((len(w) - 1) * rate + 1, dtype=w.dtype)
+        out[::rate] = w
+        return out
+
+    assert check("01.5", own)
 
 
 # --- chapter 11 ------------------------------------------------------------------------------

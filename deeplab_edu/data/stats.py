@@ -31,13 +31,16 @@ __all__ = [
     "stride_oracle_iou"]
 
 
-def dataset_masks(dataset: Any, n: int | None = None) -> list[np.ndarray]:
-    """The masks of the first ``n`` items (procedural scenes are rendered without the transform)."""
-    n = len(dataset) if n is None else min(n, len(dataset))
+def dataset_masks(dataset: Any, n: int | None = None, *, indices: Sequence[int] | None = None) -> list[np.ndarray]:
+    """The masks of the first ``n`` items, or of the items at ``indices`` (procedural scenes are
+    rendered, and sets with a ``load`` method loaded, without their transform; other sets give
+    their items as they are)."""
+    if indices is None:
+        indices = range(len(dataset) if n is None else min(n, len(dataset)))
     if isinstance(dataset, ProceduralScenes):
-        return [dataset.render(i)[1] for i in range(n)]
+        return [dataset.render(i)[1] for i in indices]
     load = getattr(dataset, "load", None)
-    return [np.asarray((load(i) if callable(load) else dataset[i])[1]) for i in range(n)]
+    return [np.asarray((load(i) if callable(load) else dataset[i])[1]) for i in indices]
 
 
 def class_pixel_frequencies(masks: Iterable[np.ndarray | torch.Tensor], num_classes: int) -> np.ndarray:
@@ -67,23 +70,28 @@ def median_frequency_weights(masks: Iterable[np.ndarray | torch.Tensor], num_cla
 
     Returns:
         float64 weights, shape ``(num_classes,)``: 1 for the class at the median frequency, above
-        1 for rarer classes; 0 for a class that appears in no mask (it has no pixels to weight).
+        1 for rarer classes. A class that appears in no mask gets the largest weight of the others
+        (the rarest class's): absent from the masks counted, it may still be in the training set,
+        and a weight of 0 would never let it be learned.
 
     Raises:
-        ValueError: ``num_classes`` is below 1, a mask holds a value that is neither a class nor
-            255, or no mask has a labelled pixel.
+        ValueError: ``num_classes`` is below 1, a mask (named by its position) is not of an
+            integer type or holds a value that is neither a class nor 255, or no mask has a
+            labelled pixel.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     pixels = np.zeros(num_classes, np.int64)  # pixels of class c
     present = np.zeros(num_classes, np.int64)  # labelled pixels of the images where c appears
-    for m in masks:
+    for position, m in enumerate(masks):
         m = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
-        counts = np.bincount(m.ravel().astype(np.int64), minlength=256)
-        if len(counts) > 256 or counts[num_classes:IGNORE_INDEX].any() or counts[IGNORE_INDEX + 1:].any():
-            wrong = sorted(set(np.unique(m).tolist()) - set(range(num_classes)) - {IGNORE_INDEX})
-            raise ValueError(f"a mask holds {wrong[:5]}: neither a class in [0, {num_classes}) nor {IGNORE_INDEX}")
-        counts = counts[:num_classes]
+        if not np.issubdtype(m.dtype, np.integer):
+            raise ValueError(f"mask {position} is of type {m.dtype}: labels are integers (class indices, {IGNORE_INDEX})")
+        labels = np.unique(m)
+        wrong = [int(v) for v in labels if not (0 <= v < num_classes or v == IGNORE_INDEX)]
+        if wrong:
+            raise ValueError(f"mask {position} holds {wrong[:5]}: neither a class in [0, {num_classes}) nor {IGNORE_INDEX}")
+        counts = np.bincount(m.ravel().astype(np.int64), minlength=256)[:num_classes]
         pixels += counts
         present[counts > 0] += counts.sum()
     if not present.any():
@@ -93,6 +101,7 @@ def median_frequency_weights(masks: Iterable[np.ndarray | torch.Tensor], num_cla
     freq[seen] = pixels[seen] / present[seen]
     weights = np.zeros(num_classes)
     weights[seen] = np.median(freq[seen]) / freq[seen]
+    weights[~seen] = weights[seen].max()
     return weights
 
 

@@ -287,6 +287,8 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     _check_types(merged, origin)
     if "scale_range" in merged:
         merged["scale_range"] = tuple(float(s) for s in merged["scale_range"])
+    if isinstance(merged.get("class_weights"), str) and merged["class_weights"].lower() == "none":
+        merged["class_weights"] = None  # one spelling of "no weights": a run compares its settings as values
     cfg = TrainConfig(**merged)
     try:
         validate(cfg)

@@ -49,20 +49,23 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     weights. Returns a float32 scalar.
 
     Raises:
-        ValueError: ``top_k`` is not in (0, 1], or ``weight`` is given with ``top_k < 1``.
+        ValueError: ``top_k`` is not in (0, 1], or ``weight`` is given with ``top_k < 1`` or with
+            another number of entries than ``logits`` has classes.
     """
     if not 0.0 < top_k <= 1.0:
         raise ValueError(f"top_k must be in (0, 1], got {top_k}")
     if weight is not None and top_k < 1.0:
         raise ValueError(f"class weights with hard-pixel mining (top_k={top_k}): use one of the two")
+    if weight is not None and weight.shape != logits.shape[1:2]:
+        raise ValueError(f"weight has shape {tuple(weight.shape)}: one weight per class, ({logits.shape[1]},)")
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
     if top_k == 1.0:  # F.cross_entropy's mean is NaN when every pixel is ignored: divide by at least 1
-        if weight is not None:
+        if weight is not None:  # the weighted mean; no host sync (a batch with no labelled pixel: 0 / eps = 0)
             weight = weight.to(device=logits.device, dtype=torch.float32)
             total = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=ignore_index, reduction="sum")
             labelled = target != ignore_index
-            return total / weight[target[labelled]].sum().clamp(min=1e-12) if labelled.any() else total * 0.0
+            return total / (weight[target.masked_fill(~labelled, 0)] * labelled).sum().clamp(min=1e-12)
         total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
         return total / (target != ignore_index).sum().clamp(min=1)
     pixel = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none").flatten(1)
@@ -102,7 +105,9 @@ class SegmentationLoss(torch.nn.Module):
             raise ValueError(f"top_k must be in (0, 1], got {top_k}")
         if class_weights is not None and top_k < 1.0:
             raise ValueError(f"class_weights with hard-pixel mining (top_k={top_k}): use one of the two")
-        self.class_weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        self.class_weights: torch.Tensor | None
+        self.register_buffer("class_weights", None if class_weights is None else
+                             torch.as_tensor(class_weights, dtype=torch.float32), persistent=False)
         self.ignore_index, self.aux_weight = ignore_index, aux_weight
         self.top_k, self.hard_mining_iters = top_k, hard_mining_iters
         self.iteration = 0

@@ -61,7 +61,8 @@ __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm
 
 #: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
 #: resume message lists those that changed).
-_RESUMABLE_SETTINGS = ("iterations", "lr", "weight_decay", "momentum", "warmup_iters", "poly_power", "head_lr_mult")
+_RESUMABLE_SETTINGS = ("iterations", "lr", "weight_decay", "momentum", "warmup_iters", "poly_power", "head_lr_mult",
+                       "class_weights")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -168,17 +169,34 @@ def run_result(history: list[dict[str, Any]], provenance: list[dict[str, Any]]) 
     return {"history": history, "final": last_validation(history), "provenance": provenance}
 
 
-#: Training images whose labels :func:`_median_frequency_weights` counts at most (a procedural set
-#: can be long; the frequencies settle long before).
+#: Training images whose labels :func:`_median_frequency_weights` counts at most, spread evenly
+#: over the set (a procedural set can be long; the frequencies settle long before).
 CLASS_WEIGHT_IMAGES = 1000
+
+
+@contextlib.contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Python's, numpy's and torch's CPU random streams as they were before, whatever the body draws
+    (a data set's random transform must not shift the seeded streams of the run)."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
     """Median-frequency class weights (:func:`~deeplab_edu.data.stats.median_frequency_weights`)
-    from the labels of the first :data:`CLASS_WEIGHT_IMAGES` training images, untransformed."""
+    from the labels of at most :data:`CLASS_WEIGHT_IMAGES` training images spread evenly over the
+    set, untransformed where the set can load them so (``load``)."""
     from ..data.stats import dataset_masks, median_frequency_weights
 
-    masks = dataset_masks(train_set, n=CLASS_WEIGHT_IMAGES)
+    n = len(train_set)
+    indices = np.unique(np.linspace(0, n - 1, min(n, CLASS_WEIGHT_IMAGES)).round().astype(int)).tolist()
+    with _random_state_kept():
+        masks = dataset_masks(train_set, indices=indices)
     return torch.as_tensor(median_frequency_weights(masks, num_classes), dtype=torch.float32)
 
 
@@ -277,7 +295,7 @@ class Trainer:
         self.class_weights = (_median_frequency_weights(train_set, self.num_classes)
                               if cfg.class_weights not in (None, "none") else None)
         self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters,
-                                          class_weights=self.class_weights)
+                                          class_weights=self.class_weights).to(self.device)
         if cfg.compile:
             self.net = cast(nn.Module, torch.compile(self.net))  # an OptimizedModule
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
@@ -728,15 +746,11 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
     builds), images of another size."""
     import warnings
 
-    py_state, np_state = random.getstate(), np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[]):  # a random transform must not shift the seeded streams
+        with _random_state_kept():
             image = dataset[0][0]
     except Exception:  # an unreadable first item fails later, naming its file
         return
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
     if isinstance(image, torch.Tensor) and image.is_floating_point() and image.min() >= 0 and image.max() <= 1:
         warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
                       "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "

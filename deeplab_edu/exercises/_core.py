@@ -412,50 +412,71 @@ def _clone(args: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def packaged_use(answer: Any, packaged: Sequence[Any]) -> str | None:
     """The name of the first of ``packaged`` that ``answer`` is, subclasses, wraps (``functools.partial``,
-    a closure) or calls by name (a global or a module attribute, e.g. ``atrous.dilate_kernel``),
-    in its own code, its nested functions and lambdas, and a class's methods; ``None`` if none.
+    a closure, a default argument) or uses by name: a global, or an attribute of a module
+    (``atrous.dilate_kernel``), in its own code, its nested functions and lambdas, a class's
+    methods, and the learner's own helpers it calls (functions of the same notebook, three calls
+    deep); ``None`` if none.
 
     A good-faith check, not a sandbox: a learner who hides the call (``getattr``, an alias in
-    another module) is not caught. Its point is the honest mistake of wrapping the reference.
+    another module) is not caught. Its point is the honest mistake of wrapping the reference. A
+    local variable or an attribute of another object that shares a packaged name is not a use.
     """
+    names = {id(obj): getattr(obj, "__qualname__", repr(obj)) for obj in packaged}
+    return _packaged_in(answer, names, depth=3, seen=set()) if names else None
+
+
+def _packaged_in(obj: Any, names: dict[int, str], depth: int, seen: set[int]) -> str | None:
+    import dis
     import functools
     import inspect
     import types
 
-    names = {id(obj): getattr(obj, "__qualname__", repr(obj)) for obj in packaged}
-    if not names:
+    if id(obj) in names:
+        return names[id(obj)]
+    if id(obj) in seen or depth < 0:
         return None
-    attribute_names = {getattr(obj, "__name__", None) for obj in packaged}
-    targets: list[Any] = [answer]
-    while isinstance(targets[-1], functools.partial):
-        targets.append(targets[-1].func)
-    if inspect.isclass(answer):
-        targets += list(answer.__mro__)
-        targets += [getattr(v, "__func__", v) for v in vars(answer).values()]
-    for target in targets:
-        if id(target) in names:
-            return names[id(target)]
-        function = getattr(target, "__func__", target)
-        code = getattr(function, "__code__", None)
-        if not isinstance(code, types.CodeType):
-            continue
-        scope: dict[str, Any] = dict(getattr(function, "__globals__", {}))
-        for name, cell in zip(code.co_freevars, getattr(function, "__closure__", None) or ()):
-            with contextlib.suppress(ValueError):  # an empty cell
-                if id(cell.cell_contents) in names:
-                    return names[id(cell.cell_contents)]
-                scope[name] = cell.cell_contents  # e.g. a module imported in an enclosing function
-        codes = [code]
-        while codes:
-            current = codes.pop()
-            codes += [c for c in current.co_consts if isinstance(c, types.CodeType)]
-            for name in current.co_names:
-                if id(scope.get(name)) in names:
-                    return names[id(scope[name])]
-                if name in attribute_names:  # module.name: the same object reached through a module
-                    for value in scope.values():
-                        if isinstance(value, types.ModuleType) and id(getattr(value, name, None)) in names:
-                            return names[id(getattr(value, name))]
+    seen.add(id(obj))
+    if isinstance(obj, functools.partial):
+        return _packaged_in(obj.func, names, depth, seen)
+    if inspect.isclass(obj):
+        for part in [*obj.__mro__, *(getattr(v, "__func__", v) for v in vars(obj).values())]:
+            if (found := _packaged_in(part, names, depth, seen)) is not None:
+                return found
+        return None
+    function = getattr(obj, "__func__", obj)
+    code = getattr(function, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    module_globals = getattr(function, "__globals__", {})
+    scope: dict[str, Any] = dict(module_globals)
+    for name, cell in zip(code.co_freevars, getattr(function, "__closure__", None) or ()):
+        with contextlib.suppress(ValueError):  # an empty cell
+            scope[name] = cell.cell_contents  # e.g. a module imported in an enclosing function
+    defaults = [*(getattr(function, "__defaults__", None) or ()), *(getattr(function, "__kwdefaults__", None) or {}).values()]
+    for value in defaults:
+        if id(value) in names:
+            return names[id(value)]
+
+    def learners_helper(value: Any) -> bool:  # a function of the same notebook (not the package's)
+        return inspect.isfunction(value) and value.__globals__ is module_globals
+
+    codes = [code]
+    while codes:
+        current = codes.pop()
+        codes += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+        previous: Any = None
+        for ins in dis.get_instructions(current):
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF") and ins.argval in scope:
+                value = scope[ins.argval]
+                if id(value) in names:
+                    return names[id(value)]
+                if learners_helper(value) and (found := _packaged_in(value, names, depth - 1, seen)) is not None:
+                    return found
+            elif ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and isinstance(previous, types.ModuleType):
+                if id(attribute := getattr(previous, str(ins.argval), None)) in names:
+                    return names[id(attribute)]
+            loads_name = ins.opname in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF")
+            previous = scope.get(ins.argval) if loads_name else None
     return None
 
 

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..gridding import sampling_pattern
-from ..receptive_field import LayerSpec, receptive_field, receptive_field_table
+from ..receptive_field import LayerSpec, receptive_field, receptive_field_of, receptive_field_table
 from ._core import function_exercise, shown, value_exercise
 
 value_exercise(
@@ -123,7 +123,7 @@ function_exercise(
     "02.4",
     "Write receptive_field_size(layers): the recurrence of Araujo et al., dilation included",
     reference=_reference_size,
-    packaged=(receptive_field, receptive_field_table,),
+    packaged=(receptive_field, receptive_field_table, receptive_field_of),
     solution=_learner_size,
     inputs=_random_stack,
     cases=[([(3, 1, 1)] * 3,), ([(3, 2, 1), (3, 2, 1), (3, 1, 1)],), ([(3, 1, 2), (3, 1, 4)],), ([],)],

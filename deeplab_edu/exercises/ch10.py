@@ -8,7 +8,16 @@ import numpy as np
 import torch
 
 from ..data.classes import PROCEDURAL
-from ..findings import bootstrap_difference, class_iou, load_findings, miou, seed_interval, seed_values, verdict
+from ..findings import (
+    bootstrap_difference,
+    class_iou,
+    joint_verdict,
+    load_findings,
+    miou,
+    seed_interval,
+    seed_values,
+    verdict,
+)
 from ._core import function_exercise, value_exercise
 
 
@@ -51,7 +60,7 @@ function_exercise(
     "10.1",
     "Write miou(cm): the mean IoU of a confusion matrix, leaving out classes absent from truth and prediction",
     reference=miou,
-    packaged=(miou,),
+    packaged=(miou, class_iou),
     solution=_learner_miou,
     inputs=_confusion,
     cases=[(np.array([[50, 10, 0], [5, 20, 5], [0, 0, 10]]),), (np.array([[5, 1, 0], [2, 7, 0], [0, 0, 0]]),),
@@ -98,7 +107,7 @@ function_exercise(
     "10.2",
     "Write verdict(low, high, direction): reproduced, opposite or not resolved",
     reference=verdict,
-    packaged=(verdict,),
+    packaged=(verdict, joint_verdict),
     solution=_learner_verdict,
     inputs=_interval,
     cases=[(0.5, 2.0, 1), (-2.0, -0.5, 1), (-0.5, 2.0, 1), (-2.0, -0.5, -1), (0.5, 2.0, -1), (-1.0, 1.0, -1),
