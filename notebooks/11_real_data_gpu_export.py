@@ -30,6 +30,8 @@
 #
 # - load CamVid through the package and train DeepLabv3+ on it: `camvid_cpu` on a laptop,
 #   `camvid_gpu` on a GPU;
+# - weigh rare classes in the loss (median-frequency balancing), compute a weight by hand, and read
+#   what it trades, class by class, over three seeds;
 # - launch multi-GPU training with `torchrun`, and know what DDP, SyncBatchNorm, bf16 and
 #   `channels_last` change;
 # - read recorded GPU measurements: how fast our models train against torchvision's and smp's,
@@ -50,7 +52,8 @@
 # `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.viz.tables.markdown_table` (00),
 # `deeplab_edu.engine.config.load_config` and `deeplab_edu.models.build_model` (08), and chapter
 # 08's records (`load_record`, `describe_record`), `plot_metric_bars`, `predict` and
-# `prediction_gallery`.
+# `prediction_gallery`; for class balancing, `deeplab_edu.viz.training.class_weights_table` (the
+# recorded comparison) and the setting `class_weights` (`deeplab_edu.data.stats.median_frequency_weights`).
 
 # %% [markdown]
 # ## CamVid
@@ -181,11 +184,65 @@ if camvid_model is None or config.profile() == "cpu":  # what the prose below sa
 # found best (sky and road, then trees and buildings), cars and pavement in part, and the thin or
 # rare ones (poles, fences, bicyclists) hardly at all. Those cover few pixels, so they weigh little
 # in the loss of this short run from scratch (the decoder's stride-4 features, which help thin
-# shapes, are already there). SegNet trained CamVid with *median-frequency balancing* (Eigen &
-# Fergus 2015): each class's pixels weighted in the loss by the median class frequency over its own,
-# which lifts exactly these classes at some cost to the large ones; this course's loss has no class
-# weights. Many more iterations and a pretrained backbone (the GPU recipe) should help too; no such
-# run is recorded yet, so how much is an open question.
+# shapes, are already there). One remedy weighs the loss by class, as SegNet
+# {cite:p}`badrinarayanan2017segnet` trained CamVid; the next section measures it. Many more
+# iterations and a pretrained backbone (the GPU recipe) should help too; no such run is recorded
+# yet, so how much is an open question.
+
+# %% [markdown]
+# ### Balancing the classes
+#
+# *Median-frequency balancing* {cite:p}`eigen2015predicting` weighs each pixel of class $c$ in the
+# cross-entropy by
+#
+# $$
+# \alpha_c = \frac{\operatorname{median}_k \operatorname{freq}(k)}{\operatorname{freq}(c)},
+# $$
+#
+# where $\operatorname{freq}(c)$ is the number of pixels of class $c$ divided by the number of
+# pixels of the training images in which $c$ appears. A class at the median frequency keeps weight
+# 1, a rarer one weighs more, a more frequent one less (exercise 11.6 computes one by hand). The
+# engine counts the weights on the training labels when asked: `deeplab-edu train --preset
+# camvid_cpu --class-weights median_frequency` (or `class_weights: median_frequency` in a preset;
+# `deeplab_edu.data.stats.median_frequency_weights` does the counting). Whether it helps is a
+# question for seeds: `benchmarks/class_weights.py` trained the `camvid_cpu` preset three times
+# each way (seeds 0, 1 and 2, the same seed for both ways) and recorded every run's validation IoU;
+# the table gives the means over the seeds, the mean per-seed difference and its 95 % interval over
+# the seeds (Student's t, chapter 10).
+
+# %%
+from IPython.display import display
+
+from deeplab_edu.viz.tables import markdown_table
+from deeplab_edu.viz.training import class_weights_table
+
+balance_record = load_record("class_weights_camvid_cpu")
+print(describe_record(balance_record))
+balance_rows = {row["class"]: row for row in class_weights_table(balance_record)}
+display(markdown_table(list(balance_rows.values())))
+
+# %% tags=["remove-cell"]
+# what the paragraph below says of the record
+balance = balance_record["results"]["median_frequency_minus_none"]
+assert {name for name, row in balance_rows.items() if row["finding"] == "yes"} == {
+    "building", "pole", "sign_symbol", "fence", "bicyclist"}, balance_rows
+assert all(balance[c]["mean"] > 0 for c in ("pole", "sign_symbol", "fence", "bicyclist"))
+assert -0.45 < balance["building"]["mean"] < -0.35 and 0.25 < balance["fence"]["mean"] < 0.35
+assert 0.15 < balance["bicyclist"]["mean"] < 0.25
+assert 0.02 < balance["mIoU"]["mean"] < 0.045 and not balance["mIoU"]["excludes_zero"]
+balance_weights = dict(zip(CAMVID.class_names, balance_record["results"]["runs"]["median_frequency"]["0"]["class_weights"]))
+assert min(balance_weights, key=balance_weights.get) == "road" and max(balance_weights, key=balance_weights.get) == "bicyclist"
+assert 9 < balance_weights["fence"] / balance_weights["building"] < 11
+
+# %% [markdown]
+# The weights run from the smallest, road's, to the largest, bicyclist's. Four rare classes gain,
+# and their intervals exclude zero: fences (by about 30 points), bicyclists (about 20), signs and
+# poles. One large class pays, and its interval excludes zero too: buildings, whose weight is a
+# tenth of the fences', lose about 40 points (the record keeps IoUs, not confusion matrices, so
+# which class takes their pixels is left open). The mean IoU rises by about 3 points, but over three seeds its interval still includes
+# zero: not a finding. Balancing trades classes against each other rather than adding accuracy:
+# which trade is right depends on what the segmentation is for (a class-averaged metric, or the
+# pixels of the classes that matter), and more seeds would tell whether the mean moves at all.
 
 # %% [markdown]
 # ### What one GPU measured
@@ -658,14 +715,34 @@ print("input", ONNX_INPUT_SHAPE, "-> output", onnx_batch.shape)
 # probe's shape.
 check("11.5", tuple(onnx_batch.shape))
 
+# %% [markdown]
+# ### Exercise 11.6
+# Three label maps of 100 pixels each: *road* 60 and *sky* 40; *road* 50, *sky* 30, *pole* 2 and
+# *car* 18; *sky* 50, *car* 48 and *pole* 2. With median-frequency balancing (the section
+# "Balancing the classes" above), what weight does *pole* get in the loss? Work it out by hand.
+
+# %%
+answer_11_6 = ...
+check("11.6", answer_11_6)
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution: freq(c) = the class's pixels / the pixels of the images it appears in:
+# road 110 / 200, sky 120 / 300, pole 4 / 200, car 66 / 200. The median of the four is the mean of
+# the middle two, (0.33 + 0.40) / 2 = 0.365, and pole's weight is 0.365 / 0.02 = 18.25.
+import statistics
+
+freq_11_6 = {"road": 110 / 200, "sky": 120 / 300, "pole": 4 / 200, "car": 66 / 200}
+check("11.6", statistics.median(freq_11_6.values()) / freq_11_6["pole"])
+
 # %% tags=["remove-cell"]
 from deeplab_edu.exercises import get
 from deeplab_edu.exercises.ch11 import ONNX_PROBE_SHAPE
 
-for key in ("11.1", "11.2", "11.3", "11.4", "11.5"):
+for key in ("11.1", "11.2", "11.3", "11.4", "11.5", "11.6"):
     assert check(key, get(key).solution()), key
 assert check("11.1", 32) and not check("11.1", 16)
 assert gradient.to(torch.float16).item() == 0 and gradient.to(torch.bfloat16).item() > 0 and check("11.2", "fp16")
 assert check("11.3", v2_cost) and not check("11.3", 6) and abs(v2_cost / 3.625 - 1) < 0.02
 assert check("11.4", windows) and windows(360, 480, 256, 170) == 6
 assert tuple(probe.shape) == ONNX_PROBE_SHAPE and check("11.5", tuple(onnx_batch.shape))
+assert check("11.6", statistics.median(freq_11_6.values()) / freq_11_6["pole"]) and not check("11.6", 22.0)

@@ -256,3 +256,21 @@ def test_a_smoke_run_removes_the_folders_of_killed_smoke_processes(tmp_path, mon
     os.utime(stale, (day_and_more, day_and_more))
     fresh = training.runs_root("smoke")
     assert not stale.exists() and recent.exists() and fresh.parent == tmp_path and fresh.is_dir()
+
+
+def test_class_weights_table_reads_the_record_it_describes() -> None:
+    """One row for the mIoU, then one per CamVid class; a finding is an interval that excludes zero,
+    and the means are the seeds' means of the record's runs."""
+    from deeplab_edu.records import load_record
+    from deeplab_edu.viz.training import class_weights_table
+
+    record = load_record("class_weights_camvid_cpu")
+    rows = class_weights_table(record)
+    res = record["results"]
+    assert [r["class"] for r in rows] == ["mIoU", *res["class_names"]] and rows[0]["weight"] is None
+    for row in rows:
+        low, high = (float(v) for v in row["95 % interval over seeds"].split(" to "))
+        assert (row["finding"] == "yes") == (low > 0 or high < 0), row
+    plain = [run["iou"][res["class_names"].index("fence")] for run in res["runs"]["none"].values()]
+    fence = next(r for r in rows if r["class"] == "fence")
+    assert fence["plain (%)"] == f"{100 * sum(plain) / len(plain):.1f}"

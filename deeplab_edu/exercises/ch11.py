@@ -11,6 +11,7 @@ then run it with onnxruntime).
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import torch
@@ -248,4 +249,59 @@ value_exercise(
     otherwise=lambda a: f"{a} is not (batch, classes, height, width) for this input.",
     hint="(batch, classes, height, width): which of them did the export fix, and to what size does the model "
          "return its logits?",
+)
+
+
+# 11.6: median-frequency balancing by hand, on three 100-pixel label maps (class: pixels).
+BALANCING_IMAGES: tuple[dict[str, int], ...] = (
+    {"road": 60, "sky": 40},
+    {"road": 50, "sky": 30, "pole": 2, "car": 18},
+    {"sky": 50, "car": 48, "pole": 2},
+)
+BALANCING_CLASSES = ("road", "sky", "pole", "car")
+
+
+def _balancing_masks() -> list[torch.Tensor]:
+    """The three label maps of 11.6 as 1 x 100 masks of class indices (BALANCING_CLASSES' order)."""
+    return [torch.cat([torch.full((n,), BALANCING_CLASSES.index(c)) for c, n in image.items()])[None]
+            for image in BALANCING_IMAGES]
+
+
+def _pole_weight() -> float:
+    from ..data.stats import median_frequency_weights
+
+    return float(median_frequency_weights(_balancing_masks(), len(BALANCING_CLASSES))[BALANCING_CLASSES.index("pole")])
+
+
+def _frequencies(only_where_present: bool = True) -> list[float]:
+    """freq(c) per class: its pixels over the pixels of the images it is in (or of all images)."""
+    def pixels_of(images: Any) -> int:
+        return sum(sum(image.values()) for image in images)
+
+    return [sum(image.get(c, 0) for image in BALANCING_IMAGES)
+            / pixels_of([i for i in BALANCING_IMAGES if c in i or not only_where_present])
+            for c in BALANCING_CLASSES]
+
+
+def _weight_of_pole(frequencies: list[float], centre: Any) -> float:
+    return float(centre(frequencies) / frequencies[BALANCING_CLASSES.index("pole")])
+
+
+value_exercise(
+    "11.6",
+    "Median-frequency balancing: the weight of pole in three 100-pixel label maps",
+    solution=_pole_weight,
+    answer_type="number",
+    rel_tol=0.01,
+    mistakes=[
+        (_weight_of_pole(_frequencies(only_where_present=False), statistics.median),
+         "that divides each class's pixels by the pixels of all three images; freq(c) counts only the images "
+         "where c is present (pole: two of them)."),
+        (_weight_of_pole(_frequencies(), statistics.mean),
+         "that uses the mean frequency; the weight is the *median* frequency over the class's own."),
+        (1 / _weight_of_pole(_frequencies(), statistics.median),
+         "that is the inverse: the weight is median freq / freq(pole), large for a rare class."),
+    ],
+    otherwise=lambda a: f"{shown(a)} is not median freq / freq(pole); compute freq(c) for the four classes first.",
+    hint="freq(pole) = 4 / 200 (two images hold it); the median of four frequencies is the mean of the middle two.",
 )

@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..engine.runs import RunStatus
 
 __all__ = ["RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
-           "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table"]
+           "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table", "class_weights_table"]
 
 #: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
 #: smoke: seconds, meaningless numbers; cpu: the ``cpu`` preset as it is (tiny_resnet, easy scenes,
@@ -468,4 +468,36 @@ def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             row[f"lowest class IoU but wire at {last['minutes']:g} min (%)"] = f"{100 * worst_iou:.1f} ({names[worst]})"
             row[f"wire IoU at {last['minutes']:g} min (%)"] = round(100 * last["iou"][names.index("wire")], 1)
         rows.append(row)
+    return rows
+
+
+def class_weights_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the class-weights record (``benchmarks/class_weights.py``): one for the mIoU, then
+    one per class, with the class's median-frequency weight, its IoU (%) averaged over the seeds
+    with plain and with weighted cross-entropy, the mean per-seed difference (points) with its
+    95 % Student's t interval over the seeds, and whether that interval excludes zero (a finding).
+
+    Raises:
+        KeyError: ``record`` is not such a record (no ``results.median_frequency_minus_none``).
+    """
+    res = record["results"]
+    diffs, runs = res["median_frequency_minus_none"], res["runs"]
+    weights = next(iter(runs["median_frequency"].values()))["class_weights"]
+
+    def mean(arm: str, value: Callable[[Mapping[str, Any]], float]) -> float:
+        values = [value(run) for run in runs[arm].values()]
+        return 100 * sum(values) / len(values)
+
+    rows = []
+    for k, name in enumerate(["mIoU", *res["class_names"]]):
+        def pick(run: Mapping[str, Any], c: int = k - 1) -> float:  # the mIoU (k = 0), else class k - 1's IoU
+            return float(run["miou"] if c < 0 else run["iou"][c])
+
+        entry = diffs[name]
+        interval = entry.get("interval_95")  # none with one seed
+        rows.append({"class": name, "weight": None if k == 0 else f"{weights[k - 1]:.2f}",
+                     "plain (%)": f"{mean('none', pick):.1f}", "weighted (%)": f"{mean('median_frequency', pick):.1f}",
+                     "difference (points)": f"{100 * entry['mean']:+.1f}",
+                     "95 % interval over seeds": interval and f"{100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}",
+                     "finding": "yes" if entry.get("excludes_zero") else "no"})
     return rows
