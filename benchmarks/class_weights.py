@@ -8,7 +8,7 @@ and arm, the final validation mIoU and per-class IoU, then each per-seed differe
 plain) with its Student's t interval over the seeds (:func:`deeplab_edu.findings.seed_interval`):
 a difference is a finding only when its interval excludes zero.
 
-    python benchmarks/class_weights.py                 # seeds 0 1 2, about 8 minutes a seed on 2 cores
+    python benchmarks/class_weights.py                 # seeds 0 1 2, about 10 minutes a seed on 2 cores
     python benchmarks/class_weights.py --seeds 0 --iterations 20 --out /tmp/cw.json   # a quick look
 
 Needs a CamVid copy (``DEEPLAB_EDU_CAMVID`` or ``../shared/data/camvid``). The record is

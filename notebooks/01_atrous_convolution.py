@@ -258,8 +258,8 @@ assert same and big.shape[-1] == effective_kernel_size(3, 2) == 5
 # o = \left\lfloor \frac{i + 2p - k - (k-1)(d-1)}{s} \right\rfloor + 1 .
 # $$
 #
-# At stride 1 the size is kept when $2p = \hat k - 1$, i.e. $p = d\,(k-1)/2$: for DeepLab's 3x3
-# atrous convolutions, **padding = rate**. The table checks the formula against the shapes
+# At stride 1 the size is kept when $2p = \hat k - 1$: for DeepLab's 3x3 atrous convolutions
+# $\hat k = 2d + 1$, so **padding = rate** (exercise 01.4 asks what a wider filter needs). The table checks the formula against the shapes
 # PyTorch produces (the tests do the same for 200 random settings, drawn by hypothesis).
 
 # %%

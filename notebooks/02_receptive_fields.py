@@ -357,7 +357,8 @@ assert abs(float(erf_random.sum()) - 1) < 1e-4
 # The receptive field is an interval, but with dilation not every pixel inside it is read.
 # Stack three 3x3 convolutions at rate 2: every offset is a sum of three numbers from
 # $\{-2, 0, 2\}$, so only *even* offsets are reachable, and more than two thirds of the 13x13 square
-# never influence the output. {cite:t}`wang2018hdc` call this **gridding** and propose hybrid
+# never influence the output (a pixel is read when both its row offset and its column offset are
+# reachable, so the 2-D count is the product of the two axes' counts). {cite:t}`wang2018hdc` call this **gridding** and propose hybrid
 # dilated convolution: rates chosen so that the stack leaves no holes, such as (1, 2, 5). A common
 # factor guarantees holes, but its absence is not enough: (1, 2, 9) and (3, 4, 5) still read only
 # about 71 % of their field, because a rate may not jump further than the layers below it can fill

@@ -292,8 +292,11 @@ value_exercise(
     "Median-frequency balancing: the weight of pole in three 100-pixel label maps",
     solution=_pole_weight,
     answer_type="number",
-    rel_tol=0.01,
+    rel_tol=0.015,  # 18 for 18.25 passes; the lower-middle mistake 16.5 and the mean's 16.25 stay apart
     mistakes=[
+        (_weight_of_pole(_frequencies(), statistics.median_low),
+         "that takes the lower of the two middle frequencies; with four classes the median is the mean of the "
+         "middle two."),
         (_weight_of_pole(_frequencies(only_where_present=False), statistics.median),
          "that divides each class's pixels by the pixels of all three images; freq(c) counts only the images "
          "where c is present (pole: two of them)."),
@@ -301,7 +304,11 @@ value_exercise(
          "that uses the mean frequency; the weight is the *median* frequency over the class's own."),
         (1 / _weight_of_pole(_frequencies(), statistics.median),
          "that is the inverse: the weight is median freq / freq(pole), large for a rare class."),
+        (_weight_of_pole(_frequencies(), statistics.median_high),
+         "that takes the higher of the two middle frequencies (or the median of the other three classes); the "
+         "median is over all four classes, pole included: the mean of the middle two."),
     ],
     otherwise=lambda a: f"{shown(a)} is not median freq / freq(pole); compute freq(c) for the four classes first.",
-    hint="freq(pole) = 4 / 200 (two images hold it); the median of four frequencies is the mean of the middle two.",
+    hint="freq(c) divides by the pixels of the images where c appears, not of all three; the median of four "
+         "frequencies is the mean of the middle two.",
 )
