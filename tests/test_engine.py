@@ -117,6 +117,7 @@ def test_checkpoint_atomic_keep_last_and_rng(tmp_path) -> None:
     assert names == ["ckpt_00000004.pt", "ckpt_00000005.pt", "last.pt"]  # no temporary files left
     state = ck.load_checkpoint(tmp_path)
     assert state["iteration"] == 5
+    assert (tmp_path / "last.pt").samefile(tmp_path / "ckpt_00000005.pt")  # a hard link: written once
     ck.set_rng_state(state["rng"])
     a = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
     ck.set_rng_state(state["rng"])
@@ -124,6 +125,20 @@ def test_checkpoint_atomic_keep_last_and_rng(tmp_path) -> None:
     assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ck.load_checkpoint(tmp_path / "nothing_here")
+
+
+def test_last_pt_is_written_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch) -> None:
+    import os
+
+    def no_links(*args: object) -> None:
+        raise OSError("hard links are not supported here")
+
+    monkeypatch.setattr(os, "link", no_links)
+    for it in (1, 2):
+        ck.save_checkpoint({"iteration": it}, tmp_path, it, keep_last=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000002.pt", "last.pt"]
+    assert not (tmp_path / "last.pt").samefile(tmp_path / "ckpt_00000002.pt")
+    assert ck.load_checkpoint(tmp_path)["iteration"] == 2
 
 
 def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
