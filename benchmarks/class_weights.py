@@ -10,6 +10,10 @@ a difference is a finding only when its interval excludes zero.
 
     python benchmarks/class_weights.py                 # seeds 0 1 2, about 10 minutes a seed on 2 cores
     python benchmarks/class_weights.py --seeds 0 --iterations 20 --out /tmp/cw.json   # a quick look
+    python benchmarks/class_weights.py --seeds 3 4 5 --add-to benchmarks/results/class_weights_camvid_cpu.json
+
+``--add-to`` trains only the new seeds and writes the record again with every seed's runs (each
+run names the commit it was trained at) and the comparison over all of them.
 
 Needs a CamVid copy (``DEEPLAB_EDU_CAMVID`` or ``../shared/data/camvid``). The record is
 ``benchmarks/results/class_weights_camvid_cpu.json``.
@@ -31,7 +35,7 @@ from deeplab_edu.data.classes import CAMVID  # noqa: E402
 from deeplab_edu.engine.config import load_config  # noqa: E402
 from deeplab_edu.engine.trainer import Trainer  # noqa: E402
 from deeplab_edu.findings import seed_interval  # noqa: E402
-from deeplab_edu.records import RESULTS_DIR, write_record  # noqa: E402
+from deeplab_edu.records import RESULTS_DIR, code_version, load_record, write_record  # noqa: E402
 
 ARMS = ("none", "median_frequency")
 
@@ -48,9 +52,11 @@ def train_arm(seed: int, class_weights: str, work: Path, iterations: int | None)
     final = trainer.fit()["final"]
     seconds = time.perf_counter() - started
     weights = None if trainer.class_weights is None else [round(float(w), 4) for w in trainer.class_weights]
+    version = code_version()
     print(f"seed {seed}, class_weights {class_weights}: val mIoU {100 * final['miou']:.1f} % in {seconds:.0f} s",
           flush=True)
-    return {"miou": final["miou"], "iou": final["iou"], "seconds": round(seconds, 1), "class_weights": weights}
+    return {"miou": final["miou"], "iou": final["iou"], "seconds": round(seconds, 1), "class_weights": weights,
+            "git_commit": version.get("git_commit"), "git_dirty": version.get("git_dirty")}
 
 
 def compare(runs: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
@@ -75,19 +81,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=None, help="override the preset's (a quick look)")
     parser.add_argument("--out", default=str(RESULTS_DIR / "class_weights_camvid_cpu.json"))
+    parser.add_argument("--add-to", help="a record of this script: keep its runs, train only --seeds it lacks, "
+                                         "and write the record with all of them to --out")
     args = parser.parse_args(argv)
     runs: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in ARMS}
+    if args.add_to:
+        earlier = load_record(args.add_to)
+        if earlier["results"].get("preset") != "camvid_cpu" or earlier["extra"].get("iterations_override") != args.iterations:
+            raise SystemExit(f"--add-to {args.add_to}: another preset or --iterations than this command's")
+        commit = earlier["code_version"].get("git_commit")
+        for arm in ARMS:
+            for seed, run in earlier["results"]["runs"][arm].items():
+                runs[arm][int(seed)] = {"git_commit": commit, "git_dirty": earlier["code_version"].get("git_dirty"),
+                                        **run}
+        args.seeds = sorted(set(args.seeds) - set(runs["none"]))
     with tempfile.TemporaryDirectory(prefix="class-weights-") as tmp:
         for seed in args.seeds:  # both arms of a seed back to back: the machine's state alike for the pair
             for arm in ARMS:
                 runs[arm][seed] = train_arm(seed, arm, Path(tmp), args.iterations)
-    comparison = compare(runs, args.seeds)
+    seeds = sorted(runs["none"])
+    comparison = compare(runs, seeds)
     for name, entry in comparison.items():
         interval = entry.get("interval_95")
         shown = f" (95 % over seeds: {100 * interval[0]:+.1f} to {100 * interval[1]:+.1f})" if interval else ""
         print(f"{name:>12}: {100 * entry['mean']:+.1f} points{shown}")
     config = load_config("camvid_cpu").to_dict()
-    write_record(args.out, {"preset": "camvid_cpu", "seeds": args.seeds, "class_names": list(CAMVID.class_names),
+    write_record(args.out, {"preset": "camvid_cpu", "seeds": seeds, "class_names": list(CAMVID.class_names),
                             "runs": {arm: {str(s): r for s, r in by_seed.items()} for arm, by_seed in runs.items()},
                             "median_frequency_minus_none": comparison},
                  extra={"preset_config": config, "iterations_override": args.iterations})
