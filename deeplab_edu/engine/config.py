@@ -186,6 +186,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, str) and value:
                 setattr(self, name, os.path.abspath(os.path.expanduser(value)))
+        # "none" (a flag, a YAML string) is None: one value for "no weights", as runs compare settings
+        if isinstance(self.class_weights, str) and self.class_weights.lower() == "none":
+            self.class_weights = None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (``scale_range`` a list, paths strings), as checkpoints store them."""
@@ -287,8 +290,6 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     _check_types(merged, origin)
     if "scale_range" in merged:
         merged["scale_range"] = tuple(float(s) for s in merged["scale_range"])
-    if isinstance(merged.get("class_weights"), str) and merged["class_weights"].lower() == "none":
-        merged["class_weights"] = None  # one spelling of "no weights": a run compares its settings as values
     cfg = TrainConfig(**merged)
     try:
         validate(cfg)
@@ -348,8 +349,8 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
                               f"{name}")
 
 
-#: The values of ``class_weights`` (``None`` and ``"none"``: no class weights).
-CLASS_WEIGHTS = (None, "none", "median_frequency")
+#: The values of ``class_weights`` (``None``: no class weights; ``"none"`` becomes ``None``).
+CLASS_WEIGHTS = (None, "median_frequency")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -441,7 +442,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"top_k={cfg.top_k}: the fraction of hardest pixels kept must be in (0, 1]")
     if cfg.class_weights not in CLASS_WEIGHTS:
         raise ConfigError(f"class_weights={cfg.class_weights!r}; use \"median_frequency\" or none (every pixel alike)")
-    if cfg.class_weights not in (None, "none") and cfg.top_k < 1:
+    if cfg.class_weights is not None and cfg.top_k < 1:
         raise ConfigError(f"class_weights={cfg.class_weights!r} with top_k={cfg.top_k}: both make some pixels weigh "
                           "more; use one of them (top_k 1, or class_weights none)")
     lo, hi = cfg.scale_range

@@ -293,7 +293,7 @@ class Trainer:
         self.scaler = _grad_scaler(cfg.amp == "fp16", self.device)
         #: The loss weight per class (``cfg.class_weights``), or ``None``.
         self.class_weights = (_median_frequency_weights(train_set, self.num_classes)
-                              if cfg.class_weights not in (None, "none") else None)
+                              if cfg.class_weights is not None else None)
         self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters,
                                           class_weights=self.class_weights).to(self.device)
         if cfg.compile:

@@ -29,11 +29,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dis
+import functools
 import importlib
+import inspect
 import math
 import signal
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -426,11 +430,6 @@ def packaged_use(answer: Any, packaged: Sequence[Any]) -> str | None:
 
 
 def _packaged_in(obj: Any, names: dict[int, str], depth: int, seen: set[int]) -> str | None:
-    import dis
-    import functools
-    import inspect
-    import types
-
     if id(obj) in names:
         return names[id(obj)]
     if id(obj) in seen or depth < 0:
