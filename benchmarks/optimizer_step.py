@@ -4,8 +4,8 @@ The engine builds SGD and AdamW with ``fused=True`` wherever the kernels apply
 (``deeplab_edu.engine.schedule.build_optimizer``). This times ``optimizer.step()`` alone, both
 implementations interleaved in one process, on the parameters of DeepLabv3+ ResNet-50 (the
 ``gpu`` preset's network, 26.7 M parameters) and of the ``cpu`` preset's tiny_resnet network
-(4.7 M), with random gradients; SGD with momentum 0.9 and AdamW, weight decay 1e-4 as the presets
-use. Median wall time of ``--steps`` steps each. Prints the ratios with their 95 % intervals and writes a record
+(4.7 M), with random gradients; the engine's own SGD (momentum 0.9) and AdamW over its parameter groups
+(``build_optimizer(..., implementation=...)``), weight decay 1e-4 as the presets use. Median wall time of ``--steps`` steps each. Prints the ratios with their 95 % intervals and writes a record
 (``runs/bench/optimizer_<device>.json`` unless ``--out`` names one)::
 
     python benchmarks/optimizer_step.py                 # this machine's CPU, one torch thread
@@ -23,16 +23,10 @@ import torch
 
 from deeplab_edu.engine.bench.timing import (interleaved, interval_text, speed_verdict, speedup_interval, timed_steps,
                                              torch_threads, write_result)
+from deeplab_edu.engine.schedule import build_optimizer, param_groups
 from deeplab_edu.models import build_model
 
 NETWORKS = {"deeplabv3plus resnet50": "resnet50", "deeplabv3plus tiny_resnet (cpu preset)": "tiny_resnet"}
-
-
-def _optimizer(name: str, params: list[torch.nn.Parameter], impl: str) -> torch.optim.Optimizer:
-    kw: dict[str, Any] = {impl: True}
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4, **kw)
-    return torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4, **kw)
 
 
 def measure(device: torch.device, steps: int, networks: dict[str, str] | None = None) -> dict[str, Any]:
@@ -40,11 +34,13 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
     results: dict[str, Any] = {}
     for label, backbone in (networks or NETWORKS).items():
         torch.manual_seed(0)
-        params = list(build_model("deeplabv3plus", backbone=backbone, num_classes=21).to(device).parameters())
+        model = build_model("deeplabv3plus", backbone=backbone, num_classes=21).to(device)
+        params = list(model.parameters())
         for p in params:
             p.grad = torch.randn_like(p) * 1e-3
-        for name in ("sgd", "adamw"):
-            opts = {impl: _optimizer(name, params, impl) for impl in ("fused", "foreach")}
+        for name in ("sgd", "adamw"):  # the engine's optimisers, over the engine's parameter groups
+            opts = {impl: build_optimizer(name, param_groups(model, lr=1e-4, weight_decay=1e-4), lr=1e-4, implementation=impl)
+                    for impl in ("fused", "foreach")}
             for opt in opts.values():  # warm-up: creates the state (momentum, moments)
                 for _ in range(3):
                     opt.step()

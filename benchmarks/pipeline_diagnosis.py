@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from deeplab_edu.engine.bench.pipeline import FEEDS, PROFILE_STEPS, diagnosis_rows, loader_load_elsewhere
+from deeplab_edu.engine.bench.pipeline import FEEDS, PROFILE_STEPS, diagnosis_rows, loader_load_elsewhere, summarise_profile
 from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.data import train_loader
@@ -241,7 +241,7 @@ def main() -> None:
     print(f"{args.preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
           f"{args.rounds} rounds (medians)")
     print(markdown_text(diagnosis_rows({"results": {"modes": summary, "batch_size": batch}})))
-    profile_table = None
+    profile_table, profile_summary = None, None
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -252,10 +252,11 @@ def main() -> None:
             synchronize(dev)
         profile_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         print(profile_table)
+        profile_summary = summarise_profile(prof, PROFILE_STEPS)
     write_result({"preset": args.preset, "device": str(dev), "num_workers": trainer.num_workers,
                   "batch_size": batch, "iterations": args.iterations, "compile_mode": args.compile_mode,
                   "warmup_seconds": warmup_s, "modes": summary, "profile": profile_table,
-                  "profile_steps": PROFILE_STEPS if profile_table else None},
+                  "profile_steps": PROFILE_STEPS if profile_table else None, "profile_totals": profile_summary},
                  args.out, f"pipeline_diagnosis_{dev.type}.json", "main-thread split of loader-fed steps")
 
 

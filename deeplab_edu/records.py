@@ -94,7 +94,7 @@ def _cpu_model() -> str:
 
 def hardware() -> dict[str, Any]:
     """The machine: CPU model and cores, memory, and the GPU if CUDA sees one (name, count, memory, CUDA and
-    cuDNN versions)."""
+    cuDNN versions, and the NVIDIA driver's version as ``nvidia-smi`` reports it, where it does)."""
     import torch
 
     info: dict[str, Any] = {
@@ -115,7 +115,27 @@ def hardware() -> dict[str, Any]:
         info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
         info["cuda"] = torch.version.cuda
         info["cudnn"] = torch.backends.cudnn.version()  # an int, e.g. 91000 for 9.10.0
+        driver = gpu_driver_version()
+        if driver:
+            info["gpu_driver"] = driver
     return info
+
+
+def gpu_driver_version(timeout: float = 10.0) -> str | None:
+    """The NVIDIA driver's version (e.g. ``"570.124.06"``) from ``nvidia-smi``, or ``None`` where there is
+    no ``nvidia-smi`` or it fails or takes longer than ``timeout`` seconds (a record is still written)."""
+    import shutil
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        done = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    versions = done.stdout.split()
+    return versions[0] if done.returncode == 0 and versions else None
 
 
 def code_version() -> dict[str, Any]:

@@ -359,13 +359,16 @@ assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_row
 # times its unit rate ("when output_stride = 16 and Multi_Grid = (1, 2, 4), the three convolutions
 # will have rates = 2 · (1, 2, 4) = (2, 4, 8) in the block4", sec. 3.2.1). So the `(1, 1, 1)` row of
 # Table 3 below runs all three units of block 4 at rate 2: that is `multi_grid=(1, 1, 1)`, printed
-# above as `(2, 2, 2)`, and it is the row that reproduces the paper's plain block 4. Without
+# above as `(2, 2, 2)`, the rates the paper prints for its plain block 4. Without
 # `multi_grid`, `build_backbone` follows torchvision's `replace_stride_with_dilation`, where the first
 # unit of a dilated block keeps the previous rate: `(1, 2, 2)`. That is the paper's rule applied to
 # torchvision's layout, whose formerly strided convolution is block 4's first; in the paper's TF-Slim
 # ResNet that convolution is block 3's last, so all of block 4 reads at rate 2, and no row of the
 # paper prints `(1, 2, 2)`. The two differ only in the rate of one 3x3 convolution, and neither adds
-# a parameter.
+# a parameter. Any `multi_grid` sets that first unit's rate too (the block's rate times its unit
+# rate), so with a multi-grid torchvision's formerly strided convolution reads dilated, where the
+# paper's reads at rate 1: section 2's identity, every output of the strided network found in the
+# dense one, holds for the default `(1, 2, 2)` only.
 #
 # Multi-grid changes no parameter and no multiply-add: it only moves where the filters read.
 # Going deeper adds three blocks of parameters (the line printed above says how many each), all
@@ -395,12 +398,20 @@ for mg, vals in vos.PAPER_TABLE3_MIOU.items():
 
 # %% tags=["remove-cell"]
 assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
+# what the paragraph below reads off Table 3 (depths block4..block7 are columns 0..3)
+t3 = vos.PAPER_TABLE3_MIOU
+multi_grids = [mg for mg in t3 if len(set(mg)) > 1]
+assert all(t3[mg][d] > t3[(1, 1, 1)][d] for mg in multi_grids for d in range(4))  # multi-grid beats (1, 1, 1)
+assert all(t3[(2, 2, 2)][d] < t3[mg][d] for mg in multi_grids for d in range(1, 4))  # (2, 2, 2) below them from block5
+assert t3[(2, 2, 2)][0] > t3[(1, 2, 1)][0]  # ... but not at block4
+assert [t3[(2, 2, 2)][d] < t3[(1, 1, 1)][d] for d in range(4)] == [False, False, True, True]  # below (1, 1, 1) from block6
+assert max(v[3] for v in t3.values()) == t3[(1, 2, 1)][3] == 76.66  # the best cascaded model
 
 # %% [markdown]
 # More blocks help, with shrinking returns (for ResNet-50, block7 is even slightly worse than
 # block6); multi-grid beats constant unit rates $(1, 1, 1)$, and simply doubling them, $(2, 2, 2)$,
-# helps less than any multi-grid at every depth and falls below $(1, 1, 1)$ from block6 on (the
-# paper: "not effective"). (The $(1, 1, 1)$ row of Table 3 repeats Table 2's ResNet-101 row: in
+# helps less than any multi-grid from block5 on (at block4 it beats $(1, 2, 1)$) and falls below
+# $(1, 1, 1)$ from block6 on (the paper: "not effective"). (The $(1, 1, 1)$ row of Table 3 repeats Table 2's ResNet-101 row: in
 # the paper, a block without multi-grid *is* $(1, 1, 1)$, rates $(2, 2, 2)$ at output stride 16.)
 # The best cascaded model uses block7 with multi-grid $(1, 2, 1)$ (76.66%). In the final DeepLabv3
 # the cascade is replaced by ASPP on block 4 with multi-grid $(1, 2, 4)$ ({doc}`05_aspp`); our own

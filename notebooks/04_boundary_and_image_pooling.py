@@ -187,6 +187,14 @@ assert curves[9][32] == 0 and curves[9][31] > 0 and curves[1][-1] == 1.0 and cur
 # $y[\mathbf{i}] = w[\mathbf{0}]\, x[\mathbf{i}]$, a $1 \times 1$ convolution with the centre
 # weight. `degeneration_rate(size)` is the smallest such rate, $\max(H, W)$.
 #
+# Between whole and $1 \times 1$, positions differ, and `effective_kernel_shape(size, rate)`
+# summarises a map by the **largest filter any position still applies**: the most taps per column
+# and per row that some position keeps. It is $(3, 3)$ while the filter is whole somewhere and
+# $(1, 1)$ once it has degenerated; on a map wider than tall it can be $(1, 3)$. On 9 rows and 40
+# columns at rate 12, no position keeps a vertical neighbour (12 rows away, on a 9-row map), and
+# columns 12 to 27 keep both horizontal ones: $(1, 3)$, although the other columns apply a
+# $1 \times 2$ filter.
+#
 # We check it on real convolutions with 16 input and 8 output channels. One care is needed to
 # compare *bit for bit*: the library sums over channels in an order that depends on the kernel
 # size, and floating-point addition is not associative, so two mathematically equal results can
@@ -249,6 +257,10 @@ for rep in reports:
     assert not (rep.differs & (rep.tap_counts == 1)).any()      # never differs where only the centre is valid
 assert reports[-1].identical and not reports[-2].identical
 assert int((reports[2].tap_counts == 1).sum()) == 1
+# section 3's example of effective_kernel_shape: 9 x 40 at rate 12
+wide = boundary.valid_tap_counts(9, 40, 3, 12)
+assert boundary.effective_kernel_shape((9, 40), 12) == (1, 3)
+assert (np.flatnonzero(wide[0] == 3) == np.arange(12, 28)).all() and set(np.unique(wide)) == {2, 3}
 
 # %% [markdown]
 # ## 4. What it means for DeepLab: crop size, output stride and ASPP rates
@@ -375,18 +387,20 @@ assert spread < 1e-6 and pooled.shape[-2:] == (size, size)
 # ## Exercises
 #
 # ### Exercise 04.1
-# A $513$ crop at output stride 16 gives a $33 \times 33$ map. What is the smallest rate at which
-# a "same" $3 \times 3$ atrous filter is a $1 \times 1$ filter at every position?
+# A $513$ crop at output stride 16 gives a $33 \times 33$ map. The filter degenerates to $1 \times 1$
+# at rate 33 (section 3), but it stops being whole long before. What is the smallest rate at which
+# **no** position keeps all nine taps of a "same" $3 \times 3$ atrous filter? Reason first (which
+# position keeps its taps longest?), then check with `boundary.valid_tap_counts`.
 
 # %%
 answer_04_1 = ...  # your answer here
 check("04.1", answer_04_1)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
-# Solution: the nearest off-centre tap is r pixels away; from every position of a 33-pixel axis it
-# misses the map exactly when r >= 33.
+# Solution: the centre (16, 16) keeps all nine taps longest, 16 cells from every edge; at rate 17 its
+# neighbours fall off the map, and so do every other position's.
 rate = 1
-while (boundary.valid_tap_counts(33, 33, 3, rate) > 1).any():
+while (boundary.valid_tap_counts(33, 33, 3, rate) == 9).any():
     rate += 1
 check("04.1", rate)
 
@@ -431,7 +445,8 @@ check("04.3", (25 / 65) ** 2)
 # %% [markdown]
 # ### Exercise 04.4
 # A wide feature map has 17 rows and 65 columns (say, a $129 \times 513$ strip at output stride
-# 8). Which filter does a $3 \times 3$ atrous convolution at rate 24 act as? Answer with a shape
+# 8). What is the largest filter any position of it applies, for a $3 \times 3$ atrous
+# convolution at rate 24 (what `effective_kernel_shape` returns, section 3)? Answer with a shape
 # `(rows, columns)`.
 
 # %%
@@ -472,10 +487,10 @@ from deeplab_edu.exercises import get
 
 for key in ("04.1", "04.2", "04.3", "04.4", "04.5"):
     assert check(key, get(key).solution()), key
-assert check("04.1", rate) and check("04.2", np.outer(rows, columns)) and check("04.3", (25 / 65) ** 2)
+assert check("04.1", rate) and rate == 17 and check("04.2", np.outer(rows, columns)) and check("04.3", (25 / 65) ** 2)
 assert check("04.2", measured_04_2) and np.array_equal(np.outer(rows, columns), measured_04_2)
 assert check("04.4", (1, 3)) and check("04.5", 10)  # the answers, stated apart from the solutions
-assert not check("04.1", 17) and not check("04.4", (3, 3))
+assert not check("04.1", 33) and not check("04.4", (3, 3)) and not check("04.4", (1, 2))
 assert int(corner_footprint.sum()) == get("04.5").solution() and not check("04.5", 16)
 
 # %% [markdown]

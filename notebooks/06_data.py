@@ -235,8 +235,9 @@ assert fractions[3] > 0.1, "at radius 32 a sizeable share of vehicle pixels must
 assert fractions == sorted(fractions, reverse=True)
 
 # %% [markdown]
-# A network whose *effective* field of view is a few tens of pixels {cite:p}`luo2016erf` cannot name
-# a large share of these pixels. Image-level pooling gives every pixel the whole image's context at
+# A network whose *effective* field of view, far smaller than its theoretical one
+# {cite:p}`luo2016erf` (chapter 02 measures both), does not reach the context cannot name a large
+# share of these pixels. Image-level pooling gives every pixel the whole image's context at
 # the cost of one extra branch; {doc}`10_reproducing_findings` trains DeepLabv3 with and without it
 # and measures what it buys on exactly these car and boat pixels.
 #
@@ -250,7 +251,7 @@ strides = [1, 2, 4, 8, 16, 32]
 oracle = {s: data_stats.stride_oracle_iou(masks, s, stats_ds.num_classes) for s in strides}
 fig = vdata.plot_stride_oracle(strides, [oracle[s]["iou"] for s in strides], stats_ds.class_names, stats_ds.palette)
 for s in strides:
-    print(f"stride {s:2d}: oracle mIoU {100 * oracle[s]['miou']:5.1f} %, wire IoU {100 * oracle[s]['iou'][5]:5.1f} %")
+    print(f"stride {s:2d}: oracle mIoU {100 * oracle[s]['miou']:5.1f} %, wire IoU {100 * oracle[s]['iou'][wire]:5.1f} %")
 
 # %% tags=["remove-cell"]
 assert oracle[1]["miou"] > 0.999
@@ -258,9 +259,10 @@ assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1 and oracle[16]["io
 assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
 
 # %% [markdown]
-# Wires lose most of their IoU at output stride 16 even with perfect recognition: this is why
-# DeepLabv3 evaluates at output stride 8 and why DeepLabv3+ adds a decoder that refines the
-# prediction with stride-4 features {cite:p}`chen2018deeplabv3plus`.
+# Wires lose most of their IoU at output stride 16 even with perfect recognition. This is the kind
+# of loss that denser outputs address: DeepLabv3 evaluates at output stride 8, and DeepLabv3+ adds a
+# decoder that refines the prediction with stride-4 features to recover object boundaries
+# {cite:p}`chen2018deeplabv3plus` (the papers measure mIoU and boundary bands, not thin structures).
 #
 # ## Speed
 # A data set must never be what a GPU waits for. We time item access on **one** CPU thread. The
@@ -288,8 +290,9 @@ assert speed[256]["images_per_cpu_s"] > 20
 # Pixels labelled 255 count neither in the loss (`CrossEntropyLoss(ignore_index=255)`) nor in the
 # metric. In the procedural scenes they mark clutter; VOC's labels carry a thin *void* band, a few
 # pixels wide, along object outlines; CamVid's *Unlabelled* and the Cityscapes classes that are not
-# evaluated are mapped to 255 by the loaders. `ProceduralScenes(boundary_ignore=k)` adds a VOC-like band of
-# width `k` (off by default: it would hide the 1-pixel wires).
+# evaluated are mapped to 255 by the loaders. `ProceduralScenes(boundary_ignore=k)` adds a VOC-like band,
+# `k` pixels on each side of every label change (`2k` across it; off by default: it would hide the
+# 1-pixel wires).
 
 # %%
 band = ProceduralScenes(length=8, size=256, seed=0, boundary_ignore=2)

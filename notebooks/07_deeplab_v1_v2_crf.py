@@ -124,9 +124,12 @@ assert fc6_params == 3 * 3 * 512 * 1024 + 1024
 # The paper's FOV is a function of fc6 alone, counted the way VGG-16's own fc6 sees the image: a
 # 7x7 filter on pool5's cells, each $32 \times 32$ pixels (VGG-16's output stride), spans
 # $7 \cdot 32 = 224$ pixels. At DeepLab's output stride 8 the outer taps of a filter of effective
-# size $k_e$ have their centres $8\,(k_e - 1)$ pixels apart. The paper gives no formula (v1 sec.
-# 3.2 only names VGG-16's 224 and the 128 of its $4 \times 4$ decimation), but one rule reproduces
-# all four values of Table 2: the tap span plus one 32-pixel cell,
+# size $k_e$ have their centres $8\,(k_e - 1)$ pixels apart. v1 sec. 3.2 gives two numbers each
+# time: VGG-16's receptive field is "224 × 224 (with zero-padding) and 404 × 404 pixels if the net
+# is applied convolutionally", and decimating fc6 to $4 \times 4$ reduces it "down to 128×128 (with
+# zero-padding) or 308×308 (in convolutional mode)". Table 2 lists the first kind. The paper gives
+# no formula for it, but one rule reproduces all four values of Table 2: the tap span plus one
+# 32-pixel cell,
 #
 # $$
 # \text{FOV} = 8\,(k_e - 1) + 32 .
@@ -134,15 +137,21 @@ assert fc6_params == 3 * 3 * 512 * 1024 + 1024
 #
 # (Counting $8\,k_e$ instead, every position as 8 pixels, gives 200 and 104 pixels, which is not
 # what the table lists.) The output stride 8 and VGG-16's 32 are read off the models below, and
-# the formula reproduces all four of the paper's values. The full theoretical receptive field of
-# an fc7 unit, through every layer of the network (recurrences of chapter 02, derived from the
-# model itself), is larger still.
+# the formula reproduces all four of the paper's values. The second kind, "in convolutional mode",
+# is the full theoretical receptive field (chapter 02's recurrences): VGG-16's pool5 cells each see
+# a 212-pixel field, and fc6's outer taps add $32\,(k - 1)$ pixels, which gives 404 and 308 (computed
+# below from the layers themselves). The full theoretical receptive field of LargeFOV's fc7, through
+# every layer of DeepLab's network, is printed last.
 
 # %%
 import torchvision
 
 with torch.device("meta"):
-    vgg_cell = receptive_field_of(torchvision.models.vgg16().features).stride  # VGG-16's pool5: 32 pixels
+    vgg_pool5 = receptive_field_of(torchvision.models.vgg16().features)  # VGG-16's pool5: 32-pixel cells
+vgg_cell = vgg_pool5.stride
+for k, quoted in ((7, 404), (4, 308)):  # v1 sec. 3.2 "in convolutional mode": fc6 7x7 and decimated to 4x4
+    print(f"VGG-16 pool5 field {vgg_pool5.size} px + fc6 {k}x{k} on {vgg_cell}-px cells: "
+          f"{vgg_pool5.size + vgg_cell * (k - 1)} px (v1 sec. 3.2: {quoted})")
 variants = {"7x7, rate 4": (7, 4, 224), "4x4, rate 4": (4, 4, 128), "4x4, rate 8": (4, 8, 224), "3x3, rate 12": (3, 12, 224)}
 spans, fovs = {}, {}
 for label, (k, r, fov) in variants.items():
@@ -156,6 +165,7 @@ print(f"\ntheoretical receptive field of LargeFOV's fc7 (all layers): {rf.size} 
 # %% tags=["remove-cell"]
 assert spans["3x3, rate 12"] == spans["7x7, rate 4"] == spans["4x4, rate 8"] == 25
 assert spans["4x4, rate 4"] == 13 and output_stride == 8 and vgg_cell == 32
+assert vgg_pool5.size == 212 and [vgg_pool5.size + 32 * (k - 1) for k in (7, 4)] == [404, 308]
 assert all(fovs[label] == fov for label, (_, _, fov) in variants.items()), fovs  # 224, 128, 224, 224
 assert rf.stride == 8 and rf.size > 224
 

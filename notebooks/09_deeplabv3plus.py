@@ -519,9 +519,14 @@ if recorded is not None and measurable(recorded.matrices, decoder_findings):
     ends = {r["finding"][1:3]: (r["_low"], r["_high"]) for r in decoder_rows}
     assert ends["d1"][0] > 0 and ends["d3"][0] > 0  # both intervals, not only the means
     assert shares[4]["removed"].min() > 0.5 > 1 / 3 > shares[4]["pixels"].max()
+    assert 0.4 < shares[1]["removed"].min() and shares[1]["removed"].max() < 0.65  # "about half" in the 1-px band
 
 # %% [markdown]
-# The paper's decoder gain on the whole image is less than a point at output stride 8; its Fig. 5
+# The paper's decoder gain on the whole image is less than a point at output stride 8 (1.6 at 16,
+# DeepLabv3+ Table 3). Ours is measured at 8 too, where chapter 10 finds that this recipe's DeepLabv3,
+# trained at 16, loses a few points (its finding b1): part of the record's gain is the decoder making
+# up that loss, which the comparison at output stride 16 printed above (one run each) does not
+# contain. The paper's Fig. 5
 # shows the gain concentrated near boundaries (+4.8 points of mIoU in the narrowest trimap band
 # for ResNet-101, trained and evaluated at output stride 16; the models of our table are evaluated
 # at 8). Our scenes are dense in boundaries (small objects, 1-3 px wires), a likely reason the

@@ -56,19 +56,40 @@ def test_the_findings_table_is_the_record_formatted() -> None:
                                          "prints it): paste it again")
 
 
+def test_the_findings_rows_the_record_predates_are_computed_from_its_matrices() -> None:
+    """benchmarks/README.md gives (b3), which chapter 10 computes from the record's matrices, in words."""
+    from deeplab_edu.findings import FINDINGS, load_findings, findings_table
+
+    recorded = load_findings()
+    assert recorded is not None
+    (row,) = findings_table(recorded.matrices, [f for f in FINDINGS if f.key == "b3"], n_boot=200)
+    text = " ".join(README.read_text().split())
+    expected = (f"{row['baseline (%)'].split(' ')[0]} -> {row['variant (%)'].split(' ')[0]} %, "
+                f"{row['difference (points)']:+.2f} points (95 % interval over seeds {row['95% interval over seeds']}")
+    assert expected in text, expected
+    assert row["verdict"] == "reproduced" and "), reproduced;" in text
+
+
 def test_no_chapter_header_states_fewer_minutes_than_its_recorded_run() -> None:
     """Every chapter states under its title the minutes it takes in the ``cpu`` profile (its header's
     ``cpu_minutes``, listed in chapter 00); ``benchmarks/notebook_times.py`` measured them, one chapter
-    at a time from scratch, in ``results/notebook_times_cpu.json``."""
+    at a time from scratch, in ``results/notebook_times_cpu.json`` and, later and in a faster hour of the
+    same VM, ``results/notebook_times_cpu_<commit>.json``: each header holds the slowest of them."""
     from deeplab_edu.book import chapter_headers
 
-    record = load_record("notebook_times_cpu")
-    assert record["results"]["profile"] == "cpu" and record["results"]["camvid_present"], (
-        "the record must time the cpu profile with a CamVid copy present (chapter 11 trains on it)")
-    measured = {row["source"]: row for row in record["results"]["chapters"]}
-    for header in chapter_headers():
-        row = measured.get(header["source"])
-        assert row is not None and row["status"] == "ok", f"{header['source']}: not timed, or failed, in the record"
-        assert header["cpu_minutes"] >= row["seconds"] / 60, (
-            f"{header['source']} states {header['cpu_minutes']:g} minutes, but took {row['seconds'] / 60:.1f} in "
-            "results/notebook_times_cpu.json: raise its header's cpu_minutes (and the line under its title)")
+    records = sorted(RESULTS_DIR.glob("notebook_times_cpu*.json"))
+    assert RESULTS_DIR / "notebook_times_cpu.json" in records and len(records) >= 2, records
+    for path in records:
+        record = load_record(path)
+        assert record["results"]["profile"] == "cpu" and record["results"]["camvid_present"], (
+            f"{path.name} must time the cpu profile with a CamVid copy present (chapter 11 trains on it)")
+        assert not record["code_version"]["git_dirty"], f"{path.name} was made from a dirty tree"
+        measured = {row["source"]: row for row in record["results"]["chapters"]}
+        for header in chapter_headers():
+            row = measured.get(header["source"])
+            assert row is not None and row["status"] == "ok", f"{header['source']}: not timed, or failed, in {path.name}"
+            assert header["cpu_minutes"] >= row["seconds"] / 60, (
+                f"{header['source']} states {header['cpu_minutes']:g} minutes, but took {row['seconds'] / 60:.1f} in "
+                f"results/{path.name}: raise its header's cpu_minutes (and the line under its title)")
+        if path.stem != "notebook_times_cpu":  # the later records name their commit, as benchmarks/README.md does
+            assert path.stem == f"notebook_times_cpu_{record['code_version']['git_commit'][:7]}", path.name

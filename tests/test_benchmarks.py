@@ -268,17 +268,25 @@ def test_the_compile_benchmark_compiles_from_scratch(monkeypatch: pytest.MonkeyP
 
 
 def test_pipeline_diagnosis_times_every_feed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deeplab_edu.engine.bench import diagnosis_rows
-    from deeplab_edu.engine.bench.pipeline import FEEDS
+    from deeplab_edu.engine.bench import diagnosis_rows, profile_totals
+    from deeplab_edu.engine.bench.pipeline import FEEDS, PROFILE_STEPS
     from deeplab_edu.records import load_record
 
     module = _benchmark_script("pipeline_diagnosis")
     out = tmp_path / "diagnosis.json"
     monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", "--preset", "smoke", "--iterations", "1", "--rounds", "1",
-                                     "--num-workers", "0", "--out", str(out)])
+                                     "--num-workers", "0", "--profile", "--out", str(out)])
     module.main()
     record = load_record(out)
     rows = diagnosis_rows(record)
     assert [r["feed"] for r in rows] == list(FEEDS)
     assert all(r["ms per step"] > 0 and r["launching ms"] <= r["ms per step"] + 1e-6 for r in rows)
     assert record["results"]["compile_mode"] == "none"
+    # the profile's totals come from its events; the printed table (all the first record kept) agrees
+    totals = profile_totals(record)
+    assert totals == record["results"]["profile_totals"]
+    assert totals["cpu_ms_per_step"] > 0 and totals["gpu_ms_per_step"] == 0 and totals["launches_per_step"] == 0
+    assert totals["steps"] == record["results"]["profile_steps"] == PROFILE_STEPS
+    del record["results"]["profile_totals"]
+    from_table = profile_totals(record)
+    assert from_table is not None and from_table["cpu_ms_per_step"] == pytest.approx(totals["cpu_ms_per_step"], rel=1e-3)

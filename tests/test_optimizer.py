@@ -33,8 +33,8 @@ def test_fused_on_cpu_and_the_same_update_as_the_default(name: str, channels_las
     opt = build_optimizer(name, groups, lr=0.05)
     assert all(g["fused"] for g in opt.param_groups)
     plain_groups = param_groups(plain_model, lr=0.05, weight_decay=1e-4, no_decay_norm=True)
-    plain = (torch.optim.SGD(plain_groups, lr=0.05, momentum=0.9, foreach=True) if name == "sgd"
-             else torch.optim.AdamW(plain_groups, lr=0.05, betas=(0.9, 0.999), foreach=True))
+    plain = build_optimizer(name, plain_groups, lr=0.05, implementation="foreach")
+    assert all(g["foreach"] and not g["fused"] for g in plain.param_groups)
     _train(opt, fused_model, 5)
     _train(plain, plain_model, 5)
     for (k, a), b in zip(fused_model.state_dict().items(), plain_model.state_dict().values()):
@@ -44,6 +44,8 @@ def test_fused_on_cpu_and_the_same_update_as_the_default(name: str, channels_las
 def test_not_fused_where_the_kernels_do_not_apply() -> None:
     groups = [{"params": [torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))]}]
     assert not build_optimizer("sgd", groups, lr=0.1).param_groups[0]["fused"]
+    with pytest.raises(ValueError, match="implementation must be 'auto', 'fused' or 'foreach', got 'fast'"):
+        build_optimizer("sgd", groups, lr=0.1, implementation="fast")  # type: ignore[arg-type]
 
 
 def test_a_checkpoint_of_the_default_implementation_resumes_fused() -> None:

@@ -165,3 +165,19 @@ def test_a_source_tree_that_is_not_installed_reports_its_pyproject_version(tmp_p
     (tmp_path / "broken.toml").write_text("[project\n")
     for bad in (tmp_path / "missing.toml", tmp_path / "broken.toml"):
         assert source_version(bad) == "0.0.0+unknown"
+
+
+def test_gpu_driver_version_asks_nvidia_smi_and_gives_none_when_it_cannot(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.records import gpu_driver_version
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert gpu_driver_version() is None  # no nvidia-smi
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\n[ "$1" = --query-gpu=driver_version ] && echo 570.124.06 && echo 570.124.06\n')
+    smi.chmod(0o755)
+    assert gpu_driver_version() == "570.124.06"  # one line per GPU: the first
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' ; exit 9\n")
+    assert gpu_driver_version() is None
+    smi.write_text("#!/bin/sh\nexec sleep 5\n")
+    assert gpu_driver_version(timeout=0.2) is None

@@ -21,7 +21,7 @@ built to make the problems of the DeepLab papers visible on a laptop:
 
 Ignore label (255): some scenes contain *clutter*, irregular blobs of random-coloured noise that
 belong to no class (like VOC's "void" objects); their pixels are labelled 255. Optionally,
-``boundary_ignore=k`` also marks a ``k``-pixel band around every object boundary with 255, as
+``boundary_ignore=k`` also marks the ``k`` pixels on each side of every object boundary with 255, as
 PASCAL VOC annotates its boundaries (off by default: it would swallow the 1-pixel wires).
 
 Determinism: item ``i`` is drawn from ``numpy.random.default_rng([seed, i])``, so it does not
@@ -332,7 +332,7 @@ class ProceduralScenes(Dataset):
         max_wires: at most this many wires per scene.
         clutter_prob: probability that a scene contains an ignored (255) clutter blob.
         hero_prob: probability that a scene contains a vehicle filling most of the frame.
-        boundary_ignore: width in pixels of an ignored band around boundaries (0 = none).
+        boundary_ignore: pixels ignored on each side of every label change (a band ``2k`` wide across it; 0 = none).
 
     Items are ``(image, mask)``: image float32 (3, H, W) in [0, 1], mask int64 (H, W), 255 = ignore.
 

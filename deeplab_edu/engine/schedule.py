@@ -15,7 +15,7 @@ their final classifier ten times the rate, DeepLabv3's text uses no such factor,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -122,7 +122,8 @@ def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head_lr_mu
 
 
 def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momentum: float = 0.9,
-                    weight_decay: float = 1e-4) -> torch.optim.Optimizer:
+                    weight_decay: float = 1e-4,
+                    implementation: Literal["auto", "fused", "foreach"] = "auto") -> torch.optim.Optimizer:
     """The optimiser of a run, over the groups of :func:`param_groups`.
 
     - ``"sgd"``: SGD with momentum, the papers' optimiser (DeepLab v2 sec. 4.1, DeepLabv3 sec. 4.1),
@@ -141,11 +142,16 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
     ``benchmarks/README.md``). Build the optimiser after moving the model to its device. The fused
     CPU kernels assume each gradient has its parameter's strides, which autograd guarantees; a
     gradient assigned by hand to a ``channels_last`` parameter must be ``channels_last`` too.
+    ``implementation="fused"`` or ``"foreach"`` asks for one of the two (the benchmark compares them).
 
     Raises:
-        ValueError: for an unknown ``name``.
+        ValueError: for an unknown ``name`` or ``implementation``.
     """
-    impl = {"fused": True} if _fused_supported(groups) else {}
+    if implementation not in ("auto", "fused", "foreach"):
+        raise ValueError(f"implementation must be 'auto', 'fused' or 'foreach', got {implementation!r}")
+    auto = "fused" if _fused_supported(groups) else "default"
+    impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "default": {}}[
+        auto if implementation == "auto" else implementation]
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **impl)
     if name == "adamw":

@@ -7,24 +7,31 @@ import numpy as np
 from ..boundary import degeneration_rate, effective_kernel_shape, valid_tap_counts, valid_weight_fractions
 from ._core import shown, value_exercise
 
+def _last_whole_rate(side: int) -> int:
+    """The largest rate at which some position of a side x side map still keeps all nine taps of a 3x3 filter."""
+    return max(r for r in range(1, side + 1) if (valid_tap_counts(side, side, 3, r) == 9).any())
+
+
 value_exercise(
     "04.1",
-    "Smallest rate at which a 3x3 filter is a 1x1 filter everywhere on a 33 x 33 map",
-    solution=lambda: degeneration_rate(33),
+    "Smallest rate at which no position of a 33 x 33 map keeps all nine taps of a 3x3 filter",
+    solution=lambda: _last_whole_rate(33) + 1,
     answer_type="whole",
     mistakes=[
-        (lambda a: a in (16, 17), lambda a: f"at rate {shown(a)} "
-                                            + ("no position sees only the centre yet" if a == 16 else
-                                               "only the middle position sees nothing but the centre")
-                                            + ": positions near the border still reach across the map to the other side."),
-        (32, "at rate 32 the corner (0, 0) still reaches (32, 32), which is inside a 33 x 33 map."),
+        (degeneration_rate(33), "at rate 33 the filter is 1x1 everywhere, but it stopped being whole everywhere "
+                                "long before: the question asks when the *last* position loses a tap."),
+        (16, "at rate 16 the centre position (16, 16) still reaches row and column 0 and 32: all nine taps land on "
+             "the map."),
+        (32, "at rate 32 only the corners keep any off-centre tap, and none keeps all nine; the last position "
+             "to keep all nine is the centre, which loses them much earlier."),
+        (34, "34 is one past 33: the last position to keep all nine taps is the centre, 16 cells from each edge."),
     ],
-    otherwise=lambda a: (f"at rate {shown(a)} the filter is not 1x1 everywhere yet: some positions still reach an "
-                         "off-centre tap on the map." if a < degeneration_rate(33) else
-                         f"at rate {shown(a)} the filter is 1x1 everywhere, but {shown(a)} is not the smallest "
+    otherwise=lambda a: (f"at rate {shown(a)} the centre position (16, 16) still keeps all nine taps: its "
+                         "neighbours r cells away are on the map while r <= 16." if a <= _last_whole_rate(33) else
+                         f"at rate {shown(a)} no position keeps all nine taps, but {shown(a)} is not the smallest "
                          "such rate."),
-    more_wrong=(17, 16, 34, 66, 20),
-    hint="the nearest off-centre tap is `rate` pixels away; when does it miss the map from every position?",
+    more_wrong=(9, 18, 20, 66),
+    hint="which position keeps its nine taps longest? It has the most room on every side; how far is it from an edge?",
 )
 
 # 04.2: predict the valid-tap count map of a 5 x 8 map at rate 3, then measure it.
@@ -103,7 +110,7 @@ def _shape(answer: object) -> object:
 
 value_exercise(
     "04.4",
-    "Which filter does a 3x3 atrous conv with rate 24 act as on a 17 x 65 map (rows x columns)?",
+    "The largest filter any position applies (effective_kernel_shape) for a 3x3 atrous conv at rate 24 on a 17 x 65 map",
     solution=lambda: effective_kernel_shape((17, 65), 24),
     answer_type="ints",
     mistakes=[
@@ -111,8 +118,10 @@ value_exercise(
         ((3, 1), "rows and columns are swapped: the map is only 17 rows tall, so it is the vertical taps that die."),
         ((3, 3), "every vertical off-centre tap is 24 rows away, and the map has only 17 rows."),
         ((1, 1), "the horizontal taps still land on the map for columns 24..40 (65 columns wide)."),
+        ((1, 2), "1 x 2 is what most positions apply (one horizontal neighbour lands on the map); columns 24..40 "
+                 "keep both, and the question asks for the largest filter any position applies."),
     ],
-    otherwise=lambda a: f"{a} is not the effective filter shape.",
+    otherwise=lambda a: f"{a} is not the largest filter any position applies (taps per column, taps per row).",
     parse=_shape,
     more_wrong=("1x1",),
     hint="rate 24 >= 17 rows, but < 65 columns.",

@@ -174,20 +174,21 @@ def _losses_on_average() -> int:
 
 value_exercise(
     "10.3",
-    "Without image pooling, for how many classes is the IoU lost a finding (its interval over seeds above zero)?",
+    "Without image pooling, for how many classes is the IoU lost resolved over seeds (its interval over seeds "
+    "above zero)?",
     solution=_losses_resolved,
     answer_type="whole",
     kind="predict",
     mistakes=[
         (lambda a: a > PROCEDURAL.num_classes,
-         lambda a: f"there are {PROCEDURAL.num_classes} classes, so at most {PROCEDURAL.num_classes} can be a finding."),
+         lambda a: f"there are {PROCEDURAL.num_classes} classes, so at most {PROCEDURAL.num_classes} can be resolved."),
         (lambda a: a == _losses_on_average() != _losses_resolved(),
-         lambda a: f"{a} classes lose IoU on average over the seeds, but a mean above zero is not a finding: the whole "
+         lambda a: f"{a} classes lose IoU on average over the seeds, but a mean above zero is not resolved: the whole "
                    "interval over seeds (findings.seed_interval of the per-seed losses) must lie above zero."),
         (lambda a: a == _losses_by_bootstrap() != _losses_resolved(),
          lambda a: f"{a} is what the paired bootstrap (findings.bootstrap_difference) finds; the question asks for the "
-                   "interval over seeds (findings.seed_interval), which section 2 explains the bootstrap understates "
-                   "with three seeds: a finding needs both."),
+                   "interval over seeds (findings.seed_interval), whose spread section 2 explains the bootstrap "
+                   "understates with three seeds (and a finding needs both intervals to exclude zero)."),
     ],
     otherwise=lambda a: (f"{a} is not the count: per class, take the IoU with image pooling minus without for each "
                          "seed, its findings.seed_interval, and count the intervals that lie wholly above zero."),

@@ -18,7 +18,7 @@ import torch
 
 from .timing import interleaved, interval_text, load_average, speedup_interval, timed_steps, torch_threads, write_result
 
-__all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals",
+__all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals", "summarise_profile",
            "loader_load_elsewhere"]
 
 #: Loader-fed steps ``benchmarks/pipeline_diagnosis.py --profile`` profiles (its records say so in
@@ -198,18 +198,50 @@ def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def summarise_profile(prof: Any, steps: int) -> dict[str, float]:
+    """The totals :func:`profile_totals` reads, from a finished ``torch.profiler.profile`` of ``steps``
+    training steps, computed from its events (``prof.key_averages()``) as the profiler's own table sums
+    them: ``cpu_ms_per_step`` (self CPU time of every operator and runtime call, all threads),
+    ``gpu_ms_per_step`` (self time of the device's kernels and copies; 0 on a CPU), ``launches_per_step``
+    (calls of the CUDA runtime's and driver's ``*LaunchKernel*`` functions, every one of them, not only
+    the rows a printed table shows) and ``steps``. Times in ms.
+
+    Raises:
+        ValueError: ``steps`` is not positive.
+    """
+    from torch.autograd import DeviceType
+
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    events = prof.key_averages()
+    cpu_us = sum(e.self_cpu_time_total for e in events)
+    device_us = sum(e.self_device_time_total for e in events
+                    if e.device_type != DeviceType.CPU and not e.is_user_annotation)
+    launches = sum(e.count for e in events if "LaunchKernel" in e.key)
+    return {"cpu_ms_per_step": cpu_us / 1e3 / steps, "gpu_ms_per_step": device_us / 1e3 / steps,
+            "launches_per_step": launches / steps, "steps": steps}
+
+
 def profile_totals(record: dict[str, Any]) -> dict[str, float] | None:
     """From a diagnosis record made with ``--profile`` (``profile_steps`` loader-fed steps): the profiler's total
     CPU time (operators and CUDA runtime calls, all threads) and GPU kernel time, in ms per step
     (``cpu_ms_per_step``, ``gpu_ms_per_step``), the kernel launches per step (``launches_per_step``:
     the calls of the CUDA runtime's and driver's launch functions) and ``steps``, the number of steps
-    profiled; ``None`` without a profile."""
-    import re
+    profiled; ``None`` without a profile.
 
-    table = record["results"].get("profile")
+    Records keep these as :func:`summarise_profile` computed them (``profile_totals``); the first record
+    (2026-11-30) kept only the profiler's printed table, whose totals line is read and whose launch
+    rows (25 rows shown, by self CPU time) are added up.
+    """
+    results = record["results"]
+    if results.get("profile_totals"):
+        return dict(results["profile_totals"])
+    table = results.get("profile")
     if not table:
         return None
-    steps = record["results"].get("profile_steps", PROFILE_STEPS)
+    import re
+
+    steps = results.get("profile_steps", PROFILE_STEPS)
     totals: dict[str, float] = {}
     for key, label in (("cpu_ms_per_step", "Self CPU time total"), ("gpu_ms_per_step", "Self CUDA time total")):
         found = re.search(rf"{label}: ([0-9.]+)(ms|s|us)", table)
