@@ -170,6 +170,11 @@ FINDINGS: list[Finding] = [
             "iou:wire", "DeepLabv3+ Fig. 5 (boundaries)", None, note="wires are 1-3 px wide"),
     Finding("d3", "decoder: mIoU in a 1-px trimap band", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),
             "band1:miou", "DeepLabv3+ Fig. 5 (trimap, smallest width: +4.8 points for ResNet-101 at OS 16)", None),
+    Finding("d4", "decoder at output stride 16: mIoU", ("v3, separable ASPP", "eval OS 16"), ("v3+", "eval OS 16"),
+            "miou", "DeepLabv3+ Table 3 (ResNet-101, regular convolutions, eval OS 16; ours separable in both arms)",
+            (77.21, 78.85),
+            note="at the stride both arms trained at, free of (b1)'s loss; its own record "
+                 "(results/findings_decoder_cpu.json) trains the two arms again and evaluates them at 8 and 16"),
     Finding("e1", "multi-grid (1, 1, 1) -> (1, 2, 4)", ("v3, multi-grid (1, 1, 1)", "eval OS 8"),
             ("v3, multi-grid (1, 2, 4)", "eval OS 8"), "miou",
             "DeepLabv3 Table 5 (ASPP (6, 12, 18) without image pooling, eval OS 16; ours with it, eval OS 8)",
