@@ -27,6 +27,7 @@ __all__ = [
     "REPO_ROOT",
     "RESULTS_DIR",
     "hardware",
+    "gpu_driver_version",
     "code_version",
     "environment",
     "provenance",

@@ -359,7 +359,8 @@ assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_row
 # times its unit rate ("when output_stride = 16 and Multi_Grid = (1, 2, 4), the three convolutions
 # will have rates = 2 · (1, 2, 4) = (2, 4, 8) in the block4", sec. 3.2.1). So the `(1, 1, 1)` row of
 # Table 3 below runs all three units of block 4 at rate 2: that is `multi_grid=(1, 1, 1)`, printed
-# above as `(2, 2, 2)`, the rates the paper prints for its plain block 4. Without
+# above as `(2, 2, 2)`, the rates the paper's rule gives its plain block 4 (not the rates of Table
+# 3's `(2, 2, 2)` row, a multi-grid whose rates are `(4, 4, 4)`). Without
 # `multi_grid`, `build_backbone` follows torchvision's `replace_stride_with_dilation`, where the first
 # unit of a dilated block keeps the previous rate: `(1, 2, 2)`. That is the paper's rule applied to
 # torchvision's layout, whose formerly strided convolution is block 4's first; in the paper's TF-Slim

@@ -398,7 +398,7 @@ check("04.1", answer_04_1)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: the centre (16, 16) keeps all nine taps longest, 16 cells from every edge; at rate 17 its
-# neighbours fall off the map, and so do every other position's.
+# neighbours fall off the map, and every other position has lost at least one tap already.
 rate = 1
 while (boundary.valid_tap_counts(33, 33, 3, rate) == 9).any():
     rate += 1

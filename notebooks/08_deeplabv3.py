@@ -411,7 +411,7 @@ except FileNotFoundError as err:
 
 # %% tags=["remove-cell"]
 # change 5 of the list above: the profile keeps PyTorch's batch-norm momentum; 0.9997 ** 800 is about 0.79
-cpu_spec = chapter_run("deeplabv3", phase=1, root=root, profile="cpu")  # whatever profile runs now
+cpu_spec = chapter_run("deeplabv3", phase=1, root=root, profile="cpu")  # the cpu profile's run, in any profile
 cpu_phase1 = load_config(cpu_spec.preset, cpu_spec.overrides)
 assert cpu_phase1.bn_momentum is None and cpu_phase1.iterations == 800 and abs(0.9997 ** 800 - 0.79) < 0.005
 
@@ -685,13 +685,13 @@ print(f"each model at the stride it trained at: phase 2 at 8 {m8b:.1f}%, its con
       f"phase 1 at 16 {m16:.1f}%")
 print("one run each: differences of a point are within what another seed changes (chapter 10 measures the spread; "
       "its findings g1 and g2 repeat these comparisons over seeds)")
-from deeplab_edu.findings import FINDINGS, findings_table, load_findings
+from deeplab_edu.findings import FINDINGS, findings_table, load_findings, measurable
 
 recorded = load_findings()
 over_seeds = {}  # chapter 10's findings b1, g1 and g2: the comparisons above, repeated over the record's seeds
 if recorded is not None:
-    over_seeds = {r["finding"][1:3]: r for r in findings_table(
-        recorded.matrices, [f for f in FINDINGS if f.key in ("b1", "g1", "g2")])}
+    over_seeds = {r["finding"][1:3]: r for r in findings_table(  # a record may predate group g's arms
+        recorded.matrices, measurable(recorded.matrices, [f for f in FINDINGS if f.key in ("b1", "g1", "g2")]))}
     print(f"\nover {len(recorded.seeds)} seeds (chapter 10's record; an interval that excludes zero is a result "
           "another seed would not overturn, and chapter 10 explains how it is computed):")
     for key, what in (("b1", "phase 1 evaluated at 8 instead of 16"),

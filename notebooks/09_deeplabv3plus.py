@@ -524,7 +524,7 @@ if recorded is not None and measurable(recorded.matrices, decoder_findings):
 # %% [markdown]
 # The paper's decoder gain on the whole image is less than a point at output stride 8 (1.6 at 16,
 # DeepLabv3+ Table 3). Ours is measured at 8 too, where chapter 10 finds that this recipe's DeepLabv3,
-# trained at 16, loses a few points (its finding b1): part of the record's gain is the decoder making
+# trained at 16, loses a few points (its finding b1): part of the record's gain may be the decoder making
 # up that loss, which the comparison at output stride 16 printed above (one run each) does not
 # contain. The paper's Fig. 5
 # shows the gain concentrated near boundaries (+4.8 points of mIoU in the narrowest trimap band

@@ -21,8 +21,8 @@
 # *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
 #
 # The DeepLab papers make claims you can check yourself: a smaller output stride helps (DeepLabv3
-# {cite:p}`chen2017deeplabv3`, Table 1, while the batch stays the same: its appendix, Table 10, finds
-# the opposite when a smaller batch is all that fits); evaluating at output stride 8, and averaging several
+# {cite:p}`chen2017deeplabv3`, Table 1; its appendix, Table 10, finds the opposite for its ASPP model
+# when a smaller batch is all that fits, while our arms share one batch); evaluating at output stride 8, and averaging several
 # input scales and the mirrored image, adds more (Table 6); image pooling and multi-grid each add
 # a little (Table 5); a decoder sharpens boundaries (DeepLabv3+ {cite:p}`chen2018deeplabv3plus`,
 # Table 3 and Fig. 5); the dense CRF refines DeepLab v2's output {cite:p}`chen2018deeplabv2`. This
@@ -255,7 +255,7 @@ if recorded is not None:
 # ## 4. Reading the table
 #
 # The sentences below are generated from the record, one per finding, grouped by mechanism: each
-# group opens with what the earlier chapters say about it (the two evaluation findings of group b,
+# group opens with what the earlier chapters say about it (the three evaluation findings of group b,
 # which test different mechanisms, each carry their own).
 
 # %%

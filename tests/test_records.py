@@ -179,5 +179,5 @@ def test_gpu_driver_version_asks_nvidia_smi_and_gives_none_when_it_cannot(tmp_pa
     assert gpu_driver_version() == "570.124.06"  # one line per GPU: the first
     smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' ; exit 9\n")
     assert gpu_driver_version() is None
-    smi.write_text("#!/bin/sh\nexec sleep 5\n")
+    smi.write_text("#!/bin/sh\nexec /bin/sleep 5\n")
     assert gpu_driver_version(timeout=0.2) is None

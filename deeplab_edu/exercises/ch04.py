@@ -22,8 +22,8 @@ value_exercise(
                                 "long before: the question asks when the *last* position loses a tap."),
         (16, "at rate 16 the centre position (16, 16) still reaches row and column 0 and 32: all nine taps land on "
              "the map."),
-        (32, "at rate 32 only the corners keep any off-centre tap, and none keeps all nine; the last position "
-             "to keep all nine is the centre, which loses them much earlier."),
+        (32, "at rate 32 only the border rows and columns keep an off-centre tap (the corners four taps), and "
+             "none keeps all nine; the last position to keep all nine is the centre, which loses them much earlier."),
         (34, "34 is one past 33: the last position to keep all nine taps is the centre, 16 cells from each edge."),
     ],
     otherwise=lambda a: (f"at rate {shown(a)} the centre position (16, 16) still keeps all nine taps: its "
