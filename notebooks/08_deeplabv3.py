@@ -63,7 +63,7 @@
 # chapter 03, `deeplab_edu.engine.bench.timing.interval_text`), the validation scenes
 # (`deeplab_edu.data.build_dataset` with `eval_transform`, from chapter 06), `deeplab_edu.inference`
 # (`evaluate`, `Strategy`, `predict`, `prediction_gallery`), and a first look at
-# `deeplab_edu.findings` (`FINDINGS`, `findings_table`, `load_findings`: chapter 10 explains them).
+# `deeplab_edu.findings` (`FINDINGS`, `findings_table`, `load_findings`, `measurable`: chapter 10 explains them).
 
 # %%
 import matplotlib.pyplot as plt
