@@ -163,9 +163,9 @@ FINDINGS: list[Finding] = [
     Finding("d1", "decoder: mIoU", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),
             "miou", "DeepLabv3+ Table 3 (ResNet-101, regular convolutions; ours separable in both arms, eval OS 8)",
             (78.51, 79.35),
-            note="at output stride 8, where this recipe's DeepLabv3 loses points (b1), so part of the gain may be "
-                 "the decoder making up that loss; the record holds no decoder comparison at 16 (chapter 09 shows "
-                 "one run there), and the paper's own gain is larger at 16 (77.21 -> 78.85)"),
+            note="at output stride 8, where this recipe's DeepLabv3 loses points (b1), so part of the gain is the "
+                 "decoder making up that loss; (d4) compares the two arms at 16, where the paper's own gain is "
+                 "larger (77.21 -> 78.85)"),
     Finding("d2", "decoder: wire IoU", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),
             "iou:wire", "DeepLabv3+ Fig. 5 (boundaries)", None, note="wires are 1-3 px wide"),
     Finding("d3", "decoder: mIoU in a 1-px trimap band", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),

@@ -50,14 +50,16 @@ def test_the_records_are_read_from_the_repository() -> None:
 def test_the_findings_table_is_the_record_formatted() -> None:
     from deeplab_edu.findings import RecordedFindings
 
-    table = RecordedFindings(load_record("findings_cpu"), {}).markdown()
-    assert table in README.read_text(), ("the findings table in benchmarks/README.md differs from "
-                                         "RecordedFindings.markdown() of results/findings_cpu.json (benchmarks/findings.py "
-                                         "prints it): paste it again")
+    for name in ("findings_cpu", "findings_decoder_cpu"):
+        table = RecordedFindings(load_record(name), {}).markdown()
+        assert table in README.read_text(), (f"the findings table in benchmarks/README.md differs from "
+                                             f"RecordedFindings.markdown() of results/{name}.json (benchmarks/findings.py "
+                                             "prints it): paste it again")
 
 
 def test_the_findings_rows_the_record_predates_are_computed_from_its_matrices() -> None:
-    """benchmarks/README.md gives (b3), which chapter 10 computes from the record's matrices, in words."""
+    """benchmarks/README.md gives in words (b3), which chapter 10 computes from the record's matrices, and the split
+    of the decoder's gain at output stride 8 that chapter 09 computes from the decoder record."""
     from deeplab_edu.findings import FINDINGS, load_findings, findings_table
 
     recorded = load_findings()
@@ -67,7 +69,22 @@ def test_the_findings_rows_the_record_predates_are_computed_from_its_matrices() 
     expected = (f"{row['baseline (%)'].split(' ')[0]} -> {row['variant (%)'].split(' ')[0]} %, "
                 f"{row['difference (points)']:+.2f} points (95 % interval over seeds {row['95% interval over seeds']}")
     assert expected in text, expected
-    assert row["verdict"] == "reproduced" and "), reproduced;" in text
+    assert row["verdict"] == "reproduced" and "), reproduced." in text
+    # ... and the split of the decoder's gain at output stride 8 that the decoder record's paragraph gives
+    from deeplab_edu.findings import Finding, miou
+
+    decoder = load_findings("findings_decoder_cpu")
+    assert decoder is not None
+    m = {(arm, os_): 100 * miou(decoder.matrices[f"{arm}|eval OS {os_}|all"].sum((0, 1)).astype(float))
+         for arm in ("v3, separable ASPP", "v3+") for os_ in (8, 16)}
+    sep_8 = Finding("s8", "", ("v3, separable ASPP", "eval OS 16"), ("v3, separable ASPP", "eval OS 8"), "miou", "", None)
+    (sep_row,) = findings_table(decoder.matrices, [sep_8], n_boot=200)
+    low, high = sep_row["95% interval over seeds"].strip("[]").split(", ")
+    split = (f"{m['v3+', 8] - m['v3, separable ASPP', 8]:+.2f} = {m['v3+', 16] - m['v3, separable ASPP', 16]:+.2f} "
+             f"(d4) - ({m['v3, separable ASPP', 8] - m['v3, separable ASPP', 16]:+.2f}: the separable-ASPP DeepLabv3 "
+             f"at 8, 95 % interval over seeds {float(low):.2f} to {float(high):.2f})")
+    assert split in text, split
+    assert f"({m['v3+', 8] - m['v3+', 16]:+.2f}: DeepLabv3+ at 8, not resolved)" in text
 
 
 def test_no_chapter_header_states_fewer_minutes_than_its_recorded_run() -> None:
