@@ -84,7 +84,9 @@ def test_the_findings_rows_the_record_predates_are_computed_from_its_matrices() 
              f"(d4) - ({m['v3, separable ASPP', 8] - m['v3, separable ASPP', 16]:+.2f}: the separable-ASPP DeepLabv3 "
              f"at 8, 95 % interval over seeds {float(low):.2f} to {float(high):.2f})")
     assert split in text, split
-    assert f"({m['v3+', 8] - m['v3+', 16]:+.2f}: DeepLabv3+ at 8, not resolved)" in text
+    plus_8 = Finding("p8", "", ("v3+", "eval OS 16"), ("v3+", "eval OS 8"), "miou", "", None)
+    (plus_row,) = findings_table(decoder.matrices, [plus_8], n_boot=200)
+    assert f"({m['v3+', 8] - m['v3+', 16]:+.2f}: DeepLabv3+ at 8, {plus_row['verdict']})" in text
 
 
 def test_no_chapter_header_states_fewer_minutes_than_its_recorded_run() -> None:

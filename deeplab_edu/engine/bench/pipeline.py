@@ -173,7 +173,8 @@ def loader_load_elsewhere(preset: str, overrides: dict[str, Any], num_workers: i
 def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per feed of a ``benchmarks/pipeline_diagnosis.py`` record: images/s, milliseconds per
     step, and the milliseconds of each step the main thread spent launching it and waiting for its
-    batch, all from the feed's median round (by step time; so the parts add up), and the feed's
+    batch, all from the feed's median round (by step time, so that the parts add up; with an even
+    number of rounds, the faster of the two middle ones), and the feed's
     throughput relative to the ``step`` feed, paired round by round (median and range over rounds).
 
     When launching takes as long as the whole step, the CPU that launches the kernels sets the
