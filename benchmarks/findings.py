@@ -3,6 +3,7 @@
     python benchmarks/findings.py                      # 3 seeds, 500 validation scenes (hours on 2 cores)
     python benchmarks/findings.py --seeds 0 1 --val-length 200 --arms v3 v3+
     python benchmarks/findings.py --train-only --threads 1 & python benchmarks/findings.py --train-only --threads 1
+    python benchmarks/findings.py --arms "v3, separable ASPP" v3+ --out benchmarks/results/findings_decoder_cpu.json  # d4
 
 Runs are kept in ``runs/course/cpu/<arm>/seed<k>`` (the folders chapters 08-10 train in, so the
 chapters' seed-0 runs are these) and reused when finished (delete to retrain).

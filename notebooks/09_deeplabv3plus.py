@@ -642,7 +642,9 @@ check("09.1", first_conv.in_channels)
 # ### Exercise 09.2 (predict, then measure): a separable 5 x 5 convolution
 # *Predict* the number of weights of a depthwise-separable $5\times5$ convolution from 128 to 192
 # channels (no bias, no batch norm), check it, then run the cell after it, which counts the weights
-# of `SeparableConv2d(128, 192, kernel_size=5)`'s two convolutions.
+# of `SeparableConv2d(128, 192, kernel_size=5)`'s two convolutions and compares them with a regular
+# $5 \times 5$ convolution. Which of the two terms of section 2's ratio sets the saving here, and
+# which would for a $3 \times 3$ filter from 128 to 32 channels?
 
 # %%
 answer_09_2 = ...  # your prediction, a whole number
@@ -655,11 +657,18 @@ convs = [m for m in SeparableConv2d(IN_09_2, OUT_09_2, kernel_size=KERNEL_09_2).
          if isinstance(m, torch.nn.Conv2d)]
 separable_weights = sum(c.weight.numel() for c in convs)
 print(" + ".join(f"{c.weight.numel()} {tuple(c.weight.shape)}" for c in convs), "=", separable_weights, "weights")
+regular_weights = torch.nn.Conv2d(IN_09_2, OUT_09_2, KERNEL_09_2, bias=False).weight.numel()
+print(f"a regular {KERNEL_09_2}x{KERNEL_09_2} conv: {regular_weights} weights; separable / regular = "
+      f"{separable_weights / regular_weights:.4f} = 1/{OUT_09_2} + 1/{KERNEL_09_2 ** 2} "
+      f"= {1 / OUT_09_2:.4f} (pointwise) + {1 / KERNEL_09_2 ** 2:.4f} (depthwise)")
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution: one 5 x 5 filter per input channel (5 * 5 * 128 = 3200), then a 1 x 1 conv from 128 to
 # 192 channels (128 * 192 = 24576): 27776 weights, against 5 * 5 * 128 * 192 = 614400 for a regular
-# 5 x 5 conv (22 times as many).
+# 5 x 5 conv (22 times as many). With 192 output channels the pointwise term 1/192 is small and the
+# depthwise 1/25 sets the saving (22x of at most 25x, the kernel's area); for a 3x3 filter to 32
+# channels the depthwise 1/9 still dominates, and the pointwise 1/32 adds over a quarter to it: about
+# 7x instead of 9x.
 check("09.2", separable_weights)
 
 # %% [markdown]
@@ -720,6 +729,9 @@ check("09.4", oracle_wire[16])
 
 # %% tags=["remove-cell"]
 assert check("09.1", 320) and check("09.2", 5 * 5 * 128 + 128 * 192) and check("09.3", fuse)
+# the solution's reading of section 2's ratio: 22x for 5x5 to 192 channels, about 7x for 3x3 to 32
+assert abs(separable_weights / regular_weights - (1 / 192 + 1 / 25)) < 1e-12 and round(regular_weights / separable_weights) == 22
+assert round(1 / (1 / 32 + 1 / 9), 1) == 7.0 and 0.25 < (1 / 32) / (1 / 9) < 0.3
 assert not check("09.1", 304) and not check("09.2", 9 * 256 + 256 * 256)
 assert check("09.4", 0.0) and oracle_wire[4] > 0.1 and not check("09.4", 0.3)
 if config.profile() == "cpu":  # section 3: the trained DeepLabv3+ draws wires the stride-4 proportion prediction misses

@@ -49,7 +49,8 @@ value_exercise(
                      "than the crop.")],
     otherwise=lambda a: f"{a:.4f} is not 1 - (scaled area) / 513**2.",
     more_wrong=(0.5, 100 * _PAD_FRACTION),
-    hint="the scaled image is 250 x 188 pixels; everything else in the 513 x 513 crop is padding.",
+    hint="scale each side by 0.5 and round it to whole pixels (375 / 2 = 187.5); everything else in the "
+         "513 x 513 crop is padding.",
 )
 
 # 06.3: toy split lists.
