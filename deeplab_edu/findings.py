@@ -163,9 +163,9 @@ FINDINGS: list[Finding] = [
     Finding("d1", "decoder: mIoU", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),
             "miou", "DeepLabv3+ Table 3 (ResNet-101, regular convolutions; ours separable in both arms, eval OS 8)",
             (78.51, 79.35),
-            note="at output stride 8, where this recipe's DeepLabv3 loses points (b1), so part of the gain is the "
-                 "decoder making up that loss; (d4) compares the two arms at 16, where the paper's own gain is "
-                 "larger (77.21 -> 78.85)"),
+            note="measured at output stride 8, where this recipe's DeepLabv3 loses points (b1): part of the gain "
+                 "is the decoder making up that loss; (d4) compares the two arms at 16, where the paper's own gain "
+                 "is larger (77.21 -> 78.85)"),
     Finding("d2", "decoder: wire IoU", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),
             "iou:wire", "DeepLabv3+ Fig. 5 (boundaries)", None, note="wires are 1-3 px wide"),
     Finding("d3", "decoder: mIoU in a 1-px trimap band", ("v3, separable ASPP", "eval OS 8"), ("v3+", "eval OS 8"),
@@ -173,8 +173,8 @@ FINDINGS: list[Finding] = [
     Finding("d4", "decoder at output stride 16: mIoU", ("v3, separable ASPP", "eval OS 16"), ("v3+", "eval OS 16"),
             "miou", "DeepLabv3+ Table 3 (ResNet-101, regular convolutions, eval OS 16; ours separable in both arms)",
             (77.21, 78.85),
-            note="at the stride both arms trained at, free of (b1)'s loss; its own record "
-                 "(results/findings_decoder_cpu.json) trains the two arms again and evaluates them at 8 and 16"),
+            note="measured at the stride both arms trained at, free of (b1)'s loss, in a record of its own "
+                 "(results/findings_decoder_cpu.json) that trains the two arms again and evaluates them at 8 and 16"),
     Finding("e1", "multi-grid (1, 1, 1) -> (1, 2, 4)", ("v3, multi-grid (1, 1, 1)", "eval OS 8"),
             ("v3, multi-grid (1, 2, 4)", "eval OS 8"), "miou",
             "DeepLabv3 Table 5 (ASPP (6, 12, 18) without image pooling, eval OS 16; ours with it, eval OS 8)",
