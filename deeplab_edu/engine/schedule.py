@@ -149,9 +149,10 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
     """
     if implementation not in ("auto", "fused", "foreach"):
         raise ValueError(f"implementation must be 'auto', 'fused' or 'foreach', got {implementation!r}")
-    auto = "fused" if _fused_supported(groups) else "default"
-    impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "default": {}}[
-        auto if implementation == "auto" else implementation]
+    if implementation == "auto":
+        impl = {"fused": True} if _fused_supported(groups) else {}  # else PyTorch's default
+    else:
+        impl = {implementation: True}
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **impl)
     if name == "adamw":

@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -484,19 +484,17 @@ def class_weights_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     diffs, runs = res["median_frequency_minus_none"], res["runs"]
     weights = next(iter(runs["median_frequency"].values()))["class_weights"]
 
-    def mean(arm: str, value: Callable[[Mapping[str, Any]], float]) -> float:
-        values = [value(run) for run in runs[arm].values()]
+    def mean(arm: str, c: int | None) -> float:
+        """The mIoU (``c`` None) or class ``c``'s IoU, in %, averaged over the arm's seeds."""
+        values = [float(run["miou"] if c is None else run["iou"][c]) for run in runs[arm].values()]
         return 100 * sum(values) / len(values)
 
     rows = []
-    for k, name in enumerate(["mIoU", *res["class_names"]]):
-        def pick(run: Mapping[str, Any], c: int = k - 1) -> float:  # the mIoU (k = 0), else class k - 1's IoU
-            return float(run["miou"] if c < 0 else run["iou"][c])
-
+    for c, name in [(None, "mIoU"), *enumerate(res["class_names"])]:
         entry = diffs[name]
         interval = entry.get("interval_95")  # none with one seed
-        rows.append({"class": name, "weight": None if k == 0 else f"{weights[k - 1]:.2f}",
-                     "plain (%)": f"{mean('none', pick):.1f}", "weighted (%)": f"{mean('median_frequency', pick):.1f}",
+        rows.append({"class": name, "weight": None if c is None else f"{weights[c]:.2f}",
+                     "plain (%)": f"{mean('none', c):.1f}", "weighted (%)": f"{mean('median_frequency', c):.1f}",
                      "difference (points)": f"{100 * entry['mean']:+.1f}",
                      "95 % interval over seeds": interval and f"{100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}",
                      "finding": "yes" if entry.get("excludes_zero") else "no"})
