@@ -445,7 +445,9 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
 
     Each row gives the paired bootstrap interval (:func:`bootstrap_difference`) and the interval
     over seeds alone (:func:`seed_interval`); its ``verdict`` is :func:`joint_verdict` of the two, whose
-    span is ``_low``, ``_high``: a finding is reproduced only when both exclude zero."""
+    span is ``_low``, ``_high``: a finding is reproduced only when both exclude zero. The difference
+    of the pooled matrices is ``"difference (points)"`` rounded to two decimals and ``_difference``
+    as computed."""
     rows = []
     for f in findings:
         key, fn = metric(f.metric)
@@ -467,7 +469,7 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
             "95% interval over seeds": f"[{s_lo:+.2f}, {s_hi:+.2f}]",
             "paper (mIoU %)": paper, "source": f.source,
             "verdict": joint_verdict((lo, hi), (s_lo, s_hi), f.direction),
-            "_low": min(lo, s_lo), "_high": max(hi, s_hi), "_baseline": va.tolist(), "_variant": vb.tolist(),
+            "_difference": diff, "_low": min(lo, s_lo), "_high": max(hi, s_hi), "_baseline": va.tolist(), "_variant": vb.tolist(),
         })
     return rows
 

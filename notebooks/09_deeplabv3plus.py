@@ -44,7 +44,7 @@
 # `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.ConfusionMatrix` (in exercise
 # 09.4); for training, `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
 # `plot_band_comparison`, `plot_model_comparison`), and a first look at `deeplab_edu.findings`
-# (`FINDINGS`, `Finding`, `miou`, `findings_table`, `measurable`, `load_findings`, `removed_errors`: chapter 10 explains
+# (`FINDINGS`, `Finding`, `findings_table`, `measurable`, `load_findings`, `removed_errors`: chapter 10 explains
 # them) and `deeplab_edu.metrics.removed_errors_by_band`. From
 # earlier chapters: `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`,
 # `PUBLISHED_GMACS`), `deeplab_edu.viz.tables.markdown_table` (00), `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
@@ -510,7 +510,7 @@ else:
 # resolved* when one of them holds zero (chapter 10, section 2):
 
 # %%
-from deeplab_edu.findings import Finding, miou
+from deeplab_edu.findings import Finding
 
 decoder_record = load_findings("findings_decoder_cpu")
 if decoder_record is None:
@@ -525,10 +525,7 @@ else:
     strides = [f for f in FINDINGS if f.key in ("d4", "d1")][::-1] + at_8  # d4 first, then d1 and the two changes
     stride_rows = {r["finding"][1:3]: r for r in findings_table(decoder_record.matrices, strides)}
     display(markdown_table([{k: v for k, v in r.items() if not k.startswith("_")} for r in stride_rows.values()]))
-    pooled = {(arm, os_): 100 * miou(decoder_record.matrices[f"{arm}|eval OS {os_}|all"].sum((0, 1)).astype(float))
-              for arm in (sep, plus) for os_ in (8, 16)}
-    gain_16, gain_8 = pooled[plus, 16] - pooled[sep, 16], pooled[plus, 8] - pooled[sep, 8]
-    sep_change, plus_change = pooled[sep, 8] - pooled[sep, 16], pooled[plus, 8] - pooled[plus, 16]
+    gain_16, gain_8, sep_change, plus_change = (stride_rows[k]["_difference"] for k in ("d4", "d1", "s8", "p8"))
     print(f"the decoder's gain at output stride 8, {gain_8:+.2f} points = {gain_16:+.2f} at 16 (d4) "
           f"- ({sep_change:+.2f}: the separable-ASPP DeepLabv3 at 8) + ({plus_change:+.2f}: DeepLabv3+ at 8)")
     print(decoder_record.describe())
@@ -537,9 +534,8 @@ else:
 # what the prose below says: most of the gain at 8 is there at 16 (d4 reproduced, both intervals above zero);
 # the separable-ASPP DeepLabv3 loses about 3 points at 8 (both intervals below zero); DeepLabv3+ does not move
 if decoder_record is not None:
-    # the printed split is the table's rows (each difference the pooled mIoUs' difference)
-    for key, value in (("d4", gain_16), ("d1", gain_8), ("s8", sep_change), ("p8", plus_change)):
-        assert round(value, 2) == stride_rows[key]["difference (points)"], (key, value)
+    # the split is exact: d1 = d4 - s8 + p8, each the difference of two pooled mIoUs
+    assert abs(gain_8 - (gain_16 - sep_change + plus_change)) < 1e-9
     assert stride_rows["d4"]["verdict"] == "reproduced" and gain_16 > 0.75 * gain_8
     assert stride_rows["s8"]["verdict"] == "opposite" and -4.5 < sep_change < -2  # "about 3 points"
     assert stride_rows["p8"]["verdict"] == "not resolved" and abs(plus_change) < 0.1  # "under a tenth of a point"

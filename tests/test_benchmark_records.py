@@ -71,22 +71,21 @@ def test_the_findings_rows_the_record_predates_are_computed_from_its_matrices() 
     assert expected in text, expected
     assert row["verdict"] == "reproduced" and "), reproduced." in text
     # ... and the split of the decoder's gain at output stride 8 that the decoder record's paragraph gives
-    from deeplab_edu.findings import Finding, miou
+    from deeplab_edu.findings import Finding
 
     decoder = load_findings("findings_decoder_cpu")
     assert decoder is not None
-    m = {(arm, os_): 100 * miou(decoder.matrices[f"{arm}|eval OS {os_}|all"].sum((0, 1)).astype(float))
-         for arm in ("v3, separable ASPP", "v3+") for os_ in (8, 16)}
-    sep_8 = Finding("s8", "", ("v3, separable ASPP", "eval OS 16"), ("v3, separable ASPP", "eval OS 8"), "miou", "", None)
-    (sep_row,) = findings_table(decoder.matrices, [sep_8], n_boot=200)
-    low, high = sep_row["95% interval over seeds"].strip("[]").split(", ")
-    split = (f"{m['v3+', 8] - m['v3, separable ASPP', 8]:+.2f} = {m['v3+', 16] - m['v3, separable ASPP', 16]:+.2f} "
-             f"(d4) - ({m['v3, separable ASPP', 8] - m['v3, separable ASPP', 16]:+.2f}: the separable-ASPP DeepLabv3 "
-             f"at 8, 95 % interval over seeds {float(low):.2f} to {float(high):.2f})")
+    sep, plus = "v3, separable ASPP", "v3+"
+    at_8 = [Finding("s8", "", (sep, "eval OS 16"), (sep, "eval OS 8"), "miou", "", None),
+            Finding("p8", "", (plus, "eval OS 16"), (plus, "eval OS 8"), "miou", "", None)]
+    rows = {r["finding"][1:3]: r for r in findings_table(decoder.matrices, [f for f in FINDINGS if f.key in ("d1", "d4")]
+                                                         + at_8, n_boot=200)}
+    low, high = rows["s8"]["95% interval over seeds"].strip("[]").split(", ")
+    split = (f"{rows['d1']['_difference']:+.2f} = {rows['d4']['_difference']:+.2f} (d4) - "
+             f"({rows['s8']['_difference']:+.2f}: the separable-ASPP DeepLabv3 at 8, 95 % interval over seeds "
+             f"{float(low):.2f} to {float(high):.2f})")
     assert split in text, split
-    plus_8 = Finding("p8", "", ("v3+", "eval OS 16"), ("v3+", "eval OS 8"), "miou", "", None)
-    (plus_row,) = findings_table(decoder.matrices, [plus_8], n_boot=200)
-    assert f"({m['v3+', 8] - m['v3+', 16]:+.2f}: DeepLabv3+ at 8, {plus_row['verdict']})" in text
+    assert f"({rows['p8']['_difference']:+.2f}: DeepLabv3+ at 8, {rows['p8']['verdict']})" in text
 
 
 def test_no_chapter_header_states_fewer_minutes_than_its_recorded_run() -> None:

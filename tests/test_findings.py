@@ -72,6 +72,10 @@ def test_seed_values_and_table_rows() -> None:
     rows = findings_table(keys, FINDINGS[:3], n_boot=50, scenes=5)
     assert len(rows) == 3 and all(r["verdict"] in ("reproduced", "opposite", "not resolved") for r in rows)
     assert len(rows[0]["_baseline"]) == 2
+    f = FINDINGS[0]  # the difference is the pooled matrices' (first 5 scenes), unrounded in _difference
+    pooled = [miou(keys[f"{arm}|{view}|all"][:, :5].sum((0, 1))) for arm, view in (f.baseline, f.variant)]
+    assert rows[0]["_difference"] == pytest.approx(100 * (pooled[1] - pooled[0]), abs=1e-12)
+    assert rows[0]["difference (points)"] == round(rows[0]["_difference"], 2)
     vals = seed_values(keys[f"{FINDINGS[0].baseline[0]}|{FINDINGS[0].baseline[1]}|all"], miou)
     assert vals.shape == (2,) and np.all((0 < vals) & (vals <= 1))
 
