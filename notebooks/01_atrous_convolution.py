@@ -131,13 +131,13 @@ plt.show()
 # **Try it.** Move the sliders: kernel size, rate, stride, padding and input size. Press ▶ to
 # walk the output index across the signal and watch the taps slide by the stride while staying
 # $r$ apart. (These sliders need a running kernel; in the book, the figure above shows the default
-# values, and the JavaScript version below, the 1-D picture only, is live.)
+# values, and the JavaScript version below, with both pictures, is live.)
 
 # %%
 atrous_widget(input_size=12, kernel_size=3, rate=2, stride=1, padding=2, output_index=3)
 
 # %%
-# The explorer in JavaScript (deeplab_edu.viz.explorers; the 1-D picture): it needs no kernel, so it is live
+# The explorer in JavaScript (deeplab_edu.viz.explorers; both pictures): it needs no kernel, so it is live
 # in the static book too, and it computes the same numbers as the package (tests/test_explorers.py).
 from deeplab_edu.viz import explorers
 

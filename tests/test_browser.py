@@ -212,8 +212,25 @@ def test_atrous_explorer_follows_eq1(site: tuple[str, Path], browser: Any) -> No
         i = min(s["output_index"], n_out - 1)
         return input_positions(i, s["kernel_size"], s["rate"], s["stride"], s["padding"]), n_out
 
+    def expected_2d() -> str:
+        """``data-taps-2d`` as atrous_widget's right panel draws it: "m:rows" on a side of min(n, 11), at least 3."""
+        side = max(3, min(s["input_size"], 11))
+        try:
+            n_out = conv_output_size(side, s["kernel_size"], s["stride"], s["padding"], s["rate"])
+        except ValueError:
+            return ""
+        m = min(s["output_index"], n_out - 1)
+        return f"{m}:" + ",".join(map(str, input_positions(m, s["kernel_size"], s["rate"], s["stride"], s["padding"])))
+
+    def check_2d() -> None:
+        assert explorer.get_attribute("data-taps-2d") == expected_2d()
+        drawn = explorer.locator("rect.dle-tap-2d").evaluate_all("els => els.map(e => [+e.dataset.row, +e.dataset.col])")
+        rows = [int(v) for v in expected_2d().partition(":")[2].split(",") if v]
+        assert sorted(map(tuple, drawn)) == [(a, b) for a in rows for b in rows], "the 2-D taps are not the k x k lattice"
+
     taps, n_out = expected()
     assert _taps(explorer) == taps and explorer.locator("rect.dle-output").count() == n_out
+    check_2d()
     explorer.screenshot(path=str(shots / "explorer_atrous_before.png"))
     # (slider, steps): the last two make the effective kernel (7 taps at rate 3: 19) longer than
     # the padded input (12 + 2 * 3 = 18), then shorter again
@@ -227,6 +244,7 @@ def test_atrous_explorer_follows_eq1(site: tuple[str, Path], browser: Any) -> No
         assert explorer.locator("rect.dle-output").count() == n_out
         assert explorer.get_attribute("data-output-size") == str(n_out)
         s["output_index"] = max(0, min(s["output_index"], n_out - 1))
+        check_2d()
         if slider == "kernel_size" and s[slider] == 7:
             assert n_out == 0 and "no output" in explorer.inner_text()
     _finish(page, explorer, "atrous", blocked, errors)

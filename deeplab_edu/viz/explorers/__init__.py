@@ -7,7 +7,9 @@ in JupyterLab and in Colab alike, with no CDN and no network:
 
 * ``"atrous"`` (chapter 01): the inputs eq. (1) of DeepLabv3 (Sec. 3.1) reads for one output,
   for a chosen kernel size, rate, stride and padding, with the output size of Dumoulin & Visin's
-  relationship 15 (:mod:`deeplab_edu.atrous`);
+  relationship 15 (:mod:`deeplab_edu.atrous`), and beside it the 2-D picture of
+  :func:`deeplab_edu.viz.atrous.plot_eq1_2d` as :func:`~deeplab_edu.viz.atrous.atrous_widget`
+  draws it;
 * ``"receptive_field"`` (chapter 02): a layer stack (the text format of
   :func:`deeplab_edu.viz.receptive_field.parse_layer_stack`) and the receptive field of one
   output unit drawn on the photograph, by Araujo et al.'s recurrences

@@ -5,7 +5,8 @@
  * the HTML output of a notebook cell and mounts one explorer:
  *
  *   "atrous"           chapter 01: which inputs eq. (1) of DeepLabv3 reads for one output, for a
- *                      chosen kernel size, rate, stride and padding (deeplab_edu.atrous);
+ *                      chosen kernel size, rate, stride and padding, in 1-D and on a square
+ *                      input (deeplab_edu.atrous, deeplab_edu.viz.atrous.atrous_widget);
  *   "receptive_field"  chapter 02: a layer stack's receptive field drawn on the photograph
  *                      (deeplab_edu.receptive_field, deeplab_edu.viz.receptive_field);
  *   "boundary"         chapter 04: valid taps at the border against the rate, DeepLabv3 Fig. 4
@@ -320,7 +321,7 @@
       }, 700);
     });
     var message = messageBox(root);
-    var figure = el("div", { "class": "dle-figure" }, root);
+    var figure = el("div", { "class": "dle-figure dle-row" }, root);
 
     function draw() {
       clear(figure);
@@ -333,6 +334,7 @@
         state.output_index = 0;
         root.setAttribute("data-output-size", "0");
         root.setAttribute("data-taps", "");
+        root.setAttribute("data-taps-2d", "");
         message.innerHTML = "<b>no output</b>: the padded input (" + (n + 2 * p) + ") is shorter than the effective kernel (" +
           effectiveKernelSize(k, r) + ")";
         return;
@@ -376,9 +378,44 @@
           stroke: TAP, "stroke-width": 1.5, "class": "dle-arrow" }, g);
         svg("text", { x: xOf(jj) + cell / 2, y: yIn - 3, "text-anchor": "middle", fill: TAP, "class": "dle-cell-text" }, g, "w" + t);
       });
+      var square = drawAtrous2d(figure, n, k, r, s, p, i);
+      root.setAttribute("data-taps-2d", square ? square.output + ":" + square.taps.join(",") : "");
     }
     draw();
     return { draw: draw, state: state };
+  }
+
+  /* The 2-D picture beside it, as atrous_widget draws deeplab_edu.viz.atrous.plot_eq1_2d: a square
+     input of side min(n, 11) (at least 3; padding shaded) with the k x k taps of output (m, m),
+     m = min(i, last output), and their span dashed. Returns {output: m, taps} or null when the
+     square has no output. */
+  function drawAtrous2d(parent, n, k, r, s, p, i) {
+    var side = Math.max(3, Math.min(n, 11)), nOut;
+    try {
+      nOut = convOutputSize(side, k, s, p, r);
+    } catch (err) {
+      return null;
+    }
+    var m = Math.min(i, nOut - 1), taps = inputPositions(m, k, r, s, p);
+    var cells = side + 2 * p, cell = Math.max(8, Math.min(20, Math.floor(260 / cells)));
+    var x0 = 10, y0 = 36, size = cells * cell;
+    var g = svg("svg", { width: size + 2 * x0, height: size + y0 + 6, viewBox: "0 0 " + (size + 2 * x0) + " " + (size + y0 + 6),
+      role: "img", "aria-label": "in 2-D, output (" + m + ", " + m + ") reads the " + k + " by " + k + " inputs at rows and columns " +
+        taps.join(", "), "class": "dle-svg dle-2d" }, parent);
+    svg("text", { x: x0, y: 14, "class": "dle-title" }, g, "taps of y[" + m + "," + m + "] on a " + side + "×" + side + " input");
+    svg("text", { x: x0, y: 28, "class": "dle-title" }, g, "(output " + nOut + "×" + nOut + (n > side ? "; n shown up to 11)" : ")"));
+    for (var a = -p; a < side + p; a++) {
+      for (var b = -p; b < side + p; b++) {
+        var isPad = a < 0 || a >= side || b < 0 || b >= side, isTap = taps.indexOf(a) >= 0 && taps.indexOf(b) >= 0;
+        svg("rect", { x: x0 + (b + p) * cell, y: y0 + (a + p) * cell, width: cell, height: cell, "data-row": a, "data-col": b,
+          "class": "dle-input-2d" + (isTap ? " dle-tap-2d" : ""), fill: isTap ? TAP : isPad ? PAD : "white",
+          stroke: "#666", "stroke-width": 0.6 }, g);
+      }
+    }
+    var span = (taps[taps.length - 1] - taps[0] + 1) * cell;
+    svg("rect", { x: x0 + (taps[0] + p) * cell, y: y0 + (taps[0] + p) * cell, width: span, height: span, fill: "none",
+      stroke: TAP, "stroke-width": 2, "stroke-dasharray": "5,3", "class": "dle-span-2d" }, g);
+    return { output: m, taps: taps };
   }
 
   // ------------------------------------------------------------------ chapter 02: receptive field
