@@ -75,9 +75,10 @@ _TRAIN_HELP = {
     "eval_output_stride": "output stride for validation (without a preset: 8; none: the training one)",
     "pretrained_backbone": "start from torchvision's ImageNet weights (downloaded once; online), or from FILE",
     "atrous_rates": '"paper", "fit" (to the crop\'s feature map) or "r1,r2,r3"',
-    "dataset": "one of {datasets}",
+    "dataset": "one of {datasets} (folder: your own images and masks in --data-root, laid out as the README's "
+               "'Your own data' shows: classes.txt, train/ and val/)",
     "difficulty": "procedural scenes: easy, medium or hard",
-    "data_root": "folder of a real data set",
+    "data_root": "folder of a real data set, or of your own with --dataset folder",
     "download": "download a real data set if it is missing (online)",
     "crop_size": "training crop side in pixels",
     "batch_size": "images per step and process",
@@ -119,7 +120,9 @@ def _field_comments(cls: type) -> dict[str, str]:
         if text.startswith("#:"):
             pending.append(text[2:].strip())
         elif pending and (field := re.match(r"(\w+)\s*:", text)):
-            comments[field.group(1)] = " ".join(pending).replace("``", "")
+            comment = " ".join(pending).replace("``", "").rstrip(".")
+            # in the style of the other flags' help: lower case ("add ...", not "Add ..."; "CPU" stays)
+            comments[field.group(1)] = comment[:1].lower() + comment[1:] if comment[1:2].islower() else comment
             pending = []
         else:
             pending = []
@@ -190,13 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "used), else its training output stride")
     ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
-    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+    ev.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
                                    "prediction)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (e.g. in a log file)")
 
     pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
-    pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder")
+    pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
+                                                          "(its newest)")
     pr.add_argument("input", help="an image file or a folder of images")
     pr.add_argument("--out", default="predictions",
                     help="folder for <name>_mask.png (the class index of each pixel, in a palette PNG that viewers "
@@ -207,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride, else its training one")
     pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
                                                   "memory for large photos; default: the whole image at once)")
-    pr.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+    pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace files of those names that predict did not write (by default it refuses: a "
+                         "ground-truth a_mask.png beside a.png, say)")
 
     ex = sub.add_parser("export", help="a trained run as a model file to share or predict with (no optimiser "
                                        "state), and/or as ONNX")
@@ -331,14 +338,14 @@ def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:
 
 def _eval(args: argparse.Namespace) -> int:
     from .atomic import write_text_atomic
-    from .config import device as default_device
+    from .config import resolve_device
     from .inference import Strategy, evaluate, load_run
     from .metrics import format_iou_table
 
     if args.json and Path(args.json).is_dir():
         raise ValueError(f"--json {args.json} is a folder; name the file to write the metrics to, e.g. "
                          f"{Path(args.json) / 'metrics.json'}")
-    dev = args.device or str(default_device())
+    dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
     model, cfg, info = load_run(args.checkpoint, dev)
     if args.dataset:  # another data set than the run's: its data_root is not this one's
         cfg = {**cfg, "dataset": args.dataset,
@@ -393,6 +400,21 @@ def _class_info(dataset: str) -> Any:
 LARGE_IMAGE_PIXELS = 2048 * 2048
 
 
+#: The PNG ``Software`` text of every mask and overlay ``predict`` writes: it replaces only files carrying it.
+PREDICT_SOFTWARE = "deeplab-edu predict"
+
+
+def _written_by_predict(path: Path) -> bool:
+    """Whether ``path`` is a PNG that ``predict`` wrote (its ``Software`` text is :data:`PREDICT_SOFTWARE`)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "text", {}).get("Software") == PREDICT_SOFTWARE
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
+
+
 def _predict(args: argparse.Namespace) -> int:
     """Predict every image with the data sets' reader (:func:`~deeplab_edu.data.io.load_image`).
 
@@ -400,11 +422,12 @@ def _predict(args: argparse.Namespace) -> int:
     mode), so the masks and overlays are written in the orientation a photo viewer shows.
     """
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     from .atomic import atomic_path
-    from .config import device as default_device
+    from .config import resolve_device
     from .data.io import load_image
-    from .data.own import IMAGE_SUFFIXES
+    from .data.own import IMAGE_SUFFIXES, image_files
     from .data.transforms import normalize
     from .inference import Strategy, load_run, predict
     from .models.backbones import at_output_stride
@@ -412,8 +435,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     src, out = Path(args.input), Path(args.out)
     if src.is_dir():
-        # hidden files are not photos: a temporary .x_mask.tmp<pid>.png of an interrupted call, macOS's ._x.jpg
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        files = image_files(src)  # not hidden files: .x_mask.tmp<pid>.png of an interrupted call, macOS's ._x.jpg
         if out.is_dir() and out.resolve() == src.resolve():  # not the masks and overlays of an earlier call
             files = [p for p in files if not p.name.endswith(("_mask.png", "_overlay.png"))]
         if not files:
@@ -422,7 +444,7 @@ def _predict(args: argparse.Namespace) -> int:
         files = [src]
     else:
         raise FileNotFoundError(f"input {src} is neither an image file nor a folder")
-    dev = args.device or str(default_device())
+    dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
     model, cfg, info = load_run(args.checkpoint, dev)
     # the run's own classes; a checkpoint that does not record them: those of its configured data set
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
@@ -432,6 +454,14 @@ def _predict(args: argparse.Namespace) -> int:
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
     names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
+    targets = [out / f"{names[f]}_{kind}.png" for f in files for kind in ("mask", "overlay")]
+    foreign = [t for t in targets if t.exists() and not args.overwrite and not _written_by_predict(t)]
+    if foreign:  # before any file is predicted: a ground-truth a_mask.png beside a.png was replaced silently
+        raise FileExistsError(f"--out {out} already holds {', '.join(t.name for t in foreign[:3])}"
+                              f"{' ...' if len(foreign) > 3 else ''}, which predict did not write; give another "
+                              "--out, or --overwrite to replace them")
+    marked = PngInfo()
+    marked.add_text("Software", PREDICT_SOFTWARE)  # what _written_by_predict reads on the next call
     flat_palette = [c for rgb in palette for c in rgb]
     failed: list[str] = []
     warned_large = False
@@ -468,9 +498,9 @@ def _predict(args: argparse.Namespace) -> int:
             mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())
             mask.putpalette(flat_palette)
             with atomic_path(mask_path) as tmp:  # an interrupted call leaves no truncated PNG under the name
-                mask.save(tmp)
+                mask.save(tmp, format="PNG", pnginfo=marked)
             with atomic_path(overlay_path) as tmp:
-                Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(tmp)
+                Image.fromarray(overlay(x, colorize(pred, palette), 0.5)).save(tmp, format="PNG", pnginfo=marked)
             print(f"{f} -> {mask_path}, {overlay_path}")
     if failed:
         print(f"deeplab-edu predict: {len(failed)} of {len(files)} images could not be read or predicted:\n  "

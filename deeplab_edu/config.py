@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (and the CLI's start) stays light
     import torch
 
-__all__ = ["ENV_VAR", "PROFILES", "Profile", "profile", "device", "choose", "is_smoke"]
+__all__ = ["ENV_VAR", "DEVICE_ENV_VAR", "PROFILES", "Profile", "profile", "device", "resolve_device", "choose", "is_smoke"]
 
 ENV_VAR = "DEEPLAB_EDU_PROFILE"
 DEVICE_ENV_VAR = "DEEPLAB_EDU_DEVICE"
@@ -67,15 +67,46 @@ def device() -> torch.device:
     ``DEEPLAB_EDU_DEVICE`` (e.g. ``cpu``, ``cuda:1``, ``mps``) overrides; otherwise
     CUDA when available, else the CPU. The ``smoke`` profile always uses the CPU so
     that CI results do not depend on the machine.
+
+    Raises:
+        ValueError: ``DEEPLAB_EDU_DEVICE`` names no device this PyTorch can use (:func:`resolve_device`).
     """
     import torch
 
     forced = os.environ.get(DEVICE_ENV_VAR, "").strip()
     if forced:
-        return torch.device(forced)
+        return resolve_device(forced, what=DEVICE_ENV_VAR)
     if profile() != "smoke" and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def resolve_device(name: str | None, *, what: str = "--device") -> torch.device:
+    """The device ``name`` names (``cpu``, ``cuda``, ``cuda:1``, ``mps``), checked; :func:`device` when it is
+    ``None`` or empty. ``what`` is the flag or setting that gave it, for the messages.
+
+    Raises:
+        ValueError: ``name`` is not a device string torch parses (e.g. ``gpu``), or it names a CUDA or MPS
+            device this PyTorch cannot see; the message names ``what`` and what to give instead.
+    """
+    import torch
+
+    if not name or not name.strip():
+        return device()
+    try:
+        dev = torch.device(name.strip())
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{what}={name!r} is not a device: use cpu, cuda, cuda:N (the N-th GPU) or mps") from None
+    unset = f"use {what}=cpu (or leave it unset: a GPU when there is one, else the CPU)"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what}={name!r}, but this PyTorch sees no CUDA GPU; {unset}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{what}={name!r}, but this PyTorch sees {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{what}={name!r}, but this PyTorch has no Apple MPS device; {unset}")
+    return dev
 
 
 def choose(*, smoke: T, cpu: T, gpu: T) -> T:

@@ -35,7 +35,8 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--out-dir", "README.md"], "README.md is a file; out_dir (--out-dir)"),
     (["--model", "deeplabv2", "--output-stride", "32"], "rate 6 at output stride 8 does not scale to an integer"),
     (["--preset", "cpu", "--eval-output-stride", "32"], "eval_output_stride=32, atrous_rates='fit'"),
-    *([(["--device", "cuda"], "sees no CUDA GPU; use --device cpu")] if not torch.cuda.is_available() else []),
+    *([(["--device", "cuda"], "sees no CUDA GPU; use device=cpu")] if not torch.cuda.is_available() else []),
+    (["--device", "gpu"], "device='gpu' is not a device: use cpu, cuda, cuda:N"),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *argv]) == 2

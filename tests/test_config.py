@@ -31,3 +31,18 @@ def test_smoke_profile_uses_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.device() == torch.device("cpu")
     monkeypatch.setenv(config.DEVICE_ENV_VAR, "meta")
     assert config.device() == torch.device("meta")
+
+
+def test_a_device_torch_cannot_use_is_named_with_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'--device gpu' ended eval and predict with torch's 'Expected one of cpu, cuda, ipu, xpu, ...'."""
+    assert config.resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv(config.ENV_VAR, "smoke")
+    assert config.resolve_device(None) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"--device='gpu' is not a device: use cpu, cuda, cuda:N"):
+        config.resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"--device='cuda:1', but this PyTorch sees no CUDA GPU; use --device=cpu"):
+            config.resolve_device("cuda:1")
+    monkeypatch.setenv(config.DEVICE_ENV_VAR, "gpu")
+    with pytest.raises(ValueError, match=r"DEEPLAB_EDU_DEVICE='gpu' is not a device"):
+        config.device()

@@ -35,12 +35,17 @@ def test_a_folder_reads_as_a_data_set(tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("a\nb\nc 128 0 0\nlane 2\n")  # b's VOC colour is c's: b gets a free one
     assert read_classes(tmp_path / "c.txt").palette == ((0, 0, 0), (0, 128, 0), (128, 0, 0), (128, 128, 0))
     assert read_classes(tmp_path / "c.txt").class_names[3] == "lane 2"
+    (tmp_path / "c.txt").write_text("a  # not #ffffff, a comment\nroad #804080 # hex\n")  # the hex colour was dropped
+    assert read_classes(tmp_path / "c.txt").palette == ((0, 0, 0), (128, 64, 128))
+    with pytest.raises(DatasetNotFoundError, match=r"c\.txt is a file; give the folder that holds classes\.txt"):
+        FolderDataset(tmp_path / "c.txt")
     image, mask = ds[1]
     assert image.shape == (3, 24, 32) and mask.shape == (24, 32) and set(mask.unique().tolist()) == {0, 1}
 
 
 @pytest.mark.parametrize("text, message", [
     ("", "names no class"),
+    ("# comment\nroad #804080\n", "names one class \\('road'\\): every pixel would be that class"),
     ("a\na\n", "more than once: a"),
     ("a 1 2 300\n", "line 1: colour .* not three values in 0..255"),
     ("a\ndisc 255 0\n", "line 2: 'disc 255 0' is neither a name nor a name followed by a colour"),
@@ -119,6 +124,24 @@ def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsy
     assert main(["predict", "--checkpoint", str(run / "checkpoints"), str(root / "val" / "images"),
                  "--out", str(tmp_path / "pred")]) == 0
     assert Image.open(tmp_path / "pred" / "p0_mask.png").getpalette()[3:6] == [255, 0, 0]
+    # a ground-truth p0_mask.png beside p0.png was replaced without a word when --out was that folder
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(root / "val" / "images" / "p0.png").save(photos / "p0.png")
+    Image.new("L", (32, 24), 1).save(photos / "p0_mask.png")
+    truth = (photos / "p0_mask.png").read_bytes()
+    predict = ["predict", "--checkpoint", str(run / "checkpoints"), str(photos), "--out", str(photos)]
+    assert main(predict) == 2
+    assert "already holds p0_mask.png, which predict did not write" in capsys.readouterr().err
+    assert (photos / "p0_mask.png").read_bytes() == truth and not (photos / "p0_overlay.png").exists()
+    assert main(predict + ["--overwrite"]) == 0 and (photos / "p0_mask.png").read_bytes() != truth
+    assert main(predict) == 0  # its own files: replaced on the next call
+    # hidden files (macOS's ._p0.png beside p0.png) are neither photos nor images of a data set
+    (photos / "._p0.png").write_bytes(b"\x00\x05\x16\x07")
+    assert main(predict) == 0 and not (photos / "._p0_mask.png").exists()
+    (root / "val" / "images" / "._p0.png").write_bytes(b"\x00\x05\x16\x07")
+    (root / "val" / "masks" / "._p0.png").write_bytes(b"\x00\x05\x16\x07")
+    assert len(FolderDataset(root, "val")) == 2
     # the same two classes in the other order: scored under the wrong names before
     other = _make(tmp_path / "swapped", {"val": 1}, classes="square 255 0 0\nbackground\n")
     assert main(["eval", "--checkpoint", str(run), "--data-root", str(other)]) == 2

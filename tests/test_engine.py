@@ -423,31 +423,37 @@ def test_a_checkpoint_says_what_its_script_passed_in(tmp_path, capsys) -> None:
 
 
 class _InterruptedScenes(TinyScenes):
-    """Sends this process a Ctrl-C (SIGINT) while the 15th item is loaded, as a user would mid-step."""
+    """Sends this process ``signal_number`` (a Ctrl-C by default) while the 15th item is loaded, as a
+    user (or ``kill``, ``docker stop``) would mid-step."""
 
     calls = 0
+    signal_number = 2  # SIGINT
 
     def __getitem__(self, i: int):
         import os
-        import signal
 
         type(self).calls += 1
         if type(self).calls == 15:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signal_number)
         return super().__getitem__(i)
 
 
-def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys) -> None:
-    """The first Ctrl-C lets the step end, saves a checkpoint there and stops (KeyboardInterrupt);
-    nothing is lost: --resume continues from that iteration. (Checkpoints were every 100 iterations.)"""
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytest.MonkeyPatch,
+                                            signal_name: str) -> None:
+    """The first Ctrl-C (or SIGTERM, which killed the run without a checkpoint) lets the step end, saves
+    a checkpoint there and stops (KeyboardInterrupt); nothing is lost: --resume continues from that
+    iteration. (Checkpoints were every 100 iterations.)"""
     import signal
 
+    monkeypatch.setattr(_InterruptedScenes, "calls", 0)
+    monkeypatch.setattr(_InterruptedScenes, "signal_number", int(getattr(signal, signal_name)))
     cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=100, warmup_iters=0, num_workers=0,
                       batch_size=4)
-    before = signal.getsignal(signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, model=TinyNet(), train_set=_InterruptedScenes(16), val_set=TinyScenes(2, augment=False)).fit()
-    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # the handlers are put back
     assert "saving a checkpoint" in capsys.readouterr().err
     saved = ck.latest_checkpoint(tmp_path / "checkpoints")
     assert saved is not None and saved.name == "ckpt_00000004.pt"  # items 13-16 made step 4
@@ -502,6 +508,13 @@ def test_ctrl_c_on_a_logging_step_saves_too(tmp_path) -> None:
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, model=TinyNet(), train_set=At10(16), val_set=TinyScenes(2, augment=False)).fit()
     assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000003.pt"
+
+
+def test_a_val_set_with_other_classes_is_refused_at_once(tmp_path) -> None:
+    """It failed at the first validation with 'target holds label 4, outside [0, 4)', naming no data set."""
+    cfg = tiny_config(tmp_path, iterations=2, warmup_iters=0, num_workers=0)
+    with pytest.raises(ValueError, match=r"train_set and val_set have other num_classes: 2 and \d"):
+        Trainer(cfg, model=TinyNet(), train_set=TwoScenes(4), val_set=TinyScenes(2, augment=False))
 
 
 class TwoScenes(TinyScenes):

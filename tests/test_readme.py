@@ -43,3 +43,21 @@ def test_chapter_00_lists_every_chapter_with_its_header_time() -> None:
     assert [h["source"] for h in headers] == [nb.name for nb in NOTEBOOKS]
     for h, nb in zip(headers, NOTEBOOKS):
         assert h["cpu_minutes"] == jupytext.read(nb).metadata["deeplab_edu"]["cpu_minutes"]
+
+
+def test_the_readmes_python_example_predicts_with_a_trained_run(tmp_path, monkeypatch) -> None:
+    """The README's "A trained run in Python" block, run as written on a smoke run and a photo."""
+    import numpy as np
+    from PIL import Image
+
+    from deeplab_edu.cli import main
+
+    block = next(b for b in (REPO_ROOT / "README.md").read_text().split("```python\n")[1:] if "load_run(" in b)
+    code = block.split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "smoke", "--out-dir", "runs/mine", "--no-progress"]) == 0
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save("photo.jpg")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert tuple(scope["mask"].shape) == (40, 56) and scope["strategy"].output_stride == scope["run"].config[
+        "eval_output_stride"]

@@ -184,7 +184,7 @@ def _colours_to_index(
     if unknown:
         shown = ", ".join(str(c) for c in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise BadDataError(
-            f"mask file {path} is a {kind} image but {len(unknown)} of its colours "
+            f"mask file {path} is {'an' if kind[0] in 'AEFHILMNORSX' else 'a'} {kind} image but {len(unknown)} of its colours "
             f"{'is not a class colour' if len(unknown) == 1 else 'are not class colours'} "
             f"of this data set ({shown}); it cannot be converted to class indices unambiguously. "
             "Masks must be PNGs holding one class index per pixel (grayscale, or a palette PNG whose "

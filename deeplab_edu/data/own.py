@@ -4,7 +4,7 @@
 DIR`` read this layout (the one CamVid's copy in this course uses, with the classes written out)::
 
     DIR/
-      classes.txt            one class per line, in label order: "name" or "name R G B"
+      classes.txt            one class per line, in label order: "name", "name R G B" or "name #RRGGBB"
       train/images/a.jpg     any image format load_image reads (.png, .jpg, .tif, ...)
       train/masks/a.png      the same stem: one class index per pixel (0, 1, ...), 255 = ignore
       val/images/...  val/masks/...
@@ -18,6 +18,7 @@ construction listing the unmatched files, not half-way through training.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -27,22 +28,34 @@ from .classes import ClassInfo, voc_colormap
 from .folder import JointTransform, SegmentationFolder
 from .io import BadDataError, DatasetNotFoundError
 
-__all__ = ["FolderDataset", "read_classes", "IMAGE_SUFFIXES"]
+__all__ = ["FolderDataset", "read_classes", "image_files", "IMAGE_SUFFIXES"]
 
 #: The image files a split's ``images/`` folder is searched for (lower-case suffixes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
-_LAYOUT = ("DIR/classes.txt (one class name per line, optionally followed by its R G B colour), "
+_LAYOUT = ("DIR/classes.txt (one class name per line, optionally followed by its colour: R G B or #RRGGBB), "
            "DIR/<split>/images/<name>.<jpg|png|...> and DIR/<split>/masks/<name>.png")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder`` (suffixes :data:`IMAGE_SUFFIXES`, any case), sorted; hidden files
+    (a name starting with ``.``: macOS's ``._a.png`` beside ``a.png``, a temporary file) are not images."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+#: A colour written as ``#RRGGBB`` after a class name (``road #804080``), not a comment.
+_HEX_COLOUR = re.compile(r"(?<=\s)#([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})(?=\s|$)")
+
+
 def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
-    """The classes of ``classes.txt``: line ``i`` names class ``i``; ``#`` comments and blank lines skipped.
+    """The classes of ``classes.txt``: line ``i`` names class ``i``, optionally followed by its colour
+    (``road 128 64 128`` or ``road #804080``); other ``#`` start a comment; blank lines are skipped.
 
     Raises:
         DatasetNotFoundError: the file is missing.
-        BadDataError: the file is not UTF-8 text, has no class, a colour that is not three integers in
-            0..255, a repeated name, or more than 255 classes (255 is the ignore label).
+        BadDataError: the file is not UTF-8 text, names fewer than two classes (every pixel would be the
+            one class: nothing to learn), a colour that is not three integers in 0..255, a repeated
+            name, or more than 255 classes (255 is the ignore label).
     """
     path = Path(path)
     if not path.is_file():
@@ -55,6 +68,7 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     except UnicodeDecodeError as err:
         raise BadDataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
     for number, line in enumerate(text_of_file.splitlines(), start=1):
+        line = _HEX_COLOUR.sub(lambda m: " ".join(str(int(h, 16)) for h in m.groups()), line, count=1)
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -75,6 +89,9 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
         colours.append(colour)
     if not names:
         raise BadDataError(f"{path} names no class; write one class name per line, in label order")
+    if len(names) == 1:
+        raise BadDataError(f"{path} names one class ({names[0]!r}): every pixel would be that class and any model "
+                           "scores 100 %; name at least two, e.g. 'background' on the first line, then your objects")
     if len(names) > 255:
         raise BadDataError(f"{path} names {len(names)} classes; at most 255 (label 255 means 'ignore')")
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -145,6 +162,9 @@ class FolderDataset(SegmentationFolder):
 
     def __init__(self, root: str | Path, split: str = "train", *, transform: JointTransform | None = None) -> None:
         root = Path(root).expanduser()
+        if root.is_file():
+            raise DatasetNotFoundError(f"the folder data set {root} is a file; give the folder that holds "
+                                       f"classes.txt (layout: {_LAYOUT})")
         if not root.is_dir():
             raise DatasetNotFoundError(f"the folder data set {root} does not exist (layout: {_LAYOUT})")
         info = read_classes(root / "classes.txt", name=root.name or "folder")
@@ -154,8 +174,7 @@ class FolderDataset(SegmentationFolder):
                 splits = sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
                 raise DatasetNotFoundError(f"{folder} does not exist; splits found in {root}: "
                                            f"{', '.join(splits) or 'none'} (layout: {_LAYOUT})")
-        images = _by_stem([p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES])
-        in_masks = [p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        images, in_masks = _by_stem(image_files(images_dir)), image_files(masks_dir)
         masks = _by_stem([p for p in in_masks if p.suffix.lower() == ".png"])
         not_png = [p.name for p in in_masks if p.suffix.lower() != ".png"]
         if not_png:
@@ -182,9 +201,11 @@ class FolderDataset(SegmentationFolder):
             ignored = float(is_ignored.float().mean())
             if ignored >= IGNORED_OBJECT_FRACTION and bool(((mask == 0) | is_ignored).all()):
                 self._warned_ignored_objects = True
-                warnings.warn(
+                # reported at the mask file, not at a line of this package or of the DataLoader that read it
+                warnings.warn_explicit(
                     f"mask {self.pairs[index][1]} holds only 0 and {self.ignore_index}, and {self.ignore_index} (the "
                     f"ignore label: neither learned nor scored) covers {ignored:.0%} of it. If {self.ignore_index} "
                     f"marks your objects (a black-and-white mask), save them as their class index, e.g. 1 for "
-                    f"{self.class_names[1]!r}; ignored regions are usually thin borders.", UserWarning, stacklevel=2)
+                    f"{self.class_names[1]!r}; ignored regions are usually thin borders.", UserWarning,
+                    filename=str(self.pairs[index][1]), lineno=0, module=__name__)
         return image, mask

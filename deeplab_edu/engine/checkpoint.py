@@ -211,7 +211,8 @@ def _link_or_save(checkpoint: Path, state: Mapping[str, Any], last: Path) -> Non
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then hand it to the handler that was installed.
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then hand the first one held to the handler
+    that was installed for it.
 
     For short steps that must not be cut in two (a checkpoint and ``last.pt``). In a thread other
     than the main one (where signals cannot be handled) the block simply runs.
@@ -219,21 +220,30 @@ def interrupts_deferred() -> Iterator[None]:
     Raises:
         KeyboardInterrupt: at the end of the block, for a Ctrl-C held during it, when the handler that
             was installed raises it (Python's default handler does).
+        SystemExit: for a SIGTERM held during it when no Python handler was installed for it (its
+            default ends the process; exit status 143, as the signal would give).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in signals}
     try:
         yield
     finally:  # None: a handler installed outside Python; Python's own is the nearest
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for sig, handler in previous.items():
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, handler if handler is not None else default)
     if caught:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        elif previous == signal.SIG_DFL:
-            raise KeyboardInterrupt
+        held = signal.Signals(caught[0])
+        handler = previous[held]
+        if callable(handler):
+            handler(held, None)
+        elif handler == signal.SIG_DFL:
+            if held == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + held)
 
 
 def _checkpoints(folder: Path) -> list[Path]:

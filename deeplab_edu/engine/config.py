@@ -186,6 +186,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, str) and value:
                 setattr(self, name, os.path.abspath(os.path.expanduser(value)))
+        # data set names are case-insensitive (build_dataset): stored in one case, as runs compare settings
+        if isinstance(self.dataset, str):
+            self.dataset = self.dataset.lower()
         # "none" (a flag, a YAML string) is None: one value for "no weights", as runs compare settings
         if isinstance(self.class_weights, str) and self.class_weights.lower() == "none":
             self.class_weights = None

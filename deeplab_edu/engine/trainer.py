@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..atomic import atomic_path, write_text_atomic
+from ..config import resolve_device
 from ..data.io import BadDataError
 from ..metrics import ConfusionMatrix
 from ..records import provenance, shown_path
@@ -213,8 +214,8 @@ class Trainer:
         ValueError: only one of ``train_set`` and ``val_set`` is given, the training set does not hold one full
             batch of ``cfg.batch_size`` per process, or ``amp="fp16"`` off a CUDA device.
         ~deeplab_edu.engine.config.ConfigError: (a ``ValueError``) ``cfg`` fails
-            :func:`~deeplab_edu.engine.config.validate`, or ``cfg.device`` names CUDA and this PyTorch sees
-            no CUDA GPU.
+            :func:`~deeplab_edu.engine.config.validate`, or ``cfg.device`` names no device this PyTorch
+            can use (:func:`~deeplab_edu.config.resolve_device`).
         FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint
             (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`), or the ImageNet weights of
             ``pretrained_backbone`` are missing (:class:`~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable`).
@@ -229,10 +230,10 @@ class Trainer:
                  val_set: Dataset | None = None, num_classes: int | None = None) -> None:
         validate(cfg)
         self.cfg = cfg
-        self.device = torch.device(cfg.device) if cfg.device else _default_device()
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device={cfg.device!r}, but this PyTorch sees no CUDA GPU; use --device cpu (or leave "
-                              "the device unset: a GPU when there is one, else the CPU)")
+        try:
+            self.device = resolve_device(cfg.device, what="device")
+        except ValueError as err:  # "gpu", or CUDA where there is none: the message names the setting
+            raise ConfigError(f"{err} (the command line's --device)") from None
         self.dist: DistInfo = init_distributed(self.device)
         if self.dist.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -247,6 +248,7 @@ class Trainer:
         else:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
             _check_passed_set(val_set, "val_set")
+            _check_same_classes(train_set, val_set)
         self.num_classes = int(num_classes or getattr(train_set, "num_classes"))
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
         self.train_set = SeededDataset(train_set, cfg.seed)
@@ -353,7 +355,8 @@ class Trainer:
     def _resume(self) -> None:
         path = ck.latest_checkpoint(self.ckpt_dir)
         if path is None:
-            self._resume_message = f"resume: no checkpoint in {shown_path(self.ckpt_dir)}; starting from iteration 0"
+            self._resume_message = (f"resume: no checkpoint in {shown_path(self.ckpt_dir)} (a new folder, or a mistyped "
+                                    "--out-dir?): starting a new run from iteration 0")
             return
         state = ck.load_checkpoint(path)
         ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
@@ -761,36 +764,49 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
                       "the crop your transform makes", stacklevel=3)
 
 
+def _check_same_classes(train_set: Any, val_set: Any) -> None:
+    """Validation scores the model on the training set's classes: refuse sets whose ``num_classes`` or
+    ``class_names`` (where both have them) differ, instead of failing at the first validation.
+
+    Raises:
+        ValueError: they differ; the message gives both.
+    """
+    for attribute, as_value in (("num_classes", int), ("class_names", tuple)):
+        ours, theirs = getattr(train_set, attribute, None), getattr(val_set, attribute, None)
+        if ours is not None and theirs is not None and as_value(ours) != as_value(theirs):
+            raise ValueError(f"train_set and val_set have other {attribute}: {ours!r} and {theirs!r} (validation "
+                             "scores the model on the training set's classes)")
+
+
 class _StopRequest:
-    """While training: the first Ctrl-C (SIGINT) asks the loop to finish its step, save a checkpoint
-    and stop (raising KeyboardInterrupt); a second one stops at once. Only in the main thread of a
-    single process (under torchrun every rank would have to agree on the step)."""
+    """While training: the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``docker stop``, a batch
+    scheduler's notice) asks the loop to finish its step, save a checkpoint and stop (raising
+    KeyboardInterrupt); a second one stops at once. Only in the main thread of a single process
+    (under torchrun every rank would have to agree on the step)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, enabled: bool) -> None:
         self.enabled, self.requested = enabled, False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
         if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupted: finishing this step and saving a checkpoint (interrupt again to stop at once)",
-              file=sys.stderr, flush=True)
+        print(f"\n{'interrupted' if signum == signal.SIGINT else signal.Signals(signum).name}: finishing this step "
+              "and saving a checkpoint (interrupt again to stop at once)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
-
-
-def _default_device() -> torch.device:
-    from deeplab_edu.config import device
-
-    return device()
+        for sig, previous in self._previous.items():
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, previous if previous is not None else default)
+        self._previous = {}
 
 
 def _grad_scaler(enabled: bool, device: torch.device) -> Any:

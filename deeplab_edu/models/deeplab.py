@@ -127,11 +127,23 @@ class DeepLab(nn.Module):
         """Logits ``{"out": (N, C, H, W)}`` (and ``"aux"``) for images (N, 3, H, W).
 
         Raises:
-            ValueError: for a wrong shape, or (training mode) an input too small for batch norm at
-                batch size 1 (:meth:`check_input_size`), before the backbone runs.
+            TypeError: ``x`` is not a tensor, not floating point (images are normalised floats:
+                :func:`deeplab_edu.data.transforms.normalize`), or of another dtype than the weights
+                outside autocast.
+            ValueError: for a wrong or empty shape, or (training mode) an input too small for batch
+                norm at batch size 1 (:meth:`check_input_size`), before the backbone runs.
         """
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a tensor of images (N, 3, H, W), got {type(x).__name__}; from a NumPy (H, W, 3) "
+                            "uint8 array: normalize(torch.from_numpy(a).permute(2, 0, 1) / 255)[None] "
+                            "(deeplab_edu.data.transforms.normalize)")
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f"expected images of shape (N, 3, H, W) with H, W > 0, got {tuple(x.shape)}")
+        weight = next(self.parameters())
+        if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
+            raise TypeError(f"expected {weight.dtype} images (the weights' dtype; normalised with ImageNet's mean and "
+                            f"std: deeplab_edu.data.transforms.normalize), got {x.dtype}"
+                            + ("; x.float() / 255 first" if not x.is_floating_point() else f"; x.to({weight.dtype})"))
         if self.training:  # (evaluation, and so export, never depends on the batch size)
             self.check_input_size(x)
         size = x.shape[-2:]
@@ -258,6 +270,26 @@ def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
     return atrous_rates_for(output_stride, (6, 12, 18), 16)
 
 
+def _integers(values: Sequence[int] | None, name: str) -> tuple[int, ...] | None:
+    """``values`` as a tuple of ints (``None`` stays ``None``).
+
+    Raises:
+        TypeError: ``values`` is a string, not a sequence, or holds something that is not an integer.
+    """
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of integers such as (6, 12, 18), got {values!r}"
+                        + (" (the command line's comma-separated form; in Python give a tuple)" if isinstance(values, str)
+                           else ""))
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not hasattr(v, "__index__"):
+            raise TypeError(f"{name} must be a sequence of integers such as (6, 12, 18), got {values!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
 def build_model(
     name: str,
     *,
@@ -302,12 +334,20 @@ def build_model(
             combination the papers do not define (e.g. deeplabv1 without vgg16), an output stride
             the backbone cannot give (vgg16: 8 only), or bad rates; a ``pretrained_backbone`` file
             that holds no state dict or whose weights do not fit.
+        TypeError: ``atrous_rates`` or ``multi_grid`` is not a sequence of integers (e.g. the string
+            ``"6,12,18"``), or ``aux_loss``, ``image_pooling``, ``separable`` or ``torchvision_head`` is
+            not a bool.
         FileNotFoundError: ``pretrained_backbone`` is a path with no file.
         PretrainedWeightsUnavailable: ``pretrained_backbone=True`` and the download failed (offline);
             the message says how to pass a local copy.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    for flag, value in (("aux_loss", aux_loss), ("image_pooling", image_pooling), ("separable", separable),
+                        ("torchvision_head", torchvision_head)):
+        if not isinstance(value, bool) and not (flag == "separable" and value is None):
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
+    atrous_rates, multi_grid = _integers(atrous_rates, "atrous_rates"), _integers(multi_grid, "multi_grid")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     backbone = backbone or ("vgg16" if name == "deeplabv1" else "resnet50")
@@ -325,8 +365,8 @@ def build_model(
         raise ValueError(f"image_pooling and dropout are settings of the ASPP of deeplabv3/deeplabv3plus; "
                          f"{name} has none (got image_pooling={image_pooling}, dropout={dropout})")
     build_kwargs = {"name": name, "backbone": backbone, "output_stride": output_stride, "aux_loss": aux_loss,
-                    "atrous_rates": None if atrous_rates is None else [int(r) for r in atrous_rates],
-                    "multi_grid": None if multi_grid is None else [int(g) for g in multi_grid],
+                    "atrous_rates": None if atrous_rates is None else list(atrous_rates),
+                    "multi_grid": None if multi_grid is None else list(multi_grid),
                     "extra_blocks": extra_blocks, "image_pooling": image_pooling, "separable": separable,
                     "torchvision_head": torchvision_head, "dropout": dropout}
     if output_stride is None:
