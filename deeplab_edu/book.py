@@ -521,12 +521,30 @@ class BookBuild:
     log: Path
 
 
-_WIDGET_NOTE = ("*Interactive figure: the sliders work when the notebook runs (`make lab`, or the Binder "
+_WIDGET_NOTE = ("*Interactive figure: {controls} when the notebook runs (`make lab`, or the Binder "
                 "button above); the static figure above shows its default settings.*")
 
 
+def _widget_note(model_id: str, state: Mapping[str, Any]) -> str:
+    """:data:`_WIDGET_NOTE` for the widget ``model_id``, naming its main control: the text box of
+    an editor (chapter 02's layer stack), else the sliders."""
+    names: dict[str, str] = {}  # model id -> model name, of the widget and all its children
+    todo = [model_id]
+    while todo:
+        mid = todo.pop()
+        if mid not in names:
+            model = state.get(mid, {})
+            names[mid] = str(model.get("model_name"))
+            todo += [str(c).replace("IPY_MODEL_", "") for c in model.get("state", {}).get("children", []) or []]
+    editor = bool(set(names.values()) & {"TextareaModel", "TextModel"})
+    return _WIDGET_NOTE.format(controls="the text box and the controls beside it work" if editor else "the sliders work")
+
+
 def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
-    """The final text of a tqdm progress bar widget (an HBox of HTML, FloatProgress, HTML), or None."""
+    """The final text of a tqdm progress bar widget (an HBox of HTML, FloatProgress, HTML); ``""``
+    for a transient bar (``leave=False``: ``tqdm.notebook`` hides its box when it closes, so the
+    notebook shows nothing there, and its text stopped at its last refresh, "96% 23/24"); None
+    for any other widget."""
     import html as _html
 
     box = state.get(model_id, {})
@@ -535,6 +553,9 @@ def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
     children = [state.get(str(c).replace("IPY_MODEL_", ""), {}) for c in box.get("state", {}).get("children", [])]
     if not any(c.get("model_name") == "FloatProgressModel" for c in children):
         return None
+    layout = state.get(str(box.get("state", {}).get("layout", "")).replace("IPY_MODEL_", ""), {})
+    if layout.get("state", {}).get("visibility") == "hidden":
+        return ""
     parts = []
     for child in children:
         value = child.get("state", {}).get("value")
@@ -561,8 +582,10 @@ SMOKE_NOTE = (
 
 def _for_the_page(nb: Any, profile: str | None = None) -> Any:
     """The notebook as the book shows it: widget views (which need a kernel) become a short note;
-    progress bars become the text of their final state; in the ``smoke`` profile a warning
-    (:data:`SMOKE_NOTE`) follows the title."""
+    progress bars become the text of their final state, printed (a stdout stream, so that the
+    book's merged streams keep it in order with the cell's printed lines), and transient bars
+    (``leave=False``) nothing; in the ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the
+    title."""
     import nbformat
 
     if profile == "smoke":
@@ -572,11 +595,20 @@ def _for_the_page(nb: Any, profile: str | None = None) -> Any:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        outputs = []
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if _WIDGET_MIME in data:
-                progress = _progress_text(str(data[_WIDGET_MIME].get("model_id", "")), state)
-                out["data"] = {"text/plain": progress} if progress else {"text/markdown": _WIDGET_NOTE}
+                model_id = str(data[_WIDGET_MIME].get("model_id", ""))
+                progress = _progress_text(model_id, state)
+                if progress == "":  # a transient bar
+                    continue
+                if progress:
+                    out = nbformat.v4.new_output("stream", name="stdout", text=progress + "\n")
+                else:
+                    out["data"] = {"text/markdown": _widget_note(model_id, state)}
+            outputs.append(out)
+        cell.outputs = outputs
     nb.metadata.pop("widgets", None)
     return nb
 
@@ -751,7 +783,8 @@ def _add_static(app: Any, config: Any) -> None:
 
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix and the book's
-    stylesheet (``book/_static/deeplab_edu.css``: printed output wraps, wide tables scroll in place)."""
+    stylesheet (``book/_static/deeplab_edu.css``: printed output, long inline code and signatures wrap;
+    wide tables and equations scroll in place)."""
     app.connect("config-inited", _add_static)
     app.add_css_file("deeplab_edu.css")
     app.connect("html-page-context", _launch_links, priority=900)

@@ -55,7 +55,7 @@ __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
     "verdict", "joint_verdict", "CRF_SEARCH_SCENES",
-    "measurable", "findings_table", "removed_errors", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
+    "measurable", "findings_table", "SHOWN_COLUMNS", "removed_errors", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -436,6 +436,13 @@ def measurable(matrices: Mapping[str, Any], findings: Sequence[Finding] = FINDIN
     measures only these."""
     return [f for f in findings
             if {f"{arm}|{view}|{metric(f.metric)[0]}" for arm, view in (f.baseline, f.variant)} <= set(matrices)]
+
+
+#: The columns of :func:`findings_table` that the book shows, in the order it shows them: the verdict
+#: right after the difference and the two intervals it is read from, so that a page too narrow for the
+#: whole table still shows it; the paper's numbers and their source last.
+SHOWN_COLUMNS = ("finding", "metric", "baseline (%)", "variant (%)", "difference (points)", "95% interval",
+                 "95% interval over seeds", "verdict", "paper (mIoU %)", "source")
 
 
 def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,

@@ -196,7 +196,7 @@ check("00.2", prediction_00_2)
 # **Exercise 00.2, measured.** The same call with the variable set to `auto` (the same as unset),
 # for this one call:
 
-# %%
+# %% tags=["hide-output"]
 import os
 from unittest import mock
 

@@ -427,7 +427,7 @@ check("02.3", prediction_02_3)
 # %% [markdown]
 # **Exercise 02.3, measured:**
 
-# %%
+# %% tags=["hide-output"]
 from deeplab_edu.exercises import measured_and_predicted
 
 read_02_3 = int((sampling_pattern((2, 2, 4)) > 0).sum())

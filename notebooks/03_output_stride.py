@@ -39,7 +39,7 @@
 # - know DeepLabv3's multi-grid rates and "going deeper" cascade (sec. 3.2), and what they cost.
 #
 # **Helpers introduced:** `deeplab_edu.models.build_backbone` (with its `set_output_stride` and
-# `block_rates`), `deeplab_edu.complexity.measure` (through `measure_output_strides`),
+# `block_rates`), `deeplab_edu.complexity` (`measure`'s parts, through `measure_output_strides`),
 # `deeplab_edu.viz.output_stride` (`expected_feature_size`, `macs_by_input_size`, `macs_by_stage`, `photo_features`, `dense_vs_strided_difference`,
 # `cached_imagenet_weights`, `plot_feature_maps`, `feature_map_widget`,
 # `plot_cost_vs_output_stride`, `plot_cost_vs_input_size`, `plot_macs_by_stage`, and the paper's
@@ -184,10 +184,12 @@ vos.feature_map_widget(photo, features)
 #
 # ## 3. What density costs
 #
-# We now measure ResNet-50 at each output stride with `measure_output_strides`, which calls
-# `deeplab_edu.complexity.measure`: multiply-adds counted from a real forward pass, parameters,
+# We now measure ResNet-50 at each output stride with `measure_output_strides`, which measures as
+# `deeplab_edu.complexity.measure` does: multiply-adds counted from a real forward pass, parameters,
 # the median forward time and the peak memory of one image, batch size 1, on this machine (what
-# the forward pass allocates for its feature maps; the weights, already in memory, do not count). The
+# the forward pass allocates for its feature maps; the weights, already in memory, do not count).
+# The forward passes are timed in rounds that run every output stride once, after `warmup` untimed
+# rounds, so that no output stride alone pays the warm-up or a busy moment of the machine. The
 # `cpu` and `gpu` profiles measure the paper's $513 \times 513$ input; the `smoke` profile, which
 # CI uses, measures a $65 \times 65$ input so that the page runs in seconds. The cell below prints
 # which one you are looking at, and how long the measurement took.
@@ -230,7 +232,7 @@ if input_size == 513 and device.type == "cpu":  # the reading below: the peak ba
 # **Exercise 03.1, measured.** The parameters the table counts at output stride 8 minus those at 32,
 # against your prediction of section 1:
 
-# %%
+# %% tags=["hide-output"]
 by_os = {r["output stride"]: r for r in cost_rows}  # the rows of the table above, by output stride
 params_gained_03_1 = round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6)
 print(measured_and_predicted(params_gained_03_1, prediction_03_1, fmt=",.0f"))
@@ -460,7 +462,7 @@ check("03.2", block_rates)
 prediction_03_3 = ...
 check("03.3", prediction_03_3)
 
-# %%
+# %% tags=["hide-output"]
 crop_03_3 = 321  # DeepLab v1/v2's training crop
 measured_stage = {}
 for os_ in (16, 8):

@@ -149,9 +149,11 @@ for r in (1, 6, 12, 18, 24, 32, 33, 36, 48, 64, 65):
 # product, the fractions are products of 1-D fractions:
 #
 # $$
-# p_9(r) = \left(\frac{\max(0,\,n-2r)}{n}\right)^2,\qquad
-# p_1(r) = \left(\frac{\min(n,\,\max(0,\,2r-n))}{n}\right)^2,\qquad
-# p_4(r) = \left(\frac{n-|n-2r|}{n}\right)^2 \ (r \le n).
+# \begin{aligned}
+# p_9(r) &= \left(\frac{\max(0,\,n-2r)}{n}\right)^2,\\
+# p_1(r) &= \left(\frac{\min(n,\,\max(0,\,2r-n))}{n}\right)^2,\\
+# p_4(r) &= \left(\frac{n-|n-2r|}{n}\right)^2 \quad (r \le n).
+# \end{aligned}
 # $$
 #
 # - **9 valid** starts near 1 (at rate 1 only the one-pixel border loses taps: $p_9 = (63/65)^2$)
@@ -320,9 +322,11 @@ assert fr24[6] == fr24[9] == 0.0 and 0.19 < fr24[1] < 0.22
 # ours add a ReLU), then bilinear upsampling back to the feature-map size,
 #
 # $$
-# g_c = \frac{1}{HW} \sum_{i=1}^{H} \sum_{j=1}^{W} x_c[i, j], \qquad
-# z = \operatorname{ReLU}\!\big(\operatorname{BN}(W g)\big), \qquad
-# y[i, j] = z \ \text{ for every } (i, j).
+# \begin{aligned}
+# g_c &= \frac{1}{HW} \sum_{i=1}^{H} \sum_{j=1}^{W} x_c[i, j],\\
+# z &= \operatorname{ReLU}\!\big(\operatorname{BN}(W g)\big),\\
+# y[i, j] &= z \ \text{ for every } (i, j).
+# \end{aligned}
 # $$
 #
 # (Bilinear upsampling of a $1 \times 1$ map is a constant map, up to rounding in the interpolation
@@ -416,7 +420,7 @@ check("04.1", rate)
 prediction_04_2 = ...  # e.g. np.array([[...], ...]) or np.outer(rows, columns)
 check("04.2", prediction_04_2)
 
-# %%
+# %% tags=["hide-output"]
 measured_04_2 = boundary.tap_counts_by_convolution(5, 8, kernel=3, rate=3)
 print("measured:\n", measured_04_2)
 if prediction_04_2 is not ...:
@@ -470,7 +474,7 @@ check("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
 prediction_04_5 = ...  # a whole number of input positions
 check("04.5", prediction_04_5)
 
-# %%
+# %% tags=["hide-output"]
 no_pooling = ASPP(channels, atrous_rates=(6, 12, 18), out_channels=8, image_pooling=False)
 corner_footprint = boundary.input_footprint(no_pooling, size, size, (0, 0), channels)
 print(f"measured: {int(corner_footprint.sum())} input positions")

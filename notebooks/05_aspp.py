@@ -113,8 +113,10 @@ assert len(votes) == 4 and fused.shape == (1, 5, 33, 33)
 # with batch norm to 256 channels:
 #
 # $$
-# y = P\Big(\big[\,B_1(x),\; B_6(x),\; B_{12}(x),\; B_{18}(x),\; \operatorname{up}\!\big(B_{\text{pool}}(\bar x)\big)\,\big]\Big),
-# \qquad \bar x = \frac{1}{HW}\sum_{i,j} x_{:,i,j}.
+# \begin{aligned}
+# y &= P\Big(\big[\,B_1(x),\; B_6(x),\; B_{12}(x),\; B_{18}(x),\; \operatorname{up}\!\big(B_{\text{pool}}(\bar x)\big)\,\big]\Big),\\
+# \bar x &= \frac{1}{HW}\sum_{i,j} x_{:,i,j}.
+# \end{aligned}
 # $$
 #
 # A $1\times1$ classifier then turns $y$ into class scores (chapter 08 assembles the model).

@@ -436,7 +436,7 @@ from deeplab_edu.exercises import check, measured_and_predicted
 prediction_06_1 = ...  # your prediction here
 check("06.1", prediction_06_1)
 
-# %%
+# %% tags=["hide-output"]
 import torch.nn.functional as F
 
 from deeplab_edu.exercises.ch06 import LOSSES_06_1, MASK_06_1
@@ -493,7 +493,7 @@ check("06.3", trainaug_ids(**toy))
 prediction_06_4 = ...
 check("06.4", prediction_06_4)
 
-# %%
+# %% tags=["hide-output"]
 shape_sizes = sizes["sizes"][is_shape]
 measured_06_4 = float(((shape_sizes >= 10) & (shape_sizes < 40)).mean())
 print(f"{len(shape_sizes)} shapes;", measured_and_predicted(measured_06_4, prediction_06_4))

@@ -247,9 +247,11 @@ assert scores.shape[-1] == -(-side // 8) == (side - 1) // 8 + 1 and out.shape[-2
 # pair of pixels, however far apart (v2 eq. 3):
 #
 # $$
+# \begin{aligned}
 # \theta_{ij}(x_i, x_j) = \mu(x_i, x_j)\Big[
-#   w_1 \exp\Big(-\frac{\|p_i - p_j\|^2}{2\theta_\alpha^2} - \frac{\|I_i - I_j\|^2}{2\theta_\beta^2}\Big)
-#   + w_2 \exp\Big(-\frac{\|p_i - p_j\|^2}{2\theta_\gamma^2}\Big)\Big],
+#   &w_1 \exp\Big(-\frac{\|p_i - p_j\|^2}{2\theta_\alpha^2} - \frac{\|I_i - I_j\|^2}{2\theta_\beta^2}\Big)\\
+#   &+ w_2 \exp\Big(-\frac{\|p_i - p_j\|^2}{2\theta_\gamma^2}\Big)\Big],
+# \end{aligned}
 # $$
 #
 # with the **Potts** compatibility $\mu(x_i, x_j) = [x_i \neq x_j]$: a pair pays only if its
@@ -338,8 +340,11 @@ assert (DEEPLAB_RELEASED.w_spatial, DEEPLAB_RELEASED.theta_gamma, DEEPLAB_RELEAS
 # The objective that the updates descend is the **free energy**
 #
 # $$
-# F(Q) = \sum_i \langle \theta_i, Q_i \rangle + \tfrac12 \sum_{i, j} W_{ij}\big(1 - \langle Q_i, Q_j\rangle\big)
-#        + \sum_i \langle Q_i, \log Q_i \rangle = \mathrm{KL}(Q\,\|\,P) - \log Z ,
+# \begin{aligned}
+# F(Q) &= \sum_i \langle \theta_i, Q_i \rangle + \tfrac12 \sum_{i, j} W_{ij}\big(1 - \langle Q_i, Q_j\rangle\big)
+#        + \sum_i \langle Q_i, \log Q_i \rangle\\
+#      &= \mathrm{KL}(Q\,\|\,P) - \log Z ,
+# \end{aligned}
 # $$
 #
 # where the sum over pairs leaves out $i = j$ (the energy $E$ has no pixel paired with itself). The
@@ -610,7 +615,7 @@ check("07.3", update_solution)
 prediction_07_4 = ...  # (kernel at theta_beta = 5, kernel at theta_beta = 10)
 check("07.4", prediction_07_4)
 
-# %%
+# %% tags=["hide-output"]
 from deeplab_edu.crf import kernel_maps
 
 two_pixels = torch.tensor([[[100, 100]], [[100, 100]], [[100, 110]]], dtype=torch.uint8)  # (3, 1, 2): 10 apart in blue

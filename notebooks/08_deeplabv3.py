@@ -519,7 +519,7 @@ ax.plot([cfg1.iterations + t for t in t2],
 ax.set_xlabel("iteration")
 ax.set_ylabel("learning rate")
 ax.set_title("poly schedule, power 0.9")
-ax.legend()
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # under the axes: inside, it hid the warm-up
 ax.grid(alpha=0.3)
 plt.show()
 

@@ -40,7 +40,7 @@
 # - check that a run trained on your machine lands inside the recorded spread.
 #
 # **Helpers introduced:** `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`, `FINDINGS`, `load_findings`,
-# `measurable`, `findings_table`, `bootstrap_difference`, `seed_interval`, `seed_prediction_interval`, `seed_values`, `metric`, `verdict`,
+# `measurable`, `findings_table` (`SHOWN_COLUMNS`), `bootstrap_difference`, `seed_interval`, `seed_prediction_interval`, `seed_values`, `metric`, `verdict`,
 # `joint_verdict`, `evaluate_views`, `run_dir`, `miou`, `class_iou`), `deeplab_edu.viz.tables.markdown_table`
 # (00); from earlier chapters `deeplab_edu.viz.training` (`chapter_run`,
 # `runs_root`: chapters 08 and 09's runs), the records' description (`describe()`, chapter 08's
@@ -215,8 +215,7 @@ if recorded is not None:
 if recorded is not None:
     measured = findings.measurable(recorded.matrices)  # a record made before an arm existed lacks its findings
     table = findings.findings_table(recorded.matrices, measured, n_boot=n_boot)
-    shown = ["finding", "metric", "baseline (%)", "variant (%)", "difference (points)", "95% interval",
-             "95% interval over seeds", "paper (mIoU %)", "source", "verdict"]
+    shown = findings.SHOWN_COLUMNS  # the verdict next to the intervals it reads, the paper's numbers last
     display(markdown_table([{k: r[k] for k in shown} for r in table]))
     counts = {v: sum(r["verdict"] == v for r in table) for v in ("reproduced", "not resolved", "opposite")}
     print(", ".join(f"{n} {v}" for v, n in counts.items()))

@@ -167,7 +167,7 @@ else:  # no training here: the recorded run of the cpu preset
 camvid_iou = dict(zip(CAMVID.class_names, camvid_final["iou"]))  # CamVid's classes, whatever `data` holds
 plot_history(camvid_history, title=camvid_title)
 plot_metric_bars(camvid_iou, ylabel="IoU (%)",
-                 title=f"validation IoU per class (mIoU {100 * camvid_final['miou']:.1f} %)")
+                 title=f"validation IoU per class (mIoU {100 * camvid_final['miou']:.1f} %)");
 
 # %% tags=["remove-cell"]
 if camvid_model is None or config.profile() == "cpu":  # what the prose below says of the cpu run (or its record)

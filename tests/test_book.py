@@ -179,21 +179,38 @@ def test_launch_buttons_open_the_executed_notebooks(built_book: Path) -> None:
 
 
 def test_progress_bars_become_their_final_text_and_other_widgets_a_note() -> None:
+    """A bar becomes printed text in its place (the book merges a cell's printed lines: a display
+    output would move below them); a transient bar (``leave=False``, hidden by tqdm when it
+    closes) disappears instead of showing a frozen "96%"; other widgets become a note naming
+    their controls."""
     from deeplab_edu.book import _WIDGET_MIME, _for_the_page
 
     def model(name: str, **state: object) -> dict:
         return {"model_name": name, "state": state}
 
-    state = {"bar": model("HBoxModel", children=["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_c"]),
-             "a": model("HTMLModel", value="train:\u2007100%"), "b": model("FloatProgressModel", value=5.0, max=10.0),
-             "c": model("HTMLModel", value="\u20075/10\u2007[00:01&lt;00:01]"), "slider": model("IntSliderModel", value=3)}
+    def bar(name: str, visibility: str | None) -> dict:
+        return {name: model("HBoxModel", children=[f"IPY_MODEL_{name}a", f"IPY_MODEL_{name}b", f"IPY_MODEL_{name}c"],
+                            layout=f"IPY_MODEL_{name}l"),
+                f"{name}a": model("HTMLModel", value=f"{name}:\u2007\u200796%"),
+                f"{name}b": model("FloatProgressModel", value=5.0, max=10.0),
+                f"{name}c": model("HTMLModel", value="\u20075/10\u2007[00:01&lt;00:01]"),
+                f"{name}l": model("LayoutModel", visibility=visibility)}
+
+    state = {**bar("train", None), **bar("transient", "hidden"), "slider": model("IntSliderModel", value=3),
+             "editor": model("VBoxModel", children=["IPY_MODEL_text", "IPY_MODEL_slider"]),
+             "text": model("TextareaModel", value="conv k=3")}
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
     nb.cells = [nbformat.v4.new_code_cell("x", outputs=[
-        nbformat.v4.new_output("display_data", {_WIDGET_MIME: {"model_id": m}, "text/plain": "0%"}) for m in ("bar", "slider")])]
-    bar, slider = _for_the_page(nb).cells[0].outputs
-    assert bar["data"] == {"text/plain": "train: 100% |█████     | 5/10 [00:01<00:01]"}
-    assert "sliders work when the notebook runs" in slider["data"]["text/markdown"]
+        nbformat.v4.new_output("stream", name="stdout", text="before\n"),
+        *[nbformat.v4.new_output("display_data", {_WIDGET_MIME: {"model_id": m}, "text/plain": "0%"})
+          for m in ("train", "transient", "slider", "editor")]])]
+    before, shown_bar, slider, editor = _for_the_page(nb).cells[0].outputs
+    assert before["text"] == "before\n"
+    assert shown_bar["output_type"] == "stream" and shown_bar["name"] == "stdout"
+    assert shown_bar["text"] == "train:  96% |█████     | 5/10 [00:01<00:01]\n"
+    assert "the sliders work when the notebook runs" in slider["data"]["text/markdown"]
+    assert "the text box and the controls beside it work" in editor["data"]["text/markdown"]
     assert "widgets" not in nb.metadata
 
 

@@ -54,9 +54,9 @@ value_exercise(
         (input_positions(2, 3, rate=3), "these are the indices without padding; the padding shifts every index by -p."),
         (input_positions(2, 3, rate=1, padding=1), "these taps are adjacent: at rate 3 they are 3 apart."),
     ],
-    otherwise=lambda a: f"{list(a)} is not x[1*2 - 3 + 3k] for k = 0, 1, 2.",
+    otherwise=lambda a: f"{list(a)} is not `x[1*2 - 3 + 3k]` for k = 0, 1, 2.",
     more_wrong=([-1, 0, 1], (5, 8, 11)),
-    hint="eq. (1) with padding: y[i] reads x[s*i - p + r*k] for k = 0, 1, 2.",
+    hint="eq. (1) with padding: `y[i]` reads `x[s*i - p + r*k]` for k = 0, 1, 2.",
 )
 
 value_exercise(

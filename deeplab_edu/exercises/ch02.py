@@ -39,7 +39,7 @@ value_exercise(
          lambda a: f"effective stride {a[1]} is wrong: it is the product of the layers' strides, 2 * 2 * 1."),
         ((7, 4), "7 treats every layer as if it were at stride 1; a layer after a stride-2 layer adds (k - 1) * 2."),
     ],
-    otherwise=lambda a: f"receptive field {a[0]} is wrong: 1 + 2*1 + 2*2 + 2*4 (each layer's k - 1 times the "
+    otherwise=lambda a: f"receptive field {a[0]} is wrong: `1 + 2*1 + 2*2 + 2*4` (each layer's k - 1 times the "
                         "stride before it).",
     more_wrong=((15, 8), (7, 2), 15),
     hint="r grows by (k - 1) times the product of the strides *before* the layer; S is the product of all strides.",

@@ -23,7 +23,7 @@ from ._core import function_exercise, shown, value_exercise
 # --- 11.1 -------------------------------------------------------------------------------------
 value_exercise(
     "11.1",
-    "Images per optimiser step of torchrun --nproc_per_node=4 ... --batch-size 4 --grad-accum 2",
+    "Images per optimiser step of `torchrun --nproc_per_node=4 ... --batch-size 4 --grad-accum 2`",
     solution=lambda: 4 * 4 * 2,
     answer_type="whole",
     mistakes=[

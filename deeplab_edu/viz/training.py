@@ -442,20 +442,17 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
 
 def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rows of the learnability record (``benchmarks/learnability.py``): one per candidate, with what
-    it tests, its scenes, model, optimiser and resolution, and the validation mIoU (%) and iterations reached after
-    each training budget (minutes); for the last budget also the lowest class IoU other than wire
-    (with the class) and the wire IoU, the per-class targets of the training chapters."""
+    it tests, the validation mIoU (%) reached after each training budget (minutes); for the last
+    budget the iterations, the lowest class IoU other than wire (with the class) and the wire IoU,
+    the per-class targets of the training chapters; then its scenes, model, optimiser and
+    resolution. The results come first so that a page too narrow for the whole table shows them."""
     from ..data.classes import PROCEDURAL
 
     res = record["results"]
     rows = []
     for name, cand in res["candidates"].items():
         cfg = cand["config"]
-        row: dict[str, Any] = {
-            "candidate": name, "what": cand.get("what", ""), "scenes": cfg["difficulty"],
-            "model": f"{'v3+' if cfg['model'] == 'deeplabv3plus' else 'v3'} / {cfg['backbone']}",
-            "optimiser": f"{cfg['optimizer']} {cfg['lr']:g}", "image / crop": f"{cfg['image_size']} / {cfg['crop_size']}",
-        }
+        row: dict[str, Any] = {"candidate": name, "what": cand.get("what", "")}
         for snap in cand["snapshots"]:
             row[f"{snap['minutes']:g} min mIoU (%)"] = round(100 * snap["miou"], 1)
         if cand["snapshots"]:
@@ -467,6 +464,10 @@ def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             worst_iou, worst = min(others)
             row[f"lowest class IoU but wire at {last['minutes']:g} min (%)"] = f"{100 * worst_iou:.1f} ({names[worst]})"
             row[f"wire IoU at {last['minutes']:g} min (%)"] = round(100 * last["iou"][names.index("wire")], 1)
+        row.update({
+            "scenes": cfg["difficulty"], "model": f"{'v3+' if cfg['model'] == 'deeplabv3plus' else 'v3'} / {cfg['backbone']}",
+            "optimiser": f"{cfg['optimizer']} {cfg['lr']:g}", "image / crop": f"{cfg['image_size']} / {cfg['crop_size']}",
+        })
         rows.append(row)
     return rows
 
