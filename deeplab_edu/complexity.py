@@ -16,13 +16,13 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_macs", "time_forward", "peak_memory_bytes", "saved_for_backward_bytes", "Cost",
+__all__ = ["count_parameters", "count_macs", "time_forward", "time_interleaved", "peak_memory_bytes", "saved_for_backward_bytes", "Cost",
            "measure"]
 
 
@@ -99,6 +99,51 @@ def time_forward(
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def time_interleaved(
+    calls: Mapping[str, Callable[[], Any]], *, repeats: int = 3, warmup: int = 1,
+    device: torch.device | str = "cpu", on_round: Callable[[], Any] | None = None,
+) -> dict[str, float]:
+    """Median wall-clock seconds of each of ``calls`` (run without gradients), timed in rounds.
+
+    Every round runs each call once, in order in even rounds and reversed in odd ones
+    (:func:`deeplab_edu.engine.bench.timing.interleaved`); the first ``warmup`` rounds are not
+    timed. Timed one after the other instead, the first call pays the process's warm-up alone (a
+    model's first passes on the CPU ran five times slower than its later ones) and a busy spell of
+    a shared machine slows one call only. On CUDA the device is synchronised around each call.
+
+    Args:
+        calls: name -> a function of no arguments (a forward pass, a prediction).
+        repeats: timed rounds (>= 1); the median of these is returned.
+        warmup: untimed rounds first (>= 0).
+        device: where the calls run (synchronised on CUDA).
+        on_round: called after every round (a progress bar's ``update``).
+
+    Returns:
+        name -> median seconds, in the order of ``calls``.
+
+    Raises:
+        ValueError: ``repeats`` < 1 or ``warmup`` < 0.
+    """
+    from .engine.bench.timing import interleaved
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats!r}, warmup={warmup!r}")
+    device = torch.device(device)
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.no_grad():
+        for i, name in enumerate(interleaved(names, warmup + repeats)):
+            _sync(device)
+            start = time.perf_counter()
+            calls[name]()
+            _sync(device)
+            if i >= warmup * len(names):
+                times[name].append(time.perf_counter() - start)
+            if on_round is not None and (i + 1) % len(names) == 0:
+                on_round()
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _memory_records(prof: Any) -> list[tuple[int, int]] | None:

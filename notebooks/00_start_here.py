@@ -119,7 +119,10 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # ## For teachers: before class
 #
 # Every chapter's header states the minutes it takes in the `cpu` profile on a 2-core laptop,
-# listed below from the headers themselves. Chapters 08 and 09 train their models from scratch,
+# listed below from the headers themselves. They are upper bounds: each holds the slowest of the
+# course's recorded timings of every chapter (`benchmarks/notebook_times.py`, whose records name
+# the commit and machine), one of them taken on a busy machine; on a quiet one the long chapters
+# took about half their minutes. Plan a class with the stated minutes. Chapters 08 and 09 train their models from scratch,
 # the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table
 # from a recorded run), and chapter 09 reuses chapter 08's first run. Chapter 11 trains a model on
 # CamVid when a copy of it is present (its minutes count that; without a copy it takes about one).

@@ -300,9 +300,11 @@ markdown_table(cost, digits=3)
 assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) == 1
 
 # %% [markdown]
-# The time column is not flat on every machine: reading memory $r$ pixels apart can be less
-# cache-friendly, and libraries pick different kernels for different dilations. The arithmetic
-# is the same; chapter 03 measures what this means for a whole dilated ResNet.
+# The time column need not be flat, and it can move either way with the rate: reading memory $r$
+# pixels apart can be less cache-friendly, while libraries pick different kernels for different
+# dilations, some faster than the plain one (on this course's 2-core test machine the times fell
+# slightly as the rate grew). The arithmetic is the same; chapter 03 measures what this means for a
+# whole dilated ResNet.
 #
 # ## Exercises
 #

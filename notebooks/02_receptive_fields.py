@@ -318,10 +318,11 @@ plot_erf_maps({"random initialisation": erf_random, f"after {steps} training ste
 plt.show()
 
 # %% [markdown]
-# If the two maps hardly differ, that is a finding, not a bug: this network is shallow and most
-# of its field comes from a few large rates, so even at random initialisation its map spreads
-# over most of the square, leaving little room to grow; and a toy task learned in a few hundred
-# steps is not ImageNet. The depth table above is where Luo et al.'s main point shows: a deep
+# If the two maps hardly differ, or the trained one is even a little narrower (the printed extents
+# say which), that is a finding, not a bug: this network is shallow and most of its field comes
+# from a few large rates, so even at random initialisation its map spreads over most of the square,
+# leaving little room to grow; and a toy task learned in a few hundred steps, which its centre
+# pixels and their near neighbours may be enough to solve, is not ImageNet. The depth table above is where Luo et al.'s main point shows: a deep
 # stack of small kernels concentrates its influence in the middle of its field.
 
 # ### An ImageNet-trained ResNet-50

@@ -31,7 +31,7 @@
 # - write DeepLab v2's ASPP (per-rate classifiers, summed) and DeepLabv3's ASPP (1x1, three atrous
 #   branches and image pooling, concatenated and projected) as equations and as modules;
 # - see, on a real photograph, which feature positions each branch reads, and why the largest
-#   rates read mostly padding near the border (chapter 04);
+#   rate loses taps to padding at every position of the map (chapter 04);
 # - count the parameters and multiply-adds of each branch, and explain where they go;
 # - know the batch-size-1 trap of the image-pooling branch and how this course handles it.
 #
@@ -170,12 +170,17 @@ print(f"positions read for the output at the centre {centre}:", centre_counts)
 # $16 \pm 18 = -2$ and $34$, fall outside the $33 \times 33$ map, on zero padding. That is
 # chapter 04's degeneration, and at the centre of the map it is complete.
 #
-# Move the output position towards the border (the second figure, or the widget below) and it
-# changes again. Near the top, at $(2, 16)$, the rate-6 and rate-12 branches lose their upper row
-# of taps and read six positions, while the rate-18 branch *gains* one: its lower tap, row
-# $2 + 18 = 20$, lands on the map, so it reads two. With rate 18 on a $33 \times 33$ map no
-# position keeps all nine taps (the counts below), and the branch drifts towards a $1 \times 1$
-# convolution. The image-pooling branch is the remedy: it always sees the whole image.
+# The centre is the worst place, not a typical one. Move the output position towards the border
+# (the second figure, or the widget below) and it changes again. Near the top, at $(2, 16)$, the
+# rate-6 and rate-12 branches lose their upper row of taps and read six positions, while the rate-18
+# branch *gains* one: its lower tap, row $2 + 18 = 20$, lands on the map, so it reads two. The
+# counts below go over every position: with rate 18 on a $33 \times 33$ map no position keeps all
+# nine taps; most keep four (the centre, the tap 18 rows away on the side where the map goes on, the
+# tap 18 columns away likewise, and the diagonal tap between them), and only the positions in the
+# three middle rows or columns keep two or one. So the branch is a sparse filter of four taps almost everywhere, and it
+# becomes a $1 \times 1$ convolution everywhere only when the rate reaches the map's side, the limit
+# DeepLabv3 draws in its Fig. 4 {cite:p}`chen2017deeplabv3`. The image-pooling branch is the remedy:
+# it always sees the whole image.
 
 # %%
 near_top = (2, fsize // 2)
@@ -198,6 +203,8 @@ for r in (6, 12, 18):  # the measured footprints are the valid-tap counts of cha
     assert centre_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[centre]
     assert top_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[near_top]
 assert (counts == 9).mean() == 0.0  # at rate 18 on 33 x 33 no position keeps all nine taps
+assert (counts == 4).mean() > 0.8 and 0 < (counts == 1).mean() < 0.01  # most keep four, one only near the centre
+assert (valid_tap_counts(33, 33, 3, 33) == 1).all()  # at a rate of the map's side, a 1 x 1 convolution everywhere
 
 # %% [markdown]
 # Explore it: choose the output stride and the output position. At output stride 8 the map is

@@ -3,10 +3,12 @@ algorithm's exactness, and the measurement helpers of chapter 03."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 
-from deeplab_edu.complexity import count_macs, peak_memory_bytes
+from deeplab_edu.complexity import count_macs, peak_memory_bytes, time_interleaved
 from deeplab_edu.exercises import get
 from deeplab_edu.models import build_backbone
 from deeplab_edu.viz import output_stride as vos
@@ -165,3 +167,25 @@ def test_peak_memory_is_a_high_water_mark_not_a_sum() -> None:
     x = torch.ones(1, 1, 1024, 1024)  # 4 MiB of float32
     mib = peak_memory_bytes(_chain_of_temporaries, x) / 2**20
     assert 7.9 < mib < 8.1, mib
+
+
+def test_time_interleaved_alternates_rounds_skips_the_warmup_and_takes_medians(monkeypatch: pytest.MonkeyPatch) -> None:
+    import deeplab_edu.complexity as complexity
+
+    clock, calls, rounds = [0.0], [], []
+    durations = {"a": iter([9.0, 3.0, 2.0, 4.0]), "b": iter([9.0, 1.0, 5.0, 1.0])}  # seconds of each call, in turn
+
+    def call(name: str) -> Callable[[], None]:
+        def run() -> None:
+            calls.append(name)
+            clock[0] += next(durations[name])
+        return run
+
+    monkeypatch.setattr(complexity.time, "perf_counter", lambda: clock[0])
+    seconds = time_interleaved({"a": call("a"), "b": call("b")}, repeats=3, warmup=1,
+                               on_round=lambda: rounds.append(len(calls)))
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]  # in order, then reversed
+    assert rounds == [2, 4, 6, 8]
+    assert seconds == {"a": 3.0, "b": 1.0}  # medians of the timed rounds: the 9 s warm-up is not counted
+    with pytest.raises(ValueError, match="repeats"):
+        time_interleaved({"a": lambda: None}, repeats=0)

@@ -97,9 +97,16 @@ def _learner(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[
     return cast(torch.Tensor, sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates)))
 
 
-def _branches(x, weights, biases, rates, *, padding=None, dilate=True, bias=True):  # type: ignore[no-untyped-def]
-    return [F.conv2d(x, w, b if bias else None, padding=r if padding is None else padding, dilation=r if dilate else 1)
-            for w, b, r in zip(weights, biases, rates)]
+def _branches(x, weights, biases, rates, *, padding=None, dilate=True, bias=True, lazy=False):  # type: ignore[no-untyped-def]
+    """The branches' outputs, as a list (every branch runs before they are added) or, ``lazy``, as a
+    generator (a ``sum(... for ...)`` or a loop adds each as it runs: with the wrong padding it fails at
+    the first addition of two sizes instead of at the first branch whose filter outgrows the input)."""
+    outputs = (F.conv2d(x, w, b if bias else None, padding=r if padding is None else padding, dilation=r if dilate else 1)
+               for w, b, r in zip(weights, biases, rates))
+    return outputs if lazy else list(outputs)
+
+
+_PADDING_1 = "with padding 1 a rate-r 3x3 conv shrinks the map by 2 (r - 1) pixels; 'same' padding for a 3x3 filter at rate r is r."
 
 
 def _inputs(g: torch.Generator) -> Args:
@@ -122,8 +129,8 @@ function_exercise(
     trials=12,
     atol=1e-4,
     mistakes=[
-        (lambda *a: sum(_branches(*a, padding=1)), "with padding 1 a rate-r 3x3 conv shrinks the map by 2 (r - 1) "
-                                                   "pixels; 'same' padding for a 3x3 filter at rate r is r."),
+        (lambda *a: sum(_branches(*a, padding=1)), _PADDING_1),
+        (lambda *a: sum(_branches(*a, padding=1, lazy=True)), _PADDING_1),
         (lambda *a: sum(_branches(*a, padding=1, dilate=False)), "it ignores the rates: every branch is an ordinary "
                                                                  "3x3 conv; pass dilation=r (and padding=r)."),
         (lambda *a: torch.cat(_branches(*a), dim=1), "it concatenates the branches; DeepLab v2 *sums* their class "

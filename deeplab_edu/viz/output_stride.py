@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,7 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..atrous import conv_output_size
-from ..complexity import Cost, count_macs, count_parameters, peak_memory_bytes, time_forward
+from ..complexity import Cost, count_macs, count_parameters, peak_memory_bytes, time_interleaved
 from ..data.transforms import normalize
 from ..models.backbones import at_output_stride
 from .layout import panel_grid
@@ -135,7 +134,7 @@ def measure_output_strides(
     Every row: output stride, feature-map side (measured from the forward pass), parameters (M), multiply-adds (G), median forward time (s) and
     peak memory (MiB: what the forward pass allocates, without the weights) for a batch of one ``input_size`` x ``input_size`` image, in
     eval mode, measured with the parts of :func:`deeplab_edu.complexity.measure`. The forward passes are timed in rounds that
-    run every output stride once, ``warmup`` untimed rounds and then ``repeats`` timed ones: timed one output stride after
+    run every output stride once (:func:`~deeplab_edu.complexity.time_interleaved`), ``warmup`` untimed rounds and then ``repeats`` timed ones: timed one output stride after
     the other, the first paid the process's warm-up alone and a busy spell of a shared machine slowed one output stride
     only (32 came out four times slower than 16). The backbone is left at its original output stride.
 
@@ -151,7 +150,6 @@ def measure_output_strides(
     wrapped = _KeepShape(backbone).to(device)
     x = torch.randn(1, 3, input_size, input_size, device=device)
     counted: dict[int, tuple[int, int, int, int]] = {}  # side, parameters, multiply-adds, peak bytes
-    seconds: dict[int, list[float]] = {os_: [] for os_ in output_strides}
     was_training = wrapped.training
     wrapped.eval()
     try:
@@ -163,18 +161,19 @@ def measure_output_strides(
                     side = wrapped.shape[-1] if wrapped.shape else -1
                     counted[os_] = (side, count_parameters(wrapped), macs, peak_memory_bytes(wrapped, x))
                 bar.update()
-            for round_ in range(warmup + repeats):
-                for os_ in output_strides:
+            def at(os_: int) -> Callable[[], Any]:
+                def forward() -> None:
                     with at_output_stride(backbone, os_):
-                        t = time_forward(wrapped, x, repeats=1, warmup=0)
-                    if round_ >= warmup:
-                        seconds[os_].append(t)
-                bar.update()
+                        wrapped(x)
+                return forward
+
+            seconds = time_interleaved({str(os_): at(os_) for os_ in output_strides}, repeats=repeats, warmup=warmup,
+                                       device=device, on_round=bar.update)
     finally:
         wrapped.train(was_training)
     rows = []
     for os_, (side, params, macs, peak) in counted.items():
-        cost = Cost(params=params, macs=macs, seconds=statistics.median(seconds[os_]), peak_bytes=peak)
+        cost = Cost(params=params, macs=macs, seconds=seconds[str(os_)], peak_bytes=peak)
         rows.append({"output stride": os_, "feature map": side, **cost.as_row()})
     return rows
 
