@@ -46,7 +46,7 @@
 # `deeplab_edu.engine.bench` (`pair_summary`, `diagnosis_rows`, `profile_totals`),
 # `deeplab_edu.inference` (`predict_probs`, `PAPER_SCALES`, `Strategy(crop_size=...)` for sliding
 # windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
-# on whole inference strategies, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
+# on whole inference strategies and `time_interleaved` to time them, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
 # `deeplab_edu.records.shown_path` (a path as the book shows it). From earlier chapters:
 # `deeplab_edu.data.find_camvid` and `deeplab_edu.data.transforms.eval_transform` (06),
 # `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.viz.tables.markdown_table` (00),
