@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Hashable, Iterator, Mapping, TypeVar
 
 import torch
 from torch import nn
@@ -24,6 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["count_parameters", "count_macs", "time_forward", "time_interleaved", "peak_memory_bytes", "saved_for_backward_bytes", "Cost",
            "measure"]
+
+_K = TypeVar("_K", bound=Hashable)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -102,16 +104,17 @@ def time_forward(
 
 
 def time_interleaved(
-    calls: Mapping[str, Callable[[], Any]], *, repeats: int = 3, warmup: int = 1,
+    calls: Mapping[_K, Callable[[], Any]], *, repeats: int = 3, warmup: int = 1,
     device: torch.device | str = "cpu", on_round: Callable[[], Any] | None = None,
-) -> dict[str, float]:
+) -> dict[_K, float]:
     """Median wall-clock seconds of each of ``calls`` (run without gradients), timed in rounds.
 
     Every round runs each call once, in order in even rounds and reversed in odd ones
     (:func:`deeplab_edu.engine.bench.timing.interleaved`); the first ``warmup`` rounds are not
     timed. Timed one after the other instead, the first call pays the process's warm-up alone (a
     model's first passes on the CPU ran five times slower than its later ones) and a busy spell of
-    a shared machine slows one call only. On CUDA the device is synchronised around each call.
+    a shared machine slows one call only. Each call is timed by
+    :func:`deeplab_edu.engine.bench.timing.timed` (on CUDA, synchronised around it).
 
     Args:
         calls: name -> a function of no arguments (a forward pass, a prediction).
@@ -126,21 +129,18 @@ def time_interleaved(
     Raises:
         ValueError: ``repeats`` < 1 or ``warmup`` < 0.
     """
-    from .engine.bench.timing import interleaved
+    from .engine.bench.timing import interleaved, timed
 
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats!r}, warmup={warmup!r}")
     device = torch.device(device)
     names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[_K, list[float]] = {name: [] for name in names}
     with torch.no_grad():
         for i, name in enumerate(interleaved(names, warmup + repeats)):
-            _sync(device)
-            start = time.perf_counter()
-            calls[name]()
-            _sync(device)
+            seconds = timed(calls[name], device)[0]
             if i >= warmup * len(names):
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
             if on_round is not None and (i + 1) % len(names) == 0:
                 on_round()
     return {name: statistics.median(t) for name, t in times.items()}

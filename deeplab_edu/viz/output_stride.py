@@ -15,8 +15,9 @@ notebook can put them *next to* our measurements (never in place of them).
 from __future__ import annotations
 
 import copy
+import functools
 import math
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, TypeVar, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -161,19 +162,18 @@ def measure_output_strides(
                     side = wrapped.shape[-1] if wrapped.shape else -1
                     counted[os_] = (side, count_parameters(wrapped), macs, peak_memory_bytes(wrapped, x))
                 bar.update()
-            def at(os_: int) -> Callable[[], Any]:
-                def forward() -> None:
-                    with at_output_stride(backbone, os_):
-                        wrapped(x)
-                return forward
 
-            seconds = time_interleaved({str(os_): at(os_) for os_ in output_strides}, repeats=repeats, warmup=warmup,
-                                       device=device, on_round=bar.update)
+            def forward_at(os_: int) -> None:
+                with at_output_stride(backbone, os_):
+                    wrapped(x)
+
+            seconds = time_interleaved({os_: functools.partial(forward_at, os_) for os_ in output_strides},
+                                       repeats=repeats, warmup=warmup, device=device, on_round=bar.update)
     finally:
         wrapped.train(was_training)
     rows = []
     for os_, (side, params, macs, peak) in counted.items():
-        cost = Cost(params=params, macs=macs, seconds=seconds[str(os_)], peak_bytes=peak)
+        cost = Cost(params=params, macs=macs, seconds=seconds[os_], peak_bytes=peak)
         rows.append({"output stride": os_, "feature map": side, **cost.as_row()})
     return rows
 
