@@ -62,9 +62,6 @@ _KERNEL_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     # the debugger's warning about frozen modules is noise in every executed notebook
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    # a page shows results, not the last frame of a progress bar (tqdm >= 4.66 reads TQDM_* defaults;
-    # in JupyterLab the bars still run)
-    "TQDM_DISABLE": "1",
     # a page shows no absolute path of the machine that built it (records.shown_path)
     HIDE_PATHS_ENV: "1",
 }

@@ -19,10 +19,10 @@ from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_logits
 from .metrics import ConfusionMatrix, boundary_band, trimap_target
+from .progress import progress_bar
 
 __all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search"]
 
@@ -100,7 +100,7 @@ def evaluate_crf(
     """
     cms = {k: ConfusionMatrix(num_classes, ignore_index) for k in ("b", "a", "bb", "ba")}
     n = 0
-    items = tqdm(dataset, desc="dense CRF", leave=False) if progress else dataset
+    items = progress_bar(dataset, desc="dense CRF", leave=False, progress=progress)
     for image, mask in items:
         logits = coarse_scores(mask, num_classes, output_stride=output_stride, ignore_index=ignore_index)
         q = mean_field(unary_from_logits(logits.to(device)), image.to(device), params, method=method)
@@ -135,7 +135,7 @@ def grid_search(
     items = list(dataset)
     grid = list(itertools.product(w_bilateral, theta_alpha, theta_beta))
     results = []
-    for w1, ta, tb in tqdm(grid, desc="CRF grid search", disable=not progress):
+    for w1, ta, tb in progress_bar(grid, desc="CRF grid search", progress=progress):
         p = base.replace(w_bilateral=float(w1), theta_alpha=float(ta), theta_beta=float(tb))
         results.append((p, evaluate_crf(items, num_classes, p, **kwargs).miou_after))  # type: ignore[arg-type]
     best = max(results, key=lambda r: r[1])[0]

@@ -179,7 +179,7 @@ def train_tiny_segmenter(
         ValueError: ``steps`` is negative.
         RuntimeError: the last loss is not finite (training diverged).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -188,7 +188,7 @@ def train_tiny_segmenter(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="training the tiny net", disable=not progress):
+    for _ in progress_bar(range(steps), desc="training the tiny net", progress=progress):
         images, masks = ring_to_disc_batch(batch, size, generator=g)
         loss = F.cross_entropy(model(images), masks)
         opt.zero_grad()

@@ -543,7 +543,7 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
     Raises:
         ValueError: a name in ``views`` is not one of :data:`VIEWS` (before anything is evaluated).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     from .crf import DEEPLAB_RELEASED, mean_field, unary_from_probs
     from .data.transforms import denormalize
@@ -563,7 +563,7 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(range(0, n, batch_size), desc="evaluate", disable=not progress, leave=False):
+        for start in progress_bar(range(0, n, batch_size), desc="evaluate", progress=progress, leave=False):
             items = [dataset[i] for i in range(start, min(n, start + batch_size))]
             images = torch.stack([x for x, _ in items]).to(device)
             masks = torch.stack([y for _, y in items])

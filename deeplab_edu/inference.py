@@ -264,7 +264,7 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             ``[0, num_classes)`` other than ``ignore_index``, or ``strategy.output_stride`` cannot be
             applied to the model.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     from .engine.data import eval_loader
 
@@ -284,7 +284,7 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     # at the strategy's output stride for the whole loop: a stride the model cannot run at fails here,
     # before the progress bar and the first image
     with at_output_stride(model, strategy.output_stride), \
-            tqdm(total=n, desc=f"eval {strategy.label}", disable=not progress, leave=False) as bar:
+            progress_bar(total=n, desc=f"eval {strategy.label}", progress=progress, leave=False) as bar:
         for same_size_batches in loader:
             for images, masks in same_size_batches:
                 pred = predict(model, images.to(device, non_blocking=True), strategy)  # in eval mode

@@ -120,12 +120,9 @@ def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) ->
     out_dir = voc_dir / "SegmentationClassAug"
     out_dir.mkdir(exist_ok=True)
     voc_train_set = set(voc_train)
-    iterator: Iterable[str] = ids
-    if progress:
-        from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-        iterator = tqdm(ids, desc="SegmentationClassAug")
-    for i in iterator:
+    for i in progress_bar(ids, desc="SegmentationClassAug", progress=progress):
         dst = out_dir / f"{i}.png"
         if dst.is_file():
             continue

@@ -640,7 +640,7 @@ class Trainer:
                 f"{shown_path(self.out)}")
 
     def _fit(self, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         cfg = self.cfg
         if self.dist.is_main:
@@ -652,9 +652,10 @@ class Trainer:
         batches = self.batches()
         if self.dist.is_main:
             print(self.describe(), flush=True)
-        bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
-                   disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
-        say_loss = self.dist.is_main and not cfg.progress  # no bar (e.g. a job writing to a log file): a line per log
+        bar = progress_bar(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
+                           progress=cfg.progress and self.dist.is_main, dynamic_ncols=True)
+        # no bar (progress off, or TQDM_DISABLE=1, e.g. a job writing to a log file): a line per log
+        say_loss = self.dist.is_main and bool(bar.disable)
         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())

@@ -145,7 +145,7 @@ def measure_output_strides(
     backbone = _check_switchable(backbone)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 33:
         raise ValueError(f"input_size must be an int >= 33, got {input_size!r}")
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     device = torch.device(device)
     wrapped = _KeepShape(backbone).to(device)
@@ -154,8 +154,8 @@ def measure_output_strides(
     was_training = wrapped.training
     wrapped.eval()
     try:
-        with tqdm(total=len(output_strides) + warmup + repeats, desc=f"measuring at {input_size}x{input_size}",
-                  disable=not progress) as bar:
+        with progress_bar(total=len(output_strides) + warmup + repeats, desc=f"measuring at {input_size}x{input_size}",
+                          progress=progress) as bar:
             for os_ in output_strides:
                 with at_output_stride(backbone, os_):
                     macs = count_macs(wrapped, x)  # a forward pass, which records the side

@@ -270,7 +270,7 @@ def band_metrics(model: nn.Module, dataset: Any, widths: Sequence[int], *, outpu
     Raises:
         ValueError: ``widths`` is empty or holds a negative width.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..inference import Strategy, predict
     from ..metrics import ConfusionMatrix, trimap_target
@@ -287,7 +287,7 @@ def band_metrics(model: nn.Module, dataset: Any, widths: Sequence[int], *, outpu
     was_training = model.training
     model.eval()
     try:
-        for i in tqdm(range(n), desc="band metrics", disable=not progress, leave=False):
+        for i in progress_bar(range(n), desc="band metrics", progress=progress, leave=False):
             image, mask = dataset[i]
             pred = predict(model, image.to(device), strategy)[0].cpu()
             mats["all"].update(pred[None], mask[None])
