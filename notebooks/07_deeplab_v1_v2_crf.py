@@ -401,7 +401,7 @@ assert energies[-1] < energies[0]
 
 # %%
 label = int(torch.bincount(mask_c[mask_c != 255].flatten(), minlength=scenes.num_classes)[1:].argmax()) + 1
-fig = crf_viz.plot_iterations(history, label, steps=(0, 1, 2, 10))
+fig = crf_viz.plot_iterations(history, label, steps=(0, 1, 2, 10), class_name=scenes.class_names[label])
 plt.show()
 
 # %% [markdown]

@@ -82,14 +82,28 @@ def plot_free_energy(energies: Sequence[float], *, label: str = "") -> Figure:
     return fig
 
 
-def plot_iterations(history: Sequence[torch.Tensor], label: int, steps: Sequence[int] = (0, 1, 2, 10)) -> Figure:
-    """Belief in class ``label`` after the given iterations, like DeepLab v2 Fig. 5 (second row)."""
+def plot_iterations(history: Sequence[torch.Tensor], label: int, steps: Sequence[int] = (0, 1, 2, 10), *,
+                    class_name: str | None = None) -> Figure:
+    """Belief in class ``label`` after the given iterations, like DeepLab v2 Fig. 5 (second row).
+
+    Args:
+        history: the beliefs ``Q`` after each iteration (``mean_field(..., return_history=True)``),
+            each of shape (classes, H, W), probabilities in [0, 1]; ``history[0]`` is the network's.
+        label: the class whose belief is drawn.
+        steps: the iterations to draw (those past the history are left out).
+        class_name: the class's name, for the colour bar's label (else its index).
+    """
     steps = [s for s in steps if s < len(history)]
-    fig, axes = plt.subplots(1, len(steps), figsize=(3.0 * len(steps), 3.4), layout="constrained")
-    for ax, s in zip(np.atleast_1d(axes), steps):
-        ax.imshow(history[s][label].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+    fig, axes = plt.subplots(1, len(steps), figsize=(2.9 * len(steps) + 0.6, 3.0), layout="constrained")
+    axes = np.atleast_1d(axes)
+    im = None
+    for ax, s in zip(axes, steps):
+        im = ax.imshow(history[s][label].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_title("network output" if s == 0 else f"CRF iteration {s}")
         ax.axis("off")
+    if im is not None:
+        name = f"'{class_name}'" if class_name else f"class {label}"
+        fig.colorbar(im, ax=list(axes), fraction=0.03, label=f"belief in {name} (probability)")
     return fig
 
 
