@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -156,6 +157,8 @@ def test_figures_and_widget_build_without_a_front_end():
     assert isinstance(widget, ipywidgets.VBox)
     table = markdown_table([{"a": 1234, "b": "1, 2", "c": 0.123456}], digits=3).data
     assert table.splitlines()[2] == "| 1,234 | 1, 2 | 0.123 |"  # strings untouched, numbers to 3 digits
+    assert markdown_table([{"a": 524800, "b": np.int64(36928), "c": True}]).data.splitlines()[2] == \
+        "| 524,800 | 36,928 | True |"  # integers alike in every table, with or without digits
     plt.close("all")
 
 

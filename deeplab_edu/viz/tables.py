@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Mapping, Sequence
 
 __all__ = ["markdown_table", "markdown_text"]
@@ -14,11 +15,10 @@ __all__ = ["markdown_table", "markdown_text"]
 def _cell(value: Any, digits: int | None) -> str:
     if value is None:
         return "–"
-    if digits is not None and not isinstance(value, bool):
-        if isinstance(value, float):
-            return f"{int(value):,}" if value.is_integer() else f"{value:.{digits}g}"
-        if isinstance(value, int):
-            return f"{value:,}"
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return f"{value:,}"  # every table writes 524,800 alike
+    if digits is not None and isinstance(value, float):
+        return f"{int(value):,}" if value.is_integer() else f"{value:.{digits}g}"
     return str(value).replace("|", "\\|")  # a bare '|' would end the cell
 
 
@@ -27,8 +27,8 @@ def markdown_text(rows: Sequence[Mapping[str, Any]], digits: int | None = None) 
 
     Args:
         rows: the table rows; missing keys and ``None`` show as an en dash.
-        digits: significant digits for floats (and thousands separators for integers);
-            ``None`` prints values as they are.
+        digits: significant digits for floats; ``None`` prints them as they are. Integers
+            always have thousands separators (524,800).
 
     Raises:
         ValueError: if ``rows`` is empty.
@@ -47,8 +47,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int | None = None)
     Args:
         rows: the table rows; the first row's keys are the columns, missing keys and ``None`` show
             as an en dash.
-        digits: significant digits for floats (and thousands separators for integers);
-            ``None`` prints values as they are.
+        digits: significant digits for floats; ``None`` prints them as they are. Integers
+            always have thousands separators (524,800).
 
     Returns:
         An ``IPython.display.Markdown`` object: the last line of a cell or ``display(...)`` shows
