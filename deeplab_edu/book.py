@@ -40,7 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from .atomic import atomic_path, write_text_atomic
-from .config import ENV_VAR, choose, profile
+from .config import COURSE_CHECKS_ENV, ENV_VAR, choose, profile
 from .records import HIDE_PATHS_ENV, REPO_ROOT
 
 __all__ = [
@@ -64,6 +64,8 @@ _KERNEL_ENV = {
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     # a page shows no absolute path of the machine that built it (records.shown_path)
     HIDE_PATHS_ENV: "1",
+    # the hidden solutions must pass and the hidden checks run (config.course_checks)
+    COURSE_CHECKS_ENV: "1",
 }
 
 

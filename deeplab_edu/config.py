@@ -27,10 +27,14 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (and the CLI's start) stays light
     import torch
 
-__all__ = ["ENV_VAR", "DEVICE_ENV_VAR", "PROFILES", "Profile", "profile", "device", "resolve_device", "choose", "is_smoke"]
+__all__ = ["ENV_VAR", "DEVICE_ENV_VAR", "COURSE_CHECKS_ENV", "PROFILES", "Profile", "profile", "device",
+           "resolve_device", "choose", "is_smoke", "course_checks"]
 
 ENV_VAR = "DEEPLAB_EDU_PROFILE"
 DEVICE_ENV_VAR = "DEEPLAB_EDU_DEVICE"
+#: Set (to ``1``) where the course checks itself: the notebook tests, ``make book`` and the chapter
+#: timings (``deeplab_edu.book`` sets it in every kernel it starts); see :func:`course_checks`.
+COURSE_CHECKS_ENV = "DEEPLAB_EDU_COURSE_CHECKS"
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "gpu")
 Profile = Literal["smoke", "cpu", "gpu"]
 T = TypeVar("T")
@@ -59,6 +63,18 @@ def profile() -> Profile:
 def is_smoke() -> bool:
     """True in the ``smoke`` profile (CI): skip anything slow."""
     return profile() == "smoke"
+
+
+def course_checks() -> bool:
+    """True where the course checks itself (``DEEPLAB_EDU_COURSE_CHECKS=1``: the notebook tests,
+    ``make book``), not where a learner runs a notebook.
+
+    Then the notebooks' hidden cells compare the exercises' answers with what the chapter measured,
+    and :func:`deeplab_edu.exercises.check` raises on a wrong answer (a hidden solution that stopped
+    passing fails the run); a learner's notebook skips those cells, whose checks need the solutions
+    to have run, and only reports.
+    """
+    return os.environ.get(COURSE_CHECKS_ENV, "").strip() not in ("", "0")
 
 
 def device() -> torch.device:

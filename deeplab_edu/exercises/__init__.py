@@ -9,6 +9,7 @@ from ._core import (
     NOT_ANSWERED,
     Exercise,
     Feedback,
+    WrongAnswer,
     all_exercises,
     check,
     compare_results,
@@ -22,5 +23,5 @@ from ._core import (
 
 __all__ = [
     "KINDS", "NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "compare_results", "exercise",
-    "function_exercise", "get", "measured_and_predicted", "number_problem", "value_exercise",
+    "function_exercise", "get", "measured_and_predicted", "number_problem", "value_exercise", "WrongAnswer",
 ]

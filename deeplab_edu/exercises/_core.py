@@ -44,10 +44,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..config import course_checks
+
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
     "compare_results", "check", "get", "all_exercises", "measured_and_predicted", "packaged_use", "NOT_ANSWERED",
-    "KINDS",
+    "KINDS", "WrongAnswer",
 ]
 
 Checker = Callable[[Any], "str | None"]
@@ -92,6 +94,10 @@ class Feedback:
 
 
 _REGISTRY: dict[str, Exercise] = {}
+
+
+class WrongAnswer(AssertionError):
+    """:func:`check` judged an answer wrong where the course checks itself (``DEEPLAB_EDU_COURSE_CHECKS``)."""
 
 #: Placeholder the notebooks put in answer cells; checking it says "not answered yet".
 NOT_ANSWERED = ...
@@ -670,6 +676,11 @@ def check(key: str, answer: Any) -> Feedback:
     An unanswered exercise (``...`` or ``None``, or a function stub that returns nothing) is
     reported, not raised, so that a notebook still runs top to bottom before the learner has
     tried; the exercise's hint comes with a wrong answer only, not before a first try.
+
+    Raises:
+        WrongAnswer: only where the course checks itself (:func:`deeplab_edu.config.course_checks`:
+            the notebook tests, ``make book``), for an answer judged wrong: there the only answers
+            given are the hidden solutions', and one that fails must stop the run.
     """
     ex = get(key)
     if answer is NOT_ANSWERED or answer is None:
@@ -685,4 +696,6 @@ def check(key: str, answer: Any) -> Feedback:
     msg = f"{ex.title}: {problem}"
     if ex.hint and not isinstance(problem, _Unreadable):
         msg += ("" if msg.rstrip().endswith((".", "!", "?")) else ".") + f" Hint: {ex.hint}"
+    if course_checks():
+        raise WrongAnswer(f"[{key}] {msg}")
     return Feedback(key, False, msg)
