@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_log
 from .metrics import ConfusionMatrix, boundary_band, trimap_target
 from .progress import progress_bar
 
-__all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search"]
+__all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search", "grid_edges"]
 
 
 def coarse_scores(
@@ -140,3 +140,33 @@ def grid_search(
         results.append((p, evaluate_crf(items, num_classes, p, **kwargs).miou_after))  # type: ignore[arg-type]
     best = max(results, key=lambda r: r[1])[0]
     return best, results
+
+
+def grid_edges(best: CRFParams | Mapping[str, float], tried: Mapping[str, Sequence[float]]) -> dict[str, str]:
+    """The searched parameters whose best value lies on the edge of the grid.
+
+    A cross-validated value that is the largest (or smallest) one tried says the search stopped
+    where the grid did: a wider grid may find a better CRF, and the gain measured with it may be
+    understated.
+
+    Args:
+        best: the chosen parameters (:func:`grid_search`'s first result, or a record's dict).
+        tried: each searched parameter's values (``grid_search``'s keyword arguments); an axis of
+            one value is not a search and is left out.
+
+    Returns:
+        ``{name: "largest" | "smallest"}`` for each parameter at an edge, in ``tried``'s order.
+
+    Raises:
+        KeyError: ``best`` has no value for a parameter of ``tried``.
+    """
+    chosen = best if isinstance(best, Mapping) else {k: getattr(best, k) for k in tried}
+    edges = {}
+    for name, values in tried.items():
+        values = [float(v) for v in values]
+        if len(set(values)) > 1:
+            if float(chosen[name]) == max(values):
+                edges[name] = "largest"
+            elif float(chosen[name]) == min(values):
+                edges[name] = "smallest"
+    return edges

@@ -400,7 +400,7 @@ assert spread < 1e-6 and pooled.shape[-2:] == (size, size)
 answer_04_1 = ...  # your answer here
 check("04.1", answer_04_1)
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the centre (16, 16) keeps all nine taps longest, 16 cells from every edge; at rate 17 its
 # neighbours fall off the map, and every other position has lost at least one tap already.
 rate = 1
@@ -426,7 +426,7 @@ print("measured:\n", measured_04_2)
 if prediction_04_2 is not ...:
     print("your prediction matches:", np.array_equal(np.asarray(prediction_04_2), measured_04_2))
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: rows 0, 1, 3, 4 keep one vertical neighbour (2 valid offsets), row 2 none (1): the
 # map is only 5 rows tall. Columns 3 and 4 keep both horizontal neighbours (3), the others one (2).
 rows = np.array([2, 2, 1, 2, 2])
@@ -442,7 +442,7 @@ check("04.2", np.outer(rows, columns))
 answer_04_3 = ...
 check("04.3", answer_04_3)
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: per axis both neighbours are inside for 20 <= i <= 44, 25 of 65 positions; squared.
 check("04.3", (25 / 65) ** 2)
 
@@ -457,7 +457,7 @@ check("04.3", (25 / 65) ** 2)
 answer_04_4 = ...
 check("04.4", answer_04_4)
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: rate 24 >= 17 rows kills every vertical off-centre tap; columns 24..40 keep both
 # horizontal ones.
 check("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
@@ -480,22 +480,17 @@ corner_footprint = boundary.input_footprint(no_pooling, size, size, (0, 0), chan
 print(f"measured: {int(corner_footprint.sum())} input positions")
 fig = vb.plot_footprints({"ASPP without image pooling": corner_footprint}, position=(0, 0))
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: from the corner, each 3x3 branch keeps the taps at offsets 0 and +r on each axis, (0, 0),
 # (0, r), (r, 0), (r, r); the union over rates 6, 12, 18 and the 1x1 branch is 1 + 3 * 3 = 10 inputs,
 # not the 16 of every row offset with every column offset.
 check("04.5", int(corner_footprint.sum()))
 
-# %% tags=["remove-cell"]
-from deeplab_edu.exercises import get
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+from deeplab_edu import config
 
-for key in ("04.1", "04.2", "04.3", "04.4", "04.5"):
-    assert check(key, get(key).solution()), key
-assert check("04.1", rate) and rate == 17 and check("04.2", np.outer(rows, columns)) and check("04.3", (25 / 65) ** 2)
-assert check("04.2", measured_04_2) and np.array_equal(np.outer(rows, columns), measured_04_2)
-assert check("04.4", (1, 3)) and check("04.5", 10)  # the answers, stated apart from the solutions
-assert not check("04.1", 33) and not check("04.4", (3, 3)) and not check("04.4", (1, 2))
-assert int(corner_footprint.sum()) == get("04.5").solution() and not check("04.5", 16)
+if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
+    assert check("04.2", measured_04_2)  # the measured counts are the exercise's answer
 
 # %% [markdown]
 # ## Summary

@@ -141,6 +141,7 @@ fig = vdata.show_difficulties(indices=(1, 2), size=128)
 from deeplab_edu.data.procedural import DIFFICULTIES
 
 assert list(DIFFICULTIES) == ["hard", "medium", "easy"] and DIFFICULTIES["easy"].min_radius == 0.04
+assert (DIFFICULTIES["hard"].min_radius, DIFFICULTIES["hard"].max_objects, DIFFICULTIES["easy"].max_objects) == (0.01, 8, 6)
 assert ProceduralScenes(length=1, size=32).difficulty == "hard"
 _masks = {d: [ProceduralScenes(length=3, size=128, seed=0, difficulty=d)[i][1] for i in (1, 2)] for d in DIFFICULTIES}
 _same = {d: float(torch.stack([(a == b).float().mean() for a, b in zip(_masks[d], _masks["easy"])]).mean())
@@ -152,7 +153,9 @@ assert _same["medium"] > 0.9 and _same["hard"] < 0.7, _same  # the sentence abov
 # How often each class occurs (in pixels), and how large the objects are. An object's *extent* is
 # the diameter of the shape as drawn, or a wire's length; a shape may reach past the frame (the
 # frame-filling "hero" vehicles do), so the largest extents exceed the scene's diagonal. The
-# number of scenes follows the profile.
+# number of scenes follows the profile. The statistics are of the default, **hard** scenes; the
+# training chapters 08-10 use the easy ones, which draw at most 6 shapes (8 here) with radii from
+# 4 % of the side (1 % here), one colour family per class and less noise (`DIFFICULTIES`).
 
 # %%
 n_stats = config.choose(smoke=24, cpu=300, gpu=1000)
@@ -242,9 +245,13 @@ assert fractions == sorted(fractions, reverse=True)
 # and measures what it buys on exactly these car and boat pixels.
 #
 # ### What the output stride costs, before any learning
-# A network at output stride $s$ predicts one label per $s \times s$ cell and upsamples. Even a
-# *perfect* classifier then loses what is thinner than a cell. `stride_oracle_iou` measures this
-# ceiling: the IoU of the true labels sampled once per cell and upsampled by nearest neighbour.
+# A network at output stride $s$ computes one vector of class scores per $s \times s$ cell and
+# upsamples it. The simplest picture of what that costs gives every cell the *true* label at its
+# centre and upsamples by nearest neighbour: `stride_oracle_iou` measures the IoU this keeps, a
+# classifier perfect at the cell centres that loses what is thinner than a cell. It is a baseline,
+# not a ceiling: a network upsamples its scores bilinearly and can draw a boundary inside a cell,
+# so trained models can beat it (chapter 09 compares another rule, the *proportion prediction*, with
+# what DeepLabv3+ reaches). What it shows is which classes the cell grid threatens first.
 
 # %%
 strides = [1, 2, 4, 8, 16, 32]
@@ -259,7 +266,7 @@ assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1 and oracle[16]["io
 assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
 
 # %% [markdown]
-# Wires lose most of their IoU at output stride 16 even with perfect recognition. This is the kind
+# Wires lose most of their IoU at output stride 16 even with the true label in every cell. This is the kind
 # of loss that denser outputs address: DeepLabv3 evaluates at output stride 8, and DeepLabv3+ adds a
 # decoder that refines the prediction with stride-4 features to recover object boundaries
 # {cite:p}`chen2018deeplabv3plus` (the papers measure mIoU and boundary bands, not thin structures).
@@ -448,7 +455,7 @@ probs = torch.stack([torch.where(is_one, 1 - right, right), torch.where(is_one, 
 measured_06_1 = F.cross_entropy(probs.log()[None], mask_06_1[None], ignore_index=255).item()
 print(measured_and_predicted(measured_06_1, prediction_06_1))
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the padded pixel is left out of the sum *and* the count: (0.2 + 0.4 + 0.6) / 3.
 check("06.1", measured_06_1)
 
@@ -461,7 +468,7 @@ check("06.1", measured_06_1)
 answer_06_2 = ...
 check("06.2", answer_06_2)
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
 scaled_h, scaled_w = round(375 * 0.5), round(500 * 0.5)
 check("06.2", 1 - scaled_h * scaled_w / 513**2)
@@ -475,7 +482,7 @@ check("06.2", 1 - scaled_h * scaled_w / 513**2)
 answer_06_3 = ...
 check("06.3", answer_06_3)
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
 from deeplab_edu.data.voc import trainaug_ids
 
@@ -498,26 +505,24 @@ shape_sizes = sizes["sizes"][is_shape]
 measured_06_4 = float(((shape_sizes >= 10) & (shape_sizes < 40)).mean())
 print(f"{len(shape_sizes)} shapes;", measured_and_predicted(measured_06_4, prediction_06_4))
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: two octaves (a factor of 4) out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
 import math
 
 check("06.4", math.log(40 / 10) / math.log(0.9 / 0.02))
 
-# %% tags=["remove-cell"]
-assert abs(measured_06_1 - 0.4) < 1e-5 and check("06.1", 0.4) and not check("06.1", 2.55)
-assert check("06.2", 1 - scaled_h * scaled_w / 513**2)
-assert check("06.3", trainaug_ids(**toy)) and not check("06.3", ["a", "b", "c", "d", "e", "f", "g", "h"])
-assert check("06.4", math.log(4) / math.log(45)) and not check("06.4", 1 / 5.49)
-expected_06_4 = data_stats.log_uniform_share(10, 40, *DRAWN_DIAMETERS)
-assert abs(measured_06_4 - expected_06_4) <= 4 * (expected_06_4 * (1 - expected_06_4) / len(shape_sizes)) ** 0.5
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
+    expected_06_4 = data_stats.log_uniform_share(10, 40, *DRAWN_DIAMETERS)
+    assert abs(measured_06_4 - expected_06_4) <= 4 * (expected_06_4 * (1 - expected_06_4) / len(shape_sizes)) ** 0.5
 
 # %% [markdown]
 # ## Summary
 # - The procedural scenes put objects from a few pixels to most of the frame in one image, hide the class of the
-#   vehicle in the background, and add 1-pixel wires: multi-scale context, image-level context and
-#   output stride all matter on them, and they cost milliseconds per image.
+#   vehicle in the background, and add wires 1-3 pixels wide: multi-scale context, image-level context
+#   and output stride all matter on them, and they cost milliseconds per image.
 # - `context_free_fraction` and `stride_oracle_iou` measure, before any training, how much context
-#   a data set demands and what each output stride can at best achieve.
+#   a data set demands and what sampling one true label per cell keeps at each output stride (a
+#   baseline, not a bound: trained networks can beat it).
 # - The joint augmentation resizes masks with nearest neighbour and pads them with 255.
 # - VOC, CamVid and Cityscapes plug in through `build_dataset` with the same item format.

@@ -347,3 +347,15 @@ def test_mean_field_update_is_the_potts_softmax():
     torch.testing.assert_close(q, potts / potts.sum(0, keepdim=True))
     with pytest.raises(ValueError, match="same shape"):
         mean_field_update(unary, messages[:2])
+
+
+def test_grid_edges_names_the_parameters_the_search_stopped_at() -> None:
+    from deeplab_edu.crf_eval import grid_edges
+
+    best = DEEPLAB_RELEASED.replace(w_bilateral=5.0, theta_alpha=60.0, theta_beta=13.0)
+    grid = dict(w_bilateral=(3, 5), theta_alpha=(30, 60, 90), theta_beta=(13,))
+    assert grid_edges(best, grid) == {"w_bilateral": "largest"}  # an axis of one value is no search
+    assert grid_edges({"w_bilateral": 3, "theta_alpha": 30}, dict(w_bilateral=(3, 5), theta_alpha=(30, 60))) == {
+        "w_bilateral": "smallest", "theta_alpha": "smallest"}
+    with pytest.raises(KeyError):
+        grid_edges({}, dict(w_bilateral=(3, 5)))

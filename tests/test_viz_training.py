@@ -81,10 +81,24 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
         chapter_run("deeplabv3", phase=2, root=tmp_path, output_stride=32)
 
 
-def test_runs_root_is_temporary_in_smoke_and_the_repo_folder_otherwise() -> None:
+def test_runs_root_is_temporary_in_smoke_and_the_repo_folder_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPLAB_EDU_RUNS", raising=False)
     assert runs_root("cpu") == REPO_ROOT / "runs"
     smoke = runs_root("smoke")
     assert smoke.is_dir() and REPO_ROOT not in smoke.parents
+
+
+def test_runs_root_follows_deeplab_edu_runs_and_warns_from_another_clone(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DEEPLAB_EDU_RUNS", str(tmp_path / "shared-runs"))
+    assert runs_root("cpu") == tmp_path / "shared-runs"
+    monkeypatch.delenv("DEEPLAB_EDU_RUNS")
+    other = tmp_path / "other-clone"
+    (other / "deeplab_edu").mkdir(parents=True)
+    (other / "deeplab_edu" / "__init__.py").write_text("")
+    (other / "notebooks").mkdir()
+    monkeypatch.chdir(other / "notebooks")  # a notebook of another clone, with this clone's package
+    with pytest.warns(UserWarning, match="DEEPLAB_EDU_RUNS"):
+        assert runs_root("cpu") == REPO_ROOT / "runs"
 
 
 class _Constant(nn.Module):

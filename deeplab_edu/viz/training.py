@@ -33,7 +33,7 @@ from torch import nn
 if TYPE_CHECKING:
     from ..engine.runs import RunStatus
 
-__all__ = ["RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
+__all__ = ["RUNS_ENV", "RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
            "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table", "class_weights_table"]
 
 #: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
@@ -125,12 +125,27 @@ def _remove_stale_smoke_folders() -> None:
             continue
 
 
+#: The folder of the course's runs, when set (``~`` expanded): for a shared environment, or a disk
+#: with more room. Unset, it is ``runs/`` in the repository the package is imported from.
+RUNS_ENV = "DEEPLAB_EDU_RUNS"
+_warned_other_clone: set[Path] = set()
+
+
 def runs_root(profile: str | None = None) -> Path:
-    """``<repo>/runs`` (git-ignored), or a fresh temporary folder in the ``smoke`` profile (CI).
+    """The folder of the course's runs: ``$DEEPLAB_EDU_RUNS`` when set, else ``<repo>/runs`` (git-ignored)
+    of the repository the package is imported from; a fresh temporary folder in the ``smoke``
+    profile (CI).
 
     The temporary folder (checkpoints of tens of MB) is deleted when the Python process exits; those of
     processes killed before they could (untouched for a day) are deleted by the next smoke run.
+
+    Warns (``UserWarning``, once) when the working directory lies in another clone of the course
+    than the package's (an environment shared by several clones): the runs would land in the
+    other clone's ``runs/``.
     """
+    import os
+    import warnings
+
     from .. import config
     from ..records import REPO_ROOT
 
@@ -140,6 +155,15 @@ def runs_root(profile: str | None = None) -> Path:
         path = Path(tempfile.mkdtemp(prefix=_SMOKE_PREFIX))
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         return path
+    if os.environ.get(RUNS_ENV, "").strip():
+        return Path(os.environ[RUNS_ENV].strip()).expanduser()
+    here = Path.cwd().resolve()
+    clone = next((d for d in (here, *here.parents) if (d / "deeplab_edu" / "__init__.py").is_file()), None)
+    if clone is not None and clone != REPO_ROOT and clone not in _warned_other_clone:
+        _warned_other_clone.add(clone)
+        warnings.warn(f"this runs in the course folder {clone}, but deeplab_edu is imported from {REPO_ROOT}, so the "
+                      f"runs go to {REPO_ROOT / 'runs'}: install the package from this folder (make setup) or set "
+                      f"{RUNS_ENV} to the folder the runs should go to", stacklevel=2)
     return REPO_ROOT / "runs"
 
 
