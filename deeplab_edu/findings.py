@@ -53,7 +53,7 @@ from .data.classes import BOAT, CAR, WIRE
 
 __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
-    "miou", "class_iou", "confusion_share", "metric", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
+    "miou", "class_iou", "confusion_share", "metric", "metric_label", "shown_rows", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
     "verdict", "joint_verdict", "CRF_SEARCH_SCENES",
     "measurable", "findings_table", "SHOWN_COLUMNS", "removed_errors", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
@@ -326,6 +326,31 @@ def metric(name: str) -> tuple[str, Callable[[np.ndarray], float]]:
         a, b = (_CLASSES[c] for c in name[10:].split("/"))
         return key, lambda cm: confusion_share(cm, a, b)
     raise ValueError(f"unknown metric {name!r}")
+
+
+def metric_label(name: str) -> str:
+    """A metric name as a reader says it: ``miou`` -> ``"mIoU"``, ``iou:wire`` -> ``"wire IoU"``,
+    ``confusion:car/boat`` -> ``"car/boat confusion"``, ``band1:miou`` -> ``"mIoU in the 1-px trimap band"``;
+    any other name is returned unchanged."""
+    band = ""
+    if name.startswith("band") and ":" in name:
+        prefix, name = name.split(":", 1)
+        band = f" in the {prefix[4:]}-px trimap band"
+    if name == "miou":
+        text = "mIoU"
+    elif name.startswith("iou:"):
+        text = f"{name[4:]} IoU"
+    elif name.startswith("confusion:"):
+        text = f"{name[10:]} confusion"
+    else:
+        return band and f"{name}{band}" or name
+    return text + band
+
+
+def shown_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of :func:`findings_table` (or of a record) as the book shows them: the
+    :data:`SHOWN_COLUMNS` in that order, the metric named as a reader says it (:func:`metric_label`)."""
+    return [{k: metric_label(r[k]) if k == "metric" else r[k] for k in SHOWN_COLUMNS} for r in rows]
 
 
 # ----------------------------------------------------------------------------- statistics over seeds

@@ -140,7 +140,7 @@ fig = vb.plot_figure4(size=65, rates=range(1, 66), counts=(1, 4, 9))
 # %%
 for r in (1, 6, 12, 18, 24, 32, 33, 36, 48, 64, 65):
     fr = boundary.valid_weight_fractions(65, r)
-    print(f"rate {r:2d}: " + "  ".join(f"{c} valid: {fr[c]:.3f}" for c in (1, 4, 9)))
+    print(f"rate {r:2d}: " + "  ".join(f"{c} valid: {fr[c]:.4f}" for c in (1, 4, 9)))
 
 # %% [markdown]
 # **Reading the figure.** Per axis, both neighbours are on the map for

@@ -256,7 +256,7 @@ assert sum(r["published GMACs"] is not None for r in table) == len(PUBLISHED_GMA
 # classifier that the paper does not have. `from_torchvision` builds this course's model in that
 # configuration and loads the weights; the outputs agree to float precision (the tests check all
 # three models; here the small one, with random weights and no download). With internet access,
-# `torchvision_pretrained("resnet50")` downloads torchvision's *trained* DeepLabv3 (COCO images,
+# `deeplab_edu.models.interop.torchvision_pretrained("resnet50")` downloads torchvision's *trained* DeepLabv3 (COCO images,
 # the 21 VOC classes) into this course's model; offline it says where to put the file instead.
 
 # %%
@@ -278,7 +278,8 @@ assert difference < 1e-4
 # (trained on COCO images labelled with VOC's 21 classes) label the same photo, and the weights'
 # metadata says how well they score. `cached_torchvision_pretrained` loads them only when
 # torchvision's download is already on this machine, so the cell never reaches for the network;
-# run `torchvision_pretrained("mobilenet_v3_large")` once while online to see it.
+# run `from deeplab_edu.models.interop import torchvision_pretrained` and
+# `torchvision_pretrained("mobilenet_v3_large")` once while online to see it.
 
 # %%
 from deeplab_edu.data.classes import VOC

@@ -44,7 +44,7 @@
 # `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.ConfusionMatrix` (in exercise
 # 09.4); for training, `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
 # `plot_band_comparison`, `plot_model_comparison`), and a first look at `deeplab_edu.findings`
-# (`FINDINGS`, `Finding`, `findings_table`, `SHOWN_COLUMNS`, `measurable`, `load_findings`, `removed_errors`: chapter 10 explains
+# (`FINDINGS`, `Finding`, `findings_table`, `shown_rows`, `measurable`, `load_findings`, `removed_errors`: chapter 10 explains
 # them) and `deeplab_edu.metrics.removed_errors_by_band`. From
 # earlier chapters: `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`,
 # `PUBLISHED_GMACS`), `deeplab_edu.viz.tables.markdown_table` (00), `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
@@ -486,7 +486,7 @@ else:
 # included):
 
 # %%
-from deeplab_edu.findings import FINDINGS, SHOWN_COLUMNS, findings_table, load_findings, measurable
+from deeplab_edu.findings import FINDINGS, findings_table, load_findings, measurable, shown_rows
 
 recorded = load_findings()
 decoder_findings = [f for f in FINDINGS if f.key.startswith("d")]
@@ -494,7 +494,7 @@ if recorded is None or not measurable(recorded.matrices, decoder_findings):
     print("no findings record of the decoder yet: run `python benchmarks/findings.py` (hours on a 2-core CPU)")
 else:
     decoder_rows = findings_table(recorded.matrices, measurable(recorded.matrices, decoder_findings))
-    display(markdown_table([{k: r[k] for k in SHOWN_COLUMNS} for r in decoder_rows]))  # the verdict before the paper's
+    display(markdown_table(shown_rows(decoder_rows)))  # the verdict before the paper's
     print(recorded.describe())
 
 # %% [markdown]
@@ -524,7 +524,7 @@ else:
                     "miou", "DeepLabv3+ Table 3 (ResNet-101, with decoder)", (78.85, 79.35))]
     strides = [f for f in FINDINGS if f.key in ("d4", "d1")][::-1] + at_8  # d4 first, then d1 and the two changes
     stride_rows = {r["finding"][1:3]: r for r in findings_table(decoder_record.matrices, strides)}
-    display(markdown_table([{k: r[k] for k in SHOWN_COLUMNS} for r in stride_rows.values()]))
+    display(markdown_table(shown_rows(stride_rows.values())))
     gain_16, gain_8, sep_change, plus_change = (stride_rows[k]["_difference"] for k in ("d4", "d1", "s8", "p8"))
     print(f"the decoder's gain at output stride 8, {gain_8:+.2f} points = {gain_16:+.2f} at 16 (d4) "
           f"- ({sep_change:+.2f}: the separable-ASPP DeepLabv3 at 8) + ({plus_change:+.2f}: DeepLabv3+ at 8)")

@@ -42,7 +42,7 @@
 # - check that a run trained on your machine lands inside the recorded spread.
 #
 # **Helpers introduced:** `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`, `FINDINGS`, `load_findings`,
-# `measurable`, `findings_table` (`SHOWN_COLUMNS`), `bootstrap_difference`, `seed_interval`, `seed_prediction_interval`, `seed_values`, `metric`, `verdict`,
+# `measurable`, `findings_table` (`SHOWN_COLUMNS`, `shown_rows`), `bootstrap_difference`, `seed_interval`, `seed_prediction_interval`, `seed_values`, `metric`, `verdict`,
 # `joint_verdict`, `evaluate_views`, `run_dir`, `miou`, `class_iou`), `deeplab_edu.viz.tables.markdown_table`
 # (00); from earlier chapters `deeplab_edu.viz.training` (`chapter_run`,
 # `runs_root`: chapters 08 and 09's runs), the records' description (`describe()`, chapter 08's
@@ -219,8 +219,7 @@ if recorded is not None:
 if recorded is not None:
     measured = findings.measurable(recorded.matrices)  # a record made before an arm existed lacks its findings
     table = findings.findings_table(recorded.matrices, measured, n_boot=n_boot)
-    shown = findings.SHOWN_COLUMNS  # the verdict next to the intervals it reads, the paper's numbers last
-    display(markdown_table([{k: r[k] for k in shown} for r in table]))
+    display(markdown_table(findings.shown_rows(table)))  # the verdict next to its intervals, the paper's numbers last
     counts = {v: sum(r["verdict"] == v for r in table) for v in ("reproduced", "not resolved", "opposite")}
     print(", ".join(f"{n} {v}" for v, n in counts.items()))
     # findings this record predates, measured by a record of their own (the decoder's arms trained again
@@ -232,7 +231,7 @@ if recorded is not None:
         extra_table = findings.findings_table(decoder_record.matrices, extra, n_boot=n_boot)
         display(Markdown("From `results/findings_decoder_cpu.json` (DeepLabv3 with a separable ASPP and DeepLabv3+, "
                          "trained again, three seeds, evaluated at output stride 8 and 16):"))
-        display(markdown_table([{k: r[k] for k in shown} for r in extra_table]))
+        display(markdown_table(findings.shown_rows(extra_table)))
     missing = [f"({f.key}) {f.title}" for f in findings.FINDINGS if f not in measured and f not in extra]
     if missing:
         print(f"not in this record (it holds no runs of their arms, or no evaluation of the views they compare; "

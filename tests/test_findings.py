@@ -224,3 +224,13 @@ def test_train_runs_shares_the_work_and_waits_for_phase_2s_base(tmp_path) -> Non
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_book_names_metrics_as_a_reader_says_them() -> None:
+    from deeplab_edu.findings import SHOWN_COLUMNS, metric_label, shown_rows
+
+    assert [metric_label(m) for m in ("miou", "iou:wire", "confusion:car/boat", "band1:miou", "band2:iou:wire")] == [
+        "mIoU", "wire IoU", "car/boat confusion", "mIoU in the 1-px trimap band", "wire IoU in the 2-px trimap band"]
+    row = {k: "x" for k in SHOWN_COLUMNS} | {"metric": "iou:boat", "_difference": 1.0}
+    assert shown_rows([row]) == [{k: "x" for k in SHOWN_COLUMNS} | {"metric": "boat IoU"}]
+    assert list(shown_rows([row])[0]) == list(SHOWN_COLUMNS)

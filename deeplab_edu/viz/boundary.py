@@ -159,7 +159,7 @@ def plot_degeneration(reports: Sequence[DegenerationReport], max_cols: int = 3) 
         counts_im = top.imshow(rep.tap_counts, cmap=cmap, norm=norm, interpolation="nearest")
         top.set_title(f"rate {rep.rate}: valid taps", fontsize=10)
         im = bottom.imshow(rep.diff_map, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
-        verdict = "identical" if rep.identical else f"differs at {rep.fraction_differing:.0%}"
+        verdict = "identical" if rep.identical else f"differs at {rep.fraction_differing:.1%}"  # 99.7 %, not a rounded 100 %
         bottom.set_title(f"max |diff| = {rep.max_abs_diff:.3g}\n{verdict}", fontsize=10)
         for a in (top, bottom):
             a.set_xticks([])
