@@ -7,10 +7,18 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from deeplab_edu.exercises import KINDS, all_exercises, check, function_exercise, get, value_exercise
+from deeplab_edu.exercises import KINDS, all_exercises, check, function_exercise, get, hint, value_exercise
 from deeplab_edu.exercises import _core
 
 EXERCISES = all_exercises()
+
+
+@pytest.fixture(autouse=True)
+def _no_wrong_tries_yet() -> Iterator[None]:
+    """Each test starts as a fresh Python session: no wrong tries counted (the hint comes from the second)."""
+    _core._WRONG_TRIES.clear()
+    yield
+    _core._WRONG_TRIES.clear()
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -117,8 +125,29 @@ def test_the_hint_waits_for_a_first_try(scratch: str) -> None:
     unanswered = check(scratch, stub).message
     assert "not answered yet" in unanswered and "multiply by two" not in unanswered
     assert "not answered yet" in check(scratch, ...).message
-    assert "Hint: multiply by two" in check(scratch, lambda x: 3 * x).message
+    assert "multiply by two" not in check(scratch, 3).message  # not a function: not judged, not a try
+    first = check(scratch, lambda x: 3 * x).message
+    assert "multiply by two" not in first and first.endswith('(Try again; a hint comes with the next wrong answer, '
+                                                             'or call `hint("97.1")`.)')
     assert "division by zero. Hint: multiply by two" in check(scratch, lambda x: 1 / 0).message  # a sentence each
+    assert "Hint: multiply by two" in check(scratch, lambda x: 4 * x).message  # and every wrong answer after
+
+
+def test_hints_escalate_per_exercise_and_hint_gives_one_at_once() -> None:
+    """A learner's trial found the hint (often formula-level) handed out with the first wrong answer. It
+    comes from the second wrong answer to the same exercise; ``hint(key)`` gives it at once."""
+    first = check("05.3", 7777).message
+    assert "Hint:" not in first and 'call `hint("05.3")`' in first
+    assert "Hint:" not in check("01.1", 7777).message  # another exercise counts its own tries
+    for unjudged in (..., None, "many", (1, 2)):  # unanswered or of the wrong kind: not a try
+        assert "Hint:" not in check("01.1", unjudged).message
+    assert "Hint:" not in check("01.1", "13").message
+    assert f"Hint: {get('05.3').hint}" in check("05.3", 1000).message
+    assert f"Hint: {get('01.1').hint}" in check("01.1", 12).message
+    assert hint("05.4") == get("05.4").hint and "F.conv2d" in hint("05.4")
+    assert "**Hint for exercise 05.4:**" in hint("05.4")._repr_markdown_()  # type: ignore[attr-defined]
+    with pytest.raises(KeyError, match="no exercise '01.9'"):
+        hint("01.9")
 
 
 def test_value_exercise_rejects_bad_settings() -> None:
@@ -315,7 +344,7 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     assert check("02.3", torch.tensor(get("02.3").solution()))
     assert check("00.3", lambda *args: torch.tensor(get("00.3").solution()(*args)))
     assert not check("01.1", torch.tensor([13])) and not check("01.1", torch.tensor(12))
-    assert "Hint" not in check("01.1", "13").message and "Hint" in check("01.1", 12).message
+    assert "Hint" not in check("01.1", "13").message and "hint" in check("01.1", 12).message.lower()
     with pytest.raises(TypeError, match="string such as '01.2'"):
         check(1.1, 1)  # type: ignore[arg-type]
 
@@ -352,3 +381,47 @@ def test_tensor_results_say_where_they_differ() -> None:
     got[1, 2] = 0.5
     why = compare_results(got, want)
     assert why is not None and "0.5 at index (1, 2)" in why and "1 of 6 values" in why
+
+
+# --- cosmetics ---------------------------------------------------------------------------------
+def test_results_that_read_alike_say_how_their_values_differ(scratch: str) -> None:
+    function_exercise(scratch, "double it", reference=lambda x: 2 * x, trials=2, signature="double(x)",
+                      inputs=lambda g: (torch.randn(2, 3, 7, 9, generator=g),))
+    message = check(scratch, lambda x: 2 * x + 0.5).message
+    assert "expected a tensor of shape" not in message
+    assert "a tensor of shape (2, 3, 7, 9), as expected, but its values differ: the largest difference is 0.5" \
+        in message
+
+
+def test_briefs_round_floats_and_sentences_end_once() -> None:
+    import re
+
+    from deeplab_edu.exercises._core import _brief
+
+    assert _brief(torch.tensor([0.13530710306321392, 2.0])) == "tensor([0.1353, 2.0])"
+    assert _brief((-0.3246239721775055, 1.0, 3)) == "(-0.3246, 1.0, 3)"
+    assert _brief(list(range(100))).endswith("…") and len(_brief(list(range(100)))) <= 80
+    keys_and_answers = [(key, a) for key, ex in EXERCISES.items() for a in (*ex.wrong_answers, *_junk(ex))]
+    for key, answer in keys_and_answers:
+        for _ in range(2):  # without, then with the hint
+            message = check(key, answer).message
+            # "(Seen with the arguments (513, 16).)." and the like; "0..6" is a range, "..." an ellipsis
+            clumsy = re.search(r"\.\)\.|\.\.\)|(?<!\d)\.\.(?!\d)|\. \.", message.replace("...", ""))
+            assert clumsy is None, (key, message)
+
+
+def _junk(ex: _core.Exercise) -> list[object]:
+    return [] if ex.kind == "function" else [7777, "zzz", (1, 2), [[1, 2], [3]]]
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_checkers_answer_odd_input_with_a_message(key: str) -> None:
+    """A checker returns a sentence for any answer, never raises (check() would hide that behind "could not
+    check this answer")."""
+    import numpy as np
+
+    odd = [None, float("nan"), float("-inf"), "x", "", "1x", [[1, 2], [3]], (), [], {}, object(), -1, 10**400,
+           np.array([]), torch.tensor([]), [None, None], ["a", 1], True, b"fp16", np.full((5, 8), np.nan), [[1, 2], 3]]
+    for answer in odd:
+        message = EXERCISES[key].checker(answer)
+        assert isinstance(message, str) and len(message) > 10, (answer, message)

@@ -1,7 +1,11 @@
 """Checked exercises, one module per chapter (``ch01.py`` is chapter 01).
 
->>> from deeplab_edu.exercises import check
+>>> from deeplab_edu.exercises import check, hint
 >>> check("00.1", 8)          # doctest: +SKIP
+>>> hint("00.1")              # doctest: +SKIP
+
+A wrong answer gets an explanation; the exercise's hint comes with the second wrong answer to it,
+or at once from ``hint``.
 """
 
 from ._core import (
@@ -16,6 +20,7 @@ from ._core import (
     exercise,
     function_exercise,
     get,
+    hint,
     measured_and_predicted,
     number_problem,
     value_exercise,
@@ -23,5 +28,5 @@ from ._core import (
 
 __all__ = [
     "KINDS", "NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "compare_results", "exercise",
-    "function_exercise", "get", "measured_and_predicted", "number_problem", "value_exercise", "WrongAnswer",
+    "function_exercise", "get", "hint", "measured_and_predicted", "number_problem", "value_exercise", "WrongAnswer",
 ]

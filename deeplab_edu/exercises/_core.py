@@ -23,6 +23,18 @@ modules hold questions and feedback, not checking code:
 
 In both builders, ``mistakes`` pairs a typical wrong answer (or wrong function) with the sentence
 that explains it: that is the targeted feedback, and the tests check that each one is given.
+
+What the feedback may say. A message explains what is wrong: which quantity or concept, and in which
+direction (too large, too small) where that helps. It never states the worked computation with the
+exercise's numbers filled in, nor names the package call that returns the answer: the catch-all
+``otherwise`` message especially, since any guess gets it. A targeted ``mistakes`` message names the
+misconception but not the final number.
+
+Hints escalate. An exercise's ``hint`` (a step towards the answer, never the finished code) is not
+given with the first wrong answer to an exercise: that one ends by saying a hint comes with the
+next. From the learner's second wrong answer to the same exercise in this Python session on, the
+hint follows the explanation. :func:`hint` gives it at once. An unanswered exercise and an answer of
+the wrong kind (a string where a number is asked) are not wrong tries and do not count.
 """
 
 from __future__ import annotations
@@ -34,10 +46,12 @@ import functools
 import importlib
 import inspect
 import math
+import re
 import signal
 import threading
 import time
 import types
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -48,8 +62,8 @@ from ..config import course_checks
 
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
-    "compare_results", "check", "get", "all_exercises", "measured_and_predicted", "packaged_use", "NOT_ANSWERED",
-    "KINDS", "WrongAnswer",
+    "compare_results", "check", "hint", "get", "all_exercises", "measured_and_predicted", "packaged_use",
+    "NOT_ANSWERED", "KINDS", "WrongAnswer",
 ]
 
 Checker = Callable[[Any], "str | None"]
@@ -139,7 +153,8 @@ def exercise(
         solution: a zero-argument function returning a correct answer (used by tests
             and by the hidden solution cells).
         wrong_answers: plausible mistakes the checker must reject (tested).
-        hint: shown after a wrong answer.
+        hint: a step towards the answer (not the finished code), shown from the second wrong answer on,
+            or at once by :func:`hint`.
         kind: ``"value"``, ``"predict"`` or ``"function"`` (see the module docstring).
         mistakes: (wrong answer, explanation) pairs whose explanation the checker must give.
 
@@ -193,14 +208,78 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     if not finite:
         return f"{answer} is not a finite number."
     if whole and float(answer) != int(answer):
-        return f"{answer} is not a whole number: this counts things."
+        return f"{shown(answer)} is not a whole number: this counts things."
     if fraction and not 0 <= answer <= 1:
-        return f"{answer} is not a fraction between 0 and 1 (did you give a percentage or a count?)."
+        return f"{shown(answer)} is not a fraction between 0 and 1 (did you give a percentage or a count?)."
     return None
 
 
-def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
-    """The answer in a comparable form, or the reason it cannot be read."""
+def direction(answer: Any, target: Any, *, more: str = "too large", less: str = "too small") -> str:
+    """``"too large"`` or ``"too small"`` (or the words given): where ``answer`` lies from ``target``,
+    for a feedback message that must not state the target itself (``""`` when they are equal or
+    cannot be compared)."""
+    try:
+        a, t = float(answer), float(target)
+    except (TypeError, ValueError, OverflowError):
+        return ""
+    return more if a > t else less if a < t else ""
+
+
+def normalise_text(text: str) -> str:
+    """A text answer in the form answers are compared in: lower case, hyphens and underscores as
+    spaces, runs of spaces as one (``"Not_Resolved"`` and ``"not-resolved"`` read as ``"not resolved"``)."""
+    return " ".join(text.lower().replace("-", " ").replace("_", " ").split())
+
+
+def parse_ints(text: str) -> tuple[int, ...] | None:
+    """Whole numbers written as text, ``"(1, 3)"``, ``"1x3"``, ``"1 x 3"``, ``"3x11x50x70"`` or
+    ``"[-1, 2, 5]"``, as a tuple; ``None`` when ``text`` is not such a list."""
+    inner = text.strip().strip("()[]").strip()
+    for separator in ("×", "*", "x", "X", ","):
+        inner = inner.replace(separator, " ")
+    parts = inner.split()
+    try:
+        return tuple(int(p) for p in parts) if parts else None
+    except ValueError:
+        return None
+
+
+def _example(n: int) -> str:
+    return "(" + ", ".join(str(i) for i in range(1, n + 1)) + ("," if n == 1 else "") + ")"
+
+
+def _form(answer_type: str, solution: Callable[[], Any]) -> str:
+    """How to answer, for an answer of the wrong kind: ``"a tuple of 2 whole numbers, e.g. (1, 2)"``."""
+    if answer_type == "ints":
+        try:
+            n = len(solution())
+        except Exception:  # a solution that cannot be computed here: no example rather than a wrong one
+            return "a tuple of whole numbers"
+        return f"a tuple of {n} whole numbers, e.g. {_example(n)}" if n > 1 else "a tuple of whole numbers"
+    if answer_type == "text":
+        return "a name (a string)"
+    if answer_type == "array":
+        return "an array of numbers (a nested list, a NumPy array or a tensor)"
+    return "a number"
+
+
+def _ragged(answer: Any) -> str | None:
+    """Why a nested list is not an array: its rows have different lengths (``None`` when they do not)."""
+    if not isinstance(answer, (list, tuple)) or not answer:
+        return None
+    rows = [len(row) if isinstance(row, (list, tuple, np.ndarray, torch.Tensor)) else None for row in answer]
+    if None in rows:
+        return None if all(r is None for r in rows) else ("some items are numbers and others are rows: in an array "
+                                                          "every item is a row of the same length.")
+    if len(set(rows)) > 1:
+        return (f"the rows have different lengths ({', '.join(map(str, rows))}): every row of an array has the same "
+                "number of entries.")
+    return None
+
+
+def _normalise(answer: Any, answer_type: str, form: str = "") -> tuple[Any, str | None]:
+    """The answer in a comparable form, or the reason it cannot be read (``form`` says how to answer)."""
+    form = form or _form(answer_type, lambda: ())
     if answer_type in ("number", "whole", "fraction"):
         answer = _as_scalar(answer)  # a checker called directly, not through check(), gets a 0-d tensor as is
         problem = number_problem(answer, whole=answer_type == "whole", fraction=answer_type == "fraction")
@@ -208,20 +287,27 @@ def _normalise(answer: Any, answer_type: str) -> tuple[Any, str | None]:
     if answer_type == "ints":
         if isinstance(answer, (np.ndarray, torch.Tensor)) and answer.ndim == 1:
             answer = answer.tolist()  # np.array([3, 11]) or torch.tensor([3, 11]) for (3, 11)
+        if isinstance(answer, str) and (parsed := parse_ints(answer)) is not None:
+            answer = parsed  # "1x3", "1 x 3", "(1, 3)"
         if isinstance(answer, (str, bytes)) or not isinstance(answer, Sequence):
-            return answer, _Unreadable("answer with a tuple of whole numbers, e.g. (1, 2, 3).")
+            return answer, _Unreadable(f"answer with {form}.")
         if not all(number_problem(v, whole=True) is None for v in answer):
-            return answer, _Unreadable("answer with a tuple of whole numbers, e.g. (1, 2, 3).")
+            return answer, _Unreadable(f"answer with {form}.")
         return tuple(int(v) for v in answer), None
     if answer_type == "text":
         if not isinstance(answer, str):
-            return answer, _Unreadable(f"answer with a name (a string), got {type(answer).__name__}.")
-        return answer.strip().lower(), None
+            return answer, _Unreadable(f"answer with {form}, got {type(answer).__name__}.")
+        return normalise_text(answer), None
     if answer_type == "array":
+        if (ragged := _ragged(answer)) is not None:
+            return answer, _Unreadable(ragged)
         try:
             arr = np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer, dtype=float)
-        except (TypeError, ValueError):
-            return answer, _Unreadable("answer with an array of numbers (a nested list, a NumPy array or a tensor).")
+        except (TypeError, ValueError, OverflowError):
+            return answer, _Unreadable(f"answer with {form}.")
+        if not np.isfinite(arr).all():
+            return answer, _Unreadable(f"{int((~np.isfinite(arr)).sum())} of its entries are not finite numbers "
+                                       "(nan or inf): answer with finite numbers.")
         return arr, None
     raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
 
@@ -234,7 +320,7 @@ def _matches(answer: Any, target: Any, rel_tol: float, abs_tol: float) -> bool:
     if isinstance(answer, tuple):
         return answer == tuple(target) if isinstance(target, Sequence) and not isinstance(target, str) else False
     if isinstance(answer, str):
-        return isinstance(target, str) and answer == target.strip().lower()
+        return isinstance(target, str) and answer == normalise_text(target)
     if isinstance(target, (int, float, np.integer, np.floating)) and not isinstance(target, bool):
         if rel_tol == 0 and abs_tol == 0:
             return answer == target
@@ -260,6 +346,7 @@ def value_exercise(
     hint: str = "",
     kind: str = "value",
     parse: Callable[[Any], Any] | None = None,
+    form: str = "",
 ) -> Exercise:
     """Register an exercise whose answer is one value, with targeted feedback for typical mistakes.
 
@@ -275,8 +362,13 @@ def value_exercise(
         rel_tol, abs_tol: tolerance for numbers and arrays (0 and 0: exact).
         more_wrong: further wrong answers the tests must see rejected.
         kind: ``"value"`` or ``"predict"``.
-        parse: turns other spellings of an answer into the expected form first (e.g. ``"1x3"``
-            into ``(1, 3)``); it should return an unparseable answer unchanged.
+        parse: turns other spellings of an answer into the expected form first (e.g. ``"yes"``
+            into ``True``); it should return an unparseable answer unchanged. Text answers are
+            compared without case, hyphens, underscores or extra spaces (:func:`normalise_text`),
+            and ``"ints"`` answers may be written ``"1x3"``, ``"1 x 3"`` or ``"(1, 3)"`` without one.
+        form: how to answer, for an answer of the wrong kind (``"a list of image ids, e.g. ['a', 'b']"``);
+            by default one follows from ``answer_type`` (for ``"ints"``, with an example of the
+            solution's length).
 
     Returns:
         The registered :class:`Exercise`.
@@ -292,7 +384,8 @@ def value_exercise(
     mistakes = tuple(mistakes)
 
     def checker(answer: Any) -> str | None:
-        got, problem = _normalise(parse(answer) if parse is not None else answer, answer_type)
+        got, problem = _normalise(parse(answer) if parse is not None else answer, answer_type,
+                                  form or _form(answer_type, solution))
         if problem is not None:
             return problem
         if _matches(got, solution(), rel_tol, abs_tol):
@@ -312,59 +405,120 @@ def value_exercise(
 # ---------------------------------------------------------------------------------------------
 # Shared checking: functions written by the learner
 # ---------------------------------------------------------------------------------------------
+def _number_text(x: float) -> str:
+    """A float for a message: four significant digits (0.1353, not 0.13530710306321392); a whole
+    float keeps its ``.0`` so that it still reads as a float."""
+    if math.isfinite(x) and x.is_integer() and abs(x) < 1e16:
+        return f"{x:.1f}"
+    return f"{x:.4g}"
+
+
+def _rounded(value: Any) -> str:
+    """``repr`` of a (nested) list or tuple of numbers, with its floats to four significant digits."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (float, np.floating)):
+        return _number_text(float(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(_rounded(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_rounded(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
 def _brief(value: Any, limit: int = 80) -> str:
-    """A short description of an argument or a result for feedback messages."""
+    """A short description of an argument or a result for feedback messages (floats to four significant
+    digits; a long text cut with an ellipsis)."""
     if isinstance(value, torch.Tensor):
         if value.numel() <= 12:
-            return f"tensor({value.tolist()})"
+            return f"tensor({_rounded(value.tolist())})"
         return f"a tensor of shape {tuple(value.shape)}"
     if isinstance(value, np.ndarray):
-        return f"array({value.tolist()})" if value.size <= 12 else f"an array of shape {value.shape}"
+        return f"array({_rounded(value.tolist())})" if value.size <= 12 else f"an array of shape {value.shape}"
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
         shapes = sorted({tuple(v.shape) for v in value})
         return f"a list of {len(value)} tensors of shape {' or '.join(map(str, shapes))}"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = _rounded(value)
+    return text if len(text) <= limit else text[: limit - 1].rstrip(" ,") + "…"
 
 
-def compare_results(got: Any, want: Any, atol: float = 1e-5) -> str | None:
+def _item_label(path: tuple[int, ...]) -> str:
+    return "item " + "".join(f"[{i}]" for i in path)
+
+
+def compare_results(got: Any, want: Any, atol: float = 1e-5, *,
+                    label: Callable[[tuple[int, ...]], str] | None = None) -> str | None:
     """Why ``got`` differs from ``want`` (``None`` when they agree).
 
     Tensors and arrays must have the same shape and values within ``atol`` (any dtype); numbers
-    are compared with ``atol``; sequences element by element; anything else with ``==``.
+    are compared with ``atol``; sequences element by element; text without case, hyphens and
+    underscores (:func:`normalise_text`); anything else with ``==``. NaN agrees with NaN only.
+
+    Args:
+        got: what the learner's function returned.
+        want: what the reference returned.
+        atol: the largest absolute difference still counted as equal.
+        label: names the element of nested sequences that differs, from its indices (``(1, 2)`` for
+            ``got[1][2]``): e.g. ``"block 5, unit 3"``; by default ``"item [1][2]"``.
     """
+    found = _difference(got, want, atol, ())
+    if found is None:
+        return None
+    path, why = found
+    return f"{(label or _item_label)(path)}: {why}" if path else why
+
+
+def _difference(got: Any, want: Any, atol: float, path: tuple[int, ...]) -> tuple[tuple[int, ...], str] | None:
+    """The indices of the first element where ``got`` differs from ``want``, and why (``None``: they agree)."""
     if isinstance(want, (torch.Tensor, np.ndarray)):
         if not isinstance(got, (torch.Tensor, np.ndarray, list, tuple)):
-            return f"it returned {type(got).__name__}, not a {'tensor' if isinstance(want, torch.Tensor) else 'array'}."
-        g = torch.as_tensor(np.asarray(got) if isinstance(got, (list, tuple)) else got).detach().cpu().double()
+            return path, f"it returned {type(got).__name__}, not a {'tensor' if isinstance(want, torch.Tensor) else 'array'}."
+        try:
+            g = torch.as_tensor(np.asarray(got) if isinstance(got, (list, tuple)) else got).detach().cpu().double()
+        except (TypeError, ValueError, RuntimeError):
+            return path, f"it returned a {type(got).__name__} that is not an array of numbers."
         w = torch.as_tensor(want).detach().cpu().double()
         if tuple(g.shape) != tuple(w.shape):
-            return f"it has shape {tuple(g.shape)}, expected {tuple(w.shape)}."
-        if not torch.allclose(g, w, atol=atol, rtol=0, equal_nan=False):
+            return path, f"it has shape {tuple(g.shape)}, expected {tuple(w.shape)}."
+        if not torch.allclose(g, w, atol=atol, rtol=0, equal_nan=True):
             gap = (g - w).abs().nan_to_num(nan=float("inf"))
+            gap[g.isnan() & w.isnan()] = 0
             at = tuple(int(i) for i in np.unravel_index(int(gap.argmax()), tuple(g.shape))) if g.dim() else ()
             where = f" at index {at}" if at else ""
-            return (f"its values differ: the largest difference is {shown(gap.max().item())}{where} (got "
-                    f"{shown(g[at].item())}, expected {shown(w[at].item())}; {int((gap > atol).sum())} of "
-                    f"{g.numel()} values differ by more than {atol:g}).")
+            return path, (f"its values differ: the largest difference is {shown(gap.max().item())}{where} (got "
+                          f"{shown(g[at].item())}, expected {shown(w[at].item())}; {int((gap > atol).sum())} of "
+                          f"{g.numel()} values differ by more than {atol:g}).")
         return None
     if isinstance(want, (int, float, np.integer, np.floating)) and not isinstance(want, bool):
         got = _as_scalar(got)
         if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
-            return f"it returned {type(got).__name__}, not a number."
-        return None if math.isclose(float(got), float(want), rel_tol=0, abs_tol=atol) else "the number differs."
+            return path, f"it returned {type(got).__name__}, not a number."
+        x, y = float(got), float(want)
+        if (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=0, abs_tol=atol):
+            return None
+        g_text, w_text = shown(x), shown(y)
+        if g_text == w_text:
+            g_text, w_text = repr(x), repr(y)
+        why = " (a nan comes from a 0 / 0)" if math.isnan(x) else ""
+        return path, f"the number differs (got {g_text}, expected {w_text}){why}."
     if isinstance(want, (list, tuple)):
         if isinstance(got, (np.ndarray, torch.Tensor)) and got.ndim >= 1:
             got = got.tolist()  # an array holds the same (nested) sequence
         if isinstance(got, (str, bytes)) or not isinstance(got, Sequence):
-            return f"it returned {type(got).__name__}, not a sequence of {len(want)} items."
+            return path, f"it returned {type(got).__name__}, not a sequence of {len(want)} items."
         if len(got) != len(want):
-            return f"it has {len(got)} items, expected {len(want)}."
+            return path, f"it has {len(got)} item{'' if len(got) == 1 else 's'}, expected {len(want)}."
         for i, (g, w) in enumerate(zip(got, want)):
-            if (why := compare_results(g, w, atol)) is not None:
-                return f"item {i}: {why}"
+            if (found := _difference(g, w, atol, (*path, i))) is not None:
+                return found
         return None
-    return None if got == want else "it differs."
+    if isinstance(want, str):
+        if not isinstance(got, str):
+            return path, f"it returned {type(got).__name__}, not a string."
+        return None if normalise_text(got) == normalise_text(want) else (path, "the text differs.")
+    return None if got == want else (path, "it differs.")
 
 
 #: Seconds a learner's function may run, over all the inputs of one check, before the check stops it.
@@ -485,6 +639,12 @@ def _packaged_in(obj: Any, names: dict[int, str], depth: int, seen: set[int]) ->
     return None
 
 
+def _first_line(err: BaseException) -> str:
+    """An error's message for feedback: its first line (PyTorch adds pages of C++ context below)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def function_exercise(
     key: str,
     title: str,
@@ -500,6 +660,8 @@ def function_exercise(
     signature: str = "",
     hint: str = "",
     packaged: Sequence[Any] = (),
+    errors: Sequence[tuple[str, str]] = (),
+    label: Callable[[tuple[int, ...]], str] | None = None,
 ) -> Exercise:
     """Register a write-a-function exercise, checked against the package's ``reference``.
 
@@ -510,8 +672,9 @@ def function_exercise(
     result differs from ``reference``'s, the typical ``mistakes`` (wrong
     implementations) are run on the same inputs: the one that reproduces the learner's results on
     every input names the mistake; otherwise the feedback shows the first wrong input, the result and
-    the expected one. A function that raises gets the
-    error, and the explanation of a typical mistake that raises the same error.
+    the expected one (or, where the two read alike, how their values differ). A function that raises
+    gets the error, and the explanation of a typical mistake that raises the same error, or of the
+    first of ``errors`` that matches it.
 
     Args:
         reference: the package function the answer must agree with.
@@ -525,6 +688,10 @@ def function_exercise(
             chapter imports for other uses): an answer that is, subclasses or calls one of them by
             name is refused, naming it (:func:`packaged_use`), instead of passing without a line
             of the learner's own.
+        errors: ``(regular expression, explanation)`` pairs for a mistake that fails in many ways
+            (sizes that do not match, whatever the sizes): an error whose ``"TypeName: message"``
+            the expression finds gets the explanation.
+        label: names the element of a nested result that differs (:func:`compare_results`).
 
     Returns:
         The registered :class:`Exercise`.
@@ -538,9 +705,20 @@ def function_exercise(
 
     def agrees(wrong: Callable[..., Any], args: tuple[Any, ...], got: Any) -> bool:
         try:
-            return compare_results(got, wrong(*_clone(args)), atol) is None
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")  # a mistake that divides 0 by 0 says nothing to the learner
+                return compare_results(got, wrong(*_clone(args)), atol) is None
         except Exception:  # a mistake that cannot run on these inputs is simply not this one
             return False
+
+    def fails_alike(wrong: Callable[..., Any], args: tuple[Any, ...], err: Exception) -> bool:
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                wrong(*_clone(args))
+        except Exception as same:
+            return type(same) is type(err) and str(same) == str(err)
+        return False
 
     def checker(answer: Any) -> str | None:
         threads = torch.get_num_threads()
@@ -576,14 +754,15 @@ def function_exercise(
             try:
                 got = answer(*_clone(args))
             except Exception as err:  # the learner's code: report, never raise
-                crash = f"calling it with ({shown}) raised {type(err).__name__}: {err}"
+                error = f"{type(err).__name__}: {_first_line(err)}"
+                seen = f"(Calling it with ({shown}) raised {error})"
                 for wrong, message in mistakes:  # a typical mistake that fails the same way
-                    try:
-                        wrong(*_clone(args))
-                    except Exception as same:
-                        if type(same) is type(err) and str(same) == str(err):
-                            return f"{message} (Calling it with ({shown}) raised {type(err).__name__}: {err})"
-                return crash
+                    if fails_alike(wrong, args, err):
+                        return f"{message} {seen}"
+                for pattern, message in errors:  # a typical mistake that fails in many ways
+                    if re.search(pattern, f"{type(err).__name__}: {err}"):
+                        return f"{message} {seen}"
+                return f"calling it with ({shown}) raised {error}"
             if got is None:
                 message = ("your function returned None: fill in its body and `return` the result (a function that "
                            "prints its result still returns None).")
@@ -591,7 +770,7 @@ def function_exercise(
                 return _NotTried(message) if calling["done"] == 0 else message
             calling["done"] += 1
             results.append((args, got))
-            why = compare_results(got, want, atol)
+            why = compare_results(got, want, atol, label=label)
             if why is not None and first_wrong is None:
                 first_wrong = (args, got, want, why)
         if first_wrong is None:
@@ -603,7 +782,10 @@ def function_exercise(
         for wrong, message in mistakes:
             if all(agrees(wrong, a, g) for a, g in results):
                 return f"{message} (Seen with the arguments ({shown}).)"
-        return f"with the arguments ({shown}) {why} It returned {_brief(got)}; expected {_brief(want)}."
+        returned, expected = _brief(got), _brief(want)
+        if returned == expected:  # alike to the eye (two tensors of one shape): say how the values differ
+            return f"with the arguments ({shown}) it returned {returned}, as expected, but {why}"
+        return f"with the arguments ({shown}) {why} It returned {returned}; expected {expected}."
 
     wrong = tuple(w for w, _ in mistakes) + (lambda *args: None,)
     exercise(key, title, solution=lambda: solution or reference, wrong_answers=wrong, hint=hint,
@@ -670,12 +852,55 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
     return f"{text}; your prediction ({_brief(prediction)}) is not a number"
 
 
+#: Wrong tries per exercise in this Python session (a kernel restart starts again): the hint comes from the second.
+_WRONG_TRIES: dict[str, int] = {}
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence: a full stop added unless it ends in one already (also inside a
+    closing bracket: ``"... (513, 16).)"`` is left alone, not made ``"....)."``)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?", ".)", "!)", "?)", "…")) else text + "."
+
+
+def hint(key: str) -> str:
+    """The hint of exercise ``key`` at once, without a wrong answer first (:func:`check` gives it from the
+    second wrong answer on).
+
+    >>> hint("00.1")  # doctest: +ELLIPSIS
+    'output stride = ...'
+
+    Raises:
+        TypeError: ``key`` is not a string.
+        KeyError: no exercise ``key`` (as for :func:`get`).
+    """
+    ex = get(key)
+    return _HintText(ex.key, ex.hint or "this exercise has no hint: its feedback explains each wrong answer.")
+
+
+class _HintText(str):
+    """A hint as :func:`hint` returns it: a string, shown in a notebook as a sentence, not in quotes."""
+
+    key: str
+
+    def __new__(cls, key: str, text: str) -> _HintText:
+        made = super().__new__(cls, text)
+        made.key = key
+        return made
+
+    def _repr_markdown_(self) -> str:
+        return f"**Hint for exercise {self.key}:** {str(self)}"
+
+
 def check(key: str, answer: Any) -> Feedback:
     """Check ``answer`` to exercise ``key`` and say what, if anything, is wrong.
 
     An unanswered exercise (``...`` or ``None``, or a function stub that returns nothing) is
     reported, not raised, so that a notebook still runs top to bottom before the learner has
-    tried; the exercise's hint comes with a wrong answer only, not before a first try.
+    tried. The exercise's hint escalates: the first wrong answer to ``key`` gets the explanation
+    and a note that a hint comes with the next wrong answer (or from :func:`hint`); from the second
+    wrong answer in this Python session on, the hint follows the explanation. Neither an unanswered
+    exercise nor an answer of the wrong kind (a string where a number is asked) counts as a try.
 
     Raises:
         WrongAnswer: only where the course checks itself (:func:`deeplab_edu.config.course_checks`:
@@ -688,14 +913,18 @@ def check(key: str, answer: Any) -> Feedback:
     try:
         problem = ex.checker(_as_scalar(answer))
     except Exception as err:  # a malformed answer must give feedback, not a traceback
-        problem = f"could not check this answer ({type(err).__name__}: {err})"
+        problem = _Unreadable(f"could not check this answer ({type(err).__name__}: {_first_line(err)})")
     if problem is None:
         return Feedback(key, True, f"{ex.title}: well done.")
     if isinstance(problem, _NotTried):
         return Feedback(key, False, f"{ex.title}: not answered yet: {problem}")
-    msg = f"{ex.title}: {problem}"
-    if ex.hint and not isinstance(problem, _Unreadable):
-        msg += ("" if msg.rstrip().endswith((".", "!", "?")) else ".") + f" Hint: {ex.hint}"
+    msg = _sentence(f"{ex.title}: {problem}")
+    if not isinstance(problem, _Unreadable):
+        tries = _WRONG_TRIES[key] = _WRONG_TRIES.get(key, 0) + 1
+        if ex.hint and tries >= 2:
+            msg = _sentence(f"{msg} Hint: {ex.hint}")
+        elif ex.hint:
+            msg += f' (Try again; a hint comes with the next wrong answer, or call `hint("{key}")`.)'
     if course_checks():
         raise WrongAnswer(f"[{key}] {msg}")
     return Feedback(key, False, msg)
