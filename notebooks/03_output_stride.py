@@ -396,6 +396,7 @@ print("Table 2: going deeper        block4  block5  block6  block7")
 for net_name, vals in vos.PAPER_TABLE2_MIOU.items():
     print(f"  {net_name:26s} " + "  ".join(f"{v:6.2f}" for v in vals))
 print("Table 3: ResNet-101, multi-grid")
+print(f"  {'multi-grid':26s} block4  block5  block6  block7")
 for mg, vals in vos.PAPER_TABLE3_MIOU.items():
     print(f"  {str(mg):26s} " + "  ".join(f"{v:6.2f}" for v in vals))
 

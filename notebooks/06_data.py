@@ -344,8 +344,9 @@ augment = train_transform(crop, scale_range=(0.5, 2.0))  # DeepLab's: no colour 
 fig = vdata.show_transform_samples(demo, 0, augment, n=3, seed=0)
 
 # %% [markdown]
-# White pixels in the augmented masks are ignored: CamVid's *Unlabelled* pixels and the padding of
-# the crops that were scaled down. The numbers:
+# White pixels in the augmented masks are ignored: CamVid's *Unlabelled* pixels and, in a crop whose
+# image was scaled below the crop's size, the padding (the three random draws above may include
+# none). Scaled by exactly 0.5, the image is always smaller than the crop; the numbers, then the crop:
 
 # %%
 torch.manual_seed(0)

@@ -607,6 +607,12 @@ if config.profile() != "smoke":
 # phase 1's: phase 2 computes its loss at output stride 8, the control at 16, and both normalise with
 # phase 1's frozen running statistics where phase 1 used each batch's own; their validation curves
 # are comparable, all three being measured at 8 with running statistics.
+#
+# Phase 1's validation curve may fall by several points between two evaluations and recover at the
+# next: it is measured at output stride 8, a stride the model does not train at, and with batch
+# norm's running averages, which trail weights that still change fast while the learning rate is
+# high. Read its trend and its last point, where the poly schedule's rate has fallen to nearly zero;
+# phase 2, trained at 8 with frozen statistics, is the steadier curve.
 
 # %%
 fig = plot_phases(history1, history2, control=history_c,

@@ -213,7 +213,11 @@ if recorded is not None:
 #
 # Our values are in percent on the procedural validation scenes, the papers' in percent mIoU on
 # PASCAL VOC 2012 val; the *directions* are comparable, the sizes are not (another data set, a
-# teaching-scale backbone trained from scratch, minutes instead of hours).
+# teaching-scale backbone trained from scratch, minutes instead of hours). So a verdict judges the
+# direction only: "reproduced" says both our intervals lie on the side of zero the paper's
+# difference lies on, whether our difference is a tenth of the paper's or ten times it. Where the
+# paper measured no such metric (a single class's IoU, a confusion), its column quotes the mIoU
+# change it reports for the same component.
 
 # %%
 if recorded is not None:

@@ -316,11 +316,15 @@ def plot_feature_maps(
         raise ValueError("features is empty; pass the output of photo_features")
     strides = sorted(features, reverse=True)
     n = len(strides)
-    fig, axes = plt.subplots(2, n, figsize=(3.0 * n, 6.2), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(3.0 * n + 0.8, 6.2), squeeze=False, layout="constrained")
     h, w = image.shape[-2:]
     rgb = image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+    views = {os_: _channel_view(features[os_], channel) for os_ in strides}
+    # one colour scale for the row, so that the output strides compare
+    vmin, vmax = min(float(v.min()) for v in views.values()), max(float(v.max()) for v in views.values())
+    im = None
     for col, os_ in enumerate(strides):
-        view = _channel_view(features[os_], channel)
+        view = views[os_]
         fh, fw = view.shape
         top, bottom = axes[0, col], axes[1, col]
         top.imshow(rgb, extent=(0, w, h, 0))
@@ -329,15 +333,15 @@ def plot_feature_maps(
         for k in range(1, fw):
             top.axvline(k * w / fw, color="white", lw=0.5, alpha=0.8)
         top.set_title(f"OS {os_}: {fh} x {fw} feature cells", fontsize=9)
-        bottom.imshow(view, cmap="viridis", interpolation="nearest", extent=(0, w, h, 0))
-        what = "distance from mean feature" if channel is None else f"channel {channel}"
-        bottom.set_title(f"OS {os_} features: {what}", fontsize=9)
+        im = bottom.imshow(view, cmap="viridis", interpolation="nearest", extent=(0, w, h, 0), vmin=vmin, vmax=vmax)
+        bottom.set_title(f"OS {os_}: the features", fontsize=9)
         for ax in (top, bottom):
             ax.set_xlim(0, w)
             ax.set_ylim(h, 0)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
+    fig.colorbar(im, ax=list(axes[1]), fraction=0.03,  # one scale for the row
+                 label="distance from the map's mean feature" if channel is None else f"channel {channel}")
     return fig
 
 
