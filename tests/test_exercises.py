@@ -150,6 +150,15 @@ def test_hints_escalate_per_exercise_and_hint_gives_one_at_once() -> None:
         hint("01.9")
 
 
+def test_hints_leave_the_learner_something_to_write() -> None:
+    """A hint is a step, not the finished call (05.4 gave ``F.conv2d(x, w, b, padding=r, dilation=r)``, 09.3 the
+    whole F.interpolate call, 02.4 the two update lines)."""
+    assert all(ex.hint for ex in EXERCISES.values())
+    for key, finished in [("05.4", "padding=r"), ("09.3", "size=low_level.shape"), ("02.4", "r +="),
+                          ("02.4", "J *="), ("10.1", "cm[c, c]"), ("11.4", "ceil(max("), ("00.3", "(n + 1) // 2")]:
+        assert finished not in get(key).hint, (key, get(key).hint)
+
+
 def test_value_exercise_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="answer_type"):
         value_exercise("96.1", "x", solution=lambda: 1, otherwise="no", answer_type="colour")
@@ -330,7 +339,7 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
         feedback = check("01.1", answer)
         assert not feedback and ("finite" in feedback.message or "too large" in feedback.message)
     assert shown(4718848) == "4718848" and shown(2.5) == "2.5" and shown(np.int64(7)) == "7"
-    assert check("05.2", 2212353).message.split(": ", 1)[1].startswith("2212353 is not")  # not 2.21235e+06
+    assert check("05.2", 2212353).message.split(": ", 1)[1].startswith("2212353 is too large")  # not 2.21235e+06
     assert check("09.1", np.int64(320)) and check("09.2", np.int64(5 * 5 * 128 + 128 * 192))  # NumPy ints are numbers
     assert "expected a number, got bool" in check("09.1", True).message
     assert check("02.2", np.array(get("02.2").solution())) and check("01.3", torch.tensor(get("01.3").solution()))
@@ -383,7 +392,174 @@ def test_tensor_results_say_where_they_differ() -> None:
     assert why is not None and "0.5 at index (1, 2)" in why and "1 of 6 values" in why
 
 
+# --- feedback that explains without handing out the answer (a learner's trial) ------------------
+def _whole_number_solutions() -> list[str]:
+    keys = []
+    for key, ex in EXERCISES.items():
+        if ex.kind == "function":
+            continue
+        answer = ex.solution()
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool) and float(answer).is_integer() \
+                and answer >= 10:
+            keys.append(key)
+    return keys
+
+
+@pytest.mark.parametrize("key", _whole_number_solutions())
+def test_no_feedback_on_a_random_number_states_the_answer(key: str) -> None:
+    """The catch-all message said e.g. "7777 is not 6 branches x 256 channels" for 05.3: whatever a guess gets,
+    it must not contain the answer's digits (written plainly or with thousands separators)."""
+    import random
+
+    ex = EXERCISES[key]
+    answer = int(ex.solution())
+    spellings = {str(answer), f"{answer:,}"}
+    rng = random.Random(key)
+    guesses = [g for g in (rng.randint(0, 3 * answer) for _ in range(60)) if g != answer] + [7777, 3, 0, answer + 1,
+                                                                                              answer - 1, 10 * answer]
+    for guess in guesses:
+        if any(s in str(guess) for s in spellings):
+            continue  # a guess that holds the answer's digits itself proves nothing
+        message = ex.checker(guess) or ""
+        assert not any(s in message for s in spellings), f"{key}: the feedback for {guess} gives {answer}: {message!r}"
+        worked = [sum_ for sum_ in _arithmetic_in(message) if sum_[1] == answer]
+        assert not worked, f"{key}: the feedback for {guess} works the answer out, {worked[0][0]!r}: {message!r}"
+
+
+def _arithmetic_in(message: str) -> list[tuple[str, float]]:
+    """The arithmetic written in ``message`` ("256 + 64", "1 + 3 * (3 - 1)", "5 x 5 x 128 + 128 x 192") with
+    its values, every run of numbers and operators and each of its parts between brackets."""
+    import ast
+    import re
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return value(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)):
+            left, right = value(node.left), value(node.right)
+            return {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right,
+                    ast.Div: left / right if right else float("nan"), ast.Pow: left ** min(right, 64)}[type(node.op)]
+        raise ValueError(node)
+
+    found = []
+    for run in re.findall(r"[\d(][\d\s+\-*/x×().]*[\d)]", message):
+        text = re.sub(r"(?<=[\d)\s])[x×](?=[\s\d(])", "*", run)
+        for start in range(len(text)):
+            for end in range(len(text), start, -1):
+                piece = text[start:end].strip()
+                if not re.search(r"[+\-*/]", piece) or not piece[0].isdigit() and piece[0] != "(":
+                    continue
+                try:
+                    found.append((piece, value(ast.parse(piece, mode="eval"))))
+                except (SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError):
+                    continue
+    return found
+
+
+def _right_kind_of_junk(ex: _core.Exercise) -> list[object]:
+    import numpy as np
+
+    answer = ex.solution()
+    if isinstance(answer, str):
+        return ["zzz"]
+    if isinstance(answer, (tuple, list)) and all(isinstance(v, int) for v in answer):
+        return [tuple(7 for _ in answer), tuple(v + 1 for v in answer)]
+    if isinstance(answer, (np.ndarray, tuple, list)):
+        return [np.full(np.shape(answer), 0.77)]
+    return [7777, 0.77, 3]
+
+
+@pytest.mark.parametrize("key", sorted(k for k, ex in EXERCISES.items() if ex.kind != "function"))
+def test_no_feedback_names_the_call_that_returns_the_answer(key: str) -> None:
+    """02.3 said "check it against sampling_pattern((2, 2, 4))", 04.3 "against valid_weight_fractions(65, 20)": the
+    package call the solution makes must not appear in a message (the title may name a function it asks about)."""
+    ex = EXERCISES[key]
+    calls = [name for name in getattr(ex.solution, "__code__", None).co_names  # type: ignore[union-attr]
+             if not name.startswith("_") and callable(ex.solution.__globals__.get(name))]  # type: ignore[attr-defined]
+    for junk in _right_kind_of_junk(ex):
+        message = ex.checker(junk) or ""
+        assert message and not any(f"{name}(" in message for name in calls), (key, junk, message)
+
+
+@pytest.mark.parametrize("key, answer, says", [
+    ("01.2", 4, "the + 1 is missing"),
+    ("01.2", 4, "on one side only"),
+    ("02.1", 6, "forgets the starting pixel"),
+    ("11.5", (3, 12, 50, 70), "void label as a class"),
+    ("11.5", "3 x 12 x 50 x 70", "void label as a class"),
+])
+def test_new_value_mistakes_are_named(key: str, answer: object, says: str) -> None:
+    message = check(key, answer).message
+    assert says in message, message
+    assert str(get(key).solution()) not in message.split(": ", 1)[1]
+
+
+def test_an_aspp_without_padding_is_told_the_branches_must_keep_the_size() -> None:
+    """05.4 written with padding 0 printed only "RuntimeError: The size of tensor a (7) must match ..."; however
+    the branches are combined (added in a loop, stacked), the learner hears why."""
+    import torch.nn.functional as F
+
+    from deeplab_edu.exercises.ch05 import _SIZES_DIFFER
+
+    def looped(x, weights, biases, rates):  # type: ignore[no-untyped-def]
+        out = 0
+        for w, b, r in zip(weights, biases, rates):
+            out = out + F.conv2d(x, w, b, dilation=r)
+        return out
+
+    def stacked(x, weights, biases, rates):  # type: ignore[no-untyped-def]
+        return torch.stack([F.conv2d(x, w, b, dilation=r) for w, b, r in zip(weights, biases, rates)]).sum(0)
+
+    for answer in (looped, stacked):
+        message = check("05.4", answer).message
+        assert _SIZES_DIFFER in message and "RuntimeError" in message, message
+        assert "padding must match its dilation" in message
+
+
+def test_fuse_by_four_then_crop_is_told_what_differs() -> None:
+    import torch.nn.functional as F
+
+    def cropped(encoder, low_level):  # type: ignore[no-untyped-def]
+        up = F.interpolate(encoder, scale_factor=4, mode="bilinear")
+        h, w = low_level.shape[-2:]
+        return torch.cat((up[:, :, :h, :w], low_level), dim=1)
+
+    message = check("09.3", cropped).message
+    assert "upsampling by 4 and then cropping" in message and "Resize to the low-level map's size" in message
+
+
+def test_miou_with_nan_zero_division_or_percent_is_named() -> None:
+    import numpy as np
+
+    def with_nan(cm):  # type: ignore[no-untyped-def]
+        tp = np.diag(cm)
+        return (tp / (cm.sum(0) + cm.sum(1) - tp)).mean()  # 0 / 0 for a class absent from both: nan
+
+    def in_python(cm):  # type: ignore[no-untyped-def]
+        ious = [cm[c, c].item() / (cm[c].sum().item() + cm[:, c].sum().item() - cm[c, c].item())
+                for c in range(len(cm))]
+        return sum(ious) / len(ious)
+
+    def percent(cm):  # type: ignore[no-untyped-def]
+        tp = np.diag(cm)
+        union = cm.sum(0) + cm.sum(1) - tp
+        return 100 * float((tp[union > 0] / union[union > 0]).mean())
+
+    with np.errstate(all="ignore"):
+        for answer in (with_nan, in_python):
+            message = check("10.1", answer).message
+            assert "left out" not in message and "Leave such classes out of the mean" in message, message
+    assert "the checker wants the mean IoU as a fraction" in check("10.1", percent).message
+
+
 # --- cosmetics ---------------------------------------------------------------------------------
+def test_nested_results_name_the_block_and_the_unit_once() -> None:
+    message = check("03.2", lambda os, mg, extra: [(2, 3, 8)]).message
+    assert "item" not in message and "block 4, unit 2: the number differs (got 3, expected 4)" in message
+
+
 def test_results_that_read_alike_say_how_their_values_differ(scratch: str) -> None:
     function_exercise(scratch, "double it", reference=lambda x: 2 * x, trials=2, signature="double(x)",
                       inputs=lambda g: (torch.randn(2, 3, 7, 9, generator=g),))
@@ -412,6 +588,38 @@ def test_briefs_round_floats_and_sentences_end_once() -> None:
 
 def _junk(ex: _core.Exercise) -> list[object]:
     return [] if ex.kind == "function" else [7777, "zzz", (1, 2), [[1, 2], [3]]]
+
+
+def test_the_answer_form_fits_the_question() -> None:
+    import numpy as np
+
+    assert "2 whole numbers, e.g. (1, 2)." in check("02.2", 15).message  # not "e.g. (1, 2, 3)" for a pair
+    assert "4 whole numbers, e.g. (1, 2, 3, 4)" in check("11.5", "big").message
+    assert "(1, 2, 3)" not in check("04.4", "wide").message
+    assert "a list of image ids" in check("06.3", 5).message and "a name" not in check("06.3", 5).message
+    ragged = get("04.2").solution().tolist()
+    ragged[2] = ragged[2][:-1]
+    message = check("04.2", ragged).message
+    assert "the rows have different lengths (8, 8, 7, 8, 8)" in message, message
+    assert "different lengths" not in check("04.2", np.zeros((5, 8)).tolist()).message
+
+
+def test_spellings_are_accepted_alike() -> None:
+    for answer in ("1x3", "(1, 3)", "1 x 3", "[1, 3]", "1×3"):
+        assert check("04.4", answer), answer
+    for answer in ("3x11x50x70", "3 x 11 x 50 x 70", "(3, 11, 50, 70)"):
+        assert check("11.5", answer), answer
+    for answer in ("torch.half", "torch.float16", "Half", "FP-16", torch.half):
+        assert check("11.2", answer), answer
+    assert check("11.2", "torch.bfloat16").message.count("bfloat16 keeps") == 1
+    assert check("01.3", "(-1, 2, 5)")
+
+    def spelled(low: float, high: float, direction: int) -> str:
+        if low <= 0 <= high:
+            return "Not_Resolved" if low < -1 else "not-resolved"
+        return "Reproduced" if (low > 0) == (direction > 0) else "OPPOSITE"
+
+    assert check("10.2", spelled)
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))

@@ -7,14 +7,16 @@ import math
 import torch
 
 from ..viz.output_stride import expected_feature_size
-from ._core import function_exercise, value_exercise
+from ._core import direction, function_exercise, shown, value_exercise
 
 value_exercise(
     "00.1",
     "Output stride of a network that halves the resolution three times",
     solution=lambda: 8,
-    mistakes=[(3, "3 is the number of halvings; the output stride is the resolution ratio 2**3.")],
-    otherwise=lambda a: f"{a} is not the ratio between the input and the feature-map resolution.",
+    mistakes=[(3, "3 is the number of halvings; the output stride is the ratio of the resolutions, and each "
+                  "halving doubles it.")],
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, 8)} for the ratio between the input and the feature-map "
+                         "resolution: how much does each halving change it?"),
     more_wrong=(6, 16),
     hint="output stride = input size / feature-map size; each halving doubles it.",
 )
@@ -39,7 +41,7 @@ value_exercise(
             f"{a} is what a machine {'with' if a == 30_000 else 'without'} a CUDA GPU gets; does PyTorch see one "
             "here? torch.cuda.is_available() says.")),
     ],
-    otherwise=lambda a: f"{a} is none of the three values choose() picks from.",
+    otherwise=lambda a: f"{shown(a)} is none of the three values choose() picks from.",
     hint="unset, the profile is gpu when PyTorch sees a CUDA device and cpu otherwise.",
 )
 
@@ -81,5 +83,6 @@ function_exercise(
                           "(4 times for output stride 16)."),
     ],
     signature="feature_size(n, output_stride)",
-    hint="apply n -> ceil(n / 2) = (n + 1) // 2 once per stride-2 layer: log2(output_stride) times.",
+    hint="each stride-2 layer maps a side n to ceil(n / 2) (an odd side rounds up); apply that once per "
+         "stride-2 layer: how many of them give a given output stride?",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..atrous import conv_output_size, dilate_kernel, effective_kernel_size, input_positions, same_padding
-from ._core import function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, shown, value_exercise
 
 value_exercise(
     "01.1",
@@ -16,13 +16,15 @@ value_exercise(
         (18, "18 = k * r counts one gap too many: there are k - 1 gaps of r positions, plus the first tap."),
         (9, "9 is the number of taps of a 3x3 filter; the rate spreads them apart."),
         (3, "3 is the size at rate 1; the rate spreads the taps apart."),
-        (12, "12 is the distance from the first to the last tap; count the positions they span (one more)."),
+        (12, "12 is the distance from the first to the last tap; count the positions they span, both ends included."),
         (13 * 16, "208 = 13 x 16 is the span in input-image pixels at output stride 16; the question counts "
                   "positions of the feature map the branch convolves, where the taps sit 6 apart."),
         (12 * 16 + 1, "193 = 12 x 16 + 1 counts input-image pixels at output stride 16; the question counts "
                       "positions of the feature map the branch convolves, where the taps sit 6 apart."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the span of three taps placed 6 positions apart.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, effective_kernel_size(3, 6))} for the span of three taps "
+                         "placed 6 positions apart: count the positions from the first tap to the last, both "
+                         "included."),
     hint="the taps sit r positions apart: k + (k - 1)(r - 1).",
 )
 
@@ -33,14 +35,30 @@ value_exercise(
     mistakes=[
         (lambda a: a != int(a), lambda a: f"{a} is not a whole number: the division by the stride is floored."),
         (conv_output_size(13, 3, stride=2, padding=2),
-         f"that ignores the rate: use the effective kernel size {effective_kernel_size(3, 4)}, not 3."),
+         "that ignores the rate: at rate 4 the filter spans its effective kernel size, not 3 positions."),
         (conv_output_size(13, 3, stride=1, padding=2, dilation=4),
          "that is the size at stride 1; the stride divides the number of positions."),
+        (conv_output_size(13, 3, stride=2, padding=2, dilation=4) - 1,
+         "one short: either the + 1 is missing (the first position counts before any stride), or the padding "
+         "was added on one side only (it goes on both)."),
     ],
-    otherwise=lambda a: f"{shown(a)} does not follow from floor((13 + 4 - 9) / 2) + 1.",
-    more_wrong=(5.5, 4),
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, conv_output_size(13, 3, stride=2, padding=2, dilation=4))}: "
+                         "count the positions where the dilated filter fits inside the padded input, moving 2 at "
+                         "a time."),
+    more_wrong=(5.5, 7),
     hint="relationship 15 of Dumoulin & Visin: floor((i + 2p - k - (k-1)(d-1)) / s) + 1.",
 )
+
+def _taps_feedback(a: tuple[int, ...]) -> str:
+    """01.3's message for three indices that are not the taps: their spacing, or where they start."""
+    want = input_positions(2, 3, rate=3, padding=3)
+    gaps = {b - c for b, c in zip(a[1:], a)}
+    if gaps != {3}:
+        return (f"{list(a)} are not 3 apart: neighbouring taps of a rate-3 filter read inputs rate positions apart, "
+                "in increasing order.")
+    return (f"{list(a)} are spaced right but start too far {'right' if a[0] > want[0] else 'left'}: the first tap "
+            "sits at the output index times the stride, shifted left by the padding.")
+
 
 value_exercise(
     "01.3",
@@ -54,7 +72,7 @@ value_exercise(
         (input_positions(2, 3, rate=3), "these are the indices without padding; the padding shifts every index by -p."),
         (input_positions(2, 3, rate=1, padding=1), "these taps are adjacent: at rate 3 they are 3 apart."),
     ],
-    otherwise=lambda a: f"{list(a)} is not `x[1*2 - 3 + 3k]` for k = 0, 1, 2.",
+    otherwise=lambda a: _taps_feedback(a),
     more_wrong=([-1, 0, 1], (5, 8, 11)),
     hint="eq. (1) with padding: `y[i]` reads `x[s*i - p + r*k]` for k = 0, 1, 2.",
 )
@@ -67,10 +85,12 @@ value_exercise(
     mistakes=[
         (3, "padding = rate holds for 3x3 filters only (their half-width is 1 tap); a 5x5 filter has 2 taps "
             "on each side of its centre, each rate pixels apart."),
-        (2, "2 keeps the size of a 5x5 filter at rate 1; at rate 3 the effective kernel is 13 pixels wide."),
+        (2, "2 keeps the size of a 5x5 filter at rate 1; at rate 3 its taps spread apart, so it spans more pixels."),
         (12, "12 is the total padding needed; it is split between both sides."),
     ],
-    otherwise=lambda a: f"with padding {shown(a)} the output size changes: (i + 2p - 13) + 1 should equal i.",
+    otherwise=lambda a: (f"with padding {shown(a)} the output "
+                         f"{'grows' if a > same_padding(5, 3) else 'shrinks'}: 'same' padding on each side gives "
+                         "back exactly half of what the dilated filter's span trims off the input."),
     more_wrong=(13, 1),
     hint="same padding is half of (effective kernel size - 1), and the effective kernel is k + (k - 1)(r - 1).",
 )
@@ -110,5 +130,6 @@ function_exercise(
         (_one_too_long, "it is one hole too long: the filter ends at its last tap, (k - 1) * rate + 1 entries."),
     ],
     signature="dilate(w, rate)",
-    hint="the result has (k - 1) * rate + 1 entries; tap k goes to index k * rate, zeros elsewhere.",
+    hint="start from zeros as long as the dilated filter (k taps, rate - 1 holes between neighbours), then place "
+         "the taps rate entries apart.",
 )

@@ -8,7 +8,7 @@ import torch
 
 from ..gridding import sampling_pattern
 from ..receptive_field import LayerSpec, receptive_field, receptive_field_of, receptive_field_table
-from ._core import function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, shown, value_exercise
 
 value_exercise(
     "02.1",
@@ -18,8 +18,11 @@ value_exercise(
     mistakes=[
         (9, "9 = 3 * 3 adds the kernel sizes; neighbouring windows overlap, so each layer adds only k - 1."),
         (27, "27 = 3**3 counts paths, not pixels."),
+        (6, "6 forgets the starting pixel: with no layer at all the field is that one pixel, and each layer "
+            "widens it."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not 1 + 3 * (3 - 1).",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, receptive_field([LayerSpec(3)] * 3).size)} for the receptive "
+                         "field: start from one pixel and let each stride-1 layer widen it."),
     more_wrong=(3,),
     hint="each stride-1 3x3 layer adds k - 1 = 2 pixels.",
 )
@@ -36,14 +39,19 @@ value_exercise(
         (lambda a: tuple(a) == (receptive_field(_STACK).stride, receptive_field(_STACK).size),
          "the right numbers the other way round: the pair is (receptive_field, effective_stride)."),
         (lambda a: a[1] != receptive_field(_STACK).stride,
-         lambda a: f"effective stride {a[1]} is wrong: it is the product of the layers' strides, 2 * 2 * 1."),
-        ((7, 4), "7 treats every layer as if it were at stride 1; a layer after a stride-2 layer adds (k - 1) * 2."),
+         lambda a: f"effective stride {a[1]} is {direction(a[1], receptive_field(_STACK).stride)}: one step on "
+                   "the last feature map moves as many input pixels as the layers' strides multiply to."),
+        ((7, 4), "7 treats every layer as if it were at stride 1; after stride-2 layers, each of a layer's k - 1 "
+                 "extra cells is several input pixels wide."),
     ],
-    otherwise=lambda a: f"receptive field {a[0]} is wrong: `1 + 2*1 + 2*2 + 2*4` (each layer's k - 1 times the "
-                        "stride before it).",
+    otherwise=lambda a: (f"receptive field {a[0]} is {direction(a[0], receptive_field(_STACK).size)}: each layer adds "
+                         "k - 1 cells of its input, and a cell after stride-2 layers is as many input pixels wide as "
+                         "their strides multiply to."),
     more_wrong=((15, 8), (7, 2), 15),
     hint="r grows by (k - 1) times the product of the strides *before* the layer; S is the product of all strides.",
 )
+
+_READ_02_3 = int((sampling_pattern((2, 2, 4)) > 0).sum())
 
 value_exercise(
     "02.3",
@@ -58,7 +66,9 @@ value_exercise(
         (lambda a: a in (9, 17), lambda a: f"{a} is one axis; the field is a square, and a pixel is read when "
                                             "both its row and its column offsets are reachable."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the number of pixels with a non-zero count in sampling_pattern((2, 2, 4)).",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _READ_02_3, more='too many', less='too few')}: a pixel is "
+                         "read when some choice of one tap per layer lands on it; which row offsets can the taps' "
+                         "offsets add up to, and which column offsets?"),
     more_wrong=(27, 25),
     hint="along one axis the offsets are sums of a, b from {-2, 0, 2} and c from {-4, 0, 4}: which of -8..8 are reached?",
 )
@@ -139,6 +149,7 @@ function_exercise(
                                        "by all but k^ - 1 pixels, so each layer adds k^ - 1."),
     ],
     signature="receptive_field_size(layers)",
-    hint="keep two numbers while walking the layers: the size r (start at 1) and the product of the strides "
-         "so far J (start at 1); each layer does r += (d * (k - 1)) * J, then J *= s.",
+    hint="walk the layers from the input, keeping two numbers: the field size (1 before any layer) and the product "
+         "of the strides of the layers before the current one (also 1); each layer widens the field by its "
+         "effective kernel minus one, in units of that product, and then its stride joins the product.",
 )

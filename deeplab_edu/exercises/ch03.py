@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence, cast
 import torch
 
 from ..viz.output_stride import expected_feature_size
-from ._core import function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, shown, value_exercise
 
 if TYPE_CHECKING:
     from ..models.backbones import ResNetBackbone
@@ -58,6 +58,12 @@ def _configuration(g: torch.Generator) -> tuple[int, tuple[int, int, int], int]:
     return pick((8, 16, 32)), (pick((1, 2)), pick((1, 2, 3)), pick((1, 2, 4))), pick((0, 1, 2, 3))
 
 
+def _block_and_unit(path: tuple[int, ...]) -> str:
+    """03.2's results are indexed [block][unit], block 4 first: ``(1, 2)`` is ``"block 5, unit 3"``."""
+    names = [f"block {path[0] + 4}"] + [f"unit {i + 1}" for i in path[1:2]]
+    return ", ".join(names)
+
+
 value_exercise(
     "03.1",
     "Predict: how many parameters does a ResNet-50 gain when its output stride goes from 32 to 8?",
@@ -92,6 +98,7 @@ function_exercise(
         (_block4_only, "it returns block 4 only; return one tuple per block, block 4 first, then the extra blocks."),
     ],
     signature="block_rates(output_stride, multi_grid, extra_blocks)",
+    label=_block_and_unit,
     hint="block 4's rate is 32 / output_stride; each extra block doubles it; a unit's rate is its block's rate "
          "times its multi-grid unit rate.",
 )
@@ -108,15 +115,16 @@ value_exercise(
     rel_tol=1e-2,  # a prediction to two or three digits (3.8, 3.81) is right
     kind="predict",
     mistakes=[
-        (4, "4 would hold if the sides were exactly 2:1 (40 and 20); each stride-2 layer rounds up: "
-            "321 -> 161 -> 81 -> 41 -> 21."),
-        ((65 / 33) ** 2, "that is the ratio for a 513 input (65 and 33, e.g. 3.88); a 321 input gives 41 and 21."),
+        (4, "4 would hold if the sides were exactly 2:1 (40 and 20); but each stride-2 layer rounds an odd side up, "
+            "so the two maps' sides are not exactly 2:1."),
+        ((65 / 33) ** 2, "that is the ratio for a 513 input (sides 65 and 33); find block 4's sides for a 321 input."),
         (2, "a convolution's cost is proportional to the number of positions, height x width, not to the side."),
         (_SIDE_8 / _SIDE_16, "that is the ratio of the sides; the number of positions is height x width."),
         (16, "16 is block 4's growth from output stride 32 to 8 (two halvings); here it is one."),
         ((_SIDE_16 / _SIDE_8) ** 2, "that is output stride 16 over 8, a fraction; the question asks how many times "
                                     "more stride 8 needs: 8 over 16."),
     ],
-    otherwise=lambda a: f"{a:.4g} is not the ratio of the numbers of positions block 4 runs on.",
+    otherwise=lambda a: (f"{a:.4g} is {direction(a, (_SIDE_8 / _SIDE_16) ** 2)} for the ratio of the numbers of "
+                         "positions block 4 runs on at the two output strides."),
     hint="the weights do not change; find the side of block 4's map at each output stride (ceil(n / 2) per stride-2 layer).",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..boundary import degeneration_rate, effective_kernel_shape, valid_tap_counts, valid_weight_fractions
-from ._core import shown, value_exercise
+from ._core import direction, shown, value_exercise
 
 def _last_whole_rate(side: int) -> int:
     """The largest rate at which some position of a side x side map still keeps all nine taps of a 3x3 filter."""
@@ -24,12 +24,13 @@ value_exercise(
              "the map."),
         (32, "at rate 32 only the border rows and columns keep an off-centre tap (the corners four taps), and "
              "none keeps all nine; the last position to keep all nine is the centre, which loses them much earlier."),
-        (34, "34 is one past 33: the last position to keep all nine taps is the centre, 16 cells from each edge."),
+        (34, "34 is one past 33: the last position to keep all nine taps is the centre; how far is it from each "
+             "edge?"),
     ],
-    otherwise=lambda a: (f"at rate {shown(a)} the centre position (16, 16) still keeps all nine taps: its "
-                         "neighbours r cells away are on the map while r <= 16." if a <= _last_whole_rate(33) else
-                         f"at rate {shown(a)} no position keeps all nine taps, but {shown(a)} is not the smallest "
-                         "such rate."),
+    otherwise=lambda a: (f"at rate {shown(a)} some position (the centre, for one) still keeps all nine taps: the "
+                         "rate must be larger." if a <= _last_whole_rate(33) else
+                         f"at rate {shown(a)} no position keeps all nine taps, but a smaller rate already does "
+                         "that: find the first one."),
     more_wrong=(9, 18, 20, 66),
     hint="which position keeps its nine taps longest? It has the most room on every side; how far is it from an edge?",
 )
@@ -51,7 +52,8 @@ _ROWS, _COLS = _per_axis(_H, _RATE), _per_axis(_W, _RATE)
 def _first_difference(answer: np.ndarray) -> str:
     want = valid_tap_counts(_H, _W, 3, _RATE)
     i, j = map(int, np.argwhere(~np.isclose(answer, want, rtol=0, atol=1e-9))[0])
-    return (f"position ({i}, {j}) uses {want[i, j]} valid taps, you said {shown(answer[i, j])}: count the valid rows "
+    return (f"at position ({i}, {j}) you said {shown(answer[i, j])}, "
+            f"{direction(answer[i, j], want[i, j], more='too many', less='too few')}: count the valid rows "
             f"(offsets -3, 0, +3 from row {i}) and the valid columns, then multiply.")
 
 
@@ -88,24 +90,18 @@ value_exercise(
     abs_tol=1e-6,
     mistakes=[
         (25 / 65, "that is the 1-D fraction (one axis); a position needs both axes to keep all three taps."),
-        ((45 / 65) ** 2, "45 rows have the *upper* neighbour inside; both neighbours are inside only for rows 20..44."),
+        ((45 / 65) ** 2, "45 rows have the *upper* neighbour inside; a row keeps both neighbours only when it is at "
+                         "least 20 rows from either edge."),
         (lambda a: any(abs(a - (n / 65) ** 2) <= 1e-2 * (n / 65) ** 2 for n in (24, 26)),
-         "one row off: rows 20 to 44 *inclusive* are 44 - 20 + 1 = 25 rows (and as many columns)."),
+         "one row off: count the rows that keep both neighbours from the first to the last, both included (and as "
+         "many columns)."),
     ],
-    otherwise=lambda a: f"{a:.4g} is not the fraction; check it against valid_weight_fractions(65, 20).",
+    otherwise=lambda a: (f"{a:.4g} is {direction(a, valid_weight_fractions(65, 20)[9])}: a position keeps all nine "
+                         "weights only when its row and its column both have their neighbours 20 cells away on "
+                         "the map; what share of rows does, and of positions?"),
     more_wrong=(0.5, 0.0, 1.0),
     hint="per axis, both neighbours are inside when r <= i <= n - 1 - r; square the 1-D fraction.",
 )
-
-
-def _shape(answer: object) -> object:
-    """04.4 accepts '1x3' as well as (1, 3)."""
-    if isinstance(answer, str):
-        try:
-            return tuple(int(p) for p in answer.lower().replace(" ", "").split("x"))
-        except ValueError:
-            return answer
-    return answer
 
 
 value_exercise(
@@ -114,7 +110,7 @@ value_exercise(
     solution=lambda: effective_kernel_shape((17, 65), 24),
     answer_type="ints",
     mistakes=[
-        (lambda a: len(a) != 2, "answer with a shape (rows, columns), e.g. (3, 3)."),
+        (lambda a: len(a) != 2, "answer with a shape (rows, columns): two numbers."),
         ((3, 1), "rows and columns are swapped: the map is only 17 rows tall, so it is the vertical taps that die."),
         ((3, 3), "every vertical off-centre tap is 24 rows away, and the map has only 17 rows."),
         ((1, 1), "the horizontal taps still land on the map for columns 24..40 (65 columns wide)."),
@@ -122,8 +118,7 @@ value_exercise(
                  "keep both, and the question asks for the largest filter any position applies."),
     ],
     otherwise=lambda a: f"{a} is not the largest filter any position applies (taps per column, taps per row).",
-    parse=_shape,
-    more_wrong=("1x1",),
+    more_wrong=("1x1", "3 x 3"),
     hint="rate 24 >= 17 rows, but < 65 columns.",
 )
 
@@ -154,8 +149,9 @@ value_exercise(
         (1 + 4 * len(RATES_04_5), "the corner itself is counted once for each branch; it is one input."),
         (4, "that is one branch's taps on the map; the projection mixes all branches: count their union."),
     ],
-    otherwise=lambda a: (f"{shown(a)} is not the number of inputs: list the taps (0 or +r on each axis) of each "
-                         "branch that land on the map, and count the positions in their union."),
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, len(_aspp_corner_taps()), more='too many', less='too few')}: "
+                         "list the taps (0 or +r on each axis) of each branch that land on the map, and count the "
+                         "positions in their union."),
     more_wrong=(1, 9, 12),
     hint="at the corner, which of each branch's taps at -r, 0 and +r (on each axis) land on the map? Count each "
          "position once.",

@@ -9,10 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from ..models.aspp import ASPPv2
-from ._core import function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, shown, value_exercise
 
 # 05.1: DeepLab v2's ASPP-L rates (6, 12, 18, 24) are set at output stride 8; the same reach in the
 # image at output stride 16.
+def _reach_feedback(a: tuple[int, ...]) -> str:
+    """05.1's message: which of the rates reach too far or not far enough in the image."""
+    far = [r for r, w in zip(a, (3, 6, 9, 12)) if r > w]
+    near = [r for r, w in zip(a, (3, 6, 9, 12)) if r < w]
+    parts = ([f"{', '.join(map(str, far))} reach{'es' if len(far) == 1 else ''} too far"] if far else []) + (
+        [f"{', '.join(map(str, near))} {'does' if len(near) == 1 else 'do'} not reach far enough"] if near else [])
+    return (f"{a}: {' and '.join(parts)}. A rate counts feature cells: at output stride 16 each must reach as many "
+            "image pixels as the paper's rate in its place did at output stride 8.")
+
+
 value_exercise(
     "05.1",
     "DeepLab v2's ASPP-L rates (6, 12, 18, 24) at output stride 8, moved to output stride 16",
@@ -26,7 +36,7 @@ value_exercise(
         (lambda a: tuple(sorted(a)) == (3, 6, 9, 12),
          "the right rates, in another order: list them from the smallest, as the paper does."),
     ],
-    otherwise=lambda a: f"{a} is not (6, 12, 18, 24) scaled by 8 / 16.",
+    otherwise=lambda a: _reach_feedback(a),
     more_wrong=((3, 6, 9), 3),
     hint="a rate counts feature cells; at output stride 16 a cell is 16 pixels wide instead of 8.",
 )
@@ -48,7 +58,9 @@ value_exercise(
         (2048 * 256 * 9 + _BN, "that is a branch on ResNet's 2048 channels; MobileNetV3-Large gives 960."),
         (lambda a: a >= 2 * _CONV, "the atrous rate does not add weights: a 3x3 filter at rate 12 still has 9 taps."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not 960 x 256 x 9 conv weights plus 2 x 256 BN parameters.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _CONV + _BN)} for one branch: count the conv's weights (a 3x3 "
+                         "filter for every pair of input and output channels, no bias) and what the batch norm "
+                         "learns per output channel."),
     more_wrong=(_CONV * 12,),
     hint="the rate spreads the 9 taps apart but adds no weights; BN learns a scale and a shift per channel.",
 )
@@ -66,7 +78,11 @@ value_exercise(
         (2048, "2048 is the backbone's output, the ASPP's *input*."),
         (1792, "that counts seven branches: one 1x1, four atrous and one image pooling make six."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not 6 branches x 256 channels.",
+    otherwise=lambda a: (f"{shown(a)} is not a multiple of 256: every branch gives 256 channels, and the projection "
+                         "reads them concatenated." if a % 256 else
+                         f"{shown(a)} is {direction(a, 1536, more='too many', less='too few')} channels: the "
+                         "projection reads every branch's 256 channels, concatenated; which branches does this ASPP "
+                         "have?"),
     hint="count the branches: one 1x1, one per atrous rate, one image pooling; each gives 256 channels.",
 )
 
@@ -107,6 +123,12 @@ def _branches(x, weights, biases, rates, *, padding=None, dilate=True, bias=True
 
 
 _PADDING_1 = "with padding 1 a rate-r 3x3 conv shrinks the map by 2 (r - 1) pixels; 'same' padding for a 3x3 filter at rate r is r."
+_SIZES_DIFFER = ("the branches' outputs have different sizes: every branch must keep the input's height and width so "
+                 "that their class scores can be added, so each branch's padding must match its dilation.")
+#: What PyTorch says when maps of different sizes meet (added, stacked, concatenated) or a dilated filter outgrows
+#: its unpadded input: a padding that does not match the rate, however the branches are combined.
+_SIZE_ERRORS = (r"must match the size of tensor|stack expects each tensor to be equal size|Sizes of tensors must match"
+                r"|Kernel size can't be greater than actual input size")
 
 
 def _inputs(g: torch.Generator) -> Args:
@@ -131,6 +153,7 @@ function_exercise(
     mistakes=[
         (lambda *a: sum(_branches(*a, padding=1)), _PADDING_1),
         (lambda *a: sum(_branches(*a, padding=1, lazy=True)), _PADDING_1),
+        (lambda *a: sum(_branches(*a, padding=0, lazy=True)), _SIZES_DIFFER),
         (lambda *a: sum(_branches(*a, padding=1, dilate=False)), "it ignores the rates: every branch is an ordinary "
                                                                  "3x3 conv; pass dilation=r (and padding=r)."),
         (lambda *a: torch.cat(_branches(*a), dim=1), "it concatenates the branches; DeepLab v2 *sums* their class "
@@ -139,5 +162,7 @@ function_exercise(
         (lambda *a: sum(_branches(*a, bias=False)), "the biases are missing: each branch is W_r * x + b_r."),
     ],
     signature="summed_aspp(x, weights, biases, rates)",
-    hint="one F.conv2d(x, w, b, padding=r, dilation=r) per rate, then add the results.",
+    errors=[(_SIZE_ERRORS, _SIZES_DIFFER)],
+    hint="one F.conv2d per rate, with that branch's weights and bias: which of its keyword arguments makes the "
+         "filter atrous, and which keeps the map's size? Then combine the branches' scores as DeepLab v2 does.",
 )

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..data.procedural import DIFFICULTIES
 from ..data.stats import log_uniform_share
-from ._core import shown, value_exercise
+from ._core import direction, shown, value_exercise
 
 # 06.1: padded pixels carry the ignore label 255, so the mean loss runs over the labelled pixels
 # only. The per-pixel cross-entropies the network would get if every pixel were scored, and the mask
@@ -30,7 +30,8 @@ value_exercise(
         (sum(_SCORED), "that is the sum; the default reduction is the mean over the pixels that count."),
         (sum(_ALL), "that is the sum over all four pixels; the padded one does not count, and the reduction is a mean."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not the mean of the three labelled pixels' losses.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, sum(_SCORED) / len(_SCORED))} for the loss: which pixels "
+                         "does ignore_index leave out, and what does the mean divide by?"),
     more_wrong=(0.0, 9.0),
     hint="a pixel labelled 255 is left out of the sum and out of the count.",
 )
@@ -47,7 +48,8 @@ value_exercise(
     abs_tol=2e-3,
     mistakes=[(0.75, "0.75 is what halving *both sides of a crop-sized image* gives; the image here is smaller "
                      "than the crop.")],
-    otherwise=lambda a: f"{a:.4f} is not 1 - (scaled area) / 513**2.",
+    otherwise=lambda a: (f"{a:.4f} is {direction(a, _PAD_FRACTION)} for the share of padding: the scaled image "
+                         "covers part of the crop, and padding fills the rest."),
     more_wrong=(0.5, 100 * _PAD_FRACTION),
     hint="scale each side by 0.5 and round it to whole pixels (375 / 2 = 187.5); everything else in the "
          "513 x 513 crop is padding.",
@@ -81,6 +83,7 @@ value_exercise(
     solution=lambda: " ".join(_TRAINAUG),
     answer_type="text",
     parse=_ids,
+    form="a list of image ids, e.g. ['a', 'b']",
     mistakes=[
         (lambda a: bool(set(a.split()) - set(_TOY_IDS)),
          lambda a: f"{sorted(set(a.split()) - set(_TOY_IDS))}: not ids of these lists (they are "
@@ -122,11 +125,16 @@ value_exercise(
          "that is the share for sizes drawn *uniformly*; log-uniform means every factor of 2 gets the same share."),
         (log_uniform_share(16, 32, *DRAWN_DIAMETERS),
          "that is one octave's share; 10 to 40 px is two octaves (a factor of 4)."),
-        (2 / 6, "2/6 counts six octaves from 4 to 256 px; the law spans 5.12 to 230.4 px: log2(45) = 5.49 octaves."),
-        (2 / 7, "2/7 counts seven octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
-        (2 / 5, "2/5 counts five octaves; the law spans log2(230.4 / 5.12) = log2(45) = 5.49 octaves."),
+        (2 / 6, "2/6 counts six octaves from 4 to 256 px; the law spans 5.12 to 230.4 px, not a whole number of "
+                "octaves: count them from those bounds."),
+        (2 / 7, "2/7 counts seven octaves; the law spans 5.12 to 230.4 px, not a whole number of octaves: count them "
+                "from those bounds."),
+        (2 / 5, "2/5 counts five octaves; the law spans 5.12 to 230.4 px, not a whole number of octaves: count them "
+                "from those bounds."),
     ],
-    otherwise=lambda a: f"{a:.3f} is not the share of two octaves, log(40 / 10) / log(230.4 / 5.12).",
+    otherwise=lambda a: (f"{a:.3f} is {direction(a, log_uniform_share(*RANGE_06_4, *DRAWN_DIAMETERS))}: under a "
+                         "log-uniform law every factor of 2 in size holds the same share of the shapes; how many "
+                         "factors of 2 does 10 to 40 px span, and how many the whole law?"),
     more_wrong=(0.5, 30 / 256),
     hint="under a log-uniform law the share of [a, b) is log(b / a) / log(max / min), for a range inside [min, max].",
 )

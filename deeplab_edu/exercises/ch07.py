@@ -9,7 +9,7 @@ import torch
 
 from ..atrous import effective_kernel_size
 from ..crf import DEEPLAB_RELEASED, mean_field_update
-from ._core import function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, shown, value_exercise
 
 
 # 07.1: the field of view of v1 Table 2, for an fc6 variant the paper did not try.
@@ -24,15 +24,17 @@ value_exercise(
     mistakes=[
         (_OS * (_K_E - 1), "that is the distance between the first and the last tap centres; the rule that gives "
                            "Table 2's values adds one 32-pixel pool5 cell."),
-        (_OS * _K_E, "8 x 17 counts every one of the 17 positions as 8 pixels; Table 2's values are the distance "
-                     "between the outer tap centres, 8 (k_e - 1), plus one 32-pixel cell."),
+        (_OS * _K_E, "8 x 17 counts every one of the 17 positions as 8 pixels; Table 2's rule takes the distance "
+                     "between the outer tap centres, plus one pool5 cell."),
         (_OS * _K_E + _POOL5, "that counts one tap spacing too many: the outer tap centres are 8 (k_e - 1) pixels "
                               "apart."),
         (_K_E, "17 is the span in feature cells; at output stride 8 each cell is 8 input pixels."),
-        (3 * _OS * 8, "3 taps x 64 pixels counts one gap too many; 3 taps have 2 gaps of 8 x 8 pixels, then add "
-                      "one 32-pixel cell."),
+        (3 * _OS * 8, "3 taps x 64 pixels counts one gap too many: 3 taps have 2 gaps between them, and the rule "
+                      "then adds one pool5 cell."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not 8 (k_e - 1) + 32 with k_e = 3 + 2 x 7 = 17.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _OS * (_K_E - 1) + _POOL5)} for the field of view: Table 2's "
+                         "rule measures the distance between the outer tap centres in input pixels, then adds one "
+                         "pool5 cell."),
     hint="Table 2's four values are all 8 (k_e - 1) + 32, with k_e = k + (k - 1)(r - 1).",
 )
 
@@ -47,13 +49,15 @@ value_exercise(
     mistakes=[
         (_FC7_FULL, "that is fc7 with 4096 filters; subtract what LargeFOV's fc7 keeps."),
         (_FC7_LARGEFOV, "that is LargeFOV's fc7 itself, not what it saves."),
-        (4096 * 4096 - 1024 * 1024, "that counts the weights only; each filter also has a bias (3072 fewer)."),
+        (4096 * 4096 - 1024 * 1024, "that counts the weights only; each filter also has a bias, and LargeFOV keeps "
+                                    "fewer filters."),
         (1024 * 4096 + 4096 - _FC7_LARGEFOV, "in VGG-16, fc7 reads fc6's 4096 channels: both its input and its output "
                                               "shrink to 1024."),
         (4096 * 1024 + 1024 - _FC7_LARGEFOV, "its output shrinks too: LargeFOV's fc7 has 1024 filters, VGG-16's 4096."),
         (4096 * 4096 + 4096 - (4096 * 1024 + 1024), "fc7's input shrinks too: fc6 also keeps 1024 filters."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not a 4096 -> 4096 1x1 conv with biases minus a 1024 -> 1024 one.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _FC7_FULL - _FC7_LARGEFOV)} for what fc7 saves: count fc7's "
+                         "weights and biases at VGG-16's width and at LargeFOV's, and take the difference."),
     more_wrong=(3 * 3 * 512 * 1024 + 1024,),
     hint="a 1x1 conv from C_in to C_out channels has C_in x C_out weights and C_out biases; fc7 reads fc6.",
 )
@@ -93,7 +97,8 @@ function_exercise(
                                                 "own prediction."),
     ],
     signature="update(unary, messages)",
-    hint="Q_i(l) is proportional to exp(-unary_i(l) + message_i(l)); normalise over the labels (dimension 0).",
+    hint="Q_i(l) grows with the exponential of the message minus the unary; normalise each pixel's values so that "
+         "they sum to 1 over the labels (which dimension holds the labels?).",
 )
 
 
@@ -113,6 +118,16 @@ def _appearance(theta_beta: float, distance: float = 1.0, colour: float = NOISE_
 def _appearance_pair(kernel: Any = _appearance) -> tuple[float, float]:
     """07.4's answer: the kernel at the released theta_beta and at twice it."""
     return kernel(_TB), kernel(2 * _TB)
+
+
+def _kernel_feedback(a: Any) -> str:
+    """07.4's message: which of the two values is too large or too small."""
+    parts = []
+    for value, want, beta in zip(a, _appearance_pair(), (_TB, 2 * _TB)):
+        if abs(value - want) > 0.01:
+            parts.append(f"at theta_beta = {beta:g}, {shown(value)} is {direction(value, want)}")
+    return (f"{'; '.join(parts)}. The kernel is a Gaussian of the pixel distance (over theta_alpha) and of the "
+            "colour distance (over theta_beta): both distances enter squared, over twice the squared bandwidth.")
 
 
 value_exercise(
@@ -135,8 +150,8 @@ value_exercise(
         (_appearance_pair(lambda tb: math.exp(-NOISE_07_4**2 / (2 * tb))),
          f"the bandwidth enters squared: 2 theta_beta^2 = {2 * _TB**2:g} at theta_beta = {_TB:g}."),
     ],
-    otherwise=lambda a: (f"({shown(a[0])}, {shown(a[1])}) is not it: exp(-d^2 / (2 theta_alpha^2) - c^2 / "
-                         f"(2 theta_beta^2)) with d = 1 pixel, theta_alpha = {_TA:g}, c = {NOISE_07_4:g}."),
+    otherwise=_kernel_feedback,
+    form=f"two numbers: the kernel at theta_beta = {_TB:g}, then at {2 * _TB:g}",
     more_wrong=((1.0, 1.0), (0.0, 0.0), (0.5, 1.0)),
     hint=f"the position term is tiny (1 pixel against theta_alpha = {_TA:g}); doubling theta_beta divides the "
          "colour term by four.",

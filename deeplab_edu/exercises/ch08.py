@@ -9,7 +9,7 @@ import torch
 
 from ..boundary import mean_valid_fraction
 from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
-from ._core import function_exercise, value_exercise
+from ._core import direction, function_exercise, value_exercise
 
 
 def _degenerate_branches(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tuple[int, ...]:
@@ -73,8 +73,8 @@ value_exercise(
         (lambda a: 0.005 < abs(a - mean_valid_fraction(7, 4)) < 0.06,
          "close, but count exactly: per axis, which of i - 4, i, i + 4 are in 0..6?"),
     ],
-    otherwise=lambda a: f"{a:.3f} is not it: count the valid taps per axis (position i uses i - 4, i, i + 4 "
-                        "when they are in 0..6), then multiply the axes.",
+    otherwise=lambda a: (f"{a:.3f} is {direction(a, mean_valid_fraction(7, 4))}: count the valid taps per axis "
+                         "(position i uses i - 4, i, i + 4 when they are in 0..6), then multiply the axes."),
     hint="per axis, which of i - 4, i, i + 4 lie in 0..6 (the middle position is the exception)? The 2-D share "
          "is the product of the axes' shares.",
 )
@@ -92,8 +92,8 @@ value_exercise(
                     "40.5 % on 33 cells."),
         ((6, 12, 18), "on a 16-cell map rate 18 is exactly 1x1 (18 >= 16) and rate 12 reads mostly padding: "
                       "these are the rates the fit replaces."),
-        ((2, 4, 8), "close: the middle rate can grow to 5, which still uses 63 % of its weights (rate 12 uses "
-                    "57 % on 33 cells)."),
+        ((2, 4, 8), "close, but the middle rate can grow: a larger rate on 16 cells still uses at least the share "
+                    "of its weights that rate 12 uses on 33 cells."),
         (lambda a: len(a) != 3, "one rate per paper rate: three numbers."),
     ],
     otherwise=lambda a: f"{a} is not it: for each paper rate (6, 12, 18), take the largest rate whose mean share of "

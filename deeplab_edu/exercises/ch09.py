@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import WIRE
-from ._core import exercise, function_exercise, number_problem, shown, value_exercise
+from ._core import direction, exercise, function_exercise, number_problem, shown, value_exercise
 
 
 #: Exercise 09.1's variant: the low-level features reduced to 64 channels (DeepLabv3+ Table 1 tried 8-64).
@@ -37,7 +37,9 @@ def _decoder_in(answer: Any) -> str | None:
     if answer in (256, REDUCED_09_1):
         return "that is only one of the two concatenated inputs."
     if answer != 256 + REDUCED_09_1:
-        return f"{shown(answer)} is not 256 + {REDUCED_09_1}."
+        return (f"{shown(answer)} is {direction(answer, 256 + REDUCED_09_1, more='too many', less='too few')} "
+                "channels: the conv reads the concatenation of the upsampled ASPP output and the reduced "
+                "low-level features; add the channels of both.")
     return None
 
 
@@ -64,7 +66,8 @@ def _separable(answer: Any) -> str | None:
     if answer == k2 * cin + cout * cout:
         return f"the pointwise 1x1 conv maps the {cin} input channels to {cout}, not {cout} to {cout}."
     if answer != k2 * cin + cin * cout:
-        return f"{shown(answer)} is not {KERNEL_09_2} x {KERNEL_09_2} x {cin} + {cin} x {cout}."
+        return (f"{shown(answer)} is {direction(answer, k2 * cin + cin * cout)}: count the depthwise part (one "
+                "k x k filter per input channel) and the pointwise part (a 1x1 conv) separately, then add them.")
     return None
 
 
@@ -89,6 +92,18 @@ def _fuse_inputs(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.randn(n, 6, small, small, generator=gen), torch.randn(n, 3, side, side, generator=gen))
 
 
+def _four_then_crop(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+    """A typical mistake: upsample by the stride ratio 4, then cut off what overhangs the low-level map."""
+    up = F.interpolate(encoder, scale_factor=4, mode="bilinear", align_corners=False)
+    return torch.cat([up[..., : low_level.shape[-2], : low_level.shape[-1]], low_level], dim=1)
+
+
+_CROPPED = ("upsampling by 4 and then cropping gives the right size but wrong values whenever the low-level side is "
+            "not exactly 4 times the encoder's (129 and 33): the encoder map is stretched over 4 times its side "
+            "instead of over the low-level map, so every pixel reads it at a slightly wrong place, and the crop cuts "
+            "off part of its last row and column. Resize to the low-level map's size instead.")
+
+
 function_exercise(
     "09.3",
     "Write fuse(encoder, low_level): upsample the encoder output to the low-level map and concatenate",
@@ -106,11 +121,13 @@ function_exercise(
          "TensorFlow DeepLab resizes with align_corners=True, which is why its crops are 513 = 32 x 16 + 1)."),
         (lambda e, l: torch.cat([F.interpolate(e, size=l.shape[-2:], mode="nearest"), l], 1),
          "nearest-neighbour upsampling copies each cell into blocks; the decoder interpolates bilinearly."),
+        (_four_then_crop, _CROPPED),
         (lambda e, l: torch.cat([l, F.interpolate(e, size=l.shape[-2:], mode="bilinear", align_corners=False)], 1),
          "the order of the concatenation matters for the weights that follow: the encoder output comes first."),
     ],
     signature="fuse(encoder, low_level)",
-    hint="F.interpolate(encoder, size=low_level.shape[-2:], mode='bilinear', align_corners=False), then torch.cat on dim 1.",
+    hint="F.interpolate can resize to a given size instead of by a factor: which size, and which mode does the "
+         "decoder use? Then concatenate along the channels, the encoder output first.",
 )
 
 

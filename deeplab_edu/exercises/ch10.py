@@ -45,6 +45,26 @@ def _mean_with_absent(cm: np.ndarray) -> float:
     return float(np.mean(np.where(union > 0, tp / np.maximum(union, 1), 0.0)))
 
 
+def _nan_for_empty(cm: np.ndarray) -> float:
+    """A typical mistake: every class's IoU, 0 / 0 (nan) for a class absent from truth and prediction, averaged."""
+    tp = np.diag(cm).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.mean(tp / (cm.sum(0) + cm.sum(1) - tp)))
+
+
+def _divides_by_zero(cm: np.ndarray) -> float:
+    """The same mistake in Python numbers (``.item()``, ``int(...)``): 0 / 0 raises ZeroDivisionError."""
+    ious = []
+    for c in range(len(cm)):
+        tp = int(cm[c, c])
+        ious.append(tp / (int(cm[:, c].sum()) + int(cm[c, :].sum()) - tp))
+    return sum(ious) / len(ious)
+
+
+_EMPTY_CLASS = ("a class absent from both the truth and the prediction has an empty union, so its IoU is 0 / 0: it "
+                "has none. Leave such classes out of the mean instead of dividing by zero.")
+
+
 def _learner_miou(cm: np.ndarray) -> float:
     """A learner-style solution: one IoU per class, TP / (TP + FP + FN), skipping the classes whose union is empty."""
     ious = []
@@ -84,9 +104,15 @@ function_exercise(
         (lambda cm: _iou_where(cm, cm.sum(0) > 0),
          "a class in the truth that is never predicted still has an IoU: 0 (all its pixels are missed). Leave "
          "out only the classes absent from both truth and prediction (union 0)."),
+        (_nan_for_empty, _EMPTY_CLASS),
+        (_divides_by_zero, _EMPTY_CLASS),
+        (lambda cm: 100 * _learner_miou(cm),
+         "it returns a percentage; the checker wants the mean IoU as a fraction between 0 and 1 (show it in % if "
+         "you like, but return the fraction)."),
     ],
     signature="miou(cm)",
-    hint="IoU_c = cm[c, c] / (cm[c, :].sum() + cm[:, c].sum() - cm[c, c]); average over classes whose union > 0.",
+    hint="per class, IoU = TP / (TP + FP + FN): TP is on the diagonal, and the class's row and column hold its "
+         "misses and its false alarms; average over the classes present in the truth or the prediction.",
 )
 
 

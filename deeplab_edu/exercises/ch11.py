@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data.classes import CAMVID
-from ._core import function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, shown, value_exercise
 
 # --- 11.1 -------------------------------------------------------------------------------------
 value_exercise(
@@ -32,23 +32,26 @@ value_exercise(
         (4, "4 is one process's micro-batch; DDP averages the gradients of all 4 processes, each over 2 "
             "micro-batches."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not processes x per-process batch x accumulation steps.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, 4 * 4 * 2, more='too many', less='too few')} images: count "
+                         "every batch that goes into one optimiser step, in every process."),
     hint="every process sees its own batch; DDP averages the gradients over processes and accumulation adds "
          "micro-batches before the step.",
 )
 
 
 # --- 11.2 -------------------------------------------------------------------------------------
-_DTYPE_NAMES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "torch.float16": "fp16",
-                "bf16": "bf16", "bfloat16": "bf16", "torch.bfloat16": "bf16"}
+_DTYPE_NAMES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "f16": "fp16",
+                "bf16": "bf16", "bfloat16": "bf16"}
 
 
 def _dtype_name(answer: Any) -> Any:
-    """11.2 accepts torch.float16 / 'float16' / 'half' for 'fp16' and torch.bfloat16 / 'bfloat16' for 'bf16'."""
+    """11.2 accepts torch.float16, torch.half and 'float16', 'half', 'torch.half', 'FP-16' for 'fp16', and
+    torch.bfloat16, 'bfloat16', 'torch.bfloat16' for 'bf16' (case, spaces, hyphens and underscores aside)."""
     if isinstance(answer, torch.dtype):
         answer = str(answer)
     if isinstance(answer, str):
-        return _DTYPE_NAMES.get(answer.strip().lower(), answer)
+        name = "".join(answer.lower().replace("-", " ").replace("_", " ").split())
+        return _DTYPE_NAMES.get(name.removeprefix("torch."), answer)
     return answer
 
 
@@ -109,7 +112,9 @@ value_exercise(
         (ms_flip_cost((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True),
          "that is DeepLabv3's six scales; DeepLab v2 used three: 0.5, 0.75 and 1."),
     ],
-    otherwise=lambda a: f"{a:.4g} is not 2 x the sum of the squared scales (in single passes at scale 1).",
+    otherwise=lambda a: (f"{a:.4g} is {direction(a, ms_flip_cost(V2_SCALES, flip=True))}: express each forward pass's "
+                         "cost in passes at scale 1 (a pass costs in proportion to its number of positions), then "
+                         "add up every pass the strategy runs."),
     hint="a pass at scale s runs on s^2 times as many positions as one at scale 1; add the scales' costs, "
          "then account for the flipped copy.",
 )
@@ -205,7 +210,8 @@ function_exercise(
     ],
     signature="windows(h, w, crop, stride)",
     hint="per axis, windows start at 0, stride, 2 stride, ... while they fit, plus one shifted to end at the "
-         "border: ceil(max(size - crop, 0) / stride) + 1; multiply rows by columns.",
+         "border when the last one falls short of it; an axis shorter than the crop gets one window. Multiply the "
+         "rows by the columns.",
 )
 
 
@@ -219,6 +225,14 @@ ONNX_INPUT_SHAPE: tuple[int, int, int, int] = (3, 3, 50, 70)
 def _onnx_shape() -> tuple[int, int, int, int]:
     n, _, h, w = ONNX_INPUT_SHAPE
     return n, CAMVID.num_classes, h, w
+
+
+def _shape_feedback(a: tuple[int, ...]) -> str:
+    """11.5's message: which of the four axes are wrong."""
+    names = ("the batch", "the classes", "the height", "the width")
+    wrong = [name for name, got, want in zip(names, a, _onnx_shape()) if got != want]
+    return (f"{a}: {', '.join(wrong[:-1]) + ' and ' + wrong[-1] if len(wrong) > 1 else wrong[0]} "
+            f"{'are' if len(wrong) > 1 else 'is'} not what the model returns for this input.")
 
 
 value_exercise(
@@ -244,9 +258,13 @@ value_exercise(
          "that is the size of the decoder's stride-4 grid; the model upsamples its logits to the input size "
          "before returning them."),
         (ONNX_INPUT_SHAPE, "the output's channels are class scores, one per class, not the 3 colour channels."),
+        ((ONNX_INPUT_SHAPE[0], CAMVID.num_classes + 1, *ONNX_INPUT_SHAPE[2:]),
+         "that counts the void label as a class: void pixels carry the ignore label, and the model has no output "
+         "channel for them, one per class it predicts."),
         (lambda a: len(a) == 3, "the output keeps the batch axis: (batch, classes, height, width)."),
+        (lambda a: len(a) != 4, "the output has four axes: (batch, classes, height, width)."),
     ],
-    otherwise=lambda a: f"{a} is not (batch, classes, height, width) for this input.",
+    otherwise=_shape_feedback,
     hint="(batch, classes, height, width): which of them did the export fix, and to what size does the model "
          "return its logits?",
 )
@@ -308,7 +326,8 @@ value_exercise(
          "that takes the higher of the two middle frequencies (or the median of the other three classes); the "
          "median is over all four classes, pole included: the mean of the middle two."),
     ],
-    otherwise=lambda a: f"{shown(a)} is not median freq / freq(pole); compute freq(c) for the four classes first.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _pole_weight())}: compute freq(c) for the four classes first, "
+                         "then divide their median by pole's."),
     hint="freq(c) divides by the pixels of the images where c appears, not of all three; the median of four "
          "frequencies is the mean of the middle two.",
 )
