@@ -823,6 +823,14 @@ check("08.1", degenerate_branches_solution)
 answer_08_2 = ...  # your prediction, a fraction
 check("08.2", answer_08_2)
 
+# %% [markdown]
+# **Exercise 08.2, measured:**
+
+# %% tags=["hide-output"]
+from deeplab_edu.exercises import measured_and_predicted
+
+print(measured_and_predicted(mean_valid_fraction(7, 4), answer_08_2))
+
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: per axis, positions 0-2 and 4-6 keep the centre and one side tap (i + 4 or i - 4 lies in
 # 0..6), the middle position 3 only its centre (-1 and 7 fall outside): 6 * 2 + 1 = 13 of 21 taps,
@@ -842,11 +850,17 @@ check("08.2", mean_valid_fraction(7, 4))
 answer_08_3 = ...  # your prediction, three rates
 check("08.3", answer_08_3)
 
+# %% [markdown]
+# **Exercise 08.3, measured:**
+
+# %% tags=["hide-output"]
+from deeplab_edu.models.aspp import fit_atrous_rates
+
+print("fit_atrous_rates(16):", fit_atrous_rates(16))
+
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the shares the paper's rates use on 33 cells, then the largest rate on 16 cells that
 # still reaches each share.
-from deeplab_edu.models.aspp import fit_atrous_rates
-
 print({r: round(mean_valid_fraction(33, r), 3) for r in (6, 12, 18)})
 print({r: round(mean_valid_fraction(16, r), 3) for r in range(1, 11)})
 check("08.3", fit_atrous_rates(16))
