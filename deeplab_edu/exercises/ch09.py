@@ -150,12 +150,12 @@ value_exercise(
     solution=_oracle_wire_iou,
     answer_type="fraction",
     kind="predict",
-    abs_tol=0.005,
+    abs_tol=0.02,  # "about zero" is the prediction: the 16 scenes measure exactly 0, others a hair more
     mistakes=[
         (lambda a: a >= 0.2, "a 16 x 16 cell holds 256 pixels and a wire crossing it at most a few dozen: its share "
                              "of every cell is small, and so is its share anywhere between cells after the bilinear "
                              "upsampling, so it (almost) never wins the arg-max."),
-        (lambda a: 0.005 < a < 0.2, "less than that: a 1-3 px wire covers at most about a quarter of a 16 x 16 cell, "
+        (lambda a: 0.02 < a < 0.2, "less than that: a 1-3 px wire covers at most about a quarter of a 16 x 16 cell, "
                                     "and the upsampling only blends such small shares."),
     ],
     otherwise=lambda a: f"{a} is not it; think of the share of a 16 x 16 cell a wire can cover.",
