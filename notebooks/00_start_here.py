@@ -159,7 +159,10 @@ print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] 
 # `check("CC.N", answer)`. The checker says whether it is right, and if not, *what* is wrong.
 # Running a notebook with unanswered exercises is fine: the checker says "not answered yet".
 # The solutions are hidden: behind a "Click to show" button in the book, in a collapsed cell in
-# JupyterLab (click the cell's left bar to open it). There are three kinds of exercise:
+# JupyterLab (click the cell's left bar to open it). Running all cells runs them too, but in your
+# notebook they print nothing (their last line, `solved(...)`, only checks them), so no answer
+# appears until you open one; after a wrong answer, a hint comes with your next try, or at once from
+# `hint("CC.N")`. There are three kinds of exercise:
 #
 # - **a value**: compute one number, shape or name, by hand first;
 # - **predict, then measure**: write down your prediction, check it, then run the cell below it,
@@ -176,14 +179,14 @@ print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] 
 # A network halves the resolution of its input three times. What is its output stride?
 
 # %%
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 
 answer_00_1 = ...  # your answer here
 check("00.1", answer_00_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
-check("00.1", 2**3)
+solved("00.1", 2**3)
 
 # %% [markdown]
 # ### Exercise 00.2 (predict, then measure)
@@ -211,7 +214,7 @@ print(measured_and_predicted(iterations_00_2, prediction_00_2, fmt=",.0f"))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: unset, the profile is gpu where PyTorch sees a CUDA device, else cpu; smoke is only chosen explicitly.
-check("00.2", iterations_00_2)
+solved("00.2", iterations_00_2)
 
 # %% [markdown]
 # ### Exercise 00.3 (write a function)
@@ -237,5 +240,4 @@ def feature_size_solution(n: int, output_stride: int) -> int:
     return n
 
 
-print("513 at output stride 16 ->", feature_size_solution(513, 16))
-check("00.3", feature_size_solution)
+solved("00.3", feature_size_solution, f"513 at output stride 16 -> {feature_size_solution(513, 16)}")

@@ -313,14 +313,14 @@ assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) 
 # convolves (not of the input image) is its effective kernel wide?
 
 # %%
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 
 answer_01_1 = ...  # your answer here
 check("01.1", answer_01_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: k + (k - 1)(r - 1) = 3 + 2 * 5
-check("01.1", effective_kernel_size(3, 6))
+solved("01.1", effective_kernel_size(3, 6))
 
 # %% [markdown]
 # ### Exercise 01.2
@@ -333,7 +333,7 @@ check("01.2", answer_01_2)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: floor((13 + 4 - 9) / 2) + 1 = 5
-check("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
+solved("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
 
 # %% [markdown]
 # ### Exercise 01.3
@@ -346,7 +346,7 @@ check("01.3", answer_01_3)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: s*i - p + r*k for k = 0, 1, 2
-check("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
+solved("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
 
 # %% [markdown]
 # ### Exercise 01.4
@@ -359,7 +359,7 @@ check("01.4", answer_01_4)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the effective kernel is 5 + 4 * 2 = 13 pixels wide; (13 - 1) / 2 = 6 = rate * (k - 1) / 2
-check("01.4", (effective_kernel_size(5, 3) - 1) // 2)
+solved("01.4", (effective_kernel_size(5, 3) - 1) // 2)
 
 # %% [markdown]
 # ### Exercise 01.5 (write a function)
@@ -384,4 +384,4 @@ def dilate_solution(w: torch.Tensor, rate: int) -> torch.Tensor:
     return out
 
 
-check("01.5", dilate_solution)
+solved("01.5", dilate_solution)

@@ -392,14 +392,14 @@ assert others[(1, 2, 5)] == 1.0 and all(0.69 < others[r] < 0.73 for r in [(1, 2,
 # What is the receptive field of three stacked 3x3 convolutions with stride 1?
 
 # %%
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 
 answer_02_1 = ...  # your answer here
 check("02.1", answer_02_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
-check("02.1", receptive_field([LayerSpec(3)] * 3).size)
+solved("02.1", receptive_field([LayerSpec(3)] * 3).size)
 
 # %% [markdown]
 # ### Exercise 02.2
@@ -413,7 +413,7 @@ check("02.2", answer_02_2)
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: r = 1 + 2*1 + 2*2 + 2*4 = 15, S = 2 * 2 * 1 = 4
 rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)])
-check("02.2", (rf.size, rf.stride))
+solved("02.2", (rf.size, rf.stride))
 
 # %% [markdown]
 # ### Exercise 02.3 (predict, then measure)
@@ -439,7 +439,7 @@ plt.show()
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: per axis, a + b + c with a, b in {-2, 0, 2} and c in {-4, 0, 4} reaches every even
 # offset from -8 to 8 (9 of them) and no odd one: 9 x 9 of the 17 x 17 pixels
-check("02.3", 9 * 9)
+solved("02.3", 9 * 9)
 
 # %% [markdown]
 # ### Exercise 02.4 (write a function)
@@ -467,8 +467,9 @@ def receptive_field_size_solution(layers: list[tuple[int, int, int]]) -> int:
     return size
 
 
-print("the stack at the top of the page:", receptive_field_size_solution([(s.kernel, s.stride, s.dilation) for s in stack]))
-check("02.4", receptive_field_size_solution)
+layers_02_4 = [(s.kernel, s.stride, s.dilation) for s in stack]
+solved("02.4", receptive_field_size_solution,
+       f"the stack at the top of the page: {receptive_field_size_solution(layers_02_4)}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this

@@ -54,7 +54,7 @@ import torch
 
 from deeplab_edu import config
 from deeplab_edu.boundary import effective_kernel_shape
-from deeplab_edu.exercises import check, measured_and_predicted
+from deeplab_edu.exercises import check, measured_and_predicted, solved
 from deeplab_edu.models import build_backbone
 from deeplab_edu.records import hardware
 from deeplab_edu.viz import output_stride as vos
@@ -239,7 +239,7 @@ print(measured_and_predicted(params_gained_03_1, prediction_03_1, fmt=",.0f"))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: none. Dilation moves the taps of the same 3x3 filters apart; it adds no weight.
-check("03.1", params_gained_03_1)
+solved("03.1", params_gained_03_1)
 
 # %% [markdown]
 # **Reading the table.** The columns on the left are *measured* here, with the hardware printed
@@ -448,8 +448,7 @@ def block_rates_solution(output_stride: int, multi_grid: tuple[int, int, int], e
     return [tuple(block4 * 2**b * unit for unit in multi_grid) for b in range(1 + extra_blocks)]
 
 
-print("OS 16, multi-grid (1, 2, 1), block7:", block_rates_solution(16, (1, 2, 1), 3))
-check("03.2", block_rates_solution)
+solved("03.2", block_rates_solution, f"OS 16, multi-grid (1, 2, 1), block7: {block_rates_solution(16, (1, 2, 1), 3)}")
 
 # %% [markdown]
 # ### Exercise 03.3 (predict, then measure)
@@ -479,7 +478,7 @@ for block in ("block3", "block4"):
 # and on 41 x 41 at 8, with the same weights: (41 / 21)**2 = 3.81, exactly what was measured. Block 3
 # grows a little less: its first unit's 1x1 convolution runs on the 41 x 41 input of the block at
 # both output strides.
-check("03.3", (vos.expected_feature_size(crop_03_3, 8) / vos.expected_feature_size(crop_03_3, 16)) ** 2)
+solved("03.3", (vos.expected_feature_size(crop_03_3, 8) / vos.expected_feature_size(crop_03_3, 16)) ** 2)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from deeplab_edu import boundary
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 from deeplab_edu.viz import boundary as vb
 
 # %% [markdown]
@@ -406,7 +406,7 @@ check("04.1", answer_04_1)
 rate = 1
 while (boundary.valid_tap_counts(33, 33, 3, rate) == 9).any():
     rate += 1
-check("04.1", rate)
+solved("04.1", rate)
 
 # %% [markdown]
 # ### Exercise 04.2 (predict, then measure)
@@ -431,7 +431,7 @@ if prediction_04_2 is not ...:
 # map is only 5 rows tall. Columns 3 and 4 keep both horizontal neighbours (3), the others one (2).
 rows = np.array([2, 2, 1, 2, 2])
 columns = np.array([2, 2, 2, 3, 3, 2, 2, 2])
-check("04.2", np.outer(rows, columns))
+solved("04.2", np.outer(rows, columns))
 
 # %% [markdown]
 # ### Exercise 04.3
@@ -444,7 +444,7 @@ check("04.3", answer_04_3)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: per axis both neighbours are inside for 20 <= i <= 44, 25 of 65 positions; squared.
-check("04.3", (25 / 65) ** 2)
+solved("04.3", (25 / 65) ** 2)
 
 # %% [markdown]
 # ### Exercise 04.4
@@ -460,7 +460,7 @@ check("04.4", answer_04_4)
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: rate 24 >= 17 rows kills every vertical off-centre tap; columns 24..40 keep both
 # horizontal ones.
-check("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
+solved("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
 
 # %% [markdown]
 # ### Exercise 04.5 (predict, then measure)
@@ -484,7 +484,7 @@ fig = vb.plot_footprints({"ASPP without image pooling": corner_footprint}, posit
 # Solution: from the corner, each 3x3 branch keeps the taps at offsets 0 and +r on each axis, (0, 0),
 # (0, r), (r, 0), (r, r); the union over rates 6, 12, 18 and the 1x1 branch is 1 + 3 * 3 = 10 inputs,
 # not the 16 of every row offset with every column offset.
-check("04.5", int(corner_footprint.sum()))
+solved("04.5", int(corner_footprint.sum()))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 from deeplab_edu import config

@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 
 from deeplab_edu import config
 from deeplab_edu.boundary import valid_tap_counts
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 from deeplab_edu.models import ASPP, ASPPv2, ImagePooling, atrous_rates_for
 from deeplab_edu.models.aspp import feature_map_side
 from deeplab_edu.models.summary import aspp_branch_costs
@@ -287,7 +287,7 @@ check("05.1", answer_05_1)
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: at output stride 16 the map is half as large, so the rates halve. (DeepLabv3's
 # (6, 12, 18) at 16 therefore reach twice as far as v2's first three rates at 8.)
-check("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
+solved("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
 
 # %% [markdown]
 # ### Exercise 05.2
@@ -308,7 +308,7 @@ from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 from deeplab_edu.complexity import count_parameters
 
 mobile_aspp = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None).classifier[0]
-check("05.2", count_parameters(mobile_aspp.convs[1]))
+solved("05.2", count_parameters(mobile_aspp.convs[1]))
 
 # %% [markdown]
 # ### Exercise 05.3
@@ -323,7 +323,7 @@ check("05.3", answer_05_3)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
-check("05.3", ASPP(2048, (6, 12, 18, 24)).project[0].in_channels)
+solved("05.3", ASPP(2048, (6, 12, 18, 24)).project[0].in_channels)
 
 # %% [markdown]
 # ### Exercise 05.4 (write a function)
@@ -350,7 +350,7 @@ def summed_aspp_solution(x: torch.Tensor, weights: list[torch.Tensor], biases: l
     return sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates))
 
 
-check("05.4", summed_aspp_solution)
+solved("05.4", summed_aspp_solution)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this

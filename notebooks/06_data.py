@@ -439,7 +439,7 @@ print(f"a training batch: images {tuple(images.shape)}, masks {tuple(targets.sha
 # check it, then run the next cell, which measures it with logits built to give those losses.
 
 # %%
-from deeplab_edu.exercises import check, measured_and_predicted
+from deeplab_edu.exercises import check, measured_and_predicted, solved
 
 prediction_06_1 = ...  # your prediction here
 check("06.1", prediction_06_1)
@@ -458,7 +458,7 @@ print(measured_and_predicted(measured_06_1, prediction_06_1))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the padded pixel is left out of the sum *and* the count: (0.2 + 0.4 + 0.6) / 3.
-check("06.1", measured_06_1)
+solved("06.1", measured_06_1)
 
 # %% [markdown]
 # ### Exercise 06.2
@@ -472,7 +472,7 @@ check("06.2", answer_06_2)
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
 scaled_h, scaled_w = round(375 * 0.5), round(500 * 0.5)
-check("06.2", 1 - scaled_h * scaled_w / 513**2)
+solved("06.2", 1 - scaled_h * scaled_w / 513**2)
 
 # %% [markdown]
 # ### Exercise 06.3
@@ -488,7 +488,7 @@ check("06.3", answer_06_3)
 from deeplab_edu.data.voc import trainaug_ids
 
 toy = dict(voc_train=["a", "b", "c"], voc_val=["d", "e"], sbd_train=["b", "d", "f", "g"], sbd_val=["e", "h"])
-check("06.3", trainaug_ids(**toy))
+solved("06.3", trainaug_ids(**toy))
 
 # %% [markdown]
 # ### Exercise 06.4 (predict, then measure)
@@ -510,7 +510,7 @@ print(f"{len(shape_sizes)} shapes;", measured_and_predicted(measured_06_4, predi
 # Solution: two octaves (a factor of 4) out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
 import math
 
-check("06.4", math.log(40 / 10) / math.log(0.9 / 0.02))
+solved("06.4", math.log(40 / 10) / math.log(0.9 / 0.02))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this

@@ -560,14 +560,14 @@ assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t,
 # the one that reproduces v1 Table 2's four rows, give it?
 
 # %%
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 
 answer_07_1 = ...  # your answer here
 check("07.1", answer_07_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: k_e = 3 + 2 * 7 = 17; outer tap centres 8 * 16 = 128 px apart, plus one 32-px cell
-check("07.1", output_stride * (effective_kernel_size(3, 8) - 1) + vgg_cell)
+solved("07.1", output_stride * (effective_kernel_size(3, 8) - 1) + vgg_cell)
 
 # %% [markdown]
 # ### Exercise 07.2
@@ -584,8 +584,8 @@ check("07.2", answer_07_2)
 # 1024 to 1024, because fc6 keeps 1024 filters too.
 with torch.device("meta"):
     full_fc7 = torch.nn.Conv2d(4096, 4096, 1)
-print(f"fc7: {count_parameters(full_fc7):,} with 4096 filters, {count_parameters(v1.backbone.fc7):,} in LargeFOV")
-check("07.2", count_parameters(full_fc7) - count_parameters(v1.backbone.fc7))
+solved("07.2", count_parameters(full_fc7) - count_parameters(v1.backbone.fc7),
+       f"fc7: {count_parameters(full_fc7):,} with 4096 filters, {count_parameters(v1.backbone.fc7):,} in LargeFOV")
 
 # %% [markdown]
 # ### Exercise 07.3 (write a function)
@@ -607,7 +607,7 @@ def update_solution(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor
     return torch.softmax(-unary + messages, dim=0)
 
 
-check("07.3", update_solution)
+solved("07.3", update_solution)
 
 # %% [markdown]
 # ### Exercise 07.4 (predict, then measure)
@@ -636,7 +636,7 @@ print("measured: " + ", ".join(f"theta_beta {tb:g}: {k:.3f}" for tb, k in
 # Solution: the position term is tiny, and doubling theta_beta divides the colour term by four. The
 # colour bandwidth theta_beta decides whether noisy pixels of one object support each other.
 ta, tb = DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta
-print(f"position term 1 / (2 * {ta:g}^2) = {1 / (2 * ta**2):.4f}; colour term 10^2 / (2 * {tb:g}^2) = "
-      f"{100 / (2 * tb**2):.2f}, and {100 / (2 * (2 * tb) ** 2):.2f} at theta_beta {2 * tb:g}: the neighbours' kernel "
-      f"grows {measured_07_4[1] / measured_07_4[0]:.1f} times")
-check("07.4", measured_07_4)
+solved("07.4", measured_07_4,
+       f"position term 1 / (2 * {ta:g}^2) = {1 / (2 * ta**2):.4f}; colour term 10^2 / (2 * {tb:g}^2) = "
+       f"{100 / (2 * tb**2):.2f}, and {100 / (2 * (2 * tb) ** 2):.2f} at theta_beta {2 * tb:g}: the neighbours' kernel "
+       f"grows {measured_07_4[1] / measured_07_4[0]:.1f} times")

@@ -72,7 +72,7 @@ from IPython.display import display
 
 from deeplab_edu import config
 from deeplab_edu.complexity import measure
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 from deeplab_edu.models import build_model
 from deeplab_edu.models.summary import (
     PUBLISHED_GMACS,
@@ -809,7 +809,7 @@ def degenerate_branches_solution(crop_size, output_stride, rates):
     return tuple(r for r in rates if r >= side)
 
 
-check("08.1", degenerate_branches_solution)
+solved("08.1", degenerate_branches_solution)
 
 # %% [markdown]
 # ### Exercise 08.2 (predict, then measure): the weights a rate-4 branch keeps on an odd map
@@ -835,8 +835,7 @@ print(measured_and_predicted(mean_valid_fraction(7, 4), answer_08_2))
 # Solution: per axis, positions 0-2 and 4-6 keep the centre and one side tap (i + 4 or i - 4 lies in
 # 0..6), the middle position 3 only its centre (-1 and 7 fall outside): 6 * 2 + 1 = 13 of 21 taps,
 # and the two axes multiply: (13/21)^2 = 0.383.
-print(f"rate 4 on 7 cells: {mean_valid_fraction(7, 4):.3f} of the weights on average")
-check("08.2", mean_valid_fraction(7, 4))
+solved("08.2", mean_valid_fraction(7, 4), f"rate 4 on 7 cells: {mean_valid_fraction(7, 4):.3f} of the weights on average")
 
 # %% [markdown]
 # ### Exercise 08.3 (predict, then measure): the fitted rates of 256-pixel crops
@@ -861,9 +860,9 @@ print("fit_atrous_rates(16):", fit_atrous_rates(16))
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the shares the paper's rates use on 33 cells, then the largest rate on 16 cells that
 # still reaches each share.
-print({r: round(mean_valid_fraction(33, r), 3) for r in (6, 12, 18)})
-print({r: round(mean_valid_fraction(16, r), 3) for r in range(1, 11)})
-check("08.3", fit_atrous_rates(16))
+solved("08.3", fit_atrous_rates(16),
+       f"shares on 33 cells: { {r: round(mean_valid_fraction(33, r), 3) for r in (6, 12, 18)} }",
+       f"shares on 16 cells: { {r: round(mean_valid_fraction(16, r), 3) for r in range(1, 11)} }")
 
 # %% tags=["remove-cell"]
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.

@@ -62,7 +62,7 @@ from torch import nn
 from deeplab_edu import config
 from deeplab_edu.complexity import count_macs
 from deeplab_edu.data import ProceduralScenes
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 from deeplab_edu.models import SeparableConv2d, build_model
 from deeplab_edu.models.summary import PUBLISHED_GMACS, ModelConfig, model_cost, trace_stages
 from deeplab_edu.viz.decoder import (
@@ -632,7 +632,7 @@ print(f"low-level features reduced to {REDUCED_09_1}: {first_conv.in_channels} c
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the upsampled ASPP output (256 channels) is concatenated with the reduced low-level
 # features (64), so 320 channels; the paper's 48 give the 304 of section 1.
-check("09.1", first_conv.in_channels)
+solved("09.1", first_conv.in_channels)
 
 # %% [markdown]
 # ### Exercise 09.2 (predict, then measure): a separable 5 x 5 convolution
@@ -665,7 +665,7 @@ print(f"a regular {KERNEL_09_2}x{KERNEL_09_2} conv: {regular_weights} weights; s
 # depthwise 1/25 sets the saving (22x of at most 25x, the kernel's area); for a 3x3 filter to 32
 # channels the depthwise 1/9 still dominates, and the pointwise 1/32 adds over a quarter to it: about
 # 7x instead of 9x.
-check("09.2", separable_weights)
+solved("09.2", separable_weights)
 
 # %% [markdown]
 # ### Exercise 09.3 (write a function): the decoder's fusion
@@ -691,7 +691,7 @@ def fuse_solution(encoder, low_level):
     return torch.cat([up, low_level], dim=1)
 
 
-check("09.3", fuse_solution)
+solved("09.3", fuse_solution)
 
 # %% [markdown]
 # ### Exercise 09.4 (predict, then measure): the wire IoU of a stride-16 grid
@@ -720,8 +720,8 @@ for grid in (16, 4):
         _, m = oracle_scenes[i]
         cm.update(stride_oracle(m, grid, oracle_scenes.num_classes)[None], m[None])
     oracle_wire[grid] = cm.compute()["iou"][wire]
-print(f"wire IoU of the proportion prediction: stride 16 {oracle_wire[16]:.3f}, stride 4 {oracle_wire[4]:.3f}")
-check("09.4", oracle_wire[16])
+solved("09.4", oracle_wire[16],
+       f"wire IoU of the proportion prediction: stride 16 {oracle_wire[16]:.3f}, stride 4 {oracle_wire[4]:.3f}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this

@@ -60,7 +60,7 @@ from IPython.display import Markdown, display
 
 from deeplab_edu import config, findings
 from deeplab_edu.crf_eval import grid_edges
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
@@ -500,7 +500,7 @@ def miou_solution(cm):
     return float((tp[present] / union[present]).mean())
 
 
-check("10.1", miou_solution)
+solved("10.1", miou_solution)
 
 # %% [markdown]
 # ### Exercise 10.2 (write a function): the verdict
@@ -526,7 +526,7 @@ def verdict_solution(low, high, direction):
     return "not resolved"
 
 
-check("10.2", verdict_solution)
+solved("10.2", verdict_solution)
 
 # %% [markdown]
 # ### Exercise 10.3: predict, measure and explain
@@ -557,16 +557,16 @@ if recorded is not None:
 
     drop_seeds = 100 * (class_seeds("v3") - class_seeds("v3, no image pooling"))  # points, classes x seeds
     intervals = [findings.seed_interval(d) for d in drop_seeds]
-    for name, d, (s_lo, s_hi) in zip(PROCEDURAL.class_names, drop_seeds, intervals):
-        print(f"{name:>10}: mean {d.mean():+.2f} points, per seed " + ", ".join(f"{x:+.2f}" for x in d)
-              + f"; 95 % interval over seeds [{s_lo:+.2f}, {s_hi:+.2f}]")
+    lines_10_3 = [f"{name:>10}: mean {d.mean():+.2f} points, per seed " + ", ".join(f"{x:+.2f}" for x in d)
+                  + f"; 95 % interval over seeds [{s_lo:+.2f}, {s_hi:+.2f}]"
+                  for name, d, (s_lo, s_hi) in zip(PROCEDURAL.class_names, drop_seeds, intervals)]
     resolved = sum(s_lo > 0 for s_lo, _ in intervals)
     largest = PROCEDURAL.class_names[int(np.argmax(drop_seeds.mean(1)))]
     seeds, t = drop_seeds.shape[1], scipy.stats.t.ppf(0.975, drop_seeds.shape[1] - 1)
-    print(f"{int((drop_seeds.mean(1) > 0).sum())} classes lose IoU on average (the {largest} most); resolved over seeds among "
+    lines_10_3.append(f"{int((drop_seeds.mean(1) > 0).sum())} classes lose IoU on average (the {largest} most); resolved over seeds among "
           f"them (the interval above zero): {resolved}. With {seeds} seeds an interval is wide ({t:.2f} standard "
           "errors either side of the mean). "
           "To show that image pooling matters for one class, name the class before looking (a hypothesis: one told "
           "apart only by its surroundings, chapter 06, since image pooling hands every position the average of "
           "the whole scene, chapter 04) and train enough seeds that its interval excludes zero.")
-    check("10.3", resolved)
+    solved("10.3", resolved, *lines_10_3)

@@ -619,7 +619,7 @@ assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 # contribute to each optimiser step?
 
 # %%
-from deeplab_edu.exercises import check
+from deeplab_edu.exercises import check, solved
 
 answer_11_1 = ...
 check("11.1", answer_11_1)
@@ -627,7 +627,7 @@ check("11.1", answer_11_1)
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: processes x per-process batch x accumulation steps. Each of the 4 processes loads its
 # own batch of 4 and adds up the gradients of 2 such micro-batches; DDP then averages over processes.
-check("11.1", 4 * 4 * 2)
+solved("11.1", 4 * 4 * 2)
 
 # %% [markdown]
 # ### Exercise 11.2 (predict, then run)
@@ -656,7 +656,7 @@ print(f"fp16 with the loss scaled by 2**16 first: {scaled.item():.5g}, i.e. {sca
 # (torch.amp.GradScaler, which also skips steps whose gradients overflowed). bfloat16 has float32's 8
 # exponent bits (smallest normal number about 1.2e-38): small gradients survive, with fewer digits
 # (eps 0.0078 against fp16's 0.00098), so bf16 training needs no scaler.
-check("11.2", "fp16")
+solved("11.2", "fp16")
 
 # %% [markdown]
 # ### Exercise 11.3 (predict, then measure)
@@ -679,7 +679,7 @@ print(f"scales {V2_SCALES} + flip: {v2_cost:.3f} passes (counted on {paper_image
 # Solution: each pass costs s^2 passes at scale 1 and the flip doubles the set:
 # 2 * (0.25 + 0.5625 + 1) = 3.625 passes, although 6 forward passes run. The count is a little
 # lower (printed above) because the feature maps' sides are rounded (256 pixels give 32 cells, not 32.5).
-check("11.3", v2_cost)
+solved("11.3", v2_cost)
 
 # %% [markdown]
 # ### Exercise 11.4 (write a function)
@@ -708,8 +708,8 @@ def windows_solution(h: int, w: int, crop: int, stride: int) -> int:
     return rows * cols
 
 
-print("360 x 480 CamVid image, crop 256, stride 170:", windows_solution(360, 480, 256, 170), "windows")
-check("11.4", windows_solution)
+solved("11.4", windows_solution,
+       f"360 x 480 CamVid image, crop 256, stride 170: {windows_solution(360, 480, 256, 170)} windows")
 
 # %% [markdown]
 # ### Exercise 11.5 (predict, then run)
@@ -732,7 +732,7 @@ print("input", ONNX_INPUT_SHAPE, "-> output", onnx_batch.shape)
 # channels and the classes are fixed), and the model upsamples its logits to the input size:
 # (3 images, 11 class scores, 50, 70). Traced with dynamic=False, the file would accept only the
 # probe's shape.
-check("11.5", tuple(onnx_batch.shape))
+solved("11.5", tuple(onnx_batch.shape))
 
 # %% [markdown]
 # ### Exercise 11.6
@@ -752,7 +752,7 @@ check("11.6", answer_11_6)
 import statistics
 
 freq_11_6 = {"road": 110 / 200, "sky": 120 / 300, "pole": 4 / 200, "car": 66 / 200}
-check("11.6", statistics.median(freq_11_6.values()) / freq_11_6["pole"])
+solved("11.6", statistics.median(freq_11_6.values()) / freq_11_6["pole"])
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 from deeplab_edu.exercises.ch11 import ONNX_PROBE_SHAPE

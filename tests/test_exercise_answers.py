@@ -152,3 +152,15 @@ def test_where_the_course_checks_itself_a_wrong_answer_raises(monkeypatch: pytes
         check("01.1", 18)
     monkeypatch.setenv("DEEPLAB_EDU_COURSE_CHECKS", "0")
     assert not check("01.1", 18)
+
+
+def test_a_solution_cell_shows_nothing_to_a_learner_and_its_notes_in_the_book(capsys, monkeypatch) -> None:
+    from deeplab_edu.exercises import WrongAnswer, solved
+
+    assert solved("01.1", 13, "a note") is None and capsys.readouterr().out == ""  # a learner's Run All
+    monkeypatch.setenv("DEEPLAB_EDU_COURSE_CHECKS", "1")
+    solved("01.1", 13, "a note")
+    assert capsys.readouterr().out == "a note\nExercise 01.1: this solution passes the checker.\n"
+    monkeypatch.setenv("DEEPLAB_EDU_COURSE_CHECKS", "0")
+    with pytest.raises(WrongAnswer, match="does not pass"):  # wherever it runs: a failing solution is a bug
+        solved("01.1", 12)

@@ -41,12 +41,21 @@ def _hide_cells(source: Path) -> list[tuple[int, dict[str, Any]]]:
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_solution_is_collapsed_in_lab(source: Path) -> None:
-    """A ``hide-cell`` cell (hidden in the book) also has ``jupyter={"source_hidden": true}`` (collapsed in Lab)."""
-    open_ = [i for i, meta in _hide_cells(source) if meta.get("jupyter", {}).get("source_hidden") is not True]
+    """A ``hide-cell`` cell (hidden in the book) is collapsed in Lab too, its source and its output
+    (``jupyter={"outputs_hidden": true, "source_hidden": true}``: a notebook opened with its outputs,
+    an executed copy, shows no solution's result; Lab opens an output again when its cell runs, which
+    is why the solutions print nothing in a learner's notebook, ``exercises.solved``). The course's
+    own checks that use the solutions (``if config.course_checks():``) are collapsed too."""
+    want = {"source_hidden": True, "outputs_hidden": True}
+    open_ = [i for i, meta in _hide_cells(source) if {k: meta.get("jupyter", {}).get(k) for k in want} != want]
     assert not open_, (
         f"{source.name}: cells {open_} are tagged hide-cell but open in JupyterLab; start them with "
-        "# %% tags=[\"hide-cell\"] jupyter={\"source_hidden\": true}"
+        "# %% tags=[\"hide-cell\"] jupyter={\"outputs_hidden\": true, \"source_hidden\": true}"
     )
+    nb = jupytext.read(source)
+    checks = [i for i, c in enumerate(nb.cells) if "config.course_checks()" in c.source
+              and c.metadata.get("jupyter", {}).get("source_hidden") is not True]
+    assert not checks, f"{source.name}: cells {checks} hold the course's checks but are open in JupyterLab"
 
 
 def test_jupytext_passes_source_hidden_through() -> None:
@@ -175,7 +184,7 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsy
     shots = announce_screenshots(capsys)
     notebook = REPO_ROOT / "notebooks" / "02_receptive_fields.py"
     source_before = notebook.read_text()
-    hidden = sum(1 for _, meta in _hide_cells(notebook) if meta.get("jupyter", {}).get("source_hidden") is True)
+    hidden = sum(1 for c in jupytext.read(notebook).cells if c.metadata.get("jupyter", {}).get("source_hidden") is True)
     with launch() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         blocked = offline(page)
@@ -225,6 +234,12 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsy
         run_s = time.monotonic() - t0
         tracebacks = panel.locator(".jp-OutputArea-output", has_text="Traceback (most recent call last)").count()
         assert tracebacks == 0, "a cell of chapter 02 raised in Lab"
+        # the hidden solutions ran and show nothing (Lab opens a collapsed output when its cell runs, so
+        # they print nothing in a learner's notebook: exercises.solved); the learner's own cells report
+        outputs = page.evaluate("() => Array.from(document.querySelectorAll("
+                                "'.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')).map(e => e.textContent)")
+        assert not [t for t in outputs if "well done" in t or "passes the checker" in t], "a solution's result shows in Lab"
+        assert any("not answered yet" in t for t in outputs), "the exercises' own cells did not report"
         print(f"Lab ran {len(prompts)} code cells of chapter 02 in {run_s:.0f} s")
 
         # the layer editor: move the row slider one step with the keyboard, the figure is redrawn

@@ -62,7 +62,7 @@ from ..config import course_checks
 
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
-    "compare_results", "check", "hint", "get", "all_exercises", "measured_and_predicted", "packaged_use",
+    "compare_results", "check", "solved", "hint", "get", "all_exercises", "measured_and_predicted", "packaged_use",
     "NOT_ANSWERED", "KINDS", "WrongAnswer",
 ]
 
@@ -890,6 +890,33 @@ class _HintText(str):
 
     def _repr_markdown_(self) -> str:
         return f"**Hint for exercise {self.key}:** {str(self)}"
+
+
+def solved(key: str, answer: Any, *notes: object) -> None:
+    """The last line of a hidden solution cell: checks the solution's ``answer``, and shows nothing in
+    a learner's notebook.
+
+    JupyterLab opens a collapsed cell's output again when the cell runs, so a solution that printed
+    its result would show it to every learner who runs all cells. Where the course checks itself
+    (:func:`deeplab_edu.config.course_checks`: the book's build, the notebook tests) ``notes`` are
+    printed, one per line, then that the solution passes, so the book's hidden solution shows them;
+    in a learner's notebook nothing is printed.
+
+    Raises:
+        WrongAnswer: ``answer`` does not pass the checker (a solution that stopped passing is a bug,
+            wherever it runs).
+    """
+    ex = get(key)
+    if answer is NOT_ANSWERED or answer is None:
+        problem: str | None = "no answer"
+    else:
+        problem = ex.checker(_as_scalar(answer))
+    if problem is not None:
+        raise WrongAnswer(f"[{key}] the solution does not pass: {problem}")
+    if course_checks():
+        for note in notes:
+            print(note)
+        print(f"Exercise {key}: this solution passes the checker.")
 
 
 def check(key: str, answer: Any) -> Feedback:

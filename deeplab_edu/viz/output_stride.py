@@ -340,6 +340,7 @@ def plot_feature_maps(
             ax.set_ylim(h, 0)
             ax.set_xticks([])
             ax.set_yticks([])
+    assert im is not None  # features is not empty
     fig.colorbar(im, ax=list(axes[1]), fraction=0.03,  # one scale for the row
                  label="distance from the map's mean feature" if channel is None else f"channel {channel}")
     return fig
