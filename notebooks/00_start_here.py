@@ -166,7 +166,8 @@ print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] 
 #
 # - **a value**: compute one number, shape or name, by hand first;
 # - **predict, then measure**: write down your prediction, check it, then run the cell below it,
-#   which measures the same thing with the package and prints both;
+#   which measures the same thing with the package and prints both (before you predict, it keeps
+#   the measurement to itself: it is the answer);
 # - **write a function**: fill in a small function; the checker runs it against the package's own
 #   implementation on edge cases and random inputs, and recognises the typical mistakes; it refuses
 #   a function that only calls the package's own version. A function still running after a minute

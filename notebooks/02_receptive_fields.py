@@ -392,7 +392,7 @@ assert others[(1, 2, 5)] == 1.0 and all(0.69 < others[r] < 0.73 for r in [(1, 2,
 # What is the receptive field of three stacked 3x3 convolutions with stride 1?
 
 # %%
-from deeplab_edu.exercises import check, solved
+from deeplab_edu.exercises import check, prediction_made, solved
 
 answer_02_1 = ...  # your answer here
 check("02.1", answer_02_1)
@@ -433,8 +433,9 @@ from deeplab_edu.exercises import measured_and_predicted
 
 read_02_3 = int((sampling_pattern((2, 2, 4)) > 0).sum())
 print(measured_and_predicted(read_02_3, prediction_02_3, fmt="d"))
-plot_gridding({"(2, 2, 4)": sampling_pattern((2, 2, 4))})
-plt.show()
+if prediction_made("02.3", prediction_02_3):
+    plot_gridding({"(2, 2, 4)": sampling_pattern((2, 2, 4))})
+    plt.show()
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: per axis, a + b + c with a, b in {-2, 0, 2} and c in {-4, 0, 4} reaches every even

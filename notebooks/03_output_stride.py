@@ -54,7 +54,7 @@ import torch
 
 from deeplab_edu import config
 from deeplab_edu.boundary import effective_kernel_shape
-from deeplab_edu.exercises import check, measured_and_predicted, solved
+from deeplab_edu.exercises import check, measured_and_predicted, prediction_made, solved
 from deeplab_edu.models import build_backbone
 from deeplab_edu.records import hardware
 from deeplab_edu.viz import output_stride as vos
@@ -469,9 +469,10 @@ for os_ in (16, 8):
     backbone.set_output_stride(os_)
     measured_stage[os_] = vos.macs_by_stage(backbone, crop_03_3)
 backbone.set_output_stride(16)
-for block in ("block3", "block4"):
-    print(f"{block}: {measured_stage[16][block]:5.2f} GMACs at OS 16, {measured_stage[8][block]:5.2f} at OS 8: "
-          f"x{measured_stage[8][block] / measured_stage[16][block]:.3f}")
+if prediction_made("03.3", prediction_03_3):
+    for block in ("block3", "block4"):
+        print(f"{block}: {measured_stage[16][block]:5.2f} GMACs at OS 16, {measured_stage[8][block]:5.2f} at OS 8: "
+              f"x{measured_stage[8][block] / measured_stage[16][block]:.3f}")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: 321 -> 161 -> 81 -> 41 -> 21, so block 4 runs on 21 x 21 positions at output stride 16

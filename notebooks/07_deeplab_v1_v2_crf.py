@@ -560,7 +560,7 @@ assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t,
 # the one that reproduces v1 Table 2's four rows, give it?
 
 # %%
-from deeplab_edu.exercises import check, solved
+from deeplab_edu.exercises import check, prediction_made, solved
 
 answer_07_1 = ...  # your answer here
 check("07.1", answer_07_1)
@@ -629,8 +629,9 @@ from deeplab_edu.crf import kernel_maps
 two_pixels = torch.tensor([[[100, 100]], [[100, 100]], [[100, 110]]], dtype=torch.uint8)  # (3, 1, 2): 10 apart in blue
 measured_07_4 = [float(kernel_maps(two_pixels, (0, 0), DEEPLAB_RELEASED.replace(theta_beta=tb))["bilateral"][0, 1])
                  for tb in (DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta)]
-print("measured: " + ", ".join(f"theta_beta {tb:g}: {k:.3f}" for tb, k in
-                               zip((DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta), measured_07_4)))
+if prediction_made("07.4", prediction_07_4):
+    print("measured: " + ", ".join(f"theta_beta {tb:g}: {k:.3f}" for tb, k in
+                                   zip((DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta), measured_07_4)))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the position term is tiny, and doubling theta_beta divides the colour term by four. The

@@ -72,7 +72,7 @@ from IPython.display import display
 
 from deeplab_edu import config
 from deeplab_edu.complexity import measure
-from deeplab_edu.exercises import check, solved
+from deeplab_edu.exercises import check, prediction_made, solved
 from deeplab_edu.models import build_model
 from deeplab_edu.models.summary import (
     PUBLISHED_GMACS,
@@ -855,7 +855,8 @@ check("08.3", answer_08_3)
 # %% tags=["hide-output"]
 from deeplab_edu.models.aspp import fit_atrous_rates
 
-print("fit_atrous_rates(16):", fit_atrous_rates(16))
+if prediction_made("08.3", answer_08_3):
+    print("fit_atrous_rates(16):", fit_atrous_rates(16))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the shares the paper's rates use on 33 cells, then the largest rate on 16 cells that

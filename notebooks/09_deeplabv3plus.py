@@ -62,7 +62,7 @@ from torch import nn
 from deeplab_edu import config
 from deeplab_edu.complexity import count_macs
 from deeplab_edu.data import ProceduralScenes
-from deeplab_edu.exercises import check, solved
+from deeplab_edu.exercises import check, prediction_made, solved
 from deeplab_edu.models import SeparableConv2d, build_model
 from deeplab_edu.models.summary import PUBLISHED_GMACS, ModelConfig, model_cost, trace_stages
 from deeplab_edu.viz.decoder import (
@@ -627,7 +627,8 @@ from deeplab_edu.models.heads import Decoder
 
 decoder_64 = Decoder(low_level_channels=256, encoder_channels=256, num_classes=21, reduced_channels=REDUCED_09_1)
 first_conv = next(m for m in decoder_64.refine.modules() if isinstance(m, torch.nn.Conv2d))
-print(f"low-level features reduced to {REDUCED_09_1}: {first_conv.in_channels} channels enter the first 3x3 conv")
+if prediction_made("09.1", answer_09_1):
+    print(f"low-level features reduced to {REDUCED_09_1}: {first_conv.in_channels} channels enter the first 3x3 conv")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: the upsampled ASPP output (256 channels) is concatenated with the reduced low-level
@@ -652,11 +653,12 @@ from deeplab_edu.models.aspp import SeparableConv2d
 convs = [m for m in SeparableConv2d(IN_09_2, OUT_09_2, kernel_size=KERNEL_09_2).modules()
          if isinstance(m, torch.nn.Conv2d)]
 separable_weights = sum(c.weight.numel() for c in convs)
-print(" + ".join(f"{c.weight.numel()} {tuple(c.weight.shape)}" for c in convs), "=", separable_weights, "weights")
 regular_weights = torch.nn.Conv2d(IN_09_2, OUT_09_2, KERNEL_09_2, bias=False).weight.numel()
-print(f"a regular {KERNEL_09_2}x{KERNEL_09_2} conv: {regular_weights} weights; separable / regular = "
-      f"{separable_weights / regular_weights:.4f} = 1/{OUT_09_2} + 1/{KERNEL_09_2 ** 2} "
-      f"= {1 / OUT_09_2:.4f} (pointwise) + {1 / KERNEL_09_2 ** 2:.4f} (depthwise)")
+if prediction_made("09.2", answer_09_2):
+    print(" + ".join(f"{c.weight.numel()} {tuple(c.weight.shape)}" for c in convs), "=", separable_weights, "weights")
+    print(f"a regular {KERNEL_09_2}x{KERNEL_09_2} conv: {regular_weights} weights; separable / regular = "
+          f"{separable_weights / regular_weights:.4f} = 1/{OUT_09_2} + 1/{KERNEL_09_2 ** 2} "
+          f"= {1 / OUT_09_2:.4f} (pointwise) + {1 / KERNEL_09_2 ** 2:.4f} (depthwise)")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: one 5 x 5 filter per input channel (5 * 5 * 128 = 3200), then a 1 x 1 conv from 128 to

@@ -619,7 +619,7 @@ assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 # contribute to each optimiser step?
 
 # %%
-from deeplab_edu.exercises import check, solved
+from deeplab_edu.exercises import check, prediction_made, solved
 
 answer_11_1 = ...
 check("11.1", answer_11_1)
@@ -642,12 +642,13 @@ check("11.2", prediction_11_2)
 
 # %% tags=["hide-output"]
 gradient = torch.tensor(1e-8)
-for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
-    info = torch.finfo(dtype)
-    print(f"{name}: 1e-8 -> {gradient.to(dtype).item():.5g}   smallest normal number {info.smallest_normal:.3g}, "
-          f"relative precision (eps) {info.eps:.3g}")
 scaled = (gradient * 2**16).to(torch.float16)
-print(f"fp16 with the loss scaled by 2**16 first: {scaled.item():.5g}, i.e. {scaled.item() / 2**16:.5g} after unscaling")
+if prediction_made("11.2", prediction_11_2):
+    for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        info = torch.finfo(dtype)
+        print(f"{name}: 1e-8 -> {gradient.to(dtype).item():.5g}   smallest normal number {info.smallest_normal:.3g}, "
+              f"relative precision (eps) {info.eps:.3g}")
+    print(f"fp16 with the loss scaled by 2**16 first: {scaled.item():.5g}, i.e. {scaled.item() / 2**16:.5g} after unscaling")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: float16 has 5 exponent bits: its smallest positive number is 2**-24 (about 6e-8, a
@@ -673,7 +674,8 @@ check("11.3", prediction_11_3)
 from deeplab_edu.exercises.ch11 import V2_SCALES
 
 v2_cost = strategy_macs(Strategy(scales=V2_SCALES, flip=True)) / one_pass
-print(f"scales {V2_SCALES} + flip: {v2_cost:.3f} passes (counted on {paper_image.shape[-1]} x {paper_image.shape[-1]})")
+if prediction_made("11.3", prediction_11_3):
+    print(f"scales {V2_SCALES} + flip: {v2_cost:.3f} passes (counted on {paper_image.shape[-1]} x {paper_image.shape[-1]})")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: each pass costs s^2 passes at scale 1 and the flip doubles the set:
@@ -725,7 +727,8 @@ check("11.5", prediction_11_5)
 from deeplab_edu.exercises.ch11 import ONNX_INPUT_SHAPE
 
 onnx_batch = run_onnx(onnx_path, torch.randn(*ONNX_INPUT_SHAPE))
-print("input", ONNX_INPUT_SHAPE, "-> output", onnx_batch.shape)
+if prediction_made("11.5", prediction_11_5):
+    print("input", ONNX_INPUT_SHAPE, "-> output", onnx_batch.shape)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: export_onnx declares the batch, the height and the width dynamic (only the 3 colour

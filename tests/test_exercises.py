@@ -61,13 +61,20 @@ def test_unanswered_is_reported_not_raised() -> None:
     assert not fb and "not answered" in fb.message
 
 
-def test_measuring_cells_show_any_prediction_without_breaking() -> None:
-    from deeplab_edu.exercises import measured_and_predicted
+def test_measuring_cells_show_any_prediction_without_breaking(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A measuring cell shows the measurement beside any prediction, and keeps it to itself before
+    the first one (Run All would print the answer); the book, where the course checks itself, shows it."""
+    from deeplab_edu.exercises import measured_and_predicted, prediction_made
 
+    monkeypatch.delenv("DEEPLAB_EDU_COURSE_CHECKS", raising=False)
     assert measured_and_predicted(13, 12.5, fmt="d") == "measured: 13; your prediction: 12.5"
     assert measured_and_predicted(0.4, 0.3) == "measured: 0.400; your prediction: 0.300"
-    assert measured_and_predicted(0.4, ...) == "measured: 0.400"
     assert "not a number" in measured_and_predicted(0.4, "a lot")
+    assert "0.4" not in measured_and_predicted(0.4, ...) and "hidden until you predict" in measured_and_predicted(0.4, ...)
+    assert prediction_made("09.1", 300) and capsys.readouterr().out == ""
+    assert not prediction_made("09.1", ...) and "make your prediction above first" in capsys.readouterr().out
+    monkeypatch.setenv("DEEPLAB_EDU_COURSE_CHECKS", "1")
+    assert measured_and_predicted(0.4, ...) == "measured: 0.400" and prediction_made("09.1", ...)
 
 
 def test_malformed_answer_gives_feedback() -> None:

@@ -23,12 +23,13 @@ from ._core import (
     hint,
     measured_and_predicted,
     number_problem,
+    prediction_made,
     solved,
     value_exercise,
 )
 
 __all__ = [
     "KINDS", "NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "compare_results", "exercise",
-    "function_exercise", "get", "hint", "measured_and_predicted", "number_problem", "solved", "value_exercise",
+    "function_exercise", "get", "hint", "measured_and_predicted", "number_problem", "prediction_made", "solved", "value_exercise",
     "WrongAnswer",
 ]

@@ -62,7 +62,7 @@ from ..config import course_checks
 
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
-    "compare_results", "check", "solved", "hint", "get", "all_exercises", "measured_and_predicted", "packaged_use",
+    "compare_results", "check", "solved", "prediction_made", "hint", "get", "all_exercises", "measured_and_predicted", "packaged_use",
     "NOT_ANSWERED", "KINDS", "WrongAnswer",
 ]
 
@@ -227,8 +227,9 @@ def direction(answer: Any, target: Any, *, more: str = "too large", less: str = 
 
 def normalise_text(text: str) -> str:
     """A text answer in the form answers are compared in: lower case, hyphens and underscores as
-    spaces, runs of spaces as one (``"Not_Resolved"`` and ``"not-resolved"`` read as ``"not resolved"``)."""
-    return " ".join(text.lower().replace("-", " ").replace("_", " ").split())
+    spaces, runs of spaces as one, surrounding quotes dropped (``"Not_Resolved"``, ``"not-resolved"`` and
+    ``"'not resolved'"`` read as ``"not resolved"``)."""
+    return " ".join(text.strip().strip("'\"").lower().replace("-", " ").replace("_", " ").split())
 
 
 def parse_ints(text: str) -> tuple[int, ...] | None:
@@ -838,9 +839,13 @@ def all_exercises() -> dict[str, Exercise]:
 def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -> str:
     """``"measured: 0.400; your prediction: 0.300"`` for the cell that measures what a learner predicted:
     the prediction is shown when it is a number, and never breaks the cell when it is not (``...``
-    before a first try, ``None``, a string): the notebook runs top to bottom either way."""
-    text = f"measured: {measured:{fmt}}"
+    before a first try, ``None``, a string): the notebook runs top to bottom either way. Before a
+    first try the measurement itself stays hidden (it is the answer), except where the course checks
+    itself (the book shows it; :func:`prediction_made`)."""
     prediction = _as_scalar(prediction)
+    if (prediction is NOT_ANSWERED or prediction is None) and not course_checks():
+        return "measured: hidden until you predict (replace `...` above, then run this cell again)"
+    text = f"measured: {measured:{fmt}}"
     if prediction is NOT_ANSWERED or prediction is None:
         return text
     if number_problem(prediction) is None:
@@ -890,6 +895,25 @@ class _HintText(str):
 
     def _repr_markdown_(self) -> str:
         return f"**Hint for exercise {self.key}:** {str(self)}"
+
+
+def prediction_made(key: str, prediction: Any) -> bool:
+    """Whether the measuring cell of a predict-then-measure exercise may show its measurement.
+
+    True once the learner has answered exercise ``key`` (``prediction`` is neither ``...`` nor
+    ``None``), and always where the course checks itself (the book shows every measurement, behind a
+    toggle). Otherwise it prints that the measurement waits for a prediction and returns False:
+    Run All in JupyterLab would otherwise print the answer before the learner has thought.
+
+    Raises:
+        KeyError: ``key`` names no exercise (as :func:`get`).
+    """
+    get(key)
+    if course_checks() or (prediction is not NOT_ANSWERED and prediction is not None):
+        return True
+    print(f"Exercise {key}: make your prediction above first (replace `...`), then run this cell again: "
+          "the measurement would give the answer away.")
+    return False
 
 
 def solved(key: str, answer: Any, *notes: object) -> None:

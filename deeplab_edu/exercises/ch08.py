@@ -96,7 +96,7 @@ value_exercise(
                     "of its weights that rate 12 uses on 33 cells."),
         (lambda a: len(a) != 3, "one rate per paper rate: three numbers."),
     ],
-    otherwise=lambda a: f"{a} is not it: for each paper rate (6, 12, 18), take the largest rate whose mean share of "
-                        "valid weights on 16 cells is still at least the paper rate's share on 33 cells.",
+    otherwise=lambda a: f"{a} is not it: check each of your rates against its paper rate's share of valid weights "
+                        "on 33 cells, from both sides (is one more still enough?).",
     hint="compare deeplab_edu.boundary.mean_valid_fraction(16, r) with mean_valid_fraction(33, 6 / 12 / 18).",
 )
