@@ -164,3 +164,13 @@ def test_a_solution_cell_shows_nothing_to_a_learner_and_its_notes_in_the_book(ca
     monkeypatch.setenv("DEEPLAB_EDU_COURSE_CHECKS", "0")
     with pytest.raises(WrongAnswer, match="does not pass"):  # wherever it runs: a failing solution is a bug
         solved("01.1", 12)
+
+
+def test_a_function_that_returns_none_on_some_paths_is_told_so() -> None:
+    def verdict(low: float, high: float, direction: int) -> str | None:  # forgets two of the three cases
+        if direction * low > 0 and direction * high > 0:
+            return "reproduced"
+        return None
+
+    message = check("10.2", verdict).message
+    assert "returned None, though it returned a value" in message and "without `return`" in message

@@ -765,10 +765,11 @@ def function_exercise(
                         return f"{message} {seen}"
                 return f"calling it with ({shown}) raised {error}"
             if got is None:
-                message = ("your function returned None: fill in its body and `return` the result (a function that "
-                           "prints its result still returns None).")
-                # nothing returned yet: the stub as the notebook gives it, so the hint waits for a first try
-                return _NotTried(message) if calling["done"] == 0 else message
+                if calling["done"] == 0:  # nothing returned yet: the stub as the notebook gives it; no hint yet
+                    return _NotTried("your function returned None: fill in its body and `return` the result (a "
+                                     "function that prints its result still returns None).")
+                return (f"with the arguments ({shown}) your function returned None, though it returned a value for "
+                        f"{calling['done']} earlier argument(s): a path through it ends without `return`.")
             calling["done"] += 1
             results.append((args, got))
             why = compare_results(got, want, atol, label=label)
