@@ -337,14 +337,12 @@ def metric_label(name: str) -> str:
         prefix, name = name.split(":", 1)
         band = f" in the {prefix[4:]}-px trimap band"
     if name == "miou":
-        text = "mIoU"
+        name = "mIoU"
     elif name.startswith("iou:"):
-        text = f"{name[4:]} IoU"
+        name = f"{name[4:]} IoU"
     elif name.startswith("confusion:"):
-        text = f"{name[10:]} confusion"
-    else:
-        return band and f"{name}{band}" or name
-    return text + band
+        name = f"{name[10:]} confusion"
+    return name + band
 
 
 def shown_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

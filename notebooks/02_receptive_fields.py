@@ -475,6 +475,5 @@ solved("02.4", receptive_field_size_solution,
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
     assert check("02.3", read_02_3)  # the measured count is the exercise's answer
-    sizes = [(s.kernel, s.stride, s.dilation) for s in stack]
-    assert receptive_field_size_solution(sizes) == receptive_field(stack).size == 57
+    assert receptive_field_size_solution(layers_02_4) == receptive_field(stack).size == 57  # the solution's list
 assert len(parse_layer_stack(DEFAULT_STACK)) == 5

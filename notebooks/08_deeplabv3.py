@@ -72,7 +72,7 @@ from IPython.display import display
 
 from deeplab_edu import config
 from deeplab_edu.complexity import measure
-from deeplab_edu.exercises import check, prediction_made, solved
+from deeplab_edu.exercises import check, measured_and_predicted, prediction_made, solved
 from deeplab_edu.models import build_model
 from deeplab_edu.models.summary import (
     PUBLISHED_GMACS,
@@ -827,8 +827,6 @@ check("08.2", answer_08_2)
 # **Exercise 08.2, measured:**
 
 # %% tags=["hide-output"]
-from deeplab_edu.exercises import measured_and_predicted
-
 print(measured_and_predicted(mean_valid_fraction(7, 4), answer_08_2))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}

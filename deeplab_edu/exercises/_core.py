@@ -62,8 +62,8 @@ from ..config import course_checks
 
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
-    "compare_results", "check", "solved", "prediction_made", "hint", "get", "all_exercises", "measured_and_predicted", "packaged_use",
-    "NOT_ANSWERED", "KINDS", "WrongAnswer",
+    "compare_results", "check", "solved", "prediction_made", "hint", "get", "all_exercises",
+    "measured_and_predicted", "packaged_use", "NOT_ANSWERED", "KINDS", "WrongAnswer",
 ]
 
 Checker = Callable[[Any], "str | None"]
@@ -115,6 +115,11 @@ class WrongAnswer(AssertionError):
 
 #: Placeholder the notebooks put in answer cells; checking it says "not answered yet".
 NOT_ANSWERED = ...
+
+
+def _unanswered(value: Any) -> bool:
+    """``...`` (the notebooks' placeholder) or ``None``: not answered yet."""
+    return value is NOT_ANSWERED or value is None
 
 
 class _NotTried(str):
@@ -844,10 +849,10 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
     first try the measurement itself stays hidden (it is the answer), except where the course checks
     itself (the book shows it; :func:`prediction_made`)."""
     prediction = _as_scalar(prediction)
-    if (prediction is NOT_ANSWERED or prediction is None) and not course_checks():
+    if _unanswered(prediction) and not course_checks():
         return "measured: hidden until you predict (replace `...` above, then run this cell again)"
     text = f"measured: {measured:{fmt}}"
-    if prediction is NOT_ANSWERED or prediction is None:
+    if _unanswered(prediction):
         return text
     if number_problem(prediction) is None:
         try:
@@ -910,7 +915,7 @@ def prediction_made(key: str, prediction: Any) -> bool:
         KeyError: ``key`` names no exercise (as :func:`get`).
     """
     get(key)
-    if course_checks() or (prediction is not NOT_ANSWERED and prediction is not None):
+    if course_checks() or not _unanswered(prediction):
         return True
     print(f"Exercise {key}: make your prediction above first (replace `...`), then run this cell again: "
           "the measurement would give the answer away.")
@@ -932,10 +937,7 @@ def solved(key: str, answer: Any, *notes: object) -> None:
             wherever it runs).
     """
     ex = get(key)
-    if answer is NOT_ANSWERED or answer is None:
-        problem: str | None = "no answer"
-    else:
-        problem = ex.checker(_as_scalar(answer))
+    problem = "no answer" if _unanswered(answer) else ex.checker(_as_scalar(answer))
     if problem is not None:
         raise WrongAnswer(f"[{key}] the solution does not pass: {problem}")
     if course_checks():
@@ -960,7 +962,7 @@ def check(key: str, answer: Any) -> Feedback:
             given are the hidden solutions', and one that fails must stop the run.
     """
     ex = get(key)
-    if answer is NOT_ANSWERED or answer is None:
+    if _unanswered(answer):
         return Feedback(key, False, f"{ex.title}: not answered yet. Replace `...` with your answer.")
     try:
         problem = ex.checker(_as_scalar(answer))

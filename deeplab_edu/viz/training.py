@@ -155,8 +155,8 @@ def runs_root(profile: str | None = None) -> Path:
         path = Path(tempfile.mkdtemp(prefix=_SMOKE_PREFIX))
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         return path
-    if os.environ.get(RUNS_ENV, "").strip():
-        return Path(os.environ[RUNS_ENV].strip()).expanduser()
+    if chosen := os.environ.get(RUNS_ENV, "").strip():
+        return Path(chosen).expanduser()
     here = Path.cwd().resolve()
     clone = next((d for d in (here, *here.parents) if (d / "deeplab_edu" / "__init__.py").is_file()), None)
     if clone is not None and clone != REPO_ROOT and clone not in _warned_other_clone:
