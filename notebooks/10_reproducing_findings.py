@@ -180,18 +180,19 @@ if recorded is not None:
     per_seed = 100 * (findings.seed_values(variant, fn) - findings.seed_values(base, fn))
     diff, lo, hi, boot = (100 * v for v in findings.bootstrap_difference(base, variant, fn, n_boot=n_boot,
                                                                           return_samples=True))
-    fig, ax = plt.subplots(figsize=(5.5, 3))
-    ax.hist(boot, bins=40, color="tab:blue", alpha=0.7)
-    for v in (lo, hi):
-        ax.axvline(v, color="black", linestyle="--", linewidth=1)
-    ax.axvline(0, color="red", linewidth=1)
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    ax.hist(boot, bins=40, color="tab:blue", alpha=0.7, label=f"{n_boot} bootstrap differences")
+    for i, v in enumerate((lo, hi)):
+        ax.axvline(v, color="black", linestyle="--", linewidth=1, label="bootstrap 95 % interval" if i == 0 else None)
     s_lo, s_hi = findings.seed_interval(per_seed)
+    ax.axvspan(s_lo, s_hi, color="tab:orange", alpha=0.15, label="95 % interval over seeds")
+    ax.axvline(0, color="red", linewidth=1, label="zero: no effect")
     ax.plot(per_seed, [0] * len(per_seed), "v", color="tab:orange", markersize=9, clip_on=False,
-            label="the three seeds")
-    ax.legend(loc="upper right")
+            label="the three seeds' differences")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     ax.set_xlabel("with minus without image pooling, mIoU (points)")
     ax.set_ylabel("bootstrap replicates")
-    ax.set_title("image pooling's gain: bootstrap 95 % interval (dashed), zero (red)")
+    ax.set_title("image pooling's gain (finding c3): the two intervals")
     fig.tight_layout()
     plt.show()
     print("per seed: " + ", ".join(f"{d:+.2f}" for d in per_seed) + f" points; pooled {diff:+.2f}\n"
