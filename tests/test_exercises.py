@@ -181,6 +181,16 @@ def test_function_exercise_reports_errors_and_mistakes(scratch: str) -> None:
     assert "off by one" in check(scratch, lambda x: 2 * x + 1).message
     assert "raised ZeroDivisionError" in check(scratch, lambda x: 1 / 0).message
     assert "returned None" in check(scratch, lambda x: None).message
+
+    def stub(x: torch.Tensor) -> None:
+        """The notebook's stub: a docstring and `...`."""
+        ...  # your code here
+
+    def printer(x: torch.Tensor) -> None:
+        print(2 * x)  # prints its result: returns None on the first argument already
+
+    assert "not answered yet" in check(scratch, stub).message
+    assert "not answered" not in (told := check(scratch, printer).message) and "every path" in told and "prints" in told
     assert "shape" in check(scratch, lambda x: torch.cat([x, x])).message
     assert "double(x)" in check(scratch, 3).message
     assert get(scratch).kind == "function"
@@ -349,6 +359,7 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     assert check("05.2", 2212353).message.split(": ", 1)[1].startswith("2212353 is too large")  # not 2.21235e+06
     assert check("09.1", np.int64(320)) and check("09.2", np.int64(5 * 5 * 128 + 128 * 192))  # NumPy ints are numbers
     assert "expected a number, got bool" in check("09.1", True).message
+    assert "without quotes, 13." in check("01.1", " 13").message and "got str" in check("01.1", "thirteen").message
     assert check("02.2", np.array(get("02.2").solution())) and check("01.3", torch.tensor(get("01.3").solution()))
     assert "other way round" in check("02.2", get("02.2").solution()[::-1]).message
     counts = torch.tensor(get("04.2").solution(), dtype=torch.float32, requires_grad=True)  # measured with a conv

@@ -204,6 +204,9 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
         fraction: it must lie between 0 and 1.
     """
     answer = _as_scalar(answer)
+    if isinstance(answer, str) and _numeric_text(answer):
+        return _Unreadable(f"expected a number, got the text {answer!r}: write the number without quotes, "
+                           f"{answer.strip()}.")
     if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
         return _Unreadable(f"expected a number, got {type(answer).__name__}.")
     try:
@@ -217,6 +220,15 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     if fraction and not 0 <= answer <= 1:
         return f"{shown(answer)} is not a fraction between 0 and 1 (did you give a percentage or a count?)."
     return None
+
+
+def _numeric_text(text: str) -> bool:
+    """Whether ``text`` reads as one number (``"13"``, ``" 0.5 "``, ``"1e3"``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def direction(answer: Any, target: Any, *, more: str = "too large", less: str = "too small") -> str:
@@ -645,6 +657,17 @@ def _packaged_in(obj: Any, names: dict[int, str], depth: int, seen: set[int]) ->
     return None
 
 
+def _is_stub(fn: Any) -> bool:
+    """Whether ``fn``'s body does nothing but return None (``...``, ``pass``, a docstring): the
+    notebooks' answer stub, as against a written function that forgot to ``return``."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    return all(i.opname in ("RESUME", "NOP", "RETURN_VALUE") or (i.opname in ("LOAD_CONST", "RETURN_CONST")
+                                                                 and i.argval is None)
+               for i in dis.get_instructions(code))
+
+
 def _first_line(err: BaseException) -> str:
     """An error's message for feedback: its first line (PyTorch adds pages of C++ context below)."""
     text = str(err).strip()
@@ -770,9 +793,12 @@ def function_exercise(
                         return f"{message} {seen}"
                 return f"calling it with ({shown}) raised {error}"
             if got is None:
-                if calling["done"] == 0:  # nothing returned yet: the stub as the notebook gives it; no hint yet
-                    return _NotTried("your function returned None: fill in its body and `return` the result (a "
-                                     "function that prints its result still returns None).")
+                if calling["done"] == 0 and _is_stub(answer):  # the stub as the notebook gives it; no hint yet
+                    return _NotTried("your function returned None: fill in its body and `return` the result.")
+                if calling["done"] == 0:
+                    return (f"with the arguments ({shown}) your function returned None: every path through it must "
+                            "end with `return` and the result (a function that prints its result still returns "
+                            "None).")
                 return (f"with the arguments ({shown}) your function returned None, though it returned a value for "
                         f"{calling['done']} earlier argument(s): a path through it ends without `return`.")
             calling["done"] += 1
