@@ -44,7 +44,7 @@ from .config import COURSE_CHECKS_ENV, ENV_VAR, choose, profile
 from .records import HIDE_PATHS_ENV, REPO_ROOT
 
 __all__ = [
-    "BOOK_DIR", "NOTEBOOK_DIR", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
+    "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "setup",
 ]
@@ -481,24 +481,33 @@ def _schedule(todo: list[Path], jobs: int) -> list[Path]:
 
 
 def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, Any]]:
-    """The ``deeplab_edu`` header of every chapter in the book's order: ``{"chapter", "title",
-    "cpu_minutes", "source"}`` (``cpu_minutes``: what the chapter takes in the ``cpu`` profile on a
-    2-core laptop, as its author timed it; chapter 00 shows them to teachers).
+    """The ``deeplab_edu`` header of every chapter in the book's order (:func:`chapter_header` of
+    each source the table of contents lists); chapter 00 shows them to teachers."""
+    return [chapter_header(source) for source in toc_notebook_sources(toc_file)]
+
+
+def chapter_header(source: Path) -> dict[str, Any]:
+    """A chapter's ``deeplab_edu`` header: ``{"chapter", "title", "cpu_minutes", "prerequisites",
+    "source"}`` (``cpu_minutes``: what the chapter takes in the ``cpu`` profile on a 2-core laptop,
+    as recorded; ``prerequisites``: the earlier chapters it builds on, a tuple of chapter numbers,
+    chapter 00 aside; ``source``: the file's name).
 
     Raises:
-        KeyError: a chapter's header lacks one of those fields.
+        KeyError: the header lacks one of those fields (naming the file).
+        ValueError: the prerequisites name a chapter that is not an earlier one (naming the file).
     """
     import jupytext
 
-    rows = []
-    for source in toc_notebook_sources(toc_file):
-        meta = jupytext.read(source).metadata.get("deeplab_edu", {})
-        missing = [k for k in ("chapter", "title", "cpu_minutes") if k not in meta]
-        if missing:
-            raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
-        rows.append({"chapter": int(meta["chapter"]), "title": str(meta["title"]),
-                     "cpu_minutes": float(meta["cpu_minutes"]), "source": source.name})
-    return rows
+    meta = jupytext.read(source).metadata.get("deeplab_edu", {})
+    missing = [k for k in ("chapter", "title", "cpu_minutes", "prerequisites") if k not in meta]
+    if missing:
+        raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
+    chapter, prerequisites = int(meta["chapter"]), tuple(int(c) for c in meta["prerequisites"])
+    if any(not 0 < c < chapter for c in prerequisites):
+        raise ValueError(f"{source.name}: prerequisites {list(prerequisites)} must be earlier chapters "
+                         f"(01-{chapter - 1:02d})")
+    return {"chapter": chapter, "title": str(meta["title"]), "cpu_minutes": float(meta["cpu_minutes"]),
+            "prerequisites": prerequisites, "source": source.name}
 
 
 def _expected_minutes(source: Path) -> float:

@@ -13,6 +13,7 @@
 #     chapter: 0
 #     title: Start here
 #     cpu_minutes: 1
+#     prerequisites: []
 # ---
 
 # %% [markdown]
@@ -119,7 +120,9 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # ## For teachers: before class
 #
 # Every chapter's header states the minutes it takes in the `cpu` profile on a 2-core laptop,
-# listed below from the headers themselves. They are upper bounds: each holds the slowest of the
+# listed below from the headers themselves with the earlier chapters each builds on (its
+# prerequisites, chapter 00 aside: a class can start at any chapter whose prerequisites it has
+# covered). The minutes are upper bounds: each holds the slowest of the
 # course's recorded timings of every chapter (`benchmarks/notebook_times.py`, whose records name
 # the commit and machine), one of them taken on a busy machine; on a quiet one the long chapters
 # took about half their minutes. Plan a class with the stated minutes. Chapters 08 and 09 train their models from scratch,
@@ -142,6 +145,7 @@ from deeplab_edu.viz.tables import markdown_table
 from deeplab_edu.viz.training import camvid_run, course_runs
 
 display(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
+                        "builds on": ", ".join(f"{c:02d}" for c in h["prerequisites"]) or "-",
                         "minutes (cpu profile)": f"{h['cpu_minutes']:g}"} for h in chapter_headers()]))
 print("Before class, `make course-runs` (or `deeplab-edu course-runs`) trains, from the repository's folder,")
 print("the runs chapters 08-10 load:")

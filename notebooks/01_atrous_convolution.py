@@ -13,12 +13,14 @@
 #     chapter: 1
 #     title: "Atrous convolution"
 #     cpu_minutes: 1
+#     prerequisites: []
 # ---
 
 # %% [markdown]
 # # 01 · Atrous convolution
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on no earlier chapter.*
 #
 # A classification network shrinks its input 32 times before it decides what it sees. A
 # segmentation network must answer for every pixel. DeepLab keeps the feature maps dense with one

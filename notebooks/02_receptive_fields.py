@@ -13,12 +13,14 @@
 #     chapter: 2
 #     title: "Receptive fields"
 #     cpu_minutes: 1
+#     prerequisites: [1]
 # ---
 
 # %% [markdown]
 # # 02 · Receptive fields
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on chapter 01.*
 #
 # A unit of a feature map can only react to the input pixels it is connected to: its
 # **receptive field**. Segmentation needs units that see a lot of context (is this grey patch a

@@ -13,12 +13,14 @@
 #     chapter: 3
 #     title: "Output stride and dilated backbones"
 #     cpu_minutes: 1
+#     prerequisites: [1, 2]
 # ---
 
 # %% [markdown]
 # # 03 · Output stride and dilated backbones
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on chapters 01 and 02.*
 #
 # A classification ResNet shrinks its input 32 times on the way to its last feature map: a
 # $513 \times 513$ image becomes $17 \times 17$ positions, each answering for a patch of about

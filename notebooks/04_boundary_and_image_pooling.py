@@ -13,12 +13,14 @@
 #     chapter: 4
 #     title: "Boundary degeneration and image-level features"
 #     cpu_minutes: 1
+#     prerequisites: [3]
 # ---
 
 # %% [markdown]
 # # 04 · Boundary degeneration and image-level features
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on chapter 03.*
 #
 # Chapter 03 made the feature maps dense: a $513 \times 513$ crop gives a $33 \times 33$ map at
 # output stride 16 and a $65 \times 65$ map at output stride 8. ASPP then probes that map with

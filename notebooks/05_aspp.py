@@ -13,12 +13,14 @@
 #     chapter: 5
 #     title: "ASPP: from DeepLab v2 to v3"
 #     cpu_minutes: 1
+#     prerequisites: [1, 4]
 # ---
 
 # %% [markdown]
 # # 05 · ASPP: from DeepLab v2 to v3
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on chapters 01 and 04.*
 #
 # Objects appear at many scales: a car fills the frame in one photo and is a few pixels wide in
 # the next. A single atrous rate gives every output position one field of view. *Atrous Spatial

@@ -13,12 +13,14 @@
 #     chapter: 6
 #     title: "Data: procedural scenes and real data sets"
 #     cpu_minutes: 1
+#     prerequisites: []
 # ---
 
 # %% [markdown]
 # # 06 · Data: procedural scenes and real data sets
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on no earlier chapter.*
 #
 # The DeepLab papers train on PASCAL VOC 2012 (with the SBD "trainaug" annotations), Cityscapes
 # and others: gigabytes of images and hours of GPU time. This course also needs data that a laptop

@@ -13,12 +13,14 @@
 #     chapter: 7
 #     title: "DeepLab v1/v2 and the dense CRF"
 #     cpu_minutes: 1
+#     prerequisites: [1, 2, 6]
 # ---
 
 # %% [markdown]
 # # 07 · DeepLab v1/v2 and the dense CRF
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on chapters 01, 02 and 06.*
 #
 # The first two DeepLab papers {cite:p}`chen2015deeplab,chen2018deeplabv2` combine two ideas.
 # A classification network made dense with atrous convolution gives *recognition*: it knows

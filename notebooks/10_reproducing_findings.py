@@ -13,6 +13,7 @@
 #     chapter: 10
 #     title: "Reproducing the papers' findings"
 #     cpu_minutes: 1
+#     prerequisites: [7, 8, 9]
 # ---
 
 # %% [markdown]
@@ -20,7 +21,8 @@
 #
 # *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time), once
 # chapters 08 and 09 have run: opened first, it trains their two models in section 5, which
-# takes most of those chapters' minutes (or run `make course-runs` before class).*
+# takes most of those chapters' minutes (or run `make course-runs` before class).
+# Builds on chapters 07, 08 and 09.*
 #
 # The DeepLab papers make claims you can check yourself: a smaller output stride helps (DeepLabv3
 # {cite:p}`chen2017deeplabv3`, Table 1; its appendix, Table 10, finds the opposite for its ASPP model

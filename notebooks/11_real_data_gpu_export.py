@@ -13,12 +13,14 @@
 #     chapter: 11
 #     title: "Real data on a GPU, inference strategies and export"
 #     cpu_minutes: 12
+#     prerequisites: [6, 8, 9]
 # ---
 
 # %% [markdown]
 # # 11 · Real data on a GPU, inference strategies and export
 #
-# *About 12 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 12 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# Builds on chapters 06, 08 and 09.*
 #
 # The last chapter leaves the procedural scenes for real street scenes (CamVid
 # {cite:p}`brostow2009camvid`), trains a first model on them on a laptop CPU, shows how the engine

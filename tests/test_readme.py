@@ -36,6 +36,34 @@ def test_each_chapter_states_its_header_time_under_its_title() -> None:
         assert f"*About {minutes:g} min on a 2-core laptop in the `cpu` profile" in first, nb.name
 
 
+def test_each_chapter_names_its_prerequisites_under_its_title() -> None:
+    """The first cell says which chapters the page builds on, from the header's ``prerequisites``."""
+    for nb in NOTEBOOKS[1:]:
+        notebook = jupytext.read(nb)
+        wanted = [f"{c:02d}" for c in notebook.metadata["deeplab_edu"]["prerequisites"]]
+        first = " ".join(next(c for c in notebook.cells if c.cell_type == "markdown").source.split())
+        said = re.search(r"Builds on (no earlier chapter|chapters? ([0-9, and]+))\.", first)
+        assert said, f"{nb.name}: the first cell should say 'Builds on chapter(s) ...' or 'Builds on no earlier chapter.'"
+        assert re.findall(r"[0-9]{2}", said.group(2) or "") == wanted, (nb.name, said.group(0), wanted)
+
+
+def test_prerequisites_must_be_earlier_chapters(tmp_path) -> None:
+    import pytest
+
+    from deeplab_edu.book import chapter_header
+
+    source = tmp_path / "03_x.py"
+    header = "# ---\n# jupyter:\n#   deeplab_edu:\n#     chapter: 3\n#     title: x\n#     cpu_minutes: 1\n"
+    source.write_text(header + "#     prerequisites: [1, 2]\n# ---\n\n# %%\n1\n")
+    assert chapter_header(source)["prerequisites"] == (1, 2)
+    source.write_text(header + "#     prerequisites: [1, 3]\n# ---\n\n# %%\n1\n")
+    with pytest.raises(ValueError, match=r"03_x.py: prerequisites \[1, 3\] must be earlier chapters"):
+        chapter_header(source)
+    source.write_text(header + "# ---\n\n# %%\n1\n")
+    with pytest.raises(KeyError, match="03_x.py.*lacks prerequisites"):
+        chapter_header(source)
+
+
 def test_chapter_00_lists_every_chapter_with_its_header_time() -> None:
     from deeplab_edu.book import chapter_headers
 
