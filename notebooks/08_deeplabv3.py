@@ -47,25 +47,28 @@
 # - separate what phase 2 gains by fine-tuning at output stride 8 from what any such fine-tuning
 #   gives, with a control run.
 #
-# **Helpers introduced:** `deeplab_edu.models.build_model` (with `set_output_stride`,
-# `output_stride`, `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`,
-# `complexity_table`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`), `markdown_table` (00),
-# `deeplab_edu.complexity.measure`, `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`),
-# `deeplab_edu.models.interop` (`from_torchvision`, `cached_torchvision_pretrained`,
-# `torchvision_pretrained_weights`),
-# `deeplab_edu.data.classes.VOC`, `deeplab_edu.viz.images` (`colorize`, `overlay`),
-# `deeplab_edu.viz.images.sample_photo` with `deeplab_edu.data.transforms.normalize`; for training,
-# `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`, `loss_decreased`,
-# `learnability_table`), the engine (`deeplab_edu.engine.runs.train_or_load` behind
-# `chapter_run(...).train_or_load()`, `engine.config.load_config` / `resolve_atrous_rates`,
-# `engine.schedule.poly_factor`, `engine.report.plot_metric_bars`), the
-# rates that fit the map (`deeplab_edu.models.aspp.fit_atrous_rates`, `feature_map_side`,
-# `degenerate_rates`; `deeplab_edu.boundary.rate_usage_table` and `mean_valid_fraction` from
-# chapter 04), the records (`deeplab_edu.records.load_record` / `describe_record`, `hardware` from
-# chapter 03, `deeplab_edu.engine.bench.timing.interval_text`), the validation scenes
-# (`deeplab_edu.data.build_dataset` with `eval_transform`, from chapter 06), `deeplab_edu.inference`
-# (`evaluate`, `Strategy`, `predict`, `prediction_gallery`), and a first look at
-# `deeplab_edu.findings` (`FINDINGS`, `findings_table`, `load_findings`, `measurable`: chapter 10 explains them).
+# **Helpers introduced:** by what they are for (the chapter's number in parentheses is where a
+# helper was introduced earlier):
+# - the model: `deeplab_edu.models.build_model` (with `set_output_stride`, `output_stride`,
+#   `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`, `complexity_table`,
+#   `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`), `deeplab_edu.complexity.measure`,
+#   `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`), `markdown_table` (00);
+# - torchvision's model: `deeplab_edu.models.interop` (`from_torchvision`,
+#   `cached_torchvision_pretrained`, `torchvision_pretrained_weights`);
+# - pictures: `deeplab_edu.data.classes.VOC`, `deeplab_edu.viz.images` (`colorize`, `overlay`,
+#   `sample_photo`), `deeplab_edu.data.transforms.normalize`;
+# - training: `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`,
+#   `loss_decreased`, `learnability_table`), the engine (`deeplab_edu.engine.runs.train_or_load`
+#   behind `chapter_run(...).train_or_load()`, `engine.config.load_config` /
+#   `resolve_atrous_rates`, `engine.schedule.poly_factor`, `engine.report.plot_metric_bars`);
+# - rates that fit the map: `deeplab_edu.models.aspp` (`fit_atrous_rates`, `feature_map_side`,
+#   `degenerate_rates`), `deeplab_edu.boundary` (`rate_usage_table`, `mean_valid_fraction`: 04);
+# - records: `deeplab_edu.records` (`load_record`, `describe_record`, `hardware`: 03),
+#   `deeplab_edu.engine.bench.timing.interval_text`;
+# - evaluation: the validation scenes (`deeplab_edu.data.build_dataset` with `eval_transform`: 06),
+#   `deeplab_edu.inference` (`evaluate`, `Strategy`, `predict`, `prediction_gallery`);
+# - a first look at `deeplab_edu.findings` (`FINDINGS`, `findings_table`, `load_findings`,
+#   `measurable`: chapter 10 explains them).
 
 # %%
 import matplotlib.pyplot as plt

@@ -39,20 +39,24 @@
 # - train DeepLabv3+ with the same recipe as DeepLabv3 and measure both on boundaries (trimap
 #   bands) and on thin structures (wires), saying only what the measurement supports.
 #
-# **Helpers introduced:** `deeplab_edu.models.build_model("deeplabv3plus", ...)`,
-# `deeplab_edu.models.Decoder`, `deeplab_edu.models.SeparableConv2d`, `deeplab_edu.complexity`
-# (`count_macs`, `saved_for_backward_bytes`), `deeplab_edu.models.set_recompute_depthwise`,
-# `deeplab_edu.viz.decoder` (`stride_oracle`, `boundary_band`, `band_accuracy`,
-# `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.ConfusionMatrix` (in exercise
-# 09.4); for training, `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
-# `plot_band_comparison`, `plot_model_comparison`), and a first look at `deeplab_edu.findings`
-# (`FINDINGS`, `Finding`, `findings_table`, `shown_rows`, `measurable`, `load_findings`, `removed_errors`: chapter 10 explains
-# them) and `deeplab_edu.metrics.removed_errors_by_band`. From
-# earlier chapters: `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`,
-# `PUBLISHED_GMACS`), `deeplab_edu.viz.tables.markdown_table` (00), `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
-# `transforms.eval_transform`, `transforms.normalize`: 06), `deeplab_edu.viz.images.sample_photo`, and chapter 08's
-# `chapter_run`, `runs_root`, `loss_decreased`, `deeplab_edu.inference` (`predict`, `evaluate`,
-# `Strategy`) and the engine's `train_or_load`.
+# **Helpers introduced:** by what they are for (the chapter's number in parentheses is where a
+# helper was introduced earlier):
+# - the model: `deeplab_edu.models.build_model("deeplabv3plus", ...)`, `deeplab_edu.models.Decoder`,
+#   `deeplab_edu.models.SeparableConv2d`, `deeplab_edu.models.set_recompute_depthwise`,
+#   `deeplab_edu.complexity` (`count_macs`, `saved_for_backward_bytes`), and from chapter 08
+#   `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`);
+# - boundaries: `deeplab_edu.viz.decoder` (`stride_oracle`, `boundary_band`, `band_accuracy`,
+#   `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.ConfusionMatrix` (in
+#   exercise 09.4), `deeplab_edu.metrics.removed_errors_by_band`;
+# - training: `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
+#   `plot_band_comparison`, `plot_model_comparison`), and from chapter 08 `chapter_run`,
+#   `runs_root`, `loss_decreased`, the engine's `train_or_load` and `deeplab_edu.inference`
+#   (`predict`, `evaluate`, `Strategy`);
+# - data and pictures: `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
+#   `transforms.eval_transform`, `transforms.normalize`: 06), `deeplab_edu.viz.images.sample_photo`
+#   (08), `deeplab_edu.viz.tables.markdown_table` (00);
+# - a first look at `deeplab_edu.findings` (`FINDINGS`, `Finding`, `findings_table`, `shown_rows`,
+#   `measurable`, `load_findings`, `removed_errors`: chapter 10 explains them).
 
 # %%
 import matplotlib.pyplot as plt

@@ -43,16 +43,22 @@
 # - explain the findings that did not reproduce from what the earlier chapters taught;
 # - check that a run trained on your machine lands inside the recorded spread.
 #
-# **Helpers introduced:** `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`, `FINDINGS`, `load_findings`,
-# `measurable`, `findings_table` (`SHOWN_COLUMNS`, `shown_rows`), `bootstrap_difference`, `seed_interval`, `seed_prediction_interval`, `seed_values`, `metric`, `verdict`,
-# `joint_verdict`, `evaluate_views`, `run_dir`, `miou`, `class_iou`), `deeplab_edu.viz.tables.markdown_table`
-# (00); from earlier chapters `deeplab_edu.viz.training` (`chapter_run`,
-# `runs_root`: chapters 08 and 09's runs), the records' description (`describe()`, chapter 08's
-# `describe_record`), the validation scenes (`deeplab_edu.data.build_dataset` with
-# `deeplab_edu.data.transforms.eval_transform` and the class list `deeplab_edu.data.classes.PROCEDURAL`,
-# chapter 06), `deeplab_edu.crf_eval.grid_edges` (07), `deeplab_edu.engine.config.load_config` (08),
-# and `deeplab_edu.models.build_backbone` with `deeplab_edu.receptive_field.receptive_field_of`
-# (chapters 03 and 02).
+# **Helpers introduced:** by what they are for (the chapter's number in parentheses is where a
+# helper was introduced earlier):
+# - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
+#   `FINDINGS`, `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
+#   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
+#   records' description (`describe()`, chapter 08's `describe_record`);
+# - the statistics: `deeplab_edu.findings` (`bootstrap_difference`, `seed_interval`,
+#   `seed_prediction_interval`, `seed_values`, `metric`, `miou`, `class_iou`, `verdict`,
+#   `joint_verdict`);
+# - the tables: `deeplab_edu.findings.findings_table` (`SHOWN_COLUMNS`, `shown_rows`),
+#   `deeplab_edu.viz.tables.markdown_table` (00);
+# - from earlier chapters: the validation scenes (`deeplab_edu.data.build_dataset` with
+#   `deeplab_edu.data.transforms.eval_transform` and the class list
+#   `deeplab_edu.data.classes.PROCEDURAL`: 06), `deeplab_edu.crf_eval.grid_edges` (07),
+#   `deeplab_edu.engine.config.load_config` (08), and `deeplab_edu.models.build_backbone` with
+#   `deeplab_edu.receptive_field.receptive_field_of` (03 and 02).
 
 # %%
 import matplotlib.pyplot as plt
