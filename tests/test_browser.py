@@ -311,3 +311,33 @@ def test_boundary_explorer_counts_valid_taps(site: tuple[str, Path], browser: An
     assert drawn() == Counter({1: s["height"] * s["width"]}), "at a rate past the map only the centre tap is valid"
     assert explorer.locator("line.dle-marker").get_attribute("data-rate") == str(s["max_rate"])
     _finish(page, explorer, "boundary", blocked, errors)
+
+
+def test_the_explorers_fit_a_phone_screen(browser: Any, tmp_path: Path) -> None:
+    """On a 390-px-wide screen no explorer is wider than the page: a wide table scrolls inside its own
+    box (the receptive-field explorer's table of layers made the whole explorer, controls included,
+    scroll sideways)."""
+    from deeplab_edu.viz.explorers import EXPLORERS, explorer_html
+
+    for name in EXPLORERS:
+        (tmp_path / f"{name}.html").write_text(
+            "<!doctype html><html><head><meta name='viewport' content='width=device-width'></head>"
+            f"<body style='margin:0;padding:8px'>{explorer_html(name)}</body></html>", encoding="utf-8")
+    page = browser.new_page(viewport={"width": 390, "height": 900})
+    blocked = offline(page)
+    errors = collect_errors(page)
+    with serve(tmp_path) as base:
+        for name in EXPLORERS:
+            _fits(page, base, name)
+    assert not errors and not blocked, (errors, blocked)
+    page.close()
+
+
+def _fits(page: Any, base: str, name: str) -> None:
+    """One explorer's page at ``base`` is no wider than the viewport."""
+    page.goto(f"{base}/{name}.html", wait_until="load", timeout=PAGE_TIMEOUT_MS)
+    explorer = page.locator(f".dle-explorer[data-explorer='{name}'][data-ready='true']")
+    assert explorer.count() == 1, f"the {name} explorer did not start"
+    scroll, client = explorer.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert scroll <= client, f"the {name} explorer is {scroll} px wide in a {client}-px box at 390 px"
+    explorer.screenshot(path=str(screenshot_dir() / f"explorer_{name}_390px.png"))
