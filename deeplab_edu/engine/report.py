@@ -49,13 +49,14 @@ def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pa
 
 def plot_metric_bars(values: Mapping[str, float], *, ylabel: str = "mIoU (%)", title: str = "",
                      scale: float = 100.0) -> Any:
-    """A bar per entry (label -> value in [0, 1], drawn as percent), value printed on each bar."""
+    """A bar per entry (label -> value in [0, 1], drawn as percent), value printed on each bar; the bars
+    are grey, since the labels are often classes, whose palette colours a bar colour would echo."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(min(1.6 + 1.4 * len(values), 9.5), 3.2))  # at most the book's column
     labels = list(values)
     heights = [scale * values[k] for k in labels]
-    bars = ax.bar(range(len(labels)), heights, color="tab:purple")
+    bars = ax.bar(range(len(labels)), heights, color="0.55")  # grey: no class colour of any palette
     ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right")
     ax.set_ylabel(ylabel)
     for bar, h in zip(bars, heights):
