@@ -164,6 +164,30 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=base, default=None, help=help_)
 
 
+_THREADS_HELP = ("PyTorch's CPU threads (default: one per core); fewer, e.g. 1, are often much faster while other "
+                 "jobs share the CPU")
+
+
+def _cpu_threads(args: argparse.Namespace, device: str) -> None:
+    """Apply ``--threads`` (``torch.set_num_threads``), or on a CPU say when other jobs make fewer
+    threads faster (:func:`~deeplab_edu.engine.workers.busy_cpu_note`).
+
+    Raises:
+        ValueError: ``--threads`` is not a positive number.
+    """
+    import torch
+
+    from .engine.distributed import is_main
+    from .engine.workers import busy_cpu_note
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    elif device.startswith("cpu") and is_main() and (note := busy_cpu_note()):
+        print(note, file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``export``,
     ``bench`` and ``course-runs``."""
@@ -176,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given")
     tr.add_argument("--list-presets", action="store_true", help="print the presets, each with its first line, and exit")
     tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
+    tr.add_argument("--threads", type=int, help=_THREADS_HELP)
     _add_train_flags(tr)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
@@ -197,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
                                    "prediction)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (e.g. in a log file)")
+    ev.add_argument("--threads", type=int, help=_THREADS_HELP)
 
     pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
     pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
@@ -212,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
                                                   "memory for large photos; default: the whole image at once)")
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
+    pr.add_argument("--threads", type=int, help=_THREADS_HELP)
     pr.add_argument("--overwrite", action="store_true",
                     help="replace files of those names that predict did not write (by default it refuses: a "
                          "ground-truth a_mask.png beside a.png, say)")
@@ -267,10 +294,31 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
     field_names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in field_names and v is not None}
+    run = _run_of_config(args.config)
+    if run is not None and "out_dir" not in overrides:  # a copied or moved run continues where its config.json is
+        overrides["out_dir"] = str(run)
     cfg = load_config(args.preset, overrides, config=args.config)
     if "eval_output_stride" in vars(args) and args.eval_output_stride is None:
         cfg.eval_output_stride = None
     return cfg
+
+
+def _run_of_config(config: str | None) -> Path | None:
+    """The run folder whose own ``config.json`` ``--config`` names (it holds ``checkpoints/`` or
+    ``metrics.json`` beside it), else ``None``.
+
+    A run's ``config.json`` records the ``out_dir`` it was trained into, as given: relative to the
+    folder ``train`` ran in, and the old place of a run that was copied or moved since. ``--config
+    <run>/config.json --resume`` means *this* run, so its folder is the ``out_dir`` unless
+    ``--out-dir`` says otherwise.
+    """
+    if not config:
+        return None
+    path = Path(config)
+    folder = path.parent
+    if path.name == "config.json" and ((folder / "checkpoints").is_dir() or (folder / "metrics.json").is_file()):
+        return folder
+    return None
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -292,16 +340,19 @@ def _train(args: argparse.Namespace) -> int:
               f"batches of {cfg.batch_size}), made for GPUs: on a CPU each iteration is slow (the papers train "
               "30000); --preset cpu trains the course's teaching-scale model in minutes (--list-presets shows "
               "them all)", file=sys.stderr)
+    _cpu_threads(args, cfg.device or str(_default_device()))
     start = time.time()
     try:
         result = Trainer(cfg).fit()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        import signal
+
         from .engine.checkpoint import latest_checkpoint
 
         last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
         print("interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to continue"
                                   if last else "no checkpoint had been written yet"), file=sys.stderr)
-        return 130
+        return 128 + getattr(err, "signum", signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
@@ -346,6 +397,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--json {args.json} is a folder; name the file to write the metrics to, e.g. "
                          f"{Path(args.json) / 'metrics.json'}")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
+    _cpu_threads(args, dev)
     model, cfg, info = load_run(args.checkpoint, dev)
     if args.dataset:  # another data set than the run's: its data_root is not this one's
         cfg = {**cfg, "dataset": args.dataset,
@@ -434,8 +486,14 @@ def _predict(args: argparse.Namespace) -> int:
     from .viz.images import colorize, overlay
 
     src, out = Path(args.input), Path(args.out)
+    if not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"--out {out} looks like a file name; --out names the folder the masks and overlays are "
+                         f"written to (<name>_mask.png, <name>_overlay.png), e.g. --out {out.parent / out.stem}")
     if src.is_dir():
         files = image_files(src)  # not hidden files: .x_mask.tmp<pid>.png of an interrupted call, macOS's ._x.jpg
+        if folders := sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            print(f"note: predict reads the images of {src} itself, not of its subfolders ({', '.join(folders[:3])}"
+                  f"{', ...' if len(folders) > 3 else ''})", file=sys.stderr)
         if out.is_dir() and out.resolve() == src.resolve():  # not the masks and overlays of an earlier call
             files = [p for p in files if not p.name.endswith(("_mask.png", "_overlay.png"))]
         if not files:
@@ -445,6 +503,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         raise FileNotFoundError(f"input {src} is neither an image file nor a folder")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
+    _cpu_threads(args, dev)
     model, cfg, info = load_run(args.checkpoint, dev)
     # the run's own classes; a checkpoint that does not record them: those of its configured data set
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette

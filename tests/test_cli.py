@@ -500,3 +500,73 @@ def test_bench_pipeline_preset_follows_the_device(monkeypatch) -> None:
     assert _pipeline_preset(None) == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert _pipeline_preset(None) == "gpu"
+
+
+def test_a_copied_runs_config_resumes_the_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--config <run>/config.json --resume` continues *that* run: a copied run's config.json still
+    names the original folder (it resumed the original), and a relative out_dir resolved from another
+    folder started a new run from iteration 0."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "smoke", "--iterations", "2", "--eval-every", "2", "--out-dir", "runs/a",
+                 "--no-progress"]) == 0
+    shutil.copytree(tmp_path / "runs" / "a", tmp_path / "copy")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--config", str(tmp_path / "copy" / "config.json"), "--resume", "--iterations", "3",
+                 "--eval-every", "3", "--no-progress"]) == 0
+    assert (tmp_path / "copy" / "checkpoints" / "ckpt_00000003.pt").is_file()
+    assert not (tmp_path / "runs" / "a" / "checkpoints" / "ckpt_00000003.pt").exists()  # the original is untouched
+    assert not (elsewhere / "runs").exists()
+    # a config file that is not a run's own keeps its out_dir
+    from deeplab_edu.cli import _run_of_config
+
+    (tmp_path / "mine.yaml").write_text("iterations: 5\n")
+    assert _run_of_config(str(tmp_path / "mine.yaml")) is None
+    assert _run_of_config(str(tmp_path / "copy" / "config.json")) == tmp_path / "copy"
+
+
+def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTorch's threads wait for each other when another job holds a core (a smoke training ran 3 s per
+    iteration instead of 0.04 s with one thread): `--threads` sets them, and a CPU run is told when the
+    other processes leave fewer free cores than threads."""
+    from deeplab_edu.cli import _cpu_threads
+    from deeplab_edu.engine import workers
+
+    import psutil
+
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    monkeypatch.setattr(psutil, "cpu_count", lambda: 2)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 60.0)  # 1.2 cores busy (this process: ~0)
+    note = workers.busy_cpu_note(2)
+    assert note is not None and "keep 1.2 of this machine's 2 cores busy" in note and "--threads 1" in note
+    assert workers.busy_cpu_note(1) is None  # one thread fits the free core
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 10.0)
+    assert workers.busy_cpu_note(2) is None  # a quiet machine
+    threads = torch.get_num_threads()
+    try:
+        args = build_parser().parse_args(["train", "--threads", "1"])
+        _cpu_threads(args, "cpu")
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
+            _cpu_threads(build_parser().parse_args(["eval", "--checkpoint", "x", "--threads", "0"]), "cpu")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--out mask.png` made a folder named mask.png (and the next call's message was misleading);
+    a folder's subfolders are not read, and predict says so."""
+    assert main(["train", "--preset", "smoke", "--iterations", "1", "--eval-every", "1",
+                 "--out-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    images = tmp_path / "images"
+    (images / "more").mkdir(parents=True)
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(images / "a.png")
+    capsys.readouterr()
+    ckpt = str(tmp_path / "run" / "checkpoints")
+    assert main(["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(tmp_path / "a_mask.png")]) == 2
+    assert "looks like a file name; --out names the folder" in capsys.readouterr().err
+    assert not (tmp_path / "a_mask.png").exists()
+    assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred")]) == 0
+    assert "not of its subfolders (more)" in capsys.readouterr().err
+    assert (tmp_path / "pred" / "a_mask.png").is_file()

@@ -175,7 +175,7 @@ def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
     newest = ck.latest_checkpoint(folder)
     (folder / "ckpt_00000000.pt").write_bytes(newest.read_bytes())  # an older, good one
     newest.write_bytes(newest.read_bytes()[:100])
-    with pytest.raises(RuntimeError, match=r"move it away to resume from ckpt_00000000\.pt"):
+    with pytest.raises(RuntimeError, match=r"move it away, and the run.s folder then offers ckpt_00000000\.pt"):
         ck.load_checkpoint(folder)
 
 
@@ -451,8 +451,9 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytes
     cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=100, warmup_iters=0, num_workers=0,
                       batch_size=4)
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         Trainer(cfg, model=TinyNet(), train_set=_InterruptedScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+    assert stopped.value.signum == getattr(signal, signal_name)  # type: ignore[attr-defined]  # the exit status: 128 + it
     assert {sig: signal.getsignal(sig) for sig in before} == before  # the handlers are put back
     assert "saving a checkpoint" in capsys.readouterr().err
     saved = ck.latest_checkpoint(tmp_path / "checkpoints")
@@ -460,6 +461,26 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytes
     cfg.resume = True
     result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
     assert [r["iteration"] for r in result["history"] if r["split"] == "train"][-1] == 12
+
+
+def test_a_stop_request_cuts_a_validation_short(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C while the model is being validated stops after the current batch of the validation
+    (on CamVid a whole pass took 30 s after the message said "finishing this step"): the run saves
+    its checkpoint at that iteration and logs no validation there; --resume continues."""
+    monkeypatch.setattr(_InterruptedScenes, "calls", 0)
+    cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=4, warmup_iters=0, num_workers=0,
+                      batch_size=2)
+    val = _InterruptedScenes(20, augment=False)  # validation at iteration 4 reads its items 1-20: Ctrl-C at the 15th
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=val).fit()
+    assert _InterruptedScenes.calls < 20 - 1  # the validation stopped before its last items
+    saved = ck.latest_checkpoint(tmp_path / "checkpoints")
+    assert saved is not None and saved.name == "ckpt_00000004.pt"
+    metrics = (tmp_path / "metrics.csv").read_text()
+    assert ",val," not in metrics  # no half-validation was logged as one
+    cfg.resume = True
+    result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(4, augment=False)).fit()
+    assert [r["iteration"] for r in result["history"] if r["split"] == "val"] == [8, 12]
 
 
 def test_a_scripts_data_comes_in_pairs_and_normalised(tmp_path) -> None:

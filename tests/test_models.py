@@ -252,3 +252,22 @@ def test_at_output_stride_restores_the_stride_also_when_the_block_raises() -> No
         with at_output_stride(model, 12):
             pass
     assert model.output_stride == 16
+
+
+def test_aspp_checks_its_arguments_when_built() -> None:
+    """A negative rate built, then failed at the first forward pass with "negative padding is not
+    supported"; in_channels=0 built an empty layer. Each now fails when built, naming the argument."""
+    from deeplab_edu.models import ASPP, ASPPv2
+
+    for kwargs, message in ((dict(in_channels=64, atrous_rates=(6, -1, 18)), "atrous_rates must be positive integers"),
+                            (dict(in_channels=0), "in_channels must be a positive integer, got 0"),
+                            (dict(in_channels=64, out_channels=2.5), "out_channels must be a positive integer"),
+                            (dict(in_channels=64, atrous_rates=(6, "12")), "atrous_rates must be positive integers"),
+                            (dict(in_channels=64, dropout=1.0), r"dropout is a probability in \[0, 1\)")):
+        with pytest.raises(ValueError, match=message):
+            ASPP(**kwargs)
+    assert ASPP(64, atrous_rates=())(torch.randn(2, 64, 5, 5)).shape == (2, 256, 5, 5)  # the 1x1 (+ pooling) ablation
+    with pytest.raises(ValueError, match="ASPPv2: atrous_rates is empty"):
+        ASPPv2(64, 5, ())
+    with pytest.raises(ValueError, match="ASPPv2: num_classes must be a positive integer"):
+        ASPPv2(64, 0)

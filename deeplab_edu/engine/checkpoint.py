@@ -297,7 +297,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             raise RuntimeError(f"could not read checkpoint {p}: {reason}") from None
         older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) else []
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
-                f"away to resume from {older[-1].name}" if older else
+                f"away, and the run's folder then offers {older[-1].name} (to --resume, eval or predict)" if older else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
         raise RuntimeError(f"could not read checkpoint {p}: {reason}{hint}") from None
 

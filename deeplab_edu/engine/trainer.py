@@ -57,7 +57,7 @@ from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_group
 from .workers import original_message, resolve_num_workers
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "set_bn_momentum", "autocast_context", "RunFolderError",
-           "last_validation", "run_result"]
+           "last_validation", "run_result", "TrainingInterrupted", "ValidationStopped"]
 
 
 #: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
@@ -300,6 +300,9 @@ class Trainer:
                                           class_weights=self.class_weights).to(self.device)
         if cfg.compile:
             self.net = cast(nn.Module, torch.compile(self.net))  # an OptimizedModule
+            if self.dist.is_main:  # the compilation itself happens in the first steps, with no sign of progress
+                print("compile: torch.compile compiles the model in the first steps (and again for a new input "
+                      "size, at the first validation): they take from tens of seconds to minutes", flush=True)
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                         shuffle=True, seed=cfg.seed, drop_last=True)
         if len(self.sampler) // cfg.batch_size < 1:
@@ -548,7 +551,8 @@ class Trainer:
         return values
 
     @torch.no_grad()
-    def evaluate(self, output_stride: int | None = None) -> dict[str, Any]:
+    def evaluate(self, output_stride: int | None = None, *,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
         """mIoU etc. on the validation set, at ``output_stride`` (default ``eval_output_stride``).
 
         Batched: up to ``batch_size`` images per forward pass, grouped by size and never resized or
@@ -560,6 +564,10 @@ class Trainer:
         Returns:
             :meth:`~deeplab_edu.metrics.ConfusionMatrix.compute`'s metrics (``miou``, ``iou``,
             ``pixel_accuracy``, ``fw_iou``), fractions in [0, 1], summed over every process.
+
+        Raises:
+            ValidationStopped: ``should_stop()`` became true between two batches (:meth:`fit`
+                passes its Ctrl-C / SIGTERM request: a stop need not wait for a whole validation).
         """
         cfg = self.cfg
         model = unwrap(self.net)
@@ -575,6 +583,8 @@ class Trainer:
                 model.eval()
                 for same_size_batches in loader:
                     for x, y in same_size_batches:
+                        if should_stop is not None and should_stop():
+                            raise ValidationStopped("validation stopped by a stop request")
                         x, y = self.to_device(x, y)
                         with autocast_context(cfg.amp, self.device):
                             out = model(x)["out"]
@@ -601,8 +611,9 @@ class Trainer:
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
             BadDataError: a data file proved bad mid-run (the iterations done are saved first, for
                 ``resume``).
-            KeyboardInterrupt: after Ctrl-C, once the step is finished and a checkpoint saved (a
-                second Ctrl-C stops at once).
+            TrainingInterrupted: (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once the step is
+                finished and a checkpoint saved (a validation under way is cut short, the final one
+                aside); a second signal stops at once.
         """
         # a Trainer that has trained already is in its own run (fit() called again)
         continuing = self.cfg.resume or self.iteration > 0
@@ -695,11 +706,19 @@ class Trainer:
                               f"{row['images_per_s']:.1f} images/s", flush=True)
                     window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
                 paused = time.perf_counter()
+                # a stop request skips (or cuts short) a validation, the final one aside: stopping must not
+                # wait for a whole validation pass, and the resumed run validates at its next planned point
+                stoppable = None if last else (lambda: stop.requested)
+                if eval_now and stoppable is not None and stoppable():
+                    eval_now = False
                 if eval_now:
                     try:
-                        m = self.evaluate()
+                        m = self.evaluate(should_stop=stoppable)
                     except BadDataError as err:  # a bad validation file: keep the training done so far
                         raise self._after_data_error(err, unread) from None
+                    except ValidationStopped:
+                        m = None
+                if eval_now and m is not None:
                     row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
                            "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
                            "output_stride": cfg.eval_output_stride or cfg.output_stride}
@@ -715,7 +734,7 @@ class Trainer:
                 if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
                     self._save_unplanned(unread)
                     bar.close()
-                    raise KeyboardInterrupt
+                    raise TrainingInterrupted(stop.signum)
         bar.close()
         if self._tb is not None:
             self._tb.close()
@@ -779,6 +798,22 @@ def _check_same_classes(train_set: Any, val_set: Any) -> None:
                              "scores the model on the training set's classes)")
 
 
+class ValidationStopped(Exception):
+    """:meth:`Trainer.evaluate` stopped between two batches because its ``should_stop()`` said so."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """:meth:`Trainer.fit` stopped on a signal, after finishing its step and saving a checkpoint.
+
+    ``signum`` is the signal (``signal.SIGINT`` for Ctrl-C, ``signal.SIGTERM`` for ``kill``): a
+    command exits with ``128 + signum`` (130, 143), as a shell reports a process the signal ended.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
 class _StopRequest:
     """While training: the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``docker stop``, a batch
     scheduler's notice) asks the loop to finish its step, save a checkpoint and stop (raising
@@ -788,7 +823,7 @@ class _StopRequest:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled, self.requested = enabled, False
+        self.enabled, self.requested, self.signum = enabled, False, int(signal.SIGINT)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
@@ -798,10 +833,11 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise TrainingInterrupted(signum)
+        self.requested, self.signum = True, int(signum)
         print(f"\n{'interrupted' if signum == signal.SIGINT else signal.Signals(signum).name}: finishing this step "
-              "and saving a checkpoint (interrupt again to stop at once)", file=sys.stderr, flush=True)
+              "and saving a checkpoint, skipping a validation under way (interrupt again to stop at once)",
+              file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():

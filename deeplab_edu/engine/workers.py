@@ -26,7 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["MAX_DEFAULT_WORKERS", "LOADER_TIMEOUT_S", "available_cores", "default_num_workers", "resolve_num_workers",
-           "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader", "original_message"]
+           "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader", "original_message",
+           "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
@@ -153,6 +154,32 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
     elif worker_init_fn is not None:
         raise ValueError("worker_init_fn needs num_workers > 0: with 0 workers nothing would call it")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kwargs)
+
+
+def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25) -> str | None:
+    """A note for a CPU run when other processes keep cores busy, else ``None``.
+
+    PyTorch's CPU kernels split each operation between its intra-op threads (one per core by default)
+    and wait for the slowest: when another job holds a core, one of them waits its turn each time,
+    and a training step can become several times slower than with fewer threads. The other
+    processes' use of the CPU is sampled for ``interval`` seconds with psutil (all processes' use
+    less this one's, so a notebook or test session that has just worked does not count itself, as
+    a load average would); the note is given when the cores left free are fewer than ``threads``
+    (default: :func:`torch.get_num_threads`) by more than half a core.
+    """
+    import psutil
+
+    me = psutil.Process()
+    me.cpu_percent(None)  # starts this process's count
+    busy = psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count() or 1)  # cores in use, all processes
+    others = max(0.0, busy - me.cpu_percent(None) / 100)
+    threads = threads or torch.get_num_threads()
+    free = available_cores() - others
+    if others < 0.5 or threads <= free + 0.5:
+        return None
+    return (f"note: other processes keep {others:.1f} of this machine's {available_cores()} cores busy, and PyTorch "
+            f"will use {threads} threads that wait for each other: --threads {max(1, round(free))} can be several "
+            "times faster until the machine is free")
 
 
 def original_message(err: BaseException) -> str:

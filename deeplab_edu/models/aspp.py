@@ -60,7 +60,9 @@ def atrous_rates_for(output_stride: int, base: Sequence[int] = (6, 12, 18), base
         if scaled != int(scaled) or scaled < 1:
             raise ValueError(
                 f"atrous rate {r} at output stride {base_output_stride} does not scale to an integer rate at "
-                f"output stride {output_stride}"
+                f"output stride {output_stride} ({r} x {base_output_stride}/{output_stride} = {scaled:g}): pass "
+                f"atrous_rates for output stride {output_stride} yourself (build_model(..., atrous_rates=...), "
+                "--atrous-rates)"
             )
         rates.append(int(scaled))
     return tuple(rates)
@@ -429,16 +431,43 @@ class ImagePooling(nn.Sequential):
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
+def _check_branches(owner: str, channels: Mapping[str, int | None], atrous_rates: Sequence[int],
+                    dropout: float) -> None:
+    """Fail at construction, naming the argument, on what would otherwise fail (or quietly build an
+    empty layer) at the first forward pass: channels below 1, a rate that is not a positive integer,
+    no branch at all, a dropout probability outside [0, 1)."""
+    def positive_int(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == int(v) and v >= 1
+
+    for name, value in channels.items():
+        if value is not None and not positive_int(value):
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    bad = [r for r in atrous_rates if not positive_int(r)]
+    if bad:
+        raise ValueError(f"{owner}: atrous_rates must be positive integers (1 is an ordinary 3x3 conv), got "
+                         f"{tuple(atrous_rates)}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"{owner}: dropout is a probability in [0, 1), got {dropout!r}")
+
+
 class ASPP(nn.Module):
     """DeepLabv3's ASPP (sec. 3.3): 1x1 + three atrous 3x3 + image pooling, concatenated, projected.
 
+    (N, in_channels, h, w) -> (N, out_channels, h, w) for a feature map of any size (``"same"``
+    padding in every branch).
+
     Args:
         in_channels: channels of the backbone's features (2048 for ResNet).
-        atrous_rates: rates of the 3x3 branches ((6, 12, 18) at output stride 16).
+        atrous_rates: rates of the 3x3 branches ((6, 12, 18) at output stride 16, doubled at 8); empty:
+            the 1x1 branch (and image pooling) alone, an ablation.
         out_channels: filters per branch and after the projection (256 in the paper).
         image_pooling: include the image-level branch.
-        separable: depthwise-separable atrous convs (DeepLabv3+).
+        separable: depthwise-separable atrous convs (DeepLabv3+ sec. 3.2).
         dropout: dropout after the projection (torchvision uses 0.5; DeepLabv3+'s code 0.1).
+
+    Raises:
+        ValueError: ``in_channels`` or ``out_channels`` is not a positive integer, a rate is not a
+            positive integer, or ``dropout`` is not in [0, 1).
     """
 
     def __init__(
@@ -452,6 +481,7 @@ class ASPP(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        _check_branches("ASPP", {"in_channels": in_channels, "out_channels": out_channels}, atrous_rates, dropout)
         branches: list[nn.Module] = [
             nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
                           nn.ReLU(inplace=True))
@@ -524,6 +554,13 @@ class ASPPv2(nn.Module):
             an int (1024 in the paper): fc6 (3x3 atrous) -> fc7 (1x1) -> fc8 (1x1) with ReLU and
             dropout (VGG-16).
         dropout: dropout inside the VGG-style branches.
+
+    (N, in_channels, h, w) -> (N, num_classes, h, w), the sum of the branches' scores.
+
+    Raises:
+        ValueError: ``in_channels``, ``num_classes`` or ``hidden_channels`` is not a positive
+            integer, ``atrous_rates`` is empty or holds a rate that is not a positive integer, or
+            ``dropout`` is not in [0, 1).
     """
 
     def __init__(
@@ -536,6 +573,10 @@ class ASPPv2(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        _check_branches("ASPPv2", {"in_channels": in_channels, "num_classes": num_classes,
+                                   "hidden_channels": hidden_channels}, atrous_rates, dropout)
+        if not atrous_rates:
+            raise ValueError("ASPPv2: atrous_rates is empty: its scores are the sum of one branch per rate")
         branches = []
         for r in atrous_rates:
             r = int(r)

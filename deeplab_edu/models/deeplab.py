@@ -42,7 +42,14 @@ class DeepLab(nn.Module):
     """Common part: run the backbone, compute logits, upsample them to the input size.
 
     ``model(x)`` returns ``{"out": (N, num_classes, H, W)}`` (and ``"aux"``) as torchvision's
-    segmentation models do, so the two are interchangeable. Build one with :func:`build_model`.
+    segmentation models do, so code that *calls* a model (a training loop, the engine,
+    :mod:`deeplab_edu.inference`) takes either. The modules inside are this course's, not
+    torchvision's: :func:`deeplab_edu.models.interop.from_torchvision` converts a torchvision
+    DeepLabv3 with its weights (same outputs), and the last layer is ``model.classifier`` for
+    DeepLab v1 and v3, one per rate in ``model.aspp`` for v2 and ``model.decoder.classifier`` for
+    v3+ (torchvision's DeepLabv3:
+    ``model.classifier[4]``); for another number of classes, ``build_model(..., num_classes=n)``.
+    Build one with :func:`build_model`.
 
     Args:
         backbone: a dense feature extractor returning ``{"out", "low_level", "aux"}``
