@@ -1,4 +1,4 @@
-"""The command line: ``deeplab-edu train | eval | predict | export | bench | course-runs`` (also
+"""The command line: ``deeplab-edu train | eval | predict | export | bench | course-runs | check-data`` (also
 ``python -m deeplab_edu``).
 
 Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a flag
@@ -15,6 +15,7 @@ Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a 
     deeplab-edu export --checkpoint runs/cpu/checkpoints --out model.pt --onnx model.onnx
     deeplab-edu bench --device cpu --size 128
     deeplab-edu course-runs                                  # before class: every run chapters 08-11 load
+    deeplab-edu check-data --data-root my_data               # every bad file of your data set, before training
 
 Mistakes end with ``error: ...`` naming the setting and what to do, not a traceback; with
 ``DEEPLAB_EDU_DEBUG=1`` in the environment the error is raised with its traceback (for a bug report).
@@ -190,7 +191,7 @@ def _cpu_threads(args: argparse.Namespace, device: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``export``,
-    ``bench`` and ``course-runs``."""
+    ``bench``, ``course-runs`` and ``check-data``."""
     parser = _Parser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -254,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--output-stride", type=int, help="the ONNX graph's output stride (fixed in it); default: the "
                                                       "run's eval_output_stride, as eval and predict use, else its "
                                                       "training one")
+
+    cd = sub.add_parser("check-data", help="read a data set once, as training would: every bad file, and each "
+                                           "class's share of the labelled pixels")
+    cd.add_argument("--dataset", default="folder", help="the data set (default: folder, your own images and masks "
+                                                        "in --data-root)")
+    cd.add_argument("--data-root", help="where the data set is (folder: required; others: default the usual places)")
+    cd.add_argument("--split", nargs="+", default=["train", "val"], help="the splits to read (default: train val)")
+    cd.add_argument("--num-workers", type=int, help="DataLoader workers (default: the cores less one, at most 8)")
+    cd.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     cr = sub.add_parser("course-runs", help="before class: train every run the chapters load (08-11); finished runs "
                                             "are loaded, not retrained")
@@ -319,6 +329,23 @@ def _run_of_config(config: str | None) -> Path | None:
     if path.name == "config.json" and ((folder / "checkpoints").is_dir() or (folder / "metrics.json").is_file()):
         return folder
     return None
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    """Read every split of the data set (:func:`~deeplab_edu.data.check.check_dataset`); 2 when a file is bad."""
+    from .data import build_dataset
+    from .data.check import check_dataset
+
+    bad = 0
+    for split in args.split:
+        dataset = build_dataset(args.dataset, split, root=args.data_root)
+        print(f"{args.dataset} {split}: {dataset!r}")
+        report = check_dataset(dataset, num_workers=args.num_workers, progress=args.progress)
+        print(report.summary())
+        bad += len(report.problems)
+    if bad:
+        print(f"{bad} bad item(s): fix or remove them before training", file=sys.stderr)
+    return 2 if bad else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -762,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (for the traceback); otherwise such an error is printed as one line and 2 returned.
     """
     handlers = {"train": _train, "eval": _eval, "predict": _predict, "export": _export, "bench": _bench,
-                "course-runs": _course_runs}
+                "course-runs": _course_runs, "check-data": _check_data}
     try:
         args = build_parser().parse_args(argv)  # torch-free; each command imports what it needs
         try:

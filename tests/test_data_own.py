@@ -169,3 +169,25 @@ def test_a_bad_file_found_mid_run_keeps_the_training_done(tmp_path: Path, capsys
     Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "val" / "masks" / "p1.png")
     assert main(args + ["--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
+
+
+def test_check_data_lists_every_bad_file_and_absent_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Training stops at the first bad file it reaches, possibly hours in; `check-data` reads them all
+    first and lists each, and names a class no mask labels."""
+    from deeplab_edu.cli import main
+    from deeplab_edu.data.check import check_dataset
+
+    root = _make(tmp_path / "data", {"train": 4, "val": 2}, classes="background\nsquare 255 0 0\nunused\n")
+    good = check_dataset(build_dataset("folder", "train", root=root), num_workers=0, progress=False)
+    assert good.items == 4 and not good.problems and good.absent_classes == ["unused"]
+    assert good.pixels.sum() > 0 and good.pixels[2] == 0
+    masks = sorted((root / "train" / "masks").iterdir())
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(masks[0])  # a label outside the classes (and another size)
+    (root / "train" / "images" / f"{masks[1].stem}.png").write_bytes(b"not an image")
+    report = check_dataset(build_dataset("folder", "train", root=root), num_workers=1, progress=False)
+    assert len(report.problems) == 2 and report.items == 4
+    assert any(masks[0].name in p for p in report.problems) and any("not a readable image" in p for p in report.problems)
+    assert main(["check-data", "--data-root", str(root), "--no-progress"]) == 2
+    out = capsys.readouterr()
+    assert "4 items read, 2 bad" in out.out and "2 items read, 0 bad" in out.out and "unused" in out.out
+    assert "2 bad item(s)" in out.err

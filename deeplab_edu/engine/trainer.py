@@ -433,7 +433,8 @@ class Trainer:
         note = ""
         if self._save_unplanned(unread):
             done = "the iteration done was" if self.iteration == 1 else f"the {self.iteration} iterations done were"
-            note = f" ({done} saved: fix the file, then run again with --resume)"
+            note = (f" ({done} saved: fix the file, then run again with --resume; `deeplab-edu check-data` lists every "
+                    "bad file of a data set at once)")
         return BadDataError(original_message(err) + note)
 
     # ------------------------------------------------------------------ data

@@ -1,0 +1,110 @@
+"""Read a whole data set once, before training on it: every bad file, and each class's share of pixels.
+
+Training reads a file when a batch needs it, so a corrupt image, a mask whose size differs from its
+image or a label outside the classes stops a run when it is reached, possibly hours in (the
+iterations done are saved, and ``--resume`` continues once the file is fixed). :func:`check_dataset`
+reads every item with the data set's own loader, the very checks training runs, in DataLoader
+workers, and lists *every* bad file instead of stopping at the first; it also counts each class's
+labelled pixels, so that a class no mask uses (a typo in ``classes.txt``, a split without it) is
+found before a model is trained to predict it. ``deeplab-edu check-data`` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..progress import progress_bar
+from .io import BadDataError
+
+__all__ = ["DataCheck", "check_dataset"]
+
+
+@dataclass
+class DataCheck:
+    """What :func:`check_dataset` found.
+
+    Attributes:
+        items: the items read (good and bad).
+        problems: one message per bad item, naming its file(s) and the problem (the loader's own).
+        pixels: labelled pixels per class, int64 of shape (num_classes,) (ignored pixels not counted).
+        class_names: the data set's class names, in label order.
+    """
+
+    items: int
+    problems: list[str] = field(default_factory=list)
+    pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_names: Sequence[str] = ()
+
+    @property
+    def absent_classes(self) -> list[str]:
+        """Classes no mask of the data set labels a single pixel with."""
+        return [name for name, n in zip(self.class_names, self.pixels) if n == 0]
+
+    def summary(self) -> str:
+        """A few lines: the items read, the bad ones, each class's share of the labelled pixels."""
+        total = max(int(self.pixels.sum()), 1)
+        lines = [f"{self.items} items read, {len(self.problems)} bad"]
+        lines += [f"  {p}" for p in self.problems]
+        shares = ", ".join(f"{name} {100 * n / total:.1f} %" for name, n in zip(self.class_names, self.pixels))
+        lines.append(f"labelled pixels per class: {shares}")
+        if self.absent_classes:
+            lines.append(f"no mask of this split labels a pixel as {', '.join(self.absent_classes)}: a model cannot "
+                         "learn such a class from a training split, and a validation split does not score it (a "
+                         "name in classes.txt that no mask uses?)")
+        return "\n".join(lines)
+
+
+class _Checked(Dataset):
+    """Item ``i`` as ``(None, pixel counts)`` or ``(message, None)``: a bad file is a result, not an error."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.read = getattr(dataset, "load", dataset.__getitem__)  # the untransformed item where there is one
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[str | None, np.ndarray | None]:
+        try:
+            _, mask = self.read(index)
+        except (BadDataError, OSError) as err:  # OSError: a file removed or unreadable since the listing
+            return str(err), None
+        mask = torch.as_tensor(mask).reshape(-1)
+        mask = mask[mask != self.dataset.ignore_index]
+        return None, torch.bincount(mask, minlength=self.dataset.num_classes)[: self.dataset.num_classes].numpy()
+
+
+def _as_list(batch: list[Any]) -> list[Any]:
+    return batch
+
+
+def check_dataset(dataset: Any, *, num_workers: int | None = None, progress: bool = True) -> DataCheck:
+    """Read every item of ``dataset`` once, as training would, and report what is wrong.
+
+    Args:
+        dataset: a data set of this package (``load(i)`` is read where it exists, else ``dataset[i]``),
+            with ``num_classes``, ``class_names`` and ``ignore_index``.
+        num_workers: DataLoader workers (``None``: :func:`~deeplab_edu.engine.workers.default_num_workers`).
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`DataCheck`: every bad item's message, and the labelled pixels per class.
+    """
+    from ..engine.workers import make_loader
+
+    checked = _Checked(dataset)
+    loader = make_loader(checked, batch_size=8, num_workers=num_workers, collate_fn=_as_list)
+    report = DataCheck(items=len(checked), pixels=np.zeros(dataset.num_classes, np.int64),
+                       class_names=tuple(dataset.class_names))
+    for batch in progress_bar(loader, desc="checking the data", unit="batch", progress=progress):
+        for message, counts in batch:
+            if message is not None:
+                report.problems.append(message)
+            else:
+                report.pixels += counts
+    return report
