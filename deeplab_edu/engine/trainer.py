@@ -641,12 +641,17 @@ class Trainer:
         start = f", from iteration {self.iteration}" if self.iteration else ""
         val = len(self.val_set) if hasattr(self.val_set, "__len__") else "?"
         crop = "" if "data_class" in info else f" (crop {cfg.crop_size})"  # a script's data: its own transform
-        strides = f"output stride {cfg.output_stride}" + (
-            f", validated at {cfg.eval_output_stride}" if cfg.eval_output_stride not in (None, cfg.output_stride) else "")
+        net = unwrap(self.net)
+        if hasattr(net, "set_output_stride"):  # a model that cannot switch trains and validates at its own stride
+            strides = f" (output stride {cfg.output_stride}" + (
+                f", validated at {cfg.eval_output_stride})" if cfg.eval_output_stride not in (None, cfg.output_stride)
+                else ")")
+        else:
+            strides = ""
         balanced = ("" if self.class_weights is None else
                     f" (class weights {float(self.class_weights.min()):.2f}-{float(self.class_weights.max()):.2f}, "
                     "median frequency)")
-        return (f"train {model} ({strides}) on {data}: {len(self.train_set)} training / {val} validation images, "
+        return (f"train {model}{strides} on {data}: {len(self.train_set)} training / {val} validation images, "
                 f"{self.num_classes} classes{balanced}; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
                 f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}) -> "
                 f"{shown_path(self.out)}")
