@@ -346,7 +346,7 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
         CheckpointMismatchError: its weights do not fit the model its configuration names (as for
             :func:`load_run`).
     """
-    from .engine.checkpoint import CheckpointMismatchError, check_compatible
+    from .engine.checkpoint import check_compatible
     from .models import build_model
 
     cfg = state.get("config")
@@ -361,16 +361,12 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
             kwargs["atrous_rates"] = tuple(info["atrous_rates"])
         model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
                             output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False), **kwargs)
-    try:
-        check_compatible(state, info, model, source=f"checkpoint {checkpoint}")
-    except CheckpointMismatchError as err:
-        if "model_class" not in info:
-            raise
-        raise CheckpointMismatchError(
-            f"checkpoint {checkpoint} holds a model its training script built itself ({info['model_class']}), "
-            f"not the {info['name']} / {info['backbone']} its configuration names: build that model in Python "
-            "and load the checkpoint's 'model' weights into it "
-            f"(torch.load(path, weights_only=True)['model']). ({err})") from None
+    own = None
+    if "model_class" in info:  # a model the training script built: the configuration's model is not it
+        own = (f"It holds a model its training script built itself ({info['model_class']}), not the "
+               f"{info['name']} / {info['backbone']} its configuration names: build that model in Python and load "
+               "the checkpoint's 'model' weights into it (torch.load(path, weights_only=True)['model']).")
+    check_compatible(state, info, model, source=f"checkpoint {checkpoint}", advice=own)
     model.load_state_dict(state["model"])
     return LoadedRun(model.to(device).eval(), cfg, dict(info))
 

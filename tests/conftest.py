@@ -22,6 +22,17 @@ def _smoke_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(autouse=True)
+def _no_busy_cpu_note(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's note on a busy CPU (``engine.workers.busy_cpu_note``) is off in tests, which keep the
+    CPU busy themselves (other tests, in parallel) and check what a command prints; a test marked
+    ``busy_cpu_note`` gets it."""
+    if request.node.get_closest_marker("busy_cpu_note") is None:
+        from deeplab_edu.engine import workers
+
+        monkeypatch.setattr(workers, "busy_cpu_note", lambda *args, **kwargs: None)
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """One intra-op torch thread for the test (modules use it with ``pytestmark``): on a small shared

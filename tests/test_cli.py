@@ -526,6 +526,7 @@ def test_a_copied_runs_config_resumes_the_copy(tmp_path: Path, monkeypatch: pyte
     assert _run_of_config(str(tmp_path / "copy" / "config.json")) == tmp_path / "copy"
 
 
+@pytest.mark.busy_cpu_note
 def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     """PyTorch's threads wait for each other when another job holds a core (a smoke training ran 3 s per
     iteration instead of 0.04 s with one thread): `--threads` sets them, and a CPU run is told when the

@@ -420,6 +420,7 @@ def test_a_checkpoint_says_what_its_script_passed_in(tmp_path, capsys) -> None:
                  str(tmp_path / "photo.png"), "--out", str(tmp_path / "pred2")]) == 2
     err = capsys.readouterr().err
     assert "built itself" in err and "TinyNet" in err and err.count("\n") == 1
+    assert "start a new run" not in err  # the generic advice contradicted this one
 
 
 class _InterruptedScenes(TinyScenes):
