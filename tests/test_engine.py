@@ -100,6 +100,15 @@ def test_class_weights_weigh_each_pixel_by_its_class(tmp_path) -> None:
     plain = Trainer(tiny_config(tmp_path / "plain", class_weights="none"), model=TinyNet(), train_set=scenes,
                     val_set=TinyScenes(2, augment=False))
     assert plain.class_weights is None
+
+    class NoBlue(TinyScenes):  # class 2 ("blue") in no mask: its weight is a guess, said so
+        def __getitem__(self, i: int):
+            image, mask = super().__getitem__(i)
+            return image, torch.where(mask == 2, 0, mask)
+
+    with pytest.warns(UserWarning, match=r"no pixel of blue in the 8 training masks counted"):
+        Trainer(tiny_config(tmp_path / "noblue", class_weights="median_frequency"), model=TinyNet(),
+                train_set=NoBlue(8), val_set=TinyScenes(2, augment=False))
     from deeplab_edu.engine.config import load_config
 
     assert load_config("smoke", {"class_weights": "None"}).class_weights is None  # one value for "no weights"

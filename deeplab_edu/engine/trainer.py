@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sized, cast
 
@@ -198,6 +199,15 @@ def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
     indices = np.unique(np.linspace(0, n - 1, min(n, CLASS_WEIGHT_IMAGES)).round().astype(int)).tolist()
     with _random_state_kept():
         masks = dataset_masks(train_set, indices=indices)
+    seen = np.zeros(num_classes, bool)
+    for m in masks:
+        values = np.unique(np.asarray(m))
+        seen[values[values < num_classes].astype(int)] = True
+    if not seen.all():  # its weight is the rarest class's; the model may still never see it
+        names = list(getattr(train_set, "class_names", range(num_classes)))
+        warnings.warn(f"class weights: no pixel of {', '.join(str(names[c]) for c in np.flatnonzero(~seen))} in the "
+                      f"{len(indices)} training masks counted; such a class gets the rarest class's weight "
+                      "(`deeplab-edu check-data` counts every mask)", stacklevel=2)
     return torch.as_tensor(median_frequency_weights(masks, num_classes), dtype=torch.float32)
 
 
