@@ -601,13 +601,18 @@ def _export(args: argparse.Namespace) -> int:
     if args.output_stride is not None and not args.onnx:
         raise ValueError("--output-stride sets the ONNX graph's output stride: give --onnx too (a model file "
                          "keeps the run's settings; eval and predict take --output-stride themselves)")
-    from .engine.checkpoint import load_checkpoint, save_model_file
+    from .engine.checkpoint import checkpoint_file, load_checkpoint, save_model_file
 
+    source = checkpoint_file(args.checkpoint).resolve()
+    for flag, target in (("--out", args.out), ("--onnx", args.onnx)):
+        if target and Path(target).resolve() == source:  # the training state (optimiser, iteration) would be lost
+            raise ValueError(f"{flag} {target} is the checkpoint being exported: name another file")
     state = load_checkpoint(args.checkpoint)  # read once for both files
     if args.out:
+        replaced = " (replacing the file there)" if Path(args.out).exists() else ""
         path = save_model_file(state, args.out, source=args.checkpoint)
-        print(f"{args.checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB; eval, predict and --init-from "
-              "read it)")
+        print(f"{args.checkpoint} -> {path}{replaced} ({path.stat().st_size / 2**20:.1f} MiB; eval, predict and "
+              "--init-from read it)")
     if args.onnx:
         from .inference import run_from_checkpoint
         from .models.export import export_onnx
@@ -616,9 +621,10 @@ def _export(args: argparse.Namespace) -> int:
 
         model, cfg, _ = run_from_checkpoint(state, args.checkpoint, "cpu")
         output_stride = _output_stride(args, cfg)
+        replaced = ", replacing the file there" if Path(args.onnx).exists() else ""
         with at_output_stride(model, output_stride):  # what eval and predict run, and what validation measured
             path = export_onnx(model, args.onnx)
-        print(f"{args.checkpoint} -> {path} (ONNX, output stride {output_stride or 'as trained'})")
+        print(f"{args.checkpoint} -> {path} (ONNX, output stride {output_stride or 'as trained'}{replaced})")
     return 0
 
 

@@ -157,6 +157,11 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert np.array_equal(np.asarray(Image.open(tmp_path / "p4" / "a_mask.png")), np.asarray(mask))
     assert main(["export", "--checkpoint", ckpt]) == 2
     assert "--out model.pt" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(run / "checkpoints"), "--out", str(model_file)]) == 0
+    assert "replacing the file there" in capsys.readouterr().out
+    before = Path(ckpt).read_bytes()
+    assert main(["export", "--checkpoint", ckpt, "--out", ckpt]) == 2  # would drop the run's optimiser state
+    assert "is the checkpoint being exported" in capsys.readouterr().err and Path(ckpt).read_bytes() == before
     # --onnx hands the run's model (eval mode, at the output stride eval and predict use) to export_onnx (tested
     # in test_export)
     exported: list[tuple[Any, Path, int]] = []
