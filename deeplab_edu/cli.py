@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -198,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a model (DeepLabv3's recipe)")
     tr.add_argument("--preset", help="a preset name (see --list-presets); without it, the papers' defaults")
-    tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given")
+    tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given; a run's "
+                                     "own config.json with --resume continues that run in its folder")
     tr.add_argument("--list-presets", action="store_true", help="print the presets, each with its first line, and exit")
     tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
     tr.add_argument("--threads", type=int, help=_THREADS_HELP)
@@ -607,11 +609,14 @@ def _export(args: argparse.Namespace) -> int:
     for flag, target in (("--out", args.out), ("--onnx", args.onnx)):
         if target and Path(target).resolve() == source:  # the training state (optimiser, iteration) would be lost
             raise ValueError(f"{flag} {target} is the checkpoint being exported: name another file")
+        if target and _in_checkpoints_folder(Path(target)):  # a run's resume would read a model file as its newest
+            raise ValueError(f"{flag} {target} names a training checkpoint of a run ({Path(target).parent}): write "
+                             "the model file outside the run's checkpoints folder")
     state = load_checkpoint(args.checkpoint)  # read once for both files
     if args.out:
-        replaced = " (replacing the file there)" if Path(args.out).exists() else ""
+        replaced = ", replacing the file there" if Path(args.out).exists() else ""
         path = save_model_file(state, args.out, source=args.checkpoint)
-        print(f"{args.checkpoint} -> {path}{replaced} ({path.stat().st_size / 2**20:.1f} MiB; eval, predict and "
+        print(f"{args.checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB{replaced}; eval, predict and "
               "--init-from read it)")
     if args.onnx:
         from .inference import run_from_checkpoint
@@ -626,6 +631,15 @@ def _export(args: argparse.Namespace) -> int:
             path = export_onnx(model, args.onnx)
         print(f"{args.checkpoint} -> {path} (ONNX, output stride {output_stride or 'as trained'}{replaced})")
     return 0
+
+
+def _in_checkpoints_folder(path: Path) -> bool:
+    """Whether ``path`` is named as a run's training checkpoints are (``ckpt_<iteration>.pt``, ``last.pt``)
+    in a folder that holds such checkpoints: what ``--resume`` reads."""
+    from .engine.checkpoint import latest_checkpoint
+
+    named = path.name == "last.pt" or re.fullmatch(r"ckpt_\d+\.pt", path.name) is not None
+    return named and latest_checkpoint(path.parent) is not None
 
 
 def _pipeline_preset(device: str | None) -> str:

@@ -162,6 +162,10 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     before = Path(ckpt).read_bytes()
     assert main(["export", "--checkpoint", ckpt, "--out", ckpt]) == 2  # would drop the run's optimiser state
     assert "is the checkpoint being exported" in capsys.readouterr().err and Path(ckpt).read_bytes() == before
+    for target in (run / "checkpoints" / "last.pt", run / "checkpoints" / "ckpt_00000999.pt"):  # the folder form
+        assert main(["export", "--checkpoint", str(run / "checkpoints"), "--out", str(target)]) == 2
+        assert "names a training checkpoint of a run" in capsys.readouterr().err
+    assert Path(ckpt).read_bytes() == before and not (run / "checkpoints" / "ckpt_00000999.pt").exists()
     # --onnx hands the run's model (eval mode, at the output stride eval and predict use) to export_onnx (tested
     # in test_export)
     exported: list[tuple[Any, Path, int]] = []

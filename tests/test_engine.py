@@ -669,3 +669,15 @@ def test_every_public_name_of_the_engine_resolves() -> None:
         assert getattr(engine, name).__name__ == name
     with pytest.raises(AttributeError, match="has no attribute 'Trainr'"):
         engine.Trainr  # noqa: B018
+
+
+def test_resuming_from_a_model_file_says_what_it_is(tmp_path) -> None:
+    """A model file (``export``: weights, no optimiser) copied into a run's checkpoints folder is its newest
+    checkpoint to --resume: it failed with a bare KeyError 'optimizer'; it now says what the file is."""
+    cfg = tiny_config(tmp_path, iterations=2, eval_every=100, warmup_iters=0)
+    Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    state = ck.load_checkpoint(tmp_path / "checkpoints")
+    ck.save_model_file(state, tmp_path / "checkpoints" / "ckpt_00000009.pt", source="test")
+    cfg.resume, cfg.iterations = True, 4
+    with pytest.raises(ck.CheckpointMismatchError, match="holds no training state.*a model file.*--init-from"):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()

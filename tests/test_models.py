@@ -267,6 +267,11 @@ def test_aspp_checks_its_arguments_when_built() -> None:
         with pytest.raises(ValueError, match=message):
             ASPP(**kwargs)
     assert ASPP(64, atrous_rates=())(torch.randn(2, 64, 5, 5)).shape == (2, 256, 5, 5)  # the 1x1 (+ pooling) ablation
+    with pytest.raises(ValueError, match="atrous_rates is a sequence of rates"):
+        ASPP(64, atrous_rates=6)  # type: ignore[arg-type]
+    aspp = ASPP(16)
+    with pytest.raises(ValueError, match="must be positive integers"):
+        aspp.atrous_rates = (1.5, 2, 3)  # was quietly truncated to 1
     with pytest.raises(ValueError, match="ASPPv2: atrous_rates is empty"):
         ASPPv2(64, 5, ())
     with pytest.raises(ValueError, match="ASPPv2: num_classes must be a positive integer"):

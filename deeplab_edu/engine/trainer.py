@@ -372,6 +372,12 @@ class Trainer:
                                     "--out-dir?): starting a new run from iteration 0")
             return
         state = ck.load_checkpoint(path)
+        lacking = [k for k in ("optimizer", "scheduler", "iteration", "epoch") if k not in state]
+        if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
+            raise ck.CheckpointMismatchError(
+                f"{path} holds no training state ({', '.join(lacking)} missing): it is a model file, as `deeplab-edu "
+                "export` writes, not a checkpoint of this run; move it out of the checkpoints folder to resume from "
+                "the newest one left, or start a new run from it with --init-from")
         ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
                            current=self._init_from_sha256)  # hashed once, in __init__
         config = self.out / "config.json"

@@ -431,21 +431,28 @@ class ImagePooling(nn.Sequential):
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == int(v) and v >= 1
+
+
+def _check_rates(owner: str, atrous_rates: Any) -> None:
+    """``atrous_rates`` is a sequence of positive whole numbers, else a ValueError naming ``owner``."""
+    if isinstance(atrous_rates, (str, bytes)) or not isinstance(atrous_rates, Sequence):
+        raise ValueError(f"{owner}: atrous_rates is a sequence of rates, e.g. (6, 12, 18), got {atrous_rates!r}")
+    if not all(_positive_int(r) for r in atrous_rates):
+        raise ValueError(f"{owner}: atrous_rates must be positive integers (1 is an ordinary 3x3 conv), got "
+                         f"{tuple(atrous_rates)}")
+
+
 def _check_branches(owner: str, channels: Mapping[str, int | None], atrous_rates: Sequence[int],
                     dropout: float) -> None:
     """Fail at construction, naming the argument, on what would otherwise fail (or quietly build an
     empty layer) at the first forward pass: channels below 1, a rate that is not a positive integer,
     no branch at all, a dropout probability outside [0, 1)."""
-    def positive_int(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == int(v) and v >= 1
-
     for name, value in channels.items():
-        if value is not None and not positive_int(value):
+        if value is not None and not _positive_int(value):
             raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    bad = [r for r in atrous_rates if not positive_int(r)]
-    if bad:
-        raise ValueError(f"{owner}: atrous_rates must be positive integers (1 is an ordinary 3x3 conv), got "
-                         f"{tuple(atrous_rates)}")
+    _check_rates(owner, atrous_rates)
     if not 0 <= dropout < 1:
         raise ValueError(f"{owner}: dropout is a probability in [0, 1), got {dropout!r}")
 
@@ -512,6 +519,7 @@ class ASPP(nn.Module):
 
     @atrous_rates.setter
     def atrous_rates(self, rates: Sequence[int]) -> None:
+        _check_rates("ASPP", rates)
         atrous = [b for b in self.convs if isinstance(b, ASPPConv)]
         if len(rates) != len(atrous):
             raise ValueError(f"atrous_rates needs {len(atrous)} rates, got {tuple(rates)}")
