@@ -449,11 +449,11 @@ assert agree > 0.97
 # around object boundaries (v1 Fig. 5, v2 Fig. 10), where the CRF should help most. We do the
 # same with `coarse_scores` as the "network": first with the released parameters, then with
 # parameters cross-validated on *other* scenes, as the papers did on VOC val. The test scenes
-# (seed 2) never take part in the search (seed 1). Each axis of the grid starts at the released setting and
-# spans a factor of four or five on a log scale (as a coarse first step should), so that the best
-# value found can lie *inside* the grid; the `cpu` profile holds $\theta_\alpha$ at 60 to keep the search
-# to nine settings (on these flat-coloured scenes it is the parameter that matters least: the
-# `gpu` profile searches it too).
+# (seed 2) never take part in the search (seed 1). In the `cpu` profile each axis of the grid starts
+# at the released setting and spans a factor of four or five on a log scale (as a coarse first step
+# should), so that the best value found can lie *inside* the grid, and $\theta_\alpha$ is held at 60
+# to keep the search to nine settings (on these flat-coloured scenes it is the parameter that
+# matters least; the `gpu` profile searches it too, on a wider grid).
 
 # %%
 n_val, n_test = config.choose(smoke=(2, 3), cpu=(8, 24), gpu=(12, 48))
