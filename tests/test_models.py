@@ -267,6 +267,9 @@ def test_aspp_checks_its_arguments_when_built() -> None:
         with pytest.raises(ValueError, match=message):
             ASPP(**kwargs)
     assert ASPP(64, atrous_rates=())(torch.randn(2, 64, 5, 5)).shape == (2, 256, 5, 5)  # the 1x1 (+ pooling) ablation
+    import numpy as np
+
+    assert ASPP(64, atrous_rates=(np.int64(2), 4, 6.0)).atrous_rates == (2, 4, 6)  # whole numbers of any kind
     with pytest.raises(ValueError, match="atrous_rates is a sequence of rates"):
         ASPP(64, atrous_rates=6)  # type: ignore[arg-type]
     aspp = ASPP(16)

@@ -30,6 +30,8 @@ the input size, the output stride and the smallest input that works
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from typing import Any, Mapping, Sequence, cast
 
 import torch
@@ -85,6 +87,14 @@ def feature_map_side(input_side: int, output_stride: int) -> int:
     return side
 
 
+def _positive_int(v: Any) -> bool:
+    """A whole number of at least 1 (``6``, ``6.0``, ``np.int64(6)``; not ``True``, ``1.5`` or ``"6"``)."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    x = float(v)
+    return math.isfinite(x) and x >= 1 and x.is_integer()
+
+
 def fit_atrous_rates(map_side: int, paper_rates: Sequence[int] = (6, 12, 18),
                      paper_map_side: int = PAPER_MAP_SIDE, kernel: int = 3) -> tuple[int, ...]:
     """Rates that use a ``map_side``-cell feature map the way the paper's rates use theirs.
@@ -107,7 +117,7 @@ def fit_atrous_rates(map_side: int, paper_rates: Sequence[int] = (6, 12, 18),
         raise ValueError(f"map_side must be a positive integer, got {map_side!r}")
     rates = []
     for r in paper_rates:
-        if isinstance(r, bool) or int(r) != r or r < 1:
+        if not _positive_int(r):
             raise ValueError(f"paper_rates must be positive integers, got {tuple(paper_rates)}")
         target = mean_valid_fraction(paper_map_side, int(r), kernel) - 1e-9
         fitting = [c for c in range(1, map_side + 1) if mean_valid_fraction(map_side, c, kernel) >= target]
@@ -429,10 +439,6 @@ class ImagePooling(nn.Sequential):
             y = bn(y)
         y = self[3](y)
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-
-
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == int(v) and v >= 1
 
 
 def _check_rates(owner: str, atrous_rates: Any) -> None:
