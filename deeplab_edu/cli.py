@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import sys
 import textwrap
 import time
@@ -603,13 +602,13 @@ def _export(args: argparse.Namespace) -> int:
     if args.output_stride is not None and not args.onnx:
         raise ValueError("--output-stride sets the ONNX graph's output stride: give --onnx too (a model file "
                          "keeps the run's settings; eval and predict take --output-stride themselves)")
-    from .engine.checkpoint import checkpoint_file, load_checkpoint, save_model_file
+    from .engine.checkpoint import checkpoint_file, load_checkpoint, names_a_run_checkpoint, save_model_file
 
     source = checkpoint_file(args.checkpoint).resolve()
     for flag, target in (("--out", args.out), ("--onnx", args.onnx)):
         if target and Path(target).resolve() == source:  # the training state (optimiser, iteration) would be lost
             raise ValueError(f"{flag} {target} is the checkpoint being exported: name another file")
-        if target and _in_checkpoints_folder(Path(target)):  # a run's resume would read a model file as its newest
+        if target and names_a_run_checkpoint(target):  # a run's resume would read a model file as its newest
             raise ValueError(f"{flag} {target} names a training checkpoint of a run ({Path(target).parent}): write "
                              "the model file outside the run's checkpoints folder")
     state = load_checkpoint(args.checkpoint)  # read once for both files
@@ -631,15 +630,6 @@ def _export(args: argparse.Namespace) -> int:
             path = export_onnx(model, args.onnx)
         print(f"{args.checkpoint} -> {path} (ONNX, output stride {output_stride or 'as trained'}{replaced})")
     return 0
-
-
-def _in_checkpoints_folder(path: Path) -> bool:
-    """Whether ``path`` is named as a run's training checkpoints are (``ckpt_<iteration>.pt``, ``last.pt``)
-    in a folder that holds such checkpoints: what ``--resume`` reads."""
-    from .engine.checkpoint import latest_checkpoint
-
-    named = path.name == "last.pt" or re.fullmatch(r"ckpt_\d+\.pt", path.name) is not None
-    return named and latest_checkpoint(path.parent) is not None
 
 
 def _pipeline_preset(device: str | None) -> str:

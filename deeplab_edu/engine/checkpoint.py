@@ -45,7 +45,7 @@ from ..records import shown_path
 
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
-    "latest_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
+    "latest_checkpoint", "names_a_run_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
     "save_model_file", "TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
 ]
@@ -252,6 +252,13 @@ def _checkpoints(folder: Path) -> list[Path]:
         return []
     found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
     return [p for _, p in found]
+
+
+def names_a_run_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named as a run's training checkpoints are (``ckpt_<iteration>.pt``,
+    ``last.pt``) in a folder that holds such checkpoints: a file there is what ``--resume`` reads."""
+    p = Path(path)
+    return (p.name == "last.pt" or _NAME.match(p.name) is not None) and latest_checkpoint(p.parent) is not None
 
 
 def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:

@@ -193,19 +193,16 @@ def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
     """Median-frequency class weights (:func:`~deeplab_edu.data.stats.median_frequency_weights`)
     from the labels of at most :data:`CLASS_WEIGHT_IMAGES` training images spread evenly over the
     set, untransformed where the set can load them so (``load``)."""
-    from ..data.stats import dataset_masks, median_frequency_weights
+    from ..data.stats import class_pixel_frequencies, dataset_masks, median_frequency_weights
 
     n = len(train_set)
     indices = np.unique(np.linspace(0, n - 1, min(n, CLASS_WEIGHT_IMAGES)).round().astype(int)).tolist()
     with _random_state_kept():
         masks = dataset_masks(train_set, indices=indices)
-    seen = np.zeros(num_classes, bool)
-    for m in masks:
-        values = np.unique(np.asarray(m))
-        seen[values[values < num_classes].astype(int)] = True
-    if not seen.all():  # its weight is the rarest class's; the model may still never see it
+    absent = np.flatnonzero(class_pixel_frequencies(masks, num_classes)[:num_classes] == 0)
+    if absent.size:  # its weight is the rarest class's; the model may still never see it
         names = list(getattr(train_set, "class_names", range(num_classes)))
-        warnings.warn(f"class weights: no pixel of {', '.join(str(names[c]) for c in np.flatnonzero(~seen))} in the "
+        warnings.warn(f"class weights: no pixel of {', '.join(str(names[c]) for c in absent)} in the "
                       f"{len(indices)} training masks counted; such a class gets the rarest class's weight "
                       "(`deeplab-edu check-data` counts every mask)", stacklevel=2)
     return torch.as_tensor(median_frequency_weights(masks, num_classes), dtype=torch.float32)
@@ -372,7 +369,8 @@ class Trainer:
                                     "--out-dir?): starting a new run from iteration 0")
             return
         state = ck.load_checkpoint(path)
-        lacking = [k for k in ("optimizer", "scheduler", "iteration", "epoch") if k not in state]
+        lacking = [k for k in ("optimizer", "scheduler", "rng") if k not in state]  # what resuming reads (the scaler
+        # is optional): ck.TRAINING_STATE_KEYS, which a model file leaves out
         if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
             raise ck.CheckpointMismatchError(
                 f"{path} holds no training state ({', '.join(lacking)} missing): it is a model file, as `deeplab-edu "
@@ -657,13 +655,11 @@ class Trainer:
         start = f", from iteration {self.iteration}" if self.iteration else ""
         val = len(self.val_set) if hasattr(self.val_set, "__len__") else "?"
         crop = "" if "data_class" in info else f" (crop {cfg.crop_size})"  # a script's data: its own transform
-        net = unwrap(self.net)
-        if hasattr(net, "set_output_stride"):  # a model that cannot switch trains and validates at its own stride
+        strides = ""  # a model that cannot switch its output stride trains and validates at its own
+        if hasattr(unwrap(self.net), "set_output_stride"):
             strides = f" (output stride {cfg.output_stride}" + (
                 f", validated at {cfg.eval_output_stride})" if cfg.eval_output_stride not in (None, cfg.output_stride)
                 else ")")
-        else:
-            strides = ""
         balanced = ("" if self.class_weights is None else
                     f" (class weights {float(self.class_weights.min()):.2f}-{float(self.class_weights.max()):.2f}, "
                     "median frequency)")
@@ -731,16 +727,15 @@ class Trainer:
                 # a stop request skips (or cuts short) a validation, the final one aside: stopping must not
                 # wait for a whole validation pass, and the resumed run validates at its next planned point
                 stoppable = None if last else (lambda: stop.requested)
-                if eval_now and stoppable is not None and stoppable():
-                    eval_now = False
-                if eval_now:
+                m = None
+                if eval_now and not (stoppable is not None and stoppable()):  # no loader started for nothing
                     try:
                         m = self.evaluate(should_stop=stoppable)
                     except BadDataError as err:  # a bad validation file: keep the training done so far
                         raise self._after_data_error(err, unread) from None
                     except ValidationStopped:
-                        m = None
-                if eval_now and m is not None:
+                        pass
+                if m is not None:
                     row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
                            "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
                            "output_stride": cfg.eval_output_stride or cfg.output_stride}
