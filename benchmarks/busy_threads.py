@@ -28,7 +28,8 @@ from typing import Any, Iterator
 
 import torch
 
-from deeplab_edu.engine.bench.timing import interleaved, interval_text, speed_verdict, speedup_interval, write_result
+from deeplab_edu.engine.bench.timing import (interleaved, interval_text, speed_verdict, speedup_interval, torch_threads,
+                                             write_result)
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 from deeplab_edu.engine.workers import available_cores
@@ -51,15 +52,11 @@ def train_seconds(iterations: int, threads: int, folder: Path) -> float:
     """Wall seconds of ``Trainer(smoke preset).fit()`` for ``iterations`` steps at ``threads`` threads."""
     cfg = load_config("smoke", {"iterations": iterations, "eval_every": iterations + 1, "ckpt_every": iterations,
                                 "num_workers": 0, "progress": False, "out_dir": str(folder)})
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         trainer = Trainer(cfg)
         start = time.perf_counter()
         trainer.fit()
         return time.perf_counter() - start
-    finally:
-        torch.set_num_threads(before)
 
 
 def main() -> None:
