@@ -338,12 +338,14 @@ def _check_data(args: argparse.Namespace) -> int:
     from .data.check import check_dataset
 
     bad = 0
+    # a folder lists its unpaired files among the problems instead of stopping at them
+    options = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
     for split in args.split:
-        dataset = build_dataset(args.dataset, split, root=args.data_root)
+        dataset = build_dataset(args.dataset, split, root=args.data_root, **options)
         print(f"{args.dataset} {split}: {dataset!r}")
         report = check_dataset(dataset, num_workers=args.num_workers, progress=args.progress)
         print(report.summary())
-        bad += len(report.problems)
+        bad += report.bad
     if bad:
         print(f"{bad} bad item(s): fix or remove them before training", file=sys.stderr)
     return 2 if bad else 0

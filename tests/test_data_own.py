@@ -191,3 +191,30 @@ def test_check_data_lists_every_bad_file_and_absent_classes(tmp_path: Path, caps
     out = capsys.readouterr()
     assert "4 items read, 2 bad" in out.out and "2 items read, 0 bad" in out.out and "unused" in out.out
     assert "2 bad item(s)" in out.err
+
+
+def test_check_data_reads_the_pairs_and_lists_the_unpaired_files(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """Training refuses a folder whose images and masks do not pair up; `check-data` lists those files
+    and still reads every pair, so one run of it reports every problem."""
+    from deeplab_edu.cli import main
+
+    root = _make(tmp_path / "data", {"train": 4, "val": 1})
+    masks = root / "train" / "masks"
+    (masks / "p1.png").rename(masks / "q1.png")  # p1 has no mask, q1 no image
+    Image.new("L", (32, 24)).save(masks / "p2.jpg")  # a JPEG beside p2.png
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(masks / "p3.png")  # a bad pair: read, and reported
+    with pytest.raises(BadDataError, match="not PNG files: p2.jpg"):
+        FolderDataset(root, "train")
+    ds = FolderDataset(root, "train", skip_unpaired=True)
+    assert len(ds) == 3 and len(ds.unpaired) == 3
+    assert main(["check-data", "--data-root", str(root), "--no-progress"]) == 2
+    out = capsys.readouterr()
+    assert "3 items read, 1 bad" in out.out and "3 file(s) left out" in out.out
+    assert all(name in out.out for name in ("p1.png has no mask", "q1.png has no image", "p2.jpg is not a PNG", "p3.png"))
+    assert "4 bad item(s)" in out.err
+    assert not FolderDataset(root, "val", skip_unpaired=True).unpaired
+    with pytest.raises(BadDataError, match="no image of .* has a mask of the same name"):
+        for name in ("p0", "p2", "p3"):
+            (masks / f"{name}.png").unlink()
+        FolderDataset(root, "train", skip_unpaired=True)

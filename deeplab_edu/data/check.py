@@ -31,14 +31,22 @@ class DataCheck:
     Attributes:
         items: the items read (good and bad).
         problems: one message per bad item, naming its file(s) and the problem (the loader's own).
+        unpaired: one message per file the data set left out, not read: an image without a mask, a mask
+            without an image (:class:`~deeplab_edu.data.own.FolderDataset` built with ``skip_unpaired``).
         pixels: labelled pixels per class, int64 of shape (num_classes,) (ignored pixels not counted).
         class_names: the data set's class names, in label order.
     """
 
     items: int
     problems: list[str] = field(default_factory=list)
+    unpaired: list[str] = field(default_factory=list)
     pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     class_names: Sequence[str] = ()
+
+    @property
+    def bad(self) -> int:
+        """Bad items and files left out: what to fix before training."""
+        return len(self.problems) + len(self.unpaired)
 
     @property
     def absent_classes(self) -> list[str]:
@@ -50,6 +58,9 @@ class DataCheck:
         total = max(int(self.pixels.sum()), 1)
         lines = [f"{self.items} items read, {len(self.problems)} bad"]
         lines += [f"  {p}" for p in self.problems]
+        if self.unpaired:
+            lines.append(f"{len(self.unpaired)} file(s) left out, not read (training refuses the folder until they pair up):")
+            lines += [f"  {p}" for p in self.unpaired]
         shares = ", ".join(f"{name} {100 * n / total:.1f} %" for name, n in zip(self.class_names, self.pixels))
         lines.append(f"labelled pixels per class: {shares}")
         if self.absent_classes:
@@ -93,14 +104,15 @@ def check_dataset(dataset: Any, *, num_workers: int | None = None, progress: boo
         progress: show a progress bar.
 
     Returns:
-        A :class:`DataCheck`: every bad item's message, and the labelled pixels per class.
+        A :class:`DataCheck`: every bad item's message, the files the data set left out (its
+        ``unpaired`` attribute, where it has one) and the labelled pixels per class.
     """
     from ..engine.workers import make_loader
 
     checked = _Checked(dataset)
     loader = make_loader(checked, batch_size=8, num_workers=num_workers, collate_fn=_as_list)
     report = DataCheck(items=len(checked), pixels=np.zeros(dataset.num_classes, np.int64),
-                       class_names=tuple(dataset.class_names))
+                       class_names=tuple(dataset.class_names), unpaired=list(getattr(dataset, "unpaired", [])))
     for batch in progress_bar(loader, desc="checking the data", unit="batch", progress=progress):
         for message, counts in batch:
             if message is not None:

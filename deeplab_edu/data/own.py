@@ -143,6 +143,13 @@ class FolderDataset(SegmentationFolder):
         root: the folder holding ``classes.txt`` and one folder per split.
         split: a folder name under ``root`` (``"train"``, ``"val"``, ...).
         transform: joint transform ``(image, mask) -> (image, mask)``.
+        skip_unpaired: read the files that pair up and list the others in :attr:`unpaired` instead of
+            raising (``deeplab-edu check-data`` does, to report every problem at once; training does not:
+            a file left out without a word would be a file never learned from).
+
+    Attributes:
+        unpaired: with ``skip_unpaired``, one message per file left out (an image without a mask, a
+            mask without an image, a mask that is not a PNG); otherwise empty.
 
     Items: image float32 (3, H, W) in [0, 1], mask int64 (H, W) with 255 = ignore; ``num_classes``,
     ``class_names`` and ``palette`` come from ``classes.txt``. Like every data set here it gives
@@ -160,7 +167,8 @@ class FolderDataset(SegmentationFolder):
             and ``a.png``).
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, transform: JointTransform | None = None) -> None:
+    def __init__(self, root: str | Path, split: str = "train", *, transform: JointTransform | None = None,
+                 skip_unpaired: bool = False) -> None:
         root = Path(root).expanduser()
         if root.is_file():
             raise DatasetNotFoundError(f"the folder data set {root} is a file; give the folder that holds "
@@ -177,18 +185,22 @@ class FolderDataset(SegmentationFolder):
         images, in_masks = _by_stem(image_files(images_dir)), image_files(masks_dir)
         masks = _by_stem([p for p in in_masks if p.suffix.lower() == ".png"])
         not_png = [p.name for p in in_masks if p.suffix.lower() != ".png"]
-        if not_png:
+        png_advice = "save masks as PNG (JPEG is lossy: it changes label values near every edge)"
+        if not_png and not skip_unpaired:
             raise BadDataError(f"{masks_dir} holds masks that are not PNG files: {', '.join(not_png[:5])}"
-                               f"{' ...' if len(not_png) > 5 else ''}; save masks as PNG (JPEG is lossy: it changes "
-                               "label values near every edge)")
+                               f"{' ...' if len(not_png) > 5 else ''}; {png_advice}")
         if not images:
             raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
-        unmatched = [f"{images[s].name} has no mask {s}.png in {masks_dir}" for s in sorted(set(images) - set(masks))]
-        unmatched += [f"{masks[s].name} has no image in {images_dir}" for s in sorted(set(masks) - set(images))]
-        if unmatched:
+        unmatched = [f"{images_dir / images[s].name} has no mask {s}.png in {masks_dir}"
+                     for s in sorted(set(images) - set(masks))]
+        unmatched += [f"{masks_dir / masks[s].name} has no image in {images_dir}" for s in sorted(set(masks) - set(images))]
+        if unmatched and not skip_unpaired:
             shown = "\n  ".join(unmatched[:5]) + (f"\n  ... and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
             raise BadDataError(f"images and masks of {root / split} do not pair up by name:\n  {shown}")
-        pairs = [(images[s], masks[s]) for s in sorted(images)]
+        self.unpaired: list[str] = [f"{masks_dir / name} is not a PNG file: {png_advice}" for name in not_png] + unmatched
+        pairs = [(images[s], masks[s]) for s in sorted(set(images) & set(masks))]
+        if not pairs:
+            raise BadDataError(f"no image of {images_dir} has a mask of the same name in {masks_dir}")
         super().__init__(pairs, info, transform=transform, name=f"{info.name} ({split})")
         self._warned_ignored_objects = False
 

@@ -52,14 +52,15 @@ def build_dataset(
         transform: joint transform ``(image, mask) -> (image, mask)``.
         **kwargs: passed on; for ``"procedural"``: ``length``, ``size``, ``seed`` (the split's
             seed is ``seed + PROCEDURAL_SPLIT_SEED_OFFSET[split]``, so splits never overlap),
-            ``max_objects``, ...
+            ``max_objects``, ...; for ``"folder"``: ``skip_unpaired`` (:class:`~deeplab_edu.data.own.FolderDataset`).
 
     Raises:
         ValueError: ``name`` is not a data set of :data:`DATASETS` (case, ``-`` and ``_`` aside; ``"pascal_voc"``
             also names VOC); for ``"procedural"``, ``split`` is not ``"train"``, ``"val"`` or ``"test"``, or
             ``root`` is given; for ``"folder"``, ``root`` is not given or ``download`` is true; or the data set's
             constructor raises it (e.g. for an unknown ``split``).
-        TypeError: ``kwargs`` are given for a data set other than ``"procedural"``.
+        TypeError: ``kwargs`` are given for a data set other than ``"procedural"`` (``"folder"``: other than
+            ``skip_unpaired``).
     """
     key = name.lower().replace("-", "").replace("_", "")
     if key == "procedural":
@@ -75,9 +76,9 @@ def build_dataset(
             raise ValueError("the folder data set needs its folder: root= (--data-root DIR)")
         if download:
             raise ValueError("the folder data set is your own: there is nothing to download (drop download= / --download)")
-        if kwargs:
-            raise TypeError(f"unexpected arguments for folder: {', '.join(sorted(kwargs))}")
-        return FolderDataset(root, split, transform=transform)
+        if set(kwargs) - {"skip_unpaired"}:
+            raise TypeError(f"unexpected arguments for folder: {', '.join(sorted(set(kwargs) - {'skip_unpaired'}))}")
+        return FolderDataset(root, split, transform=transform, **kwargs)
     loaders = {"voc": VOCSegmentation, "pascalvoc": VOCSegmentation, "camvid": CamVid, "cityscapes": Cityscapes}
     if key not in loaders:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
