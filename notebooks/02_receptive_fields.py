@@ -40,7 +40,7 @@
 #
 # **Helpers introduced:** `deeplab_edu.receptive_field` (`LayerSpec`, `receptive_field`,
 # `receptive_field_table`, `receptive_field_of`, `empirical_receptive_field`,
-# `compare_with_brute_force`, `strides_in_last_unit`), `deeplab_edu.gridding` (`sampling_pattern`, `coverage`),
+# `compare_with_brute_force`, `strides_in_last_unit`), `deeplab_edu.gridding` (`path_counts`, `sampling_pattern`, `coverage`),
 # `deeplab_edu.effective_receptive_field` (`effective_receptive_field`, `mass_extent`,
 # `TinyDilatedNet`, `train_tiny_segmenter`, `imagenet_resnet50`) and `deeplab_edu.viz.receptive_field`
 # (`DEFAULT_STACK`, `parse_layer_stack`, `plot_layer_stack`, `layer_stack_editor`,
@@ -122,14 +122,20 @@ plt.show()
 # defaults to "same"), pick an output unit, and toggle the effective map. Try replacing a
 # `s=2` by `d=2` on the following layers and compare the number of dots with the size of the
 # square. (The editor needs a running kernel; in the book, the figure above shows the default
-# stack, and the JavaScript version below, without the effective map, is live.)
+# stack, and the JavaScript version below is live.)
+#
+# The two effective maps differ on purpose. The editor's is measured: the gradient of a randomly
+# initialised network with ReLUs, averaged over a few inputs. The JavaScript one is exact for the
+# simplest case Luo et al. analyse, every weight 1 and nothing nonlinear: the gradient is then the
+# number of paths from each pixel to the unit (`path_counts` of the gridding section below). Type
+# `conv k=3 d=2` on three lines and watch the map turn into a lattice: that is gridding.
 
 # %%
 layer_stack_editor(DEFAULT_STACK)
 
 # %%
-# The explorer in JavaScript (deeplab_edu.viz.explorers; no effective map): it needs no kernel, so it is live
-# in the static book too, and it computes the same numbers as the package (tests/test_explorers.py).
+# The explorer in JavaScript (deeplab_edu.viz.explorers): it needs no kernel, so it is live in the static
+# book too, and it computes the same numbers as the package (tests/test_explorers.py).
 from deeplab_edu.viz import explorers
 
 explorers.show("receptive_field", stack=DEFAULT_STACK)
@@ -369,7 +375,8 @@ assert abs(float(erf_random.sum()) - 1) < 1e-4
 # {cite:p}`chen2017deeplabv3` also uses different rates within a block, but its (1, 2, 4) at output
 # stride 16 reads at (2, 4, 8), which share the factor 2: a stack of those alone would still grid.
 # `sampling_pattern` counts the paths from each input pixel to one output (the tests check it
-# against the brute-force gradient of a real conv stack).
+# against the brute-force gradient of a real conv stack); it multiplies the two axes' counts of
+# `path_counts`, which handles any stack, strides, padding and the image's edge included.
 
 # %%
 from deeplab_edu.gridding import coverage, sampling_pattern

@@ -33,6 +33,7 @@ from conftest import REPO_ROOT
 from deeplab_edu.atrous import conv_output_size, input_positions
 from deeplab_edu.boundary import valid_tap_counts
 from deeplab_edu.viz.boundary import count_colours
+from deeplab_edu.gridding import path_counts
 from deeplab_edu.receptive_field import receptive_field
 from deeplab_edu.viz.explorers import DEFAULTS
 from deeplab_edu.viz.receptive_field import DEFAULT_STACK, parse_layer_stack
@@ -277,6 +278,20 @@ def test_receptive_field_explorer_grows_with_the_rate(site: tuple[str, Path], br
     width, x, y = drawn()
     _press(explorer, "row")
     assert drawn() == (width, x, y + rf.stride)
+    # the effective map (every weight 1): drawn, gone when unticked; on a gridded stack the explorer counts the rows
+    # and columns that carry no path as the package does
+    assert explorer.locator("image.dle-erf").count() == 1
+    explorer.locator("input[name='effective']").uncheck()
+    assert explorer.locator("image.dle-erf").count() == 0
+    explorer.locator("input[name='effective']").check()
+    explorer.locator("button[name='centre']").click()
+    gridded = "conv k=3 d=2\nconv k=3 d=2\nconv k=3 d=4"
+    explorer.locator("textarea").fill(gridded)
+    field = path_counts([sp for _, sp in parse_layer_stack(gridded)], DEFAULTS["receptive_field"]["photo_size"], 63)
+    span = np.flatnonzero(field)
+    holes, lines = int((field[span[0]: span[-1] + 1] == 0).sum()), int(span[-1] - span[0] + 1)
+    assert holes > 0 and f"{2 * holes} of the {2 * lines} rows and columns it spans carry none" in explorer.inner_text()
+    assert explorer.locator("image.dle-erf").count() == 1
     _finish(page, explorer, "receptive_field", blocked, errors)
 
 

@@ -179,6 +179,22 @@ def test_stack_output_size_matches_the_pytorch_model() -> None:
     assert_same(calls, expected)
 
 
+@needs_node
+def test_path_counts_matches_the_package() -> None:
+    """The explorer's effective map (every weight 1) is the package's, for every unit tried, errors included."""
+    from deeplab_edu.gridding import path_counts
+
+    calls, expected = [], []
+    for text in STACKS[:60]:
+        specs = [sp for _, sp in parse_layer_stack(text)]
+        for size in (17, 64, 128):
+            for index in (0, 3, 30, 200):
+                calls.append(("pathCounts", [_layers_py(text), size, index]))
+                expected.append(python_or_error(lambda *a: path_counts(*a).tolist(), specs, size, index))
+    assert sum("error" in e for e in expected) > 20 and sum("ok" in e for e in expected) > 200
+    assert_same(calls, expected, close=True)
+
+
 # ----------------------------------------------------------------------------- chapter 04
 @needs_node
 def test_boundary_counts_match_the_package() -> None:

@@ -26,7 +26,7 @@ from deeplab_edu.receptive_field import (
     receptive_field_table,
     spatial_part,
 )
-from deeplab_edu.gridding import coverage, sampling_pattern
+from deeplab_edu.gridding import coverage, path_counts, sampling_pattern
 
 
 def assert_agrees(model: nn.Module, input_size: int | tuple[int, int], **kw) -> ReceptiveField:
@@ -203,6 +203,38 @@ def test_effective_receptive_field_lies_inside_the_theoretical_one():
     assert 1 <= mass_extent(erf, 0.5) <= mass_extent(erf, 0.9) <= rf.size
     peak = divmod(int(erf.argmax()), 21)
     assert abs(peak[0] - 10) <= 2 and abs(peak[1] - 10) <= 2
+
+
+@pytest.mark.parametrize("text", ["conv k=3 s=2\nconv k=3\npool k=2 s=2\nconv k=3 d=2\nconv k=3 d=4",
+                                  "conv k=3 d=2\nconv k=3 d=2\nconv k=3 d=4", "conv k=5 s=2 p=0\npool k=3 s=1 p=1\nconv k=1 s=3"])
+def test_path_counts_are_the_gradient_of_the_all_ones_stack(text: str) -> None:
+    """Luo et al.'s simplest case, computed by counting paths, is autograd's gradient of the same stack with
+    every weight 1, no nonlinearity and average pooling, for several units; with shared rates whole rows carry none."""
+    from deeplab_edu.viz.receptive_field import parse_layer_stack
+
+    layers = parse_layer_stack(text)
+    mods: list[nn.Module] = []
+    for kind, sp in layers:
+        if kind == "conv":
+            conv = nn.Conv2d(1, 1, sp.kernel, sp.stride, sp.padding, sp.dilation, bias=False)
+            nn.init.ones_(conv.weight)
+            mods.append(conv)
+        else:
+            mods.append(nn.AvgPool2d(sp.kernel, sp.stride, sp.padding))
+    net, size = nn.Sequential(*mods).double(), 40
+    x = torch.zeros(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    out = net(x)
+    specs = [sp for _, sp in layers]
+    for i, j in ((0, 0), (out.shape[-2] // 2, out.shape[-1] // 2), (out.shape[-2] - 1, 1)):
+        (grad,) = torch.autograd.grad(out[0, 0, i, j], x, retain_graph=True)
+        expected = grad[0, 0] / grad.sum()
+        field = torch.outer(*(torch.from_numpy(path_counts(specs, size, n)) for n in (i, j)))
+        torch.testing.assert_close(field / field.sum(), expected, rtol=0, atol=1e-12)
+    if "d=2\nconv k=3 d=2" in text:
+        row = path_counts(specs, size, 20)
+        assert (row[1::2] == 0).all() and (row[::2] > 0).sum() == 9  # odd rows: no path at all (gridding)
+    with pytest.raises(ValueError, match=r"index must be an output unit in 0\.\."):
+        path_counts(specs, size, out.shape[-1])
 
 
 def test_toy_task_and_training_run():

@@ -13,7 +13,9 @@ in JupyterLab and in Colab alike, with no CDN and no network:
 * ``"receptive_field"`` (chapter 02): a layer stack (the text format of
   :func:`deeplab_edu.viz.receptive_field.parse_layer_stack`) and the receptive field of one
   output unit drawn on the photograph, by Araujo et al.'s recurrences
-  (:mod:`deeplab_edu.receptive_field`);
+  (:mod:`deeplab_edu.receptive_field`), with the effective field of the stack whose weights are all
+  1 (:func:`deeplab_edu.gridding.path_counts`: exact, where the ipywidgets editor averages the
+  gradients of a random network);
 * ``"boundary"`` (chapter 04): valid taps per output position of a "same" atrous convolution and
   DeepLabv3 Fig. 4 (Sec. 3.3) for the chosen map (:mod:`deeplab_edu.boundary`).
 
@@ -88,6 +90,16 @@ def _photo_data_uri(size: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+@lru_cache(maxsize=1)
+def _magma(steps: int = 64) -> list[str]:
+    """Matplotlib's ``magma``, the colour map of the effective map in chapter 02's figures, as ``steps`` hex colours."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["magma"].resampled(steps)
+    return [to_hex(cmap(i)) for i in range(steps)]
+
+
 def _settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Defaults merged with ``overrides``, checked; raises naming the bad argument."""
     if name not in EXPLORERS:
@@ -113,6 +125,7 @@ def _settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
         parse_layer_stack(s["stack"])  # raises ValueError naming the line
         _int_in(s, "photo_size", 16, 256, name)
         s["photo"] = _photo_data_uri(s["photo_size"])
+        s["erf_colours"] = _magma()
     else:
         _int_in(s, "max_size", 1, 256, name)
         _int_in(s, "max_rate", 1, 512, name)

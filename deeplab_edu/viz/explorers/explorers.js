@@ -7,8 +7,9 @@
  *   "atrous"           chapter 01: which inputs eq. (1) of DeepLabv3 reads for one output, for a
  *                      chosen kernel size, rate, stride and padding, in 1-D and on a square
  *                      input (deeplab_edu.atrous, deeplab_edu.viz.atrous.atrous_widget);
- *   "receptive_field"  chapter 02: a layer stack's receptive field drawn on the photograph
- *                      (deeplab_edu.receptive_field, deeplab_edu.viz.receptive_field);
+ *   "receptive_field"  chapter 02: a layer stack's receptive field drawn on the photograph, with
+ *                      its effective field when every weight is 1 (deeplab_edu.receptive_field,
+ *                      deeplab_edu.gridding.path_counts, deeplab_edu.viz.receptive_field);
  *   "boundary"         chapter 04: valid taps at the border against the rate, DeepLabv3 Fig. 4
  *                      (deeplab_edu.boundary).
  *
@@ -18,7 +19,7 @@
  */
 (function (root) {
   "use strict";
-  var VERSION = "1";
+  var VERSION = "2";
   if (root.DeeplabEduExplorers && root.DeeplabEduExplorers.version === VERSION) {
     return; // already defined by an earlier explorer on the same page
   }
@@ -139,6 +140,35 @@
     return [u, u + rf.size - 1];
   }
 
+  /* deeplab_edu.gridding.path_counts: along one axis, the paths from each input pixel to output unit
+   * `index` (also d y / d x when every weight is 1 and nothing is nonlinear, Luo et al.'s simplest case of
+   * the effective receptive field); pooling counts as a uniform window. */
+  function pathCounts(layers, size, index) {
+    var sizes = [size];
+    layers.forEach(function (l) {
+      sizes.push(convOutputSize(sizes[sizes.length - 1], l.kernel, l.stride, l.padding, l.dilation));
+    });
+    var nOut = sizes[sizes.length - 1];
+    if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index >= nOut) {
+      throw new Error("index must be an output unit in 0.." + (nOut - 1) + ", got " + index);
+    }
+    var paths = [];
+    for (var o = 0; o < nOut; o++) paths.push(o === index ? 1 : 0);
+    for (var n = layers.length - 1; n >= 0; n--) {
+      var l = layers[n], back = [];
+      for (var q = 0; q < sizes[n]; q++) back.push(0);
+      for (o = 0; o < paths.length; o++) {
+        if (paths[o] === 0) continue;
+        for (var t = 0; t < l.kernel; t++) {
+          var pos = o * l.stride - l.padding + t * l.dilation;
+          if (pos >= 0 && pos < sizes[n]) back[pos] += paths[o];
+        }
+      }
+      paths = back;
+    }
+    return paths;
+  }
+
   /* Output size of a stack on an input of `size` pixels (what the PyTorch model returns). */
   function stackOutputSize(layers, size) {
     var n = size;
@@ -230,7 +260,8 @@
   var core = {
     effectiveKernelSize: effectiveKernelSize, convOutputSize: convOutputSize, inputPositions: inputPositions,
     parseLayerStack: parseLayerStack, receptiveField: receptiveField, receptiveFieldTable: receptiveFieldTable,
-    region: region, stackOutputSize: stackOutputSize, possibleCounts: possibleCounts,
+    region: region, stackOutputSize: stackOutputSize, pathCounts: pathCounts,
+    possibleCounts: possibleCounts,
     validTapCounts1d: validTapCounts1d, validTapCounts: validTapCounts, validWeightFractions: validWeightFractions,
     figure4Curves: figure4Curves, meanValidFraction: meanValidFraction, percent: pct, setLastRate: setLastRate,
   };
@@ -441,6 +472,39 @@
     return null;
   }
 
+  /* The effective map of unit (i, j) with every weight 1 (the outer product of the two axes' fields), as a
+   * heat map over the photograph: colour and opacity as plot_layer_stack's imshow (magma, alpha 0.85 sqrt). */
+  function drawPathCounts(g, layers, size, i, j, colours) {
+    var rows = pathCounts(layers, size, i), cols = pathCounts(layers, size, j);
+    var peak = Math.max.apply(null, rows) * Math.max.apply(null, cols);
+    if (!(peak > 0)) return " Effective map: the unit reads padding only.";
+    var canvas = document.createElement("canvas");
+    canvas.width = size;
+    canvas.height = size;
+    var ctx = canvas.getContext("2d"), image = ctx.createImageData(size, size);
+    var holes = 0, inside = 0;
+    for (var a = 0; a < size; a++) {
+      for (var b = 0; b < size; b++) {
+        var v = rows[a] * cols[b] / peak, c = colours[Math.min(colours.length - 1, Math.floor(v * colours.length))];
+        var k = 4 * (a * size + b);
+        image.data[k] = parseInt(c.slice(1, 3), 16);
+        image.data[k + 1] = parseInt(c.slice(3, 5), 16);
+        image.data[k + 2] = parseInt(c.slice(5, 7), 16);
+        image.data[k + 3] = Math.round(255 * 0.85 * Math.sqrt(v));
+      }
+    }
+    ctx.putImageData(image, 0, 0);
+    svg("image", { href: canvas.toDataURL("image/png"), x: -0.5, y: -0.5, width: size, height: size,
+      preserveAspectRatio: "none", "class": "dle-erf", style: "image-rendering: pixelated" }, g);
+    [rows, cols].forEach(function (f) {
+      var first = f.findIndex(function (v) { return v > 0; }), last = f.length - 1;
+      while (f[last] === 0) last--;
+      for (var q = first; q <= last; q++) { inside += 1; if (f[q] === 0) holes += 1; }
+    });
+    return " Effective map (every weight 1): the paths from each pixel to the unit" +
+      (holes ? "; " + holes + " of the " + inside + " rows and columns it spans carry none (gridding)" : "") + ".";
+  }
+
   function mountReceptiveField(root, opts) {
     var size = opts.photo_size;
     var state = { text: opts.stack, row: null, col: null };
@@ -458,6 +522,10 @@
     var col = slider(left, "col", "unit col", 0, 0, 0, function (v) { state.col = v; draw(); });
     var centre = el("button", { type: "button", "class": "dle-button", name: "centre" }, left, "centre unit");
     centre.addEventListener("click", function () { state.row = null; state.col = null; draw(); });
+    var effLabel = el("label", { "class": "dle-control" }, left);
+    var eff = el("input", { type: "checkbox", name: "effective", checked: "checked" }, effLabel);
+    el("span", { "class": "dle-label" }, effLabel, " effective map (every weight 1)");
+    eff.addEventListener("change", function () { draw(); });
     box.addEventListener("input", function () { state.text = box.value; draw(); });
     var figure = el("div", { "class": "dle-figure" }, top);
     var message = messageBox(root);
@@ -496,6 +564,8 @@
         role: "img", "aria-label": "receptive field on the photograph", "class": "dle-svg dle-photo" }, figure);
       svg("image", { href: opts.photo, x: -0.5, y: -0.5, width: size, height: size, preserveAspectRatio: "none",
         "class": "dle-photo-image" }, g);
+      var erfNote = "";
+      if (eff.checked) erfNote = drawPathCounts(g, layers, size, i, j, opts.erf_colours);
       var units = oh * oh;
       if (units <= 4096) {
         var dots = svg("g", { "class": "dle-dots", fill: "black", "fill-opacity": 0.7 }, g);
@@ -514,7 +584,7 @@
       message.innerHTML = "receptive field <b>" + rf.size + " px</b>, effective stride <b>" + rf.stride +
         "</b>, effective padding " + rf.padding + "; output map " + oh + "×" + oh + " on the " + size + "×" + size +
         " photo; unit (" + i + ", " + j + ") sees rows " + rows[0] + "…" + rows[1] + ", columns " + cols[0] + "…" + cols[1] +
-        (units > 4096 ? " (" + units + " units: dots not drawn)" : "") + ".";
+        (units > 4096 ? " (" + units + " units: dots not drawn)" : "") + "." + erfNote;
       var t = el("table", {}, table);
       var head = el("tr", {}, el("thead", {}, t));
       var keys = ["layer", "kernel", "stride", "padding", "dilation", "effective kernel", "receptive field", "effective stride"];
