@@ -339,7 +339,7 @@ def _check_data(args: argparse.Namespace) -> int:
 
     bad = 0
     # a folder lists its unpaired files among the problems instead of stopping at them
-    options = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
+    options: dict[str, Any] = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
     for split in args.split:
         dataset = build_dataset(args.dataset, split, root=args.data_root, **options)
         print(f"{args.dataset} {split}: {dataset!r}")
