@@ -1,4 +1,4 @@
-"""CamVid, the 11-class SegNet version (Brostow et al. 2008; SegNet's train/val/test split).
+"""CamVid, the 11-class SegNet version (Brostow et al. 2009; SegNet's train/val/test split).
 
 367 training, 101 validation and 233 test images of 480 x 360 street scenes, 11 classes
 (:data:`deeplab_edu.data.classes.CAMVID`); label 11 (*Unlabelled*) becomes the ignore label 255.

@@ -504,8 +504,9 @@ def _check_model_kwargs(kwargs: Any) -> None:
 
 
 #: The crop (pixels) and output stride each paper chose its ASPP rates for: DeepLabv3/v3+ (6, 12, 18)
-#: for 513 crops at output stride 16 (DeepLabv3 sec. 3.3, 4.1); DeepLab v2 (6, 12, 18, 24) for 321
-#: crops at output stride 8 (DeepLab v2 sec. 4.1).
+#: for 513 crops at output stride 16 (DeepLabv3 sec. 3.3, 4.1); DeepLab v2 (6, 12, 18, 24) at output
+#: stride 8 (DeepLab v2 sec. 3.2, 4.1) for 321 crops (the released training configuration: the paper's
+#: text gives no crop size).
 PAPER_RATE_SETTING = {"deeplabv2": ((6, 12, 18, 24), 321, 8), "deeplabv3": ((6, 12, 18), 513, 16),
                       "deeplabv3plus": ((6, 12, 18), 513, 16)}
 

@@ -558,7 +558,8 @@ class ASPP(nn.Module):
 
 
 class ASPPv2(nn.Module):
-    """DeepLab v2's ASPP (sec. 3.2, Fig. 4): one classifier per rate, scores summed.
+    """DeepLab v2's ASPP (sec. 3.2, Fig. 4): one classifier per rate, scores summed (the paper says "fused";
+    the released model adds the branches' scores, an element-wise sum).
 
     Args:
         in_channels: backbone channels (2048 for ResNet-101, 512 for VGG-16 after pool5).

@@ -187,7 +187,8 @@ class DeepLabV1(DeepLab):
 
 
 class DeepLabV2(DeepLab):
-    """DeepLab v2: backbone + ASPP with one classifier per rate, summed (v2 sec. 3.2, Fig. 4).
+    """DeepLab v2: backbone + ASPP with one classifier per rate, summed (v2 sec. 3.2, Fig. 4; the sum is the
+    released model's fusion).
 
     Args:
         backbone, num_classes, aux_loss: as for :class:`DeepLab`.
