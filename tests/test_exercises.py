@@ -16,9 +16,9 @@ EXERCISES = all_exercises()
 @pytest.fixture(autouse=True)
 def _no_wrong_tries_yet() -> Iterator[None]:
     """Each test starts as a fresh Python session: no wrong tries counted (the hint comes from the second)."""
-    _core._WRONG_TRIES.clear()
+    _core._WRONG_TRIES.clear(), _core._HINT_STEPS.clear()
     yield
-    _core._WRONG_TRIES.clear()
+    _core._WRONG_TRIES.clear(), _core._HINT_STEPS.clear()
 
 
 @pytest.mark.parametrize("key", sorted(EXERCISES))
@@ -157,13 +157,32 @@ def test_hints_escalate_per_exercise_and_hint_gives_one_at_once() -> None:
         hint("01.9")
 
 
+@pytest.mark.parametrize("key", ["01.2", "01.4", "06.2", "06.4", "07.1", "08.3"])
+def test_a_hint_in_steps_gives_the_idea_before_the_formula(key: str) -> None:
+    """A lecturer's review found these hints formula-level from the start: plugging numbers in, the learner never
+    works the formula out. The second wrong answer gets the idea, the third the formula; hint() steps the same way."""
+    ex = get(key)
+    assert len(ex.hints) == 2 and ex.hint == ex.hints[-1]
+    wrong = ex.wrong_answers[0] if ex.wrong_answers else ex.mistakes[0][0]
+    assert "Hint:" not in check(key, wrong).message
+    second = check(key, wrong).message
+    assert f"Hint: {ex.hints[0]}" in second and ex.hints[1] not in second and "More with the next wrong answer" in second
+    third = check(key, wrong).message
+    assert f"Hint: {ex.hints[1]}" in third and "More with" not in third
+    assert f"Hint: {ex.hints[1]}" in check(key, wrong).message  # the last step stays
+    _core._HINT_STEPS.clear()
+    first = hint(key)
+    assert first.startswith(ex.hints[0]) and f'call `hint("{key}")` again' in first
+    assert hint(key) == ex.hints[1] and hint(key) == ex.hints[1]
+
+
 def test_hints_leave_the_learner_something_to_write() -> None:
     """A hint is a step, not the finished call (05.4 gave ``F.conv2d(x, w, b, padding=r, dilation=r)``, 09.3 the
     whole F.interpolate call, 02.4 the two update lines)."""
     assert all(ex.hint for ex in EXERCISES.values())
     for key, finished in [("05.4", "padding=r"), ("09.3", "size=low_level.shape"), ("02.4", "r +="),
                           ("02.4", "J *="), ("10.1", "cm[c, c]"), ("11.4", "ceil(max("), ("00.3", "(n + 1) // 2")]:
-        assert finished not in get(key).hint, (key, get(key).hint)
+        assert all(finished not in step for step in get(key).hints), (key, get(key).hints)
 
 
 def test_value_exercise_rejects_bad_settings() -> None:

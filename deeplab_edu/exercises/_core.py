@@ -33,7 +33,9 @@ misconception but not the final number.
 Hints escalate. An exercise's ``hint`` (a step towards the answer, never the finished code) is not
 given with the first wrong answer to an exercise: that one ends by saying a hint comes with the
 next. From the learner's second wrong answer to the same exercise in this Python session on, the
-hint follows the explanation. :func:`hint` gives it at once. An unanswered exercise and an answer of
+hint follows the explanation. :func:`hint` gives it at once. A hint may come in steps, a tuple: a
+nudge towards the idea first, the formula only with the next wrong answer (or the next call of
+:func:`hint`), so that a learner who needed only the nudge still works the formula out. An unanswered exercise and an answer of
 the wrong kind (a string where a number is asked) are not wrong tries and do not count.
 """
 
@@ -80,10 +82,15 @@ class Exercise:
     checker: Checker
     solution: Callable[[], Any]
     wrong_answers: tuple[Any, ...] = field(default=())
-    hint: str = ""
+    hints: tuple[str, ...] = field(default=())
     kind: str = "value"
     #: (typical wrong answer, the explanation it must get), for the tests.
     mistakes: tuple[tuple[Any, str], ...] = field(default=())
+
+    @property
+    def hint(self) -> str:
+        """The last, most explicit step of the hint ("" when the exercise has none)."""
+        return self.hints[-1] if self.hints else ""
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ def exercise(
     *,
     solution: Callable[[], Any],
     wrong_answers: tuple[Any, ...] = (),
-    hint: str = "",
+    hint: str | tuple[str, ...] = "",
     kind: str = "value",
     mistakes: tuple[tuple[Any, str], ...] = (),
 ) -> Callable[[Checker], Checker]:
@@ -159,7 +166,8 @@ def exercise(
             and by the hidden solution cells).
         wrong_answers: plausible mistakes the checker must reject (tested).
         hint: a step towards the answer (not the finished code), shown from the second wrong answer on,
-            or at once by :func:`hint`.
+            or at once by :func:`hint`; a tuple gives it in steps, one more with each later wrong answer
+            (or call of :func:`hint`): the idea first, the formula last.
         kind: ``"value"``, ``"predict"`` or ``"function"`` (see the module docstring).
         mistakes: (wrong answer, explanation) pairs whose explanation the checker must give.
 
@@ -172,7 +180,9 @@ def exercise(
     def register(checker: Checker) -> Checker:
         if key in _REGISTRY:
             raise ValueError(f"exercise {key!r} is registered twice")
-        _REGISTRY[key] = Exercise(key, title, checker, solution, tuple(wrong_answers), hint, kind, tuple(mistakes))
+        hints = (hint,) if isinstance(hint, str) else tuple(hint)
+        _REGISTRY[key] = Exercise(key, title, checker, solution, tuple(wrong_answers), tuple(h for h in hints if h),
+                                  kind, tuple(mistakes))
         return checker
 
     return register
@@ -361,7 +371,7 @@ def value_exercise(
     rel_tol: float = 0.0,
     abs_tol: float = 0.0,
     more_wrong: Sequence[Any] = (),
-    hint: str = "",
+    hint: str | tuple[str, ...] = "",
     kind: str = "value",
     parse: Callable[[Any], Any] | None = None,
     form: str = "",
@@ -687,7 +697,7 @@ def function_exercise(
     seed: int = 0,
     atol: float = 1e-5,
     signature: str = "",
-    hint: str = "",
+    hint: str | tuple[str, ...] = "",
     packaged: Sequence[Any] = (),
     errors: Sequence[tuple[str, str]] = (),
     label: Callable[[tuple[int, ...]], str] | None = None,
@@ -891,6 +901,17 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
 
 #: Wrong tries per exercise in this Python session (a kernel restart starts again): the hint comes from the second.
 _WRONG_TRIES: dict[str, int] = {}
+#: Steps of each exercise's hint shown in this Python session, by check() or hint().
+_HINT_STEPS: dict[str, int] = {}
+
+
+def _next_hint_step(ex: Exercise) -> str:
+    """The next step of ``ex``'s hint not shown yet in this session (the last step again once all were), and
+    whether another follows."""
+    step = min(_HINT_STEPS.get(ex.key, 0), len(ex.hints) - 1)
+    _HINT_STEPS[ex.key] = step + 1
+    return ex.hints[step] + (" (More with the next wrong answer, or call `hint(\"" + ex.key + "\")` again.)"
+                             if step + 1 < len(ex.hints) else "")
 
 
 def _sentence(text: str) -> str:
@@ -902,7 +923,7 @@ def _sentence(text: str) -> str:
 
 def hint(key: str) -> str:
     """The hint of exercise ``key`` at once, without a wrong answer first (:func:`check` gives it from the
-    second wrong answer on).
+    second wrong answer on). A hint in steps gives its next step with each call.
 
     >>> hint("00.1")  # doctest: +ELLIPSIS
     'output stride = ...'
@@ -912,7 +933,9 @@ def hint(key: str) -> str:
         KeyError: no exercise ``key`` (as for :func:`get`).
     """
     ex = get(key)
-    return _HintText(ex.key, ex.hint or "this exercise has no hint: its feedback explains each wrong answer.")
+    if not ex.hints:
+        return _HintText(ex.key, "this exercise has no hint: its feedback explains each wrong answer.")
+    return _HintText(ex.key, _next_hint_step(ex))
 
 
 class _HintText(str):
@@ -1001,9 +1024,9 @@ def check(key: str, answer: Any) -> Feedback:
     msg = _sentence(f"{ex.title}: {problem}")
     if not isinstance(problem, _Unreadable):
         tries = _WRONG_TRIES[key] = _WRONG_TRIES.get(key, 0) + 1
-        if ex.hint and tries >= 2:
-            msg = _sentence(f"{msg} Hint: {ex.hint}")
-        elif ex.hint:
+        if ex.hints and tries >= 2:
+            msg = _sentence(f"{msg} Hint: {_next_hint_step(ex)}")
+        elif ex.hints:
             msg += f' (Try again; a hint comes with the next wrong answer, or call `hint("{key}")`.)'
     if course_checks():
         raise WrongAnswer(f"[{key}] {msg}")

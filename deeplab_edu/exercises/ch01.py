@@ -46,7 +46,9 @@ value_exercise(
                          "count the positions where the dilated filter fits inside the padded input, moving 2 at "
                          "a time."),
     more_wrong=(5.5, 7),
-    hint="relationship 15 of Dumoulin & Visin: floor((i + 2p - k - (k-1)(d-1)) / s) + 1.",
+    hint=("first the span of the dilated filter (its effective kernel size), then the length of the padded input; "
+          "the first position fits, and each further one is a stride further on.",
+          "relationship 15 of Dumoulin & Visin: floor((i + 2p - k - (k-1)(d-1)) / s) + 1."),
 )
 
 def _taps_feedback(a: tuple[int, ...]) -> str:
@@ -92,7 +94,9 @@ value_exercise(
                          f"{'grows' if a > same_padding(5, 3) else 'shrinks'}: 'same' padding on each side gives "
                          "back exactly half of what the dilated filter's span trims off the input."),
     more_wrong=(13, 1),
-    hint="same padding is half of (effective kernel size - 1), and the effective kernel is k + (k - 1)(r - 1).",
+    hint=("draw the filter centred on the first pixel: how many of its taps' pixels hang over the edge? The padding "
+          "must supply them, on each side.",
+          "same padding is half of (effective kernel size - 1), and the effective kernel is k + (k - 1)(r - 1)."),
 )
 
 

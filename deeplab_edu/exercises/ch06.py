@@ -51,8 +51,9 @@ value_exercise(
     otherwise=lambda a: (f"{a:.4f} is {direction(a, _PAD_FRACTION)} for the share of padding: the scaled image "
                          "covers part of the crop, and padding fills the rest."),
     more_wrong=(0.5, 100 * _PAD_FRACTION),
-    hint="scale each side by 0.5 and round it to whole pixels (375 / 2 = 187.5); everything else in the "
-         "513 x 513 crop is padding.",
+    hint=("the scaled image sits in one corner of the crop; the padding is the crop's area less the image's.",
+          "scale each side by 0.5 and round it to whole pixels (375 / 2 = 187.5); everything else in the "
+          "513 x 513 crop is padding."),
 )
 
 # 06.3: toy split lists.
@@ -139,5 +140,7 @@ value_exercise(
                          "log-uniform law every factor of 2 in size holds the same share of the shapes; how many "
                          "factors of 2 does 10 to 40 px span, and how many the whole law?"),
     more_wrong=(0.5, 30 / 256),
-    hint="under a log-uniform law the share of [a, b) is log(b / a) / log(max / min), for a range inside [min, max].",
+    hint=("log-uniform means equal ratios get equal shares: compare the ratio 40 / 10 with the ratio of the law's "
+          "largest to its smallest diameter, on a log scale.",
+          "under a log-uniform law the share of [a, b) is log(b / a) / log(max / min), for a range inside [min, max]."),
 )

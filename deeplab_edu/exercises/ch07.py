@@ -35,7 +35,9 @@ value_exercise(
     otherwise=lambda a: (f"{shown(a)} is {direction(a, _OS * (_K_E - 1) + _POOL5)} for the field of view: Table 2's "
                          "rule measures the distance between the outer tap centres in input pixels, then adds one "
                          "pool5 cell."),
-    hint="Table 2's four values are all 8 (k_e - 1) + 32, with k_e = k + (k - 1)(r - 1).",
+    hint=("work in feature cells first: how far apart are the outer taps of a 3x3 filter at rate 8? Then turn "
+          "cells into input pixels (output stride 8) and ask what one pool5 cell adds.",
+          "Table 2's four values are all 8 (k_e - 1) + 32, with k_e = k + (k - 1)(r - 1)."),
 )
 
 # 07.2: LargeFOV keeps 1024 of VGG-16's 4096 filters in fc6 and fc7; what that saves in fc7 alone.

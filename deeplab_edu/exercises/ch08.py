@@ -98,5 +98,7 @@ value_exercise(
     ],
     otherwise=lambda a: f"{a} is not it: check each of your rates against its paper rate's share of valid weights "
                         "on 33 cells, from both sides (is one more still enough?).",
-    hint="compare deeplab_edu.boundary.mean_valid_fraction(16, r) with mean_valid_fraction(33, 6 / 12 / 18).",
+    hint=("the fit keeps what each paper rate does on 33 cells, the share of its weights that land on the map, not "
+          "the rate's size relative to the map: find that share for 6, 12 and 18 first.",
+          "compare deeplab_edu.boundary.mean_valid_fraction(16, r) with mean_valid_fraction(33, 6 / 12 / 18)."),
 )
