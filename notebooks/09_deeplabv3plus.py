@@ -399,18 +399,20 @@ assert crop_macs["DeepLabv3+"] > crop_macs["DeepLabv3"]  # "v3+ costs more multi
 # ## 5. Boundaries, measured on the trained models
 #
 # Both models are evaluated at output stride 8 (as DeepLabv3 evaluates, and every chapter with it)
-# on the same validation scenes. In the paper that is the smaller of the decoder's two gains:
-# DeepLabv3+ Table 3 (ResNet-101, trained at output stride 16) reports +1.64 mIoU from the decoder
-# when evaluating at output stride 16 (77.21 -> 78.85 %) and +0.84 at output stride 8
-# (78.51 -> 79.35 %): an encoder map twice as dense leaves the decoder less to recover. For this
-# course's small network the baseline behaves the other way: over the recorded seeds, chapter 10's
-# finding b1 measures DeepLabv3 *weaker* at output stride 8 than at 16 (chapter 08 prints it), so
-# at 8 the decoder's gain includes that loss of the baseline. The cell after the table therefore
-# also gives the gain at output stride 16, where this recipe's DeepLabv3 does better over seeds. We measure mIoU on the
-# whole image, mIoU inside trimap bands of growing width around the true boundaries
-# (`deeplab_edu.metrics.trimap_target`, adapted from the measure of DeepLabv3+ Fig. 5), and the IoU of the
-# thinnest class, `wire` (1 to 3 pixels wide, far thinner than a stride-16 cell).
-
+# on the same validation scenes. We measure three things:
+#
+# - mIoU on the whole image;
+# - mIoU inside trimap bands of growing width around the true boundaries
+#   (`deeplab_edu.metrics.trimap_target`, adapted from the measure of DeepLabv3+ Fig. 5);
+# - the IoU of the thinnest class, `wire` (1 to 3 pixels wide, far thinner than a stride-16 cell).
+#
+# What to expect from the paper: DeepLabv3+ Table 3 (ResNet-101, trained at output stride 16)
+# reports +1.64 mIoU from the decoder when evaluating at output stride 16 (77.21 -> 78.85 %) and
+# +0.84 at output stride 8 (78.51 -> 79.35 %): an encoder map twice as dense leaves the decoder less
+# to recover. One caveat for this course's small network: over the recorded seeds, chapter 10's
+# finding b1 measures DeepLabv3 *weaker* at output stride 8 than at 16 (chapter 08 prints it), so at
+# 8 the decoder's gain includes that loss of the baseline. The cell after the table therefore also
+# gives the gain at output stride 16, where this recipe's DeepLabv3 does better over seeds.
 # %%
 from deeplab_edu.data import build_dataset
 
@@ -578,26 +580,26 @@ if recorded is not None and measurable(recorded.matrices, decoder_findings):
     assert 0.4 < shares[1]["removed"].min() and shares[1]["removed"].max() < 0.65  # "about half" in the 1-px band
 
 # %% [markdown]
-# The paper's decoder gain on the whole image is less than a point at output stride 8 (1.6 at 16,
-# DeepLabv3+ Table 3). Ours is measured at 8 too, where chapter 10 finds that this recipe's DeepLabv3,
-# trained at 16, loses a few points (its finding b1): about 3 of the record's points are the decoder
-# making up that loss, as the second record showed, and the one-run comparison at output stride 16
-# printed after this section's band table does not contain them. The paper's Fig. 5
-# shows the gain concentrated near boundaries (+4.8 points of mIoU in the narrowest trimap band
-# for ResNet-101, trained and evaluated at output stride 16; the models of our table are evaluated
-# at 8). Our scenes are dense in boundaries (small objects, 1-3 px wires), a likely reason the
-# decoder matters more here, and wires are the extreme case: DeepLabv3
-# at output stride 8 almost never draws them (the table above), and exercise 09.4 measures what a
-# stride-16 grid of class proportions gives them. The count above says where the errors behind the
-# record's whole-image gain lie: on every seed, most of the pixels that the decoder gets right and
-# DeepLabv3 got wrong lie in the 4-px trimap band (within 4 pixels of a boundary pixel), which holds
-# under a third of the pixels (about half lie in the 1-px band alone). So the decoder mends mostly
-# boundaries, in line with the paper's Fig. 5, where its gain is largest in the narrowest bands (a
-# pixel count, not mIoU: the few interior errors it removes may still weigh more in an average over
-# classes); the wires, all of whose pixels lie near a boundary, are only its most visible part. The decoder's stride-4 low-level features carry where
-# colour changes at four times the detail of the stride-16 map, and in these easy scenes each shape
-# class has a colour family of its own (chapter 08, section 5), so where the colour changes the label
-# usually does too.
+# What section 5 found, against the paper:
+#
+# - **The whole image.** The paper's decoder gains less than a point at output stride 8 (1.6 at 16,
+#   DeepLabv3+ Table 3). Ours is measured at 8 too, and is larger: about 3 of the record's points are
+#   the decoder making up the loss of this recipe's DeepLabv3 at 8 (chapter 10's b1), as the second
+#   record showed; the rest is there at output stride 16 too (d4), and the one-run comparison at 16
+#   printed after the band table does not contain those 3 points.
+# - **Where the gain lies.** On every seed, most of the pixels that the decoder gets right and
+#   DeepLabv3 got wrong lie in the 4-px trimap band (within 4 pixels of a boundary pixel), which holds
+#   under a third of the pixels; about half lie in the 1-px band alone. So the decoder mends mostly
+#   boundaries, in line with the paper's Fig. 5, where its gain is largest in the narrowest band
+#   (+4.8 points of mIoU for ResNet-101, trained and evaluated at output stride 16). Ours is a pixel
+#   count, not mIoU: the few interior errors it removes may still weigh more in an average over classes.
+# - **Wires**, all of whose pixels lie near a boundary, are the most visible part: DeepLabv3 at
+#   output stride 8 almost never draws them (the table above); exercise 09.4 measures what a
+#   stride-16 grid of class proportions gives them.
+# - **Why more than in the paper.** Our scenes are dense in boundaries (small objects, 1-3 px
+#   wires). The decoder's stride-4 low-level features carry where colour changes at four times the
+#   detail of the stride-16 map, and in these easy scenes each shape class has a colour family of
+#   its own (chapter 08, section 5), so where the colour changes the label usually does too.
 #
 # ## 6. One scene, side by side
 #
