@@ -119,7 +119,7 @@ plt.show()
 
 # %% [markdown]
 # **Try it.** Edit the stack (one layer per line: `conv k=3 s=2 d=1`, `pool k=2 s=2`; padding
-# defaults to "same"), pick an output unit, and toggle the effective map. Try replacing a
+# defaults to "same" for odd kernels), pick an output unit, and toggle the effective map. Try replacing a
 # `s=2` by `d=2` on the following layers and compare the number of dots with the size of the
 # square. (The editor needs a running kernel; in the book, the figure above shows the default
 # stack, and the JavaScript version below is live.)
@@ -128,7 +128,9 @@ plt.show()
 # initialised network with ReLUs, averaged over a few inputs. The JavaScript one is exact for the
 # simplest case Luo et al. analyse, every weight 1 and nothing nonlinear: the gradient is then the
 # number of paths from each pixel to the unit (`path_counts` of the gridding section below). Type
-# `conv k=3 d=2` on three lines and watch the map turn into a lattice: that is gridding.
+# `conv k=3 d=2` on three lines: the field, enlarged beside the photograph, turns into a lattice,
+# and the line under it counts the pixels never read (120 of 169): that is gridding, the subject of
+# the section below.
 
 # %%
 layer_stack_editor(DEFAULT_STACK)

@@ -716,6 +716,11 @@ solved("09.3", fuse_solution)
 answer_09_4 = ...  # your prediction, a fraction
 check("09.4", answer_09_4)
 
+# %%
+# Your measurement: the wire IoU of `stride_oracle` on a grid of 16, then of 4, over those 16 scenes
+# (the cell after this one holds a solution).
+...
+
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: a wire covers at most about a quarter of a 16 x 16 cell; the bilinear upsampling only blends
 # such small shares, so wire (almost) never wins the arg-max. (Not "never": a class that leads in no cell

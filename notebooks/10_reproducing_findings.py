@@ -552,6 +552,11 @@ solved("10.2", verdict_solution)
 answer_10_3 = ...  # a whole number of classes
 check("10.3", answer_10_3)
 
+# %%
+# Your measurement: per class, the per-seed IoU differences and their interval over seeds (the cell
+# after this one holds a solution).
+...
+
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: per class, the per-seed losses and their interval over seeds.
 import scipy.stats

@@ -263,6 +263,7 @@ def test_receptive_field_explorer_grows_with_the_rate(site: tuple[str, Path], br
     layers = parse_layer_stack(DEFAULT_STACK)
     rf = receptive_field([sp for _, sp in layers])
     assert drawn()[0] == rf.size == 57
+    assert "every pixel of its field is read" in explorer.inner_text()  # the default stack leaves no hole
     explorer.screenshot(path=str(shots / "explorer_receptive_field_before.png"))
     sizes = [rf.size]
     last_rate = layers[-1][1].dilation
@@ -278,20 +279,27 @@ def test_receptive_field_explorer_grows_with_the_rate(site: tuple[str, Path], br
     width, x, y = drawn()
     _press(explorer, "row")
     assert drawn() == (width, x, y + rf.stride)
-    # the effective map (every weight 1): drawn, gone when unticked; on a gridded stack the explorer counts the rows
-    # and columns that carry no path as the package does
+    # the effective map (every weight 1): drawn, gone when unticked; on a gridded stack the explorer counts the rows,
+    # columns and pixels of the field that no path reaches, as the package does (chapter 02: 120 of 169 for rates 2, 2, 2)
     assert explorer.locator("image.dle-erf").count() == 1
     explorer.locator("input[name='effective']").uncheck()
-    assert explorer.locator("image.dle-erf").count() == 0
+    assert explorer.locator("image.dle-erf").count() == 0 and explorer.locator("svg.dle-erf-zoom").count() == 0
     explorer.locator("input[name='effective']").check()
     explorer.locator("button[name='centre']").click()
-    gridded = "conv k=3 d=2\nconv k=3 d=2\nconv k=3 d=4"
+    gridded = "conv k=3 d=2\nconv k=3 d=2\nconv k=3 d=2"
     explorer.locator("textarea").fill(gridded)
-    field = path_counts([sp for _, sp in parse_layer_stack(gridded)], DEFAULTS["receptive_field"]["photo_size"], 63)
-    span = np.flatnonzero(field)
-    holes, lines = int((field[span[0]: span[-1] + 1] == 0).sum()), int(span[-1] - span[0] + 1)
-    assert holes > 0 and f"{2 * holes} of the {2 * lines} rows and columns it spans carry none" in explorer.inner_text()
-    assert explorer.locator("image.dle-erf").count() == 1
+    specs = [sp for _, sp in parse_layer_stack(gridded)]
+    field = path_counts(specs, DEFAULTS["receptive_field"]["photo_size"], 63)
+    first, last = receptive_field(specs).region(63)
+    empty = int((field[first: last + 1] == 0).sum())
+    assert (empty, last - first + 1) == (6, 13)
+    assert "6 of the 13 rows and 6 of the 13 columns of its field carry none, so 120 of its 169 pixels are never read" \
+        in explorer.inner_text()
+    assert explorer.locator("svg.dle-erf-zoom").get_attribute("data-unread") == "120"
+    explorer.screenshot(path=str(shots / "explorer_receptive_field_gridding.png"))
+    # a line being typed: the message names the layer, the last drawing stays (faded)
+    explorer.locator("textarea").fill(gridded + "\nconv k=3 s=2 p=0\n" * 7)
+    assert "cannot draw this stack: layer" in explorer.inner_text() and explorer.locator("image.dle-erf").count() == 1
     _finish(page, explorer, "receptive_field", blocked, errors)
 
 

@@ -182,7 +182,7 @@ def layer_stack_editor(text: str = DEFAULT_STACK, image: torch.Tensor | None = N
     col = W.IntSlider(-1, min=-1, max=64, description="unit col (-1 centre)", style={"description_width": "initial"})
     eff = W.Checkbox(True, description="effective map (Luo et al.)")
     help_ = W.HTML("<small>one layer per line: <code>conv k=3 s=2 d=1</code> or <code>pool k=2 s=2</code>"
-                   " (padding defaults to 'same')</small>")
+                   " (padding defaults to 'same' for odd kernels)</small>")
 
     def draw(text: str, r: int, c: int, effective: bool) -> None:
         try:

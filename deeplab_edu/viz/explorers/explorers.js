@@ -172,8 +172,13 @@
   /* Output size of a stack on an input of `size` pixels (what the PyTorch model returns). */
   function stackOutputSize(layers, size) {
     var n = size;
-    layers.forEach(function (l) {
-      n = convOutputSize(n, l.kernel, l.stride, l.padding, l.dilation);
+    layers.forEach(function (l, index) {
+      try {
+        n = convOutputSize(n, l.kernel, l.stride, l.padding, l.dilation);
+      } catch (err) {  // say which layer: "input_size" alone reads like the photo's size
+        throw new Error("layer " + (index + 1) + (l.name ? " (" + l.name + ")" : "") + " gets a map of " + n + " px: " +
+          err.message.replace("input_size", "its input size"));
+      }
     });
     return n;
   }
@@ -472,37 +477,61 @@
     return null;
   }
 
-  /* The effective map of unit (i, j) with every weight 1 (the outer product of the two axes' fields), as a
-   * heat map over the photograph: colour and opacity as plot_layer_stack's imshow (magma, alpha 0.85 sqrt). */
-  function drawPathCounts(g, layers, size, i, j, colours) {
-    var rows = pathCounts(layers, size, i), cols = pathCounts(layers, size, j);
-    var peak = Math.max.apply(null, rows) * Math.max.apply(null, cols);
-    if (!(peak > 0)) return " Effective map: the unit reads padding only.";
+  /* deeplab_edu.viz.receptive_field's colour map (magma, from the package) at v in [0, 1], as [r, g, b]. */
+  function magmaRgb(colours, v) {
+    var c = colours[Math.min(colours.length - 1, Math.floor(v * colours.length))];
+    return [parseInt(c.slice(1, 3), 16), parseInt(c.slice(3, 5), 16), parseInt(c.slice(5, 7), 16)];
+  }
+
+  /* A canvas of h x w pixels, each coloured by paint(a, b) -> [r, g, b, alpha 0..255], as a PNG data URI. */
+  function paintedImage(h, w, paint) {
     var canvas = document.createElement("canvas");
-    canvas.width = size;
-    canvas.height = size;
-    var ctx = canvas.getContext("2d"), image = ctx.createImageData(size, size);
-    var holes = 0, inside = 0;
-    for (var a = 0; a < size; a++) {
-      for (var b = 0; b < size; b++) {
-        var v = rows[a] * cols[b] / peak, c = colours[Math.min(colours.length - 1, Math.floor(v * colours.length))];
-        var k = 4 * (a * size + b);
-        image.data[k] = parseInt(c.slice(1, 3), 16);
-        image.data[k + 1] = parseInt(c.slice(3, 5), 16);
-        image.data[k + 2] = parseInt(c.slice(5, 7), 16);
-        image.data[k + 3] = Math.round(255 * 0.85 * Math.sqrt(v));
+    canvas.width = w;
+    canvas.height = h;
+    var ctx = canvas.getContext("2d"), image = ctx.createImageData(w, h);
+    for (var a = 0; a < h; a++) {
+      for (var b = 0; b < w; b++) {
+        var px = paint(a, b), k = 4 * (a * w + b);
+        for (var q = 0; q < 4; q++) image.data[k + q] = px[q];
       }
     }
     ctx.putImageData(image, 0, 0);
-    svg("image", { href: canvas.toDataURL("image/png"), x: -0.5, y: -0.5, width: size, height: size,
-      preserveAspectRatio: "none", "class": "dle-erf", style: "image-rendering: pixelated" }, g);
-    [rows, cols].forEach(function (f) {
-      var first = f.findIndex(function (v) { return v > 0; }), last = f.length - 1;
-      while (f[last] === 0) last--;
-      for (var q = first; q <= last; q++) { inside += 1; if (f[q] === 0) holes += 1; }
-    });
-    return " Effective map (every weight 1): the paths from each pixel to the unit" +
-      (holes ? "; " + holes + " of the " + inside + " rows and columns it spans carry none (gridding)" : "") + ".";
+    return canvas.toDataURL("image/png");
+  }
+
+  /* The effective map of unit (i, j) with every weight 1 (the outer product of the two axes' path counts):
+   * over the photograph, coloured as plot_layer_stack's imshow (magma, alpha 0.85 sqrt), and beside it the
+   * receptive field alone, enlarged, with the pixels no path reaches in grey. Returns the sentence for the
+   * message: how many rows, columns and pixels of the field are never read. */
+  function drawPathCounts(g, figure, layers, size, rf, i, j, colours) {
+    var rows = pathCounts(layers, size, i), cols = pathCounts(layers, size, j);
+    var peak = Math.max.apply(null, rows) * Math.max.apply(null, cols);
+    if (!(peak > 0)) return " Effective map: the unit reads padding only.";
+    svg("image", { href: paintedImage(size, size, function (a, b) {
+      var v = rows[a] * cols[b] / peak, c = magmaRgb(colours, v);
+      return [c[0], c[1], c[2], Math.round(255 * 0.85 * Math.sqrt(v))];
+    }), x: -0.5, y: -0.5, width: size, height: size, preserveAspectRatio: "none", "class": "dle-erf",
+      style: "image-rendering: pixelated" }, g);
+    // the field on the photo (clipped to it): its rows and columns, and those no path reaches
+    var r = region(rf, i), c = region(rf, j);
+    var r0 = Math.max(0, r[0]), r1 = Math.min(size - 1, r[1]), c0 = Math.max(0, c[0]), c1 = Math.min(size - 1, c[1]);
+    var h = r1 - r0 + 1, w = c1 - c0 + 1, emptyRows = 0, emptyCols = 0;
+    for (var a = r0; a <= r1; a++) if (rows[a] === 0) emptyRows += 1;
+    for (var b = c0; b <= c1; b++) if (cols[b] === 0) emptyCols += 1;
+    var unread = h * w - (h - emptyRows) * (w - emptyCols);
+    var scale = Math.max(1, Math.floor(192 / Math.max(h, w)));
+    var zoom = el("div", { "class": "dle-zoom" }, figure);
+    el("div", { "class": "dle-caption" }, zoom, "the field alone, enlarged (grey: no path)");
+    var z = svg("svg", { width: w * scale, height: h * scale, viewBox: [-0.5, -0.5, w, h].join(" "), role: "img",
+      "aria-label": "effective map over the receptive field", "class": "dle-svg dle-erf-zoom" }, zoom);
+    svg("image", { href: paintedImage(h, w, function (a, b) {
+      var v = rows[r0 + a] * cols[c0 + b] / peak, rgb = v > 0 ? magmaRgb(colours, v) : [220, 220, 220];
+      return [rgb[0], rgb[1], rgb[2], 255];
+    }), x: -0.5, y: -0.5, width: w, height: h, preserveAspectRatio: "none", style: "image-rendering: pixelated" }, z);
+    z.setAttribute("data-unread", String(unread));
+    return " Effective map (every weight 1): the paths from each pixel to the unit; " + (unread ?
+      emptyRows + " of the " + h + " rows and " + emptyCols + " of the " + w + " columns of its field carry none, so " +
+      unread + " of its " + h * w + " pixels are never read." : "every pixel of its field is read.");
   }
 
   function mountReceptiveField(root, opts) {
@@ -527,23 +556,25 @@
     el("span", { "class": "dle-label" }, effLabel, " effective map (every weight 1)");
     eff.addEventListener("change", function () { draw(); });
     box.addEventListener("input", function () { state.text = box.value; draw(); });
-    var figure = el("div", { "class": "dle-figure" }, top);
+    var figure = el("div", { "class": "dle-figure dle-row" }, top);
     var message = messageBox(root);
     var table = el("div", { "class": "dle-table" }, root);
 
     function draw() {
-      clear(figure);
-      clear(table);
       var layers, oh;
       try {
         layers = parseLayerStack(state.text);
         oh = stackOutputSize(layers, size);
-      } catch (err) {
+      } catch (err) {  // the last good drawing stays, faded, while a line is being typed
         root.setAttribute("data-error", err.message);
         box.setAttribute("aria-invalid", "true");
+        figure.style.opacity = "0.35";
         message.textContent = "cannot draw this stack: " + err.message;
         return;
       }
+      clear(figure);
+      clear(table);
+      figure.style.opacity = "";
       root.removeAttribute("data-error");
       box.setAttribute("aria-invalid", "false");
       var r = lastRate(layers);
@@ -565,7 +596,7 @@
       svg("image", { href: opts.photo, x: -0.5, y: -0.5, width: size, height: size, preserveAspectRatio: "none",
         "class": "dle-photo-image" }, g);
       var erfNote = "";
-      if (eff.checked) erfNote = drawPathCounts(g, layers, size, i, j, opts.erf_colours);
+      if (eff.checked) erfNote = drawPathCounts(g, figure, layers, size, rf, i, j, opts.erf_colours);
       var units = oh * oh;
       if (units <= 4096) {
         var dots = svg("g", { "class": "dle-dots", fill: "black", "fill-opacity": 0.7 }, g);
