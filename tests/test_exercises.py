@@ -176,6 +176,16 @@ def test_a_hint_in_steps_gives_the_idea_before_the_formula(key: str) -> None:
     assert hint(key) == ex.hints[1] and hint(key) == ex.hints[1]
 
 
+def test_a_wrong_form_is_no_try_and_hint_calls_count() -> None:
+    """A learner's trial: one number where a pair is asked counted as a wrong try (a string did not), and after
+    hint() had shown both steps the next wrong answer still said a hint would come."""
+    assert "two numbers" in check("07.4", 0.135).message and "two numbers" in check("07.4", 0.2).message
+    assert "Hint:" not in check("07.4", (0.5, 0.5)).message  # the first judged wrong answer: still no hint
+    assert "three numbers" in check("08.3", (3, 6)).message and "Hint:" not in check("08.3", (3, 6, 9)).message
+    hint("07.1"), hint("07.1")
+    assert f"Hint: {get('07.1').hints[1]}" in check("07.1", 224).message  # no "a hint comes with the next" again
+
+
 def test_hints_leave_the_learner_something_to_write() -> None:
     """A hint is a step, not the finished call (05.4 gave ``F.conv2d(x, w, b, padding=r, dilation=r)``, 09.3 the
     whole F.interpolate call, 02.4 the two update lines)."""
@@ -378,7 +388,15 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     assert check("05.2", 2212353).message.split(": ", 1)[1].startswith("2212353 is too large")  # not 2.21235e+06
     assert check("09.1", np.int64(320)) and check("09.2", np.int64(5 * 5 * 128 + 128 * 192))  # NumPy ints are numbers
     assert "expected a number, got bool" in check("09.1", True).message
-    assert "without quotes, 13." in check("01.1", " 13").message and "got str" in check("01.1", "thirteen").message
+    assert "without quotes: 13." in check("01.1", " 13").message and "got str" in check("01.1", "thirteen").message
+    # as a learner types a number in quotes (a trial): separators, a unit; a list of one; all unjudged, no try
+    assert "without quotes, separators or unit: 15731712." in check("07.2", "15,731,712").message
+    assert "without quotes, separators or unit: 160." in check("07.1", "160px").message
+    assert "write 5 itself, without brackets" in check("01.2", [5]).message
+    assert repr(check("01.2", 4)).startswith("[01.2] not yet: ")  # a Python prompt shows the sentence
+    # a negative count, length or rate is named as such (but 01.3's input indices may be negative)
+    assert "negative" in check("01.4", -6).message and "negative" in check("08.3", (-3, 6, 9)).message
+    assert "negative" not in check("01.3", (-4, 0, 3)).message
     assert check("02.2", np.array(get("02.2").solution())) and check("01.3", torch.tensor(get("01.3").solution()))
     assert "other way round" in check("02.2", get("02.2").solution()[::-1]).message
     counts = torch.tensor(get("04.2").solution(), dtype=torch.float32, requires_grad=True)  # measured with a conv

@@ -64,7 +64,7 @@ from ..config import course_checks
 
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
-    "compare_results", "check", "solved", "prediction_made", "hint", "get", "all_exercises",
+    "compare_results", "check", "solved", "prediction_made", "hint", "get", "all_exercises", "not_judged",
     "measured_and_predicted", "packaged_use", "NOT_ANSWERED", "KINDS", "WrongAnswer",
 ]
 
@@ -93,9 +93,10 @@ class Exercise:
         return self.hints[-1] if self.hints else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Feedback:
-    """The result of :func:`check`; truthy when the answer is right."""
+    """The result of :func:`check`; truthy when the answer is right. Shown as its sentence: in a notebook as
+    Markdown, in a Python prompt as ``[01.2] not yet: ...`` (``key``, ``correct`` and ``message`` are its fields)."""
 
     key: str
     correct: bool
@@ -107,6 +108,8 @@ class Feedback:
     def __str__(self) -> str:
         mark = "correct" if self.correct else "not yet"
         return f"[{self.key}] {mark}: {self.message}"
+
+    __repr__ = __str__  # a Python prompt shows the sentence, not Feedback(key=..., correct=..., message=...)
 
     def _repr_markdown_(self) -> str:
         # text marks, not emoji: a machine without an emoji font draws those as empty boxes
@@ -137,6 +140,12 @@ class _NotTried(str):
 class _Unreadable(str):
     """A checker's message for an answer of the wrong kind (a string where a number is asked): the
     value was not judged, so :func:`check` gives no hint about the reasoning behind it."""
+
+
+def not_judged(message: str) -> str:
+    """A mistake message of :func:`value_exercise` for an answer of the wrong form (one number where a pair
+    is asked, two rates of three): like an answer of the wrong kind, it is not a wrong try and brings no hint."""
+    return _Unreadable(message)
 
 
 def _as_scalar(value: Any) -> Any:
@@ -214,9 +223,13 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
         fraction: it must lie between 0 and 1.
     """
     answer = _as_scalar(answer)
-    if isinstance(answer, str) and _numeric_text(answer):
-        return _Unreadable(f"expected a number, got the text {answer!r}: write the number without quotes, "
-                           f"{answer.strip()}.")
+    if isinstance(answer, str) and (number := _number_in_text(answer)) is not None:
+        return _Unreadable(f"expected a number, got the text {answer!r}: write the number itself, without quotes"
+                           f"{', separators or unit' if number != answer.strip() else ''}: {number}.")
+    if (isinstance(answer, (list, tuple)) and len(answer) == 1
+            and isinstance(answer[0], (int, float, np.integer, np.floating)) and not isinstance(answer[0], bool)):
+        return _Unreadable(f"expected a number, got a {type(answer).__name__} of one: write {shown(answer[0])} "
+                           "itself, without brackets.")
     if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
         return _Unreadable(f"expected a number, got {type(answer).__name__}.")
     try:
@@ -232,13 +245,22 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     return None
 
 
-def _numeric_text(text: str) -> bool:
-    """Whether ``text`` reads as one number (``"13"``, ``" 0.5 "``, ``"1e3"``)."""
+#: One number as a learner might type it in quotes: thousands separators, a unit after it.
+_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|pixels?|cells?)?\.?")
+
+
+def _number_in_text(text: str) -> str | None:
+    """The number ``text`` spells (``"13"``, ``" 0.5 "``, ``"1e3"``, ``"15,731,712"``, ``"160px"``), as Python
+    reads it (``"15731712"``); ``None`` when it spells none."""
+    match = _NUMBER_TEXT.fullmatch(text.strip())
+    if match is None:
+        return None
+    number = re.sub(r"[,_ ]", "", match.group(1))
     try:
-        float(text)
+        float(number)
     except ValueError:
-        return False
-    return True
+        return None
+    return number
 
 
 def direction(answer: Any, target: Any, *, more: str = "too large", less: str = "too small") -> str:
@@ -282,8 +304,9 @@ def _form(answer_type: str, solution: Callable[[], Any]) -> str:
         try:
             n = len(solution())
         except Exception:  # a solution that cannot be computed here: no example rather than a wrong one
-            return "a tuple of whole numbers"
-        return f"a tuple of {n} whole numbers, e.g. {_example(n)}" if n > 1 else "a tuple of whole numbers"
+            return "a list or tuple of whole numbers"
+        return (f"a list or tuple of {n} whole numbers, e.g. {_example(n)}" if n > 1
+                else "a list or tuple of whole numbers")
     if answer_type == "text":
         return "a name (a string)"
     if answer_type == "array":
@@ -416,8 +439,12 @@ def value_exercise(
                                   form or _form(answer_type, solution))
         if problem is not None:
             return problem
-        if _matches(got, solution(), rel_tol, abs_tol):
+        target = solution()
+        if _matches(got, target, rel_tol, abs_tol):
             return None
+        if answer_type in ("whole", "ints") and min(np.ravel(got), default=0) < 0 <= min(np.ravel(target), default=0):
+            return (f"{shown(got) if answer_type == 'whole' else got} holds a negative number; what this exercise asks "
+                    "for (a count, a length, a rate) is never below 0.")
         for wrong, message in mistakes:
             hit = wrong(got) if callable(wrong) else _matches(got, wrong, rel_tol, abs_tol)
             if hit:
@@ -1002,8 +1029,9 @@ def check(key: str, answer: Any) -> Feedback:
     reported, not raised, so that a notebook still runs top to bottom before the learner has
     tried. The exercise's hint escalates: the first wrong answer to ``key`` gets the explanation
     and a note that a hint comes with the next wrong answer (or from :func:`hint`); from the second
-    wrong answer in this Python session on, the hint follows the explanation. Neither an unanswered
-    exercise nor an answer of the wrong kind (a string where a number is asked) counts as a try.
+    wrong answer in this Python session on (or the first, once :func:`hint` was called), the hint's
+    next step follows the explanation. Neither an unanswered exercise nor an answer of the wrong
+    kind or form (a string where a number is asked, one number where a pair is) counts as a try.
 
     Raises:
         WrongAnswer: only where the course checks itself (:func:`deeplab_edu.config.course_checks`:
@@ -1024,7 +1052,7 @@ def check(key: str, answer: Any) -> Feedback:
     msg = _sentence(f"{ex.title}: {problem}")
     if not isinstance(problem, _Unreadable):
         tries = _WRONG_TRIES[key] = _WRONG_TRIES.get(key, 0) + 1
-        if ex.hints and tries >= 2:
+        if ex.hints and (tries >= 2 or key in _HINT_STEPS):  # a hint() call already showed a step: the next one
             msg = _sentence(f"{msg} Hint: {_next_hint_step(ex)}")
         elif ex.hints:
             msg += f' (Try again; a hint comes with the next wrong answer, or call `hint("{key}")`.)'

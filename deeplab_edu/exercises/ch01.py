@@ -85,15 +85,17 @@ value_exercise(
     solution=lambda: same_padding(5, 3),
     answer_type="whole",
     mistakes=[
-        (3, "padding = rate holds for 3x3 filters only (their half-width is 1 tap); a 5x5 filter has 2 taps "
-            "on each side of its centre, each rate pixels apart."),
+        (3, "padding = rate holds for 3x3 filters only, whose outer taps sit one tap spacing from the centre; a 5x5 "
+            "filter reaches further on each side."),
+        (13, "13 is the span of the dilated filter (its effective kernel size); the padding supplies only what hangs "
+             "over one edge when the filter is centred on the first pixel."),
         (2, "2 keeps the size of a 5x5 filter at rate 1; at rate 3 its taps spread apart, so it spans more pixels."),
         (12, "12 is the total padding needed; it is split between both sides."),
     ],
     otherwise=lambda a: (f"with padding {shown(a)} the output "
                          f"{'grows' if a > same_padding(5, 3) else 'shrinks'}: 'same' padding on each side gives "
                          "back exactly half of what the dilated filter's span trims off the input."),
-    more_wrong=(13, 1),
+    more_wrong=(1,),
     hint=("draw the filter centred on the first pixel: how many of its taps' pixels hang over the edge? The padding "
           "must supply them, on each side.",
           "same padding is half of (effective kernel size - 1), and the effective kernel is k + (k - 1)(r - 1)."),

@@ -8,7 +8,7 @@ import torch
 
 from ..gridding import sampling_pattern
 from ..receptive_field import LayerSpec, receptive_field, receptive_field_of, receptive_field_table
-from ._core import direction, function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, not_judged, shown, value_exercise
 
 value_exercise(
     "02.1",
@@ -35,7 +35,7 @@ value_exercise(
     solution=lambda: (receptive_field(_STACK).size, receptive_field(_STACK).stride),
     answer_type="ints",
     mistakes=[
-        (lambda a: len(a) != 2, "answer with a pair (receptive_field, effective_stride)."),
+        (lambda a: len(a) != 2, not_judged("answer with a pair (receptive_field, effective_stride).")),
         (lambda a: tuple(a) == (receptive_field(_STACK).stride, receptive_field(_STACK).size),
          "the right numbers the other way round: the pair is (receptive_field, effective_stride)."),
         (lambda a: a[1] != receptive_field(_STACK).stride,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..boundary import degeneration_rate, effective_kernel_shape, valid_tap_counts, valid_weight_fractions
-from ._core import direction, shown, value_exercise
+from ._core import direction, not_judged, shown, value_exercise
 
 def _last_whole_rate(side: int) -> int:
     """The largest rate at which some position of a side x side map still keeps all nine taps of a 3x3 filter."""
@@ -110,7 +110,7 @@ value_exercise(
     solution=lambda: effective_kernel_shape((17, 65), 24),
     answer_type="ints",
     mistakes=[
-        (lambda a: len(a) != 2, "answer with a shape (rows, columns): two numbers."),
+        (lambda a: len(a) != 2, not_judged("answer with a shape (rows, columns): two numbers.")),
         ((3, 1), "rows and columns are swapped: the map is only 17 rows tall, so it is the vertical taps that die."),
         ((3, 3), "every vertical off-centre tap is 24 rows away, and the map has only 17 rows."),
         ((1, 1), "the horizontal taps still land on the map for columns 24..40 (65 columns wide)."),

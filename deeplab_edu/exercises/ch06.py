@@ -47,13 +47,19 @@ value_exercise(
     answer_type="fraction",
     abs_tol=2e-3,
     mistakes=[(0.75, "0.75 is what halving *both sides of a crop-sized image* gives; the image here is smaller "
-                     "than the crop.")],
+                     "than the crop."),
+              (1 - 500 * 375 / 513**2, "that is the padding of the image at its own size: it is scaled by 0.5 "
+                                       "first."),
+              (1 - _PAD_FRACTION, "that is the share the scaled image covers; the question asks for the padding, "
+                                  "the rest of the crop."),
+              (1 - 0.5 * 500 * 375 / 513**2, "that halves the image's area; scaling by 0.5 halves each side, so "
+                                             "the area shrinks more.")],
     otherwise=lambda a: (f"{a:.4f} is {direction(a, _PAD_FRACTION)} for the share of padding: the scaled image "
                          "covers part of the crop, and padding fills the rest."),
     more_wrong=(0.5, 100 * _PAD_FRACTION),
     hint=("the scaled image sits in one corner of the crop; the padding is the crop's area less the image's.",
-          "scale each side by 0.5 and round it to whole pixels (375 / 2 = 187.5); everything else in the "
-          "513 x 513 crop is padding."),
+          "scale each side by 0.5 and round it to whole pixels (375 / 2 = 187.5: either rounding is accepted); "
+          "everything else in the 513 x 513 crop is padding."),
 )
 
 # 06.3: toy split lists.

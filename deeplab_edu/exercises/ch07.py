@@ -9,7 +9,7 @@ import torch
 
 from ..atrous import effective_kernel_size
 from ..crf import DEEPLAB_RELEASED, mean_field_update
-from ._core import direction, function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, not_judged, shown, value_exercise
 
 
 # 07.1: the field of view of v1 Table 2, for an fc6 variant the paper did not try.
@@ -29,6 +29,8 @@ value_exercise(
         (_OS * _K_E + _POOL5, "that counts one tap spacing too many: the outer tap centres are 8 (k_e - 1) pixels "
                               "apart."),
         (_K_E, "17 is the span in feature cells; at output stride 8 each cell is 8 input pixels."),
+        (224, "224 is the field of Table 2's rows at rate 12 (DeepLab-LargeFOV) or with larger kernels; this filter "
+              "is 3x3 at rate 8, so its taps sit closer together."),
         (3 * _OS * 8, "3 taps x 64 pixels counts one gap too many: 3 taps have 2 gaps between them, and the rule "
                       "then adds one pool5 cell."),
     ],
@@ -51,8 +53,8 @@ value_exercise(
     mistakes=[
         (_FC7_FULL, "that is fc7 with 4096 filters; subtract what LargeFOV's fc7 keeps."),
         (_FC7_LARGEFOV, "that is LargeFOV's fc7 itself, not what it saves."),
-        (4096 * 4096 - 1024 * 1024, "that counts the weights only; each filter also has a bias, and LargeFOV keeps "
-                                    "fewer filters."),
+        (4096 * 4096 - 1024 * 1024, "that counts the weights only: each filter also has a bias, and the two fc7s "
+                                    "have different numbers of filters, so their biases differ too."),
         (1024 * 4096 + 4096 - _FC7_LARGEFOV, "in VGG-16, fc7 reads fc6's 4096 channels: both its input and its output "
                                               "shrink to 1024."),
         (4096 * 1024 + 1024 - _FC7_LARGEFOV, "its output shrinks too: LargeFOV's fc7 has 1024 filters, VGG-16's 4096."),
@@ -141,7 +143,8 @@ value_exercise(
     abs_tol=0.01,
     kind="predict",
     mistakes=[
-        (lambda a: a.shape != (2,), f"answer with two numbers: the kernel at theta_beta = {_TB:g}, then at {2 * _TB:g}."),
+        (lambda a: a.shape != (2,), not_judged(f"answer with two numbers: the kernel at theta_beta = {_TB:g}, then at "
+                                               f"{2 * _TB:g}.")),
         (lambda a: bool((a < 0).any() or (a > 1).any()), "a Gaussian kernel lies between 0 and 1 (1 for two pixels "
                                                        "of the same colour at the same place)."),
         (_appearance_pair()[::-1], f"the order is swapped: the released theta_beta = {_TB:g} first, then {2 * _TB:g}."),

@@ -9,7 +9,7 @@ import torch
 
 from ..boundary import mean_valid_fraction
 from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
-from ._core import direction, function_exercise, value_exercise
+from ._core import direction, function_exercise, not_judged, value_exercise
 
 
 def _degenerate_branches(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tuple[int, ...]:
@@ -88,17 +88,18 @@ value_exercise(
     kind="predict",
     mistakes=[
         ((3, 6, 9), "(3, 6, 9) scales (6, 12, 18) by 16/33 and rounds; but the share of valid weights does not "
-                    "scale with the rate: rate 9 on 16 cells uses 39 % of its weights, less than rate 18's "
-                    "40.5 % on 33 cells."),
+                    "scale with the rate: compare each of your rates' share on 16 cells with its paper rate's share "
+                    "on 33 cells."),
         ((6, 12, 18), "on a 16-cell map rate 18 is exactly 1x1 (18 >= 16) and rate 12 reads mostly padding: "
                       "these are the rates the fit replaces."),
         ((2, 4, 8), "close, but the middle rate can grow: a larger rate on 16 cells still uses at least the share "
                     "of its weights that rate 12 uses on 33 cells."),
-        (lambda a: len(a) != 3, "one rate per paper rate: three numbers."),
+        (lambda a: len(a) != 3, not_judged("one rate per paper rate: three numbers.")),
     ],
     otherwise=lambda a: f"{a} is not it: check each of your rates against its paper rate's share of valid weights "
                         "on 33 cells, from both sides (is one more still enough?).",
     hint=("the fit keeps what each paper rate does on 33 cells, the share of its weights that land on the map, not "
           "the rate's size relative to the map: find that share for 6, 12 and 18 first.",
-          "compare deeplab_edu.boundary.mean_valid_fraction(16, r) with mean_valid_fraction(33, 6 / 12 / 18)."),
+          "for each paper rate p in (6, 12, 18), compare deeplab_edu.boundary.mean_valid_fraction(16, r) with "
+          "mean_valid_fraction(33, p), for whole rates r."),
 )
