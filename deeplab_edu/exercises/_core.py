@@ -35,8 +35,9 @@ given with the first wrong answer to an exercise: that one ends by saying a hint
 next. From the learner's second wrong answer to the same exercise in this Python session on, the
 hint follows the explanation. :func:`hint` gives it at once. A hint may come in steps, a tuple: a
 nudge towards the idea first, the formula only with the next wrong answer (or the next call of
-:func:`hint`), so that a learner who needed only the nudge still works the formula out. An unanswered exercise and an answer of
-the wrong kind (a string where a number is asked) are not wrong tries and do not count.
+:func:`hint`), so that a learner who needed only the nudge still works the formula out. An
+unanswered exercise and an answer of the wrong kind or form (a string where a number is asked, one
+number where a pair is: :func:`not_judged`) are not wrong tries and do not count.
 """
 
 from __future__ import annotations
@@ -443,8 +444,8 @@ def value_exercise(
         if _matches(got, target, rel_tol, abs_tol):
             return None
         if answer_type in ("whole", "ints") and min(np.ravel(got), default=0) < 0 <= min(np.ravel(target), default=0):
-            return (f"{shown(got) if answer_type == 'whole' else got} holds a negative number; what this exercise asks "
-                    "for (a count, a length, a rate) is never below 0.")
+            said = f"{shown(got)} is negative" if answer_type == "whole" else f"{got} holds a negative number"
+            return f"{said}; what this exercise asks for (a count, a length, a rate) is never below 0."
         for wrong, message in mistakes:
             hit = wrong(got) if callable(wrong) else _matches(got, wrong, rel_tol, abs_tol)
             if hit:
@@ -933,8 +934,8 @@ _HINT_STEPS: dict[str, int] = {}
 
 
 def _next_hint_step(ex: Exercise) -> str:
-    """The next step of ``ex``'s hint not shown yet in this session (the last step again once all were), and
-    whether another follows."""
+    """The next step of ``ex``'s hint not shown yet in this session (the last step again once all were), with a
+    note when another step follows."""
     step = min(_HINT_STEPS.get(ex.key, 0), len(ex.hints) - 1)
     _HINT_STEPS[ex.key] = step + 1
     return ex.hints[step] + (" (More with the next wrong answer, or call `hint(\"" + ex.key + "\")` again.)"
