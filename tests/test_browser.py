@@ -297,9 +297,10 @@ def test_receptive_field_explorer_grows_with_the_rate(site: tuple[str, Path], br
         in explorer.inner_text()
     assert explorer.locator("svg.dle-erf-zoom").get_attribute("data-unread") == "120"
     explorer.screenshot(path=str(shots / "explorer_receptive_field_gridding.png"))
-    # a line being typed: the message names the layer, the last drawing stays (faded)
-    explorer.locator("textarea").fill(gridded + "\nconv k=3 s=2 p=0\n" * 7)
-    assert "cannot draw this stack: layer" in explorer.inner_text() and explorer.locator("image.dle-erf").count() == 1
+    # a line being typed: the message names the line (as the parser's do), the last drawing stays (faded)
+    explorer.locator("textarea").fill(gridded + "\nconv k=3 s=2 p=0\n" * 7)  # a blank line between them
+    assert "cannot draw this stack: line 16: this layer gets a map of 1 px" in explorer.inner_text()
+    assert explorer.locator("image.dle-erf").count() == 1
     _finish(page, explorer, "receptive_field", blocked, errors)
 
 

@@ -175,8 +175,9 @@
     layers.forEach(function (l, index) {
       try {
         n = convOutputSize(n, l.kernel, l.stride, l.padding, l.dilation);
-      } catch (err) {  // say which layer: "input_size" alone reads like the photo's size
-        throw new Error("layer " + (index + 1) + (l.name ? " (" + l.name + ")" : "") + " gets a map of " + n + " px: " +
+      } catch (err) {  // say which line, as the parser does ("input_size" alone reads like the photo's size)
+        var line = l.name ? l.name.replace(/^[a-z]+/, "") : String(index + 1);  // parseLayerStack names it kind + line
+        throw new Error("line " + line + ": this layer gets a map of " + n + " px, and " +
           err.message.replace("input_size", "its input size"));
       }
     });
