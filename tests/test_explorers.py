@@ -283,6 +283,7 @@ def test_explorer_html_is_self_contained() -> None:
         urls = set(re.findall(r"https?://[^\s\"')]+", html)) - {"http://www.w3.org/2000/svg"}
         assert not urls, f"explorer {name} refers to {urls}"
         assert not re.search(r"""\b(src|href)\s*=\s*["'](?!data:|#)""", html), f"explorer {name} loads a file"
+        assert html.isascii(), f"explorer {name}: a page that declares no encoding would garble its non-ASCII text"
     photo = explorers.explorer_html("receptive_field")
     assert "data:image/jpeg;base64," in photo
 

@@ -60,7 +60,9 @@ def script() -> str:
     text = resources.files(__name__).joinpath("explorers.js").read_text(encoding="utf-8")
     if "</script" in text.lower():  # would end the inline <script> early
         raise RuntimeError("explorers.js must not contain '</script'")
-    return text
+    # ASCII only ("×" as \u00d7, valid in its strings, regular expressions and comments), so that the explorer
+    # reads the same in a page that declares no encoding (a browser then guesses windows-1252: "32Ã—32")
+    return "".join(c if ord(c) < 128 else f"\\u{ord(c):04x}" for c in text)
 
 
 @lru_cache(maxsize=None)
