@@ -76,8 +76,9 @@ def build_dataset(
             raise ValueError("the folder data set needs its folder: root= (--data-root DIR)")
         if download:
             raise ValueError("the folder data set is your own: there is nothing to download (drop download= / --download)")
-        if set(kwargs) - {"skip_unpaired"}:
-            raise TypeError(f"unexpected arguments for folder: {', '.join(sorted(set(kwargs) - {'skip_unpaired'}))}")
+        unexpected = sorted(set(kwargs) - {"skip_unpaired"})
+        if unexpected:
+            raise TypeError(f"unexpected arguments for folder: {', '.join(unexpected)}")
         return FolderDataset(root, split, transform=transform, **kwargs)
     loaders = {"voc": VOCSegmentation, "pascalvoc": VOCSegmentation, "camvid": CamVid, "cityscapes": Cityscapes}
     if key not in loaders:

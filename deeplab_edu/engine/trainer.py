@@ -369,8 +369,8 @@ class Trainer:
                                     "--out-dir?): starting a new run from iteration 0")
             return
         state = ck.load_checkpoint(path)
-        lacking = [k for k in ("optimizer", "scheduler", "rng") if k not in state]  # what resuming reads (the scaler
-        # is optional): ck.TRAINING_STATE_KEYS, which a model file leaves out
+        # what resuming reads, which a model file leaves out (the scaler is optional: absent without mixed precision)
+        lacking = [k for k in ck.TRAINING_STATE_KEYS if k != "scaler" and k not in state]
         if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
             raise ck.CheckpointMismatchError(
                 f"{path} holds no training state ({', '.join(lacking)} missing): it is a model file, as `deeplab-edu "
