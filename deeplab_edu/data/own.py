@@ -192,13 +192,13 @@ class FolderDataset(SegmentationFolder):
         if not images:
             raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
         unmatched = [f"{images_dir / images[s].name} has no mask {s}.png in {masks_dir}"
-                     for s in sorted(set(images) - set(masks))]
-        unmatched += [f"{masks_dir / masks[s].name} has no image in {images_dir}" for s in sorted(set(masks) - set(images))]
+                     for s in sorted(images.keys() - masks.keys())]
+        unmatched += [f"{masks_dir / masks[s].name} has no image in {images_dir}" for s in sorted(masks.keys() - images.keys())]
         if unmatched and not skip_unpaired:
             shown = "\n  ".join(unmatched[:5]) + (f"\n  ... and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
             raise BadDataError(f"images and masks of {root / split} do not pair up by name:\n  {shown}")
         self.unpaired: list[str] = [f"{masks_dir / name} is not a PNG file: {png_advice}" for name in not_png] + unmatched
-        pairs = [(images[s], masks[s]) for s in sorted(set(images) & set(masks))]
+        pairs = [(images[s], masks[s]) for s in sorted(images.keys() & masks.keys())]
         if not pairs:
             raise BadDataError(f"no image of {images_dir} has a mask of the same name in {masks_dir}")
         super().__init__(pairs, info, transform=transform, name=f"{info.name} ({split})")

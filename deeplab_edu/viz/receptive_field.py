@@ -45,6 +45,8 @@ conv k=3 d=2
 conv k=3 d=4"""
 
 SQUARE = "#ffd23f"
+# the colour map of effective maps, here and in chapter 02's explorer (deeplab_edu.viz.explorers)
+ERF_CMAP = "magma"
 # ASCII digits and line breaks only, as the JavaScript explorer reads them (explorers.js, parseLayerStack)
 _LINE = re.compile(r"^(conv|pool)((?: +[ksdp]=\d+)*) *$", re.ASCII)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -153,7 +155,7 @@ def plot_layer_stack(
     if effective and float(erf.sum()) == 0:
         title += "\neffective: no gradient reached the input (all units inactive)"
     elif effective:
-        axes[0].imshow(erf.numpy(), cmap="magma", alpha=0.85 * (erf / erf.max()).sqrt().numpy())
+        axes[0].imshow(erf.numpy(), cmap=ERF_CMAP, alpha=0.85 * (erf / erf.max()).sqrt().numpy())
         side = mass_extent(erf, 0.9)
         cy, cx = rf.center(i), rf.center(j)
         axes[0].add_patch(Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, edgecolor="cyan", lw=1.5, ls="--"))
@@ -255,7 +257,7 @@ def plot_erf_maps(
     axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
     for a, (name, m) in zip(axes, maps.items()):
         h, w = m.shape
-        a.imshow(m.numpy(), cmap="magma")
+        a.imshow(m.numpy(), cmap=ERF_CMAP)
         (r0, _) = rf.region((h - 1) // 2 if output_index is None else output_index)
         a.add_patch(Rectangle((r0 - 0.5, r0 - 0.5), rf.size, rf.size, fill=False, edgecolor=SQUARE, lw=1.5))
         a.set_xlim(-0.5, w - 0.5), a.set_ylim(h - 0.5, -0.5)

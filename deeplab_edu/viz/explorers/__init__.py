@@ -93,12 +93,14 @@ def _photo_data_uri(size: int) -> str:
 
 
 @lru_cache(maxsize=1)
-def _magma(steps: int = 64) -> list[str]:
-    """Matplotlib's ``magma``, the colour map of the effective map in chapter 02's figures, as ``steps`` hex colours."""
+def _erf_colours(steps: int = 64) -> list[str]:
+    """The colour map of the effective map in chapter 02's figures (``receptive_field.ERF_CMAP``), as ``steps`` hex colours."""
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    cmap = colormaps["magma"].resampled(steps)
+    from ..receptive_field import ERF_CMAP
+
+    cmap = colormaps[ERF_CMAP].resampled(steps)
     return [to_hex(cmap(i)) for i in range(steps)]
 
 
@@ -127,7 +129,7 @@ def _settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
         parse_layer_stack(s["stack"])  # raises ValueError naming the line
         _int_in(s, "photo_size", 16, 256, name)
         s["photo"] = _photo_data_uri(s["photo_size"])
-        s["erf_colours"] = _magma()
+        s["erf_colours"] = _erf_colours()
     else:
         _int_in(s, "max_size", 1, 256, name)
         _int_in(s, "max_rate", 1, 512, name)

@@ -478,10 +478,16 @@
     return null;
   }
 
-  /* deeplab_edu.viz.receptive_field's colour map (magma, from the package) at v in [0, 1], as [r, g, b]. */
-  function magmaRgb(colours, v) {
-    var c = colours[Math.min(colours.length - 1, Math.floor(v * colours.length))];
-    return [parseInt(c.slice(1, 3), 16), parseInt(c.slice(3, 5), 16), parseInt(c.slice(5, 7), 16)];
+  /* The package's hex colours ("#rrggbb") as [r, g, b] arrays, parsed once per explorer. */
+  function parseColours(colours) {
+    return colours.map(function (c) {
+      return [parseInt(c.slice(1, 3), 16), parseInt(c.slice(3, 5), 16), parseInt(c.slice(5, 7), 16)];
+    });
+  }
+
+  /* deeplab_edu.viz.receptive_field's colour map (ERF_CMAP, parsed by parseColours) at v in [0, 1], as [r, g, b]. */
+  function colourAt(rgbs, v) {
+    return rgbs[Math.min(rgbs.length - 1, Math.floor(v * rgbs.length))];
   }
 
   /* A canvas of h x w pixels, each coloured by paint(a, b) -> [r, g, b, alpha 0..255], as a PNG data URI. */
@@ -501,15 +507,15 @@
   }
 
   /* The effective map of unit (i, j) with every weight 1 (the outer product of the two axes' path counts):
-   * over the photograph, coloured as plot_layer_stack's imshow (magma, alpha 0.85 sqrt), and beside it the
+   * over the photograph, coloured as plot_layer_stack's imshow (ERF_CMAP, alpha 0.85 sqrt), and beside it the
    * receptive field alone, enlarged, with the pixels no path reaches in grey. Returns the sentence for the
    * message: how many rows, columns and pixels of the field are never read. */
-  function drawPathCounts(g, figure, layers, size, rf, i, j, colours) {
-    var rows = pathCounts(layers, size, i), cols = pathCounts(layers, size, j);
+  function drawPathCounts(g, figure, layers, size, rf, i, j, rgbs) {
+    var rows = pathCounts(layers, size, i), cols = i === j ? rows : pathCounts(layers, size, j);
     var peak = Math.max.apply(null, rows) * Math.max.apply(null, cols);
     if (!(peak > 0)) return " Effective map: the unit reads padding only.";
     svg("image", { href: paintedImage(size, size, function (a, b) {
-      var v = rows[a] * cols[b] / peak, c = magmaRgb(colours, v);
+      var v = rows[a] * cols[b] / peak, c = colourAt(rgbs, v);
       return [c[0], c[1], c[2], Math.round(255 * 0.85 * Math.sqrt(v))];
     }), x: -0.5, y: -0.5, width: size, height: size, preserveAspectRatio: "none", "class": "dle-erf",
       style: "image-rendering: pixelated" }, g);
@@ -526,7 +532,7 @@
     var z = svg("svg", { width: w * scale, height: h * scale, viewBox: [-0.5, -0.5, w, h].join(" "), role: "img",
       "aria-label": "effective map over the receptive field", "class": "dle-svg dle-erf-zoom" }, zoom);
     svg("image", { href: paintedImage(h, w, function (a, b) {
-      var v = rows[r0 + a] * cols[c0 + b] / peak, rgb = v > 0 ? magmaRgb(colours, v) : [220, 220, 220];
+      var v = rows[r0 + a] * cols[c0 + b] / peak, rgb = v > 0 ? colourAt(rgbs, v) : [220, 220, 220];
       return [rgb[0], rgb[1], rgb[2], 255];
     }), x: -0.5, y: -0.5, width: w, height: h, preserveAspectRatio: "none", style: "image-rendering: pixelated" }, z);
     z.setAttribute("data-unread", String(unread));
@@ -538,6 +544,7 @@
   function mountReceptiveField(root, opts) {
     var size = opts.photo_size;
     var state = { text: opts.stack, row: null, col: null };
+    var erfRgbs = parseColours(opts.erf_colours);
     var top = el("div", { "class": "dle-row" }, root);
     var left = el("div", { "class": "dle-controls dle-column" }, top);
     el("span", { "class": "dle-label" }, left, "layers (one per line: conv k=3 s=2 d=1, pool k=2 s=2)");
@@ -597,7 +604,7 @@
       svg("image", { href: opts.photo, x: -0.5, y: -0.5, width: size, height: size, preserveAspectRatio: "none",
         "class": "dle-photo-image" }, g);
       var erfNote = "";
-      if (eff.checked) erfNote = drawPathCounts(g, figure, layers, size, rf, i, j, opts.erf_colours);
+      if (eff.checked) erfNote = drawPathCounts(g, figure, layers, size, rf, i, j, erfRgbs);
       var units = oh * oh;
       if (units <= 4096) {
         var dots = svg("g", { "class": "dle-dots", fill: "black", "fill-opacity": 0.7 }, g);
