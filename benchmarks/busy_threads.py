@@ -62,7 +62,7 @@ def train_seconds(iterations: int, threads: int, folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=150, help="training steps per measurement")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the four settings")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds of the four settings (6: the fewest for an interval)")
     parser.add_argument("--busy-cores", type=int, default=1, help="busy loops beside the training ('busy' settings)")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/busy_threads.json)")
     args = parser.parse_args()

@@ -2,7 +2,7 @@
 # One GPU session for issue 11, prepared on a machine without a GPU. Stages 1-4 ran on one H200
 # (2026-11-30, commit 3cb8773: 5.5 minutes; benchmarks/README.md, "On one GPU"). Run it from the
 # repository root on a CUDA machine, one call per line below: each call's timeouts fit a 10-minute
-# device call (stages 1 and 2: 450 s; 3 and 4: 540 s; 6: 200 s; 5: 420 s); stages run in the order given.
+# device call (stages 1 and 2: 480 s; 3 and 4: 540 s; 6: 200 s; 5: 420 s); stages run in the order given.
 #
 #     bash benchmarks/gpu_session.sh 1 2        # the model benchmark, the pipeline, the optimiser step
 #     bash benchmarks/gpu_session.sh 3 4        # torch.compile, a short gpu-profile training run
@@ -73,10 +73,11 @@ for n in $STAGES; do
         stage 1 240 "ours vs torchvision and smp" "$PY" -m deeplab_edu bench --device cuda --size 512 --batch 16 \
             --repeats 10 --out "$RES/bench_cuda.json" ;;
     2)  # The pipeline: gpu preset (DeepLabv3+-ResNet-50, 256 px, batch 16, bf16, channels_last) through the
-        # engine's loader vs the step alone on a synthetic batch; target ratio >= 0.9. Then the optimiser step
-        # alone, fused kernels vs foreach (seconds).
-        stage 2 150 "pipeline" "$PY" -m deeplab_edu bench --mode pipeline --preset gpu --device cuda --iterations 60 \
-            --repeats 3 --out "$RES/pipeline_cuda.json"
+        # engine's loader vs the step alone on a synthetic batch, 6 windows each (the fewest that give an
+        # interval: engine.bench.timing.min_rounds); target ratio >= 0.9. Then the optimiser step alone,
+        # fused kernels vs foreach (seconds).
+        stage 2 180 "pipeline" "$PY" -m deeplab_edu bench --mode pipeline --preset gpu --device cuda --iterations 60 \
+            --repeats 6 --out "$RES/pipeline_cuda.json"
         stage 2 60 "optimiser step" "$PY" benchmarks/optimizer_step.py --device cuda --out "$RES/optimizer_cuda.json" ;;
     3)  # torch.compile on the GPU (eager vs inductor; time and largest logit difference) at the gpu preset's size.
         stage 3 240 "torch.compile" "$PY" -m deeplab_edu bench --mode compile --device cuda --backbone resnet50 \

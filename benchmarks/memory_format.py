@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU (the classroom's 2)")
     parser.add_argument("--iterations", type=int, default=5, help="steps per timed window")
-    parser.add_argument("--rounds", type=int, default=4, help="windows per memory format (alternating)")
+    parser.add_argument("--rounds", type=int, default=6, help="windows per memory format (alternating; 6: the fewest for an interval)")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/memory_format_<device>.json)")
     args = parser.parse_args()
     on_cpu = (args.device or load_config(args.preset).device or "cpu").startswith("cpu")

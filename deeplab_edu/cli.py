@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--device", default=None, help="cpu (default; pipeline mode: the preset's device) or cuda")
     be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
     be.add_argument("--batch", type=int, default=2, help="images per step (models and compile modes)")
-    be.add_argument("--repeats", type=int, default=3, help="interleaved rounds (pipeline mode: windows per source)")
+    be.add_argument("--repeats", type=int, default=6, help="interleaved rounds (pipeline mode: windows per source); "
+                    "a speed-up gets a 95 %% interval and a verdict from 6 on (engine.bench.timing.min_rounds)")
     be.add_argument("--out", help="record JSON path (default runs/bench/<mode>_<device>.json, models mode "
                     "bench_<device>.json; the committed records are in benchmarks/results/)")
     be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"],

@@ -13,7 +13,7 @@ import torch
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.engine.bench import (
     build_pair, cores_scaling, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
-    run_pipeline_benchmark, speed_verdict, speedup_interval,
+    min_rounds, run_pipeline_benchmark, speed_verdict, speedup_interval,
 )
 from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d, atrous_conv
 
@@ -31,7 +31,12 @@ def test_pairs_have_the_same_configuration() -> None:
         build_pair("v4")
 
 
-def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
+def test_run_benchmarks_writes_a_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.engine.bench import timing
+
+    # the record's form, not its statistics (test_a_speedup_is_called_only_when_its_interval_excludes_one):
+    # an interval from three rounds here keeps the test short
+    monkeypatch.setattr(timing, "min_rounds", lambda confidence=0.95: 3)
     out = tmp_path / "bench.json"
     res = run_benchmarks(device="cpu", size=16, batch=2, repeats=3, warmup=0, out=out, pairs=("v3",), threads=1)
     record = json.loads(out.read_text())
@@ -42,7 +47,7 @@ def test_run_benchmarks_writes_a_record(tmp_path: Path) -> None:
         assert s["ratios"]["train_speedup"] > 0 and s["ratios"]["train_speedup_cpu_time"] > 0 and len(s["rows"]) == 2
         assert all(0 < r["train_held_mib"] < r["train_peak_mib"] for r in s["rows"])
         assert all(r["train_minor_faults"] is None or r["train_minor_faults"] >= 0 for r in s["rows"])
-        low, high = s["ratios"]["train_speedup_interval"]  # three rounds: an interval
+        low, high = s["ratios"]["train_speedup_interval"]  # three rounds (min_rounds patched): an interval
         assert 0 < low <= high and s["ratios"]["train_verdict"] in ("faster", "slower", "parity")
         assert f"[{low:.2f}, {high:.2f}] {s['ratios']['train_verdict']}" in format_results(record)
     # the same network in both libraries: the same memory held for the backward pass, within 5 %
@@ -144,7 +149,12 @@ def test_a_speedup_is_called_only_when_its_interval_excludes_one() -> None:
     low, high = speedup_interval(rounds, shuffled)
     assert low < 1 < high and speed_verdict((low, high)) == "parity"
     assert speedup_interval(rounds, shuffled) == (low, high)  # a fixed seed: the record is reproducible
-    assert speedup_interval(rounds[:2], faster[:2]) is None and speed_verdict(None) == "no interval"
+    # every one of 5 rounds faster happens by chance 2 / 32 of the time: no interval from so few
+    assert min_rounds() == 6 and min_rounds(0.99) == 8
+    assert speedup_interval(rounds[:5], faster[:5]) is None and speed_verdict(None).startswith("no interval")
+    assert speed_verdict(speedup_interval(rounds[:6], faster[:6])) == "faster"
+    with pytest.raises(ValueError, match="confidence"):
+        min_rounds(1.0)
     with pytest.raises(ValueError, match="paired"):
         speedup_interval(rounds, faster[:-1])
 

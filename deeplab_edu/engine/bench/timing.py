@@ -2,8 +2,8 @@
 
 Settings are timed in :func:`interleaved` rounds (A B, B A, ...) so that a machine that gets busier
 part-way slows both alike; :func:`speedup_interval` is a paired bootstrap 95 % interval of the
-ratio of medians over those rounds, and :func:`speed_verdict` calls a setting faster or slower only
-when that interval excludes 1. :func:`write_result` writes the record (command, commit, hardware:
+ratio of medians over those rounds (given from :func:`min_rounds` rounds on: 6 at 95 %), and
+:func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1. :func:`write_result` writes the record (command, commit, hardware:
 :func:`~deeplab_edu.records.write_record`) that the course and ``benchmarks/README.md`` quote.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 
-__all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "speedup_interval", "speed_verdict", "interval_text",
+__all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "min_rounds", "speedup_interval", "speed_verdict", "interval_text",
            "load_average", "busy_cpu_seconds", "torch_threads", "write_result", "DEFAULT_OUT_DIR"]
 
 
@@ -63,6 +63,26 @@ def interleaved(settings: Sequence[_T], rounds: int) -> Iterator[_T]:
         yield from (settings if r % 2 == 0 else settings[::-1])
 
 
+def min_rounds(confidence: float = 0.95) -> int:
+    """The fewest paired rounds from which :func:`speedup_interval` gives an interval at ``confidence``.
+
+    The percentile bootstrap of a few paired rounds excludes 1 whenever every round favours the same
+    setting, and with no difference at all that happens with probability ``2 * 0.5 ** n`` (a sign
+    test): 25 % at 3 rounds, 6 % at 5. So an interval is given from the smallest ``n`` where that
+    chance is at most ``1 - confidence``: 6 rounds at 95 %, 8 at 99 %. (Chapter 10's findings over
+    seeds meet the same small-sample problem with Student's t: ``findings.seed_interval``.)
+
+    Raises:
+        ValueError: ``confidence`` is not strictly between 0 and 1.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
+    n = 1
+    while 2 * 0.5 ** n > 1 - confidence:
+        n += 1
+    return n
+
+
 def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], *, confidence: float = 0.95,
                      resamples: int = 9999, seed: int = 0) -> tuple[float, float] | None:
     """A paired bootstrap interval of the speed-up ``median(baseline_s) / median(candidate_s)``.
@@ -74,7 +94,8 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
     interval excludes 1 (:func:`speed_verdict`).
 
     Returns:
-        ``(low, high)``, or None with fewer than three rounds (or without SciPy).
+        ``(low, high)``, or None with fewer than :func:`min_rounds` rounds (6 at 95 %; fewer would call
+        a difference where there is none too often) or without SciPy.
 
     Raises:
         ValueError: the two sequences differ in length.
@@ -82,7 +103,7 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
     if len(baseline_s) != len(candidate_s):
         raise ValueError(f"{len(baseline_s)} baseline rounds but {len(candidate_s)} candidate rounds: "
                          "the rounds are paired")
-    if len(baseline_s) < 3:
+    if len(baseline_s) < min_rounds(confidence):
         return None
     import numpy as np
     try:
@@ -98,9 +119,9 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
 
 def speed_verdict(interval: tuple[float, float] | None) -> str:
     """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1, else ``"parity"``
-    (``"no interval"`` without one)."""
+    (``"no interval"`` without one: fewer than :func:`min_rounds` rounds)."""
     if interval is None:
-        return "no interval"
+        return f"no interval (fewer than {min_rounds()} rounds)"
     low, high = interval
     return "faster" if low > 1 else "slower" if high < 1 else "parity"
 
