@@ -3,7 +3,8 @@
 Settings are timed in :func:`interleaved` rounds (A B, B A, ...) so that a machine that gets busier
 part-way slows both alike; :func:`speedup_interval` is a paired bootstrap 95 % interval of the
 ratio of medians over those rounds (given from :func:`min_rounds` rounds on: 6 at 95 %), and
-:func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1. :func:`write_result` writes the record (command, commit, hardware:
+:func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1.
+:func:`write_result` writes the record (command, commit, hardware:
 :func:`~deeplab_edu.records.write_record`) that the course and ``benchmarks/README.md`` quote.
 """
 
