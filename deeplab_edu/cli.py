@@ -281,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--device", default=None, help="cpu (default; pipeline mode: the preset's device) or cuda")
     be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
     be.add_argument("--batch", type=int, default=2, help="images per step (models and compile modes)")
-    be.add_argument("--repeats", type=int, default=6, help="interleaved rounds (pipeline mode: windows per source); "
-                    "a speed-up gets a 95 %% interval and a verdict from 6 on (engine.bench.timing.min_rounds)")
+    be.add_argument("--repeats", type=int, help="interleaved rounds (pipeline mode: windows per source; loader "
+                    "mode: rounds, default 3); default 6, the fewest from which a speed-up gets a 95 %% interval "
+                    "and a verdict (engine.bench.timing.min_rounds); more are steadier")
     be.add_argument("--out", help="record JSON path (default runs/bench/<mode>_<device>.json, models mode "
                     "bench_<device>.json; the committed records are in benchmarks/results/)")
     be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"],
@@ -646,6 +647,9 @@ def _pipeline_preset(device: str | None) -> str:
 
 def _bench(args: argparse.Namespace) -> int:
     from .engine import bench
+
+    if args.repeats is None:  # the loader mode gives no interval: fewer rounds do
+        args.repeats = 3 if args.mode == "loader" else bench.min_rounds()
 
     if args.mode == "pipeline":
         workers = {"num_workers": args.num_workers} if args.num_workers is not None else None

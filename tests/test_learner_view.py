@@ -48,8 +48,19 @@ finally:
 """
 
 
-def _run_as_a_learner(source: Path, executed: Path, solutions: bool) -> tuple[list, str]:
-    """The executed cells and, when the run failed, why (the child's output, naming the cell)."""
+def _failed_cell(cells: list) -> str:
+    """The first cell with an error output: its index, first source lines and the error."""
+    for index, cell in enumerate(cells):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") == "error":
+                lines = "\n    ".join(cell.source.splitlines()[:4])
+                return f"cell {index}:\n    {lines}\n{output.get('ename')}: {output.get('evalue')}"
+    return ""
+
+
+def _run_as_a_learner(source: Path, executed: Path, solutions: bool, children: list) -> tuple[list, str]:
+    """The executed cells and, when the run failed, why: the failing cell and the error (else the
+    child's output). The child process is appended to ``children`` (the fixture kills them on an interrupt)."""
     from deeplab_edu.book import _kill_tree
     from deeplab_edu.config import COURSE_CHECKS_ENV, ENV_VAR
 
@@ -58,14 +69,19 @@ def _run_as_a_learner(source: Path, executed: Path, solutions: bool) -> tuple[li
     proc = subprocess.Popen([sys.executable, "-c", _AS_A_LEARNER, str(source), str(executed), "1" if solutions else "0"],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
+    children.append(proc)
     try:
         out, _ = proc.communicate(timeout=_CHAPTER_LIMIT)
     except subprocess.TimeoutExpired:
         _kill_tree(proc.pid)
         out, _ = proc.communicate()
         return [], f"{source.name} ran longer than {_CHAPTER_LIMIT} s as a learner's run:\n{out[-3000:]}"
-    cells = nbformat.read(executed, as_version=4).cells if executed.is_file() else []
-    return cells, "" if proc.returncode == 0 else f"{source.name} failed as a learner runs it:\n{out[-3000:]}"
+    if not executed.is_file():
+        return [], f"{source.name}: the learner's run wrote no notebook (exit {proc.returncode}):\n{out[-3000:]}"
+    cells = nbformat.read(executed, as_version=4).cells
+    if proc.returncode == 0:
+        return cells, ""
+    return cells, f"{source.name} failed as a learner runs it, at {_failed_cell(cells) or 'no cell'}\n{out[-1500:]}"
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +99,22 @@ def learner_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             needed.add(([p.stem for p in NOTEBOOKS if p.name.startswith(params["chapter"] + "_")][0], False))
     folder = tmp_path_factory.mktemp("as_a_learner")
     by_stem = {p.stem: p for p in NOTEBOOKS}
-    # longest first (chapter 11, then 08 and 09), so that the two lanes end together
+    # the long chapters first (08, 09, 11: a few times the others), so that the two lanes end together
     order = sorted(needed, key=lambda key: (key[0][:2] not in ("11", "08", "09"), key))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    children: list[subprocess.Popen] = []
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    try:
         futures = {key: pool.submit(_run_as_a_learner, by_stem[key[0]],
-                                    folder / f"{key[0]}{'' if key[1] else '_closed'}.ipynb", key[1]) for key in order}
+                                    folder / f"{key[0]}{'' if key[1] else '_closed'}.ipynb", key[1], children)
+                   for key in order}
         return {key: f.result() for key, f in futures.items()}
+    finally:  # an interrupt or a timeout: queued chapters never start, running ones and their kernels stop
+        pool.shutdown(wait=False, cancel_futures=True)
+        from deeplab_edu.book import _kill_tree
+
+        for proc in children:
+            if proc.poll() is None:
+                _kill_tree(proc.pid)
 
 
 def _text(output: dict) -> str:

@@ -49,7 +49,7 @@ def _first_compile(backend: str) -> Iterator[None]:
 
 
 def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", backbone: str = "mobilenet_v3_large",
-                          size: int = 128, batch: int = 2, repeats: int = 5, out: str | Path | None = None,
+                          size: int = 128, batch: int = 2, repeats: int = 6, out: str | Path | None = None,
                           threads: int | None = None, backend: str = "inductor") -> dict[str, Any]:
     """Eager vs ``torch.compile``: training-step and inference time, compile time, output difference.
 

@@ -187,7 +187,7 @@ def measure_models(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torc
     return rows
 
 
-def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int = 3, warmup: int = 1,
+def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int = 6, warmup: int = 1,
                    out: str | Path | None = None, pairs: tuple[str, ...] = ("v3", "v3plus"),
                    num_classes: int = 21, threads: int | None = None, bf16: bool = True,
                    keep_freed_memory: bool = True) -> dict[str, Any]:

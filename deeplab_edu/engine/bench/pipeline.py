@@ -39,7 +39,7 @@ FEEDS = {
 
 
 def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | None = None, device: str | None = None,
-                           iterations: int = 30, warmup: int = 3, rounds: int = 2, out: str | Path | None = None,
+                           iterations: int = 30, warmup: int = 3, rounds: int = 6, out: str | Path | None = None,
                            threads: int | None = None) -> dict[str, Any]:
     """End-to-end training throughput through the engine's own loader vs the model step alone.
 

@@ -2,7 +2,7 @@
 
 Settings are timed in :func:`interleaved` rounds (A B, B A, ...) so that a machine that gets busier
 part-way slows both alike; :func:`speedup_interval` is a paired bootstrap 95 % interval of the
-ratio of medians over those rounds (given from :func:`min_rounds` rounds on: 6 at 95 %), and
+ratio of medians over those rounds (none below :func:`min_rounds` rounds: 6 at 95 %), and
 :func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1.
 :func:`write_result` writes the record (command, commit, hardware:
 :func:`~deeplab_edu.records.write_record`) that the course and ``benchmarks/README.md`` quote.
@@ -68,10 +68,13 @@ def min_rounds(confidence: float = 0.95) -> int:
     """The fewest paired rounds from which :func:`speedup_interval` gives an interval at ``confidence``.
 
     The percentile bootstrap of a few paired rounds excludes 1 whenever every round favours the same
-    setting, and with no difference at all that happens with probability ``2 * 0.5 ** n`` (a sign
-    test): 25 % at 3 rounds, 6 % at 5. So an interval is given from the smallest ``n`` where that
-    chance is at most ``1 - confidence``: 6 rounds at 95 %, 8 at 99 %. (Chapter 10's findings over
-    seeds meet the same small-sample problem with Student's t: ``findings.seed_interval``.)
+    setting, and with no difference at all that alone happens with probability ``2 * 0.5 ** n`` (a
+    sign test): 25 % at 3 rounds, 6 % at 5. So no interval is given below the smallest ``n`` where
+    that chance is at most ``1 - confidence``: 6 rounds at 95 %, 8 at 99 %. This is a floor, not a
+    guarantee: the bootstrap can also exclude 1 when most rounds, not all, agree, and at so few
+    rounds its percentile interval is approximate (it calls a difference somewhat more often than
+    ``1 - confidence`` when there is none); the recorded benchmarks use 10-15 rounds. (Chapter 10's
+    findings over seeds meet the same small-sample problem with Student's t: ``findings.seed_interval``.)
 
     Raises:
         ValueError: ``confidence`` is not strictly between 0 and 1.
@@ -96,7 +99,7 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
 
     Returns:
         ``(low, high)``, or None with fewer than :func:`min_rounds` rounds (6 at 95 %; fewer would call
-        a difference where there is none too often) or without SciPy.
+        a difference where there is none far too often) or without SciPy.
 
     Raises:
         ValueError: the two sequences differ in length.
@@ -120,9 +123,9 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
 
 def speed_verdict(interval: tuple[float, float] | None) -> str:
     """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1, else ``"parity"``
-    (``"no interval"`` without one: fewer than :func:`min_rounds` rounds)."""
+    (``"no interval"`` without one: too few rounds, :func:`min_rounds`, or no SciPy)."""
     if interval is None:
-        return f"no interval (fewer than {min_rounds()} rounds)"
+        return "no interval (too few rounds, or no SciPy)"
     low, high = interval
     return "faster" if low > 1 else "slower" if high < 1 else "parity"
 
