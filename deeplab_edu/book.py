@@ -14,6 +14,9 @@ Two steps, each usable alone:
    opens them); MathJax is served from the build itself (``sphinx-mathjax-offline``), so the book
    loads nothing from the network.
 
+The same executor runs the chapters as a learner does (``learner=True``: without the course's own
+checks, optionally without the hidden solutions); ``tests/test_learner_view.py`` uses it.
+
 Executed notebooks are reused while nothing they depend on changed (the notebook, the package's
 code, the profile): a second ``make book`` executes nothing.
 
@@ -202,10 +205,12 @@ def _source_line(source_text: str, cell_source: str) -> int | None:
     return None
 
 
-def _dependency_key(source: Path, active_profile: str) -> str:
-    """What an executed notebook depends on: its source, the package's code and the profile."""
+def _dependency_key(source: Path, active_profile: str, learner: bool = False, solutions: bool = True) -> str:
+    """What an executed notebook depends on: its source, the package's code, the profile and how it ran."""
     digest = hashlib.sha256()
     digest.update(active_profile.encode())
+    if learner or not solutions:  # the book's runs keep the keys they had
+        digest.update(f"learner={learner} solutions={solutions}".encode())
     digest.update(source.read_bytes())
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*")):
@@ -281,7 +286,8 @@ def _poll_in_slices(channel: Any, interval: float | None = None) -> None:
 
 
 def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None,
-                     active_profile: str | None = None) -> NotebookRun:
+                     active_profile: str | None = None, learner: bool = False,
+                     solutions: bool = True) -> NotebookRun:
     """Execute one Jupytext notebook in a fresh kernel; write ``executed`` and its JSON report.
 
     Runs in the calling process (:func:`execute_notebooks` gives each notebook its own process).
@@ -291,6 +297,12 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
         source: a ``py:percent`` notebook.
         executed: the ``.ipynb`` to write (also written when a cell fails: the outputs so far).
         timeout: seconds per cell; default :func:`cell_timeout` of the profile.
+        learner: run it as a learner does in JupyterLab: without the course's own checks
+            (``DEEPLAB_EDU_COURSE_CHECKS`` unset, see :func:`deeplab_edu.config.course_checks`), so
+            that hidden solutions and measuring cells behave as they do for a learner. The book's
+            runs (the default) set it.
+        solutions: False drops the cells the book hides (``hide-cell``: the exercises' solutions)
+            before running, as for a learner who never opens them.
 
     Returns:
         the :class:`NotebookRun`; failures are reported in it, not raised.
@@ -306,8 +318,19 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     executed.parent.mkdir(parents=True, exist_ok=True)
     text = source.read_text()
     nb = jupytext.reads(text, fmt="py:percent")
-    env_before = {k: os.environ.get(k) for k in (*_KERNEL_ENV, ENV_VAR)}
-    os.environ.update({**{k: v for k, v in _KERNEL_ENV.items() if v}, ENV_VAR: active_profile})
+    if not solutions:
+        nb.cells = [c for c in nb.cells if "hide-cell" not in c.metadata.get("tags", [])]
+    # the kernel inherits this process's environment: set what it needs, and unset the course
+    # checks for a learner's run (None), for the time of the run
+    kernel_env: dict[str, str | None] = {**_KERNEL_ENV, ENV_VAR: active_profile}
+    if learner:
+        kernel_env[COURSE_CHECKS_ENV] = None
+    env_before = {k: os.environ.get(k) for k in kernel_env}
+    for k, v in kernel_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     current: dict[str, Any] = {"index": None, "start": None}
     cell_seconds: list[tuple[int, float]] = []
 
@@ -351,7 +374,8 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     nb.metadata["deeplab_edu_build"] = {
         "source": _shown(source),
         "profile": active_profile, "status": status, "seconds": round(seconds, 1),
-        "key": _dependency_key(source, active_profile),
+        "key": _dependency_key(source, active_profile, learner, solutions),
+        **({"learner": learner, "solutions": solutions} if learner or not solutions else {}),
     }
     with atomic_path(executed) as tmp:  # a build killed here leaves the previous notebook, not half of one
         nbformat.write(nb, str(tmp))
@@ -386,16 +410,20 @@ def _kill_tree(pid: int) -> None:
 
 
 def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeout: int,
-                       threads: int | None) -> NotebookRun:
+                       threads: int | None, learner: bool = False, solutions: bool = True,
+                       running: list[subprocess.Popen] | None = None) -> NotebookRun:
     env = {**os.environ, ENV_VAR: active_profile}
     if threads:
         # n notebooks at a time on n*threads cores: each kernel keeps to its share
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "deeplab_edu.book", "execute", str(source), str(executed),
-           "--timeout", str(timeout)]
+           "--timeout", str(timeout), *(["--learner"] if learner else []),
+           *([] if solutions else ["--no-solutions"])]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
+    if running is not None:
+        running.append(proc)
     limit = _notebook_timeout(active_profile)
     try:
         out, _ = proc.communicate(timeout=limit)
@@ -416,7 +444,8 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
 
 def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, reuse: bool = True,
                       active_profile: str | None = None, timeout: int | None = None,
-                      progress: bool = False) -> list[NotebookRun]:
+                      progress: bool = False, learner: bool = False,
+                      solutions: bool = True) -> list[NotebookRun]:
     """Execute notebooks ``jobs`` at a time into ``out_dir/<name>.ipynb`` (+ ``.json`` reports).
 
     Args:
@@ -426,12 +455,15 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
             ``jobs > 1`` each kernel's PyTorch/OpenMP threads are limited to its share of the cores
             and the notebooks start longest first (their headers' ``cpu_minutes``); with one job
             they run in chapter order.
-        reuse: keep an executed notebook from an earlier call when its source, the package's code
-            and the profile are unchanged and it succeeded.
+        reuse: keep an executed notebook from an earlier call when its source, the package's code,
+            the profile and ``learner`` / ``solutions`` are unchanged and it succeeded.
         timeout: seconds per cell (default :func:`cell_timeout`).
+        learner, solutions: run the notebooks as a learner does (see :func:`execute_notebook`).
 
     Returns:
-        one :class:`NotebookRun` per source, in order. Failures are in the runs, not raised.
+        one :class:`NotebookRun` per source, in order. Failures are in the runs, not raised; an
+        interrupt (or any exception here) stops the notebooks still running, kernels included,
+        and starts no more.
 
     Raises:
         ValueError: ``jobs`` is below 1.
@@ -453,23 +485,33 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
             import nbformat
 
             meta = nbformat.read(executed, as_version=4).metadata.get("deeplab_edu_build", {})
-            if meta.get("status") == "ok" and meta.get("key") == _dependency_key(source, active_profile):
+            if meta.get("status") == "ok" and meta.get("key") == _dependency_key(source, active_profile,
+                                                                                 learner, solutions):
                 run = NotebookRun.from_json(json.loads(report.read_text()))
                 run.reused = True
                 runs[source] = run
                 continue
         todo.append(source)
 
+    running: list[subprocess.Popen] = []
+
     def one(source: Path) -> NotebookRun:
-        run = _run_in_subprocess(source, out_dir / f"{source.stem}.ipynb", active_profile, timeout, threads)
+        run = _run_in_subprocess(source, out_dir / f"{source.stem}.ipynb", active_profile, timeout, threads,
+                                 learner, solutions, running)
         if progress:
             print(("  " if run.ok else "  FAILED ") + run.describe().splitlines()[0], flush=True)
         return run
 
     todo = _schedule(todo, jobs)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    try:
         for source, run in zip(todo, pool.map(one, todo)):
             runs[source] = run
+    finally:  # normally all done; after an interrupt, queued notebooks never start, running ones stop
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in running:
+            if proc.poll() is None:
+                _kill_tree(proc.pid)
     return [runs[s] for s in sources]
 
 
@@ -810,13 +852,18 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("source", type=Path)
     ex.add_argument("executed", type=Path)
     ex.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    ex.add_argument("--learner", action="store_true",
+                    help=f"run it as a learner does in JupyterLab: without {COURSE_CHECKS_ENV}")
+    ex.add_argument("--no-solutions", dest="solutions", action="store_false",
+                    help="drop the hidden solutions (hide-cell) before running")
     parser.add_argument("--output", type=Path, default=BOOK_DIR, help="folder that gets _build/html")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at the same time (default 2)")
     parser.add_argument("--cell-timeout", type=int, default=None,
                         help="seconds one cell may run (default: per profile, see cell_timeout())")
     args = parser.parse_args(argv)
     if args.command == "execute":
-        run = execute_notebook(args.source, args.executed, timeout=args.timeout)
+        run = execute_notebook(args.source, args.executed, timeout=args.timeout, learner=args.learner,
+                               solutions=args.solutions)
         print(run.describe())
         return 0
     print(f"Building the book in the '{profile()}' profile (set {ENV_VAR} to change it); "

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from queue import Empty
+from typing import Any
 
 import jupytext
 import nbformat
@@ -216,3 +218,33 @@ def test_failures_name_the_notebook_cell_and_line(tmp_path: Path) -> None:
     assert "ValueError" in failed.message and "scene.png" in failed.message
     report = json.loads((tmp_path / "out" / "error.json").read_text())
     assert report["status"] == "error" and report["cell"] == 1
+
+
+@pytest.mark.slow
+def test_a_learners_run_has_no_course_checks_and_can_leave_the_solutions_out(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``learner=True`` runs a chapter as JupyterLab does (the course checks unset, even when this
+    process has them), ``solutions=False`` drops the hidden solutions; the book's runs keep both;
+    the two kinds of run never reuse each other's notebooks."""
+    from deeplab_edu.book import _dependency_key, execute_notebook
+    from deeplab_edu.config import COURSE_CHECKS_ENV
+
+    nb = _notebook("import os\nprint('checks:', os.environ.get('DEEPLAB_EDU_COURSE_CHECKS'))", "print('the solution ran')")
+    nb.cells[1].metadata["tags"] = ["hide-cell"]
+    source = tmp_path / "chapter.py"
+    source.write_text(jupytext.writes(nb, fmt="py:percent"))
+    monkeypatch.setenv(COURSE_CHECKS_ENV, "1")
+
+    def printed(run: Any) -> str:
+        assert run.ok, run.describe()
+        cells = nbformat.read(run.executed, as_version=4).cells
+        return "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+
+    book = printed(execute_notebook(source, tmp_path / "book.ipynb", active_profile="smoke"))
+    learner = printed(execute_notebook(source, tmp_path / "learner.ipynb", active_profile="smoke", learner=True,
+                                       solutions=False))
+    assert "checks: 1" in book and "the solution ran" in book
+    assert "checks: None" in learner and "the solution ran" not in learner
+    assert os.environ[COURSE_CHECKS_ENV] == "1"  # this process's environment is as it was
+    keys = {_dependency_key(source, "smoke", *mode) for mode in ((False, True), (True, True), (True, False))}
+    assert len(keys) == 3
