@@ -862,6 +862,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one cell may run (default: per profile, see cell_timeout())")
     args = parser.parse_args(argv)
     if args.command == "execute":
+        # The executor's process only (one per notebook): jsonschema, which nbformat imports, loads an
+        # optional checker for the "iri" string format when rfc3987-syntax is installed (it is, by
+        # jupyter-events' format-nongpl extra), and that builds a Lark grammar at import: 2.8 s of
+        # every notebook's start on a 2-core VM (python-jsonschema/jsonschema#1428). The notebook
+        # schema has no "iri" field, so nothing this process validates changes without it.
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
         run = execute_notebook(args.source, args.executed, timeout=args.timeout, learner=args.learner,
                                solutions=args.solutions)
         print(run.describe())
