@@ -648,22 +648,22 @@ def _pipeline_preset(device: str | None) -> str:
 def _bench(args: argparse.Namespace) -> int:
     from .engine import bench
 
-    if args.repeats is None:  # the loader mode gives no interval: fewer rounds do
-        args.repeats = 3 if args.mode == "loader" else bench.min_rounds()
-
+    # --repeats only when given: each mode's default is its function's (6 rounds, 3 for the loader)
+    given = {} if args.repeats is None else {"repeats": args.repeats}
+    rounds = {"rounds": given["repeats"]} if given else {}
     if args.mode == "pipeline":
         workers = {"num_workers": args.num_workers} if args.num_workers is not None else None
         bench.run_pipeline_benchmark(preset=args.preset or _pipeline_preset(args.device), device=args.device,
                                      iterations=args.iterations,
-                                     rounds=args.repeats, out=args.out, threads=args.threads, overrides=workers)
+                                     out=args.out, threads=args.threads, overrides=workers, **rounds)
     elif args.mode == "loader":
-        bench.run_loader_benchmark(workers=tuple(args.workers), rounds=args.repeats, out=args.out)
+        bench.run_loader_benchmark(workers=tuple(args.workers), out=args.out, **rounds)
     elif args.mode == "compile":
         bench.run_compile_benchmark(device=args.device or "cpu", backbone=args.backbone, size=args.size,
-                                    batch=args.batch, repeats=args.repeats, out=args.out, threads=args.threads)
+                                    batch=args.batch, out=args.out, threads=args.threads, **given)
     else:
-        bench.run_benchmarks(device=args.device or "cpu", size=args.size, batch=args.batch, repeats=args.repeats,
-                             out=args.out, pairs=tuple(args.pairs), threads=args.threads)
+        bench.run_benchmarks(device=args.device or "cpu", size=args.size, batch=args.batch,
+                             out=args.out, pairs=tuple(args.pairs), threads=args.threads, **given)
     return 0
 
 

@@ -396,8 +396,9 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
                                                             capsys: pytest.CaptureFixture) -> None:
     import deeplab_edu.data
     from deeplab_edu.book import chapter_headers
-    from deeplab_edu.viz.training import RunSpec, camvid_run, chapter_run, course_runs
+    from deeplab_edu.viz.training import RUNS_ENV, RunSpec, camvid_run, chapter_run, course_runs
 
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))  # none trained yet, whatever the checkout's runs/ holds
     chapters = [chapter_run("deeplabv3", profile="cpu"), chapter_run("deeplabv3", phase=2, profile="cpu"),
                 chapter_run("deeplabv3", phase=2, profile="cpu", output_stride=16),
                 chapter_run("deeplabv3plus", profile="cpu")]  # what chapters 08 and 09 call
@@ -419,7 +420,7 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert trained == [*chapters, camvid_run("cpu")]  # phase 1 before the two runs that start from it
     out = capsys.readouterr().out
     assert f"all 5 together take less than {headers[8] + headers[9] + headers[11]:.0f} min" in out  # with CamVid: 11 too
-    assert "all 5 runs ready" in out and "copy its folder runs/ there" in out
+    assert "all 5 runs ready" in out and f"copy its folder {tmp_path / 'runs'}/ there" in out
     trained.clear()
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cpu")  # gpu runs without CUDA would take days
     assert main(["course-runs", "--profile", "gpu"]) == 2 and "need a CUDA GPU" in capsys.readouterr().err
@@ -580,3 +581,25 @@ def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys
     assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred")]) == 0
     assert "not of its subfolders (more)" in capsys.readouterr().err
     assert (tmp_path / "pred" / "a_mask.png").is_file()
+
+
+def test_bench_leaves_the_rounds_to_each_benchmark_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One source for the default rounds: the benchmark functions (``min_rounds()``, 6, the fewest with an
+    interval; the loader's 3, which gives none); ``--repeats`` overrides it in every mode."""
+    import inspect
+
+    from deeplab_edu.engine import bench
+
+    functions = {"models": "run_benchmarks", "pipeline": "run_pipeline_benchmark", "loader": "run_loader_benchmark",
+                 "compile": "run_compile_benchmark"}
+    defaults = {mode: next(p.default for p in inspect.signature(getattr(bench, name)).parameters.values()
+                           if p.name in ("repeats", "rounds")) for mode, name in functions.items()}
+    assert defaults == {"models": None, "pipeline": None, "loader": 3, "compile": None}  # None: min_rounds()
+    seen: dict[str, dict] = {}
+    for mode, name in functions.items():
+        monkeypatch.setattr(bench, name, lambda _mode=mode, **kw: seen.__setitem__(_mode, kw))
+    for mode, name in functions.items():
+        assert main(["bench", "--mode", mode, "--device", "cpu"]) == 0
+        assert not {"repeats", "rounds"} & set(seen[mode]), f"{mode}: the CLI chose the rounds, not {name}"
+        assert main(["bench", "--mode", mode, "--device", "cpu", "--repeats", "9"]) == 0
+        assert 9 in (seen[mode].get("repeats"), seen[mode].get("rounds")), mode

@@ -17,7 +17,8 @@ from torch import nn
 
 from ...models.export import LogitsOnly
 from .pairs import StepRunner
-from .timing import interleaved, interval_text, load_average, speedup_interval, timed, torch_threads, write_result
+from .timing import (interleaved, interval_text, load_average, min_rounds, speedup_interval, timed, torch_threads,
+                     write_result)
 
 __all__ = ["run_compile_benchmark"]
 
@@ -49,7 +50,7 @@ def _first_compile(backend: str) -> Iterator[None]:
 
 
 def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", backbone: str = "mobilenet_v3_large",
-                          size: int = 128, batch: int = 2, repeats: int = 6, out: str | Path | None = None,
+                          size: int = 128, batch: int = 2, repeats: int | None = None, out: str | Path | None = None,
                           threads: int | None = None, backend: str = "inductor") -> dict[str, Any]:
     """Eager vs ``torch.compile``: training-step and inference time, compile time, output difference.
 
@@ -59,7 +60,7 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
     made a 15-minute compile take 5 s), as on a machine that compiles the model for the first time. The difference is the largest absolute
     difference of the eval-mode logits on one input (``max_abs_diff``, and relative to the largest
     logit). Steps are timed in interleaved rounds (median; speed-ups with their 95 % interval,
-    :func:`speedup_interval`).
+    :func:`speedup_interval`): ``repeats`` rounds, default :func:`~.timing.min_rounds` (6).
 
     Returns:
         the measured numbers; also written as a record (default ``runs/bench/compile_<device>.json``).
@@ -71,6 +72,7 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
 
     from ...models import build_model
 
+    repeats = min_rounds() if repeats is None else repeats
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")

@@ -31,7 +31,7 @@ from ...complexity import _memory_records, _quiet_stderr, count_macs, count_para
 from ...models.export import LogitsOnly
 from ..allocator import keep_freed_memory as _keep_freed_memory
 from ..schedule import build_optimizer
-from .timing import (interleaved, interval_text, load_average, minor_faults, speed_verdict, speedup_interval,
+from .timing import (interleaved, interval_text, load_average, min_rounds, minor_faults, speed_verdict, speedup_interval,
                      synchronize, timed, torch_threads, write_result)
 
 __all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "measure_models", "run_benchmarks",
@@ -187,7 +187,7 @@ def measure_models(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torc
     return rows
 
 
-def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int = 6, warmup: int = 1,
+def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int | None = None, warmup: int = 1,
                    out: str | Path | None = None, pairs: tuple[str, ...] = ("v3", "v3plus"),
                    num_classes: int = 21, threads: int | None = None, bf16: bool = True,
                    keep_freed_memory: bool = True) -> dict[str, Any]:
@@ -202,6 +202,7 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
     pass keeps for the backward pass, which is what grows with batch and image size).
 
     Args:
+        repeats: interleaved rounds; default :func:`~.timing.min_rounds` (6), the fewest that give an interval.
         threads: torch intra-op threads for the run (``None``: leave them). On a shared machine one
             thread gives steadier ratios; the record then also compares process CPU time
             (``train_speedup_cpu_time``), which other processes barely disturb.
@@ -214,7 +215,7 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
         ValueError: ``batch`` < 2 (batch norm in training), or ``size`` not a multiple of 16 for ``v3plus``.
         RuntimeError: ``device="cuda"`` without a CUDA GPU.
     """
-
+    repeats = min_rounds() if repeats is None else repeats
     dev = torch.device(device)
     if batch < 2:
         raise ValueError(f"batch={batch}: a training step needs at least 2 images, because the image-pooling "

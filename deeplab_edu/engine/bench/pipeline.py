@@ -16,7 +16,8 @@ from typing import Any, cast
 
 import torch
 
-from .timing import interleaved, interval_text, load_average, speedup_interval, timed_steps, torch_threads, write_result
+from .timing import (interleaved, interval_text, load_average, min_rounds, speedup_interval, timed_steps, torch_threads,
+                     write_result)
 
 __all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals", "summarise_profile",
            "loader_load_elsewhere"]
@@ -39,7 +40,7 @@ FEEDS = {
 
 
 def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | None = None, device: str | None = None,
-                           iterations: int = 30, warmup: int = 3, rounds: int = 6, out: str | Path | None = None,
+                           iterations: int = 30, warmup: int = 3, rounds: int | None = None, out: str | Path | None = None,
                            threads: int | None = None) -> dict[str, Any]:
     """End-to-end training throughput through the engine's own loader vs the model step alone.
 
@@ -54,7 +55,8 @@ def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | N
     prefetched meanwhile are taken untimed, so the window measures what the workers produce, not a
     full queue. The ratio ``pipeline / step only`` is how busy the engine keeps the device: 1.0 means
     the data never waits (the issue's target on a GPU is >= 0.9); ``ratio_interval`` is its paired
-    bootstrap 95 % interval over the rounds (:func:`speedup_interval`; None below :func:`~.timing.min_rounds` rounds, 6).
+    bootstrap 95 % interval over the ``rounds`` (:func:`speedup_interval`; None below :func:`~.timing.min_rounds`,
+    6, which is the default).
 
     ``threads`` sets torch's intra-op threads of the training process for the run (``None``: leave them).
 
@@ -67,6 +69,7 @@ def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | N
     """
     from ..config import load_config
 
+    rounds = min_rounds() if rounds is None else rounds
     if min(iterations, warmup, rounds) < 1:
         raise ValueError(f"iterations={iterations}, warmup={warmup} and rounds={rounds} must all be at least 1")
     total = warmup * 2 + 2 * rounds * iterations + 10
