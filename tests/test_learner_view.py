@@ -6,7 +6,9 @@ runs them without it, in JupyterLab, where the tags that hide cells in the book 
 collapsed cell's output opens again when it runs. Here the chapters run as a learner's do, in the
 ``smoke`` profile: with the solutions (Run All), and, for a few chapters, without them (a learner who
 leaves them closed; nothing may fail), by the book's executor in its learner mode (two chapters at a
-time, each in its own process and kernel, every cell within the profile's bound).
+time, each in its own process and kernel, every cell within the profile's bound). The learner here,
+alone on a laptop, has no CamVid copy (``DEEPLAB_EDU_CAMVID=none``): chapter 11 takes the path the
+book's run, which finds the shared copy, does not.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def learner_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     runs = {}
     for solutions, chapters in needed.items():
         sources = sorted(chapters)
-        executed = execute_notebooks(sources, folder / ("run_all" if solutions else "closed"), jobs=2, reuse=False,
-                                     active_profile="smoke", learner=True, solutions=solutions) if sources else []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DEEPLAB_EDU_CAMVID", "none")  # look for no CamVid copy (deeplab_edu.data.find_camvid)
+            executed = execute_notebooks(sources, folder / ("run_all" if solutions else "closed"), jobs=2,
+                                         reuse=False, active_profile="smoke", learner=True,
+                                         solutions=solutions) if sources else []
         for source, run in zip(sources, executed):
             cells = nbformat.read(run.executed, as_version=4).cells if run.executed.is_file() else []
             runs[(source.stem, solutions)] = (cells, "" if run.ok else run.describe())
@@ -80,3 +85,17 @@ def test_a_learner_who_leaves_the_solutions_closed_runs_the_chapter(chapter: str
     cells, failure = learner_runs[(source.stem, False)]
     assert not failure, failure  # names the failing cell, its line and the error
     assert any(c.cell_type == "code" and c.get("outputs") for c in cells)
+
+
+@pytest.mark.parametrize("source", [p for p in NOTEBOOKS if p.name.startswith("11_")], ids=lambda p: p.stem)
+def test_chapter_11_runs_without_a_camvid_copy(source: Path, learner_runs: dict) -> None:
+    """CI and the book usually find the shared CamVid copy, so the book's run of chapter 11 takes the
+    CamVid path; this learner, with none, takes the other (procedural scenes, the recorded CamVid run)."""
+    from deeplab_edu.data import find_camvid
+
+    with pytest.MonkeyPatch.context() as mp:  # the switch the learners' runs use makes the chapter look nowhere
+        mp.setenv("DEEPLAB_EDU_CAMVID", "none")
+        assert find_camvid() is None
+    cells, failure = learner_runs[(source.stem, True)]
+    assert not failure, failure
+    assert "no CamVid copy found" in " ".join(_text(o) for c in cells if c.cell_type == "code" for o in c.get("outputs", []))

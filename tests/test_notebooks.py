@@ -86,22 +86,6 @@ def test_the_helpers_line_names_every_helper_the_chapter_imports(source: Path) -
     assert not unnamed, f"{source.name}: its Helpers introduced paragraph does not name {unnamed}"
 
 
-@pytest.mark.slow
-def test_chapter_11_runs_without_a_camvid_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """CI and the book usually find the shared CamVid copy, so the session's run of chapter 11 takes
-    the CamVid path; a learner without one takes the other (procedural scenes, the recorded CamVid
-    run). ``DEEPLAB_EDU_CAMVID=none`` makes the chapter look nowhere."""
-    from deeplab_edu.book import execute_notebooks
-    from deeplab_edu.data import find_camvid
-
-    monkeypatch.setenv("DEEPLAB_EDU_CAMVID", "none")
-    assert find_camvid() is None
-    (source,) = [p for p in NOTEBOOKS if p.name.startswith("11_")]
-    (run,) = execute_notebooks([source], tmp_path, jobs=1, reuse=False, active_profile="smoke")
-    assert run.status == "ok", run.describe()
-    assert "no CamVid copy found" in (tmp_path / f"{source.stem}.ipynb").read_text()
-
-
 # --------------------------------------------------------------------------------------------
 # the executor itself
 # --------------------------------------------------------------------------------------------
