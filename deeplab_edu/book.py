@@ -18,9 +18,10 @@ The same executor runs the chapters as a learner does (``learner=True``: without
 checks, optionally without the hidden solutions); ``tests/test_learner_view.py`` uses it.
 
 Executed notebooks are reused while nothing they depend on changed (the notebook, the package's
-code, the profile): a second ``make book`` executes nothing.
+code, the profile, a learner's run or not): a second ``make book`` executes nothing.
 
-Run it as ``python -m deeplab_edu.book [--output DIR] [--jobs N]``.
+Run it as ``python -m deeplab_edu.book [--output DIR] [--jobs N]``; one notebook alone as
+``python -m deeplab_edu.book execute SOURCE EXECUTED [--timeout S] [--learner] [--no-solutions]``.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -302,7 +304,11 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
             that hidden solutions and measuring cells behave as they do for a learner. The book's
             runs (the default) set it.
         solutions: False drops the cells the book hides (``hide-cell``: the exercises' solutions)
-            before running, as for a learner who never opens them.
+            before running, as for a learner who never opens them (a failing cell's index then
+            counts the cells that ran; its line is the ``.py`` source's).
+
+    Either way the kernel draws figures inline and prints no absolute path of the machine
+    (``_KERNEL_ENV``), as for the book.
 
     Returns:
         the :class:`NotebookRun`; failures are reported in it, not raised.
@@ -326,11 +332,6 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     if learner:
         kernel_env[COURSE_CHECKS_ENV] = None
     env_before = {k: os.environ.get(k) for k in kernel_env}
-    for k, v in kernel_env.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
     current: dict[str, Any] = {"index": None, "start": None}
     cell_seconds: list[tuple[int, float]] = []
 
@@ -341,16 +342,21 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
         if cell.cell_type == "code" and current["start"] is not None:
             cell_seconds.append((cell_index, round(time.monotonic() - current["start"], 2)))
 
-    client = reliable_client(
-        nb, timeout=timeout, kernel_name="python3", allow_errors=False, record_timing=True,
-        resources={"metadata": {"path": str(source.parent)}},
-        # a kernel that does not answer within a minute is reported, not waited for
-        startup_timeout=120, shutdown_kernel="immediate",
-        on_cell_start=on_start, on_cell_executed=on_executed,
-    )
     status, message = "ok", ""
     start = time.monotonic()
     try:
+        for k, v in kernel_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        client = reliable_client(
+            nb, timeout=timeout, kernel_name="python3", allow_errors=False, record_timing=True,
+            resources={"metadata": {"path": str(source.parent)}},
+            # a kernel that does not answer within a minute is reported, not waited for
+            startup_timeout=120, shutdown_kernel="immediate",
+            on_cell_start=on_start, on_cell_executed=on_executed,
+        )
         client.execute()
     except CellTimeoutError as err:
         status = "timeout"
@@ -410,8 +416,11 @@ def _kill_tree(pid: int) -> None:
 
 
 def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeout: int,
-                       threads: int | None, learner: bool = False, solutions: bool = True,
-                       running: list[subprocess.Popen] | None = None) -> NotebookRun:
+                       threads: int | None, *, learner: bool = False, solutions: bool = True,
+                       register: Callable[[subprocess.Popen], bool] | None = None) -> NotebookRun:
+    """Execute one notebook in a child process (``python -m deeplab_edu.book execute``), bounded by
+    :func:`_notebook_timeout`. ``register`` is told the child as soon as it starts and returns False
+    when the caller is stopping: the child is then killed at once."""
     env = {**os.environ, ENV_VAR: active_profile}
     if threads:
         # n notebooks at a time on n*threads cores: each kernel keeps to its share
@@ -422,8 +431,12 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
-    if running is not None:
-        running.append(proc)
+    if register is not None and not register(proc):
+        _kill_tree(proc.pid)
+        proc.communicate()
+        return NotebookRun(source=_shown(source), executed=executed, status="crashed",
+                           seconds=round(time.monotonic() - start, 1), profile=active_profile,
+                           message="stopped: the executor was interrupted")
     limit = _notebook_timeout(active_profile)
     try:
         out, _ = proc.communicate(timeout=limit)
@@ -461,12 +474,12 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
         learner, solutions: run the notebooks as a learner does (see :func:`execute_notebook`).
 
     Returns:
-        one :class:`NotebookRun` per source, in order. Failures are in the runs, not raised; an
-        interrupt (or any exception here) stops the notebooks still running, kernels included,
-        and starts no more.
+        one :class:`NotebookRun` per source, in order. Failures are in the runs, not raised.
 
     Raises:
         ValueError: ``jobs`` is below 1.
+        KeyboardInterrupt (or any exception while waiting): raised again after the notebooks still
+            running were stopped, kernels included; no queued notebook starts.
     """
     active_profile = active_profile or profile()
     timeout = timeout or cell_timeout(active_profile)
@@ -494,22 +507,34 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
         todo.append(source)
 
     running: list[subprocess.Popen] = []
+    lock, stopping = threading.Lock(), threading.Event()
+
+    def register(proc: subprocess.Popen) -> bool:
+        with lock:  # a child started after the stop below is killed by its own thread
+            running.append(proc)
+            return not stopping.is_set()
 
     def one(source: Path) -> NotebookRun:
         run = _run_in_subprocess(source, out_dir / f"{source.stem}.ipynb", active_profile, timeout, threads,
-                                 learner, solutions, running)
-        if progress:
+                                 learner=learner, solutions=solutions, register=register)
+        if progress and not stopping.is_set():
             print(("  " if run.ok else "  FAILED ") + run.describe().splitlines()[0], flush=True)
         return run
 
     todo = _schedule(todo, jobs)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
-        for source, run in zip(todo, pool.map(one, todo)):
-            runs[source] = run
+        futures = {pool.submit(one, source): source for source in todo}
+        pending = set(futures)
+        while pending:  # in slices: a thread blocked in a wait without end would not see Ctrl-C
+            _, pending = concurrent.futures.wait(pending, timeout=1.0)
+        runs.update({source: future.result() for future, source in futures.items()})
     finally:  # normally all done; after an interrupt, queued notebooks never start, running ones stop
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in running:
+        with lock:
+            stopping.set()
+            started = list(running)
+        for proc in started:
             if proc.poll() is None:
                 _kill_tree(proc.pid)
     return [runs[s] for s in sources]
@@ -848,9 +873,10 @@ def setup(app: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
-    ex = sub.add_parser("execute", help="execute one notebook (used by the parallel executor)")
-    ex.add_argument("source", type=Path)
-    ex.add_argument("executed", type=Path)
+    ex = sub.add_parser("execute", help="execute one notebook: write the executed .ipynb and its .json report "
+                                        "(the parallel executor runs each notebook so)")
+    ex.add_argument("source", type=Path, help="a py:percent notebook (notebooks/NN_*.py)")
+    ex.add_argument("executed", type=Path, help="the .ipynb to write (its .json report goes beside it)")
     ex.add_argument("--timeout", type=int, default=None, help="seconds per cell")
     ex.add_argument("--learner", action="store_true",
                     help=f"run it as a learner does in JupyterLab: without {COURSE_CHECKS_ENV}")

@@ -293,7 +293,8 @@ def test_one_job_runs_the_chapters_in_order_and_two_start_the_longest(tmp_path: 
         sources[-1].write_text(f"# ---\n#   deeplab_edu:\n#     cpu_minutes: {minutes}\n# ---\n")
     started: list[str] = []
 
-    def fake_run(source: Path, executed: Path, active_profile: str, timeout: int, threads: int | None) -> book.NotebookRun:
+    def fake_run(source: Path, executed: Path, active_profile: str, timeout: int, threads: int | None,
+                 **_: object) -> book.NotebookRun:
         started.append(source.stem)
         return book.NotebookRun(source=source.name, executed=executed, status="ok", seconds=0.0, profile=active_profile)
 

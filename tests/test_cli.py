@@ -396,6 +396,7 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
                                                             capsys: pytest.CaptureFixture) -> None:
     import deeplab_edu.data
     from deeplab_edu.book import chapter_headers
+    from deeplab_edu.records import shown_path
     from deeplab_edu.viz.training import RUNS_ENV, RunSpec, camvid_run, chapter_run, course_runs
 
     monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))  # none trained yet, whatever the checkout's runs/ holds
@@ -420,7 +421,7 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert trained == [*chapters, camvid_run("cpu")]  # phase 1 before the two runs that start from it
     out = capsys.readouterr().out
     assert f"all 5 together take less than {headers[8] + headers[9] + headers[11]:.0f} min" in out  # with CamVid: 11 too
-    assert "all 5 runs ready" in out and f"copy its folder {tmp_path / 'runs'}/ there" in out
+    assert "all 5 runs ready" in out and f"copy its folder {shown_path(tmp_path / 'runs')}/ there" in out
     trained.clear()
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cpu")  # gpu runs without CUDA would take days
     assert main(["course-runs", "--profile", "gpu"]) == 2 and "need a CUDA GPU" in capsys.readouterr().err

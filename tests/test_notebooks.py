@@ -232,3 +232,31 @@ def test_a_learners_run_has_no_course_checks_and_can_leave_the_solutions_out(tmp
     assert os.environ[COURSE_CHECKS_ENV] == "1"  # this process's environment is as it was
     keys = {_dependency_key(source, "smoke", *mode) for mode in ((False, True), (True, True), (True, False))}
     assert len(keys) == 3
+
+
+@pytest.mark.slow
+def test_an_interrupt_stops_the_running_notebooks_and_starts_no_more(tmp_path: Path) -> None:
+    """Ctrl-C during ``make book`` (or a test's time-out): the notebook running is killed with its
+    kernel, the queued one never starts, and the interrupt reaches the caller at once."""
+    import _thread
+    import threading
+    import time
+
+    import psutil
+
+    from deeplab_edu.book import execute_notebooks
+
+    sources = []
+    for name in ("a_slow", "b_queued"):
+        sources.append(tmp_path / f"{name}.py")
+        sources[-1].write_text(jupytext.writes(_notebook("import time\ntime.sleep(120)"), fmt="py:percent"))
+    threading.Timer(8, _thread.interrupt_main).start()  # after the first kernel started
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        execute_notebooks(sources, tmp_path / "out", jobs=1, reuse=False, active_profile="smoke")
+    assert time.monotonic() - start < 40
+    time.sleep(1)
+    left = [" ".join(c.cmdline()) for c in psutil.Process().children(recursive=True) if c.is_running()
+            and c.status() != psutil.STATUS_ZOMBIE]
+    assert not [c for c in left if "deeplab_edu.book" in c or "ipykernel" in c], left
+    assert not (tmp_path / "out" / "b_queued.json").exists()
