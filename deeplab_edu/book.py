@@ -138,7 +138,8 @@ class NotebookRun:
         source: the Jupytext source, relative to the repository (``notebooks/05_aspp.py``).
         executed: the executed ``.ipynb`` (outputs of every cell that ran).
         status: ``"ok"``, ``"error"`` (a cell raised), ``"timeout"`` (a cell ran past its bound),
-            ``"dead"`` (the kernel died) or ``"crashed"`` (the executor itself failed).
+            ``"dead"`` (the kernel died), ``"interrupted"`` (Ctrl-C or SIGTERM) or ``"crashed"`` (the
+            executor itself failed).
         seconds: wall time of the whole execution.
         cell: index of the failing cell in the notebook, if any.
         line: its first line in the ``.py`` source, if any.
@@ -312,6 +313,10 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
 
     Returns:
         the :class:`NotebookRun`; failures are reported in it, not raised.
+
+    Raises:
+        ValueError: ``executed`` does not end in ``.ipynb``.
+        FileNotFoundError: ``source`` is not a file.
     """
     import jupytext
     import nbformat
@@ -321,6 +326,10 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     timeout = timeout or cell_timeout(active_profile)
     source = Path(source).resolve()
     executed = Path(executed)
+    if executed.suffix != ".ipynb":
+        raise ValueError(f"executed={executed}: name the .ipynb to write (its .json report goes beside it)")
+    if not source.is_file():
+        raise FileNotFoundError(f"no notebook {source}")
     executed.parent.mkdir(parents=True, exist_ok=True)
     text = source.read_text()
     nb = jupytext.reads(text, fmt="py:percent")
@@ -344,6 +353,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
 
     status, message = "ok", ""
     start = time.monotonic()
+    client = None
     try:
         for k, v in kernel_env.items():
             if v is None:
@@ -363,7 +373,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
         message = (f"the cell ran longer than {timeout} s (the {active_profile} profile's bound per cell; "
                    f"something is stuck or the machine is far too slow):\n{str(err)[:2000]}")
     except CellExecutionError as err:
-        status, message = "error", str(err)
+        status, message = "error", _ANSI.sub("", str(err))  # the traceback without the terminal's colours
     except DeadKernelError as err:
         status, message = "dead", f"the kernel died: {err}"
     except Exception as err:  # noqa: BLE001 - reported with its type, never swallowed silently
@@ -374,6 +384,9 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    if status != "ok" and getattr(client, "_async_cleanup_kernel_future", None) is not None:
+        # nbclient's own SIGINT/SIGTERM handler shut the kernel down mid-cell (what failed after it is its echo)
+        status, message = "interrupted", "stopped by Ctrl-C (SIGINT) or SIGTERM: the kernel was shut down"
     seconds = time.monotonic() - start
     index = current["index"] if status != "ok" else None
     line = _source_line(text, nb.cells[index].source) if index is not None else None
@@ -428,6 +441,8 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
     cmd = [sys.executable, "-m", "deeplab_edu.book", "execute", str(source), str(executed),
            "--timeout", str(timeout), *(["--learner"] if learner else []),
            *([] if solutions else ["--no-solutions"])]
+    report = executed.with_suffix(".json")
+    report.unlink(missing_ok=True)  # an earlier run's report is never taken for this one's
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
@@ -447,8 +462,7 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
                            seconds=round(time.monotonic() - start, 1), profile=active_profile,
                            message=f"the notebook ran longer than {limit} s in all (kernel start or shutdown "
                                    f"stuck?); executor output:\n{out[-3000:]}")
-    report = executed.with_suffix(".json")
-    if proc.returncode != 0 or not report.is_file():
+    if proc.returncode not in (0, 1, 130) or not report.is_file():  # 1: it failed, 130: interrupted (the report says)
         return NotebookRun(source=_shown(source), executed=executed, status="crashed",
                            seconds=round(time.monotonic() - start, 1), profile=active_profile,
                            message=f"the executor exited with {proc.returncode}:\n{out[-3000:]}")
@@ -744,7 +758,7 @@ def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:
 
 def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, jobs: int = 2,
                quiet: bool = False, runs: Sequence[NotebookRun] | None = None,
-               timeout: int | None = None) -> BookBuild:
+               timeout: int | None = None, reuse: bool = True) -> BookBuild:
     """Execute the notebooks (active profile, reusing unchanged ones) and write the HTML book.
 
     Args:
@@ -752,6 +766,9 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
         executed_dir: where executed notebooks live (default ``output/_build/executed/<profile>``).
         runs: notebook runs already made (the tests' shared execution); then nothing is executed.
         jobs: notebooks executed at the same time.
+        reuse: keep the executed notebooks whose source, package code and profile are unchanged
+            (False: execute every one again, e.g. after adding a CamVid copy or trained runs, which
+            the reuse key does not see).
 
     Returns:
         a :class:`BookBuild` (HTML folder, Sphinx warnings, notebook runs).
@@ -767,7 +784,10 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
     if runs is None:
         executed_dir = Path(executed_dir or build / "executed" / active_profile)
         runs = execute_notebooks(toc_notebook_sources(), executed_dir, jobs=jobs, timeout=timeout,
-                                 progress=not quiet)
+                                 progress=not quiet, reuse=reuse)
+        reused = [Path(r.source).stem[:2] for r in runs if r.reused]
+        if reused and not quiet:
+            print(f"  reused (unchanged since they ran): {', '.join(reused)}; --no-reuse runs them again", flush=True)
     if not all(r.ok for r in runs):
         raise NotebookFailure(runs)
 
@@ -871,21 +891,32 @@ def setup(app: Any) -> dict[str, Any]:
 # command line
 # --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """``python -m deeplab_edu.book``: build the book, or execute one notebook (``execute``).
+
+    Exit status: 0 built / the notebook ran; 1 a notebook failed (or the build); 2 a wrong argument;
+    130 interrupted (Ctrl-C). The notebooks that finished are kept and reused by the next build."""
+    parser = argparse.ArgumentParser(prog="python -m deeplab_edu.book", description=__doc__.splitlines()[0])
+    timeouts = ", ".join(f"{name} {cell_timeout(name)}" for name in ("smoke", "cpu", "gpu"))
     sub = parser.add_subparsers(dest="command")
     ex = sub.add_parser("execute", help="execute one notebook: write the executed .ipynb and its .json report "
                                         "(the parallel executor runs each notebook so)")
     ex.add_argument("source", type=Path, help="a py:percent notebook (notebooks/NN_*.py)")
     ex.add_argument("executed", type=Path, help="the .ipynb to write (its .json report goes beside it)")
-    ex.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    ex.add_argument("--timeout", "--cell-timeout", dest="timeout", type=int, default=None,
+                    help=f"seconds one cell may run (default per profile: {timeouts})")
     ex.add_argument("--learner", action="store_true",
-                    help=f"run it as a learner does in JupyterLab: without {COURSE_CHECKS_ENV}")
+                    help=f"run it as a learner does in JupyterLab: the hidden solutions and measuring cells "
+                         f"do not check themselves ({COURSE_CHECKS_ENV} unset)")
     ex.add_argument("--no-solutions", dest="solutions", action="store_false",
-                    help="drop the hidden solutions (hide-cell) before running")
-    parser.add_argument("--output", type=Path, default=BOOK_DIR, help="folder that gets _build/html")
+                    help="drop the hidden solutions (hide-cell) before running (with or without --learner)")
+    parser.add_argument("--output", type=Path, default=BOOK_DIR,
+                        help="folder that gets _build/html and _build/executed/<profile> (default: book/)")
+    parser.add_argument("--no-reuse", dest="reuse", action="store_false",
+                        help="execute every notebook again (by default those unchanged since their last "
+                             "successful run are reused; a new CamVid copy or trained run is not a change)")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at the same time (default 2)")
     parser.add_argument("--cell-timeout", type=int, default=None,
-                        help="seconds one cell may run (default: per profile, see cell_timeout())")
+                        help=f"seconds one cell may run (default per profile: {timeouts})")
     args = parser.parse_args(argv)
     if args.command == "execute":
         # The executor's process only (one per notebook): jsonschema, which nbformat imports, loads an
@@ -894,18 +925,36 @@ def main(argv: list[str] | None = None) -> int:
         # every notebook's start on a 2-core VM (python-jsonschema/jsonschema#1428). The notebook
         # schema has no "iri" field, so nothing this process validates changes without it.
         sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
-        run = execute_notebook(args.source, args.executed, timeout=args.timeout, learner=args.learner,
-                               solutions=args.solutions)
+    try:
+        active_profile = profile()
+    except ValueError as err:  # a misspelt DEEPLAB_EDU_PROFILE
+        parser.error(str(err))
+    if args.command == "execute":
+        try:
+            run = execute_notebook(args.source, args.executed, timeout=args.timeout, learner=args.learner,
+                                   solutions=args.solutions, active_profile=active_profile)
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        except KeyboardInterrupt:  # before or after the kernel's run (nbclient handles Ctrl-C during it)
+            print(f"{args.source}: interrupted (Ctrl-C)", file=sys.stderr)
+            return 130
         print(run.describe())
-        return 0
-    print(f"Building the book in the '{profile()}' profile (set {ENV_VAR} to change it); "
+        return 0 if run.ok else 130 if run.status == "interrupted" else 1
+    print(f"Building the book in the '{active_profile}' profile (set {ENV_VAR} to change it); "
           f"at most {args.cell_timeout or cell_timeout()} s per cell, {args.jobs} notebooks at a time.")
     start = time.monotonic()
     try:
-        result = build_book(args.output, jobs=args.jobs, timeout=args.cell_timeout)
+        result = build_book(args.output, jobs=args.jobs, timeout=args.cell_timeout, reuse=args.reuse)
     except NotebookFailure as err:
         print(f"\nThe book was not built: {err}", file=sys.stderr)
         return 1
+    except ValueError as err:  # e.g. --jobs 0
+        parser.error(str(err))
+    except KeyboardInterrupt:
+        print(f"\nInterrupted (Ctrl-C): nothing is left running; the notebooks that finished are kept in "
+              f"{_shown(Path(args.output) / '_build' / 'executed' / active_profile)} and the next build "
+              "reuses them.", file=sys.stderr)
+        return 130
     for w in result.warnings:
         print(w)
     print(f"The book is at {result.html / 'index.html'} ({time.monotonic() - start:.0f} s)")

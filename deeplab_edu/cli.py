@@ -281,9 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--device", default=None, help="cpu (default; pipeline mode: the preset's device) or cuda")
     be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
     be.add_argument("--batch", type=int, default=2, help="images per step (models and compile modes)")
-    be.add_argument("--repeats", type=int, help="interleaved rounds (pipeline mode: windows per source; loader "
-                    "mode: rounds, default 3); default 6, the fewest from which a speed-up gets a 95 %% interval "
-                    "and a verdict (engine.bench.timing.min_rounds); more are steadier")
+    be.add_argument("--repeats", type=int, help="interleaved rounds, default 6 (loader mode: 3); pipeline mode: "
+                    "timed windows per source. A speed-up gets a 95 %% interval and a verdict from 6 rounds on "
+                    "(the loader mode gives none); more are steadier")
     be.add_argument("--out", help="record JSON path (default runs/bench/<mode>_<device>.json, models mode "
                     "bench_<device>.json; the committed records are in benchmarks/results/)")
     be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"],

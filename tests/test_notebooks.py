@@ -260,3 +260,26 @@ def test_an_interrupt_stops_the_running_notebooks_and_starts_no_more(tmp_path: P
             and c.status() != psutil.STATUS_ZOMBIE]
     assert not [c for c in left if "deeplab_edu.book" in c or "ipykernel" in c], left
     assert not (tmp_path / "out" / "b_queued.json").exists()
+
+
+@pytest.mark.slow
+def test_the_execute_command_exits_non_zero_when_the_notebook_fails(tmp_path: Path) -> None:
+    """``python -m deeplab_edu.book execute`` for scripts: exit 1 when a cell fails (the error, without the
+    terminal's colour codes, in its output and report), 2 with a one-line error for a wrong argument."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "bad.py"
+    source.write_text(jupytext.writes(_notebook("x = 1", "1 / 0"), fmt="py:percent"))
+    env = {**os.environ, "DEEPLAB_EDU_PROFILE": "smoke"}
+
+    def execute(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "deeplab_edu.book", "execute", *args], env=env, text=True,
+                              capture_output=True, timeout=300)
+
+    failed = execute(str(source), str(tmp_path / "bad.ipynb"))
+    assert failed.returncode == 1 and "ZeroDivisionError" in failed.stdout, failed.stdout + failed.stderr
+    report = json.loads((tmp_path / "bad.json").read_text())
+    assert report["status"] == "error" and "\x1b[" not in report["message"]
+    wrong = execute(str(source), str(tmp_path / "bad.json"))
+    assert wrong.returncode == 2 and "error: executed=" in wrong.stderr and "Traceback" not in wrong.stderr
