@@ -278,24 +278,31 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--mode", choices=["models", "pipeline", "loader", "compile"], default="models",
                     help="models: ours vs torchvision/smp; pipeline: training through the engine's loader vs the "
                          "step alone; loader: scenes/s per worker count; compile: eager vs torch.compile")
-    be.add_argument("--device", default=None, help="cpu (default; pipeline mode: the preset's device) or cuda")
-    be.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
-    be.add_argument("--batch", type=int, default=2, help="images per step (models and compile modes)")
+    be.add_argument("--device", default=None, help="cpu (default; pipeline mode: the preset's device) or cuda; "
+                    "the loader mode runs on the CPU")
+    be.add_argument("--size", type=int, default=None, help="input side in pixels (default 128, a multiple of 16: smp "
+                    "needs it; loader mode: the scenes' side, default 256)")
+    be.add_argument("--batch", type=int, default=None, help="images per step (default 2; loader mode: scenes per "
+                    "batch, default 8)")
     be.add_argument("--repeats", type=int, help="interleaved rounds, default 6 (loader mode: 3); pipeline mode: "
                     "timed windows per source. A speed-up gets a 95 %% interval and a verdict from 6 rounds on "
                     "(the loader mode gives none); more are steadier")
     be.add_argument("--out", help="record JSON path (default runs/bench/<mode>_<device>.json, models mode "
                     "bench_<device>.json; the committed records are in benchmarks/results/)")
-    be.add_argument("--pairs", nargs="+", default=["v3", "v3plus"], choices=["v3", "v3plus"],
-                    help="models mode: v3 (ours vs torchvision's DeepLabv3) and/or v3plus (vs smp's DeepLabV3Plus)")
-    be.add_argument("--threads", type=int, help="torch intra-op threads for the run (1: steadier on a shared CPU)")
+    be.add_argument("--pairs", nargs="+", default=None, choices=["v3", "v3plus"],
+                    help="models mode: v3 (ours vs torchvision's DeepLabv3) and/or v3plus (vs smp's DeepLabV3Plus); "
+                         "default both")
+    be.add_argument("--threads", type=int, help="models, pipeline and compile modes: torch intra-op threads for the "
+                    "run (1: steadier on a shared CPU)")
     be.add_argument("--preset", help="pipeline mode: the training preset (default: gpu with --device cuda or, "
                     "without --device, where PyTorch sees CUDA; cpu otherwise, whose network trains in minutes "
                     "on a CPU where gpu's would take hours)")
-    be.add_argument("--iterations", type=int, default=30, help="pipeline mode: training steps per timed window")
+    be.add_argument("--iterations", type=int, default=None, help="pipeline mode: training steps per timed window "
+                    "(default 30)")
     be.add_argument("--num-workers", type=int, help="pipeline mode: DataLoader workers (default: the preset's)")
-    be.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader mode: worker counts")
-    be.add_argument("--backbone", default="mobilenet_v3_large", help="compile mode: the DeepLabv3+ backbone")
+    be.add_argument("--workers", type=int, nargs="+", default=None, help="loader mode: worker counts (default 0 1 2)")
+    be.add_argument("--backbone", default=None, help="compile mode: the DeepLabv3+ backbone (default "
+                    "mobilenet_v3_large)")
     return parser
 
 
@@ -645,25 +652,48 @@ def _pipeline_preset(device: str | None) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+#: The ``bench`` flags each mode reads besides ``--mode``, ``--repeats`` and ``--out`` (the loader mode also
+#: takes ``--device cpu``: its workers load on the CPU whatever the device).
+BENCH_MODE_FLAGS = {
+    "models": ("device", "size", "batch", "pairs", "threads"),
+    "pipeline": ("device", "preset", "iterations", "num_workers", "threads"),
+    "loader": ("workers", "size", "batch"),
+    "compile": ("device", "size", "batch", "backbone", "threads"),
+}
+
+
 def _bench(args: argparse.Namespace) -> int:
+    """``deeplab-edu bench``: a flag the chosen mode does not read is an error (naming the modes that read it),
+    never silently ignored; a flag not given leaves the benchmark function's default (its rounds included:
+    6, the loader's 3)."""
     from .engine import bench
 
-    # --repeats only when given: each mode's default is its function's (6 rounds, 3 for the loader)
-    given = {} if args.repeats is None else {"repeats": args.repeats}
-    rounds = {"rounds": given["repeats"]} if given else {}
+    used = set(BENCH_MODE_FLAGS[args.mode])
+    unused = [name for name in sorted(set().union(*BENCH_MODE_FLAGS.values()) - used)
+              if getattr(args, name) is not None and not (args.mode == "loader" and name == "device"
+                                                          and args.device == "cpu")]
+    if unused:
+        readers = {name: ", ".join(m for m, flags in BENCH_MODE_FLAGS.items() if name in flags) for name in unused}
+        raise ValueError(f"the {args.mode} mode does not read "
+                         + "; ".join(f"--{name.replace('_', '-')} (read by: {readers[name]})" for name in unused))
+    given = {name: getattr(args, name) for name in used if getattr(args, name) is not None}
+    if args.repeats is not None:
+        given["rounds" if args.mode in ("pipeline", "loader") else "repeats"] = args.repeats
     if args.mode == "pipeline":
-        workers = {"num_workers": args.num_workers} if args.num_workers is not None else None
-        bench.run_pipeline_benchmark(preset=args.preset or _pipeline_preset(args.device), device=args.device,
-                                     iterations=args.iterations,
-                                     out=args.out, threads=args.threads, overrides=workers, **rounds)
+        workers = given.pop("num_workers", None)
+        bench.run_pipeline_benchmark(preset=given.pop("preset", None) or _pipeline_preset(args.device),
+                                     out=args.out, overrides=None if workers is None else {"num_workers": workers},
+                                     **given)
     elif args.mode == "loader":
-        bench.run_loader_benchmark(workers=tuple(args.workers), out=args.out, **rounds)
-    elif args.mode == "compile":
-        bench.run_compile_benchmark(device=args.device or "cpu", backbone=args.backbone, size=args.size,
-                                    batch=args.batch, out=args.out, threads=args.threads, **given)
+        if "workers" in given:
+            given["workers"] = tuple(given["workers"])
+        bench.run_loader_benchmark(out=args.out, **given)
     else:
-        bench.run_benchmarks(device=args.device or "cpu", size=args.size, batch=args.batch,
-                             out=args.out, pairs=tuple(args.pairs), threads=args.threads, **given)
+        if "pairs" in given:
+            given["pairs"] = tuple(given["pairs"])
+        given.setdefault("device", "cpu")
+        run = bench.run_compile_benchmark if args.mode == "compile" else bench.run_benchmarks
+        run(out=args.out, **given)
     return 0
 
 

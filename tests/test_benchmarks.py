@@ -109,12 +109,14 @@ def test_degenerate_rate_shortcut_keeps_the_function(amp: bool, monkeypatch: pyt
     assert not taken
 
 
-def test_loader_benchmark_writes_a_record(tmp_path: Path) -> None:
+def test_loader_benchmark_writes_a_record(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "loader.json"
     res = run_loader_benchmark(workers=(0, 1), size=32, batch=2, batches=2, rounds=1, out=out)
     rows = {(r["num_workers"], r["limit_threads"]): r for r in res["rows"]}
     assert set(rows) == {(0, True), (1, True), (1, False)} and all(r["scenes_per_s"] > 0 for r in rows.values())
     assert json.loads(out.read_text())["hardware"]["cpu_count"] and res["cores_scaling"] is None
+    # the ratios are to the fewest workers (here 1): no row is compared with itself, nor the main process
+    assert " vs 1 worker" not in capsys.readouterr().out
 
 
 def test_cores_scaling_runs_separate_processes() -> None:

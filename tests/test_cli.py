@@ -604,3 +604,40 @@ def test_bench_leaves_the_rounds_to_each_benchmark_unless_given(monkeypatch: pyt
         assert not {"repeats", "rounds"} & set(seen[mode]), f"{mode}: the CLI chose the rounds, not {name}"
         assert main(["bench", "--mode", mode, "--device", "cpu", "--repeats", "9"]) == 0
         assert 9 in (seen[mode].get("repeats"), seen[mode].get("rounds")), mode
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mode", "loader", "--device", "cuda"], "the loader mode does not read --device (read by: models, pipeline, compile)"),
+    (["--mode", "loader", "--threads", "1", "--iterations", "5"],
+     "--iterations (read by: pipeline); --threads (read by: models, pipeline, compile)"),
+    (["--mode", "models", "--workers", "1", "2"], "the models mode does not read --workers (read by: loader)"),
+    (["--mode", "pipeline", "--size", "256"], "the pipeline mode does not read --size (read by: models, loader, compile)"),
+    (["--mode", "compile", "--pairs", "v3"], "--pairs (read by: models)"),
+])
+def test_bench_refuses_a_flag_its_mode_does_not_read(argv: list[str], message: str, capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark that silently dropped ``--size`` would record a setting nobody asked for."""
+    from deeplab_edu.engine import bench
+
+    for name in ("run_benchmarks", "run_pipeline_benchmark", "run_loader_benchmark", "run_compile_benchmark"):
+        monkeypatch.setattr(bench, name, lambda **kw: pytest.fail(f"ran with {kw}"))
+    assert main(["bench", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_passes_each_mode_the_flags_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.engine import bench
+
+    seen: dict[str, dict] = {}
+    for name in ("run_benchmarks", "run_pipeline_benchmark", "run_loader_benchmark", "run_compile_benchmark"):
+        monkeypatch.setattr(bench, name, lambda _name=name, **kw: seen.__setitem__(_name, kw))
+    assert main(["bench", "--mode", "loader", "--device", "cpu", "--workers", "1", "2", "--size", "64", "--batch", "4",
+                 "--repeats", "2"]) == 0
+    assert seen["run_loader_benchmark"] == {"out": None, "workers": (1, 2), "size": 64, "batch": 4, "rounds": 2}
+    assert main(["bench", "--mode", "pipeline", "--preset", "cpu", "--num-workers", "0", "--iterations", "5"]) == 0
+    assert seen["run_pipeline_benchmark"] == {"out": None, "preset": "cpu", "iterations": 5,
+                                              "overrides": {"num_workers": 0}}
+    assert main(["bench", "--pairs", "v3", "--size", "64"]) == 0
+    assert seen["run_benchmarks"] == {"out": None, "device": "cpu", "pairs": ("v3",), "size": 64}
+    assert main(["bench", "--mode", "compile", "--backbone", "tiny_resnet", "--threads", "1"]) == 0
+    assert seen["run_compile_benchmark"] == {"out": None, "device": "cpu", "backbone": "tiny_resnet", "threads": 1}

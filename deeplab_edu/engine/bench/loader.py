@@ -193,7 +193,8 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
     for row in rows:
         ref = base.get(row["limit_threads"])
         threads = "one thread per worker" if row["limit_threads"] else "default threads"
-        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {who(first or 1)} with {threads}" if ref and row["num_workers"] else ""
+        compared = ref and row["num_workers"] and row["num_workers"] != first  # not the main process, nor the base
+        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {who(first or 1)} with {threads}" if compared else ""
         print(f"    {who(row['num_workers'])}{', ' + threads if row['num_workers'] else ''}: "
               f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
     if ceiling is not None:
