@@ -55,8 +55,9 @@ $(LAB_SETTINGS): $(STAMP)
 
 setup: $(STAMP) $(LAB_SETTINGS)
 
+# the kernels' channels are encrypted (CurveZMQ keys from jupyter_client; ipykernel warns of plain text otherwise)
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --KernelManager.transport_encryption=auto $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -265,7 +265,26 @@ def reliable_client(nb: Any, **kwargs: Any) -> Any:
                 widget.sync_state = lambda: None
             return widget
 
+    kwargs.setdefault("config", _encrypted_kernel_config())
     return _Client(nb, **kwargs)
+
+
+def _encrypted_kernel_config() -> Any:
+    """Traitlets configuration that has jupyter_client give the kernel CurveZMQ keys, where it can.
+
+    ipykernel (7.x) warns on every start of a kernel whose TCP channels carry code and outputs in plain
+    text; jupyter_client (8.10 on) provisions CurveZMQ keys when the kernelspec declares support
+    (``transport_encryption="auto"``; ipykernel's does) and pyzmq has CurveZMQ. An older
+    jupyter_client or a pyzmq without it keeps the plain channels (and the warning).
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    config = Config()
+    if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
+        config.KernelManager.transport_encryption = "auto"
+    return config
 
 
 def _poll_in_slices(channel: Any, interval: float | None = None) -> None:

@@ -111,8 +111,8 @@ def _write_user_settings(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """JupyterLab started by `make lab` (token, free port, --allow-root as root); yields (url, token)."""
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """JupyterLab started by `make lab` (token, free port, --allow-root as root); yields (url, token, its log)."""
     from browser import chromium_or_skip
 
     chromium_or_skip()  # no point starting Lab without a browser
@@ -149,7 +149,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
                     pytest.fail(f"`make lab` did not serve {url} within {LAB_START_TIMEOUT} s "
                                 f"(exit {proc.poll()}):\n{(home / 'lab.log').read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield url, token
+        yield url, token, home / "lab.log"
     finally:
         # a clean shutdown stops the kernels too; then the process group (make + jupyter-lab)
         try:
@@ -179,8 +179,9 @@ _CODE_PROMPTS = """() => Array.from(document.querySelectorAll(
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    url, token = lab
+def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    url, token, log = lab
     shots = announce_screenshots(capsys)
     notebook = REPO_ROOT / "notebooks" / "02_receptive_fields.py"
     source_before = notebook.read_text()
@@ -266,3 +267,5 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str], capsy
         myst_errors = [e for e in errors if "myst" in e.lower()]
         assert not myst_errors, f"jupyterlab-myst failed: {myst_errors}"
     assert notebook.read_text() == source_before, "running the notebook in Lab rewrote its .py source"
+    # `make lab` gives the kernel CurveZMQ keys: ipykernel's warning of plain-text channels is not in its log
+    assert "Kernel started" in log.read_text() and "without encryption" not in log.read_text()

@@ -265,7 +265,8 @@ def test_an_interrupt_stops_the_running_notebooks_and_starts_no_more(tmp_path: P
 @pytest.mark.slow
 def test_the_execute_command_exits_non_zero_when_the_notebook_fails(tmp_path: Path) -> None:
     """``python -m deeplab_edu.book execute`` for scripts: exit 1 when a cell fails (the error, without the
-    terminal's colour codes, in its output and report), 2 with a one-line error for a wrong argument."""
+    terminal's colour codes, in its output and report), 2 with a one-line error for a wrong argument; the
+    kernel's channels are encrypted."""
     import subprocess
     import sys
 
@@ -281,5 +282,7 @@ def test_the_execute_command_exits_non_zero_when_the_notebook_fails(tmp_path: Pa
     assert failed.returncode == 1 and "ZeroDivisionError" in failed.stdout, failed.stdout + failed.stderr
     report = json.loads((tmp_path / "bad.json").read_text())
     assert report["status"] == "error" and "\x1b[" not in report["message"]
+    # the kernel's channels carry CurveZMQ keys: ipykernel's plain-text warning is not in the output
+    assert "without encryption" not in failed.stderr + failed.stdout, failed.stderr
     wrong = execute(str(source), str(tmp_path / "bad.json"))
     assert wrong.returncode == 2 and "error: executed=" in wrong.stderr and "Traceback" not in wrong.stderr
