@@ -17,6 +17,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deeplab-edu-installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+LAB_SERVER_CONFIG := $(VENV)/etc/jupyter/jupyter_server_config.json
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
 # notebooks executed at the same time by `make book` (each in its own kernel)
@@ -53,11 +54,14 @@ $(LAB_SETTINGS): $(STAMP)
 	  '    "defaultViewers": {"python": "Jupytext Notebook"}' \
 	  '  }' '}' > $@
 
-setup: $(STAMP) $(LAB_SETTINGS)
+# the kernels' channels encrypted (CurveZMQ keys from jupyter_client; ipykernel warns of plain text otherwise)
+$(LAB_SERVER_CONFIG): $(STAMP)
+	@$(BIN)/python -c 'from deeplab_edu.book import write_lab_server_config; write_lab_server_config()'
 
-# the kernels' channels are encrypted (CurveZMQ keys from jupyter_client; ipykernel warns of plain text otherwise)
+setup: $(STAMP) $(LAB_SETTINGS) $(LAB_SERVER_CONFIG)
+
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --KernelManager.transport_encryption=auto $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """Benchmark our DeepLabv3 / v3+ against torchvision and segmentation_models_pytorch.
 
-    python benchmarks/run_benchmarks.py --device cpu --size 128 --batch 2 --repeats 3
-    python benchmarks/run_benchmarks.py --device cuda --size 513 --batch 8 --repeats 20
+    python benchmarks/run_benchmarks.py --device cpu --size 128 --batch 2 --repeats 6
+    python benchmarks/run_benchmarks.py --device cuda --size 512 --batch 8 --repeats 20
 
 The same as ``deeplab-edu bench``; see benchmarks/README.md and deeplab_edu/engine/bench/.
 """

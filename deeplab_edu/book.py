@@ -17,6 +17,9 @@ Two steps, each usable alone:
 The same executor runs the chapters as a learner does (``learner=True``: without the course's own
 checks, optionally without the hidden solutions); ``tests/test_learner_view.py`` uses it.
 
+Every kernel it starts gets encrypted channels (:func:`kernel_encryption_settings`), as do JupyterLab's
+(:func:`write_lab_server_config`, written by ``make setup``).
+
 Executed notebooks are reused while nothing they depend on changed (the notebook, the package's
 code, the profile, a learner's run or not): a second ``make book`` executes nothing.
 
@@ -51,7 +54,7 @@ from .records import HIDE_PATHS_ENV, REPO_ROOT
 __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
-    "execute_notebooks", "build_book", "setup",
+    "execute_notebooks", "build_book", "setup", "kernel_encryption_settings", "write_lab_server_config",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
@@ -269,22 +272,54 @@ def reliable_client(nb: Any, **kwargs: Any) -> Any:
     return _Client(nb, **kwargs)
 
 
-def _encrypted_kernel_config() -> Any:
-    """Traitlets configuration that has jupyter_client give the kernel CurveZMQ keys, where it can.
+def kernel_encryption_settings() -> dict[str, Any]:
+    """Jupyter configuration that has jupyter_client give every kernel CurveZMQ keys, where it can.
 
     ipykernel (7.x) warns on every start of a kernel whose TCP channels carry code and outputs in plain
     text; jupyter_client (8.10 on) provisions CurveZMQ keys when the kernelspec declares support
-    (``transport_encryption="auto"``; ipykernel's does) and pyzmq has CurveZMQ. An older
-    jupyter_client or a pyzmq without it keeps the plain channels (and the warning).
+    (``KernelManager.transport_encryption = "auto"``; ipykernel's does) and pyzmq has CurveZMQ. Returns
+    that setting, or ``{}`` (plain channels, and the warning) with a pyzmq without CurveZMQ, for which
+    jupyter_client would refuse the setting, or an older jupyter_client. Used by the book's executor
+    and, through :func:`write_lab_server_config`, by ``make lab`` and Binder.
     """
     import zmq
     from jupyter_client.manager import KernelManager
+
+    if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
+        return {"KernelManager": {"transport_encryption": "auto"}}
+    return {}
+
+
+def _encrypted_kernel_config() -> Any:
+    """:func:`kernel_encryption_settings` as the traitlets ``Config`` of a ``NotebookClient``."""
     from traitlets.config import Config
 
-    config = Config()
-    if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
-        config.KernelManager.transport_encryption = "auto"
-    return config
+    return Config(kernel_encryption_settings())
+
+
+def write_lab_server_config(prefix: str | Path | None = None) -> Path:
+    """Add :func:`kernel_encryption_settings` where every ``jupyter lab`` of the environment reads them:
+    ``<prefix>/etc/jupyter/jupyter_server_config.json`` (``prefix``: default ``sys.prefix``, the ``.venv``;
+    the ``.d`` folder beside it only enables extensions). Other settings already in the file are kept.
+    ``make setup`` and Binder's ``postBuild`` call it. Returns the file's path.
+
+    Raises:
+        ValueError: the file exists and is not a JSON object (its path named).
+    """
+    path = Path(sys.prefix if prefix is None else prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
+    config: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            config = json.loads(path.read_text() or "{}")
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not JSON ({err}); fix or delete it") from err
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: not a JSON object of Jupyter settings; fix or delete it")
+    for section, values in kernel_encryption_settings().items():
+        config[section] = {**config.get(section, {}), **values}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(config, indent=1) + "\n")
+    return path
 
 
 def _poll_in_slices(channel: Any, interval: float | None = None) -> None:
@@ -909,16 +944,38 @@ def setup(app: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (``--jobs``)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give at least 1")
+    return value
+
+
+_positive_int.__name__ = "integer >= 1"  # what argparse's message calls the type
+
+#: The build's options (``python -m deeplab_edu.book [options]``), which ``execute`` does not read.
+_BUILD_OPTIONS = {"output": "--output", "reuse": "--no-reuse", "jobs": "--jobs", "cell_timeout": "--cell-timeout"}
+_EXIT_CODES = ("exit status: 0 built / the notebook ran, 1 a notebook (or the build) failed, 2 a wrong argument, "
+               "130 interrupted (Ctrl-C; the notebooks that finished are kept and reused by the next build)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deeplab_edu.book``: build the book, or execute one notebook (``execute``).
 
-    Exit status: 0 built / the notebook ran; 1 a notebook failed (or the build); 2 a wrong argument;
-    130 interrupted (Ctrl-C). The notebooks that finished are kept and reused by the next build."""
-    parser = argparse.ArgumentParser(prog="python -m deeplab_edu.book", description=__doc__.splitlines()[0])
+    Exit status: 0 built / the notebook ran; 1 a notebook failed (or the build); 2 a wrong argument,
+    printed as one line (also a build option given to ``execute``, which would not read it); 130
+    interrupted (Ctrl-C). The notebooks that finished are kept and reused by the next build."""
+    from .cli import OneLineErrorParser
+
+    parser = OneLineErrorParser(prog="python -m deeplab_edu.book", description=__doc__.splitlines()[0],
+                                epilog=_EXIT_CODES)
     timeouts = ", ".join(f"{name} {cell_timeout(name)}" for name in ("smoke", "cpu", "gpu"))
     sub = parser.add_subparsers(dest="command")
     ex = sub.add_parser("execute", help="execute one notebook: write the executed .ipynb and its .json report "
-                                        "(the parallel executor runs each notebook so)")
+                                        "(the parallel executor runs each notebook so)",
+                        epilog="exit status: 0 the notebook ran, 1 a cell failed or timed out, 2 a wrong "
+                               "argument, 130 interrupted (Ctrl-C)")
     ex.add_argument("source", type=Path, help="a py:percent notebook (notebooks/NN_*.py)")
     ex.add_argument("executed", type=Path, help="the .ipynb to write (its .json report goes beside it)")
     ex.add_argument("--timeout", "--cell-timeout", dest="timeout", type=int, default=None,
@@ -928,16 +985,21 @@ def main(argv: list[str] | None = None) -> int:
                          f"do not check themselves ({COURSE_CHECKS_ENV} unset)")
     ex.add_argument("--no-solutions", dest="solutions", action="store_false",
                     help="drop the hidden solutions (hide-cell) before running (with or without --learner)")
-    parser.add_argument("--output", type=Path, default=BOOK_DIR,
+    parser.add_argument("--output", type=Path, default=None,
                         help="folder that gets _build/html and _build/executed/<profile> (default: book/)")
-    parser.add_argument("--no-reuse", dest="reuse", action="store_false",
+    parser.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
                         help="execute every notebook again (by default those unchanged since their last "
                              "successful run are reused; a new CamVid copy or trained run is not a change)")
-    parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at the same time (default 2)")
+    parser.add_argument("--jobs", type=_positive_int, default=None,
+                        help="notebooks executed at the same time (default 2)")
     parser.add_argument("--cell-timeout", type=int, default=None,
                         help=f"seconds one cell may run (default per profile: {timeouts})")
     args = parser.parse_args(argv)
     if args.command == "execute":
+        given = [flag for name, flag in _BUILD_OPTIONS.items() if getattr(args, name) is not None]
+        if given:  # before 'execute' they set the build, which this command does not run
+            parser.error(f"{', '.join(given)} set the book's build, not 'execute': give the execute command's "
+                         "own options after the notebook (python -m deeplab_edu.book execute --help)")
         # The executor's process only (one per notebook): jsonschema, which nbformat imports, loads an
         # optional checker for the "iri" string format when rfc3987-syntax is installed (it is, by
         # jupyter-events' format-nongpl extra), and that builds a Lark grammar at import: 2.8 s of
@@ -952,26 +1014,26 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run = execute_notebook(args.source, args.executed, timeout=args.timeout, learner=args.learner,
                                    solutions=args.solutions, active_profile=active_profile)
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError) as err:  # a missing notebook, an output that is no .ipynb
             parser.error(str(err))
         except KeyboardInterrupt:  # before or after the kernel's run (nbclient handles Ctrl-C during it)
             print(f"{args.source}: interrupted (Ctrl-C)", file=sys.stderr)
             return 130
         print(run.describe())
         return 0 if run.ok else 130 if run.status == "interrupted" else 1
+    output = BOOK_DIR if args.output is None else args.output
+    jobs = 2 if args.jobs is None else args.jobs
     print(f"Building the book in the '{active_profile}' profile (set {ENV_VAR} to change it); "
-          f"at most {args.cell_timeout or cell_timeout()} s per cell, {args.jobs} notebooks at a time.")
+          f"at most {args.cell_timeout or cell_timeout()} s per cell, {jobs} notebooks at a time.")
     start = time.monotonic()
     try:
-        result = build_book(args.output, jobs=args.jobs, timeout=args.cell_timeout, reuse=args.reuse)
+        result = build_book(output, jobs=jobs, timeout=args.cell_timeout, reuse=args.reuse is not False)
     except NotebookFailure as err:
         print(f"\nThe book was not built: {err}", file=sys.stderr)
         return 1
-    except ValueError as err:  # e.g. --jobs 0
-        parser.error(str(err))
     except KeyboardInterrupt:
         print(f"\nInterrupted (Ctrl-C): nothing is left running; the notebooks that finished are kept in "
-              f"{_shown(Path(args.output) / '_build' / 'executed' / active_profile)} and the next build "
+              f"{_shown(Path(output) / '_build' / 'executed' / active_profile)} and the next build "
               "reuses them.", file=sys.stderr)
         return 130
     for w in result.warnings:

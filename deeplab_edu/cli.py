@@ -60,8 +60,9 @@ def _json_value(text: str) -> Any:
 _json_value.__name__ = "JSON"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a mistake on the command line ends with one line (not the whole usage block)."""
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line ends with one line (not the whole usage block); also the
+    parser of ``python -m deeplab_edu.book``."""
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the flags)\n")
@@ -192,7 +193,7 @@ def _cpu_threads(args: argparse.Namespace, device: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``export``,
     ``bench``, ``course-runs`` and ``check-data``."""
-    parser = _Parser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
+    parser = OneLineErrorParser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -669,9 +670,11 @@ def _bench(args: argparse.Namespace) -> int:
     from .engine import bench
 
     used = set(BENCH_MODE_FLAGS[args.mode])
+    if args.mode == "loader" and args.device not in (None, "cpu"):
+        raise ValueError(f"--device {args.device}: the loader mode measures DataLoader workers on the CPU; "
+                         "leave --device out or give cpu")
     unused = [name for name in sorted(set().union(*BENCH_MODE_FLAGS.values()) - used)
-              if getattr(args, name) is not None and not (args.mode == "loader" and name == "device"
-                                                          and args.device == "cpu")]
+              if getattr(args, name) is not None and not (args.mode == "loader" and name == "device")]
     if unused:
         readers = {name: ", ".join(m for m, flags in BENCH_MODE_FLAGS.items() if name in flags) for name in unused}
         raise ValueError(f"the {args.mode} mode does not read "

@@ -119,6 +119,23 @@ def test_loader_benchmark_writes_a_record(tmp_path: Path, capsys: pytest.Capture
     assert " vs 1 worker" not in capsys.readouterr().out
 
 
+def test_the_loader_benchmark_gives_each_row_its_ratio_to_the_fewest_workers(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.engine.bench import loader
+
+    speed = {0: 10.0, 1: 20.0, 2: 30.0}  # scenes/s per worker count; half that without the thread limits
+    monkeypatch.setattr(loader, "loader_throughput", lambda w, limit_threads=True, **_: {
+        "scenes_per_s": speed[w] / (1 if limit_threads else 2), "cpu_s_per_scene": 0.1})
+    monkeypatch.setattr(loader, "cores_scaling", lambda n, **_: {"processes": n, "alone_scenes_per_s": 1.0,
+                                                                  "together_scenes_per_s": 1.9, "ratio": 1.9})
+    run_loader_benchmark(workers=(0, 1, 2), rounds=1, out=tmp_path / "loader.json")
+    lines = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines() if "scenes/s," in line}
+    assert "x" not in lines["the main process"].split("ms/scene")[1]
+    assert "x" not in lines["1 worker, one thread per worker"].split("ms/scene")[1]
+    assert "x1.50 vs 1 worker with one thread per worker" in lines["2 workers, one thread per worker"]
+    assert "x1.50 vs 1 worker with default threads" in lines["2 workers, default threads"]
+
+
 def test_cores_scaling_runs_separate_processes() -> None:
     res = cores_scaling(2, size=32, batch=2, batches=2)
     assert res["processes"] == 2 and res["alone_scenes_per_s"] > 0 and res["ratio"] > 0

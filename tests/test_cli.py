@@ -607,7 +607,7 @@ def test_bench_leaves_the_rounds_to_each_benchmark_unless_given(monkeypatch: pyt
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--mode", "loader", "--device", "cuda"], "the loader mode does not read --device (read by: models, pipeline, compile)"),
+    (["--mode", "loader", "--device", "cuda"], "the loader mode measures DataLoader workers on the CPU; leave --device out"),
     (["--mode", "loader", "--threads", "1", "--iterations", "5"],
      "--iterations (read by: pipeline); --threads (read by: models, pipeline, compile)"),
     (["--mode", "models", "--workers", "1", "2"], "the models mode does not read --workers (read by: loader)"),
@@ -623,6 +623,33 @@ def test_bench_refuses_a_flag_its_mode_does_not_read(argv: list[str], message: s
         monkeypatch.setattr(bench, name, lambda **kw: pytest.fail(f"ran with {kw}"))
     assert main(["bench", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bench_flags_are_each_read_by_a_mode_and_their_help_gives_the_functions_defaults() -> None:
+    """A new ``bench`` flag left out of ``BENCH_MODE_FLAGS`` would be refused in every mode; a default the
+    help names must be the one the benchmark function uses."""
+    import inspect
+
+    from deeplab_edu.cli import BENCH_MODE_FLAGS
+    from deeplab_edu.engine import bench
+
+    bench_parser = build_parser()._subparsers._group_actions[0].choices["bench"]  # type: ignore[union-attr]
+    options = {a.dest: a for a in bench_parser._actions if a.dest != "help"}
+    assert set(options) == set().union(*BENCH_MODE_FLAGS.values()) | {"mode", "repeats", "out"}
+
+    def default(function: str, name: str) -> object:
+        return inspect.signature(getattr(bench, function)).parameters[name].default
+
+    help_of = {name: " ".join(action.help.split()) for name, action in options.items()}
+    assert f"default {default('run_benchmarks', 'size')}" in help_of["size"]
+    assert f"default {default('run_compile_benchmark', 'size')}" in help_of["size"]
+    assert f"default {default('run_loader_benchmark', 'size')})" in help_of["size"]
+    assert f"default {default('run_benchmarks', 'batch')};" in help_of["batch"]
+    assert f"default {default('run_loader_benchmark', 'batch')})" in help_of["batch"]
+    assert f"default {default('run_pipeline_benchmark', 'iterations')})" in help_of["iterations"]
+    assert f"default {' '.join(map(str, default('run_loader_benchmark', 'workers')))})" in help_of["workers"]
+    assert f"default {default('run_compile_benchmark', 'backbone')})" in help_of["backbone"]
+    assert default("run_benchmarks", "pairs") == ("v3", "v3plus") and "default both" in help_of["pairs"]
 
 
 def test_bench_passes_each_mode_the_flags_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:

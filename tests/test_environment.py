@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 
@@ -84,6 +85,33 @@ def test_lab_opens_python_files_as_notebooks() -> None:
         pytest.skip("not running inside a `make`-built .venv")
     viewers = json.loads(overrides.read_text())["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
     assert viewers == {"python": "Jupytext Notebook"}
+
+
+def test_lab_gives_its_kernels_encrypted_channels(tmp_path: Path) -> None:
+    """`make setup` (and Binder's postBuild) add the kernels' CurveZMQ setting to the environment's Jupyter
+    server configuration, keeping what the file held; a broken file is named, not overwritten."""
+    import json
+
+    import pytest
+
+    from deeplab_edu.book import kernel_encryption_settings, write_lab_server_config
+
+    assert kernel_encryption_settings() == {"KernelManager": {"transport_encryption": "auto"}}  # the pins have both
+    for setup in ((REPO_ROOT / "Makefile").read_text(), (REPO_ROOT / "postBuild").read_text()):
+        assert "write_lab_server_config()" in setup
+    config = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text('{"ServerApp": {"open_browser": false}, "KernelManager": {"shutdown_wait_time": 2}}')
+    assert write_lab_server_config(tmp_path) == config
+    assert json.loads(config.read_text()) == {"ServerApp": {"open_browser": False}, "KernelManager": {
+        "shutdown_wait_time": 2, "transport_encryption": "auto"}}
+    config.write_text("{not json")
+    with pytest.raises(ValueError, match="jupyter_server_config.json: not JSON"):
+        write_lab_server_config(tmp_path)
+    assert config.read_text() == "{not json"
+    venv = REPO_ROOT / ".venv" / "etc" / "jupyter" / "jupyter_server_config.json"
+    if venv.parent.parent.parent.joinpath(".deeplab-edu-installed").exists():
+        assert json.loads(venv.read_text())["KernelManager"]["transport_encryption"] == "auto"
 
 
 def test_second_run_installs_nothing() -> None:

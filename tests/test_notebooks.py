@@ -286,3 +286,54 @@ def test_the_execute_command_exits_non_zero_when_the_notebook_fails(tmp_path: Pa
     assert "without encryption" not in failed.stderr + failed.stdout, failed.stderr
     wrong = execute(str(source), str(tmp_path / "bad.json"))
     assert wrong.returncode == 2 and "error: executed=" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr  # one line, not the usage block
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cell-timeout", "1", "execute", "a.py", "a.ipynb"], "--cell-timeout set the book's build, not 'execute'"),
+    (["--jobs", "3", "--no-reuse", "execute", "a.py", "a.ipynb"], "--no-reuse, --jobs set the book's build"),
+    (["--jobs", "0"], "argument --jobs: 0: give at least 1"),
+])
+def test_the_book_command_refuses_what_it_would_not_use(argv: list[str], message: str,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """A build option before ``execute`` (which runs no build) would be dropped without a word."""
+    from deeplab_edu.book import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_the_execute_command_exits_130_when_interrupted(tmp_path: Path) -> None:
+    """Ctrl-C while a cell runs: exit 130, the report says "interrupted", no kernel is left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    started = tmp_path / "started"
+    source = tmp_path / "slow.py"
+    source.write_text(jupytext.writes(_notebook(f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+                                                "time.sleep(120)"), fmt="py:percent"))
+    proc = subprocess.Popen([sys.executable, "-m", "deeplab_edu.book", "execute", str(source),
+                             str(tmp_path / "slow.ipynb")], env={**os.environ, "DEEPLAB_EDU_PROFILE": "smoke"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the cell did not start"
+            time.sleep(0.2)
+        kernels = [c for c in psutil.Process(proc.pid).children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert json.loads((tmp_path / "slow.json").read_text())["status"] == "interrupted"
+    psutil.wait_procs(kernels, timeout=10)
+    assert kernels and not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
