@@ -381,7 +381,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     source = Path(source).resolve()
     executed = Path(executed)
     if executed.suffix != ".ipynb":
-        raise ValueError(f"executed={executed}: name the .ipynb to write (its .json report goes beside it)")
+        raise ValueError(f"{executed}: the executed notebook must end in .ipynb (its .json report goes beside it)")
     if not source.is_file():
         raise FileNotFoundError(f"no notebook {source}")
     executed.parent.mkdir(parents=True, exist_ok=True)

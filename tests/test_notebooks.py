@@ -285,7 +285,8 @@ def test_the_execute_command_exits_non_zero_when_the_notebook_fails(tmp_path: Pa
     # the kernel's channels carry CurveZMQ keys: ipykernel's plain-text warning is not in the output
     assert "without encryption" not in failed.stderr + failed.stdout, failed.stderr
     wrong = execute(str(source), str(tmp_path / "bad.json"))
-    assert wrong.returncode == 2 and "error: executed=" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "bad.json: the executed notebook must end in .ipynb" in wrong.stderr, wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr  # one line, not the usage block
 
 
