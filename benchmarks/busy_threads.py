@@ -28,8 +28,8 @@ from typing import Any, Iterator
 
 import torch
 
-from deeplab_edu.engine.bench.timing import (interleaved, interval_text, speed_verdict, speedup_interval, torch_threads,
-                                             write_result)
+from deeplab_edu.engine.bench.timing import (interleaved, interval_text, paired_p_value, speed_verdict, speedup_interval,
+                                             torch_threads, write_result)
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 from deeplab_edu.engine.workers import available_cores
@@ -89,7 +89,7 @@ def main() -> None:
         ratio = statistics.median(times[(busy, default)]) / statistics.median(times[(busy, fewer)])
         results["speedup_of_fewer_threads"][state] = {"ratio": ratio, "interval": interval}
         print(f"  {state}: {fewer} thread(s) instead of {default}: x{ratio:.2f}{interval_text(interval)} "
-              f"({speed_verdict(interval)})")
+              f"({speed_verdict(interval, paired_p_value(times[(busy, default)], times[(busy, fewer)]))})")
     write_result(results, args.out, "busy_threads.json", "medians of interleaved rounds; speed-up = seconds with "
                  "the default threads / seconds with fewer, paired bootstrap 95 % interval", torch_threads=default)
 

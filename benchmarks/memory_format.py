@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench.timing import (interleaved, interval_text, load_average, speed_verdict, speedup_interval,
-                                             timed_steps, torch_threads, write_result)
+from deeplab_edu.engine.bench.timing import (interleaved, interval_text, load_average, paired_p_value, speed_verdict,
+                                             speedup_interval, timed_steps, torch_threads, write_result)
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 
@@ -68,7 +68,9 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
     print(f"{preset} ({cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, {dev}, "
           f"{torch.get_num_threads()} threads): contiguous {1e3 * med['contiguous']:.1f} ms, channels_last "
           f"{1e3 * med['channels_last']:.1f} ms per training step: contiguous / channels_last "
-          f"x{ratio:.2f}{interval_text(interval)}, channels_last {speed_verdict(interval)} (load average {load_before})")
+          f"x{ratio:.2f}{interval_text(interval)}, channels_last "
+          f"{speed_verdict(interval, paired_p_value(seconds['contiguous'], seconds['channels_last']))} "
+          f"(load average {load_before})")
     return results
 
 

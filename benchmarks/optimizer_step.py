@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench.timing import (interleaved, interval_text, speed_verdict, speedup_interval, timed_steps,
-                                             torch_threads, write_result)
+from deeplab_edu.engine.bench.timing import (interleaved, interval_text, paired_p_value, speed_verdict, speedup_interval,
+                                             timed_steps, torch_threads, write_result)
 from deeplab_edu.engine.schedule import build_optimizer, param_groups
 from deeplab_edu.models import build_model
 
@@ -55,7 +55,7 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
                 "foreach_over_fused_interval": interval, "times_s": times}
             print(f"{label:40s} {name:5s}: fused {1e3 * med['fused']:7.2f} ms, foreach {1e3 * med['foreach']:7.2f} ms"
                   f" per step: foreach / fused x{med['foreach'] / med['fused']:.2f}{interval_text(interval)}, "
-                  f"fused {speed_verdict(interval)}")
+                  f"fused {speed_verdict(interval, paired_p_value(times['foreach'], times['fused']))}")
     return results
 
 

@@ -13,7 +13,7 @@ import torch
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.engine.bench import (
     build_pair, cores_scaling, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
-    min_rounds, run_pipeline_benchmark, speed_verdict, speedup_interval,
+    min_rounds, paired_p_value, run_pipeline_benchmark, speed_verdict, speedup_interval,
 )
 from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d, atrous_conv
 
@@ -176,6 +176,25 @@ def test_a_speedup_is_called_only_when_its_interval_excludes_one() -> None:
         min_rounds(1.0)
     with pytest.raises(ValueError, match="paired"):
         speedup_interval(rounds, faster[:-1])
+
+
+def test_the_verdict_also_asks_an_exact_paired_test() -> None:
+    """At a few rounds the bootstrap interval can exclude 1 by chance more often than 5 %; the sign-flip
+    test of the same rounds cannot (all 2 ** n sign patterns are counted), so a verdict needs both."""
+    import numpy as np
+
+    rounds = [0.40, 0.46, 0.42, 0.44, 0.41, 0.45]
+    assert paired_p_value(rounds, [t * 0.9 for t in rounds]) == pytest.approx(2 / 2 ** 6)  # every round agrees
+    assert paired_p_value(rounds[:5], rounds[:5]) is None  # fewer than min_rounds()
+    assert speed_verdict((1.05, 1.2), 0.2) == "parity" and speed_verdict((1.05, 1.2), 0.03) == "faster"
+    assert speed_verdict((0.8, 0.9), 0.01) == "slower" and speed_verdict((0.95, 1.1), 0.01) == "parity"
+    with pytest.raises(ValueError, match="paired"):
+        paired_p_value(rounds, rounds[:-1])
+    # no difference at all, 6 noisy rounds per experiment: how often is a difference called?
+    rng = np.random.default_rng(0)
+    called = [speed_verdict(speedup_interval(b, c), paired_p_value(b, c)) != "parity"
+              for b, c in (rng.lognormal(0, 0.1, (2, 6)).tolist() for _ in range(300))]
+    assert np.mean(called) <= 0.05 + 0.02  # at most 3 of the 64 sign patterns reject: 4.7 %, plus sampling
 
 
 def test_pipeline_benchmark_compares_loader_and_step(tmp_path: Path) -> None:

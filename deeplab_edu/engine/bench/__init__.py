@@ -2,8 +2,8 @@
 
 Modules, one concept each:
 
-- :mod:`.timing`: interleaved rounds, the paired bootstrap interval of a speed-up and its verdict
-  (faster / slower / parity), and the records the benchmarks write;
+- :mod:`.timing`: interleaved rounds, the paired bootstrap interval of a speed-up, the exact paired test
+  of the same rounds, their verdict (faster / slower / parity), and the records the benchmarks write;
 - :mod:`.pairs`: our DeepLabv3 / v3+ against torchvision's / segmentation_models_pytorch's, speed
   and memory at equal settings and with our defaults (``--mode model``);
 - :mod:`.loader`: scenes/s of the engine's training loader per worker count, and the ceiling the
@@ -19,8 +19,8 @@ from .compiled import run_compile_benchmark
 from .loader import cores_scaling, loader_throughput, run_loader_benchmark
 from .pairs import PEAK_BF16_TFLOPS, build_pair, format_results, pair_summary, run_benchmarks
 from .pipeline import diagnosis_rows, profile_totals, run_pipeline_benchmark, summarise_profile
-from .timing import interleaved, min_rounds, speed_verdict, speedup_interval, timed_steps
+from .timing import interleaved, min_rounds, paired_p_value, speed_verdict, speedup_interval, timed_steps
 
 __all__ = ["build_pair", "run_benchmarks", "format_results", "pair_summary", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling",
            "run_loader_benchmark", "run_pipeline_benchmark", "diagnosis_rows", "profile_totals", "summarise_profile", "run_compile_benchmark", "interleaved", "timed_steps",
-           "min_rounds", "speedup_interval", "speed_verdict"]
+           "min_rounds", "speedup_interval", "paired_p_value", "speed_verdict"]

@@ -31,8 +31,8 @@ from ...complexity import _memory_records, _quiet_stderr, count_macs, count_para
 from ...models.export import LogitsOnly
 from ..allocator import keep_freed_memory as _keep_freed_memory
 from ..schedule import build_optimizer
-from .timing import (interleaved, interval_text, load_average, min_rounds, minor_faults, speed_verdict, speedup_interval,
-                     synchronize, timed, torch_threads, write_result)
+from .timing import (interleaved, interval_text, load_average, min_rounds, minor_faults, paired_p_value, speed_verdict,
+                     speedup_interval, synchronize, timed, torch_threads, write_result)
 
 __all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "measure_models", "run_benchmarks",
            "pair_summary", "format_results", "train_ratio_text"]
@@ -255,7 +255,9 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                     "train_speedup_interval": speedup_interval(peer["train_times_s"], ours["train_times_s"]),
                     "inference_speedup_interval": speedup_interval(peer["inference_times_s"], ours["inference_times_s"]),
                 }
-                ratios["train_verdict"] = speed_verdict(ratios["train_speedup_interval"])
+                # the exact paired test of the same rounds, which the verdict also asks (timing.min_rounds)
+                ratios["train_p_value"] = paired_p_value(peer["train_times_s"], ours["train_times_s"])
+                ratios["train_verdict"] = speed_verdict(ratios["train_speedup_interval"], ratios["train_p_value"])
                 if dev.type == "cuda":
                     name = torch.cuda.get_device_name(dev)
                     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)

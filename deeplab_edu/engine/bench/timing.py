@@ -3,7 +3,8 @@
 Settings are timed in :func:`interleaved` rounds (A B, B A, ...) so that a machine that gets busier
 part-way slows both alike; :func:`speedup_interval` is a paired bootstrap 95 % interval of the
 ratio of medians over those rounds (none below :func:`min_rounds` rounds: 6 at 95 %), and
-:func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1.
+:func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1 and, where
+the rounds are at hand, the exact paired test of :func:`paired_p_value` rejects "no difference".
 :func:`write_result` writes the record (command, commit, hardware:
 :func:`~deeplab_edu.records.write_record`) that the course and ``benchmarks/README.md`` quote.
 """
@@ -17,7 +18,8 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 
-__all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "min_rounds", "speedup_interval", "speed_verdict", "interval_text",
+__all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "min_rounds", "speedup_interval", "paired_p_value",
+           "speed_verdict", "interval_text",
            "load_average", "busy_cpu_seconds", "torch_threads", "write_result", "DEFAULT_OUT_DIR"]
 
 
@@ -73,7 +75,9 @@ def min_rounds(confidence: float = 0.95) -> int:
     that chance is at most ``1 - confidence``: 6 rounds at 95 %, 8 at 99 %. This is a floor, not a
     guarantee: the bootstrap can also exclude 1 when most rounds, not all, agree, and at so few
     rounds its percentile interval is approximate (it calls a difference somewhat more often than
-    ``1 - confidence`` when there is none); the recorded benchmarks use 10-15 rounds. (Chapter 10's
+    ``1 - confidence`` when there is none); so :func:`speed_verdict` also asks the exact test of
+    :func:`paired_p_value`, whose smallest p at ``n`` rounds is ``2 * 0.5 ** n`` (0.031 at 6). The
+    recorded benchmarks use 10-15 rounds. (Chapter 10's
     findings over seeds meet the same small-sample problem with Student's t: ``findings.seed_interval``.)
 
     Raises:
@@ -121,12 +125,53 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def speed_verdict(interval: tuple[float, float] | None) -> str:
-    """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1, else ``"parity"``
-    (``"no interval"`` without one: too few rounds, :func:`min_rounds`, or no SciPy)."""
+def paired_p_value(baseline_s: Sequence[float], candidate_s: Sequence[float], *, resamples: int = 9999,
+                   seed: int = 0) -> float | None:
+    """Two-sided p-value of "no difference" for paired rounds: a sign-flip permutation test.
+
+    The statistic is the mean of the rounds' log ratios ``log(baseline_s[i] / candidate_s[i])``; with no
+    difference the two settings of a round are exchangeable, so each round's ratio is as likely inverted,
+    and all ``2 ** n`` sign patterns are equally likely (``scipy.stats.permutation_test``,
+    ``permutation_type="samples"``). Exact, and needing no normality, while ``2 ** n <= resamples`` (up to
+    13 rounds at the default); a fixed-``seed`` Monte Carlo estimate above. Its false-call rate at level
+    ``alpha`` is at most ``alpha``, which the percentile bootstrap of :func:`speedup_interval` does not
+    promise at a few rounds (:func:`min_rounds`).
+
+    Returns:
+        the p-value, or None with fewer than :func:`min_rounds` rounds or without SciPy.
+
+    Raises:
+        ValueError: the two sequences differ in length.
+    """
+    if len(baseline_s) != len(candidate_s):
+        raise ValueError(f"{len(baseline_s)} baseline rounds but {len(candidate_s)} candidate rounds: "
+                         "the rounds are paired")
+    if len(baseline_s) < min_rounds():
+        return None
+    import numpy as np
+    try:
+        from scipy.stats import permutation_test
+    except ImportError:  # as in speedup_interval
+        return None
+    result = permutation_test((np.log(np.asarray(baseline_s, float)), np.log(np.asarray(candidate_s, float))),
+                              lambda b, c, axis=-1: np.mean(b - c, axis=axis), permutation_type="samples",
+                              vectorized=True, n_resamples=resamples, alternative="two-sided",
+                              random_state=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def speed_verdict(interval: tuple[float, float] | None, p_value: float | None = None, *,
+                  confidence: float = 0.95) -> str:
+    """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1 and, where given, the
+    :func:`paired_p_value` of the same rounds is at most ``1 - confidence``; else ``"parity"``
+    (``"no interval"`` without an interval: too few rounds, :func:`min_rounds`, or no SciPy). The
+    records made before the test was added carry the interval's verdict alone (re-checked with the
+    test: unchanged, benchmarks/README.md)."""
     if interval is None:
         return "no interval (too few rounds, or no SciPy)"
     low, high = interval
+    if p_value is not None and p_value > 1 - confidence:
+        return "parity"
     return "faster" if low > 1 else "slower" if high < 1 else "parity"
 
 
