@@ -268,7 +268,9 @@ def reliable_client(nb: Any, **kwargs: Any) -> Any:
                 widget.sync_state = lambda: None
             return widget
 
-    kwargs.setdefault("config", _encrypted_kernel_config())
+    from traitlets.config import Config
+
+    kwargs.setdefault("config", Config(kernel_encryption_settings()))
     return _Client(nb, **kwargs)
 
 
@@ -288,13 +290,6 @@ def kernel_encryption_settings() -> dict[str, Any]:
     if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
         return {"KernelManager": {"transport_encryption": "auto"}}
     return {}
-
-
-def _encrypted_kernel_config() -> Any:
-    """:func:`kernel_encryption_settings` as the traitlets ``Config`` of a ``NotebookClient``."""
-    from traitlets.config import Config
-
-    return Config(kernel_encryption_settings())
 
 
 def write_lab_server_config(prefix: str | Path | None = None) -> Path:
@@ -340,6 +335,15 @@ def _poll_in_slices(channel: Any, interval: float | None = None) -> None:
                     raise
 
     channel.get_msg = get_msg
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    """Set each variable of ``values`` in this process's environment; unset those whose value is None."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None,
@@ -409,11 +413,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     start = time.monotonic()
     client = None
     try:
-        for k, v in kernel_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(kernel_env)
         client = reliable_client(
             nb, timeout=timeout, kernel_name="python3", allow_errors=False, record_timing=True,
             resources={"metadata": {"path": str(source.parent)}},
@@ -433,11 +433,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     except Exception as err:  # noqa: BLE001 - reported with its type, never swallowed silently
         status, message = "crashed", f"{type(err).__name__}: {err}"
     finally:
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(env_before)
     if status != "ok" and getattr(client, "_async_cleanup_kernel_future", None) is not None:
         # nbclient's own SIGINT/SIGTERM handler shut the kernel down mid-cell (what failed after it is its echo)
         status, message = "interrupted", "stopped by Ctrl-C (SIGINT) or SIGTERM: the kernel was shut down"
@@ -954,8 +950,6 @@ def _positive_int(text: str) -> int:
 
 _positive_int.__name__ = "integer >= 1"  # what argparse's message calls the type
 
-#: The build's options (``python -m deeplab_edu.book [options]``), which ``execute`` does not read.
-_BUILD_OPTIONS = {"output": "--output", "reuse": "--no-reuse", "jobs": "--jobs", "cell_timeout": "--cell-timeout"}
 _EXIT_CODES = ("exit status: 0 built / the notebook ran, 1 a notebook (or the build) failed, 2 a wrong argument, "
                "130 interrupted (Ctrl-C; the notebooks that finished are kept and reused by the next build)")
 
@@ -985,18 +979,20 @@ def main(argv: list[str] | None = None) -> int:
                          f"do not check themselves ({COURSE_CHECKS_ENV} unset)")
     ex.add_argument("--no-solutions", dest="solutions", action="store_false",
                     help="drop the hidden solutions (hide-cell) before running (with or without --learner)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="folder that gets _build/html and _build/executed/<profile> (default: book/)")
-    parser.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
-                        help="execute every notebook again (by default those unchanged since their last "
-                             "successful run are reused; a new CamVid copy or trained run is not a change)")
-    parser.add_argument("--jobs", type=_positive_int, default=None,
-                        help="notebooks executed at the same time (default 2)")
-    parser.add_argument("--cell-timeout", type=int, default=None,
-                        help=f"seconds one cell may run (default per profile: {timeouts})")
+    build_options = [  # the build's, which 'execute' does not read: None when not given
+        parser.add_argument("--output", type=Path, default=None,
+                            help="folder that gets _build/html and _build/executed/<profile> (default: book/)"),
+        parser.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
+                            help="execute every notebook again (by default those unchanged since their last "
+                                 "successful run are reused; a new CamVid copy or trained run is not a change)"),
+        parser.add_argument("--jobs", type=_positive_int, default=None,
+                            help="notebooks executed at the same time (default 2)"),
+        parser.add_argument("--cell-timeout", type=int, default=None,
+                            help=f"seconds one cell may run (default per profile: {timeouts})"),
+    ]
     args = parser.parse_args(argv)
     if args.command == "execute":
-        given = [flag for name, flag in _BUILD_OPTIONS.items() if getattr(args, name) is not None]
+        given = [a.option_strings[0] for a in build_options if getattr(args, a.dest) is not None]
         if given:  # before 'execute' they set the build, which this command does not run
             parser.error(f"{', '.join(given)} set the book's build, not 'execute': give the execute command's "
                          "own options after the notebook (python -m deeplab_edu.book execute --help)")

@@ -584,6 +584,11 @@ def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys
     assert (tmp_path / "pred" / "a_mask.png").is_file()
 
 
+#: The benchmark function each ``bench --mode`` calls.
+BENCH_FUNCTIONS = {"models": "run_benchmarks", "pipeline": "run_pipeline_benchmark", "loader": "run_loader_benchmark",
+                   "compile": "run_compile_benchmark"}
+
+
 def test_bench_leaves_the_rounds_to_each_benchmark_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
     """One source for the default rounds: the benchmark functions (``min_rounds()``, 6, the fewest with an
     interval; the loader's 3, which gives none); ``--repeats`` overrides it in every mode."""
@@ -591,15 +596,13 @@ def test_bench_leaves_the_rounds_to_each_benchmark_unless_given(monkeypatch: pyt
 
     from deeplab_edu.engine import bench
 
-    functions = {"models": "run_benchmarks", "pipeline": "run_pipeline_benchmark", "loader": "run_loader_benchmark",
-                 "compile": "run_compile_benchmark"}
     defaults = {mode: next(p.default for p in inspect.signature(getattr(bench, name)).parameters.values()
-                           if p.name in ("repeats", "rounds")) for mode, name in functions.items()}
+                           if p.name in ("repeats", "rounds")) for mode, name in BENCH_FUNCTIONS.items()}
     assert defaults == {"models": None, "pipeline": None, "loader": 3, "compile": None}  # None: min_rounds()
     seen: dict[str, dict] = {}
-    for mode, name in functions.items():
+    for mode, name in BENCH_FUNCTIONS.items():
         monkeypatch.setattr(bench, name, lambda _mode=mode, **kw: seen.__setitem__(_mode, kw))
-    for mode, name in functions.items():
+    for mode, name in BENCH_FUNCTIONS.items():
         assert main(["bench", "--mode", mode, "--device", "cpu"]) == 0
         assert not {"repeats", "rounds"} & set(seen[mode]), f"{mode}: the CLI chose the rounds, not {name}"
         assert main(["bench", "--mode", mode, "--device", "cpu", "--repeats", "9"]) == 0
@@ -619,7 +622,7 @@ def test_bench_refuses_a_flag_its_mode_does_not_read(argv: list[str], message: s
     """A benchmark that silently dropped ``--size`` would record a setting nobody asked for."""
     from deeplab_edu.engine import bench
 
-    for name in ("run_benchmarks", "run_pipeline_benchmark", "run_loader_benchmark", "run_compile_benchmark"):
+    for name in BENCH_FUNCTIONS.values():
         monkeypatch.setattr(bench, name, lambda **kw: pytest.fail(f"ran with {kw}"))
     assert main(["bench", *argv]) == 2
     assert message in capsys.readouterr().err
@@ -656,7 +659,7 @@ def test_bench_passes_each_mode_the_flags_it_reads(monkeypatch: pytest.MonkeyPat
     from deeplab_edu.engine import bench
 
     seen: dict[str, dict] = {}
-    for name in ("run_benchmarks", "run_pipeline_benchmark", "run_loader_benchmark", "run_compile_benchmark"):
+    for name in BENCH_FUNCTIONS.values():
         monkeypatch.setattr(bench, name, lambda _name=name, **kw: seen.__setitem__(_name, kw))
     assert main(["bench", "--mode", "loader", "--device", "cpu", "--workers", "1", "2", "--size", "64", "--batch", "4",
                  "--repeats", "2"]) == 0

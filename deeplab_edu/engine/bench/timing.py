@@ -91,6 +91,15 @@ def min_rounds(confidence: float = 0.95) -> int:
     return n
 
 
+def _enough_paired_rounds(baseline_s: Sequence[float], candidate_s: Sequence[float],
+                          confidence: float = 0.95) -> bool:
+    """Whether there are :func:`min_rounds` paired rounds; a :class:`ValueError` when the two differ in length."""
+    if len(baseline_s) != len(candidate_s):
+        raise ValueError(f"{len(baseline_s)} baseline rounds but {len(candidate_s)} candidate rounds: "
+                         "the rounds are paired")
+    return len(baseline_s) >= min_rounds(confidence)
+
+
 def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], *, confidence: float = 0.95,
                      resamples: int = 9999, seed: int = 0) -> tuple[float, float] | None:
     """A paired bootstrap interval of the speed-up ``median(baseline_s) / median(candidate_s)``.
@@ -108,10 +117,7 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
     Raises:
         ValueError: the two sequences differ in length.
     """
-    if len(baseline_s) != len(candidate_s):
-        raise ValueError(f"{len(baseline_s)} baseline rounds but {len(candidate_s)} candidate rounds: "
-                         "the rounds are paired")
-    if len(baseline_s) < min_rounds(confidence):
+    if not _enough_paired_rounds(baseline_s, candidate_s, confidence):
         return None
     import numpy as np
     try:
@@ -143,10 +149,7 @@ def paired_p_value(baseline_s: Sequence[float], candidate_s: Sequence[float], *,
     Raises:
         ValueError: the two sequences differ in length.
     """
-    if len(baseline_s) != len(candidate_s):
-        raise ValueError(f"{len(baseline_s)} baseline rounds but {len(candidate_s)} candidate rounds: "
-                         "the rounds are paired")
-    if len(baseline_s) < min_rounds():
+    if not _enough_paired_rounds(baseline_s, candidate_s):
         return None
     import numpy as np
     try:
