@@ -28,8 +28,7 @@ from typing import Any, Iterator
 
 import torch
 
-from deeplab_edu.engine.bench.timing import (interleaved, interval_text, paired_p_value, speed_verdict, speedup_interval,
-                                             torch_threads, write_result)
+from deeplab_edu.engine.bench.timing import compare_speeds, interleaved, torch_threads, write_result
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 from deeplab_edu.engine.workers import available_cores
@@ -85,11 +84,10 @@ def main() -> None:
             med = statistics.median(times[(busy, threads)])
             results["seconds"][f"{state}, {threads} threads"] = times[(busy, threads)]
             print(f"{state:5s} machine, {threads:2d} threads: median {med:6.2f} s for {args.iterations} iterations")
-        interval = speedup_interval(times[(busy, default)], times[(busy, fewer)])
-        ratio = statistics.median(times[(busy, default)]) / statistics.median(times[(busy, fewer)])
-        results["speedup_of_fewer_threads"][state] = {"ratio": ratio, "interval": interval}
-        print(f"  {state}: {fewer} thread(s) instead of {default}: x{ratio:.2f}{interval_text(interval)} "
-              f"({speed_verdict(interval, paired_p_value(times[(busy, default)], times[(busy, fewer)]))})")
+        fewer_vs_default = compare_speeds(times[(busy, default)], times[(busy, fewer)])
+        results["speedup_of_fewer_threads"][state] = {"ratio": fewer_vs_default.speedup,
+                                                      "interval": fewer_vs_default.interval}
+        print(f"  {state}: {fewer} thread(s) instead of {default}: {fewer_vs_default}")
     write_result(results, args.out, "busy_threads.json", "medians of interleaved rounds; speed-up = seconds with "
                  "the default threads / seconds with fewer, paired bootstrap 95 % interval", torch_threads=default)
 

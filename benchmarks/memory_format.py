@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench.timing import (interleaved, interval_text, load_average, paired_p_value, speed_verdict,
-                                             speedup_interval, timed_steps, torch_threads, write_result)
+from deeplab_edu.engine.bench.timing import (compare_speeds, interleaved, load_average, timed_steps, torch_threads,
+                                             write_result)
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.trainer import Trainer
 
@@ -57,20 +57,18 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
         seconds[fmt].append(timed_steps(lambda: trainers[fmt].step(batches[fmt]), iterations, dev))
     med = {fmt: statistics.median(v) for fmt, v in seconds.items()}
     cfg = trainers[FORMATS[0]].cfg
-    ratio = med["contiguous"] / med["channels_last"]
-    interval = speedup_interval(seconds["contiguous"], seconds["channels_last"])  # paired rounds, as the bench
+    channels_last = compare_speeds(seconds["contiguous"], seconds["channels_last"])  # paired rounds, as the bench
     results = {"preset": preset, "device": str(dev), "model": cfg.model, "backbone": cfg.backbone,
                "crop_size": cfg.crop_size, "batch_size": cfg.batch_size, "amp": cfg.amp, "iterations": iterations,
                "rounds": rounds, "ms_per_step": {fmt: 1e3 * v for fmt, v in med.items()},
-               "contiguous_over_channels_last": ratio, "contiguous_over_channels_last_interval": interval,
+               "contiguous_over_channels_last": channels_last.speedup,
+               "contiguous_over_channels_last_interval": channels_last.interval,
                "seconds_per_step": seconds, "torch_threads": torch.get_num_threads(),
                "load_average_before": load_before, "load_average_after": load_average()}
     print(f"{preset} ({cfg.model} {cfg.backbone}, crop {cfg.crop_size}, batch {cfg.batch_size}, {dev}, "
           f"{torch.get_num_threads()} threads): contiguous {1e3 * med['contiguous']:.1f} ms, channels_last "
           f"{1e3 * med['channels_last']:.1f} ms per training step: contiguous / channels_last "
-          f"x{ratio:.2f}{interval_text(interval)}, channels_last "
-          f"{speed_verdict(interval, paired_p_value(seconds['contiguous'], seconds['channels_last']))} "
-          f"(load average {load_before})")
+          f"{channels_last} (load average {load_before})")
     return results
 
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from deeplab_edu.engine.bench.timing import (interleaved, interval_text, paired_p_value, speed_verdict, speedup_interval,
-                                             timed_steps, torch_threads, write_result)
+from deeplab_edu.engine.bench.timing import compare_speeds, interleaved, timed_steps, torch_threads, write_result
 from deeplab_edu.engine.schedule import build_optimizer, param_groups
 from deeplab_edu.models import build_model
 
@@ -48,14 +47,13 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
             for impl in interleaved(("fused", "foreach"), steps):
                 times[impl].append(timed_steps(opts[impl].step, 1, device))
             med = {impl: statistics.median(v) for impl, v in times.items()}
-            interval = speedup_interval(times["foreach"], times["fused"])  # paired steps, as the bench
+            fused = compare_speeds(times["foreach"], times["fused"])  # paired steps, as the bench
             results[f"{label} / {name}"] = {
                 "parameters": sum(p.numel() for p in params), "fused_ms": 1e3 * med["fused"],
                 "foreach_ms": 1e3 * med["foreach"], "foreach_over_fused": med["foreach"] / med["fused"],
-                "foreach_over_fused_interval": interval, "times_s": times}
+                "foreach_over_fused_interval": fused.interval, "times_s": times}
             print(f"{label:40s} {name:5s}: fused {1e3 * med['fused']:7.2f} ms, foreach {1e3 * med['foreach']:7.2f} ms"
-                  f" per step: foreach / fused x{med['foreach'] / med['fused']:.2f}{interval_text(interval)}, "
-                  f"fused {speed_verdict(interval, paired_p_value(times['foreach'], times['fused']))}")
+                  f" per step: foreach / fused {fused}")
     return results
 
 

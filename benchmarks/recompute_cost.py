@@ -19,8 +19,7 @@ import statistics
 import torch
 from torch import nn
 
-from deeplab_edu.engine.bench.timing import (interleaved, interval_text, load_average, minor_faults,
-                                             speedup_interval, timed, write_result)
+from deeplab_edu.engine.bench.timing import compare_speeds, interleaved, load_average, minor_faults, timed, write_result
 from deeplab_edu.models import build_model
 from deeplab_edu.models.aspp import set_recompute_depthwise
 
@@ -61,16 +60,15 @@ def main() -> None:
     for on in (True, False):
         print(f"{'recompute' if on else 'plain    '}: {1000 * statistics.median(times[on]):.1f} ms/step, "
               f"{statistics.median(faults[on]):.0f} minor page faults/step")
-    ratio = statistics.median(times[True]) / statistics.median(times[False])
-    interval = speedup_interval(times[True], times[False])  # paired by round: recompute over plain
-    print(f"recompute / plain step time: x{ratio:.3f}{interval_text(interval)}")
+    plain = compare_speeds(times[True], times[False])  # paired by round: recompute over plain
+    print(f"recompute / plain step time (above 1: plain is faster): {plain}")
     write_result({"backbone": args.backbone, "size": args.size, "batch": args.batch, "atrous_rates": list(args.rates),
                   "steps": args.steps, "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
                   "ms_per_step": {k: 1000 * statistics.median(times[v]) for k, v in (("recompute", True),
                                                                                      ("plain", False))},
                   "minor_faults_per_step": {k: statistics.median(faults[v]) for k, v in (("recompute", True),
                                                                                           ("plain", False))},
-                  "recompute_over_plain": ratio, "ratio_interval": interval,
+                  "recompute_over_plain": plain.speedup, "ratio_interval": plain.interval,
                   "seconds": {"recompute": times[True], "plain": times[False]}},
                  args.out, "recompute_cost_cpu.json", "process CPU time of interleaved steps, medians")
 

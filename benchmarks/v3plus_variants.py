@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from deeplab_edu.engine.bench.pairs import build_pair, measure_models
-from deeplab_edu.engine.bench.timing import interval_text, paired_p_value, speed_verdict, speedup_interval, write_result
+from deeplab_edu.engine.bench.timing import compare_speeds, write_result
 from deeplab_edu.models.aspp import set_recompute_depthwise
 
 
@@ -32,9 +32,8 @@ def summarise(settings: dict) -> list[str]:
             lines.append(f"  {r['model']:50s} train {r['train_images_per_s']:7.1f} img/s  peak {r['train_peak_mib']:8.1f} MiB")
         for a, b, what in ((plain, ours, "no recompute / recompute"), (plain, smp, "no recompute / smp"),
                            (ours, smp, "recompute / smp")):
-            iv = speedup_interval(b["train_times_s"], a["train_times_s"])
-            lines.append(f"  training {what}: x{b['train_step_s'] / a['train_step_s']:.2f}{interval_text(iv)} "
-                         f"({speed_verdict(iv, paired_p_value(b['train_times_s'], a['train_times_s']))}), peak memory x{a['train_peak_mib'] / b['train_peak_mib']:.2f}")
+            lines.append(f"  training {what}: {compare_speeds(b['train_times_s'], a['train_times_s'])}, "
+                         f"peak memory x{a['train_peak_mib'] / b['train_peak_mib']:.2f}")
     return lines
 
 

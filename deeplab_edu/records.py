@@ -265,14 +265,16 @@ def load_record(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
             the record says so (records are committed; re-run to regenerate).
         ValueError: if the file is not a record (no ``results``/``command``).
     """
-    path = Path(name_or_path)
+    given = path = Path(name_or_path)
     if not path.is_absolute() and not path.exists():
         candidate = RESULTS_DIR / path
         path = candidate if candidate.suffix else candidate.with_suffix(".json")
     if not path.exists():
+        looked = (f"{shown_path(given)} does not exist" if path == given
+                  else f"neither {shown_path(given)} nor {shown_path(path)} exists")
         raise FileNotFoundError(
-            f"recorded run {shown_path(path)} does not exist; records live in {shown_path(RESULTS_DIR)} and are made by "
-            "the scripts in benchmarks/ (see benchmarks/README.md)"
+            f"no recorded run {str(name_or_path)!r}: {looked}; records live in {shown_path(RESULTS_DIR)} "
+            "and are made by the scripts in benchmarks/ (see benchmarks/README.md)"
         )
     record = json.loads(path.read_text())
     if not isinstance(record, dict) or "results" not in record or "command" not in record:

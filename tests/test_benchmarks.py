@@ -13,7 +13,7 @@ import torch
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.engine.bench import (
     build_pair, cores_scaling, format_results, run_benchmarks, run_compile_benchmark, run_loader_benchmark,
-    min_rounds, paired_p_value, run_pipeline_benchmark, speed_verdict, speedup_interval,
+    compare_speeds, min_rounds, paired_p_value, run_pipeline_benchmark, speed_verdict, speedup_interval,
 )
 from deeplab_edu.models.aspp import ASPPConv, SeparableConv2d, atrous_conv
 
@@ -162,16 +162,16 @@ def test_a_speedup_is_called_only_when_its_interval_excludes_one() -> None:
     faster = [t * 0.9 for t in rounds]  # 10 % faster in every round, however slow the round
     interval = speedup_interval(rounds, faster)
     assert interval is not None and interval[0] == pytest.approx(1 / 0.9) == interval[1]
-    assert speed_verdict(interval) == "faster" and speed_verdict(speedup_interval(faster, rounds)) == "slower"
+    assert speed_verdict(interval, None) == "faster" and speed_verdict(speedup_interval(faster, rounds), None) == "slower"
     # the same times in another order: within the noise of the rounds, so parity, not "x1.02"
     shuffled = [0.44, 0.41, 0.47, 0.40, 0.46, 0.42, 0.42, 0.43, 0.45]
     low, high = speedup_interval(rounds, shuffled)
-    assert low < 1 < high and speed_verdict((low, high)) == "parity"
+    assert low < 1 < high and speed_verdict((low, high), None) == "parity"
     assert speedup_interval(rounds, shuffled) == (low, high)  # a fixed seed: the record is reproducible
     # every one of 5 rounds faster happens by chance 2 / 32 of the time: no interval from so few
     assert min_rounds() == 6 and min_rounds(0.99) == 8
-    assert speedup_interval(rounds[:5], faster[:5]) is None and speed_verdict(None).startswith("no interval")
-    assert speed_verdict(speedup_interval(rounds[:6], faster[:6])) == "faster"
+    assert speedup_interval(rounds[:5], faster[:5]) is None and speed_verdict(None, None).startswith("no interval")
+    assert speed_verdict(speedup_interval(rounds[:6], faster[:6]), None) == "faster"
     with pytest.raises(ValueError, match="confidence"):
         min_rounds(1.0)
     with pytest.raises(ValueError, match="paired"):
@@ -192,9 +192,25 @@ def test_the_verdict_also_asks_an_exact_paired_test() -> None:
         paired_p_value(rounds, rounds[:-1])
     # no difference at all, 6 noisy rounds per experiment: how often is a difference called?
     rng = np.random.default_rng(0)
-    called = [speed_verdict(speedup_interval(b, c), paired_p_value(b, c)) != "parity"
-              for b, c in (rng.lognormal(0, 0.1, (2, 6)).tolist() for _ in range(300))]
+    called = [compare_speeds(b, c).verdict != "parity" for b, c in (rng.lognormal(0, 0.1, (2, 6)).tolist()
+                                                                    for _ in range(300))]
     assert np.mean(called) <= 0.05 + 0.02  # at most 3 of the 64 sign patterns reject: 4.7 %, plus sampling
+
+
+def test_compare_speeds_is_the_interval_the_test_and_the_verdict_of_the_same_rounds() -> None:
+    rounds = [0.40, 0.46, 0.42, 0.44, 0.41, 0.45, 0.43]
+    faster = [t / 1.25 for t in rounds]
+    c = compare_speeds(rounds, faster)
+    assert c.speedup == pytest.approx(1.25) and c.interval == speedup_interval(rounds, faster)
+    assert c.p_value == paired_p_value(rounds, faster) == pytest.approx(2 / 2 ** 7)
+    assert c.verdict == "faster" and str(c) == "x1.25 [1.25, 1.25] faster"
+    assert compare_speeds(faster, rounds).verdict == "slower"
+    few = compare_speeds(rounds[:3], faster[:3])  # below min_rounds: the ratio, no interval, no verdict
+    assert few.interval is None and few.p_value is None and str(few).startswith("x1.25 no interval")
+    with pytest.raises(ValueError, match="paired"):
+        compare_speeds(rounds, faster[:-1])
+    with pytest.raises(ValueError, match="at least one round"):
+        compare_speeds([], [])
 
 
 def test_pipeline_benchmark_compares_loader_and_step(tmp_path: Path) -> None:

@@ -37,6 +37,10 @@ def test_record_names_the_threads_the_measurement_ran_with(tmp_path: Path) -> No
 def test_missing_record_says_where(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_record(tmp_path / "nope.json")
+    # a relative name is looked for as given and in benchmarks/results: the message names both, not a
+    # path the user never typed
+    with pytest.raises(FileNotFoundError, match=r"'nope': neither nope nor benchmarks/results/nope\.json exists"):
+        load_record("nope")
 
 
 def test_not_a_record(tmp_path: Path) -> None:

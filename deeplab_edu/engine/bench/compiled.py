@@ -17,8 +17,8 @@ from torch import nn
 
 from ...models.export import LogitsOnly
 from .pairs import StepRunner
-from .timing import (interleaved, interval_text, load_average, min_rounds, speedup_interval, timed, torch_threads,
-                     write_result)
+from .timing import (compare_speeds, interleaved, interval_text, load_average, min_rounds, speedup_interval, timed,
+                     torch_threads, write_result)
 
 __all__ = ["run_compile_benchmark"]
 
@@ -104,22 +104,23 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
             times[name]["train"].append(timed(runners[name].train_step, dev)[0])
             times[name]["infer"].append(timed(runners[name].infer, dev)[0])
         med = {k: {m: statistics.median(v) for m, v in t.items()} for k, t in times.items()}
+        train = compare_speeds(times["eager"]["train"], times["compiled"]["train"])
         results = {
             "device": str(dev), "model": model, "backbone": backbone, "input": [batch, 3, size, size],
             "backend": backend, "compile_caches": "off, empty cache folder (a first compile)" if backend == "inductor" else None,
             "compile_seconds_first_train_step": compile_train_s, "compile_seconds_first_inference": compile_infer_s,
             "train_step_s": {k: v["train"] for k, v in med.items()},
             "inference_s": {k: v["infer"] for k, v in med.items()},
-            "train_speedup": med["eager"]["train"] / med["compiled"]["train"],
+            "train_speedup": train.speedup,
             "inference_speedup": med["eager"]["infer"] / med["compiled"]["infer"],
-            "train_speedup_interval": speedup_interval(times["eager"]["train"], times["compiled"]["train"]),
+            "train_speedup_interval": train.interval, "train_p_value": train.p_value, "train_verdict": train.verdict,
             "inference_speedup_interval": speedup_interval(times["eager"]["infer"], times["compiled"]["infer"]),
             "max_abs_diff": diff, "max_abs_logit": scale, "relative_diff": diff / max(scale, 1e-12),
             "torch_threads": torch.get_num_threads(), "load_average": load_average(), "times": times,
         }
     print(f"torch.compile ({backend}) on {dev}, {model} {backbone}, input {[batch, 3, size, size]}: "
           f"compile {compile_train_s:.0f} s (train step) + {compile_infer_s:.0f} s (inference); training step "
-          f"x{results['train_speedup']:.2f}{interval_text(results['train_speedup_interval'])}, inference "
+          f"{train}, inference "
           f"x{results['inference_speedup']:.2f}{interval_text(results['inference_speedup_interval'])} vs eager; "
           f"logits differ by at most {diff:.2e} (largest logit {scale:.2f})")
     write_result(results, out, f"compile_{dev.type}.json", "medians of interleaved rounds; the machine may be shared")

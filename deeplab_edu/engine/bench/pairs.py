@@ -31,8 +31,8 @@ from ...complexity import _memory_records, _quiet_stderr, count_macs, count_para
 from ...models.export import LogitsOnly
 from ..allocator import keep_freed_memory as _keep_freed_memory
 from ..schedule import build_optimizer
-from .timing import (interleaved, interval_text, load_average, min_rounds, minor_faults, paired_p_value, speed_verdict,
-                     speedup_interval, synchronize, timed, torch_threads, write_result)
+from .timing import (compare_speeds, interleaved, interval_text, load_average, min_rounds, minor_faults, speedup_interval,
+                     synchronize, timed, torch_threads, write_result)
 
 __all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "measure_models", "run_benchmarks",
            "pair_summary", "format_results", "train_ratio_text"]
@@ -197,7 +197,7 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
     (``bf16=False`` skips it; on a CPU without bf16 instructions it is slow for both). Every time is
     the median of ``repeats`` interleaved rounds, and every ours/peer speed-up has its paired
     bootstrap 95 % interval (``*_speedup_interval``) and ``train_verdict`` (faster, slower or
-    parity: :func:`speed_verdict`); memory is measured once per model and setting
+    parity: :func:`~.timing.compare_speeds`, with ``train_p_value``); memory is measured once per model and setting
     (:func:`train_memory`: ``peak`` of the whole step and ``held``, the activations the forward
     pass keeps for the backward pass, which is what grows with batch and image size).
 
@@ -245,19 +245,19 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
                 rows = measure_models([(on, om), (pn, pm)], x, y, channels_last=cl, amp=amp, repeats=repeats,
                                       warmup=warmup)
                 ours, peer = rows
+                # paired rounds: a speed-up is a finding only when its interval excludes 1 and the exact
+                # paired test rejects "no difference" (timing.compare_speeds)
+                train = compare_speeds(peer["train_times_s"], ours["train_times_s"])
                 ratios = {
                     "inference_speedup": ours["inference_images_per_s"] / peer["inference_images_per_s"],
                     "train_speedup": ours["train_images_per_s"] / peer["train_images_per_s"],
                     "train_speedup_cpu_time": peer["train_step_cpu_s"] / max(ours["train_step_cpu_s"], 1e-12),
                     "train_memory_ratio": ours["train_peak_mib"] / max(peer["train_peak_mib"], 1e-9),
                     "train_held_memory_ratio": ours["train_held_mib"] / max(peer["train_held_mib"], 1e-9),
-                    # paired bootstrap over the interleaved rounds: a speed-up is a finding only outside parity
-                    "train_speedup_interval": speedup_interval(peer["train_times_s"], ours["train_times_s"]),
+                    "train_speedup_interval": train.interval, "train_p_value": train.p_value,
+                    "train_verdict": train.verdict,
                     "inference_speedup_interval": speedup_interval(peer["inference_times_s"], ours["inference_times_s"]),
                 }
-                # the exact paired test of the same rounds, which the verdict also asks (timing.min_rounds)
-                ratios["train_p_value"] = paired_p_value(peer["train_times_s"], ours["train_times_s"])
-                ratios["train_verdict"] = speed_verdict(ratios["train_speedup_interval"], ratios["train_p_value"])
                 if dev.type == "cuda":
                     name = torch.cuda.get_device_name(dev)
                     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)

@@ -3,8 +3,9 @@
 Settings are timed in :func:`interleaved` rounds (A B, B A, ...) so that a machine that gets busier
 part-way slows both alike; :func:`speedup_interval` is a paired bootstrap 95 % interval of the
 ratio of medians over those rounds (none below :func:`min_rounds` rounds: 6 at 95 %), and
-:func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1 and, where
-the rounds are at hand, the exact paired test of :func:`paired_p_value` rejects "no difference".
+:func:`speed_verdict` calls a setting faster or slower only when that interval excludes 1 and the
+exact paired test of :func:`paired_p_value` rejects "no difference". :func:`compare_speeds` does all
+three from the rounds, the one call a benchmark makes.
 :func:`write_result` writes the record (command, commit, hardware:
 :func:`~deeplab_edu.records.write_record`) that the course and ``benchmarks/README.md`` quote.
 """
@@ -12,14 +13,16 @@ the rounds are at hand, the exact paired test of :func:`paired_p_value` rejects 
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 
 __all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "min_rounds", "speedup_interval", "paired_p_value",
-           "speed_verdict", "interval_text",
+           "speed_verdict", "interval_text", "SpeedComparison", "compare_speeds",
            "load_average", "busy_cpu_seconds", "torch_threads", "write_result", "DEFAULT_OUT_DIR"]
 
 
@@ -131,8 +134,8 @@ def speedup_interval(baseline_s: Sequence[float], candidate_s: Sequence[float], 
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def paired_p_value(baseline_s: Sequence[float], candidate_s: Sequence[float], *, resamples: int = 9999,
-                   seed: int = 0) -> float | None:
+def paired_p_value(baseline_s: Sequence[float], candidate_s: Sequence[float], *, confidence: float = 0.95,
+                   resamples: int = 9999, seed: int = 0) -> float | None:
     """Two-sided p-value of "no difference" for paired rounds: a sign-flip permutation test.
 
     The statistic is the mean of the rounds' log ratios ``log(baseline_s[i] / candidate_s[i])``; with no
@@ -144,12 +147,12 @@ def paired_p_value(baseline_s: Sequence[float], candidate_s: Sequence[float], *,
     promise at a few rounds (:func:`min_rounds`).
 
     Returns:
-        the p-value, or None with fewer than :func:`min_rounds` rounds or without SciPy.
+        the p-value, or None with fewer than :func:`min_rounds` rounds (at ``confidence``) or without SciPy.
 
     Raises:
         ValueError: the two sequences differ in length.
     """
-    if not _enough_paired_rounds(baseline_s, candidate_s):
+    if not _enough_paired_rounds(baseline_s, candidate_s, confidence):
         return None
     import numpy as np
     try:
@@ -163,19 +166,57 @@ def paired_p_value(baseline_s: Sequence[float], candidate_s: Sequence[float], *,
     return float(result.pvalue)
 
 
-def speed_verdict(interval: tuple[float, float] | None, p_value: float | None = None, *,
+def speed_verdict(interval: tuple[float, float] | None, p_value: float | None, *,
                   confidence: float = 0.95) -> str:
-    """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1 and, where given, the
-    :func:`paired_p_value` of the same rounds is at most ``1 - confidence``; else ``"parity"``
-    (``"no interval"`` without an interval: too few rounds, :func:`min_rounds`, or no SciPy). The
-    records made before the test was added carry the interval's verdict alone (re-checked with the
-    test: unchanged, benchmarks/README.md)."""
+    """``"faster"`` / ``"slower"`` when a :func:`speedup_interval` excludes 1 and the :func:`paired_p_value`
+    of the same rounds is at most ``1 - confidence``; else ``"parity"`` (``"no interval"`` without an
+    interval: too few rounds, :func:`min_rounds`, or no SciPy). ``p_value`` is required so that no caller
+    forgets it: pass None only for a record made before the test was added, which carries the
+    interval's verdict alone (every such record re-checked with the test: unchanged,
+    benchmarks/README.md). :func:`compare_speeds` computes all three from the rounds."""
     if interval is None:
         return "no interval (too few rounds, or no SciPy)"
     low, high = interval
     if p_value is not None and p_value > 1 - confidence:
         return "parity"
     return "faster" if low > 1 else "slower" if high < 1 else "parity"
+
+
+@dataclass(frozen=True)
+class SpeedComparison:
+    """A candidate's speed against a baseline over paired rounds: what :func:`compare_speeds` returns.
+
+    Attributes:
+        speedup: ``median(baseline_s) / median(candidate_s)``; above 1 the candidate is faster.
+        interval: its paired bootstrap interval (:func:`speedup_interval`), None below :func:`min_rounds`.
+        p_value: the exact paired test of "no difference" (:func:`paired_p_value`), None likewise.
+        verdict: ``"faster"``, ``"slower"``, ``"parity"`` or ``"no interval ..."`` (:func:`speed_verdict`).
+    """
+
+    speedup: float
+    interval: tuple[float, float] | None
+    p_value: float | None
+    verdict: str
+
+    def __str__(self) -> str:
+        """``"x1.13 [1.07, 1.19] faster"``: the ratio, its interval where there is one, the verdict."""
+        return f"x{self.speedup:.2f}{interval_text(self.interval)} {self.verdict}"
+
+
+def compare_speeds(baseline_s: Sequence[float], candidate_s: Sequence[float], *,
+                   confidence: float = 0.95) -> SpeedComparison:
+    """The speed-up of ``candidate_s`` over ``baseline_s`` (seconds of the same :func:`interleaved` rounds,
+    paired by index), its interval, the exact test and the verdict, from one call.
+
+    Raises:
+        ValueError: the two sequences differ in length or are empty.
+    """
+    if not baseline_s or not candidate_s:
+        raise ValueError("compare_speeds needs at least one round of each setting")
+    interval = speedup_interval(baseline_s, candidate_s, confidence=confidence)
+    p_value = paired_p_value(baseline_s, candidate_s, confidence=confidence)
+    return SpeedComparison(statistics.median(baseline_s) / statistics.median(candidate_s), interval, p_value,
+                           speed_verdict(interval, p_value, confidence=confidence))
 
 
 def interval_text(interval: tuple[float, float] | None) -> str:
