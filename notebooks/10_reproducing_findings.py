@@ -48,7 +48,8 @@
 # - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
 #   `FINDINGS`, `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
 #   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
-#   records' description (`describe()`, chapter 08's `describe_record`);
+#   records' description (`describe()`, chapter 08's `describe_record`), `deeplab_edu.records.shown_path`
+#   (a path as a notebook prints it);
 # - the statistics: `deeplab_edu.findings` (`bootstrap_difference`, `seed_interval`,
 #   `seed_prediction_interval`, `seed_values`, `metric`, `miou`, `class_iou`, `verdict`,
 #   `joint_verdict`);
@@ -86,12 +87,16 @@ print(f"profile: {profile}, device: {config.device()}")
 # The two arms of group (g) instead fine-tune the `v3` run of their seed for 100 more iterations,
 # as chapter 08's phase 2 and its control do, and differ in the output stride they train at.
 # Chapter 08's DeepLabv3 and chapter 09's DeepLabv3+ are seed 0 of the arms `v3` and `v3+`: the
-# runs live in the same folders, `runs/course/cpu/<arm>/seed<k>`.
+# runs live in the same folders, `course/cpu/<arm>/seed<k>` in the course's runs folder (`runs/` in
+# the repository, or `DEEPLAB_EDU_RUNS`: `runs_root`).
 
 # %%
 from deeplab_edu.engine.config import load_config
+from deeplab_edu.records import shown_path
+from deeplab_edu.viz.training import runs_root
 
 preset = load_config("cpu")
+cpu_runs = runs_root("cpu") / "course" / "cpu"  # the cpu recipe's runs, whatever this kernel's profile
 def differs(name: str, o: dict) -> str:
     if name in findings.PHASE2_ARMS:  # fine-tunes a run: chapter 08's phase 2 (or its control)
         return (f"fine-tunes the seed's `{o['after']}` run as chapter 08's phase 2 does (frozen batch norm, "
@@ -100,7 +105,7 @@ def differs(name: str, o: dict) -> str:
 
 
 arm_rows = [{"arm": name, "differs from the cpu preset in": differs(name, o),
-             "folder (seed 0)": findings.run_dir("runs/course/cpu", name, 0).as_posix()}
+             "folder (seed 0)": shown_path(findings.run_dir(cpu_runs, name, 0))}
             for name, o in findings.ARMS.items()]
 display(markdown_table(arm_rows))
 
@@ -330,9 +335,10 @@ WHY = {
 #: Why a finding can fail here; shown only for the findings that did not reproduce.
 WHY_NOT = {
     "b1": "Trained at output stride 16, blocks 3 and 4 never ran with the dilations output stride 8 gives "
-          "them, and their batch-norm statistics come from the coarser maps: the paper's ResNet-101, "
-          "pre-trained on ImageNet and trained for hours, carries over to the denser map; a small network "
-          "trained from scratch for minutes does not. Chapter 08's phase 2 fine-tunes at output stride 8 for "
+          "them: the paper's ResNet-101, pre-trained on ImageNet and trained for hours, carries over to the "
+          "denser map; a small network trained from scratch for minutes does not. Not because of the batch-norm "
+          "statistics, gathered on the coarser maps: chapter 08 (section 10b) re-estimates them at output "
+          "stride 8 and recovers little of the loss (one run), so the cause is in the weights. Chapter 08's phase 2 fine-tunes at output stride 8 for "
           "a few minutes, as the paper does before its test-set submission; group (g) compares that with "
           "fine-tuning as long at 16.",
     "c1": "The convolutions reach the context too (see above): with and without image pooling, the boat's "
@@ -412,7 +418,7 @@ else:
 # %%
 from deeplab_edu.data import build_dataset
 from deeplab_edu.data.transforms import eval_transform
-from deeplab_edu.viz.training import chapter_run, runs_root
+from deeplab_edu.viz.training import chapter_run
 
 root = runs_root()
 live = {"v3": chapter_run("deeplabv3", root=root), "v3+": chapter_run("deeplabv3plus", root=root)}

@@ -53,8 +53,8 @@
 # `deeplab_edu.data.find_camvid` and `deeplab_edu.data.transforms.eval_transform` (06),
 # `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.viz.tables.markdown_table` (00),
 # `deeplab_edu.engine.config.load_config` and `deeplab_edu.models.build_model` (08), and chapter
-# 08's records (`load_record`, `describe_record`), `plot_metric_bars`, `predict` and
-# `prediction_gallery`; for class balancing, `deeplab_edu.viz.training.class_weights_table` (the
+# 08's records (`load_record`, `describe_record`), `predict` and `prediction_gallery`, with
+# `deeplab_edu.engine.report.plot_metric_bars` new here; for class balancing, `deeplab_edu.viz.training.class_weights_table` (the
 # recorded comparison, whose intervals are chapter 10's `deeplab_edu.findings.seed_interval`) and the
 # setting `class_weights` (`deeplab_edu.data.stats.median_frequency_weights`).
 
@@ -392,8 +392,9 @@ assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "la
 # thread. Anything else the
 # training process does then costs throughput: with the loader running, launching slows by a fifth
 # to over a third, although the main thread waits only 2-3 ms per step for its batch, and the
-# loader-fed step reaches about three quarters of the step alone (the lines above). The workers are
-# not the limit (6, 10 or 14 of them gave the same ratio). The records fit two explanations they cannot separate:
+# loader-fed step reaches about three quarters of the step alone (the lines above). The number of
+# workers does not look like the limit (runs with 6, 10 and 14 of them gave the same ratio, but
+# each from 3 windows, too few for an interval: not tested). The records fit two explanations they cannot separate:
 # the training process's other Python threads competing for the interpreter lock with the one
 # that launches, or the CPU load of the workers slowing it. Either way, GPU code at this size first
 # removes launches (CUDA graphs replay a whole pass in one launch, which `torch.compile`'s

@@ -285,3 +285,32 @@ def test_colour_masks_name_classes_and_skip_the_index_lookup_table(tmp_path):
     Image.fromarray(ids).save(tmp_path / "labelIds.png")
     out = load_mask(tmp_path / "labelIds.png", CITYSCAPES.num_classes, palette=CITYSCAPES.palette, lut=cityscapes_lut())
     assert out.tolist() == [[0, 1], [2, 18]]
+
+
+def test_a_palette_padded_with_black_is_read_by_index(tmp_path):
+    """A palette padded to 256 entries with black gives several used indices one colour: read by colour
+    they merged into class 0, silently (class 2 vanished). The indices are what tells them apart."""
+    classes = ((0, 0, 0), (255, 0, 0), (0, 128, 0))
+    m = np.zeros((4, 6), np.uint8)
+    m[1, 1], m[2, 4] = 1, 2
+    img = Image.fromarray(m, mode="P")
+    for name, pal in (("padded.png", [0, 0, 0, 255, 0, 0] + [0] * 762), ("all_black.png", [0] * 768)):
+        img.putpalette(pal)
+        img.save(tmp_path / name)
+        assert load_mask(tmp_path / name, 3, palette=classes).tolist() == m.tolist(), name
+    m[0, 0] = 7  # an index that is no class: neither reading is safe
+    img = Image.fromarray(m, mode="P")
+    img.putpalette([0] * 768)
+    img.save(tmp_path / "no_class.png")
+    with pytest.raises(BadDataError, match=r"no_class\.png is a palette image in which several used indices have the same"):
+        load_mask(tmp_path / "no_class.png", 3, palette=classes)
+
+
+def test_a_float_image_with_nan_pixels_is_refused(tmp_path):
+    """NaN fails no range test (every comparison with it is false): it passed, and training then
+    stopped with a NaN loss blamed on the learning rate."""
+    arr = np.full((4, 5), 0.5, np.float32)
+    arr[1, 2] = np.nan
+    Image.fromarray(arr).save(tmp_path / "nan.tif")
+    with pytest.raises(BadDataError, match=r"nan\.tif is a float \(mode F\) image with 1 pixels that are NaN"):
+        load_image(tmp_path / "nan.tif")

@@ -218,3 +218,21 @@ def test_check_data_reads_the_pairs_and_lists_the_unpaired_files(tmp_path: Path,
         for name in ("p0", "p2", "p3"):
             (masks / f"{name}.png").unlink()
         FolderDataset(root, "train", skip_unpaired=True)
+
+
+def test_a_resume_refuses_a_data_set_whose_classes_were_renamed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The same number of classes under other names (or in another order): a resumed run went on
+    silently and its checkpoints then named the new classes, while eval refuses exactly this."""
+    from deeplab_edu.cli import main
+
+    root = _make(tmp_path / "mine", {"train": 2, "val": 1})
+    run = tmp_path / "run"
+    args = ["train", "--preset", "smoke", "--dataset", "folder", "--data-root", str(root), "--crop-size", "24",
+            "--out-dir", str(run), "--no-progress", "--num-workers", "0", "--iterations", "1"]
+    assert main(args) == 0
+    (root / "classes.txt").write_text("background\nblob 255 0 0\n")
+    capsys.readouterr()
+    assert main(args + ["--resume", "--iterations", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on the classes background, square, but this run's data set names background, blob" in err
+    assert "Traceback" not in err

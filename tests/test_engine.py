@@ -121,7 +121,7 @@ def test_class_weights_weigh_each_pixel_by_its_class(tmp_path) -> None:
 
 def test_checkpoint_atomic_keep_last_and_rng(tmp_path) -> None:
     for it in range(1, 6):
-        ck.save_checkpoint({"iteration": it, "rng": ck.rng_state()}, tmp_path, it, keep_last=2)
+        ck.save_checkpoint({"model": {}, "iteration": it, "rng": ck.rng_state()}, tmp_path, it, keep_last=2)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["ckpt_00000004.pt", "ckpt_00000005.pt", "last.pt"]  # no temporary files left
     state = ck.load_checkpoint(tmp_path)
@@ -144,7 +144,7 @@ def test_last_pt_is_written_where_the_file_system_has_no_hard_links(tmp_path, mo
 
     monkeypatch.setattr(os, "link", no_links)
     for it in (1, 2):
-        ck.save_checkpoint({"iteration": it}, tmp_path, it, keep_last=1)
+        ck.save_checkpoint({"model": {}, "iteration": it}, tmp_path, it, keep_last=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000002.pt", "last.pt"]
     assert not (tmp_path / "last.pt").samefile(tmp_path / "ckpt_00000002.pt")
     assert ck.load_checkpoint(tmp_path)["iteration"] == 2
@@ -614,14 +614,14 @@ def test_ctrl_c_during_a_save_waits_until_last_pt_is_written(tmp_path, monkeypat
         return written
 
     for it in (1, 2, 3):
-        ck.save_checkpoint({"iteration": it}, tmp_path, it, keep_last=3)
+        ck.save_checkpoint({"model": {}, "iteration": it}, tmp_path, it, keep_last=3)
     monkeypatch.setattr(ck, "save_atomic", interrupted_save)
     # Python's own handler (a job started in the background of a non-interactive shell, as CI is,
     # inherits SIGINT ignored)
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            ck.save_checkpoint({"iteration": 4}, tmp_path, 4, keep_last=3)
+            ck.save_checkpoint({"model": {}, "iteration": 4}, tmp_path, 4, keep_last=3)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     finally:
         signal.signal(signal.SIGINT, outer)

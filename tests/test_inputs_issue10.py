@@ -85,6 +85,19 @@ def test_mask_carrying_exif_is_turned_like_its_image(tmp_path: Path) -> None:
     assert image.shape[-2:] == target.shape == (40, 20) and (target[:5] == 2).all()
 
 
+def test_image_and_mask_with_different_orientation_tags_are_refused(tmp_path: Path) -> None:
+    """Tags 6 and 8 turn a 40 x 20 file into 20 x 40 both: the sizes matched and the mask was read
+    upside down against its image, silently."""
+    Image.fromarray(_stored()).save(tmp_path / "img.png", exif=_exif(6))
+    mask = np.zeros((20, 40), np.uint8)
+    mask[:5] = 1
+    Image.fromarray(mask, mode="L").save(tmp_path / "mask.png", exif=_exif(8))
+    with pytest.raises(BadDataError, match=r"img\.png has EXIF orientation 6 .* mask .*mask\.png has orientation 8"):
+        SegmentationFolder([(tmp_path / "img.png", tmp_path / "mask.png")], TOY).load(0)
+    Image.fromarray(mask, mode="L").save(tmp_path / "mask.png", exif=_exif(6))  # the image's tag: turned alike
+    assert SegmentationFolder([(tmp_path / "img.png", tmp_path / "mask.png")], TOY).load(0)[1].shape == (40, 20)
+
+
 def test_mismatch_caused_by_orientation_says_so(tmp_path: Path) -> None:
     Image.fromarray(_stored()).save(tmp_path / "img.jpg", exif=_exif(6), quality=95)
     Image.fromarray(np.zeros((20, 40), np.uint8), mode="L").save(tmp_path / "mask.png")  # stored orientation
@@ -226,6 +239,24 @@ def test_checkpoint_refuses_what_it_cannot_convert_naming_the_key(tmp_path: Path
     with pytest.raises(TypeError, match=r"state\['names'\].*object"):
         save_checkpoint({"names": np.array(["a", None], dtype=object)}, tmp_path, 1)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("content, what", [
+    (torch.zeros(3), "a Tensor, not a dictionary"),
+    ([1, 2], "a list, not a dictionary"),
+    ({"conv.weight": torch.zeros(2)}, "a plain state_dict"),  # torchvision's or a backbone's weights
+    ({"epoch": 3}, "no 'model' weights"),
+    ({"model": {"w": 1}}, "a 'model' entry that is not a state_dict of tensors"),
+    ({"model": {}, "config": "x"}, "a 'config' entry that is not a dictionary"),
+])
+def test_a_file_that_reads_but_is_no_checkpoint_is_named(tmp_path: Path, content: object, what: str) -> None:
+    """Each reached a KeyError, AttributeError or TypeError traceback in train --init-from, eval,
+    predict or export."""
+    from deeplab_edu.engine.checkpoint import load_checkpoint
+
+    torch.save(content, tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match=rf"weights\.pt is not a deeplab-edu checkpoint: it holds {what}"):
+        load_checkpoint(tmp_path / "weights.pt")
 
 
 def test_config_accepts_pathlike_for_every_path_setting(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ grayscale, RGBA, CMYK, palette image    converted to RGB (alpha dropped), unambi
                                         never guessed from its values
 corrupt or truncated image              :class:`BadDataError` naming the file
 mask in palette ("P") mode              the indices are the labels *if* its palette agrees
-                                        with the data set's colours (VOC's PNGs); colours
+                                        with the data set's colours (VOC's PNGs), or if
+                                        several used indices share a colour; colours
                                         converted to indices if every colour is a class
                                         colour; otherwise an error
 mask stored as RGB                      equal channels: taken as indices (or as class
@@ -36,8 +37,10 @@ shows it turned. :func:`load_image` and :func:`load_mask` both read files *as di
 (Pillow's :func:`PIL.ImageOps.exif_transpose`), so a mask drawn over the displayed photo matches
 it, and a mask that carries the photo's tag (its pixels in the stored orientation, which some tools
 write) is turned the same way. A mask drawn in the stored orientation *without* the tag cannot be
-paired (unless the image is square, where nothing can tell); :func:`check_pair` then names the
-image's orientation tag in its error.
+paired when the tag turns the image by 90 degrees (5-8: the sizes differ); :func:`check_pair` then names the
+image's orientation tag in its error. Nothing can tell when the image is square or its tag only
+flips it or turns it by 180 degrees (2-4): then such a mask is read misaligned. Image and mask
+carrying *different* tags are refused (:func:`check_pair`).
 """
 
 from __future__ import annotations
@@ -137,6 +140,12 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
         arr = np.asarray(img).astype(np.float32)
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
         if img.mode == "F":
+            if not np.isfinite(arr).all():  # NaN compares false with every bound: test it first
+                raise BadDataError(
+                    f"image file {path} is a float (mode F) image with {int((~np.isfinite(arr)).sum())} pixels that "
+                    "are NaN or infinite; expected intensities in [0, 1] (fill them, or save it as an 8- or "
+                    "16-bit image)."
+                )
             if lo < 0.0 or hi > 1.0:
                 raise BadDataError(
                     f"image file {path} is a float (mode F) image with values {lo}..{hi}; expected intensities "
@@ -244,7 +253,8 @@ def load_mask(
     A mask carrying an EXIF orientation tag is turned to its displayed orientation, like its image.
 
     A palette (P) mask is read by index when its palette gives each used class index that class's
-    colour (VOC's format); otherwise by colour, each colour a class colour, with the ignore index 255
+    colour (VOC's format), or when several used indices share one colour (a palette padded with black:
+    read by colour they would merge; refused when its indices are not class indices); otherwise by colour, each colour a class colour, with the ignore index 255
     and indices past the end of a short palette read as indices; a palette of other colours
     altogether (another tool's) is read by index, unless an index has *another* class's colour
     (index and colour then contradict each other: refused). Grey (L, I, I;16), bilevel (1: 0 and 1)
@@ -295,8 +305,20 @@ def load_mask(
                 for i in used
                 if int(i) in expected and int(i) < len(pal)
             )
-            if allow_palette and consistent:
+            # several used indices of one colour (a palette padded with black, say): read by colour they would
+            # merge into one class, so the colours cannot be what tells the pixels apart; the indices are
+            colours = [tuple(int(v) for v in pal[int(i)]) for i in used if int(i) < len(pal) and i != IGNORE_INDEX]
+            merged = len(set(colours)) < len(colours)
+            labels = used if lut is None else lut[used]
+            valid_indices = bool(((labels < num_classes) | (labels == IGNORE_INDEX)).all())
+            if allow_palette and (consistent or (merged and valid_indices)):
                 raw = arr.astype(np.uint8)
+            elif merged:
+                raise BadDataError(
+                    f"mask file {path} is a palette image in which several used indices have the same colour: read "
+                    "by colour they would merge into one class, and read by index they are not all class indices "
+                    f"(0..{num_classes - 1} or 255). Save it with one class index per pixel (a grayscale PNG), "
+                    "or give each class its own colour.")
             else:  # the colours carry the meaning: convert them if they are all class colours
                 # the ignore index, and an index with no palette entry, are read as indices (255: ignore)
                 by_index = (arr >= len(pal)) | (arr == IGNORE_INDEX)
@@ -309,8 +331,7 @@ def load_mask(
                     # another tool's colours: its indices are the labels (VOC's and most annotation
                     # tools' convention) when every one of them is a class or the ignore label, and
                     # no index has another class's colour (then index and colour contradict each other)
-                    labels = used if lut is None else lut[used]
-                    if not (allow_palette and ((labels < num_classes) | (labels == IGNORE_INDEX)).all()):
+                    if not (allow_palette and valid_indices):
                         raise
                     _refuse_contradicting_palette(pal, used, palette, path)
                     raw = arr.astype(np.uint8)
@@ -359,15 +380,26 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, 
     an orientation tag, the message names it, since a mask drawn on the stored pixels is the
     usual cause.
 
+    Both files carrying orientation tags, and different ones, are refused too, whatever the sizes: each
+    is turned its own way for display, so at most one of them can be the way the mask was drawn (a
+    mask carries either no tag or its image's).
+
     Raises:
-        BadDataError: the sizes differ (the message names both files and any EXIF orientation).
+        BadDataError: the sizes differ (the message names both files and any EXIF orientation), or
+            image and mask carry different orientation tags.
     """
+    orientation = exif_orientation(image_path)
+    mask_orientation = exif_orientation(mask_path)
+    if orientation != 1 and mask_orientation != 1 and orientation != mask_orientation:
+        raise BadDataError(
+            f"image {image_path} has EXIF orientation {orientation} ({_ORIENTATIONS[orientation]} for display) but its "
+            f"mask {mask_path} has orientation {mask_orientation} ({_ORIENTATIONS[mask_orientation]}): each is read as "
+            "displayed, so they are turned differently and cannot both be right. Save the mask as the image is "
+            "displayed with no orientation tag (or give it the image's tag).")
     if tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
         ih, iw = image.shape[-2:]
         mh, mw = mask.shape[-2:]
         message = f"image {image_path} is {iw}x{ih} (WxH) but its mask {mask_path} is {mw}x{mh}; they must match."
-        orientation = exif_orientation(image_path)
-        mask_orientation = exif_orientation(mask_path)
         if mask_orientation != 1:
             message += (f" The mask file has EXIF orientation {mask_orientation} ({_ORIENTATIONS[mask_orientation]} for "
                         f"display) and is read as displayed ({mw}x{mh}); a mask should carry no orientation tag.")

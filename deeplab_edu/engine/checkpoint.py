@@ -294,10 +294,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     Raises:
         FileNotFoundError: naming the path when there is no checkpoint there.
         RuntimeError: naming the file when it is not a readable checkpoint.
+        ValueError: naming the file when it reads, but is not a deeplab-edu checkpoint (a plain
+            ``state_dict``, a tensor, a list, or a dictionary whose ``model``, ``config`` or
+            ``model_info`` is not one).
     """
     p = checkpoint_file(path)
     try:
-        return torch.load(p, map_location=map_location, weights_only=True)
+        state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
         reason = load_failure_reason(p, err)
         if reason.startswith("it holds a Python object"):  # whole, not damaged: refused, as it must be
@@ -307,6 +310,30 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
                 f"away, and the run's folder then offers {older[-1].name} (to --resume, eval or predict)" if older else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
         raise RuntimeError(f"could not read checkpoint {p}: {reason}{hint}") from None
+    _check_structure(state, p)
+    return state
+
+
+def _check_structure(state: Any, path: Path) -> None:
+    """Raise :class:`ValueError` naming ``path`` unless ``state`` is laid out as this package writes
+    checkpoints (and exported models): a dict whose ``model`` maps names to tensors, and whose
+    ``config`` and ``model_info``, where present, are dicts."""
+    what = None
+    if not isinstance(state, dict):
+        what = f"a {type(state).__name__}, not a dictionary"
+    elif "model" not in state:
+        plain = state and all(isinstance(v, torch.Tensor) for v in state.values())
+        what = ("a plain state_dict (tensors by name), without the configuration a run needs" if plain
+                else "no 'model' weights")
+    elif not isinstance(state["model"], dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        what = "a 'model' entry that is not a state_dict of tensors"
+    else:
+        odd = [k for k in ("config", "model_info") if k in state and not isinstance(state[k], dict)]
+        what = f"a '{odd[0]}' entry that is not a dictionary" if odd else None
+    if what is not None:
+        raise ValueError(f"{path} is not a deeplab-edu checkpoint: it holds {what}. Checkpoints are written by "
+                         "'deeplab-edu train' (runs/<name>/checkpoints) or 'deeplab-edu export'; a backbone's "
+                         "ImageNet weights go to --pretrained-backbone instead")
 
 
 def load_except_classifier(model: torch.nn.Module, ckpt: Mapping[str, Any], model_info: Mapping[str, Any],

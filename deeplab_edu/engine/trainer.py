@@ -378,6 +378,12 @@ class Trainer:
                 "the newest one left, or start a new run from it with --init-from")
         ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
                            current=self._init_from_sha256)  # hashed once, in __init__
+        trained, named = state.get("model_info", {}).get("class_names"), self.model_info.get("class_names")
+        if trained and named and list(trained) != list(named):  # same count, renamed or reordered classes
+            raise ck.CheckpointMismatchError(
+                f"{path} was trained on the classes {', '.join(trained)}, but this run's data set names "
+                f"{', '.join(named)} (in label order): resumed, the same label would change its meaning mid-run. "
+                "Resume with the data set the run started on, or start a new run (--init-from keeps the weights)")
         config = self.out / "config.json"
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
                             advice="A resumed run continues under this command's settings: to continue with the "

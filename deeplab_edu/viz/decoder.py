@@ -11,12 +11,14 @@ what a grid does on real label maps:
   than proportions (a trained DeepLabv3+ draws wires this prediction misses);
 - :func:`~deeplab_edu.metrics.boundary_band` marks the trimap band of DeepLabv3+ Fig. 5 as a bool mask: the band of
   :func:`deeplab_edu.metrics.trimap_target`, which chapter 09's trained models are scored in too;
-- :func:`band_accuracy` scores a prediction inside bands of growing width.
+- :func:`band_accuracy` scores a prediction inside bands of growing width;
+- :func:`stride_oracle_scores` scores the proportion prediction over many label maps (mIoU, IoU per
+  class), the reference chapter 09 sets beside the trained models of each prediction grid.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -28,7 +30,8 @@ from .data import class_legend
 from .images import colorize
 from .widgets import show_figure
 
-__all__ = ["stride_oracle", "boundary_band", "band_accuracy", "plot_stride_oracles", "stride_oracle_widget"]
+__all__ = ["stride_oracle", "stride_oracle_scores", "boundary_band", "band_accuracy", "plot_stride_oracles",
+           "stride_oracle_widget"]
 
 
 def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
@@ -55,6 +58,23 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
     cells = F.avg_pool2d(onehot[None], stride, stride, ceil_mode=True)
     up = F.interpolate(cells, size=(h, w), mode="bilinear", align_corners=False)
     return up[0].argmax(0)
+
+
+def stride_oracle_scores(masks: Iterable[torch.Tensor], stride: int, num_classes: int,
+                         ignore_index: int = 255) -> dict[str, Any]:
+    """The :func:`stride_oracle` of every (H, W) label map in ``masks``, scored against it as one data
+    set: :meth:`deeplab_edu.metrics.ConfusionMatrix.compute`'s dictionary (``miou``, ``iou`` per
+    class, ``pixel_accuracy``, fractions in [0, 1]), the way the engine scores a model.
+
+    Raises:
+        ValueError: as :func:`stride_oracle`, for the first map that is not (H, W) or a ``stride`` below 1.
+    """
+    from ..metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    for mask in masks:
+        cm.update(stride_oracle(mask, stride, num_classes, ignore_index)[None], mask[None])
+    return cm.compute()
 
 
 def band_accuracy(
