@@ -12,14 +12,14 @@
 #   deeplab_edu:
 #     chapter: 8
 #     title: "DeepLabv3: assemble and train"
-#     cpu_minutes: 12
+#     cpu_minutes: 13
 #     prerequisites: [3, 4, 5, 6]
 # ---
 
 # %% [markdown]
 # # 08 · DeepLabv3: assemble and train
 #
-# *About 12 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 13 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
 # Builds on chapters 03, 04, 05 and 06.*
 #
 # Chapters 03 to 05 built the parts: a backbone whose output stride is 16 or 8 (atrous

@@ -12,14 +12,14 @@
 #   deeplab_edu:
 #     chapter: 9
 #     title: "DeepLabv3+: decoder and separable convolutions"
-#     cpu_minutes: 11
+#     cpu_minutes: 12
 #     prerequisites: [8]
 # ---
 
 # %% [markdown]
 # # 09 · DeepLabv3+: decoder and separable convolutions
 #
-# *About 11 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 12 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
 # Builds on chapter 08.*
 #
 # DeepLabv3 predicts on a grid 16 times coarser than the image and stretches the answer back with
