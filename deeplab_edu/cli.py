@@ -838,8 +838,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError, OSError, RuntimeError: only with the environment variable ``DEEPLAB_EDU_DEBUG`` set
             (for the traceback); otherwise such an error is printed as one line and 2 returned.
     """
+    import warnings
+
     handlers = {"train": _train, "eval": _eval, "predict": _predict, "export": _export, "bench": _bench,
                 "course-runs": _course_runs, "check-data": _check_data}
+    shown_before = warnings.showwarning
+    warnings.showwarning = _warning_above_bars
     try:
         args = build_parser().parse_args(argv)  # torch-free; each command imports what it needs
         try:
@@ -852,11 +856,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
             hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
-            print(f"deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
+            _line_above_bars(f"deeplab-edu {args.command}: {name}: {original_message(err)}{hint}")
             return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _line_above_bars("interrupted")
         return 130
+    finally:
+        warnings.showwarning = shown_before
+
+
+def _line_above_bars(line: str) -> None:
+    """Print ``line`` to stderr on a line of its own, above any progress bar still drawn there (a
+    bar left mid-line by an error would otherwise take the message into its own line)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def _warning_above_bars(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                        file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` while a command runs: the warning on lines of its own, above the bars."""
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"),
+               file=file if file is not None else sys.stderr)
 
 
 if __name__ == "__main__":

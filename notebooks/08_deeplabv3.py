@@ -662,9 +662,10 @@ elif config.profile() == "gpu":
 # holds.
 #
 # If the denser evaluation *loses* here, that is not a bug. Trained at output stride 16, blocks 3
-# and 4 never ran with the dilations of output stride 8: each dilated filter now samples the
-# feature map at other distances than those its weights learned, and the batch-norm statistics
-# were gathered on the coarser maps (section 10b tests which of the two matters). The paper's
+# and 4 never ran with the dilations of output stride 8: each dilated filter now reads a map twice
+# as dense at twice the dilation, the same distances in the image but values its weights never saw
+# (computed without the stride-2 subsampling), and the batch-norm statistics were gathered on the
+# coarser maps (section 10b tests which of the two matters). The paper's
 # ResNet-101, pre-trained on ImageNet and trained for hours, carries
 # over to the denser map; a small network trained from scratch for a few minutes may not. Phase 2,
 # a short fine-tuning at output stride 8 with frozen batch norm, is the paper's step before its
@@ -674,6 +675,11 @@ elif config.profile() == "gpu":
 # those statistics. Over the recorded seeds (chapter 10's finding b1, printed last below) the
 # phase-1 loss at 8 is systematic for this recipe; the split of phase 2's gain below is one run,
 # and chapter 10's findings g1 and g2 (printed with b1) repeat it over seeds.
+#
+# Those last lines read chapter 10's record, and use its terms before chapter 10 explains them: a
+# difference over seeds comes with a 95 % interval of the recipe's mean difference, and a *verdict*:
+# *reproduced* when the intervals exclude zero in the paper's direction, *opposite* when they exclude
+# it on the other side, *not resolved* when one of them holds zero (chapter 10, section 2).
 
 # %%
 from deeplab_edu.data import build_dataset

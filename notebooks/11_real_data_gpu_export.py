@@ -745,11 +745,19 @@ solved("11.5", tuple(onnx_batch.shape))
 # Three label maps of 100 labelled pixels each: *road* 60 and *sky* 40; *road* 50, *sky* 30,
 # *pole* 2 and *car* 18; *sky* 50, *car* 48 and *pole* 2. With median-frequency balancing over these
 # four classes (the section "Balancing the classes" above), what weight does *pole* get in the loss?
-# Work it out by hand; within 1.5 % is accepted, so a whole number close to it passes.
+# Work it out by hand; within 1.5 % is accepted, so a whole number close to it passes. Then
+# *measure* it: write the three maps as (10, 10) integer arrays (road 0, sky 1, pole 2, car 3) and
+# give them to `deeplab_edu.data.stats.median_frequency_weights(masks, num_classes=4)`, which is
+# what `--class-weights median_frequency` counts on your training masks. Does it agree with your
+# hand count? Which class gets a weight of exactly 1, and why?
 
 # %%
 answer_11_6 = ...
 check("11.6", answer_11_6)
+
+# %%
+# Your measurement: the three maps, and median_frequency_weights of them
+...
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: freq(c) = the class's pixels / the pixels of the images it appears in:
@@ -759,6 +767,16 @@ import statistics
 
 freq_11_6 = {"road": 110 / 200, "sky": 120 / 300, "pole": 4 / 200, "car": 66 / 200}
 solved("11.6", statistics.median(freq_11_6.values()) / freq_11_6["pole"])
+# Measured: the package counts the same. No class gets exactly 1 here: with four classes the median
+# is the mean of the middle two frequencies (car's 0.33 and sky's 0.40), which no class has.
+import numpy as np
+
+from deeplab_edu.data.stats import median_frequency_weights
+
+maps_11_6 = [np.array([0] * 60 + [1] * 40), np.array([0] * 50 + [1] * 30 + [2] * 2 + [3] * 18),
+             np.array([1] * 50 + [3] * 48 + [2] * 2)]
+weights_11_6 = median_frequency_weights([m.reshape(10, 10) for m in maps_11_6], num_classes=4)
+print("median-frequency weights, road, sky, pole, car:", ", ".join(f"{w:.3f}" for w in weights_11_6))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 from deeplab_edu.exercises.ch11 import ONNX_PROBE_SHAPE
@@ -766,3 +784,5 @@ from deeplab_edu.exercises.ch11 import ONNX_PROBE_SHAPE
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
     assert gradient.to(torch.float16).item() == 0 and gradient.to(torch.bfloat16).item() > 0
     assert tuple(probe.shape) == ONNX_PROBE_SHAPE and check("11.5", tuple(onnx_batch.shape))
+    # 11.6: the package's count is the hand count, and no class sits at the median of four (weight 1)
+    assert check("11.6", float(weights_11_6[2])) and not np.isclose(weights_11_6, 1).any()

@@ -51,6 +51,10 @@ def test_a_folder_reads_as_a_data_set(tmp_path: Path) -> None:
     ("a\ndisc 255 0\n", "line 2: 'disc 255 0' is neither a name nor a name followed by a colour"),
     ("a\ndisc 255,0,0\n", "line 2: .*three values separated by spaces"),
     ("a 9 9 9\nb 9 9 9\n", "classes 'a' and 'b' have the same colour"),
+    # typos that were read silently: a comment, a name with brackets, a name cut at the '#'
+    ("a\nroad #80408\n", "line 2: '#80408' has 5 hex digits; a colour is written '#RRGGBB'"),
+    ("a\nroad (128 64 128)\n", "line 2: 'road \\(128 64 128\\)' is neither a name nor"),
+    ("a\nC# circle\n", "line 2: 'C# circle' has a '#' inside a word"),
 ])
 def test_classes_txt_mistakes_name_the_file(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "classes.txt").write_text(text)
@@ -218,6 +222,21 @@ def test_check_data_reads_the_pairs_and_lists_the_unpaired_files(tmp_path: Path,
         for name in ("p0", "p2", "p3"):
             (masks / f"{name}.png").unlink()
         FolderDataset(root, "train", skip_unpaired=True)
+
+
+def test_an_error_mid_run_starts_a_line_of_its_own_under_the_progress_bar(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar was left mid-line and the error was appended to it (a log filtered of the bar's lines lost it)."""
+    from deeplab_edu.cli import main
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    root = _make(tmp_path / "mine", {"train": 4, "val": 2})
+    Image.fromarray(np.full((24, 32), 7, np.uint8)).save(root / "val" / "masks" / "p1.png")
+    assert main(["train", "--preset", "smoke", "--dataset", "folder", "--data-root", str(root), "--crop-size", "24",
+                 "--out-dir", str(tmp_path / "run"), "--num-workers", "0", "--ckpt-every", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "train:" in err and "\ndeeplab-edu train: error: " in err, err[-300:]
 
 
 def test_a_resume_refuses_a_data_set_whose_classes_were_renamed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -39,12 +39,18 @@ _LAYOUT = ("DIR/classes.txt (one class name per line, optionally followed by its
 
 def image_files(folder: Path) -> list[Path]:
     """The image files in ``folder`` (suffixes :data:`IMAGE_SUFFIXES`, any case), sorted; hidden files
-    (a name starting with ``.``: macOS's ``._a.png`` beside ``a.png``, a temporary file) are not images."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    (a name starting with ``.``: macOS's ``._a.png`` beside ``a.png``, a temporary file) and folders
+    (one named ``shots.png``) are not images."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir())
 
 
 #: A colour written as ``#RRGGBB`` after a class name (``road #804080``), not a comment.
 _HEX_COLOUR = re.compile(r"(?<=\s)#([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})(?=\s|$)")
+#: A colour with a digit too many or too few (``road #80408``): a typo, not a comment.
+_BAD_HEX = re.compile(r"(?<=\s)#([0-9A-Fa-f]{1,5}|[0-9A-Fa-f]{7,8})(?=\s|$)")
+#: A ``#`` inside a word (``C# circle``): no comment starts there (a comment follows a space).
+_HASH_IN_WORD = re.compile(r"\S#")
 
 
 def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
@@ -54,8 +60,9 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     Raises:
         DatasetNotFoundError: the file is missing.
         BadDataError: the file is not UTF-8 text, names fewer than two classes (every pixel would be the
-            one class: nothing to learn), a colour that is not three integers in 0..255, a repeated
-            name, or more than 255 classes (255 is the ignore label).
+            one class: nothing to learn), a colour that is not three integers in 0..255 (or written with
+            commas or brackets, or as ``#`` and other than six hex digits), a ``#`` inside a name, a
+            repeated name, or more than 255 classes (255 is the ignore label).
     """
     path = Path(path)
     if not path.is_file():
@@ -68,7 +75,14 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     except UnicodeDecodeError as err:
         raise BadDataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
     for number, line in enumerate(text_of_file.splitlines(), start=1):
+        if (typo := _BAD_HEX.search(line)) is not None and line[:typo.start()].strip():
+            raise BadDataError(f"{path}, line {number}: {typo.group(0)!r} has {len(typo.group(1))} hex digits; a "
+                               "colour is written '#RRGGBB' (six), e.g. 'road #804080' (a comment starts with "
+                               "'# ', a space after it)")
         line = _HEX_COLOUR.sub(lambda m: " ".join(str(int(h, 16)) for h in m.groups()), line, count=1)
+        if (inside := _HASH_IN_WORD.search(line.split(" #", 1)[0])) is not None and line[:inside.start() + 1].strip():
+            raise BadDataError(f"{path}, line {number}: {line.strip()!r} has a '#' inside a word, where it would cut "
+                               "the name short ('#' after a space starts a comment); a class name cannot hold '#'")
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -76,7 +90,8 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
         numbers = 0  # how many fields at the end are integers: 3 is a colour; 2 a colour with a value missing
         while numbers < len(fields) - 1 and fields[-1 - numbers].lstrip("-").isdigit():
             numbers += 1
-        if numbers == 2 or any("," in f and any(c.isdigit() for c in f) for f in fields[1:]):
+        # digits with commas or brackets: a colour written another way ("128,64,128", "(128 64 128)")
+        if numbers == 2 or any(re.search(r"[,()\[\]]", f) and any(c.isdigit() for c in f) for f in fields[1:]):
             raise BadDataError(f"{path}, line {number}: {text!r} is neither a name nor a name followed by a colour "
                                "as three values separated by spaces (e.g. 'road 128 64 128')")
         colour = None

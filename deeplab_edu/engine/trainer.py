@@ -694,7 +694,7 @@ class Trainer:
         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
-        with stop:
+        with stop, bar:  # an error closes the bar too: its message then starts a line of its own
             while self.iteration < cfg.iterations:
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
                 try:
