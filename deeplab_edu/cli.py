@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -843,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": _train, "eval": _eval, "predict": _predict, "export": _export, "bench": _bench,
                 "course-runs": _course_runs, "check-data": _check_data}
     shown_before = warnings.showwarning
-    warnings.showwarning = _warning_above_bars
+    warnings.showwarning = functools.partial(_warning_above_bars, shown_before)
     try:
         args = build_parser().parse_args(argv)  # torch-free; each command imports what it needs
         try:
@@ -873,13 +874,18 @@ def _line_above_bars(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def _warning_above_bars(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+def _warning_above_bars(fallback: Any, message: Warning | str, category: type[Warning], filename: str, lineno: int,
                         file: Any = None, line: str | None = None) -> None:
-    """``warnings.showwarning`` while a command runs: the warning on lines of its own, above the bars."""
+    """``warnings.showwarning`` while a command runs: the warning on lines of its own, above the bars
+    (tqdm's ``write``) while one is drawn; else ``fallback``, the handler before the command (which
+    ``catch_warnings`` and pytest's recording rely on)."""
     import warnings
 
     from tqdm.auto import tqdm
 
+    if not getattr(tqdm, "_instances", None):  # no bar open (tqdm's own set of open bars)
+        fallback(message, category, filename, lineno, file, line)
+        return
     tqdm.write(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"),
                file=file if file is not None else sys.stderr)
 

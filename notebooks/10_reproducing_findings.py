@@ -336,9 +336,10 @@ WHY = {
 WHY_NOT = {
     "b1": "Trained at output stride 16, blocks 3 and 4 never ran with the dilations output stride 8 gives "
           "them: the paper's ResNet-101, pre-trained on ImageNet and trained for hours, carries over to the "
-          "denser map; a small network trained from scratch for minutes does not. Not because of the batch-norm "
-          "statistics, gathered on the coarser maps: chapter 08 (section 10b) re-estimates them at output "
-          "stride 8 and recovers little of the loss (one run), so the cause is in the weights. Chapter 08's phase 2 fine-tunes at output stride 8 for "
+          "denser map; a small network trained from scratch for minutes does not. The batch-norm statistics, "
+          "gathered on the coarser maps, look innocent: in chapter 08's one run (section 10b) re-estimating them "
+          "at output stride 8 recovers little of the loss, which points to the weights (not repeated over "
+          "seeds). Chapter 08's phase 2 fine-tunes at output stride 8 for "
           "a few minutes, as the paper does before its test-set submission; group (g) compares that with "
           "fine-tuning as long at 16.",
     "c1": "The convolutions reach the context too (see above): with and without image pooling, the boat's "

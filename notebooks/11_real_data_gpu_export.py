@@ -749,7 +749,7 @@ solved("11.5", tuple(onnx_batch.shape))
 # *measure* it: write the three maps as (10, 10) integer arrays (road 0, sky 1, pole 2, car 3) and
 # give them to `deeplab_edu.data.stats.median_frequency_weights(masks, num_classes=4)`, which is
 # what `--class-weights median_frequency` counts on your training masks. Does it agree with your
-# hand count? Which class gets a weight of exactly 1, and why?
+# hand count? Does any class get a weight of exactly 1?
 
 # %%
 answer_11_6 = ...

@@ -673,3 +673,26 @@ def test_bench_passes_each_mode_the_flags_it_reads(monkeypatch: pytest.MonkeyPat
     assert seen["run_benchmarks"] == {"out": None, "device": "cpu", "pairs": ("v3",), "size": 64}
     assert main(["bench", "--mode", "compile", "--backbone", "tiny_resnet", "--threads", "1"]) == 0
     assert seen["run_compile_benchmark"] == {"out": None, "device": "cpu", "backbone": "tiny_resnet", "threads": 1}
+
+
+def test_a_commands_warnings_go_above_a_bar_and_are_recorded_without_one(capsys: pytest.CaptureFixture) -> None:
+    """main() writes warnings above an open progress bar (tqdm.write); with no bar it hands them to the
+    handler it found, so catch_warnings and pytest still record them."""
+    import functools
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from deeplab_edu.cli import _warning_above_bars
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.showwarning = functools.partial(_warning_above_bars, warnings.showwarning)
+        warnings.warn("no bar open", UserWarning)
+        bar = tqdm(total=3, file=sys.stderr)
+        try:
+            warnings.warn("a bar open", UserWarning)
+        finally:
+            bar.close()
+    assert [str(w.message) for w in seen] == ["no bar open"]
+    assert "UserWarning: a bar open\n" in capsys.readouterr().err

@@ -298,9 +298,17 @@ def test_a_palette_padded_with_black_is_read_by_index(tmp_path):
         img.putpalette(pal)
         img.save(tmp_path / name)
         assert load_mask(tmp_path / name, 3, palette=classes).tolist() == m.tolist(), name
-    m[0, 0] = 7  # an index that is no class: neither reading is safe
+    img.putpalette([0, 0, 0, 0, 128, 0] + [0] * 762)  # index 1 in class 2's colour: index and colour contradict
+    img.save(tmp_path / "contradicts.png")
+    with pytest.raises(BadDataError, match=r"contradicts\.png is a palette image whose index 1 has the colour of class 2"):
+        load_mask(tmp_path / "contradicts.png", 3, palette=classes)
+    m[0, 0] = 7  # an index that is no class
     img = Image.fromarray(m, mode="P")
-    img.putpalette([0] * 768)
+    img.putpalette([0] * 768)  # all black: read by index, and 7 is refused as a label
+    img.save(tmp_path / "all_black_7.png")
+    with pytest.raises(BadDataError, match=r"all_black_7\.png contains the label value 7"):
+        load_mask(tmp_path / "all_black_7.png", 3, palette=classes)
+    img.putpalette([0, 0, 0, 9, 9, 9] + [0] * 762)  # and index 1 in a colour that is no class: no reading is safe
     img.save(tmp_path / "no_class.png")
     with pytest.raises(BadDataError, match=r"no_class\.png is a palette image in which several used indices have the same"):
         load_mask(tmp_path / "no_class.png", 3, palette=classes)

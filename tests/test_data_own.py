@@ -43,6 +43,16 @@ def test_a_folder_reads_as_a_data_set(tmp_path: Path) -> None:
     assert image.shape == (3, 24, 32) and mask.shape == (24, 32) and set(mask.unique().tolist()) == {0, 1}
 
 
+def test_classes_txt_comments_and_names_that_look_odd_are_read(tmp_path: Path) -> None:
+    """The typo checks below must not refuse comments or names a careful user writes."""
+    (tmp_path / "classes.txt").write_text(
+        "## Classes\n#####\n# see https://x.org/a#b\nbackground #0\nsign (30 km/h) # issue #12\n"
+        "road #804080 # purple\ncar (2 door) #add later\n")
+    info = read_classes(tmp_path / "classes.txt")
+    assert info.class_names == ("background", "sign (30 km/h)", "road", "car (2 door)")
+    assert info.palette[2] == (128, 64, 128)
+
+
 @pytest.mark.parametrize("text, message", [
     ("", "names no class"),
     ("# comment\nroad #804080\n", "names one class \\('road'\\): every pixel would be that class"),
@@ -236,7 +246,8 @@ def test_an_error_mid_run_starts_a_line_of_its_own_under_the_progress_bar(tmp_pa
     assert main(["train", "--preset", "smoke", "--dataset", "folder", "--data-root", str(root), "--crop-size", "24",
                  "--out-dir", str(tmp_path / "run"), "--num-workers", "0", "--ckpt-every", "100"]) == 2
     err = capsys.readouterr().err
-    assert "train:" in err and "\ndeeplab-edu train: error: " in err, err[-300:]
+    bar, error = err.rfind("%|"), err.find("deeplab-edu train: error: ")
+    assert 0 <= bar < error and err[error - 1] == "\n", err[-300:]  # after the bar, at the start of a line
 
 
 def test_a_resume_refuses_a_data_set_whose_classes_were_renamed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

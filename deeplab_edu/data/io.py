@@ -97,6 +97,18 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
     return value if value in _ORIENTATIONS else 1
 
 
+#: The orientation tags of the last files :func:`_open` decoded (path -> tag): :func:`check_pair` reads
+#: them for the pair just loaded, instead of opening both files again (a PNG whose EXIF follows its
+#: pixels would be decoded again to find the tag).
+_RECENT_ORIENTATIONS: dict[Path, int] = {}
+
+
+def _orientation(path: Path | str) -> int:
+    """:func:`exif_orientation` of ``path``, from the last files decoded when it is one of them."""
+    tag = _RECENT_ORIENTATIONS.get(Path(path))
+    return exif_orientation(path) if tag is None else tag
+
+
 def _open(path: Path, what: str) -> Image.Image:
     """Open and decode ``path``, turned to its displayed orientation (its EXIF tag, if any)."""
     if not path.is_file():
@@ -104,6 +116,10 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()  # decode now: truncated or corrupt data fails here, not later
+        tag = int(img.getexif().get(_ORIENTATION_TAG, 1))  # read from the decoded file: no second decode
+        if len(_RECENT_ORIENTATIONS) >= 8:
+            _RECENT_ORIENTATIONS.pop(next(iter(_RECENT_ORIENTATIONS)))
+        _RECENT_ORIENTATIONS[path] = tag if tag in _ORIENTATIONS else 1
         ImageOps.exif_transpose(img, in_place=True)  # as photo viewers (and annotators) show it
     except UnidentifiedImageError as err:
         raise BadDataError(f"{what} file {path} is not a readable image ({err}).") from None
@@ -253,9 +269,10 @@ def load_mask(
     A mask carrying an EXIF orientation tag is turned to its displayed orientation, like its image.
 
     A palette (P) mask is read by index when its palette gives each used class index that class's
-    colour (VOC's format), or when several used indices share one colour (a palette padded with black:
-    read by colour they would merge; refused when its indices are not class indices); otherwise by colour, each colour a class colour, with the ignore index 255
-    and indices past the end of a short palette read as indices; a palette of other colours
+    colour (VOC's format; used indices that share one colour, as in a palette padded with black, are no
+    evidence either way), or when several used indices share one colour and no other index has another
+    class's colour (read by colour they would merge; refused otherwise); otherwise by colour, each
+    colour a class colour, with the ignore index 255 and indices past the end of a short palette read as indices; a palette of other colours
     altogether (another tool's) is read by index, unless an index has *another* class's colour
     (index and colour then contradict each other: refused). Grey (L, I, I;16), bilevel (1: 0 and 1)
     and grey + alpha (LA: the alpha dropped) masks hold the indices. An RGB(A) mask with three equal channels
@@ -280,7 +297,7 @@ def load_mask(
             ``colour_aliases``; a grey RGB(A) mask reads as valid but different classes by index and by colour; a palette (P) mask has no usable palette (``palette`` is given but the file's
             palette is empty, or ``palette`` is not given and ``allow_palette`` is false), or its colours are not
             all class colours and its indices cannot be taken as labels (or an index has another class's
-            colour); or a label (after ``lut``) is neither a
+            colour), or several used indices share one colour and its indices cannot be taken as labels; or a label (after ``lut``) is neither a
             class (``0 .. num_classes-1``) nor 255.
     """
     path = Path(path)
@@ -297,28 +314,30 @@ def load_mask(
         if palette is not None and len(pal):
             expected = {i: tuple(int(v) for v in c) for i, c in enumerate(palette)}
             expected.update({v: k for k, v in aliases.items()})
-            # indices are labels when every used index that names a class has that class's colour
-            # (indices that name no class are reported by the value check below)
-            # (an index past the end of a short palette has no colour: it is no evidence either way)
-            consistent = all(
-                expected[int(i)] == tuple(int(v) for v in pal[int(i)])
-                for i in used
-                if int(i) in expected and int(i) < len(pal)
-            )
-            # several used indices of one colour (a palette padded with black, say): read by colour they would
-            # merge into one class, so the colours cannot be what tells the pixels apart; the indices are
-            colours = [tuple(int(v) for v in pal[int(i)]) for i in used if int(i) < len(pal) and i != IGNORE_INDEX]
-            merged = len(set(colours)) < len(colours)
+            colour_of = {int(i): tuple(int(v) for v in pal[int(i)]) for i in used
+                         if int(i) < len(pal) and int(i) != IGNORE_INDEX}
+            # used indices that share their colour with another used index (a palette padded with black):
+            # that colour tells them apart from nothing, so, like an index past the end of a short palette,
+            # it is no evidence either way; read by colour they would merge into one class
+            shared = {i for i, c in colour_of.items() if list(colour_of.values()).count(c) > 1}
+            # indices are labels when every used index that names a class, and has a colour of its own,
+            # has that class's colour (indices that name no class are reported by the value check below)
+            consistent = all(expected[i] == c for i, c in colour_of.items() if i in expected and i not in shared)
             labels = used if lut is None else lut[used]
             valid_indices = bool(((labels < num_classes) | (labels == IGNORE_INDEX)).all())
-            if allow_palette and (consistent or (merged and valid_indices)):
+            if allow_palette and consistent:
                 raw = arr.astype(np.uint8)
-            elif merged:
-                raise BadDataError(
-                    f"mask file {path} is a palette image in which several used indices have the same colour: read "
-                    "by colour they would merge into one class, and read by index they are not all class indices "
-                    f"(0..{num_classes - 1} or 255). Save it with one class index per pixel (a grayscale PNG), "
-                    "or give each class its own colour.")
+            elif shared:
+                if not (allow_palette and valid_indices):
+                    raise BadDataError(
+                        f"mask file {path} is a palette image in which several used indices have the same colour: "
+                        "read by colour they would merge into one class, and "
+                        + ("read by index they are not all class indices " f"(0..{num_classes - 1} or 255)"
+                           if allow_palette else "this data set's masks are read by colour, not by index")
+                        + ". Save it with one class index per pixel (a grayscale PNG), or give each class its own "
+                        "colour.")
+                _refuse_contradicting_palette(pal, np.array(sorted(set(colour_of) - shared)), palette, path)
+                raw = arr.astype(np.uint8)
             else:  # the colours carry the meaning: convert them if they are all class colours
                 # the ignore index, and an index with no palette entry, are read as indices (255: ignore)
                 by_index = (arr >= len(pal)) | (arr == IGNORE_INDEX)
@@ -388,8 +407,7 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, 
         BadDataError: the sizes differ (the message names both files and any EXIF orientation), or
             image and mask carry different orientation tags.
     """
-    orientation = exif_orientation(image_path)
-    mask_orientation = exif_orientation(mask_path)
+    orientation, mask_orientation = _orientation(image_path), _orientation(mask_path)
     if orientation != 1 and mask_orientation != 1 and orientation != mask_orientation:
         raise BadDataError(
             f"image {image_path} has EXIF orientation {orientation} ({_ORIENTATIONS[orientation]} for display) but its "

@@ -47,15 +47,18 @@ def image_files(folder: Path) -> list[Path]:
 
 #: A colour written as ``#RRGGBB`` after a class name (``road #804080``), not a comment.
 _HEX_COLOUR = re.compile(r"(?<=\s)#([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})(?=\s|$)")
-#: A colour with a digit too many or too few (``road #80408``): a typo, not a comment.
-_BAD_HEX = re.compile(r"(?<=\s)#([0-9A-Fa-f]{1,5}|[0-9A-Fa-f]{7,8})(?=\s|$)")
-#: A ``#`` inside a word (``C# circle``): no comment starts there (a comment follows a space).
-_HASH_IN_WORD = re.compile(r"\S#")
+#: Where a comment starts: a ``#`` at the start of the line or after a space (a ``#RRGGBB`` colour aside).
+_COMMENT = re.compile(r"(?:^|\s)#")
+#: A comment that is only a colour with a digit too many or too few (``road #80408``): a typo.
+_BAD_HEX = re.compile(r"#([0-9A-Fa-f]{3,5}|[0-9A-Fa-f]{7,8})\s*$")
+#: Three numbers in brackets at the end (``road (128 64 128)``): a colour written another way.
+_BRACKETED_COLOUR = re.compile(r"[(\[]\s*\d+[\s,]+\d+[\s,]+\d+\s*[)\]]$")
 
 
 def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     """The classes of ``classes.txt``: line ``i`` names class ``i``, optionally followed by its colour
-    (``road 128 64 128`` or ``road #804080``); other ``#`` start a comment; blank lines are skipped.
+    (``road 128 64 128`` or ``road #804080``); a ``#`` at the start of a line or after a space starts a
+    comment (a ``#RRGGBB`` colour aside); blank lines are skipped.
 
     Raises:
         DatasetNotFoundError: the file is missing.
@@ -75,23 +78,27 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     except UnicodeDecodeError as err:
         raise BadDataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
     for number, line in enumerate(text_of_file.splitlines(), start=1):
-        if (typo := _BAD_HEX.search(line)) is not None and line[:typo.start()].strip():
-            raise BadDataError(f"{path}, line {number}: {typo.group(0)!r} has {len(typo.group(1))} hex digits; a "
-                               "colour is written '#RRGGBB' (six), e.g. 'road #804080' (a comment starts with "
-                               "'# ', a space after it)")
+        if line.lstrip().startswith("#"):  # a comment line (a heading, a URL, "#####")
+            continue
         line = _HEX_COLOUR.sub(lambda m: " ".join(str(int(h, 16)) for h in m.groups()), line, count=1)
-        if (inside := _HASH_IN_WORD.search(line.split(" #", 1)[0])) is not None and line[:inside.start() + 1].strip():
+        cut = _COMMENT.search(line)
+        text, comment = (line[:cut.start()], line[cut.end() - 1:]) if cut else (line, "")
+        if (typo := _BAD_HEX.match(comment)) is not None:
+            raise BadDataError(f"{path}, line {number}: {comment.strip()!r} has {len(typo.group(1))} hex digits; a "
+                               "colour is written '#RRGGBB' (six), e.g. 'road #804080'")
+        if "#" in text:
             raise BadDataError(f"{path}, line {number}: {line.strip()!r} has a '#' inside a word, where it would cut "
                                "the name short ('#' after a space starts a comment); a class name cannot hold '#'")
-        text = line.split("#", 1)[0].strip()
+        text = text.strip()
         if not text:
             continue
         fields = text.split()
         numbers = 0  # how many fields at the end are integers: 3 is a colour; 2 a colour with a value missing
         while numbers < len(fields) - 1 and fields[-1 - numbers].lstrip("-").isdigit():
             numbers += 1
-        # digits with commas or brackets: a colour written another way ("128,64,128", "(128 64 128)")
-        if numbers == 2 or any(re.search(r"[,()\[\]]", f) and any(c.isdigit() for c in f) for f in fields[1:]):
+        # a colour written another way: "128,64,128", "(128 64 128)"
+        if (numbers == 2 or any("," in f and any(c.isdigit() for c in f) for f in fields[1:])
+                or _BRACKETED_COLOUR.search(text)):
             raise BadDataError(f"{path}, line {number}: {text!r} is neither a name nor a name followed by a colour "
                                "as three values separated by spaces (e.g. 'road 128 64 128')")
         colour = None

@@ -223,12 +223,14 @@ class Trainer:
         ~deeplab_edu.engine.config.ConfigError: (a ``ValueError``) ``cfg`` fails
             :func:`~deeplab_edu.engine.config.validate`, or ``cfg.device`` names no device this PyTorch
             can use (:func:`~deeplab_edu.config.resolve_device`).
-        FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint
-            (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`), or the ImageNet weights of
+        FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint (a file that reads but is
+            no deeplab-edu checkpoint: ``ValueError``; :func:`~deeplab_edu.engine.checkpoint.load_checkpoint`),
+            or the ImageNet weights of
             ``pretrained_backbone`` are missing (:class:`~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable`).
         ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``init_from`` holds weights of another model,
             or (with ``cfg.resume``) the run's own checkpoint does (the message says how to give the run's
-            own settings back); a checkpoint of the run that cannot be read raises ``RuntimeError``.
+            own settings back) or was trained on classes of other names or order than the data set's; a
+            checkpoint of the run that cannot be read raises ``RuntimeError``.
         ~deeplab_edu.engine.checkpoint.InitFromChangedError: with ``cfg.resume``, ``init_from`` has been
             trained again since the run started from it.
     """
@@ -379,7 +381,7 @@ class Trainer:
         ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
                            current=self._init_from_sha256)  # hashed once, in __init__
         trained, named = state.get("model_info", {}).get("class_names"), self.model_info.get("class_names")
-        if trained and named and list(trained) != list(named):  # same count, renamed or reordered classes
+        if trained and named and len(trained) == len(named) and list(trained) != list(named):  # renamed, reordered
             raise ck.CheckpointMismatchError(
                 f"{path} was trained on the classes {', '.join(trained)}, but this run's data set names "
                 f"{', '.join(named)} (in label order): resumed, the same label would change its meaning mid-run. "

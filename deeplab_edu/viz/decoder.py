@@ -64,7 +64,8 @@ def stride_oracle_scores(masks: Iterable[torch.Tensor], stride: int, num_classes
                          ignore_index: int = 255) -> dict[str, Any]:
     """The :func:`stride_oracle` of every (H, W) label map in ``masks``, scored against it as one data
     set: :meth:`deeplab_edu.metrics.ConfusionMatrix.compute`'s dictionary (``miou``, ``iou`` per
-    class, ``pixel_accuracy``, fractions in [0, 1]), the way the engine scores a model.
+    class, ``pixel_accuracy``, fractions in [0, 1]; NaN for a class in neither the masks nor the
+    prediction, which ``miou`` leaves out), the way the engine scores a model.
 
     Raises:
         ValueError: as :func:`stride_oracle`, for the first map that is not (H, W) or a ``stride`` below 1.

@@ -188,7 +188,8 @@ class SpeedComparison:
 
     Attributes:
         speedup: ``median(baseline_s) / median(candidate_s)``; above 1 the candidate is faster.
-        interval: its paired bootstrap interval (:func:`speedup_interval`), None below :func:`min_rounds`.
+        interval: its paired bootstrap interval (:func:`speedup_interval`), None below :func:`min_rounds`
+            or without SciPy.
         p_value: the exact paired test of "no difference" (:func:`paired_p_value`), None likewise.
         verdict: ``"faster"``, ``"slower"``, ``"parity"`` or ``"no interval ..."`` (:func:`speed_verdict`).
     """
@@ -211,7 +212,7 @@ def compare_speeds(baseline_s: Sequence[float], candidate_s: Sequence[float], *,
     Raises:
         ValueError: the two sequences differ in length or are empty.
     """
-    if not baseline_s or not candidate_s:
+    if len(baseline_s) == 0 or len(candidate_s) == 0:
         raise ValueError("compare_speeds needs at least one round of each setting")
     interval = speedup_interval(baseline_s, candidate_s, confidence=confidence)
     p_value = paired_p_value(baseline_s, candidate_s, confidence=confidence)
