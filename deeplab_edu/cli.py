@@ -857,21 +857,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
             hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
-            _line_above_bars(f"deeplab-edu {args.command}: {name}: {original_message(err)}{hint}")
+            print(f"deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
-        _line_above_bars("interrupted")
+        print("interrupted", file=sys.stderr)
         return 130
     finally:
         warnings.showwarning = shown_before
-
-
-def _line_above_bars(line: str) -> None:
-    """Print ``line`` to stderr on a line of its own, above any progress bar still drawn there (a
-    bar left mid-line by an error would otherwise take the message into its own line)."""
-    from tqdm.auto import tqdm
-
-    tqdm.write(line, file=sys.stderr)
 
 
 def _warning_above_bars(fallback: Any, message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -45,6 +45,7 @@ carrying *different* tags are refused (:func:`check_pair`).
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 from typing import Sequence
@@ -319,7 +320,8 @@ def load_mask(
             # used indices that share their colour with another used index (a palette padded with black):
             # that colour tells them apart from nothing, so, like an index past the end of a short palette,
             # it is no evidence either way; read by colour they would merge into one class
-            shared = {i for i, c in colour_of.items() if list(colour_of.values()).count(c) > 1}
+            counts = collections.Counter(colour_of.values())
+            shared = {i for i, c in colour_of.items() if counts[c] > 1}
             # indices are labels when every used index that names a class, and has a colour of its own,
             # has that class's colour (indices that name no class are reported by the value check below)
             consistent = all(expected[i] == c for i, c in colour_of.items() if i in expected and i not in shared)

@@ -758,9 +758,7 @@ class Trainer:
                 t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
                 if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
                     self._save_unplanned(unread)
-                    bar.close()
                     raise TrainingInterrupted(stop.signum)
-        bar.close()
         if self._tb is not None:
             self._tb.close()
         result = run_result(self.history, self.provenance)
