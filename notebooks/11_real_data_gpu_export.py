@@ -49,7 +49,8 @@
 # `deeplab_edu.inference` (`predict_probs`, `PAPER_SCALES`, `Strategy(crop_size=...)` for sliding
 # windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
 # on whole inference strategies and `time_interleaved` to time them, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
-# `deeplab_edu.records.shown_path` (a path as the book shows it). From earlier chapters:
+# `deeplab_edu.records.shown_path` (a path as the book shows it), `deeplab_edu.engine.data.ResumableSampler`
+# (the training sampler, which exercise 11.1 asks). From earlier chapters:
 # `deeplab_edu.data.find_camvid` and `deeplab_edu.data.transforms.eval_transform` (06),
 # `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.viz.tables.markdown_table` (00),
 # `deeplab_edu.engine.config.load_config` and `deeplab_edu.models.build_model` (08), and chapter
@@ -617,20 +618,37 @@ assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 11.1
-# `torchrun --nproc_per_node=4 -m deeplab_edu train --batch-size 4 --grad-accum 2`: how many images
-# contribute to each optimiser step?
+# ### Exercise 11.1 (predict, then measure): images per optimiser step under `torchrun`
+# `torchrun --nproc_per_node=4 -m deeplab_edu train --batch-size 4 --grad-accum 2` starts 4
+# processes. *Predict* how many different images contribute to one optimiser step, check your
+# prediction, then run the cell after it: it asks the engine's training sampler
+# (`ResumableSampler`, a `DistributedSampler` that can resume mid-epoch) which images each of the
+# 4 processes loads for its first step, and counts them.
 
 # %%
 from deeplab_edu.exercises import check, prediction_made, solved
 
-answer_11_1 = ...
+answer_11_1 = ...  # your prediction, a whole number
 check("11.1", answer_11_1)
+
+# %% tags=["hide-output"]
+from deeplab_edu.engine.data import ResumableSampler
+
+processes, batch_size, grad_accum = 4, 4, 2
+scenes = range(400)  # a data set of 400 items: the sampler only needs its length
+first_step = {rank: list(ResumableSampler(scenes, num_replicas=processes, rank=rank, seed=0))[:batch_size * grad_accum]
+              for rank in range(processes)}  # each process's first grad_accum batches of batch_size
+step_images = set().union(*first_step.values())
+if prediction_made("11.1", answer_11_1):
+    for rank, indices in first_step.items():
+        print(f"process {rank}: images {indices}")
+    print(f"{len(step_images)} different images in the first optimiser step")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: processes x per-process batch x accumulation steps. Each of the 4 processes loads its
-# own batch of 4 and adds up the gradients of 2 such micro-batches; DDP then averages over processes.
-solved("11.1", 4 * 4 * 2)
+# own batch of 4 (the sampler gives each process a different quarter of the shuffled data set) and
+# adds up the gradients of 2 such micro-batches; DDP then averages over processes: 4 x 4 x 2 = 32.
+solved("11.1", len(step_images))
 
 # %% [markdown]
 # ### Exercise 11.2 (predict, then run)

@@ -1,6 +1,7 @@
 """Exercises of chapter 11 (real data on a GPU, inference strategies, export).
 
-11.1 effective batch size under ``torchrun`` (value); 11.2 which half-precision type flushes a small
+11.1 images per optimiser step under ``torchrun`` (predict, then count the images the engine's
+``ResumableSampler`` gives 4 processes); 11.2 which half-precision type flushes a small
 gradient to zero (predict, then cast); 11.3 the multiply-adds of multi-scale + flip inference
 (predict, then count with :func:`deeplab_edu.complexity.count_macs`); 11.4 the number of sliding
 windows (write a function, checked against :func:`deeplab_edu.inference.sliding_window_logits`);
@@ -23,9 +24,10 @@ from ._core import direction, function_exercise, shown, value_exercise
 # --- 11.1 -------------------------------------------------------------------------------------
 value_exercise(
     "11.1",
-    "Images per optimiser step of `torchrun --nproc_per_node=4 ... --batch-size 4 --grad-accum 2`",
+    "Predict the images per optimiser step of `torchrun --nproc_per_node=4 ... --batch-size 4 --grad-accum 2`",
     solution=lambda: 4 * 4 * 2,
     answer_type="whole",
+    kind="predict",
     mistakes=[
         (16, "16 forgets the gradient accumulation: each process adds up 2 micro-batches before the step."),
         (8, "8 forgets that each of the 4 processes loads its own batch of 4 (the batch size is per process)."),
