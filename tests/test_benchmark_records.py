@@ -91,8 +91,9 @@ def test_the_findings_rows_the_record_predates_are_computed_from_its_matrices() 
 def test_no_chapter_header_states_fewer_minutes_than_its_recorded_run() -> None:
     """Every chapter states under its title the minutes it takes in the ``cpu`` profile (its header's
     ``cpu_minutes``, listed in chapter 00); ``benchmarks/notebook_times.py`` measured them, one chapter
-    at a time from scratch, in ``results/notebook_times_cpu.json`` and, later and in a faster hour of the
-    same VM, ``results/notebook_times_cpu_<commit>.json``: each header holds the slowest of them."""
+    at a time from scratch, in ``results/notebook_times_cpu.json`` and, later (other hours of the same
+    VM, later versions of the chapters), ``results/notebook_times_cpu_<commit>.json``: each header holds
+    the slowest of them."""
     from deeplab_edu.book import chapter_headers
 
     records = sorted(RESULTS_DIR.glob("notebook_times_cpu*.json"))

@@ -253,6 +253,43 @@ def test_interrupted_training_names_the_checkpoint_to_resume(tmp_path: Path, mon
     assert "ckpt_00000004.pt" in err and "--resume" in err
 
 
+def test_a_second_ctrl_c_during_the_save_still_names_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """Ctrl-C during a step, then again while that step's checkpoint is written: the save finishes
+    (both files), training stops at once, and the command still says which checkpoint to resume from."""
+    import os
+    import signal
+
+    import deeplab_edu.engine.checkpoint as ck
+    from deeplab_edu.engine.trainer import Trainer
+
+    real_save, real_step = ck.save_atomic, Trainer.step
+
+    def step(self: Trainer, *args: Any) -> Any:
+        done = real_step(self, *args)
+        if self.iteration == 1:  # during the second step
+            os.kill(os.getpid(), signal.SIGINT)
+        return done
+
+    def save(obj: Any, path: Any) -> Any:
+        written = real_save(obj, path)
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, between ckpt_N.pt and last.pt
+        return written
+
+    monkeypatch.setattr(Trainer, "step", step)
+    monkeypatch.setattr(ck, "save_atomic", save)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # CI's background jobs ignore SIGINT
+    try:
+        assert main(["train", "--preset", "smoke", "--out-dir", str(tmp_path / "run"), "--no-progress"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    err = capsys.readouterr().err
+    assert "interrupt again to stop at once" in err
+    assert "the last checkpoint is" in err and "ckpt_00000002.pt" in err and "--resume" in err
+    saved = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in saved.iterdir()) == ["ckpt_00000002.pt", "last.pt"]
+
+
 def test_train_without_a_preset_on_a_cpu_says_what_it_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture) -> None:
     import deeplab_edu.engine.trainer as trainer_module
