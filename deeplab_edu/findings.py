@@ -156,7 +156,7 @@ FINDINGS: list[Finding] = [
             "iou:boat", _TABLE5_POOLING + " (mIoU)", (76.58, 77.21),
             note="the paper reports mIoU on VOC; car and boat are the classes only context names here"),
     Finding("c2", "image pooling: car/boat confusion", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
-            "confusion:car/boat", _TABLE5_POOLING + " (mIoU)", None, direction=-1,
+            "confusion:car/boat", _TABLE5_POOLING, None, direction=-1,
             note="share of car and boat pixels given the other vehicle class; lower is better"),
     Finding("c3", "image pooling: mIoU", ("v3, no image pooling", "eval OS 8"), ("v3", "eval OS 8"),
             "miou", _TABLE5_POOLING, (76.58, 77.21)),

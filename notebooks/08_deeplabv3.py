@@ -629,11 +629,12 @@ if config.profile() != "smoke":
 # phase 1's frozen running statistics where phase 1 used each batch's own; their validation curves
 # are comparable, all three being measured at 8 with running statistics.
 #
-# Phase 1's validation curve may fall by several points between two evaluations and recover at the
-# next: it is measured at output stride 8, a stride the model does not train at, and with batch
-# norm's running averages, which trail weights that still change fast while the learning rate is
-# high. Read its trend and its last point, where the poly schedule's rate has fallen to nearly zero;
-# phase 2, trained at 8 with frozen statistics, is the steadier curve.
+# Phase 1's validation curve can fall between two evaluations and recover at the next (whether
+# this run's did, and by how much, the curve below shows): it is measured at output stride 8, a
+# stride the model does not train at, and with batch norm's running averages, which trail weights
+# that still change fast while the learning rate is high. Read its trend and its last point, where
+# the poly schedule's rate has fallen to nearly zero; phase 2, trained at 8 with frozen
+# statistics, is the steadier curve.
 
 # %%
 fig = plot_phases(history1, history2, control=history_c,
@@ -657,7 +658,9 @@ elif config.profile() == "gpu":
 # trained we can measure what the denser evaluation buys: the phase-1 model (trained at 16)
 # evaluated at 16 and at 8, phase 2's control (fine-tuned at 16) at 16 and at 8, and the phase-2
 # model (fine-tuned at 8) at 8, on the same validation scenes, with the time each evaluation took
-# on this machine. The paper reports +1.3 points for evaluating its ASPP model at 8 (Table 6 of
+# on this machine; a second table gives each class's IoU, and the line under it sorts the classes
+# by what evaluating phase 1 at 8 changed (is the loss shared by every class, or made by a few?).
+# The paper reports +1.3 points for evaluating its ASPP model at 8 (Table 6 of
 # {cite:p}`chen2017deeplabv3`: 77.21 % -> 78.51 %). One run measures one seed; chapter 10 repeats the comparison over seeds and says whether it
 # holds.
 #
@@ -707,6 +710,10 @@ print(f"{len(val)} validation scenes of {cfg1.image_size} x {cfg1.image_size} pi
 per_class = [{"class": name, **{k: round(100 * v["metrics"]["iou"][c], 1) for k, v in evaluations.items()}}
              for c, name in enumerate(val.class_names)]
 display(markdown_table(per_class))
+change_at_8 = {row["class"]: row["phase 1, eval OS 8"] - row["phase 1, eval OS 16"] for row in per_class
+               if row["phase 1, eval OS 8"] == row["phase 1, eval OS 8"]}  # a class absent from the scenes has no IoU
+print("phase 1 at output stride 8 instead of 16, class by class (points of IoU): "
+      + ", ".join(f"{name} {d:+.1f}" for name, d in sorted(change_at_8.items(), key=lambda kv: -kv[1])))
 m16, m8, m16c, m8c, m8b = (100 * evaluations[k]["metrics"]["miou"]
                            for k in ("phase 1, eval OS 16", "phase 1, eval OS 8", "control (phase 2 at OS 16), eval OS 16",
                                      "control (phase 2 at OS 16), eval OS 8", "phase 2, eval OS 8"))

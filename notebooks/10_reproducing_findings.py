@@ -230,8 +230,10 @@ if recorded is not None:
 # teaching-scale backbone trained from scratch, minutes instead of hours). So a verdict judges the
 # direction only: "reproduced" says both our intervals lie on the side of zero the paper's
 # difference lies on, whether our difference is a tenth of the paper's or ten times it. Where the
-# paper measured no such metric (a single class's IoU, a confusion), its column quotes the mIoU
-# change it reports for the same component.
+# paper measured no such metric, its column quotes the mIoU change the paper reports for the same
+# component where that is the nearest number (a single class's IoU: the source then ends in
+# "(mIoU)"), and says n/a where no number of the paper compares (a confusion, a boundary band, a
+# control the paper did not run); the source column then names what the paper shows instead.
 
 # %%
 if recorded is not None:
@@ -465,9 +467,9 @@ if recorded is not None and profile == "cpu":
 #
 # One finding went the *opposite* way: (b1), evaluating at output stride 8 a model trained at 16.
 # That is a result about this recipe, and section 4 says why: a small network trained from
-# scratch for minutes does not carry its weights and batch-norm statistics over to the denser map,
-# where the paper's ImageNet-pretrained ResNet-101 does. The paper itself fine-tunes at output
-# stride 8 before its test-set submission; chapter 08's phase 2 does the same, and group (g)
+# scratch for minutes does not carry its weights over to the denser map (re-estimating its
+# batch-norm statistics at 8 recovers little: chapter 08, section 10b), where the paper's
+# ImageNet-pretrained ResNet-101 does. The paper itself fine-tunes at output stride 8 before its test-set submission; chapter 08's phase 2 does the same, and group (g)
 # compares it over seeds with a control that fine-tunes as long at output stride 16 (when the
 # record holds those runs: the table says so otherwise).
 #
@@ -562,7 +564,7 @@ check("10.3", answer_10_3)
 # %%
 # Your measurement: per class, the per-seed IoU differences and their interval over seeds (the cell
 # after this one holds a solution).
-...
+pass  # replace with your code
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: per class, the per-seed losses and their interval over seeds.

@@ -50,7 +50,7 @@
 # windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
 # on whole inference strategies and `time_interleaved` to time them, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
 # `deeplab_edu.records.shown_path` (a path as the book shows it), `deeplab_edu.engine.data.ResumableSampler`
-# (the training sampler, which exercise 11.1 asks). From earlier chapters:
+# (the training sampler) and `Trainer.train_step` (one optimiser step), which exercise 11.1 measures. From earlier chapters:
 # `deeplab_edu.data.find_camvid` and `deeplab_edu.data.transforms.eval_transform` (06),
 # `deeplab_edu.viz.output_stride.expected_feature_size` (03), `deeplab_edu.viz.tables.markdown_table` (00),
 # `deeplab_edu.engine.config.load_config` and `deeplab_edu.models.build_model` (08), and chapter
@@ -355,6 +355,13 @@ print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step'
 # %% tags=["remove-cell"]
 # what the prose below says of the profile: part of the step's time, over a thousand launches
 assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
+# and of the table's two statistics: the pinned feed's median round is slower than the step's, its paired
+# ratios range across 1; every other feed's paired ratios lie below 1
+paired_range = {row["feed"]: tuple(map(float, row["throughput vs step (rounds)"].split("(")[1].rstrip(")").split("-")))
+                for row in feeds}
+assert feeds[2]["feed"] == "pinned" and feeds[2]["images/s"] < feeds[0]["images/s"]
+assert paired_range["pinned"][0] < 1 < paired_range["pinned"][1]
+assert all(high < 1 for feed, (low, high) in paired_range.items() if feed not in ("step", "pinned"))
 
 # %% [markdown]
 # The same session measured the loader with more workers, and `torch.compile` on the same network
@@ -385,6 +392,14 @@ assert compiled[0] < 1 < compiled[1]
 assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "launching takes as long as the step"
 
 # %% [markdown]
+# The table's last column and its other columns are different statistics of the same rounds: images/s
+# and the milliseconds come from each feed's median round (by step time, so that the parts add up),
+# the last column from the feed's rounds paired with the step alone's, round by round (their median
+# and range). They disagree where a feed's rounds varied widely: the pinned feed's median round is
+# slower than the step's, while its paired ratios range from below 1 to above it, so this record
+# does not tell batches in pinned memory apart from the step alone. Every other feed's paired
+# ratios lie below 1.
+#
 # On the synthetic batch, launching a step takes as long as the step itself. That would also happen
 # if the GPU were the slow side (launching waits when the GPU's queue is full), but the profile
 # says otherwise (the line printed under the table of feeds): the step's kernels keep the GPU busy for only part of the time
@@ -538,11 +553,7 @@ base = seconds["single scale"]
 for name, t in seconds.items():
     rule = strategies[name][1]
     print(f"{name:18s} {t:7.3f} s   x{t / base:5.1f}" + (f"   (multiply-adds: x{rule:.1f})" if rule else ""))
-
-from deeplab_edu.engine.report import plot_metric_bars
-
-plot_metric_bars({k: v / base for k, v in seconds.items()}, ylabel="time / single scale", scale=1.0,
-                 title=f"inference cost on a {size[0]} x {size[1]} image ({config.device()})");
+print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians of 3 interleaved calls")
 
 # %% tags=["remove-cell"]
 assert seconds["MS + flip"] > seconds["MS (6 scales)"] > seconds["single scale"]  # more passes, more time
@@ -621,9 +632,11 @@ assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 # ### Exercise 11.1 (predict, then measure): images per optimiser step under `torchrun`
 # `torchrun --nproc_per_node=4 -m deeplab_edu train --batch-size 4 --grad-accum 2` starts 4
 # processes. *Predict* how many different images contribute to one optimiser step, check your
-# prediction, then run the cell after it: it asks the engine's training sampler
-# (`ResumableSampler`, a `DistributedSampler` that can resume mid-epoch) which images each of the
-# 4 processes loads for its first step, and counts them.
+# prediction, then run the cell after it. It measures the two things your count rests on: one
+# process of such a run (the engine's `Trainer`, `smoke` model) takes one optimiser step while a hook
+# counts the images that go through the model first, and the engine's training sampler
+# (`ResumableSampler`, a `DistributedSampler` that can resume mid-epoch) says which scenes each of
+# the 4 processes gets in an epoch.
 
 # %%
 from deeplab_edu.exercises import check, prediction_made, solved
@@ -632,23 +645,39 @@ answer_11_1 = ...  # your prediction, a whole number
 check("11.1", answer_11_1)
 
 # %% tags=["hide-output"]
+import tempfile
+
+from deeplab_edu.engine import Trainer, load_config
 from deeplab_edu.engine.data import ResumableSampler
 
 processes, batch_size, grad_accum = 4, 4, 2
-scenes = range(400)  # a data set of 400 items: the sampler only needs its length
-first_step = {rank: list(ResumableSampler(scenes, num_replicas=processes, rank=rank, seed=0))[:batch_size * grad_accum]
-              for rank in range(processes)}  # each process's first grad_accum batches of batch_size
-step_images = set().union(*first_step.values())
+with tempfile.TemporaryDirectory(prefix="exercise_11_1_") as run_dir:  # one process of that run, here
+    trainer = Trainer(load_config("smoke", {"batch_size": batch_size, "grad_accum": grad_accum, "out_dir": run_dir,
+                                            "progress": False}))
+    micro_batches: list[int] = []  # the images of each forward pass before the optimiser steps
+    hook = trainer.net.register_forward_pre_hook(lambda module, inputs: micro_batches.append(len(inputs[0])))
+    trainer.train_step(trainer.batches())  # one optimiser step
+    hook.remove()
+# the scenes each process's sampler gives it in one epoch of a 400-scene data set
+shards = [list(ResumableSampler(range(400), num_replicas=processes, rank=rank, seed=0)) for rank in range(processes)]
+none_shared = len(set().union(*shards)) == sum(map(len, shards))
+step_images = processes * sum(micro_batches)
 if prediction_made("11.1", answer_11_1):
-    for rank, indices in first_step.items():
-        print(f"process {rank}: images {indices}")
-    print(f"{len(step_images)} different images in the first optimiser step")
+    print(f"one process: {' + '.join(map(str, micro_batches))} images through the model before its optimiser step")
+    print(f"the {processes} processes' samplers: {', '.join(str(len(s)) for s in shards)} scenes each, "
+          f"{'none' if none_shared else 'some'} shared between processes")
+    print(f"{processes} processes x {sum(micro_batches)} images = {step_images} images per optimiser step")
+
+# %% tags=["remove-cell"]
+assert micro_batches == [batch_size] * grad_accum and none_shared
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: processes x per-process batch x accumulation steps. Each of the 4 processes loads its
 # own batch of 4 (the sampler gives each process a different quarter of the shuffled data set) and
-# adds up the gradients of 2 such micro-batches; DDP then averages over processes: 4 x 4 x 2 = 32.
-solved("11.1", len(step_images))
+# runs 2 such micro-batches before its optimiser step; the engine divides each micro-batch's loss by
+# 2, so the gradient is the mean over its 8 images, and DDP averages it over the 4 processes: one
+# step of the mean gradient over 4 x 4 x 2 = 32 different images.
+solved("11.1", step_images)
 
 # %% [markdown]
 # ### Exercise 11.2 (predict, then run)
@@ -775,7 +804,7 @@ check("11.6", answer_11_6)
 
 # %%
 # Your measurement: the three maps, and median_frequency_weights of them
-...
+pass  # replace with your code
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution: freq(c) = the class's pixels / the pixels of the images it appears in:

@@ -1,7 +1,7 @@
 """Exercises of chapter 11 (real data on a GPU, inference strategies, export).
 
-11.1 images per optimiser step under ``torchrun`` (predict, then count the images the engine's
-``ResumableSampler`` gives 4 processes); 11.2 which half-precision type flushes a small
+11.1 images per optimiser step under ``torchrun`` (predict, then measure one process's step with the
+engine's ``Trainer`` and the 4 processes' shares of the data with its ``ResumableSampler``); 11.2 which half-precision type flushes a small
 gradient to zero (predict, then cast); 11.3 the multiply-adds of multi-scale + flip inference
 (predict, then count with :func:`deeplab_edu.complexity.count_macs`); 11.4 the number of sliding
 windows (write a function, checked against :func:`deeplab_edu.inference.sliding_window_logits`);
@@ -29,14 +29,14 @@ value_exercise(
     answer_type="whole",
     kind="predict",
     mistakes=[
-        (16, "16 forgets the gradient accumulation: each process adds up 2 micro-batches before the step."),
+        (16, "16 forgets the gradient accumulation: each process runs 2 micro-batches before its step."),
         (8, "8 forgets that each of the 4 processes loads its own batch of 4 (the batch size is per process)."),
         (4, "4 is one process's micro-batch; DDP averages the gradients of all 4 processes, each over 2 "
             "micro-batches."),
     ],
     otherwise=lambda a: (f"{shown(a)} is {direction(a, 4 * 4 * 2, more='too many', less='too few')} images: count "
                          "every batch that goes into one optimiser step, in every process."),
-    hint="every process sees its own batch; DDP averages the gradients over processes and accumulation adds "
+    hint="every process sees its own batch; DDP averages the gradients over processes and accumulation runs several "
          "micro-batches before the step.",
 )
 
