@@ -196,7 +196,7 @@ def test_learnability_table_reads_a_record() -> None:
     assert row["model"] == "v3+ / tiny_resnet" and row["image / crop"] == "128 / 96" and row["what"] == "the cpu preset"
     assert row["1 min mIoU (%)"] == 50.0 and row["6 min mIoU (%)"] == 66.2
     assert row["iterations in 6 min"] == 1100
-    assert row["lowest class IoU but wire at 6 min (%)"] == "35.0 (box)"
+    assert row["weakest class other than wire, IoU at 6 min (%)"] == "35.0 (box)"
     assert row["wire IoU at 6 min (%)"] == 10.0
 
 

@@ -486,7 +486,7 @@ def learnability_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             others = [(iou, k) for k, iou in enumerate(last["iou"])
                       if names[k] != "wire" and not math.isnan(iou)]  # NaN: a class absent from the scenes
             worst_iou, worst = min(others)
-            row[f"lowest class IoU but wire at {last['minutes']:g} min (%)"] = f"{100 * worst_iou:.1f} ({names[worst]})"
+            row[f"weakest class other than wire, IoU at {last['minutes']:g} min (%)"] = f"{100 * worst_iou:.1f} ({names[worst]})"
             row[f"wire IoU at {last['minutes']:g} min (%)"] = round(100 * last["iou"][names.index("wire")], 1)
         row.update({
             "scenes": cfg["difficulty"], "model": f"{'v3+' if cfg['model'] == 'deeplabv3plus' else 'v3'} / {cfg['backbone']}",
