@@ -710,8 +710,9 @@ print(f"{len(val)} validation scenes of {cfg1.image_size} x {cfg1.image_size} pi
 per_class = [{"class": name, **{k: round(100 * v["metrics"]["iou"][c], 1) for k, v in evaluations.items()}}
              for c, name in enumerate(val.class_names)]
 display(markdown_table(per_class))
-change_at_8 = {row["class"]: row["phase 1, eval OS 8"] - row["phase 1, eval OS 16"] for row in per_class
-               if row["phase 1, eval OS 8"] == row["phase 1, eval OS 8"]}  # a class absent from the scenes has no IoU
+iou_16, iou_8 = (evaluations[k]["metrics"]["iou"] for k in ("phase 1, eval OS 16", "phase 1, eval OS 8"))
+change_at_8 = {name: 100 * (iou_8[c] - iou_16[c]) for c, name in enumerate(val.class_names)
+               if iou_8[c] == iou_8[c]}  # NaN: a class absent from the scenes has no IoU
 print("phase 1 at output stride 8 instead of 16, class by class (points of IoU): "
       + ", ".join(f"{name} {d:+.1f}" for name, d in sorted(change_at_8.items(), key=lambda kv: -kv[1])))
 m16, m8, m16c, m8c, m8b = (100 * evaluations[k]["metrics"]["miou"]

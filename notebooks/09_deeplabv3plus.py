@@ -459,8 +459,8 @@ for res in bands.values():
 # %% [markdown]
 # How to read the results: the lines under the table say which classes each model predicts at all
 # (a model that predicts only background cannot be compared on boundaries); the figure says how
-# well each model does near boundaries (the next cell prints its differences). What they cannot say is *where* a gain on the whole image comes
-# from: the whole image contains the bands, and mIoU averages over classes, so a band's mIoU set
+# well each model does near boundaries (the next cell prints its differences). What they cannot say
+# is *where* a gain on the whole image comes from: the whole image contains the bands, and mIoU averages over classes, so a band's mIoU set
 # beside the whole image's compares no boundary with any interior. Counting pixels does. Of the
 # pixels that DeepLabv3 gets wrong and DeepLabv3+ does not (net, over all scenes), what share lies
 # in each band, next to the share of all pixels that the band holds
@@ -756,11 +756,12 @@ def separable_and_regular(in_channels: int, out_channels: int, kernel: int) -> t
     return convs, sum(c.weight.numel() for c in convs), regular
 
 
-convs, separable_weights, regular_weights = separable_and_regular(IN_09_2, OUT_09_2, KERNEL_09_2)
+cases = {(cout, k): separable_and_regular(IN_09_2, cout, k)  # the exercise's convolution, then the question's second
+         for cout, k in ((OUT_09_2, KERNEL_09_2), (32, 3))}
+convs, separable_weights, regular_weights = cases[OUT_09_2, KERNEL_09_2]
 if prediction_made("09.2", answer_09_2):
     print(" + ".join(f"{c.weight.numel()} {tuple(c.weight.shape)}" for c in convs), "=", separable_weights, "weights")
-    for cout, k in ((OUT_09_2, KERNEL_09_2), (32, 3)):  # the exercise's convolution, then the question's second one
-        _, separable, regular = separable_and_regular(IN_09_2, cout, k)
+    for (cout, k), (_, separable, regular) in cases.items():
         print(f"{k}x{k} from {IN_09_2} to {cout} channels: regular {regular} weights, separable {separable}; "
               f"separable / regular = {separable / regular:.4f} = 1/{cout} + 1/{k ** 2} "
               f"= {1 / cout:.4f} (pointwise) + {1 / k ** 2:.4f} (depthwise), {regular / separable:.1f}x fewer")

@@ -469,9 +469,10 @@ if recorded is not None and profile == "cpu":
 # That is a result about this recipe, and section 4 says why: a small network trained from
 # scratch for minutes does not carry its weights over to the denser map (re-estimating its
 # batch-norm statistics at 8 recovers little: chapter 08, section 10b), where the paper's
-# ImageNet-pretrained ResNet-101 does. The paper itself fine-tunes at output stride 8 before its test-set submission; chapter 08's phase 2 does the same, and group (g)
-# compares it over seeds with a control that fine-tunes as long at output stride 16 (when the
-# record holds those runs: the table says so otherwise).
+# ImageNet-pretrained ResNet-101 does. The paper itself fine-tunes at output stride 8 before its
+# test-set submission; chapter 08's phase 2 does the same, and group (g) compares it over seeds
+# with a control that fine-tunes as long at output stride 16 (when the record holds those runs: the
+# table says so otherwise).
 #
 # A finding that is *not resolved* here is not a refutation of the paper, nor a proof that the
 # effect is small: with three seeds and 500 scenes the data fit no effect at all and also effects

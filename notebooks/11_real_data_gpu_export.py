@@ -45,7 +45,7 @@
 # **Helpers introduced:** `build_dataset("camvid", ...)` with the class list
 # `deeplab_edu.data.classes.CAMVID`, `deeplab_edu.viz.training.camvid_run` (the `camvid_cpu` and
 # `camvid_gpu` presets' run, trained or loaded by `train_or_load`), `deeplab_edu.engine.report` (`history_from_record`, `plot_history`),
-# `deeplab_edu.engine.bench` (`pair_summary`, `diagnosis_rows`, `profile_totals`),
+# `deeplab_edu.engine.bench` (`pair_summary`, `diagnosis_rows` and its `paired_throughput_ratios`, `profile_totals`),
 # `deeplab_edu.inference` (`predict_probs`, `PAPER_SCALES`, `Strategy(crop_size=...)` for sliding
 # windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
 # on whole inference strategies and `time_interleaved` to time them, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
@@ -357,11 +357,12 @@ print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step'
 assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
 # and of the table's two statistics: the pinned feed's median round is slower than the step's, its paired
 # ratios range across 1; every other feed's paired ratios lie below 1
-paired_range = {row["feed"]: tuple(map(float, row["throughput vs step (rounds)"].split("(")[1].rstrip(")").split("-")))
-                for row in feeds}
+from deeplab_edu.engine.bench import paired_throughput_ratios
+
+paired = paired_throughput_ratios(diagnosis)  # sorted: the first is the lowest, the last the highest
 assert feeds[2]["feed"] == "pinned" and feeds[2]["images/s"] < feeds[0]["images/s"]
-assert paired_range["pinned"][0] < 1 < paired_range["pinned"][1]
-assert all(high < 1 for feed, (low, high) in paired_range.items() if feed not in ("step", "pinned"))
+assert paired["pinned"][0] < 1 < paired["pinned"][-1]
+assert all(ratios[-1] < 1 for feed, ratios in paired.items() if feed not in ("step", "pinned"))
 
 # %% [markdown]
 # The same session measured the loader with more workers, and `torch.compile` on the same network

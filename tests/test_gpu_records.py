@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deeplab_edu.engine.bench import diagnosis_rows, pair_summary, profile_totals
+from deeplab_edu.engine.bench import diagnosis_rows, pair_summary, paired_throughput_ratios, profile_totals
 from deeplab_edu.engine.bench.pipeline import PROFILE_STEPS
 from deeplab_edu.engine.report import history_from_record
 from deeplab_edu.records import load_record
@@ -34,6 +34,11 @@ def test_diagnosis_rows_split_each_feed_into_launching_and_waiting() -> None:
         assert row["launching ms"] + row["waiting for the batch ms"] <= row["ms per step"] + 0.2
         assert row["what"] and row["throughput vs step (rounds)"].startswith("x")
     assert rows["step"]["throughput vs step (rounds)"] == "x1.00 (1.00-1.00)"
+    paired = paired_throughput_ratios(record)  # the last column's numbers, round by round
+    assert set(paired) == set(rows) and all(r == sorted(r) and len(r) == len(record["results"]["modes"][f]["rounds"])
+                                            for f, r in paired.items())
+    assert rows["pinned"]["throughput vs step (rounds)"].endswith(f"({paired['pinned'][0]:.2f}-{paired['pinned'][-1]:.2f})")
+    assert paired_throughput_ratios({"results": {"modes": {"loader": record["results"]["modes"]["loader"]}}}) == {}
     totals = profile_totals(record)
     assert totals is not None and 0 < totals["gpu_ms_per_step"] < totals["cpu_ms_per_step"]
     assert totals["steps"] == record["results"].get("profile_steps", PROFILE_STEPS)

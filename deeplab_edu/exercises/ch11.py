@@ -1,8 +1,8 @@
 """Exercises of chapter 11 (real data on a GPU, inference strategies, export).
 
 11.1 images per optimiser step under ``torchrun`` (predict, then measure one process's step with the
-engine's ``Trainer`` and the 4 processes' shares of the data with its ``ResumableSampler``); 11.2 which half-precision type flushes a small
-gradient to zero (predict, then cast); 11.3 the multiply-adds of multi-scale + flip inference
+engine's ``Trainer`` and the 4 processes' shares of the data with its ``ResumableSampler``); 11.2
+which half-precision type flushes a small gradient to zero (predict, then cast); 11.3 the multiply-adds of multi-scale + flip inference
 (predict, then count with :func:`deeplab_edu.complexity.count_macs`); 11.4 the number of sliding
 windows (write a function, checked against :func:`deeplab_edu.inference.sliding_window_logits`);
 11.5 the output shape of an exported ONNX model for another batch size and image size (predict,

@@ -173,19 +173,32 @@ def loader_load_elsewhere(preset: str, overrides: dict[str, Any], num_workers: i
             process.join(timeout=10)
 
 
+def paired_throughput_ratios(record: dict[str, Any]) -> dict[str, list[float]]:
+    """Each feed's throughput relative to the ``step`` feed of a ``benchmarks/pipeline_diagnosis.py``
+    record, round by round (the step alone's time in a round / the feed's in the same round), sorted;
+    an empty dict when the record has no ``step`` feed. The last column of :func:`diagnosis_rows` is
+    their median and range."""
+    modes = record["results"]["modes"]
+    if "step" not in modes:
+        return {}
+    base = [r["step_s"] for r in modes["step"]["rounds"]]
+    return {feed: sorted(b / r["step_s"] for b, r in zip(base, m["rounds"])) for feed, m in modes.items()}
+
+
 def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A row per feed of a ``benchmarks/pipeline_diagnosis.py`` record: images/s, milliseconds per
     step, and the milliseconds of each step the main thread spent launching it and waiting for its
     batch, all from the feed's median round (by step time, so that the parts add up; with an even
     number of rounds, the faster of the two middle ones), and the feed's
-    throughput relative to the ``step`` feed, paired round by round (median and range over rounds).
+    throughput relative to the ``step`` feed, paired round by round (median and range over rounds:
+    :func:`paired_throughput_ratios`).
 
     When launching takes as long as the whole step, the CPU that launches the kernels sets the
     pace, unless the GPU's queue is full (then launching waits for it); the profile of the record
     (:func:`profile_totals`) tells the two apart.
     """
     modes = record["results"]["modes"]
-    base = [r["step_s"] for r in modes["step"]["rounds"]] if "step" in modes else None
+    paired = paired_throughput_ratios(record)
     rows = []
     for feed, m in modes.items():
         rounds = m["rounds"]
@@ -194,8 +207,8 @@ def diagnosis_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
                "images/s": round(record["results"]["batch_size"] / mid["step_s"], 1),
                "ms per step": round(1e3 * mid["step_s"], 1), "launching ms": round(1e3 * mid["launch_s"], 1),
                "waiting for the batch ms": round(1e3 * mid["next_s"], 2)}
-        if base is not None:
-            ratios = sorted(b / r["step_s"] for b, r in zip(base, rounds))
+        if paired:
+            ratios = paired[feed]
             row["throughput vs step (rounds)"] = (f"x{statistics.median(ratios):.2f} "
                                                   f"({ratios[0]:.2f}-{ratios[-1]:.2f})")
         rows.append(row)
