@@ -416,8 +416,7 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
     if class_names is not None:
         from .viz.data import class_legend
 
-        class_legend(fig, class_names, palette)
-        fig.tight_layout(rect=(0, min(0.3, 0.55 / (2.1 * n)), 1, 1))  # about half an inch for the legend
+        fig.tight_layout(rect=(0, class_legend(fig, class_names, palette), 1, 1))
     else:
         fig.tight_layout()
     return fig

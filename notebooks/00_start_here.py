@@ -166,8 +166,8 @@ print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] 
 # JupyterLab (click the cell's left bar to open it). Running all cells runs them too, but in your
 # notebook they print nothing (their last line, `solved(...)`, only checks them), so no answer
 # appears until you open one; after a wrong answer, a hint comes with your next try, or at once from
-# `hint("CC.N")` (some hints come in two steps: the idea first, the formula with the next try or
-# call). There are three kinds of exercise:
+# `hint("CC.N")` after `from deeplab_edu.exercises import hint` (some hints come in two steps: the
+# idea first, the formula with the next try or call). There are three kinds of exercise:
 #
 # - **a value**: compute one number, shape or name, by hand first;
 # - **predict, then measure**: write down your prediction, check it, then run the cell below it,

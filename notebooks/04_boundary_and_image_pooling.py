@@ -251,7 +251,9 @@ for rep in reports:
 
 # %% [markdown]
 # At rate 9 on a $17 \times 17$ map only the single centre position (8, 8) sees nothing but its
-# centre tap, and it is the only black pixel in the difference map; at rate 16 only the corners
+# centre tap, and it is the only position where the difference is exactly zero (the darker cross
+# through it is the rest of its row and column, whose positions keep two taps, not four: smaller
+# differences, typically, but not zero); at rate 16 only the corners
 # and edges still reach across the map; from rate 17 on, nothing differs. (With integer data a
 # difference can cancel to zero by chance at a position that does have valid off-centre taps; the
 # reverse, a difference where only the centre is valid, can never happen.)
@@ -261,6 +263,10 @@ for rep in reports:
     assert not (rep.differs & (rep.tap_counts == 1)).any()      # never differs where only the centre is valid
 assert reports[-1].identical and not reports[-2].identical
 assert int((reports[2].tap_counts == 1).sum()) == 1
+cross = reports[2].tap_counts == 2  # rate 9: the dark cross of the difference map, row and column 8 but the centre
+assert cross[8].sum() == 16 and cross[:, 8].sum() == 16 and cross.sum() == 32
+assert reports[2].diff_map[cross].min() > 0  # "not zero"
+assert np.median(reports[2].diff_map[cross]) < np.median(reports[2].diff_map[reports[2].tap_counts == 4])  # "smaller"
 # section 3's example of effective_kernel_shape: 9 x 40 at rate 12
 wide = boundary.valid_tap_counts(9, 40, 3, 12)
 assert boundary.effective_kernel_shape((9, 40), 12) == (1, 3)

@@ -296,9 +296,10 @@ solved("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
 # ### Exercise 05.2
 # torchvision's `deeplabv3_mobilenet_v3_large` puts DeepLabv3's ASPP on MobileNetV3-Large's 960
 # channels. How many parameters has one of its $3 \times 3$ atrous branches (960 channels in, 256
-# out, convolution without bias, then batch norm)? Count it by hand, then with `count_parameters`
-# on `model.classifier[0].convs[1]` of a model built with `weights=None, weights_backbone=None`
-# (nothing is downloaded).
+# out, convolution without bias, then batch norm)? Count it by hand, then check your count: build
+# the model with `torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(weights=None,
+# weights_backbone=None)` (nothing is downloaded) and count the parameters of its
+# `model.classifier[0].convs[1]` with `count_parameters` (import it from `deeplab_edu.complexity`).
 
 # %%
 answer_05_2 = ...

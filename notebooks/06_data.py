@@ -70,8 +70,8 @@ print(f"profile: {config.profile()}")
 #    pixels, for an image side $S$) is drawn *log-uniformly*,
 #    $\log s \sim \mathcal U(\log 0.02S,\ \log 0.9S)$: every factor of 2 in size inside that range
 #    gets the same share of the objects, from 5.1 px (10 px in a 513-pixel scene) to most of the
-#    frame. They are drawn largest first, so small ones partly hide big ones (occlusion). In about
-#    30 % of the scenes a "hero" vehicle fills most of the frame;
+#    frame. They are drawn largest first, so small ones partly hide big ones (occlusion). Each scene
+#    has a 30 % chance of a "hero" vehicle that fills most of the frame (`hero_prob=0.3`);
 # 3. zero to three **wires**: lines 1 to 3 pixels wide across a 256-pixel image (the width grows
 #    with the square root of the side: up to about 4 px at 513);
 # 4. sometimes a **clutter** blob of random noise that belongs to no class: its pixels are
@@ -198,7 +198,8 @@ octaves = data_stats.octave_histogram(sizes["sizes"][is_shape], low=4)
 for row in octaves:
     row["log-uniform law"] = data_stats.log_uniform_share(row["from"], row["to"], *DRAWN_DIAMETERS)
 heroes = int(((sizes["classes"] != WIRE) & ~is_shape).sum())
-print(f"{int(is_shape.sum())} shapes, plus {heroes} frame-filling vehicles of {DRAWN_DIAMETERS[1]:.0f} px or more")
+print(f"{int(is_shape.sum())} shapes, plus {heroes} frame-filling vehicles of {DRAWN_DIAMETERS[1]:.0f} px or more "
+      f"in {len(stats_ds)} scenes (each scene has one with probability {stats_ds.options['hero_prob']})")
 markdown_table([{"octave (px)": f"{r['from']:.0f}-{r['to']:.0f}", "shapes": r["objects"],
                  "share": f"{r['share']:.1%}", "log-uniform law": f"{r['log-uniform law']:.1%}"} for r in octaves], digits=3)
 
@@ -218,6 +219,8 @@ for (lo, hi), r in by_octave.items():  # every octave within 4 binomial standard
     assert abs(r["share"] - p) <= 4 * (p * (1 - p) / n_shapes) ** 0.5 + 1e-9, (lo, hi, r)
 assert by_octave[(4, 8)]["log-uniform law"] < by_octave[(64, 128)]["log-uniform law"]
 assert sizes["sizes"][is_shape].min() >= DRAWN_DIAMETERS[0] - 1e-6
+p_hero = stats_ds.options["hero_prob"]  # the hero count is within 4 binomial standard deviations of 30 % of the scenes
+assert p_hero == 0.3 and abs(heroes - p_hero * len(stats_ds)) <= 4 * (len(stats_ds) * p_hero * (1 - p_hero)) ** 0.5
 
 # %% [markdown]
 # Background dominates (as in VOC), and the thin `wire` class is the rarest in pixels although it
@@ -346,7 +349,7 @@ augment = train_transform(crop, scale_range=(0.5, 2.0))  # DeepLab's: no colour 
 fig = vdata.show_transform_samples(demo, 0, augment, n=3, seed=0)
 
 # %% [markdown]
-# White pixels in the augmented masks are ignored: CamVid's *Unlabelled* pixels and, in a crop whose
+# White pixels in the augmented masks (each mask has a grey frame) are ignored: CamVid's *Unlabelled* pixels and, in a crop whose
 # image was scaled below the crop's size, the padding (the three random draws above may include
 # none). Scaled by exactly 0.5, the image is always smaller than the crop; the numbers, then the crop:
 

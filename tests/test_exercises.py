@@ -135,7 +135,8 @@ def test_the_hint_waits_for_a_first_try(scratch: str) -> None:
     assert "multiply by two" not in check(scratch, 3).message  # not a function: not judged, not a try
     first = check(scratch, lambda x: 3 * x).message
     assert "multiply by two" not in first and first.endswith('(Try again; a hint comes with the next wrong answer, '
-                                                             'or call `hint("97.1")`.)')
+                                                             'or at once from `hint("97.1")`, after `from '
+                                                             'deeplab_edu.exercises import hint`.)')
     assert "division by zero. Hint: multiply by two" in check(scratch, lambda x: 1 / 0).message  # a sentence each
     assert "Hint: multiply by two" in check(scratch, lambda x: 4 * x).message  # and every wrong answer after
 
@@ -144,7 +145,7 @@ def test_hints_escalate_per_exercise_and_hint_gives_one_at_once() -> None:
     """A learner's trial found the hint (often formula-level) handed out with the first wrong answer. It
     comes from the second wrong answer to the same exercise; ``hint(key)`` gives it at once."""
     first = check("05.3", 7777).message
-    assert "Hint:" not in first and 'call `hint("05.3")`' in first
+    assert "Hint:" not in first and '`hint("05.3")`, after `from deeplab_edu.exercises import hint`' in first
     assert "Hint:" not in check("01.1", 7777).message  # another exercise counts its own tries
     for unjudged in (..., None, "many", (1, 2)):  # unanswered or of the wrong kind: not a try
         assert "Hint:" not in check("01.1", unjudged).message
@@ -157,6 +158,19 @@ def test_hints_escalate_per_exercise_and_hint_gives_one_at_once() -> None:
         hint("01.9")
 
 
+def test_the_hint_call_a_wrong_answer_offers_runs_as_written() -> None:
+    """A learner's review: the first wrong answer offered `hint("01.2")`, which no chapter imports (they
+    import check and solved), so the call was a NameError. The code the message offers runs in a fresh
+    namespace, as in a learner's notebook."""
+    import re
+
+    snippets = re.findall(r"`([^`]+)`", check("05.3", 7777).message)
+    call, imports = snippets[-2:]
+    namespace: dict[str, object] = {}
+    exec(imports, namespace)  # noqa: S102 - the message's own import line
+    assert eval(call, namespace) == get("05.3").hint  # noqa: S307
+
+
 @pytest.mark.parametrize("key", ["01.2", "01.4", "06.2", "06.4", "07.1", "08.3"])
 def test_a_hint_in_steps_gives_the_idea_before_the_formula(key: str) -> None:
     """A lecturer's review found these hints formula-level from the start: plugging numbers in, the learner never
@@ -167,6 +181,7 @@ def test_a_hint_in_steps_gives_the_idea_before_the_formula(key: str) -> None:
     assert "Hint:" not in check(key, wrong).message
     second = check(key, wrong).message
     assert f"Hint: {ex.hints[0]}" in second and ex.hints[1] not in second and "More with the next wrong answer" in second
+    assert "from deeplab_edu.exercises import hint" in second  # the chapters import check and solved, not hint
     third = check(key, wrong).message
     assert f"Hint: {ex.hints[1]}" in third and "More with" not in third
     assert f"Hint: {ex.hints[1]}" in check(key, wrong).message  # the last step stays

@@ -933,13 +933,21 @@ _WRONG_TRIES: dict[str, int] = {}
 _HINT_STEPS: dict[str, int] = {}
 
 
-def _next_hint_step(ex: Exercise) -> str:
+def _hint_call(key: str) -> str:
+    """How a learner calls :func:`hint` for ``key``, with its import: the chapters import ``check`` and
+    ``solved`` only, so a bare ``hint(...)`` would be a ``NameError`` in a learner's notebook."""
+    return f'`hint("{key}")`, after `from deeplab_edu.exercises import hint`'
+
+
+def _next_hint_step(ex: Exercise, *, by_hint: bool = False) -> str:
     """The next step of ``ex``'s hint not shown yet in this session (the last step again once all were), with a
-    note when another step follows."""
+    note when another step follows (``by_hint``: asked for by :func:`hint`, whose caller has it imported)."""
     step = min(_HINT_STEPS.get(ex.key, 0), len(ex.hints) - 1)
     _HINT_STEPS[ex.key] = step + 1
-    return ex.hints[step] + (" (More with the next wrong answer, or call `hint(\"" + ex.key + "\")` again.)"
-                             if step + 1 < len(ex.hints) else "")
+    if step + 1 >= len(ex.hints):
+        return ex.hints[step]
+    call = f'call `hint("{ex.key}")` again' if by_hint else f"from {_hint_call(ex.key)}"
+    return ex.hints[step] + f" (More with the next wrong answer, or {call}.)"
 
 
 def _sentence(text: str) -> str:
@@ -963,7 +971,7 @@ def hint(key: str) -> str:
     ex = get(key)
     if not ex.hints:
         return _HintText(ex.key, "this exercise has no hint: its feedback explains each wrong answer.")
-    return _HintText(ex.key, _next_hint_step(ex))
+    return _HintText(ex.key, _next_hint_step(ex, by_hint=True))
 
 
 class _HintText(str):
@@ -1056,7 +1064,7 @@ def check(key: str, answer: Any) -> Feedback:
         if ex.hints and (tries >= 2 or key in _HINT_STEPS):  # a hint() call already showed a step: the next one
             msg = _sentence(f"{msg} Hint: {_next_hint_step(ex)}")
         elif ex.hints:
-            msg += f' (Try again; a hint comes with the next wrong answer, or call `hint("{key}")`.)'
+            msg += f" (Try again; a hint comes with the next wrong answer, or at once from {_hint_call(key)}.)"
     if course_checks():
         raise WrongAnswer(f"[{key}] {msg}")
     return Feedback(key, False, msg)

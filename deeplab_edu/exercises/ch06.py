@@ -57,7 +57,8 @@ value_exercise(
     otherwise=lambda a: (f"{a:.4f} is {direction(a, _PAD_FRACTION)} for the share of padding: the scaled image "
                          "covers part of the crop, and padding fills the rest."),
     more_wrong=(0.5, 100 * _PAD_FRACTION),
-    hint=("the scaled image sits in one corner of the crop; the padding is the crop's area less the image's.",
+    hint=("the scaled image sits somewhere inside the crop, wherever the random crop puts it; the padding "
+          "is the crop's area less the image's.",
           "scale each side by 0.5 and round it to whole pixels (375 / 2 = 187.5: either rounding is accepted); "
           "everything else in the 513 x 513 crop is padding."),
 )

@@ -43,15 +43,20 @@ def _as_rgb(image: torch.Tensor) -> np.ndarray:
 
 
 def class_legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequence[int]],
-                 ignore: bool = True) -> None:
+                 ignore: bool = True) -> float:
     """A legend at the bottom of ``fig``: one coloured patch per class (``palette``: RGB 0-255, in
-    the order of ``class_names``) and, with ``ignore``, the white of ignored pixels."""
+    the order of ``class_names``) and, with ``ignore``, the white of ignored pixels. As many entries a
+    row as the figure's width holds (at most 6). Returns the share of the figure's height the legend
+    takes, to leave free below the axes (``tight_layout(rect=(0, share, 1, 1))``)."""
     # matplotlib takes an RGB array as a colour; its ColorType stub does not list arrays
     handles = [Patch(color=np.asarray(c) / 255, label=n)  # type: ignore[arg-type]
                for n, c in zip(class_names, palette)]
     if ignore:
         handles.append(Patch(facecolor="white", edgecolor="0.5", label=f"ignore ({IGNORE_INDEX})"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    per_row = max(1, min(6, int(fig.get_figwidth() / 1.2)))  # about 1.2 inch an entry at font size 8
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), per_row), fontsize=8, frameon=False)
+    rows = -(-len(handles) // per_row)
+    return min(0.5, (0.1 + 0.2 * rows) / fig.get_figheight())  # about 0.2 inch a row at font size 8
 
 
 def show_pairs(
@@ -63,7 +68,8 @@ def show_pairs(
     ncols: int = 4,
     size: float = 2.4,
 ) -> Figure:
-    """Image above its coloured mask (white = ignored) for each ``(image, mask)`` pair."""
+    """Image above its coloured mask (white = ignored) for each ``(image, mask)`` pair. Each mask has a grey
+    frame: ignored pixels at its border (the padding of a crop) would otherwise merge with the white page."""
     n = len(pairs)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
@@ -73,11 +79,15 @@ def show_pairs(
     for k, (image, mask) in enumerate(pairs):
         r, c = divmod(k, ncols)
         axes[2 * r, c].imshow(_as_rgb(image))
-        axes[2 * r + 1, c].imshow(colorize(mask, palette), interpolation="nearest")
+        mask_ax = axes[2 * r + 1, c]
+        mask_ax.imshow(colorize(mask, palette), interpolation="nearest")
+        mask_ax.axis("on")
+        mask_ax.set_xticks([]), mask_ax.set_yticks([])
+        for spine in mask_ax.spines.values():
+            spine.set_edgecolor("0.5")
         if titles is not None:
             axes[2 * r, c].set_title(titles[k], fontsize=9)
-    class_legend(fig, class_names, palette)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, class_legend(fig, class_names, palette), 1, 1))
     return fig
 
 

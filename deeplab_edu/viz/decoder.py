@@ -121,8 +121,9 @@ def plot_stride_oracles(
         fig.tight_layout()
         return fig
     present = sorted(int(k) for k in torch.unique(mask) if int(k) < len(class_names))
-    class_legend(fig, [class_names[k] for k in present], [palette[k] for k in present], ignore=bool((mask == 255).any()))
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    legend = class_legend(fig, [class_names[k] for k in present], [palette[k] for k in present],
+                          ignore=bool((mask == 255).any()))
+    fig.tight_layout(rect=(0, legend, 1, 1))
     return fig
 
 

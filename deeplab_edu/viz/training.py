@@ -457,8 +457,7 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
     if class_names is not None:
         from .data import class_legend
 
-        class_legend(fig, class_names, palette)
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.tight_layout(rect=(0, class_legend(fig, class_names, palette), 1, 1))
     else:
         fig.tight_layout()
     return fig
