@@ -36,6 +36,9 @@ COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 help:
 	@sed -n '1,/^$$/p' Makefile | sed -n 's/^# \{0,1\}//p'  # the comment block at the top, whatever its length
 
+# editable_mode=compat: the package's folder on sys.path (a .pth line), which mypy and pyright follow, so a
+# learner's own code that imports deeplab_edu is type-checked against its hints (setuptools' default import
+# hook is invisible to them)
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV): installing the pinned packages of constraints.txt (the first time: several" \
 	  "minutes and a few GB to download; later only when the pins change)..."
@@ -43,7 +46,8 @@ $(STAMP): pyproject.toml constraints.txt
 	  "deeplab-edu needs Python 3.11 or newer (its pinned numpy, SciPy and Matplotlib have no wheels for " \
 	  + sys.version.split()[0] + "): run make with PYTHON=python3.11 or newer")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
+	  --config-settings editable_mode=compat
 	@touch $(STAMP)
 	@echo "$(VENV) is ready."
 

@@ -322,7 +322,18 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     cfg = load_config(args.preset, overrides, config=args.config)
     if "eval_output_stride" in vars(args) and args.eval_output_stride is None:
         cfg.eval_output_stride = None
+    ignored = [k for k in PROCEDURAL_ONLY if k in overrides]
+    if cfg.dataset != "procedural" and ignored:  # a flag that would do nothing (the preset's values may stay)
+        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        one = len(ignored) == 1
+        raise ValueError(f"{flags} {'sets' if one else 'set'} the generated scenes (--dataset procedural), not "
+                         f"--dataset {cfg.dataset}, whose images keep their own size and whose splits are used "
+                         f"whole: leave {'it' if one else 'them'} out (--crop-size sets the training crops)")
     return cfg
+
+
+#: Settings of the generated scenes only, which a real or folder data set does not read.
+PROCEDURAL_ONLY = ("image_size", "train_length", "val_length", "difficulty")
 
 
 def _run_of_config(config: str | None) -> Path | None:
@@ -621,6 +632,9 @@ def _export(args: argparse.Namespace) -> int:
     for flag, target in (("--out", args.out), ("--onnx", args.onnx)):
         if target and Path(target).resolve() == source:  # the training state (optimiser, iteration) would be lost
             raise ValueError(f"{flag} {target} is the checkpoint being exported: name another file")
+        if target and Path(target).is_dir():  # the atomic rename would fail naming its temporary file
+            raise ValueError(f"{flag} {target} is a folder: name the file to write in it, e.g. "
+                             f"{Path(target) / ('model.pt' if flag == '--out' else 'model.onnx')}")
         if target and names_a_run_checkpoint(target):  # a run's resume would read a model file as its newest
             raise ValueError(f"{flag} {target} names a training checkpoint of a run ({Path(target).parent}): write "
                              "the model file outside the run's checkpoints folder")

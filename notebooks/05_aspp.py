@@ -123,6 +123,10 @@ assert len(votes) == 4 and fused.shape == (1, 5, 33, 33)
 # $$
 #
 # A $1\times1$ classifier then turns $y$ into class scores (chapter 08 assembles the model).
+#
+# The cell below builds one on section 1's small 64-channel map, with 32 channels per branch
+# instead of 256 to keep it small: the shapes follow the same rule, $5 \times 32 = 160$ channels
+# concatenated, projected to 32.
 
 # %%
 for output_stride in (16, 8):
@@ -138,7 +142,7 @@ print(f"concatenated: {sum(b.shape[1] for b in branches)} channels -> projected:
 
 # %% tags=["remove-cell"]
 assert atrous_rates_for(8) == (12, 24, 36) and atrous_rates_for(16) == (6, 12, 18)
-assert len(branches) == 5 and y.shape == (1, 32, 33, 33)
+assert len(branches) == 5 and y.shape == (1, 32, 33, 33) and sum(b.shape[1] for b in branches) == 5 * 32 == 160
 # the image-pooling branch is constant over the map
 assert torch.allclose(branches[-1], branches[-1][:, :, :1, :1].expand_as(branches[-1]))
 

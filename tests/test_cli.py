@@ -37,6 +37,10 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--preset", "cpu", "--eval-output-stride", "32"], "eval_output_stride=32, atrous_rates='fit'"),
     *([(["--device", "cuda"], "sees no CUDA GPU; use device=cpu")] if not torch.cuda.is_available() else []),
     (["--device", "gpu"], "device='gpu' is not a device: use cpu, cuda, cuda:N"),
+    (["--seed", "-1"], "seed must be 0 or more, got -1"),
+    (["--dataset", "folder", "--data-root", ".", "--image-size", "64", "--train-length", "3"],  # a trial: ignored
+     "--image-size, --train-length set the generated scenes (--dataset procedural), not --dataset folder"),
+    (["--dataset", "camvid", "--difficulty", "easy"], "--difficulty sets the generated scenes"),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *argv]) == 2
@@ -166,6 +170,8 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
         assert main(["export", "--checkpoint", str(run / "checkpoints"), "--out", str(target)]) == 2
         assert "names a training checkpoint of a run" in capsys.readouterr().err
     assert Path(ckpt).read_bytes() == before and not (run / "checkpoints" / "ckpt_00000999.pt").exists()
+    assert main(["export", "--checkpoint", ckpt, "--out", str(tmp_path / "p4")]) == 2  # a folder, named
+    assert f"is a folder: name the file to write in it, e.g. {tmp_path / 'p4' / 'model.pt'}" in capsys.readouterr().err
     # --onnx hands the run's model (eval mode, at the output stride eval and predict use) to export_onnx (tested
     # in test_export)
     exported: list[tuple[Any, Path, int]] = []
@@ -534,6 +540,36 @@ def test_a_config_files_mistakes_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"iterations='five' \(from the config file .*word.yaml'\) should be an int"):
         load_config("smoke", config=word)
     assert load_config("smoke", config=number).lr == 0.001
+
+
+@pytest.mark.parametrize("line, message", [
+    ("scale_range: 0.5", r"scale_range=0.5 \(from the config file .*bad.yaml'\) should be two numbers \[min, max\]"),
+    ("scale_range: [0.5]", r"scale_range=\[0.5\] .*should be two numbers"),
+    ("scale_range: '0.5 2'", r"scale_range='0.5 2' .*should be two numbers"),
+    ("lr: .nan", r"lr=nan \(from the config file .*\) should be a finite number"),
+    ("class_weights: [1, 2, 3]", r"class_weights=\[1, 2, 3\] .*should be a str: 'median_frequency', or null"),
+    ("eval_output_stride: eight", r"eval_output_stride='eight' .*should be an int or none"),
+    ("seed: -1", r"seed must be 0 or more, got -1"),
+])
+def test_a_config_files_malformed_values_are_named(tmp_path: Path, line: str, message: str) -> None:
+    """A new user's trial: scale_range: 0.5 ended in a TypeError traceback, [0.5] and '0.5 2' in messages
+    naming no setting ('not enough values to unpack'), lr: .nan and seed: -1 in PyTorch's and NumPy's
+    words after the run had started, and the type messages did not say what form works."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config("smoke", config=bad)
+
+
+def test_a_config_file_may_write_what_the_command_line_writes(tmp_path: Path) -> None:
+    """eval_output_stride: none (the flag's word; YAML's is null) and atrous_rates as a YAML list; a flag's
+    value that replaces a file's is not said to come from the file."""
+    good = tmp_path / "good.yaml"
+    good.write_text("eval_output_stride: none\natrous_rates: [1, 2, 3]\n")
+    cfg = load_config("smoke", config=good)
+    assert cfg.eval_output_stride is None and cfg.atrous_rates == "1,2,3"
+    with pytest.raises(ConfigError, match=r"lr=nan \(from the overrides\)"):
+        load_config("smoke", {"lr": float("nan")}, config=good)
 
 
 def test_bench_pipeline_preset_follows_the_device(monkeypatch) -> None:

@@ -205,6 +205,12 @@ def test_check_data_lists_every_bad_file_and_absent_classes(tmp_path: Path, caps
     out = capsys.readouterr()
     assert "4 items read, 2 bad" in out.out and "2 items read, 0 bad" in out.out and "unused" in out.out
     assert "2 bad item(s)" in out.err
+    assert "labelled pixels per class (in the 2 good items)" in report.summary()
+    # every item bad (a trial: 'no mask labels a and b', of masks that did): no share and no absent class claimed
+    from dataclasses import replace
+
+    all_bad = replace(report, problems=report.problems * 2).summary()
+    assert "no good item to count the classes' pixels in" in all_bad and "no mask of this split" not in all_bad
 
 
 def test_check_data_reads_the_pairs_and_lists_the_unpaired_files(tmp_path: Path,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deeplab_edu.engine import checkpoint as ck
-from deeplab_edu.engine.config import ConfigError
+from deeplab_edu.engine.config import ConfigError, TrainConfig
 from deeplab_edu.engine.losses import SegmentationLoss, bootstrapped_ce
 from deeplab_edu.engine.schedule import PolyLR, param_groups, poly_factor
 from deeplab_edu.engine.trainer import NonFiniteLossError, Trainer, freeze_batchnorm
@@ -359,6 +359,41 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     assert [r[0] for r in lines if r[1] == "val"] == ["6", "12"]
 
 
+@pytest.mark.parametrize("first, then", [("sgd", "adamw"), ("adamw", "sgd")])
+def test_resume_refuses_another_optimizer(tmp_path, first: str, then: str) -> None:
+    """A new user's trial: resuming an SGD run with --optimizer adamw ended in a KeyError traceback from the
+    optimiser's state, and the other way round the switch went unmentioned (Adam's moments dropped). The
+    optimiser is a setting a resumed run cannot change; the message names it and both ways out."""
+    from deeplab_edu.engine.checkpoint import CheckpointMismatchError
+
+    cfg = tiny_config(tmp_path, iterations=3, ckpt_every=3, eval_every=100, warmup_iters=0, optimizer=first)
+    Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    cfg2 = tiny_config(tmp_path, iterations=6, ckpt_every=3, eval_every=100, warmup_iters=0, optimizer=then,
+                       resume=True)
+    with pytest.raises(CheckpointMismatchError, match=f"optimizer '{first}' -> '{then}'.*--init-from"):
+        Trainer(cfg2, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+
+
+def test_resume_lists_every_changed_setting_and_refuses_another_network() -> None:
+    """The trial's second finding: resumed with another --crop-size, a run fitted its ASPP rates anew
+    ([1, 2, 3] -> [1, 1, 2]) and took another --output-stride, --batch-size or --seed, while the message
+    listed only the schedule's settings. A change of the network is refused; every other change is listed."""
+    from deeplab_edu.engine.trainer import _resume_differences
+
+    saved = TrainConfig(atrous_rates="fit", crop_size=96, batch_size=8).to_dict()
+    info = {"name": "deeplabv3", "atrous_rates": [1, 2, 3]}
+    assert _resume_differences(saved, saved, info, info) == ([], [])
+    now = TrainConfig(atrous_rates="fit", crop_size=64, batch_size=4, seed=3, iterations=40000).to_dict()
+    refused, changed = _resume_differences(saved, now, info, {**info, "atrous_rates": [1, 1, 2]})
+    assert refused == ["the ASPP's rates (1, 2, 3) -> (1, 1, 2) (atrous_rates 'fit' at crop_size 64)"]
+    assert changed == ["iterations 30000 -> 40000", "crop_size 96 -> 64", "batch_size 8 -> 4", "seed 0 -> 3"]
+    refused, _ = _resume_differences(saved, {**saved, "output_stride": 8}, info, info)
+    assert refused == ["output_stride 16 -> 8"]
+    _, changed = _resume_differences(saved, {**saved, "out_dir": "elsewhere", "resume": True}, info, info)
+    assert changed == []  # where and how a run goes on is no change of what it trains
+    assert _resume_differences({"lr": 0.1}, saved, {}, info) == ([], ["lr 0.1 -> 0.007"])  # an older checkpoint
+
+
 def test_a_run_folder_is_never_written_by_two_runs(tmp_path) -> None:
     """A new run refuses a folder holding another run's checkpoints (it used to overwrite them, and
     prune its own newest ones among the old), and a second process cannot train into a locked one."""
@@ -465,7 +500,8 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytes
         Trainer(cfg, model=TinyNet(), train_set=_InterruptedScenes(16), val_set=TinyScenes(2, augment=False)).fit()
     assert stopped.value.signum == getattr(signal, signal_name)  # type: ignore[attr-defined]  # the exit status: 128 + it
     assert {sig: signal.getsignal(sig) for sig in before} == before  # the handlers are put back
-    assert "saving a checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err  # no validation was under way (a trial found the message saying one was skipped)
+    assert "finishing this step and saving a checkpoint" in err and "validation" not in err
     saved = ck.latest_checkpoint(tmp_path / "checkpoints")
     assert saved is not None and saved.name == "ckpt_00000004.pt"  # items 13-16 made step 4
     cfg.resume = True
@@ -473,7 +509,7 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytes
     assert [r["iteration"] for r in result["history"] if r["split"] == "train"][-1] == 12
 
 
-def test_a_stop_request_cuts_a_validation_short(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stop_request_cuts_a_validation_short(tmp_path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ctrl-C while the model is being validated stops after the current batch of the validation
     (on CamVid a whole pass took 30 s after the message said "finishing this step"): the run saves
     its checkpoint at that iteration and logs no validation there; --resume continues."""
@@ -484,6 +520,7 @@ def test_a_stop_request_cuts_a_validation_short(tmp_path, monkeypatch: pytest.Mo
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=val).fit()
     assert _InterruptedScenes.calls < 20 - 1  # the validation stopped before its last items
+    assert "stopping the validation under way and saving a checkpoint" in capsys.readouterr().err
     saved = ck.latest_checkpoint(tmp_path / "checkpoints")
     assert saved is not None and saved.name == "ckpt_00000004.pt"
     metrics = (tmp_path / "metrics.csv").read_text()

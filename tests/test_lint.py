@@ -37,6 +37,23 @@ def test_mypy_finds_nothing() -> None:
     assert proc.returncode == 0, "mypy:\n" + proc.stdout + proc.stderr
 
 
+def test_a_users_script_is_checked_against_the_hints(tmp_path: Path) -> None:
+    """A new user's trial: mypy run on their own script outside the clone found no deeplab_edu ("Cannot find
+    implementation or library stub"), since setuptools' default editable install is an import hook that type
+    checkers do not follow. make setup installs in compat mode (a path): the script's one wrong call is found,
+    its right ones pass."""
+    script = tmp_path / "mine.py"
+    script.write_text("import torch\n"
+                      "from deeplab_edu.models import build_model\n"
+                      "model = build_model('deeplabv3', backbone='tiny_resnet', num_classes=3)\n"
+                      "out: torch.Tensor = model(torch.zeros(1, 3, 64, 64))['out']\n"
+                      "build_model('deeplabv3', num_classes='three')\n")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", "/dev/null", "--no-error-summary", str(script)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and "mine.py:5:" in errors[0] and "num_classes" in errors[0], proc.stdout + proc.stderr
+
+
 def test_public_docstrings_name_what_they_raise() -> None:
     """A public function or method that raises must say so in its docstring's ``Raises:`` section
     (pydoclint's DOC501 and DOC503, Google style): the brief asks every public docstring to give the

@@ -145,7 +145,7 @@ def test_paper_rates_are_their_own_fit_and_small_maps_get_small_rates() -> None:
 def test_engine_warns_about_degenerate_paper_rates_and_fits_them() -> None:
     cfg = load_config("smoke", {"model": "deeplabv3", "crop_size": 96, "output_stride": 16, "atrous_rates": "paper"})
     with pytest.warns(UserWarning, match=r"crop_size=96 .* 6 x 6 feature map.*exactly 1 x 1.*atrous_rates='fit' "
-                                         r"\(rates \(1, 2, 3\)\) or a crop of at least 289 pixels"):
+                                         r"\(rates \(1, 2, 3\)\), rates below 6, or a crop of at least 289 pixels"):
         assert resolve_atrous_rates(cfg) == (6, 12, 18)
     for enough in (289, 288):  # the crop the warning names is the smallest that is enough
         cfg.crop_size = enough
@@ -159,7 +159,12 @@ def test_engine_warns_about_degenerate_paper_rates_and_fits_them() -> None:
         warnings.simplefilter("error")
         assert resolve_atrous_rates(cfg) == (1, 2, 3)
     cfg.atrous_rates = "2,3,5"
-    assert resolve_atrous_rates(cfg) == (2, 3, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_atrous_rates(cfg) == (2, 3, 5)
+    cfg.atrous_rates = "2,6,12"  # given rates warn as the paper's do (a trial's 60,120,180 on a 3 x 3 map did not)
+    with pytest.warns(UserWarning, match=r"6 x 6 feature map, so the ASPP branches at rates \(6, 12\) of \(2, 6, 12\)"):
+        assert resolve_atrous_rates(cfg) == (2, 6, 12)
     with pytest.raises(ConfigError, match="atrous_rates"):
         load_config("smoke", {"atrous_rates": "big"})
     v2 = load_config("smoke", {"model": "deeplabv2", "backbone": "tiny_resnet", "output_stride": 8,

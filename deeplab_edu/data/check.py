@@ -54,15 +54,20 @@ class DataCheck:
         return [name for name, n in zip(self.class_names, self.pixels) if n == 0]
 
     def summary(self) -> str:
-        """A few lines: the items read, the bad ones, each class's share of the labelled pixels."""
+        """A few lines: the items read, the bad ones, each class's share of the labelled pixels of the good
+        items (the bad ones are not counted: with none good, no share and no absent class is claimed)."""
         total = max(int(self.pixels.sum()), 1)
         lines = [f"{self.items} items read, {len(self.problems)} bad"]
         lines += [f"  {p}" for p in self.problems]
         if self.unpaired:
             lines.append(f"{len(self.unpaired)} file(s) left out, not read (training refuses the folder until they pair up):")
             lines += [f"  {p}" for p in self.unpaired]
+        good = self.items - len(self.problems)
+        if good <= 0:
+            lines.append("no good item to count the classes' pixels in")
+            return "\n".join(lines)
         shares = ", ".join(f"{name} {100 * n / total:.1f} %" for name, n in zip(self.class_names, self.pixels))
-        lines.append(f"labelled pixels per class: {shares}")
+        lines.append(f"labelled pixels per class{f' (in the {good} good items)' if self.problems else ''}: {shares}")
         if self.absent_classes:
             lines.append(f"no mask of this split labels a pixel as {', '.join(self.absent_classes)}: a model cannot "
                          "learn such a class from a training split, and a validation split does not score it (a "

@@ -277,6 +277,8 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
             origin.update({k: f"{kind} {str(source)!r}" for k in data})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     merged.update(given)
+    for k in given:  # an override replaces a file's value: the file no longer set it
+        origin.pop(k, None)
     model = merged.get("model", TrainConfig.model)
     model_defaults = MODEL_DEFAULTS.get(model, {}) if isinstance(model, str) else {}
     for name, value in model_defaults.items():
@@ -292,7 +294,7 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
         raise ConfigError(f"unknown setting(s) {', '.join(guesses)}; known: {', '.join(sorted(names))}")
     _check_types(merged, origin)
     if "scale_range" in merged:
-        merged["scale_range"] = tuple(float(s) for s in merged["scale_range"])
+        merged["scale_range"] = _scale_range(merged["scale_range"], origin.get("scale_range", "the overrides"))
     cfg = TrainConfig(**merged)
     try:
         validate(cfg)
@@ -329,27 +331,63 @@ def _fits(value: Any, hint: Any) -> bool:
     return plain[hint] and (hint is bool or not isinstance(value, bool))
 
 
+def _scale_range(value: Any, source: str) -> tuple[float, float]:
+    """``scale_range`` as a pair of floats, from a list or tuple of two numbers.
+
+    Raises:
+        ConfigError: ``value`` is not two numbers (``source`` says where it came from).
+    """
+    import numbers
+
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+        raise ConfigError(f"scale_range={value!r} (from {source}) should be two numbers [min, max], e.g. [0.5, 2.0]")
+    return float(value[0]), float(value[1])
+
+
+#: What a ``str`` setting of a fixed form takes, for the message when a file gives another type.
+_STR_FORMS = {
+    "atrous_rates": "'paper', 'fit' or the rates as a list of integers ([6, 12, 18]) or a string ('6,12,18')",
+    "class_weights": "'median_frequency', or null in YAML (none on the command line) for no class weights",
+}
+
+
 def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
     """Settings declared ``int``, ``float``, ``bool`` or ``str`` (or that type or ``None``) must have
     that type, named with their source when not; a number YAML reads as a string (``lr: 1e-3``: YAML 1.1 wants a dot,
-    ``1.0e-3``) becomes a float for a ``float`` setting."""
+    ``1.0e-3``) becomes a float for a ``float`` setting, the string ``none`` (as on the command line)
+    ``None`` for a number that may be ``None``, and a list of integers the string ``'6,12,18'`` for
+    ``atrous_rates``. A ``float`` must be finite (a NaN slips past every comparison)."""
+    import math
     import typing
 
     hints = typing.get_type_hints(TrainConfig)
     for key, value in merged.items():
         hint = hints[key]
         args = typing.get_args(hint)
-        if value is not None and len(args) == 2 and type(None) in args:  # X | None, given a value: X
+        source = origin.get(key, "the overrides")
+        if len(args) == 2 and type(None) in args:  # X | None
             hint = next(a for a in args if a is not type(None))
+            if hint in (int, float) and isinstance(value, str) and value.strip().lower() == "none":
+                merged[key] = value = None  # as --eval-output-stride none
+            if value is None:
+                continue
         if hint is float and isinstance(value, str):
             try:
                 merged[key] = value = float(value)
             except ValueError:
                 pass
+        if key == "atrous_rates" and isinstance(value, (list, tuple)) and value and all(
+                _fits(v, int) for v in value):
+            merged[key] = value = ",".join(str(int(v)) for v in value)
         if hint in (int, float, bool, str) and not _fits(value, hint):
             name = hint.__name__
-            raise ConfigError(f"{key}={value!r} (from {origin.get(key, 'the overrides')}) should be {'a' if name != 'int' else 'an'} "
-                              f"{name}")
+            forms = f": {_STR_FORMS[key]}" if key in _STR_FORMS else ""
+            none = " or none" if len(args) == 2 and type(None) in args and hint in (int, float) else ""
+            raise ConfigError(f"{key}={value!r} (from {source}) should be {'a' if name != 'int' else 'an'} "
+                              f"{name}{none}{forms}")
+        if hint is float and not math.isfinite(float(value)):
+            raise ConfigError(f"{key}={value!r} (from {source}) should be a finite number")
 
 
 #: The values of ``class_weights`` (``None``: no class weights; ``"none"`` becomes ``None``).
@@ -456,6 +494,8 @@ def validate(cfg: TrainConfig) -> None:
                           f"shorten it (--warmup-iters) or train longer (--iterations)")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed must be 0 or more, got {cfg.seed} (NumPy's generators take no negative seed)")
     if cfg.bn_momentum is not None and not 0 < cfg.bn_momentum <= 1:
         raise ConfigError(f"bn_momentum={cfg.bn_momentum}: the weight of each new batch in batch norm's running "
                           "statistics is in (0, 1] (DeepLabv3's decay 0.9997 is bn_momentum 0.0003)")
@@ -535,9 +575,9 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
     training crop's feature map as the paper's rates use the paper's
     (:func:`deeplab_edu.models.aspp.fit_atrous_rates`); ``"r1,r2,..."``: these rates.
 
-    With the paper's rates on a crop so small that a branch becomes exactly 1x1 (rate >= the
-    feature-map side: DeepLabv3 sec. 3.3, Fig. 4), a ``UserWarning`` names the crop, the map and
-    the rates, and suggests ``atrous_rates="fit"``.
+    With the paper's rates or given ones on a crop so small that a branch becomes exactly 1x1 (rate
+    >= the feature-map side: DeepLabv3 sec. 3.3, Fig. 4), a ``UserWarning`` names the crop, the map
+    and the rates, and suggests ``atrous_rates="fit"``.
 
     Raises:
         ConfigError: ``model_kwargs`` holds ``atrous_rates`` (it is a setting of its own).
@@ -559,14 +599,15 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
         return fit_atrous_rates(side, base, feature_map_side(crop, stride))
     if cfg.atrous_rates == "paper":
         rates = default_atrous_rates(cfg.model, cfg.output_stride)
-        flat = degenerate_rates(side, rates)
-        if flat and warn:
-            base, crop, stride = PAPER_RATE_SETTING[cfg.model]
-            fitted = fit_atrous_rates(side, base, feature_map_side(crop, stride))
-            warnings.warn(
-                f"crop_size={cfg.crop_size} at output_stride={cfg.output_stride} gives a {side} x {side} feature "
-                f"map, so the ASPP branches at rates {flat} of {rates} are exactly 1 x 1 (every off-centre tap "
-                f"reads padding; DeepLabv3 sec. 3.3). Use atrous_rates='fit' (rates {fitted}) or a crop of at "
-                f"least {cfg.output_stride * max(rates) + 1} pixels.", UserWarning, stacklevel=2)
-        return rates
-    return tuple(int(r) for r in str(cfg.atrous_rates).split(","))
+    else:
+        rates = tuple(int(r) for r in str(cfg.atrous_rates).split(","))
+    flat = degenerate_rates(side, rates)
+    if flat and warn:
+        base, crop, stride = PAPER_RATE_SETTING[cfg.model]
+        fitted = fit_atrous_rates(side, base, feature_map_side(crop, stride))
+        warnings.warn(
+            f"crop_size={cfg.crop_size} at output_stride={cfg.output_stride} gives a {side} x {side} feature "
+            f"map, so the ASPP branches at rates {flat} of {rates} are exactly 1 x 1 (every off-centre tap "
+            f"reads padding; DeepLabv3 sec. 3.3). Use atrous_rates='fit' (rates {fitted}), rates below {side}, "
+            f"or a crop of at least {cfg.output_stride * max(rates) + 1} pixels.", UserWarning, stacklevel=2)
+    return rates

@@ -33,6 +33,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Sized, cast
 
 import numpy as np
@@ -62,9 +63,39 @@ __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm
 
 
 #: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
-#: resume message lists those that changed).
+#: resume message lists those that changed, first).
 _RESUMABLE_SETTINGS = ("iterations", "lr", "weight_decay", "momentum", "warmup_iters", "poly_power", "head_lr_mult",
                        "class_weights")
+#: Settings a run cannot change when resumed: they define the network that the checkpoint's weights
+#: were trained as (a rate or an output stride changes no weight's shape, so nothing else would
+#: notice) or the optimiser whose state it holds (SGD's momentum buffers are no Adam moments).
+_FIXED_ON_RESUME = ("model", "backbone", "output_stride", "atrous_rates", "model_kwargs", "aux_loss", "optimizer")
+#: Settings that say how or where a run goes on, not what it trains: not listed when they change.
+_UNLISTED_ON_RESUME = ("resume", "out_dir", "progress")
+
+
+def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_info: Mapping[str, Any],
+                       now_info: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """What a resumed run changes: ``(refused, changed)``, each a list of ``"name old -> new"``.
+
+    ``saved``/``now``: the checkpoint's and this run's :meth:`TrainConfig.to_dict`; ``saved_info``/
+    ``now_info``: their model descriptions (``model_info``). Refused: a setting of
+    :data:`_FIXED_ON_RESUME`, or the ASPP rates the model was built with (``atrous_rates: fit``
+    fits them to the crop, so another ``crop_size`` can change them). Changed: every other setting
+    whose value differs, the resumable ones (:data:`_RESUMABLE_SETTINGS`) first; settings absent
+    from an older checkpoint are not compared.
+    """
+    def differ(k: str) -> bool:
+        return k in saved and k in now and saved[k] != now[k]
+
+    refused = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in _FIXED_ON_RESUME if differ(k)]
+    built, building = saved_info.get("atrous_rates"), now_info.get("atrous_rates")
+    if built and building and list(built) != list(building) and not differ("atrous_rates"):
+        refused.append(f"the ASPP's rates {tuple(built)} -> {tuple(building)} (atrous_rates "
+                       f"{now.get('atrous_rates')!r} at crop_size {now.get('crop_size')})")
+    rest = [k for k in now if k not in _RESUMABLE_SETTINGS + _FIXED_ON_RESUME + _UNLISTED_ON_RESUME]
+    changed = [f"{k} {saved[k]} -> {now[k]}" for k in (*_RESUMABLE_SETTINGS, *rest) if differ(k)]
+    return refused, changed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -393,6 +424,16 @@ class Trainer:
                                    + (f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})"
                                       if config.is_file() else "")
                                    + ", or start a new run in another folder.")
+        saved, now = state.get("config", {}), self.cfg.to_dict()
+        refused, changed = _resume_differences(saved, now, state.get("model_info", {}), self.model_info)
+        if refused:
+            raise ck.CheckpointMismatchError(
+                f"{path} was trained with other settings than this command's, which a resumed run cannot change: "
+                f"{'; '.join(refused)}. To continue the run with its own settings, give them back"
+                + (f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})" if config.is_file()
+                   else "")
+                + "; to train on from its weights with these, start a new run in another folder with --init-from "
+                f"{shown_path(path)}")
         unwrap(self.net).load_state_dict(state["model"])
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
@@ -408,9 +449,6 @@ class Trainer:
         self._earlier_stretches = list(state.get("provenance", []))  # absent in checkpoints written before it
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
-        saved, now = state.get("config", {}), self.cfg.to_dict()
-        changed = [f"{k} {saved[k]} -> {now[k]}" for k in _RESUMABLE_SETTINGS
-                   if k in saved and k in now and saved[k] != now[k]]
         self._resume_message = (f"resumed from {shown_path(path)} at iteration {self.iteration}"
                                 + (f"; with this run's settings: {', '.join(changed)}" if changed else ""))
 
@@ -737,12 +775,15 @@ class Trainer:
                 stoppable = None if last else (lambda: stop.requested)
                 m = None
                 if eval_now and not (stoppable is not None and stoppable()):  # no loader started for nothing
+                    stop.validating = stoppable is not None
                     try:
                         m = self.evaluate(should_stop=stoppable)
                     except BadDataError as err:  # a bad validation file: keep the training done so far
                         raise self._after_data_error(err, unread) from None
                     except ValidationStopped:
                         pass
+                    finally:
+                        stop.validating = False
                 if m is not None:
                     row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
                            "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
@@ -847,6 +888,7 @@ class _StopRequest:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled, self.requested, self.signum = enabled, False, int(signal.SIGINT)
+        self.validating = False  # set by the loop around a validation that a request cuts short
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
@@ -858,9 +900,10 @@ class _StopRequest:
         if self.requested:
             raise TrainingInterrupted(signum)
         self.requested, self.signum = True, int(signum)
-        print(f"\n{'interrupted' if signum == signal.SIGINT else signal.Signals(signum).name}: finishing this step "
-              "and saving a checkpoint, skipping a validation under way (interrupt again to stop at once)",
-              file=sys.stderr, flush=True)
+        doing = ("stopping the validation under way and saving a checkpoint" if self.validating
+                 else "finishing this step and saving a checkpoint")
+        print(f"\n{'interrupted' if signum == signal.SIGINT else signal.Signals(signum).name}: {doing} "
+              "(interrupt again to stop at once)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
