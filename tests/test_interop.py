@@ -128,3 +128,12 @@ def test_cached_torchvision_pretrained_needs_no_network(offline_torch_hub) -> No
         torch.testing.assert_close(ours.eval()(x)["out"], tv(x)["out"], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="torchvision has DeepLabv3"):
         cached_torchvision_pretrained("vgg16")
+
+
+@pytest.mark.parametrize("builder", [tvseg.fcn_resnet50, tvseg.lraspp_mobilenet_v3_large])
+def test_another_torchvision_architecture_is_named(builder) -> None:
+    """A trial: from_torchvision(fcn_resnet50(...)) said its state dict 'does not fit (321 of 362 names
+    match)'; it is not a DeepLabv3, and the message says so."""
+    tv = builder(weights=None, weights_backbone=None, num_classes=3)
+    with pytest.raises(ValueError, match=f"not a torchvision DeepLabv3 model but a {type(tv).__name__}"):
+        from_torchvision(tv)

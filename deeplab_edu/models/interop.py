@@ -121,9 +121,15 @@ def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
     """Our equivalent of a torchvision DeepLabv3 instance, with its weights (same outputs).
 
     Raises:
-        ValueError: the backbone of ``tv_model`` is not recognised (it has neither ``layer4`` nor a child ``16``),
+        ValueError: ``tv_model`` is not torchvision's ``DeepLabV3`` (its FCN and LR-ASPP builders make other
+            architectures), its backbone is not recognised (it has neither ``layer4`` nor a child ``16``),
             or its weights do not fit the equivalent model.
     """
+    from torchvision.models.segmentation import DeepLabV3 as TorchvisionDeepLabV3
+
+    if not isinstance(tv_model, TorchvisionDeepLabV3):
+        raise ValueError(f"not a torchvision DeepLabv3 model but a {type(tv_model).__name__}: from_torchvision takes "
+                         "what deeplabv3_resnet50, deeplabv3_resnet101 or deeplabv3_mobilenet_v3_large build")
     body: Any = tv_model.backbone  # torchvision's IntermediateLayerGetter over a ResNet or MobileNetV3
     if hasattr(body, "layer4"):
         backbone = "resnet50" if len(body.layer3) == 6 else "resnet101"
