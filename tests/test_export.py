@@ -43,8 +43,19 @@ def test_onnx_matches_eager_at_other_sizes(model: torch.nn.Module, tmp_path) -> 
 
 @pytest.mark.slow
 def test_torch_export_matches_eager(model: torch.nn.Module, tmp_path) -> None:
-    program = load_program(export_program(model, tmp_path / "m.pt2"))
-    for x in (torch.rand(1, 3, 53, 45), torch.rand(3, 3, 53, 45)):  # dynamic batch too
+    """On the GPU machine's torch 2.11 (make test-compat) torch.export guards the parity of the height and
+    width at the stem's max pooling, so a dynamic-size program is refused with a message that says so, and
+    one size exports; the pinned torch exports every size."""
+    try:
+        program = load_program(export_program(model, tmp_path / "m.pt2"))
+    except RuntimeError as err:
+        assert torch.__version__ < "2.14" and "cannot keep the height and width dynamic" in str(err), str(err)
+        program = load_program(export_program(model, tmp_path / "m.pt2", torch.rand(1, 3, 53, 45), dynamic=False))
+        x = torch.rand(1, 3, 53, 45)
+        with torch.no_grad():
+            torch.testing.assert_close(program(x), model(x)["out"])
+        return
+    for x in (torch.rand(1, 3, 53, 45), torch.rand(3, 3, 53, 45), torch.rand(1, 3, 64, 64)):  # both parities
         with torch.no_grad():
             torch.testing.assert_close(program(x), model(x)["out"])
     assert model.training is False

@@ -143,16 +143,36 @@ def export_program(
 
     Raises:
         ValueError: ``example`` is not an image batch (N, 3, H, W).
+        RuntimeError: with ``dynamic``, this torch's ``torch.export`` cannot keep the height and width
+            dynamic through the model (torch 2.11 adds a guard on the parity of the size at a ResNet
+            stem's max pooling, which would refuse half the sizes; the pinned torch 2.14.1 does not):
+            the message names the guard and the ways out (``dynamic=False``, :func:`export_onnx`).
     """
     was_training = model.training
     try:
-        program = torch.export.export(LogitsOnly(model).eval(), (_example(model, example, dynamic),),
-                                      dynamic_shapes=_dynamic_shapes(dynamic))
+        program = _export(model, example, dynamic)
         with atomic_path(path) as tmp:
             torch.export.save(program, str(tmp))
     finally:
         model.train(was_training)
     return Path(path)
+
+
+def _export(model: nn.Module, example: torch.Tensor | None, dynamic: bool) -> Any:
+    """``torch.export.export`` of ``LogitsOnly(model)``; a size guard it cannot keep dynamic (torch 2.11 at a
+    ResNet stem's max pooling) becomes a RuntimeError that names it and the ways out."""
+    try:
+        return torch.export.export(LogitsOnly(model).eval(), (_example(model, example, dynamic),),
+                                   dynamic_shapes=_dynamic_shapes(dynamic))
+    except Exception as err:  # torch._dynamo.exc.UserError, whose module differs between versions
+        if not dynamic or "Constraints violated" not in str(err):
+            raise
+        guard = next((line.strip(" -") for line in str(err).splitlines() if "Not all values" in line), "")
+        raise RuntimeError(
+            f"torch {torch.__version__}'s torch.export cannot keep the height and width dynamic through this "
+            f"model ({guard}): a program with that guard would refuse other sizes. Export one size "
+            "(dynamic=False), or use export_onnx, whose exporter keeps every size (the course's pinned torch "
+            "2.14.1 exports this program too)") from err
 
 
 def load_program(path: str | os.PathLike) -> nn.Module:
