@@ -322,13 +322,18 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     cfg = load_config(args.preset, overrides, config=args.config)
     if "eval_output_stride" in vars(args) and args.eval_output_stride is None:
         cfg.eval_output_stride = None
-    ignored = [k for k in PROCEDURAL_ONLY if k in overrides]
-    if cfg.dataset != "procedural" and ignored:  # a flag that would do nothing (the preset's values may stay)
-        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
-        one = len(ignored) == 1
-        raise ValueError(f"{flags} {'sets' if one else 'set'} the generated scenes (--dataset procedural), not "
-                         f"--dataset {cfg.dataset}, whose images keep their own size and whose splits are used "
-                         f"whole: leave {'it' if one else 'them'} out (--crop-size sets the training crops)")
+    if cfg.dataset != "procedural":  # a flag or a file's line that would do nothing (a preset's may stay)
+        from .engine.config import _read_yaml
+
+        ignored = [f"--{k.replace('_', '-')}" for k in PROCEDURAL_ONLY if k in overrides]
+        if args.config and run is None:  # a run's own config.json lists every setting: not the user's choice
+            ignored += [f"{k} (in {args.config})" for k in PROCEDURAL_ONLY if k in _read_yaml(args.config)]
+        if ignored:
+            one = len(ignored) == 1
+            raise ValueError(f"{', '.join(ignored)} {'sets' if one else 'set'} the generated scenes (dataset "
+                             f"procedural), not dataset {cfg.dataset}, whose images keep their own size and whose "
+                             f"splits are used whole: leave {'it' if one else 'them'} out (crop_size sets the "
+                             "training crops)")
     return cfg
 
 
@@ -546,6 +551,10 @@ def _predict(args: argparse.Namespace) -> int:
         if folders := sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
             print(f"note: predict reads the images of {src} itself, not of its subfolders ({', '.join(folders[:3])}"
                   f"{', ...' if len(folders) > 3 else ''})", file=sys.stderr)
+        if out.resolve() == src.resolve() and (src.parent / "masks").is_dir():  # a folder data set's images/
+            raise ValueError(f"--out {out} is the images folder of a data set (masks in {src.parent / 'masks'}): "
+                             "its _mask.png and _overlay.png files would become images without masks there; "
+                             f"name another folder, e.g. --out {src.parent / 'predictions'}")
         if out.is_dir() and out.resolve() == src.resolve():  # not the masks and overlays of an earlier call
             files = [p for p in files if not p.name.endswith(("_mask.png", "_overlay.png"))]
         if not files:

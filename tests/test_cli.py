@@ -39,8 +39,12 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--device", "gpu"], "device='gpu' is not a device: use cpu, cuda, cuda:N"),
     (["--seed", "-1"], "seed must be 0 or more, got -1"),
     (["--dataset", "folder", "--data-root", ".", "--image-size", "64", "--train-length", "3"],  # a trial: ignored
-     "--image-size, --train-length set the generated scenes (--dataset procedural), not --dataset folder"),
+     "--image-size, --train-length set the generated scenes (dataset procedural), not dataset folder"),
     (["--dataset", "camvid", "--difficulty", "easy"], "--difficulty sets the generated scenes"),
+    (["--momentum", "1.5"], "momentum=1.5: SGD's momentum (AdamW's beta1) is in [0, 1)"),
+    (["--weight-decay", "-1"], "weight_decay must be 0 or more, got -1"),
+    (["--image-size", "0"], "image_size=0: the generated scenes are at least 8 pixels a side"),
+    (["--train-length", "0"], "train_length must be at least 1"),
 ])
 def test_impossible_settings_are_explained(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *argv]) == 2
@@ -138,6 +142,10 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(out)]) == 0
     mask = Image.open(out / "a_mask.png")
     assert mask.size == (47, 33) and (out / "a_overlay.png").is_file()
+    (tmp_path / "masks").mkdir()  # images/ beside masks/: a folder data set's split (a second trial's predict
+    assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(images)]) == 2  # broke check-data)
+    assert "is the images folder of a data set" in capsys.readouterr().err and not list(images.glob("*_mask.png"))
+    (tmp_path / "masks").rmdir()
     Image.open(images / "a.png").convert("RGB").save(images / "a.jpg")  # same name, two formats
     assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred2")]) == 0
     assert sorted(p.name for p in (tmp_path / "pred2").glob("*_mask.png")) == ["a_jpg_mask.png", "a_png_mask.png"]
@@ -559,6 +567,22 @@ def test_a_config_files_malformed_values_are_named(tmp_path: Path, line: str, me
     bad.write_text(line + "\n")
     with pytest.raises(ConfigError, match=message):
         load_config("smoke", config=bad)
+
+
+def test_a_config_files_generated_scene_settings_and_a_folder_are_named(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """A second trial: image_size, train_length and difficulty in a user's YAML file with dataset: folder
+    were dropped without a word (the same flags were refused), and --config <run folder> said the file
+    'does not exist'. A run's own config.json lists every setting, so it is not refused."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"dataset: folder\ndata_root: {tmp_path}\nimage_size: 64\ndifficulty: hard\n")
+    assert main(["train", "--preset", "smoke", "--config", str(mine), "--out-dir", str(tmp_path / "r")]) == 2
+    assert f"image_size (in {mine}), difficulty (in {mine}) set the generated scenes" in capsys.readouterr().err
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    assert main(["train", "--config", str(run), "--out-dir", str(tmp_path / "r")]) == 2
+    assert f"config file {run} is a folder: name a YAML file, or the run's {run / 'config.json'}" in capsys.readouterr().err
 
 
 def test_a_config_file_may_write_what_the_command_line_writes(tmp_path: Path) -> None:

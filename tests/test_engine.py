@@ -357,6 +357,9 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     lines = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
     assert [r[0] for r in lines if r[1] == "train"] == [str(i) for i in range(1, 13)]
     assert [r[0] for r in lines if r[1] == "val"] == ["6", "12"]
+    done = Trainer(tiny_config(tmp_path, iterations=12, lr=0.001, ckpt_every=3, eval_every=100, warmup_iters=0,
+                               resume=True), model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    assert "it has reached its 12 iterations, so nothing is trained" in done._resume_message  # a second trial: silent
 
 
 @pytest.mark.parametrize("first, then", [("sgd", "adamw"), ("adamw", "sgd")])
@@ -392,6 +395,11 @@ def test_resume_lists_every_changed_setting_and_refuses_another_network() -> Non
     _, changed = _resume_differences(saved, {**saved, "out_dir": "elsewhere", "resume": True}, info, info)
     assert changed == []  # where and how a run goes on is no change of what it trains
     assert _resume_differences({"lr": 0.1}, saved, {}, info) == ([], ["lr 0.1 -> 0.007"])  # an older checkpoint
+    refused, _ = _resume_differences(saved, {**saved, "init_from": "r1/checkpoints"}, info, info)  # a second trial
+    assert refused == ["init_from None -> 'r1/checkpoints' (--init-from starts a new run from weights; a resumed "
+                       "run continues from its own checkpoint)"]
+    _, changed = _resume_differences({**saved, "init_from": "a"}, {**saved, "init_from": "/x/a"}, info, info)
+    assert changed == ["init_from a -> /x/a"]  # the same file by another path: listed, not refused
 
 
 def test_a_run_folder_is_never_written_by_two_runs(tmp_path) -> None:

@@ -106,7 +106,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     #: Initial learning rate, decayed by the poly schedule ``(1 - iter / iterations) ** poly_power``.
     lr: float = 0.007
-    #: SGD's momentum.
+    #: SGD's momentum; AdamW's beta1 (its gradient average's decay). In [0, 1).
     momentum: float = 0.9
     #: L2 weight decay (decoupled in AdamW).
     weight_decay: float = 1e-4
@@ -232,6 +232,10 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
         path = PRESETS_DIR / f"{source}.yaml"
         if not path.exists():
             raise ConfigError(f"unknown preset {source!r}; available: {', '.join(list_presets())}")
+    if path.is_dir():
+        inside = path / "config.json"
+        raise ConfigError(f"config file {path} is a folder: name a YAML file"
+                          + (f", or the run's {inside} to resume it" if inside.is_file() else ""))
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -494,6 +498,17 @@ def validate(cfg: TrainConfig) -> None:
                           f"shorten it (--warmup-iters) or train longer (--iterations)")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"momentum={cfg.momentum}: SGD's momentum (AdamW's beta1) is in [0, 1); the papers use 0.9")
+    for name in ("weight_decay", "hard_mining_iters"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {getattr(cfg, name)}")
+    if cfg.dataset == "procedural":
+        if cfg.image_size < 8:
+            raise ConfigError(f"image_size={cfg.image_size}: the generated scenes are at least 8 pixels a side")
+        for name in ("train_length", "val_length"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (scenes in the split), got {getattr(cfg, name)}")
     if cfg.seed < 0:
         raise ConfigError(f"seed must be 0 or more, got {cfg.seed} (NumPy's generators take no negative seed)")
     if cfg.bn_momentum is not None and not 0 < cfg.bn_momentum <= 1:

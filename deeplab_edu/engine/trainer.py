@@ -32,8 +32,8 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sized, cast
 
 import numpy as np
@@ -81,7 +81,8 @@ def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_
     ``saved``/``now``: the checkpoint's and this run's :meth:`TrainConfig.to_dict`; ``saved_info``/
     ``now_info``: their model descriptions (``model_info``). Refused: a setting of
     :data:`_FIXED_ON_RESUME`, or the ASPP rates the model was built with (``atrous_rates: fit``
-    fits them to the crop, so another ``crop_size`` can change them). Changed: every other setting
+    fits them to the crop, so another ``crop_size`` can change them), or an ``init_from`` given to a run
+    that started without one. Changed: every other setting
     whose value differs, the resumable ones (:data:`_RESUMABLE_SETTINGS`) first; settings absent
     from an older checkpoint are not compared.
     """
@@ -89,6 +90,9 @@ def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_
         return k in saved and k in now and saved[k] != now[k]
 
     refused = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in _FIXED_ON_RESUME if differ(k)]
+    if "init_from" in saved and not saved["init_from"] and now.get("init_from"):  # weights come at a run's start
+        refused.append(f"init_from None -> {now['init_from']!r} (--init-from starts a new run from weights; a "
+                       "resumed run continues from its own checkpoint)")
     built, building = saved_info.get("atrous_rates"), now_info.get("atrous_rates")
     if built and building and list(built) != list(building) and not differ("atrous_rates"):
         refused.append(f"the ASPP's rates {tuple(built)} -> {tuple(building)} (atrous_rates "
@@ -450,7 +454,10 @@ class Trainer:
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
         self._resume_message = (f"resumed from {shown_path(path)} at iteration {self.iteration}"
-                                + (f"; with this run's settings: {', '.join(changed)}" if changed else ""))
+                                + (f"; with this run's settings: {', '.join(changed)}" if changed else "")
+                                + (f"; it has reached its {self.cfg.iterations} iterations, so nothing is trained "
+                                   f"(--iterations above {self.cfg.iterations} trains on)"
+                                   if self.iteration >= self.cfg.iterations else ""))
 
     def _truncate_metrics_csv(self) -> None:
         """Drop the rows ``metrics.csv`` got after the checkpoint (an interrupted run logs past its last
