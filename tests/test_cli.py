@@ -589,9 +589,14 @@ def test_a_config_file_may_write_what_the_command_line_writes(tmp_path: Path) ->
     """eval_output_stride: none (the flag's word; YAML's is null) and atrous_rates as a YAML list; a flag's
     value that replaces a file's is not said to come from the file."""
     good = tmp_path / "good.yaml"
-    good.write_text("eval_output_stride: none\natrous_rates: [1, 2, 3]\n")
+    good.write_text("eval_output_stride: none\natrous_rates: [1, 2, 3]\namp: null\npretrained_backbone: none\n")
     cfg = load_config("smoke", config=good)
     assert cfg.eval_output_stride is None and cfg.atrous_rates == "1,2,3"
+    assert cfg.amp == "none" and cfg.pretrained_backbone is False  # a second trial: refused, and read as a file name
+    other = tmp_path / "other.yaml"
+    other.write_text("learning_rate: 0.01\n")  # another framework's name: the nearest spelling was hard_mining_iters
+    with pytest.raises(ConfigError, match=r"learning_rate \(in the config file .*; did you mean lr\?\)"):
+        load_config("smoke", config=other)
     with pytest.raises(ConfigError, match=r"lr=nan \(from the overrides\)"):
         load_config("smoke", {"lr": float("nan")}, config=good)
 

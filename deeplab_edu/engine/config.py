@@ -293,7 +293,8 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
         import difflib
 
         guesses = [f"{k} (in {origin.get(k, 'the overrides')}"
-                   + "".join(f"; did you mean {m}?" for m in difflib.get_close_matches(k, names, n=1)) + ")"
+                   + "".join(f"; did you mean {m}?" for m in ([_OTHER_NAMES[k.lower()]] if k.lower() in _OTHER_NAMES
+                                                              else difflib.get_close_matches(k, names, n=1))) + ")"
                    for k in unknown]
         raise ConfigError(f"unknown setting(s) {', '.join(guesses)}; known: {', '.join(sorted(names))}")
     _check_types(merged, origin)
@@ -349,6 +350,13 @@ def _scale_range(value: Any, source: str) -> tuple[float, float]:
     return float(value[0]), float(value[1])
 
 
+#: Other frameworks' names of settings (mmsegmentation's, Detectron2's, Lightning's), for the message
+#: about an unknown setting: closer than the nearest spelling (``learning_rate`` is nearest to
+#: ``hard_mining_iters``).
+_OTHER_NAMES = {"learning_rate": "lr", "base_lr": "lr", "max_iters": "iterations", "max_iter": "iterations",
+                "max_steps": "iterations", "num_iterations": "iterations", "batch": "batch_size",
+                "ims_per_batch": "batch_size", "crop": "crop_size", "workers": "num_workers", "precision": "amp"}
+
 #: What a ``str`` setting of a fixed form takes, for the message when a file gives another type.
 _STR_FORMS = {
     "atrous_rates": "'paper', 'fit' or the rates as a list of integers ([6, 12, 18]) or a string ('6,12,18')",
@@ -360,7 +368,8 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
     """Settings declared ``int``, ``float``, ``bool`` or ``str`` (or that type or ``None``) must have
     that type, named with their source when not; a number YAML reads as a string (``lr: 1e-3``: YAML 1.1 wants a dot,
     ``1.0e-3``) becomes a float for a ``float`` setting, the string ``none`` (as on the command line)
-    ``None`` for a number that may be ``None``, and a list of integers the string ``'6,12,18'`` for
+    ``None`` for a number that may be ``None`` and ``False`` for ``pretrained_backbone``, YAML's
+    ``null`` ``'none'`` for ``amp``, and a list of integers the string ``'6,12,18'`` for
     ``atrous_rates``. A ``float`` must be finite (a NaN slips past every comparison)."""
     import math
     import typing
@@ -370,6 +379,10 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
         hint = hints[key]
         args = typing.get_args(hint)
         source = origin.get(key, "the overrides")
+        if key == "amp" and value is None:  # YAML's null for the flag's word
+            merged[key] = value = "none"
+        if key == "pretrained_backbone" and isinstance(value, str) and value.strip().lower() == "none":
+            merged[key] = value = False  # the flag's word, not a file named "none"
         if len(args) == 2 and type(None) in args:  # X | None
             hint = next(a for a in args if a is not type(None))
             if hint in (int, float) and isinstance(value, str) and value.strip().lower() == "none":
