@@ -551,11 +551,12 @@ def _predict(args: argparse.Namespace) -> int:
         if folders := sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
             print(f"note: predict reads the images of {src} itself, not of its subfolders ({', '.join(folders[:3])}"
                   f"{', ...' if len(folders) > 3 else ''})", file=sys.stderr)
-        if out.resolve() == src.resolve() and (src.parent / "masks").is_dir():  # a folder data set's images/
+        beside = out.resolve() == src.resolve()  # outputs written beside the images
+        if beside and (src.parent / "masks").is_dir():  # a folder data set's images/
             raise ValueError(f"--out {out} is the images folder of a data set (masks in {src.parent / 'masks'}): "
                              "its _mask.png and _overlay.png files would become images without masks there; "
                              f"name another folder, e.g. --out {src.parent / 'predictions'}")
-        if out.is_dir() and out.resolve() == src.resolve():  # not the masks and overlays of an earlier call
+        if beside:  # not the masks and overlays of an earlier call (src is a folder, so out is one)
             files = [p for p in files if not p.name.endswith(("_mask.png", "_overlay.png"))]
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}")

@@ -379,13 +379,14 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
         hint = hints[key]
         args = typing.get_args(hint)
         source = origin.get(key, "the overrides")
+        says_none = isinstance(value, str) and value.strip().lower() == "none"  # the command line's word
         if key == "amp" and value is None:  # YAML's null for the flag's word
             merged[key] = value = "none"
-        if key == "pretrained_backbone" and isinstance(value, str) and value.strip().lower() == "none":
-            merged[key] = value = False  # the flag's word, not a file named "none"
+        if key == "pretrained_backbone" and says_none:
+            merged[key] = value = False  # not a file named "none"
         if len(args) == 2 and type(None) in args:  # X | None
             hint = next(a for a in args if a is not type(None))
-            if hint in (int, float) and isinstance(value, str) and value.strip().lower() == "none":
+            if hint in (int, float) and says_none:
                 merged[key] = value = None  # as --eval-output-stride none
             if value is None:
                 continue

@@ -421,23 +421,18 @@ class Trainer:
                 f"{path} was trained on the classes {', '.join(trained)}, but this run's data set names "
                 f"{', '.join(named)} (in label order): resumed, the same label would change its meaning mid-run. "
                 "Resume with the data set the run started on, or start a new run (--init-from keeps the weights)")
-        config = self.out / "config.json"
+        config = self.out / "config.json"  # the command that gives a run its own settings back, where it has one
+        own = f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})" if config.is_file() else ""
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
                             advice="A resumed run continues under this command's settings: to continue with the "
-                                   "run's own, give them back"
-                                   + (f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})"
-                                      if config.is_file() else "")
-                                   + ", or start a new run in another folder.")
+                                   f"run's own, give them back{own}, or start a new run in another folder.")
         saved, now = state.get("config", {}), self.cfg.to_dict()
         refused, changed = _resume_differences(saved, now, state.get("model_info", {}), self.model_info)
         if refused:
             raise ck.CheckpointMismatchError(
                 f"{path} was trained with other settings than this command's, which a resumed run cannot change: "
-                f"{'; '.join(refused)}. To continue the run with its own settings, give them back"
-                + (f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})" if config.is_file()
-                   else "")
-                + "; to train on from its weights with these, start a new run in another folder with --init-from "
-                f"{shown_path(path)}")
+                f"{'; '.join(refused)}. To continue the run with its own settings, give them back{own}; to train "
+                f"on from its weights with these, start a new run in another folder with --init-from {shown_path(path)}")
         unwrap(self.net).load_state_dict(state["model"])
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
