@@ -2,13 +2,16 @@
 # One GPU session for issue 11, prepared on a machine without a GPU. Stages 1-4 ran on one H200
 # (2026-11-30, commit 3cb8773: 5.5 minutes; benchmarks/README.md, "On one GPU"). Run it from the
 # repository root on a CUDA machine, one call per line below: each call's timeouts fit a 10-minute
-# device call (stages 1 and 2: 480 s; 3 and 4: 540 s; 6: 200 s; 5: 420 s); stages run in the order given.
+# device call (stages 1 and 2: 480 s; 3 and 4: 540 s; 6: 200 s; 5: 420 s; 7: 230 s); stages run in the order given.
 #
 #     bash benchmarks/gpu_session.sh 1 2        # the model benchmark, the pipeline, the optimiser step
 #     bash benchmarks/gpu_session.sh 3 4        # torch.compile, a short gpu-profile training run
 #     bash benchmarks/gpu_session.sh 6          # the next step: GIL or CPU load ...
 #     bash benchmarks/gpu_session.sh 5          # ... then CUDA graphs
+#     bash benchmarks/gpu_session.sh 7          # the loader CUDA graphs left as the limit: bytes or the interpreter lock
 #
+# Stages 6 and 5 ran on one H200 on 2026-12-04 (commit e317d9a), then stage 5 with 14 workers; stage 7 was
+# written after them, in the same session.
 # Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
 # hardware); a step that fails or times out is reported and the next one runs. Records and a log of
 # the whole call go to $OUT when it is set (a lent device machine sends back what is written there),
@@ -96,7 +99,16 @@ for n in $STAGES; do
         # in-process step+busy), and the loader without pinned memory, so without its pin-memory thread (unpinned).
         stage 6 200 "seven feeds" "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --profile \
             --out "$RES/pipeline_diagnosis_cuda_feeds.json" ;;
-    *)  echo "no stage $n (stages are 1-6)" ;;
+    7)  # With CUDA graphs the step ran 3x faster and the loader became its limit (x0.37 with 6 workers, x0.56 with
+        # 14; pipeline_diagnosis_cuda_graphs*.json). Its cost inside this process: the bytes (uint8_batches sends 5x
+        # fewer) or the interpreter lock (a shorter switch interval)? Eager with 12 workers, then CUDA graphs with 14.
+        feeds=step,loader,loader-uint8,loader+switch,loader-uint8+switch
+        stage 7 75 "uint8 batches and the switch interval, eager" "$PY" benchmarks/pipeline_diagnosis.py --device cuda \
+            --num-workers 12 --feeds $feeds --out "$RES/pipeline_diagnosis_cuda_uint8.json"
+        stage 7 155 "uint8 batches and the switch interval, CUDA graphs" "$PY" benchmarks/pipeline_diagnosis.py \
+            --device cuda --num-workers 14 --compile-mode reduce-overhead --feeds $feeds \
+            --out "$RES/pipeline_diagnosis_cuda_graphs_uint8.json" ;;
+    *)  echo "no stage $n (stages are 1-7)" ;;
     esac
 done
 

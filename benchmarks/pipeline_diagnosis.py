@@ -24,6 +24,13 @@ into waiting for the next batch (``next_s``) and launching the step (``launch_s`
 - ``unpinned``: the engine's loader without pinned memory, so without DataLoader's pin-memory
   thread (the copies to the device then block the main thread).
 
+With ``--feeds`` three more (stop 47, after CUDA graphs made the step 3x faster and the loader its
+limit): ``loader-uint8``, the loader with ``uint8_batches`` (5x fewer bytes for the workers to write
+and this process to pin and copy); ``loader+switch`` and ``loader-uint8+switch``, the same with the
+interpreter's switch interval (``sys.setswitchinterval``, 5 ms by default) shortened to
+``--switch-interval`` during the window: if the launching thread waits for the interpreter lock
+that DataLoader's threads hold, a shorter interval gives it back sooner.
+
 If ``launch_s`` per step is close to the window's seconds per step, the step is bound by the CPU
 that launches its kernels, and any work the main thread does for the data costs throughput.
 ``--compile-mode reduce-overhead`` compiles the model with CUDA graphs (one launch replays a whole
@@ -38,8 +45,10 @@ import argparse
 import itertools
 import queue
 import statistics
+import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -47,7 +56,7 @@ import torch
 from deeplab_edu.engine.bench.pipeline import FEEDS, PROFILE_STEPS, diagnosis_rows, loader_load_elsewhere, summarise_profile
 from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
 from deeplab_edu.engine.config import load_config
-from deeplab_edu.engine.data import train_loader
+from deeplab_edu.engine.data import SeededDataset, build_datasets, train_loader
 from deeplab_edu.engine.trainer import Trainer
 from deeplab_edu.viz.tables import markdown_text
 
@@ -159,8 +168,17 @@ def main() -> None:
                                                              f"{PROFILE_STEPS} loader-fed steps")
     parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"], default="none",
                         help="torch.compile the model first (reduce-overhead: with CUDA graphs)")
+    parser.add_argument("--feeds", default=",".join(list(FEEDS)[:7]),
+                        help=f"comma-separated feeds, of: {', '.join(FEEDS)}")
+    parser.add_argument("--switch-interval", type=float, default=0.0005,
+                        help="seconds: sys.setswitchinterval during the +switch feeds (Python's default 0.005)")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/pipeline_diagnosis_<device>.json)")
     args = parser.parse_args()
+    modes = [f.strip() for f in args.feeds.split(",") if f.strip()]
+    unknown = [f for f in modes if f not in FEEDS]
+    if unknown or "step" not in modes:
+        parser.error(f"--feeds: {', '.join(unknown) or 'step is missing (the others are compared with it)'}; "
+                     f"feeds are {', '.join(FEEDS)}")
     overrides: dict[str, Any] = {"iterations": 10_000, "progress": False, "resume": False, "warmup_iters": 0,
                                  "tensorboard": False}
     if args.device:
@@ -195,7 +213,15 @@ def main() -> None:
             next(loader)
 
     results: dict[str, list[dict[str, float]]] = {}
-    modes = list(FEEDS)
+    compact: Iterator[Batch] = iter(())
+    if any(m.startswith("loader-uint8") for m in modes):  # the engine's loader as uint8_batches=True builds it
+        compact_set = SeededDataset(build_datasets(replace(trainer.cfg, uint8_batches=True))[0], trainer.cfg.seed)
+        compact_loader = train_loader(compact_set, torch.utils.data.RandomSampler(compact_set),
+                                      batch_size=trainer.cfg.batch_size, num_workers=trainer.num_workers, device=dev)
+        compact = itertools.chain.from_iterable(itertools.repeat(compact_loader))
+        for _ in range(2):
+            trainer.train_step(compact)
+    default_switch = sys.getswitchinterval()
     unpinned = train_loader(trainer.train_set, torch.utils.data.RandomSampler(trainer.train_set),
                             batch_size=trainer.cfg.batch_size, num_workers=trainer.num_workers)  # device None: not pinned
     unpinned_batches = itertools.chain.from_iterable(itertools.repeat(unpinned))
@@ -208,10 +234,19 @@ def main() -> None:
         if mode == "unpinned":
             for _ in range(prefetch):
                 next(unpinned_batches)
+        if mode in ("loader+switch",):
+            for _ in range(prefetch):
+                next(loader)
+        if mode.startswith("loader-uint8"):
+            for _ in range(prefetch):
+                next(compact)
+        sys.setswitchinterval(args.switch_interval if mode.endswith("+switch") else default_switch)
         if mode == "step":
             r = window(trainer, synthetic, args.iterations)
-        elif mode == "loader":
+        elif mode in ("loader", "loader+switch"):
             r = window(trainer, loader, args.iterations)
+        elif mode.startswith("loader-uint8"):
+            r = window(trainer, compact, args.iterations)
         elif mode == "pinned":
             r = window(trainer, itertools.cycle(pinned), args.iterations)
         elif mode == "step+busy":
@@ -230,6 +265,7 @@ def main() -> None:
             pf = DevicePrefetcher(loader, trainer.to_device, dev)
             r = window(trainer, pf, args.iterations)
             pf.close()
+        sys.setswitchinterval(default_switch)
         results.setdefault(mode, []).append(r)
         # each window as it ends: a run stopped by its time limit still leaves what it measured in the log
         print(f"{mode}: {trainer.cfg.batch_size / r['step_s']:.1f} images/s  {r}", flush=True)
@@ -255,6 +291,7 @@ def main() -> None:
         profile_summary = summarise_profile(prof, PROFILE_STEPS)
     write_result({"preset": args.preset, "device": str(dev), "num_workers": trainer.num_workers,
                   "batch_size": batch, "iterations": args.iterations, "compile_mode": args.compile_mode,
+                  "switch_interval": args.switch_interval if any(m.endswith("+switch") for m in modes) else None,
                   "warmup_seconds": warmup_s, "modes": summary, "profile": profile_table,
                   "profile_steps": PROFILE_STEPS if profile_table else None, "profile_totals": profile_summary},
                  args.out, f"pipeline_diagnosis_{dev.type}.json", "main-thread split of loader-fed steps")

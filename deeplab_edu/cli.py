@@ -98,6 +98,7 @@ _TRAIN_HELP = {
     "top_k": "fraction of hardest pixels kept by the loss (1: plain cross-entropy)",
     "amp": "none, bf16 or fp16 (autocast)",
     "channels_last": "NHWC memory format (faster on GPUs and CPUs with oneDNN)",
+    "uint8_batches": "send training batches as uint8 and normalise them on the device (fewer bytes)",
     "compile": "torch.compile the model",
     "device": "cpu, cuda, cuda:1, mps, ... (default: $DEEPLAB_EDU_DEVICE, else cuda when available)",
     "recompute_depthwise": "recompute separable convs' depthwise half in backward (less memory)",

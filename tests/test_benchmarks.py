@@ -343,9 +343,9 @@ def test_pipeline_diagnosis_times_every_feed(tmp_path: Path, monkeypatch: pytest
     module.main()
     record = load_record(out)
     rows = diagnosis_rows(record)
-    assert [r["feed"] for r in rows] == list(FEEDS)
+    assert [r["feed"] for r in rows] == list(FEEDS)[:7]  # the default: the seven of the first diagnosis
     assert all(r["ms per step"] > 0 and r["launching ms"] <= r["ms per step"] + 1e-6 for r in rows)
-    assert record["results"]["compile_mode"] == "none"
+    assert record["results"]["compile_mode"] == "none" and record["results"]["switch_interval"] is None
     # the profile's totals come from its events; the printed table (all the first record kept) agrees
     totals = profile_totals(record)
     assert totals == record["results"]["profile_totals"]
@@ -354,3 +354,26 @@ def test_pipeline_diagnosis_times_every_feed(tmp_path: Path, monkeypatch: pytest
     del record["results"]["profile_totals"]
     from_table = profile_totals(record)
     assert from_table is not None and from_table["cpu_ms_per_step"] == pytest.approx(totals["cpu_ms_per_step"], rel=1e-3)
+
+
+def test_pipeline_diagnosis_feeds_uint8_batches_and_the_switch_interval(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from deeplab_edu.engine.bench import diagnosis_rows
+    from deeplab_edu.records import load_record
+
+    module = _benchmark_script("pipeline_diagnosis")
+    out = tmp_path / "diagnosis.json"
+    feeds = ["step", "loader-uint8", "loader+switch", "loader-uint8+switch"]
+    switch = sys.getswitchinterval()
+    monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", "--preset", "smoke", "--iterations", "1", "--rounds", "1",
+                                     "--num-workers", "0", "--feeds", ",".join(feeds), "--switch-interval", "0.001",
+                                     "--out", str(out)])
+    module.main()
+    record = load_record(out)
+    assert [r["feed"] for r in diagnosis_rows(record)] == feeds
+    assert record["results"]["switch_interval"] == 0.001 and sys.getswitchinterval() == switch  # given back
+    monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", "--feeds", "loader,lodaer"])
+    with pytest.raises(SystemExit):
+        module.main()

@@ -101,12 +101,14 @@ def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
 
     The training set gets DeepLab's augmentation (random scale in ``scale_range``, random crop of
     ``crop_size`` padded with the ignore label unless ``pad_to_crop`` is off, left-right flip); the validation set is evaluated
-    whole (normalised only).
+    whole (normalised only). With ``uint8_batches`` the training items are uint8 image and mask
+    (:func:`~deeplab_edu.data.transforms.to_uint8`), normalised on the device by the Trainer.
     """
     from deeplab_edu.data import build_dataset, transforms
 
+    compact = bool(getattr(cfg, "uint8_batches", False))
     train_tf = transforms.train_transform(cfg.crop_size, scale_range=tuple(cfg.scale_range),
-                                          pad_to_crop=cfg.pad_to_crop)
+                                          pad_to_crop=cfg.pad_to_crop, normalize=not compact, as_uint8=compact)
     val_tf = transforms.eval_transform()
     kwargs: dict[str, Any] = {}
     if cfg.dataset == "procedural":

@@ -46,6 +46,7 @@ from ..config import resolve_device
 from ..data.io import BadDataError
 from ..metrics import ConfusionMatrix
 from ..records import provenance, shown_path
+from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 from ..models.aspp import set_recompute_depthwise
 from ..models.backbones import at_output_stride
 from . import checkpoint as ck
@@ -363,6 +364,7 @@ class Trainer:
         # The DataLoader draws its worker base seed from this generator, not from the global one, so
         # creating a loader after a resume does not shift the global random stream (dropout).
         self._loader_gen = torch.Generator().manual_seed(cfg.seed)
+        self._pixel_stats: tuple[torch.Tensor, ...] | None = None  # to_device's mean and std of uint8 pixels
         self._resume_message: str | None = None  # printed by fit once the run's folder is claimed
         self._saved_at = 0  # the iteration the newest checkpoint holds (nothing to save before training)
         self._earlier_stretches: list[dict[str, Any]] = []  # what trained the checkpoint this run resumed
@@ -528,11 +530,18 @@ class Trainer:
 
     def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy a batch of :meth:`batches` to the device, as :meth:`step` does: from pinned memory the
-        copies are asynchronous (``non_blocking``); images become channels-last when
-        ``cfg.channels_last``, labels int64."""
+        copies are asynchronous (``non_blocking``); uint8 images (``cfg.uint8_batches``) are
+        normalised there with ImageNet's statistics, as the float ones were in the loader; images
+        become channels-last when ``cfg.channels_last``, labels int64."""
         x = x.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if x.dtype == torch.uint8:  # uint8_batches: (x / 255 - mean) / std, as the transforms' Normalize
+            if self._pixel_stats is None or self._pixel_stats[0].device != x.device:
+                self._pixel_stats = tuple(torch.tensor(v, device=x.device).mul_(255).view(1, -1, 1, 1)
+                                          for v in (IMAGENET_MEAN, IMAGENET_STD))
+            mean, std = self._pixel_stats
+            x = (x.float() - mean) / std  # keeps x's memory format
         return x, y.to(self.device, non_blocking=True).long()
 
     # ------------------------------------------------------------------ loops

@@ -36,6 +36,9 @@ FEEDS = {
     "step+load": "the synthetic batch while another process drains its own loader (the workers' CPU load "
                  "without this process's threads)",
     "unpinned": "the engine's training loader without pinned memory (no pin-memory thread; blocking copies)",
+    "loader-uint8": "the engine's training loader with uint8_batches (uint8 image and mask, normalised on the device)",
+    "loader+switch": "the engine's training loader, the interpreter's switch interval shortened (--switch-interval)",
+    "loader-uint8+switch": "loader-uint8 with the switch interval shortened",
 }
 
 
