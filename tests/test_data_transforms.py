@@ -177,3 +177,26 @@ def test_real_scale_statistics_of_padding():
     x, y = train_transform(64, scale_range=(0.5, 0.5), hflip=0.0)(image, mask)
     assert abs(float((y == 255).float().mean()) - 0.75) < 0.02
     assert np.isclose(float((y != 255).sum()), 32 * 32)
+
+
+def test_as_uint8_gives_the_rounded_image_and_a_uint8_mask():
+    """uint8_batches' items: the same augmentation as the float path, the image rounded to 1/255 and
+    both made uint8; normalised (on the device) they are within half a step of the float image's."""
+    from deeplab_edu.data.transforms import to_uint8
+
+    image, mask = _pair(40, 52)
+    mask[0, 0] = 255  # the ignore label travels too
+    plain, compact = train_transform(32, normalize=False), train_transform(32, normalize=False, as_uint8=True)
+    torch.manual_seed(3)
+    x, y = plain(image, mask)
+    torch.manual_seed(3)
+    x8, y8 = compact(image, mask)
+    assert x8.dtype == y8.dtype == torch.uint8 and x8.shape == x.shape and y8.shape == y.shape
+    assert torch.equal(x8, (x * 255).round().to(torch.uint8)) and torch.equal(y8.long(), y)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert ((normalize(x8) - normalize(x)) * std).abs().max() <= 0.5 / 255 + 1e-6
+    assert pickle.loads(pickle.dumps(compact))(image, mask)[0].dtype == torch.uint8  # picklable for workers
+    with pytest.raises(ValueError, match="normalize=False"):
+        train_transform(32, as_uint8=True)
+    with pytest.raises(ValueError, match="labels 0..300 do not fit in uint8"):
+        to_uint8(torch.zeros(3, 4, 4), torch.tensor([[0, 300]]))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deeplab_edu.engine import checkpoint as ck
-from deeplab_edu.engine.config import ConfigError, TrainConfig
+from deeplab_edu.engine.config import ConfigError, TrainConfig, load_config
 from deeplab_edu.engine.losses import SegmentationLoss, bootstrapped_ce
 from deeplab_edu.engine.schedule import PolyLR, param_groups, poly_factor
 from deeplab_edu.engine.trainer import NonFiniteLossError, Trainer, freeze_batchnorm
@@ -109,7 +109,6 @@ def test_class_weights_weigh_each_pixel_by_its_class(tmp_path) -> None:
     with pytest.warns(UserWarning, match=r"no pixel of blue in the 8 training masks counted"):
         Trainer(tiny_config(tmp_path / "noblue", class_weights="median_frequency"), model=TinyNet(),
                 train_set=NoBlue(8), val_set=TinyScenes(2, augment=False))
-    from deeplab_edu.engine.config import load_config
 
     assert load_config("smoke", {"class_weights": "None"}).class_weights is None  # one value for "no weights"
     for bad, match in (({"class_weights": "inverse"}, "class_weights='inverse'"),
@@ -726,3 +725,24 @@ def test_resuming_from_a_model_file_says_what_it_is(tmp_path) -> None:
     cfg.resume, cfg.iterations = True, 4
     with pytest.raises(ck.CheckpointMismatchError, match="holds no training state.*a model file.*--init-from"):
         Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+
+
+def test_uint8_batches_are_normalised_on_the_device(tmp_path) -> None:
+    """uint8_batches: the engine's training set gives uint8 image and mask, and the Trainer's copy to
+    the device normalises the image as the float pipeline does (to the rounding of 1/255)."""
+    from deeplab_edu.data.transforms import IMAGENET_STD
+
+    trainers = {on: Trainer(load_config("smoke", {"uint8_batches": on, "channels_last": True, "iterations": 2,
+                                                  "out_dir": str(tmp_path / str(on)), "progress": False}))
+                for on in (False, True)}
+    x, y = trainers[False].train_set[0]
+    x8, y8 = trainers[True].train_set[0]  # the same seeded augmentation
+    assert x8.dtype == y8.dtype == torch.uint8 and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert torch.equal(y8.long(), y)
+    a, ya = trainers[False].to_device(x[None], y[None])
+    b, yb = trainers[True].to_device(x8[None], y8[None])
+    assert b.dtype == torch.float32 and yb.dtype == torch.int64 and torch.equal(ya, yb)
+    assert b.is_contiguous(memory_format=torch.channels_last)
+    assert ((a - b) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)).abs().max() <= 0.5 / 255 + 1e-5
+    result = trainers[True].fit()
+    assert all(math.isfinite(r["loss"]) for r in result["history"] if r["split"] == "train")
