@@ -377,3 +377,17 @@ def test_pipeline_diagnosis_feeds_uint8_batches_and_the_switch_interval(tmp_path
     monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", "--feeds", "loader,lodaer"])
     with pytest.raises(SystemExit):
         module.main()
+
+
+def test_uint8_batches_benchmark_compares_float_and_uint8_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.records import load_record
+
+    module = _benchmark_script("uint8_batches")
+    assert module.batch_bytes(256, 16, False) == 5 * module.batch_bytes(256, 16, True) == 20 * 2**20
+    out = tmp_path / "uint8.json"
+    monkeypatch.setattr("sys.argv", ["uint8_batches.py", "--workers", "0", "--size", "32", "--batch", "2",
+                                     "--batches", "1", "--rounds", "1", "--out", str(out)])
+    module.main()
+    results = load_record(out)["results"]
+    assert len(results["scenes_per_s"]["float"]) == len(results["scenes_per_s"]["uint8"]) == 1
+    assert results["speedup"] > 0 and results["speedup_interval"] is None  # one round: no interval

@@ -19,7 +19,7 @@ __all__ = ["loader_throughput", "cores_scaling", "run_loader_benchmark"]
 
 
 def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batches: int = 40, warmup: int = 2,
-                      limit_threads: bool = True, seed: int = 0) -> dict[str, Any]:
+                      limit_threads: bool = True, seed: int = 0, uint8_batches: bool = False) -> dict[str, Any]:
     """Scenes/s of the engine's training loader on procedural scenes with DeepLab's augmentation.
 
     The loader is the one :class:`~deeplab_edu.engine.trainer.Trainer` uses
@@ -28,6 +28,7 @@ def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batc
     ``batch`` scenes of ``size`` pixels (random scale 0.5-2.0, crop ``size``, flip). The clock starts when
     the ``warmup``-th batch arrives (so worker start-up is not counted). ``limit_threads=False`` builds a
     plain DataLoader instead (workers keep their default BLAS/OpenMP threads) to show what the limits change.
+    ``uint8_batches`` makes the items uint8 as ``TrainConfig.uint8_batches`` does (``benchmarks/uint8_batches.py``).
 
     Returns:
         ``{"num_workers", "limit_threads", "scenes_per_s", "seconds", "cpu_s_per_scene", "other_cores"}``: the
@@ -52,7 +53,8 @@ def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batc
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     cfg = TrainConfig(dataset="procedural", image_size=size, crop_size=size, batch_size=batch,
-                      train_length=(warmup + batches) * batch, val_length=1, num_workers=num_workers, device="cpu")
+                      train_length=(warmup + batches) * batch, val_length=1, num_workers=num_workers, device="cpu",
+                      uint8_batches=uint8_batches)
     train, _ = build_datasets(cfg)
     dataset = SeededDataset(train, seed)
     sampler = ResumableSampler(dataset, shuffle=True, seed=seed, drop_last=True)
