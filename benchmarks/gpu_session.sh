@@ -2,16 +2,18 @@
 # One GPU session for issue 11, prepared on a machine without a GPU. Stages 1-4 ran on one H200
 # (2026-11-30, commit 3cb8773: 5.5 minutes; benchmarks/README.md, "On one GPU"). Run it from the
 # repository root on a CUDA machine, one call per line below: each call's timeouts fit a 10-minute
-# device call (stages 1 and 2: 480 s; 3 and 4: 540 s; 6: 200 s; 5: 420 s; 7: 230 s); stages run in the order given.
+# device call (stages 1 and 2: 480 s; 3 and 4: 540 s; 6: 200 s; 5: 420 s; 7: 230 s; 8: 420 s); stages run in the order given.
 #
 #     bash benchmarks/gpu_session.sh 1 2        # the model benchmark, the pipeline, the optimiser step
 #     bash benchmarks/gpu_session.sh 3 4        # torch.compile, a short gpu-profile training run
 #     bash benchmarks/gpu_session.sh 6          # the next step: GIL or CPU load ...
 #     bash benchmarks/gpu_session.sh 5          # ... then CUDA graphs
 #     bash benchmarks/gpu_session.sh 7          # the loader CUDA graphs left as the limit: bytes or the interpreter lock
+#     bash benchmarks/gpu_session.sh 8          # the next step: gpu-profile training with CUDA graphs and uint8 batches
 #
 # Stages 6 and 5 ran on one H200 on 2026-12-04 (commit e317d9a), then stage 5 with 14 workers; stage 7 was
-# written after them, in the same session.
+# written after them and ran in the same session (commit cf907fd). Stage 8 was written after stage 7 and has
+# not run on a GPU.
 # Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
 # hardware); a step that fails or times out is reported and the next one runs. Records and a log of
 # the whole call go to $OUT when it is set (a lent device machine sends back what is written there),
@@ -108,7 +110,17 @@ for n in $STAGES; do
         stage 7 155 "uint8 batches and the switch interval, CUDA graphs" "$PY" benchmarks/pipeline_diagnosis.py \
             --device cuda --num-workers 14 --compile-mode reduce-overhead --feeds $feeds \
             --out "$RES/pipeline_diagnosis_cuda_graphs_uint8.json" ;;
-    *)  echo "no stage $n (stages are 1-7)" ;;
+    8)  # What stage 7 points to, as training runs: the gpu preset for 1000 iterations as it is, then with CUDA graphs
+        # (the Trainer's compile_mode: reduce-overhead), uint8 batches and 14 workers; each run's images/s and
+        # validation mIoU are in its record (one seed: a check that the faster run still learns, not a finding).
+        stage 8 150 "gpu-profile training, the preset" "$PY" -m deeplab_edu train --preset gpu --iterations 1000 \
+            --eval-every 250 --ckpt-every 1000 --out-dir "runs/gpu_stage8_eager_$(date +%s)" --no-progress \
+            --record "$RES/train_gpu_preset_eager.json"
+        stage 8 270 "gpu-profile training, CUDA graphs and uint8 batches" "$PY" -m deeplab_edu train --preset gpu \
+            --iterations 1000 --eval-every 250 --ckpt-every 1000 --compile --compile-mode reduce-overhead \
+            --uint8-batches --num-workers 14 --out-dir "runs/gpu_stage8_graphs_$(date +%s)" --no-progress \
+            --record "$RES/train_gpu_preset_graphs.json" ;;
+    *)  echo "no stage $n (stages are 1-8)" ;;
     esac
 done
 

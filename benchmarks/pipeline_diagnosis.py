@@ -34,7 +34,9 @@ that DataLoader's threads hold, a shorter interval gives it back sooner.
 If ``launch_s`` per step is close to the window's seconds per step, the step is bound by the CPU
 that launches its kernels, and any work the main thread does for the data costs throughput.
 ``--compile-mode reduce-overhead`` compiles the model with CUDA graphs (one launch replays a whole
-forward or backward pass), the next thing to measure (``gpu_session.sh``, stage 5).
+forward or backward pass), as the Trainer does with ``compile: true, compile_mode: reduce-overhead``
+(since stop 47 through those settings; stage 5's records, made before, compiled ``trainer.net`` here
+and marked each step's start as the Trainer now does).
 
     python benchmarks/pipeline_diagnosis.py --device cuda --out benchmarks/results/pipeline_diagnosis_cuda.json
 """
@@ -185,17 +187,10 @@ def main() -> None:
         overrides["device"] = args.device
     if args.num_workers is not None:
         overrides["num_workers"] = args.num_workers
+    if args.compile_mode != "none":  # the Trainer's compile (with CUDA graphs it marks each step's start)
+        overrides.update(compile=True, compile_mode=args.compile_mode)
     trainer = Trainer(load_config(args.preset, overrides))
     dev = trainer.device
-    if args.compile_mode != "none":
-        trainer.net = torch.compile(trainer.net, mode=args.compile_mode)
-        step = trainer.step
-
-        def marked_step(batches: Iterator[Batch]) -> Any:  # a new step for CUDA graphs' memory
-            torch.compiler.cudagraph_mark_step_begin()
-            return step(batches)
-
-        trainer.step = marked_step  # type: ignore[method-assign]
     compile_start = time.perf_counter()
     loader = trainer.batches()
     x0, y0 = next(loader)

@@ -100,6 +100,7 @@ _TRAIN_HELP = {
     "channels_last": "NHWC memory format (faster on GPUs and CPUs with oneDNN)",
     "uint8_batches": "send training batches as uint8 and normalise them on the device (fewer bytes)",
     "compile": "torch.compile the model",
+    "compile_mode": "torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs) or max-autotune",
     "device": "cpu, cuda, cuda:1, mps, ... (default: $DEEPLAB_EDU_DEVICE, else cuda when available)",
     "recompute_depthwise": "recompute separable convs' depthwise half in backward (less memory)",
     "keep_freed_memory": "CPU, glibc: reuse freed memory instead of returning it to the OS",

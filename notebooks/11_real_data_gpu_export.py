@@ -468,9 +468,10 @@ assert graph_rows["loader-uint8"]["images/s"] > 2 * eager_rows["loader"]["images
 # fed it faster in every round; a shorter switch interval did not help, so the interpreter lock's
 # hand-over is not the cost. The best feed still reaches only about three quarters of its step
 # alone, below issue 11's 0.9, but it trains more than twice as many images per second as the eager
-# loader-fed step of the same call. The `gpu` preset does not use either yet: the Trainer compiles in
-# the default mode, and no full run has trained this way; that, and workers that make an image
-# faster, are the next GPU session's work (`benchmarks/README.md`, "On one GPU").
+# loader-fed step of the same call. The `gpu` preset does not use either yet: no full run has
+# trained this way (the Trainer's `compile_mode: reduce-overhead` and `uint8_batches` are new); that,
+# and workers that make an image faster, are the next GPU session's work (`benchmarks/README.md`,
+# "On one GPU").
 
 # %% [markdown]
 # ## What the inference strategies cost

@@ -31,3 +31,25 @@ def test_trainer_with_compile_trains_and_saves(tmp_path: Path, monkeypatch: pyte
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result["history"] if r["split"] == "train")
     state = load_checkpoint(tmp_path / "checkpoints")
     assert state["iteration"] == 2 and not any(k.startswith("_orig_mod") for k in state["model"])
+
+
+@pytest.mark.parametrize("mode", ["reduce-overhead", "default"])
+def test_compile_mode_reaches_torch_compile_and_cuda_graphs_mark_each_step(tmp_path: Path, mode: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile_mode`` is torch.compile's ``mode``; with CUDA graphs (reduce-overhead) every forward pass of a
+    training step starts with ``torch.compiler.cudagraph_mark_step_begin`` (the outputs of the last replay
+    may be overwritten), and validation runs the model uncompiled. Here the network is not compiled at all
+    (a CPU has no CUDA graphs): the test checks what the Trainer asks of torch."""
+    from deeplab_edu.engine.config import ConfigError
+
+    modes: list[str | None] = []
+    marks: list[int] = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    cfg = tiny_config(tmp_path, compile=True, compile_mode=mode, iterations=2, grad_accum=2, eval_every=2,
+                      num_workers=0)
+    Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, seed=9, augment=False)).fit()
+    assert modes == [mode] and len(marks) == (4 if mode == "reduce-overhead" else 0)  # 2 steps x 2 micro-batches
+    with pytest.raises(ConfigError, match="compile_mode='graphs'; use default, reduce-overhead, max-autotune"):
+        Trainer(tiny_config(tmp_path / "bad", compile=True, compile_mode="graphs"), model=TinyNet(),
+                train_set=TinyScenes(8), val_set=TinyScenes(2))

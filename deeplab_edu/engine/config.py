@@ -24,6 +24,8 @@ __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "MODEL_DEFAULTS", "list_
            "preset_summary", "validate", "resolve_atrous_rates"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+#: ``torch.compile`` modes ``TrainConfig.compile_mode`` accepts.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 #: Settings in which a model's paper differs from :class:`TrainConfig`'s (DeepLabv3's) defaults;
@@ -146,6 +148,10 @@ class TrainConfig:
     channels_last: bool = False
     #: ``torch.compile`` the model (minutes of compiling before the first step).
     compile: bool = False
+    #: ``torch.compile``'s mode with ``compile``: ``"default"``, or ``"reduce-overhead"`` (CUDA graphs: each
+    #: training pass replayed with one launch; on one H200 the ``gpu`` preset's step alone ran 3x faster,
+    #: ``benchmarks/README.md``, "On one GPU"), or ``"max-autotune"``. Validation runs the model uncompiled.
+    compile_mode: str = "default"
     #: The engine's training images travel from the loader's workers as uint8 (masks as uint8 too) and are
     #: normalised on the device: 5x fewer bytes per batch for the workers to write and the training
     #: process to pin and copy (the augmented image is rounded to 1/255, the source pictures' own step).
@@ -473,6 +479,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"optimizer={cfg.optimizer!r}; use sgd (the papers') or adamw (short runs from scratch)")
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"compile_mode={cfg.compile_mode!r}; use {', '.join(COMPILE_MODES)}")
     if cfg.crop_size < 16:
         raise ConfigError(f"crop_size={cfg.crop_size} is too small; use at least 16 pixels")
     if cfg.batch_size == 1 and not cfg.freeze_bn and cfg.crop_size <= cfg.output_stride:

@@ -344,7 +344,7 @@ class Trainer:
         self.criterion = SegmentationLoss(self.ignore_index, cfg.aux_weight, cfg.top_k, cfg.hard_mining_iters,
                                           class_weights=self.class_weights).to(self.device)
         if cfg.compile:
-            self.net = cast(nn.Module, torch.compile(self.net))  # an OptimizedModule
+            self.net = cast(nn.Module, torch.compile(self.net, mode=cfg.compile_mode))  # an OptimizedModule
             if self.dist.is_main:  # the compilation itself happens in the first steps, with no sign of progress
                 print("compile: torch.compile compiles the model in the first steps (and again for a new input "
                       "size, at the first validation): they take from tens of seconds to minutes", flush=True)
@@ -584,10 +584,13 @@ class Trainer:
         self._train_mode()
         self.criterion.set_iteration(self.iteration)
         total, images = torch.zeros((), device=self.device), 0
+        graphs = cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")  # the modes with CUDA graphs
         for micro in range(cfg.grad_accum):
             x, y = self.to_device(*next(batches))
             last = micro == cfg.grad_accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else cast(Any, self.net).no_sync()
+            if graphs:  # a new iteration: CUDA graphs may reuse the memory of the last one's outputs
+                torch.compiler.cudagraph_mark_step_begin()
             with sync:
                 with autocast_context(cfg.amp, self.device):
                     loss = self.criterion(self.net(x), y) / cfg.grad_accum
