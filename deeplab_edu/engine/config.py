@@ -149,7 +149,7 @@ class TrainConfig:
     #: ``torch.compile`` the model (minutes of compiling before the first step).
     compile: bool = False
     #: ``torch.compile``'s mode with ``compile``: ``"default"``, or ``"reduce-overhead"`` (CUDA graphs: each
-    #: training pass replayed with one launch; on one H200 the ``gpu`` preset's step alone ran 3x faster,
+    #: training pass replayed with one launch; on one H200 the ``gpu`` preset's step alone ran 2-3x faster,
     #: ``benchmarks/README.md``, "On one GPU"), or ``"max-autotune"``. Validation runs the model uncompiled.
     compile_mode: str = "default"
     #: The engine's training images travel from the loader's workers as uint8 (masks as uint8 too) and are
