@@ -228,7 +228,7 @@ class _Joint:
         return to_uint8(*pair) if self.as_uint8 else pair
 
     def __repr__(self) -> str:
-        return f"JointTransform({self.pipeline})"
+        return f"JointTransform({self.pipeline}{', as_uint8=True' if self.as_uint8 else ''})"
 
 
 def train_transform(

@@ -20,8 +20,8 @@ from typing import Any, Mapping
 
 from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES
 
-__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "MODEL_DEFAULTS", "list_presets", "load_config",
-           "preset_summary", "validate", "resolve_atrous_rates"]
+__all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_DEFAULTS", "list_presets",
+           "load_config", "preset_summary", "validate", "resolve_atrous_rates"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 #: ``torch.compile`` modes ``TrainConfig.compile_mode`` accepts.
