@@ -248,7 +248,7 @@ def test_gpu_session_script_uses_existing_flags() -> None:
     script = (Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_session.sh").read_text()
     joined = script.replace("\\\n", " ")
     commands = re.findall(r'"\$PY" -m deeplab_edu ([^;|}\n]+)', joined)
-    assert len(commands) == 4
+    assert len(commands) == 6  # stages 1-4 and the two training runs of stage 8
     for command in commands:
         argv = [a.replace('"$RES', "benchmarks/results").strip('"') for a in shlex.split(command.split(" || ")[0])]
         build_parser().parse_args(argv)  # SystemExit on an unknown flag
