@@ -101,7 +101,7 @@ for n in $STAGES; do
         # in-process step+busy), and the loader without pinned memory, so without its pin-memory thread (unpinned).
         stage 6 200 "seven feeds" "$PY" benchmarks/pipeline_diagnosis.py --device cuda --num-workers 6 --profile \
             --out "$RES/pipeline_diagnosis_cuda_feeds.json" ;;
-    7)  # With CUDA graphs the step ran 3x faster and the loader became its limit (x0.37 with 6 workers, x0.56 with
+    7)  # With CUDA graphs the step ran 2-3x faster and the loader became its limit (x0.37 with 6 workers, x0.56 with
         # 14; pipeline_diagnosis_cuda_graphs*.json). Its cost inside this process: the bytes (uint8_batches sends 5x
         # fewer) or the interpreter lock (a shorter switch interval)? Eager with 12 workers, then CUDA graphs with 14.
         feeds=step,loader,loader-uint8,loader+switch,loader-uint8+switch
@@ -124,4 +124,4 @@ for n in $STAGES; do
     esac
 done
 
-echo "done (stages $STAGES):"; ls -l "$RES"/*_cuda*.json "$RES"/train_gpu_preset.json 2>/dev/null || true
+echo "done (stages $STAGES):"; ls -l "$RES"/*_cuda*.json "$RES"/train_gpu_preset*.json 2>/dev/null || true

@@ -24,7 +24,7 @@ into waiting for the next batch (``next_s``) and launching the step (``launch_s`
 - ``unpinned``: the engine's loader without pinned memory, so without DataLoader's pin-memory
   thread (the copies to the device then block the main thread).
 
-With ``--feeds`` three more (stop 47, after CUDA graphs made the step 2-3x faster and the loader its
+With ``--feeds`` three more (stop 47, after CUDA graphs made the step about 2x faster and the loader its
 limit): ``loader-uint8``, the loader with ``uint8_batches`` (5x fewer bytes for the workers to write
 and this process to pin and copy); ``loader+switch`` and ``loader-uint8+switch``, the same with the
 interpreter's switch interval (``sys.setswitchinterval``, 5 ms by default) shortened to

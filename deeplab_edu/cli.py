@@ -98,9 +98,11 @@ _TRAIN_HELP = {
     "top_k": "fraction of hardest pixels kept by the loss (1: plain cross-entropy)",
     "amp": "none, bf16 or fp16 (autocast)",
     "channels_last": "NHWC memory format (faster on GPUs and CPUs with oneDNN)",
-    "uint8_batches": "send training batches as uint8 and normalise them on the device (fewer bytes)",
+    "uint8_batches": "send training batches as uint8 and normalise them on the device (fewer bytes; the training "
+                     "set built from the configuration, labels 0-255)",
     "compile": "torch.compile the model",
-    "compile_mode": "torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs) or max-autotune",
+    "compile_mode": "torch.compile's mode with --compile: default (the default), reduce-overhead (CUDA graphs) or "
+                    "max-autotune",
     "device": "cpu, cuda, cuda:1, mps, ... (default: $DEEPLAB_EDU_DEVICE, else cuda when available)",
     "recompute_depthwise": "recompute separable convs' depthwise half in backward (less memory)",
     "keep_freed_memory": "CPU, glibc: reuse freed memory instead of returning it to the OS",

@@ -426,8 +426,8 @@ assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "la
 # feeds also ask what the loader costs inside the training process: `loader-uint8` sends each batch
 # as uint8 pixels and labels and normalises it on the GPU (`uint8_batches`: a fifth of the bytes),
 # and the `+switch` feeds shorten the interval at which Python's interpreter lock changes hands.
-# Each table below is one record: three interleaved rounds per feed (too few for an interval: the
-# brackets are the rounds' range).
+# The table below is one record, and the lines under it read two more made in the same session:
+# three interleaved rounds per feed (too few for an interval: the brackets are the rounds' range).
 
 # %%
 from deeplab_edu.engine.bench import paired_throughput_ratios
@@ -461,14 +461,15 @@ assert graph_rows["loader-uint8"]["images/s"] > 2 * eager_rows["loader"]["images
 # %% [markdown]
 # The controls separate the two explanations: a *second process* loading the cores as the workers do
 # (`step+load`) leaves the step as fast as alone, while the loader's work *inside* the training
-# process slows it; and that work is not the pin-memory thread (without it, `unpinned`, the step is
-# slower still). With CUDA graphs the step alone runs in about half the time of the eager one
+# process slows it; the pin-memory thread does not look like the cause (without it, `unpinned`, the
+# step is slower still, though there the copies block the launching thread). With CUDA graphs the step alone runs in about half the time of the eager one
 # in the same call, and the tables turn: now the main thread waits for the workers. Sending
 # uint8 batches (a fifth of the bytes for the workers to write and the training process to take in)
-# fed it faster in every round; a shorter switch interval did not help, so the interpreter lock's
-# hand-over is not the cost. The best feed still reaches only about three quarters of its step
-# alone, below issue 11's 0.9, but it trains more than twice as many images per second as the eager
-# loader-fed step of the same call. The `gpu` preset does not use either yet: no full run has
+# fed it faster in every round; a shorter switch interval was not shown to help, so the interpreter
+# lock's hand-over does not look like the cost (three rounds are little to go on). The uint8 feed
+# with CUDA graphs still reaches only about three quarters of its step alone, below issue 11's 0.9,
+# but it trains more than twice as many images per second as the eager float loader of the same call
+# (three things changed at once: graphs, uint8 and 14 workers instead of 12). The `gpu` preset does not use either yet: no full run has
 # trained this way (the Trainer's `compile_mode: reduce-overhead` and `uint8_batches` are new); that,
 # and workers that make an image faster, are the next GPU session's work (`benchmarks/README.md`,
 # "On one GPU").

@@ -46,3 +46,11 @@ def test_a_device_torch_cannot_use_is_named_with_its_flag(monkeypatch: pytest.Mo
     monkeypatch.setenv(config.DEVICE_ENV_VAR, "gpu")
     with pytest.raises(ValueError, match=r"DEEPLAB_EDU_DEVICE='gpu' is not a device"):
         config.device()
+
+
+def test_compile_mode_needs_compile() -> None:
+    from deeplab_edu.engine.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="compile_mode='reduce-overhead' has no effect without compile: true"):
+        load_config("smoke", {"compile_mode": "reduce-overhead"})
+    assert load_config("smoke", {"compile_mode": "reduce-overhead", "compile": True}).compile_mode == "reduce-overhead"

@@ -200,3 +200,16 @@ def test_as_uint8_gives_the_rounded_image_and_a_uint8_mask():
         train_transform(32, as_uint8=True)
     with pytest.raises(ValueError, match="labels 0..300 do not fit in uint8"):
         to_uint8(torch.zeros(3, 4, 4), torch.tensor([[0, 300]]))
+
+
+@pytest.mark.parametrize("image, mask, error, match", [
+    (torch.full((3, 4, 4), 200, dtype=torch.uint8), torch.zeros(4, 4, dtype=torch.long), TypeError, "float tensor"),
+    (torch.zeros(3, 4, 4), torch.full((4, 4), 2.7), TypeError, "integer tensor"),
+    (torch.full((3, 4, 4), -2.1), torch.zeros(4, 4, dtype=torch.long), ValueError, r"-2\.1\.\.-2\.1 are not in"),
+    (torch.zeros(3, 4, 4), torch.full((4, 4), -1), ValueError, r"labels -1\.\.-1 do not fit"),
+])
+def test_to_uint8_refuses_what_it_would_corrupt(image, mask, error, match):
+    from deeplab_edu.data.transforms import to_uint8
+
+    with pytest.raises(error, match=match):
+        to_uint8(image, mask)

@@ -746,3 +746,6 @@ def test_uint8_batches_are_normalised_on_the_device(tmp_path) -> None:
     assert ((a - b) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)).abs().max() <= 0.5 / 255 + 1e-5
     result = trainers[True].fit()
     assert all(math.isfinite(r["loss"]) for r in result["history"] if r["split"] == "train")
+    with pytest.warns(UserWarning, match="uint8_batches applies to the data sets the Trainer builds"):
+        Trainer(tiny_config(tmp_path / "passed", uint8_batches=True), model=TinyNet(), train_set=TinyScenes(8),
+                val_set=TinyScenes(2, augment=False))

@@ -14,7 +14,8 @@ on VOC) and random left-right flipping (DeepLab v2 sec. 4.1 scales by 0.5-1.5). 
 The image is wrapped as ``tv_tensors.Image`` and the mask as ``tv_tensors.Mask`` so that every v2
 transform knows which is which. Every transform here is a callable ``(image, mask) -> (image,
 mask)`` taking a float (3, H, W) image in [0, 1] (uint8 and PIL are accepted too) and an
-integer (H, W) mask, and returning plain tensors: a normalised float32 image and an int64 mask.
+integer (H, W) mask, and returning plain tensors: a normalised float32 image and an int64 mask
+(or, from ``train_transform(..., normalize=False, as_uint8=True)``, both uint8: :func:`to_uint8`).
 """
 
 from __future__ import annotations
@@ -206,11 +207,26 @@ def to_uint8(image: torch.Tensor, mask: torch.Tensor) -> Pair:
     image on the device.
 
     Raises:
-        ValueError: a label is outside 0-255 (the ignore label 255 included), naming the range found.
+        TypeError: ``image`` is not a floating-point tensor or ``mask`` not an integer one (a PIL
+            image or a uint8 tensor goes through :func:`train_transform` with ``as_uint8=True``).
+        ValueError: an image value is outside [0, 1] (a normalised image: build the transform with
+            ``normalize=False``) or a label outside 0-255 (the ignore label 255 included), naming the
+            range found.
     """
+    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+        raise TypeError(f"to_uint8: image must be a float tensor in [0, 1], got "
+                        f"{image.dtype if isinstance(image, torch.Tensor) else type(image).__name__}; "
+                        "train_transform(..., normalize=False, as_uint8=True) converts PIL and uint8 images")
+    if not isinstance(mask, torch.Tensor) or mask.is_floating_point() or mask.dtype == torch.bool:
+        raise TypeError(f"to_uint8: mask must be an integer tensor of class indices, got "
+                        f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}")
+    if image.numel() and (float(image.min()) < -1e-3 or float(image.max()) > 1 + 1e-3):
+        raise ValueError(f"to_uint8: image values {float(image.min()):.3g}..{float(image.max()):.3g} are not in "
+                         "[0, 1]; a normalised image has no uint8 form (normalize=False)")
     if mask.numel() and (int(mask.min()) < 0 or int(mask.max()) > 255):
         raise ValueError(f"labels {int(mask.min())}..{int(mask.max())} do not fit in uint8 (0-255, the ignore "
-                         "label 255 included): train with uint8_batches off")
+                         "label 255 included): the masks hold labels outside the data set's classes, or, for "
+                         "more than 255 classes, train with uint8_batches (as_uint8) off")
     return image.mul(255).round_().clamp_(0, 255).to(torch.uint8), mask.to(torch.uint8)
 
 
@@ -263,7 +279,7 @@ def train_transform(
     Returns:
         A picklable callable ``(image, mask) -> (image, mask)``: image (3, H, W) float in [0, 1] or
         uint8, or a PIL image; mask (H, W) integer class indices; returns float32 (3, crop_h, crop_w)
-        and int64 (crop_h, crop_w). DeepLabv3 sec. 4.1 (random scale 0.5-2, crop, flip). The
+        and int64 (crop_h, crop_w), or both uint8 with ``as_uint8``. DeepLabv3 sec. 4.1 (random scale 0.5-2, crop, flip). The
         callable raises ValueError for an image that is not (3, H, W) or (1, H, W), a mask that is
         not (H, W) integers, or sizes that differ (naming the shapes).
 

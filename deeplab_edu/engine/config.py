@@ -149,12 +149,14 @@ class TrainConfig:
     #: ``torch.compile`` the model (minutes of compiling before the first step).
     compile: bool = False
     #: ``torch.compile``'s mode with ``compile``: ``"default"``, or ``"reduce-overhead"`` (CUDA graphs: each
-    #: training pass replayed with one launch; on one H200 the ``gpu`` preset's step alone ran 2-3x faster,
+    #: training pass replayed with one launch; on one H200 the ``gpu`` preset's step alone ran about 2x faster,
     #: ``benchmarks/README.md``, "On one GPU"), or ``"max-autotune"``. Validation runs the model uncompiled.
     compile_mode: str = "default"
     #: The engine's training images travel from the loader's workers as uint8 (masks as uint8 too) and are
     #: normalised on the device: 5x fewer bytes per batch for the workers to write and the training
     #: process to pin and copy (the augmented image is rounded to 1/255, the source pictures' own step).
+    #: Only for the data sets built from this configuration, with labels 0-255; a passed data set's
+    #: items are sent as they are (a uint8 image among them is normalised on the device either way).
     uint8_batches: bool = False
     #: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; ``None``: CUDA when available.
     device: str | None = None
@@ -481,6 +483,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
     if cfg.compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r}; use {', '.join(COMPILE_MODES)}")
+    if cfg.compile_mode != "default" and not cfg.compile:
+        raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile: true (--compile); "
+                          "set both, or leave compile_mode at default")
     if cfg.crop_size < 16:
         raise ConfigError(f"crop_size={cfg.crop_size} is too small; use at least 16 pixels")
     if cfg.batch_size == 1 and not cfg.freeze_bn and cfg.crop_size <= cfg.output_stride:

@@ -294,6 +294,11 @@ class Trainer:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
             _check_passed_set(val_set, "val_set")
             _check_same_classes(train_set, val_set)
+            if cfg.uint8_batches:
+                warnings.warn("uint8_batches applies to the data sets the Trainer builds from the configuration: "
+                              "the passed train_set's items are sent as they are (give it "
+                              "train_transform(crop_size, normalize=False, as_uint8=True) for uint8 items, which "
+                              "the Trainer normalises on the device)", stacklevel=2)
         self.num_classes = int(num_classes or getattr(train_set, "num_classes"))
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
         self.train_set = SeededDataset(train_set, cfg.seed)
@@ -347,7 +352,8 @@ class Trainer:
             self.net = cast(nn.Module, torch.compile(self.net, mode=cfg.compile_mode))  # an OptimizedModule
             if self.dist.is_main:  # the compilation itself happens in the first steps, with no sign of progress
                 print("compile: torch.compile compiles the model in the first steps (and again for a new input "
-                      "size, at the first validation): they take from tens of seconds to minutes", flush=True)
+                      "size; validation runs the model uncompiled): they take from tens of seconds to minutes",
+                      flush=True)
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                         shuffle=True, seed=cfg.seed, drop_last=True)
         if len(self.sampler) // cfg.batch_size < 1:
@@ -508,7 +514,8 @@ class Trainer:
         What :meth:`fit` feeds :meth:`step`; public so that a benchmark can time the loader, or
         the step on one batch repeated (``benchmarks/pipeline_diagnosis.py``,
         ``deeplab-edu bench --mode pipeline``). Images are float32 (batch_size, 3, H, W), labels
-        int64 (batch_size, H, W) with ``ignore_index`` (255) where no class is known, both on the CPU
+        int64 (batch_size, H, W) with ``ignore_index`` (255) where no class is known (both uint8 with
+        ``cfg.uint8_batches`` and the data sets built from the configuration), on the CPU
         (pinned when training on CUDA); H = W = ``crop_size`` with the engine's transforms (padded to
         the crop), whatever the passed data set or ``pad_to_crop=False`` makes otherwise.
 
@@ -530,9 +537,10 @@ class Trainer:
 
     def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy a batch of :meth:`batches` to the device, as :meth:`step` does: from pinned memory the
-        copies are asynchronous (``non_blocking``); uint8 images (``cfg.uint8_batches``) are
-        normalised there with ImageNet's statistics, as the float ones were in the loader; images
-        become channels-last when ``cfg.channels_last``, labels int64."""
+        copies are asynchronous (``non_blocking``); a uint8 image batch, as ``cfg.uint8_batches``
+        makes them or as a passed data set may give them (whatever the setting, in training and
+        validation), is normalised there with ImageNet's statistics, as the transforms normalise
+        float ones; images become channels-last when ``cfg.channels_last``, labels int64."""
         x = x.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
