@@ -1,8 +1,9 @@
 """What ``uint8_batches`` changes for the loader's workers on this machine's CPU (issue 11).
 
-With ``TrainConfig.uint8_batches`` the engine's training items leave the workers as uint8 image
-and mask (``deeplab_edu.data.transforms.to_uint8``) instead of a float32 image and an int64 mask, and
-the Trainer normalises them on the device: 5x fewer bytes per batch. On one H200 the loader-fed
+With ``TrainConfig.uint8_batches`` the engine's training items are augmented as uint8 image and mask
+(``train_transform(..., as_uint8=True)``: the scene rounded to 0-255 first, then scaled, cropped and
+flipped by torchvision's uint8 kernels) and leave the workers so, instead of a float32 image and an
+int64 mask, and the Trainer normalises them on the device: 5x fewer bytes per batch. On one H200 the loader-fed
 step with CUDA graphs ran 16-33 % faster with them in each of three rounds
 (``results/pipeline_diagnosis_cuda_graphs_uint8.json``, ``benchmarks/README.md``, "On one GPU").
 This times the engine's training loader alone (``deeplab_edu.engine.bench.loader.loader_throughput``:

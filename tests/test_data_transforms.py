@@ -180,26 +180,52 @@ def test_real_scale_statistics_of_padding():
 
 
 def test_as_uint8_gives_the_rounded_image_and_a_uint8_mask():
-    """uint8_batches' items: the same augmentation as the float path, the image rounded to 1/255 and
-    both made uint8; normalised (on the device) they are within half a step of the float image's."""
+    """uint8_batches' items: the same augmentation as the float path, made on uint8 pixels (the image
+    rounded to 1/255 first, then scaled, padded and flipped as uint8): the mask is the same, the image
+    at most one level of 255 from the float path's rounded result, the padding the mean pixel rounded."""
     from deeplab_edu.data.transforms import to_uint8
 
     image, mask = _pair(40, 52)
     mask[0, 0] = 255  # the ignore label travels too
     plain, compact = train_transform(32, normalize=False), train_transform(32, normalize=False, as_uint8=True)
-    torch.manual_seed(3)
-    x, y = plain(image, mask)
-    torch.manual_seed(3)
-    x8, y8 = compact(image, mask)
-    assert x8.dtype == y8.dtype == torch.uint8 and x8.shape == x.shape and y8.shape == y.shape
-    assert torch.equal(x8, (x * 255).round().to(torch.uint8)) and torch.equal(y8.long(), y)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    assert ((normalize(x8) - normalize(x)) * std).abs().max() <= 0.5 / 255 + 1e-6
+    padded = {}
+    for seed in range(12):
+        torch.manual_seed(seed)
+        x, y = plain(image, mask)
+        torch.manual_seed(seed)
+        x8, y8 = compact(image, mask)
+        assert x8.dtype == y8.dtype == torch.uint8 and x8.shape == x.shape and y8.shape == y.shape
+        assert torch.equal(y8.long(), y)
+        step = ((x * 255).round() - x8.float()).abs()
+        assert step.max() <= 1 and step.mean() < 0.5, seed
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)  # normalised (on the device): within 1.5 / 255
+        assert ((normalize(x8) - normalize(x)) * std).abs().max() <= 1.5 / 255 + 1e-6
+        pad = y == 255
+        padded[seed] = int(pad.sum()) > 4
+        if padded[seed]:  # padding (the ignore pixel of the source aside): the mean pixel, rounded
+            colour = torch.tensor([round(255 * v) for v in IMAGENET_MEAN], dtype=torch.uint8).view(3, 1)
+            assert (x8[:, pad] == colour).all(0).float().mean() > 0.9
+    assert any(padded.values())  # some crops were padded
+    # no resize (scale 1, no flip): exactly the rounded float image
+    one, one8 = (train_transform(32, scale_range=(1.0, 1.0), hflip=0.0, normalize=False, as_uint8=a) for a in (False, True))
+    torch.manual_seed(0)
+    x, _ = one(image, mask)
+    torch.manual_seed(0)
+    assert torch.equal(one8(image, mask)[0], (x * 255).round().to(torch.uint8))
+    # uint8 sources (PIL, read_image) go in as they are
+    torch.manual_seed(1)
+    x8, _ = compact(image, mask)
+    torch.manual_seed(1)
+    assert torch.equal(compact((image * 255).round().to(torch.uint8), mask)[0], x8)
     assert pickle.loads(pickle.dumps(compact))(image, mask)[0].dtype == torch.uint8  # picklable for workers
     with pytest.raises(ValueError, match="normalize=False"):
         train_transform(32, as_uint8=True)
     with pytest.raises(ValueError, match="labels 0..300 do not fit in uint8"):
         to_uint8(torch.zeros(3, 4, 4), torch.tensor([[0, 300]]))
+    with pytest.raises(ValueError, match="labels 0..300 do not fit in uint8"):
+        compact(image, torch.where(mask == 255, 300, mask))
+    with pytest.raises(ValueError, match=r"not in \[0, 1\]"):
+        compact(image * 2, mask)
 
 
 @pytest.mark.parametrize("image, mask, error, match", [

@@ -729,7 +729,7 @@ def test_resuming_from_a_model_file_says_what_it_is(tmp_path) -> None:
 
 def test_uint8_batches_are_normalised_on_the_device(tmp_path) -> None:
     """uint8_batches: the engine's training set gives uint8 image and mask, and the Trainer's copy to
-    the device normalises the image as the float pipeline does (to the rounding of 1/255)."""
+    the device normalises the image as the float pipeline does (to a level and a half of 255: the uint8 items are augmented as uint8)."""
     from deeplab_edu.data.transforms import IMAGENET_STD
 
     trainers = {on: Trainer(load_config("smoke", {"uint8_batches": on, "channels_last": True, "iterations": 2,
@@ -743,7 +743,7 @@ def test_uint8_batches_are_normalised_on_the_device(tmp_path) -> None:
     b, yb = trainers[True].to_device(x8[None], y8[None])
     assert b.dtype == torch.float32 and yb.dtype == torch.int64 and torch.equal(ya, yb)
     assert b.is_contiguous(memory_format=torch.channels_last)
-    assert ((a - b) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)).abs().max() <= 0.5 / 255 + 1e-5
+    assert ((a - b) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)).abs().max() <= 1.5 / 255 + 1e-5  # augmented as uint8: one level
     result = trainers[True].fit()
     assert all(math.isfinite(r["loss"]) for r in result["history"] if r["split"] == "train")
     with pytest.warns(UserWarning, match="uint8_batches applies to the data sets the Trainer builds"):

@@ -101,8 +101,8 @@ def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
 
     The training set gets DeepLab's augmentation (random scale in ``scale_range``, random crop of
     ``crop_size`` padded with the ignore label unless ``pad_to_crop`` is off, left-right flip); the validation set is evaluated
-    whole (normalised only). With ``uint8_batches`` the training items are uint8 image and mask
-    (:func:`~deeplab_edu.data.transforms.to_uint8`), normalised on the device by the Trainer.
+    whole (normalised only). With ``uint8_batches`` the training items are uint8 image and mask,
+    augmented as uint8 (``train_transform(..., as_uint8=True)``), normalised on the device by the Trainer.
     """
     from deeplab_edu.data import build_dataset, transforms
 
