@@ -9,7 +9,8 @@ step with CUDA graphs ran 16-33 % faster with them in each of three rounds
 This times the engine's training loader alone (``deeplab_edu.engine.bench.loader.loader_throughput``:
 the ``gpu`` preset's 256 px hard scenes with DeepLab's augmentation, batches of 16, one worker by
 default), float and uint8 items in interleaved rounds, and prints the speed-up with its 95 %
-interval, the workers' CPU time per scene and the bytes per batch; it writes a record
+interval, the workers' CPU time per scene, the bytes per batch and, on one thread in this process,
+the CPU time per item of rendering a scene and of the float32 and uint8 transforms; it writes a record
 (``runs/bench/uint8_batches_cpu.json`` unless ``--out`` names one)::
 
     python benchmarks/uint8_batches.py --out benchmarks/results/uint8_batches_cpu.json
@@ -29,6 +30,41 @@ def batch_bytes(size: int, batch: int, uint8_batches: bool) -> int:
     """Bytes of one training batch of ``batch`` images of ``size`` x ``size`` pixels and their masks."""
     pixels = batch * size * size
     return pixels * (3 + 1) if uint8_batches else pixels * (3 * 4 + 8)
+
+
+def item_times(size: int, items: int = 40) -> dict[str, float]:
+    """Milliseconds of CPU time per item on one thread: rendering a hard scene of ``size`` pixels, and
+    DeepLab's training transform (random scale 0.5-2, crop ``size``, flip) on it as float32 (normalised)
+    and as uint8 (``as_uint8``), each over the same ``items`` scenes and random draws, in one process."""
+    import time
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from deeplab_edu.data.procedural import ProceduralScenes
+    from deeplab_edu.data.transforms import train_transform
+
+    def cpu_ms(fn: Any, n: int) -> float:
+        fn(0)
+        start = time.process_time()
+        for i in range(n):
+            fn(i)
+        return 1e3 * (time.process_time() - start) / n
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            scenes = ProceduralScenes(length=items, size=size, difficulty="hard")
+            pairs = [scenes[i] for i in range(items)]
+            times = {"render": cpu_ms(lambda i: scenes[i], items)}
+            for name, kwargs in (("float32 transform", {}), ("uint8 transform", {"normalize": False, "as_uint8": True})):
+                transform = train_transform(size, **kwargs)
+                torch.manual_seed(0)
+                times[name] = cpu_ms(lambda i: transform(*pairs[i]), items)
+    finally:
+        torch.set_num_threads(old)
+    return times
 
 
 def main() -> None:
@@ -51,18 +87,21 @@ def main() -> None:
     speed = compare_speeds([r["seconds"] for r in runs[False]], [r["seconds"] for r in runs[True]])
     cpu = {c: statistics.median(r["cpu_s_per_scene"] for r in rs) for c, rs in runs.items()}
     sizes = {c: batch_bytes(args.size, args.batch, c) for c in (False, True)}
+    per_item = item_times(args.size)
     print(f"engine training loader, {args.workers} worker(s), {args.size} px hard scenes, batch {args.batch}, "
           f"{args.batches} batches x {args.rounds} rounds; load average before {load_before}")
     print(f"  uint8 / float items: x{speed.speedup:.2f} the scenes/s {interval_text(speed.interval)} ({speed.verdict}); "
           f"CPU ms per scene {1e3 * cpu[False]:.2f} -> {1e3 * cpu[True]:.2f}; "
           f"{sizes[False] / 2**20:.1f} -> {sizes[True] / 2**20:.1f} MiB per batch")
+    print("  CPU ms per item, one thread, in this process: " + ", ".join(f"{k} {v:.2f}" for k, v in per_item.items()))
     write_result({"workers": args.workers, "size": args.size, "batch": args.batch, "batches": args.batches,
                   "rounds": args.rounds, "load_average_before": load_before,
                   "scenes_per_s": {"float": [r["scenes_per_s"] for r in runs[False]],
                                    "uint8": [r["scenes_per_s"] for r in runs[True]]},
                   "cpu_s_per_scene": {"float": cpu[False], "uint8": cpu[True]},
                   "speedup": speed.speedup, "speedup_interval": speed.interval, "p_value": speed.p_value,
-                  "verdict": speed.verdict, "batch_bytes": {"float": sizes[False], "uint8": sizes[True]}},
+                  "verdict": speed.verdict, "batch_bytes": {"float": sizes[False], "uint8": sizes[True]},
+                  "item_cpu_ms": per_item},
                  args.out, "uint8_batches_cpu.json", "the engine's training loader, float against uint8 items")
 
 

@@ -391,3 +391,5 @@ def test_uint8_batches_benchmark_compares_float_and_uint8_items(tmp_path: Path, 
     results = load_record(out)["results"]
     assert len(results["scenes_per_s"]["float"]) == len(results["scenes_per_s"]["uint8"]) == 1
     assert results["speedup"] > 0 and results["speedup_interval"] is None  # one round: no interval
+    assert set(results["item_cpu_ms"]) == {"render", "float32 transform", "uint8 transform"}
+    assert all(v > 0 for v in results["item_cpu_ms"].values())

@@ -253,8 +253,9 @@ class _Joint:
     """Wrap, apply the v2 pipeline, unwrap: a picklable ``(image, mask) -> (image, mask)`` callable.
 
     With ``as_uint8`` the pair is made uint8 first and the pipeline runs on uint8 pixels and labels
-    (torchvision resizes uint8 images with its own integer kernels, 2-4x faster than float32 ones
-    on one CPU thread), so the items leave the loader's workers as uint8 without a float copy.
+    (torchvision resizes uint8 images with its own integer kernels, faster than its float32 ones:
+    ``benchmarks/uint8_batches.py`` times both transforms), so the items leave the loader's workers
+    as uint8 without a float copy.
     """
 
     def __init__(self, steps: list[Callable[..., Any]], as_uint8: bool = False) -> None:
