@@ -316,51 +316,17 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The configuration ``deeplab-edu train`` runs: the preset, then the ``--config`` file, then the flags
     given (:func:`~deeplab_edu.engine.config.load_config`, for which ``None`` means "not given"; so
     ``--eval-output-stride none``, validation at the training stride, is applied here)."""
-    from .engine.config import TrainConfig, load_config
+    from .engine.config import TrainConfig, load_config, run_of_config
 
     field_names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in field_names and v is not None}
-    run = _run_of_config(args.config)
+    run = run_of_config(args.config)
     if run is not None and "out_dir" not in overrides:  # a copied or moved run continues where its config.json is
         overrides["out_dir"] = str(run)
     cfg = load_config(args.preset, overrides, config=args.config)
     if "eval_output_stride" in vars(args) and args.eval_output_stride is None:
         cfg.eval_output_stride = None
-    if cfg.dataset != "procedural":  # a flag or a file's line that would do nothing (a preset's may stay)
-        from .engine.config import _read_yaml
-
-        ignored = [f"--{k.replace('_', '-')}" for k in PROCEDURAL_ONLY if k in overrides]
-        if args.config and run is None:  # a run's own config.json lists every setting: not the user's choice
-            ignored += [f"{k} (in {args.config})" for k in PROCEDURAL_ONLY if k in _read_yaml(args.config)]
-        if ignored:
-            one = len(ignored) == 1
-            raise ValueError(f"{', '.join(ignored)} {'sets' if one else 'set'} the generated scenes (dataset "
-                             f"procedural), not dataset {cfg.dataset}, whose images keep their own size and whose "
-                             f"splits are used whole: leave {'it' if one else 'them'} out (crop_size sets the "
-                             "training crops)")
     return cfg
-
-
-#: Settings of the generated scenes only, which a real or folder data set does not read.
-PROCEDURAL_ONLY = ("image_size", "train_length", "val_length", "difficulty")
-
-
-def _run_of_config(config: str | None) -> Path | None:
-    """The run folder whose own ``config.json`` ``--config`` names (it holds ``checkpoints/`` or
-    ``metrics.json`` beside it), else ``None``.
-
-    A run's ``config.json`` records the ``out_dir`` it was trained into, as given: relative to the
-    folder ``train`` ran in, and the old place of a run that was copied or moved since. ``--config
-    <run>/config.json --resume`` means *this* run, so its folder is the ``out_dir`` unless
-    ``--out-dir`` says otherwise.
-    """
-    if not config:
-        return None
-    path = Path(config)
-    folder = path.parent
-    if path.name == "config.json" and ((folder / "checkpoints").is_dir() or (folder / "metrics.json").is_file()):
-        return folder
-    return None
 
 
 def _check_data(args: argparse.Namespace) -> int:

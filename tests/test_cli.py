@@ -39,8 +39,8 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--device", "gpu"], "device='gpu' is not a device: use cpu, cuda, cuda:N"),
     (["--seed", "-1"], "seed must be 0 or more, got -1"),
     (["--dataset", "folder", "--data-root", ".", "--image-size", "64", "--train-length", "3"],  # a trial: ignored
-     "--image-size, --train-length set the generated scenes (dataset procedural), not dataset folder"),
-    (["--dataset", "camvid", "--difficulty", "easy"], "--difficulty sets the generated scenes"),
+     "image_size=64, train_length=3 set the generated scenes (dataset procedural), not dataset folder"),
+    (["--dataset", "camvid", "--difficulty", "easy"], "difficulty='easy' sets the generated scenes"),
     (["--momentum", "1.5"], "momentum=1.5: SGD's momentum (AdamW's beta1) is in [0, 1)"),
     (["--weight-decay", "-1"], "weight_decay must be 0 or more, got -1"),
     (["--image-size", "0"], "image_size=0: the generated scenes are at least 8 pixels a side"),
@@ -632,11 +632,11 @@ def test_a_copied_runs_config_resumes_the_copy(tmp_path: Path, monkeypatch: pyte
     assert not (tmp_path / "runs" / "a" / "checkpoints" / "ckpt_00000003.pt").exists()  # the original is untouched
     assert not (elsewhere / "runs").exists()
     # a config file that is not a run's own keeps its out_dir
-    from deeplab_edu.cli import _run_of_config
+    from deeplab_edu.engine.config import run_of_config
 
     (tmp_path / "mine.yaml").write_text("iterations: 5\n")
-    assert _run_of_config(str(tmp_path / "mine.yaml")) is None
-    assert _run_of_config(str(tmp_path / "copy" / "config.json")) == tmp_path / "copy"
+    assert run_of_config(str(tmp_path / "mine.yaml")) is None
+    assert run_of_config(tmp_path / "copy" / "config.json") == tmp_path / "copy"
 
 
 @pytest.mark.busy_cpu_note

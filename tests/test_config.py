@@ -54,3 +54,26 @@ def test_compile_mode_needs_compile() -> None:
     with pytest.raises(ConfigError, match="compile_mode='reduce-overhead' has no effect without compile: true"):
         load_config("smoke", {"compile_mode": "reduce-overhead"})
     assert load_config("smoke", {"compile_mode": "reduce-overhead", "compile": True}).compile_mode == "reduce-overhead"
+
+
+def test_settings_of_the_generated_scenes_are_refused_for_another_data_set(tmp_path) -> None:
+    """load_config itself (not only the CLI) refuses image_size, train_length, val_length and difficulty
+    given for a data set that does not read them, from the overrides or a config file; a preset's and a
+    run's own config.json (which lists every setting) stay silent."""
+    import json
+
+    from deeplab_edu.engine.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"image_size=64 sets the generated scenes \(dataset procedural\), "
+                                          "not dataset folder"):
+        load_config("smoke", {"dataset": "folder", "data_root": str(tmp_path), "image_size": 64})
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("dataset: camvid\ndifficulty: hard\nval_length: 4\n")
+    with pytest.raises(ConfigError, match=f"val_length=3, difficulty \\(in {mine}\\) set the generated scenes"):
+        load_config("smoke", {"val_length": 3}, config=mine)
+    assert load_config("smoke", {"dataset": "camvid"}).image_size == load_config("smoke").image_size  # the preset's
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"dataset": "camvid", "image_size": 64, "difficulty": "easy"}))
+    assert load_config(config=run / "config.json").dataset == "camvid"
+    assert load_config("smoke", {"image_size": 64}).image_size == 64  # the generated scenes read it

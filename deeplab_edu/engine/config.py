@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES
 
 __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_DEFAULTS", "list_presets",
-           "load_config", "preset_summary", "validate", "resolve_atrous_rates"]
+           "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 #: ``torch.compile`` modes ``TrainConfig.compile_mode`` accepts.
@@ -264,6 +264,30 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
     return data
 
 
+#: Settings of the generated scenes only, which a real or folder data set does not read: given for
+#: another data set (as an override or in a config file), :func:`load_config` refuses them.
+PROCEDURAL_ONLY = ("image_size", "train_length", "val_length", "difficulty")
+
+
+def run_of_config(config: str | os.PathLike[str] | None) -> Path | None:
+    """The run folder whose own ``config.json`` ``config`` names (it holds ``checkpoints/`` or
+    ``metrics.json`` beside it), else ``None``.
+
+    A run's ``config.json`` lists every setting of the run (as ``deeplab-edu train`` wrote it), so
+    its lines are not the user's choices; it also records the ``out_dir`` the run was trained into,
+    as given: relative to the folder ``train`` ran in, and the old place of a run that was copied or
+    moved since (``deeplab-edu train --config <run>/config.json --resume`` continues in the folder
+    of the file).
+    """
+    if not config:
+        return None
+    path = Path(config)
+    folder = path.parent
+    if path.name == "config.json" and ((folder / "checkpoints").is_dir() or (folder / "metrics.json").is_file()):
+        return folder
+    return None
+
+
 def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *,
                 config: str | Path | None = None) -> TrainConfig:
     """Defaults, then the preset (a name from :func:`list_presets` or a YAML path), then the YAML file
@@ -284,13 +308,17 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
         ConfigError: an unknown preset, a missing file, a file that is not a mapping, an unknown
             setting (naming where it came from, and the setting it may be a misspelling of), a value of the
             wrong type for an ``int``, ``float``, ``bool`` or ``str`` setting, or settings that cannot work
-            together (:func:`validate`).
+            together (:func:`validate`), or a setting of the generated scenes (:data:`PROCEDURAL_ONLY`)
+            given as an override or in ``config`` for another data set (where it would do nothing).
     """
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}  # which file set a setting, for the error message
+    from_file: dict[str, Any] = {}  # the settings of the config file (not the preset's)
     for source, kind in ((preset, "the preset"), (config, "the config file")):
         if source is not None:
             data = _read_yaml(source)
+            if source is config:
+                from_file = data
             merged.update(data)
             origin.update({k: f"{kind} {str(source)!r}" for k in data})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -314,6 +342,17 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     _check_types(merged, origin)
     if "scale_range" in merged:
         merged["scale_range"] = _scale_range(merged["scale_range"], origin.get("scale_range", "the overrides"))
+    dataset = merged.get("dataset", TrainConfig.dataset)
+    if dataset != "procedural":  # a setting given for a data set that does not read it (a preset's may stay)
+        idle = [f"{k}={given[k]!r}" for k in PROCEDURAL_ONLY if k in given]
+        if config is not None and run_of_config(config) is None:  # a run's config.json lists every setting
+            idle += [f"{k} (in {config})" for k in PROCEDURAL_ONLY if k in from_file and k not in given]
+        if idle:
+            one = len(idle) == 1
+            raise ConfigError(f"{', '.join(idle)} {'sets' if one else 'set'} the generated scenes (dataset "
+                              f"procedural), not dataset {dataset}, whose images keep their own size and whose "
+                              f"splits are used whole: leave {'it' if one else 'them'} out (crop_size sets the "
+                              "training crops)")
     cfg = TrainConfig(**merged)
     try:
         validate(cfg)
