@@ -13,7 +13,9 @@
 #
 # Stages 6 and 5 ran on one H200 on 2026-12-04 (commit e317d9a), then stage 5 with 14 workers; stage 7 was
 # written after them and ran in the same session (commit cf907fd). Stage 8 was written after stage 7 and has
-# not run on a GPU.
+# not run on a GPU. Since commit 80c8775 uint8 items are augmented as uint8 (one CPU worker x1.44 instead of
+# x1.13 faster than float items): the next session runs stage 8, then stage 7 again, whose uint8 feeds
+# then measure the new form (copy its records under new names, e.g. *_uint8_aug.json, beside the old ones).
 # Every step is bounded by `timeout` and writes a record (deeplab_edu.records: command, commit,
 # hardware); a step that fails or times out is reported and the next one runs. Records and a log of
 # the whole call go to $OUT when it is set (a lent device machine sends back what is written there),
