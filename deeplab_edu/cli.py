@@ -99,7 +99,7 @@ _TRAIN_HELP = {
     "amp": "none, bf16 or fp16 (autocast)",
     "channels_last": "NHWC memory format (faster on GPUs and CPUs with oneDNN)",
     "uint8_batches": "augment and send training batches as uint8 and normalise them on the device (less work for "
-                     "the workers, fewer bytes; the training set built from the configuration, labels 0-255)",
+                     "the workers, fewer bytes; the training set built from the configuration, 8-bit images, labels 0-255)",
     "compile": "torch.compile the model",
     "compile_mode": "torch.compile's mode with --compile: default (the default), reduce-overhead (CUDA graphs) or "
                     "max-autotune",

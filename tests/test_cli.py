@@ -39,8 +39,9 @@ from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, lo
     (["--device", "gpu"], "device='gpu' is not a device: use cpu, cuda, cuda:N"),
     (["--seed", "-1"], "seed must be 0 or more, got -1"),
     (["--dataset", "folder", "--data-root", ".", "--image-size", "64", "--train-length", "3"],  # a trial: ignored
-     "image_size=64, train_length=3 set the generated scenes (dataset procedural), not dataset folder"),
-    (["--dataset", "camvid", "--difficulty", "easy"], "difficulty='easy' sets the generated scenes"),
+     "image_size=64, train_length=3 (given): settings of the generated scenes (dataset procedural), not of dataset "
+     "folder"),
+    (["--dataset", "camvid", "--difficulty", "easy"], "difficulty='easy' (given): settings of the generated scenes"),
     (["--momentum", "1.5"], "momentum=1.5: SGD's momentum (AdamW's beta1) is in [0, 1)"),
     (["--weight-decay", "-1"], "weight_decay must be 0 or more, got -1"),
     (["--image-size", "0"], "image_size=0: the generated scenes are at least 8 pixels a side"),
@@ -577,7 +578,8 @@ def test_a_config_files_generated_scene_settings_and_a_folder_are_named(tmp_path
     mine = tmp_path / "mine.yaml"
     mine.write_text(f"dataset: folder\ndata_root: {tmp_path}\nimage_size: 64\ndifficulty: hard\n")
     assert main(["train", "--preset", "smoke", "--config", str(mine), "--out-dir", str(tmp_path / "r")]) == 2
-    assert f"image_size (in {mine}), difficulty (in {mine}) set the generated scenes" in capsys.readouterr().err
+    assert (f"image_size: 64, difficulty: 'hard' (in the config file '{mine}'): settings of the generated scenes"
+            in capsys.readouterr().err)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text("{}")

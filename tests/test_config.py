@@ -64,13 +64,22 @@ def test_settings_of_the_generated_scenes_are_refused_for_another_data_set(tmp_p
 
     from deeplab_edu.engine.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match=r"image_size=64 sets the generated scenes \(dataset procedural\), "
-                                          "not dataset folder"):
+    with pytest.raises(ConfigError, match=r"image_size=64 \(given\): settings of the generated scenes \(dataset "
+                                          "procedural\\), not of dataset folder"):
         load_config("smoke", {"dataset": "folder", "data_root": str(tmp_path), "image_size": 64})
     mine = tmp_path / "mine.yaml"
     mine.write_text("dataset: camvid\ndifficulty: hard\nval_length: 4\n")
-    with pytest.raises(ConfigError, match=f"val_length=3, difficulty \\(in {mine}\\) set the generated scenes"):
+    with pytest.raises(ConfigError, match=r"val_length=3 \(given\); difficulty: 'hard' \(in the config file"):
         load_config("smoke", {"val_length": 3}, config=mine)
+    # the data set's name in any case (TrainConfig lowers it), and a user's YAML given as the preset
+    assert load_config("smoke", {"dataset": "Procedural", "image_size": 64}).image_size == 64
+    with pytest.raises(ConfigError, match=r"image_size: 64 \(in the preset"):
+        (tmp_path / "own.yaml").write_text("dataset: folder\nimage_size: 64\n")
+        load_config(tmp_path / "own.yaml")
+    # a run's config.json with nothing saved beside it (the run stopped at its first batch), or a copy
+    full = load_config("smoke").to_dict() | {"dataset": "camvid"}
+    (tmp_path / "copied.json").write_text(json.dumps(full))
+    assert load_config(config=tmp_path / "copied.json").dataset == "camvid"
     assert load_config("smoke", {"dataset": "camvid"}).image_size == load_config("smoke").image_size  # the preset's
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

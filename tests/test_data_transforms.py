@@ -221,9 +221,18 @@ def test_as_uint8_gives_the_rounded_image_and_a_uint8_mask():
     with pytest.raises(ValueError, match="normalize=False"):
         train_transform(32, as_uint8=True)
     with pytest.raises(ValueError, match="labels 0..300 do not fit in uint8"):
-        to_uint8(torch.zeros(3, 4, 4), torch.tensor([[0, 300]]))
+        to_uint8(torch.zeros(3, 1, 2), torch.tensor([[0, 300]]))
     with pytest.raises(ValueError, match="labels 0..300 do not fit in uint8"):
         compact(image, torch.where(mask == 255, 300, mask))
+    with pytest.raises(ValueError, match="needs an ignore_index in 0-255"):
+        train_transform(32, normalize=False, as_uint8=True, ignore_index=-1)
+    with pytest.raises(ValueError, match="an image in 0-255: divide it by 255"):
+        compact(image * 255, mask)
+    with pytest.raises(ValueError, match="NaN"):
+        compact(torch.full_like(image, float("nan")), mask)
+    with pytest.raises(ValueError, match=r"image is \(4, 4\) \(H, W\) but mask is \(4, 5\)"):
+        to_uint8(torch.zeros(3, 4, 4), torch.zeros(4, 5, dtype=torch.long))
+    assert to_uint8(torch.zeros(3, 2, 2), torch.ones(2, 2, dtype=torch.bool))[1].dtype == torch.uint8
     with pytest.raises(ValueError, match=r"not in \[0, 1\]"):
         compact(image * 2, mask)
 
@@ -231,7 +240,8 @@ def test_as_uint8_gives_the_rounded_image_and_a_uint8_mask():
 @pytest.mark.parametrize("image, mask, error, match", [
     (torch.full((3, 4, 4), 200, dtype=torch.uint8), torch.zeros(4, 4, dtype=torch.long), TypeError, "float tensor"),
     (torch.zeros(3, 4, 4), torch.full((4, 4), 2.7), TypeError, "integer tensor"),
-    (torch.full((3, 4, 4), -2.1), torch.zeros(4, 4, dtype=torch.long), ValueError, r"-2\.1\.\.-2\.1 are not in"),
+    (torch.full((3, 4, 4), -2.1), torch.zeros(4, 4, dtype=torch.long), ValueError,
+     r"-2\.1\.\.-2\.1 are not in \[0, 1\]; a normalised image"),
     (torch.zeros(3, 4, 4), torch.full((4, 4), -1), ValueError, r"labels -1\.\.-1 do not fit"),
 ])
 def test_to_uint8_refuses_what_it_would_corrupt(image, mask, error, match):
@@ -239,3 +249,22 @@ def test_to_uint8_refuses_what_it_would_corrupt(image, mask, error, match):
 
     with pytest.raises(error, match=match):
         to_uint8(image, mask)
+
+
+def test_pil_inputs_are_read_as_load_image_reads_files() -> None:
+    """A PIL palette or RGBA image is converted to RGB (its indices are not intensities, alpha dropped), and
+    a PIL index image is a mask, as a file read through the data sets would be (a trial: the palette
+    indices were taken as grey levels, and a PIL mask was a RuntimeError)."""
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    palette = Image.fromarray(rgb).quantize(colors=8)
+    labels = Image.fromarray((np.arange(12 * 16) % 3).reshape(12, 16).astype(np.uint8), mode="L")
+    for as_uint8 in (False, True):
+        tf = train_transform((12, 16), scale_range=None, hflip=0.0, normalize=False, as_uint8=as_uint8)
+        x, y = tf(palette, labels)
+        want = torch.from_numpy(np.array(palette.convert("RGB"))).permute(2, 0, 1)
+        got = x if as_uint8 else (x * 255).round().to(torch.uint8)
+        assert torch.equal(got, want) and torch.equal(y.long(), torch.from_numpy(np.array(labels)).long())
+        x4, _ = tf(Image.fromarray(rgb).convert("RGBA"), labels)
+        assert x4.shape == (3, 12, 16)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -741,6 +742,7 @@ def test_uint8_batches_are_normalised_on_the_device(tmp_path) -> None:
     assert torch.equal(y8.long(), y)
     a, ya = trainers[False].to_device(x[None], y[None])
     b, yb = trainers[True].to_device(x8[None], y8[None])
+    assert "uint8 batches" in trainers[True].describe() and "uint8 batches" not in trainers[False].describe()
     assert b.dtype == torch.float32 and yb.dtype == torch.int64 and torch.equal(ya, yb)
     assert b.is_contiguous(memory_format=torch.channels_last)
     assert ((a - b) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)).abs().max() <= 1.5 / 255 + 1e-5  # augmented as uint8: one level
@@ -748,4 +750,12 @@ def test_uint8_batches_are_normalised_on_the_device(tmp_path) -> None:
     assert all(math.isfinite(r["loss"]) for r in result["history"] if r["split"] == "train")
     with pytest.warns(UserWarning, match="uint8_batches applies to the data sets the Trainer builds"):
         Trainer(tiny_config(tmp_path / "passed", uint8_batches=True), model=TinyNet(), train_set=TinyScenes(8),
+                val_set=TinyScenes(2, augment=False))
+    from deeplab_edu.data.transforms import train_transform
+
+    already = TinyScenes(8)
+    already.transform = train_transform(16, normalize=False, as_uint8=True)  # what the warning advises: no warning
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="uint8_batches applies")
+        Trainer(tiny_config(tmp_path / "own", uint8_batches=True), model=TinyNet(), train_set=already,
                 val_set=TinyScenes(2, augment=False))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -63,13 +64,15 @@ def _wrap(image: Any, mask: Any, as_uint8: bool = False) -> tuple[tv_tensors.Ima
     """Check and wrap an (image, mask) pair: the image becomes float32 in [0, 1] and the mask int64,
     or, ``as_uint8``, both uint8 (:func:`_image_uint8`, :func:`_mask_uint8`)."""
     if not isinstance(image, torch.Tensor):
+        if hasattr(image, "mode") and image.mode in _PIL_TO_RGB:  # a PIL image: as load_image reads a file
+            image = image.convert("RGB")  # palette indices are not intensities; alpha is dropped
         image = F.to_image(image)  # PIL or numpy HWC
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must have shape (3, H, W) (or (1, H, W)), got {tuple(image.shape)}")
     if image.shape[0] == 1:
         image = image.expand(3, -1, -1)
     if not isinstance(mask, torch.Tensor):
-        mask = torch.as_tensor(mask)
+        mask = torch.as_tensor(np.array(mask))  # numpy, a list, or a PIL index image (copied: writable)
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
     if mask.ndim != 2:
@@ -84,15 +87,22 @@ def _wrap(image: Any, mask: Any, as_uint8: bool = False) -> tuple[tv_tensors.Ima
     return tv_tensors.Image(F.to_dtype(image, torch.float32, scale=True)), tv_tensors.Mask(mask.long())
 
 
+#: PIL modes converted to RGB before the transforms, as :func:`~deeplab_edu.data.io.load_image` does.
+_PIL_TO_RGB = ("P", "PA", "RGBA", "LA", "CMYK", "YCbCr", "1", "RGBX", "La", "RGBa", "HSV", "LAB")
+
+
 def _image_uint8(image: torch.Tensor) -> torch.Tensor:
     """A float image in [0, 1] rounded to uint8 0-255 (another integer type rescaled, uint8 kept)."""
     if not image.is_floating_point():
         return F.to_dtype(image, torch.uint8, scale=True)
     if image.numel():
         lo, hi = (float(v) for v in torch.aminmax(image))
+        if lo != lo or hi != hi:
+            raise ValueError("to_uint8: the image holds NaN values")
         if lo < -1e-3 or hi > 1 + 1e-3:
-            raise ValueError(f"to_uint8: image values {lo:.3g}..{hi:.3g} are not in "
-                             "[0, 1]; a normalised image has no uint8 form (normalize=False)")
+            advice = ("an image in 0-255: divide it by 255" if lo >= 0 and hi <= 255
+                      else "a normalised image has no uint8 form (normalize=False)")
+            raise ValueError(f"to_uint8: image values {lo:.3g}..{hi:.3g} are not in [0, 1]; {advice}")
     return image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -233,19 +243,23 @@ def to_uint8(image: torch.Tensor, mask: torch.Tensor) -> Pair:
     image on the device.
 
     Raises:
-        TypeError: ``image`` is not a floating-point tensor or ``mask`` not an integer one (a PIL
-            image or a uint8 tensor goes through :func:`train_transform` with ``as_uint8=True``).
-        ValueError: an image value is outside [0, 1] (a normalised image: build the transform with
-            ``normalize=False``) or a label outside 0-255 (the ignore label 255 included), naming the
-            range found.
+        TypeError: ``image`` is not a floating-point tensor or ``mask`` not an integer (or bool) one (a
+            PIL image or a uint8 tensor goes through :func:`train_transform` with ``as_uint8=True``).
+        ValueError: the image holds NaN, or a value outside [0, 1] (an image in 0-255: divide it by
+            255; a normalised image: build the transform with ``normalize=False``), or a label outside
+            0-255 (the ignore label 255 included), naming the range found; or the image's (H, W)
+            differs from the mask's.
     """
     if not isinstance(image, torch.Tensor) or not image.is_floating_point():
         raise TypeError(f"to_uint8: image must be a float tensor in [0, 1], got "
                         f"{image.dtype if isinstance(image, torch.Tensor) else type(image).__name__}; "
                         "train_transform(..., normalize=False, as_uint8=True) converts PIL and uint8 images")
-    if not isinstance(mask, torch.Tensor) or mask.is_floating_point() or mask.dtype == torch.bool:
+    if not isinstance(mask, torch.Tensor) or mask.is_floating_point():
         raise TypeError(f"to_uint8: mask must be an integer tensor of class indices, got "
                         f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}")
+    if tuple(image.shape[-2:]) != tuple(mask.shape[-2:]):
+        raise ValueError(f"to_uint8: image is {tuple(image.shape[-2:])} (H, W) but mask is {tuple(mask.shape[-2:])}; "
+                         "they must match")
     return _image_uint8(image), _mask_uint8(mask)
 
 
@@ -300,7 +314,8 @@ def train_transform(
             :func:`to_uint8`) and augment them as uint8 (padding with the mean pixel rounded to 0-255),
             for a loader that does less work, sends fewer bytes, and a device that normalises (needs
             ``normalize=False``). The image then differs from the float path's rounded result by the
-            rounding before resizing (at most a few levels of 255); the mask is the same.
+            rounding before resizing (one level of 255; a few with ``jitter``); the mask is the same.
+            A source with more than 256 levels (16-bit) keeps only 256: leave it off for such data.
 
     Returns:
         A picklable callable ``(image, mask) -> (image, mask)``: image (3, H, W) float in [0, 1] or
@@ -312,11 +327,14 @@ def train_transform(
     Raises:
         ValueError: ``crop_size`` is neither a positive int nor a pair of positive ints; ``hflip`` is not in
             [0, 1]; ``scale_range`` is given and is not two numbers ``(low, high)`` with ``0 < low <= high``;
-            or ``as_uint8`` with ``normalize`` (a normalised image has no uint8 form).
+            or ``as_uint8`` with ``normalize`` (a normalised image has no uint8 form) or with an
+            ``ignore_index`` outside 0-255.
     """
     crop = _pair_size(crop_size, "crop_size")
     if as_uint8 and normalize:
         raise ValueError("as_uint8=True needs normalize=False: the device normalises the uint8 image")
+    if as_uint8 and not 0 <= ignore_index <= 255:
+        raise ValueError(f"as_uint8=True needs an ignore_index in 0-255 (a uint8 mask holds it), got {ignore_index}")
     if not 0.0 <= hflip <= 1.0:
         raise ValueError(f"hflip is a probability in [0, 1], got {hflip!r}")
     pad_colour = [float(round(255 * v)) if as_uint8 else float(v) for v in mean]

@@ -155,8 +155,8 @@ class TrainConfig:
     #: The engine's training images travel from the loader's workers as uint8 (masks as uint8 too) and are
     #: normalised on the device: 5x fewer bytes per batch for the workers to write and the training
     #: process to pin and copy, and the workers augment uint8 pixels (the image rounded to 1/255, the
-    #: source pictures' own step, before it is scaled), x1.4 faster on one CPU core
-    #: (``benchmarks/uint8_batches.py``).
+    #: step of 8-bit pictures, before it is scaled), x1.4 faster on one CPU core
+    #: (``benchmarks/uint8_batches.py``). Leave it off for 16-bit images, which would keep 256 levels.
     #: Only for the data sets built from this configuration, with labels 0-255; a passed data set's
     #: items are sent as they are (a uint8 image among them is normalised on the device either way).
     uint8_batches: bool = False
@@ -288,6 +288,38 @@ def run_of_config(config: str | os.PathLike[str] | None) -> Path | None:
     return None
 
 
+def _is_run_record(settings: Mapping[str, Any]) -> bool:
+    """A file that sets nearly every setting is a run's own ``config.json`` (or a copy of one: the Trainer
+    writes them all), not a file a user wrote; 30 of them, as a run of an earlier version wrote fewer."""
+    return len(settings) >= 30
+
+
+def _check_generated_scenes_settings(merged: Mapping[str, Any], given: Mapping[str, Any],
+                                     files: Mapping[str, Mapping[str, Any]], preset: Any, config: Any) -> None:
+    """Refuse :data:`PROCEDURAL_ONLY` settings that a data set other than the generated scenes would ignore:
+    an override, a line of ``config`` (unless it is a run's own record) or of a preset file that itself
+    names another data set (a built-in preset's values stay: ``smoke`` with ``dataset: camvid`` is fine)."""
+    dataset = str(merged.get("dataset", TrainConfig.dataset)).lower()
+    if dataset == "procedural":
+        return
+    idle = [f"{', '.join(f'{k}={given[k]!r}' for k in PROCEDURAL_ONLY if k in given)} (given)"]
+    idle = idle if any(k in given for k in PROCEDURAL_ONLY) else []
+    for kind, source in (("the config file", config), ("the preset", preset)):
+        data = files.get(kind, {})
+        if kind == "the config file" and (run_of_config(source) is not None or _is_run_record(data)):
+            continue  # a run's config.json lists every setting: not the user's choices
+        if kind == "the preset" and str(data.get("dataset", "procedural")).lower() == "procedural":
+            continue
+        lines = [f"{k}: {data[k]!r}" for k in PROCEDURAL_ONLY if k in data and k not in given]
+        if lines:
+            idle.append(f"{', '.join(lines)} (in {kind} {str(source)!r})")
+            given = {**given, **dict.fromkeys(k for k in PROCEDURAL_ONLY if k in data)}  # named once
+    if idle:
+        raise ConfigError(f"{'; '.join(idle)}: settings of the generated scenes (dataset procedural), not of "
+                          f"dataset {dataset}, whose images keep their own size and whose splits are used whole: "
+                          "leave them out (crop_size sets the training crops)")
+
+
 def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *,
                 config: str | Path | None = None) -> TrainConfig:
     """Defaults, then the preset (a name from :func:`list_presets` or a YAML path), then the YAML file
@@ -313,12 +345,11 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     """
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}  # which file set a setting, for the error message
-    from_file: dict[str, Any] = {}  # the settings of the config file (not the preset's)
+    files: dict[str, dict[str, Any]] = {}  # each file's own settings, for the generated scenes' check
     for source, kind in ((preset, "the preset"), (config, "the config file")):
         if source is not None:
             data = _read_yaml(source)
-            if source is config:
-                from_file = data
+            files[kind] = data
             merged.update(data)
             origin.update({k: f"{kind} {str(source)!r}" for k in data})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -342,17 +373,7 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     _check_types(merged, origin)
     if "scale_range" in merged:
         merged["scale_range"] = _scale_range(merged["scale_range"], origin.get("scale_range", "the overrides"))
-    dataset = merged.get("dataset", TrainConfig.dataset)
-    if dataset != "procedural":  # a setting given for a data set that does not read it (a preset's may stay)
-        idle = [f"{k}={given[k]!r}" for k in PROCEDURAL_ONLY if k in given]
-        if config is not None and run_of_config(config) is None:  # a run's config.json lists every setting
-            idle += [f"{k} (in {config})" for k in PROCEDURAL_ONLY if k in from_file and k not in given]
-        if idle:
-            one = len(idle) == 1
-            raise ConfigError(f"{', '.join(idle)} {'sets' if one else 'set'} the generated scenes (dataset "
-                              f"procedural), not dataset {dataset}, whose images keep their own size and whose "
-                              f"splits are used whole: leave {'it' if one else 'them'} out (crop_size sets the "
-                              "training crops)")
+    _check_generated_scenes_settings(merged, given, files, preset, config)
     cfg = TrainConfig(**merged)
     try:
         validate(cfg)

@@ -294,7 +294,7 @@ class Trainer:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
             _check_passed_set(val_set, "val_set")
             _check_same_classes(train_set, val_set)
-            if cfg.uint8_batches:
+            if cfg.uint8_batches and not getattr(getattr(train_set, "transform", None), "as_uint8", False):
                 warnings.warn("uint8_batches applies to the data sets the Trainer builds from the configuration: "
                               "the passed train_set's items are sent as they are (give it "
                               "train_transform(crop_size, normalize=False, as_uint8=True) for uint8 items, which "
@@ -733,7 +733,8 @@ class Trainer:
                     "median frequency)")
         return (f"train {model}{strides} on {data}: {len(self.train_set)} training / {val} validation images, "
                 f"{self.num_classes} classes{balanced}; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
-                f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}) -> "
+                f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}"
+                f"{', uint8 batches' if cfg.uint8_batches and 'data_class' not in info else ''}) -> "
                 f"{shown_path(self.out)}")
 
     def _fit(self, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
