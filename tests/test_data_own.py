@@ -198,14 +198,20 @@ def test_check_data_lists_every_bad_file_and_absent_classes(tmp_path: Path, caps
     masks = sorted((root / "train" / "masks").iterdir())
     Image.fromarray(np.full((8, 8), 7, np.uint8)).save(masks[0])  # a label outside the classes (and another size)
     (root / "train" / "images" / f"{masks[1].stem}.png").write_bytes(b"not an image")
+    size = Image.open(masks[2]).size
+    Image.fromarray(np.where(np.arange(size[0]) % 2, 3, 7).astype(np.uint8)[None].repeat(size[1], 0)).save(masks[2])
     report = check_dataset(build_dataset("folder", "train", root=root), num_workers=1, progress=False)
-    assert len(report.problems) == 2 and report.items == 4
+    assert len(report.problems) == 3 and report.items == 4
+    # the split's labels outside the classes, summed up once (a trial: only each bad item named its values)
+    assert report.unknown_labels[3] == 1 and report.unknown_labels[7] >= 1 and set(report.unknown_labels) == {3, 7}
+    assert ("labels outside the 3 classes (0..2) in 2 values: 3 (1 mask), 7 (" in report.summary()
+            and "does classes.txt list every class" in report.summary())
     assert any(masks[0].name in p for p in report.problems) and any("not a readable image" in p for p in report.problems)
     assert main(["check-data", "--data-root", str(root), "--no-progress"]) == 2
     out = capsys.readouterr()
-    assert "4 items read, 2 bad" in out.out and "2 items read, 0 bad" in out.out and "unused" in out.out
-    assert "2 bad item(s)" in out.err
-    assert "labelled pixels per class (in the 2 good items)" in report.summary()
+    assert "4 items read, 3 bad" in out.out and "2 items read, 0 bad" in out.out and "unused" in out.out
+    assert "3 bad item(s)" in out.err
+    assert "labelled pixels per class (in the 1 good item)" in report.summary()
     # every item bad (a trial: 'no mask labels a and b', of masks that did): no share and no absent class claimed
     from dataclasses import replace
 

@@ -35,6 +35,8 @@ class DataCheck:
             without an image (:class:`~deeplab_edu.data.own.FolderDataset` built with ``skip_unpaired``).
         pixels: labelled pixels per class, int64 of shape (num_classes,) (ignored pixels not counted).
         class_names: the data set's class names, in label order.
+        unknown_labels: each label value that is neither a class nor the ignore label, with the number
+            of bad masks that use it (each of those masks is also one of ``problems``).
     """
 
     items: int
@@ -42,6 +44,7 @@ class DataCheck:
     unpaired: list[str] = field(default_factory=list)
     pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     class_names: Sequence[str] = ()
+    unknown_labels: dict[int, int] = field(default_factory=dict)
 
     @property
     def bad(self) -> int:
@@ -59,6 +62,11 @@ class DataCheck:
         total = max(int(self.pixels.sum()), 1)
         lines = [f"{self.items} items read, {len(self.problems)} bad"]
         lines += [f"  {p}" for p in self.problems]
+        if self.unknown_labels:
+            values = ", ".join(f"{v} ({n} mask{'' if n == 1 else 's'})" for v, n in sorted(self.unknown_labels.items()))
+            lines.append(f"labels outside the {len(self.class_names)} classes (0..{len(self.class_names) - 1}) in "
+                         f"{len(self.unknown_labels)} value{'' if len(self.unknown_labels) == 1 else 's'}: {values}; does "
+                         "classes.txt list every class, in the masks' order?")
         if self.unpaired:
             lines.append(f"{len(self.unpaired)} file(s) left out, not read (training refuses the folder until they pair up):")
             lines += [f"  {p}" for p in self.unpaired]
@@ -67,7 +75,7 @@ class DataCheck:
             lines.append("no good item to count the classes' pixels in")
             return "\n".join(lines)
         shares = ", ".join(f"{name} {100 * n / total:.1f} %" for name, n in zip(self.class_names, self.pixels))
-        lines.append(f"labelled pixels per class{f' (in the {good} good items)' if self.problems else ''}: {shares}")
+        lines.append(f"labelled pixels per class{f' (in the {good} good item' + ('s)' if good != 1 else ')') if self.problems else ''}: {shares}")
         if self.absent_classes:
             lines.append(f"no mask of this split labels a pixel as {', '.join(self.absent_classes)}: a model cannot "
                          "learn such a class from a training split, and a validation split does not score it (a "
@@ -76,7 +84,8 @@ class DataCheck:
 
 
 class _Checked(Dataset):
-    """Item ``i`` as ``(None, pixel counts)`` or ``(message, None)``: a bad file is a result, not an error."""
+    """Item ``i`` as ``(None, pixel counts, ())`` or ``(message, None, unknown labels)``: a bad file is a
+    result, not an error."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -85,14 +94,14 @@ class _Checked(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[str | None, np.ndarray | None]:
+    def __getitem__(self, index: int) -> tuple[str | None, np.ndarray | None, tuple[int, ...]]:
         try:
             _, mask = self.read(index)
         except (BadDataError, OSError) as err:  # OSError: a file removed or unreadable since the listing
-            return str(err), None
+            return str(err), None, tuple(getattr(err, "labels", ()))
         mask = torch.as_tensor(mask).reshape(-1)
         mask = mask[mask != self.dataset.ignore_index]
-        return None, torch.bincount(mask, minlength=self.dataset.num_classes)[: self.dataset.num_classes].numpy()
+        return None, torch.bincount(mask, minlength=self.dataset.num_classes)[: self.dataset.num_classes].numpy(), ()
 
 
 def _as_list(batch: list[Any]) -> list[Any]:
@@ -119,9 +128,11 @@ def check_dataset(dataset: Any, *, num_workers: int | None = None, progress: boo
     report = DataCheck(items=len(checked), pixels=np.zeros(dataset.num_classes, np.int64),
                        class_names=tuple(dataset.class_names), unpaired=list(getattr(dataset, "unpaired", [])))
     for batch in progress_bar(loader, desc="checking the data", unit="batch", progress=progress):
-        for message, counts in batch:
+        for message, counts, labels in batch:
             if message is not None:
                 report.problems.append(message)
+                for value in labels:
+                    report.unknown_labels[value] = report.unknown_labels.get(value, 0) + 1
             else:
                 report.pixels += counts
     return report

@@ -69,7 +69,16 @@ __all__ = [
 
 
 class BadDataError(ValueError):
-    """A data file that cannot be used as it is (the message names the file and the problem)."""
+    """A data file that cannot be used as it is (the message names the file and the problem).
+
+    Attributes:
+        labels: for a mask with label values that are neither a class nor the ignore label, those
+            values (sorted); empty otherwise. ``deeplab-edu check-data`` sums them up over a split.
+    """
+
+    def __init__(self, *args: object, labels: Sequence[int] = ()) -> None:
+        super().__init__(*args)
+        self.labels = tuple(int(v) for v in labels)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -389,8 +398,7 @@ def load_mask(
         raise BadDataError(
             f"mask file {path} contains {'the label value' if bad.size == 1 else 'label values'} {shown} that "
             f"{'is' if bad.size == 1 else 'are'} neither a class (0..{num_classes - 1}) "
-            f"nor the ignore label {IGNORE_INDEX}."
-        )
+            f"nor the ignore label {IGNORE_INDEX}.", labels=bad.tolist())
     return torch.from_numpy(raw.astype(np.int64))
 
 
