@@ -222,26 +222,19 @@ def main() -> None:
     unpinned_batches = itertools.chain.from_iterable(itertools.repeat(unpinned))
     drain_overrides = {**overrides, "device": "cpu"}
     prefetch = 2 * trainer.num_workers
+    # the loader each feed reads (its own or, step+busy, a drained one)
+    loaders: dict[str, Iterator[Batch]] = {"loader": loader, "loader+switch": loader, "prefetch": loader,
+                                           "step+busy": loader, "unpinned": unpinned_batches,
+                                           "loader-uint8": compact, "loader-uint8+switch": compact}
     for mode in interleaved(modes, args.rounds):
-        if mode in ("loader", "prefetch", "step+busy"):
+        if mode in loaders:
             for _ in range(prefetch):  # what the workers queued meanwhile: steady state, not a full queue
-                next(loader)
-        if mode == "unpinned":
-            for _ in range(prefetch):
-                next(unpinned_batches)
-        if mode in ("loader+switch",):
-            for _ in range(prefetch):
-                next(loader)
-        if mode.startswith("loader-uint8"):
-            for _ in range(prefetch):
-                next(compact)
+                next(loaders[mode])
         sys.setswitchinterval(args.switch_interval if mode.endswith("+switch") else default_switch)
         if mode == "step":
             r = window(trainer, synthetic, args.iterations)
-        elif mode in ("loader", "loader+switch"):
-            r = window(trainer, loader, args.iterations)
-        elif mode.startswith("loader-uint8"):
-            r = window(trainer, compact, args.iterations)
+        elif mode in ("loader", "loader+switch", "loader-uint8", "loader-uint8+switch", "unpinned"):
+            r = window(trainer, loaders[mode], args.iterations)
         elif mode == "pinned":
             r = window(trainer, itertools.cycle(pinned), args.iterations)
         elif mode == "step+busy":
@@ -254,8 +247,6 @@ def main() -> None:
         elif mode == "step+load":
             with loader_load_elsewhere(args.preset, drain_overrides, trainer.num_workers):
                 r = window(trainer, synthetic, args.iterations)
-        elif mode == "unpinned":
-            r = window(trainer, unpinned_batches, args.iterations)
         else:
             pf = DevicePrefetcher(loader, trainer.to_device, dev)
             r = window(trainer, pf, args.iterations)

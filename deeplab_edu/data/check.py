@@ -75,7 +75,8 @@ class DataCheck:
             lines.append("no good item to count the classes' pixels in")
             return "\n".join(lines)
         shares = ", ".join(f"{name} {100 * n / total:.1f} %" for name, n in zip(self.class_names, self.pixels))
-        lines.append(f"labelled pixels per class{f' (in the {good} good item' + ('s)' if good != 1 else ')') if self.problems else ''}: {shares}")
+        counted = f" (in the {good} good item{'' if good == 1 else 's'})" if self.problems else ""
+        lines.append(f"labelled pixels per class{counted}: {shares}")
         if self.absent_classes:
             lines.append(f"no mask of this split labels a pixel as {', '.join(self.absent_classes)}: a model cannot "
                          "learn such a class from a training split, and a validation split does not score it (a "

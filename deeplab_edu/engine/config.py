@@ -302,18 +302,18 @@ def _check_generated_scenes_settings(merged: Mapping[str, Any], given: Mapping[s
     dataset = str(merged.get("dataset", TrainConfig.dataset)).lower()
     if dataset == "procedural":
         return
-    idle = [f"{', '.join(f'{k}={given[k]!r}' for k in PROCEDURAL_ONLY if k in given)} (given)"]
-    idle = idle if any(k in given for k in PROCEDURAL_ONLY) else []
+    named = [k for k in PROCEDURAL_ONLY if k in given]  # each setting named once, where it was last set
+    idle = [f"{', '.join(f'{k}={given[k]!r}' for k in named)} (given)"] if named else []
     for kind, source in (("the config file", config), ("the preset", preset)):
         data = files.get(kind, {})
         if kind == "the config file" and (run_of_config(source) is not None or _is_run_record(data)):
             continue  # a run's config.json lists every setting: not the user's choices
         if kind == "the preset" and str(data.get("dataset", "procedural")).lower() == "procedural":
             continue
-        lines = [f"{k}: {data[k]!r}" for k in PROCEDURAL_ONLY if k in data and k not in given]
+        lines = [k for k in PROCEDURAL_ONLY if k in data and k not in named]
         if lines:
-            idle.append(f"{', '.join(lines)} (in {kind} {str(source)!r})")
-            given = {**given, **dict.fromkeys(k for k in PROCEDURAL_ONLY if k in data)}  # named once
+            idle.append(f"{', '.join(f'{k}: {data[k]!r}' for k in lines)} (in {kind} {str(source)!r})")
+            named += lines
     if idle:
         raise ConfigError(f"{'; '.join(idle)}: settings of the generated scenes (dataset procedural), not of "
                           f"dataset {dataset}, whose images keep their own size and whose splits are used whole: "
