@@ -478,7 +478,7 @@ assert 1.2 < low and cpu_uint8["verdict"] == "faster"
 # (three things changed at once: graphs, uint8 and 14 workers instead of 12). The `gpu` preset does not use either yet: no full run has
 # trained this way (the Trainer's `compile_mode: reduce-overhead` and `uint8_batches` are new); that,
 # and how much the workers gain now that they augment uint8 pixels directly (the last line above:
-# torchvision resizes uint8 images with integer kernels, several times faster than float ones), are
+# torchvision resizes uint8 images with integer kernels, faster than its float ones), are
 # the next GPU session's work (`benchmarks/README.md`, "On one GPU").
 
 # %% [markdown]
