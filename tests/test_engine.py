@@ -360,6 +360,8 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     done = Trainer(tiny_config(tmp_path, iterations=12, lr=0.001, ckpt_every=3, eval_every=100, warmup_iters=0,
                                resume=True), model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
     assert "it has reached its 12 iterations, so nothing is trained" in done._resume_message  # a second trial: silent
+    done.fit()  # trains nothing: the run's config.json keeps the settings that trained it (lr 0.01, not 0.001)
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize("first, then", [("sgd", "adamw"), ("adamw", "sgd")])

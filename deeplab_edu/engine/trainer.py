@@ -741,8 +741,11 @@ class Trainer:
         from ..progress import progress_bar
 
         cfg = self.cfg
+        config = self.out / "config.json"
+        # the settings that trained the run: a resume with nothing left to train keeps the ones it has
+        if self.dist.is_main and (self.iteration < cfg.iterations or not config.is_file()):
+            write_text_atomic(config, json.dumps(cfg.to_dict(), indent=2) + "\n")
         if self.dist.is_main:
-            write_text_atomic(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
             if cfg.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
