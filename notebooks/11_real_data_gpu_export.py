@@ -586,7 +586,9 @@ for row in scale_rows:  # each scale's cost follows the number of positions of i
 # inputs keep its cores busy, memory traffic). On a full-size image we time each strategy with the
 # CamVid model trained above or, without one, a DeepLabv3+ on MobileNetV3-Large (the small backbone
 # torchvision ships for phones) with random weights (cost does not depend on the weights), and
-# print the multiply-add rule beside the time ratios. `time_interleaved` runs the strategies in
+# print the multiply-add rule beside the time ratios: for the scales, $\sum s^2$ from above; for the
+# sliding windows, `count_macs` on a shape-only copy of the model (windows overlap, so they cost
+# more than one pass: exercise 11.4 counts them). `time_interleaved` runs the strategies in
 # rounds, each once per round, the first round untimed (a model's first calls allocate memory and
 # pick kernels, and timed one after the other the first strategy would pay for them alone), and
 # gives each strategy the median of its three timed calls. Expect the ratios to follow the rule only
@@ -595,6 +597,8 @@ for row in scale_rows:  # each scale's cost follows the number of positions of i
 # a reduced image.
 
 # %%
+import copy
+
 from deeplab_edu.complexity import time_interleaved
 
 model = camvid_model or build_model("deeplabv3plus", backbone="mobilenet_v3_large", num_classes=data.num_classes)
@@ -602,23 +606,27 @@ model = model.to(config.device()).eval()
 size = config.choose(smoke=(90, 120), cpu=(360, 480), gpu=(360, 480))
 x = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", align_corners=False).to(config.device())
 crop = min(size) * 2 // 3
+# the sliding windows' rule: their multiply-adds over one pass's, counted on a shape-only copy of the model
+meta_model, meta_x = copy.deepcopy(model).to("meta"), torch.empty(x.shape, device="meta")
+sliding_macs, single_macs = (count_macs(lambda im, s=s: predict_probs(meta_model, im, s), meta_x)
+                             for s in (Strategy(crop_size=crop), Strategy()))
 strategies = {
     "single scale": (Strategy(), 1.0),
     "flip": (Strategy(flip=True), 2.0),
     "MS (6 scales)": (Strategy(scales=PAPER_SCALES), formula),
     "MS + flip": (Strategy(scales=PAPER_SCALES, flip=True), 2 * formula),
-    f"sliding {crop}px": (Strategy(crop_size=crop), None),
+    f"sliding {crop}px": (Strategy(crop_size=crop), sliding_macs / single_macs),
 }
 seconds = time_interleaved({name: (lambda s=s: predict_probs(model, x, s)) for name, (s, _) in strategies.items()},
                            repeats=3, warmup=1, device=x.device)
 base = seconds["single scale"]
 for name, t in seconds.items():
-    rule = strategies[name][1]
-    print(f"{name:18s} {t:7.3f} s   x{t / base:5.1f}" + (f"   (multiply-adds: x{rule:.1f})" if rule else ""))
+    print(f"{name:18s} {t:7.3f} s   x{t / base:5.1f}   (multiply-adds: x{strategies[name][1]:.1f})")
 print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians of 3 interleaved calls")
 
 # %% tags=["remove-cell"]
 assert seconds["MS + flip"] > seconds["MS (6 scales)"] > seconds["single scale"]  # more passes, more time
+assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlapping windows: more than one pass
 
 # %% [markdown]
 # ### On a GPU
