@@ -230,7 +230,7 @@ assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for
 # %%
 from deeplab_edu.viz.deeplab import cost_widget, plot_cost_vs_size
 
-sizes = config.choose(smoke=(257, 513), cpu=(257, 385, 513, 769, 1025), gpu=(257, 385, 513, 769, 1025))
+sizes = config.choose(smoke=(257, 385, 513, 769), cpu=(257, 385, 513, 769, 1025), gpu=(257, 385, 513, 769, 1025))
 fig = plot_cost_vs_size("deeplabv3", "resnet101", sizes, highlight=(513, 8))
 plt.show()
 
@@ -561,11 +561,11 @@ assert {k for k, v in cfg_c.to_dict().items() if v != cfg2.to_dict()[k]} == {"ou
 # checkpoint already exists, nothing is trained** and the model is loaded from it (it prints
 # "skipping training: found the finished run ..."). The runs live in the git-ignored folder
 # `runs/course/<profile>/` of the repository (a temporary folder in the `smoke` profile); chapters
-# 09 and 10 use the same runs. Delete a run's folder to train it again (with this phase-1 run's
-# `v3/seed0`, delete the `seed0_phase2*` folders beside it: the phase-2 runs of section 8 start
-# from its checkpoint, and those trained by this version of the course refuse a phase 1 trained
-# after them), or train it beforehand from a
-# terminal with the command printed above. An interrupted run resumes where it stopped. The
+# 09 and 10 use the same runs. To train a run again, delete its folder. To train this phase-1 run
+# (`v3/seed0`) again, also delete the `seed0_phase2*` folders beside it: the phase-2 runs of
+# section 8 start from its checkpoint, and they stop with an error when the phase-1 run is newer
+# than they are. You can also train a run beforehand from a terminal with the command printed
+# above. An interrupted run resumes where it stopped. The
 # progress bar shows the loss, the learning rate and the throughput; every 100 iterations the engine
 # evaluates on the validation scenes at output stride 8.
 
@@ -789,7 +789,7 @@ with at_output_stride(recalibrated, 8):
 m8_recalibrated = 100 * evaluate(recalibrated, val, Strategy(output_stride=8), progress=False, batch_size=25)["miou"]
 print(f"phase 1 at output stride 8: {m8:.1f}% with the statistics of output stride 16, {m8_recalibrated:.1f}% with "
       f"statistics re-estimated at 8 from {len(bn_crops)} training crops ({m8_recalibrated - m8:+.1f} points); "
-      f"at 16: {m16:.1f}% (the loss at 8 was {m8 - m16:+.1f} points)")
+      f"at 16: {m16:.1f}%, so evaluating at 8 changed phase 1's mIoU by {m8 - m16:+.1f} points")
 if config.profile() == "smoke":
     print("smoke profile: a few iterations on tiny images; these numbers mean nothing.")
 

@@ -1049,16 +1049,16 @@ def check(key: str, answer: Any) -> Feedback:
     """
     ex = get(key)
     if _unanswered(answer):
-        return Feedback(key, False, f"{ex.title}: not answered yet. Replace `...` with your answer.")
+        return Feedback(key, False, f"{ex.title} — not answered yet. Replace `...` with your answer.")
     try:
         problem = ex.checker(_as_scalar(answer))
     except Exception as err:  # a malformed answer must give feedback, not a traceback
         problem = _Unreadable(f"could not check this answer ({type(err).__name__}: {_first_line(err)})")
     if problem is None:
-        return Feedback(key, True, f"{ex.title}: well done.")
+        return Feedback(key, True, f"{ex.title} — well done.")
     if isinstance(problem, _NotTried):
-        return Feedback(key, False, f"{ex.title}: not answered yet: {problem}")
-    msg = _sentence(f"{ex.title}: {problem}")
+        return Feedback(key, False, f"{ex.title} — not answered yet: {problem}")
+    msg = _sentence(f"{ex.title} — {problem}")
     if not isinstance(problem, _Unreadable):
         tries = _WRONG_TRIES[key] = _WRONG_TRIES.get(key, 0) + 1
         if ex.hints and (tries >= 2 or key in _HINT_STEPS):  # a hint() call already showed a step: the next one

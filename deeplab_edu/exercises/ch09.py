@@ -147,14 +147,15 @@ value_exercise(
     kind="predict",
     abs_tol=0.02,  # "about zero" is the prediction: these 16 scenes measure 0.01 (stride 16: 0, stride 4: 0.24)
     mistakes=[
-        (lambda a: a >= 0.2, "an 8 x 8 cell holds 64 pixels and a 1-3 px wire crossing it under half of them (a "
-                             "third when straight), spread over the cells it crosses: another class holds the largest share of almost "
-                             "every cell, and the bilinear upsampling only blends such shares, so wire (almost) never "
-                             "wins the arg-max. Halving the stride of 16 is not enough; measure stride 4 too."),
+        (lambda a: a >= 0.2, "too large: an 8 x 8 cell holds 64 pixels; how many of them can a 1-3 px wire that "
+                             "crosses the cell cover, and which class then holds the largest share of the cell?"),
         (lambda a: 0.03 < a < 0.2, "less than that: the wire's share of an 8 x 8 cell is rarely the largest, and the "
                                     "upsampling only blends the cells' shares."),
     ],
     otherwise=lambda a: f"{a} is not it; think of the share of an 8 x 8 cell a 1-3 px wire can cover.",
     more_wrong=(0.25, 0.05, 1.0),
-    hint="the oracle gives each cell the class proportions of its pixels, upsampled; when can wire win the arg-max?",
+    hint=("the oracle gives each cell the class proportions of its pixels, upsampled; when can wire win the arg-max?",
+          "a wire crossing an 8 x 8 cell covers under half of its 64 pixels (a third when straight), spread over the "
+          "cells it crosses, so another class holds the largest share of almost every cell, and the bilinear "
+          "upsampling only blends such shares; halving the stride of 16 is not enough: measure stride 4 too."),
 )
