@@ -63,10 +63,38 @@ _json_value.__name__ = "JSON"
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a mistake on the command line ends with one line (not the whole usage block); also the
-    parser of ``python -m deeplab_edu.book``."""
+    parser of ``python -m deeplab_edu.book``. A flag must be spelt whole (``allow_abbrev=False``: ``--scale``
+    is not silently ``--scales``), and an unknown flag is reported by the command it was given to, with the
+    closest flag it has (``--itrations``: did you mean ``--iterations``?)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the flags)\n")
+
+    def parse_args(self, args: typing.Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """As argparse's, but unknown flags are reported by the sub-command that was given them."""
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+            command = getattr(parsed, commands[0].dest, None) if commands else None
+            owner = commands[0].choices[command] if command in commands[0].choices else self
+            if isinstance(owner, OneLineErrorParser):
+                owner._unknown(unknown)
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
+    def _unknown(self, unknown: list[str]) -> typing.NoReturn:
+        import difflib
+
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        guesses = [close[0] for arg in unknown if arg.startswith("--")
+                   if (close := difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1))]
+        self.error(f"unrecognized arguments: {' '.join(unknown)}"
+                   + (f" (did you mean {', '.join(guesses)}?)" if guesses else ""))
 
 
 #: Help of the training flags (the fields of TrainConfig); each overrides the preset's value.
@@ -218,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", help="the data set to evaluate on (default: the run's), e.g. folder with --data-root "
                                       "for a run whose script passed its own data")
     ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else the usual places)")
+    ev.add_argument("--download", action="store_true", help=_TRAIN_HELP["download"])
     ev.add_argument("--scales", nargs="+", type=float, default=[1.0],
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
                          "(DeepLabv3 sec. 4.2; default: 1)")
@@ -404,13 +433,13 @@ def _version() -> str:
     return __version__
 
 
-def _dataset_for(cfg: dict[str, Any], split: str, root: str | None) -> Any:
+def _dataset_for(cfg: dict[str, Any], split: str, root: str | None, *, download: bool = False) -> Any:
     from .data import build_dataset
     from .data.transforms import eval_transform
 
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"download": True} if download else {}
     if cfg["dataset"] == "procedural":
-        kw = {"size": cfg["image_size"], "length": cfg["val_length"], "difficulty": cfg.get("difficulty", "hard")}
+        kw = {**kw, "size": cfg["image_size"], "length": cfg["val_length"], "difficulty": cfg.get("difficulty", "hard")}
     return build_dataset(cfg["dataset"], split, root=root or cfg.get("data_root"), transform=eval_transform(), **kw)
 
 
@@ -435,7 +464,7 @@ def _eval(args: argparse.Namespace) -> int:
                          f"says dataset: {cfg['dataset']}): name it (--dataset folder --data-root DIR for your own "
                          "folder), or evaluate in Python: deeplab_edu.inference.evaluate(load_model(path)[0], "
                          "your_val_set) with the val set normalised (transform=eval_transform())")
-    ds = _dataset_for(cfg, args.split, args.data_root)
+    ds = _dataset_for(cfg, args.split, args.data_root, download=args.download)
     if getattr(ds, "num_classes", info["num_classes"]) != info["num_classes"]:
         raise ValueError(f"the model of {args.checkpoint} has {info['num_classes']} classes but data set "
                          f"{cfg['dataset']!r} has {ds.num_classes}")

@@ -37,7 +37,9 @@
 # `deeplab_edu.records.environment` (the environment report),
 # `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training` (`course_runs`, `camvid_run`; for
 # teachers: each chapter's time, and the training runs `make course-runs` makes before class),
-# `deeplab_edu.exercises` (`check`, the exercise checker, and `measured_and_predicted`),
+# `deeplab_edu.exercises` (`check`, the exercise checker; `hint`; `solved`, which the hidden
+# solutions call; `prediction_made`, with which a measurement cell waits for your prediction;
+# `get`, an exercise with its checker; and `measured_and_predicted`),
 # `deeplab_edu.viz.tables.markdown_table` (a computed table, displayed as Markdown).
 
 # %% [markdown]

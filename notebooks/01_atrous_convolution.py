@@ -311,8 +311,8 @@ assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) 
 # ## Exercises
 #
 # ### Exercise 01.1
-# DeepLabv3's ASPP has a 3x3 branch at rate 6. How many positions of the feature map it
-# convolves (not of the input image) is its effective kernel wide?
+# DeepLabv3's ASPP has a 3x3 branch at rate 6. How wide is its effective kernel, counted in
+# positions of the feature map it convolves (not pixels of the input image)?
 
 # %%
 from deeplab_edu.exercises import check, solved

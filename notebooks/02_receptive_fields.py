@@ -184,8 +184,9 @@ markdown_table([{"model": n, "receptive field": f.size, "effective stride": f.st
 # even ResNet-50 on a 513x513 input is quick on a CPU (the cell prints how long all five took).
 #
 # For each network, `compare_with_brute_force` compares the theoretical interval of the centre
-# unit with the bounding box of the pixels that receive gradient. AlexNet and VGG-16 get the
-# smallest input their field fits in; the three ResNets get DeepLabv3's 513x513 training crop, which we reuse
+# unit with the bounding box of the pixels that receive gradient. AlexNet and VGG-16 get an input a
+# little larger than their field (the field plus two strides, grown by a stride until the centre
+# unit's field lies inside it); the three ResNets get DeepLabv3's 513x513 training crop, which we reuse
 # below.
 
 # %%

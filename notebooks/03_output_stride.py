@@ -41,8 +41,9 @@
 # - know DeepLabv3's multi-grid rates and "going deeper" cascade (sec. 3.2), and what they cost.
 #
 # **Helpers introduced:** `deeplab_edu.models.build_backbone` (with its `set_output_stride` and
-# `block_rates`), `deeplab_edu.complexity` (`measure`'s parts, through `measure_output_strides`),
-# `deeplab_edu.viz.output_stride` (`expected_feature_size`, `macs_by_input_size`, `macs_by_stage`, `photo_features`, `dense_vs_strided_difference`,
+# `block_rates`), `deeplab_edu.complexity` (`measure`'s parts, through
+# `deeplab_edu.viz.output_stride.measure_output_strides`),
+# `deeplab_edu.viz.output_stride` (`measure_output_strides`, `expected_feature_size`, `macs_by_input_size`, `macs_by_stage`, `photo_features`, `dense_vs_strided_difference`,
 # `cached_imagenet_weights`, `plot_feature_maps`, `feature_map_widget`,
 # `plot_cost_vs_output_stride`, `plot_cost_vs_input_size`, `plot_macs_by_stage`, and the paper's
 # tables `PAPER_TABLE1_MIOU`, `PAPER_TABLE2_MIOU`, `PAPER_TABLE3_MIOU`),

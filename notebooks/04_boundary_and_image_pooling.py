@@ -89,7 +89,7 @@ fig = vb.plot_tap_counts(13, 13, rate=4)
 
 # %% [markdown]
 # The interior keeps all nine weights; a band of width $r$ along each border loses the taps that
-# would cross it, and the corners lose two rows' worth at once. There is a second way to count,
+# would cross it, and the corners lose a row and a column of taps at once (4 of 9 left). There is a second way to count,
 # with no formula at all: convolve an all-ones map with an all-ones kernel. Every valid tap adds
 # $1 \cdot 1$ and every padded tap adds $0 \cdot 1$, so the output *is* the count. The two agree:
 

@@ -41,7 +41,7 @@
 # `branch_outputs` and `atrous_rates`), `deeplab_edu.models.ImagePooling`,
 # `deeplab_edu.models.atrous_rates_for`, `deeplab_edu.models.summary.aspp_branch_costs`,
 # `deeplab_edu.viz.aspp` (`branch_footprints`, `plot_branch_footprints`, `aspp_footprint_widget`,
-# `branch_names`), `deeplab_edu.models.aspp.feature_map_side`, `deeplab_edu.complexity.count_parameters`, and from earlier
+# `branch_names`; they measure with `deeplab_edu.boundary.input_footprint`), `deeplab_edu.models.aspp.feature_map_side`, `deeplab_edu.complexity.count_parameters`, and from earlier
 # chapters `deeplab_edu.boundary.valid_tap_counts` and `ASPPConv` (04), `sample_photo` (01),
 # `deeplab_edu.viz.tables.markdown_table` (00).
 
@@ -86,7 +86,7 @@ with torch.no_grad():
     votes = aspp_v2.branch_outputs(x)
     fused = aspp_v2(x)
 print("rates:", aspp_v2.atrous_rates)
-print("each branch gives class scores of shape", tuple(votes[0].shape), "; the sum has", tuple(fused.shape))
+print(f"each branch gives class scores of shape {tuple(votes[0].shape)}; the sum has {tuple(fused.shape)}")
 
 # %% tags=["remove-cell"]
 import torch.nn.functional as F

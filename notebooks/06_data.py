@@ -42,7 +42,7 @@
 # `deeplab_edu.data.transforms` (`train_transform`, `eval_transform`), `deeplab_edu.data.stats`,
 # `deeplab_edu.data.find_camvid`, `deeplab_edu.viz.data` (figures and the explorer widget),
 # `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker), the data
-# sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`) and their error
+# sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`, `deeplab_edu.data.voc.prepare_trainaug`) and their error
 # `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `scene_style`,
 # `SceneStyle.diameter_range`, `benchmark`), and `deeplab_edu.records.shown_path` (a path as the
 # book shows it). From chapter 00: `deeplab_edu.viz.tables.markdown_table` (a computed table).

@@ -444,6 +444,36 @@ def test_a_presets_value_that_keeps_a_models_default_is_named(capsys: pytest.Cap
                    "(deeplab-edu train --help lists the flags)"]
 
 
+def test_an_unknown_or_shortened_flag_is_named_by_its_command_with_the_closest_one(capsys: pytest.CaptureFixture) -> None:
+    """A new user's trial: ``train --itrations 3`` was reported by the top-level parser, pointing at
+    ``deeplab-edu --help`` (which lists no training flag), and ``predict --scale 2`` ran silently as
+    ``--scales 2`` (argparse's abbreviations)."""
+    for argv, line in [
+        (["train", "--preset", "smoke", "--itrations", "3"],
+         "deeplab-edu train: error: unrecognized arguments: --itrations 3 (did you mean --iterations?) "
+         "(deeplab-edu train --help lists the flags)"),
+        (["train", "--iteration=3"], "deeplab-edu train: error: unrecognized arguments: --iteration=3 "
+                                     "(did you mean --iterations?) (deeplab-edu train --help lists the flags)"),
+        (["eval", "--checkpoint", "run", "--bogus"],
+         "deeplab-edu eval: error: unrecognized arguments: --bogus (deeplab-edu eval --help lists the flags)"),
+        (["predict", "--checkpoint", "run", "x.png", "--scale", "2"],
+         "deeplab-edu predict: error: unrecognized arguments: --scale 2 (did you mean --scales?) "
+         "(deeplab-edu predict --help lists the flags)"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [line]
+
+
+def test_eval_takes_download_as_its_missing_data_message_says() -> None:
+    """A new user's trial: evaluating on a missing VOC said "Pass download=True (--download ...)", and
+    ``eval`` refused --download as an unrecognized argument."""
+    from deeplab_edu.cli import build_parser
+
+    assert build_parser().parse_args(["eval", "--checkpoint", "run", "--dataset", "voc", "--download"]).download
+
+
 def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     import deeplab_edu.data

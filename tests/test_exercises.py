@@ -292,10 +292,15 @@ def test_an_answer_that_uses_the_packaged_version_is_refused_by_name() -> None:
     def by_default(w: torch.Tensor, rate: int, dilate=dilate_kernel) -> torch.Tensor:  # type: ignore[no-untyped-def]
         return dilate(w, rate)
 
+    def imports_it(w: torch.Tensor, rate: int) -> torch.Tensor:  # a learner's trial: passed as correct
+        from deeplab_edu.atrous import dilate_kernel as own
+        return own(w, rate)
+
     for key, answer, name in [
         ("01.5", dilate_kernel, "dilate_kernel"),
         ("01.5", via_helper, "dilate_kernel"),
         ("01.5", by_default, "dilate_kernel"),
+        ("01.5", imports_it, "dilate_kernel"),
         ("10.1", lambda cm: float(np.nanmean([findings.class_iou(cm, k) for k in range(len(cm))])), "class_iou"),
         ("10.2", lambda low, high, diff: findings.joint_verdict((low, high), (low, high), diff), "joint_verdict"),
         ("01.5", lambda w, r: dilate_kernel(w, r), "dilate_kernel"),

@@ -10,9 +10,10 @@
   radius. A classifier whose field of view is that window cannot tell such pixels apart; only
   larger context, up to image-level pooling (DeepLabv3 Sec. 3.3), can;
 * :func:`stride_oracle_iou`: the IoU per class that a *perfect* classifier would still reach if it
-  predicted one label per ``stride x stride`` cell and upsampled by nearest neighbour, the
-  ceiling set by the output stride alone (why DeepLabv3 evaluates at output stride 8 and v3+
-  adds a decoder at stride 4).
+  predicted one label per ``stride x stride`` cell and upsampled by nearest neighbour: what the
+  output stride alone costs such a predictor (why DeepLabv3 evaluates at output stride 8 and v3+
+  adds a decoder at stride 4). A baseline, not a ceiling: a network upsamples its scores
+  bilinearly and can draw a boundary inside a cell.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ import inspect
 import math
 import re
 import signal
+import sys
 import threading
 import time
 import types
@@ -637,6 +638,7 @@ def packaged_use(answer: Any, packaged: Sequence[Any]) -> str | None:
     methods, and the learner's own helpers it calls (functions of the same notebook, three calls
     deep); ``None`` if none.
 
+    It also sees a name imported inside the function (``from deeplab_edu.atrous import dilate_kernel``).
     A good-faith check, not a sandbox: a learner who hides the call (``getattr``, an alias in
     another module) is not caught. Its point is the honest mistake of wrapping the reference. A
     local variable or an attribute of another object that shares a packaged name is not a use.
@@ -680,7 +682,12 @@ def _packaged_in(obj: Any, names: dict[int, str], depth: int, seen: set[int]) ->
         current = codes.pop()
         codes += [c for c in current.co_consts if isinstance(c, types.CodeType)]
         previous: Any = None
+        imported: Any = None  # the module of the last import statement (``from deeplab_edu.atrous import ...``)
         for ins in dis.get_instructions(current):
+            if ins.opname == "IMPORT_NAME":
+                imported = sys.modules.get(str(ins.argval))
+            elif ins.opname == "IMPORT_FROM" and id(getattr(imported, str(ins.argval), None)) in names:
+                return names[id(getattr(imported, str(ins.argval)))]  # imported inside the function
             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF") and ins.argval in scope:
                 value = scope[ins.argval]
                 if id(value) in names:
@@ -856,6 +863,8 @@ def function_exercise(
         returned, expected = _brief(got), _brief(want)
         if returned == expected:  # alike to the eye (two tensors of one shape): say how the values differ
             return f"with the arguments ({shown}) it returned {returned}, as expected, but {why}"
+        if f"got {returned}, expected {expected}" in why:  # said once is enough
+            return f"with the arguments ({shown}) {why}"
         return f"with the arguments ({shown}) {why} It returned {returned}; expected {expected}."
 
     wrong = tuple(w for w, _ in mistakes) + (lambda *args: None,)

@@ -118,6 +118,8 @@ value_exercise(
         (4, "4 would hold if the sides were exactly 2:1 (40 and 20); but each stride-2 layer rounds an odd side up, "
             "so the two maps' sides are not exactly 2:1."),
         ((65 / 33) ** 2, "that is the ratio for a 513 input (sides 65 and 33); find block 4's sides for a 321 input."),
+        ((33 / 17) ** 2, "that is the ratio the chapter printed for output stride 16 against 32 on a 513 input (sides "
+                         "33 and 17); here it is output stride 8 against 16 on a 321 input."),
         (2, "a convolution's cost is proportional to the number of positions, height x width, not to the side."),
         (_SIDE_8 / _SIDE_16, "that is the ratio of the sides; the number of positions is height x width."),
         (16, "16 is block 4's growth from output stride 32 to 8 (two halvings); here it is one."),

@@ -20,8 +20,8 @@ value_exercise(
     mistakes=[
         (degeneration_rate(33), "at rate 33 the filter is 1x1 everywhere, but it stopped being whole everywhere "
                                 "long before: the question asks when the *last* position loses a tap."),
-        (16, "at rate 16 the centre position (16, 16) still reaches row and column 0 and 32: all nine taps land on "
-             "the map."),
+        (16, "too small: at rate 16 one position still keeps all nine taps. Which position has the most room on "
+             "every side, and how far do its taps reach?"),
         (32, "at rate 32 only the border rows and columns keep an off-centre tap (the corners four taps), and "
              "none keeps all nine; the last position to keep all nine is the centre, which loses them much earlier."),
         (34, "34 is one past 33: the last position to keep all nine taps is the centre; how far is it from each "
@@ -113,7 +113,8 @@ value_exercise(
         (lambda a: len(a) != 2, not_judged("answer with a shape (rows, columns): two numbers.")),
         ((3, 1), "rows and columns are swapped: the map is only 17 rows tall, so it is the vertical taps that die."),
         ((3, 3), "every vertical off-centre tap is 24 rows away, and the map has only 17 rows."),
-        ((1, 1), "the horizontal taps still land on the map for columns 24..40 (65 columns wide)."),
+        ((1, 1), "too small: the map is 65 columns wide. Do the horizontal taps at rate 24 miss it at every "
+                 "position?"),
         ((1, 2), "1 x 2 is what most positions apply (one horizontal neighbour lands on the map); columns 24..40 "
                  "keep both, and the question asks for the largest filter any position applies."),
     ],

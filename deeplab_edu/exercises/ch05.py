@@ -29,7 +29,8 @@ value_exercise(
     solution=lambda: (3, 6, 9, 12),
     answer_type="ints",
     mistakes=[
-        ((12, 24, 36, 48), "that doubles them; at output stride 16 the map is half as large, so the rates halve."),
+        ((12, 24, 36, 48), "that moves them the wrong way: does a rate count image pixels or feature cells, and how "
+                           "wide is a feature cell at output stride 16?"),
         ((6, 12, 18, 24), "these are the rates at output stride 8; at 16 each feature cell covers twice as many pixels."),
         ((6, 12, 18), "these are DeepLabv3's rates at output stride 16: they reach twice as far as v2's first three."),
         (lambda a: len(a) != 4, lambda a: f"ASPP-L has four branches, one per rate; you gave {len(a)} rates."),

@@ -202,9 +202,8 @@ function_exercise(
         (_no_plus_one, "each axis needs one more window: ceil((size - crop) / stride) counts the steps between "
                        "windows, the first window at 0 comes on top (+1)."),
         (_sum_of_axes, "the windows form a grid of rows x columns: multiply the per-axis counts, do not add them."),
-        (_starts_to_border, "ceil(size / stride) starts a window at every stride up to the border, but windows "
-                            "must fit: the last one starts at size - crop, so per axis it is "
-                            "ceil((size - crop) / stride) + 1."),
+        (_starts_to_border, "ceil(size / stride) starts a window at every stride up to the border, but a window "
+                            "must fit inside the image: where does the last one start?"),
         (_by_area, "the image area over the crop area ignores the overlap: windows advance by the stride, not by "
                    "the crop; count them per axis."),
         (_no_padding, "an image smaller than the crop along an axis is padded up to the crop first: one window "

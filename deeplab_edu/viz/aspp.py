@@ -100,7 +100,9 @@ def plot_branch_footprints(
         ax.set_ylim(h, 0)
         ax.set_title(f"{name}\n{int(fp.sum())} of {fp.size} positions", fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"What each ASPP branch reads for one output position\n(output stride {output_stride})", fontsize=10)
+    where = "the centre" if position is None else f"position {tuple(position)}"
+    fig.suptitle(f"What each ASPP branch reads for one output position, {where}\n(output stride {output_stride})",
+                 fontsize=10)
     return fig
 
 

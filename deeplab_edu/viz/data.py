@@ -198,7 +198,7 @@ def plot_stride_oracle(strides: Sequence[int], ious: Sequence[Sequence[float]], 
     ax.set_xticks(strides, [str(s) for s in strides])
     ax.set_xlabel("output stride (labels predicted per stride x stride cell)")
     ax.set_ylabel("oracle IoU (%)")
-    ax.set_title("The ceiling set by the output stride alone")
+    ax.set_title("One true label per stride x stride cell: a baseline, not a ceiling")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()

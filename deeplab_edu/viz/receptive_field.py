@@ -231,12 +231,14 @@ def plot_output_stride_grids(
 
 
 def plot_gridding(patterns: Mapping[str, torch.Tensor], ax: Sequence[plt.Axes] | None = None) -> np.ndarray:
-    """Sampling patterns (:func:`~deeplab_edu.gridding.sampling_pattern`) side by side; zeros are holes."""
+    """Sampling patterns (:func:`~deeplab_edu.gridding.sampling_pattern`) side by side: the colour is the
+    number of paths from each input pixel to the output (a colour bar per panel); zeros, the holes, are white."""
     if ax is None:
         _, ax = plt.subplots(1, len(patterns), figsize=(3.6 * len(patterns), 3.6))
     axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
     for a, (name, p) in zip(axes, patterns.items()):
-        a.imshow(np.ma.masked_equal(p.numpy(), 0), cmap="viridis")
+        image = a.imshow(np.ma.masked_equal(p.numpy(), 0), cmap="viridis")
+        a.figure.colorbar(image, ax=a, fraction=0.046, pad=0.04, label="paths to the output")
         a.set_facecolor("white")
         a.set_xticks([]), a.set_yticks([])
         a.set_title(f"rates {name}: {p.shape[0]}x{p.shape[1]}\n{coverage(p):.0%} of the pixels read", fontsize=9)
