@@ -73,8 +73,9 @@ _TOY_IDS = sorted(set(TOY_VOC_TRAIN) | set(TOY_VOC_VAL) | set(TOY_SBD_TRAIN) | s
 
 
 def _ids(answer: Any) -> Any:
-    """06.3 compares *sets* of image ids, whatever their order or container: ``["a", "b"]``,
-    ``("b", "a")``, ``"a b"`` or ``"a, b"`` all become ``"a b"`` (ids sorted, once each)."""
+    """06.3 compares image ids whatever their order or container: ``["a", "b"]``, ``("b", "a")``,
+    ``"a b"`` or ``"a, b"`` all become ``"a b"`` (ids sorted); an id given twice stays twice (a list
+    of training images names each image once, which the checker then says)."""
     if isinstance(answer, str):
         items = answer.replace(",", " ").split()
     else:
@@ -82,7 +83,7 @@ def _ids(answer: Any) -> Any:
             items = [str(v).strip() for v in answer]
         except TypeError:
             return answer
-    return " ".join(sorted({i.lower() for i in items if i}))
+    return " ".join(sorted(i.lower() for i in items if i))
 
 
 value_exercise(
@@ -93,6 +94,9 @@ value_exercise(
     parse=_ids,
     form="a list of image ids, e.g. ['a', 'b']",
     mistakes=[
+        (lambda a: len(a.split()) != len(set(a.split())),
+         lambda a: f"{sorted({i for i in a.split() if a.split().count(i) > 1})} listed more than once: the list of "
+                   "training images names each image once (a union of the lists, less VOC val)."),
         (lambda a: bool(set(a.split()) - set(_TOY_IDS)),
          lambda a: f"{sorted(set(a.split()) - set(_TOY_IDS))}: not ids of these lists (they are "
                    f"{', '.join(_TOY_IDS)}). Answer with a list of ids, e.g. ['a', 'b']."),
@@ -112,6 +116,7 @@ value_exercise(
         sorted(set(TOY_SBD_TRAIN) | set(TOY_VOC_TRAIN)),
         sorted((set(TOY_SBD_TRAIN) | set(TOY_VOC_TRAIN)) - set(TOY_VOC_VAL)),
         ["a", "b", "c", "f", "g", "h", "z"],
+        ["a", "b", "c", "f", "g", "h", "h"],  # a new learner's trial: accepted, the ids compared as a set
     ),
     hint="train_aug = (SBD train ∪ SBD val ∪ VOC train) minus VOC val.",
 )

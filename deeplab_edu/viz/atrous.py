@@ -233,6 +233,8 @@ def plot_edge_and_line(results: Sequence[EdgeResponse]) -> plt.Figure:
     axes[0, 0].set_title(f"test pattern: step at {first.step_at},\nline at {first.line_at}", fontsize=9)
     axes[1, 0].plot(image[image.shape[0] // 2], color="k")
     axes[1, 0].set_title("middle row of the pattern", fontsize=9)
+    axes[1, 0].set_ylabel("intensity", fontsize=8)
+    axes[1, 1].set_ylabel("|response|", fontsize=8)
     for col, res in enumerate(results, start=1):
         axes[0, col].imshow(res.response.numpy(), cmap="magma")
         axes[0, col].set_title(f"|Sobel| at rate {res.rate}", fontsize=9)

@@ -37,7 +37,7 @@ __all__ = [
 
 # Okabe & Ito's colours, told apart with every common colour-vision deficiency: vermillion for the
 # centre tap alone, bluish green for all nine
-_COUNT_COLOURS = {1: "#D55E00", 2: "#E69F00", 3: "#F0E442", 4: "#CC79A7", 6: "#56B4E9", 9: "#009E73"}
+_COUNT_COLOURS = {1: "#D55E00", 2: "#0072B2", 3: "#F0E442", 4: "#CC79A7", 6: "#56B4E9", 9: "#009E73"}
 
 
 def count_colours(kernel: int = 3) -> dict[int, str]:
@@ -107,7 +107,7 @@ def plot_figure4(
     ax.set_title(f"{kernel}x{kernel} filter on a {size} x {size} feature map")
     ax.axvline(size, color="grey", ls=":", lw=1)
     ax.text(size, 0.5, f" rate = {size}\n (map size)", color="grey", va="center", ha="right", fontsize=8)
-    ax.legend(loc="center right")
+    ax.legend(loc="upper right", bbox_to_anchor=(0.87, 1.0), fontsize=8)  # between the 4-valid peak and the rising 1-valid curve
     ax.grid(alpha=0.3)
     return fig
 
