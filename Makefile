@@ -8,6 +8,8 @@
 #   make check  the fast static checks, before a push (lint, docstrings, doctests, exercises, book index)
 #   make setup  only set up: the .venv with the pinned versions (the commands above do it first)
 #   make test-compat  the tests on the GPU machine's older torch 2.11 / torchvision 0.26 (CPU; online)
+#   make student-copy  the chapters without their exercises' solutions, in student-copy/ (OUT=DIR)
+#   make clean  remove the built book and pytest's cache
 #   make course-runs  before class: train every run chapters 08-11 load into runs/ (cpu profile: less
 #                     than chapters 08, 09 and 11's header minutes added up; on a GPU machine
 #                     DEEPLAB_EDU_PROFILE=cpu trains the laptops' runs on its CPU)
@@ -30,7 +32,7 @@ COMPAT_TORCH ?= 2.11.0
 COMPAT_TORCHVISION ?= 0.26.0
 COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 
-.PHONY: setup lab test check book test-notebook test-compat course-runs clean help
+.PHONY: setup lab test check book test-notebook test-compat course-runs student-copy clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -97,6 +99,10 @@ book: setup
 
 course-runs: setup
 	$(BIN)/deeplab-edu course-runs
+
+OUT ?= student-copy
+student-copy: setup
+	$(BIN)/python -m deeplab_edu.book student-copy $(OUT)
 
 clean:
 	rm -rf book/_build .pytest_cache

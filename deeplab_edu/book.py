@@ -24,7 +24,9 @@ Executed notebooks are reused while nothing they depend on changed (the notebook
 code, the profile, a learner's run or not): a second ``make book`` executes nothing.
 
 Run it as ``python -m deeplab_edu.book [--output DIR] [--jobs N]``; one notebook alone as
-``python -m deeplab_edu.book execute SOURCE EXECUTED [--timeout S] [--learner] [--no-solutions]``.
+``python -m deeplab_edu.book execute SOURCE EXECUTED [--timeout S] [--learner] [--no-solutions]``; the
+chapters without their solutions, for a class, as ``python -m deeplab_edu.book student-copy OUT``
+(``make student-copy``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "setup", "kernel_encryption_settings", "write_lab_server_config",
+    "student_copy",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
@@ -346,6 +349,38 @@ def _set_environ(values: Mapping[str, str | None]) -> None:
             os.environ[k] = v
 
 
+def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
+    """Write the chapters without their exercises' solutions into ``out_dir``, for a class to hand out.
+
+    Each ``notebooks/NN_*.py`` (or each of ``sources``) is written under its own name as a
+    ``py:percent`` notebook without the cells the book hides behind a button (``hide-cell``: the
+    solutions, one per exercise); every other cell, the checks' included, is kept, so the copy runs
+    as the course does. The package still holds the reference answers its checker compares with:
+    the copy keeps the solutions out of sight, not out of reach.
+
+    Returns:
+        the paths written, in chapter order.
+
+    Raises:
+        ValueError: ``out_dir`` is the folder of a source notebook (the copy would replace the course's
+            own chapters and lose their solutions).
+    """
+    import jupytext
+
+    out_dir = Path(out_dir).expanduser()
+    chosen = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")) if sources is None else [Path(p) for p in sources]
+    if any(out_dir.resolve() == src.resolve().parent for src in chosen):
+        raise ValueError(f"{out_dir} holds the course's own chapters: write the student copy to another folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for src in chosen:
+        nb = jupytext.reads(src.read_text(), fmt="py:percent")
+        nb.cells = [c for c in nb.cells if "hide-cell" not in c.metadata.get("tags", [])]
+        write_text_atomic(out_dir / src.name, jupytext.writes(nb, fmt="py:percent"))
+        written.append(out_dir / src.name)
+    return written
+
+
 def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None,
                      active_profile: str | None = None, learner: bool = False,
                      solutions: bool = True) -> NotebookRun:
@@ -619,7 +654,7 @@ def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, An
 
 def chapter_header(source: Path) -> dict[str, Any]:
     """A chapter's ``deeplab_edu`` header: ``{"chapter", "title", "cpu_minutes", "prerequisites",
-    "source"}`` (``cpu_minutes``: what the chapter takes in the ``cpu`` profile on a 2-core laptop,
+    "source"}`` (``cpu_minutes``: what the chapter takes in the ``cpu`` profile on the course's 2-core machine,
     as recorded; ``prerequisites``: the earlier chapters it builds on, a tuple of chapter numbers,
     chapter 00 aside; ``source``: the file's name).
 
@@ -979,6 +1014,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"do not check themselves ({COURSE_CHECKS_ENV} unset)")
     ex.add_argument("--no-solutions", dest="solutions", action="store_false",
                     help="drop the hidden solutions (hide-cell) before running (with or without --learner)")
+    sc = sub.add_parser("student-copy", help="write the chapters without their exercises' solutions (hide-cell) "
+                                              "into a folder, for a class to hand out")
+    sc.add_argument("out", type=Path, help="the folder to write the notebooks/NN_*.py copies to")
     build_options = [  # the build's, which 'execute' does not read: None when not given
         parser.add_argument("--output", type=Path, default=None,
                             help="folder that gets _build/html and _build/executed/<profile> (default: book/)"),
@@ -1002,6 +1040,13 @@ def main(argv: list[str] | None = None) -> int:
         # every notebook's start on a 2-core VM (python-jsonschema/jsonschema#1428). The notebook
         # schema has no "iri" field, so nothing this process validates changes without it.
         sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    if args.command == "student-copy":
+        try:
+            written = student_copy(args.out)
+        except ValueError as err:
+            parser.error(str(err))
+        print(f"{len(written)} chapters without their solutions written to {args.out}")
+        return 0
     try:
         active_profile = profile()
     except ValueError as err:  # a misspelt DEEPLAB_EDU_PROFILE

@@ -804,7 +804,7 @@ def _course_runs(args: argparse.Namespace) -> int:
 def _course_runs_minutes(with_camvid: bool) -> str | None:
     """The time the ``cpu`` profile's course runs take at most, as text: the ``cpu_minutes`` of the
     chapters that train them (08, 09, and 11 with CamVid) added up, as their headers state them
-    for a 2-core laptop; ``None`` outside a checkout (no book to read the headers from)."""
+    for a 2-core machine; ``None`` outside a checkout (no book to read the headers from)."""
     from .book import chapter_headers
 
     try:
@@ -814,7 +814,7 @@ def _course_runs_minutes(with_camvid: bool) -> str | None:
     chapters = (8, 9, 11) if with_camvid else (8, 9)
     if any(c not in minutes for c in chapters):
         return None
-    return (f"{sum(minutes[c] for c in chapters):.0f} min on a 2-core laptop (the minutes the headers of chapters "
+    return (f"{sum(minutes[c] for c in chapters):.0f} min on a 2-core machine (the minutes the headers of chapters "
             f"{', '.join(f'{c:02d}' for c in chapters)} state, added up: those chapters train them)")
 
 

@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 00 · Start here
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).*
+# *About 1 min on a 2-core machine in the `cpu` profile (the table under "For teachers" below lists every chapter's time).*
 #
 # Welcome to **deeplab-edu**, a course on semantic segmentation with *atrous* (dilated)
 # convolution. It starts from one equation and ends with DeepLab v2 (with its CRF), v3 and v3+
@@ -47,7 +47,7 @@
 #
 # Semantic segmentation gives every pixel a class. Classification networks shrink the image
 # by a factor of 32 on the way to their last feature map; a segmentation network needs dense,
-# full-resolution answers. DeepLab's answer is **atrous convolution**: eq. (1) of DeepLabv3
+# full-resolution answers (fully convolutional networks upsample them back {cite:p}`long2015fcn`). DeepLab's answer is **atrous convolution**: eq. (1) of DeepLabv3
 # {cite:p}`chen2017deeplabv3`,
 #
 # $$
@@ -88,7 +88,7 @@
 # |---------|-----|------------------|
 # | `smoke` | CI and quick checks | seconds per notebook, tiny images |
 # | `cpu` | a laptop in a classroom | minutes per notebook |
-# | `gpu` | a CUDA GPU | the papers' recipes |
+# | `gpu` | a CUDA GPU | ResNet backbones, larger images, longer runs on the same scenes |
 #
 # Unset, the profile is `gpu` when PyTorch sees a CUDA device and `cpu` otherwise. Set it before
 # starting JupyterLab, e.g. `DEEPLAB_EDU_PROFILE=smoke make lab`. Notebooks never read the variable
@@ -105,7 +105,7 @@ print(f"{'python':27s}: {env['python']}")
 for name, ver in env["libraries"].items():
     print(f"{name:27s}: {ver or 'not installed'}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # Checks run by the tests (hidden in the book).
 assert config.profile() in config.PROFILES
 assert env["libraries"]["torch"] is not None and env["libraries"]["torchvision"] is not None
@@ -121,13 +121,13 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # %% [markdown]
 # ## For teachers: before class
 #
-# Every chapter's header states the minutes it takes in the `cpu` profile on a 2-core laptop,
+# Every chapter's header states the minutes it takes in the `cpu` profile on the course's 2-core cloud machine,
 # listed below from the headers themselves with the earlier chapters each builds on (its
 # prerequisites, chapter 00 aside: a class can start at any chapter whose prerequisites it has
 # covered). The minutes are upper bounds: each holds the slowest of the
 # course's recorded timings of every chapter (`benchmarks/notebook_times.py`, whose records name
-# the commit and machine), one of them taken on a busy machine; on a quiet one the long chapters
-# took about half their minutes. Plan a class with the stated minutes. Chapters 08 and 09 train their models from scratch,
+# the commit and machine), taken one notebook at a time in a slow hour of that machine; in its
+# faster hours the long chapters took from a third to two thirds of them. Plan a class with the stated minutes. Chapters 08 and 09 train their models from scratch,
 # the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table
 # from a recorded run), and chapter 09 reuses chapter 08's first run. Chapter 11 trains a model on
 # CamVid when a copy of it is present (its minutes count that; without a copy it takes about one).
@@ -164,7 +164,7 @@ print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] 
 # Each chapter ends with exercises. You write your answer in place of `...` and call
 # `check("CC.N", answer)`. The checker says whether it is right, and if not, *what* is wrong.
 # Running a notebook with unanswered exercises is fine: the checker says "not answered yet".
-# The solutions are hidden: behind a "Click to show" button in the book, in a collapsed cell in
+# The solutions are hidden: behind a "Show code cell content" button in the book, in a collapsed cell in
 # JupyterLab (click the cell's left bar to open it). Running all cells runs them too, but in your
 # notebook they print nothing (their last line, `solved(...)`, only checks them), so no answer
 # appears until you open one; after a wrong answer, a hint comes with your next try, or at once from

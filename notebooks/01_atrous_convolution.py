@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 01 · Atrous convolution
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on no earlier chapter.*
 #
 # A classification network shrinks its input 32 times before it decides what it sees. A
@@ -111,7 +111,7 @@ print("eq. (1) by hand :", ours.tolist())
 print("F.conv1d        :", theirs.tolist())
 print("y[0] reads x at", input_positions(0, 3, rate=2))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert ours.tolist() == [420.0, 531.0, 642.0, 753.0, 864.0, 975.0]
 torch.testing.assert_close(ours, theirs)
 
@@ -169,7 +169,7 @@ for r in (1, 2, 3):
     ref = F.conv2d(crop, weight, padding=r, dilation=r)
     print(f"rate {r}: output {tuple(mine.shape)}, max |difference| = {float((mine - ref).abs().max()):.1e}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 for r in (1, 2, 3):
     torch.testing.assert_close(atrous_conv2d(crop, weight, rate=r, padding=r), F.conv2d(crop, weight, padding=r, dilation=r))
 
@@ -218,7 +218,7 @@ for e in edges:
     print(f"rate {e.rate:2d}: the step answers on {len(e.step_columns):2d} columns "
           f"({e.step_columns[0]}..{e.step_columns[-1]}); the line at column {e.line_at} answers at {e.line_columns}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 for e in edges:
     assert e.step_columns == list(range(e.step_at - e.rate, e.step_at + e.rate))   # a band 2r wide
     assert e.line_columns == [e.line_at - e.rate, e.line_at + e.rate]              # the line, twice
@@ -241,7 +241,7 @@ big = dilate_kernel(weight, 2)
 same = torch.allclose(F.conv2d(crop, big), F.conv2d(crop, weight, dilation=2), atol=1e-5)
 print(f"filter {tuple(weight.shape)} -> upsampled {tuple(big.shape)}; same output as dilation=2: {same}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert same and big.shape[-1] == effective_kernel_size(3, 2) == 5
 
 # %% [markdown]
@@ -275,7 +275,7 @@ for i, k, s, p, d in cases:
                  "PyTorch": shape})
 markdown_table(rows, digits=3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(r["formula o"] == r["PyTorch"] for r in rows)
 assert same_padding(3, 12) == 12 and conv_output_size(65, 3, 1, 12, 12) == 65
 
@@ -298,7 +298,7 @@ plt.tight_layout()
 plt.show()
 markdown_table(cost, digits=3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) == 1
 
 # %% [markdown]

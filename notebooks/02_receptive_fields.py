@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 02 · Receptive fields
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapter 01.*
 #
 # A unit of a feature map can only react to the input pixels it is connected to: its
@@ -100,7 +100,7 @@ stack = [LayerSpec(3, 2, 1, name="conv 3x3 / 2"), LayerSpec(3, 1, 1, name="conv 
          LayerSpec(3, 1, 4, 4, name="conv 3x3, rate 4")]
 markdown_table(receptive_field_table(stack), digits=3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert receptive_field(stack).size == 1 + 2 * 1 + 2 * 2 + 1 * 2 + 4 * 4 + 8 * 4 == 57
 
 # %% [markdown]
@@ -196,7 +196,7 @@ checks = [compare_with_brute_force(m, crop if n.startswith("ResNet") else None, 
 print(f"{len(checks)} networks checked by back-propagation in {time.perf_counter() - started:.1f} s")
 markdown_table(checks, digits=3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(row["agree"] for row in checks), checks
 assert fields["ResNet-50, OS 8"].size == fields["ResNet-50, OS 16"].size == fields["ResNet-50, OS 32"].size
 assert [fields[f"ResNet-50, OS {s}"].stride for s in (32, 16, 8)] == [32, 16, 8]
@@ -228,7 +228,7 @@ markdown_table([{"model": name, "receptive field": f.size, "effective stride": f
                + [{"model": "brute force, TF-Slim layout", "receptive field": slim_check["brute force"],
                    "effective stride": slim_check["effective stride"]}], digits=3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert fields["ResNet-50, OS 32"].size == 427 and slim_field.size == 483 and slim_field.stride == 32
 assert slim_check["agree"] and slim_check["receptive field (theory)"] == 483
 
@@ -258,7 +258,7 @@ plot_output_stride_grids({n: fields[f"ResNet-50, {n}"] for n in resnets}, photo,
 plt.tight_layout()
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert maps["OS 32"] == (17, 17) and maps["OS 16"] == (33, 33) and maps["OS 8"] == (65, 65)
 
 # %% [markdown]
@@ -301,7 +301,7 @@ growth = [(b["theoretical field (px)"] / a["theoretical field (px)"],
 print("each doubling of depth: theoretical field " + ", ".join(f"x{t:.2f}" for t, _ in growth)
       + "; 90% extent " + ", ".join(f"x{e:.2f}" for _, e in growth) + f" (sqrt(2) = {2 ** 0.5:.2f})")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(r["90% of the gradient within (px)"] <= r["theoretical field (px)"] for r in depth_rows)
 if not config.is_smoke():  # (one noise sample in smoke) the share of its field a stack uses falls with depth
     shares = [r["90% of the gradient within (px)"] / r["theoretical field (px)"] for r in depth_rows]
@@ -373,7 +373,7 @@ if trained_r50 is not None and not config.is_smoke():
     plot_erf_maps(r50_maps, fields["ResNet-50, OS 32"], output_index=3)
     plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert tiny_rf.size == 33 and mass_extent(erf_random) <= tiny_rf.size and mass_extent(erf_trained) <= tiny_rf.size
 assert abs(float(erf_random.sum()) - 1) < 1e-4
 
@@ -406,7 +406,7 @@ for name, p in patterns.items():
 others = {rates: coverage(sampling_pattern(rates)) for rates in [(1, 2, 5), (1, 2, 9), (3, 4, 5), (2, 4, 8)]}
 print("read share of other stacks: " + ", ".join(f"{r} {c:.0%}" for r, c in others.items()))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert coverage(patterns["(1, 2, 4)"]) == 1.0 and int((patterns["(2, 2, 2)"] > 0).sum()) == 49
 # the prose: (1, 2, 5) has no holes; (1, 2, 9) and (3, 4, 5) read about 71 % without a common factor; (2, 4, 8) grids
 assert others[(1, 2, 5)] == 1.0 and all(0.69 < others[r] < 0.73 for r in [(1, 2, 9), (3, 4, 5)]) and others[(2, 4, 8)] < 0.5

@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 03 · Output stride and dilated backbones
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapters 01 and 02.*
 #
 # A classification ResNet shrinks its input 32 times on the way to its last feature map: a
@@ -102,7 +102,7 @@ for size in (513, 321, 97):
 shape_rows = vos.macs_by_input_size(backbone, (513, 97))      # the real layers, on the meta device
 print("measured on the backbone:", {(r["input"], r["output stride"]): r["feature map"] for r in shape_rows})
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert [vos.expected_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
 for r in shape_rows:
     assert r["feature map"] == vos.expected_feature_size(r["input"], r["output stride"]), r
@@ -160,7 +160,7 @@ for os_, f in features.items():
 for (dense, strided), rel in vos.dense_vs_strided_difference(features).items():
     print(f"OS {dense} sampled with step {strided // dense} vs OS {strided}: relative difference {rel:.1e}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert {os_: f.shape[-1] for os_, f in features.items()} == {s: vos.expected_feature_size(photo_size, s) for s in (32, 16, 8)}
 assert all(rel < 1e-5 for rel in vos.dense_vs_strided_difference(features).values())  # float32 rounding
 
@@ -222,7 +222,7 @@ print("DeepLabv3 Table 1 in full (paper, mIoU %): "
       + ", ".join(f"OS {k}: {v}" for k, v in sorted(vos.PAPER_TABLE1_MIOU.items())))
 fig = vos.plot_cost_vs_output_stride(cost_rows, paper_miou=vos.PAPER_TABLE1_MIOU)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 by_os = {r["output stride"]: r for r in cost_rows}  # also in the cell of exercise 03.1 below, which the book shows
 assert by_os[32]["params (M)"] == by_os[16]["params (M)"] == by_os[8]["params (M)"]
 assert by_os[32]["GMACs"] < by_os[16]["GMACs"] < by_os[8]["GMACs"]
@@ -280,7 +280,7 @@ for r in size_rows:
     print(f"input {r['input']:4d}, OS {r['output stride']:2d}: feature map {r['feature map']:3d}, {r['GMACs']:8.1f} GMACs")
 fig = vos.plot_cost_vs_input_size(size_rows)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 import math
 
 for os_ in (32, 16, 8):
@@ -311,7 +311,7 @@ stage_ratios = {(block, dense, sparse): stages[f"OS {dense}"][block] / stages[f"
 print("ratios: " + ", ".join(f"{block} OS {dense} / OS {sparse}: {r:.2f}" for (block, dense, sparse), r in stage_ratios.items()))
 fig = vos.plot_macs_by_stage(stages, title=f"ResNet-50, {stage_input} x {stage_input} input")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert abs(stages["OS 32"]["block2"] - stages["OS 8"]["block2"]) < 1e-9
 assert stages["OS 8"]["block4"] > 10 * stages["OS 32"]["block4"]
 assert 3 < stage_ratios["block3", 8, 16] < 4 and 3 < stage_ratios["block4", 16, 32] < 4 < stage_ratios["block4", 8, 32] < 16
@@ -352,7 +352,7 @@ per_block = (deep_rows["block7"][1] - deep_rows["block4"][1]) / 3
 print(f"each of blocks 5-7 adds {per_block:.1f} M parameters")
 fig = vos.plot_macs_by_stage(deep_stages, title=f"output stride 16, {stage_input} x {stage_input} input")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert deep_rows["block4, MG (1, 2, 4)"][0] == [(2, 4, 8)]
 assert deep_rows["block4, MG (1, 1, 1)"][0] == [(2, 2, 2)] and deep_rows["block4"][0] == [(1, 2, 2)]
 assert deep_rows["block7"][0] == [(1, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16)]
@@ -387,7 +387,7 @@ assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_row
 print(f"3x3 at rate 64 on a {feature_side} x {feature_side} map acts as a "
       f"{effective_kernel_shape(feature_side, 64)} filter")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert effective_kernel_shape(33, 64) == (1, 1) and effective_kernel_shape(33, 8) == (3, 3)
 
 # %% [markdown]
@@ -403,7 +403,7 @@ print(f"  {'multi-grid':26s} block4  block5  block6  block7")
 for mg, vals in vos.PAPER_TABLE3_MIOU.items():
     print(f"  {str(mg):26s} " + "  ".join(f"{v:6.2f}" for v in vals))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
 # what the paragraph below reads off Table 3 (depths block4..block7 are columns 0..3)
 t3 = vos.PAPER_TABLE3_MIOU

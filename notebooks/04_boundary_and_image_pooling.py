@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 04 · Boundary degeneration and image-level features
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapter 03.*
 #
 # Chapter 03 made the feature maps dense: a $513 \times 513$ crop gives a $33 \times 33$ map at
@@ -97,7 +97,7 @@ fig = vb.plot_tap_counts(13, 13, rate=4)
 brute = boundary.tap_counts_by_convolution(13, 13, kernel=3, rate=4)
 print("closed form == brute force:", np.array_equal(counts, brute))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert np.array_equal(counts, brute)
 assert counts[6, 6] == 9 and counts[0, 0] == 4 and counts[0, 6] == 6
 for h, w, r in [(65, 65, 1), (65, 65, 24), (33, 17, 12), (7, 40, 9)]:
@@ -171,7 +171,7 @@ for r in (1, 6, 12, 18, 24, 32, 33, 36, 48, 64, 65):
 # The 2-, 3- and 6-valid curves, which the paper leaves out, take the remaining mass
 # (`vb.plot_figure4(counts=boundary.possible_counts(3))` draws all six).
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 n = 65
 for i, r in enumerate(curves["rates"]):
     r = int(r)
@@ -227,7 +227,7 @@ xf, wf = torch.randn(2, 64, h, w, generator=gen), torch.randn(8, 64, 3, 3, gener
 rep_float = boundary.compare_with_centre_tap(xf, wf, r)
 print(f"float32, 64 channels: max |difference| = {rep_float.max_abs_diff:.2e} (rounding only)")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert torch.equal(y_atrous, y_centre)
 assert all(boundary.compare_with_centre_tap(x, weight, b).identical for b in (r + 1, 2 * r, 100))
 assert rep_float.max_abs_diff < 1e-3
@@ -258,7 +258,7 @@ for rep in reports:
 # difference can cancel to zero by chance at a position that does have valid off-centre taps; the
 # reverse, a difference where only the centre is valid, can never happen.)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 for rep in reports:
     assert not (rep.differs & (rep.tap_counts == 1)).any()      # never differs where only the centre is valid
 assert reports[-1].identical and not reports[-2].identical
@@ -310,7 +310,7 @@ fig = vb.plot_mean_valid_fraction({"321 crop, OS 16": 21, "513 crop, OS 16": 33,
 #   only the centre) made results slightly worse:
 #   76.46% against 76.58% (Table 5).
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 by = {(row["case"], row["rate"]): row for row in rows}
 assert by[("321 crop, OS 16", 18)]["positions with all 9 taps"] == 0.0
 assert by[("321 crop, OS 16", 18)]["only centre tap"] > 0.5
@@ -382,7 +382,7 @@ with torch.no_grad():
 spread = float((pooled - pooled[..., :1, :1]).abs().max())
 print(f"image-pooling output {tuple(pooled.shape)}: largest difference between positions = {spread:.1e}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert footprints["3x3, rate 6"].sum() == 9 and footprints["3x3, rate 12"].sum() == 9
 assert footprints["3x3, rate 18"].sum() == 1 and footprints["3x3, rate 18"][centre]
 assert footprints["image pooling"].all() and footprints["whole ASPP"].all()

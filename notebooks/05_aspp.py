@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 05 · ASPP: from DeepLab v2 to v3
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapters 01 and 04.*
 #
 # Objects appear at many scales: a car fills the frame in one photo and is a few pixels wide in
@@ -88,7 +88,7 @@ with torch.no_grad():
 print("rates:", aspp_v2.atrous_rates)
 print(f"each branch gives class scores of shape {tuple(votes[0].shape)}; the sum has {tuple(fused.shape)}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 import torch.nn.functional as F
 
 with torch.no_grad():  # branch r is eq. (1) at rate r with "same" padding, and the module sums them
@@ -140,7 +140,7 @@ for name, b in zip(vaspp.branch_names(aspp_v3), branches):
     print(f"{name:14s} -> {tuple(b.shape)}")
 print(f"concatenated: {sum(b.shape[1] for b in branches)} channels -> projected: {tuple(y.shape)}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert atrous_rates_for(8) == (12, 24, 36) and atrous_rates_for(16) == (6, 12, 18)
 assert len(branches) == 5 and y.shape == (1, 32, 33, 33) and sum(b.shape[1] for b in branches) == 5 * 32 == 160
 # the image-pooling branch is constant over the map
@@ -202,7 +202,7 @@ print("rate 18 on a 33 x 33 map (a 513 crop at output stride 16):")
 for k in sorted(set(counts.ravel().tolist()), reverse=True):
     print(f"  {k} valid taps at {(counts == k).mean():6.1%} of the positions")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert fsize == 33 and centre == (16, 16)
 assert centre_counts == {"1x1": 1, "rate 6": 9, "rate 12": 9, "rate 18": 1, "image pooling": 33 * 33}, centre_counts
 assert top_counts == {"1x1": 1, "rate 6": 6, "rate 12": 6, "rate 18": 2, "image pooling": 33 * 33}, top_counts
@@ -240,7 +240,7 @@ total_v3 = sum(r["params"] for r in v3_costs)
 total_v2 = sum(r["params"] for r in v2_costs)
 print(f"total: DeepLabv3 ASPP {total_v3 / 1e6:.2f} M parameters, DeepLab v2 ASPP {total_v2 / 1e6:.2f} M")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 by_name = {r["branch"]: r for r in v3_costs}
 assert by_name["rate 6"]["params"] == by_name["rate 18"]["params"] == 2048 * 256 * 9 + 2 * 256
 assert by_name["image pooling"]["MACs (M)"] < 0.01 * by_name["1x1"]["MACs (M)"]
@@ -276,7 +276,7 @@ pool = ImagePooling(64, 32).train()
 single = pool(torch.randn(1, 64, 33, 33))
 print("ours, batch of one in training mode:", tuple(single.shape))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert torchvision_crashed
 assert single.shape == (1, 32, 33, 33)
 
@@ -298,9 +298,10 @@ solved("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
 
 # %% [markdown]
 # ### Exercise 05.2
-# torchvision's `deeplabv3_mobilenet_v3_large` puts DeepLabv3's ASPP on MobileNetV3-Large's 960
-# channels. How many parameters has one of its $3 \times 3$ atrous branches (960 channels in, 256
-# out, convolution without bias, then batch norm)? Count it by hand, then check your count: build
+# torchvision's `deeplabv3_mobilenet_v3_large` puts DeepLabv3's ASPP on the 960 channels of
+# MobileNetV3-Large {cite:p}`howard2019mobilenetv3`. How many parameters has one of its
+# $3 \times 3$ atrous branches (960 channels in, 256 out, convolution without bias, then batch
+# norm)? Count it by hand, then check your count: build
 # the model with `torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(weights=None,
 # weights_backbone=None)` (nothing is downloaded) and count the parameters of its
 # `model.classifier[0].convs[1]` with `count_parameters` (import it from `deeplab_edu.complexity`).

@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 06 · Data: procedural scenes and real data sets
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on no earlier chapter.*
 #
 # The DeepLab papers train on PASCAL VOC 2012 (with the SBD "trainaug" annotations), Cityscapes
@@ -93,7 +93,7 @@ image, mask = ds[0]
 print(f"image {tuple(image.shape)} {image.dtype}, values in [{image.min():.2f}, {image.max():.2f}]")
 print(f"mask  {tuple(mask.shape)} {mask.dtype}, labels present: {mask.unique().tolist()}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 again_image, again_mask = ProceduralScenes(length=1000, size=256, seed=0)[0]
 assert torch.equal(image, again_image) and torch.equal(mask, again_mask)
 assert image.shape == (3, 256, 256) and mask.dtype == torch.int64
@@ -139,7 +139,7 @@ fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 # %%
 fig = vdata.show_difficulties(indices=(1, 2), size=128)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 from deeplab_edu.data.procedural import DIFFICULTIES
 
 assert list(DIFFICULTIES) == ["hard", "medium", "easy"] and DIFFICULTIES["easy"].min_radius == 0.04
@@ -175,7 +175,7 @@ with_wire = sum(bool((m == wire).any()) for m in masks) / n_stats
 print("pixels per class: " + ", ".join(f"{name} {100 * f:.1f} %" for name, f in zip(stats_ds.class_names, freqs))
       + f"; a wire is in {100 * with_wire:.0f} % of the scenes")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert (freqs[:-1] > 0).all(), "every class occurs"
 if not config.is_smoke():  # the reading below: background the most frequent class, wire the rarest, in many scenes
     assert freqs[:-1].argmax() == 0 and freqs[:-1].argmin() == wire and with_wire > 0.3
@@ -211,7 +211,7 @@ markdown_table([{"octave (px)": f"{r['from']:.0f}-{r['to']:.0f}", "shapes": r["o
 # fewer objects of 4-8 pixels than of 64-128 pixels, and none below 5 pixels; what the generator
 # guarantees is the spread, from a few pixels to most of the frame, in every batch.
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 by_octave = {(r["from"], r["to"]): r for r in octaves}
 n_shapes = int(is_shape.sum())
 for (lo, hi), r in by_octave.items():  # every octave within 4 binomial standard deviations of the law
@@ -238,7 +238,7 @@ fig = vdata.plot_context_free(radii, fractions, 256)
 for r, f in zip(radii, fractions):
     print(f"radius {r:3d} px: {100 * f:5.1f} % of car/boat pixels see no background")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert fractions[3] > 0.1, "at radius 32 a sizeable share of vehicle pixels must be context-free"
 assert fractions == sorted(fractions, reverse=True)
 
@@ -265,7 +265,7 @@ fig = vdata.plot_stride_oracle(strides, [oracle[s]["iou"] for s in strides], sta
 for s in strides:
     print(f"stride {s:2d}: oracle mIoU {100 * oracle[s]['miou']:5.1f} %, wire IoU {100 * oracle[s]['iou'][wire]:5.1f} %")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert oracle[1]["miou"] > 0.999
 assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1 and oracle[16]["iou"][wire] < 0.5  # "most of"
 assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
@@ -294,7 +294,7 @@ for size, r in speed.items():
     print(f"{size} x {size}: {r['images_per_cpu_s']:6.0f} images per CPU-second, "
           f"{r['images_per_s']:6.0f} images/s wall clock (1 thread)")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert speed[256]["images_per_cpu_s"] > 20
 
 # %% [markdown]
@@ -370,7 +370,7 @@ print(f"padding: {int(is_pad.sum())} pixels ({100 * float(is_pad.float().mean())
 # %%
 fig = vdata.show_transform_samples(demo, 0, small, n=1)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert pad_labels == [255]
 assert abs(int(is_pad.sum()) - (crop * crop - h2 * w2)) <= 0.01 * crop * crop
 x_eval, y_eval = eval_transform()(raw_image, raw_mask)

@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 07 · DeepLab v1/v2 and the dense CRF
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapters 01, 02 and 06.*
 #
 # The first two DeepLab papers {cite:p}`chen2015deeplab,chen2018deeplabv2` combine two ideas.
@@ -103,7 +103,7 @@ fc6_params = count_parameters(v1.backbone.fc6)
 print(f"\noutput stride: {output_stride}")
 print(f"parameters: {v1_params:,} in total, {fc6_params:,} in fc6 (the paper: 20.5M)")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert output_stride == 8
 assert [r[3] for r in rows if r[1] == "max pool"] == [2, 2, 2, 1, 1]  # pool4 and pool5 keep stride 1
 assert v1.backbone.fc6.dilation == (12, 12) and v1.backbone.fc6.out_channels == 1024
@@ -164,7 +164,7 @@ for label, (k, r, fov) in variants.items():
 rf = receptive_field_of(v1.backbone)
 print(f"\ntheoretical receptive field of LargeFOV's fc7 (all layers): {rf.size} pixels, stride {rf.stride}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert spans["3x3, rate 12"] == spans["7x7, rate 4"] == spans["4x4, rate 8"] == 25
 assert spans["4x4, rate 4"] == 13 and output_stride == 8 and vgg_cell == 32
 assert vgg_pool5.size == 212 and [vgg_pool5.size + 32 * (k - 1) for k in (7, 4)] == [404, 308]
@@ -204,7 +204,7 @@ for r in v2_l.atrous_rates:
     print(f"ASPP-L branch rate {r:2d}: 3x3 filter spans {span:2d} cells at output stride 8, its outer taps' centres "
           f"{8 * (span - 1):3d} pixels apart (FOV {8 * (span - 1) + 32} px as the paper counts)")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert v2_l.atrous_rates == (6, 12, 18, 24) and v2_s.atrous_rates == (2, 4, 8, 12)
 assert v2_l.output_stride == 8
 # the rates change what a branch sees, not how many weights it has
@@ -231,7 +231,7 @@ with torch.no_grad():
 print(f"input {side}x{side} -> scores {tuple(scores.shape[-2:])} at stride 8 -> bilinear -> {tuple(out.shape[-2:])}")
 del v1_real
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert scores.shape[-1] == -(-side // 8) == (side - 1) // 8 + 1 and out.shape[-2:] == (side, side)  # ceil(n / 8)
 
 # %% [markdown]
@@ -306,7 +306,7 @@ plt.show()
 # %%
 print(DEEPLAB_RELEASED)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert (DEEPLAB_RELEASED.w_bilateral, DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta) == (4, 49, 5)
 assert (DEEPLAB_RELEASED.w_spatial, DEEPLAB_RELEASED.theta_gamma, DEEPLAB_RELEASED.iterations) == (3, 3, 10)
 
@@ -385,7 +385,7 @@ plt.show()
 print("F(Q) per iteration, 'pixel':    ", " ".join(f"{e:.0f}" for e in energies))
 print("F(Q) per iteration, 'symmetric':", " ".join(f"{e:.0f}" for e in energies_sym))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(b <= a + 1e-3 for a, b in zip(energies_sym, energies_sym[1:]))  # guaranteed for 'symmetric'
 assert energies[-1] < energies[0]
 for e in (energies, energies_sym):  # "almost all of the fall comes in the first update"
@@ -439,7 +439,7 @@ print(f"{side_cmp}x{side_cmp} = {side_cmp ** 2} pixels, 10 iterations")
 print(f"one thread: exact {timing['exact'][0]:.2f} s, approx (lattice) {timing['approx'][0]:.2f} s")
 print(f"labels agree on {100 * agree:.2f} % of pixels; mean |Q_exact - Q_lattice| = {(q_ex - q_ap).abs().mean():.4f}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert agree > 0.97
 
 # %% [markdown]
@@ -480,7 +480,7 @@ for name, r in results.items():
     print(f"{name:22s} {100 * r.miou_before:12.2f} {100 * r.miou_after:7.2f} "
           f"{100 * r.band_miou_before:12.2f} {100 * r.band_miou_after:7.2f}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 r = results["released parameters"]
 assert r.images == n_test and 0 < r.miou_before < 1 and 0 < r.miou_after < 1
 # the CRF's job: boundaries get better
@@ -560,7 +560,7 @@ probs = crf(logits_t[None], image_t[None])  # logits (B, L, H, W) and the [0, 1]
 print(crf)
 print("refined probabilities:", tuple(probs.shape))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t, best), atol=1e-5)
 
 # %% [markdown]

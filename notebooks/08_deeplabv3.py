@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 08 · DeepLabv3: assemble and train
 #
-# *About 13 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 13 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapters 03, 04, 05 and 06.*
 #
 # Chapters 03 to 05 built the parts: a backbone whose output stride is 16 or 8 (atrous
@@ -124,7 +124,7 @@ stages = trace_stages(model, image)
 for name, shape in stages:
     print(f"{name:42s} {shape}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 shapes = dict(stages)
 side = size
 for _ in range(4):
@@ -166,7 +166,7 @@ unchanged = all(torch.equal(v, model.state_dict()[k]) for k, v in weights_before
 print("every weight unchanged:", unchanged, "| output shapes:", tuple(out16.shape), tuple(out8.shape))
 model.set_output_stride(16)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert unchanged and out16.shape == out8.shape == (1, 21, size, size)
 assert model.atrous_rates == (6, 12, 18)
 
@@ -216,7 +216,7 @@ display(markdown_table(timing))
 hw = hardware()
 print(f"measured on: {hw['cpu']} ({hw['torch_threads']} threads){', ' + hw['gpu'] if 'gpu' in hw else ''}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert timing[1]["GMACs"] > 2.5 * timing[0]["GMACs"]
 assert 3.0 < ratio < 3.8 and abs(ratio - paper_ratio) < 0.15
 assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for r in rows)  # "a little below"
@@ -251,7 +251,7 @@ cost_widget("deeplabv3", "resnet101", sizes)
 table = complexity_table()
 display(markdown_table(table))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert len(table) >= 10
 _row = {r["model"]: r for r in table}
 _tiny, _r101 = _row["deeplabv3plus / tiny_resnet / OS 16"], _row["deeplabv3plus / resnet101 / OS 16"]
@@ -261,7 +261,8 @@ assert sum(r["published GMACs"] is not None for r in table) == len(PUBLISHED_GMA
 # %% [markdown]
 # ## 4. The same model as torchvision's
 #
-# torchvision ships DeepLabv3 with ResNet-50/101 (output stride 8) and MobileNetV3-Large (output
+# torchvision ships DeepLabv3 with ResNet-50/101 (output stride 8) and MobileNetV3-Large
+# {cite:p}`howard2019mobilenetv3` (output
 # stride 16), all with rates $(12, 24, 36)$ and one extra $3\times3$ convolution before the
 # classifier that the paper does not have. `from_torchvision` builds this course's model in that
 # configuration and loads the weights; the outputs agree to float precision (the tests check all
@@ -280,7 +281,7 @@ with torch.no_grad():
     difference = (tv(image)["out"] - ours(image)["out"]).abs().max().item()
 print(f"largest difference between torchvision's and our output: {difference:.2e}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert difference < 1e-4
 
 # %% [markdown]
@@ -427,7 +428,7 @@ try:
 except FileNotFoundError as err:
     print(err)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # changes 4, 6 and 7 of the list above: fitted rates, PyTorch's batch-norm momentum (0.9997 ** 800 is about
 # 0.79), 800 + 100 iterations
 cpu_spec = chapter_run("deeplabv3", phase=1, root=root, profile="cpu")  # the cpu profile's run, in any profile
@@ -460,7 +461,7 @@ if learnability is not None:
           f"evaluated on {learnability['results']['val_scenes']} validation scenes")
     display(markdown_table(learnability_table(learnability)))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if learnability is not None:
     rows = {r["candidate"]: r for r in learnability_table(learnability)}
     chosen = rows["easy-v3plus-tiny-adamw"]
@@ -515,7 +516,7 @@ print(f"training: a {train_side} x {train_side} map, rates {train_rates}; evalua
       f"rates {eval_rates}; branches exactly 1 x 1 with the paper's rates on our crop: "
       f"{degenerate_rates(train_side, paper_rates)}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert degenerate_rates(train_side, train_rates) == (), "an atrous branch is 1 x 1 in training"
 assert mean_valid_fraction(train_side, max(train_rates)) >= 0.40
 assert degenerate_rates(train_side, paper_rates) == paper_rates or config.profile() == "gpu"
@@ -545,7 +546,7 @@ ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # unde
 ax.grid(alpha=0.3)
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert poly_factor(0, 100) == 1.0 and poly_factor(100, 100) == 0.0
 assert cfg1.output_stride == 16 and cfg1.eval_output_stride == 8
 assert cfg2.output_stride == 8 and cfg2.freeze_bn and abs(cfg2.lr - cfg1.lr / 7) < 1e-2 * cfg1.lr
@@ -607,7 +608,7 @@ seconds_c = time.perf_counter() - start
 print(f"control: {seconds_c:.0f} s; model at output stride {model_c.output_stride}, rates {model_c.atrous_rates} "
       "(validated at 8)")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert phase1.checkpoint.is_file() and phase2.checkpoint.is_file()
 assert model1.output_stride == 16 and model2.output_stride == 8
 assert model1.atrous_rates == train_rates and model2.atrous_rates == eval_rates
@@ -747,7 +748,7 @@ if recorded is not None:
                   f"{r['95% interval over seeds']}, verdict {r['verdict']!r}")
 b1 = over_seeds.get("b1")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(0.0 <= v["metrics"]["miou"] <= 1.0 and v["ms_per_image"] > 0 for v in evaluations.values())
 assert model1.output_stride == 16 and model2.output_stride == 8  # evaluate() restored the strides
 assert b1 is None or b1["_high"] < 0  # "the phase-1 loss at 8 is systematic": both intervals below zero
@@ -793,7 +794,7 @@ print(f"phase 1 at output stride 8: {m8:.1f}% with the statistics of output stri
 if config.profile() == "smoke":
     print("smoke profile: a few iterations on tiny images; these numbers mean nothing.")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says (the cpu profile's run): re-estimating the statistics recovers under a third of the
 # loss at 8, and the loss is real (phase 1 does lose at 8)
 if config.profile() == "cpu":
@@ -845,7 +846,7 @@ print(f"mIoU {100 * final_metrics['miou']:.1f} %; weakest class: {weakest[1]} ({
 # its receptive field covers the whole scene, and chapter 10 measures what image pooling (chapter
 # 04) adds to that. Rings, thin-walled and often small, come next.
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
 assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
 if config.profile() == "cpu":  # the cpu recipe's target (the recorded phase-1 seeds land above it at 8; phase 2 adds)
@@ -870,7 +871,7 @@ fig = prediction_gallery(images, targets, preds, val.palette, titles=[f"scene {i
                          class_names=val.class_names)
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(p.shape == t.shape for p, t in zip(preds, targets))
 assert all(int(p.max()) < val.num_classes for p in preds)
 
@@ -952,7 +953,7 @@ solved("08.3", fit_atrous_rates(16),
        f"shares on 33 cells: { {r: round(mean_valid_fraction(33, r), 3) for r in (6, 12, 18)} }",
        f"shares on 16 cells: { {r: round(mean_valid_fraction(16, r), 3) for r in range(1, 11)} }")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.
 if config.profile() == "smoke":
     import shutil

@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 09 · DeepLabv3+: decoder and separable convolutions
 #
-# *About 12 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 12 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapter 08.*
 #
 # DeepLabv3 predicts on a grid 16 times coarser than the image and stretches the answer back with
@@ -116,7 +116,7 @@ stages = trace_stages(model, image)
 for name, shape in stages:
     print(f"{name:42s} {shape}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 shapes = dict(stages)
 assert model.atrous_rates == (6, 12, 18)
 assert shapes["low-level reduced (1x1 conv)"][1] == 48
@@ -155,7 +155,7 @@ layer_rows = [
 display(markdown_table(layer_rows))
 print(f"weights ratio {layer_rows[1]['weights'] / layer_rows[0]['weights']:.4f}; formula {1 / c + 1 / k**2:.4f}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert layer_rows[0]["weights"] == k * k * c * c and layer_rows[1]["weights"] == k * k * c + c * c
 
 # %% [markdown]
@@ -194,7 +194,7 @@ print(f"one input-sized map: {map_mib:.2f} MiB; kept for backward: {kept[False] 
 same = all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grads[False], grads[True]))
 print("same input and depthwise-weight gradients:", same)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # two maps fewer (four against two: the batch norms' inputs and the ReLUs' outputs), up to the per-channel statistics
 assert same and abs(kept[False] / 2**20 - 4 * map_mib) < 0.01 * map_mib and abs(kept[True] / 2**20 - 2 * map_mib) < 0.01 * map_mib
 
@@ -233,7 +233,7 @@ decoder_gap = (rows[1]["GMACs (ours)"] - rows[0]["GMACs (ours)"]) / paper_decode
 print(f"our counts below the paper's: DeepLabv3 by {short['v3']:.2f} GMACs, the regular DeepLabv3+ by "
       f"{short['v3+']:.2f} GMACs (the same ResNet-101 and ASPP); the decoder alone {decoder_gap:+.1%} against the paper's")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert rows[2]["params (M)"] < rows[1]["params (M)"] and rows[2]["GMACs (ours)"] < rows[1]["GMACs (ours)"]
 assert rows[1]["GMACs (ours)"] > rows[0]["GMACs (ours)"]
 # the paper's decoder cost is the regular one's (within 15 %), far from the separable one's: its ResNet-101 rows are regular
@@ -300,7 +300,7 @@ print(f"scene {scene_index}")
 fig = plot_stride_oracles(image0, mask0, (16, 4), scenes.num_classes, scenes.palette, scenes.class_names)
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert (mask0 == wire_class).any() and wires_kept(mask0, 4) and not wires_kept(mask0, 16)  # the sentence below
 
 # %% [markdown]
@@ -321,7 +321,7 @@ stride_oracle_widget(scenes)
 # decoder attacks: its prediction grid is the stride-4 grid of the low-level features. Section 5
 # measures trained models in the same kind of bands (as mIoU, on the training chapters' easy scenes).
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 gap = accuracy[4] - accuracy[16]
 assert (gap > 0).all() and gap.max() > 0.10
 assert all(0.45 < accuracy[s][0] < 0.65 for s in strides)  # w = 0: about half to three fifths right
@@ -373,7 +373,7 @@ for name, spec in runs.items():
     seconds[name] = time.perf_counter() - start
     print(f"{name}: {seconds[name]:.0f} s (training, or loading the finished run)\n")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 cfg_a, cfg_b = configs["DeepLabv3"].to_dict(), configs["DeepLabv3+"].to_dict()
 bookkeeping = {"out_dir", "resume", "progress"}  # where the run lives, whether it was trained here
 assert {k for k in cfg_a if cfg_a[k] != cfg_b[k]} - bookkeeping == {"model"}  # only the model's head changes
@@ -408,7 +408,7 @@ crop_macs = {name: count_macs(net, torch.zeros(1, 3, configs[name].crop_size, co
 print("multiply-adds per training crop: " + ", ".join(f"{name} {macs / 1e9:.2f} G" for name, macs in crop_macs.items())
       + f" (DeepLabv3+ {crop_macs['DeepLabv3+'] / crop_macs['DeepLabv3'] - 1:+.0%})")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert crop_macs["DeepLabv3+"] > crop_macs["DeepLabv3"]  # "v3+ costs more multiply-adds per training crop"
 
 # %% [markdown]
@@ -459,7 +459,7 @@ for name, net in trained.items():
 fig = plot_band_comparison(widths, bands, title="mIoU near boundaries (trimap)")
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if config.profile() == "cpu":  # the decoder draws wires; DeepLabv3 at output stride 8 (almost) never does
     assert bands["DeepLabv3+"]["all"]["iou"][wire] > 0.05 >= bands["DeepLabv3"]["all"]["iou"][wire]
 for res in bands.values():
@@ -558,7 +558,7 @@ else:
           f"- ({sep_change:+.2f}: the separable-ASPP DeepLabv3 at 8) + ({plus_change:+.2f}: DeepLabv3+ at 8)")
     print(decoder_record.describe())
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: most of the gain at 8 is there at 16 (d4 reproduced, both intervals above zero);
 # the separable-ASPP DeepLabv3 loses about 3 points at 8 (both intervals below zero); DeepLabv3+ does not move
 if decoder_record is not None:
@@ -631,7 +631,7 @@ if len(grid_gaps) == len(grid_models):
     print(f"DeepLabv3 trained at 16 but evaluated at 8 (finding b1): {b1_arm:.1f} %, {b1_arm - stride_8:+.1f} points "
           "against the stride-8 grid's proportion prediction")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: every recorded model lands within a few points of its grid's proportion prediction,
 # above it at the coarse grids; the one trained at 16 and evaluated at 8 falls far below the stride-8 value
 if config.profile() == "cpu" and len(grid_gaps) == len(grid_models):
@@ -669,7 +669,7 @@ if recorded is not None and measurable(recorded.matrices, decoder_findings):
               f"{', '.join(f'{v:.1%}' for v in share['removed'])} of the errors the decoder removes "
               f"(seeds {', '.join(map(str, recorded.seeds))})")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: the decoder's gain is reproduced on the whole image (d1) and in the 1-px band (d3),
 # and on every seed most of the errors it removes lie within 4 px of a boundary, a band of under a third of the pixels
 if recorded is not None and measurable(recorded.matrices, decoder_findings):
@@ -718,7 +718,7 @@ preds_k = {name: predict(net, image_k, Strategy(output_stride=8))[0].cpu() for n
 fig = plot_model_comparison(image_k, mask_k, preds_k, val.palette, class_names=val.class_names)
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(p.shape == mask_k.shape for p in preds_k.values())
 
 # %% [markdown]
@@ -867,7 +867,7 @@ if config.course_checks():  # the course checks itself here (tests, make book); 
         same_scenes = stride_oracle_scores((val[i][1] for i in range(len(val))), 4, val.num_classes)  # the scenes it saw
         assert bands["DeepLabv3+"]["all"]["iou"][wire] > same_scenes["iou"][wire]
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.
 if config.profile() == "smoke":
     import shutil

@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 10 · Reproducing the papers' findings
 #
-# *About 1 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time), once
+# *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time), once
 # chapters 08 and 09 have run: opened first, it trains their two models in section 5, which
 # takes most of those chapters' minutes (or run `make course-runs` before class).
 # Builds on chapters 07, 08 and 09.*
@@ -109,7 +109,7 @@ arm_rows = [{"arm": name, "differs from the cpu preset in": differs(name, o),
             for name, o in findings.ARMS.items()]
 display(markdown_table(arm_rows))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # the recipe as the paragraph above says it: tiny_resnet, easy scenes, 96-px crops, fitted rates,
 # AdamW, 800 iterations; group (g) fine-tunes for 100
 from pathlib import Path
@@ -212,7 +212,7 @@ if recorded is not None:
           f"bootstrap 95 % interval [{lo:+.2f}, {hi:+.2f}]; 95 % interval over seeds [{s_lo:+.2f}, {s_hi:+.2f}]\n"
           f"verdict: {findings.joint_verdict((lo, hi), (s_lo, s_hi), example.direction)}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if recorded is not None:
     # the pooled difference, recomputed here from the matrices (seeds x scenes x C x C) as section 2 defines it
     pooled = 100 * (findings.miou(variant.sum((0, 1))) - findings.miou(base.sum((0, 1))))
@@ -257,7 +257,7 @@ if recorded is not None:
         print(f"not in this record (it holds no runs of their arms, or no evaluation of the views they compare; "
               f"`python benchmarks/findings.py` trains and evaluates them and makes it again): {'; '.join(missing)}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 from scipy import stats
 
 if recorded is not None:
@@ -375,7 +375,7 @@ if recorded is not None:
         blocks.append("\n".join(line.rstrip() for line in lines))
     display(Markdown("\n\n".join(blocks)))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # every finding gets exactly one explanation: its group's or its own
 assert all((f.key[0] in WHY) != (f.key in WHY) for f in findings.FINDINGS)
 if recorded is not None:  # the "why not" of (c1) and (e1) speaks of chance: true only when they are not resolved
@@ -449,7 +449,7 @@ print(f"{n_check} validation scenes, output stride 8")
 if profile != "cpu":
     print(f"the record was made with the cpu profile; the '{profile}' runs are not compared with it.")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert all(0 <= r["your run (%)"] <= 100 for r in check_rows)
 if recorded is not None and profile == "cpu":
     assert all(r["inside"] for r in check_rows), check_rows

@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 11 · Real data on a GPU, inference strategies and export
 #
-# *About 12 min on a 2-core laptop in the `cpu` profile (chapter 00 lists every chapter's time).
+# *About 12 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapters 06, 08 and 09.*
 #
 # The last chapter leaves the procedural scenes for real street scenes (CamVid
@@ -86,7 +86,7 @@ else:
 image, mask = data[0]
 print("image", tuple(image.shape), "mask", tuple(mask.shape), "classes", data.class_names)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 
 # %% [markdown]
@@ -104,7 +104,7 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # output stride 16, crop 360, batch 8, bf16 autocast and `channels_last`, and evaluates at output
 # stride 8; the cell trains it in the `gpu` profile (its duration is not recorded yet).
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # the two presets as the paragraphs above describe them
 from deeplab_edu.engine.config import load_config
 
@@ -172,7 +172,7 @@ plot_history(camvid_history, title=camvid_title)
 plot_metric_bars(camvid_iou, ylabel="IoU (%)",
                  title=f"validation IoU per class (mIoU {100 * camvid_final['miou']:.1f} %)");
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if camvid_model is None or config.profile() == "cpu":  # what the prose below says of the cpu run (or its record)
     iou = camvid_iou
     assert len(iou) == len(camvid_final["iou"]) == 11, camvid_final["iou"]
@@ -229,7 +229,7 @@ print(describe_record(balance_record))
 balance_rows = {row["class"]: row for row in class_weights_table(balance_record)}
 display(markdown_table(list(balance_rows.values())))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the paragraph below says of the record
 balance = balance_record["results"]["median_frequency_minus_none"]
 assert {name for name, row in balance_rows.items() if row["finding"] == "yes"} == {
@@ -284,7 +284,7 @@ print(f"{gpu_iterations} of the gpu preset's {preset_iterations} iterations in {
 plot_history(history_from_record(gpu_run),
              title=f"gpu preset, {gpu_iterations} iterations on one {gpu_run['hardware']['gpu']} (recorded)");
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says of the record: under a minute, a sixth of the preset's schedule, still learning
 assert gpu_run["results"]["seconds"] < 60 and preset_iterations == 6 * gpu_iterations
 gpu_curve = [r["miou"] for r in history_from_record(gpu_run) if r["split"] == "val"]
@@ -318,7 +318,7 @@ v3plus_memory = [r["train_memory_ratio"] for r in pair_ratios["v3plus"]]
 print(f"DeepLabv3+, ours against smp's: {100 * min(v3plus_lower):.0f}-{100 * max(v3plus_lower):.0f} % lower training "
       f"throughput, x{min(v3plus_memory):.2f}-{max(v3plus_memory):.2f} the peak memory (three settings)")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: v3 as fast or a little faster; v3+ 11-14 % slower with about as much memory
 assert all(r["train_speedup_interval"][1] >= 1 for r in pair_ratios["v3"])
 assert round(100 * min(v3plus_lower)) == 11 and round(100 * max(v3plus_lower)) == 14
@@ -352,7 +352,7 @@ print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step'
       f"(the step alone on a synthetic batch: {synthetic_ms} ms), {totals['cpu_ms_per_step']:.1f} ms of CPU time "
       f"(all threads), {totals['launches_per_step']:.0f} kernel launches per step")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says of the profile: part of the step's time, over a thousand launches
 assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
 # and of the table's two statistics: the pinned feed's median round is slower than the step's, its paired
@@ -383,7 +383,7 @@ print("training throughput, loader-fed / step alone: "
       + ", ".join(f"{ratio:.2f} with {workers} workers" for workers, ratio in sorted(loader_vs_step.items())))
 print(f"torch.compile (default mode), training step speed-up: 95 % interval [{compiled[0]:.2f}, {compiled[1]:.2f}]")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: a fifth to a third slower launching, ~2 ms of waiting, ~0.76 whatever the
 # workers, compile not measurably faster (its interval holds 1)
 assert 0.18 < min(launch_slower.values()) and max(launch_slower.values()) < 0.38
@@ -455,7 +455,7 @@ print(f"since then the workers augment uint8 pixels: one worker on the course's 
       f"[{low:.2f}, {high:.2f}] the scenes per second with uint8 items ({1e3 * cpu_uint8['cpu_s_per_scene']['float']:.1f} "
       f"-> {1e3 * cpu_uint8['cpu_s_per_scene']['uint8']:.1f} CPU ms per scene); not yet measured on the GPU")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says
 assert min(paired["step+load"]) > 0.95 and max(paired["unpinned"]) < min(paired["step+load"])
 assert 0.4 < graph_rows["step"]["ms per step"] / eager_rows["step"]["ms per step"] < 0.6
@@ -558,7 +558,7 @@ for name, ratio, rule in (("MS", measured_ms, formula), ("MS + Flip", ms_flip_ma
                           ("paper MS", paper_ms, formula), ("paper MS + Flip", paper_ms_flip, 2 * formula)):
     print(f"{name:16s} {ratio:6.2f} passes: {ratio / rule - 1:+.1%} from the rule")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert abs(formula - 8.6875) < 1e-12
 assert ms_macs == sum(per_scale.values()) and ms_flip_macs == 2 * ms_macs  # predict_probs runs each scale once per copy
 assert abs(measured_ms / formula - 1) < 0.02, (measured_ms, formula)  # measured: within 2 % of sum(s^2)
@@ -624,7 +624,7 @@ for name, t in seconds.items():
     print(f"{name:18s} {t:7.3f} s   x{t / base:5.1f}   (multiply-adds: x{strategies[name][1]:.1f})")
 print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians of 3 interleaved calls")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert seconds["MS + flip"] > seconds["MS (6 scales)"] > seconds["single scale"]  # more passes, more time
 assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlapping windows: more than one pass
 
@@ -655,7 +655,7 @@ print("random weights: the prediction shows the pipeline, not a trained model" i
 prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, data.palette,
                    class_names=data.class_names);
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 if camvid_model is None:  # what the prose above says: random weights predict one class almost everywhere
     counts = torch.bincount(torch.cat([p.flatten() for p in preds]), minlength=data.num_classes)
     assert counts.max() > 0.9 * counts.sum(), counts
@@ -692,7 +692,7 @@ other_size = torch.randn(1, 3, 80, 80)
 print(f"ONNX file {onnx_path.stat().st_size / 2**20:.1f} MiB; max |onnx - eager| = {abs(onnx_out - eager).max():.2e}")
 print("another input size works too:", run_onnx(onnx_path, other_size).shape)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert abs(onnx_out - eager).max() < 1e-3
 assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 
@@ -738,7 +738,7 @@ if prediction_made("11.1", answer_11_1):
           f"{'none' if none_shared else 'some'} shared between processes")
     print(f"{processes} processes x {sum(micro_batches)} images = {step_images} images per optimiser step")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
 assert micro_batches == [batch_size] * grad_accum and none_shared
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}

@@ -302,3 +302,25 @@ def test_one_job_runs_the_chapters_in_order_and_two_start_the_longest(tmp_path: 
     runs = book.execute_notebooks(sources, tmp_path / "out1", jobs=1, reuse=False, active_profile="smoke")
     assert started == ["08_a", "09_b", "10_c"] and [r.source for r in runs] == ["08_a.py", "09_b.py", "10_c.py"]
     assert [s.stem for s in book._schedule(sources, 2)] == ["09_b", "08_a", "10_c"]  # several: longest first
+
+
+def test_student_copy_drops_every_solution_and_keeps_the_rest(tmp_path) -> None:
+    """A lecturer's trial: the solutions ship in the chapters a class receives; ``student-copy`` writes
+    them without the hidden (``hide-cell``) cells, and refuses to write over the course's own chapters."""
+    import jupytext
+
+    from deeplab_edu.book import NOTEBOOK_DIR, main, student_copy
+
+    sources = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    written = student_copy(tmp_path / "class")
+    assert [p.name for p in written] == [p.name for p in sources]
+    for src, copy in zip(sources, written):
+        original, stripped = (jupytext.read(p) for p in (src, copy))
+        kept = [c for c in original.cells if "hide-cell" not in c.metadata.get("tags", [])]
+        assert [c.source for c in stripped.cells] == [c.source for c in kept], copy.name
+        assert "solved(" not in copy.read_text() or "solved(" in "".join(c.source for c in kept), copy.name
+    assert sum("solved(" in p.read_text() for p in sources) > 10  # the course's own chapters keep theirs
+    with pytest.raises(ValueError, match="course's own chapters"):
+        student_copy(NOTEBOOK_DIR)
+    with pytest.raises(SystemExit):
+        main(["student-copy", str(NOTEBOOK_DIR)])

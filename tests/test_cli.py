@@ -496,7 +496,7 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     assert all(f"{spec.command()}\n        {spec.status()}" in out for spec in chapters)  # each run's state
     assert "DEEPLAB_EDU_CAMVID" in out or "shared" in out  # where it looked
     headers = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
-    assert f"4 of 4 runs to train; all 4 together take less than {headers[8] + headers[9]:.0f} min on a 2-core laptop" in out  # no CamVid: 08 and 09
+    assert f"4 of 4 runs to train; all 4 together take less than {headers[8] + headers[9]:.0f} min on a 2-core machine" in out  # no CamVid: 08 and 09
 
     monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: tmp_path)
     assert main(["course-runs", "--profile", "cpu"]) == 0

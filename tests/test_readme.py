@@ -33,7 +33,7 @@ def test_each_chapter_states_its_header_time_under_its_title() -> None:
         notebook = jupytext.read(nb)
         minutes = notebook.metadata["deeplab_edu"]["cpu_minutes"]
         first = next(c for c in notebook.cells if c.cell_type == "markdown").source
-        assert f"*About {minutes:g} min on a 2-core laptop in the `cpu` profile" in first, nb.name
+        assert f"*About {minutes:g} min on a 2-core machine in the `cpu` profile" in first, nb.name
 
 
 def test_each_chapter_names_its_prerequisites_under_its_title() -> None:

@@ -73,9 +73,8 @@ function_exercise(
     inputs=_sizes,
     cases=[(513, 16), (512, 32), (321, 8), (1, 32)],
     mistakes=[
-        (lambda n, s: n // s, "n // output_stride rounds once, at the end, and down; the network rounds at every "
-                              "stride-2 layer. Follow a 513 input through the four layers of output stride 16: what "
-                              "does each one do to an odd side?"),
+        (lambda n, s: n // s, "this rounds an odd side down. Follow a 513 input through the four stride-2 layers "
+                              "of output stride 16: what does each one do to an odd side?"),
         (lambda n, s: n / s, "n / output_stride is not a whole number of positions: each stride-2 layer "
                              "maps n to ceil(n / 2)."),
         (lambda n, s: round(n / s), "rounding n / output_stride to the nearest integer is not what the layers do: "
