@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
 import textwrap
@@ -396,10 +397,18 @@ def _train(args: argparse.Namespace) -> int:
               f"batches of {cfg.batch_size}), made for GPUs: on a CPU each iteration is slow (the papers train "
               "30000); --preset cpu trains the course's teaching-scale model in minutes (--list-presets shows "
               "them all)", file=sys.stderr)
+    given = {k for k, v in vars(args).items() if v is not None}
+    if args.preset and "iterations" in given and is_main():  # a preset's short intervals, kept for a longer run
+        often = [f"--{name.replace('_', '-')} {every}" for name in ("eval_every", "ckpt_every")
+                 if name not in given and (every := getattr(cfg, name)) * 50 < cfg.iterations]
+        if often:
+            print(f"note: the preset '{args.preset}' keeps {' and '.join(often)} for {cfg.iterations} iterations: a "
+                  f"validation or checkpoint that often costs time; set them for this run", file=sys.stderr)
     _cpu_threads(args, cfg.device or str(_default_device()))
     start = time.time()
     try:
-        result = Trainer(cfg).fit()
+        trainer = Trainer(cfg)
+        result = trainer.fit()
     except KeyboardInterrupt as err:
         import signal
 
@@ -413,7 +422,8 @@ def _train(args: argparse.Namespace) -> int:
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
     if is_main():  # under torchrun, rank 0 speaks for the run
-        print(f"done in {seconds:.0f} s: val mIoU {100 * final.get('miou', float('nan')):.1f}% "
+        print(f"done in {seconds:.0f} s: val mIoU {100 * final.get('miou', float('nan')):.1f}%"
+              f"{_unscored_note(final.get('iou'), trainer.model_info.get('class_names'))} "
               f"(curve: {curve}); outputs in {cfg.out_dir}")
     if args.record:
         from .records import write_record
@@ -431,6 +441,18 @@ def _version() -> str:
     from . import __version__
 
     return __version__
+
+
+def _unscored_note(iou: Any, class_names: Any) -> str:
+    """" over K of N classes (...: no pixel in truth or prediction)" when the mIoU leaves classes out, else ""."""
+    if not isinstance(iou, (list, tuple)) or not iou:
+        return ""
+    missing = [k for k, v in enumerate(iou) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if not missing:
+        return ""
+    names = list(class_names) if class_names is not None and len(class_names) == len(iou) else list(range(len(iou)))
+    return (f" over {len(iou) - len(missing)} of {len(iou)} classes ({', '.join(str(names[k]) for k in missing)}: "
+            "no pixel in the validation truth or prediction, not scored)")
 
 
 def _dataset_for(cfg: dict[str, Any], split: str, root: str | None, *, download: bool = False) -> Any:

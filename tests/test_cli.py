@@ -830,3 +830,37 @@ def test_a_commands_warnings_go_above_a_bar_and_are_recorded_without_one(capsys:
             bar.close()
     assert [str(w.message) for w in seen] == ["no bar open"]
     assert "UserWarning: a bar open\n" in capsys.readouterr().err
+
+
+def test_the_final_line_says_when_the_miou_leaves_classes_out() -> None:
+    """A practitioner's trial: masks drawn 0 / 255 (the object on the ignore label) trained to "val mIoU
+    100.0%" with the one class that matters never scored; the line now says so."""
+    from deeplab_edu.cli import _unscored_note
+
+    assert _unscored_note([1.0, None], ["background", "object"]) == (
+        " over 1 of 2 classes (object: no pixel in the validation truth or prediction, not scored)")
+    assert "over 2 of 3 classes (1:" in _unscored_note([0.5, float("nan"), 0.7], None)
+    assert _unscored_note([0.5, 0.7], ["a", "b"]) == "" and _unscored_note(None, None) == ""
+
+
+def test_a_presets_short_intervals_are_named_for_a_much_longer_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """A practitioner's trial: --preset smoke --iterations 300 validated and wrote a checkpoint every 2
+    iterations (the smoke preset's), silently; the command now says so, and not for an interval given."""
+    import deeplab_edu.engine.trainer as trainer_module
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise Stop
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", stop)
+    for extra, said in ([], "keeps --eval-every 2 and --ckpt-every 2 for 300 iterations"),\
+                       (["--eval-every", "100"], "keeps --ckpt-every 2 for 300 iterations"):
+        with pytest.raises(Stop):
+            main(["train", "--preset", "smoke", "--iterations", "300", "--out-dir", str(tmp_path / "run"), *extra])
+        assert said in capsys.readouterr().err
+    with pytest.raises(Stop):
+        main(["train", "--preset", "smoke", "--iterations", "20", "--out-dir", str(tmp_path / "run")])
+    assert "keeps" not in capsys.readouterr().err

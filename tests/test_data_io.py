@@ -146,6 +146,25 @@ def test_palette_mask_with_other_slot_order_is_converted_by_colour(tmp_path):
     assert out.tolist() == [[3, 0], [0, 3]]
 
 
+def test_palette_mask_whose_indices_name_no_class_is_read_by_its_class_colours(tmp_path):
+    """A practitioner's trial: a palette mask drawn at indices 5, 7 and 9 in exactly the colours of
+    classes.txt was refused ("label values 5, 7, 9 ... neither a class"), though it shows the class
+    colours in any viewer; its colours carry the meaning."""
+    m = np.array([[5, 7], [9, 255]], np.uint8)
+    img = Image.fromarray(m, mode="P")
+    pal = [0, 0, 0] * 256
+    pal[7 * 3:7 * 3 + 3], pal[9 * 3:9 * 3 + 3] = [255, 0, 0], [0, 0, 255]  # index 5 keeps black: background
+    img.putpalette(pal)
+    img.save(tmp_path / "drawn.png")
+    classes = ((0, 0, 0), (255, 0, 0), (0, 0, 255))
+    assert load_mask(tmp_path / "drawn.png", 3, palette=classes).tolist() == [[0, 1], [2, 255]]
+    pal[9 * 3:9 * 3 + 3] = [0, 200, 0]  # a colour that is no class's: refused, naming the values
+    img.putpalette(pal)
+    img.save(tmp_path / "drawn.png")
+    with pytest.raises(BadDataError, match=r"drawn\.png"):
+        load_mask(tmp_path / "drawn.png", 3, palette=classes)
+
+
 def test_palette_mask_with_unknown_colours_is_read_by_index_or_refused(tmp_path):
     """Another tool's palette (an annotation tool's display colours): its indices are the labels when
     every one is a class or 255, as in VOC; otherwise neither reading is safe."""

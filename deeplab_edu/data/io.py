@@ -336,7 +336,12 @@ def load_mask(
             consistent = all(expected[i] == c for i, c in colour_of.items() if i in expected and i not in shared)
             labels = used if lut is None else lut[used]
             valid_indices = bool(((labels < num_classes) | (labels == IGNORE_INDEX)).all())
-            if allow_palette and consistent:
+            # indices that name no class, each drawn in a class's own colour (a practitioner's palette
+            # mask at indices 5, 7, 9): the colours carry the meaning, read below
+            class_colours = set(expected.values())
+            by_colour = (not valid_indices and bool(colour_of) and not shared
+                         and all(c in class_colours for c in colour_of.values()))
+            if allow_palette and consistent and not by_colour:
                 raw = arr.astype(np.uint8)
             elif shared:
                 if not (allow_palette and valid_indices):

@@ -202,8 +202,11 @@ class FolderDataset(SegmentationFolder):
         for folder in (images_dir, masks_dir):
             if not folder.is_dir():
                 splits = sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
+                need_val = split == "val" and splits  # training validates on val: the error a new user met first
                 raise DatasetNotFoundError(f"{folder} does not exist; splits found in {root}: "
-                                           f"{', '.join(splits) or 'none'} (layout: {_LAYOUT})")
+                                           f"{', '.join(splits) or 'none'} (layout: {_LAYOUT})"
+                                           + ("; training validates on the 'val' split: move a few image/mask "
+                                              "pairs into val/images and val/masks" if need_val else ""))
         images, in_masks = _by_stem(image_files(images_dir)), image_files(masks_dir)
         masks = _by_stem([p for p in in_masks if p.suffix.lower() == ".png"])
         not_png = [p.name for p in in_masks if p.suffix.lower() != ".png"]

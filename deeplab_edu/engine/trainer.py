@@ -431,6 +431,11 @@ class Trainer:
                 "Resume with the data set the run started on, or start a new run (--init-from keeps the weights)")
         config = self.out / "config.json"  # the command that gives a run its own settings back, where it has one
         own = f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})" if config.is_file() else ""
+        passed = state.get("model_info", {}).get("data_class")
+        if passed and "data_class" not in self.model_info:  # its config.json names the default data set, not these
+            own = (f" (it trained on data sets its script passed, {passed.rsplit('.', 1)[-1]}: pass them again with "
+                   "resume=True, or name them on the command line beside --config and --resume, e.g. --dataset "
+                   "folder --data-root DIR)")
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
                             advice="A resumed run continues under this command's settings: to continue with the "
                                    f"run's own, give them back{own}, or start a new run in another folder.")
