@@ -8,6 +8,7 @@ defaults (tqdm >= 4.66, ``tqdm.utils.envwrap``).
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -38,4 +39,11 @@ def progress_bar(iterable: Iterable[T] | None = None, *, progress: bool = True, 
         raise TypeError("progress_bar takes progress=..., not disable=...")
     if not progress:
         kwargs["disable"] = True
+    if iterable is not None and not hasattr(iterable, "__next__"):
+        # tqdm.auto's class (tqdm.asyncio's) calls iter() on an iterable when the bar is made and the loop
+        # calls it again: a DataLoader started its workers twice (tqdm/tqdm#1598). One iterator, made here.
+        if "total" not in kwargs and hasattr(iterable, "__len__"):
+            with contextlib.suppress(TypeError):
+                kwargs["total"] = len(iterable)  # type: ignore[arg-type]
+        iterable = iter(iterable)
     return tqdm(iterable, **kwargs)

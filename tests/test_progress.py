@@ -45,3 +45,25 @@ def test_tqdm_disable_turns_every_bar_off_and_training_logs_lines_instead(tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     assert "iteration 2/4: loss" in done.stdout and "iteration 4/4: loss" in done.stdout
     assert "train:" not in done.stderr  # no bar
+
+
+def test_a_bar_over_an_iterable_iterates_it_once() -> None:
+    """A practitioner's trial: check-data printed each worker's warning twice. tqdm.auto's class calls
+    iter() when the bar is made and again in the loop (tqdm/tqdm#1598): a DataLoader over workers
+    started them twice. The bar now makes one iterator, and keeps the iterable's length."""
+    from deeplab_edu.progress import progress_bar
+
+    class Counted:
+        made = 0
+
+        def __len__(self) -> int:
+            return 3
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            Counted.made += 1
+            return iter(range(3))
+
+    for progress in (True, False):
+        Counted.made = 0
+        bar = progress_bar(Counted(), progress=progress)
+        assert list(bar) == [0, 1, 2] and Counted.made == 1 and bar.total == 3
