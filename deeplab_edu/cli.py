@@ -503,7 +503,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         names = named or trained  # per-class IoU also by name: {"sky": 0.91, ...} beside the list
         by_name = {"iou_by_class": dict(zip(names, m["iou"]))} if names and len(names) == len(m["iou"]) else {}
-        record = _nan_to_null({"strategy": dataclasses.asdict(strategy), **m, **by_name})
+        scored = {"checkpoint": str(args.checkpoint), "dataset": cfg["dataset"], "split": args.split,
+                  "data_root": args.data_root or cfg.get("data_root"),
+                  "images": min(len(ds), args.limit) if args.limit else len(ds)}  # what the numbers score
+        record = _nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
         write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)
     return 0
 

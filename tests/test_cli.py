@@ -134,6 +134,7 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
 
     saved = json.loads(metrics.read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert saved["strategy"]["flip"] and len(saved["iou"]) == 8 and all(v is None or 0 <= v <= 1 for v in saved["iou"])
+    assert saved["split"] == "val" and saved["dataset"] == "procedural" and saved["images"] == 2  # what it scores
     assert list(saved["iou_by_class"].values()) == saved["iou"] and len(saved["iou_by_class"]) == 8  # named too
     assert "MS + Flip: mIoU" in out_text and "OS " in out_text  # the run's evaluation output stride, named
     images = tmp_path / "images"
