@@ -349,6 +349,13 @@ def _set_environ(values: Mapping[str, str | None]) -> None:
             os.environ[k] = v
 
 
+def _without_solutions(nb: Any) -> Any:
+    """``nb`` (a jupytext notebook) without the cells the book hides behind a button (``hide-cell``: the
+    exercises' solutions); changed in place and returned."""
+    nb.cells = [c for c in nb.cells if "hide-cell" not in c.metadata.get("tags", [])]
+    return nb
+
+
 def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
     """Write the chapters without their exercises' solutions into ``out_dir``, for a class to hand out.
 
@@ -374,8 +381,7 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in chosen:
-        nb = jupytext.reads(src.read_text(), fmt="py:percent")
-        nb.cells = [c for c in nb.cells if "hide-cell" not in c.metadata.get("tags", [])]
+        nb = _without_solutions(jupytext.reads(src.read_text(), fmt="py:percent"))
         write_text_atomic(out_dir / src.name, jupytext.writes(nb, fmt="py:percent"))
         written.append(out_dir / src.name)
     return written
@@ -427,7 +433,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     text = source.read_text()
     nb = jupytext.reads(text, fmt="py:percent")
     if not solutions:
-        nb.cells = [c for c in nb.cells if "hide-cell" not in c.metadata.get("tags", [])]
+        _without_solutions(nb)
     # the kernel inherits this process's environment: set what it needs, and unset the course
     # checks for a learner's run (None), for the time of the run
     kernel_env: dict[str, str | None] = {**_KERNEL_ENV, ENV_VAR: active_profile}

@@ -81,11 +81,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
             commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
-            command = getattr(parsed, commands[0].dest, None) if commands else None
-            owner = commands[0].choices[command] if command in commands[0].choices else self
-            if isinstance(owner, OneLineErrorParser):
-                owner._unknown(unknown)
-            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+            owner = commands[0].choices.get(str(getattr(parsed, commands[0].dest, "")), self) if commands else self
+            (owner if isinstance(owner, OneLineErrorParser) else self)._unknown(unknown)
         return parsed
 
     def _unknown(self, unknown: list[str]) -> typing.NoReturn:

@@ -686,8 +686,8 @@ def _packaged_in(obj: Any, names: dict[int, str], depth: int, seen: set[int]) ->
         for ins in dis.get_instructions(current):
             if ins.opname == "IMPORT_NAME":
                 imported = sys.modules.get(str(ins.argval))
-            elif ins.opname == "IMPORT_FROM" and id(getattr(imported, str(ins.argval), None)) in names:
-                return names[id(getattr(imported, str(ins.argval)))]  # imported inside the function
+            elif ins.opname == "IMPORT_FROM" and id(attribute := getattr(imported, str(ins.argval), None)) in names:
+                return names[id(attribute)]  # imported inside the function
             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF") and ins.argval in scope:
                 value = scope[ins.argval]
                 if id(value) in names:
