@@ -7,7 +7,10 @@ Two steps, each usable alone:
    JSON report per notebook (status, the failing cell and its traceback, seconds per cell).
    Every cell's execution is bounded by :func:`cell_timeout` (per profile, sized for a busy
    2-core machine): a stuck cell fails in minutes, naming the notebook, the cell and its line
-   in the ``.py`` source, instead of waiting for hours.
+   in the ``.py`` source, instead of waiting for hours. A kernel that does not answer its first
+   request within :data:`KERNEL_START_SECONDS` is shut down and another started (at most
+   :data:`KERNEL_START_ATTEMPTS` in all; a clean-clone CI run once lost a chapter to a kernel that
+   never answered in 120 s, where kernels start in about one second).
 2. :func:`build_book` lays the executed notebooks and ``book/`` out in a staging folder and runs
    ``jupyter-book build`` on it with execution turned off, so the book shows exactly the outputs
    the tests checked. The executed notebooks are published next to the pages (the Colab button
@@ -152,6 +155,8 @@ class NotebookRun:
         message: what went wrong, with the traceback; empty when ``status == "ok"``.
         cell_seconds: ``(cell index, seconds)`` of every executed code cell.
         reused: True when an execution from an earlier build was reused.
+        failed_starts: why each kernel that did not start failed, when a later one did (a run that
+            never got a kernel says so in ``message``).
     """
 
     source: str
@@ -164,6 +169,7 @@ class NotebookRun:
     message: str = ""
     cell_seconds: list[tuple[int, float]] = field(default_factory=list)
     reused: bool = False
+    failed_starts: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -387,6 +393,44 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     return written
 
 
+#: Seconds a new kernel has to answer its first request (it takes about one on a busy 2-core machine).
+KERNEL_START_SECONDS = 60
+#: Kernels started before a notebook whose kernel never answers is reported as failed.
+KERNEL_START_ATTEMPTS = 3
+
+
+def _run_client(nb: Any, timeout: int, active_profile: str, folder: Path,
+                on_start: Callable[..., None], on_executed: Callable[..., None]) -> tuple[str, str, bool]:
+    """Execute ``nb`` (in place) in one new kernel started in ``folder``: ``(status, message,
+    interrupted)`` as :class:`NotebookRun` reports them; ``interrupted`` when nbclient's own
+    SIGINT/SIGTERM handler shut the kernel down."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    client = None
+    status, message = "ok", ""
+    try:
+        client = reliable_client(
+            nb, timeout=timeout, kernel_name="python3", allow_errors=False, record_timing=True,
+            resources={"metadata": {"path": str(folder)}},
+            # a kernel that does not answer is reported (and another one started), not waited for
+            startup_timeout=KERNEL_START_SECONDS, shutdown_kernel="immediate",
+            on_cell_start=on_start, on_cell_executed=on_executed,
+        )
+        client.execute()
+    except CellTimeoutError as err:
+        status = "timeout"
+        message = (f"the cell ran longer than {timeout} s (the {active_profile} profile's bound per cell; "
+                   f"something is stuck or the machine is far too slow):\n{str(err)[:2000]}")
+    except CellExecutionError as err:
+        status, message = "error", _ANSI.sub("", str(err))  # the traceback without the terminal's colours
+    except DeadKernelError as err:
+        status, message = "dead", f"the kernel died: {err}"
+    except Exception as err:  # noqa: BLE001 - reported with its type, never swallowed silently
+        status, message = "crashed", f"{type(err).__name__}: {err}"
+    interrupted = status != "ok" and getattr(client, "_async_cleanup_kernel_future", None) is not None
+    return status, message, interrupted
+
+
 def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None,
                      active_profile: str | None = None, learner: bool = False,
                      solutions: bool = True) -> NotebookRun:
@@ -419,7 +463,6 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     """
     import jupytext
     import nbformat
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     active_profile = active_profile or profile()
     timeout = timeout or cell_timeout(active_profile)
@@ -451,33 +494,27 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
             cell_seconds.append((cell_index, round(time.monotonic() - current["start"], 2)))
 
     status, message = "ok", ""
+    failed_starts: list[str] = []
     start = time.monotonic()
-    client = None
+    _set_environ(kernel_env)
     try:
-        _set_environ(kernel_env)
-        client = reliable_client(
-            nb, timeout=timeout, kernel_name="python3", allow_errors=False, record_timing=True,
-            resources={"metadata": {"path": str(source.parent)}},
-            # a kernel that does not answer within a minute is reported, not waited for
-            startup_timeout=120, shutdown_kernel="immediate",
-            on_cell_start=on_start, on_cell_executed=on_executed,
-        )
-        client.execute()
-    except CellTimeoutError as err:
-        status = "timeout"
-        message = (f"the cell ran longer than {timeout} s (the {active_profile} profile's bound per cell; "
-                   f"something is stuck or the machine is far too slow):\n{str(err)[:2000]}")
-    except CellExecutionError as err:
-        status, message = "error", _ANSI.sub("", str(err))  # the traceback without the terminal's colours
-    except DeadKernelError as err:
-        status, message = "dead", f"the kernel died: {err}"
-    except Exception as err:  # noqa: BLE001 - reported with its type, never swallowed silently
-        status, message = "crashed", f"{type(err).__name__}: {err}"
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            status, message, interrupted = _run_client(nb, timeout, active_profile, source.parent, on_start, on_executed)
+            if interrupted:
+                # nbclient's own SIGINT/SIGTERM handler shut the kernel down mid-cell (what failed after it is its echo)
+                status, message = "interrupted", "stopped by Ctrl-C (SIGINT) or SIGTERM: the kernel was shut down"
+            if status in ("ok", "interrupted", "timeout") or current["index"] is not None:
+                break
+            # the kernel did not start (no cell ran): a fresh kernel, on fresh ports, usually does
+            failed_starts.append(f"attempt {attempt}: {message}")
+            if attempt < KERNEL_START_ATTEMPTS:
+                print(f"{_shown(source)}: the kernel did not start ({message.splitlines()[0][:300]}); "
+                      f"starting another", file=sys.stderr, flush=True)
+        if status != "ok" and current["index"] is None and len(failed_starts) > 1:
+            message = (f"no kernel started in {len(failed_starts)} attempts (each had {KERNEL_START_SECONDS} s to "
+                       "answer):\n" + "\n".join(failed_starts))
     finally:
         _set_environ(env_before)
-    if status != "ok" and getattr(client, "_async_cleanup_kernel_future", None) is not None:
-        # nbclient's own SIGINT/SIGTERM handler shut the kernel down mid-cell (what failed after it is its echo)
-        status, message = "interrupted", "stopped by Ctrl-C (SIGINT) or SIGTERM: the kernel was shut down"
     seconds = time.monotonic() - start
     index = current["index"] if status != "ok" else None
     line = _source_line(text, nb.cells[index].source) if index is not None else None
@@ -492,7 +529,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     run = NotebookRun(
         source=nb.metadata["deeplab_edu_build"]["source"], executed=executed, status=status,
         seconds=round(seconds, 1), profile=active_profile, cell=index, line=line, message=message,
-        cell_seconds=cell_seconds,
+        cell_seconds=cell_seconds, failed_starts=failed_starts if status == "ok" else [],
     )
     write_text_atomic(executed.with_suffix(".json"), json.dumps(run.to_json(), indent=1) + "\n")
     return run
@@ -557,7 +594,11 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
         return NotebookRun(source=_shown(source), executed=executed, status="crashed",
                            seconds=round(time.monotonic() - start, 1), profile=active_profile,
                            message=f"the executor exited with {proc.returncode}:\n{out[-3000:]}")
-    return NotebookRun.from_json(json.loads(report.read_text()))
+    run = NotebookRun.from_json(json.loads(report.read_text()))
+    if not run.ok and run.cell is None and out.strip():
+        # no cell ran: what the kernels and the executor printed is the only clue
+        run.message += f"\nexecutor and kernel output:\n{out[-3000:]}"
+    return run
 
 
 def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, reuse: bool = True,

@@ -204,6 +204,57 @@ def test_failures_name_the_notebook_cell_and_line(tmp_path: Path) -> None:
     assert report["status"] == "error" and report["cell"] == 1
 
 
+def _kernels_that_never_answer(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
+    """Make the first ``failures`` kernels of ``execute_notebook`` fail to start as the one of a CI run
+    did (``RuntimeError: Kernel didn't respond in 120 seconds``, from jupyter_client's wait for the
+    first reply); later ones start for real. Returns the list of attempts made, filled as they are."""
+    import deeplab_edu.book as book
+
+    attempts: list[int] = []
+    real = book.reliable_client
+
+    class _Silent:
+        def execute(self) -> None:
+            raise RuntimeError(f"Kernel didn't respond in {book.KERNEL_START_SECONDS} seconds")
+
+    def client(nb: Any, **kwargs: Any) -> Any:
+        attempts.append(len(attempts) + 1)
+        return _Silent() if len(attempts) <= failures else real(nb, **kwargs)
+
+    monkeypatch.setattr(book, "reliable_client", client)
+    return attempts
+
+
+@pytest.mark.slow
+def test_a_kernel_that_never_answers_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that does not answer its first request is given up after ``KERNEL_START_SECONDS``
+    and another started; the run says what happened to the first."""
+    from deeplab_edu.book import execute_notebook
+
+    attempts = _kernels_that_never_answer(monkeypatch, failures=1)
+    source = tmp_path / "chapter.py"
+    source.write_text(jupytext.writes(_notebook("print('ran')"), fmt="py:percent"))
+    run = execute_notebook(source, tmp_path / "chapter.ipynb", active_profile="smoke")
+    assert run.ok, run.describe()
+    assert attempts == [1, 2]
+    assert len(run.failed_starts) == 1 and "didn't respond" in run.failed_starts[0]
+    assert json.loads((tmp_path / "chapter.json").read_text())["failed_starts"] == run.failed_starts
+
+
+def test_a_notebook_whose_kernels_never_answer_fails_naming_every_attempt(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.book import KERNEL_START_ATTEMPTS, execute_notebook
+
+    attempts = _kernels_that_never_answer(monkeypatch, failures=KERNEL_START_ATTEMPTS)
+    source = tmp_path / "chapter.py"
+    source.write_text(jupytext.writes(_notebook("print('ran')"), fmt="py:percent"))
+    run = execute_notebook(source, tmp_path / "chapter.ipynb", active_profile="smoke")
+    assert run.status == "crashed" and run.cell is None and len(attempts) == KERNEL_START_ATTEMPTS
+    assert f"no kernel started in {KERNEL_START_ATTEMPTS} attempts" in run.message
+    assert run.message.count("didn't respond") == KERNEL_START_ATTEMPTS
+    assert "before its first cell" in run.describe() and "chapter.py" in run.describe()
+
+
 @pytest.mark.slow
 def test_a_learners_run_has_no_course_checks_and_can_leave_the_solutions_out(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
