@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,32 @@ def test_check_data_lists_every_bad_file_and_absent_classes(tmp_path: Path, caps
 
     all_bad = replace(report, problems=report.problems * 2).summary()
     assert "no good item to count the classes' pixels in" in all_bad and "no mask of this split" not in all_bad
+
+
+def test_check_data_states_a_shared_problem_once_and_reports_the_loaders_warnings(tmp_path: Path) -> None:
+    """A trial: one wrong colour in 16 masks gave 16 identical lines, and the loader's warning came out
+    in Python's format (``mask.png:0: UserWarning: ...``) above the progress bar."""
+    from deeplab_edu.data.check import GROUP_AT, check_dataset
+
+    root = _make(tmp_path / "data", {"train": GROUP_AT + 3, "val": 1})
+    masks = sorted((root / "train" / "masks").iterdir())
+    size = Image.open(masks[0]).size
+    for mask in masks[:GROUP_AT]:  # the same label outside the classes in GROUP_AT masks
+        Image.fromarray(np.full(size[::-1], 7, np.uint8)).save(mask)
+    Image.fromarray(np.full(size[::-1], 9, np.uint8)).save(masks[GROUP_AT])  # another problem, alone
+    objects = np.zeros(size[::-1], np.uint8)
+    objects[:, : size[0] // 2] = 255  # objects saved as the ignore label: a warning, not a bad item
+    Image.fromarray(objects).save(masks[GROUP_AT + 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing reaches Python's warning machinery
+        report = check_dataset(build_dataset("folder", "train", root=root), num_workers=0, progress=False)
+    assert len(report.problems) == GROUP_AT + 1 and report.bad == GROUP_AT + 1
+    summary = report.summary()
+    assert summary.count("contains the label value 7") == 1 and f"{GROUP_AT} items with the same problem" in summary
+    assert str(masks[0]) in summary and all(m.name in summary for m in masks[1:GROUP_AT])
+    assert "contains the label value 9" in summary and str(masks[GROUP_AT]) in summary
+    assert len(report.warnings) == 1 and str(masks[GROUP_AT + 1]) in report.warnings[0]
+    assert f"warning: mask {masks[GROUP_AT + 1]} holds only 0 and 255" in summary
 
 
 def test_check_data_reads_the_pairs_and_lists_the_unpaired_files(tmp_path: Path,

@@ -11,7 +11,10 @@ found before a model is trained to predict it. ``deeplab-edu check-data`` runs i
 
 from __future__ import annotations
 
+import textwrap
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,6 +40,10 @@ class DataCheck:
         class_names: the data set's class names, in label order.
         unknown_labels: each label value that is neither a class nor the ignore label, with the number
             of bad masks that use it (each of those masks is also one of ``problems``).
+        warnings: what the loader warned of while reading (a mask that looks like objects saved as the
+            ignore label, a PIL warning about a file), each once, naming its file; not counted as bad.
+        problem_files: the file(s) each of ``problems`` names, in the same order (empty where unknown):
+            :meth:`summary` states a problem that several files share once, with the files.
     """
 
     items: int
@@ -45,6 +52,8 @@ class DataCheck:
     pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     class_names: Sequence[str] = ()
     unknown_labels: dict[int, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    problem_files: list[tuple[str, ...]] = field(default_factory=list)
 
     @property
     def bad(self) -> int:
@@ -61,7 +70,8 @@ class DataCheck:
         items (the bad ones are not counted: with none good, no share and no absent class is claimed)."""
         total = max(int(self.pixels.sum()), 1)
         lines = [f"{self.items} items read, {len(self.problems)} bad"]
-        lines += [f"  {p}" for p in self.problems]
+        lines += _grouped(self.problems, self.problem_files)
+        lines += [f"warning: {w}" for w in self.warnings]
         if self.unknown_labels:
             values = ", ".join(f"{v} ({n} mask{'' if n == 1 else 's'})" for v, n in sorted(self.unknown_labels.items()))
             lines.append(f"labels outside the {len(self.class_names)} classes (0..{len(self.class_names) - 1}) in "
@@ -84,9 +94,45 @@ class DataCheck:
         return "\n".join(lines)
 
 
+#: A problem shared by at least this many files is stated once, with the files (a trial: 16 identical lines).
+GROUP_AT = 3
+#: Where a file's name stood in a problem stated once for several files.
+_FILE = "<file>"
+
+
+def _grouped(problems: Sequence[str], files: Sequence[tuple[str, ...]]) -> list[str]:
+    """The summary's lines for ``problems``: each alone, indented, except that a message that
+    :data:`GROUP_AT` or more files share (once their names are replaced by :data:`_FILE`) is written
+    once, followed by every file it names (the first with its folder, the others by name where they
+    are in the same folder)."""
+    def cause(message: str, names: tuple[str, ...]) -> str:
+        for name in sorted(names, key=len, reverse=True):
+            message = message.replace(name, _FILE)
+        return message
+
+    keys = [cause(m, f) if i < len(files) and f else m for i, (m, f) in
+            enumerate(zip(problems, list(files) + [()] * (len(problems) - len(files))))]
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    lines: list[str] = []
+    for key, members in groups.items():
+        if len(members) < GROUP_AT or _FILE not in key:
+            lines += [f"  {problems[i]}" for i in members]
+            continue
+        named = [n for i in members for n in files[i] if n in problems[i]]
+        folder = Path(named[0]).parent
+        shown = [named[0]] + [Path(n).name if Path(n).parent == folder else n for n in named[1:]]
+        lines.append(f"  {len(members)} items with the same problem: {key}")
+        lines += textwrap.wrap(f"{_FILE} = " + ", ".join(shown), width=110, initial_indent="    ",
+                               subsequent_indent="      ", break_on_hyphens=False, break_long_words=False)
+    return lines
+
+
 class _Checked(Dataset):
-    """Item ``i`` as ``(None, pixel counts, ())`` or ``(message, None, unknown labels)``: a bad file is a
-    result, not an error."""
+    """Item ``i`` as ``(None, pixel counts, (), warnings, files)`` or ``(message, None, unknown labels,
+    warnings, files)``: a bad file is a result, not an error; ``files`` are the item's file names
+    where the data set lists them (``pairs``), ``warnings`` what the loader warned of."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -95,14 +141,26 @@ class _Checked(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[str | None, np.ndarray | None, tuple[int, ...]]:
-        try:
-            _, mask = self.read(index)
-        except (BadDataError, OSError) as err:  # OSError: a file removed or unreadable since the listing
-            return str(err), None, tuple(getattr(err, "labels", ()))
+    def __getitem__(self, index: int) -> tuple[str | None, np.ndarray | None, tuple[int, ...], list[str],
+                                               tuple[str, ...]]:
+        pairs = getattr(self.dataset, "pairs", None)
+        files = tuple(str(f) for f in pairs[index]) if pairs is not None else ()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # each item's warnings, even one Python showed for an earlier item
+            try:
+                _, mask = self.read(index)
+            except (BadDataError, OSError) as err:  # OSError: a file removed or unreadable since the listing
+                return str(err), None, tuple(getattr(err, "labels", ())), _named(caught, files), files
         mask = torch.as_tensor(mask).reshape(-1)
         mask = mask[mask != self.dataset.ignore_index]
-        return None, torch.bincount(mask, minlength=self.dataset.num_classes)[: self.dataset.num_classes].numpy(), ()
+        counts = torch.bincount(mask, minlength=self.dataset.num_classes)[: self.dataset.num_classes].numpy()
+        return None, counts, (), _named(caught, files), files
+
+
+def _named(caught: list[warnings.WarningMessage], files: tuple[str, ...]) -> list[str]:
+    """Each caught warning's text, prefixed with the item's files where it names none of them."""
+    texts = [str(w.message) for w in caught]
+    return [t if not files or any(f in t for f in files) else f"{' / '.join(files)}: {t}" for t in texts]
 
 
 def _as_list(batch: list[Any]) -> list[Any]:
@@ -129,9 +187,11 @@ def check_dataset(dataset: Any, *, num_workers: int | None = None, progress: boo
     report = DataCheck(items=len(checked), pixels=np.zeros(dataset.num_classes, np.int64),
                        class_names=tuple(dataset.class_names), unpaired=list(getattr(dataset, "unpaired", [])))
     for batch in progress_bar(loader, desc="checking the data", unit="batch", progress=progress):
-        for message, counts, labels in batch:
+        for message, counts, labels, warned, files in batch:
+            report.warnings += [w for w in warned if w not in report.warnings]
             if message is not None:
                 report.problems.append(message)
+                report.problem_files.append(files)
                 for value in labels:
                     report.unknown_labels[value] = report.unknown_labels.get(value, 0) + 1
             else:
