@@ -207,8 +207,20 @@ def _this_command() -> str:
     return portable_command(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
 
 
+def _working_directory() -> str:
+    """This process's working folder as :func:`shown_path` shows a folder elsewhere (``.`` only for the
+    repository itself; ``.../`` and its last three parts outside the repository and home folder while
+    :data:`HIDE_PATHS_ENV` is set)."""
+    cwd = Path.cwd()
+    shown = shown_path(cwd, absolute_outside=True)
+    if os.environ.get(HIDE_PATHS_ENV) and shown == str(cwd.absolute()):
+        return ".../" + "/".join(cwd.parts[1:][-3:])
+    return shown
+
+
 def provenance(command: str | None = None) -> dict[str, Any]:
-    """Where a result comes from: ``command`` (default: this process's, :func:`portable_command`),
+    """Where a result comes from: ``command`` (default: this process's, :func:`portable_command`, with
+    ``working_directory``, the folder its relative paths start from, as :func:`shown_path` shows it),
     ``created`` (UTC, ISO 8601), :func:`code_version`, :func:`hardware` and :func:`environment`.
 
     What :func:`write_record` stores beside its results, and what a training run keeps for each
@@ -216,6 +228,8 @@ def provenance(command: str | None = None) -> dict[str, Any]:
     """
     return {
         "command": _this_command() if command is None else command,
+        # a command's relative paths (--data-root my_data) say nothing without the folder they start from
+        **({"working_directory": _working_directory()} if command is None else {}),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "hardware": hardware(),
@@ -291,14 +305,16 @@ def portable_command(command: str) -> str:
 
 
 def describe_record(record: Mapping[str, Any]) -> str:
-    """One paragraph of provenance: command, commit (and whether the tree had uncommitted changes),
-    hardware, date."""
+    """One paragraph of provenance: command (and the folder it ran in, when not the repository), commit
+    (and whether the tree had uncommitted changes), hardware, date."""
     hw = record.get("hardware", {})
     cv = record.get("code_version", {})
     where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
     commit = cv.get("git_commit", "unknown")[:10] + (" plus uncommitted changes" if cv.get("git_dirty") else "")
+    folder = record.get("working_directory")
+    where_run = f" (run in {folder})" if folder and folder != "." else ""
     return (
-        f"Recorded {record.get('created', '?')} by `{portable_command(record['command'])}` at commit {commit} "
+        f"Recorded {record.get('created', '?')} by `{portable_command(record['command'])}`{where_run} at commit {commit} "
         f"(deeplab_edu {cv.get('package', '?')}) on {where}, "
         f"torch {record.get('environment', {}).get('libraries', {}).get('torch', '?')}."
     )

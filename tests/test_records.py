@@ -138,6 +138,22 @@ def test_commands_are_recorded_and_shown_without_the_machine_s_paths() -> None:
     assert "/root/copy" not in shown and "`python3 -m deeplab_edu bench" in shown
 
 
+def test_a_command_is_recorded_with_the_folder_its_relative_paths_start_from(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial: metrics.json kept ``--data-root my_data`` but not where ``my_data`` was."""
+    from deeplab_edu import records
+
+    monkeypatch.delenv(records.HIDE_PATHS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    mine = records.provenance()
+    assert mine["working_directory"] == str(tmp_path)  # outside the repository and home: in full
+    assert f"(run in {mine['working_directory']})" in records.describe_record({**mine, "results": {}})
+    assert "working_directory" not in records.provenance("a given command")  # its folder is not this one
+    monkeypatch.chdir(records.REPO_ROOT)
+    assert records.provenance()["working_directory"] == "."
+    assert "(run in" not in records.describe_record({**records.provenance(), "results": {}})
+
+
 def test_paths_are_shown_in_full_to_a_user_and_shortened_in_the_book(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from deeplab_edu.records import HIDE_PATHS_ENV, REPO_ROOT, shown_path
