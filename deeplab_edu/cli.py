@@ -577,10 +577,20 @@ def _predict(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {out} is the images folder of a data set (masks in {src.parent / 'masks'}): "
                              "its _mask.png and _overlay.png files would become images without masks there; "
                              f"name another folder, e.g. --out {src.parent / 'predictions'}")
-        if beside:  # not the masks and overlays of an earlier call (src is a folder, so out is one)
-            files = [p for p in files if not p.name.endswith(("_mask.png", "_overlay.png"))]
+        # not the masks and overlays of an earlier call: beside the images (src is a folder, so out is one),
+        # any so named; elsewhere (predict run on its own output folder), those predict marked as its own
+        earlier = [p for p in files if p.name.endswith(("_mask.png", "_overlay.png"))
+                   and (beside or _written_by_predict(p))]
+        files = [p for p in files if p not in earlier]
         if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}")
+            raise FileNotFoundError(
+                f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}" + (
+                    f" other than {len(earlier)} masks and overlays an earlier predict wrote "
+                    f"({', '.join(p.name for p in earlier[:2])}{', ...' if len(earlier) > 2 else ''}), which are "
+                    "not predicted again: give the folder of the photos" if earlier else ""))
+        if earlier and not beside:
+            print(f"note: {len(earlier)} masks and overlays an earlier predict wrote in {src} are not predicted "
+                  "again", file=sys.stderr)
     elif src.is_file():
         files = [src]
     else:

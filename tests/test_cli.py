@@ -719,6 +719,14 @@ def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert "not of its subfolders (more, shots.png)" in err and "not found" not in err, err
     assert (tmp_path / "pred" / "a_mask.png").is_file()
+    # predict given its own output folder (a trial: 'no images' of a folder of PNGs): says what it holds
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "pred"), "--out", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err
+    assert "other than 2 masks and overlays an earlier predict wrote (a_mask.png, a_overlay.png)" in err, err
+    shutil.copy(images / "a.png", tmp_path / "pred" / "b.png")  # a photo among them: only it is predicted
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "pred"), "--out", str(tmp_path / "again")]) == 0
+    assert "2 masks and overlays an earlier predict wrote" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["b_mask.png", "b_overlay.png"]
 
 
 #: The benchmark function each ``bench --mode`` calls.
