@@ -399,7 +399,7 @@ def test_a_slow_function_off_the_main_thread_is_stopped_between_calls(monkeypatc
 def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     import numpy as np
 
-    from deeplab_edu.exercises._core import shown
+    from deeplab_edu.exercises._core import number_problem, shown
 
     for answer in (float("nan"), float("inf"), 10**400):  # they raised ValueError / OverflowError
         feedback = check("01.1", answer)
@@ -408,10 +408,15 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     assert check("05.2", 2212353).message.split(" — ", 1)[1].startswith("2212353 is too large")  # not 2.21235e+06
     assert check("09.1", np.int64(320)) and check("09.2", np.int64(5 * 5 * 128 + 128 * 192))  # NumPy ints are numbers
     assert "expected a number, got bool" in check("09.1", True).message
-    assert "without quotes: 13." in check("01.1", " 13").message and "got str" in check("01.1", "thirteen").message
-    # as a learner types a number in quotes (a trial): separators, a unit; a list of one; all unjudged, no try
-    assert "without quotes, separators or unit: 15731712." in check("07.2", "15,731,712").message
-    assert "without quotes, separators or unit: 160." in check("07.1", "160px").message
+    assert "got str" in check("01.1", "thirteen").message
+    # a number as a learner types it in quotes (a trial): judged as the number it spells, as "1x3" is as a
+    # list; with separators or a unit too
+    for exercise, text in (("01.1", " {} "), ("07.2", "{:,}"), ("07.1", "{}px")):
+        right = get(exercise).solution()
+        assert check(exercise, text.format(right)), (exercise, text.format(right))
+        wrong = check(exercise, text.format(right + 1))
+        assert not wrong and "expected a number" not in wrong.message and "too large" in wrong.message
+    assert "without quotes: 13." in number_problem(" 13")  # a direct call is told what it was given
     assert "write 5 itself, without brackets" in check("01.2", [5]).message
     assert repr(check("01.2", 4)).startswith("[01.2] not yet: ")  # a Python prompt shows the sentence
     # a negative count, length or rate is named as such (but 01.3's input indices may be negative)

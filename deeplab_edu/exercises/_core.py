@@ -335,6 +335,9 @@ def _normalise(answer: Any, answer_type: str, form: str = "") -> tuple[Any, str 
     form = form or _form(answer_type, lambda: ())
     if answer_type in ("number", "whole", "fraction"):
         answer = _as_scalar(answer)  # a checker called directly, not through check(), gets a 0-d tensor as is
+        if isinstance(answer, str) and (number := _number_in_text(answer)) is not None:
+            # "13", "15,731,712" or "160px" is judged as the number it spells, as "1x3" is as a list of numbers
+            answer = float(number) if any(c in number for c in ".eE") else int(number)
         problem = number_problem(answer, whole=answer_type == "whole", fraction=answer_type == "fraction")
         return answer, problem
     if answer_type == "ints":
