@@ -110,8 +110,8 @@ def _grouped(problems: Sequence[str], files: Sequence[tuple[str, ...]]) -> list[
             message = message.replace(name, _FILE)
         return message
 
-    keys = [cause(m, f) if i < len(files) and f else m for i, (m, f) in
-            enumerate(zip(problems, list(files) + [()] * (len(problems) - len(files))))]
+    files = list(files) + [()] * (len(problems) - len(files))  # a problem without its files stands alone
+    keys = [cause(m, f) if f else m for m, f in zip(problems, files)]
     groups: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
