@@ -361,7 +361,7 @@ def _check_data(args: argparse.Namespace) -> int:
     from .data import build_dataset
     from .data.check import check_dataset
 
-    bad = 0
+    bad = left_out = 0
     # a folder lists its unpaired files among the problems instead of stopping at them
     options: dict[str, Any] = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
     for split in args.split:
@@ -369,10 +369,11 @@ def _check_data(args: argparse.Namespace) -> int:
         print(f"{args.dataset} {split}: {dataset!r}")
         report = check_dataset(dataset, num_workers=args.num_workers, progress=args.progress)
         print(report.summary())
-        bad += report.bad
-    if bad:
-        print(f"{bad} bad item(s): fix or remove them before training", file=sys.stderr)
-    return 2 if bad else 0
+        bad, left_out = bad + len(report.problems), left_out + len(report.unpaired)
+    if bad or left_out:  # the two counts the splits' summaries gave, summed (a trial: one total of both)
+        found = [f"{bad} bad item(s)" if bad else "", f"{left_out} file(s) left out" if left_out else ""]
+        print(f"{' and '.join(f for f in found if f)}: fix or remove them before training", file=sys.stderr)
+    return 2 if bad or left_out else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -405,6 +406,7 @@ def _train(args: argparse.Namespace) -> int:
     start = time.time()
     try:
         trainer = Trainer(cfg)
+        start_iteration = trainer.iteration  # a resumed run's
         result = trainer.fit()
     except KeyboardInterrupt as err:
         import signal
@@ -419,9 +421,11 @@ def _train(args: argparse.Namespace) -> int:
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
     if is_main():  # under torchrun, rank 0 speaks for the run
-        print(f"done in {seconds:.0f} s: val mIoU {100 * final.get('miou', float('nan')):.1f}%"
+        done = (f"done in {seconds:.0f} s" if trainer.iteration > start_iteration else
+                f"nothing trained (the run had its {cfg.iterations} iterations); its last validation")
+        print(f"{done}: val mIoU {100 * final.get('miou', float('nan')):.1f}%"
               f"{_unscored_note(final.get('iou'), trainer.model_info.get('class_names'))} "
-              f"(curve: {curve}); outputs in {cfg.out_dir}")
+              f"(curve: {_short_curve(curve)}); outputs in {cfg.out_dir}")
     if args.record:
         from .records import write_record
 
@@ -432,6 +436,16 @@ def _train(args: argparse.Namespace) -> int:
                                                         for r in result["history"] if r["split"] == "train"]},
                      extra={"config": cfg.to_dict()})
     return 0
+
+
+def _short_curve(curve: list[tuple[int, float]], most: int = 6) -> str:
+    """A validation curve of (iteration, mIoU) pairs for one line: at most ``most`` pairs, the first two
+    and the last ones, with how many were left out (the whole curve is in metrics.csv and metrics.json)."""
+    if len(curve) <= most:
+        return str(curve)
+    head, tail = curve[:2], curve[2 - most:]
+    return (f"[{', '.join(map(str, head))}, ... {len(curve) - len(head) - len(tail)} more ..., "
+            f"{', '.join(map(str, tail))}]")
 
 
 def _version() -> str:
@@ -500,11 +514,15 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         names = named or trained  # per-class IoU also by name: {"sky": 0.91, ...} beside the list
         by_name = {"iou_by_class": dict(zip(names, m["iou"]))} if names and len(names) == len(m["iou"]) else {}
-        scored = {"checkpoint": str(args.checkpoint), "dataset": cfg["dataset"], "split": args.split,
+        from .engine.checkpoint import checkpoint_file
+
+        # the file scored, not the folder given (a trial): a folder's newest checkpoint changes as a run goes on
+        scored = {"checkpoint": str(checkpoint_file(args.checkpoint)), "dataset": cfg["dataset"], "split": args.split,
                   "data_root": args.data_root or cfg.get("data_root"),
                   "images": min(len(ds), args.limit) if args.limit else len(ds)}  # what the numbers score
         record = _nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
         write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)
+        print(f"metrics written to {args.json}")
     return 0
 
 
@@ -593,6 +611,9 @@ def _predict(args: argparse.Namespace) -> int:
                   "again", file=sys.stderr)
     elif src.is_file():
         files = [src]
+        if _written_by_predict(src):  # asked for by name: predicted, but not without a word (a trial)
+            print(f"note: {src} is a mask or overlay an earlier predict wrote, not a photo; it is predicted as "
+                  "one all the same", file=sys.stderr)
     else:
         raise FileNotFoundError(f"input {src} is neither an image file nor a folder")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device

@@ -200,10 +200,13 @@ def environment() -> dict[str, Any]:
 
 
 def _this_command() -> str:
-    """This process's command line, without the machine's paths; a notebook's kernel is named as such
-    (its command line is only the kernel's connection file)."""
+    """This process's command line, without the machine's paths; the ``deeplab-edu`` console script as
+    ``deeplab-edu ...`` (not ``python /path/to/.venv/bin/deeplab-edu ...``, which its ``sys.argv`` gives); a
+    notebook's kernel is named as such (its command line is only the kernel's connection file)."""
     if sys.argv and Path(sys.argv[0]).name == "ipykernel_launcher.py":
         return "a notebook (Jupyter kernel)"
+    if sys.argv and Path(sys.argv[0]).name == "deeplab-edu":  # the console script, as it was typed
+        return portable_command(" ".join(shlex.quote(a) for a in ["deeplab-edu", *sys.argv[1:]]))
     return portable_command(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
 
 

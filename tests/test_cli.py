@@ -137,6 +137,9 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert saved["split"] == "val" and saved["dataset"] == "procedural" and saved["images"] == 2  # what it scores
     assert list(saved["iou_by_class"].values()) == saved["iou"] and len(saved["iou_by_class"]) == 8  # named too
     assert "MS + Flip: mIoU" in out_text and "OS " in out_text  # the run's evaluation output stride, named
+    # the checkpoint file scored, not the folder given; the file's writing said (a trial)
+    assert Path(saved["checkpoint"]).parent == run / "checkpoints" and Path(saved["checkpoint"]).suffix == ".pt"
+    assert f"metrics written to {metrics}" in out_text
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (33, 47, 3), dtype=np.uint8)).save(images / "a.png")
@@ -311,6 +314,8 @@ def test_train_without_a_preset_on_a_cpu_says_what_it_costs(tmp_path: Path, monk
     import deeplab_edu.engine.trainer as trainer_module
 
     class Interrupted:  # the note comes before the Trainer is built: nothing needs to train
+        iteration = 0
+
         def __init__(self, cfg: object) -> None:
             pass
 
@@ -730,6 +735,9 @@ def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "pred"), "--out", str(tmp_path / "again")]) == 0
     assert "2 masks and overlays an earlier predict wrote" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["b_mask.png", "b_overlay.png"]
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "pred" / "a_overlay.png"), "--out",
+                 str(tmp_path / "one")]) == 0  # one such file, by name: predicted, with a note
+    assert "a_overlay.png is a mask or overlay an earlier predict wrote" in capsys.readouterr().err
 
 
 #: The benchmark function each ``bench --mode`` calls.
@@ -876,3 +884,21 @@ def test_a_presets_short_intervals_are_named_for_a_much_longer_run(tmp_path: Pat
     with pytest.raises(Stop):
         main(["train", "--preset", "smoke", "--iterations", "20", "--out-dir", str(tmp_path / "run")])
     assert "keeps" not in capsys.readouterr().err
+
+
+def test_the_last_line_of_train_is_short_and_a_finished_run_resumed_says_nothing_trained(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A trial: the smoke preset's last line listed 15 (iteration, mIoU) pairs, and resuming a finished
+    run printed the training banner, 'from iteration 40', and 'done in 0 s' after saying nothing is trained."""
+    from deeplab_edu.cli import _short_curve
+
+    args = ["train", "--preset", "smoke", "--iterations", "8", "--eval-every", "1", "--out-dir", str(tmp_path / "run"),
+            "--no-progress", "--num-workers", "0"]
+    assert main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("done in") and "... 2 more ..." in last and last.count("(") <= 8, last
+    assert _short_curve([(1, 0.5)]) == "[(1, 0.5)]"
+    assert main([*args, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing trained (the run had its 8 iterations); its last validation: val mIoU" in out
+    assert "done in" not in out and not any(line.startswith("train ") for line in out.splitlines()), out

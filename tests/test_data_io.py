@@ -232,8 +232,9 @@ def test_rgb_mask_with_equal_channels_is_taken_as_indices(tmp_path):
 def test_rgb_mask_with_other_colours_is_an_error(tmp_path):
     rgb = _rgb(6, 6)  # like a JPEG-compressed colour mask: colours that are no class colour
     Image.fromarray(rgb).save(tmp_path / "photo_mask.png")
-    with pytest.raises(BadDataError, match=r"photo_mask\.png.*RGB.*not class colours"):
+    with pytest.raises(BadDataError, match=r"photo_mask\.png.*RGB.*not class colours") as err:
         load_mask(tmp_path / "photo_mask.png", 11, palette=CAMVID.palette)
+    assert "give that class this colour" in str(err.value) and "255" in str(err.value)  # how to mend it (a trial)
     with pytest.raises(BadDataError, match=r"photo_mask\.png.*colour \(RGB\)"):
         load_mask(tmp_path / "photo_mask.png", 11)
 

@@ -250,7 +250,11 @@ def test_freeze_bn_and_metrics_files(tmp_path) -> None:
     assert result["final"]["split"] == "val" and 0 <= result["final"]["miou"] <= 1
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,split,loss") and len(rows) == 3
-    assert json.loads((tmp_path / "metrics.json").read_text())["final"]["iteration"] == 3
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["final"]["iteration"] == 3
+    # what each entry of a row's iou is (a trial: an unnamed list)
+    assert written["class_names"] == ["red", "green", "blue"] == result["class_names"]
+    assert len(written["final"]["iou"]) == 3
 
 
 def test_bn_momentum_sets_the_running_statistics_decay(tmp_path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,10 @@ def test_commands_are_recorded_and_shown_without_the_machine_s_paths() -> None:
     assert records.portable_command(inside) == "python benchmarks/findings.py --seeds 0"
     shown = records.describe_record({"command": ran, "results": {}})
     assert "/root/copy" not in shown and "`python3 -m deeplab_edu bench" in shown
+    # the console script as typed (a trial: 'python .venv/bin/deeplab-edu train ...', run from another folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["/home/me/course/.venv/bin/deeplab-edu", "train", "--data-root", "my data"])
+        assert records.provenance()["command"] == "deeplab-edu train --data-root 'my data'"
 
 
 def test_a_command_is_recorded_with_the_folder_its_relative_paths_start_from(tmp_path: Path,

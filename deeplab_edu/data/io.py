@@ -223,7 +223,10 @@ def _colours_to_index(
             f"{'is not a class colour' if len(unknown) == 1 else 'are not class colours'} "
             f"of this data set ({shown}); it cannot be converted to class indices unambiguously. "
             "Masks must be PNGs holding one class index per pixel (grayscale, or a palette PNG whose "
-            "indices are classes or 255) or the data set's class colours exactly."
+            "indices are classes or 255) or the data set's class colours exactly. If the colour marks a "
+            "class, give that class this colour (your own folder: `name R G B` in classes.txt); if not, "
+            "repaint those pixels in a class colour, or save the mask as class indices with 255 where "
+            "pixels are to be ignored."
         )
     return out[inv.reshape(rgb.shape[:2])]
 

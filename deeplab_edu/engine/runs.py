@@ -257,7 +257,8 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
             from ..atomic import write_text_atomic
             from .trainer import run_result
 
-            result = run_result(history, list(found.state.get("provenance", [])))
+            result = run_result(history, list(found.state.get("provenance", [])),
+                                found.state.get("model_info", {}).get("class_names"))
             write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
         return model, history, cfg
     # an interrupted run continues where it stopped; a new one starts fresh

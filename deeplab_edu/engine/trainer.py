@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sized, cast
 
@@ -201,10 +201,14 @@ def last_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
     return next((r for r in reversed(history) if r.get("split") == "val"), {})
 
 
-def run_result(history: list[dict[str, Any]], provenance: list[dict[str, Any]]) -> dict[str, Any]:
+def run_result(history: list[dict[str, Any]], provenance: list[dict[str, Any]],
+               class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """What :meth:`Trainer.fit` returns and writes to ``metrics.json``: ``{"history", "final",
-    "provenance"}``, ``final`` the :func:`last_validation` row of ``history``."""
-    return {"history": history, "final": last_validation(history), "provenance": provenance}
+    "class_names", "provenance"}``, ``final`` the :func:`last_validation` row of ``history``;
+    ``class_names`` (where the data set names its classes) names the entries of each row's ``iou``."""
+    return {"history": history, "final": last_validation(history),
+            **({"class_names": [str(n) for n in class_names]} if class_names is not None else {}),
+            "provenance": provenance}
 
 
 #: Training images whose labels :func:`_median_frequency_weights` counts at most, spread evenly
@@ -756,7 +760,7 @@ class Trainer:
 
                 self._tb = SummaryWriter(str(self.out / "tensorboard"))
         batches = self.batches()
-        if self.dist.is_main:
+        if self.dist.is_main and self.iteration < cfg.iterations:  # a finished run resumed trains nothing
             print(self.describe(), flush=True)
         bar = progress_bar(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
                            progress=cfg.progress and self.dist.is_main, dynamic_ncols=True)
@@ -833,7 +837,7 @@ class Trainer:
                     raise TrainingInterrupted(stop.signum)
         if self._tb is not None:
             self._tb.close()
-        result = run_result(self.history, self.provenance)
+        result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
         if self.dist.is_main:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
         return result
