@@ -53,11 +53,15 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 	@echo "$(VENV) is ready."
 
-$(LAB_SETTINGS): $(STAMP)
+# chapters (.py) open as notebooks; no news pop-up and no update check (the course runs offline)
+$(LAB_SETTINGS): $(STAMP) Makefile
 	@mkdir -p $(dir $@)
 	@printf '%s\n' '{' \
 	  '  "@jupyterlab/docmanager-extension:plugin": {' \
 	  '    "defaultViewers": {"python": "Jupytext Notebook"}' \
+	  '  },' \
+	  '  "@jupyterlab/apputils-extension:notification": {' \
+	  '    "fetchNews": "false", "checkForUpdates": false' \
 	  '  }' '}' > $@
 
 # the kernels' channels encrypted (CurveZMQ keys from jupyter_client; ipykernel warns of plain text otherwise)
@@ -66,8 +70,10 @@ $(LAB_SERVER_CONFIG): $(STAMP)
 
 setup: $(STAMP) $(LAB_SETTINGS) $(LAB_SERVER_CONFIG)
 
+# the addresses Lab prints (and the page a browser opens) go to the first chapter, not to the Launcher
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	@echo "The course starts at chapter 00, Start here: Lab prints its address below (.../lab/tree/00_start_here.py?token=...)"
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/00_start_here.py $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -210,12 +210,19 @@ class NotebookFailure(RuntimeError):
 
 
 def _source_line(source_text: str, cell_source: str) -> int | None:
-    """1-based line of the .py source where a cell's first non-empty line appears."""
-    first = next((ln for ln in cell_source.splitlines() if ln.strip()), None)
-    if first is None:
+    """1-based line of the .py source where a code cell's first non-empty line appears: where all the
+    cell's lines follow in a row (many hidden checks open with the same comment line), else the first
+    line equal to that line (a cell whose lines Jupytext wrote otherwise); ``None`` when none is."""
+    lines = cell_source.splitlines()
+    first_index = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first_index is None:
         return None
-    for number, line in enumerate(source_text.splitlines(), start=1):
-        if line == first:
+    block, text_lines = lines[first_index:], source_text.splitlines()
+    for number in range(len(text_lines) - len(block) + 1):
+        if text_lines[number:number + len(block)] == block:
+            return number + 1
+    for number, line in enumerate(text_lines, start=1):
+        if line == block[0]:
             return number
     return None
 

@@ -1,19 +1,22 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 0
+#     cpu_minutes: 1
+#     prerequisites: []
+#     title: Start here
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 0
-#     title: Start here
-#     cpu_minutes: 1
-#     prerequisites: []
 # ---
 
 # %% [markdown]
@@ -33,14 +36,12 @@
 # - run a notebook in the profile that fits your machine (`smoke`, `cpu`, `gpu`);
 # - check your environment, and answer a first checked exercise.
 #
-# **Helpers introduced:** `deeplab_edu.config` (profile and device),
-# `deeplab_edu.records.environment` (the environment report),
-# `deeplab_edu.book.chapter_headers` and `deeplab_edu.viz.training` (`course_runs`, `camvid_run`; for
-# teachers: each chapter's time, and the training runs `make course-runs` makes before class),
-# `deeplab_edu.exercises` (`check`, the exercise checker; `hint`; `solved`, which the hidden
-# solutions call; `prediction_made`, with which a measurement cell waits for your prediction;
-# `get`, an exercise with its checker; and `measured_and_predicted`),
-# `deeplab_edu.viz.tables.markdown_table` (a computed table, displayed as Markdown).
+# **Helpers introduced:** `deeplab_edu.config` (your profile and device),
+# `deeplab_edu.records.environment` (the environment report) and `deeplab_edu.exercises` (`check`
+# your answer, ask for a `hint`; the exercise cells also call `get`, `solved`, `prediction_made` and
+# `measured_and_predicted`). For teachers: `deeplab_edu.book.chapter_headers` (each chapter's time),
+# `deeplab_edu.viz.training` (`course_runs`, `camvid_run`: the runs `make course-runs` trains before
+# class) and `deeplab_edu.viz.tables.markdown_table` (a computed table shown as Markdown).
 
 # %% [markdown]
 # ## What you will learn, and in what order
@@ -221,7 +222,8 @@ with mock.patch.dict(os.environ, {config.ENV_VAR: "auto"}):
 print(measured_and_predicted(iterations_00_2, prediction_00_2, fmt=",.0f"))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: unset, the profile is gpu where PyTorch sees a CUDA device, else cpu; smoke is only chosen explicitly.
+# Solution
+# unset, the profile is gpu where PyTorch sees a CUDA device, else cpu; smoke is only chosen explicitly.
 solved("00.2", iterations_00_2)
 
 # %% [markdown]
@@ -241,7 +243,8 @@ check("00.3", feature_size)
 
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: one ceil(n / 2) per halving; 513 -> 257 -> 129 -> 65 -> 33 at output stride 16
+# Solution
+# one ceil(n / 2) per halving; 513 -> 257 -> 129 -> 65 -> 33 at output stride 16
 def feature_size_solution(n: int, output_stride: int) -> int:
     for _ in range(output_stride.bit_length() - 1):  # log2 of a power of two
         n = (n + 1) // 2

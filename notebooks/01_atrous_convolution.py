@@ -1,19 +1,22 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 1
+#     cpu_minutes: 1
+#     prerequisites: []
+#     title: Atrous convolution
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 1
-#     title: "Atrous convolution"
-#     cpu_minutes: 1
-#     prerequisites: []
 # ---
 
 # %% [markdown]
@@ -112,6 +115,7 @@ print("F.conv1d        :", theirs.tolist())
 print("y[0] reads x at", input_positions(0, 3, rate=2))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert ours.tolist() == [420.0, 531.0, 642.0, 753.0, 864.0, 975.0]
 torch.testing.assert_close(ours, theirs)
 
@@ -170,6 +174,7 @@ for r in (1, 2, 3):
     print(f"rate {r}: output {tuple(mine.shape)}, max |difference| = {float((mine - ref).abs().max()):.1e}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 for r in (1, 2, 3):
     torch.testing.assert_close(atrous_conv2d(crop, weight, rate=r, padding=r), F.conv2d(crop, weight, padding=r, dilation=r))
 
@@ -219,6 +224,7 @@ for e in edges:
           f"({e.step_columns[0]}..{e.step_columns[-1]}); the line at column {e.line_at} answers at {e.line_columns}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 for e in edges:
     assert e.step_columns == list(range(e.step_at - e.rate, e.step_at + e.rate))   # a band 2r wide
     assert e.line_columns == [e.line_at - e.rate, e.line_at + e.rate]              # the line, twice
@@ -242,6 +248,7 @@ same = torch.allclose(F.conv2d(crop, big), F.conv2d(crop, weight, dilation=2), a
 print(f"filter {tuple(weight.shape)} -> upsampled {tuple(big.shape)}; same output as dilation=2: {same}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert same and big.shape[-1] == effective_kernel_size(3, 2) == 5
 
 # %% [markdown]
@@ -276,6 +283,7 @@ for i, k, s, p, d in cases:
 markdown_table(rows, digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(r["formula o"] == r["PyTorch"] for r in rows)
 assert same_padding(3, 12) == 12 and conv_output_size(65, 3, 1, 12, 12) == 65
 
@@ -299,6 +307,7 @@ plt.show()
 markdown_table(cost, digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) == 1
 
 # %% [markdown]
@@ -321,7 +330,8 @@ answer_01_1 = ...  # your answer here
 check("01.1", answer_01_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: k + (k - 1)(r - 1) = 3 + 2 * 5
+# Solution
+# k + (k - 1)(r - 1) = 3 + 2 * 5
 solved("01.1", effective_kernel_size(3, 6))
 
 # %% [markdown]
@@ -334,7 +344,8 @@ answer_01_2 = ...
 check("01.2", answer_01_2)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: floor((13 + 4 - 9) / 2) + 1 = 5
+# Solution
+# floor((13 + 4 - 9) / 2) + 1 = 5
 solved("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
 
 # %% [markdown]
@@ -347,7 +358,8 @@ answer_01_3 = ...
 check("01.3", answer_01_3)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: s*i - p + r*k for k = 0, 1, 2
+# Solution
+# s*i - p + r*k for k = 0, 1, 2
 solved("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
 
 # %% [markdown]
@@ -360,7 +372,8 @@ answer_01_4 = ...
 check("01.4", answer_01_4)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: the effective kernel is 5 + 4 * 2 = 13 pixels wide; (13 - 1) / 2 = 6 = rate * (k - 1) / 2
+# Solution
+# the effective kernel is 5 + 4 * 2 = 13 pixels wide; (13 - 1) / 2 = 6 = rate * (k - 1) / 2
 solved("01.4", (effective_kernel_size(5, 3) - 1) // 2)
 
 # %% [markdown]

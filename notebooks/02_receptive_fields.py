@@ -1,19 +1,23 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 2
+#     cpu_minutes: 1
+#     prerequisites:
+#     - 1
+#     title: Receptive fields
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 2
-#     title: "Receptive fields"
-#     cpu_minutes: 1
-#     prerequisites: [1]
 # ---
 
 # %% [markdown]
@@ -101,6 +105,7 @@ stack = [LayerSpec(3, 2, 1, name="conv 3x3 / 2"), LayerSpec(3, 1, 1, name="conv 
 markdown_table(receptive_field_table(stack), digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert receptive_field(stack).size == 1 + 2 * 1 + 2 * 2 + 1 * 2 + 4 * 4 + 8 * 4 == 57
 
 # %% [markdown]
@@ -197,6 +202,7 @@ print(f"{len(checks)} networks checked by back-propagation in {time.perf_counter
 markdown_table(checks, digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(row["agree"] for row in checks), checks
 assert fields["ResNet-50, OS 8"].size == fields["ResNet-50, OS 16"].size == fields["ResNet-50, OS 32"].size
 assert [fields[f"ResNet-50, OS {s}"].stride for s in (32, 16, 8)] == [32, 16, 8]
@@ -229,6 +235,7 @@ markdown_table([{"model": name, "receptive field": f.size, "effective stride": f
                    "effective stride": slim_check["effective stride"]}], digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert fields["ResNet-50, OS 32"].size == 427 and slim_field.size == 483 and slim_field.stride == 32
 assert slim_check["agree"] and slim_check["receptive field (theory)"] == 483
 
@@ -259,6 +266,7 @@ plt.tight_layout()
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert maps["OS 32"] == (17, 17) and maps["OS 16"] == (33, 33) and maps["OS 8"] == (65, 65)
 
 # %% [markdown]
@@ -302,6 +310,7 @@ print("each doubling of depth: theoretical field " + ", ".join(f"x{t:.2f}" for t
       + "; 90% extent " + ", ".join(f"x{e:.2f}" for _, e in growth) + f" (sqrt(2) = {2 ** 0.5:.2f})")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(r["90% of the gradient within (px)"] <= r["theoretical field (px)"] for r in depth_rows)
 if not config.is_smoke():  # (one noise sample in smoke) the share of its field a stack uses falls with depth
     shares = [r["90% of the gradient within (px)"] / r["theoretical field (px)"] for r in depth_rows]
@@ -349,7 +358,7 @@ plt.show()
 # leaving little room to grow; and a toy task learned in a few hundred steps, which its centre
 # pixels and their near neighbours may be enough to solve, is not ImageNet. The depth table above is where Luo et al.'s main point shows: a deep
 # stack of small kernels concentrates its influence in the middle of its field.
-
+#
 # ### An ImageNet-trained ResNet-50
 #
 # The real comparison needs real weights. The course is offline by default, so this cell uses
@@ -374,6 +383,7 @@ if trained_r50 is not None and not config.is_smoke():
     plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert tiny_rf.size == 33 and mass_extent(erf_random) <= tiny_rf.size and mass_extent(erf_trained) <= tiny_rf.size
 assert abs(float(erf_random.sum()) - 1) < 1e-4
 
@@ -407,6 +417,7 @@ others = {rates: coverage(sampling_pattern(rates)) for rates in [(1, 2, 5), (1, 
 print("read share of other stacks: " + ", ".join(f"{r} {c:.0%}" for r, c in others.items()))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert coverage(patterns["(1, 2, 4)"]) == 1.0 and int((patterns["(2, 2, 2)"] > 0).sum()) == 49
 # the prose: (1, 2, 5) has no holes; (1, 2, 9) and (3, 4, 5) read about 71 % without a common factor; (2, 4, 8) grids
 assert others[(1, 2, 5)] == 1.0 and all(0.69 < others[r] < 0.73 for r in [(1, 2, 9), (3, 4, 5)]) and others[(2, 4, 8)] < 0.5
@@ -437,7 +448,8 @@ answer_02_2 = ...
 check("02.2", answer_02_2)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: r = 1 + 2*1 + 2*2 + 2*4 = 15, S = 2 * 2 * 1 = 4
+# Solution
+# r = 1 + 2*1 + 2*2 + 2*4 = 15, S = 2 * 2 * 1 = 4
 rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)])
 solved("02.2", (rf.size, rf.stride))
 
@@ -464,7 +476,8 @@ if prediction_made("02.3", prediction_02_3):
     plt.show()
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: per axis, a + b + c with a, b in {-2, 0, 2} and c in {-4, 0, 4} reaches every even
+# Solution
+# per axis, a + b + c with a, b in {-2, 0, 2} and c in {-4, 0, 4} reaches every even
 # offset from -8 to 8 (9 of them) and no odd one: 9 x 9 of the 17 x 17 pixels
 solved("02.3", 9 * 9)
 
@@ -485,7 +498,8 @@ check("02.4", receptive_field_size)
 
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: walk the layers keeping r and the product of the strides so far
+# Solution
+# walk the layers keeping r and the product of the strides so far
 def receptive_field_size_solution(layers: list[tuple[int, int, int]]) -> int:
     size, jump = 1, 1
     for kernel, stride, dilation in layers:
@@ -499,6 +513,7 @@ solved("02.4", receptive_field_size_solution,
        f"the stack at the top of the page: {receptive_field_size_solution(layers_02_4)}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
     assert check("02.3", read_02_3)  # the measured count is the exercise's answer
     assert receptive_field_size_solution(layers_02_4) == receptive_field(stack).size == 57  # the solution's list

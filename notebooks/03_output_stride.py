@@ -1,19 +1,24 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 3
+#     cpu_minutes: 1
+#     prerequisites:
+#     - 1
+#     - 2
+#     title: Output stride and dilated backbones
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 3
-#     title: "Output stride and dilated backbones"
-#     cpu_minutes: 1
-#     prerequisites: [1, 2]
 # ---
 
 # %% [markdown]
@@ -103,6 +108,7 @@ shape_rows = vos.macs_by_input_size(backbone, (513, 97))      # the real layers,
 print("measured on the backbone:", {(r["input"], r["output stride"]): r["feature map"] for r in shape_rows})
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert [vos.expected_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
 for r in shape_rows:
     assert r["feature map"] == vos.expected_feature_size(r["input"], r["output stride"]), r
@@ -161,6 +167,7 @@ for (dense, strided), rel in vos.dense_vs_strided_difference(features).items():
     print(f"OS {dense} sampled with step {strided // dense} vs OS {strided}: relative difference {rel:.1e}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert {os_: f.shape[-1] for os_, f in features.items()} == {s: vos.expected_feature_size(photo_size, s) for s in (32, 16, 8)}
 assert all(rel < 1e-5 for rel in vos.dense_vs_strided_difference(features).values())  # float32 rounding
 
@@ -223,6 +230,7 @@ print("DeepLabv3 Table 1 in full (paper, mIoU %): "
 fig = vos.plot_cost_vs_output_stride(cost_rows, paper_miou=vos.PAPER_TABLE1_MIOU)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 by_os = {r["output stride"]: r for r in cost_rows}  # also in the cell of exercise 03.1 below, which the book shows
 assert by_os[32]["params (M)"] == by_os[16]["params (M)"] == by_os[8]["params (M)"]
 assert by_os[32]["GMACs"] < by_os[16]["GMACs"] < by_os[8]["GMACs"]
@@ -241,7 +249,8 @@ params_gained_03_1 = round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 
 print(measured_and_predicted(params_gained_03_1, prediction_03_1, fmt=",.0f"))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: none. Dilation moves the taps of the same 3x3 filters apart; it adds no weight.
+# Solution
+# none. Dilation moves the taps of the same 3x3 filters apart; it adds no weight.
 solved("03.1", params_gained_03_1)
 
 # %% [markdown]
@@ -281,6 +290,7 @@ for r in size_rows:
 fig = vos.plot_cost_vs_input_size(size_rows)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 import math
 
 for os_ in (32, 16, 8):
@@ -312,6 +322,7 @@ print("ratios: " + ", ".join(f"{block} OS {dense} / OS {sparse}: {r:.2f}" for (b
 fig = vos.plot_macs_by_stage(stages, title=f"ResNet-50, {stage_input} x {stage_input} input")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert abs(stages["OS 32"]["block2"] - stages["OS 8"]["block2"]) < 1e-9
 assert stages["OS 8"]["block4"] > 10 * stages["OS 32"]["block4"]
 assert 3 < stage_ratios["block3", 8, 16] < 4 and 3 < stage_ratios["block4", 16, 32] < 4 < stage_ratios["block4", 8, 32] < 16
@@ -353,6 +364,7 @@ print(f"each of blocks 5-7 adds {per_block:.1f} M parameters")
 fig = vos.plot_macs_by_stage(deep_stages, title=f"output stride 16, {stage_input} x {stage_input} input")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert deep_rows["block4, MG (1, 2, 4)"][0] == [(2, 4, 8)]
 assert deep_rows["block4, MG (1, 1, 1)"][0] == [(2, 2, 2)] and deep_rows["block4"][0] == [(1, 2, 2)]
 assert deep_rows["block7"][0] == [(1, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16)]
@@ -388,6 +400,7 @@ print(f"3x3 at rate 64 on a {feature_side} x {feature_side} map acts as a "
       f"{effective_kernel_shape(feature_side, 64)} filter")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert effective_kernel_shape(33, 64) == (1, 1) and effective_kernel_shape(33, 8) == (3, 3)
 
 # %% [markdown]
@@ -404,6 +417,7 @@ for mg, vals in vos.PAPER_TABLE3_MIOU.items():
     print(f"  {str(mg):26s} " + "  ".join(f"{v:6.2f}" for v in vals))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
 # what the paragraph below reads off Table 3 (depths block4..block7 are columns 0..3)
 t3 = vos.PAPER_TABLE3_MIOU
@@ -444,7 +458,8 @@ check("03.2", block_rates)
 
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: block 4's rate is 32 / output_stride, each extra block doubles it, and multi-grid
+# Solution
+# block 4's rate is 32 / output_stride, each extra block doubles it, and multi-grid
 # multiplies it unit by unit (DeepLabv3 sec. 3.2).
 def block_rates_solution(output_stride: int, multi_grid: tuple[int, int, int], extra_blocks: int) -> list[tuple[int, ...]]:
     block4 = 32 // output_stride
@@ -478,13 +493,15 @@ if prediction_made("03.3", prediction_03_3):
               f"x{measured_stage[8][block] / measured_stage[16][block]:.3f}")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: 321 -> 161 -> 81 -> 41 -> 21, so block 4 runs on 21 x 21 positions at output stride 16
+# Solution
+# 321 -> 161 -> 81 -> 41 -> 21, so block 4 runs on 21 x 21 positions at output stride 16
 # and on 41 x 41 at 8, with the same weights: (41 / 21)**2 = 3.81, exactly what was measured. Block 3
 # grows a little less: its first unit's 1x1 convolution runs on the 41 x 41 input of the block at
 # both output strides.
 solved("03.3", (vos.expected_feature_size(crop_03_3, 8) / vos.expected_feature_size(crop_03_3, 16)) ** 2)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
     assert block_rates_solution(16, (1, 2, 1), 3) == deep_rows["block7, MG (1, 2, 1)"][0]
     ratio4 = measured_stage[8]["block4"] / measured_stage[16]["block4"]

@@ -1,19 +1,23 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 4
+#     cpu_minutes: 1
+#     prerequisites:
+#     - 3
+#     title: Boundary degeneration and image-level features
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 4
-#     title: "Boundary degeneration and image-level features"
-#     cpu_minutes: 1
-#     prerequisites: [3]
 # ---
 
 # %% [markdown]
@@ -98,6 +102,7 @@ brute = boundary.tap_counts_by_convolution(13, 13, kernel=3, rate=4)
 print("closed form == brute force:", np.array_equal(counts, brute))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert np.array_equal(counts, brute)
 assert counts[6, 6] == 9 and counts[0, 0] == 4 and counts[0, 6] == 6
 for h, w, r in [(65, 65, 1), (65, 65, 24), (33, 17, 12), (7, 40, 9)]:
@@ -172,6 +177,7 @@ for r in (1, 6, 12, 18, 24, 32, 33, 36, 48, 64, 65):
 # (`vb.plot_figure4(counts=boundary.possible_counts(3))` draws all six).
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 n = 65
 for i, r in enumerate(curves["rates"]):
     r = int(r)
@@ -228,6 +234,7 @@ rep_float = boundary.compare_with_centre_tap(xf, wf, r)
 print(f"float32, 64 channels: max |difference| = {rep_float.max_abs_diff:.2e} (rounding only)")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert torch.equal(y_atrous, y_centre)
 assert all(boundary.compare_with_centre_tap(x, weight, b).identical for b in (r + 1, 2 * r, 100))
 assert rep_float.max_abs_diff < 1e-3
@@ -259,6 +266,7 @@ for rep in reports:
 # reverse, a difference where only the centre is valid, can never happen.)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 for rep in reports:
     assert not (rep.differs & (rep.tap_counts == 1)).any()      # never differs where only the centre is valid
 assert reports[-1].identical and not reports[-2].identical
@@ -311,6 +319,7 @@ fig = vb.plot_mean_valid_fraction({"321 crop, OS 16": 21, "513 crop, OS 16": 33,
 #   76.46% against 76.58% (Table 5).
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 by = {(row["case"], row["rate"]): row for row in rows}
 assert by[("321 crop, OS 16", 18)]["positions with all 9 taps"] == 0.0
 assert by[("321 crop, OS 16", 18)]["only centre tap"] > 0.5
@@ -383,6 +392,7 @@ spread = float((pooled - pooled[..., :1, :1]).abs().max())
 print(f"image-pooling output {tuple(pooled.shape)}: largest difference between positions = {spread:.1e}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert footprints["3x3, rate 6"].sum() == 9 and footprints["3x3, rate 12"].sum() == 9
 assert footprints["3x3, rate 18"].sum() == 1 and footprints["3x3, rate 18"][centre]
 assert footprints["image pooling"].all() and footprints["whole ASPP"].all()
@@ -409,7 +419,8 @@ answer_04_1 = ...  # your answer here
 check("04.1", answer_04_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: the centre (16, 16) keeps all nine taps longest, 16 cells from every edge; at rate 17 its
+# Solution
+# the centre (16, 16) keeps all nine taps longest, 16 cells from every edge; at rate 17 its
 # neighbours fall off the map, and every other position has lost at least one tap already.
 rate = 1
 while (boundary.valid_tap_counts(33, 33, 3, rate) == 9).any():
@@ -436,7 +447,8 @@ if prediction_made("04.2", prediction_04_2):
         print("your prediction matches:", get("04.2").checker(prediction_04_2) is None)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: rows 0, 1, 3, 4 keep one vertical neighbour (2 valid offsets), row 2 none (1): the
+# Solution
+# rows 0, 1, 3, 4 keep one vertical neighbour (2 valid offsets), row 2 none (1): the
 # map is only 5 rows tall. Columns 3 and 4 keep both horizontal neighbours (3), the others one (2).
 rows = np.array([2, 2, 1, 2, 2])
 columns = np.array([2, 2, 2, 3, 3, 2, 2, 2])
@@ -452,7 +464,8 @@ answer_04_3 = ...
 check("04.3", answer_04_3)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: per axis both neighbours are inside for 20 <= i <= 44, 25 of 65 positions; squared.
+# Solution
+# per axis both neighbours are inside for 20 <= i <= 44, 25 of 65 positions; squared.
 solved("04.3", (25 / 65) ** 2)
 
 # %% [markdown]
@@ -467,7 +480,8 @@ answer_04_4 = ...
 check("04.4", answer_04_4)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: rate 24 >= 17 rows kills every vertical off-centre tap; columns 24..40 keep both
+# Solution
+# rate 24 >= 17 rows kills every vertical off-centre tap; columns 24..40 keep both
 # horizontal ones.
 solved("04.4", boundary.effective_kernel_shape((17, 65), rate=24))
 
@@ -491,12 +505,14 @@ if prediction_made("04.5", prediction_04_5):
     fig = vb.plot_footprints({"ASPP without image pooling": corner_footprint}, position=(0, 0))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: from the corner, each 3x3 branch keeps the taps at offsets 0 and +r on each axis, (0, 0),
+# Solution
+# from the corner, each 3x3 branch keeps the taps at offsets 0 and +r on each axis, (0, 0),
 # (0, r), (r, 0), (r, r); the union over rates 6, 12, 18 and the 1x1 branch is 1 + 3 * 3 = 10 inputs,
 # not the 16 of every row offset with every column offset.
 solved("04.5", int(corner_footprint.sum()))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 from deeplab_edu import config
 
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this

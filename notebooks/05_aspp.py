@@ -1,19 +1,24 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 5
+#     cpu_minutes: 1
+#     prerequisites:
+#     - 1
+#     - 4
+#     title: 'ASPP: from DeepLab v2 to v3'
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 5
-#     title: "ASPP: from DeepLab v2 to v3"
-#     cpu_minutes: 1
-#     prerequisites: [1, 4]
 # ---
 
 # %% [markdown]
@@ -89,6 +94,7 @@ print("rates:", aspp_v2.atrous_rates)
 print(f"each branch gives class scores of shape {tuple(votes[0].shape)}; the sum has {tuple(fused.shape)}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 import torch.nn.functional as F
 
 with torch.no_grad():  # branch r is eq. (1) at rate r with "same" padding, and the module sums them
@@ -141,6 +147,7 @@ for name, b in zip(vaspp.branch_names(aspp_v3), branches):
 print(f"concatenated: {sum(b.shape[1] for b in branches)} channels -> projected: {tuple(y.shape)}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert atrous_rates_for(8) == (12, 24, 36) and atrous_rates_for(16) == (6, 12, 18)
 assert len(branches) == 5 and y.shape == (1, 32, 33, 33) and sum(b.shape[1] for b in branches) == 5 * 32 == 160
 # the image-pooling branch is constant over the map
@@ -203,6 +210,7 @@ for k in sorted(set(counts.ravel().tolist()), reverse=True):
     print(f"  {k} valid taps at {(counts == k).mean():6.1%} of the positions")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert fsize == 33 and centre == (16, 16)
 assert centre_counts == {"1x1": 1, "rate 6": 9, "rate 12": 9, "rate 18": 1, "image pooling": 33 * 33}, centre_counts
 assert top_counts == {"1x1": 1, "rate 6": 6, "rate 12": 6, "rate 18": 2, "image pooling": 33 * 33}, top_counts
@@ -241,6 +249,7 @@ total_v2 = sum(r["params"] for r in v2_costs)
 print(f"total: DeepLabv3 ASPP {total_v3 / 1e6:.2f} M parameters, DeepLab v2 ASPP {total_v2 / 1e6:.2f} M")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 by_name = {r["branch"]: r for r in v3_costs}
 assert by_name["rate 6"]["params"] == by_name["rate 18"]["params"] == 2048 * 256 * 9 + 2 * 256
 assert by_name["image pooling"]["MACs (M)"] < 0.01 * by_name["1x1"]["MACs (M)"]
@@ -277,6 +286,7 @@ single = pool(torch.randn(1, 64, 33, 33))
 print("ours, batch of one in training mode:", tuple(single.shape))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert torchvision_crashed
 assert single.shape == (1, 32, 33, 33)
 
@@ -292,7 +302,8 @@ answer_05_1 = ...
 check("05.1", answer_05_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: at output stride 16 the map is half as large, so the rates halve. (DeepLabv3's
+# Solution
+# at output stride 16 the map is half as large, so the rates halve. (DeepLabv3's
 # (6, 12, 18) at 16 therefore reach twice as far as v2's first three rates at 8.)
 solved("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
 
@@ -311,7 +322,8 @@ answer_05_2 = ...
 check("05.2", answer_05_2)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: count the parameters of a real branch (the rate does not matter).
+# Solution
+# count the parameters of a real branch (the rate does not matter).
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
 from deeplab_edu.complexity import count_parameters
@@ -353,7 +365,8 @@ check("05.4", summed_aspp)
 
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: one "same" atrous convolution per rate (padding = rate for a 3x3 filter), scores summed.
+# Solution
+# one "same" atrous convolution per rate (padding = rate for a 3x3 filter), scores summed.
 def summed_aspp_solution(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
                 rates: tuple[int, ...]) -> torch.Tensor:
     return sum(F.conv2d(x, w, b, padding=r, dilation=r) for w, b, r in zip(weights, biases, rates))
@@ -362,6 +375,7 @@ def summed_aspp_solution(x: torch.Tensor, weights: list[torch.Tensor], biases: l
 solved("05.4", summed_aspp_solution)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
     with torch.no_grad():  # the solution's function on section 1's module and features
         weights_v2 = [b[0].weight for b in aspp_v2.branches]

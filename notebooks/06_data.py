@@ -1,19 +1,22 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 6
+#     cpu_minutes: 1
+#     prerequisites: []
+#     title: 'Data: procedural scenes and real data sets'
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 6
-#     title: "Data: procedural scenes and real data sets"
-#     cpu_minutes: 1
-#     prerequisites: []
 # ---
 
 # %% [markdown]
@@ -94,6 +97,7 @@ print(f"image {tuple(image.shape)} {image.dtype}, values in [{image.min():.2f}, 
 print(f"mask  {tuple(mask.shape)} {mask.dtype}, labels present: {mask.unique().tolist()}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 again_image, again_mask = ProceduralScenes(length=1000, size=256, seed=0)[0]
 assert torch.equal(image, again_image) and torch.equal(mask, again_mask)
 assert image.shape == (3, 256, 256) and mask.dtype == torch.int64
@@ -140,6 +144,7 @@ fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 fig = vdata.show_difficulties(indices=(1, 2), size=128)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 from deeplab_edu.data.procedural import DIFFICULTIES
 
 assert list(DIFFICULTIES) == ["hard", "medium", "easy"] and DIFFICULTIES["easy"].min_radius == 0.04
@@ -176,6 +181,7 @@ print("pixels per class: " + ", ".join(f"{name} {100 * f:.1f} %" for name, f in 
       + f"; a wire is in {100 * with_wire:.0f} % of the scenes")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert (freqs[:-1] > 0).all(), "every class occurs"
 if not config.is_smoke():  # the reading below: background the most frequent class, wire the rarest, in many scenes
     assert freqs[:-1].argmax() == 0 and freqs[:-1].argmin() == wire and with_wire > 0.3
@@ -212,6 +218,7 @@ markdown_table([{"octave (px)": f"{r['from']:.0f}-{r['to']:.0f}", "shapes": r["o
 # guarantees is the spread, from a few pixels to most of the frame, in every batch.
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 by_octave = {(r["from"], r["to"]): r for r in octaves}
 n_shapes = int(is_shape.sum())
 for (lo, hi), r in by_octave.items():  # every octave within 4 binomial standard deviations of the law
@@ -239,6 +246,7 @@ for r, f in zip(radii, fractions):
     print(f"radius {r:3d} px: {100 * f:5.1f} % of car/boat pixels see no background")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert fractions[3] > 0.1, "at radius 32 a sizeable share of vehicle pixels must be context-free"
 assert fractions == sorted(fractions, reverse=True)
 
@@ -266,6 +274,7 @@ for s in strides:
     print(f"stride {s:2d}: oracle mIoU {100 * oracle[s]['miou']:5.1f} %, wire IoU {100 * oracle[s]['iou'][wire]:5.1f} %")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert oracle[1]["miou"] > 0.999
 assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1 and oracle[16]["iou"][wire] < 0.5  # "most of"
 assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
@@ -295,6 +304,7 @@ for size, r in speed.items():
           f"{r['images_per_s']:6.0f} images/s wall clock (1 thread)")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert speed[256]["images_per_cpu_s"] > 20
 
 # %% [markdown]
@@ -371,6 +381,7 @@ print(f"padding: {int(is_pad.sum())} pixels ({100 * float(is_pad.float().mean())
 fig = vdata.show_transform_samples(demo, 0, small, n=1)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert pad_labels == [255]
 assert abs(int(is_pad.sum()) - (crop * crop - h2 * w2)) <= 0.01 * crop * crop
 x_eval, y_eval = eval_transform()(raw_image, raw_mask)
@@ -462,7 +473,8 @@ measured_06_1 = F.cross_entropy(probs.log()[None], mask_06_1[None], ignore_index
 print(measured_and_predicted(measured_06_1, prediction_06_1))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: the padded pixel is left out of the sum *and* the count: (0.2 + 0.4 + 0.6) / 3.
+# Solution
+# the padded pixel is left out of the sum *and* the count: (0.2 + 0.4 + 0.6) / 3.
 solved("06.1", measured_06_1)
 
 # %% [markdown]
@@ -512,12 +524,14 @@ measured_06_4 = float(((shape_sizes >= 10) & (shape_sizes < 40)).mean())
 print(f"{len(shape_sizes)} shapes;", measured_and_predicted(measured_06_4, prediction_06_4))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: two octaves (a factor of 4) out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
+# Solution
+# two octaves (a factor of 4) out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
 import math
 
 solved("06.4", math.log(40 / 10) / math.log(0.9 / 0.02))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
     expected_06_4 = data_stats.log_uniform_share(10, 40, *DRAWN_DIAMETERS)
     assert abs(measured_06_4 - expected_06_4) <= 4 * (expected_06_4 * (1 - expected_06_4) / len(shape_sizes)) ** 0.5

@@ -1,19 +1,25 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 7
+#     cpu_minutes: 1
+#     prerequisites:
+#     - 1
+#     - 2
+#     - 6
+#     title: DeepLab v1/v2 and the dense CRF
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 7
-#     title: "DeepLab v1/v2 and the dense CRF"
-#     cpu_minutes: 1
-#     prerequisites: [1, 2, 6]
 # ---
 
 # %% [markdown]
@@ -104,6 +110,7 @@ print(f"\noutput stride: {output_stride}")
 print(f"parameters: {v1_params:,} in total, {fc6_params:,} in fc6 (the paper: 20.5M)")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert output_stride == 8
 assert [r[3] for r in rows if r[1] == "max pool"] == [2, 2, 2, 1, 1]  # pool4 and pool5 keep stride 1
 assert v1.backbone.fc6.dilation == (12, 12) and v1.backbone.fc6.out_channels == 1024
@@ -165,6 +172,7 @@ rf = receptive_field_of(v1.backbone)
 print(f"\ntheoretical receptive field of LargeFOV's fc7 (all layers): {rf.size} pixels, stride {rf.stride}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert spans["3x3, rate 12"] == spans["7x7, rate 4"] == spans["4x4, rate 8"] == 25
 assert spans["4x4, rate 4"] == 13 and output_stride == 8 and vgg_cell == 32
 assert vgg_pool5.size == 212 and [vgg_pool5.size + 32 * (k - 1) for k in (7, 4)] == [404, 308]
@@ -205,6 +213,7 @@ for r in v2_l.atrous_rates:
           f"{8 * (span - 1):3d} pixels apart (FOV {8 * (span - 1) + 32} px as the paper counts)")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert v2_l.atrous_rates == (6, 12, 18, 24) and v2_s.atrous_rates == (2, 4, 8, 12)
 assert v2_l.output_stride == 8
 # the rates change what a branch sees, not how many weights it has
@@ -232,6 +241,7 @@ print(f"input {side}x{side} -> scores {tuple(scores.shape[-2:])} at stride 8 -> 
 del v1_real
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert scores.shape[-1] == -(-side // 8) == (side - 1) // 8 + 1 and out.shape[-2:] == (side, side)  # ceil(n / 8)
 
 # %% [markdown]
@@ -307,6 +317,7 @@ plt.show()
 print(DEEPLAB_RELEASED)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert (DEEPLAB_RELEASED.w_bilateral, DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta) == (4, 49, 5)
 assert (DEEPLAB_RELEASED.w_spatial, DEEPLAB_RELEASED.theta_gamma, DEEPLAB_RELEASED.iterations) == (3, 3, 10)
 
@@ -386,6 +397,7 @@ print("F(Q) per iteration, 'pixel':    ", " ".join(f"{e:.0f}" for e in energies)
 print("F(Q) per iteration, 'symmetric':", " ".join(f"{e:.0f}" for e in energies_sym))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(b <= a + 1e-3 for a, b in zip(energies_sym, energies_sym[1:]))  # guaranteed for 'symmetric'
 assert energies[-1] < energies[0]
 for e in (energies, energies_sym):  # "almost all of the fall comes in the first update"
@@ -440,6 +452,7 @@ print(f"one thread: exact {timing['exact'][0]:.2f} s, approx (lattice) {timing['
 print(f"labels agree on {100 * agree:.2f} % of pixels; mean |Q_exact - Q_lattice| = {(q_ex - q_ap).abs().mean():.4f}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert agree > 0.97
 
 # %% [markdown]
@@ -481,6 +494,7 @@ for name, r in results.items():
           f"{100 * r.band_miou_before:12.2f} {100 * r.band_miou_after:7.2f}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 r = results["released parameters"]
 assert r.images == n_test and 0 < r.miou_before < 1 and 0 < r.miou_after < 1
 # the CRF's job: boundaries get better
@@ -561,6 +575,7 @@ print(crf)
 print("refined probabilities:", tuple(probs.shape))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t, best), atol=1e-5)
 
 # %% [markdown]
@@ -577,7 +592,8 @@ answer_07_1 = ...  # your answer here
 check("07.1", answer_07_1)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: k_e = 3 + 2 * 7 = 17; outer tap centres 8 * 16 = 128 px apart, plus one 32-px cell
+# Solution
+# k_e = 3 + 2 * 7 = 17; outer tap centres 8 * 16 = 128 px apart, plus one 32-px cell
 solved("07.1", output_stride * (effective_kernel_size(3, 8) - 1) + vgg_cell)
 
 # %% [markdown]
@@ -591,7 +607,8 @@ answer_07_2 = ...
 check("07.2", answer_07_2)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: VGG-16's fc7 maps 4096 channels to 4096 (weights plus a bias per filter); LargeFOV's maps
+# Solution
+# VGG-16's fc7 maps 4096 channels to 4096 (weights plus a bias per filter); LargeFOV's maps
 # 1024 to 1024, because fc6 keeps 1024 filters too.
 with torch.device("meta"):
     full_fc7 = torch.nn.Conv2d(4096, 4096, 1)
@@ -613,7 +630,8 @@ def update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
 check("07.3", update)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: Q_i(l) ∝ exp(-θ_i(l) + M_i(l)), normalised over the labels
+# Solution
+# Q_i(l) ∝ exp(-θ_i(l) + M_i(l)), normalised over the labels
 def update_solution(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
     return torch.softmax(-unary + messages, dim=0)
 
@@ -645,7 +663,8 @@ if prediction_made("07.4", prediction_07_4):
                                    zip((DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta), measured_07_4)))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: the position term is tiny, and doubling theta_beta divides the colour term by four. The
+# Solution
+# the position term is tiny, and doubling theta_beta divides the colour term by four. The
 # colour bandwidth theta_beta decides whether noisy pixels of one object support each other.
 ta, tb = DEEPLAB_RELEASED.theta_alpha, DEEPLAB_RELEASED.theta_beta
 solved("07.4", measured_07_4,

@@ -1,19 +1,26 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 8
+#     cpu_minutes: 13
+#     prerequisites:
+#     - 3
+#     - 4
+#     - 5
+#     - 6
+#     title: 'DeepLabv3: assemble and train'
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 8
-#     title: "DeepLabv3: assemble and train"
-#     cpu_minutes: 13
-#     prerequisites: [3, 4, 5, 6]
 # ---
 
 # %% [markdown]
@@ -125,6 +132,7 @@ for name, shape in stages:
     print(f"{name:42s} {shape}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 shapes = dict(stages)
 side = size
 for _ in range(4):
@@ -167,6 +175,7 @@ print("every weight unchanged:", unchanged, "| output shapes:", tuple(out16.shap
 model.set_output_stride(16)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert unchanged and out16.shape == out8.shape == (1, 21, size, size)
 assert model.atrous_rates == (6, 12, 18)
 
@@ -217,6 +226,7 @@ hw = hardware()
 print(f"measured on: {hw['cpu']} ({hw['torch_threads']} threads){', ' + hw['gpu'] if 'gpu' in hw else ''}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert timing[1]["GMACs"] > 2.5 * timing[0]["GMACs"]
 assert 3.0 < ratio < 3.8 and abs(ratio - paper_ratio) < 0.15
 assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for r in rows)  # "a little below"
@@ -252,6 +262,7 @@ table = complexity_table()
 display(markdown_table(table))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert len(table) >= 10
 _row = {r["model"]: r for r in table}
 _tiny, _r101 = _row["deeplabv3plus / tiny_resnet / OS 16"], _row["deeplabv3plus / resnet101 / OS 16"]
@@ -282,6 +293,7 @@ with torch.no_grad():
 print(f"largest difference between torchvision's and our output: {difference:.2e}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert difference < 1e-4
 
 # %% [markdown]
@@ -462,6 +474,7 @@ if learnability is not None:
     display(markdown_table(learnability_table(learnability)))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if learnability is not None:
     rows = {r["candidate"]: r for r in learnability_table(learnability)}
     chosen = rows["easy-v3plus-tiny-adamw"]
@@ -517,6 +530,7 @@ print(f"training: a {train_side} x {train_side} map, rates {train_rates}; evalua
       f"{degenerate_rates(train_side, paper_rates)}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert degenerate_rates(train_side, train_rates) == (), "an atrous branch is 1 x 1 in training"
 assert mean_valid_fraction(train_side, max(train_rates)) >= 0.40
 assert degenerate_rates(train_side, paper_rates) == paper_rates or config.profile() == "gpu"
@@ -547,6 +561,7 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert poly_factor(0, 100) == 1.0 and poly_factor(100, 100) == 0.0
 assert cfg1.output_stride == 16 and cfg1.eval_output_stride == 8
 assert cfg2.output_stride == 8 and cfg2.freeze_bn and abs(cfg2.lr - cfg1.lr / 7) < 1e-2 * cfg1.lr
@@ -609,6 +624,7 @@ print(f"control: {seconds_c:.0f} s; model at output stride {model_c.output_strid
       "(validated at 8)")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert phase1.checkpoint.is_file() and phase2.checkpoint.is_file()
 assert model1.output_stride == 16 and model2.output_stride == 8
 assert model1.atrous_rates == train_rates and model2.atrous_rates == eval_rates
@@ -749,6 +765,7 @@ if recorded is not None:
 b1 = over_seeds.get("b1")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(0.0 <= v["metrics"]["miou"] <= 1.0 and v["ms_per_image"] > 0 for v in evaluations.values())
 assert model1.output_stride == 16 and model2.output_stride == 8  # evaluate() restored the strides
 assert b1 is None or b1["_high"] < 0  # "the phase-1 loss at 8 is systematic": both intervals below zero
@@ -847,6 +864,7 @@ print(f"mIoU {100 * final_metrics['miou']:.1f} %; weakest class: {weakest[1]} ({
 # 04) adds to that. Rings, thin-walled and often small, come next.
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
 assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
 if config.profile() == "cpu":  # the cpu recipe's target (the recorded phase-1 seeds land above it at 8; phase 2 adds)
@@ -872,6 +890,7 @@ fig = prediction_gallery(images, targets, preds, val.palette, titles=[f"scene {i
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(p.shape == t.shape for p, t in zip(preds, targets))
 assert all(int(p.max()) < val.num_classes for p in preds)
 
@@ -891,7 +910,8 @@ def degenerate_branches(crop_size, output_stride, rates):
 check("08.1", degenerate_branches)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: each stride-2 layer maps n to ceil(n / 2); a rate >= the side leaves only the centre tap.
+# Solution
+# each stride-2 layer maps n to ceil(n / 2); a rate >= the side leaves only the centre tap.
 def degenerate_branches_solution(crop_size, output_stride, rates):
     side = crop_size
     while output_stride > 1:
@@ -920,7 +940,8 @@ check("08.2", answer_08_2)
 print(measured_and_predicted(mean_valid_fraction(7, 4), answer_08_2))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: per axis, positions 0-2 and 4-6 keep the centre and one side tap (i + 4 or i - 4 lies in
+# Solution
+# per axis, positions 0-2 and 4-6 keep the centre and one side tap (i + 4 or i - 4 lies in
 # 0..6), the middle position 3 only its centre (-1 and 7 fall outside): 6 * 2 + 1 = 13 of 21 taps,
 # and the two axes multiply: (13/21)^2 = 0.383.
 solved("08.2", mean_valid_fraction(7, 4), f"rate 4 on 7 cells: {mean_valid_fraction(7, 4):.3f} of the weights on average")
@@ -947,7 +968,8 @@ if prediction_made("08.3", answer_08_3):
     print("fit_atrous_rates(16):", fit_atrous_rates(16))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: the shares the paper's rates use on 33 cells, then the largest rate on 16 cells that
+# Solution
+# the shares the paper's rates use on 33 cells, then the largest rate on 16 cells that
 # still reaches each share.
 solved("08.3", fit_atrous_rates(16),
        f"shares on 33 cells: { {r: round(mean_valid_fraction(33, r), 3) for r in (6, 12, 18)} }",

@@ -1,19 +1,23 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 9
+#     cpu_minutes: 12
+#     prerequisites:
+#     - 8
+#     title: 'DeepLabv3+: decoder and separable convolutions'
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 9
-#     title: "DeepLabv3+: decoder and separable convolutions"
-#     cpu_minutes: 12
-#     prerequisites: [8]
 # ---
 
 # %% [markdown]
@@ -117,6 +121,7 @@ for name, shape in stages:
     print(f"{name:42s} {shape}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 shapes = dict(stages)
 assert model.atrous_rates == (6, 12, 18)
 assert shapes["low-level reduced (1x1 conv)"][1] == 48
@@ -156,6 +161,7 @@ display(markdown_table(layer_rows))
 print(f"weights ratio {layer_rows[1]['weights'] / layer_rows[0]['weights']:.4f}; formula {1 / c + 1 / k**2:.4f}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert layer_rows[0]["weights"] == k * k * c * c and layer_rows[1]["weights"] == k * k * c + c * c
 
 # %% [markdown]
@@ -234,6 +240,7 @@ print(f"our counts below the paper's: DeepLabv3 by {short['v3']:.2f} GMACs, the 
       f"{short['v3+']:.2f} GMACs (the same ResNet-101 and ASPP); the decoder alone {decoder_gap:+.1%} against the paper's")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert rows[2]["params (M)"] < rows[1]["params (M)"] and rows[2]["GMACs (ours)"] < rows[1]["GMACs (ours)"]
 assert rows[1]["GMACs (ours)"] > rows[0]["GMACs (ours)"]
 # the paper's decoder cost is the regular one's (within 15 %), far from the separable one's: its ResNet-101 rows are regular
@@ -301,6 +308,7 @@ fig = plot_stride_oracles(image0, mask0, (16, 4), scenes.num_classes, scenes.pal
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert (mask0 == wire_class).any() and wires_kept(mask0, 4) and not wires_kept(mask0, 16)  # the sentence below
 
 # %% [markdown]
@@ -322,6 +330,7 @@ stride_oracle_widget(scenes)
 # measures trained models in the same kind of bands (as mIoU, on the training chapters' easy scenes).
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 gap = accuracy[4] - accuracy[16]
 assert (gap > 0).all() and gap.max() > 0.10
 assert all(0.45 < accuracy[s][0] < 0.65 for s in strides)  # w = 0: about half to three fifths right
@@ -374,6 +383,7 @@ for name, spec in runs.items():
     print(f"{name}: {seconds[name]:.0f} s (training, or loading the finished run)\n")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 cfg_a, cfg_b = configs["DeepLabv3"].to_dict(), configs["DeepLabv3+"].to_dict()
 bookkeeping = {"out_dir", "resume", "progress"}  # where the run lives, whether it was trained here
 assert {k for k in cfg_a if cfg_a[k] != cfg_b[k]} - bookkeeping == {"model"}  # only the model's head changes
@@ -409,6 +419,7 @@ print("multiply-adds per training crop: " + ", ".join(f"{name} {macs / 1e9:.2f} 
       + f" (DeepLabv3+ {crop_macs['DeepLabv3+'] / crop_macs['DeepLabv3'] - 1:+.0%})")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert crop_macs["DeepLabv3+"] > crop_macs["DeepLabv3"]  # "v3+ costs more multiply-adds per training crop"
 
 # %% [markdown]
@@ -460,6 +471,7 @@ fig = plot_band_comparison(widths, bands, title="mIoU near boundaries (trimap)")
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if config.profile() == "cpu":  # the decoder draws wires; DeepLabv3 at output stride 8 (almost) never does
     assert bands["DeepLabv3+"]["all"]["iou"][wire] > 0.05 >= bands["DeepLabv3"]["all"]["iou"][wire]
 for res in bands.values():
@@ -719,6 +731,7 @@ fig = plot_model_comparison(image_k, mask_k, preds_k, val.palette, class_names=v
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(p.shape == mask_k.shape for p in preds_k.values())
 
 # %% [markdown]
@@ -743,7 +756,8 @@ if prediction_made("09.1", answer_09_1):
     print(f"low-level features reduced to {REDUCED_09_1}: {first_conv.in_channels} channels enter the first 3x3 conv")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: the upsampled ASPP output (256 channels) is concatenated with the reduced low-level
+# Solution
+# the upsampled ASPP output (256 channels) is concatenated with the reduced low-level
 # features (64), so 320 channels; the paper's 48 give the 304 of section 1.
 solved("09.1", first_conv.in_channels)
 
@@ -782,7 +796,8 @@ if prediction_made("09.2", answer_09_2):
               f"= {1 / cout:.4f} (pointwise) + {1 / k ** 2:.4f} (depthwise), {regular / separable:.1f}x fewer")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: one 5 x 5 filter per input channel (5 * 5 * 128 = 3200), then a 1 x 1 conv from 128 to
+# Solution
+# one 5 x 5 filter per input channel (5 * 5 * 128 = 3200), then a 1 x 1 conv from 128 to
 # 192 channels (128 * 192 = 24576): 27776 weights, against 5 * 5 * 128 * 192 = 614400 for a regular
 # 5 x 5 conv (22 times as many). With 192 output channels the pointwise term 1/192 is small and the
 # depthwise 1/25 sets the saving (22x of at most 25x, the kernel's area); for a 3x3 filter to 32
@@ -805,7 +820,8 @@ def fuse(encoder, low_level):
 check("09.3", fuse)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: upsample to the actual size of the low-level map, not by a fixed factor 4.
+# Solution
+# upsample to the actual size of the low-level map, not by a fixed factor 4.
 import torch.nn.functional as F
 
 
@@ -837,7 +853,8 @@ check("09.4", answer_09_4)
 pass  # replace with your code
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: a 1-3 px wire covers under half of an 8 x 8 cell (a third for a straight 3-px wire, a little
+# Solution
+# a 1-3 px wire covers under half of an 8 x 8 cell (a third for a straight 3-px wire, a little
 # less than half for a diagonal one), spread over the cells it crosses, so another class holds the largest
 # share of almost every cell; the bilinear upsampling only blends the
 # shares, so wire (almost) never wins the arg-max, at stride 8 as at 16. Only the stride-4 grid keeps wires.
@@ -857,6 +874,7 @@ solved("09.4", oracle_wire[8],
        "wire IoU of the proportion prediction: " + ", ".join(f"stride {g} {v:.3f}" for g, v in oracle_wire.items()))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
     # the solution's reading of section 2's ratio: 22x for 5x5 to 192 channels, about 7x for 3x3 to 32
     assert abs(separable_weights / regular_weights - (1 / 192 + 1 / 25)) < 1e-12 and round(regular_weights / separable_weights) == 22

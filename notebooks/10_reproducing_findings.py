@@ -1,19 +1,25 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 10
+#     cpu_minutes: 1
+#     prerequisites:
+#     - 7
+#     - 8
+#     - 9
+#     title: Reproducing the papers' findings
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 10
-#     title: "Reproducing the papers' findings"
-#     cpu_minutes: 1
-#     prerequisites: [7, 8, 9]
 # ---
 
 # %% [markdown]
@@ -213,6 +219,7 @@ if recorded is not None:
           f"verdict: {findings.joint_verdict((lo, hi), (s_lo, s_hi), example.direction)}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if recorded is not None:
     # the pooled difference, recomputed here from the matrices (seeds x scenes x C x C) as section 2 defines it
     pooled = 100 * (findings.miou(variant.sum((0, 1))) - findings.miou(base.sum((0, 1))))
@@ -258,6 +265,7 @@ if recorded is not None:
               f"`python benchmarks/findings.py` trains and evaluates them and makes it again): {'; '.join(missing)}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 from scipy import stats
 
 if recorded is not None:
@@ -450,6 +458,7 @@ if profile != "cpu":
     print(f"the record was made with the cpu profile; the '{profile}' runs are not compared with it.")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert all(0 <= r["your run (%)"] <= 100 for r in check_rows)
 if recorded is not None and profile == "cpu":
     assert all(r["inside"] for r in check_rows), check_rows
@@ -510,7 +519,8 @@ def miou(cm):
 check("10.1", miou)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: IoU per class from the diagonal, row sums and column sums; skip empty unions.
+# Solution
+# IoU per class from the diagonal, row sums and column sums; skip empty unions.
 def miou_solution(cm):
     cm = np.asarray(cm, dtype=float)
     tp = np.diag(cm)
@@ -536,7 +546,8 @@ def verdict(low, high, direction):
 check("10.2", verdict)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: the whole interval must lie on one side of zero.
+# Solution
+# the whole interval must lie on one side of zero.
 def verdict_solution(low, high, direction):
     if direction * low > 0 and direction * high > 0:
         return "reproduced"
@@ -568,7 +579,8 @@ check("10.3", answer_10_3)
 pass  # replace with your code
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: per class, the per-seed losses and their interval over seeds.
+# Solution
+# per class, the per-seed losses and their interval over seeds.
 import scipy.stats
 
 from deeplab_edu.data.classes import PROCEDURAL

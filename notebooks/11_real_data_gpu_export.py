@@ -1,19 +1,25 @@
 # ---
 # jupyter:
+#   deeplab_edu:
+#     chapter: 11
+#     cpu_minutes: 12
+#     prerequisites:
+#     - 6
+#     - 8
+#     - 9
+#     title: Real data on a GPU, inference strategies and export
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: deeplab_edu
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   deeplab_edu:
-#     chapter: 11
-#     title: "Real data on a GPU, inference strategies and export"
-#     cpu_minutes: 12
-#     prerequisites: [6, 8, 9]
 # ---
 
 # %% [markdown]
@@ -87,6 +93,7 @@ image, mask = data[0]
 print("image", tuple(image.shape), "mask", tuple(mask.shape), "classes", data.class_names)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 
 # %% [markdown]
@@ -173,6 +180,7 @@ plot_metric_bars(camvid_iou, ylabel="IoU (%)",
                  title=f"validation IoU per class (mIoU {100 * camvid_final['miou']:.1f} %)");
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if camvid_model is None or config.profile() == "cpu":  # what the prose below says of the cpu run (or its record)
     iou = camvid_iou
     assert len(iou) == len(camvid_final["iou"]) == 11, camvid_final["iou"]
@@ -559,6 +567,7 @@ for name, ratio, rule in (("MS", measured_ms, formula), ("MS + Flip", ms_flip_ma
     print(f"{name:16s} {ratio:6.2f} passes: {ratio / rule - 1:+.1%} from the rule")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert abs(formula - 8.6875) < 1e-12
 assert ms_macs == sum(per_scale.values()) and ms_flip_macs == 2 * ms_macs  # predict_probs runs each scale once per copy
 assert abs(measured_ms / formula - 1) < 0.02, (measured_ms, formula)  # measured: within 2 % of sum(s^2)
@@ -625,6 +634,7 @@ for name, t in seconds.items():
 print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians of 3 interleaved calls")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert seconds["MS + flip"] > seconds["MS (6 scales)"] > seconds["single scale"]  # more passes, more time
 assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlapping windows: more than one pass
 
@@ -656,6 +666,7 @@ prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, da
                    class_names=data.class_names);
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 if camvid_model is None:  # what the prose above says: random weights predict one class almost everywhere
     counts = torch.bincount(torch.cat([p.flatten() for p in preds]), minlength=data.num_classes)
     assert counts.max() > 0.9 * counts.sum(), counts
@@ -693,6 +704,7 @@ print(f"ONNX file {onnx_path.stat().st_size / 2**20:.1f} MiB; max |onnx - eager|
 print("another input size works too:", run_onnx(onnx_path, other_size).shape)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert abs(onnx_out - eager).max() < 1e-3
 assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 
@@ -739,10 +751,12 @@ if prediction_made("11.1", answer_11_1):
     print(f"{processes} processes x {sum(micro_batches)} images = {step_images} images per optimiser step")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 assert micro_batches == [batch_size] * grad_accum and none_shared
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: processes x per-process batch x accumulation steps. Each of the 4 processes loads its
+# Solution
+# processes x per-process batch x accumulation steps. Each of the 4 processes loads its
 # own batch of 4 (the sampler gives each process a different quarter of the shuffled data set) and
 # runs 2 such micro-batches before its optimiser step; the engine divides each micro-batch's loss by
 # 2, so the gradient is the mean over its 8 images, and DDP averages it over the 4 processes: one
@@ -771,7 +785,8 @@ if prediction_made("11.2", prediction_11_2):
     print(f"fp16 with the loss scaled by 2**16 first: {scaled.item():.5g}, i.e. {scaled.item() / 2**16:.5g} after unscaling")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: float16 has 5 exponent bits: its smallest positive number is 2**-24 (about 6e-8, a
+# Solution
+# float16 has 5 exponent bits: its smallest positive number is 2**-24 (about 6e-8, a
 # subnormal), so 1e-8 rounds to 0 and that gradient is lost. fp16 training therefore multiplies the
 # loss by a large factor before the backward pass and divides the gradients by it before the step
 # (torch.amp.GradScaler, which also skips steps whose gradients overflowed). bfloat16 has float32's 8
@@ -798,7 +813,8 @@ if prediction_made("11.3", prediction_11_3):
     print(f"scales {V2_SCALES} + flip: {v2_cost:.3f} passes (counted on {paper_image.shape[-1]} x {paper_image.shape[-1]})")
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: each pass costs s^2 passes at scale 1 and the flip doubles the set:
+# Solution
+# each pass costs s^2 passes at scale 1 and the flip doubles the set:
 # 2 * (0.25 + 0.5625 + 1) = 3.625 passes, although 6 forward passes run. The count is a little
 # lower (printed above) because the feature maps' sides are rounded (256 pixels give 32 cells, not 32.5).
 solved("11.3", v2_cost)
@@ -822,7 +838,8 @@ check("11.4", windows)
 
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: per axis, ceil(max(size - crop, 0) / stride) steps plus the first window; the windows
+# Solution
+# per axis, ceil(max(size - crop, 0) / stride) steps plus the first window; the windows
 # form a grid, so multiply rows by columns.
 def windows_solution(h: int, w: int, crop: int, stride: int) -> int:
     rows = math.ceil(max(h - crop, 0) / stride) + 1
@@ -851,7 +868,8 @@ if prediction_made("11.5", prediction_11_5):
     print("input", ONNX_INPUT_SHAPE, "-> output", onnx_batch.shape)
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: export_onnx declares the batch, the height and the width dynamic (only the 3 colour
+# Solution
+# export_onnx declares the batch, the height and the width dynamic (only the 3 colour
 # channels and the classes are fixed), and the model upsamples its logits to the input size:
 # (3 images, 11 class scores, 50, 70). Traced with dynamic=False, the file would accept only the
 # probe's shape.
@@ -877,7 +895,8 @@ check("11.6", answer_11_6)
 pass  # replace with your code
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
-# Solution: freq(c) = the class's pixels / the pixels of the images it appears in:
+# Solution
+# freq(c) = the class's pixels / the pixels of the images it appears in:
 # road 110 / 200, sky 120 / 300, pole 4 / 200, car 66 / 200. The median of the four is the mean of
 # the middle two, (0.33 + 0.40) / 2 = 0.365, and pole's weight is 0.365 / 0.02 = 18.25.
 import statistics
@@ -896,6 +915,7 @@ weights_11_6 = median_frequency_weights([m.reshape(10, 10) for m in maps_11_6], 
 print("median-frequency weights, road, sky, pole, car:", ", ".join(f"{w:.3f}" for w in weights_11_6))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
 from deeplab_edu.exercises.ch11 import ONNX_PROBE_SHAPE
 
 if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this

@@ -269,3 +269,5 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str, Path],
     assert notebook.read_text() == source_before, "running the notebook in Lab rewrote its .py source"
     # `make lab` gives the kernel CurveZMQ keys: ipykernel's warning of plain-text channels is not in its log
     assert "Kernel started" in log.read_text() and "without encryption" not in log.read_text()
+    # the address `make lab` prints opens the first chapter, not the Launcher (a trial)
+    assert "/lab/tree/00_start_here.py?token=" in log.read_text()

@@ -55,13 +55,49 @@ def test_notebook_runs(source: Path, notebook_runs) -> None:
 
 def test_notebook_sources_are_percent_format() -> None:
     for source in NOTEBOOKS:
-        head = source.read_text().splitlines()[:12]
+        head = source.read_text().splitlines()[:30]
         assert any("format_name: percent" in line for line in head), f"{source.name} is not a py:percent notebook"
         nb = jupytext.read(source)
         assert nb.cells[0].cell_type == "markdown", f"{source.name} should start with a markdown title cell"
         assert nb.cells[0].source.lstrip().startswith(f"# {source.name[:2]} "), (
             f"{source.name}: the title should start with its chapter number '{source.name[:2]}'"
         )
+
+
+def test_opening_and_saving_a_chapter_in_jupyterlab_leaves_its_file_as_it_is(tmp_path: Path) -> None:
+    """JupyterLab reads and writes the chapters through Jupytext's contents manager; its autosave
+    rewrote every header a learner had opened (a trial: ``git status`` then showed the chapters
+    modified, and ``git pull`` of the course's updates would stop on them). The sources are kept in
+    the form Jupytext writes, so a save changes nothing."""
+    import shutil
+
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    from jupytext.sync_contentsmanager import build_sync_jupytext_contents_manager_class
+
+    manager = build_sync_jupytext_contents_manager_class(FileContentsManager)(root_dir=str(tmp_path))
+    for source in NOTEBOOKS:
+        shutil.copy(source, tmp_path / source.name)
+        manager.save(manager.get(source.name, content=True, type="notebook"), source.name)
+        assert (tmp_path / source.name).read_text() == source.read_text(), (
+            f"{source.name}: saving it in JupyterLab rewrites it; write it as Jupytext does: "
+            f"jupytext --to py:percent {source.as_posix()}")
+
+
+def test_a_collapsed_cell_shows_a_learner_no_answer() -> None:
+    """JupyterLab shows a collapsed cell's first line on its bar: a solution's bar read
+    ``# Solution: floor((13 + 4 - 9) / 2) + 1 = 5`` under the exercise asking for it, and a hidden
+    check's bar its asserted numbers (a trial). A solution's first line is ``# Solution``; a hidden
+    check's is a comment."""
+    shown = []
+    for source in NOTEBOOKS:
+        for cell in jupytext.read(source).cells:
+            if not cell.metadata.get("jupyter", {}).get("source_hidden"):
+                continue
+            first = cell.source.split("\n", 1)[0]
+            solution = "hide-cell" in cell.metadata.get("tags", [])
+            if (solution and first != "# Solution") or not first.startswith("#"):
+                shown.append(f"{source.name}: {first[:80]!r}")
+    assert not shown, "collapsed cells whose bar shows code or an answer:\n" + "\n".join(shown)
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -389,3 +425,15 @@ def test_the_execute_command_exits_130_when_interrupted(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "slow.json").read_text())["status"] == "interrupted"
     psutil.wait_procs(kernels, timeout=10)
     assert kernels and not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_failing_cell_is_located_by_all_its_lines() -> None:
+    """Hidden checks open with the same comment line: the failing one is found by its whole source."""
+    from deeplab_edu.book import _source_line
+
+    check = "# The course's own check (hidden in the book; a learner need not open it)."
+    text = "\n".join(["# %%", check, "assert a == 1", "", "# %%", check, "assert b == 2", ""])
+    assert _source_line(text, f"{check}\nassert b == 2") == 6
+    assert _source_line(text, f"\n{check}\nassert a == 1") == 2
+    assert _source_line("# %% [markdown]\n# # Title", "# Title") is None  # a markdown cell: its first line only
+    assert _source_line(text, "   \n") is None
