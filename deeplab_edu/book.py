@@ -35,6 +35,7 @@ chapters without their solutions, for a class, as ``python -m deeplab_edu.book s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import hashlib
 import json
@@ -432,6 +433,8 @@ def _run_client(nb: Any, timeout: int, active_profile: str, folder: Path,
         status, message = "error", _ANSI.sub("", str(err))  # the traceback without the terminal's colours
     except DeadKernelError as err:
         status, message = "dead", f"the kernel died: {err}"
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C while a kernel starts (nbclient's own
+        return "interrupted", "", True                   # handler is not installed yet)
     except Exception as err:  # noqa: BLE001 - reported with its type, never swallowed silently
         status, message = "crashed", f"{type(err).__name__}: {err}"
     interrupted = status != "ok" and getattr(client, "_async_cleanup_kernel_future", None) is not None
@@ -504,9 +507,15 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     failed_starts: list[str] = []
     start = time.monotonic()
     _set_environ(kernel_env)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
             status, message, interrupted = _run_client(nb, timeout, active_profile, source.parent, on_start, on_executed)
+            if threading.current_thread() is threading.main_thread():
+                # a kernel that failed to start leaves nbclient's no-op signal handlers behind: Ctrl-C
+                # between two attempts (or after the run) must reach this process again
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
             if interrupted:
                 # nbclient's own SIGINT/SIGTERM handler shut the kernel down mid-cell (what failed after it is its echo)
                 status, message = "interrupted", "stopped by Ctrl-C (SIGINT) or SIGTERM: the kernel was shut down"
@@ -517,7 +526,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
             if attempt < KERNEL_START_ATTEMPTS:
                 print(f"{_shown(source)}: the kernel did not start ({message.splitlines()[0][:300]}); "
                       f"starting another", file=sys.stderr, flush=True)
-        if status != "ok" and current["index"] is None and len(failed_starts) > 1:
+        if status not in ("ok", "interrupted") and current["index"] is None and len(failed_starts) > 1:
             message = (f"no kernel started in {len(failed_starts)} attempts (each had {KERNEL_START_SECONDS} s to "
                        "answer):\n" + "\n".join(failed_starts))
     finally:
@@ -536,7 +545,8 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     run = NotebookRun(
         source=nb.metadata["deeplab_edu_build"]["source"], executed=executed, status=status,
         seconds=round(seconds, 1), profile=active_profile, cell=index, line=line, message=message,
-        cell_seconds=cell_seconds, failed_starts=failed_starts if status == "ok" else [],
+        # why earlier kernels failed, when a later one started (a run that got none says it in its message)
+        cell_seconds=cell_seconds, failed_starts=failed_starts if status == "ok" or index is not None else [],
     )
     write_text_atomic(executed.with_suffix(".json"), json.dumps(run.to_json(), indent=1) + "\n")
     return run

@@ -422,7 +422,7 @@ def _train(args: argparse.Namespace) -> int:
     final = result["final"]
     if is_main():  # under torchrun, rank 0 speaks for the run
         done = (f"done in {seconds:.0f} s" if trainer.iteration > start_iteration else
-                f"nothing trained (the run had its {cfg.iterations} iterations); its last validation")
+                f"nothing trained (the run already has {trainer.iteration} iterations); its last validation")
         print(f"{done}: val mIoU {100 * final.get('miou', float('nan')):.1f}%"
               f"{_unscored_note(final.get('iou'), trainer.model_info.get('class_names'))} "
               f"(curve: {_short_curve(curve)}); outputs in {cfg.out_dir}")
@@ -487,7 +487,11 @@ def _eval(args: argparse.Namespace) -> int:
                          f"{Path(args.json) / 'metrics.json'}")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
     _cpu_threads(args, dev)
-    model, cfg, info = load_run(args.checkpoint, dev)
+    from .engine.checkpoint import checkpoint_file
+
+    # the file scored, not the folder given: a folder's newest checkpoint changes while a run trains on
+    checkpoint = checkpoint_file(args.checkpoint)
+    model, cfg, info = load_run(checkpoint, dev)
     if args.dataset:  # another data set than the run's: its data_root is not this one's
         cfg = {**cfg, "dataset": args.dataset,
                "data_root": cfg.get("data_root") if args.dataset == cfg["dataset"] else None}
@@ -514,10 +518,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         names = named or trained  # per-class IoU also by name: {"sky": 0.91, ...} beside the list
         by_name = {"iou_by_class": dict(zip(names, m["iou"]))} if names and len(names) == len(m["iou"]) else {}
-        from .engine.checkpoint import checkpoint_file
-
-        # the file scored, not the folder given (a trial): a folder's newest checkpoint changes as a run goes on
-        scored = {"checkpoint": str(checkpoint_file(args.checkpoint)), "dataset": cfg["dataset"], "split": args.split,
+        scored = {"checkpoint": str(checkpoint), "dataset": cfg["dataset"], "split": args.split,
                   "data_root": args.data_root or cfg.get("data_root"),
                   "images": min(len(ds), args.limit) if args.limit else len(ds)}  # what the numbers score
         record = _nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
@@ -603,8 +604,9 @@ def _predict(args: argparse.Namespace) -> int:
         if not files:
             raise FileNotFoundError(
                 f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}" + (
-                    f" other than {len(earlier)} masks and overlays an earlier predict wrote "
-                    f"({', '.join(p.name for p in earlier[:2])}{', ...' if len(earlier) > 2 else ''}), which are "
+                    f" other than {len(earlier)} masks and overlays " + (
+                        "named as predict writes them" if beside else "an earlier predict wrote") +
+                    f" ({', '.join(p.name for p in earlier[:2])}{', ...' if len(earlier) > 2 else ''}), which are "
                     "not predicted again: give the folder of the photos" if earlier else ""))
         if earlier and not beside:
             print(f"note: {len(earlier)} masks and overlays an earlier predict wrote in {src} are not predicted "

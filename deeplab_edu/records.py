@@ -214,7 +214,10 @@ def _working_directory() -> str:
     """This process's working folder as :func:`shown_path` shows a folder elsewhere (``.`` only for the
     repository itself; ``.../`` and its last three parts outside the repository and home folder while
     :data:`HIDE_PATHS_ENV` is set)."""
-    cwd = Path.cwd()
+    try:
+        cwd = Path.cwd()
+    except OSError:  # the folder was removed while the process ran: a record must not fail on it
+        return "unknown (the working folder no longer exists)"
     shown = shown_path(cwd, absolute_outside=True)
     if os.environ.get(HIDE_PATHS_ENV) and shown == str(cwd.absolute()):
         return ".../" + "/".join(cwd.parts[1:][-3:])

@@ -897,5 +897,5 @@ def test_the_last_line_of_train_is_short_and_a_finished_run_resumed_says_nothing
     assert _short_curve([(1, 0.5)]) == "[(1, 0.5)]"
     assert main([*args, "--resume"]) == 0
     out = capsys.readouterr().out
-    assert "nothing trained (the run had its 8 iterations); its last validation: val mIoU" in out
+    assert "nothing trained (the run already has 8 iterations); its last validation: val mIoU" in out
     assert "done in" not in out and not any(line.startswith("train ") for line in out.splitlines()), out

@@ -246,6 +246,22 @@ def test_check_data_states_a_shared_problem_once_and_reports_the_loaders_warning
     assert f"warning: mask {masks[GROUP_AT + 1]} holds only 0 and 255" in summary
 
 
+def test_a_shared_problem_lists_its_files_whole_and_one_naming_two_files_stands_alone() -> None:
+    """A review: a name with spaces was broken across lines, and a problem naming an image and its mask
+    mixed both into one list."""
+    from deeplab_edu.data.check import _grouped
+
+    masks = [f"/d/my data/masks/a{i}.png" for i in range(30)]
+    lines = _grouped([f"mask file {m} has a colour" for m in masks], [(m.replace("masks", "images"), m) for m in masks])
+    assert lines[0] == "  30 items with the same problem: mask file <file> has a colour"
+    listed = " ".join(lines[1:])
+    assert "/d/my data/masks/a0.png" in listed and all(f" a{i}.png" in listed for i in range(1, 30))
+    assert all(len(line) <= 112 for line in lines) and len(lines) > 2
+    pairs = [(f"/d/i/{i}.png", f"/d/m/{i}.png") for i in range(4)]
+    both = _grouped([f"image {a} and mask {b} differ in size" for a, b in pairs], pairs)
+    assert both == [f"  image {a} and mask {b} differ in size" for a, b in pairs]
+
+
 def test_check_data_reads_the_pairs_and_lists_the_unpaired_files(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture) -> None:
     """Training refuses a folder whose images and masks do not pair up; `check-data` lists those files

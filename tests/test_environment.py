@@ -80,6 +80,8 @@ def test_lab_opens_python_files_as_notebooks() -> None:
 
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert '"python": "Jupytext Notebook"' in makefile
+    assert "--LabApp.default_url=/lab/tree/00_start_here.py" in makefile  # Lab opens the first chapter
+    assert (REPO_ROOT / "notebooks" / "00_start_here.py").is_file()
     overrides = REPO_ROOT / ".venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     if not overrides.is_file():
         pytest.skip("not running inside a `make`-built .venv")
@@ -87,8 +89,6 @@ def test_lab_opens_python_files_as_notebooks() -> None:
     assert settings["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"] == {"python": "Jupytext Notebook"}
     # no news pop-up over the first chapter and no request to a website (a trial saw the pop-up)
     assert settings["@jupyterlab/apputils-extension:notification"] == {"fetchNews": "false", "checkForUpdates": False}
-    assert "--LabApp.default_url=/lab/tree/00_start_here.py" in makefile  # Lab opens the first chapter
-    assert (REPO_ROOT / "notebooks" / "00_start_here.py").is_file()
 
 
 def test_lab_gives_its_kernels_encrypted_channels(tmp_path: Path) -> None:

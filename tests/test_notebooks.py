@@ -240,10 +240,12 @@ def test_failures_name_the_notebook_cell_and_line(tmp_path: Path) -> None:
     assert report["status"] == "error" and report["cell"] == 1
 
 
-def _kernels_that_never_answer(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
+def _kernels_that_never_answer(monkeypatch: pytest.MonkeyPatch, failures: int,
+                               then: BaseException | None = None) -> list[int]:
     """Make the first ``failures`` kernels of ``execute_notebook`` fail to start as the one of a CI run
     did (``RuntimeError: Kernel didn't respond in 120 seconds``, from jupyter_client's wait for the
-    first reply); later ones start for real. Returns the list of attempts made, filled as they are."""
+    first reply); later ones start for real, or raise ``then`` (an interrupt) as they start. Returns the
+    list of attempts made, filled as they are."""
     import deeplab_edu.book as book
 
     attempts: list[int] = []
@@ -253,9 +255,15 @@ def _kernels_that_never_answer(monkeypatch: pytest.MonkeyPatch, failures: int) -
         def execute(self) -> None:
             raise RuntimeError(f"Kernel didn't respond in {book.KERNEL_START_SECONDS} seconds")
 
+    class _Interrupted:
+        def execute(self) -> None:
+            raise then  # type: ignore[misc]
+
     def client(nb: Any, **kwargs: Any) -> Any:
         attempts.append(len(attempts) + 1)
-        return _Silent() if len(attempts) <= failures else real(nb, **kwargs)
+        if len(attempts) <= failures:
+            return _Silent()
+        return _Interrupted() if then is not None else real(nb, **kwargs)
 
     monkeypatch.setattr(book, "reliable_client", client)
     return attempts
@@ -275,6 +283,36 @@ def test_a_kernel_that_never_answers_is_replaced(tmp_path: Path, monkeypatch: py
     assert attempts == [1, 2]
     assert len(run.failed_starts) == 1 and "didn't respond" in run.failed_starts[0]
     assert json.loads((tmp_path / "chapter.json").read_text())["failed_starts"] == run.failed_starts
+
+
+@pytest.mark.slow
+def test_a_replaced_kernel_is_recorded_when_a_cell_then_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deeplab_edu.book import execute_notebook
+
+    _kernels_that_never_answer(monkeypatch, failures=1)
+    source = tmp_path / "chapter.py"
+    source.write_text(jupytext.writes(_notebook("x = 1", "raise ValueError('bad')"), fmt="py:percent"))
+    run = execute_notebook(source, tmp_path / "chapter.ipynb", active_profile="smoke")
+    assert run.status == "error" and run.cell == 1 and "ValueError" in run.message
+    assert len(run.failed_starts) == 1 and "didn't respond" in run.failed_starts[0]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), asyncio.CancelledError()], ids=["sigint", "cancelled"])
+def test_an_interrupt_while_a_kernel_starts_is_reported_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               interrupt: BaseException) -> None:
+    """Ctrl-C while a (replacement) kernel starts: reported as an interrupt, with no further attempt,
+    and not as kernels that never started (a review); this process's signal handlers are as before."""
+    import signal
+
+    from deeplab_edu.book import execute_notebook
+
+    before = signal.getsignal(signal.SIGINT)
+    attempts = _kernels_that_never_answer(monkeypatch, failures=2, then=interrupt)
+    source = tmp_path / "chapter.py"
+    source.write_text(jupytext.writes(_notebook("print('ran')"), fmt="py:percent"))
+    run = execute_notebook(source, tmp_path / "chapter.ipynb", active_profile="smoke")
+    assert run.status == "interrupted" and "Ctrl-C" in run.message and "no kernel started" not in run.message
+    assert attempts == [1, 2, 3] and signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_notebook_whose_kernels_never_answer_fails_naming_every_attempt(tmp_path: Path,

@@ -158,6 +158,12 @@ def test_a_command_is_recorded_with_the_folder_its_relative_paths_start_from(tmp
     assert records.provenance()["working_directory"] == "."
     assert "(run in" not in records.describe_record({**records.provenance(), "results": {}})
 
+    def removed() -> Path:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(records.Path, "cwd", staticmethod(removed))  # the folder removed under the process
+    assert records.provenance()["working_directory"].startswith("unknown")
+
 
 def test_paths_are_shown_in_full_to_a_user_and_shortened_in_the_book(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:

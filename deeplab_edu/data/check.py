@@ -11,7 +11,6 @@ found before a model is trained to predict it. ``deeplab-edu check-data`` runs i
 
 from __future__ import annotations
 
-import textwrap
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,15 +116,20 @@ def _grouped(problems: Sequence[str], files: Sequence[tuple[str, ...]]) -> list[
         groups.setdefault(key, []).append(i)
     lines: list[str] = []
     for key, members in groups.items():
-        if len(members) < GROUP_AT or _FILE not in key:
+        if len(members) < GROUP_AT or key.count(_FILE) != 1:  # two files named (an image and its mask): alone
             lines += [f"  {problems[i]}" for i in members]
             continue
-        named = [n for i in members for n in files[i] if n in problems[i]]
+        named = [next(n for n in files[i] if n in problems[i]) for i in members]
         folder = Path(named[0]).parent
         shown = [named[0]] + [Path(n).name if Path(n).parent == folder else n for n in named[1:]]
         lines.append(f"  {len(members)} items with the same problem: {key}")
-        lines += textwrap.wrap(f"{_FILE} = " + ", ".join(shown), width=110, initial_indent="    ",
-                               subsequent_indent="      ", break_on_hyphens=False, break_long_words=False)
+        row = f"    {_FILE} ="
+        for name in shown:  # lines broken between names, never inside one (a name may hold spaces)
+            if len(row) + len(name) + 2 > 110 and not row.endswith("="):
+                lines.append(row + ",")
+                row = "     "
+            row += ("" if row.endswith("=") or row == "     " else ",") + " " + name
+        lines.append(row)
     return lines
 
 
