@@ -602,12 +602,13 @@ def _predict(args: argparse.Namespace) -> int:
                    and (beside or _written_by_predict(p))]
         files = [p for p in files if p not in earlier]
         if not files:
-            raise FileNotFoundError(
-                f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}" + (
-                    f" other than {len(earlier)} masks and overlays " + (
-                        "named as predict writes them" if beside else "an earlier predict wrote") +
-                    f" ({', '.join(p.name for p in earlier[:2])}{', ...' if len(earlier) > 2 else ''}), which are "
-                    "not predicted again: give the folder of the photos" if earlier else ""))
+            message = f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {src}"
+            if earlier:
+                whose = "named as predict writes them" if beside else "an earlier predict wrote"
+                listed = ", ".join(p.name for p in earlier[:2]) + (", ..." if len(earlier) > 2 else "")
+                message += (f" other than {len(earlier)} masks and overlays {whose} ({listed}), which are not "
+                            "predicted again: give the folder of the photos")
+            raise FileNotFoundError(message)
         if earlier and not beside:
             print(f"note: {len(earlier)} masks and overlays an earlier predict wrote in {src} are not predicted "
                   "again", file=sys.stderr)

@@ -80,6 +80,12 @@ def shown_path(path: str | os.PathLike[str], *, absolute_outside: bool = False) 
         return rel
     if not os.environ.get(HIDE_PATHS_ENV):
         return str(path)
+    return _elided(path)
+
+
+def _elided(path: Path) -> str:
+    """``path`` as a published page shows one outside the repository and home folder: ``.../`` and its
+    last three parts."""
     return ".../" + "/".join(path.parts[1:][-3:])
 
 
@@ -205,9 +211,9 @@ def _this_command() -> str:
     notebook's kernel is named as such (its command line is only the kernel's connection file)."""
     if sys.argv and Path(sys.argv[0]).name == "ipykernel_launcher.py":
         return "a notebook (Jupyter kernel)"
-    if sys.argv and Path(sys.argv[0]).name == "deeplab-edu":  # the console script, as it was typed
-        return portable_command(" ".join(shlex.quote(a) for a in ["deeplab-edu", *sys.argv[1:]]))
-    return portable_command(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
+    script = bool(sys.argv) and Path(sys.argv[0]).name == "deeplab-edu"  # the console script, as it was typed
+    argv = ["deeplab-edu", *sys.argv[1:]] if script else [Path(sys.executable).name, *sys.argv]
+    return portable_command(shlex.join(argv))
 
 
 def _working_directory() -> str:
@@ -219,9 +225,7 @@ def _working_directory() -> str:
     except OSError:  # the folder was removed while the process ran: a record must not fail on it
         return "unknown (the working folder no longer exists)"
     shown = shown_path(cwd, absolute_outside=True)
-    if os.environ.get(HIDE_PATHS_ENV) and shown == str(cwd.absolute()):
-        return ".../" + "/".join(cwd.parts[1:][-3:])
-    return shown
+    return _elided(cwd) if os.environ.get(HIDE_PATHS_ENV) and shown == str(cwd.absolute()) else shown
 
 
 def provenance(command: str | None = None) -> dict[str, Any]:
@@ -264,7 +268,7 @@ def write_record(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if command is not None and not isinstance(command, str):
-        command = " ".join(shlex.quote(a) for a in command)
+        command = shlex.join(command)
     record = {
         **provenance(command),
         **({"extra": dict(extra)} if extra else {}),

@@ -123,13 +123,13 @@ def _grouped(problems: Sequence[str], files: Sequence[tuple[str, ...]]) -> list[
         folder = Path(named[0]).parent
         shown = [named[0]] + [Path(n).name if Path(n).parent == folder else n for n in named[1:]]
         lines.append(f"  {len(members)} items with the same problem: {key}")
-        row = f"    {_FILE} ="
+        rows: list[list[str]] = [[]]
         for name in shown:  # lines broken between names, never inside one (a name may hold spaces)
-            if len(row) + len(name) + 2 > 110 and not row.endswith("="):
-                lines.append(row + ",")
-                row = "     "
-            row += ("" if row.endswith("=") or row == "     " else ",") + " " + name
-        lines.append(row)
+            if rows[-1] and len(", ".join(rows[-1] + [name])) > 96:
+                rows.append([])
+            rows[-1].append(name)
+        lines += [("    " + _FILE + " = " if i == 0 else "      ") + ", ".join(row) + ("," if i < len(rows) - 1 else "")
+                  for i, row in enumerate(rows)]
     return lines
 
 
