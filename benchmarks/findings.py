@@ -4,6 +4,8 @@
     python benchmarks/findings.py --seeds 0 1 --val-length 200 --arms v3 v3+
     python benchmarks/findings.py --train-only --threads 1 & python benchmarks/findings.py --train-only --threads 1
     python benchmarks/findings.py --arms "v3, separable ASPP" v3+ --out benchmarks/results/findings_decoder_cpu.json  # d4
+    python benchmarks/findings.py --arms v3 "v3, no image pooling" "v3, multi-grid (1, 1, 1)" "v3, multi-grid (1, 2, 4)" \
+        --findings c1 c2 c3 c4 c5 c6 e1 e2 --out benchmarks/results/findings_context_cpu.json  # c4-c6, e2
 
 Runs are kept in ``runs/course/cpu/<arm>/seed<k>`` (the folders chapters 08-10 train in, so the
 chapters' seed-0 runs are these) and reused when finished (delete to retrain).
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--arms", nargs="+", choices=list(findings.ARMS), help="only these arms (default: all)")
+    p.add_argument("--findings", nargs="+", metavar="KEY",
+                   help="evaluate only the views these findings need (e.g. c4 e2; default: every finding's)")
     p.add_argument("--val-length", type=int, default=500)
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CRF parameters: {crf_params}")
 
     matrices = findings.run_findings(args.runs, args.seeds, arms=arms, val_length=args.val_length,
-                                     crf_params=crf_params)
+                                     crf_params=crf_params, findings=args.findings)
     npz = args.out.with_suffix(".npz")
     npz.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(npz, **{k: v.astype(np.uint16) for k, v in matrices.items()})
@@ -86,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                                          for c, d in sorted(commits, key=str))
           + (f"; without provenance (trained before runs kept it): {', '.join(unknown)}" if unknown else ""))
     write_record(args.out, {"seeds": args.seeds, "val_scenes": args.val_length, "table": table,
+                            "findings_evaluated": args.findings,
                             "matrices_file": npz.name, "crf_params": crf_params.__dict__ if crf_params else None,
                             "crf_search": crf_search},
                  extra={"arms": {a: findings.ARMS[a] for a in arms}, "runs_trained_by": trained_by,

@@ -175,10 +175,24 @@ FINDINGS: list[Finding] = [
             (77.21, 78.85),
             note="measured at the stride both arms trained at, free of (b1)'s loss, in a record of its own "
                  "(results/findings_decoder_cpu.json) that trains the two arms again and evaluates them at 8 and 16"),
+    # c4-c6 and e2: the same arms at output stride 16, the stride they trained at and the paper's Table 5
+    # used, free of (b1)'s loss at 8; in a record of their own (results/findings_context_cpu.json)
+    Finding("c4", "image pooling at output stride 16: boat IoU", ("v3, no image pooling", "eval OS 16"),
+            ("v3", "eval OS 16"), "iou:boat", _TABLE5_POOLING + " (mIoU)", (76.58, 77.21),
+            note="evaluated at the stride both arms trained at, as the paper's Table 5 was"),
+    Finding("c5", "image pooling at output stride 16: car/boat confusion", ("v3, no image pooling", "eval OS 16"),
+            ("v3", "eval OS 16"), "confusion:car/boat", _TABLE5_POOLING, None, direction=-1,
+            note="share of car and boat pixels given the other vehicle class; lower is better"),
+    Finding("c6", "image pooling at output stride 16: mIoU", ("v3, no image pooling", "eval OS 16"),
+            ("v3", "eval OS 16"), "miou", _TABLE5_POOLING, (76.58, 77.21)),
     Finding("e1", "multi-grid (1, 1, 1) -> (1, 2, 4)", ("v3, multi-grid (1, 1, 1)", "eval OS 8"),
             ("v3, multi-grid (1, 2, 4)", "eval OS 8"), "miou",
             "DeepLabv3 Table 5 (ASPP (6, 12, 18) without image pooling, eval OS 16; ours with it, eval OS 8)",
             (75.36, 76.58)),
+    Finding("e2", "multi-grid (1, 1, 1) -> (1, 2, 4) at output stride 16", ("v3, multi-grid (1, 1, 1)", "eval OS 16"),
+            ("v3, multi-grid (1, 2, 4)", "eval OS 16"), "miou",
+            "DeepLabv3 Table 5 (ASPP (6, 12, 18) without image pooling, eval OS 16; ours with it)", (75.36, 76.58),
+            note="evaluated at the stride both arms trained at, as the paper's Table 5 was"),
     Finding("f1", "dense CRF on DeepLab v2: mIoU", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
             "miou", "DeepLab v2 Table 4 (ResNet-101, ASPP, + CRF)", (76.35, 77.69)),
     Finding("f2", "dense CRF on DeepLab v2: 1-px trimap band", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
@@ -632,18 +646,31 @@ def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = (
 
 def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None = None,
                  val_length: int = 500, preset: str = "cpu", crf_params: Any = None,
-                 progress: bool = True, **overrides: Any) -> dict[str, np.ndarray]:
+                 progress: bool = True, findings: Sequence[str] | None = None,
+                 **overrides: Any) -> dict[str, np.ndarray]:
     """Train (or reuse) every arm x seed under ``root`` and evaluate the views its findings need
     (``"eval OS 8"`` for an arm no finding compares).
 
+    ``findings`` (keys such as ``"c4"``) limits the views to those these findings need (default:
+    every finding's), so that a record of a few findings does not pay for another's costly view.
+
     Returns the per-scene matrices keyed ``"<arm>|<view>|<key>"``, arrays (seeds, scenes, C, C).
+
+    Raises:
+        ValueError: ``findings`` names a key no finding has.
     """
     from .data import build_dataset
     from .data.transforms import eval_transform
     from .engine.runs import train_or_load
 
+    keys = {f.key for f in FINDINGS}
+    unknown = sorted(set(findings or ()) - keys)
+    if unknown:
+        raise ValueError(f"no finding has the key(s) {', '.join(unknown)}; the keys are {', '.join(sorted(keys))}")
     needed: dict[str, set[str]] = {}
     for f in FINDINGS:
+        if findings is not None and f.key not in findings:
+            continue
         for arm, view in (f.baseline, f.variant):
             needed.setdefault(arm, set()).add(view)
     arms = list(arms or ARMS)

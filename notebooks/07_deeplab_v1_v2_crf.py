@@ -419,7 +419,8 @@ for e in (energies, energies_sym):  # "almost all of the fall comes in the first
 
 # %%
 label = int(torch.bincount(mask_c[mask_c != 255].flatten(), minlength=scenes.num_classes)[1:].argmax()) + 1
-fig = crf_viz.plot_iterations(history, label, steps=(0, 1, 2, 10), class_name=scenes.class_names[label])
+fig = crf_viz.plot_iterations(history, label, steps=(0, 1, 2, 10), class_name=scenes.class_names[label],
+                              start_title="coarse scores (truth over 8 x 8 cells)")
 plt.show()
 
 # %% [markdown]
@@ -503,7 +504,7 @@ if not config.is_smoke():  # the reading below: the band gains more than the who
     assert all(x.band_miou_after - x.band_miou_before > x.miou_after - x.miou_before for x in results.values())
 if config.profile() == "cpu":  # the grid brackets the best setting: it is not the largest or smallest value tried
     assert not grid_edges(best, grid), grid_edges(best, grid)
-    assert best.w_bilateral > DEEPLAB_RELEASED.w_bilateral  # the reading below: exact colour edges want more w1
+    assert best.w_bilateral > DEEPLAB_RELEASED.w_bilateral  # the reading below: the search chose a larger w1 than the released setting
 
 # %% [markdown]
 # The CRF moves boundaries onto colour edges, so on these test scenes the band mIoU gains more
@@ -513,9 +514,10 @@ if config.profile() == "cpu":  # the grid brackets the best setting: it is not t
 # out): DeepLab v2 (sec. 4.5, Fig. 14) reports the same failure on bicycles and chairs, whose
 # details "could not even be recovered by the CRF post processing since the unary term is not
 # confident enough". On textured or noisy objects a narrow colour bandwidth $\theta_\beta$ cuts
-# the object into pieces: that is what the cross-validation trades off. Our scenes' colour edges
-# are exact, so they reward more appearance smoothing (a larger $w_1$) than VOC's photographs did;
-# the best values are the data's, not universal. A grid is only a first look: when the best
+# the object into pieces: that is what the cross-validation trades off. On our scenes the search
+# chose a larger appearance weight $w_1$ than the released VOC setting; exact colour edges would
+# explain it, but one small grid on a few scenes does not show why (nor that the gap would hold on
+# more scenes): the best values are the data's, not universal. A grid is only a first look: when the best
 # setting is the largest or smallest value tried (a line under the search says so), the search
 # stopped where the grid did, and a wider grid may beat it. The numbers above are
 # computed live in your profile; the `smoke` profile uses a handful of tiny scenes, so its

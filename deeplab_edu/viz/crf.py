@@ -83,15 +83,18 @@ def plot_free_energy(energies: Sequence[float], *, label: str = "") -> Figure:
 
 
 def plot_iterations(history: Sequence[torch.Tensor], label: int, steps: Sequence[int] = (0, 1, 2, 10), *,
-                    class_name: str | None = None) -> Figure:
+                    class_name: str | None = None, start_title: str = "before the CRF") -> Figure:
     """Belief in class ``label`` after the given iterations, like DeepLab v2 Fig. 5 (second row).
 
     Args:
         history: the beliefs ``Q`` after each iteration (``mean_field(..., return_history=True)``),
-            each of shape (classes, H, W), probabilities in [0, 1]; ``history[0]`` is the network's.
+            each of shape (classes, H, W), probabilities in [0, 1]; ``history[0]`` is the unary term's
+            (the scores the CRF starts from).
         label: the class whose belief is drawn.
         steps: the iterations to draw (those past the history are left out).
         class_name: the class's name, for the colour bar's label (else its index).
+        start_title: the title over ``history[0]``: say where the scores came from (a network, or
+            chapter 07's coarsened ground truth).
     """
     steps = [s for s in steps if s < len(history)]
     fig, axes = plt.subplots(1, len(steps), figsize=(2.9 * len(steps) + 0.6, 3.0), layout="constrained")
@@ -99,7 +102,7 @@ def plot_iterations(history: Sequence[torch.Tensor], label: int, steps: Sequence
     im = None
     for ax, s in zip(axes, steps):
         im = ax.imshow(history[s][label].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
-        ax.set_title("network output" if s == 0 else f"CRF iteration {s}")
+        ax.set_title(start_title if s == 0 else f"CRF iteration {s}")
         ax.axis("off")
     if im is not None:
         name = f"'{class_name}'" if class_name else f"class {label}"
