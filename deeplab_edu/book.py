@@ -684,13 +684,23 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
             print(("  " if run.ok else "  FAILED ") + run.describe().splitlines()[0], flush=True)
         return run
 
-    todo = _schedule(todo, jobs)
+    queue, waits = _schedule(todo, jobs), _waits_for(todo, active_profile)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(one, source): source for source in todo}
-        pending = set(futures)
-        while pending:  # in slices: a thread blocked in a wait without end would not see Ctrl-C
-            _, pending = concurrent.futures.wait(pending, timeout=1.0)
+        futures: dict[concurrent.futures.Future, Path] = {}
+        pending: set[concurrent.futures.Future] = set()
+        finished: set[Path] = set()
+        while queue or pending:  # in slices: a thread blocked in a wait without end would not see Ctrl-C
+            while queue and len(pending) < jobs:
+                ready = next((s for s in queue if waits[s] <= finished), None if pending else queue[0])
+                if ready is None:
+                    break
+                queue.remove(ready)
+                future = pool.submit(one, ready)
+                futures[future] = ready
+                pending.add(future)
+            done, pending = concurrent.futures.wait(pending, timeout=1.0)
+            finished |= {futures[f] for f in done}
         runs.update({source: future.result() for future, source in futures.items()})
     finally:  # normally all done; after an interrupt, queued notebooks never start, running ones stop
         pool.shutdown(wait=False, cancel_futures=True)
@@ -706,8 +716,31 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
 def _schedule(todo: list[Path], jobs: int) -> list[Path]:
     """The order to start notebooks in. One at a time: chapter order, as a learner runs them (chapter
     08 trains the run chapter 09 reuses, so each takes the time its header states). Several: the
-    longest first (headers' ``cpu_minutes``), so that the workers finish together."""
+    longest first (headers' ``cpu_minutes``), so that the workers finish together, each once the
+    chapters whose runs it reuses have finished (:func:`_waits_for`)."""
     return list(todo) if jobs == 1 else sorted(todo, key=lambda s: -_expected_minutes(s))
+
+
+def _waits_for(todo: list[Path], active_profile: str) -> dict[Path, set[Path]]:
+    """For each notebook, the notebooks of ``todo`` it must not start before: the chapters its header's
+    ``reuses_runs_of`` names (chapter 09 reuses chapter 08's trained DeepLabv3). Started side by side,
+    the later chapter would train the shared run itself while the earlier one waited for it, and the
+    book would show the training in the wrong chapter and time the later one's measurements beside
+    a training. None in the ``smoke`` profile, where every chapter trains in a folder of its own
+    (:func:`~deeplab_edu.viz.training.runs_root`)."""
+    if active_profile == "smoke":
+        return {source: set() for source in todo}
+    by_chapter = {int(s.name[:2]): s for s in todo if s.name[:2].isdigit()}
+    return {source: {by_chapter[c] for c in _reuses_runs_of(source) if c in by_chapter} for source in todo}
+
+
+def _reuses_runs_of(source: Path) -> tuple[int, ...]:
+    """The chapters whose trained runs the notebook reuses: its header's ``reuses_runs_of`` (none when
+    absent)."""
+    import jupytext
+
+    meta = jupytext.read(source).metadata.get("deeplab_edu", {})
+    return tuple(int(c) for c in meta.get("reuses_runs_of", ()))
 
 
 def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, Any]]:
@@ -724,7 +757,8 @@ def chapter_header(source: Path) -> dict[str, Any]:
 
     Raises:
         KeyError: the header lacks one of those fields (naming the file).
-        ValueError: the prerequisites name a chapter that is not an earlier one (naming the file).
+        ValueError: the prerequisites (or ``reuses_runs_of``) name a chapter that is not an earlier one
+            (naming the file).
     """
     import jupytext
 
@@ -733,9 +767,9 @@ def chapter_header(source: Path) -> dict[str, Any]:
     if missing:
         raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
     chapter, prerequisites = int(meta["chapter"]), tuple(int(c) for c in meta["prerequisites"])
-    if any(not 0 < c < chapter for c in prerequisites):
-        raise ValueError(f"{source.name}: prerequisites {list(prerequisites)} must be earlier chapters "
-                         f"(01-{chapter - 1:02d})")
+    for field, chapters in (("prerequisites", prerequisites), ("reuses_runs_of", _reuses_runs_of(source))):
+        if any(not 0 < c < chapter for c in chapters):
+            raise ValueError(f"{source.name}: {field} {list(chapters)} must be earlier chapters (01-{chapter - 1:02d})")
     return {"chapter": chapter, "title": str(meta["title"]), "cpu_minutes": float(meta["cpu_minutes"]),
             "prerequisites": prerequisites, "source": source.name}
 

@@ -323,8 +323,11 @@ def describe_record(record: Mapping[str, Any]) -> str:
     commit = cv.get("git_commit", "unknown")[:10] + (" plus uncommitted changes" if cv.get("git_dirty") else "")
     folder = record.get("working_directory")
     where_run = f" (run in {folder})" if folder and folder != "." else ""
+    package = cv.get("package", "?")
+    # "0.0.0+unknown": a source tree run without its pyproject.toml (the GPU machine's copies); the commit names the code
+    version = "" if package.endswith("+unknown") else f" (deeplab_edu {package})"
     return (
-        f"Recorded {record.get('created', '?')} by `{portable_command(record['command'])}`{where_run} at commit {commit} "
-        f"(deeplab_edu {cv.get('package', '?')}) on {where}, "
+        f"Recorded {record.get('created', '?')} by `{portable_command(record['command'])}`{where_run} at commit {commit}"
+        f"{version} on {where}, "
         f"torch {record.get('environment', {}).get('libraries', {}).get('torch', '?')}."
     )

@@ -5,6 +5,8 @@
 #     cpu_minutes: 12
 #     prerequisites:
 #     - 8
+#     reuses_runs_of:
+#     - 8
 #     title: 'DeepLabv3+: decoder and separable convolutions'
 #   jupytext:
 #     formats: py:percent

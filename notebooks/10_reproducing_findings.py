@@ -7,6 +7,9 @@
 #     - 7
 #     - 8
 #     - 9
+#     reuses_runs_of:
+#     - 8
+#     - 9
 #     title: Reproducing the papers' findings
 #   jupytext:
 #     formats: py:percent

@@ -304,6 +304,49 @@ def test_one_job_runs_the_chapters_in_order_and_two_start_the_longest(tmp_path: 
     assert [s.stem for s in book._schedule(sources, 2)] == ["09_b", "08_a", "10_c"]  # several: longest first
 
 
+def test_a_chapter_that_reuses_runs_starts_after_the_chapters_that_train_them(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lecturer's review found chapter 08's page without its training log ("waiting for another process
+    that trains runs/course/cpu/v3/seed0"): built two at a time, chapter 09 (longer) started first and
+    trained chapter 08's run. Outside ``smoke``, a chapter waits for those its header's ``reuses_runs_of``
+    names, and the other worker takes the chapters that are ready."""
+    import threading
+    import time
+
+    headers = {"08_a": (8, 5, []), "09_b": (9, 7, [8]), "10_c": (10, 1, [8, 9]), "11_d": (11, 6, [])}
+    sources = []
+    for name, (chapter, minutes, reuses) in headers.items():
+        sources.append(tmp_path / f"{name}.py")
+        reused = "".join(f"#     - {c}\n" for c in reuses)
+        sources[-1].write_text(f"# ---\n# jupyter:\n#   deeplab_edu:\n#     chapter: {chapter}\n#     cpu_minutes: {minutes}\n"
+                               + (f"#     reuses_runs_of:\n{reused}" if reuses else "") + "# ---\n")
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def fake_run(source: Path, executed: Path, active_profile: str, timeout: int, threads: int | None,
+                 **_: object) -> book.NotebookRun:
+        with lock:
+            events.append("start " + source.stem)
+        time.sleep(0.3 if source.stem == "08_a" else 0.05)
+        with lock:
+            events.append("end " + source.stem)
+        return book.NotebookRun(source=source.name, executed=executed, status="ok", seconds=0.0, profile=active_profile)
+
+    monkeypatch.setattr(book, "_run_in_subprocess", fake_run)
+    runs = book.execute_notebooks(sources, tmp_path / "out", jobs=2, reuse=False, active_profile="cpu")
+    assert [r.source for r in runs] == [s.name for s in sources] and all(r.ok for r in runs)
+    assert set(events[:2]) == {"start 08_a", "start 11_d"}, events  # 09 is the longest, but waits for 08
+    assert events.index("start 09_b") > events.index("end 08_a"), events
+    assert events.index("start 10_c") > events.index("end 09_b"), events
+    events.clear()
+    book.execute_notebooks(sources, tmp_path / "smoke", jobs=2, reuse=False, active_profile="smoke")
+    assert set(events[:2]) == {"start 09_b", "start 11_d"}, events  # smoke: every chapter trains in its own folder
+    sources[2].write_text(sources[2].read_text().replace("- 9", "- 10").replace(
+        "#     cpu_minutes", "#     title: c\n#     prerequisites: []\n#     cpu_minutes"))
+    with pytest.raises(ValueError, match=r"10_c.py: reuses_runs_of \[8, 10\] must be earlier chapters"):
+        book.chapter_header(sources[2])
+
+
 def test_student_copy_drops_every_solution_and_keeps_the_rest(tmp_path) -> None:
     """A lecturer's trial: the solutions ship in the chapters a class receives; ``student-copy`` writes
     them without the hidden (``hide-cell``) cells, and refuses to write over the course's own chapters."""

@@ -17,7 +17,10 @@ def test_record_round_trip(tmp_path: Path) -> None:
     assert rec["hardware"]["cpu_count"] >= 1
     assert "torch" in rec["environment"]["libraries"]
     text = describe_record(rec)
-    assert "deeplab-edu train" in text and "torch" in text
+    assert "deeplab-edu train" in text and "torch" in text and f"(deeplab_edu {rec['code_version']['package']})" in text
+    # a copy run without its pyproject.toml records no version: the line names the commit, not "0.0.0+unknown"
+    unknown = describe_record({**rec, "code_version": {**rec["code_version"], "package": "0.0.0+unknown"}})
+    assert "unknown" not in unknown and "deeplab_edu" not in unknown and "at commit" in unknown
     assert not list(tmp_path.glob(".*tmp*")), "the temporary file was left behind"
 
 
