@@ -767,9 +767,9 @@ def chapter_header(source: Path) -> dict[str, Any]:
     if missing:
         raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
     chapter, prerequisites = int(meta["chapter"]), tuple(int(c) for c in meta["prerequisites"])
-    for field, chapters in (("prerequisites", prerequisites), ("reuses_runs_of", _reuses_runs_of(source))):
+    for name, chapters in (("prerequisites", prerequisites), ("reuses_runs_of", _reuses_runs_of(source))):
         if any(not 0 < c < chapter for c in chapters):
-            raise ValueError(f"{source.name}: {field} {list(chapters)} must be earlier chapters (01-{chapter - 1:02d})")
+            raise ValueError(f"{source.name}: {name} {list(chapters)} must be earlier chapters (01-{chapter - 1:02d})")
     return {"chapter": chapter, "title": str(meta["title"]), "cpu_minutes": float(meta["cpu_minutes"]),
             "prerequisites": prerequisites, "source": source.name}
 

@@ -41,7 +41,8 @@
 # your answer, ask for a `hint`; the exercise cells also call `get`, `solved`, `prediction_made` and
 # `measured_and_predicted`). For teachers: `deeplab_edu.book.chapter_headers` (each chapter's time),
 # `deeplab_edu.viz.training` (`course_runs`, `camvid_run`: the runs `make course-runs` trains before
-# class) and `deeplab_edu.viz.tables.markdown_table` (a computed table shown as Markdown).
+# class), `deeplab_edu.records` (`RESULTS_DIR`, `load_record`: the recorded timings) and
+# `deeplab_edu.viz.tables.markdown_table` (a computed table shown as Markdown).
 
 # %% [markdown]
 # ## What you will learn, and in what order
@@ -127,11 +128,13 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # prerequisites, chapter 00 aside: a class can start at any chapter whose prerequisites it has
 # covered). The minutes are upper bounds: each holds the slowest of the
 # course's recorded timings of every chapter (`benchmarks/notebook_times.py`, whose records name
-# the commit and machine), taken one notebook at a time in a slow hour of that machine; in its
-# faster hours the long chapters took from a third to two thirds of them. Plan a class with the stated minutes. Chapters 08 and 09 train their models from scratch,
+# the commit and machine), taken one notebook at a time in a slow hour of that machine; the line
+# under the table says how much less the long chapters took in their fastest recorded run. Plan a
+# class with the stated minutes. Chapters 08 and 09 train their models from scratch,
 # the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table
 # from a recorded run), and chapter 09 reuses chapter 08's first run. Chapter 11 trains a model on
-# CamVid when a copy of it is present (its minutes count that; without a copy it takes about one).
+# CamVid when a copy of it is present (its minutes count that; without a copy it trains nothing and
+# takes far less).
 # A training cell that finds a finished run loads it instead of training, so one command before
 # class, `make course-runs` in the repository's folder (it trains the runs printed below, one
 # after the other, and skips those already finished; it takes less than the minutes of chapters
@@ -144,6 +147,7 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 from IPython.display import display
 
 from deeplab_edu.book import chapter_headers
+from deeplab_edu.records import RESULTS_DIR, load_record
 from deeplab_edu.viz.tables import markdown_table
 from deeplab_edu.viz.training import camvid_run, course_runs
 
@@ -158,6 +162,15 @@ print("and, with a CamVid copy (chapter 11), the run it loads:\n  " + camvid_run
 minutes = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
 print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] + minutes[11]:g} minutes "
       f"(chapters 08, 09 and 11 added up), less than {minutes[8] + minutes[9]:g} without CamVid.")
+fastest: dict[str, float] = {}  # each chapter's fastest recorded run, in minutes, over every timing record
+for path in sorted(RESULTS_DIR.glob("notebook_times_cpu*.json")):
+    for row in load_record(path)["results"]["chapters"]:
+        fastest[row["source"]] = min(fastest.get(row["source"], float("inf")), row["seconds"] / 60)
+long_chapters = [h for h in chapter_headers() if h["cpu_minutes"] >= 5 and h["source"] in fastest]
+shares = [fastest[h["source"]] / h["cpu_minutes"] for h in long_chapters]
+names = ", ".join(f"{h['chapter']:02d}" for h in long_chapters)
+print(f"The long chapters ({names}) took {min(shares):.0%} to {max(shares):.0%} of their stated minutes in their "
+      "fastest recorded run.")
 
 # %% [markdown]
 # ## How the exercises work

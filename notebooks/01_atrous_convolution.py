@@ -269,7 +269,9 @@ assert same and big.shape[-1] == effective_kernel_size(3, 2) == 5
 #
 # At stride 1 the size is kept when $2p = \hat k - 1$: for DeepLab's 3x3 atrous convolutions
 # $\hat k = 2d + 1$, so **padding = rate** (exercise 01.4 asks what a wider filter needs). The table checks the formula against the shapes
-# PyTorch produces (the tests do the same for 200 random settings, drawn by hypothesis).
+# PyTorch produces (the course's tests do the same for 200 random settings, drawn by hypothesis, a
+# property-based testing library: it generates the inputs of a test at random and, when one fails,
+# shrinks it to the smallest failing case).
 
 # %%
 # (not the settings of exercises 01.1, 01.2 and 01.4, which you work out yourself)
@@ -304,18 +306,25 @@ cost = cost_vs_rate((1, 2, 4, 8, 12), channels=channels, size=size, time_it=True
 plot_cost_vs_rate(cost)
 plt.tight_layout()
 plt.show()
+times = [r["forward (ms)"] for r in cost]
+spread = max(times) / min(times)
+change = ("rose" if times[-1] > 1.1 * times[0] else "fell" if times[-1] < times[0] / 1.1 else "barely changed")
+print(f"in this run the time {change} from rate {cost[0]['rate']} to rate {cost[-1]['rate']} "
+      f"({times[0]:.2f} -> {times[-1]:.2f} ms); slowest / fastest rate: {spread:.2f}")
 markdown_table(cost, digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
 assert len({r["params"] for r in cost}) == 1 and len({r["MACs"] for r in cost}) == 1
+assert all(t > 0 for t in times)
 
 # %% [markdown]
 # The time column need not be flat, and it can move either way with the rate: reading memory $r$
 # pixels apart can be less cache-friendly, while libraries pick different kernels for different
-# dilations, some faster than the plain one (on this course's 2-core test machine the times fell
-# slightly as the rate grew). The arithmetic is the same; chapter 03 measures what this means for a
-# whole dilated ResNet.
+# dilations, some faster than the plain one. The line above the table says how the times moved in
+# this run. They also move with whatever else the machine is doing, so another run can order them
+# differently: one run shows no trend. The arithmetic is the same; chapter 03 measures what this
+# means for a whole dilated ResNet.
 #
 # ## Exercises
 #

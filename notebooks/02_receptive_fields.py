@@ -363,9 +363,13 @@ plt.show()
 #
 # The real comparison needs real weights. The course is offline by default, so this cell uses
 # torchvision's ImageNet ResNet-50 only if its weights are already on this machine (set
-# `download=True` once when you are online) and skips the measurement in the `smoke` profile. The
-# centre unit of a 193x193 input sits exactly in the middle of the image; its 427-pixel field is
-# larger than the image, so the whole image is inside the yellow square.
+# `download=True` once when you are online) and skips the measurement in the `smoke` profile.
+# **Without the weights the cell draws nothing**: it prints where it looked for them and what to
+# do, and no figure follows (the book is built offline, so it may show only that line). With them,
+# it draws two maps like the ones above, ResNet-50 at random initialisation and with ImageNet
+# weights, for the centre unit of a 193x193 input. That unit sits exactly in the middle of the
+# image, and its 427-pixel field is larger than the image: the whole image lies inside the field,
+# and the edges of its yellow square fall outside the picture.
 
 # %%
 from deeplab_edu.effective_receptive_field import imagenet_resnet50
@@ -381,6 +385,9 @@ if trained_r50 is not None and not config.is_smoke():
     }
     plot_erf_maps(r50_maps, fields["ResNet-50, OS 32"], output_index=3)
     plt.show()
+else:
+    print("no figure here: " + ("the smoke profile skips this measurement" if trained_r50 is not None
+                                else "without the ImageNet weights there is nothing to compare"))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).

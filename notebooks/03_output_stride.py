@@ -49,7 +49,7 @@
 # `block_rates`), `deeplab_edu.complexity` (`measure`'s parts, through
 # `deeplab_edu.viz.output_stride.measure_output_strides`),
 # `deeplab_edu.viz.output_stride` (`measure_output_strides`, `expected_feature_size`, `macs_by_input_size`, `macs_by_stage`, `photo_features`, `dense_vs_strided_difference`,
-# `cached_imagenet_weights`, `plot_feature_maps`, `feature_map_widget`,
+# `cached_imagenet_weights`, `plot_feature_maps` (its colour scale from `interior_range`), `feature_map_widget`,
 # `plot_cost_vs_output_stride`, `plot_cost_vs_input_size`, `plot_macs_by_stage`, and the paper's
 # tables `PAPER_TABLE1_MIOU`, `PAPER_TABLE2_MIOU`, `PAPER_TABLE3_MIOU`),
 # `deeplab_edu.records.hardware`, and ahead of chapter 04, which explains it,
@@ -178,9 +178,30 @@ assert all(rel < 1e-5 for rel in vos.dense_vs_strided_difference(features).value
 # position, how far its feature vector is from the map's mean feature.
 
 # %%
+frame_vs_inside = {}
+for os_, f in features.items():
+    dist = (f[0] - f[0].mean(dim=(1, 2), keepdim=True)).norm(dim=0)  # what the bottom row draws
+    ring = torch.cat([dist[0], dist[-1], dist[1:-1, 0], dist[1:-1, -1]])
+    frame_vs_inside[os_] = (float(ring.mean()), float(dist[1:-1, 1:-1].mean()))
+print("mean distance from the mean feature, outermost cells vs the cells inside: "
+      + ", ".join(f"OS {k} {a:.0f} vs {b:.0f}" for k, (a, b) in frame_vs_inside.items()))
 fig = vos.plot_feature_maps(photo, features)
 
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
+if weights is None and photo_size == 513:  # the paragraph below: with random weights the border is brighter
+    assert all(a > 1.3 * b for a, b in frame_vs_inside.values()), frame_vs_inside
+
 # %% [markdown]
+# With random weights (the `weights:` line above says which weights this run uses) and the
+# full-size photograph, the maps are brighter along the border than inside: the line above the
+# figure compares the outermost cells with the rest. That frame is the zero padding showing through
+# the 50 layers (chapter 04 studies a related effect, the taps of atrous filters that fall on
+# padding), not something in the photograph. So that it does not set the colours, the colour scale
+# is taken from the maps' interiors, without a thin outer frame (`interior_range`); brighter values
+# are all drawn in the top colour (the arrow at the top of the colour bar). The smoke profile's
+# small photograph shows no such frame.
+#
 # ### Try it
 # Pick an output stride and a channel (−1 shows the distance from the mean feature, as above).
 
@@ -188,10 +209,6 @@ fig = vos.plot_feature_maps(photo, features)
 vos.feature_map_widget(photo, features)
 
 # %% [markdown]
-# (With random weights, the strong values along the border are the zero padding showing through
-# the 50 layers: chapter 04 studies a related effect, the taps of atrous filters that fall on
-# padding.)
-#
 # ## 3. What density costs
 #
 # We now measure ResNet-50 at each output stride with `measure_output_strides`, which measures as
@@ -357,11 +374,20 @@ for label, kwargs in configs.items():
     rates = net.block_rates()[3:]
     deep_stages[label] = vos.macs_by_stage(net, stage_input)
     deep_rows[label] = (rates, sum(p.numel() for p in net.parameters()) / 1e6, sum(deep_stages[label].values()))
-    print(f"{label:22s}: rates of blocks 4.. {rates}, {deep_rows[label][1]:.1f} M parameters, "
-          f"{deep_rows[label][2]:.1f} GMACs at {stage_input}")
+    print(f"{label:22s}: rates of blocks 4.. {rates}, {deep_rows[label][1]:.1f} M parameters")
 per_block = (deep_rows["block7"][1] - deep_rows["block4"][1]) / 3
 print(f"each of blocks 5-7 adds {per_block:.1f} M parameters")
-fig = vos.plot_macs_by_stage(deep_stages, title=f"output stride 16, {stage_input} x {stage_input} input")
+# multiply-adds by stage: the multi-grid rows repeat the row of the same depth without it
+stage_names = list(deep_stages["block7"])
+print(f"\nGMACs by stage, output stride 16, {stage_input} x {stage_input} input:")
+print(f"{'':22s}" + "".join(f"{name:>8s}" for name in stage_names) + f"{'total':>8s}")
+for label, st in deep_stages.items():
+    print(f"{label:22s}" + "".join(f"{st[name]:8.2f}" if name in st else f"{'-':>8s}" for name in stage_names)
+          + f"{sum(st.values()):8.1f}")
+same_macs = all(deep_stages[mg] == deep_stages[plain] for mg, plain in
+                (("block4, MG (1, 1, 1)", "block4"), ("block4, MG (1, 2, 4)", "block4"), ("block7, MG (1, 2, 1)", "block7")))
+print("multi-grid " + ("changes no stage's multiply-adds: each MG row repeats the row of its depth without it"
+                       if same_macs else "changes the multiply-adds of some stage"))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
@@ -370,27 +396,37 @@ assert deep_rows["block4, MG (1, 1, 1)"][0] == [(2, 2, 2)] and deep_rows["block4
 assert deep_rows["block7"][0] == [(1, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16)]
 assert deep_rows["block7, MG (1, 2, 1)"][0][2] == (8, 16, 8)
 assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_rows["block7"][1]
+assert same_macs and deep_rows["block7"][2] > deep_rows["block4"][2]  # "no multiply-add"; going deeper adds some
+with torch.device("meta"):  # the table below: Table 3's (2, 2, 2) row reads at (4, 4, 4)
+    assert build_backbone("resnet50", output_stride=16, multi_grid=(2, 2, 2)).block_rates()[3] == (4, 4, 4)
 
 # %% [markdown]
-# **Which one is the paper's plain block 4?** DeepLabv3 defines a unit's rate as its block's rate
-# times its unit rate ("when output_stride = 16 and Multi_Grid = (1, 2, 4), the three convolutions
-# will have rates = 2 · (1, 2, 4) = (2, 4, 8) in the block4", sec. 3.2.1). So the `(1, 1, 1)` row of
-# Table 3 below runs all three units of block 4 at rate 2: that is `multi_grid=(1, 1, 1)`, printed
-# above as `(2, 2, 2)`, the rates the paper's rule gives its plain block 4 (not the rates of Table
-# 3's `(2, 2, 2)` row, a multi-grid whose rates are `(4, 4, 4)`). Without
-# `multi_grid`, `build_backbone` follows torchvision's `replace_stride_with_dilation`, where the first
-# unit of a dilated block keeps the previous rate: `(1, 2, 2)`. That is the paper's rule applied to
-# torchvision's layout, whose formerly strided convolution is block 4's first; in the paper's TF-Slim
-# ResNet that convolution is block 3's last, so all of block 4 reads at rate 2, and no row of the
-# paper prints `(1, 2, 2)`. The two differ only in the rate of one 3x3 convolution, and neither adds
-# a parameter. Any `multi_grid` sets that first unit's rate too (the block's rate times its unit
-# rate), so with a multi-grid torchvision's formerly strided convolution reads dilated, where the
-# paper's reads at rate 1: section 2's identity, every output of the strided network found in the
-# dense one, holds for the default `(1, 2, 2)` only.
+# **Which one is the paper's plain block 4?** First the consequence: **with any `multi_grid`,
+# `build_backbone` gives up section 2's identity** (every output of the strided network found in
+# the dense one); it holds only without `multi_grid`. The reason is where the formerly strided
+# $3 \times 3$ convolution sits. DeepLabv3 defines a unit's rate as its block's rate times its unit rate ("when
+# output_stride = 16 and Multi_Grid = (1, 2, 4), the three convolutions will have rates = 2 · (1, 2,
+# 4) = (2, 4, 8) in the block4", sec. 3.2.1). In the paper's TF-Slim ResNet the formerly strided
+# convolution is block 3's last, so all of block 4 reads at rate 2 and the identity holds. In
+# torchvision's layout, which `build_backbone` follows, it is block 4's first; without `multi_grid`,
+# torchvision's `replace_stride_with_dilation` keeps it at the previous rate, 1 (the identity holds),
+# but a `multi_grid` sets its rate too, to the block's rate times its unit rate, so it reads dilated
+# where the paper's reads at rate 1. Block 4 at output stride 16, in both conventions:
 #
-# Multi-grid changes no parameter and no multiply-add: it only moves where the filters read.
-# Going deeper adds three blocks of parameters (the line printed above says how many each), all
-# computed at the dense resolution. The rates grow fast, and chapter 04 shows why that is a problem: with multi-grid
+# | here | block 4's rates | in the paper |
+# |---|---|---|
+# | `build_backbone(...)`, no `multi_grid` (torchvision's rule) | (1, 2, 2) | no row |
+# | `multi_grid=(1, 1, 1)` | (2, 2, 2) | the plain block 4: Table 2's block4 column, Table 3's (1, 1, 1) row |
+# | `multi_grid=(2, 2, 2)` | (4, 4, 4) | Table 3's (2, 2, 2) row |
+# | `multi_grid=(1, 2, 4)` | (2, 4, 8) | Table 3's (1, 2, 4) row |
+#
+# The default and the paper's plain block 4 differ only in the rate of that one $3 \times 3$
+# convolution, and neither adds a parameter.
+#
+# Multi-grid changes no parameter and no multiply-add (the MG rows of the printed GMACs table): it
+# only moves where the filters read. Going deeper adds three blocks of parameters (the line printed above says how
+# many each) and their multiply-adds (the columns block5 to block7), all computed at the dense
+# resolution. The rates grow fast, and chapter 04 shows why that is a problem: with multi-grid
 # $(1, 2, 4)$, block 7's last unit reads at rate $16 \cdot 4 = 64$ on a $33 \times 33$ map (a
 # 513 crop at output stride 16), where a $3 \times 3$ filter has degenerated into a $1 \times 1$
 # filter:

@@ -111,8 +111,9 @@ for h, w, r in [(65, 65, 1), (65, 65, 24), (33, 17, 12), (7, 40, 9)]:
 # %% [markdown]
 # ### Try it
 # Move the sliders: the map's height and width, and the rate. Watch the interior (green, nine
-# taps) shrink as the rate grows, vanish at rate $> (n-1)/2$, and the whole map turn red (one tap)
-# at rate $\ge n$. A map that is taller than it is wide loses its horizontal taps first.
+# taps) shrink as the rate grows until it vanishes (at which rate, for a $33 \times 33$ map, is
+# exercise 04.1's question: try it there first), and the whole map turn red (one tap) at rate
+# $\ge n$. A map that is taller than it is wide loses its horizontal taps first.
 
 # %%
 vb.tap_count_widget(height=33, width=33, rate=12)

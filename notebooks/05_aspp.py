@@ -82,7 +82,9 @@ print(f"profile: {config.profile()}")
 # $$
 #
 # where $\circledast_r$ is atrous convolution with rate $r$ (eq. (1) of chapter 01). Each branch
-# votes for the classes it sees at its own scale; the sum fuses the votes.
+# votes for the classes it sees at its own scale; the sum fuses the votes. With these four rates
+# the v2 paper calls the module **ASPP-L** (L for large rates; its Table 3 compares it with a
+# small-rate ASPP-S and with v1's single-branch LargeFOV, which chapter 07 revisits).
 
 # %%
 aspp_v2 = ASPPv2(in_channels=64, num_classes=5, atrous_rates=(6, 12, 18, 24)).eval()

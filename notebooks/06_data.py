@@ -47,8 +47,9 @@
 # `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker), the data
 # sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`, `deeplab_edu.data.voc.prepare_trainaug`) and their error
 # `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `scene_style`,
-# `SceneStyle.diameter_range`, `benchmark`), and `deeplab_edu.records.shown_path` (a path as the
-# book shows it). From chapter 00: `deeplab_edu.viz.tables.markdown_table` (a computed table).
+# `SceneStyle.diameter_range`, `benchmark`), and `deeplab_edu.records` (`shown_path`, a path as the
+# book shows it; `load_record` and `describe_record`, a committed benchmark record and where it was
+# made). From chapter 00: `deeplab_edu.viz.tables.markdown_table` (a computed table).
 
 # %%
 import torch
@@ -129,8 +130,10 @@ fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))
 # ### Three difficulties
 # Everything above describes the default, **hard** scenes: every object gets a random colour, so
 # only its shape names its class, and objects start at 2 % of the side. A network trained from
-# scratch for minutes on a laptop does not learn them (an earlier version of the training chapters
-# did not learn the shapes; chapter 08 shows its recorded run). So
+# scratch for minutes on a laptop does not learn them: in the recorded short training runs that
+# chapter 08 tabulates (the record `learnability_cpu`), both the course's `cpu` recipe trained on
+# these scenes (row `hard-v3plus-tiny-adamw`) and a DeepLabv3+ on MobileNetV3 trained with SGD (row
+# `hard-v3plus-mobilenet-sgd-64px`) learn the background but not the shapes. So
 # `ProceduralScenes(..., difficulty=...)` also offers **medium** (disc and ring share a colour
 # family, as do box and triangle: shape still separates each pair) and **easy** (each shape class
 # has its own colour family, objects start at 8 % of the side, milder noise): the scenes chapters
@@ -290,9 +293,11 @@ assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
 # rate per CPU-second is what one free core delivers; the wall-clock rate is lower when the machine
 # is busy. Each `DataLoader` worker adds about one core's worth, *if* it runs one thread: numpy's
 # BLAS starts one thread per core in every process, workers included, and workers that each start
-# several fight for the same cores (on two cores, two such workers load fewer scenes than one).
-# `deeplab_edu.engine.workers.make_loader` builds a `DataLoader` whose workers run one thread each;
-# every loader of the engine is one (`benchmarks/README.md`, "The data pipeline", has the numbers).
+# several fight for the same cores. `deeplab_edu.engine.workers.make_loader` builds a `DataLoader`
+# whose workers run one thread each; every loader of the engine is one. The cell after the speed
+# measurement below prints the committed loader benchmark (`benchmarks/results/loader_cpu.json`;
+# `benchmarks/README.md`, "The data pipeline", explains it): one and two workers, with and without
+# that one-thread limit, on the machine the record names.
 
 # %%
 from deeplab_edu.data.procedural import benchmark
@@ -306,6 +311,39 @@ for size, r in speed.items():
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
 assert speed[256]["images_per_cpu_s"] > 20
+
+# %%
+from deeplab_edu.records import describe_record, load_record
+
+try:
+    loader_record = load_record("loader_cpu")
+except FileNotFoundError as err:  # records are committed; a copy of the notebook alone lacks them
+    print(err)
+    loader_record = None
+if loader_record is not None:
+    print(describe_record(loader_record))
+    loader_rows = loader_record["results"]["rows"]
+    print(f"{loader_record['results']['size']} x {loader_record['results']['size']} scenes, "
+          f"batches of {loader_record['results']['batch']}:")
+    for r in loader_rows:
+        threads = "one thread each" if r["limit_threads"] else "threads not limited"
+        print(f"  {r['num_workers']} worker(s), {threads:19s}: {r['scenes_per_s']:5.0f} scenes/s")
+    scenes = {(r["num_workers"], r["limit_threads"]): r["scenes_per_s"] for r in loader_rows}
+    print(f"two workers instead of one: x{scenes[2, True] / scenes[1, True]:.2f} with one thread each, "
+          f"x{scenes[2, False] / scenes[1, False]:.2f} with threads not limited")
+
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
+if loader_record is not None:  # section "Speed": the one-thread limit is what lets a second worker help
+    assert scenes[2, True] > scenes[1, True] and scenes[2, False] < scenes[2, True]
+try:
+    learnability = load_record("learnability_cpu")
+except FileNotFoundError:
+    learnability = None
+if learnability is not None:  # "learn the background but not the shapes" (section "Three difficulties")
+    for row in ("hard-v3plus-tiny-adamw", "hard-v3plus-mobilenet-sgd-64px"):
+        iou = learnability["results"]["candidates"][row]["snapshots"][-1]["iou"]
+        assert iou[0] > 0.5 and max(iou[1:5]) < 0.25, (row, iou)  # background, then disc, box, triangle, ring
 
 # %% [markdown]
 # ## The ignore label 255

@@ -260,7 +260,8 @@ assert min(short.values()) > 0 and abs(short["v3"] - short["v3+"]) < 0.2 * short
 # proportions of its pixels (what a perfectly trained per-cell classifier would output), the
 # proportions are upsampled bilinearly (as DeepLab upsamples logits) and the arg-max is taken. It is
 # not an upper bound for a network, whose logits in a cell can be far sharper than proportions
-# (section 5's DeepLabv3+ draws wires this prediction misses), but it shows what a coarse grid does.
+# (section 5's table sets it beside the trained models: DeepLabv3+ draws wires this prediction
+# misses), but it shows what a coarse grid does.
 # We score it inside a band around the label boundaries, adapted from the "trimap" of DeepLab v2 and
 # DeepLabv3+ (Fig. 5), which dilate VOC's 'void' annotations, the band its annotators left
 # unlabelled along object boundaries; our scenes have no such band, so we dilate the label changes
@@ -461,6 +462,13 @@ for name, res in bands.items():
     w_iou = res["all"]["iou"][wire]
     row["wire IoU (%)"] = None if w_iou != w_iou else round(100 * w_iou, 1)
     summary_rows.append(row)
+# section 3's proportion prediction on the stride-4 grid, on the same scenes: no network, a reference
+from deeplab_edu.viz.decoder import stride_oracle_scores
+
+oracle4 = stride_oracle_scores((val[i][1] for i in range(len(val))), 4, val.num_classes)
+summary_rows.append({"model": "proportion prediction, stride 4 (section 3)",
+                     "mIoU, whole image (%)": round(100 * oracle4["miou"], 1),
+                     "wire IoU (%)": None if oracle4["iou"][wire] != oracle4["iou"][wire] else round(100 * oracle4["iou"][wire], 1)})
 display(markdown_table(summary_rows))
 print(f"{len(val)} validation scenes of {configs['DeepLabv3'].image_size} px, output stride 8")
 for name, net in trained.items():
@@ -476,6 +484,8 @@ plt.show()
 # The course's own check (hidden in the book; a learner need not open it).
 if config.profile() == "cpu":  # the decoder draws wires; DeepLabv3 at output stride 8 (almost) never does
     assert bands["DeepLabv3+"]["all"]["iou"][wire] > 0.05 >= bands["DeepLabv3"]["all"]["iou"][wire]
+    # section 3: the trained DeepLabv3+ draws wires the stride-4 proportion prediction misses (the table's last row)
+    assert bands["DeepLabv3+"]["all"]["iou"][wire] > oracle4["iou"][wire]
 for res in bands.values():
     assert set(res) == {"all", *widths}
     assert all(0.0 <= res[k]["miou"] <= 1.0 for k in res)
@@ -602,7 +612,6 @@ if decoder_record is not None:
 # %%
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.findings import miou as pooled_miou, seed_values
-from deeplab_edu.viz.decoder import stride_oracle_scores
 
 grid_models = {32: ("v3, train OS 32", "eval OS 32", "DeepLabv3 at output stride 32"),
                16: ("v3", "eval OS 16", "DeepLabv3 at output stride 16"),
@@ -640,6 +649,9 @@ print(f"from the stride-16 grid to the stride-4 grid the proportion prediction g
 if len(grid_gaps) == len(grid_models):
     models_16_to_4 = (reference_of[4] + grid_gaps[4]) - (reference_of[16] + grid_gaps[16])
     print(f"and the recorded models, DeepLabv3 at output stride 16 to DeepLabv3+: {models_16_to_4:+.1f} points")
+    models_8_to_4 = (reference_of[4] + grid_gaps[4]) - (reference_of[8] + grid_gaps[8])
+    print(f"DeepLabv3+ against DeepLabv3 trained and evaluated at output stride 8, the best DeepLabv3 here: "
+          f"{models_8_to_4:+.1f} points")
     b1_arm = 100 * seed_values(np.asarray(recorded.matrices["v3|eval OS 8|all"], dtype=np.float64), pooled_miou).mean()
     stride_8 = next(r for g, r in zip(grid_models, grid_rows) if g == 8)["proportion prediction mIoU (%)"]
     print(f"DeepLabv3 trained at 16 but evaluated at 8 (finding b1): {b1_arm:.1f} %, {b1_arm - stride_8:+.1f} points "
@@ -653,6 +665,7 @@ if config.profile() == "cpu" and len(grid_gaps) == len(grid_models):
     assert grid_gaps[32] > 0 and grid_gaps[16] > 0
     assert b1_arm - stride_8 < -8
     assert reference_of[4] - reference_of[16] > 10 and models_16_to_4 > 0.75 * (reference_of[4] - reference_of[16])
+    assert 0 < models_8_to_4 < 0.6 * models_16_to_4  # "a smaller gain, still a gain"
 
 # %% [markdown]
 # Each model lands within a few points of the proportion prediction of the grid it predicts on, at
@@ -667,6 +680,11 @@ if config.profile() == "cpu" and len(grid_gaps) == len(grid_models):
 # trained at output stride 16 and evaluated at 8 falls far below the stride-8 grid's value (chapter
 # 10's b1, chapter 08's phase 2). DeepLabv3+ predicts on its decoder's stride-4 grid at either output
 # stride.
+#
+# So the size of the decoder's gain depends on the DeepLabv3 it is measured against. Against the
+# best DeepLabv3 of these records, trained and evaluated at output stride 8 at several times the
+# cost (the last line under the table), DeepLabv3+ gains a smaller margin than against the paper's
+# baseline of finding d1, still a gain: the stride-4 grid is finer than any grid DeepLabv3 can afford.
 
 # %% [markdown]
 # And where the record's gain lies, seed by seed (the count of section 5 on every recorded seed,
@@ -883,9 +901,6 @@ if config.course_checks():  # the course checks itself here (tests, make book); 
     assert round(1 / (1 / 32 + 1 / 9), 1) == 7.0 and 0.25 < (1 / 32) / (1 / 9) < 0.3
     assert oracle_wire[4] > 0.1  # the solution's stride-4 proportion prediction does draw wires
     assert max(oracle_wire[16], oracle_wire[8]) < 0.03  # "(almost) never ... at stride 8 as at 16"
-    if config.profile() == "cpu":  # section 3: the trained DeepLabv3+ draws wires the stride-4 proportion prediction misses
-        same_scenes = stride_oracle_scores((val[i][1] for i in range(len(val))), 4, val.num_classes)  # the scenes it saw
-        assert bands["DeepLabv3+"]["all"]["iou"][wire] > same_scenes["iou"][wire]
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,6 +154,29 @@ def test_figures_and_widget_build_without_a_front_end(backbone: torch.nn.Module)
     dropdown.value, slider.value = 32, 5
     with pytest.raises(ValueError, match="channel"):
         vos.feature_map_widget(image, feats, channel=99)
+    plt.close("all")
+
+
+def test_the_colour_scale_of_the_feature_maps_is_set_by_their_interior() -> None:
+    import matplotlib.pyplot as plt
+
+    # a bright one-cell frame (1000) around an interior of 0..99 on 17 x 17, a two-cell frame on 33 x 33
+    small, large = np.full((17, 17), 1000.0), np.full((33, 33), 1000.0)
+    small[1:-1, 1:-1] = np.arange(15 * 15).reshape(15, 15) % 100
+    large[2:-2, 2:-2] = np.arange(29 * 29).reshape(29, 29) % 100
+    lo, hi = vos.interior_range([small, large])
+    assert 0 <= lo < 2 and 97 < hi <= 99  # the frame is left out
+    assert vos.interior_range([np.array([[1.0, 2.0], [3.0, 4.0]])], (0, 100)) == (1.0, 4.0)  # too small: whole
+    with pytest.raises(ValueError, match="2-D"):
+        vos.interior_range([np.zeros(5)])
+    with pytest.raises(ValueError, match="no maps"):
+        vos.interior_range([])
+
+    image = torch.rand(3, 33, 33)
+    feats = {16: torch.from_numpy(large).float()[None, None]}  # one channel: the view of channel 0 is the map
+    scaled = vos.plot_feature_maps(image, feats, channel=0).axes[1].images[0].norm
+    full = vos.plot_feature_maps(image, feats, channel=0, interior_scale=False).axes[1].images[0].norm
+    assert scaled.vmax < 100 and full.vmax == 1000
     plt.close("all")
 
 

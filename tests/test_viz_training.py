@@ -181,7 +181,8 @@ def test_figures_build() -> None:
     image, mask = data[0]
     fig4 = plot_model_comparison((image - 0.5) * 4, mask, {"a": mask, "b": torch.zeros_like(mask)},
                                  [(0, 0, 0), (255, 0, 0), (0, 255, 0)])
-    assert len(fig4.axes) == 8
+    # the image and the truth span both rows, so no panel is left empty (a lecturer's review found two)
+    assert len(fig4.axes) == 6 and all(ax.images for ax in fig4.axes)
     plt.close("all")
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "cached_imagenet_weights",
     "photo_features",
     "dense_vs_strided_difference",
+    "interior_range",
     "plot_feature_maps",
     "plot_cost_vs_output_stride",
     "plot_cost_vs_input_size",
@@ -300,14 +301,53 @@ def _channel_view(feat: torch.Tensor, channel: int | None) -> np.ndarray:
     return (f - f.mean(dim=(1, 2), keepdim=True)).norm(dim=0).cpu().numpy()
 
 
+#: the outer share of each side of a feature map that :func:`interior_range` leaves out (at least one cell)
+BORDER_SHARE = 1 / 16
+
+
+def interior_range(views: Iterable[np.ndarray], percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+    """A colour range for 2-D maps set by their interiors, not their borders.
+
+    Each ``(h, w)`` map loses a frame of ``max(1, round(BORDER_SHARE * side))`` cells on each side
+    (a map too small to keep an interior is used whole); the range is the given ``percentiles`` of
+    the values left, pooled over all maps, in the maps' own units. With random weights a ResNet's
+    feature maps are brightest along the border (the zero padding seen through the layers); that
+    frame would otherwise set the scale and flatten the interior.
+
+    Raises:
+        ValueError: no maps, or a map that is not 2-D.
+    """
+    kept = []
+    for v in views:
+        v = np.asarray(v)
+        if v.ndim != 2:
+            raise ValueError(f"maps must be 2-D (h, w), got shape {v.shape}")
+        mh, mw = (max(1, round(BORDER_SHARE * side)) for side in v.shape)
+        inner = v[mh:-mh, mw:-mw]
+        kept.append((inner if inner.size else v).ravel())
+    if not kept:
+        raise ValueError("no maps to take a colour range from")
+    lo, hi = np.percentile(np.concatenate(kept), percentiles)
+    return float(lo), float(max(hi, lo + 1e-12))
+
+
 def plot_feature_maps(
-    image: torch.Tensor, features: Mapping[int, torch.Tensor], channel: int | None = None
+    image: torch.Tensor, features: Mapping[int, torch.Tensor], channel: int | None = None,
+    *, interior_scale: bool = True,
 ) -> Figure:
     """Top row: the photo with the grid of feature cells of each output stride (one cell = one
     feature vector, ``OS`` x ``OS`` pixels). Bottom row: the feature map over the same extent.
 
-    ``channel=None`` shows, per position, the distance of the feature vector from the map's mean
-    (where the features change); an int shows that channel.
+    Args:
+        image: the photograph, ``(3, H, W)`` with values in [0, 1].
+        features: ``{output stride: (1, C, h, w) feature map}``, as :func:`photo_features` returns.
+        channel: ``None`` shows, per position, the distance of the feature vector from the map's
+            mean (the Euclidean norm over the channels, in the features' units: where the features
+            change); an int shows that channel's values.
+        interior_scale: the bottom row shares one colour scale; by default it is set by the maps'
+            interiors (:func:`interior_range`: 1st to 99th percentile without the outer frame), and
+            values outside it take the end colours (the colour bar's arrows). ``False`` spans the
+            full range of all maps, border included.
 
     Raises:
         ValueError: ``features`` is empty.
@@ -321,7 +361,10 @@ def plot_feature_maps(
     rgb = image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
     views = {os_: _channel_view(features[os_], channel) for os_ in strides}
     # one colour scale for the row, so that the output strides compare
-    vmin, vmax = min(float(v.min()) for v in views.values()), max(float(v.max()) for v in views.values())
+    if interior_scale:
+        vmin, vmax = interior_range(views.values())
+    else:
+        vmin, vmax = min(float(v.min()) for v in views.values()), max(float(v.max()) for v in views.values())
     im = None
     for col, os_ in enumerate(strides):
         view = views[os_]
@@ -341,7 +384,7 @@ def plot_feature_maps(
             ax.set_xticks([])
             ax.set_yticks([])
     assert im is not None  # features is not empty
-    fig.colorbar(im, ax=list(axes[1]), fraction=0.03,  # one scale for the row
+    fig.colorbar(im, ax=list(axes[1]), fraction=0.03, extend="both" if interior_scale else "neither",  # one scale for the row
                  label="distance from the map's mean feature" if channel is None else f"channel {channel}")
     return fig
 

@@ -426,8 +426,17 @@ def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[An
 def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapping[str, torch.Tensor],
                           palette: Sequence[Sequence[int]], *, ignore_index: int = 255,
                           class_names: Sequence[str] | None = None) -> Any:
-    """One row: the image, the truth, then each model's prediction with its errors (red) below it
-    (and, with ``class_names``, a legend of the class colours under them)."""
+    """The image and the truth, each spanning two rows, then each model's prediction with its errors
+    (red) below it (and, with ``class_names``, a legend of the class colours under them).
+
+    Args:
+        image: (3, H, W), normalised or in [0, 1].
+        target: (H, W) class indices, ``ignore_index`` where unlabelled.
+        preds: model name -> (H, W) class indices.
+        palette: an RGB triple (0-255) per class.
+        ignore_index: the label that is neither right nor wrong.
+        class_names: names for the legend (none without them).
+    """
     import matplotlib.pyplot as plt
 
     from ..inference import error_map
@@ -436,24 +445,27 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
 
     if image.min() < 0 or image.max() > 1:
         image = denormalize(image.cpu())
-    n = 2 + len(preds)
-    fig, axes = plt.subplots(2, n, figsize=(2.1 * n, 4.3), squeeze=False)
-    axes[0][0].imshow(image.permute(1, 2, 0).cpu().numpy())
-    axes[0][0].set_title("image", fontsize=9)
-    axes[0][1].imshow(colorize(target, palette, ignore_index), interpolation="nearest")
-    axes[0][1].set_title("truth", fontsize=9)
-    for j, (name, pred) in enumerate(preds.items(), start=2):
-        axes[0][j].imshow(colorize(pred, palette, ignore_index), interpolation="nearest")
-        axes[0][j].set_title(name, fontsize=9)
-        axes[1][j].imshow(error_map(pred, target, ignore_index), interpolation="nearest")
+    n = len(preds)
+    fig = plt.figure(figsize=(2.1 * (n + 4), 4.3))
+    grid = fig.add_gridspec(2, n + 4)  # the image and the truth take two columns and both rows each
+    big = [fig.add_subplot(grid[:, 0:2]), fig.add_subplot(grid[:, 2:4])]
+    big[0].imshow(image.permute(1, 2, 0).cpu().numpy())
+    big[0].set_title("image", fontsize=9)
+    big[1].imshow(colorize(target, palette, ignore_index), interpolation="nearest")
+    big[1].set_title("truth", fontsize=9)
+    small = []
+    for j, (name, pred) in enumerate(preds.items(), start=4):
+        top, bottom = fig.add_subplot(grid[0, j]), fig.add_subplot(grid[1, j])
+        top.imshow(colorize(pred, palette, ignore_index), interpolation="nearest")
+        top.set_title(name, fontsize=9)
+        bottom.imshow(error_map(pred, target, ignore_index), interpolation="nearest")
         scored = target.cpu() != ignore_index  # ignored pixels are neither right nor wrong
         wrong = float((pred.cpu() != target.cpu())[scored].float().mean()) if bool(scored.any()) else 0.0
-        axes[1][j].set_title(f"errors: {100 * wrong:.1f}% of scored pixels", fontsize=8)
-    for ax in axes.flat:
+        bottom.set_title(f"errors: {100 * wrong:.1f}% of scored pixels", fontsize=8)
+        small += [top, bottom]
+    for ax in big + small:
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in axes[1][:2]:
-        ax.axis("off")
     if class_names is not None:
         from .data import class_legend
 
