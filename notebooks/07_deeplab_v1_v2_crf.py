@@ -84,7 +84,11 @@ print(f"profile: {config.profile()}")
 # 134.3M, 3.36 times faster, same accuracy after the CRF (67.64 % mIoU on VOC 2012 val).
 #
 # We build the model (on PyTorch's `meta` device: shapes only, no memory, instant) and read
-# these facts off it instead of typing them.
+# these facts off it instead of typing them. One detail the table shows differs from chapter 02's
+# VGG-16: DeepLab's network (its released Caffe model, which `deeplab_edu.models.vgg` follows) pools
+# with $3 \times 3$ windows and padding 1 where VGG-16 pools $2 \times 2$. The stride is the same;
+# the overlapping windows round odd sizes up, as ResNet's do, and add a few pixels to the
+# receptive field printed at the end of the next section.
 
 # %%
 with torch.device("meta"):  # parameters have shapes but no storage: enough to count them
