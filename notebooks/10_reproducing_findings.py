@@ -399,8 +399,15 @@ WHY_NOT = {
           "confused at all, a few scenes carry the difference, and the three seeds' differences spread too "
           "widely for the interval over seeds to exclude zero. More seeds would decide it.",
     "c3": "See (c1).",
+    "c4": "At the stride both arms trained at too (no loss at output stride 8 to hide an effect), the boat's "
+          "IoU differs by less than three seeds can tell from chance: the convolutions reach the context "
+          "(see above).",
+    "c5": "See (c2): at output stride 16 as at 8, the bootstrap interval excludes zero and the interval over "
+          "seeds does not.",
+    "c6": "See (c4).",
     "e1": "Multi-grid changes only block 4 of a small network; its effect is at the edge of what three seeds "
           "resolve.",
+    "e2": "See (e1): at the stride both arms trained at, as at 8.",
 }
 
 
@@ -428,15 +435,19 @@ if recorded is not None:
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # every finding gets exactly one explanation: its group's or its own
 assert all((f.key[0] in WHY) != (f.key in WHY) for f in findings.FINDINGS)
-if recorded is not None:  # the "why not" of (c1) and (e1) speaks of chance: true only when they are not resolved
-    verdicts = {f.key: r["verdict"] for f, r in zip(measured, table)}
-    assert all(verdicts.get(k, "reproduced") in ("reproduced", "not resolved") for k in ("c1", "e1")), verdicts
-    # the "why not" of (c2): the bootstrap interval excludes zero, the interval over seeds does not
-    c2_row = next((r for f, r in zip(measured, table) if f.key == "c2"), None)
-    if c2_row is not None and c2_row["verdict"] == "not resolved":
-        boot_high = float(c2_row["95% interval"].strip("[]").split(", ")[1])
-        seed_low, seed_high = (float(v) for v in c2_row["95% interval over seeds"].strip("[]").split(", "))
-        assert boot_high < 0 < seed_high and seed_low < 0, c2_row
+if recorded is not None:  # the "why not" of (c1), (c4) and (e1) speaks of chance: true only when they are not resolved
+    rows_by_key = {f.key: r for f, r in both}
+    verdicts = {k: r["verdict"] for k, r in rows_by_key.items()}
+    assert all(verdicts.get(k, "reproduced") in ("reproduced", "not resolved") for k in ("c1", "c4", "e1")), verdicts
+    # section 6: image pooling and multi-grid stay unresolved at output stride 16 too (when that record is there)
+    assert all(verdicts.get(k, "not resolved") == "not resolved" for k in ("c4", "c6", "e2")), verdicts
+    # the "why not" of (c2) and (c5): the bootstrap interval excludes zero, the interval over seeds does not
+    for key in ("c2", "c5"):
+        row = rows_by_key.get(key)
+        if row is not None and row["verdict"] == "not resolved":
+            boot_high = float(row["95% interval"].strip("[]").split(", ")[1])
+            seed_low, seed_high = (float(v) for v in row["95% interval over seeds"].strip("[]").split(", "))
+            assert boot_high < 0 < seed_high and seed_low < 0, (key, row)
 
 # %% [markdown]
 # The decoder findings (d) compare the course's DeepLabv3+ (chapter 09, the arm `v3+`) with a
@@ -541,7 +552,11 @@ if recorded is not None and profile == "cpu":
 #
 # A finding that is *not resolved* here is not a refutation of the paper, nor a proof that the
 # effect is small: with three seeds and 500 scenes the data fit no effect at all and also effects
-# as large as the interval's far end (the table gives both intervals). The explanations of section
+# as large as the interval's far end (the table gives both intervals). Nor are the unresolved ones
+# an artefact of evaluating at output stride 8, where this recipe's DeepLabv3 loses points (b1): a
+# second record trained the arms of image pooling and multi-grid again and evaluated them at 16 too,
+# the stride they trained at and the paper's Table 5 used (findings c4-c6 and e2, section 3), and
+# they stay unresolved there. The explanations of section
 # 4 say why some effects should be small here: the papers' ResNet-101 starts from ImageNet and
 # trains for hours on 513-pixel crops of real photographs; our network is small, trained from
 # scratch for minutes, on synthetic scenes whose context fits in its receptive field. The directions
