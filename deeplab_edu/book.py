@@ -731,15 +731,20 @@ def _waits_for(todo: list[Path], active_profile: str) -> dict[Path, set[Path]]:
     if active_profile == "smoke":
         return {source: set() for source in todo}
     by_chapter = {int(s.name[:2]): s for s in todo if s.name[:2].isdigit()}
-    return {source: {by_chapter[c] for c in _reuses_runs_of(source) if c in by_chapter} for source in todo}
+    return {source: {by_chapter[c] for c in _reuses_runs_of(_header_metadata(source)) if c in by_chapter}
+            for source in todo}
 
 
-def _reuses_runs_of(source: Path) -> tuple[int, ...]:
-    """The chapters whose trained runs the notebook reuses: its header's ``reuses_runs_of`` (none when
-    absent)."""
+def _header_metadata(source: Path) -> dict[str, Any]:
+    """The ``deeplab_edu`` section of a notebook's Jupytext header (empty when absent)."""
     import jupytext
 
-    meta = jupytext.read(source).metadata.get("deeplab_edu", {})
+    return dict(jupytext.read(source).metadata.get("deeplab_edu", {}))
+
+
+def _reuses_runs_of(meta: Mapping[str, Any]) -> tuple[int, ...]:
+    """The chapters whose trained runs a notebook reuses: its header's ``reuses_runs_of`` (``meta``,
+    from :func:`_header_metadata`; none when absent)."""
     return tuple(int(c) for c in meta.get("reuses_runs_of", ()))
 
 
@@ -760,14 +765,12 @@ def chapter_header(source: Path) -> dict[str, Any]:
         ValueError: the prerequisites (or ``reuses_runs_of``) name a chapter that is not an earlier one
             (naming the file).
     """
-    import jupytext
-
-    meta = jupytext.read(source).metadata.get("deeplab_edu", {})
+    meta = _header_metadata(source)
     missing = [k for k in ("chapter", "title", "cpu_minutes", "prerequisites") if k not in meta]
     if missing:
         raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
     chapter, prerequisites = int(meta["chapter"]), tuple(int(c) for c in meta["prerequisites"])
-    for name, chapters in (("prerequisites", prerequisites), ("reuses_runs_of", _reuses_runs_of(source))):
+    for name, chapters in (("prerequisites", prerequisites), ("reuses_runs_of", _reuses_runs_of(meta))):
         if any(not 0 < c < chapter for c in chapters):
             raise ValueError(f"{source.name}: {name} {list(chapters)} must be earlier chapters (01-{chapter - 1:02d})")
     return {"chapter": chapter, "title": str(meta["title"]), "cpu_minutes": float(meta["cpu_minutes"]),

@@ -44,7 +44,8 @@
 # **Helpers introduced:** `deeplab_edu.data.ProceduralScenes`, `deeplab_edu.data.build_dataset`,
 # `deeplab_edu.data.transforms` (`train_transform`, `eval_transform`), `deeplab_edu.data.stats`,
 # `deeplab_edu.data.find_camvid`, `deeplab_edu.viz.data` (figures and the explorer widget),
-# `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker), the data
+# `deeplab_edu.engine.workers.make_loader` (a `DataLoader` with one thread per worker) and
+# `deeplab_edu.engine.bench.loader.loader_lines` (its benchmark's rows, as it printed them), the data
 # sets' classes (`deeplab_edu.data.CamVid`, `deeplab_edu.data.voc.trainaug_ids`, `deeplab_edu.data.voc.prepare_trainaug`) and their error
 # `DatasetNotFoundError`, `deeplab_edu.data.procedural` (`DIFFICULTIES`, `WIRE`, `scene_style`,
 # `SceneStyle.diameter_range`, `benchmark`), and `deeplab_edu.records` (`shown_path`, a path as the
@@ -313,6 +314,7 @@ for size, r in speed.items():
 assert speed[256]["images_per_cpu_s"] > 20
 
 # %%
+from deeplab_edu.engine.bench.loader import loader_lines
 from deeplab_edu.records import describe_record, load_record
 
 try:
@@ -322,15 +324,11 @@ except FileNotFoundError as err:  # records are committed; a copy of the noteboo
     loader_record = None
 if loader_record is not None:
     print(describe_record(loader_record))
-    loader_rows = loader_record["results"]["rows"]
     print(f"{loader_record['results']['size']} x {loader_record['results']['size']} scenes, "
           f"batches of {loader_record['results']['batch']}:")
-    for r in loader_rows:
-        threads = "one thread each" if r["limit_threads"] else "threads not limited"
-        print(f"  {r['num_workers']} worker(s), {threads:19s}: {r['scenes_per_s']:5.0f} scenes/s")
-    scenes = {(r["num_workers"], r["limit_threads"]): r["scenes_per_s"] for r in loader_rows}
-    print(f"two workers instead of one: x{scenes[2, True] / scenes[1, True]:.2f} with one thread each, "
-          f"x{scenes[2, False] / scenes[1, False]:.2f} with threads not limited")
+    for line in loader_lines(loader_record["results"]):  # as the benchmark printed them
+        print("  " + line)
+    scenes = {(r["num_workers"], r["limit_threads"]): r["scenes_per_s"] for r in loader_record["results"]["rows"]}
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).

@@ -264,11 +264,11 @@ if recorded is not None:
         more = [] if other is None else findings.measurable(
             other.matrices, [f for f in findings.FINDINGS if f not in measured and f not in extra])
         if more:
-            extra_table += findings.findings_table(other.matrices, more, n_boot=n_boot)
-            extra += more
+            rows = findings.findings_table(other.matrices, more, n_boot=n_boot)
+            extra, extra_table = extra + more, extra_table + rows
             display(Markdown(f"From `results/{name}.json` ({arms_text}, trained again, {len(other.seeds)} seeds, "
                              "evaluated at output stride 8 and 16):"))
-            display(markdown_table(findings.shown_rows(extra_table[-len(more):])))
+            display(markdown_table(findings.shown_rows(rows)))
     # what the verdict does not say: the size of a difference against the paper's, and the order of the models
     size_of = {f.key: r["_difference"] / (f.paper[1] - f.paper[0]) for r, f in zip(table, measured)
                if r["verdict"] == "reproduced" and f.paper is not None and f.metric == "miou"}

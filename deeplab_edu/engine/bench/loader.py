@@ -11,11 +11,12 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from .timing import busy_cpu_seconds, interleaved, load_average, write_result
 
-__all__ = ["loader_throughput", "cores_scaling", "run_loader_benchmark"]
+__all__ = ["loader_throughput", "cores_scaling", "loader_lines", "run_loader_benchmark"]
 
 
 def loader_throughput(num_workers: int, *, size: int = 256, batch: int = 8, batches: int = 40, warmup: int = 2,
@@ -161,6 +162,34 @@ def cores_scaling(processes: int = 2, *, size: int = 256, batch: int = 8, batche
             "ratio": together / alone}
 
 
+def loader_lines(results: Mapping[str, Any]) -> list[str]:
+    """The rows of :func:`run_loader_benchmark`'s results (a ``loader_cpu`` record's ``results``) as
+    lines of text: scenes/s and CPU ms per scene of each worker count, with and without the
+    one-thread-per-worker limit, the speed-up against the fewest workers of the same kind, and the
+    ceiling the cores set (``cores_scaling``) when measured."""
+    rows = results["rows"]
+    first = min((r["num_workers"] for r in rows if r["num_workers"] > 0), default=None)  # ratios: against the fewest
+    base = {row["limit_threads"]: row["scenes_per_s"] for row in rows if row["num_workers"] == first}
+
+    def who(n: int) -> str:
+        return "the main process" if n == 0 else f"{n} worker{'s' if n > 1 else ''}"
+
+    lines = []
+    for row in rows:
+        ref = base.get(row["limit_threads"])
+        threads = "one thread per worker" if row["limit_threads"] else "default threads"
+        compared = ref and row["num_workers"] and row["num_workers"] != first  # not the main process, nor the base
+        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {who(first or 1)} with {threads}" if compared else ""
+        lines.append(f"{who(row['num_workers'])}{', ' + threads if row['num_workers'] else ''}: "
+                     f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
+    ceiling = results.get("cores_scaling")
+    if ceiling is not None:
+        lines.append(f"the ceiling: {ceiling['processes']} separate one-thread processes get x{ceiling['ratio']:.2f} the "
+                     f"scenes/s of one ({ceiling['alone_scenes_per_s']:.1f} alone, "
+                     f"{ceiling['together_scenes_per_s']:.1f} together)")
+    return lines
+
+
 def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 256, batch: int = 8, batches: int = 40,
                          rounds: int = 3, compare_unlimited: bool = True, out: str | Path | None = None,
                          ) -> dict[str, Any]:
@@ -185,24 +214,11 @@ def run_loader_benchmark(*, workers: tuple[int, ...] = (0, 1, 2), size: int = 25
                      "all_scenes_per_s": [round(r["scenes_per_s"], 2) for r in rs]})
     most = max(workers)
     ceiling = cores_scaling(most, size=size, batch=batch, batches=batches) if most >= 2 else None
-    first = min((w for w in workers if w > 0), default=None)  # the ratios are relative to the fewest workers
-    base = {row["limit_threads"]: row["scenes_per_s"] for row in rows if row["num_workers"] == first}
     print(f"engine training loader, procedural scenes {size} px, train transform, batch {batch}, "
           f"{batches} batches x {rounds} rounds (median); load average before {load_before}")
-    def who(n: int) -> str:
-        return "the main process" if n == 0 else f"{n} worker{'s' if n > 1 else ''}"
-
-    for row in rows:
-        ref = base.get(row["limit_threads"])
-        threads = "one thread per worker" if row["limit_threads"] else "default threads"
-        compared = ref and row["num_workers"] and row["num_workers"] != first  # not the main process, nor the base
-        speedup = f"  x{row['scenes_per_s'] / ref:.2f} vs {who(first or 1)} with {threads}" if compared else ""
-        print(f"    {who(row['num_workers'])}{', ' + threads if row['num_workers'] else ''}: "
-              f"{row['scenes_per_s']:7.1f} scenes/s, {1000 * row['cpu_s_per_scene']:6.1f} CPU ms/scene{speedup}")
-    if ceiling is not None:
-        print(f"    the ceiling: {most} separate one-thread processes get x{ceiling['ratio']:.2f} the scenes/s of one "
-              f"({ceiling['alone_scenes_per_s']:.1f} alone, {ceiling['together_scenes_per_s']:.1f} together)")
     results = {"size": size, "batch": batch, "batches": batches, "rounds": rounds, "rows": rows, "cores_scaling": ceiling,
                "load_average_before": load_before, "load_average_after": load_average()}
+    for line in loader_lines(results):
+        print("    " + line)
     write_result(results, out, "loader_cpu.json", "medians of interleaved rounds; the machine may be shared")
     return results
