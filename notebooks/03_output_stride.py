@@ -481,7 +481,8 @@ assert max(v[3] for v in t3.values()) == t3[(1, 2, 1)][3] == 76.66  # the best c
 # Write `block_rates(output_stride, multi_grid, extra_blocks)`: the rates of the three $3 \times 3$
 # convolutions of block 4 and of each extra block (blocks 5-7, 0 to 3 of them), as a list of
 # tuples, block 4 first, for a ResNet at output stride 8, 16 or 32 with the given multi-grid unit
-# rates. The checker compares it with the rates of the backbones `build_backbone` builds, on a few
+# rates. Extra blocks never reduce the resolution, at output stride 32 too: there block 4 keeps rate 1
+# and each extra block still doubles the rate (block 5 at 2), as `build_backbone` builds it. The checker compares it with the rates of the backbones `build_backbone` builds, on a few
 # cases from this page and on random configurations.
 
 

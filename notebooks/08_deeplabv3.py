@@ -964,7 +964,9 @@ solved("08.2", mean_valid_fraction(7, 4), f"rate 4 on 7 cells: {mean_valid_fract
 # map at output stride 16. *Predict*
 # the three rates `atrous_rates="fit"` gives it (for each of the paper's 6, 12 and 18: the largest
 # rate that uses at least the share of its weights the paper's rate uses on 33 cells), then call
-# `deeplab_edu.models.aspp.fit_atrous_rates(16)`.
+# `deeplab_edu.models.aspp.fit_atrous_rates(16)`. A guess is a prediction too (is it each paper rate
+# times 16/33?); the check says what a wrong guess misses, and section 6's `mean_valid_fraction` makes
+# it exact.
 
 # %%
 answer_08_3 = ...  # your prediction, three rates

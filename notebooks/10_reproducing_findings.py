@@ -646,8 +646,12 @@ check("10.3", answer_10_3)
 
 # %%
 # Your measurement: per class, the per-seed IoU differences and their interval over seeds (the cell
-# after this one holds a solution).
+# after this one holds a solution, and its last line an answer to the question below).
 pass  # replace with your code
+
+# %% [markdown]
+# *Your sentence* (double-click to edit): what would it take to show that image pooling matters for
+# one class?
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution

@@ -472,6 +472,34 @@ def test_tensor_results_say_where_they_differ() -> None:
     assert why is not None and "0.5 at index (1, 2)" in why and "1 of 6 values" in why
 
 
+def test_a_second_learners_trial_gets_told_what_is_wrong() -> None:
+    """A learner's trial (stop 51): a function's result of the wrong dtype was told only that its values
+    differ; a rounded parameter count was "too small"; "38%", "7x7" and (160, 160) got "expected a number,
+    got str/tuple"; 08.3's rates in reverse order were "not it"; 10.3's "too many / too few" led to its
+    answer in two guesses, unmeasured."""
+    import numpy as np
+
+    from deeplab_edu.exercises import compare_results
+
+    want = torch.tensor([0.25, 0.75])
+    assert "dtype int64" in compare_results(want.round().long(), want)
+    assert "dtype float16, a lower precision" in compare_results(want.half() + 1e-3, want)
+    assert "dtype" not in compare_results(want + 1, want)  # the same dtype: nothing to say about it
+    assert "dtype int64" in compare_results(np.array([0, 1]), np.array([0.25, 0.75]))
+    for key, exact in (("07.2", get("07.2").solution()), ("05.2", get("05.2").solution())):
+        rounded = float(f"{exact:.3g}")
+        assert "looks rounded" in check(key, rounded).message and "too small" not in check(key, rounded).message
+    assert "looks rounded" not in check("05.2", get("05.2").solution() - 512).message  # not round: its own mistake
+    assert "percentage" in check("08.2", "38%").message
+    for key, pair in (("02.1", "7x7"), ("02.1", (7, 7)), ("07.1", (160, 160))):
+        assert "expected one number, got 2" in check(key, pair).message, key
+    assert "in another order" in check("08.3", tuple(reversed(get("08.3").solution()))).message
+    resolved = get("10.3").solution()
+    for guess in {resolved + 3, resolved + 5} - {resolved}:
+        message = check("10.3", guess).message
+        assert "too many" not in message and "too few" not in message
+
+
 # --- feedback that explains without handing out the answer (a learner's trial) ------------------
 def _whole_number_solutions() -> list[str]:
     keys = []

@@ -232,6 +232,11 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
             and isinstance(answer[0], (int, float, np.integer, np.floating)) and not isinstance(answer[0], bool)):
         return _Unreadable(f"expected a number, got a {type(answer).__name__} of one: write {shown(answer[0])} "
                            "itself, without brackets.")
+    several = parse_ints(answer) if isinstance(answer, str) else answer
+    if (isinstance(several, (list, tuple)) and len(several) > 1
+            and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in several)):
+        return _Unreadable(f"expected one number, got {len(several)} ({_brief(answer)}): the question asks for a "
+                           "single value (for a square window or map, the length of its side).")
     if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
         return _Unreadable(f"expected a number, got {type(answer).__name__}.")
     try:
@@ -247,12 +252,13 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     return None
 
 
-#: One number as a learner might type it in quotes: thousands separators, a unit after it.
-_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|pixels?|cells?)?\.?")
+#: One number as a learner might type it in quotes: thousands separators, a unit after it (a per cent sign
+#: too: ``"38%"`` reads as 38, which a fraction's check then calls a percentage).
+_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|pixels?|cells?|%)?\.?")
 
 
 def _number_in_text(text: str) -> str | None:
-    """The number ``text`` spells (``"13"``, ``" 0.5 "``, ``"1e3"``, ``"15,731,712"``, ``"160px"``), as Python
+    """The number ``text`` spells (``"13"``, ``" 0.5 "``, ``"1e3"``, ``"15,731,712"``, ``"160px"``, ``"38%"``), as Python
     reads it (``"15731712"``); ``None`` when it spells none."""
     match = _NUMBER_TEXT.fullmatch(text.strip())
     if match is None:
@@ -384,6 +390,16 @@ def _matches(answer: Any, target: Any, rel_tol: float, abs_tol: float) -> bool:
     return False
 
 
+def _looks_rounded(answer: Any, target: Any) -> bool:
+    """``answer`` is a whole count rounded to thousands or more (``15.7e6``) within 1 % of an exact
+    ``target`` that is not so round."""
+    try:
+        a, t = int(answer), int(target)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return a != t and a % 1000 == 0 and t % 1000 != 0 and abs(a - t) <= 0.01 * abs(t)
+
+
 def _say(message: Any, answer: Any) -> str:
     return message(answer) if callable(message) else message
 
@@ -450,10 +466,15 @@ def value_exercise(
         if answer_type in ("whole", "ints") and min(np.ravel(got), default=0) < 0 <= min(np.ravel(target), default=0):
             said = f"{shown(got)} is negative" if answer_type == "whole" else f"{got} holds a negative number"
             return f"{said}; what this exercise asks for (a count, a length, a rate) is never below 0."
+        if answer_type == "whole" and rel_tol == 0 == abs_tol and _looks_rounded(got, target):
+            return (f"{shown(got)} is close, but it looks rounded: this exercise wants the exact count (every "
+                    "term of it), not a rounded one.")
         for wrong, message in mistakes:
             hit = wrong(got) if callable(wrong) else _matches(got, wrong, rel_tol, abs_tol)
             if hit:
                 return _say(message, got)
+        if answer_type == "ints" and isinstance(target, Sequence) and sorted(got) == sorted(target):
+            return "the right values, in another order: give them in the order the question lists them."
         return _say(otherwise, got)
 
     examples = tuple((w, m) for w, m in mistakes if not callable(w) and isinstance(m, str))
@@ -549,7 +570,7 @@ def _difference(got: Any, want: Any, atol: float, path: tuple[int, ...]) -> tupl
             where = f" at index {at}" if at else ""
             return path, (f"its values differ: the largest difference is {shown(gap.max().item())}{where} (got "
                           f"{shown(g[at].item())}, expected {shown(w[at].item())}; {int((gap > atol).sum())} of "
-                          f"{g.numel()} values differ by more than {atol:g}).")
+                          f"{g.numel()} values differ by more than {atol:g}).{_dtype_note(got, want)}")
         return None
     if isinstance(want, (int, float, np.integer, np.floating)) and not isinstance(want, bool):
         got = _as_scalar(got)
@@ -579,6 +600,23 @@ def _difference(got: Any, want: Any, atol: float, path: tuple[int, ...]) -> tupl
             return path, f"it returned {type(got).__name__}, not a string."
         return None if normalise_text(got) == normalise_text(want) else (path, "the text differs.")
     return None if got == want else (path, "it differs.")
+
+
+def _dtype_note(got: Any, want: Any) -> str:
+    """A sentence for values that differ when the learner's tensor or array is of a kind that cannot hold
+    the expected values: integers (or booleans) for floating-point results, or half precision for single
+    or double (``""`` otherwise)."""
+    if not isinstance(got, (torch.Tensor, np.ndarray)):
+        return ""
+    g, w = (str(x.dtype).removeprefix("torch.") for x in (got, want))
+    g_float = got.is_floating_point() if isinstance(got, torch.Tensor) else np.issubdtype(got.dtype, np.floating)
+    w_float = want.is_floating_point() if isinstance(want, torch.Tensor) else np.issubdtype(want.dtype, np.floating)
+    if w_float and not g_float:
+        return (f" Your result is of dtype {g}, where the expected one is {w}: a rounding, an integer division or "
+                "a tensor built from whole numbers loses the fractions.")
+    if w_float and g in ("float16", "bfloat16") and w in ("float32", "float64"):
+        return f" Your result is of dtype {g}, a lower precision than the expected {w}: keep the input's dtype."
+    return ""
 
 
 #: Seconds a learner's function may run, over all the inputs of one check, before the check stops it.

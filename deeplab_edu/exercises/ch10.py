@@ -18,7 +18,7 @@ from ..findings import (
     seed_values,
     verdict,
 )
-from ._core import direction as _side, function_exercise, value_exercise  # `direction` is a parameter below
+from ._core import function_exercise, value_exercise
 
 
 def _confusion(gen: torch.Generator) -> tuple[np.ndarray]:
@@ -216,9 +216,9 @@ value_exercise(
                    "interval over seeds (findings.seed_interval), whose spread section 2 explains the bootstrap "
                    "understates with three seeds (and a finding needs both intervals to exclude zero)."),
     ],
-    otherwise=lambda a: (f"{a} is {_side(a, _losses_resolved(), more='too many', less='too few')}: a class "
-                         "counts only when its interval over seeds lies wholly above zero; a loss on average is "
-                         "not enough."),
+    # no "too many" or "too few": with nine possible answers, two directions would give the count away unmeasured
+    otherwise=lambda a: (f"{a} is not it: a class counts only when its interval over seeds lies wholly above "
+                         "zero; a loss on average is not enough. Measure it (the cell below) rather than guess again."),
     more_wrong=(PROCEDURAL.num_classes,),
     hint="findings.class_iou(cm, k) on each seed's matrices summed over scenes (findings.seed_values), for both arms.",
 )

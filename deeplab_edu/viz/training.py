@@ -243,7 +243,7 @@ def phase2_run(phase1: RunSpec, *, output_stride: int = 8, profile: str | None =
 
 def camvid_run(profile: str | None = None, root: Path | None = None, *, data_root: Path | None = None) -> RunSpec:
     """Chapter 11's CamVid run: the ``camvid_cpu`` preset in ``<root>/course/cpu/camvid`` (``cpu``
-    profile), or ``camvid_gpu`` in ``<root>/camvid_deeplabv3plus`` (``gpu``). ``root`` defaults to
+    profile), or ``camvid_gpu`` in ``<root>/course/gpu/camvid`` (``gpu``). ``root`` defaults to
     :func:`runs_root`; ``data_root`` is passed on when given, for a copy the search of
     :func:`~deeplab_edu.data.find_camvid` does not reach (else the engine finds the copy itself, and
     the run does not depend on where it lies).
@@ -259,7 +259,7 @@ def camvid_run(profile: str | None = None, root: Path | None = None, *, data_roo
     root = Path(root) if root is not None else runs_root(profile)
     overrides: dict[str, Any] = {} if data_root is None else {"data_root": str(data_root)}
     if profile == "gpu":
-        return RunSpec("camvid_gpu", root / "camvid_deeplabv3plus", overrides)
+        return RunSpec("camvid_gpu", root / "course" / "gpu" / "camvid", overrides)
     return RunSpec("camvid_cpu", root / "course" / "cpu" / "camvid", overrides)
 
 
