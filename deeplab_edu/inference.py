@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+import numbers
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -64,8 +65,17 @@ class Strategy:
     crop_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.scales or not all(math.isfinite(s) and s > 0 for s in self.scales):
-            raise ValueError(f"scales must be positive finite numbers, got {self.scales}")
+        scales = self.scales
+        if isinstance(scales, (np.ndarray, torch.Tensor)):
+            scales = scales.tolist()
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, Iterable):
+            raise ValueError(f"scales must be a sequence of positive finite numbers, e.g. (1.0,) or (0.5, 1.0, 1.5), "
+                             f"got {scales!r}")
+        scales = tuple(scales)  # a list is kept as a tuple: the strategy stays hashable
+        if not scales or not all(isinstance(s, numbers.Real) and not isinstance(s, bool)
+                                 and math.isfinite(s) and s > 0 for s in scales):
+            raise ValueError(f"scales must be positive finite numbers, got {scales}")
+        object.__setattr__(self, "scales", tuple(float(s) for s in scales))
         if self.crop_size is not None and self.crop_size < 1:
             raise ValueError(f"crop_size must be at least 1 pixel (or None: the whole image), got {self.crop_size}")
 

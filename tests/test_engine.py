@@ -11,6 +11,7 @@ import torch
 
 from deeplab_edu.engine import checkpoint as ck
 from deeplab_edu.engine.config import ConfigError, TrainConfig, load_config
+from deeplab_edu.engine.distributed import DistInfo
 from deeplab_edu.engine.losses import SegmentationLoss, bootstrapped_ce
 from deeplab_edu.engine.schedule import PolyLR, param_groups, poly_factor
 from deeplab_edu.engine.trainer import NonFiniteLossError, Trainer, freeze_batchnorm
@@ -98,6 +99,9 @@ def test_class_weights_weigh_each_pixel_by_its_class(tmp_path) -> None:
     wanted = median_frequency_weights(dataset_masks(scenes), 3)
     torch.testing.assert_close(trainer.class_weights, torch.as_tensor(wanted, dtype=torch.float32))
     assert trainer.criterion.class_weights is trainer.class_weights and "median frequency" in trainer.describe()
+    assert "per process" not in trainer.describe()
+    trainer.dist = DistInfo(rank=0, world_size=2, local_rank=0)  # as torchrun --nproc_per_node 2 would start it
+    assert f"of batch {cfg.batch_size} per process x 2 processes (a global batch of {2 * cfg.batch_size})" in trainer.describe()
     plain = Trainer(tiny_config(tmp_path / "plain", class_weights="none"), model=TinyNet(), train_set=scenes,
                     val_set=TinyScenes(2, augment=False))
     assert plain.class_weights is None

@@ -151,3 +151,14 @@ def test_an_image_in_zero_one_is_named_not_normalised() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # normalised: no warning
         predict(Pointwise(), normalize(photo))
+
+
+def test_a_strategy_keeps_its_scales_as_a_tuple() -> None:
+    """A practitioner's review (stop 51): Strategy(scales=[1.0, 1.5]) was accepted and then unhashable;
+    Strategy(scales=1.5) failed with "'float' object is not iterable"."""
+    strategy = Strategy(scales=[1.0, 1.5])  # type: ignore[arg-type]
+    assert strategy.scales == (1.0, 1.5) and {strategy: 1}[Strategy(scales=(1.0, 1.5))] == 1
+    with pytest.raises(ValueError, match="scales must be a sequence of positive finite numbers"):
+        Strategy(scales=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="scales must be positive finite numbers"):
+        Strategy(scales=(True,))  # type: ignore[arg-type]

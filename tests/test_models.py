@@ -279,3 +279,40 @@ def test_aspp_checks_its_arguments_when_built() -> None:
         ASPPv2(64, 5, ())
     with pytest.raises(ValueError, match="ASPPv2: num_classes must be a positive integer"):
         ASPPv2(64, 0)
+
+
+def test_a_practitioners_review_of_the_model_api() -> None:
+    """A practitioner's review (stop 51): SeparableConv2d built with an even kernel shrank the map and
+    with rate 0 or 2.5 failed inside torch; ASPP refused the NumPy rates build_model takes; rates for
+    output stride 12 or 4 were computed; a head built for another backbone failed at the first forward
+    pass inside a convolution."""
+    import numpy as np
+
+    from deeplab_edu.models import ASPP, ASPPv2, Decoder, DeepLabV2, DeepLabV3, DeepLabV3Plus, SeparableConv2d
+    from deeplab_edu.models import atrous_rates_for, build_backbone
+    from deeplab_edu.models.deeplab import default_atrous_rates
+
+    for kwargs, message in ((dict(kernel_size=2), "kernel_size must be a positive odd integer"),
+                            (dict(rate=0), "rate must be a positive integer"),
+                            (dict(rate=2.5), "rate must be a positive integer")):
+        with pytest.raises(ValueError, match=message):
+            SeparableConv2d(8, 8, **kwargs)  # type: ignore[arg-type]
+    assert SeparableConv2d(8, 4, rate=2, kernel_size=5)(torch.randn(2, 8, 9, 9)).shape == (2, 4, 9, 9)
+    assert ASPP(8, np.array([6, 12, 18])).atrous_rates == (6, 12, 18) == ASPP(8, torch.tensor([6, 12, 18])).atrous_rates
+    with pytest.raises(ValueError, match="output_stride must be 1, 2, 4, 8, 16 or 32"):
+        atrous_rates_for(12)
+    with pytest.raises(ValueError, match="output_stride must be one of 8, 16, 32"):
+        default_atrous_rates("deeplabv3", 4)
+    backbone = build_backbone("tiny_resnet")
+    with pytest.raises(ValueError, match=f"DeepLabV3: the backbone gives {backbone.out_channels} channels but the ASPP takes 2048"):
+        DeepLabV3(backbone, ASPP(2048), 5)
+    with pytest.raises(ValueError, match="low-level features have .* the decoder's reduction takes 999"):
+        DeepLabV3Plus(backbone, ASPP(backbone.out_channels), Decoder(999, 256, 5), 5)
+    with pytest.raises(ValueError, match="the ASPP gives 128 channels but the decoder's encoder_channels are 256"):
+        DeepLabV3Plus(backbone, ASPP(backbone.out_channels, out_channels=128), Decoder(backbone.low_level_channels, 256, 5), 5)
+    with pytest.raises(ValueError, match="the decoder scores 6 channels but the model's num_classes is 5"):
+        DeepLabV3Plus(backbone, ASPP(backbone.out_channels), Decoder(backbone.low_level_channels, 256, 6), 5)
+    with pytest.raises(ValueError, match="DeepLabV2: the ASPP scores 6 channels"):
+        DeepLabV2(backbone, ASPPv2(backbone.out_channels, 6), 5)
+    wired = DeepLabV3Plus(backbone, ASPP(backbone.out_channels), Decoder(backbone.low_level_channels, 256, 5), 5)
+    assert wired(torch.randn(2, 3, 33, 47))["out"].shape == (2, 5, 33, 47)

@@ -740,8 +740,11 @@ class Trainer:
         balanced = ("" if self.class_weights is None else
                     f" (class weights {float(self.class_weights.min()):.2f}-{float(self.class_weights.max()):.2f}, "
                     "median frequency)")
+        world = self.dist.world_size if self.dist.distributed else 1
+        per_process = f" per process x {world} processes (a global batch of {cfg.batch_size * world})" if world > 1 else ""
         return (f"train {model}{strides} on {data}: {len(self.train_set)} training / {val} validation images, "
                 f"{self.num_classes} classes{balanced}; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
+                f"{per_process}"
                 f"{crop}{start} on {self.device} ({self.num_workers} loader worker{'' if self.num_workers == 1 else 's'}"
                 f"{', uint8 batches' if cfg.uint8_batches and 'data_class' not in info else ''}) -> "
                 f"{shown_path(self.out)}")

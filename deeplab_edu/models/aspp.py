@@ -34,6 +34,7 @@ import math
 import numbers
 from typing import Any, Mapping, Sequence, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,9 +54,13 @@ def atrous_rates_for(output_stride: int, base: Sequence[int] = (6, 12, 18), base
     part of the image (DeepLabv3 sec. 3.3: (6, 12, 18) at 16 becomes (12, 24, 36) at 8).
 
     Raises:
-        ValueError: a rate of ``base`` times ``base_output_stride / output_stride`` is below 1 or not an
-            integer.
+        ValueError: ``output_stride`` or ``base_output_stride`` is not 1, 2, 4, 8, 16 or 32 (the strides a
+            backbone can have), or a rate of ``base`` times ``base_output_stride / output_stride`` is below 1
+            or not an integer.
     """
+    for name, stride in (("output_stride", output_stride), ("base_output_stride", base_output_stride)):
+        if isinstance(stride, bool) or stride not in (1, 2, 4, 8, 16, 32):
+            raise ValueError(f"{name} must be 1, 2, 4, 8, 16 or 32 (a backbone's stride), got {stride!r}")
     rates = []
     for r in base:
         scaled = r * base_output_stride / output_stride
@@ -365,9 +370,26 @@ class SeparableConv2d(_AtrousSequential):
     multiply-add per value and step; :func:`set_recompute_depthwise` turns it off, as the ``cpu``
     and ``smoke`` presets do).
     Input (N, in_channels, H, W) -> (N, out_channels, H, W).
+
+    Args:
+        in_channels, out_channels: channels of the input and of the output.
+        rate: the depthwise convolution's atrous rate (dilation), a whole number of at least 1.
+        kernel_size: the depthwise filter's side, odd (3 in the papers), so that "same" padding keeps
+            the size.
+
+    Raises:
+        ValueError: a channel count or ``rate`` is not a positive integer, or ``kernel_size`` is not a
+            positive odd integer.
     """
 
     def __init__(self, in_channels: int, out_channels: int, rate: int = 1, kernel_size: int = 3) -> None:
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("rate", rate)):
+            if not _positive_int(value):
+                raise ValueError(f"SeparableConv2d: {name} must be a positive integer, got {value!r}")
+        if not _positive_int(kernel_size) or int(kernel_size) % 2 == 0:
+            raise ValueError(f"SeparableConv2d: kernel_size must be a positive odd integer (an even filter has no "
+                             f"centre, so no padding keeps the map's size), got {kernel_size!r}")
+        in_channels, out_channels, rate, kernel_size = int(in_channels), int(out_channels), int(rate), int(kernel_size)
         pad = (kernel_size - 1) // 2 * rate
         super().__init__(
             nn.Conv2d(in_channels, in_channels, kernel_size, padding=pad, dilation=rate, groups=in_channels, bias=False),
@@ -441,26 +463,31 @@ class ImagePooling(nn.Sequential):
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
-def _check_rates(owner: str, atrous_rates: Any) -> None:
-    """``atrous_rates`` is a sequence of positive whole numbers, else a ValueError naming ``owner``."""
+def _check_rates(owner: str, atrous_rates: Any) -> tuple[int, ...]:
+    """``atrous_rates`` (a sequence, NumPy array or tensor of positive whole numbers) as a tuple of ints,
+    else a ValueError naming ``owner``."""
+    if isinstance(atrous_rates, (np.ndarray, torch.Tensor)) and atrous_rates.ndim == 1:
+        atrous_rates = atrous_rates.tolist()  # as build_model takes them
     if isinstance(atrous_rates, (str, bytes)) or not isinstance(atrous_rates, Sequence):
         raise ValueError(f"{owner}: atrous_rates is a sequence of rates, e.g. (6, 12, 18), got {atrous_rates!r}")
     if not all(_positive_int(r) for r in atrous_rates):
         raise ValueError(f"{owner}: atrous_rates must be positive integers (1 is an ordinary 3x3 conv), got "
                          f"{tuple(atrous_rates)}")
+    return tuple(int(r) for r in atrous_rates)
 
 
 def _check_branches(owner: str, channels: Mapping[str, int | None], atrous_rates: Sequence[int],
-                    dropout: float) -> None:
+                    dropout: float) -> tuple[int, ...]:
     """Fail at construction, naming the argument, on what would otherwise fail (or quietly build an
     empty layer) at the first forward pass: channels below 1, a rate that is not a positive integer,
     no branch at all, a dropout probability outside [0, 1)."""
     for name, value in channels.items():
         if value is not None and not _positive_int(value):
             raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    _check_rates(owner, atrous_rates)
+    rates = _check_rates(owner, atrous_rates)
     if not 0 <= dropout < 1:
         raise ValueError(f"{owner}: dropout is a probability in [0, 1), got {dropout!r}")
+    return rates
 
 
 class ASPP(nn.Module):
@@ -494,7 +521,8 @@ class ASPP(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        _check_branches("ASPP", {"in_channels": in_channels, "out_channels": out_channels}, atrous_rates, dropout)
+        atrous_rates = _check_branches("ASPP", {"in_channels": in_channels, "out_channels": out_channels},
+                                       atrous_rates, dropout)
         branches: list[nn.Module] = [
             nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
                           nn.ReLU(inplace=True))
@@ -525,7 +553,7 @@ class ASPP(nn.Module):
 
     @atrous_rates.setter
     def atrous_rates(self, rates: Sequence[int]) -> None:
-        _check_rates("ASPP", rates)
+        rates = _check_rates("ASPP", rates)
         atrous = [b for b in self.convs if isinstance(b, ASPPConv)]
         if len(rates) != len(atrous):
             raise ValueError(f"atrous_rates needs {len(atrous)} rates, got {tuple(rates)}")
@@ -588,8 +616,8 @@ class ASPPv2(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        _check_branches("ASPPv2", {"in_channels": in_channels, "num_classes": num_classes,
-                                   "hidden_channels": hidden_channels}, atrous_rates, dropout)
+        atrous_rates = _check_branches("ASPPv2", {"in_channels": in_channels, "num_classes": num_classes,
+                                                  "hidden_channels": hidden_channels}, atrous_rates, dropout)
         if not atrous_rates:
             raise ValueError("ASPPv2: atrous_rates is empty: its scores are the sum of one branch per rate")
         branches = []

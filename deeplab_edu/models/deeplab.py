@@ -161,6 +161,29 @@ class DeepLab(nn.Module):
         return result
 
 
+
+def _in_channels(module: nn.Module) -> int | None:
+    """The channels ``module``'s first convolution takes (``None`` when it has none)."""
+    conv = _first_conv(module)
+    return conv.in_channels if conv is not None else None
+
+
+def _first_conv(module: nn.Module) -> nn.Conv2d | None:
+    """The first convolution of ``module`` in registration order (``None`` when it has none)."""
+    return next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _check_wiring(owner: str, links: Sequence[tuple[str, int | None, str, int | None]]) -> None:
+    """Each ``(what gives, channels, what takes, channels)`` link agrees (each phrase ends in its verb), else a ValueError naming both
+    ends: a head built for other channels than its backbone gives fails here, when the model is
+    assembled, instead of inside a convolution at the first forward pass. A side that does not say
+    its channels (``None``: a backbone of one's own without the attribute) is not checked."""
+    for giver, given, taker, taken in links:
+        if given is not None and taken is not None and int(given) != int(taken):
+            raise ValueError(f"{owner}: {giver} {given} channels but {taker} {taken}; build the head "
+                             f"for the backbone (or use deeplab_edu.models.build_model, which wires them)")
+
+
 class DeepLabV1(DeepLab):
     """DeepLab-LargeFOV: VGG-16 (output stride 8, fc6 at rate 12, fc7) and the fc8 classifier
     (DeepLab v1 sec. 3 and 5, Table 2).
@@ -193,11 +216,20 @@ class DeepLabV2(DeepLab):
     Args:
         backbone, num_classes, aux_loss: as for :class:`DeepLab`.
         aspp: an :class:`~deeplab_edu.models.aspp.ASPPv2` whose branches end in ``num_classes`` scores.
+
+    Raises:
+        ValueError: ``aspp`` takes other channels than the backbone's ``out_channels``, or scores another
+            number of classes than ``num_classes``.
     """
 
     aspp: ASPPv2
 
     def __init__(self, backbone: Backbone, aspp: ASPPv2, num_classes: int, aux_loss: bool = False) -> None:
+        branch = aspp.branches[0] if len(aspp.branches) else nn.Identity()
+        last = [m for m in branch.modules() if isinstance(m, nn.Conv2d)]
+        _check_wiring("DeepLabV2", [
+            ("the backbone gives", getattr(backbone, "out_channels", None), "the ASPP takes", _in_channels(aspp)),
+            ("the ASPP scores", last[-1].out_channels if last else None, "the model's num_classes is", num_classes)])
         super().__init__(backbone, num_classes, aux_loss)
         self.aspp = aspp
 
@@ -214,6 +246,9 @@ class DeepLabV3(DeepLab):
         aspp: an :class:`~deeplab_edu.models.aspp.ASPP`.
         torchvision_head: add the 3x3 conv + BN + ReLU torchvision puts between ASPP and the classifier
             (not in the paper; for exact interchange with ``torchvision.models.segmentation``).
+
+    Raises:
+        ValueError: ``aspp`` takes other channels than the backbone's ``out_channels``.
     """
 
     aspp: ASPP
@@ -221,6 +256,8 @@ class DeepLabV3(DeepLab):
     def __init__(
         self, backbone: Backbone, aspp: ASPP, num_classes: int, aux_loss: bool = False, torchvision_head: bool = False
     ) -> None:
+        _check_wiring("DeepLabV3", [("the backbone gives", getattr(backbone, "out_channels", None), "the ASPP takes",
+                                     _in_channels(aspp))])
         super().__init__(backbone, num_classes, aux_loss)
         self.aspp = aspp
         c = aspp.out_channels
@@ -247,11 +284,25 @@ class DeepLabV3Plus(DeepLab):
             features (stride 4) feed the decoder.
         aspp: an :class:`~deeplab_edu.models.aspp.ASPP` (separable in the paper).
         decoder: a :class:`~deeplab_edu.models.heads.Decoder` producing ``num_classes`` scores.
+
+    Raises:
+        ValueError: the channels do not chain: ``aspp`` takes other channels than the backbone's
+            ``out_channels``, the decoder's reduction other than its ``low_level_channels``, the decoder
+            another ``encoder_channels`` than the ASPP's ``out_channels``, or it scores another number of
+            classes than ``num_classes``.
     """
 
     aspp: ASPP
 
     def __init__(self, backbone: Backbone, aspp: ASPP, decoder: Decoder, num_classes: int, aux_loss: bool = False) -> None:
+        reduce, refine = _first_conv(decoder.reduce), _first_conv(decoder.refine)
+        _check_wiring("DeepLabV3Plus", [
+            ("the backbone gives", getattr(backbone, "out_channels", None), "the ASPP takes", _in_channels(aspp)),
+            ("the backbone's low-level features have", getattr(backbone, "low_level_channels", None),
+             "the decoder's reduction takes", reduce.in_channels if reduce is not None else None),
+            ("the ASPP gives", aspp.out_channels, "the decoder's encoder_channels are",
+             refine.in_channels - reduce.out_channels if refine is not None and reduce is not None else None),
+            ("the decoder scores", decoder.classifier.out_channels, "the model's num_classes is", num_classes)])
         super().__init__(backbone, num_classes, aux_loss)
         self.aspp = aspp
         self.decoder = decoder
@@ -266,11 +317,13 @@ def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
     to ``output_stride`` (:func:`~deeplab_edu.models.aspp.atrous_rates_for`).
 
     Raises:
-        ValueError: ``name`` is not one of :data:`MODELS`, or a rate scaled to ``output_stride`` is not a
+        ValueError: ``name`` is not one of :data:`MODELS`, ``output_stride`` is not 8, 16 or 32, or a
+            rate scaled to ``output_stride`` is not a
             whole number of at least 1 (e.g. DeepLab v2's 6 at output stride 32).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    check_output_stride(output_stride)
     if name == "deeplabv1":
         return (12,)
     if name == "deeplabv2":
