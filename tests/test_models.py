@@ -316,3 +316,12 @@ def test_a_practitioners_review_of_the_model_api() -> None:
         DeepLabV2(backbone, ASPPv2(backbone.out_channels, 6), 5)
     wired = DeepLabV3Plus(backbone, ASPP(backbone.out_channels), Decoder(backbone.low_level_channels, 256, 5), 5)
     assert wired(torch.randn(2, 3, 33, 47))["out"].shape == (2, 5, 33, 47)
+    # a built model whose rates cannot follow was told to pass atrous_rates to build_model
+    from deeplab_edu.models import at_output_stride, build_model
+
+    odd = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3, atrous_rates=(5, 10, 15))
+    with pytest.raises(ValueError, match=r"\(5, 10, 15\) at output stride 16 do not scale .* it can switch to output "
+                                         "stride 8, or build it with rates that are multiples of 2"):
+        with at_output_stride(odd, 32):
+            pass
+    assert odd.output_stride == 16 and odd.atrous_rates == (5, 10, 15)

@@ -98,7 +98,17 @@ class DeepLab(nn.Module):
                 8 only); or the rates do not scale to whole numbers (v2's rate 6 at 32 would be 1.5).
         """
         check_output_stride(output_stride)
-        new_rates = atrous_rates_for(output_stride, self.atrous_rates, self.output_stride) if self.aspp else ()
+        rates, current = self.atrous_rates if self.aspp is not None else (), self.output_stride
+        if any(r * current % output_stride for r in rates):  # atrous_rates_for's advice is for building a model
+            fits = [s for s in (8, 16, 32) if s != current and not any(r * current % s for r in rates)]
+            raise ValueError(
+                f"this model's atrous_rates {rates} at output stride {current} do not scale to whole rates at output "
+                f"stride {output_stride} (each is multiplied by {current}/{output_stride}): "
+                + (f"it can switch to output stride {' or '.join(map(str, fits))}" if fits else
+                   "it can switch to no other output stride")
+                + f", or build it with rates that are multiples of {output_stride // current}"
+                f" at output stride {current}")
+        new_rates = atrous_rates_for(output_stride, rates, current) if self.aspp is not None else ()
         self.backbone.set_output_stride(output_stride)
         if self.aspp is not None:
             self.aspp.atrous_rates = new_rates
