@@ -9,7 +9,7 @@ import their names from here.
 
 from __future__ import annotations
 
-__all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES"]
+__all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "unknown_model"]
 
 #: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -21,3 +21,11 @@ OUTPUT_STRIDES = (8, 16, 32)
 DATASETS = ("procedural", "voc", "camvid", "cityscapes", "folder")
 #: The optimisers the engine builds (:func:`~deeplab_edu.engine.schedule.build_optimizer`).
 OPTIMIZERS = ("sgd", "adamw")
+
+
+def unknown_model(name: object) -> str:
+    """The message for a model name that is not one of :data:`MODELS`: the names, and the one meant
+    when ``name`` spells it as the papers do (``"DeepLabv3+"``, ``"deeplab_v3"``)."""
+    spelled = str(name).lower().replace("+", "plus").replace("_", "").replace("-", "").replace(" ", "")
+    meant = f" (did you mean {spelled!r}?)" if spelled in MODELS else ""
+    return f"unknown model {name!r}{meant}; choose one of {', '.join(MODELS)}"

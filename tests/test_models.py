@@ -325,3 +325,5 @@ def test_a_practitioners_review_of_the_model_api() -> None:
         with at_output_stride(odd, 32):
             pass
     assert odd.output_stride == 16 and odd.atrous_rates == (5, 10, 15)
+    with pytest.raises(ValueError, match="unknown model 'DeepLabv3\\+' \\(did you mean 'deeplabv3plus'\\?\\)"):
+        build_model("DeepLabv3+", num_classes=3)

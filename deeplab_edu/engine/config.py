@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES
+from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES, unknown_model
 
 __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_DEFAULTS", "list_presets",
            "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config"]
@@ -495,7 +495,7 @@ def validate(cfg: TrainConfig) -> None:
         ConfigError: the first setting found that cannot work (the message names it and a value that does).
     """
     if cfg.model not in MODELS:
-        raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(unknown_model(cfg.model))
     if cfg.backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(BACKBONES)}")
     for name in ("output_stride", "eval_output_stride"):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..choices import MODELS
+from ..choices import MODELS, unknown_model
 from .aspp import ASPP, ASPPv2, atrous_rates_for
 from .backbones import BACKBONES, Backbone, build_backbone, check_output_stride
 from .heads import Decoder, FCNHead
@@ -332,7 +332,7 @@ def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
             whole number of at least 1 (e.g. DeepLab v2's 6 at output stride 32).
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ValueError(unknown_model(name))
     check_output_stride(output_stride)
     if name == "deeplabv1":
         return (12,)
@@ -413,7 +413,7 @@ def build_model(
             the message says how to pass a local copy.
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ValueError(unknown_model(name))
     for flag, value in (("aux_loss", aux_loss), ("image_pooling", image_pooling), ("separable", separable),
                         ("torchvision_head", torchvision_head)):
         if not isinstance(value, bool) and not (flag == "separable" and value is None):
