@@ -8,7 +8,8 @@
 #   make check  the fast static checks, before a push (lint, docstrings, doctests, exercises, book index)
 #   make setup  only set up: the .venv with the pinned versions (the commands above do it first)
 #   make test-compat  the tests on the GPU machine's older torch 2.11 / torchvision 0.26 (CPU; online)
-#   make student-copy  the chapters without their exercises' solutions, in student-copy/ (OUT=DIR)
+#   make student-copy  the chapters without their exercises' solutions, in student-copy/ (OUT=DIR);
+#                      a class opens it with make lab LAB_DIR=student-copy
 #   make clean  remove the built book and pytest's cache
 #   make course-runs  before class: train every run chapters 08-11 load into runs/ (cpu profile: less
 #                     than chapters 08, 09 and 11's header minutes added up; on a GPU machine
@@ -28,6 +29,9 @@ JOBS ?= 2
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # The oldest versions the code must run on (the GPU machine's), for `make test-compat`: installed
 # without their dependencies into a folder that goes first on PYTHONPATH, beside the pinned .venv.
+# The folder `make lab` opens: the chapters, or a class's copy of them (`make lab LAB_DIR=student-copy`).
+LAB_DIR ?= notebooks
+
 COMPAT_TORCH ?= 2.11.0
 COMPAT_TORCHVISION ?= 0.26.0
 COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
@@ -73,7 +77,7 @@ setup: $(STAMP) $(LAB_SETTINGS) $(LAB_SERVER_CONFIG)
 # the addresses Lab prints (and the page a browser opens) go to the first chapter, not to the Launcher
 lab: setup
 	@echo "The course starts at chapter 00, Start here: Lab prints its address below (.../lab/tree/00_start_here.py?token=...)"
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/00_start_here.py $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --LabApp.default_url=/lab/tree/00_start_here.py $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -61,7 +61,7 @@ __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "setup", "kernel_encryption_settings", "write_lab_server_config",
-    "student_copy",
+    "student_copy", "chapter_workload",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
@@ -370,14 +370,25 @@ def _without_solutions(nb: Any) -> Any:
     return nb
 
 
+def _without_course_checks_of_solutions(nb: Any) -> Any:
+    """``nb`` without the course's own checks that run only where the course checks itself
+    (``config.course_checks()``: the book's build, the tests) and that test the solutions: in a copy
+    without the solutions they would fail on names it no longer defines; changed in place and returned."""
+    nb.cells = [c for c in nb.cells if not ("remove-cell" in c.metadata.get("tags", [])
+                                            and "config.course_checks()" in c.source)]
+    return nb
+
+
 def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
     """Write the chapters without their exercises' solutions into ``out_dir``, for a class to hand out.
 
     Each ``notebooks/NN_*.py`` (or each of ``sources``) is written under its own name as a
     ``py:percent`` notebook without the cells the book hides behind a button (``hide-cell``: the
-    solutions, one per exercise); every other cell, the checks' included, is kept, so the copy runs
-    as the course does. The package still holds the reference answers its checker compares with:
-    the copy keeps the solutions out of sight, not out of reach.
+    solutions, one per exercise) and without the course's own checks of those solutions (cells that
+    run only under ``config.course_checks()``); every other cell, the checks' included, is kept, so
+    the copy runs as the course does, also under ``python -m deeplab_edu.book execute``. The package
+    still holds the reference answers its checker compares with (``python -m deeplab_edu.exercises``
+    prints them, a teacher's answer key): the copy keeps the solutions out of sight, not out of reach.
 
     Returns:
         the paths written, in chapter order.
@@ -395,7 +406,7 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in chosen:
-        nb = _without_solutions(jupytext.reads(src.read_text(), fmt="py:percent"))
+        nb = _without_course_checks_of_solutions(_without_solutions(jupytext.reads(src.read_text(), fmt="py:percent")))
         write_text_atomic(out_dir / src.name, jupytext.writes(nb, fmt="py:percent"))
         written.append(out_dir / src.name)
     return written
@@ -775,6 +786,22 @@ def chapter_header(source: Path) -> dict[str, Any]:
             raise ValueError(f"{source.name}: {name} {list(chapters)} must be earlier chapters (01-{chapter - 1:02d})")
     return {"chapter": chapter, "title": str(meta["title"]), "cpu_minutes": float(meta["cpu_minutes"]),
             "prerequisites": prerequisites, "source": source.name}
+
+
+def chapter_workload(source: Path) -> dict[str, int]:
+    """What a chapter asks of a reader besides its run time, for a teacher planning sessions:
+    ``{"words": ..., "exercises": ...}``, the words of its Markdown cells (prose and formulas; code
+    and outputs left out) and its exercises (its ``### Exercise`` headings).
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+    """
+    import jupytext
+
+    nb = jupytext.reads(Path(source).read_text(), fmt="py:percent")
+    prose = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    return {"words": sum(len(text.split()) for text in prose),
+            "exercises": sum(len(re.findall(r"^### Exercise ", text, re.M)) for text in prose)}
 
 
 def _expected_minutes(source: Path) -> float:

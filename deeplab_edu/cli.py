@@ -305,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the course profile whose runs to train (default: DEEPLAB_EDU_PROFILE, else gpu with CUDA, cpu "
                          "without)")
     cr.add_argument("--dry-run", action="store_true", help="print the runs' commands and train nothing")
+    cr.add_argument("--threads", type=int, help=_THREADS_HELP + " (a laptop in use for a browser or a call)")
 
     be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch; "
                                       "the data pipeline; torch.compile")
@@ -824,6 +825,7 @@ def _course_runs(args: argparse.Namespace) -> int:
                          f"delete {', '.join(refused)}, then run the command again")
     if args.dry_run:
         return 0
+    _cpu_threads(args, str(config.device()))
     start = time.perf_counter()
     failed: dict[Path, str] = {}
     try:
@@ -852,9 +854,26 @@ def _course_runs(args: argparse.Namespace) -> int:
               "not ready: " + "; ".join(f"{shown_path(folder)} ({why})" for folder, why in failed.items()),
               file=sys.stderr)
         return 2
+    root = runs_root(profile)
     print(f"\nall {len(specs)} runs ready in {took} (to use them in another clone of the course, copy "
-          f"its folder {shown_path(runs_root(profile))}/ there)")
+          f"its folder {shown_path(root)}/ there, {_folder_megabytes(root):.0f} MB: with `tar` or `rsync -aH`, "
+          "which keep each run's hard-linked checkpoints one file; `cp -r` doubles them)")
     return 0
+
+
+def _folder_megabytes(folder: Path) -> float:
+    """The bytes under ``folder`` in MB (10^6), each file once however many hard links name it."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in Path(folder).rglob("*"):
+        try:
+            st = path.stat()
+        except OSError:  # removed while walking
+            continue
+        if path.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total / 1e6
 
 
 def _course_runs_minutes(with_camvid: bool) -> str | None:

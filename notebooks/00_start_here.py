@@ -39,7 +39,8 @@
 # **Helpers introduced:** `deeplab_edu.config` (your profile and device),
 # `deeplab_edu.records.environment` (the environment report) and `deeplab_edu.exercises` (`check`
 # your answer, ask for a `hint`; the exercise cells also call `get`, `solved`, `prediction_made` and
-# `measured_and_predicted`). For teachers: `deeplab_edu.book.chapter_headers` (each chapter's time),
+# `measured_and_predicted`). For teachers: `deeplab_edu.book` (`chapter_headers`: each chapter's time;
+# `chapter_workload`: its words of prose and exercises; `NOTEBOOK_DIR`: where the chapters are),
 # `deeplab_edu.viz.training` (`course_runs`, `camvid_run`: the runs `make course-runs` trains before
 # class), `deeplab_edu.records` (`RESULTS_DIR`, `load_record`: the recorded timings) and
 # `deeplab_edu.viz.tables.markdown_table` (a computed table shown as Markdown).
@@ -129,8 +130,12 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # covered). The minutes are upper bounds: each holds the slowest of the
 # course's recorded timings of every chapter (`benchmarks/notebook_times.py`, whose records name
 # the commit and machine), taken one notebook at a time in a slow hour of that machine; the line
-# under the table says how much less the long chapters took in their fastest recorded run. Plan a
-# class with the stated minutes. Chapters 08 and 09 train their models from scratch,
+# under the table says how much less the long chapters took in their fastest recorded run. These
+# minutes are the time the chapter's cells take to *run*; reading and exercises come on top, so the
+# table also counts each chapter's prose (the words of its text cells) and its exercises, and gives
+# the reading time at 100 to 200 words a minute (technical prose, formulas included). The course
+# assumes Python, NumPy and PyTorch basics (tensors, `nn.Module`, a training loop) and what a
+# convolutional network is; chapter 01 starts from the convolution itself. Chapters 08 and 09 train their models from scratch,
 # the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table
 # from a recorded run), and chapter 09 reuses chapter 08's first run. Chapter 11 trains a model on
 # CamVid when a copy of it is present (its minutes count that; without a copy it trains nothing and
@@ -146,14 +151,18 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # %%
 from IPython.display import display
 
-from deeplab_edu.book import chapter_headers
+from deeplab_edu.book import NOTEBOOK_DIR, chapter_headers, chapter_workload
 from deeplab_edu.records import RESULTS_DIR, load_record
 from deeplab_edu.viz.tables import markdown_table
 from deeplab_edu.viz.training import camvid_run, course_runs
 
+workload = {h["source"]: chapter_workload(NOTEBOOK_DIR / h["source"]) for h in chapter_headers()}
 display(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
                         "builds on": ", ".join(f"{c:02d}" for c in h["prerequisites"]) or "-",
-                        "minutes (cpu profile)": f"{h['cpu_minutes']:g}"} for h in chapter_headers()]))
+                        "minutes to run (cpu profile)": f"{h['cpu_minutes']:g}",
+                        "words of prose": f"{workload[h['source']]['words']:,}",
+                        "reading (min)": f"{workload[h['source']]['words'] / 200:.0f}-{workload[h['source']]['words'] / 100:.0f}",
+                        "exercises": workload[h["source"]]["exercises"]} for h in chapter_headers()]))
 print("Before class, `make course-runs` (or `deeplab-edu course-runs`) trains, from the repository's folder,")
 print("the runs chapters 08-10 load:")
 for spec in course_runs("cpu"):
@@ -179,7 +188,8 @@ print(f"The long chapters ({names}) took {min(shares):.0%} to {max(shares):.0%} 
 # `check("CC.N", answer)`. The checker says whether it is right, and if not, *what* is wrong.
 # Running a notebook with unanswered exercises is fine: the checker says "not answered yet".
 # The solutions are hidden: behind a "Show code cell content" button in the book, in a collapsed cell in
-# JupyterLab (click the cell's left bar to open it). Running all cells runs them too, but in your
+# JupyterLab (click the cell's left bar to open it); a class's copy of the chapters
+# (`make student-copy`) may leave them out. Running all cells runs them too, but in your
 # notebook they print nothing (their last line, `solved(...)`, only checks them), so no answer
 # appears until you open one; after a wrong answer, a hint comes with your next try, or at once from
 # `hint("CC.N")` after `from deeplab_edu.exercises import hint` (some hints come in two steps: the

@@ -26,7 +26,8 @@
 # %% [markdown]
 # # 08 · DeepLabv3: assemble and train
 #
-# *About 13 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
+# *About 13 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time),
+# most of it training; once `make course-runs` has run, the training cells load the runs instead.
 # Builds on chapters 03, 04, 05 and 06.*
 #
 # Chapters 03 to 05 built the parts: a backbone whose output stride is 16 or 8 (atrous
@@ -949,6 +950,8 @@ check("08.2", answer_08_2)
 # **Exercise 08.2, measured:**
 
 # %% tags=["hide-output"]
+from deeplab_edu.boundary import mean_valid_fraction  # (section 6's import, for an exercise run on its own)
+
 print(measured_and_predicted(mean_valid_fraction(7, 4), answer_08_2))
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}

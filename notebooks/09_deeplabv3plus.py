@@ -25,8 +25,10 @@
 # %% [markdown]
 # # 09 · DeepLabv3+: decoder and separable convolutions
 #
-# *About 12 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
-# Builds on chapter 08.*
+# *About 12 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time),
+# most of it training; once `make course-runs` has run, the training cells load the runs instead.
+# It compares with chapter 08's trained DeepLabv3: opened before chapter 08 has run, it trains that
+# model too (most of chapter 08's minutes, on top). Builds on chapter 08.*
 #
 # DeepLabv3 predicts on a grid 16 times coarser than the image and stretches the answer back with
 # bilinear interpolation. Object *interiors* survive that; object *boundaries* do not. DeepLabv3+
@@ -869,7 +871,7 @@ check("09.4", answer_09_4)
 
 # %%
 # Your measurement: the wire IoU of `stride_oracle` on grids of 16, 8 and 4, over those 16 scenes
-# (the cell after this one holds a solution).
+# (a hidden solution follows this cell, where your copy of the chapter has one).
 pass  # replace with your code
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}

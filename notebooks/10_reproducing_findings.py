@@ -646,7 +646,8 @@ check("10.3", answer_10_3)
 
 # %%
 # Your measurement: per class, the per-seed IoU differences and their interval over seeds (the cell
-# after this one holds a solution, and its last line an answer to the question below).
+# after this one holds a solution where your copy of the chapter has one, its last line an answer to the
+# question below).
 pass  # replace with your code
 
 # %% [markdown]

@@ -359,7 +359,8 @@ def test_student_copy_drops_every_solution_and_keeps_the_rest(tmp_path) -> None:
     assert [p.name for p in written] == [p.name for p in sources]
     for src, copy in zip(sources, written):
         original, stripped = (jupytext.read(p) for p in (src, copy))
-        kept = [c for c in original.cells if "hide-cell" not in c.metadata.get("tags", [])]
+        kept = [c for c in original.cells if "hide-cell" not in c.metadata.get("tags", [])
+                and not ("remove-cell" in c.metadata.get("tags", []) and "config.course_checks()" in c.source)]
         assert [c.source for c in stripped.cells] == [c.source for c in kept], copy.name
         assert "solved(" not in copy.read_text() or "solved(" in "".join(c.source for c in kept), copy.name
     assert sum("solved(" in p.read_text() for p in sources) > 10  # the course's own chapters keep theirs
@@ -367,3 +368,34 @@ def test_student_copy_drops_every_solution_and_keeps_the_rest(tmp_path) -> None:
         student_copy(NOTEBOOK_DIR)
     with pytest.raises(SystemExit):
         main(["student-copy", str(NOTEBOOK_DIR)])
+
+
+def test_a_student_copy_runs_as_the_course_checks_it(tmp_path) -> None:
+    """A teacher's trial (stop 51): ``book execute`` of the student copy's chapters 02, 03, 05 and 09
+    failed with NameError: the course's own checks of the solutions (cells that run only under
+    ``config.course_checks()``) called the solutions the copy leaves out. The copy drops those checks
+    too; chapter 03 (one of the four) runs as the book runs it."""
+    from deeplab_edu.book import NOTEBOOK_DIR, execute_notebook, student_copy
+
+    (copy,) = student_copy(tmp_path / "class", [NOTEBOOK_DIR / "03_output_stride.py"])
+    assert "block_rates_solution" not in copy.read_text()
+    run = execute_notebook(copy, tmp_path / "03.ipynb", active_profile="smoke")
+    assert run.ok, run.describe()
+
+
+def test_the_answer_key_gives_every_exercise_its_answer(tmp_path, capsys) -> None:
+    """A teacher's trial (stop 51): the book's hidden solutions print "this solution passes the
+    checker", not the value, so a teacher marking by hand had no key. ``python -m deeplab_edu.exercises``
+    prints one row per exercise with the checker's own answer."""
+    from deeplab_edu.exercises import all_exercises
+    from deeplab_edu.exercises.__main__ import main
+
+    main(["--chapter", "08"])
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 + sum(k.startswith("08.") for k in all_exercises())
+    assert any(r.startswith("| 08.3 | predict |") and r.endswith("| (2, 5, 8) |") for r in rows), rows
+    main(["--out", str(tmp_path / "key.md")])
+    key = (tmp_path / "key.md").read_text()
+    assert all(f"| {k} |" in key for k in all_exercises()) and "| 05.2 | value |" in key and "2212352" in key
+    with pytest.raises(SystemExit):
+        main(["--chapter", "99"])

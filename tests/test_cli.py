@@ -510,6 +510,13 @@ def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.
     out = capsys.readouterr().out
     assert f"all 5 together take less than {headers[8] + headers[9] + headers[11]:.0f} min" in out  # with CamVid: 11 too
     assert "all 5 runs ready" in out and f"copy its folder {shown_path(tmp_path / 'runs')}/ there" in out
+    assert "with `tar` or `rsync -aH`" in out  # a teacher's trial: cp -r copied each hard-linked checkpoint twice
+    threads = torch.get_num_threads()
+    try:  # a laptop in use: fewer threads for the runs, as train takes them
+        assert main(["course-runs", "--profile", "cpu", "--threads", "1"]) == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
     trained.clear()
     monkeypatch.setattr("deeplab_edu.config.device", lambda: "cpu")  # gpu runs without CUDA would take days
     assert main(["course-runs", "--profile", "gpu"]) == 2 and "need a CUDA GPU" in capsys.readouterr().err
@@ -899,3 +906,15 @@ def test_the_last_line_of_train_is_short_and_a_finished_run_resumed_says_nothing
     out = capsys.readouterr().out
     assert "nothing trained (the run already has 8 iterations); its last validation: val mIoU" in out
     assert "done in" not in out and not any(line.startswith("train ") for line in out.splitlines()), out
+
+
+def test_a_runs_folder_counts_a_hard_linked_checkpoint_once(tmp_path: Path) -> None:
+    """course-runs says how large the folder to copy is; a run's last.pt is a hard link to its newest
+    checkpoint, which `du` counts once and so must this."""
+    from deeplab_edu.cli import _folder_megabytes
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "iter_800.pt").write_bytes(b"x" * 2_000_000)
+    (tmp_path / "run" / "last.pt").hardlink_to(tmp_path / "run" / "iter_800.pt")
+    (tmp_path / "metrics.json").write_bytes(b"y" * 500_000)
+    assert _folder_megabytes(tmp_path) == pytest.approx(2.5)

@@ -1,0 +1,73 @@
+"""A teacher's answer key: every exercise's reference answer, computed by the package's own checker.
+
+``python -m deeplab_edu.exercises`` prints one Markdown table row per exercise (id, kind, title,
+answer), ``--chapter 08`` only chapter 08's, ``--out key.md`` writes the table to a file. The
+answers are the ones :func:`~deeplab_edu.exercises.check` compares with (a function exercise's
+answer is the package function the learner's is compared with); an answer that needs what this
+machine lacks (chapter 10's findings record, a CamVid copy) says so in its row instead. The book
+shows each solution's code, not always its value: this is where a teacher marking by hand finds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._core import Exercise, _brief, all_exercises
+
+
+def answer_text(ex: Exercise) -> str:
+    """The reference answer of ``ex`` as one line: a value, or for a function exercise the
+    package function it is checked against; why not, when this machine cannot compute it."""
+    try:
+        answer = ex.solution()
+    except Exception as err:  # a record or a data set this machine lacks: say which, keep the key whole
+        return f"(not computed here: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    if ex.kind == "function" and callable(answer):
+        return (f"a function: the chapter's hidden solution cell; the checker's own is "
+                f"`{getattr(answer, '__module__', '?')}.{getattr(answer, '__qualname__', answer)}`")
+    if isinstance(answer, (np.ndarray, torch.Tensor)):  # a count map: every value, row by row
+        return str(np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer).tolist())
+    return _brief(answer, limit=120)
+
+
+def answer_key(chapter: str | None = None) -> str:
+    """The answer key as a Markdown table, every chapter's or only ``chapter``'s (``"08"``).
+
+    Raises:
+        ValueError: ``chapter`` has no exercises.
+    """
+    chosen = {k: ex for k, ex in all_exercises().items() if chapter is None or k.split(".")[0] == chapter}
+    if not chosen:
+        raise ValueError(f"no exercises in chapter {chapter!r}; chapters with exercises: "
+                         f"{', '.join(sorted({k.split('.')[0] for k in all_exercises()}))}")
+    rows = ["| exercise | kind | what it asks | answer |", "|---|---|---|---|"]
+    for key, ex in chosen.items():
+        cells = (key, ex.kind, ex.title, answer_text(ex))
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m deeplab_edu.exercises [--chapter NN] [--out FILE]``."""
+    parser = argparse.ArgumentParser(prog="python -m deeplab_edu.exercises",
+                                     description="A teacher's answer key: every exercise's reference answer.")
+    parser.add_argument("--chapter", help="only this chapter's exercises, e.g. 08")
+    parser.add_argument("--out", type=Path, help="write the Markdown table to this file instead of printing it")
+    args = parser.parse_args(argv)
+    try:
+        table = answer_key(args.chapter)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.out is None:
+        print(table, end="")
+    else:
+        args.out.write_text(table)
+        print(f"answer key of {table.count(chr(10)) - 2} exercises written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
