@@ -54,8 +54,8 @@
 #   `deeplab_edu.complexity` (`count_macs`, `saved_for_backward_bytes`), and from chapter 08
 #   `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`);
 # - boundaries: `deeplab_edu.viz.decoder` (`stride_oracle`, `stride_oracle_scores`, `boundary_band`,
-#   `band_accuracy`, `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.trimap_target`
-#   (the labels inside that band), `deeplab_edu.metrics.ConfusionMatrix` (in exercise 09.4),
+#   `band_accuracy`, `plot_stride_oracles`, `stride_oracle_widget`), the band metrics' measure
+#   `deeplab_edu.metrics.trimap_target` (the labels inside that band, used by `band_metrics`), `deeplab_edu.metrics.ConfusionMatrix` (in exercise 09.4),
 #   `deeplab_edu.metrics.removed_errors_by_band`;
 # - training: `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
 #   `plot_band_comparison`, `plot_model_comparison`), and from chapter 08 `chapter_run`,

@@ -57,12 +57,12 @@
 # - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
 #   `FINDINGS`, `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
 #   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
-#   records' description (`describe()`, chapter 08's `describe_record`), `deeplab_edu.records.shown_path`
+#   records' description (`describe()`, built on chapter 08's `describe_record`), `deeplab_edu.records.shown_path`
 #   (a path as a notebook prints it);
 # - the statistics: `deeplab_edu.findings` (`bootstrap_difference`, `seed_interval`,
 #   `seed_prediction_interval`, `seed_values`, `metric`, `miou`, `class_iou`, `verdict`,
 #   `joint_verdict`);
-# - the tables: `deeplab_edu.findings.findings_table` (`SHOWN_COLUMNS`, `shown_rows`),
+# - the tables: `deeplab_edu.findings.findings_table` (`shown_rows`: its `SHOWN_COLUMNS`),
 #   `deeplab_edu.viz.tables.markdown_table` (00);
 # - from earlier chapters: the validation scenes (`deeplab_edu.data.build_dataset` with
 #   `deeplab_edu.data.transforms.eval_transform` and the class list
