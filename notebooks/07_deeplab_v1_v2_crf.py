@@ -587,9 +587,12 @@ assert torch.allclose(probs[0], mean_field(unary_from_logits(logits_t), image_t,
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 07.1
+# ### Exercise 07.1 (a value, then measure)
 # The paper did not try a $3 \times 3$ fc6 at rate 8. Which field of view does the rule above,
-# the one that reproduces v1 Table 2's four rows, give it?
+# the one that reproduces v1 Table 2's four rows, give it? Then run the cell after it: it builds
+# that network and measures the *other* kind, the full theoretical receptive field of its fc7,
+# beside LargeFOV's (rate 12). Before you run it: by how many pixels should each kind shrink from
+# rate 12 to rate 8, and why is the full one so much larger than Table 2's?
 
 # %%
 from deeplab_edu.exercises import check, prediction_made, solved
@@ -597,10 +600,27 @@ from deeplab_edu.exercises import check, prediction_made, solved
 answer_07_1 = ...  # your answer here
 check("07.1", answer_07_1)
 
+# %% [markdown]
+# **Exercise 07.1, measured:**
+
+# %% tags=["hide-output"]
+if prediction_made("07.1", answer_07_1):
+    with torch.device("meta"):
+        v1_rate8 = build_model("deeplabv1", num_classes=21, atrous_rates=(8,))
+    rf_rate8 = receptive_field_of(v1_rate8.backbone)
+    print(f"fc6 3x3 at rate 8: full theoretical receptive field {rf_rate8.size} px; LargeFOV (rate 12): {rf.size} px "
+          f"({rf.size - rf_rate8.size} px more)")
+
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
-# k_e = 3 + 2 * 7 = 17; outer tap centres 8 * 16 = 128 px apart, plus one 32-px cell
-solved("07.1", output_stride * (effective_kernel_size(3, 8) - 1) + vgg_cell)
+# k_e = 3 + 2 * 7 = 17; outer tap centres 8 * 16 = 128 px apart, plus one 32-px cell. From rate
+# 12 to rate 8 both kinds shrink alike: fc6's two gaps each lose 4 cells of 8 px, 64 px; the full
+# field also counts what every layer below fc6 sees around a pool5 cell, which Table 2's count leaves out.
+fov_rate8 = output_stride * (effective_kernel_size(3, 8) - 1) + vgg_cell
+with torch.device("meta"):
+    rf_rate8_solution = receptive_field_of(build_model("deeplabv1", num_classes=21, atrous_rates=(8,)).backbone)
+solved("07.1", fov_rate8, f"Table 2's kind: {fov_rate8} px at rate 8, {fovs['3x3, rate 12']} at rate 12; full theoretical "
+       f"receptive field: {rf_rate8_solution.size} px at rate 8, {rf.size} at rate 12")
 
 # %% [markdown]
 # ### Exercise 07.2
