@@ -275,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     pr.add_argument("--threads", type=int, help=_THREADS_HELP)
     pr.add_argument("--overwrite", action="store_true",
-                    help="replace files of those names that predict did not write (by default it refuses: a "
-                         "ground-truth a_mask.png beside a.png, say)")
+                    help="replace files of those names that predict did not write, or wrote for another image of "
+                         "the same name (by default it refuses: a ground-truth a_mask.png beside a.png, say, or "
+                         "a.png's mask when a.webp is predicted)")
 
     ex = sub.add_parser("export", help="a trained run as a model file to share or predict with (no optimiser "
                                        "state), and/or as ONNX")
@@ -556,13 +557,18 @@ PREDICT_SOFTWARE = "deeplab-edu predict"
 
 def _written_by_predict(path: Path) -> bool:
     """Whether ``path`` is a PNG that ``predict`` wrote (its ``Software`` text is :data:`PREDICT_SOFTWARE`)."""
+    return _png_text(path).get("Software") == PREDICT_SOFTWARE
+
+
+def _png_text(path: Path) -> dict[str, str]:
+    """The text chunks of the PNG ``path`` (``{}`` for another file or none)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return getattr(image, "text", {}).get("Software") == PREDICT_SOFTWARE
+            return dict(getattr(image, "text", {}))
     except (OSError, UnidentifiedImageError, ValueError):
-        return False
+        return {}
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -637,8 +643,15 @@ def _predict(args: argparse.Namespace) -> int:
         raise FileExistsError(f"--out {out} already holds {', '.join(t.name for t in foreign[:3])}"
                               f"{' ...' if len(foreign) > 3 else ''}, which predict did not write; give another "
                               "--out, or --overwrite to replace them")
-    marked = PngInfo()
-    marked.add_text("Software", PREDICT_SOFTWARE)  # what _written_by_predict reads on the next call
+    # predicted by an earlier call from another image of the same stem (odd.png, then odd.webp): not replaced
+    # without a word either; the same image predicted again is (the Source text names it; older files lack it)
+    sources = {out / f"{names[f]}_{kind}.png": f.name for f in files for kind in ("mask", "overlay")}
+    other = [(t, was) for t in targets if t.exists() and not args.overwrite
+             and (was := _png_text(t).get("Source")) not in (None, sources[t])]
+    if other:
+        raise FileExistsError(f"--out {out} already holds {', '.join(f'{t.name} (of {was})' for t, was in other[:3])}"
+                              f"{' ...' if len(other) > 3 else ''}, which an earlier predict wrote for another image "
+                              "of the same name; give another --out, or --overwrite to replace them")
     flat_palette = [c for rgb in palette for c in rgb]
     failed: list[str] = []
     warned_large = False
@@ -671,6 +684,9 @@ def _predict(args: argparse.Namespace) -> int:
                 print(f"skipped: {message}", file=sys.stderr)
                 continue
             mask_path, overlay_path = out / f"{names[f]}_mask.png", out / f"{names[f]}_overlay.png"
+            marked = PngInfo()
+            marked.add_text("Software", PREDICT_SOFTWARE)  # what _written_by_predict reads on the next call
+            marked.add_text("Source", f.name)  # which image: another of the same stem must not replace it unasked
             # class indices in a palette PNG: np.asarray(Image.open(mask_path)) gives them, viewers show colours
             mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), pred.numpy().astype("uint8").tobytes())
             mask.putpalette(flat_palette)

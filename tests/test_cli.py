@@ -742,6 +742,14 @@ def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "pred" / "a_overlay.png"), "--out",
                  str(tmp_path / "one")]) == 0  # one such file, by name: predicted, with a note
     assert "a_overlay.png is a mask or overlay an earlier predict wrote" in capsys.readouterr().err
+    # a practitioner's review (stop 51): a.png, then a.webp of the same stem, into one --out in two calls
+    # replaced a.png's mask without a word; the same image predicted again still replaces its own
+    Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(tmp_path / "a.webp")
+    pred_args = ["predict", "--checkpoint", ckpt, "--out", str(tmp_path / "pred")]
+    assert main([*pred_args, str(tmp_path / "a.webp")]) == 2
+    assert "a_mask.png (of a.png)" in capsys.readouterr().err
+    assert main([*pred_args, str(images / "a.png")]) == 0
+    assert main([*pred_args, "--overwrite", str(tmp_path / "a.webp")]) == 0
 
 
 #: The benchmark function each ``bench --mode`` calls.
