@@ -365,17 +365,14 @@ def _set_environ(values: Mapping[str, str | None]) -> None:
 
 def _without_solutions(nb: Any) -> Any:
     """``nb`` (a jupytext notebook) without the cells the book hides behind a button (``hide-cell``: the
-    exercises' solutions); changed in place and returned."""
-    nb.cells = [c for c in nb.cells if "hide-cell" not in c.metadata.get("tags", [])]
-    return nb
+    exercises' solutions) and without the course's own checks of them (``remove-cell`` cells that run only
+    where the course checks itself, under ``config.course_checks()``: without the solutions they would
+    fail on names nothing defines any more); changed in place and returned."""
+    def kept(cell: Any) -> bool:
+        tags = cell.metadata.get("tags", [])
+        return "hide-cell" not in tags and not ("remove-cell" in tags and "config.course_checks()" in cell.source)
 
-
-def _without_course_checks_of_solutions(nb: Any) -> Any:
-    """``nb`` without the course's own checks that run only where the course checks itself
-    (``config.course_checks()``: the book's build, the tests) and that test the solutions: in a copy
-    without the solutions they would fail on names it no longer defines; changed in place and returned."""
-    nb.cells = [c for c in nb.cells if not ("remove-cell" in c.metadata.get("tags", [])
-                                            and "config.course_checks()" in c.source)]
+    nb.cells = [c for c in nb.cells if kept(c)]
     return nb
 
 
@@ -406,7 +403,7 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in chosen:
-        nb = _without_course_checks_of_solutions(_without_solutions(jupytext.reads(src.read_text(), fmt="py:percent")))
+        nb = _without_solutions(jupytext.reads(src.read_text(), fmt="py:percent"))
         write_text_atomic(out_dir / src.name, jupytext.writes(nb, fmt="py:percent"))
         written.append(out_dir / src.name)
     return written
@@ -468,9 +465,9 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
             (``DEEPLAB_EDU_COURSE_CHECKS`` unset, see :func:`deeplab_edu.config.course_checks`), so
             that hidden solutions and measuring cells behave as they do for a learner. The book's
             runs (the default) set it.
-        solutions: False drops the cells the book hides (``hide-cell``: the exercises' solutions)
-            before running, as for a learner who never opens them (a failing cell's index then
-            counts the cells that ran; its line is the ``.py`` source's).
+        solutions: False drops the cells the book hides (``hide-cell``: the exercises' solutions), and
+            the course's own checks of them, before running, as for a learner who never opens them (a
+            failing cell's index then counts the cells that ran; its line is the ``.py`` source's).
 
     Either way the kernel draws figures inline and prints no absolute path of the machine
     (``_KERNEL_ENV``), as for the book.

@@ -637,17 +637,17 @@ def _predict(args: argparse.Namespace) -> int:
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
     names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
-    targets = [out / f"{names[f]}_{kind}.png" for f in files for kind in ("mask", "overlay")]
-    foreign = [t for t in targets if t.exists() and not args.overwrite and not _written_by_predict(t)]
+    # each file to write, with the image it is predicted from
+    sources = {out / f"{names[f]}_{kind}.png": f.name for f in files for kind in ("mask", "overlay")}
+    existing = {} if args.overwrite else {t: _png_text(t) for t in sources if t.exists()}  # each read once
+    foreign = [t for t, text in existing.items() if text.get("Software") != PREDICT_SOFTWARE]
     if foreign:  # before any file is predicted: a ground-truth a_mask.png beside a.png was replaced silently
         raise FileExistsError(f"--out {out} already holds {', '.join(t.name for t in foreign[:3])}"
                               f"{' ...' if len(foreign) > 3 else ''}, which predict did not write; give another "
                               "--out, or --overwrite to replace them")
     # predicted by an earlier call from another image of the same stem (odd.png, then odd.webp): not replaced
     # without a word either; the same image predicted again is (the Source text names it; older files lack it)
-    sources = {out / f"{names[f]}_{kind}.png": f.name for f in files for kind in ("mask", "overlay")}
-    other = [(t, was) for t in targets if t.exists() and not args.overwrite
-             and (was := _png_text(t).get("Source")) not in (None, sources[t])]
+    other = [(t, was) for t, text in existing.items() if (was := text.get("Source")) not in (None, sources[t])]
     if other:
         raise FileExistsError(f"--out {out} already holds {', '.join(f'{t.name} (of {was})' for t, was in other[:3])}"
                               f"{' ...' if len(other) > 3 else ''}, which an earlier predict wrote for another image "

@@ -99,7 +99,9 @@ class DeepLab(nn.Module):
         """
         check_output_stride(output_stride)
         rates, current = self.atrous_rates if self.aspp is not None else (), self.output_stride
-        if any(r * current % output_stride for r in rates):  # atrous_rates_for's advice is for building a model
+        try:
+            new_rates = atrous_rates_for(output_stride, rates, current)
+        except ValueError:  # its advice is for building a model: say what this built one can do
             fits = [s for s in (8, 16, 32) if s != current and not any(r * current % s for r in rates)]
             raise ValueError(
                 f"this model's atrous_rates {rates} at output stride {current} do not scale to whole rates at output "
@@ -107,8 +109,7 @@ class DeepLab(nn.Module):
                 + (f"it can switch to output stride {' or '.join(map(str, fits))}" if fits else
                    "it can switch to no other output stride")
                 + f", or build it with rates that are multiples of {output_stride // current}"
-                f" at output stride {current}")
-        new_rates = atrous_rates_for(output_stride, rates, current) if self.aspp is not None else ()
+                f" at output stride {current}") from None
         self.backbone.set_output_stride(output_stride)
         if self.aspp is not None:
             self.aspp.atrous_rates = new_rates
@@ -171,7 +172,6 @@ class DeepLab(nn.Module):
         return result
 
 
-
 def _in_channels(module: nn.Module) -> int | None:
     """The channels ``module``'s first convolution takes (``None`` when it has none)."""
     conv = _first_conv(module)
@@ -184,10 +184,11 @@ def _first_conv(module: nn.Module) -> nn.Conv2d | None:
 
 
 def _check_wiring(owner: str, links: Sequence[tuple[str, int | None, str, int | None]]) -> None:
-    """Each ``(what gives, channels, what takes, channels)`` link agrees (each phrase ends in its verb), else a ValueError naming both
-    ends: a head built for other channels than its backbone gives fails here, when the model is
-    assembled, instead of inside a convolution at the first forward pass. A side that does not say
-    its channels (``None``: a backbone of one's own without the attribute) is not checked."""
+    """Each ``(what gives, channels, what takes, channels)`` link agrees (each phrase ends in its verb),
+    else a ValueError naming both ends: a head built for other channels than its backbone gives fails
+    here, when the model is assembled, instead of inside a convolution at the first forward pass. A
+    side that does not say its channels (``None``: a backbone of one's own without the attribute) is
+    not checked."""
     for giver, given, taker, taken in links:
         if given is not None and taken is not None and int(given) != int(taken):
             raise ValueError(f"{owner}: {giver} {given} channels but {taker} {taken}; build the head "
@@ -235,11 +236,10 @@ class DeepLabV2(DeepLab):
     aspp: ASPPv2
 
     def __init__(self, backbone: Backbone, aspp: ASPPv2, num_classes: int, aux_loss: bool = False) -> None:
-        branch = aspp.branches[0] if len(aspp.branches) else nn.Identity()
-        last = [m for m in branch.modules() if isinstance(m, nn.Conv2d)]
+        scores = [m for m in aspp.branches[0].modules() if isinstance(m, nn.Conv2d)][-1]  # ASPPv2 has 1+ branch
         _check_wiring("DeepLabV2", [
             ("the backbone gives", getattr(backbone, "out_channels", None), "the ASPP takes", _in_channels(aspp)),
-            ("the ASPP scores", last[-1].out_channels if last else None, "the model's num_classes is", num_classes)])
+            ("the ASPP scores", scores.out_channels, "the model's num_classes is", num_classes)])
         super().__init__(backbone, num_classes, aux_loss)
         self.aspp = aspp
 
