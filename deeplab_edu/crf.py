@@ -572,8 +572,8 @@ def dense_crf(
 class DenseCRF(nn.Module):
     """The CRF as a post-processing module: ``DenseCRF()(logits, image)`` gives probabilities.
 
-    It has no trainable parameters (DeepLab v1/v2 cross-validate them, sec. 4.1.1) and runs
-    without gradients.
+    It has no trainable parameters (DeepLab v1 sec. 5 and v2 sec. 4.1.1 cross-validate them) and
+    runs without gradients.
     """
 
     def __init__(self, params: CRFParams = DEEPLAB_RELEASED, *, method: Method = "auto") -> None:

@@ -133,7 +133,9 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # under the table says how much less the long chapters took in their fastest recorded run. These
 # minutes are the time the chapter's cells take to *run*; reading and exercises come on top, so the
 # table also counts each chapter's prose (the words of its text cells) and its exercises, and gives
-# the reading time at 100 to 200 words a minute (technical prose, formulas included). The course
+# the reading time at 100 to 200 words a minute: our assumption for technical prose with formulas,
+# below the 175 to 300 words a minute at which most adults read ordinary non-fiction silently
+# (238 on average, {cite:t}`brysbaert2019reading`'s meta-analysis). The course
 # assumes Python, NumPy and PyTorch basics (tensors, `nn.Module`, a training loop) and what a
 # convolutional network is; chapter 01 starts from the convolution itself. Chapters 08 and 09 train their models from scratch,
 # the longest steps of the course; chapter 10 reuses those runs (and reads its many-seed table

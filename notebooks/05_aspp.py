@@ -74,8 +74,8 @@ print(f"profile: {config.profile()}")
 # DeepLab v2 (sec. 3.2, Fig. 4) puts four branches on top of the backbone's features $x$ (output
 # stride 8). Branch $r$ is a $3 \times 3$ atrous convolution at rate $r$ that directly produces
 # class scores (on VGG-16 it is an fc6-fc7-fc8 stack instead, 1024 channels wide and far larger:
-# chapter 07 counts it). The scores are **summed** (the paper's text says the branches are "fused";
-# the released model adds them, an element-wise sum):
+# chapter 07 counts it). The scores are **summed** (the paper's text says the branches are "fused",
+# its Fig. 7 calls the block "Sum-Fusion", and the released model adds them, an element-wise sum):
 #
 # $$
 # s(x) = \sum_{r \in \{6, 12, 18, 24\}} W_r \circledast_r x + b_r ,

@@ -197,7 +197,7 @@ assert rf.stride == 8 and rf.size > 224
 # | ASPP-S | 2, 4, 8, 12 | 66.98 | 69.73 |
 # | ASPP-L | 6, 12, 18, 24 | 68.96 | 71.57 |
 #
-# With ResNet-101, multi-scale inputs, COCO pre-training and augmentation, the CRF still adds
+# With ResNet-101, ASPP, multi-scale inputs, COCO pre-training and augmentation, the CRF still adds
 # 1.3 points: 76.35 → 77.69 (v2 Table 4), 79.7 % on the VOC 2012 test set (Table 5).
 #
 # Chapter 05 looks inside ASPP; here we count what the two settings cost.

@@ -340,7 +340,7 @@ else:
 # - **Loss:** softmax cross-entropy averaged over the pixels, with label 255 (*ignore*) left out
 #   of the loss and of the metric: VOC marks object borders and "void" regions with it, our
 #   procedural scenes mark random clutter with it.
-# - **Optimiser:** SGD with momentum 0.9 (stated in DeepLab v2's sec. 4.1 {cite:p}`chen2018deeplabv2`;
+# - **Optimiser:** SGD with momentum 0.9 (stated in DeepLab v2's sec. 4.1.1 {cite:p}`chen2018deeplabv2`;
 #   DeepLabv3's text does not repeat it) and the *poly* learning rate
 #   $\mathrm{lr}(t) = \mathrm{lr}_0\,(1 - t/T)^{0.9}$ for iteration $t$ of $T$ (the paper:
 #   $\mathrm{lr}_0 = 0.007$, $T = 30\,000$, an ImageNet-initialised ResNet).

@@ -264,8 +264,8 @@ assert min(short.values()) > 0 and abs(short["v3"] - short["v3+"]) < 0.2 * short
 # not an upper bound for a network, whose logits in a cell can be far sharper than proportions
 # (section 5's table sets it beside the trained models: DeepLabv3+ draws wires this prediction
 # misses), but it shows what a coarse grid does.
-# We score it inside a band around the label boundaries, adapted from the "trimap" of DeepLab v2 and
-# DeepLabv3+ (Fig. 5), which dilate VOC's 'void' annotations, the band its annotators left
+# We score it inside a band around the label boundaries, adapted from the "trimap" of DeepLab v1
+# (sec. 5, Fig. 5) and DeepLabv3+ (sec. 4.4, Fig. 5), which dilate VOC's 'void' annotations, the band its annotators left
 # unlabelled along object boundaries; our scenes have no such band, so we dilate the label changes
 # instead: the boundary pixels (those with a neighbour of another label, $w = 0$) and the pixels
 # within $w$ pixels of them (`boundary_band`; section 5 scores the trained models in the same

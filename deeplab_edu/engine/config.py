@@ -132,8 +132,8 @@ class TrainConfig:
     # loss
     #: Weight of the auxiliary head's loss (``aux_loss``).
     aux_weight: float = 0.5
-    #: Fraction of the hardest pixels the loss keeps, in (0, 1] (1: plain cross-entropy; DeepLabv3's
-    #: appendix bootstraps hard pixels on Cityscapes).
+    #: Fraction of the hardest pixels the loss keeps, in (0, 1] (1: plain cross-entropy; the released
+    #: DeepLab code's ``top_k_percent_pixels``: DeepLabv3 sec. 4.3 duplicates hard images instead).
     top_k: float = 1.0
     #: Steps over which ``top_k`` falls from 1 to its value.
     hard_mining_iters: int = 0

@@ -502,7 +502,7 @@ class ASPP(nn.Module):
             the 1x1 branch (and image pooling) alone, an ablation.
         out_channels: filters per branch and after the projection (256 in the paper).
         image_pooling: include the image-level branch.
-        separable: depthwise-separable atrous convs (DeepLabv3+ sec. 3.2).
+        separable: depthwise-separable atrous convs (DeepLabv3+ sec. 3.1, Fig. 3; "SC" in Table 5).
         dropout: dropout after the projection (torchvision uses 0.5; DeepLabv3+'s code 0.1).
 
     Raises:
@@ -586,8 +586,8 @@ class ASPP(nn.Module):
 
 
 class ASPPv2(nn.Module):
-    """DeepLab v2's ASPP (sec. 3.2, Fig. 4): one classifier per rate, scores summed (the paper says "fused";
-    the released model adds the branches' scores, an element-wise sum).
+    """DeepLab v2's ASPP (sec. 3.2, Fig. 4): one classifier per rate, scores summed (the text says "fused",
+    Fig. 7 "Sum-Fusion"; the released model adds the branches' scores, an element-wise sum).
 
     Args:
         in_channels: backbone channels (2048 for ResNet-101, 512 for VGG-16 after pool5).
