@@ -25,6 +25,7 @@ cross-correlation that deep-learning libraries call convolution). This module gi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -287,27 +288,31 @@ def cost_vs_rate(
 
     Returns:
         one row per rate: ``rate``, ``effective kernel``, ``params``, ``MACs`` and, with
-        ``time_it``, the median ``forward (ms)`` on this machine.
+        ``time_it``, the median ``forward (ms)`` on this machine (the rates timed in interleaved
+        rounds, :func:`~deeplab_edu.complexity.time_interleaved`: timed one after the other, the first
+        rate paid the process's warm-up and looked many times slower).
 
     Raises:
         ValueError: a rate at which ``kernel_size`` has no symmetric "same" padding (an odd
             ``rate * (kernel_size - 1)``, :func:`same_padding`), or a rate below 1.
     """
-    from .complexity import count_macs, count_parameters, time_forward
+    from .complexity import count_macs, count_parameters, time_interleaved
 
-    rows = []
+    rows: list[dict[str, float]] = []
     x = torch.randn(1, channels, size, size)
+    convs = {r: nn.Conv2d(channels, channels, kernel_size, padding=same_padding(kernel_size, r), dilation=r)
+             for r in rates}
     for r in rates:
-        conv = nn.Conv2d(channels, channels, kernel_size, padding=same_padding(kernel_size, r), dilation=r)
-        row: dict[str, float] = {
+        rows.append({
             "rate": r,
             "effective kernel": effective_kernel_size(kernel_size, r),
-            "params": count_parameters(conv),
-            "MACs": count_macs(conv, x),
-        }
-        if time_it:
-            row["forward (ms)"] = 1e3 * time_forward(conv, x, repeats=5, warmup=1)
-        rows.append(row)
+            "params": count_parameters(convs[r]),
+            "MACs": count_macs(convs[r], x),
+        })
+    if time_it:
+        seconds = time_interleaved({r: functools.partial(conv, x) for r, conv in convs.items()}, repeats=5, warmup=2)
+        for row, r in zip(rows, rates):
+            row["forward (ms)"] = 1e3 * seconds[r]
     return rows
 
 

@@ -879,17 +879,44 @@ SMOKE_NOTE = (
 )
 
 
+#: Outputs wider than this (pixels of an image, columns of a printed table) would be shrunk or cramped
+#: in the book's text column (about 690 px at a 1280-px window): their cells span the page's margin too
+#: (sphinx-book-theme's ``full-width`` tag, 136 % of the column).
+WIDE_IMAGE_PX, WIDE_TABLE_COLUMNS = 760, 9
+
+
+def _is_wide(output: Mapping[str, Any]) -> bool:
+    """Whether a cell's output is an image wider than :data:`WIDE_IMAGE_PX` or a printed Markdown table
+    of at least :data:`WIDE_TABLE_COLUMNS` columns."""
+    import base64
+    import struct
+
+    data = output.get("data", {})
+    if png := data.get("image/png"):
+        width = output.get("metadata", {}).get("image/png", {}).get("width")
+        if width is None:  # the PNG header's IHDR: width at bytes 16-20
+            width = struct.unpack(">I", base64.b64decode(str(png)[:44])[16:20])[0]
+        return int(width) > WIDE_IMAGE_PX
+    header = str(data.get("text/markdown", "")).lstrip().partition("\n")[0]
+    return header.startswith("|") and header.count("|") - 1 >= WIDE_TABLE_COLUMNS
+
+
 def _for_the_page(nb: Any, profile: str | None = None) -> Any:
     """The notebook as the book shows it: widget views (which need a kernel) become a short note;
     progress bars become the text of their final state, printed (a stdout stream, so that the
     book's merged streams keep it in order with the cell's printed lines), and transient bars
-    (``leave=False``) nothing; in the ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the
-    title."""
+    (``leave=False``) nothing; a cell with a wide output (:func:`_is_wide`) spans the margin too
+    (``full-width``); in the ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title."""
     import nbformat
 
     if profile == "smoke":
-        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0,
-                        nbformat.v4.new_markdown_cell(SMOKE_NOTE))
+        first = nb.cells[0] if nb.cells and nb.cells[0].cell_type == "markdown" else None
+        title, _, rest = first.source.partition("\n") if first is not None and first.source.startswith("# ") else ("", "", "")
+        if first is not None and title:  # the warning right under the title, before the objectives
+            first.source = title
+            nb.cells[1:1] = [nbformat.v4.new_markdown_cell(SMOKE_NOTE), nbformat.v4.new_markdown_cell(rest.strip("\n"))]
+        else:
+            nb.cells.insert(1 if first is not None else 0, nbformat.v4.new_markdown_cell(SMOKE_NOTE))
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -908,18 +935,27 @@ def _for_the_page(nb: Any, profile: str | None = None) -> Any:
                     out["data"] = {"text/markdown": _widget_note(model_id, state)}
             outputs.append(out)
         cell.outputs = outputs
+        tags = cell.metadata.setdefault("tags", [])
+        if any(_is_wide(out) for out in outputs) and "full-width" not in tags:
+            tags.append("full-width")
     nb.metadata.pop("widgets", None)
     return nb
 
 
+#: Tags of the cells whose outputs the published ``.ipynb`` leaves out: a solution (``hide-cell``) and
+#: a measurement that answers a prediction (``hide-output``: "measured: 0" after exercise 03.1).
+_ANSWER_TAGS = frozenset({"hide-cell", "hide-output"})
+
+
 def _for_colab(nb: Any) -> Any:
     """The published copy: a first cell installs the course's package when run in Colab, and the
-    exercise solutions (``hide-cell``) carry no outputs: Colab and JupyterLab show a cell's output
-    even where its code is collapsed, and a solution's output is the answer (running it shows it)."""
+    exercise solutions (``hide-cell``) and the measurements that answer a prediction (``hide-output``)
+    carry no outputs: Colab and JupyterLab show a cell's output even where the book collapses it,
+    and that output is the answer (running the cell shows it)."""
     import nbformat
 
     for cell in nb.cells:
-        if cell.cell_type == "code" and "hide-cell" in cell.metadata.get("tags", []):
+        if cell.cell_type == "code" and _ANSWER_TAGS & set(cell.metadata.get("tags", [])):
             cell.outputs, cell.execution_count = [], None
 
     repo = _repository_url()
@@ -957,13 +993,18 @@ def _stage(stage: Path, runs: Sequence[NotebookRun]) -> None:
 
 
 def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:
-    """Copy each executed notebook next to its page: ``notebooks/05_aspp.html`` + ``.ipynb``."""
+    """Copy each executed notebook next to its page (``notebooks/05_aspp.html`` + ``.ipynb``, which
+    Colab opens) and put the same copy where the page's download button points
+    (``_sources/notebooks/05_aspp.ipynb``, which Sphinx wrote with the answers' outputs in it)."""
     import nbformat
 
     for run in runs:
         nb = nbformat.read(run.executed, as_version=4)
         nb.metadata.pop("deeplab_edu_build", None)
-        nbformat.write(_for_colab(nb), html / "notebooks" / run.executed.name)
+        published = _for_colab(nb)
+        nbformat.write(published, html / "notebooks" / run.executed.name)
+        if (download := html / "_sources" / "notebooks" / run.executed.name).exists():
+            nbformat.write(published, download)
 
 
 def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, jobs: int = 2,
@@ -1086,11 +1127,67 @@ def _add_static(app: Any, config: Any) -> None:
     config.html_static_path = [*config.html_static_path, str(BOOK_DIR / "_static")]
 
 
+def _attribute_doc_has_no_type(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Keep napoleon from reading an attribute's first line as ``type: description``.
+
+    The package documents attributes, data and properties in prose (``#: Random scale factors of
+    training images, (min, max) (DeepLabv3 sec. 4.1: 0.5 to 2.0).``) and gives their types as hints;
+    napoleon's Google style would split that line at its colon into a "Type" field ("0.5 to 2.0).")
+    and a description. A leading ``": "`` is an empty type in its syntax: the whole line is the
+    description. Runs before napoleon (``autodoc-process-docstring`` at priority 400; napoleon's is 500).
+    """
+    if what in ("attribute", "data", "property"):
+        for i, line in enumerate(lines):
+            if line.strip():
+                lines[i] = ": " + line
+                break
+
+
+#: The bibliography's style (``bibtex_default_style`` in ``book/_config.yml``): each entry labelled as
+#: the text cites it ("Chen et al., 2018a", ``bibtex_reference_style: author_year``), sorted by author
+#: and year; pybtex's default labels ("[CPK+8a]") match nothing a reader sees in the chapters.
+BIBLIOGRAPHY_STYLE = "deeplab_edu_author_year"
+
+
+def _register_bibliography_style() -> None:
+    """Register :data:`BIBLIOGRAPHY_STYLE` with pybtex: ``unsrt``'s entries, author-year labels."""
+    from pybtex.plugin import register_plugin
+    from pybtex.richtext import Text
+    from pybtex.style.formatting.unsrt import Style
+    from pybtex.style.labels import BaseLabelStyle
+    from pybtex.style.sorting import BaseSortingStyle
+
+    def last_names(entry: Any) -> list[str]:
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        return [Text(*person.rich_last_names).render_as("text") for person in people]
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries: Any) -> Any:
+            for entry in sorted_entries:
+                names = last_names(entry)
+                who = f"{names[0]} et al." if len(names) > 2 else " and ".join(names) or entry.key
+                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+    class ByLabel(BaseSortingStyle):  # as the labels read: first author, then year ("2018a" before "2018b")
+        def sorting_key(self, entry: Any) -> tuple[str, str, str]:
+            return (" ".join(last_names(entry)[:1]).lower(), entry.fields.get("year", ""), entry.fields.get("title", ""))
+
+    class AuthorYearStyle(Style):
+        default_label_style = AuthorYearLabels
+        default_sorting_style = ByLabel
+
+    register_plugin("pybtex.style.formatting", BIBLIOGRAPHY_STYLE, AuthorYearStyle, force=True)
+
+
 def setup(app: Any) -> dict[str, Any]:
-    """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix and the book's
-    stylesheet (``book/_static/deeplab_edu.css``: printed output, long inline code and signatures wrap;
-    wide tables and equations scroll in place)."""
+    """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix, attribute
+    documentation read as prose (:func:`_attribute_doc_has_no_type`), the bibliography's labels
+    (:data:`BIBLIOGRAPHY_STYLE`) and the book's stylesheet
+    (``book/_static/deeplab_edu.css``: printed output, long inline code and signatures wrap; wide
+    tables and equations scroll in place)."""
     app.connect("config-inited", _add_static)
+    app.connect("autodoc-process-docstring", _attribute_doc_has_no_type, priority=400)
+    _register_bibliography_style()
     app.add_css_file("deeplab_edu.css")
     app.connect("html-page-context", _launch_links, priority=900)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)

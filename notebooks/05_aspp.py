@@ -53,6 +53,7 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 from deeplab_edu import config
@@ -97,8 +98,6 @@ print(f"each branch gives class scores of shape {tuple(votes[0].shape)}; the sum
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-import torch.nn.functional as F
-
 with torch.no_grad():  # branch r is eq. (1) at rate r with "same" padding, and the module sums them
     for conv, rate, vote in zip(aspp_v2.branch_convs(0), (6, 12, 18, 24), votes):
         assert torch.allclose(vote, F.conv2d(x, conv.weight, conv.bias, padding=rate, dilation=rate), atol=1e-5), rate

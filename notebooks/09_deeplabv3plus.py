@@ -237,7 +237,8 @@ print(f"separable convolutions save {saved_params:.2f} M parameters and {saved_m
 paper_decoder = PUBLISHED_GMACS[("deeplabv3plus", "resnet101", 16)][0] - PUBLISHED_GMACS[("deeplabv3", "resnet101", 16)][0]
 print(f"a decoder with regular convolutions adds {rows[1]['GMACs (ours)'] - rows[0]['GMACs (ours)']:.2f} GMACs to "
       f"DeepLabv3 (the paper's Table 3: {paper_decoder:.2f}); the separable DeepLabv3+, whose ASPP is separable too, "
-      f"costs {rows[2]['GMACs (ours)'] - rows[0]['GMACs (ours)']:+.2f} GMACs against DeepLabv3")
+      f"costs {abs(rows[2]['GMACs (ours)'] - rows[0]['GMACs (ours)']):.2f} GMACs "
+      f"{'less' if rows[2]['GMACs (ours)'] < rows[0]['GMACs (ours)'] else 'more'} than DeepLabv3")
 short = {label: r["GMACs (DeepLabv3+ Table 3)"] - r["GMACs (ours)"] for label, r in zip(("v3", "v3+"), rows)}
 decoder_gap = (rows[1]["GMACs (ours)"] - rows[0]["GMACs (ours)"]) / paper_decoder - 1
 print(f"our counts below the paper's: DeepLabv3 by {short['v3']:.2f} GMACs, the regular DeepLabv3+ by "

@@ -651,7 +651,7 @@ check("10.3", answer_10_3)
 pass  # replace with your code
 
 # %% [markdown]
-# *Your sentence* (double-click to edit): what would it take to show that image pooling matters for
+# *Your sentence* (in the notebook, double-click this cell to edit it): what would it take to show that image pooling matters for
 # one class?
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}

@@ -150,6 +150,7 @@ assert camvid_gpu.eval_output_stride == 8
 # %%
 import time
 
+from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.report import history_from_record, plot_history, plot_metric_bars
 from deeplab_edu.data.classes import CAMVID
 from deeplab_edu.records import describe_record, load_record

@@ -34,6 +34,8 @@ def test_table_rows_and_published_figures() -> None:
     assert len({r["params (M)"] for r in costs}) == 1
     md = markdown_text(rows)
     assert md.count("\n") == 3 and "–" in md
+    # NaN (the IoU of a class absent from the scenes) as the metrics' tables write it, not "nan"
+    assert markdown_text([{"class": "boat", "IoU (%)": float("nan"), "n": 2}]).splitlines()[-1] == "| boat | n/a | 2 |"
 
 
 def test_trace_stages_follows_the_forward_pass() -> None:

@@ -15,6 +15,8 @@ __all__ = ["markdown_table", "markdown_text"]
 def _cell(value: Any, digits: int | None) -> str:
     if value is None:
         return "–"
+    if isinstance(value, numbers.Real) and value != value:  # NaN: e.g. the IoU of a class in neither truth nor prediction
+        return "n/a"
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return f"{value:,}"  # every table writes 524,800 alike
     if digits is not None and isinstance(value, float):
@@ -26,7 +28,7 @@ def markdown_text(rows: Sequence[Mapping[str, Any]], digits: int | None = None) 
     """Rows of dicts as Markdown table text; the first row's keys are the columns.
 
     Args:
-        rows: the table rows; missing keys and ``None`` show as an en dash.
+        rows: the table rows; missing keys and ``None`` show as an en dash, NaN as "n/a".
         digits: significant digits for floats; ``None`` prints them as they are. Integers
             always have thousands separators (524,800).
 
@@ -46,7 +48,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int | None = None)
 
     Args:
         rows: the table rows; the first row's keys are the columns, missing keys and ``None`` show
-            as an en dash.
+            as an en dash, NaN as "n/a" (e.g. the IoU of a class absent from the scenes).
         digits: significant digits for floats; ``None`` prints them as they are. Integers
             always have thousands separators (524,800).
 
