@@ -83,7 +83,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # what a unit test and a notebook run do not check; `make test` runs these too (CONTRIBUTING.md)
-CHECK_TESTS := tests/test_lint.py tests/test_exercises.py tests/test_book.py tests/test_lab.py \
+CHECK_TESTS := tests/test_lint.py tests/test_exercises.py tests/test_exercise_answers.py tests/test_book.py tests/test_lab.py \
 	tests/test_readme.py tests/test_environment.py tests/test_benchmark_records.py
 check: setup
 	$(BIN)/python -m pytest -q -m "not slow and not book and not browser" $(CHECK_TESTS)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:
     from .engine.config import TrainConfig
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "OneLineErrorParser"]
 
 
 def _nan_to_null(value: Any) -> Any:

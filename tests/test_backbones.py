@@ -100,7 +100,7 @@ def test_train_mode_backward_batch_one() -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"name": "resnet18"}, "unknown backbone"),
+        ({"name": "no_such_backbone"}, "unknown backbone"),
         ({"name": "resnet50", "output_stride": 4}, "output_stride"),
         ({"name": "vgg16", "output_stride": 16}, "output_stride"),
         ({"name": "resnet50", "multi_grid": (1, 2)}, "multi_grid"),

@@ -102,3 +102,23 @@ def _marked_noqa(report: str) -> bool:
     except (OSError, ValueError, IndexError):
         return False
     return "# noqa" in source
+
+
+def test_every_public_function_and_class_is_in_its_modules_all() -> None:
+    """The API reference documents ``__all__`` (CONTRIBUTING.md): a public ``def`` or ``class`` left out of
+    it is missing from the book without a warning. A module's ``main`` (its ``python -m`` entry) may
+    stay out; a name meant to be private starts with ``_``."""
+    missing = {}
+    for path in sorted((REPO_ROOT / "deeplab_edu").rglob("*.py")):
+        if path.stem in ("__main__", "_core") or re.fullmatch(r"ch\d\d", path.stem):
+            continue
+        tree = ast.parse(path.read_text())
+        exported: set[str] = set()
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+                exported = set(ast.literal_eval(node.value))
+        public = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and not node.name.startswith("_") and node.name != "main"]
+        if left_out := [name for name in public if name not in exported]:
+            missing[str(path.relative_to(REPO_ROOT))] = left_out
+    assert not missing, f"public names missing from their module's __all__ (so from the book's API reference): {missing}"

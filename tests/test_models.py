@@ -164,7 +164,7 @@ def test_head_is_everything_but_the_backbone() -> None:
         ({"name": "deeplabv4"}, ValueError, "unknown model"),
         ({"name": "deeplabv1", "backbone": "resnet50"}, ValueError, "vgg16"),
         ({"name": "deeplabv3", "backbone": "vgg16"}, ValueError, "ResNet"),
-        ({"name": "deeplabv3", "backbone": "resnet34"}, ValueError, "unknown backbone"),
+        ({"name": "deeplabv3", "backbone": "no_such_backbone"}, ValueError, "unknown backbone"),
         ({"name": "deeplabv3", "num_classes": 0}, ValueError, "num_classes"),
         ({"name": "deeplabv3", "output_stride": 12}, ValueError, "output_stride"),
         ({"name": "deeplabv2", "separable": True}, ValueError, "separable"),

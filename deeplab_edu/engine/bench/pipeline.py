@@ -20,7 +20,7 @@ from .timing import (interleaved, interval_text, load_average, min_rounds, speed
                      write_result)
 
 __all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals", "summarise_profile",
-           "loader_load_elsewhere"]
+           "loader_load_elsewhere", "paired_throughput_ratios"]
 
 #: Loader-fed steps ``benchmarks/pipeline_diagnosis.py --profile`` profiles (its records say so in
 #: ``profile_steps``; the first record, made before that field, profiled this many too).
