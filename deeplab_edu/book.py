@@ -901,12 +901,72 @@ def _is_wide(output: Mapping[str, Any]) -> bool:
     return header.startswith("|") and header.count("|") - 1 >= WIDE_TABLE_COLUMNS
 
 
+_HELPERS = "**Helpers introduced:**"
+_CODE_NAME = re.compile(r"(?<!`)`([A-Za-z_][\w.]*)`(?!`)")
+
+
+def _helper_target(name: str, modules: list[Any]) -> tuple[str, str] | None:
+    """``("mod", "deeplab_edu.findings")`` or ``("obj", "deeplab_edu.findings.seed_interval")`` (where the
+    API reference documents it: a function or class under the module that defines it) for a name of a
+    "Helpers introduced" line, a short name looked up in the modules named before it there (latest
+    first); None for a name of no module (``plt``, a parameter). A named module is added to ``modules``."""
+    import importlib
+    import types
+
+    if name.startswith("deeplab_edu"):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                module = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            if i == len(parts):
+                modules.append(module)
+                return "mod", name
+            owners, attrs = [module], parts[i:]
+            break
+        else:
+            return None
+    else:
+        owners, attrs = list(reversed(modules)), [name]
+    for owner in owners:
+        obj: Any = owner
+        for attr in attrs:
+            obj = getattr(obj, attr, None)
+        if obj is None or isinstance(obj, types.ModuleType):
+            continue
+        defined_in = getattr(obj, "__module__", None) if callable(obj) else None
+        if (isinstance(defined_in, str) and defined_in.startswith("deeplab_edu") and "._" not in defined_in
+                and len(attrs) == 1):  # documented where it is defined, unless that module is private
+            return "obj", f"{defined_in}.{getattr(obj, '__qualname__', attrs[0])}"
+        return "obj", f"{owner.__name__}.{'.'.join(attrs)}"
+    return None
+
+
+def _link_helpers(source: str) -> str:
+    """A chapter's "Helpers introduced" line with each name it gives linked to the API reference
+    (MyST's ``{py:mod}`` and ``{py:obj}`` roles; a name the reference does not document stays code)."""
+    start = source.find(_HELPERS)
+    if start < 0:
+        return source
+    modules: list[Any] = []
+
+    def link(match: re.Match[str]) -> str:
+        target = _helper_target(match.group(1), modules)
+        if target is None:
+            return match.group(0)
+        role, full = target
+        return f"{{py:mod}}`{full}`" if role == "mod" else f"{{py:obj}}`{match.group(1)} <{full}>`"
+
+    return source[:start] + _CODE_NAME.sub(link, source[start:])
+
+
 def _for_the_page(nb: Any, profile: str | None = None) -> Any:
     """The notebook as the book shows it: widget views (which need a kernel) become a short note;
     progress bars become the text of their final state, printed (a stdout stream, so that the
     book's merged streams keep it in order with the cell's printed lines), and transient bars
     (``leave=False``) nothing; a cell with a wide output (:func:`_is_wide`) spans the margin too
-    (``full-width``); in the ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title."""
+    (``full-width``); the names of the "Helpers introduced" line link to the API reference; in the ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title."""
     import nbformat
 
     if profile == "smoke":
@@ -919,6 +979,8 @@ def _for_the_page(nb: Any, profile: str | None = None) -> Any:
             nb.cells.insert(1 if first is not None else 0, nbformat.v4.new_markdown_cell(SMOKE_NOTE))
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
+        if cell.cell_type == "markdown" and _HELPERS in cell.source:
+            cell.source = _link_helpers(cell.source)
         if cell.cell_type != "code":
             continue
         outputs = []

@@ -312,6 +312,29 @@ def test_bibliography_labels_read_as_the_text_cites(built_book: Path) -> None:
     assert "Chen <em>et al.</em>, 2018a" in chapter or "Chen et al., 2018a" in chapter
 
 
+def test_the_helpers_line_links_each_name_to_the_api_reference() -> None:
+    from deeplab_edu.book import _link_helpers
+
+    text = ("Intro `deeplab_edu.atrous` stays.\n\n**Helpers introduced:** `deeplab_edu.atrous` (`same_padding`, "
+            "`plt`, `describe()`), `deeplab_edu.models.build_backbone`, `deeplab_edu.exercises` (`check`).")
+    linked = _link_helpers(text)
+    assert linked.startswith("Intro `deeplab_edu.atrous` stays.")  # only the helpers' line
+    assert "{py:mod}`deeplab_edu.atrous` ({py:obj}`same_padding <deeplab_edu.atrous.same_padding>`, `plt`, `describe()`)" in linked
+    # documented where it is defined (models.backbones), unless that module is private (exercises._core)
+    assert "{py:obj}`deeplab_edu.models.build_backbone <deeplab_edu.models.backbones.build_backbone>`" in linked
+    assert "{py:obj}`check <deeplab_edu.exercises.check>`" in linked
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_the_helpers_lines_link_to_the_api_reference(built_book: Path) -> None:
+    page = (built_book / "notebooks" / "01_atrous_convolution.html").read_text()
+    assert 'href="../book/api.html#deeplab_edu.atrous.atrous_conv1d"' in page
+    for path in sorted((built_book / "notebooks").glob("[0-9][0-9]_*.html")):
+        links = re.findall(r'href="../book/api.html#([\w.-]+)"', path.read_text())
+        assert len(links) >= 5, f"{path.name}: its helpers' line links {links} to the API reference"
+
+
 @pytest.mark.book
 @pytest.mark.slow
 def test_wide_figures_and_tables_span_the_margin(built_book: Path) -> None:
