@@ -23,6 +23,9 @@ checks, optionally without the hidden solutions); ``tests/test_learner_view.py``
 Every kernel it starts gets encrypted channels (:func:`kernel_encryption_settings`), as do JupyterLab's
 (:func:`write_lab_server_config`, written by ``make setup``).
 
+What a page shows of an executed notebook, and the ``.ipynb`` published beside it, are
+:mod:`deeplab_edu.book_pages`; the Sphinx extension the build loads is :mod:`deeplab_edu.book_sphinx`.
+
 Executed notebooks are reused while nothing they depend on changed (the notebook, the package's
 code, the profile, a learner's run or not): a second ``make book`` executes nothing.
 
@@ -54,24 +57,21 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import yaml
 
 from .atomic import atomic_path, write_text_atomic
+from .book_pages import SMOKE_NOTE, for_colab, for_the_page
 from .config import COURSE_CHECKS_ENV, ENV_VAR, choose, profile
 from .records import HIDE_PATHS_ENV, REPO_ROOT
 
 __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
-    "execute_notebooks", "build_book", "setup", "kernel_encryption_settings", "write_lab_server_config",
+    "execute_notebooks", "build_book", "kernel_encryption_settings", "write_lab_server_config",
     "student_copy", "chapter_workload",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-#: Where the published site lives on GitHub (``ghp-import`` of ``book/_build/html``): the Colab
-#: button opens the executed copy of a chapter from there.
-PUBLISHED_BRANCH = "gh-pages"
 _WARNING = re.compile(r"(WARNING|ERROR|CRITICAL):")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 _KERNEL_ENV = {
     # Kernels draw inline figures into the outputs: never inherit a non-interactive backend.
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -820,223 +820,6 @@ class BookBuild:
     log: Path
 
 
-_WIDGET_NOTE = ("*Interactive figure: {controls} when the notebook runs (`make lab`, or the Binder "
-                "button above); the static figure above shows its default settings.*")
-
-
-def _widget_note(model_id: str, state: Mapping[str, Any]) -> str:
-    """:data:`_WIDGET_NOTE` for the widget ``model_id``, naming its main control: the text box of
-    an editor (chapter 02's layer stack), else the sliders."""
-    names: dict[str, str] = {}  # model id -> model name, of the widget and all its children
-    todo = [model_id]
-    while todo:
-        mid = todo.pop()
-        if mid not in names:
-            model = state.get(mid, {})
-            names[mid] = str(model.get("model_name"))
-            todo += [str(c).replace("IPY_MODEL_", "") for c in model.get("state", {}).get("children", []) or []]
-    editor = bool(set(names.values()) & {"TextareaModel", "TextModel"})
-    return _WIDGET_NOTE.format(controls="the text box and the controls beside it work" if editor else "the sliders work")
-
-
-def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
-    """The final text of a tqdm progress bar widget (an HBox of HTML, FloatProgress, HTML); ``""``
-    for a transient bar (``leave=False``: ``tqdm.notebook`` hides its box when it closes, so the
-    notebook shows nothing there, and its text stopped at its last refresh, "96% 23/24"); None
-    for any other widget."""
-    import html as _html
-
-    box = state.get(model_id, {})
-    if box.get("model_name") != "HBoxModel":
-        return None
-    children = [state.get(str(c).replace("IPY_MODEL_", ""), {}) for c in box.get("state", {}).get("children", [])]
-    if not any(c.get("model_name") == "FloatProgressModel" for c in children):
-        return None
-    layout = state.get(str(box.get("state", {}).get("layout", "")).replace("IPY_MODEL_", ""), {})
-    if layout.get("state", {}).get("visibility") == "hidden":
-        return ""
-    parts = []
-    for child in children:
-        value = child.get("state", {}).get("value")
-        if child.get("model_name") == "FloatProgressModel":
-            top = child.get("state", {}).get("max") or 1
-            filled = int(round(10 * min(1.0, float(value or 0) / float(top))))
-            parts.append("|" + "█" * filled + " " * (10 - filled) + "|")
-        elif isinstance(value, str):
-            parts.append(_html.unescape(value).replace("\u2007", " ").strip())
-    return " ".join(p for p in parts if p)
-
-
-#: Shown under the title of every page of a book built in the ``smoke`` profile (CI's), whose trained
-#: models and measurements mean nothing, so that nobody reads or publishes it as the course.
-SMOKE_NOTE = (
-    "```{warning}\n"
-    "This page was built with the `smoke` profile (a few iterations on tiny images, to test that "
-    "everything runs): its trained models and measured numbers mean nothing, and the text describes "
-    "the `cpu` profile's results. To read or publish the course, build it with "
-    "`DEEPLAB_EDU_PROFILE=cpu make book`.\n"
-    "```"
-)
-
-
-#: Outputs wider than this (pixels of an image, columns of a printed table) would be shrunk or cramped
-#: in the book's text column (about 690 px at a 1280-px window): their cells span the page's margin too
-#: (sphinx-book-theme's ``full-width`` tag, 136 % of the column).
-WIDE_IMAGE_PX, WIDE_TABLE_COLUMNS = 760, 9
-
-
-def _is_wide(output: Mapping[str, Any]) -> bool:
-    """Whether a cell's output is an image wider than :data:`WIDE_IMAGE_PX` or a printed Markdown table
-    of at least :data:`WIDE_TABLE_COLUMNS` columns."""
-    import base64
-    import struct
-
-    data = output.get("data", {})
-    if png := data.get("image/png"):
-        width = output.get("metadata", {}).get("image/png", {}).get("width")
-        if width is None:  # the PNG header's IHDR: width at bytes 16-20
-            width = struct.unpack(">I", base64.b64decode(str(png)[:44])[16:20])[0]
-        return int(width) > WIDE_IMAGE_PX
-    header = str(data.get("text/markdown", "")).lstrip().partition("\n")[0]
-    return header.startswith("|") and header.count("|") - 1 >= WIDE_TABLE_COLUMNS
-
-
-_HELPERS = "**Helpers introduced:**"
-_CODE_NAME = re.compile(r"(?<!`)`([A-Za-z_][\w.]*)`(?!`)")
-
-
-def _helper_target(name: str, modules: list[Any]) -> tuple[str, str] | None:
-    """``("mod", "deeplab_edu.findings")`` or ``("obj", "deeplab_edu.findings.seed_interval")`` (where the
-    API reference documents it: a function or class under the module that defines it) for a name of a
-    "Helpers introduced" line, a short name looked up in the modules named before it there (latest
-    first); None for a name of no module (``plt``, a parameter). A named module is added to ``modules``."""
-    import importlib
-    import types
-
-    if name.startswith("deeplab_edu"):
-        parts = name.split(".")
-        for i in range(len(parts), 0, -1):
-            try:
-                module = importlib.import_module(".".join(parts[:i]))
-            except ImportError:
-                continue
-            if i == len(parts):
-                modules.append(module)
-                return "mod", name
-            owners, attrs = [module], parts[i:]
-            break
-        else:
-            return None
-    else:
-        owners, attrs = list(reversed(modules)), [name]
-    for owner in owners:
-        obj: Any = owner
-        for attr in attrs:
-            obj = getattr(obj, attr, None)
-        if obj is None or isinstance(obj, types.ModuleType):
-            continue
-        defined_in = getattr(obj, "__module__", None) if callable(obj) else None
-        if (isinstance(defined_in, str) and defined_in.startswith("deeplab_edu") and "._" not in defined_in
-                and len(attrs) == 1):  # documented where it is defined, unless that module is private
-            return "obj", f"{defined_in}.{getattr(obj, '__qualname__', attrs[0])}"
-        return "obj", f"{owner.__name__}.{'.'.join(attrs)}"
-    return None
-
-
-def _link_helpers(source: str) -> str:
-    """A chapter's "Helpers introduced" line with each name it gives linked to the API reference
-    (MyST's ``{py:mod}`` and ``{py:obj}`` roles; a name the reference does not document stays code)."""
-    start = source.find(_HELPERS)
-    if start < 0:
-        return source
-    modules: list[Any] = []
-
-    def link(match: re.Match[str]) -> str:
-        target = _helper_target(match.group(1), modules)
-        if target is None:
-            return match.group(0)
-        role, full = target
-        return f"{{py:mod}}`{full}`" if role == "mod" else f"{{py:obj}}`{match.group(1)} <{full}>`"
-
-    return source[:start] + _CODE_NAME.sub(link, source[start:])
-
-
-def _for_the_page(nb: Any, profile: str | None = None) -> Any:
-    """The notebook as the book shows it: widget views (which need a kernel) become a short note;
-    progress bars become the text of their final state, printed (a stdout stream, so that the
-    book's merged streams keep it in order with the cell's printed lines), and transient bars
-    (``leave=False``) nothing; a cell with a wide output (:func:`_is_wide`) spans the margin too
-    (``full-width``); the names of the "Helpers introduced" line link to the API reference; in the ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title."""
-    import nbformat
-
-    if profile == "smoke":
-        first = nb.cells[0] if nb.cells and nb.cells[0].cell_type == "markdown" else None
-        title, _, rest = first.source.partition("\n") if first is not None and first.source.startswith("# ") else ("", "", "")
-        if first is not None and title:  # the warning right under the title, before the objectives
-            first.source = title
-            nb.cells[1:1] = [nbformat.v4.new_markdown_cell(SMOKE_NOTE), nbformat.v4.new_markdown_cell(rest.strip("\n"))]
-        else:
-            nb.cells.insert(1 if first is not None else 0, nbformat.v4.new_markdown_cell(SMOKE_NOTE))
-    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    for cell in nb.cells:
-        if cell.cell_type == "markdown" and _HELPERS in cell.source:
-            cell.source = _link_helpers(cell.source)
-        if cell.cell_type != "code":
-            continue
-        outputs = []
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if _WIDGET_MIME in data:
-                model_id = str(data[_WIDGET_MIME].get("model_id", ""))
-                progress = _progress_text(model_id, state)
-                if progress == "":  # a transient bar
-                    continue
-                if progress:
-                    out = nbformat.v4.new_output("stream", name="stdout", text=progress + "\n")
-                else:
-                    out["data"] = {"text/markdown": _widget_note(model_id, state)}
-            outputs.append(out)
-        cell.outputs = outputs
-        tags = cell.metadata.setdefault("tags", [])
-        if any(_is_wide(out) for out in outputs) and "full-width" not in tags:
-            tags.append("full-width")
-    nb.metadata.pop("widgets", None)
-    return nb
-
-
-#: Tags of the cells whose outputs the published ``.ipynb`` leaves out: a solution (``hide-cell``) and
-#: a measurement that answers a prediction (``hide-output``: "measured: 0" after exercise 03.1).
-_ANSWER_TAGS = frozenset({"hide-cell", "hide-output"})
-
-
-def _for_colab(nb: Any) -> Any:
-    """The published copy: a first cell installs the course's package when run in Colab, and the
-    exercise solutions (``hide-cell``) and the measurements that answer a prediction (``hide-output``)
-    carry no outputs: Colab and JupyterLab show a cell's output even where the book collapses it,
-    and that output is the answer (running the cell shows it)."""
-    import nbformat
-
-    for cell in nb.cells:
-        if cell.cell_type == "code" and _ANSWER_TAGS & set(cell.metadata.get("tags", [])):
-            cell.outputs, cell.execution_count = [], None
-
-    repo = _repository_url()
-    install = nbformat.v4.new_code_cell(
-        "# Colab: install the course's package (elsewhere `make lab` has done it)\n"
-        "import sys\n"
-        "if 'google.colab' in sys.modules:\n"
-        f"    %pip install --quiet 'deeplab-edu @ git+{repo}'\n"
-    )
-    install.metadata["tags"] = ["colab-setup"]
-    nb.cells.insert(0, install)
-    return nb
-
-
-def _repository_url() -> str:
-    config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text())
-    return str(config.get("repository", {}).get("url", "")).rstrip("/")
-
-
 def _stage(stage: Path, runs: Sequence[NotebookRun]) -> None:
     """Lay out ``book/`` and the executed notebooks (as the pages show them) under ``stage``."""
     import nbformat
@@ -1047,7 +830,7 @@ def _stage(stage: Path, runs: Sequence[NotebookRun]) -> None:
     (stage / "notebooks").mkdir(parents=True)
     for run in runs:
         nb = nbformat.read(run.executed, as_version=4)
-        nbformat.write(_for_the_page(nb, run.profile), stage / "notebooks" / run.executed.name)
+        nbformat.write(for_the_page(nb, run.profile), stage / "notebooks" / run.executed.name)
     if any(run.profile == "smoke" for run in runs):
         intro = stage / "book" / "intro.md"
         title, _, rest = intro.read_text().partition("\n")
@@ -1063,7 +846,7 @@ def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:
     for run in runs:
         nb = nbformat.read(run.executed, as_version=4)
         nb.metadata.pop("deeplab_edu_build", None)
-        published = _for_colab(nb)
+        published = for_colab(nb)
         nbformat.write(published, html / "notebooks" / run.executed.name)
         if (download := html / "_sources" / "notebooks" / run.executed.name).exists():
             nbformat.write(published, download)
@@ -1133,127 +916,6 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
     clean = _ANSI.sub("", log)
     warnings = [line for line in clean.splitlines() if _WARNING.search(line)]
     return BookBuild(html=html, warnings=warnings, runs=list(runs), log=log_file)
-
-
-# --------------------------------------------------------------------------------------------
-# the Sphinx side: launch buttons (a Sphinx extension listed in book/_config.yml)
-# --------------------------------------------------------------------------------------------
-def _launch_links(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
-    """Point Colab at the published executed copy and Binder at the notebook in the repository.
-
-    sphinx-book-theme would send both to ``<branch>/<page>.ipynb`` of the repository, which holds
-    Jupytext ``.py`` sources only. Colab needs an ``.ipynb``: the one this build publishes next to
-    the page (on the ``gh-pages`` branch once published). Binder builds the repository
-    (``environment.yml`` + ``postBuild``) and opens the ``.py`` notebook in JupyterLab.
-    """
-    if not pagename.startswith("notebooks/"):
-        return
-    repo = _repository_url()
-    match = re.match(r"https://github\.com/([^/]+)/([^/]+)", repo)
-    if not match:
-        return
-    org, name = match.groups()
-    branch = app.config.html_theme_options.get("repository_branch", "main")
-    for button in context.get("header_buttons", []):
-        for item in button.get("buttons", []) if isinstance(button, dict) else []:
-            text = item.get("text")
-            if text == "Colab":
-                item["url"] = (f"https://colab.research.google.com/github/{org}/{name}/blob/"
-                               f"{PUBLISHED_BRANCH}/{pagename}.ipynb")
-            elif text == "Binder":
-                item["url"] = f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{pagename}.py"
-
-
-def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict[str, Any],
-                            doctree: Any) -> None:
-    """Keep one copy of each script: sphinx-thebe adds its ``const THEBE_JS_URL`` snippet once per
-    read of the sources, and a second copy is a JavaScript error on every page."""
-    scripts = context.get("script_files")
-    if not scripts:
-        return
-    seen: set[str] = set()
-    kept = []
-    for script in scripts:
-        # an inline script (filename None or "") is the same script as another with its body
-        body = str(getattr(script, "attributes", {}).get("body", "") or "")
-        key = "body:" + body if body else "file:" + str(getattr(script, "filename", script))
-        if key in seen:
-            continue
-        seen.add(key)
-        kept.append(script)
-    context["script_files"] = kept
-
-
-def _add_static(app: Any, config: Any) -> None:
-    """Serve ``book/_static`` (the book's own stylesheet) beside the theme's files."""
-    config.html_static_path = [*config.html_static_path, str(BOOK_DIR / "_static")]
-
-
-def _attribute_doc_has_no_type(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
-    """Keep napoleon from reading an attribute's first line as ``type: description``.
-
-    The package documents attributes, data and properties in prose (``#: Random scale factors of
-    training images, (min, max) (DeepLabv3 sec. 4.1: 0.5 to 2.0).``) and gives their types as hints;
-    napoleon's Google style would split that line at its colon into a "Type" field ("0.5 to 2.0).")
-    and a description. A leading ``": "`` is an empty type in its syntax: the whole line is the
-    description. Runs before napoleon (``autodoc-process-docstring`` at priority 400; napoleon's is 500).
-    """
-    if what in ("attribute", "data", "property"):
-        for i, line in enumerate(lines):
-            if line.strip():
-                lines[i] = ": " + line
-                break
-
-
-#: The bibliography's style (``bibtex_default_style`` in ``book/_config.yml``): each entry labelled as
-#: the text cites it ("Chen et al., 2018a", ``bibtex_reference_style: author_year``), sorted by author
-#: and year; pybtex's default labels ("[CPK+8a]") match nothing a reader sees in the chapters.
-BIBLIOGRAPHY_STYLE = "deeplab_edu_author_year"
-
-
-def _register_bibliography_style() -> None:
-    """Register :data:`BIBLIOGRAPHY_STYLE` with pybtex: ``unsrt``'s entries, author-year labels."""
-    from pybtex.plugin import register_plugin
-    from pybtex.richtext import Text
-    from pybtex.style.formatting.unsrt import Style
-    from pybtex.style.labels import BaseLabelStyle
-    from pybtex.style.sorting import BaseSortingStyle
-
-    def last_names(entry: Any) -> list[str]:
-        people = entry.persons.get("author") or entry.persons.get("editor") or []
-        return [Text(*person.rich_last_names).render_as("text") for person in people]
-
-    class AuthorYearLabels(BaseLabelStyle):
-        def format_labels(self, sorted_entries: Any) -> Any:
-            for entry in sorted_entries:
-                names = last_names(entry)
-                who = f"{names[0]} et al." if len(names) > 2 else " and ".join(names) or entry.key
-                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
-
-    class ByLabel(BaseSortingStyle):  # as the labels read: first author, then year ("2018a" before "2018b")
-        def sorting_key(self, entry: Any) -> tuple[str, str, str]:
-            return (" ".join(last_names(entry)[:1]).lower(), entry.fields.get("year", ""), entry.fields.get("title", ""))
-
-    class AuthorYearStyle(Style):
-        default_label_style = AuthorYearLabels
-        default_sorting_style = ByLabel
-
-    register_plugin("pybtex.style.formatting", BIBLIOGRAPHY_STYLE, AuthorYearStyle, force=True)
-
-
-def setup(app: Any) -> dict[str, Any]:
-    """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix, attribute
-    documentation read as prose (:func:`_attribute_doc_has_no_type`), the bibliography's labels
-    (:data:`BIBLIOGRAPHY_STYLE`) and the book's stylesheet
-    (``book/_static/deeplab_edu.css``: printed output, long inline code and signatures wrap; wide
-    tables and equations scroll in place)."""
-    app.connect("config-inited", _add_static)
-    app.connect("autodoc-process-docstring", _attribute_doc_has_no_type, priority=400)
-    _register_bibliography_style()
-    app.add_css_file("deeplab_edu.css")
-    app.connect("html-page-context", _launch_links, priority=900)
-    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from conftest import NOTEBOOKS, REPO_ROOT
-from deeplab_edu import book
+from deeplab_edu import book, book_sphinx
 from deeplab_edu.book import notebooks_in_toc
 
 PACKAGE = REPO_ROOT / "deeplab_edu"
@@ -71,7 +71,7 @@ def test_attribute_docs_are_read_as_prose_not_type_and_description() -> None:
 
     def parsed(lines: list[str], what: str, name: str) -> str:
         lines = list(lines)
-        book._attribute_doc_has_no_type(None, what, name, None, None, lines)
+        book_sphinx._attribute_doc_has_no_type(None, what, name, None, None, lines)
         return "\n".join(GoogleDocstring(lines, Config(), what=what, name=name).lines())
 
     docs: list[tuple[str, list[str], str]] = []
@@ -220,7 +220,7 @@ def test_progress_bars_become_their_final_text_and_other_widgets_a_note() -> Non
     output would move below them); a transient bar (``leave=False``, hidden by tqdm when it
     closes) disappears instead of showing a frozen "96%"; other widgets become a note naming
     their controls."""
-    from deeplab_edu.book import _WIDGET_MIME, _for_the_page
+    from deeplab_edu.book_pages import _WIDGET_MIME, for_the_page
 
     def model(name: str, **state: object) -> dict:
         return {"model_name": name, "state": state}
@@ -242,7 +242,7 @@ def test_progress_bars_become_their_final_text_and_other_widgets_a_note() -> Non
         nbformat.v4.new_output("stream", name="stdout", text="before\n"),
         *[nbformat.v4.new_output("display_data", {_WIDGET_MIME: {"model_id": m}, "text/plain": "0%"})
           for m in ("train", "transient", "slider", "editor")]])]
-    before, shown_bar, slider, editor = _for_the_page(nb).cells[0].outputs
+    before, shown_bar, slider, editor = for_the_page(nb).cells[0].outputs
     assert before["text"] == "before\n"
     assert shown_bar["output_type"] == "stream" and shown_bar["name"] == "stdout"
     assert shown_bar["text"] == "train:  96% |█████     | 5/10 [00:01<00:01]\n"
@@ -257,7 +257,7 @@ def test_only_wide_outputs_span_the_margin() -> None:
 
     from PIL import Image
 
-    from deeplab_edu.book import WIDE_IMAGE_PX, WIDE_TABLE_COLUMNS, _for_the_page
+    from deeplab_edu.book_pages import WIDE_IMAGE_PX, WIDE_TABLE_COLUMNS, for_the_page
 
     def png(width: int) -> str:
         buffer = io.BytesIO()
@@ -274,7 +274,7 @@ def test_only_wide_outputs_span_the_margin() -> None:
     nb.cells = [cell({"image/png": png(WIDE_IMAGE_PX + 1)}), cell({"image/png": png(WIDE_IMAGE_PX)}),
                 cell({"image/png": png(2 * WIDE_IMAGE_PX)}, {"image/png": {"width": WIDE_IMAGE_PX}}),  # retina: shown at half
                 cell({"text/markdown": table(WIDE_TABLE_COLUMNS)}), cell({"text/markdown": table(WIDE_TABLE_COLUMNS - 1)})]
-    wide = ["full-width" in c.metadata.get("tags", []) for c in _for_the_page(nb).cells]
+    wide = ["full-width" in c.metadata.get("tags", []) for c in for_the_page(nb).cells]
     assert wide == [True, False, False, True, False]
 
 
@@ -313,7 +313,7 @@ def test_bibliography_labels_read_as_the_text_cites(built_book: Path) -> None:
 
 
 def test_the_helpers_line_links_each_name_to_the_api_reference() -> None:
-    from deeplab_edu.book import _link_helpers
+    from deeplab_edu.book_pages import _link_helpers
 
     text = ("Intro `deeplab_edu.atrous` stays.\n\n**Helpers introduced:** `deeplab_edu.atrous` (`same_padding`, "
             "`plt`, `describe()`), `deeplab_edu.models.build_backbone`, `deeplab_edu.exercises` (`check`).")

@@ -1,0 +1,138 @@
+"""The book's Sphinx extension (listed in ``book/_config.yml``): what Jupyter Book's defaults get wrong here.
+
+- the launch buttons: Colab opens the executed copy published beside the page, Binder the ``.py``
+  notebook in JupyterLab (:mod:`deeplab_edu.book_pages`);
+- one copy of each script a page loads;
+- attribute, data and property documentation read as prose, not as napoleon's ``type: description``;
+- the bibliography's entries labelled as the text cites them (:data:`BIBLIOGRAPHY_STYLE`);
+- the book's stylesheet (``book/_static/deeplab_edu.css``: printed output, long inline code and
+  signatures wrap; wide tables and equations scroll in place; wide outputs span the margin).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .book_pages import PUBLISHED_BRANCH, repository_url
+from .records import REPO_ROOT
+
+__all__ = ["BIBLIOGRAPHY_STYLE", "setup"]
+
+
+def _launch_links(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Point Colab at the published executed copy and Binder at the notebook in the repository.
+
+    sphinx-book-theme would send both to ``<branch>/<page>.ipynb`` of the repository, which holds
+    Jupytext ``.py`` sources only. Colab needs an ``.ipynb``: the one this build publishes next to
+    the page (on the ``gh-pages`` branch once published). Binder builds the repository
+    (``environment.yml`` + ``postBuild``) and opens the ``.py`` notebook in JupyterLab.
+    """
+    if not pagename.startswith("notebooks/"):
+        return
+    repo = repository_url()
+    match = re.match(r"https://github\.com/([^/]+)/([^/]+)", repo)
+    if not match:
+        return
+    org, name = match.groups()
+    branch = app.config.html_theme_options.get("repository_branch", "main")
+    for button in context.get("header_buttons", []):
+        for item in button.get("buttons", []) if isinstance(button, dict) else []:
+            text = item.get("text")
+            if text == "Colab":
+                item["url"] = (f"https://colab.research.google.com/github/{org}/{name}/blob/"
+                               f"{PUBLISHED_BRANCH}/{pagename}.ipynb")
+            elif text == "Binder":
+                item["url"] = f"https://mybinder.org/v2/gh/{org}/{name}/{branch}?urlpath=lab/tree/{pagename}.py"
+
+
+def _drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: dict[str, Any],
+                            doctree: Any) -> None:
+    """Keep one copy of each script: sphinx-thebe adds its ``const THEBE_JS_URL`` snippet once per
+    read of the sources, and a second copy is a JavaScript error on every page."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[str] = set()
+    kept = []
+    for script in scripts:
+        # an inline script (filename None or "") is the same script as another with its body
+        body = str(getattr(script, "attributes", {}).get("body", "") or "")
+        key = "body:" + body if body else "file:" + str(getattr(script, "filename", script))
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(script)
+    context["script_files"] = kept
+
+
+def _add_static(app: Any, config: Any) -> None:
+    """Serve ``book/_static`` (the book's own stylesheet) beside the theme's files."""
+    config.html_static_path = [*config.html_static_path, str(REPO_ROOT / "book" / "_static")]
+
+
+def _attribute_doc_has_no_type(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Keep napoleon from reading an attribute's first line as ``type: description``.
+
+    The package documents attributes, data and properties in prose (``#: Random scale factors of
+    training images, (min, max) (DeepLabv3 sec. 4.1: 0.5 to 2.0).``) and gives their types as hints;
+    napoleon's Google style would split that line at its colon into a "Type" field ("0.5 to 2.0).")
+    and a description. A leading ``": "`` is an empty type in its syntax: the whole line is the
+    description. Runs before napoleon (``autodoc-process-docstring`` at priority 400; napoleon's is 500).
+    """
+    if what in ("attribute", "data", "property"):
+        for i, line in enumerate(lines):
+            if line.strip():
+                lines[i] = ": " + line
+                break
+
+
+#: The bibliography's style (``bibtex_default_style`` in ``book/_config.yml``): each entry labelled as
+#: the text cites it ("Chen et al., 2018a", ``bibtex_reference_style: author_year``), sorted by author
+#: and year; pybtex's default labels ("[CPK+8a]") match nothing a reader sees in the chapters.
+BIBLIOGRAPHY_STYLE = "deeplab_edu_author_year"
+
+
+def _register_bibliography_style() -> None:
+    """Register :data:`BIBLIOGRAPHY_STYLE` with pybtex: ``unsrt``'s entries, author-year labels."""
+    from pybtex.plugin import register_plugin
+    from pybtex.richtext import Text
+    from pybtex.style.formatting.unsrt import Style
+    from pybtex.style.labels import BaseLabelStyle
+    from pybtex.style.sorting import BaseSortingStyle
+
+    def last_names(entry: Any) -> list[str]:
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        return [Text(*person.rich_last_names).render_as("text") for person in people]
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries: Any) -> Any:
+            for entry in sorted_entries:
+                names = last_names(entry)
+                who = f"{names[0]} et al." if len(names) > 2 else " and ".join(names) or entry.key
+                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+    class ByLabel(BaseSortingStyle):  # as the labels read: first author, then year ("2018a" before "2018b")
+        def sorting_key(self, entry: Any) -> tuple[str, str, str]:
+            return (" ".join(last_names(entry)[:1]).lower(), entry.fields.get("year", ""), entry.fields.get("title", ""))
+
+    class AuthorYearStyle(Style):
+        default_label_style = AuthorYearLabels
+        default_sorting_style = ByLabel
+
+    register_plugin("pybtex.style.formatting", BIBLIOGRAPHY_STYLE, AuthorYearStyle, force=True)
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix, attribute
+    documentation read as prose (:func:`_attribute_doc_has_no_type`), the bibliography's labels
+    (:data:`BIBLIOGRAPHY_STYLE`) and the book's stylesheet
+    (``book/_static/deeplab_edu.css``: printed output, long inline code and signatures wrap; wide
+    tables and equations scroll in place)."""
+    app.connect("config-inited", _add_static)
+    app.connect("autodoc-process-docstring", _attribute_doc_has_no_type, priority=400)
+    _register_bibliography_style()
+    app.add_css_file("deeplab_edu.css")
+    app.connect("html-page-context", _launch_links, priority=900)
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
