@@ -3,7 +3,8 @@
 - the launch buttons: Colab opens the executed copy published beside the page, Binder the ``.py``
   notebook in JupyterLab (:mod:`deeplab_edu.book_pages`);
 - one copy of each script a page loads;
-- attribute, data and property documentation read as prose, not as napoleon's ``type: description``;
+- attribute, data and property documentation read as prose, not as napoleon's ``type: description``,
+  and a dataclass of many fields without its run-on signature;
 - the bibliography's entries labelled as the text cites them (:data:`BIBLIOGRAPHY_STYLE`);
 - the book's stylesheet (``book/_static/deeplab_edu.css``: printed output, long inline code and
   signatures wrap; wide tables and equations scroll in place; wide outputs span the margin).
@@ -87,6 +88,23 @@ def _attribute_doc_has_no_type(app: Any, what: str, name: str, obj: Any, options
                 break
 
 
+#: A dataclass with more fields than this shows ``(**fields)`` as its signature: ``TrainConfig``'s
+#: 60 keywords with their defaults made one line of about 1000 characters, above the same fields
+#: documented one by one.
+SIGNATURE_FIELDS_AT_MOST = 12
+
+
+def _short_dataclass_signature(app: Any, what: str, name: str, obj: Any, options: Any, signature: str | None,
+                               return_annotation: str | None) -> tuple[str, str | None] | None:
+    """``(**fields)`` for a dataclass of more than :data:`SIGNATURE_FIELDS_AT_MOST` fields
+    (``autodoc-process-signature``); None leaves every other signature as autodoc made it."""
+    import dataclasses
+
+    if what == "class" and dataclasses.is_dataclass(obj) and len(dataclasses.fields(obj)) > SIGNATURE_FIELDS_AT_MOST:
+        return "(**fields)", return_annotation
+    return None
+
+
 #: The bibliography's style (``bibtex_default_style`` in ``book/_config.yml``): each entry labelled as
 #: the text cites it ("Chen et al., 2018a", ``bibtex_reference_style: author_year``), sorted by author
 #: and year; pybtex's default labels ("[CPK+8a]") match nothing a reader sees in the chapters.
@@ -131,6 +149,7 @@ def setup(app: Any) -> dict[str, Any]:
     tables and equations scroll in place)."""
     app.connect("config-inited", _add_static)
     app.connect("autodoc-process-docstring", _attribute_doc_has_no_type, priority=400)
+    app.connect("autodoc-process-signature", _short_dataclass_signature)
     _register_bibliography_style()
     app.add_css_file("deeplab_edu.css")
     app.connect("html-page-context", _launch_links, priority=900)

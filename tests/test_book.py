@@ -337,6 +337,18 @@ def test_the_helpers_lines_link_to_the_api_reference(built_book: Path) -> None:
 
 @pytest.mark.book
 @pytest.mark.slow
+def test_no_signature_runs_on(built_book: Path) -> None:
+    # TrainConfig's 60 fields with their defaults made a signature of about 1000 characters
+    text = (built_book / "book" / "api.html").read_text()
+    signatures = {m.group(1): re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", m.group(2)))
+                  for m in re.finditer(r'<dt class="sig sig-object py" id="([^"]+)">(.*?)</dt>', text, re.S)}
+    assert signatures["deeplab_edu.engine.config.TrainConfig"].strip().endswith("TrainConfig(**fields)#")
+    long = {name: len(s) for name, s in signatures.items() if len(s) > 400}
+    assert not long, long
+
+
+@pytest.mark.book
+@pytest.mark.slow
 def test_wide_figures_and_tables_span_the_margin(built_book: Path) -> None:
     # chapter 07's CRF panels (about 1300 px) were shrunk to half size in the text column; chapter 10's
     # findings table (10 columns) wrapped every cell over five lines
