@@ -393,3 +393,16 @@ def test_uint8_batches_benchmark_compares_float_and_uint8_items(tmp_path: Path, 
     assert results["speedup"] > 0 and results["speedup_interval"] is None  # one round: no interval
     assert set(results["item_cpu_ms"]) == {"render", "float32 transform", "uint8 transform"}
     assert all(v > 0 for v in results["item_cpu_ms"].values())
+
+
+def test_book_time_names_a_step_that_fails_or_hangs_and_its_log(tmp_path: Path) -> None:
+    import os
+
+    module = _benchmark_script("book_time")
+    with pytest.raises(RuntimeError, match=r"false failed \(exit 1\); its output is in .*setup\.log"):
+        module._timed(["false"], tmp_path, dict(os.environ), 10, tmp_path / "setup.log")
+    with pytest.raises(RuntimeError, match=r"sleep 5 ran past 1 s; its output is in .*book\.log"):
+        module._timed(["sleep", "5"], tmp_path, dict(os.environ), 1, tmp_path / "book.log")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "lib.so").write_bytes(b"x" * 100_000)
+    assert module._size_bytes(tmp_path / "venv") >= 100_000
