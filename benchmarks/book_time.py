@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['chapter']:02d} {row['source']:38s} {row['status']:8s} {row['seconds'] / 60:5.1f} min")
     print(f"make setup {setup_seconds / 60:.1f} min, make book {book_seconds / 60:.1f} min ({args.profile}, "
           f"JOBS={args.jobs}), .venv {venv_bytes / 1e9:.1f} GB")
+    # the code measured is the clone's, HEAD as it was at the start: the record names that commit, whatever
+    # this checkout holds by now (an edit made meanwhile would have called the record "dirty")
+    os.environ["DEEPLAB_EDU_CODE_COMMIT"] = commit
     write_result(results, args.out, f"make_book_{args.profile}.json",
                  "make setup, then make book, in a clean clone of the commit (two chapters at a time)")
     return 0 if all(row["status"] == "ok" for row in chapters) else 1
