@@ -89,3 +89,22 @@ def test_the_readmes_python_example_predicts_with_a_trained_run(tmp_path, monkey
     exec(compile(code, "README.md", "exec"), scope)
     assert tuple(scope["mask"].shape) == (40, 56) and scope["strategy"].output_stride == scope["run"].config[
         "eval_output_stride"]
+
+
+def test_the_planning_tables_build_times_are_the_records() -> None:
+    """The README's `make book` minutes and `.venv` size are copied from benchmarks/book_time.py's records:
+    a record made again fails this until the README says what it measured."""
+    from deeplab_edu.records import load_record
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for profile in ("smoke", "cpu"):
+        results = load_record(f"make_book_{profile}")["results"]
+        row = next(line for line in readme.splitlines() if f"`benchmarks/results/make_book_{profile}.json`" in line
+                   and line.startswith("| `make book`"))
+        assert (f"| {results['book_seconds'] / 60:.1f}, HTML included, plus {results['setup_seconds'] / 60:.1f} for "
+                "`make setup` |") in row, row
+    cpu = load_record("make_book_cpu")["results"]
+    assert f"the `.venv` took {cpu['venv_bytes'] / 1e9:.1f} GB" in readme
+    minutes = {row["chapter"]: row["seconds"] / 60 for row in cpu["chapters"]}
+    assert f"took {minutes[8]:.1f} (08), {minutes[9]:.1f} (09) and {minutes[11]:.1f} (11) minutes" in readme
+    assert load_record("chapter11_no_camvid_cpu")["results"]["total_seconds"] < 60  # "under a minute"
