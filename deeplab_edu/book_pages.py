@@ -205,9 +205,10 @@ def for_the_page(nb: Any, profile: str | None = None) -> Any:
                     out["data"] = {"text/markdown": _widget_note(model_id, state)}
             outputs.append(out)
         cell.outputs = outputs
-        tags = cell.metadata.setdefault("tags", [])
-        if any(_is_wide(out) for out in outputs) and "full-width" not in tags:
-            tags.append("full-width")
+        if any(_is_wide(out) for out in outputs):
+            tags = cell.metadata.setdefault("tags", [])
+            if "full-width" not in tags:
+                tags.append("full-width")
     nb.metadata.pop("widgets", None)
     return nb
 

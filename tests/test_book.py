@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import NOTEBOOKS, REPO_ROOT
+from conftest import NOTEBOOKS, REPO_ROOT, public_modules
 from deeplab_edu import book, book_sphinx
 from deeplab_edu.book import notebooks_in_toc
 
@@ -38,24 +38,10 @@ def test_bibliography_has_the_papers() -> None:
         assert f"{{{key}," in bib, f"references.bib lacks {key}"
 
 
-def _public_modules() -> list[str]:
-    """Every module of the package a reader may import (exercise solutions and mains excluded)."""
-    names = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(REPO_ROOT).with_suffix("")
-        parts = list(rel.parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        if parts[-1] in ("__main__", "_core") or re.fullmatch(r"ch\d\d", parts[-1]) or "__pycache__" in parts:
-            continue
-        names.append(".".join(parts))
-    return names
-
-
 def test_api_reference_lists_every_module() -> None:
     api = (REPO_ROOT / "book" / "api.md").read_text()
     listed = set(re.findall(r"^\.\. automodule:: (\S+)$", api, re.M))
-    missing = sorted(set(_public_modules()) - listed)
+    missing = sorted(set(public_modules()) - listed)
     assert not missing, f"book/api.md should document these modules: {missing}"
 
 
@@ -75,7 +61,7 @@ def test_attribute_docs_are_read_as_prose_not_type_and_description() -> None:
         return "\n".join(GoogleDocstring(lines, Config(), what=what, name=name).lines())
 
     docs: list[tuple[str, list[str], str]] = []
-    for module_name in _public_modules():
+    for module_name in public_modules():
         module = importlib.import_module(module_name)
         for key, lines in ModuleAnalyzer.for_module(module_name).find_attr_docs().items():
             docs.append((".".join(p for p in (module_name, *key) if p), list(lines), "attribute"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..viz.tables import markdown_text
 from ._core import Exercise, _brief, all_exercises
 
 
@@ -44,11 +45,9 @@ def answer_key(chapter: str | None = None) -> str:
     if not chosen:
         raise ValueError(f"no exercises in chapter {chapter!r}; chapters with exercises: "
                          f"{', '.join(sorted({k.split('.')[0] for k in all_exercises()}))}")
-    rows = ["| exercise | kind | what it asks | answer |", "|---|---|---|---|"]
-    for key, ex in chosen.items():
-        cells = (key, ex.kind, ex.title, answer_text(ex))
-        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(rows) + "\n"
+    rows = [{"exercise": key, "kind": ex.kind, "what it asks": ex.title, "answer": answer_text(ex)}
+            for key, ex in chosen.items()]
+    return markdown_text(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
