@@ -167,12 +167,32 @@ def _link_helpers(source: str) -> str:
     return source[:start] + _CODE_NAME.sub(link, source[start:])
 
 
+def _set_alt_text(cell: Any) -> None:
+    """Give the cell's images the descriptions of :func:`~deeplab_edu.viz.alt_text.describe_figure` (the
+    figures' ``text/plain``) as alt text: myst-nb's ``mystnb.image.alt`` cell metadata, one text for all
+    the images of a cell, so a cell with several figures gets each one's description, numbered."""
+    from .viz.alt_text import FIGURE_PREFIX
+
+    texts = []
+    for out in cell.outputs:
+        data = out.get("data", {})
+        text = data.get("text/plain", "")
+        text = "".join(text) if isinstance(text, list) else str(text)
+        if "image/png" in data and text.startswith(FIGURE_PREFIX):
+            texts.append(text)
+    options = cell.metadata.get("mystnb", {}).get("image", {})
+    if texts and "alt" not in options:
+        alt = texts[0] if len(texts) == 1 else " ".join(f"({i} of {len(texts)}) {t}" for i, t in enumerate(texts, 1))
+        cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = alt
+
+
 def for_the_page(nb: Any, profile: str | None = None) -> Any:
     """The notebook as the book shows it: widget views (which need a kernel) become a short note;
     progress bars become the text of their final state, printed (a stdout stream, so that the
     book's merged streams keep it in order with the cell's printed lines), and transient bars
     (``leave=False``) nothing; a cell with a wide output (:func:`_is_wide`) spans the margin too
-    (``full-width``); the names of the "Helpers introduced" line link to the API reference; in the
+    (``full-width``); each figure's description becomes its image's alt text (:func:`_set_alt_text`);
+    the names of the "Helpers introduced" line link to the API reference; in the
     ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title."""
     import nbformat
 
@@ -205,6 +225,7 @@ def for_the_page(nb: Any, profile: str | None = None) -> Any:
                     out["data"] = {"text/markdown": _widget_note(model_id, state)}
             outputs.append(out)
         cell.outputs = outputs
+        _set_alt_text(cell)
         if any(_is_wide(out) for out in outputs):
             tags = cell.metadata.setdefault("tags", [])
             if "full-width" not in tags:

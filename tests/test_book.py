@@ -335,6 +335,21 @@ def test_no_signature_runs_on(built_book: Path) -> None:
 
 @pytest.mark.book
 @pytest.mark.slow
+def test_every_figure_has_a_description_as_alt_text(built_book: Path) -> None:
+    # the pages' figures had only their file's path as alt text, which a screen reader reads out
+    from deeplab_edu.viz.alt_text import FIGURE_PREFIX
+
+    images = 0
+    for page in sorted((built_book / "notebooks").glob("*.html")):
+        for tag in re.findall(r"<img [^>]*src=\"[^\"]*_images/[0-9a-f]{64}\.png\"[^>]*>", page.read_text()):
+            images += 1
+            alt = re.search(r'alt="([^"]*)"', tag)
+            assert alt and re.match(rf"(\(1 of \d+\) )?{FIGURE_PREFIX}", alt.group(1)), f"{page.name}: {tag[:300]}"
+    assert images >= 40, images  # the pattern still finds the chapters' figures
+
+
+@pytest.mark.book
+@pytest.mark.slow
 def test_wide_figures_and_tables_span_the_margin(built_book: Path) -> None:
     # chapter 07's CRF panels (about 1300 px) were shrunk to half size in the text column; chapter 10's
     # findings table (10 columns) wrapped every cell over five lines

@@ -1,0 +1,126 @@
+"""Text alternatives for the course's figures: what a screen reader says in place of a plot.
+
+The book shows each figure as an image, and an image needs a text alternative (WCAG 2.1, success
+criterion 1.1.1 "Non-text content"). :func:`describe_figure` writes one from what the figure says
+about itself: its title, and each panel's title, axis labels and legend entries (colour bars and
+hidden panels are left out). :func:`register_alt_text` makes that description the plain-text form
+of every matplotlib figure a notebook shows (``text/plain`` beside the ``image/png``), and the book
+puts it in the image's ``alt`` attribute (:func:`deeplab_edu.book_pages.for_the_page`). Importing
+``deeplab_edu.viz`` in IPython or Jupyter registers it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["FIGURE_PREFIX", "describe_figure", "register_alt_text"]
+
+#: Every description starts with it (the book tells a description from matplotlib's own
+#: ``<Figure size 640x480 with 1 Axes>`` by it).
+FIGURE_PREFIX = "Figure"
+
+
+def _clean(text: str) -> str:
+    """One line, without TeX's dollar signs, braces and backslashes (a screen reader spells them out):
+    ``"$3 \\times 3$, rate $r_{1}$"`` -> ``"3 times 3, rate r_1"``; a title's lines are joined with
+    commas."""
+    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
+    text = re.sub(r"([:;,.])?\s*\n\s*", lambda m: (m.group(1) or ",") + " ", text.strip())  # a title's lines
+    return " ".join(text.replace("$", "").replace("{", "").replace("}", "").replace("\\", "").split())
+
+
+def _panel(ax: Axes) -> str:
+    """``"title; x: label; y: label; legend: a, b"``, the parts the panel has."""
+    parts = [_clean(t) for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if _clean(t)]
+    if x := _clean(ax.get_xlabel()):
+        parts.append(f"x: {x}")
+    if y := _clean(ax.get_ylabel()):
+        parts.append(f"y: {y}")
+    legend = ax.get_legend()
+    if legend is not None and (entries := [_clean(t.get_text()) for t in legend.get_texts() if _clean(t.get_text())]):
+        parts.append("legend: " + ", ".join(entries))
+    if not parts and ax.images:
+        parts.append("an image")
+    return "; ".join(parts)
+
+
+def describe_figure(fig: Figure, max_chars: int = 800) -> str:
+    """A one-paragraph text alternative of ``fig`` from its own text, e.g. ``"Figure: Receptive
+    field. 2 panels. 1: rate 1; x: column; y: row. 2: rate 2; x: column; y: row."``
+
+    Args:
+        fig: a matplotlib figure.
+        max_chars: the longest description, in characters; a longer one is cut at a word and ends
+            with an ellipsis.
+
+    Returns:
+        The description; it starts with :data:`FIGURE_PREFIX`.
+
+    Raises:
+        ValueError: ``max_chars`` is less than 40.
+    """
+    if max_chars < 40:
+        raise ValueError(f"max_chars must be at least 40, got {max_chars!r}")
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    title = _clean(fig.get_suptitle())
+    text = FIGURE_PREFIX + (f": {title}." if title else ".")
+    described = [_panel(ax) for ax in panels]
+    if len(panels) == 1:
+        text += f" {described[0]}." if described[0] else ""
+    elif panels:
+        text += f" {len(panels)} panels." + "".join(f" {i}: {d}." for i, d in enumerate(described, 1) if d)
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
+    return text
+
+
+def _plain_text(fig: Any, printer: Any, cycle: bool) -> None:
+    """IPython's pretty-printer hook (``text/plain``) for a matplotlib figure."""
+    printer.text(describe_figure(fig))
+
+
+def register_alt_text(ipython: Any = None) -> bool:
+    """Make :func:`describe_figure` the ``text/plain`` form of every matplotlib figure that ``ipython``
+    (default: the running IPython, if any) displays; matplotlib is not imported for it.
+
+    Returns:
+        ``True`` when registered, ``False`` outside IPython.
+    """
+    if ipython is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        ipython = get_ipython()
+    if ipython is None:
+        return False
+    # Jupyter's inline backend, when it starts (at a session's first figure, or again on
+    # ``%matplotlib inline``), removes every formatter of Figure (IPython's ``select_figure_formats``).
+    # So it is started now, when it is the backend (Jupyter's default), and the registration is renewed
+    # before and after every cell (after: ahead of the backend's own post_execute callback, which shows
+    # the cell's figures, when this runs first; callbacks run in the order they were registered).
+    import importlib
+    import os
+
+    if os.environ.get("MPLBACKEND", "") in ("inline", "module://matplotlib_inline.backend_inline"):
+        try:
+            importlib.import_module("matplotlib_inline.backend_inline")  # starts it (its import does)
+        except ImportError:
+            pass
+
+    def register(*args: Any) -> None:
+        ipython.display_formatter.formatters["text/plain"].for_type_by_name("matplotlib.figure", "Figure",
+                                                                            _plain_text)
+
+    register()
+    events = getattr(ipython, "events", None)
+    if events is not None and not getattr(ipython, "_deeplab_edu_alt_text", False):
+        events.register("pre_execute", register)
+        events.register("post_execute", register)
+        ipython._deeplab_edu_alt_text = True
+    return True

@@ -1,0 +1,89 @@
+"""Figures get a text alternative: a description from their own titles, labels and legends, as their
+plain-text form in Jupyter, and as the ``alt`` of their image in the book."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from deeplab_edu.viz.alt_text import FIGURE_PREFIX, describe_figure  # noqa: E402
+
+
+def test_a_figure_is_described_by_its_titles_labels_and_legends() -> None:
+    fig, (a, b) = plt.subplots(1, 2)
+    fig.suptitle("Receptive field of $3 \\times 3$ convolutions")
+    a.imshow(np.zeros((4, 4)))
+    a.set_title("rate $r_{1}$\n9 of 1089 inputs")
+    b.plot([1, 2], label="parameters")
+    b.plot([2, 1], label="multiply-adds")
+    b.legend()
+    b.set_xlabel("atrous rate r")
+    b.set_ylabel("pixels")
+    fig.colorbar(a.images[0], ax=a)  # a colour bar is not a panel
+    assert describe_figure(fig) == ("Figure: Receptive field of 3 times 3 convolutions. 2 panels. 1: rate r_1, 9 of 1089 inputs. "
+                                    "2: x: atrous rate r; y: pixels; legend: parameters, multiply-adds.")
+    plt.close(fig)
+
+
+def test_an_untitled_image_and_a_long_description() -> None:
+    fig, ax = plt.subplots()
+    ax.imshow(np.zeros((4, 4)))
+    assert describe_figure(fig) == "Figure. an image."
+    ax.set_title("word " * 100)
+    short = describe_figure(fig, max_chars=60)
+    assert len(short) <= 60 and short.endswith("…") and short.startswith(FIGURE_PREFIX)
+    with pytest.raises(ValueError, match="max_chars must be at least 40"):
+        describe_figure(fig, max_chars=10)
+    plt.close(fig)
+
+
+def test_the_book_gives_each_figure_its_description_as_alt_text() -> None:
+    from deeplab_edu.book_pages import for_the_page
+
+    import base64
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+
+    def figure(text: str) -> dict:
+        return nbformat.v4.new_output("display_data", {"image/png": base64.b64encode(png.getvalue()).decode(),
+                                                       "text/plain": text})
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("one", outputs=[figure("Figure: A.")]),
+                nbformat.v4.new_code_cell("two", outputs=[figure("Figure: A."), figure("Figure: B.")]),
+                nbformat.v4.new_code_cell("mpl's own", outputs=[figure("<Figure size 640x480 with 1 Axes>")]),
+                nbformat.v4.new_code_cell("set", outputs=[figure("Figure: A.")],
+                                          metadata={"mystnb": {"image": {"alt": "mine"}}})]
+    alts = [c.metadata.get("mystnb", {}).get("image", {}).get("alt") for c in for_the_page(nb).cells]
+    assert alts == ["Figure: A.", "(1 of 2) Figure: A. (2 of 2) Figure: B.", None, "mine"]
+
+
+@pytest.mark.slow
+def test_a_jupyter_kernel_shows_each_figure_with_its_description(tmp_path: Path) -> None:
+    """In a kernel (Jupyter's inline backend, which drops Figure's formatters when it starts), the
+    first figure of the session, a figure shown with ``plt.show()`` and one shown at the cell's end
+    all carry the description, also after ``%matplotlib inline`` starts the backend again."""
+    from deeplab_edu.book import reliable_client
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in [
+        "import matplotlib.pyplot as plt\nimport deeplab_edu.viz",
+        "fig, ax = plt.subplots()\nax.set_title('first')\nplt.show()",
+        "fig, ax = plt.subplots()\nax.set_title('at the end')",
+        "%matplotlib inline",
+        "fig, ax = plt.subplots()\nax.set_xlabel('after the magic')"]]
+    reliable_client(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    texts = [o["data"]["text/plain"] for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
+    assert texts == ["Figure. first.", "Figure. at the end.", "Figure. x: after the magic."], texts
