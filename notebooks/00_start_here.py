@@ -168,8 +168,8 @@ display(markdown_table([{"chapter": f"{h['chapter']:02d}", "title": h["title"],
 print("Before class, `make course-runs` (or `deeplab-edu course-runs`) trains, from the repository's folder,")
 print("the runs chapters 08-10 load:")
 for spec in course_runs("cpu"):
-    print("  " + spec.command())
-print("and, with a CamVid copy (chapter 11), the run it loads:\n  " + camvid_run("cpu").command())
+    print(spec.command(width=78))
+print("and, with a CamVid copy (chapter 11), the run it loads:\n" + camvid_run("cpu").command(width=78))
 minutes = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
 print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] + minutes[11]:g} minutes "
       f"(chapters 08, 09 and 11 added up), less than {minutes[8] + minutes[9]:g} without CamVid.")

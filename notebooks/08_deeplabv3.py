@@ -431,9 +431,8 @@ keys = ["backbone", "difficulty", "image_size", "crop_size", "scale_range", "bat
 recipe = [{"setting": k, "phase 1": getattr(cfg1, k), "phase 2": getattr(cfg2, k),
            "phase 2's control": getattr(cfg_c, k)} for k in keys]
 display(markdown_table(recipe))
-print("phase 1:", phase1.command())
-print("phase 2:", phase2.command())
-print("control:", control.command())
+for label, spec in {"phase 1": phase1, "phase 2": phase2, "control": control}.items():
+    print(f"{label}:\n{spec.command(width=78)}")  # broken between options, as a shell reads it
 try:
     layout = load_record("memory_format_cpu")
     ms = layout["results"]["ms_per_step"]

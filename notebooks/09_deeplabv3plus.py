@@ -382,7 +382,7 @@ root = runs_root()
 runs = {"DeepLabv3": chapter_run("deeplabv3", root=root), "DeepLabv3+": chapter_run("deeplabv3plus", root=root)}
 trained, histories, configs, seconds = {}, {}, {}, {}
 for name, spec in runs.items():
-    print(f"{name}: {spec.command()}")
+    print(f"{name}:\n{spec.command(width=78)}")
     start = time.perf_counter()
     trained[name], histories[name], configs[name] = spec.train_or_load()
     seconds[name] = time.perf_counter() - start

@@ -931,3 +931,51 @@ def test_a_runs_folder_counts_a_hard_linked_checkpoint_once(tmp_path: Path) -> N
     (tmp_path / "run" / "last.pt").hardlink_to(tmp_path / "run" / "iter_800.pt")
     (tmp_path / "metrics.json").write_bytes(b"y" * 500_000)
     assert _folder_megabytes(tmp_path) == pytest.approx(2.5)
+
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """Every ``deeplab-edu`` (or ``python -m deeplab_edu``, ``torchrun ... -m deeplab_edu``) command in a
+    code block of the README, CONTRIBUTING, benchmarks/README, a notebook's Markdown, or the CLI's
+    docstring, as ``(file, arguments after the program)``: ``\\`` continuations joined, shell comments
+    dropped, ``.venv/bin/`` allowed in front."""
+    import re
+    import shlex
+
+    import deeplab_edu.cli as cli
+
+    root = Path(__file__).resolve().parents[1]
+    blocks: list[tuple[str, str]] = []
+    for path in [root / "README.md", root / "CONTRIBUTING.md", root / "benchmarks" / "README.md",
+                 *sorted((root / "notebooks").glob("*.py"))]:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".py":  # the Markdown of a Jupytext notebook is in "# " comments
+            text = "\n".join(line[2:] if line.startswith("# ") else "" for line in text.splitlines())
+        blocks += [(path.relative_to(root).as_posix(), block)
+                   for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, re.DOTALL | re.MULTILINE)]
+    blocks.append(("deeplab_edu/cli.py", (cli.__doc__ or "").split("::", 1)[1]))
+    program = re.compile(r"^\s*(?:\.venv/bin/)?(?:deeplab-edu|(?:python|torchrun)\b.*?-m deeplab_edu)\s+(.*)$")
+    found = []
+    for where, block in blocks:
+        for line in re.sub(r"\\\n", " ", block).splitlines():
+            if match := program.match(line):
+                found.append((where, shlex.join(shlex.split(match.group(1), comments=True))))
+    return sorted(set(found))
+
+
+def test_every_command_the_documentation_shows_parses() -> None:
+    """A command that a code block of the README, CONTRIBUTING, benchmarks/README, a notebook or
+    ``deeplab-edu --help`` shows is accepted by the parser as it is written: a renamed or removed flag
+    fails here, not on a reader's machine."""
+    import shlex
+
+    commands = _documented_commands()
+    assert len(commands) >= 25, commands  # the pattern still finds the documentation's commands
+    failures = []
+    for where, arguments in commands:
+        try:
+            build_parser().parse_args(shlex.split(arguments))
+        except SystemExit as exit_:
+            if exit_.code:
+                failures.append(f"{where}: deeplab-edu {arguments}")
+    assert not failures, "\n".join(failures)

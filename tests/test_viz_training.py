@@ -289,3 +289,37 @@ def test_class_weights_table_reads_the_record_it_describes() -> None:
     plain = [run["iou"][res["class_names"].index("fence")] for run in res["runs"]["none"].values()]
     fence = next(r for r in rows if r["class"] == "fence")
     assert fence["plain (%)"] == f"{100 * sum(plain) / len(plain):.1f}"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_the_shown_command_trains_the_run_it_names(tmp_path: Path, profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pasted into a shell, a run's command (one line, or broken between options at ``width``) gives the
+    settings the chapter trains with: the parser's configuration equals the run's, field for field."""
+    import shlex
+
+    from deeplab_edu.cli import _train_config, build_parser
+    from deeplab_edu.engine.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    if profile == "gpu":  # the gpu profile names the device it trains on; this machine may have none
+        monkeypatch.setattr("deeplab_edu.config.device", lambda: torch.device("cpu"))
+    root = tmp_path / "my runs"  # a space: the command quotes it
+    specs = [chapter_run("deeplabv3", root=root, profile=profile),
+             chapter_run("deeplabv3", phase=2, root=root, profile=profile),
+             chapter_run("deeplabv3plus", root=root, profile=profile)]
+    for spec in specs:
+        expected = load_config(spec.preset, {**spec.overrides, "out_dir": str(spec.out_dir)}).to_dict()
+        for width in (None, 80):
+            command = spec.command(width=width)
+            if width:
+                assert all(len(line) <= width for line in command.splitlines()), command
+                assert not any(line.rstrip(" \\").endswith("-") for line in command.splitlines())
+            words = shlex.split(command.replace("\\\n", " "))
+            assert words[:2] == ["deeplab-edu", "train"]
+            parsed = _train_config(build_parser().parse_args(words[1:])).to_dict()
+            for settings in (parsed, expected):
+                settings["out_dir"] = str(Path(settings["out_dir"]).resolve())
+                settings.pop("progress", None)  # how the run is shown, not what it trains (command() leaves it out)
+            assert parsed == expected, command
+    with pytest.raises(ValueError, match="width must be at least 20"):
+        specs[0].command(width=10)

@@ -90,11 +90,25 @@ class RunSpec:
         """Where the run's final checkpoint is (or will be)."""
         return self.out_dir / "checkpoints" / "last.pt"
 
-    def command(self) -> str:
-        """The equivalent ``deeplab-edu train`` command line."""
+    def command(self, width: int | None = None, indent: int = 4) -> str:
+        """The equivalent ``deeplab-edu train`` command line (values quoted for a POSIX shell).
+
+        Args:
+            width: the longest line, in characters: longer commands are broken between options (never
+                inside one) with a ``\\`` continuation, so that a book page or a terminal does not wrap
+                them at a hyphen; ``None``: one line.
+            indent: spaces in front of each continuation line.
+
+        Raises:
+            ValueError: ``width`` is less than 20 characters.
+        """
+        import shlex
+
         from ..engine.runs import shown_path
 
-        parts = ["deeplab-edu train", f"--preset {self.preset}"]
+        if width is not None and width < 20:
+            raise ValueError(f"width must be at least 20 characters (or None: one line), got {width!r}")
+        parts = ["deeplab-edu train", f"--preset {shlex.quote(self.preset)}"]
         for k, v in self.overrides.items():
             if v is None or k == "progress":
                 continue
@@ -103,9 +117,18 @@ class RunSpec:
                 parts.append(flag if v else f"--no-{k.replace('_', '-')}")
             else:
                 # paths as the book may show them: relative to the repository, never the machine's
-                parts.append(f"{flag} {shown_path(v) if isinstance(v, (str, Path)) and Path(v).is_absolute() else v}")
-        parts.append(f"--out-dir {shown_path(self.out_dir)}")
-        return " ".join(parts)
+                shown = shown_path(v) if isinstance(v, (str, Path)) and Path(v).is_absolute() else v
+                parts.append(f"{flag} {shlex.quote(str(shown))}")
+        parts.append(f"--out-dir {shlex.quote(str(shown_path(self.out_dir)))}")
+        if width is None:
+            return " ".join(parts)
+        lines = [parts[0]]
+        for part in parts[1:]:
+            if len(lines[-1]) + 1 + len(part) + 2 <= width:  # room for the part and " \\"
+                lines[-1] += " " + part
+            else:
+                lines.append(" " * indent + part)
+        return " \\\n".join(lines)
 
 
 _SMOKE_PREFIX = "deeplab_edu_smoke_"
