@@ -351,7 +351,9 @@ def edge_and_line_response(rate: int, size: int = 128, step_at: int = 40, line_a
 
     Raises:
         ValueError: the step and the line are closer than ``2 * rate`` to each other, or either is
-            closer than ``rate`` to the border (their responses would overlap or be cut off).
+            closer than ``rate`` to the border (their responses would overlap or be cut off), or
+            ``rate`` is below 1.
+        TypeError: ``rate`` is not an integer.
     """
     r = _positive_int(rate, "rate")
     if not (r <= step_at and step_at + 2 * r <= line_at and line_at + r < size):

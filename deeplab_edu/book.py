@@ -204,7 +204,7 @@ class NotebookRun:
 class NotebookFailure(RuntimeError):
     """One or more notebooks failed; ``runs`` holds every :class:`NotebookRun`."""
 
-    def __init__(self, runs: Sequence[NotebookRun]):
+    def __init__(self, runs: Sequence[NotebookRun]) -> None:
         self.runs = list(runs)
         failed = [r for r in self.runs if not r.ok]
         super().__init__("\n\n".join(r.describe() for r in failed))

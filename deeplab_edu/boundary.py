@@ -79,6 +79,10 @@ def possible_counts(kernel: int = 3) -> tuple[int, ...]:
 
     For a 3 x 3 filter that is ``(1, 2, 3, 4, 6, 9)``: the row factor and the column factor are
     each 1, 2 or 3, and the count is their product (5, 7 and 8 cannot happen).
+
+    Raises:
+        TypeError: ``kernel`` is not an integer.
+        ValueError: ``kernel`` is below 1 or even.
     """
     k = _odd_kernel(kernel)
     return tuple(sorted({a * b for a, b in product(range(1, k + 1), repeat=2)}))
@@ -89,6 +93,13 @@ def valid_tap_counts_1d(length: int, kernel: int = 3, rate: int = 1) -> np.ndarr
 
     The taps of output ``i`` sit at ``i + rate * j`` for ``j = -(k-1)/2 .. (k-1)/2``; a tap is
     valid when ``0 <= i + rate * j < length``.
+
+    Returns:
+        an int64 array (length,) with values in ``1 .. kernel``.
+
+    Raises:
+        TypeError: ``length``, ``kernel`` or ``rate`` is not an integer.
+        ValueError: ``length`` or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
     n = _positive_int("length", length)
     k = _odd_kernel(kernel)
@@ -125,6 +136,13 @@ def tap_counts_by_convolution(height: int, width: int, kernel: int = 3, rate: in
 
     Every valid tap adds 1 and every padded tap adds 0, so the output *is* the valid-tap count.
     Used to check :func:`valid_tap_counts`.
+
+    Returns:
+        an int64 array (height, width), equal to :func:`valid_tap_counts`.
+
+    Raises:
+        TypeError: ``height``, ``width``, ``kernel`` or ``rate`` is not an integer.
+        ValueError: ``height``, ``width`` or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
     h, w = _positive_int("height", height), _positive_int("width", width)
     k, r = _odd_kernel(kernel), _positive_int("rate", rate)
@@ -145,6 +163,11 @@ def valid_weight_fractions(size: int | Sequence[int], rate: int, kernel: int = 3
     Returns:
         ``{count: fraction}`` for every count in :func:`possible_counts` (zeros included); the
         fractions sum to 1. DeepLabv3 Figure 4 plots the values for 1, 4 and 9 on a 65 x 65 map.
+
+    Raises:
+        TypeError: ``size`` is neither an integer nor a ``(height, width)`` pair of integers, or
+            ``rate`` or ``kernel`` is not an integer.
+        ValueError: a side of ``size`` or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
     h, w = _size_pair(size)
     k = _odd_kernel(kernel)
@@ -200,7 +223,9 @@ def mean_valid_fraction(size: int | Sequence[int], rate: int, kernel: int = 3) -
         a fraction in ``[1 / k**2, 1]`` (:func:`valid_tap_counts` averaged, divided by ``k**2``).
 
     Raises:
-        ValueError: a size or rate below 1, or an even kernel.
+        TypeError: ``size`` is neither an integer nor a ``(height, width)`` pair of integers, or
+            ``rate`` or ``kernel`` is not an integer.
+        ValueError: a side of ``size`` or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
     h, w = _size_pair(size)
     return float(valid_tap_counts(h, w, kernel, rate).mean() / kernel**2)
@@ -211,6 +236,11 @@ def degeneration_rate(size: int | Sequence[int], kernel: int = 3) -> int:
 
     The nearest off-centre tap is ``rate`` away; it misses a map of length ``n`` from every
     position exactly when ``rate >= n``. (The kernel size does not matter.)
+
+    Raises:
+        TypeError: ``size`` is neither an integer nor a ``(height, width)`` pair of integers, or
+            ``kernel`` is not an integer.
+        ValueError: a side of ``size`` is below 1, or ``kernel`` is below 1 or even.
     """
     _odd_kernel(kernel)
     h, w = _size_pair(size)
@@ -222,6 +252,11 @@ def effective_kernel_shape(size: int | Sequence[int], rate: int, kernel: int = 3
 
     ``(k, k)`` while the filter is intact somewhere, ``(1, 1)`` once it has become 1 x 1; on a
     non-square map it can be ``(1, k)``: a k x k filter acting as a 1 x k filter.
+
+    Raises:
+        TypeError: ``size`` is neither an integer nor a ``(height, width)`` pair of integers, or
+            ``rate`` or ``kernel`` is not an integer.
+        ValueError: a side of ``size`` or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
     h, w = _size_pair(size)
     return (
@@ -375,6 +410,11 @@ def rate_usage_table(
     the mean share of valid weights. Rows are dicts ready for a table.
 
     Example: ``rate_usage_table([("513 crop, OS 16", 33), ("321 crop, OS 16", 21)], (6, 12, 18))``.
+
+    Raises:
+        TypeError: a case's size is neither an integer nor a ``(height, width)`` pair of integers, or
+            ``rate`` or ``kernel`` is not an integer.
+        ValueError: a side of a case's size or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
     k = _odd_kernel(kernel)
     rows: list[dict[str, object]] = []

@@ -88,8 +88,17 @@ def _sync(device: torch.device) -> None:
 def time_forward(
     model: nn.Module | Callable[..., Any], *inputs: torch.Tensor, repeats: int = 5, warmup: int = 1
 ) -> float:
-    """Median wall-clock seconds of one forward pass (no gradients), over ``repeats`` timed passes
-    after ``warmup`` untimed ones; on CUDA the device is synchronised around each pass."""
+    """Median wall-clock seconds of one forward pass ``model(*inputs)`` (no gradients), over ``repeats``
+    timed passes after ``warmup`` untimed ones; on CUDA the device is synchronised around each pass.
+
+    Raises:
+        ValueError: no ``inputs`` (the device is read from the first), ``repeats`` below 1 or ``warmup``
+            below 0.
+    """
+    if not inputs:
+        raise ValueError("give the model's inputs, e.g. time_forward(model, torch.randn(1, 3, 128, 128))")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got repeats={repeats}, warmup={warmup}")
     device = inputs[0].device
     times = []
     with torch.no_grad():

@@ -80,12 +80,13 @@ def course_checks() -> bool:
 def device() -> torch.device:
     """The device to compute on.
 
-    ``DEEPLAB_EDU_DEVICE`` (e.g. ``cpu``, ``cuda:1``, ``mps``) overrides; otherwise
-    CUDA when available, else the CPU. The ``smoke`` profile always uses the CPU so
-    that CI results do not depend on the machine.
+    ``DEEPLAB_EDU_DEVICE`` (e.g. ``cpu``, ``cuda:1``, ``mps``) decides when it is set, in every
+    profile; otherwise the ``smoke`` profile uses the CPU (so that CI results do not depend on the
+    machine) and the others CUDA when available, else the CPU.
 
     Raises:
-        ValueError: ``DEEPLAB_EDU_DEVICE`` names no device this PyTorch can use (:func:`resolve_device`).
+        ValueError: ``DEEPLAB_EDU_DEVICE`` names no device this PyTorch can use (:func:`resolve_device`),
+            or ``DEEPLAB_EDU_PROFILE`` names no profile (:func:`profile`).
     """
     import torch
 
@@ -126,5 +127,9 @@ def resolve_device(name: str | None, *, what: str = "--device") -> torch.device:
 
 
 def choose(*, smoke: T, cpu: T, gpu: T) -> T:
-    """Pick the value for the active profile, e.g. ``choose(smoke=2, cpu=200, gpu=30000)``."""
+    """Pick the value for the active profile, e.g. ``choose(smoke=2, cpu=200, gpu=30000)``.
+
+    Raises:
+        ValueError: ``DEEPLAB_EDU_PROFILE`` names no profile (:func:`profile`).
+    """
     return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[profile()]

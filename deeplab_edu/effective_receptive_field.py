@@ -129,7 +129,8 @@ class TinyDilatedNet(nn.Module):
         TypeError: a rate is not an int.
     """
 
-    def __init__(self, rates: Sequence[int] = (1, 2, 4, 8, 1), channels: int = 16, in_channels: int = 3, num_classes: int = 2):
+    def __init__(self, rates: Sequence[int] = (1, 2, 4, 8, 1), channels: int = 16, in_channels: int = 3,
+                 num_classes: int = 2) -> None:
         super().__init__()
         if not rates:
             raise ValueError("rates must name at least one layer")
@@ -154,6 +155,13 @@ def ring_to_disc_batch(
     A pixel in the middle of a large disc looks exactly like the background; only a unit whose
     receptive field reaches the outline can label it.
 
+    Args:
+        batch: images to make.
+        size: their side, in pixels.
+        generator: the random numbers; ``None``: a new generator seeded 0, so calls without one
+            return the same batch.
+        max_radius: the largest disc radius, in pixels (radii are drawn from 3 to it); ``None``: ``size / 4``.
+
     Returns:
         images ``(batch, 3, size, size)`` in [0, 1] (outline plus noise) and masks
         ``(batch, size, size)`` int64 (1 inside the disc).
@@ -174,6 +182,13 @@ def train_tiny_segmenter(
     model: nn.Module, steps: int, *, batch: int = 16, size: int = 48, lr: float = 3e-3, seed: int = 0, progress: bool = True
 ) -> list[float]:
     """Train ``model`` on :func:`ring_to_disc_batch` with Adam for ``steps`` steps; return the losses.
+
+    ``model`` maps images (N, 3, size, size) to logits (N, 2, size, size), a tensor (such as
+    :class:`TinyDilatedNet`; not a ``{"out": ...}`` dict); it is left in eval mode. Each step draws a new
+    batch of ``batch`` images from a generator seeded ``seed``.
+
+    Returns:
+        the training loss (cross-entropy, nats per pixel) of every step.
 
     Raises:
         ValueError: ``steps`` is negative.

@@ -228,10 +228,17 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
     """Label map(s) (N, H, W), int64, for ``image`` with ``strategy``: the argmax of :func:`predict_probs`.
 
     ``image`` must be normalised as in training (see :func:`predict_probs`); an image in [0, 1]
-    gives poor predictions, with a warning. Example::
+    gives poor predictions, with a warning. With an image file, ``x = normalize(load_image("photo.jpg"))``
+    (:func:`~deeplab_edu.data.io.load_image`, :func:`~deeplab_edu.data.transforms.normalize`); here a
+    random image and an untrained model:
 
-        x = normalize(load_image("photo.jpg"))        # (3, H, W)
-        labels = predict(model, x)[0]                 # (H, W)
+    >>> from deeplab_edu.data.transforms import normalize
+    >>> from deeplab_edu.models import build_model
+    >>> model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3)
+    >>> x = normalize(torch.rand(3, 50, 70))                    # (3, H, W), as load_image gives
+    >>> labels = predict(model, x, Strategy(scales=(0.75, 1.0), flip=True))
+    >>> labels.shape, labels.dtype, int(labels.max()) < 3        # (N, H, W): one label per pixel
+    (torch.Size([1, 50, 70]), torch.int64, True)
 
     Raises:
         ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D, an output stride the

@@ -135,6 +135,9 @@ class ConfusionMatrix:
 def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = None) -> str:
     """A per-class IoU table in Markdown (percent, one decimal), with the mean on the last line.
 
+    ``iou`` holds fractions in [0, 1] (as :meth:`ConfusionMatrix.compute` gives them; NaN: a class
+    absent from both prediction and truth, shown "n/a" and left out of the mean).
+
     Raises:
         ValueError: ``class_names`` is given and its length differs from that of ``iou``.
     """

@@ -122,7 +122,11 @@ def fill(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, colour: np.ndar
 
 
 def wire(rng: np.random.Generator, h: int, w: int) -> tuple[tuple[slice, slice], np.ndarray, float]:
-    """A long straight 1-3 px wide line: (bbox, mask inside bbox, length)."""
+    """A long straight line on an ``h`` x ``w`` scene: ``(bbox, mask inside bbox, length in pixels)``.
+
+    Its width is drawn from 1-3 px, times ``sqrt(max(h, w) / 256)`` on scenes larger than 256 px (so
+    that it stays thin relative to the scene without vanishing when the scene is resized).
+    """
     s = max(h, w)
     y0, x0 = rng.uniform(0, h), rng.uniform(0, w)
     ang = rng.uniform(0, math.pi)
@@ -151,7 +155,13 @@ def clutter(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.ndarra
 
 
 def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` pixels (city-block) of a label change."""
+    """The ``width`` pixels on each side of every label change of ``mask`` (H, W): a bool (H, W) array.
+
+    Width 1 marks the pixels that touch a change (both sides of it); each further step grows the band
+    by one pixel (city-block), so the band is ``2 * width`` pixels across a straight boundary. A width
+    below 1 marks what 1 marks. (:func:`deeplab_edu.metrics.boundary_band` measures the band of the
+    boundary *metrics* instead: chessboard distance, ``width + 1`` pixels on each side.)
+    """
     edge = np.zeros(mask.shape, bool)
     dh = mask[1:, :] != mask[:-1, :]
     dw = mask[:, 1:] != mask[:, :-1]

@@ -407,7 +407,13 @@ class ProceduralScenes(Dataset):
         return i
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray, SceneInfo]:
-        """Item ``index`` as numpy arrays plus its :class:`SceneInfo` (no transform applied)."""
+        """Item ``index`` untransformed: the image, float32 (3, H, W) in [0, 1], the mask, uint8 (H, W)
+        (255: ignored; ``__getitem__`` gives it as int64), and its :class:`SceneInfo`.
+
+        Raises:
+            TypeError: ``index`` is not an integer.
+            IndexError: ``index`` is out of range (negative ones count from the end).
+        """
         return render_scene(self.seed, self._check_index(index), self.size, **self.options)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,7 @@ integer (H, W) mask, and returning plain tensors: a normalised float32 image and
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -124,12 +125,12 @@ def _unwrap(image: torch.Tensor, mask: torch.Tensor) -> Pair:
 def _joint_step(fn: Callable[[Any, torch.Tensor, torch.Tensor], Pair]) -> Callable[[Any, Any, Any], Pair]:
     """Let a pipeline step also be called on its own with plain tensors (wrapped and unwrapped here)."""
 
+    @functools.wraps(fn)
     def call(self: Any, image: Any, mask: Any) -> Pair:
         if isinstance(mask, tv_tensors.Mask) and isinstance(image, tv_tensors.Image):
             return fn(self, image, mask)
         return _unwrap(*fn(self, *_wrap(image, mask)))
 
-    call.__doc__ = fn.__doc__
     return call
 
 

@@ -687,7 +687,8 @@ class Trainer:
         return cm.compute()
 
     def fit(self, on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Train to ``cfg.iterations``; returns ``{"history": [...], "final": {...}, "provenance": [...]}``.
+        """Train to ``cfg.iterations``; returns :func:`run_result`: ``{"history": [...], "final": {...},
+        "class_names": [...], "provenance": [...]}`` (``class_names`` where the data set names its classes).
 
         The run's folder is locked while it trains (:func:`~deeplab_edu.engine.runs.claim_run_folder`).
 
@@ -706,6 +707,10 @@ class Trainer:
             TrainingInterrupted: (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once the step is
                 finished and a checkpoint saved (a validation under way is cut short, the final one
                 aside); a second signal stops at once.
+            RuntimeError: a data loader worker produced no batch within
+                :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S` seconds (the
+                message names the iteration and says to continue with ``resume``), or a failure of
+                PyTorch's own (out of memory, a kernel error), as it raised it.
         """
         # a Trainer that has trained already is in its own run (fit() called again)
         continuing = self.cfg.resume or self.iteration > 0

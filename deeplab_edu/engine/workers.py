@@ -143,7 +143,8 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
             :data:`LOADER_TIMEOUT_S` (a worker that hangs fails the loader with a ``RuntimeError``).
 
     Raises:
-        ValueError: ``num_workers`` is negative.
+        ValueError: ``num_workers`` is negative or not an integer (:func:`resolve_num_workers`), or
+            ``worker_init_fn`` is given with no workers to run it.
     """
     workers = resolve_num_workers(num_workers)
     dev = torch.device(device) if device is not None else None

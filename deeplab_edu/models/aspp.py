@@ -76,7 +76,8 @@ def atrous_rates_for(output_stride: int, base: Sequence[int] = (6, 12, 18), base
 
 
 def feature_map_side(input_side: int, output_stride: int) -> int:
-    """Side of the feature map of an ``input_side``-pixel input at ``output_stride`` (8, 16 or 32).
+    """Side of the feature map of an ``input_side``-pixel input at ``output_stride`` (a power of 2 up to
+    32; the backbones take 8, 16 or 32).
 
     Every stride-2 layer of the backbones (3x3 or 1x1 with "same" padding) maps ``n`` to
     ``ceil(n / 2)``, so 513 gives 257, 129, 65, 33, 17.

@@ -61,10 +61,14 @@ def at_output_stride(model: nn.Module, output_stride: int | None) -> Iterator[nn
     the output stride it had, also when the block raises. ``None``, or the stride it has: nothing
     changes. DeepLabv3 sec. 4 trains at output stride 16 and evaluates at 8.
 
-    Example::
-
-        with at_output_stride(model, 8):
-            logits = model(x)["out"]
+    >>> from deeplab_edu.models import build_model
+    >>> model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3).eval()
+    >>> with at_output_stride(model, 8):
+    ...     logits = model(torch.zeros(1, 3, 64, 64))["out"]
+    ...     print(model.output_stride)
+    8
+    >>> model.output_stride, tuple(logits.shape)
+    (16, (1, 3, 64, 64))
 
     Raises:
         ValueError: ``model`` has no ``set_output_stride`` (naming its class), or ``output_stride``

@@ -29,7 +29,9 @@ def _rgb(image: torch.Tensor) -> np.ndarray:
 
 
 def plot_kernels(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams = DEEPLAB_RELEASED) -> Figure:
-    """Where one pixel sends its messages: the appearance (bilateral) and smoothness kernels."""
+    """Where one pixel sends its messages: the appearance (bilateral) and smoothness kernels
+    (:func:`~deeplab_edu.crf.kernel_maps`) of ``pixel`` = ``(row, column)`` in ``image`` (3, H, W),
+    float in [0, 1] or uint8, each over the whole image."""
     maps = kernel_maps(image, pixel, params)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), layout="constrained")
     axes[0].imshow(_rgb(image))
@@ -57,7 +59,8 @@ def plot_refinement(
     *,
     titles: Sequence[str] = ("image", "coarse prediction", "after the dense CRF", "ground truth"),
 ) -> Figure:
-    """Image, labels before and after the CRF (overlaid on the image), and the ground truth."""
+    """Image (3, H, W), label maps (H, W) before and after the CRF (overlaid on the image), and the
+    ground truth (H, W; ``None``: left out), coloured with ``palette`` (an RGB colour per label)."""
     panels = [_rgb(image), overlay(image, colorize(before, palette), 0.6), overlay(image, colorize(after, palette), 0.6)]
     if target is not None:
         panels.append(colorize(target, palette))
@@ -118,7 +121,23 @@ def crf_figure(
     target: torch.Tensor | None = None,
     method: Method = "approx",
 ) -> Figure:
-    """Run the CRF with ``params`` and show the coarse and refined masks (and the truth)."""
+    """Run the CRF with ``params`` on one image and show the coarse and refined masks (and the truth).
+
+    Args:
+        image: the RGB image (3, H, W), float in [0, 1] or uint8 in 0-255.
+        unary: :math:`-\\log P` per label, (L, H, W), floating point
+            (:func:`~deeplab_edu.crf.unary_from_probs`); the coarse prediction is its argmin.
+        palette: an RGB colour (0-255) per label.
+        params: the CRF's weights, bandwidths and iterations.
+        target: the ground truth (H, W), class indices, 255 ignored in the pixel accuracy; ``None``: not shown.
+        method: as :func:`~deeplab_edu.crf.mean_field`.
+
+    Raises:
+        ValueError: ``unary`` is not 3-D (one image: a batch has no single figure), or as
+            :func:`~deeplab_edu.crf.mean_field` (sizes that differ, values out of range).
+    """
+    if unary.ndim != 3:
+        raise ValueError(f"unary must be one image's (L, H, W) scores, got shape {tuple(unary.shape)}")
     q = mean_field(unary, image, params, method=method)
     before = unary.argmin(0)
     after = q.argmax(0)
@@ -142,7 +161,11 @@ def crf_widget(
     """Sliders for w1, theta_alpha, theta_beta, w2, theta_gamma and the iterations, above :func:`crf_figure`.
 
     Builds without a front end (the widgets are simply not shown). Keep the image small (the
-    CRF reruns on every change).
+    CRF reruns on every change). The arguments are :func:`crf_figure`'s: ``image`` (3, H, W),
+    ``unary`` (L, H, W), ``target`` (H, W).
+
+    Raises:
+        ValueError: as :func:`crf_figure`, for the first figure.
     """
     import ipywidgets as widgets
 

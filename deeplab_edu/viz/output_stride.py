@@ -141,7 +141,10 @@ def measure_output_strides(
     only (32 came out four times slower than 16). The backbone is left at its original output stride.
 
     Raises:
-        ValueError: ``input_size`` is not an integer of at least 33.
+        ValueError: ``input_size`` is not an integer of at least 33, or an output stride is one the
+            backbone cannot take.
+        TypeError: ``backbone`` has no ``set_output_stride`` (build it with
+            :func:`~deeplab_edu.models.build_backbone`).
     """
     backbone = _check_switchable(backbone)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 33:
@@ -193,6 +196,11 @@ def macs_by_input_size(
 
     Counted on a copy of the backbone on PyTorch's ``meta`` device: shapes flow through the real
     layers but no arithmetic is done, so the sweep takes seconds even for large inputs.
+
+    Raises:
+        ValueError: an output stride is one the backbone cannot take.
+        TypeError: ``backbone`` has no ``set_output_stride`` (build it with
+            :func:`~deeplab_edu.models.build_backbone`).
     """
     backbone = _check_switchable(backbone)
     meta = _on_meta(backbone)
@@ -253,6 +261,11 @@ def photo_features(
 
     The image is normalised with the ImageNet mean and standard deviation; the backbone runs in eval
     mode with the *same weights* at every output stride (switched in place, then restored).
+
+    Raises:
+        ValueError: an output stride is one the backbone cannot take.
+        TypeError: ``backbone`` has no ``set_output_stride`` (build it with
+            :func:`~deeplab_edu.models.build_backbone`).
     """
     backbone = _check_switchable(backbone)
     x = _normalise(image)

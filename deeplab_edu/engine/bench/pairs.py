@@ -110,7 +110,18 @@ def train_memory(runner: "StepRunner", device: torch.device) -> tuple[int, int]:
 
 
 class StepRunner:
-    """One model prepared for one setting, with its inference and training-step closures."""
+    """One model prepared for one setting (memory format, bf16 autocast), with its inference and
+    training steps, each timed by :func:`measure_models`.
+
+    Args:
+        model: a segmentation network whose forward returns the logits tensor (N, C, H, W) itself (wrap a
+            deeplab-edu or torchvision model, which return ``{"out": ...}``, in
+            :class:`~deeplab_edu.models.export.LogitsOnly`; the pairs do).
+        x: the batch (N, 3, H, W), float, on the device the model is on.
+        y: its labels (N, H, W), int64 class indices.
+        channels_last: model and ``x`` in channels-last (NHWC) memory format.
+        amp: run forward passes under bf16 autocast.
+    """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, channels_last: bool, amp: bool) -> None:
         self.model = model
@@ -125,21 +136,25 @@ class StepRunner:
         return torch.autocast(self.x.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def infer(self) -> None:
+        """One inference forward pass (eval mode, no gradients)."""
         self.model.eval()
         with torch.no_grad(), self._ctx():
             self.model(self.x)
 
     def forward_loss(self) -> torch.Tensor:
+        """The training forward pass: the cross-entropy loss (a float32 scalar) of ``x`` against ``y``."""
         self.model.train()
         with self._ctx():
             return nn.functional.cross_entropy(self.model(self.x).float(), self.y)
 
     def backward_step(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss``, take one SGD step and free the gradients."""
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
     def train_step(self) -> None:
+        """One whole training step: :meth:`forward_loss` then :meth:`backward_step`."""
         self.backward_step(self.forward_loss())
 
 
@@ -202,7 +217,16 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
     pass keeps for the backward pass, which is what grows with batch and image size).
 
     Args:
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        size: the side of the square input images, in pixels.
+        batch: images per step (at least 2).
         repeats: interleaved rounds; default :func:`~.timing.min_rounds` (6), the fewest that give an interval.
+        warmup: untimed rounds before them.
+        out: where to write the JSON record (``None``: none written).
+        pairs: which comparisons: ``"v3"`` (DeepLabv3 vs torchvision's), ``"v3plus"`` (DeepLabv3+ vs
+            segmentation_models_pytorch's).
+        num_classes: classes of the random labels and of the models' classifiers.
+        bf16: also measure bf16 autocast + channels_last.
         threads: torch intra-op threads for the run (``None``: leave them). On a shared machine one
             thread gives steadier ratios; the record then also compares process CPU time
             (``train_speedup_cpu_time``), which other processes barely disturb.

@@ -155,6 +155,10 @@ def explorer_html(name: str, **settings: Any) -> str:
 
     Returns:
         an HTML fragment that needs nothing else: no CDN, no kernel, no other file.
+
+    Raises:
+        ValueError: ``name`` is not an explorer, or a setting is out of range.
+        TypeError: a setting's name is unknown, or its value of the wrong type.
     """
     s = _settings(name, settings)
     element_id = f"dle-{name.replace('_', '-')}-{uuid.uuid4().hex[:12]}"
