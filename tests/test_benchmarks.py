@@ -406,3 +406,13 @@ def test_book_time_names_a_step_that_fails_or_hangs_and_its_log(tmp_path: Path) 
     (tmp_path / "venv").mkdir()
     (tmp_path / "venv" / "lib.so").write_bytes(b"x" * 100_000)
     assert module._size_bytes(tmp_path / "venv") >= 100_000
+
+
+def test_time_forward_names_a_call_it_cannot_time() -> None:
+    from deeplab_edu.complexity import time_forward
+
+    assert time_forward(torch.nn.Identity(), torch.zeros(2), repeats=1, warmup=0) >= 0.0
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        time_forward(torch.nn.Identity(), torch.zeros(2), repeats=0)  # statistics.median([]) raised before
+    with pytest.raises(ValueError, match="give the model's inputs"):
+        time_forward(torch.nn.Identity())

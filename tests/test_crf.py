@@ -359,3 +359,13 @@ def test_grid_edges_names_the_parameters_the_search_stopped_at() -> None:
         "w_bilateral": "smallest", "theta_alpha": "smallest"}
     with pytest.raises(KeyError):
         grid_edges({}, dict(w_bilateral=(3, 5)))
+
+
+def test_the_crf_figure_takes_one_image_not_a_batch() -> None:
+    # a batched unary passed mean_field, then the figure took argmin over the batch axis
+    from deeplab_edu.viz import crf as viz
+
+    img, labels = two_colour_scene(h=12, w=14, edge=7)
+    unary = blurred_unary(12, 14, boundary=9.0)
+    with pytest.raises(ValueError, match=r"one image's \(L, H, W\) scores, got shape \(1, 2, 12, 14\)"):
+        viz.crf_figure(img[None], unary[None], [(255, 0, 0), (0, 0, 255)])
