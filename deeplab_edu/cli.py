@@ -2,13 +2,15 @@
 ``python -m deeplab_edu``).
 
 Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a flag
-(``crop_size`` -> ``--crop-size``); ``--preset NAME`` and ``--config FILE.yaml`` set many at once
+(``crop_size`` -> ``--crop-size``), and so are the papers' architecture ablations (``--multi-grid 1 2 4``,
+``--no-image-pooling``, ``--separable``: entries of ``model_kwargs``); ``--preset NAME`` and ``--config FILE.yaml`` set many at once
 (the file on top of the preset), and flags given explicitly win over both. Examples::
 
     deeplab-edu train --preset cpu
     deeplab-edu train --preset cpu --iterations 50 --out-dir runs/quick
     deeplab-edu train --preset cpu --config mine.yaml       # the cpu preset with mine.yaml's settings
     deeplab-edu train --preset cpu --resume                  # continue where it stopped
+    deeplab-edu train --preset cpu --no-image-pooling --out-dir runs/no_pooling   # an ablation
     torchrun --nproc_per_node=2 -m deeplab_edu train --preset gpu
     deeplab-edu eval --checkpoint runs/cpu/checkpoints/last.pt --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
     deeplab-edu predict --checkpoint runs/cpu/checkpoints/last.pt photo.jpg --out predictions/
@@ -195,6 +197,24 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         else:
             base = int if "int" in str(t) else float if "float" in str(t) else str
             p.add_argument(flag, type=base, default=None, help=help_)
+    model = p.add_argument_group("the model's architecture (build_model arguments, kept in model_kwargs)")
+    for name, help_ in _MODEL_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "multi_grid":
+            model.add_argument(flag, nargs="+", type=int, default=None, metavar="RATE", help=help_)
+        else:
+            model.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+
+
+#: The build_model arguments that are flags of ``train`` too (``--multi-grid 1 2 4``, ``--no-image-pooling``):
+#: the papers' ablations, each of which ``--model-kwargs`` JSON also gives.
+_MODEL_FLAGS = {
+    "multi_grid": "v3/v3+: the rates of block 4's three units, as multiples of the block's rate (DeepLabv3 "
+                  "sec. 3.2.1, e.g. 1 2 4; default: torchvision's rates)",
+    "image_pooling": "v3/v3+: ASPP's image-level branch (DeepLabv3 sec. 3.3; default on)",
+    "separable": "v3/v3+: depthwise-separable convolutions in ASPP and the decoder (DeepLabv3+ sec. 3.1; "
+                 "default on for v3+, off for v3)",
+}
 
 
 _THREADS_HELP = ("PyTorch's CPU threads (default: one per core); fewer, e.g. 1, are often much faster while other "
@@ -344,8 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The configuration ``deeplab-edu train`` runs: the preset, then the ``--config`` file, then the flags
     given (:func:`~deeplab_edu.engine.config.load_config`, for which ``None`` means "not given"; so
-    ``--eval-output-stride none``, validation at the training stride, is applied here)."""
-    from .engine.config import TrainConfig, load_config, run_of_config
+    ``--eval-output-stride none``, validation at the training stride, is applied here). The model flags
+    (``--multi-grid``, ``--image-pooling``, ``--separable``) are added to the ``model_kwargs`` those give.
+
+    Raises:
+        ~deeplab_edu.engine.config.ConfigError: a setting :func:`~deeplab_edu.engine.config.load_config`
+            refuses, or a model flag and ``--model-kwargs`` that give one argument two values.
+    """
+    from .engine.config import ConfigError, TrainConfig, load_config, run_of_config
 
     field_names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in field_names and v is not None}
@@ -353,6 +379,15 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     if run is not None and "out_dir" not in overrides:  # a copied or moved run continues where its config.json is
         overrides["out_dir"] = str(run)
     cfg = load_config(args.preset, overrides, config=args.config)
+    flags = {name: getattr(args, name) for name in _MODEL_FLAGS if getattr(args, name, None) is not None}
+    if flags:  # on top of the preset's, the file's and --model-kwargs' entries
+        given = overrides.get("model_kwargs") or {}
+        clash = sorted(k for k in flags if k in given and given[k] != flags[k])
+        if clash:
+            raise ConfigError(f"--{clash[0].replace('_', '-')} and --model-kwargs give {clash[0]} two values "
+                              f"({flags[clash[0]]!r} and {given[clash[0]]!r}); give one")
+        overrides["model_kwargs"] = {**cfg.model_kwargs, **flags}
+        cfg = load_config(args.preset, overrides, config=args.config)
     if "eval_output_stride" in vars(args) and args.eval_output_stride is None:
         cfg.eval_output_stride = None
     return cfg

@@ -566,7 +566,7 @@ if recorded is not None and profile == "cpu":
 # Further ablations are one command away, for example image pooling off for DeepLabv3+:
 #
 # ```bash
-# deeplab-edu train --preset cpu --model-kwargs '{"image_pooling": false}' --out-dir runs/no_pooling
+# deeplab-edu train --preset cpu --no-image-pooling --out-dir runs/no_pooling
 # ```
 #
 # and `python benchmarks/findings.py --seeds 0 1 2 3 4` adds seeds to every arm (runs already

@@ -979,3 +979,22 @@ def test_every_command_the_documentation_shows_parses() -> None:
             if exit_.code:
                 failures.append(f"{where}: deeplab-edu {arguments}")
     assert not failures, "\n".join(failures)
+
+
+def test_the_papers_ablations_are_flags_that_write_model_kwargs() -> None:
+    """``--multi-grid``, ``--image-pooling`` and ``--separable`` (DeepLabv3 sec. 3.2.1 and 3.3, v3+ sec. 3.1) add
+    to the ``model_kwargs`` the preset, a file or ``--model-kwargs`` give, and refuse to contradict them."""
+    from deeplab_edu.cli import _train_config
+
+    def kwargs(*flags: str) -> dict:
+        return _train_config(build_parser().parse_args(["train", "--preset", "cpu", *flags])).model_kwargs
+
+    assert kwargs() == {}
+    assert kwargs("--no-image-pooling") == {"image_pooling": False}
+    assert kwargs("--multi-grid", "1", "2", "4", "--separable") == {"multi_grid": [1, 2, 4], "separable": True}
+    assert kwargs("--model-kwargs", '{"dropout": 0.2}', "--no-image-pooling") == {"dropout": 0.2, "image_pooling": False}
+    assert kwargs("--model-kwargs", '{"image_pooling": false}', "--no-image-pooling") == {"image_pooling": False}
+    with pytest.raises(ConfigError, match="give image_pooling two values"):
+        kwargs("--model-kwargs", '{"image_pooling": true}', "--no-image-pooling")
+    with pytest.raises(SystemExit):
+        kwargs("--multi-grid", "one")
