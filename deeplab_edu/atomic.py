@@ -9,8 +9,10 @@ Used for checkpoints, run records, metrics, exported models and converted data s
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +36,12 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
         path: the file to (re)write.
         fsync: flush the new file's data to the disk before the rename, so that a power cut cannot
             leave the new name pointing at an empty file (checkpoints ask for this).
+
+    Raises:
+        OSError: (``ENOSPC``) the block or the rename failed because the disk is full (the message names
+            ``path`` and the free space; ``torch.save``'s ``RuntimeError`` for a full disk becomes this).
+        OSError, RuntimeError: any other error of the block or the rename, unchanged, except that one
+            about the temporary file (a folder that is not writable) names ``path`` as its file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,8 +52,34 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        if (full := _disk_full(path, err)) is not None:
+            raise OSError(errno.ENOSPC, full) from err
+        if isinstance(err, OSError) and err.filename is not None and Path(err.filename) == tmp:
+            err.filename = str(path)  # the hidden temporary file is ours: name the file the caller asked for
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Free bytes below which a failed write is taken to have filled its disk (``torch.save`` reports a full
+#: disk as a ``RuntimeError``, "unexpected pos ..." or "failed writing file", not as ``ENOSPC``).
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def _disk_full(path: Path, err: BaseException) -> str | None:
+    """The message for a write of ``path`` that failed (``err``) because its disk is full, else ``None``."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    no_space = isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if not no_space and (free is None or free >= _NEARLY_FULL_BYTES):
+        return None
+    left = f" ({free / 2**20:.1f} MiB free)" if free is not None else ""
+    return (f"could not write {path}: no space left on the disk that holds {path.parent}{left}; the file is "
+            f"unchanged (the new version went to a temporary file, now removed). Free some space there, or write "
+            f"elsewhere, and run again (a training run: the same command with --resume)")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -35,6 +35,7 @@ import sys
 import textwrap
 import time
 import traceback
+import warnings
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -707,7 +708,9 @@ def _predict(args: argparse.Namespace) -> int:
                       "of memory and minutes on a CPU: --crop-size 1024 predicts it in overlapping windows with less",
                       file=sys.stderr)
             try:
-                pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
+                with warnings.catch_warnings():  # normalised here: a flat or misty photo may still lie in [0, 1]
+                    warnings.filterwarnings("ignore", message=r"the image is in \[0, 1\], not normalised")
+                    pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
             except RuntimeError as err:  # out of memory on one large photo, say: name it, go on with the others
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 message = (f"predicting {f} ({x.shape[2]} x {x.shape[1]} pixels) failed "

@@ -194,8 +194,8 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     scale's logits resized to (H, W), then softmax, the probabilities averaged).
 
     Raises:
-        ValueError: ``image`` is not 3- or 4-dimensional, or ``strategy.output_stride`` is set and
-            the model cannot run at it (:func:`~deeplab_edu.models.backbones.at_output_stride`: no
+        ValueError: ``image`` is not 3- or 4-dimensional or holds NaN or infinite values, or
+            ``strategy.output_stride`` is set and the model cannot run at it (:func:`~deeplab_edu.models.backbones.at_output_stride`: no
             ``set_output_stride``, or a stride its backbone cannot give). :class:`Strategy` checks
             its scales and crop size when it is made.
     """
@@ -203,6 +203,9 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
         image = image[None]
     if image.dim() != 4:
         raise ValueError(f"image should be (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
+    if image.is_floating_point() and image.device.type != "meta" and not bool(torch.isfinite(image).all()):
+        raise ValueError("image holds NaN or infinite values (a failed normalisation, a division by zero?): "
+                         "the model would label every pixel alike without an error")
     _warn_if_not_normalised(image)
     with eval_mode(model), at_output_stride(model, strategy.output_stride):
         h, w = image.shape[-2:]
@@ -241,8 +244,8 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
     (torch.Size([1, 50, 70]), torch.int64, True)
 
     Raises:
-        ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D, an output stride the
-            model cannot take).
+        ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D or is not finite, an output
+            stride the model cannot take).
     """
     return predict_probs(model, image, strategy).argmax(1)
 
@@ -276,10 +279,11 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         fractions in [0, 1].
 
     Raises:
-        ValueError: ``num_classes`` is missing, ``device`` is not the model's, ``limit`` is below 1,
-            ``batch_size``/``num_workers`` is invalid, a mask holds a label outside
-            ``[0, num_classes)`` other than ``ignore_index``, or ``strategy.output_stride`` cannot be
-            applied to the model.
+        ValueError: ``num_classes`` is missing or differs from the classes the model scores, the data
+            set is empty, ``device`` is not the model's, ``limit`` is below 1, ``batch_size`` or
+            ``num_workers`` is invalid, a mask holds a label outside ``[0, num_classes)`` other than
+            ``ignore_index``, an image is not finite, or ``strategy.output_stride`` cannot be applied to
+            the model.
     """
     from .progress import progress_bar
 
@@ -295,6 +299,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     if (device.type, device.index or 0) != (on.type, on.index or 0):
         raise ValueError(f"device={str(device)!r} but the model is on {on}: move it first (model.to(device))")
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise ValueError("the data set is empty: there is nothing to evaluate (every metric would be NaN)")
     loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers, sampler=range(n),  # type: ignore[arg-type]
                          device=device)
     cm = ConfusionMatrix(num_classes, ignore_index, device=device)
@@ -304,8 +310,11 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             progress_bar(total=n, desc=f"eval {strategy.label}", progress=progress, leave=False) as bar:
         for same_size_batches in loader:
             for images, masks in same_size_batches:
-                pred = predict(model, images.to(device, non_blocking=True), strategy)  # in eval mode
-                cm.update(pred, masks.to(device, non_blocking=True))
+                probs = predict_probs(model, images.to(device, non_blocking=True), strategy)  # in eval mode
+                if probs.shape[1] != num_classes:
+                    raise ValueError(f"the model scores {probs.shape[1]} classes, the data set has {num_classes}: "
+                                     "evaluate a model trained on this data set's classes (or pass num_classes)")
+                cm.update(probs.argmax(1), masks.to(device, non_blocking=True))
                 bar.update(len(images))
     return cm.compute()
 

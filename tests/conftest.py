@@ -175,3 +175,21 @@ def built_book(book_build) -> Path:
     ``notebooks/NN_*.html`` with the executed ``NN_*.ipynb`` beside them, ``_static/``.
     Shared by every test that looks at the built pages (tests/test_book.py, the browser tests)."""
     return book_build.html
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained deeplab-edu checkpoint (smoke preset's model, 8 classes) for ``deeplab-edu predict``."""
+    import torch
+
+    from deeplab_edu.engine.checkpoint import save_checkpoint
+    from deeplab_edu.engine.config import load_config
+    from deeplab_edu.models import build_model
+
+    cfg = load_config("smoke")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, backbone=cfg.backbone, num_classes=8, output_stride=cfg.output_stride).eval()
+    folder = tmp_path_factory.mktemp("ckpt")
+    state = {"model": model.state_dict(), "config": cfg.to_dict(),
+             "model_info": {"name": cfg.model, "backbone": cfg.backbone, "num_classes": 8}}
+    return save_checkpoint(state, folder, 0)

@@ -35,22 +35,6 @@ def _stored(h: int = 20, w: int = 40) -> np.ndarray:
 TOY = ClassInfo(name="toy", class_names=("a", "b", "c"), palette=((0, 0, 0), (255, 0, 0), (0, 255, 0)))
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small untrained deeplab-edu checkpoint (smoke preset's model) for ``deeplab-edu predict``."""
-    from deeplab_edu.engine.checkpoint import save_checkpoint
-    from deeplab_edu.engine.config import load_config
-    from deeplab_edu.models import build_model
-
-    cfg = load_config("smoke")
-    torch.manual_seed(0)
-    model = build_model(cfg.model, backbone=cfg.backbone, num_classes=8, output_stride=cfg.output_stride).eval()
-    folder = tmp_path_factory.mktemp("ckpt")
-    state = {"model": model.state_dict(), "config": cfg.to_dict(),
-             "model_info": {"name": cfg.model, "backbone": cfg.backbone, "num_classes": 8}}
-    return save_checkpoint(state, folder, 0)
-
-
 # ------------------------------------------------------------------ 1. EXIF orientation
 def test_load_image_applies_exif_orientation(tmp_path: Path) -> None:
     arr = _stored()  # stored 40 wide, 20 tall

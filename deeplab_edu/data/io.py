@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import collections
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -124,13 +125,22 @@ def _open(path: Path, what: str) -> Image.Image:
     if not path.is_file():
         raise DatasetNotFoundError(f"{what} file not found: {path}")
     try:
-        img = Image.open(path)
+        img: Image.Image = Image.open(path)
         img.load()  # decode now: truncated or corrupt data fails here, not later
         tag = int(img.getexif().get(_ORIENTATION_TAG, 1))  # read from the decoded file: no second decode
         if len(_RECENT_ORIENTATIONS) >= 8:
             _RECENT_ORIENTATIONS.pop(next(iter(_RECENT_ORIENTATIONS)))
         _RECENT_ORIENTATIONS[path] = tag if tag in _ORIENTATIONS else 1
         ImageOps.exif_transpose(img, in_place=True)  # as photo viewers (and annotators) show it
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        if frames > 1 and img.format != "MPO":  # MPO: a camera's JPEG with a preview frame, which is not data
+            warnings.warn(f"{what} file {path} holds {frames} frames (an animation or a stack); the first is used",
+                          stacklevel=3)
+        if getattr(img, "fp", None) is not None:  # Pillow keeps a multi-frame file open to seek in; close it
+            loaded = img.copy()
+            loaded.format = img.format  # the mask check asks it (a JPEG mask)
+            img.close()
+            img = loaded
     except UnidentifiedImageError as err:
         raise BadDataError(f"{what} file {path} is not a readable image ({err}).") from None
     except Image.DecompressionBombError as err:  # PIL's guard against a header that claims a huge image
@@ -144,7 +154,8 @@ def _open(path: Path, what: str) -> Image.Image:
 def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     """Read an image as float32 RGB (3, H, W) in [0, 1], in its displayed (EXIF) orientation.
 
-    Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha is dropped).
+    Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha is dropped); of a file
+    that holds several frames (an animated GIF, a TIFF stack) the first is read, with a warning.
     The scale follows the file's *mode*, never its values (a dark 16-bit image stays dark):
 
     - 16-bit grayscale (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``) and 32-bit integer ``I`` (how

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..models.pretrained import load_failure_reason
+from ..models.pretrained import checksum_failure, load_failure_reason
 from ..records import shown_path
 
 __all__ = [
@@ -293,21 +293,26 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     Raises:
         FileNotFoundError: naming the path when there is no checkpoint there.
-        RuntimeError: naming the file when it is not a readable checkpoint.
+        RuntimeError: naming the file when it is not a readable checkpoint (also when its bytes fail the
+            CRC-32 checksums its zip archive stores: :func:`~deeplab_edu.models.pretrained.checksum_failure`).
         ValueError: naming the file when it reads, but is not a deeplab-edu checkpoint (a plain
             ``state_dict``, a tensor, a list, or a dictionary whose ``model``, ``config`` or
             ``model_info`` is not one).
     """
     p = checkpoint_file(path)
+    damaged = None
     try:
+        if damaged := checksum_failure(p):  # torch.load would read flipped bytes as weights
+            raise RuntimeError(damaged)
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
-        reason = load_failure_reason(p, err)
+        reason = damaged or load_failure_reason(p, err)
         if reason.startswith("it holds a Python object"):  # whole, not damaged: refused, as it must be
             raise RuntimeError(f"could not read checkpoint {p}: {reason}") from None
         older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) else []
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
                 f"away, and the run's folder then offers {older[-1].name} (to --resume, eval or predict)" if older else
+                "; restore it from a copy, or train again" if damaged else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
         raise RuntimeError(f"could not read checkpoint {p}: {reason}{hint}") from None
     _check_structure(state, p)

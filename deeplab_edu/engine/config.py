@@ -12,6 +12,7 @@ text does not fix them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -238,6 +239,32 @@ def preset_summary(name: str) -> str:
     return text[: end.end()] if end else text
 
 
+@functools.lru_cache(maxsize=None)
+def _unique_key_loader() -> Any:
+    """yaml's SafeLoader, refusing a mapping that gives a key twice (SafeLoader keeps the last value
+    without a word: ``iterations: 4`` then ``iterations: 8`` trained 8)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):  # an unhashable key: construct_mapping says so
+                continue
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice (first on line {first[key] + 1}); keep one",
+                    key_node.start_mark)
+            first[key] = key_node.start_mark.line
+        return loader.construct_mapping(node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return UniqueKeyLoader
+
+
 def _read_yaml(source: str | Path) -> dict[str, Any]:
     import yaml
 
@@ -253,7 +280,12 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at position "
+                          f"{err.start}); save it as UTF-8 (a YAML file of settings)") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader()) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
@@ -596,6 +628,15 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("weight_decay", "hard_mining_iters"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be 0 or more, got {getattr(cfg, name)}")
+    if cfg.poly_power < 0:  # 0.0 ** -1 at the last step: the run would fail there, hours on
+        raise ConfigError(f"poly_power={cfg.poly_power}: the poly schedule (1 - iter / iterations) ** poly_power "
+                          "needs a power of 0 or more (DeepLab: 0.9; 0: a constant learning rate)")
+    if cfg.head_lr_mult <= 0:
+        raise ConfigError(f"head_lr_mult={cfg.head_lr_mult}: the head's learning rate is lr times it, so it must be "
+                          "positive (a negative one climbs the loss; freeze the head otherwise)")
+    if cfg.aux_weight < 0:
+        raise ConfigError(f"aux_weight={cfg.aux_weight}: the auxiliary loss's weight must be 0 or more "
+                          "(a negative weight trains the auxiliary head to be wrong)")
     if cfg.dataset == "procedural":
         if cfg.image_size < 8:
             raise ConfigError(f"image_size={cfg.image_size}: the generated scenes are at least 8 pixels a side")

@@ -261,8 +261,9 @@ class Trainer:
         ValueError: only one of ``train_set`` and ``val_set`` is given, the training set does not hold one full
             batch of ``cfg.batch_size`` per process, or ``amp="fp16"`` off a CUDA device.
         ~deeplab_edu.engine.config.ConfigError: (a ``ValueError``) ``cfg`` fails
-            :func:`~deeplab_edu.engine.config.validate`, or ``cfg.device`` names no device this PyTorch
-            can use (:func:`~deeplab_edu.config.resolve_device`).
+            :func:`~deeplab_edu.engine.config.validate`, ``cfg.device`` names no device this PyTorch
+            can use (:func:`~deeplab_edu.config.resolve_device`), or ``cfg.num_workers`` is more than
+            :func:`~deeplab_edu.engine.workers.max_num_workers`.
         FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint (a file that reads but is
             no deeplab-edu checkpoint: ``ValueError``; :func:`~deeplab_edu.engine.checkpoint.load_checkpoint`),
             or the ImageNet weights of
@@ -365,7 +366,10 @@ class Trainer:
                              f"{cfg.batch_size} per process ({self.dist.world_size} processes); lower batch_size "
                              f"(--batch-size on the command line) or add images")
         # cfg.num_workers None: from the machine's cores, shared by the processes of this machine
-        self.num_workers = resolve_num_workers(cfg.num_workers)
+        try:
+            self.num_workers = resolve_num_workers(cfg.num_workers)
+        except ValueError as err:  # before any worker starts; the message names the setting
+            raise ConfigError(f"{err} (--num-workers)") from None
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.iteration, self.epoch, self.batch_in_epoch = 0, 0, 0

@@ -25,13 +25,19 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["MAX_DEFAULT_WORKERS", "LOADER_TIMEOUT_S", "available_cores", "default_num_workers", "resolve_num_workers",
+__all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers", "default_num_workers", "resolve_num_workers",
            "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader", "original_message",
            "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
 MAX_DEFAULT_WORKERS = 8
+
+#: Workers per core above which :func:`resolve_num_workers` refuses a number (with at least
+#: :data:`MAX_DEFAULT_WORKERS` allowed on any machine): each worker is a process of its own (about
+#: 0.5 GB each for the engine's loaders here), and past one per core they only take turns on the cores;
+#: ``num_workers=1000`` once started processes until the machine ran out of memory.
+WORKERS_PER_CORE_LIMIT = 4
 
 #: Seconds the main process waits for a batch from a worker before the loader fails (DataLoader's
 #: ``timeout``), instead of waiting for ever on a worker that hangs (an item read from a stalled
@@ -63,16 +69,28 @@ def default_num_workers(processes_per_machine: int | None = None) -> int:
     return max(0, min(MAX_DEFAULT_WORKERS, per_process - 1))
 
 
+def max_num_workers() -> int:
+    """The most DataLoader workers :func:`resolve_num_workers` accepts on this machine:
+    :data:`WORKERS_PER_CORE_LIMIT` per core (:func:`available_cores`), at least :data:`MAX_DEFAULT_WORKERS`."""
+    return max(MAX_DEFAULT_WORKERS, WORKERS_PER_CORE_LIMIT * available_cores())
+
+
 def resolve_num_workers(num_workers: int | None) -> int:
     """``num_workers`` itself, or :func:`default_num_workers` when it is ``None``.
 
     Raises:
-        ValueError: ``num_workers`` is negative or not an integer.
+        ValueError: ``num_workers`` is negative, not an integer, or more than :func:`max_num_workers`
+            (the message gives the machine's cores and the default).
     """
     if num_workers is None:
         return default_num_workers()
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be a non-negative integer or None (one per core), got {num_workers!r}")
+    if num_workers > (most := max_num_workers()):
+        raise ValueError(f"num_workers={num_workers}: more than {most} worker processes on this machine's "
+                         f"{available_cores()} core(s) (each a process of its own, about 0.5 GB for the engine's "
+                         f"loaders; past one per core they only take turns); use at most {most}, or leave it unset "
+                         f"({default_num_workers()} here)")
     return num_workers
 
 

@@ -23,7 +23,7 @@ import torch
 __all__ = [
     "PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "download_state_dict",
     "load_state_dict_file", "load_weights_into", "load_failure_reason", "PretrainedWeightsUnavailable", "cached_weights",
-    "torchvision_cache_path",
+    "torchvision_cache_path", "checksum_failure",
 ]
 
 #: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
@@ -129,6 +129,24 @@ def load_failure_reason(path: Path, err: BaseException) -> str:
     return f"{type(err).__name__}: {first[:300]}"
 
 
+def checksum_failure(path: str | os.PathLike) -> str | None:
+    """Why the file ``torch.save`` wrote at ``path`` is damaged, or ``None`` when every entry of its zip
+    archive matches the CRC-32 checksum stored with it (also ``None`` for a file that is no zip archive:
+    ``torch.load`` reports those itself). ``torch.load`` does not check the checksums, so flipped bytes in
+    a tensor's data would load silently as wrong weights; this reads the whole file once (about a second
+    per GB)."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:  # a damaged directory or header
+        return f"its zip archive is damaged ({type(err).__name__}: {err})"
+    return None if bad is None else f"the bytes of its entry {bad} do not match their checksum (CRC-32): the file was damaged"
+
+
 def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str, torch.Tensor]:
     """A state dict from a local file (raw, or under ``state_dict``/``model``), read with ``weights_only=True``.
 
@@ -140,6 +158,8 @@ def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str,
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{argument}={str(path)!r}: no such file")
+    if damaged := checksum_failure(p):
+        raise ValueError(f"{argument}={str(path)!r} is not a weights file torch.load can read ({damaged})")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError, IndexError) as err:

@@ -1,0 +1,158 @@
+"""Bad input a fresh adversarial trial found (stop 53): each case failed late, silently or naming the wrong
+thing before its fix, and now fails at once naming the file or setting (or is handled).
+
+1000 DataLoader workers (the machine ran out of memory), a negative poly power (a crash at the last step),
+a full disk under a checkpoint (torch's "unexpected pos"), a checkpoint with flipped bytes (loaded as
+weights), negative loss and learning-rate multipliers, a flat grey photo (a wrong "normalise it" warning),
+a config file that is not UTF-8 or gives a key twice, a multi-frame image (its file left open), an empty
+or mismatched evaluation, a NaN image, and a folder that is not writable (the temporary file named).
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deeplab_edu.engine.config import ConfigError, load_config
+
+
+def test_more_workers_than_the_machine_takes_are_refused(tmp_path: Path) -> None:
+    from deeplab_edu.engine.trainer import Trainer
+    from deeplab_edu.engine.workers import max_num_workers, resolve_num_workers
+
+    most = max_num_workers()
+    assert resolve_num_workers(most) == most
+    with pytest.raises(ValueError, match=f"num_workers=1000: more than {most} worker processes"):
+        resolve_num_workers(1000)
+    with pytest.raises(ConfigError, match=r"num_workers=1000.*\(--num-workers\)"):
+        Trainer(load_config("smoke", {"num_workers": 1000, "out_dir": str(tmp_path / "run")}))
+    assert not (tmp_path / "run").exists()  # refused before the run's folder was made
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("poly_power", -1.0, "poly_power=-1.0: the poly schedule"),
+    ("head_lr_mult", -1.0, "head_lr_mult=-1.0: the head's learning rate"),
+    ("head_lr_mult", 0.0, "head_lr_mult=0.0"),
+    ("aux_weight", -2.0, "aux_weight=-2.0: the auxiliary loss's weight"),
+])
+def test_schedule_and_loss_factors_that_cannot_train_are_refused(setting: str, value: float, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config("smoke", {setting: value})
+    assert load_config("smoke", {"poly_power": 0.0}).poly_power == 0.0  # a constant learning rate is fine
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import deeplab_edu.atomic as atomic
+
+    target = tmp_path / "ckpt.pt"
+    target.write_text("the old checkpoint")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    with pytest.raises(OSError, match=f"could not write {target}: no space left on the disk") as info:
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 30575744 vs 30575632")
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_text() == "the old checkpoint" and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: usage._replace(free=1 << 40))
+    with pytest.raises(OSError, match="no space left"):  # ENOSPC itself, whatever the free space says now
+        with atomic.atomic_path(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(RuntimeError, match="^a bug$"):  # anything else passes through unchanged
+        with atomic.atomic_path(target):
+            raise RuntimeError("a bug")
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_the_temporary_file(tmp_path: Path) -> None:
+    from deeplab_edu.atomic import atomic_path
+
+    target = tmp_path / "model.pt"
+    with pytest.raises(PermissionError, match=f"Permission denied: '{target}'") as info:
+        with atomic_path(target) as tmp:
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp))  # as open(tmp, "wb") raises it
+    assert ".tmp" not in str(info.value)
+
+
+def test_a_checkpoint_with_damaged_bytes_is_refused(tmp_path: Path, checkpoint: Path) -> None:
+    from deeplab_edu.engine.checkpoint import load_checkpoint
+    from deeplab_edu.models.pretrained import checksum_failure, load_state_dict_file
+
+    assert checksum_failure(checkpoint) is None and load_checkpoint(checkpoint)["model"]
+    data = bytearray(checkpoint.read_bytes())
+    middle = len(data) // 2  # inside a tensor's bytes: torch.load would read them as weights
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match=f"could not read checkpoint {damaged}: the bytes of its entry .* do not "
+                                           r"match their checksum \(CRC-32\)"):
+        load_checkpoint(damaged)
+    torch.save(load_checkpoint(checkpoint)["model"], tmp_path / "weights.pth")
+    data = bytearray((tmp_path / "weights.pth").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "weights.pth").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="do not match their checksum"):
+        load_state_dict_file(tmp_path / "weights.pth", "pretrained_backbone")
+
+
+def test_predict_does_not_ask_to_normalise_the_photo_it_normalised(tmp_path: Path, checkpoint: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    from deeplab_edu.cli import main
+
+    Image.fromarray(np.full((30, 40, 3), 150, np.uint8)).save(tmp_path / "grey.png")  # lies in [0, 1] once normalised
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "grey.png"),
+                     "--out", str(tmp_path / "out")]) == 0
+    assert not [w for w in caught if "not normalised" in str(w.message)]
+    assert "not normalised" not in capsys.readouterr().err
+
+
+def test_a_config_file_that_is_not_utf8_or_gives_a_key_twice_is_named(tmp_path: Path) -> None:
+    binary, twice = tmp_path / "bin.yaml", tmp_path / "twice.yaml"
+    binary.write_bytes(b"\xff\xfe bad\n")
+    twice.write_text("iterations: 4\nlr: 0.1\niterations: 8\n")
+    with pytest.raises(ConfigError, match=f"config file {binary} is not UTF-8 text"):
+        load_config("smoke", config=binary)
+    with pytest.raises(ConfigError, match=r"line 3, column 1\): 'iterations' is given twice \(first on line 1\)"):
+        load_config("smoke", config=twice)
+    twice.write_text("iterations: 4\nmodel_kwargs: {image_pooling: false}\n")  # nested mappings still read
+    assert load_config("smoke", config=twice).model_kwargs == {"image_pooling": False}
+
+
+def test_a_multi_frame_image_gives_its_first_frame_and_closes_its_file(tmp_path: Path) -> None:
+    from deeplab_edu.data.io import load_image
+
+    frames = [Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)) for i in range(3)]
+    for name in ("anim.gif", "stack.tif"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            image = load_image(tmp_path / name)
+            gc.collect()  # an unclosed file warns when it is collected
+        assert image.shape == (3, 20, 30) and float(image.max()) == 0.0  # the first frame (black)
+        messages = [str(w.message) for w in caught]
+        assert any(f"{tmp_path / name} holds 3 frames" in m for m in messages), messages
+        assert not [w for w in caught if issubclass(w.category, ResourceWarning)], messages
+
+
+def test_evaluate_refuses_nothing_to_score_and_a_model_of_other_classes() -> None:
+    from deeplab_edu.inference import evaluate, predict
+    from deeplab_edu.models import build_model
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3).eval()
+    item = (torch.randn(3, 32, 32), torch.zeros(32, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="the data set is empty"):
+        evaluate(model, [], num_classes=3, progress=False)
+    with pytest.raises(ValueError, match="the model scores 3 classes, the data set has 5"):
+        evaluate(model, [item], num_classes=5, progress=False)
+    with pytest.raises(ValueError, match="image holds NaN or infinite values"):
+        predict(model, torch.full((1, 3, 32, 32), float("nan")))
