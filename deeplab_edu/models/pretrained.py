@@ -133,16 +133,17 @@ def checksum_failure(path: str | os.PathLike) -> str | None:
     """Why the file ``torch.save`` wrote at ``path`` is damaged, or ``None`` when every entry of its zip
     archive matches the CRC-32 checksum stored with it (also ``None`` for a file that is no zip archive:
     ``torch.load`` reports those itself). ``torch.load`` does not check the checksums, so flipped bytes in
-    a tensor's data would load silently as wrong weights; this reads the whole file once (about a second
-    per GB)."""
+    a tensor's data would load silently as wrong weights; this reads the whole file once (0.03 s for a
+    73 MB checkpoint here). A file that cannot be read at all raises ``OSError`` as ``open`` does."""
     import zipfile
+    import zlib
 
     try:
         if not zipfile.is_zipfile(path):
             return None
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:  # a damaged directory or header
+    except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as err:  # a damaged directory or header
         return f"its zip archive is damaged ({type(err).__name__}: {err})"
     return None if bad is None else f"the bytes of its entry {bad} do not match their checksum (CRC-32): the file was damaged"
 

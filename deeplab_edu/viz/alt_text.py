@@ -86,7 +86,8 @@ def _plain_text(fig: Any, printer: Any, cycle: bool) -> None:
 
 def register_alt_text(ipython: Any = None) -> bool:
     """Make :func:`describe_figure` the ``text/plain`` form of every matplotlib figure that ``ipython``
-    (default: the running IPython, if any) displays; matplotlib is not imported for it.
+    (default: the running IPython, if any) displays. In a Jupyter kernel (whose backend is the inline
+    one) this starts that backend, which imports matplotlib; elsewhere matplotlib is not imported for it.
 
     Returns:
         ``True`` when registered, ``False`` outside IPython.
