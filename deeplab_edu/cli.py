@@ -3,8 +3,9 @@
 
 Every ``train`` setting of :class:`~deeplab_edu.engine.config.TrainConfig` is a flag
 (``crop_size`` -> ``--crop-size``), and so are the papers' architecture ablations (``--multi-grid 1 2 4``,
-``--no-image-pooling``, ``--separable``: entries of ``model_kwargs``); ``--preset NAME`` and ``--config FILE.yaml`` set many at once
-(the file on top of the preset), and flags given explicitly win over both. Examples::
+``--no-image-pooling``, ``--separable``: entries of ``model_kwargs``); ``--preset NAME`` and
+``--config FILE.yaml`` set many at once (the file on top of the preset), and flags given explicitly win
+over both. Examples::
 
     deeplab-edu train --preset cpu
     deeplab-edu train --preset cpu --iterations 50 --out-dir runs/quick
@@ -35,8 +36,8 @@ import sys
 import textwrap
 import time
 import traceback
-import warnings
 import typing
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 

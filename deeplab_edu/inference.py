@@ -195,8 +195,9 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
 
     Raises:
         ValueError: ``image`` is not 3- or 4-dimensional or holds NaN or infinite values, or
-            ``strategy.output_stride`` is set and the model cannot run at it (:func:`~deeplab_edu.models.backbones.at_output_stride`: no
-            ``set_output_stride``, or a stride its backbone cannot give). :class:`Strategy` checks
+            ``strategy.output_stride`` is set and the model cannot run at it
+            (:func:`~deeplab_edu.models.backbones.at_output_stride`: no ``set_output_stride``, or a stride
+            its backbone cannot give). :class:`Strategy` checks
             its scales and crop size when it is made.
     """
     if image.dim() == 3:

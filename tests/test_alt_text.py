@@ -28,7 +28,8 @@ def test_a_figure_is_described_by_its_titles_labels_and_legends() -> None:
     b.set_xlabel("atrous rate r")
     b.set_ylabel("pixels")
     fig.colorbar(a.images[0], ax=a)  # a colour bar is not a panel
-    assert describe_figure(fig) == ("Figure: Receptive field of 3 times 3 convolutions. 2 panels. 1: rate r_1, 9 of 1089 inputs. "
+    assert describe_figure(fig) == ("Figure: Receptive field of 3 times 3 convolutions. 2 panels. "
+                                    "1: rate r_1, 9 of 1089 inputs. "
                                     "2: x: atrous rate r; y: pixels; legend: parameters, multiply-adds.")
     plt.close(fig)
 

@@ -992,7 +992,8 @@ def test_the_papers_ablations_are_flags_that_write_model_kwargs() -> None:
     assert kwargs() == {}
     assert kwargs("--no-image-pooling") == {"image_pooling": False}
     assert kwargs("--multi-grid", "1", "2", "4", "--separable") == {"multi_grid": [1, 2, 4], "separable": True}
-    assert kwargs("--model-kwargs", '{"dropout": 0.2}', "--no-image-pooling") == {"dropout": 0.2, "image_pooling": False}
+    assert kwargs("--model-kwargs", '{"dropout": 0.2}', "--no-image-pooling") == {"dropout": 0.2,
+                                                                                  "image_pooling": False}
     assert kwargs("--model-kwargs", '{"image_pooling": false}', "--no-image-pooling") == {"image_pooling": False}
     with pytest.raises(ConfigError, match="give image_pooling two values"):
         kwargs("--model-kwargs", '{"image_pooling": true}', "--no-image-pooling")

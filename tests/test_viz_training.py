@@ -292,7 +292,8 @@ def test_class_weights_table_reads_the_record_it_describes() -> None:
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
-def test_the_shown_command_trains_the_run_it_names(tmp_path: Path, profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shown_command_trains_the_run_it_names(tmp_path: Path, profile: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Pasted into a shell, a run's command (one line, or broken between options at ``width``) gives the
     settings the chapter trains with: the parser's configuration equals the run's, field for field."""
     import shlex

@@ -41,8 +41,8 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     (N, H, W) int64 class indices, ``ignore_index`` for unlabelled pixels. ``top_k=1``: the plain
     mean cross-entropy over every labelled pixel of the batch; ``top_k < 1``: the mean over images of
     each image's mean over its hardest ``top_k`` labelled pixels (online hard pixel mining: Wu, Shen
-    & van den Hengel 2016, and Pohlen et al. 2017, FRRN; the released DeepLab code's ``top_k_percent_pixels``; DeepLabv3 sec. 4.3 names it and
-    duplicates images of hard classes instead).
+    & van den Hengel 2016, and Pohlen et al. 2017, FRRN; the released DeepLab code's
+    ``top_k_percent_pixels``; DeepLabv3 sec. 4.3 names it and duplicates images of hard classes instead).
     A batch without a labelled pixel gives a zero that still has a graph (not NaN), so one such
     batch does not stop a run as a non-finite loss. ``weight`` (C,): a weight per class (class
     balancing); the loss is then the weighted sum over labelled pixels divided by the sum of their

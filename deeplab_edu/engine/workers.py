@@ -25,9 +25,9 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers", "default_num_workers", "resolve_num_workers",
-           "limit_worker_threads", "WorkerInit", "worker_thread_counts", "make_loader", "original_message",
-           "busy_cpu_note"]
+__all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers",
+           "default_num_workers", "resolve_num_workers", "limit_worker_threads", "WorkerInit", "worker_thread_counts",
+           "make_loader", "original_message", "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.

@@ -145,7 +145,9 @@ def checksum_failure(path: str | os.PathLike) -> str | None:
             bad = archive.testzip()
     except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as err:  # a damaged directory or header
         return f"its zip archive is damaged ({type(err).__name__}: {err})"
-    return None if bad is None else f"the bytes of its entry {bad} do not match their checksum (CRC-32): the file was damaged"
+    if bad is None:
+        return None
+    return f"the bytes of its entry {bad} do not match their checksum (CRC-32): the file was damaged"
 
 
 def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str, torch.Tensor]:
