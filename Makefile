@@ -112,7 +112,7 @@ course-runs: setup
 
 OUT ?= student-copy
 student-copy: setup
-	$(BIN)/python -m deeplab_edu.book student-copy $(OUT)
+	$(BIN)/python -m deeplab_edu.book student-copy "$(OUT)"
 
 clean:
 	rm -rf book/_build .pytest_cache

@@ -65,7 +65,7 @@ __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "kernel_encryption_settings", "write_lab_server_config",
-    "student_copy", "chapter_workload",
+    "student_copy", "STUDENT_COPY_MANIFEST", "chapter_workload",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
@@ -376,6 +376,15 @@ def _without_solutions(nb: Any) -> Any:
     return nb
 
 
+#: The file in a student copy's folder that records what :func:`student_copy` wrote (a SHA-256 per
+#: chapter), so that a chapter a learner has since edited is told from one the copy wrote.
+STUDENT_COPY_MANIFEST = ".student-copy.json"
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
     """Write the chapters without their exercises' solutions into ``out_dir``, for a class to hand out.
 
@@ -387,12 +396,17 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     still holds the reference answers its checker compares with (``python -m deeplab_edu.exercises``
     prints them, a teacher's answer key): the copy keeps the solutions out of sight, not out of reach.
 
+    Made again into a folder a class works in (after ``git pull``, say), it never writes over a chapter
+    a learner has changed: that chapter is kept, and the new version is written beside it as
+    ``NN_name.updated.py``. What the copy wrote is recorded in :data:`STUDENT_COPY_MANIFEST`; a chapter
+    it did not record (a copy made before the record existed) counts as changed when it differs.
+
     Returns:
-        the paths written, in chapter order.
+        the paths written, in chapter order (an ``.updated.py`` file where a learner's chapter was kept).
 
     Raises:
         ValueError: ``out_dir`` is the folder of a source notebook (the copy would replace the course's
-            own chapters and lose their solutions).
+            own chapters and lose their solutions) or the repository's own folder, or it is a file.
     """
     import jupytext
 
@@ -400,12 +414,29 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     chosen = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")) if sources is None else [Path(p) for p in sources]
     if any(out_dir.resolve() == src.resolve().parent for src in chosen):
         raise ValueError(f"{out_dir} holds the course's own chapters: write the student copy to another folder")
+    if out_dir.resolve() == REPO_ROOT.resolve():
+        raise ValueError(f"{out_dir} is the repository's own folder: write the student copy to a folder of its "
+                         "own (make student-copy writes student-copy/)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file: name a folder for the student copy")
     out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / STUDENT_COPY_MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except (OSError, ValueError):
+        manifest = {}
     written = []
     for src in chosen:
-        nb = _without_solutions(jupytext.reads(src.read_text(), fmt="py:percent"))
-        write_text_atomic(out_dir / src.name, jupytext.writes(nb, fmt="py:percent"))
-        written.append(out_dir / src.name)
+        text = jupytext.writes(_without_solutions(jupytext.reads(src.read_text(), fmt="py:percent")), fmt="py:percent")
+        target = out_dir / src.name
+        if target.is_file() and (current := _sha256_text(target.read_text())) != _sha256_text(text) \
+                and manifest.get(src.name) != current:  # a learner's answers are in it: keep them
+            target = target.with_name(f"{target.stem}.updated.py")
+        else:
+            manifest[src.name] = _sha256_text(text)
+        write_text_atomic(target, text)
+        written.append(target)
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return written
 
 
@@ -991,7 +1022,11 @@ def main(argv: list[str] | None = None) -> int:
             written = student_copy(args.out)
         except ValueError as err:
             parser.error(str(err))
+        kept = [p for p in written if p.name.endswith(".updated.py")]
         print(f"{len(written)} chapters without their solutions written to {args.out}")
+        if kept:
+            print(f"{len(kept)} chapter(s) there had been changed (a learner's answers): each was kept, and its new "
+                  f"version written beside it: {', '.join(p.name for p in kept)}")
         return 0
     try:
         active_profile = profile()

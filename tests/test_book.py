@@ -496,6 +496,43 @@ def test_student_copy_drops_every_solution_and_keeps_the_rest(tmp_path) -> None:
         main(["student-copy", str(NOTEBOOK_DIR)])
 
 
+def test_making_the_student_copy_again_keeps_what_learners_wrote(tmp_path, capsys) -> None:
+    """A learner's trial (stop 53): ``make student-copy`` run again into the folder a class works in
+    replaced every chapter, answers and all. Now a chapter a learner changed is kept and the new
+    version goes beside it; one the copy wrote and nobody changed is updated."""
+    from deeplab_edu.book import REPO_ROOT, STUDENT_COPY_MANIFEST, main, student_copy
+
+    chapter = tmp_path / "src" / "01_first.py"
+    chapter.parent.mkdir()
+    chapter.write_text("# %%\nanswer = ...  # your answer here\n")
+    other = chapter.with_name("02_second.py")
+    other.write_text("# %%\nx = 1\n")
+    out = tmp_path / "class copy"  # a space, as the Makefile now quotes OUT
+    first = student_copy(out, [chapter, other])
+    assert [p.name for p in first] == ["01_first.py", "02_second.py"] and (out / STUDENT_COPY_MANIFEST).is_file()
+    (out / "01_first.py").write_text((out / "01_first.py").read_text().replace("...", "13"))  # a learner answers
+    other.write_text("# %%\nx = 2\n")  # the course changes (git pull)
+    chapter.write_text("# %%\nanswer = ...  # your answer here, in words\n")
+    again = student_copy(out, [chapter, other])
+    assert [p.name for p in again] == ["01_first.updated.py", "02_second.py"]
+    assert "answer = 13" in (out / "01_first.py").read_text()  # the learner's answer is kept
+    assert "in words" in (out / "01_first.updated.py").read_text() and "x = 2" in (out / "02_second.py").read_text()
+    (out / STUDENT_COPY_MANIFEST).unlink()  # a copy made before the record: a chapter that differs is kept
+    assert [p.name for p in student_copy(out, [chapter, other])] == ["01_first.updated.py", "02_second.py"]
+    course = tmp_path / "course"
+    assert main(["student-copy", str(course)]) == 0
+    capsys.readouterr()
+    with (course / "00_start_here.py").open("a") as f:
+        f.write("# %%\nmy_note = 'learnt'\n")
+    assert main(["student-copy", str(course)]) == 0
+    assert "1 chapter(s) there had been changed" in capsys.readouterr().out
+    assert "my_note" in (course / "00_start_here.py").read_text() and (course / "00_start_here.updated.py").is_file()
+    (tmp_path / "a file").write_text("")
+    for bad, message in ((tmp_path / "a file", "is a file"), (REPO_ROOT, "the repository's own folder")):
+        with pytest.raises(ValueError, match=message):
+            student_copy(bad, [chapter])
+
+
 def test_a_student_copy_runs_as_the_course_checks_it(tmp_path) -> None:
     """A teacher's trial (stop 51): ``book execute`` of the student copy's chapters 02, 03, 05 and 09
     failed with NameError: the course's own checks of the solutions (cells that run only under
