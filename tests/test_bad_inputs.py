@@ -156,3 +156,24 @@ def test_evaluate_refuses_nothing_to_score_and_a_model_of_other_classes() -> Non
         evaluate(model, [item], num_classes=5, progress=False)
     with pytest.raises(ValueError, match="image holds NaN or infinite values"):
         predict(model, torch.full((1, 3, 32, 32), float("nan")))
+
+
+def test_a_chapter_run_does_not_start_from_a_run_that_is_missing_or_unfinished(tmp_path: Path,
+                                                                              checkpoint: Path) -> None:
+    # a learner's trial: chapter 08's phase 2 after an interrupted phase 1 trained silently from the
+    # half-trained model (47.9 % against 73.6 %), and before phase 1 it failed with a bare FileNotFoundError
+    from deeplab_edu.engine.runs import run_status, train_or_load
+
+    unfinished = checkpoint.parent / "last.pt"  # iteration 0 of the smoke preset's 4
+    assert unfinished.is_file() and checkpoint.name != "last.pt"
+    with pytest.raises(ValueError, match=r"whose run stopped at iteration 0 of 4: finish that run first"):
+        train_or_load("smoke", out_dir=tmp_path / "phase2", init_from=str(unfinished), verbose=False)
+    status = run_status("smoke", out_dir=tmp_path / "phase2", init_from=str(unfinished))
+    assert status.state == "not started" and "waits for the run it starts from" in status.text
+    missing = tmp_path / "phase1" / "checkpoints" / "last.pt"
+    with pytest.raises(FileNotFoundError, match="which does not exist yet: train the run it starts from first"):
+        train_or_load("smoke", out_dir=tmp_path / "phase2b", init_from=str(missing), verbose=False)
+    assert not list((tmp_path / "phase2b").glob("checkpoints/*.pt"))  # nothing was trained
+    model, history, cfg = train_or_load("smoke", out_dir=tmp_path / "chosen", init_from=str(checkpoint),
+                                        verbose=False, progress=False)  # a checkpoint chosen by name: as asked
+    assert cfg.init_from == str(checkpoint) and history

@@ -522,6 +522,9 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytes
     assert "finishing this step and saving a checkpoint" in err and "validation" not in err
     saved = ck.latest_checkpoint(tmp_path / "checkpoints")
     assert saved is not None and saved.name == "ckpt_00000004.pt"  # items 13-16 made step 4
+    # the last line of a notebook's traceback says where the run stands and how to go on
+    assert f"stopped after iteration 4 of 12, saved in {ck.shown_path(saved)}" in str(stopped.value)
+    assert "run the same cell again" in str(stopped.value)
     cfg.resume = True
     result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
     assert [r["iteration"] for r in result["history"] if r["split"] == "train"][-1] == 12

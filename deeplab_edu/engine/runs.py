@@ -132,7 +132,36 @@ class _Found(NamedTuple):
 
     status: RunStatus  # "not started", "finished", "interrupted", "other settings" or "stale"
     state: dict[str, Any] | None  # the loaded last.pt (None when there is none)
-    refusal: Exception | None  # what train_or_load raises when status.refused
+    refusal: Exception | None  # what train_or_load raises: when status.refused, or when its start is not ready
+
+
+def _start_not_ready(cfg: TrainConfig) -> tuple[str, Exception] | None:
+    """``(status text, error to raise)`` when the run starts from a run's checkpoint (``init_from``) that
+    is not there yet, or from a run's final checkpoint (``last.pt``, or its folder) while that run is
+    unfinished: chapter 08's phase 2 run before its phase 1, or after phase 1 was interrupted, which
+    trained silently from a half-trained model (a learner's trial). ``None`` when it can start."""
+    from .checkpoint import checkpoint_file
+
+    if not cfg.init_from:
+        return None
+    init = Path(cfg.init_from)
+    shown = shown_path(init)
+    try:
+        start = checkpoint_file(init)
+    except FileNotFoundError:
+        return (f"waits for {shown}, the run it starts from", FileNotFoundError(
+            f"this run starts from {shown} (init_from), which does not exist yet: train the run it starts from "
+            "first (in a chapter, that run's cell comes earlier; `deeplab-edu course-runs` trains them in order)"))
+    if start.name != "last.pt" and not init.is_dir():  # a checkpoint chosen by its iteration: as asked
+        return None
+    state = load_checkpoint(start)
+    done, total = int(state.get("iteration", 0)), int(state.get("config", {}).get("iterations", 0) or 0)
+    if total and done < total:
+        return (f"waits for the run it starts from, {shown}, stopped at {done} of {total} iterations", ValueError(
+            f"this run starts from {shown} (init_from), whose run stopped at iteration {done} of {total}: finish "
+            "that run first (run its cell again: it resumes), then this one; started now, it would learn from a "
+            "half-trained model"))
+    return None
 
 
 def _judge(cfg: TrainConfig, folder: Path) -> _Found:
@@ -140,6 +169,9 @@ def _judge(cfg: TrainConfig, folder: Path) -> _Found:
     learning settings, the same ``init_from`` file, enough iterations."""
     last = folder / "checkpoints" / "last.pt"
     if not last.is_file():
+        start = _start_not_ready(cfg)
+        if start is not None:
+            return _Found(RunStatus("not started", f"not started: {start[0]}"), None, start[1])
         return _Found(RunStatus("not started", "not started: will be trained"), None, None)
     state = load_checkpoint(last)
     differ = _differing(state, cfg)
@@ -157,6 +189,9 @@ def _judge(cfg: TrainConfig, folder: Path) -> _Found:
     done = int(state.get("iteration", 0))
     if done >= cfg.iterations:
         return _Found(RunStatus("finished", f"finished ({cfg.iterations} iterations): reused"), state, None)
+    if (start := _start_not_ready(cfg)) is not None:
+        return _Found(RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations, and "
+                                               f"{start[0]}"), state, start[1])
     return _Found(RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations: resumed (by hand: "
                                            "the command with --resume)"), state, None)
 
@@ -213,7 +248,10 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         **overrides: settings that replace the preset's.
 
     Raises:
-        ValueError: ``out_dir`` holds a run with other learning settings.
+        ValueError: ``out_dir`` holds a run with other learning settings, or the run starts from the final
+            checkpoint of a run that is unfinished (``init_from``: chapter 08's phase 2 after an
+            interrupted phase 1).
+        FileNotFoundError: the run starts from a checkpoint (``init_from``) that does not exist yet.
         ~deeplab_edu.engine.checkpoint.InitFromChangedError: the run started from an ``init_from``
             file that has changed since (its phase 1 was retrained).
         TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.

@@ -846,7 +846,11 @@ class Trainer:
                 t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
                 if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
                     self._save_unplanned(unread)
-                    raise TrainingInterrupted(stop.signum)
+                    saved = ck.latest_checkpoint(self.ckpt_dir) if self.dist.is_main else None
+                    raise TrainingInterrupted(stop.signum, (
+                        f"stopped after iteration {self.iteration} of {cfg.iterations}, saved in {shown_path(saved)}; "
+                        "to continue, run the same cell again (a chapter's run resumes by itself) or the same "
+                        "command with --resume") if saved is not None else "")
         if self._tb is not None:
             self._tb.close()
         result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
@@ -918,10 +922,13 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     ``signum`` is the signal (``signal.SIGINT`` for Ctrl-C, ``signal.SIGTERM`` for ``kill``): a
     command exits with ``128 + signum`` (130, 143), as a shell reports a process the signal ended.
+    ``detail`` (the message after the signal's name) says where the checkpoint is and how to continue:
+    the last line a notebook's traceback shows.
     """
 
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum: int = signal.SIGINT, detail: str = "") -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"{name}: {detail}" if detail else name)
         self.signum = int(signum)
 
 
