@@ -177,3 +177,18 @@ def test_a_chapter_run_does_not_start_from_a_run_that_is_missing_or_unfinished(t
     model, history, cfg = train_or_load("smoke", out_dir=tmp_path / "chosen", init_from=str(checkpoint),
                                         verbose=False, progress=False)  # a checkpoint chosen by name: as asked
     assert cfg.init_from == str(checkpoint) and history
+
+
+def test_exercises_read_answers_as_a_learner_types_them() -> None:
+    # a learner's trial: '300' passed check() while the measuring cell called it "not a number"; 09.1 and
+    # 09.2 (own checkers) refused "320"; np.array([8]) was "not a number"; "01.1 " was no exercise
+    from deeplab_edu.exercises import check
+    from deeplab_edu.exercises._core import measured_and_predicted
+
+    assert measured_and_predicted(300.0, "300") == "measured: 300.000; your prediction: 300.000"
+    assert measured_and_predicted(30000.0, "30,000", "g").endswith("your prediction: 30000")
+    for key, answer in (("09.1", "320"), ("09.2", "27776"), ("01.1 ", 13)):
+        feedback = check(key, answer)
+        assert str(feedback).startswith(f"[{key.strip()}] correct"), (key, answer, feedback)
+    for one in (np.array([13]), torch.tensor([13])):  # as a list of one: not the number, but said how to give it
+        assert "of one: write 13 itself (`x.item()` gives it)" in check("01.1", one).message

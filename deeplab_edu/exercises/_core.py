@@ -232,6 +232,9 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
             and isinstance(answer[0], (int, float, np.integer, np.floating)) and not isinstance(answer[0], bool)):
         return _Unreadable(f"expected a number, got a {type(answer).__name__} of one: write {shown(answer[0])} "
                            "itself, without brackets.")
+    if isinstance(answer, (np.ndarray, torch.Tensor)) and answer.ndim == 1 and answer.shape[0] == 1:
+        return _Unreadable(f"expected a number, got a {type(answer).__name__} of one: write {shown(answer[0].item())} "
+                           "itself (`x.item()` gives it), without brackets.")
     several = parse_ints(answer) if isinstance(answer, str) else answer
     if (isinstance(several, (list, tuple)) and len(several) > 1
             and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in several)):
@@ -936,6 +939,8 @@ def get(key: str) -> Exercise:
         KeyError: ``key`` does not look like ``'01.2'``, its chapter has no exercises, or it names none
             of them (the message lists the chapter's).
     """
+    if isinstance(key, str):
+        key = key.strip()  # "01.1 " as typed
     if key not in _REGISTRY:
         _load_chapter(key)
     if key not in _REGISTRY:
@@ -963,6 +968,8 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
     first try the measurement itself stays hidden (it is the answer), except where the course checks
     itself (the book shows it; :func:`prediction_made`)."""
     prediction = _as_scalar(prediction)
+    if isinstance(prediction, str) and (number := _number_in_text(prediction)) is not None:
+        prediction = float(number)  # "300" or "30,000", read as check() reads it
     if _unanswered(prediction) and not course_checks():
         return "measured: hidden until you predict (replace `...` above, then run this cell again)"
     text = f"measured: {measured:{fmt}}"
@@ -1019,6 +1026,7 @@ def hint(key: str) -> str:
         KeyError: no exercise ``key`` (as for :func:`get`).
     """
     ex = get(key)
+    key = ex.key  # as registered ("01.1 " as typed is 01.1)
     if not ex.hints:
         return _HintText(ex.key, "this exercise has no hint: its feedback explains each wrong answer.")
     return _HintText(ex.key, _next_hint_step(ex, by_hint=True))
@@ -1072,6 +1080,7 @@ def solved(key: str, answer: Any, *notes: object) -> None:
             wherever it runs).
     """
     ex = get(key)
+    key = ex.key  # as registered ("01.1 " as typed is 01.1)
     problem = "no answer" if _unanswered(answer) else ex.checker(_as_scalar(answer))
     if problem is not None:
         raise WrongAnswer(f"[{key}] the solution does not pass: {problem}")
@@ -1098,6 +1107,7 @@ def check(key: str, answer: Any) -> Feedback:
             given are the hidden solutions', and one that fails must stop the run.
     """
     ex = get(key)
+    key = ex.key  # as registered ("01.1 " as typed is 01.1)
     if _unanswered(answer):
         return Feedback(key, False, f"{ex.title} — not answered yet. Replace `...` with your answer.")
     try:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import WIRE
-from ._core import direction, exercise, function_exercise, number_problem, shown, value_exercise
+from ._core import _normalise, direction, exercise, function_exercise, shown, value_exercise
 
 
 #: Exercise 09.1's variant: the low-level features reduced to 64 channels (DeepLabv3+ Table 1 tried 8-64).
@@ -27,7 +27,8 @@ KERNEL_09_2, IN_09_2, OUT_09_2 = 5, 128, 192
     kind="predict",
 )
 def _decoder_in(answer: Any) -> str | None:
-    if (problem := number_problem(answer, whole=True)) is not None:
+    answer, problem = _normalise(answer, "whole")  # "320" is read as 320, as every value exercise reads it
+    if problem is not None:
         return problem
     if answer == 304:
         return f"304 = 256 + 48 is the paper's decoder; this one reduces the low-level features to {REDUCED_09_1}."
@@ -54,7 +55,8 @@ def _decoder_in(answer: Any) -> str | None:
     kind="predict",
 )
 def _separable(answer: Any) -> str | None:
-    if (problem := number_problem(answer, whole=True)) is not None:
+    answer, problem = _normalise(answer, "whole")
+    if problem is not None:
         return problem
     k2, cin, cout = KERNEL_09_2 ** 2, IN_09_2, OUT_09_2
     if answer == k2 * cin * cout:
