@@ -562,3 +562,8 @@ def test_the_answer_key_gives_every_exercise_its_answer(tmp_path, capsys) -> Non
     assert all(f"| {k} |" in key for k in all_exercises()) and "| 05.2 | value |" in key and "2212352" in key
     with pytest.raises(SystemExit):
         main(["--chapter", "99"])
+    main(["--out", str(tmp_path / "new" / "key.md")])  # a learner's trial: a missing folder was a traceback
+    assert (tmp_path / "new" / "key.md").read_text() == key
+    with pytest.raises(SystemExit):  # a folder as --out: a one-line error naming a file to give, not IsADirectoryError
+        main(["--out", str(tmp_path)])
+    assert "is a folder: name a file" in capsys.readouterr().err

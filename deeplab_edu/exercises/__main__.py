@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m deeplab_edu.exercises [--chapter NN] [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="python -m deeplab_edu.exercises",
                                      description="A teacher's answer key: every exercise's reference answer.")
-    parser.add_argument("--chapter", help="only this chapter's exercises, e.g. 08")
+    parser.add_argument("--chapter", help="only this chapter's exercises, e.g. 08 (given twice: the last)")
     parser.add_argument("--out", type=Path, help="write the Markdown table to this file instead of printing it")
     args = parser.parse_args(argv)
     try:
@@ -64,7 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is None:
         print(table, end="")
     else:
-        args.out.write_text(table)
+        if args.out.is_dir():
+            parser.error(f"--out {args.out} is a folder: name a file, e.g. {args.out / 'answer_key.md'}")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(table)
+        except OSError as err:
+            parser.error(f"could not write --out {args.out}: {err.strerror or err}")
         print(f"answer key of {table.count(chr(10)) - 2} exercises written to {args.out}")
 
 
