@@ -192,3 +192,27 @@ def test_exercises_read_answers_as_a_learner_types_them() -> None:
         assert str(feedback).startswith(f"[{key.strip()}] correct"), (key, answer, feedback)
     for one in (np.array([13]), torch.tensor([13])):  # as a list of one: not the number, but said how to give it
         assert "of one: write 13 itself (`x.item()` gives it)" in check("01.1", one).message
+
+
+def test_a_widget_refuses_a_start_value_its_slider_would_clamp() -> None:
+    # a learner's trial: atrous_widget(rate=12) showed rate 6, procedural_explorer(size=16) showed 32
+    from deeplab_edu.crf import CRFParams
+    from deeplab_edu.viz.atrous import atrous_widget
+    from deeplab_edu.viz.crf import crf_widget
+    from deeplab_edu.viz.data import procedural_explorer
+
+    with pytest.raises(ValueError, match="rate=12 is outside this slider's range, 1 to 6"):
+        atrous_widget(rate=12)
+    with pytest.raises(TypeError, match="rate=2.5: give a whole number from 1 to 6"):
+        atrous_widget(rate=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="output_index=50 is outside the output of these settings, 0 to 7"):
+        atrous_widget(output_index=50)
+    with pytest.raises(ValueError, match="size=16 is outside this slider's range, 32 to 513"):
+        procedural_explorer(size=16)
+    with pytest.raises(ValueError, match="theta_alpha=200.0 is outside this slider's range, 1 to 150"):
+        crf_widget(torch.rand(3, 8, 8), torch.rand(2, 8, 8), [(0, 0, 0), (255, 255, 255)], CRFParams(theta_alpha=200.0))
+    # chapter 07's search grids fit the sliders in every profile (w1=16 was shown as 10 in the cpu profile)
+    box = crf_widget(torch.rand(3, 8, 8), torch.rand(2, 8, 8), [(0, 0, 0), (255, 255, 255)],
+                     CRFParams(w_bilateral=32.0, theta_alpha=120.0, theta_beta=25.0))
+    sliders = [w for row in box.children[0].children for w in row.children]
+    assert [s.value for s in sliders[:3]] == [32.0, 120.0, 25.0]

@@ -21,6 +21,7 @@ import torch
 from matplotlib.patches import Rectangle
 
 from ..atrous import EdgeResponse, conv_output_size, dilate_kernel, input_positions
+from .widgets import slider
 
 __all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate",
            "plot_edge_and_line"]
@@ -117,18 +118,23 @@ def atrous_widget(
     """Sliders for eq. (1) and a play button that walks the output index (ipywidgets).
 
     Building it needs no front end; in JupyterLab it redraws :func:`plot_eq1` and
-    :func:`plot_eq1_2d` whenever a slider moves.
+    :func:`plot_eq1_2d` whenever a slider moves. The start values must lie on the sliders: input size
+    3-24, kernel 1-7, rate 1-6, stride 1-3, padding 0-8 (:func:`~deeplab_edu.viz.widgets.slider`).
+
+    Raises:
+        TypeError: a start value is not a whole number.
+        ValueError: a start value lies outside its slider, or ``output_index`` outside the output.
     """
     import ipywidgets as W
     from IPython.display import display
 
     style = {"description_width": "initial"}
     sliders = {
-        "input_size": W.IntSlider(input_size, min=3, max=24, description="input size", style=style),
-        "kernel_size": W.IntSlider(kernel_size, min=1, max=7, description="kernel size k", style=style),
-        "rate": W.IntSlider(rate, min=1, max=6, description="rate r", style=style),
-        "stride": W.IntSlider(stride, min=1, max=3, description="stride s", style=style),
-        "padding": W.IntSlider(padding, min=0, max=8, description="padding p", style=style),
+        "input_size": slider("input_size", input_size, 3, 24, description="input size", style=style),
+        "kernel_size": slider("kernel_size", kernel_size, 1, 7, description="kernel size k", style=style),
+        "rate": slider("rate", rate, 1, 6, description="rate r", style=style),
+        "stride": slider("stride", stride, 1, 3, description="stride s", style=style),
+        "padding": slider("padding", padding, 0, 8, description="padding p", style=style),
     }
     index = W.IntSlider(0, min=0, max=0, description="output i", style=style)
     play = W.Play(value=0, min=0, max=0, interval=700, description="animate")
@@ -155,7 +161,9 @@ def atrous_widget(
     for s in sliders.values():
         s.observe(update_range, names="value")
     update_range()
-    index.value = min(max(output_index, 0), index.max)
+    if not 0 <= output_index <= index.max:
+        raise ValueError(f"output_index={output_index!r} is outside the output of these settings, 0 to {index.max}")
+    index.value = output_index
 
     def draw(output_index: int, **v: int) -> None:
         if output_size() is None:

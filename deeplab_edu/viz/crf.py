@@ -165,20 +165,26 @@ def crf_widget(
     ``unary`` (L, H, W), ``target`` (H, W).
 
     Raises:
-        ValueError: as :func:`crf_figure`, for the first figure.
+        ValueError: as :func:`crf_figure`, for the first figure, or a value of ``params`` lies outside its
+            slider (w1 and w2 0-40, theta_alpha 1-150 px, theta_beta 1-60, theta_gamma 0.5-10 px, 0-20
+            iterations: :func:`~deeplab_edu.viz.widgets.slider`).
+        TypeError: ``params.iterations`` is not a whole number.
     """
     import ipywidgets as widgets
 
-    from .widgets import figure_widget
+    from .widgets import figure_widget, slider
 
     style = {"description_width": "initial"}
+    real: dict[str, Any] = dict(integer=False, style=style)
     controls = {
-        "w_bilateral": widgets.FloatSlider(value=params.w_bilateral, min=0, max=10, step=0.5, description="w1", style=style),
-        "theta_alpha": widgets.FloatSlider(value=params.theta_alpha, min=1, max=100, step=1, description="θα (px)", style=style),
-        "theta_beta": widgets.FloatSlider(value=params.theta_beta, min=1, max=60, step=1, description="θβ (0-255)", style=style),
-        "w_spatial": widgets.FloatSlider(value=params.w_spatial, min=0, max=10, step=0.5, description="w2", style=style),
-        "theta_gamma": widgets.FloatSlider(value=params.theta_gamma, min=0.5, max=10, step=0.5, description="θγ (px)", style=style),
-        "iterations": widgets.IntSlider(value=params.iterations, min=0, max=20, description="iterations", style=style),
+        # ranges that hold chapter 07's search grids (w1 to 32, θα to 120 in the gpu profile), which the
+        # sliders clamped without a word before (w1=16 showed as 10)
+        "w_bilateral": slider("w_bilateral", params.w_bilateral, 0, 40, step=0.5, description="w1", **real),
+        "theta_alpha": slider("theta_alpha", params.theta_alpha, 1, 150, step=1, description="θα (px)", **real),
+        "theta_beta": slider("theta_beta", params.theta_beta, 1, 60, step=1, description="θβ (0-255)", **real),
+        "w_spatial": slider("w_spatial", params.w_spatial, 0, 40, step=0.5, description="w2", **real),
+        "theta_gamma": slider("theta_gamma", params.theta_gamma, 0.5, 10, step=0.5, description="θγ (px)", **real),
+        "iterations": slider("iterations", params.iterations, 0, 20, style=style),
     }
 
     def draw(**values: Any) -> Figure:

@@ -18,7 +18,7 @@ from ..data.classes import IGNORE_INDEX
 from ..data.procedural import ProceduralScenes
 from ..data.transforms import denormalize
 from .images import colorize
-from .widgets import figure_widget
+from .widgets import figure_widget, slider
 
 __all__ = [
     "class_legend",
@@ -228,14 +228,18 @@ def show_transform_samples(
 
 
 def procedural_explorer(seed: int = 0, size: int = 256, index: int = 0, count: int = 4) -> Any:
-    """Sliders for the generator's seed, image size and first index, above ``count`` scenes."""
-    import ipywidgets as widgets
+    """Sliders for the generator's seed (0-50), image size (32-513 pixels) and first index (0-999), above
+    ``count`` scenes.
 
-    common = dict(continuous_update=False, style={"description_width": "initial"})
+    Raises:
+        TypeError: a start value is not a whole number.
+        ValueError: a start value lies outside its slider (:func:`~deeplab_edu.viz.widgets.slider`).
+    """
+    common: dict[str, Any] = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
-        "seed": widgets.IntSlider(value=seed, min=0, max=50, description="seed", **common),
-        "size": widgets.IntSlider(value=size, min=32, max=513, step=1, description="size", **common),
-        "index": widgets.IntSlider(value=index, min=0, max=999, description="first index", **common),
+        "seed": slider("seed", seed, 0, 50, **common),
+        "size": slider("size", size, 32, 513, **common),
+        "index": slider("index", index, 0, 999, description="first index", **common),
     }
 
     def draw(seed: int, size: int, index: int) -> Figure:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["figure_widget", "show_figure"]
+__all__ = ["figure_widget", "show_figure", "slider"]
 
 
 def show_figure(out: Any, fig: Figure) -> None:
@@ -53,3 +53,28 @@ def figure_widget(draw: Callable[..., Figure], controls: Mapping[str, Any]) -> A
         w.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox(list(controls.values())), out])
+
+
+def slider(name: str, value: float, low: float, high: float, *, integer: bool = True, **kwargs: Any) -> Any:
+    """An ipywidgets ``IntSlider`` (``FloatSlider`` when ``integer`` is false) from ``low`` to ``high``
+    starting at ``value``, described as ``name`` unless ``description`` is given. ipywidgets would clamp
+    a value outside the range without a word (``rate=12`` on a slider to 6 showed 6), so it is checked.
+
+    Raises:
+        TypeError: ``value`` is not a number (not a whole number, for an integer slider).
+        ValueError: ``value`` lies outside ``[low, high]``; the message names ``name`` and the range.
+    """
+    import numbers
+
+    import ipywidgets as widgets
+
+    wanted = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        raise TypeError(f"{name}={value!r}: give {'a whole number' if integer else 'a number'} "
+                        f"from {low:g} to {high:g}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value!r} is outside this slider's range, {low:g} to {high:g}")
+    kwargs.setdefault("description", name)
+    if integer:
+        return widgets.IntSlider(value=int(value), min=int(low), max=int(high), **kwargs)
+    return widgets.FloatSlider(value=float(value), min=low, max=high, **kwargs)
