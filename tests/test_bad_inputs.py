@@ -211,7 +211,7 @@ def test_a_widget_refuses_a_start_value_its_slider_would_clamp() -> None:
         procedural_explorer(size=16)
     with pytest.raises(ValueError, match="theta_alpha=200.0 is outside this slider's range, 1 to 150"):
         crf_widget(torch.rand(3, 8, 8), torch.rand(2, 8, 8), [(0, 0, 0), (255, 255, 255)], CRFParams(theta_alpha=200.0))
-    # chapter 07's search grids fit the sliders in every profile (w1=16 was shown as 10 in the cpu profile)
+    # chapter 07's search grids fit the sliders in every profile (a best w1 of 16 or 32 would have shown as 10)
     box = crf_widget(torch.rand(3, 8, 8), torch.rand(2, 8, 8), [(0, 0, 0), (255, 255, 255)],
                      CRFParams(w_bilateral=32.0, theta_alpha=120.0, theta_beta=25.0))
     sliders = [w for row in box.children[0].children for w in row.children]

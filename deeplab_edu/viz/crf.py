@@ -178,7 +178,8 @@ def crf_widget(
     real: dict[str, Any] = dict(integer=False, style=style)
     controls = {
         # ranges that hold chapter 07's search grids (w1 to 32, θα to 120 in the gpu profile), which the
-        # sliders clamped without a word before (w1=16 showed as 10)
+        # sliders would have clamped without a word before (a best w1 of 16 shown as 10; the recorded cpu
+        # build's best was w1=8, inside the old range)
         "w_bilateral": slider("w_bilateral", params.w_bilateral, 0, 40, step=0.5, description="w1", **real),
         "theta_alpha": slider("theta_alpha", params.theta_alpha, 1, 150, step=1, description="θα (px)", **real),
         "theta_beta": slider("theta_beta", params.theta_beta, 1, 60, step=1, description="θβ (0-255)", **real),
