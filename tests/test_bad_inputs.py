@@ -216,3 +216,25 @@ def test_a_widget_refuses_a_start_value_its_slider_would_clamp() -> None:
                      CRFParams(w_bilateral=32.0, theta_alpha=120.0, theta_beta=25.0))
     sliders = [w for row in box.children[0].children for w in row.children]
     assert [s.value for s in sliders[:3]] == [32.0, 120.0, 25.0]
+
+
+def test_widgets_name_the_argument_a_learner_got_wrong() -> None:
+    # a learner's trial: these failed deep inside with IndexError, TraitError, RuntimeError or AttributeError
+    from deeplab_edu.data import ProceduralScenes
+    from deeplab_edu.viz.aspp import aspp_footprint_widget
+    from deeplab_edu.viz.decoder import stride_oracle_widget
+    from deeplab_edu.viz.deeplab import cost_widget
+    from deeplab_edu.viz.output_stride import feature_map_widget
+
+    with pytest.raises(ValueError, match="sizes must be input sides in pixels, at least one"):
+        cost_widget(sizes=[])
+    with pytest.raises(ValueError, match="strides must be output strides, at least one"):
+        stride_oracle_widget(ProceduralScenes(length=2, size=64), strides=())
+    with pytest.raises(ValueError, match="dataset is empty"):
+        stride_oracle_widget([])
+    with pytest.raises(ValueError, match=r"photo must be an RGB image \(3, H, W\), got \(65, 65\)"):
+        aspp_footprint_widget(torch.rand(65, 65))
+    with pytest.raises(ValueError, match="image_size must be a whole number of pixels, at least 33, got 0"):
+        aspp_footprint_widget(image_size=0)
+    with pytest.raises(ValueError, match="features must map each output stride to its features"):
+        feature_map_widget(torch.rand(3, 64, 64), [torch.rand(1, 8, 4, 4)])  # type: ignore[arg-type]

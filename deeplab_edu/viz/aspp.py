@@ -111,11 +111,23 @@ def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 5
 
     The rates follow the output stride ((6, 12, 18) at 16, (12, 24, 36) at 8). Building the widget
     needs no front end; it only draws when displayed.
+
+    Args:
+        photo: an RGB image (3, H, W), float in [0, 1]; ``None``: the sample photo at ``image_size``.
+        image_size: the sample photo's side in pixels (at least 33, so that the map at output stride 16
+            has more than one position).
+
+    Raises:
+        ValueError: ``photo`` is not a (3, H, W) image, or ``image_size`` is below 33.
     """
     import ipywidgets as widgets
 
     from .images import sample_photo
 
+    if photo is None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 33):
+        raise ValueError(f"image_size must be a whole number of pixels, at least 33, got {image_size!r}")
+    if photo is not None and (not isinstance(photo, torch.Tensor) or photo.ndim != 3 or photo.shape[0] != 3):
+        raise ValueError(f"photo must be an RGB image (3, H, W), got {tuple(getattr(photo, 'shape', ()))}")
     photo = sample_photo(image_size) if photo is None else photo
     stride = widgets.Dropdown(options=[16, 8], value=16, description="output stride")
     row = widgets.IntSlider(value=16, min=0, max=64, description="row")

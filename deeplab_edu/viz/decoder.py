@@ -132,8 +132,18 @@ def stride_oracle_widget(dataset: object, strides: Sequence[int] = (32, 16, 8, 4
 
     ``dataset`` yields ``(image, mask)`` and has ``num_classes`` and ``palette`` (e.g.
     :class:`deeplab_edu.data.ProceduralScenes`). Needs no front end to be built.
+
+    Raises:
+        ValueError: ``dataset`` is empty, or ``strides`` is empty or holds a stride that is not a
+            positive whole number.
     """
     import ipywidgets as widgets
+
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError("dataset is empty: give a data set of scenes, e.g. ProceduralScenes(length=8, size=129)")
+    strides = tuple(strides)
+    if not strides or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in strides):
+        raise ValueError(f"strides must be output strides, at least one, e.g. (32, 16, 8, 4); got {strides!r}")
 
     index = widgets.IntSlider(value=0, min=0, max=len(dataset) - 1, description="scene")  # type: ignore[arg-type]
     stride = widgets.SelectionSlider(options=list(strides), value=16 if 16 in strides else strides[0],

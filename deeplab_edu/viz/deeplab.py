@@ -57,10 +57,15 @@ def cost_widget(name: str = "deeplabv3", backbone: str = "resnet101", sizes: Seq
     """Input-size and output-stride sliders over :func:`plot_cost_vs_size`. Needs no front end to be built.
 
     Counts are cached, so moving a slider back costs nothing.
+
+    Raises:
+        ValueError: ``sizes`` is empty or holds a size that is not a positive whole number of pixels.
     """
     import ipywidgets as widgets
 
     sizes = tuple(sizes)
+    if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+        raise ValueError(f"sizes must be input sides in pixels, at least one, e.g. (129, 257, 513); got {sizes!r}")
     size = widgets.SelectionSlider(options=list(sizes), value=sizes[len(sizes) // 2], description="input")
     stride = widgets.Dropdown(options=[32, 16, 8], value=16, description="output stride")
     out = widgets.Output()

@@ -490,12 +490,16 @@ def feature_map_widget(image: torch.Tensor, features: Mapping[int, torch.Tensor]
     """Output-stride selector and channel slider (-1: norm over channels) above the feature map.
 
     Raises:
-        ValueError: ``features`` is empty, or ``channel`` is neither -1 nor a channel of the maps.
+        ValueError: ``features`` is empty or not a mapping of output stride to features (what
+            :func:`photo_features` returns), or ``channel`` is neither -1 nor a channel of the maps.
     """
     import ipywidgets as widgets
 
     from .widgets import figure_widget
 
+    if not isinstance(features, Mapping):
+        raise ValueError(f"features must map each output stride to its features ({{32: ..., 16: ...}}, what "
+                         f"photo_features returns), got a {type(features).__name__}")
     if not features:
         raise ValueError("features is empty; pass the output of photo_features")
     channels = next(iter(features.values())).shape[1]
