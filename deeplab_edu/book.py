@@ -428,12 +428,12 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     written = []
     for src in chosen:
         text = jupytext.writes(_without_solutions(jupytext.reads(src.read_text(), fmt="py:percent")), fmt="py:percent")
-        target = out_dir / src.name
-        if target.is_file() and (current := _sha256_text(target.read_text())) != _sha256_text(text) \
+        target, digest = out_dir / src.name, _sha256_text(text)
+        if target.is_file() and (current := _sha256_text(target.read_text())) != digest \
                 and manifest.get(src.name) != current:  # a learner's answers are in it: keep them
             target = target.with_name(f"{target.stem}.updated.py")
         else:
-            manifest[src.name] = _sha256_text(text)
+            manifest[src.name] = digest
         write_text_atomic(target, text)
         written.append(target)
     write_text_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -274,6 +274,14 @@ def _number_in_text(text: str) -> str | None:
     return number
 
 
+def _spelled_number(answer: Any) -> Any:
+    """``answer`` as the number it spells when it is text that spells one (:func:`_number_in_text`: an int
+    for ``"13"`` or ``"15,731,712"``, a float for ``"0.5"`` or ``"1e3"``), else unchanged."""
+    if isinstance(answer, str) and (number := _number_in_text(answer)) is not None:
+        return float(number) if any(c in number for c in ".eE") else int(number)
+    return answer
+
+
 def direction(answer: Any, target: Any, *, more: str = "too large", less: str = "too small") -> str:
     """``"too large"`` or ``"too small"`` (or the words given): where ``answer`` lies from ``target``,
     for a feedback message that must not state the target itself (``""`` when they are equal or
@@ -343,10 +351,9 @@ def _normalise(answer: Any, answer_type: str, form: str = "") -> tuple[Any, str 
     """The answer in a comparable form, or the reason it cannot be read (``form`` says how to answer)."""
     form = form or _form(answer_type, lambda: ())
     if answer_type in ("number", "whole", "fraction"):
-        answer = _as_scalar(answer)  # a checker called directly, not through check(), gets a 0-d tensor as is
-        if isinstance(answer, str) and (number := _number_in_text(answer)) is not None:
-            # "13", "15,731,712" or "160px" is judged as the number it spells, as "1x3" is as a list of numbers
-            answer = float(number) if any(c in number for c in ".eE") else int(number)
+        # a checker called directly, not through check(), gets a 0-d tensor as is; "13", "15,731,712" or
+        # "160px" is judged as the number it spells, as "1x3" is as a list of numbers
+        answer = _spelled_number(_as_scalar(answer))
         problem = number_problem(answer, whole=answer_type == "whole", fraction=answer_type == "fraction")
         return answer, problem
     if answer_type == "ints":
@@ -967,9 +974,7 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
     before a first try, ``None``, a string): the notebook runs top to bottom either way. Before a
     first try the measurement itself stays hidden (it is the answer), except where the course checks
     itself (the book shows it; :func:`prediction_made`)."""
-    prediction = _as_scalar(prediction)
-    if isinstance(prediction, str) and (number := _number_in_text(prediction)) is not None:
-        prediction = float(number)  # "300" or "30,000", read as check() reads it
+    prediction = _spelled_number(_as_scalar(prediction))  # "300" or "30,000", read as check() reads it
     if _unanswered(prediction) and not course_checks():
         return "measured: hidden until you predict (replace `...` above, then run this cell again)"
     text = f"measured: {measured:{fmt}}"
@@ -1026,7 +1031,6 @@ def hint(key: str) -> str:
         KeyError: no exercise ``key`` (as for :func:`get`).
     """
     ex = get(key)
-    key = ex.key  # as registered ("01.1 " as typed is 01.1)
     if not ex.hints:
         return _HintText(ex.key, "this exercise has no hint: its feedback explains each wrong answer.")
     return _HintText(ex.key, _next_hint_step(ex, by_hint=True))

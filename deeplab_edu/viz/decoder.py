@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from ..metrics import boundary_band
 from .data import class_legend
 from .images import colorize
-from .widgets import show_figure
+from .widgets import positive_ints, show_figure
 
 __all__ = ["stride_oracle", "stride_oracle_scores", "boundary_band", "band_accuracy", "plot_stride_oracles",
            "stride_oracle_widget"]
@@ -141,9 +141,7 @@ def stride_oracle_widget(dataset: object, strides: Sequence[int] = (32, 16, 8, 4
 
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("dataset is empty: give a data set of scenes, e.g. ProceduralScenes(length=8, size=129)")
-    strides = tuple(strides)
-    if not strides or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in strides):
-        raise ValueError(f"strides must be output strides, at least one, e.g. (32, 16, 8, 4); got {strides!r}")
+    strides = positive_ints("strides", strides, "output strides", "(32, 16, 8, 4)")
 
     index = widgets.IntSlider(value=0, min=0, max=len(dataset) - 1, description="scene")  # type: ignore[arg-type]
     stride = widgets.SelectionSlider(options=list(strides), value=16 if 16 in strides else strides[0],

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from ..models.summary import ModelConfig, model_cost
-from .widgets import show_figure
+from .widgets import positive_ints, show_figure
 
 __all__ = ["plot_cost_vs_size", "cost_widget"]
 
@@ -63,9 +63,7 @@ def cost_widget(name: str = "deeplabv3", backbone: str = "resnet101", sizes: Seq
     """
     import ipywidgets as widgets
 
-    sizes = tuple(sizes)
-    if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
-        raise ValueError(f"sizes must be input sides in pixels, at least one, e.g. (129, 257, 513); got {sizes!r}")
+    sizes = positive_ints("sizes", sizes, "input sides in pixels", "(129, 257, 513)")
     size = widgets.SelectionSlider(options=list(sizes), value=sizes[len(sizes) // 2], description="input")
     stride = widgets.Dropdown(options=[32, 16, 8], value=16, description="output stride")
     out = widgets.Output()

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["figure_widget", "show_figure", "slider"]
+__all__ = ["figure_widget", "show_figure", "slider", "positive_ints"]
 
 
 def show_figure(out: Any, fig: Figure) -> None:
@@ -78,3 +78,17 @@ def slider(name: str, value: float, low: float, high: float, *, integer: bool = 
     if integer:
         return widgets.IntSlider(value=int(value), min=int(low), max=int(high), **kwargs)
     return widgets.FloatSlider(value=float(value), min=low, max=high, **kwargs)
+
+
+def positive_ints(name: str, values: Any, what: str, example: str) -> tuple[int, ...]:
+    """``values`` as a tuple, checked to hold at least one positive whole number and nothing else (the
+    options of a selection slider, which fails deep inside ipywidgets on none).
+
+    Raises:
+        ValueError: ``values`` is empty or holds something else; the message says ``name`` must be
+            ``what`` and gives ``example``.
+    """
+    values = tuple(values)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ValueError(f"{name} must be {what}, at least one, e.g. {example}; got {values!r}")
+    return values
