@@ -538,6 +538,7 @@ def test_a_stop_request_cuts_a_validation_short(tmp_path, capsys, monkeypatch: p
     cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=4, warmup_iters=0, num_workers=0,
                       batch_size=2)
     val = _InterruptedScenes(20, augment=False)  # validation at iteration 4 reads its items 1-20: Ctrl-C at the 15th
+    torch.manual_seed(0)  # the model's initial weights, as the uninterrupted run's below
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=val).fit()
     assert _InterruptedScenes.calls < 20 - 1  # the validation stopped before its last items
@@ -547,8 +548,41 @@ def test_a_stop_request_cuts_a_validation_short(tmp_path, capsys, monkeypatch: p
     metrics = (tmp_path / "metrics.csv").read_text()
     assert ",val," not in metrics  # no half-validation was logged as one
     cfg.resume = True
+    resumed = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(4, augment=False))
+    result = resumed.fit()
+    # the resumed run validates first where the stop cut the validation short: the curve has no gap
+    assert "first the validation the stop cut short" in capsys.readouterr().out
+    assert [r["iteration"] for r in result["history"] if r["split"] == "val"] == [4, 8, 12]
+    assert "4,val," in (tmp_path / "metrics.csv").read_text()
+    # ... and trains on as if it had never stopped (the validation draws nothing from the run's random stream)
+    whole = tiny_config(tmp_path / "whole", iterations=12, ckpt_every=100, eval_every=4, warmup_iters=0,
+                        num_workers=0, batch_size=2)
+    torch.manual_seed(0)
+    uninterrupted = Trainer(whole, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(4, augment=False))
+    expected = uninterrupted.fit()
+    assert [r["miou"] for r in result["history"] if r["split"] == "val"] == \
+        [r["miou"] for r in expected["history"] if r["split"] == "val"]
+    for a, b in zip(resumed.net.state_dict().values(), uninterrupted.net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_stop_during_the_resumed_validation_keeps_it_due(tmp_path, capsys,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped again while the resumed run does the validation a stop cut short: nothing is trained,
+    the message names the checkpoint, and the next resume validates there again."""
+    monkeypatch.setattr(_InterruptedScenes, "calls", 0)
+    cfg = tiny_config(tmp_path, iterations=8, ckpt_every=100, eval_every=4, warmup_iters=0, num_workers=0,
+                      batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=_InterruptedScenes(20, augment=False)).fit()
+    cfg.resume = True
+    monkeypatch.setattr(_InterruptedScenes, "calls", 0)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=_InterruptedScenes(20, augment=False)).fit()
+    assert "stopped after iteration 4 of 8, saved in" in str(stopped.value)
+    assert [p.name for p in sorted((tmp_path / "checkpoints").glob("ckpt_*.pt"))] == ["ckpt_00000004.pt"]
     result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(4, augment=False)).fit()
-    assert [r["iteration"] for r in result["history"] if r["split"] == "val"] == [8, 12]
+    assert [r["iteration"] for r in result["history"] if r["split"] == "val"] == [4, 8]
 
 
 def test_a_scripts_data_comes_in_pairs_and_normalised(tmp_path) -> None:

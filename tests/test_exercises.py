@@ -418,6 +418,14 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
         wrong = check(exercise, text.format(right + 1))
         assert not wrong and "expected a number" not in wrong.message and "too large" in wrong.message
     assert "without quotes: 13." in number_problem(" 13")  # a direct call is told what it was given
+    # an exact number is a number (it was refused: "expected a number, got Fraction"); a calculation in
+    # quotes is named as one (it read "expected one number, got 2": "2**3" as the list 2, 3)
+    from decimal import Decimal
+    from fractions import Fraction
+
+    assert check("01.1", Fraction(13)) and check("01.1", Decimal(13)) and not check("01.1", Fraction(27, 2))
+    assert "a calculation: write it without quotes" in check("01.1", "2**3").message
+    assert "a calculation" in check("01.1", "26 / 2").message and "expected one number" in check("01.1", "3*3").message
     assert "write 5 itself, without brackets" in check("01.2", [5]).message
     assert repr(check("01.2", 4)).startswith("[01.2] not yet: ")  # a Python prompt shows the sentence
     # a negative count, length or rate is named as such (but 01.3's input indices may be negative)

@@ -34,7 +34,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sized, cast
+from typing import Any, Callable, Iterator, NoReturn, Sized, cast
 
 import numpy as np
 import torch
@@ -381,6 +381,9 @@ class Trainer:
         self._pixel_stats: tuple[torch.Tensor, ...] | None = None  # to_device's mean and std of uint8 pixels
         self._resume_message: str | None = None  # printed by fit once the run's folder is claimed
         self._saved_at = 0  # the iteration the newest checkpoint holds (nothing to save before training)
+        # the iteration whose planned validation a stop request skipped or cut short: kept in the checkpoint,
+        # so that a resumed run validates there first and the learning curve has no gap
+        self._validation_due: int | None = None
         self._earlier_stretches: list[dict[str, Any]] = []  # what trained the checkpoint this run resumed
         self._stretch: dict[str, Any] = {**provenance(), "device": str(self.device),
                                          "processes": self.dist.world_size, "from_iteration": 0}
@@ -393,8 +396,9 @@ class Trainer:
 
         Returns:
             The model, optimiser, scheduler and scaler states, the counters (``iteration``, ``epoch``,
-            ``batch_in_epoch``), the RNG states, the config, the model info, the history and the
-            provenance (what trained each stretch of iterations).
+            ``batch_in_epoch``), the RNG states, the config, the model info, the history, the
+            provenance (what trained each stretch of iterations) and ``validation_due`` (the
+            iteration whose validation a stop request skipped, which a resumed run does first; ``None``).
         """
         return {
             "model": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -402,6 +406,7 @@ class Trainer:
             "iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "rng": ck.rng_state(), "config": self.cfg.to_dict(), "model_info": self.model_info,
             "history": self.history, "provenance": self.provenance, "init_from_sha256": self._init_from_sha256,
+            "validation_due": self._validation_due,
         }
 
     @property
@@ -469,11 +474,15 @@ class Trainer:
         self._earlier_stretches = list(state.get("provenance", []))  # absent in checkpoints written before it
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
+        due = state.get("validation_due")  # absent in checkpoints written before it
+        self._validation_due = self.iteration if due == self.iteration else None
         self._resume_message = (f"resumed from {shown_path(path)} at iteration {self.iteration}"
                                 + (f"; with this run's settings: {', '.join(changed)}" if changed else "")
                                 + (f"; it has reached its {self.cfg.iterations} iterations, so nothing is trained "
                                    f"(--iterations above {self.cfg.iterations} trains on)"
-                                   if self.iteration >= self.cfg.iterations else ""))
+                                   if self.iteration >= self.cfg.iterations else "")
+                                + ("; first the validation the stop cut short" if self._validation_due is not None
+                                   else ""))
 
     def _truncate_metrics_csv(self) -> None:
         """Drop the rows ``metrics.csv`` got after the checkpoint (an interrupted run logs past its last
@@ -782,6 +791,10 @@ class Trainer:
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
         with stop, bar:  # an error closes the bar too: its message then starts a line of its own
+            if self._validation_due == self.iteration:  # resumed where a stop cut a validation short
+                self._validate(stop, lambda: stop.requested, unread, bar, on_eval)
+                if stop.requested:  # stopped again: the checkpoint of this iteration still says it is due
+                    self._stop(stop, unread)
             while self.iteration < cfg.iterations:
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
                 try:
@@ -817,46 +830,63 @@ class Trainer:
                               f"{row['images_per_s']:.1f} images/s", flush=True)
                     window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
                 paused = time.perf_counter()
-                # a stop request skips (or cuts short) a validation, the final one aside: stopping must not
-                # wait for a whole validation pass, and the resumed run validates at its next planned point
-                stoppable = None if last else (lambda: stop.requested)
-                m = None
-                if eval_now and not (stoppable is not None and stoppable()):  # no loader started for nothing
-                    stop.validating = stoppable is not None
-                    try:
-                        m = self.evaluate(should_stop=stoppable)
-                    except BadDataError as err:  # a bad validation file: keep the training done so far
-                        raise self._after_data_error(err, unread) from None
-                    except ValidationStopped:
-                        pass
-                    finally:
-                        stop.validating = False
-                if m is not None:
-                    row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
-                           "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
-                           "output_stride": cfg.eval_output_stride or cfg.output_stride}
-                    self._log(row)
-                    if self.dist.is_main:
-                        bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
-                                  f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
-                    if on_eval:
-                        on_eval(row)
+                if eval_now:
+                    self._validate(stop, None if last else (lambda: stop.requested), unread, bar, on_eval)
                 if save_now:
                     self.save()
                 t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
                 if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
-                    self._save_unplanned(unread)
-                    saved = ck.latest_checkpoint(self.ckpt_dir) if self.dist.is_main else None
-                    raise TrainingInterrupted(stop.signum, (
-                        f"stopped after iteration {self.iteration} of {cfg.iterations}, saved in {shown_path(saved)}; "
-                        "to continue, run the same cell again (a chapter's run resumes by itself) or the same "
-                        "command with --resume") if saved is not None else "")
+                    self._stop(stop, unread)
         if self._tb is not None:
             self._tb.close()
         result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
         if self.dist.is_main:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
         return result
+
+    def _stop(self, stop: "_StopRequest", unread: list[torch.Tensor]) -> NoReturn:
+        """After a stop request, between two steps: save a checkpoint (unless this iteration's is
+        written) and raise :class:`TrainingInterrupted` naming it and how to continue."""
+        self._save_unplanned(unread)
+        saved = ck.latest_checkpoint(self.ckpt_dir) if self.dist.is_main else None
+        raise TrainingInterrupted(stop.signum, (
+            f"stopped after iteration {self.iteration} of {self.cfg.iterations}, saved in {shown_path(saved)}; "
+            "to continue, run the same cell again (a chapter's run resumes by itself) or the same "
+            "command with --resume") if saved is not None else "")
+
+    def _validate(self, stop: "_StopRequest", stoppable: Callable[[], bool] | None, unread: list[torch.Tensor],
+                  bar: Any, on_eval: Callable[[dict[str, Any]], None] | None) -> None:
+        """The planned validation at this iteration: logged, written above the bar, passed to ``on_eval``.
+
+        A stop request skips it (or cuts it short between two batches) unless ``stoppable`` is ``None``
+        (the final one): stopping must not wait for a whole validation pass. The iteration is then
+        kept as ``validation_due``, which the checkpoint saved on stopping holds, and the resumed run
+        validates there before it trains on.
+        """
+        self._validation_due = None
+        m = None
+        if stoppable is None or not stoppable():  # no loader started for nothing
+            stop.validating = stoppable is not None
+            try:
+                m = self.evaluate(should_stop=stoppable)
+            except BadDataError as err:  # a bad validation file: keep the training done so far
+                raise self._after_data_error(err, unread) from None
+            except ValidationStopped:
+                pass
+            finally:
+                stop.validating = False
+        if m is None:
+            self._validation_due = self.iteration
+            return
+        row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
+               "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
+               "output_stride": self.cfg.eval_output_stride or self.cfg.output_stride}
+        self._log(row)
+        if self.dist.is_main:
+            bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
+                      f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
+        if on_eval:
+            on_eval(row)
 
     def _log(self, row: dict[str, Any]) -> None:
         self.history.append(row)

@@ -57,6 +57,8 @@ import time
 import types
 import warnings
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -152,9 +154,12 @@ def not_judged(message: str) -> str:
 
 def _as_scalar(value: Any) -> Any:
     """``value`` as a Python number when it is a 0-d tensor or array (``(x > 0).sum()``,
-    ``F.cross_entropy(...)``), else unchanged: a measured number is accepted as it comes."""
+    ``F.cross_entropy(...)``), a ``Fraction`` or a ``Decimal`` (an int when it is whole, else a float),
+    else unchanged: a measured or exactly computed number is accepted as it comes."""
     if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
         return value.item()
+    if isinstance(value, Fraction) or (isinstance(value, Decimal) and value.is_finite()):
+        return int(value) if value == int(value) else float(value)
     return value
 
 
@@ -235,6 +240,9 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     if isinstance(answer, (np.ndarray, torch.Tensor)) and answer.ndim == 1 and answer.shape[0] == 1:
         return _Unreadable(f"expected a number, got a {type(answer).__name__} of one: write {shown(answer[0].item())} "
                            "itself (`x.item()` gives it), without brackets.")
+    if isinstance(answer, str) and _is_calculation(answer):  # "2**3", "16 / 4": a sum left to do
+        return _Unreadable(f"expected a number, got the text {answer!r}, a calculation: write it without quotes "
+                           "and Python computes it, or write its result.")
     several = parse_ints(answer) if isinstance(answer, str) else answer
     if (isinstance(several, (list, tuple)) and len(several) > 1
             and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in several)):
@@ -258,6 +266,17 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
 #: One number as a learner might type it in quotes: thousands separators, a unit after it (a per cent sign
 #: too: ``"38%"`` reads as 38, which a fraction's check then calls a percentage).
 _NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|pixels?|cells?|%)?\.?")
+
+
+#: A calculation written as text: numbers joined by + - * / ** (with brackets), at least one operator.
+_ARITHMETIC = re.compile(r"\(*\s*[-+]?\d+(?:\.\d+)?\s*\)*(?:\s*(?:\*\*|[-+*/])\s*\(*\s*[-+]?\d+(?:\.\d+)?\s*\)*)+")
+
+
+def _is_calculation(text: str) -> bool:
+    """``text`` is a calculation (``"2**3"``, ``"16 / 4"``, ``"2*4 + 1"``); ``"3*3"`` or ``"3x3"`` alone
+    is not, since it reads as a window's two sides (:func:`parse_ints`)."""
+    text = text.strip()
+    return bool(_ARITHMETIC.fullmatch(text) and re.search(r"\*\*|/|[\d)]\s*[-+]", text))
 
 
 def _number_in_text(text: str) -> str | None:
