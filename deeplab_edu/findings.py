@@ -55,7 +55,7 @@ __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "metric_label", "shown_rows", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
     "verdict", "joint_verdict", "CRF_SEARCH_SCENES",
-    "measurable", "findings_table", "SHOWN_COLUMNS", "removed_errors", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
+    "measurable", "findings_table", "SHOWN_COLUMNS", "removed_errors", "scene_confusions", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths (pixels) kept per scene.
@@ -613,14 +613,30 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
                                        crf_params or DEEPLAB_RELEASED, method="approx")
                 pred = probs.argmax(1).cpu()
                 for key, target in targets.items():
-                    keep = target != ignore
-                    idx = (target * c + pred).masked_fill(~keep, c * c)
-                    for j in range(len(items)):
-                        counts = torch.bincount(idx[j].flatten(), minlength=c * c + 1)[: c * c]
-                        out[v][key][start + j] = counts.reshape(c, c).numpy()
+                    out[v][key][start:start + len(items)] = scene_confusions(pred, target, c, ignore)
     finally:
         model.train(was_training)
     return out
+
+
+def scene_confusions(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int = 255) -> np.ndarray:
+    """One confusion matrix per scene: predictions and targets (N, H, W) of class indices ->
+    (N, C, C) uint32 pixel counts, rows the truth, columns the prediction; pixels whose target is
+    ``ignore_index`` (or any index outside ``[0, C)``) are not counted.
+
+    Raises:
+        ValueError: ``pred`` and ``target`` differ in shape.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target differ in shape: {tuple(pred.shape)} and {tuple(target.shape)}")
+    c, n = int(num_classes), int(target.shape[0])
+    target, pred = target.long(), pred.long()
+    counted = (target != ignore_index) & (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
+    idx = (target * c + pred).masked_fill(~counted, c * c).reshape(n, -1)
+    idx = idx + (c * c + 1) * torch.arange(n, device=idx.device).view(n, 1)  # one block of counts per scene
+    counts = torch.bincount(idx.flatten(), minlength=n * (c * c + 1)).reshape(n, c * c + 1)[:, : c * c]
+    return counts.reshape(n, c, c).cpu().numpy().astype(np.uint32)
 
 
 def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = (3.0, 5.0),
