@@ -15,7 +15,14 @@ changes the design so that they cannot, and keeps everything else equal:
   9 x 9 pixels, far less than the gap.
 * :func:`train_probe`, :func:`reach_experiment`: train both arms on both kinds of scene over
   seeds and keep one confusion matrix per validation scene, for :mod:`deeplab_edu.findings`'
-  statistics (chapter 10, section 7).
+  statistics (chapter 10, section 7); :func:`probe_footprint` shows which input pixels reach an output.
+
+Nothing else tells a far boat from a far car: the vehicle's position is drawn independently of the
+band, and in training the batch norm's batch statistics carry only the batch's mix of water and road
+scenes, the same for every image of the batch (a prior the network may lean on, which evaluation, with
+running statistics, does not have). The network without image pooling can therefore at best guess.
+The class indices (:data:`BOAT` = 3, ...) are this module's, not those of the course's scenes
+(:data:`deeplab_edu.data.classes.BOAT` = 7).
 """
 
 from __future__ import annotations
@@ -33,16 +40,17 @@ from .findings import Finding, scene_confusions
 from .models.aspp import ASPP
 
 __all__ = [
-    "SHORE", "BACKGROUND", "WATER", "ROAD", "BOAT", "CAR", "FAR_GAP", "ARMS", "shore_scenes", "ShoreScenes",
-    "ContextProbe", "train_probe", "ReachExperiment",
+    "SHORE", "BACKGROUND", "WATER", "ROAD", "BOAT", "CAR", "FAR_GAP", "REACH_ARMS", "shore_scenes", "ShoreScenes",
+    "ContextProbe", "probe_footprint", "train_probe", "ReachExperiment",
     "REACH_FINDINGS", "reach_experiment",
 ]
 
-#: The classes of :func:`shore_scenes`. Boats and cars share one colour: only the band tells them apart.
+#: The classes of :func:`shore_scenes`, with the course scenes' colours for car and boat (for the label maps;
+#: the scenes draw boats and cars alike, :data:`_DRAWN`).
 SHORE = ClassInfo(
     "shore",
     ("background", "water", "road", "boat", "car"),
-    ((120, 150, 100), (50, 90, 205), (90, 90, 90), (215, 50, 40), (250, 200, 40)),
+    ((120, 150, 100), (50, 90, 205), (90, 90, 90), (70, 240, 240), (145, 30, 180)),
 )
 #: The class indices of :data:`SHORE`.
 BACKGROUND, WATER, ROAD, BOAT, CAR = range(5)
@@ -52,7 +60,7 @@ _DRAWN = torch.tensor([(0.55, 0.6, 0.45), (0.2, 0.35, 0.8), (0.35, 0.35, 0.35), 
 #: quarter and a far vehicle ends within the top third (:func:`shore_scenes`).
 FAR_GAP = 48 - 48 // 4 - 48 // 3
 #: The experiment's arms: ``(far, image_pooling)``, the arguments of :func:`shore_scenes` and :class:`ContextProbe`.
-ARMS = {"far, with image pooling": (True, True), "far, without": (True, False),
+REACH_ARMS = {"far, with image pooling": (True, True), "far, without": (True, False),
         "near, with image pooling": (False, True), "near, without": (False, False)}
 
 
@@ -128,12 +136,16 @@ class ContextProbe(nn.Module):
     with it, also the average of the whole feature map.
 
     Raises:
-        ValueError: ``width`` is not a positive integer, or a rate is not one (:class:`~deeplab_edu.models.ASPP`).
+        ValueError: ``width`` or ``num_classes`` is not a positive integer, or a rate is not one
+            (:class:`~deeplab_edu.models.ASPP`).
     """
 
     def __init__(self, image_pooling: bool = True, *, width: int = 16, atrous_rates: Sequence[int] = (1, 2),
                  num_classes: int = SHORE.num_classes) -> None:
         super().__init__()
+        for name, value in (("width", width), ("num_classes", num_classes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ContextProbe: {name} must be a positive integer, got {value!r}")
         self.backbone = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
@@ -146,6 +158,24 @@ class ContextProbe(nn.Module):
         return {"out": self.classifier(self.aspp(self.backbone(x)))}
 
 
+def probe_footprint(model: ContextProbe, size: int = 48, position: tuple[int, int] | None = None) -> np.ndarray:
+    """Which input pixels can change ``model``'s output at ``position`` of a ``size`` x ``size`` scene
+    (default: where a far vehicle's centre row lies, row ``size // 8``, mid-width): chapter 04's
+    :func:`~deeplab_edu.boundary.input_footprint` of the backbone and ASPP (the 1x1 classifier adds
+    nothing). 81 pixels (9 x 9) without image pooling, every pixel with it.
+
+    Returns:
+        a bool array (size, size).
+
+    Raises:
+        ValueError: ``position`` lies outside the scene, or ``size`` is below 1.
+    """
+    from .boundary import input_footprint
+
+    position = (size // 8, size // 2) if position is None else position
+    return input_footprint(nn.Sequential(model.backbone, model.aspp), size, size, position, channels=3)
+
+
 def train_probe(model: nn.Module, *, far: bool, steps: int = 200, batch: int = 16, size: int = 48, lr: float = 3e-3,
                 seed: int = 0) -> list[float]:
     """Train ``model`` with Adam on fresh :func:`shore_scenes` every step (drawn from a generator seeded
@@ -153,7 +183,9 @@ def train_probe(model: nn.Module, *, far: bool, steps: int = 200, batch: int = 1
     per pixel). The model is left in eval mode.
 
     Raises:
-        ValueError: ``steps`` is negative or ``batch`` below 2 (batch norm needs two values).
+        ValueError: ``steps`` is negative, ``batch`` below 2 (with one scene the image-pooling branch's
+            batch norm sees one value per channel, and :class:`~deeplab_edu.models.aspp.ImagePooling` then
+            uses its running statistics and never updates them), or ``size`` below 24 (:func:`shore_scenes`).
         RuntimeError: the last loss is not finite (training diverged).
     """
     if steps < 0 or batch < 2:
@@ -199,21 +231,23 @@ class ReachExperiment:
         return {f"{arm}|probe|all": m for arm, m in self.matrices.items()}
 
 
-#: The two comparisons, as :class:`deeplab_edu.findings.Finding` rows (without minus with image pooling, mIoU):
-#: the vehicle far from the band, and on it. The claim is DeepLabv3's (sec. 3.3: image-level features give
-#: the model global context); the scenes and the numbers are this module's, so there is no paper value.
 _CLAIM = "DeepLabv3 sec. 3.3 (the claim); scenes designed here"
+#: The two comparisons, as :class:`deeplab_edu.findings.Finding` rows (with minus without image pooling, mIoU):
+#: the vehicle far from the band, and on it (the control, expected not to resolve). The claim is DeepLabv3's
+#: (sec. 3.3: image-level features give the model global context); the scenes and the numbers are this
+#: module's, so there is no paper value.
 REACH_FINDINGS = [
     Finding("r1", "image pooling, the vehicle far from the band", ("far, without", "probe"),
             ("far, with image pooling", "probe"), "miou", _CLAIM, None),
     Finding("r2", "image pooling, the vehicle on the band", ("near, without", "probe"),
-            ("near, with image pooling", "probe"), "miou", _CLAIM, None),
+            ("near, with image pooling", "probe"), "miou", _CLAIM, None,
+            note="the control: the band lies within the convolutions' reach, so image pooling has nothing to add"),
 ]
 
 
 def reach_experiment(seeds: Sequence[int] = (0, 1, 2), *, steps: int = 200, val_scenes: int = 100, size: int = 48,
                      progress: bool = True) -> ReachExperiment:
-    """Train a :class:`ContextProbe` for every arm of :data:`ARMS` and seed, and score it on
+    """Train a :class:`ContextProbe` for every arm of :data:`REACH_ARMS` and seed, and score it on
     ``val_scenes`` validation scenes of its kind (the same scenes for every seed and both arms).
 
     Each seed sets the initial weights (``torch.manual_seed``, inside :func:`torch.random.fork_rng`, so
@@ -229,11 +263,11 @@ def reach_experiment(seeds: Sequence[int] = (0, 1, 2), *, steps: int = 200, val_
         raise ValueError(f"reach_experiment needs seeds and val_scenes >= 1, got {list(seeds)} and {val_scenes}")
     val = {kind: ShoreScenes(val_scenes, size, far=kind == "far", seed=10_000) for kind in ("far", "near")}
     matrices = {arm: np.zeros((len(seeds), val_scenes, SHORE.num_classes, SHORE.num_classes), np.uint32)
-                for arm in ARMS}
+                for arm in REACH_ARMS}
     models: dict[str, ContextProbe] = {}
-    runs = [(arm, i, seed) for arm in ARMS for i, seed in enumerate(seeds)]
+    runs = [(arm, i, seed) for arm in REACH_ARMS for i, seed in enumerate(seeds)]
     for arm, i, seed in progress_bar(runs, desc="training the probes", progress=progress):
-        far, pooling = ARMS[arm]
+        far, pooling = REACH_ARMS[arm]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = ContextProbe(image_pooling=pooling)

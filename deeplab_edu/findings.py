@@ -623,17 +623,22 @@ def scene_confusions(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int = 255) -> np.ndarray:
     """One confusion matrix per scene: predictions and targets (N, H, W) of class indices ->
     (N, C, C) uint32 pixel counts, rows the truth, columns the prediction; pixels whose target is
-    ``ignore_index`` (or any index outside ``[0, C)``) are not counted.
+    ``ignore_index`` are not counted.
 
     Raises:
-        ValueError: ``pred`` and ``target`` differ in shape.
+        ValueError: ``pred`` and ``target`` differ in shape or are not (N, H, W), or a target (other
+            than ``ignore_index``) or a counted prediction lies outside ``[0, num_classes)``
+            (:func:`deeplab_edu.metrics.check_labels`, as :class:`~deeplab_edu.metrics.ConfusionMatrix` refuses them).
     """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target differ in shape: {tuple(pred.shape)} and {tuple(target.shape)}")
+    if pred.shape != target.shape or target.ndim != 3:
+        raise ValueError(f"pred and target must be (N, H, W) of one shape, got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
+    from .metrics import check_labels
+
     c, n = int(num_classes), int(target.shape[0])
     target, pred = target.long(), pred.long()
-    counted = (target != ignore_index) & (target >= 0) & (target < c) & (pred >= 0) & (pred < c)
-    idx = (target * c + pred).masked_fill(~counted, c * c).reshape(n, -1)
+    check_labels(pred, target, c, ignore_index)
+    idx = (target * c + pred).masked_fill(target == ignore_index, c * c).reshape(n, -1)
     idx = idx + (c * c + 1) * torch.arange(n, device=idx.device).view(n, 1)  # one block of counts per scene
     counts = torch.bincount(idx.flatten(), minlength=n * (c * c + 1)).reshape(n, c * c + 1)[:, : c * c]
     return counts.reshape(n, c, c).cpu().numpy().astype(np.uint32)
