@@ -32,10 +32,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data.classes import ClassInfo
+from .effective_receptive_field import train_toy
 from .findings import Finding, scene_confusions
 from .models.aspp import ASPP
 
@@ -191,20 +191,7 @@ def train_probe(model: nn.Module, *, far: bool, steps: int = 200, batch: int = 1
     if steps < 0 or batch < 2:
         raise ValueError(f"train_probe needs steps >= 0 and batch >= 2, got steps={steps}, batch={batch}")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        images, labels = shore_scenes(batch, size, far=far, generator=g)
-        loss = F.cross_entropy(model(images)["out"], labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    model.eval()
-    if losses and not np.isfinite(losses[-1]):
-        raise RuntimeError(f"train_probe diverged: the last loss is {losses[-1]} (lower lr={lr})")
-    return losses
+    return train_toy(model, lambda: shore_scenes(batch, size, far=far, generator=g), steps, lr=lr, desc="train_probe")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ __all__ = [
     "TinyDilatedNet",
     "ring_to_disc_batch",
     "train_tiny_segmenter",
+    "train_toy",
     "imagenet_resnet50",
 ]
 
@@ -194,25 +195,43 @@ def train_tiny_segmenter(
         ValueError: ``steps`` is negative.
         RuntimeError: the last loss is not finite (training diverged).
     """
-    from .progress import progress_bar
-
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
+    return train_toy(model, lambda: ring_to_disc_batch(batch, size, generator=g), steps, lr=lr, progress=progress,
+                     desc="training the tiny net")
+
+
+def train_toy(model: nn.Module, draw: Callable[[], tuple[torch.Tensor, torch.Tensor]], steps: int, *, lr: float,
+              progress: bool = False, desc: str = "training") -> list[float]:
+    """The course's small training loop for its toy networks: ``steps`` Adam steps of per-pixel
+    cross-entropy, each on a fresh batch ``draw()`` returns (images (N, 3, H, W), labels (N, H, W));
+    ``model``'s output is the logits (N, C, H, W) or a dict holding them under ``"out"``. The model is
+    left in eval mode.
+
+    Returns:
+        the training loss (cross-entropy, nats per pixel) of every step.
+
+    Raises:
+        RuntimeError: the last loss is not finite (training diverged).
+    """
+    from .progress import progress_bar
+
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for _ in progress_bar(range(steps), desc="training the tiny net", progress=progress):
-        images, masks = ring_to_disc_batch(batch, size, generator=g)
-        loss = F.cross_entropy(model(images), masks)
+    for _ in progress_bar(range(steps), desc=desc, progress=progress):
+        images, labels = draw()
+        out = model(images)
+        loss = F.cross_entropy(out["out"] if isinstance(out, dict) else out, labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     model.eval()
     if losses and not math.isfinite(losses[-1]):
-        raise RuntimeError("training diverged (loss is not finite); lower lr")
+        raise RuntimeError(f"{desc}: training diverged (the last loss is {losses[-1]}); lower lr={lr}")
     return losses
 
 
