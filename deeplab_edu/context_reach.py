@@ -61,7 +61,7 @@ _DRAWN = torch.tensor([(0.55, 0.6, 0.45), (0.2, 0.35, 0.8), (0.35, 0.35, 0.35), 
 FAR_GAP = 48 - 48 // 4 - 48 // 3
 #: The experiment's arms: ``(far, image_pooling)``, the arguments of :func:`shore_scenes` and :class:`ContextProbe`.
 REACH_ARMS = {"far, with image pooling": (True, True), "far, without": (True, False),
-        "near, with image pooling": (False, True), "near, without": (False, False)}
+              "near, with image pooling": (False, True), "near, without": (False, False)}
 
 
 def shore_scenes(n: int, size: int = 48, *, far: bool, generator: torch.Generator | None = None,

@@ -628,16 +628,16 @@ def scene_confusions(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     Raises:
         ValueError: ``pred`` and ``target`` differ in shape or are not (N, H, W), or a target (other
             than ``ignore_index``) or a counted prediction lies outside ``[0, num_classes)``
-            (:func:`deeplab_edu.metrics.check_labels`, as :class:`~deeplab_edu.metrics.ConfusionMatrix` refuses them).
+            (:func:`deeplab_edu.metrics.counted_labels`, as :class:`~deeplab_edu.metrics.ConfusionMatrix` refuses them).
     """
     if pred.shape != target.shape or target.ndim != 3:
         raise ValueError(f"pred and target must be (N, H, W) of one shape, got {tuple(pred.shape)} and "
                          f"{tuple(target.shape)}")
-    from .metrics import check_labels
+    from .metrics import counted_labels
 
     c, n = int(num_classes), int(target.shape[0])
     target, pred = target.long(), pred.long()
-    check_labels(pred, target, c, ignore_index)
+    counted_labels(pred, target, c, ignore_index)  # the checks only: the counts below keep each scene apart
     idx = (target * c + pred).masked_fill(target == ignore_index, c * c).reshape(n, -1)
     idx = idx + (c * c + 1) * torch.arange(n, device=idx.device).view(n, 1)  # one block of counts per scene
     counts = torch.bincount(idx.flatten(), minlength=n * (c * c + 1)).reshape(n, c * c + 1)[:, : c * c]

@@ -30,11 +30,14 @@ import torch
 
 K = TypeVar("K", bound=Hashable)
 
-__all__ = ["ConfusionMatrix", "check_labels", "format_iou_table", "trimap_target", "boundary_band", "removed_errors_by_band"]
+__all__ = ["ConfusionMatrix", "counted_labels", "format_iou_table", "trimap_target", "boundary_band",
+           "removed_errors_by_band"]
 
 
-def check_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> None:
-    """Refuse labels a confusion matrix cannot count: a ``target`` (any shape) outside
+def counted_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                   ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
+    """The predictions and targets of the pixels a confusion matrix counts (those whose target is not
+    ``ignore_index``), flattened, after refusing labels it cannot count: a ``target`` outside
     ``[0, num_classes)`` other than ``ignore_index``, or a ``pred`` (same shape) outside it where the
     target is counted.
 
@@ -45,9 +48,11 @@ def check_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ign
     target, pred = target[keep], pred[keep]
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
         bad = target[(target < 0) | (target >= num_classes)][0].item()
-        raise ValueError(f"target holds label {bad}, outside [0, {num_classes}) and not the ignore index {ignore_index}")
+        raise ValueError(f"target holds label {bad}, outside [0, {num_classes}) and not the ignore index "
+                         f"{ignore_index}")
     if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= num_classes):
         raise ValueError(f"pred holds labels outside [0, {num_classes})")
+    return pred, target
 
 
 class ConfusionMatrix:
@@ -99,9 +104,7 @@ class ConfusionMatrix:
             self.mat = self.mat.to(target.device)
         target = target.reshape(-1).long()
         pred = pred.reshape(-1).long().to(target.device)
-        keep = target != self.ignore_index
-        target, pred = target[keep], pred[keep]
-        check_labels(pred, target, self.num_classes, self.ignore_index)
+        pred, target = counted_labels(pred, target, self.num_classes, self.ignore_index)
         idx = target * self.num_classes + pred
         self.mat += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
 

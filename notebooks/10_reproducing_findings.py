@@ -621,14 +621,11 @@ print(f"input pixels that can change the output at a far vehicle: {footprint['fa
       f"{footprint['far, with image pooling']} of {probe_size * probe_size} with it; the band is "
       f"{context_reach.FAR_GAP} or more pixels below the vehicle")
 SHORE = context_reach.SHORE
-reach_rows = []
-for arm, cms in reach.matrices.items():
-    values = {name: 100 * findings.seed_values(cms.astype(float), fn) for name, fn in (
-        ("mIoU", findings.miou), ("boat IoU", lambda cm: findings.class_iou(cm, context_reach.BOAT)),
-        ("car IoU", lambda cm: findings.class_iou(cm, context_reach.CAR)))}
-    reach_rows.append({"arm": arm, **{f"{name} (%)": f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
-                                      for name, v in values.items()}})
-display(markdown_table(reach_rows))
+per_seed = {arm: {name: 100 * findings.seed_values(cms.astype(float), fn) for name, fn in (  # percent, one per seed
+    ("mIoU", findings.miou), ("boat IoU", lambda cm: findings.class_iou(cm, context_reach.BOAT)),
+    ("car IoU", lambda cm: findings.class_iou(cm, context_reach.CAR)))} for arm, cms in reach.matrices.items()}
+display(markdown_table([{"arm": arm, **{f"{name} (%)": f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+                                         for name, v in values.items()}} for arm, values in per_seed.items()]))
 reach_table = findings.findings_table(reach.keyed(), context_reach.REACH_FINDINGS, n_boot=n_boot)
 display(markdown_table(findings.shown_rows(reach_table)))
 
@@ -682,14 +679,11 @@ if profile != "smoke":  # the smoke profile trains for 20 steps: no model, only 
     (far_row, near_row) = reach_table
     assert far_row["verdict"] == "reproduced" and far_row["_low"] > 15, far_row  # "excludes zero by both intervals"
     assert abs(near_row["_difference"]) < 1.5, near_row  # "a point at most"
-    far_without = reach.matrices["far, without"].astype(float)
-    guessed = 100 * findings.seed_values(far_without, findings.miou)
-    assert (guessed > 60).all() and (guessed < 74).all(), guessed  # "the most a guess can reach": 73 %
-    vehicles = sum(100 * findings.seed_values(far_without, lambda cm, k=k: findings.class_iou(cm, k))
-                   for k in (context_reach.BOAT, context_reach.CAR))
+    guessed = per_seed["far, without"]
+    assert (guessed["mIoU"] > 60).all() and (guessed["mIoU"] < 74).all(), guessed  # "the most a guess can reach": 73 %
+    vehicles = guessed["boat IoU"] + guessed["car IoU"]
     assert (vehicles < 70).all(), vehicles  # a guess: a third each at most (2/3 together)
-    named = [100 * findings.seed_values(reach.matrices[a].astype(float), findings.miou)
-             for a in ("far, with image pooling", "near, with image pooling", "near, without")]
+    named = [per_seed[a]["mIoU"] for a in ("far, with image pooling", "near, with image pooling", "near, without")]
     assert all((v > 97).all() for v in named), named  # "the vehicles are named right" (near: by both arms)
 # the prose's two records of image pooling's mIoU change at output stride 8 (c3): +0.38, then -0.09 retrained
 context_record = findings.load_findings("findings_context_cpu")
