@@ -72,7 +72,7 @@
 # | 07 | DeepLab v1/v2 and the CRF | LargeFOV, ASPP-L, the fully connected CRF |
 # | 08 | DeepLabv3 | assemble it and train it |
 # | 09 | DeepLabv3+ | the decoder and depthwise-separable convolutions |
-# | 10 | Reproducing the papers | ablations over seeds with intervals; a designed experiment: when image pooling matters |
+# | 10 | Reproducing the papers | ablations over seeds with intervals; designed experiments: when image pooling and multi-grid matter |
 # | 11 | Real data on a GPU | inference strategies, export |
 
 # %% [markdown]

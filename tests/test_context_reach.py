@@ -1,4 +1,4 @@
-"""The designed image-pooling experiment of chapter 10, section 7 (deeplab_edu.context_reach)."""
+"""The designed experiments of chapter 10, sections 7 (image pooling) and 8 (multi-grid): deeplab_edu.context_reach."""
 
 from __future__ import annotations
 
@@ -34,6 +34,43 @@ def test_shore_scenes_follow_their_rule() -> None:
                 assert int(rows.min()) >= band_top  # on the band
     with pytest.raises(ValueError, match="size >= 24"):
         cr.shore_scenes(4, 16, far=True)
+
+
+def test_mid_scenes_put_the_vehicle_between_the_two_fields() -> None:
+    """With gap=MID_GAP every vehicle pixel lies 15 to 28 rows from the band (the GridProbe's reach:
+    14 with unit rates, 30 with multi-grid); a gap that does not fit, or a near scene with a gap, is refused."""
+    images, labels = cr.shore_scenes(300, far=True, gap=cr.MID_GAP, generator=torch.Generator().manual_seed(0))
+    band_top = 48 - 48 // 4
+    assert cr.BAND_TOP == band_top and cr.VEHICLE_ROWS == 48 // 6
+    assert bool(((labels == cr.WATER) | (labels == cr.ROAD))[:, band_top:].all())
+    distances = set()
+    for label in labels:
+        rows = ((label == cr.BOAT) | (label == cr.CAR)).any(1).nonzero().flatten()
+        distances.update(band_top - rows.tolist()[i] for i in (0, -1))
+    assert min(distances) == 15 and max(distances) == 28, sorted(distances)
+    for kwargs in ({"far": False, "gap": (14, 20)}, {"far": True, "gap": (20, 14)}, {"far": True, "gap": (0, 29)},
+                   {"far": True, "gap": (-1, 3)}, {"far": True, "gap": (14.5, 20)}):
+        with pytest.raises(ValueError, match="gap="):
+            cr.shore_scenes(2, 48, **kwargs)  # type: ignore[arg-type]
+
+
+def test_multi_grid_reaches_the_band_from_mid_vehicles_with_the_same_weights() -> None:
+    """The footprints chapter 10, section 8 shows: 29 x 29 input pixels with unit rates (1, 1, 1), 61 x 61
+    with multi-grid (1, 2, 4), the same number of weights; from a mid vehicle's nearest row the first sees no
+    band row, from its farthest row the second does."""
+    probes = {mg: cr.GridProbe(mg) for mg in ((1, 1, 1), (1, 2, 4))}
+    assert probes[(1, 1, 1)](torch.zeros(2, 3, 48, 48))["out"].shape == (2, 5, 48, 48)
+    sizes = {mg: sum(p.numel() for p in probe.parameters()) for mg, probe in probes.items()}
+    assert sizes[(1, 1, 1)] == sizes[(1, 2, 4)], sizes
+    for mg, side in (((1, 1, 1), 29), ((1, 2, 4), 61)):
+        assert int(cr.probe_footprint(probes[mg], 128, (64, 64)).sum()) == side * side
+    band_top = 48 - 48 // 4
+    nearest, farthest = band_top - 1 - cr.MID_GAP[0], band_top - cr.MID_GAP[1] - 48 // 6
+    assert not cr.probe_footprint(probes[(1, 1, 1)], 48, (nearest, 24))[band_top:].any()
+    assert cr.probe_footprint(probes[(1, 2, 4)], 48, (farthest, 24))[band_top:].any()
+    for bad in ({"multi_grid": (1, 2)}, {"multi_grid": (1, 0, 4)}, {"rate": 0}, {"width": 1.5}):
+        with pytest.raises(ValueError, match="GridProbe"):
+            cr.GridProbe(**bad)  # type: ignore[arg-type]
 
 
 def test_the_probe_without_image_pooling_cannot_reach_the_band() -> None:
@@ -81,6 +118,13 @@ def test_a_short_experiment_keeps_one_matrix_per_seed_and_scene_and_the_callers_
     assert [r["finding"][1:3] for r in rows] == ["r1", "r2"]
     with pytest.raises(ValueError, match="needs seeds"):
         cr.reach_experiment((), progress=False)
+    grid = cr.grid_experiment((0,), steps=2, val_scenes=2, progress=False)
+    assert set(grid.matrices) == set(cr.GRID_ARMS) and set(grid.val) == {"mid", "near"}
+    assert all(isinstance(m, cr.GridProbe) for m in grid.models.values())
+    rows = findings.findings_table(grid.keyed(), cr.GRID_FINDINGS, n_boot=20)
+    assert [r["finding"][1:3] for r in rows] == ["m1", "m2"]
+    with pytest.raises(ValueError, match="grid_experiment needs seeds"):
+        cr.grid_experiment((), progress=False)
 
 
 @pytest.mark.slow
@@ -91,3 +135,33 @@ def test_image_pooling_names_far_vehicles_and_only_far_ones() -> None:
     miou = {arm: 100 * findings.miou(cms[0].sum(0).astype(float)) for arm, cms in result.matrices.items()}
     assert miou["far, with image pooling"] > 97 and miou["far, without"] < 80, miou
     assert miou["near, with image pooling"] > 97 and miou["near, without"] > 97, miou
+
+
+@pytest.mark.slow
+def test_multi_grid_names_mid_vehicles_and_only_there_makes_a_difference() -> None:
+    """The finding chapter 10, section 8 shows, with one seed: 15-28 px from the band, only multi-grid's
+    field reaches it; on the band both arms name the vehicles."""
+    result = cr.grid_experiment((0,), val_scenes=40, progress=False)
+    miou = {arm: 100 * findings.miou(cms[0].sum(0).astype(float)) for arm, cms in result.matrices.items()}
+    assert miou["mid, multi-grid (1, 2, 4)"] > 97 and miou["mid, unit rates (1, 1, 1)"] < 80, miou
+    assert miou["near, multi-grid (1, 2, 4)"] > 97 and miou["near, unit rates (1, 1, 1)"] > 97, miou
+
+
+def test_the_figure_titles_its_columns_and_shows_what_a_probe_sees() -> None:
+    """Chapter 10's figure of sections 7 and 8: a row per scene, the columns titled once."""
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.viz.context_reach import first_vehicles, plot_probe_scenes, vehicle_centre
+
+    scenes = cr.ShoreScenes(8, far=True, gap=cr.MID_GAP, seed=1)
+    shown = first_vehicles(scenes)
+    assert [bool((scenes.labels[i] == k).any()) for i, k in zip(shown, (cr.BOAT, cr.CAR))] == [True, True]
+    probe = cr.GridProbe((1, 1, 1)).eval()
+    fig = plot_probe_scenes(scenes, shown, {"labels": probe}, footprints={"sees": probe}, title="t")
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    assert titles == ["scene", "sees", "truth", "labels"] and all(not ax.get_title() for ax in fig.axes[4:8])
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no boat or car"):
+        vehicle_centre(torch.zeros(48, 48, dtype=torch.int64))
+    with pytest.raises(ValueError, match="need a boat and a car"):
+        first_vehicles(cr.ShoreScenes(1, far=True, seed=0))

@@ -222,3 +222,56 @@ value_exercise(
     more_wrong=(PROCEDURAL.num_classes,),
     hint="findings.class_iou(cm, k) on each seed's matrices summed over scenes (findings.seed_values), for both arms.",
 )
+
+
+@functools.lru_cache(maxsize=2)
+def _reach(multi_grid: tuple[int, int, int]) -> int:
+    """How many pixels a :class:`~deeplab_edu.context_reach.GridProbe` with these unit rates sees on each side
+    of an output, measured (its footprint in a scene wider than its field; the learner's random stream kept)."""
+    from ..context_reach import GridProbe, probe_footprint
+
+    with torch.random.fork_rng(devices=[]):
+        probe = GridProbe(multi_grid)
+    return (int(probe_footprint(probe, 128, (64, 64)).any(0).sum()) - 1) // 2
+
+
+def _widest_gap() -> int:
+    """The largest gap (background rows between vehicle and band) at which the band lies within multi-grid's
+    field from every vehicle pixel: the vehicle's top row is gap + its height rows from the band's first row."""
+    from ..context_reach import VEHICLE_ROWS
+
+    return _reach((1, 2, 4)) - VEHICLE_ROWS
+
+
+value_exercise(
+    "10.4",
+    "At most how many rows of background can lie between a vehicle and the band, for multi-grid (1, 2, 4)'s "
+    "field to reach the band from every pixel of the vehicle?",
+    solution=_widest_gap,
+    answer_type="whole",
+    kind="predict",
+    mistakes=[
+        (lambda a: a == _reach((1, 2, 4)),
+         lambda a: f"{a} pixels is how far the field reaches from one output; the farthest vehicle pixels, on its "
+                   "top row, lie the gap plus the vehicle's 8 rows away from the band's first row."),
+        (lambda a: a == _widest_gap() + 1,
+         lambda a: "one too many: count the rows. The band's first row is gap + 8 rows below the vehicle's top "
+                   "row (8 rows of vehicle, then the gap)."),
+        (lambda a: a == _widest_gap() - 1,
+         lambda a: "one too few: with one more row of gap the vehicle's top row is exactly as far from the band "
+                   "as the field reaches, and the field's edge still counts."),
+        (lambda a: a == 2 * _reach((1, 2, 4)) + 1,
+         lambda a: f"{a} is the field's side, the output's own pixel included; an output sees "
+                   f"{_reach((1, 2, 4))} pixels on each side."),
+        (lambda a: a == 2 * _reach((1, 2, 4)),
+         lambda a: f"{a} is both sides of the field together; an output sees {_reach((1, 2, 4))} on each side."),
+        (lambda a: a == _reach((1, 1, 1)) - 8,
+         lambda a: f"that is the answer for unit rates (1, 1, 1), whose field reaches {_reach((1, 1, 1))} pixels; "
+                   "the question asks for multi-grid (1, 2, 4)."),
+    ],
+    otherwise=lambda a: (f"{a} is not it. Start from how far the field reaches on one side, then ask how far "
+                         "the vehicle's top row lies from the band."),
+    more_wrong=(20, 30),
+    hint="the field reaches 30 pixels on each side (GridProbe's docstring: 61 across); the vehicles are "
+         "48 // 6 = 8 rows tall (shore_scenes).",
+)

@@ -1,0 +1,90 @@
+"""The figure of chapter 10's designed experiments (sections 7 and 8, :mod:`deeplab_edu.context_reach`).
+
+A row per validation scene: the scene, optionally the scene with the input pixels one network's
+output at the vehicle's centre can see (:func:`~deeplab_edu.context_reach.probe_footprint`), the
+truth, and each network's prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from ..context_reach import BOAT, CAR, SHORE, ContextProbe, GridProbe, ShoreScenes, probe_footprint
+from .data import class_legend
+from .images import colorize
+
+__all__ = ["first_vehicles", "vehicle_centre", "plot_probe_scenes"]
+
+
+def first_vehicles(scenes: ShoreScenes) -> list[int]:
+    """The indices of the first scene with a boat and the first with a car.
+
+    Raises:
+        ValueError: ``scenes`` holds no boat or no car.
+    """
+    found = [(scenes.labels == k).flatten(1).any(1).nonzero().flatten() for k in (BOAT, CAR)]
+    if any(len(f) == 0 for f in found):
+        raise ValueError(f"first_vehicles: the {len(scenes)} scenes need a boat and a car")
+    return [int(f[0]) for f in found]
+
+
+def vehicle_centre(label: torch.Tensor) -> tuple[int, int]:
+    """The (row, column) of the centre of the vehicle in one ``(H, W)`` label map of
+    :func:`~deeplab_edu.context_reach.shore_scenes`: the mean of its pixels' rows and columns, rounded
+    down (row 3 of a vehicle 8 rows tall).
+
+    Raises:
+        ValueError: the label map holds no vehicle.
+    """
+    rows, cols = ((label == BOAT) | (label == CAR)).nonzero().T
+    if len(rows) == 0:
+        raise ValueError("vehicle_centre: the label map holds no boat or car")
+    return int(rows.float().mean()), int(cols.float().mean())
+
+
+def plot_probe_scenes(scenes: ShoreScenes, indices: Sequence[int], models: Mapping[str, nn.Module], *,
+                      footprints: Mapping[str, ContextProbe | GridProbe] | None = None, title: str = "") -> Figure:
+    """A row per scene ``indices`` of ``scenes``: the scene; for each of ``footprints`` (``{column title:
+    ContextProbe or GridProbe}``) the scene with the pixels its output at the vehicle's centre sees (the
+    rest dimmed, the centre marked); the truth; each of ``models``' predictions (``{column title: model}``,
+    eval mode). A legend of :data:`~deeplab_edu.context_reach.SHORE`'s classes below.
+
+    Returns:
+        the figure, ``len(indices)`` rows of ``2 + len(footprints) + len(models)`` panels, 2 inches each.
+
+    Raises:
+        ValueError: as :func:`vehicle_centre`, for a scene without a vehicle.
+    """
+    footprints = footprints or {}
+    columns = 2 + len(footprints) + len(models)
+    fig, axes = plt.subplots(len(indices), columns, figsize=(2 * columns, 2.2 * len(indices) + 0.5), squeeze=False)
+    for r, (row, i) in enumerate(zip(axes, indices)):
+        image, label = scenes.images[i], scenes.labels[i]
+        picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
+        panels: list[tuple[str, np.ndarray, tuple[int, int] | None]] = [("scene", picture, None)]
+        centre = vehicle_centre(label) if footprints else None
+        for name, probe in footprints.items():
+            seen = probe_footprint(probe, label.shape[-1], centre)
+            panels.append((name, np.where(seen[..., None], picture, 0.25 * picture), centre))
+        panels.append(("truth", colorize(label, SHORE.palette), None))
+        with torch.no_grad():
+            for name, model in models.items():
+                panels.append((name, colorize(model(image[None])["out"].argmax(1)[0], SHORE.palette), None))
+        for ax, (name, shown, mark) in zip(row, panels):
+            ax.imshow(shown, interpolation="nearest")
+            if mark is not None:
+                ax.plot(mark[1], mark[0], "w+", markersize=8)
+            if r == 0:  # the columns' titles, once
+                ax.set_title(name, fontsize=9)
+            ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    share = class_legend(fig, SHORE.class_names, SHORE.palette, ignore=False)
+    fig.tight_layout(rect=(0, share, 1, 1))
+    return fig
