@@ -589,24 +589,28 @@ if recorded is not None and profile == "cpu":
 #
 # The image-pooling findings (c) are not resolved at either stride: on these scenes image pooling
 # changes nothing that three seeds resolve, and the same arms trained again (for the record of c4-c6)
-# moved its mIoU change at output stride 8 from +0.38 to -0.09 points. That says something about these scenes, not about
-# image pooling (section 4 said why: the network's convolutions reach a vehicle's surroundings on
-# their own), and more seeds of the same design could at best pin down a small effect. To see what a
-# component is *for*, design an experiment in which only that component can do the job.
+# moved its mIoU change at output stride 8 from +0.38 (c3 in section 3's table) to -0.09 points (the
+# same finding computed from the record of c4-c6; the hidden check below reads both). That says
+# something about these scenes, not about image pooling (section 4 said why: the network's
+# convolutions reach a vehicle's surroundings on their own), and more seeds of the same design could
+# at best pin down a small effect. To see what a component is *for*, design an experiment in which
+# only that component can do the job.
 # `deeplab_edu.context_reach` keeps one rule of the course's scenes, that a vehicle is a boat on water
 # and a car on a road, and takes away the convolutions' view of the context:
 #
-# - the vehicle is drawn the same way whether it is a boat or a car; a band of water or road along
-#   the bottom of the scene is the only thing that tells (`shore_scenes`);
+# - scenes of 48 x 48 pixels, each with one vehicle 8 x 16 pixels large, as often a boat as a car,
+#   drawn the same way either way; a band of water or road along the bottom quarter of the scene is
+#   the only thing that tells (`shore_scenes`);
 # - in **far** scenes the vehicle is in the top third, at least `FAR_GAP` = 20 pixels above the band;
 #   in **near** scenes it sits on the band, as the course's vehicles do;
-# - the network (`ContextProbe`) is two 3x3 convolutions and the course's ASPP (rates 1 and 2) at full
-#   resolution, trained with and without its image-pooling branch (200 steps of 16 fresh scenes), three
-#   seeds per arm, each scored on the same 100 validation scenes of its kind (`reach_experiment`; about
-#   a minute and a half on 2 cores).
+# - the network (`ContextProbe`) is two 3x3 convolutions and the course's ASPP module, here with
+#   rates 1 and 2, at full resolution, trained with and without its image-pooling branch (200 steps of
+#   16 fresh scenes), three seeds per arm, each scored on the same 100 validation scenes of its kind
+#   (`reach_experiment`; about a minute and a half on 2 cores).
 #
-# **Predict first:** in far scenes, what mIoU can the network without image pooling reach over the five
-# classes, if it gets background, water and road right and cannot tell a boat from a car?
+# **Predict first:** in far scenes, what is the best mIoU over the five classes the network without
+# image pooling can reach by guessing, if it gets background, water and road right and cannot tell a
+# boat from a car?
 
 # %%
 from deeplab_edu import context_reach
@@ -625,7 +629,8 @@ reach = context_reach.reach_experiment(config.choose(smoke=(0, 1), cpu=(0, 1, 2)
 probe_size = reach.val["far"].images.shape[-1]
 footprint = {arm: int(context_reach.probe_footprint(reach.models[arm], probe_size).sum())
              for arm in ("far, without", "far, with image pooling")}
-print(f"input pixels that can change the output at a far vehicle: {footprint['far, without']} without image pooling, "
+print(f"input pixels that can change the output at a far vehicle: {footprint['far, without']} without image pooling "
+      f"(two 3x3 convolutions and a 3x3 at rate 2: a square of 5 + 2 * 2 = 9 pixels a side), "
       f"{footprint['far, with image pooling']} of {probe_size * probe_size} with it; the band is "
       f"{context_reach.FAR_GAP} or more pixels below the vehicle")
 per_seed = reach.per_seed()  # percent, one value per seed
@@ -639,12 +644,14 @@ display(markdown_table(findings.shown_rows(reach_table)))
 # the figure below). Guessing half of each vehicle's pixels each way gives both vehicle classes an IoU
 # of a third, and an mIoU of (3 + 1/3 + 1/3) / 5 = 73 %, the most a guess can reach; naming every
 # vehicle alike gives one class a half and the other nothing, (3 + 1/2 + 0) / 5 = 70 %. Each seed lands
-# near these values (the table's per-class IoU: how a seed leans is chance). With
+# near these values (the table's per-class IoU: how a seed leans is chance). The findings table's
+# difference is not the difference of its two columns: it is computed on the seeds' matrices pooled
+# (section 2), and seeds that lean opposite ways pool to nearly the 73 % of an even guess. With
 # image pooling every position also receives the average of the whole feature map, which holds the
 # band's colour: the vehicles are named right and the difference, (r1), excludes zero by both
 # intervals. Near the band the convolutions see the water or the road themselves, both arms name the
-# vehicles, and image pooling adds a point at most (r2), as in the course's scenes (c1-c6). The finding is not
-# "image pooling adds a point"; it is *when* it adds: where the context a label depends on lies beyond
+# vehicles, and image pooling changes nothing measurable (r2), as in the course's scenes (c1-c6). The
+# finding is not "image pooling adds a point"; it is *when* it adds: where the context a label depends on lies beyond
 # the convolutions' reach. The paper's 513-pixel crops of real photographs hold such context (a
 # boat's water can lie outside a ResNet's effective receptive field, chapter 02), our 128-pixel
 # scenes do not.
@@ -667,7 +674,7 @@ assert footprint["far, without"] == 81 and footprint["far, with image pooling"] 
 if profile != "smoke":  # the smoke profile trains for 20 steps: no model, only the code path
     (far_row, near_row) = reach_table
     assert far_row["verdict"] == "reproduced" and far_row["_low"] > 15, far_row  # "excludes zero by both intervals"
-    assert abs(near_row["_difference"]) < 1.5, near_row  # "a point at most"
+    assert near_row["verdict"] == "not resolved" and abs(near_row["_difference"]) < 0.5, near_row  # "nothing"
     guessed = per_seed["far, without"]
     assert (guessed["mIoU"] > 60).all() and (guessed["mIoU"] < 74).all(), guessed  # "the most a guess can reach": 73 %
     vehicles = guessed["boat IoU"] + guessed["car IoU"]
@@ -692,12 +699,14 @@ if recorded is not None and context_record is not None:
 # reaches and the other does not. `deeplab_edu.context_reach` again:
 #
 # - **mid** scenes (`shore_scenes(..., gap=MID_GAP)`): the same boats and cars, `MID_GAP` = 14 to 20
-#   rows above the band, so that every vehicle pixel lies 15 to 28 pixels from it; **near** scenes,
-#   the vehicle on the band, are the control;
+#   rows above the band, so that every vehicle pixel lies 15 to 28 pixels from it (the gaps stop 2 rows
+#   inside the multi-grid field's edge: exercise 10.4 measures why); **near** scenes, the vehicle on the
+#   band, are the control;
 # - the network (`GridProbe`) is two 3x3 convolutions and a block shaped like block 4 of the teaching
 #   ResNet (three basic units of two 3x3 convolutions each, as in chapter 08's `tiny_resnet`, here 16
-#   channels wide) at full resolution, its rate 2 (output stride 16's) times the unit rates: (1, 1, 1),
-#   or multi-grid (1, 2, 4). There is no ASPP: the two networks differ in block 4's rates and nothing else;
+#   channels wide) at full resolution, so that its rates count input pixels: block 4's rate at output
+#   stride 16, 2, times the unit rates (1, 1, 1), or multi-grid (1, 2, 4). There is no ASPP: the two
+#   networks differ in block 4's rates and nothing else;
 # - the same training, seeds and scoring as section 7 (`grid_experiment`; under two minutes).
 #
 # **Predict first:** a 3x3 convolution at rate $r$ widens the field by $2r$ (chapter 02). How many
@@ -733,11 +742,12 @@ display(markdown_table(findings.shown_rows(grid_table)))
 # stem's 5: an output sees 29 pixels across, 14 on each side, and the nearest vehicle row is 15 from
 # the band. That network is back to section 7's guess between boat and car (an mIoU near 70 %).
 # Multi-grid spends the same six convolutions and the same parameters on the rates 2, 2, 4, 4, 8, 8:
-# $5 + 2 \cdot 2 \cdot (2 + 4 + 8) = 61$ pixels across, 30 on each side, so the band is in reach of
-# every vehicle pixel; the vehicles are named, and the difference, (m1), excludes zero by both
-# intervals. On the band both fields reach the water or the road, and multi-grid adds nothing (m2).
-# The field is a full square in both networks: the rates are all even, and the stem's two 3x3
-# convolutions fill the positions that even rates alone would skip (chapter 02's gridding). As for
+# $5 + 2 \cdot (2 + 2 + 4 + 4 + 8 + 8) = 61$ pixels across, 30 on each side, so the band is in reach
+# of every vehicle pixel, 2 pixels or more inside the field's edge; the vehicles are named, and the
+# difference, (m1), excludes zero by both intervals. On the band both fields reach the water or the
+# road, and multi-grid changes nothing measurable (m2). The field is a full square in both networks:
+# the rates are all even, and the stem's two 3x3 convolutions fill the positions that even rates alone
+# would skip (chapter 02's gridding). As for
 # image pooling, the finding is *when*: multi-grid pays where the context a label depends on lies
 # beyond the field of the network with unit rates and within the field of the one with multi-grid.
 # This is one mechanism in its starkest form, not the cause of the paper's gain: in its ResNet-101
@@ -746,10 +756,11 @@ display(markdown_table(findings.shown_rows(grid_table)))
 # net gain, +1.2 points on PASCAL VOC (75.36 to 76.58), whatever its cause.
 
 # %%
-plot_probe_scenes(mid_val, first_vehicles(mid_val),
+plot_probe_scenes(mid_val, first_vehicles(mid_val),  # the first boat, the first car
                   {"unit rates (1, 1, 1)": grid.models[UNIT], "multi-grid (1, 2, 4)": grid.models[MULTI]},
                   footprints={"(1, 1, 1) sees": grid.models[UNIT], "(1, 2, 4) sees": grid.models[MULTI]},
-                  title="mid scenes: what an output at the vehicle's centre sees, and the two networks' labels")
+                  title="mid scenes: what an output at the vehicle's centre sees (framed), "
+                        "and the two networks' labels")
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
@@ -761,7 +772,7 @@ assert band_rows[UNIT] == 0 < band_rows[MULTI], band_rows
 if profile != "smoke":  # the smoke profile trains for 20 steps: no model, only the code path
     (mid_row, near_grid_row) = grid_table
     assert mid_row["verdict"] == "reproduced" and mid_row["_low"] > 15, mid_row  # "excludes zero by both intervals"
-    assert abs(near_grid_row["_difference"]) < 1.5, near_grid_row  # "adds nothing"
+    assert near_grid_row["verdict"] == "not resolved" and abs(near_grid_row["_difference"]) < 0.5, near_grid_row
     assert ((grid_seed[UNIT]["mIoU"] > 60) & (grid_seed[UNIT]["mIoU"] < 74)).all(), grid_seed[UNIT]  # "a guess"
     named = [grid_seed[a]["mIoU"] for a in (MULTI, "near, multi-grid (1, 2, 4)", "near, unit rates (1, 1, 1)")]
     assert all((v > 97).all() for v in named), named  # "the vehicles are named"
@@ -885,58 +896,60 @@ if recorded is not None:
 # Section 8's multi-grid network sees 30 pixels on each side of an output. **At most how many rows of
 # background can lie between a vehicle and the band** for the band to lie within that field from every
 # pixel of the vehicle (the vehicles are `context_reach.VEHICLE_ROWS` = 8 rows tall)? Predict first.
-# Then measure: for the checked answer $g$, and for $g - 2$ and $g + 2$, build a
-# `context_reach.GridProbe((1, 2, 4))` right after `torch.manual_seed(0)`, train it on scenes with that
-# gap (`context_reach.train_probe(model, far=True, gap=(g, g))`) and score it on
-# `context_reach.ShoreScenes(100, far=True, gap=(g, g), seed=10_000)` (`findings.scene_confusions`, then
-# `findings.miou`). Finally, explain in one sentence what you see at $g + 2$, where most of the
-# vehicle's rows still have the band within the field.
+# Then measure whether the network names the vehicles at that gap, the checked answer $g$: for each of
+# the seeds 0, 1 and 2, build a `context_reach.GridProbe((1, 2, 4))` right after
+# `torch.manual_seed(seed)`, train it on scenes with that gap
+# (`context_reach.train_probe(model, far=True, gap=(g, g), seed=seed)`; it leaves the model in eval
+# mode) and score it on `scenes = context_reach.ShoreScenes(100, far=True, gap=(g, g), seed=10_000)`:
+# predict with `model(scenes.images)["out"].argmax(1)` under `torch.no_grad()`, count with
+# `findings.scene_confusions(pred, scenes.labels, scenes.num_classes).sum(0)` and score with
+# `findings.miou` (a fraction). Section 8's table gives the two yardsticks: near 100 % when the
+# vehicles are named, near 70 % for a guess. Finally, explain in one sentence what you see.
 
 # %%
 answer_10_4 = ...  # a whole number of rows
 check("10.4", answer_10_4)
 
 # %%
-# Your measurement: the mIoU at three gaps (the cell after this one holds a solution where your copy of
-# the chapter has one, its last line an answer to the question below).
+# Your measurement: the mIoU of three seeds at the gap g (the cell after this one holds a solution where
+# your copy of the chapter has one, its last line an answer to the question below).
 pass  # replace with your code
 
 # %% [markdown]
-# *Your sentence* (in the notebook, double-click this cell to edit it): why does the network fail at
-# $g + 2$?
+# *Your sentence* (in the notebook, double-click this cell to edit it): does the network name the
+# vehicles when the band lies within its field, and what is the likeliest reason?
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
-# the reach on one side, measured as section 8 did, less the vehicle's height; then one network per gap.
+# the reach on one side, measured as section 8 did, less the vehicle's height; then one network per seed.
 multi_grid_field = context_reach.probe_footprint(context_reach.GridProbe((1, 2, 4)), 128, (64, 64))
 reach_px = (int(multi_grid_field.any(0).sum()) - 1) // 2
 widest = reach_px - context_reach.VEHICLE_ROWS
-gap_miou = {}
-for g in (widest - 2, widest, widest + 2):
+edge_scenes = context_reach.ShoreScenes(config.choose(smoke=10, cpu=100, gpu=100), far=True,
+                                        gap=(widest, widest), seed=10_000)
+edge_miou = []  # percent, one per seed
+for seed in (0, 1, 2):
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         probe = context_reach.GridProbe((1, 2, 4))
-        context_reach.train_probe(probe, far=True, gap=(g, g), steps=config.choose(smoke=20, cpu=200, gpu=200))
-    scenes = context_reach.ShoreScenes(config.choose(smoke=10, cpu=100, gpu=100), far=True, gap=(g, g), seed=10_000)
+        context_reach.train_probe(probe, far=True, gap=(widest, widest), seed=seed,
+                                  steps=config.choose(smoke=20, cpu=200, gpu=200))
     with torch.no_grad():
-        pred = probe(scenes.images)["out"].argmax(1)
-    cms = findings.scene_confusions(pred, scenes.labels, context_reach.SHORE.num_classes)
-    gap_miou[g] = 100 * findings.miou(cms.sum(0).astype(float))
-in_reach = reach_px - (widest + 2)  # vehicle rows at most reach_px from the band, of VEHICLE_ROWS
-lines_10_4 = [f"gap {g}: mIoU {v:.1f} %" for g, v in gap_miou.items()]
+        pred = probe(edge_scenes.images)["out"].argmax(1)
+    cms = findings.scene_confusions(pred, edge_scenes.labels, edge_scenes.num_classes)
+    edge_miou.append(100 * findings.miou(cms.sum(0).astype(float)))
+lines_10_4 = [f"gap {widest}, seed {seed}: mIoU {v:.1f} %" for seed, v in enumerate(edge_miou)]
 lines_10_4.append(
     f"The field reaches {reach_px} pixels and the vehicle is {context_reach.VEHICLE_ROWS} rows tall: gap at most "
-    f"{widest}. At {widest + 2}, {in_reach} of the vehicle's {context_reach.VEHICLE_ROWS} rows still have the band "
-    f"within the field, but only in its outer part ({widest + 3} to {reach_px} pixels away), which few paths reach "
-    "and little gradient flows through (chapter 02: the effective receptive field is much smaller than the "
-    "theoretical one), and the network, probably for that reason, never learns the cue and guesses. At "
-    f"{widest - 2} the vehicle's nearest rows, {widest - 1} pixels from the band, see it well, and the shared "
-    f"weights carry the cue to its top rows, {widest + 6} away. Within the field is necessary, not sufficient "
-    f"(at {widest} the mIoU is {gap_miou[widest]:.1f} %).")
+    f"{widest}. At that gap no seed names the vehicles (the best reaches {max(edge_miou):.1f} %, against 100 % in "
+    f"section 8, whose gaps stop at {context_reach.MID_GAP[1]}): the vehicle's pixels lie {widest + 1} to "
+    f"{reach_px} pixels from the band, in the outer part of the field, which few paths reach and little gradient "
+    "flows through (chapter 02: the effective receptive field is much smaller than the theoretical one), so the "
+    "likeliest reason is that training never finds the cue there. Within the field is necessary, not sufficient.")
 solved("10.4", widest, *lines_10_4)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it): the solution's sentence holds
-assert (reach_px, widest, in_reach) == (30, 22, 6), (reach_px, widest, in_reach)
+assert (reach_px, widest) == (30, 22) and context_reach.MID_GAP[1] == widest - 2, (reach_px, widest)
 if profile != "smoke":
-    assert gap_miou[widest - 2] > 97 and gap_miou[widest + 2] < 75, gap_miou  # "the network only guesses"
+    assert max(edge_miou) < 97, edge_miou  # "no seed names the vehicles"

@@ -562,6 +562,13 @@ def test_the_answer_key_gives_every_exercise_its_answer(tmp_path, capsys) -> Non
     assert all(f"| {k} |" in key for k in all_exercises()) and "| 05.2 | value |" in key and "2212352" in key
     with pytest.raises(SystemExit):
         main(["--chapter", "99"])
+    capsys.readouterr()
+    main(["--chapter", "09", "--chapter", "08"])  # given twice: both chapters (the last only, until stop 55)
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == sum(k[:2] in ("08", "09") for k in all_exercises()) and rows[0].startswith("| 08.")
+    with pytest.raises(SystemExit):
+        main(["--chapter", "08", "99"])
+    assert "no exercises in chapter '99'" in capsys.readouterr().err
     main(["--out", str(tmp_path / "new" / "key.md")])  # a learner's trial: a missing folder was a traceback
     assert (tmp_path / "new" / "key.md").read_text() == key
     with pytest.raises(SystemExit):  # a folder as --out: a one-line error naming a file to give, not IsADirectoryError

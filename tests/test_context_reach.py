@@ -158,8 +158,13 @@ def test_the_figure_titles_its_columns_and_shows_what_a_probe_sees() -> None:
     assert [bool((scenes.labels[i] == k).any()) for i, k in zip(shown, (cr.BOAT, cr.CAR))] == [True, True]
     probe = cr.GridProbe((1, 1, 1)).eval()
     fig = plot_probe_scenes(scenes, shown, {"labels": probe}, footprints={"sees": probe}, title="t")
-    titles = [ax.get_title() for ax in fig.axes[:4]]
-    assert titles == ["scene", "sees", "truth", "labels"] and all(not ax.get_title() for ax in fig.axes[4:8])
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert titles == ["sees", "truth", "labels"] and len(fig.axes) == 6
+    assert all(not ax.get_title() for ax in fig.axes[3:])  # titled once
+    assert len(fig.axes[0].patches) == 1  # the footprint's frame
+    plt.close(fig)
+    fig = plot_probe_scenes(scenes, shown, {"labels": probe})  # no footprints: the scene itself
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["scene", "truth", "labels"]
     plt.close(fig)
     with pytest.raises(ValueError, match="no boat or car"):
         vehicle_centre(torch.zeros(48, 48, dtype=torch.int64))

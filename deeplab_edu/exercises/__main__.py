@@ -1,7 +1,8 @@
 """A teacher's answer key: every exercise's reference answer, computed by the package's own checker.
 
 ``python -m deeplab_edu.exercises`` prints one Markdown table row per exercise (id, kind, title,
-answer), ``--chapter 08`` only chapter 08's, ``--out key.md`` writes the table to a file. The
+answer), ``--chapter 08`` only chapter 08's (``--chapter 08 09``: both), ``--out key.md`` writes the
+table to a file. The
 answers are the ones :func:`~deeplab_edu.exercises.check` compares with (a function exercise's
 answer is the package function the learner's is compared with); an answer that needs what this
 machine lacks (chapter 10's findings record, a CamVid copy) says so in its row instead. The book
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -35,26 +37,32 @@ def answer_text(ex: Exercise) -> str:
     return _brief(answer, limit=120)
 
 
-def answer_key(chapter: str | None = None) -> str:
-    """The answer key as a Markdown table, every chapter's or only ``chapter``'s (``"08"``).
+def answer_key(chapter: str | Sequence[str] | None = None) -> str:
+    """The answer key as a Markdown table, every chapter's or only ``chapter``'s (``"08"``, or several:
+    ``["08", "09"]``), in the order of the exercises.
 
     Raises:
-        ValueError: ``chapter`` has no exercises.
+        ValueError: a chosen chapter has no exercises.
     """
-    chosen = {k: ex for k, ex in all_exercises().items() if chapter is None or k.split(".")[0] == chapter}
-    if not chosen:
-        raise ValueError(f"no exercises in chapter {chapter!r}; chapters with exercises: "
-                         f"{', '.join(sorted({k.split('.')[0] for k in all_exercises()}))}")
+    exercises = all_exercises()
+    chapters = None if chapter is None else [chapter] if isinstance(chapter, str) else list(chapter)
+    having = sorted({k.split(".")[0] for k in exercises})
+    empty = [c for c in chapters or () if c not in having]
+    if empty:
+        raise ValueError(f"no exercises in chapter {', '.join(map(repr, empty))}; chapters with exercises: "
+                         f"{', '.join(having)}")
+    chosen = {k: ex for k, ex in exercises.items() if chapters is None or k.split(".")[0] in chapters}
     rows = [{"exercise": key, "kind": ex.kind, "what it asks": ex.title, "answer": answer_text(ex)}
             for key, ex in chosen.items()]
     return markdown_text(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m deeplab_edu.exercises [--chapter NN] [--out FILE]``."""
+    """``python -m deeplab_edu.exercises [--chapter NN [NN ...]] [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="python -m deeplab_edu.exercises",
                                      description="A teacher's answer key: every exercise's reference answer.")
-    parser.add_argument("--chapter", help="only this chapter's exercises, e.g. 08 (given twice: the last)")
+    parser.add_argument("--chapter", nargs="+", action="extend", metavar="NN",
+                        help="only these chapters' exercises, e.g. 08 or 08 09 (may be given more than once)")
     parser.add_argument("--out", type=Path, help="write the Markdown table to this file instead of printing it")
     args = parser.parse_args(argv)
     try:

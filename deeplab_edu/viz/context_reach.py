@@ -1,8 +1,8 @@
 """The figure of chapter 10's designed experiments (sections 7 and 8, :mod:`deeplab_edu.context_reach`).
 
-A row per validation scene: the scene, optionally the scene with the input pixels one network's
-output at the vehicle's centre can see (:func:`~deeplab_edu.context_reach.probe_footprint`), the
-truth, and each network's prediction.
+A row per validation scene: the scene (or, for each network given, the scene with the input pixels
+its output at the vehicle's centre can see, :func:`~deeplab_edu.context_reach.probe_footprint`,
+framed), the truth, and each network's prediction.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from torch import nn
 
 from ..context_reach import BOAT, CAR, SHORE, ContextProbe, GridProbe, ShoreScenes, probe_footprint
@@ -50,36 +51,42 @@ def vehicle_centre(label: torch.Tensor) -> tuple[int, int]:
 
 def plot_probe_scenes(scenes: ShoreScenes, indices: Sequence[int], models: Mapping[str, nn.Module], *,
                       footprints: Mapping[str, ContextProbe | GridProbe] | None = None, title: str = "") -> Figure:
-    """A row per scene ``indices`` of ``scenes``: the scene; for each of ``footprints`` (``{column title:
-    ContextProbe or GridProbe}``) the scene with the pixels its output at the vehicle's centre sees (the
-    rest dimmed, the centre marked); the truth; each of ``models``' predictions (``{column title: model}``,
-    eval mode). A legend of :data:`~deeplab_edu.context_reach.SHORE`'s classes below.
+    """A row per scene ``indices`` of ``scenes``: the scene, or with ``footprints`` (``{column title:
+    ContextProbe or GridProbe}``) for each of them the scene with the pixels its output at the vehicle's
+    centre sees (framed, the rest dimmed, the centre marked); the truth; each of ``models``' predictions
+    (``{column title: model}``, eval mode). A legend of :data:`~deeplab_edu.context_reach.SHORE`'s classes below.
 
     Returns:
-        the figure, ``len(indices)`` rows of ``2 + len(footprints) + len(models)`` panels, 2 inches each.
+        the figure, ``len(indices)`` rows of ``1 + max(1, len(footprints)) + len(models)`` panels, 2 inches
+        each.
 
     Raises:
         ValueError: as :func:`vehicle_centre`, for a scene without a vehicle.
     """
     footprints = footprints or {}
-    columns = 2 + len(footprints) + len(models)
+    columns = 1 + max(1, len(footprints)) + len(models)
     fig, axes = plt.subplots(len(indices), columns, figsize=(2 * columns, 2.2 * len(indices) + 0.5), squeeze=False)
     for r, (row, i) in enumerate(zip(axes, indices)):
         image, label = scenes.images[i], scenes.labels[i]
         picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
-        panels: list[tuple[str, np.ndarray, tuple[int, int] | None]] = [("scene", picture, None)]
-        centre = vehicle_centre(label) if footprints else None
+        panels: list[tuple[str, np.ndarray, tuple[int, int] | None, np.ndarray | None]] = []
+        if not footprints:
+            panels.append(("scene", picture, None, None))
         for name, probe in footprints.items():
-            seen = probe_footprint(probe, label.shape[-1], centre)
-            panels.append((name, np.where(seen[..., None], picture, 0.25 * picture), centre))
-        panels.append(("truth", colorize(label, SHORE.palette), None))
+            centre = vehicle_centre(label)
+            footprint = probe_footprint(probe, label.shape[-1], centre)
+            panels.append((name, np.where(footprint[..., None], picture, 0.25 * picture), centre, footprint))
+        panels.append(("truth", colorize(label, SHORE.palette), None, None))
         with torch.no_grad():
             for name, model in models.items():
-                panels.append((name, colorize(model(image[None])["out"].argmax(1)[0], SHORE.palette), None))
-        for ax, (name, shown, mark) in zip(row, panels):
+                panels.append((name, colorize(model(image[None])["out"].argmax(1)[0], SHORE.palette), None, None))
+        for ax, (name, shown, mark, seen) in zip(row, panels):
             ax.imshow(shown, interpolation="nearest")
-            if mark is not None:
+            if mark is not None and seen is not None:
                 ax.plot(mark[1], mark[0], "w+", markersize=8)
+                rows, cols = np.flatnonzero(seen.any(1)), np.flatnonzero(seen.any(0))  # the footprint's frame
+                ax.add_patch(Rectangle((cols[0] - 0.5, rows[0] - 0.5), cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1,
+                                       fill=False, edgecolor="white", linewidth=1.5))
             if r == 0:  # the columns' titles, once
                 ax.set_title(name, fontsize=9)
             ax.set_axis_off()
