@@ -55,10 +55,9 @@ from .models.aspp import ASPP
 
 __all__ = [
     "SHORE", "BACKGROUND", "WATER", "ROAD", "BOAT", "CAR", "VEHICLE_ROWS", "BAND_TOP", "FAR_GAP", "MID_GAP",
-    "SCENE_KINDS",
-    "REACH_ARMS", "GRID_ARMS", "shore_scenes", "ShoreScenes", "ContextProbe", "GridProbe", "probe_footprint",
-    "train_probe",
-    "ReachExperiment", "REACH_FINDINGS", "GRID_FINDINGS", "reach_experiment", "grid_experiment",
+    "SCENE_KINDS", "REACH_ARMS", "GRID_ARMS", "shore_scenes", "ShoreScenes", "ContextProbe", "GridProbe",
+    "probe_footprint", "train_probe", "ReachExperiment", "REACH_FINDINGS", "GRID_FINDINGS", "reach_experiment",
+    "grid_experiment",
 ]
 
 #: The classes of :func:`shore_scenes`, with the course scenes' colours for car and boat (for the label maps;

@@ -2,7 +2,7 @@
 # jupyter:
 #   deeplab_edu:
 #     chapter: 10
-#     cpu_minutes: 5
+#     cpu_minutes: 7
 #     prerequisites:
 #     - 7
 #     - 8
@@ -28,7 +28,7 @@
 # %% [markdown]
 # # 10 · Reproducing the papers' findings
 #
-# *About 5 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time), once
+# *About 7 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time), once
 # chapters 08 and 09 have run: opened first, it trains their two models in section 5, which
 # takes most of those chapters' minutes (or run `make course-runs` before class).
 # Builds on chapters 07, 08 and 09.*
