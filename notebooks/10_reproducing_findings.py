@@ -773,7 +773,8 @@ if profile != "smoke":  # the smoke profile trains for 20 steps: no model, only 
     (mid_row, near_grid_row) = grid_table
     assert mid_row["verdict"] == "reproduced" and mid_row["_low"] > 15, mid_row  # "excludes zero by both intervals"
     assert near_grid_row["verdict"] == "not resolved" and abs(near_grid_row["_difference"]) < 0.5, near_grid_row
-    assert ((grid_seed[UNIT]["mIoU"] > 60) & (grid_seed[UNIT]["mIoU"] < 74)).all(), grid_seed[UNIT]  # "a guess"
+    # "a guess", "near 70 %": on 100 validation scenes a guess can land a point above an even guess's 73 %
+    assert ((grid_seed[UNIT]["mIoU"] > 60) & (grid_seed[UNIT]["mIoU"] < 76)).all(), grid_seed[UNIT]
     named = [grid_seed[a]["mIoU"] for a in (MULTI, "near, multi-grid (1, 2, 4)", "near, unit rates (1, 1, 1)")]
     assert all((v > 97).all() for v in named), named  # "the vehicles are named"
 # the paper's Table 5: multi-grid (1, 2, 4) against (1, 1, 1), as the findings table quotes it
