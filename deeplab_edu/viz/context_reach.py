@@ -72,8 +72,8 @@ def plot_probe_scenes(scenes: ShoreScenes, indices: Sequence[int], models: Mappi
         panels: list[tuple[str, np.ndarray, tuple[int, int] | None, np.ndarray | None]] = []
         if not footprints:
             panels.append(("scene", picture, None, None))
+        centre = vehicle_centre(label) if footprints else None  # every footprint is seen from there
         for name, probe in footprints.items():
-            centre = vehicle_centre(label)
             footprint = probe_footprint(probe, label.shape[-1], centre)
             panels.append((name, np.where(footprint[..., None], picture, 0.25 * picture), centre, footprint))
         panels.append(("truth", colorize(label, SHORE.palette), None, None))
