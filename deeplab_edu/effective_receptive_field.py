@@ -8,6 +8,7 @@ roughly Gaussian and fills only part of the theoretical square; training enlarge
 
 * :func:`effective_receptive_field`: the averaged ``|d y_centre / d x|`` map of a model.
 * :func:`mass_extent`: side of the centred square holding a given share of that map.
+* :func:`row_share`: the share of that map in the rows a given distance above and below the output's.
 * :class:`TinyDilatedNet`, :func:`ring_to_disc_batch`, :func:`train_tiny_segmenter`: a small
   atrous network and a toy task that needs context (fill a disc given only its outline), so
   that a "trained" map can be measured on a CPU in seconds. It is *this* toy network trained
@@ -32,6 +33,7 @@ from .receptive_field import spatial_part
 __all__ = [
     "effective_receptive_field",
     "mass_extent",
+    "row_share",
     "TinyDilatedNet",
     "ring_to_disc_batch",
     "train_tiny_segmenter",
@@ -117,6 +119,42 @@ def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
         if float(box.sum()) >= fraction - 1e-9:
             return 2 * half + 1
     return 2 * max(h, w) - 1
+
+
+def row_share(erf: torch.Tensor, nearest: int, farthest: int, *, centre_row: int | None = None) -> float:
+    """The share of ``erf`` in the rows ``nearest`` to ``farthest`` pixels (both included) above or below
+    ``centre_row``: how much of the gradient comes from a horizontal band of the input that far away.
+
+    Args:
+        erf: a map ``(H, W)`` of :func:`effective_receptive_field` (any non-negative map; it is normalised).
+        nearest, farthest: distances in rows, ``0 <= nearest <= farthest``.
+        centre_row: the output's row; default ``(H - 1) // 2``, where :func:`effective_receptive_field`
+            takes its output unit by default.
+
+    Returns:
+        a fraction in [0, 1] (rows beyond the map's edge hold nothing).
+
+    Raises:
+        ValueError: the distances are negative or out of order, ``centre_row`` lies outside the map, or
+            ``erf`` does not sum to a positive value.
+
+    >>> erf = torch.zeros(5, 3)
+    >>> erf[2, 1], erf[0, 0], erf[4, 2] = 2.0, 1.0, 1.0
+    >>> row_share(erf, 2, 2), row_share(erf, 0, 1)
+    (0.5, 0.5)
+    """
+    if not 0 <= nearest <= farthest:
+        raise ValueError(f"row_share needs 0 <= nearest <= farthest, got nearest={nearest}, farthest={farthest}")
+    h = erf.shape[0]
+    centre = (h - 1) // 2 if centre_row is None else centre_row
+    if not 0 <= centre < h:
+        raise ValueError(f"centre_row {centre} is outside the map's {h} rows")
+    total = float(erf.sum())
+    if total <= 0:
+        raise ValueError("the map is all zero: no gradient reached the input")
+    distance = (torch.arange(h) - centre).abs()
+    inside = (distance >= nearest) & (distance <= farthest)
+    return float(erf[inside].sum()) / total
 
 
 class TinyDilatedNet(nn.Module):

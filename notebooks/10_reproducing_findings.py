@@ -75,8 +75,9 @@
 # - from earlier chapters: the validation scenes (`deeplab_edu.data.build_dataset` with
 #   `deeplab_edu.data.transforms.eval_transform` and the class list
 #   `deeplab_edu.data.classes.PROCEDURAL`: 06), `deeplab_edu.crf_eval.grid_edges` (07),
-#   `deeplab_edu.engine.config.load_config` (08), and `deeplab_edu.models.build_backbone` with
-#   `deeplab_edu.receptive_field.receptive_field_of` (03 and 02).
+#   `deeplab_edu.engine.config.load_config` (08), `deeplab_edu.models.build_backbone` with
+#   `deeplab_edu.receptive_field.receptive_field_of` (03 and 02), and Luo et al.'s map
+#   `deeplab_edu.effective_receptive_field.effective_receptive_field` (02) with its new `row_share`.
 
 # %%
 import matplotlib.pyplot as plt
@@ -905,15 +906,20 @@ if recorded is not None:
 # predict with `model(scenes.images)["out"].argmax(1)` under `torch.no_grad()`, count with
 # `findings.scene_confusions(pred, scenes.labels, scenes.num_classes).sum(0)` and score with
 # `findings.miou` (a fraction). Section 8's table gives the two yardsticks: near 100 % when the
-# vehicles are named, near 70 % for a guess. Finally, explain in one sentence what you see.
+# vehicles are named, near 70 % for a guess. Finally, explain in one sentence what you see, and
+# measure your explanation: chapter 02's `effective_receptive_field` maps where a network's gradient
+# comes from, and `effective_receptive_field.row_share(erf, g + 1, 30)` is the share that comes from
+# the rows where the band lies from a vehicle's pixel (a 96 x 96 input holds the whole field; compare
+# a network before and after training, and rows 15 to 22, where section 8's bands lay).
 
 # %%
 answer_10_4 = ...  # a whole number of rows
 check("10.4", answer_10_4)
 
 # %%
-# Your measurement: the mIoU of three seeds at the gap g (the cell after this one holds a solution where
-# your copy of the chapter has one, its last line an answer to the question below).
+# Your measurement: the mIoU of three seeds at the gap g, and the shares of their gradient (the cell after
+# this one holds a solution where your copy of the chapter has one, its last line an answer to the question
+# below).
 pass  # replace with your code
 
 # %% [markdown]
@@ -922,35 +928,56 @@ pass  # replace with your code
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
-# the reach on one side, measured as section 8 did, less the vehicle's height; then one network per seed.
+# the reach on one side, measured as section 8 did, less the vehicle's height; then one network per seed,
+# its gradient mapped before and after training (Luo et al.'s map, chapter 02).
+from deeplab_edu.effective_receptive_field import effective_receptive_field, row_share
+
 multi_grid_field = context_reach.probe_footprint(context_reach.GridProbe((1, 2, 4)), 128, (64, 64))
 reach_px = (int(multi_grid_field.any(0).sum()) - 1) // 2
 widest = reach_px - context_reach.VEHICLE_ROWS
+band_rows = (widest + 1, reach_px)  # where the band lies from a vehicle's pixels at that gap
+mid_rows = (widest - context_reach.VEHICLE_ROWS + 1, widest)  # where it lay in section 8, nearer
 edge_scenes = context_reach.ShoreScenes(config.choose(smoke=10, cpu=100, gpu=100), far=True,
                                         gap=(widest, widest), seed=10_000)
 edge_miou = []  # percent, one per seed
+band_share = []  # percent of the gradient from band_rows: (before, after) training, one per seed
+mid_share_before = []  # percent from mid_rows before training
 for seed in (0, 1, 2):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = context_reach.GridProbe((1, 2, 4))
+        erf_before = effective_receptive_field(probe, 96, samples=8)
         context_reach.train_probe(probe, far=True, gap=(widest, widest), seed=seed,
                                   steps=config.choose(smoke=20, cpu=200, gpu=200))
+    erf_after = effective_receptive_field(probe, 96, samples=8)
+    band_share.append((100 * row_share(erf_before, *band_rows), 100 * row_share(erf_after, *band_rows)))
+    mid_share_before.append(100 * row_share(erf_before, *mid_rows))
     with torch.no_grad():
         pred = probe(edge_scenes.images)["out"].argmax(1)
     cms = findings.scene_confusions(pred, edge_scenes.labels, edge_scenes.num_classes)
     edge_miou.append(100 * findings.miou(cms.sum(0).astype(float)))
-lines_10_4 = [f"gap {widest}, seed {seed}: mIoU {v:.1f} %" for seed, v in enumerate(edge_miou)]
+lines_10_4 = [f"gap {widest}, seed {seed}: mIoU {v:.1f} %; gradient from rows {band_rows[0]}-{band_rows[1]} px "
+              f"away: {before:.1f} % before training, {after:.1f} % after"
+              for seed, (v, (before, after)) in enumerate(zip(edge_miou, band_share))]
+best = int(np.argmax(edge_miou))
+ranked = best == int(np.argmax([after for _, after in band_share]))
 lines_10_4.append(
     f"The field reaches {reach_px} pixels and the vehicle is {context_reach.VEHICLE_ROWS} rows tall: gap at most "
     f"{widest}. At that gap no seed names the vehicles (the best reaches {max(edge_miou):.1f} %, against 100 % in "
     f"section 8, whose gaps stop at {context_reach.MID_GAP[1]}): the vehicle's pixels lie {widest + 1} to "
     f"{reach_px} pixels from the band, in the outer part of the field, which few paths reach and little gradient "
-    "flows through (chapter 02: the effective receptive field is much smaller than the theoretical one), so the "
-    "likeliest reason is that training never finds the cue there. Within the field is necessary, not sufficient.")
+    f"flows through. Luo et al.'s map measures it: before training, rows {band_rows[0]} to {band_rows[1]} pixels "
+    f"away draw {np.mean([b for b, _ in band_share]):.1f} % of an output's gradient (rows {mid_rows[0]} to "
+    f"{mid_rows[1]}: {np.mean(mid_share_before):.1f} %), so training gets little signal from the cue there"
+    + (f"; the seed that scored best (seed {best}) is the one that draws the most gradient from there after training, as "
+       "that explanation predicts (three seeds illustrate it, they do not prove it)" if ranked else
+       "; after training the seeds' shares do not rank as their scores do, so the map does not settle it")
+    + ". Within the field is necessary, not sufficient.")
 solved("10.4", widest, *lines_10_4)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it): the solution's sentence holds
 assert (reach_px, widest) == (30, 22) and context_reach.MID_GAP[1] == widest - 2, (reach_px, widest)
+assert all(b < 2 and b < m / 5 for (b, _), m in zip(band_share, mid_share_before)), (band_share, mid_share_before)
 if profile != "smoke":
     assert max(edge_miou) < 97, edge_miou  # "no seed names the vehicles"
