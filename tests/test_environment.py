@@ -60,6 +60,34 @@ def test_every_requirement_is_pinned_in_both() -> None:
         assert name in env, f"{name} (pyproject.toml) has no pin in environment.yml"
 
 
+def test_every_installed_pin_admits_the_oldest_python_the_course_accepts() -> None:
+    """pyproject's ``requires-python`` (">=3.11") admits Python 3.11.0 and later, as the README says:
+    Debian 12's Python is 3.11.2 and Ubuntu 22.04's 3.11.0. A pinned package that needs a later patch release
+    stopped `make setup` there (soupsieve 4.1.1, needing 3.11.5: pip found no version to install). The
+    packages installed from the pins say which Pythons they accept in their metadata, read offline here."""
+    from importlib.metadata import distributions
+
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    requires = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    floor = re.fullmatch(r">=\s*(\d+\.\d+(?:\.\d+)?)", requires.strip())
+    assert floor, f"pyproject.toml: requires-python {requires!r} is not of the form >=X.Y"
+    pins, refused, checked = _constraints(), {}, 0
+    for dist in distributions():
+        name, needs = _norm(dist.metadata["Name"] or ""), dist.metadata.get("Requires-Python")
+        if name not in pins or dist.version != pins[name]:
+            continue
+        checked += 1
+        try:
+            if needs and not SpecifierSet(needs).contains(floor[1], prereleases=True):
+                refused[f"{name}=={dist.version}"] = needs
+        except InvalidSpecifier:
+            pass  # an old, malformed Requires-Python: pip ignores it too
+    assert checked > 100, f"only {checked} installed packages match constraints.txt: is this the .venv?"
+    assert not refused, (f"these pins refuse Python {floor[1]}, which pyproject.toml's requires-python admits: "
+                         f"{refused}; pin a release that accepts it, or raise requires-python and the README")
+
+
 def test_torch_pins_are_the_course_versions() -> None:
     pins = _constraints()
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
