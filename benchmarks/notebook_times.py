@@ -4,8 +4,9 @@ headers are checked against.
 One notebook at a time, in chapter order, each in a fresh kernel (``deeplab_edu.book.execute_notebooks``
 with one job), from scratch: the training chapters train their runs, so the clone's ``runs/`` must hold
 none of the course's runs (the script refuses otherwise). The record keeps each chapter's seconds and
-status beside the minutes its header states (``cpu_minutes``), whether a CamVid copy was found (chapter
-11 trains on it when it is), and the load average before and after (a busy machine is much slower).
+status beside the minutes its header states (``cpu_minutes``), the most memory the chapter held at once
+(its kernel and the kernel's DataLoader workers, see :class:`PeakMemory`), whether a CamVid copy was found
+(chapter 11 trains on it when it is), and the load average before and after (a busy machine is much slower).
 ``tests/test_benchmark_records.py`` fails when a header states fewer minutes than the record measured::
 
     python benchmarks/notebook_times.py --out benchmarks/results/notebook_times_cpu.json  # recorded here
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,41 @@ from deeplab_edu.book import chapter_headers, execute_notebooks  # noqa: E402
 from deeplab_edu.data.paths import find_camvid  # noqa: E402
 from deeplab_edu.engine.bench.timing import load_average, write_result  # noqa: E402
 from deeplab_edu.viz.training import camvid_run, course_runs  # noqa: E402
+
+
+class PeakMemory:
+    """The most memory this process's children held at once while the block ran: the notebook's executor, its
+    kernel and the kernel's DataLoader workers, their proportional set sizes added up (PSS: a page shared by
+    several processes, as a forked worker shares its kernel's, is split among them instead of counted in
+    each), sampled every ``interval`` seconds; resident set sizes where the system gives no PSS. ``peak`` is in
+    bytes."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="peak-memory", daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(self.interval):
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    info = child.memory_full_info()
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue  # it ended between the listing and the reading
+                total += getattr(info, "pss", info.rss)
+            self.peak = max(self.peak, total)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,19 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"
     sources = [notebooks / h["source"] for h in headers]
     load_before, start = load_average(), time.monotonic()
+    runs, peaks = [], []
     with tempfile.TemporaryDirectory(prefix="notebook_times_") as tmp:
-        runs = execute_notebooks(sources, args.executed or Path(tmp), jobs=1, reuse=False,
-                                 active_profile=args.profile, progress=True)
+        for source in sources:  # one call each: the memory watched is that chapter's
+            with PeakMemory() as memory:
+                runs += execute_notebooks([source], args.executed or Path(tmp), jobs=1, reuse=False,
+                                          active_profile=args.profile, progress=True)
+            peaks.append(memory.peak)
     chapters: list[dict[str, Any]] = [
         {"chapter": h["chapter"], "source": h["source"], "status": run.status, "seconds": run.seconds,
-         "header_minutes": h["cpu_minutes"]}
-        for h, run in zip(headers, runs)]
+         "header_minutes": h["cpu_minutes"], "peak_memory_gb": round(peak / 1e9, 2)}
+        for h, run, peak in zip(headers, runs, peaks)]
     results = {"profile": args.profile, "jobs": 1, "camvid_present": find_camvid() is not None,
                "total_seconds": round(time.monotonic() - start, 1), "chapters": chapters,
                "load_average_before": load_before, "load_average_after": load_average()}
     for row in chapters:
         print(f"{row['chapter']:02d} {row['source']:38s} {row['status']:8s} {row['seconds'] / 60:5.1f} min "
-              f"(header: {row['header_minutes']:g})")
+              f"(header: {row['header_minutes']:g}), at most {row['peak_memory_gb']:.2f} GB")
     print(f"all: {results['total_seconds'] / 60:.1f} min, {args.profile} profile, CamVid "
           f"{'found' if results['camvid_present'] else 'absent'}")
     write_result(results, args.out, f"notebook_times_{args.profile}.json",
