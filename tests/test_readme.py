@@ -108,3 +108,21 @@ def test_the_planning_tables_build_times_are_the_records() -> None:
     minutes = {row["chapter"]: row["seconds"] / 60 for row in cpu["chapters"]}
     assert f"took {minutes[8]:.1f} (08), {minutes[9]:.1f} (09) and {minutes[11]:.1f} (11) minutes" in readme
     assert load_record("chapter11_no_camvid_cpu")["results"]["total_seconds"] < 60  # "under a minute"
+
+
+def test_the_readmes_memory_figures_are_the_newest_record() -> None:
+    """The README's memory per chapter is copied from the newest notebook_times record that measured it."""
+    from deeplab_edu.records import load_record
+
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())  # one line, as the sentence wraps
+    results = (REPO_ROOT / "benchmarks" / "results")
+    measured = [load_record(p.stem) for p in sorted(results.glob("notebook_times_cpu*.json"))]
+    measured = [r for r in measured if all("peak_memory_gb" in row for row in r["results"]["chapters"])]
+    assert measured, "no notebook_times record holds peak_memory_gb"
+    newest = max(measured, key=lambda r: r["created"])
+    peak = {row["chapter"]: row["peak_memory_gb"] for row in newest["results"]["chapters"]}
+    top = max(peak, key=lambda c: peak[c])
+    assert f"(`benchmarks/results/notebook_times_cpu_{newest['code_version']['git_commit'][:7]}.json`)" in readme
+    assert f"held at most {peak[top]:.2f} GB at once (chapter {top:02d}" in readme
+    others = {c: v for c, v in peak.items() if c not in (top, 8)}
+    assert f"{peak[8]:.2f} chapter 08 and at most {max(others.values()):.2f} every other chapter" in readme
