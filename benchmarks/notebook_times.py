@@ -37,7 +37,8 @@ class PeakMemory:
     """The most memory this process's children held at once while the block ran: the notebook's executor, its
     kernel and the kernel's DataLoader workers, their proportional set sizes added up (PSS: a page shared by
     several processes, as a forked worker shares its kernel's, is split among them instead of counted in
-    each), sampled every ``interval`` seconds; resident set sizes where the system gives no PSS. ``peak`` is in
+    each), sampled every ``interval`` seconds, so a briefer peak can escape it; resident set sizes where the
+    system gives no PSS (not Linux), which count shared pages in each process and so overstate. ``peak`` is in
     bytes."""
 
     def __init__(self, interval: float = 0.5) -> None:

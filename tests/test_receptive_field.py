@@ -206,7 +206,6 @@ def test_effective_receptive_field_lies_inside_the_theoretical_one():
     assert abs(peak[0] - 10) <= 2 and abs(peak[1] - 10) <= 2
 
 
-
 def test_row_share_splits_the_map_by_distance_and_nothing_lies_beyond_the_field():
     """The rows' shares add up to the whole map, and rows beyond the field's half side draw no gradient."""
     torch.manual_seed(0)
@@ -215,7 +214,8 @@ def test_row_share_splits_the_map_by_distance_and_nothing_lies_beyond_the_field(
     near, mid, edge = row_share(erf, 0, 1), row_share(erf, 2, 3), row_share(erf, 4, 4)
     assert abs(near + mid + edge - 1) < 1e-6 and min(near, mid, edge) > 0
     assert row_share(erf, 5, 20) == 0.0 and row_share(erf, 0, 100) == pytest.approx(1.0)
-    assert row_share(erf, 4, 4, centre_row=0) == pytest.approx(float(erf[4].sum()))  # one side only at the edge
+    # from row 6, rows 2 and 10 lie 4 away: row 2 is outside the field (centre 10, 4 rows each side), row 10 its centre
+    assert row_share(erf, 4, 4, centre_row=6) == pytest.approx(float(erf[10].sum())) and float(erf[10].sum()) > 0
     for args, named in (((2, 1), "nearest <= farthest"), ((-1, 2), "0 <= nearest")):
         with pytest.raises(ValueError, match=named):
             row_share(erf, *args)
@@ -223,6 +223,7 @@ def test_row_share_splits_the_map_by_distance_and_nothing_lies_beyond_the_field(
         row_share(erf, 0, 1, centre_row=21)
     with pytest.raises(ValueError, match="all zero"):
         row_share(torch.zeros(3, 3), 0, 1)
+
 
 @pytest.mark.parametrize("text", ["conv k=3 s=2\nconv k=3\npool k=2 s=2\nconv k=3 d=2\nconv k=3 d=4",
                                   "conv k=3 d=2\nconv k=3 d=2\nconv k=3 d=4", "conv k=5 s=2 p=0\npool k=3 s=1 p=1\nconv k=1 s=3"])
