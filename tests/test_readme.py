@@ -122,7 +122,11 @@ def test_the_readmes_memory_figures_are_the_newest_record() -> None:
     newest = max(measured, key=lambda r: r["created"])
     peak = {row["chapter"]: row["peak_memory_gb"] for row in newest["results"]["chapters"]}
     top = max(peak, key=lambda c: peak[c])
-    assert f"(`benchmarks/results/notebook_times_cpu_{newest['code_version']['git_commit'][:7]}.json`)" in readme
-    assert f"held at most {peak[top]:.2f} GB at once (chapter {top:02d}" in readme
+    assert f"(`benchmarks/results/notebook_times_cpu_{newest['code_version']['git_commit'][:7]}.json`, sampled" in readme
+    assert f"peaked at about {peak[top]:.2f} GB together (chapter {top:02d}" in readme
     others = {c: v for c, v in peak.items() if c not in (top, 8)}
     assert f"{peak[8]:.2f} chapter 08 and at most {max(others.values()):.2f} every other chapter" in readme
+    workers = load_record("worker_memory_cpu")["results"]
+    assert f"{workers['peak_gb']['1']:.2f} GB with one worker, {workers['peak_gb']['7']:.2f} with seven" in readme
+    beyond_first = [v for k, v in workers["added_per_worker_gb"].items() if not k.startswith("0->")]
+    assert all(abs(v - 0.04) <= 0.015 for v in beyond_first), beyond_first  # "each added about 0.04 GB"
