@@ -4,8 +4,8 @@ headers are checked against.
 One notebook at a time, in chapter order, each in a fresh kernel (``deeplab_edu.book.execute_notebooks``
 with one job), from scratch: the training chapters train their runs, so the clone's ``runs/`` must hold
 none of the course's runs (the script refuses otherwise). The record keeps each chapter's seconds and
-status beside the minutes its header states (``cpu_minutes``), the most memory the chapter held at once
-(its kernel and the kernel's DataLoader workers, see :class:`PeakMemory`), whether a CamVid copy was found
+status beside the minutes its header states (``cpu_minutes``), its peak memory (sampled: its kernel and
+the kernel's DataLoader workers, see :class:`PeakMemory`), whether a CamVid copy was found
 (chapter 11 trains on it when it is), and the load average before and after (a busy machine is much slower).
 ``tests/test_benchmark_records.py`` fails when a header states fewer minutes than the record measured::
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                "load_average_before": load_before, "load_average_after": load_average()}
     for row in chapters:
         print(f"{row['chapter']:02d} {row['source']:38s} {row['status']:8s} {row['seconds'] / 60:5.1f} min "
-              f"(header: {row['header_minutes']:g}), at most {row['peak_memory_gb']:.2f} GB")
+              f"(header: {row['header_minutes']:g}), peak {row['peak_memory_gb']:.2f} GB (sampled)")
     print(f"all: {results['total_seconds'] / 60:.1f} min, {args.profile} profile, CamVid "
           f"{'found' if results['camvid_present'] else 'absent'}")
     write_result(results, args.out, f"notebook_times_{args.profile}.json",

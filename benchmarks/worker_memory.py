@@ -62,7 +62,7 @@ def main() -> None:
     peaks = {w: peak_bytes(w, args.iterations, args.timeout) for w in counts}
     per_worker = {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) for a, b in zip(counts, counts[1:])}
     for w, peak in peaks.items():
-        print(f"{w} worker(s): at most {peak / 1e9:.2f} GB")
+        print(f"{w} worker(s): peak {peak / 1e9:.2f} GB (sampled)")
     for step, added in per_worker.items():
         print(f"workers {step}: {added / 1e9:+.3f} GB per worker added")
     print(f"({available_cores()} cores here; {args.iterations} training steps and one validation per run)")
