@@ -69,21 +69,21 @@ def plot_probe_scenes(scenes: ShoreScenes, indices: Sequence[int], models: Mappi
     for r, (row, i) in enumerate(zip(axes, indices)):
         image, label = scenes.images[i], scenes.labels[i]
         picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
-        panels: list[tuple[str, np.ndarray, tuple[int, int] | None, np.ndarray | None]] = []
+        panels: list[tuple[str, np.ndarray, np.ndarray | None]] = []  # (title, image, footprint or None)
         if not footprints:
-            panels.append(("scene", picture, None, None))
+            panels.append(("scene", picture, None))
         centre = vehicle_centre(label) if footprints else None  # every footprint is seen from there
         for name, probe in footprints.items():
             footprint = probe_footprint(probe, label.shape[-1], centre)
-            panels.append((name, np.where(footprint[..., None], picture, 0.25 * picture), centre, footprint))
-        panels.append(("truth", colorize(label, SHORE.palette), None, None))
+            panels.append((name, np.where(footprint[..., None], picture, 0.25 * picture), footprint))
+        panels.append(("truth", colorize(label, SHORE.palette), None))
         with torch.no_grad():
             for name, model in models.items():
-                panels.append((name, colorize(model(image[None])["out"].argmax(1)[0], SHORE.palette), None, None))
-        for ax, (name, shown, mark, seen) in zip(row, panels):
+                panels.append((name, colorize(model(image[None])["out"].argmax(1)[0], SHORE.palette), None))
+        for ax, (name, shown, seen) in zip(row, panels):
             ax.imshow(shown, interpolation="nearest")
-            if mark is not None and seen is not None:
-                ax.plot(mark[1], mark[0], "w+", markersize=8)
+            if seen is not None and centre is not None:  # a footprint: its output's position marked, its extent framed
+                ax.plot(centre[1], centre[0], "w+", markersize=8)
                 rows, cols = np.flatnonzero(seen.any(1)), np.flatnonzero(seen.any(0))  # the footprint's frame
                 ax.add_patch(Rectangle((cols[0] - 0.5, rows[0] - 0.5), cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1,
                                        fill=False, edgecolor="white", linewidth=1.5))
