@@ -56,9 +56,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds one run may take")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/worker_memory.json)")
     args = parser.parse_args()
-    if len(set(args.workers)) < 2:
-        parser.error("--workers needs at least two different counts to give the memory per worker")
     counts = sorted(set(args.workers))
+    if len(counts) < 2:
+        parser.error("--workers needs at least two different counts to give the memory per worker")
     peaks = {w: peak_bytes(w, args.iterations, args.timeout) for w in counts}
     per_worker = {f"{a}->{b}": (peaks[b] - peaks[a]) / (b - a) for a, b in zip(counts, counts[1:])}
     for w, peak in peaks.items():

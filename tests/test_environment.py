@@ -62,7 +62,7 @@ def test_every_requirement_is_pinned_in_both() -> None:
 
 def test_every_installed_pin_admits_the_oldest_python_the_course_accepts() -> None:
     """pyproject's ``requires-python`` (">=3.11") admits Python 3.11.0 and later, as the README says:
-    Debian 12's Python is 3.11.2 and Ubuntu 22.04's 3.11.0. A pinned package that needs a later patch release
+    Debian 12's Python is 3.11.2. A pinned package that needs a later patch release
     stopped `make setup` there (soupsieve 4.1.1, needing 3.11.5: pip found no version to install). The
     packages installed from the pins say which Pythons they accept in their metadata, read offline here."""
     from importlib.metadata import distributions

@@ -115,7 +115,7 @@ def test_the_readmes_memory_figures_are_the_newest_record() -> None:
     from deeplab_edu.records import load_record
 
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())  # one line, as the sentence wraps
-    results = (REPO_ROOT / "benchmarks" / "results")
+    results = REPO_ROOT / "benchmarks" / "results"
     measured = [load_record(p.stem) for p in sorted(results.glob("notebook_times_cpu*.json"))]
     measured = [r for r in measured if all("peak_memory_gb" in row for row in r["results"]["chapters"])]
     assert measured, "no notebook_times record holds peak_memory_gb"
