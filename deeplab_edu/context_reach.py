@@ -15,7 +15,8 @@ changes the design so that they cannot, and keeps everything else equal:
   9 x 9 pixels, far less than the gap.
 * :func:`train_probe`, :func:`reach_experiment`: train both arms on both kinds of scene over
   seeds and keep one confusion matrix per validation scene, for :mod:`deeplab_edu.findings`'
-  statistics (chapter 10, section 7); :func:`probe_footprint` shows which input pixels reach an output.
+  statistics (chapter 10, section 7); :func:`probe_footprint` shows which input pixels reach an output,
+  :func:`probe_miou` scores one trained probe (chapter 10's exercises 10.4 and 10.5).
 
 Multi-grid (DeepLabv3 sec. 3.2.1) changes the findings as little (e1, e2): it widens block 4's field
 at the same cost, and the teaching network's field covers a scene without it. The same design
@@ -56,8 +57,8 @@ from .models.aspp import ASPP
 __all__ = [
     "SHORE", "BACKGROUND", "WATER", "ROAD", "BOAT", "CAR", "VEHICLE_ROWS", "BAND_TOP", "FAR_GAP", "MID_GAP",
     "SCENE_KINDS", "REACH_ARMS", "GRID_ARMS", "shore_scenes", "ShoreScenes", "ContextProbe", "GridProbe",
-    "probe_footprint", "train_probe", "ReachExperiment", "REACH_FINDINGS", "GRID_FINDINGS", "reach_experiment",
-    "grid_experiment",
+    "probe_footprint", "train_probe", "probe_confusions", "probe_miou", "ReachExperiment", "REACH_FINDINGS",
+    "GRID_FINDINGS", "reach_experiment", "grid_experiment",
 ]
 
 #: The classes of :func:`shore_scenes`, with the course scenes' colours for car and boat (for the label maps;
@@ -292,6 +293,34 @@ def train_probe(model: nn.Module, *, far: bool, gap: tuple[int, int] | None = No
                      desc="train_probe")
 
 
+def probe_confusions(model: nn.Module, scenes: ShoreScenes) -> np.ndarray:
+    """One confusion matrix per scene of ``scenes`` for ``model``'s prediction (the argmax of its ``"out"``
+    logits, computed under :func:`torch.no_grad`, in whatever mode ``model`` is: :func:`train_probe`
+    leaves it in eval mode).
+
+    Returns:
+        (len(scenes), 5, 5) uint32 pixel counts, rows the truth, columns the prediction
+        (:func:`deeplab_edu.findings.scene_confusions`).
+    """
+    with torch.no_grad():
+        pred = model(scenes.images)["out"].argmax(1)
+    return scene_confusions(pred, scenes.labels, SHORE.num_classes)
+
+
+def probe_miou(model: nn.Module, scenes: ShoreScenes) -> float:
+    """``model``'s mIoU on ``scenes`` (a fraction in [0, 1]): the pixels of all its scenes counted together
+    (:func:`probe_confusions` summed over scenes, :func:`deeplab_edu.findings.miou`).
+
+    >>> scenes = ShoreScenes(4, far=False)
+    >>> class Oracle(nn.Module):  # scores every pixel's true class highest
+    ...     def forward(self, x):
+    ...         return {"out": nn.functional.one_hot(scenes.labels, 5).permute(0, 3, 1, 2).float()}
+    >>> probe_miou(Oracle(), scenes)
+    1.0
+    """
+    return float(miou(probe_confusions(model, scenes).sum(0).astype(np.float64)))
+
+
 @dataclass
 class ReachExperiment:
     """What :func:`reach_experiment` or :func:`grid_experiment` measured.
@@ -369,9 +398,7 @@ def _experiment(arms: Mapping[str, tuple[str, Callable[[], nn.Module]]], seeds: 
             torch.manual_seed(seed)
             model = build()
             train_probe(model, **SCENE_KINDS[kind], steps=steps, size=size, seed=seed)
-        with torch.no_grad():
-            pred = model(val[kind].images)["out"].argmax(1)
-        matrices[arm][i] = scene_confusions(pred, val[kind].labels, SHORE.num_classes)
+        matrices[arm][i] = probe_confusions(model, val[kind])
         models.setdefault(arm, model)
     return ReachExperiment(matrices, models, val, tuple(seeds))
 

@@ -52,7 +52,8 @@
 #   and a bootstrap interval of a difference;
 # - read the findings table: our numbers beside the papers', and a verdict that is *computed*;
 # - explain the findings that did not reproduce from what the earlier chapters taught, and how a
-#   designed experiment shows when a component matters (image pooling, section 7; multi-grid, section 8);
+#   designed experiment shows when a component matters (image pooling, section 7; multi-grid, section 8),
+#   and design one yourself (exercise 10.5);
 # - check that a run trained on your machine lands inside the recorded spread.
 #
 # **Helpers introduced:** by what they are for (the chapter's number in parentheses is where a
@@ -68,7 +69,7 @@
 # - the tables: `deeplab_edu.findings.findings_table` (`shown_rows`: its `SHOWN_COLUMNS`),
 #   `deeplab_edu.viz.tables.markdown_table` (00);
 # - the designed experiments of sections 7 and 8: `deeplab_edu.context_reach` (`shore_scenes`, `ShoreScenes`,
-#   `ContextProbe`, `GridProbe`, `probe_footprint`: chapter 04's `input_footprint`, `reach_experiment`,
+#   `ContextProbe`, `GridProbe`, `probe_footprint`: chapter 04's `input_footprint`, `probe_miou`, `reach_experiment`,
 #   `grid_experiment`, `ReachExperiment.per_seed`, `REACH_FINDINGS`, `GRID_FINDINGS`, `SHORE`, `BOAT`,
 #   `CAR`, `VEHICLE_ROWS`, `BAND_TOP`, `FAR_GAP`, `MID_GAP`), with their figure,
 #   `deeplab_edu.viz.context_reach` (`plot_probe_scenes`, `first_vehicles`, `vehicle_centre`);
@@ -902,10 +903,9 @@ if recorded is not None:
 # the seeds 0, 1 and 2, build a `context_reach.GridProbe((1, 2, 4))` right after
 # `torch.manual_seed(seed)`, train it on scenes with that gap
 # (`context_reach.train_probe(model, far=True, gap=(g, g), seed=seed)`; it leaves the model in eval
-# mode) and score it on `scenes = context_reach.ShoreScenes(100, far=True, gap=(g, g), seed=10_000)`:
-# predict with `model(scenes.images)["out"].argmax(1)` under `torch.no_grad()`, count with
-# `findings.scene_confusions(pred, scenes.labels, scenes.num_classes).sum(0)` and score with
-# `findings.miou` (a fraction). Section 8's table gives the two yardsticks: near 100 % when the
+# mode) and score it with `context_reach.probe_miou(model, scenes)` (the mIoU of all their pixels, a
+# fraction) on `scenes = context_reach.ShoreScenes(100, far=True, gap=(g, g), seed=10_000)`.
+# Section 8's table gives the two yardsticks: near 100 % when the
 # vehicles are named, near 70 % for a guess. Finally, explain in one sentence what you see, and test
 # your explanation with chapter 02's map of where an output's gradient comes from (Luo et al.'s): after
 # `from deeplab_edu.effective_receptive_field import effective_receptive_field, row_share`,
@@ -955,10 +955,7 @@ for seed in (0, 1, 2):
     erf_after = effective_receptive_field(probe, 96, samples=8)
     band_share.append((100 * row_share(erf_before, *band_rows), 100 * row_share(erf_after, *band_rows)))
     section8_share.append(100 * row_share(erf_before, *section8_rows))
-    with torch.no_grad():
-        pred = probe(edge_scenes.images)["out"].argmax(1)
-    cms = findings.scene_confusions(pred, edge_scenes.labels, edge_scenes.num_classes)
-    edge_miou.append(100 * findings.miou(cms.sum(0).astype(float)))
+    edge_miou.append(100 * context_reach.probe_miou(probe, edge_scenes))
 lines_10_4 = [f"gap {widest}, seed {seed}: mIoU {v:.1f} %; gradient from rows {band_rows[0]}-{band_rows[1]} px "
               f"away: {before:.1f} % before training, {after:.1f} % after"
               for seed, (v, (before, after)) in enumerate(zip(edge_miou, band_share))]
@@ -989,3 +986,73 @@ assert all(b < min(2, m, rows_fraction / 10) for (b, _), m in zip(band_share, se
     band_share, section8_share, rows_fraction)  # "draw 1 % ... though they are 26 % of the rows", "fades"
 if profile != "smoke":
     assert max(edge_miou) < 97, edge_miou  # "no seed names the vehicles"
+
+# %% [markdown]
+# ### Exercise 10.5: design an experiment: the nearest band that needs image pooling
+# Section 7 put the far vehicles 20 pixels or more above the band. A design should take away no more than it
+# must: the closer its scenes are to the course's, the more its finding says about them. With `gap=(g, g)`,
+# every vehicle of `context_reach.shore_scenes` lies exactly $g$ rows of background above the band.
+# **What is the fewest rows $g$ for which no pixel of any vehicle has the band within the field of the
+# network without image pooling?** Predict first (section 7 measured that network's footprint). Then run
+# your design: for each of the seeds 0, 1 and 2 and both arms, build
+# `context_reach.ContextProbe(image_pooling=...)` right after `torch.manual_seed(seed)`, train it with
+# `context_reach.train_probe(model, far=True, gap=(g, g), seed=seed)` (both arms of a seed see the same
+# scenes) and score it with `context_reach.probe_miou(model, scenes)` on
+# `scenes = context_reach.ShoreScenes(100, far=True, gap=(g, g), seed=10_000)`. Per seed, take the mIoU with
+# image pooling minus the mIoU without, and `findings.seed_interval` of the three differences (section 2):
+# does your design resolve the finding? Finally, explain in one sentence what your design shows that
+# section 7's did not, and which control it still needs.
+
+# %%
+answer_10_5 = ...  # a whole number of rows
+check("10.5", answer_10_5)
+
+# %%
+# Your experiment: both arms at the gap g, three seeds, and the interval of their differences (the cell after
+# this one holds a solution where your copy of the chapter has one, its last line an answer to the question
+# below).
+pass  # replace with your code
+
+# %% [markdown]
+# *Your sentence* (in the notebook, double-click this cell to edit it): what does your design show that
+# section 7's did not, and which control does it still need?
+
+# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# Solution
+# the field's reach on one side, from its footprint; the vehicle's bottom row lies gap + 1 rows from the band
+without_field = context_reach.probe_footprint(context_reach.ContextProbe(image_pooling=False), 48, (24, 24))
+design_gap = (int(without_field.any(0).sum()) - 1) // 2  # the reach: from this gap on, the bottom row is beyond
+design_scenes = context_reach.ShoreScenes(config.choose(smoke=10, cpu=100, gpu=100), far=True,
+                                          gap=(design_gap, design_gap), seed=10_000)
+design_miou = {False: [], True: []}  # image pooling -> percent, one per seed
+for seed in (0, 1, 2):
+    for pooling in (False, True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            probe = context_reach.ContextProbe(image_pooling=pooling)
+            context_reach.train_probe(probe, far=True, gap=(design_gap, design_gap), seed=seed,
+                                      steps=config.choose(smoke=20, cpu=200, gpu=200))
+        design_miou[pooling].append(100 * context_reach.probe_miou(probe, design_scenes))
+design_gain = np.subtract(design_miou[True], design_miou[False])  # points, one per seed
+design_low, design_high = findings.seed_interval(design_gain)
+lines_10_5 = [f"gap {design_gap}, seed {seed}: mIoU {without:.1f} % without image pooling, {with_:.1f} % with it"
+              for seed, (without, with_) in enumerate(zip(design_miou[False], design_miou[True]))]
+lines_10_5.append(
+    f"With image pooling minus without: {design_gain.mean():+.1f} points, 95 % interval over seeds "
+    f"[{design_low:+.1f}, {design_high:+.1f}], which "
+    + ("excludes zero" if design_low > 0 or design_high < 0 else "does not exclude zero")
+    + f". The field without image pooling reaches {design_gap} pixels, so from a gap of {design_gap} rows on, the "
+    f"vehicle's bottom row lies {design_gap + 1} or more rows from the band: no pixel of it sees the band, the "
+    "network can only guess (a guess reaches 73 % at most, section 7) and image pooling has work to do. Section 7 "
+    f"showed that image pooling matters {context_reach.FAR_GAP} or more pixels from the context; this design shows "
+    "it matters as soon as the context lies beyond the convolutions' reach, however little. The control it still "
+    "needs is section 7's near scenes (r2): the same two arms with the band within reach, where image pooling has "
+    "nothing to add; without it, the difference could come from image pooling helping in every scene.")
+solved("10.5", design_gap, *lines_10_5)
+
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it): the solution's sentence holds
+assert design_gap == 4 and int(without_field.sum()) == 81, (design_gap, int(without_field.sum()))
+if profile != "smoke":
+    assert design_low > 0, (design_gain, design_low)  # "excludes zero"
+    assert max(design_miou[False]) < 74 and min(design_miou[True]) > 97, design_miou  # "can only guess", named

@@ -127,6 +127,25 @@ def test_a_short_experiment_keeps_one_matrix_per_seed_and_scene_and_the_callers_
         cr.grid_experiment((), progress=False)
 
 
+def test_a_probe_is_scored_per_scene_and_over_all_pixels() -> None:
+    """probe_confusions counts each scene apart, as the experiments keep them; probe_miou pools every pixel
+    (exercises 10.4 and 10.5), and a probe that calls every pixel background scores the background's IoU alone."""
+    scenes = cr.ShoreScenes(3, far=True, gap=(4, 4))
+
+    class Background(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = torch.zeros(len(x), 5, *x.shape[-2:])
+            out[:, cr.BACKGROUND] = 1
+            return {"out": out}
+
+    cms = cr.probe_confusions(Background(), scenes)
+    assert cms.shape == (3, 5, 5) and cms.dtype == np.uint32 and int(cms[0].sum()) == 48 * 48
+    assert cms[:, :, 1:].sum() == 0  # nothing predicted but background
+    background = (scenes.labels == cr.BACKGROUND).sum().item() / scenes.labels.numel()  # background's IoU
+    present = len(torch.unique(scenes.labels))  # every class in the truth counts, with an IoU of 0 but background
+    assert cr.probe_miou(Background(), scenes) == pytest.approx(background / present)
+
+
 @pytest.mark.slow
 def test_image_pooling_names_far_vehicles_and_only_far_ones() -> None:
     """The finding chapter 10 shows, with one seed: far from the band, only the network with image

@@ -1,4 +1,5 @@
-"""Exercises of chapter 10 (the papers' findings over seeds): the mIoU, the verdict, and reading the record."""
+"""Exercises of chapter 10 (the papers' findings over seeds): the mIoU, the verdict, reading the record, and
+the designed experiments' scenes."""
 
 from __future__ import annotations
 
@@ -274,4 +275,54 @@ value_exercise(
     more_wrong=(20, 30),
     hint="the field reaches 30 pixels on each side (GridProbe's docstring: 61 across); the vehicles are "
          "48 // 6 = 8 rows tall (shore_scenes).",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _reach_without_pooling() -> int:
+    """How many pixels a :class:`~deeplab_edu.context_reach.ContextProbe` without image pooling sees on each
+    side of an output, measured as :func:`_reach` does (its footprint in a scene wider than its field)."""
+    from ..context_reach import ContextProbe, probe_footprint
+
+    with torch.random.fork_rng(devices=[]):
+        probe = ContextProbe(image_pooling=False)
+    return (int(probe_footprint(probe, 48, (24, 24)).any(0).sum()) - 1) // 2
+
+
+def _nearest_unseen_gap() -> int:
+    """The fewest rows of background between vehicle and band for which no vehicle pixel has the band within
+    the field of the probe without image pooling: the vehicle's bottom row lies gap + 1 rows from the band's
+    first row, which must be farther than the field reaches."""
+    return _reach_without_pooling()
+
+
+value_exercise(
+    "10.5",
+    "Design the scenes: the fewest rows of background between a vehicle and the band for which no pixel of the "
+    "vehicle has the band within the field of the network without image pooling",
+    solution=_nearest_unseen_gap,
+    answer_type="whole",
+    kind="predict",
+    mistakes=[
+        (lambda a: a == _nearest_unseen_gap() - 1,
+         lambda a: f"at a gap of {a} the vehicle's bottom row lies {a + 1} rows from the band's first row: exactly as "
+                   f"far as the field reaches ({_reach_without_pooling()} pixels), and the field's edge still counts."),
+        (lambda a: a == _nearest_unseen_gap() + 1,
+         lambda a: f"one too many: at a gap of {a - 1} the vehicle's bottom row already lies {a} rows from the band, "
+                   f"beyond the {_reach_without_pooling()} pixels the field reaches."),
+        (lambda a: a == 2 * _reach_without_pooling() + 1,
+         lambda a: f"{a} is the field's side (section 7's footprint, {a} x {a}), the output's own pixel included; "
+                   f"an output sees {_reach_without_pooling()} pixels on each side."),
+        (lambda a: a == 2 * _reach_without_pooling(),
+         lambda a: f"{a} is both sides of the field together; an output sees {_reach_without_pooling()} on each side."),
+        (lambda a: a > _nearest_unseen_gap() + 1,
+         lambda a: f"at a gap of {a} no vehicle pixel sees the band (section 7's far scenes leave 20 rows or more), "
+                   "but the question asks for the fewest rows: the vehicle's bottom row is the one nearest the band, "
+                   "so it alone decides."),
+    ],
+    otherwise=lambda a: (f"{a} is not it. Start from how far the field reaches on one side (section 7's footprint), "
+                         "then ask which row of the vehicle lies nearest the band, and how far from it."),
+    more_wrong=(3, 5, 9, 20),
+    hint="without image pooling an output sees 9 x 9 pixels (section 7: two 3x3 convolutions and a 3x3 at rate 2); "
+         "with gap=(g, g) the vehicle's bottom row lies g + 1 rows above the band's first row (shore_scenes).",
 )
