@@ -16,7 +16,8 @@ changes the design so that they cannot, and keeps everything else equal:
 * :func:`train_probe`, :func:`reach_experiment`: train both arms on both kinds of scene over
   seeds and keep one confusion matrix per validation scene, for :mod:`deeplab_edu.findings`'
   statistics (chapter 10, section 7); :func:`probe_footprint` shows which input pixels reach an output,
-  :func:`probe_miou` scores one trained probe (chapter 10's exercises 10.4 and 10.5).
+  :func:`probe_confusions` and :func:`probe_miou` score one trained probe (chapter 10's exercises 10.4
+  and 10.5).
 
 Multi-grid (DeepLabv3 sec. 3.2.1) changes the findings as little (e1, e2): it widens block 4's field
 at the same cost, and the teaching network's field covers a scene without it. The same design
@@ -301,6 +302,10 @@ def probe_confusions(model: nn.Module, scenes: ShoreScenes) -> np.ndarray:
     Returns:
         (len(scenes), 5, 5) uint32 pixel counts, rows the truth, columns the prediction
         (:func:`deeplab_edu.findings.scene_confusions`).
+
+    Raises:
+        ValueError: ``model``'s ``"out"`` is not (N, 5, H, W) for the scenes' (N, 3, H, W) images, as
+            :func:`~deeplab_edu.findings.scene_confusions` finds it.
     """
     with torch.no_grad():
         pred = model(scenes.images)["out"].argmax(1)
@@ -310,6 +315,9 @@ def probe_confusions(model: nn.Module, scenes: ShoreScenes) -> np.ndarray:
 def probe_miou(model: nn.Module, scenes: ShoreScenes) -> float:
     """``model``'s mIoU on ``scenes`` (a fraction in [0, 1]): the pixels of all its scenes counted together
     (:func:`probe_confusions` summed over scenes, :func:`deeplab_edu.findings.miou`).
+
+    Raises:
+        ValueError: as :func:`probe_confusions`.
 
     >>> scenes = ShoreScenes(4, far=False)
     >>> class Oracle(nn.Module):  # scores every pixel's true class highest

@@ -314,7 +314,9 @@ value_exercise(
          lambda a: f"{a} is the field's side (section 7's footprint, {a} x {a}), the output's own pixel included; "
                    f"an output sees {_reach_without_pooling()} pixels on each side."),
         (lambda a: a == 2 * _reach_without_pooling(),
-         lambda a: f"{a} is both sides of the field together; an output sees {_reach_without_pooling()} on each side."),
+         lambda a: f"{a} is both sides of the field together (and the vehicle's height, which does not enter: its "
+                   f"bottom row, the nearest to the band, decides); an output sees {_reach_without_pooling()} on "
+                   "each side."),
         (lambda a: a > _nearest_unseen_gap() + 1,
          lambda a: f"at a gap of {a} no vehicle pixel sees the band (section 7's far scenes leave 20 rows or more), "
                    "but the question asks for the fewest rows: the vehicle's bottom row is the one nearest the band, "
@@ -322,7 +324,7 @@ value_exercise(
     ],
     otherwise=lambda a: (f"{a} is not it. Start from how far the field reaches on one side (section 7's footprint), "
                          "then ask which row of the vehicle lies nearest the band, and how far from it."),
-    more_wrong=(3, 5, 9, 20),
+    more_wrong=(3, 5, 8, 9, 12, 20),
     hint="without image pooling an output sees 9 x 9 pixels (section 7: two 3x3 convolutions and a 3x3 at rate 2); "
          "with gap=(g, g) the vehicle's bottom row lies g + 1 rows above the band's first row (shore_scenes).",
 )
