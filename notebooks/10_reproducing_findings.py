@@ -995,17 +995,19 @@ if profile != "smoke":
 # every vehicle of `context_reach.shore_scenes` lies exactly $g$ rows of background above the band.
 # **What is the fewest rows $g$ for which no pixel of any vehicle has the band within the field of the
 # network without image pooling** (the field's edge included)? Predict first (section 7 measured that
-# network's footprint). Then run your design: for each of the seeds 0, 1 and 2 and both arms, build
+# network's footprint). Then run your design (six small trainings, about 7 s each on 2 cores): for each of
+# the seeds 0, 1 and 2 and both arms, build
 # `context_reach.ContextProbe(image_pooling=...)` right after `torch.manual_seed(seed)`, train it with
 # `context_reach.train_probe(model, far=True, gap=(g, g), seed=seed)` (both arms of a seed see the same
 # scenes) and keep `context_reach.probe_confusions(model, scenes)`, one matrix per scene of
-# `scenes = context_reach.ShoreScenes(100, far=True, gap=(g, g), seed=10_000)`. Stack each arm's three into
-# a (seeds, scenes, 5, 5) array and measure the mIoU with image pooling minus without as section 2 does:
-# `findings.bootstrap_difference(without, with_pooling, findings.miou, n_boot=n_boot)` (the difference and
-# its interval, fractions), `findings.seed_interval` of the per-seed differences
-# (`findings.seed_values(cms, findings.miou)` is each seed's mIoU), and `findings.joint_verdict` of the two
-# intervals (direction +1): does your design resolve the finding? Finally, explain in one sentence what your
-# design shows that section 7's did not, and which control it relies on.
+# `scenes = context_reach.ShoreScenes(100, far=True, gap=(g, g), seed=10_000)`. Stack each arm's three with
+# `np.stack` (seeds first) into a (seeds, scenes, 5, 5) array and measure the mIoU with image pooling minus
+# without as section 2 does: `findings.bootstrap_difference(without, with_pooling, findings.miou,
+# n_boot=n_boot)` (the difference and its interval, as fractions: times 100 for points),
+# `findings.seed_interval` of the per-seed differences (`findings.seed_values(cms, findings.miou)` is each
+# seed's mIoU, a fraction), and `findings.joint_verdict` of the two intervals, in one unit (direction +1):
+# does your design resolve the finding? Finally, explain in one sentence what your design shows that section
+# 7's did not, and which of section 7's experiments is its control (one with the band within reach).
 
 # %%
 answer_10_5 = ...  # a whole number of rows
@@ -1019,7 +1021,7 @@ pass  # replace with your code
 
 # %% [markdown]
 # *Your sentence* (in the notebook, double-click this cell to edit it): what does your design show that
-# section 7's did not, and which control does it rely on?
+# section 7's did not, and which of section 7's experiments is its control?
 
 # %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
 # Solution
@@ -1056,10 +1058,10 @@ lines_10_5.append(
     f"{context_reach.FAR_GAP} rows or more; this design gets a gain as large as section 7's (r1: "
     f"{reach_table[0]['_difference']:+.1f} points) with the band {design_gap + 1} to "
     f"{design_gap + context_reach.VEHICLE_ROWS} rows from the vehicle, just beyond the {design_gap} pixels the "
-    "convolutions reach: what decides is the field, not the distance as such. The control it relies on is "
-    "section 7's near scenes (r2), the same two arms with the band within reach, where image pooling changes "
-    "nothing; no smaller gap could serve, since the vehicle is taller than the reach and at every gap part of "
-    "it cannot see the band.")
+    "convolutions reach: what decides is the field, not the distance as such. Its control is section 7's near "
+    "scenes (r2), the same two arms with the band within reach, where image pooling changes nothing; a smaller "
+    "gap would not be a clean one, since it lets only the vehicle's bottom rows see the band (the vehicle is "
+    "taller than the reach), so a network without image pooling could name part of a vehicle.")
 solved("10.5", design_gap, *lines_10_5)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
