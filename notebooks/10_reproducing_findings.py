@@ -992,7 +992,9 @@ if profile != "smoke":
 # ### Exercise 10.5: design an experiment: the band just out of reach
 # Section 7 put the far vehicles 20 pixels or more above the band. A design should take away no more than it
 # must: the closer its scenes are to the course's, the more its finding says about them. With `gap=(g, g)`,
-# every vehicle of `context_reach.shore_scenes` lies exactly $g$ rows of background above the band.
+# every vehicle of `context_reach.shore_scenes` lies exactly $g$ rows of background above the band (and so
+# on one row, where section 7 draws it anywhere in the top third: a second change, harmless here, since a
+# vehicle's row tells nothing about boat or car).
 # **What is the fewest rows $g$ for which no pixel of any vehicle has the band within the field of the
 # network without image pooling** (the field's edge included)? Predict first (section 7 measured that
 # network's footprint). Then run your design (six small trainings, about 7 s each on 2 cores): for each of
