@@ -15,7 +15,8 @@ changes the design so that they cannot, and keeps everything else equal:
   9 x 9 pixels, far less than the gap.
 * :func:`train_probe`, :func:`reach_experiment`: train both arms on both kinds of scene over
   seeds and keep one confusion matrix per validation scene, for :mod:`deeplab_edu.findings`'
-  statistics (chapter 10, section 7); :func:`probe_footprint` shows which input pixels reach an output,
+  statistics (chapter 10, section 7); :func:`probe_footprint` shows which input pixels reach an output
+  and :func:`probe_reach` how far,
   :func:`probe_confusions` and :func:`probe_miou` score one trained probe (chapter 10's exercises 10.4
   and 10.5).
 
@@ -58,8 +59,8 @@ from .models.aspp import ASPP
 __all__ = [
     "SHORE", "BACKGROUND", "WATER", "ROAD", "BOAT", "CAR", "VEHICLE_ROWS", "BAND_TOP", "FAR_GAP", "MID_GAP",
     "SCENE_KINDS", "REACH_ARMS", "GRID_ARMS", "shore_scenes", "ShoreScenes", "ContextProbe", "GridProbe",
-    "probe_footprint", "train_probe", "probe_confusions", "probe_miou", "ReachExperiment", "REACH_FINDINGS",
-    "GRID_FINDINGS", "reach_experiment", "grid_experiment",
+    "probe_footprint", "probe_reach", "train_probe", "probe_confusions", "probe_miou", "ReachExperiment",
+    "REACH_FINDINGS", "GRID_FINDINGS", "reach_experiment", "grid_experiment",
 ]
 
 #: The classes of :func:`shore_scenes`, with the course scenes' colours for car and boat (for the label maps;
@@ -273,6 +274,28 @@ def probe_footprint(model: ContextProbe | GridProbe, size: int = 48,
 
     position = (size // 8, size // 2) if position is None else position
     return input_footprint(model.features(), size, size, position, channels=3)
+
+
+def probe_reach(model: ContextProbe | GridProbe, size: int = 128) -> int:
+    """How many pixels ``model``'s output sees on each side, measured: half the side of its
+    :func:`probe_footprint` at the centre of a ``size`` x ``size`` scene, the output's own pixel left out.
+    4 for a :class:`ContextProbe` without image pooling (9 x 9 pixels), 14 and 30 for a :class:`GridProbe`
+    with unit rates (1, 1, 1) and multi-grid (1, 2, 4) (29 and 61 across); chapter 10's exercises 10.4 and
+    10.5 start from it.
+
+    Raises:
+        ValueError: the footprint reaches the scene's edge, so ``size`` does not hold the whole field (a
+            :class:`ContextProbe` with image pooling sees every pixel of any scene), or as :func:`probe_footprint`.
+
+    >>> probe_reach(ContextProbe(image_pooling=False))
+    4
+    """
+    footprint = probe_footprint(model, size, (size // 2, size // 2))
+    cols = np.flatnonzero(footprint.any(0))
+    if cols[0] == 0 or cols[-1] == size - 1:
+        raise ValueError(f"probe_reach: the footprint of {type(model).__name__} reaches the edge of a {size} x {size} "
+                         "scene, so its reach is not measured (its field is wider, or it sees the whole scene)")
+    return int(cols[-1] - cols[0]) // 2
 
 
 def train_probe(model: nn.Module, *, far: bool, gap: tuple[int, int] | None = None, steps: int = 200, batch: int = 16,

@@ -127,6 +127,17 @@ def test_a_short_experiment_keeps_one_matrix_per_seed_and_scene_and_the_callers_
         cr.grid_experiment((), progress=False)
 
 
+def test_a_probes_reach_is_half_its_footprints_side() -> None:
+    """probe_reach: 4 pixels for the probe without image pooling (9 x 9), 14 and 30 for the grid probes (29 and
+    61 across, GridProbe's docstring); a field the scene does not hold is refused, not measured short."""
+    assert cr.probe_reach(cr.ContextProbe(image_pooling=False)) == 4
+    assert cr.probe_reach(cr.GridProbe((1, 1, 1))) == 14 and cr.probe_reach(cr.GridProbe((1, 2, 4))) == 30
+    with pytest.raises(ValueError, match="reaches the edge"):
+        cr.probe_reach(cr.ContextProbe(image_pooling=True))
+    with pytest.raises(ValueError, match="reaches the edge"):
+        cr.probe_reach(cr.GridProbe((1, 2, 4)), size=48)
+
+
 def test_a_probe_is_scored_per_scene_and_over_all_pixels() -> None:
     """probe_confusions counts each scene apart, as the experiments keep them; probe_miou pools every pixel
     (exercises 10.4 and 10.5), and a probe that calls every pixel background scores the background's IoU alone."""

@@ -4,6 +4,7 @@ the designed experiments' scenes."""
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import numpy as np
 import torch
@@ -225,15 +226,23 @@ value_exercise(
 )
 
 
+def _measured_reach(build: Callable[[], torch.nn.Module]) -> int:
+    """:func:`~deeplab_edu.context_reach.probe_reach` of the probe ``build()`` makes, the learner's random stream
+    kept (building a probe draws its weights)."""
+    from ..context_reach import probe_reach
+
+    with torch.random.fork_rng(devices=[]):
+        probe = build()
+    return probe_reach(probe)  # type: ignore[arg-type]
+
+
 @functools.lru_cache(maxsize=2)
 def _reach(multi_grid: tuple[int, int, int]) -> int:
     """How many pixels a :class:`~deeplab_edu.context_reach.GridProbe` with these unit rates sees on each side
-    of an output, measured (its footprint in a scene wider than its field; the learner's random stream kept)."""
-    from ..context_reach import GridProbe, probe_footprint
+    of an output, measured."""
+    from ..context_reach import GridProbe
 
-    with torch.random.fork_rng(devices=[]):
-        probe = GridProbe(multi_grid)
-    return (int(probe_footprint(probe, 128, (64, 64)).any(0).sum()) - 1) // 2
+    return _measured_reach(functools.partial(GridProbe, multi_grid))
 
 
 def _widest_gap() -> int:
@@ -281,12 +290,10 @@ value_exercise(
 @functools.lru_cache(maxsize=1)
 def _reach_without_pooling() -> int:
     """How many pixels a :class:`~deeplab_edu.context_reach.ContextProbe` without image pooling sees on each
-    side of an output, measured as :func:`_reach` does (its footprint in a scene wider than its field)."""
-    from ..context_reach import ContextProbe, probe_footprint
+    side of an output, measured."""
+    from ..context_reach import ContextProbe
 
-    with torch.random.fork_rng(devices=[]):
-        probe = ContextProbe(image_pooling=False)
-    return (int(probe_footprint(probe, 48, (24, 24)).any(0).sum()) - 1) // 2
+    return _measured_reach(functools.partial(ContextProbe, image_pooling=False))
 
 
 def _nearest_unseen_gap() -> int:
