@@ -6,6 +6,9 @@
     python benchmarks/findings.py --arms "v3, separable ASPP" v3+ --out benchmarks/results/findings_decoder_cpu.json  # d4
     python benchmarks/findings.py --arms v3 "v3, no image pooling" "v3, multi-grid (1, 1, 1)" "v3, multi-grid (1, 2, 4)" \
         --findings c1 c2 c3 c4 c5 c6 e1 e2 --out benchmarks/results/findings_context_cpu.json  # c4-c6, e2
+    python benchmarks/findings.py --arms v2 --findings f1 f2 --crf-w-bilateral 3 5 8 12 20 \
+        --crf-theta-alpha 20 40 80 160 --crf-theta-beta 5 10 20 40 \
+        --out benchmarks/results/findings_crf_cpu.json  # f, the CRF chosen on a wider grid
 
 Runs are kept in ``runs/course/cpu/<arm>/seed<k>`` (the folders chapters 08-10 train in, so the
 chapters' seed-0 runs are these) and reused when finished (delete to retrain).
@@ -46,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "findings_cpu.json")
+    for axis, unit in (("w_bilateral", "the bilateral kernel's weight w1"), ("theta_alpha", "pixels"),
+                       ("theta_beta", "0-255 RGB units")):
+        p.add_argument(f"--crf-{axis.replace('_', '-')}", dest=f"crf_{axis}", nargs="+", type=float,
+                       default=findings.CRF_GRID[axis], metavar="V",
+                       help=f"the CRF search's values of {axis} ({unit}; default: %(default)s)")
     p.add_argument("--train-only", action="store_true",
                    help="train the missing runs and stop, without evaluating; start it several times (with --threads 1) "
                         "to train runs side by side: each process skips the runs another is training")
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained {len(trained)} runs in {(time.time() - start) / 60:.1f} minutes: {', '.join(trained) or 'none'}")
         return 0
 
-    crf_params, crf_search = None, []
+    crf_params, crf_search, crf_grid = None, [], None
     arms = args.arms or list(findings.ARMS)
     if "v2" in arms:
         from deeplab_edu.data import build_dataset
@@ -68,10 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         model, _, cfg = train_or_load("cpu", out_dir=out, **findings.arm_overrides("v2", args.seeds[0]))
         held_out = build_dataset("procedural", "train", size=cfg.image_size, length=findings.CRF_SEARCH_SCENES, difficulty=cfg.difficulty,
                                  transform=eval_transform())
-        crf_params, tried = findings.tune_crf(model, held_out, progress=True)
+        crf_params, tried = findings.tune_crf(model, held_out, w_bilateral=args.crf_w_bilateral,
+                                              theta_alpha=args.crf_theta_alpha, theta_beta=args.crf_theta_beta,
+                                              progress=True)
         crf_search = [{"w_bilateral": t.w_bilateral, "theta_alpha": t.theta_alpha, "theta_beta": t.theta_beta,
                        "miou": m} for t, m in tried]
         print(f"CRF parameters: {crf_params}")
+        crf_grid = {axis: getattr(args, f"crf_{axis}") for axis in findings.CRF_GRID}
 
     matrices = findings.run_findings(args.runs, args.seeds, arms=arms, val_length=args.val_length,
                                      crf_params=crf_params, findings=args.findings)
@@ -92,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     write_record(args.out, {"seeds": args.seeds, "val_scenes": args.val_length, "table": table,
                             "findings_evaluated": args.findings,
                             "matrices_file": npz.name, "crf_params": crf_params.__dict__ if crf_params else None,
-                            "crf_search": crf_search},
+                            "crf_search": crf_search, "crf_grid": crf_grid},
                  extra={"arms": {a: findings.ARMS[a] for a in arms}, "runs_trained_by": trained_by,
                         "torch_threads": args.threads,
                         "load_average_before": load_before, "load_average_after": os.getloadavg(),

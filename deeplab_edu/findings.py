@@ -54,7 +54,7 @@ from .data.classes import BOAT, CAR, WIRE
 __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "metric_label", "shown_rows", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
-    "verdict", "joint_verdict", "CRF_SEARCH_SCENES",
+    "verdict", "joint_verdict", "CRF_SEARCH_SCENES", "CRF_GRID",
     "measurable", "findings_table", "SHOWN_COLUMNS", "removed_errors", "scene_confusions", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
@@ -63,6 +63,12 @@ BAND_WIDTHS = (1, 4)
 
 #: How many *training* scenes ``benchmarks/findings.py`` chooses the CRF's parameters on (:func:`tune_crf`).
 CRF_SEARCH_SCENES = 25
+
+#: The grid :func:`tune_crf` searches by default: the bilateral kernel's weight ``w1`` and its widths
+#: ``theta_alpha`` (pixels) and ``theta_beta`` (intensity, on the 0-255 scale), as DeepLab v2 searches them
+#: (sec. 4.1.1). ``benchmarks/findings.py``'s ``--crf-*`` flags choose another.
+CRF_GRID: dict[str, tuple[float, ...]] = {
+    "w_bilateral": (3.0, 5.0), "theta_alpha": (5.0, 10.0, 20.0, 40.0), "theta_beta": (3.0, 5.0, 10.0)}
 
 #: The source of the image-pooling findings: the paper's multi-grid factors (1, 2, 4) are block-4 rates
 #: (2, 4, 8) at output stride 16; without multi-grid, ours are torchvision's (1, 2, 2) there.
@@ -644,15 +650,24 @@ def scene_confusions(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     return counts.reshape(n, c, c).cpu().numpy().astype(np.uint32)
 
 
-def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = (3.0, 5.0),
-             theta_alpha: Sequence[float] = (5.0, 10.0, 20.0, 40.0), theta_beta: Sequence[float] = (3.0, 5.0, 10.0),
+def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = CRF_GRID["w_bilateral"],
+             theta_alpha: Sequence[float] = CRF_GRID["theta_alpha"],
+             theta_beta: Sequence[float] = CRF_GRID["theta_beta"],
              progress: bool = False) -> tuple[Any, list[tuple[Any, float]]]:
     """Choose the CRF's ``w1``, ``theta_alpha`` and ``theta_beta`` by mIoU on ``dataset``, as DeepLab
     v2 cross-validates them on held-out images (sec. 4.1.1; ``w2 = 3``, ``theta_gamma = 3`` fixed).
 
     Use scenes the findings are *not* measured on (e.g. the training split). Returns the best
-    :class:`~deeplab_edu.crf.CRFParams` and every ``(params, mIoU)`` tried.
+    :class:`~deeplab_edu.crf.CRFParams` and every ``(params, mIoU)`` tried (mIoU as a fraction, over
+    ``dataset``'s pixels pooled), in the grid's order. A best value on the grid's edge
+    (:func:`~deeplab_edu.crf_eval.grid_edges`) says a wider grid may do better.
+
+    Raises:
+        ValueError: an axis of the grid is empty.
     """
+    if not (w_bilateral and theta_alpha and theta_beta):
+        raise ValueError(f"every axis of the CRF grid needs a value: w_bilateral={list(w_bilateral)}, "
+                         f"theta_alpha={list(theta_alpha)}, theta_beta={list(theta_beta)}")
     import itertools
 
     from .crf import DEEPLAB_RELEASED
@@ -823,6 +838,17 @@ class RecordedFindings:
                  "verdict": f"**{r['verdict']}**" if r["verdict"] == "opposite" else r["verdict"]}
                 for r in self.record["results"]["table"]]
         return markdown_text(rows)
+
+    def crf_edges(self) -> dict[str, str]:
+        """Where the record's CRF search chose a value on the edge of its grid, as
+        :func:`~deeplab_edu.crf_eval.grid_edges` reports it (``{}`` when every chosen value lies inside,
+        or when the record searched no CRF): a wider grid may find a better CRF."""
+        from .crf_eval import grid_edges
+
+        chosen, searched = self.record["results"].get("crf_params"), self.record["results"].get("crf_search")
+        if not chosen or not searched:
+            return {}
+        return grid_edges(chosen, {k: [t[k] for t in searched] for k in CRF_GRID})
 
     def describe(self) -> str:
         """Provenance and size: command, commit, hardware, seeds, scenes."""

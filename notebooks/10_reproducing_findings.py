@@ -61,8 +61,9 @@
 # - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
 #   `FINDINGS`, `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
 #   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
-#   records' description (`describe()`, built on chapter 08's `describe_record`), `deeplab_edu.records.shown_path`
-#   (a path as a notebook prints it);
+#   records' description (`describe()`, built on chapter 08's `describe_record`) and where a record's CRF search
+#   stopped (`crf_edges()`, built on chapter 07's `grid_edges`), `deeplab_edu.records.shown_path` (a path as a
+#   notebook prints it);
 # - the statistics: `deeplab_edu.findings` (`bootstrap_difference`, `seed_interval`,
 #   `seed_prediction_interval`, `seed_values`, `metric`, `miou`, `class_iou`, `verdict`,
 #   `joint_verdict`);
@@ -76,9 +77,9 @@
 #   `deeplab_edu.viz.context_reach` (`plot_probe_scenes`, `first_vehicles`, `vehicle_centre`);
 # - from earlier chapters: the validation scenes (`deeplab_edu.data.build_dataset` with
 #   `deeplab_edu.data.transforms.eval_transform` and the class list
-#   `deeplab_edu.data.classes.PROCEDURAL`: 06), `deeplab_edu.crf_eval.grid_edges` (07),
-#   `deeplab_edu.engine.config.load_config` (08), `deeplab_edu.models.build_backbone` with
-#   `deeplab_edu.receptive_field.receptive_field_of` (03 and 02), and Luo et al.'s map
+#   `deeplab_edu.data.classes.PROCEDURAL`: 06), `deeplab_edu.engine.config.load_config` (08),
+#   `deeplab_edu.models.build_backbone` with `deeplab_edu.receptive_field.receptive_field_of` (03 and 02),
+#   and Luo et al.'s map
 #   `deeplab_edu.effective_receptive_field.effective_receptive_field` (02) with its new `row_share`.
 
 # %%
@@ -88,7 +89,6 @@ import torch
 from IPython.display import Markdown, display
 
 from deeplab_edu import config, findings
-from deeplab_edu.crf_eval import grid_edges
 from deeplab_edu.exercises import check, solved
 from deeplab_edu.viz.tables import markdown_table
 
@@ -185,6 +185,7 @@ display(markdown_table(view_rows))
 
 # %%
 recorded = findings.load_findings()
+crf_record = findings.load_findings("findings_crf_cpu")  # the CRF (f) again, its parameters from a wider grid
 if recorded is None:
     print("no findings record: run `python benchmarks/findings.py` first (see benchmarks/README.md)")
 else:
@@ -193,11 +194,11 @@ else:
     if crf:
         print(f"dense CRF parameters, chosen on {findings.CRF_SEARCH_SCENES} training scenes: "
               f"w1 = {crf['w_bilateral']}, theta_alpha = {crf['theta_alpha']} px, theta_beta = {crf['theta_beta']}")
-        searched = recorded.record["results"]["crf_search"]
-        at_edge = grid_edges(crf, {k: [t[k] for t in searched] for k in ("w_bilateral", "theta_alpha", "theta_beta")})
+        at_edge = recorded.crf_edges()
         if at_edge:  # the grid's best is not necessarily the CRF's best
             print(f"  on the edge of the grid ({', '.join(f'{k}: the {e} value tried' for k, e in at_edge.items())}): "
-                  "a wider grid may find a better CRF, so the CRF's gain below may be understated")
+                  "a wider grid may find a better CRF, so the CRF's gain below may be understated"
+                  + ("; section 3 measures it again, with a wider grid" if crf_record is not None else ""))
 
 # %% [markdown]
 # An example first: image pooling's gain in mIoU (finding c3), with the 2000 bootstrap
@@ -259,6 +260,7 @@ if recorded is not None:
 # control the paper did not run); the source column then names what the paper shows instead.
 
 # %%
+other_records = {}  # the records of the findings this one predates, by name (section 7 reads one again)
 if recorded is not None:
     measured = findings.measurable(recorded.matrices)  # a record made before an arm existed lacks its findings
     table = findings.findings_table(recorded.matrices, measured, n_boot=n_boot)
@@ -271,7 +273,7 @@ if recorded is not None:
     for name, arms_text in (("findings_decoder_cpu", "DeepLabv3 with a separable ASPP and DeepLabv3+"),
                             ("findings_context_cpu", "DeepLabv3 with and without image pooling, and with multi-grid "
                                                      "(1, 1, 1) and (1, 2, 4)")):
-        other = findings.load_findings(name)
+        other = other_records[name] = findings.load_findings(name)
         more = [] if other is None else findings.measurable(
             other.matrices, [f for f in findings.FINDINGS if f not in measured and f not in extra])
         if more:
@@ -280,6 +282,17 @@ if recorded is not None:
             display(Markdown(f"From `results/{name}.json` ({arms_text}, trained again, {len(other.seeds)} seeds, "
                              "evaluated at output stride 8 and 16):"))
             display(markdown_table(findings.shown_rows(rows)))
+    crf_table = []  # the dense CRF (f) again: DeepLab v2 trained again, the CRF's parameters from a wider grid
+    if crf_record is not None:
+        crf_findings = findings.measurable(crf_record.matrices, [f for f in findings.FINDINGS if f.key[0] == "f"])
+        crf_table = findings.findings_table(crf_record.matrices, crf_findings, n_boot=n_boot)
+        wide = crf_record.record["results"]["crf_params"]
+        display(Markdown(
+            f"The dense CRF (f) again, from `results/findings_crf_cpu.json`: DeepLab v2 trained again "
+            f"({len(crf_record.seeds)} seeds), the CRF's parameters chosen on a wider grid (w1 = {wide['w_bilateral']}, "
+            f"theta_alpha = {wide['theta_alpha']} px, theta_beta = {wide['theta_beta']}: "
+            + (f"on its edge again, {crf_record.crf_edges()}" if crf_record.crf_edges() else "inside the grid") + "):"))
+        display(markdown_table(findings.shown_rows(crf_table)))
     # what the verdict does not say: the size of a difference against the paper's, and the order of the models
     size_of = {f.key: r["_difference"] / (f.paper[1] - f.paper[0]) for r, f in zip(table, measured)
                if r["verdict"] == "reproduced" and f.paper is not None and f.metric == "miou"}
@@ -685,7 +698,7 @@ if profile != "smoke":  # the smoke profile trains for 20 steps: no model, only 
     named = [per_seed[a]["mIoU"] for a in ("far, with image pooling", "near, with image pooling", "near, without")]
     assert all((v > 97).all() for v in named), named  # "the vehicles are named right" (near: by both arms)
 # the prose's two records of image pooling's mIoU change at output stride 8 (c3): +0.38, then -0.09 retrained
-context_record = findings.load_findings("findings_context_cpu")
+context_record = other_records.get("findings_context_cpu")  # section 3 read it
 if recorded is not None and context_record is not None:
     c3 = [f for f in findings.FINDINGS if f.key == "c3"]
     c3_changes = [findings.findings_table(r.matrices, c3, n_boot=10)[0]["difference (points)"]

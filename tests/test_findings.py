@@ -128,6 +128,23 @@ def test_an_unknown_view_is_named_before_anything_runs() -> None:
         findings.evaluate_views(net, [], ["eval OS 8", "OS 8"])
 
 
+def test_tune_crf_keeps_the_best_of_its_grid_and_refuses_an_empty_axis() -> None:
+    from deeplab_edu.data import build_dataset
+    from deeplab_edu.data.transforms import eval_transform
+    from deeplab_edu.models import build_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    net = build_model("deeplabv2", backbone="tiny_resnet", num_classes=8).eval()
+    scenes = build_dataset("procedural", "train", length=2, size=32, difficulty="easy", transform=eval_transform())
+    best, tried = findings.tune_crf(net, scenes, w_bilateral=(0.0, 5.0), theta_alpha=(20.0,), theta_beta=(5.0, 10.0))
+    assert [(t.w_bilateral, t.theta_beta) for t, _ in tried] == [(0.0, 5.0), (0.0, 10.0), (5.0, 5.0), (5.0, 10.0)]
+    assert best == max(tried, key=lambda t: t[1])[0] and all(0 <= m <= 1 for _, m in tried)
+    assert tried[0][1] == tried[1][1]  # w1 = 0: no bilateral kernel, so its width cannot matter
+    with pytest.raises(ValueError, match=r"theta_alpha=\[\]"):
+        findings.tune_crf(net, scenes, theta_alpha=())
+
+
 def test_a_finding_needs_the_seeds_to_agree_too() -> None:
     """Three seeds that differ by +0.45, +0.31 and +1.57 points (chapter 10's image pooling): the
     bootstrap over seeds and scenes can exclude zero, the t interval over the seeds does not."""
