@@ -6,9 +6,7 @@
     python benchmarks/findings.py --arms "v3, separable ASPP" v3+ --out benchmarks/results/findings_decoder_cpu.json  # d4
     python benchmarks/findings.py --arms v3 "v3, no image pooling" "v3, multi-grid (1, 1, 1)" "v3, multi-grid (1, 2, 4)" \
         --findings c1 c2 c3 c4 c5 c6 e1 e2 --out benchmarks/results/findings_context_cpu.json  # c4-c6, e2
-    python benchmarks/findings.py --arms v2 --findings f1 f2 --crf-w-bilateral 3 5 8 12 20 \
-        --crf-theta-alpha 20 40 80 160 --crf-theta-beta 5 10 20 40 \
-        --out benchmarks/results/findings_crf_cpu.json  # f, the CRF chosen on a wider grid
+    python benchmarks/findings.py --arms v2 --findings f1 f2 --out benchmarks/results/findings_crf_cpu.json  # f
 
 Runs are kept in ``runs/course/cpu/<arm>/seed<k>`` (the folders chapters 08-10 train in, so the
 chapters' seed-0 runs are these) and reused when finished (delete to retrain).

@@ -65,10 +65,14 @@ BAND_WIDTHS = (1, 4)
 CRF_SEARCH_SCENES = 25
 
 #: The grid :func:`tune_crf` searches by default: the bilateral kernel's weight ``w1`` and its widths
-#: ``theta_alpha`` (pixels) and ``theta_beta`` (intensity, on the 0-255 scale), as DeepLab v2 searches them
-#: (sec. 4.1.1). ``benchmarks/findings.py``'s ``--crf-*`` flags choose another.
+#: ``theta_alpha`` (pixels) and ``theta_beta`` (0-255 RGB units), the three DeepLab v2 searches (sec. 4.1.1).
+#: Wide, because on the course's scenes colour says much about the class: the best kernels span the
+#: whole 128-pixel scene with a large weight (``results/findings_crf_cpu.json``); ``results/findings_cpu.json``
+#: searched w1 (3, 5), theta_alpha (5, 10, 20, 40) and theta_beta (3, 5, 10) and chose the largest of each.
+#: ``benchmarks/findings.py``'s ``--crf-*`` flags choose another grid.
 CRF_GRID: dict[str, tuple[float, ...]] = {
-    "w_bilateral": (3.0, 5.0), "theta_alpha": (5.0, 10.0, 20.0, 40.0), "theta_beta": (3.0, 5.0, 10.0)}
+    "w_bilateral": (5.0, 10.0, 20.0, 40.0, 80.0, 160.0), "theta_alpha": (20.0, 40.0, 80.0, 160.0, 320.0),
+    "theta_beta": (5.0, 10.0, 20.0, 40.0)}
 
 #: The source of the image-pooling findings: the paper's multi-grid factors (1, 2, 4) are block-4 rates
 #: (2, 4, 8) at output stride 16; without multi-grid, ours are torchvision's (1, 2, 2) there.
@@ -839,16 +843,29 @@ class RecordedFindings:
                 for r in self.record["results"]["table"]]
         return markdown_text(rows)
 
-    def crf_edges(self) -> dict[str, str]:
-        """Where the record's CRF search chose a value on the edge of its grid, as
-        :func:`~deeplab_edu.crf_eval.grid_edges` reports it (``{}`` when every chosen value lies inside,
-        or when the record searched no CRF): a wider grid may find a better CRF."""
+    def crf_edges(self) -> dict[str, tuple[str, float]]:
+        """Where the record's CRF search chose a value on the edge of its grid.
+
+        Returns:
+            ``{parameter: (edge, last_step)}`` for each parameter whose chosen value is the ``"largest"`` or
+            ``"smallest"`` of its grid (:func:`~deeplab_edu.crf_eval.grid_edges`), with ``last_step`` the
+            mIoU points (on the search's scenes) by which the best CRF tried beats the best one with that
+            parameter one value inside the grid: near zero, the search ended on a plateau and a wider grid
+            would gain little; larger, a wider grid may find a better CRF. ``{}`` when every chosen value
+            lies inside, or the record searched no CRF.
+        """
         from .crf_eval import grid_edges
 
         chosen, searched = self.record["results"].get("crf_params"), self.record["results"].get("crf_search")
         if not chosen or not searched:
             return {}
-        return grid_edges(chosen, {k: [t[k] for t in searched] for k in CRF_GRID})
+        values = {k: sorted({float(t[k]) for t in searched}) for k in CRF_GRID}
+        edges = {}
+        for k, edge in grid_edges(chosen, values).items():
+            inner = values[k][-2] if edge == "largest" else values[k][1]
+            step_in = max(t["miou"] for t in searched if float(t[k]) == inner)
+            edges[k] = (edge, 100 * (max(t["miou"] for t in searched) - step_in))
+        return edges
 
     def describe(self) -> str:
         """Provenance and size: command, commit, hardware, seeds, scenes."""

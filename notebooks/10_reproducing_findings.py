@@ -196,9 +196,11 @@ else:
               f"w1 = {crf['w_bilateral']}, theta_alpha = {crf['theta_alpha']} px, theta_beta = {crf['theta_beta']}")
         at_edge = recorded.crf_edges()
         if at_edge:  # the grid's best is not necessarily the CRF's best
-            print(f"  on the edge of the grid ({', '.join(f'{k}: the {e} value tried' for k, e in at_edge.items())}): "
-                  "a wider grid may find a better CRF, so the CRF's gain below may be understated"
-                  + ("; section 3 measures it again, with a wider grid" if crf_record is not None else ""))
+            print("  on the edge of the grid (" + ", ".join(
+                f"{k}: the {e} value tried, {step:.2f} points above the best one step inside"
+                for k, (e, step) in at_edge.items()) + "): a wider grid may find a better CRF, so the CRF's gain "
+                "below may be understated" + ("; section 3 measures it again, with a wider grid"
+                                              if crf_record is not None else ""))
 
 # %% [markdown]
 # An example first: image pooling's gain in mIoU (finding c3), with the 2000 bootstrap
@@ -291,7 +293,8 @@ if recorded is not None:
             f"The dense CRF (f) again, from `results/findings_crf_cpu.json`: DeepLab v2 trained again "
             f"({len(crf_record.seeds)} seeds), the CRF's parameters chosen on a wider grid (w1 = {wide['w_bilateral']}, "
             f"theta_alpha = {wide['theta_alpha']} px, theta_beta = {wide['theta_beta']}: "
-            + (f"on its edge again, {crf_record.crf_edges()}" if crf_record.crf_edges() else "inside the grid") + "):"))
+            + ("; ".join(f"the {e} {k} tried, {step:.2f} points above the best one step inside"
+                         for k, (e, step) in crf_record.crf_edges().items()) or "inside the grid") + "):"))
         display(markdown_table(findings.shown_rows(crf_table)))
     # what the verdict does not say: the size of a difference against the paper's, and the order of the models
     size_of = {f.key: r["_difference"] / (f.paper[1] - f.paper[0]) for r, f in zip(table, measured)

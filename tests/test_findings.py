@@ -145,6 +145,24 @@ def test_tune_crf_keeps_the_best_of_its_grid_and_refuses_an_empty_axis() -> None
         findings.tune_crf(net, scenes, theta_alpha=())
 
 
+def test_crf_edges_says_where_a_search_stopped_and_what_its_last_step_gained() -> None:
+    def search(scores: dict[tuple[float, float, float], float]) -> findings.RecordedFindings:
+        rows = [{"w_bilateral": w, "theta_alpha": a, "theta_beta": b, "miou": m} for (w, a, b), m in scores.items()]
+        best = max(rows, key=lambda r: r["miou"])
+        return findings.RecordedFindings({"results": {"crf_params": {k: best[k] for k in findings.CRF_GRID},
+                                                      "crf_search": rows}}, {})
+
+    grid = {(w, a, b): 0.5 for w in (5.0, 10.0, 20.0) for a in (20.0, 40.0, 80.0) for b in (5.0, 10.0, 20.0)}
+    inside = search({**grid, (10.0, 40.0, 10.0): 0.6})
+    assert inside.crf_edges() == {}
+    # the largest w1 and the smallest theta_alpha win, by 3 points over w1 = 10 and 1 point over theta_alpha = 40
+    edge = search({**grid, (20.0, 20.0, 10.0): 0.6, (10.0, 20.0, 10.0): 0.57, (20.0, 40.0, 10.0): 0.59})
+    assert set(edge.crf_edges()) == {"w_bilateral", "theta_alpha"}
+    (e_w, step_w), (e_a, step_a) = edge.crf_edges()["w_bilateral"], edge.crf_edges()["theta_alpha"]
+    assert (e_w, e_a) == ("largest", "smallest") and np.isclose(step_w, 3.0) and np.isclose(step_a, 1.0)
+    assert findings.RecordedFindings({"results": {"crf_params": None, "crf_search": []}}, {}).crf_edges() == {}
+
+
 def test_a_finding_needs_the_seeds_to_agree_too() -> None:
     """Three seeds that differ by +0.45, +0.31 and +1.57 points (chapter 10's image pooling): the
     bootstrap over seeds and scenes can exclude zero, the t interval over the seeds does not."""
