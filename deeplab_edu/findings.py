@@ -66,9 +66,10 @@ CRF_SEARCH_SCENES = 25
 
 #: The grid :func:`tune_crf` searches by default: the bilateral kernel's weight ``w1`` and its widths
 #: ``theta_alpha`` (pixels) and ``theta_beta`` (0-255 RGB units), the three DeepLab v2 searches (sec. 4.1.1).
-#: Wide, because on the course's scenes colour says much about the class: the best kernels span the
-#: whole 128-pixel scene with a large weight (``results/findings_crf_cpu.json``); ``results/findings_cpu.json``
-#: searched w1 (3, 5), theta_alpha (5, 10, 20, 40) and theta_beta (3, 5, 10) and chose the largest of each.
+#: Wide, because on the course's scenes colour says much about the class: the best kernels reach across
+#: most of the 128-pixel scene with a large weight, where mIoU levels off (``results/findings_crf_cpu.json``);
+#: ``results/findings_cpu.json`` searched w1 (3, 5), theta_alpha (5, 10, 20, 40) and theta_beta (3, 5, 10)
+#: and chose the largest of each.
 #: ``benchmarks/findings.py``'s ``--crf-*`` flags choose another grid.
 CRF_GRID: dict[str, tuple[float, ...]] = {
     "w_bilateral": (5.0, 10.0, 20.0, 40.0, 80.0, 160.0), "theta_alpha": (20.0, 40.0, 80.0, 160.0, 320.0),
@@ -867,13 +868,33 @@ class RecordedFindings:
             edges[k] = (edge, 100 * (max(t["miou"] for t in searched) - step_in))
         return edges
 
+    def describe_crf(self, plateau: float = 0.1) -> str:
+        """The record's CRF search in words: the parameters it chose and, where one lies on its grid's edge
+        (:meth:`crf_edges`), what the last step gained, read as a plateau when every such step gained less than
+        ``plateau`` mIoU points (a wider grid would gain little) and as a search cut short otherwise. ``""``
+        when the record searched no CRF."""
+        chosen = self.record["results"].get("crf_params")
+        if not chosen or not self.record["results"].get("crf_search"):
+            return ""
+        text = (f"dense CRF parameters, chosen on {CRF_SEARCH_SCENES} training scenes: w1 = {chosen['w_bilateral']:g}, "
+                f"theta_alpha = {chosen['theta_alpha']:g} px, theta_beta = {chosen['theta_beta']:g}")
+        edges = self.crf_edges()
+        if not edges:
+            return text + " (inside the grid searched)"
+        steps = "; ".join(f"{k}: the {edge} value tried, {step:.2f} mIoU points above the best one step inside"
+                          for k, (edge, step) in edges.items())
+        reading = ("the search ends on a plateau, where a wider grid would gain little"
+                   if all(step < plateau for _, step in edges.values()) else
+                   "a wider grid may find a better CRF, so the CRF's gain may be understated")
+        return f"{text}\n  on the edge of the grid ({steps}): {reading}"
+
     def describe(self) -> str:
         """Provenance and size: command, commit, hardware, seeds, scenes."""
         from .records import describe_record
 
         return (f"{describe_record(self.record)} Seeds {self.seeds}, {self.scenes} validation scenes, "
-                f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes of evaluation (the runs were "
-                "trained beforehand).")
+                f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes for the command (which trains the "
+                "runs it does not find, then evaluates; `extra.runs_trained_by` says when each run was trained).")
 
 
 def load_findings(name: str = "findings_cpu") -> RecordedFindings | None:

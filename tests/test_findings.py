@@ -161,6 +161,13 @@ def test_crf_edges_says_where_a_search_stopped_and_what_its_last_step_gained() -
     (e_w, step_w), (e_a, step_a) = edge.crf_edges()["w_bilateral"], edge.crf_edges()["theta_alpha"]
     assert (e_w, e_a) == ("largest", "smallest") and np.isclose(step_w, 3.0) and np.isclose(step_a, 1.0)
     assert findings.RecordedFindings({"results": {"crf_params": None, "crf_search": []}}, {}).crf_edges() == {}
+    # in words: inside; cut short (a last step of 3 points); a plateau (last steps under a tenth of a point)
+    assert inside.describe_crf().endswith("w1 = 10, theta_alpha = 40 px, theta_beta = 10 (inside the grid searched)")
+    assert "w_bilateral: the largest value tried, 3.00 mIoU points" in edge.describe_crf()
+    assert edge.describe_crf().endswith("a wider grid may find a better CRF, so the CRF's gain may be understated")
+    flat = search({**grid, (20.0, 40.0, 10.0): 0.6, (10.0, 40.0, 10.0): 0.5995})
+    assert flat.crf_edges() == {"w_bilateral": ("largest", pytest.approx(0.05))}
+    assert flat.describe_crf().endswith("the search ends on a plateau, where a wider grid would gain little")
 
 
 def test_a_finding_needs_the_seeds_to_agree_too() -> None:
