@@ -47,15 +47,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "findings_cpu.json")
-    for axis, unit in (("w_bilateral", "the bilateral kernel's weight w1"), ("theta_alpha", "pixels"),
-                       ("theta_beta", "0-255 RGB units")):
+    for axis, what in (("w_bilateral", "the bilateral kernel's weight w1"), ("theta_alpha", "in pixels"),
+                       ("theta_beta", "in 0-255 RGB units")):
         p.add_argument(f"--crf-{axis.replace('_', '-')}", dest=f"crf_{axis}", nargs="+", type=float,
                        default=findings.CRF_GRID[axis], metavar="V",
-                       help=f"the CRF search's values of {axis} ({unit}; default: %(default)s)")
+                       help=f"the CRF search's values of {axis} ({what}; with the arm v2 only; default: %(default)s)")
     p.add_argument("--train-only", action="store_true",
                    help="train the missing runs and stop, without evaluating; start it several times (with --threads 1) "
                         "to train runs side by side: each process skips the runs another is training")
     args = p.parse_args(argv)
+    from deeplab_edu.crf import DEEPLAB_RELEASED
+
+    for axis in findings.CRF_GRID:  # a bad value fails here, not after the seed-0 run has trained
+        for value in getattr(args, f"crf_{axis}"):
+            try:
+                DEEPLAB_RELEASED.replace(**{axis: value})
+            except ValueError as err:
+                p.error(f"--crf-{axis.replace('_', '-')} {value:g}: {err}")
+    if args.arms and "v2" not in args.arms and any(
+            tuple(getattr(args, f"crf_{axis}")) != tuple(findings.CRF_GRID[axis]) for axis in findings.CRF_GRID):
+        p.error("the --crf-* flags choose the CRF search of the arm v2, which --arms leaves out")
     torch.set_num_threads(args.threads)
     start, load_before = time.time(), os.getloadavg()
     if args.train_only:
@@ -101,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     write_record(args.out, {"seeds": args.seeds, "val_scenes": args.val_length, "table": table,
                             "findings_evaluated": args.findings,
                             "matrices_file": npz.name, "crf_params": crf_params.__dict__ if crf_params else None,
-                            "crf_search": crf_search, "crf_grid": crf_grid},
+                            "crf_search": crf_search, "crf_grid": crf_grid,
+                            "crf_search_scenes": findings.CRF_SEARCH_SCENES if crf_search else None},
                  extra={"arms": {a: findings.ARMS[a] for a in arms}, "runs_trained_by": trained_by,
                         "torch_threads": args.threads,
                         "load_average_before": load_before, "load_average_after": os.getloadavg(),

@@ -66,8 +66,8 @@ CRF_SEARCH_SCENES = 25
 
 #: The grid :func:`tune_crf` searches by default: the bilateral kernel's weight ``w1`` and its widths
 #: ``theta_alpha`` (pixels) and ``theta_beta`` (0-255 RGB units), the three DeepLab v2 searches (sec. 4.1.1).
-#: Wide, because on the course's scenes colour says much about the class: the best kernels reach across
-#: most of the 128-pixel scene with a large weight, where mIoU levels off (``results/findings_crf_cpu.json``);
+#: Wide, because on the course's scenes the best kernels reach across most of the 128-pixel scene with a
+#: large weight, where mIoU levels off (``results/findings_crf_cpu.json``);
 #: ``results/findings_cpu.json`` searched w1 (3, 5), theta_alpha (5, 10, 20, 40) and theta_beta (3, 5, 10)
 #: and chose the largest of each.
 #: ``benchmarks/findings.py``'s ``--crf-*`` flags choose another grid.
@@ -876,16 +876,19 @@ class RecordedFindings:
         chosen = self.record["results"].get("crf_params")
         if not chosen or not self.record["results"].get("crf_search"):
             return ""
-        text = (f"dense CRF parameters, chosen on {CRF_SEARCH_SCENES} training scenes: w1 = {chosen['w_bilateral']:g}, "
+        scenes = self.record["results"].get("crf_search_scenes", CRF_SEARCH_SCENES)  # older records: the constant
+        text = (f"dense CRF parameters, chosen on {scenes} training scenes: w1 = {chosen['w_bilateral']:g}, "
                 f"theta_alpha = {chosen['theta_alpha']:g} px, theta_beta = {chosen['theta_beta']:g}")
         edges = self.crf_edges()
         if not edges:
             return text + " (inside the grid searched)"
-        steps = "; ".join(f"{k}: the {edge} value tried, {step:.2f} mIoU points above the best one step inside"
+        label = {"w_bilateral": "w1", "theta_alpha": "theta_alpha", "theta_beta": "theta_beta"}
+        steps = ", ".join(f"{label[k]} the {edge} value tried, +" + (f"{step:.2f}" if step >= 0.005 else f"{step:.1g}")
                           for k, (edge, step) in edges.items())
         reading = ("the search ends on a plateau, where a wider grid would gain little"
                    if all(step < plateau for _, step in edges.values()) else
                    "a wider grid may find a better CRF, so the CRF's gain may be understated")
+        steps += " mIoU points over the best one value inside"
         return f"{text}\n  on the edge of the grid ({steps}): {reading}"
 
     def describe(self) -> str:
@@ -894,7 +897,8 @@ class RecordedFindings:
 
         return (f"{describe_record(self.record)} Seeds {self.seeds}, {self.scenes} validation scenes, "
                 f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes for the command (which trains the "
-                "runs it does not find, then evaluates; `extra.runs_trained_by` says when each run was trained).")
+                "runs it does not find, then evaluates; the record's extra.runs_trained_by says when each run was "
+                "trained).")
 
 
 def load_findings(name: str = "findings_cpu") -> RecordedFindings | None:

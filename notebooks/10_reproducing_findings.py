@@ -61,9 +61,9 @@
 # - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
 #   `FINDINGS`, `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
 #   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
-#   records' description (`describe()`, built on chapter 08's `describe_record`) and where a record's CRF search
-#   stopped (`crf_edges()` and `describe_crf()`, built on chapter 07's `grid_edges`), `deeplab_edu.records.shown_path` (a path as a
-#   notebook prints it);
+#   records' description (`describe()`, built on chapter 08's `describe_record`) and where a record's CRF
+#   search stopped (`crf_edges()` and `describe_crf()`, built on chapter 07's `grid_edges`),
+#   `deeplab_edu.records.shown_path` (a path as a notebook prints it);
 # - the statistics: `deeplab_edu.findings` (`bootstrap_difference`, `seed_interval`,
 #   `seed_prediction_interval`, `seed_values`, `metric`, `miou`, `class_iou`, `verdict`,
 #   `joint_verdict`);
@@ -179,8 +179,8 @@ display(markdown_table(view_rows))
 #   fine-tuning at output stride 8 gives the better model, for the reason section 4 gives).
 #
 # Training every arm for three seeds takes hours on a 2-core machine (each run is a few minutes of
-# chapter 08's recipe) and evaluating them some minutes more (the record says how many), so they
-# are a *recorded run*:
+# chapter 08's recipe) and evaluating them some minutes more (the record gives the minutes of the
+# command that made it), so they are a *recorded run*:
 # `python benchmarks/findings.py` wrote the record and the per-scene matrices this chapter reads.
 
 # %%
@@ -276,14 +276,6 @@ if recorded is not None:
             display(Markdown(f"From `results/{name}.json` ({arms_text}, trained again, {len(other.seeds)} seeds, "
                              "evaluated at output stride 8 and 16):"))
             display(markdown_table(findings.shown_rows(rows)))
-    crf_table = []  # the dense CRF (f) again: DeepLab v2 trained again, the CRF's parameters from a wider grid
-    if crf_record is not None:
-        crf_findings = findings.measurable(crf_record.matrices, [f for f in findings.FINDINGS if f.key[0] == "f"])
-        crf_table = findings.findings_table(crf_record.matrices, crf_findings, n_boot=n_boot)
-        display(Markdown(f"The dense CRF (f) again, from `results/findings_crf_cpu.json`: DeepLab v2 trained again "
-                         f"({len(crf_record.seeds)} seeds), its CRF searched on a wider grid:"))
-        print(crf_record.describe_crf())
-        display(markdown_table(findings.shown_rows(crf_table)))
     # what the verdict does not say: the size of a difference against the paper's, and the order of the models
     size_of = {f.key: r["_difference"] / (f.paper[1] - f.paper[0]) for r, f in zip(table, measured)
                if r["verdict"] == "reproduced" and f.paper is not None and f.metric == "miou"}
@@ -301,6 +293,14 @@ if recorded is not None:
     if missing:
         print(f"not in this record (it holds no runs of their arms, or no evaluation of the views they compare; "
               f"`python benchmarks/findings.py` trains and evaluates them and makes it again): {'; '.join(missing)}")
+    crf_table = []  # the dense CRF (f) again: DeepLab v2 trained again, the CRF's parameters from a wider grid
+    if crf_record is not None:
+        crf_findings = findings.measurable(crf_record.matrices, [f for f in findings.FINDINGS if f.key[0] == "f"])
+        crf_table = findings.findings_table(crf_record.matrices, crf_findings, n_boot=n_boot)
+        display(Markdown(f"The dense CRF (f) again, from `results/findings_crf_cpu.json`: DeepLab v2 trained again "
+                         f"({len(crf_record.seeds)} seeds), its CRF searched on a wider grid:"))
+        print(crf_record.describe_crf())
+        display(markdown_table(findings.shown_rows(crf_table)))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
@@ -343,12 +343,13 @@ if recorded is not None:
     assert set(main_edges) == {"w_bilateral", "theta_alpha", "theta_beta"}, main_edges
     assert all(e == "largest" and step > 0.1 for e, step in main_edges.values()), main_edges
     if crf_record is not None:
-        wide = crf_record.record["results"]["crf_params"]
-        assert wide["w_bilateral"] > 4 * 4 and wide["theta_alpha"] >= 64, wide
-        assert all(step < 0.1 for _, step in crf_record.crf_edges().values()), crf_record.crf_edges()
+        wide, scene = crf_record.record["results"]["crf_params"], load_config("cpu").image_size  # 128 px
+        assert wide["w_bilateral"] > 4 * 4 and wide["theta_alpha"] >= scene / 2, wide  # "spans most of the scene"
+        assert set(crf_record.crf_edges()) == {"w_bilateral"}, crf_record.crf_edges()  # "where its weight lies..."
+        assert "plateau" in crf_record.describe_crf(), crf_record.describe_crf()  # "...gained next to nothing"
         f_rows = {r["finding"][1:3]: r for r in crf_table}
-        assert all(f_rows[k]["verdict"] == "reproduced" for k in ("f1", "f2")), f_rows
-        assert f_rows["f1"]["_difference"] > row_of["f1"]["_difference"], (f_rows["f1"], row_of["f1"])
+        for k in ("f1", "f2"):  # both reproduce, with a larger gain than the main record's
+            assert f_rows[k]["verdict"] == "reproduced" and f_rows[k]["_difference"] > row_of[k]["_difference"], k
 
 # %% [markdown]
 # Two things the verdict column does not say. **Sizes:** our differences range from about the
@@ -365,13 +366,14 @@ if recorded is not None:
 # **The CRF's parameters.** The line under the record's description says where its CRF search
 # stopped: at the largest value of each parameter of its grid, every last step still gaining, so
 # its CRF rows (f) may understate the CRF. A second record (the last table) trained DeepLab v2 again
-# and searched a wider grid. Its best bilateral kernel is far wider and stronger than DeepLab's
-# released one (w1 = 4, $\theta_\alpha$ = 49 px on photographs about 500 px wide; chapter 07): it
-# spans most of the 128-px scene, and where its weight lies on the grid's edge the last step gained
-# next to nothing. On these scenes each class has its own colour family (chapter 06's easy
-# scenes), so the CRF does best as a colour model of the whole scene, not only of its edges. Both
-# records reproduce (f1) and (f2); the CRF gains more in the second (other runs of the same arm, so
-# that is a comparison of two records, not a finding of its own).
+# and searched a wider grid. For its image, its best bilateral kernel is far wider and stronger than
+# DeepLab's released one (w1 = 4, $\theta_\alpha$ = 49 px, chapter 07, on PASCAL VOC images of at most
+# 500 px a side): it spans most of the 128-px scene, and where its weight lies on the grid's edge the
+# last step gained next to nothing (a plateau). A likely reading, which no run here tests: on these
+# scenes each class has its own colour family (chapter 06's easy scenes), so besides moving labels to
+# the colour edges, the CRF gains from letting pixels of one colour anywhere in the scene agree.
+# Both records reproduce (f1) and (f2), and the CRF gains more in the second (other runs of the same
+# arm and a wider grid at once, so that is a comparison of two records, not a finding of its own).
 
 # %% [markdown]
 # ## 4. Reading the table

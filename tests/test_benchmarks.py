@@ -416,3 +416,13 @@ def test_time_forward_names_a_call_it_cannot_time() -> None:
         time_forward(torch.nn.Identity(), torch.zeros(2), repeats=0)  # statistics.median([]) raised before
     with pytest.raises(ValueError, match="give the model's inputs"):
         time_forward(torch.nn.Identity())
+
+
+def test_findings_benchmark_refuses_a_bad_crf_grid_before_training(capsys) -> None:
+    main = _benchmark_script("findings").main
+    with pytest.raises(SystemExit):
+        main(["--crf-theta-alpha", "20", "0"])
+    assert "--crf-theta-alpha 0: CRFParams.theta_alpha must be a finite number > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--arms", "v3", "--crf-w-bilateral", "3", "5"])
+    assert "choose the CRF search of the arm v2, which --arms leaves out" in capsys.readouterr().err

@@ -134,10 +134,15 @@ def test_tune_crf_keeps_the_best_of_its_grid_and_refuses_an_empty_axis() -> None
     from deeplab_edu.models import build_model
 
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    net = build_model("deeplabv2", backbone="tiny_resnet", num_classes=8).eval()
-    scenes = build_dataset("procedural", "train", length=2, size=32, difficulty="easy", transform=eval_transform())
-    best, tried = findings.tune_crf(net, scenes, w_bilateral=(0.0, 5.0), theta_alpha=(20.0,), theta_beta=(5.0, 10.0))
+    try:
+        net = build_model("deeplabv2", backbone="tiny_resnet", num_classes=8).eval()
+        scenes = build_dataset("procedural", "train", length=2, size=32, difficulty="easy", transform=eval_transform())
+        best, tried = findings.tune_crf(net, scenes, w_bilateral=(0.0, 5.0), theta_alpha=(20.0,),
+                                        theta_beta=(5.0, 10.0))
+    finally:
+        torch.set_num_threads(threads)
     assert [(t.w_bilateral, t.theta_beta) for t, _ in tried] == [(0.0, 5.0), (0.0, 10.0), (5.0, 5.0), (5.0, 10.0)]
     assert best == max(tried, key=lambda t: t[1])[0] and all(0 <= m <= 1 for _, m in tried)
     assert tried[0][1] == tried[1][1]  # w1 = 0: no bilateral kernel, so its width cannot matter
@@ -163,11 +168,13 @@ def test_crf_edges_says_where_a_search_stopped_and_what_its_last_step_gained() -
     assert findings.RecordedFindings({"results": {"crf_params": None, "crf_search": []}}, {}).crf_edges() == {}
     # in words: inside; cut short (a last step of 3 points); a plateau (last steps under a tenth of a point)
     assert inside.describe_crf().endswith("w1 = 10, theta_alpha = 40 px, theta_beta = 10 (inside the grid searched)")
-    assert "w_bilateral: the largest value tried, 3.00 mIoU points" in edge.describe_crf()
+    assert ("(w1 the largest value tried, +3.00, theta_alpha the smallest value tried, +1.00 mIoU points over the "
+            "best one value inside)") in edge.describe_crf()
     assert edge.describe_crf().endswith("a wider grid may find a better CRF, so the CRF's gain may be understated")
     flat = search({**grid, (20.0, 40.0, 10.0): 0.6, (10.0, 40.0, 10.0): 0.5995})
     assert flat.crf_edges() == {"w_bilateral": ("largest", pytest.approx(0.05))}
-    assert flat.describe_crf().endswith("the search ends on a plateau, where a wider grid would gain little")
+    assert flat.describe_crf().endswith("(w1 the largest value tried, +0.05 mIoU points over the best one value "
+                                        "inside): the search ends on a plateau, where a wider grid would gain little")
 
 
 def test_a_finding_needs_the_seeds_to_agree_too() -> None:
