@@ -668,7 +668,8 @@ def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = C
     (:func:`~deeplab_edu.crf_eval.grid_edges`) says a wider grid may do better.
 
     Raises:
-        ValueError: an axis of the grid is empty.
+        ValueError: an axis of the grid is empty, or holds a value :class:`~deeplab_edu.crf.CRFParams` refuses
+            (a weight below 0, a width of 0 or less).
     """
     if not (w_bilateral and theta_alpha and theta_beta):
         raise ValueError(f"every axis of the CRF grid needs a value: w_bilateral={list(w_bilateral)}, "

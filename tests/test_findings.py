@@ -171,6 +171,11 @@ def test_crf_edges_says_where_a_search_stopped_and_what_its_last_step_gained() -
     assert ("(w1 the largest value tried, +3.00, theta_alpha the smallest value tried, +1.00 mIoU points over the "
             "best one value inside)") in edge.describe_crf()
     assert edge.describe_crf().endswith("a wider grid may find a better CRF, so the CRF's gain may be understated")
+    tie = search({(w, 40.0, b): 0.6 if w >= 10 else 0.5 for w in (5.0, 10.0, 20.0) for b in (5.0, 10.0, 20.0)})
+    # the first best row wins, (10, 40, 5): theta_beta on its edge, tied with the value inside (a step of 0, a
+    # plateau); the one theta_alpha is no search, so no edge
+    assert tie.crf_edges() == {"theta_beta": ("smallest", 0.0)}
+    assert tie.describe_crf().endswith("the search ends on a plateau, where a wider grid would gain little")
     flat = search({**grid, (20.0, 40.0, 10.0): 0.6, (10.0, 40.0, 10.0): 0.5995})
     assert flat.crf_edges() == {"w_bilateral": ("largest", pytest.approx(0.05))}
     assert flat.describe_crf().endswith("(w1 the largest value tried, +0.05 mIoU points over the best one value "
