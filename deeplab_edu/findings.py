@@ -678,9 +678,10 @@ def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = C
 
     from .crf import DEEPLAB_RELEASED
 
+    grid = [DEEPLAB_RELEASED.replace(w_bilateral=float(w1), theta_alpha=float(ta), theta_beta=float(tb))
+            for w1, ta, tb in itertools.product(w_bilateral, theta_alpha, theta_beta)]  # a bad value fails here
     tried = []
-    for w1, ta, tb in itertools.product(w_bilateral, theta_alpha, theta_beta):
-        params = DEEPLAB_RELEASED.replace(w_bilateral=float(w1), theta_alpha=float(ta), theta_beta=float(tb))
+    for params in grid:
         cms = evaluate_views(model, dataset, ["OS 8 + CRF"], crf_params=params, progress=progress)
         tried.append((params, miou(cms["OS 8 + CRF"]["all"].sum(0))))
     return max(tried, key=lambda t: t[1])[0], tried
@@ -862,11 +863,11 @@ class RecordedFindings:
         if not chosen or not searched:
             return {}
         values = {k: sorted({float(t[k]) for t in searched}) for k in CRF_GRID}
+        best = max(t["miou"] for t in searched)
         edges = {}
         for k, edge in grid_edges(chosen, values).items():
             inner = values[k][-2] if edge == "largest" else values[k][1]
-            step_in = max(t["miou"] for t in searched if float(t[k]) == inner)
-            edges[k] = (edge, 100 * (max(t["miou"] for t in searched) - step_in))
+            edges[k] = (edge, 100 * (best - max(t["miou"] for t in searched if float(t[k]) == inner)))
         return edges
 
     def describe_crf(self, plateau: float = 0.1) -> str:

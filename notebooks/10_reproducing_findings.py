@@ -190,9 +190,10 @@ if recorded is None:
     print("no findings record: run `python benchmarks/findings.py` first (see benchmarks/README.md)")
 else:
     print(recorded.describe())
-    if recorded.describe_crf():  # the record's CRF search, and whether it stopped at the grid's edge
-        print(recorded.describe_crf() + ("; section 3 measures it again, with a wider grid"
-                                         if recorded.crf_edges() and crf_record is not None else ""))
+    crf_line = recorded.describe_crf()  # the record's CRF search, and whether it stopped at the grid's edge
+    if crf_line:
+        print(crf_line + ("; section 3 measures it again, with a wider grid"
+                          if recorded.crf_edges() and crf_record is not None else ""))
 
 # %% [markdown]
 # An example first: image pooling's gain in mIoU (finding c3), with the 2000 bootstrap
