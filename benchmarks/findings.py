@@ -7,6 +7,7 @@
     python benchmarks/findings.py --arms v3 "v3, no image pooling" "v3, multi-grid (1, 1, 1)" "v3, multi-grid (1, 2, 4)" \
         --findings c1 c2 c3 c4 c5 c6 e1 e2 --out benchmarks/results/findings_context_cpu.json  # c4-c6, e2
     python benchmarks/findings.py --arms v2 --findings f1 f2 --out benchmarks/results/findings_crf_cpu.json  # f
+    python benchmarks/findings.py --arms v2 --findings f1 f2 f3 f4 --out benchmarks/results/findings_crf_colour_cpu.json
 
 Runs are kept in ``runs/course/cpu/<arm>/seed<k>`` (the folders chapters 08-10 train in, so the
 chapters' seed-0 runs are these) and reused when finished (delete to retrain).

@@ -8,15 +8,17 @@ v2 sec. 4.1.1). This module does the same on any data set of ``(image, mask)`` i
 - :func:`coarse_scores`: a stand-in for a DCNN's stride-8 score map (no training needed);
 - :func:`~deeplab_edu.metrics.boundary_band`: the trimap band (the one of chapter 09 and the findings);
 - :func:`evaluate_crf`: mIoU and band mIoU before and after the CRF;
-- :func:`grid_search`: the cross-validation of ``w1``, ``theta_alpha``, ``theta_beta``.
+- :func:`grid_search`: the cross-validation of ``w1``, ``theta_alpha``, ``theta_beta``;
+- :func:`recolour_objects`: the control of the bilateral kernel's colour term (chapter 10, findings f3, f4).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,7 +26,7 @@ from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_log
 from .metrics import ConfusionMatrix, boundary_band, trimap_target
 from .progress import progress_bar
 
-__all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search", "grid_edges"]
+__all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search", "grid_edges", "recolour_objects"]
 
 
 def coarse_scores(
@@ -170,3 +172,66 @@ def grid_edges(best: CRFParams | Mapping[str, float], tried: Mapping[str, Sequen
             elif float(chosen[name]) == min(values):
                 edges[name] = "smallest"
     return edges
+
+
+def recolour_objects(image: torch.Tensor, mask: torch.Tensor, per: Literal["object", "class"], *,
+                     seed: int | Sequence[int] = 0, background: int = 0, ignore_index: int = 255) -> torch.Tensor:
+    """``image`` with its objects' colours drawn at random: the control of the CRF's colour term.
+
+    The bilateral kernel of the dense CRF (DeepLab v2 eq. 3) pulls pixels of like colour within
+    about ``theta_alpha`` of each other towards one label. On the ``easy`` scenes every class has a
+    colour family (chapter 06), so a like colour also means one class across the scene. This
+    function keeps each object's outline, texture and noise and changes only its colour: every
+    connected region (8 neighbours) of one class of ``mask``, other than ``background`` and
+    ``ignore_index``, is shifted by a new colour minus its own mean colour (then clipped to
+    [0, 1]). One colour is drawn per class present, uniform in [0, 1]^3 as the ``hard`` scenes draw
+    theirs. ``per="class"``: each region takes its class's colour (a class's objects look alike);
+    ``per="object"``: each region takes one of the same colours at random, whatever its class (the
+    same colours, dealt without regard to class). With one seed both draw the same colours, so the
+    CRF on the two images, with the same scores and parameters, measures what it gains from colour
+    telling the class (chapter 10, findings f3 and f4). A partly hidden object may show as several
+    regions, and touching objects of one class as one.
+
+    Args:
+        image: (3, H, W) float RGB in [0, 1] (de-normalised).
+        mask: (H, W) integer class labels.
+        per: ``"object"`` or ``"class"``.
+        seed: seeds :func:`numpy.random.default_rng`: one seed, image and mask give one result.
+        background: the class left as drawn.
+        ignore_index: the label of pixels left as drawn.
+
+    Returns:
+        A new (3, H, W) tensor of ``image``'s dtype and device, in [0, 1].
+
+    Raises:
+        ValueError: ``per`` is neither ``"object"`` nor ``"class"``; ``image`` is not a floating
+            (3, H, W) tensor or ``mask`` not an integer (H, W) one of the same H and W.
+
+    Example:
+        >>> image, mask = torch.full((3, 4, 6), 0.5), torch.tensor([[1, 1, 0, 0, 2, 2]] * 4)
+        >>> out = recolour_objects(image, mask, "class")
+        >>> bool((out[:, :, 2:4] == 0.5).all()), bool((out[:, :, :2] != out[:, :, 4:]).any())
+        (True, True)
+    """
+    from scipy import ndimage
+
+    if per not in ("object", "class"):
+        raise ValueError(f"per must be 'object' or 'class', got {per!r}")
+    if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
+        raise ValueError(f"image must be a float RGB tensor (3, H, W), got {tuple(image.shape)} {image.dtype}")
+    if mask.shape != image.shape[1:] or mask.is_floating_point():
+        raise ValueError(f"mask must be an integer (H, W) tensor of the image's size {tuple(image.shape[1:])}, "
+                         f"got {tuple(mask.shape)} {mask.dtype}")
+    rng = np.random.default_rng(seed)
+    pixels = image.detach().cpu().numpy().astype(np.float64)
+    labels = mask.cpu().numpy()
+    out = pixels.copy()
+    classes = [k for k in np.unique(labels) if k not in (background, ignore_index)]  # sorted: one order of draws
+    colours = rng.uniform(0.0, 1.0, (len(classes), 3))  # drawn first, so both ways of dealing them get the same
+    for j, k in enumerate(classes):
+        regions, count = ndimage.label(labels == k, structure=np.ones((3, 3), bool))
+        for r in range(1, count + 1):
+            inside = regions == r
+            colour = colours[j] if per == "class" else colours[rng.integers(len(classes))]
+            out[:, inside] += (colour - pixels[:, inside].mean(1))[:, None]
+    return torch.from_numpy(np.clip(out, 0.0, 1.0)).to(device=image.device, dtype=image.dtype)

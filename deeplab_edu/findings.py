@@ -13,13 +13,16 @@ b     evaluation at OS 16 -> 8, then MS + flip   DeepLabv3 Table 6
 c     image pooling off -> on                    DeepLabv3 Table 5 (here: boat IoU, car/boat)
 d     decoder off -> on (v3 sep. ASPP -> v3+)    DeepLabv3+ Table 3 and Fig. 5 (wires, trimap)
 e     multi-grid (1, 1, 1) -> (1, 2, 4)          DeepLabv3 Table 5
-f     DeepLab v2 without -> with the dense CRF   DeepLab v2 (CRF rows)
+f     DeepLab v2 without -> with the dense CRF   DeepLab v2 (CRF rows); f3, f4: a control
 g     phase 2 at OS 16 (control) -> at OS 8      DeepLabv3 sec. 4.1 (its phase 2; no control)
 ====  =========================================  ==========================================
 
 Group g is the course's own experiment around a step of the paper's recipe: the paper fine-tunes
 at output stride 8 before its test-server submission and compares it with nothing; its two arms
-(:data:`PHASE2_ARMS`) fine-tune a trained ``v3`` run instead of training from scratch.
+(:data:`PHASE2_ARMS`) fine-tune a trained ``v3`` run instead of training from scratch. Findings f3
+and f4 are a control of the course's too: the same DeepLab v2 and CRF, the CRF shown the image
+with its objects recoloured at random, a class's objects alike or each apart
+(:func:`~deeplab_edu.crf_eval.recolour_objects`): what the CRF gains from like colours of one class.
 
 Every arm is trained with several seeds and every model is scored on the same validation scenes;
 one confusion matrix is kept *per scene* (whole image and trimap bands), so that the statistics
@@ -43,7 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -79,6 +82,13 @@ CRF_GRID: dict[str, tuple[float, ...]] = {
 #: (2, 4, 8) at output stride 16; without multi-grid, ours are torchvision's (1, 2, 2) there.
 _TABLE5_POOLING = "DeepLabv3 Table 5 (block-4 rates (2, 4, 8) at OS 16, ours (1, 2, 2))"
 
+#: The source and note of the findings f3 and f4, a control no paper runs.
+_CRF_COLOURS = "the course's control of the CRF's colour term (no paper runs it)"
+_CRF_COLOURS_NOTE = ("both views show the CRF, not the network, the image with every object recoloured at random "
+                     "(crf_eval.recolour_objects); the baseline gives a class's objects one colour, the variant each "
+                     "its own; if the CRF gains from like-coloured objects of one class far apart, the variant "
+                     "scores lower")
+
 #: Arm -> settings that differ from the ``cpu`` preset (DeepLabv3+ on tiny_resnet).
 ARMS: dict[str, dict[str, Any]] = {
     "v3": {"model": "deeplabv3"},
@@ -110,12 +120,15 @@ PHASE2_ARMS: dict[str, int] = {"v3, phase 2 (OS 8)": 8, "v3, phase 2 at OS 16": 
 @dataclass(frozen=True)
 class View:
     """How a trained model is evaluated: output stride (``None``: the run's evaluation stride),
-    input scales, flip, and whether the dense CRF refines the probabilities."""
+    input scales, flip, and whether the dense CRF refines the probabilities; ``crf_colours``
+    (``"object"`` or ``"class"``) shows the CRF the image with its objects recoloured
+    (:func:`~deeplab_edu.crf_eval.recolour_objects`; the network sees the image as drawn)."""
 
     output_stride: int | None = None
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     crf: bool = False
+    crf_colours: Literal["object", "class"] | None = None
 
 
 #: View name -> view.
@@ -125,6 +138,8 @@ VIEWS: dict[str, View] = {
     "eval OS 32": View(output_stride=32),
     "OS 8 + MS + flip": View(output_stride=8, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True),
     "OS 8 + CRF": View(output_stride=8, crf=True),
+    "OS 8 + CRF, colours per class": View(output_stride=8, crf=True, crf_colours="class"),
+    "OS 8 + CRF, colours per object": View(output_stride=8, crf=True, crf_colours="object"),
 }
 
 
@@ -208,6 +223,12 @@ FINDINGS: list[Finding] = [
             "miou", "DeepLab v2 Table 4 (ResNet-101, ASPP, + CRF)", (76.35, 77.69)),
     Finding("f2", "dense CRF on DeepLab v2: 1-px trimap band", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
             "band1:miou", "DeepLab v2 Fig. 10 (trimap; no numbers printed)", None),
+    # f3, f4: the course's control of why the CRF gains here, in a record of its own (results/findings_crf_colour_cpu.json)
+    Finding("f3", "dense CRF: a class's objects coloured alike -> apart", ("v2", "OS 8 + CRF, colours per class"),
+            ("v2", "OS 8 + CRF, colours per object"), "miou", _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
+    Finding("f4", "dense CRF: a class's objects coloured alike -> apart, 1-px trimap band",
+            ("v2", "OS 8 + CRF, colours per class"), ("v2", "OS 8 + CRF, colours per object"), "band1:miou",
+            _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
     Finding("g1", "phase 2 at output stride 8, not 16 (both evaluated at 8)", ("v3, phase 2 at OS 16", "eval OS 8"),
             ("v3, phase 2 (OS 8)", "eval OS 8"), "miou",
             "DeepLabv3 sec. 4.1 (phase 2 at OS 8 before the test server; the paper has no control)", None,
@@ -581,7 +602,8 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
             adds a ``"band<w>"`` matrix that counts only pixels within ``w`` of a label boundary.
         crf_params: the CRF view's :class:`~deeplab_edu.crf.CRFParams` (default
             :data:`deeplab_edu.crf.DEEPLAB_RELEASED`); it refines the view's probabilities with
-            :func:`deeplab_edu.crf.mean_field` (the lattice) on the de-normalised image.
+            :func:`deeplab_edu.crf.mean_field` (the lattice) on the de-normalised image, recoloured
+            for a view with ``crf_colours`` (the scene's index seeds the colours).
         progress: show a progress bar.
 
     Returns:
@@ -594,6 +616,7 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
     from .progress import progress_bar
 
     from .crf import DEEPLAB_RELEASED, mean_field, unary_from_probs
+    from .crf_eval import recolour_objects
     from .data.transforms import denormalize
     from .inference import Strategy, predict_probs
     from .metrics import trimap_target
@@ -620,8 +643,12 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
                 view = VIEWS[v]
                 probs = predict_probs(model, images, Strategy(view.scales, view.flip, view.output_stride))
                 if view.crf:
-                    probs = mean_field(unary_from_probs(probs.cpu()), denormalize(images.cpu()),
-                                       crf_params or DEEPLAB_RELEASED, method="approx")
+                    seen = denormalize(images.cpu())
+                    if view.crf_colours is not None:  # seeded by the scene's index: every run sees the same colours
+                        seen = torch.stack([recolour_objects(im, m, view.crf_colours, seed=start + i, ignore_index=ignore)
+                                            for i, (im, m) in enumerate(zip(seen, masks))])
+                    probs = mean_field(unary_from_probs(probs.cpu()), seen, crf_params or DEEPLAB_RELEASED,
+                                       method="approx")
                 pred = probs.argmax(1).cpu()
                 for key, target in targets.items():
                     out[v][key][start:start + len(items)] = scene_confusions(pred, target, c, ignore)

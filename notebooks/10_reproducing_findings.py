@@ -149,7 +149,9 @@ assert all(findings.arm_overrides(arm, 0, root=Path("runs"))["iterations"] == 10
 # %%
 view_rows = [{"view": name, "output stride": v.output_stride or "the run's",
               "scales": ", ".join(f"{s:g}" for s in v.scales), "flip": "yes" if v.flip else "no",
-              "dense CRF": "yes" if v.crf else "no"} for name, v in findings.VIEWS.items()]
+              "dense CRF": "yes" if v.crf else "no",
+              "CRF's image": f"objects recoloured, one colour per {v.crf_colours}" if v.crf_colours else
+                             "as drawn" if v.crf else ""} for name, v in findings.VIEWS.items()]
 display(markdown_table(view_rows))
 
 # %% [markdown]
@@ -265,17 +267,21 @@ if recorded is not None:
     # findings this record predates, measured by records of their own (arms trained again and evaluated at output
     # stride 16 too): the decoder (chapter 09 shows it whole), and image pooling and multi-grid
     extra, extra_table = [], []
-    for name, arms_text in (("findings_decoder_cpu", "DeepLabv3 with a separable ASPP and DeepLabv3+"),
-                            ("findings_context_cpu", "DeepLabv3 with and without image pooling, and with multi-grid "
-                                                     "(1, 1, 1) and (1, 2, 4)")):
+    # and the CRF's colour control (f3, f4: DeepLab v2 trained again; "The CRF's parameters" below reads it)
+    for name, what in (("findings_decoder_cpu", "DeepLabv3 with a separable ASPP and DeepLabv3+, trained again, {n} "
+                                                "seeds, evaluated at output stride 8 and 16"),
+                       ("findings_context_cpu", "DeepLabv3 with and without image pooling, and with multi-grid "
+                                                "(1, 1, 1) and (1, 2, 4), trained again, {n} seeds, evaluated at "
+                                                "output stride 8 and 16"),
+                       ("findings_crf_colour_cpu", "DeepLab v2 trained again, {n} seeds, its CRF shown each scene "
+                                                   "with its objects recoloured at random")):
         other = other_records[name] = findings.load_findings(name)
         more = [] if other is None else findings.measurable(
             other.matrices, [f for f in findings.FINDINGS if f not in measured and f not in extra])
         if more:
             rows = findings.findings_table(other.matrices, more, n_boot=n_boot)
             extra, extra_table = extra + more, extra_table + rows
-            display(Markdown(f"From `results/{name}.json` ({arms_text}, trained again, {len(other.seeds)} seeds, "
-                             "evaluated at output stride 8 and 16):"))
+            display(Markdown(f"From `results/{name}.json` ({what.format(n=len(other.seeds))}):"))
             display(markdown_table(findings.shown_rows(rows)))
     # what the verdict does not say: the size of a difference against the paper's, and the order of the models
     size_of = {f.key: r["_difference"] / (f.paper[1] - f.paper[0]) for r, f in zip(table, measured)
@@ -309,7 +315,7 @@ from scipy import stats
 
 if recorded is not None:
     # the record may predate group g's arms and (d4)'s view (its own record, section 3); every other finding is in it
-    own_records = ("d4", "c4", "c5", "c6", "e2")  # findings measured by records of their own (below)
+    own_records = ("d4", "c4", "c5", "c6", "e2", "f3", "f4")  # findings measured by records of their own (below)
     assert {f.key for f in measured} >= {f.key for f in findings.FINDINGS if f.key[0] != "g" and f.key not in own_records}
     # each verdict is what section 2 says of the two intervals shown, and the interval over seeds is
     # the t interval of the per-seed differences (recomputed here from the seeds' values)
@@ -327,7 +333,7 @@ if recorded is not None:
     # section 6 discusses (b1) as the one finding that went the opposite way
     assert [f.key for r, f in zip(table, measured) if r["verdict"] == "opposite"] == ["b1"]
     # the decoder at output stride 16 (d4) comes from its own record, and reproduced there
-    assert {f.key for f in extra} <= {"d4", "c4", "c5", "c6", "e2"}, extra
+    assert {f.key for f in extra} <= set(own_records), extra
     assert all(r["verdict"] == "reproduced" for r, f in zip(extra_table, extra) if f.key == "d4")
     # ... and names the mechanisms that reproduced: dense features (a), test-time averaging (b2, and with
     # output stride 8 against 16, b3), the decoder (d) and the CRF (f)

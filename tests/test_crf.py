@@ -369,3 +369,56 @@ def test_the_crf_figure_takes_one_image_not_a_batch() -> None:
     unary = blurred_unary(12, 14, boundary=9.0)
     with pytest.raises(ValueError, match=r"one image's \(L, H, W\) scores, got shape \(1, 2, 12, 14\)"):
         viz.crf_figure(img[None], unary[None], [(255, 0, 0), (0, 0, 255)])
+
+
+def test_recolour_objects_keeps_outlines_and_texture_and_changes_only_colours() -> None:
+    from deeplab_edu.crf_eval import recolour_objects
+
+    rng = torch.Generator().manual_seed(0)
+    image = 0.3 + 0.4 * torch.rand(3, 12, 12, generator=rng)
+    mask = torch.zeros(12, 12, dtype=torch.long)
+    regions = {"2a": (slice(1, 4), slice(1, 4)), "2b": (slice(8, 11), slice(8, 11)), "3": (slice(1, 4), slice(8, 11))}
+    for name, (rows, cols) in regions.items():  # two regions of class 2, one of class 3, and ignored clutter
+        mask[rows, cols] = int(name[0])
+    mask[8:11, 1:3] = 255
+    kept = (mask == 0) | (mask == 255)
+
+    def colours(out: torch.Tensor) -> dict[str, torch.Tensor]:  # a region's new colour: its shift plus its old mean
+        found = {}
+        for name, (rows, cols) in regions.items():
+            after, before = out[:, rows, cols].flatten(1), image[:, rows, cols].flatten(1)
+            unclipped = ((after > 0) & (after < 1)).all(0)
+            assert unclipped.any(), name
+            found[name] = (after - before)[:, unclipped].mean(1) + before.mean(1)
+        return found
+
+    by_class = recolour_objects(image, mask, "class", seed=7)
+    for per in ("object", "class"):
+        out = recolour_objects(image, mask, per, seed=7)
+        assert out.shape == image.shape and out.dtype == image.dtype and 0 <= out.min() and out.max() <= 1
+        assert torch.equal(out[:, kept], image[:, kept])  # background and ignored pixels as drawn
+        assert torch.equal(out, recolour_objects(image, mask, per, seed=7))  # one seed, one result
+        for rows, cols in regions.values():  # one shift per channel of a region: its texture stays (unless clipped)
+            shift, inside = out[:, rows, cols] - image[:, rows, cols], out[:, rows, cols]
+            unclipped = ((inside > 0) & (inside < 1)).all(0)
+            assert (shift[:, unclipped] - shift[:, unclipped][:, :1]).abs().max() < 1e-5
+        # the colours per object are the colours per class of the same seed, dealt to the regions
+        palette = list(colours(by_class).values())
+        assert all(min((c - p).abs().max() for p in palette) < 1e-5 for c in colours(out).values())
+    assert torch.allclose(colours(by_class)["2a"], colours(by_class)["2b"])  # a class's regions look alike...
+    apart = [s for s in range(20) if not torch.allclose(*(colours(recolour_objects(image, mask, "object", seed=s))[k]
+                                                          for k in ("2a", "2b")))]
+    assert apart, "per object, a class's regions never took different colours"  # ...or each takes its own
+
+
+@pytest.mark.parametrize(("image", "mask", "per", "match"), [
+    (torch.rand(3, 4, 4), torch.zeros(4, 4, dtype=torch.long), "scene", "per must be 'object' or 'class'"),
+    (torch.rand(4, 4, 4), torch.zeros(4, 4, dtype=torch.long), "object", r"float RGB tensor \(3, H, W\)"),
+    (torch.rand(3, 4, 4), torch.zeros(4, 5, dtype=torch.long), "object", r"image's size \(4, 4\)"),
+    (torch.rand(3, 4, 4), torch.zeros(4, 4), "class", r"integer \(H, W\)"),
+])
+def test_recolour_objects_names_a_bad_argument(image: torch.Tensor, mask: torch.Tensor, per: str, match: str) -> None:
+    from deeplab_edu.crf_eval import recolour_objects
+
+    with pytest.raises(ValueError, match=match):
+        recolour_objects(image, mask, per)  # type: ignore[arg-type]

@@ -288,3 +288,38 @@ def test_the_book_names_metrics_as_a_reader_says_them() -> None:
     row = {k: "x" for k in SHOWN_COLUMNS} | {"metric": "iou:boat", "_difference": 1.0}
     assert shown_rows([row]) == [{k: "x" for k in SHOWN_COLUMNS} | {"metric": "boat IoU"}]
     assert list(shown_rows([row])[0]) == list(SHOWN_COLUMNS)
+
+
+def test_the_colour_views_show_the_crf_recoloured_objects_and_the_network_the_scene() -> None:
+    from deeplab_edu.crf import DEEPLAB_RELEASED
+    from deeplab_edu.data import build_dataset
+    from deeplab_edu.data.transforms import eval_transform
+    from deeplab_edu.models import build_model
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    views = ["OS 8 + CRF", "OS 8 + CRF, colours per class", "OS 8 + CRF, colours per object"]
+    try:
+        net = build_model("deeplabv2", backbone="tiny_resnet", num_classes=8).eval()
+        scenes = build_dataset("procedural", "val", length=3, size=48, difficulty="easy", transform=eval_transform())
+        no_colour = findings.evaluate_views(net, scenes, views, crf_params=DEEPLAB_RELEASED.replace(w_bilateral=0.0))
+        strong = findings.evaluate_views(net, scenes, views, crf_params=DEEPLAB_RELEASED.replace(w_bilateral=40.0))
+        again = findings.evaluate_views(net, scenes, views[2:], crf_params=DEEPLAB_RELEASED.replace(w_bilateral=40.0),
+                                        batch_size=2)
+    finally:
+        torch.set_num_threads(threads)
+    for v in views[1:]:  # without the bilateral kernel the colours cannot matter: the same scores, the same CRF
+        assert np.array_equal(no_colour[v]["all"], no_colour["OS 8 + CRF"]["all"]), v
+    assert not np.array_equal(strong[views[2]]["all"], strong["OS 8 + CRF"]["all"])  # with it they do
+    assert np.array_equal(again[views[2]]["all"], strong[views[2]]["all"])  # a scene's colours follow its index
+
+
+def test_the_colour_control_compares_alike_with_apart_on_the_v2_arm() -> None:
+    rows = {f.key: f for f in FINDINGS}
+    for key in ("f3", "f4"):
+        f = rows[key]
+        assert f.baseline == ("v2", "OS 8 + CRF, colours per class") and f.variant == ("v2", "OS 8 + CRF, colours per object")
+        assert VIEWS[f.baseline[1]].crf_colours == "class" and VIEWS[f.variant[1]].crf_colours == "object"
+        assert f.paper is None and f.direction == -1
+    assert rows["f3"].metric == "miou" and rows["f4"].metric == "band1:miou"
