@@ -48,6 +48,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -501,7 +502,9 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
             failing cell's index then counts the cells that ran; its line is the ``.py`` source's).
 
     Either way the kernel draws figures inline and prints no absolute path of the machine
-    (``_KERNEL_ENV``), as for the book.
+    (``_KERNEL_ENV``), as for the book, and its temporary folder (``TMPDIR``) is one of its own,
+    removed when the run ends, however it ends (the kernel is stopped at once, so its exit handlers
+    do not run).
 
     Returns:
         the :class:`NotebookRun`; failures are reported in it, not raised.
@@ -531,6 +534,10 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     kernel_env: dict[str, str | None] = {**_KERNEL_ENV, ENV_VAR: active_profile}
     if learner:
         kernel_env[COURSE_CHECKS_ENV] = None
+    # the kernel's temporary folder, removed after the run: the kernel is killed, not asked to exit, so its own
+    # exit handlers (the smoke profile's runs folder: 125 MB in chapter 10) never run
+    kernel_tmp = Path(tempfile.mkdtemp(prefix="deeplab_edu_kernel_"))
+    kernel_env["TMPDIR"] = str(kernel_tmp)
     env_before = {k: os.environ.get(k) for k in kernel_env}
     current: dict[str, Any] = {"index": None, "start": None}
     cell_seconds: list[tuple[int, float]] = []
@@ -570,6 +577,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
                        "answer):\n" + "\n".join(failed_starts))
     finally:
         _set_environ(env_before)
+        shutil.rmtree(kernel_tmp, ignore_errors=True)
     seconds = time.monotonic() - start
     index = current["index"] if status != "ok" else None
     line = _source_line(text, nb.cells[index].source) if index is not None else None

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from .config import SMOKE_MEANS
 from .records import REPO_ROOT
 
 __all__ = ["PUBLISHED_BRANCH", "SMOKE_NOTE", "WIDE_IMAGE_PX", "WIDE_TABLE_COLUMNS", "for_the_page", "for_colab",
@@ -77,10 +78,8 @@ def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
 #: models and measurements mean nothing, so that nobody reads or publishes it as the course.
 SMOKE_NOTE = (
     "```{warning}\n"
-    "This page was built with the `smoke` profile (a few iterations on tiny images, to test that "
-    "everything runs): its trained models and measured numbers mean nothing, and the text describes "
-    "the `cpu` profile's results. To read or publish the course, build it with "
-    "`DEEPLAB_EDU_PROFILE=cpu make book`.\n"
+    f"This page was built with the `smoke` profile ({SMOKE_MEANS}). To read or publish the course, build it "
+    "with `DEEPLAB_EDU_PROFILE=cpu make book`.\n"
     "```"
 )
 

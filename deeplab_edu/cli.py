@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "in --data-root)")
     cd.add_argument("--data-root", help="where the data set is (folder: required; others: default the usual places)")
     cd.add_argument("--split", nargs="+", default=["train", "val"], help="the splits to read (default: train val)")
+    cd.add_argument("--download", action="store_true", help=_TRAIN_HELP["download"])
     cd.add_argument("--num-workers", type=int, help="DataLoader workers (default: the cores less one, at most 8)")
     cd.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -404,7 +405,7 @@ def _check_data(args: argparse.Namespace) -> int:
     # a folder lists its unpaired files among the problems instead of stopping at them
     options: dict[str, Any] = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
     for split in args.split:
-        dataset = build_dataset(args.dataset, split, root=args.data_root, **options)
+        dataset = build_dataset(args.dataset, split, root=args.data_root, download=args.download, **options)
         print(f"{args.dataset} {split}: {dataset!r}")
         report = check_dataset(dataset, num_workers=args.num_workers, progress=args.progress)
         print(report.summary())
@@ -662,7 +663,8 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"note: {src} is a mask or overlay an earlier predict wrote, not a photo; it is predicted as "
                   "one all the same", file=sys.stderr)
     else:
-        raise FileNotFoundError(f"input {src} is neither an image file nor a folder")
+        raise FileNotFoundError(f"input {src} does not exist" if not src.exists() else
+                                f"input {src} is neither an image file nor a folder")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
     _cpu_threads(args, dev)
     model, cfg, info = load_run(args.checkpoint, dev)

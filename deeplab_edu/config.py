@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (a
     import torch
 
 __all__ = ["ENV_VAR", "DEVICE_ENV_VAR", "COURSE_CHECKS_ENV", "PROFILES", "Profile", "profile", "device",
-           "resolve_device", "choose", "is_smoke", "course_checks"]
+           "resolve_device", "choose", "is_smoke", "course_checks", "SMOKE_MEANS", "profile_line"]
 
 ENV_VAR = "DEEPLAB_EDU_PROFILE"
 DEVICE_ENV_VAR = "DEEPLAB_EDU_DEVICE"
@@ -63,6 +63,25 @@ def profile() -> Profile:
 def is_smoke() -> bool:
     """True in the ``smoke`` profile (CI): skip anything slow."""
     return profile() == "smoke"
+
+
+#: What the ``smoke`` profile's numbers mean (the book built in it says so under every title; so does
+#: :func:`profile_line` in a notebook).
+SMOKE_MEANS = ("a few iterations on tiny images, to test that everything runs: its trained models and measured "
+               "numbers mean nothing, and the text describes the cpu profile's results")
+
+
+def profile_line(*, with_device: bool = False) -> str:
+    """The line a chapter prints first: the active profile (and the compute device with ``with_device``),
+    and in the ``smoke`` profile what its numbers mean (:data:`SMOKE_MEANS`), so that a learner who
+    runs a chapter in it does not read its numbers against the text.
+
+    Raises:
+        ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`).
+    """
+    active = profile()
+    line = f"profile: {active}" + (f", device: {device()}" if with_device else "")
+    return line + (f"\n(the smoke profile: {SMOKE_MEANS})" if active == "smoke" else "")
 
 
 def course_checks() -> bool:

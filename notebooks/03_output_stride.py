@@ -69,7 +69,7 @@ from deeplab_edu.viz import output_stride as vos
 from deeplab_edu.viz.images import sample_photo
 
 torch.manual_seed(0)
-print(f"profile: {config.profile()}, device: {config.device()}")
+print(config.profile_line(with_device=True))
 
 # %% [markdown]
 # ## 1. Output stride

@@ -67,7 +67,7 @@ from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
-print(f"profile: {config.profile()}")
+print(config.profile_line())
 
 # %% [markdown]
 # ## 1. DeepLab v2: one classifier per rate, summed

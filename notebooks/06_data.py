@@ -60,7 +60,7 @@ from deeplab_edu.data import ProceduralScenes, build_dataset
 from deeplab_edu.data import stats as data_stats
 from deeplab_edu.viz import data as vdata
 
-print(f"profile: {config.profile()}")
+print(config.profile_line())
 
 # %% [markdown]
 # ## The procedural scenes

@@ -67,7 +67,7 @@ from deeplab_edu.models import build_model
 from deeplab_edu.receptive_field import receptive_field_of
 
 torch.manual_seed(0)
-print(f"profile: {config.profile()}")
+print(config.profile_line())
 
 # %% [markdown]
 # ## DeepLab v1: VGG-16 made dense, with a large field of view

@@ -102,7 +102,7 @@ from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
-print(f"profile: {config.profile()}, device: {config.device()}")
+print(config.profile_line(with_device=True))
 
 # %% [markdown]
 # ## 1. The assembly

@@ -92,7 +92,7 @@ from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
-print(f"profile: {config.profile()}")
+print(config.profile_line())
 
 # %% [markdown]
 # ## 1. The decoder

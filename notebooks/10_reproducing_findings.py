@@ -94,7 +94,7 @@ from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 profile = config.profile()
-print(f"profile: {profile}, device: {config.device()}")
+print(config.profile_line(with_device=True))
 
 # %% [markdown]
 # ## 1. One set of runs

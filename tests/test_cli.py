@@ -169,6 +169,8 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert "1 of 3 images could not be read or predicted" in capsys.readouterr().err
     assert len(list((tmp_path / "pred3").glob("*_mask.png"))) == 2
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "missing.png")]) == 2
+    assert "missing.png does not exist" in capsys.readouterr().err  # said plainly (a learner's trial, stop 59)
+    assert main(["predict", "--checkpoint", ckpt, "/dev/null"]) == 2  # there, but neither a file nor a folder
     assert "neither an image file nor a folder" in capsys.readouterr().err
     # a model file: the weights without the optimiser's state, read by predict and eval like the checkpoint
     model_file = tmp_path / "model.pt"
@@ -483,6 +485,16 @@ def test_eval_takes_download_as_its_missing_data_message_says() -> None:
     from deeplab_edu.cli import build_parser
 
     assert build_parser().parse_args(["eval", "--checkpoint", "run", "--dataset", "voc", "--download"]).download
+    # and check-data, whose message for a missing CamVid or VOC says the same (a learner's trial, stop 59)
+    assert build_parser().parse_args(["check-data", "--dataset", "camvid", "--download"]).download
+
+
+def test_check_data_refuses_download_for_your_own_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from deeplab_edu.cli import main
+
+    assert main(["check-data", "--data-root", str(tmp_path), "--download"]) == 2
+    err = capsys.readouterr().err
+    assert "download" in err and "Traceback" not in err, err
 
 
 def test_course_runs_trains_what_the_chapters_load_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -86,3 +86,17 @@ def test_settings_of_the_generated_scenes_are_refused_for_another_data_set(tmp_p
     (run / "config.json").write_text(json.dumps({"dataset": "camvid", "image_size": 64, "difficulty": "easy"}))
     assert load_config(config=run / "config.json").dataset == "camvid"
     assert load_config("smoke", {"image_size": 64}).image_size == 64  # the generated scenes read it
+
+
+def test_a_chapter_in_the_smoke_profile_says_its_numbers_mean_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learner's trial (stop 59): chapter 10 run in the smoke profile printed "a gain of -6.0 points" and
+    contradicted its text, and only the book built in smoke said why; a chapter's first line now says it too."""
+    from deeplab_edu import config
+    from deeplab_edu.book_pages import SMOKE_NOTE
+
+    monkeypatch.setenv(config.ENV_VAR, "smoke")
+    assert config.profile_line().startswith("profile: smoke\n") and config.SMOKE_MEANS in config.profile_line()
+    assert config.profile_line(with_device=True).startswith(f"profile: smoke, device: {config.device()}\n")
+    assert config.SMOKE_MEANS in SMOKE_NOTE  # the book's warning says the same
+    monkeypatch.setenv(config.ENV_VAR, "cpu")
+    assert config.profile_line() == "profile: cpu"

@@ -240,6 +240,30 @@ def test_failures_name_the_notebook_cell_and_line(tmp_path: Path) -> None:
     assert report["status"] == "error" and report["cell"] == 1
 
 
+def test_a_kernel_leaves_no_temporary_files_behind(tmp_path: Path) -> None:
+    """A learner's trial (stop 59): every smoke run of chapter 10 left its runs folder (125 MB) in /tmp,
+    since the book kills its kernels and the folder's exit handler never ran. The kernel's
+    temporary folder is now one of the run's own, removed when the run ends, however it ends."""
+    import tempfile
+
+    from deeplab_edu.book import execute_notebook
+
+    marker = tmp_path / "kernel_tmp.txt"
+    cell = ("import atexit, tempfile, pathlib\n"
+            "from deeplab_edu.viz.training import runs_root\n"
+            "folder = runs_root('smoke')\n"
+            "(folder / 'last.pt').write_bytes(b'0' * 1000)\n"
+            f"pathlib.Path({str(marker)!r}).write_text(str(folder) + '\\n' + tempfile.gettempdir())")
+    for code in (cell, cell + "\nraise RuntimeError('a failing cell')"):
+        source = tmp_path / "temporary.py"
+        source.write_text(jupytext.writes(_notebook(code), fmt="py:percent"))
+        run = execute_notebook(source, tmp_path / "temporary.ipynb", active_profile="smoke")
+        assert run.ok == ("raise" not in code), run.describe()
+        folder, kernel_tmp = (Path(line) for line in marker.read_text().splitlines())
+        assert folder.parent == kernel_tmp and kernel_tmp.parent == Path(tempfile.gettempdir())
+        assert not kernel_tmp.exists(), f"{kernel_tmp} was left behind"
+
+
 def _kernels_that_never_answer(monkeypatch: pytest.MonkeyPatch, failures: int,
                                then: BaseException | None = None) -> list[int]:
     """Make the first ``failures`` kernels of ``execute_notebook`` fail to start as the one of a CI run

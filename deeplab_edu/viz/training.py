@@ -160,7 +160,9 @@ def runs_root(profile: str | None = None) -> Path:
     profile (CI).
 
     The temporary folder (checkpoints of tens of MB) is deleted when the Python process exits; those of
-    processes killed before they could (untouched for a day) are deleted by the next smoke run.
+    processes killed before they could (untouched for a day) are deleted by the next smoke run. A
+    kernel of ``python -m deeplab_edu.book`` (CI, ``make book``) is killed when its notebook ends, but
+    its temporary folder is its own, which the book removes.
 
     Warns (``UserWarning``, once) when the working directory lies in another clone of the course
     than the package's (an environment shared by several clones): the runs would land in the
