@@ -74,14 +74,24 @@ SMOKE_MEANS = ("a few iterations on tiny images, to test that everything runs: i
 def profile_line(*, with_device: bool = False) -> str:
     """The line a chapter prints first: the active profile (and the compute device with ``with_device``),
     and in the ``smoke`` profile what its numbers mean (:data:`SMOKE_MEANS`), so that a learner who
-    runs a chapter in it does not read its numbers against the text.
+    runs a chapter in it does not read its numbers against the text. On a CPU, where a learner runs
+    the chapter (not :func:`course_checks`), it adds the command line's note when other processes keep
+    cores busy (:func:`deeplab_edu.engine.workers.busy_cpu_note`: PyTorch's threads then wait for each
+    other, and one chapter ran eleven times slower), with the call that helps.
 
     Raises:
         ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`).
     """
     active = profile()
     line = f"profile: {active}" + (f", device: {device()}" if with_device else "")
-    return line + (f"\n(the smoke profile: {SMOKE_MEANS})" if active == "smoke" else "")
+    if active == "smoke":
+        line += f"\n(the smoke profile: {SMOKE_MEANS})"
+    if not course_checks() and device().type == "cpu":
+        from .engine import workers
+
+        if note := workers.busy_cpu_note(remedy="torch.set_num_threads({n})"):
+            line += "\n" + note
+    return line
 
 
 def course_checks() -> bool:

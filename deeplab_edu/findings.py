@@ -912,13 +912,17 @@ class RecordedFindings:
         if not edges:
             return text + " (inside the grid searched)"
         label = {"w_bilateral": "w1", "theta_alpha": "theta_alpha", "theta_beta": "theta_beta"}
-        steps = ", ".join(f"{label[k]} the {edge} value tried, +" + (f"{step:.2f}" if step >= 0.005 else f"{step:.1g}")
-                          for k, (edge, step) in edges.items())
+        at = ", ".join(f"{label[k]} at the {edge}" + (" value tried" if i == 0 else "")
+                       for i, (k, (edge, _)) in enumerate(edges.items()))
+        gains = [f"+{step:.2f}" if step >= 0.005 else f"+{step:.1g}" for _, step in edges.values()]
+        if len(edges) > 1:
+            gains = [f"{g} ({label[k]})" for g, k in zip(gains, edges)]
+        which = "that parameter" if len(edges) > 1 else label[next(iter(edges))]
         reading = ("the search ends on a plateau, where a wider grid would gain little"
                    if all(step < plateau for _, step in edges.values()) else
                    "a wider grid may find a better CRF, so the CRF's gain may be understated")
-        steps += " mIoU points over the best one value inside"
-        return f"{text}\n  on the edge of the grid ({steps}): {reading}"
+        return (f"{text}\n  on the edge of the grid: {at}; the best CRF beats the best one with {which} one value inside "
+                f"by {', '.join(gains[:-1]) + ' and ' if len(gains) > 1 else ''}{gains[-1]} mIoU points: {reading}")
 
     def describe(self) -> str:
         """Provenance and size: command, commit, hardware, seeds, scenes."""

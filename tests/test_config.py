@@ -100,3 +100,24 @@ def test_a_chapter_in_the_smoke_profile_says_its_numbers_mean_nothing(monkeypatc
     assert config.SMOKE_MEANS in SMOKE_NOTE  # the book's warning says the same
     monkeypatch.setenv(config.ENV_VAR, "cpu")
     assert config.profile_line() == "profile: cpu"
+
+
+@pytest.mark.busy_cpu_note
+def test_a_chapter_on_a_busy_cpu_says_fewer_threads_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learner's trial (stop 59): chapter 10 ran 11 times slower beside another job, with PyTorch's two
+    threads waiting for each other; the command line said so, a notebook did not."""
+    import psutil
+
+    from deeplab_edu.engine import workers
+
+    monkeypatch.setenv(config.ENV_VAR, "cpu")
+    monkeypatch.setenv(config.DEVICE_ENV_VAR, "cpu")
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    monkeypatch.setattr(psutil, "cpu_count", lambda: 2)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 60.0)  # 1.2 cores busy
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.delenv(config.COURSE_CHECKS_ENV, raising=False)
+    line = config.profile_line()
+    assert line.startswith("profile: cpu\nnote: other processes keep 1.2") and "torch.set_num_threads(1)" in line
+    monkeypatch.setenv(config.COURSE_CHECKS_ENV, "1")  # the book's and the tests' runs: no note in the pages
+    assert config.profile_line() == "profile: cpu"

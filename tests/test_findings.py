@@ -168,8 +168,9 @@ def test_crf_edges_says_where_a_search_stopped_and_what_its_last_step_gained() -
     assert findings.RecordedFindings({"results": {"crf_params": None, "crf_search": []}}, {}).crf_edges() == {}
     # in words: inside; cut short (a last step of 3 points); a plateau (last steps under a tenth of a point)
     assert inside.describe_crf().endswith("w1 = 10, theta_alpha = 40 px, theta_beta = 10 (inside the grid searched)")
-    assert ("(w1 the largest value tried, +3.00, theta_alpha the smallest value tried, +1.00 mIoU points over the "
-            "best one value inside)") in edge.describe_crf()
+    assert ("on the edge of the grid: w1 at the largest value tried, theta_alpha at the smallest; the best CRF beats "
+            "the best one with that parameter one value inside by +3.00 (w1) and +1.00 (theta_alpha) mIoU points: "
+            ) in edge.describe_crf()
     assert edge.describe_crf().endswith("a wider grid may find a better CRF, so the CRF's gain may be understated")
     tie = search({(w, 40.0, b): 0.6 if w >= 10 else 0.5 for w in (5.0, 10.0, 20.0) for b in (5.0, 10.0, 20.0)})
     # the first best row wins, (10, 40, 5): theta_beta on its edge, tied with the value inside (a step of 0, a
@@ -178,8 +179,9 @@ def test_crf_edges_says_where_a_search_stopped_and_what_its_last_step_gained() -
     assert tie.describe_crf().endswith("the search ends on a plateau, where a wider grid would gain little")
     flat = search({**grid, (20.0, 40.0, 10.0): 0.6, (10.0, 40.0, 10.0): 0.5995})
     assert flat.crf_edges() == {"w_bilateral": ("largest", pytest.approx(0.05))}
-    assert flat.describe_crf().endswith("(w1 the largest value tried, +0.05 mIoU points over the best one value "
-                                        "inside): the search ends on a plateau, where a wider grid would gain little")
+    assert flat.describe_crf().endswith("w1 at the largest value tried; the best CRF beats the best one with w1 one "
+                                        "value inside by +0.05 mIoU points: the search ends on a plateau, where a wider "
+                                        "grid would gain little")
 
 
 def test_a_finding_needs_the_seeds_to_agree_too() -> None:

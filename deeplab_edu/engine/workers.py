@@ -175,7 +175,7 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kwargs)
 
 
-def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25) -> str | None:
+def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25, remedy: str = "--threads {n}") -> str | None:
     """A note for a CPU run when other processes keep cores busy, else ``None``.
 
     PyTorch's CPU kernels split each operation between its intra-op threads (one per core by default)
@@ -184,7 +184,9 @@ def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25) -> str 
     processes' use of the CPU is sampled for ``interval`` seconds with psutil (all processes' use
     less this one's, so a notebook or test session that has just worked does not count itself, as
     a load average would); the note is given when the cores left free are fewer than ``threads``
-    (default: :func:`torch.get_num_threads`) by more than half a core.
+    (default: :func:`torch.get_num_threads`) by more than half a core. ``remedy`` is the advice with
+    ``{n}`` for the threads to use: the command line's flag by default, ``torch.set_num_threads({n})``
+    in a notebook (:func:`deeplab_edu.config.profile_line`).
     """
     import psutil
 
@@ -197,8 +199,8 @@ def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25) -> str 
     if others < 0.5 or threads <= free + 0.5:
         return None
     return (f"note: other processes keep {others:.1f} of this machine's {available_cores()} cores busy, and PyTorch "
-            f"will use {threads} threads that wait for each other: --threads {max(1, round(free))} can be several "
-            "times faster until the machine is free")
+            f"will use {threads} threads that wait for each other: {remedy.format(n=max(1, round(free)))} can be "
+            "several times faster until the machine is free")
 
 
 def original_message(err: BaseException) -> str:
