@@ -26,7 +26,8 @@ from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_log
 from .metrics import ConfusionMatrix, boundary_band, trimap_target
 from .progress import progress_bar
 
-__all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search", "grid_edges", "recolour_objects"]
+__all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search", "grid_edges",
+           "recolour_objects"]
 
 
 def coarse_scores(

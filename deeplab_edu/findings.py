@@ -21,8 +21,8 @@ Group g is the course's own experiment around a step of the paper's recipe: the 
 at output stride 8 before its test-server submission and compares it with nothing; its two arms
 (:data:`PHASE2_ARMS`) fine-tune a trained ``v3`` run instead of training from scratch. Findings f3
 and f4 are a control of the course's too: the same DeepLab v2 and CRF, the CRF shown the image
-with its objects recoloured at random, a class's objects alike or each apart
-(:func:`~deeplab_edu.crf_eval.recolour_objects`): what the CRF gains from like colours of one class.
+with its objects recoloured at random, a class's objects alike or the same colours dealt whatever the
+class (:func:`~deeplab_edu.crf_eval.recolour_objects`): what the CRF gains from a colour telling the class.
 
 Every arm is trained with several seeds and every model is scored on the same validation scenes;
 one confusion matrix is kept *per scene* (whole image and trimap bands), so that the statistics
@@ -84,10 +84,10 @@ _TABLE5_POOLING = "DeepLabv3 Table 5 (block-4 rates (2, 4, 8) at OS 16, ours (1,
 
 #: The source and note of the findings f3 and f4, a control no paper runs.
 _CRF_COLOURS = "the course's control of the CRF's colour term (no paper runs it)"
-_CRF_COLOURS_NOTE = ("both views show the CRF, not the network, the image with every object recoloured at random "
-                     "(crf_eval.recolour_objects); the baseline gives a class's objects one colour, the variant each "
-                     "its own; if the CRF gains from like-coloured objects of one class far apart, the variant "
-                     "scores lower")
+_CRF_COLOURS_NOTE = ("both views show the CRF, not the network, the scene with every object recoloured at random "
+                     "(crf_eval.recolour_objects): the baseline gives a class's objects one colour, the variant deals "
+                     "the same colours to the objects whatever their class; if the CRF gains from a colour telling "
+                     "the class across the scene, the variant scores lower")
 
 #: Arm -> settings that differ from the ``cpu`` preset (DeepLabv3+ on tiny_resnet).
 ARMS: dict[str, dict[str, Any]] = {
@@ -223,10 +223,11 @@ FINDINGS: list[Finding] = [
             "miou", "DeepLab v2 Table 4 (ResNet-101, ASPP, + CRF)", (76.35, 77.69)),
     Finding("f2", "dense CRF on DeepLab v2: 1-px trimap band", ("v2", "eval OS 8"), ("v2", "OS 8 + CRF"),
             "band1:miou", "DeepLab v2 Fig. 10 (trimap; no numbers printed)", None),
-    # f3, f4: the course's control of why the CRF gains here, in a record of its own (results/findings_crf_colour_cpu.json)
-    Finding("f3", "dense CRF: a class's objects coloured alike -> apart", ("v2", "OS 8 + CRF, colours per class"),
+    # f3, f4: the course's control of why the CRF gains here, in a record of its own
+    # (results/findings_crf_colour_cpu.json)
+    Finding("f3", "dense CRF: objects' colours by class -> dealt at random", ("v2", "OS 8 + CRF, colours per class"),
             ("v2", "OS 8 + CRF, colours per object"), "miou", _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
-    Finding("f4", "dense CRF: a class's objects coloured alike -> apart, 1-px trimap band",
+    Finding("f4", "dense CRF: objects' colours by class -> dealt at random, 1-px trimap band",
             ("v2", "OS 8 + CRF, colours per class"), ("v2", "OS 8 + CRF, colours per object"), "band1:miou",
             _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
     Finding("g1", "phase 2 at output stride 8, not 16 (both evaluated at 8)", ("v3, phase 2 at OS 16", "eval OS 8"),
@@ -645,7 +646,8 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
                 if view.crf:
                     seen = denormalize(images.cpu())
                     if view.crf_colours is not None:  # seeded by the scene's index: every run sees the same colours
-                        seen = torch.stack([recolour_objects(im, m, view.crf_colours, seed=start + i, ignore_index=ignore)
+                        seen = torch.stack([recolour_objects(im, m, view.crf_colours, seed=start + i,
+                                                             ignore_index=ignore)
                                             for i, (im, m) in enumerate(zip(seen, masks))])
                     probs = mean_field(unary_from_probs(probs.cpu()), seen, crf_params or DEEPLAB_RELEASED,
                                        method="approx")
@@ -921,8 +923,9 @@ class RecordedFindings:
         reading = ("the search ends on a plateau, where a wider grid would gain little"
                    if all(step < plateau for _, step in edges.values()) else
                    "a wider grid may find a better CRF, so the CRF's gain may be understated")
-        return (f"{text}\n  on the edge of the grid: {at}; the best CRF beats the best one with {which} one value inside "
-                f"by {', '.join(gains[:-1]) + ' and ' if len(gains) > 1 else ''}{gains[-1]} mIoU points: {reading}")
+        return (f"{text}\n  on the edge of the grid: {at}; the best CRF beats the best one with {which} one value "
+                f"inside by {', '.join(gains[:-1]) + ' and ' if len(gains) > 1 else ''}{gains[-1]} mIoU points: "
+                f"{reading}")
 
     def describe(self) -> str:
         """Provenance and size: command, commit, hardware, seeds, scenes."""

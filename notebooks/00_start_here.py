@@ -36,7 +36,7 @@
 # - run a notebook in the profile that fits your machine (`smoke`, `cpu`, `gpu`);
 # - check your environment, and answer a first checked exercise.
 #
-# **Helpers introduced:** `deeplab_edu.config` (your profile and device),
+# **Helpers introduced:** `deeplab_edu.config` (your profile and device; `profile_line`, each chapter's first line),
 # `deeplab_edu.records.environment` (the environment report) and `deeplab_edu.exercises` (`check`
 # your answer, ask for a `hint`; the exercise cells also call `get`, `solved`, `prediction_made` and
 # `measured_and_predicted`). For teachers: `deeplab_edu.book` (`chapter_headers`: each chapter's time;
@@ -95,7 +95,10 @@
 #
 # Unset, the profile is `gpu` when PyTorch sees a CUDA device and `cpu` otherwise. Set it before
 # starting JupyterLab, e.g. `DEEPLAB_EDU_PROFILE=smoke make lab`. Notebooks never read the variable
-# themselves: they ask `deeplab_edu.config`, as below.
+# themselves: they ask `deeplab_edu.config`, as below. Each chapter that trains or measures prints
+# its profile first (`config.profile_line()`); in the `smoke` profile it adds that the numbers mean
+# nothing, and on a CPU that other programs keep busy, that `torch.set_num_threads(1)` (fewer
+# threads) can run several times faster, since PyTorch's threads wait for each other.
 
 # %%
 from deeplab_edu import config

@@ -179,9 +179,9 @@ def test_crf_edges_says_where_a_search_stopped_and_what_its_last_step_gained() -
     assert tie.describe_crf().endswith("the search ends on a plateau, where a wider grid would gain little")
     flat = search({**grid, (20.0, 40.0, 10.0): 0.6, (10.0, 40.0, 10.0): 0.5995})
     assert flat.crf_edges() == {"w_bilateral": ("largest", pytest.approx(0.05))}
-    assert flat.describe_crf().endswith("w1 at the largest value tried; the best CRF beats the best one with w1 one "
-                                        "value inside by +0.05 mIoU points: the search ends on a plateau, where a wider "
-                                        "grid would gain little")
+    assert flat.describe_crf().endswith("w1 at the largest value tried; the best CRF beats the best one with w1 "
+                                        "one value inside by +0.05 mIoU points: the search ends on a plateau, where "
+                                        "a wider grid would gain little")
 
 
 def test_a_finding_needs_the_seeds_to_agree_too() -> None:
@@ -321,7 +321,8 @@ def test_the_colour_control_compares_alike_with_apart_on_the_v2_arm() -> None:
     rows = {f.key: f for f in FINDINGS}
     for key in ("f3", "f4"):
         f = rows[key]
-        assert f.baseline == ("v2", "OS 8 + CRF, colours per class") and f.variant == ("v2", "OS 8 + CRF, colours per object")
+        assert f.baseline == ("v2", "OS 8 + CRF, colours per class")
+        assert f.variant == ("v2", "OS 8 + CRF, colours per object")
         assert VIEWS[f.baseline[1]].crf_colours == "class" and VIEWS[f.variant[1]].crf_colours == "object"
         assert f.paper is None and f.direction == -1
     assert rows["f3"].metric == "miou" and rows["f4"].metric == "band1:miou"
