@@ -635,6 +635,18 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
            *([] if solutions else ["--no-solutions"])]
     report = executed.with_suffix(".json")
     report.unlink(missing_ok=True)  # an earlier run's report is never taken for this one's
+    # the child's temporary folder (its kernel's is inside), removed here: a child killed on Ctrl-C or a
+    # time-out cannot remove its own
+    env["TMPDIR"] = tmp = tempfile.mkdtemp(prefix="deeplab_edu_notebook_")
+    try:
+        return _run_child(cmd, env, source, executed, report, active_profile, register)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_child(cmd: list[str], env: dict[str, str], source: Path, executed: Path, report: Path, active_profile: str,
+               register: Callable[[subprocess.Popen], bool] | None) -> NotebookRun:
+    """:func:`_run_in_subprocess`'s child: started, bounded, and read back."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)

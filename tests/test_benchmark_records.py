@@ -50,7 +50,8 @@ def test_the_records_are_read_from_the_repository() -> None:
 def test_the_findings_table_is_the_record_formatted() -> None:
     from deeplab_edu.findings import RecordedFindings
 
-    for name in ("findings_cpu", "findings_decoder_cpu", "findings_context_cpu", "findings_crf_cpu"):
+    for name in ("findings_cpu", "findings_decoder_cpu", "findings_context_cpu", "findings_crf_cpu",
+                 "findings_crf_colour_cpu"):
         table = RecordedFindings(load_record(name), {}).markdown()
         assert table in README.read_text(), (f"the findings table in benchmarks/README.md differs from "
                                              f"RecordedFindings.markdown() of results/{name}.json (benchmarks/findings.py "

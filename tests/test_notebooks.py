@@ -384,16 +384,24 @@ def test_a_learners_run_has_no_course_checks_and_can_leave_the_solutions_out(tmp
 
 
 @pytest.mark.slow
-def test_an_interrupt_stops_the_running_notebooks_and_starts_no_more(tmp_path: Path) -> None:
+def test_an_interrupt_stops_the_running_notebooks_and_starts_no_more(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C during ``make book`` (or a test's time-out): the notebook running is killed with its
-    kernel, the queued one never starts, and the interrupt reaches the caller at once."""
+    kernel, the queued one never starts, and the interrupt reaches the caller at once; the killed
+    child's temporary folder is removed all the same (stop 59)."""
     import _thread
+    import tempfile
     import threading
     import time
 
     import psutil
 
     from deeplab_edu.book import execute_notebooks
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # this process's...
+    monkeypatch.setenv("TMPDIR", str(temporary))  # ...and the children's
 
     sources = []
     for name in ("a_slow", "b_queued"):
@@ -409,6 +417,10 @@ def test_an_interrupt_stops_the_running_notebooks_and_starts_no_more(tmp_path: P
             and c.status() != psutil.STATUS_ZOMBIE]
     assert not [c for c in left if "deeplab_edu.book" in c or "ipykernel" in c], left
     assert not (tmp_path / "out" / "b_queued.json").exists()
+    deadline = time.monotonic() + 10  # the thread that ran the child removes its folder when the child is gone
+    while any(temporary.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(temporary.iterdir()), list(temporary.iterdir())
 
 
 @pytest.mark.slow
