@@ -441,6 +441,9 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     return written
 
 
+#: Names the temporary folder (also ``TMPDIR``) a parent gave a child of :func:`execute_notebooks`, and removes.
+_GIVEN_TMP_ENV = "DEEPLAB_EDU_GIVEN_TMPDIR"
+
 #: Seconds a new kernel has to answer its first request (it takes about one on a busy 2-core machine).
 KERNEL_START_SECONDS = 60
 #: Kernels started before a notebook whose kernel never answers is reported as failed.
@@ -535,8 +538,11 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     if learner:
         kernel_env[COURSE_CHECKS_ENV] = None
     # the kernel's temporary folder, removed after the run: the kernel is killed, not asked to exit, so its own
-    # exit handlers (the smoke profile's runs folder: 125 MB in chapter 10) never run
-    kernel_tmp = Path(tempfile.mkdtemp(prefix="deeplab_edu_kernel_"))
+    # exit handlers (the smoke profile's runs folder: 125 MB in chapter 10) never run. A child of
+    # execute_notebooks gets one from its parent, which removes it (not nested: short paths for sockets)
+    given = os.environ.get(_GIVEN_TMP_ENV)
+    owned = not (given and Path(given) == Path(tempfile.gettempdir()))
+    kernel_tmp = Path(tempfile.mkdtemp(prefix="dl_nb_")) if owned else Path(given)  # type: ignore[arg-type]
     kernel_env["TMPDIR"] = str(kernel_tmp)
     env_before = {k: os.environ.get(k) for k in kernel_env}
     current: dict[str, Any] = {"index": None, "start": None}
@@ -577,7 +583,8 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
                        "answer):\n" + "\n".join(failed_starts))
     finally:
         _set_environ(env_before)
-        shutil.rmtree(kernel_tmp, ignore_errors=True)
+        if owned:
+            shutil.rmtree(kernel_tmp, ignore_errors=True)
     seconds = time.monotonic() - start
     index = current["index"] if status != "ok" else None
     line = _source_line(text, nb.cells[index].source) if index is not None else None
@@ -635,9 +642,9 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
            *([] if solutions else ["--no-solutions"])]
     report = executed.with_suffix(".json")
     report.unlink(missing_ok=True)  # an earlier run's report is never taken for this one's
-    # the child's temporary folder (its kernel's is inside), removed here: a child killed on Ctrl-C or a
-    # time-out cannot remove its own
-    env["TMPDIR"] = tmp = tempfile.mkdtemp(prefix="deeplab_edu_notebook_")
+    # the temporary folder of the child and its kernel, removed here: a child killed on Ctrl-C or a time-out
+    # cannot remove its own
+    env["TMPDIR"] = env[_GIVEN_TMP_ENV] = tmp = tempfile.mkdtemp(prefix="dl_nb_")
     try:
         return _run_child(cmd, env, source, executed, report, active_profile, register)
     finally:

@@ -80,7 +80,8 @@ def profile_line(*, with_device: bool = False) -> str:
     other, and one chapter ran eleven times slower), with the call that helps.
 
     Raises:
-        ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`).
+        ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`), or ``DEEPLAB_EDU_DEVICE``
+            no device (:func:`device`).
     """
     active = profile()
     line = f"profile: {active}" + (f", device: {device()}" if with_device else "")

@@ -181,24 +181,25 @@ def recolour_objects(image: torch.Tensor, mask: torch.Tensor, per: Literal["obje
 
     The bilateral kernel of the dense CRF (DeepLab v2 eq. 3) pulls pixels of like colour within
     about ``theta_alpha`` of each other towards one label. On the ``easy`` scenes every class has a
-    colour family (chapter 06), so a like colour also means one class across the scene. This
-    function keeps each object's outline, texture and noise and changes only its colour: every
-    connected region (8 neighbours) of one class of ``mask``, other than ``background`` and
-    ``ignore_index``, is shifted by a new colour minus its own mean colour (then clipped to
-    [0, 1]). One colour is drawn per class present, uniform in [0, 1]^3 as the ``hard`` scenes draw
-    theirs. ``per="class"``: each region takes its class's colour (a class's objects look alike);
-    ``per="object"``: each region takes one of the same colours at random, whatever its class (the
-    same colours, dealt without regard to class). With one seed both draw the same colours, so the
-    CRF on the two images, with the same scores and parameters, measures what it gains from colour
-    telling the class (chapter 10, findings f3 and f4). A partly hidden object may show as several
-    regions, and touching objects of one class as one.
+    colour family (chapter 06), so like colours also mean one class across the scene. This function
+    keeps each object's outline, texture and noise and changes only its colour: every connected
+    region (8 neighbours) of one class of ``mask``, other than ``background`` and ``ignore_index``,
+    is shifted by a new colour minus its own mean colour (then clipped to [0, 1]). The new colours
+    are drawn uniform in [0, 1]^3, independently. ``per="class"``: one colour per class present,
+    which all its regions take (a class's objects look alike); ``per="object"``: one colour per
+    region (they do not). Regions of different classes get independent colours either way, so
+    between the two images only whether a class's regions share a colour differs: the CRF on both,
+    with the same scores and parameters, measures what it gains from like-coloured objects of one
+    class (chapter 10, findings f3 and f4). A partly hidden object may show as several regions, and
+    touching objects of one class as one.
 
     Args:
         image: (3, H, W) float RGB in [0, 1] (de-normalised).
-        mask: (H, W) integer class labels.
+        mask: (H, W) integer class labels (the ground truth: a view made with it is a control, not a
+            prediction one could deploy).
         per: ``"object"`` or ``"class"``.
         seed: seeds :func:`numpy.random.default_rng`: one seed, image and mask give one result.
-        background: the class left as drawn.
+        background: the class left as drawn (0 on the procedural scenes).
         ignore_index: the label of pixels left as drawn.
 
     Returns:
@@ -224,15 +225,16 @@ def recolour_objects(image: torch.Tensor, mask: torch.Tensor, per: Literal["obje
         raise ValueError(f"mask must be an integer (H, W) tensor of the image's size {tuple(image.shape[1:])}, "
                          f"got {tuple(mask.shape)} {mask.dtype}")
     rng = np.random.default_rng(seed)
-    pixels = image.detach().cpu().numpy().astype(np.float64)
+    pixels = image.detach().cpu().double().numpy()
     labels = mask.cpu().numpy()
     out = pixels.copy()
-    classes = [k for k in np.unique(labels) if k not in (background, ignore_index)]  # sorted: one order of draws
-    colours = rng.uniform(0.0, 1.0, (len(classes), 3))  # drawn first, so both ways of dealing them get the same
-    for j, k in enumerate(classes):
+    for k in np.unique(labels):  # sorted, so the draws come in one order
+        if k in (background, ignore_index):
+            continue
+        class_colour = rng.uniform(0.0, 1.0, 3)
         regions, count = ndimage.label(labels == k, structure=np.ones((3, 3), bool))
         for r in range(1, count + 1):
             inside = regions == r
-            colour = colours[j] if per == "class" else colours[rng.integers(len(classes))]
+            colour = class_colour if per == "class" else rng.uniform(0.0, 1.0, 3)
             out[:, inside] += (colour - pixels[:, inside].mean(1))[:, None]
     return torch.from_numpy(np.clip(out, 0.0, 1.0)).to(device=image.device, dtype=image.dtype)

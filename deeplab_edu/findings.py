@@ -21,8 +21,8 @@ Group g is the course's own experiment around a step of the paper's recipe: the 
 at output stride 8 before its test-server submission and compares it with nothing; its two arms
 (:data:`PHASE2_ARMS`) fine-tune a trained ``v3`` run instead of training from scratch. Findings f3
 and f4 are a control of the course's too: the same DeepLab v2 and CRF, the CRF shown the image
-with its objects recoloured at random, a class's objects alike or the same colours dealt whatever the
-class (:func:`~deeplab_edu.crf_eval.recolour_objects`): what the CRF gains from a colour telling the class.
+with its objects recoloured at random, a colour per class or one per object
+(:func:`~deeplab_edu.crf_eval.recolour_objects`): what the CRF gains from like-coloured objects of one class.
 
 Every arm is trained with several seeds and every model is scored on the same validation scenes;
 one confusion matrix is kept *per scene* (whole image and trimap bands), so that the statistics
@@ -83,11 +83,11 @@ CRF_GRID: dict[str, tuple[float, ...]] = {
 _TABLE5_POOLING = "DeepLabv3 Table 5 (block-4 rates (2, 4, 8) at OS 16, ours (1, 2, 2))"
 
 #: The source and note of the findings f3 and f4, a control no paper runs.
-_CRF_COLOURS = "the course's control of the CRF's colour term (no paper runs it)"
+_CRF_COLOURS = "the course's control of the CRF's colour term; no paper runs it"
 _CRF_COLOURS_NOTE = ("both views show the CRF, not the network, the scene with every object recoloured at random "
-                     "(crf_eval.recolour_objects): the baseline gives a class's objects one colour, the variant deals "
-                     "the same colours to the objects whatever their class; if the CRF gains from a colour telling "
-                     "the class across the scene, the variant scores lower")
+                     "(crf_eval.recolour_objects): the baseline gives a class's objects one colour, the variant each "
+                     "object its own (objects of different classes get independent colours in both); if the CRF "
+                     "gains from like-coloured objects of one class, the variant scores lower")
 
 #: Arm -> settings that differ from the ``cpu`` preset (DeepLabv3+ on tiny_resnet).
 ARMS: dict[str, dict[str, Any]] = {
@@ -122,13 +122,21 @@ class View:
     """How a trained model is evaluated: output stride (``None``: the run's evaluation stride),
     input scales, flip, and whether the dense CRF refines the probabilities; ``crf_colours``
     (``"object"`` or ``"class"``) shows the CRF the image with its objects recoloured
-    (:func:`~deeplab_edu.crf_eval.recolour_objects`; the network sees the image as drawn)."""
+    (:func:`~deeplab_edu.crf_eval.recolour_objects`; the network sees the image as drawn).
+
+    Raises:
+        ValueError: ``crf_colours`` is set without ``crf``, or is neither ``"object"`` nor ``"class"``.
+    """
 
     output_stride: int | None = None
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     crf: bool = False
     crf_colours: Literal["object", "class"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.crf_colours is not None and (not self.crf or self.crf_colours not in ("object", "class")):
+            raise ValueError(f"crf_colours={self.crf_colours!r} needs crf=True and 'object' or 'class'")
 
 
 #: View name -> view.
@@ -225,9 +233,9 @@ FINDINGS: list[Finding] = [
             "band1:miou", "DeepLab v2 Fig. 10 (trimap; no numbers printed)", None),
     # f3, f4: the course's control of why the CRF gains here, in a record of its own
     # (results/findings_crf_colour_cpu.json)
-    Finding("f3", "dense CRF: objects' colours by class -> dealt at random", ("v2", "OS 8 + CRF, colours per class"),
+    Finding("f3", "dense CRF: objects recoloured, a colour per class -> per object", ("v2", "OS 8 + CRF, colours per class"),
             ("v2", "OS 8 + CRF, colours per object"), "miou", _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
-    Finding("f4", "dense CRF: objects' colours by class -> dealt at random, 1-px trimap band",
+    Finding("f4", "dense CRF: objects recoloured, a colour per class -> per object, 1-px trimap band",
             ("v2", "OS 8 + CRF, colours per class"), ("v2", "OS 8 + CRF, colours per object"), "band1:miou",
             _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
     Finding("g1", "phase 2 at output stride 8, not 16 (both evaluated at 8)", ("v3, phase 2 at OS 16", "eval OS 8"),
@@ -604,7 +612,8 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
         crf_params: the CRF view's :class:`~deeplab_edu.crf.CRFParams` (default
             :data:`deeplab_edu.crf.DEEPLAB_RELEASED`); it refines the view's probabilities with
             :func:`deeplab_edu.crf.mean_field` (the lattice) on the de-normalised image, recoloured
-            for a view with ``crf_colours`` (the scene's index seeds the colours).
+            for a view with ``crf_colours`` by the scene's ground-truth mask (a control, class 0 left as
+            drawn as the procedural scenes' background; the scene's index seeds the colours).
         progress: show a progress bar.
 
     Returns:

@@ -95,10 +95,10 @@
 #
 # Unset, the profile is `gpu` when PyTorch sees a CUDA device and `cpu` otherwise. Set it before
 # starting JupyterLab, e.g. `DEEPLAB_EDU_PROFILE=smoke make lab`. Notebooks never read the variable
-# themselves: they ask `deeplab_edu.config`, as below. Each chapter that trains or measures prints
-# its profile first (`config.profile_line()`); in the `smoke` profile it adds that the numbers mean
-# nothing, and on a CPU that other programs keep busy, that `torch.set_num_threads(1)` (fewer
-# threads) can run several times faster, since PyTorch's threads wait for each other.
+# themselves: they ask `deeplab_edu.config`, as below. Chapters 03 and 05 to 10 print their profile
+# first (`config.profile_line()`); in the `smoke` profile the line adds that the numbers mean
+# nothing, and on a CPU that other programs keep busy, that fewer threads (`torch.set_num_threads`
+# with the number it gives) can run several times faster, since PyTorch's threads wait for each other.
 
 # %%
 from deeplab_edu import config

@@ -152,7 +152,7 @@ assert all(findings.arm_overrides(arm, 0, root=Path("runs"))["iterations"] == 10
 view_rows = [{"view": name, "output stride": v.output_stride or "the run's",
               "scales": ", ".join(f"{s:g}" for s in v.scales), "flip": "yes" if v.flip else "no",
               "dense CRF": "yes" if v.crf else "no",
-              "CRF's image": f"objects recoloured, one colour per {v.crf_colours}" if v.crf_colours else
+              "CRF's image": f"objects recoloured at random, a colour per {v.crf_colours}" if v.crf_colours else
                              "as drawn" if v.crf else ""} for name, v in findings.VIEWS.items()]
 display(markdown_table(view_rows))
 
@@ -192,6 +192,8 @@ display(markdown_table(view_rows))
 # %%
 recorded = findings.load_findings()
 crf_record = findings.load_findings("findings_crf_cpu")  # the CRF (f) again, its parameters from a wider grid
+colour = findings.load_findings("findings_crf_colour_cpu")  # the CRF's colour control (f3, f4), section 3
+colour_findings, colour_table = [], []
 if recorded is None:
     print("no findings record: run `python benchmarks/findings.py` first (see benchmarks/README.md)")
 else:
@@ -304,17 +306,17 @@ if recorded is not None:
                          f"({len(crf_record.seeds)} seeds), its CRF searched on a wider grid:"))
         print(crf_record.describe_crf())
         display(markdown_table(findings.shown_rows(crf_table)))
-    # the CRF's colour control (f3, f4), in a record of its own: "The CRF's parameters" below reads it
-    colour = other_records["findings_crf_colour_cpu"] = findings.load_findings("findings_crf_colour_cpu")
+    # the CRF's colour control (f3, f4), in a record of its own: "Why does such a kernel help?" below reads it
     colour_findings = [] if colour is None else findings.measurable(
         colour.matrices, [f for f in findings.FINDINGS if f not in measured and f not in extra])
     if colour_findings:
         colour_table = findings.findings_table(colour.matrices, colour_findings, n_boot=n_boot)
         extra, extra_table = extra + colour_findings, extra_table + colour_table
+        used = colour.record["results"]["crf_params"]
         display(Markdown(f"The CRF's colour control, from `results/findings_crf_colour_cpu.json`: DeepLab v2 trained "
-                         f"again ({len(colour.seeds)} seeds), its CRF shown each scene with its objects recoloured "
-                         "(\"The CRF's parameters\" below):"))
-        print(colour.describe_crf())
+                         f"again ({len(colour.seeds)} seeds), its CRF (w1 = {used['w_bilateral']:g}, theta_alpha = "
+                         f"{used['theta_alpha']:g} px, theta_beta = {used['theta_beta']:g}) shown each scene with its "
+                         "objects recoloured (\"Why does such a kernel help?\" below):"))
         display(markdown_table(findings.shown_rows(colour_table)))
     missing = [f"({f.key}) {f.title}" for f in findings.FINDINGS if f not in measured and f not in extra]
     if missing:

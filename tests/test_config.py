@@ -114,7 +114,13 @@ def test_a_chapter_on_a_busy_cpu_says_fewer_threads_help(monkeypatch: pytest.Mon
     monkeypatch.setenv(config.DEVICE_ENV_VAR, "cpu")
     monkeypatch.setattr(workers, "available_cores", lambda: 2)
     monkeypatch.setattr(psutil, "cpu_count", lambda: 2)
-    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 60.0)  # 1.2 cores busy
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 60.0)  # 1.2 cores busy...
+
+    class Idle:  # ...none of it this process's (a real count over microseconds could be anything)
+        def cpu_percent(self, interval: float | None = None) -> float:
+            return 0.0
+
+    monkeypatch.setattr(psutil, "Process", Idle)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     monkeypatch.delenv(config.COURSE_CHECKS_ENV, raising=False)
     line = config.profile_line()

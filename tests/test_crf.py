@@ -392,7 +392,6 @@ def test_recolour_objects_keeps_outlines_and_texture_and_changes_only_colours() 
             found[name] = (after - before)[:, unclipped].mean(1) + before.mean(1)
         return found
 
-    by_class = recolour_objects(image, mask, "class", seed=7)
     for per in ("object", "class"):
         out = recolour_objects(image, mask, per, seed=7)
         assert out.shape == image.shape and out.dtype == image.dtype and 0 <= out.min() and out.max() <= 1
@@ -402,13 +401,11 @@ def test_recolour_objects_keeps_outlines_and_texture_and_changes_only_colours() 
             shift, inside = out[:, rows, cols] - image[:, rows, cols], out[:, rows, cols]
             unclipped = ((inside > 0) & (inside < 1)).all(0)
             assert (shift[:, unclipped] - shift[:, unclipped][:, :1]).abs().max() < 1e-5
-        # the colours per object are the colours per class of the same seed, dealt to the regions
-        palette = list(colours(by_class).values())
-        assert all(min((c - p).abs().max() for p in palette) < 1e-5 for c in colours(out).values())
-    assert torch.allclose(colours(by_class)["2a"], colours(by_class)["2b"])  # a class's regions look alike...
-    apart = [s for s in range(20) if not torch.allclose(*(colours(recolour_objects(image, mask, "object", seed=s))[k]
-                                                          for k in ("2a", "2b")))]
-    assert apart, "per object, a class's regions never took different colours"  # ...or each takes its own
+    by_class, by_object = (colours(recolour_objects(image, mask, per, seed=7)) for per in ("class", "object"))
+    assert torch.allclose(by_class["2a"], by_class["2b"])  # a class's regions look alike...
+    assert not torch.allclose(by_object["2a"], by_object["2b"], atol=0.05)  # ...or each takes its own colour
+    for found in (by_class, by_object):  # and regions of different classes differ either way
+        assert not torch.allclose(found["2a"], found["3"], atol=0.05)
 
 
 @pytest.mark.parametrize(("image", "mask", "per", "match"), [

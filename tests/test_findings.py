@@ -325,4 +325,6 @@ def test_the_colour_control_compares_alike_with_apart_on_the_v2_arm() -> None:
         assert f.variant == ("v2", "OS 8 + CRF, colours per object")
         assert VIEWS[f.baseline[1]].crf_colours == "class" and VIEWS[f.variant[1]].crf_colours == "object"
         assert f.paper is None and f.direction == -1
+    with pytest.raises(ValueError, match="needs crf=True"):
+        findings.View(output_stride=8, crf_colours="object")
     assert rows["f3"].metric == "miou" and rows["f4"].metric == "band1:miou"
