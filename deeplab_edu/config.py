@@ -83,11 +83,11 @@ def profile_line(*, with_device: bool = False) -> str:
         ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`), or ``DEEPLAB_EDU_DEVICE``
             no device (:func:`device`).
     """
-    active = profile()
-    line = f"profile: {active}" + (f", device: {device()}" if with_device else "")
+    active, dev = profile(), device()
+    line = f"profile: {active}" + (f", device: {dev}" if with_device else "")
     if active == "smoke":
         line += f"\n(the smoke profile: {SMOKE_MEANS})"
-    if not course_checks() and device().type == "cpu":
+    if not course_checks() and dev.type == "cpu":
         from .engine import workers
 
         if note := workers.busy_cpu_note(remedy="torch.set_num_threads({n})"):

@@ -233,8 +233,9 @@ FINDINGS: list[Finding] = [
             "band1:miou", "DeepLab v2 Fig. 10 (trimap; no numbers printed)", None),
     # f3, f4: the course's control of why the CRF gains here, in a record of its own
     # (results/findings_crf_colour_cpu.json)
-    Finding("f3", "dense CRF: objects recoloured, a colour per class -> per object", ("v2", "OS 8 + CRF, colours per class"),
-            ("v2", "OS 8 + CRF, colours per object"), "miou", _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
+    Finding("f3", "dense CRF: objects recoloured, a colour per class -> per object",
+            ("v2", "OS 8 + CRF, colours per class"), ("v2", "OS 8 + CRF, colours per object"), "miou",
+            _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
     Finding("f4", "dense CRF: objects recoloured, a colour per class -> per object, 1-px trimap band",
             ("v2", "OS 8 + CRF, colours per class"), ("v2", "OS 8 + CRF, colours per object"), "band1:miou",
             _CRF_COLOURS, None, direction=-1, note=_CRF_COLOURS_NOTE),
@@ -649,9 +650,13 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
             images = torch.stack([x for x, _ in items]).to(device)
             masks = torch.stack([y for _, y in items])
             targets = {"all": masks, **{f"band{w}": trimap_target(masks, w, ignore) for w in band_widths}}
+            scores: dict[tuple[Any, ...], torch.Tensor] = {}  # one forward pass per strategy, shared by its views
             for v in views:
                 view = VIEWS[v]
-                probs = predict_probs(model, images, Strategy(view.scales, view.flip, view.output_stride))
+                strategy = (view.scales, view.flip, view.output_stride)
+                if strategy not in scores:
+                    scores[strategy] = predict_probs(model, images, Strategy(*strategy))
+                probs = scores[strategy]
                 if view.crf:
                     seen = denormalize(images.cpu())
                     if view.crf_colours is not None:  # seeded by the scene's index: every run sees the same colours
