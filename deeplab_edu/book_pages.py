@@ -78,8 +78,8 @@ def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
 #: models and measurements mean nothing, so that nobody reads or publishes it as the course.
 SMOKE_NOTE = (
     "```{warning}\n"
-    f"This page was built with the `smoke` profile ({SMOKE_MEANS}). To read or publish the course, build it "
-    "with `DEEPLAB_EDU_PROFILE=cpu make book`.\n"
+    f"This page was built with the `smoke` profile ({SMOKE_MEANS.replace('the cpu profile', 'the `cpu` profile')})."
+    " To read or publish the course, build it with `DEEPLAB_EDU_PROFILE=cpu make book`.\n"
     "```"
 )
 

@@ -246,6 +246,8 @@ def _cpu_threads(args: argparse.Namespace, device: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``export``,
     ``bench``, ``course-runs`` and ``check-data``."""
+    from .choices import OUTPUT_STRIDES  # torch-free, as the whole parser is
+
     parser = OneLineErrorParser(prog="deeplab-edu", description="Train, evaluate and run DeepLab models.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
                          "(DeepLabv3 sec. 4.2; default: 1)")
     ev.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
-    ev.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride (what its validation "
+    ev.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="default: the run's eval_output_stride (what its validation "
                                                         "used), else its training output stride")
     ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -291,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scales", nargs="+", type=float, default=[1.0],
                     help="input scales whose probabilities are averaged (default: 1)")
     pr.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
-    pr.add_argument("--output-stride", type=int, help="default: the run's eval_output_stride, else its training one")
+    pr.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="default: the run's eval_output_stride, else its training one")
     pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
                                                   "memory for large photos; default: the whole image at once)")
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
@@ -309,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "eval, predict and --init-from read)")
     ex.add_argument("--onnx", help="also (or only) write the model as ONNX here (batch, height and width dynamic; "
                                    "logits of shape (N, classes, H, W), inputs normalised as in training)")
-    ex.add_argument("--output-stride", type=int, help="the ONNX graph's output stride (fixed in it); default: the "
+    ex.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="the ONNX graph's output stride (fixed in it); default: the "
                                                       "run's eval_output_stride, as eval and predict use, else its "
                                                       "training one")
 
@@ -526,7 +528,6 @@ def _eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--json {args.json} is a folder; name the file to write the metrics to, e.g. "
                          f"{Path(args.json) / 'metrics.json'}")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
-    _cpu_threads(args, dev)
     from .engine.checkpoint import checkpoint_file
 
     # the file scored, not the folder given: a folder's newest checkpoint changes while a run trains on
@@ -551,6 +552,7 @@ def _eval(args: argparse.Namespace) -> int:
                          f"{cfg['dataset']!r} names {', '.join(named)} (in label order): its IoUs would be scored "
                          "under the wrong names; evaluate on data labelled like the training set")
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
+    _cpu_threads(args, dev)  # --threads, or the note on a busy CPU: after every check that fails at once
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev, progress=args.progress)
     print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
           f"fwIoU {100 * m['fw_iou']:.2f}%")
@@ -666,7 +668,6 @@ def _predict(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input {src} does not exist" if not src.exists() else
                                 f"input {src} is neither an image file nor a folder")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
-    _cpu_threads(args, dev)
     model, cfg, info = load_run(args.checkpoint, dev)
     # the run's own classes; a checkpoint that does not record them: those of its configured data set
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
@@ -696,6 +697,7 @@ def _predict(args: argparse.Namespace) -> int:
     warned_large = False
     # one switch for the folder (a stride the model cannot run at fails here, before any file is read)
     with at_output_stride(model, strategy.output_stride):
+        _cpu_threads(args, dev)  # --threads, or the note on a busy CPU: after every check that fails at once
         for f in files:
             try:
                 x = load_image(f)  # (3, H, W) in [0, 1]; BadDataError (a ValueError) names the file

@@ -251,13 +251,21 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
                           (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--crop-size", "0"],
                            "crop_size must be at least 1"),
                           (["eval", "--checkpoint", ckpt, "--limit", "0"], "limit must be at least 1"),
-                          (["eval", "--checkpoint", ckpt, "--output-stride", "0"], "got 0"),  # was the run's stride
                           (["eval", "--checkpoint", ckpt, "--json", str(tmp_path)], "is a folder; name the file"),
-                          (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--output-stride", "4"], "got 4"),
                           (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--scales", "nan"], "finite")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+    # a stride no model runs at is refused by the flag's name before anything is read (0 was the run's stride
+    # once; the busy-CPU note came before the error)
+    for argv in (["eval", "--checkpoint", ckpt, "--output-stride", "0"],
+                 ["predict", "--checkpoint", ckpt, str(images / "a.png"), "--output-stride", "4"],
+                 ["export", "--checkpoint", ckpt, "--onnx", str(tmp_path / "m.onnx"), "--output-stride", "7"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --output-stride: invalid choice: {argv[-1]} (choose from 8, 16, 32)" in err, err
 
 
 def test_interrupted_training_names_the_checkpoint_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -728,6 +736,28 @@ def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
             _cpu_threads(build_parser().parse_args(["eval", "--checkpoint", "x", "--threads", "0"]), "cpu")
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.busy_cpu_note
+def test_busy_note_comes_after_the_checks_that_fail_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """A new user's trial: predict printed the note on a busy CPU (advice for a long run) and then an
+    error about its arguments; now the note comes only once the images are about to be predicted."""
+    from deeplab_edu.engine import workers
+
+    assert main(["train", "--preset", "smoke", "--iterations", "1", "--eval-every", "1",
+                 "--out-dir", str(tmp_path / "run"), "--no-progress", "--threads", "1"]) == 0
+    monkeypatch.setattr(workers, "busy_cpu_note", lambda *args, **kwargs: "note: BUSY")
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a_mask.png").write_bytes(b"a ground truth")
+    capsys.readouterr()
+    ckpt = str(tmp_path / "run" / "checkpoints")
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "which predict did not write" in err and "BUSY" not in err, err
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "a.png"), "--out", str(tmp_path / "new")]) == 0
+    assert "note: BUSY" in capsys.readouterr().err
 
 
 def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -97,7 +97,9 @@ def test_a_chapter_in_the_smoke_profile_says_its_numbers_mean_nothing(monkeypatc
     monkeypatch.setenv(config.ENV_VAR, "smoke")
     assert config.profile_line().startswith("profile: smoke\n") and config.SMOKE_MEANS in config.profile_line()
     assert config.profile_line(with_device=True).startswith(f"profile: smoke, device: {config.device()}\n")
-    assert config.SMOKE_MEANS in SMOKE_NOTE  # the book's warning says the same
+    # the book's warning says the same, with the profile's name in code font (as `smoke` before it)
+    assert "the cpu profile" in config.SMOKE_MEANS and "the `cpu` profile" in SMOKE_NOTE
+    assert config.SMOKE_MEANS.replace("the cpu profile", "the `cpu` profile") in SMOKE_NOTE
     monkeypatch.setenv(config.ENV_VAR, "cpu")
     assert config.profile_line() == "profile: cpu"
 
