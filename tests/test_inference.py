@@ -70,7 +70,7 @@ def test_a_scale_that_would_leave_no_pixel_keeps_one_and_odd_scales_are_refused(
     """A 1-pixel strip at scale 0.5 failed with PyTorch's "sizes should be greater than 0"; NaN and
     infinite scales with "cannot be converted to type int64_t"."""
     model = Pointwise()
-    strip = torch.rand(3, 1, 40)
+    strip = torch.randn(3, 1, 40)  # normalised-like (a [0, 1] image is warned of)
     probs = predict_probs(model, strip, Strategy(scales=(0.5, 1.0)))
     assert probs.shape == (1, 4, 1, 40) and torch.isfinite(probs).all()
     for bad in (float("nan"), float("inf"), 0.0, -1.0):

@@ -122,7 +122,7 @@ class _Scenes:
         m = torch.zeros(9, 11, dtype=torch.long)
         m[2:6, 3:8] = 1
         m[0, :] = 2
-        self.items = [(torch.rand(3, 9, 11), m)]
+        self.items = [(torch.randn(3, 9, 11), m)]  # normalised-like (a [0, 1] image is warned of)
 
     def __len__(self) -> int:
         return len(self.items)
