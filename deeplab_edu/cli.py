@@ -38,6 +38,7 @@ import time
 import traceback
 import typing
 import warnings
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="the ONNX graph's output stride (fixed in it); default: the "
                                                       "run's eval_output_stride, as eval and predict use, else its "
                                                       "training one")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace a file of the other kind at --out or --onnx (by default export replaces only an "
+                         "earlier model file at --out, or an earlier ONNX file at --onnx)")
 
     cd = sub.add_parser("check-data", help="read a data set once, as training would: every bad file, and each "
                                            "class's share of the labelled pixels")
@@ -753,8 +757,21 @@ def _export(args: argparse.Namespace) -> int:
                          "keeps the run's settings; eval and predict take --output-stride themselves)")
     from .engine.checkpoint import checkpoint_file, load_checkpoint, names_a_run_checkpoint, save_model_file
 
+    from .models.export import is_onnx_file
+
+    # a trial: --onnx m.pt replaced the model file m.pt with an ONNX graph, without a word
+    if args.out and Path(args.out).suffix.lower() == ".onnx":
+        raise ValueError(f"--out {args.out}: --out writes the PyTorch model file (.pt), --onnx the ONNX graph; "
+                         "name the model file .pt, or give this name to --onnx")
+    if args.onnx and Path(args.onnx).suffix.lower() in (".pt", ".pth"):
+        raise ValueError(f"--onnx {args.onnx}: --onnx writes the ONNX graph (.onnx), --out the PyTorch model file; "
+                         "name the graph .onnx, or give this name to --out")
     source = checkpoint_file(args.checkpoint).resolve()
-    for flag, target in (("--out", args.out), ("--onnx", args.onnx)):
+    for flag, target, of_its_kind, kind in (("--out", args.out, zipfile.is_zipfile, "a PyTorch file"),
+                                            ("--onnx", args.onnx, is_onnx_file, "an ONNX model")):
+        if target and Path(target).is_file() and not args.overwrite and not of_its_kind(target):
+            raise FileExistsError(f"{flag} {target} already holds a file that is not {kind}: name another file, "
+                                  "or --overwrite to replace it")
         if target and Path(target).resolve() == source:  # the training state (optimiser, iteration) would be lost
             raise ValueError(f"{flag} {target} is the checkpoint being exported: name another file")
         if target and Path(target).is_dir():  # the atomic rename would fail naming its temporary file

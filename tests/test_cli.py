@@ -738,6 +738,42 @@ def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
         torch.set_num_threads(threads)
 
 
+def test_export_refuses_to_replace_a_file_of_the_other_kind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A practitioner's trial: `export --onnx m.pt` (meant --out) replaced the model file m.pt with an ONNX
+    graph without a word, and predict then called the ONNX file "truncated, damaged or not a PyTorch checkpoint"."""
+    from deeplab_edu.models.export import is_onnx_file
+
+    assert main(["train", "--preset", "smoke", "--iterations", "1", "--eval-every", "1",
+                 "--out-dir", str(tmp_path / "run"), "--no-progress", "--threads", "1"]) == 0
+    ckpt = str(tmp_path / "run" / "checkpoints")
+    model_file = tmp_path / "m.pt"
+    assert main(["export", "--checkpoint", ckpt, "--out", str(model_file)]) == 0
+    before = model_file.read_bytes()
+    capsys.readouterr()
+    for argv, message in ((["--onnx", str(model_file)], "--onnx writes the ONNX graph (.onnx), --out the PyTorch"),
+                          (["--out", str(tmp_path / "m.onnx")], "--out writes the PyTorch model file (.pt), --onnx"),
+                          (["--onnx", str(tmp_path / "copy.bin")], "already holds a file that is not an ONNX model")):
+        (tmp_path / "copy.bin").write_bytes(before)
+        assert main(["export", "--checkpoint", ckpt, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert model_file.read_bytes() == before and (tmp_path / "copy.bin").read_bytes() == before
+    assert not (tmp_path / "m.onnx").exists()
+    # an ONNX file (its first bytes, as torch.onnx writes them) is neither replaced by a model file nor read as one
+    onnx_like = tmp_path / "graph.bin"
+    onnx_like.write_bytes(b"\x08\x0a\x12\x07pytorch\x1a\x062.14.1" + bytes(64))
+    assert is_onnx_file(onnx_like) and not is_onnx_file(model_file) and not is_onnx_file(tmp_path / "missing")
+    assert main(["export", "--checkpoint", ckpt, "--out", str(onnx_like)]) == 2
+    assert "already holds a file that is not a PyTorch file" in capsys.readouterr().err
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["predict", "--checkpoint", str(onnx_like), str(tmp_path / "a.png"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "it is an ONNX model (what deeplab-edu export --onnx writes)" in err and "damaged" not in err, err
+    assert main(["export", "--checkpoint", ckpt, "--out", str(onnx_like), "--overwrite"]) == 0  # when asked to
+    assert not is_onnx_file(onnx_like) and main(["export", "--checkpoint", ckpt, "--out", str(model_file)]) == 0
+    assert "replacing the file there" in capsys.readouterr().out  # an earlier model file: replaced, and said
+
+
 @pytest.mark.busy_cpu_note
 def test_busy_note_comes_after_the_checks_that_fail_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture) -> None:

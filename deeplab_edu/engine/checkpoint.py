@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..models.pretrained import checksum_failure, load_failure_reason
+from ..models.pretrained import ONNX_NOT_TORCH, checksum_failure, load_failure_reason
 from ..records import shown_path
 
 __all__ = [
@@ -309,6 +309,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         reason = damaged or load_failure_reason(p, err)
         if reason.startswith("it holds a Python object"):  # whole, not damaged: refused, as it must be
             raise RuntimeError(f"could not read checkpoint {p}: {reason}") from None
+        if reason == ONNX_NOT_TORCH:  # whole, and of another kind: a trial gave predict its ONNX export
+            raise RuntimeError(f"could not read checkpoint {p}: {reason}. Give the model file export --out "
+                               "wrote (.pt), or a run's checkpoint") from None
         older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) else []
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
                 f"away, and the run's folder then offers {older[-1].name} (to --resume, eval or predict)" if older else

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 
-__all__ = ["export_onnx", "run_onnx", "export_program", "load_program", "LogitsOnly"]
+__all__ = ["export_onnx", "run_onnx", "export_program", "load_program", "LogitsOnly", "is_onnx_file"]
 
 
 class LogitsOnly(nn.Module):
@@ -44,6 +44,19 @@ class LogitsOnly(nn.Module):
         """(N, 3, H, W) images -> the wrapped model's ``"out"`` (or its tensor output)."""
         y = self.model(image)
         return y["out"] if isinstance(y, dict) else y
+
+
+def is_onnx_file(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` begins as an ONNX model does (a ``ModelProto`` message: its field 1,
+    ``ir_version``, then field 2, ``producer_name``, as ``torch.onnx`` writes it; the ONNX specification,
+    ``onnx/onnx.proto``). A quick look at 3 bytes, not a validation; ``False`` for a file that cannot be read.
+    Used to name an ONNX file given where a PyTorch file is expected (and the reverse)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        return False
+    return len(head) == 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] == 0x12
 
 
 def _example(model: nn.Module, example: torch.Tensor | None, dynamic: bool) -> torch.Tensor:

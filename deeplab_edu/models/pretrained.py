@@ -112,12 +112,21 @@ def cached_weights(weights: Any) -> Path | None:
     return path if path.is_file() else None
 
 
+#: :func:`load_failure_reason`'s clause for an ONNX file given where a PyTorch file belongs.
+ONNX_NOT_TORCH = ("it is an ONNX model (what deeplab-edu export --onnx writes), which PyTorch does not load; "
+                  "onnxruntime runs it (deeplab_edu.models.export.run_onnx)")
+
+
 def load_failure_reason(path: Path, err: BaseException) -> str:
     """Why ``torch.load(path, weights_only=True)`` raised ``err``, in one short clause for an error
     message: "it is not a file torch.save wrote (no zip archive)" (torch's own text would suggest
     ``weights_only=False``, which runs code from the file) or the exception's name and first line."""
     import zipfile
 
+    from .export import is_onnx_file
+
+    if is_onnx_file(path):
+        return ONNX_NOT_TORCH
     if not zipfile.is_zipfile(path):
         return "it is not a file torch.save wrote (no zip archive)"
     if "Weights only load failed" in str(err):  # a pickled object: torch's advice would run code from the file
