@@ -566,6 +566,8 @@ def test_the_answer_key_gives_every_exercise_its_answer(tmp_path, capsys) -> Non
     main(["--chapter", "09", "--chapter", "08"])  # given twice: both chapters (the last only, until stop 55)
     rows = capsys.readouterr().out.splitlines()[2:]
     assert len(rows) == sum(k[:2] in ("08", "09") for k in all_exercises()) and rows[0].startswith("| 08.")
+    main(["--chapter", "9", "8"])  # one digit, as a teacher typed it (was "no exercises in chapter '4'")
+    assert capsys.readouterr().out.splitlines()[2:] == rows
     with pytest.raises(SystemExit):
         main(["--chapter", "08", "99"])
     assert "no exercises in chapter '99'" in capsys.readouterr().err

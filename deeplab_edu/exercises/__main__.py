@@ -38,14 +38,16 @@ def answer_text(ex: Exercise) -> str:
 
 
 def answer_key(chapter: str | Sequence[str] | None = None) -> str:
-    """The answer key as a Markdown table, every chapter's or only ``chapter``'s (``"08"``, or several:
-    ``["08", "09"]``), in the order of the exercises.
+    """The answer key as a Markdown table, every chapter's or only ``chapter``'s (``"08"`` or ``"8"``, or
+    several: ``["08", "09"]``), in the order of the exercises.
 
     Raises:
         ValueError: a chosen chapter has no exercises.
     """
     exercises = all_exercises()
     chapters = None if chapter is None else [chapter] if isinstance(chapter, str) else list(chapter)
+    # "4" is chapter 04 (a teacher's trial was told that chapter '4' has no exercises)
+    chapters = None if chapters is None else [c.zfill(2) if str(c).isdigit() else c for c in map(str, chapters)]
     having = sorted({k.split(".")[0] for k in exercises})
     empty = [c for c in chapters or () if c not in having]
     if empty:
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deeplab_edu.exercises",
                                      description="A teacher's answer key: every exercise's reference answer.")
     parser.add_argument("--chapter", nargs="+", action="extend", metavar="NN",
-                        help="only these chapters' exercises, e.g. 08 or 08 09 (may be given more than once)")
+                        help="only these chapters' exercises, e.g. 08 (or 8) or 08 09 (may be given more than once)")
     parser.add_argument("--out", type=Path, help="write the Markdown table to this file instead of printing it")
     args = parser.parse_args(argv)
     try:
