@@ -502,7 +502,18 @@ def test_a_second_learners_trial_gets_told_what_is_wrong() -> None:
     assert "percentage" in check("08.2", "38%").message
     for key, pair in (("02.1", "7x7"), ("02.1", (7, 7)), ("07.1", (160, 160))):
         assert "expected one number, got 2" in check(key, pair).message, key
-    assert "in another order" in check("08.3", tuple(reversed(get("08.3").solution()))).message
+    assert "the 1st and the 3rd are swapped" in check("08.3", tuple(reversed(get("08.3").solution()))).message
+    # a third trial (stop 60): each told of a mistake it did not make
+    assert "1-D fraction" not in check("04.3", (40 / 65) ** 2).message  # 1.5 % from 25 / 65, within rel_tol
+    assert "1-D fraction" in check("04.3", 0.385).message
+    n, c, h, w = get("11.5").solution()
+    assert "height and width are swapped" in check("11.5", (n, c, w, h)).message
+    assert "the question lists" not in check("11.5", (c, n, w, h)).message
+    assert "in another order: what does each place stand for?" in check("11.5", (c, w, n, h)).message
+    from deeplab_edu.models.aspp import feature_map_side  # 08.1 keeps the given order: a sorted answer is named
+
+    assert "sorted: keep them in the order given" in check("08.1", lambda c, s, r: tuple(sorted(
+        x for x in r if x >= feature_map_side(c, s)))).message
     resolved = get("10.3").solution()
     for guess in {resolved + 3, resolved + 5} - {resolved}:
         message = check("10.3", guess).message

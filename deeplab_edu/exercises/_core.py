@@ -433,6 +433,11 @@ def _say(message: Any, answer: Any) -> str:
     return message(answer) if callable(message) else message
 
 
+def _ordinal(n: int) -> str:
+    """1 -> "1st", 2 -> "2nd", 3 -> "3rd", 4 -> "4th", 11 -> "11th" (the places of an answer's values)."""
+    return f"{n}{'th' if n % 100 in (11, 12, 13) else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def value_exercise(
     key: str,
     title: str,
@@ -503,7 +508,11 @@ def value_exercise(
             if hit:
                 return _say(message, got)
         if answer_type == "ints" and isinstance(target, Sequence) and sorted(got) == sorted(target):
-            return "the right values, in another order: give them in the order the question lists them."
+            moved = [i + 1 for i, (g, t) in enumerate(zip(got, target)) if g != t]
+            if len(moved) == 2:  # a trial: (3, 11, 70, 50) for (3, 11, 50, 70) was told of "the order the question lists"
+                return (f"the right values, but the {_ordinal(moved[0])} and the {_ordinal(moved[1])} are swapped: "
+                        "what does each place stand for?")
+            return "the right values, in another order: what does each place stand for?"
         return _say(otherwise, got)
 
     examples = tuple((w, m) for w, m in mistakes if not callable(w) and isinstance(m, str))

@@ -89,7 +89,8 @@ value_exercise(
     rel_tol=2e-2,  # 0.15, 0.148 or 0.1479 (the closest listed mistake, (26 / 65)**2, is 8 % away)
     abs_tol=1e-6,
     mistakes=[
-        (25 / 65, "that is the 1-D fraction (one axis); a position needs both axes to keep all three taps."),
+        (lambda a: abs(a - 25 / 65) <= 1e-3,  # closer than rel_tol: (40 / 65) ** 2, 1.5 % away, is not it (a trial)
+         "that is the 1-D fraction (one axis); a position needs both axes to keep all three taps."),
         ((45 / 65) ** 2, "45 rows have the *upper* neighbour inside; a row keeps both neighbours only when it is at "
                          "least 20 rows from either edge."),
         (lambda a: any(abs(a - (n / 65) ** 2) <= 1e-2 * (n / 65) ** 2 for n in (24, 26)),
@@ -99,7 +100,7 @@ value_exercise(
     otherwise=lambda a: (f"{a:.4g} is {direction(a, valid_weight_fractions(65, 20)[9])}: a position keeps all nine "
                          "weights only when its row and its column both have their neighbours 20 cells away on "
                          "the map; what share of rows does, and of positions?"),
-    more_wrong=(0.5, 0.0, 1.0),
+    more_wrong=(0.5, 0.0, 1.0, 25 / 65),
     hint="per axis, both neighbours are inside when r <= i <= n - 1 - r; square the 1-D fraction.",
 )
 

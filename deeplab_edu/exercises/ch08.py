@@ -27,7 +27,7 @@ def _learner(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tupl
 def _inputs(gen: torch.Generator) -> tuple[Any, ...]:
     crop = int(torch.randint(16, 600, (1,), generator=gen))
     stride = (8, 16, 32)[int(torch.randint(0, 3, (1,), generator=gen))]
-    rates = tuple(int(r) for r in torch.randint(1, 40, (3,), generator=gen).sort().values)
+    rates = tuple(int(r) for r in torch.randint(1, 40, (3,), generator=gen))  # in any order: the answer keeps it
     return crop, stride, rates
 
 
@@ -39,7 +39,7 @@ function_exercise(
     solution=_learner,
     inputs=_inputs,
     cases=[(96, 16, (6, 12, 18)), (96, 16, (1, 2, 3)), (513, 16, (6, 12, 18)), (97, 16, (6, 7, 12)),
-           (321, 32, (6, 10, 12)), (200, 8, (12, 24, 36))],
+           (321, 32, (6, 10, 12)), (200, 8, (12, 24, 36)), (97, 16, (18, 3, 7, 12))],
     mistakes=[
         (lambda c, s, r: tuple(x for x in r if x >= c // s),
          "crop_size // output_stride rounds down, but every stride-2 layer rounds an odd side up "
@@ -52,6 +52,8 @@ function_exercise(
          "rate >= side."),
         (lambda c, s, r: tuple(x for x in r if x >= c),
          "compare the rate with the feature map, not with the crop: rates count feature-map cells."),
+        (lambda c, s, r: tuple(sorted(_learner(c, s, r))),
+         "the right rates, sorted: keep them in the order given (a branch's place in ASPP is its order)."),
     ],
     signature="degenerate_branches(crop_size, output_stride, rates)",
     hint="the side is the crop halved log2(output_stride) times, rounding up; a branch is 1x1 when rate >= side.",

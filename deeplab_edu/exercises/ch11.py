@@ -259,6 +259,9 @@ value_exercise(
          "that is the size of the decoder's stride-4 grid; the model upsamples its logits to the input size "
          "before returning them."),
         (ONNX_INPUT_SHAPE, "the output's channels are class scores, one per class, not the 3 colour channels."),
+        ((ONNX_INPUT_SHAPE[0], CAMVID.num_classes, ONNX_INPUT_SHAPE[3], ONNX_INPUT_SHAPE[2]),
+         "height and width are swapped: PyTorch orders an image batch (N, C, H, W), height before width, and the "
+         "output follows the input's."),
         ((ONNX_INPUT_SHAPE[0], CAMVID.num_classes + 1, *ONNX_INPUT_SHAPE[2:]),
          "that counts the void label as a class: void pixels carry the ignore label, and the model has no output "
          "channel for them, one per class it predicts."),
