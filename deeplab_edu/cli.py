@@ -642,6 +642,11 @@ def _predict(args: argparse.Namespace) -> int:
         if folders := sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
             print(f"note: predict reads the images of {src} itself, not of its subfolders ({', '.join(folders[:3])}"
                   f"{', ...' if len(folders) > 3 else ''})", file=sys.stderr)
+        others = sorted(p.name for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
+                        and p.suffix.lower() not in IMAGE_SUFFIXES)  # a trial: notes.txt skipped without a word
+        if others:
+            print(f"note: {len(others)} file(s) of {src} without an image's suffix are not predicted "
+                  f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})", file=sys.stderr)
         beside = out.resolve() == src.resolve()  # outputs written beside the images
         if beside and (src.parent / "masks").is_dir():  # a folder data set's images/
             raise ValueError(f"--out {out} is the images folder of a data set (masks in {src.parent / 'masks'}): "

@@ -813,6 +813,11 @@ def test_predict_out_is_a_folder_and_subfolders_are_named(tmp_path: Path, capsys
     assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred")]) == 0
     err = capsys.readouterr().err
     assert "not of its subfolders (more, shots.png)" in err and "not found" not in err, err
+    assert "without an image's suffix" not in err  # none here
+    (images / "notes.txt").write_text("where the photos come from")
+    assert main(["predict", "--checkpoint", ckpt, str(images), "--out", str(tmp_path / "pred_n")]) == 0
+    assert "note: 1 file(s) of" in (err := capsys.readouterr().err) and "are not predicted (notes.txt)" in err, err
+    (images / "notes.txt").unlink()
     assert (tmp_path / "pred" / "a_mask.png").is_file()
     # predict given its own output folder (a trial: 'no images' of a folder of PNGs): says what it holds
     assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "pred"), "--out", str(tmp_path / "again")]) == 2
