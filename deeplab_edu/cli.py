@@ -274,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
                          "(DeepLabv3 sec. 4.2; default: 1)")
     ev.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
-    ev.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="default: the run's eval_output_stride (what its validation "
-                                                        "used), else its training output stride")
+    ev.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
+                    help="default: the run's eval_output_stride (what its validation used), else its training "
+                         "output stride")
     ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
     ev.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
@@ -294,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scales", nargs="+", type=float, default=[1.0],
                     help="input scales whose probabilities are averaged (default: 1)")
     pr.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
-    pr.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="default: the run's eval_output_stride, else its training one")
+    pr.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
+                    help="default: the run's eval_output_stride, else its training one")
     pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
                                                   "memory for large photos; default: the whole image at once)")
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
@@ -312,9 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "eval, predict and --init-from read)")
     ex.add_argument("--onnx", help="also (or only) write the model as ONNX here (batch, height and width dynamic; "
                                    "logits of shape (N, classes, H, W), inputs normalised as in training)")
-    ex.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, help="the ONNX graph's output stride (fixed in it); default: the "
-                                                      "run's eval_output_stride, as eval and predict use, else its "
-                                                      "training one")
+    ex.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
+                    help="the ONNX graph's output stride (fixed in it); default: the run's eval_output_stride, as "
+                         "eval and predict use, else its training one")
     ex.add_argument("--overwrite", action="store_true",
                     help="replace a file of the other kind at --out or --onnx (by default export replaces only an "
                          "earlier model file at --out, or an earlier ONNX file at --onnx)")
@@ -761,7 +763,6 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError("--output-stride sets the ONNX graph's output stride: give --onnx too (a model file "
                          "keeps the run's settings; eval and predict take --output-stride themselves)")
     from .engine.checkpoint import checkpoint_file, load_checkpoint, names_a_run_checkpoint, save_model_file
-
     from .models.export import is_onnx_file
 
     # a trial: --onnx m.pt replaced the model file m.pt with an ONNX graph, without a word

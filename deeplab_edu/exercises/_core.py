@@ -509,7 +509,7 @@ def value_exercise(
                 return _say(message, got)
         if answer_type == "ints" and isinstance(target, Sequence) and sorted(got) == sorted(target):
             moved = [i + 1 for i, (g, t) in enumerate(zip(got, target)) if g != t]
-            if len(moved) == 2:  # a trial: (3, 11, 70, 50) for (3, 11, 50, 70) was told of "the order the question lists"
+            if len(moved) == 2:  # a trial: (3, 11, 70, 50) for (3, 11, 50, 70) was told "the order the question lists"
                 return (f"the right values, but the {_ordinal(moved[0])} and the {_ordinal(moved[1])} are swapped: "
                         "what does each place stand for?")
             return "the right values, in another order: what does each place stand for?"
