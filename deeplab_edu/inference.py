@@ -56,10 +56,11 @@ class Strategy:
             ``None``: the whole image at once.
 
     Raises:
-        ValueError: no scale, a scale that is not a positive finite number, or a ``crop_size`` below 1 pixel.
+        ValueError: no scale, a scale that is not a positive finite number, a ``flip`` that is not a bool, an
+            ``output_stride`` or ``crop_size`` that is not a whole number, or a ``crop_size`` below 1 pixel.
     """
 
-    scales: tuple[float, ...] = (1.0,)
+    scales: Sequence[float] = (1.0,)  # kept as a tuple of floats (a list given is converted)
     flip: bool = False
     output_stride: int | None = None
     crop_size: int | None = None
@@ -76,6 +77,13 @@ class Strategy:
                                  and math.isfinite(s) and s > 0 for s in scales):
             raise ValueError(f"scales must be positive finite numbers, got {scales}")
         object.__setattr__(self, "scales", tuple(float(s) for s in scales))
+        if not isinstance(self.flip, (bool, np.bool_)):  # a trial: flip="no" is truthy, and flipped
+            raise ValueError(f"flip must be True or False, got {self.flip!r}")
+        object.__setattr__(self, "flip", bool(self.flip))
+        for name in ("output_stride", "crop_size"):  # crop_size=64.5 failed later as "slice indices must be integers"
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"{name} must be a whole number (or None), got {value!r}")
         if self.crop_size is not None and self.crop_size < 1:
             raise ValueError(f"crop_size must be at least 1 pixel (or None: the whole image), got {self.crop_size}")
 
@@ -199,7 +207,12 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
             (:func:`~deeplab_edu.models.backbones.at_output_stride`: no ``set_output_stride``, or a stride
             its backbone cannot give). :class:`Strategy` checks
             its scales and crop size when it is made.
+        TypeError: ``image`` is not a tensor (a NumPy array, say; the message says how to convert it).
     """
+    if not isinstance(image, torch.Tensor):  # a trial: "'numpy.ndarray' object has no attribute 'dim'"
+        raise TypeError(f"image must be a tensor (3, H, W) or (N, 3, H, W), got {type(image).__name__}; from a NumPy "
+                        "(H, W, 3) uint8 array: normalize(torch.from_numpy(a).permute(2, 0, 1) / 255) "
+                        "(deeplab_edu.data.transforms.normalize)")
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4:
@@ -247,6 +260,7 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
     Raises:
         ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D or is not finite, an output
             stride the model cannot take).
+        TypeError: ``image`` is not a tensor (as :func:`predict_probs`).
     """
     return predict_probs(model, image, strategy).argmax(1)
 
@@ -283,7 +297,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         ValueError: ``num_classes`` is missing or differs from the classes the model scores, the data
             set is empty, ``device`` is not the model's, ``limit`` is below 1, ``batch_size`` or
             ``num_workers`` is invalid, a mask holds a label outside ``[0, num_classes)`` other than
-            ``ignore_index``, an image is not finite, or ``strategy.output_stride`` cannot be applied to
+            ``ignore_index``, is of a floating-point type or of another size than its image (the message
+            names the items), an image is not finite, or ``strategy.output_stride`` cannot be applied to
             the model.
     """
     from .progress import progress_bar
@@ -309,12 +324,22 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     # before the progress bar and the first image
     with at_output_stride(model, strategy.output_stride), \
             progress_bar(total=n, desc=f"eval {strategy.label}", progress=progress, leave=False) as bar:
-        for same_size_batches in loader:
+        for k, same_size_batches in enumerate(loader):
+            # which items a message names: the loaded batch's (grouped by size within it, each group in order)
+            first, last = k * batch_size, min((k + 1) * batch_size, n) - 1
+            items = f"item {first}" if first == last else f"items {first} to {last}"
             for images, masks in same_size_batches:
+                if masks.is_floating_point():  # a trial: 1.7 was scored as class 1, without a word
+                    raise ValueError(f"the masks of {items} are {masks.dtype}: a mask holds class indices, integers "
+                                     f"(int64; {ignore_index} for ignored pixels); convert it with mask.long() if its "
+                                     "values are whole numbers")
                 probs = predict_probs(model, images.to(device, non_blocking=True), strategy)  # in eval mode
                 if probs.shape[1] != num_classes:
                     raise ValueError(f"the model scores {probs.shape[1]} classes, the data set has {num_classes}: "
                                      "evaluate a model trained on this data set's classes (or pass num_classes)")
+                if masks.shape[-2:] != probs.shape[-2:]:
+                    raise ValueError(f"{items}: the image is {tuple(images.shape[-2:])} (H, W) but its mask "
+                                     f"{tuple(masks.shape[-2:])}: a mask labels every pixel of its image")
                 cm.update(probs.argmax(1), masks.to(device, non_blocking=True))
                 bar.update(len(images))
     return cm.compute()
@@ -331,6 +356,14 @@ class LoadedRun(NamedTuple):
     #: (a model the training script passed to the Trainer), ``data_class`` (a data set it passed),
     #: ``build_kwargs`` (the :func:`~deeplab_edu.models.build_model` arguments it is rebuilt from)
     model_info: dict[str, Any]
+
+
+# help(LoadedRun) shows these, not "Alias for field number 0" (a trial); Sphinx reads the #: comments above
+LoadedRun.model.__doc__ = "The run's model, rebuilt and loaded, in eval mode on the device asked for."
+LoadedRun.config.__doc__ = "The run's configuration (TrainConfig.to_dict())."
+LoadedRun.model_info.__doc__ = ("The checkpoint's description of its model and classes: name, backbone, num_classes, "
+                                "and where recorded atrous_rates, class_names, palette, model_class, data_class, "
+                                "build_kwargs.")
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

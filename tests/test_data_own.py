@@ -124,6 +124,9 @@ def test_objects_saved_as_the_ignore_label_are_warned_about(tmp_path: Path) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds.load(1)  # once per data set
+    Image.fromarray(np.full((24, 32), 255, np.uint8)).save(root / "val" / "masks" / "p1.png")  # a trial: all 255 was
+    with pytest.warns(UserWarning, match=r"p1\.png is 255 everywhere \(the ignore label"):  # "only 0 and 255"
+        FolderDataset(root, "val").load(1)
 
 
 def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -204,6 +204,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
 
 
+def test_a_passed_model_or_data_without_classes_is_named(tmp_path) -> None:
+    """A practitioner's trial: a model of 5 classes on data of 8 trained until PyTorch's "Target 7 is out of
+    bounds"; a list of pairs without num_classes= failed with "'list' object has no attribute 'num_classes'"."""
+    cfg = tiny_config(tmp_path, iterations=2, ckpt_every=100, eval_every=100)
+    trainer = Trainer(cfg, model=TinyNet(num_classes=2), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(ValueError, match=r"the model scores 2 classes .* but the data has 3 \(num_classes\)"):
+        trainer.fit()
+    pairs = [TinyScenes(8)[i] for i in range(8)]
+    with pytest.raises(ValueError, match=r"train_set \(list\) has no num_classes attribute: pass num_classes="):
+        Trainer(tiny_config(tmp_path / "b"), model=TinyNet(), train_set=pairs, val_set=pairs[:2])
+    trainer = Trainer(tiny_config(tmp_path / "c", iterations=2, ckpt_every=100, eval_every=100), model=TinyNet(),
+                      train_set=pairs, val_set=pairs[:2], num_classes=3)
+    trainer.fit()  # a list of pairs trains, and the first step's check passed
+    assert trainer.iteration == 2 and not trainer._check_classes
+
+
 def test_nan_between_reads_names_its_iteration(tmp_path) -> None:
     model = TinyNet()
     model.nan_after = 7  # iteration 8 is the first NaN; fit reads the losses back at 5 and 10 only

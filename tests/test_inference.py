@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -162,3 +163,24 @@ def test_a_strategy_keeps_its_scales_as_a_tuple() -> None:
         Strategy(scales=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="scales must be positive finite numbers"):
         Strategy(scales=(True,))  # type: ignore[arg-type]
+
+
+def test_wrong_types_are_named_before_they_mislead() -> None:
+    """A practitioner's trial: Strategy(flip="no") flipped (a truthy string), crop_size=64.5 failed as "slice
+    indices must be integers", predict of a NumPy array as "no attribute 'dim'", and evaluate scored a float
+    mask of 1.7 as class 1, without a word."""
+    model = Pointwise()
+    with pytest.raises(ValueError, match="flip must be True or False, got 'no'"):
+        Strategy(flip="no")  # type: ignore[arg-type]
+    for name, value in (("crop_size", 64.5), ("output_stride", 8.0), ("crop_size", True)):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number"):
+            Strategy(**{name: value})
+    assert Strategy(scales=[0.5, 1], flip=np.bool_(True), crop_size=np.int64(32)).scales == (0.5, 1.0)
+    with pytest.raises(TypeError, match="image must be a tensor .* got ndarray; from a NumPy"):
+        predict(model, np.zeros((20, 20, 3), np.float32))  # type: ignore[arg-type]
+    image = torch.randn(3, 8, 8)
+    with pytest.raises(ValueError, match="the masks of item 0 are torch.float32: a mask holds class indices"):
+        evaluate(model, [(image, torch.full((8, 8), 1.7))], num_classes=4, progress=False)
+    with pytest.raises(ValueError, match=r"item 1: the image is \(8, 8\) \(H, W\) but its mask \(4, 4\)"):
+        evaluate(model, [(image, torch.ones(8, 8, dtype=torch.long)), (image, torch.ones(4, 4, dtype=torch.long))],
+                 num_classes=4, progress=False)

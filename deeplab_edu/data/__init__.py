@@ -18,7 +18,7 @@ from .camvid import CamVid
 from .classes import CAMVID, CITYSCAPES, IGNORE_INDEX, VOC, ClassInfo
 from .cityscapes import Cityscapes
 from .folder import SegmentationFolder
-from .io import BadDataError, DatasetNotFoundError
+from .io import BadDataError, DatasetNotFoundError, SegmentationDataset
 from .own import FolderDataset, read_classes
 from .paths import data_home, find_camvid, find_dataset_root
 from .procedural import PROCEDURAL, ProceduralScenes
@@ -39,6 +39,7 @@ __all__ = [
     "DatasetNotFoundError",
     "FolderDataset",
     "ProceduralScenes",
+    "SegmentationDataset",
     "SegmentationFolder",
     "VOCSegmentation",
     "build_dataset",

@@ -13,17 +13,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from .classes import ClassInfo
-from .io import BadDataError, check_files_exist, check_pair, load_image, load_mask
+from .io import BadDataError, SegmentationDataset, check_files_exist, check_pair, load_image, load_mask
 
 __all__ = ["SegmentationFolder", "JointTransform"]
 
 JointTransform = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
 
 
-class SegmentationFolder(Dataset):
+class SegmentationFolder(SegmentationDataset):
     """Items ``(image, mask)`` read from ``pairs`` of (image file, mask file).
 
     Args:

@@ -54,10 +54,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
 
 from .classes import IGNORE_INDEX
 
 __all__ = [
+    "SegmentationDataset",
     "BadDataError",
     "DatasetNotFoundError",
     "load_image",
@@ -489,3 +491,39 @@ def check_files_exist(files: Sequence[Path], *, what: str, hint: str) -> None:
         raise DatasetNotFoundError(
             f"{what}: {len(missing)} of {len(files)} files are missing, e.g.\n  {shown}{more}\n{hint}"
         )
+
+
+class SegmentationDataset(Dataset):
+    """What every data set of the package is (:func:`~deeplab_edu.data.build_dataset` returns one): a
+    :class:`torch.utils.data.Dataset` of ``(image, mask)`` items, image float32 (3, H, W) (in [0, 1] before
+    normalisation), mask int64 (H, W) with ``ignore_index`` (255) for ignored pixels, that names its
+    classes: ``num_classes``, ``class_names`` (one per class, in label order), ``palette`` (one RGB colour
+    per class, 0-255) and ``ignore_index``. For type checkers and readers; the engine accepts any data set
+    of such pairs (with ``num_classes`` passed where it lacks the attribute)."""
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes (labels 0 to ``num_classes - 1``)."""
+        raise NotImplementedError
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """One name per class, in label order."""
+        raise NotImplementedError
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        """One RGB colour (0-255) per class, in label order."""
+        raise NotImplementedError
+
+    @property
+    def ignore_index(self) -> int:
+        """The label of ignored pixels (255)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``index``: ``(image, mask)`` as the class docstring says."""
+        raise NotImplementedError

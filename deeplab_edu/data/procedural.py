@@ -48,7 +48,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from .classes import (
     BACKGROUND,
@@ -64,6 +63,7 @@ from .classes import (
     WIRE,
 )
 from .drawing import background, boundary_band, clutter, fill, random_colour, shape_mask, wire
+from .io import SegmentationDataset
 
 __all__ = [
     "PROCEDURAL",
@@ -316,7 +316,7 @@ def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
     return hw
 
 
-class ProceduralScenes(Dataset):
+class ProceduralScenes(SegmentationDataset):
     """The offline procedural segmentation data set (see the module docstring).
 
     Args:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from torch.utils.data import Dataset
-
 from ..choices import DATASETS
 from .camvid import CamVid
 from .cityscapes import Cityscapes
+from .io import SegmentationDataset
 from .own import FolderDataset
 from .procedural import ProceduralScenes
 from .voc import VOCSegmentation
@@ -35,12 +34,12 @@ def build_dataset(
     download: bool = False,
     transform: Callable[..., Any] | None = None,
     **kwargs: Any,
-) -> Dataset:
+) -> SegmentationDataset:
     """Build data set ``name`` (one of :data:`DATASETS`) for ``split``.
 
     Every data set yields ``(image, mask)``: image float32 (3, H, W) (in [0, 1] before
     normalisation), mask int64 (H, W) with 255 = ignore, and has ``num_classes``,
-    ``class_names``, ``palette`` and ``ignore_index``.
+    ``class_names``, ``palette`` and ``ignore_index`` (a :class:`~deeplab_edu.data.io.SegmentationDataset`).
 
     Args:
         name: ``"procedural"``, ``"voc"``, ``"camvid"``, ``"cityscapes"`` or ``"folder"`` (your own

@@ -254,12 +254,15 @@ class Trainer:
     Args:
         cfg: the configuration (validated here).
         model: a ready model (tests, notebooks); built with ``deeplab_edu.models.build_model`` when ``None``.
-        train_set, val_set: datasets of ``(image, mask)``; built from ``cfg`` when ``None``.
+        train_set, val_set: datasets of ``(image, mask)`` (a :class:`~torch.utils.data.Dataset`, or any
+            sequence of pairs, e.g. a list); built from ``cfg`` when ``None``.
         num_classes: defaults to ``train_set.num_classes``.
 
     Raises:
-        ValueError: only one of ``train_set`` and ``val_set`` is given, the training set does not hold one full
-            batch of ``cfg.batch_size`` per process, or ``amp="fp16"`` off a CUDA device.
+        ValueError: only one of ``train_set`` and ``val_set`` is given, ``train_set`` has no ``num_classes``
+            and none is passed, the training set does not hold one full batch of ``cfg.batch_size`` per
+            process, or ``amp="fp16"`` off a CUDA device. A passed ``model`` that scores another number of
+            classes raises it on its first training step (:meth:`fit`, :meth:`train_step`).
         ~deeplab_edu.engine.config.ConfigError: (a ``ValueError``) ``cfg`` fails
             :func:`~deeplab_edu.engine.config.validate`, ``cfg.device`` names no device this PyTorch
             can use (:func:`~deeplab_edu.config.resolve_device`), or ``cfg.num_workers`` is more than
@@ -276,8 +279,9 @@ class Trainer:
             trained again since the run started from it.
     """
 
-    def __init__(self, cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,
-                 val_set: Dataset | None = None, num_classes: int | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, *, model: nn.Module | None = None,
+                 train_set: Dataset | Sequence[Any] | None = None, val_set: Dataset | Sequence[Any] | None = None,
+                 num_classes: int | None = None) -> None:
         validate(cfg)
         self.cfg = cfg
         try:
@@ -304,10 +308,13 @@ class Trainer:
                               "the passed train_set's items are sent as they are (give it "
                               "train_transform(crop_size, normalize=False, as_uint8=True) for uint8 items, which "
                               "the Trainer normalises on the device)", stacklevel=2)
+        if num_classes is None and not hasattr(train_set, "num_classes"):  # a trial: a bare AttributeError
+            raise ValueError(f"train_set ({type(train_set).__name__}) has no num_classes attribute: pass "
+                             "num_classes=, the number of classes its masks label (ignore_index not counted)")
         self.num_classes = int(num_classes or getattr(train_set, "num_classes"))
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
-        self.train_set = SeededDataset(train_set, cfg.seed)
-        self.val_set = val_set
+        self.train_set = SeededDataset(cast(Dataset, train_set), cfg.seed)  # a list of pairs is map-style too
+        self.val_set = cast(Dataset, val_set)
         if model is None:
             from deeplab_edu.models import build_model
 
@@ -316,6 +323,7 @@ class Trainer:
             model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
                                 output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
                                 aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
+        self._check_classes = model_passed  # the first training step compares its logits with num_classes
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
                                       data_passed=data_passed)
         self._init_from_sha256 = ck.init_from_sha256(cfg.init_from)  # kept in checkpoints: ck.check_init_from
@@ -623,7 +631,10 @@ class Trainer:
                 torch.compiler.cudagraph_mark_step_begin()
             with sync:
                 with autocast_context(cfg.amp, self.device):
-                    loss = self.criterion(self.net(x), y) / cfg.grad_accum
+                    outputs = self.net(x)
+                    if self._check_classes:  # a passed model's first step (a trial: "Target 7 is out of bounds")
+                        self._check_output_classes(outputs)
+                    loss = self.criterion(outputs, y) / cfg.grad_accum
                 self.scaler.scale(loss).backward()
             total += loss.detach().float()
             images += x.shape[0]
@@ -632,6 +643,16 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return total, images * self.dist.world_size
+
+    def _check_output_classes(self, outputs: Any) -> None:
+        """Raise :class:`ValueError` when a passed model scores another number of classes than the data's
+        ``num_classes`` (checked on its first training step; a model the Trainer builds always matches)."""
+        logits = outputs["out"] if isinstance(outputs, Mapping) else outputs
+        if logits.shape[1] != self.num_classes:
+            raise ValueError(f"the model scores {logits.shape[1]} classes (its logits: {tuple(logits.shape)}), but the "
+                             f"data has {self.num_classes} (num_classes): build it with num_classes="
+                             f"{self.num_classes}, or give the Trainer data with its {logits.shape[1]} classes")
+        self._check_classes = False
 
     def _read_losses(self, losses: list[torch.Tensor], last_iteration: int) -> list[float]:
         """The losses of iterations ``last_iteration - len(losses) + 1`` to ``last_iteration`` (1-based)
