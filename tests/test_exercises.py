@@ -510,6 +510,10 @@ def test_a_second_learners_trial_gets_told_what_is_wrong() -> None:
     assert "height and width are swapped" in check("11.5", (n, c, w, h)).message
     assert "the question lists" not in check("11.5", (c, n, w, h)).message
     assert "in another order: what does each place stand for?" in check("11.5", (c, w, n, h)).message
+    assert "that is the ratio the chapter printed" not in check("03.3", 3.75).message  # 1.1 % from the answer
+    assert "output stride 16 over 8" in check("03.3", 0.25).message  # the naive 4, inverted
+    assert check("07.4", ", ".join(f"{v:.4f}" for v in get("07.4").solution()))  # text, as 01.3 takes it
+    assert "rounded to one decimal" in check("07.4", tuple(round(v, 1) for v in get("07.4").solution())).message
     from deeplab_edu.models.aspp import feature_map_side  # 08.1 keeps the given order: a sorted answer is named
 
     assert "sorted: keep them in the order given" in check("08.1", lambda c, s, r: tuple(sorted(

@@ -390,6 +390,12 @@ def _normalise(answer: Any, answer_type: str, form: str = "") -> tuple[Any, str 
             return answer, _Unreadable(f"answer with {form}, got {type(answer).__name__}.")
         return normalise_text(answer), None
     if answer_type == "array":
+        if isinstance(answer, str):  # "0.1353, 0.6064" as the ints' "1, 3" (a trial was told to give two numbers)
+            parts = answer.strip().strip("()[]").replace(",", " ").split()
+            try:
+                answer = [float(p) for p in parts] if parts else answer
+            except ValueError:
+                pass  # not numbers: refused below, with the form to answer in
         if (ragged := _ragged(answer)) is not None:
             return answer, _Unreadable(ragged)
         try:

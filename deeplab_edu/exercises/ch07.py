@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..atrous import effective_kernel_size
@@ -148,6 +149,8 @@ value_exercise(
         (lambda a: bool((a < 0).any() or (a > 1).any()), "a Gaussian kernel lies between 0 and 1 (1 for two pixels "
                                                        "of the same colour at the same place)."),
         (_appearance_pair()[::-1], f"the order is swapped: the released theta_beta = {_TB:g} first, then {2 * _TB:g}."),
+        (lambda a: bool(np.allclose(a, np.round(_appearance_pair(), 1), atol=1e-9)),  # (0.1, 0.6): a trial
+         "close, but rounded to one decimal: give each value to two decimals or more (within 0.01)."),
         (_appearance_pair(lambda tb: math.exp(-NOISE_07_4**2 / tb**2)),
          "the Gaussian divides by 2 theta_beta^2, not by theta_beta^2."),
         (_appearance_pair(lambda tb: math.exp(-NOISE_07_4 / (2 * tb**2))),
