@@ -1,4 +1,4 @@
-"""The training and evaluation engine (issue 7): DeepLabv3's recipe, resumable, multi-process.
+"""The training and evaluation engine: DeepLabv3's recipe, resumable, multi-process.
 
 Modules, one concept each: :mod:`.config` (settings and presets), :mod:`.schedule` (poly learning
 rate, head learning rate), :mod:`.losses` (cross-entropy, auxiliary loss, hard-pixel mining),

@@ -50,7 +50,9 @@ class TrainConfig:
     The defaults are DeepLabv3's recipe (sec. 4.1: 513-pixel crops, batch 16, SGD at 0.007 with the
     poly schedule, 30k iterations); the presets (:func:`list_presets`) change them for a laptop or a
     GPU. :func:`validate` checks a configuration and raises :class:`ConfigError` naming the setting.
-    Sizes are in pixels, lengths in images, schedules in iterations (optimiser steps).
+    Sizes are in pixels, lengths in images, schedules in iterations (optimiser steps). Each field's
+    meaning is the comment above it in the source, which the API reference shows and ``deeplab-edu
+    train --help`` prints as the flag's help (``help(TrainConfig)`` lists only the names and defaults).
     """
 
     # model
