@@ -218,6 +218,12 @@ def test_a_passed_model_or_data_without_classes_is_named(tmp_path) -> None:
                       train_set=pairs, val_set=pairs[:2], num_classes=3)
     trainer.fit()  # a list of pairs trains, and the first step's check passed
     assert trainer.iteration == 2 and not trainer._check_classes
+    # a crop larger than any scene trained silently on 96 % padding (a trial)
+    with pytest.warns(UserWarning, match=r"crop_size=500 is larger than any training scene \(image_size 48 x scale 2"):
+        Trainer(load_config("smoke", {"crop_size": 500, "out_dir": str(tmp_path / "d")}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(load_config("smoke", {"crop_size": 96, "out_dir": str(tmp_path / "e")}))  # the largest scaled scene
 
 
 def test_nan_between_reads_names_its_iteration(tmp_path) -> None:
