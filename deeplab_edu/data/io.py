@@ -45,6 +45,7 @@ carrying *different* tags are refused (:func:`check_pair`).
 
 from __future__ import annotations
 
+import abc
 import collections
 import os
 import warnings
@@ -502,28 +503,34 @@ class SegmentationDataset(Dataset):
     of such pairs (with ``num_classes`` passed where it lacks the attribute)."""
 
     @property
+    @abc.abstractmethod
     def num_classes(self) -> int:
         """The number of classes (labels 0 to ``num_classes - 1``)."""
-        raise NotImplementedError
+        ...
 
     @property
+    @abc.abstractmethod
     def class_names(self) -> tuple[str, ...]:
         """One name per class, in label order."""
-        raise NotImplementedError
+        ...
 
     @property
+    @abc.abstractmethod
     def palette(self) -> tuple[tuple[int, int, int], ...]:
         """One RGB colour (0-255) per class, in label order."""
-        raise NotImplementedError
+        ...
 
     @property
+    @abc.abstractmethod
     def ignore_index(self) -> int:
         """The label of ignored pixels (255)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``index``: ``(image, mask)`` as the class docstring says."""
-        raise NotImplementedError
+        ...
