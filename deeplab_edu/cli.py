@@ -617,6 +617,11 @@ def _png_text(path: Path) -> dict[str, str]:
         return {}
 
 
+def _first_names(names: Sequence[str], shown: int = 3) -> str:
+    """``"a, b, c, ..."``: the first ``shown`` of ``names`` for a one-line note, and whether there are more."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def _predict(args: argparse.Namespace) -> int:
     """Predict every image with the data sets' reader (:func:`~deeplab_edu.data.io.load_image`).
 
@@ -641,14 +646,14 @@ def _predict(args: argparse.Namespace) -> int:
                          f"written to (<name>_mask.png, <name>_overlay.png), e.g. --out {out.parent / out.stem}")
     if src.is_dir():
         files = image_files(src)  # not hidden files: .x_mask.tmp<pid>.png of an interrupted call, macOS's ._x.jpg
-        if folders := sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            print(f"note: predict reads the images of {src} itself, not of its subfolders ({', '.join(folders[:3])}"
-                  f"{', ...' if len(folders) > 3 else ''})", file=sys.stderr)
-        others = sorted(p.name for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
-                        and p.suffix.lower() not in IMAGE_SUFFIXES)  # a trial: notes.txt skipped without a word
-        if others:
+        shown = sorted((p for p in src.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+        if folders := [p.name for p in shown if p.is_dir()]:
+            print(f"note: predict reads the images of {src} itself, not of its subfolders ({_first_names(folders)})",
+                  file=sys.stderr)
+        # a trial: notes.txt skipped without a word
+        if others := [p.name for p in shown if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES]:
             print(f"note: {len(others)} file(s) of {src} without an image's suffix are not predicted "
-                  f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})", file=sys.stderr)
+                  f"({_first_names(others)})", file=sys.stderr)
         beside = out.resolve() == src.resolve()  # outputs written beside the images
         if beside and (src.parent / "masks").is_dir():  # a folder data set's images/
             raise ValueError(f"--out {out} is the images folder of a data set (masks in {src.parent / 'masks'}): "

@@ -650,12 +650,12 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
             images = torch.stack([x for x, _ in items]).to(device)
             masks = torch.stack([y for _, y in items])
             targets = {"all": masks, **{f"band{w}": trimap_target(masks, w, ignore) for w in band_widths}}
-            scores: dict[tuple[Any, ...], torch.Tensor] = {}  # one forward pass per strategy, shared by its views
+            scores: dict[Strategy, torch.Tensor] = {}  # one forward pass per strategy, shared by its views
             for v in views:
                 view = VIEWS[v]
-                strategy = (view.scales, view.flip, view.output_stride)
+                strategy = Strategy(view.scales, view.flip, view.output_stride)  # frozen: a key
                 if strategy not in scores:
-                    scores[strategy] = predict_probs(model, images, Strategy(*strategy))
+                    scores[strategy] = predict_probs(model, images, strategy)
                 probs = scores[strategy]
                 if view.crf:
                     seen = denormalize(images.cpu())

@@ -333,13 +333,13 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
                     raise ValueError(f"the masks of {items} are {masks.dtype}: a mask holds class indices, integers "
                                      f"(int64; {ignore_index} for ignored pixels); convert it with mask.long() if its "
                                      "values are whole numbers")
+                if masks.shape[-2:] != images.shape[-2:]:  # before the forward pass it would waste
+                    raise ValueError(f"{items}: the image is {tuple(images.shape[-2:])} (H, W) but its mask "
+                                     f"{tuple(masks.shape[-2:])}: a mask labels every pixel of its image")
                 probs = predict_probs(model, images.to(device, non_blocking=True), strategy)  # in eval mode
                 if probs.shape[1] != num_classes:
                     raise ValueError(f"the model scores {probs.shape[1]} classes, the data set has {num_classes}: "
                                      "evaluate a model trained on this data set's classes (or pass num_classes)")
-                if masks.shape[-2:] != probs.shape[-2:]:
-                    raise ValueError(f"{items}: the image is {tuple(images.shape[-2:])} (H, W) but its mask "
-                                     f"{tuple(masks.shape[-2:])}: a mask labels every pixel of its image")
                 cm.update(probs.argmax(1), masks.to(device, non_blocking=True))
                 bar.update(len(images))
     return cm.compute()
@@ -349,21 +349,18 @@ class LoadedRun(NamedTuple):
     """What :func:`load_run` returns."""
 
     model: nn.Module
-    #: the run's configuration (``TrainConfig.to_dict()``)
     config: dict[str, Any]
-    #: the checkpoint's description of its model and classes: ``name``, ``backbone``, ``num_classes``,
-    #: and where the run recorded them ``atrous_rates``, ``class_names``, ``palette``, ``model_class``
-    #: (a model the training script passed to the Trainer), ``data_class`` (a data set it passed),
-    #: ``build_kwargs`` (the :func:`~deeplab_edu.models.build_model` arguments it is rebuilt from)
     model_info: dict[str, Any]
 
 
-# help(LoadedRun) shows these, not "Alias for field number 0" (a trial); Sphinx reads the #: comments above
+# the fields' documentation, once, where help() and Sphinx both read it (not "Alias for field number 0": a trial)
 LoadedRun.model.__doc__ = "The run's model, rebuilt and loaded, in eval mode on the device asked for."
-LoadedRun.config.__doc__ = "The run's configuration (TrainConfig.to_dict())."
-LoadedRun.model_info.__doc__ = ("The checkpoint's description of its model and classes: name, backbone, num_classes, "
-                                "and where recorded atrous_rates, class_names, palette, model_class, data_class, "
-                                "build_kwargs.")
+LoadedRun.config.__doc__ = "The run's configuration (``TrainConfig.to_dict()``)."
+LoadedRun.model_info.__doc__ = (
+    "The checkpoint's description of its model and classes: ``name``, ``backbone``, ``num_classes``, and where "
+    "the run recorded them ``atrous_rates``, ``class_names``, ``palette``, ``model_class`` (a model the training "
+    "script passed to the Trainer), ``data_class`` (a data set it passed), ``build_kwargs`` (the "
+    ":func:`~deeplab_edu.models.build_model` arguments it is rebuilt from).")
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

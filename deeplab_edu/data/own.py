@@ -239,13 +239,12 @@ class FolderDataset(SegmentationFolder):
             if ignored >= IGNORED_OBJECT_FRACTION and bool(((mask == 0) | is_ignored).all()):
                 self._warned_ignored_objects = True
                 # reported at the mask file, not at a line of this package or of the DataLoader that read it
-                held = (f"is {self.ignore_index} everywhere" if ignored == 1.0 else  # a trial: "only 0 and 255" of it
-                        f"holds only 0 and {self.ignore_index}, and {self.ignore_index}")
+                ii, what = self.ignore_index, "(the ignore label: neither learned nor scored)"
+                held = (f"is {ii} everywhere {what}" if ignored == 1.0 else  # a trial was told "only 0 and 255" of it
+                        f"holds only 0 and {ii}, and {ii} {what} covers {ignored:.0%} of it")
                 warnings.warn_explicit(
-                    f"mask {self.pairs[index][1]} {held} (the "
-                    f"ignore label: neither learned nor scored){'' if ignored == 1.0 else f' covers {ignored:.0%} of it'}"
-                    f". If {self.ignore_index} "
-                    f"marks your objects (a black-and-white mask), save them as their class index, e.g. 1 for "
-                    f"{self.class_names[1]!r}; ignored regions are usually thin borders.", UserWarning,
+                    f"mask {self.pairs[index][1]} {held}. If {ii} marks your objects (a black-and-white mask), save "
+                    f"them as their class index, e.g. 1 for {self.class_names[1]!r}; ignored regions are usually thin "
+                    "borders.", UserWarning,
                     filename=str(self.pairs[index][1]), lineno=0, module=__name__)
         return image, mask

@@ -319,17 +319,23 @@ def normalise_text(text: str) -> str:
     return " ".join(text.strip().strip("'\"").lower().replace("-", " ").replace("_", " ").split())
 
 
-def parse_ints(text: str) -> tuple[int, ...] | None:
-    """Whole numbers written as text, ``"(1, 3)"``, ``"1x3"``, ``"1 x 3"``, ``"3x11x50x70"`` or
-    ``"[-1, 2, 5]"``, as a tuple; ``None`` when ``text`` is not such a list."""
+def _parse_list(text: str, kind: Callable[[str], Any], separators: str) -> tuple[Any, ...] | None:
+    """The numbers of ``kind`` (``int``, ``float``) written as text between optional brackets and split by
+    spaces or ``separators``, as a tuple; ``None`` when ``text`` is not such a list."""
     inner = text.strip().strip("()[]").strip()
-    for separator in ("×", "*", "x", "X", ","):
+    for separator in separators:
         inner = inner.replace(separator, " ")
     parts = inner.split()
     try:
-        return tuple(int(p) for p in parts) if parts else None
+        return tuple(kind(p) for p in parts) if parts else None
     except ValueError:
         return None
+
+
+def parse_ints(text: str) -> tuple[int, ...] | None:
+    """Whole numbers written as text, ``"(1, 3)"``, ``"1x3"``, ``"1 x 3"``, ``"3x11x50x70"`` or
+    ``"[-1, 2, 5]"``, as a tuple; ``None`` when ``text`` is not such a list."""
+    return _parse_list(text, int, "×*xX,")
 
 
 def _example(n: int) -> str:
@@ -390,12 +396,8 @@ def _normalise(answer: Any, answer_type: str, form: str = "") -> tuple[Any, str 
             return answer, _Unreadable(f"answer with {form}, got {type(answer).__name__}.")
         return normalise_text(answer), None
     if answer_type == "array":
-        if isinstance(answer, str):  # "0.1353, 0.6064" as the ints' "1, 3" (a trial was told to give two numbers)
-            parts = answer.strip().strip("()[]").replace(",", " ").split()
-            try:
-                answer = [float(p) for p in parts] if parts else answer
-            except ValueError:
-                pass  # not numbers: refused below, with the form to answer in
+        if isinstance(answer, str) and (parsed_floats := _parse_list(answer, float, ",")) is not None:
+            answer = parsed_floats  # "0.1353, 0.6064" as the ints' "1, 3" (a trial was told to give two numbers)
         if (ragged := _ragged(answer)) is not None:
             return answer, _Unreadable(ragged)
         try:
