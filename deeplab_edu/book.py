@@ -1073,7 +1073,8 @@ def main(argv: list[str] | None = None) -> int:
     output = BOOK_DIR if args.output is None else args.output
     jobs = 2 if args.jobs is None else args.jobs
     print(f"Building the book in the '{active_profile}' profile (set {ENV_VAR} to change it); "
-          f"at most {args.cell_timeout or cell_timeout()} s per cell, {jobs} notebooks at a time.")
+          f"at most {args.cell_timeout or cell_timeout()} s per cell, "
+          f"{'one notebook' if jobs == 1 else f'{jobs} notebooks'} at a time.")
     start = time.monotonic()
     try:
         result = build_book(output, jobs=jobs, timeout=args.cell_timeout, reuse=args.reuse is not False)

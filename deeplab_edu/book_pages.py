@@ -19,8 +19,8 @@ import yaml
 from .config import SMOKE_MEANS
 from .records import REPO_ROOT
 
-__all__ = ["PUBLISHED_BRANCH", "SMOKE_NOTE", "WIDE_IMAGE_PX", "WIDE_TABLE_COLUMNS", "for_the_page", "for_colab",
-           "repository_url"]
+__all__ = ["COLAB_CLONE", "PUBLISHED_BRANCH", "SMOKE_NOTE", "WIDE_IMAGE_PX", "WIDE_TABLE_COLUMNS", "for_the_page",
+           "for_colab", "colab_setup", "repository_url"]
 
 #: Where the published site lives on GitHub (``ghp-import`` of ``book/_build/html``): the Colab
 #: button opens the executed copy of a chapter from there.
@@ -249,16 +249,31 @@ def for_colab(nb: Any) -> Any:
         if cell.cell_type == "code" and _ANSWER_TAGS & set(cell.metadata.get("tags", [])):
             cell.outputs, cell.execution_count = [], None
 
-    repo = repository_url()
-    install = nbformat.v4.new_code_cell(
-        "# Colab: install the course's package (elsewhere `make lab` has done it)\n"
-        "import sys\n"
-        "if 'google.colab' in sys.modules:\n"
-        f"    %pip install --quiet 'deeplab-edu @ git+{repo}'\n"
-    )
+    install = nbformat.v4.new_code_cell(colab_setup())
     install.metadata["tags"] = ["colab-setup"]
     nb.cells.insert(0, install)
     return nb
+
+
+#: Where :func:`colab_setup` clones the repository in Colab.
+COLAB_CLONE = "/content/deeplab-edu"
+
+
+def colab_setup() -> str:
+    """The first cell of a published chapter: in Colab (elsewhere it does nothing, as ``make lab`` has
+    set everything up), a clone of the repository, its package installed from the clone and imported
+    from it in the running kernel, and the chapters' folder as the working directory. A clone, not
+    ``pip install`` of the package alone: the chapters also read the repository's recorded runs
+    (``benchmarks/results``) and the book's table of contents."""
+    return (
+        "# Colab: the course's repository and its package (elsewhere `make lab` has set them up)\n"
+        "import sys\n"
+        "if 'google.colab' in sys.modules:\n"
+        f"    !test -d {COLAB_CLONE} || git clone --quiet --depth 1 {repository_url()} {COLAB_CLONE}\n"
+        f"    %pip install --quiet -e {COLAB_CLONE}\n"
+        f"    sys.path.insert(0, '{COLAB_CLONE}')  # this kernel imports it without a restart\n"
+        f"    %cd {COLAB_CLONE}/notebooks\n"
+    )
 
 
 def repository_url() -> str:

@@ -872,7 +872,7 @@ def _course_runs(args: argparse.Namespace) -> int:
     from . import config
     from .data import find_camvid
     from .data.paths import candidate_roots
-    from .engine.runs import shown_path
+    from .records import shown_path
     from .viz.training import camvid_run, course_runs, runs_root
 
     profile = args.profile or config.profile()
@@ -996,7 +996,8 @@ def _plan_statuses(specs: Sequence[Any]) -> list[Any]:
     """Each run's :class:`~deeplab_edu.engine.runs.RunStatus`, in the order ``specs`` train: a finished
     run that starts from one still to be trained (``init_from``) is ``stale``, since that training
     replaces the file it started from (a phase 1 deleted to be trained again)."""
-    from .engine.runs import RunStatus, shown_path
+    from .engine.runs import RunStatus
+    from .records import shown_path
 
     statuses: list[Any] = []
     to_train: set[Path] = set()  # the checkpoints of the runs not finished yet

@@ -69,7 +69,6 @@ __all__ = [
     "message_passing_approx",
     "unary_from_probs",
     "unary_from_logits",
-    "PermutohedralLattice",
     "MAX_EXACT_PIXELS",
     "kernel_maps",
 ]

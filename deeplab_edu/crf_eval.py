@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_logits
-from .metrics import ConfusionMatrix, boundary_band, trimap_target
+from .metrics import ConfusionMatrix, trimap_target
 from .progress import progress_bar
 
-__all__ = ["coarse_scores", "boundary_band", "CRFScores", "evaluate_crf", "grid_search", "grid_edges",
+__all__ = ["coarse_scores", "CRFScores", "evaluate_crf", "grid_search", "grid_edges",
            "recolour_objects"]
 
 

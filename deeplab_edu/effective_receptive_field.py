@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atrous import same_padding
+from .inference import eval_mode
 from .receptive_field import spatial_part
 
 __all__ = [
@@ -75,12 +76,10 @@ def effective_receptive_field(
         if first is None:
             raise ValueError("cannot infer the number of input channels; pass in_channels")
         in_channels = first.in_channels
-    was_training = model.training
-    model.eval()
     gen = torch.Generator().manual_seed(seed)
     total = torch.zeros(h, w)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
+    with eval_mode(model):  # its training mode restored afterwards, also when this raises
         for _ in range(samples):
             x = torch.randn(1, in_channels, h, w, generator=gen).to(device).requires_grad_(True)
             out = net(x)
@@ -90,8 +89,6 @@ def effective_receptive_field(
                 raise ValueError(f"output_index {(i, j)} is outside the output map of size {(oh, ow)}")
             (grad,) = torch.autograd.grad(out[0, :, i, j].sum(), x)
             total += grad[0].abs().sum(0).cpu()
-    finally:
-        model.train(was_training)
     s = total.sum()
     return total / s if s > 0 else total
 
@@ -287,7 +284,7 @@ def imagenet_resnet50(*, download: bool = False) -> tuple[nn.Module | None, str]
 
     from .models.pretrained import download_state_dict, load_state_dict_file, torchvision_weights
 
-    from .engine.runs import shown_path
+    from .records import shown_path
 
     weights = torchvision_weights("resnet50")
     path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]

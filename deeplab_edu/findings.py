@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -624,12 +624,10 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
     Raises:
         ValueError: a name in ``views`` is not one of :data:`VIEWS` (before anything is evaluated).
     """
-    from .progress import progress_bar
-
     from .crf import DEEPLAB_RELEASED, mean_field, unary_from_probs
     from .crf_eval import recolour_objects
     from .data.transforms import denormalize
-    from .inference import Strategy, predict_probs
+    from .inference import Strategy, eval_mode, predict_probs
     from .metrics import trimap_target
 
     views = list(views)
@@ -641,14 +639,8 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
     n = len(dataset)
     out = {v: {k: np.zeros((n, c, c), np.uint32) for k in ["all", *(f"band{w}" for w in band_widths)]}
            for v in views}
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        for start in progress_bar(range(0, n, batch_size), desc="evaluate", progress=progress, leave=False):
-            items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-            images = torch.stack([x for x, _ in items]).to(device)
-            masks = torch.stack([y for _, y in items])
+    with eval_mode(model):
+        for start, images, masks in _batches(model, dataset, batch_size, progress):
             targets = {"all": masks, **{f"band{w}": trimap_target(masks, w, ignore) for w in band_widths}}
             scores: dict[Strategy, torch.Tensor] = {}  # one forward pass per strategy, shared by its views
             for v in views:
@@ -667,10 +659,21 @@ def evaluate_views(model: nn.Module, dataset: Any, views: Iterable[str], *, batc
                                        method="approx")
                 pred = probs.argmax(1).cpu()
                 for key, target in targets.items():
-                    out[v][key][start:start + len(items)] = scene_confusions(pred, target, c, ignore)
-    finally:
-        model.train(was_training)
+                    out[v][key][start:start + len(masks)] = scene_confusions(pred, target, c, ignore)
     return out
+
+
+def _batches(model: nn.Module, dataset: Any, batch_size: int,
+             progress: bool) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(index of the first item, images (B, 3, H, W) on the model's device, masks (B, H, W))`` of
+    ``dataset``, ``batch_size`` items at a time (:func:`evaluate_views`, :func:`tune_crf`)."""
+    from .progress import progress_bar
+
+    device = next(model.parameters()).device
+    n = len(dataset)
+    for start in progress_bar(range(0, n, batch_size), desc="evaluate", progress=progress, leave=False):
+        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        yield start, torch.stack([x for x, _ in items]).to(device), torch.stack([y for _, y in items])
 
 
 def scene_confusions(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -698,9 +701,10 @@ def scene_confusions(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     return counts.reshape(n, c, c).cpu().numpy().astype(np.uint32)
 
 
+@torch.no_grad()
 def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = CRF_GRID["w_bilateral"],
              theta_alpha: Sequence[float] = CRF_GRID["theta_alpha"],
-             theta_beta: Sequence[float] = CRF_GRID["theta_beta"],
+             theta_beta: Sequence[float] = CRF_GRID["theta_beta"], batch_size: int = 25,
              progress: bool = False) -> tuple[Any, list[tuple[Any, float]]]:
     """Choose the CRF's ``w1``, ``theta_alpha`` and ``theta_beta`` by mIoU on ``dataset``, as DeepLab
     v2 cross-validates them on held-out images (sec. 4.1.1; ``w2 = 3``, ``theta_gamma = 3`` fixed).
@@ -708,7 +712,9 @@ def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = C
     Use scenes the findings are *not* measured on (e.g. the training split). Returns the best
     :class:`~deeplab_edu.crf.CRFParams` and every ``(params, mIoU)`` tried (mIoU as a fraction, over
     ``dataset``'s pixels pooled), in the grid's order. A best value on the grid's edge
-    (:func:`~deeplab_edu.crf_eval.grid_edges`) says a wider grid may do better.
+    (:func:`~deeplab_edu.crf_eval.grid_edges`) says a wider grid may do better. The network runs once
+    per ``batch_size`` scenes (at output stride 8, as the view ``"OS 8 + CRF"``), the CRF once per grid
+    point on its probabilities.
 
     Raises:
         ValueError: an axis of the grid is empty, or holds a value :class:`~deeplab_edu.crf.CRFParams` refuses
@@ -719,14 +725,25 @@ def tune_crf(model: nn.Module, dataset: Any, *, w_bilateral: Sequence[float] = C
                          f"theta_alpha={list(theta_alpha)}, theta_beta={list(theta_beta)}")
     import itertools
 
-    from .crf import DEEPLAB_RELEASED
+    from .crf import DEEPLAB_RELEASED, mean_field, unary_from_probs
+    from .data.transforms import denormalize
+    from .inference import Strategy, eval_mode, predict_probs
+    from .progress import progress_bar
 
     grid = [DEEPLAB_RELEASED.replace(w_bilateral=float(w1), theta_alpha=float(ta), theta_beta=float(tb))
             for w1, ta, tb in itertools.product(w_bilateral, theta_alpha, theta_beta)]  # a bad value fails here
-    tried = []
-    for params in grid:
-        cms = evaluate_views(model, dataset, ["OS 8 + CRF"], crf_params=params, progress=progress)
-        tried.append((params, miou(cms["OS 8 + CRF"]["all"].sum(0))))
+    view = VIEWS["OS 8 + CRF"]
+    c, ignore = int(dataset.num_classes), int(getattr(dataset, "ignore_index", 255))
+    totals = np.zeros((len(grid), c, c), np.uint64)  # pixel counts over every scene, per grid point
+    with eval_mode(model):
+        for _, images, masks in _batches(model, dataset, batch_size, progress=False):
+            # the network once per batch of scenes, its probabilities refined by every grid point's CRF
+            probs = predict_probs(model, images, Strategy(view.scales, view.flip, view.output_stride))
+            unary, seen = unary_from_probs(probs.cpu()), denormalize(images.cpu())
+            for k, params in enumerate(progress_bar(grid, desc="CRF search", progress=progress, leave=False)):
+                pred = mean_field(unary, seen, params, method="approx").argmax(1)
+                totals[k] += scene_confusions(pred, masks, c, ignore).sum(0)
+    tried = [(params, miou(total)) for params, total in zip(grid, totals)]
     return max(tried, key=lambda t: t[1])[0], tried
 
 

@@ -97,6 +97,8 @@ class PermutohedralLattice:
         n, c = values.shape
         grid = torch.zeros(self.m + 1, c, device=values.device, dtype=values.dtype)  # last row stays 0
         grid.index_add_(0, self.inverse, (values[:, None, :] * self.bary[..., None]).reshape(-1, c))
-        for n1, n2 in self.neighbours:
-            grid[: self.m] = grid[: self.m] + 0.5 * (grid[n1] + grid[n2])
-        return self.alpha * (grid[self.inverse].view(n, self.d + 1, c) * self.bary[..., None]).sum(1)
+        # index_select: the same rows as grid[n1], gathered faster than by advanced indexing on a CPU
+        for n1, n2 in self.neighbours:  # both neighbours are read before the corners are updated
+            grid[: self.m] += 0.5 * (grid.index_select(0, n1) + grid.index_select(0, n2))
+        corners = grid.index_select(0, self.inverse).view(n, self.d + 1, c)
+        return self.alpha * (corners * self.bary[..., None]).sum(1)

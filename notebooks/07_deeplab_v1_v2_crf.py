@@ -50,7 +50,7 @@
 # `unary_from_logits`, `mean_field`, `free_energy`, `DenseCRF`; `mean_field_update` and `kernel_maps`
 # behind them, and `deeplab_edu.permutohedral.PermutohedralLattice` behind `method="approx"`),
 # `deeplab_edu.crf_eval` (`coarse_scores`,
-# `boundary_band`, `evaluate_crf`, `grid_search`, `grid_edges`), `deeplab_edu.viz.crf` (figures and
+# `evaluate_crf`, `grid_search`, `grid_edges`), `deeplab_edu.metrics.boundary_band`, `deeplab_edu.viz.crf` (figures and
 # `crf_widget`). From earlier chapters: `deeplab_edu.atrous.effective_kernel_size` (01),
 # `deeplab_edu.receptive_field.receptive_field_of` (02), `deeplab_edu.data.ProceduralScenes` (06).
 
@@ -281,7 +281,8 @@ assert scores.shape[-1] == -(-side // 8) == (side - 1) // 8 + 1 and out.shape[-2
 
 # %%
 from deeplab_edu.crf import DEEPLAB_RELEASED, free_energy, mean_field, unary_from_logits
-from deeplab_edu.crf_eval import boundary_band, coarse_scores, evaluate_crf, grid_edges, grid_search
+from deeplab_edu.crf_eval import coarse_scores, evaluate_crf, grid_edges, grid_search
+from deeplab_edu.metrics import boundary_band
 from deeplab_edu.data import ProceduralScenes
 from deeplab_edu.viz import crf as crf_viz
 

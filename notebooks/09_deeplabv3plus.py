@@ -53,8 +53,8 @@
 #   `deeplab_edu.models.SeparableConv2d`, `deeplab_edu.models.set_recompute_depthwise`,
 #   `deeplab_edu.complexity` (`count_macs`, `saved_for_backward_bytes`), and from chapter 08
 #   `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`);
-# - boundaries: `deeplab_edu.viz.decoder` (`stride_oracle`, `stride_oracle_scores`, `boundary_band`,
-#   `band_accuracy`, `plot_stride_oracles`, `stride_oracle_widget`), the band metrics' measure
+# - boundaries: `deeplab_edu.viz.decoder` (`stride_oracle`, `stride_oracle_scores`,
+#   `band_accuracy`, `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.boundary_band` (07), the band metrics' measure
 #   `deeplab_edu.metrics.trimap_target` (the labels inside that band, used by `band_metrics`), `deeplab_edu.metrics.ConfusionMatrix` (in exercise 09.4),
 #   `deeplab_edu.metrics.removed_errors_by_band`;
 # - training: `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
@@ -80,13 +80,8 @@ from deeplab_edu.data import ProceduralScenes
 from deeplab_edu.exercises import check, prediction_made, solved
 from deeplab_edu.models import SeparableConv2d, build_model
 from deeplab_edu.models.summary import PUBLISHED_GMACS, ModelConfig, model_cost, trace_stages
-from deeplab_edu.viz.decoder import (
-    band_accuracy,
-    boundary_band,
-    plot_stride_oracles,
-    stride_oracle,
-    stride_oracle_widget,
-)
+from deeplab_edu.metrics import boundary_band
+from deeplab_edu.viz.decoder import band_accuracy, plot_stride_oracles, stride_oracle, stride_oracle_widget
 from deeplab_edu.data.transforms import normalize
 from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table

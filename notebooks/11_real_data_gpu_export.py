@@ -643,7 +643,7 @@ print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians 
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert seconds["MS + flip"] > seconds["MS (6 scales)"] > seconds["single scale"]  # more passes, more time
+# (no check of the times' order: on a busy machine a later strategy can time faster than a cheaper one)
 assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlapping windows: more than one pass
 
 # %% [markdown]

@@ -162,6 +162,25 @@ def test_figures_and_widget_build_without_a_front_end():
     plt.close("all")
 
 
+def test_the_widget_says_why_its_2d_picture_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A book reader's trial: at n = 13, k = 7, r = 3, p = 3 the 1-D input has an output and the 11 x 11 square
+    of the 2-D panel none (19 > 11 + 6); the panel stayed blank without a word. It says why (as the book's
+    JavaScript explorer does, tests/test_browser.py)."""
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.viz.atrous import atrous_widget
+
+    panels: list[list[str]] = []
+    monkeypatch.setattr(IPython.display, "display", lambda fig, *a, **k: panels.append(
+        [t.get_text() for t in fig.axes[-1].texts]))
+    atrous_widget(input_size=13, kernel_size=7, rate=3, padding=3, output_index=0)
+    assert panels and "the effective kernel 19\nis longer than the padded side 17" in panels[-1][-1], panels
+    atrous_widget(input_size=11, kernel_size=7, rate=3, padding=4, output_index=0)  # 11 + 8 >= 19: a picture, no note
+    assert not any("No 2-D picture" in t for t in panels[-1]), panels[-1]
+    plt.close("all")
+
+
 @pytest.mark.parametrize("rate", [1, 2, 5, 12])
 def test_derivative_at_rate_r_widens_a_step_to_2r_and_doubles_a_line(rate):
     from deeplab_edu.atrous import edge_and_line_response

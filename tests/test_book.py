@@ -45,6 +45,29 @@ def test_api_reference_lists_every_module() -> None:
     assert not missing, f"book/api.md should document these modules: {missing}"
 
 
+def test_api_reference_documents_each_name_once() -> None:
+    """A book reader's trial: the index listed RunFolderError twice, and PermutohedralLattice, boundary_band,
+    shown_path and figure_widget under two or three modules each: a module whose ``__all__`` names a class or
+    function of another module documents it again (autodoc follows ``__all__``). Only a package whose
+    entry in book/api.md ignores its ``__all__`` (``:ignore-module-all:``) may gather its modules' names."""
+    import importlib
+    import inspect
+
+    api = (REPO_ROOT / "book" / "api.md").read_text()
+    gathering = set(re.findall(r"^\.\. automodule:: (\S+)\n   :ignore-module-all:$", api, re.M))
+    documented, again = public_modules(), []  # a private module's names (exercises._core) are documented once
+    for name in documented:
+        if name in gathering:
+            continue
+        module = importlib.import_module(name)
+        for member in getattr(module, "__all__", []):
+            obj = getattr(module, member)
+            home = getattr(obj, "__module__", name) if inspect.isclass(obj) or inspect.isfunction(obj) else name
+            if home != name and home in documented:
+                again.append(f"{name}.{member} (defined in {home})")
+    assert not again, f"documented twice in the API reference: {again}"
+
+
 def test_attribute_docs_are_read_as_prose_not_type_and_description() -> None:
     # napoleon reads "#: Random scale factors ... (DeepLabv3 sec. 4.1: 0.5 to 2.0)." as a "Type" field
     # "0.5 to 2.0)." and a description; the book's extension keeps each such line whole
@@ -199,6 +222,26 @@ def test_launch_buttons_open_the_executed_notebooks(built_book: Path) -> None:
         assert download.read_bytes() == published.read_bytes(), f"{download.name}'s download keeps the answers"
     # Binder builds the repository from these
     assert (REPO_ROOT / "environment.yml").is_file() and (REPO_ROOT / "postBuild").is_file()
+
+
+def test_the_colab_cell_clones_the_repository_and_is_valid_ipython() -> None:
+    """A book reader's trial: Colab's first cell installed the package alone (pip of a git URL), and the
+    chapters that read the repository's records (00's table of chapters, 11's recorded runs) failed there
+    with FileNotFoundError. The cell clones the repository, installs and imports the package from the
+    clone, and works in the chapters' folder; IPython turns its magics into Python that compiles."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from deeplab_edu.book_pages import COLAB_CLONE, colab_setup, for_colab, repository_url
+
+    cell = colab_setup()
+    assert f"git clone --quiet --depth 1 {repository_url()} {COLAB_CLONE}" in cell
+    assert f"%pip install --quiet -e {COLAB_CLONE}" in cell and f"sys.path.insert(0, '{COLAB_CLONE}')" in cell
+    assert f"%cd {COLAB_CLONE}/notebooks" in cell
+    python = TransformerManager().transform_cell(cell)
+    compile(python, "colab-setup", "exec")  # a magic IPython could not read would stay as a syntax error
+    assert "get_ipython().system(" in python and "get_ipython().run_line_magic('pip'" in python
+    nb = for_colab(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import deeplab_edu")]))
+    assert nb.cells[0].source == cell and nb.cells[0].metadata["tags"] == ["colab-setup"]
 
 
 def test_progress_bars_become_their_final_text_and_other_widgets_a_note() -> None:

@@ -129,3 +129,15 @@ def test_a_chapter_on_a_busy_cpu_says_fewer_threads_help(monkeypatch: pytest.Mon
     assert line.startswith("profile: cpu\nnote: other processes keep 1.2") and "torch.set_num_threads(1)" in line
     monkeypatch.setenv(config.COURSE_CHECKS_ENV, "1")  # the book's and the tests' runs: no note in the pages
     assert config.profile_line() == "profile: cpu"
+
+
+def test_scale_range_given_as_a_list_is_kept_as_a_pair() -> None:
+    """A new user's trial: TrainConfig(scale_range=[0.5, 2.0]) stayed a list (its hint says a tuple); a list
+    of another length failed in validate as "too many values to unpack" instead of naming the setting."""
+    from deeplab_edu.engine.config import ConfigError, TrainConfig, validate
+
+    cfg = TrainConfig(scale_range=[0.75, 1.25])  # type: ignore[arg-type]
+    assert cfg.scale_range == (0.75, 1.25) and isinstance(cfg.scale_range, tuple)
+    assert cfg.to_dict()["scale_range"] == [0.75, 1.25]  # checkpoints store a list, as before
+    with pytest.raises(ConfigError, match=r"scale_range=\(0.5, 1.0, 2.0\) \(from the configuration\) should be two"):
+        validate(TrainConfig(scale_range=[0.5, 1.0, 2.0]))  # type: ignore[arg-type]

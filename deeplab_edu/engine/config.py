@@ -209,6 +209,9 @@ class TrainConfig:
         # "none" (a flag, a YAML string) is None: one value for "no weights", as runs compare settings
         if isinstance(self.class_weights, str) and self.class_weights.lower() == "none":
             self.class_weights = None
+        # a pair given as a list (JSON, YAML, Python) is kept as the tuple its hint says; validate() checks it
+        if isinstance(self.scale_range, list):
+            self.scale_range = tuple(self.scale_range)  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (``scale_range`` a list, paths strings), as checkpoints store them."""
@@ -617,7 +620,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.class_weights is not None and cfg.top_k < 1:
         raise ConfigError(f"class_weights={cfg.class_weights!r} with top_k={cfg.top_k}: both make some pixels weigh "
                           "more; use one of them (top_k 1, or class_weights none)")
-    lo, hi = cfg.scale_range
+    lo, hi = _scale_range(cfg.scale_range, "the configuration")
     if not 0 < lo <= hi:
         raise ConfigError(f"scale_range={cfg.scale_range} should be (min, max) with 0 < min <= max")
     if cfg.warmup_iters > cfg.iterations:

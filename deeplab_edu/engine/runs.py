@@ -17,9 +17,9 @@ from torch import nn
 
 from .checkpoint import InitFromChangedError, check_init_from, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, load_config
-from ..records import shown_path  # re-exported: where notebooks have always imported it from
+from ..records import shown_path
 
-__all__ = ["train_or_load", "run_status", "RunStatus", "shown_path", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
+__all__ = ["train_or_load", "run_status", "RunStatus", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
 #: learns: a finished run is reused even when these differ (the depthwise recomputation gives the same

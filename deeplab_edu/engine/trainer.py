@@ -55,11 +55,11 @@ from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
-from .runs import RunFolderError, claim_run_folder
+from .runs import claim_run_folder
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
 from .workers import original_message, resolve_num_workers
 
-__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "set_bn_momentum", "autocast_context", "RunFolderError",
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
            "last_validation", "run_result", "TrainingInterrupted", "ValidationStopped"]
 
 
@@ -741,7 +741,7 @@ class Trainer:
         (:attr:`provenance`). ``metrics.json`` holds the same.
 
         Raises:
-            RunFolderError: another process trains into ``cfg.out_dir``, or it holds the checkpoints
+            ~deeplab_edu.engine.runs.RunFolderError: another process trains into ``cfg.out_dir``, or it holds the checkpoints
                 of another run and ``cfg.resume`` is false.
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
             BadDataError: a data file proved bad mid-run (the iterations done are saved first, for

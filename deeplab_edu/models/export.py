@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..inference import eval_mode
 
 __all__ = ["export_onnx", "run_onnx", "export_program", "load_program", "LogitsOnly", "is_onnx_file"]
 
@@ -101,9 +102,8 @@ def export_onnx(
         ValueError: ``example`` is not (N, 3, H, W).
         RuntimeError: the exporter returned no program.
     """
-    was_training = model.training
-    wrapped = LogitsOnly(model).eval()
-    try:
+    with eval_mode(model):  # its training mode restored afterwards, also when the export fails
+        wrapped = LogitsOnly(model).eval()
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it prints its progress
             # torch 2.11's exporter trips its own deprecation of LeafSpec (gone in later versions)
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -116,8 +116,6 @@ def export_onnx(
             raise RuntimeError("torch.onnx.export returned no ONNX program")
         with atomic_path(path) as tmp:
             program.save(str(tmp))
-    finally:
-        model.train(was_training)
     return Path(path)
 
 
@@ -161,13 +159,10 @@ def export_program(
             stem's max pooling, which would refuse half the sizes; the pinned torch 2.14.1 does not):
             the message names the guard and the ways out (``dynamic=False``, :func:`export_onnx`).
     """
-    was_training = model.training
-    try:
+    with eval_mode(model):  # its training mode restored afterwards, also when the export fails
         program = _export(model, example, dynamic)
         with atomic_path(path) as tmp:
             torch.export.save(program, str(tmp))
-    finally:
-        model.train(was_training)
     return Path(path)
 
 

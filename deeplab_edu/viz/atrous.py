@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from ..atrous import EdgeResponse, conv_output_size, dilate_kernel, input_positions
+from ..atrous import EdgeResponse, conv_output_size, dilate_kernel, effective_kernel_size, input_positions
 from .widgets import slider
 
 __all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate",
@@ -175,8 +175,11 @@ def atrous_widget(
             n_out2 = conv_output_size(n2, v["kernel_size"], v["stride"], v["padding"], v["rate"])
             plot_eq1_2d(n2, v["kernel_size"], v["rate"], v["stride"], v["padding"],
                         (min(output_index, n_out2 - 1),) * 2, ax=a2)
-        except ValueError:
+        except ValueError:  # the square drawn has no output: say so in its place
             a2.set_axis_off()
+            a2.text(0.5, 0.5, f"No 2-D picture: on the {n2}x{n2} input it draws\n(n shown up to 11) the effective "
+                    f"kernel {effective_kernel_size(v['kernel_size'], v['rate'])}\nis longer than the padded side "
+                    f"{n2 + 2 * v['padding']}.", ha="center", va="center", fontsize=9, transform=a2.transAxes)
         display(fig)
         plt.close(fig)
 

@@ -22,7 +22,7 @@ from ..boundary import (
     valid_tap_counts,
 )
 from .layout import grid_shape
-from .widgets import figure_widget  # re-exported: chapter 03's and 04's widgets use it
+from .widgets import figure_widget
 
 __all__ = [
     "count_colours",
@@ -32,7 +32,6 @@ __all__ = [
     "plot_footprints",
     "plot_mean_valid_fraction",
     "tap_count_widget",
-    "figure_widget",
 ]
 
 # Okabe & Ito's colours, told apart with every common colour-vision deficiency: vermillion for the

@@ -30,7 +30,7 @@ from .data import class_legend
 from .images import colorize
 from .widgets import positive_ints, show_figure
 
-__all__ = ["stride_oracle", "stride_oracle_scores", "boundary_band", "band_accuracy", "plot_stride_oracles",
+__all__ = ["stride_oracle", "stride_oracle_scores", "band_accuracy", "plot_stride_oracles",
            "stride_oracle_widget"]
 
 

@@ -388,6 +388,7 @@
         effectiveKernelSize(k, r) + "</b>";
       var cells = n + 2 * p;
       var cell = Math.max(14, Math.min(34, Math.floor(640 / cells)));
+      var narrow = cell < 24;  // "x10" would overlap its neighbours: cells show the index alone (the title says x and y)
       var width = cells * cell + 20, height = 4.2 * cell + 46;
       var terms = taps.map(function (j, t) { return (j < 0 || j >= n ? "0" : "x[" + j + "]") + "·w[" + t + "]"; });
       var g = svg("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
@@ -401,14 +402,14 @@
           "class": "dle-input" + (isTap ? " dle-tap" : "") + (isPad ? " dle-pad" : ""),
           fill: isTap ? TAP : isPad ? PAD : "white", stroke: "black" }, g);
         svg("text", { x: xOf(j) + cell / 2, y: yIn + cell / 2 + 4, "text-anchor": "middle", "class": "dle-cell-text" }, g,
-          isPad ? "0" : "x" + j);
+          isPad ? "0" : narrow ? String(j) : "x" + j);
       }
       var offset = x0 + (cells - nOut) / 2 * cell;
       for (var o = 0; o < nOut; o++) {
         svg("rect", { x: offset + o * cell, y: yOut, width: cell, height: cell, "data-index": o,
           "class": "dle-output" + (o === i ? " dle-selected" : ""), fill: o === i ? OUT : "white", stroke: "black" }, g);
         svg("text", { x: offset + o * cell + cell / 2, y: yOut + cell / 2 + 4, "text-anchor": "middle",
-          "class": "dle-cell-text", fill: o === i ? "white" : "black" }, g, "y" + o);
+          "class": "dle-cell-text", fill: o === i ? "white" : "black" }, g, narrow ? String(o) : "y" + o);
       }
       taps.forEach(function (jj, t) {
         svg("line", { x1: xOf(jj) + cell / 2, y1: yIn + cell, x2: offset + i * cell + cell / 2, y2: yOut,
@@ -424,13 +425,16 @@
 
   /* The 2-D picture beside it, as atrous_widget draws deeplab_edu.viz.atrous.plot_eq1_2d: a square
      input of side min(n, 11) (at least 3; padding shaded) with the k x k taps of output (m, m),
-     m = min(i, last output), and their span dashed. Returns {output: m, taps} or null when the
-     square has no output. */
+     m = min(i, last output), and their span dashed. Returns {output: m, taps}, or null when the
+     square has no output (a note says why in its place). */
   function drawAtrous2d(parent, n, k, r, s, p, i) {
     var side = Math.max(3, Math.min(n, 11)), nOut;
     try {
       nOut = convOutputSize(side, k, s, p, r);
     } catch (err) {
+      el("p", { "class": "dle-note dle-2d-note" }, parent, "No 2-D picture: on the " + side + "×" + side +
+        " input it draws (n shown up to 11) the effective kernel " + effectiveKernelSize(k, r) +
+        " is longer than the padded side " + (side + 2 * p) + ".");
       return null;
     }
     var m = Math.min(i, nOut - 1), taps = inputPositions(m, k, r, s, p);
