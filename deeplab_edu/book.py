@@ -475,7 +475,9 @@ def _run_client(nb: Any, timeout: int, active_profile: str, folder: Path,
     except CellExecutionError as err:
         status, message = "error", _ANSI.sub("", str(err))  # the traceback without the terminal's colours
     except DeadKernelError as err:
-        status, message = "dead", f"the kernel died: {err}"
+        status, message = "dead", (f"the kernel died: {err} (most often it ran out of memory: close other programs "
+                                   "and run one chapter at a time, --jobs 1; the README's \"Two commands\" gives "
+                                   "each chapter's peak memory)")
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C while a kernel starts (nbclient's own
         return "interrupted", "", True                   # handler is not installed yet)
     except Exception as err:  # noqa: BLE001 - reported with its type, never swallowed silently
@@ -1019,7 +1021,11 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--no-solutions", dest="solutions", action="store_false",
                     help="drop the hidden solutions (hide-cell) before running (with or without --learner)")
     sc = sub.add_parser("student-copy", help="write the chapters without their exercises' solutions (hide-cell) "
-                                              "into a folder, for a class to hand out")
+                                              "into a folder, for a class to hand out",
+                        description="Write the chapters without their exercises' solutions (hide-cell) and the "
+                                    "course's own checks of them into a folder, for a class to hand out. Made again "
+                                    "into the same folder (after a git pull), it keeps every chapter a learner has "
+                                    "changed and writes the new version beside it as NN_name.updated.py.")
     sc.add_argument("out", type=Path, help="the folder to write the notebooks/NN_*.py copies to")
     build_options = [  # the build's, which 'execute' does not read: None when not given
         parser.add_argument("--output", type=Path, default=None,
@@ -1050,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         kept = [p for p in written if p.name.endswith(".updated.py")]
-        print(f"{len(written)} chapters without their solutions written to {args.out}")
+        print(f"{len(written) - len(kept)} chapters without their solutions written to {args.out}")
         if kept:
             print(f"{len(kept)} chapter(s) there had been changed (a learner's answers): each was kept, and its new "
                   f"version written beside it: {', '.join(p.name for p in kept)}")

@@ -244,6 +244,17 @@ def _cpu_threads(args: argparse.Namespace, device: str) -> None:
         print(note, file=sys.stderr)
 
 
+def _threads(text: str) -> int:
+    """``--threads``' type: a whole number of at least 1 (refused by argparse, before anything runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``deeplab-edu`` argument parser, with the subcommands ``train``, ``eval``, ``predict``, ``export``,
     ``bench``, ``course-runs`` and ``check-data``."""
@@ -253,16 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tr = sub.add_parser("train", help="train a model (DeepLabv3's recipe)")
+    def command(name: str, summary: str, more: str = "") -> argparse.ArgumentParser:
+        """A sub-command whose own --help starts with its summary (as the list of commands gives it)."""
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + "." + (
+            " " + more if more else ""))
+
+    tr = command("train", "train a model (DeepLabv3's recipe)")
     tr.add_argument("--preset", help="a preset name (see --list-presets); without it, the papers' defaults")
     tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given; a run's "
                                      "own config.json with --resume continues that run in its folder")
     tr.add_argument("--list-presets", action="store_true", help="print the presets, each with its first line, and exit")
     tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
-    tr.add_argument("--threads", type=int, help=_THREADS_HELP)
+    tr.add_argument("--threads", type=_threads, help=_THREADS_HELP)
     _add_train_flags(tr)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
+    ev = command("eval", "evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
     ev.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
                                                           "(its newest)")
     ev.add_argument("--split", default="val", help="the data set's split to evaluate (default: val)")
@@ -283,9 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
                                    "prediction)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (e.g. in a log file)")
-    ev.add_argument("--threads", type=int, help=_THREADS_HELP)
+    ev.add_argument("--threads", type=_threads, help=_THREADS_HELP)
 
-    pr = sub.add_parser("predict", help="predict masks for an image file or a folder of images")
+    pr = command("predict", "predict masks for an image file or a folder of images")
     pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
                                                           "(its newest)")
     pr.add_argument("input", help="an image file or a folder of images")
@@ -300,14 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
                                                   "memory for large photos; default: the whole image at once)")
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
-    pr.add_argument("--threads", type=int, help=_THREADS_HELP)
+    pr.add_argument("--threads", type=_threads, help=_THREADS_HELP)
     pr.add_argument("--overwrite", action="store_true",
                     help="replace files of those names that predict did not write, or wrote for another image of "
                          "the same name (by default it refuses: a ground-truth a_mask.png beside a.png, say, or "
                          "a.png's mask when a.webp is predicted)")
 
-    ex = sub.add_parser("export", help="a trained run as a model file to share or predict with (no optimiser "
-                                       "state), and/or as ONNX")
+    ex = command("export", "a trained run as a model file to share or predict with (no optimiser "
+                           "state), and/or as ONNX")
     ex.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
                                                           "(its newest)")
     ex.add_argument("--out", help="the model file to write (.pt: weights, configuration and class names; what "
@@ -321,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace a file of the other kind at --out or --onnx (by default export replaces only an "
                          "earlier model file at --out, or an earlier ONNX file at --onnx)")
 
-    cd = sub.add_parser("check-data", help="read a data set once, as training would: every bad file, and each "
-                                           "class's share of the labelled pixels")
+    cd = command("check-data", "read a data set once, as training would: every bad file, and each "
+                               "class's share of the labelled pixels")
     cd.add_argument("--dataset", default="folder", help="the data set (default: folder, your own images and masks "
                                                         "in --data-root)")
     cd.add_argument("--data-root", help="where the data set is (folder: required; others: default the usual places)")
@@ -331,16 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--num-workers", type=int, help="DataLoader workers (default: the cores less one, at most 8)")
     cd.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
-    cr = sub.add_parser("course-runs", help="before class: train every run the chapters load (08-11); finished runs "
-                                            "are loaded, not retrained")
+    cr = command("course-runs", "before class: train every run the chapters load (08-11); finished runs "
+                                "are loaded, not retrained",
+                 "One after the other, the runs chapters 08, 09 and 11 train (and chapter 10 loads), into runs/<profile>/ "
+                 "of the package's clone, or of DEEPLAB_EDU_RUNS; chapter 11's CamVid run only where a CamVid copy is "
+                 "found. An interrupted run resumes when the command runs again. --dry-run lists each run's command and "
+                 "state and, in the cpu profile, how long they take at most (the chapters' header minutes, added up).")
     cr.add_argument("--profile", choices=["cpu", "gpu"], default=None,
                     help="the course profile whose runs to train (default: DEEPLAB_EDU_PROFILE, else gpu with CUDA, cpu "
                          "without)")
     cr.add_argument("--dry-run", action="store_true", help="print the runs' commands and train nothing")
-    cr.add_argument("--threads", type=int, help=_THREADS_HELP + " (a laptop in use for a browser or a call)")
+    cr.add_argument("--threads", type=_threads, help=_THREADS_HELP + " (a laptop in use for a browser or a call)")
 
-    be = sub.add_parser("bench", help="throughput and memory vs torchvision and segmentation_models_pytorch; "
-                                      "the data pipeline; torch.compile")
+    be = command("bench", "throughput and memory vs torchvision and segmentation_models_pytorch; "
+                          "the data pipeline; torch.compile")
     be.add_argument("--mode", choices=["models", "pipeline", "loader", "compile"], default="models",
                     help="models: ours vs torchvision/smp; pipeline: training through the engine's loader vs the "
                          "step alone; loader: scenes/s per worker count; compile: eager vs torch.compile")
@@ -358,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--pairs", nargs="+", default=None, choices=["v3", "v3plus"],
                     help="models mode: v3 (ours vs torchvision's DeepLabv3) and/or v3plus (vs smp's DeepLabV3Plus); "
                          "default both")
-    be.add_argument("--threads", type=int, help="models, pipeline and compile modes: torch intra-op threads for the "
+    be.add_argument("--threads", type=_threads, help="models, pipeline and compile modes: torch intra-op threads for the "
                     "run (1: steadier on a shared CPU)")
     be.add_argument("--preset", help="pipeline mode: the training preset (default: gpu with --device cuda or, "
                     "without --device, where PyTorch sees CUDA; cpu otherwise, whose network trains in minutes "
@@ -1035,6 +1055,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)  # torch-free; each command imports what it needs
         try:
             return handlers[args.command](args)
+        except BrokenPipeError:  # `deeplab-edu ... | head` closed the pipe: stop quietly, as Python's docs advise
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit would fail again
+            return 1
         except (ValueError, OSError, RuntimeError) as err:  # OSError: e.g. a folder not writable
             if os.environ.get(DEBUG_ENV):
                 raise

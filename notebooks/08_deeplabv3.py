@@ -108,10 +108,10 @@ print(config.profile_line(with_device=True))
 # ## 1. The assembly
 #
 # With $F_{s}$ the backbone at output stride $s$, ASPP from chapter 05 and a $1\times1$
-# convolution $W$ that scores the $K$ classes, DeepLabv3 computes
+# convolution $g$ that scores the $K$ classes, DeepLabv3 computes
 #
 # $$
-# \hat y = \operatorname{up}_{\times s}\Big(W * \operatorname{ASPP}\big(F_{s}(x)\big)\Big) \in \mathbb{R}^{K \times H \times W},
+# \hat y = \operatorname{up}_{\times s}\Big(g * \operatorname{ASPP}\big(F_{s}(x)\big)\Big) \in \mathbb{R}^{K \times H \times W},
 # $$
 #
 # where $\operatorname{up}$ is bilinear interpolation to the input's exact size $H \times W$ (not

@@ -539,6 +539,50 @@ def test_student_copy_drops_every_solution_and_keeps_the_rest(tmp_path) -> None:
         main(["student-copy", str(NOTEBOOK_DIR)])
 
 
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell's code defines, names it reads), anywhere in it (IPython's magics made Python first)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    defined, read = set(), set()
+    for node in ast.walk(ast.parse(TransformerManager().transform_cell(source))):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else defined).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    return defined, read
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_a_student_copy_reads_no_name_only_a_solution_defines(source: Path) -> None:
+    """A teacher's trial: chapter 10's student copy stopped at a check after exercise 10.4 with "name 'reach_px'
+    is not defined", its traceback showing the answer (22), and kept 10.5's check (its answer, 4) a click away:
+    two checks of the solutions ran outside ``config.course_checks()``, so the copy kept them. Here every
+    chapter: a name the copy's cells read that only a removed cell defines would fail the same way."""
+    import builtins
+
+    import jupytext
+
+    from deeplab_edu.book import _without_solutions
+
+    full = [c.source for c in jupytext.read(source).cells if c.cell_type == "code"]
+    kept = [c.source for c in _without_solutions(jupytext.read(source)).cells if c.cell_type == "code"]
+    removed = [c for c in full if c not in kept]
+    defined_kept, read_kept, defined_removed = set(), set(), set()
+    for cell in kept:
+        defined, read = _names(cell)
+        defined_kept |= defined
+        read_kept |= read
+    for cell in removed:
+        defined_removed |= _names(cell)[0]
+    orphans = sorted((read_kept & defined_removed) - defined_kept - set(dir(builtins)))
+    assert not orphans, (f"{source.name}: the student copy reads {orphans}, which only its solutions define "
+                         "(guard such a check with `if config.course_checks():`)")
+
+
 def test_making_the_student_copy_again_keeps_what_learners_wrote(tmp_path, capsys) -> None:
     """A learner's trial (stop 53): ``make student-copy`` run again into the folder a class works in
     replaced every chapter, answers and all. Now a chapter a learner changed is kept and the new
@@ -568,7 +612,8 @@ def test_making_the_student_copy_again_keeps_what_learners_wrote(tmp_path, capsy
     with (course / "00_start_here.py").open("a") as f:
         f.write("# %%\nmy_note = 'learnt'\n")
     assert main(["student-copy", str(course)]) == 0
-    assert "1 chapter(s) there had been changed" in capsys.readouterr().out
+    shown = capsys.readouterr().out  # a teacher's trial: the first line counted the kept chapter as written too
+    assert "1 chapter(s) there had been changed" in shown and "11 chapters without their solutions written" in shown
     assert "my_note" in (course / "00_start_here.py").read_text() and (course / "00_start_here.updated.py").is_file()
     (tmp_path / "a file").write_text("")
     for bad, message in ((tmp_path / "a file", "is a file"), (REPO_ROOT, "the repository's own folder")):

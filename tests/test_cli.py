@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import REPO_ROOT
 from deeplab_edu.cli import build_parser, main
 from deeplab_edu.engine.config import ConfigError, TrainConfig, list_presets, load_config, preset_summary
 
@@ -710,7 +712,7 @@ def test_a_copied_runs_config_resumes_the_copy(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.busy_cpu_note
-def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """PyTorch's threads wait for each other when another job holds a core (a smoke training ran 3 s per
     iteration instead of 0.04 s with one thread): `--threads` sets them, and a CPU run is told when the
     other processes leave fewer free cores than threads."""
@@ -732,8 +734,12 @@ def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
         args = build_parser().parse_args(["train", "--threads", "1"])
         _cpu_threads(args, "cpu")
         assert torch.get_num_threads() == 1
-        with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
-            _cpu_threads(build_parser().parse_args(["eval", "--checkpoint", "x", "--threads", "0"]), "cpu")
+        with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):  # a Namespace built in code
+            _cpu_threads(argparse.Namespace(threads=0), "cpu")
+        for command in (["course-runs", "--dry-run"], ["eval", "--checkpoint", "x"], ["bench"]):
+            with pytest.raises(SystemExit):  # a teacher's trial: course-runs --threads 0 --dry-run exited 0
+                build_parser().parse_args([*command, "--threads", "0"])
+            assert "argument --threads: must be at least 1, got 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(threads)
 
@@ -1082,3 +1088,14 @@ def test_the_papers_ablations_are_flags_that_write_model_kwargs() -> None:
         kwargs("--model-kwargs", '{"image_pooling": true}', "--no-image-pooling")
     with pytest.raises(SystemExit):
         kwargs("--multi-grid", "one")
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """A teacher's trial: `deeplab-edu course-runs --dry-run | head -3` ended with "error: [Errno 32] Broken
+    pipe". A reader that stops reading is no error of the command: nothing on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "deeplab_edu", "course-runs", "--dry-run", "--profile", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == "", err

@@ -207,3 +207,41 @@ def test_two_processes_share_one_run(tmp_path) -> None:
     with FileLock(str(tmp_path / "run" / "train.lock")):  # held by "another process"
         with pytest.raises(TimeoutError, match="another process has been training"):
             train_or_load("smoke", out_dir=tmp_path / "run", verbose=False, lock_timeout_s=0.5, progress=False)
+
+
+def test_a_finished_run_in_a_read_only_folder_loads(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teacher's trial: a class's finished runs shared read-only failed to load with "OSError: [Errno 30]
+    Read-only file system: '.../train.lock'", and `course-runs --dry-run` ended on it. A finished run loads
+    without the lock (nobody trains there through this process) and its state is reported; a run that is
+    not finished raises RunFolderError naming the folder and the ways out. (A read-only folder is simulated:
+    the tests run as root, for whom permissions do not forbid writing.)"""
+    import errno
+
+    from deeplab_edu import atomic
+    from deeplab_edu.engine import runs
+    from deeplab_edu.engine.runs import RunFolderError, run_status, train_or_load
+
+    settings = dict(image_size=32, crop_size=32, iterations=2, verbose=False, progress=False)
+    _, trained, _ = train_or_load("smoke", out_dir=tmp_path / "run", **settings)
+    (tmp_path / "run" / "metrics.json").unlink()  # rewritten on load where the folder is writable
+
+    class ReadOnlyLock:
+        lock_file = str(tmp_path / "run" / "train.lock")
+
+        def acquire(self, timeout: float = 0) -> None:
+            raise OSError(errno.EROFS, "Read-only file system", self.lock_file)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(runs, "_run_lock", lambda folder: ReadOnlyLock())
+    monkeypatch.setattr(atomic, "write_text_atomic", refuse)
+    model, history, _ = train_or_load("smoke", out_dir=tmp_path / "run", **settings)
+    assert str(history) == str(trained) and not model.training  # str: an absent class's IoU is nan, never equal
+    assert run_status("smoke", out_dir=tmp_path / "run", image_size=32, crop_size=32, iterations=2).state == "finished"
+    with pytest.raises(RunFolderError, match=r"cannot write to .*other.* \(Read-only file system\): .* this one is "
+                                             r"not started; train it in a folder this process can write to"):
+        train_or_load("smoke", out_dir=tmp_path / "other", **settings)
+    (tmp_path / "a file").write_text("not a folder")  # a folder that cannot be made fails as plainly
+    with pytest.raises(RunFolderError, match=r"cannot create the run's folder .*a file/run \(.*\); train it in a folder"):
+        train_or_load("smoke", out_dir=tmp_path / "a file" / "run", **settings)

@@ -215,6 +215,8 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
                 pass
         except Timeout:
             busy = True
+        except OSError:  # a lock this process cannot open (a read-only folder): nobody trains there through it
+            pass
     found = _judge(cfg, folder)
     if not busy or found.status.state not in ("not started", "interrupted"):
         return found.status  # a finished run is reused (another process may be loading it: that is no training)
@@ -255,15 +257,21 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         ~deeplab_edu.engine.checkpoint.InitFromChangedError: the run started from an ``init_from``
             file that has changed since (its phase 1 was retrained).
         TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.
+        RunFolderError: ``out_dir`` cannot be created, or cannot be written to (a read-only share) and its run
+            is not finished (a finished run there is loaded without the lock).
     """
     from filelock import Timeout
 
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. a new run's folder inside a read-only share
+        raise RunFolderError(f"cannot create the run's folder {shown_path(out_dir)} ({err.strerror or err}); train it "
+                             "in a folder this process can write to (another out_dir, or DEEPLAB_EDU_RUNS naming one)") from err
     lock = _run_lock(Path(out_dir))
     try:
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # (a subclass of OSError: before the clause below)
         if verbose:
             print(f"waiting for another process that trains {shown_path(out_dir)} (up to {lock_timeout_s:.0f} s)")
         try:
@@ -271,10 +279,27 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         except Timeout:
             raise TimeoutError(f"another process has been training {shown_path(out_dir)} for more than "
                                f"{lock_timeout_s:.0f} s (lock {shown_path(lock.lock_file)}); wait for it or stop it") from None
+    except OSError as err:  # the lock file cannot be written: a read-only folder (a class's shared runs)
+        return _load_read_only(cfg, Path(out_dir), err, verbose)
     try:
         return _train_or_load(cfg, Path(out_dir), verbose)
     finally:
         lock.release()
+
+
+def _load_read_only(cfg: TrainConfig, out_dir: Path, err: OSError,
+                    verbose: bool) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
+    """A finished run in a folder this process cannot write to, loaded without its lock (nobody trains in
+    it through this process); any other state raises :class:`RunFolderError` naming the folder."""
+    found = _judge(cfg, out_dir)
+    if found.refusal is not None:
+        raise found.refusal
+    if found.state is None or found.status.state != "finished":
+        raise RunFolderError(
+            f"cannot write to {shown_path(out_dir)} ({err.strerror or err}): a finished run there is loaded as it is, "
+            f"but this one is {found.status.state}; train it in a folder this process can write to (another out_dir, "
+            f"or DEEPLAB_EDU_RUNS naming one), or have the folder's owner finish it") from err
+    return _train_or_load(cfg, out_dir, verbose)
 
 
 def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
@@ -297,7 +322,10 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.M
 
             result = run_result(history, list(found.state.get("provenance", [])),
                                 found.state.get("model_info", {}).get("class_names"))
-            write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
+            try:
+                write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
+            except OSError:  # a read-only folder: the run loads all the same (metrics.json is a convenience)
+                pass
         return model, history, cfg
     # an interrupted run continues where it stopped; a new one starts fresh
     cfg.resume = latest_checkpoint(out_dir / "checkpoints") is not None

@@ -30,7 +30,11 @@ def answer_text(ex: Exercise) -> str:
     except Exception as err:  # a record or a data set this machine lacks: say which, keep the key whole
         return f"(not computed here: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
     if ex.kind == "function" and callable(answer):
-        return (f"a function: the chapter's hidden solution cell; the checker's own is "
+        from ..book import NOTEBOOK_DIR
+
+        chapter = next(iter(sorted(NOTEBOOK_DIR.glob(ex.key.split(".")[0] + "_*.py"))), None)
+        where = f"`notebooks/{chapter.name}`" if chapter is not None else "the chapter"
+        return (f"a function: the hidden solution cell of {where} (a student copy has none); the checker's own is "
                 f"`{getattr(answer, '__module__', '?')}.{getattr(answer, '__qualname__', answer)}`")
     if isinstance(answer, (np.ndarray, torch.Tensor)):  # a count map: every value, row by row
         return str(np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer).tolist())

@@ -248,6 +248,10 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
             and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in several)):
         return _Unreadable(f"expected one number, got {len(several)} ({_brief(answer)}): the question asks for a "
                            "single value (for a square window or map, the length of its side).")
+    if isinstance(answer, str):  # "8x", "32 images", "zero", "2.212.352": words around or instead of the number
+        found = re.findall(r"\d+(?:\.\d+)?", answer)
+        return _Unreadable(f"expected a number, got the text {answer!r}: write the number alone, in digits, without "
+                           f"quotes, words or units{f' ({found[0]})' if len(found) == 1 else ''}.")
     if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
         return _Unreadable(f"expected a number, got {type(answer).__name__}.")
     try:

@@ -162,6 +162,12 @@ def _no_plus_one(h: int, w: int, crop: int, stride: int) -> int:
     return math.ceil(max(h - crop, 0) / stride) * math.ceil(max(w - crop, 0) / stride)
 
 
+def _always_shifted(h: int, w: int, crop: int, stride: int) -> int:
+    def axis(size: int) -> int:
+        return 1 if size <= crop else (size - crop) // stride + 2
+    return axis(h) * axis(w)
+
+
 def _sum_of_axes(h: int, w: int, crop: int, stride: int) -> int:
     return math.ceil(max(h - crop, 0) / stride) + 1 + math.ceil(max(w - crop, 0) / stride) + 1
 
@@ -193,12 +199,17 @@ function_exercise(
     solution=_windows,
     inputs=_window_sizes,
     trials=24,
+    # (855, 513, ...) and (512, 768, ...): size - crop a whole number of strides, where the last window
+    # already ends at the border (a teacher's trial: a shifted window added there anyway passed 24 random trials)
     cases=[(360, 480, 256, 170), (513, 513, 513, 342), (100, 700, 256, 170), (1024, 2048, 769, 512),
-           (40, 50, 513, 342)],
+           (40, 50, 513, 342), (855, 513, 513, 342), (512, 768, 256, 128)],
     atol=0,
     mistakes=[
         (_floor, "floor drops the last window: when (size - crop) is not a multiple of the stride, one more "
                  "window, shifted to end at the border, covers the rest. Use ceil."),
+        (_always_shifted, "when size - crop is a whole number of strides, the last window already ends at the "
+                          "border: no shifted window is added there (ceil((size - crop) / stride) + 1 counts it "
+                          "right either way)."),
         (_no_plus_one, "each axis needs one more window: ceil((size - crop) / stride) counts the steps between "
                        "windows, the first window at 0 comes on top (+1)."),
         (_sum_of_axes, "the windows form a grid of rows x columns: multiply the per-axis counts, do not add them."),

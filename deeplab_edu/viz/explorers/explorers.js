@@ -540,9 +540,13 @@
       return [rgb[0], rgb[1], rgb[2], 255];
     }), x: -0.5, y: -0.5, width: w, height: h, preserveAspectRatio: "none", style: "image-rendering: pixelated" }, z);
     z.setAttribute("data-unread", String(unread));
+    // a field that reaches past the photo's edge is counted on its part inside the photo (a reader's trial:
+    // "7 of the 47 rows of its field" read as the 89-px field)
+    var clipped = r0 !== r[0] || r1 !== r[1] || c0 !== c[0] || c1 !== c[1];
+    var field = clipped ? "of its field inside the photo" : "of its field";
     return " Effective map (every weight 1): the paths from each pixel to the unit; " + (unread ?
-      emptyRows + " of the " + h + " rows and " + emptyCols + " of the " + w + " columns of its field carry none, so " +
-      unread + " of its " + h * w + " pixels are never read." : "every pixel of its field is read.");
+      emptyRows + " of the " + h + " rows and " + emptyCols + " of the " + w + " columns " + field + " carry none, so " +
+      unread + " of its " + h * w + " pixels are never read." : "every pixel " + field + " is read.");
   }
 
   function mountReceptiveField(root, opts) {
