@@ -19,7 +19,8 @@ from deeplab_edu.crf import (
     unary_from_logits,
     unary_from_probs,
 )
-from deeplab_edu.crf_eval import boundary_band, coarse_scores, evaluate_crf, grid_search
+from deeplab_edu.crf_eval import coarse_scores, evaluate_crf, grid_search
+from deeplab_edu.metrics import boundary_band
 from deeplab_edu.permutohedral import PermutohedralLattice
 
 

@@ -55,7 +55,7 @@ from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
 from .losses import SegmentationLoss
-from .runs import claim_run_folder
+from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
 from .workers import original_message, resolve_num_workers
 
