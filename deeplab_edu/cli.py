@@ -349,10 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cr = command("course-runs", "before class: train every run the chapters load (08-11); finished runs "
                                 "are loaded, not retrained",
-                 "One after the other, the runs chapters 08, 09 and 11 train (and chapter 10 loads), into runs/<profile>/ "
-                 "of the package's clone, or of DEEPLAB_EDU_RUNS; chapter 11's CamVid run only where a CamVid copy is "
-                 "found. An interrupted run resumes when the command runs again. --dry-run lists each run's command and "
-                 "state and, in the cpu profile, how long they take at most (the chapters' header minutes, added up).")
+                 "One after the other, the runs chapters 08, 09 and 11 train (and chapter 10 loads), into "
+                 "runs/<profile>/ of the package's clone, or of DEEPLAB_EDU_RUNS; chapter 11's CamVid run only where "
+                 "a CamVid copy is found. An interrupted run resumes when the command runs again. --dry-run lists "
+                 "each run's command and state and, in the cpu profile, how long they take at most (the chapters' "
+                 "header minutes, added up).")
     cr.add_argument("--profile", choices=["cpu", "gpu"], default=None,
                     help="the course profile whose runs to train (default: DEEPLAB_EDU_PROFILE, else gpu with CUDA, cpu "
                          "without)")

@@ -963,9 +963,9 @@ class RecordedFindings:
         from .records import describe_record
 
         return (f"{describe_record(self.record)} Seeds {self.seeds}, {self.scenes} validation scenes, "
-                f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes for the command (which trains the "
-                "runs it does not find, then evaluates; the record's extra.runs_trained_by says when each run was "
-                "trained).")
+                f"{self.record.get('extra', {}).get('wall_minutes', '?')} minutes for the command, which trains only "
+                "the runs it does not find and then evaluates (a short time: the runs were there already; the "
+                "record's extra.runs_trained_by says when each was trained).")
 
 
 def load_findings(name: str = "findings_cpu") -> RecordedFindings | None:

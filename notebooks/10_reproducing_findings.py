@@ -109,8 +109,9 @@ print(config.profile_line(with_device=True))
 # The two arms of group (g) instead fine-tune the `v3` run of their seed for 100 more iterations,
 # as chapter 08's phase 2 and its control do, and differ in the output stride they train at.
 # Chapter 08's DeepLabv3 and chapter 09's DeepLabv3+ are seed 0 of the arms `v3` and `v3+`: the
-# runs live in the same folders, `course/cpu/<arm>/seed<k>` in the course's runs folder (`runs/` in
-# the repository, or `DEEPLAB_EDU_RUNS`: `runs_root`).
+# runs live in the same folders, `course/cpu/<arm's folder>/seed<k>` in the course's runs folder (`runs/`
+# in the repository, or `DEEPLAB_EDU_RUNS`: `runs_root`), each arm's folder in the table's last column
+# (`v3+` in `v3plus`).
 
 # %%
 from deeplab_edu.engine.config import load_config

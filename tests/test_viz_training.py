@@ -181,8 +181,10 @@ def test_figures_build() -> None:
     image, mask = data[0]
     fig4 = plot_model_comparison((image - 0.5) * 4, mask, {"a": mask, "b": torch.zeros_like(mask)},
                                  [(0, 0, 0), (255, 0, 0), (0, 255, 0)])
-    # the image and the truth span both rows, so no panel is left empty (a lecturer's review found two)
+    # no panel is left empty (a lecturer's review found two), and every panel has one size (a learner's
+    # trial: the predictions, the point of the figure, were the smallest)
     assert len(fig4.axes) == 6 and all(ax.images for ax in fig4.axes)
+    assert len({tuple(round(v, 3) for v in ax.get_position().size) for ax in fig4.axes}) == 1
     plt.close("all")
 
 

@@ -266,8 +266,9 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as err:  # e.g. a new run's folder inside a read-only share
-        raise RunFolderError(f"cannot create the run's folder {shown_path(out_dir)} ({err.strerror or err}); train it "
-                             "in a folder this process can write to (another out_dir, or DEEPLAB_EDU_RUNS naming one)") from err
+        raise RunFolderError(f"cannot create the run's folder {shown_path(out_dir)} ({err.strerror or err}); train "
+                             "it in a folder this process can write to (another out_dir, or DEEPLAB_EDU_RUNS naming "
+                             "one)") from err
     lock = _run_lock(Path(out_dir))
     try:
         lock.acquire(timeout=0)

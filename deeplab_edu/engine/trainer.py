@@ -741,8 +741,8 @@ class Trainer:
         (:attr:`provenance`). ``metrics.json`` holds the same.
 
         Raises:
-            ~deeplab_edu.engine.runs.RunFolderError: another process trains into ``cfg.out_dir``, or it holds the checkpoints
-                of another run and ``cfg.resume`` is false.
+            ~deeplab_edu.engine.runs.RunFolderError: another process trains into ``cfg.out_dir``, or it holds the
+                checkpoints of another run and ``cfg.resume`` is false.
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
             BadDataError: a data file proved bad mid-run (the iterations done are saved first, for
                 ``resume``).

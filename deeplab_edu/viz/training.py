@@ -451,8 +451,10 @@ def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[An
 def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapping[str, torch.Tensor],
                           palette: Sequence[Sequence[int]], *, ignore_index: int = 255,
                           class_names: Sequence[str] | None = None) -> Any:
-    """The image and the truth, each spanning two rows, then each model's prediction with its errors
-    (red) below it (and, with ``class_names``, a legend of the class colours under them).
+    """A column per picture, all panels of one size: the image above the truth, then each model's
+    prediction above its errors (red); with ``class_names``, a legend of the class colours under them.
+    (The image and truth once spanned two rows each, which left the predictions, the point of the
+    figure, the smallest panels: a learner's trial.)
 
     Args:
         image: (3, H, W), normalised or in [0, 1].
@@ -471,15 +473,15 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
     if image.min() < 0 or image.max() > 1:
         image = denormalize(image.cpu())
     n = len(preds)
-    fig = plt.figure(figsize=(2.1 * (n + 4), 4.3))
-    grid = fig.add_gridspec(2, n + 4)  # the image and the truth take two columns and both rows each
-    big = [fig.add_subplot(grid[:, 0:2]), fig.add_subplot(grid[:, 2:4])]
+    fig = plt.figure(figsize=(2.7 * (n + 1), 5.6))
+    grid = fig.add_gridspec(2, n + 1)  # the image above the truth, then a column per model
+    big = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])]
     big[0].imshow(image.permute(1, 2, 0).cpu().numpy())
     big[0].set_title("image", fontsize=9)
     big[1].imshow(colorize(target, palette, ignore_index), interpolation="nearest")
     big[1].set_title("truth", fontsize=9)
     small = []
-    for j, (name, pred) in enumerate(preds.items(), start=4):
+    for j, (name, pred) in enumerate(preds.items(), start=1):
         top, bottom = fig.add_subplot(grid[0, j]), fig.add_subplot(grid[1, j])
         top.imshow(colorize(pred, palette, ignore_index), interpolation="nearest")
         top.set_title(name, fontsize=9)

@@ -388,7 +388,7 @@
         effectiveKernelSize(k, r) + "</b>";
       var cells = n + 2 * p;
       var cell = Math.max(14, Math.min(34, Math.floor(640 / cells)));
-      var narrow = cell < 24;  // "x10" would overlap its neighbours: cells show the index alone (the title says x and y)
+      var narrow = cell < 24;  // "x10" would overlap its neighbours: the index alone (the title says x and y)
       var width = cells * cell + 20, height = 4.2 * cell + 46;
       var terms = taps.map(function (j, t) { return (j < 0 || j >= n ? "0" : "x[" + j + "]") + "·w[" + t + "]"; });
       var g = svg("svg", { width: width, height: height, viewBox: "0 0 " + width + " " + height, role: "img",
@@ -545,7 +545,8 @@
     var clipped = r0 !== r[0] || r1 !== r[1] || c0 !== c[0] || c1 !== c[1];
     var field = clipped ? "of its field inside the photo" : "of its field";
     return " Effective map (every weight 1): the paths from each pixel to the unit; " + (unread ?
-      emptyRows + " of the " + h + " rows and " + emptyCols + " of the " + w + " columns " + field + " carry none, so " +
+      emptyRows + " of the " + h + " rows and " + emptyCols + " of the " + w + " columns " + field +
+      " carry none, so " +
       unread + " of its " + h * w + " pixels are never read." : "every pixel " + field + " is read.");
   }
 
