@@ -281,35 +281,29 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
             raise TimeoutError(f"another process has been training {shown_path(out_dir)} for more than "
                                f"{lock_timeout_s:.0f} s (lock {shown_path(lock.lock_file)}); wait for it or stop it") from None
     except OSError as err:  # the lock file cannot be written: a read-only folder (a class's shared runs)
-        return _load_read_only(cfg, Path(out_dir), err, verbose)
+        return _train_or_load(cfg, Path(out_dir), verbose, unwritable=err)  # a finished run loads without the lock
     try:
         return _train_or_load(cfg, Path(out_dir), verbose)
     finally:
         lock.release()
 
 
-def _load_read_only(cfg: TrainConfig, out_dir: Path, err: OSError,
-                    verbose: bool) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
-    """A finished run in a folder this process cannot write to, loaded without its lock (nobody trains in
-    it through this process); any other state raises :class:`RunFolderError` naming the folder."""
-    found = _judge(cfg, out_dir)
-    if found.refusal is not None:
-        raise found.refusal
-    if found.state is None or found.status.state != "finished":
-        raise RunFolderError(
-            f"cannot write to {shown_path(out_dir)} ({err.strerror or err}): a finished run there is loaded as it is, "
-            f"but this one is {found.status.state}; train it in a folder this process can write to (another out_dir, "
-            f"or DEEPLAB_EDU_RUNS naming one), or have the folder's owner finish it") from err
-    return _train_or_load(cfg, out_dir, verbose)
-
-
-def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
+def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool,
+                   unwritable: OSError | None = None) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
+    """:func:`train_or_load`'s work once it holds the lock, or, ``unwritable`` (why the lock could not be
+    written: a read-only folder), only the loading of a finished run, any other state raising
+    :class:`RunFolderError` naming the folder."""
     from ..inference import run_from_checkpoint
     from .trainer import Trainer
 
     found = _judge(cfg, out_dir)  # as run_status decides
     if found.refusal is not None:
         raise found.refusal
+    if unwritable is not None and (found.state is None or found.status.state != "finished"):
+        raise RunFolderError(
+            f"cannot write to {shown_path(out_dir)} ({unwritable.strerror or unwritable}): a finished run there is "
+            f"loaded as it is, but this one is {found.status.state}; train it in a folder this process can write to "
+            "(another out_dir, or DEEPLAB_EDU_RUNS naming one), or have the folder's owner finish it") from unwritable
     if found.state is not None and found.status.state == "finished":
         last = out_dir / "checkpoints" / "last.pt"
         if verbose:

@@ -475,12 +475,12 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
     n = len(preds)
     fig = plt.figure(figsize=(2.7 * (n + 1), 5.6))
     grid = fig.add_gridspec(2, n + 1)  # the image above the truth, then a column per model
-    big = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])]
-    big[0].imshow(image.permute(1, 2, 0).cpu().numpy())
-    big[0].set_title("image", fontsize=9)
-    big[1].imshow(colorize(target, palette, ignore_index), interpolation="nearest")
-    big[1].set_title("truth", fontsize=9)
-    small = []
+    scene = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])]
+    scene[0].imshow(image.permute(1, 2, 0).cpu().numpy())
+    scene[0].set_title("image", fontsize=9)
+    scene[1].imshow(colorize(target, palette, ignore_index), interpolation="nearest")
+    scene[1].set_title("truth", fontsize=9)
+    predicted = []
     for j, (name, pred) in enumerate(preds.items(), start=1):
         top, bottom = fig.add_subplot(grid[0, j]), fig.add_subplot(grid[1, j])
         top.imshow(colorize(pred, palette, ignore_index), interpolation="nearest")
@@ -489,8 +489,8 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
         scored = target.cpu() != ignore_index  # ignored pixels are neither right nor wrong
         wrong = float((pred.cpu() != target.cpu())[scored].float().mean()) if bool(scored.any()) else 0.0
         bottom.set_title(f"errors: {100 * wrong:.1f}% of scored pixels", fontsize=8)
-        small += [top, bottom]
-    for ax in big + small:
+        predicted += [top, bottom]
+    for ax in scene + predicted:
         ax.set_xticks([])
         ax.set_yticks([])
     if class_names is not None:
