@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
                                    "prediction)")
-    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (e.g. in a log file)")
+    ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                    help="show the progress bar (--no-progress: none, e.g. in a log file)")
     ev.add_argument("--threads", type=_threads, help=_THREADS_HELP)
 
     pr = command("predict", "predict masks for an image file or a folder of images")
@@ -345,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--split", nargs="+", default=["train", "val"], help="the splits to read (default: train val)")
     cd.add_argument("--download", action="store_true", help=_TRAIN_HELP["download"])
     cd.add_argument("--num-workers", type=int, help="DataLoader workers (default: the cores less one, at most 8)")
-    cd.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    cd.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                    help="show the progress bar (--no-progress: none, e.g. in a log file)")
 
     cr = command("course-runs", "before class: train every run the chapters load (08-11); finished runs "
                                 "are loaded, not retrained",

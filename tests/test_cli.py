@@ -107,6 +107,17 @@ def test_pretrained_backbone_flag_takes_a_switch_or_a_file(tmp_path: Path) -> No
         load_config(None, {"pretrained_backbone": 3})
 
 
+def test_every_progress_bar_is_switched_by_the_same_pair_of_flags() -> None:
+    """``train``, ``eval`` and ``check-data`` all take ``--progress`` / ``--no-progress`` (a trial found
+    ``eval`` with ``--no-progress`` alone where ``train`` had both)."""
+    parse = build_parser().parse_args
+    for argv in (["train"], ["eval", "--checkpoint", "m.pt"], ["check-data", "--dataset", "procedural"]):
+        assert parse(argv + ["--no-progress"]).progress is False
+        assert parse(argv + ["--progress"]).progress is True
+    assert parse(["eval", "--checkpoint", "m.pt"]).progress is True  # on unless switched off
+    assert parse(["check-data", "--dataset", "procedural"]).progress is True
+
+
 def test_python_dash_m_lists_presets() -> None:
     out = subprocess.run([sys.executable, "-m", "deeplab_edu", "train", "--list-presets"], capture_output=True,
                          text=True, timeout=120)

@@ -5,7 +5,9 @@ answer), ``--chapter 08`` only chapter 08's (``--chapter 08 09``: both), ``--out
 table to a file. The
 answers are the ones :func:`~deeplab_edu.exercises.check` compares with (a function exercise's
 answer is the package function the learner's is compared with); an answer that needs what this
-machine lacks (chapter 10's findings record, a CamVid copy) says so in its row instead. The book
+machine lacks (chapter 10's findings record, a CamVid copy) says so in its row instead; an answer that
+another machine computes otherwise, or an exercise that also asks to explain, adds a note in brackets
+(the exercise's ``key_note``: for the latter a model explanation). The book
 shows each solution's code, not always its value: this is where a teacher marking by hand finds it.
 """
 
@@ -37,8 +39,10 @@ def answer_text(ex: Exercise) -> str:
         return (f"a function: the hidden solution cell of {where} (a student copy has none); the checker's own is "
                 f"`{getattr(answer, '__module__', '?')}.{getattr(answer, '__qualname__', answer)}`")
     if isinstance(answer, (np.ndarray, torch.Tensor)):  # a count map: every value, row by row
-        return str(np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer).tolist())
-    return _brief(answer, limit=120)
+        text = str(np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer).tolist())
+    else:
+        text = _brief(answer, limit=120)
+    return f"{text} ({ex.key_note})" if ex.key_note else text
 
 
 def answer_key(chapter: str | Sequence[str] | None = None) -> str:

@@ -90,6 +90,8 @@ class Exercise:
     kind: str = "value"
     #: (typical wrong answer, the explanation it must get), for the tests.
     mistakes: tuple[tuple[Any, str], ...] = field(default=())
+    #: What the answer key adds to the computed answer: e.g. that it depends on the machine.
+    key_note: str = ""
 
     @property
     def hint(self) -> str:
@@ -172,6 +174,7 @@ def exercise(
     hint: str | tuple[str, ...] = "",
     kind: str = "value",
     mistakes: tuple[tuple[Any, str], ...] = (),
+    key_note: str = "",
 ) -> Callable[[Checker], Checker]:
     """Register ``checker`` as exercise ``key``.
 
@@ -186,6 +189,8 @@ def exercise(
             (or call of :func:`hint`): the idea first, the formula last.
         kind: ``"value"``, ``"predict"`` or ``"function"`` (see the module docstring).
         mistakes: (wrong answer, explanation) pairs whose explanation the checker must give.
+        key_note: what the teacher's answer key (``python -m deeplab_edu.exercises``) says beside
+            the computed answer, e.g. that another machine computes another one.
 
     Raises:
         ValueError: ``key`` is registered twice, or ``kind`` is unknown.
@@ -198,7 +203,7 @@ def exercise(
             raise ValueError(f"exercise {key!r} is registered twice")
         hints = (hint,) if isinstance(hint, str) else tuple(hint)
         _REGISTRY[key] = Exercise(key, title, checker, solution, tuple(wrong_answers), tuple(h for h in hints if h),
-                                  kind, tuple(mistakes))
+                                  kind, tuple(mistakes), key_note)
         return checker
 
     return register
@@ -465,11 +470,12 @@ def value_exercise(
     kind: str = "value",
     parse: Callable[[Any], Any] | None = None,
     form: str = "",
+    key_note: str = "",
 ) -> Exercise:
     """Register an exercise whose answer is one value, with targeted feedback for typical mistakes.
 
     Args:
-        key, title, solution, hint: as for :func:`exercise`.
+        key, title, solution, hint, key_note: as for :func:`exercise`.
         otherwise: the message (or ``f(answer) -> message``) for a wrong answer that matches no
             listed mistake.
         mistakes: ``(wrong, message)`` pairs tried in order after the right answer; ``wrong`` is a
@@ -529,7 +535,8 @@ def value_exercise(
 
     examples = tuple((w, m) for w, m in mistakes if not callable(w) and isinstance(m, str))
     wrong = tuple(w for w, _ in mistakes if not callable(w)) + tuple(more_wrong)
-    exercise(key, title, solution=solution, wrong_answers=wrong, hint=hint, kind=kind, mistakes=examples)(checker)
+    exercise(key, title, solution=solution, wrong_answers=wrong, hint=hint, kind=kind, mistakes=examples,
+             key_note=key_note)(checker)
     return _REGISTRY[key]
 
 

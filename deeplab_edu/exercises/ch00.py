@@ -43,6 +43,7 @@ value_exercise(
     ],
     otherwise=lambda a: f"{shown(a)} is none of the three values choose() picks from.",
     hint="unset, the profile is gpu when PyTorch sees a CUDA device and cpu otherwise.",
+    key_note="this machine's answer: 300 where PyTorch sees no CUDA device, 30000 where it sees one",
 )
 
 

@@ -67,6 +67,8 @@ value_exercise(
         (lambda a: a.shape == (_W, _H), "rows and columns are swapped: the map has 5 rows and 8 columns, shape (5, 8)."),
         (lambda a: a.shape != (_H, _W), lambda a: f"the map has 5 rows and 8 columns, shape (5, 8); yours has "
                                                   f"shape {a.shape}."),
+        (valid_tap_counts(_H, _W, 3, _RATE) / 9, "these are fractions of the nine taps (counts / 9): the exercise "
+                                                 "asks for the counts themselves, whole numbers 1 to 9."),
         (valid_tap_counts(_H, _W, 3, _RATE) - 1, "every count is one short: the centre tap always lands on the map."),
         (np.full((_H, _W), 9), "with rate 3 on a 5-row map, every position has at least one vertical tap on the "
                                "padding; no position keeps all nine."),

@@ -223,6 +223,9 @@ value_exercise(
                          "zero; a loss on average is not enough. Measure it (the cell below) rather than guess again."),
     more_wrong=(PROCEDURAL.num_classes,),
     hint="findings.class_iou(cm, k) on each seed's matrices summed over scenes (findings.seed_values), for both arms.",
+    key_note="explain, e.g.: name the class before looking (one told apart only by its surroundings) and train "
+             "enough seeds that its interval excludes zero, or change the design until the context it needs lies "
+             "beyond the convolutions' reach, as section 7 does",
 )
 
 
@@ -284,6 +287,9 @@ value_exercise(
     more_wrong=(20, 30),
     hint="the field reaches 30 pixels on each side (GridProbe's docstring: 61 across); the vehicles are "
          "48 // 6 = 8 rows tall (shore_scenes).",
+    key_note="explain, e.g.: at that gap the vehicle's pixels lie in the field's outer rows, from which little "
+             "gradient flows (Luo et al.'s map: under 2 % of an output's gradient, from a quarter of the field's "
+             "rows), so no seed names the vehicles in 200 steps: within the field is necessary, not sufficient",
 )
 
 
@@ -334,4 +340,7 @@ value_exercise(
     more_wrong=(3, 5, 8, 9, 12, 20),
     hint="without image pooling an output sees 9 x 9 pixels (section 7: two 3x3 convolutions and a 3x3 at rate 2); "
          "with gap=(g, g) the vehicle's bottom row lies g + 1 rows above the band's first row (shore_scenes).",
+    key_note="explain, e.g.: the band just beyond the 4 pixels the convolutions reach gives a gain as large as "
+             "section 7's with 20 rows or more: the field decides, not the distance as such; the control is section "
+             "7's near scenes (r2), where image pooling changes nothing",
 )
