@@ -83,10 +83,12 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # what a unit test and a notebook run do not check; `make test` runs these too (CONTRIBUTING.md)
+# (test_notebooks.py without the notebooks' runs: the chapters' static checks; test_cli.py's presets)
 CHECK_TESTS := tests/test_lint.py tests/test_exercises.py tests/test_exercise_answers.py tests/test_book.py tests/test_lab.py \
-	tests/test_readme.py tests/test_environment.py tests/test_benchmark_records.py
+	tests/test_readme.py tests/test_environment.py tests/test_benchmark_records.py tests/test_notebooks.py
 check: setup
-	$(BIN)/python -m pytest -q -m "not slow and not book and not browser" $(CHECK_TESTS)
+	$(BIN)/python -m pytest -q -m "not slow and not book and not browser and not notebook" $(CHECK_TESTS)
+	$(BIN)/python -m pytest -q -m "not slow" tests/test_cli.py -k presets
 
 test-notebook: setup
 	$(BIN)/python -m pytest tests/test_notebooks.py -k "$(NB)" $(PYTEST_ARGS)

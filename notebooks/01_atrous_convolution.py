@@ -42,7 +42,7 @@
 # `effective_kernel_size`, `conv_output_size`, `same_padding`, `input_positions`, `cost_vs_rate`,
 # `edge_and_line_response`) and `deeplab_edu.viz.atrous` (`plot_eq1`, `plot_eq1_2d`,
 # `atrous_widget`, `plot_dilated_kernel`, `plot_edge_and_line`, `plot_cost_vs_rate`),
-# `deeplab_edu.viz.explorers` (the explorers that also run in the static book),
+# `deeplab_edu.viz.explorers` (`show`: the explorers that also run in the static book),
 # `deeplab_edu.viz.images.sample_photo` (the course's photograph) and `deeplab_edu.config.choose`
 # (a value per profile); from chapter 00, `deeplab_edu.viz.tables.markdown_table`.
 

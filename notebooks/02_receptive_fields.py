@@ -48,8 +48,8 @@
 # `deeplab_edu.effective_receptive_field` (`effective_receptive_field`, `mass_extent`,
 # `TinyDilatedNet`, `train_tiny_segmenter`, `imagenet_resnet50`) and `deeplab_edu.viz.receptive_field`
 # (`DEFAULT_STACK`, `parse_layer_stack`, `plot_layer_stack`, `layer_stack_editor`,
-# `plot_output_stride_grids`, `plot_gridding`, `plot_erf_maps`); from chapter 01, `explorers`,
-# `sample_photo`, and from chapter 00 `deeplab_edu.viz.tables.markdown_table`.
+# `plot_output_stride_grids`, `plot_gridding`, `plot_erf_maps`); from chapter 01, `deeplab_edu.viz.explorers`
+# (`show`: an explorer that also runs in the static book), `sample_photo`, and from chapter 00 `deeplab_edu.viz.tables.markdown_table`.
 
 # %% [markdown]
 # ## The recurrences

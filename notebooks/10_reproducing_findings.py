@@ -59,7 +59,7 @@
 # **Helpers introduced:** by what they are for (the chapter's number in parentheses is where a
 # helper was introduced earlier):
 # - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
-#   `FINDINGS`, `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
+#   `FINDINGS`, `Finding` (one comparison), `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
 #   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
 #   records' description (`describe()`, built on chapter 08's `describe_record`) and where a record's CRF
 #   search stopped (`crf_edges()` and `describe_crf()`, built on chapter 07's `grid_edges`),
@@ -74,8 +74,8 @@
 # - the designed experiments of sections 7 and 8: `deeplab_edu.context_reach` (`shore_scenes`, `ShoreScenes`,
 #   `ContextProbe`, `GridProbe`, `probe_footprint`: chapter 04's `input_footprint`, `reach_experiment`,
 #   `grid_experiment`, `ReachExperiment.per_seed`, `REACH_FINDINGS`, `GRID_FINDINGS`, `SHORE`, `BOAT`,
-#   `CAR`, `VEHICLE_ROWS`, `BAND_TOP`, `FAR_GAP`, `MID_GAP`; `probe_reach`, `probe_confusions` and `probe_miou`:
-#   one probe's reach, matrices and mIoU, for exercises 10.4 and 10.5), with their figure,
+#   `CAR`, `VEHICLE_ROWS`, `BAND_TOP`, `FAR_GAP`, `MID_GAP`; `train_probe`, `probe_reach`, `probe_confusions` and
+#   `probe_miou`: one probe trained, its reach, matrices and mIoU, for exercises 10.4 and 10.5), with their figure,
 #   `deeplab_edu.viz.context_reach` (`plot_probe_scenes`, `first_vehicles`, `vehicle_centre`);
 # - from earlier chapters: the validation scenes (`deeplab_edu.data.build_dataset` with
 #   `deeplab_edu.data.transforms.eval_transform` and the class list

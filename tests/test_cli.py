@@ -65,7 +65,14 @@ def test_yaml_config_and_presets(tmp_path: Path) -> None:
     for name in list_presets():
         load_config(name)  # every preset is valid
         summary = preset_summary(name)  # and its header comment starts with one sentence about it
-        assert summary.endswith(".") and "\n" not in summary and len(summary) < 400, (name, summary)
+        assert summary.endswith(".") and "\n" not in summary and len(summary) < 400, (
+            f"preset {name}: its header comment's first sentence, ending in a full stop and under 400 characters, "
+            f"is what --list-presets shows (CONTRIBUTING.md, 'Training presets'); got {summary!r}")
+    # each preset trains into a folder of its own: two sharing one would refuse or resume each other's runs
+    folders = [(load_config(name).out_dir, name) for name in list_presets()]
+    shared = sorted({f"{a} and {b}: {folder}" for folder, a in folders for other, b in folders
+                     if folder == other and a < b})
+    assert not shared, f"presets with one out_dir: {shared} (give each an out_dir of its own)"
     assert preset_summary("deeplabv3_voc").endswith("evaluated at output stride 8.")  # not cut at "sec. 4.1"
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         preset_summary("nope")
@@ -407,7 +414,8 @@ def test_every_flag_says_what_it_does() -> None:
 
     subparsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     silent = [(name, a.option_strings) for name, sub in subparsers.items() for a in sub._actions if not a.help]
-    assert not silent
+    assert not silent, (f"flags without help: {silent}; a TrainConfig field takes its help from the `#:` comment "
+                        "above it (deeplab_edu/engine/config.py) or from cli._TRAIN_HELP")
     help_text = subparsers["train"].format_help()
     assert "SGD's momentum" in help_text and "(DeepLabv3: 0.5 to 2.0)" in help_text
 

@@ -100,6 +100,33 @@ def test_a_collapsed_cell_shows_a_learner_no_answer() -> None:
     assert not shown, "collapsed cells whose bar shows code or an answer:\n" + "\n".join(shown)
 
 
+def test_every_exercise_has_its_cells_and_every_solution_is_hidden() -> None:
+    """Each registered exercise ``NN.k`` has an answer cell (``check("NN.k"``) and a solution
+    (``solved("NN.k"``) in chapter NN, and every cell that calls ``solved(`` is a solution cell,
+    tagged ``hide-cell``: the student copy drops those by their tag, so an untagged one handed out its
+    answer, and an exercise left out of its chapter still showed in the answer key (a contributor's trial)."""
+    import re
+
+    from deeplab_edu.exercises import all_exercises
+
+    problems = []
+    for source in NOTEBOOKS:
+        chapter = source.name[:2]
+        cells = [c for c in jupytext.reads(source.read_text(encoding="utf-8"), fmt="py:percent").cells
+                 if c.cell_type == "code"]
+        for cell in cells:
+            if re.search(r"\bsolved\(", cell.source) and "hide-cell" not in cell.metadata.get("tags", []):
+                problems.append(f"{source.name}: a cell calls solved() but is not tagged hide-cell "
+                                f"(the student copy keeps it): {cell.source.splitlines()[0][:60]!r}")
+        code = "\n".join(c.source for c in cells)
+        for key in (k for k in all_exercises() if k.startswith(chapter + ".")):
+            for call in ("check", "solved"):
+                if not re.search(rf'\b{call}\(\s*"{re.escape(key)}"', code):
+                    problems.append(f"{source.name}: exercise {key} is registered but no cell calls "
+                                    f'{call}("{key}", ...) (CONTRIBUTING.md, "Notebook conventions")')
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_the_helpers_line_names_every_helper_the_chapter_imports(source: Path) -> None:
     """Each chapter names the package functions it uses (its "Helpers introduced" paragraph, "from
@@ -120,6 +147,40 @@ def test_the_helpers_line_names_every_helper_the_chapter_imports(source: Path) -
                      if name not in plumbing and not module.startswith("deeplab_edu.exercises")
                      and not re.search(rf"\b{re.escape(name)}\b", helpers[1]))
     assert not unnamed, f"{source.name}: its Helpers introduced paragraph does not name {unnamed}"
+    # a module imported under a name (``from deeplab_edu.viz import output_stride as vos``): a paragraph that
+    # lists the module's helpers (`deeplab_edu.viz.output_stride` (`a`, `b`, ...)) names each one a learner's
+    # cell uses as ``vos.<name>``; one that names the module for what it holds ("(figures ...)") covers them
+    # (a contributor's trial: ``vos.new_helper`` passed unnamed). The course's own checks (remove-cell) are exempt.
+    modules = _imported_modules(text)
+    learner_code = "\n".join(c.source for c in jupytext.reads(text, fmt="py:percent").cells
+                             if c.cell_type == "code" and "remove-cell" not in c.metadata.get("tags", []))
+    unlisted = sorted({f"{alias}.{node.attr} ({modules[alias]})" for node in ast.walk(ast.parse(learner_code))
+                       if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                       and (alias := node.value.id) in modules
+                       and not re.search(rf"\b{re.escape(node.attr)}\b", helpers[1])
+                       and (f"`{modules[alias]}` (`" in " ".join(helpers[1].replace("#", " ").split())
+                            or f"`{modules[alias]}`" not in helpers[1])})
+    assert not unlisted, (f"{source.name}: its Helpers introduced paragraph does not name {unlisted}: add each "
+                          "to its module's list (or name the module, for figures: `deeplab_edu.viz.x` (figures))")
+
+
+def _imported_modules(text: str) -> dict[str, str]:
+    """``{name in the notebook: module}`` of the package's modules a chapter imports as modules
+    (``from deeplab_edu.viz import output_stride as vos``), but ``config`` and the exercises."""
+    import ast
+    import importlib
+    import importlib.util
+
+    modules = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deeplab_edu"):
+            package = importlib.import_module(node.module or "")
+            for alias in node.names:
+                dotted = f"{node.module}.{alias.name}"
+                if (hasattr(package, "__path__") and importlib.util.find_spec(dotted) is not None
+                        and dotted not in ("deeplab_edu.config",) and not dotted.startswith("deeplab_edu.exercises")):
+                    modules[alias.asname or alias.name] = dotted
+    return modules
 
 
 # --------------------------------------------------------------------------------------------

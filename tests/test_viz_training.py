@@ -246,6 +246,13 @@ def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> N
     ck.save_atomic(state, phase2.checkpoint)
     other = RunSpec(phase2.preset, phase2.out_dir, {**phase2.overrides, "lr": 0.5}).status()
     assert other.refused and str(other).startswith("holds another run (other settings: lr)")
+    # a run trained before a field was added to TrainConfig: the missing field counts as its default
+    ck.save_atomic({**state, "config": {k: v for k, v in state["config"].items() if k != "top_k"}},
+                   phase2.checkpoint)
+    assert str(phase2.status()) == "finished (1 iterations): reused"
+    ck.save_atomic({**state, "config": {**state["config"], "top_k": 0.5}}, phase2.checkpoint)
+    assert str(phase2.status()).startswith("holds another run (other settings: top_k)")
+    ck.save_atomic(state, phase2.checkpoint)
 
     for old in phase1.out_dir.glob("checkpoints/*.pt"):  # phase 1 trained again, with another seed
         old.unlink()

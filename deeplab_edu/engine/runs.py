@@ -104,8 +104,14 @@ def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _differing(state: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """The learning settings in which the checkpoint ``state``'s run and ``cfg`` differ."""
-    saved, wanted = _learning_settings(state.get("config", {})), _learning_settings(cfg.to_dict())
+    """The learning settings in which the checkpoint ``state``'s run and ``cfg`` differ.
+
+    A field the run's configuration lacks (one added to :class:`TrainConfig` after it was trained)
+    counts as its default: a new field's default keeps the old behaviour (CONTRIBUTING.md), so a pull
+    that adds one does not turn every trained run into a run with "other settings" (a contributor's
+    trial)."""
+    saved_config = {**TrainConfig().to_dict(), **state.get("config", {})}
+    saved, wanted = _learning_settings(saved_config), _learning_settings(cfg.to_dict())
     return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
 

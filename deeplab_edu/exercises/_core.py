@@ -37,7 +37,10 @@ hint follows the explanation. :func:`hint` gives it at once. A hint may come in 
 nudge towards the idea first, the formula only with the next wrong answer (or the next call of
 :func:`hint`), so that a learner who needed only the nudge still works the formula out. An
 unanswered exercise and an answer of the wrong kind or form (a string where a number is asked, one
-number where a pair is: :func:`not_judged`) are not wrong tries and do not count.
+number where a pair is: :func:`not_judged`) are not wrong tries and do not count; a number that is
+the right kind but cannot be right (28.125 where a count is asked, 38 where a fraction is) is a wrong
+answer, which counts: it comes from a slip in the working (225 / 8 not rounded up, a percentage), and
+the hint helps with that.
 """
 
 from __future__ import annotations
