@@ -221,7 +221,7 @@ from deeplab_edu.exercises import check, solved
 answer_00_1 = ...  # your answer here
 check("00.1", answer_00_1)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 solved("00.1", 2**3)
 
@@ -249,7 +249,7 @@ with mock.patch.dict(os.environ, {config.ENV_VAR: "auto"}):
     iterations_00_2 = config.choose(smoke=3, cpu=300, gpu=30_000)
 print(measured_and_predicted(iterations_00_2, prediction_00_2, fmt=",.0f"))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # unset, the profile is gpu where PyTorch sees a CUDA device, else cpu; smoke is only chosen explicitly.
 solved("00.2", iterations_00_2)
@@ -270,7 +270,7 @@ def feature_size(n: int, output_stride: int) -> int:
 check("00.3", feature_size)
 
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # one ceil(n / 2) per halving; 513 -> 257 -> 129 -> 65 -> 33 at output stride 16
 def feature_size_solution(n: int, output_stride: int) -> int:

@@ -338,7 +338,7 @@ from deeplab_edu.exercises import check, solved
 answer_01_1 = ...  # your answer here
 check("01.1", answer_01_1)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # k + (k - 1)(r - 1) = 3 + 2 * 5
 solved("01.1", effective_kernel_size(3, 6))
@@ -352,7 +352,7 @@ solved("01.1", effective_kernel_size(3, 6))
 answer_01_2 = ...
 check("01.2", answer_01_2)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # floor((13 + 4 - 9) / 2) + 1 = 5
 solved("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
@@ -366,7 +366,7 @@ solved("01.2", (13 + 2 * 2 - effective_kernel_size(3, 4)) // 2 + 1)
 answer_01_3 = ...
 check("01.3", answer_01_3)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # s*i - p + r*k for k = 0, 1, 2
 solved("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
@@ -380,7 +380,7 @@ solved("01.3", [1 * 2 - 3 + 3 * k for k in range(3)])
 answer_01_4 = ...
 check("01.4", answer_01_4)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the effective kernel is 5 + 4 * 2 = 13 pixels wide; (13 - 1) / 2 = 6 = rate * (k - 1) / 2
 solved("01.4", (effective_kernel_size(5, 3) - 1) // 2)
@@ -400,7 +400,7 @@ def dilate(w: torch.Tensor, rate: int) -> torch.Tensor:
 check("01.5", dilate)
 
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 def dilate_solution(w: torch.Tensor, rate: int) -> torch.Tensor:
     out = torch.zeros((len(w) - 1) * rate + 1, dtype=w.dtype)

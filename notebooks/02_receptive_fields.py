@@ -441,7 +441,7 @@ from deeplab_edu.exercises import check, prediction_made, solved
 answer_02_1 = ...  # your answer here
 check("02.1", answer_02_1)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 solved("02.1", receptive_field([LayerSpec(3)] * 3).size)
 
@@ -454,7 +454,7 @@ solved("02.1", receptive_field([LayerSpec(3)] * 3).size)
 answer_02_2 = ...
 check("02.2", answer_02_2)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # r = 1 + 2*1 + 2*2 + 2*4 = 15, S = 2 * 2 * 1 = 4
 rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)])
@@ -482,7 +482,7 @@ if prediction_made("02.3", prediction_02_3):
     plot_gridding({"(2, 2, 4)": sampling_pattern((2, 2, 4))})
     plt.show()
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # per axis, a + b + c with a, b in {-2, 0, 2} and c in {-4, 0, 4} reaches every even
 # offset from -8 to 8 (9 of them) and no odd one: 9 x 9 of the 17 x 17 pixels
@@ -504,7 +504,7 @@ def receptive_field_size(layers: list[tuple[int, int, int]]) -> int:
 check("02.4", receptive_field_size)
 
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # walk the layers keeping r and the product of the strides so far
 def receptive_field_size_solution(layers: list[tuple[int, int, int]]) -> int:

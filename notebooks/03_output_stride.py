@@ -265,7 +265,7 @@ by_os = {r["output stride"]: r for r in cost_rows}  # the rows of the table abov
 params_gained_03_1 = round((by_os[8]["params (M)"] - by_os[32]["params (M)"]) * 1e6)
 print(measured_and_predicted(params_gained_03_1, prediction_03_1, fmt=",.0f"))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # none. Dilation moves the taps of the same 3x3 filters apart; it adds no weight.
 solved("03.1", params_gained_03_1)
@@ -494,7 +494,7 @@ def block_rates(output_stride: int, multi_grid: tuple[int, int, int], extra_bloc
 check("03.2", block_rates)
 
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # block 4's rate is 32 / output_stride, each extra block doubles it, and multi-grid
 # multiplies it unit by unit (DeepLabv3 sec. 3.2).
@@ -529,7 +529,7 @@ if prediction_made("03.3", prediction_03_3):
         print(f"{block}: {measured_stage[16][block]:5.2f} GMACs at OS 16, {measured_stage[8][block]:5.2f} at OS 8: "
               f"x{measured_stage[8][block] / measured_stage[16][block]:.3f}")
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # 321 -> 161 -> 81 -> 41 -> 21, so block 4 runs on 21 x 21 positions at output stride 16
 # and on 41 x 41 at 8, with the same weights: (41 / 21)**2 = 3.81, exactly what was measured. Block 3

@@ -419,7 +419,7 @@ assert spread < 1e-6 and pooled.shape[-2:] == (size, size)
 answer_04_1 = ...  # your answer here
 check("04.1", answer_04_1)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the centre (16, 16) keeps all nine taps longest, 16 cells from every edge; at rate 17 its
 # neighbours fall off the map, and every other position has lost at least one tap already.
@@ -447,7 +447,7 @@ if prediction_made("04.2", prediction_04_2):
     if prediction_04_2 is not ...:  # the checker's verdict without counting a try (a ragged list is no match)
         print("your prediction matches:", get("04.2").checker(prediction_04_2) is None)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # rows 0, 1, 3, 4 keep one vertical neighbour (2 valid offsets), row 2 none (1): the
 # map is only 5 rows tall. Columns 3 and 4 keep both horizontal neighbours (3), the others one (2).
@@ -464,7 +464,7 @@ solved("04.2", np.outer(rows, columns))
 answer_04_3 = ...
 check("04.3", answer_04_3)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # per axis both neighbours are inside for 20 <= i <= 44, 25 of 65 positions; squared.
 solved("04.3", (25 / 65) ** 2)
@@ -480,7 +480,7 @@ solved("04.3", (25 / 65) ** 2)
 answer_04_4 = ...
 check("04.4", answer_04_4)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # rate 24 >= 17 rows kills every vertical off-centre tap; columns 24..40 keep both
 # horizontal ones.
@@ -505,7 +505,7 @@ if prediction_made("04.5", prediction_04_5):
     print(f"measured: {int(corner_footprint.sum())} input positions")
     fig = vb.plot_footprints({"ASPP without image pooling": corner_footprint}, position=(0, 0))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # from the corner, each 3x3 branch keeps the taps at offsets 0 and +r on each axis, (0, 0),
 # (0, r), (r, 0), (r, r); the union over rates 6, 12, 18 and the 1x1 branch is 1 + 3 * 3 = 10 inputs,

@@ -302,7 +302,7 @@ assert single.shape == (1, 32, 33, 33)
 answer_05_1 = ...
 check("05.1", answer_05_1)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # at output stride 16 the map is half as large, so the rates halve. (DeepLabv3's
 # (6, 12, 18) at 16 therefore reach twice as far as v2's first three rates at 8.)
@@ -322,7 +322,7 @@ solved("05.1", atrous_rates_for(16, (6, 12, 18, 24), 8))
 answer_05_2 = ...
 check("05.2", answer_05_2)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # count the parameters of a real branch (the rate does not matter).
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
@@ -343,7 +343,7 @@ solved("05.2", count_parameters(mobile_aspp.convs[1]))
 answer_05_3 = ...
 check("05.3", answer_05_3)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 solved("05.3", ASPP(2048, (6, 12, 18, 24)).project[0].in_channels)
 
@@ -365,7 +365,7 @@ def summed_aspp(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch
 check("05.4", summed_aspp)
 
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # one "same" atrous convolution per rate (padding = rate for a 3x3 filter), scores summed.
 def summed_aspp_solution(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],

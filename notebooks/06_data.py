@@ -508,7 +508,7 @@ probs = torch.stack([torch.where(is_one, 1 - right, right), torch.where(is_one, 
 measured_06_1 = F.cross_entropy(probs.log()[None], mask_06_1[None], ignore_index=255).item()
 print(measured_and_predicted(measured_06_1, prediction_06_1))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the padded pixel is left out of the sum *and* the count: (0.2 + 0.4 + 0.6) / 3.
 solved("06.1", measured_06_1)
@@ -522,7 +522,7 @@ solved("06.1", measured_06_1)
 answer_06_2 = ...
 check("06.2", answer_06_2)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 scaled_h, scaled_w = round(375 * 0.5), round(500 * 0.5)
 solved("06.2", 1 - scaled_h * scaled_w / 513**2)
@@ -536,7 +536,7 @@ solved("06.2", 1 - scaled_h * scaled_w / 513**2)
 answer_06_3 = ...
 check("06.3", answer_06_3)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 from deeplab_edu.data.voc import trainaug_ids
 
@@ -559,7 +559,7 @@ shape_sizes = sizes["sizes"][is_shape]
 measured_06_4 = float(((shape_sizes >= 10) & (shape_sizes < 40)).mean())
 print(f"{len(shape_sizes)} shapes;", measured_and_predicted(measured_06_4, prediction_06_4))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # two octaves (a factor of 4) out of log2(230.4 / 5.12) = log2(45) = 5.49 octaves of the law
 import math

@@ -612,7 +612,7 @@ if prediction_made("07.1", answer_07_1):
     print(f"fc6 3x3 at rate 8: full theoretical receptive field {rf_rate8.size} px; LargeFOV (rate 12): {rf.size} px "
           f"({rf.size - rf_rate8.size} px more)")
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # k_e = 3 + 2 * 7 = 17; outer tap centres 8 * 16 = 128 px apart, plus one 32-px cell. From rate
 # 12 to rate 8 both kinds shrink alike: fc6's two gaps each lose 4 cells of 8 px, 64 px; the full
@@ -633,7 +633,7 @@ solved("07.1", fov_rate8, f"Table 2's kind: {fov_rate8} px at rate 8, {fovs['3x3
 answer_07_2 = ...
 check("07.2", answer_07_2)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # VGG-16's fc7 maps 4096 channels to 4096 (weights plus a bias per filter); LargeFOV's maps
 # 1024 to 1024, because fc6 keeps 1024 filters too.
@@ -656,7 +656,7 @@ def update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
 
 check("07.3", update)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # Q_i(l) ∝ exp(-θ_i(l) + M_i(l)), normalised over the labels
 def update_solution(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
@@ -689,7 +689,7 @@ if prediction_made("07.4", prediction_07_4):
     print("measured: " + ", ".join(f"theta_beta {tb:g}: {k:.3f}" for tb, k in
                                    zip((DEEPLAB_RELEASED.theta_beta, 2 * DEEPLAB_RELEASED.theta_beta), measured_07_4)))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the position term is tiny, and doubling theta_beta divides the colour term by four. The
 # colour bandwidth theta_beta decides whether noisy pixels of one object support each other.

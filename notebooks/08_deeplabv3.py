@@ -922,7 +922,7 @@ def degenerate_branches(crop_size, output_stride, rates):
 
 check("08.1", degenerate_branches)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # each stride-2 layer maps n to ceil(n / 2); a rate >= the side leaves only the centre tap.
 def degenerate_branches_solution(crop_size, output_stride, rates):
@@ -954,7 +954,7 @@ from deeplab_edu.boundary import mean_valid_fraction  # (section 6's import, for
 
 print(measured_and_predicted(mean_valid_fraction(7, 4), answer_08_2))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # per axis, positions 0-2 and 4-6 keep the centre and one side tap (i + 4 or i - 4 lies in
 # 0..6), the middle position 3 only its centre (-1 and 7 fall outside): 6 * 2 + 1 = 13 of 21 taps,
@@ -984,7 +984,7 @@ from deeplab_edu.models.aspp import fit_atrous_rates
 if prediction_made("08.3", answer_08_3):
     print("fit_atrous_rates(16):", fit_atrous_rates(16))
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the shares the paper's rates use on 33 cells, then the largest rate on 16 cells that
 # still reaches each share.

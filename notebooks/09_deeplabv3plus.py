@@ -776,7 +776,7 @@ first_conv = next(m for m in decoder_64.refine.modules() if isinstance(m, torch.
 if prediction_made("09.1", answer_09_1):
     print(f"low-level features reduced to {REDUCED_09_1}: {first_conv.in_channels} channels enter the first 3x3 conv")
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the upsampled ASPP output (256 channels) is concatenated with the reduced low-level
 # features (64), so 320 channels; the paper's 48 give the 304 of section 1.
@@ -816,7 +816,7 @@ if prediction_made("09.2", answer_09_2):
               f"separable / regular = {separable / regular:.4f} = 1/{cout} + 1/{k ** 2} "
               f"= {1 / cout:.4f} (pointwise) + {1 / k ** 2:.4f} (depthwise), {regular / separable:.1f}x fewer")
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # one 5 x 5 filter per input channel (5 * 5 * 128 = 3200), then a 1 x 1 conv from 128 to
 # 192 channels (128 * 192 = 24576): 27776 weights, against 5 * 5 * 128 * 192 = 614400 for a regular
@@ -840,7 +840,7 @@ def fuse(encoder, low_level):
 
 check("09.3", fuse)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # upsample to the actual size of the low-level map, not by a fixed factor 4.
 import torch.nn.functional as F
@@ -873,7 +873,7 @@ check("09.4", answer_09_4)
 # (a hidden solution follows this cell, where your copy of the chapter has one).
 pass  # replace with your code
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # a 1-3 px wire covers under half of an 8 x 8 cell (a third for a straight 3-px wire, a little
 # less than half for a diagonal one), spread over the cells it crosses, so another class holds the largest

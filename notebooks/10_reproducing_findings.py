@@ -944,7 +944,7 @@ def miou(cm):
 
 check("10.1", miou)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # IoU per class from the diagonal, row sums and column sums; skip empty unions.
 def miou_solution(cm):
@@ -971,7 +971,7 @@ def verdict(low, high, direction):
 
 check("10.2", verdict)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the whole interval must lie on one side of zero.
 def verdict_solution(low, high, direction):
@@ -1009,7 +1009,7 @@ pass  # replace with your code
 # *Your sentence* (in the notebook, double-click this cell to edit it): what would it take to show that image pooling matters for
 # one class?
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # per class, the per-seed losses and their interval over seeds.
 import scipy.stats
@@ -1074,7 +1074,7 @@ pass  # replace with your code
 # *Your sentence* (in the notebook, double-click this cell to edit it): does the network name the
 # vehicles when the band lies within its field, what is the likeliest reason, and what do the maps say?
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the reach on one side, measured as section 8 did, less the vehicle's height; then one network per seed,
 # its gradient mapped before and after training (Luo et al.'s map, chapter 02).
@@ -1169,7 +1169,7 @@ pass  # replace with your code
 # *Your sentence* (in the notebook, double-click this cell to edit it): what does your design show that
 # section 7's did not, and which of section 7's experiments is its control?
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # the field's reach on one side, from its footprint; the vehicle's bottom row lies gap + 1 rows from the band
 with torch.random.fork_rng(devices=[]):  # building a probe draws weights: keep the notebook's random stream

@@ -764,7 +764,7 @@ if prediction_made("11.1", answer_11_1):
 # The course's own check (hidden in the book; a learner need not open it).
 assert micro_batches == [batch_size] * grad_accum and none_shared
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # processes x per-process batch x accumulation steps. Each of the 4 processes loads its
 # own batch of 4 (the sampler gives each process a different quarter of the shuffled data set) and
@@ -794,7 +794,7 @@ if prediction_made("11.2", prediction_11_2):
               f"relative precision (eps) {info.eps:.3g}")
     print(f"fp16 with the loss scaled by 2**16 first: {scaled.item():.5g}, i.e. {scaled.item() / 2**16:.5g} after unscaling")
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # float16 has 5 exponent bits: its smallest positive number is 2**-24 (about 6e-8, a
 # subnormal), so 1e-8 rounds to 0 and that gradient is lost. fp16 training therefore multiplies the
@@ -822,7 +822,7 @@ v2_cost = strategy_macs(Strategy(scales=V2_SCALES, flip=True)) / one_pass
 if prediction_made("11.3", prediction_11_3):
     print(f"scales {V2_SCALES} + flip: {v2_cost:.3f} passes (counted on {paper_image.shape[-1]} x {paper_image.shape[-1]})")
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # each pass costs s^2 passes at scale 1 and the flip doubles the set:
 # 2 * (0.25 + 0.5625 + 1) = 3.625 passes, although 6 forward passes run. The count is a little
@@ -847,7 +847,7 @@ def windows(h: int, w: int, crop: int, stride: int) -> int:
 check("11.4", windows)
 
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # per axis, ceil(max(size - crop, 0) / stride) steps plus the first window; the windows
 # form a grid, so multiply rows by columns.
@@ -877,7 +877,7 @@ onnx_batch = run_onnx(onnx_path, torch.randn(*ONNX_INPUT_SHAPE))
 if prediction_made("11.5", prediction_11_5):
     print("input", ONNX_INPUT_SHAPE, "-> output", onnx_batch.shape)
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # export_onnx declares the batch, the height and the width dynamic (only the 3 colour
 # channels and the classes are fixed), and the model upsamples its logits to the input size:
@@ -904,7 +904,7 @@ check("11.6", answer_11_6)
 # Your measurement: the three maps, and median_frequency_weights of them
 pass  # replace with your code
 
-# %% tags=["hide-cell"] jupyter={"outputs_hidden": true, "source_hidden": true}
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
 # freq(c) = the class's pixels / the pixels of the images it appears in:
 # road 110 / 200, sky 120 / 300, pole 4 / 200, car 66 / 200. The median of the four is the mean of

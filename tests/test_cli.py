@@ -746,6 +746,11 @@ def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     note = workers.busy_cpu_note(2)
     assert note is not None and "keep 1.2 of this machine's 2 cores busy" in note and "--threads 1" in note
     assert workers.busy_cpu_note(1) is None  # one thread fits the free core
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 100.0)  # both cores busy
+    assert "--threads 1" in (workers.busy_cpu_note(2) or "")
+    # a learner's trial under OMP_NUM_THREADS=1 was told "PyTorch will use 1 threads that wait for each other:
+    # torch.set_num_threads(1) can be several times faster": one thread waits for no other
+    assert workers.busy_cpu_note(1) is None
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 10.0)
     assert workers.busy_cpu_note(2) is None  # a quiet machine
     threads = torch.get_num_threads()

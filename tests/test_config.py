@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -141,3 +143,28 @@ def test_scale_range_given_as_a_list_is_kept_as_a_pair() -> None:
     assert cfg.to_dict()["scale_range"] == [0.75, 1.25]  # checkpoints store a list, as before
     with pytest.raises(ConfigError, match=r"scale_range=\(0.5, 1.0, 2.0\) \(from the configuration\) should be two"):
         validate(TrainConfig(scale_range=[0.5, 1.0, 2.0]))  # type: ignore[arg-type]
+
+
+def test_a_setting_of_the_wrong_type_is_named_in_python_and_in_a_file(tmp_path) -> None:
+    """A practitioner's trial: ``out_dir: null`` (or a folder named 2024, which YAML reads as a number)
+    crashed the trainer with a ``TypeError`` traceback, ``out_dir: ''`` trained into the working folder,
+    and ``TrainConfig(crop_size="64")`` failed in validate with "'<' not supported between ..."."""
+    from deeplab_edu.engine.config import ConfigError, TrainConfig, load_config, validate
+
+    for kwargs, message in [({"crop_size": "64"}, "crop_size='64' should be a whole number"),
+                            ({"lr": "0.01"}, "lr='0.01' should be a number"),
+                            ({"batch_size": 2.0}, "batch_size=2.0 should be a whole number"),
+                            ({"out_dir": None}, "out_dir=None names no file or folder"),
+                            ({"out_dir": ""}, "out_dir='' names no file or folder"),
+                            ({"data_root": 5}, "data_root=5 should be a path")]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            validate(TrainConfig(**kwargs))
+    validate(TrainConfig(data_root=None, eval_output_stride=None, class_weights=None, num_workers=None))
+    # the rates as build_model takes them are kept in the flag's form
+    assert TrainConfig(atrous_rates=(1, 2, 3)).atrous_rates == "1,2,3"  # type: ignore[arg-type]
+    for text, message in [("out_dir: null", "out_dir=None names no file or folder"),
+                          ("data_root: 2024", "data_root=2024 should be a path: write it as a string"),
+                          ("init_from: [a, b]", "init_from=['a', 'b'] should be a path")]:
+        (tmp_path / "run.yaml").write_text(text + "\n")
+        with pytest.raises(ConfigError, match=rf"{re.escape(message)}.*\(from the preset '.*run.yaml'\)"):
+            load_config(tmp_path / "run.yaml")

@@ -212,6 +212,10 @@ class TrainConfig:
         # a pair given as a list (JSON, YAML, Python) is kept as the tuple its hint says; validate() checks it
         if isinstance(self.scale_range, list):
             self.scale_range = tuple(self.scale_range)  # type: ignore[assignment]
+        # rates given as numbers (Python, as build_model takes them) are kept in the flag's form, "6,12,18"
+        if (isinstance(self.atrous_rates, (list, tuple)) and self.atrous_rates
+                and all(_fits(r, int) for r in self.atrous_rates)):
+            self.atrous_rates = ",".join(str(int(r)) for r in self.atrous_rates)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (``scale_range`` a list, paths strings), as checkpoints store them."""
@@ -428,16 +432,19 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
 
 def _fits(value: Any, hint: Any) -> bool:
     """Whether ``value`` has the type ``hint`` names, for the hints of settings and of ``build_model``:
-    ``int``, ``float``, ``bool``, ``str`` (a bool is no number; numpy's numbers are), ``X | None``
-    and ``Sequence[X]`` (a list or tuple); any other hint is not checked (``True``)."""
+    ``int``, ``float``, ``bool``, ``str`` (a bool is no number; numpy's numbers are), ``os.PathLike``,
+    unions of them (``X | None``, ``str | os.PathLike[str]``) and ``Sequence[X]`` (a list or tuple); any
+    other hint is not checked (``True``)."""
     import collections.abc
     import numbers
+    import types
     import typing
 
     args = typing.get_args(hint)
-    if type(None) in args:  # X | None
-        rest = [a for a in args if a is not type(None)]
-        return value is None or len(rest) != 1 or _fits(value, rest[0])
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None, str | os.PathLike[str], ...
+        return any(value is None if a is type(None) else _fits(value, a) for a in args)
+    if typing.get_origin(hint) is os.PathLike or hint is os.PathLike:
+        return isinstance(value, os.PathLike)
     if typing.get_origin(hint) is collections.abc.Sequence:
         return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
     plain = {int: isinstance(value, numbers.Integral), float: isinstance(value, numbers.Real),
@@ -517,6 +524,25 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
                               f"{name}{none}{forms}")
         if hint is float and not math.isfinite(float(value)):
             raise ConfigError(f"{key}={value!r} (from {source}) should be a finite number")
+        if key in _PATH_SETTINGS and (problem := _path_problem(key, value, hints[key])):
+            raise ConfigError(f"{problem} (from {source})")
+
+
+#: The settings that name a file or folder.
+_PATH_SETTINGS = ("data_root", "init_from", "out_dir")
+
+
+def _path_problem(key: str, value: Any, hint: Any) -> str | None:
+    """Why ``value`` is no path for the setting ``key`` (``None`` when it is one): a number or a list, or
+    an empty name (YAML reads a folder named ``2024`` as a number; ``out_dir: ''`` trained into the
+    working folder itself, a practitioner's trial)."""
+    optional = value is None and _fits(None, hint)
+    if optional or (isinstance(value, (str, os.PathLike)) and str(os.fspath(value)).strip()):
+        return None
+    if isinstance(value, str) or value is None:
+        return f"{key}={value!r} names no file or folder: give a path"
+    return (f"{key}={value!r} should be a path: write it as a string (in YAML, quote a name that reads as a "
+            f"number or a list, e.g. {key}: '2024')")
 
 
 #: The values of ``class_weights`` (``None``: no class weights; ``"none"`` becomes ``None``).
@@ -531,6 +557,7 @@ def validate(cfg: TrainConfig) -> None:
     Raises:
         ConfigError: the first setting found that cannot work (the message names it and a value that does).
     """
+    _check_field_types(cfg)
     if cfg.model not in MODELS:
         raise ConfigError(unknown_model(cfg.model))
     if cfg.backbone not in BACKBONES:
@@ -665,6 +692,26 @@ def validate(cfg: TrainConfig) -> None:
 _OWN_SETTINGS = {"name": "model", "backbone": "backbone", "output_stride": "output_stride", "aux_loss": "aux_loss",
                  "pretrained_backbone": "pretrained_backbone", "atrous_rates": "atrous_rates",
                  "num_classes": None}  # the data set's
+
+
+def _check_field_types(cfg: TrainConfig) -> None:
+    """Each setting of a :class:`TrainConfig` built in Python has its field's type (``load_config``
+    checks a file's and names the file): ``crop_size="64"`` failed later with "'<' not supported between
+    instances of 'str' and 'int'", a path of ``None`` with a ``TypeError`` in the trainer."""
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in _PATH_SETTINGS:
+            if problem := _path_problem(f.name, value, hints[f.name]):
+                raise ConfigError(problem)
+        elif (f.name not in ("scale_range", "model_kwargs", "pretrained_backbone", "amp")  # their own messages below
+              and not _fits(value, hints[f.name])):
+            kinds = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+            wanted = " or ".join(kinds.get(a, "none" if a is type(None) else getattr(a, "__name__", str(a)))
+                                 for a in (typing.get_args(hints[f.name]) or (hints[f.name],)))
+            raise ConfigError(f"{f.name}={value!r} should be {wanted}")
 
 
 def _check_model_kwargs(kwargs: Any) -> None:

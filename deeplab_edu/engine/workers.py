@@ -184,7 +184,8 @@ def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25, remedy:
     processes' use of the CPU is sampled for ``interval`` seconds with psutil (all processes' use
     less this one's, so a notebook or test session that has just worked does not count itself, as
     a load average would); the note is given when the cores left free are fewer than ``threads``
-    (default: :func:`torch.get_num_threads`) by more than half a core. ``remedy`` is the advice with
+    (default: :func:`torch.get_num_threads`) by more than half a core and fewer threads are left to
+    advise (never for one thread, which waits for no other). ``remedy`` is the advice with
     ``{n}`` for the threads to use: the command line's flag by default, ``torch.set_num_threads({n})``
     in a notebook (:func:`deeplab_edu.config.profile_line`).
     """
@@ -196,10 +197,13 @@ def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25, remedy:
     others = max(0.0, busy - me.cpu_percent(None) / 100)
     threads = threads or torch.get_num_threads()
     free = available_cores() - others
-    if others < 0.5 or threads <= free + 0.5:
+    fewer = max(1, round(free))  # the threads to advise
+    # no note where the advice is what runs already: one thread waits for no other (a learner's trial was
+    # told to set 1 thread under OMP_NUM_THREADS=1, as the README advises)
+    if others < 0.5 or threads <= free + 0.5 or fewer >= threads:
         return None
     return (f"note: other processes keep {others:.1f} of this machine's {available_cores()} cores busy, and PyTorch "
-            f"will use {threads} threads that wait for each other: {remedy.format(n=max(1, round(free)))} can be "
+            f"will use {threads} threads that wait for each other: {remedy.format(n=fewer)} can be "
             "several times faster until the machine is free")
 
 
