@@ -828,3 +828,41 @@ def test_uint8_batches_are_normalised_on_the_device(tmp_path) -> None:
         warnings.filterwarnings("error", message="uint8_batches applies")
         Trainer(tiny_config(tmp_path / "own", uint8_batches=True), model=TinyNet(), train_set=already,
                 val_set=TinyScenes(2, augment=False))
+
+
+class _WorkerKilledAt(TinyScenes):
+    """TinyScenes whose loader worker is killed (as the out-of-memory killer kills one) at item ``fatal``."""
+
+    def __init__(self, fatal: int, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.fatal = fatal
+
+    def __getitem__(self, idx: int):  # type: ignore[no-untyped-def]
+        import os
+        import signal
+
+        if idx == self.fatal and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(idx)
+
+
+@pytest.mark.slow
+def test_a_killed_loader_worker_saves_the_training_done_and_says_what_to_do(tmp_path) -> None:
+    """A practitioner's trial: a DataLoader worker killed with SIGKILL (what the out-of-memory killer
+    does) ended the run with "Connection reset by peer" or "worker ... killed by signal", and the
+    iterations since the last checkpoint were lost. Now they are saved, and the message says why a
+    worker dies and how to go on; the run resumes from there."""
+    cfg = tiny_config(tmp_path / "run", iterations=12, ckpt_every=100, eval_every=100, num_workers=1,
+                      batch_size=2)
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=_WorkerKilledAt(fatal=3, length=16),
+                      val_set=TinyScenes(2, augment=False))
+    with pytest.raises(RuntimeError) as info:  # the batch that holds item 3 kills its worker
+        trainer.fit()
+    message = str(info.value)
+    assert "a data loader worker died at iteration" in message and "out-of-memory killer" in message, message
+    assert "--num-workers" in message and "--resume" in message
+    done = trainer.iteration
+    if done:  # the worker may die before the first step (prefetching): then there is nothing to save
+        assert f"the {done} iterations done were saved" in message or "the iteration done was saved" in message
+        assert ck.load_checkpoint(ck.latest_checkpoint(tmp_path / "run" / "checkpoints"))["iteration"] == done

@@ -545,6 +545,16 @@ class Trainer:
                     "bad file of a data set at once)")
         return BadDataError(original_message(err) + note)
 
+    def _after_worker_death(self, err: BaseException, unread: list[torch.Tensor]) -> RuntimeError:
+        """Save the training done so far when a data loader worker died (killed by the system's
+        out-of-memory killer, most often), then the error to raise: what happened and what to do."""
+        saved = ("" if not self._save_unplanned(unread) else "; the iteration done was saved" if self.iteration == 1
+                 else f"; the {self.iteration} iterations done were saved")
+        return RuntimeError(
+            f"a data loader worker died at iteration {self.iteration + 1} ({' '.join(str(err).split())[:160]}): a "
+            "worker killed by a signal is most often the system's out-of-memory killer" + saved + "; use fewer "
+            "workers (--num-workers) or a smaller batch (--batch-size), then continue with --resume")
+
     # ------------------------------------------------------------------ data
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless training batches ``(images, labels)``, continuing from (epoch, batch_in_epoch).
@@ -749,7 +759,8 @@ class Trainer:
             TrainingInterrupted: (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once the step is
                 finished and a checkpoint saved (a validation under way is cut short, the final one
                 aside); a second signal stops at once.
-            RuntimeError: a data loader worker produced no batch within
+            RuntimeError: a data loader worker died (the iterations done are saved first, for ``resume``), or
+                one produced no batch within
                 :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S` seconds (the
                 message names the iteration and says to continue with ``resume``), or a failure of
                 PyTorch's own (out of memory, a kernel error), as it raised it.
@@ -824,48 +835,53 @@ class Trainer:
                 self._validate(stop, lambda: stop.requested, unread, bar, on_eval)
                 if stop.requested:  # stopped again: the checkpoint of this iteration still says it is due
                     self._stop(stop, unread)
-            while self.iteration < cfg.iterations:
-                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
-                try:
-                    loss, imgs = self.step(batches)
-                except BadDataError as err:
-                    raise self._after_data_error(err, unread) from None
-                except RuntimeError as err:
-                    if "DataLoader timed out" not in str(err):
-                        raise
-                    raise RuntimeError(f"{err}: a data loader worker produced no batch in that time at iteration "
-                                       f"{self.iteration + 1} (an item that hangs: a stalled network file system, a "
-                                       "transform that deadlocks); continue from the last checkpoint with resume "
-                                       "(--resume)") from None
-                self.iteration += 1
-                unread.append(loss)
-                window_imgs, window_steps = window_imgs + imgs, window_steps + 1
-                bar.update(1)
-                last = self.iteration == cfg.iterations
-                log_now, eval_now, save_now = (last or self.iteration % every == 0
-                                                for every in (cfg.log_every, cfg.eval_every, cfg.ckpt_every))
-                if log_now or eval_now or save_now:  # read the losses before anything is logged, evaluated or written
-                    window_loss += sum(self._read_losses(unread, self.iteration))
-                    unread = []
-                if log_now:
-                    dt = time.perf_counter() - t0
-                    # the steps since the last log: fewer than log_every after a resume between two logs
-                    row = {"iteration": self.iteration, "split": "train", "loss": window_loss / window_steps, "lr": lr,
-                           "images_per_s": window_imgs / max(dt, 1e-9)}
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
-                    self._log(row)
-                    if say_loss:
-                        print(f"iteration {self.iteration}/{cfg.iterations}: loss {row['loss']:.4f}, lr {lr:.2e}, "
-                              f"{row['images_per_s']:.1f} images/s", flush=True)
-                    window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
-                paused = time.perf_counter()
-                if eval_now:
-                    self._validate(stop, None if last else (lambda: stop.requested), unread, bar, on_eval)
-                if save_now:
-                    self.save()
-                t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
-                if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
-                    self._stop(stop, unread)
+            try:  # a loader worker's death is reported by PyTorch's SIGCHLD handler, in whatever line runs
+                while self.iteration < cfg.iterations:
+                    lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
+                    try:
+                        loss, imgs = self.step(batches)
+                    except BadDataError as err:
+                        raise self._after_data_error(err, unread) from None
+                    except RuntimeError as err:
+                        if "DataLoader timed out" not in str(err):
+                            raise
+                        raise RuntimeError(f"{err}: a data loader worker produced no batch in that time at "
+                                           f"iteration {self.iteration + 1} (an item that hangs: a stalled network "
+                                           "file system, a transform that deadlocks); continue from the last "
+                                           "checkpoint with resume (--resume)") from None
+                    self.iteration += 1
+                    unread.append(loss)
+                    window_imgs, window_steps = window_imgs + imgs, window_steps + 1
+                    bar.update(1)
+                    last = self.iteration == cfg.iterations
+                    log_now, eval_now, save_now = (last or self.iteration % every == 0
+                                                    for every in (cfg.log_every, cfg.eval_every, cfg.ckpt_every))
+                    if log_now or eval_now or save_now:  # the losses read before anything is logged, evaluated, written
+                        window_loss += sum(self._read_losses(unread, self.iteration))
+                        unread = []
+                    if log_now:
+                        dt = time.perf_counter() - t0
+                        # the steps since the last log: fewer than log_every after a resume between two logs
+                        row = {"iteration": self.iteration, "split": "train", "loss": window_loss / window_steps,
+                               "lr": lr, "images_per_s": window_imgs / max(dt, 1e-9)}
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{row['images_per_s']:.1f}")
+                        self._log(row)
+                        if say_loss:
+                            print(f"iteration {self.iteration}/{cfg.iterations}: loss {row['loss']:.4f}, lr {lr:.2e}, "
+                                  f"{row['images_per_s']:.1f} images/s", flush=True)
+                        window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
+                    paused = time.perf_counter()
+                    if eval_now:
+                        self._validate(stop, None if last else (lambda: stop.requested), unread, bar, on_eval)
+                    if save_now:
+                        self.save()
+                    t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
+                    if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
+                        self._stop(stop, unread)
+            except (RuntimeError, ConnectionError, EOFError) as err:
+                if not _loader_worker_died(err):
+                    raise
+                raise self._after_worker_death(err, unread) from None
         if self._tb is not None:
             self._tb.close()
         result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
@@ -974,6 +990,16 @@ def _check_same_classes(train_set: Any, val_set: Any) -> None:
 
 class ValidationStopped(Exception):
     """:meth:`Trainer.evaluate` stopped between two batches because its ``should_stop()`` said so."""
+
+
+def _loader_worker_died(err: BaseException) -> bool:
+    """Whether ``err``, raised while a batch was fetched, says a DataLoader worker process died:
+    PyTorch's "DataLoader worker (pid 328) is killed by signal: Killed." or "... exited unexpectedly",
+    or the broken connection the main process may see first ("Connection reset by peer", a practitioner's
+    trial, killing a worker as the out-of-memory killer would)."""
+    text = str(err)
+    return (isinstance(err, (ConnectionError, EOFError))
+            or ("DataLoader worker" in text and ("killed by signal" in text or "exited unexpectedly" in text)))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
