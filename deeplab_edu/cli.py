@@ -432,19 +432,30 @@ def _check_data(args: argparse.Namespace) -> int:
     from .data import build_dataset
     from .data.check import check_dataset
 
+    from .data.io import BadDataError, DatasetNotFoundError
+
     bad = left_out = 0
+    unread: list[tuple[str, Exception]] = []  # splits that could not be listed (an empty one), with why
     # a folder lists its unpaired files among the problems instead of stopping at them
     options: dict[str, Any] = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
     for split in args.split:
-        dataset = build_dataset(args.dataset, split, root=args.data_root, download=args.download, **options)
+        try:
+            dataset = build_dataset(args.dataset, split, root=args.data_root, download=args.download, **options)
+        except (DatasetNotFoundError, BadDataError) as err:  # the other splits are still read (a practitioner's trial)
+            unread.append((split, err))
+            print(f"{args.dataset} {split}: not read: {err}", file=sys.stderr)
+            continue
         print(f"{args.dataset} {split}: {dataset!r}")
         report = check_dataset(dataset, num_workers=args.num_workers, progress=args.progress)
         print(report.summary())
         bad, left_out = bad + len(report.problems), left_out + len(report.unpaired)
-    if bad or left_out:  # the two counts the splits' summaries gave, summed (a trial: one total of both)
-        found = [f"{bad} bad item(s)" if bad else "", f"{left_out} file(s) left out" if left_out else ""]
+    if len(unread) == len(args.split):  # nothing could be read: the data set's own error, as before
+        raise unread[0][1]
+    if bad or left_out or unread:  # the counts the splits' summaries gave, summed (a trial: one total of both)
+        found = [f"{bad} bad item(s)" if bad else "", f"{left_out} file(s) left out" if left_out else "",
+                 f"the split(s) {', '.join(s for s, _ in unread)} not read" if unread else ""]
         print(f"{' and '.join(f for f in found if f)}: fix or remove them before training", file=sys.stderr)
-    return 2 if bad or left_out else 0
+    return 2 if bad or left_out or unread else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -541,10 +552,19 @@ def _dataset_for(cfg: dict[str, Any], split: str, root: str | None, *, download:
     from .data import build_dataset
     from .data.transforms import eval_transform
 
+    from .data.io import DatasetNotFoundError
+
     kw: dict[str, Any] = {"download": True} if download else {}
     if cfg["dataset"] == "procedural":
         kw = {**kw, "size": cfg["image_size"], "length": cfg["val_length"], "difficulty": cfg.get("difficulty", "hard")}
-    return build_dataset(cfg["dataset"], split, root=root or cfg.get("data_root"), transform=eval_transform(), **kw)
+    try:
+        return build_dataset(cfg["dataset"], split, root=root or cfg.get("data_root"), transform=eval_transform(), **kw)
+    except DatasetNotFoundError as err:
+        if root or not cfg.get("data_root"):
+            raise
+        # a practitioner's trial: the run's data folder had moved, and the message did not say where it came from
+        raise DatasetNotFoundError(f"{err} (the run's data_root, where it was trained; --data-root DIR reads the "
+                                   "data set from where it is now)") from None
 
 
 def _eval(args: argparse.Namespace) -> int:

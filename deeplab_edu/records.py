@@ -52,7 +52,9 @@ def shown_path(path: str | os.PathLike[str], *, absolute_outside: bool = False) 
     """A path as messages and notebook outputs show it: short, and in a published book never the
     machine's absolute path.
 
-    Relative to the repository (``runs/cpu/checkpoints/last.pt``) when inside it; ``~/...`` when
+    Relative to the working folder when that is a folder of the repository and the path lies inside
+    it (as a command typed there names it); else relative to the repository
+    (``runs/cpu/checkpoints/last.pt``) when inside it; ``~/...`` when
     inside the home folder; otherwise relative to the working folder when inside it; else the
     absolute path (what a user of the command line needs to find the file), except while
     :data:`HIDE_PATHS_ENV` is set (the book's build sets it): then ``.../`` and the path's last three
@@ -70,17 +72,31 @@ def shown_path(path: str | os.PathLike[str], *, absolute_outside: bool = False) 
                 continue
         return None
 
+    try:
+        cwd: Path | None = Path.cwd()
+    except OSError:  # the working folder was removed
+        cwd = None
+    # a command run in a folder of the repository (a practitioner's work/): its own paths as they are typed
+    # there, so that a command a message suggests can be pasted ("--out-dir work/runs/b" failed in work/)
+    if (not absolute_outside and cwd is not None and (here := inside(cwd)) is not None
+            and cwd.resolve() != REPO_ROOT.resolve() and _within(cwd, REPO_ROOT)):
+        return here
     if (rel := inside(REPO_ROOT)) is not None:
         return rel
     if (rel := inside(Path.home())) is not None:
         return f"~/{rel}"
     if absolute_outside:
         return str(path)
-    if (rel := inside(Path.cwd())) is not None:
+    if cwd is not None and (rel := inside(cwd)) is not None:
         return rel
     if not os.environ.get(HIDE_PATHS_ENV):
         return str(path)
     return _elided(path)
+
+
+def _within(path: Path, base: Path) -> bool:
+    """Whether ``path`` is ``base`` or lies inside it (links resolved)."""
+    return path.resolve().is_relative_to(base.resolve())
 
 
 def _elided(path: Path) -> str:

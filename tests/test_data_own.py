@@ -165,6 +165,11 @@ def test_train_eval_predict_a_folder_from_the_command_line(tmp_path: Path, capsy
     assert main(["eval", "--checkpoint", str(run), "--data-root", str(other)]) == 2
     assert "trained on the classes background, square, but data set 'folder' names square, background" in (
         capsys.readouterr().err)
+    # the run's data folder moved: the message says where the path came from and how to give another
+    root.rename(tmp_path / "moved")
+    assert main(["eval", "--checkpoint", str(run)]) == 2
+    assert "(the run's data_root, where it was trained; --data-root DIR reads" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(run), "--data-root", str(tmp_path / "moved")]) == 0
 
 
 def test_a_bad_file_found_mid_run_keeps_the_training_done(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -247,6 +252,32 @@ def test_check_data_states_a_shared_problem_once_and_reports_the_loaders_warning
     assert "contains the label value 9" in summary and str(masks[GROUP_AT]) in summary
     assert len(report.warnings) == 1 and str(masks[GROUP_AT + 1]) in report.warnings[0]
     assert f"warning: mask {masks[GROUP_AT + 1]} holds only 0 and 255" in summary
+
+
+def test_check_data_names_every_mask_of_objects_saved_as_255_and_reads_every_split(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A practitioner's trial: of five black-and-white masks check-data named one (two with three workers:
+    the data set warns once, per copy), and an empty split stopped it before the others were read."""
+    from deeplab_edu.cli import main
+    from deeplab_edu.data.check import check_dataset
+
+    root = _make(tmp_path / "data", {"train": 5, "val": 1})
+    (root / "test" / "images").mkdir(parents=True)  # an empty split
+    (root / "test" / "masks").mkdir(parents=True)
+    masks = sorted((root / "train" / "masks").iterdir())
+    for mask in masks[1:4]:
+        Image.fromarray(np.where(np.asarray(Image.open(mask)) == 1, 255, 0).astype(np.uint8)).save(mask)
+    dataset = FolderDataset(root, "train")
+    report = check_dataset(dataset, num_workers=0, progress=False)
+    assert len(report.warnings) == 3 and all(any(str(m) in w for w in report.warnings) for m in masks[1:4])
+    assert dataset.warn_every_mask is False  # training warns once again
+    assert main(["check-data", "--data-root", str(root), "--split", "test", "train", "val", "--no-progress",
+                 "--num-workers", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert "folder test: not read: no images" in err and "folder train:" in out and "folder val:" in out
+    assert "the split(s) test not read: fix or remove them before training" in err
+    assert main(["check-data", "--data-root", str(root), "--split", "test", "--no-progress"]) == 2  # alone: as before
+    assert "error: no images" in capsys.readouterr().err
 
 
 def test_a_shared_problem_lists_its_files_whole_and_one_naming_two_files_stands_alone() -> None:

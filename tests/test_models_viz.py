@@ -44,6 +44,22 @@ def test_footprint_figure_and_widget_build_without_front_end() -> None:
     assert widget.children
 
 
+def test_the_footprint_widget_keeps_its_place_in_the_photo_when_the_stride_changes() -> None:
+    """A learner's trial: row and column 16 stayed 16 at output stride 8, so the marked output jumped from
+    the centre of the photo to a quarter of the way in; the sliders now start at the centre and move with it."""
+    import matplotlib.pyplot as plt
+
+    widget = vaspp.aspp_footprint_widget(image_size=513)
+    stride, row, col = widget.children[0].children
+    assert (row.value, col.value, row.max) == (16, 16, 32)  # the centre of the 33 x 33 map
+    stride.value = 8
+    assert (row.value, col.value, row.max) == (32, 32, 64)  # the centre of the 65 x 65 map
+    col.value = 10
+    stride.value = 16
+    assert (row.value, col.value) == (16, 5)
+    plt.close("all")
+
+
 def test_stride_oracle() -> None:
     mask = torch.zeros(37, 41, dtype=torch.int64)
     mask[10:30, 5:22] = 2

@@ -184,6 +184,15 @@ def test_paths_are_shown_in_full_to_a_user_and_shortened_in_the_book(tmp_path: P
     monkeypatch.setenv(HIDE_PATHS_ENV, "1")                            # as the book's build sets it
     assert shown_path(outside) == ".../opt/mydata/camvid" and shown_path("/tmp") == ".../tmp"
     assert shown_path(outside, absolute_outside=True) == "/opt/mydata/camvid"
+    # a command typed in a folder of the repository (a practitioner's work/): its paths as typed there, so that
+    # a suggested "--out-dir work/runs/b" can be pasted; the record still says where it ran, from the repository
+    monkeypatch.delenv(HIDE_PATHS_ENV)
+    monkeypatch.chdir(REPO_ROOT / "notebooks")
+    assert shown_path(REPO_ROOT / "notebooks" / "runs" / "b") == "runs/b"
+    assert shown_path(REPO_ROOT / "runs" / "cpu") == "runs/cpu"  # outside it: from the repository, as before
+    from deeplab_edu.records import provenance
+
+    assert provenance()["working_directory"] == "notebooks"
 
 
 def test_a_source_tree_that_is_not_installed_reports_its_pyproject_version(tmp_path: Path) -> None:

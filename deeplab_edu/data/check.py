@@ -184,9 +184,21 @@ def check_dataset(dataset: Any, *, num_workers: int | None = None, progress: boo
         A :class:`DataCheck`: every bad item's message, the files the data set left out (its
         ``unpaired`` attribute, where it has one) and the labelled pixels per class.
     """
+    checked = _Checked(dataset)
+    every = getattr(dataset, "warn_every_mask", None)  # a folder data set: name every suspicious mask, not the first
+    if every is not None:
+        dataset.warn_every_mask = True
+    try:
+        return _check(dataset, checked, num_workers, progress)
+    finally:
+        if every is not None:
+            dataset.warn_every_mask = every
+
+
+def _check(dataset: Any, checked: "_Checked", num_workers: int | None, progress: bool) -> DataCheck:
+    """:func:`check_dataset`'s reading: every item of ``checked`` once, through a DataLoader."""
     from ..engine.workers import make_loader
 
-    checked = _Checked(dataset)
     loader = make_loader(checked, batch_size=8, num_workers=num_workers, collate_fn=_as_list)
     report = DataCheck(items=len(checked), pixels=np.zeros(dataset.num_classes, np.int64),
                        class_names=tuple(dataset.class_names), unpaired=list(getattr(dataset, "unpaired", [])))

@@ -109,4 +109,5 @@ class SegmentationFolder(SegmentationDataset):
         return image, mask
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, {len(self)} images, {self.num_classes} classes)"
+        n = len(self)
+        return f"{type(self).__name__}({self.name!r}, {n} image{'' if n == 1 else 's'}, {self.num_classes} classes)"

@@ -50,7 +50,7 @@ import collections
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -534,3 +534,9 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``index``: ``(image, mask)`` as the class docstring says."""
         ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every item in order, ``for image, mask in dataset`` (which Python also does through
+        ``__getitem__``, but a type checker accepts only with this method: a practitioner's trial)."""
+        for index in range(len(self)):
+            yield self[index]

@@ -228,12 +228,16 @@ class FolderDataset(SegmentationFolder):
             raise BadDataError(f"no image of {images_dir} has a mask of the same name in {masks_dir}")
         super().__init__(pairs, info, transform=transform, name=f"{info.name} ({split})")
         self._warned_ignored_objects = False
+        #: Warn of every mask that looks like objects saved as the ignore label, not only the first (what
+        #: :func:`~deeplab_edu.data.check.check_dataset` sets while it reads the data set).
+        self.warn_every_mask = False
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``index`` without the transform, as :meth:`SegmentationFolder.load`; warns (once per data
-        set) about a mask that looks like an object saved as 255, the ignore label."""
+        set, or for each such mask with ``warn_every_mask``) about a mask that looks like an object saved as
+        255, the ignore label."""
         image, mask = super().load(index)
-        if not self._warned_ignored_objects and self.num_classes > 1:
+        if (self.warn_every_mask or not self._warned_ignored_objects) and self.num_classes > 1:
             is_ignored = mask == self.ignore_index
             ignored = float(is_ignored.float().mean())
             if ignored >= IGNORED_OBJECT_FRACTION and bool(((mask == 0) | is_ignored).all()):

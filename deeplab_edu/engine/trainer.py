@@ -378,9 +378,11 @@ class Trainer:
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                         shuffle=True, seed=cfg.seed, drop_last=True)
         if len(self.sampler) // cfg.batch_size < 1:
-            raise ValueError(f"the training set has {len(self.train_set)} items: not one full batch of "
-                             f"{cfg.batch_size} per process ({self.dist.world_size} processes); lower batch_size "
-                             f"(--batch-size on the command line) or add images")
+            n, world = len(self.train_set), self.dist.world_size
+            processes = f" per process ({world} processes)" if world > 1 else ""
+            raise ValueError(f"the training set has {n} item{'' if n == 1 else 's'}: not one full batch of "
+                             f"{cfg.batch_size}{processes}; lower batch_size (--batch-size on the command line) or "
+                             "add images")
         # cfg.num_workers None: from the machine's cores, shared by the processes of this machine
         try:
             self.num_workers = resolve_num_workers(cfg.num_workers)

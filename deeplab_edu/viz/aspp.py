@@ -129,12 +129,17 @@ def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 5
     if photo is not None and (not isinstance(photo, torch.Tensor) or photo.ndim != 3 or photo.shape[0] != 3):
         raise ValueError(f"photo must be an RGB image (3, H, W), got {tuple(getattr(photo, 'shape', ()))}")
     photo = sample_photo(image_size) if photo is None else photo
-    stride = widgets.Dropdown(options=[16, 8], value=16, description="output stride")
-    row = widgets.IntSlider(value=16, min=0, max=64, description="row")
-    col = widgets.IntSlider(value=16, min=0, max=64, description="column")
+    stride = widgets.Dropdown(options=[16, 8], value=16, description="output stride",
+                              style={"description_width": "initial"})
+    side = feature_map_side(photo.shape[-1], 16)  # the map at the first stride: the sliders start at its centre
+    row = widgets.IntSlider(value=side // 2, min=0, max=side - 1, description="row")
+    col = widgets.IntSlider(value=side // 2, min=0, max=side - 1, description="column")
     out = widgets.Output()
+    moving = [False]  # True while a change of stride moves the sliders: one redraw, not three
 
     def draw(*_: Any) -> None:
+        if moving[0]:
+            return
         os_ = int(stride.value)
         size = feature_map_side(photo.shape[-1], os_)
         row.max = col.max = size - 1
@@ -142,7 +147,21 @@ def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 5
         fps = branch_footprints(atrous_rates_for(os_), size, pos)
         show_figure(out, plot_branch_footprints(photo, fps, os_, pos))
 
-    for w in (stride, row, col):
+    def keep_the_place(change: dict[str, Any]) -> None:
+        # the same place of the photo at the new stride (a learner's trial: row 16 at 16 is the centre, at 8 a
+        # quarter of the way in), as the text says each branch then covers the same part of the photo
+        old, new = int(change["old"]), int(change["new"])
+        size = feature_map_side(photo.shape[-1], new)
+        moving[0] = True
+        try:
+            row.max = col.max = size - 1
+            row.value, col.value = (min(size - 1, round(v.value * old / new)) for v in (row, col))
+        finally:
+            moving[0] = False
+        draw()
+
+    stride.observe(keep_the_place, names="value")
+    for w in (row, col):
         w.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([stride, row, col]), out])

@@ -173,8 +173,15 @@ def atrous_widget(
         n2 = max(3, min(v["input_size"], 11))
         try:
             n_out2 = conv_output_size(n2, v["kernel_size"], v["stride"], v["padding"], v["rate"])
-            plot_eq1_2d(n2, v["kernel_size"], v["rate"], v["stride"], v["padding"],
-                        (min(output_index, n_out2 - 1),) * 2, ax=a2)
+            shown = min(output_index, n_out2 - 1)
+            plot_eq1_2d(n2, v["kernel_size"], v["rate"], v["stride"], v["padding"], (shown, shown), ax=a2)
+            # say where the square differs from the sliders (a learner's trial: "y[2,2] on a 11x11 input" beside
+            # sliders at 12 and y[3], with no word of why; the static book's explorer says "n shown up to 11")
+            notes = ([f"(n shown up to 11; the 1-D input is {v['input_size']})"] if n2 != v["input_size"] else []) + (
+                [f"(y[{shown},{shown}]: its last output; the 1-D one is y[{output_index}])"]
+                if shown != output_index else [])
+            if notes:
+                a2.set_title("\n".join([a2.get_title(), *notes]), fontsize=9)
         except ValueError:  # the square drawn has no output: say so in its place
             a2.set_axis_off()
             a2.text(0.5, 0.5, f"No 2-D picture: on the {n2}x{n2} input it draws\n(n shown up to 11) the effective "

@@ -507,9 +507,12 @@ def feature_map_widget(image: torch.Tensor, features: Mapping[int, torch.Tensor]
         raise ValueError(f"channel must be -1 (norm) or in 0..{channels - 1}, got {channel}")
     strides = sorted(features, reverse=True)
     controls = {
-        "output_stride": widgets.Dropdown(options=strides, value=strides[-1], description="output stride"),
+        # a label in full (it was cut to "output str..."), and a slider wide enough to browse 2048 channels by
+        # (its number can also be typed: the readout is editable)
+        "output_stride": widgets.Dropdown(options=strides, value=strides[-1], description="output stride",
+                                          style={"description_width": "initial"}),
         "channel": widgets.IntSlider(value=channel, min=-1, max=channels - 1, description="channel",
-                                     continuous_update=False),
+                                     continuous_update=False, layout=widgets.Layout(width="95%")),
     }
 
     def draw(output_stride: int, channel: int) -> Figure:
