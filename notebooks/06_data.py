@@ -165,8 +165,9 @@ assert _same["medium"] > 0.9 and _same["hard"] < 0.7, _same  # the sentence abov
 # the diameter of the shape as drawn, or a wire's length; a shape may reach past the frame (the
 # frame-filling "hero" vehicles do), so the largest extents exceed the scene's diagonal. The
 # number of scenes follows the profile. The statistics are of the default, **hard** scenes; the
-# training chapters 08-10 use the easy ones, which draw at most 6 shapes (8 here) with radii from
-# 4 % of the side (1 % here), one colour family per class and less noise (`DIFFICULTIES`).
+# training chapters 08-10 use the easy ones, which draw at most 6 shapes (8 here) with diameters from
+# 8 % of the side (2 % here: `min_radius` 0.04 and 0.01), one colour family per class and less noise
+# (`DIFFICULTIES`).
 
 # %%
 n_stats = config.choose(smoke=24, cpu=300, gpu=1000)

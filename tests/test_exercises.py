@@ -505,7 +505,10 @@ def test_a_second_learners_trial_gets_told_what_is_wrong() -> None:
     assert "looks rounded" not in check("05.2", get("05.2").solution() - 512).message  # not round: its own mistake
     assert "percentage" in check("08.2", "38%").message
     for key, pair in (("02.1", "7x7"), ("02.1", (7, 7)), ("07.1", (160, 160))):
-        assert "expected one number, got 2" in check(key, pair).message, key
+        assert "expected one number, got 2 numbers" in check(key, pair).message, key
+    # a learner in JupyterLab: "2.2M" was told to write 2.2, which was then "not a whole number"
+    told = check("05.2", "2.2M").message
+    assert "write the number in full" in told and "(2.2)" not in told
     assert "the 1st and the 3rd are swapped" in check("08.3", tuple(reversed(get("08.3").solution()))).message
     # a third trial (stop 60): each told of a mistake it did not make
     assert "1-D fraction" not in check("04.3", (40 / 65) ** 2).message  # 1.5 % from 25 / 65, within rel_tol

@@ -254,8 +254,14 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     several = parse_ints(answer) if isinstance(answer, str) else answer
     if (isinstance(several, (list, tuple)) and len(several) > 1
             and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in several)):
-        return _Unreadable(f"expected one number, got {len(several)} ({_brief(answer)}): the question asks for a "
-                           "single value (for a square window or map, the length of its side).")
+        return _Unreadable(f"expected one number, got {len(several)} numbers ({_brief(answer)}): the question asks "
+                           "for a single value (for a square window or map, the length of its side).")
+    if isinstance(answer, str) and (scaled := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKMGB]|thousand|million)\s*",
+                                                           answer)):
+        # a learner's trial: "2.2M" was told to write "2.2", which is then no whole number
+        return _Unreadable(f"expected a number, got the text {answer!r}: write the number in full, in digits and "
+                           f"without quotes ({scaled[1]}{scaled[2]} is a rounded count; the exercise wants every "
+                           "digit).")
     if isinstance(answer, str):  # "8x", "32 images", "zero", "2.212.352": words around or instead of the number
         found = re.findall(r"\d+(?:\.\d+)?", answer)
         return _Unreadable(f"expected a number, got the text {answer!r}: write the number alone, in digits, without "
