@@ -271,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = command("train", "train a model (DeepLabv3's recipe)")
     tr.add_argument("--preset", help="a preset name (see --list-presets); without it, the papers' defaults")
-    tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given; a run's "
-                                     "own config.json with --resume continues that run in its folder")
+    tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given (its "
+                                     "relative paths, e.g. data_root, start from the working folder, not the file's); "
+                                     "a run's own config.json with --resume continues that run in its folder")
     tr.add_argument("--list-presets", action="store_true", help="print the presets, each with its first line, and exit")
     tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
     tr.add_argument("--threads", type=_threads, help=_THREADS_HELP)

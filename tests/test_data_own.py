@@ -66,6 +66,9 @@ def test_classes_txt_comments_and_names_that_look_odd_are_read(tmp_path: Path) -
     ("a\nroad #80408\n", "line 2: '#80408' has 5 hex digits; a colour is written '#RRGGBB'"),
     ("a\nroad (128 64 128)\n", "line 2: 'road \\(128 64 128\\)' is neither a name nor"),
     ("a\nC# circle\n", "line 2: 'C# circle' has a '#' inside a word"),
+    # other tools' formats (a practitioner's trial): labels before the names, a line for the ignore label
+    ("0 background\n1 road\n2 car\n", "each line starts with its label \\('0 background', '1 road', ...\\)"),
+    ("background\nroad\n255 ignore\n", "'255 ignore' is not a class: 255 is the ignore label"),
 ])
 def test_classes_txt_mistakes_name_the_file(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "classes.txt").write_text(text)
@@ -355,3 +358,19 @@ def test_a_resume_refuses_a_data_set_whose_classes_were_renamed(tmp_path: Path, 
     err = capsys.readouterr().err
     assert "was trained on the classes background, square, but this run's data set names background, blob" in err
     assert "Traceback" not in err
+
+
+def test_a_crop_larger_than_every_image_is_warned_about(tmp_path: Path) -> None:
+    """A practitioner's trial: crop 512 on 128 x 96 images trained, silently, on crops that were mostly
+    padding (ignored, and slow). The Trainer reads a sample of the images' sizes from their headers."""
+    from deeplab_edu.engine.config import load_config
+    from deeplab_edu.engine.trainer import Trainer
+
+    root = _make(tmp_path / "mine", {"train": 4, "val": 1})  # 32 x 24 images
+    settings = {"dataset": "folder", "data_root": str(root), "out_dir": str(tmp_path / "run"), "num_workers": 0}
+    with pytest.warns(UserWarning, match=r"crop_size=160 is larger than the training images \(the largest side of "
+                                         r"those sampled: 32 px, x scale 2 = 64 px\): at least 84% of every crop"):
+        Trainer(load_config("smoke", {**settings, "crop_size": 160, "scale_range": (0.5, 2.0)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Trainer(load_config("smoke", {**settings, "crop_size": 48, "scale_range": (0.5, 2.0)}))

@@ -65,7 +65,8 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
         BadDataError: the file is not UTF-8 text, names fewer than two classes (every pixel would be the
             one class: nothing to learn), a colour that is not three integers in 0..255 (or written with
             commas or brackets, or as ``#`` and other than six hex digits), a ``#`` inside a name, a
-            repeated name, or more than 255 classes (255 is the ignore label).
+            repeated name, more than 255 classes (255 is the ignore label), a line for label 255, or labels
+            written before the names ("0 background", "1 road", ...).
     """
     path = Path(path)
     if not path.is_file():
@@ -111,6 +112,18 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
         colours.append(colour)
     if not names:
         raise BadDataError(f"{path} names no class; write one class name per line, in label order")
+    # other tools' formats (a practitioner's trial: "0 background" became the class "0 background", and a last
+    # line "255 ignore" a class of its own)
+    for name in names:
+        if name.split()[0] == "255" and len(name.split()) > 1:
+            raise BadDataError(f"{path}: {name!r} is not a class: 255 is the ignore label, whose pixels are neither "
+                               "learned nor scored; leave that line out")
+    firsts = [n.split()[0] for n in names]
+    if all(len(n.split()) > 1 for n in names) and firsts in ([str(i) for i in range(len(names))],
+                                                              [str(i) for i in range(1, len(names) + 1)]):
+        raise BadDataError(f"{path}: each line starts with its label ({names[0]!r}, {names[1]!r}, ...); write the "
+                           "names alone (line 1 is label 0, line 2 label 1, ...), each optionally followed by its "
+                           "colour, e.g. 'background' or 'road 128 64 128'")
     if len(names) == 1:
         raise BadDataError(f"{path} names one class ({names[0]!r}): every pixel would be that class and any model "
                            "scores 100 %; name at least two, e.g. 'background' on the first line, then your objects")

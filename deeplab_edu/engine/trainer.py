@@ -307,6 +307,13 @@ class Trainer:
                               "and atrous_rates='fit' sizes ASPP for the crop; give a crop_size of at most "
                               f"{int(largest)}, or a larger image_size", stacklevel=2)
             train_set, val_set = build_datasets(cfg)
+            side = _largest_side(train_set) if cfg.dataset != "procedural" and cfg.pad_to_crop else None
+            largest = None if side is None else side * max(cfg.scale_range)
+            if largest is not None and 1 - (largest / cfg.crop_size) ** 2 >= 0.1:  # a practitioner's trial: silent
+                warnings.warn(f"crop_size={cfg.crop_size} is larger than the training images (the largest side "
+                              f"of those sampled: {side} px, x scale {max(cfg.scale_range):g} = {largest:g} px): at "
+                              f"least {1 - (largest / cfg.crop_size) ** 2:.0%} of every crop is padding, which is "
+                              f"ignored and slows training; give a crop_size of at most {int(largest)}", stacklevel=2)
         else:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
             _check_passed_set(val_set, "val_set")
@@ -992,6 +999,24 @@ def _check_same_classes(train_set: Any, val_set: Any) -> None:
 
 class ValidationStopped(Exception):
     """:meth:`Trainer.evaluate` stopped between two batches because its ``should_stop()`` said so."""
+
+
+def _largest_side(dataset: Any, sample: int = 32) -> int | None:
+    """The largest image side (pixels) among up to ``sample`` images of a data set that lists its files
+    (``pairs``), read from the files' headers (no image is decoded); ``None`` where it lists none."""
+    from PIL import Image
+
+    pairs = getattr(dataset, "pairs", None)
+    if not pairs:
+        return None
+    sides = []
+    for image, _ in pairs[:: max(1, len(pairs) // sample)][:sample]:
+        try:
+            with Image.open(image) as im:
+                sides.append(max(im.size))
+        except OSError:  # a bad file: the loader reports it by name
+            continue
+    return max(sides) if sides else None
 
 
 def _loader_worker_died(err: BaseException) -> bool:
