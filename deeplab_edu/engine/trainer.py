@@ -308,12 +308,12 @@ class Trainer:
                               f"{int(largest)}, or a larger image_size", stacklevel=2)
             train_set, val_set = build_datasets(cfg)
             side = _largest_side(train_set) if cfg.dataset != "procedural" and cfg.pad_to_crop else None
-            largest = None if side is None else side * max(cfg.scale_range)
-            if largest is not None and 1 - (largest / cfg.crop_size) ** 2 >= 0.1:  # a practitioner's trial: silent
+            scaled = 0.0 if side is None else side * max(cfg.scale_range)
+            if side is not None and 1 - (scaled / cfg.crop_size) ** 2 >= 0.1:  # a practitioner's trial: silent
                 warnings.warn(f"crop_size={cfg.crop_size} is larger than the training images (the largest side "
-                              f"of those sampled: {side} px, x scale {max(cfg.scale_range):g} = {largest:g} px): at "
-                              f"least {1 - (largest / cfg.crop_size) ** 2:.0%} of every crop is padding, which is "
-                              f"ignored and slows training; give a crop_size of at most {int(largest)}", stacklevel=2)
+                              f"of those sampled: {side} px, x scale {max(cfg.scale_range):g} = {scaled:g} px): at "
+                              f"least {1 - (scaled / cfg.crop_size) ** 2:.0%} of every crop is padding, which is "
+                              f"ignored and slows training; give a crop_size of at most {int(scaled)}", stacklevel=2)
         else:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
             _check_passed_set(val_set, "val_set")
