@@ -106,7 +106,8 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 # flip, batch 8, 400 iterations of AdamW, and evaluates the validation images whole at output
 # stride 8 after every 100 iterations: minutes on a laptop (the cell below prints how long it took
 # on yours). In the `cpu` profile with a CamVid copy, the cell below trains it, or loads it when the
-# run has finished (to train it before class: `deeplab-edu train --preset camvid_cpu`); otherwise
+# run has finished (to train it before class: `make course-runs`, or `.venv/bin/deeplab-edu train --preset
+# camvid_cpu` in the repository's folder, where the preset's `runs/` folder is); otherwise
 # it shows the recorded run of the same command (`benchmarks/results/train_camvid_cpu.json`).
 #
 # **On a GPU** the `camvid_gpu` preset trains DeepLabv3+ with a ResNet-50 (ImageNet weights) at
@@ -313,8 +314,9 @@ assert gpu_curve[-1] > gpu_curve[-2], gpu_curve  # "still learning when the shor
 # Second, our models against torchvision's DeepLabv3 and against the DeepLabv3+ of
 # `segmentation_models_pytorch` ("smp", a widely used library of segmentation models) at 512 px,
 # batch 16. The ratios are ours / theirs, with their 95 % intervals over interleaved rounds. The
-# last column is the share of the GPU's bf16 peak (989 TFLOP/s by the data sheet of the H200 SXM;
-# the record names an "NVIDIA H200", and an H200 NVL's peak, about 835, would raise it) that our
+# last column is the share of the GPU's bf16 peak (989 TFLOP/s for the H200 SXM: NVIDIA's H200 page,
+# https://www.nvidia.com/en-us/data-center/h200/, gives 1,979 "with sparsity", twice the dense rate;
+# the record names an "NVIDIA H200", and an H200 NVL's peak, about 835 by the same page, would raise it) that our
 # training step reaches: 2 floating-point operations per multiply-add, times 3 because the
 # backward pass costs about twice the forward.
 
@@ -442,7 +444,8 @@ assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "la
 # as uint8 pixels and labels and normalises it on the GPU (`uint8_batches`: a fifth of the bytes),
 # and the `+switch` feeds shorten the interval at which Python's interpreter lock changes hands.
 # The table below is one record, and the lines under it read two more made in the same session:
-# three interleaved rounds per feed (too few for an interval: the brackets are the rounds' range).
+# three interleaved rounds per feed (too few for an interval: a range in parentheses, or written a-b,
+# is the lowest and highest of the rounds; a bracket [a, b] below is a 95 % interval of a record).
 
 # %%
 from deeplab_edu.engine.bench import paired_throughput_ratios
@@ -460,7 +463,8 @@ print(f"eager, 6 workers: step+load (another process loads the cores) x{min(pair
       f"{max(paired['unpinned']):.2f}, loader x{min(paired['loader']):.2f}-{max(paired['loader']):.2f}")
 uint8_gain = [r["step_s"] / u["step_s"] for r, u in
               zip(graphs["results"]["modes"]["loader"]["rounds"], graphs["results"]["modes"]["loader-uint8"]["rounds"])]
-print(f"CUDA graphs, 14 workers: the step alone {graph_rows['step']['ms per step']} ms; uint8 batches feed it "
+print(f"CUDA graphs, 14 workers: the step alone {graph_rows['step']['ms per step']} ms (eager, 12 workers, same call: "
+      f"{eager_rows['step']['ms per step']} ms); uint8 batches feed it "
       f"{', '.join(f'x{g:.2f}' for g in uint8_gain)} faster than float ones, round by round")
 print(f"loader-fed images/s in the same call: eager {eager_rows['loader']['images/s']:.0f}, CUDA graphs with uint8 "
       f"batches {graph_rows['loader-uint8']['images/s']:.0f} (x{graph_rows['loader-uint8']['images/s'] / eager_rows['loader']['images/s']:.1f})")
@@ -493,8 +497,8 @@ assert 1.2 < low and cpu_uint8["verdict"] == "faster"
 # but it trains more than twice as many images per second as the eager float loader of the same call
 # (three things changed at once: graphs, uint8 and 14 workers instead of 12). The `gpu` preset does not use either yet: no full run has
 # trained this way (the Trainer's `compile_mode: reduce-overhead` and `uint8_batches` are new); that,
-# and how much the workers gain now that they augment uint8 pixels directly (the last line above:
-# torchvision resizes uint8 images with integer kernels, faster than its float ones), are not
+# and how much the workers gain now that they augment uint8 pixels directly (the last line above: on
+# the course's CPU a worker loads that many times the scenes per second), are not
 # measured on a GPU yet (`benchmarks/README.md`, "On one GPU", lists what is open).
 
 # %% [markdown]
@@ -601,7 +605,8 @@ for row in scale_rows:  # each scale's cost follows the number of positions of i
 #
 # Counts are properties of the network; time also depends on the machine (how well small and large
 # inputs keep its cores busy, memory traffic). On a full-size image we time each strategy with the
-# CamVid model trained above or, without one, a DeepLabv3+ on MobileNetV3-Large (the small backbone
+# CamVid model trained above (at its training output stride, 16) or, without one, a DeepLabv3+ on
+# MobileNetV3-Large (the small backbone
 # torchvision ships for phones) with random weights (cost does not depend on the weights), and
 # print the multiply-add rule beside the time ratios: for the scales, $\sum s^2$ from above; for the
 # sliding windows, `count_macs` on a shape-only copy of the model (windows overlap, so they cost
@@ -660,8 +665,10 @@ assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlap
 #
 # Image, ground truth, prediction, and the errors in red (white: ignored pixels). The model is the
 # one timed above: the CamVid run when there is one (the `cpu` or `gpu` profile with a CamVid copy),
-# otherwise random weights. A network with random weights does not predict noise: it predicts one
-# class almost everywhere, whichever its random logits favour. So without a CamVid run (the `smoke`
+# at its training output stride, 16 (its mIoU above is at 8: at 16 it computes a quarter of the
+# head's positions and labels a few pixels otherwise), otherwise random weights. A network with
+# random weights does not predict noise: it predicts one class almost everywhere, whichever its
+# random logits favour. So without a CamVid run (the `smoke`
 # profile, or no copy) this gallery only shows the pipeline: reading an image, resizing it,
 # predicting and overlaying the errors.
 
@@ -684,7 +691,10 @@ if camvid_model is None:  # what the prose above says: random weights predict on
 # %% [markdown]
 # ## Export to ONNX
 #
-# `export_onnx` traces the model in evaluation mode, at its current output stride, with the batch
+# What an export must keep is the computation, not particular weights, so the cell below exports a
+# freshly built DeepLabv3+ (random weights, MobileNetV3-Large: the CamVid run may not exist here) and
+# compares its logits with PyTorch's; your trained run is exported by the command at the end of this
+# paragraph. `export_onnx` traces the model in evaluation mode, at its current output stride, with the batch
 # size (1 to 1024), height and width (32 to 4096 pixels each) left dynamic, and onnxruntime runs the
 # file on the CPU without PyTorch (the ONNX file does not check those ranges; `export_program`'s
 # `torch.export` program refuses other sizes). The exported graph must give the same logits as the
@@ -912,7 +922,6 @@ pass  # replace with your code
 import statistics
 
 freq_11_6 = {"road": 110 / 200, "sky": 120 / 300, "pole": 4 / 200, "car": 66 / 200}
-solved("11.6", statistics.median(freq_11_6.values()) / freq_11_6["pole"])
 # Measured: the package counts the same. No class gets exactly 1 here: with four classes the median
 # is the mean of the middle two frequencies (car's 0.33 and sky's 0.40), which no class has.
 import numpy as np
@@ -922,7 +931,8 @@ from deeplab_edu.data.stats import median_frequency_weights
 maps_11_6 = [np.array([0] * 60 + [1] * 40), np.array([0] * 50 + [1] * 30 + [2] * 2 + [3] * 18),
              np.array([1] * 50 + [3] * 48 + [2] * 2)]
 weights_11_6 = median_frequency_weights([m.reshape(10, 10) for m in maps_11_6], num_classes=4)
-print("median-frequency weights, road, sky, pole, car:", ", ".join(f"{w:.3f}" for w in weights_11_6))
+solved("11.6", statistics.median(freq_11_6.values()) / freq_11_6["pole"],
+       "median-frequency weights, road, sky, pole, car: " + ", ".join(f"{w:.3f}" for w in weights_11_6))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).

@@ -506,6 +506,8 @@ def test_a_second_learners_trial_gets_told_what_is_wrong() -> None:
     assert "percentage" in check("08.2", "38%").message
     for key, pair in (("02.1", "7x7"), ("02.1", (7, 7)), ("07.1", (160, 160))):
         assert "expected one number, got 2 numbers" in check(key, pair).message, key
+    # a learner of chapter 11: "4*4*2" (a product of three) was told of "a square window or map"
+    assert "a calculation: write it without quotes" in check("11.1", "4*4*2").message
     # a learner in JupyterLab: "2.2M" was told to write 2.2, which was then "not a whole number"
     told = check("05.2", "2.2M").message
     assert "write the number in full" in told and "(2.2)" not in told

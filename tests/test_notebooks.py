@@ -107,7 +107,8 @@ def test_every_exercise_has_its_cells_and_every_solution_is_hidden() -> None:
     """Each registered exercise ``NN.k`` has an answer cell (``check("NN.k"``) and a solution
     (``solved("NN.k"``) in chapter NN, and every cell that calls ``solved(`` is a solution cell,
     tagged ``hide-cell``: the student copy drops those by their tag, so an untagged one handed out its
-    answer, and an exercise left out of its chapter still showed in the answer key (a contributor's trial)."""
+    answer, and an exercise left out of its chapter still showed in the answer key (a contributor's trial).
+    A solution prints nothing itself: a learner's Run All shows its output (a learner's trial of chapter 11)."""
     import re
 
     from deeplab_edu.exercises import all_exercises
@@ -121,6 +122,11 @@ def test_every_exercise_has_its_cells_and_every_solution_is_hidden() -> None:
             if re.search(r"\bsolved\(", cell.source) and "hide-cell" not in cell.metadata.get("tags", []):
                 problems.append(f"{source.name}: a cell calls solved() but is not tagged hide-cell "
                                 f"(the student copy keeps it): {cell.source.splitlines()[0][:60]!r}")
+            if "hide-cell" in cell.metadata.get("tags", []) and re.search(r"\b(print|display)\(", cell.source):
+                # a learner's Run All shows a solution's output (chapter 11's printed 11.6's answer): pass it
+                # to solved(key, answer, *notes), which prints only where the course checks itself
+                problems.append(f"{source.name}: a solution cell prints (a learner's Run All shows it): "
+                                f"{cell.source.splitlines()[0][:60]!r}; give the line to solved() as a note")
         code = "\n".join(c.source for c in cells)
         for key in (k for k in all_exercises() if k.startswith(chapter + ".")):
             for call in ("check", "solved"):

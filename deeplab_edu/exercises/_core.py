@@ -291,10 +291,10 @@ _ARITHMETIC = re.compile(r"\(*\s*[-+]?\d+(?:\.\d+)?\s*\)*(?:\s*(?:\*\*|[-+*/])\s
 
 
 def _is_calculation(text: str) -> bool:
-    """``text`` is a calculation (``"2**3"``, ``"16 / 4"``, ``"2*4 + 1"``); ``"3*3"`` or ``"3x3"`` alone
-    is not, since it reads as a window's two sides (:func:`parse_ints`)."""
+    """``text`` is a calculation (``"2**3"``, ``"16 / 4"``, ``"2*4 + 1"``, ``"4*4*2"``); ``"3*3"`` or
+    ``"3x3"`` alone is not, since it reads as a window's two sides (:func:`parse_ints`)."""
     text = text.strip()
-    return bool(_ARITHMETIC.fullmatch(text) and re.search(r"\*\*|/|[\d)]\s*[-+]", text))
+    return bool(_ARITHMETIC.fullmatch(text) and (re.search(r"\*\*|/|[\d)]\s*[-+]", text) or text.count("*") >= 2))
 
 
 def _number_in_text(text: str) -> str | None:

@@ -6,7 +6,8 @@ which half-precision type flushes a small gradient to zero (predict, then cast);
 (predict, then count with :func:`deeplab_edu.complexity.count_macs`); 11.4 the number of sliding
 windows (write a function, checked against :func:`deeplab_edu.inference.sliding_window_logits`);
 11.5 the output shape of an exported ONNX model for another batch size and image size (predict,
-then run it with onnxruntime).
+then run it with onnxruntime); 11.6 a rare class's median-frequency weight (count by hand, then with
+:func:`deeplab_edu.data.stats.median_frequency_weights`).
 """
 
 from __future__ import annotations

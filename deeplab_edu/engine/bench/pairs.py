@@ -37,7 +37,9 @@ from .timing import (compare_speeds, interleaved, interval_text, load_average, m
 __all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "measure_models", "run_benchmarks",
            "pair_summary", "format_results", "train_ratio_text"]
 
-#: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name.
+#: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name: NVIDIA's product
+#: pages (https://www.nvidia.com/en-us/data-center/h200/, .../h100/, .../a100/, .../l40s/, .../products/a10-gpu/)
+#: give the rates "with sparsity", twice these; an H100 or H200 SXM's, not a PCIe or NVL board's (lower).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 
 
