@@ -692,7 +692,8 @@ if camvid_model is None:  # what the prose above says: random weights predict on
 # ## Export to ONNX
 #
 # What an export must keep is the computation, not particular weights, so the cell below exports a
-# freshly built DeepLabv3+ (random weights, MobileNetV3-Large: the CamVid run may not exist here) and
+# freshly built DeepLabv3+ (random weights on MobileNetV3-Large, a tiny backbone in the `smoke`
+# profile: the CamVid run may not exist here) and
 # compares its logits with PyTorch's; your trained run is exported by the command at the end of this
 # paragraph. `export_onnx` traces the model in evaluation mode, at its current output stride, with the batch
 # size (1 to 1024), height and width (32 to 4096 pixels each) left dynamic, and onnxruntime runs the
