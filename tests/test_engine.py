@@ -866,3 +866,19 @@ def test_a_killed_loader_worker_saves_the_training_done_and_says_what_to_do(tmp_
     if done:  # the worker may die before the first step (prefetching): then there is nothing to save
         assert f"the {done} iterations done were saved" in message or "the iteration done was saved" in message
         assert ck.load_checkpoint(ck.latest_checkpoint(tmp_path / "run" / "checkpoints"))["iteration"] == done
+
+
+def test_a_passed_model_whose_aspp_is_flat_on_the_crop_is_warned_about(tmp_path) -> None:
+    """A practitioner's trial: the Trainer warned of 1x1 ASPP branches for the models it builds, not for
+    ``build_model(...)`` passed to it with the paper's rates and 64-pixel crops (a 4 x 4 map at stride 16)."""
+    from deeplab_edu.models import build_model
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3)
+    data = {"train_set": TinyScenes(8, size=64), "val_set": TinyScenes(2, size=64, augment=False)}
+    with pytest.warns(UserWarning, match=r"4 x 4 feature map, so its ASPP branches at rates \(6, 12, 18\) of "
+                                         r"\(6, 12, 18\) are exactly 1 x 1"):
+        Trainer(tiny_config(tmp_path / "a", crop_size=64), model=model, **data)
+    fitted = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3, atrous_rates=(1, 2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Trainer(tiny_config(tmp_path / "b", crop_size=64), model=fitted, **data)

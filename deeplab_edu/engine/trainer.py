@@ -338,6 +338,8 @@ class Trainer:
             model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
                                 output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
                                 aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
+        else:
+            _warn_flat_aspp(model, cfg.crop_size)
         self._check_classes = model_passed  # the first training step compares its logits with num_classes
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
                                       data_passed=data_passed)
@@ -554,10 +556,23 @@ class Trainer:
                     "bad file of a data set at once)")
         return BadDataError(original_message(err) + note)
 
-    def _after_worker_death(self, err: BaseException, unread: list[torch.Tensor]) -> RuntimeError:
+    def _after_worker_death(self, err: BaseException, unread: list[torch.Tensor],
+                            batches: Iterator[Any]) -> RuntimeError:
         """Save the training done so far when a data loader worker died (killed by the system's
-        out-of-memory killer, most often), then the error to raise: what happened and what to do."""
-        saved = ("" if not self._save_unplanned(unread) else "; the iteration done was saved" if self.iteration == 1
+        out-of-memory killer, most often), then the error to raise: what happened and what to do.
+        PyTorch's SIGCHLD handler reports the dead worker again while the others exit, so the loader
+        is shut down first and the save tried again if that report interrupts it."""
+        done = False
+        for _ in range(3):
+            try:
+                if hasattr(batches, "close"):
+                    batches.close()  # the loader's workers shut down
+                done = self._save_unplanned(unread) or self._saved_at == self.iteration
+                break
+            except (RuntimeError, ConnectionError, EOFError) as again:
+                if not _loader_worker_died(again):
+                    raise
+        saved = ("" if not done else "; the iteration done was saved" if self.iteration == 1
                  else f"; the {self.iteration} iterations done were saved")
         return RuntimeError(
             f"a data loader worker died at iteration {self.iteration + 1} ({' '.join(str(err).split())[:160]}): a "
@@ -839,12 +854,12 @@ class Trainer:
         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
-        with stop, bar:  # an error closes the bar too: its message then starts a line of its own
-            if self._validation_due == self.iteration:  # resumed where a stop cut a validation short
-                self._validate(stop, lambda: stop.requested, unread, bar, on_eval)
-                if stop.requested:  # stopped again: the checkpoint of this iteration still says it is due
-                    self._stop(stop, unread)
-            try:  # a loader worker's death is reported by PyTorch's SIGCHLD handler, in whatever line runs
+        try:  # a loader worker's death is reported by PyTorch's SIGCHLD handler, in whatever line runs
+            with stop, bar:  # an error closes the bar too: its message then starts a line of its own
+                if self._validation_due == self.iteration:  # resumed where a stop cut a validation short
+                    self._validate(stop, lambda: stop.requested, unread, bar, on_eval)
+                    if stop.requested:  # stopped again: the checkpoint of this iteration still says it is due
+                        self._stop(stop, unread)
                 while self.iteration < cfg.iterations:
                     lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
                     try:
@@ -887,10 +902,10 @@ class Trainer:
                     t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
                     if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
                         self._stop(stop, unread)
-            except (RuntimeError, ConnectionError, EOFError) as err:
-                if not _loader_worker_died(err):
-                    raise
-                raise self._after_worker_death(err, unread) from None
+        except (RuntimeError, ConnectionError, EOFError) as err:
+            if not _loader_worker_died(err):
+                raise
+            raise self._after_worker_death(err, unread, batches) from None
         if self._tb is not None:
             self._tb.close()
         result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
@@ -999,6 +1014,27 @@ def _check_same_classes(train_set: Any, val_set: Any) -> None:
 
 class ValidationStopped(Exception):
     """:meth:`Trainer.evaluate` stopped between two batches because its ``should_stop()`` said so."""
+
+
+def _warn_flat_aspp(model: nn.Module, crop_size: int) -> None:
+    """For a model passed to the Trainer: the warning :func:`~deeplab_edu.engine.config.resolve_atrous_rates`
+    gives for a model it builds, where an ASPP branch is exactly 1x1 on the training crop's feature map
+    (DeepLabv3 sec. 3.3; a practitioner's trial passed ``build_model(...)`` with the paper's rates at
+    crop 64, silently). Only for a model that says its ``atrous_rates`` and ``output_stride``."""
+    from ..models.aspp import degenerate_rates, feature_map_side
+
+    rates, stride = getattr(model, "atrous_rates", None), getattr(model, "output_stride", None)
+    if not rates or not isinstance(stride, int):
+        return
+    side = feature_map_side(crop_size, stride)
+    flat = degenerate_rates(side, rates)
+    if flat:
+        warnings.warn(f"crop_size={crop_size} at the model's output stride {stride} gives a {side} x {side} feature "
+                      f"map, so its ASPP branches at rates {flat} of {tuple(rates)} are exactly 1 x 1 (every "
+                      "off-centre tap reads padding; DeepLabv3 sec. 3.3): "
+                      + (f"build it with smaller atrous_rates (below {side}), or " if side > 1 else "")
+                      + f"train on crops of at least {stride * max(rates) + 1} pixels",
+                      UserWarning, stacklevel=3)
 
 
 def _largest_side(dataset: Any, sample: int = 32) -> int | None:
