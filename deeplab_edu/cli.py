@@ -245,7 +245,8 @@ def _cpu_threads(args: argparse.Namespace, device: str) -> None:
 
 
 def _threads(text: str) -> int:
-    """``--threads``' type: a whole number of at least 1 (refused by argparse, before anything runs)."""
+    """``--threads``' type (and ``--repeats``'): a whole number of at least 1 (refused by argparse, before
+    anything runs)."""
     try:
         value = int(text)
     except ValueError:
@@ -374,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "needs it; loader mode: the scenes' side, default 256)")
     be.add_argument("--batch", type=int, default=None, help="images per step (default 2; loader mode: scenes per "
                     "batch, default 8)")
-    be.add_argument("--repeats", type=int, help="interleaved rounds, default 6 (loader mode: 3); pipeline mode: "
+    be.add_argument("--repeats", type=_threads, help="interleaved rounds, default 6 (loader mode: 3); pipeline mode: "
                     "timed windows per source. A speed-up gets a 95 %% interval and a verdict from 6 rounds on "
                     "(the loader mode gives none); more are steadier")
     be.add_argument("--out", help="record JSON path (default runs/bench/<mode>_<device>.json, models mode "
@@ -497,8 +498,14 @@ def _train(args: argparse.Namespace) -> int:
         from .engine.checkpoint import latest_checkpoint
 
         last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
-        print("interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to continue"
-                                  if last else "no checkpoint had been written yet"), file=sys.stderr)
+        if is_main():  # once, not once per process under torchrun
+            # under torchrun a stop does not save (every process would have to stop at the same step: a
+            # practitioner's trial expected it to): the last planned checkpoint is what there is
+            several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+            print("interrupted" + (" (under torchrun a stop keeps the last planned checkpoint only: --ckpt-every "
+                                   "sets how often)" if several else "") + "; "
+                  + (f"the last checkpoint is {last}: run the same command with --resume to continue"
+                     if last else "no checkpoint had been written yet"), file=sys.stderr)
         return 128 + getattr(err, "signum", signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]

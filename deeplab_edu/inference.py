@@ -123,12 +123,16 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
     ``crop_size``, which do both.
 
     Raises:
-        ValueError: ``image`` is not 4-dimensional, or ``crop_size`` / ``stride`` is below 1.
+        ValueError: ``image`` is not 4-dimensional, ``crop_size`` / ``stride`` is below 1, or ``stride`` is
+            larger than ``crop_size`` (pixels between windows would be covered by none).
     """
     if image.dim() != 4:
         raise ValueError(f"image must be (N, 3, H, W), got shape {tuple(image.shape)}")
     if crop_size < 1 or (stride is not None and stride < 1):
         raise ValueError(f"crop_size={crop_size} and stride={stride} must be at least 1 pixel")
+    if stride is not None and stride > crop_size:  # rows between two windows no window covers: their logits NaN
+        raise ValueError(f"stride={stride} is larger than crop_size={crop_size}: the pixels between two windows "
+                         "would get no logits; use a stride of at most the crop (default: two thirds of it)")
     n, _, h, w = image.shape
     stride = stride or max(1, (2 * crop_size) // 3)
     ph, pw = max(crop_size - h, 0), max(crop_size - w, 0)

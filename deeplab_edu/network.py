@@ -32,7 +32,7 @@ def stall_timeout(seconds: float | None = None) -> Iterator[float]:
             :data:`DOWNLOAD_STALL_TIMEOUT_S`.
 
     Raises:
-        ValueError: the bound (or the environment variable) is not a positive number.
+        ValueError: the bound (or the environment variable) is not a positive number of seconds under a million.
     """
     if seconds is None:
         text = os.environ.get("DEEPLAB_EDU_DOWNLOAD_TIMEOUT", str(DOWNLOAD_STALL_TIMEOUT_S))
@@ -40,8 +40,9 @@ def stall_timeout(seconds: float | None = None) -> Iterator[float]:
             seconds = float(text)
         except ValueError:
             raise ValueError(f"DEEPLAB_EDU_DOWNLOAD_TIMEOUT={text!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise ValueError(f"a download stall timeout must be positive seconds, got {seconds}")
+    if not 0 < seconds < 1e6:  # inf or 1e300: socket.setdefaulttimeout fails with an OverflowError
+        raise ValueError(f"a download stall timeout must be positive seconds, under a million, got {seconds} "
+                         "(DEEPLAB_EDU_DOWNLOAD_TIMEOUT sets it; default 60)")
     before = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:

@@ -763,6 +763,8 @@ def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch, capsys: pyt
         for command in (["course-runs", "--dry-run"], ["eval", "--checkpoint", "x"], ["bench"]):
             with pytest.raises(SystemExit):  # a teacher's trial: course-runs --threads 0 --dry-run exited 0
                 build_parser().parse_args([*command, "--threads", "0"])
+        with pytest.raises(SystemExit):  # a practitioner's trial: "no median for empty data" after compiling
+            build_parser().parse_args(["bench", "--repeats", "0"])
             assert "argument --threads: must be at least 1, got 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(threads)

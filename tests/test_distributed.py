@@ -60,3 +60,13 @@ def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pyte
     la = [r["loss"] for r in a["history"] if r["split"] == "train"]
     lb = [r["loss"] for r in b["history"] if r["split"] == "train"]
     assert la == pytest.approx(lb, rel=1e-4)
+    # resumed in one process: the message says the global batch changed (a practitioner's trial: it did not)
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    from deeplab_edu.engine.trainer import Trainer
+
+    cfg = tiny_config(two, iterations=6, batch_size=2, eval_every=4, ckpt_every=4, momentum=0.9, num_workers=0,
+                      resume=True)
+    again = Trainer(cfg, model=TinyNet(dropout=0.0), train_set=TinyScenes(16),
+                    val_set=TinyScenes(5, seed=9, augment=False))
+    assert "processes 2 -> 1 (a global batch of 4 -> 2" in str(again._resume_message), again._resume_message

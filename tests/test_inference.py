@@ -50,6 +50,8 @@ def test_sliding_window_equals_the_full_image_for_a_pointwise_model() -> None:
         sliding_window_logits(m, x[0], crop_size=16)
     with pytest.raises(ValueError, match="stride=0"):
         sliding_window_logits(m, x, crop_size=16, stride=0)
+    with pytest.raises(ValueError, match="stride=17 is larger than crop_size=16"):  # a trial: NaN logits between
+        sliding_window_logits(m, x, crop_size=16, stride=17)
 
 
 def test_flip_and_output_stride_are_applied_and_restored() -> None:

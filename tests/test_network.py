@@ -62,3 +62,7 @@ def test_stall_timeout_restores_the_default_and_checks_its_bound(monkeypatch: py
         pass
     with pytest.raises(ValueError, match="must be positive"), stall_timeout(0):
         pass
+    monkeypatch.setenv("DEEPLAB_EDU_DOWNLOAD_TIMEOUT", "inf")  # a trial: an OverflowError traceback
+    with pytest.raises(ValueError, match=r"under a million, got inf \(DEEPLAB_EDU_DOWNLOAD_TIMEOUT sets it"):
+        with stall_timeout():
+            pass

@@ -499,6 +499,12 @@ class Trainer:
         self._saved_at = self.iteration
         self.history = list(state.get("history", []))
         self._earlier_stretches = list(state.get("provenance", []))  # absent in checkpoints written before it
+        before = int((self._earlier_stretches or [{}])[-1].get("processes", self.dist.world_size))
+        if before != self.dist.world_size:  # a practitioner's trial: the global batch changed without a word
+            batch = self.cfg.batch_size
+            changed = [*changed, f"processes {before} -> {self.dist.world_size} (a global batch of {batch * before} -> "
+                                 f"{batch * self.dist.world_size}; this epoch goes on from a position counted per "
+                                 "process, so its remaining images are not exactly the ones the first run had left)"]
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
         due = state.get("validation_due")  # absent in checkpoints written before it
