@@ -441,18 +441,21 @@ def _check_data(args: argparse.Namespace) -> int:
     # a folder lists its unpaired files among the problems instead of stopping at them
     options: dict[str, Any] = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
     for split in args.split:
+        if args.download and unread and len(unread) == args.split.index(split):
+            raise unread[0][1]  # nothing read yet: a download that failed for one split fails for the next too
         try:
             dataset = build_dataset(args.dataset, split, root=args.data_root, download=args.download, **options)
         except (DatasetNotFoundError, BadDataError) as err:  # the other splits are still read (a practitioner's trial)
             unread.append((split, err))
-            print(f"{args.dataset} {split}: not read: {err}", file=sys.stderr)
             continue
         print(f"{args.dataset} {split}: {dataset!r}")
         report = check_dataset(dataset, num_workers=args.num_workers, progress=args.progress)
         print(report.summary())
         bad, left_out = bad + len(report.problems), left_out + len(report.unpaired)
-    if len(unread) == len(args.split):  # nothing could be read: the data set's own error, as before
+    if len(unread) == len(args.split):  # nothing could be read: the data set's own error, once, as before
         raise unread[0][1]
+    for split, problem in unread:
+        print(f"{args.dataset} {split}: not read: {problem}", file=sys.stderr)
     if bad or left_out or unread:  # the counts the splits' summaries gave, summed (a trial: one total of both)
         found = [f"{bad} bad item(s)" if bad else "", f"{left_out} file(s) left out" if left_out else "",
                  f"the split(s) {', '.join(s for s, _ in unread)} not read" if unread else ""]

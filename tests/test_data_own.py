@@ -374,3 +374,22 @@ def test_a_crop_larger_than_every_image_is_warned_about(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         Trainer(load_config("smoke", {**settings, "crop_size": 48, "scale_range": (0.5, 2.0)}))
+
+
+def test_check_data_tries_a_failing_download_once(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """A practitioner's trial offline: `check-data --dataset camvid --download` tried the download once per
+    split (a minute each at the default stall bound) and printed its error three times."""
+    import deeplab_edu.data as data
+    from deeplab_edu.cli import main
+    from deeplab_edu.data.io import DatasetNotFoundError
+
+    tries = []
+
+    def offline(name, split, **kwargs):  # type: ignore[no-untyped-def]
+        tries.append(split)
+        raise DatasetNotFoundError("downloading CamVid failed: you seem to be offline")
+
+    monkeypatch.setattr(data, "build_dataset", offline)
+    assert main(["check-data", "--dataset", "camvid", "--download", "--no-progress"]) == 2
+    assert tries == ["train"] and capsys.readouterr().err.count("you seem to be offline") == 1

@@ -600,7 +600,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}; use true (ImageNet weights, downloaded "
                           "once), false, or the path of a local .pth file holding torchvision's weights")
     if isinstance(cfg.pretrained_backbone, str) and not Path(cfg.pretrained_backbone).expanduser().is_file():
-        raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}: no such file")
+        folder = Path(cfg.pretrained_backbone).expanduser().is_dir()
+        raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}: "
+                          + ("a folder; name the .pth file of torchvision's weights in it" if folder else "no such file"))
     if cfg.difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"difficulty={cfg.difficulty!r}; the procedural scenes come as easy, medium or hard")
     if cfg.optimizer not in OPTIMIZERS:

@@ -119,7 +119,7 @@ ONNX_NOT_TORCH = ("it is an ONNX model (what deeplab-edu export --onnx writes), 
 
 def load_failure_reason(path: Path, err: BaseException) -> str:
     """Why ``torch.load(path, weights_only=True)`` raised ``err``, in one short clause for an error
-    message: "it is not a file torch.save wrote (no zip archive)" (torch's own text would suggest
+    message: "it is not a file torch.save wrote (no zip archive: ...)" (torch's own text would suggest
     ``weights_only=False``, which runs code from the file) or the exception's name and first line."""
     import zipfile
 
@@ -128,7 +128,9 @@ def load_failure_reason(path: Path, err: BaseException) -> str:
     if is_onnx_file(path):
         return ONNX_NOT_TORCH
     if not zipfile.is_zipfile(path):
-        return "it is not a file torch.save wrote (no zip archive)"
+        # a truncated copy has lost the zip's directory at its end: say so (a practitioner's trial)
+        return ("it is not a file torch.save wrote (no zip archive: a copy or download cut short, or another "
+                "format); copy it again")
     if "Weights only load failed" in str(err):  # a pickled object: torch's advice would run code from the file
         found = re.search(r"Unsupported global: (?:GLOBAL )?([\w.]+)", str(err))
         return ("it holds a Python object that is not tensors" + (f" ({found.group(1)})" if found else "")
