@@ -175,7 +175,7 @@ def speed_verdict(interval: tuple[float, float] | None, p_value: float | None, *
     interval's verdict alone (every such record re-checked with the test: unchanged,
     benchmarks/README.md). :func:`compare_speeds` computes all three from the rounds."""
     if interval is None:
-        return "no interval (too few rounds, or no SciPy)"
+        return f"no interval (too few rounds: at least {min_rounds(confidence)}; or no SciPy)"
     low, high = interval
     if p_value is not None and p_value > 1 - confidence:
         return "parity"
