@@ -182,14 +182,20 @@ def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 def _warn_if_not_normalised(image: torch.Tensor) -> None:
     """Warn (once per line calling :func:`predict_probs`; stacklevel 4 passes its ``no_grad`` wrapper) when
-    ``image`` lies in [0, 1]: a photo as loaded, not normalised; the model then predicts poorly without an
-    error. A normalised photo has negative values (its mean removed)."""
-    if image.is_floating_point() and image.device.type != "meta" and image.numel() \
-            and float(image.min()) >= 0 and float(image.max()) <= 1:
-        import warnings
+    ``image`` lies in [0, 1], or holds 0-255 pixel values: a photo as loaded, not normalised; the model then
+    predicts poorly without an error. A normalised photo has negative values (its mean removed)."""
+    if not (image.is_floating_point() and image.device.type != "meta" and image.numel()):
+        return
+    import warnings
 
+    low, high = float(image.min()), float(image.max())
+    if low >= 0 and high <= 1:
         warnings.warn("the image is in [0, 1], not normalised: the models expect ImageNet's mean and std removed, "
                       "as in training; pass deeplab_edu.data.transforms.normalize(image)", stacklevel=4)
+    elif low >= 0 and high > 10:  # a practitioner's trial: float pixels 0-255 were predicted from without a word
+        warnings.warn(f"the image holds values from {low:g} to {high:g}, pixels in 0-255 rather than normalised: the "
+                      "models expect ImageNet's mean and std removed, as in training; pass "
+                      "deeplab_edu.data.transforms.normalize(image / 255)", stacklevel=4)
 
 
 @torch.no_grad()

@@ -151,6 +151,8 @@ def test_an_image_in_zero_one_is_named_not_normalised() -> None:
     photo = torch.rand(3, 8, 8)  # as load_image gives it
     with pytest.warns(UserWarning, match=r"in \[0, 1\], not normalised.*normalize\(image\)"):
         predict(Pointwise(), photo)
+    with pytest.warns(UserWarning, match=r"values from 0 to 255, pixels in 0-255.*normalize\(image / 255\)"):
+        predict(Pointwise(), torch.linspace(0, 255, 3 * 8 * 8).reshape(3, 8, 8))  # float pixels, as a trial passed them
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # normalised: no warning
         predict(Pointwise(), normalize(photo))
