@@ -436,18 +436,19 @@ def _check_data(args: argparse.Namespace) -> int:
 
     from .data.io import BadDataError, DatasetNotFoundError
 
-    bad = left_out = 0
+    bad = left_out = read = 0
     unread: list[tuple[str, Exception]] = []  # splits that could not be listed (an empty one), with why
     # a folder lists its unpaired files among the problems instead of stopping at them
     options: dict[str, Any] = {"skip_unpaired": True} if args.dataset.lower() == "folder" else {}
     for split in args.split:
-        if args.download and unread and len(unread) == args.split.index(split):
-            raise unread[0][1]  # nothing read yet: a download that failed for one split fails for the next too
         try:
             dataset = build_dataset(args.dataset, split, root=args.data_root, download=args.download, **options)
         except (DatasetNotFoundError, BadDataError) as err:  # the other splits are still read (a practitioner's trial)
+            if args.download and not read:
+                raise  # nothing read yet: a download that failed for one split fails for the next too
             unread.append((split, err))
             continue
+        read += 1
         print(f"{args.dataset} {split}: {dataset!r}")
         report = check_dataset(dataset, num_workers=args.num_workers, progress=args.progress)
         print(report.summary())

@@ -298,22 +298,8 @@ class Trainer:
             raise ValueError("pass train_set and val_set together (or neither: the configuration's data set); "
                              f"with only one, the other would come from dataset={cfg.dataset!r}")
         if train_set is None or val_set is None:
-            largest = cfg.image_size * max(cfg.scale_range)  # the generated scenes' side after the largest scale
-            padding = 1 - (largest / cfg.crop_size) ** 2  # the share of a crop no scene reaches
-            if cfg.dataset == "procedural" and cfg.pad_to_crop and padding >= 0.1:  # a trial: 96 % padding, silent
-                warnings.warn(f"crop_size={cfg.crop_size} is larger than any training scene (image_size "
-                              f"{cfg.image_size} x scale {max(cfg.scale_range):g} = {largest:g} px): at least "
-                              f"{padding:.0%} of every crop is padding, which is ignored, "
-                              "and atrous_rates='fit' sizes ASPP for the crop; give a crop_size of at most "
-                              f"{int(largest)}, or a larger image_size", stacklevel=2)
             train_set, val_set = build_datasets(cfg)
-            side = _largest_side(train_set) if cfg.dataset != "procedural" and cfg.pad_to_crop else None
-            scaled = 0.0 if side is None else side * max(cfg.scale_range)
-            if side is not None and 1 - (scaled / cfg.crop_size) ** 2 >= 0.1:  # a practitioner's trial: silent
-                warnings.warn(f"crop_size={cfg.crop_size} is larger than the training images (the largest side "
-                              f"of those sampled: {side} px, x scale {max(cfg.scale_range):g} = {scaled:g} px): at "
-                              f"least {1 - (scaled / cfg.crop_size) ** 2:.0%} of every crop is padding, which is "
-                              f"ignored and slows training; give a crop_size of at most {int(scaled)}", stacklevel=2)
+            _warn_crop_padding(cfg, train_set)
         else:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
             _check_passed_set(val_set, "val_set")
@@ -1041,6 +1027,33 @@ def _warn_flat_aspp(model: nn.Module, crop_size: int) -> None:
                       + (f"build it with smaller atrous_rates (below {side}), or " if side > 1 else "")
                       + f"train on crops of at least {stride * max(rates) + 1} pixels",
                       UserWarning, stacklevel=3)
+
+
+def _warn_crop_padding(cfg: TrainConfig, train_set: Any) -> None:
+    """Warn when at least a tenth of every training crop is padding (ignored, and slow): the crop is larger
+    than every training image at the largest scale. The generated scenes' side is the configuration's
+    ``image_size`` (a trial: 96 % padding, silent); a data set that lists its files is sampled with
+    :func:`_largest_side` (a practitioner's trial: crop 512 on 128 x 96 images, silent)."""
+    if not cfg.pad_to_crop:
+        return
+    scale = max(cfg.scale_range)
+    side = cfg.image_size if cfg.dataset == "procedural" else _largest_side(train_set)
+    if side is None:
+        return
+    largest = side * scale  # the largest image's side after the largest scale
+    padding = 1 - (largest / cfg.crop_size) ** 2  # the share of a crop no image reaches
+    if padding < 0.1:
+        return
+    if cfg.dataset == "procedural":
+        warnings.warn(f"crop_size={cfg.crop_size} is larger than any training scene (image_size {side} x scale "
+                      f"{scale:g} = {largest:g} px): at least {padding:.0%} of every crop is padding, which is "
+                      "ignored, and atrous_rates='fit' sizes ASPP for the crop; give a crop_size of at most "
+                      f"{int(largest)}, or a larger image_size", stacklevel=3)
+    else:
+        warnings.warn(f"crop_size={cfg.crop_size} is larger than the training images (the largest side of those "
+                      f"sampled: {side} px, x scale {scale:g} = {largest:g} px): at least {padding:.0%} of every "
+                      f"crop is padding, which is ignored and slows training; give a crop_size of at most "
+                      f"{int(largest)}", stacklevel=3)
 
 
 def _largest_side(dataset: Any, sample: int = 32) -> int | None:
