@@ -9,10 +9,12 @@ roughly Gaussian and fills only part of the theoretical square; training enlarge
 * :func:`effective_receptive_field`: the averaged ``|d y_centre / d x|`` map of a model.
 * :func:`mass_extent`: side of the centred square holding a given share of that map.
 * :func:`row_share`: the share of that map in the rows a given distance above and below the output's.
-* :class:`TinyDilatedNet`, :func:`ring_to_disc_batch`, :func:`train_tiny_segmenter`: a small
-  atrous network and a toy task that needs context (fill a disc given only its outline), so
-  that a "trained" map can be measured on a CPU in seconds. It is *this* toy network trained
-  for a few steps, not an ImageNet model.
+* :class:`TinyDilatedNet`, :func:`noisy_halves_batch`, :func:`train_tiny_segmenter`: a small
+  network (plain or atrous) and a toy task that needs context (tell the two halves of a noisy image
+  apart, which one pixel alone cannot), so that a "trained" map can be measured on a CPU in seconds.
+  It is *this* toy network trained for a few hundred steps, not an ImageNet model.
+* :func:`erf_before_and_after_training` (:class:`ErfTraining`): the map before and after that training,
+  over several seeds, for an interval.
 * :func:`imagenet_resnet50`: torchvision's ImageNet-trained ResNet-50 when its weights are
   already on this machine (or ``download=True``), for the real comparison.
 """
@@ -20,6 +22,7 @@ roughly Gaussian and fills only part of the theoretical square; training enlarge
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,8 +39,10 @@ __all__ = [
     "mass_extent",
     "row_share",
     "TinyDilatedNet",
-    "ring_to_disc_batch",
+    "noisy_halves_batch",
     "train_tiny_segmenter",
+    "ErfTraining",
+    "erf_before_and_after_training",
     "train_toy",
     "imagenet_resnet50",
 ]
@@ -183,45 +188,56 @@ class TinyDilatedNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def ring_to_disc_batch(
-    batch: int, size: int = 48, *, generator: torch.Generator | None = None, max_radius: float | None = None
+def noisy_halves_batch(
+    batch: int, size: int = 48, *, contrast: float = 0.2, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A toy task that needs context: the image shows only a disc's outline, the label is the filled disc.
+    """A toy task that needs context: label the two halves of a noisy image, which differ only a little.
 
-    A pixel in the middle of a large disc looks exactly like the background; only a unit whose
-    receptive field reaches the outline can label it.
+    A random straight line splits each image in two; one half is ``contrast`` brighter than the other,
+    and every pixel carries noise of standard deviation 1 on top. One pixel alone hardly tells its half
+    (with ``contrast=0.2`` the noise is five times the difference); the mean of ``k`` pixels of one
+    half has noise ``1 / sqrt(k)``, so a unit labels its pixel well only by weighing many pixels around
+    it, as far as its receptive field reaches: the task rewards a wide *effective* field, which Luo et al.
+    report training to grow.
 
     Args:
         batch: images to make.
         size: their side, in pixels.
+        contrast: the difference of the halves' mean brightness (the noise's standard deviation is 1).
         generator: the random numbers; ``None``: a new generator seeded 0, so calls without one
             return the same batch.
-        max_radius: the largest disc radius, in pixels (radii are drawn from 3 to it); ``None``: ``size / 4``.
 
     Returns:
-        images ``(batch, 3, size, size)`` in [0, 1] (outline plus noise) and masks
-        ``(batch, size, size)`` int64 (1 inside the disc).
+        images ``(batch, 3, size, size)`` float32 (one grey value in the three channels, mean
+        ``-contrast / 2`` or ``+contrast / 2``, not clipped) and masks ``(batch, size, size)`` int64
+        (1 on the brighter half). The line passes within ``0.3 * size`` of the centre, at any angle.
+
+    Raises:
+        ValueError: ``batch`` or ``size`` is below 1, or ``contrast`` is not positive.
     """
+    if batch < 1 or size < 1:
+        raise ValueError(f"batch and size must be >= 1, got batch={batch}, size={size}")
+    if not contrast > 0:
+        raise ValueError(f"contrast must be > 0, got {contrast}")
     g = generator or torch.Generator().manual_seed(0)
-    max_r = max_radius or size / 4
     yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
-    radius = 3 + torch.rand(batch, 1, 1, generator=g) * (max_r - 3)
-    cy = radius + torch.rand(batch, 1, 1, generator=g) * (size - 2 * radius)
-    cx = radius + torch.rand(batch, 1, 1, generator=g) * (size - 2 * radius)
-    dist = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
-    ring = ((dist - radius).abs() < 0.8).float()
-    images = (ring[:, None] + 0.1 * torch.randn(batch, 3, size, size, generator=g)).clamp(0, 1)
-    return images, (dist <= radius).long()
+    angle = torch.rand(batch, 1, 1, generator=g) * 2 * math.pi
+    offset = (torch.rand(batch, 1, 1, generator=g) - 0.5) * 0.6 * size
+    side = (xx - size / 2) * torch.cos(angle) + (yy - size / 2) * torch.sin(angle) - offset
+    masks = (side > 0).long()
+    grey = (masks.float() - 0.5) * contrast + torch.randn(batch, size, size, generator=g)
+    return grey[:, None].expand(-1, 3, -1, -1).contiguous(), masks
 
 
 def train_tiny_segmenter(
-    model: nn.Module, steps: int, *, batch: int = 16, size: int = 48, lr: float = 3e-3, seed: int = 0, progress: bool = True
+    model: nn.Module, steps: int, *, batch: int = 16, size: int = 48, contrast: float = 0.2, lr: float = 3e-3,
+    seed: int = 0, progress: bool = True
 ) -> list[float]:
-    """Train ``model`` on :func:`ring_to_disc_batch` with Adam for ``steps`` steps; return the losses.
+    """Train ``model`` on :func:`noisy_halves_batch` with Adam for ``steps`` steps; return the losses.
 
     ``model`` maps images (N, 3, size, size) to logits (N, 2, size, size), a tensor (such as
     :class:`TinyDilatedNet`; not a ``{"out": ...}`` dict); it is left in eval mode. Each step draws a new
-    batch of ``batch`` images from a generator seeded ``seed``.
+    batch of ``batch`` images (``contrast`` as in :func:`noisy_halves_batch`) from a generator seeded ``seed``.
 
     Returns:
         the training loss (cross-entropy, nats per pixel) of every step.
@@ -234,8 +250,60 @@ def train_tiny_segmenter(
         raise ValueError(f"steps must be >= 0, got {steps}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    return train_toy(model, lambda: ring_to_disc_batch(batch, size, generator=g), steps, lr=lr, progress=progress,
-                     desc="training the tiny net")
+    return train_toy(model, lambda: noisy_halves_batch(batch, size, contrast=contrast, generator=g), steps, lr=lr,
+                     progress=progress, desc="training the tiny net")
+
+
+@dataclass
+class ErfTraining:
+    """One seed of :func:`erf_before_and_after_training`: the maps (each ``(H, W)``, summing to 1) of the
+    network at random initialisation and after training, and the training losses (nats per pixel)."""
+
+    seed: int
+    before: torch.Tensor
+    after: torch.Tensor
+    losses: list[float]
+
+    def growth(self, fraction: float = 0.5) -> int:
+        """How many pixels wider the square holding ``fraction`` of the map became (negative: narrower)."""
+        return mass_extent(self.after, fraction) - mass_extent(self.before, fraction)
+
+
+def erf_before_and_after_training(
+    rates: Sequence[int], seeds: Sequence[int], steps: int, *, contrast: float = 0.2, channels: int = 16,
+    batch: int = 16, size: int = 48, input_size: int = 65, samples: int = 16, progress: bool = True
+) -> list[ErfTraining]:
+    """Luo et al.'s "does training grow the effective field?", once per seed: a :class:`TinyDilatedNet` of
+    ``rates`` (initialised by ``torch.manual_seed(seed)``) is measured with :func:`effective_receptive_field`
+    (``input_size``, ``samples`` noise inputs), trained ``steps`` steps on :func:`noisy_halves_batch` of
+    ``contrast`` (:func:`train_tiny_segmenter`: ``batch`` images of ``size`` pixels), and measured again.
+
+    Several seeds, because one run's change can be as large as the spread between initialisations: set the
+    per-seed :meth:`ErfTraining.growth` against its interval over seeds.
+
+    Returns:
+        one :class:`ErfTraining` per seed, in the order of ``seeds``.
+
+    Raises:
+        ValueError: no seed, or an argument :class:`TinyDilatedNet` or :func:`train_tiny_segmenter` refuses.
+        RuntimeError: a training diverged, or left no gradient at the centre unit (every ReLU on its paths off).
+    """
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    runs = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = TinyDilatedNet(rates=rates, channels=channels)
+        before = effective_receptive_field(net, input_size, samples=samples)
+        losses = train_tiny_segmenter(net, steps, batch=batch, size=size, contrast=contrast, seed=seed,
+                                      progress=progress)
+        after = effective_receptive_field(net, input_size, samples=samples)
+        if float(after.sum()) <= 0 or float(before.sum()) <= 0:
+            when = "after" if float(before.sum()) > 0 else "before"
+            raise RuntimeError(f"seed {seed}: no gradient reached the input {when} training (every ReLU on the "
+                               "centre unit's paths is off); try another seed or more channels")
+        runs.append(ErfTraining(seed, before, after, losses))
+    return runs
 
 
 def train_toy(model: nn.Module, draw: Callable[[], tuple[torch.Tensor, torch.Tensor]], steps: int, *, lr: float,

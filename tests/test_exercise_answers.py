@@ -65,11 +65,12 @@ KNOWN = {
 #: exercises whose answer the chapter measures (the notebook's hidden cells check it there, where
 #: the course checks itself) or a record holds, so no number is stated here
 MEASURED = {"07.4": "the bilateral kernel at two pixels, measured in the chapter",
-            "10.3": "the classes resolved by the recorded findings run"}
+            "10.3": "the classes resolved by the recorded findings run",
+            "02.5": "the 50 % extent after training on easy halves, measured over seeds in the chapter"}
 
 #: exercise -> typical wrong answers the checker must refuse
 WRONG = {
-    "00.1": [3], "01.1": [18], "03.3": [4, (65 / 33) ** 2], "04.1": [33], "04.4": [(3, 3), (1, 2)], "04.5": [16],
+    "00.1": [3], "01.1": [18], "02.5": ["wider", "the same", "grows"], "03.3": [4, (65 / 33) ** 2], "04.1": [33], "04.4": [(3, 3), (1, 2)], "04.5": [16],
     "05.1": [(12, 24, 36), (6, 12, 18)], "05.3": [1280], "06.1": [2.55], "06.4": [1 / 5.49], "07.1": [8 * 17],
     "07.2": [4096**2 - 1024**2], "08.2": [4 / 9], "08.3": [(3, 6, 9)], "09.1": [304], "09.2": [9 * 256 + 256 * 256],
     "09.4": [0.3], "10.4": [30, 23, 21, 60, 61, 6], "10.5": [3, 5, 9, 8, 12, 20],

@@ -13,7 +13,8 @@ from deeplab_edu.effective_receptive_field import (
     TinyDilatedNet,
     effective_receptive_field,
     mass_extent,
-    ring_to_disc_batch,
+    noisy_halves_batch,
+    erf_before_and_after_training,
     row_share,
     train_tiny_segmenter,
 )
@@ -258,10 +259,36 @@ def test_path_counts_are_the_gradient_of_the_all_ones_stack(text: str) -> None:
 
 
 def test_toy_task_and_training_run():
-    images, masks = ring_to_disc_batch(2, 24, generator=torch.Generator().manual_seed(1))
+    images, masks = noisy_halves_batch(2, 24, generator=torch.Generator().manual_seed(1))
     assert images.shape == (2, 3, 24, 24) and masks.shape == (2, 24, 24) and set(masks.unique().tolist()) <= {0, 1}
+    assert torch.equal(images[:, 0], images[:, 2])  # one grey value in the three channels
     losses = train_tiny_segmenter(TinyDilatedNet(rates=(1, 2), channels=4), 3, batch=2, size=24, progress=False)
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_noisy_halves_differ_by_the_contrast_and_only_by_it():
+    """The brighter half (label 1) is ``contrast`` brighter on average; the noise has standard deviation 1."""
+    images, masks = noisy_halves_batch(64, 48, contrast=0.5, generator=torch.Generator().manual_seed(0))
+    grey = images[:, 0]
+    difference = float(grey[masks == 1].mean() - grey[masks == 0].mean())
+    assert abs(difference - 0.5) < 0.02 and abs(float(grey[masks == 1].std()) - 1) < 0.02
+    assert 0.3 < float(masks.float().mean()) < 0.7  # both halves, the line near the centre
+    assert torch.equal(noisy_halves_batch(2)[0], noisy_halves_batch(2)[0])  # no generator: seeded 0
+    for kwargs, named in (({"contrast": 0}, "contrast must be > 0"), ({"size": 0}, "batch and size")):
+        with pytest.raises(ValueError, match=named):
+            noisy_halves_batch(2, **kwargs)
+
+
+def test_erf_before_and_after_training_measures_each_seed_and_its_growth():
+    runs = erf_before_and_after_training((1, 1), (0, 1), 2, channels=16, batch=2, size=16, input_size=15, samples=1,
+                                         progress=False)
+    assert [r.seed for r in runs] == [0, 1] and all(len(r.losses) == 2 for r in runs)
+    for r in runs:
+        assert r.before.shape == r.after.shape == (15, 15) and abs(float(r.after.sum()) - 1) < 1e-5
+        assert r.growth(0.5) == mass_extent(r.after, 0.5) - mass_extent(r.before, 0.5)
+        assert r.growth(0.9) % 2 == 0  # the squares' sides are odd
+    with pytest.raises(ValueError, match="at least one seed"):
+        erf_before_and_after_training((1,), (), 1)
 
 
 def test_compare_with_brute_force_grows_the_input_until_the_field_fits():

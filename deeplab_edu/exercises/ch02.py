@@ -1,14 +1,14 @@
-"""Exercises of chapter 02 (receptive fields): the recurrences and gridding."""
+"""Exercises of chapter 02 (receptive fields): the recurrences, gridding and the effective field."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from ..gridding import sampling_pattern
 from ..receptive_field import LayerSpec, receptive_field, receptive_field_of, receptive_field_table
-from ._core import direction, function_exercise, not_judged, shown, value_exercise
+from ._core import direction, function_exercise, normalise_text, not_judged, shown, value_exercise
 
 value_exercise(
     "02.1",
@@ -152,4 +152,37 @@ function_exercise(
     hint="walk the layers from the input, keeping two numbers: the field size (1 before any layer) and the product "
          "of the strides of the layers before the current one (also 1); each layer widens the field by its "
          "effective kernel minus one, in units of that product, and then its stride joins the product.",
+)
+
+
+# 02.5: what training does to the effective field on an easy task (chapter 02, "The effective receptive field").
+_CHANGES = {"wider": "wider", "grows": "wider", "grow": "wider", "larger": "wider", "bigger": "wider",
+            "the same": "the same", "same": "the same", "unchanged": "the same", "no change": "the same",
+            "narrower": "narrower", "shrinks": "narrower", "shrink": "narrower", "smaller": "narrower"}
+
+
+def _change_word(answer: Any) -> Any:
+    """02.5 reads 'grows', 'larger' and 'bigger' as 'wider', 'same', 'unchanged' and 'no change' as 'the same',
+    and 'shrinks' and 'smaller' as 'narrower' (case, hyphens and surrounding quotes aside)."""
+    return _CHANGES.get(normalise_text(answer), answer) if isinstance(answer, str) else answer
+
+
+value_exercise(
+    "02.5",
+    "Predict: trained on noisy halves that differ by 1.0 instead of 0.2, does the 12-layer stack's 50 % extent "
+    "end 'wider', 'the same' or 'narrower' than at random initialisation?",
+    solution=lambda: "narrower",
+    answer_type="text",
+    kind="predict",
+    parse=_change_word,
+    mistakes=[
+        ("wider", "on this task the far pixels are worth little: with halves 1.0 apart (as much as the noise), a "
+                  "pixel and its near neighbours already tell their half, and near the line the far ones lie in the "
+                  "other half and mislead. Training pays for a wide field only where averaging many pixels helps."),
+        ("the same", "training does change it: the gradient moves towards the pixels that help the loss. Which "
+                     "pixels help when a few neighbours already tell the half, and which mislead near the line?"),
+    ],
+    otherwise=lambda a: f"'{a}' is none of 'wider', 'the same' and 'narrower'.",
+    hint=("how many pixels must a unit average to tell a difference of 1.0 under noise of 1 (the mean of k pixels "
+          "has noise 1 / sqrt(k)), and what do the pixels beyond the line add?"),
 )
