@@ -4,7 +4,8 @@ The theoretical receptive field (:mod:`deeplab_edu.receptive_field`) says which 
 *can* influence an output unit. Luo et al. measure how much each one *does*: back-propagate a
 gradient of 1 from one output unit (their Sec. 2: the partial derivative of the centre output
 with respect to every input pixel) and average its magnitude over random inputs. The map is
-roughly Gaussian and fills only part of the theoretical square; training enlarges it.
+roughly Gaussian and fills only part of the theoretical square; training enlarges it (where the
+task pays for far pixels: chapter 02 also measures a task on which it narrows).
 
 * :func:`effective_receptive_field`: the averaged ``|d y_centre / d x|`` map of a model.
 * :func:`mass_extent`: side of the centred square holding a given share of that map.
