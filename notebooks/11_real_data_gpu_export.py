@@ -179,6 +179,10 @@ else:  # no training here: the recorded run of the cpu preset
     camvid_title = "DeepLabv3+ tiny_resnet on CamVid, from scratch on a CPU (recorded)"
     camvid_final = {"miou": camvid_record["results"]["final_miou"], "iou": camvid_record["results"]["final_iou"]}
 camvid_iou = dict(zip(CAMVID.class_names, camvid_final["iou"]))  # CamVid's classes, whatever `data` holds
+val_points = [(r["iteration"], r["miou"]) for r in camvid_history if r["split"] == "val"]
+falls = [f"{100 * a:.1f} -> {100 * b:.1f} % at {it}" for (_, a), (it, b) in zip(val_points, val_points[1:]) if b < a]
+print("validation mIoU by iteration: " + ", ".join(f"{it}: {100 * m:.1f} %" for it, m in val_points)
+      + (f" (it fell: {', '.join(falls)})" if falls else " (it rose at every evaluation)"))
 plot_history(camvid_history, title=camvid_title)
 plot_metric_bars(camvid_iou, ylabel="IoU (%)",
                  title=f"validation IoU per class (mIoU {100 * camvid_final['miou']:.1f} %)");
@@ -195,6 +199,11 @@ if camvid_model is None or config.profile() == "cpu":  # what the prose below sa
     assert min(iou["tree"], iou["building"]) > 0.4 and min(iou["car"], iou["pavement"]) > 0.1, iou
 
 # %% [markdown]
+# The validation curve has one point per 100 iterations, and it need not rise at each (the line above
+# the figures lists them): a network trained from scratch at a learning rate that is still high can
+# trade one class for another between two evaluations, and 101 validation images give an mIoU with
+# some noise of its own. The run's result is its last point, which the bars break down by class.
+#
 # The bars show what a small network learns from CamVid's training images in minutes (the run
 # trained here, or the recorded one): the classes that fill large parts of every street scene are
 # found best (sky and road, then trees and buildings), cars and pavement in part, and the thin or
