@@ -882,3 +882,20 @@ def test_a_passed_model_whose_aspp_is_flat_on_the_crop_is_warned_about(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         Trainer(tiny_config(tmp_path / "b", crop_size=64), model=fitted, **data)
+
+
+def test_init_from_names_an_aspp_whose_rates_reach_other_distances() -> None:
+    """--init-from into other atrous rates (atrous_rates 'fit' with another crop) is named with the rates that
+    keep the reach; DeepLabv3's phase 2 (output stride 16 -> 8, rates doubled) reaches as far and says nothing."""
+    from deeplab_edu.engine.trainer import _init_from_rates_note
+
+    def info(rates: list[int], stride: int) -> dict:
+        return {"atrous_rates": rates, "build_kwargs": {"output_stride": stride}}
+
+    assert _init_from_rates_note(info([6, 12, 18], 16), info([12, 24, 36], 8)) is None  # phase 2: the same reach
+    note = _init_from_rates_note(info([2, 4, 6], 16), info([3, 6, 9], 16))
+    assert note is not None and "(2, 4, 6)" in note and "32, 64, 96 image pixels" in note
+    assert "--atrous-rates 2,4,6 keeps the reach" in note
+    odd = _init_from_rates_note(info([1, 2, 3], 16), info([1, 2, 3], 32))  # 16, 32, 48 px: not a multiple of 32
+    assert odd is not None and "keeps the reach" not in odd
+    assert _init_from_rates_note({}, info([1, 2, 3], 16)) is None  # an older checkpoint without the rates

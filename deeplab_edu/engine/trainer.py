@@ -196,6 +196,27 @@ def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = No
     return info
 
 
+def _init_from_rates_note(saved: dict[str, Any], here: dict[str, Any]) -> str | None:
+    """What an ``init_from`` start changes in the ASPP: ``None`` when the branches reach as far in the
+    image as in the checkpoint's run (DeepLabv3's phase 2 doubles the rates with the halved output
+    stride: the same reach), else a sentence naming both (``atrous_rates: fit`` follows the crop size)."""
+    rates_there, rates_here = saved.get("atrous_rates"), here.get("atrous_rates")
+    stride_there = (saved.get("build_kwargs") or {}).get("output_stride")
+    stride_here = (here.get("build_kwargs") or {}).get("output_stride")
+    if not (rates_there and rates_here and stride_there and stride_here):
+        return None
+    reach_there = [int(r) * int(stride_there) for r in rates_there]
+    reach_here = [int(r) * int(stride_here) for r in rates_here]
+    if reach_there == reach_here:
+        return None
+    keep = ("; --atrous-rates " + ",".join(str(r // int(stride_here)) for r in reach_there) + " keeps the reach"
+            if all(r % int(stride_here) == 0 for r in reach_there) else "")
+    return (f"its ASPP was trained at atrous rates {tuple(rates_there)} (output stride {stride_there}: "
+            f"{', '.join(map(str, reach_there))} image pixels apart), this run's are {tuple(rates_here)} (output "
+            f"stride {stride_here}: {', '.join(map(str, reach_here))} pixels), so the branches' weights now read "
+            f"other distances (atrous_rates 'fit' follows the crop size{keep})")
+
+
 def last_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
     """The last validation row of a run's ``history`` (``{}`` if it has none)."""
     return next((r for r in reversed(history) if r.get("split") == "val"), {})
@@ -342,6 +363,8 @@ class Trainer:
             else:
                 ck.check_compatible(state, self.model_info, model, source=source, advice=ck.INIT_FROM_ADVICE)
                 model.load_state_dict(state["model"])
+            if self.dist.is_main and (note := _init_from_rates_note(state.get("model_info", {}), self.model_info)):
+                print(f"{source}: {note}", flush=True)
         if cfg.bn_momentum is not None:
             set_bn_momentum(model, cfg.bn_momentum)
         if cfg.freeze_bn:
