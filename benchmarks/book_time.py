@@ -57,7 +57,8 @@ def _size_bytes(folder: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu"])
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu"],
+                        help="the course profile the book is built in (default: cpu)")
     parser.add_argument("--jobs", type=int, default=2, help="chapters executed at the same time (make book's JOBS)")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/make_book_<profile>.json)")
     parser.add_argument("--keep", type=Path, default=None, help="clone here and keep it (default: a temporary folder)")

@@ -78,9 +78,11 @@ def compare(runs: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="training seeds, each trained with and without the weights (default: 0 1 2)")
     parser.add_argument("--iterations", type=int, default=None, help="override the preset's (a quick look)")
-    parser.add_argument("--out", default=str(RESULTS_DIR / "class_weights_camvid_cpu.json"))
+    parser.add_argument("--out", default=str(RESULTS_DIR / "class_weights_camvid_cpu.json"),
+                        help="record path (default: %(default)s)")
     parser.add_argument("--add-to", help="a record of this script: keep its runs, train only --seeds it lacks, "
                                          "and write the record with all of them to --out")
     args = parser.parse_args(argv)

@@ -40,14 +40,16 @@ from deeplab_edu.records import RESULTS_DIR, load_record, write_record  # noqa: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds of every arm (default: 0 1 2)")
     p.add_argument("--arms", nargs="+", choices=list(findings.ARMS), help="only these arms (default: all)")
     p.add_argument("--findings", nargs="+", metavar="KEY",
                    help="evaluate only the views these findings need (e.g. c4 e2; default: every finding's)")
-    p.add_argument("--val-length", type=int, default=500)
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "findings_cpu.json")
+    p.add_argument("--val-length", type=int, default=500, help="validation scenes each run is evaluated on")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu",
+                   help="folder of the trained runs (reused when finished; default: %(default)s)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "findings_cpu.json",
+                   help="record path; the confusion matrices go beside it as .npz (default: %(default)s)")
     for axis, what in (("w_bilateral", "the bilateral kernel's weight w1"), ("theta_alpha", "in pixels"),
                        ("theta_beta", "in 0-255 RGB units")):
         p.add_argument(f"--crf-{axis.replace('_', '-')}", dest=f"crf_{axis}", nargs="+", type=float,

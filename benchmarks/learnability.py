@@ -101,11 +101,12 @@ def run_candidate(name: str, minutes: list[float], val_length: int, work: Path) 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", nargs="+", type=float, default=[1, 3, 6])
+    p.add_argument("--minutes", nargs="+", type=float, default=[1, 3, 6],
+                   help="training budgets in minutes, each candidate evaluated after each (default: 1 3 6)")
     p.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), help="run these candidates only")
     p.add_argument("--val-length", type=int, default=200, help="validation scenes per evaluation")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "learnability_cpu.json")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "learnability_cpu.json", help="record path (default: %(default)s)")
     p.add_argument("--list", action="store_true", help="print the candidates and exit")
     args = p.parse_args(argv)
     if args.list:

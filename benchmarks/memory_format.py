@@ -74,7 +74,7 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--preset", default="cpu", help="training preset whose model and crop are timed (default: cpu)")
     parser.add_argument("--device", default=None, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU (the classroom's 2)")
     parser.add_argument("--iterations", type=int, default=5, help="steps per timed window")

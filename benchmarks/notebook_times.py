@@ -71,7 +71,8 @@ class PeakMemory:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"],
+                        help="the course profile the chapters run in (default: cpu)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="these chapters only (two digits, e.g. 00 08)")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/notebook_times_<profile>.json)")
     parser.add_argument("--executed", type=Path, default=None,

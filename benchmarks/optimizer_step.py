@@ -59,7 +59,7 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per implementation")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/optimizer_<device>.json)")

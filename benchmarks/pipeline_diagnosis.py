@@ -161,11 +161,11 @@ def window(trainer: Trainer, batches: Iterator[Batch], iterations: int) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="gpu")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--iterations", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--preset", default="gpu", help="training preset whose model, data and loader are run (default: gpu)")
+    parser.add_argument("--device", default=None, help="default: the preset's")
+    parser.add_argument("--iterations", type=int, default=60, help="training steps per timed window")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved windows per feed (medians over them)")
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers (default: the engine's choice)")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of "
                                                              f"{PROFILE_STEPS} loader-fed steps")
     parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"], default="none",

@@ -26,10 +26,10 @@ from deeplab_edu.models.aspp import set_recompute_depthwise
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbone", default="tiny_resnet")
-    parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--rates", type=int, nargs=3, default=(1, 2, 3))
+    parser.add_argument("--backbone", default="tiny_resnet", help="DeepLabv3+ backbone (default: tiny_resnet)")
+    parser.add_argument("--size", type=int, default=96, help="input side in pixels")
+    parser.add_argument("--batch", type=int, default=16, help="images per step")
+    parser.add_argument("--rates", type=int, nargs=3, default=(1, 2, 3), help="the ASPP's three atrous rates")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per setting")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/recompute_cost_cpu.json)")
     args = parser.parse_args()

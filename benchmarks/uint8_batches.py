@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="scenes per batch (the gpu preset's 16)")
     parser.add_argument("--batches", type=int, default=20, help="timed batches per window")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (6 at least give an interval)")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="record path (default runs/bench/uint8_batches_cpu.json)")
     args = parser.parse_args()
     load_before = load_average()
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}

@@ -39,10 +39,10 @@ def summarise(settings: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
+    parser.add_argument("--size", type=int, default=128, help="input side in pixels")
+    parser.add_argument("--batch", type=int, default=2, help="images per step")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/v3plus_variants_<device>.json)")
     parser.add_argument("--show", help="print the ratios of a record this script wrote, and exit")
     args = parser.parse_args()
