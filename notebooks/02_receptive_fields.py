@@ -324,16 +324,18 @@ if not config.is_smoke():  # (one noise sample in smoke) the share of its field 
 # with each doubling of depth; the extent that holds 90 % of the gradient grows much less from 4
 # layers on, by about $\sqrt 2 \approx 1.4$ per doubling, as a growth like $\sqrt n$ predicts (the
 # line under the table). Two layers are too few to tell: their 5-pixel field is so small that 90 %
-# of the gradient needs all of it.
+# of the gradient needs all of it. The extents are the sides of centred squares, odd numbers of
+# pixels, so they move in steps of 2 px: three ratios are a rough check of $\sqrt n$, and a deeper
+# stack (try 32 layers) is a better one.
 #
-# Now training: Luo et al. report that it makes the effective field grow. Seeing it takes two things,
+# Now training, which Luo et al. report to widen the effective field. Seeing it takes two things,
 # a network whose map has room to grow and a task that pays for far pixels.
 #
 # *Room to grow.* The plain stacks of the table concentrate their gradient in the middle of their
-# field; we train the 12-layer one (a 25-pixel field). The atrous net of this chapter's explorer
-# (rates 1, 2, 4, 8, 1) would not do: its rates add up like binary digits, so at random
-# initialisation its paths already reach nearly every offset of its 33-pixel field about equally. The
-# next cell measures how close its map comes to a flat square.
+# field; we train one like them, 12 layers deep (a 25-pixel field, between the table's 8 and 16
+# layers) and 16 channels wide. A small atrous net of rates 1, 2, 4, 8, 1 would not do: its rates add
+# up like binary digits, so at random initialisation its paths already reach nearly every offset of
+# its 33-pixel field about equally. The next cell compares its map with a flat square of that size.
 
 # %%
 torch.manual_seed(0)
@@ -347,6 +349,9 @@ for name, m in (("atrous (1, 2, 4, 8, 1), random init", erf_atrous), (f"a flat {
     print(f"{name:36s}: 50% within {mass_extent(m, 0.5)}px, 90% within {mass_extent(m, 0.9)}px")
 
 # %% [markdown]
+# At random initialisation the atrous net's map is already nearly as spread as a flat square (the two
+# lines above): there is little room left for training to widen it.
+#
 # *A task that needs context: noisy halves.* A random straight line splits each image in two; one
 # half is 0.2 brighter than the other, and every pixel carries noise of standard deviation 1, five
 # times that difference. One pixel alone is nearly a coin flip; the mean of $k$ pixels of one half
@@ -357,28 +362,30 @@ for name, m in (("atrous (1, 2, 4, 8, 1), random init", erf_atrous), (f"a flat {
 from deeplab_edu.effective_receptive_field import noisy_halves_batch
 
 halves, halves_labels = noisy_halves_batch(4, 48)
-averaged = torch.nn.functional.avg_pool2d(halves[:, :1], 9, stride=1, padding=4, count_include_pad=False)
-rows = {"images": halves[:, 0], "each pixel averaged with its 9x9 neighbours": averaged[:, 0],
-        "labels (white: the brighter half)": halves_labels}
+averaged = torch.nn.functional.avg_pool2d(halves[:, :1], 15, stride=1, padding=7, count_include_pad=False)
+rows = {"images": (halves[:, 0], 2.5), "each pixel averaged with its 15x15 neighbours": (averaged[:, 0], 0.25),
+        "labels (white: the brighter half)": (halves_labels - 0.5, 0.5)}
 fig, axes = plt.subplots(3, 4, figsize=(8, 6))
-for row, (title, pictures) in enumerate(rows.items()):
+for row, (title, (pictures, limit)) in enumerate(rows.items()):
     axes[row, 0].set_title(title, loc="left")
     for k in range(4):
-        axes[row, k].imshow(pictures[k], cmap="gray")
-for ax in axes.flat:
-    ax.set_axis_off()
+        axes[row, k].imshow(pictures[k], cmap="gray", vmin=-limit, vmax=limit)
+        axes[row, k].set_xticks([])
+        axes[row, k].set_yticks([])  # the frame stays: a white half does not melt into the page
 plt.show()
 
 # %% [markdown]
-# By eye the images are noise; averaged over 81 pixels (noise $1/9$ against a difference of 0.2) the
-# halves appear. A network can learn the same: weigh many pixels, which is to widen its effective field.
+# By eye the images are noise; averaged over 225 pixels (noise $1/15$ against a difference of 0.2)
+# the halves begin to show, blurred along the line and still unsure in places. A network can learn the
+# same: weigh many pixels, which is to widen its effective field.
 #
-# **What "trained" means here:** there is no internet for ImageNet weights, so the network is
-# trained for a few hundred steps on this toy task (the cell prints how many, and how long they
+# **What "trained" means here:** the course is offline by default, so instead of ImageNet weights
+# the network is trained for a few hundred steps on this toy task (the cell prints how many, and how long they
 # took). It is trained from several random initialisations (seeds), because one run's change could be
 # no larger than the spread between initialisations; the line under the table gives the mean change
 # with its 95 % interval over the seeds. Both maps are averaged over random-noise inputs, as in the
-# table above. A loss of 0.693 (ln 2) is a coin flip.
+# table above (on a 41-pixel input, which holds the 25-pixel field). A loss of 0.693 (ln 2) is a coin
+# flip.
 
 # %%
 from statistics import fmean
@@ -405,7 +412,7 @@ plain_rates = (1,) * 12
 erf_seeds = config.choose(smoke=(0, 1), cpu=(0, 1, 2), gpu=(0, 1, 2, 3, 4))
 steps = config.choose(smoke=5, cpu=300, gpu=300)
 started = time.perf_counter()
-erf_runs = erf_before_and_after_training(plain_rates, erf_seeds, steps, contrast=0.2, samples=samples,
+erf_runs = erf_before_and_after_training(plain_rates, erf_seeds, steps, contrast=0.2, samples=samples, input_size=41,
                                          size=config.choose(smoke=32, cpu=48, gpu=48))
 print(f"trained {len(erf_seeds)} networks of {steps} steps in {time.perf_counter() - started:.0f} s")
 erf_growth_table(erf_runs)
@@ -427,7 +434,8 @@ if not config.is_smoke():  # the prose below: every seed grew, and the interval 
 # %% [markdown]
 # The map grew in every seed, and the interval of the mean growth lies above zero: a finding, not
 # noise. Training moved gradient from the middle of the square towards its edges, because the task
-# paid for it: a unit that weighs more pixels averages away more noise. It cannot grow past the
+# paid for it: a unit that weighs more pixels averages away more noise. (The trained map need not be
+# a smooth blob; what the extents measure is how far it spreads.) It cannot grow past the
 # theoretical field (the yellow square); it can only fill more of it. Whether it grows at all
 # depends on the task; exercise 02.5 asks you to predict what an easier one does.
 #
@@ -593,8 +601,8 @@ solved("02.4", receptive_field_size_solution,
 # %% [markdown]
 # ### Exercise 02.5 (predict, then measure)
 # The 12-layer stack widened its effective field on halves 0.2 apart. Now make the task easy: halves
-# 1.0 apart, as much as the noise, so that a pixel and its near neighbours nearly tell their half.
-# *Predict* what training does to the 50 % extent then: does the map end `"wider"`, `"the same"` or
+# 1.0 apart, as much as the noise's standard deviation. *Predict* what training does to the 50 %
+# extent then: does the map end `"wider"`, `"the same"` or
 # `"narrower"` than at random initialisation? Check your prediction, then run the cell after it, which
 # trains the same seeds on the easy task (about as long as the training above) and prints the same table.
 
@@ -608,7 +616,7 @@ check("02.5", prediction_02_5)
 # %% tags=["hide-output"]
 if prediction_made("02.5", prediction_02_5):
     easy_runs = erf_before_and_after_training(plain_rates, erf_seeds, steps, contrast=1.0, samples=samples,
-                                              size=config.choose(smoke=32, cpu=48, gpu=48))
+                                              input_size=41, size=config.choose(smoke=32, cpu=48, gpu=48))
     erf_growth_table(easy_runs)
     plot_erf_maps({"random initialisation (seed 0)": easy_runs[0].before,
                    f"after {steps} steps on the easy task": easy_runs[0].after}, plain_rf)
@@ -619,7 +627,8 @@ if prediction_made("02.5", prediction_02_5):
 # narrower. With halves 1.0 apart a 3x3 neighbourhood already labels most pixels (its mean has noise
 # 1/3); pixels further out add little, and near the line they lie in the other half and mislead. So
 # training moves the gradient towards the middle: the map ends narrower than at initialisation, in
-# every seed. Training does not simply grow the effective field; it fits the field to the task.
+# every seed (by a step or two of 2 px, the smallest change odd-sided squares can show). Training
+# does not simply grow the effective field; it fits the field to the task.
 solved("02.5", "narrower")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}

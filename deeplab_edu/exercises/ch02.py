@@ -156,15 +156,22 @@ function_exercise(
 
 
 # 02.5: what training does to the effective field on an easy task (chapter 02, "The effective receptive field").
-_CHANGES = {"wider": "wider", "grows": "wider", "grow": "wider", "larger": "wider", "bigger": "wider",
-            "the same": "the same", "same": "the same", "unchanged": "the same", "no change": "the same",
-            "narrower": "narrower", "shrinks": "narrower", "shrink": "narrower", "smaller": "narrower"}
+_CHANGES = {"wider": ("wider", "wide", "widens", "grows", "grow", "larger", "bigger", "broader"),
+            "the same": ("the same", "same", "unchanged", "no change", "equal"),
+            "narrower": ("narrower", "narrow", "narrows", "shrinks", "shrink", "smaller", "tighter")}
 
 
 def _change_word(answer: Any) -> Any:
-    """02.5 reads 'grows', 'larger' and 'bigger' as 'wider', 'same', 'unchanged' and 'no change' as 'the same',
-    and 'shrinks' and 'smaller' as 'narrower' (case, hyphens and surrounding quotes aside)."""
-    return _CHANGES.get(normalise_text(answer), answer) if isinstance(answer, str) else answer
+    """02.5 reads a text naming one change as that change: 'grows', 'it gets larger', 'Wider!' as 'wider';
+    'same', 'unchanged', 'no change' as 'the same'; 'shrinks', 'smaller', 'narrow.' as 'narrower' (case,
+    hyphens, quotes and punctuation aside). A text naming none or two, or with a "not", is left as it is."""
+    if not isinstance(answer, str):
+        return answer
+    text = " " + " ".join("".join(c if c.isalnum() else " " for c in normalise_text(answer)).split()) + " "
+    named = {change for change, words in _CHANGES.items() if any(f" {w} " in text for w in words)}
+    if len(named) != 1 or " not " in text or " isn t " in text:  # two answers, or "not wider": left as written
+        return answer
+    return named.pop()
 
 
 value_exercise(
@@ -176,13 +183,13 @@ value_exercise(
     kind="predict",
     parse=_change_word,
     mistakes=[
-        ("wider", "on this task the far pixels are worth little: with halves 1.0 apart (as much as the noise), a "
-                  "pixel and its near neighbours already tell their half, and near the line the far ones lie in the "
-                  "other half and mislead. Training pays for a wide field only where averaging many pixels helps."),
-        ("the same", "training does change it: the gradient moves towards the pixels that help the loss. Which "
-                     "pixels help when a few neighbours already tell the half, and which mislead near the line?"),
+        ("wider", "not on this task. Halves 0.2 apart paid for far pixels; do halves 1.0 apart? Run the measuring "
+                  "cell and compare its table with the first one."),
+        ("the same", "training does change the map here, by more than the seeds' spread. Run the measuring cell and "
+                     "read the table's before and after columns."),
     ],
-    otherwise=lambda a: f"'{a}' is none of 'wider', 'the same' and 'narrower'.",
-    hint=("how many pixels must a unit average to tell a difference of 1.0 under noise of 1 (the mean of k pixels "
-          "has noise 1 / sqrt(k)), and what do the pixels beyond the line add?"),
+    otherwise=lambda a: f"'{a}': answer with one of 'wider', 'the same' and 'narrower'.",
+    hint=("how many pixels must a unit average to tell a difference of 1.0 under noise of standard deviation 1 "
+          "(the mean of k pixels has noise 1 / sqrt(k))?",
+          "and the pixels beyond that: near the line, in which half do they lie, and what do they tell the unit?"),
 )
