@@ -283,7 +283,8 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
 
 #: One number as a learner might type it in quotes: thousands separators, a unit after it (a per cent sign
 #: too: ``"38%"`` reads as 38, which a fraction's check then calls a percentage).
-_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|pixels?|cells?|%)?\.?")
+_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|%|"
+                          r"(?:pixel|cell|param|parameter|weight|channel|image|step|iteration|layer|pass|branche)s?)?\.?")
 
 
 #: A calculation written as text: numbers joined by + - * / ** (with brackets), at least one operator.
@@ -298,8 +299,9 @@ def _is_calculation(text: str) -> bool:
 
 
 def _number_in_text(text: str) -> str | None:
-    """The number ``text`` spells (``"13"``, ``" 0.5 "``, ``"1e3"``, ``"15,731,712"``, ``"160px"``, ``"38%"``), as Python
-    reads it (``"15731712"``); ``None`` when it spells none."""
+    """The number ``text`` spells (``"13"``, ``" 0.5 "``, ``"1e3"``, ``"15,731,712"``, ``"160px"``, ``"38%"``, with a
+    counted thing too: ``"0 params"``, ``"1536 channels"``, ``"32 images"``), as Python reads it (``"15731712"``);
+    ``None`` when it spells none (``"8x"``: a factor, not a count)."""
     match = _NUMBER_TEXT.fullmatch(text.strip())
     if match is None:
         return None
