@@ -39,6 +39,7 @@ def _train(rank: int, world: int, out: str, port: int, batch: int) -> None:
     trainer = Trainer(cfg, model=model, train_set=TinyScenes(16), val_set=TinyScenes(5, seed=9, augment=False))
     if world > 1:
         assert sum(isinstance(m, CPUSyncBatchNorm) for m in trainer.net.modules()) == 2
+    Path(f"{out}_dropout_seed_{rank}.txt").write_text(str(torch.initial_seed()))  # beside the run's folder
     trainer.fit()
     from deeplab_edu.engine.distributed import cleanup
 
@@ -60,6 +61,9 @@ def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pyte
     la = [r["loss"] for r in a["history"] if r["split"] == "train"]
     lb = [r["loss"] for r in b["history"] if r["split"] == "train"]
     assert la == pytest.approx(lb, rel=1e-4)
+    # dropout: each process its own random stream (a trial: every process drew the same masks); rank 0 the run's
+    seeds = [int(Path(f"{two}_dropout_seed_{rank}.txt").read_text()) for rank in (0, 1)]
+    assert seeds[0] == int(Path(f"{one}_dropout_seed_0.txt").read_text()) == 0 and seeds[1] != seeds[0]
     # resumed in one process: the message says the global batch changed (a practitioner's trial: it did not)
     from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
 

@@ -899,3 +899,11 @@ def test_init_from_names_an_aspp_whose_rates_reach_other_distances() -> None:
     odd = _init_from_rates_note(info([1, 2, 3], 16), info([1, 2, 3], 32))  # 16, 32, 48 px: not a multiple of 32
     assert odd is not None and "keeps the reach" not in odd
     assert _init_from_rates_note({}, info([1, 2, 3], 16)) is None  # an older checkpoint without the rates
+
+
+def test_each_process_of_a_multi_process_run_draws_its_own_dropout_stream() -> None:
+    from deeplab_edu.engine.trainer import process_seed
+
+    seeds = {process_seed(0, rank, iteration) for rank in (1, 2, 3) for iteration in (0, 100)}
+    assert len(seeds) == 6 and 0 not in seeds  # rank 0 keeps the run's own seed, in the Trainer
+    assert process_seed(5, 1, 7) == process_seed(5, 1, 7) and 0 <= process_seed(2**62, 3, 9) < 2**63

@@ -59,7 +59,7 @@ from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderErro
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
 from .workers import original_message, resolve_num_workers
 
-__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
            "last_validation", "run_result", "TrainingInterrupted", "ValidationStopped"]
 
 
@@ -119,6 +119,20 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def process_seed(seed: int, rank: int, iteration: int = 0) -> int:
+    """The seed of torch's global random stream (dropout) in process ``rank`` > 0 of a multi-process run,
+    from the run's ``seed`` and the ``iteration`` it starts or resumes at: every process draws other dropout
+    masks for its images (with one seed, all would draw the same). Rank 0 keeps ``seed`` itself, so that a
+    one-process run and its checkpoints' random state are as before; the weights, the data order and the
+    augmentations do not use this stream (DDP copies rank 0's weights; the sampler and the items are
+    seeded apart).
+
+    Returns:
+        a seed in [0, 2**63), the same for the same arguments in any process.
+    """
+    return (seed * 1_000_003 + rank * 7_919 + iteration) % 2**63
 
 
 def freeze_batchnorm(model: nn.Module) -> int:
@@ -425,6 +439,9 @@ class Trainer:
                                          "processes": self.dist.world_size, "from_iteration": 0}
         if cfg.resume:
             self._resume()
+        if self.dist.rank > 0:  # dropout draws from the global stream: each process its own (rank 0 keeps the
+            # run's, which its checkpoints save; the others start from one of their own, again on a resume)
+            torch.manual_seed(process_seed(cfg.seed, self.dist.rank, self.iteration))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
