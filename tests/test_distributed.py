@@ -74,3 +74,33 @@ def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pyte
     again = Trainer(cfg, model=TinyNet(dropout=0.0), train_set=TinyScenes(16),
                     val_set=TinyScenes(5, seed=9, augment=False))
     assert "processes 2 -> 1 (a global batch of 4 -> 2" in str(again._resume_message), again._resume_message
+
+
+def _download_in_turn(rank: int, world: int, folder: str, port: int) -> None:
+    import datetime
+    import time
+
+    import torch.distributed as dist
+
+    from deeplab_edu.engine.distributed import DistInfo, local_main_first
+
+    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}",
+                            timeout=datetime.timedelta(seconds=60))
+    log = Path(folder) / "order.txt"
+    try:
+        with local_main_first(DistInfo(rank, world, rank)):
+            if rank == 0:
+                time.sleep(0.5)  # a download: the other process must not start before it ends
+                with log.open("a") as f:
+                    f.write("0")
+                raise RuntimeError("offline")  # and when it fails, the other is not left waiting
+            with log.open("a") as f:
+                f.write(str(rank))
+    except RuntimeError:
+        pass
+    dist.destroy_process_group()
+
+
+def test_a_download_runs_in_the_first_process_first_also_when_it_fails(tmp_path: Path) -> None:
+    mp.spawn(_download_in_turn, args=(2, str(tmp_path), _free_port()), nprocs=2, join=True)
+    assert (tmp_path / "order.txt").read_text() == "01"

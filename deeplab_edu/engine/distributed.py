@@ -13,10 +13,11 @@ N x B (up to floating-point summation order), which ``tests/test_distributed.py`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,7 @@ from torch import nn
 _T = TypeVar("_T", float, torch.Tensor)
 
 __all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "init_distributed", "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean",
-           "cleanup"]
+           "cleanup", "local_main_first"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,26 @@ def barrier() -> None:
     """Wait for every process (``dist.barrier``); does nothing without an initialised process group."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def local_main_first(info: DistInfo, enabled: bool = True) -> Iterator[None]:
+    """Run the ``with`` block in each machine's first process (local rank 0) before the others: a download
+    (a data set's ``--download``, ImageNet weights) is then made once per machine and the other processes
+    find the files in place, instead of every process writing the same files at once.
+
+    The first process reaches the barrier also when its block raises, so the others are never left
+    waiting: they run the block in turn (and fail with the same message, offline). Does nothing more
+    than the block without a process group or with ``enabled`` false.
+    """
+    wait = enabled and info.distributed and dist.is_available() and dist.is_initialized()
+    if wait and info.local_rank != 0:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if wait and info.local_rank == 0:
+            dist.barrier()
 
 
 def all_reduce_mean(value: _T, device: torch.device) -> _T:

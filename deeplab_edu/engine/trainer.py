@@ -53,7 +53,7 @@ from . import checkpoint as ck
 from .allocator import keep_freed_memory
 from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
-from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, unwrap, wrap_model
+from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, local_main_first, unwrap, wrap_model
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
@@ -333,7 +333,8 @@ class Trainer:
             raise ValueError("pass train_set and val_set together (or neither: the configuration's data set); "
                              f"with only one, the other would come from dataset={cfg.dataset!r}")
         if train_set is None or val_set is None:
-            train_set, val_set = build_datasets(cfg)
+            with local_main_first(self.dist, enabled=cfg.download):  # one download per machine under torchrun
+                train_set, val_set = build_datasets(cfg)
             _warn_crop_padding(cfg, train_set)
         else:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
@@ -356,9 +357,10 @@ class Trainer:
 
             rates = resolve_atrous_rates(cfg)
             given: dict[str, Any] = {"atrous_rates": rates} if rates else {}
-            model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
-                                output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
-                                aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
+            with local_main_first(self.dist, enabled=cfg.pretrained_backbone is True):  # ImageNet weights, once
+                model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
+                                    output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
+                                    aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
         else:
             _warn_flat_aspp(model, cfg.crop_size)
         self._check_classes = model_passed  # the first training step compares its logits with num_classes
