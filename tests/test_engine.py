@@ -907,3 +907,24 @@ def test_each_process_of_a_multi_process_run_draws_its_own_dropout_stream() -> N
     seeds = {process_seed(0, rank, iteration) for rank in (1, 2, 3) for iteration in (0, 100)}
     assert len(seeds) == 6 and 0 not in seeds  # rank 0 keeps the run's own seed, in the Trainer
     assert process_seed(5, 1, 7) == process_seed(5, 1, 7) and 0 <= process_seed(2**62, 3, 9) < 2**63
+
+
+class _FixedStride(torch.nn.Module):
+    """A model that cannot switch its output stride (as torchvision's DeepLabv3), optionally naming it."""
+
+    def __init__(self, output_stride: int | None = None) -> None:
+        super().__init__()
+        self.net = TinyNet()
+        if output_stride is not None:
+            self.output_stride = output_stride
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(x)
+
+
+@pytest.mark.parametrize("stride", [None, 2])
+def test_a_model_that_cannot_switch_stride_is_recorded_at_its_own(tmp_path, stride: int | None) -> None:
+    """A trial: a torchvision model (output stride 16) was logged as validated at eval_output_stride 8."""
+    cfg = tiny_config(tmp_path, iterations=2, eval_every=2, ckpt_every=2, eval_output_stride=8)
+    result = Trainer(cfg, model=_FixedStride(stride), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    assert [r["output_stride"] for r in result["history"] if r["split"] == "val"] == [stride]

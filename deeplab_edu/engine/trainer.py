@@ -983,13 +983,23 @@ class Trainer:
             return
         row = {"iteration": self.iteration, "split": "val", "miou": m["miou"],
                "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
-               "output_stride": self.cfg.eval_output_stride or self.cfg.output_stride}
+               "output_stride": self._validated_stride()}
         self._log(row)
         if self.dist.is_main:
             bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
                       f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
         if on_eval:
             on_eval(row)
+
+    def _validated_stride(self) -> int | None:
+        """The output stride :meth:`evaluate` ran at: the configuration's for a model that switches (this
+        package's), else the model's own ``output_stride`` if it has one, else ``None`` (not known: a
+        torchvision model, which the history recorded as the configuration's, a trial found)."""
+        model = unwrap(self.net)
+        if hasattr(model, "set_output_stride"):
+            return self.cfg.eval_output_stride or self.cfg.output_stride
+        stride = getattr(model, "output_stride", None)
+        return int(stride) if isinstance(stride, int) else None
 
     def _log(self, row: dict[str, Any]) -> None:
         self.history.append(row)

@@ -119,7 +119,9 @@ def _backbone_name(model: nn.Module) -> str:
 
 
 def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
-    """Our equivalent of a torchvision DeepLabv3 instance, with its weights (same outputs).
+    """Our equivalent of a torchvision DeepLabv3 instance, with its weights: the same outputs ``{"out": (N,
+    num_classes, H, W)}`` (and ``"aux"`` when it has an auxiliary head) for the same input, returned in
+    ``tv_model``'s mode (training or eval), so that its batch norms and dropout act alike.
 
     Raises:
         ValueError: ``tv_model`` is not torchvision's ``DeepLabV3`` (its FCN and LR-ASPP builders make other
@@ -141,7 +143,7 @@ def from_torchvision(tv_model: nn.Module) -> DeepLabV3:
     num_classes = int(cast(nn.Conv2d, cast(nn.Sequential, tv_model.classifier)[-1]).out_channels)
     aux = getattr(tv_model, "aux_classifier", None) is not None
     model = torchvision_equivalent(backbone, num_classes, aux_loss=aux)
-    return load_torchvision_state_dict(model, tv_model.state_dict(), backbone)
+    return load_torchvision_state_dict(model, tv_model.state_dict(), backbone).train(tv_model.training)
 
 
 def torchvision_pretrained(
