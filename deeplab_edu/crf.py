@@ -573,10 +573,16 @@ class DenseCRF(nn.Module):
 
     It has no trainable parameters (DeepLab v1 sec. 5 and v2 sec. 4.1.1 cross-validate them) and
     runs without gradients.
+
+    Raises:
+        ValueError: ``method`` is not ``"auto"``, ``"exact"`` or ``"approx"`` (when the module is made, not
+            at its first call).
     """
 
     def __init__(self, params: CRFParams = DEEPLAB_RELEASED, *, method: Method = "auto") -> None:
         super().__init__()
+        if method not in ("auto", "exact", "approx"):
+            raise ValueError(f"method must be 'auto', 'exact' or 'approx', got {method!r}")
         self.params, self.method = params, method
 
     @torch.no_grad()

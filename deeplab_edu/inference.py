@@ -125,9 +125,14 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
     Raises:
         ValueError: ``image`` is not 4-dimensional, ``crop_size`` / ``stride`` is below 1, or ``stride`` is
             larger than ``crop_size`` (pixels between windows would be covered by none).
+        TypeError: ``crop_size`` or ``stride`` is not a whole number.
     """
     if image.dim() != 4:
         raise ValueError(f"image must be (N, 3, H, W), got shape {tuple(image.shape)}")
+    for name, value in (("crop_size", crop_size), ("stride", stride)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise TypeError(f"{name} must be a whole number of pixels, got {value!r}")
+    crop_size, stride = int(crop_size), None if stride is None else int(stride)
     if crop_size < 1 or (stride is not None and stride < 1):
         raise ValueError(f"crop_size={crop_size} and stride={stride} must be at least 1 pixel")
     if stride is not None and stride > crop_size:  # rows between two windows no window covers: their logits NaN
@@ -212,12 +217,13 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     scale's logits resized to (H, W), then softmax, the probabilities averaged).
 
     Raises:
-        ValueError: ``image`` is not 3- or 4-dimensional or holds NaN or infinite values, or
+        ValueError: ``image`` is not 3- or 4-dimensional, has its 3 colours last, or holds NaN or infinite values, or
             ``strategy.output_stride`` is set and the model cannot run at it
             (:func:`~deeplab_edu.models.backbones.at_output_stride`: no ``set_output_stride``, or a stride
             its backbone cannot give). :class:`Strategy` checks
             its scales and crop size when it is made.
-        TypeError: ``image`` is not a tensor (a NumPy array, say; the message says how to convert it).
+        TypeError: ``image`` is not a tensor (a NumPy array, say; the message says how to convert it) or not
+            floating point (uint8 pixels).
     """
     if not isinstance(image, torch.Tensor):  # a trial: "'numpy.ndarray' object has no attribute 'dim'"
         raise TypeError(f"image must be a tensor (3, H, W) or (N, 3, H, W), got {type(image).__name__}; from a NumPy "
@@ -227,7 +233,13 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
         image = image[None]
     if image.dim() != 4:
         raise ValueError(f"image should be (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
-    if image.is_floating_point() and image.device.type != "meta" and not bool(torch.isfinite(image).all()):
+    if image.shape[1] != 3 and image.shape[-1] == 3:  # a trial: torchvision's model said "got 33 channels"
+        raise ValueError(f"image should be (N, 3, H, W), got {tuple(image.shape)}: its colours come last (a NumPy or "
+                         "PIL layout); image.permute(0, 3, 1, 2) puts them first")
+    if not image.is_floating_point():  # checked here for any model, not only this package's
+        raise TypeError(f"image must be floating point and normalised as in training, got {image.dtype}: "
+                        "normalize(image.float() / 255) (deeplab_edu.data.transforms.normalize)")
+    if image.device.type != "meta" and not bool(torch.isfinite(image).all()):
         raise ValueError("image holds NaN or infinite values (a failed normalisation, a division by zero?): "
                          "the model would label every pixel alike without an error")
     _warn_if_not_normalised(image)

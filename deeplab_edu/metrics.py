@@ -24,6 +24,7 @@ sums them, so the metrics equal those of a single process that saw every image.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Hashable, Mapping, Sequence, TypeVar
 
 import torch
@@ -74,11 +75,12 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
-        if not isinstance(num_classes, int) or num_classes < 1:
+        whole = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)  # NumPy ints too
+        if not whole or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        self.num_classes: int = int(num_classes)
+        self.ignore_index: int = ignore_index
+        self.mat: torch.Tensor = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=device)
 
     def reset(self) -> None:
         """Start again from an empty matrix."""
@@ -93,13 +95,23 @@ class ConfusionMatrix:
             ValueError: the shapes disagree, logits have another number of channels than
                 ``num_classes``, ``target`` holds labels outside ``[0, num_classes)`` other than
                 ``ignore_index``, or ``pred`` holds labels outside ``[0, num_classes)``.
+            TypeError: ``target``, or ``pred`` given as labels, is floating point (labels are integers:
+                a float label would be cut to an integer without a word).
         """
+        if target.is_floating_point():
+            raise TypeError(f"target must hold integer labels (N, H, W), got {target.dtype}: the masks' class indices, "
+                            "as the data sets return them")
         if pred.dim() == target.dim() + 1:
             if pred.shape[1] != self.num_classes:
-                raise ValueError(f"pred has {pred.shape[1]} channels but the matrix has {self.num_classes} classes")
+                raise ValueError(f"pred {tuple(pred.shape)} is read as scores (N, C, H, W) for target "
+                                 f"{tuple(target.shape)}, but has {pred.shape[1]} channels where the matrix has "
+                                 f"{self.num_classes} classes; labels need the target's shape")
             pred = pred.argmax(1)
         if pred.shape != target.shape:
             raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
+        if pred.is_floating_point():  # a trial: labels [0.7, 1.2] were cut to [0, 1] and scored as right
+            raise TypeError(f"pred of the target's shape is read as labels, which must be integers, got {pred.dtype}: "
+                            "scores need a class dimension (N, C, H, W), or take their argmax(1)")
         if self.mat.device != target.device:
             self.mat = self.mat.to(target.device)
         target = target.reshape(-1).long()

@@ -238,3 +238,44 @@ def test_widgets_name_the_argument_a_learner_got_wrong() -> None:
         aspp_footprint_widget(image_size=0)
     with pytest.raises(ValueError, match="features must map each output stride to its features"):
         feature_map_widget(torch.rand(3, 64, 64), [torch.rand(1, 8, 4, 4)])  # type: ignore[arg-type]
+
+
+def test_an_api_trials_odd_calls_get_clear_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A practitioner's trial of the Python API beside torchvision: each call failed obscurely or silently."""
+    import torchvision.models.segmentation as tvseg
+
+    from deeplab_edu.crf import DenseCRF
+    from deeplab_edu.inference import Strategy, predict, sliding_window_logits
+    from deeplab_edu.metrics import ConfusionMatrix
+    from deeplab_edu.models import build_model
+    from deeplab_edu.models.backbones import at_output_stride
+    from deeplab_edu.models.export import _require
+
+    tv = tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).eval()
+    with pytest.raises(TypeError, match="floating point"):  # was "expected scalar type Byte but found Float"
+        predict(tv, torch.zeros(1, 3, 33, 33, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="colours come last"):  # was "expected ... 3 channels, but got 33"
+        predict(tv, torch.zeros(1, 33, 33, 3))
+    with at_output_stride(tv, 16):  # its own stride: nothing to change (was refused)
+        assert predict(tv, torch.randn(3, 33, 33), Strategy(output_stride=16)).shape == (1, 33, 33)
+    with pytest.raises(ValueError, match=r"torchvision\.models\.segmentation.*runs at 16"):
+        with at_output_stride(tv, 8):
+            pass
+    with pytest.raises(TypeError, match="crop_size must be a whole number"):
+        sliding_window_logits(tv, torch.zeros(1, 3, 33, 33), 20.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_classes=2"):
+        build_model("deeplabv3", backbone="tiny_resnet", num_classes=1)
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=np.int64(3), output_stride=np.int64(16))
+    assert model.output_stride == 16 and isinstance(model.output_stride, int)
+    cm = ConfusionMatrix(np.int64(2))
+    with pytest.raises(TypeError, match="must be integers"):  # [0.7, 1.2] was cut to [0, 1] and scored right
+        cm.update(torch.tensor([0.7, 1.2]), torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="integer labels"):
+        cm.update(torch.tensor([0, 1]), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"read as scores \(N, C, H, W\)"):
+        cm.update(torch.zeros(1, 4, 4, dtype=torch.long), torch.zeros(4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="method must be"):  # was accepted, and failed at the first call
+        DenseCRF(method="fast")  # type: ignore[arg-type]
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    with pytest.raises(ImportError, match="export_onnx needs onnx and onnxscript"):
+        _require("onnx", "onnxscript", what="export_onnx")

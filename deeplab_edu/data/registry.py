@@ -47,7 +47,8 @@ def build_dataset(
         split: ``"train"``, ``"val"`` (``"test"``; ``"trainaug"`` for VOC; any split folder for ``"folder"``).
         root: the data folder (real data sets; ``None`` searches the usual places, see
             :mod:`deeplab_edu.data.paths`; ``"folder"`` needs it).
-        download: fetch a missing real data set where a public source exists.
+        download: fetch a missing real data set where a public source exists (``"procedural"`` is generated:
+            nothing to fetch, and ``download`` changes nothing).
         transform: joint transform ``(image, mask) -> (image, mask)``.
         **kwargs: passed on; for ``"procedural"``: ``length``, ``size``, ``seed`` (the split's
             seed is ``seed + PROCEDURAL_SPLIT_SEED_OFFSET[split]``, so splits never overlap),

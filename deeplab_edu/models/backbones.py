@@ -25,6 +25,7 @@ Tables 4 and 6, and appendix Table 10; sec. 4.1 fine-tunes at 8).
 from __future__ import annotations
 
 import contextlib
+import numbers
 from typing import Any, Iterator, Mapping, Sequence, cast
 
 import torch
@@ -49,10 +50,10 @@ def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRI
     Raises:
         ValueError: ``output_stride`` is not one of ``allowed``.
     """
-    if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride not in allowed:
+    if isinstance(output_stride, bool) or not isinstance(output_stride, numbers.Integral) or output_stride not in allowed:
         choices = f"one of {', '.join(map(str, allowed))}" if len(allowed) > 1 else str(allowed[0])
         raise ValueError(f"output_stride must be {choices}{' for ' + what if what else ''}, got {output_stride!r}")
-    return output_stride
+    return int(output_stride)  # a NumPy integer as a Python int
 
 
 @contextlib.contextmanager
@@ -78,7 +79,13 @@ def at_output_stride(model: nn.Module, output_stride: int | None) -> Iterator[nn
         yield model
         return
     if not hasattr(model, "set_output_stride"):
-        raise ValueError(f"{type(model).__name__} cannot change its output stride (it has no set_output_stride)")
+        own = _measured_output_stride(model)
+        if own == output_stride:  # torchvision's DeepLabv3 at its own stride: nothing to change
+            yield model
+            return
+        name = f"{type(model).__module__}.{type(model).__qualname__}"
+        raise ValueError(f"{name} cannot change its output stride (it has no set_output_stride)"
+                         + (f"; it runs at {own}: evaluate it there, or with output_stride None" if own else ""))
     switchable = cast(Any, model)
     original = switchable.output_stride
     switchable.set_output_stride(output_stride)
@@ -86,6 +93,24 @@ def at_output_stride(model: nn.Module, output_stride: int | None) -> Iterator[nn
         yield model
     finally:
         switchable.set_output_stride(original)
+
+
+def _measured_output_stride(model: nn.Module, side: int = 64) -> int | None:
+    """The output stride of a model with a torchvision-style ``backbone`` (returning ``{"out": features}``),
+    measured on a ``side`` x ``side`` zero image in eval mode; ``None`` when it has none or it cannot be run."""
+    from ..inference import eval_mode
+
+    body = getattr(model, "backbone", None)
+    param = next(model.parameters(), None)
+    if body is None or param is None:
+        return None
+    try:
+        with torch.no_grad(), eval_mode(model):
+            features = body(torch.zeros(1, 3, side, side, device=param.device, dtype=param.dtype))
+        height = (features["out"] if isinstance(features, Mapping) else features).shape[-2]
+    except Exception:  # not an image backbone after all: the stride is not known
+        return None
+    return side // int(height) if height and side % int(height) == 0 else None
 
 
 def _set_conv(conv: nn.Conv2d, *, stride: int | None = None, dilation: int | None = None) -> None:
