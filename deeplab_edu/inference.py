@@ -217,7 +217,8 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     scale's logits resized to (H, W), then softmax, the probabilities averaged).
 
     Raises:
-        ValueError: ``image`` is not 3- or 4-dimensional, has its 3 colours last, or holds NaN or infinite values, or
+        ValueError: ``image`` is not 3- or 4-dimensional, has its 3 colours last, or holds NaN or infinite values,
+            the model gives one score per pixel (``num_classes=1``: a softmax of one class is 1), or
             ``strategy.output_stride`` is set and the model cannot run at it
             (:func:`~deeplab_edu.models.backbones.at_output_stride`: no ``set_output_stride``, or a stride
             its backbone cannot give). :class:`Strategy` checks
@@ -254,6 +255,10 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
                     logits = sliding_window_logits(model, x, strategy.crop_size)
                 else:
                     logits = _forward(model, x)
+                if logits.shape[1] == 1:  # a trial: the softmax of one score is 1, and every label 0
+                    raise ValueError("the model gives one score per pixel (num_classes=1): its softmax is 1 "
+                                     "everywhere; threshold torch.sigmoid(model(x)['out']) for a one-output model, or "
+                                     "build it with num_classes=2 (background and object) for this package")
                 if logits.shape[-2:] != (h, w):
                     logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
                 p = logits.softmax(1)
@@ -280,9 +285,9 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
     (torch.Size([1, 50, 70]), torch.int64, True)
 
     Raises:
-        ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D or is not finite, an output
-            stride the model cannot take).
-        TypeError: ``image`` is not a tensor (as :func:`predict_probs`).
+        ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D, has its colours last or is not
+            finite, a model with one output channel, an output stride the model cannot take).
+        TypeError: ``image`` is not a tensor, or not floating point (as :func:`predict_probs`).
     """
     return predict_probs(model, image, strategy).argmax(1)
 

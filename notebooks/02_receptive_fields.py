@@ -637,7 +637,7 @@ if config.course_checks():  # the course checks itself here (tests, make book); 
     assert check("02.3", read_02_3)  # the measured count is the exercise's answer
     assert receptive_field_size_solution(layers_02_4) == receptive_field(stack).size == 57  # the solution's list
     if not config.is_smoke():  # the measured direction is the exercise's answer (interval over seeds below zero)
-        easy_high = max(seed_interval([r.growth(0.5) for r in easy_runs]))  # the solution: "in every seed"
-        assert easy_high < 0 and all(r.growth(0.5) < 0 for r in easy_runs), [r.growth(0.5) for r in easy_runs]
+        easy_high = max(seed_interval([r.growth(0.5) for r in easy_runs]))  # the solution: "every seed, a step or two"
+        assert easy_high < 0 and all(-4 <= r.growth(0.5) <= -2 for r in easy_runs), [r.growth(0.5) for r in easy_runs]
         assert check("02.5", "narrower")
 assert len(parse_layer_stack(DEFAULT_STACK)) == 5

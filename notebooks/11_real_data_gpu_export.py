@@ -199,10 +199,10 @@ if camvid_model is None or config.profile() == "cpu":  # what the prose below sa
     assert min(iou["tree"], iou["building"]) > 0.4 and min(iou["car"], iou["pavement"]) > 0.1, iou
 
 # %% [markdown]
-# The validation curve has one point per 100 iterations, and it need not rise at each (the line above
-# the figures lists them): a network trained from scratch at a learning rate that is still high can
-# trade one class for another between two evaluations, and 101 validation images give an mIoU with
-# some noise of its own. The run's result is its last point, which the bars break down by class.
+# The validation curve has one point per evaluation, and it need not rise at each (the line above the
+# figures lists them): a network at a learning rate that is still high can trade one class for another
+# between two evaluations, and a validation set of about a hundred images gives an mIoU with some noise
+# of its own. The run's result is its last point, which the bars break down by class.
 #
 # The bars show what a small network learns from CamVid's training images in minutes (the run
 # trained here, or the recorded one): the classes that fill large parts of every street scene are

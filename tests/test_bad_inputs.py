@@ -263,8 +263,9 @@ def test_an_api_trials_odd_calls_get_clear_messages(monkeypatch: pytest.MonkeyPa
             pass
     with pytest.raises(TypeError, match="crop_size must be a whole number"):
         sliding_window_logits(tv, torch.zeros(1, 3, 33, 33), 20.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="num_classes=2"):
-        build_model("deeplabv3", backbone="tiny_resnet", num_classes=1)
+    one = build_model("deeplabv3", backbone="tiny_resnet", num_classes=1).eval()  # a sigmoid's model: built
+    with pytest.raises(ValueError, match="one score per pixel"):  # softmax of one score: was 1 everywhere
+        predict(one, torch.randn(3, 33, 33))
     model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=np.int64(3), output_stride=np.int64(16))
     assert model.output_stride == 16 and isinstance(model.output_stride, int)
     cm = ConfusionMatrix(np.int64(2))

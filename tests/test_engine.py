@@ -893,9 +893,11 @@ def test_init_from_names_an_aspp_whose_rates_reach_other_distances() -> None:
         return {"atrous_rates": rates, "build_kwargs": {"output_stride": stride}}
 
     assert _init_from_rates_note(info([6, 12, 18], 16), info([12, 24, 36], 8)) is None  # phase 2: the same reach
-    note = _init_from_rates_note(info([2, 4, 6], 16), info([3, 6, 9], 16))
+    note = _init_from_rates_note(info([2, 4, 6], 16), info([3, 6, 9], 16), fitted=True)
     assert note is not None and "(2, 4, 6)" in note and "32, 64, 96 image pixels" in note
-    assert "--atrous-rates 2,4,6 keeps the reach" in note
+    assert "'fit' follows the crop size; --atrous-rates 2,4,6 keeps the reach" in note
+    given = _init_from_rates_note(info([2, 4, 6], 16), info([3, 6, 9], 16))  # rates given: no word of 'fit'
+    assert given is not None and "'fit'" not in given and given.endswith("(--atrous-rates 2,4,6 keeps the reach)")
     odd = _init_from_rates_note(info([1, 2, 3], 16), info([1, 2, 3], 32))  # 16, 32, 48 px: not a multiple of 32
     assert odd is not None and "keeps the reach" not in odd
     assert _init_from_rates_note({}, info([1, 2, 3], 16)) is None  # an older checkpoint without the rates

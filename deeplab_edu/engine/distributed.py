@@ -17,7 +17,7 @@ import contextlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, TypeVar
+from typing import Iterator, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -157,23 +157,34 @@ def barrier() -> None:
 
 
 @contextlib.contextmanager
-def local_main_first(info: DistInfo, enabled: bool = True) -> Iterator[None]:
+def local_main_first(info: DistInfo, enabled: bool = True, *, timeout_hours: float = 6.0) -> Iterator[None]:
     """Run the ``with`` block in each machine's first process (local rank 0) before the others: a download
     (a data set's ``--download``, ImageNet weights) is then made once per machine and the other processes
     find the files in place, instead of every process writing the same files at once.
 
-    The first process reaches the barrier also when its block raises, so the others are never left
-    waiting: they run the block in turn (and fail with the same message, offline). Does nothing more
-    than the block without a process group or with ``enabled`` false.
+    The others wait at a barrier of a gloo group made for the purpose, with a timeout of ``timeout_hours``
+    (the default group's barrier would abort them after NCCL's 10 minutes, shorter than a large data
+    set's download). The first process reaches the barrier also when its block raises, so the others are
+    never left waiting: they then run the block themselves, all at once (and, offline, fail with the same
+    message). Without a process group, or with ``enabled`` false, it only runs the block.
     """
-    wait = enabled and info.distributed and dist.is_available() and dist.is_initialized()
-    if wait and info.local_rank != 0:
-        dist.barrier()
-    try:
+    if not (enabled and info.distributed and dist.is_available() and dist.is_initialized()):
         yield
+        return
+    import datetime
+
+    # every process calls it, and every process is a member (not GroupMember.NON_GROUP_MEMBER)
+    group = cast(dist.ProcessGroup, dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=timeout_hours)))
+    try:
+        if info.local_rank != 0:
+            dist.barrier(group=group)
+        try:
+            yield
+        finally:
+            if info.local_rank == 0:
+                dist.barrier(group=group)
     finally:
-        if wait and info.local_rank == 0:
-            dist.barrier()
+        dist.destroy_process_group(group)
 
 
 def all_reduce_mean(value: _T, device: torch.device) -> _T:

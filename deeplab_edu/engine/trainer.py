@@ -210,10 +210,11 @@ def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = No
     return info
 
 
-def _init_from_rates_note(saved: dict[str, Any], here: dict[str, Any]) -> str | None:
+def _init_from_rates_note(saved: dict[str, Any], here: dict[str, Any], *, fitted: bool = False) -> str | None:
     """What an ``init_from`` start changes in the ASPP: ``None`` when the branches reach as far in the
     image as in the checkpoint's run (DeepLabv3's phase 2 doubles the rates with the halved output
-    stride: the same reach), else a sentence naming both (``atrous_rates: fit`` follows the crop size)."""
+    stride: the same reach), else a sentence naming both (and, with ``fitted``, that ``atrous_rates: fit``
+    follows the crop size)."""
     rates_there, rates_here = saved.get("atrous_rates"), here.get("atrous_rates")
     stride_there = (saved.get("build_kwargs") or {}).get("output_stride")
     stride_here = (here.get("build_kwargs") or {}).get("output_stride")
@@ -228,7 +229,8 @@ def _init_from_rates_note(saved: dict[str, Any], here: dict[str, Any]) -> str | 
     return (f"its ASPP was trained at atrous rates {tuple(rates_there)} (output stride {stride_there}: "
             f"{', '.join(map(str, reach_there))} image pixels apart), this run's are {tuple(rates_here)} (output "
             f"stride {stride_here}: {', '.join(map(str, reach_here))} pixels), so the branches' weights now read "
-            f"other distances (atrous_rates 'fit' follows the crop size{keep})")
+            "other distances" + (f" (atrous_rates 'fit' follows the crop size{keep})" if fitted else
+                                 f" ({keep.removeprefix('; ')})" if keep else ""))
 
 
 def last_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -349,6 +351,10 @@ class Trainer:
             raise ValueError(f"train_set ({type(train_set).__name__}) has no num_classes attribute: pass "
                              "num_classes=, the number of classes its masks label (ignore_index not counted)")
         self.num_classes = int(num_classes or getattr(train_set, "num_classes"))
+        if self.num_classes < 2:  # the cross-entropy over one class is 0 whatever the model says
+            raise ValueError(f"{self.num_classes} class: the loss is a softmax cross-entropy over the classes, which "
+                             "one class leaves at 0; an object against its background is 2 classes (a data set's "
+                             "classes.txt names the background too)")
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
         self.train_set = SeededDataset(cast(Dataset, train_set), cfg.seed)  # a list of pairs is map-style too
         self.val_set = cast(Dataset, val_set)
@@ -379,7 +385,8 @@ class Trainer:
             else:
                 ck.check_compatible(state, self.model_info, model, source=source, advice=ck.INIT_FROM_ADVICE)
                 model.load_state_dict(state["model"])
-            if self.dist.is_main and (note := _init_from_rates_note(state.get("model_info", {}), self.model_info)):
+            if self.dist.is_main and (note := _init_from_rates_note(state.get("model_info", {}), self.model_info,
+                                                                    fitted=cfg.atrous_rates == "fit")):
                 print(f"{source}: {note}", flush=True)
         if cfg.bn_momentum is not None:
             set_bn_momentum(model, cfg.bn_momentum)

@@ -262,7 +262,7 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
         return _Unreadable(f"expected a number, got the text {answer!r}: write the number in full, in digits and "
                            f"without quotes ({scaled[1]}{scaled[2]} is a rounded count; the exercise wants every "
                            "digit).")
-    if isinstance(answer, str):  # "8x", "32 images", "zero", "2.212.352": words around or instead of the number
+    if isinstance(answer, str):  # "8x", "3 apples", "zero", "2.212.352": words around or instead of the number
         found = re.findall(r"\d+(?:\.\d+)?", answer)
         return _Unreadable(f"expected a number, got the text {answer!r}: write the number alone, in digits, without "
                            f"quotes, words or units{f' ({found[0]})' if len(found) == 1 else ''}.")
@@ -284,7 +284,8 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
 #: One number as a learner might type it in quotes: thousands separators, a unit after it (a per cent sign
 #: too: ``"38%"`` reads as 38, which a fraction's check then calls a percentage).
 _NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|%|"
-                          r"(?:pixel|cell|param|parameter|weight|channel|image|step|iteration|layer|pass|branche)s?)?\.?")
+                          r"(?:pixel|cell|param|parameter|weight|channel|image|step|iteration|layer)s?|"
+                          r"pass(?:es)?|branch(?:es)?)?\.?", re.IGNORECASE)
 
 
 #: A calculation written as text: numbers joined by + - * / ** (with brackets), at least one operator.

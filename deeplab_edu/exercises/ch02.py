@@ -161,15 +161,20 @@ _CHANGES = {"wider": ("wider", "wide", "widens", "grows", "grow", "larger", "big
             "narrower": ("narrower", "narrow", "narrows", "shrinks", "shrink", "smaller", "tighter")}
 
 
+_NEGATIONS = ("not", "no", "never", "less", "isn t", "doesn t", "won t", "don t", "didn t", "hardly")
+
+
 def _change_word(answer: Any) -> Any:
     """02.5 reads a text naming one change as that change: 'grows', 'it gets larger', 'Wider!' as 'wider';
     'same', 'unchanged', 'no change' as 'the same'; 'shrinks', 'smaller', 'narrow.' as 'narrower' (case,
-    hyphens, quotes and punctuation aside). A text naming none or two, or with a "not", is left as it is."""
+    hyphens, quotes and punctuation aside). A text naming none or two, or negated ("not wider", "doesn't
+    grow", "less wide"), is left as it is."""
     if not isinstance(answer, str):
         return answer
     text = " " + " ".join("".join(c if c.isalnum() else " " for c in normalise_text(answer)).split()) + " "
     named = {change for change, words in _CHANGES.items() if any(f" {w} " in text for w in words)}
-    if len(named) != 1 or " not " in text or " isn t " in text:  # two answers, or "not wider": left as written
+    negated = any(f" {w} " in text.replace(" no change ", " ") for w in _NEGATIONS)  # "doesn't grow", "no wider"
+    if len(named) != 1 or negated:  # two answers, or a negated one: left as written (refused, not judged)
         return answer
     return named.pop()
 

@@ -402,7 +402,7 @@ def build_model(
         dropout: dropout after the ASPP projection (default 0.1; torchvision uses 0.5).
 
     Raises:
-        ValueError: an unknown name or backbone, a ``num_classes`` that is not an integer of at least 2, a
+        ValueError: an unknown name or backbone, a ``num_classes`` that is not a positive integer, a
             combination the papers do not define (e.g. deeplabv1 without vgg16), an output stride
             the backbone cannot give (vgg16: 8 only), or bad rates; a ``pretrained_backbone`` file
             that holds no state dict or whose weights do not fit.
@@ -422,11 +422,8 @@ def build_model(
     atrous_rates, multi_grid = _integers(atrous_rates, "atrous_rates"), _integers(multi_grid, "multi_grid")
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if num_classes == 1:  # a trial: accepted, and then every probability was 1 and every label 0
-        raise ValueError("num_classes=1 gives one score per pixel, whose softmax is 1 everywhere: for an object "
-                         "against its background use num_classes=2 (the losses and predict take a softmax over the "
-                         "classes, background included)")
-    num_classes = int(num_classes)
+    num_classes = int(num_classes)  # 1: one score per pixel (a sigmoid's); this package's training and predict
+    # take a softmax over classes and refuse it (an object against its background is num_classes=2)
     backbone = backbone or ("vgg16" if name == "deeplabv1" else "resnet50")
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
