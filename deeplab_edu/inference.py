@@ -457,7 +457,14 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
 
 def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> np.ndarray:
     """RGB uint8 (H, W, 3) for the label maps ``pred`` and ``target`` (H, W): black where right, red
-    where wrong, white where ``target`` is ``ignore_index``."""
+    where wrong, white where ``target`` is ``ignore_index``.
+
+    Raises:
+        ValueError: ``pred`` and ``target`` differ in shape (a prediction at another size, or logits).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be label maps of one "
+                         "shape (H, W): resize the prediction, or take the logits' argmax(0)")
     p, t = pred.cpu().numpy(), target.cpu().numpy()
     out = np.zeros((*t.shape, 3), dtype=np.uint8)
     out[(p != t) & (t != ignore_index)] = (220, 30, 30)
@@ -474,12 +481,20 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
     ``images`` are (3, H, W) (normalised or in [0, 1]), ``targets`` and ``preds`` (H, W) class
     indices coloured with ``palette`` (RGB 0-255 per class). With ``class_names`` a legend under
     the rows names each colour, so that a confusion (car for boat) can be read off the figure.
+
+    Raises:
+        ValueError: ``images``, ``targets`` and ``preds`` (and ``titles``, when given) differ in length, or
+            there are none; a prediction differs in shape from its target (:func:`error_map`).
     """
     import matplotlib.pyplot as plt
 
     from .viz.images import colorize
 
     n = len(images)
+    lengths = {"images": n, "targets": len(targets), "preds": len(preds), **({"titles": len(titles)} if titles else {})}
+    if n == 0 or len(set(lengths.values())) > 1:
+        raise ValueError("prediction_gallery needs as many targets and preds (and titles) as images, at least one: "
+                         "got " + ", ".join(f"{k} {v}" for k, v in lengths.items()))
     fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
     for i in range(n):
         img = images[i]

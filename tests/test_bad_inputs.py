@@ -280,3 +280,20 @@ def test_an_api_trials_odd_calls_get_clear_messages(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
     with pytest.raises(ImportError, match="export_onnx needs onnx and onnxscript"):
         _require("onnx", "onnxscript", what="export_onnx")
+
+
+def test_gallery_error_map_and_state_dict_conversion_name_their_mismatches() -> None:
+    """The same API trial: mismatched lengths or shapes drew a figure cut short or raised from NumPy, and an
+    unknown backbone converted torchvision's names as a ResNet's without a word."""
+    from deeplab_edu.inference import error_map, prediction_gallery
+    from deeplab_edu.models.interop import convert_torchvision_state_dict
+
+    mask = torch.zeros(4, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="one shape"):
+        error_map(torch.zeros(1, 4, 5, dtype=torch.long), mask)
+    with pytest.raises(ValueError, match="targets 1, preds 2"):
+        prediction_gallery([torch.rand(3, 4, 5)], [mask], [mask, mask], [(0, 0, 0)])
+    with pytest.raises(ValueError, match="at least one"):
+        prediction_gallery([], [], [], [(0, 0, 0)])
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        convert_torchvision_state_dict({}, "mobilenet")

@@ -75,7 +75,15 @@ _HEAD_RULES = [
 
 
 def convert_torchvision_state_dict(state_dict: Mapping[str, torch.Tensor], backbone: str) -> dict[str, torch.Tensor]:
-    """Rename the parameters of a torchvision DeepLabv3 state dict to ours (table in the module docstring)."""
+    """Rename the parameters of a torchvision DeepLabv3 state dict to ours (table in the module docstring).
+
+    Raises:
+        ValueError: ``backbone`` is not one torchvision builds a DeepLabv3 on (``"resnet50"``,
+            ``"resnet101"``, ``"mobilenet_v3_large"``): its names would be mapped wrongly without a word.
+    """
+    if backbone not in TORCHVISION_CONFIGS:
+        raise ValueError(f"backbone must be one of {', '.join(TORCHVISION_CONFIGS)} (torchvision's DeepLabv3 "
+                         f"backbones), got {backbone!r}")
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         new = key
