@@ -42,6 +42,11 @@ __all__ = [
 PAPER_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
+def _whole_or_none(value: Any) -> bool:
+    """``value`` is ``None`` or a whole number (a NumPy integer too; ``True`` is not one)."""
+    return value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
+
+
 @dataclass(frozen=True)
 class Strategy:
     """How to predict (DeepLabv3 sec. 4.2-4.3): input scales, flip, output stride, sliding windows.
@@ -81,9 +86,8 @@ class Strategy:
             raise ValueError(f"flip must be True or False, got {self.flip!r}")
         object.__setattr__(self, "flip", bool(self.flip))
         for name in ("output_stride", "crop_size"):  # crop_size=64.5 failed later as "slice indices must be integers"
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise ValueError(f"{name} must be a whole number (or None), got {value!r}")
+            if not _whole_or_none(getattr(self, name)):
+                raise ValueError(f"{name} must be a whole number (or None), got {getattr(self, name)!r}")
         if self.crop_size is not None and self.crop_size < 1:
             raise ValueError(f"crop_size must be at least 1 pixel (or None: the whole image), got {self.crop_size}")
 
@@ -130,7 +134,7 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
     if image.dim() != 4:
         raise ValueError(f"image must be (N, 3, H, W), got shape {tuple(image.shape)}")
     for name, value in (("crop_size", crop_size), ("stride", stride)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        if not _whole_or_none(value):
             raise TypeError(f"{name} must be a whole number of pixels, got {value!r}")
     crop_size, stride = int(crop_size), None if stride is None else int(stride)
     if crop_size < 1 or (stride is not None and stride < 1):

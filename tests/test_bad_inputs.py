@@ -258,6 +258,12 @@ def test_an_api_trials_odd_calls_get_clear_messages(monkeypatch: pytest.MonkeyPa
         predict(tv, torch.zeros(1, 33, 33, 3))
     with at_output_stride(tv, 16):  # its own stride: nothing to change (was refused)
         assert predict(tv, torch.randn(3, 33, 33), Strategy(output_stride=16)).shape == (1, 33, 33)
+    runs = []
+    tv.backbone.register_forward_hook(lambda *_: runs.append(1))
+    for _ in range(3):  # evaluate enters at_output_stride once per batch: the stride is measured once per model
+        with at_output_stride(tv, 16):
+            pass
+    assert not runs  # measured above already
     with pytest.raises(ValueError, match=r"torchvision\.models\.segmentation.*runs at 16"):
         with at_output_stride(tv, 8):
             pass

@@ -216,16 +216,16 @@ def _init_from_rates_note(saved: dict[str, Any], here: dict[str, Any], *, fitted
     stride: the same reach), else a sentence naming both (and, with ``fitted``, that ``atrous_rates: fit``
     follows the crop size)."""
     rates_there, rates_here = saved.get("atrous_rates"), here.get("atrous_rates")
-    stride_there = (saved.get("build_kwargs") or {}).get("output_stride")
-    stride_here = (here.get("build_kwargs") or {}).get("output_stride")
+    stride_there = int((saved.get("build_kwargs") or {}).get("output_stride") or 0)
+    stride_here = int((here.get("build_kwargs") or {}).get("output_stride") or 0)
     if not (rates_there and rates_here and stride_there and stride_here):
         return None
-    reach_there = [int(r) * int(stride_there) for r in rates_there]
-    reach_here = [int(r) * int(stride_here) for r in rates_here]
+    reach_there = [int(r) * stride_there for r in rates_there]
+    reach_here = [int(r) * stride_here for r in rates_here]
     if reach_there == reach_here:
         return None
-    keep = ("; --atrous-rates " + ",".join(str(r // int(stride_here)) for r in reach_there) + " keeps the reach"
-            if all(r % int(stride_here) == 0 for r in reach_there) else "")
+    keep = ("; --atrous-rates " + ",".join(str(r // stride_here) for r in reach_there) + " keeps the reach"
+            if all(r % stride_here == 0 for r in reach_there) else "")
     return (f"its ASPP was trained at atrous rates {tuple(rates_there)} (output stride {stride_there}: "
             f"{', '.join(map(str, reach_there))} image pixels apart), this run's are {tuple(rates_here)} (output "
             f"stride {stride_here}: {', '.join(map(str, reach_here))} pixels), so the branches' weights now read "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import weakref
 from typing import Any, Iterator, Mapping, Sequence, cast
 
 import torch
@@ -95,22 +96,32 @@ def at_output_stride(model: nn.Module, output_stride: int | None) -> Iterator[nn
         switchable.set_output_stride(original)
 
 
+#: The strides :func:`_measured_output_stride` measured, per model: ``inference.evaluate`` enters
+#: :func:`at_output_stride` once per batch (through ``predict_probs``), which would run the backbone again each time.
+_MEASURED_STRIDES: weakref.WeakKeyDictionary[nn.Module, int | None] = weakref.WeakKeyDictionary()
+
+
 def _measured_output_stride(model: nn.Module, side: int = 64) -> int | None:
     """The output stride of a model with a torchvision-style ``backbone`` (returning ``{"out": features}``),
-    measured on a ``side`` x ``side`` zero image in eval mode; ``None`` when it has none or it cannot be run."""
+    measured once per model on a ``side`` x ``side`` zero image in eval mode; ``None`` when it has none or it
+    cannot be run."""
+    if model in _MEASURED_STRIDES:
+        return _MEASURED_STRIDES[model]
     from ..inference import eval_mode
 
     body = getattr(model, "backbone", None)
     param = next(model.parameters(), None)
-    if body is None or param is None:
-        return None
-    try:
-        with torch.no_grad(), eval_mode(model):
-            features = body(torch.zeros(1, 3, side, side, device=param.device, dtype=param.dtype))
-        height = (features["out"] if isinstance(features, Mapping) else features).shape[-2]
-    except Exception:  # not an image backbone after all: the stride is not known
-        return None
-    return side // int(height) if height and side % int(height) == 0 else None
+    stride: int | None = None
+    if body is not None and param is not None:
+        try:
+            with torch.no_grad(), eval_mode(model):
+                features = body(torch.zeros(1, 3, side, side, device=param.device, dtype=param.dtype))
+            height = int((features["out"] if isinstance(features, Mapping) else features).shape[-2])
+            stride = side // height if height and side % height == 0 else None
+        except Exception:  # not an image backbone after all: the stride is not known
+            stride = None
+    _MEASURED_STRIDES[model] = stride
+    return stride
 
 
 def _set_conv(conv: nn.Conv2d, *, stride: int | None = None, dilation: int | None = None) -> None:
