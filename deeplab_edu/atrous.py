@@ -114,7 +114,8 @@ def same_padding(kernel_size: int, rate: int = 1) -> int:
     This is the padding DeepLab uses for its 3x3 atrous convolutions (``padding = rate``).
 
     Raises:
-        ValueError: ``r (k - 1)`` is odd: then no symmetric padding keeps the size.
+        TypeError: ``kernel_size`` or ``rate`` is not an int.
+        ValueError: either is below 1, or ``r (k - 1)`` is odd: then no symmetric padding keeps the size.
     """
     total = effective_kernel_size(kernel_size, rate) - 1
     if total % 2:

@@ -407,14 +407,15 @@ def rate_usage_table(
     cases: Iterable[tuple[str, int]], rates: Sequence[int], kernel: int = 3
 ) -> list[dict[str, object]]:
     """For each (label, feature-map size) and rate: share of positions with all k*k taps valid, and
-    the mean share of valid weights. Rows are dicts ready for a table.
+    the mean share of valid weights (both fractions, 0-1; DeepLabv3 sec. 3.3, Fig. 4). Rows are dicts
+    ready for a table; a size is a side or a ``(height, width)`` pair, in feature-map positions.
 
     Example: ``rate_usage_table([("513 crop, OS 16", 33), ("321 crop, OS 16", 21)], (6, 12, 18))``.
 
     Raises:
         TypeError: a case's size is neither an integer nor a ``(height, width)`` pair of integers, or
-            ``rate`` or ``kernel`` is not an integer.
-        ValueError: a side of a case's size or ``rate`` is below 1, or ``kernel`` is below 1 or even.
+            a rate of ``rates`` or ``kernel`` is not an integer.
+        ValueError: a side of a case's size or a rate is below 1, or ``kernel`` is below 1 or even.
     """
     k = _odd_kernel(kernel)
     rows: list[dict[str, object]] = []
@@ -424,7 +425,7 @@ def rate_usage_table(
             rows.append(
                 {
                     "case": label,
-                    "feature map": f"{size} x {size}",
+                    "feature map": " x ".join(map(str, _size_pair(size))),
                     "rate": int(r),
                     f"positions with all {k * k} taps": fr[k * k],
                     "mean valid weights": mean_valid_fraction(size, r, k),

@@ -178,7 +178,12 @@ def peak_memory_bytes(model: nn.Module | Callable[..., Any], *inputs: torch.Tens
     the call; on the CPU it is the high-water mark of every allocation and free the profiler
     records, in time order (where the profiler lacks those records: of the allocations and frees
     of its innermost operator events, which miss frees done outside any operator).
+
+    Raises:
+        ValueError: no ``inputs`` are given.
     """
+    if not inputs:
+        raise ValueError("give the model's inputs, e.g. peak_memory_bytes(model, torch.randn(1, 3, 128, 128))")
     device = inputs[0].device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -254,7 +259,12 @@ def measure(model: nn.Module, *inputs: torch.Tensor, repeats: int = 3, warmup: i
     The model is measured in eval mode (batch norm with its running statistics) and put back in the
     mode it was in. Units: a count of parameters, :func:`count_macs`' multiply-adds, seconds
     (:func:`time_forward`), bytes (:func:`peak_memory_bytes`: activations only, not the weights).
+
+    Raises:
+        ValueError: no ``inputs`` are given, ``repeats`` is below 1 or ``warmup`` below 0 (:func:`time_forward`).
     """
+    if not inputs:
+        raise ValueError("give the model's inputs, e.g. measure(model, torch.randn(1, 3, 128, 128))")
     was_training = model.training
     model.eval()
     try:

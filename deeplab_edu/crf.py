@@ -291,7 +291,16 @@ def _dense_weights(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- messages
 def message_passing_exact(q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Messages :math:`M_i(l) = \\sum_j W_{ij} Q_j(l)` for one image: q (L, H, W), weights (N, N)."""
+    """Messages :math:`M_i(l) = \\sum_j W_{ij} Q_j(l)` for one image (Krähenbühl & Koltun 2011, sec. 3,
+    the message-passing step of Algorithm 1, by brute force): ``q`` (L, H, W) label distributions,
+    ``weights`` (N, N) with N = H W, as :func:`kernel_matrices` gives them for the same image. Returns (L, H, W).
+
+    Raises:
+        ValueError: ``q`` is not (L, H, W), or ``weights`` is not (H W, H W) for its H and W.
+    """
+    if q.dim() != 3 or weights.shape != (q.shape[1] * q.shape[2],) * 2:
+        raise ValueError(f"q must be (L, H, W) and weights (H*W, H*W) of the same image (kernel_matrices); got q "
+                         f"{tuple(q.shape)} and weights {tuple(weights.shape)}")
     L, h, w = q.shape
     return (weights @ q.reshape(L, h * w).T).T.reshape(L, h, w)
 

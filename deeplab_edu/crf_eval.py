@@ -36,17 +36,29 @@ def coarse_scores(
 ) -> torch.Tensor:
     """A stand-in for a DCNN score map: ground truth seen at ``output_stride``, bilinearly upsampled.
 
-    The one-hot labels times ``confidence`` are averaged over ``output_stride`` cells (what a
-    network with that output stride can resolve at best) and upsampled bilinearly to the mask
-    size, as DeepLab upsamples its stride-8 scores before the CRF (v2 Fig. 1). Interiors stay
-    confident; boundaries blur and thin structures fade. An ignored pixel adds to no class (its one-hot is zero).
+    The one-hot labels times ``confidence`` (logit units) are averaged over blocks of
+    ``output_stride`` x ``output_stride`` pixels (what a network with that output stride can resolve
+    at best; a partial block at the right or bottom edge averages its own pixels) and upsampled
+    bilinearly to the mask size, as DeepLab upsamples its stride-8 scores before the CRF (v2 Fig. 1).
+    Interiors stay confident; boundaries blur and thin structures fade. An ignored pixel adds to no
+    class (its one-hot is zero, and it still counts in its block's average, so scores fade near void).
 
-    Returns logits (num_classes, H, W).
+    Args:
+        mask: (H, W) integer labels.
+        num_classes: C.
+        output_stride: the block side in pixels, at least 1.
+        confidence: the logit of a pixel's own class inside a block of one class.
+        ignore_index: the label of ignored pixels.
+
+    Returns:
+        float32 logits (C, H, W).
 
     Raises:
         ValueError: ``mask`` is not a 2-D integer tensor, or holds labels outside ``[0, num_classes)`` other than
-            ``ignore_index``.
+            ``ignore_index``; ``output_stride`` is not a positive int.
     """
+    if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride < 1:
+        raise ValueError(f"output_stride must be a positive int (a block side in pixels), got {output_stride!r}")
     if mask.dim() != 2 or mask.is_floating_point():
         raise ValueError(f"mask must be an integer label map (H, W), got {tuple(mask.shape)} {mask.dtype}")
     ignored = mask == ignore_index
@@ -93,9 +105,24 @@ def evaluate_crf(
 ) -> CRFScores:
     """Refine :func:`coarse_scores` of every item with the CRF; accumulate mIoU before and after.
 
-    One confusion matrix per quantity is accumulated over the whole data set (as VOC does). The band
-    is :func:`~deeplab_edu.metrics.trimap_target`'s of ``band_width``: the boundary pixels and those
-    within ``band_width`` pixels of one (6 pixels across a straight change at the default 2).
+    DeepLab v1 Table 1 and Fig. 5 (v2 Table 3 and Fig. 10): mIoU before and after the CRF, over the
+    whole image and in the trimap band. One confusion matrix per quantity is accumulated over the
+    whole data set (as VOC does). The band is :func:`~deeplab_edu.metrics.trimap_target`'s of
+    ``band_width``: the boundary pixels and those within ``band_width`` pixels of one (6 pixels
+    across a straight change at the default 2).
+
+    Args:
+        dataset: ``(image, mask)`` items: the image (3, H, W), float in [0, 1] or uint8, *not*
+            normalised (the CRF's colour kernel measures RGB differences in 0-255 units); the mask (H, W)
+            integer labels.
+        num_classes: C.
+        params: the CRF's parameters (DeepLab's released ones by default).
+        band_width: the trimap band's half-width, pixels.
+        output_stride: :func:`coarse_scores`'s block side, pixels.
+        method: :func:`~deeplab_edu.crf.mean_field`'s message passing.
+        ignore_index: the label of ignored pixels.
+        device: where the CRF runs.
+        progress: show a progress bar.
 
     Raises:
         ValueError: ``dataset`` yields no item; ``num_classes`` is not a positive int; or, on an item, a mask fails
@@ -134,7 +161,24 @@ def grid_search(
 ) -> tuple[CRFParams, list[tuple[CRFParams, float]]]:
     """Cross-validate ``w1``, ``theta_alpha``, ``theta_beta`` (w2 and theta_gamma fixed, as in the papers).
 
-    Returns the parameters with the best mIoU after the CRF, and every (parameters, mIoU) tried.
+    DeepLab v1 sec. 5 and v2 sec. 4.1.1 search a coarse grid of these on 100 validation images, each
+    grid point scored by :func:`evaluate_crf` (mIoU after the CRF).
+
+    Args:
+        dataset: items as :func:`evaluate_crf` takes them (images not normalised).
+        num_classes: C.
+        w_bilateral: the appearance kernel's weights to try.
+        theta_alpha: its spatial bandwidths, pixels.
+        theta_beta: its colour bandwidths, in 0-255 RGB units.
+        base: the other parameters (w2, theta_gamma, iterations).
+        progress: show a progress bar over the grid.
+        **kwargs: passed on to :func:`evaluate_crf` (``band_width``, ``output_stride``, ``method``, ...).
+
+    Returns:
+        the parameters with the best mIoU after the CRF, and every (parameters, mIoU) tried.
+
+    Raises:
+        ValueError: ``dataset`` is empty, or a grid value is one :class:`~deeplab_edu.crf.CRFParams` refuses.
     """
     items = list(dataset)
     grid = list(itertools.product(w_bilateral, theta_alpha, theta_beta))

@@ -66,12 +66,24 @@ def effective_receptive_field(
     to 1. The model runs in eval mode (restored afterwards); global layers are cut off first
     (:func:`~deeplab_edu.receptive_field.spatial_part`).
 
+    Args:
+        model: a network mapping (1, C, H, W) images to (1, K, H', W') maps (or a dict holding them).
+        input_size: the input's side, or (H, W), in pixels.
+        samples: how many standard-normal inputs the map averages.
+        output_index: the output unit (row, column) in the output map; ``None``: its centre.
+        in_channels: C; ``None``: the first ``nn.Conv2d``'s input channels.
+        seed: seed of the random inputs.
+        output_key: the output's key when the model returns a dict (torchvision's ``"out"``).
+
     Returns:
-        a float tensor ``(H, W)`` summing to 1.
+        a float32 tensor ``(H, W)`` summing to 1, or all zeros when no gradient reaches the input (a
+        dead network: :func:`mass_extent` refuses such a map).
 
     Raises:
         ValueError: ``samples`` is below 1; ``in_channels`` is not given and the (cut) model has no ``nn.Conv2d``
-            to infer it from; or ``output_index`` lies outside the output map.
+            to infer it from; ``output_index`` lies outside the output map; or, from
+            :func:`~deeplab_edu.receptive_field.spatial_part`, the model cannot be traced by torch.fx or returns
+            a dict without ``output_key``.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -237,7 +249,7 @@ def train_tiny_segmenter(
     """Train ``model`` on :func:`noisy_halves_batch` with Adam for ``steps`` steps; return the losses.
 
     ``model`` maps images (N, 3, size, size) to logits (N, 2, size, size), a tensor (such as
-    :class:`TinyDilatedNet`; not a ``{"out": ...}`` dict); it is left in eval mode. Each step draws a new
+    :class:`TinyDilatedNet`) or a dict holding them under ``"out"`` (:func:`train_toy`); it is left in eval mode. Each step draws a new
     batch of ``batch`` images (``contrast`` as in :func:`noisy_halves_batch`) from a generator seeded ``seed``.
 
     Returns:

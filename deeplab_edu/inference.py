@@ -330,7 +330,9 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             ``num_workers`` is invalid, a mask holds a label outside ``[0, num_classes)`` other than
             ``ignore_index``, is of a floating-point type or of another size than its image (the message
             names the items), an image is not finite, or ``strategy.output_stride`` cannot be applied to
-            the model.
+            the model; the model has no parameters (its device is read from them).
+        TypeError: an image is not floating point (uint8 pixels, say: normalise them as in training,
+            :func:`predict_probs`).
     """
     from .progress import progress_bar
 
@@ -341,7 +343,10 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         raise ValueError("num_classes is needed (the dataset has no num_classes attribute)")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 image (or None: all of them), got {limit}")
-    on = next(model.parameters()).device
+    weight = next(model.parameters(), None)
+    if weight is None:
+        raise ValueError("evaluate reads the model's device from its parameters, and this model has none")
+    on = weight.device
     device = torch.device(device) if device else on
     if (device.type, device.index or 0) != (on.type, on.index or 0):
         raise ValueError(f"device={str(device)!r} but the model is on {on}: move it first (model.to(device))")
@@ -479,16 +484,19 @@ def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255)
 def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
                        preds: Sequence[torch.Tensor], palette: Sequence[Sequence[int]], *,
                        titles: Sequence[str] | None = None, ignore_index: int = 255,
-                       class_names: Sequence[str] | None = None) -> Any:
-    """A matplotlib ``Figure`` with one row per example: image, ground truth, prediction, errors (red).
+                       class_names: Sequence[str] | None = None, columns: int = 4) -> Any:
+    """A matplotlib ``Figure`` with four panels per example: image, ground truth, prediction, errors (red).
 
     ``images`` are (3, H, W) (normalised or in [0, 1]), ``targets`` and ``preds`` (H, W) class
     indices coloured with ``palette`` (RGB 0-255 per class). With ``class_names`` a legend under
     the rows names each colour, so that a confusion (car for boat) can be read off the figure.
+    ``columns=4`` puts an example's panels in one row; ``columns=2`` in two rows of two, each panel
+    twice as wide (street scenes, whose small and dark classes need the room).
 
     Raises:
         ValueError: ``images``, ``targets`` and ``preds`` (and ``titles``, when given) differ in length, or
-            there are none; a prediction differs in shape from its target (:func:`error_map`).
+            there are none; a prediction differs in shape from its target (:func:`error_map`); ``columns``
+            is not 2 or 4.
     """
     import matplotlib.pyplot as plt
 
@@ -499,7 +507,15 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
     if n == 0 or len(set(lengths.values())) > 1:
         raise ValueError("prediction_gallery needs as many targets and preds (and titles) as images, at least one: "
                          "got " + ", ".join(f"{k} {v}" for k, v in lengths.items()))
-    fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
+    if columns not in (2, 4) or isinstance(columns, bool):
+        raise ValueError(f"prediction_gallery: columns must be 2 or 4 (panels a row per example), got {columns!r}")
+    rows_each = 4 // columns
+    if columns == 4:
+        fig, grid = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
+    else:  # each panel 4 inches wide, as tall as the image's shape asks (plus its title)
+        aspect = images[0].shape[-2] / images[0].shape[-1]
+        fig, grid = plt.subplots(2 * n, 2, figsize=(8, 2 * n * (3.9 * aspect + 0.3)), squeeze=False)
+    axes = [[ax for row in grid[rows_each * i:rows_each * (i + 1)] for ax in row] for i in range(n)]
     for i in range(n):
         img = images[i]
         if img.min() < 0 or img.max() > 1:  # normalised: undo ImageNet statistics for display
@@ -512,7 +528,7 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
             ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
+            if i == 0 or columns == 2:
                 ax.set_title(("image", "truth", "prediction", "errors (red)")[j], fontsize=9)
         if titles:
             axes[i][0].set_ylabel(titles[i], fontsize=8)

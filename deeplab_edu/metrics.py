@@ -216,7 +216,10 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
 def boundary_band(mask: torch.Tensor, width: int, ignore_index: int = 255) -> torch.Tensor:
     """Bool, shaped like ``mask`` ((H, W) or (N, H, W)): the trimap band of ``width`` around its label
     boundaries, the pixels :func:`trimap_target` keeps (DeepLab v1 Fig. 5, v2 Fig. 10, v3+ Fig. 5).
-    Ignored pixels are left out of the band.
+    Ignored pixels are left out of the band. ``width`` is in pixels, chessboard distance from the
+    boundary pixels: the band reaches ``width + 1`` pixels into each side of a straight change between
+    two labels, ``2 * width + 2`` across it (:func:`deeplab_edu.data.drawing.boundary_band`, which
+    draws the generated scenes' bands, counts ``width`` per side instead).
 
     Raises:
         ValueError: ``width`` is negative.

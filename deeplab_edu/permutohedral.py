@@ -31,8 +31,13 @@ class PermutohedralLattice:
        neighbouring corners;
     4. *slice*: each pixel reads back from its corners with the same weights.
 
-    Only *ratios* of its outputs are reliable (its overall scale is about half the exact sum),
-    which is why the CRF uses it with normalised kernels, as the released code does.
+    Only *ratios* of its outputs are reliable: its overall scale depends on d and on how the points
+    spread (for 2000 points spread uniformly over 6 bandwidths per side, the median ratio to the
+    exact sum was about 0.9 at d = 2 and 0.45 at d = 5, the CRF's appearance kernel), which is why the
+    CRF uses it with normalised kernels, as the released code does.
+
+    Args:
+        features: (N, d) float, the points' positions, each dimension already divided by its bandwidth.
 
     Raises:
         ValueError: ``features`` is not a 2-D floating-point tensor, or has no point or no dimension.
@@ -93,7 +98,14 @@ class PermutohedralLattice:
         return torch.where(codes[pos] == wanted, pos, torch.full_like(pos, len(codes)))
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
-        """Filter values (N, C): splat, blur, slice."""
+        """Filter values (N, C), one row per point of ``features``: splat, blur, slice. Returns (N, C).
+
+        Raises:
+            ValueError: ``values`` is not (N, C) with the lattice's N points.
+        """
+        if values.dim() != 2 or values.shape[0] != self.n:
+            raise ValueError(f"values must be (N, C) with N = {self.n} points, one row "
+                             f"per feature vector; got {tuple(values.shape)}")
         n, c = values.shape
         grid = torch.zeros(self.m + 1, c, device=values.device, dtype=values.dtype)  # last row stays 0
         grid.index_add_(0, self.inverse, (values[:, None, :] * self.bary[..., None]).reshape(-1, c))

@@ -81,7 +81,10 @@ class LayerSpec:
 class ReceptiveField:
     """Receptive field size, effective stride and effective padding of a feature map.
 
-    ``path`` holds the layer specs along the path that sets the receptive field.
+    ``size``, ``stride`` and ``padding`` are Araujo et al.'s (Distill 2019) r0, S0 and P0, in input
+    pixels: the side of the input window one output unit sees, the input pixels between two
+    neighbouring units, and the input pixels the first unit's window starts before the image (its
+    left edge at ``-padding``). ``path`` holds the layer specs along the path that sets the receptive field.
     """
 
     size: int = 1
@@ -131,7 +134,9 @@ class ReceptiveField:
 
 
 def receptive_field(specs: Sequence[LayerSpec]) -> ReceptiveField:
-    """Receptive field of a single path of layers (input first), by the recurrences.
+    """Receptive field of a single path of layers (input first), by the recurrences of Araujo et al.
+    (Distill 2019): r0 grows by (k_eff - 1) S0 per layer, S0 multiplies by the layer's stride, P0 grows by
+    its padding times S0 (in input pixels, :class:`ReceptiveField`).
 
     Raises:
         TypeError: an element of ``specs`` is not a :class:`LayerSpec`.

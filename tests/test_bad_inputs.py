@@ -303,3 +303,45 @@ def test_gallery_error_map_and_state_dict_conversion_name_their_mismatches() -> 
         prediction_gallery([], [], [], [(0, 0, 0)])
     with pytest.raises(ValueError, match="backbone must be one of"):
         convert_torchvision_state_dict({}, "mobilenet")
+
+
+def test_what_a_docstring_audit_found_fails_naming_the_argument() -> None:
+    """A docstring audit (stop 64) found arguments that failed late, from deep inside, or were cut quietly:
+    class weights of another shape, a negative label, a rate of 2.7, a block side of 0, values for another
+    lattice, weights of another image, a model without parameters, a measurement without inputs."""
+    from torch import nn
+
+    from deeplab_edu.complexity import measure, peak_memory_bytes
+    from deeplab_edu.crf import message_passing_exact
+    from deeplab_edu.crf_eval import coarse_scores
+    from deeplab_edu.data.stats import class_pixel_frequencies
+    from deeplab_edu.engine.losses import SegmentationLoss
+    from deeplab_edu.inference import evaluate
+    from deeplab_edu.models.aspp import ASPPv2
+    from deeplab_edu.permutohedral import PermutohedralLattice
+
+    with pytest.raises(ValueError, match="one finite, non-negative weight per class"):
+        SegmentationLoss(class_weights=torch.ones(2, 3))
+    with pytest.raises(ValueError, match="one finite, non-negative weight per class"):
+        SegmentationLoss(class_weights=[1.0, -0.5])
+    with pytest.raises(ValueError, match="one weight per class"):
+        SegmentationLoss(class_weights=torch.ones(5))(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="negative label -1"):
+        class_pixel_frequencies([np.array([[0, -1]])], 2)
+    head = ASPPv2(8, 3, atrous_rates=(6, 12))
+    with pytest.raises(ValueError, match="positive integers"):
+        head.atrous_rates = (2.7, 4.9)
+    assert head.atrous_rates == (6, 12)
+    with pytest.raises(ValueError, match="output_stride must be a positive int"):
+        coarse_scores(torch.zeros(8, 8, dtype=torch.long), 2, output_stride=0)
+    with pytest.raises(ValueError, match="N = 10 points"):
+        PermutohedralLattice(torch.rand(10, 5)).filter(torch.ones(9, 2))
+    with pytest.raises(ValueError, match="kernel_matrices"):
+        message_passing_exact(torch.rand(2, 4, 4), torch.rand(15, 15))
+    with pytest.raises(ValueError, match="has none"):
+        evaluate(nn.Identity(), [(torch.rand(3, 4, 4), torch.zeros(4, 4, dtype=torch.long))], num_classes=3,
+                 progress=False)
+    with pytest.raises(ValueError, match="give the model's inputs"):
+        peak_memory_bytes(nn.Identity())
+    with pytest.raises(ValueError, match="give the model's inputs"):
+        measure(nn.Conv2d(3, 3, 1))

@@ -141,6 +141,9 @@ def test_rate_usage_table_rows() -> None:
     assert len(rows) == 4
     assert rows[0]["positions with all 9 taps"] == pytest.approx((21 / 33) ** 2)
     assert rows[-1]["only centre tap"] == pytest.approx((15 / 21) ** 2)  # rows 3..17 see neither neighbour
+    assert rows[0]["feature map"] == "33 x 33"
+    # a (height, width) pair was labelled "(17, 33) x (17, 33)" (a docstring audit)
+    assert B.rate_usage_table([("c", (17, 33))], (6,))[0]["feature map"] == "17 x 33"
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,26 @@ def test_the_gallery_names_the_class_colours_when_given_the_names() -> None:
     assert not prediction_gallery([image], [mask], [mask], palette).legends
 
 
+def test_the_gallery_puts_an_examples_panels_in_two_rows_of_two_when_asked() -> None:
+    """Chapter 11's street scenes: four panels in a row left each 2 inches wide, too small for poles and
+    dark classes; ``columns=2`` gives each example two rows of two panels, each twice as wide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deeplab_edu.inference import prediction_gallery
+
+    image, mask = torch.rand(3, 12, 16), torch.randint(0, 3, (12, 16))
+    palette = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
+    wide = prediction_gallery([image] * 2, [mask] * 2, [mask] * 2, palette, columns=2)
+    assert len(wide.axes) == 8 and [ax.get_title() for ax in wide.axes[4:8]] == [
+        "image", "truth", "prediction", "errors (red)"]
+    width = wide.axes[0].get_position().width * wide.get_figwidth()
+    one_row = prediction_gallery([image] * 2, [mask] * 2, [mask] * 2, palette)
+    assert width > 1.8 * one_row.axes[0].get_position().width * one_row.get_figwidth()
+    with pytest.raises(ValueError, match="columns must be 2 or 4"):
+        prediction_gallery([image], [mask], [mask], palette, columns=3)
+
+
 def test_predicting_leaves_a_training_model_as_it_was() -> None:
     """predict_probs runs in eval mode (running statistics used, not updated; no dropout) and gives
     the model back in the mode it had; evaluate refuses a device the model is not on."""

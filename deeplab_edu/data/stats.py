@@ -45,10 +45,25 @@ def dataset_masks(dataset: Any, n: int | None = None, *, indices: Sequence[int] 
 
 
 def class_pixel_frequencies(masks: Iterable[np.ndarray | torch.Tensor], num_classes: int) -> np.ndarray:
-    """Fraction of pixels per class over ``masks``; the last entry is the ignore label."""
+    """Fraction of pixels per class over ``masks``; the last entry is the ignore label.
+
+    Args:
+        masks: label maps (H, W) of integer class indices, any sizes.
+        num_classes: the number of classes, C.
+
+    Returns:
+        float64, shape ``(C + 1,)``: the share (0-1) of the counted pixels in each class, then the share
+        of ignored ones (255). Only labels in ``[0, C)`` and 255 are counted: another label (a class of a
+        larger label set) is left out of the shares (:mod:`deeplab_edu.data.check` names such labels).
+
+    Raises:
+        ValueError: a mask holds a negative label.
+    """
     counts = np.zeros(num_classes + 1, np.int64)
     for m in masks:
         m = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
+        if m.size and m.min() < 0:
+            raise ValueError(f"a mask holds the negative label {m.min()}: labels are class indices >= 0 (255: ignored)")
         c = np.bincount(m.ravel().astype(np.int64), minlength=256)
         counts[:-1] += c[:num_classes]
         counts[-1] += c[IGNORE_INDEX]
@@ -120,7 +135,8 @@ def object_sizes(infos: Iterable[SceneInfo]) -> dict[str, np.ndarray]:
 
 def octave_histogram(sizes: Sequence[float] | np.ndarray, low: float = 4.0) -> list[dict[str, float]]:
     """Objects per octave of size, ``[low * 2**k, low * 2**(k + 1))`` for ``k = 0, 1, ...`` up to the
-    largest size; one row per octave: ``from``, ``to`` (pixels), ``objects`` and ``share``.
+    largest size; one row per octave: ``from``, ``to`` (pixels), ``objects`` and ``share`` (a fraction
+    of all objects, 0-1).
 
     Raises:
         ValueError: ``low`` is not positive or a size is below ``low``.

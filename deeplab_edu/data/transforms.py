@@ -321,7 +321,8 @@ def train_transform(
     Returns:
         A picklable callable ``(image, mask) -> (image, mask)``: image (3, H, W) float in [0, 1] or
         uint8, or a PIL image; mask (H, W) integer class indices; returns float32 (3, crop_h, crop_w)
-        and int64 (crop_h, crop_w), or both uint8 with ``as_uint8``. DeepLabv3 sec. 4.1 (random scale 0.5-2, crop, flip). The
+        and int64 (crop_h, crop_w) (smaller where a scaled image is smaller than the crop and
+        ``pad_to_crop`` is false), or both uint8 with ``as_uint8``. DeepLabv3 sec. 4.1 (random scale 0.5-2, crop, flip). The
         callable raises ValueError for an image that is not (3, H, W) or (1, H, W), a mask that is
         not (H, W) integers, or sizes that differ (naming the shapes).
 

@@ -96,8 +96,8 @@ class TrainConfig:
     crop_size: int = 513
     #: Random scale factors of training images, (min, max) (DeepLabv3: 0.5 to 2.0).
     scale_range: tuple[float, float] = (0.5, 2.0)
-    #: Pad crops with the ignore label where the scaled image is smaller than the crop; ``False``:
-    #: smaller images give smaller crops.
+    #: Where the scaled image is smaller than the crop, pad it with the mean pixel and its mask with the
+    #: ignore label; ``False``: smaller images give smaller crops.
     pad_to_crop: bool = True
     #: Images per optimiser step and process (times ``grad_accum``).
     batch_size: int = 16

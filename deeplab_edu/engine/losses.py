@@ -95,7 +95,9 @@ class SegmentationLoss(torch.nn.Module):
             :func:`~deeplab_edu.data.stats.median_frequency_weights`); ``None``: every pixel alike.
 
     Raises:
-        ValueError: ``top_k`` is not in (0, 1], or ``class_weights`` come with ``top_k < 1``.
+        ValueError: ``top_k`` is not in (0, 1]; ``class_weights`` come with ``top_k < 1``, are not one
+            dimension, or hold a negative or non-finite weight (a count of logits' classes is checked by
+            :meth:`forward`).
     """
 
     def __init__(self, ignore_index: int = 255, aux_weight: float = 0.5, top_k: float = 1.0,
@@ -105,6 +107,11 @@ class SegmentationLoss(torch.nn.Module):
             raise ValueError(f"top_k must be in (0, 1], got {top_k}")
         if class_weights is not None and top_k < 1.0:
             raise ValueError(f"class_weights with hard-pixel mining (top_k={top_k}): use one of the two")
+        if class_weights is not None:
+            weights = torch.as_tensor(class_weights, dtype=torch.float32)
+            if weights.dim() != 1 or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+                raise ValueError(f"class_weights must be one finite, non-negative weight per class, shape (C,); "
+                                 f"got shape {tuple(weights.shape)}: {weights.tolist()}")
         self.class_weights: torch.Tensor | None
         self.register_buffer("class_weights", None if class_weights is None else
                              torch.as_tensor(class_weights, dtype=torch.float32), persistent=False)
@@ -128,6 +135,10 @@ class SegmentationLoss(torch.nn.Module):
 
         ``outputs`` is ``{"out": (N, C, h, w)}`` (optionally with ``"aux"``) or the ``"out"`` logits alone; logits of
         another size than ``target`` are upsampled bilinearly first.
+
+        Raises:
+            ValueError: ``class_weights`` has another number of entries than the logits have classes, C
+                (:func:`bootstrapped_ce`).
         """
         if isinstance(outputs, torch.Tensor):
             outputs = {"out": outputs}

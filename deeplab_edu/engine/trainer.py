@@ -682,6 +682,8 @@ class Trainer:
         Raises:
             NonFiniteLossError: the loss was NaN or infinite (checked after the optimiser step, so the
                 weights in memory may then be NaN).
+            ValueError: a passed model scores another number of classes than ``num_classes`` (checked on the
+                first step, :meth:`step`).
         """
         loss, images = self.step(batches)
         (value,) = self._read_losses([loss], self.iteration + 1)
@@ -700,6 +702,10 @@ class Trainer:
             ``(loss, images)``: this process's mean loss over the micro-batches, a 0-d float32
             tensor on ``self.device`` (not averaged over processes; :meth:`_read_losses` does that),
             and the number of images all processes saw.
+
+        Raises:
+            ValueError: a passed model scores another number of classes than ``num_classes`` (checked on the
+                first step; a model the Trainer builds always matches).
         """
         cfg = self.cfg
         self._train_mode()
@@ -819,6 +825,7 @@ class Trainer:
             ~deeplab_edu.engine.runs.RunFolderError: another process trains into ``cfg.out_dir``, or it holds the
                 checkpoints of another run and ``cfg.resume`` is false.
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
+            ValueError: a passed model scores another number of classes than ``num_classes`` (on the first step).
             BadDataError: a data file proved bad mid-run (the iterations done are saved first, for
                 ``resume``).
             TrainingInterrupted: (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once the step is

@@ -669,16 +669,18 @@ class ASPPv2(nn.Module):
         """The branches' rates; setting them re-dilates the branches (same weights).
 
         Raises:
-            ValueError: on setting, the number of rates differs from the number of branches, or a rate is below 1.
+            ValueError: on setting, the number of rates differs from the number of branches, or a rate is not a
+                positive whole number.
         """
         return tuple(conv.dilation[0] for conv in self.branch_convs(0))
 
     @atrous_rates.setter
     def atrous_rates(self, rates: Sequence[int]) -> None:
+        rates = _check_rates("ASPPv2", rates)  # 2.7 was cut to 2 without a word, as ASPP's setter refuses it
         if len(rates) != len(self.branches):
             raise ValueError(f"atrous_rates needs {len(self.branches)} rates, got {tuple(rates)}")
         for conv, r in zip(self.branch_convs(0), rates):
-            set_conv_rate(conv, int(r))
+            set_conv_rate(conv, r)
 
     def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each branch's class scores, (N, num_classes, H, W) each, before summation."""

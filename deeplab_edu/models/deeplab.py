@@ -324,8 +324,9 @@ class DeepLabV3Plus(DeepLab):
 
 
 def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
-    """The papers' rates: v1 fc6 12 (at 8); v2 (6, 12, 18, 24) at 8; v3/v3+ (6, 12, 18) at 16; scaled
-    to ``output_stride`` (:func:`~deeplab_edu.models.aspp.atrous_rates_for`).
+    """The papers' rates: v1 fc6 12 (at 8); v2 (6, 12, 18, 24) at 8; v3/v3+ (6, 12, 18) at 16; v2's and
+    v3's scaled to ``output_stride`` (:func:`~deeplab_edu.models.aspp.atrous_rates_for`). v1's 12 is
+    returned as it is at any stride (DeepLab-LargeFOV, v1 sec. 3.2 and Table 2, runs at output stride 8 only).
 
     Raises:
         ValueError: ``name`` is not one of :data:`MODELS`, ``output_stride`` is not 8, 16 or 32, or a

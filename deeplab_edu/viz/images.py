@@ -31,9 +31,11 @@ def sample_photo(size: int | tuple[int, int] | None = None) -> torch.Tensor:
 
 
 def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
-    """Colour a label map (H, W) with ``palette`` (one RGB triple per class); ignored pixels are white.
+    """Colour a label map (H, W) with ``palette`` (one RGB triple per class, 0-255).
 
-    Returns a uint8 array (H, W, 3).
+    Pixels equal to ``ignore_index`` are white, and so are labels outside ``[0, len(palette))`` (a
+    palette shorter than the classes shows them as ignored: check the labels with ``deeplab-edu
+    check-data``). Returns a uint8 array (H, W, 3).
     """
     m = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     pal = np.asarray(palette, dtype=np.uint8)
@@ -44,7 +46,11 @@ def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], 
 
 
 def overlay(image: torch.Tensor | np.ndarray, colored_mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend an RGB image ((3, H, W) tensor in [0, 1] or (H, W, 3) uint8) with a coloured mask."""
+    """Blend an RGB image ((3, H, W) tensor in [0, 1] or (H, W, 3) uint8) with a coloured mask.
+
+    ``colored_mask`` is uint8 (H, W, 3), as :func:`colorize` gives it; ``alpha`` is the mask's weight in
+    [0, 1] (0: the image alone). Returns a uint8 array (H, W, 3).
+    """
     if isinstance(image, torch.Tensor):
         img = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.float32)
     else:
