@@ -60,6 +60,21 @@ def test_impossible_settings_are_explained(argv: list[str], message: str, capsys
     assert message in err and "Traceback" not in err
 
 
+def test_under_torchrun_a_settings_error_is_printed_by_rank_0_alone(capsys: pytest.CaptureFixture,
+                                                                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A practitioner's trial: with four processes, a wrong setting printed its message four times. The
+    settings are the same in every process: rank 0 prints the message, the others exit with 2 silently; an
+    error of one process's own (a file it cannot read) names its rank."""
+    argv = ["train", "--out-dir", str(tmp_path / "run"), "--top-k", "0"]
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 2 and "top_k=0" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "3")
+    assert main(argv) == 2 and capsys.readouterr().err == ""
+    assert main(["train", "--preset", "smoke", "--init-from", str(tmp_path / "none.pt"),
+                 "--out-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith("[rank 3] deeplab-edu train: error: ")
+
+
 def test_yaml_config_and_presets(tmp_path: Path) -> None:
     assert {"smoke", "cpu", "gpu", "deeplabv3_voc", "deeplabv3_voc_phase2", "deeplabv3plus_voc"} <= set(list_presets())
     for name in list_presets():

@@ -393,3 +393,25 @@ def test_check_data_tries_a_failing_download_once(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(data, "build_dataset", offline)
     assert main(["check-data", "--dataset", "camvid", "--download", "--no-progress"]) == 2
     assert tries == ["train"] and capsys.readouterr().err.count("you seem to be offline") == 1
+
+
+def test_uint8_batches_warn_naming_a_16_bit_training_image(tmp_path: Path) -> None:
+    """uint8_batches rounds pixels to 256 levels: a 16-bit grey training image is named (a practitioner's
+    trial: only the docs said so); 8-bit images, or uint8_batches off, say nothing."""
+    from deeplab_edu.engine.config import load_config
+    from deeplab_edu.engine.data import build_datasets
+
+    root = _make(tmp_path / "mine", {"train": 2, "val": 1})
+    cfg = load_config("smoke", {"dataset": "folder", "data_root": str(root), "crop_size": 16, "uint8_batches": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_datasets(cfg)
+    deep = root / "train" / "images" / "p1.png"
+    Image.fromarray(np.full((24, 32), 40000, np.uint16)).save(deep)
+    assert Image.open(deep).mode == "I;16"
+    with pytest.warns(UserWarning, match=r"p1\.png holds more \(16-bit or float\)"):
+        build_datasets(cfg)
+    cfg.uint8_batches = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_datasets(cfg)

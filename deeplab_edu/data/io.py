@@ -64,6 +64,7 @@ __all__ = [
     "BadDataError",
     "DatasetNotFoundError",
     "load_image",
+    "holds_more_than_8_bits",
     "load_mask",
     "check_pair",
     "exif_orientation",
@@ -154,6 +155,21 @@ def _open(path: Path, what: str) -> Image.Image:
     return img
 
 
+#: Pillow modes :func:`load_image` reads with more than 256 levels (16-bit grey, 32-bit integer and float).
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def holds_more_than_8_bits(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`load_image` reads ``path`` with more than 256 levels (a 16-bit grey PNG, a float TIFF:
+    :data:`HIGH_DEPTH_MODES`). Reads the header only; an unreadable file gives ``False`` (loading it names
+    the problem)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode in HIGH_DEPTH_MODES
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
 def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     """Read an image as float32 RGB (3, H, W) in [0, 1], in its displayed (EXIF) orientation.
 
@@ -176,7 +192,7 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     """
     path = Path(path)
     img = _open(path, "image")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if img.mode in HIGH_DEPTH_MODES:
         arr = np.asarray(img).astype(np.float32)
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
         if img.mode == "F":

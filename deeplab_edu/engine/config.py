@@ -159,7 +159,8 @@ class TrainConfig:
     #: normalised on the device: 5x fewer bytes per batch for the workers to write and the training
     #: process to pin and copy, and the workers augment uint8 pixels (the image rounded to 1/255, the
     #: step of 8-bit pictures, before it is scaled), x1.4 faster on one CPU core
-    #: (``benchmarks/uint8_batches.py``). Leave it off for 16-bit images, which would keep 256 levels.
+    #: (``benchmarks/uint8_batches.py``). Leave it off for 16-bit images, which would keep 256 levels (a warning
+    #: names such a file among the first eight training images).
     #: Only for the data sets built from this configuration, with labels 0-255; a passed data set's
     #: items are sent as they are (a uint8 image among them is normalised on the device either way).
     uint8_batches: bool = False
