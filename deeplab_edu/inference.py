@@ -464,18 +464,24 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
     return LoadedRun(model.to(device).eval(), cfg, dict(info))
 
 
-def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> np.ndarray:
+def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
+              band: torch.Tensor | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3) for the label maps ``pred`` and ``target`` (H, W): black where right, red
-    where wrong, white where ``target`` is ``ignore_index``.
+    where wrong, white where ``target`` is ``ignore_index``. With ``band`` (bool (H, W), e.g. the trimap
+    band of :func:`deeplab_edu.metrics.boundary_band`), right pixels inside it are dark grey, so that the
+    errors inside and outside the band can be told apart.
 
     Raises:
-        ValueError: ``pred`` and ``target`` differ in shape (a prediction at another size, or logits).
+        ValueError: ``pred`` and ``target`` (or ``band``) differ in shape (a prediction at another size, or logits).
     """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be label maps of one "
+    if pred.shape != target.shape or (band is not None and band.shape != target.shape):
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)}"
+                         f"{'' if band is None else f' and band {tuple(band.shape)}'} must be maps of one "
                          "shape (H, W): resize the prediction, or take the logits' argmax(0)")
     p, t = pred.cpu().numpy(), target.cpu().numpy()
     out = np.zeros((*t.shape, 3), dtype=np.uint8)
+    if band is not None:
+        out[band.cpu().numpy().astype(bool)] = (80, 80, 80)
     out[(p != t) & (t != ignore_index)] = (220, 30, 30)
     out[t == ignore_index] = (255, 255, 255)
     return out
@@ -484,17 +490,19 @@ def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255)
 def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
                        preds: Sequence[torch.Tensor], palette: Sequence[Sequence[int]], *,
                        titles: Sequence[str] | None = None, ignore_index: int = 255,
-                       class_names: Sequence[str] | None = None, columns: int = 4) -> Any:
+                       class_names: Sequence[str] | None = None, columns: int = 4,
+                       bands: Sequence[torch.Tensor] | None = None) -> Any:
     """A matplotlib ``Figure`` with four panels per example: image, ground truth, prediction, errors (red).
 
     ``images`` are (3, H, W) (normalised or in [0, 1]), ``targets`` and ``preds`` (H, W) class
     indices coloured with ``palette`` (RGB 0-255 per class). With ``class_names`` a legend under
     the rows names each colour, so that a confusion (car for boat) can be read off the figure.
     ``columns=4`` puts an example's panels in one row; ``columns=2`` in two rows of two, each panel
-    twice as wide (street scenes, whose small and dark classes need the room).
+    twice as wide (street scenes, whose small and dark classes need the room). ``bands`` (one bool
+    (H, W) map per example, e.g. trimap bands) are drawn dark grey on the errors panel (:func:`error_map`).
 
     Raises:
-        ValueError: ``images``, ``targets`` and ``preds`` (and ``titles``, when given) differ in length, or
+        ValueError: ``images``, ``targets`` and ``preds`` (and ``titles`` or ``bands``, when given) differ in length, or
             there are none; a prediction differs in shape from its target (:func:`error_map`); ``columns``
             is not 2 or 4.
     """
@@ -503,9 +511,10 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
     from .viz.images import colorize
 
     n = len(images)
-    lengths = {"images": n, "targets": len(targets), "preds": len(preds), **({"titles": len(titles)} if titles else {})}
+    lengths = {"images": n, "targets": len(targets), "preds": len(preds), **({"titles": len(titles)} if titles else {}),
+               **({"bands": len(bands)} if bands is not None else {})}
     if n == 0 or len(set(lengths.values())) > 1:
-        raise ValueError("prediction_gallery needs as many targets and preds (and titles) as images, at least one: "
+        raise ValueError("prediction_gallery needs as many targets and preds (and titles, bands) as images, at least one: "
                          "got " + ", ".join(f"{k} {v}" for k, v in lengths.items()))
     if columns not in (2, 4) or isinstance(columns, bool):
         raise ValueError(f"prediction_gallery: columns must be 2 or 4 (panels a row per example), got {columns!r}")
@@ -523,13 +532,15 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
 
             img = denormalize(img.cpu())
         panels = [img.permute(1, 2, 0).cpu().numpy(), colorize(targets[i], palette, ignore_index),
-                  colorize(preds[i], palette, ignore_index), error_map(preds[i], targets[i], ignore_index)]
+                  colorize(preds[i], palette, ignore_index),
+                  error_map(preds[i], targets[i], ignore_index, None if bands is None else bands[i])]
         for j, (ax, panel) in enumerate(zip(axes[i], panels)):
             ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0 or columns == 2:
-                ax.set_title(("image", "truth", "prediction", "errors (red)")[j], fontsize=9)
+                ax.set_title(("image", "truth", "prediction",
+                              "errors (red)" if bands is None else "errors (red), band (grey)")[j], fontsize=9)
         if titles:
             axes[i][0].set_ylabel(titles[i], fontsize=8)
     if class_names is not None:

@@ -58,7 +58,7 @@ from IPython.display import Markdown, display
 
 from deeplab_edu import config
 from deeplab_edu.boundary import valid_tap_counts
-from deeplab_edu.exercises import check, solved
+from deeplab_edu.exercises import check, measured_and_predicted, solved
 from deeplab_edu.models import ASPP, ASPPv2, ImagePooling, atrous_rates_for
 from deeplab_edu.models.aspp import feature_map_side
 from deeplab_edu.models.summary import aspp_branch_costs
@@ -333,19 +333,27 @@ mobile_aspp = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None).
 solved("05.2", count_parameters(mobile_aspp.convs[1]))
 
 # %% [markdown]
-# ### Exercise 05.3
+# ### Exercise 05.3 (predict, then measure)
 # DeepLabv3 tried a fourth atrous branch at rate 24 (chapter 04: it made results slightly worse).
-# How many channels enter the $1\times1$ projection of that ASPP: DeepLabv3's (a $1 \times 1$
-# branch, one atrous branch per rate, image pooling, 256 channels each) with rates
-# $(6, 12, 18, 24)$?
+# **How many parameters does that branch add to the ASPP of section 2 on ResNet's 2048 channels?**
+# Think of everything that grows, predict, and check your prediction; the cell after it measures the
+# two ASPPs with `count_parameters`.
 
 # %%
-answer_05_3 = ...
-check("05.3", answer_05_3)
+prediction_05_3 = ...  # a whole number of parameters
+check("05.3", prediction_05_3)
+
+# %% tags=["hide-output"]
+from deeplab_edu.complexity import count_parameters
+
+added_05_3 = count_parameters(ASPP(2048, (6, 12, 18, 24))) - count_parameters(ASPP(2048, (6, 12, 18)))
+print(measured_and_predicted(added_05_3, prediction_05_3, fmt=",.0f"))
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
-solved("05.3", ASPP(2048, (6, 12, 18, 24)).project[0].in_channels)
+# the branch: a 3x3 conv 2048 -> 256 without bias (2048 * 256 * 9) and its batch norm (2 * 256); the
+# concatenation grows from 1280 to 1536 channels, so the 1x1 projection gains 256 * 256 weights.
+solved("05.3", added_05_3)
 
 # %% [markdown]
 # ### Exercise 05.4 (write a function)

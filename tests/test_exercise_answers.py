@@ -41,7 +41,7 @@ KNOWN = {
     "04.5": 10,                                     # 1 + 3 * 3 from the corner
     "05.1": (3, 6, 9, 12),                          # v2's rates at output stride 16
     "05.2": 960 * 256 * 9 + 512,                    # weights plus batch norm's scale and shift
-    "05.3": 1536,                                   # 6 branches x 256 channels
+    "05.3": 2048 * 256 * 9 + 512 + 256 * 256,       # the branch, its BN and the projection's growth
     "06.1": 0.4,                                    # (0.2 + 0.4 + 0.6) / 3
     "06.4": math.log(4) / math.log(45),             # two octaves of log2(45)
     "07.1": 160,                                    # 16 * (17 - 1) + 32
@@ -71,7 +71,7 @@ MEASURED = {"07.4": "the bilateral kernel at two pixels, measured in the chapter
 #: exercise -> typical wrong answers the checker must refuse
 WRONG = {
     "00.1": [3], "01.1": [18], "02.5": ["wider", "the same", "grows"], "03.3": [4, (65 / 33) ** 2], "04.1": [33], "04.4": [(3, 3), (1, 2)], "04.5": [16],
-    "05.1": [(12, 24, 36), (6, 12, 18)], "05.3": [1280], "06.1": [2.55], "06.4": [1 / 5.49], "07.1": [8 * 17],
+    "05.1": [(12, 24, 36), (6, 12, 18)], "05.3": [1536, 2048 * 256 * 9 + 512, 256 * 256], "06.1": [2.55], "06.4": [1 / 5.49], "07.1": [8 * 17],
     "07.2": [4096**2 - 1024**2], "08.2": [4 / 9], "08.3": [(3, 6, 9)], "09.1": [304], "09.2": [9 * 256 + 256 * 256],
     "09.4": [0.3], "10.4": [30, 23, 21, 60, 61, 6], "10.5": [3, 5, 9, 8, 12, 20],
     "11.1": [16], "11.3": [6], "11.6": [22.0],
@@ -145,7 +145,8 @@ def test_chapter_05s_branch_has_torchvisions_parameters() -> None:
 
     theirs = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None).classifier[0].convs[1]
     assert count_parameters(ASPPConv(960, 256, rate=12)) == count_parameters(theirs) == KNOWN["05.2"]
-    assert ASPP(2048, (6, 12, 18, 24)).project[0].in_channels == KNOWN["05.3"]
+    added = count_parameters(ASPP(2048, (6, 12, 18, 24))) - count_parameters(ASPP(2048, (6, 12, 18)))
+    assert added == KNOWN["05.3"]
 
 
 def test_where_the_course_checks_itself_a_wrong_answer_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,25 +66,35 @@ value_exercise(
     hint="the rate spreads the 9 taps apart but adds no weights; BN learns a scale and a shift per channel.",
 )
 
+# 05.3: what a fourth atrous branch (rate 24) adds to DeepLabv3's ASPP on ResNet's 2048 channels: the
+# branch (3x3 conv without bias, BN) and the projection's 256 more input channels (1x1, no bias).
+_BRANCH_05_3 = 2048 * 256 * 9 + _BN
+_PROJECTION_05_3 = 256 * 256
+
 value_exercise(
     "05.3",
-    "Channels entering the projection of an ASPP with rates (6, 12, 18, 24), image pooling, 256 per branch",
-    solution=lambda: 1536,
+    "Predict: parameters a fourth atrous branch (rate 24) adds to DeepLabv3's ASPP on 2048 channels (the branch "
+    "and everything else that grows)",
+    solution=lambda: _BRANCH_05_3 + _PROJECTION_05_3,
     answer_type="whole",
+    kind="predict",
     mistakes=[
-        (1280, "1280 is five branches (DeepLabv3's): with four rates there are a 1x1, four atrous and an "
-               "image-pooling branch."),
-        (1024, "that counts the four atrous branches only: the 1x1 and the image-pooling branches are concatenated too."),
-        (256, "256 is one branch (and the projection's output); the branches are concatenated, not summed."),
-        (2048, "2048 is the backbone's output, the ASPP's *input*."),
-        (1792, "that counts seven branches: one 1x1, four atrous and one image pooling make six."),
+        (_BRANCH_05_3, "that is the new branch alone (as in 05.2); its 256 channels are concatenated with the "
+                       "others, so the 1x1 projection after them reads 256 more input channels."),
+        (2048 * 256 * 9, "that is the branch's convolution alone: its batch norm learns a scale and a shift per "
+                         "channel, and the projection after the concatenation grows too."),
+        (2048 * 256 * 9 + _PROJECTION_05_3, "the branch's batch norm learns a scale and a shift per channel too."),
+        (_PROJECTION_05_3, "that is the projection's growth alone; the new branch itself has a 3x3 convolution "
+                           "(2048 -> 256) and a batch norm."),
+        (_BRANCH_05_3 + _PROJECTION_05_3 + 4 * 256, "running mean and variance are buffers, not parameters."),
+        (lambda a: a >= 4 * (_BRANCH_05_3 + _PROJECTION_05_3),
+         "the atrous rate does not add weights: a 3x3 filter at rate 24 still has 9 taps."),
     ],
-    otherwise=lambda a: (f"{shown(a)} is not a multiple of 256: every branch gives 256 channels, and the projection "
-                         "reads them concatenated." if a % 256 else
-                         f"{shown(a)} is {direction(a, 1536, more='too many', less='too few')} channels: the "
-                         "projection reads every branch's 256 channels, concatenated; which branches does this ASPP "
-                         "have?"),
-    hint="count the branches: one 1x1, one per atrous rate, one image pooling; each gives 256 channels.",
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _BRANCH_05_3 + _PROJECTION_05_3)}: count the new branch "
+                         "(its 3x3 convolution without bias and its batch norm) and what grows after the "
+                         "concatenation."),
+    hint="the branch is a 3x3 convolution (2048 -> 256, no bias) and a batch norm, as in 05.2; and the 1x1 "
+         "projection (no bias) after the concatenation now reads one more branch's 256 channels.",
 )
 
 
