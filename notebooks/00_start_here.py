@@ -113,8 +113,9 @@ for name, ver in env["libraries"].items():
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # Checks run by the tests (hidden in the book).
-assert config.profile() in config.PROFILES
-assert env["libraries"]["torch"] is not None and env["libraries"]["torchvision"] is not None
+with config.text_checks():
+    assert config.profile() in config.PROFILES
+    assert env["libraries"]["torch"] is not None and env["libraries"]["torchvision"] is not None
 
 # %% [markdown]
 # `config.choose` is how a notebook sizes its work for the profile. Here is what a training

@@ -108,7 +108,8 @@ markdown_table(receptive_field_table(stack), digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert receptive_field(stack).size == 1 + 2 * 1 + 2 * 2 + 1 * 2 + 4 * 4 + 8 * 4 == 57
+with config.text_checks():
+    assert receptive_field(stack).size == 1 + 2 * 1 + 2 * 2 + 1 * 2 + 4 * 4 + 8 * 4 == 57
 
 # %% [markdown]
 # ## On a photograph
@@ -205,9 +206,10 @@ markdown_table(checks, digits=3)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert all(row["agree"] for row in checks), checks
-assert fields["ResNet-50, OS 8"].size == fields["ResNet-50, OS 16"].size == fields["ResNet-50, OS 32"].size
-assert [fields[f"ResNet-50, OS {s}"].stride for s in (32, 16, 8)] == [32, 16, 8]
+with config.text_checks():
+    assert all(row["agree"] for row in checks), checks
+    assert fields["ResNet-50, OS 8"].size == fields["ResNet-50, OS 16"].size == fields["ResNet-50, OS 32"].size
+    assert [fields[f"ResNet-50, OS {s}"].stride for s in (32, 16, 8)] == [32, 16, 8]
 
 # %% [markdown]
 # ### 427 or 483?
@@ -238,8 +240,9 @@ markdown_table([{"model": name, "receptive field": f.size, "effective stride": f
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert fields["ResNet-50, OS 32"].size == 427 and slim_field.size == 483 and slim_field.stride == 32
-assert slim_check["agree"] and slim_check["receptive field (theory)"] == 483
+with config.text_checks():
+    assert fields["ResNet-50, OS 32"].size == 427 and slim_field.size == 483 and slim_field.stride == 32
+    assert slim_check["agree"] and slim_check["receptive field (theory)"] == 483
 
 # %% [markdown]
 # ## The central claim: same field, denser map
@@ -269,7 +272,8 @@ plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert maps["OS 32"] == (17, 17) and maps["OS 16"] == (33, 33) and maps["OS 8"] == (65, 65)
+with config.text_checks():
+    assert maps["OS 32"] == (17, 17) and maps["OS 16"] == (33, 33) and maps["OS 8"] == (65, 65)
 
 # %% [markdown]
 # Every red square is the same 427-pixel field; only the density of the dots changes. The price is
@@ -312,12 +316,13 @@ print("each doubling of depth: theoretical field " + ", ".join(f"x{t:.2f}" for t
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert all(r["90% of the gradient within (px)"] <= r["theoretical field (px)"] for r in depth_rows)
-if not config.is_smoke():  # (one noise sample in smoke) the share of its field a stack uses falls with depth
-    shares = [r["90% of the gradient within (px)"] / r["theoretical field (px)"] for r in depth_rows]
-    assert all(a >= b for a, b in zip(shares, shares[1:])) and shares[-1] < 0.75 * shares[0], shares
-    assert depth_rows[0]["90% of the gradient within (px)"] == depth_rows[0]["theoretical field (px)"]  # n = 2: all of it
-    assert all(1.1 < e < 1.7 and e < t for t, e in growth[1:]), growth  # "about sqrt(2) per doubling", from 4 layers on
+with config.text_checks():
+    assert all(r["90% of the gradient within (px)"] <= r["theoretical field (px)"] for r in depth_rows)
+    if not config.is_smoke():  # (one noise sample in smoke) the share of its field a stack uses falls with depth
+        shares = [r["90% of the gradient within (px)"] / r["theoretical field (px)"] for r in depth_rows]
+        assert all(a >= b for a, b in zip(shares, shares[1:])) and shares[-1] < 0.75 * shares[0], shares
+        assert depth_rows[0]["90% of the gradient within (px)"] == depth_rows[0]["theoretical field (px)"]  # n = 2: all of it
+        assert all(1.1 < e < 1.7 and e < t for t, e in growth[1:]), growth  # "about sqrt(2) per doubling", from 4 layers on
 
 # %% [markdown]
 # Read the last column against the theoretical field. The field, $2n + 1$ pixels, nearly doubles
@@ -423,13 +428,14 @@ plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert plain_rf.size == 25 and atrous_rf.size == 33
-assert mass_extent(flat_square, 0.5) - mass_extent(erf_atrous, 0.5) <= 4  # "about equally": close to flat
-assert all(mass_extent(m, 0.9) <= plain_rf.size for r in erf_runs for m in (r.before, r.after))
-if not config.is_smoke():  # the prose below: every seed grew, and the interval of the mean excludes zero
-    assert all(r.growth(0.5) > 0 for r in erf_runs), [r.growth(0.5) for r in erf_runs]
-    assert all(seed_interval([r.growth(f) for r in erf_runs])[0] > 0 for f in (0.5, 0.9))
-    assert all(fmean(r.losses[-20:]) < 0.45 for r in erf_runs)  # well below a coin flip's 0.693
+with config.text_checks():
+    assert plain_rf.size == 25 and atrous_rf.size == 33
+    assert mass_extent(flat_square, 0.5) - mass_extent(erf_atrous, 0.5) <= 4  # "about equally": close to flat
+    assert all(mass_extent(m, 0.9) <= plain_rf.size for r in erf_runs for m in (r.before, r.after))
+    if not config.is_smoke():  # the prose below: every seed grew, and the interval of the mean excludes zero
+        assert all(r.growth(0.5) > 0 for r in erf_runs), [r.growth(0.5) for r in erf_runs]
+        assert all(seed_interval([r.growth(f) for r in erf_runs])[0] > 0 for f in (0.5, 0.9))
+        assert all(fmean(r.losses[-20:]) < 0.45 for r in erf_runs)  # well below a coin flip's 0.693
 
 # %% [markdown]
 # The map grew in every seed, and the interval of the mean growth lies above zero: a finding, not
@@ -471,7 +477,8 @@ else:
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert abs(float(erf_runs[0].before.sum()) - 1) < 1e-4 and abs(float(erf_runs[0].after.sum()) - 1) < 1e-4
+with config.text_checks():
+    assert abs(float(erf_runs[0].before.sum()) - 1) < 1e-4 and abs(float(erf_runs[0].after.sum()) - 1) < 1e-4
 
 # %% [markdown]
 # ## Gridding: holes in the field
@@ -504,9 +511,10 @@ print("read share of other stacks: " + ", ".join(f"{r} {c:.0%}" for r, c in othe
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert coverage(patterns["(1, 2, 4)"]) == 1.0 and int((patterns["(2, 2, 2)"] > 0).sum()) == 49
-# the prose: (1, 2, 5) has no holes; (1, 2, 9) and (3, 4, 5) read about 71 % without a common factor; (2, 4, 8) grids
-assert others[(1, 2, 5)] == 1.0 and all(0.69 < others[r] < 0.73 for r in [(1, 2, 9), (3, 4, 5)]) and others[(2, 4, 8)] < 0.5
+with config.text_checks():
+    assert coverage(patterns["(1, 2, 4)"]) == 1.0 and int((patterns["(2, 2, 2)"] > 0).sum()) == 49
+    # the prose: (1, 2, 5) has no holes; (1, 2, 9) and (3, 4, 5) read about 71 % without a common factor; (2, 4, 8) grids
+    assert others[(1, 2, 5)] == 1.0 and all(0.69 < others[r] < 0.73 for r in [(1, 2, 9), (3, 4, 5)]) and others[(2, 4, 8)] < 0.5
 
 # %% [markdown]
 # ## Exercises

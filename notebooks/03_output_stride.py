@@ -109,9 +109,10 @@ print("measured on the backbone:", {(r["input"], r["output stride"]): r["feature
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert [vos.expected_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
-for r in shape_rows:
-    assert r["feature map"] == vos.expected_feature_size(r["input"], r["output stride"]), r
+with config.text_checks():
+    assert [vos.expected_feature_size(513, s) for s in (8, 16, 32)] == [65, 33, 17]
+    for r in shape_rows:
+        assert r["feature map"] == vos.expected_feature_size(r["input"], r["output stride"]), r
 
 # %% [markdown]
 # ### Exercise 03.1 (predict, then read and measure)
@@ -168,8 +169,9 @@ for (dense, strided), rel in vos.dense_vs_strided_difference(features).items():
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert {os_: f.shape[-1] for os_, f in features.items()} == {s: vos.expected_feature_size(photo_size, s) for s in (32, 16, 8)}
-assert all(rel < 1e-5 for rel in vos.dense_vs_strided_difference(features).values())  # float32 rounding
+with config.text_checks():
+    assert {os_: f.shape[-1] for os_, f in features.items()} == {s: vos.expected_feature_size(photo_size, s) for s in (32, 16, 8)}
+    assert all(rel < 1e-5 for rel in vos.dense_vs_strided_difference(features).values())  # float32 rounding
 
 # %% [markdown]
 # The differences are float rounding (of the order of $10^{-6}$ of the largest value): the dense map
@@ -189,8 +191,9 @@ fig = vos.plot_feature_maps(photo, features)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-if weights is None and photo_size == 513:  # the paragraph below: with random weights the border is brighter
-    assert all(a > 1.3 * b for a, b in frame_vs_inside.values()), frame_vs_inside
+with config.text_checks():
+    if weights is None and photo_size == 513:  # the paragraph below: with random weights the border is brighter
+        assert all(a > 1.3 * b for a, b in frame_vs_inside.values()), frame_vs_inside
 
 # %% [markdown]
 # With random weights (the `weights:` line above says which weights this run uses) and the
@@ -248,13 +251,14 @@ fig = vos.plot_cost_vs_output_stride(cost_rows, paper_miou=vos.PAPER_TABLE1_MIOU
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-by_os = {r["output stride"]: r for r in cost_rows}  # also in the cell of exercise 03.1 below, which the book shows
-assert by_os[32]["params (M)"] == by_os[16]["params (M)"] == by_os[8]["params (M)"]
-assert by_os[32]["GMACs"] < by_os[16]["GMACs"] < by_os[8]["GMACs"]
-assert all(r["feature map"] == vos.expected_feature_size(input_size, r["output stride"]) for r in cost_rows)
-if input_size == 513 and device.type == "cpu":  # the reading below: the peak barely moves from 32 to 16, rises at 8
-    peak = {s: r["peak memory (MiB)"] for s, r in by_os.items()}
-    assert abs(peak[16] - peak[32]) <= 0.1 * peak[16] and peak[8] > 1.5 * peak[16], peak
+with config.text_checks():
+    by_os = {r["output stride"]: r for r in cost_rows}  # also in the cell of exercise 03.1 below, which the book shows
+    assert by_os[32]["params (M)"] == by_os[16]["params (M)"] == by_os[8]["params (M)"]
+    assert by_os[32]["GMACs"] < by_os[16]["GMACs"] < by_os[8]["GMACs"]
+    assert all(r["feature map"] == vos.expected_feature_size(input_size, r["output stride"]) for r in cost_rows)
+    if input_size == 513 and device.type == "cpu":  # the reading below: the peak barely moves from 32 to 16, rises at 8
+        peak = {s: r["peak memory (MiB)"] for s, r in by_os.items()}
+        assert abs(peak[16] - peak[32]) <= 0.1 * peak[16] and peak[8] > 1.5 * peak[16], peak
 
 # %% [markdown]
 # **Exercise 03.1, measured.** The parameters the table counts at output stride 8 minus those at 32,
@@ -308,12 +312,13 @@ fig = vos.plot_cost_vs_input_size(size_rows)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-import math
+with config.text_checks():
+    import math
 
-for os_ in (32, 16, 8):
-    sel = sorted((r for r in size_rows if r["output stride"] == os_), key=lambda r: r["input"])
-    slope = math.log(sel[-1]["GMACs"] / sel[0]["GMACs"]) / math.log(sel[-1]["input"] / sel[0]["input"])
-    assert 1.7 < slope < 2.2, (os_, slope)
+    for os_ in (32, 16, 8):
+        sel = sorted((r for r in size_rows if r["output stride"] == os_), key=lambda r: r["input"])
+        slope = math.log(sel[-1]["GMACs"] / sel[0]["GMACs"]) / math.log(sel[-1]["input"] / sel[0]["input"])
+        assert 1.7 < slope < 2.2, (os_, slope)
 
 # %% [markdown]
 # Where does the extra cost of a dense map go? Split by stage: the stem and blocks 1-2 do not
@@ -340,9 +345,10 @@ fig = vos.plot_macs_by_stage(stages, title=f"ResNet-50, {stage_input} x {stage_i
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert abs(stages["OS 32"]["block2"] - stages["OS 8"]["block2"]) < 1e-9
-assert stages["OS 8"]["block4"] > 10 * stages["OS 32"]["block4"]
-assert 3 < stage_ratios["block3", 8, 16] < 4 and 3 < stage_ratios["block4", 16, 32] < 4 < stage_ratios["block4", 8, 32] < 16
+with config.text_checks():
+    assert abs(stages["OS 32"]["block2"] - stages["OS 8"]["block2"]) < 1e-9
+    assert stages["OS 8"]["block4"] > 10 * stages["OS 32"]["block4"]
+    assert 3 < stage_ratios["block3", 8, 16] < 4 and 3 < stage_ratios["block4", 16, 32] < 4 < stage_ratios["block4", 8, 32] < 16
 
 # %% [markdown]
 # ## 5. Multi-grid and going deeper (DeepLabv3 sec. 3.2)
@@ -391,14 +397,15 @@ print("multi-grid " + ("changes no stage's multiply-adds: each MG row repeats th
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert deep_rows["block4, MG (1, 2, 4)"][0] == [(2, 4, 8)]
-assert deep_rows["block4, MG (1, 1, 1)"][0] == [(2, 2, 2)] and deep_rows["block4"][0] == [(1, 2, 2)]
-assert deep_rows["block7"][0] == [(1, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16)]
-assert deep_rows["block7, MG (1, 2, 1)"][0][2] == (8, 16, 8)
-assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_rows["block7"][1]
-assert same_macs and deep_rows["block7"][2] > deep_rows["block4"][2]  # "no multiply-add"; going deeper adds some
-with torch.device("meta"):  # the table below: Table 3's (2, 2, 2) row reads at (4, 4, 4)
-    assert build_backbone("resnet50", output_stride=16, multi_grid=(2, 2, 2)).block_rates()[3] == (4, 4, 4)
+with config.text_checks():
+    assert deep_rows["block4, MG (1, 2, 4)"][0] == [(2, 4, 8)]
+    assert deep_rows["block4, MG (1, 1, 1)"][0] == [(2, 2, 2)] and deep_rows["block4"][0] == [(1, 2, 2)]
+    assert deep_rows["block7"][0] == [(1, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16)]
+    assert deep_rows["block7, MG (1, 2, 1)"][0][2] == (8, 16, 8)
+    assert deep_rows["block4"][1] == deep_rows["block4, MG (1, 2, 4)"][1] < deep_rows["block7"][1]
+    assert same_macs and deep_rows["block7"][2] > deep_rows["block4"][2]  # "no multiply-add"; going deeper adds some
+    with torch.device("meta"):  # the table below: Table 3's (2, 2, 2) row reads at (4, 4, 4)
+        assert build_backbone("resnet50", output_stride=16, multi_grid=(2, 2, 2)).block_rates()[3] == (4, 4, 4)
 
 # %% [markdown]
 # **Which one is the paper's plain block 4?** First the consequence: **with any `multi_grid`,
@@ -437,7 +444,8 @@ print(f"3x3 at rate 64 on a {feature_side} x {feature_side} map acts as a "
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert effective_kernel_shape(33, 64) == (1, 1) and effective_kernel_shape(33, 8) == (3, 3)
+with config.text_checks():
+    assert effective_kernel_shape(33, 64) == (1, 1) and effective_kernel_shape(33, 8) == (3, 3)
 
 # %% [markdown]
 # **What the paper found** (PASCAL VOC 2012 val mIoU, output stride 16, quoted from
@@ -454,15 +462,16 @@ for mg, vals in vos.PAPER_TABLE3_MIOU.items():
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
-# what the paragraph below reads off Table 3 (depths block4..block7 are columns 0..3)
-t3 = vos.PAPER_TABLE3_MIOU
-multi_grids = [mg for mg in t3 if len(set(mg)) > 1]
-assert all(t3[mg][d] > t3[(1, 1, 1)][d] for mg in multi_grids for d in range(4))  # multi-grid beats (1, 1, 1)
-assert all(t3[(2, 2, 2)][d] < t3[mg][d] for mg in multi_grids for d in range(1, 4))  # (2, 2, 2) below them from block5
-assert t3[(2, 2, 2)][0] > t3[(1, 2, 1)][0]  # ... but not at block4
-assert [t3[(2, 2, 2)][d] < t3[(1, 1, 1)][d] for d in range(4)] == [False, False, True, True]  # below (1, 1, 1) from block6
-assert max(v[3] for v in t3.values()) == t3[(1, 2, 1)][3] == 76.66  # the best cascaded model
+with config.text_checks():
+    assert vos.PAPER_TABLE3_MIOU[(1, 1, 1)] == vos.PAPER_TABLE2_MIOU["resnet101"]
+    # what the paragraph below reads off Table 3 (depths block4..block7 are columns 0..3)
+    t3 = vos.PAPER_TABLE3_MIOU
+    multi_grids = [mg for mg in t3 if len(set(mg)) > 1]
+    assert all(t3[mg][d] > t3[(1, 1, 1)][d] for mg in multi_grids for d in range(4))  # multi-grid beats (1, 1, 1)
+    assert all(t3[(2, 2, 2)][d] < t3[mg][d] for mg in multi_grids for d in range(1, 4))  # (2, 2, 2) below them from block5
+    assert t3[(2, 2, 2)][0] > t3[(1, 2, 1)][0]  # ... but not at block4
+    assert [t3[(2, 2, 2)][d] < t3[(1, 1, 1)][d] for d in range(4)] == [False, False, True, True]  # below (1, 1, 1) from block6
+    assert max(v[3] for v in t3.values()) == t3[(1, 2, 1)][3] == 76.66  # the best cascaded model
 
 # %% [markdown]
 # More blocks help, with shrinking returns (for ResNet-50, block7 is even slightly worse than

@@ -98,11 +98,12 @@ print(f"each branch gives class scores of shape {tuple(votes[0].shape)}; the sum
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-with torch.no_grad():  # branch r is eq. (1) at rate r with "same" padding, and the module sums them
-    for conv, rate, vote in zip(aspp_v2.branch_convs(0), (6, 12, 18, 24), votes):
-        assert torch.allclose(vote, F.conv2d(x, conv.weight, conv.bias, padding=rate, dilation=rate), atol=1e-5), rate
-assert torch.allclose(fused, sum(votes), atol=1e-5)
-assert len(votes) == 4 and fused.shape == (1, 5, 33, 33)
+with config.text_checks():
+    with torch.no_grad():  # branch r is eq. (1) at rate r with "same" padding, and the module sums them
+        for conv, rate, vote in zip(aspp_v2.branch_convs(0), (6, 12, 18, 24), votes):
+            assert torch.allclose(vote, F.conv2d(x, conv.weight, conv.bias, padding=rate, dilation=rate), atol=1e-5), rate
+    assert torch.allclose(fused, sum(votes), atol=1e-5)
+    assert len(votes) == 4 and fused.shape == (1, 5, 33, 33)
 
 # %% [markdown]
 # ## 2. DeepLabv3: parallel branches, batch norm, image pooling, concatenation
@@ -149,10 +150,11 @@ print(f"concatenated: {sum(b.shape[1] for b in branches)} channels -> projected:
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert atrous_rates_for(8) == (12, 24, 36) and atrous_rates_for(16) == (6, 12, 18)
-assert len(branches) == 5 and y.shape == (1, 32, 33, 33) and sum(b.shape[1] for b in branches) == 5 * 32 == 160
-# the image-pooling branch is constant over the map
-assert torch.allclose(branches[-1], branches[-1][:, :, :1, :1].expand_as(branches[-1]))
+with config.text_checks():
+    assert atrous_rates_for(8) == (12, 24, 36) and atrous_rates_for(16) == (6, 12, 18)
+    assert len(branches) == 5 and y.shape == (1, 32, 33, 33) and sum(b.shape[1] for b in branches) == 5 * 32 == 160
+    # the image-pooling branch is constant over the map
+    assert torch.allclose(branches[-1], branches[-1][:, :, :1, :1].expand_as(branches[-1]))
 
 # %% [markdown]
 # ## 3. What each branch sees, on a photograph
@@ -212,15 +214,16 @@ for k in sorted(set(counts.ravel().tolist()), reverse=True):
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert fsize == 33 and centre == (16, 16)
-assert centre_counts == {"1x1": 1, "rate 6": 9, "rate 12": 9, "rate 18": 1, "image pooling": 33 * 33}, centre_counts
-assert top_counts == {"1x1": 1, "rate 6": 6, "rate 12": 6, "rate 18": 2, "image pooling": 33 * 33}, top_counts
-for r in (6, 12, 18):  # the measured footprints are the valid-tap counts of chapter 04
-    assert centre_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[centre]
-    assert top_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[near_top]
-assert (counts == 9).mean() == 0.0  # at rate 18 on 33 x 33 no position keeps all nine taps
-assert (counts == 4).mean() > 0.8 and 0 < (counts == 1).mean() < 0.01  # most keep four, one only near the centre
-assert (valid_tap_counts(33, 33, 3, 33) == 1).all()  # at a rate of the map's side, a 1 x 1 convolution everywhere
+with config.text_checks():
+    assert fsize == 33 and centre == (16, 16)
+    assert centre_counts == {"1x1": 1, "rate 6": 9, "rate 12": 9, "rate 18": 1, "image pooling": 33 * 33}, centre_counts
+    assert top_counts == {"1x1": 1, "rate 6": 6, "rate 12": 6, "rate 18": 2, "image pooling": 33 * 33}, top_counts
+    for r in (6, 12, 18):  # the measured footprints are the valid-tap counts of chapter 04
+        assert centre_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[centre]
+        assert top_counts[f"rate {r}"] == valid_tap_counts(33, 33, 3, r)[near_top]
+    assert (counts == 9).mean() == 0.0  # at rate 18 on 33 x 33 no position keeps all nine taps
+    assert (counts == 4).mean() > 0.8 and 0 < (counts == 1).mean() < 0.01  # most keep four, one only near the centre
+    assert (valid_tap_counts(33, 33, 3, 33) == 1).all()  # at a rate of the map's side, a 1 x 1 convolution everywhere
 
 # %% [markdown]
 # Explore it: choose the output stride and the output position. At output stride 8 the map is
@@ -251,10 +254,11 @@ print(f"total: DeepLabv3 ASPP {total_v3 / 1e6:.2f} M parameters, DeepLab v2 ASPP
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-by_name = {r["branch"]: r for r in v3_costs}
-assert by_name["rate 6"]["params"] == by_name["rate 18"]["params"] == 2048 * 256 * 9 + 2 * 256
-assert by_name["image pooling"]["MACs (M)"] < 0.01 * by_name["1x1"]["MACs (M)"]
-assert total_v3 > total_v2
+with config.text_checks():
+    by_name = {r["branch"]: r for r in v3_costs}
+    assert by_name["rate 6"]["params"] == by_name["rate 18"]["params"] == 2048 * 256 * 9 + 2 * 256
+    assert by_name["image pooling"]["MACs (M)"] < 0.01 * by_name["1x1"]["MACs (M)"]
+    assert total_v3 > total_v2
 
 # %% [markdown]
 # ## 5. A trap: image pooling with a batch of one
@@ -288,8 +292,9 @@ print("ours, batch of one in training mode:", tuple(single.shape))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert torchvision_crashed
-assert single.shape == (1, 32, 33, 33)
+with config.text_checks():
+    assert torchvision_crashed
+    assert single.shape == (1, 32, 33, 33)
 
 # %% [markdown]
 # ## Exercises

@@ -100,9 +100,10 @@ print(f"mask  {tuple(mask.shape)} {mask.dtype}, labels present: {mask.unique().t
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-again_image, again_mask = ProceduralScenes(length=1000, size=256, seed=0)[0]
-assert torch.equal(image, again_image) and torch.equal(mask, again_mask)
-assert image.shape == (3, 256, 256) and mask.dtype == torch.int64
+with config.text_checks():
+    again_image, again_mask = ProceduralScenes(length=1000, size=256, seed=0)[0]
+    assert torch.equal(image, again_image) and torch.equal(mask, again_mask)
+    assert image.shape == (3, 256, 256) and mask.dtype == torch.int64
 
 # %% [markdown]
 # Eight scenes (white in the masks: ignored pixels):
@@ -149,15 +150,16 @@ fig = vdata.show_difficulties(indices=(1, 2), size=128)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-from deeplab_edu.data.procedural import DIFFICULTIES
+with config.text_checks():
+    from deeplab_edu.data.procedural import DIFFICULTIES
 
-assert list(DIFFICULTIES) == ["hard", "medium", "easy"] and DIFFICULTIES["easy"].min_radius == 0.04
-assert (DIFFICULTIES["hard"].min_radius, DIFFICULTIES["hard"].max_objects, DIFFICULTIES["easy"].max_objects) == (0.01, 8, 6)
-assert ProceduralScenes(length=1, size=32).difficulty == "hard"
-_masks = {d: [ProceduralScenes(length=3, size=128, seed=0, difficulty=d)[i][1] for i in (1, 2)] for d in DIFFICULTIES}
-_same = {d: float(torch.stack([(a == b).float().mean() for a, b in zip(_masks[d], _masks["easy"])]).mean())
-         for d in ("medium", "hard")}
-assert _same["medium"] > 0.9 and _same["hard"] < 0.7, _same  # the sentence above the figure
+    assert list(DIFFICULTIES) == ["hard", "medium", "easy"] and DIFFICULTIES["easy"].min_radius == 0.04
+    assert (DIFFICULTIES["hard"].min_radius, DIFFICULTIES["hard"].max_objects, DIFFICULTIES["easy"].max_objects) == (0.01, 8, 6)
+    assert ProceduralScenes(length=1, size=32).difficulty == "hard"
+    _masks = {d: [ProceduralScenes(length=3, size=128, seed=0, difficulty=d)[i][1] for i in (1, 2)] for d in DIFFICULTIES}
+    _same = {d: float(torch.stack([(a == b).float().mean() for a, b in zip(_masks[d], _masks["easy"])]).mean())
+             for d in ("medium", "hard")}
+    assert _same["medium"] > 0.9 and _same["hard"] < 0.7, _same  # the sentence above the figure
 
 # %% [markdown]
 # ## Class statistics
@@ -187,10 +189,11 @@ print("pixels per class: " + ", ".join(f"{name} {100 * f:.1f} %" for name, f in 
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert (freqs[:-1] > 0).all(), "every class occurs"
-if not config.is_smoke():  # the reading below: background the most frequent class, wire the rarest, in many scenes
-    assert freqs[:-1].argmax() == 0 and freqs[:-1].argmin() == wire and with_wire > 0.3
-assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
+with config.text_checks():
+    assert (freqs[:-1] > 0).all(), "every class occurs"
+    if not config.is_smoke():  # the reading below: background the most frequent class, wire the rarest, in many scenes
+        assert freqs[:-1].argmax() == 0 and freqs[:-1].argmin() == wire and with_wire > 0.3
+    assert sizes["sizes"].min() < 10 and sizes["sizes"].max() > 150
 
 # %% [markdown]
 # How many objects per **octave** of size (a factor of 2)? The table counts the shapes (not the
@@ -224,15 +227,16 @@ markdown_table([{"octave (px)": f"{r['from']:.0f}-{r['to']:.0f}", "shapes": r["o
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-by_octave = {(r["from"], r["to"]): r for r in octaves}
-n_shapes = int(is_shape.sum())
-for (lo, hi), r in by_octave.items():  # every octave within 4 binomial standard deviations of the law
-    p = r["log-uniform law"]
-    assert abs(r["share"] - p) <= 4 * (p * (1 - p) / n_shapes) ** 0.5 + 1e-9, (lo, hi, r)
-assert by_octave[(4, 8)]["log-uniform law"] < by_octave[(64, 128)]["log-uniform law"]
-assert sizes["sizes"][is_shape].min() >= DRAWN_DIAMETERS[0] - 1e-6
-p_hero = stats_ds.options["hero_prob"]  # the hero count is within 4 binomial standard deviations of 30 % of the scenes
-assert p_hero == 0.3 and abs(heroes - p_hero * len(stats_ds)) <= 4 * (len(stats_ds) * p_hero * (1 - p_hero)) ** 0.5
+with config.text_checks():
+    by_octave = {(r["from"], r["to"]): r for r in octaves}
+    n_shapes = int(is_shape.sum())
+    for (lo, hi), r in by_octave.items():  # every octave within 4 binomial standard deviations of the law
+        p = r["log-uniform law"]
+        assert abs(r["share"] - p) <= 4 * (p * (1 - p) / n_shapes) ** 0.5 + 1e-9, (lo, hi, r)
+    assert by_octave[(4, 8)]["log-uniform law"] < by_octave[(64, 128)]["log-uniform law"]
+    assert sizes["sizes"][is_shape].min() >= DRAWN_DIAMETERS[0] - 1e-6
+    p_hero = stats_ds.options["hero_prob"]  # the hero count is within 4 binomial standard deviations of 30 % of the scenes
+    assert p_hero == 0.3 and abs(heroes - p_hero * len(stats_ds)) <= 4 * (len(stats_ds) * p_hero * (1 - p_hero)) ** 0.5
 
 # %% [markdown]
 # Background dominates (as in VOC), and the thin `wire` class is the rarest in pixels although it
@@ -252,8 +256,9 @@ for r, f in zip(radii, fractions):
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert fractions[3] > 0.1, "at radius 32 a sizeable share of vehicle pixels must be context-free"
-assert fractions == sorted(fractions, reverse=True)
+with config.text_checks():
+    assert fractions[3] > 0.1, "at radius 32 a sizeable share of vehicle pixels must be context-free"
+    assert fractions == sorted(fractions, reverse=True)
 
 # %% [markdown]
 # A network whose *effective* field of view, far smaller than its theoretical one
@@ -280,9 +285,10 @@ for s in strides:
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert oracle[1]["miou"] > 0.999
-assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1 and oracle[16]["iou"][wire] < 0.5  # "most of"
-assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
+with config.text_checks():
+    assert oracle[1]["miou"] > 0.999
+    assert oracle[16]["iou"][wire] < oracle[4]["iou"][wire] - 0.1 and oracle[16]["iou"][wire] < 0.5  # "most of"
+    assert oracle[32]["miou"] < oracle[8]["miou"] < oracle[4]["miou"]
 
 # %% [markdown]
 # Wires lose most of their IoU at output stride 16 even with the true label in every cell. This is the kind
@@ -312,7 +318,8 @@ for size, r in speed.items():
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert speed[256]["images_per_cpu_s"] > 20
+with config.text_checks():
+    assert speed[256]["images_per_cpu_s"] > 20
 
 # %%
 from deeplab_edu.engine.bench.loader import loader_lines
@@ -333,16 +340,17 @@ if loader_record is not None:
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-if loader_record is not None:  # section "Speed": the one-thread limit is what lets a second worker help
-    assert scenes[2, True] > scenes[1, True] and scenes[2, False] < scenes[2, True]
-try:
-    learnability = load_record("learnability_cpu")
-except FileNotFoundError:
-    learnability = None
-if learnability is not None:  # "learn the background but not the shapes" (section "Three difficulties")
-    for row in ("hard-v3plus-tiny-adamw", "hard-v3plus-mobilenet-sgd-64px"):
-        iou = learnability["results"]["candidates"][row]["snapshots"][-1]["iou"]
-        assert iou[0] > 0.5 and max(iou[1:5]) < 0.25, (row, iou)  # background, then disc, box, triangle, ring
+with config.text_checks():
+    if loader_record is not None:  # section "Speed": the one-thread limit is what lets a second worker help
+        assert scenes[2, True] > scenes[1, True] and scenes[2, False] < scenes[2, True]
+    try:
+        learnability = load_record("learnability_cpu")
+    except FileNotFoundError:
+        learnability = None
+    if learnability is not None:  # "learn the background but not the shapes" (section "Three difficulties")
+        for row in ("hard-v3plus-tiny-adamw", "hard-v3plus-mobilenet-sgd-64px"):
+            iou = learnability["results"]["candidates"][row]["snapshots"][-1]["iou"]
+            assert iou[0] > 0.5 and max(iou[1:5]) < 0.25, (row, iou)  # background, then disc, box, triangle, ring
 
 # %% [markdown]
 # ## The ignore label 255
@@ -419,10 +427,11 @@ fig = vdata.show_transform_samples(demo, 0, small, n=1)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert pad_labels == [255]
-assert abs(int(is_pad.sum()) - (crop * crop - h2 * w2)) <= 0.01 * crop * crop
-x_eval, y_eval = eval_transform()(raw_image, raw_mask)
-assert torch.equal(y_eval, raw_mask)
+with config.text_checks():
+    assert pad_labels == [255]
+    assert abs(int(is_pad.sum()) - (crop * crop - h2 * w2)) <= 0.01 * crop * crop
+    x_eval, y_eval = eval_transform()(raw_image, raw_mask)
+    assert torch.equal(y_eval, raw_mask)
 
 # %% [markdown]
 # ## Plugging in the real data sets

@@ -134,13 +134,14 @@ for name, shape in stages:
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-shapes = dict(stages)
-side = size
-for _ in range(4):
-    side = (side + 1) // 2
-assert shapes["backbone 'out' (output stride 16)"][-1] == side
-assert shapes["logits upsampled to the input"] == (1, 21, size, size)
-assert shapes["ASPP"][1] == 256
+with config.text_checks():
+    shapes = dict(stages)
+    side = size
+    for _ in range(4):
+        side = (side + 1) // 2
+    assert shapes["backbone 'out' (output stride 16)"][-1] == side
+    assert shapes["logits upsampled to the input"] == (1, 21, size, size)
+    assert shapes["ASPP"][1] == 256
 
 # %% [markdown]
 # Every piece outside `model.backbone` is the *head* (ASPP and classifier). When the backbone
@@ -177,8 +178,9 @@ model.set_output_stride(16)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert unchanged and out16.shape == out8.shape == (1, 21, size, size)
-assert model.atrous_rates == (6, 12, 18)
+with config.text_checks():
+    assert unchanged and out16.shape == out8.shape == (1, 21, size, size)
+    assert model.atrous_rates == (6, 12, 18)
 
 # %% [markdown]
 # What does it cost? Multiply-adds at $513 \times 513$ are counted exactly (on PyTorch's `meta`
@@ -231,9 +233,10 @@ print(f"measured on: {hw['cpu']} ({hw['torch_threads']} threads){', ' + hw['gpu'
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert timing[1]["GMACs"] > 2.5 * timing[0]["GMACs"]
-assert 3.0 < ratio < 3.8 and abs(ratio - paper_ratio) < 0.15
-assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for r in rows)  # "a little below"
+with config.text_checks():
+    assert timing[1]["GMACs"] > 2.5 * timing[0]["GMACs"]
+    assert 3.0 < ratio < 3.8 and abs(ratio - paper_ratio) < 0.15
+    assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for r in rows)  # "a little below"
 
 # %% [markdown]
 # The cost of a dense feature map grows with the number of positions, so with the *square* of the
@@ -267,11 +270,12 @@ display(markdown_table(table))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert len(table) >= 10
-_row = {r["model"]: r for r in table}
-_tiny, _r101 = _row["deeplabv3plus / tiny_resnet / OS 16"], _row["deeplabv3plus / resnet101 / OS 16"]
-assert 0.09 < _tiny["params (M)"] / _r101["params (M)"] < 0.12 and 0.11 < _tiny["GMACs"] / _r101["GMACs"] < 0.15
-assert sum(r["published GMACs"] is not None for r in table) == len(PUBLISHED_GMACS)
+with config.text_checks():
+    assert len(table) >= 10
+    _row = {r["model"]: r for r in table}
+    _tiny, _r101 = _row["deeplabv3plus / tiny_resnet / OS 16"], _row["deeplabv3plus / resnet101 / OS 16"]
+    assert 0.09 < _tiny["params (M)"] / _r101["params (M)"] < 0.12 and 0.11 < _tiny["GMACs"] / _r101["GMACs"] < 0.15
+    assert sum(r["published GMACs"] is not None for r in table) == len(PUBLISHED_GMACS)
 
 # %% [markdown]
 # ## 4. The same model as torchvision's
@@ -298,7 +302,8 @@ print(f"largest difference between torchvision's and our output: {difference:.2e
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert difference < 1e-4
+with config.text_checks():
+    assert difference < 1e-4
 
 # %% [markdown]
 # Where torchvision's trained weights are on this machine, they show what this architecture does once
@@ -448,12 +453,13 @@ except FileNotFoundError as err:
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # changes 4, 6 and 7 of the list above: fitted rates, PyTorch's batch-norm momentum (0.9997 ** 800 is about
 # 0.79), 800 + 100 iterations
-cpu_spec = chapter_run("deeplabv3", phase=1, root=root, profile="cpu")  # the cpu profile's run, in any profile
-cpu_phase1 = load_config(cpu_spec.preset, cpu_spec.overrides)
-cpu_phase2_spec = chapter_run("deeplabv3", phase=2, root=root, profile="cpu")
-cpu_phase2 = load_config(cpu_phase2_spec.preset, cpu_phase2_spec.overrides)
-assert cpu_phase1.bn_momentum is None and cpu_phase1.iterations == 800 and abs(0.9997 ** 800 - 0.79) < 0.005
-assert cpu_phase1.atrous_rates == "fit" and cpu_phase1.crop_size == 96 and cpu_phase2.iterations == 100
+with config.text_checks():
+    cpu_spec = chapter_run("deeplabv3", phase=1, root=root, profile="cpu")  # the cpu profile's run, in any profile
+    cpu_phase1 = load_config(cpu_spec.preset, cpu_spec.overrides)
+    cpu_phase2_spec = chapter_run("deeplabv3", phase=2, root=root, profile="cpu")
+    cpu_phase2 = load_config(cpu_phase2_spec.preset, cpu_phase2_spec.overrides)
+    assert cpu_phase1.bn_momentum is None and cpu_phase1.iterations == 800 and abs(0.9997 ** 800 - 0.79) < 0.005
+    assert cpu_phase1.atrous_rates == "fit" and cpu_phase1.crop_size == 96 and cpu_phase2.iterations == 100
 
 # %% [markdown]
 # How these choices were made: `benchmarks/learnability.py` trained each candidate (scene
@@ -480,19 +486,20 @@ if learnability is not None:
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-if learnability is not None:
-    rows = {r["candidate"]: r for r in learnability_table(learnability)}
-    chosen = rows["easy-v3plus-tiny-adamw"]
-    assert chosen["6 min mIoU (%)"] >= 60, "the cpu recipe no longer reaches 60 % in 6 minutes"
-    assert chosen["6 min mIoU (%)"] > rows["hard-v3plus-tiny-adamw"]["6 min mIoU (%)"]
-    assert float(chosen["weakest class other than wire, IoU at 6 min (%)"].split()[0]) >= 30
-    sgd = rows["easy-v3plus-tiny-sgd"]
-    assert abs(chosen["6 min mIoU (%)"] - sgd["6 min mIoU (%)"]) <= 1.0  # "within a point of each other at 6 minutes"
-    assert sgd["1 min mIoU (%)"] > chosen["1 min mIoU (%)"]  # "SGD's lead after the first minute"
-    assert learnability["results"]["minutes"][0] == 1 and learnability["results"]["minutes"][-1] == 6  # the prose
-    old_iou = dict(zip(("background", "disc", "box", "triangle", "ring"),
-                       learnability["results"]["candidates"]["hard-v3plus-mobilenet-sgd-64px"]["snapshots"][-1]["iou"]))
-    assert max(old_iou[k] for k in ("disc", "box", "triangle", "ring")) < 0.25 < old_iou["background"]  # "did not learn the shapes"
+with config.text_checks():
+    if learnability is not None:
+        rows = {r["candidate"]: r for r in learnability_table(learnability)}
+        chosen = rows["easy-v3plus-tiny-adamw"]
+        assert chosen["6 min mIoU (%)"] >= 60, "the cpu recipe no longer reaches 60 % in 6 minutes"
+        assert chosen["6 min mIoU (%)"] > rows["hard-v3plus-tiny-adamw"]["6 min mIoU (%)"]
+        assert float(chosen["weakest class other than wire, IoU at 6 min (%)"].split()[0]) >= 30
+        sgd = rows["easy-v3plus-tiny-sgd"]
+        assert abs(chosen["6 min mIoU (%)"] - sgd["6 min mIoU (%)"]) <= 1.0  # "within a point of each other at 6 minutes"
+        assert sgd["1 min mIoU (%)"] > chosen["1 min mIoU (%)"]  # "SGD's lead after the first minute"
+        assert learnability["results"]["minutes"][0] == 1 and learnability["results"]["minutes"][-1] == 6  # the prose
+        old_iou = dict(zip(("background", "disc", "box", "triangle", "ring"),
+                           learnability["results"]["candidates"]["hard-v3plus-mobilenet-sgd-64px"]["snapshots"][-1]["iou"]))
+        assert max(old_iou[k] for k in ("disc", "box", "triangle", "ring")) < 0.25 < old_iou["background"]  # "did not learn the shapes"
 
 # %% [markdown]
 # ## 6. ASPP rates that fit the feature map
@@ -536,14 +543,15 @@ print(f"training: a {train_side} x {train_side} map, rates {train_rates}; evalua
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert degenerate_rates(train_side, train_rates) == (), "an atrous branch is 1 x 1 in training"
-assert mean_valid_fraction(train_side, max(train_rates)) >= 0.40
-assert degenerate_rates(train_side, paper_rates) == paper_rates or config.profile() == "gpu"
-assert degenerate_rates(eval_side, eval_rates) == ()
-# "at least as fully as the paper's on a 513 crop", in training and at evaluation (not in smoke's tiny crops)
-paper_share = [mean_valid_fraction(feature_map_side(513, 16), r) for r in paper_rates]
-for side, rates in ((train_side, train_rates), (eval_side, eval_rates)):
-    assert config.profile() == "smoke" or all(mean_valid_fraction(side, r) >= p for r, p in zip(rates, paper_share))
+with config.text_checks():
+    assert degenerate_rates(train_side, train_rates) == (), "an atrous branch is 1 x 1 in training"
+    assert mean_valid_fraction(train_side, max(train_rates)) >= 0.40
+    assert degenerate_rates(train_side, paper_rates) == paper_rates or config.profile() == "gpu"
+    assert degenerate_rates(eval_side, eval_rates) == ()
+    # "at least as fully as the paper's on a 513 crop", in training and at evaluation (not in smoke's tiny crops)
+    paper_share = [mean_valid_fraction(feature_map_side(513, 16), r) for r in paper_rates]
+    for side, rates in ((train_side, train_rates), (eval_side, eval_rates)):
+        assert config.profile() == "smoke" or all(mean_valid_fraction(side, r) >= p for r, p in zip(rates, paper_share))
 
 # %% [markdown]
 # The fitted rates use their filters at least as fully as the paper's do on a 513 crop: about as
@@ -572,13 +580,14 @@ plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert poly_factor(0, 100) == 1.0 and poly_factor(100, 100) == 0.0
-assert cfg1.output_stride == 16 and cfg1.eval_output_stride == 8
-assert cfg2.output_stride == 8 and cfg2.freeze_bn and abs(cfg2.lr - cfg1.lr / 7) < 1e-2 * cfg1.lr
-assert cfg2.init_from == str(phase1.checkpoint)
-assert resolve_atrous_rates(cfg2) == eval_rates  # phase 2 trains with the rates evaluation uses
-assert cfg_c.output_stride == 16 and resolve_atrous_rates(cfg_c) == train_rates  # the control: phase 1's stride
-assert {k for k, v in cfg_c.to_dict().items() if v != cfg2.to_dict()[k]} == {"output_stride", "atrous_rates", "out_dir"}
+with config.text_checks():
+    assert poly_factor(0, 100) == 1.0 and poly_factor(100, 100) == 0.0
+    assert cfg1.output_stride == 16 and cfg1.eval_output_stride == 8
+    assert cfg2.output_stride == 8 and cfg2.freeze_bn and abs(cfg2.lr - cfg1.lr / 7) < 1e-2 * cfg1.lr
+    assert cfg2.init_from == str(phase1.checkpoint)
+    assert resolve_atrous_rates(cfg2) == eval_rates  # phase 2 trains with the rates evaluation uses
+    assert cfg_c.output_stride == 16 and resolve_atrous_rates(cfg_c) == train_rates  # the control: phase 1's stride
+    assert {k for k, v in cfg_c.to_dict().items() if v != cfg2.to_dict()[k]} == {"output_stride", "atrous_rates", "out_dir"}
 
 # %% [markdown]
 # ## 7. Phase 1: train at output stride 16
@@ -635,16 +644,17 @@ print(f"control: {seconds_c:.0f} s; model at output stride {model_c.output_strid
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert phase1.checkpoint.is_file() and phase2.checkpoint.is_file()
-assert model1.output_stride == 16 and model2.output_stride == 8
-assert model1.atrous_rates == train_rates and model2.atrous_rates == eval_rates
-assert model_c.output_stride == 16 and model_c.atrous_rates == train_rates and control.checkpoint.is_file()
-for h, cfg in ((history1, cfg1), (history2, cfg2), (history_c, cfg_c)):
-    val_rows = [r for r in h if r["split"] == "val"]
-    assert val_rows and val_rows[-1]["iteration"] == cfg.iterations
-    assert all(0.0 <= r["miou"] <= 1.0 and r["output_stride"] == 8 for r in val_rows)
-if config.profile() != "smoke":
-    assert loss_decreased(history1), "phase 1: the training loss did not go down"
+with config.text_checks():
+    assert phase1.checkpoint.is_file() and phase2.checkpoint.is_file()
+    assert model1.output_stride == 16 and model2.output_stride == 8
+    assert model1.atrous_rates == train_rates and model2.atrous_rates == eval_rates
+    assert model_c.output_stride == 16 and model_c.atrous_rates == train_rates and control.checkpoint.is_file()
+    for h, cfg in ((history1, cfg1), (history2, cfg2), (history_c, cfg_c)):
+        val_rows = [r for r in h if r["split"] == "val"]
+        assert val_rows and val_rows[-1]["iteration"] == cfg.iterations
+        assert all(0.0 <= r["miou"] <= 1.0 and r["output_stride"] == 8 for r in val_rows)
+    if config.profile() != "smoke":
+        assert loss_decreased(history1), "phase 1: the training loss did not go down"
 
 # %% [markdown]
 # ## 9. Learning curves
@@ -777,15 +787,16 @@ b1 = over_seeds.get("b1")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert all(0.0 <= v["metrics"]["miou"] <= 1.0 for v in evaluations.values())
-assert model1.output_stride == 16 and model2.output_stride == 8  # evaluate() restored the strides
-assert b1 is None or b1["_high"] < 0  # "the phase-1 loss at 8 is systematic": both intervals below zero
-# The engine's own evaluation of the last iterations used the same scenes and output stride (another
-# batch size and memory layout: a pixel whose two best logits tie to the last bit may flip, about 1e-6
-# of mIoU each, so the tolerance allows a few such pixels and nothing more).
-assert abs(evaluations["phase 2, eval OS 8"]["metrics"]["miou"] - final2["miou"]) < 1e-4
-assert abs(evaluations["phase 1, eval OS 8"]["metrics"]["miou"] - final1["miou"]) < 1e-4
-assert abs(evaluations["control (phase 2 at OS 16), eval OS 8"]["metrics"]["miou"] - final_c["miou"]) < 1e-4
+with config.text_checks():
+    assert all(0.0 <= v["metrics"]["miou"] <= 1.0 for v in evaluations.values())
+    assert model1.output_stride == 16 and model2.output_stride == 8  # evaluate() restored the strides
+    assert b1 is None or b1["_high"] < 0  # "the phase-1 loss at 8 is systematic": both intervals below zero
+    # The engine's own evaluation of the last iterations used the same scenes and output stride (another
+    # batch size and memory layout: a pixel whose two best logits tie to the last bit may flip, about 1e-6
+    # of mIoU each, so the tolerance allows a few such pixels and nothing more).
+    assert abs(evaluations["phase 2, eval OS 8"]["metrics"]["miou"] - final2["miou"]) < 1e-4
+    assert abs(evaluations["phase 1, eval OS 8"]["metrics"]["miou"] - final1["miou"]) < 1e-4
+    assert abs(evaluations["control (phase 2 at OS 16), eval OS 8"]["metrics"]["miou"] - final_c["miou"]) < 1e-4
 
 # %% [markdown]
 # ### 10b. Is it the batch-norm statistics?
@@ -825,8 +836,9 @@ if config.profile() == "smoke":
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says (the cpu profile's run): re-estimating the statistics recovers under a third of the
 # loss at 8, and the loss is real (phase 1 does lose at 8)
-if config.profile() == "cpu":
-    assert m8 < m16 and m8_recalibrated - m8 < (m16 - m8) / 3, (m16, m8, m8_recalibrated)
+with config.text_checks():
+    if config.profile() == "cpu":
+        assert m8 < m16 and m8_recalibrated - m8 < (m16 - m8) / 3, (m16, m8, m8_recalibrated)
 
 # %% [markdown]
 # Re-estimating the statistics recovers little of the loss (the line above; one run, so a point
@@ -876,14 +888,15 @@ print(f"mIoU {100 * final_metrics['miou']:.1f} %; weakest class: {weakest[1]} ({
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
-assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
-if config.profile() == "cpu":  # the cpu recipe's target (the recorded phase-1 seeds land above it at 8; phase 2 adds)
-    assert final_metrics["miou"] >= 0.60, f"mIoU {final_metrics['miou']:.3f} is below the recipe's 60 %"
-    wire = val.class_names.index("wire")
-    assert all(v >= 0.30 for k, v in enumerate(final_metrics["iou"]) if k != wire), final_metrics["iou"]
-    by_iou = sorted(zip(final_metrics["iou"], val.class_names))
-    assert [name for _, name in by_iou[:2]] == ["wire", "ring"], by_iou  # "Rings ... come next"
+with config.text_checks():
+    assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
+    assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
+    if config.profile() == "cpu":  # the cpu recipe's target (the recorded phase-1 seeds land above it at 8; phase 2 adds)
+        assert final_metrics["miou"] >= 0.60, f"mIoU {final_metrics['miou']:.3f} is below the recipe's 60 %"
+        wire = val.class_names.index("wire")
+        assert all(v >= 0.30 for k, v in enumerate(final_metrics["iou"]) if k != wire), final_metrics["iou"]
+        by_iou = sorted(zip(final_metrics["iou"], val.class_names))
+        assert [name for _, name in by_iou[:2]] == ["wire", "ring"], by_iou  # "Rings ... come next"
 
 # %% [markdown]
 # ## 12. A gallery of predictions
@@ -904,8 +917,9 @@ plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert all(p.shape == t.shape for p, t in zip(preds, targets))
-assert all(int(p.max()) < val.num_classes for p in preds)
+with config.text_checks():
+    assert all(p.shape == t.shape for p, t in zip(preds, targets))
+    assert all(int(p.max()) < val.num_classes for p in preds)
 
 # %% [markdown]
 # ## Exercises

@@ -97,7 +97,8 @@ print("image", tuple(image.shape), "mask", tuple(mask.shape), "classes", data.cl
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert image.shape[0] == 3 and mask.shape == image.shape[1:]
+with config.text_checks():
+    assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 
 # %% [markdown]
 # ## Training on CamVid, on a CPU and on a GPU
@@ -117,15 +118,16 @@ assert image.shape[0] == 3 and mask.shape == image.shape[1:]
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # the two presets as the paragraphs above describe them
-from deeplab_edu.engine.config import load_config
+with config.text_checks():
+    from deeplab_edu.engine.config import load_config
 
-camvid_cpu, camvid_gpu = load_config("camvid_cpu"), load_config("camvid_gpu")
-assert (camvid_cpu.model, camvid_cpu.backbone, camvid_cpu.pretrained_backbone) == ("deeplabv3plus", "tiny_resnet", False)
-assert (camvid_cpu.crop_size, camvid_cpu.batch_size, camvid_cpu.iterations, camvid_cpu.optimizer) == (192, 8, 400, "adamw")
-assert (camvid_cpu.eval_every, camvid_cpu.eval_output_stride) == (100, 8)
-assert (camvid_gpu.backbone, camvid_gpu.pretrained_backbone, camvid_gpu.output_stride) == ("resnet50", True, 16)
-assert (camvid_gpu.crop_size, camvid_gpu.batch_size, camvid_gpu.amp, camvid_gpu.channels_last) == (360, 8, "bf16", True)
-assert camvid_gpu.eval_output_stride == 8
+    camvid_cpu, camvid_gpu = load_config("camvid_cpu"), load_config("camvid_gpu")
+    assert (camvid_cpu.model, camvid_cpu.backbone, camvid_cpu.pretrained_backbone) == ("deeplabv3plus", "tiny_resnet", False)
+    assert (camvid_cpu.crop_size, camvid_cpu.batch_size, camvid_cpu.iterations, camvid_cpu.optimizer) == (192, 8, 400, "adamw")
+    assert (camvid_cpu.eval_every, camvid_cpu.eval_output_stride) == (100, 8)
+    assert (camvid_gpu.backbone, camvid_gpu.pretrained_backbone, camvid_gpu.output_stride) == ("resnet50", True, 16)
+    assert (camvid_gpu.crop_size, camvid_gpu.batch_size, camvid_gpu.amp, camvid_gpu.channels_last) == (360, 8, "bf16", True)
+    assert camvid_gpu.eval_output_stride == 8
 
 # %% [markdown]
 # ```bash
@@ -190,14 +192,15 @@ plot_metric_bars(camvid_iou, ylabel="IoU (%)",
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-if camvid_model is None or config.profile() == "cpu":  # what the prose below says of the cpu run (or its record)
-    iou = camvid_iou
-    assert len(iou) == len(camvid_final["iou"]) == 11, camvid_final["iou"]
-    assert camvid_final["miou"] > 0.3, camvid_final["miou"]
-    assert min(iou["sky"], iou["road"]) > 0.7 and max(iou["pole"], iou["fence"], iou["bicyclist"]) < 0.1, iou
-    # per-class bounds with margins of about 0.1 over the runs measured when they were set (the mIoU bound
-    # above has less: about 0.03): runs differ a little between machines
-    assert min(iou["tree"], iou["building"]) > 0.4 and min(iou["car"], iou["pavement"]) > 0.1, iou
+with config.text_checks():
+    if camvid_model is None or config.profile() == "cpu":  # what the prose below says of the cpu run (or its record)
+        iou = camvid_iou
+        assert len(iou) == len(camvid_final["iou"]) == 11, camvid_final["iou"]
+        assert camvid_final["miou"] > 0.3, camvid_final["miou"]
+        assert min(iou["sky"], iou["road"]) > 0.7 and max(iou["pole"], iou["fence"], iou["bicyclist"]) < 0.1, iou
+        # per-class bounds with margins of about 0.1 over the runs measured when they were set (the mIoU bound
+        # above has less: about 0.03): runs differ a little between machines
+        assert min(iou["tree"], iou["building"]) > 0.4 and min(iou["car"], iou["pavement"]) > 0.1, iou
 
 # %% [markdown]
 # The validation curve has one point per evaluation, and it need not rise at each (the line above the
@@ -253,23 +256,24 @@ display(markdown_table(list(balance_rows.values())))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the paragraph below says of the record
-balance = balance_record["results"]["median_frequency_minus_none"]
-assert {name for name, row in balance_rows.items() if row["finding"] == "yes"} == {
-    "mIoU", "building", "pole", "sign_symbol", "fence", "bicyclist", "pavement"}, balance_rows
-assert all(balance[c]["mean"] > 0 for c in ("pole", "sign_symbol", "fence", "bicyclist", "pavement"))
-assert -0.45 < balance["building"]["mean"] < -0.35 and 0.25 < balance["fence"]["mean"] < 0.31
-assert 0.2 < balance["pavement"]["mean"] < 0.26 and balance_record["results"]["seeds"] == [0, 1, 2, 3, 4, 5]
-from deeplab_edu.findings import seed_interval
+with config.text_checks():
+    balance = balance_record["results"]["median_frequency_minus_none"]
+    assert {name for name, row in balance_rows.items() if row["finding"] == "yes"} == {
+        "mIoU", "building", "pole", "sign_symbol", "fence", "bicyclist", "pavement"}, balance_rows
+    assert all(balance[c]["mean"] > 0 for c in ("pole", "sign_symbol", "fence", "bicyclist", "pavement"))
+    assert -0.45 < balance["building"]["mean"] < -0.35 and 0.25 < balance["fence"]["mean"] < 0.31
+    assert 0.2 < balance["pavement"]["mean"] < 0.26 and balance_record["results"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    from deeplab_edu.findings import seed_interval
 
-first_three = seed_interval(balance["mIoU"]["differences"][:3])  # the record's first version: seeds 0-2
-assert (round(100 * first_three[0], 1), round(100 * first_three[1], 1)) == (-0.9, 7.4), first_three
-assert not balance["pedestrian"]["excludes_zero"] and abs(balance["road"]["mean"]) < 0.02
-assert float(balance_rows["pole"]["weighted (%)"]) < 5  # poles still end near 3 % IoU
-assert 0.15 < balance["bicyclist"]["mean"] < 0.2
-assert 0.02 < balance["mIoU"]["mean"] < 0.04 and balance["mIoU"]["interval_95"][0] > 0
-balance_weights = dict(zip(CAMVID.class_names, balance_record["results"]["runs"]["median_frequency"]["0"]["class_weights"]))
-assert min(balance_weights, key=balance_weights.get) == "road" and max(balance_weights, key=balance_weights.get) == "bicyclist"
-assert sorted(balance_weights, key=balance_weights.get)[-2] == "pedestrian"
+    first_three = seed_interval(balance["mIoU"]["differences"][:3])  # the record's first version: seeds 0-2
+    assert (round(100 * first_three[0], 1), round(100 * first_three[1], 1)) == (-0.9, 7.4), first_three
+    assert not balance["pedestrian"]["excludes_zero"] and abs(balance["road"]["mean"]) < 0.02
+    assert float(balance_rows["pole"]["weighted (%)"]) < 5  # poles still end near 3 % IoU
+    assert 0.15 < balance["bicyclist"]["mean"] < 0.2
+    assert 0.02 < balance["mIoU"]["mean"] < 0.04 and balance["mIoU"]["interval_95"][0] > 0
+    balance_weights = dict(zip(CAMVID.class_names, balance_record["results"]["runs"]["median_frequency"]["0"]["class_weights"]))
+    assert min(balance_weights, key=balance_weights.get) == "road" and max(balance_weights, key=balance_weights.get) == "bicyclist"
+    assert sorted(balance_weights, key=balance_weights.get)[-2] == "pedestrian"
 
 # %% [markdown]
 # The weights run from the smallest, road's, to the largest, bicyclist's. Five classes gain, and
@@ -335,9 +339,10 @@ plot_history(history_from_record(gpu_run),
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says of the record: under a minute, a sixth of the preset's schedule, still learning
-assert gpu_run["results"]["seconds"] < 60 and preset_iterations == 6 * gpu_iterations
-gpu_curve = [r["miou"] for r in history_from_record(gpu_run) if r["split"] == "val"]
-assert gpu_curve[-1] > gpu_curve[-2], gpu_curve  # "still learning when the short schedule ends"
+with config.text_checks():
+    assert gpu_run["results"]["seconds"] < 60 and preset_iterations == 6 * gpu_iterations
+    gpu_curve = [r["miou"] for r in history_from_record(gpu_run) if r["split"] == "val"]
+    assert gpu_curve[-1] > gpu_curve[-2], gpu_curve  # "still learning when the short schedule ends"
 
 # %% [markdown]
 # Under a minute of GPU time, and the model is still learning when the short schedule ends: on the
@@ -374,13 +379,14 @@ print(f"multiply-adds per 512-px image: DeepLabv3 (output stride 8) {gmacs['v3']
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: v3 as fast or a little faster; v3+ 11-14 % slower with about as much memory
-assert all(r["train_speedup_interval"][1] >= 1 for r in pair_ratios["v3"])
-assert round(100 * min(v3plus_lower)) == 11 and round(100 * max(v3plus_lower)) == 14
-assert all(abs(m - 1) < 0.03 for m in v3plus_memory)
-assert gmacs["v3"] > 3 * gmacs["v3plus"]  # "several times the multiply-adds"
-bf16_rows = {r["pair"]: r for r in pair_summary(bench_cuda) if r["setting"].startswith("bf16")}
-assert bf16_rows["v3"]["ours train img/s"] < bf16_rows["v3plus"]["ours train img/s"]  # "fewer images per second"
-assert bf16_rows["v3"]["ours: % of bf16 peak"] > bf16_rows["v3plus"]["ours: % of bf16 peak"]  # "more of the peak"
+with config.text_checks():
+    assert all(r["train_speedup_interval"][1] >= 1 for r in pair_ratios["v3"])
+    assert round(100 * min(v3plus_lower)) == 11 and round(100 * max(v3plus_lower)) == 14
+    assert all(abs(m - 1) < 0.03 for m in v3plus_memory)
+    assert gmacs["v3"] > 3 * gmacs["v3plus"]  # "several times the multiply-adds"
+    bf16_rows = {r["pair"]: r for r in pair_summary(bench_cuda) if r["setting"].startswith("bf16")}
+    assert bf16_rows["v3"]["ours train img/s"] < bf16_rows["v3plus"]["ours train img/s"]  # "fewer images per second"
+    assert bf16_rows["v3"]["ours: % of bf16 peak"] > bf16_rows["v3plus"]["ours: % of bf16 peak"]  # "more of the peak"
 
 # %% [markdown]
 # DeepLabv3 is torchvision's network, and runs as fast or a little faster (the ratios above). DeepLabv3+ trains with 11-14 % lower
@@ -414,15 +420,16 @@ print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step'
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says of the profile: part of the step's time, over a thousand launches
-assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
-# and of the table's two statistics: the pinned feed's median round is slower than the step's, its paired
-# ratios range across 1; every other feed's paired ratios lie below 1
-from deeplab_edu.engine.bench import paired_throughput_ratios
+with config.text_checks():
+    assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
+    # and of the table's two statistics: the pinned feed's median round is slower than the step's, its paired
+    # ratios range across 1; every other feed's paired ratios lie below 1
+    from deeplab_edu.engine.bench import paired_throughput_ratios
 
-paired = paired_throughput_ratios(diagnosis)  # sorted: the first is the lowest, the last the highest
-assert feeds[2]["feed"] == "pinned" and feeds[2]["images/s"] < feeds[0]["images/s"]
-assert paired["pinned"][0] < 1 < paired["pinned"][-1]
-assert all(ratios[-1] < 1 for feed, ratios in paired.items() if feed not in ("step", "pinned"))
+    paired = paired_throughput_ratios(diagnosis)  # sorted: the first is the lowest, the last the highest
+    assert feeds[2]["feed"] == "pinned" and feeds[2]["images/s"] < feeds[0]["images/s"]
+    assert paired["pinned"][0] < 1 < paired["pinned"][-1]
+    assert all(ratios[-1] < 1 for feed, ratios in paired.items() if feed not in ("step", "pinned"))
 
 # %% [markdown]
 # The same session measured the loader with more workers (the `gpu` preset's own step), and
@@ -446,11 +453,12 @@ print(f"torch.compile (default mode), training step speed-up: 95 % interval [{co
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: a fifth to a third slower launching, ~2 ms of waiting, ~0.76 whatever the
 # workers, compile not measurably faster (its interval holds 1)
-assert 0.18 < min(launch_slower.values()) and max(launch_slower.values()) < 0.38
-assert all(1.5 < wait < 3 for wait in batch_wait.values())
-assert all(round(ratio, 2) in (0.75, 0.76) for ratio in loader_vs_step.values()) and len(loader_vs_step) == 3
-assert compiled[0] < 1 < compiled[1]
-assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "launching takes as long as the step"
+with config.text_checks():
+    assert 0.18 < min(launch_slower.values()) and max(launch_slower.values()) < 0.38
+    assert all(1.5 < wait < 3 for wait in batch_wait.values())
+    assert all(round(ratio, 2) in (0.75, 0.76) for ratio in loader_vs_step.values()) and len(loader_vs_step) == 3
+    assert compiled[0] < 1 < compiled[1]
+    assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "launching takes as long as the step"
 
 # %% [markdown]
 # The table's last column and its other columns are different statistics of the same rounds: images/s
@@ -520,13 +528,14 @@ print(f"since then the workers augment uint8 pixels: one worker on the course's 
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says
-assert min(paired["step+load"]) > 0.95 and max(paired["unpinned"]) < min(paired["step+load"])
-assert min(paired["loader"]) > max(loader_vs_step.values())  # the summary: "the second session's control ... better"
-assert 0.4 < graph_rows["step"]["ms per step"] / eager_rows["step"]["ms per step"] < 0.6
-assert all(g > 1.1 for g in uint8_gain)
-assert 0.7 < paired_throughput_ratios(graphs)["loader-uint8"][1] < 0.9  # the median round: below the 0.9 aimed at
-assert graph_rows["loader-uint8"]["images/s"] > 2 * eager_rows["loader"]["images/s"]
-assert 1.2 < low and cpu_uint8["verdict"] == "faster"
+with config.text_checks():
+    assert min(paired["step+load"]) > 0.95 and max(paired["unpinned"]) < min(paired["step+load"])
+    assert min(paired["loader"]) > max(loader_vs_step.values())  # the summary: "the second session's control ... better"
+    assert 0.4 < graph_rows["step"]["ms per step"] / eager_rows["step"]["ms per step"] < 0.6
+    assert all(g > 1.1 for g in uint8_gain)
+    assert 0.7 < paired_throughput_ratios(graphs)["loader-uint8"][1] < 0.9  # the median round: below the 0.9 aimed at
+    assert graph_rows["loader-uint8"]["images/s"] > 2 * eager_rows["loader"]["images/s"]
+    assert 1.2 < low and cpu_uint8["verdict"] == "faster"
 
 # %% [markdown]
 # The controls separate the two explanations: a *second process* loading the cores as the workers do
@@ -627,14 +636,15 @@ for name, ratio, rule in (("MS", measured_ms, formula), ("MS + Flip", ms_flip_ma
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert abs(formula - 8.6875) < 1e-12
-assert ms_macs == sum(per_scale.values()) and ms_flip_macs == 2 * ms_macs  # predict_probs runs each scale once per copy
-assert abs(measured_ms / formula - 1) < 0.02, (measured_ms, formula)  # measured: within 2 % of sum(s^2)
-assert abs(ms_flip_macs / one_pass / (2 * formula) - 1) < 0.02
-assert abs(paper_ms - 8.8) < 0.05 and abs(paper_ms_flip - 17.6) < 0.1  # DeepLabv3+ Table 3: 8.82 and 17.64
-assert abs(paper_ms / formula - 1) < 0.02
-for row in scale_rows:  # each scale's cost follows the number of positions of its feature maps
-    assert abs(row["/ one pass"] / row["positions ratio"] - 1) < 0.01, row
+with config.text_checks():
+    assert abs(formula - 8.6875) < 1e-12
+    assert ms_macs == sum(per_scale.values()) and ms_flip_macs == 2 * ms_macs  # predict_probs runs each scale once per copy
+    assert abs(measured_ms / formula - 1) < 0.02, (measured_ms, formula)  # measured: within 2 % of sum(s^2)
+    assert abs(ms_flip_macs / one_pass / (2 * formula) - 1) < 0.02
+    assert abs(paper_ms - 8.8) < 0.05 and abs(paper_ms_flip - 17.6) < 0.1  # DeepLabv3+ Table 3: 8.82 and 17.64
+    assert abs(paper_ms / formula - 1) < 0.02
+    for row in scale_rows:  # each scale's cost follows the number of positions of its feature maps
+        assert abs(row["/ one pass"] / row["positions ratio"] - 1) < 0.01, row
 
 # %% [markdown]
 # The measured multi-scale cost is the sum of the squared scales, to within the percentages printed
@@ -698,7 +708,8 @@ print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
 # (no check of the times' order: on a busy machine a later strategy can time faster than a cheaper one)
-assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlapping windows: more than one pass
+with config.text_checks():
+    assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlapping windows: more than one pass
 
 # %% [markdown]
 # ### On a GPU
@@ -744,12 +755,13 @@ prediction_gallery([im for im, _ in samples], [m for _, m in samples], preds, da
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-if camvid_model is None:  # what the prose above says: random weights predict one class almost everywhere
-    counts = torch.bincount(torch.cat([p.flatten() for p in preds]), minlength=data.num_classes)
-    assert counts.max() > 0.9 * counts.sum(), counts
-else:  # what the prose below says: more than their share near boundaries, yet half or more away from them
-    assert errors_in_band > 1.5 * band_share and errors_in_band < 0.55, (errors_in_band, band_share)
-    assert max(camvid_iou["pole"], camvid_iou["sign_symbol"]) < 0.25, camvid_iou  # "thin objects ... missed whole"
+with config.text_checks():
+    if camvid_model is None:  # what the prose above says: random weights predict one class almost everywhere
+        counts = torch.bincount(torch.cat([p.flatten() for p in preds]), minlength=data.num_classes)
+        assert counts.max() > 0.9 * counts.sum(), counts
+    else:  # what the prose below says: more than their share near boundaries, yet half or more away from them
+        assert errors_in_band > 1.5 * band_share and errors_in_band < 0.55, (errors_in_band, band_share)
+        assert max(camvid_iou["pole"], camvid_iou["sign_symbol"]) < 0.25, camvid_iou  # "thin objects ... missed whole"
 
 # %% [markdown]
 # With a trained run, the line above the figure says where the errors of these scenes lie. About
@@ -799,8 +811,9 @@ print("another input size works too:", run_onnx(onnx_path, other_size).shape)
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert abs(onnx_out - eager).max() < 1e-3
-assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
+with config.text_checks():
+    assert abs(onnx_out - eager).max() < 1e-3
+    assert run_onnx(onnx_path, other_size).shape[-2:] == (80, 80)
 
 # %% [markdown]
 # ## Exercises
@@ -846,7 +859,8 @@ if prediction_made("11.1", answer_11_1):
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
-assert micro_batches == [batch_size] * grad_accum and none_shared
+with config.text_checks():
+    assert micro_batches == [batch_size] * grad_accum and none_shared
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
