@@ -118,6 +118,9 @@ def text_checks() -> Iterator[None]:
     learner's run it prints which check failed instead, and Run All goes on: a laptop with another CPU
     (or another BLAS) trains to slightly different numbers than the runs the text was written from,
     and a cell the learner never opens should not stop the chapter. The rest of the block is skipped.
+
+    Raises:
+        AssertionError: a check in the block does not hold, where the course checks itself.
     """
     try:
         yield
