@@ -340,9 +340,10 @@ solved("05.2", count_parameters(mobile_aspp.convs[1]))
 # %% [markdown]
 # ### Exercise 05.3 (predict, then measure)
 # DeepLabv3 tried a fourth atrous branch at rate 24 (chapter 04: it made results slightly worse).
-# **How many parameters does that branch add to the ASPP of section 2 on ResNet's 2048 channels?**
-# Think of everything that grows, predict, and check your prediction; the cell after it measures the
-# two ASPPs with `count_parameters`.
+# **How many parameters does that branch add to DeepLabv3's ASPP on ResNet's 2048 channels?** (The
+# ASPP of section 4's table: 256 channels per branch, every convolution without bias and followed by
+# batch norm.) Think of everything that grows, predict, and check your prediction; the cell after it
+# measures the two ASPPs with `count_parameters`.
 
 # %%
 prediction_05_3 = ...  # a whole number of parameters

@@ -44,6 +44,8 @@ value_exercise(
 
 _CHANNELS_05_2 = 960  # MobileNetV3-Large's last stage, the input of torchvision's mobile DeepLabv3 ASPP
 _CONV, _BN = _CHANNELS_05_2 * 256 * 9, 2 * 256
+# torchvision's whole mobile ASPP: a 1x1 branch, three atrous ones, image pooling, the projection of 1280 channels
+_MOBILE_ASPP_05_2 = (_CHANNELS_05_2 * 256 + _BN) + 3 * (_CONV + _BN) + (_CHANNELS_05_2 * 256 + _BN) + (1280 * 256 + _BN)
 
 value_exercise(
     "05.2",
@@ -57,6 +59,8 @@ value_exercise(
         (_CHANNELS_05_2 * 256 + _BN, "a 3x3 filter has 9 taps per input channel, whatever the rate."),
         (_CONV + _BN + 256, "the conv has no bias here (the batch norm's shift does its job): count only its weights."),
         (2048 * 256 * 9 + _BN, "that is a branch on ResNet's 2048 channels; MobileNetV3-Large gives 960."),
+        (_MOBILE_ASPP_05_2, "that is the whole ASPP (every branch and the projection); the question asks for one "
+                            "3x3 atrous branch, `model.classifier[0].convs[1]`."),
         (lambda a: a >= 2 * _CONV, "the atrous rate does not add weights: a 3x3 filter at rate 12 still has 9 taps."),
     ],
     otherwise=lambda a: (f"{shown(a)} is {direction(a, _CONV + _BN)} for one branch: count the conv's weights (a 3x3 "
@@ -70,6 +74,9 @@ value_exercise(
 # branch (3x3 conv without bias, BN) and the projection's 256 more input channels (1x1, no bias).
 _BRANCH_05_3 = 2048 * 256 * 9 + _BN
 _PROJECTION_05_3 = 256 * 256
+# the whole ASPP (section 4's table adds it up): a 1x1 branch, the atrous ones, image pooling, the projection
+_ASPP_3_RATES = (2048 * 256 + _BN) + 3 * _BRANCH_05_3 + (2048 * 256 + _BN) + (1280 * 256 + _BN)
+_ASPP_4_RATES = _ASPP_3_RATES + _BRANCH_05_3 + _PROJECTION_05_3
 
 value_exercise(
     "05.3",
@@ -86,8 +93,22 @@ value_exercise(
         (2048 * 256 * 9 + _PROJECTION_05_3, "the branch's batch norm learns a scale and a shift per channel too."),
         (_PROJECTION_05_3, "that is the projection's growth alone; the new branch itself has a 3x3 convolution "
                            "(2048 -> 256) and a batch norm."),
-        (_BRANCH_05_3 + _PROJECTION_05_3 + 4 * 256, "running mean and variance are buffers, not parameters."),
-        (lambda a: a >= 4 * (_BRANCH_05_3 + _PROJECTION_05_3),
+        (_BRANCH_05_3 + _PROJECTION_05_3 + _BN, "running mean and variance are buffers, not parameters (the batch "
+                                                "norm learns only a scale and a shift per channel), and neither "
+                                                "the branch's convolution nor the projection has a bias."),
+        (2048 * 256 * 9 + 4 * 256, "running mean and variance are buffers, not parameters; and the projection "
+                                   "after the concatenation grows too."),
+        (_BRANCH_05_3 + _PROJECTION_05_3 + 256, "neither the branch's convolution nor the projection has a bias (the "
+                                                "batch norm after each shifts it)."),
+        (_BRANCH_05_3 + 1536 * 256, "only the projection's growth counts (256 more input channels), not the whole "
+                                    "projection: it was there before."),
+        (_BRANCH_05_3 + 1536 * 256 + _BN, "only the projection's growth counts (256 more input channels), not the "
+                                          "whole projection and its batch norm: they were there before."),
+        (1536, "1536 is the number of channels the projection reads now, not a count of parameters."),
+        (_ASPP_4_RATES, "that is the whole ASPP with four rates; the question asks what the fourth branch *adds* "
+                        "(the difference)."),
+        (_ASPP_3_RATES, "that is DeepLabv3's whole ASPP (three rates); the question asks what a fourth branch *adds*."),
+        (lambda a: a >= 4 * (_BRANCH_05_3 + _PROJECTION_05_3) and a % (2048 * 256) == 0,
          "the atrous rate does not add weights: a 3x3 filter at rate 24 still has 9 taps."),
     ],
     otherwise=lambda a: (f"{shown(a)} is {direction(a, _BRANCH_05_3 + _PROJECTION_05_3)}: count the new branch "
