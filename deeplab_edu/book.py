@@ -132,8 +132,15 @@ def cell_timeout(active_profile: str | None = None) -> int:
     Sized for a *busy* 2-core machine, about ten times the slowest cell measured on a quiet one:
     ``smoke`` cells take seconds (the slowest, a smoke training run, under 30 s), ``cpu`` training
     cells a few minutes, ``gpu`` ones up to hours.
+
+    Raises:
+        ValueError: ``active_profile`` is not one of :data:`~deeplab_edu.config.PROFILES`.
     """
-    return {"smoke": 300, "cpu": 3600, "gpu": 6 * 3600}[active_profile or profile()]
+    seconds = {"smoke": 300, "cpu": 3600, "gpu": 6 * 3600}
+    name = active_profile or profile()
+    if name not in seconds:
+        raise ValueError(f"unknown profile {name!r}: use one of {', '.join(seconds)}")
+    return seconds[name]
 
 
 def _notebook_timeout(active_profile: str) -> int:
@@ -515,7 +522,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
         the :class:`NotebookRun`; failures are reported in it, not raised.
 
     Raises:
-        ValueError: ``executed`` does not end in ``.ipynb``.
+        ValueError: ``executed`` does not end in ``.ipynb``, or ``active_profile`` is unknown (:func:`cell_timeout`).
         FileNotFoundError: ``source`` is not a file.
     """
     import jupytext

@@ -192,7 +192,8 @@ def for_the_page(nb: Any, profile: str | None = None) -> Any:
     (``leave=False``) nothing; a cell with a wide output (:func:`_is_wide`) spans the margin too
     (``full-width``); each figure's description becomes its image's alt text (:func:`_set_alt_text`);
     the names of the "Helpers introduced" line link to the API reference; in the
-    ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title."""
+    ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title. ``nb`` is changed in place and
+    returned."""
     import nbformat
 
     if profile == "smoke":
@@ -242,7 +243,7 @@ def for_colab(nb: Any) -> Any:
     """The published copy: a first cell installs the course's package when run in Colab, and the
     exercise solutions (``hide-cell``) and the measurements that answer a prediction (``hide-output``)
     carry no outputs: Colab and JupyterLab show a cell's output even where the book collapses it,
-    and that output is the answer (running the cell shows it)."""
+    and that output is the answer (running the cell shows it). ``nb`` is changed in place and returned."""
     import nbformat
 
     for cell in nb.cells:

@@ -61,7 +61,8 @@ __all__ = [
     "measurable", "findings_table", "SHOWN_COLUMNS", "removed_errors", "scene_confusions", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
-#: Trimap band widths (pixels) kept per scene.
+#: Trimap band widths kept per scene: pixels within ``w`` pixels (chessboard) of a boundary pixel, the
+#: papers' "trimap width" (:func:`~deeplab_edu.metrics.trimap_target`; ``2 w + 2`` pixels across a straight edge).
 BAND_WIDTHS = (1, 4)
 
 #: How many *training* scenes ``benchmarks/findings.py`` chooses the CRF's parameters on (:func:`tune_crf`).

@@ -508,7 +508,7 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
     """
     import matplotlib.pyplot as plt
 
-    from .viz.images import colorize
+    from .viz.images import colorize, display_rgb
 
     n = len(images)
     lengths = {"images": n, "targets": len(targets), "preds": len(preds), **({"titles": len(titles)} if titles else {}),
@@ -526,12 +526,7 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
         fig, grid = plt.subplots(2 * n, 2, figsize=(8, 2 * n * (3.9 * aspect + 0.3)), squeeze=False)
     axes = [[ax for row in grid[rows_each * i:rows_each * (i + 1)] for ax in row] for i in range(n)]
     for i in range(n):
-        img = images[i]
-        if img.min() < 0 or img.max() > 1:  # normalised: undo ImageNet statistics for display
-            from .data.transforms import denormalize
-
-            img = denormalize(img.cpu())
-        panels = [img.permute(1, 2, 0).cpu().numpy(), colorize(targets[i], palette, ignore_index),
+        panels = [display_rgb(images[i]), colorize(targets[i], palette, ignore_index),
                   colorize(preds[i], palette, ignore_index),
                   error_map(preds[i], targets[i], ignore_index, None if bands is None else bands[i])]
         for j, (ax, panel) in enumerate(zip(axes[i], panels)):

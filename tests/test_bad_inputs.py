@@ -232,7 +232,7 @@ def test_widgets_name_the_argument_a_learner_got_wrong() -> None:
         stride_oracle_widget(ProceduralScenes(length=2, size=64), strides=())
     with pytest.raises(ValueError, match="dataset is empty"):
         stride_oracle_widget([])
-    with pytest.raises(ValueError, match=r"photo must be an RGB image \(3, H, W\), got \(65, 65\)"):
+    with pytest.raises(ValueError, match=r"photo must be a square RGB image \(3, S, S\).*got \(65, 65\)"):
         aspp_footprint_widget(torch.rand(65, 65))
     with pytest.raises(ValueError, match="image_size must be a whole number of pixels, at least 33, got 0"):
         aspp_footprint_widget(image_size=0)
@@ -345,3 +345,46 @@ def test_what_a_docstring_audit_found_fails_naming_the_argument() -> None:
         peak_memory_bytes(nn.Identity())
     with pytest.raises(ValueError, match="give the model's inputs"):
         measure(nn.Conv2d(3, 3, 1))
+
+
+def test_what_the_figures_audit_found_is_drawn_right_or_refused() -> None:
+    """A second docstring audit (stop 64, the figures and the book): a uint8 photo was drawn black and white by
+    the CRF figures and white by the data figures, a MobileNet's stages were all "stem", a wide photo's ASPP
+    footprints fell below the picture, two figures reset the caller's random stream, and a label outside the
+    classes, a channel of -1, an unknown profile or a float mask failed deep inside or drew the wrong thing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deeplab_edu.book import cell_timeout
+    from deeplab_edu.models import build_backbone
+    from deeplab_edu.viz.aspp import aspp_footprint_widget, branch_footprints
+    from deeplab_edu.viz.decoder import stride_oracle
+    from deeplab_edu.viz.images import colorize, display_rgb, overlay
+    from deeplab_edu.viz.output_stride import macs_by_stage, plot_feature_maps
+    from deeplab_edu.viz.receptive_field import parse_layer_stack, stack_model
+
+    photo = torch.rand(3, 6, 8)
+    as_uint8 = (photo * 255).round().to(torch.uint8)
+    assert np.allclose(display_rgb(as_uint8), display_rgb(photo), atol=1 / 255)
+    black = np.zeros((6, 8, 3), np.uint8)
+    assert np.abs(overlay(as_uint8, black, 0.4).astype(int) - overlay(photo, black, 0.4).astype(int)).max() <= 1
+    assert len(np.unique(overlay(as_uint8, black, 0.4))) > 10  # was 0 or 102 only
+    with pytest.raises(ValueError, match="has no layer1"):
+        macs_by_stage(build_backbone("mobilenet_v3_large", pretrained=False), 65)
+    with pytest.raises(ValueError, match="square"):
+        aspp_footprint_widget(torch.rand(3, 64, 256))
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    stack_model(parse_layer_stack("conv k=3"))
+    branch_footprints((1,), 5)
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream, as it was
+    with pytest.raises(ValueError, match="labels outside 0..2"):
+        stride_oracle(torch.tensor([[0, 5], [1, 255]]), 2, 3)
+    with pytest.raises(ValueError, match="channel must be one of"):
+        plot_feature_maps(torch.rand(3, 16, 16), {16: torch.rand(1, 4, 2, 2)}, channel=-1)
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        cell_timeout("fast")
+    with pytest.raises(ValueError, match="integer labels"):
+        colorize(np.array([[0.2, 0.8]]), [(0, 0, 0), (255, 0, 0)])
+    assert colorize(np.array([[0.0, 1.0]]), [(0, 0, 0), (255, 0, 0)])[0, 1].tolist() == [255, 0, 0]

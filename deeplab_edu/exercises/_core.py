@@ -1141,6 +1141,7 @@ def solved(key: str, answer: Any, *notes: object) -> None:
     Raises:
         WrongAnswer: ``answer`` does not pass the checker (a solution that stopped passing is a bug,
             wherever it runs).
+        KeyError, TypeError: ``key`` names no exercise, or is not a string (:func:`get`).
     """
     ex = get(key)
     key = ex.key  # as registered ("01.1 " as typed is 01.1)
@@ -1168,6 +1169,8 @@ def check(key: str, answer: Any) -> Feedback:
         WrongAnswer: only where the course checks itself (:func:`deeplab_edu.config.course_checks`:
             the notebook tests, ``make book``), for an answer judged wrong: there the only answers
             given are the hidden solutions', and one that fails must stop the run.
+        KeyError: no exercise has ``key`` (the message lists the chapter's exercises, :func:`get`).
+        TypeError: ``key`` is not a string such as ``"05.3"`` (:func:`get`).
     """
     ex = get(key)
     key = ex.key  # as registered ("01.1 " as typed is 01.1)

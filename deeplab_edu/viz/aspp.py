@@ -54,10 +54,16 @@ def branch_footprints(
 
     A small ASPP is enough: the footprint depends on the geometry, not the width. (32 output
     channels make it practically impossible that every ReLU is off at the chosen position.)
-    Returns ``{branch name: bool array (size, size)}``.
+    ``position`` is the output unit's (row, column) on the map (``None``: its centre). The ASPP's
+    weights are drawn with seed 0 from a stream of their own (the caller's random state is left as
+    it was). Returns ``{branch name: bool array (size, size)}``.
+
+    Raises:
+        ValueError: ``position`` lies outside the map (:func:`~deeplab_edu.boundary.input_footprint`).
     """
-    torch.manual_seed(0)
-    aspp = ASPP(4, tuple(rates), out_channels=32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        aspp = ASPP(4, tuple(rates), out_channels=32)
     return {
         name: input_footprint(branch, size, size, position=position, channels=4)
         for name, branch in zip(branch_names(aspp), aspp.convs)
@@ -113,12 +119,12 @@ def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 5
     needs no front end; it only draws when displayed.
 
     Args:
-        photo: an RGB image (3, H, W), float in [0, 1]; ``None``: the sample photo at ``image_size``.
+        photo: a square RGB image (3, S, S), float in [0, 1]; ``None``: the sample photo at ``image_size``.
         image_size: the sample photo's side in pixels (at least 33, so that the map at output stride 16
             has more than one position).
 
     Raises:
-        ValueError: ``photo`` is not a (3, H, W) image, or ``image_size`` is below 33.
+        ValueError: ``photo`` is not a square (3, S, S) image, or ``image_size`` is below 33.
     """
     import ipywidgets as widgets
 
@@ -126,8 +132,10 @@ def aspp_footprint_widget(photo: torch.Tensor | None = None, image_size: int = 5
 
     if photo is None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 33):
         raise ValueError(f"image_size must be a whole number of pixels, at least 33, got {image_size!r}")
-    if photo is not None and (not isinstance(photo, torch.Tensor) or photo.ndim != 3 or photo.shape[0] != 3):
-        raise ValueError(f"photo must be an RGB image (3, H, W), got {tuple(getattr(photo, 'shape', ()))}")
+    if photo is not None and (not isinstance(photo, torch.Tensor) or photo.ndim != 3 or photo.shape[0] != 3
+                              or photo.shape[1] != photo.shape[2]):
+        raise ValueError(f"photo must be a square RGB image (3, S, S): the footprints are drawn on a square map; "
+                         f"got {tuple(getattr(photo, 'shape', ()))}")
     photo = sample_photo(image_size) if photo is None else photo
     stride = widgets.Dropdown(options=[16, 8], value=16, description="output stride",
                               style={"description_width": "initial"})

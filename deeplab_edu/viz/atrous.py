@@ -197,8 +197,14 @@ def atrous_widget(
 
 
 def plot_dilated_kernel(w: torch.Tensor | Sequence[Sequence[float]], rate: int, ax: Sequence[plt.Axes] | None = None) -> Sequence[plt.Axes]:
-    """A 2-D filter next to its upsampled version (``rate - 1`` zeros between taps)."""
+    """A 2-D filter ``w`` (kh, kw) next to its upsampled version (``rate - 1`` zeros between taps, ``rate`` >= 1).
+
+    Raises:
+        ValueError: ``w`` is not 2-D, or ``rate`` is below 1 (:func:`~deeplab_edu.atrous.dilate_kernel`).
+    """
     w = torch.as_tensor(w, dtype=torch.float32)
+    if w.dim() != 2:
+        raise ValueError(f"w must be a 2-D filter (kh, kw), got shape {tuple(w.shape)} (a 1-D one: plot_eq1)")
     big = dilate_kernel(w, rate, spatial_dims=2)
     if ax is None:
         _, ax = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": [w.shape[-1], big.shape[-1]]})
@@ -213,7 +219,14 @@ def plot_dilated_kernel(w: torch.Tensor | Sequence[Sequence[float]], rate: int, 
 
 
 def plot_cost_vs_rate(rows: Sequence[dict[str, float]], ax: Sequence[plt.Axes] | None = None) -> Sequence[plt.Axes]:
-    """Parameters, multiply-adds and effective kernel size against the rate (rows from ``cost_vs_rate``)."""
+    """Parameters, multiply-adds and effective kernel size against the rate (rows from ``cost_vs_rate``: keys
+    ``rate``, ``params``, ``MACs``, ``effective kernel``).
+
+    Raises:
+        ValueError: ``rows`` is empty.
+    """
+    if not rows:
+        raise ValueError("rows is empty; pass the output of cost_vs_rate")
     rates = [r["rate"] for r in rows]
     if ax is None:
         _, ax = plt.subplots(1, 2, figsize=(9, 3.2))

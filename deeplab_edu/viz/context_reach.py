@@ -54,7 +54,9 @@ def plot_probe_scenes(scenes: ShoreScenes, indices: Sequence[int], models: Mappi
     """A row per scene ``indices`` of ``scenes``: the scene, or with ``footprints`` (``{column title:
     ContextProbe or GridProbe}``) for each of them the scene with the pixels its output at the vehicle's
     centre sees (framed, the rest dimmed, the centre marked); the truth; each of ``models``' predictions
-    (``{column title: model}``, eval mode). A legend of :data:`~deeplab_edu.context_reach.SHORE`'s classes below.
+    (``{column title: model}``, each returning ``{"out": (N, 5, H, W) logits}`` as the chapter's probes do, and
+    already in eval mode: the function does not switch it). A legend of
+    :data:`~deeplab_edu.context_reach.SHORE`'s classes below.
 
     Returns:
         the figure, ``len(indices)`` rows of ``1 + max(1, len(footprints)) + len(models)`` panels, 2 inches

@@ -18,14 +18,9 @@ import torch
 from matplotlib.figure import Figure
 
 from ..crf import DEEPLAB_RELEASED, CRFParams, Method, kernel_maps, mean_field
-from .images import colorize, overlay
+from .images import colorize, display_rgb, overlay
 
 __all__ = ["plot_kernels", "plot_refinement", "plot_free_energy", "plot_iterations", "crf_figure", "crf_widget"]
-
-
-def _rgb(image: torch.Tensor) -> np.ndarray:
-    img = image.float() / 255 if image.dtype == torch.uint8 else image
-    return img.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
 def plot_kernels(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams = DEEPLAB_RELEASED) -> Figure:
@@ -34,7 +29,7 @@ def plot_kernels(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams 
     float in [0, 1] or uint8, each over the whole image."""
     maps = kernel_maps(image, pixel, params)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), layout="constrained")
-    axes[0].imshow(_rgb(image))
+    axes[0].imshow(display_rgb(image))
     axes[0].set_title("image and the chosen pixel")
     for ax, key, title in (
         (axes[1], "bilateral", f"appearance kernel\n$\\theta_\\alpha$={params.theta_alpha:g} px, $\\theta_\\beta$={params.theta_beta:g}"),
@@ -61,7 +56,7 @@ def plot_refinement(
 ) -> Figure:
     """Image (3, H, W), label maps (H, W) before and after the CRF (overlaid on the image), and the
     ground truth (H, W; ``None``: left out), coloured with ``palette`` (an RGB colour per label)."""
-    panels = [_rgb(image), overlay(image, colorize(before, palette), 0.6), overlay(image, colorize(after, palette), 0.6)]
+    panels = [display_rgb(image), overlay(image, colorize(before, palette), 0.6), overlay(image, colorize(after, palette), 0.6)]
     if target is not None:
         panels.append(colorize(target, palette))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.9), layout="constrained")
@@ -98,8 +93,14 @@ def plot_iterations(history: Sequence[torch.Tensor], label: int, steps: Sequence
         class_name: the class's name, for the colour bar's label (else its index).
         start_title: the title over ``history[0]``: say where the scores came from (a network, or
             chapter 07's coarsened ground truth).
+
+    Raises:
+        ValueError: no step of ``steps`` lies within the history.
     """
-    steps = [s for s in steps if s < len(history)]
+    within = [s for s in steps if s < len(history)]
+    if not within:
+        raise ValueError(f"none of the steps {tuple(steps)} lies within the history of {len(history)} beliefs")
+    steps = within
     fig, axes = plt.subplots(1, len(steps), figsize=(2.9 * len(steps) + 0.6, 3.0), layout="constrained")
     axes = np.atleast_1d(axes)
     im = None

@@ -16,8 +16,7 @@ from matplotlib.patches import Patch
 
 from ..data.classes import IGNORE_INDEX
 from ..data.procedural import ProceduralScenes
-from ..data.transforms import denormalize
-from .images import colorize
+from .images import colorize, display_rgb
 from .widgets import figure_widget, slider
 
 __all__ = [
@@ -33,13 +32,6 @@ __all__ = [
     "show_transform_samples",
     "procedural_explorer",
 ]
-
-
-def _as_rgb(image: torch.Tensor) -> np.ndarray:
-    img = image.detach().float().cpu()
-    if img.min() < -0.01 or img.max() > 1.01:  # normalised: undo it for display
-        img = denormalize(img)
-    return img.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def class_legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequence[int]],
@@ -78,7 +70,7 @@ def show_pairs(
         ax.axis("off")
     for k, (image, mask) in enumerate(pairs):
         r, c = divmod(k, ncols)
-        axes[2 * r, c].imshow(_as_rgb(image))
+        axes[2 * r, c].imshow(display_rgb(image))
         mask_ax = axes[2 * r + 1, c]
         mask_ax.imshow(colorize(mask, palette), interpolation="nearest")
         mask_ax.axis("on")
@@ -131,7 +123,8 @@ def show_difficulties(indices: Sequence[int] = (1, 2), size: int = 128, seed: in
 
 
 def plot_class_frequencies(freqs: np.ndarray, class_names: Sequence[str], palette: Sequence[Sequence[int]]) -> Figure:
-    """Bar chart of pixel frequencies (last entry: the ignore label), log scale."""
+    """Bar chart of pixel frequencies, log scale: ``freqs`` are fractions (0-1) of length ``len(class_names) + 1``,
+    the last the ignore label's (:func:`deeplab_edu.data.stats.class_pixel_frequencies`); drawn in per cent."""
     names = [*class_names, "ignore"]
     colours = [np.asarray(c) / 255 for c in palette] + [(0.85, 0.85, 0.85)]
     fig, ax = plt.subplots(figsize=(7, 3))
@@ -149,7 +142,8 @@ def plot_class_frequencies(freqs: np.ndarray, class_names: Sequence[str], palett
 def plot_object_sizes(sizes: np.ndarray, image_size: int, classes: np.ndarray | None = None,
                       class_names: Sequence[str] | None = None,
                       palette: Sequence[Sequence[int]] | None = None) -> Figure:
-    """Histogram of object extents (pixels, log-spaced bins) relative to the image side."""
+    """Histogram of object extents in pixels (log-spaced bins; ``sizes`` > 0, one per object), with the
+    image's side ``image_size`` (pixels) marked; ``classes`` (one index per object) splits the bars by class."""
     sizes = np.asarray(sizes, float)
     fig, ax = plt.subplots(figsize=(7, 3))
     bins = np.geomspace(max(1.0, sizes.min() * 0.9), sizes.max() * 1.1, 30)
@@ -173,7 +167,8 @@ def plot_object_sizes(sizes: np.ndarray, image_size: int, classes: np.ndarray | 
 
 
 def plot_context_free(radii: Sequence[int], fractions: Sequence[float], image_size: int) -> Figure:
-    """Fraction of car/boat pixels with no background within a window, against the window radius."""
+    """Fraction of car/boat pixels with no background within a window, against the window radius:
+    ``radii`` in pixels, ``fractions`` 0-1 (drawn in per cent), ``image_size`` the scenes' side in pixels."""
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.plot(radii, np.asarray(fractions) * 100, "o-")
     ax.set_xscale("log", base=2)
@@ -188,7 +183,9 @@ def plot_context_free(radii: Sequence[int], fractions: Sequence[float], image_si
 
 def plot_stride_oracle(strides: Sequence[int], ious: Sequence[Sequence[float]], class_names: Sequence[str],
                        palette: Sequence[Sequence[int]]) -> Figure:
-    """Per-class IoU of a perfect classifier that predicts one label per stride cell."""
+    """Per-class IoU of a perfect classifier that predicts one label per stride cell: ``ious`` is
+    (len(strides), C), fractions 0-1 (drawn in per cent), each stride's ``iou`` of
+    :func:`deeplab_edu.viz.decoder.stride_oracle_scores`."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     arr = np.asarray(ious)  # (len(strides), C)
     for c, name in enumerate(class_names):

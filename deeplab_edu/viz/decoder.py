@@ -45,12 +45,18 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
         num_classes: number of classes.
 
     Raises:
-        ValueError: ``mask`` is not 2-D, or ``stride`` is below 1.
+        ValueError: ``mask`` is not 2-D integer labels, holds a label outside ``[0, num_classes)`` other than
+            ``ignore_index``, or ``stride`` is below 1.
     """
-    if mask.dim() != 2:
-        raise ValueError(f"mask must be (H, W), got {tuple(mask.shape)}")
+    if mask.dim() != 2 or mask.is_floating_point():
+        raise ValueError(f"mask must be (H, W) integer labels, got {tuple(mask.shape)} {mask.dtype}")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    labels = mask[mask != ignore_index]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"mask holds labels outside 0..{num_classes - 1} (other than {ignore_index}): "
+                         f"{sorted(set(labels.unique().tolist()) - set(range(num_classes)))[:5]}")
+    mask = mask.long()
     h, w = mask.shape
     valid = mask != ignore_index
     onehot = F.one_hot(torch.where(valid, mask, 0), num_classes).permute(2, 0, 1).float() * valid
@@ -68,7 +74,8 @@ def stride_oracle_scores(masks: Iterable[torch.Tensor], stride: int, num_classes
     prediction, which ``miou`` leaves out), the way the engine scores a model.
 
     Raises:
-        ValueError: as :func:`stride_oracle`, for the first map that is not (H, W) or a ``stride`` below 1.
+        ValueError: as :func:`stride_oracle`, for the first map that is not (H, W) integer labels or holds a
+            label outside the classes, or a ``stride`` below 1.
     """
     from ..metrics import ConfusionMatrix
 

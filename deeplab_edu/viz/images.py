@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["sample_photo", "colorize", "overlay", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["sample_photo", "colorize", "overlay", "display_rgb", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -16,7 +16,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def sample_photo(size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """Grace Hopper's portrait from matplotlib's sample data, as a float RGB tensor (3, H, W) in [0, 1].
 
-    It ships with matplotlib, so no download is needed. ``size`` resizes it (an int gives a
+    It ships with matplotlib, so no download is needed. ``size`` (pixels) resizes it (an int gives a
     square; ``(H, W)`` otherwise) with bilinear interpolation.
     """
     from matplotlib import cbook
@@ -36,8 +36,16 @@ def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], 
     Pixels equal to ``ignore_index`` are white, and so are labels outside ``[0, len(palette))`` (a
     palette shorter than the classes shows them as ignored: check the labels with ``deeplab-edu
     check-data``). Returns a uint8 array (H, W, 3).
+
+    Raises:
+        ValueError: ``mask`` holds values that are not whole numbers (probabilities, say: take their argmax).
     """
     m = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if np.issubdtype(m.dtype, np.floating):
+        if not np.all(np.isfinite(m) & (m == np.round(m))):
+            raise ValueError("colorize needs integer labels (H, W); this mask holds fractions: take the argmax of "
+                             "the scores first")
+        m = m.astype(np.int64)
     pal = np.asarray(palette, dtype=np.uint8)
     out = np.full((*m.shape, 3), 255, dtype=np.uint8)
     valid = (m != ignore_index) & (m >= 0) & (m < len(pal))
@@ -45,14 +53,40 @@ def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], 
     return out
 
 
-def overlay(image: torch.Tensor | np.ndarray, colored_mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend an RGB image ((3, H, W) tensor in [0, 1] or (H, W, 3) uint8) with a coloured mask.
+def display_rgb(image: torch.Tensor) -> np.ndarray:
+    """An image tensor (3, H, W) as ``imshow`` shows it: float32 (H, W, 3) in [0, 1].
 
-    ``colored_mask`` is uint8 (H, W, 3), as :func:`colorize` gives it; ``alpha`` is the mask's weight in
-    [0, 1] (0: the image alone). Returns a uint8 array (H, W, 3).
+    uint8 pixels are divided by 255; a float image with values outside [0, 1] is taken as normalised
+    with ImageNet's statistics (as the data sets' transforms give it) and denormalised; a float image in
+    [0, 1] is shown as it is. Every figure of the package that shows an image goes through it.
+
+    Raises:
+        ValueError: ``image`` is not (3, H, W).
+    """
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be an RGB tensor (3, H, W), got {tuple(image.shape)}")
+    img = image.detach().cpu()
+    if img.dtype == torch.uint8:
+        img = img.float() / 255
+    elif img.min() < -0.01 or img.max() > 1.01:  # normalised: undo it for display
+        from ..data.transforms import denormalize
+
+        img = denormalize(img.float())
+    return img.float().clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def overlay(image: torch.Tensor | np.ndarray, colored_mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend an RGB image with a coloured mask.
+
+    ``image`` is a tensor (3, H, W) as :func:`display_rgb` takes it (float in [0, 1], uint8, or
+    normalised) or a uint8 array (H, W, 3); ``colored_mask`` is uint8 (H, W, 3), as :func:`colorize`
+    gives it; ``alpha`` is the mask's weight in [0, 1] (0: the image alone). Returns a uint8 array (H, W, 3).
+
+    Raises:
+        ValueError: a tensor ``image`` is not (3, H, W) (:func:`display_rgb`).
     """
     if isinstance(image, torch.Tensor):
-        img = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.float32)
+        img = display_rgb(image) * 255
     else:
         img = np.asarray(image, dtype=np.float32)
     return (img * (1 - alpha) + colored_mask.astype(np.float32) * alpha).round().astype(np.uint8)

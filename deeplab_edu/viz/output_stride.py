@@ -141,14 +141,17 @@ def measure_output_strides(
     only (32 came out four times slower than 16). The backbone is left at its original output stride.
 
     Raises:
-        ValueError: ``input_size`` is not an integer of at least 33, or an output stride is one the
-            backbone cannot take.
+        ValueError: ``input_size`` is not an integer of at least 33, an output stride is one the
+            backbone cannot take, ``repeats`` is below 1 or ``warmup`` below 0 (checked first, before the
+            minutes of counting).
         TypeError: ``backbone`` has no ``set_output_stride`` (build it with
             :func:`~deeplab_edu.models.build_backbone`).
     """
     backbone = _check_switchable(backbone)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 33:
         raise ValueError(f"input_size must be an int >= 33, got {input_size!r}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got repeats={repeats}, warmup={warmup}")
     from ..progress import progress_bar
 
     device = torch.device(device)
@@ -216,11 +219,20 @@ def macs_by_input_size(
 
 
 def macs_by_stage(backbone: nn.Module, input_size: int = 513) -> dict[str, float]:
-    """GMACs of each stage (stem, block1..block4, then the extra blocks 5-7) at the current output stride.
+    """GMACs (10^9 multiply-adds) per image of each stage (stem, block1..block4, then the extra blocks 5-7)
+    at the current output stride, for a ``input_size`` x ``input_size`` image (pixels).
 
     Counted on a ``meta`` copy with :class:`torch.utils.flop_counter.FlopCounterMode`'s per-module
-    totals. ResNet's ``layer1..layer4`` are the paper's block1..block4.
+    totals. ResNet's ``layer1..layer4`` are the paper's block1..block4 (DeepLabv3 sec. 3.2, Fig. 3).
+
+    Raises:
+        ValueError: ``backbone`` has no ``layer1`` to ``layer4`` (a ResNet's stages: a MobileNet or VGG-16 would
+            be counted whole as its "stem").
     """
+    missing = [f"layer{i}" for i in range(1, 5) if not hasattr(backbone, f"layer{i}")]
+    if missing:
+        raise ValueError(f"macs_by_stage counts a ResNet's stages, and {type(backbone).__name__} has no "
+                         f"{', '.join(missing)}: use deeplab_edu.complexity.count_macs for its total")
     meta = _on_meta(backbone)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
@@ -263,7 +275,7 @@ def photo_features(
     mode with the *same weights* at every output stride (switched in place, then restored).
 
     Raises:
-        ValueError: an output stride is one the backbone cannot take.
+        ValueError: an output stride is one the backbone cannot take, or ``image`` is not (3, H, W).
         TypeError: ``backbone`` has no ``set_output_stride`` (build it with
             :func:`~deeplab_edu.models.build_backbone`).
     """
@@ -363,10 +375,14 @@ def plot_feature_maps(
             full range of all maps, border included.
 
     Raises:
-        ValueError: ``features`` is empty.
+        ValueError: ``features`` is empty, or ``channel`` is not one of the maps' channels ``0 .. C - 1``.
     """
     if not features:
         raise ValueError("features is empty; pass the output of photo_features")
+    channels = min(int(f.shape[1]) for f in features.values())
+    if channel is not None and not (isinstance(channel, int) and 0 <= channel < channels):
+        raise ValueError(f"channel must be one of the feature maps' channels, 0 to {channels - 1} (or None: the "
+                         f"distance from the mean over all of them), got {channel!r}")
     strides = sorted(features, reverse=True)
     n = len(strides)
     fig, axes = plt.subplots(2, n, figsize=(3.0 * n + 0.8, 6.2), squeeze=False, layout="constrained")
@@ -405,6 +421,10 @@ def plot_feature_maps(
 def plot_cost_vs_output_stride(rows: Sequence[Mapping[str, Any]], paper_miou: Mapping[int, float] | None = None) -> Figure:
     """Measured GMACs, forward time and peak memory per output stride; optionally the paper's mIoU beside them.
 
+    ``rows`` are :func:`measure_output_strides`' (keys ``output stride``, ``feature map``, ``GMACs``,
+    ``forward (s)``, ``peak memory (MiB)``); ``paper_miou`` maps an output stride to a mIoU in per cent
+    (:data:`PAPER_TABLE1_MIOU`: DeepLabv3 Table 1).
+
     Raises:
         ValueError: ``rows`` is empty.
     """
@@ -435,6 +455,8 @@ def plot_cost_vs_output_stride(rows: Sequence[Mapping[str, Any]], paper_miou: Ma
 
 def plot_cost_vs_input_size(rows: Sequence[Mapping[str, Any]]) -> Figure:
     """GMACs against the input side, one line per output stride (log-log: slope 2 means quadratic).
+
+    ``rows`` are :func:`macs_by_input_size`'s (keys ``input`` in pixels, ``output stride``, ``GMACs``).
 
     Raises:
         ValueError: ``rows`` is empty.

@@ -88,8 +88,17 @@ def parse_layer_stack(text: str) -> list[tuple[str, LayerSpec]]:
 
 
 def stack_model(layers: Sequence[tuple[str, LayerSpec]], channels: int = 4, in_channels: int = 3, seed: int = 0) -> nn.Sequential:
-    """The randomly initialised network a parsed stack describes (conv + ReLU, max pooling; no final ReLU)."""
-    torch.manual_seed(seed)
+    """The randomly initialised network a parsed stack describes (conv + ReLU, max pooling; no final ReLU).
+
+    Its weights are drawn with ``seed`` from a stream of their own: the caller's random state is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _stack_layers(layers, channels, in_channels)
+
+
+def _stack_layers(layers: Sequence[tuple[str, LayerSpec]], channels: int, in_channels: int) -> nn.Sequential:
+    """:func:`stack_model`'s layers, drawn from the current random stream."""
     mods: list[nn.Module] = []
     c = in_channels
     for kind, sp in layers:
@@ -133,9 +142,25 @@ def plot_layer_stack(
     Right: the output feature map's cells (dots at their centres, spaced by the effective
     stride) with the chosen unit and its square.
 
+    Args:
+        text_or_layers: the stack, as text (:func:`parse_layer_stack`) or parsed.
+        image: the photograph, (3, H, W) float in [0, 1]; ``None``: the sample photo at 128 pixels.
+        output_index: the unit's (row, column) in the output map; ``None``: its centre.
+        effective: also draw the effective receptive field.
+        samples: random inputs the effective field averages
+            (:func:`~deeplab_edu.effective_receptive_field.effective_receptive_field`).
+        axes: two axes to draw on (``None``: a new figure).
+
+    Returns:
+        the two axes drawn on.
+
     Raises:
-        ValueError: ``output_index`` is outside the output feature map.
+        ValueError: ``output_index`` is outside the output feature map, the text is not a layer stack
+            (:func:`parse_layer_stack`), or ``image`` is not (3, H, W).
+        RuntimeError: the stack leaves no output on this image (PyTorch's "Output size is too small").
     """
+    if image is not None and (image.dim() != 3 or image.shape[0] != 3):
+        raise ValueError(f"image must be an RGB tensor (3, H, W) in [0, 1], got {tuple(image.shape)}")
     layers = parse_layer_stack(text_or_layers) if isinstance(text_or_layers, str) else list(text_or_layers)
     image = sample_photo(128) if image is None else image
     h, w = image.shape[-2:]

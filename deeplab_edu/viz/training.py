@@ -73,7 +73,17 @@ class RunSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def train_or_load(self, verbose: bool = True) -> tuple[nn.Module, list[dict[str, Any]], Any]:
-        """Train the run, or reload it when its finished checkpoint exists (the engine says which)."""
+        """Train the run, or reload it when its finished checkpoint exists (the engine says which).
+
+        Returns:
+            ``(model, history, config)``: the model in eval mode, the run's history (a row per log and per
+            validation, as :meth:`~deeplab_edu.engine.trainer.Trainer.fit` gives it) and its ``TrainConfig``.
+
+        Raises:
+            ValueError, FileNotFoundError, TimeoutError, RunFolderError: as
+                :func:`~deeplab_edu.engine.runs.train_or_load` (another run's settings in the folder, a phase 2
+                whose phase 1 is missing or unfinished, a lock held too long, a folder that cannot be written).
+        """
         from ..engine.runs import train_or_load
 
         return train_or_load(self.preset, out_dir=self.out_dir, verbose=verbose, **self.overrides)
@@ -312,9 +322,10 @@ def band_metrics(model: nn.Module, dataset: Any, widths: Sequence[int], *, outpu
     """Confusion-matrix metrics on whole images (key ``"all"``) and in trimap bands of each width.
 
     Every image is predicted once (:func:`deeplab_edu.inference.predict` at ``output_stride``); the
-    band of width ``w`` keeps the pixels within ``w`` pixels of a ground-truth label change
+    band of width ``w`` keeps the boundary pixels (both sides of a ground-truth label change) and those
+    within ``w`` pixels of one, chessboard distance: ``2 w + 2`` pixels across a straight edge
     (:func:`deeplab_edu.metrics.trimap_target`; the trimap of DeepLab v1 Fig. 5, v2 Fig. 10 and
-    v3+ Fig. 5). Returns ``{"all" or w: ConfusionMatrix.compute() of those pixels}``.
+    v3+ Fig. 5, whose "band width" is this ``w``). Returns ``{"all" or w: ConfusionMatrix.compute() of those pixels}``.
 
     Raises:
         ValueError: ``widths`` is empty or holds a negative width.
@@ -438,7 +449,7 @@ def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[An
         ax.plot(list(widths), [100 * res[w]["miou"] for w in widths], marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(widths), [str(w) for w in widths])
-    ax.set_xlabel("trimap band width (pixels)")
+    ax.set_xlabel("trimap band width w (pixels from a boundary pixel)")
     ax.set_ylabel("mIoU in the band (%)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -467,16 +478,12 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
     import matplotlib.pyplot as plt
 
     from ..inference import error_map
-    from ..data.transforms import denormalize
-    from .images import colorize
-
-    if image.min() < 0 or image.max() > 1:
-        image = denormalize(image.cpu())
+    from .images import colorize, display_rgb
     n = len(preds)
     fig = plt.figure(figsize=(2.7 * (n + 1), 5.6))
     grid = fig.add_gridspec(2, n + 1)  # the image above the truth, then a column per model
     scene = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])]
-    scene[0].imshow(image.permute(1, 2, 0).cpu().numpy())
+    scene[0].imshow(display_rgb(image))
     scene[0].set_title("image", fontsize=9)
     scene[1].imshow(colorize(target, palette, ignore_index), interpolation="nearest")
     scene[1].set_title("truth", fontsize=9)
