@@ -118,19 +118,23 @@ def text_checks() -> Iterator[None]:
     learner's run it prints which check failed instead, and Run All goes on: a laptop with another CPU
     (or another BLAS) trains to slightly different numbers than the runs the text was written from,
     and a cell the learner never opens should not stop the chapter. The rest of the block is skipped.
+    Only the block's own ``assert`` statements are checks: an ``AssertionError`` raised inside a function
+    the block calls is a failure like any other, and raises.
 
     Raises:
-        AssertionError: a check in the block does not hold, where the course checks itself.
+        AssertionError: a check in the block does not hold, where the course checks itself; or one was
+            raised inside a function the block called.
     """
     try:
         yield
     except AssertionError as err:
-        if course_checks():
+        frames = traceback.extract_tb(err.__traceback__)[1:]  # the first is this generator's own `yield`
+        if course_checks() or len(frames) != 1:  # the block's own assert: the block's frame alone
             raise
-        frame = traceback.extract_tb(err.__traceback__)[-1]
+        frame = frames[0]
         failed = f"`{frame.line.strip()}`" if frame.line else f"line {frame.lineno}"
         print(f"Note from the course's hidden check of the text: in this run, {failed} does not hold"
-              f"{f' ({err})' if str(err) else ''}. The text was written from the course's own runs; another "
+              f"{f' ({str(err).splitlines()[0]})' if str(err) else ''}. The text was written from the course's own runs; another "
               "machine can train to slightly different numbers, so read the numbers printed above as yours. "
               "The notebook goes on.")
 

@@ -494,7 +494,8 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
                        bands: Sequence[torch.Tensor] | None = None) -> Any:
     """A matplotlib ``Figure`` with four panels per example: image, ground truth, prediction, errors (red).
 
-    ``images`` are (3, H, W) (normalised or in [0, 1]), ``targets`` and ``preds`` (H, W) class
+    ``images`` are (3, H, W) (normalised, in [0, 1] or uint8: :func:`~deeplab_edu.viz.images.display_rgb`),
+    ``targets`` and ``preds`` (H, W) class
     indices coloured with ``palette`` (RGB 0-255 per class). With ``class_names`` a legend under
     the rows names each colour, so that a confusion (car for boat) can be read off the figure.
     ``columns=4`` puts an example's panels in one row; ``columns=2`` in two rows of two, each panel

@@ -168,3 +168,27 @@ def test_a_setting_of_the_wrong_type_is_named_in_python_and_in_a_file(tmp_path) 
         (tmp_path / "run.yaml").write_text(text + "\n")
         with pytest.raises(ConfigError, match=rf"{re.escape(message)}.*\(from the preset '.*run.yaml'\)"):
             load_config(tmp_path / "run.yaml")
+
+
+def test_text_checks_print_the_blocks_own_failed_assert_in_a_learners_run(monkeypatch, capsys) -> None:
+    """``config.text_checks()``: in a learner's run the block's own ``assert`` prints and the run goes on;
+    where the course checks itself it raises; an AssertionError from inside a called function always raises
+    (it is a failure, not a check of the text)."""
+    import pytest
+
+    from deeplab_edu import config
+
+    monkeypatch.delenv(config.COURSE_CHECKS_ENV, raising=False)
+    miou = 0.29
+    with config.text_checks():
+        assert miou > 0.3, miou
+    assert "`assert miou > 0.3, miou` does not hold (0.29)" in capsys.readouterr().out
+
+    def helper() -> None:
+        assert False, "inside a helper"
+
+    with pytest.raises(AssertionError, match="inside a helper"), config.text_checks():
+        helper()
+    monkeypatch.setenv(config.COURSE_CHECKS_ENV, "1")
+    with pytest.raises(AssertionError), config.text_checks():
+        assert miou > 0.3
