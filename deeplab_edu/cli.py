@@ -1075,8 +1075,9 @@ DEBUG_ENV = "DEEPLAB_EDU_DEBUG"
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deeplab-edu`` console script; returns the exit status (130 on Ctrl-C,
     also while torch is still being imported; 2 for an error, printed as one line). Under ``torchrun``
-    a process other than rank 0 prefixes its error with ``[rank N]``, and prints a settings error
-    (:class:`~deeplab_edu.engine.config.ConfigError`, the same in every process) not at all.
+    (``WORLD_SIZE`` above 1) each process prefixes its error with ``[rank N]``: a settings error prints
+    once per process (torchrun may stop the others before rank 0 has printed, and a setting such as
+    ``--device`` can fail on one machine only), and the prefix tells the copies apart.
 
     Raises:
         ValueError, OSError, RuntimeError: only with the environment variable ``DEEPLAB_EDU_DEBUG`` set
@@ -1099,14 +1100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError, RuntimeError) as err:  # OSError: e.g. a folder not writable
             if os.environ.get(DEBUG_ENV):
                 raise
-            from .engine.config import ConfigError
             from .engine.trainer import NonFiniteLossError
             from .engine.workers import original_message
 
-            rank = os.environ.get("RANK", "0")  # torchrun's global rank of this process
-            if isinstance(err, ConfigError) and rank != "0":
-                return 2  # every process reads the same settings: rank 0 alone says what is wrong with them
-            where = f"[rank {rank}] " if rank != "0" else ""
+            several = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")  # under torchrun
+            where = f"[rank {os.environ.get('RANK', '?')}] " if several else ""
             name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
             hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
             print(f"{where}deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)

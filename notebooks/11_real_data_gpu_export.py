@@ -307,7 +307,7 @@ with config.text_checks():
 #   step's GPU operations (over a thousand per step, each short), not by the GPU's arithmetic.
 # - So anything else the training process does slows training: in the first session, fed by the data
 #   loader, the step reached about **three quarters** of its speed alone, with 6, 10 or 14 loader
-#   workers alike (the second session's control of the same setting, further below, did somewhat better).
+#   workers alike.
 # - `torch.compile`'s **CUDA graphs** (one launch replays a whole pass, with kernels fused as well) took
 #   about half the time for the step alone; fed by the loader, the step then also waited for its
 #   batches, and workers that send them as **uint8** pixels (normalised on the GPU) fed it faster in
@@ -530,7 +530,6 @@ print(f"since then the workers augment uint8 pixels: one worker on the course's 
 # what the prose below says
 with config.text_checks():
     assert min(paired["step+load"]) > 0.95 and max(paired["unpinned"]) < min(paired["step+load"])
-    assert min(paired["loader"]) > max(loader_vs_step.values())  # the summary: "the second session's control ... better"
     assert 0.4 < graph_rows["step"]["ms per step"] / eager_rows["step"]["ms per step"] < 0.6
     assert all(g > 1.1 for g in uint8_gain)
     assert 0.7 < paired_throughput_ratios(graphs)["loader-uint8"][1] < 0.9  # the median round: below the 0.9 aimed at
@@ -759,19 +758,19 @@ with config.text_checks():
     if camvid_model is None:  # what the prose above says: random weights predict one class almost everywhere
         counts = torch.bincount(torch.cat([p.flatten() for p in preds]), minlength=data.num_classes)
         assert counts.max() > 0.9 * counts.sum(), counts
-    else:  # what the prose below says: more than their share near boundaries, yet half or more away from them
+    elif config.profile() == "cpu":  # what the prose below says of the cpu run: denser near boundaries, half or more away
         assert errors_in_band > 1.5 * band_share and errors_in_band < 0.55, (errors_in_band, band_share)
         assert max(camvid_iou["pole"], camvid_iou["sign_symbol"]) < 0.25, camvid_iou  # "thin objects ... missed whole"
 
 # %% [markdown]
-# With a trained run, the line above the figure says where the errors of these scenes lie. About
-# half of them or more lie away from any boundary: whole regions given another class, such as a
-# stretch of pavement read as road, or a cyclist read as another class (look for red patches with no
-# edge near them). The rest lie in the narrow band along the boundaries, far more densely than
-# elsewhere: edges a few pixels off, and thin objects (poles, signs), which fit inside the band
-# whole and are missed whole, as the per-class bars above show. Whole regions are where this small
-# run from scratch falls short, and what a pretrained backbone and a longer schedule, or the class
-# weights above, are for.
+# With the `cpu` profile's run, the line above the figure says where the errors of these scenes
+# lie. About half of them or more lie away from any boundary: whole regions given another class, such
+# as a stretch of pavement read as road, or a cyclist read as another class (look for red patches with
+# no edge near them). The rest lie in the narrow band along the boundaries, more densely than
+# elsewhere (the line says how much more): edges a few pixels off, and thin objects (poles, signs),
+# which fit inside the band whole and are missed whole, as the per-class bars above show. Whole
+# regions are where this small run from scratch falls short, and what a pretrained backbone and a
+# longer schedule (the `gpu` profile's run), or the class weights above, are for.
 
 # %% [markdown]
 # ## Export to ONNX

@@ -415,6 +415,7 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     assert "32 is too large" in check("01.1", "32 images").message  # judged as 32 (a counted try)
     # a learner's trial in JupyterLab: "6px" was judged and "0 params" or "1536 channels" refused
     assert check("03.1", "0 params") and check("03.1", "0 parameters") and check("05.3", "4,784,640 params")
+    assert check("09.1", "320 channels")  # a counted thing: channels
     assert "words or units (3)" in check("01.1", "3 apples").message  # not a counted thing of these exercises
     assert check("01.1", "2.212.352").message.endswith("units.")
     # a number as a learner types it in quotes (a trial): judged as the number it spells, as "1x3" is as a

@@ -19,6 +19,7 @@ from matplotlib.patches import Rectangle
 
 from ..boundary import input_footprint
 from ..models.aspp import ASPP, ASPPConv, ImagePooling, atrous_rates_for, feature_map_side
+from .images import display_rgb
 from .layout import panel_grid
 from .widgets import show_figure
 
@@ -84,7 +85,7 @@ def plot_branch_footprints(
         output_stride: pixels per feature position.
         position: the output position whose footprint is shown (drawn as a black square).
     """
-    img = photo.permute(1, 2, 0).clamp(0, 1).numpy()
+    img = display_rgb(photo)
     h, w = img.shape[:2]
     n = len(footprints)
     fig, axes = panel_grid(n, 3, (2.6, 2.9), extra_height=0.3, layout="constrained")

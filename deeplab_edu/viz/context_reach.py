@@ -18,7 +18,7 @@ from torch import nn
 
 from ..context_reach import BOAT, CAR, SHORE, ContextProbe, GridProbe, ShoreScenes, probe_footprint
 from .data import class_legend
-from .images import colorize
+from .images import colorize, display_rgb
 
 __all__ = ["first_vehicles", "vehicle_centre", "plot_probe_scenes"]
 
@@ -70,7 +70,7 @@ def plot_probe_scenes(scenes: ShoreScenes, indices: Sequence[int], models: Mappi
     fig, axes = plt.subplots(len(indices), columns, figsize=(2 * columns, 2.2 * len(indices) + 0.5), squeeze=False)
     for r, (row, i) in enumerate(zip(axes, indices)):
         image, label = scenes.images[i], scenes.labels[i]
-        picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
+        picture = display_rgb(image)
         panels: list[tuple[str, np.ndarray, np.ndarray | None]] = []  # (title, image, footprint or None)
         if not footprints:
             panels.append(("scene", picture, None))

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from ..metrics import boundary_band
 from .data import class_legend
-from .images import colorize
+from .images import colorize, display_rgb
 from .widgets import positive_ints, show_figure
 
 __all__ = ["stride_oracle", "stride_oracle_scores", "band_accuracy", "plot_stride_oracles",
@@ -112,7 +112,7 @@ def plot_stride_oracles(
     """
     n = 2 + len(strides)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.2 if class_names is None else 3.45))
-    axes[0].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+    axes[0].imshow(display_rgb(image))
     axes[0].set_title("image", fontsize=9)
     axes[1].imshow(colorize(mask, palette))
     axes[1].set_title("labels", fontsize=9)

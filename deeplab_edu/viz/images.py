@@ -58,7 +58,7 @@ def display_rgb(image: torch.Tensor) -> np.ndarray:
 
     uint8 pixels are divided by 255; a float image with values outside [0, 1] is taken as normalised
     with ImageNet's statistics (as the data sets' transforms give it) and denormalised; a float image in
-    [0, 1] is shown as it is. Every figure of the package that shows an image goes through it.
+    [0, 1] is shown as it is. The package's figures show the images they are given through it.
 
     Raises:
         ValueError: ``image`` is not (3, H, W).

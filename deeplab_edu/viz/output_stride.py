@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import numbers
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, TypeVar, cast
 
 import matplotlib.pyplot as plt
@@ -30,6 +31,7 @@ from ..atrous import conv_output_size
 from ..complexity import Cost, count_macs, count_parameters, peak_memory_bytes, time_interleaved
 from ..data.transforms import normalize
 from ..models.backbones import at_output_stride
+from .images import display_rgb
 from .layout import panel_grid
 
 if TYPE_CHECKING:
@@ -380,14 +382,15 @@ def plot_feature_maps(
     if not features:
         raise ValueError("features is empty; pass the output of photo_features")
     channels = min(int(f.shape[1]) for f in features.values())
-    if channel is not None and not (isinstance(channel, int) and 0 <= channel < channels):
+    if channel is not None and not (isinstance(channel, numbers.Integral) and not isinstance(channel, bool)
+                                    and 0 <= channel < channels):
         raise ValueError(f"channel must be one of the feature maps' channels, 0 to {channels - 1} (or None: the "
                          f"distance from the mean over all of them), got {channel!r}")
     strides = sorted(features, reverse=True)
     n = len(strides)
     fig, axes = plt.subplots(2, n, figsize=(3.0 * n + 0.8, 6.2), squeeze=False, layout="constrained")
     h, w = image.shape[-2:]
-    rgb = image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+    rgb = display_rgb(image)
     views = {os_: _channel_view(features[os_], channel) for os_ in strides}
     # one colour scale for the row, so that the output strides compare
     if interior_scale:

@@ -25,7 +25,7 @@ from torch import nn
 from ..effective_receptive_field import effective_receptive_field, mass_extent
 from ..gridding import coverage
 from ..receptive_field import LayerSpec, ReceptiveField, receptive_field
-from .images import sample_photo
+from .images import display_rgb, sample_photo
 
 __all__ = [
     "DEFAULT_STACK",
@@ -113,7 +113,7 @@ def _stack_layers(layers: Sequence[tuple[str, LayerSpec]], channels: int, in_cha
 
 
 def _show(image: torch.Tensor, ax: plt.Axes) -> None:
-    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+    ax.imshow(display_rgb(image))
     ax.set_xticks([]), ax.set_yticks([])
 
 
