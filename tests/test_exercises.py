@@ -67,8 +67,11 @@ def test_measuring_cells_show_any_prediction_without_breaking(monkeypatch: pytes
     from deeplab_edu.exercises import measured_and_predicted, prediction_made
 
     monkeypatch.delenv("DEEPLAB_EDU_COURSE_CHECKS", raising=False)
-    assert measured_and_predicted(13, 12.5, fmt="d") == "measured: 13; your prediction: 12.5"
-    assert measured_and_predicted(0.4, 0.3) == "measured: 0.400; your prediction: 0.300"
+    assert measured_and_predicted(13, 12.5, fmt="d") == "measured: 13; your prediction: 12.5 (0.5 below)"
+    assert measured_and_predicted(0.4, 0.3) == "measured: 0.400; your prediction: 0.300 (0.100 below)"
+    # 05.3's trial: how far a prediction lies, so that a missed 256 x 256 shows at once
+    assert measured_and_predicted(4_784_640, 4_719_104, fmt=",.0f").endswith("your prediction: 4,719,104 (65,536 below)")
+    assert measured_and_predicted(0.4, 0.4) == "measured: 0.400; your prediction: 0.400"
     assert "not a number" in measured_and_predicted(0.4, "a lot")
     assert "0.4" not in measured_and_predicted(0.4, ...) and "hidden until you predict" in measured_and_predicted(0.4, ...)
     assert prediction_made("09.1", 300) and capsys.readouterr().out == ""

@@ -1028,8 +1028,10 @@ def all_exercises() -> dict[str, Exercise]:
 
 
 def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -> str:
-    """``"measured: 0.400; your prediction: 0.300"`` for the cell that measures what a learner predicted:
-    the prediction is shown when it is a number, and never breaks the cell when it is not (``...``
+    """``"measured: 0.400; your prediction: 0.300 (0.100 below)"`` for the cell that measures what a learner
+    predicted: the prediction is shown when it is a number, with how far it lies from the measurement (a
+    learner's trial of 05.3 had to subtract to see what a prediction missed), and never breaks the cell
+    when it is not (``...``
     before a first try, ``None``, a string): the notebook runs top to bottom either way. Before a
     first try the measurement itself stays hidden (it is the answer), except where the course checks
     itself (the book shows it; :func:`prediction_made`)."""
@@ -1041,10 +1043,12 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
         return text
     if number_problem(prediction) is None:
         try:
-            shown = format(prediction, fmt)
+            shown, gap = format(prediction, fmt), format(abs(prediction - measured), fmt)
         except (TypeError, ValueError):  # 12.5 against a whole-number format ("d"): shown as it is
-            shown = format(prediction, "g")
-        return f"{text}; your prediction: {shown}"
+            shown, gap = format(prediction, "g"), format(abs(prediction - measured), "g")
+        if shown == format(measured, fmt) or not re.search(r"[1-9]", gap):  # no gap at the shown precision
+            return f"{text}; your prediction: {shown}"
+        return f"{text}; your prediction: {shown} ({gap} {'below' if prediction < measured else 'above'})"
     return f"{text}; your prediction ({_brief(prediction)}) is not a number"
 
 
