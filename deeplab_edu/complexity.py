@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_macs", "time_forward", "time_interleaved", "peak_memory_bytes", "saved_for_backward_bytes", "Cost",
-           "measure"]
+__all__ = ["count_parameters", "count_macs", "time_forward", "time_interleaved", "check_rounds", "peak_memory_bytes",
+           "saved_for_backward_bytes", "Cost", "measure"]
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -97,8 +97,7 @@ def time_forward(
     """
     if not inputs:
         raise ValueError("give the model's inputs, e.g. time_forward(model, torch.randn(1, 3, 128, 128))")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got repeats={repeats}, warmup={warmup}")
+    check_rounds(repeats, warmup)
     device = inputs[0].device
     times = []
     with torch.no_grad():
@@ -110,6 +109,17 @@ def time_forward(
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def check_rounds(repeats: int, warmup: int) -> None:
+    """Refuse timing rounds that cannot give a median: :func:`time_forward`'s and :func:`time_interleaved`'s
+    check, for a caller that wants it before other costly work.
+
+    Raises:
+        ValueError: ``repeats`` is below 1 or ``warmup`` below 0.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got repeats={repeats!r}, warmup={warmup!r}")
 
 
 def time_interleaved(
@@ -140,8 +150,7 @@ def time_interleaved(
     """
     from .engine.bench.timing import interleaved, timed
 
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats!r}, warmup={warmup!r}")
+    check_rounds(repeats, warmup)
     device = torch.device(device)
     names = list(calls)
     times: dict[_K, list[float]] = {name: [] for name in names}

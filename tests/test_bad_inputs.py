@@ -379,7 +379,7 @@ def test_what_the_figures_audit_found_is_drawn_right_or_refused() -> None:
     stack_model(parse_layer_stack("conv k=3"))
     branch_footprints((1,), 5)
     assert torch.equal(torch.rand(3), expected)  # the caller's stream, as it was
-    with pytest.raises(ValueError, match="labels outside 0..2"):
+    with pytest.raises(ValueError, match=r"holds label 5, outside \[0, 3\)"):
         stride_oracle(torch.tensor([[0, 5], [1, 255]]), 2, 3)
     with pytest.raises(ValueError, match="channel must be one of"):
         plot_feature_maps(torch.rand(3, 16, 16), {16: torch.rand(1, 4, 2, 2)}, channel=-1)

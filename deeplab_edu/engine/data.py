@@ -125,11 +125,12 @@ def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
 def _warn_rounded_pixels(dataset: Any, sample: int = 8) -> None:
     """Warn, naming the file, when one of the first ``sample`` training images holds more than 256 levels:
     ``uint8_batches`` rounds every pixel to 1/255 (a practitioner's trial: only the docs said so)."""
+    import itertools
     import warnings
 
     from deeplab_edu.data.io import holds_more_than_8_bits
 
-    for image_path, *_ in list(getattr(dataset, "pairs", ()))[:sample]:
+    for image_path, *_ in itertools.islice(getattr(dataset, "pairs", ()), sample):
         if holds_more_than_8_bits(image_path):
             warnings.warn(f"uint8_batches rounds the training images to 256 levels, and {image_path} holds more "
                           "(16-bit or float): train with uint8_batches off to keep them", stacklevel=3)

@@ -107,14 +107,13 @@ class SegmentationLoss(torch.nn.Module):
             raise ValueError(f"top_k must be in (0, 1], got {top_k}")
         if class_weights is not None and top_k < 1.0:
             raise ValueError(f"class_weights with hard-pixel mining (top_k={top_k}): use one of the two")
-        if class_weights is not None:
-            weights = torch.as_tensor(class_weights, dtype=torch.float32)
-            if weights.dim() != 1 or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
-                raise ValueError(f"class_weights must be one finite, non-negative weight per class, shape (C,); "
-                                 f"got shape {tuple(weights.shape)}: {weights.tolist()}")
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        if weights is not None and (weights.dim() != 1 or not bool(torch.isfinite(weights).all())
+                                    or bool((weights < 0).any())):
+            raise ValueError(f"class_weights must be one finite, non-negative weight per class, shape (C,); "
+                             f"got shape {tuple(weights.shape)}: {weights.tolist()}")
         self.class_weights: torch.Tensor | None
-        self.register_buffer("class_weights", None if class_weights is None else
-                             torch.as_tensor(class_weights, dtype=torch.float32), persistent=False)
+        self.register_buffer("class_weights", weights, persistent=False)
         self.ignore_index, self.aux_weight = ignore_index, aux_weight
         self.top_k, self.hard_mining_iters = top_k, hard_mining_iters
         self.iteration = 0

@@ -226,12 +226,12 @@ def tap_count_widget(
     """Sliders for the feature-map height and width and the rate, above :func:`plot_tap_counts`.
 
     Raises:
-        ValueError: a starting value lies outside its slider's range, or ``kernel`` is not odd and positive.
+        ValueError: a starting value lies outside its slider's range, or ``kernel`` is below 1 or even.
+        TypeError: ``kernel`` is not an integer.
     """
     import ipywidgets as widgets
 
-    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"kernel must be an odd positive int ('same' padding is symmetric only then), got {kernel!r}")
+    possible_counts(kernel)  # its check of the kernel, before the first drawing (which would fail there)
 
     for name, value, top in (("height", height, max_size), ("width", width, max_size), ("rate", rate, max_rate)):
         if not 1 <= value <= top:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from ..metrics import boundary_band
+from ..metrics import boundary_band, counted_labels
 from .data import class_legend
 from .images import colorize, display_rgb
 from .widgets import positive_ints, show_figure
@@ -52,10 +52,7 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
         raise ValueError(f"mask must be (H, W) integer labels, got {tuple(mask.shape)} {mask.dtype}")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    labels = mask[mask != ignore_index]
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"mask holds labels outside 0..{num_classes - 1} (other than {ignore_index}): "
-                         f"{sorted(set(labels.unique().tolist()) - set(range(num_classes)))[:5]}")
+    counted_labels(mask, mask, num_classes, ignore_index)  # refuses a label outside the classes, naming it
     mask = mask.long()
     h, w = mask.shape
     valid = mask != ignore_index

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["sample_photo", "colorize", "overlay", "display_rgb", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["sample_photo", "colorize", "overlay", "display_rgb", "require_rgb", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,6 +53,17 @@ def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], 
     return out
 
 
+def require_rgb(image: torch.Tensor) -> torch.Tensor:
+    """``image`` itself when it is an RGB tensor (3, H, W), the form every figure here takes.
+
+    Raises:
+        ValueError: ``image`` is not (3, H, W) (a batch, a grey map, colours last as NumPy and PIL give them).
+    """
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be an RGB tensor (3, H, W), got shape {tuple(image.shape)}")
+    return image
+
+
 def display_rgb(image: torch.Tensor) -> np.ndarray:
     """An image tensor (3, H, W) as ``imshow`` shows it: float32 (H, W, 3) in [0, 1].
 
@@ -63,9 +74,7 @@ def display_rgb(image: torch.Tensor) -> np.ndarray:
     Raises:
         ValueError: ``image`` is not (3, H, W).
     """
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be an RGB tensor (3, H, W), got {tuple(image.shape)}")
-    img = image.detach().cpu()
+    img = require_rgb(image).detach().cpu()
     if img.dtype == torch.uint8:
         img = img.float() / 255
     elif img.min() < -0.01 or img.max() > 1.01:  # normalised: undo it for display

@@ -28,10 +28,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..atrous import conv_output_size
-from ..complexity import Cost, count_macs, count_parameters, peak_memory_bytes, time_interleaved
+from ..complexity import Cost, check_rounds, count_macs, count_parameters, peak_memory_bytes, time_interleaved
 from ..data.transforms import normalize
 from ..models.backbones import at_output_stride
-from .images import display_rgb
+from .images import display_rgb, require_rgb
 from .layout import panel_grid
 
 if TYPE_CHECKING:
@@ -94,9 +94,7 @@ def expected_feature_size(input_size: int, output_stride: int) -> int:
 
 
 def _normalise(image: torch.Tensor) -> torch.Tensor:
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be an RGB tensor (3, H, W) in [0, 1], got shape {tuple(image.shape)}")
-    return normalize(image)[None]
+    return normalize(require_rgb(image))[None]
 
 
 def _check_switchable(backbone: nn.Module) -> Backbone:
@@ -152,8 +150,7 @@ def measure_output_strides(
     backbone = _check_switchable(backbone)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 33:
         raise ValueError(f"input_size must be an int >= 33, got {input_size!r}")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got repeats={repeats}, warmup={warmup}")
+    check_rounds(repeats, warmup)  # before the minutes of counting
     from ..progress import progress_bar
 
     device = torch.device(device)

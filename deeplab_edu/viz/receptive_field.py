@@ -25,7 +25,7 @@ from torch import nn
 from ..effective_receptive_field import effective_receptive_field, mass_extent
 from ..gridding import coverage
 from ..receptive_field import LayerSpec, ReceptiveField, receptive_field
-from .images import display_rgb, sample_photo
+from .images import display_rgb, require_rgb, sample_photo
 
 __all__ = [
     "DEFAULT_STACK",
@@ -159,10 +159,8 @@ def plot_layer_stack(
             (:func:`parse_layer_stack`), or ``image`` is not (3, H, W).
         RuntimeError: the stack leaves no output on this image (PyTorch's "Output size is too small").
     """
-    if image is not None and (image.dim() != 3 or image.shape[0] != 3):
-        raise ValueError(f"image must be an RGB tensor (3, H, W) in [0, 1], got {tuple(image.shape)}")
     layers = parse_layer_stack(text_or_layers) if isinstance(text_or_layers, str) else list(text_or_layers)
-    image = sample_photo(128) if image is None else image
+    image = sample_photo(128) if image is None else require_rgb(image)
     h, w = image.shape[-2:]
     rf = receptive_field([sp for _, sp in layers])
     model = stack_model(layers)
