@@ -410,12 +410,28 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
         assert not feedback and ("finite" in feedback.message or "too large" in feedback.message)
     assert shown(4718848) == "4718848" and shown(2.5) == "2.5" and shown(np.int64(7)) == "7"
     assert check("05.2", 2212353).message.split(" — ", 1)[1].startswith("2212353 is too large")  # not 2.21235e+06
+    # 05.3's trial: 4784640.5 was shown as "4.78464e+06 is not a whole number", which reads as whole
+    assert shown(4784640.5) == "4784640.5" and shown(1 / 3) == "0.333333" and shown(1e20) == "1e+20"
+    assert "4784640.5 is not a whole number" in check("05.3", 4784640.5).message
+    # an API trial: "7 layers" was judged as 7 for a size in pixels; a unit word of another thing is refused
+    told = check("02.1", "7 layers")
+    assert not told and "'7 layers' is in layers, but this exercise asks for a number of pixels" in told.message
+    assert check("02.1", "7 px") and check("02.1", "7 cells") and check("05.3", "4,784,640 weights")
+    assert "a number of images" in check("11.1", "32 steps").message and check("11.1", "32 images")
+    assert "a number of channels" in check("09.1", "320 px").message and check("09.1", "320 channels")
+    assert "a number of parameters" in check("09.2", "27776 channels").message
+    assert check("06.1", "0.4 images")  # an exercise that names no unit takes any unit word, as before
+    with pytest.raises(ValueError, match="unit must be one of"):
+        value_exercise("99.9", "t", solution=lambda: 1, otherwise="no", unit="pixels")
+    # ... and three numbers were told of "a square window or map": only two equal ones are a square's sides
+    assert "square" not in check("05.3", (1, 2, 3)).message and "square" in check("02.1", (7, 7)).message
     assert check("09.1", np.int64(320)) and check("09.2", np.int64(5 * 5 * 128 + 128 * 192))  # NumPy ints are numbers
     assert "expected a number, got bool" in check("09.1", True).message
     # a teacher's trial: "8x", "32 images", "zero", "2.212.352" were told only "expected a number, got str."
     assert "the text 'thirteen': write the number alone, in digits, without quotes" in check("01.1", "thirteen").message
     assert check("01.1", "8x").message.endswith("without quotes, words or units (8).")
-    assert "32 is too large" in check("01.1", "32 images").message  # judged as 32 (a counted try)
+    assert "32 is too large" in check("01.1", "32 px").message  # judged as 32 (a counted try): the unit fits
+    assert "is in images, but this exercise asks for a number of pixels" in check("01.1", "32 images").message
     # a learner's trial in JupyterLab: "6px" was judged and "0 params" or "1536 channels" refused
     assert check("03.1", "0 params") and check("03.1", "0 parameters") and check("05.3", "4,784,640 params")
     assert check("09.1", "320 channels")  # a counted thing: channels

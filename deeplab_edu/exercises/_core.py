@@ -219,15 +219,23 @@ ANSWER_TYPES = ("number", "whole", "fraction", "ints", "text", "array")
 
 
 def shown(value: Any) -> str:
-    """A number as feedback shows it: whole numbers in full (4718848, not 4.71885e+06), others to six
-    significant digits."""
+    """A number as feedback shows it: whole numbers in full (4718848, not 4.71885e+06), others of 1 or more
+    in full to at most six decimals (4784640.5, not 4.78464e+06: a learner's trial read the latter as a
+    whole number), smaller ones to six significant digits."""
     try:
         x = float(value)
     except (TypeError, ValueError, OverflowError):
         return repr(value)
     if math.isfinite(x) and x.is_integer() and abs(x) < 1e16:
         return str(int(x))
+    if math.isfinite(x) and 1 <= abs(x) < 1e16:
+        return f"{x:.6f}".rstrip("0").rstrip(".")
     return f"{x:.6g}"
+
+
+def _one_side(values: Any) -> str:
+    """The hint for several numbers where one is asked: only two equal ones read as a square's two sides."""
+    return " (for a square window or map, the length of its side)" if len(values) == 2 and values[0] == values[1] else ""
 
 
 def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) -> str | None:
@@ -255,7 +263,7 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
     if (isinstance(several, (list, tuple)) and len(several) > 1
             and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in several)):
         return _Unreadable(f"expected one number, got {len(several)} numbers ({_brief(answer)}): the question asks "
-                           "for a single value (for a square window or map, the length of its side).")
+                           f"for a single value{_one_side(several)}.")
     if isinstance(answer, str) and (scaled := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKMGB]|thousand|million)\s*",
                                                            answer)):
         # a learner's trial: "2.2M" was told to write "2.2", which is then no whole number
@@ -283,9 +291,42 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
 
 #: One number as a learner might type it in quotes: thousands separators, a unit after it (a per cent sign
 #: too: ``"38%"`` reads as 38, which a fraction's check then calls a percentage).
-_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?:px|%|"
+_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(px|%|"
                           r"(?:pixel|cell|param|parameter|weight|channel|image|step|iteration|layer)s?|"
                           r"pass(?:es)?|branch(?:es)?)?\.?", re.IGNORECASE)
+
+#: The things a number in text may count (:data:`_NUMBER_TEXT`'s unit words), by the ``unit`` a value
+#: exercise names (:func:`value_exercise`): a word of another unit is refused, not judged as the number.
+UNITS: dict[str, tuple[str, ...]] = {
+    "pixel": ("px", "pixel", "cell"),  # a cell of a feature map is a position, as a pixel is of an image
+    "parameter": ("param", "parameter", "weight"),
+    "channel": ("channel",),
+    "image": ("image",),
+    "step": ("step", "iteration"),
+    "pass": ("pass",),
+}
+
+
+def _unit_in_text(text: str) -> str | None:
+    """The unit word after the number ``text`` spells, singular and in lower case (``"7 layers"``: ``"layer"``);
+    ``None`` without one."""
+    match = _NUMBER_TEXT.fullmatch(text.strip())
+    if match is None or match.group(2) is None:
+        return None
+    word = match.group(2).lower()
+    if word.endswith(("passes", "branches")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") and word != "pass" else word
+
+
+def _unit_problem(answer: Any, unit: str) -> str | None:
+    """Why text such as ``"7 layers"`` does not answer an exercise that counts ``unit`` (``None`` if it may)."""
+    word = _unit_in_text(answer) if unit and isinstance(answer, str) else None
+    if word is None or word in UNITS[unit]:
+        return None
+    said = {"%": "per cent", "px": "pixels", "pass": "passes", "branch": "branches"}.get(word, f"{word}s")
+    return _Unreadable(f"{answer!r} is in {said}, but this exercise asks for a number of {unit}s: write the number "
+                       "alone, in digits, without quotes or unit.")
 
 
 #: A calculation written as text: numbers joined by + - * / ** (with brackets), at least one operator.
@@ -393,10 +434,13 @@ def _ragged(answer: Any) -> str | None:
     return None
 
 
-def _normalise(answer: Any, answer_type: str, form: str = "") -> tuple[Any, str | None]:
-    """The answer in a comparable form, or the reason it cannot be read (``form`` says how to answer)."""
+def _normalise(answer: Any, answer_type: str, form: str = "", *, unit: str = "") -> tuple[Any, str | None]:
+    """The answer in a comparable form, or the reason it cannot be read (``form`` says how to answer; ``unit``
+    what a number counts, as :func:`value_exercise` takes it)."""
     form = form or _form(answer_type, lambda: ())
     if answer_type in ("number", "whole", "fraction"):
+        if (wrong_unit := _unit_problem(answer, unit)) is not None:
+            return answer, wrong_unit
         # a checker called directly, not through check(), gets a 0-d tensor as is; "13", "15,731,712" or
         # "160px" is judged as the number it spells, as "1x3" is as a list of numbers
         answer = _spelled_number(_as_scalar(answer))
@@ -483,6 +527,7 @@ def value_exercise(
     parse: Callable[[Any], Any] | None = None,
     form: str = "",
     key_note: str = "",
+    unit: str = "",
 ) -> Exercise:
     """Register an exercise whose answer is one value, with targeted feedback for typical mistakes.
 
@@ -505,14 +550,19 @@ def value_exercise(
         form: how to answer, for an answer of the wrong kind (``"a list of image ids, e.g. ['a', 'b']"``);
             by default one follows from ``answer_type`` (for ``"ints"``, with an example of the
             solution's length).
+        unit: what a number answer counts, a key of :data:`UNITS` (``"pixel"``, ``"parameter"``...): text
+            such as ``"7 layers"`` for a size in pixels is then refused naming both (not judged as 7);
+            ``""`` (the default) accepts any unit word after the number.
 
     Returns:
         The registered :class:`Exercise`.
 
     Raises:
-        ValueError: ``answer_type`` or ``kind`` is not one of the names above, or ``key`` is already
+        ValueError: ``answer_type``, ``kind`` or ``unit`` is not one of the names above, or ``key`` is already
             registered (as for :func:`exercise`).
     """
+    if unit and unit not in UNITS:
+        raise ValueError(f"exercise {key!r}: unit must be one of {tuple(UNITS)} or '', got {unit!r}")
     if answer_type not in ANSWER_TYPES:
         raise ValueError(f"exercise {key!r}: answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
     if kind not in ("value", "predict"):
@@ -521,7 +571,7 @@ def value_exercise(
 
     def checker(answer: Any) -> str | None:
         got, problem = _normalise(parse(answer) if parse is not None else answer, answer_type,
-                                  form or _form(answer_type, solution))
+                                  form or _form(answer_type, solution), unit=unit)
         if problem is not None:
             return problem
         target = solution()

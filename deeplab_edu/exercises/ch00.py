@@ -34,6 +34,7 @@ value_exercise(
     "Predict: the iterations choose(smoke=3, cpu=300, gpu=30_000) asks for here, with the profile unset",
     solution=_automatic_iterations,
     answer_type="whole",
+    unit="step",
     kind="predict",
     mistakes=[
         (3, "3 is the smoke profile's; smoke is never chosen automatically: CI sets it explicitly."),

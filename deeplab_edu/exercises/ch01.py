@@ -12,6 +12,7 @@ value_exercise(
     "Effective kernel size of a 3x3 filter at rate 6 (a DeepLabv3 ASPP branch)",
     solution=lambda: effective_kernel_size(3, 6),
     answer_type="whole",
+    unit="pixel",
     mistakes=[
         (18, "18 = k * r counts one gap too many: there are k - 1 gaps of r positions, plus the first tap."),
         (9, "9 is the number of taps of a 3x3 filter; the rate spreads them apart."),
@@ -32,6 +33,7 @@ value_exercise(
     "01.2",
     "Output length for i=13, k=3, rate 4, stride 2, padding 2",
     solution=lambda: conv_output_size(13, 3, stride=2, padding=2, dilation=4),
+    unit="pixel",
     mistakes=[
         (lambda a: a != int(a), lambda a: f"{a} is not a whole number: the division by the stride is floored."),
         (conv_output_size(13, 3, stride=2, padding=2),
@@ -84,6 +86,7 @@ value_exercise(
     "Padding that keeps the size of a 5x5 conv at rate 3",
     solution=lambda: same_padding(5, 3),
     answer_type="whole",
+    unit="pixel",
     mistakes=[
         (3, "padding = rate holds for 3x3 filters only, whose outer taps sit one tap spacing from the centre; a 5x5 "
             "filter reaches further on each side."),

@@ -15,6 +15,7 @@ value_exercise(
     "Receptive field of three stacked 3x3 convolutions (stride 1)",
     solution=lambda: receptive_field([LayerSpec(3)] * 3).size,
     answer_type="whole",
+    unit="pixel",
     mistakes=[
         (9, "9 = 3 * 3 adds the kernel sizes; neighbouring windows overlap, so each layer adds only k - 1."),
         (27, "27 = 3**3 counts paths, not pixels."),
@@ -58,6 +59,7 @@ value_exercise(
     "Predict: how many pixels of its 17x17 receptive field does a stack of 3x3 convs at rates (2, 2, 4) read?",
     solution=lambda: int((sampling_pattern((2, 2, 4)) > 0).sum()),
     answer_type="whole",
+    unit="pixel",
     kind="predict",
     mistakes=[
         (289, "289 is the whole square; all three rates are even, so odd offsets are never reached (gridding)."),

@@ -69,6 +69,7 @@ value_exercise(
     "Predict: how many parameters does a ResNet-50 gain when its output stride goes from 32 to 8?",
     solution=lambda: 0,
     answer_type="whole",
+    unit="parameter",
     kind="predict",
     mistakes=[(16, "the feature map has 16 times more positions, but positions are not parameters.")],
     otherwise=lambda a: f"{shown(a)} is not the number of new weights: which layer would hold them?",

@@ -143,6 +143,7 @@ value_exercise(
     "Predict: how many inputs reach the corner output of an ASPP without image pooling (33 x 33 map)?",
     solution=lambda: len(_aspp_corner_taps()),
     answer_type="whole",
+    unit="pixel",
     kind="predict",
     mistakes=[
         (SIDE_04_5 ** 2, "that is the footprint with image pooling, which reads every position; this ASPP has none."),

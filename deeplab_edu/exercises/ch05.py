@@ -53,6 +53,7 @@ value_exercise(
     "conv without bias, then BN)",
     solution=lambda: _CONV + _BN,
     answer_type="whole",
+    unit="parameter",
     mistakes=[
         (_CONV, "that is the convolution alone; the batch norm adds a weight and a bias per output channel."),
         (_CONV + 4 * 256, "running mean and variance are buffers, not parameters; count only BN's weight and bias."),
@@ -84,6 +85,7 @@ value_exercise(
     "and everything else that grows)",
     solution=lambda: _BRANCH_05_3 + _PROJECTION_05_3,
     answer_type="whole",
+    unit="parameter",
     kind="predict",
     mistakes=[
         (_BRANCH_05_3, "that is the new branch alone (as in 05.2); its 256 channels are concatenated with the "

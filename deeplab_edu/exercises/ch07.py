@@ -22,6 +22,7 @@ value_exercise(
     "Field of view of a 3x3 fc6 at rate 8, by the rule that reproduces DeepLab v1 Table 2",
     solution=lambda: _OS * (_K_E - 1) + _POOL5,
     answer_type="whole",
+    unit="pixel",
     mistakes=[
         (_OS * (_K_E - 1), "that is the distance between the first and the last tap centres; the rule that gives "
                            "Table 2's values adds one 32-pixel pool5 cell."),
@@ -51,6 +52,7 @@ value_exercise(
     "Parameters LargeFOV saves in fc7 (1x1 conv with biases) by keeping 1024 of the 4096 filters in fc6 and fc7",
     solution=lambda: _FC7_FULL - _FC7_LARGEFOV,
     answer_type="whole",
+    unit="parameter",
     mistakes=[
         (_FC7_FULL, "that is fc7 with 4096 filters; subtract what LargeFOV's fc7 keeps."),
         (_FC7_LARGEFOV, "that is LargeFOV's fc7 itself, not what it saves."),

@@ -27,7 +27,7 @@ KERNEL_09_2, IN_09_2, OUT_09_2 = 5, 128, 192
     kind="predict",
 )
 def _decoder_in(answer: Any) -> str | None:
-    answer, problem = _normalise(answer, "whole")  # "320" is read as 320, as every value exercise reads it
+    answer, problem = _normalise(answer, "whole", unit="channel")  # "320" is read as 320, as every value exercise reads it
     if problem is not None:
         return problem
     if answer == 304:
@@ -55,7 +55,7 @@ def _decoder_in(answer: Any) -> str | None:
     kind="predict",
 )
 def _separable(answer: Any) -> str | None:
-    answer, problem = _normalise(answer, "whole")
+    answer, problem = _normalise(answer, "whole", unit="parameter")
     if problem is not None:
         return problem
     k2, cin, cout = KERNEL_09_2 ** 2, IN_09_2, OUT_09_2

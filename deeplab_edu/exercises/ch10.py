@@ -262,6 +262,7 @@ value_exercise(
     "field to reach the band from every pixel of the vehicle?",
     solution=_widest_gap,
     answer_type="whole",
+    unit="pixel",
     kind="predict",
     mistakes=[
         (lambda a: a == _reach((1, 2, 4)),
@@ -315,6 +316,7 @@ value_exercise(
     "vehicle has the band within the field of the network without image pooling",
     solution=_nearest_unseen_gap,
     answer_type="whole",
+    unit="pixel",
     kind="predict",
     mistakes=[
         (lambda a: a == _nearest_unseen_gap() - 1,

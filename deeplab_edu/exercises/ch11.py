@@ -28,6 +28,7 @@ value_exercise(
     "Predict the images per optimiser step of `torchrun --nproc_per_node=4 ... --batch-size 4 --grad-accum 2`",
     solution=lambda: 4 * 4 * 2,
     answer_type="whole",
+    unit="image",
     kind="predict",
     mistakes=[
         (16, "16 forgets the gradient accumulation: each process runs 2 micro-batches before its step."),
@@ -101,6 +102,7 @@ value_exercise(
     solution=lambda: ms_flip_cost(V2_SCALES, flip=True),
     rel_tol=0.03,
     kind="predict",
+    unit="pass",
     mistakes=[
         (6, "6 counts the forward passes (3 scales x 2 flips); a pass at scale 0.5 runs on a quarter of the "
             "positions, so it costs a quarter of a full pass."),
