@@ -108,41 +108,59 @@ _TRAIN_HELP = {
                      "8 for deeplabv1/v2 unless a preset or flag sets it)",
     "eval_output_stride": "output stride for validation (without a preset: 8; none: the training one)",
     "pretrained_backbone": "start from torchvision's ImageNet weights (downloaded once; online), or from FILE",
-    "atrous_rates": '"paper", "fit" (to the crop\'s feature map) or "r1,r2,r3"',
+    "atrous_rates": 'the ASPP branches\' rates: "paper" (DeepLabv3\'s 6,12,18 at output stride 16, scaled to the '
+                    'stride), "fit" (the largest rates the training crop\'s feature map still uses) or "r1,r2,r3"',
     "dataset": "one of {datasets} (folder: your own images and masks in --data-root, laid out as the README's "
                "'Your own data' shows: classes.txt, train/ and val/)",
     "difficulty": "procedural scenes: easy, medium or hard",
-    "data_root": "folder of a real data set, or of your own with --dataset folder",
+    "data_root": "folder of a real data set, or of your own with --dataset folder (default for a real data set: "
+                 "{places})",
     "download": "download a real data set if it is missing (online)",
     "crop_size": "training crop side in pixels",
-    "batch_size": "images per step and process",
-    "num_workers": "DataLoader workers (default: from the machine's cores)",
+    "batch_size": "images per forward pass (a micro-batch) and process; an optimiser step sees batch-size x "
+                  "grad-accum x processes",
+    "num_workers": "{workers}",
     "iterations": "optimiser steps of the whole run (on --resume: extends or shortens it)",
     "optimizer": "one of {optimizers} (sgd: the papers')",
     "lr": "base learning rate (poly schedule, DeepLabv3 sec. 4.1)",
     "warmup_iters": "linear warm-up iterations (at most --iterations)",
     "head_lr_mult": "learning-rate multiplier of everything but the backbone",
     "grad_accum": "micro-batches per optimiser step",
-    "freeze_bn": "keep batch norm statistics fixed (DeepLabv3's second phase)",
+    "freeze_bn": "keep batch norm's running statistics and its scale and shift parameters fixed (DeepLabv3 "
+                 "sec. 4.1, the second phase at output stride 8)",
     "bn_momentum": "batch norm running-statistics momentum, 1 - decay (DeepLabv3: 0.0003; default: PyTorch's 0.1)",
     "init_from": "start from this checkpoint's weights (a new run, not a resume)",
-    "top_k": "fraction of hardest pixels kept by the loss (1: plain cross-entropy)",
-    "amp": "none, bf16 or fp16 (autocast)",
+    "top_k": "fraction of hardest pixels kept by the loss, in (0, 1] (1: plain cross-entropy; not with "
+             "--class-weights)",
+    "hard_mining_iters": "iterations over which --top-k falls from 1 to its value",
+    "aux_loss": "add torchvision's auxiliary FCN head on block 3 (its loss weighted by --aux-weight)",
+    "tensorboard": "also write TensorBoard logs to --out-dir (needs the tensorboard package)",
+    "amp": "mixed precision: none, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only)",
     "channels_last": "NHWC memory format (faster on GPUs and CPUs with oneDNN)",
     "uint8_batches": "augment and send training batches as uint8 and normalise them on the device (less work for "
                      "the workers, fewer bytes; the training set built from the configuration, 8-bit images, labels 0-255)",
-    "compile": "torch.compile the model",
+    "compile": "torch.compile the model (minutes of compiling before the first step)",
     "compile_mode": "torch.compile's mode with --compile: default (the default), reduce-overhead (CUDA graphs) or "
                     "max-autotune",
     "device": "cpu, cuda, cuda:1, mps, ... (default: $DEEPLAB_EDU_DEVICE, else cuda when available)",
-    "recompute_depthwise": "recompute separable convs' depthwise half in backward (less memory)",
+    "recompute_depthwise": "recompute separable convs' depthwise half in the backward pass (less memory, a few "
+                           "%% more time)",
     "keep_freed_memory": "CPU, glibc: reuse freed memory instead of returning it to the OS",
     "out_dir": "folder of the run: checkpoints, metrics.csv, metrics.json, config.json",
     "eval_every": "validate every N iterations", "ckpt_every": "checkpoint every N iterations",
     "keep_last": "checkpoints kept", "log_every": "log the loss every N iterations (metrics.csv; a console line each with --no-progress)",
     "resume": "continue from the newest checkpoint in --out-dir, under this command's settings",
-    "progress": "show the progress bar",
+    "progress": "{progress}",
 }
+
+#: Help shared by the flags of the same name in several commands.
+_PROGRESS_HELP = "show the progress bar (--no-progress: none, e.g. in a log file)"
+_WORKERS_HELP = ("DataLoader worker processes (default: the cores of this process less one, at most 8; 0: load in "
+                 "the main process)")
+_PLACES_HELP = "$DEEPLAB_EDU_<NAME>, e.g. $DEEPLAB_EDU_CAMVID, else <clone>/../shared/data/<name>, else " \
+               "$DEEPLAB_EDU_DATA/<name> or ~/.cache/deeplab_edu/data/<name>"
+_CHECKPOINT_HELP = ("a training checkpoint or a model file (.pt; deeplab-edu export --out writes one), a run's folder, "
+                    "or its checkpoints/ folder (the newest checkpoint)")
 
 
 def _field_comments(cls: type) -> dict[str, str]:
@@ -151,6 +169,14 @@ def _field_comments(cls: type) -> dict[str, str]:
     import inspect
     import re
 
+    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    words = {"True": "on", "False": "off", "None": "none"}  # a flag's user types on/off or none, not Python
+
+    def as_typed(match: re.Match[str]) -> str:
+        """A ``name`` in a comment as a user of the command line types it: a field as its flag."""
+        word = match.group(1)
+        return "--" + word.replace("_", "-") if word in names else words.get(word, word)
+
     comments: dict[str, str] = {}
     pending: list[str] = []
     for line in inspect.getsource(cls).splitlines():
@@ -158,13 +184,25 @@ def _field_comments(cls: type) -> dict[str, str]:
         if text.startswith("#:"):
             pending.append(text[2:].strip())
         elif pending and (field := re.match(r"(\w+)\s*:", text)):
-            comment = " ".join(pending).replace("``", "").rstrip(".")
+            comment = re.sub(r"``([^`]+)``", as_typed, " ".join(pending)).rstrip(".")
             # in the style of the other flags' help: lower case ("add ...", not "Add ..."; "CPU" stays)
             comments[field.group(1)] = comment[:1].lower() + comment[1:] if comment[1:2].islower() else comment
             pending = []
         else:
             pending = []
     return comments
+
+
+def _with_default(help_: str | None, f: dataclasses.Field[Any]) -> str | None:
+    """``help_`` with the field's default appended, "(without a preset: 0.007)" ("on" or "off" for a switch),
+    unless it names its default already: a user without a preset sees what each flag is set to, and that a
+    switch such as --recompute-depthwise is on (a finding of the CLI's audit)."""
+    if help_ is None or "without a preset" in help_ or "default" in help_ or f.default is dataclasses.MISSING:
+        return help_
+    value = f.default
+    shown = ("on" if value else "off") if isinstance(value, bool) else "none" if value is None else (
+        " ".join(map(str, value)) if isinstance(value, tuple) else str(value))
+    return f"{help_} (without a preset: {shown})"
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -175,6 +213,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     choices = {k: ", ".join(map(str, v)) for k, v in (("models", MODELS), ("backbones", BACKBONES),
                                                        ("datasets", DATASETS), ("optimizers", OPTIMIZERS),
                                                        ("strides", OUTPUT_STRIDES))}
+    choices.update(places=_PLACES_HELP, workers=_WORKERS_HELP, progress=_PROGRESS_HELP)
     hints = typing.get_type_hints(TrainConfig)
     comments = _field_comments(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -182,6 +221,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         t = hints[f.name]
         help_ = (_TRAIN_HELP[f.name].format(**choices) if f.name in _TRAIN_HELP else
                  comments.get(f.name, "").replace("%", "%%") or None)
+        help_ = _with_default(help_, f)
         if f.name == "pretrained_backbone":  # a switch that also takes a local file
             p.add_argument(flag, nargs="?", const=True, default=None, metavar="FILE", help=help_)
             p.add_argument("--no-" + flag[2:], dest=f.name, action="store_false", default=None,
@@ -195,8 +235,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                            help='extra build_model arguments, e.g. \'{"image_pooling": false}\'')
         elif f.name in ("eval_output_stride",):
             # absent unless given (SUPPRESS), so that "none" (None: the training stride) is told from "not given"
-            p.add_argument(flag, type=lambda s: None if s.lower() in ("none", "null") else int(s),
-                           default=argparse.SUPPRESS, help=help_)
+            p.add_argument(flag, type=_output_stride_or_none, default=argparse.SUPPRESS, help=help_)
         else:
             base = int if "int" in str(t) else float if "float" in str(t) else str
             p.add_argument(flag, type=base, default=None, help=help_)
@@ -213,7 +252,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 #: the papers' ablations, each of which ``--model-kwargs`` JSON also gives.
 _MODEL_FLAGS = {
     "multi_grid": "v3/v3+: the rates of block 4's three units, as multiples of the block's rate (DeepLabv3 "
-                  "sec. 3.2.1, e.g. 1 2 4; default: torchvision's rates)",
+                  "sec. 3.2.1, e.g. 1 2 4; default: torchvision's, not a multi-grid: block 4's first unit at the "
+                  "previous block's rate, the other two at the block's)",
     "image_pooling": "v3/v3+: ASPP's image-level branch (DeepLabv3 sec. 3.3; default on)",
     "separable": "v3/v3+: depthwise-separable convolutions in ASPP and the decoder (DeepLabv3+ sec. 3.1; "
                  "default on for v3+, off for v3)",
@@ -242,6 +282,31 @@ def _cpu_threads(args: argparse.Namespace, device: str) -> None:
         torch.set_num_threads(args.threads)
     elif device.startswith("cpu") and is_main() and (note := busy_cpu_note()):
         print(note, file=sys.stderr)
+
+
+def _output_stride_or_none(text: str) -> int | None:
+    """``--eval-output-stride``'s type: a whole number, or ``none`` (the training stride); validation checks
+    the number (argparse's own message for a lambda read "invalid <lambda> value")."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"use 8, 16, 32 or none (the training output stride), got {text!r}") from None
+
+
+def _scale(text: str) -> float:
+    """``--scales``' type: a positive number. A word that is none (an image path after ``predict --scales 0.5 1``,
+    which the list took) is refused saying where the list ends."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a scale (a number such as 0.75): the list of --scales runs up to the next flag, so give "
+            "the image before --scales, or end the list with --") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a scale must be a positive, finite number, got {text!r}")
+    return value
 
 
 def _threads(text: str) -> int:
@@ -281,43 +346,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(tr)
 
     ev = command("eval", "evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
-    ev.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
-                                                          "(its newest)")
+    ev.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
     ev.add_argument("--split", default="val", help="the data set's split to evaluate (default: val)")
     ev.add_argument("--dataset", help="the data set to evaluate on (default: the run's), e.g. folder with --data-root "
                                       "for a run whose script passed its own data")
-    ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else the usual places)")
+    ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else " + _PLACES_HELP + ")")
     ev.add_argument("--download", action="store_true", help=_TRAIN_HELP["download"])
-    ev.add_argument("--scales", nargs="+", type=float, default=[1.0],
+    ev.add_argument("--scales", nargs="+", type=_scale, default=[1.0],
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
                          "(DeepLabv3 sec. 4.2; default: 1)")
     ev.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
     ev.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
-                    help="default: the run's eval_output_stride (what its validation used), else its training "
-                         "output stride")
-    ev.add_argument("--crop-size", type=int, help="sliding-window size for images larger than it")
+                    help="the network's output stride at inference (DeepLabv3 sec. 4.2, Table 4: 8 is slower and "
+                         "more accurate than 16); default: the run's eval_output_stride (what its validation used), "
+                         "else its training output stride")
+    ev.add_argument("--crop-size", type=int, help="side in pixels of a sliding window for images larger than it (less "
+                                                  "memory; default: each image whole at once)")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
     ev.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
                                    "prediction)")
-    ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                    help="show the progress bar (--no-progress: none, e.g. in a log file)")
+    ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help=_PROGRESS_HELP)
     ev.add_argument("--threads", type=_threads, help=_THREADS_HELP)
 
     pr = command("predict", "predict masks for an image file or a folder of images")
-    pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
-                                                          "(its newest)")
+    pr.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
     pr.add_argument("input", help="an image file or a folder of images")
     pr.add_argument("--out", default="predictions",
                     help="folder for <name>_mask.png (the class index of each pixel, in a palette PNG that viewers "
                          "show in the class colours) and <name>_overlay.png (default: ./predictions)")
-    pr.add_argument("--scales", nargs="+", type=float, default=[1.0],
-                    help="input scales whose probabilities are averaged (default: 1)")
+    pr.add_argument("--scales", nargs="+", type=_scale, default=[1.0],
+                    help="input scales whose probabilities are averaged, e.g. 0.75 1 1.25 (default: 1; give the "
+                         "image before --scales, or end the list with --)")
     pr.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
     pr.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
-                    help="default: the run's eval_output_stride, else its training one")
-    pr.add_argument("--crop-size", type=int, help="sliding window of this side for images larger than it (less "
-                                                  "memory for large photos; default: the whole image at once)")
+                    help="the network's output stride at inference (8: slower, finer); default: the run's "
+                         "eval_output_stride, else its training one")
+    pr.add_argument("--crop-size", type=int, help="side in pixels of a sliding window for images larger than it "
+                                                  "(less memory for large photos; default: each image whole at once)")
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     pr.add_argument("--threads", type=_threads, help=_THREADS_HELP)
     pr.add_argument("--overwrite", action="store_true",
@@ -327,8 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = command("export", "a trained run as a model file to share or predict with (no optimiser "
                            "state), and/or as ONNX")
-    ex.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt), or a run's checkpoints/ folder "
-                                                          "(its newest)")
+    ex.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
     ex.add_argument("--out", help="the model file to write (.pt: weights, configuration and class names; what "
                                   "eval, predict and --init-from read)")
     ex.add_argument("--onnx", help="also (or only) write the model as ONNX here (batch, height and width dynamic; "
@@ -344,12 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
                                "class's share of the labelled pixels")
     cd.add_argument("--dataset", default="folder", help="the data set (default: folder, your own images and masks "
                                                         "in --data-root)")
-    cd.add_argument("--data-root", help="where the data set is (folder: required; others: default the usual places)")
+    cd.add_argument("--data-root", help="where the data set is (folder: required; others: default " + _PLACES_HELP
+                    + ")")
     cd.add_argument("--split", nargs="+", default=["train", "val"], help="the splits to read (default: train val)")
     cd.add_argument("--download", action="store_true", help=_TRAIN_HELP["download"])
-    cd.add_argument("--num-workers", type=int, help="DataLoader workers (default: the cores less one, at most 8)")
-    cd.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                    help="show the progress bar (--no-progress: none, e.g. in a log file)")
+    cd.add_argument("--num-workers", type=int, help=_WORKERS_HELP)
+    cd.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help=_PROGRESS_HELP)
 
     cr = command("course-runs", "before class: train every run the chapters load (08-11); finished runs "
                                 "are loaded, not retrained",

@@ -99,7 +99,8 @@ class TrainConfig:
     #: Where the scaled image is smaller than the crop, pad it with the mean pixel and its mask with the
     #: ignore label; ``False``: smaller images give smaller crops.
     pad_to_crop: bool = True
-    #: Images per optimiser step and process (times ``grad_accum``).
+    #: Images per forward pass (a micro-batch) and process; an optimiser step sees
+    #: ``batch_size * grad_accum`` images per process.
     batch_size: int = 16
     #: DataLoader worker processes; ``None``: from the machine's cores
     #: (:func:`deeplab_edu.engine.workers.default_num_workers`); 0: load in the main process.
