@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_logits
-from .metrics import ConfusionMatrix, trimap_target
+from .metrics import ConfusionMatrix, counted_labels, trimap_target
 from .metrics import boundary_band  # noqa: F401 - still importable here, as chapter 07 and its student copies did
 from .progress import progress_bar
 
@@ -61,10 +61,12 @@ def coarse_scores(
         raise ValueError(f"output_stride must be a positive int (a block side in pixels), got {output_stride!r}")
     if mask.dim() != 2 or mask.is_floating_point():
         raise ValueError(f"mask must be an integer label map (H, W), got {tuple(mask.shape)} {mask.dtype}")
+    try:  # the confusion matrix's own check of the labels
+        counted_labels(mask, mask, num_classes, ignore_index)
+    except ValueError as err:
+        raise ValueError(f"mask: {err}") from None
     ignored = mask == ignore_index
     labels = mask.masked_fill(ignored, 0).long()
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"mask holds labels outside 0..{num_classes - 1} (other than {ignore_index})")
     onehot = F.one_hot(labels, num_classes).permute(2, 0, 1).float() * confidence
     onehot[:, ignored] = 0.0
     low = F.avg_pool2d(onehot[None], output_stride, ceil_mode=True, count_include_pad=False)

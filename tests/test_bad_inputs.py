@@ -218,6 +218,25 @@ def test_a_widget_refuses_a_start_value_its_slider_would_clamp() -> None:
     assert [s.value for s in sliders[:3]] == [32.0, 120.0, 25.0]
 
 
+def test_the_widget_helpers_blame_the_argument_at_fault() -> None:
+    """An audit of viz.widgets: a slider blamed its value for an empty range, NumPy rates were refused as not
+    whole, one rate gave an unnamed TypeError, and a draw function without ``return fig`` an AttributeError."""
+    import numpy as np
+
+    from deeplab_edu.viz.widgets import figure_widget, positive_ints, slider
+
+    with pytest.raises(ValueError, match="the rate slider's range is empty: low=6 is above high=1"):
+        slider("rate", 3, 6, 1)
+    with pytest.raises(TypeError, match="counts whole numbers: its range 0.5 to 3.7"):
+        slider("rate", 2, 0.5, 3.7)
+    assert positive_ints("rates", np.array([6, 12]), "atrous rates", "(6, 12, 18)") == (6, 12)
+    assert all(type(v) is int for v in positive_ints("rates", np.array([6, 12]), "atrous rates", "(6, 12, 18)"))
+    with pytest.raises(TypeError, match=r"rates must be a sequence of atrous rates, e.g. \(6, 12, 18\); got 6"):
+        positive_ints("rates", 6, "atrous rates", "(6, 12, 18)")
+    with pytest.raises(TypeError, match="draw function must return a matplotlib Figure, got NoneType"):
+        figure_widget(lambda **values: None, {})
+
+
 def test_widgets_name_the_argument_a_learner_got_wrong() -> None:
     # a learner's trial: these failed deep inside with IndexError, TraitError, RuntimeError or AttributeError
     from deeplab_edu.data import ProceduralScenes

@@ -287,7 +287,7 @@ def test_coarse_scores_and_boundary_band() -> None:
     band = boundary_band(mask.masked_fill(mask == 255, 0), 1)
     assert band[10, 1:5].all() and not band[10, 5] and not band[10, 0]
     assert boundary_band(mask, 0)[10, 2:4].all() and not boundary_band(mask, 0)[10, 1]
-    with pytest.raises(ValueError, match="labels outside"):
+    with pytest.raises(ValueError, match=r"mask: target holds label 2, outside \[0, 2\)"):
         coarse_scores(mask, 2)
     with pytest.raises(ValueError, match="width"):
         boundary_band(mask, -1)

@@ -303,6 +303,29 @@ def test_explorer_settings_are_checked() -> None:
         explorers.show("boundary", kernel=4)
     with pytest.raises(ValueError, match="height=98"):
         explorers.show("boundary", height=98)
+    # an audit: settings the page can only answer with "cannot draw" are refused by the call, naming the line
+    with pytest.raises(ValueError, match=r"'receptive_field': line 2: this layer gets a map of 128 px"):
+        explorers.show("receptive_field", stack="conv k=3\nconv k=300 p=0")
+    with pytest.raises(ValueError, match="'atrous': these settings give no output"):
+        explorers.show("atrous", input_size=3, kernel_size=7, rate=6)
+
+
+def test_the_python_stack_check_agrees_with_the_model() -> None:
+    """``_stack_output_size`` gives the side a stack of layers computes on a photo, or refuses where the model
+    has no output (the same grid as the node test of stackOutputSize)."""
+    from deeplab_edu.viz.receptive_field import parse_layer_stack, stack_model
+
+    for text in ("conv k=3 s=2\nconv k=3\npool k=2 s=2", "conv k=7 s=2 p=0\nconv k=3 d=8 p=0", "conv k=40 p=0"):
+        layers = parse_layer_stack(text)
+        for size in (17, 64):
+            try:
+                with torch.no_grad():
+                    want = int(stack_model(layers, channels=1, in_channels=1)(torch.zeros(1, 1, size, size)).shape[-1])
+            except RuntimeError:
+                with pytest.raises(ValueError, match="this layer gets a map of"):
+                    explorers._stack_output_size(layers, size, "receptive_field")
+            else:
+                assert explorers._stack_output_size(layers, size, "receptive_field") == want, (text, size)
 
 
 def test_settings_cannot_close_the_script() -> None:

@@ -41,13 +41,25 @@ def figure_widget(draw: Callable[..., Figure], controls: Mapping[str, Any]) -> A
 
     The figure is redrawn (:func:`show_figure`) whenever a control changes. Building the box needs
     no front end: without one the widgets simply are not displayed.
+
+    Args:
+        draw: called with each control's name as a keyword and its widget's value; returns a
+            matplotlib ``Figure`` (which the widget closes once shown).
+        controls: name -> ipywidgets control (a :func:`slider`, a dropdown...), shown in a row.
+
+    Raises:
+        TypeError: ``draw`` returns something other than a ``Figure`` (at the first draw, which runs here).
     """
     import ipywidgets as widgets
 
     out = widgets.Output()
 
     def redraw(*_: Any) -> None:
-        show_figure(out, draw(**{name: w.value for name, w in controls.items()}))
+        fig = draw(**{name: w.value for name, w in controls.items()})
+        if not isinstance(fig, Figure):
+            raise TypeError(f"figure_widget's draw function must return a matplotlib Figure, got "
+                            f"{type(fig).__name__} (end it with `return fig`)")
+        show_figure(out, fig)
 
     for w in controls.values():
         w.observe(redraw, names="value")
@@ -61,13 +73,19 @@ def slider(name: str, value: float, low: float, high: float, *, integer: bool = 
     a value outside the range without a word (``rate=12`` on a slider to 6 showed 6), so it is checked.
 
     Raises:
-        TypeError: ``value`` is not a number (not a whole number, for an integer slider).
-        ValueError: ``value`` lies outside ``[low, high]``; the message names ``name`` and the range.
+        TypeError: ``value`` is not a number (not a whole number, for an integer slider), or an integer
+            slider's ``low`` or ``high`` is not a whole number.
+        ValueError: ``low`` is above ``high``, or ``value`` lies outside ``[low, high]``; the message names
+            ``name`` and the range.
     """
     import numbers
 
     import ipywidgets as widgets
 
+    if low > high:  # the range is at fault, not the value
+        raise ValueError(f"the {name} slider's range is empty: low={low:g} is above high={high:g}")
+    if integer and not all(float(b).is_integer() for b in (low, high)):
+        raise TypeError(f"the {name} slider counts whole numbers: its range {low:g} to {high:g} must too")
     wanted = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, wanted):
         raise TypeError(f"{name}={value!r}: give {'a whole number' if integer else 'a number'} "
@@ -84,11 +102,19 @@ def positive_ints(name: str, values: Any, what: str, example: str) -> tuple[int,
     """``values`` as a tuple, checked to hold at least one positive whole number and nothing else (the
     options of a selection slider, which fails deep inside ipywidgets on none).
 
+    NumPy integers count as whole numbers (``np.array([6, 12])`` gives ``(6, 12)``, plain ints).
+
     Raises:
         ValueError: ``values`` is empty or holds something else; the message says ``name`` must be
             ``what`` and gives ``example``.
+        TypeError: ``values`` is not a sequence (one number, e.g. ``6`` for ``(6,)``), naming ``name``.
     """
-    values = tuple(values)
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+    import numbers
+
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of {what}, e.g. {example}; got {values!r}") from None
+    if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0 for v in values):
         raise ValueError(f"{name} must be {what}, at least one, e.g. {example}; got {values!r}")
-    return values
+    return tuple(int(v) for v in values)

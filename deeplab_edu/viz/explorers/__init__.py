@@ -104,6 +104,23 @@ def _erf_colours(steps: int = 64) -> list[str]:
     return [to_hex(cmap(i)) for i in range(steps)]
 
 
+def _stack_output_size(layers: Any, size: int, explorer: str) -> int:
+    """The side of the map a layer stack (:func:`~deeplab_edu.viz.receptive_field.parse_layer_stack`) gives on a
+    ``size``-pixel photo, as ``stackOutputSize`` in ``explorers.js``; raises ValueError naming the first line
+    that gets a map too small for its kernel."""
+    from ...atrous import conv_output_size
+
+    n = size
+    for kind, spec in layers:
+        try:
+            n = conv_output_size(n, spec.kernel, spec.stride, spec.padding, spec.dilation)
+        except ValueError as err:
+            line = spec.name[len(kind):]  # parse_layer_stack names a layer kind + line number
+            raise ValueError(f"explorer {explorer!r}: line {line}: this layer gets a map of {n} px (on a {size}-px "
+                             f"photo), and {str(err).replace('input_size', 'its input size')}") from None
+    return n
+
+
 def _settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Defaults merged with ``overrides``, checked; raises naming the bad argument."""
     if name not in EXPLORERS:
@@ -117,7 +134,10 @@ def _settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
         for key, (low, high) in _ATROUS_RANGES.items():
             _int_in(s, key, low, high, name)
-        n_out = conv_output_size(s["input_size"], s["kernel_size"], s["stride"], s["padding"], s["rate"])
+        try:  # the page could only say "no output": refused here, where the call can be changed
+            n_out = conv_output_size(s["input_size"], s["kernel_size"], s["stride"], s["padding"], s["rate"])
+        except ValueError as err:
+            raise ValueError(f"explorer {name!r}: these settings give no output: {err}") from None
         _int_in(s, "output_index", 0, n_out - 1, name)
     elif name == "receptive_field":
         from ..receptive_field import DEFAULT_STACK, parse_layer_stack
@@ -126,8 +146,9 @@ def _settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
             s["stack"] = DEFAULT_STACK
         if not isinstance(s["stack"], str):
             raise TypeError(f"explorer {name!r}: stack must be the text of a layer stack, got {type(s['stack']).__name__}")
-        parse_layer_stack(s["stack"])  # raises ValueError naming the line
+        layers = parse_layer_stack(s["stack"])  # raises ValueError naming the line
         _int_in(s, "photo_size", 16, 256, name)
+        _stack_output_size(layers, s["photo_size"], name)  # the page would only say "cannot draw this stack"
         s["photo"] = _photo_data_uri(s["photo_size"])
         s["erf_colours"] = _erf_colours()
     else:
@@ -150,14 +171,26 @@ def explorer_html(name: str, **settings: Any) -> str:
 
     Args:
         name: ``"atrous"``, ``"receptive_field"`` or ``"boundary"``.
-        **settings: start values, see :data:`DEFAULTS` (e.g. ``rate=6``); unknown names raise
-            ``TypeError``, out-of-range values ``ValueError``.
+        **settings: start values (defaults: :data:`DEFAULTS`), whole numbers unless said; sizes in pixels
+            (positions of a 1-D input for ``"atrous"``):
+
+            - ``"atrous"``: ``input_size`` (3-24), ``kernel_size`` (1-7), ``rate`` (1-6), ``stride``
+              (1-3), ``padding`` (0-8), and ``output_index`` (from 0 to the output size less one), the
+              output whose inputs are drawn; the slider ranges of the page.
+            - ``"receptive_field"``: ``stack``, the text of a layer stack
+              (:func:`~deeplab_edu.viz.receptive_field.parse_layer_stack`; ``None``: its
+              ``DEFAULT_STACK``), and ``photo_size`` (16-256), the photograph's side.
+            - ``"boundary"``: ``height`` and ``width`` of the feature map (1 to ``max_size``), ``rate``
+              (1 to ``max_rate``), an odd ``kernel`` (1-15), and the sliders' ends ``max_size`` (at
+              most 256) and ``max_rate`` (at most 512).
 
     Returns:
         an HTML fragment that needs nothing else: no CDN, no kernel, no other file.
 
     Raises:
-        ValueError: ``name`` is not an explorer, or a setting is out of range.
+        ValueError: ``name`` is not an explorer, a setting is out of its range, or the settings give no
+            output (an atrous filter wider than its padded input; a stack with a layer whose map is
+            smaller than its kernel on the photo: the message names the line).
         TypeError: a setting's name is unknown, or its value of the wrong type.
     """
     s = _settings(name, settings)

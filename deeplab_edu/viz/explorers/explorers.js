@@ -352,6 +352,8 @@
       if (timer) { clearInterval(timer); timer = null; play.textContent = "▶ walk i"; return; }
       play.textContent = "■ stop";
       timer = setInterval(function () {
+        // the explorer was replaced (a cell run again, mount() on the same node): stop drawing into the old one
+        if (!figure.isConnected) { clearInterval(timer); timer = null; return; }
         var top = parseInt(sliders.output_index.input.max, 10);
         state.output_index = state.output_index >= top ? 0 : state.output_index + 1;
         draw();
