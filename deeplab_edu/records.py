@@ -330,20 +330,27 @@ def portable_command(command: str) -> str:
     return command.replace(str(REPO_ROOT) + os.sep, "")
 
 
-def describe_record(record: Mapping[str, Any]) -> str:
+def describe_record(record: Mapping[str, Any], *, command: bool = True) -> str:
     """One paragraph of provenance: command (and the folder it ran in, when not the repository), commit
-    (and whether the tree had uncommitted changes), hardware, date."""
+    (and whether the tree had uncommitted changes), hardware (a GPU's record: the GPU and its host CPU), date.
+
+    ``command=False`` leaves the command out (a record made on another machine whose command names that
+    machine's folders, e.g. a GPU session's output folder; :func:`load_record` still gives it).
+    """
     hw = record.get("hardware", {})
     cv = record.get("code_version", {})
-    where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+    cpu = f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+    # a GPU's record also names its host CPU: the processes that feed the GPU (launches, loader) run there
+    where = f"{hw['gpu']} (host: {cpu})" if hw.get("gpu") else cpu
     commit = cv.get("git_commit", "unknown")[:10] + (" plus uncommitted changes" if cv.get("git_dirty") else "")
     folder = record.get("working_directory")
     where_run = f" (run in {folder})" if folder and folder != "." else ""
     package = cv.get("package", "?")
     # "0.0.0+unknown": a source tree run without its pyproject.toml (the GPU machine's copies); the commit names the code
     version = "" if package.endswith("+unknown") else f" (deeplab_edu {package})"
+    by = f" by `{portable_command(record['command'])}`{where_run}" if command else ""
     return (
-        f"Recorded {record.get('created', '?')} by `{portable_command(record['command'])}`{where_run} at commit {commit}"
+        f"Recorded {record.get('created', '?')}{by} at commit {commit}"
         f"{version} on {where}, "
         f"torch {record.get('environment', {}).get('libraries', {}).get('torch', '?')}."
     )

@@ -59,7 +59,8 @@
 # helper was introduced earlier):
 # - the model: `deeplab_edu.models.build_model` (with `set_output_stride`, `output_stride`,
 #   `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`, `complexity_table`,
-#   `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`), `deeplab_edu.complexity.measure`,
+#   `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`), `deeplab_edu.complexity` (`measure`, and `count_macs` for
+#   one training crop),
 #   `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`), `markdown_table` (00);
 # - torchvision's model: `deeplab_edu.models.interop` (`from_torchvision`,
 #   `cached_torchvision_pretrained`, `torchvision_pretrained_weights`);
@@ -236,7 +237,7 @@ print(f"measured on: {hw['cpu']} ({hw['torch_threads']} threads){', ' + hw['gpu'
 with config.text_checks():
     assert timing[1]["GMACs"] > 2.5 * timing[0]["GMACs"]
     assert 3.0 < ratio < 3.8 and abs(ratio - paper_ratio) < 0.15
-    assert all(0 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for r in rows)  # "a little below"
+    assert all(0.02 < 1 - r["GMACs (ours)"] / r["GMACs (DeepLabv3+ Table 3)"] < 0.2 for r in rows)  # "more than rounding"
 
 # %% [markdown]
 # The cost of a dense feature map grows with the number of positions, so with the *square* of the
@@ -460,6 +461,8 @@ with config.text_checks():
     cpu_phase2 = load_config(cpu_phase2_spec.preset, cpu_phase2_spec.overrides)
     assert cpu_phase1.bn_momentum is None and cpu_phase1.iterations == 800 and abs(0.9997 ** 800 - 0.79) < 0.005
     assert cpu_phase1.atrous_rates == "fit" and cpu_phase1.crop_size == 96 and cpu_phase2.iterations == 100
+    # the list's "channels_last ... faster": the record's interval lies above 1
+    assert load_record("memory_format_cpu")["results"]["contiguous_over_channels_last_interval"][0] > 1
 
 # %% [markdown]
 # How these choices were made: `benchmarks/learnability.py` trained each candidate (scene
@@ -492,6 +495,7 @@ with config.text_checks():
         chosen = rows["easy-v3plus-tiny-adamw"]
         assert chosen["6 min mIoU (%)"] >= 60, "the cpu recipe no longer reaches 60 % in 6 minutes"
         assert chosen["6 min mIoU (%)"] > rows["hard-v3plus-tiny-adamw"]["6 min mIoU (%)"]
+        assert chosen["6 min mIoU (%)"] > rows["medium-v3plus-tiny-adamw"]["6 min mIoU (%)"]  # "medium and hard"
         assert float(chosen["weakest class other than wire, IoU at 6 min (%)"].split()[0]) >= 30
         sgd = rows["easy-v3plus-tiny-sgd"]
         assert abs(chosen["6 min mIoU (%)"] - sgd["6 min mIoU (%)"]) <= 1.0  # "within a point of each other at 6 minutes"
@@ -552,6 +556,9 @@ with config.text_checks():
     paper_share = [mean_valid_fraction(feature_map_side(513, 16), r) for r in paper_rates]
     for side, rates in ((train_side, train_rates), (eval_side, eval_rates)):
         assert config.profile() == "smoke" or all(mean_valid_fraction(side, r) >= p for r, p in zip(rates, paper_share))
+    if config.profile() == "cpu":  # "about as fully in training (within 5 points), more fully at evaluation"
+        assert all(mean_valid_fraction(train_side, r) - p < 0.05 for r, p in zip(train_rates, paper_share))
+        assert all(mean_valid_fraction(eval_side, r) > p for r, p in zip(eval_rates, paper_share))
 
 # %% [markdown]
 # The fitted rates use their filters at least as fully as the paper's do on a 513 crop: about as
@@ -629,7 +636,9 @@ print(f"phase 1: {seconds1:.0f} s on this machine (training, or loading the fini
 # and the same learning rate, but at phase 1's output stride 16 and rates. What the control gains
 # over phase 1 is what a frozen-batch-norm fine-tuning gives by itself; what phase 2 gains over
 # the control comes from doing it at the stride the model is evaluated at. (A control costs
-# little here: at output stride 16 a step computes several times less than at 8, section 2.)
+# less than phase 2: at output stride 16 a training step computes several times fewer multiply-adds than
+# at 8, as section 2 counted for ResNet-101; the cell below counts them for this model and prints both
+# runs' times, which differ less, since both load the same data and validate at output stride 8.)
 
 # %%
 start = time.perf_counter()
@@ -641,6 +650,16 @@ model_c, history_c, _ = control.train_or_load()
 seconds_c = time.perf_counter() - start
 print(f"control: {seconds_c:.0f} s; model at output stride {model_c.output_stride}, rates {model_c.atrous_rates} "
       "(validated at 8)")
+import copy
+
+from deeplab_edu.complexity import count_macs
+
+crop = torch.empty(1, 3, cfg2.crop_size, cfg2.crop_size, device="meta")  # shapes only: counted in no time
+step_macs = {name: count_macs(copy.deepcopy(m).eval().to("meta"), crop) for name, m in (("phase 2", model2),
+                                                                                         ("control", model_c))}
+print(f"multiply-adds of one forward pass on a {cfg2.crop_size}-px training crop: phase 2 (output stride 8) "
+      f"{step_macs['phase 2'] / 1e6:,.0f} M, the control (16) {step_macs['control'] / 1e6:,.0f} M, "
+      f"x{step_macs['phase 2'] / step_macs['control']:.1f}")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
@@ -655,6 +674,7 @@ with config.text_checks():
         assert all(0.0 <= r["miou"] <= 1.0 and r["output_stride"] == 8 for r in val_rows)
     if config.profile() != "smoke":
         assert loss_decreased(history1), "phase 1: the training loss did not go down"
+    assert step_macs["phase 2"] > 2.5 * step_macs["control"], step_macs  # "several times fewer multiply-adds"
 
 # %% [markdown]
 # ## 9. Learning curves
@@ -791,6 +811,8 @@ with config.text_checks():
     assert all(0.0 <= v["metrics"]["miou"] <= 1.0 for v in evaluations.values())
     assert model1.output_stride == 16 and model2.output_stride == 8  # evaluate() restored the strides
     assert b1 is None or b1["_high"] < 0  # "the phase-1 loss at 8 is systematic": both intervals below zero
+    # section 10b's "does better at 8 than its control fine-tuned as long at 16 (finding g1 above)": over seeds
+    assert "g1" not in over_seeds or over_seeds["g1"]["verdict"] == "reproduced", over_seeds.get("g1")
     # The engine's own evaluation of the last iterations used the same scenes and output stride (another
     # batch size and memory layout: a pixel whose two best logits tie to the last bit may flip, about 1e-6
     # of mIoU each, so the tolerance allows a few such pixels and nothing more).
@@ -812,8 +834,6 @@ with config.text_checks():
 # adapts (with the statistics frozen).
 
 # %%
-import copy
-
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
@@ -834,14 +854,14 @@ if config.profile() == "smoke":
     print("smoke profile: a few iterations on tiny images; these numbers mean nothing.")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
-# what the prose below says (the cpu profile's run): re-estimating the statistics recovers under a third of the
+# what the prose below says (the cpu profile's run): re-estimating the statistics recovers under a quarter of the
 # loss at 8, and the loss is real (phase 1 does lose at 8)
 with config.text_checks():
     if config.profile() == "cpu":
-        assert m8 < m16 and m8_recalibrated - m8 < (m16 - m8) / 3, (m16, m8, m8_recalibrated)
+        assert m8 < m16 and m8_recalibrated - m8 < (m16 - m8) / 4, (m16, m8, m8_recalibrated)
 
 # %% [markdown]
-# Re-estimating the statistics recovers little of the loss (the line above; one run, so a point
+# Re-estimating the statistics recovers little of the loss, under a quarter of it (the line above; one run, so a point
 # either way is within what another seed changes): in this recipe the statistics are not what costs
 # the points at 8. What the test leaves is the weights. At output stride 8, blocks 3 and 4 apply
 # their filters at four times as many positions (twice per side), on maps that no stride-2 layer subsampled; the weights

@@ -51,7 +51,7 @@
 # helper was introduced earlier):
 # - the model: `deeplab_edu.models.build_model("deeplabv3plus", ...)`, `deeplab_edu.models.Decoder`,
 #   `deeplab_edu.models.SeparableConv2d`, `deeplab_edu.models.set_recompute_depthwise`,
-#   `deeplab_edu.complexity` (`count_macs`, `saved_for_backward_bytes`), and from chapter 08
+#   `deeplab_edu.complexity` (`saved_for_backward_bytes`), and from chapter 08 `count_macs` and
 #   `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`);
 # - boundaries: `deeplab_edu.viz.decoder` (`stride_oracle`, `stride_oracle_scores`,
 #   `band_accuracy`, `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.boundary_band` (07),
@@ -599,7 +599,12 @@ with config.text_checks():
         # the split is exact: d1 = d4 - s8 + p8, each the difference of two pooled mIoUs
         assert abs(gain_8 - (gain_16 - sep_change + plus_change)) < 1e-9
         assert stride_rows["d4"]["verdict"] == "reproduced" and gain_16 > 0.75 * gain_8
-        assert stride_rows["s8"]["verdict"] == "opposite" and -4.5 < sep_change < -2  # "about 3 points"
+        assert stride_rows["s8"]["verdict"] == "opposite" and -3.5 < sep_change < -2.5  # "about 3 points"
+        # "new runs, so its d1 differs from the row above by a few tenths of a point"; "three seeds" each
+        if recorded is not None:
+            first_d1 = next(r for r in decoder_rows if r["finding"][1:3] == "d1")["_difference"]
+            assert 0.1 < abs(gain_8 - first_d1) < 1, (gain_8, first_d1)
+            assert len(decoder_record.seeds) == len(recorded.seeds) == 3
         assert stride_rows["p8"]["verdict"] == "not resolved" and abs(plus_change) < 0.1  # "under a tenth of a point"
 
 # %% [markdown]
@@ -684,8 +689,8 @@ with config.text_checks():
 # differ in, sets their mIoU. The proportion prediction is no ceiling (at the coarse grids the
 # networks beat it a little: their logits in a cell are sharper than proportions), but it accounts
 # for the size of the decoder's gain on these scenes: the stride-4 grid's proportion prediction lies
-# far above the stride-16 one (the first line under the table), and the recorded models gain nearly
-# as much (the second). On the paper's 513-pixel crops the stride-16 grid has $33 \times 33$ cells,
+# far above the stride-16 one (the line "from the stride-16 grid ..." under the table), and the recorded
+# models gain nearly as much (the line after it). On the paper's 513-pixel crops the stride-16 grid has $33 \times 33$ cells,
 # so we expect far less to recover there, in line with the paper's smaller gain; we do not measure
 # it. The exception is the model that predicts at evaluation on a grid it did not train on: DeepLabv3
 # trained at output stride 16 and evaluated at 8 falls far below the stride-8 grid's value (chapter
@@ -694,9 +699,11 @@ with config.text_checks():
 #
 # So the size of the decoder's gain depends on the DeepLabv3 it is measured against. Against the
 # best DeepLabv3 of these records, trained and evaluated at output stride 8 at several times the
-# cost (the last line under the table), DeepLabv3+ gains a smaller margin than against the paper's
-# baseline of finding d1 (a difference of the seeds' means, given without an interval, so not one of
-# chapter 10's findings), and the stride-4 grid is finer than any grid DeepLabv3 can afford.
+# multiply-adds (chapter 08, section 2), DeepLabv3+ gains a smaller margin (the line "DeepLabv3+ against
+# DeepLabv3 trained and evaluated at output stride 8") than against DeepLabv3 at output stride 16, the
+# paper's baseline of finding d1 (the line before it; both are differences of the seeds' means, given
+# without an interval, so not chapter 10's findings), and the stride-4 grid is finer than any grid
+# DeepLabv3 can afford.
 
 # %% [markdown]
 # And where the record's gain lies, seed by seed (the count of section 5 on every recorded seed,

@@ -61,7 +61,7 @@
 # - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
 #   `FINDINGS`, `Finding` (one comparison), `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
 #   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
-#   records' description (`describe()`, built on chapter 08's `describe_record`) and where a record's CRF
+#   records' description (`describe()`, built on chapter 08's `describe_record`; its `load_record` too) and where a record's CRF
 #   search stopped (`crf_edges()` and `describe_crf()`, built on chapter 07's `grid_edges`),
 #   `deeplab_edu.records.shown_path` (a path as a notebook prints it);
 # - the CRF's colour control: `deeplab_edu.crf_eval.recolour_objects` (a scene's objects recoloured,
@@ -85,6 +85,8 @@
 #   `deeplab_edu.effective_receptive_field.effective_receptive_field` (02) with its new `row_share`.
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -186,9 +188,9 @@ display(markdown_table(view_rows))
 #   CRF's colour control (f3, f4), a reading of section 3 that no paper tests, it is what that
 #   reading predicts).
 #
-# Training every arm for three seeds takes hours on a 2-core machine (each run is a few minutes of
-# chapter 08's recipe) and evaluating them some minutes more (the record gives the minutes of the
-# command that made it), so they are a *recorded run*:
+# Training every arm for three seeds takes hours on a 2-core machine (the record's runs add up to tens of
+# thousands of iterations, and chapter 08's recipe trains 800 in a few minutes) and evaluating them some
+# minutes more (the record gives the minutes of the command that made it), so they are a *recorded run*:
 # `python benchmarks/findings.py` wrote the record and the per-scene matrices this chapter reads.
 
 # %%
@@ -248,6 +250,14 @@ with config.text_checks():
         # the interval over seeds as section 2 states it: mean +- t s / sqrt(3), t = 4.30 for two degrees of freedom
         # section 2's prose describes this record: three seeds, 500 scenes, ten distinct seed draws (3 multisets of 3)
         assert len(recorded.seeds) == 3 and recorded.scenes == 500, (recorded.seeds, recorded.scenes)
+        # "takes hours": the record's runs' iterations, at the recorded speed of the cpu preset's 800 on 2 cores
+        from deeplab_edu.records import load_record
+
+        spans = [p["iterations"].split("-") for runs in recorded.record["extra"]["runs_trained_by"].values() for p in runs]
+        total_iterations = sum(int(b) - int(a) for a, b in spans)
+        preset_run = load_record("train_cpu_preset")
+        hours = total_iterations * preset_run["results"]["seconds"] / preset_run["extra"]["config"]["iterations"] / 3600
+        assert total_iterations > 10_000 and hours > 1, (total_iterations, hours)
         if len(per_seed) == 3:  # a record made with more seeds has another t
             half = 4.303 * per_seed.std(ddof=1) / np.sqrt(3)
             assert abs(s_lo - (per_seed.mean() - half)) < 0.01 and abs(s_hi - (per_seed.mean() + half)) < 0.01
@@ -359,7 +369,7 @@ with config.text_checks():
         assert reproduced >= {"a1", "a2", "b2", "b3", "d1", "d2", "d3", "f1", "f2"}, reproduced
         # the paragraph after the table: sizes from about the paper's to over ten times it; v2 above v3 trained at 16
         # (at either evaluation stride), below v3 trained at 8
-        assert size_of[smallest] < 2 and size_of[largest] > 10, size_of
+        assert 0.5 < size_of[smallest] < 2 and size_of[largest] > 10, size_of  # "from about the paper's"
         assert mean_of["v3 at 8"] < mean_of["v3 at 16"] < mean_of["v2"] < mean_of["v3 trained at 8"], mean_of
         # the CRF's parameters: the main record's search stopped at every edge, still gaining; the wider one's best
         # kernel is wider and stronger than DeepLab's released one (w1 4, theta_alpha 49 px), spans most of the
@@ -370,6 +380,7 @@ with config.text_checks():
         if crf_record is not None:
             wide, scene = crf_record.record["results"]["crf_params"], load_config("cpu").image_size  # 128 px
             assert wide["w_bilateral"] > 4 * 4 and wide["theta_alpha"] >= scene / 2, wide  # "spans most of the scene"
+            assert (wide["w_bilateral"], wide["theta_alpha"]) == (160.0, 80.0), wide  # the values the prose names
             assert set(crf_record.crf_edges()) == {"w_bilateral"}, crf_record.crf_edges()  # "where its weight lies..."
             assert "plateau" in crf_record.describe_crf(), crf_record.describe_crf()  # "...gained next to nothing"
             f_rows = {r["finding"][1:3]: r for r in crf_table}
@@ -474,7 +485,7 @@ with config.text_checks():
     if colour is not None and crf_record is not None and colour_findings:
         rows = {f.key: r for f, r in zip(colour_findings, colour_table)}
         assert colour.record["results"]["crf_params"] == crf_record.record["results"]["crf_params"]  # "...search chose"
-        assert rows["f3"]["verdict"] == "not resolved" and -1 < rows["f3"]["_difference"] < 0, rows["f3"]  # "half a point"
+        assert rows["f3"]["verdict"] == "not resolved" and -0.8 < rows["f3"]["_difference"] < -0.3, rows["f3"]  # "half a point"
         boot_f3 = [float(v) for v in rows["f3"]["95% interval"].strip("[]").split(", ")]
         seeds_f3 = [float(v) for v in rows["f3"]["95% interval over seeds"].strip("[]").split(", ")]
         assert boot_f3[0] < 0 < boot_f3[1] and seeds_f3[1] < 0, rows["f3"]  # "only the interval over seeds"
@@ -548,8 +559,9 @@ WHY_NOT = {
           "denser map; a small network trained from scratch for minutes does not. The batch-norm statistics, "
           "gathered on the coarser maps, look innocent: in chapter 08's one run (section 10b) re-estimating them "
           "at output stride 8 recovers little of the loss, which points to the weights (not repeated over "
-          "seeds). Chapter 08's phase 2 fine-tunes at output stride 8 for "
-          "a few minutes, as the paper does before its test-set submission; group (g) compares that with "
+          "seeds). Chapter 08's phase 2 fine-tunes at output stride 8 for far fewer iterations than its phase 1 "
+          "(an eighth in the cpu profile, a quarter in the gpu profile), as the paper fine-tunes before its "
+          "test-set submission; group (g) compares that with "
           "fine-tuning as long at 16.",
     "c1": "The convolutions reach the context too (see above): with and without image pooling, the boat's "
           "IoU differs by less than three seeds can tell from chance. Section 7 puts the context out of their "
@@ -603,7 +615,11 @@ with config.text_checks():
         verdicts = {k: r["verdict"] for k, r in rows_by_key.items()}
         assert all(verdicts.get(k, "reproduced") in ("reproduced", "not resolved") for k in ("c1", "c4", "e1")), verdicts
         # section 6: image pooling and multi-grid stay unresolved at output stride 16 too (when that record is there)
-        assert all(verdicts.get(k, "not resolved") == "not resolved" for k in ("c4", "c6", "e2")), verdicts
+        assert all(verdicts.get(k, "not resolved") == "not resolved" for k in ("c4", "c5", "c6", "e2")), verdicts
+        # the "why not" of (c2): "image pooling removes most of the little confusion there is (the two values)"
+        if "c2" in rows_by_key:
+            c2_base, c2_variant = (float(rows_by_key["c2"][col].split()[0]) for col in ("baseline (%)", "variant (%)"))
+            assert c2_variant < 0.5 * c2_base, rows_by_key["c2"]
         assert verdicts.get("e1", "not resolved") == "not resolved", verdicts  # section 8: "not resolved either"
         # the "why not" of (c2) and (c5): the bootstrap interval excludes zero, the interval over seeds does not
         for key in ("c2", "c5"):
@@ -612,6 +628,13 @@ with config.text_checks():
                 boot_high = float(row["95% interval"].strip("[]").split(", ")[1])
                 seed_low, seed_high = (float(v) for v in row["95% interval over seeds"].strip("[]").split(", "))
                 assert boot_high < 0 < seed_high and seed_low < 0, (key, row)
+    # the "why not" of (b1): phase 2 fine-tunes for an eighth (cpu) and a quarter (gpu) of phase 1's iterations
+    from deeplab_edu.viz.training import chapter_run
+
+    phase_iterations = {p: [load_config(r.preset, r.overrides).iterations
+                            for r in (chapter_run("deeplabv3", phase=k, root=runs_root(), profile=p) for k in (1, 2))]
+                        for p in ("cpu", "gpu")}
+    assert phase_iterations == {"cpu": [800, 100], "gpu": [4000, 1000]}, phase_iterations
 
 # %% [markdown]
 # The decoder findings (d) compare the course's DeepLabv3+ (chapter 09, the arm `v3+`) with a
@@ -759,7 +782,7 @@ with config.text_checks():
 # - the network (`ContextProbe`) is two 3x3 convolutions and the course's ASPP module, here with
 #   rates 1 and 2, at full resolution, trained with and without its image-pooling branch (200 steps of
 #   16 fresh scenes), three seeds per arm, each scored on the same 100 validation scenes of its kind
-#   (`reach_experiment`; about a minute and a half on 2 cores).
+#   (`reach_experiment`; the cell prints how long its six trainings and their scoring took).
 #
 # **Predict first:** in far scenes, what is the best mIoU over the five classes the network without
 # image pooling can reach by guessing, if it gets background, water and road right and cannot tell a
@@ -775,9 +798,12 @@ def arm_rows(per_seed):  # one table row per arm: the mean and standard deviatio
             for arm, values in per_seed.items()]
 
 
+started = time.perf_counter()
 reach = context_reach.reach_experiment(config.choose(smoke=(0, 1), cpu=(0, 1, 2), gpu=(0, 1, 2)),
                                        steps=config.choose(smoke=20, cpu=200, gpu=200),
                                        val_scenes=config.choose(smoke=10, cpu=100, gpu=100))
+reach_seconds = time.perf_counter() - started
+print(f"{len(reach.matrices) * len(reach.seeds)} trainings and their scoring took {reach_seconds:.0f} s")
 # which input pixels can change the output at a far vehicle's centre (chapter 04's footprint)?
 probe_size = reach.val["far"].images.shape[-1]
 footprint = {arm: int(context_reach.probe_footprint(reach.models[arm], probe_size).sum())
@@ -861,7 +887,7 @@ with config.text_checks():
 #   channels wide) at full resolution, so that its rates count input pixels: block 4's rate at output
 #   stride 16, 2, times the unit rates (1, 1, 1), or multi-grid (1, 2, 4). There is no ASPP: the two
 #   networks differ in block 4's rates and nothing else;
-# - the same training, seeds and scoring as section 7 (`grid_experiment`; under two minutes).
+# - the same training, seeds and scoring as section 7 (`grid_experiment`; the cell prints how long it took).
 #
 # **Predict first:** a 3x3 convolution at rate $r$ widens the field by $2r$ (chapter 02). How many
 # pixels across does an output of each network see, which of them can name a mid vehicle, and how
@@ -870,9 +896,11 @@ with config.text_checks():
 # %%
 from deeplab_edu.viz.context_reach import vehicle_centre
 
+started = time.perf_counter()
 grid = context_reach.grid_experiment(config.choose(smoke=(0, 1), cpu=(0, 1, 2), gpu=(0, 1, 2)),
                                      steps=config.choose(smoke=20, cpu=200, gpu=200),
                                      val_scenes=config.choose(smoke=10, cpu=100, gpu=100))
+print(f"{len(grid.matrices) * len(grid.seeds)} trainings and their scoring took {time.perf_counter() - started:.0f} s")
 UNIT, MULTI = "mid, unit rates (1, 1, 1)", "mid, multi-grid (1, 2, 4)"
 mid_val = grid.val["mid"]
 band_top = context_reach.BAND_TOP  # the band is the bottom quarter: rows 36 to 47
@@ -1149,7 +1177,8 @@ if config.course_checks():  # the course checks itself here (tests, make book); 
 # vehicle's row tells nothing about boat or car).
 # **What is the fewest rows $g$ for which no pixel of any vehicle has the band within the field of the
 # network without image pooling** (the field's edge included)? Predict first (section 7 measured that
-# network's footprint). Then run your design (six small trainings, about 7 s each on 2 cores): for each of
+# network's footprint). Then run your design (six small trainings, each as long as one of section 7's: its
+# cell printed how long its six took): for each of
 # the seeds 0, 1 and 2 and both arms, build
 # `context_reach.ContextProbe(image_pooling=...)` right after `torch.manual_seed(seed)`, train it with
 # `context_reach.train_probe(model, far=True, gap=(g, g), seed=seed)` (both arms of a seed see the same

@@ -57,7 +57,7 @@
 # `deeplab_edu.metrics.boundary_band` (where the gallery's errors lie),
 # `deeplab_edu.inference` (`predict_probs`, `PAPER_SCALES`, `Strategy(crop_size=...)` for sliding
 # windows, whose `sliding_window_logits` exercise 11.4 rebuilds), `deeplab_edu.complexity.count_macs`
-# on whole inference strategies and `time_interleaved` to time them, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`),
+# on whole inference strategies and `time_interleaved` to time them, `deeplab_edu.models.export` (`export_onnx`, `run_onnx`; `export_program`, described),
 # `deeplab_edu.records.shown_path` (a path as the book shows it), `deeplab_edu.engine.data.ResumableSampler`
 # (the training sampler) and `Trainer.train_step` (one optimiser step), which exercise 11.1 measures. From earlier chapters:
 # `deeplab_edu.data.find_camvid` and `deeplab_edu.data.transforms.eval_transform` (06),
@@ -268,12 +268,13 @@ with config.text_checks():
     first_three = seed_interval(balance["mIoU"]["differences"][:3])  # the record's first version: seeds 0-2
     assert (round(100 * first_three[0], 1), round(100 * first_three[1], 1)) == (-0.9, 7.4), first_three
     assert not balance["pedestrian"]["excludes_zero"] and abs(balance["road"]["mean"]) < 0.02
-    assert float(balance_rows["pole"]["weighted (%)"]) < 5  # poles still end near 3 % IoU
+    assert 2 < float(balance_rows["pole"]["weighted (%)"]) < 5  # poles still end near 3 % IoU
     assert 0.15 < balance["bicyclist"]["mean"] < 0.2
     assert 0.02 < balance["mIoU"]["mean"] < 0.04 and balance["mIoU"]["interval_95"][0] > 0
     balance_weights = dict(zip(CAMVID.class_names, balance_record["results"]["runs"]["median_frequency"]["0"]["class_weights"]))
     assert min(balance_weights, key=balance_weights.get) == "road" and max(balance_weights, key=balance_weights.get) == "bicyclist"
     assert sorted(balance_weights, key=balance_weights.get)[-2] == "pedestrian"
+    assert abs(balance_weights["pavement"] - 1) < 1e-6, balance_weights  # "pavement's weight is the median's 1"
 
 # %% [markdown]
 # The weights run from the smallest, road's, to the largest, bicyclist's. Five classes gain, and
@@ -365,6 +366,7 @@ from deeplab_edu.engine.bench import diagnosis_rows, pair_summary, profile_total
 from deeplab_edu.viz.tables import markdown_table
 
 bench_cuda = load_record("bench_cuda")
+print(describe_record(bench_cuda))
 display(markdown_table(pair_summary(bench_cuda)))
 pair_ratios = {pair: [setting["ratios"] for setting in v["settings"].values()]
                for pair, v in bench_cuda["results"]["pairs"].items()}
@@ -380,7 +382,7 @@ print(f"multiply-adds per 512-px image: DeepLabv3 (output stride 8) {gmacs['v3']
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # what the prose below says: v3 as fast or a little faster; v3+ 11-14 % slower with about as much memory
 with config.text_checks():
-    assert all(r["train_speedup_interval"][1] >= 1 for r in pair_ratios["v3"])
+    assert all(r["train_speedup_interval"][1] >= 1 and r["train_speedup"] < 1.05 for r in pair_ratios["v3"])
     assert round(100 * min(v3plus_lower)) == 11 and round(100 * max(v3plus_lower)) == 14
     assert all(abs(m - 1) < 0.03 for m in v3plus_memory)
     assert gmacs["v3"] > 3 * gmacs["v3plus"]  # "several times the multiply-adds"
@@ -410,6 +412,7 @@ with config.text_checks():
 
 # %%
 diagnosis = load_record("pipeline_diagnosis_cuda")
+print(describe_record(diagnosis, command=False))  # its command names the GPU machine's output folder
 feeds = diagnosis_rows(diagnosis)
 display(markdown_table(feeds))
 totals = profile_totals(diagnosis)
@@ -422,6 +425,7 @@ print(f"profile of {totals['steps']} loader-fed steps: {totals['gpu_ms_per_step'
 # what the prose below says of the profile: part of the step's time, over a thousand launches
 with config.text_checks():
     assert totals["gpu_ms_per_step"] < 0.8 * synthetic_ms and totals["launches_per_step"] > 1000
+    assert 10 < synthetic_ms < 100  # the section on training: "a GPU finishes a step ... in tens of milliseconds"
     # and of the table's two statistics: the pinned feed's median round is slower than the step's, its paired
     # ratios range across 1; every other feed's paired ratios lie below 1
     from deeplab_edu.engine.bench import paired_throughput_ratios
@@ -454,11 +458,14 @@ print(f"torch.compile (default mode), training step speed-up: 95 % interval [{co
 # what the prose below says: a fifth to a third slower launching, ~2 ms of waiting, ~0.76 whatever the
 # workers, compile not measurably faster (its interval holds 1)
 with config.text_checks():
-    assert 0.18 < min(launch_slower.values()) and max(launch_slower.values()) < 0.38
-    assert all(1.5 < wait < 3 for wait in batch_wait.values())
+    assert 0.18 < min(launch_slower.values()) < 0.25 and 1 / 3 < max(launch_slower.values()) < 0.38
+    assert all(2 <= wait < 3 for wait in batch_wait.values())  # "2-3 ms per step"
     assert all(round(ratio, 2) in (0.75, 0.76) for ratio in loader_vs_step.values()) and len(loader_vs_step) == 3
     assert compiled[0] < 1 < compiled[1]
     assert abs(feeds[0]["launching ms"] / feeds[0]["ms per step"] - 1) < 0.05  # "launching takes as long as the step"
+    # "CPU time ... about as long as such a step, over twice the GPU's"
+    assert feeds[1]["feed"] == "loader" and abs(totals["cpu_ms_per_step"] / feeds[1]["ms per step"] - 1) < 0.1
+    assert totals["cpu_ms_per_step"] > 2 * totals["gpu_ms_per_step"]
 
 # %% [markdown]
 # The table's last column and its other columns are different statistics of the same rounds: images/s
@@ -472,7 +479,8 @@ with config.text_checks():
 # On the synthetic batch, launching a step takes as long as the step itself. That would also happen
 # if the GPU were the slow side (launching waits when the GPU's queue is full), but the profile
 # says otherwise (the line printed under the table of feeds): the step's kernels keep the GPU busy for only part of the time
-# the step alone takes. At 256 px the step's kernels, over a thousand, are so short on average that
+# the step alone takes, while the process's CPU time (all its threads together) per loader-fed step is
+# about as long as such a step (the table's second row), over twice the GPU's. At 256 px the step's kernels, over a thousand, are so short on average that
 # Python and PyTorch cannot issue them as fast as the GPU runs them: the step is bound by one CPU
 # thread. Anything else the
 # training process does then costs throughput: with the loader running, launching slows by a fifth
@@ -508,6 +516,7 @@ eager12 = load_record("pipeline_diagnosis_cuda_uint8")  # eager, 12 workers, the
 control_rows = {r["feed"]: r for r in diagnosis_rows(controls)}
 graph_rows = {r["feed"]: r for r in diagnosis_rows(graphs)}
 eager_rows = {r["feed"]: r for r in diagnosis_rows(eager12)}
+print(describe_record(graphs, command=False))
 display(markdown_table([{k: v for k, v in r.items() if k != "what"} for r in graph_rows.values()]))
 paired = paired_throughput_ratios(controls)
 print(f"eager, 6 workers: step+load (another process loads the cores) x{min(paired['step+load']):.2f}-"
@@ -530,9 +539,25 @@ print(f"since then the workers augment uint8 pixels: one worker on the course's 
 # what the prose below says
 with config.text_checks():
     assert min(paired["step+load"]) > 0.95 and max(paired["unpinned"]) < min(paired["step+load"])
+    assert control_rows["unpinned"]["images/s"] < control_rows["loader"]["images/s"]  # "slower still" (medians)
     assert 0.4 < graph_rows["step"]["ms per step"] / eager_rows["step"]["ms per step"] < 0.6
+    # "the main thread now also waits for the workers": a larger share of the step than in the eager call
+    waited = {name: rows["loader"]["waiting for the batch ms"] / rows["loader"]["ms per step"]
+              for name, rows in (("graphs", graph_rows), ("eager", eager_rows))}
+    assert waited["graphs"] > 2 * waited["eager"], waited
     assert all(g > 1.1 for g in uint8_gain)
-    assert 0.7 < paired_throughput_ratios(graphs)["loader-uint8"][1] < 0.9  # the median round: below the 0.9 aimed at
+    # "a shorter switch interval was not shown to help": each +switch feed's rounds overlap its plain feed's
+    assert all(min(ratios[f + "+switch"]) < max(ratios[f]) for ratios in map(paired_throughput_ratios, (graphs, eager12))
+               for f in ("loader", "loader-uint8"))
+    assert 0.7 < paired_throughput_ratios(graphs)["loader-uint8"][1] < 0.8  # the median round: "about three quarters"
+    # "three interleaved rounds per feed"; "14 workers instead of 12"; "another H200, a few days later"
+    from datetime import datetime
+
+    assert {len(rounds) for r in (controls, graphs, eager12) for rounds in
+            (m["rounds"] for m in r["results"]["modes"].values())} == {3}
+    assert (graphs["results"]["num_workers"], eager12["results"]["num_workers"]) == (14, 12)
+    assert "H200" in graphs["hardware"]["gpu"] and 2 <= (datetime.fromisoformat(graphs["created"])
+                                                          - datetime.fromisoformat(diagnosis["created"])).days <= 6
     assert graph_rows["loader-uint8"]["images/s"] > 2 * eager_rows["loader"]["images/s"]
     assert 1.2 < low and cpu_uint8["verdict"] == "faster"
 
@@ -672,7 +697,9 @@ with config.text_checks():
 # gives each strategy the median of its three timed calls. How closely the time ratios follow the
 # rule depends on the machine (the last column prints each one's deviation from it): a small scale
 # can keep the cores less busy per multiply-add than a large one, and the resizing and averaging
-# around the passes cost time the rule does not count. The smoke profile uses a reduced image.
+# around the passes cost time the rule does not count. The smoke profile uses a reduced image. Every
+# time here comes from the machine that runs the notebook, a GPU where there is one (the GPU records
+# above measure training; the course records no GPU timings of these strategies).
 
 # %%
 import copy
@@ -709,13 +736,6 @@ print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians 
 # (no check of the times' order: on a busy machine a later strategy can time faster than a cheaper one)
 with config.text_checks():
     assert 1 < sliding_macs / single_macs < 4, sliding_macs / single_macs  # overlapping windows: more than one pass
-
-# %% [markdown]
-# ### On a GPU
-#
-# No GPU timings of these strategies are recorded for the course: every time in this section comes
-# from the machine that ran the notebook. The GPU records above measure training, not inference
-# strategies.
 
 # %% [markdown]
 # ## A small gallery
@@ -781,8 +801,10 @@ with config.text_checks():
 # compares its logits with PyTorch's; your trained run is exported by the command at the end of this
 # paragraph. `export_onnx` traces the model in evaluation mode, at its current output stride, with the batch
 # size (1 to 1024), height and width (32 to 4096 pixels each) left dynamic, and onnxruntime runs the
-# file on the CPU without PyTorch (the ONNX file does not check those ranges; `export_program`'s
-# `torch.export` program refuses other sizes). The exported graph must give the same logits as the
+# file on the CPU without PyTorch. The ONNX file does not check those ranges; the same module's
+# `export_program` writes the other kind of file, a `torch.export` program (`.pt2`, PyTorch's own
+# ahead-of-time graph, loaded by `torch.export.load` without the model's Python code), which refuses
+# other sizes with an error naming the bound. The exported graph must give the same logits as the
 # eager model, up to float rounding. For a trained run the command line does the same: `deeplab-edu
 # export --checkpoint <run>/checkpoints --onnx model.onnx` exports at the run's evaluation output
 # stride, as `eval` and `predict` run it (`--output-stride` to choose another), and `--out model.pt`

@@ -21,6 +21,10 @@ def test_record_round_trip(tmp_path: Path) -> None:
     # a copy run without its pyproject.toml records no version: the line names the commit, not "0.0.0+unknown"
     unknown = describe_record({**rec, "code_version": {**rec["code_version"], "package": "0.0.0+unknown"}})
     assert "unknown" not in unknown and "deeplab_edu" not in unknown and "at commit" in unknown
+    # a GPU's record names the GPU and the CPU that fed it (a launch-bound step runs at that CPU's speed)
+    on_gpu = describe_record({**rec, "hardware": {**rec["hardware"], "gpu": "NVIDIA H200", "cpu_count": 16}})
+    assert f"NVIDIA H200 (host: {rec['hardware']['cpu']} (16 cores))" in on_gpu
+    assert "deeplab-edu train" not in describe_record(rec, command=False) and "at commit" in describe_record(rec, command=False)
     assert not list(tmp_path.glob(".*tmp*")), "the temporary file was left behind"
 
 
