@@ -94,10 +94,20 @@ class OneLineErrorParser(argparse.ArgumentParser):
         import difflib
 
         flags = [flag for action in self._actions for flag in action.option_strings]
-        guesses = [close[0] for arg in unknown if arg.startswith("--")
+        # a flag it has, unrecognised: it came after "--", which ends the flags (a trial: "--flip (did you mean --flip?)")
+        after_dashes = [arg for arg in unknown if arg.split("=", 1)[0] in flags]
+        guesses = [close[0] for arg in unknown if arg.startswith("--") and arg not in after_dashes
                    if (close := difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1))]
-        self.error(f"unrecognized arguments: {' '.join(unknown)}"
-                   + (f" (did you mean {', '.join(guesses)}?)" if guesses else ""))
+        hints = [f"did you mean {', '.join(guesses)}?"] if guesses else []
+        if after_dashes:
+            hints.append(f"{', '.join(after_dashes)} came after --, which ends the flags: give every flag before it")
+        takes_input = any(a.dest == "input" and not a.option_strings for a in self._actions)
+        # a word that is no unknown flag's value: another path (a trial: predict ... *.png gave several images)
+        stray = [arg for i, arg in enumerate(unknown) if not arg.startswith("-")
+                 and not (i and unknown[i - 1].startswith("-") and "=" not in unknown[i - 1])]
+        if takes_input and stray:
+            hints.append("it takes one image file or one folder: to predict several images, give their folder")
+        self.error(f"unrecognized arguments: {' '.join(unknown)}" + "".join(f" ({h})" for h in hints))
 
 
 #: Help of the training flags (the fields of TrainConfig); each overrides the preset's value.
@@ -109,7 +119,8 @@ _TRAIN_HELP = {
     "eval_output_stride": "output stride for validation (without a preset: 8; none: the training one)",
     "pretrained_backbone": "start from torchvision's ImageNet weights (downloaded once; online), or from FILE",
     "atrous_rates": 'the ASPP branches\' rates: "paper" (DeepLabv3\'s 6,12,18 at output stride 16, scaled to the '
-                    'stride), "fit" (the largest rates the training crop\'s feature map still uses) or "r1,r2,r3"',
+                    'stride), "fit" (the largest rates the training crop\'s feature map still uses) or "r1,r2,..." '
+                    '(one ASPP branch per rate)',
     "dataset": "one of {datasets} (folder: your own images and masks in --data-root, laid out as the README's "
                "'Your own data' shows: classes.txt, train/ and val/)",
     "difficulty": "procedural scenes: easy, medium or hard",
@@ -129,7 +140,8 @@ _TRAIN_HELP = {
     "freeze_bn": "keep batch norm's running statistics and its scale and shift parameters fixed (DeepLabv3 "
                  "sec. 4.1, the second phase at output stride 8)",
     "bn_momentum": "batch norm running-statistics momentum, 1 - decay (DeepLabv3: 0.0003; default: PyTorch's 0.1)",
-    "init_from": "start from this checkpoint's weights (a new run, not a resume)",
+    "init_from": "start from this checkpoint's weights, or a model file's, or a run folder's newest checkpoint (a "
+                 "new run, not a resume)",
     "top_k": "fraction of hardest pixels kept by the loss, in (0, 1] (1: plain cross-entropy; not with "
              "--class-weights)",
     "hard_mining_iters": "iterations over which --top-k falls from 1 to its value",
@@ -142,7 +154,8 @@ _TRAIN_HELP = {
     "compile": "torch.compile the model (minutes of compiling before the first step)",
     "compile_mode": "torch.compile's mode with --compile: default (the default), reduce-overhead (CUDA graphs) or "
                     "max-autotune",
-    "device": "cpu, cuda, cuda:1, mps, ... (default: $DEEPLAB_EDU_DEVICE, else cuda when available)",
+    "device": "cpu, cuda, cuda:1, mps, ... (default: $DEEPLAB_EDU_DEVICE, else cuda when available; for train, a "
+              "preset's device comes first: the cpu, smoke and camvid_cpu presets set cpu)",
     "recompute_depthwise": "recompute separable convs' depthwise half in the backward pass (less memory, a few "
                            "%% more time)",
     "keep_freed_memory": "CPU, glibc: reuse freed memory instead of returning it to the OS",
@@ -302,8 +315,8 @@ def _scale(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a scale (a number such as 0.75): the list of --scales runs up to the next flag, so give "
-            "the image before --scales, or end the list with --") from None
+            f"{text!r} is not a scale (a number such as 0.75): --scales takes the numbers up to the next flag (predict: "
+            "give the image before --scales)") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"a scale must be a positive, finite number, got {text!r}")
     return value
@@ -377,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "show in the class colours) and <name>_overlay.png (default: ./predictions)")
     pr.add_argument("--scales", nargs="+", type=_scale, default=[1.0],
                     help="input scales whose probabilities are averaged, e.g. 0.75 1 1.25 (default: 1; give the "
-                         "image before --scales, or end the list with --)")
+                         "image before --scales, which takes every number up to the next flag)")
     pr.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
     pr.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
                     help="the network's output stride at inference (8: slower, finer); default: the run's "
@@ -397,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", help="the model file to write (.pt: weights, configuration and class names; what "
                                   "eval, predict and --init-from read)")
     ex.add_argument("--onnx", help="also (or only) write the model as ONNX here (batch, height and width dynamic; "
-                                   "logits of shape (N, classes, H, W), inputs normalised as in training)")
+                                   "input (N, 3, H, W) float32 RGB in [0, 1] normalised as in training, (x - mean) / "
+                                   "std with ImageNet's mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225; output "
+                                   "logits (N, classes, H, W); the file's metadata holds these and the class names)")
     ex.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
                     help="the ONNX graph's output stride (fixed in it); default: the run's eval_output_stride, as "
                          "eval and predict use, else its training one")
@@ -419,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr = command("course-runs", "before class: train every run the chapters load (08-11); finished runs "
                                 "are loaded, not retrained",
                  "One after the other, the runs chapters 08, 09 and 11 train (and chapter 10 loads), into "
-                 "runs/<profile>/ of the package's clone, or of DEEPLAB_EDU_RUNS; chapter 11's CamVid run only where "
+                 "runs/course/<profile>/ of the package's clone, or of DEEPLAB_EDU_RUNS; chapter 11's CamVid run only where "
                  "a CamVid copy is found. An interrupted run resumes when the command runs again. --dry-run lists "
                  "each run's command and state and, in the cpu profile, how long they take at most (the chapters' "
                  "header minutes, added up).")
@@ -549,6 +564,12 @@ def _train(args: argparse.Namespace) -> int:
               "30000); --preset cpu trains the course's teaching-scale model in minutes (--list-presets shows "
               "them all)", file=sys.stderr)
     given = {k for k, v in vars(args).items() if v is not None}
+    from .config import DEVICE_ENV_VAR
+
+    wanted = os.environ.get(DEVICE_ENV_VAR, "").strip()
+    if wanted and "device" not in given and cfg.device and cfg.device != wanted and is_main():  # a trial: silent
+        print(f"note: the settings (--preset or --config) set device {cfg.device}, which comes before "
+              f"{DEVICE_ENV_VAR}={wanted}; --device {wanted} trains there", file=sys.stderr)
     if args.preset and "iterations" in given and is_main():  # a preset's short intervals, kept for a longer run
         often = [f"--{name.replace('_', '-')} {every}" for name in ("eval_every", "ckpt_every")
                  if name not in given and (every := getattr(cfg, name)) * 50 < cfg.iterations]
@@ -911,6 +932,10 @@ def _export(args: argparse.Namespace) -> int:
         if target and names_a_run_checkpoint(target):  # a run's resume would read a model file as its newest
             raise ValueError(f"{flag} {target} names a training checkpoint of a run ({Path(target).parent}): write "
                              "the model file outside the run's checkpoints folder")
+    if args.onnx:  # before anything is written: a missing exporter must not leave the model file half the job
+        from .models.export import _require
+
+        _require("onnx", "onnxscript", what="export --onnx (torch.onnx.export)")
     state = load_checkpoint(args.checkpoint)  # read once for both files
     if args.out:
         replaced = ", replacing the file there" if Path(args.out).exists() else ""
@@ -919,16 +944,19 @@ def _export(args: argparse.Namespace) -> int:
               "--init-from read it)")
     if args.onnx:
         from .inference import run_from_checkpoint
-        from .models.export import export_onnx
+        from .models.export import export_onnx, onnx_metadata
 
         from .models.backbones import at_output_stride
 
-        model, cfg, _ = run_from_checkpoint(state, args.checkpoint, "cpu")
+        model, cfg, info = run_from_checkpoint(state, args.checkpoint, "cpu")
         output_stride = _output_stride(args, cfg)
         replaced = ", replacing the file there" if Path(args.onnx).exists() else ""
         with at_output_stride(model, output_stride):  # what eval and predict run, and what validation measured
-            path = export_onnx(model, args.onnx)
-        print(f"{args.checkpoint} -> {path} (ONNX, output stride {output_stride or 'as trained'}{replaced})")
+            metadata = onnx_metadata(info.get("class_names"), output_stride=int(getattr(model, "output_stride", 0))
+                                     or None)
+            path = export_onnx(model, args.onnx, metadata=metadata)
+        print(f"{args.checkpoint} -> {path} (ONNX, output stride {output_stride or 'as trained'}{replaced}; its "
+              "metadata holds the normalisation and the class names)")
     return 0
 
 
@@ -1145,8 +1173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--device`` can fail on one machine only), and the prefix tells the copies apart.
 
     Raises:
-        ValueError, OSError, RuntimeError: only with the environment variable ``DEEPLAB_EDU_DEBUG`` set
-            (for the traceback); otherwise such an error is printed as one line and 2 returned.
+        ValueError, OSError, RuntimeError, ImportError: only with the environment variable ``DEEPLAB_EDU_DEBUG``
+            set (for the traceback); otherwise such an error is printed as one line and 2 returned (a missing
+            optional package, e.g. onnx or tensorboard, with the pip command that installs it).
     """
     import warnings
 
@@ -1162,9 +1191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit would fail again
             return 1
-        except (ValueError, OSError, RuntimeError) as err:  # OSError: e.g. a folder not writable
+        except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: e.g. a folder not writable
             if os.environ.get(DEBUG_ENV):
                 raise
+            if isinstance(err, ModuleNotFoundError) and err.name and "pip install" not in str(err):
+                err = ModuleNotFoundError(f"{err} (an optional package this command needs: pip install "
+                                          f"{err.name.split('.')[0]}, or the package's dev extra: pip install -e "
+                                          "'.[dev]')")
             from .engine.trainer import NonFiniteLossError
             from .engine.workers import original_message
 

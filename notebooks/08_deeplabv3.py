@@ -638,7 +638,8 @@ print(f"phase 1: {seconds1:.0f} s on this machine (training, or loading the fini
 # the control comes from doing it at the stride the model is evaluated at. (A control costs
 # less than phase 2: at output stride 16 a training step computes several times fewer multiply-adds than
 # at 8, as section 2 counted for ResNet-101; the cell below counts them for this model and prints both
-# runs' times, which differ less, since both load the same data and validate at output stride 8.)
+# runs' times, which, when the two train, differ less: both load the same data and validate at output
+# stride 8.)
 
 # %%
 start = time.perf_counter()

@@ -856,7 +856,7 @@ with config.text_checks():
         assert far_row["verdict"] == "reproduced" and far_row["_low"] > 15, far_row  # "excludes zero by both intervals"
         assert near_row["verdict"] == "not resolved" and abs(near_row["_difference"]) < 0.5, near_row  # "nothing"
         guessed = per_seed["far, without"]
-        assert (guessed["mIoU"] > 60).all() and (guessed["mIoU"] < 74).all(), guessed  # "the most a guess can reach": 73 %
+        assert (guessed["mIoU"] > 65).all() and (guessed["mIoU"] < 74).all(), guessed  # "the most a guess can reach": 73 %
         vehicles = guessed["boat IoU"] + guessed["car IoU"]
         assert (vehicles < 70).all(), vehicles  # a guess: a third each at most (2/3 together)
         named = [per_seed[a]["mIoU"] for a in ("far, with image pooling", "near, with image pooling", "near, without")]
@@ -957,7 +957,7 @@ with config.text_checks():
         assert mid_row["verdict"] == "reproduced" and mid_row["_low"] > 15, mid_row  # "excludes zero by both intervals"
         assert near_grid_row["verdict"] == "not resolved" and abs(near_grid_row["_difference"]) < 0.5, near_grid_row
         # "a guess", "near 70 %": on 100 validation scenes a guess can land a point above an even guess's 73 %
-        assert ((grid_seed[UNIT]["mIoU"] > 60) & (grid_seed[UNIT]["mIoU"] < 76)).all(), grid_seed[UNIT]
+        assert ((grid_seed[UNIT]["mIoU"] > 65) & (grid_seed[UNIT]["mIoU"] < 76)).all(), grid_seed[UNIT]
         named = [grid_seed[a]["mIoU"] for a in (MULTI, "near, multi-grid (1, 2, 4)", "near, unit rates (1, 1, 1)")]
         assert all((v > 97).all() for v in named), named  # "the vehicles are named"
     # the paper's Table 5: multi-grid (1, 2, 4) against (1, 1, 1), as the findings table quotes it
@@ -1177,8 +1177,8 @@ if config.course_checks():  # the course checks itself here (tests, make book); 
 # vehicle's row tells nothing about boat or car).
 # **What is the fewest rows $g$ for which no pixel of any vehicle has the band within the field of the
 # network without image pooling** (the field's edge included)? Predict first (section 7 measured that
-# network's footprint). Then run your design (six small trainings, each as long as one of section 7's: its
-# cell printed how long its six took): for each of
+# network's footprint). Then run your design (six small trainings, each as long as one of section 7's, whose
+# cell printed how long they took): for each of
 # the seeds 0, 1 and 2 and both arms, build
 # `context_reach.ContextProbe(image_pooling=...)` right after `torch.manual_seed(seed)`, train it with
 # `context_reach.train_probe(model, far=True, gap=(g, g), seed=seed)` (both arms of a seed see the same

@@ -229,10 +229,22 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     # --onnx hands the run's model (eval mode, at the output stride eval and predict use) to export_onnx (tested
     # in test_export)
     exported: list[tuple[Any, Path, int]] = []
-    monkeypatch.setattr("deeplab_edu.models.export.export_onnx",
-                        lambda m, path: exported.append((m, path, m.output_stride)) or path)
+    metadata: list[dict[str, str]] = []
+
+    def fake_export(m: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
+        exported.append((m, path, m.output_stride))
+        given.append(metadata or {})
+        return path
+
+    given = metadata
+    monkeypatch.setattr("deeplab_edu.models.export.export_onnx", fake_export)
     assert main(["export", "--checkpoint", str(model_file), "--onnx", str(tmp_path / "m.onnx")]) == 0
     assert len(exported) == 1 and str(exported[0][1]) == str(tmp_path / "m.onnx") and not exported[0][0].training
+    # what a deployment needs travels in the file (a practitioner's trial: the ONNX file held no metadata)
+    info = torch.load(model_file, weights_only=True)["model_info"]
+    assert json.loads(metadata[0]["class_names"]) == list(info["class_names"])
+    assert json.loads(metadata[0]["mean"]) == [0.485, 0.456, 0.406] and json.loads(metadata[0]["std"])[0] == 0.229
+    assert json.loads(metadata[0]["output_stride"]) == exported[0][2]
     saved = torch.load(model_file, weights_only=True)["config"]
     assert exported[0][2] == (saved["eval_output_stride"] or saved["output_stride"])
     assert main(["export", "--checkpoint", str(model_file), "--onnx", str(tmp_path / "m16.onnx"),
@@ -514,6 +526,13 @@ def test_an_unknown_or_shortened_flag_is_named_by_its_command_with_the_closest_o
         (["predict", "--checkpoint", "run", "x.png", "--scale", "2"],
          "deeplab-edu predict: error: unrecognized arguments: --scale 2 (did you mean --scales?) "
          "(deeplab-edu predict --help lists the flags)"),
+        # a practitioner's trial: a shell glob gave several images; a flag after "--" was "did you mean" itself
+        (["predict", "--checkpoint", "run", "a.png", "b.png"],
+         "deeplab-edu predict: error: unrecognized arguments: b.png (it takes one image file or one folder: to predict "
+         "several images, give their folder) (deeplab-edu predict --help lists the flags)"),
+        (["predict", "--checkpoint", "run", "--", "a.png", "--flip"],
+         "deeplab-edu predict: error: unrecognized arguments: --flip (--flip came after --, which ends the flags: give "
+         "every flag before it) (deeplab-edu predict --help lists the flags)"),
     ]:
         with pytest.raises(SystemExit) as stop:
             main(argv)
@@ -541,8 +560,8 @@ def test_the_help_gives_each_training_default_and_a_bad_value_a_readable_error(c
         (["train", "--eval-output-stride", "eight"],
          "argument --eval-output-stride: use 8, 16, 32 or none (the training output stride), got 'eight'"),
         (["predict", "--checkpoint", "run", "--scales", "0.5", "1", "photo.jpg"],
-         "argument --scales: 'photo.jpg' is not a scale (a number such as 0.75): the list of --scales runs up to "
-         "the next flag, so give the image before --scales, or end the list with --"),
+         "argument --scales: 'photo.jpg' is not a scale (a number such as 0.75): --scales takes the numbers up to the "
+         "next flag (predict: give the image before --scales)"),
         (["eval", "--checkpoint", "run", "--scales", "0"], "argument --scales: a scale must be a positive, finite number"),
         (["predict", "--checkpoint", "run", "a.png", "--scales", "nan"], "a scale must be a positive, finite number"),
     ]:
@@ -1171,3 +1190,29 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     proc.stdout.close()  # before the command writes a line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1 and err == "", err
+
+
+def test_a_missing_optional_package_is_one_line_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A practitioner's trial: without onnx, ``export --out m.pt --onnx m.onnx`` wrote m.pt and then ended in a
+    20-line traceback; ``train --tensorboard`` without tensorboard did after writing the run's config.json."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("onnx", "tensorboard") else real_find_spec(name, *a))
+    (tmp_path / "c.pt").write_bytes(b"not read: the exporter is missing")
+    argv = ["export", "--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / "m.pt"), "--onnx",
+            str(tmp_path / "m.onnx")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs onnx, not installed here: pip install onnx" in err[0], err
+    assert not (tmp_path / "m.pt").exists()
+    with pytest.raises(ConfigError, match="needs the tensorboard package, not installed here: pip install tensorboard"):
+        load_config("smoke", {"tensorboard": True, "out_dir": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()
+    # an import that fails deeper, naming a module: one line with the pip command
+    monkeypatch.setattr("deeplab_edu.cli._check_data", lambda args: __import__("surely_not_installed_xyz"))
+    assert main(["check-data", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install surely_not_installed_xyz" in err[0], err

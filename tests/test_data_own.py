@@ -36,6 +36,8 @@ def test_a_folder_reads_as_a_data_set(tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("a\nb\nc 128 0 0\nlane 2\n")  # b's VOC colour is c's: b gets a free one
     assert read_classes(tmp_path / "c.txt").palette == ((0, 0, 0), (0, 128, 0), (128, 0, 0), (128, 128, 0))
     assert read_classes(tmp_path / "c.txt").class_names[3] == "lane 2"
+    # a practitioner's trial: the data set was named after its last class ('car (train)' in check-data's line)
+    assert read_classes(tmp_path / "c.txt", name="mydata").name == "mydata" and read_classes(tmp_path / "c.txt").name == "folder"
     (tmp_path / "c.txt").write_text("a  # not #ffffff, a comment\nroad #804080 # hex\n")  # the hex colour was dropped
     assert read_classes(tmp_path / "c.txt").palette == ((0, 0, 0), (128, 64, 128))
     with pytest.raises(DatasetNotFoundError, match=r"c\.txt is a file; give the folder that holds classes\.txt"):

@@ -375,6 +375,9 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     assert trainer.iteration == 6
     assert "iterations 6 -> 12, lr 0.05 -> 0.01" in trainer._resume_message  # printed by fit, under the lock
     expected = 0.01 * poly_factor(6, 12, 0.9)
+    # a practitioner's trial: the extended schedule raised the learning rate without a word
+    assert (f"the poly schedule now decays over 12 iterations, so the learning rate at iteration 6 is {expected:.3g} "
+            "(it was 0 on the run's schedule of 6)") in trainer._resume_message
     assert all(g["lr"] == pytest.approx(expected) for g in trainer.optimizer.param_groups)
     assert trainer.scheduler.max_iter == 12 and trainer.scheduler.get_last_lr()[0] == pytest.approx(expected)
     assert "7,train" in csv_path.read_text()  # constructing a Trainer writes nothing: fit() does, under the lock

@@ -3,12 +3,14 @@ for any batch size, height and width."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from deeplab_edu.models import build_model
-from deeplab_edu.models.export import export_onnx, export_program, load_program, run_onnx
+from deeplab_edu.models.export import export_onnx, export_program, load_program, onnx_metadata, run_onnx
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -29,8 +31,14 @@ def model() -> torch.nn.Module:
 
 @pytest.mark.slow
 def test_onnx_matches_eager_at_other_sizes(model: torch.nn.Module, tmp_path) -> None:
-    path = export_onnx(model, tmp_path / "m.onnx", torch.rand(1, 3, 65, 65))
+    path = export_onnx(model, tmp_path / "m.onnx", torch.rand(1, 3, 65, 65),
+                       metadata=onnx_metadata(["background", "a", "b"], output_stride=16))
     assert path.is_file() and not list(tmp_path.glob("*.tmp"))
+    import onnxruntime as ort  # the metadata a deployment reads: what the input needs and what the output means
+
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["class_names"]) == ["background", "a", "b"] and json.loads(meta["output_stride"]) == 16
+    assert json.loads(meta["mean"]) == [0.485, 0.456, 0.406] and "(x - mean) / std" in meta["input"]
     for shape in [(1, 65, 65), (3, 65, 65), (1, 47, 71), (3, 47, 71)]:  # dynamic batch, height and width
         x = torch.rand(shape[0], 3, *shape[1:])
         with torch.no_grad():

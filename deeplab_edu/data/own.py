@@ -114,10 +114,10 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
         raise BadDataError(f"{path} names no class; write one class name per line, in label order")
     # other tools' formats (a practitioner's trial: "0 background" became the class "0 background", and a last
     # line "255 ignore" a class of its own)
-    for name in names:
-        if name.split()[0] == "255" and len(name.split()) > 1:
-            raise BadDataError(f"{path}: {name!r} is not a class: 255 is the ignore label, whose pixels are neither "
-                               "learned nor scored; leave that line out")
+    for class_name in names:  # not `name`: the data set's name, which the ClassInfo below is given
+        if class_name.split()[0] == "255" and len(class_name.split()) > 1:
+            raise BadDataError(f"{path}: {class_name!r} is not a class: 255 is the ignore label, whose pixels are "
+                               "neither learned nor scored; leave that line out")
     firsts = [n.split()[0] for n in names]
     if all(len(n.split()) > 1 for n in names) and firsts in ([str(i) for i in range(len(names))],
                                                               [str(i) for i in range(1, len(names) + 1)]):

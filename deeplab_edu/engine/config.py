@@ -616,6 +616,12 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.compile_mode != "default" and not cfg.compile:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile: true (--compile); "
                           "set both, or leave compile_mode at default")
+    if cfg.tensorboard:  # refused before the run folder is made (a trial: a traceback after config.json was written)
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("tensorboard=True (--tensorboard) needs the tensorboard package, not installed here: "
+                              "pip install tensorboard, or train without it (metrics.csv holds the same numbers)")
     if cfg.crop_size < 16:
         raise ConfigError(f"crop_size={cfg.crop_size} is too small; use at least 16 pixels")
     if cfg.batch_size == 1 and not cfg.freeze_bn and cfg.crop_size <= cfg.output_stride:

@@ -56,7 +56,7 @@ from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets,
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, local_main_first, unwrap, wrap_model
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
-from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups
+from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
 from .workers import original_message, resolve_num_workers
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
@@ -540,6 +540,15 @@ class Trainer:
             changed = [*changed, f"processes {before} -> {self.dist.world_size} (a global batch of {batch * before} -> "
                                  f"{batch * self.dist.world_size}; this epoch goes on from a position counted per "
                                  "process, so its remaining images are not exactly the ones the first run had left)"]
+        old_length = saved.get("iterations")
+        if old_length and old_length != self.cfg.iterations and self.iteration < self.cfg.iterations:
+            # a trial: extending a run raised its learning rate again, unannounced (the poly schedule spans the run)
+            def lr_at(length: int) -> float:
+                return self.cfg.lr * poly_factor(self.iteration, length, self.cfg.poly_power, self.cfg.warmup_iters)
+
+            changed = [*changed, f"the poly schedule now decays over {self.cfg.iterations} iterations, so the learning "
+                                 f"rate at iteration {self.iteration} is {lr_at(self.cfg.iterations):.3g} (it was "
+                                 f"{lr_at(old_length):.3g} on the run's schedule of {old_length})"]
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
         due = state.get("validation_due")  # absent in checkpoints written before it

@@ -8,6 +8,8 @@ any batch and any size, as the eager model does. Only the ``torch.export`` progr
 (onnxruntime runs other sizes too, untested by the export). The graph takes
 images normalised as in training (ImageNet mean and std: the normalisation is not in it) and
 returns the ``"out"`` logits; files are written atomically (to a temporary name, then renamed).
+:func:`onnx_metadata` writes the normalisation, the class names and the output stride into the ONNX
+file (``deeplab-edu export --onnx`` does), so that a deployment needs nothing but the file.
 
 >>> path = export_onnx(model, "/tmp/deeplab.onnx")          # doctest: +SKIP
 >>> logits = run_onnx(path, images)                           # doctest: +SKIP
@@ -20,7 +22,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +30,9 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..inference import eval_mode
+from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["export_onnx", "run_onnx", "export_program", "load_program", "LogitsOnly", "is_onnx_file"]
+__all__ = ["export_onnx", "onnx_metadata", "run_onnx", "export_program", "load_program", "LogitsOnly", "is_onnx_file"]
 
 
 class LogitsOnly(nn.Module):
@@ -92,7 +95,8 @@ def _require(*modules: str, what: str) -> None:
 
 
 def export_onnx(
-    model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True
+    model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Export ``model`` (traced in eval mode, on the device it is on; its mode is restored) to ONNX
     at ``path`` with torch's ``torch.export``-based exporter.
@@ -104,6 +108,9 @@ def export_onnx(
             image there; with ``dynamic``, a batch of one is traced as two).
         dynamic: keep the batch size (1 to 1024) and the height and width (32 to 4096 pixels)
             dynamic; ``False`` fixes all three to the example's.
+        metadata: key -> text pairs stored in the file's ``metadata_props`` (ONNX's own place for what a
+            deployment needs to know; ``onnxruntime``'s ``session.get_modelmeta().custom_metadata_map`` reads
+            them): :func:`onnx_metadata` gives the normalisation and the classes. ``None``: none.
 
     Returns:
         The path written (atomically).
@@ -129,7 +136,37 @@ def export_onnx(
             raise RuntimeError("torch.onnx.export returned no ONNX program")
         with atomic_path(path) as tmp:
             program.save(str(tmp))
+            if metadata:
+                import onnx
+
+                proto = onnx.load(str(tmp))
+                for key, value in metadata.items():
+                    entry = proto.metadata_props.add()
+                    entry.key, entry.value = str(key), str(value)
+                onnx.save(proto, str(tmp))
     return Path(path)
+
+
+def onnx_metadata(class_names: Sequence[str] | None = None, *, output_stride: int | None = None,
+                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> dict[str, str]:
+    """What a deployment of an exported segmentation model needs to know, as :func:`export_onnx`'s ``metadata``:
+    the input's normalisation (``x = (rgb / 255 - mean) / std`` per channel, RGB order, (N, 3, H, W) float32),
+    the output (logits (N, classes, H, W): the class of a pixel is their argmax), the class names in label
+    order and the output stride, each value JSON text.
+
+    >>> sorted(onnx_metadata(["background", "car"], output_stride=8))
+    ['class_names', 'input', 'mean', 'output', 'output_stride', 'std']
+    """
+    import json
+
+    meta = {"input": "image: float32 (N, 3, H, W), RGB scaled to [0, 1], then (x - mean) / std per channel",
+            "output": "out: float32 logits (N, classes, H, W); a pixel's class is their argmax",
+            "mean": json.dumps([float(m) for m in mean]), "std": json.dumps([float(v) for v in std])}
+    if class_names is not None:
+        meta["class_names"] = json.dumps(list(class_names))
+    if output_stride is not None:
+        meta["output_stride"] = json.dumps(output_stride)
+    return meta
 
 
 def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.ndarray:
