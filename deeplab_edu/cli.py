@@ -87,20 +87,26 @@ class OneLineErrorParser(argparse.ArgumentParser):
         if unknown:
             commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
             owner = commands[0].choices.get(str(getattr(parsed, commands[0].dest, "")), self) if commands else self
-            (owner if isinstance(owner, OneLineErrorParser) else self)._unknown(unknown)
+            given = list(sys.argv[1:] if args is None else args)
+            after = given[given.index("--") + 1:] if "--" in given else []  # what came after "--", which ends the flags
+            (owner if isinstance(owner, OneLineErrorParser) else self)._unknown(unknown, after)
         return parsed
 
-    def _unknown(self, unknown: list[str]) -> typing.NoReturn:
+    def _unknown(self, unknown: list[str], after_dashes_given: Sequence[str] = ()) -> typing.NoReturn:
         import difflib
 
         flags = [flag for action in self._actions for flag in action.option_strings]
-        # a flag it has, unrecognised: it came after "--", which ends the flags (a trial: "--flip (did you mean --flip?)")
-        after_dashes = [arg for arg in unknown if arg.split("=", 1)[0] in flags]
-        guesses = [close[0] for arg in unknown if arg.startswith("--") and arg not in after_dashes
+        # a flag it has, unrecognised: it came after "--" (a trial: "--flip (did you mean --flip?)")
+        known = [arg for arg in unknown if arg.split("=", 1)[0] in flags]
+        after_dashes = [arg for arg in known if arg in after_dashes_given]
+        before_command = [arg for arg in known if arg not in after_dashes]  # "deeplab-edu --flip predict ..."
+        guesses = [close[0] for arg in unknown if arg.startswith("--") and arg != "--" and arg not in known
                    if (close := difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1))]
         hints = [f"did you mean {', '.join(guesses)}?"] if guesses else []
         if after_dashes:
             hints.append(f"{', '.join(after_dashes)} came after --, which ends the flags: give every flag before it")
+        if before_command:
+            hints.append(f"{', '.join(before_command)} came before the command's name: give it after {self.prog}")
         takes_input = any(a.dest == "input" and not a.option_strings for a in self._actions)
         # a word that is no unknown flag's value: another path (a trial: predict ... *.png gave several images)
         stray = [arg for i, arg in enumerate(unknown) if not arg.startswith("-")
@@ -118,9 +124,9 @@ _TRAIN_HELP = {
                      "8 for deeplabv1/v2 unless a preset or flag sets it)",
     "eval_output_stride": "output stride for validation (without a preset: 8; none: the training one)",
     "pretrained_backbone": "start from torchvision's ImageNet weights (downloaded once; online), or from FILE",
-    "atrous_rates": 'the ASPP branches\' rates: "paper" (DeepLabv3\'s 6,12,18 at output stride 16, scaled to the '
-                    'stride), "fit" (the largest rates the training crop\'s feature map still uses) or "r1,r2,..." '
-                    '(one ASPP branch per rate)',
+    "atrous_rates": 'the ASPP branches\' rates: "paper" (the model\'s paper\'s: v3/v3+ 6,12,18 at output stride '
+                    '16, v2 6,12,18,24 at 8, v1 12; scaled to the stride), "fit" (the largest rates the training '
+                    'crop\'s feature map still uses) or "r1,r2,..." (one ASPP branch per rate)',
     "dataset": "one of {datasets} (folder: your own images and masks in --data-root, laid out as the README's "
                "'Your own data' shows: classes.txt, train/ and val/)",
     "difficulty": "procedural scenes: easy, medium or hard",
@@ -145,6 +151,9 @@ _TRAIN_HELP = {
     "top_k": "fraction of hardest pixels kept by the loss, in (0, 1] (1: plain cross-entropy; not with "
              "--class-weights)",
     "hard_mining_iters": "iterations over which --top-k falls from 1 to its value",
+    "class_weights": "class balancing of the loss: median_frequency weights each class by the median class "
+                     "frequency over its own, counted on the training labels (Eigen & Fergus 2015; SegNet's for "
+                     "CamVid), so rare classes weigh more; none: every pixel alike; not with --top-k",
     "aux_loss": "add torchvision's auxiliary FCN head on block 3 (its loss weighted by --aux-weight)",
     "tensorboard": "also write TensorBoard logs to --out-dir (needs the tensorboard package)",
     "amp": "mixed precision: none, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only)",
@@ -165,6 +174,10 @@ _TRAIN_HELP = {
     "resume": "continue from the newest checkpoint in --out-dir, under this command's settings",
     "progress": "{progress}",
 }
+
+#: The optional packages (the ``dev`` extra) a command may import, by module: their ``pip install`` names.
+OPTIONAL_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
+                     "tensorboard": "tensorboard", "segmentation_models_pytorch": "segmentation-models-pytorch"}
 
 #: Help shared by the flags of the same name in several commands.
 _PROGRESS_HELP = "show the progress bar (--no-progress: none, e.g. in a log file)"
@@ -322,6 +335,25 @@ def _scale(text: str) -> float:
     return value
 
 
+#: The smallest sliding window ``eval`` and ``predict`` take: at output stride 16 it is two feature-map cells a
+#: side (a trial ran one-pixel windows without a word), and the smallest image side the exports keep dynamic.
+MIN_WINDOW = 32
+
+
+def _window(text: str) -> int:
+    """``--crop-size``'s type for ``eval`` and ``predict``: a sliding window's side, a whole number of at least
+    :data:`MIN_WINDOW` pixels."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a window's side in pixels, a whole number, got {text!r}") from None
+    if value < MIN_WINDOW:
+        raise argparse.ArgumentTypeError(f"a sliding window of {value} pixels is too small to predict from (at output "
+                                         f"stride 16 it gives a map of {max(value // 16, 0)} cells a side): use at "
+                                         f"least {MIN_WINDOW}, or leave --crop-size out (each image whole)")
+    return value
+
+
 def _threads(text: str) -> int:
     """``--threads``' type (and ``--repeats``'): a whole number of at least 1 (refused by argparse, before
     anything runs)."""
@@ -364,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", help="the data set to evaluate on (default: the run's), e.g. folder with --data-root "
                                       "for a run whose script passed its own data")
     ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else " + _PLACES_HELP + ")")
-    ev.add_argument("--download", action="store_true", help=_TRAIN_HELP["download"])
+    ev.add_argument("--download", action=argparse.BooleanOptionalAction, default=False, help=_TRAIN_HELP["download"])
     ev.add_argument("--scales", nargs="+", type=_scale, default=[1.0],
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
                          "(DeepLabv3 sec. 4.2; default: 1)")
@@ -373,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the network's output stride at inference (DeepLabv3 sec. 4.2, Table 4: 8 is slower and "
                          "more accurate than 16); default: the run's eval_output_stride (what its validation used), "
                          "else its training output stride")
-    ev.add_argument("--crop-size", type=int, help="side in pixels of a sliding window for images larger than it (less "
+    ev.add_argument("--crop-size", type=_window, help="side in pixels of a sliding window for images larger than it (less "
                                                   "memory; default: each image whole at once)")
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
     ev.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
@@ -395,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
                     help="the network's output stride at inference (8: slower, finer); default: the run's "
                          "eval_output_stride, else its training one")
-    pr.add_argument("--crop-size", type=int, help="side in pixels of a sliding window for images larger than it "
+    pr.add_argument("--crop-size", type=_window, help="side in pixels of a sliding window for images larger than it "
                                                   "(less memory for large photos; default: each image whole at once)")
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     pr.add_argument("--threads", type=_threads, help=_THREADS_HELP)
@@ -427,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--data-root", help="where the data set is (folder: required; others: default " + _PLACES_HELP
                     + ")")
     cd.add_argument("--split", nargs="+", default=["train", "val"], help="the splits to read (default: train val)")
-    cd.add_argument("--download", action="store_true", help=_TRAIN_HELP["download"])
+    cd.add_argument("--download", action=argparse.BooleanOptionalAction, default=False, help=_TRAIN_HELP["download"])
     cd.add_argument("--num-workers", type=int, help=_WORKERS_HELP)
     cd.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help=_PROGRESS_HELP)
 
@@ -1194,9 +1226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: e.g. a folder not writable
             if os.environ.get(DEBUG_ENV):
                 raise
-            if isinstance(err, ModuleNotFoundError) and err.name and "pip install" not in str(err):
+            missing = err.name.split(".")[0] if isinstance(err, ModuleNotFoundError) and err.name else ""
+            if missing in OPTIONAL_PACKAGES and "pip install" not in str(err):
                 err = ModuleNotFoundError(f"{err} (an optional package this command needs: pip install "
-                                          f"{err.name.split('.')[0]}, or the package's dev extra: pip install -e "
+                                          f"{OPTIONAL_PACKAGES[missing]}, or the package's dev extra: pip install -e "
                                           "'.[dev]')")
             from .engine.trainer import NonFiniteLossError
             from .engine.workers import original_message
@@ -1205,6 +1238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"[rank {os.environ.get('RANK', '?')}] " if several else ""
             name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
             hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
+            if args.command == "train":
+                hint += _flag_of_setting(original_message(err))
             print(f"{where}deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
@@ -1212,6 +1247,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = shown_before
+
+
+def _flag_of_setting(message: str) -> str:
+    """``" (the setting batch_size is the flag --batch-size)"``: for a settings error of ``train`` that names a
+    setting as the configuration spells it (a practitioner's trial: "batch_size must be at least 1" when
+    they had typed ``--batch-size 0``), unless the message names the flag already; ``""`` otherwise."""
+    import re
+
+    from .engine.config import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for match in re.finditer(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*)\b(?=[= ])", message):
+        setting = match.group(1)
+        flag = "--" + setting.replace("_", "-")
+        if setting in names and ("_" in setting or message[match.end():].startswith("=")) and flag not in message:
+            return f" (the setting {setting} is the flag {flag})"
+    return ""
 
 
 def _warning_above_bars(fallback: Any, message: Warning | str, category: type[Warning], filename: str, lineno: int,

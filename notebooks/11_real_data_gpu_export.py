@@ -455,7 +455,7 @@ print("training throughput, loader-fed / step alone: "
 print(f"torch.compile (default mode), training step speed-up: 95 % interval [{compiled[0]:.2f}, {compiled[1]:.2f}]")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
-# what the prose below says: a fifth to a third slower launching, ~2 ms of waiting, ~0.76 whatever the
+# what the prose below says: a fifth to over a third slower launching, 2-3 ms of waiting, ~0.76 whatever the
 # workers, compile not measurably faster (its interval holds 1)
 with config.text_checks():
     assert 0.18 < min(launch_slower.values()) < 0.25 and 1 / 3 < max(launch_slower.values()) < 0.38
@@ -546,7 +546,7 @@ with config.text_checks():
               for name, rows in (("graphs", graph_rows), ("eager", eager_rows))}
     assert waited["graphs"] > 2 * waited["eager"], waited
     assert all(g > 1.1 for g in uint8_gain)
-    # "a shorter switch interval was not shown to help": each +switch feed's rounds overlap its plain feed's
+    # "a shorter switch interval was not shown to help": no +switch feed beat its plain feed in every round
     assert all(min(ratios[f + "+switch"]) < max(ratios[f]) for ratios in map(paired_throughput_ratios, (graphs, eager12))
                for f in ("loader", "loader-uint8"))
     assert 0.7 < paired_throughput_ratios(graphs)["loader-uint8"][1] < 0.8  # the median round: "about three quarters"

@@ -231,12 +231,11 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     exported: list[tuple[Any, Path, int]] = []
     metadata: list[dict[str, str]] = []
 
-    def fake_export(m: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    def fake_export(m: Any, path: Path, **kwargs: Any) -> Path:
         exported.append((m, path, m.output_stride))
-        given.append(metadata or {})
+        metadata.append(kwargs.get("metadata") or {})
         return path
 
-    given = metadata
     monkeypatch.setattr("deeplab_edu.models.export.export_onnx", fake_export)
     assert main(["export", "--checkpoint", str(model_file), "--onnx", str(tmp_path / "m.onnx")]) == 0
     assert len(exported) == 1 and str(exported[0][1]) == str(tmp_path / "m.onnx") and not exported[0][0].training
@@ -294,8 +293,6 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     # arguments that cannot work are named, not run on silently or ended in a traceback
     for argv, message in ((["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(images / "a.png")],
                            "is a file; --out names the folder"),
-                          (["predict", "--checkpoint", ckpt, str(images / "a.png"), "--crop-size", "0"],
-                           "crop_size must be at least 1"),
                           (["eval", "--checkpoint", ckpt, "--limit", "0"], "limit must be at least 1"),
                           (["eval", "--checkpoint", ckpt, "--json", str(tmp_path)], "is a folder; name the file")):
         assert main(argv) == 2, argv
@@ -533,6 +530,13 @@ def test_an_unknown_or_shortened_flag_is_named_by_its_command_with_the_closest_o
         (["predict", "--checkpoint", "run", "--", "a.png", "--flip"],
          "deeplab-edu predict: error: unrecognized arguments: --flip (--flip came after --, which ends the flags: give "
          "every flag before it) (deeplab-edu predict --help lists the flags)"),
+        # ... but not a flag given before the command's name (there is no "--" there), nor a guess for "--" itself
+        (["--flip", "predict", "--checkpoint", "run", "a.png"],
+         "deeplab-edu predict: error: unrecognized arguments: --flip (--flip came before the command's name: give it "
+         "after deeplab-edu predict) (deeplab-edu predict --help lists the flags)"),
+        (["train", "--", "--iterations", "5"],
+         "deeplab-edu train: error: unrecognized arguments: -- --iterations 5 (--iterations came after --, which ends "
+         "the flags: give every flag before it) (deeplab-edu train --help lists the flags)"),
     ]:
         with pytest.raises(SystemExit) as stop:
             main(argv)
@@ -564,6 +568,10 @@ def test_the_help_gives_each_training_default_and_a_bad_value_a_readable_error(c
          "next flag (predict: give the image before --scales)"),
         (["eval", "--checkpoint", "run", "--scales", "0"], "argument --scales: a scale must be a positive, finite number"),
         (["predict", "--checkpoint", "run", "a.png", "--scales", "nan"], "a scale must be a positive, finite number"),
+        # a practitioner's trial: predict --crop-size 1 ran one-pixel windows and exited 0
+        (["predict", "--checkpoint", "run", "a.png", "--crop-size", "1"],
+         "argument --crop-size: a sliding window of 1 pixels is too small to predict from"),
+        (["eval", "--checkpoint", "run", "--crop-size", "0"], "use at least 32, or leave --crop-size out"),
     ]:
         with pytest.raises(SystemExit):
             main(argv)
@@ -1211,8 +1219,29 @@ def test_a_missing_optional_package_is_one_line_before_anything_is_written(
     with pytest.raises(ConfigError, match="needs the tensorboard package, not installed here: pip install tensorboard"):
         load_config("smoke", {"tensorboard": True, "out_dir": str(tmp_path / "run")})
     assert not (tmp_path / "run").exists()
-    # an import that fails deeper, naming a module: one line with the pip command
-    monkeypatch.setattr("deeplab_edu.cli._check_data", lambda args: __import__("surely_not_installed_xyz"))
+    # an import that fails deeper: one line, with the pip command for an optional package (its pip name), and
+    # none for a module that is not one (a required package or the course's own: pip would not mend it)
+    def missing(module: str) -> Any:
+        def handler(args: Any) -> int:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        return handler
+
+    monkeypatch.setattr("deeplab_edu.cli._check_data", missing("segmentation_models_pytorch"))
     assert main(["check-data", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install surely_not_installed_xyz" in err[0], err
+    assert len(err) == 1 and "pip install segmentation-models-pytorch" in err[0], err
+    monkeypatch.setattr("deeplab_edu.cli._check_data", missing("yaml"))
+    assert main(["check-data", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No module named 'yaml'" in err[0] and "pip install" not in err[0], err
+
+
+def test_a_settings_error_of_train_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A practitioner's trial: ``--batch-size 0`` was told "batch_size must be at least 1", the configuration's
+    spelling; the line now also names the flag (and says nothing more where it names the flag already)."""
+    assert main(["train", "--out-dir", str(tmp_path / "run"), "--batch-size", "0"]) == 2
+    assert "(the setting batch_size is the flag --batch-size)" in capsys.readouterr().err
+    assert main(["train", "--out-dir", str(tmp_path / "run"), "--amp", "fp8"]) == 2
+    assert "(the setting amp is the flag --amp)" in capsys.readouterr().err
+    assert main(["train", "--out-dir", "README.md"]) == 2
+    assert "the setting" not in capsys.readouterr().err  # "out_dir (--out-dir)" names it already

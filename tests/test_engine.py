@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 
 import pytest
@@ -378,6 +379,17 @@ def test_resume_continues_under_this_runs_settings(tmp_path, capsys) -> None:
     # a practitioner's trial: the extended schedule raised the learning rate without a word
     assert (f"the poly schedule now decays over 12 iterations, so the learning rate at iteration 6 is {expected:.3g} "
             "(it was 0 on the run's schedule of 6)") in trainer._resume_message
+    partway = tmp_path / "partway"  # resumed mid-run with another lr: "it was" is the run's own rate there
+    shutil.copytree(tmp_path / "checkpoints", partway / "checkpoints")
+    for f in (partway / "checkpoints").iterdir():
+        if f.name != "ckpt_00000003.pt":
+            f.unlink()
+    resumed = Trainer(tiny_config(partway, iterations=12, lr=0.01, ckpt_every=3, eval_every=100, warmup_iters=0,
+                                  resume=True), model=TinyNet(), train_set=TinyScenes(16),
+                      val_set=TinyScenes(2, augment=False))
+    assert resumed.iteration == 3
+    assert (f"learning rate at iteration 3 is {0.01 * poly_factor(3, 12, 0.9):.3g} (it was "
+            f"{0.05 * poly_factor(3, 6, 0.9):.3g} on the run's schedule of 6)") in resumed._resume_message
     assert all(g["lr"] == pytest.approx(expected) for g in trainer.optimizer.param_groups)
     assert trainer.scheduler.max_iter == 12 and trainer.scheduler.get_last_lr()[0] == pytest.approx(expected)
     assert "7,train" in csv_path.read_text()  # constructing a Trainer writes nothing: fit() does, under the lock

@@ -420,6 +420,8 @@ def test_odd_numbers_and_containers_get_feedback_not_a_crash() -> None:
     assert "a number of images" in check("11.1", "32 steps").message and check("11.1", "32 images")
     assert "a number of channels" in check("09.1", "320 px").message and check("09.1", "320 channels")
     assert "a number of parameters" in check("09.2", "27776 channels").message
+    assert "a number of passes:" in check("11.3", "6 images").message  # not "passs"
+    assert shown(4784640.0000001) == "4784640.0000001" and shown(13.0000004) == "13.0000004"  # not whole-looking
     assert check("06.1", "0.4 images")  # an exercise that names no unit takes any unit word, as before
     with pytest.raises(ValueError, match="unit must be one of"):
         value_exercise("99.9", "t", solution=lambda: 1, otherwise="no", unit="pixels")

@@ -554,7 +554,8 @@ CLASS_WEIGHTS = (None, "median_frequency")
 def validate(cfg: TrainConfig) -> None:
     """Raise :class:`ConfigError` for settings that cannot work together, or ``model_kwargs`` that
     :func:`~deeplab_edu.models.build_model` does not take (an unknown argument, one that is a setting of
-    its own, or a value of the wrong type).
+    its own, or a value of the wrong type); also for ``tensorboard`` without the tensorboard package
+    installed (before a run's folder is made).
 
     Raises:
         ConfigError: the first setting found that cannot work (the message names it and a value that does).

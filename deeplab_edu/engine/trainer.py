@@ -543,12 +543,14 @@ class Trainer:
         old_length = saved.get("iterations")
         if old_length and old_length != self.cfg.iterations and self.iteration < self.cfg.iterations:
             # a trial: extending a run raised its learning rate again, unannounced (the poly schedule spans the run)
-            def lr_at(length: int) -> float:
-                return self.cfg.lr * poly_factor(self.iteration, length, self.cfg.poly_power, self.cfg.warmup_iters)
+            def lr_at(settings: Mapping[str, Any], length: int) -> float:  # this run's or the checkpoint's settings
+                return float(settings.get("lr", self.cfg.lr)) * poly_factor(
+                    self.iteration, length, float(settings.get("poly_power", self.cfg.poly_power)),
+                    int(settings.get("warmup_iters", self.cfg.warmup_iters)))
 
             changed = [*changed, f"the poly schedule now decays over {self.cfg.iterations} iterations, so the learning "
-                                 f"rate at iteration {self.iteration} is {lr_at(self.cfg.iterations):.3g} (it was "
-                                 f"{lr_at(old_length):.3g} on the run's schedule of {old_length})"]
+                                 f"rate at iteration {self.iteration} is {lr_at(now, self.cfg.iterations):.3g} (it was "
+                                 f"{lr_at(saved, old_length):.3g} on the run's schedule of {old_length})"]
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
         due = state.get("validation_due")  # absent in checkpoints written before it

@@ -72,7 +72,7 @@ from ..config import course_checks
 __all__ = [
     "Exercise", "Feedback", "exercise", "value_exercise", "function_exercise", "number_problem",
     "compare_results", "check", "solved", "prediction_made", "hint", "get", "all_exercises", "not_judged",
-    "measured_and_predicted", "packaged_use", "NOT_ANSWERED", "KINDS", "WrongAnswer",
+    "measured_and_predicted", "packaged_use", "NOT_ANSWERED", "KINDS", "UNITS", "WrongAnswer",
 ]
 
 Checker = Callable[[Any], "str | None"]
@@ -229,7 +229,8 @@ def shown(value: Any) -> str:
     if math.isfinite(x) and x.is_integer() and abs(x) < 1e16:
         return str(int(x))
     if math.isfinite(x) and 1 <= abs(x) < 1e16:
-        return f"{x:.6f}".rstrip("0").rstrip(".")
+        text = f"{x:.6f}".rstrip("0").rstrip(".")
+        return text if "." in text else repr(x)  # 4784640.0000001 must not read as the whole 4784640
     return f"{x:.6g}"
 
 
@@ -324,9 +325,9 @@ def _unit_problem(answer: Any, unit: str) -> str | None:
     word = _unit_in_text(answer) if unit and isinstance(answer, str) else None
     if word is None or word in UNITS[unit]:
         return None
-    said = {"%": "per cent", "px": "pixels", "pass": "passes", "branch": "branches"}.get(word, f"{word}s")
-    return _Unreadable(f"{answer!r} is in {said}, but this exercise asks for a number of {unit}s: write the number "
-                       "alone, in digits, without quotes or unit.")
+    plural = {"%": "per cent", "px": "pixels", "pass": "passes", "branch": "branches"}
+    return _Unreadable(f"{answer!r} is in {plural.get(word, word + 's')}, but this exercise asks for a number of "
+                       f"{plural.get(unit, unit + 's')}: write the number alone, in digits, without quotes or unit.")
 
 
 #: A calculation written as text: numbers joined by + - * / ** (with brackets), at least one operator.

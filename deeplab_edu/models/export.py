@@ -152,7 +152,7 @@ def onnx_metadata(class_names: Sequence[str] | None = None, *, output_stride: in
     """What a deployment of an exported segmentation model needs to know, as :func:`export_onnx`'s ``metadata``:
     the input's normalisation (``x = (rgb / 255 - mean) / std`` per channel, RGB order, (N, 3, H, W) float32),
     the output (logits (N, classes, H, W): the class of a pixel is their argmax), the class names in label
-    order and the output stride, each value JSON text.
+    order and the output stride: ``input`` and ``output`` as prose, the others as JSON text.
 
     >>> sorted(onnx_metadata(["background", "car"], output_stride=8))
     ['class_names', 'input', 'mean', 'output', 'output_stride', 'std']
