@@ -557,6 +557,10 @@ def test_the_help_gives_each_training_default_and_a_bad_value_a_readable_error(c
     assert "--aux-loss" in help_of["aux_weight"] and "aux_loss" not in help_of["aux_weight"]  # the flag, not the field
     assert "off: smaller images" in help_of["pad_to_crop"]
     assert "DEEPLAB_EDU_CAMVID" in help_of["data_root"]
+    from deeplab_edu.viz.images import IMAGENET_MEAN, IMAGENET_STD
+
+    onnx_help = " ".join(next(a for a in subparsers["export"]._actions if a.dest == "onnx").help.split())
+    assert ", ".join(map(str, IMAGENET_MEAN)) in onnx_help and ", ".join(map(str, IMAGENET_STD)) in onnx_help
     for command in ("eval", "predict", "export"):
         checkpoint = next(a for a in subparsers[command]._actions if a.dest == "checkpoint")
         assert "model file" in checkpoint.help and "run's folder" in checkpoint.help, command
