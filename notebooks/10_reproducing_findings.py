@@ -103,6 +103,13 @@ print(config.profile_line(with_device=True))
 # %% [markdown]
 # ## 1. One set of runs
 #
+# The findings come in groups, one per mechanism, each finding named by its group's letter: (a) the
+# training output stride, (b) the evaluation strategy (output stride, multi-scale inputs, flipping), (c) image
+# pooling, (d) the decoder, (e) multi-grid, (f) the dense CRF, (g) chapter 08's phase 2 at output stride 8.
+# Most measure the mIoU; a few measure one class's IoU, the mIoU in a trimap band (chapter 09), or the
+# *car/boat confusion* (c2, c5): the share of car and boat pixels given the other vehicle's class, lower
+# being better.
+#
 # Every finding compares two *arms*, trained with the course's `cpu` recipe (`tiny_resnet`, easy
 # scenes, 96-pixel crops, fitted ASPP rates, AdamW, 800 iterations) and differing in what the
 # finding is about: the model (DeepLabv3 against v3+ or v2) or one setting of DeepLabv3 (where the
@@ -176,11 +183,13 @@ display(markdown_table(view_rows))
 #   matrices, compute the difference; the interval is the 2.5th to 97.5th percentile of the 2000
 #   differences. It includes both sources of variation, but three seeds drawn with replacement
 #   make only ten distinct draws, and their spread understates how uncertain a mean of three
-#   seeds is (resampling three values shrinks their variance by a third, and three values
-#   estimate it poorly);
+#   seeds is (resampling $n$ values gives means whose variance is $(n - 1)/n$ of what $s^2/n$
+#   estimates, two thirds for three, and three values estimate it poorly);
 # - so a second **95 % interval over seeds** uses the three per-seed differences alone: their
-#   mean $\pm\, t \cdot s / \sqrt{3}$, with Student's $t = 4.30$ for two degrees of freedom and $s$
-#   their standard deviation (the heavy tails of $t$ are the price of estimating $s$ from three);
+#   mean $\pm\, t \cdot s / \sqrt{3}$, with Student's $t = 4.30$ for $n - 1 = 2$ degrees of freedom and
+#   $s$ their standard deviation (the heavy tails of $t$ are the price of estimating $s$ from three).
+#   It sees only how the seeds differ: where they agree closely but the scenes vary a lot, it can be
+#   the narrower of the two, so the verdict asks both;
 # - a finding is **reproduced** when both intervals exclude zero in the paper's direction,
 #   **opposite** when both exclude zero the other way, **not resolved** otherwise (for group (g),
 #   which the paper does not test, "the paper's direction" is the course's expectation: that
@@ -392,7 +401,7 @@ with config.text_checks():
 # paper's to many times it (the line "sizes" under the table). The large ones come from an easier
 # data set and from baselines this recipe leaves weak: DeepLabv3 trained at output stride 16 and
 # evaluated at 8 (finding b1) is the baseline of the decoder's d1 and of b2, so those gains partly
-# make up its loss (chapter 09 measures the decoder at 16 too, finding d4). **The order of the
+# make up its loss (the decoder's own record, the table after the main one, measures it at 16 too: finding d4). **The order of the
 # models:** DeepLab v2 scores above this course's DeepLabv3 (the line "the models"), the papers'
 # order reversed. v2 trains and evaluates at output stride 8, and this recipe's DeepLabv3 trains at
 # 16, where it scores less at either evaluation stride; trained and evaluated at 8 like v2 (finding
@@ -468,7 +477,8 @@ if colour is not None:
 # %% [markdown]
 # The reading does not hold, or hardly: with a colour per object instead of one per class, the same
 # CRF scores about half a point of mIoU less, which only the interval over seeds tells from zero
-# (f3, not resolved), and about two points less in the 1-px band (f4). With a colour per object it
+# (f3, not resolved), and about two points less in the 1-px band (f4; its "reproduced" says only that the
+# direction the reading predicts held there, not that the reading explains the CRF's gain). With a colour per object it
 # still gains most of what it gains on the scenes as drawn (the lines above). So the kernel's gain
 # here does not come from like-coloured objects of one class. What the control leaves is what each
 # region shares with itself: its colour edges, and its own pixels far apart in the large objects
@@ -591,14 +601,19 @@ def sentence(text: str) -> str:
 
 if recorded is not None:
     blocks = []  # one per group of findings: its explanation (when the group shares one), then a bullet each
-    both = sorted([*zip(measured, table), *zip(extra, extra_table)],
-                  key=lambda fr: findings.FINDINGS.index(fr[0]))  # (d4), from its own record, in its place
+    # by group (a, b, c, ...), each group's findings in their order: c4-c6, listed after group d, join c1-c3
+    first_of_group = {}
+    for index, f in enumerate(findings.FINDINGS):
+        first_of_group.setdefault(f.key[0], index)
+    both = sorted([*zip(measured, table), *zip(extra, extra_table)],  # (d4), from its own record, in its place
+                  key=lambda fr: (first_of_group[fr[0].key[0]], findings.FINDINGS.index(fr[0])))
     for group, members in itertools.groupby(both, key=lambda fr: fr[0].key[0]):
         members = list(members)
         lines = [f"**({', '.join(f.key for f, _ in members)})** {sentence(WHY[group])}", ""] if group in WHY else []
         for f, r in members:
             lines.append(f"- **({f.key}) {f.title}**: {r['baseline (%)']} -> {r['variant (%)']} "
-                         f"({r['difference (points)']:+.2f} points, 95 % interval {r['95% interval']}), "
+                         f"({r['difference (points)']:+.2f} points; 95 % intervals: bootstrap {r['95% interval']}, "
+                         f"over seeds {r['95% interval over seeds']}), "
                          f"*{r['verdict']}*; paper: {r['paper (mIoU %)']} ({f.source}). "
                          + (f"{sentence(f.note)}. " if f.note else "")
                          + (sentence(WHY[f.key]) if f.key in WHY else "")
@@ -706,7 +721,7 @@ if recorded is not None:
     resumed = sorted(run for run, runs in trained_by.items() if len(runs) > 1)
     print(f"the record's {len(trained_by)} runs were trained at {len({p['commit'] for p in stretches})} commits on "
           f"{', '.join(sorted({str(p['cpu']) for p in stretches}))}"
-          + (f"; {len(resumed)} of them were resumed partway ({', '.join(resumed)}; the record gives each stretch's "
+          + (f"; {len(resumed)} of them were resumed partway ({'; '.join(resumed)}; the record gives each stretch's "
              "commit)" if resumed else ""))
 if profile != "cpu":
     print(f"the record was made with the cpu profile; the '{profile}' runs are not compared with it.")
@@ -766,7 +781,7 @@ with config.text_checks():
 # The image-pooling findings (c) are not resolved at either stride: on these scenes image pooling
 # changes nothing that three seeds resolve, and the same arms trained again (for the record of c4-c6)
 # moved its mIoU change at output stride 8 from +0.38 (c3 in section 3's table) to -0.09 points (the
-# same finding computed from the record of c4-c6; the hidden check below reads both). That says
+# same finding computed from the record of c4-c6; the first line under the next cell prints both). That says
 # something about these scenes, not about image pooling (section 4 said why: the network's
 # convolutions reach a vehicle's surroundings on their own), and more seeds of the same design could
 # at best pin down a small effect. To see what a component is *for*, design an experiment in which
@@ -798,12 +813,20 @@ def arm_rows(per_seed):  # one table row per arm: the mean and standard deviatio
             for arm, values in per_seed.items()]
 
 
+context_record = other_records.get("findings_context_cpu")  # section 3 read it
+if recorded is not None and context_record is not None:  # c3 in each of the two records that trained these arms
+    c3 = [f for f in findings.FINDINGS if f.key == "c3"]
+    c3_changes = [findings.findings_table(r.matrices, c3, n_boot=10)[0]["difference (points)"]
+                  for r in (recorded, context_record)]
+    print(f"image pooling's mIoU change at output stride 8 (c3): {c3_changes[0]:+.2f} points in the main record, "
+          f"{c3_changes[1]:+.2f} in the record of c4-c6 (the same arms trained again)")
 started = time.perf_counter()
 reach = context_reach.reach_experiment(config.choose(smoke=(0, 1), cpu=(0, 1, 2), gpu=(0, 1, 2)),
                                        steps=config.choose(smoke=20, cpu=200, gpu=200),
                                        val_scenes=config.choose(smoke=10, cpu=100, gpu=100))
 reach_seconds = time.perf_counter() - started
-print(f"{len(reach.matrices) * len(reach.seeds)} trainings and their scoring took {reach_seconds:.0f} s")
+trainings = len(reach.matrices) * len(reach.seeds)
+print(f"{trainings} trainings and their scoring took {reach_seconds:.0f} s ({reach_seconds / trainings:.0f} s each)")
 # which input pixels can change the output at a far vehicle's centre (chapter 04's footprint)?
 probe_size = reach.val["far"].images.shape[-1]
 footprint = {arm: int(context_reach.probe_footprint(reach.models[arm], probe_size).sum())
@@ -862,11 +885,7 @@ with config.text_checks():
         named = [per_seed[a]["mIoU"] for a in ("far, with image pooling", "near, with image pooling", "near, without")]
         assert all((v > 97).all() for v in named), named  # "the vehicles are named right" (near: by both arms)
     # the prose's two records of image pooling's mIoU change at output stride 8 (c3): +0.38, then -0.09 retrained
-    context_record = other_records.get("findings_context_cpu")  # section 3 read it
     if recorded is not None and context_record is not None:
-        c3 = [f for f in findings.FINDINGS if f.key == "c3"]
-        c3_changes = [findings.findings_table(r.matrices, c3, n_boot=10)[0]["difference (points)"]
-                      for r in (recorded, context_record)]
         assert c3_changes == [0.38, -0.09], c3_changes
 
 # %% [markdown]
@@ -1090,7 +1109,7 @@ if recorded is not None:
 # explain in one sentence what you see, and test your explanation with chapter 02's map of where an
 # output's gradient comes from (Luo et al.'s): after
 # `from deeplab_edu.effective_receptive_field import effective_receptive_field, row_share`,
-# `erf = effective_receptive_field(model, 96)` maps a model (a 96 x 96 input holds its whole field), and
+# `erf = effective_receptive_field(model, 96, samples=8)` maps a model (a 96 x 96 input holds its whole field), and
 # `row_share(erf, g + 1, 30)` is the share of the map in the rows $g + 1$ to 30 pixels above or below the
 # output: where the band lies from the vehicle's nearest pixel (the band lies below it; the map is nearly
 # symmetric, so both sides are counted). Map each network right after building it and again after
@@ -1145,8 +1164,9 @@ after = [a for _, a in band_share]
 others = " and ".join(f"{a:.1f}" for seed, a in enumerate(after) if seed != best)
 lines_10_4.append(
     f"The field reaches {reach_px} pixels and the vehicle is {context_reach.VEHICLE_ROWS} rows tall: gap at most "
-    f"{widest}. At that gap no seed names the vehicles (the best reaches {max(edge_miou):.1f} %, against 100 % in "
-    f"section 8, whose gaps stop at {context_reach.MID_GAP[1]}): the vehicle's pixels lie {widest + 1} to "
+    f"{widest}. At that gap no seed names the vehicles as section 8's network did (the best reaches "
+    f"{max(edge_miou):.1f} %, against a guess's 73 % and 100 % in section 8, whose gaps stop at "
+    f"{context_reach.MID_GAP[1]}): the vehicle's pixels lie {widest + 1} to "
     f"{reach_px} pixels from the band, in the outer rows of the field, which few paths reach. Luo et al.'s map "
     f"measures how little gradient flows from there: before training, rows {band_rows[0]} to {band_rows[1]} "
     f"pixels away draw {np.mean([b for b, _ in band_share]):.1f} % of an output's gradient, though they are "

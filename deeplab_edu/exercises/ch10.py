@@ -290,7 +290,8 @@ value_exercise(
          "48 // 6 = 8 rows tall (shore_scenes).",
     key_note="explain, e.g.: at that gap the vehicle's pixels lie in the field's outer rows, from which little "
              "gradient flows (Luo et al.'s map: under 2 % of an output's gradient, from a quarter of the field's "
-             "rows), so no seed names the vehicles in 200 steps: within the field is necessary, not sufficient",
+             "rows), so no seed names the vehicles as reliably as section 8's in 200 steps: within the field is "
+             "necessary, not sufficient",
 )
 
 
