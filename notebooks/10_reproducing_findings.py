@@ -113,7 +113,8 @@ print(config.profile_line(with_device=True))
 # Every finding compares two *arms*, trained with the course's `cpu` recipe (`tiny_resnet`, easy
 # scenes, 96-pixel crops, fitted ASPP rates, AdamW, 800 iterations) and differing in what the
 # finding is about: the model (DeepLabv3 against v3+ or v2) or one setting of DeepLabv3 (where the
-# training output stride changes, the evaluation stride follows it). The preset itself trains
+# training output stride changes, the evaluation stride follows it: the preset evaluates at 8, so only the
+# arm trained at 32 lists an evaluation stride of its own). The preset itself trains
 # DeepLabv3+, so the table below lists for each arm what it sets differently, the model included.
 # The two arms of group (g) instead fine-tune the `v3` run of their seed for 100 more iterations,
 # as chapter 08's phase 2 and its control do, and differ in the output stride they train at.
@@ -433,7 +434,9 @@ with config.text_checks():
 # new colour, drawn at random. In the view "colours per class" all the regions of a class take one
 # colour; in "colours per object" each region draws its own. Regions of different classes get
 # independent colours in both views, so the scores, the parameters and the edges between classes
-# are alike: only whether a class's objects share a colour differs.
+# are alike: only whether a class's objects share a colour differs. The figure shows two scenes, each
+# in the three views (the images), each above its true mask, the same three times (recolouring changes
+# the image the CRF sees, not the labels).
 
 # %%
 from deeplab_edu.crf_eval import recolour_objects
@@ -544,7 +547,10 @@ WHY = {
     "c": "image pooling gives every position the average of the whole map (chapter 04). Here the teaching "
          f"network's receptive field ({rf} px, chapter 02's recurrences) already covers a whole "
          f"{scene_px}-px scene, so its convolutions can also reach the land or water around a vehicle; "
-         "image pooling is a shortcut there, not the only path.",
+         "image pooling is a shortcut there, not the only path. *Can* reach: a field's outer pixels weigh "
+         "little in its output (chapter 02's effective field; exercise 10.4 measures how little), so within "
+         "the field is necessary, not sufficient, and these records cannot say how much the convolutions use "
+         "that context.",
     "d": "the decoder predicts on the stride-4 grid of the low-level features (chapter 09): thin wires and "
          "boundaries that no stride-8 or stride-16 grid can draw.",
     "e": "multi-grid gives the three units of block 4 growing rates, (2, 4, 8) instead of (2, 2, 2) at "
@@ -673,6 +679,20 @@ if recorded is not None and findings.measurable(recorded.matrices, [separable_as
           f"over seeds {sep['95% interval over seeds']}")
 else:
     print("this record holds no run of the arm 'v3, separable ASPP'")
+
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# what the prose below says: both intervals include zero
+with config.text_checks():
+    if recorded is not None and findings.measurable(recorded.matrices, [separable_aspp]):
+        for column in ("95% interval", "95% interval over seeds"):
+            low, high = (float(v) for v in sep[column].strip("[]").split(", "))
+            assert low < 0 < high, (column, sep[column])
+
+# %% [markdown]
+# Both intervals include zero (the line above): on these scenes the separable ASPP changes the mIoU by less
+# than three seeds can tell, as the paper's "similar mIOU performance" leads one to expect, at a fraction of
+# the weights. An interval that includes zero is consistent with the claim; it does not show the two equal
+# (a difference smaller than the interval's half-width could still be there).
 
 # %% [markdown]
 # ## 5. Your run against the record
