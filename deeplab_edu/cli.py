@@ -348,7 +348,8 @@ def _window(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"a window's side in pixels, a whole number, got {text!r}") from None
     if value < MIN_WINDOW:
-        raise argparse.ArgumentTypeError(f"a sliding window of {value} pixels is too small to predict from (at output "
+        raise argparse.ArgumentTypeError(f"a sliding window of {value} pixel{'' if value == 1 else 's'} is too small "
+                                         "to predict from (at output "
                                          f"stride 16 it gives a map of {max(value // 16, 0)} cells a side): use at "
                                          f"least {MIN_WINDOW}, or leave --crop-size out (each image whole)")
     return value
@@ -402,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(DeepLabv3 sec. 4.2; default: 1)")
     ev.add_argument("--flip", action="store_true", help="also average over left-right flipped inputs")
     ev.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
-                    help="the network's output stride at inference (DeepLabv3 sec. 4.2, Table 4: 8 is slower and "
+                    help="the network's output stride at inference (DeepLabv3 Tables 4 and 6: 8 is slower and "
                          "more accurate than 16); default: the run's eval_output_stride (what its validation used), "
                          "else its training output stride")
     ev.add_argument("--crop-size", type=_window, help="side in pixels of a sliding window for images larger than it (less "
@@ -1237,7 +1238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             several = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")  # under torchrun
             where = f"[rank {os.environ.get('RANK', '?')}] " if several else ""
             name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
-            hint = f" ({DEBUG_ENV}=1 shows the traceback)" if type(err) is RuntimeError else ""
+            # a RuntimeError, or an import that fails for another reason than a missing optional package: a bug to show
+            unexpected = type(err) is RuntimeError or (isinstance(err, ImportError) and "pip install" not in str(err))
+            hint = f" ({DEBUG_ENV}=1 shows the traceback)" if unexpected else ""
             if args.command == "train":
                 hint += _flag_of_setting(original_message(err))
             print(f"{where}deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)

@@ -574,7 +574,7 @@ def test_the_help_gives_each_training_default_and_a_bad_value_a_readable_error(c
         (["predict", "--checkpoint", "run", "a.png", "--scales", "nan"], "a scale must be a positive, finite number"),
         # a practitioner's trial: predict --crop-size 1 ran one-pixel windows and exited 0
         (["predict", "--checkpoint", "run", "a.png", "--crop-size", "1"],
-         "argument --crop-size: a sliding window of 1 pixels is too small to predict from"),
+         "argument --crop-size: a sliding window of 1 pixel is too small to predict from"),
         (["eval", "--checkpoint", "run", "--crop-size", "0"], "use at least 32, or leave --crop-size out"),
     ]:
         with pytest.raises(SystemExit):
@@ -1219,6 +1219,7 @@ def test_a_missing_optional_package_is_one_line_before_anything_is_written(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs onnx, not installed here: pip install onnx" in err[0], err
+    assert "DEEPLAB_EDU_DEBUG" not in err[0]  # a missing optional package is no bug: no traceback to offer
     assert not (tmp_path / "m.pt").exists()
     with pytest.raises(ConfigError, match="needs the tensorboard package, not installed here: pip install tensorboard"):
         load_config("smoke", {"tensorboard": True, "out_dir": str(tmp_path / "run")})
@@ -1238,6 +1239,7 @@ def test_a_missing_optional_package_is_one_line_before_anything_is_written(
     assert main(["check-data", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No module named 'yaml'" in err[0] and "pip install" not in err[0], err
+    assert "DEEPLAB_EDU_DEBUG=1 shows the traceback" in err[0]  # not an optional package: maybe a broken install
 
 
 def test_a_settings_error_of_train_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -65,7 +65,7 @@ class TrainConfig:
     #: for v1 and v2, as their papers, unless it is set).
     output_stride: int = 16
     #: Output stride for validation and evaluation (``None``: the training one). DeepLabv3 trains at
-    #: 16 and evaluates at 8 (sec. 4.2, Table 4).
+    #: 16 and evaluates at 8 (its Tables 4 and 6, for the cascaded model and for ASPP).
     eval_output_stride: int | None = 8
     #: ``True``: torchvision's ImageNet weights (downloaded once); a path: a local ``.pth`` copy; ``False``: random.
     pretrained_backbone: bool | str | os.PathLike[str] = False
