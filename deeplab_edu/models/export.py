@@ -134,16 +134,9 @@ def export_onnx(
             )
         if program is None:  # only the legacy (dynamo=False) exporter returns nothing
             raise RuntimeError("torch.onnx.export returned no ONNX program")
+        program.model.metadata_props.update({str(k): str(v) for k, v in (metadata or {}).items()})  # saved with it
         with atomic_path(path) as tmp:
             program.save(str(tmp))
-            if metadata:
-                import onnx
-
-                proto = onnx.load(str(tmp))
-                for key, value in metadata.items():
-                    entry = proto.metadata_props.add()
-                    entry.key, entry.value = str(key), str(value)
-                onnx.save(proto, str(tmp))
     return Path(path)
 
 
