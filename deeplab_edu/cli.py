@@ -42,6 +42,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from .engine.config import flag_of  # torch-free, as every import at the top of this module (build_parser reads it)
+
 if TYPE_CHECKING:
     from .engine.config import TrainConfig
 
@@ -201,7 +203,7 @@ def _field_comments(cls: type) -> dict[str, str]:
     def as_typed(match: re.Match[str]) -> str:
         """A ``name`` in a comment as a user of the command line types it: a field as its flag."""
         word = match.group(1)
-        return "--" + word.replace("_", "-") if word in names else words.get(word, word)
+        return flag_of(word) if word in names else words.get(word, word)
 
     comments: dict[str, str] = {}
     pending: list[str] = []
@@ -243,7 +245,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     comments = _field_comments(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag = flag_of(f.name)
         t = hints[f.name]
         help_ = (_TRAIN_HELP[f.name].format(**choices) if f.name in _TRAIN_HELP else
                  comments.get(f.name, "").replace("%", "%%") or None)
@@ -267,7 +269,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=base, default=None, help=help_)
     model = p.add_argument_group("the model's architecture (build_model arguments, kept in model_kwargs)")
     for name, help_ in _MODEL_FLAGS.items():
-        flag = "--" + name.replace("_", "-")
+        flag = flag_of(name)
         if name == "multi_grid":
             model.add_argument(flag, nargs="+", type=int, default=None, metavar="RATE", help=help_)
         else:
@@ -533,7 +535,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         given = overrides.get("model_kwargs") or {}
         clash = sorted(k for k in flags if k in given and given[k] != flags[k])
         if clash:
-            raise ConfigError(f"--{clash[0].replace('_', '-')} and --model-kwargs give {clash[0]} two values "
+            raise ConfigError(f"{flag_of(clash[0])} and --model-kwargs give {clash[0]} two values "
                               f"({flags[clash[0]]!r} and {given[clash[0]]!r}); give one")
         overrides["model_kwargs"] = {**cfg.model_kwargs, **flags}
         cfg = load_config(args.preset, overrides, config=args.config)
@@ -604,7 +606,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"note: the settings (--preset or --config) set device {cfg.device}, which comes before "
               f"{DEVICE_ENV_VAR}={wanted}; --device {wanted} trains there", file=sys.stderr)
     if args.preset and "iterations" in given and is_main():  # a preset's short intervals, kept for a longer run
-        often = [f"--{name.replace('_', '-')} {every}" for name in ("eval_every", "ckpt_every")
+        often = [f"{flag_of(name)} {every}" for name in ("eval_every", "ckpt_every")
                  if name not in given and (every := getattr(cfg, name)) * 50 < cfg.iterations]
         if often:
             print(f"note: the preset '{args.preset}' keeps {' and '.join(often)} for {cfg.iterations} iterations: a "
@@ -1027,7 +1029,7 @@ def _bench(args: argparse.Namespace) -> int:
     if unused:
         readers = {name: ", ".join(m for m, flags in BENCH_MODE_FLAGS.items() if name in flags) for name in unused}
         raise ValueError(f"the {args.mode} mode does not read "
-                         + "; ".join(f"--{name.replace('_', '-')} (read by: {readers[name]})" for name in unused))
+                         + "; ".join(f"{flag_of(name)} (read by: {readers[name]})" for name in unused))
     given = {name: getattr(args, name) for name in used if getattr(args, name) is not None}
     if args.repeats is not None:
         given["rounds" if args.mode in ("pipeline", "loader") else "repeats"] = args.repeats
@@ -1263,7 +1265,7 @@ def _flag_of_setting(message: str) -> str:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     for match in re.finditer(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*)\b(?=[= ])", message):
         setting = match.group(1)
-        flag = "--" + setting.replace("_", "-")
+        flag = flag_of(setting)
         if setting in names and ("_" in setting or message[match.end():].startswith("=")) and flag not in message:
             return f" (the setting {setting} is the flag {flag})"
     return ""

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES, unknown_model
 
 __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_DEFAULTS", "list_presets",
-           "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config"]
+           "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config",
+           "flag_of"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 #: ``torch.compile`` modes ``TrainConfig.compile_mode`` accepts.
@@ -41,6 +42,12 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 class ConfigError(ValueError):
     """A setting (or combination of settings) that cannot work; the message names it."""
+
+
+def flag_of(setting: str) -> str:
+    """The command-line flag of a setting (a :class:`TrainConfig` field, or any argument's name):
+    ``flag_of("crop_size")`` is ``"--crop-size"``."""
+    return "--" + setting.replace("_", "-")
 
 
 @dataclass
@@ -591,7 +598,7 @@ def validate(cfg: TrainConfig) -> None:
             if getattr(cfg, name) not in (None, 8):
                 raise ConfigError(f"{name}={getattr(cfg, name)} with vgg16: DeepLab's VGG-16 (v1/v2) is built "
                                   "at output stride 8 only (pool4/pool5 have stride 1, fc6 is atrous): "
-                                  f"set {name}=8 (--{name.replace('_', '-')} 8)")
+                                  f"set {name}=8 ({flag_of(name)} 8)")
     if cfg.atrous_rates not in ("paper", "fit"):
         try:
             rates = [int(r) for r in str(cfg.atrous_rates).split(",")]
@@ -742,7 +749,7 @@ def _check_model_kwargs(kwargs: Any) -> None:
         if key in _OWN_SETTINGS:
             own = _OWN_SETTINGS[key]
             raise ConfigError(f"model_kwargs: {key} is a setting of its own, not a model_kwargs entry"
-                              + (f"; set {own} (--{own.replace('_', '-')})" if own else " (it comes from the data set)"))
+                              + (f"; set {own} ({flag_of(own)})" if own else " (it comes from the data set)"))
         if key not in params:
             known = sorted(set(params) - set(_OWN_SETTINGS))
             raise ConfigError(f"model_kwargs: unknown build_model argument {key!r}; known: {', '.join(known)}")
