@@ -1,4 +1,5 @@
-"""The names the package accepts: models, backbones, output strides, data sets and optimisers.
+"""The names the package accepts: models, backbones, output strides, data sets and optimisers; and the
+optional packages some of its features need (:func:`require_packages`).
 
 One torch-free module, so that the settings' checks (:func:`deeplab_edu.engine.config.validate`)
 and the command line's ``--help`` list them without importing torch; the modules that build each
@@ -9,7 +10,8 @@ import their names from here.
 
 from __future__ import annotations
 
-__all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "unknown_model"]
+__all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "OPTIONAL_PACKAGES", "unknown_model",
+           "require_packages"]
 
 #: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -21,6 +23,25 @@ OUTPUT_STRIDES = (8, 16, 32)
 DATASETS = ("procedural", "voc", "camvid", "cityscapes", "folder")
 #: The optimisers the engine builds (:func:`~deeplab_edu.engine.schedule.build_optimizer`).
 OPTIMIZERS = ("sgd", "adamw")
+#: The optional packages (the ``dev`` extra) a feature imports, by module name: their ``pip install`` names.
+OPTIONAL_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
+                     "tensorboard": "tensorboard", "segmentation_models_pytorch": "segmentation-models-pytorch"}
+
+
+def require_packages(*modules: str, what: str) -> None:
+    """Check, without importing them, that ``modules`` are installed (before the work that needs them).
+
+    Raises:
+        ImportError: naming every missing module, ``what`` needs it, and the ``pip install`` that installs it
+            (:data:`OPTIONAL_PACKAGES`' name where it has one).
+    """
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        names = " ".join(OPTIONAL_PACKAGES.get(m, m) for m in missing)
+        raise ImportError(f"{what} needs {' and '.join(missing)}, not installed here: pip install {names} "
+                          "(or the package's dev extra: pip install -e '.[dev]')")
 
 
 def unknown_model(name: object) -> str:

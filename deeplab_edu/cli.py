@@ -177,10 +177,6 @@ _TRAIN_HELP = {
     "progress": "{progress}",
 }
 
-#: The optional packages (the ``dev`` extra) a command may import, by module: their ``pip install`` names.
-OPTIONAL_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
-                     "tensorboard": "tensorboard", "segmentation_models_pytorch": "segmentation-models-pytorch"}
-
 #: Help shared by the flags of the same name in several commands.
 _PROGRESS_HELP = "show the progress bar (--no-progress: none, e.g. in a log file)"
 _WORKERS_HELP = ("DataLoader worker processes (default: the cores of this process less one, at most 8; 0: load in "
@@ -968,9 +964,9 @@ def _export(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} {target} names a training checkpoint of a run ({Path(target).parent}): write "
                              "the model file outside the run's checkpoints folder")
     if args.onnx:  # before anything is written: a missing exporter must not leave the model file half the job
-        from .models.export import _require
+        from .choices import require_packages
 
-        _require("onnx", "onnxscript", what="export --onnx (torch.onnx.export)")
+        require_packages("onnx", "onnxscript", what="export --onnx (torch.onnx.export)")
     state = load_checkpoint(args.checkpoint)  # read once for both files
     if args.out:
         replaced = ", replacing the file there" if Path(args.out).exists() else ""
@@ -1229,6 +1225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: e.g. a folder not writable
             if os.environ.get(DEBUG_ENV):
                 raise
+            from .choices import OPTIONAL_PACKAGES
             missing = err.name.split(".")[0] if isinstance(err, ModuleNotFoundError) and err.name else ""
             if missing in OPTIONAL_PACKAGES and "pip install" not in str(err):
                 err = ModuleNotFoundError(f"{err} (an optional package this command needs: pip install "

@@ -268,7 +268,7 @@ def test_an_api_trials_odd_calls_get_clear_messages(monkeypatch: pytest.MonkeyPa
     from deeplab_edu.metrics import ConfusionMatrix
     from deeplab_edu.models import build_model
     from deeplab_edu.models.backbones import at_output_stride
-    from deeplab_edu.models.export import _require
+    from deeplab_edu.choices import require_packages
 
     tv = tvseg.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).eval()
     with pytest.raises(TypeError, match="floating point"):  # was "expected scalar type Byte but found Float"
@@ -304,7 +304,7 @@ def test_an_api_trials_odd_calls_get_clear_messages(monkeypatch: pytest.MonkeyPa
         DenseCRF(method="fast")  # type: ignore[arg-type]
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
     with pytest.raises(ImportError, match="export_onnx needs onnx and onnxscript"):
-        _require("onnx", "onnxscript", what="export_onnx")
+        require_packages("onnx", "onnxscript", what="export_onnx")
 
 
 def test_gallery_error_map_and_state_dict_conversion_name_their_mismatches() -> None:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..choices import require_packages
 from ..inference import eval_mode
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 
@@ -84,16 +85,6 @@ def _dynamic_shapes(dynamic: bool) -> Any:
     return ({0: n, 2: h, 3: w},)
 
 
-def _require(*modules: str, what: str) -> None:
-    """Raise an ImportError naming every missing module of ``modules`` and the command that installs them."""
-    import importlib.util
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ImportError(f"{what} needs {' and '.join(missing)}, not installed here: pip install {' '.join(missing)} "
-                          "(or the package's dev extra: pip install -e '.[dev]')")
-
-
 def export_onnx(
     model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, *, dynamic: bool = True,
     metadata: Mapping[str, str] | None = None,
@@ -121,7 +112,7 @@ def export_onnx(
         ImportError: ``onnx`` or ``onnxscript``, which torch's exporter needs, is not installed (the
             ``dev`` extra holds them; ``pip install onnx onnxscript``).
     """
-    _require("onnx", "onnxscript", what="export_onnx (torch.onnx.export)")
+    require_packages("onnx", "onnxscript", what="export_onnx (torch.onnx.export)")
     with eval_mode(model):  # its training mode restored afterwards, also when the export fails
         wrapped = LogitsOnly(model).eval()
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it prints its progress
@@ -177,7 +168,7 @@ def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.n
         FileNotFoundError: no file exists at ``path``.
         ImportError: ``onnxruntime`` is not installed (the ``dev`` extra holds it; ``pip install onnxruntime``).
     """
-    _require("onnxruntime", what="run_onnx")
+    require_packages("onnxruntime", what="run_onnx")
     import onnxruntime as ort
 
     if not Path(path).is_file():
