@@ -731,6 +731,10 @@ def _eval(args: argparse.Namespace) -> int:
                          "under the wrong names; evaluate on data labelled like the training set")
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     _cpu_threads(args, dev)  # --threads, or the note on a busy CPU: after every check that fails at once
+    images = min(len(ds), args.limit) if args.limit else len(ds)
+    where = args.data_root or cfg.get("data_root")
+    print(f"scoring {checkpoint} on {cfg['dataset']} {args.split} ({images} image{'s' * (images != 1)}"
+          f"{f', {where}' if where else ''})")  # what the numbers below score, before the wait
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev, progress=args.progress)
     print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
           f"fwIoU {100 * m['fw_iou']:.2f}%")
@@ -740,7 +744,7 @@ def _eval(args: argparse.Namespace) -> int:
         by_name = {"iou_by_class": dict(zip(names, m["iou"]))} if names and len(names) == len(m["iou"]) else {}
         scored = {"checkpoint": str(checkpoint), "dataset": cfg["dataset"], "split": args.split,
                   "data_root": args.data_root or cfg.get("data_root"),
-                  "images": min(len(ds), args.limit) if args.limit else len(ds)}  # what the numbers score
+                  "images": images}  # what the numbers score
         record = _nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
         write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)
         print(f"metrics written to {args.json}")
@@ -805,7 +809,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .atomic import atomic_path
     from .config import resolve_device
-    from .data.io import load_image
+    from .data.io import has_transparency, load_image
     from .data.own import IMAGE_SUFFIXES, image_files
     from .data.transforms import normalize
     from .inference import Strategy, load_run, predict
@@ -882,7 +886,7 @@ def _predict(args: argparse.Namespace) -> int:
                               "of the same name; give another --out, or --overwrite to replace them")
     flat_palette = [c for rgb in palette for c in rgb]
     failed: list[str] = []
-    warned_large = False
+    warned_large = warned_alpha = False
     # one switch for the folder (a stride the model cannot run at fails here, before any file is read)
     with at_output_stride(model, strategy.output_stride):
         _cpu_threads(args, dev)  # --threads, or the note on a busy CPU: after every check that fails at once
@@ -895,6 +899,10 @@ def _predict(args: argparse.Namespace) -> int:
                 failed.append(str(err))  # one unreadable file does not stop a folder
                 print(f"skipped: {err}", file=sys.stderr)
                 continue
+            if not warned_alpha and has_transparency(f):  # once per call, as the large-image note
+                warned_alpha = True
+                print(f"note: {f.name} has transparency (an alpha channel); it is dropped: the colours stored under "
+                      "its transparent pixels are predicted as they are", file=sys.stderr)
             if strategy.crop_size is None and x.shape[1] * x.shape[2] > LARGE_IMAGE_PIXELS and not warned_large:
                 warned_large = True  # once per call: a camera's photos are all alike
                 print(f"note: {f.name} is {x.shape[2]} x {x.shape[1]} pixels; predicting it whole may take several GB "

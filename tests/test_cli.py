@@ -175,6 +175,7 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert saved["strategy"]["flip"] and len(saved["iou"]) == 8 and all(v is None or 0 <= v <= 1 for v in saved["iou"])
     assert saved["split"] == "val" and saved["dataset"] == "procedural" and saved["images"] == 2  # what it scores
     assert list(saved["iou_by_class"].values()) == saved["iou"] and len(saved["iou_by_class"]) == 8  # named too
+    assert "on procedural val (2 images)" in out_text  # what is scored, named before the metrics
     assert "MS + Flip: mIoU" in out_text and "OS " in out_text  # the run's evaluation output stride, named
     # the checkpoint file scored, not the folder given; the file's writing said (a trial)
     assert Path(saved["checkpoint"]).parent == run / "checkpoints" and Path(saved["checkpoint"]).suffix == ".pt"
@@ -1251,3 +1252,29 @@ def test_a_settings_error_of_train_names_the_flag(tmp_path: Path, capsys: pytest
     assert "(the setting amp is the flag --amp)" in capsys.readouterr().err
     assert main(["train", "--out-dir", "README.md"]) == 2
     assert "the setting" not in capsys.readouterr().err  # "out_dir (--out-dir)" names it already
+
+
+def test_predict_says_once_that_transparency_is_dropped(tmp_path: Path, checkpoint: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """An RGBA photo (a cut-out saved as PNG) is read without its alpha channel: the colours under its
+    transparent pixels are predicted. predict says so once per call, naming the first such file."""
+    from deeplab_edu.data.io import has_transparency
+
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 24, 4), dtype=np.uint8)
+    Image.fromarray(pixels[..., :3]).save(images / "a_opaque.png")
+    for name in ("b_cutout.png", "c_cutout.png"):
+        Image.fromarray(pixels, "RGBA").save(images / name)
+    keyed = Image.fromarray(pixels[..., :3])  # an RGB PNG with a transparent colour (tRNS), no alpha channel
+    keyed.info["transparency"] = tuple(int(v) for v in pixels[0, 0, :3])
+    keyed.save(images / "d_keyed.png", transparency=keyed.info["transparency"])
+    assert [has_transparency(images / n) for n in ("a_opaque.png", "b_cutout.png", "d_keyed.png")] == [False, True, True]
+    assert not has_transparency(tmp_path / "missing.png")  # loading it names the problem
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(checkpoint), str(images / "a_opaque.png"), "--out", str(tmp_path / "p1")]) == 0
+    assert "transparency" not in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(checkpoint), str(images), "--out", str(tmp_path / "p2")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("has transparency") == 1 and "note: b_cutout.png has transparency" in err, err
+    assert len(list((tmp_path / "p2").glob("*_mask.png"))) == 4

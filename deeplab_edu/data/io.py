@@ -65,6 +65,7 @@ __all__ = [
     "DatasetNotFoundError",
     "load_image",
     "holds_more_than_8_bits",
+    "has_transparency",
     "load_mask",
     "check_pair",
     "exif_orientation",
@@ -170,10 +171,26 @@ def holds_more_than_8_bits(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+#: Pillow modes with an alpha channel (RGBA, grey + alpha, palette + alpha).
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def has_transparency(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` stores transparency (an alpha channel, or a PNG's or GIF's transparent colour),
+    which :func:`load_image` drops: the colours stored under transparent pixels are what is read.
+    Reads the header only; an unreadable file gives ``False`` (loading it names the problem)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode in ALPHA_MODES or "transparency" in img.info
+    except Exception:  # noqa: BLE001 - any unreadable file: loading names it
+        return False
+
+
 def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     """Read an image as float32 RGB (3, H, W) in [0, 1], in its displayed (EXIF) orientation.
 
-    Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha is dropped); of a file
+    Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha is dropped:
+    :func:`has_transparency` tells, and ``deeplab-edu predict`` says so); of a file
     that holds several frames (an animated GIF, a TIFF stack) the first is read, with a warning.
     The scale follows the file's *mode*, never its values (a dark 16-bit image stays dark):
 
