@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES, unknown_model
+from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES, require_packages, unknown_model
 
 __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_DEFAULTS", "list_presets",
            "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config",
@@ -625,11 +625,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile: true (--compile); "
                           "set both, or leave compile_mode at default")
     if cfg.tensorboard:  # refused before the run folder is made (a trial: a traceback after config.json was written)
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ConfigError("tensorboard=True (--tensorboard) needs the tensorboard package, not installed here: "
-                              "pip install tensorboard, or train without it (metrics.csv holds the same numbers)")
+        try:
+            require_packages("tensorboard", what="tensorboard=True (--tensorboard)")
+        except ImportError as err:  # a setting's error, with what to do without it
+            raise ConfigError(f"{err}; or train without it (metrics.csv holds the same numbers)") from None
     if cfg.crop_size < 16:
         raise ConfigError(f"crop_size={cfg.crop_size} is too small; use at least 16 pixels")
     if cfg.batch_size == 1 and not cfg.freeze_bn and cfg.crop_size <= cfg.output_stride:
