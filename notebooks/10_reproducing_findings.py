@@ -1114,6 +1114,18 @@ if recorded is not None:
           "does, change the design until the context that class depends on lies beyond the convolutions' reach.")
     solved("10.3", resolved, *lines_10_3)
 
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+with config.text_checks():  # the exercise's "several classes lose IoU without it on average" (self-contained:
+    if recorded is not None:  # the solution cell above is not in every copy)
+        from deeplab_edu.data.classes import PROCEDURAL
+
+        def seed_mean(arm, k):  # class k's IoU averaged over seeds (each seed's scenes summed), as the solution
+            return np.mean(findings.seed_values(recorded.matrices[f"{arm}|eval OS 8|all"],
+                                                lambda cm: findings.class_iou(cm, k)))
+
+        losing = sum(seed_mean("v3", k) > seed_mean("v3, no image pooling", k) for k in range(PROCEDURAL.num_classes))
+        assert losing >= 3 and PROCEDURAL.num_classes == 8, losing  # "of the eight classes"
+
 # %% [markdown]
 # ### Exercise 10.4: predict, measure and explain: how far multi-grid reaches
 # Section 8's multi-grid network sees 30 pixels on each side of an output. **At most how many rows of
