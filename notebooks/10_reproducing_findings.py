@@ -233,11 +233,12 @@ if recorded is not None:
                                                                           return_samples=True))
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     ax.hist(boot, bins=40, color="tab:blue", alpha=0.7, label=f"{n_boot} bootstrap differences")
-    for i, v in enumerate((lo, hi)):
-        ax.axvline(v, color="black", linestyle="--", linewidth=1, label="bootstrap 95 % interval" if i == 0 else None)
+    for i, v in enumerate((lo, hi)):  # dashed, above the zero line: a bound at zero shows as dashes on red
+        ax.axvline(v, color="black", linestyle="--", linewidth=1, zorder=3,
+                   label="bootstrap 95 % interval" if i == 0 else None)
     s_lo, s_hi = findings.seed_interval(per_seed)
     ax.axvspan(s_lo, s_hi, color="tab:orange", alpha=0.15, label="95 % interval over seeds")
-    ax.axvline(0, color="red", linewidth=1, label="zero: no effect")
+    ax.axvline(0, color="red", linewidth=3, alpha=0.5, zorder=2, label="zero: no effect")
     ax.plot(per_seed, [0] * len(per_seed), "v", color="tab:orange", markersize=9, clip_on=False,
             label="the three seeds' differences")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
@@ -878,15 +879,19 @@ display(markdown_table(findings.shown_rows(reach_table)))
 # boat's water can lie outside a ResNet's effective receptive field, chapter 02), our 128-pixel
 # scenes do not.
 #
-# Two far validation scenes, one with a boat and one with a car, and what the first seed's two
-# networks make of them:
+# Two far validation scenes, one with a boat and one with a car, the pixels an output at the
+# vehicle's centre sees in each network (framed: its footprint, chapter 04; the rest dimmed), and what
+# the first seed's two networks make of them:
 
 # %%
 far_val = reach.val["far"]
 plot_probe_scenes(far_val, first_vehicles(far_val),  # the first boat, the first car
                   {"without image pooling": reach.models["far, without"],
                    "with image pooling": reach.models["far, with image pooling"]},
-                  title=f"far scenes: the band, {context_reach.FAR_GAP}+ px below the vehicle, names it")
+                  footprints={"without pooling sees": reach.models["far, without"],
+                              "with pooling sees": reach.models["far, with image pooling"]},
+                  title=f"far scenes: what an output at the vehicle's centre sees (framed); the band, "
+                        f"{context_reach.FAR_GAP}+ px below the vehicle, names it")
 plt.show()
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
