@@ -77,7 +77,8 @@ setup: $(STAMP) $(LAB_SETTINGS) $(LAB_SERVER_CONFIG)
 # the addresses Lab prints (and the page a browser opens) go to the first chapter, not to the Launcher
 lab: setup
 	@echo "The course starts at chapter 00, Start here: Lab prints its address below (.../lab/tree/00_start_here.py?token=...)"
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --LabApp.default_url=/lab/tree/00_start_here.py $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --LabApp.default_url=/lab/tree/00_start_here.py \
+		--ServerApp.contents_manager_class=deeplab_edu.lab.CourseContentsManager $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -57,6 +57,31 @@ def test_every_solution_is_collapsed_in_lab(source: Path) -> None:
     assert not checks, f"{source.name}: cells {checks} hold the course's checks but are open in JupyterLab"
 
 
+def test_lab_opens_a_chapter_with_its_kernel_language_info(tmp_path: Path) -> None:
+    """`make lab`'s contents manager (deeplab_edu.lab) reads a chapter with the ``language_info`` its kernel
+    will report: Lab wrote the kernel's into each chapter as it opened it, which marked the chapter changed
+    (a JupyterLab trial). Saving leaves it out of the ``.py`` again, and other files are read as Jupytext's."""
+    import asyncio
+
+    from jupytext import AsyncTextFileContentsManager
+
+    from deeplab_edu.lab import CourseContentsManager, kernel_language_info
+
+    chapter = NOTEBOOKS[1]
+    (tmp_path / chapter.name).write_text(chapter.read_text())
+    (tmp_path / "notes.txt").write_text("not a notebook")
+    manager = CourseContentsManager(root_dir=str(tmp_path))
+    model = asyncio.run(manager.get(chapter.name, type="notebook"))
+    assert model["content"]["metadata"]["language_info"] == kernel_language_info()
+    assert kernel_language_info()["name"] == "python" and kernel_language_info()["version"].startswith("3.")
+    plain = asyncio.run(AsyncTextFileContentsManager(root_dir=str(tmp_path)).get(chapter.name, type="notebook"))
+    assert "language_info" not in plain["content"]["metadata"]  # what Lab met before
+    assert asyncio.run(manager.get("notes.txt"))["content"] == "not a notebook"
+    asyncio.run(manager.save(model, chapter.name))
+    assert (tmp_path / chapter.name).read_text() == chapter.read_text(), "saving unchanged must write the same file"
+    assert "CourseContentsManager" in (REPO_ROOT / "Makefile").read_text()  # what `make lab` starts
+
+
 def test_jupytext_passes_source_hidden_through() -> None:
     text = '# %% [markdown]\n# Exercise\n\n# %% tags=["hide-cell"] jupyter={"source_hidden": true}\nanswer = 1\n'
     nb = jupytext.reads(text, fmt="py:percent")
@@ -197,6 +222,9 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str, Path],
             arg=cells, timeout=120_000, polling=500,
         )
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        time.sleep(2)  # the kernel's language_info reaches the notebook as it starts: opened, the chapter is unchanged
+        dirty = page.locator(".lm-TabBar-tab.jp-mod-dirty").count()
+        assert dirty == 0, "Lab marks the chapter changed as it opens it (deeplab_edu.lab.CourseContentsManager)"
 
         # solutions collapsed: one input placeholder per source_hidden cell
         placeholders = panel.locator(".jp-InputPlaceholder").count()
