@@ -76,6 +76,56 @@ def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pyte
     assert "processes 2 -> 1 (a global batch of 4 -> 2" in str(again._resume_message), again._resume_message
 
 
+def _train_with_dropout(rank: int, world: int, out: str, port: int, resume: bool) -> None:
+    """Four iterations over two processes of a model with dropout, a checkpoint every two (or resumed)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    from deeplab_edu.engine.distributed import cleanup
+    from deeplab_edu.engine.trainer import Trainer
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.manual_seed(0)
+    cfg = tiny_config(out, iterations=4, batch_size=2, eval_every=4, ckpt_every=2, keep_last=5, momentum=0.9,
+                      num_workers=0, resume=resume)
+    Trainer(cfg, model=TinyNet(dropout=0.5), train_set=TinyScenes(16),
+            val_set=TinyScenes(5, seed=9, augment=False)).fit()
+    cleanup()
+
+
+def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: Path) -> None:
+    """Each process draws its dropout masks from a stream of its own; the checkpoint keeps every process's
+    (``process_rng``), so a run resumed with as many processes trains to the uninterrupted run's weights
+    bit for bit. Before, a resumed process > 0 started a new stream, and its masks differed (the control)."""
+    import shutil
+
+    from deeplab_edu.engine.checkpoint import save_atomic
+
+    ref = tmp_path / "uninterrupted"
+    mp.spawn(_train_with_dropout, args=(2, str(ref), _free_port(), False), nprocs=2, join=True)
+    final = load_checkpoint(ref / "checkpoints")
+    halfway = ref / "checkpoints" / "ckpt_00000002.pt"
+    assert final["iteration"] == 4 and len(torch.load(halfway, weights_only=True)["process_rng"]) == 2
+    runs = {}
+    for name in ("resumed", "resumed without process_rng"):
+        cut = tmp_path / name.replace(" ", "_")
+        shutil.copytree(ref, cut)
+        (cut / "checkpoints" / "ckpt_00000004.pt").unlink()  # stopped after the checkpoint of iteration 2
+        if name != "resumed":
+            state = torch.load(cut / "checkpoints" / "ckpt_00000002.pt", weights_only=True)
+            del state["process_rng"]  # what the checkpoints held before
+            save_atomic(state, cut / "checkpoints" / "ckpt_00000002.pt")
+        mp.spawn(_train_with_dropout, args=(2, str(cut), _free_port(), True), nprocs=2, join=True)
+        runs[name] = load_checkpoint(cut / "checkpoints")
+        assert runs[name]["iteration"] == 4
+    assert all(torch.equal(v, runs["resumed"]["model"][k]) for k, v in final["model"].items())
+    assert not all(torch.equal(v, runs["resumed without process_rng"]["model"][k]) for k, v in final["model"].items())
+
+
 def _download_in_turn(rank: int, world: int, folder: str, port: int) -> None:
     import datetime
     import time

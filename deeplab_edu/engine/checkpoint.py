@@ -66,8 +66,12 @@ class InitFromChangedError(RuntimeError):
     """A run started from an ``init_from`` checkpoint whose file has changed since (retrained or replaced)."""
 
 
-def rng_state() -> dict[str, Any]:
-    """The random states of Python, NumPy and torch (CPU and CUDA), in a ``weights_only``-loadable form."""
+def rng_state(all_devices: bool = True) -> dict[str, Any]:
+    """The random states of Python, NumPy and torch (CPU and CUDA), in a ``weights_only``-loadable form.
+
+    ``all_devices``: every CUDA device's state (``"cuda"``, a single process's view); ``False``: only the
+    current device's (``"cuda_device"``), what one process of a multi-process run draws dropout from.
+    """
     py = random.getstate()
     np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())  # the legacy tuple
     state: dict[str, Any] = {
@@ -77,7 +81,10 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        if all_devices:
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        else:
+            state["cuda_device"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -90,6 +97,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda_device" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_device"])
 
 
 #: Leaf types ``torch.load(weights_only=True)`` reads back as they are (besides tensors).
@@ -406,8 +415,9 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
         )
 
 
-#: What only resuming a run needs: the optimiser, the schedule, the loss scaler and the random streams.
-TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng")
+#: What only resuming a run needs: the optimiser, the schedule, the loss scaler and the random streams (the
+#: scaler's is absent without mixed precision, ``process_rng``, every process's streams, in a single process).
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng", "process_rng")
 
 
 def save_model_file(state: Mapping[str, Any], path: str | os.PathLike[str], source: str = "checkpoint") -> Path:

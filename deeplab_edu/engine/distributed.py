@@ -17,16 +17,17 @@ import contextlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, TypeVar, cast
+from typing import Any, Iterator, TypeVar, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 _T = TypeVar("_T", float, torch.Tensor)
+_V = TypeVar("_V")
 
 __all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "init_distributed", "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean",
-           "cleanup", "local_main_first"]
+           "all_gather_objects", "cleanup", "local_main_first"]
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,16 @@ def all_reduce_mean(value: _T, device: torch.device) -> _T:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()  # type: ignore[return-value]
+
+
+def all_gather_objects(value: _V) -> list[_V]:
+    """Every process's ``value``, in rank order (``dist.all_gather_object``: pickled, for small states such as
+    random streams); ``[value]`` without an initialised process group. Every process must call it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def cleanup() -> None:

@@ -53,7 +53,8 @@ from . import checkpoint as ck
 from .allocator import keep_freed_memory
 from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
-from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, local_main_first, unwrap, wrap_model
+from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, init_distributed, local_main_first,
+                          unwrap, wrap_model)
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
@@ -446,11 +447,18 @@ class Trainer:
         self._earlier_stretches: list[dict[str, Any]] = []  # what trained the checkpoint this run resumed
         self._stretch: dict[str, Any] = {**provenance(), "device": str(self.device),
                                          "processes": self.dist.world_size, "from_iteration": 0}
+        self._saved_process_rng: list[Any] | None = None  # each process's random streams in the resumed checkpoint
         if cfg.resume:
             self._resume()
         if self.dist.rank > 0:  # dropout draws from the global stream: each process its own (rank 0 keeps the
-            # run's, which its checkpoints save; the others start from one of their own, again on a resume)
-            torch.manual_seed(process_seed(cfg.seed, self.dist.rank, self.iteration))
+            # run's); a resumed process takes its own streams back from the checkpoint (every process's is kept
+            # there, process_rng), so that the run goes on as if uninterrupted; one of another number of
+            # processes, or an older checkpoint: a stream of its own from the iteration it resumes at
+            saved = self._saved_process_rng
+            if saved is not None and len(saved) == self.dist.world_size:
+                ck.set_rng_state(saved[self.dist.rank])
+            else:
+                torch.manual_seed(process_seed(cfg.seed, self.dist.rank, self.iteration))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -490,7 +498,7 @@ class Trainer:
             return
         state = ck.load_checkpoint(path)
         # what resuming reads, which a model file leaves out (the scaler is optional: absent without mixed precision)
-        lacking = [k for k in ck.TRAINING_STATE_KEYS if k != "scaler" and k not in state]
+        lacking = [k for k in ck.TRAINING_STATE_KEYS if k not in ("scaler", "process_rng") and k not in state]
         if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
             raise ck.CheckpointMismatchError(
                 f"{path} holds no training state ({', '.join(lacking)} missing): it is a model file, as `deeplab-edu "
@@ -553,6 +561,7 @@ class Trainer:
                                  f"{lr_at(saved, old_length):.3g} on the run's schedule of {old_length})"]
         self._stretch["from_iteration"] = self.iteration
         ck.set_rng_state(state["rng"])
+        self._saved_process_rng = state.get("process_rng")  # absent in single-process runs and older checkpoints
         due = state.get("validation_due")  # absent in checkpoints written before it
         self._validation_due = self.iteration if due == self.iteration else None
         self._resume_message = (f"resumed from {shown_path(path)} at iteration {self.iteration}"
@@ -580,10 +589,18 @@ class Trainer:
             csv.writer(f).writerows(keep)
 
     def save(self) -> Path | None:
-        """Write a checkpoint (rank 0 only); returns its path."""
+        """Write a checkpoint (rank 0 writes it; every process must call this); returns its path.
+
+        In a multi-process run the checkpoint also keeps every process's random streams (``process_rng``,
+        in rank order: each process's dropout draws from its own), which a resume with as many processes
+        restores, so that the resumed run goes on bit for bit as the uninterrupted one."""
+        streams = all_gather_objects(ck.rng_state(all_devices=False)) if self.dist.distributed else None
         path = None
         if self.dist.is_main:
-            path = ck.save_checkpoint(self.state_dict(), self.ckpt_dir, self.iteration, self.cfg.keep_last)
+            state = self.state_dict()
+            if streams is not None:
+                state["process_rng"] = streams
+            path = ck.save_checkpoint(state, self.ckpt_dir, self.iteration, self.cfg.keep_last)
         barrier()
         self._saved_at = self.iteration
         return path
