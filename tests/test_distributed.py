@@ -22,18 +22,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(rank: int, world: int, out: str, port: int, batch: int) -> None:
+def _as_process(rank: int, world: int, port: int) -> None:
+    """Make this spawned process rank ``rank`` of ``world`` (torchrun's environment), one thread, the tests'
+    fixtures importable and the model's seed set."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
-
-    from deeplab_edu.engine.trainer import Trainer
-
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.manual_seed(0)
+
+
+def _train(rank: int, world: int, out: str, port: int, batch: int) -> None:
+    _as_process(rank, world, port)
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    from deeplab_edu.engine.trainer import Trainer
+
     model = TinyNet(dropout=0.0)
     cfg = tiny_config(out, iterations=4, batch_size=batch, eval_every=4, ckpt_every=4, momentum=0.9, num_workers=0)
     trainer = Trainer(cfg, model=model, train_set=TinyScenes(16), val_set=TinyScenes(5, seed=9, augment=False))
@@ -78,18 +84,12 @@ def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pyte
 
 def _train_with_dropout(rank: int, world: int, out: str, port: int, resume: bool) -> None:
     """Four iterations over two processes of a model with dropout, a checkpoint every two (or resumed)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    _as_process(rank, world, port)
     from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
 
     from deeplab_edu.engine.distributed import cleanup
     from deeplab_edu.engine.trainer import Trainer
 
-    torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.manual_seed(0)
     cfg = tiny_config(out, iterations=4, batch_size=2, eval_every=4, ckpt_every=2, keep_last=5, momentum=0.9,
                       num_workers=0, resume=resume)
     Trainer(cfg, model=TinyNet(dropout=0.5), train_set=TinyScenes(16),
