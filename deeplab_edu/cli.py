@@ -619,14 +619,9 @@ def _train(args: argparse.Namespace) -> int:
         from .engine.checkpoint import latest_checkpoint
 
         last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
-        if is_main():  # once, not once per process under torchrun
-            # under torchrun a stop does not save (every process would have to stop at the same step: a
-            # practitioner's trial expected it to): the last planned checkpoint is what there is
-            several = int(os.environ.get("WORLD_SIZE", "1")) > 1
-            print("interrupted" + (" (under torchrun a stop keeps the last planned checkpoint only: --ckpt-every "
-                                   "sets how often)" if several else "") + "; "
-                  + (f"the last checkpoint is {last}: run the same command with --resume to continue"
-                     if last else "no checkpoint had been written yet"), file=sys.stderr)
+        if is_main():  # once, not once per process under torchrun (whose processes agree on the step to stop at)
+            print("interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to continue"
+                                     if last else "no checkpoint had been written yet"), file=sys.stderr)
         return 128 + getattr(err, "signum", signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]

@@ -126,6 +126,56 @@ def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: 
     assert not all(torch.equal(v, runs["resumed without process_rng"]["model"][k]) for k, v in final["model"].items())
 
 
+def _train_until_stopped(rank: int, world: int, out: str, port: int) -> None:
+    """Up to 200 slow iterations over two processes, no planned checkpoint before the last; the iteration a
+    stop request ended the run at is written beside the run, per process."""
+    _as_process(rank, world, port)
+    os.environ["DEEPLAB_EDU_TEST_SLOW"] = "1"  # 20 ms an image: a step takes tens of milliseconds
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    from deeplab_edu.engine.distributed import cleanup
+    from deeplab_edu.engine.trainer import Trainer, TrainingInterrupted
+
+    cfg = tiny_config(out, iterations=200, batch_size=2, eval_every=1000, ckpt_every=1000, log_every=1,
+                      num_workers=0)
+    trainer = Trainer(cfg, model=TinyNet(dropout=0.5), train_set=TinyScenes(16),
+                      val_set=TinyScenes(5, seed=9, augment=False))
+    try:
+        trainer.fit()
+        stopped = "not stopped"
+    except TrainingInterrupted:
+        stopped = str(trainer.iteration)
+    Path(f"{out}_rank{rank}.txt").write_text(stopped)
+    cleanup()
+
+
+def test_a_stop_request_stops_every_process_at_the_same_step_and_saves_there(tmp_path: Path) -> None:
+    """A stop request (Ctrl-C, SIGTERM) that reaches one torchrun process stops every process after the same
+    step, and the checkpoint of that step is written: the processes agree after each step. Before, a stop
+    under torchrun kept the last planned checkpoint only. The request comes twice, as torchrun passes on
+    the signal a terminal sent to every process: it does not stop at once (torchrun kills 30 s later)."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    processes = mp.start_processes(_train_until_stopped, args=(2, str(run), _free_port()), nprocs=2, join=False,
+                                   start_method="spawn")
+    metrics, deadline = run / "metrics.csv", time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 3):  # a header and three steps
+        assert time.monotonic() < deadline, "the two processes trained no three steps within 120 s"
+        time.sleep(0.05)
+    for _ in range(2):
+        os.kill(processes.pids()[1], signal.SIGINT)  # the process that does not write the checkpoint
+    while not processes.join(timeout=120):
+        pass
+    stopped = {Path(f"{run}_rank{rank}.txt").read_text() for rank in (0, 1)}
+    assert len(stopped) == 1 and stopped != {"not stopped"}, stopped
+    at = int(stopped.pop())
+    assert 3 <= at < 200
+    state = load_checkpoint(run / "checkpoints")
+    assert state["iteration"] == at and len(state["process_rng"]) == 2
+
+
 def _download_in_turn(rank: int, world: int, folder: str, port: int) -> None:
     import datetime
     import time

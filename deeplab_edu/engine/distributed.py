@@ -27,7 +27,7 @@ _T = TypeVar("_T", float, torch.Tensor)
 _V = TypeVar("_V")
 
 __all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "init_distributed", "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean",
-           "all_gather_objects", "cleanup", "local_main_first"]
+           "all_gather_objects", "cpu_group", "any_process", "cleanup", "local_main_first"]
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,28 @@ def all_gather_objects(value: _V) -> list[_V]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def cpu_group() -> dist.ProcessGroup | None:
+    """A process group whose collectives take CPU tensors: the default group where its backend is gloo, else
+    a new gloo group (NCCL's take CUDA tensors, and reading one back waits for the GPU). Every process must
+    call it; ``None`` without an initialised process group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    if dist.get_backend() == "gloo":
+        return cast(dist.ProcessGroup, dist.group.WORLD)
+    return cast(dist.ProcessGroup, dist.new_group(backend="gloo"))
+
+
+def any_process(flag: bool, group: dist.ProcessGroup | None) -> bool:
+    """Whether ``flag`` is true in any process: a MAX all-reduce of one integer over ``group`` (a
+    :func:`cpu_group`), which every process of it must call at the same point; ``flag`` itself where
+    ``group`` is ``None``."""
+    if group is None:
+        return flag
+    value = torch.tensor([int(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
+    return bool(value.item())
 
 
 def cleanup() -> None:

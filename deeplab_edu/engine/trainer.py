@@ -53,8 +53,8 @@ from . import checkpoint as ck
 from .allocator import keep_freed_memory
 from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
-from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, init_distributed, local_main_first,
-                          unwrap, wrap_model)
+from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, any_process, barrier, cpu_group,
+                          init_distributed, local_main_first, unwrap, wrap_model)
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
@@ -605,11 +605,12 @@ class Trainer:
         self._saved_at = self.iteration
         return path
 
-    def _save_unplanned(self, unread: list[torch.Tensor]) -> bool:
+    def _save_unplanned(self, unread: list[torch.Tensor], agreed: bool = False) -> bool:
         """Save a checkpoint between planned ones (Ctrl-C, a bad file found mid-run) if training was
         done since the last; the losses not read yet are read first, so a NaN is reported, not saved.
-        Single process only (under torchrun every rank would have to stop at the same step)."""
-        if self.dist.world_size > 1 or self.iteration <= self._saved_at:
+        Under torchrun only where every process saves at this step (``agreed``: a stop request the
+        processes agreed on); a bad file is met by one process alone, which cannot save without the others."""
+        if (self.dist.distributed and not agreed) or self.iteration <= self._saved_at:
             return False
         self._read_losses(unread, self.iteration)
         self.save()
@@ -929,12 +930,24 @@ class Trainer:
         say_loss = self.dist.is_main and bool(bar.disable)
         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
-        stop = _StopRequest(enabled=self.dist.world_size == 1 and threading.current_thread() is threading.main_thread())
+        # under torchrun every process stops at the same step: after each step they agree (any_process, over a
+        # gloo group on the CPU, no wait for the GPU) whether one of them was asked to stop; torchrun passes a
+        # Ctrl-C or SIGTERM on to every process and kills them 30 s later, so a second signal does not stop at once
+        several = self.dist.distributed
+        stop = _StopRequest(enabled=threading.current_thread() is threading.main_thread(), repeat_stops=not several,
+                            announce=self.dist.is_main)
+        group = cpu_group() if several else None
+
+        def stopping() -> bool:  # the processes' common answer, taken once per step (a signal after it: next step)
+            return any_process(stop.requested, group) if several else stop.requested
+
+        def cut_short() -> Callable[[], bool] | None:  # a validation's own stop test: not under torchrun, where the
+            return None if several else (lambda: stop.requested)  # processes would stop it at different batches
         try:  # a loader worker's death is reported by PyTorch's SIGCHLD handler, in whatever line runs
             with stop, bar:  # an error closes the bar too: its message then starts a line of its own
                 if self._validation_due == self.iteration:  # resumed where a stop cut a validation short
-                    self._validate(stop, lambda: stop.requested, unread, bar, on_eval)
-                    if stop.requested:  # stopped again: the checkpoint of this iteration still says it is due
+                    self._validate(stop, cut_short(), unread, bar, on_eval)
+                    if stopping():  # stopped again: the checkpoint of this iteration still says it is due
                         self._stop(stop, unread)
                 while self.iteration < cfg.iterations:
                     lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
@@ -972,11 +985,11 @@ class Trainer:
                         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
                     paused = time.perf_counter()
                     if eval_now:
-                        self._validate(stop, None if last else (lambda: stop.requested), unread, bar, on_eval)
+                        self._validate(stop, None if last else cut_short(), unread, bar, on_eval)
                     if save_now:
                         self.save()
                     t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
-                    if stop.requested:  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
+                    if stopping():  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
                         self._stop(stop, unread)
         except (RuntimeError, ConnectionError, EOFError) as err:
             if not _loader_worker_died(err):
@@ -990,9 +1003,10 @@ class Trainer:
         return result
 
     def _stop(self, stop: "_StopRequest", unread: list[torch.Tensor]) -> NoReturn:
-        """After a stop request, between two steps: save a checkpoint (unless this iteration's is
-        written) and raise :class:`TrainingInterrupted` naming it and how to continue."""
-        self._save_unplanned(unread)
+        """After a stop request (under torchrun: one the processes agreed on, at the same step), between two
+        steps: save a checkpoint (unless this iteration's is written) and raise :class:`TrainingInterrupted`
+        naming it and how to continue."""
+        self._save_unplanned(unread, agreed=True)
         saved = ck.latest_checkpoint(self.ckpt_dir) if self.dist.is_main else None
         raise TrainingInterrupted(stop.signum, (
             f"stopped after iteration {self.iteration} of {self.cfg.iterations}, saved in {shown_path(saved)}; "
@@ -1196,13 +1210,16 @@ class TrainingInterrupted(KeyboardInterrupt):
 class _StopRequest:
     """While training: the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``docker stop``, a batch
     scheduler's notice) asks the loop to finish its step, save a checkpoint and stop (raising
-    KeyboardInterrupt); a second one stops at once. Only in the main thread of a single process
-    (under torchrun every rank would have to agree on the step)."""
+    KeyboardInterrupt); a second one stops at once where ``repeat_stops`` (a single process; under
+    torchrun, which passes a signal on to every process and kills them 30 s later, each process may get
+    the same request twice). Only in the main thread (``enabled``); ``announce``: say so on the console
+    (one process of several)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, repeat_stops: bool = True, announce: bool = True) -> None:
         self.enabled, self.requested, self.signum = enabled, False, int(signal.SIGINT)
+        self.repeat_stops, self.announce = repeat_stops, announce
         self.validating = False  # set by the loop around a validation that a request cuts short
         self._previous: dict[int, Any] = {}
 
@@ -1213,12 +1230,18 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise TrainingInterrupted(signum)
+            if self.repeat_stops:
+                raise TrainingInterrupted(signum)
+            return
         self.requested, self.signum = True, int(signum)
+        if not self.announce:
+            return
         doing = ("stopping the validation under way and saving a checkpoint" if self.validating
                  else "finishing this step and saving a checkpoint")
+        again = ("interrupt again to stop at once" if self.repeat_stops else
+                 "every process stops after the same step; torchrun ends them 30 s after its signal")
         print(f"\n{'interrupted' if signum == signal.SIGINT else signal.Signals(signum).name}: {doing} "
-              "(interrupt again to stop at once)", file=sys.stderr, flush=True)
+              f"({again})", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
