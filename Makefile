@@ -68,8 +68,9 @@ $(LAB_SETTINGS): $(STAMP) Makefile
 	  '    "fetchNews": "false", "checkForUpdates": false' \
 	  '  }' '}' > $@
 
-# the kernels' channels encrypted (CurveZMQ keys from jupyter_client; ipykernel warns of plain text otherwise)
-$(LAB_SERVER_CONFIG): $(STAMP)
+# the kernels' channels encrypted (CurveZMQ keys from jupyter_client; ipykernel warns of plain text otherwise),
+# and the contents manager that opens a chapter unchanged (deeplab_edu/lab.py); written again when they change
+$(LAB_SERVER_CONFIG): $(STAMP) deeplab_edu/book.py
 	@$(BIN)/python -c 'from deeplab_edu.book import write_lab_server_config; write_lab_server_config()'
 
 setup: $(STAMP) $(LAB_SETTINGS) $(LAB_SERVER_CONFIG)
@@ -77,8 +78,7 @@ setup: $(STAMP) $(LAB_SETTINGS) $(LAB_SERVER_CONFIG)
 # the addresses Lab prints (and the page a browser opens) go to the first chapter, not to the Launcher
 lab: setup
 	@echo "The course starts at chapter 00, Start here: Lab prints its address below (.../lab/tree/00_start_here.py?token=...)"
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --LabApp.default_url=/lab/tree/00_start_here.py \
-		--ServerApp.contents_manager_class=deeplab_edu.lab.CourseContentsManager $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --LabApp.default_url=/lab/tree/00_start_here.py $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -65,7 +65,7 @@ from .records import HIDE_PATHS_ENV, REPO_ROOT
 __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
-    "execute_notebooks", "build_book", "kernel_encryption_settings", "write_lab_server_config",
+    "execute_notebooks", "build_book", "kernel_encryption_settings", "lab_server_settings", "write_lab_server_config",
     "student_copy", "STUDENT_COPY_MANIFEST", "chapter_workload",
 ]
 
@@ -317,8 +317,19 @@ def kernel_encryption_settings() -> dict[str, Any]:
     return {}
 
 
+#: The contents manager every ``jupyter lab`` of the environment starts with (:mod:`deeplab_edu.lab`: Jupytext's,
+#: so that opening a chapter does not mark it changed).
+LAB_CONTENTS_MANAGER = "deeplab_edu.lab.CourseContentsManager"
+
+
+def lab_server_settings() -> dict[str, Any]:
+    """The Jupyter server settings :func:`write_lab_server_config` adds: :func:`kernel_encryption_settings` and
+    the course's contents manager (:data:`LAB_CONTENTS_MANAGER`)."""
+    return {**kernel_encryption_settings(), "ServerApp": {"contents_manager_class": LAB_CONTENTS_MANAGER}}
+
+
 def write_lab_server_config(prefix: str | Path | None = None) -> Path:
-    """Add :func:`kernel_encryption_settings` where every ``jupyter lab`` of the environment reads them:
+    """Add :func:`lab_server_settings` where every ``jupyter lab`` of the environment reads them:
     ``<prefix>/etc/jupyter/jupyter_server_config.json`` (``prefix``: default ``sys.prefix``, the ``.venv``;
     the ``.d`` folder beside it only enables extensions). Other settings already in the file are kept.
     ``make setup`` and Binder's ``postBuild`` call it. Returns the file's path.
@@ -335,7 +346,7 @@ def write_lab_server_config(prefix: str | Path | None = None) -> Path:
             raise ValueError(f"{path}: not JSON ({err}); fix or delete it") from err
         if not isinstance(config, dict):
             raise ValueError(f"{path}: not a JSON object of Jupyter settings; fix or delete it")
-    for section, values in kernel_encryption_settings().items():
+    for section, values in lab_server_settings().items():
         config[section] = {**config.get(section, {}), **values}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(config, indent=1) + "\n")

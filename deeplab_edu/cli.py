@@ -727,7 +727,7 @@ def _eval(args: argparse.Namespace) -> int:
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     _cpu_threads(args, dev)  # --threads, or the note on a busy CPU: after every check that fails at once
     images = min(len(ds), args.limit) if args.limit else len(ds)
-    where = args.data_root or cfg.get("data_root")
+    where = args.data_root or cfg.get("data_root") or getattr(ds, "root", None)  # the copy data.paths found
     print(f"scoring {checkpoint} on {cfg['dataset']} {args.split} ({images} image{'s' * (images != 1)}"
           f"{f', {where}' if where else ''})")  # what the numbers below score, before the wait
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev, progress=args.progress)
@@ -896,8 +896,9 @@ def _predict(args: argparse.Namespace) -> int:
                 continue
             if not warned_alpha and has_transparency(f):  # once per call, as the large-image note
                 warned_alpha = True
-                print(f"note: {f.name} has transparency (an alpha channel); it is dropped: the colours stored under "
-                      "its transparent pixels are predicted as they are", file=sys.stderr)
+                print(f"note: {f.name} has transparent pixels (an alpha channel or a transparent colour); the "
+                      "transparency is dropped: the colours stored under those pixels are predicted as they are",
+                      file=sys.stderr)
             if strategy.crop_size is None and x.shape[1] * x.shape[2] > LARGE_IMAGE_PIXELS and not warned_large:
                 warned_large = True  # once per call: a camera's photos are all alike
                 print(f"note: {f.name} is {x.shape[2]} x {x.shape[1]} pixels; predicting it whole may take several GB "

@@ -10,8 +10,10 @@ JupyterLab trial, stop 62). :class:`CourseContentsManager` adds ipykernel's own 
 ``.venv``) to a notebook that has a Python kernel and none, as it is read; Jupytext leaves it out of
 the ``.py`` again when the chapter is saved.
 
-Started by the Makefile (``jupyter lab --ServerApp.contents_manager_class=deeplab_edu.lab.CourseContentsManager``);
-``tests/test_lab.py`` opens a chapter in that Lab and checks that it is not marked changed.
+``make setup`` (and Binder's ``postBuild``) name it in the ``.venv``'s Jupyter server configuration
+(:func:`deeplab_edu.book.write_lab_server_config`), so every ``jupyter lab`` of the ``.venv`` starts with it;
+``tests/test_lab.py`` opens a chapter in ``make lab``'s Lab and checks that it is not marked changed. It needs
+the ``course`` extra's ``jupytext`` and ``ipykernel`` (``make setup`` installs them).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class CourseContentsManager(AsyncTextFileContentsManager):  # type: ignore[misc]
         notebook = model.get("content") if model.get("type") == "notebook" else None
         if isinstance(notebook, dict):
             metadata = notebook.setdefault("metadata", {})
-            language = metadata.get("kernelspec", {}).get("language", "python")
-            if "language_info" not in metadata and language == "python":
+            kernelspec = metadata.get("kernelspec") or {}  # absent, or null in a hand-written file
+            jupytext = metadata.get("jupytext") or {}  # a script without a kernelspec: its language (an .R file)
+            language = kernelspec.get("language") or jupytext.get("main_language") or "python"
+            if "language_info" not in metadata and str(language).lower() == "python":
                 metadata["language_info"] = kernel_language_info()
         return model

@@ -27,7 +27,7 @@
 # # 08 · DeepLabv3: assemble and train
 #
 # *About 13 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time),
-# the training cells printing their own; once `make course-runs` has run, they load the runs instead.
+# the training cells printing their own times; once `make course-runs` has run, they load the runs instead.
 # Builds on chapters 03, 04, 05 and 06.*
 #
 # Chapters 03 to 05 built the parts: a backbone whose output stride is 16 or 8 (atrous

@@ -26,7 +26,7 @@
 # # 09 · DeepLabv3+: decoder and separable convolutions
 #
 # *About 12 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time),
-# the training cells printing their own; once `make course-runs` has run, they load the runs instead.
+# the training cells printing their own times; once `make course-runs` has run, they load the runs instead.
 # It compares with chapter 08's trained DeepLabv3: opened before chapter 08 has run, it trains that
 # model too (most of chapter 08's minutes, on top). Builds on chapter 08.*
 #

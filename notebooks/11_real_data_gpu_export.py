@@ -26,7 +26,7 @@
 # # 11 · Real data on a GPU, inference strategies and export
 #
 # *About 12 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time),
-# the CamVid training cell printing its own; once `make course-runs` has run, it loads the run instead,
+# the CamVid training cell printing its own time; once `make course-runs` has run, it loads the run instead,
 # and without a CamVid copy the chapter takes under a minute.
 # Builds on chapters 06, 08 and 09.*
 #

@@ -1268,14 +1268,19 @@ def test_predict_says_once_that_transparency_is_dropped(tmp_path: Path, checkpoi
     for name in ("b_cutout.png", "c_cutout.png"):
         Image.fromarray(pixels, "RGBA").save(images / name)
     keyed = Image.fromarray(pixels[..., :3])  # an RGB PNG with a transparent colour (tRNS), no alpha channel
-    keyed.info["transparency"] = tuple(int(v) for v in pixels[0, 0, :3])
-    keyed.save(images / "d_keyed.png", transparency=keyed.info["transparency"])
-    assert [has_transparency(images / n) for n in ("a_opaque.png", "b_cutout.png", "d_keyed.png")] == [False, True, True]
+    keyed.save(images / "d_keyed.png", transparency=tuple(int(v) for v in pixels[0, 0, :3]))
+    opaque = pixels.copy()
+    opaque[..., 3] = 255  # an alpha channel opaque everywhere (a screenshot): nothing is dropped
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "screenshot.png")
+    Image.fromarray(pixels[..., :3]).save(tmp_path / "unused_key.png", transparency=(255, 255, 255))  # no pixel's
+    files = [images / "a_opaque.png", images / "b_cutout.png", images / "d_keyed.png", tmp_path / "screenshot.png",
+             tmp_path / "unused_key.png"]
+    assert [has_transparency(f) for f in files] == [False, True, True, False, False]  # values drawn below 255
     assert not has_transparency(tmp_path / "missing.png")  # loading it names the problem
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(checkpoint), str(images / "a_opaque.png"), "--out", str(tmp_path / "p1")]) == 0
     assert "transparency" not in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(checkpoint), str(images), "--out", str(tmp_path / "p2")]) == 0
     err = capsys.readouterr().err
-    assert err.count("has transparency") == 1 and "note: b_cutout.png has transparency" in err, err
+    assert err.count("has transparent pixels") == 1 and "note: b_cutout.png has transparent pixels" in err, err
     assert len(list((tmp_path / "p2").glob("*_mask.png"))) == 4

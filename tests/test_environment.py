@@ -120,8 +120,9 @@ def test_lab_opens_python_files_as_notebooks() -> None:
 
 
 def test_lab_gives_its_kernels_encrypted_channels(tmp_path: Path) -> None:
-    """`make setup` (and Binder's postBuild) add the kernels' CurveZMQ setting to the environment's Jupyter
-    server configuration, keeping what the file held; a broken file is named, not overwritten."""
+    """`make setup` (and Binder's postBuild) add the kernels' CurveZMQ setting and the course's contents manager
+    (deeplab_edu.lab) to the environment's Jupyter server configuration, keeping what the file held; a broken
+    file is named, not overwritten."""
     import json
 
     import pytest
@@ -135,15 +136,18 @@ def test_lab_gives_its_kernels_encrypted_channels(tmp_path: Path) -> None:
     config.parent.mkdir(parents=True)
     config.write_text('{"ServerApp": {"open_browser": false}, "KernelManager": {"shutdown_wait_time": 2}}')
     assert write_lab_server_config(tmp_path) == config
-    assert json.loads(config.read_text()) == {"ServerApp": {"open_browser": False}, "KernelManager": {
-        "shutdown_wait_time": 2, "transport_encryption": "auto"}}
+    assert json.loads(config.read_text()) == {
+        "ServerApp": {"open_browser": False, "contents_manager_class": "deeplab_edu.lab.CourseContentsManager"},
+        "KernelManager": {"shutdown_wait_time": 2, "transport_encryption": "auto"}}
     config.write_text("{not json")
     with pytest.raises(ValueError, match="jupyter_server_config.json: not JSON"):
         write_lab_server_config(tmp_path)
     assert config.read_text() == "{not json"
     venv = REPO_ROOT / ".venv" / "etc" / "jupyter" / "jupyter_server_config.json"
     if venv.parent.parent.parent.joinpath(".deeplab-edu-installed").exists():
-        assert json.loads(venv.read_text())["KernelManager"]["transport_encryption"] == "auto"
+        written = json.loads(venv.read_text())
+        assert written["KernelManager"]["transport_encryption"] == "auto"
+        assert written["ServerApp"]["contents_manager_class"] == "deeplab_edu.lab.CourseContentsManager"
 
 
 def test_second_run_installs_nothing() -> None:

@@ -62,6 +62,7 @@ def test_lab_opens_a_chapter_with_its_kernel_language_info(tmp_path: Path) -> No
     will report: Lab wrote the kernel's into each chapter as it opened it, which marked the chapter changed
     (a JupyterLab trial). Saving leaves it out of the ``.py`` again, and other files are read as Jupytext's."""
     import asyncio
+    import importlib
 
     from jupytext import AsyncTextFileContentsManager
 
@@ -73,13 +74,22 @@ def test_lab_opens_a_chapter_with_its_kernel_language_info(tmp_path: Path) -> No
     manager = CourseContentsManager(root_dir=str(tmp_path))
     model = asyncio.run(manager.get(chapter.name, type="notebook"))
     assert model["content"]["metadata"]["language_info"] == kernel_language_info()
-    assert kernel_language_info()["name"] == "python" and kernel_language_info()["version"].startswith("3.")
     plain = asyncio.run(AsyncTextFileContentsManager(root_dir=str(tmp_path)).get(chapter.name, type="notebook"))
     assert "language_info" not in plain["content"]["metadata"]  # what Lab met before
     assert asyncio.run(manager.get("notes.txt"))["content"] == "not a notebook"
+    (tmp_path / "analysis.R").write_text("# %%\nx <- 1\n")  # another language's script: not given Python's
+    (tmp_path / "null.ipynb").write_text(json.dumps({"cells": [], "metadata": {"kernelspec": None}, "nbformat": 4,
+                                                     "nbformat_minor": 5}))
+    assert "language_info" not in asyncio.run(manager.get("analysis.R", type="notebook"))["content"]["metadata"]
+    assert asyncio.run(manager.get("null.ipynb"))["content"]["metadata"]["language_info"]["name"] == "python"
     asyncio.run(manager.save(model, chapter.name))
     assert (tmp_path / chapter.name).read_text() == chapter.read_text(), "saving unchanged must write the same file"
-    assert "CourseContentsManager" in (REPO_ROOT / "Makefile").read_text()  # what `make lab` starts
+    from deeplab_edu.book import LAB_CONTENTS_MANAGER, lab_server_settings
+
+    # what every `jupyter lab` of the .venv (make lab, Binder) starts with: make setup writes it
+    assert lab_server_settings()["ServerApp"]["contents_manager_class"] == LAB_CONTENTS_MANAGER
+    module, name = LAB_CONTENTS_MANAGER.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is CourseContentsManager
 
 
 def test_jupytext_passes_source_hidden_through() -> None:

@@ -106,7 +106,12 @@ def test_the_planning_tables_build_times_are_the_records() -> None:
     cpu = load_record("make_book_cpu")["results"]
     assert f"the `.venv` took {cpu['venv_bytes'] / 1e9:.1f} GB" in readme
     minutes = {row["chapter"]: row["seconds"] / 60 for row in cpu["chapters"]}
-    assert f"took {minutes[8]:.1f} (08), {minutes[9]:.1f} (09) and {minutes[11]:.1f} (11) minutes" in readme
+    assert (f"took {minutes[8]:.1f} (08), {minutes[9]:.1f} (09) and {minutes[11]:.1f} (11) minutes, and\n"
+            f"chapter 10 {minutes[10]:.1f}") in readme
+    commit = load_record("make_book_cpu")["code_version"]["git_commit"][:7]
+    row = next(line for line in readme.splitlines() if "`benchmarks/results/make_book_cpu.json`" in line
+               and line.startswith("| `make book`"))
+    assert f"(commit `{commit}`" in row, row  # the commit the table names is the record's
     assert load_record("chapter11_no_camvid_cpu")["results"]["total_seconds"] < 60  # "under a minute"
 
 

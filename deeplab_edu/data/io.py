@@ -176,12 +176,17 @@ ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def has_transparency(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` stores transparency (an alpha channel, or a PNG's or GIF's transparent colour),
-    which :func:`load_image` drops: the colours stored under transparent pixels are what is read.
-    Reads the header only; an unreadable file gives ``False`` (loading it names the problem)."""
+    """Whether a pixel of ``path`` is transparent, in part or whole (an alpha channel below 255, or a PNG's or
+    GIF's transparent colour that a pixel uses), which :func:`load_image` drops: the colours stored under
+    those pixels are what is read. A file whose alpha channel is opaque everywhere (a screenshot's) gives
+    ``False``. Decodes the file only where its header allows transparency; an unreadable file gives
+    ``False`` (loading it names the problem)."""
     try:
         with Image.open(path) as img:
-            return img.mode in ALPHA_MODES or "transparency" in img.info
+            if img.mode not in ALPHA_MODES and "transparency" not in img.info:
+                return False
+            lowest, _ = img.convert("RGBA").getchannel("A").getextrema()
+            return int(lowest) < 255  # type: ignore[arg-type]  # one band: a pair of ints
     except Exception:  # noqa: BLE001 - any unreadable file: loading names it
         return False
 

@@ -46,7 +46,7 @@ from ..records import shown_path
 __all__ = [
     "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "names_a_run_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
-    "save_model_file", "TRAINING_STATE_KEYS",
+    "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
 ]
 
@@ -70,7 +70,8 @@ def rng_state(all_devices: bool = True) -> dict[str, Any]:
     """The random states of Python, NumPy and torch (CPU and CUDA), in a ``weights_only``-loadable form.
 
     ``all_devices``: every CUDA device's state (``"cuda"``, a single process's view); ``False``: only the
-    current device's (``"cuda_device"``), what one process of a multi-process run draws dropout from.
+    current device's (``"cuda_device"``), what one process of a multi-process run draws dropout from, and
+    only where this process has started CUDA (a CPU run on a machine with GPUs opens no CUDA context).
     """
     py = random.getstate()
     np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())  # the legacy tuple
@@ -80,16 +81,16 @@ def rng_state(all_devices: bool = True) -> dict[str, Any]:
                   int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        if all_devices:
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        else:
-            state["cuda_device"] = torch.cuda.get_rng_state()
+    if all_devices and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    elif not all_devices and torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_device"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
+    """Restore what :func:`rng_state` returned (a ``"cuda_device"`` state to the current CUDA device: call
+    ``torch.cuda.set_device`` first)."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
@@ -415,9 +416,12 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
         )
 
 
-#: What only resuming a run needs: the optimiser, the schedule, the loss scaler and the random streams (the
-#: scaler's is absent without mixed precision, ``process_rng``, every process's streams, in a single process).
+#: What only resuming a run needs: the optimiser, the schedule, the loss scaler and the random streams
+#: (``process_rng``: every process's, in rank order, of a multi-process run).
 TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng", "process_rng")
+#: Those of :data:`TRAINING_STATE_KEYS` a checkpoint may lack: the scaler's state without mixed precision,
+#: ``process_rng`` in a single-process run (and in checkpoints written before it).
+OPTIONAL_TRAINING_STATE_KEYS = ("scaler", "process_rng")
 
 
 def save_model_file(state: Mapping[str, Any], path: str | os.PathLike[str], source: str = "checkpoint") -> Path:

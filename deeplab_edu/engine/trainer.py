@@ -455,8 +455,11 @@ class Trainer:
             # there, process_rng), so that the run goes on as if uninterrupted; one of another number of
             # processes, or an older checkpoint: a stream of its own from the iteration it resumes at
             saved = self._saved_process_rng
-            if saved is not None and len(saved) == self.dist.world_size:
-                ck.set_rng_state(saved[self.dist.rank])
+            mine = saved[self.dist.rank] if saved is not None and len(saved) == self.dist.world_size else None
+            # its streams where they are of this device: a CPU run's (no CUDA stream) resumed on GPUs would leave
+            # every process the CUDA stream seed_everything gave them all, and so the same dropout masks
+            if mine is not None and ("cuda_device" in mine) == (self.device.type == "cuda"):
+                ck.set_rng_state(mine)
             else:
                 torch.manual_seed(process_seed(cfg.seed, self.dist.rank, self.iteration))
 
@@ -498,7 +501,7 @@ class Trainer:
             return
         state = ck.load_checkpoint(path)
         # what resuming reads, which a model file leaves out (the scaler is optional: absent without mixed precision)
-        lacking = [k for k in ck.TRAINING_STATE_KEYS if k not in ("scaler", "process_rng") and k not in state]
+        lacking = [k for k in ck.TRAINING_STATE_KEYS if k not in ck.OPTIONAL_TRAINING_STATE_KEYS and k not in state]
         if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
             raise ck.CheckpointMismatchError(
                 f"{path} holds no training state ({', '.join(lacking)} missing): it is a model file, as `deeplab-edu "
