@@ -366,6 +366,35 @@ def test_the_explorers_fit_a_phone_screen(browser: Any, tmp_path: Path) -> None:
     page.close()
 
 
+def test_the_atrous_walk_stops_when_its_explorer_is_replaced(browser: Any, tmp_path: Path) -> None:
+    """The atrous explorer's walk (the play button steps output i every 0.7 s) stops once the explorer
+    leaves the page, as when its cell runs again and a new one replaces it: its timer went on redrawing the
+    detached figure (a widgets audit)."""
+    import time
+
+    from deeplab_edu.viz.explorers import explorer_html
+
+    (tmp_path / "atrous.html").write_text(f"<!doctype html><html><body>{explorer_html('atrous')}</body></html>",
+                                          encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    blocked, errors = offline(page), collect_errors(page)
+    with serve(tmp_path) as base:
+        page.goto(f"{base}/atrous.html", wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        explorer = page.locator(".dle-explorer[data-explorer='atrous'][data-ready='true']")
+        page.evaluate("""() => { window.dleCleared = 0; const clear = window.clearInterval;
+                                 window.clearInterval = t => { window.dleCleared += 1; return clear(t); }; }""")
+        first, index = _taps(explorer), explorer.locator("input[name='output_index']").input_value()
+        explorer.locator("button[name='play']").click()
+        page.wait_for_function("i => document.querySelector('input[name=output_index]').value !== i", arg=index,
+                               timeout=10_000)  # the walk steps output i
+        assert _taps(explorer) != first and page.evaluate("window.dleCleared") == 0
+        explorer.evaluate("e => e.remove()")  # replaced: the old explorer is no longer in the page
+        time.sleep(1.6)  # two of the walk's steps
+        assert page.evaluate("window.dleCleared") == 1, "the walk's timer still runs for a removed explorer"
+    assert not errors and not blocked, (errors, blocked)
+    page.close()
+
+
 def _fits(page: Any, base: str, name: str) -> None:
     """One explorer's page at ``base`` is no wider than the viewport."""
     page.goto(f"{base}/{name}.html", wait_until="load", timeout=PAGE_TIMEOUT_MS)
