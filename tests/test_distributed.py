@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -126,10 +127,17 @@ def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: 
     assert not all(torch.equal(v, runs["resumed without process_rng"]["model"][k]) for k, v in final["model"].items())
 
 
-def _train_until_stopped(rank: int, world: int, out: str, port: int) -> None:
+def _train_until_stopped(rank: int, world: int, out: str, port: int, workers: int = 0) -> None:
     """Up to 200 slow iterations over two processes, no planned checkpoint before the last; the iteration a
-    stop request ended the run at is written beside the run, per process."""
-    _as_process(rank, world, port)
+    stop request ended the run at, and the signal, are written beside the run, per process."""
+    if port:  # spawned by the test (torchrun sets the environment itself)
+        _as_process(rank, world, port)
+    else:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
     os.environ["DEEPLAB_EDU_TEST_SLOW"] = "1"  # 20 ms an image: a step takes tens of milliseconds
     from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
 
@@ -137,43 +145,92 @@ def _train_until_stopped(rank: int, world: int, out: str, port: int) -> None:
     from deeplab_edu.engine.trainer import Trainer, TrainingInterrupted
 
     cfg = tiny_config(out, iterations=200, batch_size=2, eval_every=1000, ckpt_every=1000, log_every=1,
-                      num_workers=0)
+                      num_workers=workers)
     trainer = Trainer(cfg, model=TinyNet(dropout=0.5), train_set=TinyScenes(16),
                       val_set=TinyScenes(5, seed=9, augment=False))
     try:
         trainer.fit()
         stopped = "not stopped"
-    except TrainingInterrupted:
-        stopped = str(trainer.iteration)
-    Path(f"{out}_rank{rank}.txt").write_text(stopped)
+    except TrainingInterrupted as err:
+        stopped = f"{trainer.iteration} {err.signum}"
+    except BaseException as err:  # noqa: BLE001 - the test names what else ended it
+        stopped = f"{type(err).__name__}: {err}"
+    Path(f"{out}_rank{trainer.dist.rank}.txt").write_text(stopped)
     cleanup()
+
+
+def _wait_for_steps(run: Path, steps: int, alive: Callable[[], bool]) -> None:
+    """Wait until the run's metrics.csv holds ``steps`` training rows (at most 120 s)."""
+    import time
+
+    metrics, deadline = run / "metrics.csv", time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) > steps):  # and a header
+        assert alive(), "the processes ended before they were stopped"
+        assert time.monotonic() < deadline, f"the two processes trained no {steps} steps within 120 s"
+        time.sleep(0.05)
+
+
+def _stopped_at(run: Path) -> tuple[int, int]:
+    """The (iteration, signal) both processes stopped at, which must be the same, and its checkpoint there."""
+    stopped = {Path(f"{run}_rank{rank}.txt").read_text() for rank in (0, 1)}
+    assert len(stopped) == 1 and stopped != {"not stopped"}, stopped
+    at, signum = (int(v) for v in stopped.pop().split())
+    assert 3 <= at < 200
+    state = load_checkpoint(run / "checkpoints")
+    assert state["iteration"] == at and len(state["process_rng"]) == 2
+    return at, signum
 
 
 def test_a_stop_request_stops_every_process_at_the_same_step_and_saves_there(tmp_path: Path) -> None:
     """A stop request (Ctrl-C, SIGTERM) that reaches one torchrun process stops every process after the same
-    step, and the checkpoint of that step is written: the processes agree after each step. Before, a stop
-    under torchrun kept the last planned checkpoint only. The request comes twice, as torchrun passes on
-    the signal a terminal sent to every process: it does not stop at once (torchrun kills 30 s later)."""
+    step, and the checkpoint of that step is written: the processes agree after each step (the signal too:
+    each exits with SIGTERM's status). Before, a stop under torchrun kept the last planned checkpoint only.
+    The request comes twice, as where a scheduler signals every process and torchrun passes its own signal
+    on: it does not stop at once (torchrun kills 30 s later)."""
     import signal
     import time
 
     run = tmp_path / "run"
     processes = mp.start_processes(_train_until_stopped, args=(2, str(run), _free_port()), nprocs=2, join=False,
                                    start_method="spawn")
-    metrics, deadline = run / "metrics.csv", time.monotonic() + 120
-    while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 3):  # a header and three steps
-        assert time.monotonic() < deadline, "the two processes trained no three steps within 120 s"
-        time.sleep(0.05)
-    for _ in range(2):
-        os.kill(processes.pids()[1], signal.SIGINT)  # the process that does not write the checkpoint
-    while not processes.join(timeout=120):
-        pass
-    stopped = {Path(f"{run}_rank{rank}.txt").read_text() for rank in (0, 1)}
-    assert len(stopped) == 1 and stopped != {"not stopped"}, stopped
-    at = int(stopped.pop())
-    assert 3 <= at < 200
-    state = load_checkpoint(run / "checkpoints")
-    assert state["iteration"] == at and len(state["process_rng"]) == 2
+    try:
+        _wait_for_steps(run, 3, lambda: all(p.is_alive() for p in processes.processes))
+        for _ in range(2):
+            os.kill(processes.pids()[1], signal.SIGTERM)  # the process that does not write the checkpoint
+        deadline = time.monotonic() + 120
+        while not processes.join(timeout=5):
+            assert time.monotonic() < deadline, "the two processes did not end within 120 s of the stop request"
+    finally:
+        for p in processes.processes:
+            if p.is_alive():
+                p.kill()
+    assert _stopped_at(run)[1] == signal.SIGTERM  # rank 0 too, which got no signal
+
+
+def test_torchrun_stopped_by_sigterm_saves_with_loader_workers(tmp_path: Path) -> None:
+    """`kill` (SIGTERM) of torchrun, whose training processes have DataLoader workers: torchrun passes the
+    signal to each process's whole group, workers included, which must not die of it (a review's trial:
+    "DataLoader worker exited unexpectedly" and no checkpoint, when the main process noticed the dead worker
+    before its stop; test_workers.py checks that workers ignore the signal); both processes stop at one
+    step and save."""
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+               str(_free_port()), __file__, str(run)]
+    torchrun = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_steps(run, 3, lambda: torchrun.poll() is None)
+        torchrun.send_signal(signal.SIGTERM)
+        output = torchrun.communicate(timeout=120)[0]
+    finally:
+        if torchrun.poll() is None:
+            torchrun.kill()
+    assert "exited unexpectedly" not in output, output[-3000:]
+    assert _stopped_at(run)[1] == signal.SIGTERM, output[-3000:]
 
 
 def _download_in_turn(rank: int, world: int, folder: str, port: int) -> None:
@@ -204,3 +261,9 @@ def _download_in_turn(rank: int, world: int, folder: str, port: int) -> None:
 def test_a_download_runs_in_the_first_process_first_also_when_it_fails(tmp_path: Path) -> None:
     mp.spawn(_download_in_turn, args=(2, str(tmp_path), _free_port()), nprocs=2, join=True)
     assert (tmp_path / "order.txt").read_text() == "01"
+
+
+if __name__ == "__main__":  # one process of torchrun's (test_torchrun_stopped_by_sigterm_saves_with_loader_workers)
+    import sys
+
+    _train_until_stopped(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), sys.argv[1], 0, workers=1)

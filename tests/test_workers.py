@@ -169,12 +169,13 @@ class _SigintHandlers(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         import signal
 
-        return torch.tensor(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+        return torch.tensor(all(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)))
 
 
 def test_workers_leave_ctrl_c_to_the_main_process() -> None:
-    """A terminal's Ctrl-C reaches every process of the job; the workers ignore it, so the Trainer
-    can finish its step and save instead of waiting for a worker that quit."""
+    """A terminal's Ctrl-C reaches every process of the job, and torchrun's SIGTERM every process of each
+    training process's group; the workers ignore both, so the Trainer can finish its step and save instead
+    of waiting for a worker that quit."""
     assert all(bool(x) for x in make_loader(_SigintHandlers(), batch_size=1, num_workers=1))
 
 

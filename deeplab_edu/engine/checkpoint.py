@@ -96,8 +96,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # those of the devices this process sees (fewer: the rest)
+        torch.cuda.set_rng_state_all(list(state["cuda"])[: torch.cuda.device_count()])
     if "cuda_device" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda_device"])
 

@@ -27,7 +27,8 @@ _T = TypeVar("_T", float, torch.Tensor)
 _V = TypeVar("_V")
 
 __all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "init_distributed", "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean",
-           "all_gather_objects", "cpu_group", "any_process", "cleanup", "local_main_first"]
+           "all_gather_objects", "cpu_group", "max_over_processes", "release_group", "cleanup",
+           "local_main_first"]
 
 
 @dataclass(frozen=True)
@@ -224,15 +225,21 @@ def cpu_group() -> dist.ProcessGroup | None:
     return cast(dist.ProcessGroup, dist.new_group(backend="gloo"))
 
 
-def any_process(flag: bool, group: dist.ProcessGroup | None) -> bool:
-    """Whether ``flag`` is true in any process: a MAX all-reduce of one integer over ``group`` (a
-    :func:`cpu_group`), which every process of it must call at the same point; ``flag`` itself where
-    ``group`` is ``None``."""
+def max_over_processes(value: int, group: dist.ProcessGroup | None) -> int:
+    """The largest of every process's ``value`` (a MAX all-reduce of one integer over ``group``, a
+    :func:`cpu_group`), which every process of the group must call at the same point; ``value`` itself
+    where ``group`` is ``None``."""
     if group is None:
-        return flag
-    value = torch.tensor([int(flag)])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
-    return bool(value.item())
+        return value
+    reduced = torch.tensor([int(value)], dtype=torch.int64)
+    dist.all_reduce(reduced, op=dist.ReduceOp.MAX, group=group)
+    return int(reduced.item())
+
+
+def release_group(group: dist.ProcessGroup | None) -> None:
+    """Destroy a group :func:`cpu_group` made (not the default group, and nothing for ``None``)."""
+    if group is not None and group is not dist.group.WORLD and dist.is_initialized():
+        dist.destroy_process_group(group)
 
 
 def cleanup() -> None:

@@ -53,8 +53,8 @@ from . import checkpoint as ck
 from .allocator import keep_freed_memory
 from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
 from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
-from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, any_process, barrier, cpu_group,
-                          init_distributed, local_main_first, unwrap, wrap_model)
+from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, cpu_group, init_distributed,
+                          local_main_first, max_over_processes, release_group, unwrap, wrap_model)
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
@@ -933,16 +933,23 @@ class Trainer:
         say_loss = self.dist.is_main and bool(bar.disable)
         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
-        # under torchrun every process stops at the same step: after each step they agree (any_process, over a
-        # gloo group on the CPU, no wait for the GPU) whether one of them was asked to stop; torchrun passes a
-        # Ctrl-C or SIGTERM on to every process and kills them 30 s later, so a second signal does not stop at once
+        # under torchrun every process stops at the same step: after each step they agree (max_over_processes,
+        # over a gloo group on the CPU, no wait for the GPU) whether one of them was asked to stop, and by which
+        # signal. torchrun passes a signal on to each process (and its loader workers) and kills them 30 s later;
+        # a scheduler may also signal every process itself, so that each gets the request twice: a second
+        # signal does not stop at once there
         several = self.dist.distributed
         stop = _StopRequest(enabled=threading.current_thread() is threading.main_thread(), repeat_stops=not several,
                             announce=self.dist.is_main)
         group = cpu_group() if several else None
 
         def stopping() -> bool:  # the processes' common answer, taken once per step (a signal after it: next step)
-            return any_process(stop.requested, group) if several else stop.requested
+            if not several:
+                return stop.requested
+            agreed = max_over_processes(stop.signum if stop.requested else 0, group)
+            if agreed:
+                stop.signum = agreed  # the exit status says the signal one of them got
+            return bool(agreed)
 
         def cut_short() -> Callable[[], bool] | None:  # a validation's own stop test: not under torchrun, where the
             return None if several else (lambda: stop.requested)  # processes would stop it at different batches
@@ -988,16 +995,21 @@ class Trainer:
                         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
                     paused = time.perf_counter()
                     if eval_now:
+                        if several and not last and stopping():  # asked before a validation that torchrun's 30 s
+                            self._validation_due = self.iteration  # might not see the end of: skipped, as one
+                            self._stop(stop, unread)  # process skips it; the resumed run does it first
                         self._validate(stop, None if last else cut_short(), unread, bar, on_eval)
                     if save_now:
                         self.save()
                     t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
-                    if stopping():  # Ctrl-C: this step is complete, so the checkpoint is a consistent one
-                        self._stop(stop, unread)
+                    if not last and stopping():  # Ctrl-C: this step is complete, so the checkpoint is a consistent
+                        self._stop(stop, unread)  # one (after the last step the run ends as planned, its metrics written)
         except (RuntimeError, ConnectionError, EOFError) as err:
             if not _loader_worker_died(err):
                 raise
             raise self._after_worker_death(err, unread, batches) from None
+        finally:
+            release_group(group)  # the gloo group cpu_group made for this fit (none where it is the default group)
         if self._tb is not None:
             self._tb.close()
         result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
@@ -1213,10 +1225,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 class _StopRequest:
     """While training: the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``docker stop``, a batch
     scheduler's notice) asks the loop to finish its step, save a checkpoint and stop (raising
-    KeyboardInterrupt); a second one stops at once where ``repeat_stops`` (a single process; under
-    torchrun, which passes a signal on to every process and kills them 30 s later, each process may get
-    the same request twice). Only in the main thread (``enabled``); ``announce``: say so on the console
-    (one process of several)."""
+    KeyboardInterrupt); a second one stops at once where ``repeat_stops`` (a single process; not under
+    torchrun, which passes its signal on to each process and kills them 30 s later, while a scheduler
+    that signals every process of the job itself makes each get the request twice). Only in the main
+    thread (``enabled``); ``announce``: say so on the console (one process of several)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -97,10 +97,13 @@ def resolve_num_workers(num_workers: int | None) -> int:
 def limit_worker_threads(worker_id: int = 0) -> None:
     """``worker_init_fn``: one BLAS, one OpenMP and one torch thread in this worker process.
 
-    The worker also ignores Ctrl-C (SIGINT, which a terminal sends to every process of the job): the
-    main process decides what an interrupt means (the Trainer finishes its step and saves a
-    checkpoint) and stops its workers itself; a worker that quit on the signal would leave the main
-    process waiting for its batch ("DataLoader worker exited unexpectedly").
+    The worker also ignores Ctrl-C (SIGINT, which a terminal sends to every process of the job) and
+    SIGTERM (which torchrun sends to each training process's whole process group, its workers included,
+    and a batch scheduler to every process of a job): the main process decides what a stop means (the
+    Trainer finishes its step and saves a checkpoint) and stops its workers itself; a worker that quit on
+    the signal would leave the main process waiting for its batch ("DataLoader worker exited
+    unexpectedly", a trial of torchrun with workers: no checkpoint was saved). A worker still ends with its
+    main process (PyTorch's watchdog) and on SIGKILL.
 
     Call it only in a worker (DataLoader does): it changes the process it runs in.
     """
@@ -112,6 +115,7 @@ def limit_worker_threads(worker_id: int = 0) -> None:
     _limiter = threadpool_limits(limits=1)
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class WorkerInit:
