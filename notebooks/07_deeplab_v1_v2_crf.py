@@ -306,7 +306,7 @@ plt.show()
 #
 # | | $w_1$ | $\theta_\alpha$ | $\theta_\beta$ | $w_2$ | $\theta_\gamma$ | iterations |
 # |---|---|---|---|---|---|---|
-# | v1 paper, search range | 5 … 10 | 50 … 100 (step 10) | 3 … 10 | 3 (fixed) | 3 (fixed) | 10 |
+# | v1 paper, search range | [5, 10] | 50 … 100 (step 10) | 3 … 10 | 3 (fixed) | 3 (fixed) | 10 |
 # | v2 paper, search range | 3 … 6 | 30 … 100 (step 10) | 3 … 6 | 3 (fixed) | 3 (fixed) | 10 |
 # | released `run_densecrf.sh` | 4 | 49 | 5 | 3 | 3 | 10 |
 #

@@ -360,7 +360,8 @@ else:
 # - **Evaluation** at output stride 8 (section 2 measured what it costs).
 # - **Phase 2, for the test server only:** from the trained weights, *freeze* batch norm, switch to
 #   output stride 8 and train 30K more iterations at $\mathrm{lr}_0 = 0.001$ on VOC's trainval
-#   set. The paper's validation results (its Tables 1-6) come from the phase-1 model.
+#   set. The paper describes this phase for its test-set result only, so its validation tables
+#   (Tables 1-6) are read as those of phase-1 models.
 #
 # A laptop cannot run that recipe in minutes, and a shortened copy of it does not learn: a
 # MobileNetV3 trained from scratch with SGD on the hard scenes at 64 px, a few minutes long, does
