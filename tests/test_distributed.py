@@ -209,10 +209,10 @@ def test_a_stop_request_stops_every_process_at_the_same_step_and_saves_there(tmp
 
 def test_torchrun_stopped_by_sigterm_saves_with_loader_workers(tmp_path: Path) -> None:
     """`kill` (SIGTERM) of torchrun, whose training processes have DataLoader workers: torchrun passes the
-    signal to each process's whole group, workers included, which must not die of it (a review's trial:
-    "DataLoader worker exited unexpectedly" and no checkpoint, when the main process noticed the dead worker
-    before its stop; test_workers.py checks that workers ignore the signal); both processes stop at one
-    step and save."""
+    signal to each process's whole group, which the workers, in groups of their own, are not in (a review's
+    trial: a worker killed by it ended the run with "DataLoader worker exited unexpectedly" and no
+    checkpoint when the main process noticed before its stop, a race; test_workers.py checks the groups);
+    both processes stop at one step and save."""
     import signal
     import subprocess
     import sys

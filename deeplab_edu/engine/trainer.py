@@ -935,9 +935,9 @@ class Trainer:
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         # under torchrun every process stops at the same step: after each step they agree (max_over_processes,
         # over a gloo group on the CPU, no wait for the GPU) whether one of them was asked to stop, and by which
-        # signal. torchrun passes a signal on to each process (and its loader workers) and kills them 30 s later;
-        # a scheduler may also signal every process itself, so that each gets the request twice: a second
-        # signal does not stop at once there
+        # signal. torchrun passes a signal on to each process's group (its loader workers have groups of their
+        # own) and kills them 30 s later; a scheduler may also signal every process itself, so that each gets
+        # the request twice: a second signal does not stop at once there
         several = self.dist.distributed
         stop = _StopRequest(enabled=threading.current_thread() is threading.main_thread(), repeat_stops=not several,
                             announce=self.dist.is_main)

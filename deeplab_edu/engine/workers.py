@@ -97,13 +97,14 @@ def resolve_num_workers(num_workers: int | None) -> int:
 def limit_worker_threads(worker_id: int = 0) -> None:
     """``worker_init_fn``: one BLAS, one OpenMP and one torch thread in this worker process.
 
-    The worker also ignores Ctrl-C (SIGINT, which a terminal sends to every process of the job) and
-    SIGTERM (which torchrun sends to each training process's whole process group, its workers included,
-    and a batch scheduler to every process of a job): the main process decides what a stop means (the
-    Trainer finishes its step and saves a checkpoint) and stops its workers itself; a worker that quit on
-    the signal would leave the main process waiting for its batch ("DataLoader worker exited
-    unexpectedly", a trial of torchrun with workers: no checkpoint was saved). A worker still ends with its
-    main process (PyTorch's watchdog) and on SIGKILL.
+    The worker also leaves a stop to the main process, which decides what it means (the Trainer finishes
+    its step and saves a checkpoint) and stops its workers itself; a worker that quit on the signal would
+    end the run with "DataLoader worker exited unexpectedly" and no checkpoint. So it ignores Ctrl-C
+    (SIGINT, which a terminal sends to every process of its job), and it runs in a process group of its
+    own: ``torchrun`` signals each training process's whole group (SIGTERM when it is stopped itself, a
+    review's trial), which then holds the training process only. It still ends on SIGTERM (how
+    ``multiprocessing`` and the DataLoader end a worker), and when its main process is gone (PyTorch's
+    watchdog, within seconds).
 
     Call it only in a worker (DataLoader does): it changes the process it runs in.
     """
@@ -115,7 +116,10 @@ def limit_worker_threads(worker_id: int = 0) -> None:
     _limiter = threadpool_limits(limits=1)
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)  # out of the training process's group: a signal to that group is not for the workers
+    except OSError:  # not permitted here (a session leader): the group's signals then reach it as before
+        pass
 
 
 class WorkerInit:
