@@ -190,6 +190,9 @@ def test_a_bad_file_found_mid_run_keeps_the_training_done(tmp_path: Path, capsys
     args = ["train", "--preset", "smoke", "--dataset", "folder", "--data-root", str(root), "--crop-size", "24",
             "--out-dir", str(run), "--no-progress", "--num-workers", "1", "--ckpt-every", "100"]
     assert main(args) == 2
+    import multiprocessing
+
+    assert not multiprocessing.active_children(), "the validation's DataLoader worker outlived the run"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert "p1.png contains the label value 7" in err and "2 iterations done were saved" in err and "--resume" in err

@@ -622,6 +622,9 @@ class Trainer:
     def _after_data_error(self, err: BadDataError, unread: list[torch.Tensor]) -> BadDataError:
         """Save the training done so far (when a file turns out bad mid-run), then the error to raise:
         the file's message in one line, and what to do."""
+        # the loader's frames go with the traceback: they hold its iterator, and so its workers, which a kept
+        # error (a notebook's last one) would keep alive until the process ends
+        err.__traceback__ = None
         note = ""
         if self._save_unplanned(unread):
             done = "the iteration done was" if self.iteration == 1 else f"the {self.iteration} iterations done were"
