@@ -116,10 +116,11 @@ def limit_worker_threads(worker_id: int = 0) -> None:
     _limiter = threadpool_limits(limits=1)
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        os.setpgid(0, 0)  # out of the training process's group: a signal to that group is not for the workers
-    except OSError:  # not permitted here (a session leader): the group's signals then reach it as before
-        pass
+    if hasattr(os, "setpgid"):  # POSIX (not Windows, which has no process groups of this kind)
+        try:
+            os.setpgid(0, 0)  # out of the training process's group: a signal to that group is not for the workers
+        except OSError:  # not permitted here (a session leader): the group's signals then reach it as before
+            pass
 
 
 class WorkerInit:
