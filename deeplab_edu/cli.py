@@ -727,7 +727,8 @@ def _eval(args: argparse.Namespace) -> int:
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     _cpu_threads(args, dev)  # --threads, or the note on a busy CPU: after every check that fails at once
     images = min(len(ds), args.limit) if args.limit else len(ds)
-    where = args.data_root or cfg.get("data_root") or getattr(ds, "root", None)  # the copy data.paths found
+    given_root = args.data_root or cfg.get("data_root")
+    where = given_root or getattr(ds, "root", None)  # else the copy data.paths found
     print(f"scoring {checkpoint} on {cfg['dataset']} {args.split} ({images} image{'s' * (images != 1)}"
           f"{f', {where}' if where else ''})")  # what the numbers below score, before the wait
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev, progress=args.progress)
@@ -738,7 +739,7 @@ def _eval(args: argparse.Namespace) -> int:
         names = named or trained  # per-class IoU also by name: {"sky": 0.91, ...} beside the list
         by_name = {"iou_by_class": dict(zip(names, m["iou"]))} if names and len(names) == len(m["iou"]) else {}
         scored = {"checkpoint": str(checkpoint), "dataset": cfg["dataset"], "split": args.split,
-                  "data_root": args.data_root or cfg.get("data_root"),
+                  "data_root": given_root,
                   "images": images}  # what the numbers score
         record = _nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
         write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)

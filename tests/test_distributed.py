@@ -24,14 +24,15 @@ def _free_port() -> int:
 
 
 def _as_process(rank: int, world: int, port: int) -> None:
-    """Make this spawned process rank ``rank`` of ``world`` (torchrun's environment), one thread, the tests'
-    fixtures importable and the model's seed set."""
+    """Make this spawned process rank ``rank`` of ``world`` (torchrun's environment; ``port`` 0: torchrun set
+    it already), one thread, the tests' fixtures importable and the model's seed set."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    if port:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(port))
     torch.manual_seed(0)
 
 
@@ -130,14 +131,7 @@ def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: 
 def _train_until_stopped(rank: int, world: int, out: str, port: int, workers: int = 0) -> None:
     """Up to 200 slow iterations over two processes, no planned checkpoint before the last; the iteration a
     stop request ended the run at, and the signal, are written beside the run, per process."""
-    if port:  # spawned by the test (torchrun sets the environment itself)
-        _as_process(rank, world, port)
-    else:
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        torch.set_num_threads(1)
-        torch.manual_seed(0)
+    _as_process(rank, world, port)
     os.environ["DEEPLAB_EDU_TEST_SLOW"] = "1"  # 20 ms an image: a step takes tens of milliseconds
     from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
 
