@@ -23,14 +23,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _as_process(rank: int, world: int, port: int) -> None:
-    """Make this spawned process rank ``rank`` of ``world`` (torchrun's environment; ``port`` 0: torchrun set
-    it already), one thread, the tests' fixtures importable and the model's seed set."""
+def _as_process(rank: int, world: int, port: int | None) -> None:
+    """Make this spawned process rank ``rank`` of ``world`` (torchrun's environment; ``port`` ``None``:
+    torchrun set it already), one thread, the tests' fixtures importable and the model's seed set."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     torch.set_num_threads(1)
-    if port:
+    if port is not None:
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port))
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: 
     assert not all(torch.equal(v, runs["resumed without process_rng"]["model"][k]) for k, v in final["model"].items())
 
 
-def _train_until_stopped(rank: int, world: int, out: str, port: int, workers: int = 0) -> None:
+def _train_until_stopped(rank: int, world: int, out: str, port: int | None, workers: int = 0) -> None:
     """Up to 200 slow iterations over two processes, no planned checkpoint before the last; the iteration a
     stop request ended the run at, and the signal, are written beside the run, per process."""
     _as_process(rank, world, port)
@@ -260,4 +260,4 @@ def test_a_download_runs_in_the_first_process_first_also_when_it_fails(tmp_path:
 if __name__ == "__main__":  # one process of torchrun's (test_torchrun_stopped_by_sigterm_saves_with_loader_workers)
     import sys
 
-    _train_until_stopped(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), sys.argv[1], 0, workers=1)
+    _train_until_stopped(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), sys.argv[1], None, workers=1)
