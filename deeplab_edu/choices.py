@@ -11,7 +11,7 @@ import their names from here.
 from __future__ import annotations
 
 __all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "OPTIONAL_PACKAGES", "unknown_model",
-           "require_packages"]
+           "require_packages", "install_advice"]
 
 #: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -39,9 +39,14 @@ def require_packages(*modules: str, what: str) -> None:
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        names = " ".join(OPTIONAL_PACKAGES.get(m, m) for m in missing)
-        raise ImportError(f"{what} needs {' and '.join(missing)}, not installed here: pip install {names} "
-                          "(or the package's dev extra: pip install -e '.[dev]')")
+        raise ImportError(f"{what} needs {' and '.join(missing)}, not installed here: {install_advice(*missing)}")
+
+
+def install_advice(*modules: str) -> str:
+    """How to install ``modules``: "pip install onnx (or the package's dev extra: pip install -e '.[dev]')",
+    by their :data:`OPTIONAL_PACKAGES` names (a module's own name where it has none)."""
+    names = " ".join(OPTIONAL_PACKAGES.get(m, m) for m in modules)
+    return f"pip install {names} (or the package's dev extra: pip install -e '.[dev]')"
 
 
 def unknown_model(name: object) -> str:

@@ -1230,12 +1230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: e.g. a folder not writable
             if os.environ.get(DEBUG_ENV):
                 raise
-            from .choices import OPTIONAL_PACKAGES
+            from .choices import OPTIONAL_PACKAGES, install_advice
             missing = err.name.split(".")[0] if isinstance(err, ModuleNotFoundError) and err.name else ""
             if missing in OPTIONAL_PACKAGES and "pip install" not in str(err):
-                err = ModuleNotFoundError(f"{err} (an optional package this command needs: pip install "
-                                          f"{OPTIONAL_PACKAGES[missing]}, or the package's dev extra: pip install -e "
-                                          "'.[dev]')")
+                err = ModuleNotFoundError(f"{err} (an optional package this command needs: {install_advice(missing)})")
             from .engine.trainer import NonFiniteLossError
             from .engine.workers import original_message
 

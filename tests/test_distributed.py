@@ -128,9 +128,12 @@ def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: 
     assert not all(torch.equal(v, runs["resumed without process_rng"]["model"][k]) for k, v in final["model"].items())
 
 
-def _train_until_stopped(rank: int, world: int, out: str, port: int | None, workers: int = 0) -> None:
+def _train_until_stopped(rank: int, world: int, out: str, port: int | None, workers: int = 0,
+                         val_length: int = 5, iterations: int = 200, resume: bool = False) -> None:
     """Up to 200 slow iterations over two processes, no planned checkpoint before the last; the iteration a
-    stop request ended the run at, and the signal, are written beside the run, per process."""
+    stop request ended the run at, and the signal, are written beside the run, per process. With more than
+    5 validation scenes the run validates every 2 iterations, and each process marks beside the run when
+    it reads them once it has trained (``<run>_validating<rank>``)."""
     _as_process(rank, world, port)
     os.environ["DEEPLAB_EDU_TEST_SLOW"] = "1"  # 20 ms an image: a step takes tens of milliseconds
     from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
@@ -138,10 +141,17 @@ def _train_until_stopped(rank: int, world: int, out: str, port: int | None, work
     from deeplab_edu.engine.distributed import cleanup
     from deeplab_edu.engine.trainer import Trainer, TrainingInterrupted
 
-    cfg = tiny_config(out, iterations=200, batch_size=2, eval_every=1000, ckpt_every=1000, log_every=1,
-                      num_workers=workers)
+    class MarkedScenes(TinyScenes):
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            if Path(out, "metrics.csv").is_file():  # the run's (not the Trainer's look at a scene)
+                Path(f"{out}_validating{rank}").touch()
+            return super().__getitem__(i)
+
+    validating = val_length > 5
+    cfg = tiny_config(out, iterations=iterations, batch_size=2, eval_every=2 if validating else 1000,
+                      ckpt_every=1000, log_every=1, num_workers=workers, resume=resume)
     trainer = Trainer(cfg, model=TinyNet(dropout=0.5), train_set=TinyScenes(16),
-                      val_set=TinyScenes(5, seed=9, augment=False))
+                      val_set=(MarkedScenes if validating else TinyScenes)(val_length, seed=9, augment=False))
     try:
         trainer.fit()
         stopped = "not stopped"
@@ -164,12 +174,13 @@ def _wait_for_steps(run: Path, steps: int, alive: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
-def _stopped_at(run: Path) -> tuple[int, int]:
-    """The (iteration, signal) both processes stopped at, which must be the same, and its checkpoint there."""
+def _stopped_at(run: Path, first: int = 3) -> tuple[int, int]:
+    """The (iteration, signal) both processes stopped at, which must be the same (from ``first`` on), and its
+    checkpoint there."""
     stopped = {Path(f"{run}_rank{rank}.txt").read_text() for rank in (0, 1)}
     assert len(stopped) == 1 and stopped != {"not stopped"}, stopped
     at, signum = (int(v) for v in stopped.pop().split())
-    assert 3 <= at < 200
+    assert first <= at < 200
     state = load_checkpoint(run / "checkpoints")
     assert state["iteration"] == at and len(state["process_rng"]) == 2
     return at, signum
@@ -199,6 +210,40 @@ def test_a_stop_request_stops_every_process_at_the_same_step_and_saves_there(tmp
             if p.is_alive():
                 p.kill()
     assert _stopped_at(run)[1] == signal.SIGTERM  # rank 0 too, which got no signal
+
+
+def test_a_stop_request_cuts_a_validation_short_under_torchrun(tmp_path: Path) -> None:
+    """A stop request during a validation (SIGTERM to each process, as torchrun passes its own on) cuts it
+    short: each process stops its pass at a batch of its own, they agree that one stopped, and all save
+    the step's checkpoint with the validation still due, which the resumed run does first. Before, the
+    processes finished the pass (torchrun kills them 30 s after its signal, and a long one lost the run's
+    progress since its last planned checkpoint)."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    processes = mp.start_processes(_train_until_stopped, args=(2, str(run), _free_port(), 0, 200), nprocs=2,
+                                   join=False, start_method="spawn")  # 100 scenes a process: 2 s a pass
+    try:
+        deadline = time.monotonic() + 120
+        while not Path(f"{run}_validating1").exists():
+            assert all(p.is_alive() for p in processes.processes), "the processes ended before they validated"
+            assert time.monotonic() < deadline, "the two processes did not validate within 120 s"
+            time.sleep(0.02)
+        for pid in processes.pids():
+            os.kill(pid, signal.SIGTERM)
+        while not processes.join(timeout=5):
+            assert time.monotonic() < deadline, "the two processes did not end within 120 s of the stop request"
+    finally:
+        for p in processes.processes:
+            if p.is_alive():
+                p.kill()
+    at, _ = _stopped_at(run, first=2)
+    assert at == 2 and load_checkpoint(run / "checkpoints")["validation_due"] == 2
+    assert ",val," not in (run / "metrics.csv").read_text()  # no validation finished
+    mp.spawn(_train_until_stopped, args=(2, str(run), _free_port(), 0, 200, 2, True), nprocs=2, join=True)
+    assert Path(f"{run}_rank0.txt").read_text() == "not stopped"
+    assert ",val," in (run / "metrics.csv").read_text()  # the resumed run validated at iteration 2 first
 
 
 def test_torchrun_stopped_by_sigterm_saves_with_loader_workers(tmp_path: Path) -> None:

@@ -802,7 +802,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, output_stride: int | None = None, *,
-                 should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+                 should_stop: Callable[[], bool] | None = None,
+                 agree_to_stop: Callable[[bool], bool] | None = None) -> dict[str, Any]:
         """mIoU etc. on the validation set, at ``output_stride`` (default ``eval_output_stride``).
 
         Batched: up to ``batch_size`` images per forward pass, grouped by size and never resized or
@@ -815,9 +816,15 @@ class Trainer:
             :meth:`~deeplab_edu.metrics.ConfusionMatrix.compute`'s metrics (``miou``, ``iou``,
             ``pixel_accuracy``, ``fw_iou``), fractions in [0, 1], summed over every process.
 
+        Under torchrun the processes' shards differ in length, so they cannot agree between two
+        batches: each stops its own pass when its ``should_stop()`` becomes true, and
+        ``agree_to_stop(stopped)``, which every process calls after its pass (:meth:`fit`'s: a MAX
+        all-reduce over a gloo group), says whether any of them stopped; then none sums the metrics.
+
         Raises:
-            ValidationStopped: ``should_stop()`` became true between two batches (:meth:`fit`
-                passes its Ctrl-C / SIGTERM request: a stop need not wait for a whole validation).
+            ValidationStopped: ``should_stop()`` became true between two batches, or ``agree_to_stop``
+                said another process's did (:meth:`fit` passes its Ctrl-C / SIGTERM request: a stop
+                need not wait for a whole validation).
         """
         cfg = self.cfg
         model = unwrap(self.net)
@@ -831,14 +838,22 @@ class Trainer:
         try:
             with at_output_stride(model, os_eval):  # restored also when evaluation raises
                 model.eval()
+                stopped = False
                 for same_size_batches in loader:
                     for x, y in same_size_batches:
                         if should_stop is not None and should_stop():
-                            raise ValidationStopped("validation stopped by a stop request")
+                            stopped = True
+                            break
                         x, y = self.to_device(x, y)
                         with autocast_context(cfg.amp, self.device):
                             out = model(x)["out"]
                         cm.update(out.float().argmax(1), y)
+                    if stopped:
+                        break
+                if agree_to_stop is not None:
+                    stopped = agree_to_stop(stopped)
+                if stopped:
+                    raise ValidationStopped("validation stopped by a stop request")
                 cm.all_reduce()
         finally:
             self._train_mode()
@@ -938,7 +953,7 @@ class Trainer:
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         # under torchrun every process stops at the same step: after each step they agree (max_over_processes,
         # over a gloo group on the CPU, no wait for the GPU) whether one of them was asked to stop, and by which
-        # signal. torchrun passes a signal on to each process's group (its loader workers have groups of their
+        # signal, and after each validation pass, which each cuts short at a batch of its own. torchrun passes a signal on to each process's group (its loader workers have groups of their
         # own) and kills them 30 s later; a scheduler may also signal every process itself, so that each gets
         # the request twice: a second signal does not stop at once there
         several = self.dist.distributed
@@ -954,12 +969,12 @@ class Trainer:
                 stop.signum = agreed  # the exit status says the signal one of them got
             return bool(agreed)
 
-        def cut_short() -> Callable[[], bool] | None:  # a validation's own stop test: not under torchrun, where the
-            return None if several else (lambda: stop.requested)  # processes would stop it at different batches
+        def agree_to_stop(stopped: bool) -> bool:  # after a validation pass, which each process of several cuts
+            return stopping()  # short at a batch of its own when it was asked to stop (then stop.requested)
         try:  # a loader worker's death is reported by PyTorch's SIGCHLD handler, in whatever line runs
             with stop, bar:  # an error closes the bar too: its message then starts a line of its own
                 if self._validation_due == self.iteration:  # resumed where a stop cut a validation short
-                    self._validate(stop, cut_short(), unread, bar, on_eval)
+                    self._validate(stop, True, agree_to_stop if several else None, unread, bar, on_eval)
                     if stopping():  # stopped again: the checkpoint of this iteration still says it is due
                         self._stop(stop, unread)
                 while self.iteration < cfg.iterations:
@@ -998,10 +1013,11 @@ class Trainer:
                         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
                     paused = time.perf_counter()
                     if eval_now:
-                        if several and not last and stopping():  # asked before a validation that torchrun's 30 s
-                            self._validation_due = self.iteration  # might not see the end of: skipped, as one
-                            self._stop(stop, unread)  # process skips it; the resumed run does it first
-                        self._validate(stop, None if last else cut_short(), unread, bar, on_eval)
+                        if several and not last and stopping():  # asked before a validation: skipped, as one
+                            self._validation_due = self.iteration  # process skips it (no loaders started for
+                            self._stop(stop, unread)  # nothing); the resumed run does it first
+                        self._validate(stop, not last, agree_to_stop if several and not last else None, unread,
+                                       bar, on_eval)
                     if save_now:
                         self.save()
                     t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
@@ -1031,21 +1047,23 @@ class Trainer:
             "to continue, run the same cell again (a chapter's run resumes by itself) or the same "
             "command with --resume") if saved is not None else "")
 
-    def _validate(self, stop: "_StopRequest", stoppable: Callable[[], bool] | None, unread: list[torch.Tensor],
-                  bar: Any, on_eval: Callable[[dict[str, Any]], None] | None) -> None:
+    def _validate(self, stop: "_StopRequest", stoppable: bool, agree: Callable[[bool], bool] | None,
+                  unread: list[torch.Tensor], bar: Any, on_eval: Callable[[dict[str, Any]], None] | None) -> None:
         """The planned validation at this iteration: logged, written above the bar, passed to ``on_eval``.
 
-        A stop request skips it (or cuts it short between two batches) unless ``stoppable`` is ``None``
-        (the final one): stopping must not wait for a whole validation pass. The iteration is then
-        kept as ``validation_due``, which the checkpoint saved on stopping holds, and the resumed run
-        validates there before it trains on.
+        A stop request skips it (or cuts it short between two batches) if it is ``stoppable`` (all but
+        the final one): stopping must not wait for a whole validation pass. The iteration is then kept
+        as ``validation_due``, which the checkpoint saved on stopping holds, and the resumed run
+        validates there before it trains on. ``agree``: under torchrun, the processes' common answer
+        to "did one of us stop?" after each one's pass (:meth:`evaluate`'s ``agree_to_stop``).
         """
         self._validation_due = None
         m = None
-        if stoppable is None or not stoppable():  # no loader started for nothing
-            stop.validating = stoppable is not None
+        should_stop = (lambda: stop.requested) if stoppable else None
+        if agree is not None or not stop.requested or not stoppable:  # alone: no loader started for nothing
+            stop.validating = stoppable
             try:
-                m = self.evaluate(should_stop=stoppable)
+                m = self.evaluate(should_stop=should_stop, agree_to_stop=agree)
             except BadDataError as err:  # a bad validation file: keep the training done so far
                 raise self._after_data_error(err, unread) from None
             except ValidationStopped:
