@@ -53,7 +53,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -673,26 +673,42 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
 
 def _run_child(cmd: list[str], env: dict[str, str], source: Path, executed: Path, report: Path, active_profile: str,
                register: Callable[[subprocess.Popen], bool] | None) -> NotebookRun:
-    """:func:`_run_in_subprocess`'s child: started, bounded, and read back."""
+    """:func:`_run_in_subprocess`'s child: started, bounded, and read back. Its output goes to a file, not a
+    pipe: a process the notebook left behind (a loader worker outside the kernel's group, a review's trial)
+    would hold a pipe open, and reading it to its end waited for that process, past every time limit."""
+    with tempfile.TemporaryFile() as log:
+        return _run_child_into(cmd, env, source, executed, report, active_profile, register, log)
+
+
+def _run_child_into(cmd: list[str], env: dict[str, str], source: Path, executed: Path, report: Path,
+                    active_profile: str, register: Callable[[subprocess.Popen], bool] | None,
+                    log: IO[bytes]) -> NotebookRun:
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+
+    def ended() -> str:  # the child, killed if it runs: its output
+        if proc.poll() is None:
+            _kill_tree(proc.pid)
+            proc.wait(timeout=60)
+        log.seek(0)
+        return log.read().decode("utf-8", errors="replace")
+
     if register is not None and not register(proc):
-        _kill_tree(proc.pid)
-        proc.communicate()
+        ended()
         return NotebookRun(source=_shown(source), executed=executed, status="crashed",
                            seconds=round(time.monotonic() - start, 1), profile=active_profile,
                            message="stopped: the executor was interrupted")
     limit = _notebook_timeout(active_profile)
     try:
-        out, _ = proc.communicate(timeout=limit)
+        proc.wait(timeout=limit)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        out, _ = proc.communicate()
+        out = ended()
         return NotebookRun(source=_shown(source), executed=executed, status="timeout",
                            seconds=round(time.monotonic() - start, 1), profile=active_profile,
                            message=f"the notebook ran longer than {limit} s in all (kernel start or shutdown "
                                    f"stuck?); executor output:\n{out[-3000:]}")
+    out = ended()
     if proc.returncode not in (0, 1, 130) or not report.is_file():  # 1: it failed, 130: interrupted (the report says)
         return NotebookRun(source=_shown(source), executed=executed, status="crashed",
                            seconds=round(time.monotonic() - start, 1), profile=active_profile,

