@@ -91,9 +91,7 @@ def download_camvid(root: Path) -> Path:
             part.unlink(missing_ok=True)  # torchvision would take any file of that name for the download
             with stall_timeout():  # a server that stops sending fails the download instead of hanging it
                 download_url(CAMVID_URL, str(root), filename=part.name)
-            if not zipfile.is_zipfile(part):
-                raise OSError(f"the download ended after {part.stat().st_size:,} bytes without the end of a zip "
-                              "archive (cut short by the server or the network)")
+            _check_whole(part)
             os.replace(part, archive)
         extract_archive(str(archive), str(root))
     except Exception as err:  # network errors come in many types (URLError, HTTPError, OSError, ...)
@@ -106,6 +104,15 @@ def download_camvid(root: Path) -> Path:
             "CamVid/ folder as root= (--data-root; or set DEEPLAB_EDU_CAMVID)."
         ) from None
     return resolve_camvid_root(root)
+
+
+def _check_whole(archive: Path) -> None:
+    """Raise ``OSError`` unless ``archive`` ends as a zip archive does (its directory is at its end)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(archive):
+        raise OSError(f"the download ended after {archive.stat().st_size:,} bytes without the end of a zip "
+                      "archive (cut short by the server or the network)")
 
 
 def _pairs(base: Path, split: str) -> list[tuple[Path, Path]]:

@@ -142,7 +142,7 @@ def end_with_parent() -> None:
     import sys
 
     parent = multiprocessing.parent_process()
-    if not sys.platform.startswith("linux") or parent is None:
+    if not sys.platform.startswith("linux") or parent is None or parent.pid is None:
         return
     import ctypes
 

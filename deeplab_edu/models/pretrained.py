@@ -76,8 +76,11 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
         flag: the command-line flag that does the same, if there is one, for the message.
 
     Raises:
-        PretrainedWeightsUnavailable: the download failed; the message names the URL, where
-            torchvision looks for a copy, and ``argument`` (and ``flag``) to pass a local file.
+        PretrainedWeightsUnavailable: the download failed, or was cut short (the file's SHA-256 does
+            not start as its name says; nothing is kept), or torchvision's cached copy does not load;
+            the message names the URL, where torchvision looks for a copy, and ``argument`` (and
+            ``flag``) to pass a local file.
+        RuntimeError: torch's own failure where there is no cached copy to blame, as it raised it.
     """
     from ..engine.runs import shown_path
     from ..network import stall_timeout
