@@ -337,6 +337,7 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     from .progress import progress_bar
 
     from .engine.data import eval_loader
+    from .engine.workers import naming_a_stall
 
     num_classes = num_classes or getattr(dataset, "num_classes", None)
     if num_classes is None:
@@ -358,9 +359,12 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     cm = ConfusionMatrix(num_classes, ignore_index, device=device)
     # at the strategy's output stride for the whole loop: a stride the model cannot run at fails here,
     # before the progress bar and the first image
+    scored = 0
+    batches = naming_a_stall(loader, lambda: f"after {scored} of the {n} images", "`deeplab-edu check-data` reads "
+                             "every file of a data set and names those it cannot read")
     with at_output_stride(model, strategy.output_stride), \
             progress_bar(total=n, desc=f"eval {strategy.label}", progress=progress, leave=False) as bar:
-        for k, same_size_batches in enumerate(loader):
+        for k, same_size_batches in enumerate(batches):
             # which items a message names: the loaded batch's (grouped by size within it, each group in order)
             first, last = k * batch_size, min((k + 1) * batch_size, n) - 1
             items = f"item {first}" if first == last else f"items {first} to {last}"
@@ -378,6 +382,7 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
                                      "evaluate a model trained on this data set's classes (or pass num_classes)")
                 cm.update(probs.argmax(1), masks.to(device, non_blocking=True))
                 bar.update(len(images))
+                scored += len(images)
     return cm.compute()
 
 

@@ -780,6 +780,38 @@ def test_a_loader_worker_that_hangs_stops_training_naming_it(tmp_path, monkeypat
         trainer.fit()
 
 
+def test_evaluation_and_the_data_check_name_where_their_loader_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``deeplab-edu eval`` and ``check-data`` passed PyTorch's bare "DataLoader timed out" on (a review)."""
+    from deeplab_edu.data.check import check_dataset
+    from deeplab_edu.engine import workers
+    from deeplab_edu.inference import evaluate
+
+    monkeypatch.setattr(workers, "LOADER_TIMEOUT_S", 3.0)
+    with pytest.raises(RuntimeError, match=r"no batch in that time after 2 of the 4 images \(an item that hangs.*"
+                                           r"deeplab-edu check-data"):
+        evaluate(TinyNet(3).eval(), _HangsAfterTwo(4, augment=False), batch_size=2, num_workers=1, progress=False)
+    scenes = _HangsAfterTwo(12, augment=False)
+    scenes.pairs = [(f"scene{i}.png", f"mask{i}.png") for i in range(12)]  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match=r"no batch in that time at items 0 to 7 of the 12 \(images scene0.png, "
+                                           r"scene1.png, .*scene7.png\).*one of those files hangs"):
+        check_dataset(scenes, num_workers=1, progress=False)
+
+
+def test_a_validation_whose_loader_hangs_keeps_the_training_done(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A validation file that hangs gave PyTorch's bare "DataLoader timed out" and lost the iterations since
+    the last planned checkpoint (a review's trial); now they are saved, with the validation still due."""
+    from deeplab_edu.engine import workers
+
+    monkeypatch.setattr(workers, "LOADER_TIMEOUT_S", 3.0)
+    cfg = tiny_config(tmp_path / "run", num_workers=1, batch_size=2, iterations=4, ckpt_every=100, eval_every=2)
+    trainer = Trainer(cfg, model=TinyNet(3), train_set=TinyScenes(8), val_set=_HangsAfterTwo(4), num_classes=3)
+    with pytest.raises(RuntimeError, match=r"no batch in that time in the validation at iteration 2 .*the 2 "
+                                           r"iterations done were saved; continue .*--resume"):
+        trainer.fit()
+    state = ck.load_checkpoint(tmp_path / "run" / "checkpoints")
+    assert state["iteration"] == 2 and state["validation_due"] == 2
+
+
 class _RunsCode:
     """Pickled as a call of ``exec``: loading it without ``weights_only`` would run code."""
 

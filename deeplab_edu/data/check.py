@@ -197,12 +197,23 @@ def check_dataset(dataset: Any, *, num_workers: int | None = None, progress: boo
 
 def _check(dataset: Any, checked: "_Checked", num_workers: int | None, progress: bool) -> DataCheck:
     """:func:`check_dataset`'s reading: every item of ``checked`` once, through a DataLoader."""
-    from ..engine.workers import make_loader
+    from ..engine.workers import make_loader, naming_a_stall
 
     loader = make_loader(checked, batch_size=8, num_workers=num_workers, collate_fn=_as_list)
     report = DataCheck(items=len(checked), pixels=np.zeros(dataset.num_classes, np.int64),
                        class_names=tuple(dataset.class_names), unpaired=list(getattr(dataset, "unpaired", [])))
-    for batch in progress_bar(loader, desc="checking the data", unit="batch", progress=progress):
+    done = 0
+
+    def stalled_at() -> str:  # the batch the loader waited for: the next 8 items, in order
+        first, last = done, min(done + 8, len(checked)) - 1
+        pairs = getattr(dataset, "pairs", None)
+        images = f" (images {', '.join(str(p[0]) for p in pairs[first:last + 1])})" if pairs is not None else ""
+        return f"at items {first} to {last} of the {len(checked)}{images}"
+
+    batches = naming_a_stall(loader, stalled_at, "one of those files hangs when it is read; read each by hand to "
+                             "find it")
+    for batch in progress_bar(batches, desc="checking the data", unit="batch", progress=progress, total=len(loader)):
+        done += len(batch)
         for message, counts, labels, warned, files in batch:
             report.warnings += [w for w in warned if w not in report.warnings]
             if message is not None:

@@ -58,7 +58,7 @@ from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
-from .workers import original_message, resolve_num_workers
+from .workers import loader_timed_out, original_message, resolve_num_workers, stalled_loader_message
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
            "last_validation", "run_result", "TrainingInterrupted", "ValidationStopped"]
@@ -632,6 +632,18 @@ class Trainer:
                     "bad file of a data set at once)")
         return BadDataError(original_message(err) + note)
 
+    def _after_loader_timeout(self, err: RuntimeError, unread: list[torch.Tensor], where: str) -> RuntimeError:
+        """Save the training done so far when a loader worker produced no batch within
+        :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S` (``where``: "at iteration 5", "in the
+        validation at iteration 4"), then the error to raise: what stalled, where, and what to do."""
+        err.__traceback__ = None  # its frames hold the loader, and so the stuck worker (see _after_data_error)
+        saved = ""
+        if self._save_unplanned(unread) or self._saved_at == self.iteration:
+            saved = ("the iteration done was saved; " if self.iteration == 1
+                     else f"the {self.iteration} iterations done were saved; " if self.iteration else "")
+        return RuntimeError(stalled_loader_message(err, where, saved + "continue from the last checkpoint with resume "
+                                                   "(--resume)"))
+
     def _after_worker_death(self, err: BaseException, unread: list[torch.Tensor],
                             batches: Iterator[Any]) -> RuntimeError:
         """Save the training done so far when a data loader worker died (killed by the system's
@@ -984,12 +996,9 @@ class Trainer:
                     except BadDataError as err:
                         raise self._after_data_error(err, unread) from None
                     except RuntimeError as err:
-                        if "DataLoader timed out" not in str(err):
+                        if not loader_timed_out(err):
                             raise
-                        raise RuntimeError(f"{err}: a data loader worker produced no batch in that time at "
-                                           f"iteration {self.iteration + 1} (an item that hangs: a stalled network "
-                                           "file system, a transform that deadlocks); continue from the last "
-                                           "checkpoint with resume (--resume)") from None
+                        raise self._after_loader_timeout(err, unread, f"at iteration {self.iteration + 1}") from None
                     self.iteration += 1
                     unread.append(loss)
                     window_imgs, window_steps = window_imgs + imgs, window_steps + 1
@@ -1066,6 +1075,11 @@ class Trainer:
                 m = self.evaluate(should_stop=should_stop, agree_to_stop=agree)
             except BadDataError as err:  # a bad validation file: keep the training done so far
                 raise self._after_data_error(err, unread) from None
+            except RuntimeError as err:
+                if not loader_timed_out(err):
+                    raise
+                self._validation_due = self.iteration  # the resumed run validates here first
+                raise self._after_loader_timeout(err, unread, f"in the validation at iteration {self.iteration}") from None
             except ValidationStopped:
                 pass
             finally:

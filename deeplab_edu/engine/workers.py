@@ -20,14 +20,14 @@ machine (``LOCAL_WORLD_SIZE``, set by ``torchrun``), at most :data:`MAX_DEFAULT_
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers",
            "default_num_workers", "resolve_num_workers", "limit_worker_threads", "end_with_parent", "WorkerInit", "worker_thread_counts",
-           "make_loader", "original_message", "busy_cpu_note"]
+           "make_loader", "loader_timed_out", "stalled_loader_message", "naming_a_stall", "original_message", "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
@@ -44,6 +44,7 @@ WORKERS_PER_CORE_LIMIT = 4
 #: network file system, a deadlock in a user's transform). A batch takes seconds at most here.
 LOADER_TIMEOUT_S = 600.0
 
+T = TypeVar("T")
 _limiter: Any = None  # keeps the threadpoolctl limiter of this (worker) process alive
 
 
@@ -251,6 +252,40 @@ def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25, remedy:
     return (f"note: other processes keep {others:.1f} of this machine's {available_cores()} cores busy, and PyTorch "
             f"will use {threads} threads that wait for each other: {remedy.format(n=fewer)} can be "
             "several times faster until the machine is free")
+
+
+def loader_timed_out(err: BaseException) -> bool:
+    """Whether ``err`` is PyTorch's "DataLoader timed out after 600.0 seconds": a worker produced no batch
+    within the loader's ``timeout`` (:data:`LOADER_TIMEOUT_S` for :func:`make_loader`'s loaders)."""
+    return isinstance(err, RuntimeError) and "DataLoader timed out" in str(err)
+
+
+def stalled_loader_message(err: BaseException, where: str, advice: str) -> str:
+    """The message for a loader that :func:`loader_timed_out`: PyTorch's, ``where`` the loader stalled ("at
+    iteration 5"), the likely causes and ``advice``."""
+    return (f"{err}: a data loader worker produced no batch in that time {where} (an item that hangs: a stalled "
+            f"network file system, a transform that deadlocks); {advice}")
+
+
+def naming_a_stall(batches: Iterable[T], where: Callable[[], str], advice: str) -> Iterator[T]:
+    """``batches`` (a DataLoader's), whose stalled worker fails with a message that says where.
+
+    Raises:
+        RuntimeError: a worker produced no batch in time (:func:`loader_timed_out`): the message is
+            :func:`stalled_loader_message`'s, with ``where()`` (called then: "after 40 of the 100
+            images") and ``advice``; any other ``RuntimeError`` as it came.
+    """
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError as err:
+            if not loader_timed_out(err):
+                raise
+            raise RuntimeError(stalled_loader_message(err, where(), advice)) from None
+        yield batch
 
 
 def original_message(err: BaseException) -> str:
