@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import math
 import shutil
 import warnings
@@ -795,6 +797,32 @@ def test_evaluation_and_the_data_check_name_where_their_loader_hangs(monkeypatch
     with pytest.raises(RuntimeError, match=r"no batch in that time at items 0 to 7 of the 12 \(images scene0.png, "
                                            r"scene1.png, .*scene7.png\).*one of those files hangs"):
         check_dataset(scenes, num_workers=1, progress=False)
+
+
+class _SignalsTheJob(TinyScenes):
+    """In a loader worker, its first item sends SIGTERM to the training process and to the worker itself: a
+    scheduler that signals every process of the job (Slurm, systemd) at a validation."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getppid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().__getitem__(i)
+
+
+def test_a_stop_signal_that_also_ends_the_workers_is_a_stop(tmp_path) -> None:
+    """SIGTERM to every process of the job, the loader's workers too, during a validation: the run stops as
+    asked (TrainingInterrupted, the validation still due in the checkpoint). Before, the dead worker was
+    reported as the out-of-memory killer's (exit 2) and the validation was lost (a fuzzing trial)."""
+    from deeplab_edu.engine.trainer import TrainingInterrupted
+
+    cfg = tiny_config(tmp_path / "run", num_workers=1, batch_size=2, iterations=4, ckpt_every=100, eval_every=2)
+    trainer = Trainer(cfg, model=TinyNet(3), train_set=TinyScenes(8), val_set=_SignalsTheJob(4), num_classes=3)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        trainer.fit()
+    assert stopped.value.signum == signal.SIGTERM
+    state = ck.load_checkpoint(tmp_path / "run" / "checkpoints")
+    assert state["iteration"] == 2 and state["validation_due"] == 2
 
 
 def test_a_validation_whose_loader_hangs_keeps_the_training_done(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

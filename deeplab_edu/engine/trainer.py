@@ -632,7 +632,7 @@ class Trainer:
                     "bad file of a data set at once)")
         return BadDataError(original_message(err) + note)
 
-    def _after_loader_timeout(self, err: RuntimeError, unread: list[torch.Tensor], where: str) -> RuntimeError:
+    def _after_loader_timeout(self, err: BaseException, unread: list[torch.Tensor], where: str) -> RuntimeError:
         """Save the training done so far when a loader worker produced no batch within
         :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S` (``where``: "at iteration 5", "in the
         validation at iteration 4"), then the error to raise: what stalled, where, and what to do."""
@@ -650,6 +650,8 @@ class Trainer:
         out-of-memory killer, most often), then the error to raise: what happened and what to do.
         PyTorch's SIGCHLD handler reports the dead worker again while the others exit, so the loader
         is shut down first and the save tried again if that report interrupts it."""
+        where = (f"in the validation at iteration {self.iteration}" if self._validation_due == self.iteration
+                 else f"at iteration {self.iteration + 1}")
         done = False
         for _ in range(3):
             try:
@@ -663,7 +665,7 @@ class Trainer:
         saved = ("" if not done else "; the iteration done was saved" if self.iteration == 1
                  else f"; the {self.iteration} iterations done were saved")
         return RuntimeError(
-            f"a data loader worker died at iteration {self.iteration + 1} ({' '.join(str(err).split())[:160]}): a "
+            f"a data loader worker died {where} ({' '.join(str(err).split())[:160]}): a "
             "worker killed by a signal is most often the system's out-of-memory killer" + saved + "; use fewer "
             "workers (--num-workers) or a smaller batch (--batch-size), then continue with --resume")
 
@@ -1035,7 +1037,14 @@ class Trainer:
         except (RuntimeError, ConnectionError, EOFError) as err:
             if not _loader_worker_died(err):
                 raise
-            raise self._after_worker_death(err, unread, batches) from None
+            died = self._after_worker_death(err, unread, batches)
+            if stop.requested and not several:  # the stop's signal reached the workers too (sent to the whole job)
+                saved = ck.latest_checkpoint(self.ckpt_dir)
+                raise TrainingInterrupted(stop.signum, f"stopped after iteration {self.iteration} of "
+                                          f"{self.cfg.iterations}, saved in {shown_path(saved)} (the signal ended the "
+                                          "loader's workers too); to continue, run the same command with --resume"
+                                          if saved is not None else "") from None
+            raise died from None
         finally:
             release_group(group)  # the gloo group cpu_group made for this fit (none where it is the default group)
         if self._tb is not None:
@@ -1075,13 +1084,20 @@ class Trainer:
                 m = self.evaluate(should_stop=should_stop, agree_to_stop=agree)
             except BadDataError as err:  # a bad validation file: keep the training done so far
                 raise self._after_data_error(err, unread) from None
-            except RuntimeError as err:
-                if not loader_timed_out(err):
-                    raise
-                self._validation_due = self.iteration  # the resumed run validates here first
-                raise self._after_loader_timeout(err, unread, f"in the validation at iteration {self.iteration}") from None
             except ValidationStopped:
                 pass
+            except (RuntimeError, ConnectionError, EOFError) as err:
+                self._validation_due = self.iteration  # the resumed run validates here first (and messages say where)
+                if loader_timed_out(err):
+                    raise self._after_loader_timeout(err, unread, f"in the validation at iteration {self.iteration}"
+                                                     ) from None
+                if not (stop.requested and not self.dist.distributed and _loader_worker_died(err)):
+                    raise  # fit's handler saves where a worker died
+                # the stop's signal reached the workers too (a scheduler that signals every process of the job):
+                # the validation is cut short, as asked; its loader goes with the error's frames
+                if should_stop is None:  # the final one: the run stops (fit's handler saves) instead of ending without it
+                    raise
+                err.__traceback__ = None
             finally:
                 stop.validating = False
         if m is None:

@@ -20,13 +20,14 @@ machine (``LOCAL_WORLD_SIZE``, set by ``torchrun``), at most :data:`MAX_DEFAULT_
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers",
-           "default_num_workers", "resolve_num_workers", "limit_worker_threads", "end_with_parent", "WorkerInit", "worker_thread_counts",
+           "default_num_workers", "resolve_num_workers", "limit_worker_threads", "end_with_parent", "worker_context", "WorkerInit", "worker_thread_counts",
            "make_loader", "loader_timed_out", "stalled_loader_message", "naming_a_stall", "original_message", "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
@@ -103,7 +104,9 @@ def limit_worker_threads(worker_id: int = 0) -> None:
     end the run with "DataLoader worker exited unexpectedly" and no checkpoint. So it ignores Ctrl-C
     (SIGINT, which a terminal sends to every process of its job), and it runs in a process group of its
     own: ``torchrun`` signals each training process's whole group (SIGTERM when it is stopped itself, a
-    review's trial), which then holds the training process only. It still ends on SIGTERM (how
+    review's trial), which then holds the training process only; it starts with both signals blocked
+    (:func:`worker_context`) and takes those that reached it before it left the group, which were for
+    the training process. It still ends on SIGTERM (how
     ``multiprocessing`` and the DataLoader end a worker), and when its main process is gone: on Linux
     the kernel kills it then (:func:`end_with_parent`: its group no longer dies with a kernel that
     Jupyter kills, and PyTorch's own watchdog misses a parent that died while the worker started; 4
@@ -113,7 +116,6 @@ def limit_worker_threads(worker_id: int = 0) -> None:
     Call it only in a worker (DataLoader does): it changes the process it runs in.
     """
     global _limiter
-    import signal
 
     end_with_parent()
     from threadpoolctl import threadpool_limits
@@ -126,6 +128,10 @@ def limit_worker_threads(worker_id: int = 0) -> None:
             os.setpgid(0, 0)  # out of the training process's group: a signal to that group is not for the workers
         except OSError:  # not permitted here (a session leader): the group's signals then reach it as before
             pass
+    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT and SIGTERM blocked (make_loader's context):
+        while signal.sigtimedwait(_STOP_SIGNALS, 0) is not None:  # those sent to the training process's group
+            pass  # before the line above are for it, not for this worker (a fuzzing trial: 8 of 10 group SIGTERMs
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # at a validation's start killed a worker)
 
 
 def end_with_parent() -> None:
@@ -139,7 +145,6 @@ def end_with_parent() -> None:
     Call it only in a worker: it changes the process it runs in.
     """
     import multiprocessing
-    import signal
     import sys
 
     parent = multiprocessing.parent_process()
@@ -159,6 +164,37 @@ def end_with_parent() -> None:
             os._exit(0)
         except PermissionError:
             pass
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class _BlockedStart:
+    """A :mod:`multiprocessing` process whose ``start()`` blocks SIGINT and SIGTERM around the fork (or
+    spawn), so that the worker is born with them blocked, until :func:`limit_worker_threads` has moved it
+    to a process group of its own and taken those that were meant for the training process."""
+
+    def start(self) -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            super().start()  # type: ignore[misc]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def worker_context() -> Any:
+    """The :mod:`multiprocessing` context for :func:`make_loader`'s workers: the default start method's
+    (``fork`` on Linux, or what ``multiprocessing.set_start_method`` chose), whose processes start with
+    SIGINT and SIGTERM blocked (:class:`_BlockedStart`); the default context itself where the platform
+    has no ``pthread_sigmask`` (Windows)."""
+    import multiprocessing
+
+    base = multiprocessing.get_context()
+    if os.name != "posix" or not hasattr(signal, "pthread_sigmask"):
+        return base
+    blocked = {"fork": _ForkWorkers, "spawn": _SpawnWorkers, "forkserver": _ForkServerWorkers}
+    made = blocked.get(base.get_start_method())
+    return made() if made is not None else base
 
 
 class WorkerInit:
@@ -191,6 +227,29 @@ def worker_thread_counts() -> dict[str, int]:
     return counts
 
 
+if os.name == "posix":  # the start methods' process classes, each starting blocked (module level: picklable)
+    from multiprocessing.context import (ForkContext, ForkProcess, ForkServerContext, ForkServerProcess, SpawnContext,
+                                         SpawnProcess)
+
+    class _ForkWorker(_BlockedStart, ForkProcess):
+        pass
+
+    class _SpawnWorker(_BlockedStart, SpawnProcess):
+        pass
+
+    class _ForkServerWorker(_BlockedStart, ForkServerProcess):
+        pass
+
+    class _ForkWorkers(ForkContext):
+        Process = _ForkWorker
+
+    class _SpawnWorkers(SpawnContext):
+        Process = _SpawnWorker
+
+    class _ForkServerWorkers(ForkServerContext):
+        Process = _ForkServerWorker
+
+
 def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: int | None = None,
                 device: torch.device | str | None = None, worker_init_fn: Callable[[int], None] | None = None,
                 **kwargs: Any) -> DataLoader:
@@ -217,6 +276,7 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
     if workers > 0:
         kwargs["worker_init_fn"] = WorkerInit(worker_init_fn)
         kwargs.setdefault("timeout", LOADER_TIMEOUT_S)
+        kwargs.setdefault("multiprocessing_context", worker_context())
     elif worker_init_fn is not None:
         raise ValueError("worker_init_fn needs num_workers > 0: with 0 workers nothing would call it")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kwargs)
