@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -186,6 +187,29 @@ def _stopped_at(run: Path, first: int = 3) -> tuple[int, int]:
     return at, signum
 
 
+@contextlib.contextmanager
+def _killed_at_the_end(processes: mp.ProcessContext) -> Iterator[None]:
+    """Kill those of ``processes`` still alive when the block ends (a failed test leaves none behind)."""
+    try:
+        yield
+    finally:
+        for p in processes.processes:
+            if p.is_alive():
+                p.kill()
+
+
+def _stop(processes: mp.ProcessContext, pids: list[int]) -> None:
+    """SIGTERM to each of ``pids`` in turn, then wait at most 120 s for ``processes`` to end."""
+    import signal
+    import time
+
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 120
+    while not processes.join(timeout=5):
+        assert time.monotonic() < deadline, "the two processes did not end within 120 s of the stop request"
+
+
 def test_a_stop_request_stops_every_process_at_the_same_step_and_saves_there(tmp_path: Path) -> None:
     """A stop request (Ctrl-C, SIGTERM) that reaches one torchrun process stops every process after the same
     step, and the checkpoint of that step is written: the processes agree after each step (the signal too:
@@ -193,22 +217,13 @@ def test_a_stop_request_stops_every_process_at_the_same_step_and_saves_there(tmp
     The request comes twice, as where a scheduler signals every process and torchrun passes its own signal
     on: it does not stop at once (torchrun kills 30 s later)."""
     import signal
-    import time
 
     run = tmp_path / "run"
     processes = mp.start_processes(_train_until_stopped, args=(2, str(run), _free_port()), nprocs=2, join=False,
                                    start_method="spawn")
-    try:
+    with _killed_at_the_end(processes):
         _wait_for_steps(run, 3, lambda: all(p.is_alive() for p in processes.processes))
-        for _ in range(2):
-            os.kill(processes.pids()[1], signal.SIGTERM)  # the process that does not write the checkpoint
-        deadline = time.monotonic() + 120
-        while not processes.join(timeout=5):
-            assert time.monotonic() < deadline, "the two processes did not end within 120 s of the stop request"
-    finally:
-        for p in processes.processes:
-            if p.is_alive():
-                p.kill()
+        _stop(processes, [processes.pids()[1]] * 2)  # the process that does not write the checkpoint, twice
     assert _stopped_at(run)[1] == signal.SIGTERM  # rank 0 too, which got no signal
 
 
@@ -218,26 +233,18 @@ def test_a_stop_request_cuts_a_validation_short_under_torchrun(tmp_path: Path) -
     the step's checkpoint with the validation still due, which the resumed run does first. Before, the
     processes finished the pass (torchrun kills them 30 s after its signal, and a long one lost the run's
     progress since its last planned checkpoint)."""
-    import signal
     import time
 
     run = tmp_path / "run"
     processes = mp.start_processes(_train_until_stopped, args=(2, str(run), _free_port(), 0, 200), nprocs=2,
                                    join=False, start_method="spawn")  # 100 scenes a process: 2 s a pass
-    try:
+    with _killed_at_the_end(processes):
         deadline = time.monotonic() + 120
         while not Path(f"{run}_validating1").exists():
             assert all(p.is_alive() for p in processes.processes), "the processes ended before they validated"
             assert time.monotonic() < deadline, "the two processes did not validate within 120 s"
             time.sleep(0.02)
-        for pid in processes.pids():
-            os.kill(pid, signal.SIGTERM)
-        while not processes.join(timeout=5):
-            assert time.monotonic() < deadline, "the two processes did not end within 120 s of the stop request"
-    finally:
-        for p in processes.processes:
-            if p.is_alive():
-                p.kill()
+        _stop(processes, processes.pids())
     at, _ = _stopped_at(run, first=2)
     assert at == 2 and load_checkpoint(run / "checkpoints")["validation_due"] == 2
     assert ",val," not in (run / "metrics.csv").read_text()  # no validation finished
