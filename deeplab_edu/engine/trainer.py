@@ -984,7 +984,10 @@ class Trainer:
             return bool(agreed)
 
         def agree_to_stop(stopped: bool) -> bool:  # after a validation pass, which each process of several cuts
-            return stopping()  # short at a batch of its own when it was asked to stop (then stop.requested)
+            agreed = max_over_processes(stop.signum if stopped else 0, group)  # short at a batch of its own when
+            if agreed:  # asked to stop: whether one did (a request after every pass ended: the step's check next)
+                stop.signum = agreed
+            return bool(agreed)
         try:  # a loader worker's death is reported by PyTorch's SIGCHLD handler, in whatever line runs
             with stop, bar:  # an error closes the bar too: its message then starts a line of its own
                 if self._validation_due == self.iteration:  # resumed where a stop cut a validation short
@@ -1038,7 +1041,11 @@ class Trainer:
             if not _loader_worker_died(err):
                 raise
             died = self._after_worker_death(err, unread, batches)
-            if stop.requested and not several:  # the stop's signal reached the workers too (sent to the whole job)
+            if stop.requested and several:  # one process cannot save without the others
+                raise RuntimeError(f"{died}. A stop was asked for too, so its signal (sent to every process of the "
+                                   "job?) more likely ended the worker; under torchrun a process cannot save without "
+                                   "the others") from None
+            if stop.requested:  # the stop's signal reached the workers too (sent to every process of the job)
                 saved = ck.latest_checkpoint(self.ckpt_dir)
                 raise TrainingInterrupted(stop.signum, f"stopped after iteration {self.iteration} of "
                                           f"{self.cfg.iterations}, saved in {shown_path(saved)} (the signal ended the "

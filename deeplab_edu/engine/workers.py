@@ -106,7 +106,8 @@ def limit_worker_threads(worker_id: int = 0) -> None:
     own: ``torchrun`` signals each training process's whole group (SIGTERM when it is stopped itself, a
     review's trial), which then holds the training process only; it starts with both signals blocked
     (:func:`worker_context`) and takes those that reached it before it left the group, which were for
-    the training process. It still ends on SIGTERM (how
+    the training process (a ``terminate()`` in that moment is taken too: the worker then ends when its
+    loader sends it no more work, as at the end of every pass). It still ends on SIGTERM (how
     ``multiprocessing`` and the DataLoader end a worker), and when its main process is gone: on Linux
     the kernel kills it then (:func:`end_with_parent`: its group no longer dies with a kernel that
     Jupyter kills, and PyTorch's own watchdog misses a parent that died while the worker started; 4
@@ -128,10 +129,10 @@ def limit_worker_threads(worker_id: int = 0) -> None:
             os.setpgid(0, 0)  # out of the training process's group: a signal to that group is not for the workers
         except OSError:  # not permitted here (a session leader): the group's signals then reach it as before
             pass
-    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT and SIGTERM blocked (make_loader's context):
-        while signal.sigtimedwait(_STOP_SIGNALS, 0) is not None:  # those sent to the training process's group
-            pass  # before the line above are for it, not for this worker (a fuzzing trial: 8 of 10 group SIGTERMs
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # at a validation's start killed a worker)
+    if _BLOCKS_AT_START:  # started with SIGINT and SIGTERM blocked (make_loader's context): those sent to the
+        while signal.sigtimedwait(_STOP_SIGNALS, 0) is not None:  # training process's group before the line above
+            pass  # are for it, not for this worker (a fuzzing trial: 8 of 10 group SIGTERMs at a validation's start
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # killed a worker)
 
 
 def end_with_parent() -> None:
@@ -167,6 +168,9 @@ def end_with_parent() -> None:
 
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: Whether :func:`worker_context`'s workers start with those blocked: where the platform can block them and
+#: take the pending ones (POSIX with ``sigtimedwait``: Linux, not macOS).
+_BLOCKS_AT_START = os.name == "posix" and hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigtimedwait")
 
 
 class _BlockedStart:
@@ -183,18 +187,19 @@ class _BlockedStart:
 
 
 def worker_context() -> Any:
-    """The :mod:`multiprocessing` context for :func:`make_loader`'s workers: the default start method's
-    (``fork`` on Linux, or what ``multiprocessing.set_start_method`` chose), whose processes start with
-    SIGINT and SIGTERM blocked (:class:`_BlockedStart`); the default context itself where the platform
-    has no ``pthread_sigmask`` (Windows)."""
+    """The :mod:`multiprocessing` context for :func:`make_loader`'s workers: the start method that
+    ``multiprocessing.set_start_method`` chose, else the platform's default (``fork`` on Linux up to
+    Python 3.13, ``spawn`` on macOS), not fixing it for later (as ``multiprocessing.get_context()``
+    would); for ``fork`` and ``spawn`` one whose processes start with SIGINT and SIGTERM blocked
+    (:class:`_BlockedStart`). Not for ``forkserver``: its workers are forked by the fork server, whose
+    mask blocking here cannot set (and the server, started in that moment, would keep the signals
+    blocked for every process it starts later, a review found); nor where the platform cannot take
+    pending signals (``signal.sigtimedwait``: not on macOS or Windows)."""
     import multiprocessing
 
-    base = multiprocessing.get_context()
-    if os.name != "posix" or not hasattr(signal, "pthread_sigmask"):
-        return base
-    blocked = {"fork": _ForkWorkers, "spawn": _SpawnWorkers, "forkserver": _ForkServerWorkers}
-    made = blocked.get(base.get_start_method())
-    return made() if made is not None else base
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    made = {"fork": _ForkWorkers, "spawn": _SpawnWorkers}.get(method) if _BLOCKS_AT_START else None
+    return made() if made is not None else multiprocessing.get_context(method)
 
 
 class WorkerInit:
@@ -228,8 +233,7 @@ def worker_thread_counts() -> dict[str, int]:
 
 
 if os.name == "posix":  # the start methods' process classes, each starting blocked (module level: picklable)
-    from multiprocessing.context import (ForkContext, ForkProcess, ForkServerContext, ForkServerProcess, SpawnContext,
-                                         SpawnProcess)
+    from multiprocessing.context import ForkContext, ForkProcess, SpawnContext, SpawnProcess
 
     class _ForkWorker(_BlockedStart, ForkProcess):
         pass
@@ -237,17 +241,11 @@ if os.name == "posix":  # the start methods' process classes, each starting bloc
     class _SpawnWorker(_BlockedStart, SpawnProcess):
         pass
 
-    class _ForkServerWorker(_BlockedStart, ForkServerProcess):
-        pass
-
     class _ForkWorkers(ForkContext):
         Process = _ForkWorker
 
     class _SpawnWorkers(SpawnContext):
         Process = _SpawnWorker
-
-    class _ForkServerWorkers(ForkServerContext):
-        Process = _ForkServerWorker
 
 
 def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: int | None = None,
@@ -344,6 +342,7 @@ def naming_a_stall(batches: Iterable[T], where: Callable[[], str], advice: str) 
         except RuntimeError as err:
             if not loader_timed_out(err):
                 raise
+            err.__traceback__ = None  # its frames hold the loader, and so the stuck worker (a notebook keeps errors)
             raise RuntimeError(stalled_loader_message(err, where(), advice)) from None
         yield batch
 
