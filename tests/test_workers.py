@@ -207,7 +207,8 @@ time.sleep(1000)
 def test_workers_end_at_once_with_a_main_process_that_is_killed() -> None:
     """A killed main process (a Jupyter kernel that is restarted: killed with its group, which the workers are
     not in) takes its workers with it at once. Before, PyTorch's watchdog ended them within 5 s, and a worker
-    that saw its parent die before its watchdog began kept waiting for work for good (a measurement: 4 of the 34 workers of 17 killed processes)."""
+    that saw its parent die before its watchdog began kept waiting for work for good (a measurement: 4 of
+    the 34 workers of 17 killed processes)."""
     import signal
     import subprocess
 

@@ -967,9 +967,10 @@ class Trainer:
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         # under torchrun every process stops at the same step: after each step they agree (max_over_processes,
         # over a gloo group on the CPU, no wait for the GPU) whether one of them was asked to stop, and by which
-        # signal, and after each validation pass, which each cuts short at a batch of its own. torchrun passes a signal on to each process's group (its loader workers have groups of their
-        # own) and kills them 30 s later; a scheduler may also signal every process itself, so that each gets
-        # the request twice: a second signal does not stop at once there
+        # signal, and after each validation pass, which each cuts short at a batch of its own. torchrun passes a
+        # signal on to each process's group (its loader workers have groups of their own) and kills them 30 s
+        # later; a scheduler may also signal every process itself, so that each gets the request twice: a second
+        # signal does not stop at once there
         several = self.dist.distributed
         stop = _StopRequest(enabled=threading.current_thread() is threading.main_thread(), repeat_stops=not several,
                             announce=self.dist.is_main)
@@ -1102,7 +1103,7 @@ class Trainer:
                     raise  # fit's handler saves where a worker died
                 # the stop's signal reached the workers too (a scheduler that signals every process of the job):
                 # the validation is cut short, as asked; its loader goes with the error's frames
-                if should_stop is None:  # the final one: the run stops (fit's handler saves) instead of ending without it
+                if should_stop is None:  # the final one: the run stops (fit's handler saves), not ending without it
                     raise
                 err.__traceback__ = None
             finally:

@@ -27,8 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers",
-           "default_num_workers", "resolve_num_workers", "limit_worker_threads", "end_with_parent", "worker_context", "WorkerInit", "worker_thread_counts",
-           "make_loader", "loader_timed_out", "stalled_loader_message", "naming_a_stall", "original_message", "busy_cpu_note"]
+           "default_num_workers", "resolve_num_workers", "limit_worker_threads", "end_with_parent", "worker_context",
+           "WorkerInit", "worker_thread_counts", "make_loader", "loader_timed_out", "stalled_loader_message",
+           "naming_a_stall", "original_message", "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
@@ -139,9 +140,9 @@ def end_with_parent() -> None:
     """Linux: have the kernel kill this process (SIGKILL) when the thread that started it ends, as its
     parent dies (``prctl(PR_SET_PDEATHSIG)``, ``man 2 prctl``; under the ``forkserver`` start method the
     parent is the fork server, which ends with the process that started it); and end it at once if the
-    process that :mod:`multiprocessing` started it from is gone already. A DataLoader worker holds nothing that its
-    main process's end would leave unsaved. Does nothing on other systems, or outside a process
-    that :mod:`multiprocessing` started (PyTorch's watchdog remains).
+    process that :mod:`multiprocessing` started it from is gone already. A DataLoader worker holds
+    nothing that its main process's end would leave unsaved. Does nothing on other systems, or outside
+    a process that :mod:`multiprocessing` started (PyTorch's watchdog remains).
 
     Call it only in a worker: it changes the process it runs in.
     """
