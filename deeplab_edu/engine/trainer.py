@@ -34,7 +34,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn, Sized, cast
+from typing import Any, Callable, Iterator, Sized, cast
 
 import numpy as np
 import torch
@@ -627,22 +627,31 @@ class Trainer:
         err.__traceback__ = None
         note = ""
         if self._save_unplanned(unread):
-            done = "the iteration done was" if self.iteration == 1 else f"the {self.iteration} iterations done were"
-            note = (f" ({done} saved: fix the file, then run again with --resume; `deeplab-edu check-data` lists every "
-                    "bad file of a data set at once)")
+            note = (f" ({self._iterations_saved()}: fix the file, then run again with --resume; `deeplab-edu "
+                    "check-data` lists every bad file of a data set at once)")
         return BadDataError(original_message(err) + note)
 
-    def _after_loader_timeout(self, err: BaseException, unread: list[torch.Tensor], where: str) -> RuntimeError:
+    def _iterations_saved(self) -> str:
+        """"the iteration done was saved" or "the 12 iterations done were saved", for a run's last message."""
+        return ("the iteration done was saved" if self.iteration == 1
+                else f"the {self.iteration} iterations done were saved")
+
+    def _loading_at(self) -> str:
+        """Where a loader failed, for its message: "in the validation at iteration 4" where the validation
+        at this iteration is due (:meth:`_validate` marks it so as it fails), else "at iteration 5" (the step
+        that waited for its batch)."""
+        return (f"in the validation at iteration {self.iteration}" if self._validation_due == self.iteration
+                else f"at iteration {self.iteration + 1}")
+
+    def _after_loader_timeout(self, err: BaseException, unread: list[torch.Tensor]) -> RuntimeError:
         """Save the training done so far when a loader worker produced no batch within
-        :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S` (``where``: "at iteration 5", "in the
-        validation at iteration 4"), then the error to raise: what stalled, where, and what to do."""
+        :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S`, then the error to raise: what stalled,
+        where (:meth:`_loading_at`), and what to do."""
         err.__traceback__ = None  # its frames hold the loader, and so the stuck worker (see _after_data_error)
-        saved = ""
-        if self._save_unplanned(unread) or self._saved_at == self.iteration:
-            saved = ("the iteration done was saved; " if self.iteration == 1
-                     else f"the {self.iteration} iterations done were saved; " if self.iteration else "")
-        return RuntimeError(stalled_loader_message(err, where, saved + "continue from the last checkpoint with resume "
-                                                   "(--resume)"))
+        saved = self.iteration > 0 and (self._save_unplanned(unread) or self._saved_at == self.iteration)
+        then = "continue from the last checkpoint with resume (--resume)"
+        advice = f"{self._iterations_saved()}; {then}" if saved else then
+        return RuntimeError(stalled_loader_message(err, self._loading_at(), advice))
 
     def _after_worker_death(self, err: BaseException, unread: list[torch.Tensor],
                             batches: Iterator[Any]) -> RuntimeError:
@@ -650,8 +659,6 @@ class Trainer:
         out-of-memory killer, most often), then the error to raise: what happened and what to do.
         PyTorch's SIGCHLD handler reports the dead worker again while the others exit, so the loader
         is shut down first and the save tried again if that report interrupts it."""
-        where = (f"in the validation at iteration {self.iteration}" if self._validation_due == self.iteration
-                 else f"at iteration {self.iteration + 1}")
         done = False
         for _ in range(3):
             try:
@@ -662,10 +669,9 @@ class Trainer:
             except (RuntimeError, ConnectionError, EOFError) as again:
                 if not _loader_worker_died(again):
                     raise
-        saved = ("" if not done else "; the iteration done was saved" if self.iteration == 1
-                 else f"; the {self.iteration} iterations done were saved")
+        saved = f"; {self._iterations_saved()}" if done else ""
         return RuntimeError(
-            f"a data loader worker died {where} ({' '.join(str(err).split())[:160]}): a "
+            f"a data loader worker died {self._loading_at()} ({' '.join(str(err).split())[:160]}): a "
             "worker killed by a signal is most often the system's out-of-memory killer" + saved + "; use fewer "
             "workers (--num-workers) or a smaller batch (--batch-size), then continue with --resume")
 
@@ -976,25 +982,22 @@ class Trainer:
                             announce=self.dist.is_main)
         group = cpu_group() if several else None
 
-        def stopping() -> bool:  # the processes' common answer, taken once per step (a signal after it: next step)
+        def agree_to_stop(stopped: bool) -> bool:  # whether one of the processes stopped (or was asked to)
             if not several:
-                return stop.requested
-            agreed = max_over_processes(stop.signum if stop.requested else 0, group)
+                return stopped
+            agreed = max_over_processes(stop.signum if stopped else 0, group)
             if agreed:
                 stop.signum = agreed  # the exit status says the signal one of them got
             return bool(agreed)
 
-        def agree_to_stop(stopped: bool) -> bool:  # after a validation pass, which each process of several cuts
-            agreed = max_over_processes(stop.signum if stopped else 0, group)  # short at a batch of its own when
-            if agreed:  # asked to stop: whether one did (a request after every pass ended: the step's check next)
-                stop.signum = agreed
-            return bool(agreed)
+        def stopping() -> bool:  # the processes' common answer, taken once per step (a signal after it: next step)
+            return agree_to_stop(stop.requested)
         try:  # a loader worker's death is reported by PyTorch's SIGCHLD handler, in whatever line runs
             with stop, bar:  # an error closes the bar too: its message then starts a line of its own
                 if self._validation_due == self.iteration:  # resumed where a stop cut a validation short
                     self._validate(stop, True, agree_to_stop if several else None, unread, bar, on_eval)
                     if stopping():  # stopped again: the checkpoint of this iteration still says it is due
-                        self._stop(stop, unread)
+                        raise self._interrupted(stop, unread)
                 while self.iteration < cfg.iterations:
                     lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
                     try:
@@ -1004,7 +1007,7 @@ class Trainer:
                     except RuntimeError as err:
                         if not loader_timed_out(err):
                             raise
-                        raise self._after_loader_timeout(err, unread, f"at iteration {self.iteration + 1}") from None
+                        raise self._after_loader_timeout(err, unread) from None
                     self.iteration += 1
                     unread.append(loss)
                     window_imgs, window_steps = window_imgs + imgs, window_steps + 1
@@ -1030,14 +1033,16 @@ class Trainer:
                     if eval_now:
                         if several and not last and stopping():  # asked before a validation: skipped, as one
                             self._validation_due = self.iteration  # process skips it (no loaders started for
-                            self._stop(stop, unread)  # nothing); the resumed run does it first
+                            raise self._interrupted(stop, unread)  # nothing); the resumed run does it first
                         self._validate(stop, not last, agree_to_stop if several and not last else None, unread,
                                        bar, on_eval)
                     if save_now:
                         self.save()
                     t0 += time.perf_counter() - paused  # evaluation and checkpoints do not count against throughput
-                    if not last and stopping():  # Ctrl-C: this step is complete, so the checkpoint is a consistent
-                        self._stop(stop, unread)  # one (after the last step the run ends as planned, its metrics written)
+                    # Ctrl-C: this step is complete, so the checkpoint is a consistent one (after the last step
+                    # the run ends as planned, its metrics written)
+                    if not last and stopping():
+                        raise self._interrupted(stop, unread)
         except (RuntimeError, ConnectionError, EOFError) as err:
             if not _loader_worker_died(err):
                 raise
@@ -1047,11 +1052,7 @@ class Trainer:
                                    "job?) more likely ended the worker; under torchrun a process cannot save without "
                                    "the others") from None
             if stop.requested:  # the stop's signal reached the workers too (sent to every process of the job)
-                saved = ck.latest_checkpoint(self.ckpt_dir)
-                raise TrainingInterrupted(stop.signum, f"stopped after iteration {self.iteration} of "
-                                          f"{self.cfg.iterations}, saved in {shown_path(saved)} (the signal ended the "
-                                          "loader's workers too); to continue, run the same command with --resume"
-                                          if saved is not None else "") from None
+                raise self._interrupted(stop, unread, " (the signal ended the loader's workers too)") from None
             raise died from None
         finally:
             release_group(group)  # the gloo group cpu_group made for this fit (none where it is the default group)
@@ -1062,14 +1063,14 @@ class Trainer:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
         return result
 
-    def _stop(self, stop: "_StopRequest", unread: list[torch.Tensor]) -> NoReturn:
+    def _interrupted(self, stop: "_StopRequest", unread: list[torch.Tensor], why: str = "") -> TrainingInterrupted:
         """After a stop request (under torchrun: one the processes agreed on, at the same step), between two
-        steps: save a checkpoint (unless this iteration's is written) and raise :class:`TrainingInterrupted`
-        naming it and how to continue."""
+        steps: save a checkpoint (unless this iteration's is written), then the :class:`TrainingInterrupted`
+        to raise, naming it (and ``why``, a parenthesis after it) and how to continue."""
         self._save_unplanned(unread, agreed=True)
         saved = ck.latest_checkpoint(self.ckpt_dir) if self.dist.is_main else None
-        raise TrainingInterrupted(stop.signum, (
-            f"stopped after iteration {self.iteration} of {self.cfg.iterations}, saved in {shown_path(saved)}; "
+        return TrainingInterrupted(stop.signum, (
+            f"stopped after iteration {self.iteration} of {self.cfg.iterations}, saved in {shown_path(saved)}{why}; "
             "to continue, run the same cell again (a chapter's run resumes by itself) or the same "
             "command with --resume") if saved is not None else "")
 
@@ -1097,13 +1098,12 @@ class Trainer:
             except (RuntimeError, ConnectionError, EOFError) as err:
                 self._validation_due = self.iteration  # the resumed run validates here first (and messages say where)
                 if loader_timed_out(err):
-                    raise self._after_loader_timeout(err, unread, f"in the validation at iteration {self.iteration}"
-                                                     ) from None
+                    raise self._after_loader_timeout(err, unread) from None
                 if not (stop.requested and not self.dist.distributed and _loader_worker_died(err)):
                     raise  # fit's handler saves where a worker died
                 # the stop's signal reached the workers too (a scheduler that signals every process of the job):
                 # the validation is cut short, as asked; its loader goes with the error's frames
-                if should_stop is None:  # the final one: the run stops (fit's handler saves), not ending without it
+                if not stoppable:  # the final one: the run stops (fit's handler saves), not ending without it
                     raise
                 err.__traceback__ = None
             finally:
