@@ -27,6 +27,7 @@ Mistakes end with ``error: ...`` naming the setting and what to do, not a traceb
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import functools
 import json
@@ -347,8 +348,9 @@ def _window(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a window's side in pixels, a whole number, got {text!r}") from None
     if value < MIN_WINDOW:
         raise argparse.ArgumentTypeError(f"a sliding window of {value} pixel{'' if value == 1 else 's'} is too small "
-                                         "to predict from (at output "
-                                         f"stride 16 it gives a map of {max(value // 16, 0)} cells a side): use at "
+                                         "to predict from (a map of "
+                                         f"{max(value // 16, 0)} cells a side at output stride 16, "
+                                         f"{max(value // 8, 0)} at 8): use at "
                                          f"least {MIN_WINDOW}, or leave --crop-size out (each image whole)")
     return value
 
@@ -773,6 +775,24 @@ LARGE_IMAGE_PIXELS = 2048 * 2048
 PREDICT_SOFTWARE = "deeplab-edu predict"
 
 
+def _output_names(files: list[Path]) -> dict[Path, str]:
+    """Each image's output name (``NAME_mask.png``, ``NAME_overlay.png``): its stem; where stems repeat
+    (photo.jpg and photo.png), the stem and suffix (``photo_jpg``); where even those repeat, letter case aside
+    (a.jpg and a.JPG, one file name on macOS and Windows; a.png beside a_png.tif), a number added
+    (``a_jpg_2``): no image's masks replace another's (a fuzzing trial found one of two lost)."""
+    stems = collections.Counter(f.stem.casefold() for f in files)
+    taken: set[str] = set()
+    names: dict[Path, str] = {}
+    for f in files:
+        name = f.stem if stems[f.stem.casefold()] == 1 else f"{f.stem}_{f.suffix[1:].lower()}"
+        base, n = name, 2
+        while name.casefold() in taken:
+            name, n = f"{base}_{n}", n + 1
+        taken.add(name.casefold())
+        names[f] = name
+    return names
+
+
 def _written_by_predict(path: Path) -> bool:
     """Whether ``path`` is a PNG that ``predict`` wrote (its ``Software`` text is :data:`PREDICT_SOFTWARE`)."""
     return _png_text(path).get("Software") == PREDICT_SOFTWARE
@@ -863,8 +883,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} is a file; --out names the folder the masks and overlays are written to")
     out.mkdir(parents=True, exist_ok=True)
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
-    stems = [f.stem for f in files]  # photo.jpg and photo.png must not write the same photo_mask.png
-    names = {f: f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:].lower()}" for f in files}
+    names = _output_names(files)
     # each file to write, with the image it is predicted from
     sources = {out / f"{names[f]}_{kind}.png": f.name for f in files for kind in ("mask", "overlay")}
     existing = {} if args.overwrite else {t: _png_text(t) for t in sources if t.exists()}  # each read once

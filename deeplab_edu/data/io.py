@@ -107,10 +107,16 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
     """
     try:
         with Image.open(path) as img:  # reads the header only
-            value = int(img.getexif().get(_ORIENTATION_TAG, 1))
+            return _orientation_tag(img)
     except Exception:  # a missing or unreadable file has no orientation to report
         return 1
-    return value if value in _ORIENTATIONS else 1
+
+
+def _orientation_tag(img: Image.Image) -> int:
+    """The EXIF orientation of an opened image as Pillow's ``exif_transpose`` applies it: an integer 2-8, else 1
+    (a tag of text or another type, which a fuzzing trial found refused the photo as corrupt, is not applied)."""
+    value = img.getexif().get(_ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) and value in _ORIENTATIONS else 1
 
 
 #: The orientation tags of the last files :func:`_open` decoded (path -> tag): :func:`check_pair` reads
@@ -131,11 +137,13 @@ def _open(path: Path, what: str) -> Image.Image:
         raise DatasetNotFoundError(f"{what} file not found: {path}")
     try:
         img: Image.Image = Image.open(path)
+        stored = _stored_mode(img)  # known before decoding only
         img.load()  # decode now: truncated or corrupt data fails here, not later
-        tag = int(img.getexif().get(_ORIENTATION_TAG, 1))  # read from the decoded file: no second decode
+        if stored:
+            img.info[_STORED_MODE] = stored
         if len(_RECENT_ORIENTATIONS) >= 8:
             _RECENT_ORIENTATIONS.pop(next(iter(_RECENT_ORIENTATIONS)))
-        _RECENT_ORIENTATIONS[path] = tag if tag in _ORIENTATIONS else 1
+        _RECENT_ORIENTATIONS[path] = _orientation_tag(img)  # read from the decoded file: no second decode
         ImageOps.exif_transpose(img, in_place=True)  # as photo viewers (and annotators) show it
         frames = int(getattr(img, "n_frames", 1) or 1)
         if frames > 1 and img.format != "MPO":  # MPO: a camera's JPEG with a preview frame, which is not data
@@ -151,9 +159,27 @@ def _open(path: Path, what: str) -> Image.Image:
     except Image.DecompressionBombError as err:  # PIL's guard against a header that claims a huge image
         raise BadDataError(f"{what} file {path} is too large to read safely ({err}); resize it, or raise "
                            "PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise BadDataError(f"{what} file {path} is corrupt or truncated ({err}).") from None
+    except (MemoryError, Warning):  # not the file's fault (a warning: one turned into an error)
+        raise
+    except Exception as err:  # noqa: BLE001 - Pillow's decoders raise OSError, ValueError, SyntaxError, and on some
+        # malformed files (a TIFF missing its width, in a fuzzing trial) TypeError and others: each names the file
+        raise BadDataError(f"{what} file {path} is corrupt or truncated ({type(err).__name__}: {err}).") from None
     return img
+
+
+#: The key of ``Image.info`` under which :func:`_open` keeps the file's own sample layout (:func:`_stored_mode`).
+_STORED_MODE = "deeplab_edu.stored_mode"
+
+
+def _stored_mode(img: Image.Image) -> str:
+    """The sample layout the file stores (Pillow's raw mode of its first tile: ``"L;2"`` for a 2-bit grey PNG,
+    ``"RGB;16B"`` for a 16-bit RGB one), which Pillow converts when it decodes; ``""`` when unknown."""
+    tile = getattr(img, "tile", None)
+    if not tile:
+        return ""
+    args = tile[0][3]
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
 
 
 #: Pillow modes :func:`load_image` reads with more than 256 levels (16-bit grey, 32-bit integer and float).
@@ -370,6 +396,7 @@ def load_mask(
     if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with extra frames (some cameras)
         raise BadDataError(f"mask file {path} is a JPEG: lossy compression changes label values near every edge "
                            "(a mask saved as JPEG and read back differs in a few % of its pixels); save masks as PNG.")
+    img = _as_stored_indices(img, path)
     aliases = dict(colour_aliases or {})
     is_index: np.ndarray | bool = True  # the pixels read as the file's indices (``lut`` applies), not by colour
     if img.mode == "P":
@@ -462,6 +489,30 @@ def load_mask(
     return torch.from_numpy(raw.astype(np.int64))
 
 
+#: Pillow stretches 2- and 4-bit grey samples to 0..255 (times 85 and 17) when it decodes them.
+_GREY_STRETCH = {"L;2": 85, "L;4": 17}
+
+
+def _as_stored_indices(img: Image.Image, path: Path) -> Image.Image:
+    """``img`` with the sample values its file stores, where Pillow's decoding changed them (a fuzzing trial).
+
+    A 2- or 4-bit grey PNG holds indices 0-3 or 0-15, which Pillow stretches to 0..255; they are divided
+    back. A 16-bit colour or grey + alpha PNG (or TIFF) keeps only each sample's high byte, so indices below
+    256 all read as 0: refused (a 16-bit grey mask, without alpha, is read whole).
+
+    Raises:
+        BadDataError: the file stores 16-bit samples in a colour or grey + alpha layout.
+    """
+    stored = str(img.info.get(_STORED_MODE, ""))
+    if stored in _GREY_STRETCH and img.mode == "L":
+        return Image.fromarray(np.asarray(img) // _GREY_STRETCH[stored])
+    if ";16" in stored and img.mode in ("RGB", "RGBA", "LA"):
+        raise BadDataError(f"mask file {path} stores 16 bits per sample in colour or grey + alpha ({stored}), of "
+                           "which Pillow reads only the high byte: class indices below 256 would all read as 0. Save it "
+                           "as an 8-bit PNG (grey, palette or RGB), or as a 16-bit grey PNG without alpha.")
+    return img
+
+
 def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, mask_path: Path | str) -> None:
     """Raise :class:`BadDataError` if image (3, H, W) and mask (H, W) differ in size.
 
@@ -523,13 +574,23 @@ def check_files_exist(files: Sequence[Path], *, what: str, hint: str) -> None:
     Raises:
         DatasetNotFoundError: a file is missing.
     """
-    missing = [f for f in files if not Path(f).is_file()]
+    missing = [Path(f) for f in files if not Path(f).is_file()]
     if missing:
-        shown = "\n  ".join(str(m) for m in missing[:5])
+        shown = "\n  ".join(_missing_file(m) for m in missing[:5])
         more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise DatasetNotFoundError(
-            f"{what}: {len(missing)} of {len(files)} files are missing, e.g.\n  {shown}{more}\n{hint}"
+            f"{what}: {len(missing)} of {len(files)} files are missing, e.g.\n  {shown}{more}" + (f"\n{hint}" if hint else "")
         )
+
+
+def _missing_file(path: Path) -> str:
+    """``path`` as a list of missing files shows it: a link whose target is gone says so, and names the target."""
+    if not path.is_symlink():
+        return str(path)
+    try:
+        return f"{path} (a broken link to {os.readlink(path)})"
+    except OSError:
+        return f"{path} (a broken link)"
 
 
 class SegmentationDataset(Dataset):

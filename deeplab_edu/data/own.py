@@ -19,6 +19,7 @@ construction listing the unmatched files, not half-way through training.
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -159,10 +160,13 @@ def _by_stem(files: list[Path]) -> dict[str, Path]:
     """
     found: dict[str, Path] = {}
     for path in files:
-        if path.stem in found:
-            raise BadDataError(f"{found[path.stem]} and {path.name} share the name {path.stem!r}: each image pairs with "
+        # one name in Unicode's composed form (NFC): macOS writes an accent as a letter and a combining
+        # mark (NFD), so café.jpg copied from a Mac would otherwise not pair with café.png made elsewhere
+        stem = unicodedata.normalize("NFC", path.stem)
+        if stem in found:
+            raise BadDataError(f"{found[stem]} and {path.name} share the name {stem!r}: each image pairs with "
                                "the mask of the same name, so rename one of them")
-        found[path.stem] = path
+        found[stem] = path
     return found
 
 
