@@ -36,9 +36,12 @@ Two ways to compute the messages :math:`\\sum_j \\bar k(i, j) Q_j(l)`:
   lattice* (Adams, Baek & Davis 2010) in :math:`O(N)`: values are splatted onto the corners of
   a simplex lattice, blurred along its directions and sliced back. It is an approximation: its
   overall scale is off (so only normalised kernels are offered) and its shape is not exactly
-  Gaussian. Measured against ``exact`` on 48-64 pixel scenes, normalised bilateral messages
-  differ by about 0.002 on average and up to 0.2-0.4 at a few isolated pixels; the tests pin
-  the agreement of the refined beliefs.
+  Gaussian. Measured against ``exact`` on 48-64 pixel scenes (a numerical audit, stop 68), normalised
+  bilateral messages differ by 0.0003-0.002 on average on clean scenes, 0.004-0.005 with per-pixel colour
+  noise of standard deviation 8 and 0.02-0.03 with 20, and by up to 0.35-0.41 at a few isolated pixels of
+  noisy scenes; after 10 iterations the labels differ at 1.5-2.3 % of the pixels of such scenes. The
+  lattice itself agrees with the released C++ lattice (pydensecrf) to 3e-6; the tests pin the agreement
+  of the refined beliefs on a clean scene.
 
 :func:`free_energy` gives the mean-field objective (KL divergence up to :math:`\\log Z`) so that
 tests and the notebook can watch it fall iteration by iteration.
@@ -267,7 +270,10 @@ def _normalise_dense(k: torch.Tensor, params: CRFParams) -> torch.Tensor:
         k = k - torch.diag_embed(torch.diagonal(k))
     if params.normalization == "none":
         return k
-    d = k.sum(dim=1).clamp_min(1e-20)
+    d = k.sum(dim=1)
+    # a row of zeros (no neighbour in reach) stays zero; any other row is divided by its own sum, however small
+    # (a floor of 1e-20 here made a pixel whose neighbours all differ in colour lose its message: an audit)
+    d = torch.where(d > 0, d, torch.ones_like(d))
     if params.normalization == "pixel":
         return k / d[:, None]
     s = d.rsqrt()

