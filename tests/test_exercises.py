@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -264,7 +265,10 @@ def test_function_exercise_does_not_let_the_learner_change_the_inputs(scratch: s
         x.zero_()  # would corrupt the reference's input if the arguments were shared
         return total
 
-    assert check(scratch, in_place)
+    # its results are judged right (the reference had inputs of its own), and the change it makes to the
+    # caller's tensor is named (stop 68: it passed, and a learner's next cell then worked on zeros)
+    message = check(scratch, in_place).message
+    assert "returns the right results but changes its 1st argument in place" in message
 
 
 def test_an_answer_that_uses_the_packaged_version_is_refused_by_name() -> None:
@@ -799,3 +803,81 @@ def test_checkers_answer_odd_input_with_a_message(key: str) -> None:
     for answer in odd:
         message = EXERCISES[key].checker(answer)
         assert isinstance(message, str) and len(message) > 10, (answer, message)
+
+
+# ------------------------------------------------------------------ a learner's trial of every checker (stop 68)
+def test_a_function_that_changes_its_input_in_place_is_told_so() -> None:
+    from deeplab_edu.exercises import check
+
+    def update(unary: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
+        return unary.neg_().add_(messages).softmax(0)  # right values, and the caller's unary negated
+
+    feedback = check("07.3", update)
+    assert not feedback.correct and "changes `unary` in place" in feedback.message
+
+
+def test_fuse_is_checked_on_maps_that_are_not_square() -> None:
+    import torch.nn.functional as F
+
+    from deeplab_edu.exercises import check
+
+    def swapped(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:  # passed on square maps only
+        size = (low_level.shape[3], low_level.shape[2])
+        return torch.cat([F.interpolate(encoder, size=size, mode="bilinear"), low_level], 1)
+
+    feedback = check("09.3", swapped)
+    assert not feedback.correct and "height and width (in that order)" in feedback.message
+
+
+def test_block_rates_may_not_call_the_package() -> None:
+    from deeplab_edu.exercises import check
+    from deeplab_edu.models import build_backbone
+
+    def block_rates(output_stride: int, multi_grid: tuple[int, ...], extra_blocks: int) -> list:
+        with torch.device("meta"):
+            net = build_backbone("resnet50", output_stride=output_stride, multi_grid=tuple(multi_grid),
+                                 extra_blocks=extra_blocks)
+        return net.block_rates()[3:]
+
+    feedback = check("03.2", block_rates)
+    assert not feedback.correct and "`build_backbone`" in feedback.message
+
+
+@pytest.mark.parametrize("key, answer", [("02.5", "less wide"), ("02.5", "it decreases"), ("11.2", "half precision"),
+                                         ("11.2", "16-bit float"), ("06.3", "['a', 'b', 'c', 'f', 'g', 'h']")])
+def test_right_answers_written_another_way_pass(key: str, answer: str) -> None:
+    from deeplab_edu.exercises import check
+
+    feedback = check(key, answer)
+    assert feedback.correct, feedback.message
+
+
+def test_a_form_to_fix_is_not_a_wrong_try() -> None:
+    from deeplab_edu.exercises import check
+
+    assert check("02.5", "sideways").message.count("Hint") == 0
+    assert check("02.5", "sideways").message.count("Hint") == 0  # twice: still no hint, no try counted
+
+
+@pytest.mark.parametrize("answer", [torch.tensor([[13]]), np.array([[13]])])
+def test_a_number_inside_a_batch_dimension_is_named(answer: object) -> None:
+    from deeplab_edu.exercises import check
+
+    assert "holding one: write 13 itself" in check("01.1", answer).message
+
+
+def test_a_huge_whole_number_from_a_function_is_named() -> None:
+    from deeplab_edu.exercises import check
+
+    message = check("11.4", lambda h, w, crop, stride: 10**400).message
+    assert "401 digits, far too large" in message and "could not check" not in message
+
+
+@pytest.mark.parametrize("answer", [3, 5, 8, 9])
+def test_10_5s_feedback_does_not_give_the_number_away(answer: int) -> None:
+    from deeplab_edu.exercises import check
+    from deeplab_edu.exercises._core import get
+
+    right = get("10.5").solution()
+    message = check("10.5", answer).message.split(" — ", 1)[1]
+    assert str(right) not in message.replace(str(answer), "")  # the learner's own number aside

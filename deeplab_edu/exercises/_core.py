@@ -239,6 +239,11 @@ def _one_side(values: Any) -> str:
     return " (for a square window or map, the length of its side)" if len(values) == 2 and values[0] == values[1] else ""
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article: "a Tensor", "an ndarray"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) -> str | None:
     """What is wrong with ``answer`` as a number (``None`` when it is one).
 
@@ -254,9 +259,14 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
             and isinstance(answer[0], (int, float, np.integer, np.floating)) and not isinstance(answer[0], bool)):
         return _Unreadable(f"expected a number, got a {type(answer).__name__} of one: write {shown(answer[0])} "
                            "itself, without brackets.")
-    if isinstance(answer, (np.ndarray, torch.Tensor)) and answer.ndim == 1 and answer.shape[0] == 1:
-        return _Unreadable(f"expected a number, got a {type(answer).__name__} of one: write {shown(answer[0].item())} "
-                           "itself (`x.item()` gives it), without brackets.")
+    if isinstance(answer, (np.ndarray, torch.Tensor)) and answer.ndim >= 1:
+        if (answer.size if isinstance(answer, np.ndarray) else answer.numel()) == 1:
+            # (1,) and (1, 1) alike: a value kept inside a batch dimension (a trial's [[13]] was "got Tensor")
+            return _Unreadable(f"expected a number, got {_a(type(answer).__name__)} of shape {tuple(answer.shape)} "
+                               f"holding one: write {shown(answer.reshape(-1)[0].item())} itself (`x.item()` gives "
+                               "it), without brackets.")
+        return _Unreadable(f"expected one number, got {_a(type(answer).__name__)} of shape {tuple(answer.shape)}: the "
+                           "question asks for a single value.")
     if isinstance(answer, str) and _is_calculation(answer):  # "2**3", "16 / 4": a sum left to do
         return _Unreadable(f"expected a number, got the text {answer!r}, a calculation: write it without quotes "
                            "and Python computes it, or write its result.")
@@ -696,7 +706,10 @@ def _difference(got: Any, want: Any, atol: float, path: tuple[int, ...]) -> tupl
         got = _as_scalar(got)
         if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
             return path, f"it returned {type(got).__name__}, not a number."
-        x, y = float(got), float(want)
+        try:
+            x, y = float(got), float(want)
+        except OverflowError:  # a learner's 10**400 (a trial: "could not check this answer")
+            return path, f"it returned a whole number of {len(str(abs(int(got))))} digits, far too large to be right."
         if (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=0, abs_tol=atol):
             return None
         g_text, w_text = shown(x), shown(y)
@@ -790,6 +803,40 @@ def _time_limit(seconds: float) -> Iterator[Callable[[], bool]]:
 
 def _clone(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(a.clone() if isinstance(a, torch.Tensor) else copy.deepcopy(a) for a in args)
+
+
+def _same_data(after: Any, before: Any) -> bool:
+    """Whether an argument holds what it held before the call: tensors and arrays (values, shape, dtype), lists,
+    tuples and dicts compared element by element; anything else (a number, a module) is taken as unchanged."""
+    if isinstance(before, torch.Tensor):
+        return (isinstance(after, torch.Tensor) and after.shape == before.shape and after.dtype == before.dtype
+                and bool(torch.equal(after, before) or torch.allclose(after, before, rtol=0, atol=0, equal_nan=True)))
+    if isinstance(before, np.ndarray):
+        return (isinstance(after, np.ndarray) and after.shape == before.shape
+                and bool(np.array_equal(after, before, equal_nan=before.dtype.kind in "fc")))
+    if isinstance(before, (list, tuple)):
+        return len(after) == len(before) and all(_same_data(a, b) for a, b in zip(after, before))
+    if isinstance(before, dict):
+        return after.keys() == before.keys() and all(_same_data(after[k], before[k]) for k in before)
+    return True
+
+
+def _changed_argument(given: tuple[Any, ...], originals: tuple[Any, ...]) -> int | None:
+    """The index of the first of ``given`` (the copies a learner's function was called with) that no longer
+    holds what its original does; ``None`` if none changed."""
+    for i, (after, before) in enumerate(zip(given, originals)):
+        try:
+            if not _same_data(after, before):
+                return i
+        except Exception:  # noqa: BLE001 - something the comparison cannot read is not reported as changed
+            continue
+    return None
+
+
+def _parameter_names(signature: str) -> list[str]:
+    """The parameter names of a call written as ``"dilate(w, rate)"`` (``[]`` without one)."""
+    match = re.fullmatch(r"\s*[\w.]+\((.*)\)\s*", signature)
+    return [name.strip() for name in match.group(1).split(",") if name.strip()] if match else []
 
 
 def packaged_use(answer: Any, packaged: Sequence[Any]) -> str | None:
@@ -980,14 +1027,16 @@ def function_exercise(
                     "explanation (the chapter imports it for other uses).")
         results: list[tuple[tuple[Any, ...], Any]] = []
         first_wrong: tuple[tuple[Any, ...], Any, Any, str] | None = None
+        changed: tuple[int, str] | None = None  # the first argument the function changed in place, and where
         for args in arguments():
             shown = ", ".join(_brief(a) for a in args)
             want = reference(*_clone(args))
             if expired():  # where no timer can interrupt the learner's code: stop between calls
                 raise _StillRunning
             calling["shown"] = shown
+            given = _clone(args)
             try:
-                got = answer(*_clone(args))
+                got = answer(*given)
             except Exception as err:  # the learner's code: report, never raise
                 error = f"{type(err).__name__}: {_first_line(err)}"
                 seen = f"(Calling it with ({shown}) raised {error})"
@@ -1012,6 +1061,16 @@ def function_exercise(
             why = compare_results(got, want, atol, label=label)
             if why is not None and first_wrong is None:
                 first_wrong = (args, got, want, why)
+            if changed is None and (i := _changed_argument(given, args)) is not None:
+                changed = (i, shown)
+        if first_wrong is None and changed is not None:  # right results, but a caller's data changed (a trial)
+            i, shown = changed
+            names = _parameter_names(signature)
+            which = f"`{names[i]}`" if i < len(names) else f"its {_ordinal(i + 1)} argument"
+            return (f"your function returns the right results but changes {which} in place (seen when called with "
+                    f"({shown})): the caller's tensor or list changes too, and a second call, or the next cell, "
+                    "then works on something else. Work on a copy (`x.clone()`, `list(xs)`), or use operations "
+                    "that return a new result (`x.neg()`, not `x.neg_()`; `xs[1:]`, not `xs.pop(0)`).")
         if first_wrong is None:
             return None
         args, got, want, why = first_wrong
@@ -1022,8 +1081,11 @@ def function_exercise(
             if all(agrees(wrong, a, g) for a, g in results):
                 return f"{message} (Seen with the arguments ({shown}).)"
         returned, expected = _brief(got), _brief(want)
-        if returned == expected:  # alike to the eye (two tensors of one shape): say how the values differ
+        if returned == expected and isinstance(got, (torch.Tensor, np.ndarray)):  # alike to the eye (two tensors
+            # of one shape): say how the values differ
             return f"with the arguments ({shown}) it returned {returned}, as expected, but {why}"
+        if returned == expected:  # numbers alike to four digits: the difference says it, with every digit
+            return f"with the arguments ({shown}) {why}"
         if f"got {returned}, expected {expected}" in why:  # said once is enough
             return f"with the arguments ({shown}) {why}"
         return f"with the arguments ({shown}) {why} It returned {returned}; expected {expected}."

@@ -158,9 +158,12 @@ function_exercise(
 
 
 # 02.5: what training does to the effective field on an easy task (chapter 02, "The effective receptive field").
-_CHANGES = {"wider": ("wider", "wide", "widens", "grows", "grow", "larger", "bigger", "broader"),
+_CHANGES = {"wider": ("wider", "wide", "widens", "grows", "grow", "larger", "bigger", "broader", "increases",
+                      "increase", "expands", "expand", "more wide"),
             "the same": ("the same", "same", "unchanged", "no change", "equal"),
-            "narrower": ("narrower", "narrow", "narrows", "shrinks", "shrink", "smaller", "tighter")}
+            "narrower": ("narrower", "narrow", "narrows", "shrinks", "shrink", "smaller", "tighter", "thinner",
+                         "decreases", "decrease", "reduced", "reduces", "contracts", "contract", "less wide",
+                         "less broad", "less large")}
 
 
 _NEGATIONS = ("not", "no", "never", "less", "isn t", "doesn t", "won t", "don t", "didn t", "hardly")
@@ -175,6 +178,9 @@ def _change_word(answer: Any) -> Any:
         return answer
     text = " " + " ".join("".join(c if c.isalnum() else " " for c in normalise_text(answer)).split()) + " "
     named = {change for change, words in _CHANGES.items() if any(f" {w} " in text for w in words)}
+    if " less wide " in text or " less broad " in text or " less large " in text:  # "less" names the change here
+        named.discard("wider")
+        text = text.replace(" less ", " ")
     negated = any(f" {w} " in text.replace(" no change ", " ") for w in _NEGATIONS)  # "doesn't grow", "no wider"
     if len(named) != 1 or negated:  # two answers, or a negated one: left as written (refused, not judged)
         return answer
@@ -195,7 +201,8 @@ value_exercise(
         ("the same", "training does change the map here, by more than the seeds' spread. Run the measuring cell and "
                      "read the table's before and after columns."),
     ],
-    otherwise=lambda a: f"'{a}': answer with one of 'wider', 'the same' and 'narrower'.",
+    # a form to fix, not a wrong try (a trial's "less wide" counted as one and brought a hint)
+    otherwise=lambda a: not_judged(f"'{a}': answer with one of 'wider', 'the same' and 'narrower'."),
     hint=("how many pixels must a unit average to tell a difference of 1.0 under noise of standard deviation 1 "
           "(the mean of k pixels has noise 1 / sqrt(k))?",
           "and the pixels beyond that: near the line, in which half do they lie, and what do they tell the unit?"),

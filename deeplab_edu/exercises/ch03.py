@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     from ..models.backbones import ResNetBackbone
 
 
+def _packaged_rates() -> tuple[object, ...]:
+    """What computes 03.2's answer in the package: ``build_backbone`` and the backbones' ``block_rates``."""
+    from ..models import build_backbone
+    from ..models.backbones import ResNetBackbone
+
+    return (build_backbone, ResNetBackbone.block_rates)
+
+
 @lru_cache(maxsize=None)
 def _backbone_rates(output_stride: int, multi_grid: tuple[int, ...], extra_blocks: int) -> list[tuple[int, ...]]:
     from ..models import build_backbone
@@ -85,6 +93,7 @@ function_exercise(
     solution=_learner,
     inputs=_configuration,
     trials=16,
+    packaged=_packaged_rates(),  # the chapter imports build_backbone: a learner's call to it passed (a trial)
     cases=[(16, (1, 2, 4), 0), (16, (1, 2, 1), 3), (8, (1, 1, 1), 0), (32, (1, 2, 4), 1), (16, (2, 2, 2), 0),
            (8, (2, 2, 2), 1)],  # (2, 2, 2): Table 3's doubled unit rates, the first one included
     mistakes=[

@@ -74,10 +74,10 @@ _TOY_IDS = sorted(set(TOY_VOC_TRAIN) | set(TOY_VOC_VAL) | set(TOY_SBD_TRAIN) | s
 
 def _ids(answer: Any) -> Any:
     """06.3 compares image ids whatever their order or container: ``["a", "b"]``, ``("b", "a")``,
-    ``"a b"`` or ``"a, b"`` all become ``"a b"`` (ids sorted); an id given twice stays twice (a list
+    ``"a b"``, ``"a, b"`` or ``"['a', 'b']"`` all become ``"a b"`` (ids sorted); an id given twice stays twice (a list
     of training images names each image once, which the checker then says)."""
-    if isinstance(answer, str):
-        items = answer.replace(",", " ").split()
+    if isinstance(answer, str):  # a list typed inside quotes ("['a', 'b']") too: its brackets and quotes dropped
+        items = "".join(" " if c in ",[](){}'\"" else c for c in answer).split()
     else:
         try:
             items = [str(v).strip() for v in answer]

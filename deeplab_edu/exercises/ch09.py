@@ -86,12 +86,14 @@ def _learner_fuse(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tenso
 
 
 def _fuse_inputs(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    side = int(torch.randint(5, 60, (1,), generator=gen))
-    small = side
+    """Maps of a crop that need not be square (CamVid's are 360 x 480): a function that swaps height and
+    width, or resizes to a square, passed while every input was square (a trial)."""
+    height, width = (int(v) for v in torch.randint(5, 60, (2,), generator=gen))
+    small_h, small_w = height, width
     for _ in range(2):  # the encoder map: two more stride-2 layers (stride 4 -> 16), rounding up
-        small = (small + 1) // 2
+        small_h, small_w = (small_h + 1) // 2, (small_w + 1) // 2
     n = int(torch.randint(1, 3, (1,), generator=gen))
-    return (torch.randn(n, 6, small, small, generator=gen), torch.randn(n, 3, side, side, generator=gen))
+    return (torch.randn(n, 6, small_h, small_w, generator=gen), torch.randn(n, 3, height, width, generator=gen))
 
 
 def _four_then_crop(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
@@ -112,7 +114,8 @@ function_exercise(
     reference=_fuse,
     solution=_learner_fuse,
     inputs=_fuse_inputs,
-    cases=[(torch.ones(1, 2, 9, 9), torch.zeros(1, 3, 33, 33)), (torch.ones(1, 2, 8, 8), torch.zeros(1, 3, 32, 32))],
+    cases=[(torch.ones(1, 2, 9, 9), torch.zeros(1, 3, 33, 33)), (torch.ones(1, 2, 8, 8), torch.zeros(1, 3, 32, 32)),
+           (torch.randn(1, 2, 23, 30, generator=torch.Generator().manual_seed(0)), torch.zeros(1, 3, 90, 120))],
     mistakes=[
         (lambda e, l: torch.cat([F.interpolate(e, scale_factor=4, mode="bilinear", align_corners=False), l], 1),
          "a fixed factor 4 misses odd sizes: a 513 crop has a 33-cell encoder map and a 129-cell low-level map, "
@@ -128,6 +131,9 @@ function_exercise(
          "the order of the concatenation matters for the weights that follow: the encoder output comes first."),
     ],
     signature="fuse(encoder, low_level)",
+    errors=[(r"Sizes of tensors must match", "concatenating along the channels needs the two maps' other sizes "
+             "equal: resize the encoder map to the low-level map's height and width (in that order), whatever "
+             "their shapes, square or not.")],
     hint="F.interpolate can resize to a given size instead of by a factor: which size, and which mode does the "
          "decoder use? Then concatenate along the channels, the encoder output first.",
 )

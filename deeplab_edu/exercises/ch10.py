@@ -270,11 +270,11 @@ value_exercise(
          lambda a: f"{a} pixels is how far the field reaches from one output; the farthest vehicle pixels, on its "
                    "top row, lie the gap plus the vehicle's 8 rows away from the band's first row."),
         (lambda a: a == _widest_gap() + 1,
-         lambda a: "one too many: count the rows. The band's first row is gap + 8 rows below the vehicle's top "
-                   "row (8 rows of vehicle, then the gap)."),
+         lambda a: "close, but too many: count the rows. The band's first row is gap + 8 rows below the vehicle's "
+                   "top row (8 rows of vehicle, then the gap)."),
         (lambda a: a == _widest_gap() - 1,
-         lambda a: "one too few: with one more row of gap the vehicle's top row is exactly as far from the band "
-                   "as the field reaches, and the field's edge still counts."),
+         lambda a: "close, but too few: the field's edge still counts, so a vehicle whose top row is exactly as "
+                   "far from the band as the field reaches still has the band in its field."),
         (lambda a: a == 2 * _reach((1, 2, 4)) + 1,
          lambda a: f"{a} is the field's side, the output's own pixel included; an output sees "
                    f"{_reach((1, 2, 4))} pixels on each side."),
@@ -322,18 +322,17 @@ value_exercise(
     kind="predict",
     mistakes=[
         (lambda a: a == _nearest_unseen_gap() - 1,
-         lambda a: f"at a gap of {a} the vehicle's bottom row lies {a + 1} rows from the band's first row: exactly as "
-                   f"far as the field reaches ({_reach_without_pooling()} pixels), and the field's edge still counts."),
+         lambda a: "close, but too few: at that gap the vehicle's bottom row (one row beyond the gap) lies exactly "
+                   "as far from the band's first row as the field reaches, and the field's edge still counts."),
         (lambda a: a == _nearest_unseen_gap() + 1,
-         lambda a: f"one too many: at a gap of {a - 1} the vehicle's bottom row already lies {a} rows from the band, "
-                   f"beyond the {_reach_without_pooling()} pixels the field reaches."),
+         lambda a: "close, but too many: the question asks for the fewest rows; count the rows from the vehicle's "
+                   "bottom row to the band's first row (the gap, plus one), and compare them with the field's reach."),
         (lambda a: a == 2 * _reach_without_pooling() + 1,
          lambda a: f"{a} is the field's side (section 7's footprint, {a} x {a}), the output's own pixel included; "
-                   f"an output sees {_reach_without_pooling()} pixels on each side."),
+                   "an output sees half of what is left, on each side."),
         (lambda a: a == 2 * _reach_without_pooling(),
          lambda a: f"{a} is both sides of the field together (and the vehicle's height, which does not enter: its "
-                   f"bottom row, the nearest to the band, decides); an output sees {_reach_without_pooling()} on "
-                   "each side."),
+                   "bottom row, the nearest to the band, decides); an output sees half of it on each side."),
         (lambda a: a > _nearest_unseen_gap() + 1,
          lambda a: f"at a gap of {a} no vehicle pixel sees the band (section 7's far scenes leave 20 rows or more), "
                    "but the question asks for the fewest rows: the vehicle's bottom row is the one nearest the band, "

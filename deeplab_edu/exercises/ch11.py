@@ -44,13 +44,16 @@ value_exercise(
 
 
 # --- 11.2 -------------------------------------------------------------------------------------
-_DTYPE_NAMES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "f16": "fp16",
-                "bf16": "bf16", "bfloat16": "bf16"}
+_DTYPE_NAMES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "f16": "fp16", "halfprecision": "fp16",
+                "halffloat": "fp16", "16bitfloat": "fp16", "float16(fp16)": "fp16", "fp16(float16)": "fp16",
+                "bf16": "bf16", "bfloat16": "bf16", "brainfloat16": "bf16", "brainfloat": "bf16",
+                "bfloat16(bf16)": "bf16", "bf16(bfloat16)": "bf16"}
 
 
 def _dtype_name(answer: Any) -> Any:
-    """11.2 accepts torch.float16, torch.half and 'float16', 'half', 'torch.half', 'FP-16' for 'fp16', and
-    torch.bfloat16, 'bfloat16', 'torch.bfloat16' for 'bf16' (case, spaces, hyphens and underscores aside)."""
+    """11.2 accepts torch.float16, torch.half and 'float16', 'half', 'half precision', '16-bit float',
+    'torch.half', 'FP-16' for 'fp16', and torch.bfloat16, 'bfloat16', 'brain float 16', 'torch.bfloat16' for
+    'bf16' (case, spaces, hyphens and underscores aside)."""
     if isinstance(answer, torch.dtype):
         answer = str(answer)
     if isinstance(answer, str):
