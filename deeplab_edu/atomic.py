@@ -41,7 +41,8 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
         OSError: (``ENOSPC``) the block or the rename failed because the disk is full (the message names
             ``path`` and the free space; ``torch.save``'s ``RuntimeError`` for a full disk becomes this).
         OSError, RuntimeError: any other error of the block or the rename, unchanged, except that one
-            about the temporary file (a folder that is not writable) names ``path`` as its file.
+            about the temporary file (a folder that is not writable) names ``path`` as its file, and
+            ``torch.save``'s ``RuntimeError`` for a file it cannot open becomes an ``OSError`` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +58,9 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
             raise OSError(errno.ENOSPC, full) from err
         if isinstance(err, OSError) and err.filename is not None and Path(err.filename) == tmp:
             err.filename = str(path)  # the hidden temporary file is ours: name the file the caller asked for
+        if isinstance(err, RuntimeError) and (cause := re.search(r"open file failed with strerror: (.+)", str(err))):
+            # torch.save's own words for a folder it cannot write in, naming no file (a trial)
+            raise OSError(f"cannot write {path}: {cause.group(1).strip()} (in the folder {path.parent})") from err
         raise
     finally:
         tmp.unlink(missing_ok=True)

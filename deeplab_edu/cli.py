@@ -1228,9 +1228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--device`` can fail on one machine only), and the prefix tells the copies apart.
 
     Raises:
-        ValueError, OSError, RuntimeError, ImportError: only with the environment variable ``DEEPLAB_EDU_DEBUG``
-            set (for the traceback); otherwise such an error is printed as one line and 2 returned (a missing
-            optional package, e.g. onnx or tensorboard, with the pip command that installs it).
+        ValueError, OSError, RuntimeError, ImportError, MemoryError: only with the environment variable
+            ``DEEPLAB_EDU_DEBUG`` set (for the traceback); otherwise such an error is printed as one line and 2
+            returned (a missing optional package, e.g. onnx or tensorboard, with the pip command that installs
+            it; a memory error with the size settings that may have caused it).
     """
     import warnings
 
@@ -1265,6 +1266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "train":
                 hint += _flag_of_setting(original_message(err))
             print(f"{where}deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
+            return 2
+        except MemoryError as err:  # a trial: --crop-size 1000000 ended in a traceback of a 29 GiB array
+            if os.environ.get(DEBUG_ENV):
+                raise
+            print(f"deeplab-edu {args.command}: error: out of memory ({type(err).__name__}: {err}); a size setting "
+                  f"too large for this machine (--crop-size, --image-size, --batch-size)? ({DEBUG_ENV}=1 shows where)",
+                  file=sys.stderr)
             return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

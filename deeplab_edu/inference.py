@@ -440,33 +440,42 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
     which the messages name): the caller that has read it does not read it again.
 
     Raises:
-        ValueError: ``state`` is not a deeplab-edu training checkpoint.
+        ValueError: ``state`` is not a deeplab-edu training checkpoint, describes a model this version cannot
+            build (written by another version), or holds NaN or infinite weights.
         CheckpointMismatchError: its weights do not fit the model its configuration names (as for
             :func:`load_run`).
     """
-    from .engine.checkpoint import check_compatible
+    from .engine.checkpoint import check_compatible, check_finite_weights
     from .models import build_model
 
     cfg = state.get("config")
     info = state.get("model_info")
     if not cfg or not info:
         raise ValueError(f"{checkpoint} is not a deeplab-edu training checkpoint (no config/model_info)")
-    if "build_kwargs" in info:  # the build_model arguments of the model that was trained
-        model = build_model(num_classes=info["num_classes"], **info["build_kwargs"])
-    else:  # checkpoints written before build_kwargs: the configuration's model
-        kwargs = dict(cfg.get("model_kwargs", {}))
-        if info.get("atrous_rates") and "atrous_rates" not in kwargs:
-            kwargs["atrous_rates"] = tuple(info["atrous_rates"])
-        model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
-                            output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False), **kwargs)
+    try:
+        if "build_kwargs" in info:  # the build_model arguments of the model that was trained
+            model = build_model(num_classes=info["num_classes"], **info["build_kwargs"])
+        else:  # checkpoints written before build_kwargs: the configuration's model
+            kwargs = dict(cfg.get("model_kwargs", {}))
+            if info.get("atrous_rates") and "atrous_rates" not in kwargs:
+                kwargs["atrous_rates"] = tuple(info["atrous_rates"])
+            model = build_model(info["name"], backbone=info["backbone"], num_classes=info["num_classes"],
+                                output_stride=cfg["output_stride"], aux_loss=cfg.get("aux_loss", False), **kwargs)
+    except (TypeError, KeyError) as err:  # a trial: a newer version's build argument was a TypeError traceback
+        raise ValueError(f"{checkpoint}: the model it describes cannot be built by this version of deeplab-edu "
+                         f"({type(err).__name__}: {err}); it was written by another version, or damaged. Update "
+                         "deeplab-edu, or load its 'model' weights into a model you build "
+                         "(torch.load(path, weights_only=True)['model'])") from None
     own = None
     if "model_class" in info:  # a model the training script built: the configuration's model is not it
         own = (f"It holds a model its training script built itself ({info['model_class']}), not the "
                f"{info['name']} / {info['backbone']} its configuration names: build that model in Python and load "
                "the checkpoint's 'model' weights into it (torch.load(path, weights_only=True)['model']).")
     check_compatible(state, info, model, source=f"checkpoint {checkpoint}", advice=own)
+    check_finite_weights(state["model"], checkpoint)
     model.load_state_dict(state["model"])
     return LoadedRun(model.to(device).eval(), cfg, dict(info))
+
 
 
 def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,

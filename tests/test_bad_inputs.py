@@ -191,7 +191,7 @@ def test_exercises_read_answers_as_a_learner_types_them() -> None:
         feedback = check(key, answer)
         assert str(feedback).startswith(f"[{key.strip()}] correct"), (key, answer, feedback)
     for one in (np.array([13]), torch.tensor([13])):  # as a list of one: not the number, but said how to give it
-        assert "of one: write 13 itself (`x.item()` gives it)" in check("01.1", one).message
+        assert "holding one: write 13 itself (`x.item()` gives it)" in check("01.1", one).message
 
 
 def test_a_widget_refuses_a_start_value_its_slider_would_clamp() -> None:

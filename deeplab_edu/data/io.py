@@ -366,7 +366,8 @@ def load_mask(
     colour a class colour, with the ignore index 255 and indices past the end of a short palette read as indices; a palette of other colours
     altogether (another tool's) is read by index, unless an index has *another* class's colour
     (index and colour then contradict each other: refused). Grey (L, I, I;16), bilevel (1: 0 and 1)
-    and grey + alpha (LA: the alpha dropped) masks hold the indices. An RGB(A) mask with three equal channels
+    and grey + alpha (LA: the alpha dropped) masks hold the indices (a 2- or 4-bit grey PNG's too, which
+    Pillow stretches to 0..255 and this function reads back as stored). An RGB(A) mask with three equal channels
     holds the indices too, unless its greys are class colours and not class indices (then read by colour);
     one whose greys read as both, with different classes, is refused.
 
@@ -382,7 +383,8 @@ def load_mask(
 
     Raises:
         DatasetNotFoundError: ``path`` is not a file.
-        BadDataError: the file is not a readable image, is corrupt or truncated, or is a JPEG; its image mode is
+        BadDataError: the file is not a readable image, is corrupt or truncated, or is a JPEG; it stores 16 bits per
+            sample in colour or grey + alpha (of which Pillow keeps the high byte); its image mode is
             not P, L, LA, 1, I, I;16 (B/L), RGB or RGBA; a grey-level mask holds values outside 0..255; an RGB(A) mask
             that is not grey has no ``palette`` to match, or colours that are neither class colours nor
             ``colour_aliases``; a grey RGB(A) mask reads as valid but different classes by index and by colour; a palette (P) mask has no usable palette (``palette`` is given but the file's

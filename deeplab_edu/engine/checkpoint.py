@@ -44,10 +44,11 @@ from ..models.pretrained import ONNX_NOT_TORCH, checksum_failure, load_failure_r
 from ..records import shown_path
 
 __all__ = [
-    "CheckpointMismatchError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
+    "CheckpointMismatchError", "UnreadableCheckpointError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "names_a_run_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
     "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
+    "check_finite_weights",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -56,6 +57,12 @@ _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
 #: What a mismatching ``init_from`` checkpoint's message advises.
 INIT_FROM_ADVICE = ("Start from a checkpoint of the same model and backbone (its number of classes may differ: the "
                     "classifiers then start fresh).")
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """A file that is not a readable checkpoint: truncated, damaged, of another kind, or holding Python objects
+    ``weights_only=True`` refuses (the message names the file and what to do). Its own class, so that the
+    command line says it as an error of the input, not as a bug (a trial)."""
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -272,9 +279,14 @@ def names_a_run_checkpoint(path: str | os.PathLike[str]) -> bool:
 
 
 def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
-    """The newest ``ckpt_*.pt`` in ``folder`` (``None`` when there is none)."""
+    """The newest ``ckpt_*.pt`` in ``folder``; where there is none, its ``last.pt`` (a copy of the newest, which a
+    folder may hold alone: copied without the rest, it was taken for an empty folder and overwritten, a trial
+    found); ``None`` when there is neither."""
     found = _checkpoints(Path(folder))
-    return found[-1] if found else None
+    if found:
+        return found[-1]
+    last = Path(folder) / "last.pt"
+    return last if last.is_file() else None
 
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
@@ -291,7 +303,7 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
             p = p / "checkpoints"
             newest = latest_checkpoint(p)
         if newest is None:
-            raise FileNotFoundError(f"no checkpoint (ckpt_*.pt) in folder {p}")
+            raise FileNotFoundError(f"no checkpoint (ckpt_*.pt or last.pt) in folder {p}")
         p = newest
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist")
@@ -303,8 +315,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     Raises:
         FileNotFoundError: naming the path when there is no checkpoint there.
-        RuntimeError: naming the file when it is not a readable checkpoint (also when its bytes fail the
-            CRC-32 checksums its zip archive stores: :func:`~deeplab_edu.models.pretrained.checksum_failure`).
+        UnreadableCheckpointError: (a ``RuntimeError``) naming the file when it is not a readable checkpoint
+            (also when its bytes fail the CRC-32 checksums its zip archive stores:
+            :func:`~deeplab_edu.models.pretrained.checksum_failure`).
         ValueError: naming the file when it reads, but is not a deeplab-edu checkpoint (a plain
             ``state_dict``, a tensor, a list, or a dictionary whose ``model``, ``config`` or
             ``model_info`` is not one).
@@ -313,21 +326,22 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     damaged = None
     try:
         if damaged := checksum_failure(p):  # torch.load would read flipped bytes as weights
-            raise RuntimeError(damaged)
+            raise UnreadableCheckpointError(damaged)
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
         reason = damaged or load_failure_reason(p, err)
         if reason.startswith("it holds a Python object"):  # whole, not damaged: refused, as it must be
-            raise RuntimeError(f"could not read checkpoint {p}: {reason}") from None
+            raise UnreadableCheckpointError(f"could not read checkpoint {p}: {reason}") from None
         if reason == ONNX_NOT_TORCH:  # whole, and of another kind: a trial gave predict its ONNX export
-            raise RuntimeError(f"could not read checkpoint {p}: {reason}. Give the model file export --out "
+            raise UnreadableCheckpointError(f"could not read checkpoint {p}: {reason}. Give the model file export --out "
                                "wrote (.pt), or a run's checkpoint") from None
-        older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) else []
+        # beside a damaged ckpt_N.pt, the older ones; beside a damaged last.pt (a copy), every ckpt_N.pt (a trial)
+        older = [c for c in _checkpoints(p.parent) if c != p] if _NAME.match(p.name) or p.name == "last.pt" else []
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
                 f"away, and the run's folder then offers {older[-1].name} (to --resume, eval or predict)" if older else
                 "; restore it from a copy, or train again" if damaged else
                 "; it is truncated, damaged or not a PyTorch checkpoint")
-        raise RuntimeError(f"could not read checkpoint {p}: {reason}{hint}") from None
+        raise UnreadableCheckpointError(f"could not read checkpoint {p}: {reason}{hint}") from None
     _check_structure(state, p)
     return state
 
@@ -432,10 +446,17 @@ def save_model_file(state: Mapping[str, Any], path: str | os.PathLike[str], sour
     ``--init-from``, :func:`deeplab_edu.inference.load_run`; not ``--resume``.
 
     Raises:
-        ValueError: ``state`` holds no ``model`` weights (``source`` names it in the message).
+        ValueError: ``state`` holds no ``model`` weights, or no ``config`` or ``model_info`` (what ``eval`` and
+            ``predict`` build the model from: a trial's export of a plain state dict wrote a file they refused);
+            ``source`` names it in the message.
     """
     if "model" not in state:
         raise ValueError(f"{source} holds no model weights: not a deeplab-edu training checkpoint")
+    lacking = [k for k in ("config", "model_info") if not state.get(k)]
+    if lacking:
+        raise ValueError(f"{source} holds no {' or '.join(lacking)}, from which eval and predict build the model: "
+                         "not a deeplab-edu training checkpoint (a plain state dict?), so a model file of it would "
+                         "load nowhere. Train from it with --init-from instead")
     return save_atomic({k: v for k, v in state.items() if k not in TRAINING_STATE_KEYS}, path)
 
 
@@ -490,3 +511,19 @@ def check_init_from(ckpt: Mapping[str, Any], init_from: str | os.PathLike[str] |
             f"{source} was started from another {shown_path(init_from)} than the one there now (the file changed since: "
             "its run was retrained or the file replaced); delete this run's folder to train it again from the "
             "new file, or put the old file back")
+
+
+def check_finite_weights(weights: Mapping[str, Any], source: str | os.PathLike[str]) -> None:
+    """Refuse model weights that hold NaN or infinite values, naming the first such tensor and ``source`` (the
+    file): a NaN model scored 20.6 % mIoU, every pixel its first class, and as ``--init-from`` it was blamed on
+    the learning rate (a trial).
+
+    Raises:
+        ValueError: a floating-point tensor of ``weights`` holds a NaN or an infinite value.
+    """
+    if not isinstance(weights, Mapping):  # not a state dict at all: the structure checks name that
+        return
+    for name, value in weights.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{source}: its weights hold NaN or infinite values (e.g. {name}): the run that wrote "
+                             "them diverged, or the file is damaged; use an earlier checkpoint of the run")

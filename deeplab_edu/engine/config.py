@@ -303,12 +303,15 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at position "
                           f"{err.start}); save it as UTF-8 (a YAML file of settings)") from None
     try:
-        data = yaml.load(text, Loader=_unique_key_loader()) or {}
+        data = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{at}: "
                           f"{getattr(err, 'problem', None) or err}") from None
+    if data is None:  # a trial: an empty file ran the preset, or without one the papers' 30k-iteration recipe
+        raise ConfigError(f"config file {path} holds no settings (it is empty, or only comments): write the settings "
+                          "to change, one 'name: value' per line (deeplab-edu train --help lists them)")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} should hold a mapping of settings, not {type(data).__name__}")
     return data

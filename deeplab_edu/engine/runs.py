@@ -49,6 +49,24 @@ def _run_lock(out_dir: Path) -> Any:
     return _LOCKS[path]
 
 
+def _check_writable(folder: Path) -> None:
+    """Make ``folder`` and write a file in it: a checkpoints folder that cannot be written was found only after
+    training, when the first checkpoint failed and the steps were lost (a trial).
+
+    Raises:
+        RunFolderError: ``folder`` cannot be made or written in.
+    """
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise RunFolderError(f"cannot write in {shown_path(folder)} ({err.strerror or err}): the run's checkpoints "
+                             "go there; make it writable, or choose another out_dir (--out-dir)") from None
+
+
 def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
     """Lock ``out_dir`` for this process's training and make it ready; returns the held lock (release it).
 
@@ -59,7 +77,8 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
 
     Raises:
         RunFolderError: ``out_dir`` is a file, another process holds the folder's lock (it is
-            training there), or ``resume`` is false and the folder holds checkpoints.
+            training there), ``resume`` is false and the folder holds checkpoints, or its ``checkpoints``
+            folder cannot be written in.
     """
     from filelock import Timeout
 
@@ -86,6 +105,7 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
             (out_dir / "metrics.csv").unlink(missing_ok=True)
         for folder in (out_dir, out_dir / "checkpoints"):
             remove_stale_temporaries(folder)
+        _check_writable(out_dir / "checkpoints")
     except BaseException:
         lock.release()
         raise

@@ -71,7 +71,8 @@ _RESUMABLE_SETTINGS = ("iterations", "lr", "weight_decay", "momentum", "warmup_i
 #: Settings a run cannot change when resumed: they define the network that the checkpoint's weights
 #: were trained as (a rate or an output stride changes no weight's shape, so nothing else would
 #: notice) or the optimiser whose state it holds (SGD's momentum buffers are no Adam moments).
-_FIXED_ON_RESUME = ("model", "backbone", "output_stride", "atrous_rates", "model_kwargs", "aux_loss", "optimizer")
+_FIXED_ON_RESUME = ("model", "backbone", "output_stride", "atrous_rates", "model_kwargs", "aux_loss", "optimizer",
+                    "freeze_bn")  # frozen batch norm leaves its parameters out of the optimiser's groups
 #: Settings that say how or where a run goes on, not what it trains: not listed when they change.
 _UNLISTED_ON_RESUME = ("resume", "out_dir", "progress")
 
@@ -102,6 +103,27 @@ def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_
     rest = [k for k in now if k not in _RESUMABLE_SETTINGS + _FIXED_ON_RESUME + _UNLISTED_ON_RESUME]
     changed = [f"{k} {saved[k]} -> {now[k]}" for k in (*_RESUMABLE_SETTINGS, *rest) if differ(k)]
     return refused, changed
+
+
+#: The counters a training checkpoint holds, which a resumed run continues from.
+_COUNTERS = ("iteration", "epoch", "batch_in_epoch")
+
+
+def _check_counters(state: Mapping[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose counters (:data:`_COUNTERS`) are missing, not whole numbers or negative, naming
+    the file and the key, before anything is loaded from it (a trial: a ``KeyError`` traceback, or a run
+    "resumed at iteration -5").
+
+    Raises:
+        CheckpointMismatchError: naming the file and the counter.
+    """
+    for key in _COUNTERS:
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ck.CheckpointMismatchError(
+                f"{path}: its {key!r} is {'missing' if key not in state else repr(value)}, not a whole number of at "
+                "least 0; the file is damaged or was written by another program. Resume from an older checkpoint "
+                "(move this one out of its folder), or start a new run from its weights with --init-from")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -377,6 +399,7 @@ class Trainer:
         if cfg.init_from:
             state = ck.load_checkpoint(cfg.init_from)
             source = f"init_from checkpoint {cfg.init_from}"
+            ck.check_finite_weights(state.get("model", {}), source)
             classes = state.get("model_info", {}).get("num_classes")
             if classes is not None and classes != self.num_classes:  # fine-tuning to other classes
                 fresh = ck.load_except_classifier(model, state, self.model_info, source=source)
@@ -507,6 +530,7 @@ class Trainer:
                 f"{path} holds no training state ({', '.join(lacking)} missing): it is a model file, as `deeplab-edu "
                 "export` writes, not a checkpoint of this run; move it out of the checkpoints folder to resume from "
                 "the newest one left, or start a new run from it with --init-from")
+        _check_counters(state, path)
         ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
                            current=self._init_from_sha256)  # hashed once, in __init__
         trained, named = state.get("model_info", {}).get("class_names"), self.model_info.get("class_names")
@@ -536,7 +560,13 @@ class Trainer:
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
         # warm-up): so a run can be extended, or resumed with a lower --lr after a non-finite loss.
-        load_optimizer_state(self.optimizer, state["optimizer"])
+        try:
+            load_optimizer_state(self.optimizer, state["optimizer"])
+        except (ValueError, KeyError, TypeError) as err:  # a trial: PyTorch's message named no file
+            raise ck.CheckpointMismatchError(
+                f"{path}: its optimiser state does not fit this run's optimiser ({err}); the file is damaged or was "
+                f"written by another program. Resume from an older checkpoint (move this one out of "
+                f"{shown_path(self.ckpt_dir)}), or start a new run with --init-from {shown_path(path)}") from None
         self.scheduler.resume(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -563,7 +593,13 @@ class Trainer:
                                  f"rate at iteration {self.iteration} is {lr_at(now, self.cfg.iterations):.3g} (it was "
                                  f"{lr_at(saved, old_length):.3g} on the run's schedule of {old_length})"]
         self._stretch["from_iteration"] = self.iteration
-        ck.set_rng_state(state["rng"])
+        try:
+            ck.set_rng_state(state["rng"])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:  # a trial: an IndexError traceback
+            raise ck.CheckpointMismatchError(
+                f"{path}: its random number generators' state ('rng') cannot be restored ({type(err).__name__}: {err}); "
+                "the file is damaged or was written by another program. Resume from an older checkpoint (move this "
+                "one out of its folder), or start a new run from its weights with --init-from") from None
         self._saved_process_rng = state.get("process_rng")  # absent in single-process runs and older checkpoints
         due = state.get("validation_due")  # absent in checkpoints written before it
         self._validation_due = self.iteration if due == self.iteration else None

@@ -241,7 +241,7 @@ def _one_side(values: Any) -> str:
 
 def _a(noun: str) -> str:
     """``noun`` with its indefinite article: "a Tensor", "an ndarray"."""
-    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+    return f"{'an' if noun[:1].lower() in 'aeiou' or noun.startswith('nd') else 'a'} {noun}"
 
 
 def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) -> str | None:
