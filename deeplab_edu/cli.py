@@ -775,6 +775,11 @@ LARGE_IMAGE_PIXELS = 2048 * 2048
 PREDICT_SOFTWARE = "deeplab-edu predict"
 
 
+def _brief_list(values: Sequence[Any], shown: int = 3) -> str:
+    """The first ``shown`` of ``values`` for a message, with ``...`` when there are more."""
+    return ", ".join(str(list(v)) for v in values[:shown]) + (", ..." if len(values) > shown else "")
+
+
 def _output_names(files: list[Path]) -> dict[Path, str]:
     """Each image's output name (``NAME_mask.png``, ``NAME_overlay.png``): its stem; where stems repeat
     (photo.jpg and photo.png), the stem and suffix (``photo_jpg``); where even those repeat, letter case aside
@@ -879,6 +884,12 @@ def _predict(args: argparse.Namespace) -> int:
     model, cfg, info = load_run(args.checkpoint, dev)
     # the run's own classes; a checkpoint that does not record them: those of its configured data set
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
+    if len(palette) < int(info.get("num_classes", 0)) or not all(
+            len(rgb) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in rgb) for rgb in palette):
+        # a trial: a damaged palette failed in NumPy after the first mask was written, its overlay not
+        raise ValueError(f"checkpoint {args.checkpoint}: its class colours ({_brief_list(palette)}) are not one RGB "
+                         f"colour, three whole numbers 0-255, for each of its {info.get('num_classes')} classes; "
+                         "the file is damaged or was written by another program")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; --out names the folder the masks and overlays are written to")
     out.mkdir(parents=True, exist_ok=True)

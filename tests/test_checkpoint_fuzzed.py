@@ -1,7 +1,7 @@
 """Checkpoints and configurations a fuzzing trial found mishandled (stop 68): a folder holding only
 ``last.pt``, damaged counters and random states, a resumed run with frozen batch norm, NaN weights, a
 newer version's model description, a model file of a plain state dict, a folder torch.save cannot write
-in, an empty configuration file.
+in, an empty configuration file, YAML merge keys, damaged class colours.
 
 Each test states the right result; each failed before its fix.
 """
@@ -126,3 +126,27 @@ def test_an_empty_config_file_is_refused(tmp_path: Path, text: str) -> None:
     (tmp_path / "e.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"e\.yaml holds no settings"):  # ran the preset, or the 30k recipe
         load_config(str(tmp_path / "e.yaml"))
+
+
+def test_a_config_file_may_merge_settings_with_yaml_merge_keys(tmp_path: Path) -> None:
+    from deeplab_edu.engine.config import load_config
+
+    (tmp_path / "m.yaml").write_text("<<: {crop_size: 64, batch_size: 2}\ncrop_size: 96\n")
+    cfg = load_config(str(tmp_path / "m.yaml"))  # was "could not determine a constructor for the tag ...merge"
+    assert (cfg.crop_size, cfg.batch_size) == (96, 2)
+
+
+def test_predict_refuses_a_checkpoint_with_damaged_class_colours(tmp_path: Path, checkpoint: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    from deeplab_edu.cli import main
+
+    state = torch.load(checkpoint, weights_only=True)
+    state["model_info"]["palette"] = [[1, 2]]
+    torch.save(state, tmp_path / "x.pt")
+    Image.new("RGB", (40, 30)).save(tmp_path / "img.png")
+    assert main(["predict", "--checkpoint", str(tmp_path / "x.pt"), str(tmp_path / "img.png"), "--out",
+                 str(tmp_path / "pred"), "--device", "cpu"]) == 2  # was NumPy's shape mismatch, after the mask
+    assert "x.pt: its class colours ([1, 2]) are not one RGB colour" in capsys.readouterr().err
+    assert not (tmp_path / "pred" / "img_mask.png").exists()

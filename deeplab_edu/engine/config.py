@@ -269,6 +269,8 @@ def _unique_key_loader() -> Any:
     def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
         first: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: keys merged in, which the mapping's own
+                continue  # may override (construct_mapping merges them; a trial found merge keys refused)
             key = loader.construct_object(key_node, deep=deep)
             if not isinstance(key, (str, int, float, bool)):  # an unhashable key: construct_mapping says so
                 continue
