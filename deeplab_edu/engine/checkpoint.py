@@ -340,6 +340,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         hint = (f"; checkpoints are written atomically, so this one was damaged or replaced afterwards: move it "
                 f"away, and the run's folder then offers {older[-1].name} (to --resume, eval or predict)" if older else
                 "; restore it from a copy, or train again" if damaged else
+                "" if reason.endswith("copy it again") else  # the reason says it (a trial read it twice)
                 "; it is truncated, damaged or not a PyTorch checkpoint")
         raise UnreadableCheckpointError(f"could not read checkpoint {p}: {reason}{hint}") from None
     _check_structure(state, p)
