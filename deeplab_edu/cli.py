@@ -1281,9 +1281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MemoryError as err:  # a trial: --crop-size 1000000 ended in a traceback of a 29 GiB array
             if os.environ.get(DEBUG_ENV):
                 raise
-            print(f"deeplab-edu {args.command}: error: out of memory ({type(err).__name__}: {err}); a size setting "
-                  f"too large for this machine (--crop-size, --image-size, --batch-size)? ({DEBUG_ENV}=1 shows where)",
-                  file=sys.stderr)
+            sizes = "--crop-size, --image-size, --batch-size" if args.command == "train" else "--crop-size"
+            rank = f"[rank {os.environ.get('RANK', '?')}] " if os.environ.get("WORLD_SIZE", "1").strip() not in (
+                "", "0", "1") else ""
+            print(f"{rank}deeplab-edu {args.command}: error: out of memory ({type(err).__name__}: {err}); a size "
+                  f"setting too large for this machine ({sizes})? ({DEBUG_ENV}=1 shows where)", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

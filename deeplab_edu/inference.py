@@ -425,7 +425,8 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
     Raises:
         FileNotFoundError, RuntimeError: no checkpoint there, or one that cannot be read
             (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`).
-        ValueError: ``checkpoint`` is not a deeplab-edu training checkpoint.
+        ValueError: ``checkpoint`` is not a deeplab-edu training checkpoint, describes a model this version
+            cannot build, or holds NaN or infinite weights (:func:`run_from_checkpoint`).
         CheckpointMismatchError: its weights do not fit the model its configuration names (a run
             whose script passed its own model to the Trainer: the message names that model's class).
     """

@@ -150,3 +150,18 @@ def test_predict_refuses_a_checkpoint_with_damaged_class_colours(tmp_path: Path,
                  str(tmp_path / "pred"), "--device", "cpu"]) == 2  # was NumPy's shape mismatch, after the mask
     assert "x.pt: its class colours ([1, 2]) are not one RGB colour" in capsys.readouterr().err
     assert not (tmp_path / "pred" / "img_mask.png").exists()
+
+
+def test_a_model_file_named_last_pt_outside_a_run_is_no_run_checkpoint(tmp_path: Path) -> None:
+    # a review: with the last.pt fallback, any last.pt made itself a run's checkpoint (export refused to
+    # replace it), and a run folder's stray last.pt went before its checkpoints folder
+    (tmp_path / "models").mkdir()
+    torch.save({"model": {}}, tmp_path / "models" / "last.pt")
+    assert not ck.names_a_run_checkpoint(tmp_path / "models" / "last.pt")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({}, run / "checkpoints" / "last.pt")
+    assert ck.names_a_run_checkpoint(run / "checkpoints" / "last.pt")  # a run's, alone in its folder
+    torch.save({}, run / "checkpoints" / "ckpt_00000010.pt")
+    torch.save({}, run / "last.pt")  # stray, beside the checkpoints folder
+    assert ck.checkpoint_file(run) == run / "checkpoints" / "ckpt_00000010.pt"

@@ -871,6 +871,8 @@ def test_a_huge_whole_number_from_a_function_is_named() -> None:
 
     message = check("11.4", lambda h, w, crop, stride: 10**400).message
     assert "401 digits, far too large" in message and "could not check" not in message
+    message = check("11.4", lambda h, w, crop, stride: -(10**5000)).message  # past str()'s 4,300 digits (a review)
+    assert "5001 digits, far too large" in message and "could not check" not in message
 
 
 @pytest.mark.parametrize("answer", [3, 5, 8, 9])

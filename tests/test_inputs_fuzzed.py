@@ -129,3 +129,29 @@ def test_names_in_decomposed_unicode_pair_with_composed_ones(tmp_path: Path) -> 
     data = build_dataset("folder", root=root, split="train")
     image, mask = data[0]
     assert len(data) == 1 and tuple(image.shape[-2:]) == tuple(mask.shape) == (6, 8)
+
+
+def test_other_stored_layouts_pillow_converts(tmp_path: Path) -> None:
+    # a review: PGM/PPM store samples up to their maxval, which Pillow stretches or cuts like PNG's
+    pgm = tmp_path / "m3.pgm"
+    pgm.write_bytes(b"P5\n4 2\n3\n" + bytes([0, 1, 2, 3, 3, 2, 1, 0]))
+    assert load_mask(pgm, 4).tolist() == [[0, 1, 2, 3], [3, 2, 1, 0]]  # was refused as "85, 170"
+    ppm = tmp_path / "m16.ppm"
+    ppm.write_bytes(b"P6\n2 1\n65535\n" + np.array([1, 1, 1, 2, 2, 2], ">u2").tobytes())
+    with pytest.raises(BadDataError, match=r"m16\.ppm stores 16 bits per sample"):
+        load_mask(ppm, 3)  # was every pixel class 0
+
+
+@pytest.mark.parametrize("field_type, data", [(5, struct.pack("<II", 6, 1)), (12, struct.pack("<d", 6.0))],
+                         ids=["rational 6/1", "double 6.0"])
+def test_an_orientation_stored_as_a_number_of_another_type_is_applied_and_recorded(tmp_path: Path, field_type: int,
+                                                                                   data: bytes) -> None:
+    # a review: an orientation of the RATIONAL or DOUBLE type is applied by exif_transpose, and was recorded as 1
+    from deeplab_edu.data.io import _orientation
+
+    value_at = 8 + 2 + 12 + 4  # after the header, the entry count, one entry and the next-IFD offset
+    entry = struct.pack("<HHII", ORIENTATION, field_type, 1, value_at)
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + struct.pack("<I", 0) + data
+    Image.new("RGB", (40, 20)).save(tmp_path / "p.jpg", exif=exif)
+    assert tuple(load_image(tmp_path / "p.jpg").shape) == (3, 40, 20)  # exif_transpose turns it
+    assert _orientation(tmp_path / "p.jpg") == 6  # and the message check_pair gives names the tag

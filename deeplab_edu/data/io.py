@@ -48,6 +48,7 @@ from __future__ import annotations
 import abc
 import collections
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -116,7 +117,10 @@ def _orientation_tag(img: Image.Image) -> int:
     """The EXIF orientation of an opened image as Pillow's ``exif_transpose`` applies it: an integer 2-8, else 1
     (a tag of text or another type, which a fuzzing trial found refused the photo as corrupt, is not applied)."""
     value = img.getexif().get(_ORIENTATION_TAG, 1)
-    return value if isinstance(value, int) and value in _ORIENTATIONS else 1
+    try:  # as exif_transpose looks it up: 6, 6.0 and the fraction 6/1 are 6; the text "6" is no orientation
+        return int(value) if value in _ORIENTATIONS else 1
+    except TypeError:  # unhashable
+        return 1
 
 
 #: The orientation tags of the last files :func:`_open` decoded (path -> tag): :func:`check_pair` reads
@@ -179,7 +183,11 @@ def _stored_mode(img: Image.Image) -> str:
         return ""
     args = tile[0][3]
     raw = args[0] if isinstance(args, tuple) and args else args
-    return raw if isinstance(raw, str) else ""
+    if not isinstance(raw, str):
+        return ""
+    if tile[0][0] == "ppm" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int):
+        return f"{raw};max{args[1]}"  # PGM/PPM: samples up to maxval, which Pillow stretches to 0..255
+    return raw
 
 
 #: Pillow modes :func:`load_image` reads with more than 256 levels (16-bit grey, 32-bit integer and float).
@@ -508,7 +516,15 @@ def _as_stored_indices(img: Image.Image, path: Path) -> Image.Image:
     stored = str(img.info.get(_STORED_MODE, ""))
     if stored in _GREY_STRETCH and img.mode == "L":
         return Image.fromarray(np.asarray(img) // _GREY_STRETCH[stored])
-    if ";16" in stored and img.mode in ("RGB", "RGBA", "LA"):
+    if stored in ("L;2I", "L;4I", "L;1I") and img.mode == "L":  # a review: min-is-white grey, inverted and stretched
+        raise BadDataError(f"mask file {path} stores its grey levels inverted (white is 0: {stored}), which Pillow "
+                           "turns into other values; save it as an 8-bit grey PNG (one class index per pixel).")
+    wide = re.fullmatch(r"(RGB|RGBA|RGBX|LA);16[BLN]?", stored)
+    top = re.fullmatch(r"(L|RGB);max(\d+)", stored)
+    if top and int(top.group(2)) < 255 and img.mode == "L":  # a PGM with maxval 3: Pillow stretched it
+        scale = int(top.group(2)) / 255
+        return Image.fromarray(np.rint(np.asarray(img) * scale).astype(np.uint8))
+    if wide or (top and int(top.group(2)) > 255 and img.mode in ("RGB", "RGBA")):
         raise BadDataError(f"mask file {path} stores 16 bits per sample in colour or grey + alpha ({stored}), of "
                            "which Pillow reads only the high byte: class indices below 256 would all read as 0. Save it "
                            "as an 8-bit PNG (grey, palette or RGB), or as a 16-bit grey PNG without alpha.")

@@ -275,7 +275,11 @@ def names_a_run_checkpoint(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is named as a run's training checkpoints are (``ckpt_<iteration>.pt``,
     ``last.pt``) in a folder that holds such checkpoints: a file there is what ``--resume`` reads."""
     p = Path(path)
-    return (p.name == "last.pt" or _NAME.match(p.name) is not None) and latest_checkpoint(p.parent) is not None
+    if p.name != "last.pt" and _NAME.match(p.name) is None:
+        return False
+    # a ckpt_N.pt beside it, or a run's checkpoints folder holding a lone last.pt (a model file named last.pt
+    # elsewhere is no run's: a review found its own name made it one)
+    return bool(_checkpoints(p.parent)) or (p.parent.name == "checkpoints" and latest_checkpoint(p.parent) is not None)
 
 
 def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
@@ -291,16 +295,19 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     """``path`` itself, or for a folder its newest ``ckpt_*.pt`` (what :func:`load_checkpoint` reads);
-    a run's folder (one with a ``checkpoints/`` folder and no checkpoint of its own) means that folder.
+    a run's folder (one with a ``checkpoints/`` folder and no ``ckpt_*.pt`` of its own) means that folder;
+    a folder without any ``ckpt_*.pt`` gives its ``last.pt`` (:func:`latest_checkpoint`).
 
     Raises:
         FileNotFoundError: naming the path when there is no checkpoint there.
     """
     p = Path(path)
     if p.is_dir():
-        newest = latest_checkpoint(p)
+        own = _checkpoints(p)
+        newest = own[-1] if own else None
         if newest is None and (p / "checkpoints").is_dir():  # deeplab-edu eval --checkpoint runs/mine
-            p = p / "checkpoints"
+            p = p / "checkpoints"  # (before a stray last.pt beside it: a review)
+        if newest is None:
             newest = latest_checkpoint(p)
         if newest is None:
             raise FileNotFoundError(f"no checkpoint (ckpt_*.pt or last.pt) in folder {p}")

@@ -321,8 +321,9 @@ class Trainer:
     Raises:
         ValueError: only one of ``train_set`` and ``val_set`` is given, ``train_set`` has no ``num_classes``
             and none is passed, the training set does not hold one full batch of ``cfg.batch_size`` per
-            process, or ``amp="fp16"`` off a CUDA device. A passed ``model`` that scores another number of
-            classes raises it on its first training step (:meth:`fit`, :meth:`train_step`).
+            process, ``amp="fp16"`` off a CUDA device, or ``init_from``'s weights hold NaN or infinite values
+            (:func:`~deeplab_edu.engine.checkpoint.check_finite_weights`). A passed ``model`` that scores
+            another number of classes raises it on its first training step (:meth:`fit`, :meth:`train_step`).
         ~deeplab_edu.engine.config.ConfigError: (a ``ValueError``) ``cfg`` fails
             :func:`~deeplab_edu.engine.config.validate`, ``cfg.device`` names no device this PyTorch
             can use (:func:`~deeplab_edu.config.resolve_device`), or ``cfg.num_workers`` is more than
@@ -333,8 +334,10 @@ class Trainer:
             ``pretrained_backbone`` are missing (:class:`~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable`).
         ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``init_from`` holds weights of another model,
             or (with ``cfg.resume``) the run's own checkpoint does (the message says how to give the run's
-            own settings back) or was trained on classes of other names or order than the data set's; a
-            checkpoint of the run that cannot be read raises ``RuntimeError``.
+            own settings back), was trained on classes of other names or order than the data set's or with
+            another setting a resumed run cannot change (``optimizer``, ``freeze_bn``, ...), or holds damaged
+            counters, random states or optimiser state (naming the file and the key); a checkpoint of the run
+            that cannot be read raises ``RuntimeError``.
         ~deeplab_edu.engine.checkpoint.InitFromChangedError: with ``cfg.resume``, ``init_from`` has been
             trained again since the run started from it.
     """

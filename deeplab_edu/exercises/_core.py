@@ -631,12 +631,21 @@ def _rounded(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return _number_text(float(value))
     if isinstance(value, (int, np.integer)):
-        return str(int(value))
+        whole = int(value)
+        # str() of an int over 4,300 digits raises (a review): a huge one is described, not written out
+        return str(whole) if abs(whole) < 10**40 else f"a {'negative ' if whole < 0 else ''}number of {_digits(whole)} digits"
     if isinstance(value, list):
         return "[" + ", ".join(_rounded(v) for v in value) + "]"
     if isinstance(value, tuple):
         return "(" + ", ".join(_rounded(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return repr(value)
+
+
+def _digits(whole: int) -> int:
+    """The number of decimal digits of ``whole``, computed without ``str`` (which refuses over 4,300 digits)."""
+    bits = abs(whole).bit_length()
+    estimate = max(1, int(bits * math.log10(2)))
+    return estimate + 1 if abs(whole) >= 10**estimate else estimate
 
 
 def _brief(value: Any, limit: int = 80) -> str:
@@ -709,7 +718,7 @@ def _difference(got: Any, want: Any, atol: float, path: tuple[int, ...]) -> tupl
         try:
             x, y = float(got), float(want)
         except OverflowError:  # a learner's 10**400 (a trial: "could not check this answer")
-            return path, f"it returned a whole number of {len(str(abs(int(got))))} digits, far too large to be right."
+            return path, f"it returned a whole number of {_digits(int(got))} digits, far too large in size to be right."
         if (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=0, abs_tol=atol):
             return None
         g_text, w_text = shown(x), shown(y)
