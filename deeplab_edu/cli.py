@@ -1258,34 +1258,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit would fail again
             return 1
-        except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: e.g. a folder not writable
-            if os.environ.get(DEBUG_ENV):
+        except (ValueError, OSError, RuntimeError, ImportError, MemoryError) as err:  # OSError: e.g. a folder not
+            if os.environ.get(DEBUG_ENV):  # writable; MemoryError: a trial's --crop-size 1000000 (a 29 GiB array)
                 raise
             from .choices import OPTIONAL_PACKAGES, install_advice
             missing = err.name.split(".")[0] if isinstance(err, ModuleNotFoundError) and err.name else ""
             if missing in OPTIONAL_PACKAGES and "pip install" not in str(err):
                 err = ModuleNotFoundError(f"{err} (an optional package this command needs: {install_advice(missing)})")
+            if isinstance(err, MemoryError):
+                sizes = "--crop-size, --image-size, --batch-size" if args.command == "train" else "--crop-size"
+                err = MemoryError(f"out of memory ({type(err).__name__}: {err}); a size setting too large for this "
+                                  f"machine ({sizes})?")
             from .engine.trainer import NonFiniteLossError
             from .engine.workers import original_message
 
             several = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")  # under torchrun
             where = f"[rank {os.environ.get('RANK', '?')}] " if several else ""
             name = "training stopped" if isinstance(err, NonFiniteLossError) else "error"
-            # a RuntimeError, or an import that fails for another reason than a missing optional package: a bug to show
-            unexpected = type(err) is RuntimeError or (isinstance(err, ImportError) and "pip install" not in str(err))
+            # a RuntimeError, or an import that fails for another reason than a missing optional package: a bug to show;
+            # memory running out: where it ran out
+            unexpected = (type(err) is RuntimeError or isinstance(err, MemoryError)
+                          or (isinstance(err, ImportError) and "pip install" not in str(err)))
             hint = f" ({DEBUG_ENV}=1 shows the traceback)" if unexpected else ""
             if args.command == "train":
                 hint += _flag_of_setting(original_message(err))
             print(f"{where}deeplab-edu {args.command}: {name}: {original_message(err)}{hint}", file=sys.stderr)
-            return 2
-        except MemoryError as err:  # a trial: --crop-size 1000000 ended in a traceback of a 29 GiB array
-            if os.environ.get(DEBUG_ENV):
-                raise
-            sizes = "--crop-size, --image-size, --batch-size" if args.command == "train" else "--crop-size"
-            rank = f"[rank {os.environ.get('RANK', '?')}] " if os.environ.get("WORLD_SIZE", "1").strip() not in (
-                "", "0", "1") else ""
-            print(f"{rank}deeplab-edu {args.command}: error: out of memory ({type(err).__name__}: {err}); a size "
-                  f"setting too large for this machine ({sizes})? ({DEBUG_ENV}=1 shows where)", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

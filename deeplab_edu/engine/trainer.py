@@ -120,10 +120,17 @@ def _check_counters(state: Mapping[str, Any], path: Path) -> None:
     for key in _COUNTERS:
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ck.CheckpointMismatchError(
-                f"{path}: its {key!r} is {'missing' if key not in state else repr(value)}, not a whole number of at "
-                "least 0; the file is damaged or was written by another program. Resume from an older checkpoint "
-                "(move this one out of its folder), or start a new run from its weights with --init-from")
+            raise _damaged(path, f"its {key!r} is {'missing' if key not in state else repr(value)}, not a whole "
+                                 "number of at least 0")
+
+
+def _damaged(path: Path, what: str) -> ck.CheckpointMismatchError:
+    """The error for a resumed checkpoint one part of which cannot be used (``what``: which and why), naming
+    the file and the two ways on: an older checkpoint, or a new run from this one's weights."""
+    return ck.CheckpointMismatchError(
+        f"{path}: {what}; the file is damaged or was written by another program. Resume from an older checkpoint "
+        f"(move this one out of {shown_path(path.parent)}), or start a new run from its weights with --init-from "
+        f"{shown_path(path)}")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -566,10 +573,7 @@ class Trainer:
         try:
             load_optimizer_state(self.optimizer, state["optimizer"])
         except (ValueError, KeyError, TypeError) as err:  # a trial: PyTorch's message named no file
-            raise ck.CheckpointMismatchError(
-                f"{path}: its optimiser state does not fit this run's optimiser ({err}); the file is damaged or was "
-                f"written by another program. Resume from an older checkpoint (move this one out of "
-                f"{shown_path(self.ckpt_dir)}), or start a new run with --init-from {shown_path(path)}") from None
+            raise _damaged(path, f"its optimiser state does not fit this run's optimiser ({err})") from None
         self.scheduler.resume(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -599,10 +603,8 @@ class Trainer:
         try:
             ck.set_rng_state(state["rng"])
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:  # a trial: an IndexError traceback
-            raise ck.CheckpointMismatchError(
-                f"{path}: its random number generators' state ('rng') cannot be restored ({type(err).__name__}: {err}); "
-                "the file is damaged or was written by another program. Resume from an older checkpoint (move this "
-                "one out of its folder), or start a new run from its weights with --init-from") from None
+            raise _damaged(path, "its random number generators' state ('rng') cannot be restored "
+                                 f"({type(err).__name__}: {err})") from None
         self._saved_process_rng = state.get("process_rng")  # absent in single-process runs and older checkpoints
         due = state.get("validation_due")  # absent in checkpoints written before it
         self._validation_due = self.iteration if due == self.iteration else None

@@ -177,11 +177,14 @@ def _change_word(answer: Any) -> Any:
     if not isinstance(answer, str):
         return answer
     text = " " + " ".join("".join(c if c.isalnum() else " " for c in normalise_text(answer)).split()) + " "
-    named = {change for change, words in _CHANGES.items() if any(f" {w} " in text for w in words)}
-    if " less wide " in text or " less broad " in text or " less large " in text:  # "less" names the change here
-        named.discard("wider")
-        text = text.replace(" less ", " ")
-    negated = any(f" {w} " in text.replace(" no change ", " ") for w in _NEGATIONS)  # "doesn't grow", "no wider"
+    # the change words, longest first, each taken out of the text once found: "less wide" names narrower, not
+    # wider, and its "less" (as the "no" of "no change") is then no negation
+    named, rest = set(), text
+    for change, word in sorted(((c, w) for c, words in _CHANGES.items() for w in words), key=lambda cw: -len(cw[1])):
+        if f" {word} " in rest:
+            named.add(change)
+            rest = rest.replace(f" {word} ", " ")
+    negated = any(f" {w} " in rest for w in _NEGATIONS)  # what is left: "doesn't grow", "no wider", "not less wide"
     if len(named) != 1 or negated:  # two answers, or a negated one: left as written (refused, not judged)
         return answer
     return named.pop()
