@@ -753,7 +753,17 @@ def _output_stride(args: argparse.Namespace, cfg: dict[str, Any]) -> int | None:
     """``--output-stride``, else the run's evaluation output stride, else its training one."""
     if args.output_stride is not None:
         return args.output_stride  # 0 or 4 is refused by name before any image is read, not replaced
-    return cfg.get("eval_output_stride") or cfg.get("output_stride")
+    from .choices import OUTPUT_STRIDES
+
+    for name in ("eval_output_stride", "output_stride"):
+        value = cfg.get(name)
+        if value in OUTPUT_STRIDES:
+            return int(value)
+        if value is not None:  # a trial: "output_stride must be one of 8, 16, 32, got 7" named no file
+            raise ValueError(f"checkpoint {args.checkpoint}: its configuration's {name}={value!r} is not an output "
+                             f"stride ({', '.join(map(str, OUTPUT_STRIDES))}); the file is damaged or was written "
+                             f"by another program: give --output-stride to choose one")
+    return None
 
 
 def _class_info(dataset: str) -> Any:

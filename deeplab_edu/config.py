@@ -165,17 +165,21 @@ def resolve_device(name: str | None, *, what: str = "--device") -> torch.device:
     ``None`` or empty. ``what`` is the flag or setting that gave it, for the messages.
 
     Raises:
-        ValueError: ``name`` is not a device string torch parses (e.g. ``gpu``), or it names a CUDA or MPS
-            device this PyTorch cannot see; the message names ``what`` and what to give instead.
+        ValueError: ``name`` is not a device string torch parses (e.g. ``gpu``), names a device of another kind
+            than these three (``meta``, ``xpu``: the course is not built or tested for them), or names a CUDA or
+            MPS device this PyTorch cannot see; the message names ``what`` and what to give instead.
     """
     import torch
 
     if not name or not name.strip():
         return device()
+    kinds = "use cpu, cuda, cuda:N (the N-th GPU) or mps"
     try:
         dev = torch.device(name.strip())
     except (RuntimeError, ValueError):
-        raise ValueError(f"{what}={name!r} is not a device: use cpu, cuda, cuda:N (the N-th GPU) or mps") from None
+        raise ValueError(f"{what}={name!r} is not a device: {kinds}") from None
+    if dev.type not in ("cpu", "cuda", "mps"):  # a trial: 'meta' was accepted, and failed later in a model
+        raise ValueError(f"{what}={name!r} is a {dev.type} device, which the course does not run on: {kinds}")
     unset = f"use {what}=cpu (or leave it unset: a GPU when there is one, else the CPU)"
     if dev.type == "cuda":
         if not torch.cuda.is_available():

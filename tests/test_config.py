@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,8 +32,41 @@ def test_smoke_profile_uses_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(config.ENV_VAR, "smoke")
     monkeypatch.delenv(config.DEVICE_ENV_VAR, raising=False)
     assert config.device() == torch.device("cpu")
-    monkeypatch.setenv(config.DEVICE_ENV_VAR, "meta")
-    assert config.device() == torch.device("meta")
+    monkeypatch.setenv(config.ENV_VAR, "cpu")  # the variable decides in every profile, over a GPU there is
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert config.device() == torch.device("cuda")
+    monkeypatch.setenv(config.DEVICE_ENV_VAR, "cpu")
+    assert config.device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["meta", "xpu"])
+def test_a_device_of_another_kind_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A trial: DEEPLAB_EDU_DEVICE=meta was accepted, and failed later inside a model."""
+    monkeypatch.setenv(config.DEVICE_ENV_VAR, name)
+    with pytest.raises(ValueError, match=rf"DEEPLAB_EDU_DEVICE='{name}' is a {name} device, which the course does "
+                                         r"not run on: use cpu, cuda"):
+        config.device()
+
+
+def test_a_config_files_bad_setting_names_the_file(tmp_path: Path) -> None:
+    """A trial: 'device: gpu9' in a config file was blamed on the command line's --device, and
+    'output_stride: 7' did not say which file set it."""
+    from deeplab_edu.engine.config import ConfigError, load_config
+
+    mine = tmp_path / "mine.yaml"
+    for line, expected in [("device: gpu9", r"device='gpu9' \(from the config file '.*mine.yaml'\) is not a device"),
+                           ("output_stride: 7", r"output_stride=7 is not an output stride.*\(from the config file "
+                                                r"'.*mine.yaml'\)"),
+                           ("atrous_rates: [0, 2]", r"atrous_rates='0,2'.*\(from the config file")]:
+        mine.write_text(line + "\n")
+        with pytest.raises(ConfigError, match=expected):
+            load_config("smoke", config=mine)
+    with pytest.raises(ConfigError) as given:  # a flag's value: no file named (the command line names its flag)
+        load_config("smoke", {"output_stride": 7, "device": "cpu"})
+    assert "from" not in str(given.value)
+    with pytest.raises(ConfigError) as flag:
+        load_config("smoke", {"device": "gpu9"})
+    assert str(flag.value).startswith("device='gpu9' is not a device")
 
 
 def test_a_device_torch_cannot_use_is_named_with_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:

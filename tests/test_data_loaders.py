@@ -213,6 +213,29 @@ def test_camvid_segnet_layout(tmp_path):
     assert mask[0, 0] == 255 and mask[1, 1] == 1
 
 
+def test_camvid_course_layout_reads_stems_with_spaces_and_upper_case_suffixes(tmp_path):
+    """A trial: a stem holding a space was read as SegNet's pair of paths, and 'X.JPG' or 'X.PNG' was
+    reported as a missing file."""
+    for folder in ("images", "labels"):
+        (tmp_path / "train" / folder).mkdir(parents=True)
+    stems = ["clip 1_0001", "0001TP", "seq2"]
+    Image.new("RGB", (12, 9)).save(tmp_path / "train" / "images" / "clip 1_0001.jpg")
+    Image.new("RGB", (12, 9)).save(tmp_path / "train" / "images" / "0001TP.JPG", format="JPEG")
+    Image.new("RGB", (12, 9)).save(tmp_path / "train" / "images" / "seq2.png")
+    for k, stem in enumerate(stems):
+        suffix = ".PNG" if stem == "0001TP" else ".png"
+        Image.fromarray(np.full((9, 12), k, np.uint8), mode="L").save(tmp_path / "train" / "labels" / f"{stem}{suffix}",
+                                                                      format="PNG")
+    (tmp_path / "train.txt").write_text("\n".join(stems) + "\n")
+    ds = CamVid(tmp_path, "train")
+    assert [(i.name, m.name) for i, m in ds.pairs] == [("clip 1_0001.jpg", "clip 1_0001.png"), ("0001TP.JPG", "0001TP.PNG"),
+                                                        ("seq2.png", "seq2.png")]
+    assert [int(ds[k][1][0, 0]) for k in range(3)] == [0, 1, 2]
+    (tmp_path / "train.txt").write_text("0001tp\n")  # the stem's own case is not guessed: named as missing
+    with pytest.raises(DatasetNotFoundError, match=r"0001tp\.jpg"):
+        CamVid(tmp_path, "train")
+
+
 def test_camvid_missing_and_offline(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError, match=r"CamVid was not found(.|\n)*download=True"):
         CamVid(tmp_path / "none", "train")

@@ -420,3 +420,21 @@ def test_uint8_batches_warn_naming_a_16_bit_training_image(tmp_path: Path) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_datasets(cfg)
+
+
+def test_images_in_subfolders_are_named_as_not_read(tmp_path: Path) -> None:
+    """A trial: images kept in subfolders of images/ were left out without a word (predict names them)."""
+    root = _make(tmp_path, {"train": 2})
+    (root / "train" / "images" / "day2").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "train" / "images" / "day2" / "c.png")
+    (root / "train" / "images" / "notes").mkdir()  # a subfolder without images: nothing to say
+    with pytest.warns(UserWarning, match=r"the images in its subfolder\(s\) day2 are not read: a split's images are "
+                                         r"the files directly in images/"):
+        assert len(FolderDataset(root, "train")) == 2
+    for p in (root / "train" / "images").glob("*.*"):
+        p.unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"no images .* in .*images; the images in its subfolder\(s\) day2"):
+        FolderDataset(root, "train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FolderDataset(_make(tmp_path / "plain", {"train": 1}), "train")

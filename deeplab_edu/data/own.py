@@ -46,6 +46,12 @@ def image_files(folder: Path) -> list[Path]:
                   if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir())
 
 
+def _folders_of_images(folder: Path) -> list[str]:
+    """The names of ``folder``'s subfolders (not hidden) that hold image files themselves, sorted."""
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and image_files(p))
+
+
 #: A colour written as ``#RRGGBB`` after a class name (``road #804080``), not a comment.
 _HEX_COLOUR = re.compile(r"(?<=\s)#([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})([0-9A-Fa-f]{2})(?=\s|$)")
 #: Where a comment starts: a ``#`` at the start of the line or after a space (a ``#RRGGBB`` colour aside).
@@ -231,8 +237,13 @@ class FolderDataset(SegmentationFolder):
         if not_png and not skip_unpaired:
             raise BadDataError(f"{masks_dir} holds masks that are not PNG files: {', '.join(not_png[:5])}"
                                f"{' ...' if len(not_png) > 5 else ''}; {png_advice}")
+        nested = _folders_of_images(images_dir)  # a trial: images in subfolders were left out without a word
+        inside = (f"; the images in its subfolder(s) {', '.join(nested[:3])}{' ...' if len(nested) > 3 else ''} are "
+                  "not read: a split's images are the files directly in images/" if nested else "")
         if not images:
-            raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
+            raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}{inside}")
+        if nested:
+            warnings.warn(f"{images_dir}{inside}", UserWarning, stacklevel=2)
         unmatched = [f"{images_dir / images[s].name} has no mask {s}.png in {masks_dir}"
                      for s in sorted(images.keys() - masks.keys())]
         unmatched += [f"{masks_dir / masks[s].name} has no image in {images_dir}" for s in sorted(masks.keys() - images.keys())]

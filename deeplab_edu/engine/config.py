@@ -436,6 +436,9 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
         # a file's value kept the model's own: say where it came from and that a flag overrides it
         kept = [k for k, v in model_defaults.items() if k in origin and k not in given and merged[k] != v]
         if not kept:
+            named = _first_setting_named(str(err))
+            if named in origin:  # a trial: 'output_stride=7 is not an output stride' did not say which file set it
+                raise ConfigError(f"{err} (from {origin[named]})") from None
             raise
         values = ", ".join(f"{k}={merged[k]}" for k in kept)
         sources = " and ".join(sorted({origin[k] for k in kept}))
@@ -496,6 +499,12 @@ _STR_FORMS = {
 }
 
 
+def _first_setting_named(message: str) -> str | None:
+    """The first setting ``message`` names as ``name=value`` (a :func:`validate` error), else ``None``."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return next((m.group(1) for m in re.finditer(r"\b([a-z][a-z0-9_]*)=", message) if m.group(1) in names), None)
+
+
 def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
     """Settings declared ``int``, ``float``, ``bool`` or ``str`` (or that type or ``None``) must have
     that type, named with their source when not; a number YAML reads as a string (``lr: 1e-3``: YAML 1.1 wants a dot,
@@ -540,6 +549,15 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
             raise ConfigError(f"{key}={value!r} (from {source}) should be a finite number")
         if key in _PATH_SETTINGS and (problem := _path_problem(key, value, hints[key])):
             raise ConfigError(f"{problem} (from {source})")
+        if key == "device" and value and value.strip():  # its spelling here, with its source; whether this
+            import torch  # machine has it, when a run starts (a run's config.json may be read on another machine)
+
+            try:
+                torch.device(value.strip())
+            except (RuntimeError, ValueError):
+                where = f" (from {origin[key]})" if key in origin else ""  # else the flag, which the CLI names
+                raise ConfigError(f"device={value!r}{where} is not a device: use cpu, cuda, cuda:N (the N-th GPU) "
+                                  "or mps") from None
 
 
 #: The settings that name a file or folder.

@@ -356,8 +356,8 @@ class Trainer:
         self.cfg = cfg
         try:
             self.device = resolve_device(cfg.device, what="device")
-        except ValueError as err:  # "gpu", or CUDA where there is none: the message names the setting
-            raise ConfigError(f"{err} (the command line's --device)") from None
+        except ValueError as err:  # "gpu", or CUDA where there is none: the message names the setting (from the
+            raise ConfigError(str(err)) from None  # command line or a file: the command line adds its flag)
         self.dist: DistInfo = init_distributed(self.device)
         if self.dist.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
