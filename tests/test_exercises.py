@@ -74,6 +74,7 @@ def test_measuring_cells_show_any_prediction_without_breaking(monkeypatch: pytes
     assert measured_and_predicted(4_784_640, 4_719_104, fmt=",.0f").endswith("your prediction: 4,719,104 (65,536 below)")
     assert measured_and_predicted(0.4, 0.4) == "measured: 0.400; your prediction: 0.400"
     assert "not a number" in measured_and_predicted(0.4, "a lot")
+    assert measured_and_predicted(0.4, 1e300) == "measured: 0.400; your prediction: 1e+300 (1e+300 above)"  # was 301 digits
     assert "0.4" not in measured_and_predicted(0.4, ...) and "hidden until you predict" in measured_and_predicted(0.4, ...)
     assert prediction_made("09.1", 300) and capsys.readouterr().out == ""
     assert not prediction_made("09.1", ...) and "make your prediction above first" in capsys.readouterr().out

@@ -1168,6 +1168,8 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
             shown, gap = format(prediction, fmt), format(abs(prediction - measured), fmt)
         except (TypeError, ValueError):  # 12.5 against a whole-number format ("d"): shown as it is
             shown, gap = format(prediction, "g"), format(abs(prediction - measured), "g")
+        if len(shown) > 24 or len(gap) > 24:  # a trial's 1e300 against ".3f": 301 digits, in scientific notation
+            shown, gap = format(prediction, ".4g"), format(abs(prediction - measured), ".4g")
         if shown == format(measured, fmt) or not re.search(r"[1-9]", gap):  # no gap at the shown precision
             return f"{text}; your prediction: {shown}"
         return f"{text}; your prediction: {shown} ({gap} {'below' if prediction < measured else 'above'})"
