@@ -19,9 +19,10 @@ all-ones map), and measures the degeneration on real convolutions.
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass
 from itertools import product
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -372,7 +373,8 @@ def input_footprint(
     """Which input positions influence one output position of ``module`` (a bool (H, W) map).
 
     The output at ``position`` (default: the centre) is back-propagated to a random input; every
-    input position with a non-zero gradient is in the footprint. A degenerate 3 x 3 atrous
+    input position with a non-zero gradient is in the footprint (of ``"out"`` for a model that returns
+    ``{"out": ...}``, as this package's and torchvision's segmentation models do). A degenerate 3 x 3 atrous
     convolution has a footprint of one pixel; image-level pooling has the whole map.
     A float64 copy of the module is measured in eval mode (batch norm uses running statistics),
     with its ReLU-like activations (:data:`FLAT_ACTIVATIONS`) replaced by the identity: the footprint
@@ -383,11 +385,13 @@ def input_footprint(
     Raises:
         ValueError: ``height``, ``width`` or ``channels`` is below 1, ``position`` lies outside the ``height`` x
             ``width`` map, or the module's output is not ``height`` x ``width``.
-        TypeError: ``height``, ``width`` or ``channels`` is not an integer.
+        TypeError: ``height``, ``width`` or ``channels`` is not an integer, or ``position`` is not two.
     """
     h, w = _positive_int("height", height), _positive_int("width", width)
     c = _positive_int("channels", channels)
     i, j = position if position is not None else (h // 2, w // 2)
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (i, j)):
+        raise TypeError(f"position must be two whole numbers (row, column), got {position!r}")
     if not (0 <= i < h and 0 <= j < w):
         raise ValueError(f"position {(i, j)} is outside the {h} x {w} map")
     gen = torch.Generator().manual_seed(seed)
@@ -396,6 +400,8 @@ def input_footprint(
         # A float64 copy in eval mode: the caller's module is left untouched.
         module = _without_flat_activations(copy.deepcopy(module).double().eval())
     y = module(x)
+    if isinstance(y, Mapping) and "out" in y:  # a segmentation model's {"out": ...} (an audit: 'dict' has no shape)
+        y = y["out"]
     if y.shape[-2:] != (h, w):
         raise ValueError(f"module output is {tuple(y.shape[-2:])}, expected the input size {(h, w)}")
     y[0, :, i, j].sum().backward()

@@ -149,6 +149,19 @@ DEEPLAB_RELEASED = CRFParams()
 
 
 # ----------------------------------------------------------------------------- input checks
+def _one_image(owner: str, **tensors: torch.Tensor) -> None:
+    """Raise a ValueError naming ``owner`` and the argument where one of ``tensors`` (a function of one
+    image: ``q`` (L, H, W), ``image`` (3, H, W)) is not 3-dimensional (a batch, say); a TypeError
+    where it is not a tensor."""
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{owner}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 3:
+            layout = "(3, H, W)" if name == "image" else "(L, H, W)"
+            raise ValueError(f"{owner} takes one image: {name} must be {layout}, got {tuple(t.shape)}"
+                             + ("; for a batch, call it per image or use mean_field" if t.dim() == 4 else ""))
+
+
 def _check_inputs(unary: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Validate shapes and dtypes; return (unary (B, L, H, W), image (B, 3, H, W) in 0-255, batched?)."""
     if not isinstance(unary, torch.Tensor):
@@ -256,10 +269,11 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
         (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64).
 
     Raises:
-        ValueError: ``image`` does not have 3 channels, a float ``image`` has values outside [0, 1], or
+        ValueError: ``image`` is not (3, H, W) (a batch, say), a float ``image`` has values outside [0, 1], or
             it has more than ``4 * MAX_EXACT_PIXELS`` pixels (the dense matrix would not fit).
         TypeError: ``image`` is not a tensor, or neither floating point nor uint8.
     """
+    _one_image("kernel_matrices", image=image)
     dummy = torch.zeros(1, *image.shape[-2:], dtype=torch.float32 if image.dtype == torch.uint8 else image.dtype)
     _, rgb, _ = _check_inputs(dummy, image)
     return _dense_weights(rgb[0], params)
@@ -366,11 +380,13 @@ def message_passing_approx(q: torch.Tensor, image: torch.Tensor, params: CRFPara
 
     Raises:
         ValueError: ``params`` has ``include_self=False`` or ``normalization="none"`` (the lattice
-            needs both; use the exact messages), or the shapes of ``q`` and ``image`` do not agree (the
-            messages of :func:`mean_field`'s input checks, which name its ``unary``).
+            needs both; use the exact messages), ``q`` or ``image`` is not one image's (3-dimensional), or
+            their shapes do not agree (the messages of :func:`mean_field`'s input checks, which name its
+            ``unary``).
         TypeError: ``q`` or ``image`` is not a tensor of a supported dtype.
     """
-    _, rgb, _ = _check_inputs(q.unsqueeze(0) if q.dim() == 3 else q, image.unsqueeze(0) if image.dim() == 3 else image)
+    _one_image("message_passing_approx", q=q, image=image)  # an audit: a batch failed inside the lattice
+    _, rgb, _ = _check_inputs(q.unsqueeze(0), image.unsqueeze(0))
     return _ApproxFilter(rgb[0], params).messages(q)
 
 
@@ -625,6 +641,7 @@ def kernel_maps(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams =
             outside the image.
         TypeError: ``image`` is neither floating point nor uint8.
     """
+    _one_image("kernel_maps", image=image)
     dummy = torch.zeros(1, *image.shape[-2:])
     _, rgb, _ = _check_inputs(dummy, image.float() if image.is_floating_point() else image)
     h, w = rgb.shape[-2:]

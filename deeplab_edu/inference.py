@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import ConfusionMatrix
+from .metrics import NAN_SCORES, ConfusionMatrix
 from .models.backbones import at_output_stride
 
 __all__ = [
@@ -222,7 +222,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
 
     Raises:
         ValueError: ``image`` is not 3- or 4-dimensional, has its 3 colours last, or holds NaN or infinite values,
-            the model gives one score per pixel (``num_classes=1``: a softmax of one class is 1), or
+            the model's scores hold NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`), the model gives one score per pixel (``num_classes=1``: a softmax of one class is 1), or
             ``strategy.output_stride`` is set and the model cannot run at it
             (:func:`~deeplab_edu.models.backbones.at_output_stride`: no ``set_output_stride``, or a stride
             its backbone cannot give). :class:`Strategy` checks
@@ -269,6 +269,8 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
                 p = p.flip(-1) if flipped else p
                 probs = p if probs is None else probs + p
         assert probs is not None
+        if probs.device.type != "meta" and bool(probs.isnan().any()):
+            raise ValueError(NAN_SCORES)  # an audit: a model of NaN weights was scored a perfect mIoU
         return probs / (len(inputs) * len(strategy.scales))
 
 
@@ -329,7 +331,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             set is empty, ``device`` is not the model's, ``limit`` is below 1, ``batch_size`` or
             ``num_workers`` is invalid, a mask holds a label outside ``[0, num_classes)`` other than
             ``ignore_index``, is of a floating-point type or of another size than its image (the message
-            names the items), an image is not finite, or ``strategy.output_stride`` cannot be applied to
+            names the items), an image is not finite, the model's scores hold NaN (NaN weights:
+            :data:`~deeplab_edu.metrics.NAN_SCORES`), or ``strategy.output_stride`` cannot be applied to
             the model; the model has no parameters (its device is read from them).
         TypeError: an image is not floating point (uint8 pixels, say: normalise them as in training,
             :func:`predict_probs`).
@@ -339,7 +342,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     from .engine.data import eval_loader
     from .engine.workers import naming_a_stall
 
-    num_classes = num_classes or getattr(dataset, "num_classes", None)
+    if num_classes is None:  # (not `or`: an audit's num_classes=0 was replaced by the data set's)
+        num_classes = getattr(dataset, "num_classes", None)
     if num_classes is None:
         raise ValueError("num_classes is needed (the dataset has no num_classes attribute)")
     if limit is not None and limit < 1:

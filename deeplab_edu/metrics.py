@@ -32,7 +32,13 @@ import torch
 K = TypeVar("K", bound=Hashable)
 
 __all__ = ["ConfusionMatrix", "counted_labels", "format_iou_table", "trimap_target", "boundary_band",
-           "removed_errors_by_band"]
+           "removed_errors_by_band", "NAN_SCORES"]
+
+#: Why scores holding NaN are refused: ``argmax`` labels such a pixel class 0, so a model with NaN
+#: weights scored a perfect mIoU on masks of background (an audit), where it should fail.
+NAN_SCORES = ("the model's scores hold NaN, which argmax would label class 0 without an error: the model has NaN "
+              "weights or batch-norm statistics (a diverged training?), or fp16 overflowed (train with amp: bf16 "
+              "or none)")
 
 
 def counted_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -43,8 +49,13 @@ def counted_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     target is counted.
 
     Raises:
-        ValueError: naming the first such target label, or saying the predictions are out of range.
+        ValueError: naming the first such target label, or saying the predictions are out of range; or
+            ``pred`` and ``target`` differ in shape, or ``num_classes`` is below 1.
     """
+    if pred.shape != target.shape:  # an audit: an IndexError of the mask's indexing
+        raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     keep = target != ignore_index
     target, pred = target[keep], pred[keep]
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
@@ -93,8 +104,9 @@ class ConfusionMatrix:
 
         Raises:
             ValueError: the shapes disagree, logits have another number of channels than
-                ``num_classes``, ``target`` holds labels outside ``[0, num_classes)`` other than
-                ``ignore_index``, or ``pred`` holds labels outside ``[0, num_classes)``.
+                ``num_classes`` or hold NaN (:data:`NAN_SCORES`), ``target`` holds labels outside
+                ``[0, num_classes)`` other than ``ignore_index``, or ``pred`` holds labels outside
+                ``[0, num_classes)``.
             TypeError: ``target``, or ``pred`` given as labels, is floating point (labels are integers:
                 a float label would be cut to an integer without a word).
         """
@@ -106,6 +118,8 @@ class ConfusionMatrix:
                 raise ValueError(f"pred {tuple(pred.shape)} is read as scores (N, C, H, W) for target "
                                  f"{tuple(target.shape)}, but has {pred.shape[1]} channels where the matrix has "
                                  f"{self.num_classes} classes; labels need the target's shape")
+            if pred.is_floating_point() and pred.device.type != "meta" and bool(pred.isnan().any()):
+                raise ValueError(NAN_SCORES)  # an audit: argmax labels NaN class 0, and mIoU was 1.0
             pred = pred.argmax(1)
         if pred.shape != target.shape:
             raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
@@ -194,10 +208,13 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
         width: the band's half-width in pixels.
 
     Raises:
-        ValueError: ``width`` is negative.
+        ValueError: ``width`` is not a whole number of at least 0, or ``target`` is not (H, W) or (N, H, W).
     """
-    if width < 0:
-        raise ValueError(f"width must be >= 0, got {width}")
+    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 0:  # an audit: 1.5 was a
+        raise ValueError(f"width must be a whole number of pixels, >= 0, got {width!r}")  # TypeError of max_pool2d
+    if target.dim() not in (2, 3):
+        raise ValueError(f"target must be (H, W) or (N, H, W) labels, got {tuple(target.shape)}")
+    width = int(width)
     t = target if target.dim() == 3 else target[None]
     edge = torch.zeros_like(t, dtype=torch.bool)
     dx = t[..., :, 1:] != t[..., :, :-1]

@@ -21,6 +21,7 @@ integer (H, W) mask, and returning plain tensors: a normalised float32 image and
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -142,13 +143,16 @@ class RandomScale:
     0.4-0.7 % of the pixels mislabelled at scales 0.63-1.3, in a numerical audit; now 0.1-0.2 %).
 
     Raises:
-        ValueError: ``scale_range`` is not two numbers ``(low, high)`` with ``0 < low <= high``.
+        ValueError: ``scale_range`` is not two finite numbers ``(low, high)`` with ``0 < low <= high``.
     """
 
     def __init__(self, scale_range: Sequence[float] = (0.5, 2.0)) -> None:
-        lo, hi = (float(v) for v in scale_range)
-        if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {tuple(scale_range)}")
+        try:  # an audit: a single 1.0 was "'float' object is not iterable", and (1, inf) failed at the first image
+            lo, hi = (float(v) for v in scale_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"scale_range must be two numbers (low, high), e.g. (0.5, 2.0), got {scale_range!r}") from None
+        if not 0 < lo <= hi < math.inf:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, both finite, got {tuple(scale_range)}")
         self.scale_range = (lo, hi)
 
     @_joint_step
@@ -428,7 +432,18 @@ def normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: S
 
 
 def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """Undo ImageNet normalisation for display: (3, H, W) or (N, 3, H, W), clamped to [0, 1]."""
+    """Undo ImageNet normalisation for display: (3, H, W) or (N, 3, H, W), clamped to [0, 1].
+
+    Raises:
+        TypeError: ``image`` is not floating point (a normalised image is; uint8 pixels need no undoing).
+        ValueError: ``image`` is not (3, H, W) or (N, 3, H, W) (a grey (H, W) one was broadcast to three
+            channels without a word: an audit).
+    """
+    if not image.is_floating_point():
+        raise TypeError(f"denormalize: image has dtype {image.dtype}; it undoes normalize, whose images are float")
+    if image.ndim not in (3, 4) or image.shape[-3] != len(mean):
+        raise ValueError(f"denormalize: image of shape {tuple(image.shape)}; expected (3, H, W) or (N, 3, H, W), as "
+                         "normalize returns")
     m = torch.tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
     s = torch.tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
     return (image * s + m).clamp(0, 1)

@@ -5,8 +5,8 @@ Presets live in ``deeplab_edu/presets/*.yaml`` (the papers' recipes and the cour
 :func:`validate` rejects impossible combinations with a message that names the setting.
 The defaults follow DeepLabv3 sec. 4.1 where the paper states them: poly learning rate (power 0.9)
 from 0.007, crop 513, batch 16, 30K iterations, random scale 0.5-2.0, output stride 16 for training
-and 8 for evaluation. SGD momentum 0.9 and weight decay 1e-4 are the usual values; the paper's
-text does not fix them.
+and 8 for evaluation. SGD with momentum 0.9 is DeepLab v2's (sec. 4.1.1); DeepLabv3's text fixes
+neither momentum nor weight decay (1e-4, the usual value for ResNets, is the default here).
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def flag_of(setting: str) -> str:
 class TrainConfig:
     """Everything a training run needs. Field names are the CLI flags (``--crop-size`` for ``crop_size``).
 
-    The defaults are DeepLabv3's recipe (sec. 4.1: 513-pixel crops, batch 16, SGD at 0.007 with the
-    poly schedule, 30k iterations); the presets (:func:`list_presets`) change them for a laptop or a
-    GPU. :func:`validate` checks a configuration and raises :class:`ConfigError` naming the setting.
+    The defaults are DeepLabv3's recipe (sec. 4.1: 513-pixel crops, batch 16, a learning rate of 0.007
+    with the poly schedule, 30k iterations; SGD with momentum 0.9 is DeepLab v2's, sec. 4.1.1); the
+    presets (:func:`list_presets`) change them for a laptop or a GPU. :func:`validate` checks a configuration and raises :class:`ConfigError` naming the setting.
     Sizes are in pixels, lengths in images, schedules in iterations (optimiser steps). Each field's
     meaning is the comment above it in the source, which the API reference shows and ``deeplab-edu
     train --help`` prints as the flag's help (``help(TrainConfig)`` lists only the names and defaults).

@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Mapping
 
 import torch
@@ -95,7 +97,8 @@ class SegmentationLoss(torch.nn.Module):
             :func:`~deeplab_edu.data.stats.median_frequency_weights`); ``None``: every pixel alike.
 
     Raises:
-        ValueError: ``top_k`` is not in (0, 1]; ``class_weights`` come with ``top_k < 1``, are not one
+        ValueError: ``top_k`` is not in (0, 1]; ``aux_weight`` is negative or not finite; ``hard_mining_iters`` is
+            not a whole number of at least 0; ``class_weights`` come with ``top_k < 1``, are not one
             dimension, or hold a negative or non-finite weight (a count of logits' classes is checked by
             :meth:`forward`).
     """
@@ -105,6 +108,11 @@ class SegmentationLoss(torch.nn.Module):
         super().__init__()
         if not 0.0 < top_k <= 1.0:
             raise ValueError(f"top_k must be in (0, 1], got {top_k}")
+        if not 0.0 <= aux_weight < math.inf:  # an audit: aux_weight=-1 cancelled the loss to 0 (NaN: every comparison
+            raise ValueError(f"aux_weight must be a finite weight of at least 0, got {aux_weight}")  # is false)
+        if isinstance(hard_mining_iters, bool) or not isinstance(hard_mining_iters, numbers.Integral) \
+                or hard_mining_iters < 0:
+            raise ValueError(f"hard_mining_iters must be a whole number of iterations, at least 0, got {hard_mining_iters!r}")
         if class_weights is not None and top_k < 1.0:
             raise ValueError(f"class_weights with hard-pixel mining (top_k={top_k}): use one of the two")
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)

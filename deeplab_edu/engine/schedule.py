@@ -126,7 +126,7 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, momen
                     implementation: Literal["auto", "fused", "foreach"] = "auto") -> torch.optim.Optimizer:
     """The optimiser of a run, over the groups of :func:`param_groups`.
 
-    - ``"sgd"``: SGD with momentum, the papers' optimiser (DeepLab v2 sec. 4.1, DeepLabv3 sec. 4.1),
+    - ``"sgd"``: SGD with momentum, the papers' optimiser (DeepLab v2 sec. 4 and 4.1.1; DeepLabv3 does not repeat it),
       made for fine-tuning an ImageNet-initialised backbone over tens of thousands of iterations.
     - ``"adamw"``: AdamW (Loshchilov & Hutter 2019; ``momentum`` is its beta1). Not in the papers:
       the course's ``cpu`` profile uses it for short runs *from scratch*, where it needs no search

@@ -886,6 +886,8 @@ class Trainer:
             ValidationStopped: ``should_stop()`` became true between two batches, or ``agree_to_stop``
                 said another process's did (:meth:`fit` passes its Ctrl-C / SIGTERM request: a stop
                 need not wait for a whole validation).
+            ValueError: the model's scores hold NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`), or a mask holds
+                a label outside the classes (:meth:`~deeplab_edu.metrics.ConfusionMatrix.update`).
         """
         cfg = self.cfg
         model = unwrap(self.net)
@@ -908,7 +910,7 @@ class Trainer:
                         x, y = self.to_device(x, y)
                         with autocast_context(cfg.amp, self.device):
                             out = model(x)["out"]
-                        cm.update(out.float().argmax(1), y)
+                        cm.update(out.float(), y)  # scores: NaN ones are refused, not labelled class 0
                     if stopped:
                         break
                 if agree_to_stop is not None:

@@ -83,12 +83,13 @@ def feature_map_side(input_side: int, output_stride: int) -> int:
     ``ceil(n / 2)``, so 513 gives 257, 129, 65, 33, 17.
 
     Raises:
-        ValueError: ``input_side`` is below 1, or ``output_stride`` is not 1, 2, 4, 8, 16 or 32.
+        ValueError: ``input_side`` is not a whole number of at least 1, or ``output_stride`` is not 1, 2, 4, 8,
+            16 or 32 (``True`` is not 1: an audit).
     """
-    if input_side < 1 or output_stride not in (1, 2, 4, 8, 16, 32):
-        raise ValueError(f"need input_side >= 1 and output_stride in 1..32 (a power of 2), got {input_side}, {output_stride}")
+    if not _positive_int(input_side) or not _positive_int(output_stride) or output_stride not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(f"need input_side >= 1 and output_stride in 1..32 (a power of 2), got {input_side!r}, {output_stride!r}")
     side = int(input_side)
-    for _ in range(output_stride.bit_length() - 1):
+    for _ in range(int(output_stride).bit_length() - 1):
         side = (side + 1) // 2
     return side
 
@@ -136,8 +137,14 @@ def degenerate_rates(map_side: int, rates: Sequence[int]) -> tuple[int, ...]:
 
     A rate ``r >= map_side`` puts every off-centre tap of every position on the padding, so only
     the centre weight is ever used (DeepLabv3 sec. 3.3; :func:`deeplab_edu.boundary.degeneration_rate`).
+
+    Raises:
+        ValueError: ``map_side`` or a rate is not a whole number of at least 1 (an audit: 6.9 was cut to 6).
     """
-    return tuple(int(r) for r in rates if int(r) >= map_side)
+    if not _positive_int(map_side):
+        raise ValueError(f"map_side must be a whole number of cells, at least 1, got {map_side!r}")
+    checked = _check_rates("degenerate_rates", rates)
+    return tuple(r for r in checked if r >= map_side)
 
 
 def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:
@@ -406,11 +413,17 @@ class ASPPConv(_AtrousSequential):
     """One atrous branch of DeepLabv3's ASPP (sec. 3.3): 3x3 conv at ``rate`` (or separable), BN, ReLU;
     (N, in_channels, h, w) -> (N, out_channels, h, w) ("same" padding: ``padding = rate``).
 
-    A rate at least as large as the feature map is computed as the 1x1 conv it reduces to
-    (:func:`atrous_conv`).
+    With ``separable``, a rate at least as large as the feature map is computed as the 1x1 conv it
+    reduces to (:func:`atrous_conv`, which takes that path for depthwise convs only); a regular 3x3
+    conv runs whole, its off-centre taps reading zeros.
+
+    Raises:
+        ValueError: a channel count or ``rate`` is not a positive integer.
     """
 
     def __init__(self, in_channels: int, out_channels: int, rate: int, separable: bool = False) -> None:
+        _check_branches("ASPPConv", {"in_channels": in_channels, "out_channels": out_channels, "rate": rate}, (), 0.0)
+        in_channels, out_channels, rate = int(in_channels), int(out_channels), int(rate)
         if separable:
             super().__init__(*SeparableConv2d(in_channels, out_channels, rate))
         else:
@@ -441,9 +454,14 @@ class ImagePooling(nn.Sequential):
 
     With a batch of one in training mode the BN uses its running statistics (see the module
     docstring for why); otherwise it is an ordinary batch norm.
+
+    Raises:
+        ValueError: a channel count is not a positive integer.
     """
 
     def __init__(self, in_channels: int, out_channels: int = 256) -> None:
+        _check_branches("ImagePooling", {"in_channels": in_channels, "out_channels": out_channels}, (), 0.0)
+        in_channels, out_channels = int(in_channels), int(out_channels)
         super().__init__(
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(in_channels, out_channels, 1, bias=False),

@@ -44,6 +44,11 @@ __all__ = ["BACKBONES", "OUTPUT_STRIDES", "Backbone", "at_output_stride", "ResNe
 RESNETS = ("resnet50", "resnet101", "tiny_resnet")
 
 
+def _whole(value: object) -> bool:
+    """An integer (Python's or NumPy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES, what: str = "") -> int:
     """Return ``output_stride`` if allowed, else raise a ValueError naming the argument (and ``what``
     builds at these strides only, e.g. ``"DeepLab's VGG-16"``).
@@ -192,8 +197,9 @@ class ResNetBackbone(Backbone):
         check_output_stride(output_stride)
         if depth not in (50, 101):
             raise ValueError(f"depth must be 50 or 101, got {depth!r}")
-        if not isinstance(extra_blocks, int) or not 0 <= extra_blocks <= 3:
+        if not _whole(extra_blocks) or not 0 <= extra_blocks <= 3:  # True refused, NumPy's integers taken (an audit)
             raise ValueError(f"extra_blocks must be 0, 1, 2 or 3 (blocks 5-7), got {extra_blocks!r}")
+        extra_blocks = int(extra_blocks)
         flags = [output_stride <= 4, output_stride <= 8, output_stride <= 16]
         net = (resnet50 if depth == 50 else resnet101)(weights=None, replace_stride_with_dilation=flags)
         if state_dict is not None:
@@ -243,7 +249,11 @@ class ResNetBackbone(Backbone):
         if multi_grid == "keep":
             multi_grid = self.multi_grid
         if multi_grid is not None:
-            multi_grid = tuple(int(r) for r in multi_grid)  # type: ignore[union-attr]
+            rates = tuple(multi_grid) if not isinstance(multi_grid, (str, bytes)) else ()  # type: ignore[arg-type]
+            if not rates or not all(_whole(r) for r in rates):  # an audit: (1, 2.7, 4) was cut to (1, 2, 4) silently
+                raise ValueError(f"multi_grid needs {len(self.layer4)} whole unit rates such as (1, 2, 4) (one per unit "
+                                 f"of block 4), got {multi_grid!r}")
+            multi_grid = tuple(int(r) for r in rates)
             if len(multi_grid) != len(self.layer4) or min(multi_grid) < 1:
                 raise ValueError(
                     f"multi_grid needs {len(self.layer4)} positive unit rates (one per unit of block 4), got {multi_grid}"
@@ -332,8 +342,9 @@ class TinyResNetBackbone(ResNetBackbone):
     ) -> None:
         nn.Module.__init__(self)
         check_output_stride(output_stride)
-        if not isinstance(extra_blocks, int) or not 0 <= extra_blocks <= 3:
+        if not _whole(extra_blocks) or not 0 <= extra_blocks <= 3:  # True refused, NumPy's integers taken (an audit)
             raise ValueError(f"extra_blocks must be 0, 1, 2 or 3 (blocks 5-7), got {extra_blocks!r}")
+        extra_blocks = int(extra_blocks)
         if len(units) != 4 or min(units) < 1:
             raise ValueError(f"units needs four positive unit counts (blocks 1-4), got {tuple(units)}")
         self.depth = 2 + 2 * sum(units)  # weighted layers, counted as ResNet counts them

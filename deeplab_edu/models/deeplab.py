@@ -57,9 +57,15 @@ class DeepLab(nn.Module):
             (:func:`deeplab_edu.models.build_backbone`), with ``output_stride`` and ``aux_channels``.
         num_classes: classes of the classifier (21 for PASCAL VOC).
         aux_loss: add torchvision's auxiliary FCN head on the ``"aux"`` features (block 3).
+
+    Raises:
+        ValueError: ``num_classes`` is not a positive integer.
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, aux_loss: bool = False) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")  # an audit: -1 failed
+        num_classes = int(num_classes)  # deep inside torch as "negative dimension"
         super().__init__()
         self.backbone = backbone
         self.aspp: ASPP | ASPPv2 | None = None
@@ -326,7 +332,7 @@ class DeepLabV3Plus(DeepLab):
 def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
     """The papers' rates: v1 fc6 12 (at 8); v2 (6, 12, 18, 24) at 8; v3/v3+ (6, 12, 18) at 16; v2's and
     v3's scaled to ``output_stride`` (:func:`~deeplab_edu.models.aspp.atrous_rates_for`). v1's 12 is
-    returned as it is at any stride (DeepLab-LargeFOV, v1 sec. 3.2 and Table 2, runs at output stride 8 only).
+    returned as it is at any stride (DeepLab-LargeFOV, v1 sec. 5 "Field of View" and Table 2, runs at output stride 8 only).
 
     Raises:
         ValueError: ``name`` is not one of :data:`MODELS`, ``output_stride`` is not 8, 16 or 32, or a
@@ -395,7 +401,8 @@ def build_model(
         output_stride: 8, 16 or 32; default 8 for v1/v2 and 16 for v3/v3+ (as in the papers).
         pretrained_backbone: ``True`` for torchvision's ImageNet weights, or a path to a local copy.
         aux_loss: add torchvision's auxiliary FCN head; the output then has ``"aux"`` too.
-        atrous_rates: ASPP rates at ``output_stride`` (default: :func:`default_atrous_rates`).
+        atrous_rates: ASPP rates at ``output_stride`` (default: :func:`default_atrous_rates`); v3/v3+ take an
+            empty one (ASPP's 1x1 branch and image pooling alone, an ablation).
         multi_grid, extra_blocks: ResNet block-4 unit rates and blocks 5-7 (DeepLabv3 sec. 3.2, 3.2.1).
         image_pooling: v3/v3+: include ASPP's image-level branch.
         separable: v3/v3+: depthwise-separable convs in ASPP (and decoder); default True for v3+.
@@ -448,8 +455,10 @@ def build_model(
         output_stride = 8 if name in ("deeplabv1", "deeplabv2") else 16
     check_output_stride(output_stride, allowed=(8,) if backbone == "vgg16" else (8, 16, 32), what=backbone)
     rates = tuple(int(r) for r in atrous_rates) if atrous_rates is not None else default_atrous_rates(name, output_stride)
-    if not rates or min(rates) < 1:
-        raise ValueError(f"atrous_rates must be positive integers, got {atrous_rates!r}")
+    ablation = name in ("deeplabv3", "deeplabv3plus")  # no rate: ASPP's 1x1 branch (and image pooling) alone
+    if (not rates and not ablation) or min(rates, default=1) < 1:  # (an audit: ASPP documents it, and this refused it)
+        raise ValueError(f"atrous_rates must be positive integers{'' if ablation else f' (at least one for {name})'}, "
+                         f"got {atrous_rates!r}")
 
     bb_kwargs: dict = {}
     vgg_state = None

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .aspp import SeparableConv2d
+from .aspp import SeparableConv2d, _check_branches
 
 __all__ = ["FCNHead", "Decoder"]
 
@@ -37,10 +37,18 @@ __all__ = ["FCNHead", "Decoder"]
 class FCNHead(nn.Sequential):
     """torchvision's auxiliary head (``torchvision.models.segmentation.fcn.FCNHead``): 3x3 conv
     (channels / 4), BN, ReLU, dropout 0.1, 1x1 classifier. (N, in_channels, h, w) features ->
-    (N, num_classes, h, w) logits, at the features' resolution."""
+    (N, num_classes, h, w) logits, at the features' resolution.
+
+    Raises:
+        ValueError: ``in_channels`` is not an integer of at least 4 (its quarter is the hidden width), or
+            ``num_classes`` not a positive integer.
+    """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
-        inter = in_channels // 4
+        _check_branches("FCNHead", {"in_channels": in_channels, "num_classes": num_classes}, (), 0.0)
+        if in_channels < 4:  # an audit: in_channels // 4 = 0 channels, a RuntimeError at the first forward pass
+            raise ValueError(f"FCNHead: in_channels must be at least 4 (its quarter is the hidden width), got {in_channels}")
+        inter = int(in_channels) // 4
         super().__init__(
             nn.Conv2d(in_channels, inter, 3, padding=1, bias=False),
             nn.BatchNorm2d(inter),
@@ -69,6 +77,9 @@ class Decoder(nn.Module):
         reduced_channels: the 1x1 reduction of the low-level features (48 in the paper).
         channels: filters of the two 3x3 refinement convs (256 in the paper).
         separable: depthwise-separable refinement convs (the paper's "SC" variant).
+
+    Raises:
+        ValueError: a channel count or ``num_classes`` is not a positive integer.
     """
 
     def __init__(
@@ -82,6 +93,9 @@ class Decoder(nn.Module):
         separable: bool = True,
     ) -> None:
         super().__init__()
+        _check_branches("Decoder", {"low_level_channels": low_level_channels, "encoder_channels": encoder_channels,
+                                    "num_classes": num_classes, "reduced_channels": reduced_channels,
+                                    "channels": channels}, (), 0.0)
         self.reduce = nn.Sequential(
             nn.Conv2d(low_level_channels, reduced_channels, 1, bias=False), nn.BatchNorm2d(reduced_channels),
             nn.ReLU(inplace=True),

@@ -1,6 +1,6 @@
 """ImageNet-pretrained backbone weights: torchvision's weights when online, a local file otherwise.
 
-DeepLab initialises its backbone from an ImageNet classifier (DeepLab v1 sec. 4, DeepLab v2
+DeepLab initialises its backbone from an ImageNet classifier (DeepLab v1 sec. 3.1 and 5, DeepLab v2
 sec. 4, DeepLabv3 sec. 4). We use torchvision's published ImageNet weights through torchvision's
 own mechanism (``Weights.get_state_dict``, which caches in ``$TORCH_HOME/hub/checkpoints``). With
 no network and no cached copy, loading fails with a message that says how to get the file, or how

@@ -1,0 +1,175 @@
+"""What an audit of the public API against its docstrings found (stop 69): NaN scores counted as class 0
+(a model of NaN weights scored a perfect mIoU), rates cut to integers without a word, arguments that
+built a module failing at its first forward pass, errors of another type than documented, and an
+ablation ``ASPP`` documents that ``build_model`` refused.
+
+Each test states the right result; each failed before its fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deeplab_edu.metrics import NAN_SCORES, ConfusionMatrix, counted_labels, trimap_target
+from deeplab_edu.models import build_model
+
+
+class _Scenes(torch.utils.data.Dataset):
+    """Two normalised 33 x 33 scenes of background only (class 0 of 3)."""
+
+    num_classes = 3
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(3, 33, 33, generator=torch.Generator().manual_seed(i)), torch.zeros(33, 33, dtype=torch.long)
+
+
+def _nan_model() -> torch.nn.Module:
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3).eval()
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+    return model
+
+
+def test_nan_scores_are_refused_not_counted_as_class_0() -> None:
+    from deeplab_edu.inference import evaluate, predict
+
+    with pytest.raises(ValueError, match="scores hold NaN, which argmax would label class 0"):
+        ConfusionMatrix(2).update(torch.full((1, 2, 2, 2), float("nan")), torch.zeros(1, 2, 2, dtype=torch.long))
+    model = _nan_model()
+    with pytest.raises(ValueError, match=NAN_SCORES[:40]):
+        predict(model, torch.randn(1, 3, 33, 33))  # was a map of class 0
+    with pytest.raises(ValueError, match=NAN_SCORES[:40]):
+        evaluate(model, _Scenes(), num_workers=0, progress=False)  # was mIoU 1.0
+    cm = ConfusionMatrix(2)  # scores without NaN are still counted
+    cm.update(torch.tensor([[[[1.0]], [[0.0]]]]), torch.zeros(1, 1, 1, dtype=torch.long))
+    assert cm.compute()["miou"] == 1.0
+
+
+def test_evaluate_refuses_num_classes_0_instead_of_replacing_it() -> None:
+    from deeplab_edu.inference import evaluate
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3).eval()
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+        evaluate(model, _Scenes(), num_classes=0, num_workers=0, progress=False)
+
+
+def test_multi_grid_and_extra_blocks_take_whole_numbers_only() -> None:
+    from deeplab_edu.models.backbones import TinyResNetBackbone
+
+    for multi_grid in [(1, 2.7, 4), "124", (True, 2, 4)]:
+        with pytest.raises(ValueError, match=r"multi_grid needs 3 whole unit rates"):
+            TinyResNetBackbone(multi_grid=multi_grid)  # type: ignore[arg-type]  # (1, 2.7, 4) was (1, 2, 4)
+    assert TinyResNetBackbone(multi_grid=(1, 2, 4)).block_rates()[3] == (2, 4, 8)
+    with pytest.raises(ValueError, match="extra_blocks must be 0, 1, 2 or 3"):
+        TinyResNetBackbone(extra_blocks=True)  # was one block
+    assert len(TinyResNetBackbone(extra_blocks=np.int64(1)).block_rates()) == 5  # was refused  # type: ignore[arg-type]
+
+
+def test_the_losss_weights_are_checked() -> None:
+    from deeplab_edu.engine.losses import SegmentationLoss
+
+    with pytest.raises(ValueError, match="aux_weight must be a finite weight of at least 0, got -1"):
+        SegmentationLoss(aux_weight=-1)  # the loss of a perfect 'out' and a bad 'aux' was 0
+    with pytest.raises(ValueError, match="aux_weight"):
+        SegmentationLoss(aux_weight=float("nan"))
+    for iters in (-1, 1.5):
+        with pytest.raises(ValueError, match="hard_mining_iters must be a whole number"):
+            SegmentationLoss(top_k=0.5, hard_mining_iters=iters)  # type: ignore[arg-type]
+
+
+def test_build_model_takes_the_aspp_ablation_its_aspp_documents() -> None:
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3, atrous_rates=()).eval()
+    assert model(torch.randn(1, 3, 33, 33))["out"].shape == (1, 3, 33, 33)  # was "must be positive integers, got ()"
+    assert model.build_kwargs is not None and model.build_kwargs["atrous_rates"] == []
+    with pytest.raises(ValueError, match=r"at least one for deeplabv2\), got \(\)"):
+        build_model("deeplabv2", backbone="tiny_resnet", num_classes=3, atrous_rates=())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ASPPConv"]).ASPPConv(4, 4, -1),
+     "ASPPConv: rate must be a positive integer, got -1"),
+    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ASPPConv"]).ASPPConv(4, 4, 2.5),
+     "ASPPConv: rate must be a positive integer, got 2.5"),
+    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ASPPConv"]).ASPPConv(4, 4, 0), "rate"),
+    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ImagePooling"]).ImagePooling(0, 4),
+     "ImagePooling: in_channels must be a positive integer, got 0"),
+    (lambda: __import__("deeplab_edu.models.heads", fromlist=["FCNHead"]).FCNHead(3, 2),
+     "FCNHead: in_channels must be at least 4"),
+    (lambda: __import__("deeplab_edu.models.heads", fromlist=["Decoder"]).Decoder(8, 8, 0),
+     "Decoder: num_classes must be a positive integer, got 0"),
+])
+def test_modules_refuse_at_construction_what_would_fail_at_their_first_forward_pass(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_model_refuses_a_negative_number_of_classes() -> None:
+    from deeplab_edu.models.aspp import ASPP
+    from deeplab_edu.models.backbones import TinyResNetBackbone
+    from deeplab_edu.models.deeplab import DeepLabV3
+
+    backbone = TinyResNetBackbone()
+    with pytest.raises(ValueError, match="num_classes must be a positive integer, got -1"):  # was "negative dimension"
+        DeepLabV3(backbone, ASPP(backbone.out_channels, (1, 2, 3), 16), -1)
+
+
+def test_input_footprint_reads_a_segmentation_models_out() -> None:
+    from deeplab_edu.boundary import input_footprint
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=2)
+    footprint = input_footprint(model, 33, 33, channels=3)  # was "'dict' object has no attribute 'shape'"
+    assert footprint.shape == (33, 33) and footprint[16, 16]
+    with pytest.raises(TypeError, match=r"position must be two whole numbers \(row, column\), got \(1.5, 2\)"):
+        input_footprint(model, 33, 33, position=(1.5, 2), channels=3)  # type: ignore[arg-type]  # was an IndexError
+
+
+def test_feature_map_sides_and_degenerate_rates_take_whole_numbers() -> None:
+    from deeplab_edu.models.aspp import degenerate_rates, feature_map_side
+
+    assert feature_map_side(513, 16) == 33
+    for args in [(513, True), (5.5, 8), ("5", 8)]:  # (513, True) was 513, (5.5, 8) was 1, "5" a TypeError
+        with pytest.raises(ValueError, match="need input_side >= 1 and output_stride in 1..32"):
+            feature_map_side(*args)  # type: ignore[arg-type]
+    assert degenerate_rates(6, (2, 6, 12)) == (6, 12)
+    with pytest.raises(ValueError, match="atrous_rates must be positive integers"):
+        degenerate_rates(6, (2.5, 6.9, -3))  # type: ignore[arg-type]  # was (6,): 6.9 cut to 6
+
+
+def test_the_crfs_one_image_functions_name_a_batch() -> None:
+    from deeplab_edu.crf import kernel_maps, kernel_matrices, message_passing_approx
+
+    with pytest.raises(ValueError, match=r"kernel_matrices takes one image: image must be \(3, H, W\), got \(1, 3, 8, 8\)"):
+        kernel_matrices(torch.rand(1, 3, 8, 8))  # was "... but unary has 3 dimensions", an argument not given
+    with pytest.raises(ValueError, match=r"message_passing_approx takes one image: q must be \(L, H, W\)"):
+        message_passing_approx(torch.rand(1, 2, 8, 8).softmax(1), torch.rand(1, 3, 8, 8))  # failed in the lattice
+    with pytest.raises(ValueError, match="kernel_maps takes one image"):
+        kernel_maps(torch.rand(1, 3, 8, 8), (1, 1))
+    assert message_passing_approx(torch.rand(2, 8, 8).softmax(0), torch.rand(3, 8, 8)).shape == (2, 8, 8)
+
+
+def test_metrics_helpers_name_bad_shapes_and_widths() -> None:
+    with pytest.raises(ValueError, match=r"pred shape \(4,\) does not match target shape \(5,\)"):
+        counted_labels(torch.zeros(4, dtype=torch.long), torch.zeros(5, dtype=torch.long), 2)  # was an IndexError
+    mask = torch.zeros(1, 8, 8, dtype=torch.long)
+    with pytest.raises(ValueError, match="width must be a whole number of pixels, >= 0, got 1.5"):
+        trimap_target(mask, 1.5)  # type: ignore[arg-type]  # was a TypeError of max_pool2d
+    with pytest.raises(ValueError, match=r"target must be \(H, W\) or \(N, H, W\) labels, got \(1, 1, 8, 8\)"):
+        trimap_target(mask[None], 1)
+
+
+def test_denormalize_and_random_scale_check_their_arguments() -> None:
+    from deeplab_edu.data.transforms import RandomScale, denormalize
+
+    with pytest.raises(TypeError, match="denormalize: image has dtype torch.uint8"):
+        denormalize(torch.zeros(3, 4, 4, dtype=torch.uint8))  # was black
+    with pytest.raises(ValueError, match=r"denormalize: image of shape \(4, 4\)"):
+        denormalize(torch.zeros(4, 4))  # was broadcast to (3, 4, 4)
+    with pytest.raises(ValueError, match=r"scale_range must be two numbers \(low, high\)"):
+        RandomScale(1.0)  # type: ignore[arg-type]  # was a TypeError: 'float' object is not iterable
+    with pytest.raises(ValueError, match="both finite"):
+        RandomScale((1.0, float("inf")))  # failed at the first image
