@@ -22,7 +22,7 @@ import copy
 import numbers
 from dataclasses import dataclass
 from itertools import product
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -384,14 +384,16 @@ def input_footprint(
 
     Raises:
         ValueError: ``height``, ``width`` or ``channels`` is below 1, ``position`` lies outside the ``height`` x
-            ``width`` map, or the module's output is not ``height`` x ``width``.
-        TypeError: ``height``, ``width`` or ``channels`` is not an integer, or ``position`` is not two.
+            ``width`` map, or the module's output is not ``height`` x ``width`` (or is a mapping without ``"out"``).
+        TypeError: ``height``, ``width`` or ``channels`` is not an integer, or ``position`` is not two whole numbers.
     """
     h, w = _positive_int("height", height), _positive_int("width", width)
     c = _positive_int("channels", channels)
-    i, j = position if position is not None else (h // 2, w // 2)
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (i, j)):
+    where: Any = position if position is not None else (h // 2, w // 2)
+    if (not isinstance(where, (tuple, list)) or len(where) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in where)):
         raise TypeError(f"position must be two whole numbers (row, column), got {position!r}")
+    i, j = where
     if not (0 <= i < h and 0 <= j < w):
         raise ValueError(f"position {(i, j)} is outside the {h} x {w} map")
     gen = torch.Generator().manual_seed(seed)
@@ -399,9 +401,12 @@ def input_footprint(
     if isinstance(module, nn.Module):
         # A float64 copy in eval mode: the caller's module is left untouched.
         module = _without_flat_activations(copy.deepcopy(module).double().eval())
-    y = module(x)
-    if isinstance(y, Mapping) and "out" in y:  # a segmentation model's {"out": ...} (an audit: 'dict' has no shape)
-        y = y["out"]
+    out: Any = module(x)
+    if isinstance(out, Mapping) and "out" not in out:
+        raise ValueError(f"the module returns a mapping without 'out' (keys: {', '.join(map(str, out))}); measure a "
+                         "module that returns the map, or {'out': map} as segmentation models do")
+    y: torch.Tensor = out["out"] if isinstance(out, Mapping) else out  # a segmentation model's {"out": ...} (an
+    # audit: 'dict' object has no attribute 'shape')
     if y.shape[-2:] != (h, w):
         raise ValueError(f"module output is {tuple(y.shape[-2:])}, expected the input size {(h, w)}")
     y[0, :, i, j].sum().backward()

@@ -639,7 +639,7 @@ def kernel_maps(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams =
     Raises:
         ValueError: ``image`` is not ``(3, H, W)``, a float ``image`` has values outside [0, 1], or ``pixel`` lies
             outside the image.
-        TypeError: ``image`` is neither floating point nor uint8.
+        TypeError: ``image`` is not a tensor, or neither floating point nor uint8.
     """
     _one_image("kernel_maps", image=image)
     dummy = torch.zeros(1, *image.shape[-2:])

@@ -33,7 +33,7 @@ from torch import nn
 
 from .atrous import same_padding
 from .inference import eval_mode
-from .receptive_field import spatial_part
+from .receptive_field import _input_size, spatial_part
 
 __all__ = [
     "effective_receptive_field",
@@ -80,14 +80,15 @@ def effective_receptive_field(
         dead network: :func:`mass_extent` refuses such a map).
 
     Raises:
-        ValueError: ``samples`` is below 1; ``in_channels`` is not given and the (cut) model has no ``nn.Conv2d``
+        ValueError: ``samples`` is below 1; ``input_size`` is not a whole number of pixels (or two) of at least 1;
+            ``in_channels`` is not given and the (cut) model has no ``nn.Conv2d``
             to infer it from; ``output_index`` lies outside the output map; or, from
             :func:`~deeplab_edu.receptive_field.spatial_part`, the model cannot be traced by torch.fx or returns
             a dict without ``output_key``.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    h, w = _input_size(input_size)
     net = spatial_part(model, output_key=output_key)
     if in_channels is None:
         first = next((m for m in net.modules() if isinstance(m, (nn.Conv2d,))), None)

@@ -29,6 +29,7 @@ each one matters is :mod:`deeplab_edu.effective_receptive_field`.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Sequence, cast
 
@@ -324,11 +325,14 @@ def receptive_field_of(
     Raises:
         TypeError: ``model`` is neither an ``nn.Module`` nor a list or tuple, or (for a list or tuple) an element
             is not a :class:`LayerSpec`.
-        ValueError: the model cannot be traced with ``torch.fx``; ``upto`` is not a submodule its forward calls;
-            the model returns a dict without ``output_key`` or an output not computed from the input; the graph
-            holds a layer or a geometry-changing function (e.g. upsampling of a spatial map) it does not model, or
-            branches of different strides meet; or the requested feature map is global (it sees the whole input).
+        ValueError: ``axis`` is not 0 or 1; the model cannot be traced with ``torch.fx``; ``upto`` is not a submodule
+            its forward calls; the model returns a dict without ``output_key`` or an output not computed from the
+            input; the graph holds a layer or a geometry-changing function (e.g. upsampling of a spatial map) it
+            does not model, or branches of different strides meet; or the requested feature map is global (it sees
+            the whole input).
     """
+    if axis not in (0, 1):  # an audit: 2 was an IndexError deep in the walk
+        raise ValueError(f"axis must be 0 (height) or 1 (width), got {axis!r}")
     if isinstance(model, (list, tuple)):
         return receptive_field(model)
     if not isinstance(model, nn.Module):
@@ -461,6 +465,19 @@ def _make_faithful(net: nn.Module) -> None:
             _set_module(net, name, nn.Identity())
 
 
+def _input_size(input_size: Any) -> tuple[int, int]:
+    """``input_size`` (a side, or (H, W); NumPy's integers too) as (H, W), else a ValueError naming it (an
+    audit: ``np.int64(15)`` was "not iterable", 0 a convolution's RuntimeError)."""
+    sides: Any = (input_size, input_size) if isinstance(input_size, numbers.Integral) else input_size
+    try:
+        h, w = sides
+    except (TypeError, ValueError):
+        h = w = None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in (h, w)):
+        raise ValueError(f"input_size must be a side or (height, width) in whole pixels, at least 1, got {input_size!r}")
+    return int(h), int(w)
+
+
 def empirical_receptive_field(
     model: nn.Module,
     input_size: int | tuple[int, int],
@@ -482,16 +499,14 @@ def empirical_receptive_field(
             ReLU leave some connected pixels with zero gradient.
 
     Raises:
-        ValueError: a side of ``input_size`` is below 1; the model cannot be traced with ``torch.fx``; ``upto`` is
+        ValueError: a side of ``input_size`` is not a whole number of at least 1; the model cannot be traced with ``torch.fx``; ``upto`` is
             not a submodule its forward calls; the model returns a dict without ``output_key`` or an output not
             computed from the input; the graph holds a layer or a geometry-changing function (e.g. upsampling of a
             spatial map) it does not model, or branches of different strides meet (see :func:`spatial_part`); with
             ``faithful``, the model has a dilated max pooling; the spatial part's output is not 4-D;
             ``output_index`` lies outside the output map; or no input pixel gets a non-zero gradient.
     """
-    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    if min(h, w) < 1:
-        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    h, w = _input_size(input_size)
     # spatial_part builds fresh containers around the model's leaf layers, so swapping leaves
     # below (faithful=True) leaves ``model`` untouched without copying its weights
     net = spatial_part(model, upto=upto, output_key=output_key).eval()

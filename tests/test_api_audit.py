@@ -65,6 +65,7 @@ def test_multi_grid_and_extra_blocks_take_whole_numbers_only() -> None:
         with pytest.raises(ValueError, match=r"multi_grid needs 3 whole unit rates"):
             TinyResNetBackbone(multi_grid=multi_grid)  # type: ignore[arg-type]  # (1, 2.7, 4) was (1, 2, 4)
     assert TinyResNetBackbone(multi_grid=(1, 2, 4)).block_rates()[3] == (2, 4, 8)
+    assert TinyResNetBackbone(multi_grid=(1, 2.0, np.int64(4))).block_rates()[3] == (2, 4, 8)  # whole, as rates
     with pytest.raises(ValueError, match="extra_blocks must be 0, 1, 2 or 3"):
         TinyResNetBackbone(extra_blocks=True)  # was one block
     assert len(TinyResNetBackbone(extra_blocks=np.int64(1)).block_rates()) == 5  # was refused  # type: ignore[arg-type]
@@ -108,6 +109,14 @@ def test_modules_refuse_at_construction_what_would_fail_at_their_first_forward_p
         make()
 
 
+def test_heads_take_whole_floats_as_their_counts() -> None:
+    from deeplab_edu.models.heads import Decoder, FCNHead
+
+    assert FCNHead(8.0, 2.0)(torch.randn(1, 8, 5, 5)).shape == (1, 2, 5, 5)  # type: ignore[arg-type]  # a review:
+    decoder = Decoder(8.0, 8.0, 3.0, reduced_channels=4.0, channels=8.0)  # type: ignore[arg-type]  # a TypeError
+    assert decoder(torch.randn(1, 8, 3, 3), torch.randn(1, 8, 9, 9)).shape == (1, 3, 9, 9)
+
+
 def test_a_model_refuses_a_negative_number_of_classes() -> None:
     from deeplab_edu.models.aspp import ASPP
     from deeplab_edu.models.backbones import TinyResNetBackbone
@@ -126,6 +135,10 @@ def test_input_footprint_reads_a_segmentation_models_out() -> None:
     assert footprint.shape == (33, 33) and footprint[16, 16]
     with pytest.raises(TypeError, match=r"position must be two whole numbers \(row, column\), got \(1.5, 2\)"):
         input_footprint(model, 33, 33, position=(1.5, 2), channels=3)  # type: ignore[arg-type]  # was an IndexError
+    with pytest.raises(TypeError, match="position must be two whole numbers"):
+        input_footprint(model, 33, 33, position=(1, 2, 3), channels=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="returns a mapping without 'out' .keys: logits."):
+        input_footprint(lambda x: {"logits": x}, 9, 9)
 
 
 def test_feature_map_sides_and_degenerate_rates_take_whole_numbers() -> None:
@@ -136,7 +149,7 @@ def test_feature_map_sides_and_degenerate_rates_take_whole_numbers() -> None:
         with pytest.raises(ValueError, match="need input_side >= 1 and output_stride in 1..32"):
             feature_map_side(*args)  # type: ignore[arg-type]
     assert degenerate_rates(6, (2, 6, 12)) == (6, 12)
-    with pytest.raises(ValueError, match="atrous_rates must be positive integers"):
+    with pytest.raises(ValueError, match="degenerate_rates: rates must be positive whole numbers"):
         degenerate_rates(6, (2.5, 6.9, -3))  # type: ignore[arg-type]  # was (6,): 6.9 cut to 6
 
 
@@ -173,3 +186,37 @@ def test_denormalize_and_random_scale_check_their_arguments() -> None:
         RandomScale(1.0)  # type: ignore[arg-type]  # was a TypeError: 'float' object is not iterable
     with pytest.raises(ValueError, match="both finite"):
         RandomScale((1.0, float("inf")))  # failed at the first image
+
+
+def test_receptive_field_functions_take_numpy_sides_and_name_bad_ones() -> None:
+    from deeplab_edu.effective_receptive_field import effective_receptive_field
+    from deeplab_edu.receptive_field import empirical_receptive_field, receptive_field_of
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1))
+    assert effective_receptive_field(net, np.int64(15)).shape == (15, 15)  # type: ignore[arg-type]  # "not iterable"
+    assert empirical_receptive_field(net, np.int64(9)).rows == (3, 5)  # type: ignore[arg-type]
+    for size in (0, (3,), True):  # 0 was a convolution's RuntimeError
+        with pytest.raises(ValueError, match="input_size must be a side or"):
+            effective_receptive_field(net, size)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="axis must be 0 .height. or 1 .width., got 2"):
+        receptive_field_of(net, axis=2)  # was an IndexError
+
+
+def test_nan_validation_scores_stop_training_naming_the_last_good_checkpoint(tmp_path) -> None:
+    """The review of the NaN check: NaN scores in a mid-run validation end the run as a NaN loss does (no
+    checkpoint of the NaN model written, the last good one named), not as a ValueError; before the audit they
+    were labelled class 0 and the mIoU logged as a number."""
+    from deeplab_edu.engine import checkpoint as ck
+    from deeplab_edu.engine.trainer import NonFiniteLossError, Trainer
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    class NanWhenEvaluated(TinyNet):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = super().forward(x)
+            return out if self.training else {"out": out["out"] * float("nan")}
+
+    cfg = tiny_config(tmp_path, iterations=6, ckpt_every=2, eval_every=4)
+    trainer = Trainer(cfg, model=NanWhenEvaluated(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(NonFiniteLossError, match=r"validation scores hold NaN at iteration 4 .*ckpt_00000002\.pt"):
+        trainer.fit()
+    assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000002.pt"

@@ -57,7 +57,9 @@ def test_a_config_files_bad_setting_names_the_file(tmp_path: Path) -> None:
     for line, expected in [("device: gpu9", r"device='gpu9' \(from the config file '.*mine.yaml'\) is not a device"),
                            ("output_stride: 7", r"output_stride=7 is not an output stride.*\(from the config file "
                                                 r"'.*mine.yaml'\)"),
-                           ("atrous_rates: [0, 2]", r"atrous_rates='0,2'.*\(from the config file")]:
+                           ("atrous_rates: [0, 2]", r"atrous_rates='0,2'.*\(from the config file"),
+                           ("batch_size: 0", r"batch_size must be at least 1, got 0 \(from the config file"),
+                           ("device: meta", r"device='meta' \(from the config file '.*mine.yaml'\) is a meta device")]:
         mine.write_text(line + "\n")
         with pytest.raises(ConfigError, match=expected):
             load_config("smoke", config=mine)

@@ -150,7 +150,7 @@ class _CourseFolder:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._by_lower: dict[str, Path] | None = None  # listed once, when a file is not found as written
+        self._by_lower: dict[str, list[Path]] | None = None  # listed once, when a file is not found as written
 
     def file(self, stem: str, suffixes: tuple[str, ...]) -> Path:
         """The file ``stem`` + the first of ``suffixes`` that exists, in any letter case of the suffix
@@ -162,11 +162,11 @@ class _CourseFolder:
             names = os.listdir(self.folder) if self.folder.is_dir() else []
             self._by_lower = {}
             for name in sorted(names):
-                self._by_lower.setdefault(name.lower(), self.folder / name)
+                self._by_lower.setdefault(name.lower(), []).append(self.folder / name)
         for suffix in suffixes:
-            found = self._by_lower.get(f"{stem}{suffix}".lower())
-            if found is not None and found.name[:len(stem)] == stem:  # the stem as written: only the suffix's case
-                return found
+            for found in self._by_lower.get(f"{stem}{suffix}".lower(), []):
+                if found.name[:len(stem)] == stem:  # the stem as written: only the suffix's case may differ
+                    return found
         return self.folder / f"{stem}{suffixes[0]}"
 
 

@@ -207,19 +207,22 @@ def context_free_fraction(
     return hit / total if total else float("nan")
 
 
-def stride_oracle_iou(masks: Iterable[np.ndarray | torch.Tensor], stride: int, num_classes: int) -> dict:
+def stride_oracle_iou(masks: Iterable[np.ndarray | torch.Tensor], stride: int, num_classes: int, *,
+                      ignore_index: int = IGNORE_INDEX) -> dict[str, Any]:
     """IoU of a perfect classifier limited to one label per ``stride`` cell (nearest upsampling).
 
-    The label of each cell is read at its centre pixel; ignored samples predict background.
+    ``masks`` are (H, W) label maps; ``stride`` is the output stride, in pixels. The label of each cell
+    is read at its centre pixel; ignored samples (``ignore_index``) predict background.
     Returns :meth:`deeplab_edu.metrics.ConfusionMatrix.compute`'s dictionary.
 
     Raises:
-        ValueError: ``stride`` is below 1, or a mask holds a label of at least ``num_classes`` other than 255.
+        ValueError: ``stride`` or ``num_classes`` is below 1, or a mask holds a label of at least ``num_classes``
+            other than ``ignore_index``.
     """
     from ..metrics import ConfusionMatrix
 
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+    if stride < 1 or num_classes < 1:
+        raise ValueError(f"stride and num_classes must be >= 1, got stride={stride}, num_classes={num_classes}")
     counts = np.zeros(num_classes * num_classes, np.int64)
     for m in masks:
         t = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
@@ -227,13 +230,14 @@ def stride_oracle_iou(masks: Iterable[np.ndarray | torch.Tensor], stride: int, n
         ys = np.minimum(np.arange(h) // stride * stride + stride // 2, h - 1)
         xs = np.minimum(np.arange(w) // stride * stride + stride // 2, w - 1)
         pred = t[ys][:, xs].astype(np.int64)
-        pred[pred == IGNORE_INDEX] = 0
-        keep = t != IGNORE_INDEX
+        pred[pred == ignore_index] = 0
+        keep = t != ignore_index
         truth = t[keep].astype(np.int64)
-        if truth.size and truth.max() >= num_classes:
-            raise ValueError(f"a mask holds label {int(truth.max())}, outside 0..{num_classes - 1} and not 255")
+        if truth.size and (truth.max() >= num_classes or truth.min() < 0):
+            bad = int(truth.max()) if truth.max() >= num_classes else int(truth.min())
+            raise ValueError(f"a mask holds label {bad}, outside 0..{num_classes - 1} and not {ignore_index}")
         counts += np.bincount(truth * num_classes + pred[keep], minlength=num_classes * num_classes)
     # numpy counts (fast on a busy machine); the metric itself is the course's ConfusionMatrix
-    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+    cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
     cm.mat += torch.from_numpy(counts.reshape(num_classes, num_classes))
     return cm.compute()

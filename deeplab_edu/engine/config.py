@@ -500,9 +500,11 @@ _STR_FORMS = {
 
 
 def _first_setting_named(message: str) -> str | None:
-    """The first setting ``message`` names as ``name=value`` (a :func:`validate` error), else ``None``."""
+    """The first setting ``message`` names as ``name=value`` or ``name must`` (a :func:`validate` error), else
+    ``None``."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return next((m.group(1) for m in re.finditer(r"\b([a-z][a-z0-9_]*)=", message) if m.group(1) in names), None)
+    return next((m.group(1) for m in re.finditer(r"\b([a-z][a-z0-9_]*)(?:=| must\b)", message)
+                 if m.group(1) in names), None)
 
 
 def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
@@ -549,15 +551,18 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
             raise ConfigError(f"{key}={value!r} (from {source}) should be a finite number")
         if key in _PATH_SETTINGS and (problem := _path_problem(key, value, hints[key])):
             raise ConfigError(f"{problem} (from {source})")
-        if key == "device" and value and value.strip():  # its spelling here, with its source; whether this
-            import torch  # machine has it, when a run starts (a run's config.json may be read on another machine)
+        if key == "device" and value and value.strip():  # its spelling and kind here, with its source; whether
+            import torch  # this machine has it, when a run starts (a config.json may be read on another machine)
 
+            where = f" (from {origin[key]})" if key in origin else ""  # else the flag, which the CLI names
             try:
-                torch.device(value.strip())
+                kind = torch.device(value.strip()).type
             except (RuntimeError, ValueError):
-                where = f" (from {origin[key]})" if key in origin else ""  # else the flag, which the CLI names
                 raise ConfigError(f"device={value!r}{where} is not a device: use cpu, cuda, cuda:N (the N-th GPU) "
                                   "or mps") from None
+            if kind not in ("cpu", "cuda", "mps"):  # as config.resolve_device refuses it, but naming the file
+                raise ConfigError(f"device={value!r}{where} is a {kind} device, which the course does not run on: "
+                                  "use cpu, cuda, cuda:N (the N-th GPU) or mps")
 
 
 #: The settings that name a file or folder.

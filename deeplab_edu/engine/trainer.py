@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 from ..atomic import atomic_path, write_text_atomic
 from ..config import resolve_device
 from ..data.io import BadDataError
-from ..metrics import ConfusionMatrix
+from ..metrics import NAN_SCORES, ConfusionMatrix
 from ..records import provenance, shown_path
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 from ..models.aspp import set_recompute_depthwise
@@ -852,14 +852,16 @@ class Trainer:
         values = all_reduce_mean(torch.stack(losses).double(), self.device).tolist()
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
         if bad is not None:
-            last = ck.latest_checkpoint(self.ckpt_dir)
             raise NonFiniteLossError(
                 f"the training loss became {values[bad]} at iteration {last_iteration - len(values) + 1 + bad}; "
-                "stopping without writing. "
-                + (f"The last good checkpoint is {last} (resume with --resume, perhaps with a lower --lr "
-                   f"or amp=bf16/none)." if last else "No checkpoint had been written yet; try a lower --lr.")
-            )
+                f"stopping without writing. {self._last_good()}")
         return values
+
+    def _last_good(self) -> str:
+        """Where a run whose model became NaN resumes from: its newest checkpoint, written before."""
+        last = ck.latest_checkpoint(self.ckpt_dir)
+        return (f"The last good checkpoint is {last} (resume with --resume, perhaps with a lower --lr or "
+                "amp=bf16/none)." if last else "No checkpoint had been written yet; try a lower --lr.")
 
     @torch.no_grad()
     def evaluate(self, output_stride: int | None = None, *,
@@ -886,8 +888,9 @@ class Trainer:
             ValidationStopped: ``should_stop()`` became true between two batches, or ``agree_to_stop``
                 said another process's did (:meth:`fit` passes its Ctrl-C / SIGTERM request: a stop
                 need not wait for a whole validation).
-            ValueError: the model's scores hold NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`), or a mask holds
-                a label outside the classes (:meth:`~deeplab_edu.metrics.ConfusionMatrix.update`).
+            NonFiniteLossError: the model's scores held NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`; under
+                torchrun, on any process: all raise it, after the pass), naming the last good checkpoint.
+            ValueError: a mask holds a label outside the classes (:meth:`~deeplab_edu.metrics.ConfusionMatrix.update`).
         """
         cfg = self.cfg
         model = unwrap(self.net)
@@ -895,6 +898,7 @@ class Trainer:
         if not hasattr(model, "set_output_stride"):
             os_eval = None  # a model that cannot switch is evaluated at its own stride
         cm = ConfusionMatrix(self.num_classes, self.ignore_index, device=self.device)
+        nan_batches = torch.zeros((), dtype=torch.int64, device=self.device)  # batches whose scores hold NaN
         sampler = ShardSampler(len(cast(Sized, self.val_set)), num_replicas=self.dist.world_size, rank=self.dist.rank)
         loader = eval_loader(self.val_set, batch_size=cfg.batch_size, num_workers=self.num_workers,
                              sampler=sampler, device=self.device)
@@ -910,7 +914,8 @@ class Trainer:
                         x, y = self.to_device(x, y)
                         with autocast_context(cfg.amp, self.device):
                             out = model(x)["out"]
-                        cm.update(out.float(), y)  # scores: NaN ones are refused, not labelled class 0
+                        nan_batches += out.isnan().any()  # counted where it is (no wait for the device here)
+                        cm.update(out.float().argmax(1), y)
                     if stopped:
                         break
                 if agree_to_stop is not None:
@@ -918,6 +923,11 @@ class Trainer:
                 if stopped:
                     raise ValidationStopped("validation stopped by a stop request")
                 cm.all_reduce()
+                if torch.distributed.is_available() and torch.distributed.is_initialized():  # all raise, or none
+                    torch.distributed.all_reduce(nan_batches, op=torch.distributed.ReduceOp.SUM)
+                if int(nan_batches):  # an audit: argmax labels NaN class 0, and the mIoU logged was a number
+                    raise NonFiniteLossError(f"the model's validation scores hold NaN at iteration {self.iteration} "
+                                             f"({NAN_SCORES}); stopping without writing. {self._last_good()}")
         finally:
             self._train_mode()
         return cm.compute()
@@ -1244,7 +1254,10 @@ def _warn_flat_aspp(model: nn.Module, crop_size: int) -> None:
     if not rates or not isinstance(stride, int):
         return
     side = feature_map_side(crop_size, stride)
-    flat = degenerate_rates(side, rates)
+    try:
+        flat = degenerate_rates(side, rates)
+    except (TypeError, ValueError):  # a model's own rates of another kind: no warning rather than an error
+        return
     if flat:
         warnings.warn(f"crop_size={crop_size} at the model's output stride {stride} gives a {side} x {side} feature "
                       f"map, so its ASPP branches at rates {flat} of {tuple(rates)} are exactly 1 x 1 (every "

@@ -143,8 +143,10 @@ def degenerate_rates(map_side: int, rates: Sequence[int]) -> tuple[int, ...]:
     """
     if not _positive_int(map_side):
         raise ValueError(f"map_side must be a whole number of cells, at least 1, got {map_side!r}")
-    checked = _check_rates("degenerate_rates", rates)
-    return tuple(r for r in checked if r >= map_side)
+    given = tuple(rates) if not isinstance(rates, (str, bytes)) else (rates,)
+    if not all(_positive_int(r) for r in given):
+        raise ValueError(f"degenerate_rates: rates must be positive whole numbers, got {rates!r}")
+    return tuple(int(r) for r in given if int(r) >= map_side)
 
 
 def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:

@@ -35,6 +35,7 @@ from torchvision.models import mobilenet_v3_large, resnet50, resnet101
 from torchvision.models.resnet import BasicBlock
 
 from ..choices import BACKBONES, OUTPUT_STRIDES
+from .aspp import _positive_int
 from .pretrained import PretrainedSource, load_pretrained_state_dict, load_weights_into
 
 __all__ = ["BACKBONES", "OUTPUT_STRIDES", "Backbone", "at_output_stride", "ResNetBackbone", "TinyResNetBackbone", "MobileNetV3Backbone",
@@ -243,14 +244,14 @@ class ResNetBackbone(Backbone):
 
         Raises:
             ValueError: ``output_stride`` is not 8, 16 or 32, or ``multi_grid`` (the kept one with ``"keep"``) does
-                not hold one rate per unit of block 4, or holds a rate below 1.
+                not hold one rate per unit of block 4, or holds a rate that is not a whole number of at least 1.
         """
         check_output_stride(output_stride)
         if multi_grid == "keep":
             multi_grid = self.multi_grid
         if multi_grid is not None:
             rates = tuple(multi_grid) if not isinstance(multi_grid, (str, bytes)) else ()  # type: ignore[arg-type]
-            if not rates or not all(_whole(r) for r in rates):  # an audit: (1, 2.7, 4) was cut to (1, 2, 4) silently
+            if not rates or not all(_positive_int(r) for r in rates):  # an audit: (1, 2.7, 4) was cut to (1, 2, 4)
                 raise ValueError(f"multi_grid needs {len(self.layer4)} whole unit rates such as (1, 2, 4) (one per unit "
                                  f"of block 4), got {multi_grid!r}")
             multi_grid = tuple(int(r) for r in rates)

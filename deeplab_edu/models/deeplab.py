@@ -27,7 +27,7 @@ from torch import nn
 
 from ..choices import MODELS, unknown_model
 from .aspp import ASPP, ASPPv2, atrous_rates_for
-from .backbones import BACKBONES, Backbone, build_backbone, check_output_stride
+from .backbones import BACKBONES, Backbone, _whole, build_backbone, check_output_stride
 from .heads import Decoder, FCNHead
 from .pretrained import PretrainedSource, load_pretrained_state_dict
 from .vgg import VGG16Backbone, decimated_fc_weights
@@ -63,9 +63,9 @@ class DeepLab(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, aux_loss: bool = False) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")  # an audit: -1 failed
-        num_classes = int(num_classes)  # deep inside torch as "negative dimension"
+        if not _whole(num_classes) or num_classes < 1:  # an audit: -1 failed deep inside torch
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        num_classes = int(num_classes)
         super().__init__()
         self.backbone = backbone
         self.aspp: ASPP | ASPPv2 | None = None

@@ -40,15 +40,16 @@ class FCNHead(nn.Sequential):
     (N, num_classes, h, w) logits, at the features' resolution.
 
     Raises:
-        ValueError: ``in_channels`` is not an integer of at least 4 (its quarter is the hidden width), or
-            ``num_classes`` not a positive integer.
+        ValueError: ``in_channels`` is not a whole number of at least 4 (its quarter is the hidden width), or
+            ``num_classes`` not a positive whole number.
     """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         _check_branches("FCNHead", {"in_channels": in_channels, "num_classes": num_classes}, (), 0.0)
         if in_channels < 4:  # an audit: in_channels // 4 = 0 channels, a RuntimeError at the first forward pass
             raise ValueError(f"FCNHead: in_channels must be at least 4 (its quarter is the hidden width), got {in_channels}")
-        inter = int(in_channels) // 4
+        in_channels, num_classes = int(in_channels), int(num_classes)  # 8.0 passes the check: a whole number
+        inter = in_channels // 4
         super().__init__(
             nn.Conv2d(in_channels, inter, 3, padding=1, bias=False),
             nn.BatchNorm2d(inter),
@@ -96,6 +97,8 @@ class Decoder(nn.Module):
         _check_branches("Decoder", {"low_level_channels": low_level_channels, "encoder_channels": encoder_channels,
                                     "num_classes": num_classes, "reduced_channels": reduced_channels,
                                     "channels": channels}, (), 0.0)
+        low_level_channels, encoder_channels, num_classes, reduced_channels, channels = (
+            int(v) for v in (low_level_channels, encoder_channels, num_classes, reduced_channels, channels))
         self.reduce = nn.Sequential(
             nn.Conv2d(low_level_channels, reduced_channels, 1, bias=False), nn.BatchNorm2d(reduced_channels),
             nn.ReLU(inplace=True),
