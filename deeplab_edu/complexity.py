@@ -10,6 +10,7 @@ high-water mark on CUDA and the profiler's tracked tensor memory on the CPU.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import statistics
 import sys
@@ -116,10 +117,13 @@ def check_rounds(repeats: int, warmup: int) -> None:
     check, for a caller that wants it before other costly work.
 
     Raises:
-        ValueError: ``repeats`` is below 1 or ``warmup`` below 0.
+        ValueError: ``repeats`` is not a whole number of at least 1 or ``warmup`` not one of at least 0 (an audit:
+            1.5 passed this check and failed in ``range()`` after the minutes of counting).
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got repeats={repeats!r}, warmup={warmup!r}")
+    whole = [isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (repeats, warmup)]
+    if not all(whole) or repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be at least 1 and warmup at least 0, both whole numbers, got repeats={repeats!r}, "
+                         f"warmup={warmup!r}")
 
 
 def time_interleaved(

@@ -327,12 +327,17 @@ def probe_confusions(model: nn.Module, scenes: ShoreScenes) -> np.ndarray:
         (:func:`deeplab_edu.findings.scene_confusions`).
 
     Raises:
-        ValueError: ``model``'s ``"out"`` is not (N, 5, H, W) for the scenes' (N, 3, H, W) images, as
-            :func:`~deeplab_edu.findings.scene_confusions` finds it.
+        ValueError: ``model``'s output is not ``{"out": (N, 5, H, W)}`` for the scenes' (N, 3, H, W) images.
     """
     with torch.no_grad():
-        pred = model(scenes.images)["out"].argmax(1)
-    return scene_confusions(pred, scenes.labels, SHORE.num_classes)
+        out = model(scenes.images)
+    scores = out.get("out") if isinstance(out, Mapping) else None
+    n, c, (h, w) = len(scenes.labels), SHORE.num_classes, scenes.labels.shape[-2:]
+    if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (n, c, h, w):  # an audit: 3 channels were
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(out).__name__  # scored after argmax
+        raise ValueError(f"the model's output should be {{'out': (N, {c}, H, W)}} = {(n, c, h, w)} for these scenes, "
+                         f"got {shape}")
+    return scene_confusions(scores.argmax(1), scenes.labels, c)
 
 
 def probe_miou(model: nn.Module, scenes: ShoreScenes) -> float:

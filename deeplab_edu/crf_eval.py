@@ -180,9 +180,13 @@ def grid_search(
         the parameters with the best mIoU after the CRF, and every (parameters, mIoU) tried.
 
     Raises:
-        ValueError: ``dataset`` is empty, or a grid value is one :class:`~deeplab_edu.crf.CRFParams` refuses.
+        ValueError: ``dataset`` or an axis of the grid is empty, or a grid value is one
+            :class:`~deeplab_edu.crf.CRFParams` refuses.
     """
     items = list(dataset)
+    for name, axis in (("w_bilateral", w_bilateral), ("theta_alpha", theta_alpha), ("theta_beta", theta_beta)):
+        if len(axis) == 0:  # an audit: "max() arg is an empty sequence"
+            raise ValueError(f"grid_search: {name} holds no value to try")
     grid = list(itertools.product(w_bilateral, theta_alpha, theta_beta))
     results = []
     for w1, ta, tb in progress_bar(grid, desc="CRF grid search", progress=progress):
@@ -254,7 +258,8 @@ def recolour_objects(image: torch.Tensor, mask: torch.Tensor, per: Literal["obje
 
     Raises:
         ValueError: ``per`` is neither ``"object"`` nor ``"class"``; ``image`` is not a floating
-            (3, H, W) tensor or ``mask`` not an integer (H, W) one of the same H and W.
+            (3, H, W) tensor with values in [0, 1] (a normalised one, or pixels 0-255) or ``mask`` not an
+            integer (H, W) one of the same H and W.
 
     Example:
         >>> image, mask = torch.full((3, 4, 6), 0.5), torch.tensor([[1, 1, 0, 0, 2, 2]] * 4)
@@ -271,6 +276,10 @@ def recolour_objects(image: torch.Tensor, mask: torch.Tensor, per: Literal["obje
     if mask.shape != image.shape[1:] or mask.is_floating_point():
         raise ValueError(f"mask must be an integer (H, W) tensor of the image's size {tuple(image.shape[1:])}, "
                          f"got {tuple(mask.shape)} {mask.dtype}")
+    low, high = float(image.min()), float(image.max())
+    if not (-1e-6 <= low and high <= 1 + 1e-6):  # an audit: 0-255 pixels were clipped to a white background
+        raise ValueError(f"image must be RGB in [0, 1] (de-normalised: deeplab_edu.data.transforms.denormalize), "
+                         f"got values from {low:g} to {high:g}")
     rng = np.random.default_rng(seed)
     pixels = image.detach().cpu().double().numpy()
     labels = mask.cpu().numpy()

@@ -44,6 +44,7 @@ and evaluates it; ``benchmarks/findings.py`` calls it and writes the record that
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
@@ -344,15 +345,34 @@ def miou(cm: np.ndarray) -> float:
     return float((tp[valid] / union[valid]).mean()) if valid.any() else float("nan")
 
 
+def _class_index(cm: np.ndarray, *classes: int) -> None:
+    """Raise a ValueError where a class is not a row of ``cm`` (a negative one counted from the end: an audit)."""
+    for k in classes:
+        if not 0 <= k < cm.shape[0]:
+            raise ValueError(f"class {k} is not one of the matrix's {cm.shape[0]} classes (0..{cm.shape[0] - 1})")
+
+
 def class_iou(cm: np.ndarray, k: int) -> float:
-    """IoU of class ``k`` (nan when neither truth nor prediction has it)."""
+    """IoU of class ``k`` (nan when neither truth nor prediction has it).
+
+    Raises:
+        ValueError: ``k`` is not a class of ``cm`` (C, C).
+    """
+    _class_index(cm, k)
     tp = float(cm[k, k])
     union = float(cm[k, :].sum() + cm[:, k].sum()) - tp
     return tp / union if union > 0 else float("nan")
 
 
 def confusion_share(cm: np.ndarray, a: int, b: int) -> float:
-    """Share of the pixels of classes ``a`` and ``b`` that are predicted as the other one."""
+    """Share of the pixels of classes ``a`` and ``b`` that are predicted as the other one.
+
+    Raises:
+        ValueError: ``a`` or ``b`` is not a class of ``cm`` (C, C), or they are one class.
+    """
+    _class_index(cm, a, b)
+    if a == b:  # an audit: (0, 0) gave 0.83, its share of right pixels halved
+        raise ValueError(f"a confusion is between two classes, got class {a} twice")
     total = float(cm[a, :].sum() + cm[b, :].sum())
     return float(cm[a, b] + cm[b, a]) / total if total > 0 else float("nan")
 
@@ -370,19 +390,24 @@ def metric(name: str) -> tuple[str, Callable[[np.ndarray], float]]:
             metric does not name exactly two classes.
         KeyError: a ``<class>`` is not ``wire``, ``car`` or ``boat``.
     """
-    key = "all"
+    key, given = "all", name
     if name.startswith("band"):
-        band, name = name.split(":", 1)
-        key = band
+        if ":" not in name or not name.split(":", 1)[0][4:].isdigit():  # an audit: "band" failed to unpack,
+            raise ValueError(f"metric {given!r}: a band metric is band<width>:<metric>, e.g. band1:miou")  # "bandfoo" passed
+        key, name = name.split(":", 1)
     if name == "miou":
         return key, miou
     if name.startswith("iou:"):
         k = _CLASSES[name[4:]]
         return key, lambda cm: class_iou(cm, k)
     if name.startswith("confusion:"):
-        a, b = (_CLASSES[c] for c in name[10:].split("/"))
+        pair = name[10:].split("/")
+        if len(pair) != 2:
+            raise ValueError(f"metric {given!r}: a confusion names two classes, e.g. confusion:car/boat")
+        a, b = (_CLASSES[c] for c in pair)
         return key, lambda cm: confusion_share(cm, a, b)
-    raise ValueError(f"unknown metric {name!r}")
+    raise ValueError(f"unknown metric {given!r}: use miou, iou:<class> or confusion:<class>/<class>, optionally "
+                     "prefixed band<width>:")
 
 
 def metric_label(name: str) -> str:
@@ -425,10 +450,14 @@ def bootstrap_difference(base: np.ndarray, variant: np.ndarray, fn: Callable[[np
     ``return_samples`` the ``n_boot`` replicate differences come fourth.
 
     Raises:
-        ValueError: the two arrays differ in shape or are not (seeds, scenes, C, C).
+        ValueError: the two arrays differ in shape or are not (seeds, scenes, C, C), ``n_boot`` is below 1, or
+            ``level`` is not a fraction in (0, 1).
     """
     if base.shape != variant.shape or base.ndim != 4:
         raise ValueError(f"need two (seeds, scenes, C, C) arrays of one shape, got {base.shape} and {variant.shape}")
+    _check_level(level)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
+        raise ValueError(f"n_boot must be a whole number of replicates, at least 1, got {n_boot!r}")
     s, n = base.shape[:2]
     observed = fn(variant.sum((0, 1))) - fn(base.sum((0, 1)))
     rng = np.random.default_rng(seed)
@@ -458,7 +487,7 @@ def seed_interval(differences: Sequence[float], level: float = 0.95) -> tuple[fl
     ``len(differences) - 1`` degrees of freedom (t = 4.30 for three seeds at 95 %).
 
     Raises:
-        ValueError: fewer than two seeds.
+        ValueError: fewer than two seeds, or ``level`` is not a fraction in (0, 1).
     """
     d = _at_least_two(differences)
     half = _t(level, d.size) * d.std(ddof=1) / np.sqrt(d.size)
@@ -471,7 +500,7 @@ def seed_prediction_interval(values: Sequence[float], level: float = 0.95) -> tu
     freedom. Wider than :func:`seed_interval`, which is about the mean of the seeds, not a new one.
 
     Raises:
-        ValueError: fewer than two seeds.
+        ValueError: fewer than two seeds, or ``level`` is not a fraction in (0, 1).
     """
     v = _at_least_two(values)
     half = _t(level, v.size) * v.std(ddof=1) * np.sqrt(1 + 1 / v.size)
@@ -485,9 +514,16 @@ def _at_least_two(values: Sequence[float]) -> np.ndarray:
     return v
 
 
+def _check_level(level: float) -> None:
+    """A confidence level is a fraction (an audit: level=95 gave (nan, nan), read as "not resolved")."""
+    if not 0 < level < 1:
+        raise ValueError(f"level is a fraction in (0, 1), e.g. 0.95 for 95 %, got {level!r}")
+
+
 def _t(level: float, n: int) -> float:
     from scipy import stats
 
+    _check_level(level)
     return float(stats.t.ppf(0.5 + level / 2, n - 1))
 
 
@@ -687,10 +723,14 @@ def scene_confusions(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
         ValueError: ``pred`` and ``target`` differ in shape or are not (N, H, W), or a target (other
             than ``ignore_index``) or a counted prediction lies outside ``[0, num_classes)``
             (:func:`deeplab_edu.metrics.counted_labels`, as :class:`~deeplab_edu.metrics.ConfusionMatrix` refuses them).
+        TypeError: ``pred`` or ``target`` is floating point (labels are integers).
     """
     if pred.shape != target.shape or target.ndim != 3:
         raise ValueError(f"pred and target must be (N, H, W) of one shape, got {tuple(pred.shape)} and "
                          f"{tuple(target.shape)}")
+    if pred.is_floating_point() or target.is_floating_point():  # an audit: [0.7, 1.2] was cut to [0, 1] and
+        raise TypeError(f"pred and target must hold integer labels, got {pred.dtype} and {target.dtype}: take "
+                        "the scores' argmax(1) first")  # scored perfect, where ConfusionMatrix refuses them
     from .metrics import counted_labels
 
     c, n = int(num_classes), int(target.shape[0])

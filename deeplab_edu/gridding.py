@@ -88,6 +88,7 @@ def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor
     Raises:
         ValueError: ``rates`` is empty, or holds a value that is a bool or not an int of at least 1.
     """
+    rates = tuple(rates)  # an audit: an iterator was used up by the checks, and the pattern drawn of no layer
     if not rates:
         raise ValueError("rates must name at least one layer")
     for r in rates:

@@ -279,7 +279,9 @@ def write_record(
         extra: anything else worth keeping (configuration, notes).
 
     ``hardware.torch_threads`` is the ``torch_threads`` of ``results`` (or ``extra``) when it has one:
-    the threads the measurement ran with, not those of the process when it writes.
+    the threads the measurement ran with, not those of the process when it writes. NumPy scalars and
+    arrays and torch tensors are written as the numbers they hold (:func:`_as_json`); a NaN as JSON's
+    non-standard ``NaN``, which Python's ``json`` reads back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,7 +296,16 @@ def write_record(
     threads = results.get("torch_threads", (extra or {}).get("torch_threads"))
     if isinstance(threads, int) and not isinstance(threads, bool):
         record["hardware"]["torch_threads"] = threads
-    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=False, default=_as_json) + "\n")
+
+
+def _as_json(value: Any) -> Any:
+    """What ``json.dumps`` writes for a value it cannot: the number(s) of a NumPy scalar or array or a torch
+    tensor (an audit: ``np.float32(0.7)`` was written as the string "0.7"), else its text (a path, say)."""
+    for kind in ("numpy", "torch"):
+        if type(value).__module__.split(".")[0] == kind and hasattr(value, "tolist"):
+            return value.tolist()
+    return str(value)
 
 
 def load_record(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:

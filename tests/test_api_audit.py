@@ -220,3 +220,106 @@ def test_nan_validation_scores_stop_training_naming_the_last_good_checkpoint(tmp
     with pytest.raises(NonFiniteLossError, match=r"validation scores hold NaN at iteration 4 .*ckpt_00000002\.pt"):
         trainer.fit()
     assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000002.pt"
+
+
+# ----------------------------------------------------------------------------- the second audit: viz, findings, ...
+def test_findings_helpers_refuse_what_they_scored_wrongly() -> None:
+    from deeplab_edu import findings
+
+    with pytest.raises(TypeError, match="must hold integer labels"):  # [0.7, 1.2] was cut to [0, 1]: perfect
+        findings.scene_confusions(torch.tensor([[[0.7, 1.2]]]), torch.tensor([[[0, 1]]]), 2)
+    cm = np.array([[5, 1], [0, 4]])
+    with pytest.raises(ValueError, match="class -1 is not one of the matrix's 2 classes"):
+        findings.class_iou(cm, -1)  # was the last class's IoU
+    with pytest.raises(ValueError, match="between two classes, got class 0 twice"):
+        findings.confusion_share(cm, 0, 0)  # was 0.83
+    for name in ("band", "bandfoo:miou"):  # an unpacking error, and accepted
+        with pytest.raises(ValueError, match="band<width>:<metric>"):
+            findings.metric(name)
+    with pytest.raises(ValueError, match="a confusion names two classes"):
+        findings.metric("confusion:car/boat/wire")
+    with pytest.raises(ValueError, match=r"level is a fraction in \(0, 1\)"):
+        findings.seed_interval([0.1, 0.2, 0.3], level=95)  # was (nan, nan), read as "not resolved"
+    with pytest.raises(ValueError, match=r"level is a fraction"):
+        findings.seed_prediction_interval([0.1, 0.2], level=95)
+    cms = np.ones((2, 3, 2, 2))
+    with pytest.raises(ValueError, match="n_boot must be a whole number of replicates"):
+        findings.bootstrap_difference(cms, cms, findings.miou, n_boot=0)  # "cannot unpack non-iterable"
+
+
+def test_a_record_keeps_numpy_and_torch_numbers_as_numbers(tmp_path) -> None:
+    import json
+
+    from deeplab_edu.records import write_record
+
+    path = write_record(tmp_path / "r.json", {"miou": np.float32(0.5), "n": np.int64(3), "iou": np.array([0.25, 1.0]),
+                                              "t": torch.tensor([1.5]), "where": tmp_path}, command="x")
+    results = json.loads(path.read_text())["results"]
+    assert results == {"miou": 0.5, "n": 3, "iou": [0.25, 1.0], "t": [1.5], "where": str(tmp_path)}  # were strings
+
+
+def test_figures_draw_where_they_say() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deeplab_edu.receptive_field import LayerSpec, receptive_field
+    from deeplab_edu.viz.receptive_field import plot_erf_maps
+    from deeplab_edu.viz.training import plot_band_comparison
+
+    rf = receptive_field([LayerSpec(3, padding=1)])
+    axes = plot_erf_maps({"wide": torch.rand(9, 21)}, rf)
+    square = axes[0].patches[0]
+    assert (square.get_x(), square.get_y()) == (8.5, 2.5)  # column 10, row 4: was x 2.5, the row's index
+    fig = plot_band_comparison([0, 1, 4], {"m": {w: {"miou": 0.5} for w in (0, 1, 4)}})
+    assert fig.axes[0].get_xscale() == "symlog"  # a log axis piled 0, 1 and 4 at its right edge
+
+
+def test_viz_and_crf_helpers_name_bad_arguments() -> None:
+    from deeplab_edu.crf_eval import grid_search, recolour_objects
+    from deeplab_edu.gridding import sampling_pattern
+    from deeplab_edu.viz.images import colorize, overlay
+    from deeplab_edu.viz.training import loss_decreased
+
+    image, mask = torch.full((3, 4, 6), 0.5), torch.tensor([[1, 1, 0, 0, 2, 2]] * 4)
+    with pytest.raises(ValueError, match="image must be RGB in .0, 1."):
+        recolour_objects(image * 255, mask, "class")  # was clipped: a white background
+    assert torch.equal(sampling_pattern(iter([1, 2])), sampling_pattern((1, 2)))  # was the pattern of no layer
+    coloured = colorize(mask.numpy(), [(0, 0, 0), (255, 0, 0), (0, 0, 255)])
+    with pytest.raises(ValueError, match=r"alpha is the mask's weight in \[0, 1\], got 1.5"):
+        overlay(image, coloured, alpha=1.5)  # wrapped around in uint8
+    with pytest.raises(ValueError, match="must both be"):
+        overlay(image, coloured[:2])
+    assert colorize(np.eye(2, dtype=bool), [(0, 0, 0), (255, 0, 0)])[0, 0].tolist() == [255, 0, 0]  # an IndexError
+    with pytest.raises(ValueError, match="looks like a colour image already"):
+        colorize(coloured, [(0, 0, 0)])  # was an (H, W, 3, 3) array
+    with pytest.raises(ValueError, match="one RGB triple"):
+        colorize(mask, [(0, 0, 0, 255)])
+    with pytest.raises(ValueError, match="w_bilateral holds no value to try"):
+        grid_search([(image, mask)], 3, w_bilateral=(), progress=False)  # "max() arg is an empty sequence"
+    with pytest.raises(ValueError, match="window must be at least 1"):
+        loss_decreased([{"split": "train", "loss": 1.0}] * 4, window=0)  # divided by zero
+
+
+def test_probe_confusions_refuses_another_number_of_classes() -> None:
+    from deeplab_edu.context_reach import ShoreScenes, probe_confusions
+
+    scenes = ShoreScenes(2, 24, far=True)
+
+    class ThreeClasses(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": torch.zeros(x.shape[0], 3, *x.shape[-2:])}
+
+    with pytest.raises(ValueError, match=r"should be \{'out': \(N, 5, H, W\)\}"):
+        probe_confusions(ThreeClasses(), scenes)  # was scored after the argmax
+
+
+def test_exercise_helpers_take_what_a_cell_measures() -> None:
+    from deeplab_edu.complexity import check_rounds
+    from deeplab_edu.exercises import measured_and_predicted, value_exercise
+
+    assert measured_and_predicted(3.0, 3, "d").startswith("measured: 3; your prediction: 3")  # a ValueError
+    assert measured_and_predicted(torch.tensor([0.4]), 0.3).startswith("measured: 0.400")  # a TypeError
+    with pytest.raises(ValueError, match="rel_tol and abs_tol must be finite and at least 0"):
+        value_exercise("zz.audit", "t", solution=lambda: 1, otherwise=0, rel_tol=-1)  # registered; every check failed
+    with pytest.raises(ValueError, match="both whole numbers, got repeats=1.5"):
+        check_rounds(1.5, 1)  # passed, and failed in range() after the counting

@@ -11,6 +11,7 @@ or at once from ``hint``.
 from ._core import (
     KINDS,
     NOT_ANSWERED,
+    UNITS,
     Exercise,
     Feedback,
     WrongAnswer,
@@ -22,7 +23,9 @@ from ._core import (
     get,
     hint,
     measured_and_predicted,
+    not_judged,
     number_problem,
+    packaged_use,
     prediction_made,
     solved,
     value_exercise,
@@ -31,5 +34,5 @@ from ._core import (
 __all__ = [
     "KINDS", "NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "compare_results", "exercise",
     "function_exercise", "get", "hint", "measured_and_predicted", "number_problem", "prediction_made", "solved", "value_exercise",
-    "WrongAnswer",
+    "WrongAnswer", "UNITS", "not_judged", "packaged_use",
 ]

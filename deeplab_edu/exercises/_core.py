@@ -569,9 +569,12 @@ def value_exercise(
         The registered :class:`Exercise`.
 
     Raises:
-        ValueError: ``answer_type``, ``kind`` or ``unit`` is not one of the names above, or ``key`` is already
-            registered (as for :func:`exercise`).
+        ValueError: ``answer_type``, ``kind`` or ``unit`` is not one of the names above, a tolerance is negative or
+            not finite, or ``key`` is already registered (as for :func:`exercise`).
     """
+    if not (0 <= rel_tol < math.inf and 0 <= abs_tol < math.inf):  # an audit: -1 was registered, and every
+        raise ValueError(f"exercise {key!r}: rel_tol and abs_tol must be finite and at least 0, got {rel_tol!r}, "
+                         f"{abs_tol!r}")  # check then said "could not check this answer"
     if unit and unit not in UNITS:
         raise ValueError(f"exercise {key!r}: unit must be one of {tuple(UNITS)} or '', got {unit!r}")
     if answer_type not in ANSWER_TYPES:
@@ -1160,6 +1163,13 @@ def measured_and_predicted(measured: float, prediction: Any, fmt: str = ".3f") -
     prediction = _spelled_number(_as_scalar(prediction))  # "300" or "30,000", read as check() reads it
     if _unanswered(prediction) and not course_checks():
         return "measured: hidden until you predict (replace `...` above, then run this cell again)"
+    if isinstance(measured, (torch.Tensor, np.ndarray)) and measured.reshape(-1).shape[0] == 1:
+        measured = measured.reshape(-1)[0].item()  # an audit: a measured tensor([0.4]), or 3.0 against "d", broke
+    measured = _as_scalar(measured)  # the cell
+    try:
+        format(measured, fmt)
+    except (TypeError, ValueError):
+        fmt = "g" if isinstance(measured, (int, float)) else ""
     text = f"measured: {measured:{fmt}}"
     if _unanswered(prediction):
         return text

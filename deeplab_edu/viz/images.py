@@ -38,15 +38,22 @@ def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], 
     check-data``). Returns a uint8 array (H, W, 3).
 
     Raises:
-        ValueError: ``mask`` holds values that are not whole numbers (probabilities, say: take their argmax).
+        ValueError: ``mask`` holds values that are not whole numbers (probabilities, say: take their argmax), or is
+            an (H, W, 3) colour image; ``palette`` is not one RGB triple per class.
     """
     m = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if m.ndim == 3 and m.shape[-1] == 3 and m.dtype == np.uint8:  # an audit: an (H, W, 3, 3) array came back
+        raise ValueError(f"colorize colours a label map (H, W); this mask {m.shape} looks like a colour image already")
+    if m.dtype == np.bool_:  # an audit: an IndexError (True/False are labels 1 and 0)
+        m = m.astype(np.int64)
     if np.issubdtype(m.dtype, np.floating):
         if not np.all(np.isfinite(m) & (m == np.round(m))):
             raise ValueError("colorize needs integer labels (H, W); this mask holds fractions: take the argmax of "
                              "the scores first")
         m = m.astype(np.int64)
     pal = np.asarray(palette, dtype=np.uint8)
+    if pal.ndim != 2 or pal.shape[1] != 3:  # an audit: an RGBA palette was a broadcast error
+        raise ValueError(f"palette must be one RGB triple (0-255) per class, got shape {pal.shape}")
     out = np.full((*m.shape, 3), 255, dtype=np.uint8)
     valid = (m != ignore_index) & (m >= 0) & (m < len(pal))
     out[valid] = pal[m[valid]]
@@ -92,10 +99,16 @@ def overlay(image: torch.Tensor | np.ndarray, colored_mask: np.ndarray, alpha: f
     gives it; ``alpha`` is the mask's weight in [0, 1] (0: the image alone). Returns a uint8 array (H, W, 3).
 
     Raises:
-        ValueError: a tensor ``image`` is not (3, H, W) (:func:`display_rgb`).
+        ValueError: a tensor ``image`` is not (3, H, W) (:func:`display_rgb`), ``alpha`` is not in [0, 1], or the
+            image and ``colored_mask`` are not both (H, W, 3) of one size.
     """
+    if not 0 <= alpha <= 1:  # an audit: 1.5 wrapped around in uint8
+        raise ValueError(f"alpha is the mask's weight in [0, 1], got {alpha!r}")
     if isinstance(image, torch.Tensor):
         img = display_rgb(image) * 255
     else:
         img = np.asarray(image, dtype=np.float32)
+    if img.shape != np.shape(colored_mask) or img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"image {img.shape} and colored_mask {np.shape(colored_mask)} must both be (H, W, 3) of one "
+                         "size (colorize a mask of the image's size)")
     return (img * (1 - alpha) + colored_mask.astype(np.float32) * alpha).round().astype(np.uint8)

@@ -269,13 +269,14 @@ def plot_gridding(patterns: Mapping[str, torch.Tensor], ax: Sequence[plt.Axes] |
 
 
 def plot_erf_maps(
-    maps: Mapping[str, torch.Tensor], rf: ReceptiveField, output_index: int | None = None, ax: Sequence[plt.Axes] | None = None
+    maps: Mapping[str, torch.Tensor], rf: ReceptiveField, output_index: int | tuple[int, int] | None = None,
+    ax: Sequence[plt.Axes] | None = None
 ) -> np.ndarray:
-    """Effective receptive field maps with the theoretical square of the output unit.
+    """Effective receptive field maps (each (H, W)) with the theoretical square of the output unit.
 
-    ``output_index`` is the unit's (row = column) index in the output map; by default the
-    input's centre index, right for a stride-1, same-padded network. The square may extend past
-    the image (then only its visible part is drawn).
+    ``output_index`` is the unit's ``(row, column)`` in the output map, or one index for both; by default
+    the input's centre, ``((H - 1) // 2, (W - 1) // 2)``, right for a stride-1, same-padded network. The
+    square may extend past the image (then only its visible part is drawn).
     """
     if ax is None:
         _, ax = plt.subplots(1, len(maps), figsize=(3.8 * len(maps), 3.8))
@@ -283,8 +284,10 @@ def plot_erf_maps(
     for a, (name, m) in zip(axes, maps.items()):
         h, w = m.shape
         a.imshow(m.numpy(), cmap=ERF_CMAP)
-        (r0, _) = rf.region((h - 1) // 2 if output_index is None else output_index)
-        a.add_patch(Rectangle((r0 - 0.5, r0 - 0.5), rf.size, rf.size, fill=False, edgecolor=SQUARE, lw=1.5))
+        row, col = (((h - 1) // 2, (w - 1) // 2) if output_index is None else  # an audit: one index for both put
+                    (output_index, output_index) if isinstance(output_index, int) else output_index)  # the square
+        (r0, _), (c0, _) = rf.region(row), rf.region(col)  # of a wide map in the wrong column
+        a.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), rf.size, rf.size, fill=False, edgecolor=SQUARE, lw=1.5))
         a.set_xlim(-0.5, w - 0.5), a.set_ylim(h - 0.5, -0.5)
         a.set_xticks([]), a.set_yticks([])
         a.set_title(f"{name}\n90% of |gradient| within {mass_extent(m, 0.9)}px of {rf.size}px", fontsize=9)

@@ -362,8 +362,10 @@ def loss_decreased(history: Sequence[Mapping[str, Any]], window: int = 3) -> boo
     """Whether the mean training loss of the last ``window`` logged points is below that of the first.
 
     Raises:
-        ValueError: fewer than ``2 * window`` training losses are logged.
+        ValueError: ``window`` is below 1, or fewer than ``2 * window`` training losses are logged.
     """
+    if window < 1:  # an audit: -1 answered False, 0 divided by zero
+        raise ValueError(f"window must be at least 1 logged point, got {window}")
     losses = [r["loss"] for r in history if r.get("split") == "train"]
     if len(losses) < 2 * window:
         raise ValueError(f"need at least {2 * window} logged training losses, got {len(losses)}")
@@ -447,7 +449,10 @@ def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[An
     fig, ax = plt.subplots(figsize=(5.2, 3.3))
     for name, res in results.items():
         ax.plot(list(widths), [100 * res[w]["miou"] for w in widths], marker="o", label=name)
-    ax.set_xscale("log", base=2)
+    if min(widths) > 0:
+        ax.set_xscale("log", base=2)
+    else:  # a band of width 0 (the boundary pixels alone, which band_metrics takes): linear up to 1 (an audit:
+        ax.set_xscale("symlog", base=2, linthresh=1)  # a log axis piled 0, 1 and 4 at its right edge)
     ax.set_xticks(list(widths), [str(w) for w in widths])
     ax.set_xlabel("trimap band width w (pixels from a boundary pixel)")
     ax.set_ylabel("mIoU in the band (%)")
