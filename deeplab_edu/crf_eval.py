@@ -212,7 +212,8 @@ def grid_edges(best: CRFParams | Mapping[str, float], tried: Mapping[str, Sequen
         ``{name: "largest" | "smallest"}`` for each parameter at an edge, in ``tried``'s order.
 
     Raises:
-        KeyError: ``best`` has no value for a parameter of ``tried``.
+        KeyError: ``best``, a dict, has no value for a parameter of ``tried``.
+        AttributeError: ``best``, a :class:`~deeplab_edu.crf.CRFParams`, has no parameter of that name.
     """
     chosen = best if isinstance(best, Mapping) else {k: getattr(best, k) for k in tried}
     edges = {}

@@ -323,3 +323,10 @@ def test_exercise_helpers_take_what_a_cell_measures() -> None:
         value_exercise("zz.audit", "t", solution=lambda: 1, otherwise=0, rel_tol=-1)  # registered; every check failed
     with pytest.raises(ValueError, match="both whole numbers, got repeats=1.5"):
         check_rounds(1.5, 1)  # passed, and failed in range() after the counting
+
+
+def test_runs_root_names_an_unknown_profile() -> None:
+    from deeplab_edu.viz.training import runs_root
+
+    with pytest.raises(ValueError, match="profile must be one of smoke, cpu, gpu"):
+        runs_root("bogus")  # was <repo>/runs, as for cpu

@@ -177,6 +177,9 @@ def runs_root(profile: str | None = None) -> Path:
     Warns (``UserWarning``, once) when the working directory lies in another clone of the course
     than the package's (an environment shared by several clones): the runs would land in the
     other clone's ``runs/``.
+
+    Raises:
+        ValueError: ``profile`` is not one of :data:`~deeplab_edu.config.PROFILES`.
     """
     import os
     import warnings
@@ -185,6 +188,8 @@ def runs_root(profile: str | None = None) -> Path:
     from ..records import REPO_ROOT
 
     profile = profile or config.profile()
+    if profile not in config.PROFILES:  # an audit: "bogus" gave runs/ without a word
+        raise ValueError(f"profile must be one of {', '.join(config.PROFILES)} (or None: the active one), got {profile!r}")
     if profile == "smoke":
         _remove_stale_smoke_folders()
         path = Path(tempfile.mkdtemp(prefix=_SMOKE_PREFIX))
