@@ -591,11 +591,16 @@ def _train(args: argparse.Namespace) -> int:
                                 subsequent_indent=" " * (width + 2)))
         return 0
     cfg = _train_config(args)
-    if not args.preset and not args.config and (cfg.device or str(_default_device())).startswith("cpu") and is_main():
+    on_cpu = (cfg.device or str(_default_device())).startswith("cpu") and is_main()
+    if not args.preset and not args.config and on_cpu:
         print(f"note: no --preset: these are the papers' settings ({cfg.backbone}, {cfg.crop_size}-pixel crops in "
               f"batches of {cfg.batch_size}), made for GPUs: on a CPU each iteration is slow (the papers train "
               "30000); --preset cpu trains the course's teaching-scale model in minutes (--list-presets shows "
               "them all)", file=sys.stderr)
+    elif args.preset and on_cpu and _preset_device(args.preset) != "cpu":  # a trial: camvid_gpu started on a CPU
+        print(f"note: --preset {args.preset} is made for a GPU ({cfg.backbone}, {cfg.crop_size}-pixel crops in batches "
+              f"of {cfg.batch_size}, {cfg.iterations} iterations), and this run is on the CPU: each iteration is slow; "
+              "--preset cpu or camvid_cpu trains the course's teaching-scale model in minutes", file=sys.stderr)
     given = {k for k, v in vars(args).items() if v is not None}
     from .config import DEVICE_ENV_VAR
 
@@ -644,6 +649,21 @@ def _train(args: argparse.Namespace) -> int:
                                                         for r in result["history"] if r["split"] == "train"]},
                      extra={"config": cfg.to_dict()})
     return 0
+
+
+def _preset_device(preset: str) -> str | None:
+    """The ``device`` a preset (a name of ``deeplab_edu/presets`` or a YAML path) sets, if any: the
+    course's CPU presets set ``cpu``."""
+    import yaml
+
+    from .engine.config import PRESETS_DIR
+
+    path = Path(preset) if Path(preset).suffix else PRESETS_DIR / f"{preset}.yaml"
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # load_config has read it already: this is only a note's question
+    return settings.get("device") if isinstance(settings, dict) else None
 
 
 def _short_curve(curve: list[tuple[int, float]], most: int = 6) -> str:

@@ -385,7 +385,13 @@ def test_train_without_a_preset_on_a_cpu_says_what_it_costs(tmp_path: Path, monk
     err = capsys.readouterr().err
     assert "note: no --preset: these are the papers' settings (resnet50, 513-pixel crops" in err and "--preset cpu" in err
     assert main(["train", "--preset", "smoke", "--out-dir", str(tmp_path / "b"), "--device", "cpu"]) == 130
-    assert "note: no --preset" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "note: no --preset" not in err and "made for a GPU" not in err
+    # a trial of the README's examples: camvid_gpu started a ResNet-50 run on a CPU without a word
+    assert main(["train", "--preset", "camvid_gpu", "--out-dir", str(tmp_path / "c"), "--device", "cpu"]) == 130
+    assert "note: --preset camvid_gpu is made for a GPU (resnet50" in capsys.readouterr().err
+    assert main(["train", "--preset", "camvid_cpu", "--out-dir", str(tmp_path / "d"), "--device", "cpu"]) == 130
+    assert "made for a GPU" not in capsys.readouterr().err
 
 
 def test_a_config_file_applies_on_top_of_a_preset(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Your own data: a folder of images and masks, with a ``classes.txt`` naming the classes.
 
 ``build_dataset("folder", split, root=...)`` and ``deeplab-edu train --dataset folder --data-root
-DIR`` read this layout (the one CamVid's copy in this course uses, with the classes written out)::
+DIR`` read this layout (like the course's CamVid copy, but with ``masks/`` for its ``labels/``, a
+``classes.txt``, and 255 for unlabelled pixels)::
 
     DIR/
       classes.txt            one class per line, in label order: "name", "name R G B" or "name #RRGGBB"
