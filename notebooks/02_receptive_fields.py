@@ -2,7 +2,7 @@
 # jupyter:
 #   deeplab_edu:
 #     chapter: 2
-#     cpu_minutes: 2
+#     cpu_minutes: 3
 #     prerequisites:
 #     - 1
 #     title: Receptive fields
@@ -23,7 +23,7 @@
 # %% [markdown]
 # # 02 · Receptive fields
 #
-# *About 2 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
+# *About 3 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
 # Builds on chapter 01.*
 #
 # A unit of a feature map can only react to the input pixels it is connected to: its
