@@ -26,6 +26,7 @@ cross-correlation that deep-learning libraries call convolution). This module gi
 from __future__ import annotations
 
 import functools
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,11 +52,11 @@ IntOrPair = int | tuple[int, int]
 
 
 def _positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy's integers too (an audit)
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
+    if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def _pair(value: IntOrPair, name: str, *, minimum: int = 1) -> tuple[int, int]:

@@ -50,6 +50,7 @@ tests and the notebook can watch it fall iteration by iteration.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence, overload
 
@@ -132,8 +133,9 @@ class CRFParams:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"CRFParams.{name} must be a finite number > 0, got {value!r}")
-        if not isinstance(self.iterations, int) or isinstance(self.iterations, bool) or self.iterations < 0:
+        if not isinstance(self.iterations, numbers.Integral) or isinstance(self.iterations, bool) or self.iterations < 0:
             raise ValueError(f"CRFParams.iterations must be an int >= 0, got {self.iterations!r}")
+        object.__setattr__(self, "iterations", int(self.iterations))  # NumPy's integers too (an audit)
         if self.normalization not in ("pixel", "symmetric", "none"):
             raise ValueError(
                 f"CRFParams.normalization must be 'pixel', 'symmetric' or 'none', got {self.normalization!r}"

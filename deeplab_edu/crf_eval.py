@@ -15,6 +15,7 @@ v2 sec. 4.1.1). This module does the same on any data set of ``(image, mask)`` i
 from __future__ import annotations
 
 import itertools
+import numbers
 from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping, Sequence
 
@@ -57,7 +58,7 @@ def coarse_scores(
         ValueError: ``mask`` is not a 2-D integer tensor, or holds labels outside ``[0, num_classes)`` other than
             ``ignore_index``; ``output_stride`` is not a positive int.
     """
-    if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride < 1:
+    if isinstance(output_stride, bool) or not isinstance(output_stride, numbers.Integral) or output_stride < 1:
         raise ValueError(f"output_stride must be a positive int (a block side in pixels), got {output_stride!r}")
     if mask.dim() != 2 or mask.is_floating_point():
         raise ValueError(f"mask must be an integer label map (H, W), got {tuple(mask.shape)} {mask.dtype}")

@@ -22,6 +22,7 @@ JavaScript explorer draws it over the photograph.
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -92,7 +93,7 @@ def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor
     if not rates:
         raise ValueError("rates must name at least one layer")
     for r in rates:
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:  # NumPy's integers too (an audit)
             raise ValueError(f"rates must be positive ints, got {r!r}")
     specs = [LayerSpec(kernel_size, dilation=r) for r in rates]
     size = receptive_field(specs).size  # no padding: the one output unit sees exactly its field

@@ -69,8 +69,9 @@ class LayerSpec:
     def __post_init__(self) -> None:
         for attr, low in (("kernel", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
             value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"LayerSpec {self.name or ''}: {attr} must be an int >= {low}, got {value!r}")
+            object.__setattr__(self, attr, int(value))  # NumPy's integers too, kept as Python's (an audit)
 
     @property
     def effective_kernel(self) -> int:

@@ -330,3 +330,30 @@ def test_runs_root_names_an_unknown_profile() -> None:
 
     with pytest.raises(ValueError, match="profile must be one of smoke, cpu, gpu"):
         runs_root("bogus")  # was <repo>/runs, as for cpu
+
+
+def test_numpy_integers_are_integers_everywhere() -> None:
+    """The audit: NumPy's integers (a rate read from an array, a side from a shape) were accepted by some
+    functions and refused by others; set_conv_rate took True as a rate."""
+    from deeplab_edu.atrous import atrous_conv1d, conv_output_size
+    from deeplab_edu.crf import CRFParams
+    from deeplab_edu.crf_eval import coarse_scores
+    from deeplab_edu.effective_receptive_field import TinyDilatedNet
+    from deeplab_edu.gridding import sampling_pattern
+    from deeplab_edu.models.aspp import fit_atrous_rates, set_conv_rate
+    from deeplab_edu.receptive_field import LayerSpec
+
+    two = np.int64(2)
+    assert conv_output_size(np.int64(10), 3) == 8
+    assert atrous_conv1d(torch.arange(10.0), torch.ones(3), two).shape == (6,)
+    conv = torch.nn.Conv2d(1, 1, 3)
+    set_conv_rate(conv, two)
+    assert conv.dilation == (2, 2) and type(conv.dilation[0]) is int
+    with pytest.raises(ValueError, match="atrous rate must be a positive integer, got True"):
+        set_conv_rate(conv, True)  # type: ignore[arg-type]
+    assert type(LayerSpec(np.int64(3)).kernel) is int  # type: ignore[arg-type]
+    assert torch.equal(sampling_pattern((np.int64(1), two)), sampling_pattern((1, 2)))  # type: ignore[arg-type]
+    assert fit_atrous_rates(np.int64(33), (6, 12, 18)) == fit_atrous_rates(33, (6, 12, 18))  # type: ignore[arg-type]
+    assert CRFParams(iterations=np.int64(5)).iterations == 5  # type: ignore[arg-type]
+    assert TinyDilatedNet((np.int64(1), two))(torch.randn(1, 3, 9, 9)).shape == (1, 2, 9, 9)  # type: ignore[arg-type]
+    assert coarse_scores(torch.zeros(8, 8, dtype=torch.long), 2, output_stride=two).shape[-2:] == (8, 8)  # type: ignore[arg-type]

@@ -120,8 +120,9 @@ def fit_atrous_rates(map_side: int, paper_rates: Sequence[int] = (6, 12, 18),
     """
     from ..boundary import mean_valid_fraction
 
-    if isinstance(map_side, bool) or not isinstance(map_side, int) or map_side < 1:
+    if isinstance(map_side, bool) or not isinstance(map_side, numbers.Integral) or map_side < 1:
         raise ValueError(f"map_side must be a positive integer, got {map_side!r}")
+    map_side = int(map_side)  # NumPy's integers too (an audit)
     rates = []
     for r in paper_rates:
         if not _positive_int(r):
@@ -153,10 +154,11 @@ def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:
     """Set a conv's dilation to ``rate`` with 'same' padding, in place.
 
     Raises:
-        ValueError: ``rate`` is not an int or is below 1.
+        ValueError: ``rate`` is not an int (a bool is not one; NumPy's integers are) or is below 1.
     """
-    if not isinstance(rate, int) or rate < 1:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate < 1:  # an audit: True was a rate
         raise ValueError(f"atrous rate must be a positive integer, got {rate!r}")
+    rate = int(rate)
     conv.dilation = (rate, rate)
     conv.padding = ((conv.kernel_size[0] - 1) // 2 * rate,) * 2
 
