@@ -348,3 +348,27 @@ def test_sbd_download_offline_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", fail)
     with pytest.raises(DatasetNotFoundError, match=r"downloading SBD(.|\n)*failed(.|\n)*benchmark"):
         VOCSegmentation(tmp_path, "trainaug", download=True)
+
+
+def test_check_data_lists_a_real_data_sets_missing_files_with_its_other_problems(tmp_path, capsys):
+    """A trial: check-data refused a CamVid split with a missing file as a whole (naming it), so its other
+    bad files came one run later; the split is read now, each missing file one of its problems."""
+    from deeplab_edu.cli import main
+    from deeplab_edu.data import build_dataset
+
+    for folder in ("images", "labels"):
+        (tmp_path / "train" / folder).mkdir(parents=True)
+    stems = ["a", "b", "c"]
+    for stem in stems:
+        Image.new("RGB", (12, 9)).save(tmp_path / "train" / "images" / f"{stem}.png")
+        Image.fromarray(np.zeros((9, 12), np.uint8)).save(tmp_path / "train" / "labels" / f"{stem}.png")
+    (tmp_path / "train.txt").write_text("\n".join(stems) + "\n")
+    (tmp_path / "train" / "images" / "a.png").unlink()
+    (tmp_path / "train" / "labels" / "c.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetNotFoundError, match="1 of 6 files are missing"):  # training still refuses the split
+        build_dataset("camvid", "train", root=tmp_path)
+    assert len(build_dataset("camvid", "train", root=tmp_path, check_files=False)) == 3
+    assert main(["check-data", "--dataset", "camvid", "--data-root", str(tmp_path), "--split", "train",
+                 "--no-progress", "--num-workers", "0"]) == 2
+    out = capsys.readouterr().out
+    assert "3 items read, 2 bad" in out and "image file not found" in out and "a.jpg" in out and "c.png" in out

@@ -179,12 +179,14 @@ class CamVid(SegmentationFolder):
         split: ``"train"``, ``"val"`` or ``"test"``.
         download: fetch it from GitHub when it is not there.
         transform: joint transform ``(image, mask) -> (image, mask)``.
+        check_files: refuse the split when a file it lists is missing (the default); ``False`` leaves each missing
+            file to the item that reads it (``deeplab-edu check-data`` lists them with the split's other problems).
 
     Raises:
         ValueError: ``split`` is not ``"train"``, ``"val"`` or ``"test"``.
         DatasetNotFoundError: no CamVid copy is found under ``root`` and ``download`` is false, or the download
-            fails; the copy has no list for ``split``; a line of that list cannot be parsed; or files it names are
-            missing.
+            fails; the copy has no list for ``split``; a line of that list cannot be parsed; or (with
+            ``check_files``) files it names are missing.
         ~deeplab_edu.data.io.BadDataError: the list for ``split`` names no image.
     """
 
@@ -195,6 +197,7 @@ class CamVid(SegmentationFolder):
         *,
         download: bool = False,
         transform: JointTransform | None = None,
+        check_files: bool = True,
     ) -> None:
         if split not in CAMVID_SPLITS:
             raise ValueError(f"split must be one of {CAMVID_SPLITS} for CamVid, got {split!r}")
@@ -217,5 +220,6 @@ class CamVid(SegmentationFolder):
             lut=camvid_lut(),
             colour_aliases={(0, 0, 0): IGNORE_INDEX},
             missing_hint=_how_to_get(base),
+            check_files=check_files,
             name=f"camvid/{split}",
         )

@@ -44,11 +44,13 @@ class Cityscapes(SegmentationFolder):
         split: ``"train"``, ``"val"`` or ``"test"`` (test masks are all ignore).
         download: must be ``False``; Cityscapes needs registration.
         transform: joint transform ``(image, mask) -> (image, mask)``.
+        check_files: refuse the split when an image's mask is missing (the default); ``False`` leaves it to the
+            item that reads it (``deeplab-edu check-data``).
 
     Raises:
         ValueError: ``split`` is not ``"train"``, ``"val"`` or ``"test"``.
         DatasetNotFoundError: ``download`` is true (Cityscapes cannot be downloaded), ``root`` has no
-            ``leftImg8bit/<split>`` folder, or the ``gtFine`` mask of an image is missing.
+            ``leftImg8bit/<split>`` folder, or (with ``check_files``) the ``gtFine`` mask of an image is missing.
         BadDataError: ``leftImg8bit/<split>`` holds no ``*/*_leftImg8bit.png`` image.
     """
 
@@ -59,6 +61,7 @@ class Cityscapes(SegmentationFolder):
         *,
         download: bool = False,
         transform: JointTransform | None = None,
+        check_files: bool = True,
     ) -> None:
         if split not in CITYSCAPES_SPLITS:
             raise ValueError(f"split must be one of {CITYSCAPES_SPLITS} for Cityscapes, got {split!r}")
@@ -81,5 +84,5 @@ class Cityscapes(SegmentationFolder):
         self.split = split
         super().__init__(
             pairs, CITYSCAPES, transform=transform, lut=cityscapes_lut(),
-            missing_hint=_how_to_get(root), name=f"cityscapes/{split}",
+            missing_hint=_how_to_get(root), check_files=check_files, name=f"cityscapes/{split}",
         )

@@ -52,7 +52,9 @@ def build_dataset(
         transform: joint transform ``(image, mask) -> (image, mask)``.
         **kwargs: passed on; for ``"procedural"``: ``length``, ``size``, ``seed`` (the split's
             seed is ``seed + PROCEDURAL_SPLIT_SEED_OFFSET[split]``, so splits never overlap),
-            ``max_objects``, ...; for ``"folder"``: ``skip_unpaired`` (:class:`~deeplab_edu.data.own.FolderDataset`).
+            ``max_objects``, ...; for ``"folder"``: ``skip_unpaired`` (:class:`~deeplab_edu.data.own.FolderDataset`);
+            for the real data sets: ``check_files`` (``False``: a missing file is the error of the item that
+            reads it, not of the split; ``deeplab-edu check-data``).
 
     Raises:
         ValueError: ``name`` is not a data set of :data:`DATASETS` (case, ``-`` and ``_`` aside; ``"pascal_voc"``
@@ -60,7 +62,7 @@ def build_dataset(
             ``root`` is given; for ``"folder"``, ``root`` is not given or ``download`` is true; or the data set's
             constructor raises it (e.g. for an unknown ``split``).
         TypeError: ``kwargs`` are given for a data set other than ``"procedural"`` (``"folder"``: other than
-            ``skip_unpaired``).
+            ``skip_unpaired``; a real data set: other than ``check_files``).
     """
     key = name.lower().replace("-", "").replace("_", "")
     if key == "procedural":
@@ -83,6 +85,7 @@ def build_dataset(
     loaders = {"voc": VOCSegmentation, "pascalvoc": VOCSegmentation, "camvid": CamVid, "cityscapes": Cityscapes}
     if key not in loaders:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    if kwargs:
-        raise TypeError(f"unexpected arguments for {name}: {', '.join(sorted(kwargs))}")
-    return loaders[key](root, split, download=download, transform=transform)
+    unexpected = sorted(set(kwargs) - {"check_files"})
+    if unexpected:
+        raise TypeError(f"unexpected arguments for {name}: {', '.join(unexpected)}")
+    return loaders[key](root, split, download=download, transform=transform, **kwargs)

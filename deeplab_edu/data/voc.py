@@ -184,13 +184,15 @@ class VOCSegmentation(SegmentationFolder):
         split: ``"train"``, ``"val"``, ``"trainval"`` or ``"trainaug"`` (alias ``"train_aug"``).
         download: fetch what is missing with torchvision's download code.
         transform: joint transform ``(image, mask) -> (image, mask)``.
+        check_files: refuse the split when a file it lists is missing (the default); ``False`` leaves each missing
+            file to the item that reads it (``deeplab-edu check-data``).
 
     Raises:
         ValueError: ``split`` is not ``"train"``, ``"val"``, ``"trainval"``, ``"trainaug"`` or ``"train_aug"``.
         DatasetNotFoundError: no ``VOC2012`` folder is found under ``root`` and ``download`` is false, or the
             download fails; for ``"trainaug"``, when ``train_aug.txt`` or ``SegmentationClassAug/`` is missing and
             ``root/SBD`` has no ``train.txt``: ``download`` is false, or SBD's download fails; the split list is
-            missing; or files it names are missing.
+            missing; or (with ``check_files``) files it names are missing.
         ~deeplab_edu.data.io.BadDataError: the split list names no image.
     """
 
@@ -201,6 +203,7 @@ class VOCSegmentation(SegmentationFolder):
         *,
         download: bool = False,
         transform: JointTransform | None = None,
+        check_files: bool = True,
     ) -> None:
         split = "trainaug" if split == "train_aug" else split
         if split not in VOC_SPLITS:
@@ -244,5 +247,6 @@ class VOCSegmentation(SegmentationFolder):
             transform=transform,
             colour_aliases=_BOUNDARY_COLOUR,
             missing_hint=_how_to_get(root),
+            check_files=check_files,
             name=f"voc/{split}",
         )
