@@ -551,13 +551,17 @@ def _check_data(args: argparse.Namespace) -> int:
 
     bad = left_out = read = 0
     unread: list[tuple[str, Exception]] = []  # splits that could not be listed (an empty one), with why
-    # a folder lists its unpaired files among the problems instead of stopping at them, a real data set its missing
-    # files (a trial: a split with a missing file was not read at all)
-    options: dict[str, Any] = ({"skip_unpaired": True} if args.dataset.lower() == "folder" else
-                               {"check_files": False} if args.dataset.lower() != "procedural" else {})
+    # a folder lists its unpaired files among the problems instead of stopping at them
+    key = args.dataset.lower().replace("-", "").replace("_", "")  # as build_dataset reads the name
+    options: dict[str, Any] = {"skip_unpaired": True} if key == "folder" else {}
     for split in args.split:
         try:
-            dataset = build_dataset(args.dataset, split, root=args.data_root, download=args.download, **options)
+            try:
+                dataset = build_dataset(args.dataset, split, root=args.data_root, download=args.download, **options)
+            except DatasetNotFoundError as err:
+                if key in ("folder", "procedural"):
+                    raise
+                dataset = _with_missing_files(args, split, err)
         except (DatasetNotFoundError, BadDataError) as err:  # the other splits are still read (a practitioner's trial)
             if args.download and not read:
                 raise  # nothing read yet: a download that failed for one split fails for the next too
@@ -577,6 +581,28 @@ def _check_data(args: argparse.Namespace) -> int:
                  f"the split(s) {', '.join(s for s, _ in unread)} not read" if unread else ""]
         print(f"{' and '.join(f for f in found if f)}: fix or remove them before training", file=sys.stderr)
     return 2 if bad or left_out or unread else 0
+
+
+def _with_missing_files(args: argparse.Namespace, split: str, err: Exception) -> Any:
+    """A real data set's ``split`` whose listed files are not all there, for ``check-data`` to read item by item
+    (each missing file one of its problems: a trial had the split refused as a whole, its other bad files one
+    run later); ``err``, the data set's own error (which says how to get the data), where the split's images
+    or its masks are all missing (a part not unpacked, as Cityscapes' ``gtFine``) or the split is not listed.
+
+    Raises:
+        DatasetNotFoundError: ``err``, as said.
+    """
+    from .data import build_dataset
+    from .data.io import BadDataError, DatasetNotFoundError
+
+    try:
+        dataset = build_dataset(args.dataset, split, root=args.data_root, check_files=False)
+    except (DatasetNotFoundError, BadDataError):
+        raise err from None
+    images, masks = zip(*getattr(dataset, "pairs"))
+    if not any(Path(f).is_file() for f in images) or not any(Path(f).is_file() for f in masks):
+        raise err  # a whole part of the data set is missing: its message says how to get it
+    return dataset
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -599,7 +625,8 @@ def _train(args: argparse.Namespace) -> int:
               f"batches of {cfg.batch_size}), made for GPUs: on a CPU each iteration is slow (the papers train "
               "30000); --preset cpu trains the course's teaching-scale model in minutes (--list-presets shows "
               "them all)", file=sys.stderr)
-    elif args.preset and on_cpu and _preset_device(args.preset) != "cpu":  # a trial: camvid_gpu started on a CPU
+    elif args.preset in list_presets() and on_cpu and _preset_device(args.preset) is None:  # a trial: camvid_gpu
+        # started on a CPU without a word (the course's CPU presets set device: cpu)
         print(f"note: --preset {args.preset} is made for a GPU ({cfg.backbone}, {cfg.crop_size}-pixel crops in batches "
               f"of {cfg.batch_size}, {cfg.iterations} iterations), and this run is on the CPU: each iteration is slow; "
               "--preset cpu or camvid_cpu trains the course's teaching-scale model in minutes", file=sys.stderr)
@@ -654,13 +681,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _preset_device(preset: str) -> str | None:
-    """The ``device`` a preset (a name of ``deeplab_edu/presets`` or a YAML path) sets, if any: the
-    course's CPU presets set ``cpu``."""
+    """The ``device`` a preset of ``deeplab_edu/presets`` (a name of :func:`~deeplab_edu.engine.config.list_presets`)
+    sets, if any: the course's CPU presets set ``cpu``."""
     import yaml
 
     from .engine.config import PRESETS_DIR
 
-    path = Path(preset) if Path(preset).suffix else PRESETS_DIR / f"{preset}.yaml"
+    path = PRESETS_DIR / f"{preset}.yaml"
     try:
         settings = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

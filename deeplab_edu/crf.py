@@ -84,6 +84,11 @@ Method = Literal["auto", "exact", "approx"]
 MAX_EXACT_PIXELS = 4096
 
 
+def _real(value: object) -> bool:
+    """A real number (Python's or NumPy's), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class CRFParams:
     """Parameters of the fully connected CRF (DeepLab v2 eq. 3) and of its inference.
@@ -127,12 +132,14 @@ class CRFParams:
     def __post_init__(self) -> None:
         for name in ("w_bilateral", "w_spatial"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if not _real(value) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"CRFParams.{name} must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, name, float(value))  # NumPy's numbers too, kept as Python's (a review)
         for name in ("theta_alpha", "theta_beta", "theta_gamma"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not _real(value) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"CRFParams.{name} must be a finite number > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if not isinstance(self.iterations, numbers.Integral) or isinstance(self.iterations, bool) or self.iterations < 0:
             raise ValueError(f"CRFParams.iterations must be an int >= 0, got {self.iterations!r}")
         object.__setattr__(self, "iterations", int(self.iterations))  # NumPy's integers too (an audit)

@@ -60,6 +60,7 @@ def coarse_scores(
     """
     if isinstance(output_stride, bool) or not isinstance(output_stride, numbers.Integral) or output_stride < 1:
         raise ValueError(f"output_stride must be a positive int (a block side in pixels), got {output_stride!r}")
+    output_stride = int(output_stride)
     if mask.dim() != 2 or mask.is_floating_point():
         raise ValueError(f"mask must be an integer label map (H, W), got {tuple(mask.shape)} {mask.dtype}")
     try:  # the confusion matrix's own check of the labels
@@ -185,6 +186,7 @@ def grid_search(
             :class:`~deeplab_edu.crf.CRFParams` refuses.
     """
     items = list(dataset)
+    w_bilateral, theta_alpha, theta_beta = tuple(w_bilateral), tuple(theta_alpha), tuple(theta_beta)  # any iterable
     for name, axis in (("w_bilateral", w_bilateral), ("theta_alpha", theta_alpha), ("theta_beta", theta_beta)):
         if len(axis) == 0:  # an audit: "max() arg is an empty sequence"
             raise ValueError(f"grid_search: {name} holds no value to try")

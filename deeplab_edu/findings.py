@@ -386,8 +386,8 @@ def metric(name: str) -> tuple[str, Callable[[np.ndarray], float]]:
 
     Raises:
         ValueError: ``name`` (after any ``band<w>:`` prefix) is not ``miou``, ``iou:<class>`` or
-            ``confusion:<class>/<class>``; ``name`` starts with ``band`` but has no ``:``; or a ``confusion:``
-            metric does not name exactly two classes.
+            ``confusion:<class>/<class>``; ``name`` starts with ``band`` but has no ``:`` or no width in
+            whole pixels before it; or a ``confusion:`` metric does not name exactly two classes.
         KeyError: a ``<class>`` is not ``wire``, ``car`` or ``boat``.
     """
     key, given = "all", name

@@ -296,6 +296,8 @@ def test_viz_and_crf_helpers_name_bad_arguments() -> None:
         colorize(mask, [(0, 0, 0, 255)])
     with pytest.raises(ValueError, match="w_bilateral holds no value to try"):
         grid_search([(image, mask)], 3, w_bilateral=(), progress=False)  # "max() arg is an empty sequence"
+    with pytest.raises(ValueError, match="theta_beta holds no value to try"):  # a generator is an axis too
+        grid_search([(image, mask)], 3, w_bilateral=(v for v in (3, 4)), theta_beta=iter(()), progress=False)
     with pytest.raises(ValueError, match="window must be at least 1"):
         loss_decreased([{"split": "train", "loss": 1.0}] * 4, window=0)  # divided by zero
 
@@ -354,6 +356,7 @@ def test_numpy_integers_are_integers_everywhere() -> None:
     assert type(LayerSpec(np.int64(3)).kernel) is int  # type: ignore[arg-type]
     assert torch.equal(sampling_pattern((np.int64(1), two)), sampling_pattern((1, 2)))  # type: ignore[arg-type]
     assert fit_atrous_rates(np.int64(33), (6, 12, 18)) == fit_atrous_rates(33, (6, 12, 18))  # type: ignore[arg-type]
-    assert CRFParams(iterations=np.int64(5)).iterations == 5  # type: ignore[arg-type]
+    params = CRFParams(iterations=np.int64(5), theta_alpha=np.int64(80))  # type: ignore[arg-type]
+    assert type(params.iterations) is int and type(params.theta_alpha) is float
     assert TinyDilatedNet((np.int64(1), two))(torch.randn(1, 3, 9, 9)).shape == (1, 2, 9, 9)  # type: ignore[arg-type]
     assert coarse_scores(torch.zeros(8, 8, dtype=torch.long), 2, output_stride=two).shape[-2:] == (8, 8)  # type: ignore[arg-type]

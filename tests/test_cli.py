@@ -392,6 +392,10 @@ def test_train_without_a_preset_on_a_cpu_says_what_it_costs(tmp_path: Path, monk
     assert "note: --preset camvid_gpu is made for a GPU (resnet50" in capsys.readouterr().err
     assert main(["train", "--preset", "camvid_cpu", "--out-dir", str(tmp_path / "d"), "--device", "cpu"]) == 130
     assert "made for a GPU" not in capsys.readouterr().err
+    (tmp_path / "mine.yaml").write_text("backbone: tiny_resnet\ncrop_size: 64\n")  # a teacher's own preset: no guess
+    assert main(["train", "--preset", str(tmp_path / "mine.yaml"), "--out-dir", str(tmp_path / "e"), "--device",
+                 "cpu"]) == 130
+    assert "made for a GPU" not in capsys.readouterr().err
 
 
 def test_a_config_file_applies_on_top_of_a_preset(tmp_path: Path) -> None:

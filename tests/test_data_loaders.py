@@ -372,3 +372,8 @@ def test_check_data_lists_a_real_data_sets_missing_files_with_its_other_problems
                  "--no-progress", "--num-workers", "0"]) == 2
     out = capsys.readouterr().out
     assert "3 items read, 2 bad" in out and "image file not found" in out and "a.jpg" in out and "c.png" in out
+    import shutil  # a review: a whole part missing (labels not unpacked) keeps the data set's own error, which says
+    shutil.rmtree(tmp_path / "train" / "labels")  # how to get the data, rather than every item's "not found"
+    assert main(["check-data", "--dataset", "CamVid", "--data-root", str(tmp_path), "--split", "train",
+                 "--no-progress", "--num-workers", "0"]) == 2
+    assert "4 of 6 files are missing" in capsys.readouterr().err  # a.jpg and the three masks

@@ -1,8 +1,9 @@
 """A segmentation data set read from pairs of files: the base of the VOC, CamVid and Cityscapes
 loaders (the data sets of DeepLabv2 Sec. 4).
 
-Construction checks that every listed file exists, so a missing or incomplete data set fails at
-once with the list of missing files and what to do, instead of deep inside a ``DataLoader``.
+Construction checks that every listed file exists (by default: ``check_files``), so a missing or
+incomplete data set fails at once with the list of missing files and what to do, instead of deep inside
+a ``DataLoader``; ``deeplab-edu check-data`` reads a split with missing files item by item instead.
 Each item is checked as it is read (see :mod:`deeplab_edu.data.io`).
 """
 

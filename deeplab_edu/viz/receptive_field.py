@@ -284,9 +284,13 @@ def plot_erf_maps(
     for a, (name, m) in zip(axes, maps.items()):
         h, w = m.shape
         a.imshow(m.numpy(), cmap=ERF_CMAP)
-        row, col = (((h - 1) // 2, (w - 1) // 2) if output_index is None else  # an audit: one index for both put
-                    (output_index, output_index) if isinstance(output_index, int) else output_index)  # the square
-        (r0, _), (c0, _) = rf.region(row), rf.region(col)  # of a wide map in the wrong column
+        if output_index is None:  # an audit: one index for both put the square of a wide map in the wrong column
+            row, col = (h - 1) // 2, (w - 1) // 2
+        elif isinstance(output_index, tuple):
+            row, col = output_index
+        else:  # one index (NumPy's too) for both
+            row = col = int(output_index)
+        (r0, _), (c0, _) = rf.region(row), rf.region(col)
         a.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), rf.size, rf.size, fill=False, edgecolor=SQUARE, lw=1.5))
         a.set_xlim(-0.5, w - 0.5), a.set_ylim(h - 0.5, -0.5)
         a.set_xticks([]), a.set_yticks([])
