@@ -26,13 +26,14 @@ cross-correlation that deep-learning libraries call convolution). This module gi
 from __future__ import annotations
 
 import functools
-import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .choices import is_whole
 
 __all__ = [
     "atrous_conv1d",
@@ -52,7 +53,7 @@ IntOrPair = int | tuple[int, int]
 
 
 def _positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy's integers too (an audit)
+    if not is_whole(value):  # NumPy's integers too (an audit)
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")

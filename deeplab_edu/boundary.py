@@ -19,7 +19,6 @@ all-ones map), and measures the degeneration on real convolutions.
 from __future__ import annotations
 
 import copy
-import numbers
 from dataclasses import dataclass
 from itertools import product
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .choices import is_whole
 
 __all__ = [
     "possible_counts",
@@ -49,7 +50,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- checks
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_whole(value):
         raise TypeError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")
@@ -391,7 +392,7 @@ def input_footprint(
     c = _positive_int("channels", channels)
     where: Any = position if position is not None else (h // 2, w // 2)
     if (not isinstance(where, (tuple, list)) or len(where) != 2
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in where)):
+            or not all(is_whole(v) for v in where)):
         raise TypeError(f"position must be two whole numbers (row, column), got {position!r}")
     i, j = where
     if not (0 <= i < h and 0 <= j < w):

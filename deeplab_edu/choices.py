@@ -10,8 +10,11 @@ import their names from here.
 
 from __future__ import annotations
 
+import numbers
+from typing import TypeGuard
+
 __all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "OPTIONAL_PACKAGES", "unknown_model",
-           "require_packages", "install_advice"]
+           "require_packages", "install_advice", "is_whole"]
 
 #: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -55,3 +58,9 @@ def unknown_model(name: object) -> str:
     spelled = str(name).lower().replace("+", "plus").replace("_", "").replace("-", "").replace(" ", "")
     meant = f" (did you mean {spelled!r}?)" if spelled in MODELS else ""
     return f"unknown model {name!r}{meant}; choose one of {', '.join(MODELS)}"
+
+
+def is_whole(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is a whole number as the package takes counts, sizes, rates and indices: a Python or
+    NumPy integer, not a bool (``True`` is no rate) and not a float; the callers check its range."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

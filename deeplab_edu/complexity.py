@@ -10,7 +10,6 @@ high-water mark on CUDA and the profiler's tracked tensor memory on the CPU.
 from __future__ import annotations
 
 import contextlib
-import numbers
 import os
 import statistics
 import sys
@@ -22,6 +21,8 @@ from typing import Any, Callable, Hashable, Iterator, Mapping, TypeVar
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from .choices import is_whole
 
 __all__ = ["count_parameters", "count_macs", "time_forward", "time_interleaved", "check_rounds", "peak_memory_bytes",
            "saved_for_backward_bytes", "Cost", "measure"]
@@ -120,8 +121,7 @@ def check_rounds(repeats: int, warmup: int) -> None:
         ValueError: ``repeats`` is not a whole number of at least 1 or ``warmup`` not one of at least 0 (an audit:
             1.5 passed this check and failed in ``range()`` after the minutes of counting).
     """
-    whole = [isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (repeats, warmup)]
-    if not all(whole) or repeats < 1 or warmup < 0:
+    if not (is_whole(repeats) and is_whole(warmup)) or repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be at least 1 and warmup at least 0, both whole numbers, got repeats={repeats!r}, "
                          f"warmup={warmup!r}")
 

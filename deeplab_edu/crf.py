@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .choices import is_whole
 from .permutohedral import PermutohedralLattice
 
 __all__ = [
@@ -140,7 +141,7 @@ class CRFParams:
             if not _real(value) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"CRFParams.{name} must be a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
-        if not isinstance(self.iterations, numbers.Integral) or isinstance(self.iterations, bool) or self.iterations < 0:
+        if not is_whole(self.iterations) or self.iterations < 0:
             raise ValueError(f"CRFParams.iterations must be an int >= 0, got {self.iterations!r}")
         object.__setattr__(self, "iterations", int(self.iterations))  # NumPy's integers too (an audit)
         if self.normalization not in ("pixel", "symmetric", "none"):

@@ -15,7 +15,6 @@ v2 sec. 4.1.1). This module does the same on any data set of ``(image, mask)`` i
 from __future__ import annotations
 
 import itertools
-import numbers
 from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping, Sequence
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .choices import is_whole
 from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_logits
 from .metrics import ConfusionMatrix, counted_labels, trimap_target
 from .metrics import boundary_band  # noqa: F401 - still importable here, as chapter 07 and its student copies did
@@ -58,7 +58,7 @@ def coarse_scores(
         ValueError: ``mask`` is not a 2-D integer tensor, or holds labels outside ``[0, num_classes)`` other than
             ``ignore_index``; ``output_stride`` is not a positive int.
     """
-    if isinstance(output_stride, bool) or not isinstance(output_stride, numbers.Integral) or output_stride < 1:
+    if not is_whole(output_stride) or output_stride < 1:
         raise ValueError(f"output_stride must be a positive int (a block side in pixels), got {output_stride!r}")
     output_stride = int(output_stride)
     if mask.dim() != 2 or mask.is_floating_point():

@@ -44,7 +44,6 @@ and evaluates it; ``benchmarks/findings.py`` calls it and writes the record that
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
@@ -53,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .choices import is_whole
 from .data.classes import BOAT, CAR, WIRE
 
 __all__ = [
@@ -456,7 +456,7 @@ def bootstrap_difference(base: np.ndarray, variant: np.ndarray, fn: Callable[[np
     if base.shape != variant.shape or base.ndim != 4:
         raise ValueError(f"need two (seeds, scenes, C, C) arrays of one shape, got {base.shape} and {variant.shape}")
     _check_level(level)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
+    if not is_whole(n_boot) or n_boot < 1:
         raise ValueError(f"n_boot must be a whole number of replicates, at least 1, got {n_boot!r}")
     s, n = base.shape[:2]
     observed = fn(variant.sum((0, 1))) - fn(base.sum((0, 1)))

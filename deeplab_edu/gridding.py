@@ -22,13 +22,13 @@ JavaScript explorer draws it over the photograph.
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from .atrous import conv_output_size
+from .choices import is_whole
 from .receptive_field import LayerSpec, receptive_field
 
 __all__ = ["path_counts", "sampling_pattern", "coverage"]
@@ -61,7 +61,7 @@ def path_counts(specs: Sequence[LayerSpec], input_size: int, index: int) -> np.n
     sizes = [input_size]
     for spec in specs:
         sizes.append(conv_output_size(sizes[-1], spec.kernel, spec.stride, spec.padding, spec.dilation))
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < sizes[-1]:
+    if not is_whole(index) or not 0 <= index < sizes[-1]:
         raise ValueError(f"index must be an output unit in 0..{sizes[-1] - 1}, got {index!r}")
     paths = np.zeros(sizes[-1])
     paths[index] = 1.0
@@ -93,7 +93,7 @@ def sampling_pattern(rates: Sequence[int], kernel_size: int = 3) -> torch.Tensor
     if not rates:
         raise ValueError("rates must name at least one layer")
     for r in rates:
-        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:  # NumPy's integers too (an audit)
+        if not is_whole(r) or r < 1:  # NumPy's integers too (an audit)
             raise ValueError(f"rates must be positive ints, got {r!r}")
     specs = [LayerSpec(kernel_size, dilation=r) for r in rates]
     size = receptive_field(specs).size  # no padding: the one output unit sees exactly its field

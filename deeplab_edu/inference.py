@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .choices import is_whole
 from .metrics import NAN_SCORES, ConfusionMatrix
 from .models.backbones import at_output_stride
 
@@ -44,7 +45,7 @@ PAPER_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 def _whole_or_none(value: Any) -> bool:
     """``value`` is ``None`` or a whole number (a NumPy integer too; ``True`` is not one)."""
-    return value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
+    return value is None or is_whole(value)
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,6 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
     check_finite_weights(state["model"], checkpoint)
     model.load_state_dict(state["model"])
     return LoadedRun(model.to(device).eval(), cfg, dict(info))
-
 
 
 def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,

@@ -24,10 +24,11 @@ sums them, so the metrics equal those of a single process that saw every image.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Hashable, Mapping, Sequence, TypeVar
 
 import torch
+
+from .choices import is_whole
 
 K = TypeVar("K", bound=Hashable)
 
@@ -86,8 +87,7 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
-        whole = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)  # NumPy ints too
-        if not whole or num_classes < 1:
+        if not is_whole(num_classes) or num_classes < 1:  # NumPy ints too
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.num_classes: int = int(num_classes)
         self.ignore_index: int = ignore_index
@@ -210,8 +210,8 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
     Raises:
         ValueError: ``width`` is not a whole number of at least 0, or ``target`` is not (H, W) or (N, H, W).
     """
-    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 0:  # an audit: 1.5 was a
-        raise ValueError(f"width must be a whole number of pixels, >= 0, got {width!r}")  # TypeError of max_pool2d
+    if not is_whole(width) or width < 0:  # an audit: 1.5 was a TypeError of max_pool2d
+        raise ValueError(f"width must be a whole number of pixels, >= 0, got {width!r}")
     if target.dim() not in (2, 3):
         raise ValueError(f"target must be (H, W) or (N, H, W) labels, got {tuple(target.shape)}")
     width = int(width)

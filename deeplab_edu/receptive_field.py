@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .choices import is_whole
+
 __all__ = [
     "LayerSpec",
     "ReceptiveField",
@@ -69,7 +71,7 @@ class LayerSpec:
     def __post_init__(self) -> None:
         for attr, low in (("kernel", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
             value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            if not is_whole(value) or value < low:
                 raise ValueError(f"LayerSpec {self.name or ''}: {attr} must be an int >= {low}, got {value!r}")
             object.__setattr__(self, attr, int(value))  # NumPy's integers too, kept as Python's (an audit)
 
@@ -474,7 +476,7 @@ def _input_size(input_size: Any) -> tuple[int, int]:
         h, w = sides
     except (TypeError, ValueError):
         h = w = None
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in (h, w)):
+    if not all(is_whole(v) and int(v) >= 1 for v in (h, w)):
         raise ValueError(f"input_size must be a side or (height, width) in whole pixels, at least 1, got {input_size!r}")
     return int(h), int(w)
 

@@ -49,6 +49,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..choices import is_whole
 from .classes import (
     BACKGROUND,
     BOAT,
@@ -365,9 +366,9 @@ class ProceduralScenes(SegmentationDataset):
         boundary_ignore: int = 0,
         hero_prob: float = 0.3,
     ) -> None:
-        if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 1:
+        if not is_whole(length) or length < 1:
             raise ValueError(f"length must be a positive int, got {length!r}")
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        if not is_whole(seed) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         style = scene_style(difficulty)
         max_objects = style.max_objects if max_objects is None else max_objects
@@ -397,7 +398,7 @@ class ProceduralScenes(SegmentationDataset):
         return self.length
 
     def _check_index(self, index: int) -> int:
-        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+        if not is_whole(index):
             raise TypeError(f"index must be an int, got {type(index).__name__}")
         i = int(index)
         if i < 0:

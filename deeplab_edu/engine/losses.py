@@ -26,11 +26,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Mapping
 
 import torch
 import torch.nn.functional as F
+
+from ..choices import is_whole
 
 __all__ = ["bootstrapped_ce", "SegmentationLoss"]
 
@@ -84,11 +85,6 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     return torch.stack(losses).mean()
 
 
-def _whole(value: object) -> bool:
-    """An integer (Python's or NumPy's), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 class SegmentationLoss(torch.nn.Module):
     """The training loss: (bootstrapped) cross-entropy on ``out`` plus ``aux_weight`` x that on ``aux``.
 
@@ -115,7 +111,7 @@ class SegmentationLoss(torch.nn.Module):
             raise ValueError(f"top_k must be in (0, 1], got {top_k}")
         if not 0.0 <= aux_weight < math.inf:  # an audit: aux_weight=-1 cancelled the loss to 0 (NaN: every comparison
             raise ValueError(f"aux_weight must be a finite weight of at least 0, got {aux_weight}")  # is false)
-        if not _whole(hard_mining_iters) or hard_mining_iters < 0:
+        if not is_whole(hard_mining_iters) or hard_mining_iters < 0:
             raise ValueError(f"hard_mining_iters must be a whole number of iterations, at least 0, got {hard_mining_iters!r}")
         if class_weights is not None and top_k < 1.0:
             raise ValueError(f"class_weights with hard-pixel mining (top_k={top_k}): use one of the two")

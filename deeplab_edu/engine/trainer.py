@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..atomic import atomic_path, write_text_atomic
+from ..choices import is_whole
 from ..config import resolve_device
 from ..data.io import BadDataError
 from ..metrics import NAN_SCORES, ConfusionMatrix
@@ -119,7 +120,7 @@ def _check_counters(state: Mapping[str, Any], path: Path) -> None:
     """
     for key in _COUNTERS:
         value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        if not is_whole(value) or value < 0:
             raise _damaged(path, f"its {key!r} is {'missing' if key not in state else repr(value)}, not a whole "
                                  "number of at least 0")
 

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import is_whole
+
 __all__ = ["atrous_rates_for", "feature_map_side", "fit_atrous_rates", "degenerate_rates", "ASPPv2", "ASPP",
            "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate", "atrous_conv", "set_recompute_depthwise"]
 
@@ -120,7 +122,7 @@ def fit_atrous_rates(map_side: int, paper_rates: Sequence[int] = (6, 12, 18),
     """
     from ..boundary import mean_valid_fraction
 
-    if isinstance(map_side, bool) or not isinstance(map_side, numbers.Integral) or map_side < 1:
+    if not is_whole(map_side) or map_side < 1:
         raise ValueError(f"map_side must be a positive integer, got {map_side!r}")
     map_side = int(map_side)  # NumPy's integers too (an audit)
     rates = []
@@ -156,7 +158,7 @@ def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:
     Raises:
         ValueError: ``rate`` is not an int (a bool is not one; NumPy's integers are) or is below 1.
     """
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate < 1:  # an audit: True was a rate
+    if not is_whole(rate) or rate < 1:  # an audit: True was a rate
         raise ValueError(f"atrous rate must be a positive integer, got {rate!r}")
     rate = int(rate)
     conv.dilation = (rate, rate)
@@ -395,9 +397,7 @@ class SeparableConv2d(_AtrousSequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, rate: int = 1, kernel_size: int = 3) -> None:
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("rate", rate)):
-            if not _positive_int(value):
-                raise ValueError(f"SeparableConv2d: {name} must be a positive integer, got {value!r}")
+        _check_counts("SeparableConv2d", {"in_channels": in_channels, "out_channels": out_channels, "rate": rate})
         if not _positive_int(kernel_size) or int(kernel_size) % 2 == 0:
             raise ValueError(f"SeparableConv2d: kernel_size must be a positive odd integer (an even filter has no "
                              f"centre, so no padding keeps the map's size), got {kernel_size!r}")
@@ -426,7 +426,7 @@ class ASPPConv(_AtrousSequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, rate: int, separable: bool = False) -> None:
-        _check_branches("ASPPConv", {"in_channels": in_channels, "out_channels": out_channels, "rate": rate}, (), 0.0)
+        _check_counts("ASPPConv", {"in_channels": in_channels, "out_channels": out_channels, "rate": rate})
         in_channels, out_channels, rate = int(in_channels), int(out_channels), int(rate)
         if separable:
             super().__init__(*SeparableConv2d(in_channels, out_channels, rate))
@@ -464,7 +464,7 @@ class ImagePooling(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int = 256) -> None:
-        _check_branches("ImagePooling", {"in_channels": in_channels, "out_channels": out_channels}, (), 0.0)
+        _check_counts("ImagePooling", {"in_channels": in_channels, "out_channels": out_channels})
         in_channels, out_channels = int(in_channels), int(out_channels)
         super().__init__(
             nn.AdaptiveAvgPool2d(1),
@@ -499,14 +499,21 @@ def _check_rates(owner: str, atrous_rates: Any) -> tuple[int, ...]:
     return tuple(int(r) for r in atrous_rates)
 
 
+def _check_counts(owner: str, counts: Mapping[str, int | None]) -> None:
+    """Raise a ValueError naming ``owner`` and the argument where one of ``counts`` (channels, classes, a rate;
+    ``None``: not given) is not a positive whole number: what a module would otherwise build and fail on, or
+    build empty, at its first forward pass."""
+    for name, value in counts.items():
+        if value is not None and not _positive_int(value):
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+
+
 def _check_branches(owner: str, channels: Mapping[str, int | None], atrous_rates: Sequence[int],
                     dropout: float) -> tuple[int, ...]:
     """Fail at construction, naming the argument, on what would otherwise fail (or quietly build an
-    empty layer) at the first forward pass: channels below 1, a rate that is not a positive integer,
-    no branch at all, a dropout probability outside [0, 1)."""
-    for name, value in channels.items():
-        if value is not None and not _positive_int(value):
-            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    empty layer) at the first forward pass: channels below 1 (:func:`_check_counts`), a rate that is not a
+    positive integer, no branch at all, a dropout probability outside [0, 1)."""
+    _check_counts(owner, channels)
     rates = _check_rates(owner, atrous_rates)
     if not 0 <= dropout < 1:
         raise ValueError(f"{owner}: dropout is a probability in [0, 1), got {dropout!r}")

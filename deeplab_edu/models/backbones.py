@@ -25,7 +25,6 @@ Tables 4 and 6, and appendix Table 10; sec. 4.1 fine-tunes at 8).
 from __future__ import annotations
 
 import contextlib
-import numbers
 import weakref
 from typing import Any, Iterator, Mapping, Sequence, cast
 
@@ -34,7 +33,7 @@ from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet50, resnet101
 from torchvision.models.resnet import BasicBlock
 
-from ..choices import BACKBONES, OUTPUT_STRIDES
+from ..choices import BACKBONES, OUTPUT_STRIDES, is_whole
 from .aspp import _positive_int
 from .pretrained import PretrainedSource, load_pretrained_state_dict, load_weights_into
 
@@ -45,11 +44,6 @@ __all__ = ["BACKBONES", "OUTPUT_STRIDES", "Backbone", "at_output_stride", "ResNe
 RESNETS = ("resnet50", "resnet101", "tiny_resnet")
 
 
-def _whole(value: object) -> bool:
-    """An integer (Python's or NumPy's), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES, what: str = "") -> int:
     """Return ``output_stride`` if allowed, else raise a ValueError naming the argument (and ``what``
     builds at these strides only, e.g. ``"DeepLab's VGG-16"``).
@@ -57,7 +51,7 @@ def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRI
     Raises:
         ValueError: ``output_stride`` is not one of ``allowed``.
     """
-    if isinstance(output_stride, bool) or not isinstance(output_stride, numbers.Integral) or output_stride not in allowed:
+    if not is_whole(output_stride) or output_stride not in allowed:
         choices = f"one of {', '.join(map(str, allowed))}" if len(allowed) > 1 else str(allowed[0])
         raise ValueError(f"output_stride must be {choices}{' for ' + what if what else ''}, got {output_stride!r}")
     return int(output_stride)  # a NumPy integer as a Python int
@@ -198,7 +192,7 @@ class ResNetBackbone(Backbone):
         check_output_stride(output_stride)
         if depth not in (50, 101):
             raise ValueError(f"depth must be 50 or 101, got {depth!r}")
-        if not _whole(extra_blocks) or not 0 <= extra_blocks <= 3:  # True refused, NumPy's integers taken (an audit)
+        if not is_whole(extra_blocks) or not 0 <= extra_blocks <= 3:  # True refused, NumPy's integers taken (an audit)
             raise ValueError(f"extra_blocks must be 0, 1, 2 or 3 (blocks 5-7), got {extra_blocks!r}")
         extra_blocks = int(extra_blocks)
         flags = [output_stride <= 4, output_stride <= 8, output_stride <= 16]
@@ -255,7 +249,7 @@ class ResNetBackbone(Backbone):
                 raise ValueError(f"multi_grid needs {len(self.layer4)} whole unit rates such as (1, 2, 4) (one per unit "
                                  f"of block 4), got {multi_grid!r}")
             multi_grid = tuple(int(r) for r in rates)
-            if len(multi_grid) != len(self.layer4) or min(multi_grid) < 1:
+            if len(multi_grid) != len(self.layer4):  # (each rate is at least 1: checked above)
                 raise ValueError(
                     f"multi_grid needs {len(self.layer4)} positive unit rates (one per unit of block 4), got {multi_grid}"
                 )
@@ -343,7 +337,7 @@ class TinyResNetBackbone(ResNetBackbone):
     ) -> None:
         nn.Module.__init__(self)
         check_output_stride(output_stride)
-        if not _whole(extra_blocks) or not 0 <= extra_blocks <= 3:  # True refused, NumPy's integers taken (an audit)
+        if not is_whole(extra_blocks) or not 0 <= extra_blocks <= 3:  # True refused, NumPy's integers taken (an audit)
             raise ValueError(f"extra_blocks must be 0, 1, 2 or 3 (blocks 5-7), got {extra_blocks!r}")
         extra_blocks = int(extra_blocks)
         if len(units) != 4 or min(units) < 1:

@@ -18,16 +18,15 @@ learning rate; 1 by default, as in DeepLabv3's text).
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..choices import MODELS, unknown_model
+from ..choices import MODELS, is_whole, unknown_model
 from .aspp import ASPP, ASPPv2, atrous_rates_for
-from .backbones import BACKBONES, Backbone, _whole, build_backbone, check_output_stride
+from .backbones import BACKBONES, Backbone, build_backbone, check_output_stride
 from .heads import Decoder, FCNHead
 from .pretrained import PretrainedSource, load_pretrained_state_dict
 from .vgg import VGG16Backbone, decimated_fc_weights
@@ -63,7 +62,7 @@ class DeepLab(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, aux_loss: bool = False) -> None:
-        if not _whole(num_classes) or num_classes < 1:  # an audit: -1 failed deep inside torch
+        if not is_whole(num_classes) or num_classes < 1:  # an audit: -1 failed deep inside torch
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         num_classes = int(num_classes)
         super().__init__()
@@ -428,7 +427,7 @@ def build_model(
         if not isinstance(value, bool) and not (flag == "separable" and value is None):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
     atrous_rates, multi_grid = _integers(atrous_rates, "atrous_rates"), _integers(multi_grid, "multi_grid")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+    if not is_whole(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     num_classes = int(num_classes)  # 1: one score per pixel (a sigmoid's); this package's training and predict
     # take a softmax over classes and refuse it (an object against its background is num_classes=2)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .aspp import SeparableConv2d, _check_branches
+from .aspp import SeparableConv2d, _check_counts
 
 __all__ = ["FCNHead", "Decoder"]
 
@@ -45,7 +45,7 @@ class FCNHead(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
-        _check_branches("FCNHead", {"in_channels": in_channels, "num_classes": num_classes}, (), 0.0)
+        _check_counts("FCNHead", {"in_channels": in_channels, "num_classes": num_classes})
         if in_channels < 4:  # an audit: in_channels // 4 = 0 channels, a RuntimeError at the first forward pass
             raise ValueError(f"FCNHead: in_channels must be at least 4 (its quarter is the hidden width), got {in_channels}")
         in_channels, num_classes = int(in_channels), int(num_classes)  # 8.0 passes the check: a whole number
@@ -94,9 +94,8 @@ class Decoder(nn.Module):
         separable: bool = True,
     ) -> None:
         super().__init__()
-        _check_branches("Decoder", {"low_level_channels": low_level_channels, "encoder_channels": encoder_channels,
-                                    "num_classes": num_classes, "reduced_channels": reduced_channels,
-                                    "channels": channels}, (), 0.0)
+        _check_counts("Decoder", {"low_level_channels": low_level_channels, "encoder_channels": encoder_channels,
+                                  "num_classes": num_classes, "reduced_channels": reduced_channels, "channels": channels})
         low_level_channels, encoder_channels, num_classes, reduced_channels, channels = (
             int(v) for v in (low_level_channels, encoder_channels, num_classes, reduced_channels, channels))
         self.reduce = nn.Sequential(

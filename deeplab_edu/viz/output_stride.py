@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import numbers
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, TypeVar, cast
 
 import matplotlib.pyplot as plt
@@ -28,6 +27,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..atrous import conv_output_size
+from ..choices import is_whole
 from ..complexity import Cost, check_rounds, count_macs, count_parameters, peak_memory_bytes, time_interleaved
 from ..data.transforms import normalize
 from ..models.backbones import at_output_stride
@@ -379,8 +379,7 @@ def plot_feature_maps(
     if not features:
         raise ValueError("features is empty; pass the output of photo_features")
     channels = min(int(f.shape[1]) for f in features.values())
-    if channel is not None and not (isinstance(channel, numbers.Integral) and not isinstance(channel, bool)
-                                    and 0 <= channel < channels):
+    if channel is not None and not (is_whole(channel) and 0 <= channel < channels):
         raise ValueError(f"channel must be one of the feature maps' channels, 0 to {channels - 1} (or None: the "
                          f"distance from the mean over all of them), got {channel!r}")
     strides = sorted(features, reverse=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numbers
 from typing import Any, Mapping, Sequence
 
+from ..choices import is_whole
+
 __all__ = ["markdown_table", "markdown_text"]
 
 
@@ -17,7 +19,7 @@ def _cell(value: Any, digits: int | None) -> str:
         return "–"
     if isinstance(value, numbers.Real) and value != value:  # NaN: e.g. the IoU of a class in neither truth nor prediction
         return "n/a"
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if is_whole(value):
         return f"{value:,}"  # every table writes 524,800 alike
     if digits is not None and isinstance(value, float):
         return f"{int(value):,}" if value.is_integer() else f"{value:.{digits}g}"

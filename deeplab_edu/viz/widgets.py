@@ -9,6 +9,8 @@ from typing import Any, Callable, Mapping
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from ..choices import is_whole
+
 __all__ = ["figure_widget", "show_figure", "slider", "positive_ints"]
 
 
@@ -109,12 +111,10 @@ def positive_ints(name: str, values: Any, what: str, example: str) -> tuple[int,
             ``what`` and gives ``example``.
         TypeError: ``values`` is not a sequence (one number, e.g. ``6`` for ``(6,)``), naming ``name``.
     """
-    import numbers
-
     try:
         values = tuple(values)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of {what}, e.g. {example}; got {values!r}") from None
-    if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0 for v in values):
+    if not values or not all(is_whole(v) and int(v) > 0 for v in values):
         raise ValueError(f"{name} must be {what}, at least one, e.g. {example}; got {values!r}")
     return tuple(int(v) for v in values)
