@@ -14,6 +14,8 @@ import torch
 
 from deeplab_edu.metrics import NAN_SCORES, ConfusionMatrix, counted_labels, trimap_target
 from deeplab_edu.models import build_model
+from deeplab_edu.models.aspp import ASPPConv, ImagePooling
+from deeplab_edu.models.heads import Decoder, FCNHead
 
 
 class _Scenes(torch.utils.data.Dataset):
@@ -92,17 +94,12 @@ def test_build_model_takes_the_aspp_ablation_its_aspp_documents() -> None:
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ASPPConv"]).ASPPConv(4, 4, -1),
-     "ASPPConv: rate must be a positive integer, got -1"),
-    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ASPPConv"]).ASPPConv(4, 4, 2.5),
-     "ASPPConv: rate must be a positive integer, got 2.5"),
-    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ASPPConv"]).ASPPConv(4, 4, 0), "rate"),
-    (lambda: __import__("deeplab_edu.models.aspp", fromlist=["ImagePooling"]).ImagePooling(0, 4),
-     "ImagePooling: in_channels must be a positive integer, got 0"),
-    (lambda: __import__("deeplab_edu.models.heads", fromlist=["FCNHead"]).FCNHead(3, 2),
-     "FCNHead: in_channels must be at least 4"),
-    (lambda: __import__("deeplab_edu.models.heads", fromlist=["Decoder"]).Decoder(8, 8, 0),
-     "Decoder: num_classes must be a positive integer, got 0"),
+    (lambda: ASPPConv(4, 4, -1), "ASPPConv: rate must be a positive integer, got -1"),
+    (lambda: ASPPConv(4, 4, 2.5), "ASPPConv: rate must be a positive integer, got 2.5"),
+    (lambda: ASPPConv(4, 4, 0), "rate"),
+    (lambda: ImagePooling(0, 4), "ImagePooling: in_channels must be a positive integer, got 0"),
+    (lambda: FCNHead(3, 2), "FCNHead: in_channels must be at least 4"),
+    (lambda: Decoder(8, 8, 0), "Decoder: num_classes must be a positive integer, got 0"),
 ])
 def test_modules_refuse_at_construction_what_would_fail_at_their_first_forward_pass(make, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -110,8 +107,6 @@ def test_modules_refuse_at_construction_what_would_fail_at_their_first_forward_p
 
 
 def test_heads_take_whole_floats_as_their_counts() -> None:
-    from deeplab_edu.models.heads import Decoder, FCNHead
-
     assert FCNHead(8.0, 2.0)(torch.randn(1, 8, 5, 5)).shape == (1, 2, 5, 5)  # type: ignore[arg-type]  # a review:
     decoder = Decoder(8.0, 8.0, 3.0, reduced_channels=4.0, channels=8.0)  # type: ignore[arg-type]  # a TypeError
     assert decoder(torch.randn(1, 8, 3, 3), torch.randn(1, 8, 9, 9)).shape == (1, 3, 9, 9)
