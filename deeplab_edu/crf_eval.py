@@ -131,16 +131,19 @@ def evaluate_crf(
     Raises:
         ValueError: ``dataset`` yields no item; ``num_classes`` is not a positive int; or, on an item, a mask fails
             the checks of :func:`coarse_scores`, ``band_width`` is negative, or the image and scores fail those of
-            :func:`~deeplab_edu.crf.mean_field`.
+            :func:`~deeplab_edu.crf.mean_field` (the message names the item, counted from 0).
     """
     cms = {k: ConfusionMatrix(num_classes, ignore_index) for k in ("b", "a", "bb", "ba")}
     n = 0
     items = progress_bar(dataset, desc="dense CRF", leave=False, progress=progress)
     for image, mask in items:
-        logits = coarse_scores(mask, num_classes, output_stride=output_stride, ignore_index=ignore_index)
-        q = mean_field(unary_from_logits(logits.to(device)), image.to(device), params, method=method)
+        try:
+            logits = coarse_scores(mask, num_classes, output_stride=output_stride, ignore_index=ignore_index)
+            q = mean_field(unary_from_logits(logits.to(device)), image.to(device), params, method=method)
+            band_mask = trimap_target(mask, band_width, ignore_index)[None]
+        except ValueError as error:  # which item: a data set's 40th image is otherwise hard to find
+            raise ValueError(f"evaluate_crf: item {n} of the data set: {error}") from error
         before, after = logits.argmax(0)[None], q.argmax(0).cpu()[None]
-        band_mask = trimap_target(mask, band_width, ignore_index)[None]
         cms["b"].update(before, mask[None])
         cms["a"].update(after, mask[None])
         cms["bb"].update(before, band_mask)

@@ -355,3 +355,54 @@ def test_numpy_integers_are_integers_everywhere() -> None:
     assert type(params.iterations) is int and type(params.theta_alpha) is float
     assert TinyDilatedNet((np.int64(1), two))(torch.randn(1, 3, 9, 9)).shape == (1, 2, 9, 9)  # type: ignore[arg-type]
     assert coarse_scores(torch.zeros(8, 8, dtype=torch.long), 2, output_stride=two).shape[-2:] == (8, 8)  # type: ignore[arg-type]
+
+
+def test_the_audits_smaller_leftovers_are_named_errors() -> None:
+    """Stop 70: the leftovers of stop 69's audits, each an error that named neither the argument nor the
+    way out (a convolution's size complaint, an unpacking error, a float's TypeError deep in torch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deeplab_edu.context_reach import BOAT
+    from deeplab_edu.crf_eval import evaluate_crf
+    from deeplab_edu.models import build_backbone
+    from deeplab_edu.viz.context_reach import vehicle_centre
+    from deeplab_edu.viz.crf import plot_refinement
+    from deeplab_edu.viz.data import procedural_explorer, show_pairs
+    from deeplab_edu.viz.decoder import stride_oracle
+    from deeplab_edu.viz.output_stride import macs_by_input_size, plot_feature_maps
+    from deeplab_edu.viz.receptive_field import plot_erf_maps, plot_gridding, plot_output_stride_grids
+
+    with pytest.raises(ValueError, match="sizes are input sides in pixels, whole numbers from 1; got 0"):
+        macs_by_input_size(build_backbone("tiny_resnet"), [64, 0])  # torch: "Kernel size can't be greater"
+    image = torch.rand(3, 32, 32)
+    with pytest.raises(ValueError, match=r"features\[16\] must be a \(1, C, h, w\).*f\[None\]"):
+        plot_feature_maps(image, {16: torch.rand(8, 2, 2)})  # an IndexError
+    with pytest.raises(ValueError, match=r"image must be the \(3, H, W\) photograph"):
+        plot_feature_maps(image[None], {16: torch.rand(1, 8, 2, 2)})
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[:, 2:4, 2:4] = BOAT
+    assert vehicle_centre(labels[0]) == (2, 2)
+    with pytest.raises(ValueError, match=r"one \(H, W\) label map, got shape \(2, 8, 8\).*labels\[i\]"):
+        vehicle_centre(labels)  # "too many values to unpack"
+    with pytest.raises(ValueError, match="stride must be a whole number of pixels from 1, got 2.5"):
+        stride_oracle(labels[0], 2.5, 4)  # avg_pool2d's TypeError
+    assert stride_oracle(labels[0], np.int64(2), 4).shape == (8, 8)
+    with pytest.raises(ValueError, match="count is the number of scenes shown"):
+        procedural_explorer(count=0)  # "length must be a positive int"
+    pair = (image, torch.zeros(32, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="pairs is empty"):
+        show_pairs([], ["a"], [(0, 0, 0)])  # matplotlib: "Number of rows must be a positive integer"
+    with pytest.raises(ValueError, match="titles has 1 titles for 2 pairs"):
+        show_pairs([pair, pair], ["a"], [(0, 0, 0)], titles=["only one"])  # an IndexError
+    with pytest.raises(ValueError, match="titles has 2 titles for 4 panels"):
+        plot_refinement(image, pair[1], pair[1], pair[1], [(0, 0, 0)], titles=("a", "b"))  # untitled panels
+    with pytest.raises(ValueError, match="patterns is empty"):
+        plot_gridding({})  # matplotlib's "Number of columns must be a positive integer"
+    with pytest.raises(ValueError, match="maps is empty"):
+        plot_erf_maps({}, None)  # type: ignore[arg-type]  # the check comes before the field is read
+    with pytest.raises(ValueError, match="fields is empty"):
+        plot_output_stride_grids({}, image, {})
+    bad = [pair, (image, torch.full((32, 32), 7))]  # the second mask holds a label outside the 3 classes
+    with pytest.raises(ValueError, match="evaluate_crf: item 1 of the data set"):
+        evaluate_crf(bad, 3)

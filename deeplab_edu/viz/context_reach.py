@@ -41,8 +41,11 @@ def vehicle_centre(label: torch.Tensor) -> tuple[int, int]:
     down (row 3 of a vehicle 8 rows tall).
 
     Raises:
-        ValueError: the label map holds no vehicle.
+        ValueError: ``label`` is not one (H, W) label map, or holds no vehicle.
     """
+    if label.dim() != 2:
+        raise ValueError(f"vehicle_centre takes one (H, W) label map, got shape {tuple(label.shape)}: index a "
+                         "batch first (labels[i])")
     rows, cols = ((label == BOAT) | (label == CAR)).nonzero().T
     if len(rows) == 0:
         raise ValueError("vehicle_centre: the label map holds no boat or car")
@@ -63,8 +66,10 @@ def plot_probe_scenes(scenes: ShoreScenes, indices: Sequence[int], models: Mappi
         each.
 
     Raises:
-        ValueError: as :func:`vehicle_centre`, for a scene without a vehicle.
+        ValueError: ``indices`` is empty, or as :func:`vehicle_centre`, for a scene without a vehicle.
     """
+    if len(indices) == 0:
+        raise ValueError("indices is empty: give at least one scene's index")
     footprints = footprints or {}
     columns = 1 + max(1, len(footprints)) + len(models)
     fig, axes = plt.subplots(len(indices), columns, figsize=(2 * columns, 2.2 * len(indices) + 0.5), squeeze=False)

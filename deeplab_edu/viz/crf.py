@@ -55,10 +55,17 @@ def plot_refinement(
     titles: Sequence[str] = ("image", "coarse prediction", "after the dense CRF", "ground truth"),
 ) -> Figure:
     """Image (3, H, W), label maps (H, W) before and after the CRF (overlaid on the image), and the
-    ground truth (H, W; ``None``: left out), coloured with ``palette`` (an RGB colour per label)."""
+    ground truth (H, W; ``None``: left out), coloured with ``palette`` (an RGB colour per label).
+
+    Raises:
+        ValueError: ``titles`` has fewer titles than there are panels (3, or 4 with ``target``).
+    """
     panels = [display_rgb(image), overlay(image, colorize(before, palette), 0.6), overlay(image, colorize(after, palette), 0.6)]
     if target is not None:
         panels.append(colorize(target, palette))
+    if len(titles) < len(panels):
+        raise ValueError(f"titles has {len(titles)} titles for {len(panels)} panels (image, before, after"
+                         f"{', ground truth' if target is not None else ''}): give one per panel")
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.9), layout="constrained")
     for ax, panel, title in zip(np.atleast_1d(axes), panels, titles):
         ax.imshow(panel)

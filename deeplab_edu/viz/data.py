@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..choices import is_whole
 from ..data.classes import IGNORE_INDEX
 from ..data.procedural import ProceduralScenes
 from .images import colorize, display_rgb
@@ -61,8 +62,16 @@ def show_pairs(
     size: float = 2.4,
 ) -> Figure:
     """Image above its coloured mask (white = ignored) for each ``(image, mask)`` pair. Each mask has a grey
-    frame: ignored pixels at its border (the padding of a crop) would otherwise merge with the white page."""
+    frame: ignored pixels at its border (the padding of a crop) would otherwise merge with the white page.
+
+    Raises:
+        ValueError: ``pairs`` is empty, or ``titles`` has fewer titles than ``pairs`` has pairs.
+    """
     n = len(pairs)
+    if n == 0:
+        raise ValueError("pairs is empty: give at least one (image, mask) pair")
+    if titles is not None and len(titles) < n:
+        raise ValueError(f"titles has {len(titles)} titles for {n} pairs: give one per pair (or None)")
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(2 * nrows, ncols, figsize=(size * ncols, 2 * size * nrows + 0.6), squeeze=False)
@@ -230,8 +239,11 @@ def procedural_explorer(seed: int = 0, size: int = 256, index: int = 0, count: i
 
     Raises:
         TypeError: a start value is not a whole number.
-        ValueError: a start value lies outside its slider (:func:`~deeplab_edu.viz.widgets.slider`).
+        ValueError: a start value lies outside its slider (:func:`~deeplab_edu.viz.widgets.slider`), or
+            ``count`` is not a whole number of scenes from 1.
     """
+    if not is_whole(count) or count < 1:
+        raise ValueError(f"count is the number of scenes shown, a whole number from 1, got {count!r}")
     common: dict[str, Any] = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
         "seed": slider("seed", seed, 0, 50, **common),

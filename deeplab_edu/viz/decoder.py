@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from ..choices import is_whole
 from ..metrics import boundary_band, counted_labels
 from .data import class_legend
 from .images import colorize, display_rgb
@@ -46,12 +47,13 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
 
     Raises:
         ValueError: ``mask`` is not 2-D integer labels, holds a label outside ``[0, num_classes)`` other than
-            ``ignore_index``, or ``stride`` is below 1.
+            ``ignore_index``, or ``stride`` is not a whole number from 1.
     """
     if mask.dim() != 2 or mask.is_floating_point():
         raise ValueError(f"mask must be (H, W) integer labels, got {tuple(mask.shape)} {mask.dtype}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+    if not is_whole(stride) or stride < 1:
+        raise ValueError(f"stride must be a whole number of pixels from 1, got {stride!r}")
+    stride = int(stride)
     counted_labels(mask, mask, num_classes, ignore_index)  # refuses a label outside the classes, naming it
     mask = mask.long()
     h, w = mask.shape
@@ -72,7 +74,7 @@ def stride_oracle_scores(masks: Iterable[torch.Tensor], stride: int, num_classes
 
     Raises:
         ValueError: as :func:`stride_oracle`, for the first map that is not (H, W) integer labels or holds a
-            label outside the classes, or a ``stride`` below 1.
+            label outside the classes, or a ``stride`` that is not a whole number from 1.
     """
     from ..metrics import ConfusionMatrix
 

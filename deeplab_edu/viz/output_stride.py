@@ -200,10 +200,15 @@ def macs_by_input_size(
     layers but no arithmetic is done, so the sweep takes seconds even for large inputs.
 
     Raises:
-        ValueError: an output stride is one the backbone cannot take.
+        ValueError: an output stride is one the backbone cannot take, or a size is not a whole number of
+            pixels from 1.
         TypeError: ``backbone`` has no ``set_output_stride`` (build it with
             :func:`~deeplab_edu.models.build_backbone`).
     """
+    sizes = list(sizes)
+    bad = [s for s in sizes if not is_whole(s) or s < 1]
+    if bad:
+        raise ValueError(f"sizes are input sides in pixels, whole numbers from 1; got {bad[0]!r}")
     backbone = _check_switchable(backbone)
     meta = _on_meta(backbone)
     rows = []
@@ -374,10 +379,17 @@ def plot_feature_maps(
             full range of all maps, border included.
 
     Raises:
-        ValueError: ``features`` is empty, or ``channel`` is not one of the maps' channels ``0 .. C - 1``.
+        ValueError: ``features`` is empty or holds a map that is not ``(1, C, h, w)``, ``image`` is not
+            ``(3, H, W)``, or ``channel`` is not one of the maps' channels ``0 .. C - 1``.
     """
     if not features:
         raise ValueError("features is empty; pass the output of photo_features")
+    for os_, f in features.items():
+        if f.dim() != 4 or f.shape[0] != 1:
+            raise ValueError(f"features[{os_!r}] must be a (1, C, h, w) feature map, as photo_features returns; "
+                             f"got shape {tuple(f.shape)}" + (" (add the batch axis: f[None])" if f.dim() == 3 else ""))
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be the (3, H, W) photograph, got shape {tuple(image.shape)}")
     channels = min(int(f.shape[1]) for f in features.values())
     if channel is not None and not (is_whole(channel) and 0 <= channel < channels):
         raise ValueError(f"channel must be one of the feature maps' channels, 0 to {channels - 1} (or None: the "

@@ -235,7 +235,12 @@ def plot_output_stride_grids(
     """One panel per network: its feature-map cell centres over ``image`` and the centre unit's field.
 
     ``sizes[name]`` is that network's output map size (rows, cols) for this image.
+
+    Raises:
+        ValueError: ``fields`` is empty.
     """
+    if not fields:
+        raise ValueError("fields is empty: give at least one network's {name: ReceptiveField}")
     if ax is None:
         _, ax = plt.subplots(1, len(fields), figsize=(4 * len(fields), 4.2))
     axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
@@ -255,7 +260,13 @@ def plot_output_stride_grids(
 
 def plot_gridding(patterns: Mapping[str, torch.Tensor], ax: Sequence[plt.Axes] | None = None) -> np.ndarray:
     """Sampling patterns (:func:`~deeplab_edu.gridding.sampling_pattern`) side by side: the colour is the
-    number of paths from each input pixel to the output (a colour bar per panel); zeros, the holes, are white."""
+    number of paths from each input pixel to the output (a colour bar per panel); zeros, the holes, are white.
+
+    Raises:
+        ValueError: ``patterns`` is empty.
+    """
+    if not patterns:
+        raise ValueError("patterns is empty: give at least one {rates: sampling_pattern(...)}")
     if ax is None:
         _, ax = plt.subplots(1, len(patterns), figsize=(3.6 * len(patterns), 3.6))
     axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
@@ -277,7 +288,12 @@ def plot_erf_maps(
     ``output_index`` is the unit's ``(row, column)`` in the output map, or one index for both; by default
     the input's centre, ``((H - 1) // 2, (W - 1) // 2)``, right for a stride-1, same-padded network. The
     square may extend past the image (then only its visible part is drawn).
+
+    Raises:
+        ValueError: ``maps`` is empty.
     """
+    if not maps:
+        raise ValueError("maps is empty: give at least one {name: effective receptive field map}")
     if ax is None:
         _, ax = plt.subplots(1, len(maps), figsize=(3.8 * len(maps), 3.8))
     axes: np.ndarray = np.atleast_1d(ax)  # type: ignore[arg-type]  # an object array: numpy's ArrayLike has no Axes
