@@ -439,3 +439,25 @@ def test_images_in_subfolders_are_named_as_not_read(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FolderDataset(_make(tmp_path / "plain", {"train": 1}), "train")
+
+
+def test_check_data_names_masks_with_transparent_pixels(tmp_path: Path) -> None:
+    """Stop 68's trial: an RGBA mask's transparent pixels (an annotation tool's 'unlabelled') are read as the
+    colour under them, as documented, and nothing said so; check-data now names each such mask."""
+    from deeplab_edu.data.check import check_dataset
+
+    root = _make(tmp_path / "data", {"train": 2})
+    masks = sorted((root / "train" / "masks").iterdir())
+    rgba = np.zeros((24, 32, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[4:14, 6:20] = (255, 0, 0, 255)
+    rgba[:, :3, 3] = 0  # a transparent border: black under it, read as background
+    Image.fromarray(rgba, "RGBA").save(masks[0])
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    Image.fromarray(opaque, "RGBA").save(masks[1])  # an alpha channel opaque everywhere: nothing to say
+    report = check_dataset(build_dataset("folder", "train", root=root), num_workers=0, progress=False)
+    assert not report.problems
+    said = [w for w in report.warnings if "transparent pixels" in w]
+    assert len(said) == 1 and str(masks[0]) in said[0] and "give them the ignore label (255)" in said[0]
+    assert f"warning: mask {masks[0]} has transparent pixels" in report.summary()

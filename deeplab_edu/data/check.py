@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..progress import progress_bar
-from .io import BadDataError
+from .io import BadDataError, has_transparency
 
 __all__ = ["DataCheck", "check_dataset"]
 
@@ -40,7 +40,8 @@ class DataCheck:
         unknown_labels: each label value that is neither a class nor the ignore label, with the number
             of bad masks that use it (each of those masks is also one of ``problems``).
         warnings: what the loader warned of while reading (a mask that looks like objects saved as the
-            ignore label, a PIL warning about a file), each once, naming its file; not counted as bad.
+            ignore label, a PIL warning about a file), and masks with transparent pixels (read as the colour
+            under them), each once, naming its file; not counted as bad.
         problem_files: the file(s) each of ``problems`` names, in the same order (empty where unknown):
             :meth:`summary` states a problem that several files share once, with the files.
     """
@@ -158,7 +159,12 @@ class _Checked(Dataset):
         mask = torch.as_tensor(mask).reshape(-1)
         mask = mask[mask != self.dataset.ignore_index]
         counts = torch.bincount(mask, minlength=self.dataset.num_classes)[: self.dataset.num_classes].numpy()
-        return None, counts, (), _named(caught, files), files
+        said = _named(caught, files)
+        if len(files) == 2 and has_transparency(files[1]):  # a trial: an annotation tool's transparent "unlabelled"
+            said.append(f"mask {files[1]} has transparent pixels: a mask's alpha channel carries no label, so each of "
+                        "them is read as the colour (or index) stored under it, not as ignored; to leave pixels "
+                        f"out of training, give them the ignore label ({self.dataset.ignore_index})")
+        return None, counts, (), said, files
 
 
 def _named(caught: list[warnings.WarningMessage], files: tuple[str, ...]) -> list[str]:

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ..engine.runs import RunStatus
 
 __all__ = ["RUNS_ENV", "RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
@@ -378,7 +380,7 @@ def loss_decreased(history: Sequence[Mapping[str, Any]], window: int = 3) -> boo
 
 
 def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[str, Any]], *,
-                control: Sequence[Mapping[str, Any]] | None = None, title: str = "") -> Any:
+                control: Sequence[Mapping[str, Any]] | None = None, title: str = "") -> Figure:
     """The learning curves of both phases on one iteration axis, phase 2 after a dashed line.
 
     Args:
@@ -423,7 +425,7 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
     return fig
 
 
-def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = "") -> Any:
+def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = "") -> Figure:
     """Training loss and validation mIoU of several runs on shared axes, one colour per run."""
     import matplotlib.pyplot as plt
 
@@ -447,7 +449,7 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, titl
 
 
 def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[Any, Mapping[str, Any]]], *,
-                         title: str = "") -> Any:
+                         title: str = "") -> Figure:
     """mIoU inside trimap bands of growing width, one line per model (``results`` from :func:`band_metrics`)."""
     import matplotlib.pyplot as plt
 
@@ -471,7 +473,7 @@ def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[An
 
 def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapping[str, torch.Tensor],
                           palette: Sequence[Sequence[int]], *, ignore_index: int = 255,
-                          class_names: Sequence[str] | None = None) -> Any:
+                          class_names: Sequence[str] | None = None) -> Figure:
     """A column per picture, all panels of one size: the image above the truth, then each model's
     prediction above its errors (red); with ``class_names``, a legend of the class colours under them.
     (The image and truth once spanned two rows each, which left the predictions, the point of the
