@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .data.classes import ClassInfo
+from .data.classes import PROCEDURAL, ClassInfo
 from .effective_receptive_field import train_toy
 from .findings import Finding, class_iou, miou, scene_confusions, seed_values
 from .models.aspp import ASPP
@@ -64,11 +64,12 @@ __all__ = [
 ]
 
 #: The classes of :func:`shore_scenes`, with the course scenes' colours for car and boat (for the label maps;
-#: the scenes draw boats and cars alike, :data:`_DRAWN`).
+#: the scenes draw boats and cars alike, :data:`_DRAWN`), and a sand background: told apart under colour
+#: blindness too (``tests/test_palettes.py``; the earlier blue-purple car was the water's blue to a deuteranope).
 SHORE = ClassInfo(
     "shore",
     ("background", "water", "road", "boat", "car"),
-    ((120, 150, 100), (50, 90, 205), (90, 90, 90), (70, 240, 240), (145, 30, 180)),
+    ((200, 195, 170), (50, 90, 205), (90, 90, 90), *(PROCEDURAL.palette[PROCEDURAL.class_names.index(name)] for name in ("boat", "car"))),
 )
 #: The class indices of :data:`SHORE`.
 BACKGROUND, WATER, ROAD, BOAT, CAR = range(5)

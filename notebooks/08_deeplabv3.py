@@ -925,9 +925,10 @@ with config.text_checks():
 #
 # Image, ground truth, prediction and errors (red: wrong; white: ignored clutter) for a few
 # validation scenes of the final model. The label colours are the data set's palette (its legend
-# names them), not the colours the scenes paint the shapes in: a yellow square in the image may
-# be labelled in another colour. Compare the red pixels with the object boundaries and the
-# thin wires: those are the places chapter 09's decoder is designed for.
+# names them): a shape's label takes the hue these scenes paint it in (a yellow box is labelled
+# yellow, a red disc vermilion), while wires, cars and boats, painted black or white, have colours
+# of their own. Compare the red pixels with the object boundaries and the thin wires: those are
+# the places chapter 09's decoder is designed for.
 
 # %%
 n_show = config.choose(smoke=2, cpu=4, gpu=4)

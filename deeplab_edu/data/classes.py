@@ -166,13 +166,17 @@ def cityscapes_lut() -> np.ndarray:
     return lut
 
 
-# The procedural scenes (deeplab_edu.data.procedural).
+#: The procedural scenes' classes (:mod:`deeplab_edu.data.procedural`). Their label colours are Okabe and
+#: Ito's colour-universal set (plus a purple), told apart under red-green and blue-yellow colour blindness
+#: (``tests/test_palettes.py`` checks it), in the hues the ``easy`` scenes paint each shape in: a disc
+#: vermilion, a box yellow, a triangle purple, a ring sky blue (an accessibility audit: the earlier
+#: palette's disc and box were one olive to a deuteranope, and a yellow box was labelled green).
 PROCEDURAL = ClassInfo(
     "procedural",
     ("background", "disc", "box", "triangle", "ring", "wire", "car", "boat"),
     (
-        (40, 40, 40), (230, 25, 75), (60, 180, 75), (255, 225, 25),
-        (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+        (40, 40, 40), (213, 94, 0), (240, 228, 66), (142, 68, 200),
+        (86, 180, 233), (230, 159, 0), (204, 121, 167), (0, 158, 115),
     ),
 )
 #: The two scene types of the procedural scenes; they decide whether a vehicle is a ``car`` or a ``boat``.
