@@ -113,7 +113,7 @@ with config.text_checks():
 # ### Try it
 # Move the sliders: the map's height and width, and the rate. Watch the interior (green, nine
 # taps) shrink as the rate grows until it vanishes (at which rate, for a $33 \times 33$ map, is
-# exercise 04.1's question: try it there first), and the whole map turn red (one tap) at rate
+# exercise 04.1's question: try it there first), and the whole map turn vermilion (one tap) at rate
 # $\ge n$. A map that is taller than it is wide loses its horizontal taps first.
 
 # %%

@@ -548,7 +548,8 @@ for image_i, mask_i in test[:8]:
     changed.append((q_i.argmax(0) != logits_i.argmax(0)).sum().item())
 image_t, mask_t = test[max(range(len(changed)), key=changed.__getitem__)]
 logits_t = coarse_scores(mask_t, scenes.num_classes)
-fig = crf_viz.crf_figure(image_t, unary_from_logits(logits_t), scenes.palette, best, target=mask_t)
+fig = crf_viz.crf_figure(image_t, unary_from_logits(logits_t), scenes.palette, best, target=mask_t,
+                         class_names=scenes.class_names)
 plt.show()
 
 # %% [markdown]
@@ -561,7 +562,8 @@ plt.show()
 # figure above shows for the static book.
 
 # %%
-crf_viz.crf_widget(image_t, unary_from_logits(logits_t), scenes.palette, best, target=mask_t)
+crf_viz.crf_widget(image_t, unary_from_logits(logits_t), scenes.palette, best, target=mask_t,
+                   class_names=scenes.class_names)
 
 # %% [markdown]
 # ## After v2: the CRF is dropped

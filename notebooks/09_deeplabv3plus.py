@@ -282,8 +282,8 @@ accuracy = {s: np.nanmean([band_accuracy(stride_oracle(m, s, scenes.num_classes)
                            for _, m in (scenes[i] for i in range(n_scenes))], axis=0) for s in strides}
 
 fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
-for s in strides:
-    ax.plot(widths, 100 * accuracy[s], marker="o", label=f"stride {s}")
+for s, marker in zip(strides, "os^"):  # a marker per stride: the lines apart without their colours
+    ax.plot(widths, 100 * accuracy[s], marker=marker, label=f"stride {s}")
 ax.set_xscale("symlog", base=2, linthresh=1)  # w = 0 too
 ax.set_xticks(widths, [str(w) for w in widths])
 ax.set_xlabel("band width around boundaries (pixels)")

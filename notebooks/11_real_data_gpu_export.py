@@ -741,7 +741,7 @@ with config.text_checks():
 # ## A small gallery
 #
 # Image, ground truth, prediction, and the errors in red (white: ignored pixels; with a trained run, the
-# band the line above the figure counts is dark grey where the prediction is right). The model is the
+# band the line above the figure counts is blue where the prediction is right). The model is the
 # one timed above: the CamVid run when there is one (the `cpu` or `gpu` profile with a CamVid copy),
 # at its training output stride, 16 (its mIoU above is at 8, where the head computes four times the
 # positions), otherwise random weights. A network with

@@ -146,13 +146,13 @@ def test_the_gallery_puts_an_examples_panels_in_two_rows_of_two_when_asked() -> 
         prediction_gallery([image], [mask], [mask], palette, columns=3)
 
 
-def test_the_error_map_draws_a_band_in_grey_under_the_errors() -> None:
-    """Chapter 11 counts the errors inside the trimap band: the errors panel shows that band (dark grey where
+def test_the_error_map_draws_a_band_in_blue_under_the_errors() -> None:
+    """Chapter 11 counts the errors inside the trimap band: the errors panel shows that band (blue where
     the prediction is right), and errors stay red inside it."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from deeplab_edu.inference import error_map, prediction_gallery
+    from deeplab_edu.inference import BAND_COLOUR, error_map, prediction_gallery
 
     target = torch.zeros(4, 6, dtype=torch.long)
     pred = target.clone()
@@ -161,13 +161,13 @@ def test_the_error_map_draws_a_band_in_grey_under_the_errors() -> None:
     band[:, :3] = True
     drawn = error_map(pred, target, band=band)
     assert tuple(drawn[0, 0]) == (220, 30, 30) and tuple(drawn[3, 5]) == (220, 30, 30)  # errors, in and out
-    assert tuple(drawn[1, 1]) == (80, 80, 80) and tuple(drawn[1, 4]) == (0, 0, 0)
+    assert tuple(drawn[1, 1]) == BAND_COLOUR and tuple(drawn[1, 4]) == (0, 0, 0)
     plain = error_map(pred, target)
     assert (plain[~band.numpy()] == drawn[~band.numpy()]).all() and tuple(plain[1, 1]) == (0, 0, 0)  # only the band
     with pytest.raises(ValueError, match="and band"):
         error_map(pred, target, band=band[:3])
     fig = prediction_gallery([torch.rand(3, 4, 6)], [target], [pred], [(0, 0, 0), (255, 0, 0)], bands=[band])
-    assert fig.axes[3].get_title() == "errors (red), band (grey)"
+    assert fig.axes[3].get_title() == "errors (red), band (blue)"
     with pytest.raises(ValueError, match="bands 2"):
         prediction_gallery([torch.rand(3, 4, 6)], [target], [pred], [(0, 0, 0), (255, 0, 0)], bands=[band, band])
 

@@ -22,8 +22,9 @@ def history_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pair: Any = None) -> Any:
-    """Two panels: training loss and validation mIoU (%) against the iteration."""
+    """Two panels: training loss and validation mIoU (%) against the iteration (whole-number ticks)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     train = [r for r in history if r.get("split") == "train"]
     val = [r for r in history if r.get("split") == "val"]
@@ -41,6 +42,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pa
     b.set_ylim(bottom=0)  # from zero: a few points on a cut axis overstate the progress
     for ax in (a, b):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # an audit: a smoke run's axis read 1.25, 1.90
     if title:
         fig.suptitle(title)
     fig.tight_layout()

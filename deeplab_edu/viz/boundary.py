@@ -7,6 +7,7 @@ The numbers come from :mod:`deeplab_edu.boundary`.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Iterable, Mapping, Sequence, cast
 
 import matplotlib.pyplot as plt
@@ -55,6 +56,15 @@ def count_colours(kernel: int = 3) -> dict[int, str]:
     if kernel == 3:
         return {c: _COUNT_COLOURS[c] for c in counts}
     return {c: to_hex(plt.get_cmap("viridis")(i / max(len(counts) - 1, 1))) for i, c in enumerate(counts)}
+
+
+def _text_on(colour: Any) -> str:
+    """Black or white, whichever contrasts more with ``colour`` (WCAG's relative luminance)."""
+    from matplotlib.colors import to_rgb
+
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "black" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "white"
 
 
 def _count_cmap(kernel: int) -> tuple[ListedColormap, BoundaryNorm, tuple[int, ...]]:
@@ -121,9 +131,9 @@ def plot_tap_counts(
     im = ax.imshow(counts_map, cmap=cmap, norm=norm, interpolation="nearest")
     if annotate is None:
         annotate = max(height, width) <= 17
-    if annotate:
+    if annotate:  # black on the light tiles, white on the dark (an audit: white on yellow was 1.3:1)
         for (i, j), v in np.ndenumerate(counts_map):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white")
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color=_text_on(cmap(norm(v))))
     cbar = fig.colorbar(im, ax=ax, ticks=counts, fraction=0.046, pad=0.04)
     cbar.set_label("valid taps")
     full = float((counts_map == kernel * kernel).mean())
@@ -173,7 +183,8 @@ def plot_degeneration(reports: Sequence[DegenerationReport], max_cols: int = 3) 
 
 
 def plot_footprints(footprints: Mapping[str, np.ndarray], position: tuple[int, int] | None = None) -> Figure:
-    """Side-by-side bool maps of the input positions that influence one output position.
+    """Side-by-side bool maps of the input positions that influence one output position (green), with
+    that ``position`` (row, column) circled when given (a legend under the panels says so).
 
     Raises:
         ValueError: ``footprints`` is empty.
@@ -183,11 +194,15 @@ def plot_footprints(footprints: Mapping[str, np.ndarray], position: tuple[int, i
     fig, axes = plt.subplots(1, len(footprints), figsize=(2.8 * len(footprints), 3.1), squeeze=False)
     for ax, (label, fp) in zip(axes[0], footprints.items()):
         ax.imshow(fp, cmap="Greens", vmin=0, vmax=1, interpolation="nearest")
-        if position is not None:
-            ax.plot(position[1], position[0], "o", mfc="none", mec="red", ms=11, mew=1.5)
+        if position is not None:  # a white rim: red alone was 2.9:1 on the dark green
+            ax.plot(position[1], position[0], "o", mfc="none", mec="white", ms=13, mew=3.5)
+            circle, = ax.plot(position[1], position[0], "o", mfc="none", mec="red", ms=11, mew=1.5)
         ax.set_title(f"{label}\n{int(fp.sum())} of {fp.size} inputs", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+    if position is not None:
+        fig.legend([circle], ["the output position"], loc="lower center", fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=0.12)
     return fig
 
 
@@ -198,9 +213,9 @@ def plot_mean_valid_fraction(
     """Mean share of valid weights against the rate, one curve per feature-map size (ASPP rates marked)."""
     fig, ax = _fig_ax(ax, (6.4, 3.8))
     rates = np.arange(1, max_rate + 1)
-    for label, size in sizes.items():
+    for (label, size), style in zip(sizes.items(), itertools.cycle(("-", "--", ":", "-."))):  # not colour alone
         ys = [mean_valid_fraction(size, int(r), kernel) for r in rates]
-        ax.plot(rates, ys, label=f"{label} ({size} x {size})", lw=2)
+        ax.plot(rates, ys, label=f"{label} ({size} x {size})", lw=2, linestyle=style)
     for r in marked_rates:
         ax.axvline(r, color="grey", ls=":", lw=1)
         ax.text(r, 1.0, f"r={r}", rotation=90, va="top", ha="right", fontsize=8, color="grey")

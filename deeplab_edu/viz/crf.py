@@ -18,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..crf import DEEPLAB_RELEASED, CRFParams, Method, kernel_maps, mean_field
+from .data import class_legend
 from .images import colorize, display_rgb, overlay
 
 __all__ = ["plot_kernels", "plot_refinement", "plot_free_energy", "plot_iterations", "crf_figure", "crf_widget"]
@@ -53,9 +54,11 @@ def plot_refinement(
     palette: Sequence[Sequence[int]],
     *,
     titles: Sequence[str] = ("image", "coarse prediction", "after the dense CRF", "ground truth"),
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
     """Image (3, H, W), label maps (H, W) before and after the CRF (overlaid on the image), and the
-    ground truth (H, W; ``None``: left out), coloured with ``palette`` (an RGB colour per label).
+    ground truth (H, W; ``None``: left out), coloured with ``palette`` (an RGB colour per label); with
+    ``class_names``, a legend of the class colours under the panels.
 
     Raises:
         ValueError: ``titles`` has fewer titles than there are panels (3, or 4 with ``target``).
@@ -66,11 +69,15 @@ def plot_refinement(
     if len(titles) < len(panels):
         raise ValueError(f"titles has {len(titles)} titles for {len(panels)} panels (image, before, after"
                          f"{', ground truth' if target is not None else ''}): give one per panel")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.9), layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.9 + 0.7 * (class_names is not None)),
+                             layout="constrained")
     for ax, panel, title in zip(np.atleast_1d(axes), panels, titles):
         ax.imshow(panel)
         ax.set_title(title)
         ax.axis("off")
+    if class_names is not None:  # an audit: the blended masks could not be matched to the classes without it
+        share = class_legend(fig, class_names, palette)  # constrained layout's rect: (left, bottom, width, height)
+        fig.get_layout_engine().set(rect=(0, share, 1, 1 - share))  # type: ignore[call-arg, union-attr]
     return fig
 
 
@@ -128,6 +135,7 @@ def crf_figure(
     params: CRFParams = DEEPLAB_RELEASED,
     target: torch.Tensor | None = None,
     method: Method = "approx",
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
     """Run the CRF with ``params`` on one image and show the coarse and refined masks (and the truth).
 
@@ -139,6 +147,7 @@ def crf_figure(
         params: the CRF's weights, bandwidths and iterations.
         target: the ground truth (H, W), class indices, 255 ignored in the pixel accuracy; ``None``: not shown.
         method: as :func:`~deeplab_edu.crf.mean_field`.
+        class_names: the labels' names, for a legend of their colours (``None``: no legend).
 
     Raises:
         ValueError: ``unary`` is not 3-D (one image: a batch has no single figure), or as
@@ -155,7 +164,7 @@ def crf_figure(
         valid = target != 255
         for i, lab in ((1, before), (2, after)):
             titles[i] += f"\npixel accuracy {(lab == target)[valid].float().mean().item():.3f}"
-    return plot_refinement(image, before, after, target, palette, titles=titles)
+    return plot_refinement(image, before, after, target, palette, titles=titles, class_names=class_names)
 
 
 def crf_widget(
@@ -165,12 +174,13 @@ def crf_widget(
     params: CRFParams = DEEPLAB_RELEASED,
     target: torch.Tensor | None = None,
     method: Method = "approx",
+    class_names: Sequence[str] | None = None,
 ) -> Any:
     """Sliders for w1, theta_alpha, theta_beta, w2, theta_gamma and the iterations, above :func:`crf_figure`.
 
     Builds without a front end (the widgets are simply not shown). Keep the image small (the
     CRF reruns on every change). The arguments are :func:`crf_figure`'s: ``image`` (3, H, W),
-    ``unary`` (L, H, W), ``target`` (H, W).
+    ``unary`` (L, H, W), ``target`` (H, W), ``class_names`` for a legend.
 
     Raises:
         ValueError: as :func:`crf_figure`, for the first figure, or a value of ``params`` lies outside its
@@ -197,7 +207,7 @@ def crf_widget(
     }
 
     def draw(**values: Any) -> Figure:
-        return crf_figure(image, unary, palette, params.replace(**values), target, method)
+        return crf_figure(image, unary, palette, params.replace(**values), target, method, class_names)
 
     box = figure_widget(draw, controls)
     # two rows of three sliders read better than one long row

@@ -6,6 +6,7 @@ device, so the widget answers instantly even for ResNet-101 at output stride 8 a
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -13,6 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from ..models.summary import ModelConfig, model_cost
+from .layout import LINE_MARKERS
 from .widgets import positive_ints, show_figure
 
 __all__ = ["plot_cost_vs_size", "cost_widget"]
@@ -37,9 +39,9 @@ def plot_cost_vs_size(
     ``highlight=(size, output_stride)`` marks one configuration with a black ring.
     """
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for os_ in output_strides:
+    for os_, marker in zip(output_strides, itertools.cycle(LINE_MARKERS)):
         macs = [_gmacs(name, backbone, os_, s) for s in sizes]
-        ax.plot(sizes, macs, marker="o", label=f"output stride {os_}")
+        ax.plot(sizes, macs, marker=marker, label=f"output stride {os_}")
     if highlight is not None:
         size, os_ = highlight
         value = _gmacs(name, backbone, os_, size)

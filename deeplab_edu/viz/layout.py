@@ -8,7 +8,12 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["grid_shape", "panel_grid"]
+__all__ = ["LINE_MARKERS", "grid_shape", "panel_grid"]
+
+#: One marker per line of a plot, in order (``zip(lines, itertools.cycle(LINE_MARKERS))``): the marker tells the
+#: lines apart where their colours do not (a colour-blind reader; matplotlib's default orange and green are
+#: nearly one colour to a protanope), and the legend shows it.
+LINE_MARKERS = "os^Dvp"
 
 
 def grid_shape(n: int, max_cols: int) -> tuple[int, int]:

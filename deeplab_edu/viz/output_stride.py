@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, TypeVar, cast
 
@@ -32,7 +33,7 @@ from ..complexity import Cost, check_rounds, count_macs, count_parameters, peak_
 from ..data.transforms import normalize
 from ..models.backbones import at_output_stride
 from .images import display_rgb, require_rgb
-from .layout import panel_grid
+from .layout import LINE_MARKERS, panel_grid
 
 if TYPE_CHECKING:
     from ..models.backbones import Backbone
@@ -475,9 +476,9 @@ def plot_cost_vs_input_size(rows: Sequence[Mapping[str, Any]]) -> Figure:
     if not rows:
         raise ValueError("rows is empty; pass the output of macs_by_input_size")
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    for os_ in sorted({r["output stride"] for r in rows}, reverse=True):
+    for os_, marker in zip(sorted({r["output stride"] for r in rows}, reverse=True), itertools.cycle(LINE_MARKERS)):
         sel = sorted((r for r in rows if r["output stride"] == os_), key=lambda r: r["input"])
-        ax.plot([r["input"] for r in sel], [r["GMACs"] for r in sel], "o-", label=f"OS {os_}")
+        ax.plot([r["input"] for r in sel], [r["GMACs"] for r in sel], marker=marker, linestyle="-", label=f"OS {os_}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes = sorted({r["input"] for r in rows})
@@ -493,7 +494,8 @@ def plot_cost_vs_input_size(rows: Sequence[Mapping[str, Any]]) -> Figure:
 
 
 def plot_macs_by_stage(stages_by_config: Mapping[str, Mapping[str, float]], title: str | None = None) -> Figure:
-    """Stacked bars: GMACs of each stage (stem, block1..block7), one bar per configuration.
+    """Stacked bars: GMACs of each stage (stem, block1..block7), one bar per configuration; the stages in
+    steps of viridis and hatched in turn (told apart without hue), the legend in the stacking's order.
 
     Raises:
         ValueError: ``stages_by_config`` is empty.
@@ -505,13 +507,16 @@ def plot_macs_by_stage(stages_by_config: Mapping[str, Mapping[str, float]], titl
         names += [s for s in stages if s not in names]
     fig, ax = plt.subplots(figsize=(1.6 * len(stages_by_config) + 3, 3.8))
     bottoms = np.zeros(len(stages_by_config))
-    cmap = plt.get_cmap("tab10")
+    # an audit: tab10's blue, orange and green stages were one colour to a red-green colour-blind reader
+    colours = plt.get_cmap("viridis")(np.linspace(0.05, 0.95, len(names)))
     for k, stage in enumerate(names):
         vals = np.array([stages.get(stage, 0.0) for stages in stages_by_config.values()])
-        ax.bar(list(stages_by_config), vals, bottom=bottoms, label=stage, color=cmap(k % 10))
+        ax.bar(list(stages_by_config), vals, bottom=bottoms, label=stage, color=colours[k],
+               hatch=("", "//", "..", "xx")[k % 4], edgecolor="white", linewidth=0.5)
         bottoms += vals
     ax.set_ylabel("multiply-adds (G)")
-    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()  # top of the stack first, as the bars read
+    ax.legend(handles[::-1], labels[::-1], fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     ax.tick_params(axis="x", labelsize=8)
     if title:
         ax.set_title(title, fontsize=10)

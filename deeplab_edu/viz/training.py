@@ -19,6 +19,7 @@ Training itself is :func:`deeplab_edu.engine.runs.train_or_load` (the same code 
 from __future__ import annotations
 
 import atexit
+import itertools
 import math
 import shutil
 import tempfile
@@ -426,20 +427,26 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
 
 
 def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str = "") -> Figure:
-    """Training loss and validation mIoU of several runs on shared axes, one colour per run."""
+    """Training loss and validation mIoU of several runs on shared axes, one colour and one marker per run (the
+    marker tells the runs apart where colours do not: a colour-blind reader, a grey print)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from .layout import LINE_MARKERS
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for name, history in histories.items():
+    for (name, history), marker in zip(histories.items(), itertools.cycle(LINE_MARKERS)):
         train = [r for r in history if r.get("split") == "train"]
         val = [r for r in history if r.get("split") == "val"]
-        line, = a.plot([r["iteration"] for r in train], [r["loss"] for r in train], marker=".", label=name)
-        b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker="o", color=line.get_color(),
+        line, = a.plot([r["iteration"] for r in train], [r["loss"] for r in train], marker=marker, markersize=3,
+                       label=name)
+        b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker=marker, color=line.get_color(),
                label=name)
     a.set_ylabel("training loss")
     b.set_ylabel("validation mIoU (%)")
     for ax in (a, b):
         ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
@@ -450,12 +457,15 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, titl
 
 def plot_band_comparison(widths: Sequence[int], results: Mapping[str, Mapping[Any, Mapping[str, Any]]], *,
                          title: str = "") -> Figure:
-    """mIoU inside trimap bands of growing width, one line per model (``results`` from :func:`band_metrics`)."""
+    """mIoU inside trimap bands of growing width, one line (and marker) per model (``results`` from
+    :func:`band_metrics`)."""
     import matplotlib.pyplot as plt
 
+    from .layout import LINE_MARKERS
+
     fig, ax = plt.subplots(figsize=(5.2, 3.3))
-    for name, res in results.items():
-        ax.plot(list(widths), [100 * res[w]["miou"] for w in widths], marker="o", label=name)
+    for (name, res), marker in zip(results.items(), itertools.cycle(LINE_MARKERS)):  # a marker per model, not colour alone
+        ax.plot(list(widths), [100 * res[w]["miou"] for w in widths], marker=marker, label=name)
     if min(widths) > 0:
         ax.set_xscale("log", base=2)
     else:  # a band of width 0 (the boundary pixels alone, which band_metrics takes): linear up to 1 (an audit:

@@ -1,0 +1,94 @@
+"""What an accessibility audit of the figures found (stop 70), each stated as the figure's right property:
+text that contrasts with the tile under it, marks a legend explains, lines told apart without their
+colour, whole-number iteration ticks, a stack's legend in the stack's order, and class colours named
+where a figure shows them. (The palettes themselves: ``tests/test_palettes.py``.)
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+
+
+def _luminance(colour: object) -> float:
+    """WCAG 2's relative luminance of a matplotlib colour."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]  # type: ignore[arg-type]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: object, b: object) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_the_tap_counts_numbers_contrast_with_their_tiles() -> None:
+    """Chapter 04's counts were white on every tile: 1.3:1 on the yellow of 3 taps (WCAG asks 4.5:1)."""
+    from deeplab_edu.viz.boundary import count_colours, plot_tap_counts
+
+    colours, seen = count_colours(3), set()
+    for height, width, rate in ((3, 3, 3), (3, 9, 3), (9, 9, 2)):  # counts 1; 2 and 3; 4, 6 and 9
+        for text in plot_tap_counts(height, width, rate=rate).axes[0].texts:
+            tile = colours[int(text.get_text())]
+            assert _contrast(text.get_color(), tile) >= 4.5, (text.get_text(), text.get_color(), tile)
+            assert text.get_fontsize() >= 8
+            seen.add(int(text.get_text()))
+    assert seen == set(colours)  # every tile colour was checked
+
+
+def test_the_footprints_circle_is_named_in_a_legend() -> None:
+    from deeplab_edu.viz.boundary import plot_footprints
+
+    fig = plot_footprints({"3x3, rate 6": np.ones((9, 9), bool)}, position=(4, 4))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["the output position"]  # was never explained
+    assert len(plot_footprints({"a": np.ones((3, 3), bool)}).legends) == 0  # no circle, no legend
+
+
+def test_lines_of_one_plot_differ_in_marker_or_style_and_iterations_are_whole() -> None:
+    from deeplab_edu.engine.report import plot_history
+    from deeplab_edu.viz.training import plot_band_comparison, plot_histories
+
+    history = ([{"split": "train", "iteration": i, "loss": 1 / i} for i in (1, 2, 3)]
+               + [{"split": "val", "iteration": 3, "miou": 0.5}])
+    fig = plot_histories({"a": history, "b": history, "c": history})
+    assert len({line.get_marker() for line in fig.axes[1].lines}) == 3  # was "o" for every run
+    for ax in fig.axes + plot_history(history).axes:
+        ax.figure.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert all(float(t).is_integer() for t in ticks), ticks  # a smoke run's axis read 1.25, 1.90
+    bands = plot_band_comparison([1, 2, 4], {m: {w: {"miou": 0.5} for w in (1, 2, 4)} for m in ("x", "y")})
+    assert len({line.get_marker() for line in bands.axes[0].lines}) == 2
+
+
+def test_the_cost_and_share_curves_differ_in_more_than_colour() -> None:
+    from deeplab_edu.models import build_backbone
+    from deeplab_edu.viz.boundary import plot_mean_valid_fraction
+    from deeplab_edu.viz.output_stride import macs_by_input_size, plot_cost_vs_input_size
+
+    shares = plot_mean_valid_fraction({"small": 21, "large": 65}, max_rate=8, marked_rates=())
+    assert len({line.get_linestyle() for line in shares.axes[0].lines}) == 2
+    rows = macs_by_input_size(build_backbone("tiny_resnet"), [32, 64], output_strides=(16, 8))
+    assert len({line.get_marker() for line in plot_cost_vs_input_size(rows).axes[0].lines}) == 2
+
+
+def test_a_stacks_legend_reads_in_the_stacks_order() -> None:
+    from deeplab_edu.viz.output_stride import plot_macs_by_stage
+
+    fig = plot_macs_by_stage({"OS 16": {"stem": 1.0, "block1": 2.0, "block2": 3.0}})
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["block2", "block1", "stem"]  # top first
+    bars = fig.axes[0].patches
+    assert len({bar.get_hatch() for bar in bars}) == 3  # told apart without hue
+
+
+def test_the_crf_figure_names_its_class_colours() -> None:
+    from deeplab_edu.viz.crf import plot_refinement
+
+    image, mask = torch.rand(3, 16, 16), torch.zeros(16, 16, dtype=torch.long)
+    palette = [(40, 40, 40), (213, 94, 0)]
+    fig = plot_refinement(image, mask, mask, mask, palette, class_names=["background", "disc"])
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["background", "disc"]
+    assert not plot_refinement(image, mask, mask, None, palette).legends
