@@ -169,7 +169,8 @@ def _link_helpers(source: str) -> str:
 def _set_alt_text(cell: Any) -> None:
     """Give the cell's images the descriptions of :func:`~deeplab_edu.viz.alt_text.describe_figure` (the
     figures' ``text/plain``) as alt text: myst-nb's ``mystnb.image.alt`` cell metadata, one text for all
-    the images of a cell, so a cell with several figures gets each one's description, numbered."""
+    the images of a cell, so a cell with several figures gets each one's description, numbered, and the
+    book's Sphinx extension gives each image its own part (:func:`deeplab_edu.book_sphinx.one_alt_per_image`)."""
     from .viz.alt_text import FIGURE_PREFIX
 
     texts = []

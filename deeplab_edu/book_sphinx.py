@@ -6,6 +6,7 @@
 - attribute, data and property documentation read as prose, not as napoleon's ``type: description``,
   and a dataclass of many fields without its run-on signature;
 - the bibliography's entries labelled as the text cites them (:data:`BIBLIOGRAPHY_STYLE`);
+- each figure of a cell with several its own alt text (:func:`one_alt_per_image`);
 - the book's stylesheet (``book/_static/deeplab_edu.css``: printed output, long inline code and
   signatures wrap; wide tables and equations scroll in place; wide outputs span the margin).
 """
@@ -18,7 +19,36 @@ from typing import Any
 from .book_pages import PUBLISHED_BRANCH, repository_url
 from .records import REPO_ROOT
 
-__all__ = ["BIBLIOGRAPHY_STYLE", "setup"]
+__all__ = ["BIBLIOGRAPHY_STYLE", "one_alt_per_image", "setup"]
+
+#: The start of a cell's alt text that holds the descriptions of several figures, numbered
+#: (:func:`deeplab_edu.book_pages._set_alt_text`): ``"(1 of 2) Figure... (2 of 2) Figure..."``.
+_NUMBERED_ALT = re.compile(r"\(1 of (\d+)\) ")
+
+
+def one_alt_per_image(app: Any, doctree: Any) -> None:
+    """Give each image of a cell with several figures its own description.
+
+    myst-nb takes a cell's alt text from its ``mystnb.image.alt`` metadata and gives that one text to
+    every image the cell shows (``myst_nb/core/render.py``, ``render_image``): the book writes the
+    descriptions of all of them into it, numbered ``(1 of n)`` to ``(n of n)``, and this
+    ``doctree-read`` handler gives the k-th image with that text its k-th part (an accessibility
+    audit: a screen reader read both descriptions at each of two figures)."""
+    from docutils import nodes
+
+    seen: dict[str, int] = {}
+    for image in doctree.findall(nodes.image):
+        alt = image.get("alt", "")
+        match = _NUMBERED_ALT.match(alt)
+        if match is None:
+            continue
+        n = int(match.group(1))
+        parts = re.split(rf"(?:^|\s)\(\d+ of {n}\) ", alt)[1:]
+        if len(parts) != n:  # a description that itself holds "(k of n)": left whole
+            continue
+        k = seen.get(alt, 0)
+        image["alt"] = parts[k % n]
+        seen[alt] = k + 1
 
 
 def _launch_links(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
@@ -143,7 +173,8 @@ def _register_bibliography_style() -> None:
 
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix, attribute
-    documentation read as prose (:func:`_attribute_doc_has_no_type`), the bibliography's labels
+    documentation read as prose (:func:`_attribute_doc_has_no_type`), one alt text per figure
+    (:func:`one_alt_per_image`), the bibliography's labels
     (:data:`BIBLIOGRAPHY_STYLE`) and the book's stylesheet
     (``book/_static/deeplab_edu.css``: printed output, long inline code and signatures wrap; wide
     tables and equations scroll in place)."""
@@ -154,4 +185,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_css_file("deeplab_edu.css")
     app.connect("html-page-context", _launch_links, priority=900)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    app.connect("doctree-read", one_alt_per_image)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

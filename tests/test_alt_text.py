@@ -37,12 +37,27 @@ def test_a_figure_is_described_by_its_titles_labels_and_legends() -> None:
 def test_an_untitled_image_and_a_long_description() -> None:
     fig, ax = plt.subplots()
     ax.imshow(np.zeros((4, 4)))
-    assert describe_figure(fig) == "Figure. an image."
+    assert describe_figure(fig) == "Figure. An image."
     ax.set_title("word " * 100)
     short = describe_figure(fig, max_chars=60)
     assert len(short) <= 60 and short.endswith("…") and short.startswith(FIGURE_PREFIX)
     with pytest.raises(ValueError, match="max_chars must be at least 40"):
         describe_figure(fig, max_chars=10)
+    plt.close(fig)
+
+
+def test_untitled_image_panels_are_counted_and_a_figures_legend_is_read() -> None:
+    """An audit (stop 70): a gallery's description read "5: an image." eight times, and the class legend
+    under it, the key to its colours, was left out."""
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(2, 3)
+    for ax in axes.flat:
+        ax.imshow(np.zeros((4, 4)))
+    axes[0, 0].set_title("scene 7, as drawn")
+    fig.legend(handles=[Patch(color="k", label="background"), Patch(color="r", label="disc")])
+    assert describe_figure(fig) == ("Figure. 6 panels, 5 of them untitled images. 1: scene 7, as drawn. "
+                                    "Legend: background, disc.")
     plt.close(fig)
 
 
@@ -88,3 +103,19 @@ def test_a_jupyter_kernel_shows_each_figure_with_its_description(tmp_path: Path)
     reliable_client(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     texts = [o["data"]["text/plain"] for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
     assert texts == ["Figure. first.", "Figure. at the end.", "Figure. x: after the magic."], texts
+
+
+def test_each_image_of_a_cell_with_several_figures_gets_its_own_alt_text() -> None:
+    """myst-nb gives a cell's one alt text to each of its images; the book's Sphinx extension splits the
+    numbered descriptions (an audit, stop 70: a screen reader read both descriptions at each figure)."""
+    from docutils import nodes
+
+    from deeplab_edu.book_sphinx import one_alt_per_image
+
+    both = "(1 of 2) Figure: loss. (2 of 2) Figure: mIoU."
+    doctree = nodes.section()
+    for alt in (both, both, "Figure: alone.", both):  # the fourth: a second cell showing the same figures
+        doctree += nodes.image(uri="x.png", alt=alt)
+    one_alt_per_image(None, doctree)
+    assert [image["alt"] for image in doctree.findall(nodes.image)] == [
+        "Figure: loss.", "Figure: mIoU.", "Figure: alone.", "Figure: loss."]

@@ -2,8 +2,9 @@
 
 The book shows each figure as an image, and an image needs a text alternative (WCAG 2.1, success
 criterion 1.1.1 "Non-text content"). :func:`describe_figure` writes one from what the figure says
-about itself: its title, and each panel's title, axis labels and legend entries (colour bars and
-hidden panels are left out). :func:`register_alt_text` makes that description the plain-text form
+about itself: its title, each panel's title, axis labels and legend entries, and the figure's own legend
+(a class legend under the panels); colour bars and hidden panels are left out, and untitled image
+panels are counted, not listed one by one. :func:`register_alt_text` makes that description the plain-text form
 of every matplotlib figure a notebook shows (``text/plain`` beside the ``image/png``), and the book
 puts it in the image's ``alt`` attribute (:func:`deeplab_edu.book_pages.for_the_page`). Importing
 ``deeplab_edu.viz`` in IPython or Jupyter registers it.
@@ -42,11 +43,13 @@ def _panel(ax: Axes) -> str:
     if y := _clean(ax.get_ylabel()):
         parts.append(f"y: {y}")
     legend = ax.get_legend()
-    if legend is not None and (entries := [_clean(t.get_text()) for t in legend.get_texts() if _clean(t.get_text())]):
+    if legend is not None and (entries := _legend_entries(legend)):
         parts.append("legend: " + ", ".join(entries))
-    if not parts and ax.images:
-        parts.append("an image")
     return "; ".join(parts)
+
+
+def _legend_entries(legend: Any) -> list[str]:
+    return [text for t in legend.get_texts() if (text := _clean(t.get_text()))]
 
 
 def describe_figure(fig: Figure, max_chars: int = 800) -> str:
@@ -70,10 +73,16 @@ def describe_figure(fig: Figure, max_chars: int = 800) -> str:
     title = _clean(fig.get_suptitle())
     text = FIGURE_PREFIX + (f": {title}." if title else ".")
     described = [_panel(ax) for ax in panels]
+    # an audit: "5: an image. 6: an image. ..." eight times told a screen-reader user nothing
+    untitled = sum(1 for ax, d in zip(panels, described) if not d and ax.images)
     if len(panels) == 1:
-        text += f" {described[0]}." if described[0] else ""
+        text += f" {described[0]}." if described[0] else (" An image." if untitled else "")
     elif panels:
-        text += f" {len(panels)} panels." + "".join(f" {i}: {d}." for i, d in enumerate(described, 1) if d)
+        text += f" {len(panels)} panels" + (f", {untitled} of them untitled images" if untitled else "") + "."
+        text += "".join(f" {i}: {d}." for i, d in enumerate(described, 1) if d)
+    entries = [e for legend in fig.legends for e in _legend_entries(legend)]
+    if entries:  # the figure's own legend (the class colours under a gallery)
+        text += " Legend: " + ", ".join(entries) + "."
     if len(text) > max_chars:
         text = text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
     return text
