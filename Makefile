@@ -42,10 +42,19 @@ COMPAT_DIR := .venv-compat/torch-$(COMPAT_TORCH)
 help:
 	@sed -n '1,/^$$/p' Makefile | sed -n 's/^# \{0,1\}//p'  # the comment block at the top, whatever its length
 
+# The stamp holds the folder the .venv was made in: a virtual environment cannot move (its scripts name
+# its python by its full path), so a checkout moved or renamed makes its .venv again (a portability trial:
+# `make lab` failed with ".venv/bin/python: not found" and `make setup` had nothing to do).
+VENV_HOME := $(abspath $(VENV))
+VENV_MOVED_FROM := $(shell test -s "$(STAMP)" && test "$$(cat "$(STAMP)")" != "$(VENV_HOME)" && cat "$(STAMP)")
+.PHONY: venv-moved
+venv-moved: ;
 # editable_mode=compat: the package's folder on sys.path (a .pth line), which mypy and pyright follow, so a
 # learner's own code that imports deeplab_edu is type-checked against its hints (setuptools' default import
-# hook is invisible to them)
-$(STAMP): pyproject.toml constraints.txt
+# hook is invisible to them); the line is made relative (book.relative_editable_path: ASCII under LC_ALL=C)
+$(STAMP): pyproject.toml constraints.txt $(if $(VENV_MOVED_FROM),venv-moved)
+	@if [ -n "$(VENV_MOVED_FROM)" ]; then echo "$(VENV) was made in $(VENV_MOVED_FROM), and a virtual" \
+	  "environment cannot move: making it again here"; rm -rf $(VENV); fi
 	@echo "Setting up $(VENV): installing the pinned packages of constraints.txt (the first time: several" \
 	  "minutes and a few GB to download; later only when the pins change)..."
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
@@ -54,7 +63,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
 	  --config-settings editable_mode=compat
-	@touch $(STAMP)
+	@$(BIN)/python -c 'from deeplab_edu.book import relative_editable_path; relative_editable_path()'
+	@printf '%s\n' "$(VENV_HOME)" > $(STAMP)
 	@echo "$(VENV) is ready."
 
 # chapters (.py) open as notebooks; no news pop-up and no update check (the course runs offline)
@@ -78,7 +88,7 @@ setup: $(STAMP) $(LAB_SETTINGS) $(LAB_SERVER_CONFIG)
 # the addresses Lab prints (and the page a browser opens) go to the first chapter, not to the Launcher
 lab: setup
 	@echo "The course starts at chapter 00, Start here: Lab prints its address below (.../lab/tree/00_start_here.py?token=...)"
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --LabApp.default_url=/lab/tree/00_start_here.py $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(LAB_DIR)" --LabApp.default_url=/lab/tree/00_start_here.py $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -102,8 +112,8 @@ test-compat: setup
 	  torchvision==$(COMPAT_TORCHVISION) && touch $(COMPAT_DIR)/.installed \
 	  || { echo "make test-compat: could not install torch==$(COMPAT_TORCH) torchvision==$(COMPAT_TORCHVISION)" \
 	       "into $(COMPAT_DIR) (this needs the package registry: are you online?)" >&2; exit 1; }; }
-	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'from', torch.__file__)"
-	PYTHONPATH=$(abspath $(COMPAT_DIR)) $(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/test_environment.py \
+	PYTHONPATH="$(abspath $(COMPAT_DIR))" $(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'from', torch.__file__)"
+	PYTHONPATH="$(abspath $(COMPAT_DIR))" $(BIN)/python -m pytest -p no:cacheprovider --ignore=tests/test_environment.py \
 	  --ignore=tests/test_browser.py --ignore=tests/test_lab.py --deselect tests/test_lint.py::test_mypy_finds_nothing \
 	  $(PYTEST_ARGS)
 

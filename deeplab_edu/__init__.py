@@ -20,7 +20,7 @@ def source_version(pyproject: Path = Path(__file__).resolve().parent.parent / "p
     import tomllib
 
     try:
-        return str(tomllib.loads(pyproject.read_text())["project"]["version"]) + "+source"
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]) + "+source"
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
         return "0.0.0+unknown"
 

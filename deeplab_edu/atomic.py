@@ -87,9 +87,9 @@ def _disk_full(path: Path, err: BaseException) -> str | None:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """``Path(path).write_text(text)`` through :func:`atomic_path`; returns ``path`` as a Path."""
+    """``Path(path).write_text(text, encoding="utf-8")`` through :func:`atomic_path`; returns ``path`` as a Path."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 

@@ -66,7 +66,7 @@ __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "kernel_encryption_settings", "lab_server_settings", "write_lab_server_config",
-    "student_copy", "STUDENT_COPY_MANIFEST", "chapter_workload",
+    "relative_editable_path", "student_copy", "STUDENT_COPY_MANIFEST", "chapter_workload",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
@@ -90,7 +90,7 @@ _KERNEL_ENV = {
 # --------------------------------------------------------------------------------------------
 def notebooks_in_toc(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[str]:
     """The ``file:`` entries of the table of contents (``root`` excluded), in order."""
-    toc = yaml.safe_load(Path(toc_file).read_text())
+    toc = yaml.safe_load(Path(toc_file).read_text(encoding="utf-8"))
     files: list[str] = []
 
     def walk(node: object) -> None:
@@ -341,7 +341,7 @@ def write_lab_server_config(prefix: str | Path | None = None) -> Path:
     config: dict[str, Any] = {}
     if path.is_file():
         try:
-            config = json.loads(path.read_text() or "{}")
+            config = json.loads(path.read_text(encoding="utf-8") or "{}")
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not JSON ({err}); fix or delete it") from err
         if not isinstance(config, dict):
@@ -351,6 +351,31 @@ def write_lab_server_config(prefix: str | Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(config, indent=1) + "\n")
     return path
+
+
+def relative_editable_path(site_packages: str | Path | None = None) -> list[Path]:
+    """Rewrite the editable install's ``.pth`` lines that name this checkout by its absolute path as a
+    path relative to ``site_packages`` (default: the running environment's), which Python's
+    :mod:`site` (and mypy and pyright) resolve from there. ``make setup`` calls it after ``pip install -e``.
+
+    A portability trial: Python 3.11 and 3.12 read a ``.pth`` file in the locale's encoding, so with
+    ``LC_ALL=C`` an absolute path holding a non-ASCII letter (``/home/josé/...``) stopped every Python of
+    the ``.venv`` at start-up ("Failed to import the site module"); the relative path of a ``.venv``
+    inside the checkout, ``../../../..``, is ASCII. Returns the files rewritten.
+    """
+    import sysconfig
+
+    folder = Path(site_packages if site_packages is not None else sysconfig.get_paths()["purelib"])
+    root = Path(__file__).resolve().parent.parent
+    changed = []
+    for pth in sorted(folder.glob("__editable__.deeplab_edu-*.pth")):
+        lines = pth.read_text(encoding="utf-8").splitlines()
+        relative = [os.path.relpath(root, folder) if Path(line).is_absolute() and Path(line).resolve() == root
+                    else line for line in lines]
+        if relative != lines:
+            write_text_atomic(pth, "\n".join(relative) + "\n")
+            changed.append(pth)
+    return changed
 
 
 def _poll_in_slices(channel: Any, interval: float | None = None) -> None:
@@ -441,14 +466,14 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / STUDENT_COPY_MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     except (OSError, ValueError):
         manifest = {}
     written = []
     for src in chosen:
-        text = jupytext.writes(_without_solutions(jupytext.reads(src.read_text(), fmt="py:percent")), fmt="py:percent")
+        text = jupytext.writes(_without_solutions(jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent")), fmt="py:percent")
         target, digest = out_dir / src.name, _sha256_text(text)
-        if target.is_file() and (current := _sha256_text(target.read_text())) != digest \
+        if target.is_file() and (current := _sha256_text(target.read_text(encoding="utf-8"))) != digest \
                 and manifest.get(src.name) != current:  # a learner's answers are in it: keep them
             target = target.with_name(f"{target.stem}.updated.py")
         else:
@@ -548,7 +573,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     if not source.is_file():
         raise FileNotFoundError(f"no notebook {source}")
     executed.parent.mkdir(parents=True, exist_ok=True)
-    text = source.read_text()
+    text = source.read_text(encoding="utf-8")
     nb = jupytext.reads(text, fmt="py:percent")
     if not solutions:
         _without_solutions(nb)
@@ -713,7 +738,7 @@ def _run_child_into(cmd: list[str], env: dict[str, str], source: Path, executed:
         return NotebookRun(source=_shown(source), executed=executed, status="crashed",
                            seconds=round(time.monotonic() - start, 1), profile=active_profile,
                            message=f"the executor exited with {proc.returncode}:\n{out[-3000:]}")
-    run = NotebookRun.from_json(json.loads(report.read_text()))
+    run = NotebookRun.from_json(json.loads(report.read_text(encoding="utf-8")))
     if not run.ok and run.cell is None and out.strip():
         # no cell ran: what the kernels and the executor printed is the only clue
         run.message += f"\nexecutor and kernel output:\n{out[-3000:]}"
@@ -765,7 +790,7 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
             meta = nbformat.read(executed, as_version=4).metadata.get("deeplab_edu_build", {})
             if meta.get("status") == "ok" and meta.get("key") == _dependency_key(source, active_profile,
                                                                                  learner, solutions):
-                run = NotebookRun.from_json(json.loads(report.read_text()))
+                run = NotebookRun.from_json(json.loads(report.read_text(encoding="utf-8")))
                 run.reused = True
                 runs[source] = run
                 continue
@@ -889,7 +914,7 @@ def chapter_workload(source: Path) -> dict[str, int]:
     """
     import jupytext
 
-    nb = jupytext.reads(Path(source).read_text(), fmt="py:percent")
+    nb = jupytext.reads(Path(source).read_text(encoding="utf-8"), fmt="py:percent")
     prose = [c.source for c in nb.cells if c.cell_type == "markdown"]
     return {"words": sum(len(text.split()) for text in prose),
             "exercises": sum(len(re.findall(r"^### Exercise ", text, re.M)) for text in prose)}
@@ -897,7 +922,7 @@ def chapter_workload(source: Path) -> dict[str, int]:
 
 def _expected_minutes(source: Path) -> float:
     """The notebook header's ``cpu_minutes`` (0 when absent): used to schedule long ones first."""
-    match = re.search(r"cpu_minutes:\s*([0-9.]+)", source.read_text()[:2000])
+    match = re.search(r"cpu_minutes:\s*([0-9.]+)", source.read_text(encoding="utf-8")[:2000])
     return float(match.group(1)) if match else 0.0
 
 
@@ -927,8 +952,8 @@ def _stage(stage: Path, runs: Sequence[NotebookRun]) -> None:
         nbformat.write(for_the_page(nb, run.profile), stage / "notebooks" / run.executed.name)
     if any(run.profile == "smoke" for run in runs):
         intro = stage / "book" / "intro.md"
-        title, _, rest = intro.read_text().partition("\n")
-        intro.write_text(f"{title}\n\n{SMOKE_NOTE.replace('This page', 'This book', 1)}\n{rest}")
+        title, _, rest = intro.read_text(encoding="utf-8").partition("\n")
+        intro.write_text(f"{title}\n\n{SMOKE_NOTE.replace('This page', 'This book', 1)}\n{rest}", encoding="utf-8")
 
 
 def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:
@@ -983,9 +1008,9 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
 
     stage = build / "source"
     _stage(stage, runs)
-    config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text())
+    config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text(encoding="utf-8"))
     generated = stage / "book" / "_config.yml"
-    generated.write_text(yaml.safe_dump(config, sort_keys=False))
+    generated.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     html = build / "html"
     cmd = [
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
@@ -1001,7 +1026,7 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
         log = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
         raise RuntimeError(f"jupyter-book did not finish within {err.timeout} s; log so far:\n{log[-4000:]}") from None
     log_file = build / "build.log"
-    log_file.write_text(log)
+    log_file.write_text(log, encoding="utf-8")
     if not quiet:
         print(log[-3000:])
     if returncode != 0:

@@ -280,5 +280,5 @@ def colab_setup() -> str:
 
 def repository_url() -> str:
     """The repository's address as ``book/_config.yml`` gives it (``https://github.com/<org>/<name>``)."""
-    config = yaml.safe_load((REPO_ROOT / "book" / "_config.yml").read_text())
+    config = yaml.safe_load((REPO_ROOT / "book" / "_config.yml").read_text(encoding="utf-8"))
     return str(config.get("repository", {}).get("url", "")).rstrip("/")

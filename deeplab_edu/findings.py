@@ -291,7 +291,7 @@ def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> di
             path = run_dir(root, arm, seed) / "metrics.json"
             if not path.is_file():
                 continue
-            stretches = json.loads(path.read_text()).get("provenance", [])
+            stretches = json.loads(path.read_text(encoding="utf-8")).get("provenance", [])
             out[f"{arm}/seed{seed}"] = [
                 {"commit": p.get("code_version", {}).get("git_commit"), "dirty": p.get("code_version", {}).get("git_dirty"),
                  "iterations": f"{p.get('from_iteration')}-{p.get('to_iteration')}",
@@ -846,7 +846,7 @@ def _finished(out_dir: Path) -> bool:
 
     path = Path(out_dir) / "metrics.json"
     try:
-        return bool(json.loads(path.read_text()).get("final"))
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("final"))
     except (OSError, ValueError):
         return False
 

@@ -327,7 +327,7 @@ def load_record(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
             f"no recorded run {str(name_or_path)!r}: {looked}; records live in {shown_path(RESULTS_DIR)} "
             "and are made by the scripts in benchmarks/ (see benchmarks/README.md)"
         )
-    record = json.loads(path.read_text())
+    record = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(record, dict) or "results" not in record or "command" not in record:
         raise ValueError(f"{path} is not a deeplab-edu record (needs 'results' and 'command')")
     return record

@@ -260,6 +260,9 @@ def test_split_lists(tmp_path):
         read_split_list(tmp_path / "missing.txt")
     (tmp_path / "ok.txt").write_text("a\n\nb\n")
     assert read_split_list(tmp_path / "ok.txt") == ["a", "b"]
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9_0001\n".encode("latin-1"))  # read as UTF-8 whatever the locale
+    with pytest.raises(BadDataError, match=r"latin1\.txt is not UTF-8 text"):
+        read_split_list(tmp_path / "latin1.txt")
 
 
 def test_missing_files_are_listed(tmp_path):

@@ -336,7 +336,11 @@ def test_search_order(tmp_path, monkeypatch):
     (tmp_path / "mine" / "train.txt").write_text("x\n")
     assert paths.find_camvid() == tmp_path / "mine"
     monkeypatch.delenv("DEEPLAB_EDU_DATA")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert paths.data_home().parts[-3:] == (".cache", "deeplab_edu", "data")
+    # a portability trial (stop 70): XDG_CACHE_HOME moved torch's weights but not the data sets
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.data_home() == tmp_path / "xdg" / "deeplab_edu" / "data"
 
 
 def test_sbd_download_offline_gives_clear_error(tmp_path, monkeypatch):

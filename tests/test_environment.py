@@ -161,3 +161,62 @@ def test_second_run_installs_nothing() -> None:
         pytest.skip("not running inside a `make`-built .venv")
     proc = subprocess.run(["make", "-q", "setup"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, "make would reinstall: the .venv stamp is older than pyproject.toml/constraints.txt"
+
+
+def test_a_moved_checkout_makes_its_venv_again(tmp_path: Path) -> None:
+    """A portability trial (stop 70): a checkout moved or renamed kept a .venv whose scripts name the old
+    folder's python, and `make setup` had nothing to do; the stamp now holds the .venv's folder."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("no make")
+    venv = tmp_path / "moved_venv"  # a make target holds no space (the checkout's path may: VENV is relative)
+    venv.mkdir()
+    stamp = venv / ".deeplab-edu-installed"
+
+    def planned() -> str:  # what `make setup` would run for the stamp (-n: nothing is run)
+        return subprocess.run(["make", "-n", f"VENV={venv}", str(stamp)], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout
+
+    stamp.write_text("/old/place/.venv\n")
+    assert "was made in /old/place/.venv" in planned() and "rm -rf" in planned()
+    stamp.write_text(f"{venv}\n")  # made here, and newer than the pins
+    assert "pip install" not in planned()
+    stamp.write_text("")  # a stamp of before this check (empty): not taken for a move
+    assert "cannot move" not in planned()
+
+
+def test_the_editable_install_names_the_checkout_by_a_relative_path(tmp_path: Path) -> None:
+    """Python 3.11 reads a .pth file in the locale's encoding: under LC_ALL=C an absolute path with a
+    non-ASCII letter stopped every Python of the .venv at start-up (a portability trial, stop 70)."""
+    import os
+
+    from deeplab_edu.book import relative_editable_path
+
+    site = tmp_path / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    pth = site / "__editable__.deeplab_edu-0.1.0.pth"
+    pth.write_text(f"{REPO_ROOT.resolve()}\nimport something_else\n")
+    assert relative_editable_path(site) == [pth]
+    line, other = pth.read_text().splitlines()
+    assert not os.path.isabs(line) and Path(site, line).resolve() == REPO_ROOT.resolve() and other == "import something_else"
+    assert relative_editable_path(site) == []  # already relative: left alone
+
+
+def test_the_course_reads_its_own_files_in_a_legacy_locale(tmp_path: Path) -> None:
+    """The chapters hold non-ASCII text (θ, ×, —); the package read them in the locale's encoding, so under a
+    legacy locale (LC_ALL=C without Python's UTF-8 mode: native Windows, old systems) `student-copy` ended
+    in "'ascii' codec can't decode" (a portability trial, stop 70). Files the package writes and reads are
+    UTF-8 whatever the locale."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run([sys.executable, "-m", "deeplab_edu.book", "student-copy", str(tmp_path / "copy")],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any("×" in p.read_text(encoding="utf-8") for p in (tmp_path / "copy").glob("*.py"))

@@ -574,12 +574,15 @@ def read_split_list(path: str | os.PathLike[str], *, hint: str = "") -> list[str
 
     Raises:
         DatasetNotFoundError: the list does not exist.
-        BadDataError: the list names no image.
+        BadDataError: the list names no image, or is not UTF-8 text.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"split list not found: {path}. {hint}".strip())
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as err:
+        raise BadDataError(f"split list {path} is not UTF-8 text ({err}): save it as UTF-8. {hint}".strip()) from None
     entries = [ln for ln in lines if ln and not ln.startswith("#")]
     if not entries:
         raise BadDataError(f"split list {path} is empty: it must name at least one image. {hint}".strip())

@@ -22,9 +22,15 @@ __all__ = ["data_home", "candidate_roots", "find_dataset_root", "find_camvid"]
 
 
 def data_home() -> Path:
-    """The user data folder: ``$DEEPLAB_EDU_DATA`` or ``~/.cache/deeplab_edu/data``."""
+    """The user data folder: ``$DEEPLAB_EDU_DATA``, or ``deeplab_edu/data`` in ``$XDG_CACHE_HOME`` (default
+    ``~/.cache``), the cache folder torch keeps its downloaded weights in too (``torch.hub.get_dir``): a
+    portability trial found the data sets in ``~/.cache`` on a cluster whose users set ``XDG_CACHE_HOME`` away
+    from a small home quota."""
     env = os.environ.get("DEEPLAB_EDU_DATA", "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "deeplab_edu" / "data"
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "deeplab_edu" / "data"
 
 
 def candidate_roots(name: str) -> list[Path]:

@@ -248,7 +248,7 @@ def preset_summary(name: str) -> str:
     if not path.is_file():
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
     header = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
         header.append(line.lstrip("#").strip())

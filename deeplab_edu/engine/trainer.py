@@ -623,14 +623,14 @@ class Trainer:
         path = self.out / "metrics.csv"
         if not path.exists():
             return
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         if not rows or rows[0][:1] != ["iteration"]:
             return
         keep = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self.iteration]
         if len(keep) == len(rows):
             return
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(keep)
 
     def save(self) -> Path | None:
@@ -1193,7 +1193,7 @@ class Trainer:
                   "output_stride"]
         path = self.out / "metrics.csv"
         new = not path.exists()
-        with open(path, "a", newline="") as f:
+        with open(path, "a", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 w.writeheader()

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--out {args.out} is a folder: name a file, e.g. {args.out / 'answer_key.md'}")
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(table)
+            args.out.write_text(table, encoding="utf-8")
         except OSError as err:
             parser.error(f"could not write --out {args.out}: {err.strerror or err}")
         print(f"answer key of {table.count(chr(10)) - 2} exercises written to {args.out}")
