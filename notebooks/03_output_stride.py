@@ -53,12 +53,14 @@
 # `plot_cost_vs_output_stride`, `plot_cost_vs_input_size`, `plot_macs_by_stage`, and the paper's
 # tables `PAPER_TABLE1_MIOU`, `PAPER_TABLE2_MIOU`, `PAPER_TABLE3_MIOU`),
 # `deeplab_edu.records.hardware`, and ahead of chapter 04, which explains it,
-# `deeplab_edu.boundary.effective_kernel_shape`; from chapter 01, `sample_photo`.
+# `deeplab_edu.boundary.effective_kernel_shape`; from chapter 01, `sample_photo`; from chapter 00,
+# `deeplab_edu.viz.tables.markdown_table` (a computed table).
 
 # %%
 import time
 
 import torch
+from IPython.display import display
 
 from deeplab_edu import config
 from deeplab_edu.boundary import effective_kernel_shape
@@ -67,6 +69,7 @@ from deeplab_edu.models import build_backbone
 from deeplab_edu.records import hardware
 from deeplab_edu.viz import output_stride as vos
 from deeplab_edu.viz.images import sample_photo
+from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 print(config.profile_line(with_device=True))
@@ -239,12 +242,10 @@ cost_rows = vos.measure_output_strides(backbone, input_size, (32, 16, 8), repeat
 backbone.to("cpu")
 print(f"measured in {time.perf_counter() - started:.0f} s")
 
-header = f"{'OS':>3} {'feature map':>11} {'params (M)':>10} {'GMACs':>7} {'forward (s)':>11} {'peak MiB':>9} {'paper mIoU (Table 1)':>21}"
-print(header)
-for r in cost_rows:
-    paper = vos.PAPER_TABLE1_MIOU[r["output stride"]]
-    print(f"{r['output stride']:>3} {r['feature map']:>5} x {r['feature map']:<4} {r['params (M)']:>10.2f} {r['GMACs']:>7.2f} "
-          f"{r['forward (s)']:>11.3f} {r['peak memory (MiB)']:>9.1f} {paper:>21.2f}")
+display(markdown_table([{"OS": r["output stride"], "feature map": f"{r['feature map']} x {r['feature map']}",
+                         "params (M)": f"{r['params (M)']:.2f}", "GMACs": f"{r['GMACs']:.2f}",
+                         "forward (s)": f"{r['forward (s)']:.3f}", "peak MiB": f"{r['peak memory (MiB)']:.1f}",
+                         "paper mIoU (Table 1)": f"{vos.PAPER_TABLE1_MIOU[r['output stride']]:.2f}"} for r in cost_rows]))
 print("DeepLabv3 Table 1 in full (paper, mIoU %): "
       + ", ".join(f"OS {k}: {v}" for k, v in sorted(vos.PAPER_TABLE1_MIOU.items())))
 fig = vos.plot_cost_vs_output_stride(cost_rows, paper_miou=vos.PAPER_TABLE1_MIOU)
@@ -452,13 +453,13 @@ with config.text_checks():
 # {cite:p}`chen2017deeplabv3`; not measured here):
 
 # %%
-print("Table 2: going deeper        block4  block5  block6  block7")
-for net_name, vals in vos.PAPER_TABLE2_MIOU.items():
-    print(f"  {net_name:26s} " + "  ".join(f"{v:6.2f}" for v in vals))
+blocks = ("block4", "block5", "block6", "block7")
+print("Table 2: going deeper")
+display(markdown_table([{"network": net_name, **{b: f"{v:.2f}" for b, v in zip(blocks, vals)}}
+                        for net_name, vals in vos.PAPER_TABLE2_MIOU.items()]))
 print("Table 3: ResNet-101, multi-grid")
-print(f"  {'multi-grid':26s} block4  block5  block6  block7")
-for mg, vals in vos.PAPER_TABLE3_MIOU.items():
-    print(f"  {str(mg):26s} " + "  ".join(f"{v:6.2f}" for v in vals))
+display(markdown_table([{"multi-grid": str(mg), **{b: f"{v:.2f}" for b, v in zip(blocks, vals)}}
+                        for mg, vals in vos.PAPER_TABLE3_MIOU.items()]))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).

@@ -53,16 +53,19 @@
 # `ASPPConv`, `ImagePooling`) and
 # `deeplab_edu.viz.boundary` (`plot_tap_counts`, `tap_count_widget`, `plot_figure4`,
 # `plot_degeneration`, `plot_mean_valid_fraction`, `plot_footprints`), and the tap-count figure as
-# a JavaScript explorer, live in the book (`deeplab_edu.viz.explorers.show`).
+# a JavaScript explorer, live in the book (`deeplab_edu.viz.explorers.show`); from chapter 00,
+# `deeplab_edu.viz.tables.markdown_table` (a computed table).
 
 # %%
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import display
 
 from deeplab_edu import boundary, config
 from deeplab_edu.exercises import check, get, prediction_made, solved
 from deeplab_edu.viz import boundary as vb
+from deeplab_edu.viz.tables import markdown_table
 
 # %% [markdown]
 # ## 1. Counting the taps that see the map
@@ -255,10 +258,9 @@ with config.text_checks():
 rates = (2, 6, 9, 12, 16, 17)
 reports = [boundary.compare_with_centre_tap(x, weight, r) for r in rates]
 fig = vb.plot_degeneration(reports)
-print(f"{'rate':>4} | {'positions with > 1 valid tap':>28} | {'positions that differ':>21} | max |diff|")
-for rep in reports:
-    print(f"{rep.rate:4d} | {float((rep.tap_counts > 1).mean()):28.1%} | {rep.fraction_differing:21.1%} | "
-          f"{rep.max_abs_diff:.0f}")
+display(markdown_table([{"rate": rep.rate, "positions with > 1 valid tap": f"{float((rep.tap_counts > 1).mean()):.1%}",
+                         "positions that differ": f"{rep.fraction_differing:.1%}", "max abs. difference": f"{rep.max_abs_diff:.0f}"}
+                        for rep in reports]))
 
 # %% [markdown]
 # At rate 9 on a $17 \times 17$ map only the single centre position (8, 8) sees nothing but its
@@ -297,10 +299,10 @@ with config.text_checks():
 # %%
 cases16 = [("513 crop, OS 16", 33), ("321 crop, OS 16", 21)]
 rows = boundary.rate_usage_table(cases16, (6, 12, 18)) + boundary.rate_usage_table([("513 crop, OS 8", 65)], (12, 24, 36))
-print(f"{'case':16s} {'map':>8s} {'rate':>4s} {'all 9 taps':>10s} {'mean weights used':>17s} {'centre only':>11s}")
-for row in rows:
-    print(f"{row['case']:16s} {row['feature map']:>8s} {row['rate']:4d} {row['positions with all 9 taps']:10.1%} "
-          f"{row['mean valid weights']:17.1%} {row['only centre tap']:11.1%}")
+display(markdown_table([{"case": row["case"], "map": row["feature map"], "rate": row["rate"],
+                         "all 9 taps": f"{row['positions with all 9 taps']:.1%}",
+                         "mean weights used": f"{row['mean valid weights']:.1%}",
+                         "centre only": f"{row['only centre tap']:.1%}"} for row in rows]))
 fig = vb.plot_mean_valid_fraction({"321 crop, OS 16": 21, "513 crop, OS 16": 33, "513 crop, OS 8": 65},
                                   max_rate=40, marked_rates=(6, 12, 18, 24, 36))
 

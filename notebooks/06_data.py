@@ -202,6 +202,8 @@ with config.text_checks():
 # $[0.02S, 0.9S]$ in log size, over $\log_2 45 = 5.49$ octaves.
 
 # %%
+from IPython.display import display
+
 from deeplab_edu.data.procedural import WIRE, scene_style
 from deeplab_edu.viz.tables import markdown_table
 
@@ -280,8 +282,8 @@ with config.text_checks():
 strides = [1, 2, 4, 8, 16, 32]
 oracle = {s: data_stats.stride_oracle_iou(masks, s, stats_ds.num_classes) for s in strides}
 fig = vdata.plot_stride_oracle(strides, [oracle[s]["iou"] for s in strides], stats_ds.class_names, stats_ds.palette)
-for s in strides:
-    print(f"stride {s:2d}: oracle mIoU {100 * oracle[s]['miou']:5.1f} %, wire IoU {100 * oracle[s]['iou'][wire]:5.1f} %")
+display(markdown_table([{"stride": s, "oracle mIoU": f"{100 * oracle[s]['miou']:.1f} %",
+                         "wire IoU": f"{100 * oracle[s]['iou'][wire]:.1f} %"} for s in strides]))
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).

@@ -52,19 +52,22 @@
 # `deeplab_edu.crf_eval` (`coarse_scores`,
 # `evaluate_crf`, `grid_search`, `grid_edges`), `deeplab_edu.metrics.boundary_band`, `deeplab_edu.viz.crf` (figures and
 # `crf_widget`). From earlier chapters: `deeplab_edu.atrous.effective_kernel_size` (01),
-# `deeplab_edu.receptive_field.receptive_field_of` (02), `deeplab_edu.data.ProceduralScenes` (06).
+# `deeplab_edu.receptive_field.receptive_field_of` (02), `deeplab_edu.data.ProceduralScenes` (06),
+# `deeplab_edu.viz.tables.markdown_table` (00).
 
 # %%
 import time
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import display
 
 from deeplab_edu import config
 from deeplab_edu.atrous import effective_kernel_size
 from deeplab_edu.complexity import count_parameters
 from deeplab_edu.models import build_model
 from deeplab_edu.receptive_field import receptive_field_of
+from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 print(config.profile_line())
@@ -100,9 +103,7 @@ for name, m in v1.backbone.named_modules():
         rows.append((name, "max pool", m.kernel_size, m.stride, 1))
     elif isinstance(m, torch.nn.Conv2d) and (m.dilation[0] > 1 or name.startswith("fc")):
         rows.append((name, f"conv {m.in_channels}->{m.out_channels}", m.kernel_size[0], m.stride[0], m.dilation[0]))
-print(f"{'layer':12s} {'kind':18s} {'kernel':>6s} {'stride':>6s} {'rate':>5s}")
-for r in rows:
-    print(f"{r[0]:12s} {r[1]:18s} {r[2]:6d} {r[3]:6d} {r[4]:5d}")
+display(markdown_table([dict(zip(("layer", "kind", "kernel", "stride", "rate"), r)) for r in rows]))
 
 output_stride = 1
 for m in v1.backbone.modules():

@@ -725,10 +725,10 @@ strategies = {
 seconds = time_interleaved({name: (lambda s=s: predict_probs(model, x, s)) for name, (s, _) in strategies.items()},
                            repeats=3, warmup=1, device=x.device)
 base = seconds["single scale"]
-for name, t in seconds.items():
-    rule = strategies[name][1]
-    print(f"{name:18s} {t:7.3f} s   x{t / base:5.1f}   (multiply-adds: x{rule:.1f}; time {t / base / rule - 1:+.0%} "
-          "from the rule)")
+display(markdown_table([{"strategy": name, "time (s)": f"{t:.3f}", "time ratio": f"x{t / base:.1f}",
+                         "multiply-adds ratio (the rule)": f"x{strategies[name][1]:.1f}",
+                         "time against the rule": f"{t / base / strategies[name][1] - 1:+.0%}"}
+                        for name, t in seconds.items()]))
 print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians of 3 interleaved calls")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
