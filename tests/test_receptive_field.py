@@ -315,7 +315,7 @@ def test_layer_stack_text_and_editor():
     with pytest.raises(ValueError, match="empty"):
         parse_layer_stack("# nothing")
     axes = plot_layer_stack("conv k=3 s=2\nconv k=3 d=2", torch.rand(3, 33, 35), samples=1)
-    assert "receptive field 11px" in axes[0].get_title()
+    assert "receptive field (solid yellow) 11px" in axes[0].get_title()  # the mark named (stop 70)
     assert isinstance(layer_stack_editor(DEFAULT_STACK, image=torch.rand(3, 40, 40)), ipywidgets.VBox)
     plt.close("all")
 

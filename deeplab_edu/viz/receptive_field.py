@@ -172,7 +172,7 @@ def plot_layer_stack(
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     _show(image, axes[0])
-    title = f"receptive field {rf.size}px, effective stride {rf.stride}"
+    title = f"receptive field (solid yellow) {rf.size}px, effective stride {rf.stride}"  # the mark named: an audit
     if effective:
         erf = effective_receptive_field(model, (h, w), samples=samples, output_index=(i, j))
     if effective and float(erf.sum()) == 0:
@@ -182,7 +182,7 @@ def plot_layer_stack(
         side = mass_extent(erf, 0.9)
         cy, cx = rf.center(i), rf.center(j)
         axes[0].add_patch(Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, edgecolor="cyan", lw=1.5, ls="--"))
-        title += f"\neffective (cyan): 90% of the gradient within {side}px"
+        title += f"\neffective (dashed cyan): 90% of the gradient within {side}px"
     _square(axes[0], rf, i, j)
     axes[0].set_xlim(-0.5, w - 0.5), axes[0].set_ylim(h - 0.5, -0.5)
     axes[0].set_title(title, fontsize=9)
