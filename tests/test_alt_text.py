@@ -87,11 +87,13 @@ def test_the_book_gives_each_figure_its_description_as_alt_text() -> None:
 
 
 @pytest.mark.slow
-def test_a_jupyter_kernel_shows_each_figure_with_its_description(tmp_path: Path) -> None:
+def test_a_jupyter_kernel_shows_each_figure_with_its_description(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a kernel (Jupyter's inline backend, which drops Figure's formatters when it starts), the
     first figure of the session, a figure shown with ``plt.show()`` and one shown at the cell's end
     all carry the description, also after ``%matplotlib inline`` starts the backend again."""
     from deeplab_edu.book import reliable_client
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own backend, as in JupyterLab (not the tests' Agg)
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in [
@@ -101,8 +103,18 @@ def test_a_jupyter_kernel_shows_each_figure_with_its_description(tmp_path: Path)
         "%matplotlib inline",
         "fig, ax = plt.subplots()\nax.set_xlabel('after the magic')"]]
     reliable_client(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    texts = [o["data"]["text/plain"] for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
+    images = [o for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
+    texts = [o["data"]["text/plain"] for o in images]
     assert texts == ["Figure. first.", "Figure. at the end.", "Figure. x: after the magic."], texts
+    # each a "retina" PNG (an accessibility audit, stop 70: 100-dpi figures were blurred on HiDPI screens):
+    # twice the pixels of the size it is shown at, which its metadata gives
+    import base64
+    import struct
+
+    for o in images:
+        assert "image/png" in o.get("metadata", {}), o.get("metadata")
+        pixels = struct.unpack(">I", base64.b64decode(o["data"]["image/png"][:44])[16:20])[0]
+        assert pixels == 2 * o["metadata"]["image/png"]["width"], (pixels, o.get("metadata"))
 
 
 def test_each_image_of_a_cell_with_several_figures_gets_its_own_alt_text() -> None:
