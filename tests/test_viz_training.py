@@ -101,6 +101,26 @@ def test_runs_root_follows_deeplab_edu_runs_and_warns_from_another_clone(tmp_pat
         assert runs_root("cpu") == REPO_ROOT / "runs"
 
 
+def test_a_package_installed_as_a_copy_keeps_its_runs_out_of_site_packages(tmp_path, monkeypatch) -> None:
+    """A portability trial (stop 70): `pip install /path/to/deeplab-edu` (not -e) put the course's runs in
+    site-packages/runs; they go to the course folder the working directory lies in, else to the working
+    directory's runs/."""
+    import deeplab_edu.records
+
+    monkeypatch.delenv("DEEPLAB_EDU_RUNS", raising=False)
+    site = tmp_path / "site-packages"
+    (site / "deeplab_edu").mkdir(parents=True)
+    monkeypatch.setattr(deeplab_edu.records, "REPO_ROOT", site)  # no pyproject.toml beside the package
+    course = tmp_path / "course"
+    (course / "deeplab_edu").mkdir(parents=True)
+    (course / "deeplab_edu" / "__init__.py").write_text("")
+    (course / "notebooks").mkdir()
+    monkeypatch.chdir(course / "notebooks")
+    assert runs_root("cpu") == course / "runs"
+    monkeypatch.chdir(tmp_path)
+    assert runs_root("cpu") == tmp_path / "runs"
+
+
 class _Constant(nn.Module):
     """Predicts the label map it was given, whatever the input (an oracle for the metric)."""
 

@@ -170,7 +170,9 @@ _warned_other_clone: set[Path] = set()
 def runs_root(profile: str | None = None) -> Path:
     """The folder of the course's runs: ``$DEEPLAB_EDU_RUNS`` when set, else ``<repo>/runs`` (git-ignored)
     of the repository the package is imported from; a fresh temporary folder in the ``smoke``
-    profile (CI).
+    profile (CI). A package installed as a copy (``pip install /path/to/deeplab-edu``, not ``-e``) lives in
+    ``site-packages``, where runs do not belong (a portability trial found them written there): its runs go
+    to ``runs/`` of the course folder the working directory lies in, else of the working directory.
 
     The temporary folder (checkpoints of tens of MB) is deleted when the Python process exits; those of
     processes killed before they could (untouched for a day) are deleted by the next smoke run. A
@@ -202,6 +204,8 @@ def runs_root(profile: str | None = None) -> Path:
         return Path(chosen).expanduser()
     here = Path.cwd().resolve()
     clone = next((d for d in (here, *here.parents) if (d / "deeplab_edu" / "__init__.py").is_file()), None)
+    if not (REPO_ROOT / "pyproject.toml").is_file():  # installed as a copy: REPO_ROOT is site-packages
+        return (clone or here) / "runs"
     if clone is not None and clone != REPO_ROOT and clone not in _warned_other_clone:
         _warned_other_clone.add(clone)
         warnings.warn(f"this runs in the course folder {clone}, but deeplab_edu is imported from {REPO_ROOT}, so the "
