@@ -45,16 +45,19 @@ help:
 # The stamp holds the folder the .venv was made in: a virtual environment cannot move (its scripts name
 # its python by its full path), so a checkout moved or renamed makes its .venv again (a portability trial:
 # `make lab` failed with ".venv/bin/python: not found" and `make setup` had nothing to do).
+# (A stamp of before this check is empty: then pip's first line, #!<folder>/bin/python3, names the folder.)
 VENV_HOME := $(abspath $(VENV))
-VENV_MOVED_FROM := $(shell test -s "$(STAMP)" && test "$$(cat "$(STAMP)")" != "$(VENV_HOME)" && cat "$(STAMP)")
+VENV_MADE_IN := $(shell if test -s "$(STAMP)"; then cat "$(STAMP)"; elif test -f "$(BIN)/pip"; then \
+  sed -n '1s|^\#!\(.*\)/bin/python[0-9.]*$$|\1|p' "$(BIN)/pip"; fi)
+VENV_MOVED_FROM := $(shell test -n "$(VENV_MADE_IN)" && test "$(VENV_MADE_IN)" != "$(VENV_HOME)" && echo "$(VENV_MADE_IN)")
 .PHONY: venv-moved
 venv-moved: ;
 # editable_mode=compat: the package's folder on sys.path (a .pth line), which mypy and pyright follow, so a
 # learner's own code that imports deeplab_edu is type-checked against its hints (setuptools' default import
-# hook is invisible to them); the line is made relative (book.relative_editable_path: ASCII under LC_ALL=C)
+# hook is invisible to them); the line is made relative (book.make_editable_path_relative: ASCII under LC_ALL=C)
 $(STAMP): pyproject.toml constraints.txt $(if $(VENV_MOVED_FROM),venv-moved)
 	@if [ -n "$(VENV_MOVED_FROM)" ]; then echo "$(VENV) was made in $(VENV_MOVED_FROM), and a virtual" \
-	  "environment cannot move: making it again here"; rm -rf $(VENV); fi
+	  "environment cannot move: making it again here"; rm -rf "$(VENV)"; fi
 	@echo "Setting up $(VENV): installing the pinned packages of constraints.txt (the first time: several" \
 	  "minutes and a few GB to download; later only when the pins change)..."
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
@@ -63,7 +66,9 @@ $(STAMP): pyproject.toml constraints.txt $(if $(VENV_MOVED_FROM),venv-moved)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
 	  --config-settings editable_mode=compat
-	@$(BIN)/python -c 'from deeplab_edu.book import relative_editable_path; relative_editable_path()'
+	@$(BIN)/python -S -c 'import sys, sysconfig; site = sysconfig.get_paths(vars={"base": sys.argv[1], \
+	  "platbase": sys.argv[1]})["purelib"]; sys.path.append(site); \
+	  from deeplab_edu.book import make_editable_path_relative; make_editable_path_relative(site)' "$(VENV_HOME)"
 	@printf '%s\n' "$(VENV_HOME)" > $(STAMP)
 	@echo "$(VENV) is ready."
 

@@ -66,7 +66,7 @@ __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "kernel_encryption_settings", "lab_server_settings", "write_lab_server_config",
-    "relative_editable_path", "student_copy", "STUDENT_COPY_MANIFEST", "chapter_workload",
+    "make_editable_path_relative", "student_copy", "STUDENT_COPY_MANIFEST", "chapter_workload",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
@@ -353,7 +353,7 @@ def write_lab_server_config(prefix: str | Path | None = None) -> Path:
     return path
 
 
-def relative_editable_path(site_packages: str | Path | None = None) -> list[Path]:
+def make_editable_path_relative(site_packages: str | Path | None = None) -> list[Path]:
     """Rewrite the editable install's ``.pth`` lines that name this checkout by its absolute path as a
     path relative to ``site_packages`` (default: the running environment's), which Python's
     :mod:`site` (and mypy and pyright) resolve from there. ``make setup`` calls it after ``pip install -e``.
@@ -361,7 +361,8 @@ def relative_editable_path(site_packages: str | Path | None = None) -> list[Path
     A portability trial: Python 3.11 and 3.12 read a ``.pth`` file in the locale's encoding, so with
     ``LC_ALL=C`` an absolute path holding a non-ASCII letter (``/home/josé/...``) stopped every Python of
     the ``.venv`` at start-up ("Failed to import the site module"); the relative path of a ``.venv``
-    inside the checkout, ``../../../..``, is ASCII. Returns the files rewritten.
+    inside the checkout, ``../../../..``, is ASCII. ``make setup`` runs it with ``python -S`` (no ``.pth`` read),
+    so that it also mends a ``.pth`` the locale cannot read. Returns the files rewritten.
     """
     import sysconfig
 

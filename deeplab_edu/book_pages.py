@@ -48,7 +48,7 @@ def _widget_note(model_id: str, state: Mapping[str, Any]) -> str:
 
 def _progress_text(model_id: str, state: Mapping[str, Any]) -> str | None:
     """The final text of a tqdm progress bar widget (an HBox of HTML, FloatProgress, HTML), its texts
-    without the bar itself ("train: 96% 5/10 [00:01<00:01]": the percentage says what the bar showed,
+    without the bar itself ("train: 50% 5/10 [00:01<00:01]": the percentage says what the bar showed,
     and a screen reader read a drawn bar as ten "full block"s, an accessibility audit); ``""`` for a
     transient bar (``leave=False``: ``tqdm.notebook`` hides its box when it closes, so the notebook
     shows nothing there, and its text stopped at its last refresh, "96% 23/24"); None for any other

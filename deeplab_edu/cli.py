@@ -183,7 +183,7 @@ _PROGRESS_HELP = "show the progress bar (--no-progress: none, e.g. in a log file
 _WORKERS_HELP = ("DataLoader worker processes (default: the cores of this process less one, at most 8; 0: load in "
                  "the main process)")
 _PLACES_HELP = "$DEEPLAB_EDU_<NAME>, e.g. $DEEPLAB_EDU_CAMVID, else <clone>/../shared/data/<name>, else " \
-               "$DEEPLAB_EDU_DATA/<name> or ~/.cache/deeplab_edu/data/<name>"
+               "$DEEPLAB_EDU_DATA/<name> or ~/.cache/deeplab_edu/data/<name> ($XDG_CACHE_HOME for ~/.cache)"
 _CHECKPOINT_HELP = ("a training checkpoint or a model file (.pt; deeplab-edu export --out writes one), a run's folder, "
                     "or its checkpoints/ folder (the newest checkpoint)")
 

@@ -912,6 +912,7 @@ print(f"mIoU {100 * final_metrics['miou']:.1f} %; weakest class: {weakest[1]} ({
 # The course's own check (hidden in the book; a learner need not open it).
 with config.text_checks():
     assert len(final_metrics["iou"]) == val.num_classes == len(val.class_names)
+    assert val.difficulty == "easy"  # every profile's chapter run: the gallery's prose (a label in its shape's hue)
     assert abs(float(share.sum()) - 1) < 1e-5 and int(truth.sum()) == final_metrics["pixels"]
     if config.profile() == "cpu":  # the cpu recipe's target (the recorded phase-1 seeds land above it at 8; phase 2 adds)
         assert final_metrics["miou"] >= 0.60, f"mIoU {final_metrics['miou']:.3f} is below the recipe's 60 %"

@@ -60,6 +60,11 @@ def test_lines_of_one_plot_differ_in_marker_or_style_and_iterations_are_whole() 
         ax.figure.canvas.draw()
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert all(float(t).is_integer() for t in ticks), ticks  # a smoke run's axis read 1.25, 1.90
+    long = [{"split": "train", "iteration": i, "loss": 1.0} for i in range(0, 30001, 1000)]
+    ax = plot_history(long).axes[0]
+    ax.figure.canvas.draw()
+    steps = set(np.diff(ax.get_xticks()))  # a review: the integer locator's own steps gave 4,000, crowding the axis
+    assert steps == {5000.0}, steps
     bands = plot_band_comparison([1, 2, 4], {m: {w: {"miou": 0.5} for w in (1, 2, 4)} for m in ("x", "y")})
     assert len({line.get_marker() for line in bands.axes[0].lines}) == 2
 

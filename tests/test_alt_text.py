@@ -114,7 +114,7 @@ def test_a_jupyter_kernel_shows_each_figure_with_its_description(tmp_path: Path,
     for o in images:
         assert "image/png" in o.get("metadata", {}), o.get("metadata")
         pixels = struct.unpack(">I", base64.b64decode(o["data"]["image/png"][:44])[16:20])[0]
-        assert pixels == 2 * o["metadata"]["image/png"]["width"], (pixels, o.get("metadata"))
+        assert abs(pixels - 2 * o["metadata"]["image/png"]["width"]) <= 1, (pixels, o.get("metadata"))  # w // 2 of odd w
 
 
 def test_each_image_of_a_cell_with_several_figures_gets_its_own_alt_text() -> None:

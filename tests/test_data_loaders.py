@@ -341,6 +341,9 @@ def test_search_order(tmp_path, monkeypatch):
     # a portability trial (stop 70): XDG_CACHE_HOME moved torch's weights but not the data sets
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert paths.data_home() == tmp_path / "xdg" / "deeplab_edu" / "data"
+    # a copy downloaded before XDG_CACHE_HOME was set is still found (a review)
+    assert paths.candidate_roots("camvid")[-2:] == [tmp_path / "xdg" / "deeplab_edu" / "data" / "camvid",
+                                                     Path.home() / ".cache" / "deeplab_edu" / "data" / "camvid"]
 
 
 def test_sbd_download_offline_gives_clear_error(tmp_path, monkeypatch):

@@ -461,3 +461,11 @@ def test_check_data_names_masks_with_transparent_pixels(tmp_path: Path) -> None:
     said = [w for w in report.warnings if "transparent pixels" in w]
     assert len(said) == 1 and str(masks[0]) in said[0] and "give them the ignore label (255)" in said[0]
     assert f"warning: mask {masks[0]} has transparent pixels" in report.summary()
+    for mask in masks[1:]:  # every mask of an annotation tool's export: one warning, naming them (a review)
+        Image.fromarray(rgba, "RGBA").save(mask)
+    for i in range(2, 8):
+        Image.fromarray(rgba, "RGBA").save(root / "train" / "masks" / f"q{i}.png")
+        Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(root / "train" / "images" / f"q{i}.png")
+    summary = check_dataset(build_dataset("folder", "train", root=root), num_workers=0, progress=False).summary()
+    assert summary.count("transparent pixels") == 1 and "8 masks have transparent pixels" in summary
+    assert "and 3 more): a mask's alpha channel carries no label" in summary

@@ -185,8 +185,13 @@ def test_a_moved_checkout_makes_its_venv_again(tmp_path: Path) -> None:
     assert "was made in /old/place/.venv" in planned() and "rm -rf" in planned()
     stamp.write_text(f"{venv}\n")  # made here, and newer than the pins
     assert "pip install" not in planned()
-    stamp.write_text("")  # a stamp of before this check (empty): not taken for a move
+    stamp.write_text("")  # a stamp of before this check (empty), and no pip to read: not taken for a move
     assert "cannot move" not in planned()
+    (venv / "bin").mkdir()
+    (venv / "bin" / "pip").write_text("#!/old/place/.venv/bin/python3\n")  # pip's first line names the folder
+    assert "was made in /old/place/.venv" in planned()
+    (venv / "bin" / "pip").write_text(f"#!{venv}/bin/python3\n")
+    assert "pip install" not in planned()
 
 
 def test_the_editable_install_names_the_checkout_by_a_relative_path(tmp_path: Path) -> None:
@@ -194,16 +199,16 @@ def test_the_editable_install_names_the_checkout_by_a_relative_path(tmp_path: Pa
     non-ASCII letter stopped every Python of the .venv at start-up (a portability trial, stop 70)."""
     import os
 
-    from deeplab_edu.book import relative_editable_path
+    from deeplab_edu.book import make_editable_path_relative
 
     site = tmp_path / "lib" / "site-packages"
     site.mkdir(parents=True)
     pth = site / "__editable__.deeplab_edu-0.1.0.pth"
     pth.write_text(f"{REPO_ROOT.resolve()}\nimport something_else\n")
-    assert relative_editable_path(site) == [pth]
+    assert make_editable_path_relative(site) == [pth]
     line, other = pth.read_text().splitlines()
     assert not os.path.isabs(line) and Path(site, line).resolve() == REPO_ROOT.resolve() and other == "import something_else"
-    assert relative_editable_path(site) == []  # already relative: left alone
+    assert make_editable_path_relative(site) == []  # already relative: left alone
 
 
 def test_the_course_reads_its_own_files_in_a_legacy_locale(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ found before a model is trained to predict it. ``deeplab-edu check-data`` runs i
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,14 @@ class DataCheck:
         total = max(int(self.pixels.sum()), 1)
         lines = [f"{self.items} items read, {len(self.problems)} bad"]
         lines += _grouped(self.problems, self.problem_files)
-        lines += [f"warning: {w}" for w in self.warnings]
+        transparent = [m for w in self.warnings if (m := _TRANSPARENT.match(w))]
+        if len(transparent) < GROUP_AT:
+            lines += [f"warning: {w}" for w in self.warnings]
+        else:  # a tool that saves every mask with a transparent "unlabelled": one warning, not one per mask (a review)
+            lines += [f"warning: {w}" for w in self.warnings if not _TRANSPARENT.match(w)]
+            names = [m[1] for m in transparent]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            lines.append(f"warning: {len(names)} masks have transparent pixels ({shown}): {transparent[0][2]}")
         if self.unknown_labels:
             values = ", ".join(f"{v} ({n} mask{'' if n == 1 else 's'})" for v, n in sorted(self.unknown_labels.items()))
             lines.append(f"labels outside the {len(self.class_names)} classes (0..{len(self.class_names) - 1}) in "
@@ -96,6 +104,8 @@ class DataCheck:
 
 #: A problem shared by at least this many files is stated once, with the files (a trial: 16 identical lines).
 GROUP_AT = 3
+#: The warning of a mask with transparent pixels (:class:`_Checked`): its file, and what it means.
+_TRANSPARENT = re.compile(r"^mask (.+) has transparent pixels: (.*)$", re.S)
 #: Where a file's name stood in a problem stated once for several files.
 _FILE = "<file>"
 

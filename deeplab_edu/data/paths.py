@@ -8,7 +8,9 @@ is used:
 2. ``<repository>/../shared/data/<name>`` (a shared copy next to the repository, as on the
    course's build machines);
 3. ``<data home>/<name>``, where the data home is ``$DEEPLAB_EDU_DATA`` or
-   ``~/.cache/deeplab_edu/data``; downloads go there.
+   ``$XDG_CACHE_HOME/deeplab_edu/data`` (default ``~/.cache/deeplab_edu/data``); downloads go there;
+4. ``~/.cache/deeplab_edu/data/<name>`` when ``XDG_CACHE_HOME`` moved the data home: a copy downloaded
+   before it was set is still found.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def candidate_roots(name: str) -> list[Path]:
         out.append(Path(env).expanduser())
     out.append(REPO_ROOT.parent / "shared" / "data" / name)
     out.append(data_home() / name)
+    legacy = Path.home() / ".cache" / "deeplab_edu" / "data" / name  # a review: a copy made before XDG_CACHE_HOME
+    if not os.environ.get("DEEPLAB_EDU_DATA", "").strip() and legacy != out[-1]:
+        out.append(legacy)
     return out
 
 

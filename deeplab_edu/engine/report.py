@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-__all__ = ["plot_history", "plot_metric_bars", "history_from_record"]
+__all__ = ["plot_history", "plot_metric_bars", "history_from_record", "iteration_ticks"]
+
+
+def iteration_ticks(ax: Any) -> None:
+    """Whole-number ticks on ``ax``'s x axis (iterations): a smoke run of 4 iterations read 1.25, 1.90 (an
+    audit), while a run of 30,000 keeps matplotlib's usual steps (1, 2, 2.5, 5 times a power of ten: a
+    review found steps of 4,000 crowding the axis with the integer locator's default steps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True, min_n_ticks=1))
 
 
 def history_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -24,7 +33,6 @@ def history_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pair: Any = None) -> Any:
     """Two panels: training loss and validation mIoU (%) against the iteration (whole-number ticks)."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     train = [r for r in history if r.get("split") == "train"]
     val = [r for r in history if r.get("split") == "val"]
@@ -42,7 +50,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pa
     b.set_ylim(bottom=0)  # from zero: a few points on a cut axis overstate the progress
     for ax in (a, b):
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # an audit: a smoke run's axis read 1.25, 1.90
+        iteration_ticks(ax)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -99,10 +99,13 @@ def _sharp_figures(ipython: Any) -> None:
     accessibility audit: 100-dpi figures shrunk into the book's column left 7-point labels blurred on a
     laptop's HiDPI screen. The backend's settings object keeps the choice when the backend restarts
     (``%matplotlib inline``); that restart removes every formatter of Figure, which the registration
-    below renews."""
+    below renews. A learner's own choice (``%config InlineBackend.figure_formats = {'svg'}``) is kept: only
+    the default, ``{'png'}``, is changed."""
     from matplotlib_inline.config import InlineBackend
 
-    InlineBackend.instance(parent=ipython).figure_formats = {"retina"}
+    backend = InlineBackend.instance(parent=ipython)
+    if set(backend.figure_formats) == {"png"}:
+        backend.figure_formats = {"retina"}
 
 
 def register_alt_text(ipython: Any = None) -> bool:

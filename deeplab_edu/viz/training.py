@@ -434,8 +434,8 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, titl
     """Training loss and validation mIoU of several runs on shared axes, one colour and one marker per run (the
     marker tells the runs apart where colours do not: a colour-blind reader, a grey print)."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
+    from ..engine.report import iteration_ticks
     from .layout import LINE_MARKERS
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -450,7 +450,7 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, titl
     b.set_ylabel("validation mIoU (%)")
     for ax in (a, b):
         ax.set_xlabel("iteration")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        iteration_ticks(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
