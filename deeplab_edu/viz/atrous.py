@@ -233,6 +233,7 @@ def plot_cost_vs_rate(rows: Sequence[dict[str, float]], ax: Sequence[plt.Axes] |
     ax[0].plot(rates, [r["params"] for r in rows], "o-", label="parameters")
     ax[0].plot(rates, [r["MACs"] / 1000 for r in rows], "s-", label="multiply-adds / 1000")
     ax[0].set_xlabel("atrous rate r")
+    ax[0].set_ylabel("count (see the legend)")  # an audit: two quantities on an unlabelled axis
     # from 0, with room above the highest line (both are flat: a fixed limit would sit on it)
     ax[0].set_ylim(0, 1.15 * max(max(r["params"], r["MACs"] / 1000) for r in rows))
     ax[0].legend(fontsize=8)
