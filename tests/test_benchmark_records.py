@@ -16,6 +16,8 @@ from deeplab_edu.engine.bench import format_results
 from deeplab_edu.records import RESULTS_DIR, load_record
 
 README = RESULTS_DIR.parent / "README.md"
+#: The folder a recorded command runs from (the repository: ``python benchmarks/x.py ...``).
+REPO_ROOT_OF_RESULTS = RESULTS_DIR.parent.parent
 RECORDS = sorted(p.stem for p in RESULTS_DIR.glob("*.json"))
 #: How many minutes a chapter's header may state above its slowest one-at-a-time record (rounded up).
 HEADER_MARGIN_MINUTES = 2
@@ -127,3 +129,65 @@ def test_no_chapter_header_states_fewer_minutes_than_its_recorded_run() -> None:
         assert header["cpu_minutes"] <= bound, (
             f"{header['source']} states {header['cpu_minutes']:g} minutes, more than {HEADER_MARGIN_MINUTES} above its "
             f"slowest record ({slowest[header['source']]:.1f}): a learner plans by it; lower it, or record the slower run")
+
+
+def _recorded_commands(value: object) -> list[str]:
+    """Every ``command`` string in a record (its top level, its provenance and runs)."""
+    if isinstance(value, dict):
+        own = [value["command"]] if isinstance(value.get("command"), str) else []
+        return own + [c for v in value.values() for c in _recorded_commands(v)]
+    if isinstance(value, list):
+        return [c for v in value for c in _recorded_commands(v)]
+    return []
+
+
+def test_every_recorded_command_still_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record names the command that made it, so that its numbers can be made again: each command
+    must still be accepted by today's CLI or script (a renamed flag would leave a record nobody can
+    rerun). The commands are parsed, not run: the parse of every ``argparse`` parser ends the command
+    (stop 70; all of them parsed then)."""
+    import argparse
+    import json
+    import runpy
+    import shlex
+    import sys
+
+    from deeplab_edu.cli import main as cli_main
+
+    class Parsed(BaseException):  # past any "except Exception" of a command's main
+        pass
+
+    parse = argparse.ArgumentParser.parse_known_args
+
+    def parse_only(self: argparse.ArgumentParser, args: object = None, namespace: object = None) -> None:
+        raise Parsed(parse(self, args, namespace)[1])  # type: ignore[arg-type]  # the arguments left unread
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", parse_only)
+    stale = []
+    for path in sorted(RESULTS_DIR.glob("*.json")):
+        for command in sorted(set(_recorded_commands(json.loads(path.read_text(encoding="utf-8"))))):
+            words = shlex.split(command)
+            words = words[1:] if Path(words[0]).name.startswith("python") else words
+            if words[0] == "-m" and words[1] == "deeplab_edu":
+                words, script = words[2:], None
+            elif words[0].endswith(("deeplab-edu", "deeplab_edu/__main__.py")):
+                words, script = words[1:], None
+            else:
+                script = REPO_ROOT_OF_RESULTS / words.pop(0)
+                if "argparse" not in script.read_text(encoding="utf-8"):  # it would run: not here
+                    stale.append(f"{path.name}: {command} (its script reads no arguments with argparse)")
+                    continue
+            try:
+                if script is None:
+                    cli_main(words)
+                else:
+                    monkeypatch.setattr(sys, "argv", [str(script), *words])
+                    monkeypatch.syspath_prepend(str(script.parent))
+                    runpy.run_path(str(script), run_name="__main__")
+                stale.append(f"{path.name}: {command} (ran without parsing its arguments)")
+            except Parsed as parsed:
+                if parsed.args[0]:
+                    stale.append(f"{path.name}: {command} (not accepted: {parsed.args[0]})")
+            except SystemExit as exit_:
+                stale.append(f"{path.name}: {command} (the parser refused it: exit {exit_.code})")
+    assert not stale, "recorded commands that today's code does not accept:\n" + "\n".join(stale)
