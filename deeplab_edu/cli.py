@@ -619,6 +619,10 @@ def _train(args: argparse.Namespace) -> int:
                                 subsequent_indent=" " * (width + 2)))
         return 0
     cfg = _train_config(args)
+    if args.record:  # before the run, not after its minutes (a safety audit: a user's file was replaced)
+        from .records import check_record_path
+
+        check_record_path(args.record)
     on_cpu = (cfg.device or str(_default_device())).startswith("cpu") and is_main()
     if not args.preset and not args.config and on_cpu:
         print(f"note: no --preset: these are the papers' settings ({cfg.backbone}, {cfg.crop_size}-pixel crops in "
@@ -869,8 +873,8 @@ def _png_text(path: Path) -> dict[str, str]:
     try:
         with Image.open(path) as image:
             return dict(getattr(image, "text", {}))
-    except (OSError, UnidentifiedImageError, ValueError):
-        return {}
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):  # a safety audit: a bomb's
+        return {}  # traceback; the loader names the file (io.load_image)
 
 
 def _first_names(names: Sequence[str], shown: int = 3) -> str:
@@ -1111,6 +1115,10 @@ def _bench(args: argparse.Namespace) -> int:
     from .engine import bench
 
     used = set(BENCH_MODE_FLAGS[args.mode])
+    if args.out:
+        from .records import check_record_path
+
+        check_record_path(args.out, "--out")
     if args.mode == "loader" and args.device not in (None, "cpu"):
         raise ValueError(f"--device {args.device}: the loader mode measures DataLoader workers on the CPU; "
                          "leave --device out or give cpu")

@@ -32,6 +32,7 @@ __all__ = [
     "environment",
     "provenance",
     "write_record",
+    "check_record_path",
     "load_record",
     "describe_record",
     "portable_command",
@@ -261,6 +262,29 @@ def provenance(command: str | None = None) -> dict[str, Any]:
         "hardware": hardware(),
         "environment": environment(),
     }
+
+
+def check_record_path(path: str | os.PathLike[str], flag: str = "--record") -> None:
+    """Refuse, before a run starts, a record's ``path`` that holds something other than a record (a safety
+    audit: ``train --record notes.json`` replaced the user's file with the run's record, without a word;
+    ``export`` and ``predict`` already refused to overwrite a file they did not write). A record of an
+    earlier run is replaced, as before.
+
+    Raises:
+        ValueError: ``path`` is a folder, or a file that is not a JSON record (no ``"command"``); ``flag``
+            is the option named in the message.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: name the record's file (e.g. {path / 'record.json'})")
+    if path.exists():
+        try:
+            held = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            held = None
+        if not (isinstance(held, dict) and "command" in held):
+            raise ValueError(f"{flag} {path} already holds a file that is not a record: name another file (or "
+                             "delete it), so that nothing of yours is overwritten")
 
 
 def write_record(

@@ -1294,3 +1294,32 @@ def test_predict_says_once_that_transparency_is_dropped(tmp_path: Path, checkpoi
     err = capsys.readouterr().err
     assert err.count("has transparent pixels") == 1 and "note: b_cutout.png has transparent pixels" in err, err
     assert len(list((tmp_path / "p2").glob("*_mask.png"))) == 4
+
+
+def test_untrusted_inputs_are_refused_by_name(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A safety audit (stop 70): a decompression-bomb PNG given alone to predict ended in a traceback (the check
+    of whether predict wrote it let Pillow's DecompressionBombError through), and ``train --record`` replaced a
+    user's file with the run's record without a word; both are refused by name, the record before any training."""
+    import json
+
+    from PIL import Image as PILImage
+
+    image = tmp_path / "bomb.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 1,600 pixels: twice the limit and more, a "bomb"
+    assert main(["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "pred"),
+                 "--device", "cpu"]) == 2
+    assert "bomb.png is too large to read safely" in capsys.readouterr().err
+    monkeypatch.undo()
+    precious = tmp_path / "notes.json"
+    precious.write_text("my notes\n")
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--out-dir", str(run), "--record", str(precious), "--no-progress"]) == 2
+    assert "--record" in capsys.readouterr().err and precious.read_text() == "my notes\n" and not run.exists()
+    assert main(["bench", "--mode", "loader", "--out", str(precious)]) == 2  # refused before measuring
+    assert "already holds a file that is not a record" in capsys.readouterr().err
+    precious.write_text(json.dumps({"command": "an earlier run", "results": {}}))  # a record: replaced, as before
+    from deeplab_edu.records import check_record_path
+
+    check_record_path(precious)

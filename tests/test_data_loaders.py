@@ -384,3 +384,23 @@ def test_check_data_lists_a_real_data_sets_missing_files_with_its_other_problems
     assert main(["check-data", "--dataset", "CamVid", "--data-root", str(tmp_path), "--split", "train",
                  "--no-progress", "--num-workers", "0"]) == 2
     assert "4 of 6 files are missing" in capsys.readouterr().err  # a.jpg and the three masks
+
+
+def test_a_split_list_cannot_name_files_outside_the_data_set(tmp_path):
+    """A safety audit (stop 70): a CamVid list naming ``../../outside/secret`` trained on a file outside the data
+    root without a word; VOC's lists are read the same way. Both refuse the entry, naming the list."""
+    from deeplab_edu.data.io import BadDataError, check_stem, read_split_list
+
+    (tmp_path / "list.txt").write_text("a\n../../outside/secret\n")
+    with pytest.raises(BadDataError, match=r"list\.txt names '\.\./\.\./outside/secret', outside the data set"):
+        read_split_list(tmp_path / "list.txt", stems=True)
+    assert read_split_list(tmp_path / "list.txt") == ["a", "../../outside/secret"]  # SegNet's lists hold paths
+    with pytest.raises(BadDataError, match="outside the data set"):
+        check_stem("/etc/passwd", "train.txt")
+    assert check_stem("seq/../0001", "train.txt") == "seq/../0001"  # stays inside
+    camvid = tmp_path / "camvid"
+    for sub in ("train/images", "train/labels"):
+        (camvid / sub).mkdir(parents=True)
+    (camvid / "train.txt").write_text("../../../outside/secret\n")
+    with pytest.raises(BadDataError, match="outside the data set"):
+        build_dataset("camvid", "train", root=camvid)

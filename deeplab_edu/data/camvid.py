@@ -23,7 +23,7 @@ import numpy as np
 
 from .classes import CAMVID, IGNORE_INDEX
 from .folder import JointTransform, SegmentationFolder
-from .io import DatasetNotFoundError, read_split_list
+from .io import DatasetNotFoundError, check_stem, read_split_list
 from .paths import data_home, find_camvid
 from ..records import shown_path
 
@@ -138,6 +138,7 @@ def _pairs(base: Path, split: str) -> list[tuple[Path, Path]]:
             pairs.append((base / img.parent.name / img.name, base / lab.parent.name / lab.name))
         elif len(parts) == 1 or not any("/" in p for p in parts):  # course layout: a stem (a trial: one holding
             # a space was taken for SegNet's pair of paths)
+            check_stem(line, base / f"{split}.txt")
             pairs.append((images.file(line, (".jpg", ".png")), labels.file(line, (".png",))))
         else:
             raise DatasetNotFoundError(f"cannot parse line {line!r} of {base / f'{split}.txt'}: write a file's "

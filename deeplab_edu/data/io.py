@@ -71,6 +71,7 @@ __all__ = [
     "check_pair",
     "exif_orientation",
     "read_split_list",
+    "check_stem",
     "check_files_exist",
 ]
 
@@ -569,12 +570,28 @@ def check_pair(image: torch.Tensor, mask: torch.Tensor, image_path: Path | str, 
         raise BadDataError(message)
 
 
-def read_split_list(path: str | os.PathLike[str], *, hint: str = "") -> list[str]:
-    """Read a split list (one entry per line, blank lines and ``#`` comments skipped).
+def check_stem(stem: str, split_list: str | os.PathLike[str]) -> str:
+    """``stem`` (an entry of ``split_list`` naming a file of a data set's folder), or an error if it leaves that
+    folder: an absolute path, or one that climbs out with ``..`` (a safety audit: a CamVid list naming
+    ``../../../outside/secret`` trained on a file outside the data root, without a word).
+
+    Raises:
+        BadDataError: the entry is absolute or climbs out of its folder (the list and the entry named).
+    """
+    if os.path.isabs(stem) or os.path.normpath(stem).split(os.sep)[0] == "..":
+        raise BadDataError(f"split list {split_list} names {stem!r}, outside the data set's folder: an entry is a "
+                           "file's stem inside it (e.g. 0001TP_006690); fix the list, or put the file in the folder")
+    return stem
+
+
+def read_split_list(path: str | os.PathLike[str], *, hint: str = "", stems: bool = False) -> list[str]:
+    """Read a split list (one entry per line, blank lines and ``#`` comments skipped); with ``stems``, each
+    entry must name a file inside the data set's folder (:func:`check_stem`).
 
     Raises:
         DatasetNotFoundError: the list does not exist.
-        BadDataError: the list names no image, or is not UTF-8 text.
+        BadDataError: the list names no image, is not UTF-8 text, or (with ``stems``) names a file outside the
+            data set's folder.
     """
     path = Path(path)
     if not path.is_file():
@@ -586,7 +603,7 @@ def read_split_list(path: str | os.PathLike[str], *, hint: str = "") -> list[str
     entries = [ln for ln in lines if ln and not ln.startswith("#")]
     if not entries:
         raise BadDataError(f"split list {path} is empty: it must name at least one image. {hint}".strip())
-    return entries
+    return [check_stem(e, path) for e in entries] if stems else entries
 
 
 def check_files_exist(files: Sequence[Path], *, what: str, hint: str) -> None:

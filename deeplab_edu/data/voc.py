@@ -112,10 +112,11 @@ def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) ->
         ImportError: SciPy, which reads SBD's MATLAB masks, is not installed.
     """
     seg_sets = voc_dir / "ImageSets" / "Segmentation"
-    voc_train = read_split_list(seg_sets / "train.txt")
-    voc_val = read_split_list(seg_sets / "val.txt")
-    sbd_train = read_split_list(sbd_root / "train.txt", hint="Get SBD with download=True (torchvision's SBDataset archive).")
-    sbd_val = read_split_list(sbd_root / "val.txt")
+    voc_train = read_split_list(seg_sets / "train.txt", stems=True)
+    voc_val = read_split_list(seg_sets / "val.txt", stems=True)
+    sbd_train = read_split_list(sbd_root / "train.txt", hint="Get SBD with download=True (torchvision's SBDataset archive).",
+                                stems=True)
+    sbd_val = read_split_list(sbd_root / "val.txt", stems=True)
     ids = trainaug_ids(voc_train, voc_val, sbd_train, sbd_val)
     out_dir = voc_dir / "SegmentationClassAug"
     out_dir.mkdir(exist_ok=True)
@@ -233,10 +234,10 @@ class VOCSegmentation(SegmentationFolder):
                         )
                     _download_sbd(sbd_root)
                 prepare_trainaug(voc_dir, sbd_root)
-            ids = read_split_list(lst)
+            ids = read_split_list(lst, stems=True)
             mask_dir = voc_dir / "SegmentationClassAug"
         else:
-            ids = read_split_list(seg_sets / f"{split}.txt", hint=_how_to_get(root))
+            ids = read_split_list(seg_sets / f"{split}.txt", hint=_how_to_get(root), stems=True)
             mask_dir = voc_dir / "SegmentationClass"
         pairs = [(voc_dir / "JPEGImages" / f"{i}.jpg", mask_dir / f"{i}.png") for i in ids]
         self.root = voc_dir
