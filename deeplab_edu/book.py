@@ -367,7 +367,7 @@ def make_editable_path_relative(site_packages: str | Path | None = None) -> list
     import sysconfig
 
     folder = Path(site_packages if site_packages is not None else sysconfig.get_paths()["purelib"])
-    root = Path(__file__).resolve().parent.parent
+    root = REPO_ROOT.resolve()
     changed = []
     for pth in sorted(folder.glob("__editable__.deeplab_edu-*.pth")):
         lines = pth.read_text(encoding="utf-8").splitlines()

@@ -378,7 +378,7 @@ def test_the_audits_smaller_leftovers_are_named_errors() -> None:
     image = torch.rand(3, 32, 32)
     with pytest.raises(ValueError, match=r"features\[16\] must be a \(1, C, h, w\).*f\[None\]"):
         plot_feature_maps(image, {16: torch.rand(8, 2, 2)})  # an IndexError
-    with pytest.raises(ValueError, match=r"image must be the \(3, H, W\) photograph"):
+    with pytest.raises(ValueError, match=r"image must be an RGB tensor \(3, H, W\), got shape \(1, 3, 32, 32\)"):
         plot_feature_maps(image[None], {16: torch.rand(1, 8, 2, 2)})
     labels = torch.zeros(2, 8, 8, dtype=torch.long)
     labels[:, 2:4, 2:4] = BOAT

@@ -389,8 +389,7 @@ def plot_feature_maps(
         if f.dim() != 4 or f.shape[0] != 1:
             raise ValueError(f"features[{os_!r}] must be a (1, C, h, w) feature map, as photo_features returns; "
                              f"got shape {tuple(f.shape)}" + (" (add the batch axis: f[None])" if f.dim() == 3 else ""))
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be the (3, H, W) photograph, got shape {tuple(image.shape)}")
+    require_rgb(image)  # before a figure is made (display_rgb checks it again when it draws)
     channels = min(int(f.shape[1]) for f in features.values())
     if channel is not None and not (is_whole(channel) and 0 <= channel < channels):
         raise ValueError(f"channel must be one of the feature maps' channels, 0 to {channels - 1} (or None: the "
