@@ -102,6 +102,11 @@ def test_yaml_config_and_presets(tmp_path: Path) -> None:
     broken.write_text("lr: 0.1\niterations: [4\n")
     with pytest.raises(ConfigError, match=r"broken.yaml is not valid YAML \(line 3, column 1\)"):
         load_config("smoke", config=broken)
+    tagged = tmp_path / "tagged.yaml"  # valid YAML asking for an object: named as a tag, not as broken YAML
+    tagged.write_text('lr: 0.1\niterations: !!python/object/apply:os.system ["echo ran"]\n')
+    with pytest.raises(ConfigError, match=r"tagged.yaml uses the YAML tag '!!python/object/apply:os.system' "
+                                          r"\(line 2, column 13\).*nothing in it was run"):
+        load_config("smoke", config=tagged)
     good = tmp_path / "good.yaml"
     good.write_text("model: deeplabv3plus\nbackbone: mobilenet_v3_large\nlr: 0.05\n")
     assert load_config(good, {"lr": 0.2}).lr == 0.2  # flags win over the file

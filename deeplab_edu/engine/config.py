@@ -309,8 +309,13 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{at}: "
-                          f"{getattr(err, 'problem', None) or err}") from None
+        problem = str(getattr(err, "problem", None) or err)
+        tag = re.search(r"constructor for the tag '([^']*)'", problem)
+        if tag:  # valid YAML that asks for an object (`!!python/object/apply:os.system`): refused, nothing built
+            raise ConfigError(f"config file {path} uses the YAML tag {tag.group(1).replace('tag:yaml.org,2002:', '!!')!r}"
+                              f"{at}, which a settings file may not use: give plain values (numbers, text, "
+                              "true/false, lists); nothing in it was run") from None
+        raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
     if data is None:  # a trial: an empty file ran the preset, or without one the papers' 30k-iteration recipe
         raise ConfigError(f"config file {path} holds no settings (it is empty, or only comments): write the settings "
                           "to change, one 'name: value' per line (deeplab-edu train --help lists them)")
