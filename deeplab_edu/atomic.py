@@ -110,12 +110,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid() or os.name == "nt":  # on Windows signal 0 is CTRL_C_EVENT: never send it
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):  # another user's process, or a platform without signal 0
-        return True
-    return True
+    """Whether a process ``pid`` exists (psutil's ``pid_exists``, which works on Windows too)."""
+    import psutil
+
+    return pid == os.getpid() or psutil.pid_exists(pid)

@@ -31,15 +31,8 @@ _K = TypeVar("_K", bound=Hashable)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of parameters (shared parameters counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) in seen or (trainable_only and not p.requires_grad):
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
+    """Number of parameters (shared parameters counted once: ``Module.parameters()`` yields each once)."""
+    return sum(p.numel() for p in model.parameters() if not trainable_only or p.requires_grad)
 
 
 def count_macs(model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> int:

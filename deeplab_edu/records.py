@@ -128,9 +128,10 @@ def hardware() -> dict[str, Any]:
         "platform": platform.platform(),
     }
     try:
-        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        info["memory_gib"] = round(pages * page_size / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except (ImportError, OSError):
         pass
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

@@ -87,4 +87,13 @@ def test_atomic_temporaries_keep_the_suffix_and_stale_ones_are_removed(tmp_path)
     mine = tmp_path / f".a.tmp{os.getpid()}.pt"
     mine.write_text("being written")
     assert remove_stale_temporaries(tmp_path) == [] and mine.exists()  # a running process's file stays
+    parent = tmp_path / f".b.tmp{os.getppid()}.pt"  # another running process's: stays too
+    parent.write_text("being written")
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".c.tmp{int(ended.stdout)}.pt"  # a process that has ended: its file is left over
+    stale.write_text("half written")
+    assert remove_stale_temporaries(tmp_path) == [stale] and mine.exists() and parent.exists()
     assert remove_stale_temporaries(tmp_path / "missing") == []

@@ -55,3 +55,14 @@ def test_trace_stages_follows_the_forward_pass() -> None:
     assert training.training and all(torch.equal(v, before[k]) for k, v in training.state_dict().items())  # BN untouched
     with pytest.raises(TypeError, match="DeepLabv3 and v3\\+"):
         trace_stages(build_model("deeplabv2", backbone="tiny_resnet", num_classes=3), torch.rand(1, 3, 65, 65))
+
+
+def test_count_parameters_counts_a_shared_parameter_once() -> None:
+    import torch.nn as nn
+
+    layer = nn.Linear(4, 5)  # 4 * 5 + 5 = 25
+    model = nn.Sequential(layer, nn.ReLU(), layer, nn.Linear(5, 1))  # used twice, plus 5 + 1 = 6
+    model.register_parameter("alias", layer.bias)  # one parameter under a second name
+    assert count_parameters(model) == 31
+    model[3].weight.requires_grad_(False)
+    assert count_parameters(model, trainable_only=True) == 26

@@ -15,6 +15,12 @@ def test_record_round_trip(tmp_path: Path) -> None:
     assert rec["results"] == {"miou": 0.5}
     assert rec["command"] == "deeplab-edu train"
     assert rec["hardware"]["cpu_count"] >= 1
+    import psutil
+
+    assert rec["hardware"]["memory_gib"] == round(psutil.virtual_memory().total / 2**30, 1) > 0  # any system
+    from deeplab_edu.engine.bench.timing import busy_cpu_seconds
+
+    assert 0 < busy_cpu_seconds() <= busy_cpu_seconds()  # seconds since boot, on any system psutil knows
     assert "torch" in rec["environment"]["libraries"]
     text = describe_record(rec)
     assert "deeplab-edu train" in text and "torch" in text and f"(deeplab_edu {rec['code_version']['package']})" in text

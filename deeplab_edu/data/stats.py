@@ -168,16 +168,11 @@ def log_uniform_share(low: float, high: float, size_min: float, size_max: float)
 
 
 def _box_any(binary: np.ndarray, radius: int) -> np.ndarray:
-    """For every pixel: is any pixel of ``binary`` within the (2r+1) x (2r+1) window around it?"""
-    h, w = binary.shape
-    ii = np.zeros((h + 1, w + 1), np.int64)
-    ii[1:, 1:] = binary.astype(np.int64).cumsum(0).cumsum(1)
-    y0 = np.clip(np.arange(h) - radius, 0, h)
-    y1 = np.clip(np.arange(h) + radius + 1, 0, h)
-    x0 = np.clip(np.arange(w) - radius, 0, w)
-    x1 = np.clip(np.arange(w) + radius + 1, 0, w)
-    total = ii[y1][:, x1] - ii[y0][:, x1] - ii[y1][:, x0] + ii[y0][:, x0]
-    return total > 0
+    """For every pixel: is any pixel of ``binary`` within the (2r+1) x (2r+1) window around it (the window
+    cut at the image's edges)? SciPy's maximum filter, zero beyond the edges."""
+    from scipy import ndimage
+
+    return ndimage.maximum_filter(binary.astype(bool), size=2 * radius + 1, mode="constant", cval=0)
 
 
 def context_free_fraction(

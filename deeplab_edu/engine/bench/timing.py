@@ -236,15 +236,15 @@ def load_average() -> tuple[float, float, float] | None:
 
 
 def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes of the machine have run since boot (Linux ``/proc/stat``), else ``None``."""
-    try:
-        import os
+    """CPU seconds all processes of the machine have run since boot (psutil's ``cpu_times``: user, nice,
+    system, irq, softirq and steal where the system counts them; idle and I/O wait left out), else ``None``."""
+    import psutil
 
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, AttributeError):
+    try:
+        times = psutil.cpu_times()
+    except (OSError, psutil.Error):
         return None
+    return sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
 
 
 @contextlib.contextmanager
