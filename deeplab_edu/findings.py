@@ -276,7 +276,9 @@ def run_dir(root: Path, arm: str, seed: int) -> Path:
 def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
     """What trained each finished run under ``root``: ``{"<arm>/seed<k>": stretches}``, one entry per
     stretch of iterations (a resumed run has several) with ``commit``, ``dirty``, ``iterations``
-    (``"0-800"``), ``cpu``/``gpu`` and ``torch``, from the run's ``metrics.json``
+    (``"0-800"``), ``cpu``/``gpu``, ``torch`` and ``torch_threads`` (on a CPU another number of threads sums
+    in another order: the same seed then learns other weights, by about as much as another seed), from the
+    run's ``metrics.json``
     (:attr:`deeplab_edu.engine.trainer.Trainer.provenance`). A run trained before runs kept their
     provenance gives ``[]``; a run not trained yet is left out.
 
@@ -296,7 +298,8 @@ def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> di
                 {"commit": p.get("code_version", {}).get("git_commit"), "dirty": p.get("code_version", {}).get("git_dirty"),
                  "iterations": f"{p.get('from_iteration')}-{p.get('to_iteration')}",
                  "cpu": p.get("hardware", {}).get("cpu"), "gpu": p.get("hardware", {}).get("gpu"),
-                 "torch": p.get("environment", {}).get("libraries", {}).get("torch")}
+                 "torch": p.get("environment", {}).get("libraries", {}).get("torch"),
+                 "torch_threads": p.get("hardware", {}).get("torch_threads")}
                 for p in stretches]
     return out
 

@@ -77,7 +77,8 @@
 # - evaluation: the validation scenes (`deeplab_edu.data.build_dataset` with `eval_transform`: 06),
 #   `deeplab_edu.inference` (`evaluate`, `Strategy`, `predict`, `prediction_gallery`),
 #   `deeplab_edu.models.at_output_stride` with PyTorch's `torch.optim.swa_utils.update_bn` (batch-norm
-#   statistics re-estimated at another stride), `data.transforms.train_transform` (06);
+#   statistics re-estimated at another stride), `data.transforms.train_transform` (06) with
+#   `deeplab_edu.engine.data.SeededDataset` (each crop a function of the seed and its index);
 # - a first look at `deeplab_edu.findings` (`FINDINGS`, `findings_table`, `load_findings`,
 #   `measurable`: chapter 10 explains them).
 
@@ -840,11 +841,13 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
 from deeplab_edu.data.transforms import train_transform
+from deeplab_edu.engine.data import SeededDataset
 from deeplab_edu.models import at_output_stride
 
 bn_batches = config.choose(smoke=2, cpu=30, gpu=30)
-bn_crops = build_dataset("procedural", "train", size=cfg1.image_size, length=bn_batches * cfg1.batch_size,
-                         difficulty=cfg1.difficulty, transform=train_transform(cfg1.crop_size, cfg1.scale_range))
+bn_crops = SeededDataset(  # random crops, each drawn from the run's seed and its index: the same in every execution
+    build_dataset("procedural", "train", size=cfg1.image_size, length=bn_batches * cfg1.batch_size,
+                  difficulty=cfg1.difficulty, transform=train_transform(cfg1.crop_size, cfg1.scale_range)), cfg1.seed)
 recalibrated = copy.deepcopy(model1)  # phase 1's weights; only the running statistics will change
 with at_output_stride(recalibrated, 8):
     update_bn((crops for crops, _ in DataLoader(bn_crops, batch_size=cfg1.batch_size)), recalibrated)

@@ -1005,3 +1005,32 @@ def test_a_model_that_cannot_switch_stride_is_recorded_at_its_own(tmp_path, stri
     cfg = tiny_config(tmp_path, iterations=2, eval_every=2, ckpt_every=2, eval_output_stride=8)
     result = Trainer(cfg, model=_FixedStride(stride), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
     assert [r["output_stride"] for r in result["history"] if r["split"] == "val"] == [stride]
+
+
+def test_train_or_load_leaves_the_callers_random_streams_as_they_were(tmp_path) -> None:
+    """Training seeds the streams and loading builds a model: either way the caller's next draws are the
+    ones it would have made without the call (a reproducibility trial: chapter 08's crops after its runs
+    differed between a first execution, which trains, and a later one, which loads)."""
+    import random
+
+    import numpy as np
+
+    from deeplab_edu.engine.runs import train_or_load
+
+    def draws() -> tuple[float, float, list[float]]:
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    def seeded() -> None:
+        random.seed(7)
+        np.random.seed(7)
+        torch.manual_seed(7)
+
+    seeded()
+    expected = draws()
+    torch.use_deterministic_algorithms(False)
+    for path in ("trains", "loads"):
+        seeded()
+        train_or_load("smoke", out_dir=tmp_path / "run", verbose=False, image_size=32, crop_size=32, iterations=2,
+                      deterministic=True)
+        assert draws() == expected, path
+        assert not torch.are_deterministic_algorithms_enabled(), path  # the run's switch is not left on

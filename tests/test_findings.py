@@ -114,7 +114,8 @@ def test_run_findings_trains_evaluates_and_reuses(tmp_path) -> None:
     assert np.array_equal(again["v3|eval OS 8|all"], mats["v3|eval OS 8|all"])  # finished runs are reused
     trained_by = findings.runs_provenance(tmp_path, ["v3", "v2", "v3+"], [0, 1])
     assert sorted(trained_by) == ["v2/seed0", "v2/seed1", "v3/seed0", "v3/seed1"]  # v3+ was not trained
-    assert all(len(s) == 1 and s[0]["iterations"] == "0-2" and s[0]["cpu"] for s in trained_by.values())
+    assert all(len(s) == 1 and s[0]["iterations"] == "0-2" and s[0]["cpu"] and s[0]["torch_threads"] == 1
+               for s in trained_by.values())  # the threads too: another count sums in another order
 
 
 def test_an_unknown_view_is_named_before_anything_runs() -> None:

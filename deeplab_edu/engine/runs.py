@@ -22,10 +22,12 @@ from ..records import shown_path
 __all__ = ["train_or_load", "run_status", "RunStatus", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
-#: learns: a finished run is reused even when these differ (the depthwise recomputation gives the same
-#: numbers; channels_last the same up to the rounding of another summation order; validating more
-#: or less often changes the points of the learning curve, not the weights; a run trained on
-#: ``cuda`` is the same run on ``cuda:0``, or loaded on a CPU).
+#: is designed to learn: a finished run is reused even when these differ (the depthwise recomputation gives
+#: the same numbers; validating more or less often changes the points of the learning curve, not the
+#: weights; a run trained on ``cuda`` is the same run on ``cuda:0``, or loaded on a CPU). channels_last,
+#: like the number of CPU threads, changes only the order of the sums, but that rounding grows over
+#: training into other weights, by about as much as another seed (a reproducibility trial: 20 iterations
+#: changed most weight tensors): the same experiment, not the same numbers.
 BOOKKEEPING = frozenset({"out_dir", "resume", "progress", "keep_last", "ckpt_every", "log_every", "eval_every",
                          "num_workers", "tensorboard", "recompute_depthwise", "keep_freed_memory",
                          "channels_last", "device"})
@@ -264,6 +266,11 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     logging, the workers or the device) and, for a run started from ``init_from``, when that file
     is still the one it started from.
 
+    The caller's random streams are left as they were, whether the run was trained (which seeds them) or
+    loaded (which builds a model): a notebook's next random draw is the same either way
+    (:func:`~deeplab_edu.engine.trainer.callers_random_state_kept`; a reproducibility trial found chapter
+    08's numbers after its runs differ between a first execution and one with the runs on disk).
+
     Two processes that ask for the same run (two notebooks executed side by side, a notebook and
     ``benchmarks/findings.py``) do not train it twice or write into each other's checkpoints: the
     second waits for the first on a lock file in ``out_dir`` (released when the first ends, even
@@ -288,6 +295,8 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     """
     from filelock import Timeout
 
+    from .trainer import callers_random_state_kept
+
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -307,9 +316,11 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
             raise TimeoutError(f"another process has been training {shown_path(out_dir)} for more than "
                                f"{lock_timeout_s:.0f} s (lock {shown_path(lock.lock_file)}); wait for it or stop it") from None
     except OSError as err:  # the lock file cannot be written: a read-only folder (a class's shared runs)
-        return _train_or_load(cfg, Path(out_dir), verbose, unwritable=err)  # a finished run loads without the lock
+        with callers_random_state_kept():
+            return _train_or_load(cfg, Path(out_dir), verbose, unwritable=err)  # a finished run loads without the lock
     try:
-        return _train_or_load(cfg, Path(out_dir), verbose)
+        with callers_random_state_kept():
+            return _train_or_load(cfg, Path(out_dir), verbose)
     finally:
         lock.release()
 

@@ -61,7 +61,7 @@ from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderErro
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
 from .workers import loader_timed_out, original_message, resolve_num_workers, stalled_loader_message
 
-__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
+__all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "callers_random_state_kept", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
            "last_validation", "run_result", "TrainingInterrupted", "ValidationStopped"]
 
 
@@ -295,6 +295,25 @@ def _random_state_kept() -> Iterator[None]:
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def callers_random_state_kept() -> Iterator[None]:
+    """Python's, NumPy's and torch's random streams (the CPU's and, once CUDA is in use, every GPU's) and
+    torch's deterministic-algorithms switch as they were before, whatever the body seeds, draws or switches:
+    a training (:func:`seed_everything`) inside a notebook must not decide the notebook's later draws."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    switch = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.use_deterministic_algorithms(switch[0], warn_only=switch[1])
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
