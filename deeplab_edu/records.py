@@ -368,14 +368,17 @@ def portable_command(command: str) -> str:
 
 def describe_record(record: Mapping[str, Any], *, command: bool = True) -> str:
     """One paragraph of provenance: command (and the folder it ran in, when not the repository), commit
-    (and whether the tree had uncommitted changes), hardware (a GPU's record: the GPU and its host CPU), date.
+    (and whether the tree had uncommitted changes), hardware (a GPU's record: the GPU and its host CPU; a
+    CPU's: its cores and the torch threads the run used, which a command run as written may not), date.
 
     ``command=False`` leaves the command out (a record made on another machine whose command names that
     machine's folders, e.g. a GPU session's output folder; :func:`load_record` still gives it).
     """
     hw = record.get("hardware", {})
     cv = record.get("code_version", {})
-    cpu = f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+    # the threads too: on a CPU another count sums in another order, and a training learns other weights
+    threads = f", {hw['torch_threads']} torch threads" if hw.get("torch_threads") and not hw.get("gpu") else ""
+    cpu = f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{threads})"
     # a GPU's record also names its host CPU: the processes that feed the GPU (launches, loader) run there
     where = f"{hw['gpu']} (host: {cpu})" if hw.get("gpu") else cpu
     commit = cv.get("git_commit", "unknown")[:10] + (" plus uncommitted changes" if cv.get("git_dirty") else "")

@@ -30,6 +30,8 @@ def test_record_round_trip(tmp_path: Path) -> None:
     # a GPU's record names the GPU and the CPU that fed it (a launch-bound step runs at that CPU's speed)
     on_gpu = describe_record({**rec, "hardware": {**rec["hardware"], "gpu": "NVIDIA H200", "cpu_count": 16}})
     assert f"NVIDIA H200 (host: {rec['hardware']['cpu']} (16 cores))" in on_gpu
+    threads = rec["hardware"]["torch_threads"]  # a CPU's threads: the command does not pin them
+    assert f"({rec['hardware']['cpu_count']} cores, {threads} torch thread" in text
     assert "deeplab-edu train" not in describe_record(rec, command=False) and "at commit" in describe_record(rec, command=False)
     assert not list(tmp_path.glob(".*tmp*")), "the temporary file was left behind"
 
