@@ -6,7 +6,7 @@ import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
@@ -52,6 +52,7 @@ def _train(rank: int, world: int, out: str, port: int, batch: int) -> None:
     trainer.fit()
     from deeplab_edu.engine.distributed import cleanup
 
+    del trainer  # its DDP reducer before the group: see cleanup()
     cleanup()
 
 
@@ -60,7 +61,7 @@ def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pyte
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.setenv(name, "")  # restored after the test: _train sets them in this process
     _train(0, 1, str(one), 0, batch=4)
-    mp.spawn(_train, args=(2, str(two), _free_port(), 2), nprocs=2, join=True)
+    _spawn(_train, (2, str(two), _free_port(), 2))
     a, b = load_checkpoint(one / "checkpoints"), load_checkpoint(two / "checkpoints")
     for key, value in a["model"].items():
         assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-5, rtol=1e-4), key
@@ -109,7 +110,7 @@ def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: 
     from deeplab_edu.engine.checkpoint import save_atomic
 
     ref = tmp_path / "uninterrupted"
-    mp.spawn(_train_with_dropout, args=(2, str(ref), _free_port(), False), nprocs=2, join=True)
+    _spawn(_train_with_dropout, (2, str(ref), _free_port(), False))
     final = load_checkpoint(ref / "checkpoints")
     halfway = ref / "checkpoints" / "ckpt_00000002.pt"
     assert final["iteration"] == 4 and len(torch.load(halfway, weights_only=True)["process_rng"]) == 2
@@ -122,7 +123,7 @@ def test_a_resumed_multi_process_run_goes_on_as_the_uninterrupted_one(tmp_path: 
             state = torch.load(cut / "checkpoints" / "ckpt_00000002.pt", weights_only=True)
             del state["process_rng"]  # what the checkpoints held before
             save_atomic(state, cut / "checkpoints" / "ckpt_00000002.pt")
-        mp.spawn(_train_with_dropout, args=(2, str(cut), _free_port(), True), nprocs=2, join=True)
+        _spawn(_train_with_dropout, (2, str(cut), _free_port(), True))
         runs[name] = load_checkpoint(cut / "checkpoints")
         assert runs[name]["iteration"] == 4
     assert all(torch.equal(v, runs["resumed"]["model"][k]) for k, v in final["model"].items())
@@ -161,6 +162,7 @@ def _train_until_stopped(rank: int, world: int, out: str, port: int | None, work
     except BaseException as err:  # noqa: BLE001 - the test names what else ended it
         stopped = f"{type(err).__name__}: {err}"
     Path(f"{out}_rank{trainer.dist.rank}.txt").write_text(stopped)
+    del trainer  # its DDP reducer before the group: see cleanup()
     cleanup()
 
 
@@ -196,6 +198,19 @@ def _killed_at_the_end(processes: mp.ProcessContext) -> Iterator[None]:
         for p in processes.processes:
             if p.is_alive():
                 p.kill()
+
+
+def _spawn(fn: Callable[..., None], args: tuple[Any, ...], timeout: float = 300.0) -> None:
+    """``mp.spawn(fn, args, nprocs=2)``, bounded: fails naming ``fn`` when the two processes have not ended
+    within ``timeout`` seconds, and kills them (``mp.spawn`` waits for ever: under torch 2.11, ``make
+    test-compat`` hung at a process's exit, a DDP reducer freed after its process group was destroyed)."""
+    import time
+
+    processes = mp.start_processes(fn, args=args, nprocs=2, join=False, start_method="spawn")
+    with _killed_at_the_end(processes):
+        deadline = time.monotonic() + timeout
+        while not processes.join(timeout=5):
+            assert time.monotonic() < deadline, f"{fn.__name__}: the two processes did not end within {timeout:.0f} s"
 
 
 def _stop(processes: mp.ProcessContext, pids: list[int]) -> None:
@@ -248,7 +263,7 @@ def test_a_stop_request_cuts_a_validation_short_under_torchrun(tmp_path: Path) -
     at, _ = _stopped_at(run, first=2)
     assert at == 2 and load_checkpoint(run / "checkpoints")["validation_due"] == 2
     assert ",val," not in (run / "metrics.csv").read_text()  # no validation finished
-    mp.spawn(_train_until_stopped, args=(2, str(run), _free_port(), 0, 200, 2, True), nprocs=2, join=True)
+    _spawn(_train_until_stopped, (2, str(run), _free_port(), 0, 200, 2, True))
     assert Path(f"{run}_rank0.txt").read_text() == "not stopped"
     assert ",val," in (run / "metrics.csv").read_text()  # the resumed run validated at iteration 2 first
 
@@ -305,7 +320,7 @@ def _download_in_turn(rank: int, world: int, folder: str, port: int) -> None:
 
 
 def test_a_download_runs_in_the_first_process_first_also_when_it_fails(tmp_path: Path) -> None:
-    mp.spawn(_download_in_turn, args=(2, str(tmp_path), _free_port()), nprocs=2, join=True)
+    _spawn(_download_in_turn, (2, str(tmp_path), _free_port()))
     assert (tmp_path / "order.txt").read_text() == "01"
 
 

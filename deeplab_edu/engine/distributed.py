@@ -14,6 +14,7 @@ N x B (up to floating-point summation order), which ``tests/test_distributed.py`
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import warnings
 from dataclasses import dataclass
@@ -243,6 +244,13 @@ def release_group(group: dist.ProcessGroup | None) -> None:
 
 
 def cleanup() -> None:
-    """Destroy the process group if one is initialised; does nothing otherwise."""
+    """Destroy the process group if one is initialised; does nothing otherwise.
+
+    Free the :class:`~deeplab_edu.engine.trainer.Trainer` first (``del trainer``): its DDP wrapper's reducer
+    holds the group, and a reducer freed after this call destroys the group while holding Python's lock,
+    which under torch 2.11's gloo can deadlock with the group's own threads (``make test-compat`` hung so at
+    a process's exit, now and then). Objects in reference cycles are collected here first, for that reason.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
