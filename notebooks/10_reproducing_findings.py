@@ -980,7 +980,7 @@ display(markdown_table(findings.shown_rows(grid_table)))
 # with ASPP after block 4, both arms' fields cover a 513-pixel crop, and what multi-grid can change
 # there is how much each position's *effective* field (chapter 02) takes in. Its Table 5 measures the
 # net gain, +1.2 points on PASCAL VOC (75.36 to 76.58), whatever its cause.
-
+#
 # The same picture for two mid scenes: framed, the pixels an output at the vehicle's centre sees; dimmed,
 # those it cannot. With unit rates the frame stops short of the band, so the band's rows are dimmed (the
 # dark strip at the bottom is the context that network cannot use; the check below counts 0 band rows
