@@ -110,7 +110,21 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def _running(pid: int) -> bool:
-    """Whether a process ``pid`` exists (psutil's ``pid_exists``, which works on Windows too)."""
-    import psutil
+    """Whether a process ``pid`` may still exist: signal 0 on POSIX (another user's process, which it may not
+    signal, counts as running, as it does where ``/proc`` hides it from psutil), psutil's ``pid_exists`` on
+    Windows (where signal 0 would be CTRL_C_EVENT); a pid no process can have is not running."""
+    if pid == os.getpid():
+        return True
+    try:
+        if os.name == "nt":
+            import psutil
 
-    return pid == os.getpid() or psutil.pid_exists(pid)
+            return bool(psutil.pid_exists(pid))
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, ValueError):  # a pid beyond the system's range, in a hand-named file
+        return False
+    except OSError:  # EPERM: another user's process
+        return True
+    return True

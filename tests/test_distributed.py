@@ -202,8 +202,9 @@ def _killed_at_the_end(processes: mp.ProcessContext) -> Iterator[None]:
 
 def _spawn(fn: Callable[..., None], args: tuple[Any, ...], timeout: float = 300.0) -> None:
     """``mp.spawn(fn, args, nprocs=2)``, bounded: fails naming ``fn`` when the two processes have not ended
-    within ``timeout`` seconds, and kills them (``mp.spawn`` waits for ever: under torch 2.11, ``make
-    test-compat`` hung at a process's exit, a DDP reducer freed after its process group was destroyed)."""
+    within ``timeout`` seconds, and kills them (``mp.spawn`` waits until pytest-timeout's 900 s ends the whole
+    run and leaves the processes: under torch 2.11, ``make test-compat`` hung at a process's exit, most likely
+    a DDP reducer freed after its process group was destroyed)."""
     import time
 
     processes = mp.start_processes(fn, args=args, nprocs=2, join=False, start_method="spawn")

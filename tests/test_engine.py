@@ -1027,6 +1027,7 @@ def test_train_or_load_leaves_the_callers_random_streams_as_they_were(tmp_path) 
 
     seeded()
     expected = draws()
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     torch.use_deterministic_algorithms(False)
     for path in ("trains", "loads"):
         seeded()
@@ -1034,3 +1035,4 @@ def test_train_or_load_leaves_the_callers_random_streams_as_they_were(tmp_path) 
                       deterministic=True)
         assert draws() == expected, path
         assert not torch.are_deterministic_algorithms_enabled(), path  # the run's switch is not left on
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == workspace, path

@@ -87,13 +87,21 @@ def test_atomic_temporaries_keep_the_suffix_and_stale_ones_are_removed(tmp_path)
     mine = tmp_path / f".a.tmp{os.getpid()}.pt"
     mine.write_text("being written")
     assert remove_stale_temporaries(tmp_path) == [] and mine.exists()  # a running process's file stays
-    parent = tmp_path / f".b.tmp{os.getppid()}.pt"  # another running process's: stays too
-    parent.write_text("being written")
     import subprocess
     import sys
 
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    parent = tmp_path / f".b.tmp{running.pid}.pt"  # another running process's: stays too
+    parent.write_text("being written")
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".c.tmp{int(ended.stdout)}.pt"  # a process that has ended: its file is left over
     stale.write_text("half written")
-    assert remove_stale_temporaries(tmp_path) == [stale] and mine.exists() and parent.exists()
+    impossible = tmp_path / ".d.tmp99999999999999999999.pt"  # no process can have that pid (was an OverflowError)
+    impossible.write_text("x")
+    try:
+        assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale, impossible])
+        assert mine.exists() and parent.exists()
+    finally:
+        running.kill()
+        running.wait()
     assert remove_stale_temporaries(tmp_path / "missing") == []

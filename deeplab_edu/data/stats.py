@@ -172,7 +172,8 @@ def _box_any(binary: np.ndarray, radius: int) -> np.ndarray:
     cut at the image's edges)? SciPy's maximum filter, zero beyond the edges."""
     from scipy import ndimage
 
-    return ndimage.maximum_filter(binary.astype(bool), size=2 * radius + 1, mode="constant", cval=0)
+    reach = min(radius, max(binary.shape, default=0))  # a window wider than the image sees all of it
+    return ndimage.maximum_filter(binary.astype(bool), size=2 * reach + 1, mode="constant", cval=0)
 
 
 def context_free_fraction(

@@ -248,8 +248,9 @@ def cleanup() -> None:
 
     Free the :class:`~deeplab_edu.engine.trainer.Trainer` first (``del trainer``): its DDP wrapper's reducer
     holds the group, and a reducer freed after this call destroys the group while holding Python's lock,
-    which under torch 2.11's gloo can deadlock with the group's own threads (``make test-compat`` hung so at
-    a process's exit, now and then). Objects in reference cycles are collected here first, for that reason.
+    which under torch 2.11's gloo can deadlock with the group's own threads (the likely cause of a hang at a
+    process's exit in ``make test-compat``, seen once). Objects in reference cycles are collected here first,
+    for that reason.
     """
     if dist.is_available() and dist.is_initialized():
         gc.collect()

@@ -299,12 +299,14 @@ def _random_state_kept() -> Iterator[None]:
 
 @contextlib.contextmanager
 def callers_random_state_kept() -> Iterator[None]:
-    """Python's, NumPy's and torch's random streams (the CPU's and, once CUDA is in use, every GPU's) and
-    torch's deterministic-algorithms switch as they were before, whatever the body seeds, draws or switches:
-    a training (:func:`seed_everything`) inside a notebook must not decide the notebook's later draws."""
+    """Python's, NumPy's and torch's CPU random streams, every GPU's stream when CUDA was in use before the
+    body, torch's deterministic-algorithms switch and ``CUBLAS_WORKSPACE_CONFIG`` as they were before,
+    whatever the body seeds, draws or switches: a training (:func:`seed_everything`) inside a notebook must
+    not decide the notebook's later draws. Not kept: a GPU's stream when the body is the first to use CUDA
+    (it starts from the body's seed) and Apple's MPS stream."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     switch = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    benchmark = torch.backends.cudnn.benchmark
+    benchmark, workspace = torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         with torch.random.fork_rng(devices=devices):
@@ -314,6 +316,10 @@ def callers_random_state_kept() -> Iterator[None]:
         np.random.set_state(np_state)
         torch.use_deterministic_algorithms(switch[0], warn_only=switch[1])
         torch.backends.cudnn.benchmark = benchmark
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
 
 
 def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
