@@ -377,7 +377,8 @@ def describe_record(record: Mapping[str, Any], *, command: bool = True) -> str:
     hw = record.get("hardware", {})
     cv = record.get("code_version", {})
     # the threads too: on a CPU another count sums in another order, and a training learns other weights
-    threads = f", {hw['torch_threads']} torch threads" if hw.get("torch_threads") and not hw.get("gpu") else ""
+    n = hw.get("torch_threads")
+    threads = f", {n} torch thread{'' if n == 1 else 's'}" if n and not hw.get("gpu") else ""
     cpu = f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{threads})"
     # a GPU's record also names its host CPU: the processes that feed the GPU (launches, loader) run there
     where = f"{hw['gpu']} (host: {cpu})" if hw.get("gpu") else cpu

@@ -267,10 +267,10 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     is still the one it started from.
 
     The caller's random streams are left as they were, whether the run was trained (which seeds them) or
-    loaded (which builds a model): a notebook's next random draw is the same either way (on a GPU, for the
-    streams of a CUDA already in use before the call)
-    (:func:`~deeplab_edu.engine.trainer.callers_random_state_kept`; a reproducibility trial found chapter
-    08's numbers after its runs differ between a first execution and one with the runs on disk).
+    loaded (which builds a model): a notebook's next random draw is the same either way
+    (:func:`~deeplab_edu.engine.trainer.callers_random_state_kept`; on a GPU, for the streams of a CUDA in
+    use before the call; a reproducibility trial found chapter 08's numbers after its runs differ between a
+    first execution and one with the runs on disk).
 
     Two processes that ask for the same run (two notebooks executed side by side, a notebook and
     ``benchmarks/findings.py``) do not train it twice or write into each other's checkpoints: the
