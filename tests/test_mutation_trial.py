@@ -55,12 +55,17 @@ def test_M12_an_ignored_region_has_a_boundary_too() -> None:
 
 
 # ---------------------------------------------------------------- findings
+def _confusions(rng: np.random.Generator) -> np.ndarray:
+    """Confusion matrices of 3 seeds x 20 scenes x 4 classes, mostly right (300 more on the diagonal)."""
+    base = rng.integers(0, 30, (3, 20, 4, 4)).astype(np.float64)
+    base[:, :, range(4), range(4)] += 300
+    return base
+
+
 def test_F4_a_lower_is_better_finding_is_reproduced_when_the_variant_is_lower() -> None:
     from deeplab_edu.findings import Finding, findings_table
 
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 30, (3, 20, 4, 4)).astype(np.float64)
-    base[:, :, range(4), range(4)] += 300
+    base = _confusions(np.random.default_rng(0))
     worse = base.copy()
     worse[:, :, 0, 1] += 200  # every seed and scene gets worse: mIoU falls
     f = Finding("x", "t", ("A", "v"), ("B", "v"), "miou", "src", None, direction=-1)
@@ -83,8 +88,7 @@ def test_F7_the_interval_is_the_requested_level() -> None:
     from deeplab_edu.findings import bootstrap_difference, miou
 
     rng = np.random.default_rng(1)
-    base = rng.integers(0, 30, (3, 20, 4, 4)).astype(np.float64)
-    base[:, :, range(4), range(4)] += 300
+    base = _confusions(rng)
     variant = base + rng.integers(0, 20, base.shape)
     _, lo, hi, samples = bootstrap_difference(base, variant, miou, n_boot=400, level=0.95, return_samples=True)
     np.testing.assert_allclose((lo, hi), np.nanquantile(samples, [0.025, 0.975]), rtol=1e-12)

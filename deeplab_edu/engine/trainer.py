@@ -285,12 +285,13 @@ CLASS_WEIGHT_IMAGES = 1000
 
 
 @contextlib.contextmanager
-def _random_state_kept() -> Iterator[None]:
-    """Python's, numpy's and torch's CPU random streams as they were before, whatever the body draws
-    (a data set's random transform must not shift the seeded streams of the run)."""
+def _random_state_kept(devices: Sequence[int] = ()) -> Iterator[None]:
+    """Python's, numpy's and torch's CPU random streams (and those of the CUDA ``devices``) as they were
+    before, whatever the body draws (a data set's random transform must not shift the seeded streams of the
+    run)."""
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=list(devices)):
             yield
     finally:
         random.setstate(py_state)
@@ -307,13 +308,10 @@ def callers_random_state_kept() -> Iterator[None]:
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     switch = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     benchmark, workspace = torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    py_state, np_state = random.getstate(), np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=devices):
+        with _random_state_kept(devices):
             yield
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
         torch.use_deterministic_algorithms(switch[0], warn_only=switch[1])
         torch.backends.cudnn.benchmark = benchmark
         if workspace is None:
