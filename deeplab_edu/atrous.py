@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .choices import is_whole
+from .choices import whole_number
 
 __all__ = [
     "atrous_conv1d",
@@ -52,20 +52,12 @@ __all__ = [
 IntOrPair = int | tuple[int, int]
 
 
-def _positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    if not is_whole(value):  # NumPy's integers too (an audit)
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _pair(value: IntOrPair, name: str, *, minimum: int = 1) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
-        return (_positive_int(value[0], name, minimum=minimum), _positive_int(value[1], name, minimum=minimum))
-    v = _positive_int(value, name, minimum=minimum)
+        return (whole_number(value[0], name, minimum=minimum), whole_number(value[1], name, minimum=minimum))
+    v = whole_number(value, name, minimum=minimum)
     return (v, v)
 
 
@@ -80,8 +72,8 @@ def effective_kernel_size(kernel_size: int, rate: int = 1) -> int:
         TypeError: ``kernel_size`` or ``rate`` is not an int.
         ValueError: ``kernel_size`` or ``rate`` is below 1.
     """
-    k = _positive_int(kernel_size, "kernel_size")
-    r = _positive_int(rate, "rate")
+    k = whole_number(kernel_size, "kernel_size")
+    r = whole_number(rate, "rate")
     return k + (k - 1) * (r - 1)
 
 
@@ -98,9 +90,9 @@ def conv_output_size(input_size: int, kernel_size: int, stride: int = 1, padding
         ValueError: a size, stride or dilation below 1, a negative padding, or a padded input
             shorter than the effective kernel (no output exists).
     """
-    i = _positive_int(input_size, "input_size")
-    p = _positive_int(padding, "padding", minimum=0)
-    s = _positive_int(stride, "stride")
+    i = whole_number(input_size, "input_size")
+    p = whole_number(padding, "padding", minimum=0)
+    s = whole_number(stride, "stride")
     span = effective_kernel_size(kernel_size, dilation)
     if i + 2 * p < span:
         raise ValueError(
@@ -142,11 +134,11 @@ def input_positions(output_index: int, kernel_size: int, rate: int = 1, stride: 
         ValueError: ``kernel_size``, ``rate`` or ``stride`` is below 1, or ``output_index`` or
             ``padding`` is negative.
     """
-    i = _positive_int(output_index, "output_index", minimum=0)
-    k = _positive_int(kernel_size, "kernel_size")
-    r = _positive_int(rate, "rate")
-    s = _positive_int(stride, "stride")
-    p = _positive_int(padding, "padding", minimum=0)
+    i = whole_number(output_index, "output_index", minimum=0)
+    k = whole_number(kernel_size, "kernel_size")
+    r = whole_number(rate, "rate")
+    s = whole_number(stride, "stride")
+    p = whole_number(padding, "padding", minimum=0)
     return [s * i - p + r * t for t in range(k)]
 
 
@@ -264,7 +256,7 @@ def dilate_kernel(w: torch.Tensor, rate: IntOrPair, spatial_dims: int | None = N
         spatial_dims = 1 if w.dim() in (1, 3) else 2
     if spatial_dims not in (1, 2) or spatial_dims > w.dim():
         raise ValueError(f"spatial_dims must be 1 or 2 and at most w.dim()={w.dim()}, got {spatial_dims}")
-    rates: tuple[int, ...] = _pair(rate, "rate") if spatial_dims == 2 else (_positive_int(rate, "rate"),)
+    rates: tuple[int, ...] = _pair(rate, "rate") if spatial_dims == 2 else (whole_number(rate, "rate"),)
     taps = w.shape[-spatial_dims:]
     size = tuple(effective_kernel_size(k, r) for k, r in zip(taps, rates))
     out = w.new_zeros(*w.shape[: w.dim() - spatial_dims], *size)
@@ -358,7 +350,7 @@ def edge_and_line_response(rate: int, size: int = 128, step_at: int = 40, line_a
             ``rate`` is below 1.
         TypeError: ``rate`` is not an integer.
     """
-    r = _positive_int(rate, "rate")
+    r = whole_number(rate, "rate")
     if not (r <= step_at and step_at + 2 * r <= line_at and line_at + r < size):
         raise ValueError(f"edge_and_line_response: step_at={step_at}, line_at={line_at} and size={size} need "
                          f"r <= step_at, step_at + 2r <= line_at and line_at + r < size for rate {r}")

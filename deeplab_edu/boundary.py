@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .choices import is_whole
+from .choices import is_whole, whole_number
 
 __all__ = [
     "possible_counts",
@@ -49,16 +49,8 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- checks
-def _positive_int(name: str, value: object) -> int:
-    if not is_whole(value):
-        raise TypeError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def _odd_kernel(kernel: object) -> int:
-    k = _positive_int("kernel", kernel)
+    k = whole_number(kernel, "kernel")
     if k % 2 == 0:
         raise ValueError(
             f"kernel must be odd (got {k}): 'same' zero padding is symmetric only for odd kernels"
@@ -68,10 +60,10 @@ def _odd_kernel(kernel: object) -> int:
 
 def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        s = _positive_int("size", size)
+        s = whole_number(size, "size")
         return s, s
     if isinstance(size, Sequence) and len(size) == 2:
-        return _positive_int("size[0] (height)", size[0]), _positive_int("size[1] (width)", size[1])
+        return whole_number(size[0], "size[0] (height)"), whole_number(size[1], "size[1] (width)")
     raise TypeError(f"size must be an int or a (height, width) pair, got {size!r}")
 
 
@@ -103,9 +95,9 @@ def valid_tap_counts_1d(length: int, kernel: int = 3, rate: int = 1) -> np.ndarr
         TypeError: ``length``, ``kernel`` or ``rate`` is not an integer.
         ValueError: ``length`` or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
-    n = _positive_int("length", length)
+    n = whole_number(length, "length")
     k = _odd_kernel(kernel)
-    r = _positive_int("rate", rate)
+    r = whole_number(rate, "rate")
     half = (k - 1) // 2
     i = np.arange(n)[:, None]
     offsets = r * np.arange(-half, half + 1)[None, :]
@@ -128,8 +120,8 @@ def valid_tap_counts(height: int, width: int, kernel: int = 3, rate: int = 1) ->
         TypeError: ``height``, ``width``, ``kernel`` or ``rate`` is not an integer.
         ValueError: ``height``, ``width`` or ``rate`` is below 1, or ``kernel`` is not odd and positive.
     """
-    rows = valid_tap_counts_1d(_positive_int("height", height), kernel, rate)
-    cols = valid_tap_counts_1d(_positive_int("width", width), kernel, rate)
+    rows = valid_tap_counts_1d(whole_number(height, "height"), kernel, rate)
+    cols = valid_tap_counts_1d(whole_number(width, "width"), kernel, rate)
     return np.outer(rows, cols)
 
 
@@ -146,8 +138,8 @@ def tap_counts_by_convolution(height: int, width: int, kernel: int = 3, rate: in
         TypeError: ``height``, ``width``, ``kernel`` or ``rate`` is not an integer.
         ValueError: ``height``, ``width`` or ``rate`` is below 1, or ``kernel`` is below 1 or even.
     """
-    h, w = _positive_int("height", height), _positive_int("width", width)
-    k, r = _odd_kernel(kernel), _positive_int("rate", rate)
+    h, w = whole_number(height, "height"), whole_number(width, "width")
+    k, r = _odd_kernel(kernel), whole_number(rate, "rate")
     ones = torch.ones(1, 1, h, w, dtype=torch.float64)
     weight = torch.ones(1, 1, k, k, dtype=torch.float64)
     out = F.conv2d(ones, weight, padding=r * (k - 1) // 2, dilation=r)
@@ -198,7 +190,7 @@ def figure4_curves(
         TypeError: a rate or ``kernel`` is not an integer, or ``size`` is neither an integer nor a
             ``(height, width)`` pair of integers.
     """
-    rate_list = [_positive_int("rates[...]", r) for r in rates]
+    rate_list = [whole_number(r, "rates[...]") for r in rates]
     if not rate_list:
         raise ValueError("rates is empty; give at least one atrous rate")
     rows = [valid_weight_fractions(size, r, kernel) for r in rate_list]
@@ -327,7 +319,7 @@ def compare_with_centre_tap(x: torch.Tensor, weight: torch.Tensor, rate: int) ->
             ``k``, or ``x``'s channels differ from ``weight``'s ``C_in``.
         TypeError: ``rate`` is not an integer.
     """
-    r = _positive_int("rate", rate)
+    r = whole_number(rate, "rate")
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     w1 = centre_weight(weight)
@@ -388,8 +380,8 @@ def input_footprint(
             ``width`` map, or the module's output is not ``height`` x ``width`` (or is a mapping without ``"out"``).
         TypeError: ``height``, ``width`` or ``channels`` is not an integer, or ``position`` is not two whole numbers.
     """
-    h, w = _positive_int("height", height), _positive_int("width", width)
-    c = _positive_int("channels", channels)
+    h, w = whole_number(height, "height"), whole_number(width, "width")
+    c = whole_number(channels, "channels")
     where: Any = position if position is not None else (h // 2, w // 2)
     if (not isinstance(where, (tuple, list)) or len(where) != 2
             or not all(is_whole(v) for v in where)):

@@ -14,7 +14,7 @@ import numbers
 from typing import TypeGuard
 
 __all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "OPTIONAL_PACKAGES", "unknown_model",
-           "require_packages", "install_advice", "is_whole"]
+           "require_packages", "install_advice", "is_whole", "whole_number"]
 
 #: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -64,3 +64,17 @@ def is_whole(value: object) -> TypeGuard[int]:
     """Whether ``value`` is a whole number as the package takes counts, sizes, rates and indices: a Python or
     NumPy integer, not a bool (``True`` is no rate) and not a float; the callers check its range."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def whole_number(value: object, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an ``int``, checked to be a whole number (:func:`is_whole`) of at least ``minimum``.
+
+    Raises:
+        TypeError: naming ``name``, when ``value`` is no whole number (a float, a bool, a string).
+        ValueError: naming ``name``, when it is below ``minimum``.
+    """
+    if not is_whole(value):
+        raise TypeError(f"{name} must be a whole number (an int), got {value!r} ({type(value).__name__})")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be {'a positive integer' if minimum == 1 else f'>= {minimum}'}, got {value}")
+    return int(value)

@@ -406,3 +406,20 @@ def test_the_audits_smaller_leftovers_are_named_errors() -> None:
     bad = [pair, (image, torch.full((32, 32), 7))]  # the second mask holds a label outside the 3 classes
     with pytest.raises(ValueError, match="evaluate_crf: item 1 of the data set"):
         evaluate_crf(bad, 3)
+
+
+def test_whole_number_names_the_argument_and_takes_numpy_integers():
+    """The one check of counts, sizes and rates that atrous and boundary share (choices.whole_number)."""
+    import numpy as np
+
+    from deeplab_edu.choices import whole_number
+
+    assert whole_number(np.int64(3), "rate") == 3 and type(whole_number(np.int64(3), "rate")) is int
+    assert whole_number(0, "padding", minimum=0) == 0
+    for bad in (2.0, True, "3", None):
+        with pytest.raises(TypeError, match=r"^rate must be a whole number \(an int\), got"):
+            whole_number(bad, "rate")
+    with pytest.raises(ValueError, match="^rate must be a positive integer, got 0$"):
+        whole_number(0, "rate")
+    with pytest.raises(ValueError, match="^padding must be >= 0, got -1$"):
+        whole_number(-1, "padding", minimum=0)

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any, Iterator, Sequence
 
@@ -32,6 +33,20 @@ from .workers import make_loader
 
 __all__ = ["SeededDataset", "ResumableSampler", "ShardSampler", "build_datasets", "train_loader", "eval_loader",
            "collate_same_size"]
+
+
+@contextlib.contextmanager
+def _random_state_kept(devices: Sequence[int] = ()) -> Iterator[None]:
+    """Python's, numpy's and torch's CPU random streams (and those of the CUDA ``devices``) as they were
+    before, whatever the body draws (a data set's random transform must not shift the seeded streams of the
+    run)."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=list(devices)):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 class SeededDataset(Dataset):
@@ -50,16 +65,11 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         s = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1, dtype=np.uint64)[0])
-        py, npy = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
+        with _random_state_kept():
             torch.manual_seed(s)
             random.seed(s)
             np.random.seed(s % 2**32)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py)
-                np.random.set_state(npy)
+            return self.dataset[index]
 
 
 class ResumableSampler(DistributedSampler):

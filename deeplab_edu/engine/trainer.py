@@ -53,7 +53,8 @@ from ..models.backbones import at_output_stride
 from . import checkpoint as ck
 from .allocator import keep_freed_memory
 from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
-from .data import ResumableSampler, SeededDataset, ShardSampler, build_datasets, eval_loader, train_loader
+from .data import (ResumableSampler, SeededDataset, ShardSampler, _random_state_kept, build_datasets, eval_loader,
+                   train_loader)
 from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, cpu_group, init_distributed,
                           local_main_first, max_over_processes, release_group, unwrap, wrap_model)
 from .losses import SegmentationLoss
@@ -282,20 +283,6 @@ def run_result(history: list[dict[str, Any]], provenance: list[dict[str, Any]],
 #: Training images whose labels :func:`_median_frequency_weights` counts at most, spread evenly
 #: over the set (a procedural set can be long; the frequencies settle long before).
 CLASS_WEIGHT_IMAGES = 1000
-
-
-@contextlib.contextmanager
-def _random_state_kept(devices: Sequence[int] = ()) -> Iterator[None]:
-    """Python's, numpy's and torch's CPU random streams (and those of the CUDA ``devices``) as they were
-    before, whatever the body draws (a data set's random transform must not shift the seeded streams of the
-    run)."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=list(devices)):
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
 
 
 @contextlib.contextmanager
