@@ -58,8 +58,16 @@ def test_bootstrapped_ce_keeps_the_hardest_pixels() -> None:
     expect = []
     for b in range(2):
         v = pix[b][target[b] != 255]
-        expect.append(v.topk(round(0.25 * v.numel())).values.mean())
+        expect.append(v.topk(math.floor(0.25 * v.numel())).values.mean())
     assert torch.isclose(hard, torch.stack(expect).mean()) and hard > full
+    # k truncates as the released code's int cast does: 0.29 of 10 labelled pixels keeps 2 (round: 3), and a
+    # fraction of fewer than one pixel keeps 1
+    row = torch.arange(10.0)
+    logits_1d = torch.stack([torch.zeros(10), -row]).view(1, 2, 1, 10)  # pixel i's loss grows with i (class 1)
+    ones = torch.ones(1, 1, 10, dtype=torch.long)
+    losses = torch.nn.functional.cross_entropy(logits_1d, ones, reduction="none").flatten()
+    assert torch.isclose(bootstrapped_ce(logits_1d, ones, top_k=0.29), losses.topk(2).values.mean())
+    assert torch.isclose(bootstrapped_ce(logits_1d, ones, top_k=0.05), losses.max())
     loss = SegmentationLoss(top_k=0.25, hard_mining_iters=10)
     assert loss.current_top_k() == 1.0
     loss.set_iteration(5)

@@ -43,7 +43,8 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     ``logits`` (N, C, h, w), upsampled bilinearly to the labels' size when it differs; ``target``
     (N, H, W) int64 class indices, ``ignore_index`` for unlabelled pixels. ``top_k=1``: the plain
     mean cross-entropy over every labelled pixel of the batch; ``top_k < 1``: the mean over images of
-    each image's mean over its hardest ``top_k`` labelled pixels (online hard pixel mining: Wu, Shen
+    each image's mean over its ``max(1, floor(top_k * n))`` hardest of ``n`` labelled pixels (the released
+    code's truncation to an integer; online hard pixel mining: Wu, Shen
     & van den Hengel 2016, and Pohlen et al. 2017, FRRN; the released DeepLab code's
     ``top_k_percent_pixels``; DeepLabv3 sec. 4.3 names it and duplicates images of hard classes instead).
     A batch without a labelled pixel gives a zero that still has a graph (not NaN), so one such
@@ -78,7 +79,7 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
         n = int(keep.sum())
         if n == 0:
             continue
-        k = max(1, int(round(top_k * n)))
+        k = max(1, math.floor(top_k * n))
         losses.append(torch.topk(row[keep], k, sorted=False).values.mean())
     if not losses:  # a batch with no labelled pixel: a zero that still has a graph
         return pixel.sum() * 0.0
