@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -35,7 +35,8 @@ from .metrics import NAN_SCORES, ConfusionMatrix
 from .models.backbones import at_output_stride
 
 __all__ = [
-    "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "eval_mode", "sliding_window_logits", "predict_probs", "predict",
+    "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "eval_mode", "model_logits", "sliding_window_logits", "predict_probs",
+    "predict",
     "evaluate", "load_model", "load_run", "run_from_checkpoint", "LoadedRun", "prediction_gallery", "error_map", "BAND_COLOUR",
 ]
 
@@ -110,9 +111,11 @@ TABLE6_STRATEGIES: dict[str, Strategy] = {
 }
 
 
-def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def model_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The float32 logits (N, C, h, w) of ``model(x)``, ``x`` (N, 3, H, W): its ``"out"`` where it returns
+    torchvision's ``{"out": ...}`` (any mapping), else the tensor it returns; at the model's own output size."""
     out = model(x)
-    return (out["out"] if isinstance(out, dict) else out).float()
+    return (out["out"] if isinstance(out, Mapping) else out).float()
 
 
 def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
@@ -155,7 +158,7 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
     count = torch.zeros(1, 1, H, W, device=image.device)
     for r in sorted(set(rows)):
         for c in sorted(set(cols)):
-            logits = _forward(model, image[..., r:r + crop_size, c:c + crop_size])
+            logits = model_logits(model, image[..., r:r + crop_size, c:c + crop_size])
             if total is None:
                 total = torch.zeros(n, logits.shape[1], H, W, device=image.device)
             total[..., r:r + crop_size, c:c + crop_size] += logits
@@ -259,7 +262,7 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
                 if strategy.crop_size and max(x.shape[-2:]) > strategy.crop_size:
                     logits = sliding_window_logits(model, x, strategy.crop_size)
                 else:
-                    logits = _forward(model, x)
+                    logits = model_logits(model, x)
                 if logits.shape[1] == 1:  # a trial: the softmax of one score is 1, and every label 0
                     raise ValueError("the model gives one score per pixel (num_classes=1): its softmax is 1 "
                                      "everywhere; threshold torch.sigmoid(model(x)['out']) for a one-output model, or "

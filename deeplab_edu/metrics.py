@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Mapping, Sequence, TypeVar
 
+import numpy as np
 import torch
 
 from .choices import is_whole
@@ -98,9 +99,9 @@ class ConfusionMatrix:
         self.mat.zero_()
 
     @torch.no_grad()
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
         """Add a batch. ``pred`` is either labels (N, H, W) or logits/probabilities (N, C, H, W);
-        ``target`` integer labels (N, H, W), ``ignore_index`` where unlabelled.
+        ``target`` integer labels (N, H, W), ``ignore_index`` where unlabelled (tensors or NumPy arrays).
 
         Raises:
             ValueError: the shapes disagree, logits have another number of channels than
@@ -110,6 +111,7 @@ class ConfusionMatrix:
             TypeError: ``target``, or ``pred`` given as labels, is floating point (labels are integers:
                 a float label would be cut to an integer without a word).
         """
+        pred, target = torch.as_tensor(pred), torch.as_tensor(target)  # NumPy arrays too
         if target.is_floating_point():
             raise TypeError(f"target must hold integer labels (N, H, W), got {target.dtype}: the masks' class indices, "
                             "as the data sets return them")

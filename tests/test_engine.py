@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import math
 import shutil
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -112,7 +114,11 @@ def test_class_weights_weigh_each_pixel_by_its_class(tmp_path) -> None:
     assert trainer.criterion.class_weights is trainer.class_weights and "median frequency" in trainer.describe()
     assert "per process" not in trainer.describe()
     trainer.dist = DistInfo(rank=0, world_size=2, local_rank=0)  # as torchrun --nproc_per_node 2 would start it
-    assert f"of batch {cfg.batch_size} per process x 2 processes (a global batch of {2 * cfg.batch_size})" in trainer.describe()
+    assert (f"of batch {cfg.batch_size} per process x 2 processes (a global batch of {2 * cfg.batch_size} per "
+            "optimiser step)") in trainer.describe()
+    trainer.cfg = dataclasses.replace(cfg, grad_accum=3)  # each optimiser step sees 3 batches of each process
+    assert (f"of batch {cfg.batch_size} per process x 2 processes x 3 accumulated (a global batch of "
+            f"{6 * cfg.batch_size} per optimiser step)") in trainer.describe()
     plain = Trainer(tiny_config(tmp_path / "plain", class_weights="none"), model=TinyNet(), train_set=scenes,
                     val_set=TinyScenes(2, augment=False))
     assert plain.class_weights is None
@@ -1044,3 +1050,92 @@ def test_train_or_load_leaves_the_callers_random_streams_as_they_were(tmp_path) 
         assert draws() == expected, path
         assert not torch.are_deterministic_algorithms_enabled(), path  # the run's switch is not left on
         assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == workspace, path
+
+
+def test_a_passed_model_of_plain_or_coarse_logits_is_validated_as_it_trains(tmp_path) -> None:
+    """A practitioner's trial: a passed model that returns a plain tensor, or logits smaller than its input,
+    trained (the loss takes both) and then failed its first validation ("new(): invalid data type 'str'";
+    "pred shape ... does not match"), losing every iteration since the last checkpoint. Validation now reads
+    the logits as the loss and inference.evaluate do: a tensor or {"out": ...}, upsampled to the labels."""
+    from deeplab_edu.inference import evaluate
+
+    class Plain(torch.nn.Module):
+        def __init__(self, stride: int) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, stride=stride, padding=1)
+            self.stride = stride
+
+        def forward(self, x: torch.Tensor) -> Any:
+            logits = self.conv(x)
+            return logits if self.stride == 1 else {"out": logits}
+
+    for stride in (1, 4):
+        cfg = tiny_config(tmp_path / str(stride), iterations=2, eval_every=2, ckpt_every=2)
+        val = TinyScenes(3, seed=9, augment=False)
+        trainer = Trainer(cfg, model=Plain(stride), train_set=TinyScenes(8), val_set=val)
+        final = trainer.fit()["final"]
+        assert final["iteration"] == 2 and 0 <= final["miou"] <= 1
+        assert math.isclose(final["miou"], evaluate(trainer.model, val)["miou"], abs_tol=1e-6)
+
+
+def test_labels_outside_the_classes_are_named_on_the_first_step(tmp_path) -> None:
+    """A passed set's masks were never checked: a label of 3 with num_classes=3 ended training with
+    cross-entropy's "Target 3 is out of bounds" (on a GPU, a device-side assert), naming no range."""
+
+    class Beyond(TinyScenes):
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            img, mask = super().__getitem__(i)
+            return img, torch.where(mask == 2, 4, mask)
+
+    trainer = Trainer(tiny_config(tmp_path, iterations=1), model=TinyNet(), train_set=Beyond(8),
+                      val_set=TinyScenes(2, augment=False))
+    with pytest.raises(ValueError, match=r"masks hold labels 4: not one of the 3 classes \(0 to 2\) nor "
+                                         r"ignore_index 255"):
+        trainer.fit()
+    ignored = Trainer(tiny_config(tmp_path / "ignored", iterations=1, eval_every=1), model=TinyNet(),
+                      train_set=TinyScenes(8, ignore=True), val_set=TinyScenes(2, augment=False))
+    assert ignored.fit()["final"]["iteration"] == 1  # ignore_index is no bad label
+
+
+def test_init_from_classes_named_otherwise_says_so(tmp_path, capsys) -> None:
+    """A practitioner's trial: --init-from a run whose classes are as many but named otherwise loaded its
+    classifiers without a word (eval refuses that pairing); now the Trainer names the pairs."""
+
+    class Renamed(TinyScenes):
+        class_names = ("sky", "road", "car")
+
+    Trainer(tiny_config(tmp_path / "a", iterations=1, ckpt_every=1, eval_every=100), model=TinyNet(),
+            train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    capsys.readouterr()
+    Trainer(tiny_config(tmp_path / "b", iterations=1, init_from=str(tmp_path / "a" / "checkpoints")),
+            model=TinyNet(), train_set=Renamed(8), val_set=Renamed(2, augment=False))
+    out = capsys.readouterr().out
+    assert "named otherwise than the data's (red -> sky, green -> road, blue -> car)" in out, out
+    Trainer(tiny_config(tmp_path / "c", iterations=1, init_from=str(tmp_path / "a" / "checkpoints")),
+            model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    assert "named otherwise" not in capsys.readouterr().out
+
+
+def test_is_main_reads_torchruns_rank_before_the_group_exists(monkeypatch) -> None:
+    """The command line's notes come before the process group is joined: every torchrun process printed them."""
+    from deeplab_edu.engine.distributed import is_main
+
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_main()
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main()
+
+
+def test_confusion_matrix_takes_numpy_arrays() -> None:
+    """A practitioner's trial: NumPy labels gave "'numpy.ndarray' object has no attribute 'is_floating_point'"."""
+    import numpy as np
+
+    from deeplab_edu.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([[0, 1], [2, 2]]), np.array([[0, 1], [2, 255]]))
+    assert cm.compute()["miou"] == 1.0 and int(cm.mat.sum()) == 3
+    with pytest.raises(TypeError, match="target must hold integer labels"):
+        cm.update(np.zeros((2, 2), int), np.zeros((2, 2)))

@@ -38,7 +38,7 @@ def test_compile_mode_reaches_torch_compile_and_cuda_graphs_mark_each_step(tmp_p
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """``compile_mode`` is torch.compile's ``mode``; with CUDA graphs (reduce-overhead) every forward pass of a
     training step starts with ``torch.compiler.cudagraph_mark_step_begin`` (the outputs of the last replay
-    may be overwritten), and validation runs the model uncompiled. Here the network is not compiled at all
+    may be overwritten), CUDA graphs with gradient accumulation are refused, and validation runs the model uncompiled. Here the network is not compiled at all
     (a CPU has no CUDA graphs): the test checks what the Trainer asks of torch."""
     from deeplab_edu.engine.config import ConfigError
 
@@ -46,10 +46,15 @@ def test_compile_mode_reaches_torch_compile_and_cuda_graphs_mark_each_step(tmp_p
     marks: list[int] = []
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    cfg = tiny_config(tmp_path, compile=True, compile_mode=mode, iterations=2, grad_accum=2, eval_every=2,
+    accum = 1 if mode == "reduce-overhead" else 2  # CUDA graphs refuse gradient accumulation (below)
+    cfg = tiny_config(tmp_path, compile=True, compile_mode=mode, iterations=2, grad_accum=accum, eval_every=2,
                       num_workers=0)
     Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, seed=9, augment=False)).fit()
-    assert modes == [mode] and len(marks) == (4 if mode == "reduce-overhead" else 0)  # 2 steps x 2 micro-batches
+    assert modes == [mode] and len(marks) == (2 if mode == "reduce-overhead" else 0)  # one per step
+    for graphs in ("reduce-overhead", "max-autotune"):  # a replay would overwrite the accumulated gradients
+        with pytest.raises(ConfigError, match=f"compile_mode='{graphs}' .CUDA graphs. with grad_accum=2.*169545"):
+            Trainer(tiny_config(tmp_path / graphs, compile=True, compile_mode=graphs, grad_accum=2), model=TinyNet(),
+                    train_set=TinyScenes(8), val_set=TinyScenes(2))
     with pytest.raises(ConfigError, match="compile_mode='graphs'; use default, reduce-overhead, max-autotune"):
         Trainer(tiny_config(tmp_path / "bad", compile=True, compile_mode="graphs"), model=TinyNet(),
                 train_set=TinyScenes(8), val_set=TinyScenes(2))

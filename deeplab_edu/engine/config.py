@@ -654,6 +654,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"amp={cfg.amp!r}; use none, bf16 or fp16")
     if cfg.compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r}; use {', '.join(COMPILE_MODES)}")
+    if cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune") and cfg.grad_accum > 1:
+        raise ConfigError(f"compile_mode={cfg.compile_mode!r} (CUDA graphs) with grad_accum={cfg.grad_accum}: a graph's "
+                          "replay overwrites the gradients the micro-batch before it accumulated (pytorch/pytorch#169545); "
+                          "use compile_mode default for gradient accumulation, or grad_accum 1 with a larger batch_size")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile: true (--compile); "
                           "set both, or leave compile_mode at default")

@@ -66,8 +66,11 @@ def init_distributed(device: torch.device, backend: str | None = None) -> DistIn
 
 
 def is_main() -> bool:
-    """True on rank 0 (and in a single process)."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    """True on rank 0 (and in a single process): the process group's rank, or before the group is joined,
+    torchrun's ``RANK`` (the command line's notes come before :func:`init_distributed`)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0").strip() in ("0", "")
 
 
 class CPUSyncBatchNorm(nn.BatchNorm2d):

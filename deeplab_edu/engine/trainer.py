@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Sized, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -45,6 +46,7 @@ from ..atomic import atomic_path, write_text_atomic
 from ..choices import is_whole
 from ..config import resolve_device
 from ..data.io import BadDataError
+from ..inference import model_logits
 from ..metrics import NAN_SCORES, ConfusionMatrix
 from ..records import provenance, shown_path
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
@@ -414,6 +416,7 @@ class Trainer:
         else:
             _warn_flat_aspp(model, cfg.crop_size)
         self._check_classes = model_passed  # the first training step compares its logits with num_classes
+        self._check_labels = True  # and its masks' labels with the classes (a passed set's were never checked)
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
                                       data_passed=data_passed)
         self._init_from_sha256 = ck.init_from_sha256(cfg.init_from)  # kept in checkpoints: ck.check_init_from
@@ -430,6 +433,8 @@ class Trainer:
             else:
                 ck.check_compatible(state, self.model_info, model, source=source, advice=ck.INIT_FROM_ADVICE)
                 model.load_state_dict(state["model"])
+            if self.dist.is_main and (note := _renamed_classes_note(state.get("model_info", {}), self.model_info)):
+                print(f"{source}: {note}", flush=True)
             if self.dist.is_main and (note := _init_from_rates_note(state.get("model_info", {}), self.model_info,
                                                                     fitted=cfg.atrous_rates == "fit")):
                 print(f"{source}: {note}", flush=True)
@@ -812,7 +817,8 @@ class Trainer:
 
         Raises:
             ValueError: a passed model scores another number of classes than ``num_classes`` (checked on the
-                first step; a model the Trainer builds always matches).
+                first step; a model the Trainer builds always matches), or the first batch's masks hold a label
+                that is neither a class nor ``ignore_index``.
         """
         cfg = self.cfg
         self._train_mode()
@@ -821,6 +827,8 @@ class Trainer:
         graphs = cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")  # the modes with CUDA graphs
         for micro in range(cfg.grad_accum):
             x, y = self.to_device(*next(batches))
+            if self._check_labels:  # one read from the device, once
+                self._check_label_range(y)
             last = micro == cfg.grad_accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else cast(Any, self.net).no_sync()
             if graphs:  # a new iteration: CUDA graphs may reuse the memory of the last one's outputs
@@ -839,6 +847,20 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return total, images * self.dist.world_size
+
+    def _check_label_range(self, target: torch.Tensor) -> None:
+        """Raise :class:`ValueError` when the first training batch's masks hold labels that are neither a class
+        (``0 .. num_classes - 1``) nor ``ignore_index`` (cross-entropy's own error names no label range; on a GPU
+        it is a device-side assert that ends the process)."""
+        labelled = target[target != self.ignore_index]
+        bad = labelled[(labelled < 0) | (labelled >= self.num_classes)].unique()
+        if bad.numel():
+            shown = ", ".join(str(v) for v in bad[:8].tolist()) + (", ..." if bad.numel() > 8 else "")
+            raise ValueError(f"the first training batch's masks hold labels {shown}: not one of the {self.num_classes} "
+                             f"classes (0 to {self.num_classes - 1}) nor ignore_index {self.ignore_index}; give the "
+                             "Trainer num_classes (and ignore_index) as the masks label them, or map the masks' labels "
+                             "(`deeplab-edu check-data` lists a folder's labels)")
+        self._check_labels = False
 
     def _check_output_classes(self, outputs: Any) -> None:
         """Raise :class:`ValueError` when a passed model scores another number of classes than the data's
@@ -924,7 +946,9 @@ class Trainer:
                             break
                         x, y = self.to_device(x, y)
                         with autocast_context(cfg.amp, self.device):
-                            out = model(x)["out"]
+                            out = model_logits(model, x)  # a passed model's tensor, too
+                        if out.shape[-2:] != y.shape[-2:]:  # at the labels' size, as the loss scores it
+                            out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
                         nan_batches += out.isnan().any()  # counted where it is (no wait for the device here)
                         cm.update(out.float().argmax(1), y)
                     if stopped:
@@ -1005,7 +1029,11 @@ class Trainer:
                     f" (class weights {float(self.class_weights.min()):.2f}-{float(self.class_weights.max()):.2f}, "
                     "median frequency)")
         world = self.dist.world_size if self.dist.distributed else 1
-        per_process = f" per process x {world} processes (a global batch of {cfg.batch_size * world})" if world > 1 else ""
+        accum = cfg.grad_accum
+        per_process = (f" per process x {world} processes" if world > 1 else "") + (
+            f" x {accum} accumulated" if accum > 1 else "")
+        if world > 1 or accum > 1:
+            per_process += f" (a global batch of {cfg.batch_size * world * accum} per optimiser step)"
         return (f"train {model}{strides} on {data}: {len(self.train_set)} training / {val} validation images, "
                 f"{self.num_classes} classes{balanced}; {cfg.iterations} iteration{'' if cfg.iterations == 1 else 's'} of batch {cfg.batch_size}"
                 f"{per_process}"
@@ -1212,6 +1240,19 @@ class Trainer:
             for k in ("loss", "lr", "images_per_s", "miou", "pixel_accuracy"):
                 if k in row:
                     self._tb.add_scalar(f"{row['split']}/{k}", row[k], row["iteration"])
+
+
+def _renamed_classes_note(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> str | None:
+    """What ``--init-from`` should say when the checkpoint's classes (``model_info``) are as many as the data's
+    but named otherwise: its classifiers are loaded as they are, each class's scorer now scoring the data's class
+    at its index (None when the names agree, or either side has none)."""
+    before, after = theirs.get("class_names"), ours.get("class_names")
+    if before is None or after is None or len(before) != len(after) or list(before) == list(after):
+        return None
+    pairs = [f"{a!s} -> {b!s}" for a, b in zip(before, after) if a != b]
+    return (f"its {len(before)} classes are named otherwise than the data's ({', '.join(pairs[:4])}"
+            f"{', ...' if len(pairs) > 4 else ''}); its classifiers are loaded as they are, each class's scorer "
+            "now scoring the data's class at its index (fine-tuning retrains them)")
 
 
 def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> None:
