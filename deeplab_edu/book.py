@@ -26,8 +26,9 @@ Every kernel it starts gets encrypted channels (:func:`kernel_encryption_setting
 What a page shows of an executed notebook, and the ``.ipynb`` published beside it, are
 :mod:`deeplab_edu.book_pages`; the Sphinx extension the build loads is :mod:`deeplab_edu.book_sphinx`.
 
-Executed notebooks are reused while nothing they depend on changed (the notebook, the package's
-code, the profile, a learner's run or not): a second ``make book`` executes nothing.
+Executed notebooks are reused while nothing they depend on changed (the notebook, every file of the
+package, every chapter's source, the records in ``benchmarks/results``, the table of contents, the profile,
+a learner's run or not): a second ``make book`` executes nothing.
 
 Run it as ``python -m deeplab_edu.book [--output DIR] [--jobs N]``; one notebook alone as
 ``python -m deeplab_edu.book execute SOURCE EXECUTED [--timeout S] [--learner] [--no-solutions]``; the
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -53,24 +55,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import yaml
 
 from .atomic import atomic_path, write_text_atomic
 from .book_pages import SMOKE_NOTE, for_colab, for_the_page
-from .config import COURSE_CHECKS_ENV, ENV_VAR, choose, profile
-from .records import HIDE_PATHS_ENV, REPO_ROOT
+from .config import COURSE_CHECKS_ENV, ENV_VAR, profile
+from .records import HIDE_PATHS_ENV, REPO_ROOT, RESULTS_DIR
 
 __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "kernel_encryption_settings", "lab_server_settings", "write_lab_server_config",
-    "make_editable_path_relative", "student_copy", "STUDENT_COPY_MANIFEST", "chapter_workload",
+    "make_editable_path_relative", "student_copy", "is_updated_version", "STUDENT_COPY_MANIFEST", "chapter_workload",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+#: The package's folder: every file in it is an input of every chapter (:func:`_dependency_key`).
+PACKAGE_DIR = Path(__file__).resolve().parent
 _WARNING = re.compile(r"(WARNING|ERROR|CRITICAL):")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _KERNEL_ENV = {
@@ -236,18 +240,35 @@ def _source_line(source_text: str, cell_source: str) -> int | None:
     return None
 
 
+def _key_inputs() -> list[tuple[str, Path]]:
+    """The files any chapter may read besides its own source, each with the name the key gives it (relative,
+    the same on every machine), in a fixed order: every file of the package (its code, this module included:
+    chapter 00 calls it; the presets; the explorers' JavaScript and CSS, copied into chapters 01, 02 and 04),
+    ``__pycache__`` aside; every chapter's source (chapter 00 reads their headers and prose); every record
+    under ``benchmarks/results`` (``load_record``, ``load_findings``); and ``book/_toc.yml`` (the chapters'
+    order, read by :func:`chapter_headers`)."""
+    inputs = [(f"deeplab_edu/{p.relative_to(PACKAGE_DIR).as_posix()}", p) for p in sorted(PACKAGE_DIR.rglob("*"))
+              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    inputs += [(f"notebooks/{p.name}", p) for p in sorted(NOTEBOOK_DIR.glob("*.py"))]
+    inputs += [(f"benchmarks/results/{p.relative_to(RESULTS_DIR).as_posix()}", p)
+               for p in sorted(RESULTS_DIR.rglob("*")) if p.is_file()]
+    toc = BOOK_DIR / "_toc.yml"
+    return inputs + ([("book/_toc.yml", toc)] if toc.is_file() else [])
+
+
 def _dependency_key(source: Path, active_profile: str, learner: bool = False, solutions: bool = True) -> str:
-    """What an executed notebook depends on: its source, the package's code, the profile and how it ran."""
+    """What an executed notebook depends on: its source, the profile, how it ran (a learner's run or not,
+    with the solutions or not) and every file of :func:`_key_inputs` (the package, all the chapters, the
+    committed records, the table of contents; a change to any of them runs every chapter again)."""
     digest = hashlib.sha256()
     digest.update(active_profile.encode())
     if learner or not solutions:  # the book's runs keep the keys they had
         digest.update(f"learner={learner} solutions={solutions}".encode())
     digest.update(source.read_bytes())
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".yaml", ".json") and "__pycache__" not in path.parts and path.name != "book.py":
-            digest.update(str(path.relative_to(package)).encode())
-            digest.update(path.read_bytes())
+    for name, path in _key_inputs():
+        data = path.read_bytes()
+        digest.update(f"\0{name}\0{len(data)}\0".encode())  # a renamed, added or removed file changes the key
+        digest.update(data)
     return digest.hexdigest()
 
 
@@ -422,12 +443,22 @@ def _without_solutions(nb: Any) -> Any:
 
 
 #: The file in a student copy's folder that records what :func:`student_copy` wrote (a SHA-256 per
-#: chapter), so that a chapter a learner has since edited is told from one the copy wrote.
+#: file: each chapter and each ``.updated`` version), so that a file a learner has since edited is told
+#: from one the copy wrote.
 STUDENT_COPY_MANIFEST = ".student-copy.json"
 
 
 def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_UPDATED = re.compile(r"\.updated(-[0-9]+)?\.py$")
+
+
+def is_updated_version(path: Path) -> bool:
+    """True for a chapter's new version that :func:`student_copy` wrote beside a learner's changed one
+    (``NN_name.updated.py``, ``NN_name.updated-2.py``, ...)."""
+    return _UPDATED.search(Path(path).name) is not None
 
 
 def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
@@ -441,13 +472,16 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     still holds the reference answers its checker compares with (``python -m deeplab_edu.exercises``
     prints them, a teacher's answer key): the copy keeps the solutions out of sight, not out of reach.
 
-    Made again into a folder a class works in (after ``git pull``, say), it never writes over a chapter
-    a learner has changed: that chapter is kept, and the new version is written beside it as
-    ``NN_name.updated.py``. What the copy wrote is recorded in :data:`STUDENT_COPY_MANIFEST`; a chapter
-    it did not record (a copy made before the record existed) counts as changed when it differs.
+    Made again into a folder a class works in (after ``git pull``, say), it never writes over a file
+    a learner has changed: such a chapter is kept, and the new version is written beside it as
+    ``NN_name.updated.py``, or, when a learner has changed that one too, as the first of
+    ``NN_name.updated-2.py``, ``-3``, ... that nobody has changed (kept as well). What the copy wrote,
+    chapters and ``.updated`` files alike, is recorded in :data:`STUDENT_COPY_MANIFEST`; a file it did not
+    record (a copy made before the record existed) counts as changed when it differs.
 
     Returns:
-        the paths written, in chapter order (an ``.updated.py`` file where a learner's chapter was kept).
+        the paths written, in chapter order (an ``.updated`` file where a learner's chapter was kept;
+        :func:`is_updated_version` tells them apart).
 
     Raises:
         ValueError: ``out_dir`` is the folder of a source notebook (the copy would replace the course's
@@ -470,15 +504,23 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     except (OSError, ValueError):
         manifest = {}
+
+    def learners(path: Path, digest: str) -> bool:
+        """True when ``path`` holds what a learner wrote: neither what the copy recorded nor ``digest``."""
+        if not path.is_file():
+            return False
+        current = _sha256_text(path.read_text(encoding="utf-8"))
+        return current != digest and manifest.get(path.name) != current
+
     written = []
     for src in chosen:
         text = jupytext.writes(_without_solutions(jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent")), fmt="py:percent")
         target, digest = out_dir / src.name, _sha256_text(text)
-        if target.is_file() and (current := _sha256_text(target.read_text(encoding="utf-8"))) != digest \
-                and manifest.get(src.name) != current:  # a learner's answers are in it: keep them
-            target = target.with_name(f"{target.stem}.updated.py")
-        else:
-            manifest[src.name] = digest
+        tries = 0
+        while learners(target, digest):  # a learner's answers are in it: keep them, write the new version beside
+            tries += 1
+            target = out_dir / (f"{src.stem}.updated.py" if tries == 1 else f"{src.stem}.updated-{tries}.py")
+        manifest[target.name] = digest
         write_text_atomic(target, text)
         written.append(target)
     write_text_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -759,8 +801,9 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
             ``jobs > 1`` each kernel's PyTorch/OpenMP threads are limited to its share of the cores
             and the notebooks start longest first (their headers' ``cpu_minutes``); with one job
             they run in chapter order.
-        reuse: keep an executed notebook from an earlier call when its source, the package's code,
-            the profile and ``learner`` / ``solutions`` are unchanged and it succeeded.
+        reuse: keep an executed notebook from an earlier call when it succeeded and its source, the
+            profile, ``learner`` / ``solutions`` and every file of the package, the chapters' sources,
+            the committed records and the table of contents are unchanged (:func:`_dependency_key`).
         timeout: seconds per cell (default :func:`cell_timeout`).
         learner, solutions: run the notebooks as a learner does (see :func:`execute_notebook`).
 
@@ -972,6 +1015,52 @@ def _publish_notebooks(html: Path, runs: Sequence[NotebookRun]) -> None:
             nbformat.write(published, download)
 
 
+#: Seconds the ``jupyter-book build`` of :func:`build_book` may run, per profile (it takes a few minutes).
+JUPYTER_BOOK_SECONDS = {"smoke": 1200, "cpu": 1800, "gpu": 1800}
+#: Seconds a book build waits for another one that builds into the same folder: that one's staging,
+#: ``jupyter-book`` call (at most :data:`JUPYTER_BOOK_SECONDS`) and publishing, with a margin.
+BUILD_WAIT_SECONDS = max(JUPYTER_BOOK_SECONDS.values()) + 300
+
+
+@contextlib.contextmanager
+def _build_lock(build: Path) -> Iterator[None]:
+    """Hold ``build/build.lock`` (a :class:`filelock.FileLock`) while one build lays out ``build/source``, runs
+    ``jupyter-book`` and writes ``build/html`` and ``build/build.log``: a second build into the same folder
+    waits for it, saying so, at most :data:`BUILD_WAIT_SECONDS`. The holder's process id is in
+    ``build/build.lock.pid`` (the lock file itself is emptied by every process that tries it).
+
+    Raises:
+        RuntimeError: another build held the folder for :data:`BUILD_WAIT_SECONDS` (naming the folder and
+            that build's process id).
+    """
+    from filelock import FileLock, Timeout
+
+    lock, owner = FileLock(build / "build.lock"), build / "build.lock.pid"
+
+    def holder() -> str:
+        try:
+            return f"process {int(owner.read_text(encoding='utf-8'))}"
+        except (OSError, ValueError):
+            return "process unknown"
+
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"another book build is running in {_shown(build)} ({holder()}): waiting for it to finish "
+              f"(at most {BUILD_WAIT_SECONDS / 60:.0f} min)", file=sys.stderr, flush=True)
+        try:
+            lock.acquire(timeout=BUILD_WAIT_SECONDS)
+        except Timeout:
+            raise RuntimeError(f"another book build is running in {build} ({holder()}) and did not finish within "
+                               f"{BUILD_WAIT_SECONDS:.0f} s: wait for it, stop it, or build into another folder "
+                               "(--output DIR)") from None
+    try:
+        owner.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        yield
+    finally:
+        lock.release()
+
+
 def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, jobs: int = 2,
                quiet: bool = False, runs: Sequence[NotebookRun] | None = None,
                timeout: int | None = None, reuse: bool = True) -> BookBuild:
@@ -982,7 +1071,8 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
         executed_dir: where executed notebooks live (default ``output/_build/executed/<profile>``).
         runs: notebook runs already made (the tests' shared execution); then nothing is executed.
         jobs: notebooks executed at the same time.
-        reuse: keep the executed notebooks whose source, package code and profile are unchanged
+        reuse: keep the executed notebooks whose inputs are unchanged: the profile, the package's files,
+            the chapters' sources, the records in ``benchmarks/results`` and the table of contents
             (False: execute every one again, e.g. after adding a CamVid copy or trained runs, which
             the reuse key does not see).
 
@@ -991,7 +1081,9 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
 
     Raises:
         NotebookFailure: when a notebook fails, naming it, the cell, its line and the traceback.
-        RuntimeError: when ``jupyter-book`` fails, with the end of its log.
+        RuntimeError: when ``jupyter-book`` fails, with the end of its log; or when another build into the
+            same folder (``output/_build``) did not finish within :data:`BUILD_WAIT_SECONDS` (a second build
+            waits for the first, which holds ``_build/build.lock``, before it stages and runs ``jupyter-book``).
     """
     active_profile = profile()
     output = Path(output).resolve()
@@ -1007,32 +1099,32 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
     if not all(r.ok for r in runs):
         raise NotebookFailure(runs)
 
-    stage = build / "source"
-    _stage(stage, runs)
-    config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text(encoding="utf-8"))
-    generated = stage / "book" / "_config.yml"
-    generated.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    html = build / "html"
-    cmd = [
-        str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
-        "--config", str(generated), "--toc", str(stage / "book" / "_toc.yml"),
-        "--path-output", str(output),
-    ]
-    env = {**os.environ, ENV_VAR: active_profile}
-    try:
-        proc = subprocess.run(cmd, cwd=stage, env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=choose(smoke=1200, cpu=1800, gpu=1800))
-        log, returncode = proc.stdout + proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as err:
-        log = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
-        raise RuntimeError(f"jupyter-book did not finish within {err.timeout} s; log so far:\n{log[-4000:]}") from None
-    log_file = build / "build.log"
-    log_file.write_text(log, encoding="utf-8")
-    if not quiet:
-        print(log[-3000:])
-    if returncode != 0:
-        raise RuntimeError(f"jupyter-book failed (exit {returncode}); log in {log_file}:\n{log[-6000:]}")
-    _publish_notebooks(html, runs)
+    stage, html, log_file = build / "source", build / "html", build / "build.log"
+    with _build_lock(build):  # one build at a time stages, runs jupyter-book and publishes in this folder
+        _stage(stage, runs)
+        config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text(encoding="utf-8"))
+        generated = stage / "book" / "_config.yml"
+        generated.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        cmd = [
+            str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
+            "--config", str(generated), "--toc", str(stage / "book" / "_toc.yml"),
+            "--path-output", str(output),
+        ]
+        env = {**os.environ, ENV_VAR: active_profile}
+        try:
+            proc = subprocess.run(cmd, cwd=stage, env=env, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=JUPYTER_BOOK_SECONDS[active_profile])
+            log, returncode = proc.stdout + proc.stderr, proc.returncode
+        except subprocess.TimeoutExpired as err:
+            log = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+            raise RuntimeError(f"jupyter-book did not finish within {err.timeout} s; log so far:\n"
+                               f"{log[-4000:]}") from None
+        log_file.write_text(log, encoding="utf-8")
+        if not quiet:
+            print(log[-3000:])
+        if returncode != 0:
+            raise RuntimeError(f"jupyter-book failed (exit {returncode}); log in {log_file}:\n{log[-6000:]}")
+        _publish_notebooks(html, runs)
     clean = _ANSI.sub("", log)
     warnings = [line for line in clean.splitlines() if _WARNING.search(line)]
     return BookBuild(html=html, warnings=warnings, runs=list(runs), log=log_file)
@@ -1085,7 +1177,9 @@ def main(argv: list[str] | None = None) -> int:
                         description="Write the chapters without their exercises' solutions (hide-cell) and the "
                                     "course's own checks of them into a folder, for a class to hand out. Made again "
                                     "into the same folder (after a git pull), it keeps every chapter a learner has "
-                                    "changed and writes the new version beside it as NN_name.updated.py.")
+                                    "changed and writes the new version beside it as NN_name.updated.py "
+                                    "(NN_name.updated-2.py, -3, ... when a learner has changed that one too: no "
+                                    "changed file is written over).")
     sc.add_argument("out", type=Path, help="the folder to write the notebooks/NN_*.py copies to")
     build_options = [  # the build's, which 'execute' does not read: None when not given
         parser.add_argument("--output", type=Path, default=None,
@@ -1115,11 +1209,14 @@ def main(argv: list[str] | None = None) -> int:
             written = student_copy(args.out)
         except ValueError as err:
             parser.error(str(err))
-        kept = [p for p in written if p.name.endswith(".updated.py")]
+        kept = [p for p in written if is_updated_version(p)]
         print(f"{len(written) - len(kept)} chapters without their solutions written to {args.out}")
         if kept:
             print(f"{len(kept)} chapter(s) there had been changed (a learner's answers): each was kept, and its new "
                   f"version written beside it: {', '.join(p.name for p in kept)}")
+        if again := [p for p in kept if not p.name.endswith(".updated.py")]:
+            print(f"a learner had also changed the earlier new version of {len(again)} of them: kept as well, so "
+                  f"the newest went to {', '.join(p.name for p in again)}")
         return 0
     try:
         active_profile = profile()

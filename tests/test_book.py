@@ -674,3 +674,116 @@ def test_the_answer_key_gives_every_exercise_its_answer(tmp_path, capsys) -> Non
     with pytest.raises(SystemExit):  # a folder as --out: a one-line error naming a file to give, not IsADirectoryError
         main(["--out", str(tmp_path)])
     assert "is a folder: name a file" in capsys.readouterr().err
+
+
+def test_making_the_student_copy_again_keeps_a_learners_edit_of_the_updated_version(tmp_path, capsys) -> None:
+    """An audit: the third copy into a class's folder wrote over ``NN_name.updated.py`` although a learner
+    had worked in it (the copy recorded only the chapters it wrote). Every file the copy writes is recorded
+    now; one a learner changed is kept and the newest version goes to the next free ``.updated-N.py``."""
+    from deeplab_edu.book import is_updated_version, main, student_copy
+
+    chapter = tmp_path / "src" / "01_first.py"
+    chapter.parent.mkdir()
+    chapter.write_text("# %%\nanswer = ...  # version 1\n")
+    out = tmp_path / "class"
+    student_copy(out, [chapter])
+    (out / "01_first.py").write_text((out / "01_first.py").read_text().replace("...", "13"))  # a learner answers
+    chapter.write_text("# %%\nanswer = ...  # version 2\n")  # git pull
+    assert [p.name for p in student_copy(out, [chapter])] == ["01_first.updated.py"]
+    updated = out / "01_first.updated.py"
+    updated.write_text(updated.read_text().replace("...", "14"))  # the learner goes on in the new version
+    chapter.write_text("# %%\nanswer = ...  # version 3\n")  # git pull again
+    assert [p.name for p in student_copy(out, [chapter])] == ["01_first.updated-2.py"]
+    assert "answer = 13" in (out / "01_first.py").read_text() and "answer = 14" in updated.read_text()
+    assert "version 3" in (out / "01_first.updated-2.py").read_text()
+    chapter.write_text("# %%\nanswer = ...  # version 4\n")  # nobody touched updated-2: it is updated in place
+    assert [p.name for p in student_copy(out, [chapter])] == ["01_first.updated-2.py"]
+    assert "version 4" in (out / "01_first.updated-2.py").read_text() and "answer = 14" in updated.read_text()
+    assert is_updated_version(updated) and is_updated_version(out / "01_first.updated-2.py")
+    assert not is_updated_version(out / "01_first.py")
+    course = tmp_path / "course"  # the command line says where the newest version went
+    assert main(["student-copy", str(course)]) == 0
+    for name in ("00_start_here.py", "00_start_here.updated.py"):
+        with (course / name).open("a") as f:
+            f.write("# %%\nmy_note = 'learnt'\n")
+        capsys.readouterr()
+        assert main(["student-copy", str(course)]) == 0
+    shown = capsys.readouterr().out
+    assert "11 chapters without their solutions written" in shown and "00_start_here.updated-2.py" in shown, shown
+    assert "my_note" in (course / "00_start_here.updated.py").read_text()
+
+
+def test_the_reuse_key_sees_every_file_a_chapter_may_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: ``make book`` reused an executed chapter after a change it could not see: the explorers'
+    JavaScript and CSS (copied into chapters 01, 02 and 04), another chapter's source (chapter 00's planning
+    table reads them all), a committed record (chapters 00, 08-11 load them) or the table of contents. The key
+    now covers every file of the package (``__pycache__`` aside), every chapter, every record and the toc."""
+    files = {"pkg/core.py": "x = 1\n", "pkg/viz/explorers/explorers.js": "let a = 1;\n",
+             "pkg/viz/explorers/explorers.css": "a {}\n", "pkg/__pycache__/core.cpython-312.pyc": "bytecode",
+             "notebooks/00_start.py": "# %%\n", "notebooks/01_first.py": "# %%\nprint(1)\n",
+             "results/timings.json": "{}\n", "results/runs/curve.npz": "npz", "book/_toc.yml": "root: intro\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    for attr, folder in (("PACKAGE_DIR", "pkg"), ("NOTEBOOK_DIR", "notebooks"), ("RESULTS_DIR", "results"),
+                         ("BOOK_DIR", "book")):
+        monkeypatch.setattr(book, attr, tmp_path / folder)
+    chapter = tmp_path / "notebooks" / "01_first.py"
+    key = book._dependency_key(chapter, "smoke")
+    (tmp_path / "pkg" / "__pycache__" / "core.cpython-312.pyc").write_text("other bytecode")
+    assert book._dependency_key(chapter, "smoke") == key  # compiled files are no input
+    changes = {"the explorers' JavaScript": ("pkg/viz/explorers/explorers.js", "let a = 2;\n"),
+               "the explorers' CSS": ("pkg/viz/explorers/explorers.css", "a { color: red }\n"),
+               "another chapter": ("notebooks/00_start.py", "# %%\nprint(0)\n"),
+               "a record": ("results/timings.json", '{"seconds": 3}\n'),
+               "a record in a subfolder": ("results/runs/curve.npz", "other npz"),
+               "a new record": ("results/new.json", "{}\n"),
+               "the table of contents": ("book/_toc.yml", "root: start\n")}
+    for what, (name, text) in changes.items():
+        (tmp_path / name).write_text(text)
+        assert book._dependency_key(chapter, "smoke") != key, f"a change of {what} ({name}) kept the key"
+        key = book._dependency_key(chapter, "smoke")
+    (tmp_path / "results" / "new.json").rename(tmp_path / "results" / "renamed.json")
+    assert book._dependency_key(chapter, "smoke") != key, "a renamed record kept the key"
+
+
+def test_two_book_builds_into_one_folder_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """An audit: two builds into one folder at once broke each other (each deletes and lays out
+    ``_build/source`` again while the other's jupyter-book reads it, and both write ``_build/html``).
+    The second waits for the first's lock now, saying so, and gives up with an error after a bound."""
+    import subprocess
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    events: list[str] = []
+
+    def fake_stage(stage: Path, runs: object) -> None:
+        events.append(f"stage {threading.current_thread().name}")
+        (stage / "book").mkdir(parents=True, exist_ok=True)
+        time.sleep(0.2)
+
+    def fake_jupyter_book(cmd: list[str], **_: object) -> subprocess.CompletedProcess:
+        time.sleep(0.2)  # what the real build (minutes) does meanwhile: read _build/source, write _build/html
+        events.append(f"built {threading.current_thread().name}")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(book, "_stage", fake_stage)
+    monkeypatch.setattr(book.subprocess, "run", fake_jupyter_book)
+    monkeypatch.setattr(book, "_publish_notebooks", lambda html, runs: None)
+    builds = [threading.Thread(target=book.build_book, args=(tmp_path,), kwargs={"runs": [], "quiet": True},
+                               name=name) for name in ("a", "b")]
+    for thread in builds:
+        thread.start()
+    for thread in builds:
+        thread.join(timeout=30)
+    assert sorted(events) == ["built a", "built b", "stage a", "stage b"], events
+    assert events[0].split()[1] == events[1].split()[1], f"the builds overlapped: {events}"
+    assert "another book build is running in" in capsys.readouterr().err  # the second one said it waits
+    monkeypatch.setattr(book, "BUILD_WAIT_SECONDS", 0.3)
+    events.clear()
+    with FileLock(tmp_path / "_build" / "build.lock"):  # a build that does not finish, in another process
+        with pytest.raises(RuntimeError, match="another book build is running in .*_build .*build into another"):
+            book.build_book(tmp_path, runs=[], quiet=True)
+    assert events == []  # it touched nothing of the other build's
