@@ -1065,19 +1065,31 @@ def _export(args: argparse.Namespace) -> int:
         from .choices import require_packages
 
         require_packages("onnx", "onnxscript", what="export --onnx (torch.onnx.export)")
+    from .engine.checkpoint import CheckpointMismatchError
+    from .inference import run_from_checkpoint
+
     state = load_checkpoint(args.checkpoint)  # read once for both files
+    try:  # before anything is written: --onnx needs the model, and --out says who can read the file
+        loaded = run_from_checkpoint(state, args.checkpoint, "cpu")
+    except (ValueError, CheckpointMismatchError):
+        if args.onnx or not state.get("model_info", {}).get("model_class"):
+            raise
+        loaded = None  # a model the training script built: the file holds its weights, for that script
     if args.out:
         replaced = ", replacing the file there" if Path(args.out).exists() else ""
         path = save_model_file(state, args.out, source=args.checkpoint)
-        print(f"{args.checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB{replaced}; eval, predict and "
-              "--init-from read it)")
+        readers = ("eval, predict and --init-from read it" if loaded is not None else
+                   f"its model is one the training script built ({state['model_info']['model_class']}), which eval, "
+                   "predict and --init-from cannot rebuild: build it in Python and load the file's 'model' weights "
+                   "into it (torch.load(path, weights_only=True)['model'])")
+        print(f"{args.checkpoint} -> {path} ({path.stat().st_size / 2**20:.1f} MiB{replaced}; {readers})")
     if args.onnx:
-        from .inference import run_from_checkpoint
         from .models.export import export_onnx, onnx_metadata
 
         from .models.backbones import at_output_stride
 
-        model, cfg, info = run_from_checkpoint(state, args.checkpoint, "cpu")
+        assert loaded is not None  # run_from_checkpoint raised otherwise
+        model, cfg, info = loaded
         output_stride = _output_stride(args, cfg)
         replaced = ", replacing the file there" if Path(args.onnx).exists() else ""
         with at_output_stride(model, output_stride):  # what eval and predict run, and what validation measured

@@ -1328,3 +1328,24 @@ def test_untrusted_inputs_are_refused_by_name(tmp_path: Path, checkpoint: Path, 
     from deeplab_edu.records import check_record_path
 
     check_record_path(precious)
+
+
+def test_export_of_a_script_built_model_says_who_can_read_the_file(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """A practitioner's trial: `export --out` of a run trained on a model its script built said "eval, predict and
+    --init-from read it", which all refuse that file; `--out` with `--onnx` wrote the model file, then refused."""
+    from deeplab_edu.engine.trainer import Trainer
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    Trainer(tiny_config(tmp_path / "run", iterations=1, ckpt_every=1, eval_every=100), model=TinyNet(),
+            train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False)).fit()
+    ckpt = str(tmp_path / "run" / "checkpoints")
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", ckpt, "--out", str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "its model is one the training script built (test_engine_fixtures.TinyNet)" in out, out
+    assert "eval, predict and --init-from read it" not in out
+    assert main(["export", "--checkpoint", ckpt, "--out", str(tmp_path / "n.pt"), "--onnx",
+                 str(tmp_path / "n.onnx")]) == 2
+    assert "build that model in Python" in capsys.readouterr().err
+    assert not (tmp_path / "n.pt").exists() and not (tmp_path / "n.onnx").exists()
