@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deeplab_edu import findings  # noqa: E402
+from deeplab_edu.atomic import atomic_path  # noqa: E402
 from deeplab_edu.records import RESULTS_DIR, load_record, write_record  # noqa: E402
 
 
@@ -99,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     matrices = findings.run_findings(args.runs, args.seeds, arms=arms, val_length=args.val_length,
                                      crf_params=crf_params, findings=args.findings)
     npz = args.out.with_suffix(".npz")
-    npz.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(npz, **{k: v.astype(np.uint16) for k, v in matrices.items()})
     table = findings.findings_table(matrices, findings.measurable(matrices))
     for row in table:
         print(f"{row['finding']:45s} {row['baseline (%)']:>12s} -> {row['variant (%)']:>12s} "
@@ -112,15 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     print("runs trained at " + ", ".join(f"{c[:7] if c else '?'}{' (uncommitted changes)' if d else ''}"
                                          for c, d in sorted(commits, key=str))
           + (f"; without provenance (trained before runs kept it): {', '.join(unknown)}" if unknown else ""))
-    write_record(args.out, {"seeds": args.seeds, "val_scenes": args.val_length, "table": table,
-                            "findings_evaluated": args.findings,
-                            "matrices_file": npz.name, "crf_params": crf_params.__dict__ if crf_params else None,
-                            "crf_search": crf_search, "crf_grid": crf_grid,
-                            "crf_search_scenes": findings.CRF_SEARCH_SCENES if crf_search else None},
-                 extra={"arms": {a: findings.ARMS[a] for a in arms}, "runs_trained_by": trained_by,
-                        "torch_threads": args.threads,
-                        "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                        "wall_minutes": round((time.time() - start) / 60, 1)})
+    # the matrices and the record that describes them, each written whole (atomic_path), last: a crash before
+    # leaves the old pair as it was; the matrices take their name only once the record is written
+    with atomic_path(npz) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{k: v.astype(np.uint16) for k, v in matrices.items()})
+        write_record(args.out, {"seeds": args.seeds, "val_scenes": args.val_length, "table": table,
+                                "findings_evaluated": args.findings,
+                                "matrices_file": npz.name, "crf_params": crf_params.__dict__ if crf_params else None,
+                                "crf_search": crf_search, "crf_grid": crf_grid,
+                                "crf_search_scenes": findings.CRF_SEARCH_SCENES if crf_search else None},
+                     extra={"arms": {a: findings.ARMS[a] for a in arms}, "runs_trained_by": trained_by,
+                            "torch_threads": args.threads,
+                            "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                            "wall_minutes": round((time.time() - start) / 60, 1)})
     print(f"wrote {args.out} and {npz}; the table for benchmarks/README.md:\n")
     print(findings.RecordedFindings(load_record(args.out), {}).markdown())
     return 0

@@ -29,6 +29,7 @@ __all__ = [
     "hardware",
     "gpu_driver_version",
     "code_version",
+    "package_changed_since",
     "environment",
     "provenance",
     "write_record",
@@ -180,27 +181,53 @@ def code_version() -> dict[str, Any]:
 
     out: dict[str, Any] = {"package": __version__}
     given = os.environ.get("DEEPLAB_EDU_CODE_COMMIT", "").strip()
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
-        if sha.returncode == 0:
-            out["git_commit"] = sha.stdout.strip()
-            if not given:  # a given commit is taken as clean: the copy's own state is not asked
-                dirty = subprocess.run(
-                    ["git", "status", "--porcelain", "--", ".",  # untracked files too: a new script is code
-                     f":(exclude){RESULTS_DIR.relative_to(REPO_ROOT).as_posix()}"],
-                    cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
-                )
+    sha = _git("rev-parse", "HEAD")
+    if sha is not None and sha.returncode == 0:
+        out["git_commit"] = sha.stdout.strip()
+        if not given:  # a given commit is taken as clean: the copy's own state is not asked
+            # untracked files too: a new script is code
+            dirty = _git("status", "--porcelain", "--", ".",
+                         f":(exclude){RESULTS_DIR.relative_to(REPO_ROOT).as_posix()}")
+            if dirty is not None:
                 out["git_dirty"] = bool(dirty.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
     if given:
         seen = out.pop("git_commit", None)
         out.update(git_commit=given, git_dirty=False, git_commit_from="environment")
         if seen and not seen.startswith(given) and not given.startswith(seen):
             out["git_commit_in_copy"] = seen
     return out
+
+
+def _git(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str] | None:
+    """``git <args>`` run in :data:`REPO_ROOT`, its output captured as text; ``None`` where git is not installed,
+    cannot start, or takes longer than ``timeout`` seconds (a hung network drive): callers then say nothing
+    about the code's version rather than fail."""
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_changed_since(commit: str, *, timeout: float = 5.0) -> bool | None:
+    """Whether the package (``deeplab_edu/``) at this checkout's ``HEAD`` differs from ``commit``'s, as
+    ``git diff --quiet <commit> HEAD -- deeplab_edu/`` tells: ``True`` also for a commit this clone does not
+    know (a run trained in another clone, or a shallow one); ``None`` where it cannot be told: no git, no
+    repository at :data:`REPO_ROOT` (a package installed as a copy), a git that refuses this repository, a
+    ``commit`` that is not a revision's name, or a git call longer than ``timeout`` seconds.
+
+    Local changes not committed yet do not count (neither ``HEAD``'s nor ``commit``'s ``git_dirty``).
+    """
+    if not commit or commit.startswith("-") or not (REPO_ROOT / ".git").exists():
+        return None
+    head = _git("rev-parse", "--verify", "--quiet", "HEAD", timeout=timeout)
+    if head is None or head.returncode != 0:  # git refuses this repository (another user's, say): nothing to tell
+        return None
+    if head.stdout.strip().startswith(commit):
+        return False
+    diff = _git("diff", "--quiet", commit, "HEAD", "--", "deeplab_edu/", timeout=timeout)
+    if diff is None:
+        return None
+    return diff.returncode != 0  # 1: the package differs; 128: a commit this clone does not know
 
 
 def environment() -> dict[str, Any]:

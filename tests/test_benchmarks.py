@@ -426,3 +426,42 @@ def test_findings_benchmark_refuses_a_bad_crf_grid_before_training(capsys) -> No
     with pytest.raises(SystemExit):
         main(["--arms", "v3", "--crf-w-bilateral", "3", "5"])
     assert "choose the CRF search of the arm v2, which --arms leaves out" in capsys.readouterr().err
+
+
+def test_findings_benchmark_writes_its_matrices_whole_and_only_with_their_record(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The .npz beside the record was written before the record, in place: a crash between left new matrices
+    beside an old record (or a truncated .npz) for chapters 08/09 to load. Now it takes its name only once the
+    record is written."""
+    import numpy as np
+
+    module = _benchmark_script("findings")
+    matrices = {"v3|plain|all": np.ones((1, 2, 3, 3))}
+    monkeypatch.setattr(module.findings, "run_findings", lambda *a, **k: matrices)
+    monkeypatch.setattr(module.findings, "findings_table", lambda *a, **k: [])
+    monkeypatch.setattr(module.findings, "runs_provenance", lambda *a, **k: {})
+    out = tmp_path / "findings.json"
+    npz = out.with_suffix(".npz")
+    np.savez_compressed(npz, old=np.zeros(1))
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise OSError("the record could not be written")
+
+    monkeypatch.setattr(module, "write_record", crash)
+    argv = ["--arms", "v3", "--seeds", "0", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    with pytest.raises(OSError, match="could not be written"):
+        module.main(argv)
+    with np.load(npz) as held:
+        assert list(held) == ["old"]  # the old matrices, beside their old record
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["findings.npz"], "a temporary file was left"
+
+    def write(path: Path, results: dict, **kwargs: Any) -> None:
+        Path(path).write_text(json.dumps(results))
+
+    monkeypatch.setattr(module, "write_record", write)
+    monkeypatch.setattr(module, "load_record", lambda path: {})
+    monkeypatch.setattr(module.findings, "RecordedFindings", lambda record, _: type("R", (), {"markdown": str})())
+    assert module.main(argv) == 0
+    with np.load(npz) as held:
+        assert list(held) == ["v3|plain|all"] and held["v3|plain|all"].dtype == np.uint16
+    assert json.loads(out.read_text())["matrices_file"] == "findings.npz"

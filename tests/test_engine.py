@@ -1139,3 +1139,58 @@ def test_confusion_matrix_takes_numpy_arrays() -> None:
     assert cm.compute()["miou"] == 1.0 and int(cm.mat.sum()) == 3
     with pytest.raises(TypeError, match="target must hold integer labels"):
         cm.update(np.zeros((2, 2), int), np.zeros((2, 2)))
+
+
+def test_a_reused_run_names_its_commit_and_notes_a_package_changed_since(tmp_path, capsys, monkeypatch) -> None:
+    """A finished run was reused without a word about the code that trained it: after a pull that changed the
+    data generator or a model, the chapters showed numbers the current code would not produce. The reuse
+    message and the status name the commit, and note when deeplab_edu/ changed since (as git tells, in a
+    repository of three commits here); nothing is noted for the same package, an unknown git, or no commit."""
+    import subprocess
+
+    from deeplab_edu import records
+    from deeplab_edu.engine.runs import run_status, train_or_load
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    settings = dict(image_size=32, crop_size=32, iterations=1)
+    run = tmp_path / "run"
+    train_or_load("smoke", out_dir=run, verbose=False, **settings)
+    last = run / "checkpoints" / "last.pt"
+    state = ck.load_checkpoint(last)
+
+    repo = tmp_path / "repo"  # the package changes at its 2nd commit, only the README at its 3rd
+    (repo / "deeplab_edu").mkdir(parents=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], cwd=repo, check=True)
+    commits = []
+    for path, text in (("deeplab_edu/data.py", "x = 1\n"), ("deeplab_edu/data.py", "x = 2\n"), ("README.md", "r\n")):
+        (repo / path).write_text(text)
+        subprocess.run(git + ["add", "."], cwd=repo, check=True)
+        subprocess.run(git + ["commit", "-qm", path], cwd=repo, check=True)
+        commits.append(subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                      check=True).stdout.strip())
+    monkeypatch.setattr(records, "REPO_ROOT", repo)
+
+    def reused(commit: str | None) -> tuple[str, str]:
+        stretch = {"code_version": {"package": "0.1.0", "git_dirty": False,
+                                    **({"git_commit": commit} if commit else {})}}
+        ck.save_atomic({**state, "provenance": [stretch]}, last)
+        train_or_load("smoke", out_dir=run, **settings)
+        return str(run_status("smoke", out_dir=run, **settings)), capsys.readouterr().out
+
+    note = (f"if the change alters what a run learns (data, transforms, losses, models), delete "
+            f"{records.shown_path(run)} to retrain it with this code")
+    for commit in (commits[0], "f" * 40):  # the package changed since; a commit this clone does not know
+        status, out = reused(commit)
+        assert status == (f"finished (1 iterations, trained at commit {commit[:7]}): reused; deeplab_edu/ has changed "
+                          f"since {commit[:7]}: {note}")
+        assert f"(1 iterations, trained at commit {commit[:7]})\n" in out and "changed since" not in out  # learners
+    for commit in commits[1:]:  # the same package (only the README changed since the 2nd commit)
+        status, out = reused(commit)
+        assert status == f"finished (1 iterations, trained at commit {commit[:7]}): reused" and "note" not in out
+    monkeypatch.setenv("PATH", str(tmp_path / "no_git_here"))  # no git: the commit is named, nothing more
+    status, out = reused(commits[0])
+    assert status.endswith(f"trained at commit {commits[0][:7]}): reused") and "note" not in out
+    status, out = reused(None)  # a run that kept no commit
+    assert status == "finished (1 iterations): reused" and "skipping training" in out and "commit" not in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -238,6 +239,11 @@ def test_phase_two_is_inside_the_axes() -> None:
     assert fig.axes[1].get_ylim()[0] == 0
 
 
+#: A finished run's status, naming the commit that trained it (this checkout's; none in a copy without git,
+#: a note in a copy whose .git is older than its files: test_engine.py -k names_its_commit tests those).
+REUSED = r"finished \(1 iterations(, trained at commit \S+( plus uncommitted changes)?)?\): reused(; .*)?"
+
+
 def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> None:
     """course_runs' phase 2 keeps the SHA-256 of the phase-1 checkpoint it started from: once phase 1
     is retrained (another seed here), phase 2 is neither reused nor resumed but named as stale; the
@@ -258,7 +264,7 @@ def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> N
     with FileLock(phase1.out_dir / "train.lock"):  # a process that only loads the finished run holds it too
         assert phase1.status().state == "finished"
     phase2.train_or_load(verbose=False)
-    assert str(phase2.status()) == "finished (1 iterations): reused"
+    assert re.fullmatch(REUSED, str(phase2.status()))
     state = ck.load_checkpoint(phase2.checkpoint)
     assert state["init_from_sha256"] == ck.file_sha256(phase1.checkpoint)
     ck.save_atomic({**state, "iteration": 0}, phase2.checkpoint)  # as if stopped before its last step
@@ -269,7 +275,7 @@ def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> N
     # a run trained before a field was added to TrainConfig: the missing field counts as its default
     ck.save_atomic({**state, "config": {k: v for k, v in state["config"].items() if k != "top_k"}},
                    phase2.checkpoint)
-    assert str(phase2.status()) == "finished (1 iterations): reused"
+    assert re.fullmatch(REUSED, str(phase2.status()))
     ck.save_atomic({**state, "config": {**state["config"], "top_k": 0.5}}, phase2.checkpoint)
     assert str(phase2.status()).startswith("holds another run (other settings: top_k)")
     ck.save_atomic(state, phase2.checkpoint)
@@ -353,3 +359,28 @@ def test_the_shown_command_trains_the_run_it_names(tmp_path: Path, profile: str,
             assert parsed == expected, command
     with pytest.raises(ValueError, match="width must be at least 20"):
         specs[0].command(width=10)
+
+
+def test_a_smoke_run_keeps_the_folders_of_smoke_processes_still_running(tmp_path, monkeypatch) -> None:
+    """A smoke kernel left open for a day lost its runs folder when another smoke process started (the folders
+    went by age alone): a folder names its owner's pid, and one whose owner runs is kept, however old."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from deeplab_edu.viz import training
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = training.runs_root("smoke")
+    assert mine.name.startswith(f"deeplab_edu_smoke_{os.getpid()}_")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    dead = tmp_path / f"deeplab_edu_smoke_{int(ended.stdout)}_abc"
+    dead.mkdir()
+    day_and_more = time.time() - training._STALE_SMOKE_SECONDS - 60
+    for folder in (mine, dead):
+        os.utime(folder, (day_and_more, day_and_more))
+    training.runs_root("smoke")  # another smoke run starts
+    assert mine.is_dir() and not dead.exists()

@@ -140,7 +140,8 @@ def _differing(state: dict[str, Any], cfg: TrainConfig) -> list[str]:
 class RunStatus(NamedTuple):
     """What :func:`train_or_load` would do with a run folder now: ``state`` is one of ``"not started"``,
     ``"finished"`` (reused), ``"interrupted"`` (resumed), ``"busy"`` (another process trains it; waited
-    for), ``"other settings"`` or ``"stale"`` (refused: see ``text``); ``text`` says it in a few words."""
+    for), ``"other settings"`` or ``"stale"`` (refused: see ``text``); ``text`` says it in a few words (for a
+    finished run, the commit that trained it, and a note when the package has changed since)."""
 
     state: Literal["not started", "finished", "interrupted", "busy", "other settings", "stale"]
     text: str
@@ -161,6 +162,39 @@ class _Found(NamedTuple):
     status: RunStatus  # "not started", "finished", "interrupted", "other settings" or "stale"
     state: dict[str, Any] | None  # the loaded last.pt (None when there is none)
     refusal: Exception | None  # what train_or_load raises: when status.refused, or when its start is not ready
+    trained_by: str = ""  # a finished run's "trained at commit ...", from its provenance ("" when it names none)
+    code_note: str = ""  # a finished run's note that the package changed since that commit ("" when not, or unknown)
+
+
+def _trained_by(state: dict[str, Any], folder: Path) -> tuple[str, str]:
+    """``(which commit trained the run, a note when the package changed since)`` for the checkpoint ``state``
+    of the run in ``folder``: ``("trained at commit 4a88406", "")``, say, from its provenance (one entry per
+    stretch of iterations; several commits for a run resumed after a pull), with the note
+    ``"deeplab_edu/ has changed since 4a88406: if the change alters what a run learns (...), delete <folder> ..."``
+    when :func:`~deeplab_edu.records.package_changed_since` says so for one of them. ``("", "")`` for a run
+    that kept no commit; no note where git cannot tell (no git, no repository, a time-out).
+
+    The course's shipped runs were trained at older commits on purpose (retraining them takes hours), so
+    the note only informs: the run is reused all the same.
+    """
+    from ..records import package_changed_since
+
+    commits: list[str] = []
+    dirty = False
+    for stretch in state.get("provenance", []) or []:
+        version = stretch.get("code_version", {}) if isinstance(stretch, dict) else {}
+        commit = str(version.get("git_commit") or "")
+        dirty = dirty or bool(version.get("git_dirty"))
+        if commit and commit not in commits:
+            commits.append(commit)
+    if not commits:
+        return "", ""
+    short = ", ".join(c[:7] for c in commits)
+    named = f"trained at commit{'s' if len(commits) > 1 else ''} {short}{' plus uncommitted changes' if dirty else ''}"
+    if not any(package_changed_since(c) for c in commits):
+        return named, ""
+    return named, (f"deeplab_edu/ has changed since {short}: if the change alters what a run learns (data, "
+                   f"transforms, losses, models), delete {shown_path(folder)} to retrain it with this code")
 
 
 def _start_not_ready(cfg: TrainConfig) -> tuple[str, Exception] | None:
@@ -216,7 +250,9 @@ def _judge(cfg: TrainConfig, folder: Path) -> _Found:
                       state, err)
     done = int(state.get("iteration", 0))
     if done >= cfg.iterations:
-        return _Found(RunStatus("finished", f"finished ({cfg.iterations} iterations): reused"), state, None)
+        named, note = _trained_by(state, folder)
+        text = f"finished ({cfg.iterations} iterations{', ' + named if named else ''}): reused"
+        return _Found(RunStatus("finished", text + (f"; {note}" if note else "")), state, None, named, note)
     if (start := _start_not_ready(cfg)) is not None:
         return _Found(RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations, and "
                                                f"{start[0]}"), state, start[1])
@@ -264,7 +300,10 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     "output_stride"}`` at every evaluation (fractions in [0, 1]). A finished run is reused only when
     its learning settings equal these (everything but :data:`BOOKKEEPING`, such as the folder, the
     logging, the workers or the device) and, for a run started from ``init_from``, when that file
-    is still the one it started from.
+    is still the one it started from. Its message names the commit that trained the reused run
+    (:func:`run_status` and ``deeplab-edu course-runs --dry-run`` add a note when ``deeplab_edu/`` has changed
+    since, for the maintainers who retrain the shipped runs; most changes alter no run, so a learner is not told
+    to retrain); the run is reused all the same.
 
     The caller's random streams are left as they were, whether the run was trained (which seeds them) or
     loaded (which builds a model): a notebook's next random draw is the same either way
@@ -345,7 +384,8 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool,
     if found.state is not None and found.status.state == "finished":
         last = out_dir / "checkpoints" / "last.pt"
         if verbose:
-            print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations)")
+            named = f", {found.trained_by}" if found.trained_by else ""
+            print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations{named})")
         model = run_from_checkpoint(found.state, last).model
         history = list(found.state.get("history", []))
         metrics = out_dir / "metrics.json"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -144,16 +145,26 @@ class RunSpec:
         return " \\\n".join(lines)
 
 
+#: ``deeplab_edu_smoke_<pid>_<random>``: a smoke profile's runs folder, named after the process that owns it.
 _SMOKE_PREFIX = "deeplab_edu_smoke_"
-#: A smoke folder untouched for this long belongs to a process that was killed (its exit handler never ran).
+_SMOKE_OWNER = re.compile(rf"^{_SMOKE_PREFIX}(\d+)_")
+#: A smoke folder untouched for this long, whose owner no longer runs, belongs to a process that was killed
+#: (its exit handler never ran).
 _STALE_SMOKE_SECONDS = 24 * 3600
 
 
 def _remove_stale_smoke_folders() -> None:
     """Delete the smoke folders of killed processes: a kernel stopped by a time-out never runs its exit handler,
-    and each left tens of MB of checkpoints in the temporary folder."""
+    and each left tens of MB of checkpoints in the temporary folder. A folder whose owner (the pid in its name)
+    still runs is kept, however old: a smoke kernel left open for a day keeps its runs. One named without a
+    pid (made before the owner was named) goes by its age alone."""
+    from ..atomic import _running
+
     now = time.time()
     for folder in Path(tempfile.gettempdir()).glob(f"{_SMOKE_PREFIX}*"):
+        owner = _SMOKE_OWNER.match(folder.name)
+        if owner is not None and _running(int(owner.group(1))):
+            continue
         try:
             if folder.is_dir() and now - folder.stat().st_mtime > _STALE_SMOKE_SECONDS:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -175,7 +186,8 @@ def runs_root(profile: str | None = None) -> Path:
     to ``runs/`` of the course folder the working directory lies in, else of the working directory.
 
     The temporary folder (checkpoints of tens of MB) is deleted when the Python process exits; those of
-    processes killed before they could (untouched for a day) are deleted by the next smoke run. A
+    processes killed before they could (the pid its name carries no longer runs, and untouched for a day)
+    are deleted by the next smoke run. A
     kernel of ``python -m deeplab_edu.book`` (CI, ``make book``) is killed when its notebook ends, but
     its temporary folder is its own, which the book removes.
 
@@ -197,7 +209,7 @@ def runs_root(profile: str | None = None) -> Path:
         raise ValueError(f"profile must be one of {', '.join(config.PROFILES)} (or None: the active one), got {profile!r}")
     if profile == "smoke":
         _remove_stale_smoke_folders()
-        path = Path(tempfile.mkdtemp(prefix=_SMOKE_PREFIX))
+        path = Path(tempfile.mkdtemp(prefix=f"{_SMOKE_PREFIX}{os.getpid()}_"))
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         return path
     if chosen := os.environ.get(RUNS_ENV, "").strip():
