@@ -70,7 +70,8 @@ stage() {  # stage N SECONDS WHAT COMMAND...: bounded; a failure or time-out is 
     local n=$1 limit=$2 what=$3
     shift 3
     echo "== stage $n: $what (at most $limit s)"
-    timeout "$limit" "$@" || echo "stage $n ($what) failed or timed out (exit $?): not measured"
+    # -k: a SIGTERM lets training finish its step and save, which a first compile can hold up; 30 s later, SIGKILL
+    timeout -k 30 "$limit" "$@" || echo "stage $n ($what) failed or timed out (exit $?): not measured"
 }
 
 for n in $STAGES; do
@@ -113,8 +114,10 @@ for n in $STAGES; do
             --device cuda --num-workers 14 --compile-mode reduce-overhead --feeds $feeds \
             --out "$RES/pipeline_diagnosis_cuda_graphs_uint8.json" ;;
     8)  # What stage 7 points to, as training runs: the gpu preset for 1000 iterations as it is, then with CUDA graphs
-        # (the Trainer's compile_mode: reduce-overhead), uint8 batches and 14 workers; each run's images/s and
-        # validation mIoU are in its record (one seed: a check that the faster run still learns, not a finding).
+        # (the Trainer's compile_mode: reduce-overhead), uint8 batches and 14 workers; each run's record holds its
+        # median images/s over the logged windows after the first (images_per_s_median: the wall time, "seconds",
+        # holds the compile and the validations) and its validation mIoU (one seed: a check that the faster run
+        # still learns, not a finding).
         stage 8 150 "gpu-profile training, the preset" "$PY" -m deeplab_edu train --preset gpu --iterations 1000 \
             --eval-every 250 --ckpt-every 1000 --out-dir "runs/gpu_stage8_eager_$(date +%s)" --no-progress \
             --record "$RES/train_gpu_preset_eager.json"

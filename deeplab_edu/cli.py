@@ -33,6 +33,7 @@ import functools
 import json
 import math
 import os
+import statistics
 import sys
 import textwrap
 import time
@@ -675,7 +676,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.record:
         from .records import write_record
 
+        rates = [r["images_per_s"] for r in result["history"] if r["split"] == "train" and "images_per_s" in r]
+        steady = rates[1:] or rates  # the first window holds the warm-up (a compile, CUDA graphs' capture)
         write_record(args.record, {"seconds": round(seconds, 1), "final_miou": final.get("miou"),
+                                   "images_per_s_median": round(statistics.median(steady), 2) if steady else None,
+                                   "images_per_s_windows": len(steady),
                                    "final_pixel_accuracy": final.get("pixel_accuracy"),
                                    "final_iou": final.get("iou"), "val_miou_curve": curve,
                                    "train_loss_curve": [(r["iteration"], round(r["loss"], 4))

@@ -1349,3 +1349,20 @@ def test_export_of_a_script_built_model_says_who_can_read_the_file(tmp_path: Pat
                  str(tmp_path / "n.onnx")]) == 2
     assert "build that model in Python" in capsys.readouterr().err
     assert not (tmp_path / "n.pt").exists() and not (tmp_path / "n.onnx").exists()
+
+
+def test_a_training_record_holds_the_steady_throughput(tmp_path: Path) -> None:
+    """A GPU-code audit: gpu_session.sh stage 8 compares training with and without CUDA graphs by its records, which
+    held only the wall time (a compile and four validations inside it): the record now holds the median images/s of
+    the logged windows after the first (which holds the warm-up)."""
+    import json
+
+    record = tmp_path / "record.json"
+    assert main(["train", "--preset", "smoke", "--out-dir", str(tmp_path / "run"), "--image-size", "32",
+                 "--crop-size", "32", "--iterations", "4", "--log-every", "1", "--eval-every", "4", "--no-progress",
+                 "--threads", "1", "--record", str(record)]) == 0
+    results = json.loads(record.read_text())["results"]
+    rates = [r["images_per_s"] for r in json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
+             if r["split"] == "train"]
+    assert results["images_per_s_windows"] == 3 == len(rates) - 1
+    assert results["images_per_s_median"] == round(sorted(rates[1:])[1], 2) > 0
