@@ -1241,7 +1241,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         result = build_book(output, jobs=jobs, timeout=args.cell_timeout, reuse=args.reuse is not False)
-    except NotebookFailure as err:
+    except RuntimeError as err:  # a notebook failed (NotebookFailure), jupyter-book did, or another build held on
         print(f"\nThe book was not built: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -787,3 +787,18 @@ def test_two_book_builds_into_one_folder_take_turns(tmp_path: Path, monkeypatch:
         with pytest.raises(RuntimeError, match="another book build is running in .*_build .*build into another"):
             book.build_book(tmp_path, runs=[], quiet=True)
     assert events == []  # it touched nothing of the other build's
+
+
+def test_a_build_that_cannot_finish_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """Another build holding the folder past its wait (or jupyter-book failing) raised a RuntimeError through
+    ``python -m deeplab_edu.book`` as a traceback; it is the same one line as a failed notebook now, exit 1."""
+    from deeplab_edu import book
+
+    def held(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("another book build is running in x/_build (process 7) and did not finish")
+
+    monkeypatch.setattr(book, "build_book", held)
+    assert book.main(["--output", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "The book was not built: another book build is running" in err and "Traceback" not in err
