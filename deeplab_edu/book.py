@@ -1215,8 +1215,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(kept)} chapter(s) there had been changed (a learner's answers): each was kept, and its new "
                   f"version written beside it: {', '.join(p.name for p in kept)}")
         if again := [p for p in kept if not p.name.endswith(".updated.py")]:
-            print(f"a learner had also changed the earlier new version of {len(again)} of them: kept as well, so "
-                  f"the newest went to {', '.join(p.name for p in again)}")
+            print(f"the earlier new version of {len(again)} of them had been changed by a learner, or written by an "
+                  f"older make student-copy (which kept no record of it): kept as well, so the newest went to "
+                  f"{', '.join(p.name for p in again)}")
         return 0
     try:
         active_profile = profile()

@@ -710,6 +710,7 @@ def test_making_the_student_copy_again_keeps_a_learners_edit_of_the_updated_vers
         assert main(["student-copy", str(course)]) == 0
     shown = capsys.readouterr().out
     assert "11 chapters without their solutions written" in shown and "00_start_here.updated-2.py" in shown, shown
+    assert "changed by a learner, or written by an older make student-copy" in shown, shown  # (kept no record)
     assert "my_note" in (course / "00_start_here.updated.py").read_text()
 
 

@@ -1137,6 +1137,14 @@ def test_confusion_matrix_takes_numpy_arrays() -> None:
     cm = ConfusionMatrix(3)
     cm.update(np.array([[0, 1], [2, 2]]), np.array([[0, 1], [2, 255]]))
     assert cm.compute()["miou"] == 1.0 and int(cm.mat.sum()) == 3
+    flipped = np.array([[[0, 1], [2, 2]]])[:, :, ::-1]  # a view with negative strides (a review)
+    readonly = np.array([[[0, 1], [2, 2]]])
+    readonly.flags.writeable = False  # as np.asarray of a PIL image is
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns of a tensor over a read-only array
+        cm.update(flipped, flipped)
+        cm.update(readonly, readonly)
+    assert int(cm.mat.sum()) == 11
     with pytest.raises(TypeError, match="target must hold integer labels"):
         cm.update(np.zeros((2, 2), int), np.zeros((2, 2)))
 
@@ -1188,9 +1196,9 @@ def test_a_reused_run_names_its_commit_and_notes_a_package_changed_since(tmp_pat
         assert f"(1 iterations, trained at commit {commit[:7]})\n" in out and "changed since" not in out  # learners
     for commit in commits[1:]:  # the same package (only the README changed since the 2nd commit)
         status, out = reused(commit)
-        assert status == f"finished (1 iterations, trained at commit {commit[:7]}): reused" and "note" not in out
+        assert status == f"finished (1 iterations, trained at commit {commit[:7]}): reused" and "changed" not in out
     monkeypatch.setenv("PATH", str(tmp_path / "no_git_here"))  # no git: the commit is named, nothing more
     status, out = reused(commits[0])
-    assert status.endswith(f"trained at commit {commits[0][:7]}): reused") and "note" not in out
+    assert status.endswith(f"trained at commit {commits[0][:7]}): reused") and "changed" not in out
     status, out = reused(None)  # a run that kept no commit
     assert status == "finished (1 iterations): reused" and "skipping training" in out and "commit" not in out

@@ -655,9 +655,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r}; use {', '.join(COMPILE_MODES)}")
     if cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune") and cfg.grad_accum > 1:
-        raise ConfigError(f"compile_mode={cfg.compile_mode!r} (CUDA graphs) with grad_accum={cfg.grad_accum}: a graph's "
-                          "replay overwrites the gradients the micro-batch before it accumulated (pytorch/pytorch#169545); "
-                          "use compile_mode default for gradient accumulation, or grad_accum 1 with a larger batch_size")
+        raise ConfigError(f"compile_mode={cfg.compile_mode!r} (CUDA graphs) with grad_accum={cfg.grad_accum}: on a GPU, "
+                          "a graph's replay overwrites the gradients the micro-batch before it accumulated "
+                          "(pytorch/pytorch#169545), and on a CPU the mode adds nothing to default; use compile_mode "
+                          "default for gradient accumulation, or grad_accum 1 with a larger batch_size")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile: true (--compile); "
                           "set both, or leave compile_mode at default")

@@ -600,7 +600,7 @@ class Trainer:
         self._earlier_stretches = list(state.get("provenance", []))  # absent in checkpoints written before it
         before = int((self._earlier_stretches or [{}])[-1].get("processes", self.dist.world_size))
         if before != self.dist.world_size:  # a practitioner's trial: the global batch changed without a word
-            batch = self.cfg.batch_size
+            batch = self.cfg.batch_size * self.cfg.grad_accum  # what one optimiser step sees, per process
             changed = [*changed, f"processes {before} -> {self.dist.world_size} (a global batch of {batch * before} -> "
                                  f"{batch * self.dist.world_size}; this epoch goes on from a position counted per "
                                  "process, so its remaining images are not exactly the ones the first run had left)"]
