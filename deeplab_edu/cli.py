@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import functools
 import json
@@ -661,9 +662,10 @@ def _train(args: argparse.Namespace) -> int:
 
         last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
         if is_main():  # once, not once per process under torchrun (whose processes agree on the step to stop at)
-            print("interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to continue"
-                                     if last else "no checkpoint had been written yet"), file=sys.stderr)
-        return 128 + getattr(err, "signum", signal.SIGINT)  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                print("interrupted; " + (f"the last checkpoint is {last}: run the same command with --resume to "
+                                         "continue" if last else "no checkpoint had been written yet"), file=sys.stderr)
+        return 128 + getattr(err, "signum", signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, as a shell reports
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
