@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries"]
+__all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries", "remove_abandoned_folders"]
 
 #: ``.<stem>.tmp<pid><suffix>``: the temporary files of :func:`atomic_path`.
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")
@@ -106,6 +106,33 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
             continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
+    return removed
+
+
+def remove_abandoned_folders(parent: str | os.PathLike[str], prefix: str, *, older_than_s: float) -> list[Path]:
+    """Remove the folders ``parent/<prefix><pid>_*`` of processes that were killed (their exit handlers never
+    ran): a folder whose process (the pid in its name) no longer runs and that nobody touched for
+    ``older_than_s`` seconds. A folder whose process runs is kept however old; one named without a pid
+    (``<prefix>`` and no ``<pid>_``, an older version's) goes by its age alone. Returns the removed folders.
+
+    The smoke profile's runs folders (:func:`~deeplab_edu.viz.training.runs_root`) and the book's kernel folders
+    (:func:`~deeplab_edu.book.execute_notebook`) are named so: a kernel killed by a time-out, a SIGHUP or
+    SIGKILL left tens of MB in each.
+    """
+    import time
+
+    owner = re.compile(rf"^{re.escape(prefix)}(\d+)_")
+    removed, now = [], time.time()
+    for folder in Path(parent).glob(f"{prefix}*"):
+        named = owner.match(folder.name)
+        if named is not None and _running(int(named.group(1))):
+            continue
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > older_than_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:  # another process removed it meanwhile
+            continue
     return removed
 
 

@@ -630,7 +630,7 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     # execute_notebooks gets one from its parent, which removes it (not nested: short paths for sockets)
     given = os.environ.get(_GIVEN_TMP_ENV)
     owned = not (given and Path(given) == Path(tempfile.gettempdir()))
-    kernel_tmp = Path(tempfile.mkdtemp(prefix="dl_nb_")) if owned else Path(given)  # type: ignore[arg-type]
+    kernel_tmp = _kernel_folder() if owned else Path(given)  # type: ignore[arg-type]
     kernel_env["TMPDIR"] = str(kernel_tmp)
     env_before = {k: os.environ.get(k) for k in kernel_env}
     current: dict[str, Any] = {"index": None, "start": None}
@@ -732,11 +732,27 @@ def _run_in_subprocess(source: Path, executed: Path, active_profile: str, timeou
     report.unlink(missing_ok=True)  # an earlier run's report is never taken for this one's
     # the temporary folder of the child and its kernel, removed here: a child killed on Ctrl-C or a time-out
     # cannot remove its own
-    env["TMPDIR"] = env[_GIVEN_TMP_ENV] = tmp = tempfile.mkdtemp(prefix="dl_nb_")
+    env["TMPDIR"] = env[_GIVEN_TMP_ENV] = tmp = str(_kernel_folder())
     try:
         return _run_child(cmd, env, source, executed, report, active_profile, register)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: ``dl_nb_<pid>_<random>``: a notebook's kernel's temporary folder, named after the process that removes it.
+_KERNEL_FOLDER_PREFIX = "dl_nb_"
+#: A kernel folder untouched for this long, whose owner no longer runs, belongs to a process that was killed.
+_STALE_KERNEL_FOLDER_SECONDS = 24 * 3600
+
+
+def _kernel_folder() -> Path:
+    """A fresh temporary folder for a notebook's kernel, named after this process, once the folders of killed
+    executions are removed (:func:`~deeplab_edu.atomic.remove_abandoned_folders`: a SIGHUP or SIGKILL left the
+    kernel's smoke runs, 125 MB in chapter 10)."""
+    from .atomic import remove_abandoned_folders
+
+    remove_abandoned_folders(tempfile.gettempdir(), _KERNEL_FOLDER_PREFIX, older_than_s=_STALE_KERNEL_FOLDER_SECONDS)
+    return Path(tempfile.mkdtemp(prefix=f"{_KERNEL_FOLDER_PREFIX}{os.getpid()}_"))
 
 
 def _run_child(cmd: list[str], env: dict[str, str], source: Path, executed: Path, report: Path, active_profile: str,

@@ -803,3 +803,32 @@ def test_a_build_that_cannot_finish_is_one_line_not_a_traceback(tmp_path: Path, 
     assert book.main(["--output", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "The book was not built: another book build is running" in err and "Traceback" not in err
+
+
+def test_a_killed_executions_kernel_folder_is_removed_by_a_later_one(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: a `book execute` ended by SIGHUP or SIGKILL left its kernel's temporary folder (the smoke runs:
+    125 MB in chapter 10), which nothing removed. Kernel folders are named after their process now, and a later
+    execution removes those of processes that no longer run (after a day untouched), never a running one's."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from deeplab_edu import book
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    dead, unnamed = tmp_path / f"dl_nb_{int(ended.stdout)}_x", tmp_path / "dl_nb_y"  # killed; an older version's
+    living = tmp_path / f"dl_nb_{os.getpid()}_z"
+    recent = tmp_path / f"dl_nb_{int(ended.stdout)}_w"  # killed, but touched within the day: kept for now
+    for folder in (dead, unnamed, living, recent):
+        (folder / "deeplab_edu_smoke_1_a").mkdir(parents=True)
+    day_and_more = time.time() - book._STALE_KERNEL_FOLDER_SECONDS - 60
+    for folder in (dead, unnamed, living):
+        os.utime(folder, (day_and_more, day_and_more))
+    fresh = book._kernel_folder()
+    assert fresh.parent == tmp_path and fresh.name.startswith(f"dl_nb_{os.getpid()}_")
+    assert not dead.exists() and not unnamed.exists() and living.is_dir() and recent.is_dir()

@@ -21,10 +21,8 @@ from __future__ import annotations
 import atexit
 import itertools
 import math
-import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -147,29 +145,18 @@ class RunSpec:
 
 #: ``deeplab_edu_smoke_<pid>_<random>``: a smoke profile's runs folder, named after the process that owns it.
 _SMOKE_PREFIX = "deeplab_edu_smoke_"
-_SMOKE_OWNER = re.compile(rf"^{_SMOKE_PREFIX}(\d+)_")
 #: A smoke folder untouched for this long, whose owner no longer runs, belongs to a process that was killed
 #: (its exit handler never ran).
 _STALE_SMOKE_SECONDS = 24 * 3600
 
 
 def _remove_stale_smoke_folders() -> None:
-    """Delete the smoke folders of killed processes: a kernel stopped by a time-out never runs its exit handler,
-    and each left tens of MB of checkpoints in the temporary folder. A folder whose owner (the pid in its name)
-    still runs is kept, however old: a smoke kernel left open for a day keeps its runs. One named without a
-    pid (made before the owner was named) goes by its age alone."""
-    from ..atomic import _running
+    """Delete the smoke folders of killed processes (:func:`~deeplab_edu.atomic.remove_abandoned_folders`): a
+    kernel stopped by a time-out never runs its exit handler, and each left tens of MB of checkpoints in the
+    temporary folder. A smoke kernel left open for a day keeps its runs."""
+    from ..atomic import remove_abandoned_folders
 
-    now = time.time()
-    for folder in Path(tempfile.gettempdir()).glob(f"{_SMOKE_PREFIX}*"):
-        owner = _SMOKE_OWNER.match(folder.name)
-        if owner is not None and _running(int(owner.group(1))):
-            continue
-        try:
-            if folder.is_dir() and now - folder.stat().st_mtime > _STALE_SMOKE_SECONDS:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # another process removed it meanwhile
-            continue
+    remove_abandoned_folders(tempfile.gettempdir(), _SMOKE_PREFIX, older_than_s=_STALE_SMOKE_SECONDS)
 
 
 #: The folder of the course's runs, when set (``~`` expanded): for a shared environment, or a disk
