@@ -65,7 +65,7 @@ from .config import COURSE_CHECKS_ENV, ENV_VAR, profile
 from .records import HIDE_PATHS_ENV, REPO_ROOT, RESULTS_DIR
 
 __all__ = [
-    "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "NotebookRun", "NotebookFailure", "BookBuild",
+    "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "course_runs_minutes", "COURSE_RUN_CHAPTERS", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "kernel_encryption_settings", "lab_server_settings", "write_lab_server_config",
     "make_editable_path_relative", "student_copy", "is_updated_version", "STUDENT_COPY_MANIFEST", "chapter_workload",
@@ -941,6 +941,23 @@ def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, An
     return [chapter_header(source) for source in toc_notebook_sources(toc_file)]
 
 
+#: The chapters that train the ``cpu`` profile's course runs (``make course-runs``): 08, 09, and 11 with CamVid.
+COURSE_RUN_CHAPTERS = (8, 9, 11)
+
+
+def course_runs_minutes(with_camvid: bool = True) -> float | None:
+    """The minutes the ``cpu`` profile's course runs take at most on the course's 2-core machine: the
+    ``cpu_minutes`` the headers of the chapters that train them (:data:`COURSE_RUN_CHAPTERS`; 11 only
+    ``with_camvid``) state, added up. ``None`` when the book lacks one of them (a teacher dropped a chapter) or
+    its headers cannot be read (outside a checkout)."""
+    try:
+        minutes = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
+    except (OSError, KeyError, ValueError):
+        return None
+    chapters = COURSE_RUN_CHAPTERS if with_camvid else COURSE_RUN_CHAPTERS[:2]
+    return sum(minutes[c] for c in chapters) if all(c in minutes for c in chapters) else None
+
+
 def chapter_header(source: Path) -> dict[str, Any]:
     """A chapter's ``deeplab_edu`` header: ``{"chapter", "title", "cpu_minutes", "prerequisites",
     "source"}`` (``cpu_minutes``: what the chapter takes in the ``cpu`` profile on the course's 2-core machine,
@@ -949,14 +966,17 @@ def chapter_header(source: Path) -> dict[str, Any]:
 
     Raises:
         KeyError: the header lacks one of those fields (naming the file).
-        ValueError: the prerequisites (or ``reuses_runs_of``) name a chapter that is not an earlier one
-            (naming the file).
+        ValueError: the header's ``chapter`` is not the number its file name starts with, or the prerequisites
+            (or ``reuses_runs_of``) name a chapter that is not an earlier one (naming the file).
     """
     meta = _header_metadata(source)
     missing = [k for k in ("chapter", "title", "cpu_minutes", "prerequisites") if k not in meta]
     if missing:
         raise KeyError(f"{source.name}: its header's deeplab_edu section lacks {', '.join(missing)}")
     chapter, prerequisites = int(meta["chapter"]), tuple(int(c) for c in meta["prerequisites"])
+    if source.name[:2].isdigit() and chapter != int(source.name[:2]):  # a header copied from another chapter
+        raise ValueError(f"{source.name}: its header says chapter: {chapter}, its file name {source.name[:2]}: "
+                         "make them agree (chapter 00's table and course-runs key the chapters by it)")
     for name, chapters in (("prerequisites", prerequisites), ("reuses_runs_of", _reuses_runs_of(meta))):
         if any(not 0 < c < chapter for c in chapters):
             raise ValueError(f"{source.name}: {name} {list(chapters)} must be earlier chapters (01-{chapter - 1:02d})")

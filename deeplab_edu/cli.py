@@ -1267,16 +1267,13 @@ def _course_runs_minutes(with_camvid: bool) -> str | None:
     """The time the ``cpu`` profile's course runs take at most, as text: the ``cpu_minutes`` of the
     chapters that train them (08, 09, and 11 with CamVid) added up, as their headers state them
     for a 2-core machine; ``None`` outside a checkout (no book to read the headers from)."""
-    from .book import chapter_headers
+    from .book import COURSE_RUN_CHAPTERS, course_runs_minutes
 
-    try:
-        minutes = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
-    except (OSError, KeyError):
+    minutes = course_runs_minutes(with_camvid)
+    if minutes is None:
         return None
-    chapters = (8, 9, 11) if with_camvid else (8, 9)
-    if any(c not in minutes for c in chapters):
-        return None
-    return (f"{sum(minutes[c] for c in chapters):.0f} min on a 2-core machine (the minutes the headers of chapters "
+    chapters = COURSE_RUN_CHAPTERS if with_camvid else COURSE_RUN_CHAPTERS[:2]
+    return (f"{minutes:.0f} min on a 2-core machine (the minutes the headers of chapters "
             f"{', '.join(f'{c:02d}' for c in chapters)} state, added up: those chapters train them)")
 
 

@@ -40,7 +40,8 @@
 # `deeplab_edu.records.environment` (the environment report) and `deeplab_edu.exercises` (`check`
 # your answer, ask for a `hint`; the exercise cells also call `get`, `solved`, `prediction_made` and
 # `measured_and_predicted`). For teachers: `deeplab_edu.book` (`chapter_headers`: each chapter's time;
-# `chapter_workload`: its words of prose and exercises; `NOTEBOOK_DIR`: where the chapters are),
+# `chapter_workload`: its words of prose and exercises; `course_runs_minutes`: what `make course-runs` takes;
+# `NOTEBOOK_DIR`: where the chapters are),
 # `deeplab_edu.viz.training` (`course_runs`, `camvid_run`: the runs `make course-runs` trains before
 # class), `deeplab_edu.records` (`RESULTS_DIR`, `load_record`: the recorded timings) and
 # `deeplab_edu.viz.tables.markdown_table` (a computed table shown as Markdown).
@@ -157,7 +158,7 @@ print(f"In the '{config.profile()}' profile a training cell would run {iteration
 # %%
 from IPython.display import display
 
-from deeplab_edu.book import NOTEBOOK_DIR, chapter_headers, chapter_workload
+from deeplab_edu.book import NOTEBOOK_DIR, chapter_headers, chapter_workload, course_runs_minutes
 from deeplab_edu.records import RESULTS_DIR, load_record
 from deeplab_edu.viz.tables import markdown_table
 from deeplab_edu.viz.training import camvid_run, course_runs
@@ -174,9 +175,10 @@ print("the runs chapters 08-10 load:")
 for spec in course_runs("cpu"):
     print(spec.command(width=78))
 print("and, with a CamVid copy (chapter 11), the run it loads:\n" + camvid_run("cpu").command(width=78))
-minutes = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
-print(f"On the course's 2-core VM this takes less than {minutes[8] + minutes[9] + minutes[11]:g} minutes "
-      f"(chapters 08, 09 and 11 added up), less than {minutes[8] + minutes[9]:g} without CamVid.")
+with_camvid, without = course_runs_minutes(with_camvid=True), course_runs_minutes(with_camvid=False)
+if with_camvid is not None and without is not None:  # (a teacher who dropped chapter 08, 09 or 11: no bound)
+    print(f"On the course's 2-core VM this takes less than {with_camvid:g} minutes "
+          f"(chapters 08, 09 and 11 added up), less than {without:g} without CamVid.")
 fastest: dict[str, float] = {}  # each chapter's fastest recorded run, in minutes, over every timing record
 for path in sorted(RESULTS_DIR.glob("notebook_times_cpu*.json")):
     for row in load_record(path)["results"]["chapters"]:

@@ -62,6 +62,10 @@ def test_prerequisites_must_be_earlier_chapters(tmp_path) -> None:
     source.write_text(header + "# ---\n\n# %%\n1\n")
     with pytest.raises(KeyError, match="03_x.py.*lacks prerequisites"):
         chapter_header(source)
+    copied = tmp_path / "12_y.py"  # a contributor's trial: a header copied from chapter 03, its number kept
+    copied.write_text(header + "#     prerequisites: [1, 2]\n# ---\n\n# %%\n1\n")
+    with pytest.raises(ValueError, match="12_y.py: its header says chapter: 3, its file name 12"):
+        chapter_header(copied)
 
 
 def test_chapter_00_lists_every_chapter_with_its_header_time() -> None:
