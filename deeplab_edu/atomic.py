@@ -129,8 +129,9 @@ def remove_abandoned_folders(parent: str | os.PathLike[str], prefix: str, *, old
             continue
         try:
             if folder.is_dir() and now - folder.stat().st_mtime > older_than_s:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(folder)
+                shutil.rmtree(folder, ignore_errors=True)  # (not a link's target: rmtree refuses links)
+                if not folder.exists():
+                    removed.append(folder)
         except OSError:  # another process removed it meanwhile
             continue
     return removed

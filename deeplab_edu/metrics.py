@@ -112,7 +112,8 @@ class ConfusionMatrix:
                 a float label would be cut to an integer without a word).
         """
         # NumPy arrays too, copied: a flipped view (negative strides) or a read-only np.asarray(PIL image)
-        pred, target = (torch.from_numpy(np.array(a)) if isinstance(a, np.ndarray) else a for a in (pred, target))
+        pred, target = (torch.from_numpy(np.array(a)) if isinstance(a, np.ndarray) else torch.as_tensor(a)
+                        for a in (pred, target))
         if target.is_floating_point():
             raise TypeError(f"target must hold integer labels (N, H, W), got {target.dtype}: the masks' class indices, "
                             "as the data sets return them")

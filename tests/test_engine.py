@@ -1223,11 +1223,13 @@ def test_tensorboard_draws_each_step_once_after_a_failure_and_a_resume(tmp_path)
 
     cfg = tiny_config(tmp_path, iterations=10, ckpt_every=4, eval_every=100, log_every=1, tensorboard=True,
                       num_workers=0, batch_size=4, warmup_iters=0)
-    threads = threading.active_count()
+    def writers() -> list[threading.Thread]:  # TensorBoard's event-file threads (not tqdm's monitor, say)
+        return [t for t in threading.enumerate() if "tensorboard" in type(t).__module__]
+
     scenes = FailsLate(64)
     with pytest.raises(Exception, match="a disk error"):
         Trainer(cfg, model=TinyNet(), train_set=scenes, val_set=TinyScenes(2, augment=False)).fit()
-    assert threading.active_count() == threads  # the writer's thread ended with the failed fit
+    assert not writers()  # the writer's thread ended with the failed fit
     scenes.healed = True  # type: ignore[attr-defined]
     cfg.resume = True
     Trainer(cfg, model=TinyNet(), train_set=scenes, val_set=TinyScenes(2, augment=False)).fit()
@@ -1235,3 +1237,26 @@ def test_tensorboard_draws_each_step_once_after_a_failure_and_a_resume(tmp_path)
     events.Reload()
     steps = [e.step for e in events.Scalars("train/loss")]
     assert sorted(steps) == list(range(1, 11)), steps  # steps 5 and 6 of the failed run are not drawn twice
+
+
+def test_a_signal_the_process_ignores_stays_ignored(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: under `nohup` (SIGHUP ignored, so that training outlives the terminal) the Trainer's own SIGHUP
+    handler stopped the run when the terminal closed. A signal ignored when the fit starts stays ignored."""
+    import signal
+
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP on this system")
+    monkeypatch.setattr(_InterruptedScenes, "calls", 0)
+    monkeypatch.setattr(_InterruptedScenes, "signal_number", int(signal.SIGHUP))
+    cfg = tiny_config(tmp_path, iterations=6, ckpt_every=100, eval_every=100, warmup_iters=0, num_workers=0,
+                      batch_size=4)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts the process
+    try:
+        result = Trainer(cfg, model=TinyNet(), train_set=_InterruptedScenes(16),
+                         val_set=TinyScenes(2, augment=False)).fit()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    except KeyboardInterrupt as stopped:  # (pytest would take it for the user's Ctrl-C and end the session)
+        pytest.fail(f"the ignored SIGHUP stopped the run: {stopped}")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert _InterruptedScenes.calls > 15 and result["history"][-1]["iteration"] == 6  # it trained on

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import urllib.error
 from pathlib import Path
 
@@ -86,9 +87,11 @@ def _missing_members(root: Path) -> list[str] | None:
     archive = root / f"{_TOP}.zip"
     if not zipfile.is_zipfile(archive):
         return None
+    inside = (root / _TOP / "CamVid").resolve()
     try:
         with zipfile.ZipFile(archive) as z:
             return [m.filename for m in z.infolist() if m.filename.startswith(f"{_TOP}/CamVid/") and not m.is_dir()
+                    and (root / m.filename).resolve().is_relative_to(inside)  # no "../" out of the data set
                     and not (root / m.filename).is_file()]
     except (OSError, zipfile.BadZipFile):  # a damaged directory: the copy is left as it is
         return None
@@ -174,8 +177,9 @@ def _restore(root: Path, members: list[str]) -> None:
     except Exception as err:  # a damaged archive (zipfile.BadZipFile, a CRC error) or a full disk (OSError)
         raise DatasetNotFoundError(
             f"restoring files from CamVid's archive {shown_path(archive, absolute_outside=True)} failed "
-            f"({type(err).__name__}: {err}); if the disk is full, free space and run again; otherwise delete the "
-            f"archive and the folder {shown_path(root / _TOP, absolute_outside=True)}, and run again") from None
+            f"({type(err).__name__}: {err}); if the disk is full, free space and run again; otherwise the archive is "
+            "damaged: delete it (the copy is then used as it is, the files it lacks still missing), or delete it "
+            f"and the folder {shown_path(root / _TOP, absolute_outside=True)} to download both anew") from None
 
 
 def _fetch_archive(root: Path) -> None:
@@ -238,10 +242,11 @@ def _extract(root: Path) -> None:
                 f"({type(err).__name__}: {err}); nothing of it was kept. If the disk is full, free space and run "
                 "again; otherwise the archive is damaged: delete it, and the next run downloads it anew") from None
         if target.exists():  # a copy without a split list (an older version's unpacking, cut short): set aside
-            target.rename(root / f".{_TOP}.incomplete{os.getpid()}")
+            aside = Path(tempfile.mkdtemp(prefix=f".{_TOP}.incomplete", dir=root))
+            target.rename(aside / _TOP)
             print(f"the copy in {shown_path(target, absolute_outside=True)} had no split list (an unpacking cut short): "
-                  f"moved to {shown_path(root / f'.{_TOP}.incomplete{os.getpid()}', absolute_outside=True)}; "
-                  "delete that folder when nothing in it is yours", flush=True)
+                  f"moved to {shown_path(aside, absolute_outside=True)}; delete that folder when nothing in it is "
+                  "yours", flush=True)
         os.rename(tmp / _TOP, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1410,8 +1410,9 @@ class _StopRequest:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
-        if self.enabled:
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        if self.enabled:  # a signal the process ignores (SIGHUP under nohup, SIGINT in a background job) stays so
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS
+                              if signal.getsignal(sig) is not signal.SIG_IGN}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
