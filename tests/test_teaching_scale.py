@@ -204,9 +204,20 @@ def test_two_processes_share_one_run(tmp_path) -> None:
 
     from deeplab_edu.engine.runs import train_or_load
 
+    from deeplab_edu.engine.runs import _held_elsewhere
+
     with FileLock(str(tmp_path / "run" / "train.lock")):  # held by "another process"
-        with pytest.raises(TimeoutError, match="another process has been training"):
-            train_or_load("smoke", out_dir=tmp_path / "run", verbose=False, lock_timeout_s=0.5, progress=False)
+        # a finished run loads without the lock (a classroom's trial: 30 kernels loading one run queued behind
+        # it, each told "waiting for another process that trains ...")
+        _, history, _ = train_or_load("smoke", out_dir=tmp_path / "run", verbose=False, lock_timeout_s=0.5,
+                                      progress=False)
+        assert history[-1]["split"] == "val"
+        assert _held_elsewhere(tmp_path / "run" / "train.lock")  # as another user's lock is seen, read-only
+        (tmp_path / "new").mkdir()
+        with FileLock(str(tmp_path / "new" / "train.lock")):
+            with pytest.raises(TimeoutError, match="another process has been training"):  # a run still to train
+                train_or_load("smoke", out_dir=tmp_path / "new", verbose=False, lock_timeout_s=0.5, progress=False)
+    assert not _held_elsewhere(tmp_path / "run" / "train.lock") and not _held_elsewhere(tmp_path / "missing")
 
 
 def test_a_finished_run_in_a_read_only_folder_loads(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,3 +256,44 @@ def test_a_finished_run_in_a_read_only_folder_loads(tmp_path, monkeypatch: pytes
     (tmp_path / "a file").write_text("not a folder")  # a folder that cannot be made fails as plainly
     with pytest.raises(RunFolderError, match=r"cannot create the run's folder .*a file/run \(.*\); train it in a"):
         train_or_load("smoke", out_dir=tmp_path / "a file" / "run", **settings)
+
+
+def test_another_users_training_is_waited_for_not_called_unstarted(tmp_path, capsys,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A classroom's trial (one Unix user per learner, a shared writable folder): while one learner trained a run,
+    another could not open its lock for writing, took the folder for a read-only share and was told the run was
+    "interrupted". The other user's lock is now seen read-only: the process waits (bounded) and then judges."""
+    import errno
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    from deeplab_edu.engine import runs
+    from deeplab_edu.engine.runs import RunFolderError, run_status, train_or_load
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lock_file = folder / "train.lock"
+
+    class OtherUsersLock:  # what this process meets: a lock file another user created (0644)
+        def __init__(self, *args: object) -> None:
+            self.lock_file = str(lock_file)
+
+        def acquire(self, timeout: float = 0) -> None:
+            raise OSError(errno.EACCES, "Permission denied", self.lock_file)
+
+    held = FileLock(str(lock_file), thread_local=False)  # (released by a timer's thread below)
+    held.acquire()  # "another user's" trainer
+    monkeypatch.setattr(runs, "_run_lock", lambda out_dir: OtherUsersLock())
+    monkeypatch.setattr(runs, "_POLL_S", 0.05)
+    settings = dict(image_size=32, crop_size=32, iterations=2, progress=False)
+    assert run_status("smoke", out_dir=folder, **settings).state == "busy"
+    with pytest.raises(TimeoutError, match="another user's process has been training"):
+        train_or_load("smoke", out_dir=folder, lock_timeout_s=0.2, **settings)
+    threading.Timer(0.3, held.release).start()  # it stops (here: without finishing the run)
+    start = time.monotonic()
+    with pytest.raises(RunFolderError, match="this one is not started"):
+        train_or_load("smoke", out_dir=folder, lock_timeout_s=30, **settings)
+    assert time.monotonic() - start < 20
+    assert "waiting for another user's process that trains" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -38,6 +39,31 @@ class RunFolderError(RuntimeError):
 
 
 _LOCKS: dict[str, Any] = {}
+
+
+def _held_elsewhere(lock_file: Path) -> bool:
+    """Whether another process holds ``lock_file``, a run's lock this process cannot open for writing (another
+    user's, in a class's shared folder): a shared ``flock`` tried on a read-only descriptor (POSIX; False where
+    there is none, or the file cannot be read)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return False
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:  # its trainer holds it
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _run_lock(out_dir: Path) -> Any:
@@ -279,8 +305,8 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
                 pass
         except Timeout:
             busy = True
-        except OSError:  # a lock this process cannot open (a read-only folder): nobody trains there through it
-            pass
+        except OSError:  # a lock this process cannot open: another user's (held?), or a read-only folder's
+            busy = _held_elsewhere(folder / "train.lock")
     found = _judge(cfg, folder)
     if not busy or found.status.state not in ("not started", "interrupted"):
         return found.status  # a finished run is reused (another process may be loading it: that is no training)
@@ -344,6 +370,10 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         raise RunFolderError(f"cannot create the run's folder {shown_path(out_dir)} ({err.strerror or err}); train "
                              "it in a folder this process can write to (another out_dir, or DEEPLAB_EDU_RUNS naming "
                              "one)") from err
+    found = _judge(cfg, Path(out_dir))
+    if found.status.state == "finished":  # loaded without the lock: 30 kernels loading one run need not queue
+        with callers_random_state_kept():
+            return _train_or_load(cfg, Path(out_dir), verbose, found=found)
     lock = _run_lock(Path(out_dir))
     try:
         lock.acquire(timeout=0)
@@ -355,7 +385,9 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         except Timeout:
             raise TimeoutError(f"another process has been training {shown_path(out_dir)} for more than "
                                f"{lock_timeout_s:.0f} s (lock {shown_path(lock.lock_file)}); wait for it or stop it") from None
-    except OSError as err:  # the lock file cannot be written: a read-only folder (a class's shared runs)
+    except OSError as err:  # the lock file cannot be written: a read-only folder (a class's shared runs), or
+        # another user's lock in a shared folder, whose training this process waits for before it loads the run
+        _wait_while_held_elsewhere(Path(lock.lock_file), out_dir, verbose, lock_timeout_s)
         with callers_random_state_kept():
             return _train_or_load(cfg, Path(out_dir), verbose, unwritable=err)  # a finished run loads without the lock
     try:
@@ -365,15 +397,40 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         lock.release()
 
 
-def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool,
-                   unwritable: OSError | None = None) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
+#: Seconds between two looks at another user's lock (:func:`_wait_while_held_elsewhere`).
+_POLL_S = 5.0
+
+
+def _wait_while_held_elsewhere(lock_file: Path, out_dir: str | Path, verbose: bool, timeout_s: float) -> None:
+    """Wait, at most ``timeout_s`` seconds, while another user's process holds the run's lock
+    (:func:`_held_elsewhere`), checking every 5 s.
+
+    Raises:
+        TimeoutError: it still held it after ``timeout_s``.
+    """
+    if not _held_elsewhere(lock_file):
+        return
+    if verbose:
+        print(f"waiting for another user's process that trains {shown_path(out_dir)} (up to {timeout_s:.0f} s)")
+    deadline = time.monotonic() + timeout_s
+    while _held_elsewhere(lock_file):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"another user's process has been training {shown_path(out_dir)} for more than "
+                               f"{timeout_s:.0f} s (lock {shown_path(lock_file)}); wait for it or ask them to stop it")
+        time.sleep(_POLL_S)
+
+
+def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool, unwritable: OSError | None = None,
+                   found: _Found | None = None) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
     """:func:`train_or_load`'s work once it holds the lock, or, ``unwritable`` (why the lock could not be
     written: a read-only folder), only the loading of a finished run, any other state raising
-    :class:`RunFolderError` naming the folder."""
+    :class:`RunFolderError` naming the folder; ``found``: the folder as judged already (a finished run, loaded
+    without the lock)."""
     from ..inference import run_from_checkpoint
     from .trainer import Trainer
 
-    found = _judge(cfg, out_dir)  # as run_status decides
+    if found is None:
+        found = _judge(cfg, out_dir)  # as run_status decides
     if found.refusal is not None:
         raise found.refusal
     if unwritable is not None and (found.state is None or found.status.state != "finished"):
