@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -556,7 +557,7 @@ class _InterruptedScenes(TinyScenes):
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytest.MonkeyPatch,
-                                            signal_name: str) -> None:
+                                            signal_name: str, request: pytest.FixtureRequest) -> None:
     """The first Ctrl-C (or SIGTERM, which killed the run without a checkpoint) lets the step end, saves
     a checkpoint there and stops (KeyboardInterrupt); nothing is lost: --resume continues from that
     iteration. (Checkpoints were every 100 iterations; SIGHUP, a closed terminal, lost them until an audit.)"""
@@ -564,6 +565,9 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytes
 
     if not hasattr(signal, signal_name):
         pytest.skip(f"no {signal_name} on this system")
+    sig = getattr(signal, signal_name)
+    if signal.getsignal(sig) is signal.SIG_IGN:  # pytest started under nohup (a CI's launcher): as a terminal has it
+        request.addfinalizer(functools.partial(signal.signal, sig, signal.signal(sig, signal.SIG_DFL)))
     monkeypatch.setattr(_InterruptedScenes, "calls", 0)
     monkeypatch.setattr(_InterruptedScenes, "signal_number", int(getattr(signal, signal_name)))
     cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=100, warmup_iters=0, num_workers=0,
