@@ -13,10 +13,13 @@ import errno
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
-__all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries", "remove_abandoned_folders"]
+__all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries", "remove_abandoned_folders",
+           "acquire_or_wait"]
 
 #: ``.<stem>.tmp<pid><suffix>``: the temporary files of :func:`atomic_path`.
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")
@@ -107,6 +110,26 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed
+
+
+def acquire_or_wait(lock: Any, timeout_s: float, waiting: str | None, *, stream: IO[str] | None = None) -> None:
+    """Take ``lock`` (a :class:`filelock.FileLock`) at once or, when another process holds it, print ``waiting``
+    (to ``stream``, standard output by default; nothing when ``None``) and wait for it at most ``timeout_s``
+    seconds: a run's folder, a download, a book build.
+
+    Raises:
+        filelock.Timeout: the other process still held it after ``timeout_s`` (the caller names what waited).
+        OSError: the lock file cannot be opened (a read-only folder; ``Timeout`` is an ``OSError`` too, so a
+            caller catches ``Timeout`` first).
+    """
+    from filelock import Timeout
+
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if waiting is not None:
+            print(waiting, file=stream or sys.stdout, flush=True)
+        lock.acquire(timeout=timeout_s)
 
 
 def remove_abandoned_folders(parent: str | os.PathLike[str], prefix: str, *, older_than_s: float) -> list[Path]:

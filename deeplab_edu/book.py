@@ -59,7 +59,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import yaml
 
-from .atomic import atomic_path, write_text_atomic
+from .atomic import acquire_or_wait, atomic_path, write_text_atomic
 from .book_pages import SMOKE_NOTE, for_colab, for_the_page
 from .config import COURSE_CHECKS_ENV, ENV_VAR, profile
 from .records import HIDE_PATHS_ENV, REPO_ROOT, RESULTS_DIR
@@ -1080,16 +1080,12 @@ def _build_lock(build: Path) -> Iterator[None]:
             return "process unknown"
 
     try:
-        lock.acquire(timeout=0)
+        acquire_or_wait(lock, BUILD_WAIT_SECONDS, f"another book build is running in {_shown(build)} ({holder()}): "
+                        f"waiting for it to finish (at most {BUILD_WAIT_SECONDS / 60:.0f} min)", stream=sys.stderr)
     except Timeout:
-        print(f"another book build is running in {_shown(build)} ({holder()}): waiting for it to finish "
-              f"(at most {BUILD_WAIT_SECONDS / 60:.0f} min)", file=sys.stderr, flush=True)
-        try:
-            lock.acquire(timeout=BUILD_WAIT_SECONDS)
-        except Timeout:
-            raise RuntimeError(f"another book build is running in {build} ({holder()}) and did not finish within "
-                               f"{BUILD_WAIT_SECONDS:.0f} s: wait for it, stop it, or build into another folder "
-                               "(--output DIR)") from None
+        raise RuntimeError(f"another book build is running in {build} ({holder()}) and did not finish within "
+                           f"{BUILD_WAIT_SECONDS:.0f} s: wait for it, stop it, or build into another folder "
+                           "(--output DIR)") from None
     try:
         owner.write_text(f"{os.getpid()}\n", encoding="utf-8")
         yield

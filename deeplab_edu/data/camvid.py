@@ -27,7 +27,7 @@ from .classes import CAMVID, IGNORE_INDEX
 from .folder import JointTransform, SegmentationFolder
 from .io import DatasetNotFoundError, check_stem, read_split_list
 from .paths import data_home, find_camvid
-from ..atomic import atomic_path
+from ..atomic import acquire_or_wait, atomic_path
 from ..records import shown_path
 
 __all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvid_root", "download_camvid"]
@@ -127,13 +127,9 @@ def download_camvid(root: Path) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(root / f"{_TOP}.zip.lock")
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:  # (a subclass of OSError: before the clause below)
-            print(f"waiting for another process that downloads CamVid into {shown_path(root, absolute_outside=True)} "
-                  f"(up to {DOWNLOAD_LOCK_TIMEOUT_S:.0f} s)", flush=True)
-            lock.acquire(timeout=DOWNLOAD_LOCK_TIMEOUT_S)
-    except Timeout:
+        acquire_or_wait(lock, DOWNLOAD_LOCK_TIMEOUT_S, "waiting for another process that downloads CamVid into "
+                        f"{shown_path(root, absolute_outside=True)} (up to {DOWNLOAD_LOCK_TIMEOUT_S:.0f} s)")
+    except Timeout:  # (a subclass of OSError: before the clause below)
         raise DatasetNotFoundError(
             f"another process has been downloading CamVid into {shown_path(root, absolute_outside=True)} for more "
             f"than {DOWNLOAD_LOCK_TIMEOUT_S:.0f} s (lock {shown_path(root / f'{_TOP}.zip.lock', absolute_outside=True)}"

@@ -361,6 +361,8 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     """
     from filelock import Timeout
 
+    from ..atomic import acquire_or_wait
+
     from .trainer import callers_random_state_kept
 
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
@@ -376,15 +378,11 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
             return _train_or_load(cfg, Path(out_dir), verbose, found=found)
     lock = _run_lock(Path(out_dir))
     try:
-        lock.acquire(timeout=0)
+        acquire_or_wait(lock, lock_timeout_s, f"waiting for another process that trains {shown_path(out_dir)} (up to "
+                        f"{lock_timeout_s:.0f} s)" if verbose else None)
     except Timeout:  # (a subclass of OSError: before the clause below)
-        if verbose:
-            print(f"waiting for another process that trains {shown_path(out_dir)} (up to {lock_timeout_s:.0f} s)")
-        try:
-            lock.acquire(timeout=lock_timeout_s)
-        except Timeout:
-            raise TimeoutError(f"another process has been training {shown_path(out_dir)} for more than "
-                               f"{lock_timeout_s:.0f} s (lock {shown_path(lock.lock_file)}); wait for it or stop it") from None
+        raise TimeoutError(f"another process has been training {shown_path(out_dir)} for more than "
+                           f"{lock_timeout_s:.0f} s (lock {shown_path(lock.lock_file)}); wait for it or stop it") from None
     except OSError as err:  # the lock file cannot be written: a read-only folder (a class's shared runs), or
         # another user's lock in a shared folder, whose training this process waits for before it loads the run
         _wait_while_held_elsewhere(Path(lock.lock_file), out_dir, verbose, lock_timeout_s)
