@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries", "remove_abandoned_folders",
-           "acquire_or_wait"]
+           "acquire_or_wait", "owned_temporary_folder"]
 
 #: ``.<stem>.tmp<pid><suffix>``: the temporary files of :func:`atomic_path`.
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")
@@ -138,9 +138,8 @@ def remove_abandoned_folders(parent: str | os.PathLike[str], prefix: str, *, old
     ``older_than_s`` seconds. A folder whose process runs is kept however old; one named without a pid
     (``<prefix>`` and no ``<pid>_``, an older version's) goes by its age alone. Returns the removed folders.
 
-    The smoke profile's runs folders (:func:`~deeplab_edu.viz.training.runs_root`) and the book's kernel folders
-    (:func:`~deeplab_edu.book.execute_notebook`) are named so: a kernel killed by a time-out, a SIGHUP or
-    SIGKILL left tens of MB in each.
+    :func:`owned_temporary_folder` names folders so (the smoke profile's runs, the book's kernels): a kernel
+    killed by a time-out, a SIGHUP or SIGKILL left tens of MB in each.
     """
     import time
 
@@ -158,6 +157,16 @@ def remove_abandoned_folders(parent: str | os.PathLike[str], prefix: str, *, old
         except OSError:  # another process removed it meanwhile
             continue
     return removed
+
+
+def owned_temporary_folder(prefix: str, *, abandoned_after_s: float) -> Path:
+    """A fresh folder ``<prefix><pid>_<random>`` in the temporary folder, named after this process, once those of
+    killed processes are removed (:func:`remove_abandoned_folders` with ``abandoned_after_s``): the smoke
+    profile's runs and the book's kernels. The caller removes it when done."""
+    import tempfile
+
+    remove_abandoned_folders(tempfile.gettempdir(), prefix, older_than_s=abandoned_after_s)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}_"))
 
 
 def _running(pid: int) -> bool:

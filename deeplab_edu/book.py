@@ -747,12 +747,11 @@ _STALE_KERNEL_FOLDER_SECONDS = 24 * 3600
 
 def _kernel_folder() -> Path:
     """A fresh temporary folder for a notebook's kernel, named after this process, once the folders of killed
-    executions are removed (:func:`~deeplab_edu.atomic.remove_abandoned_folders`: a SIGHUP or SIGKILL left the
+    executions are removed (:func:`~deeplab_edu.atomic.owned_temporary_folder`: a SIGHUP or SIGKILL left the
     kernel's smoke runs, 125 MB in chapter 10)."""
-    from .atomic import remove_abandoned_folders
+    from .atomic import owned_temporary_folder
 
-    remove_abandoned_folders(tempfile.gettempdir(), _KERNEL_FOLDER_PREFIX, older_than_s=_STALE_KERNEL_FOLDER_SECONDS)
-    return Path(tempfile.mkdtemp(prefix=f"{_KERNEL_FOLDER_PREFIX}{os.getpid()}_"))
+    return owned_temporary_folder(_KERNEL_FOLDER_PREFIX, abandoned_after_s=_STALE_KERNEL_FOLDER_SECONDS)
 
 
 def _run_child(cmd: list[str], env: dict[str, str], source: Path, executed: Path, report: Path, active_profile: str,

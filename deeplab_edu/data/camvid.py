@@ -65,6 +65,10 @@ def _how_to_get(root: Path | None, download: bool = False) -> str:
     )
 
 
+def _has_split_list(folder: Path) -> bool:
+    return any((folder / f"{s}.txt").is_file() for s in CAMVID_SPLITS)
+
+
 def resolve_camvid_root(root: Path) -> Path:
     """The folder inside ``root`` that holds the split lists (root, root/CamVid, or the extracted archive).
 
@@ -73,7 +77,7 @@ def resolve_camvid_root(root: Path) -> Path:
             split list (``train.txt``, ``val.txt`` or ``test.txt``).
     """
     for cand in (root, root / "CamVid", root / _TOP / "CamVid"):
-        if any((cand / f"{s}.txt").is_file() for s in CAMVID_SPLITS):
+        if _has_split_list(cand):
             return cand
     raise DatasetNotFoundError(_how_to_get(root))
 
@@ -149,8 +153,6 @@ def download_camvid(root: Path) -> Path:
         lock.release()
 
 
-def _has_split_list(folder: Path) -> bool:
-    return any((folder / f"{s}.txt").is_file() for s in CAMVID_SPLITS)
 
 
 def _restore(root: Path, members: list[str]) -> None:

@@ -22,7 +22,6 @@ import atexit
 import itertools
 import math
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -150,15 +149,6 @@ _SMOKE_PREFIX = "deeplab_edu_smoke_"
 _STALE_SMOKE_SECONDS = 24 * 3600
 
 
-def _remove_stale_smoke_folders() -> None:
-    """Delete the smoke folders of killed processes (:func:`~deeplab_edu.atomic.remove_abandoned_folders`): a
-    kernel stopped by a time-out never runs its exit handler, and each left tens of MB of checkpoints in the
-    temporary folder. A smoke kernel left open for a day keeps its runs."""
-    from ..atomic import remove_abandoned_folders
-
-    remove_abandoned_folders(tempfile.gettempdir(), _SMOKE_PREFIX, older_than_s=_STALE_SMOKE_SECONDS)
-
-
 #: The folder of the course's runs, when set (``~`` expanded): for a shared environment, or a disk
 #: with more room. Unset, it is ``runs/`` in the repository the package is imported from.
 RUNS_ENV = "DEEPLAB_EDU_RUNS"
@@ -195,8 +185,9 @@ def runs_root(profile: str | None = None) -> Path:
     if profile not in config.PROFILES:  # an audit: "bogus" gave runs/ without a word
         raise ValueError(f"profile must be one of {', '.join(config.PROFILES)} (or None: the active one), got {profile!r}")
     if profile == "smoke":
-        _remove_stale_smoke_folders()
-        path = Path(tempfile.mkdtemp(prefix=f"{_SMOKE_PREFIX}{os.getpid()}_"))
+        from ..atomic import owned_temporary_folder  # those of killed kernels removed first
+
+        path = owned_temporary_folder(_SMOKE_PREFIX, abandoned_after_s=_STALE_SMOKE_SECONDS)
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         return path
     if chosen := os.environ.get(RUNS_ENV, "").strip():
