@@ -189,22 +189,11 @@ class _Found(NamedTuple):
     state: dict[str, Any] | None  # the loaded last.pt (None when there is none)
     refusal: Exception | None  # what train_or_load raises: when status.refused, or when its start is not ready
     trained_by: str = ""  # a finished run's "trained at commit ...", from its provenance ("" when it names none)
-    code_note: str = ""  # a finished run's note that the package changed since that commit ("" when not, or unknown)
 
 
-def _trained_by(state: dict[str, Any], folder: Path) -> tuple[str, str]:
-    """``(which commit trained the run, a note when the package changed since)`` for the checkpoint ``state``
-    of the run in ``folder``: ``("trained at commit 4a88406", "")``, say, from its provenance (one entry per
-    stretch of iterations; several commits for a run resumed after a pull), with the note
-    ``"deeplab_edu/ has changed since 4a88406: if the change alters what a run learns (...), delete <folder> ..."``
-    when :func:`~deeplab_edu.records.package_changed_since` says so for one of them. ``("", "")`` for a run
-    that kept no commit; no note where git cannot tell (no git, no repository, a time-out).
-
-    The course's shipped runs were trained at older commits on purpose (retraining them takes hours), so
-    the note only informs: the run is reused all the same.
-    """
-    from ..records import package_changed_since
-
+def _commits(state: dict[str, Any]) -> tuple[list[str], bool]:
+    """The commits that trained the checkpoint ``state`` (its provenance: one entry per stretch of iterations;
+    several for a run resumed after a pull), in order, and whether one of them had uncommitted changes."""
     commits: list[str] = []
     dirty = False
     for stretch in state.get("provenance", []) or []:
@@ -213,14 +202,32 @@ def _trained_by(state: dict[str, Any], folder: Path) -> tuple[str, str]:
         dirty = dirty or bool(version.get("git_dirty"))
         if commit and commit not in commits:
             commits.append(commit)
+    return commits, dirty
+
+
+def _trained_by(state: dict[str, Any]) -> str:
+    """Which commit trained the run of the checkpoint ``state``: ``"trained at commit 4a88406"``, say (``""`` for a
+    run that kept none)."""
+    commits, dirty = _commits(state)
     if not commits:
-        return "", ""
-    short = ", ".join(c[:7] for c in commits)
-    named = f"trained at commit{'s' if len(commits) > 1 else ''} {short}{' plus uncommitted changes' if dirty else ''}"
+        return ""
+    return (f"trained at commit{'s' if len(commits) > 1 else ''} {', '.join(c[:7] for c in commits)}"
+            f"{' plus uncommitted changes' if dirty else ''}")
+
+
+def _changed_since_note(state: dict[str, Any], folder: Path) -> str:
+    """For :func:`run_status` (the maintainers' view, not a learner's load): ``"deeplab_edu/ has changed since
+    4a88406: if the change alters what a run learns (...), delete <folder> ..."`` when
+    :func:`~deeplab_edu.records.package_changed_since` says so for a commit that trained the run in ``folder``;
+    ``""`` otherwise, and where git cannot tell (no git, no repository, a time-out). The course's shipped runs
+    were trained at older commits on purpose (retraining them takes hours): the note only informs."""
+    from ..records import package_changed_since
+
+    commits, _ = _commits(state)
     if not any(package_changed_since(c) for c in commits):
-        return named, ""
-    return named, (f"deeplab_edu/ has changed since {short}: if the change alters what a run learns (data, "
-                   f"transforms, losses, models), delete {shown_path(folder)} to retrain it with this code")
+        return ""
+    return (f"deeplab_edu/ has changed since {', '.join(c[:7] for c in commits)}: if the change alters what a run "
+            f"learns (data, transforms, losses, models), delete {shown_path(folder)} to retrain it with this code")
 
 
 def _start_not_ready(cfg: TrainConfig) -> tuple[str, Exception] | None:
@@ -276,9 +283,9 @@ def _judge(cfg: TrainConfig, folder: Path) -> _Found:
                       state, err)
     done = int(state.get("iteration", 0))
     if done >= cfg.iterations:
-        named, note = _trained_by(state, folder)
-        text = f"finished ({cfg.iterations} iterations{', ' + named if named else ''}): reused"
-        return _Found(RunStatus("finished", text + (f"; {note}" if note else "")), state, None, named, note)
+        named = _trained_by(state)
+        return _Found(RunStatus("finished", f"finished ({cfg.iterations} iterations{', ' + named if named else ''}): "
+                                            "reused"), state, None, named)
     if (start := _start_not_ready(cfg)) is not None:
         return _Found(RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations, and "
                                                f"{start[0]}"), state, start[1])
@@ -308,6 +315,9 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
         except OSError:  # a lock this process cannot open: another user's (held?), or a read-only folder's
             busy = _held_elsewhere(folder / "train.lock")
     found = _judge(cfg, folder)
+    if found.state is not None and found.status.state == "finished" and (note := _changed_since_note(found.state,
+                                                                                                       folder)):
+        return RunStatus("finished", f"{found.status.text}; {note}")
     if not busy or found.status.state not in ("not started", "interrupted"):
         return found.status  # a finished run is reused (another process may be loading it: that is no training)
     if found.state is None:
