@@ -48,6 +48,23 @@ def _no_busy_cpu_note(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         monkeypatch.setattr(workers, "busy_cpu_note", lambda *args, **kwargs: None)
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_at_a_terminal() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in each test, as in a terminal's pytest: a shell starts a background job
+    (``pytest ... &``, a CI launcher's) with SIGINT ignored, which Python then keeps, and the training engine
+    leaves an ignored signal ignored; its tests that send SIGINT then saw no stop and failed."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """One intra-op torch thread for the test (modules use it with ``pytestmark``): on a small shared
