@@ -1095,8 +1095,8 @@ def test_labels_outside_the_classes_are_named_on_the_first_step(tmp_path) -> Non
 
     trainer = Trainer(tiny_config(tmp_path, iterations=1), model=TinyNet(), train_set=Beyond(8),
                       val_set=TinyScenes(2, augment=False))
-    with pytest.raises(ValueError, match=r"masks hold labels 4: not one of the 3 classes \(0 to 2\) nor "
-                                         r"ignore_index 255"):
+    with pytest.raises(ValueError, match=r"the mask of item \d+ of the training set \(Beyond\) holds labels 4: not "
+                                         r"one of the 3 classes \(0 to 2\) nor ignore_index 255"):
         trainer.fit()
     ignored = Trainer(tiny_config(tmp_path / "ignored", iterations=1, eval_every=1), model=TinyNet(),
                       train_set=TinyScenes(8, ignore=True), val_set=TinyScenes(2, augment=False))
@@ -1264,3 +1264,26 @@ def test_a_signal_the_process_ignores_stays_ignored(tmp_path, monkeypatch: pytes
     finally:
         signal.signal(signal.SIGHUP, previous)
     assert _InterruptedScenes.calls > 15 and result["history"][-1]["iteration"] == 6  # it trained on
+
+
+def test_a_later_items_label_outside_the_classes_is_named_and_the_iterations_kept(tmp_path) -> None:
+    """Only the first training batch's labels were checked: a mask read later with a label past the classes
+    ended the run in cross-entropy ("Target 4 is out of bounds"; on a GPU, a device-side assert), naming no item.
+    Every item is now checked as it is loaded, and the iterations done are saved, as for a bad file."""
+    from deeplab_edu.data.io import BadDataError
+
+    class LaterBeyond(TinyScenes):
+        calls = 0
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            img, mask = super().__getitem__(i)
+            LaterBeyond.calls += 1
+            return img, (torch.where(mask == 2, 4, mask) if LaterBeyond.calls > 8 else mask)  # from the 3rd batch
+
+    cfg = tiny_config(tmp_path, iterations=6, num_workers=0, ckpt_every=100, eval_every=100)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=LaterBeyond(16), val_set=TinyScenes(2, augment=False))
+    LaterBeyond.calls = 0  # the Trainer reads an item or two as it starts
+    with pytest.raises(BadDataError, match=r"the mask of item \d+ of the training set \(LaterBeyond\) holds labels "
+                                           r"4: .* \(the 2 iterations done were saved"):
+        trainer.fit()
+    assert trainer.iteration == 2

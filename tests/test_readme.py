@@ -139,3 +139,20 @@ def test_the_readmes_memory_figures_are_the_newest_record() -> None:
     assert f"{workers['peak_gb']['1']:.2f} GB with one worker, {workers['peak_gb']['7']:.2f} with seven" in readme
     beyond_first = [v for k, v in workers["added_per_worker_gb"].items() if not k.startswith("0->")]
     assert all(abs(v - 0.04) <= 0.015 for v in beyond_first), beyond_first  # "each added about 0.04 GB"
+
+
+def test_the_readmes_chapter_counts_are_the_notebooks() -> None:
+    """The README's "all twelve chapters" and "00 to 11" were prose no test read: a chapter added or
+    removed would leave them wrong without a word."""
+    words = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+             "sixteen seventeen eighteen nineteen twenty").split()
+    readme = (REPO_ROOT / "README.md").read_text()
+    numbers = sorted(int(nb.name[:2]) for nb in NOTEBOOKS)
+    assert numbers == list(range(len(numbers))), "the chapters are numbered 00, 01, ... without a gap"
+    assert re.search(rf"\ball {words[len(numbers)]} chapters\b", readme), (
+        f"README.md should say 'all {words[len(numbers)]} chapters' ({len(numbers)} notebooks)")
+    last = f"{numbers[-1]:02d}"
+    assert re.search(rf"\b00 to {last}\b", readme), f"README.md should say the notebooks run 00 to {last}"
+    stale = [m.group(0) for m in re.finditer(r"\ball (\w+) chapters\b|\b00 to (\d\d)\b", readme)
+             if m.group(1) not in (None, words[len(numbers)]) or m.group(2) not in (None, last)]
+    assert not stale, f"README.md counts the chapters otherwise: {stale}"

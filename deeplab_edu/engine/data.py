@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data.distributed import DistributedSampler
 
+from ..data.io import BadDataError
 from .workers import make_loader
 
 __all__ = ["SeededDataset", "ResumableSampler", "ShardSampler", "build_datasets", "train_loader", "eval_loader",
@@ -50,26 +51,56 @@ def _random_state_kept(devices: Sequence[int] = ()) -> Iterator[None]:
 
 
 class SeededDataset(Dataset):
-    """Wraps a dataset so that item ``i`` in epoch ``e`` is loaded under RNG seeds derived from ``(seed, e, i)``."""
+    """Wraps a dataset so that item ``i`` in epoch ``e`` is loaded under RNG seeds derived from ``(seed, e, i)``.
 
-    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
+    With ``num_classes``, each ``(image, mask, ...)`` item's mask is checked as it is loaded (in the loader's
+    worker, so the training process spends nothing on it): a label that is neither a class
+    (``0 .. num_classes - 1``) nor ``ignore_index`` raises :class:`~deeplab_edu.data.io.BadDataError` naming the
+    item, where cross-entropy would have said "Target 7 is out of bounds" (on a GPU, a device-side assert that
+    ends the process) of no item in particular.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0, *, num_classes: int | None = None,
+                 ignore_index: int = 255) -> None:
         self.dataset, self.seed, self.epoch = dataset, seed, 0
+        self._classes = None if num_classes is None else (num_classes, ignore_index)  # the labels checked
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:  # num_classes, class_names, palette, ...
-        if name in ("dataset", "seed", "epoch"):
+        if name in ("dataset", "seed", "epoch", "_classes"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
     def __getitem__(self, index: int) -> Any:
+        """Item ``index`` of the wrapped dataset, loaded under its seeds.
+
+        Raises:
+            BadDataError: with ``num_classes``, the item's mask holds a label that is neither a class nor
+                ``ignore_index``.
+        """
         s = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1, dtype=np.uint64)[0])
         with _random_state_kept():
             torch.manual_seed(s)
             random.seed(s)
             np.random.seed(s % 2**32)
-            return self.dataset[index]
+            item = self.dataset[index]
+        if self._classes is not None and isinstance(item, (tuple, list)) and len(item) > 1:
+            self._check_labels(torch.as_tensor(item[1]), index)
+        return item
+
+    def _check_labels(self, mask: torch.Tensor, index: int) -> None:
+        """Raise :class:`BadDataError` when ``mask`` (item ``index``'s) holds a label outside the classes."""
+        n, ignore = cast(tuple[int, int], self._classes)
+        outside = (mask != ignore) & ((mask < 0) | (mask >= n))
+        if bool(outside.any()):
+            bad = mask[outside].unique()
+            shown = ", ".join(str(v) for v in bad[:8].tolist()) + (", ..." if bad.numel() > 8 else "")
+            raise BadDataError(f"the mask of item {index} of the training set ({type(self.dataset).__name__}) holds "
+                               f"labels {shown}: not one of the {n} classes (0 to {n - 1}) nor ignore_index {ignore};"
+                               " give the Trainer num_classes (and ignore_index) as the masks label them, or map "
+                               "the masks' labels (`deeplab-edu check-data` lists a folder's labels)")
 
 
 class ResumableSampler(DistributedSampler):

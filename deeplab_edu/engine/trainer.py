@@ -402,7 +402,9 @@ class Trainer:
                              "one class leaves at 0; an object against its background is 2 classes (a data set's "
                              "classes.txt names the background too)")
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
-        self.train_set = SeededDataset(cast(Dataset, train_set), cfg.seed)  # a list of pairs is map-style too
+        # a list of pairs is map-style too; its masks' labels are checked as loaded (a passed set's were never)
+        self.train_set = SeededDataset(cast(Dataset, train_set), cfg.seed, num_classes=self.num_classes,
+                                       ignore_index=self.ignore_index)
         self.val_set = cast(Dataset, val_set)
         if model is None:
             from deeplab_edu.models import build_model
@@ -416,7 +418,6 @@ class Trainer:
         else:
             _warn_flat_aspp(model, cfg.crop_size)
         self._check_classes = model_passed  # the first training step compares its logits with num_classes
-        self._check_labels = True  # and its masks' labels with the classes (a passed set's were never checked)
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
                                       data_passed=data_passed)
         self._init_from_sha256 = ck.init_from_sha256(cfg.init_from)  # kept in checkpoints: ck.check_init_from
@@ -817,8 +818,7 @@ class Trainer:
 
         Raises:
             ValueError: a passed model scores another number of classes than ``num_classes`` (checked on the
-                first step; a model the Trainer builds always matches), or the first batch's masks hold a label
-                that is neither a class nor ``ignore_index``.
+                first step; a model the Trainer builds always matches).
         """
         cfg = self.cfg
         self._train_mode()
@@ -827,8 +827,6 @@ class Trainer:
         graphs = cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")  # the modes with CUDA graphs
         for micro in range(cfg.grad_accum):
             x, y = self.to_device(*next(batches))
-            if self._check_labels:  # one read from the device, once
-                self._check_label_range(y)
             last = micro == cfg.grad_accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.net, "no_sync") else cast(Any, self.net).no_sync()
             if graphs:  # a new iteration: CUDA graphs may reuse the memory of the last one's outputs
@@ -847,20 +845,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return total, images * self.dist.world_size
-
-    def _check_label_range(self, target: torch.Tensor) -> None:
-        """Raise :class:`ValueError` when the first training batch's masks hold labels that are neither a class
-        (``0 .. num_classes - 1``) nor ``ignore_index`` (cross-entropy's own error names no label range; on a GPU
-        it is a device-side assert that ends the process)."""
-        labelled = target[target != self.ignore_index]
-        bad = labelled[(labelled < 0) | (labelled >= self.num_classes)].unique()
-        if bad.numel():
-            shown = ", ".join(str(v) for v in bad[:8].tolist()) + (", ..." if bad.numel() > 8 else "")
-            raise ValueError(f"the first training batch's masks hold labels {shown}: not one of the {self.num_classes} "
-                             f"classes (0 to {self.num_classes - 1}) nor ignore_index {self.ignore_index}; give the "
-                             "Trainer num_classes (and ignore_index) as the masks label them, or map the masks' labels "
-                             "(`deeplab-edu check-data` lists a folder's labels)")
-        self._check_labels = False
 
     def _check_output_classes(self, outputs: Any) -> None:
         """Raise :class:`ValueError` when a passed model scores another number of classes than the data's
