@@ -102,6 +102,7 @@ class ConfusionMatrix:
     def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
         """Add a batch. ``pred`` is either labels (N, H, W) or logits/probabilities (N, C, H, W);
         ``target`` integer labels (N, H, W), ``ignore_index`` where unlabelled (tensors or NumPy arrays).
+        One image's scores (C, H, W) with its (H, W) labels are read so too (the class axis is then the first).
 
         Raises:
             ValueError: the shapes disagree, logits have another number of channels than
@@ -118,13 +119,15 @@ class ConfusionMatrix:
             raise TypeError(f"target must hold integer labels (N, H, W), got {target.dtype}: the masks' class indices, "
                             "as the data sets return them")
         if pred.dim() == target.dim() + 1:
-            if pred.shape[1] != self.num_classes:
-                raise ValueError(f"pred {tuple(pred.shape)} is read as scores (N, C, H, W) for target "
-                                 f"{tuple(target.shape)}, but has {pred.shape[1]} channels where the matrix has "
+            # one image's (C, H, W) scores: an audit's were argmax-ed over H, and scored wrong when H == C
+            axis, layout = (0, "(C, H, W)") if target.dim() == 2 else (1, "(N, C, H, W)")
+            if pred.shape[axis] != self.num_classes:
+                raise ValueError(f"pred {tuple(pred.shape)} is read as scores {layout} for target "
+                                 f"{tuple(target.shape)}, but has {pred.shape[axis]} channels where the matrix has "
                                  f"{self.num_classes} classes; labels need the target's shape")
             if pred.is_floating_point() and pred.device.type != "meta" and bool(pred.isnan().any()):
                 raise ValueError(NAN_SCORES)  # an audit: argmax labels NaN class 0, and mIoU was 1.0
-            pred = pred.argmax(1)
+            pred = pred.argmax(axis)
         if pred.shape != target.shape:
             raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
         if pred.is_floating_point():  # a trial: labels [0.7, 1.2] were cut to [0, 1] and scored as right
@@ -212,12 +215,18 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
         width: the band's half-width in pixels.
 
     Raises:
-        ValueError: ``width`` is not a whole number of at least 0, or ``target`` is not (H, W) or (N, H, W).
+        ValueError: ``width`` is not a whole number of at least 0, ``target`` is not (H, W) or (N, H, W), or its
+            dtype cannot hold ``ignore_index`` (-1 in ``uint8`` was written as 255).
     """
     if not is_whole(width) or width < 0:  # an audit: 1.5 was a TypeError of max_pool2d
         raise ValueError(f"width must be a whole number of pixels, >= 0, got {width!r}")
     if target.dim() not in (2, 3):
         raise ValueError(f"target must be (H, W) or (N, H, W) labels, got {tuple(target.shape)}")
+    if not target.is_floating_point() and target.dtype != torch.bool:
+        held = torch.iinfo(target.dtype)
+        if not held.min <= ignore_index <= held.max:
+            raise ValueError(f"ignore_index {ignore_index} does not fit the target's {target.dtype} (values "
+                             f"{held.min}..{held.max}): give labels of a wider dtype, e.g. target.long()")
     width = int(width)
     t = target if target.dim() == 3 else target[None]
     edge = torch.zeros_like(t, dtype=torch.bool)

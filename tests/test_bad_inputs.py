@@ -298,7 +298,7 @@ def test_an_api_trials_odd_calls_get_clear_messages(monkeypatch: pytest.MonkeyPa
         cm.update(torch.tensor([0.7, 1.2]), torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="integer labels"):
         cm.update(torch.tensor([0, 1]), torch.tensor([0.0, 1.0]))
-    with pytest.raises(ValueError, match=r"read as scores \(N, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"read as scores \(C, H, W\)"):  # one image's: its first axis, 1 class
         cm.update(torch.zeros(1, 4, 4, dtype=torch.long), torch.zeros(4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="method must be"):  # was accepted, and failed at the first call
         DenseCRF(method="fast")  # type: ignore[arg-type]

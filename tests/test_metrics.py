@@ -119,3 +119,29 @@ def test_removed_errors_by_band_tells_a_boundary_gain_from_an_even_one() -> None
         removed_errors_by_band(_scored(base, target, 1), smaller)
     with pytest.raises(ValueError, match="'all'"):
         removed_errors_by_band({1: smaller[1]}, {1: smaller[1]})
+
+
+def test_one_images_scores_are_read_over_their_class_axis() -> None:
+    """An audit: one image's (C, H, W) scores with its (H, W) labels were argmax-ed over H, so a perfect
+    prediction of an image as tall as the classes are many scored an mIoU of 0.155 without a word."""
+    classes = 4
+    target = torch.randint(0, classes, (classes, 6), generator=torch.Generator().manual_seed(0))
+    scores = torch.nn.functional.one_hot(target, classes).permute(2, 0, 1).float()  # perfect, unbatched
+    alone, batched = ConfusionMatrix(classes), ConfusionMatrix(classes)
+    alone.update(scores, target)
+    batched.update(scores[None], target[None])
+    assert torch.equal(alone.mat, batched.mat) and alone.compute()["miou"] == 1.0
+    with pytest.raises(ValueError, match=r"read as scores \(C, H, W\) .* has 3 channels"):
+        ConfusionMatrix(classes).update(torch.zeros(3, 5, 6), torch.zeros(5, 6, dtype=torch.long))
+
+
+def test_trimap_target_refuses_an_ignore_index_its_labels_cannot_hold() -> None:
+    """An audit: ignore_index=-1 in uint8 labels was written as 255 (which a matrix of ignore_index=-1
+    then refused as a label); int8 with 255 was a bare RuntimeError of full_like."""
+    target = torch.zeros(5, 5, dtype=torch.uint8)
+    target[:, 3:] = 1
+    with pytest.raises(ValueError, match=r"ignore_index -1 does not fit the target's torch.uint8 \(values 0..255\)"):
+        trimap_target(target, 0, -1)
+    with pytest.raises(ValueError, match="ignore_index 255 does not fit the target's torch.int8"):
+        trimap_target(target.to(torch.int8), 0)
+    assert trimap_target(target.long(), 0, -1)[0, 0] == -1
