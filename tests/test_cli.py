@@ -834,6 +834,7 @@ def test_threads_and_a_busy_machine(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     import psutil
 
     monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    monkeypatch.setattr(workers, "_affinity_cores", lambda: 2)  # no CPU quota
     monkeypatch.setattr(psutil, "cpu_count", lambda: 2)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 60.0)  # 1.2 cores busy (this process: ~0)
     note = workers.busy_cpu_note(2)

@@ -153,6 +153,7 @@ def test_a_chapter_on_a_busy_cpu_says_fewer_threads_help(monkeypatch: pytest.Mon
     monkeypatch.setenv(config.ENV_VAR, "cpu")
     monkeypatch.setenv(config.DEVICE_ENV_VAR, "cpu")
     monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    monkeypatch.setattr(workers, "_affinity_cores", lambda: 2)  # no CPU quota
     monkeypatch.setattr(psutil, "cpu_count", lambda: 2)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 60.0)  # 1.2 cores busy...
 

@@ -307,3 +307,22 @@ def test_training_with_a_worker_runs_under_spawn_and_forkserver(method: str, tmp
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 loader worker" in proc.stdout + proc.stderr and (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.busy_cpu_note
+def test_a_containers_cpu_quota_counts_and_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cores were read from the affinity mask only: in a container limited to 2 CPUs (Docker's --cpus, a
+    JupyterHub or Binder spawner) on a 64-core host, the engine planned 8 loader workers, and PyTorch's 64
+    threads waited for each other without a word. joblib reads the quota (cgroups' cpu.max)."""
+    import joblib
+    import psutil
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(joblib, "cpu_count", lambda *args, **kwargs: 2)  # the quota: 2 CPUs
+    monkeypatch.setattr(workers, "_affinity_cores", lambda: 64)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda *a, **k: pytest.fail("a quota's cores are not sampled"))
+    assert workers.available_cores() == 2 and default_num_workers() == 1
+    note = workers.busy_cpu_note(64, remedy="torch.set_num_threads({n})")
+    assert note is not None and "may use 2 CPU cores (its CPU quota or affinity)" in note
+    assert "PyTorch will use 64 threads" in note and "torch.set_num_threads(2)" in note
+    assert workers.busy_cpu_note(2) is None  # the threads fit the quota

@@ -13,7 +13,7 @@ and :func:`torch.set_num_threads`. It runs inside the worker only; the main proc
 threads for the model. :func:`make_loader` builds every DataLoader of the package with it.
 
 :func:`default_num_workers` is the default number of workers: the cores this process may use
-(its CPU affinity), less one for the main process, shared between the training processes of one
+(its CPU affinity, or a container's CPU quota), less one for the main process, shared between the training processes of one
 machine (``LOCAL_WORLD_SIZE``, set by ``torchrun``), at most :data:`MAX_DEFAULT_WORKERS`.
 """
 
@@ -51,7 +51,17 @@ _limiter: Any = None  # keeps the threadpoolctl limiter of this (worker) process
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    """CPU cores this process may use: the fewest of the machine's cores, its affinity mask and a container's
+    CPU quota (cgroups' ``cpu.max``: Docker's ``--cpus``, a JupyterHub or Binder spawner's CPU limit), as
+    :func:`joblib.cpu_count` reads them. A quota is not an affinity: PyTorch still starts a thread per core of
+    the machine under it (:func:`busy_cpu_note` says so)."""
+    import joblib
+
+    return max(1, int(joblib.cpu_count()))
+
+
+def _affinity_cores() -> int:
+    """The cores of this process's affinity mask (``os.cpu_count()`` where the OS has none), a quota left aside."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS, Windows
@@ -282,7 +292,8 @@ def make_loader(dataset: Dataset, *, batch_size: int | None = 1, num_workers: in
 
 
 def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25, remedy: str = "--threads {n}") -> str | None:
-    """A note for a CPU run when other processes keep cores busy, else ``None``.
+    """A note for a CPU run when other processes keep cores busy, or a container's CPU quota allows fewer cores
+    than PyTorch's threads, else ``None``.
 
     PyTorch's CPU kernels split each operation between its intra-op threads (one per core by default)
     and wait for the slowest: when another job holds a core, one of them waits its turn each time,
@@ -291,24 +302,34 @@ def busy_cpu_note(threads: int | None = None, *, interval: float = 0.25, remedy:
     less this one's, so a notebook or test session that has just worked does not count itself, as
     a load average would); the note is given when the cores left free are fewer than ``threads``
     (default: :func:`torch.get_num_threads`) by more than half a core and fewer threads are left to
-    advise (never for one thread, which waits for no other). ``remedy`` is the advice with
+    advise (never for one thread, which waits for no other). Under a CPU quota (:func:`available_cores`
+    fewer than the affinity's cores) the container's cores are its own: other processes are not sampled,
+    and the note says when PyTorch's threads (one per core of the machine) outnumber the quota's cores. ``remedy`` is the advice with
     ``{n}`` for the threads to use: the command line's flag by default, ``torch.set_num_threads({n})``
     in a notebook (:func:`deeplab_edu.config.profile_line`).
     """
     import psutil
 
-    me = psutil.Process()
-    me.cpu_percent(None)  # starts this process's count
-    busy = psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count() or 1)  # cores in use, all processes
-    others = max(0.0, busy - me.cpu_percent(None) / 100)
     threads = threads or torch.get_num_threads()
-    free = available_cores() - others
+    cores = available_cores()
+    if cores < _affinity_cores():  # a CPU quota: this container's own cores, whatever other containers do
+        others = 0.0
+    else:
+        me = psutil.Process()
+        me.cpu_percent(None)  # starts this process's count
+        busy = psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count() or 1)  # cores in use, all processes
+        others = max(0.0, busy - me.cpu_percent(None) / 100)
+    free = cores - others
     fewer = max(1, round(free))  # the threads to advise
     # no note where the advice is what runs already: one thread waits for no other (a learner's trial was
     # told to set 1 thread under OMP_NUM_THREADS=1, as the README advises)
-    if others < 0.5 or threads <= free + 0.5 or fewer >= threads:
+    if threads <= free + 0.5 or fewer >= threads:
         return None
-    return (f"note: other processes keep {others:.1f} of this machine's {available_cores()} cores busy, and PyTorch "
+    if others < 0.5:  # nothing else runs: a quota (or a thread count set by hand) allows fewer cores than threads
+        return (f"note: this process may use {cores} CPU core{'' if cores == 1 else 's'} (its CPU quota or affinity), "
+                f"and PyTorch will use {threads} threads that wait for each other: {remedy.format(n=fewer)} can be "
+                "several times faster")
+    return (f"note: other processes keep {others:.1f} of this machine's {cores} cores busy, and PyTorch "
             f"will use {threads} threads that wait for each other: {remedy.format(n=fewer)} can be "
             "several times faster until the machine is free")
 
