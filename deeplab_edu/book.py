@@ -837,7 +837,9 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
     sources = [Path(s).resolve() for s in sources]
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: need at least 1")
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    from .engine.workers import available_cores  # a container's CPU quota counted (os.cpu_count is the host's)
+
+    threads = max(1, available_cores() // jobs) if jobs > 1 else None
     runs: dict[Path, NotebookRun] = {}
     todo = []
     for source in sources:

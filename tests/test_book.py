@@ -847,3 +847,25 @@ def test_a_killed_executions_kernel_folder_is_removed_by_a_later_one(tmp_path: P
     fresh = book._kernel_folder()
     assert fresh.parent == tmp_path and fresh.name.startswith(f"dl_nb_{os.getpid()}_")
     assert not dead.exists() and not unnamed.exists() and living.is_dir() and recent.is_dir()
+
+
+def test_the_kernels_share_of_threads_counts_a_cpu_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two kernels at a time got os.cpu_count() // 2 threads each: the host's cores, not the 2 CPUs a
+    container's quota allows, so each kernel of a book built in Docker on a 64-core host started 32."""
+    from deeplab_edu.engine import workers
+
+    given: list[int | None] = []
+
+    def fake_run(source: Path, executed: Path, active_profile: str, timeout: int, threads: int | None,
+                 **_: object) -> book.NotebookRun:
+        given.append(threads)
+        return book.NotebookRun(source=source.name, executed=executed, status="ok", seconds=0.0, profile=active_profile)
+
+    sources = [tmp_path / f"0{i}_a.py" for i in (1, 2)]
+    for source in sources:
+        source.write_text("# ---\n#   deeplab_edu:\n#     cpu_minutes: 1\n# ---\n")
+    monkeypatch.setattr(book, "_run_in_subprocess", fake_run)
+    monkeypatch.setattr(book.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(workers, "available_cores", lambda: 4)  # the quota
+    book.execute_notebooks(sources, tmp_path / "out", jobs=2, reuse=False, active_profile="smoke")
+    assert given == [2, 2]
