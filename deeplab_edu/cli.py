@@ -358,8 +358,8 @@ def _window(text: str) -> int:
 
 
 def _threads(text: str) -> int:
-    """``--threads``' type (and ``--repeats``'): a whole number of at least 1 (refused by argparse, before
-    anything runs)."""
+    """``--threads``' type (and ``--repeats``', ``eval --limit``'s): a whole number of at least 1 (refused by
+    argparse, before anything runs)."""
     try:
         value = int(text)
     except ValueError:
@@ -367,6 +367,24 @@ def _threads(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _path(text: str) -> str:
+    """The type of every path flag the configuration does not read itself: ``text`` with a leading ``~``
+    expanded (bash leaves ``--out=~/p`` as it is, so ``~`` was a folder of that name in the working folder);
+    an empty path is refused (it meant the working folder: ``predict --out ""`` wrote the masks there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: name a file or folder (. for the working folder)")
+    return os.path.expanduser(text)
+
+
+def _output_file(text: str) -> str:
+    """:func:`_path` for a file a command writes (``eval --json``, ``train --record``, ``export --out``): ``-``,
+    which is no file name but standard output to a Unix tool, is refused (it wrote a file named ``-``)."""
+    if text == "-":
+        raise argparse.ArgumentTypeError("- (standard output) is not written to: name the file to write, e.g. "
+                                         "out.json")
+    return _path(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -387,18 +405,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--preset", help="a preset name (see --list-presets); without it, the papers' defaults")
     tr.add_argument("--config", help="a YAML file of settings, applied on top of --preset if both are given (its "
                                      "relative paths, e.g. data_root, start from the working folder, not the file's); "
-                                     "a run's own config.json with --resume continues that run in its folder")
+                                     "a run's own config.json with --resume continues that run in its folder",
+                    type=_path)
     tr.add_argument("--list-presets", action="store_true", help="print the presets, each with its first line, and exit")
-    tr.add_argument("--record", help="also write a provenance record (JSON) of the run's result here")
+    tr.add_argument("--record", type=_output_file,
+                    help="also write a provenance record (JSON) of the run's result here")
     tr.add_argument("--threads", type=_threads, help=_THREADS_HELP)
     _add_train_flags(tr)
 
     ev = command("eval", "evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
-    ev.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
+    ev.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP, type=_path)
     ev.add_argument("--split", default="val", help="the data set's split to evaluate (default: val)")
     ev.add_argument("--dataset", help="the data set to evaluate on (default: the run's), e.g. folder with --data-root "
                                       "for a run whose script passed its own data")
-    ev.add_argument("--data-root", help="where the data set is (default: the run's data_root, else " + _PLACES_HELP + ")")
+    ev.add_argument("--data-root", type=_path,
+                    help="where the data set is (default: the run's data_root, else " + _PLACES_HELP + ")")
     ev.add_argument("--download", action=argparse.BooleanOptionalAction, default=False, help=_TRAIN_HELP["download"])
     ev.add_argument("--scales", nargs="+", type=_scale, default=[1.0],
                     help="input scales whose probabilities are averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75 "
@@ -410,17 +431,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "else its training output stride")
     ev.add_argument("--crop-size", type=_window, help="side in pixels of a sliding window for images larger than it (less "
                                                   "memory; default: each image whole at once)")
-    ev.add_argument("--limit", type=int, help="evaluate only the first N images")
+    ev.add_argument("--limit", type=_threads, help="evaluate only the first N images")
     ev.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
-                                   "prediction)")
+                                   "prediction)", type=_output_file)
     ev.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help=_PROGRESS_HELP)
     ev.add_argument("--threads", type=_threads, help=_THREADS_HELP)
 
     pr = command("predict", "predict masks for an image file or a folder of images")
-    pr.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
-    pr.add_argument("input", help="an image file or a folder of images")
-    pr.add_argument("--out", default="predictions",
+    pr.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP, type=_path)
+    pr.add_argument("input", help="an image file or a folder of images", type=_path)
+    pr.add_argument("--out", default="predictions", type=_path,
                     help="folder for <name>_mask.png (the class index of each pixel, in a palette PNG that viewers "
                          "show in the class colours) and <name>_overlay.png (default: ./predictions)")
     pr.add_argument("--scales", nargs="+", type=_scale, default=[1.0],
@@ -441,13 +462,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = command("export", "a trained run as a model file to share or predict with (no optimiser "
                            "state), and/or as ONNX")
-    ex.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
+    ex.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP, type=_path)
     ex.add_argument("--out", help="the model file to write (.pt: weights, configuration and class names; what "
-                                  "eval, predict and --init-from read)")
+                                  "eval, predict and --init-from read)", type=_output_file)
     ex.add_argument("--onnx", help="also (or only) write the model as ONNX here (batch, height and width dynamic; "
                                    "input (N, 3, H, W) float32 RGB in [0, 1] normalised as in training, (x - mean) / "
                                    "std with ImageNet's mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225; output "
-                                   "logits (N, classes, H, W); the file's metadata holds these and the class names)")
+                                   "logits (N, classes, H, W); the file's metadata holds these and the class names)",
+                    type=_output_file)
     ex.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES,
                     help="the ONNX graph's output stride (fixed in it); default: the run's eval_output_stride, as "
                          "eval and predict use, else its training one")
@@ -460,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--dataset", default="folder", help="the data set (default: folder, your own images and masks "
                                                         "in --data-root)")
     cd.add_argument("--data-root", help="where the data set is (folder: required; others: default " + _PLACES_HELP
-                    + ")")
+                    + ")", type=_path)
     cd.add_argument("--split", nargs="+", default=["train", "val"], help="the splits to read (default: train val)")
     cd.add_argument("--download", action=argparse.BooleanOptionalAction, default=False, help=_TRAIN_HELP["download"])
     cd.add_argument("--num-workers", type=int, help=_WORKERS_HELP)
@@ -494,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "timed windows per source. A speed-up gets a 95 %% interval and a verdict from 6 rounds on "
                     "(the loader mode gives none); more are steadier")
     be.add_argument("--out", help="record JSON path (default runs/bench/<mode>_<device>.json, models mode "
-                    "bench_<device>.json; the committed records are in benchmarks/results/)")
+                    "bench_<device>.json; the committed records are in benchmarks/results/)", type=_output_file)
     be.add_argument("--pairs", nargs="+", default=None, choices=["v3", "v3plus"],
                     help="models mode: v3 (ours vs torchvision's DeepLabv3) and/or v3plus (vs smp's DeepLabV3Plus); "
                          "default both")
@@ -669,13 +691,7 @@ def _train(args: argparse.Namespace) -> int:
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
-    if is_main():  # under torchrun, rank 0 speaks for the run
-        done = (f"done in {seconds:.0f} s" if trainer.iteration > start_iteration else
-                f"nothing trained (the run already has {trainer.iteration} iterations); its last validation")
-        print(f"{done}: val mIoU {100 * final.get('miou', float('nan')):.1f}%"
-              f"{_unscored_note(final.get('iou'), trainer.model_info.get('class_names'))} "
-              f"(curve: {_short_curve(curve)}); outputs in {cfg.out_dir}")
-    if args.record:
+    if args.record:  # before the last line: a closed pipe (`| head -1`) must not lose the record
         from .records import write_record
 
         rates = [r["images_per_s"] for r in result["history"] if r["split"] == "train" and "images_per_s" in r]
@@ -688,6 +704,12 @@ def _train(args: argparse.Namespace) -> int:
                                    "train_loss_curve": [(r["iteration"], round(r["loss"], 4))
                                                         for r in result["history"] if r["split"] == "train"]},
                      extra={"config": cfg.to_dict()})
+    if is_main():  # under torchrun, rank 0 speaks for the run
+        done = (f"done in {seconds:.0f} s" if trainer.iteration > start_iteration else
+                f"nothing trained (the run already has {trainer.iteration} iterations); its last validation")
+        print(f"{done}: val mIoU {100 * final.get('miou', float('nan')):.1f}%"
+              f"{_unscored_note(final.get('iou'), trainer.model_info.get('class_names'))} "
+              f"(curve: {_short_curve(curve)}); outputs in {cfg.out_dir}")
     return 0
 
 
@@ -746,11 +768,44 @@ def _dataset_for(cfg: dict[str, Any], split: str, root: str | None, *, download:
     try:
         return build_dataset(cfg["dataset"], split, root=root or cfg.get("data_root"), transform=eval_transform(), **kw)
     except DatasetNotFoundError as err:
-        if root or not cfg.get("data_root"):
+        if root or not cfg.get("data_root") or Path(cfg["data_root"]).exists():  # a split missing, say: not moved
             raise
         # a practitioner's trial: the run's data folder had moved, and the message did not say where it came from
         raise DatasetNotFoundError(f"{err} (the run's data_root, where it was trained; --data-root DIR reads the "
                                    "data set from where it is now)") from None
+
+
+#: The keys every ``eval --json`` output holds: a file with them is an earlier evaluation, which ``--json`` replaces.
+EVAL_JSON_KEYS = ("strategy", "miou", "iou")
+
+
+def _check_eval_json(path: str, checkpoint: Path) -> None:
+    """Refuse, before the model is loaded, an ``eval --json`` ``path`` whose writing would lose a file: a folder,
+    the ``checkpoint`` being scored, or a file that is not an earlier ``eval --json`` output (a run's config.json
+    or metrics.json, the training history; a CLI audit found each replaced without a word).
+
+    Raises:
+        ValueError: naming ``path``, what it holds and what to do.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"--json {path} is a folder; name the file to write the metrics to, e.g. "
+                         f"{target / 'eval.json'}")
+    if not target.exists():
+        return
+    if os.path.samefile(target, checkpoint):
+        raise ValueError(f"--json {path} is the checkpoint being scored: name another file, e.g. "
+                         f"{target.parent / 'eval.json'}")
+    try:
+        with target.open("rb") as f:
+            start = f.read(1)
+            held = json.loads(start + f.read()) if start == b"{" else None  # a checkpoint is not read whole
+    except (OSError, ValueError):  # UnicodeDecodeError and json's errors are ValueErrors
+        held = None
+    if not (isinstance(held, dict) and all(key in held for key in EVAL_JSON_KEYS)):
+        raise ValueError(f"--json {path} already holds a file that is not an earlier eval output (one with "
+                         f"{', '.join(EVAL_JSON_KEYS)}): name another file (or delete it), so that nothing of yours "
+                         "is overwritten")
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -759,14 +814,13 @@ def _eval(args: argparse.Namespace) -> int:
     from .inference import Strategy, evaluate, load_run
     from .metrics import format_iou_table
 
-    if args.json and Path(args.json).is_dir():
-        raise ValueError(f"--json {args.json} is a folder; name the file to write the metrics to, e.g. "
-                         f"{Path(args.json) / 'metrics.json'}")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
     from .engine.checkpoint import checkpoint_file
 
     # the file scored, not the folder given: a folder's newest checkpoint changes while a run trains on
     checkpoint = checkpoint_file(args.checkpoint)
+    if args.json:  # before the model is loaded and the minutes of scoring
+        _check_eval_json(args.json, checkpoint)
     model, cfg, info = load_run(checkpoint, dev)
     if args.dataset:  # another data set than the run's: its data_root is not this one's
         cfg = {**cfg, "dataset": args.dataset,
@@ -794,10 +848,7 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"scoring {checkpoint} on {cfg['dataset']} {args.split} ({images} image{'s' * (images != 1)}"
           f"{f', {where}' if where else ''})")  # what the numbers below score, before the wait
     m = evaluate(model, ds, strategy, limit=args.limit, device=dev, progress=args.progress)
-    print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
-          f"fwIoU {100 * m['fw_iou']:.2f}%")
-    print(format_iou_table(m["iou"], getattr(ds, "class_names", None)))
-    if args.json:
+    if args.json:  # before the console's lines: a closed pipe (`| head -1`) must not lose the file
         names = named or trained  # per-class IoU also by name: {"sky": 0.91, ...} beside the list
         by_name = {"iou_by_class": dict(zip(names, m["iou"]))} if names and len(names) == len(m["iou"]) else {}
         scored = {"checkpoint": str(checkpoint), "dataset": cfg["dataset"], "split": args.split,
@@ -805,6 +856,10 @@ def _eval(args: argparse.Namespace) -> int:
                   "images": images}  # what the numbers score
         record = _nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
         write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)
+    print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
+          f"fwIoU {100 * m['fw_iou']:.2f}%")
+    print(format_iou_table(m["iou"], getattr(ds, "class_names", None)))
+    if args.json:
         print(f"metrics written to {args.json}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import subprocess
 import sys
@@ -299,7 +300,6 @@ def test_train_eval_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     # arguments that cannot work are named, not run on silently or ended in a traceback
     for argv, message in ((["predict", "--checkpoint", ckpt, str(images / "a.png"), "--out", str(images / "a.png")],
                            "is a file; --out names the folder"),
-                          (["eval", "--checkpoint", ckpt, "--limit", "0"], "limit must be at least 1"),
                           (["eval", "--checkpoint", ckpt, "--json", str(tmp_path)], "is a folder; name the file")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -1367,3 +1367,163 @@ def test_a_training_record_holds_the_steady_throughput(tmp_path: Path) -> None:
              if r["split"] == "train"]
     assert results["images_per_s_windows"] == 3 == len(rates) - 1
     assert results["images_per_s_median"] == round(sorted(rates[1:])[1], 2) > 0
+
+
+class _ReaderGone(io.StringIO):
+    """A standard output whose reader went away (``deeplab-edu ... | head -1``): once ``lines`` lines are written,
+    or a write holds ``at``, every write raises BrokenPipeError. ``fileno`` is a file of the test's (main points
+    the real stdout at /dev/null after a closed pipe)."""
+
+    def __init__(self, fd: int, lines: int | None = None, at: str | None = None) -> None:
+        super().__init__()
+        self.fd, self.lines, self.at, self.gone = fd, lines, at, False
+
+    def write(self, text: str) -> int:
+        self.gone = self.gone or (self.lines is not None and self.getvalue().count("\n") >= self.lines) or (
+            self.at is not None and self.at in text)
+        if self.gone:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+@pytest.fixture
+def reader_gone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """Install a :class:`_ReaderGone` as ``sys.stdout``: ``reader_gone(lines=1)`` or ``reader_gone(at="done in")``."""
+    import os
+
+    fds: list[int] = []
+
+    def install(**kw: Any) -> _ReaderGone:
+        fds.append(os.open(tmp_path / "stdout.txt", os.O_WRONLY | os.O_CREAT))
+        out = _ReaderGone(fds[-1], **kw)
+        monkeypatch.setattr(sys, "stdout", out)
+        return out
+
+    yield install
+    for fd in fds:
+        os.close(fd)
+
+
+def test_eval_json_replaces_only_an_earlier_eval_output(tmp_path: Path, checkpoint: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """A CLI audit: `eval --json model.pt` replaced the model file being scored with JSON (exit 0), and `--json RUN`
+    (a folder) suggested RUN/metrics.json, the run's training history: --json refuses the checkpoint and any file
+    that is no earlier eval output, before the model is loaded; an earlier output is replaced, as before."""
+    import json
+
+    model = tmp_path / "model.pt"
+    shutil.copy(checkpoint, model)
+    kept = model.read_bytes()
+    history = tmp_path / "metrics.json"
+    history.write_text(json.dumps({"history": [], "final": {"miou": 0.5}}))
+    for argv, message in ((["--checkpoint", str(model), "--json", str(model)], "is the checkpoint being scored"),
+                          (["--checkpoint", str(checkpoint.parent), "--json", str(checkpoint)],
+                           "is the checkpoint being scored"),
+                          (["--checkpoint", str(model), "--json", str(history)], "is not an earlier eval output"),
+                          (["--checkpoint", str(model), "--json", str(tmp_path)], f"e.g. {tmp_path / 'eval.json'}")):
+        assert main(["eval", *argv, "--no-progress", "--device", "cpu"]) == 2, argv
+        captured = capsys.readouterr()
+        assert message in captured.err and "scoring" not in captured.out, captured  # refused before scoring
+    assert model.read_bytes() == kept and json.loads(history.read_text())["final"] == {"miou": 0.5}
+    earlier = tmp_path / "eval.json"
+    argv = ["eval", "--checkpoint", str(model), "--json", str(earlier), "--limit", "1", "--no-progress",
+            "--device", "cpu"]
+    assert main(argv) == 0 and main(argv) == 0  # the second replaces the first's output
+    assert json.loads(earlier.read_text())["images"] == 1
+
+
+def test_a_closed_stdout_during_training_is_no_dead_worker(tmp_path: Path, reader_gone: Any,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """A CLI audit: `deeplab-edu train ... | head -1` ended with exit 2 "a data loader worker died ... ([Errno 32]
+    Broken pipe) ... out-of-memory killer", with no worker at all: a BrokenPipeError was taken for a worker's
+    broken connection. The reader's leaving ends the command quietly (exit 1), the training done saved."""
+    from deeplab_edu.engine.trainer import _loader_worker_died
+
+    run = tmp_path / "run"
+    reader_gone(lines=1)  # the run's first line read, then the reader gone
+    assert main(["train", "--preset", "smoke", "--out-dir", str(run), "--iterations", "6", "--log-every", "1",
+                 "--eval-every", "100", "--ckpt-every", "100", "--num-workers", "0", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "worker" not in err and "out-of-memory" not in err, err
+    assert list((run / "checkpoints").glob("ckpt_*.pt")), "the iterations done were not saved"
+    assert not _loader_worker_died(BrokenPipeError(32, "Broken pipe"))
+    assert _loader_worker_died(ConnectionResetError(104, "Connection reset by peer"))
+
+
+def test_a_closed_stdout_keeps_the_files_asked_for(tmp_path: Path, checkpoint: Path, reader_gone: Any) -> None:
+    """A CLI audit: `eval --json m.json | head -1` scored every image, then lost m.json (the table was printed
+    first, and its write failed); `train --record` the same after the run's last line. The files are written
+    before the console's summary."""
+    import json
+
+    metrics = tmp_path / "m.json"
+    reader_gone(lines=1)  # "scoring ...", then the reader gone
+    assert main(["eval", "--checkpoint", str(checkpoint), "--json", str(metrics), "--limit", "1", "--no-progress",
+                 "--device", "cpu"]) == 1
+    assert json.loads(metrics.read_text())["images"] == 1
+    record = tmp_path / "record.json"
+    reader_gone(at="done in")  # the run's last line
+    assert main(["train", "--preset", "smoke", "--out-dir", str(tmp_path / "run"), "--iterations", "2",
+                 "--no-progress", "--record", str(record)]) == 1
+    assert "final_miou" in json.loads(record.read_text())["results"]
+
+
+def test_a_tilde_in_a_path_flag_or_out_dir_is_the_home_folder(tmp_path: Path, checkpoint: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLI audit: bash leaves `--out-dir=~/t2` as it is (no expansion after =), and so does YAML's `out_dir: ~/t2`:
+    the run was trained into ./~/t2 while its last line said "outputs in ~/t2"; `eval --checkpoint=~/run` said it
+    did not exist, and predict --out, --json, --record wrote under ./~ too. A leading ~ is the home folder now."""
+    from deeplab_edu.engine.checkpoint import checkpoint_file
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = str(tmp_path)
+    parse = build_parser().parse_args
+    args = parse(["eval", "--checkpoint=~/run", "--json=~/m.json", "--data-root=~/data"])
+    assert (args.checkpoint, args.json, args.data_root) == (f"{home}/run", f"{home}/m.json", f"{home}/data")
+    args = parse(["predict", "--checkpoint", "~/run", "--out=~/p", "~/photo.jpg"])
+    assert (args.out, args.input) == (f"{home}/p", f"{home}/photo.jpg")
+    args = parse(["export", "--checkpoint", "~/run", "--out=~/m.pt", "--onnx=~/m.onnx"])
+    assert (args.out, args.onnx) == (f"{home}/m.pt", f"{home}/m.onnx")
+    args = parse(["train", "--record=~/r.json", "--config=~/c.yaml", "--out-dir=~/t2"])
+    assert (args.record, args.config) == (f"{home}/r.json", f"{home}/c.yaml")
+    assert parse(["bench", "--out=~/b.json"]).out == f"{home}/b.json"
+    assert TrainConfig(out_dir="~/t2").out_dir == f"{home}/t2"
+    assert TrainConfig(out_dir="runs/t2").out_dir == "runs/t2"  # relative otherwise, as given
+    (tmp_path / "c.yaml").write_text("out_dir: ~/t3\n")
+    assert load_config("smoke", config=tmp_path / "c.yaml").out_dir == f"{home}/t3"
+    shutil.copy(checkpoint, tmp_path / "model.pt")
+    assert checkpoint_file("~/model.pt") == tmp_path / "model.pt"
+
+
+def test_an_empty_path_a_dash_and_a_limit_below_one_are_refused_by_the_parser(
+        capsys: pytest.CaptureFixture) -> None:
+    """A CLI audit: `--json -` wrote a file named "-"; `predict --out ""` (or an image "") meant the working folder;
+    `eval --limit 0` failed after its first line, naming the Python setting ("or None") rather than --limit."""
+    for argv, message in ((["eval", "--checkpoint", "c.pt", "--json", "-"], "--json: - (standard output)"),
+                          (["train", "--record", "-"], "--record: - (standard output)"),
+                          (["predict", "--checkpoint", "c.pt", "a.png", "--out", ""], "--out: an empty path"),
+                          (["predict", "--checkpoint", "c.pt", ""], "input: an empty path"),
+                          (["eval", "--checkpoint", "c.pt", "--limit", "0"], "--limit: must be at least 1"),
+                          (["eval", "--checkpoint", "c.pt", "--limit", "-1"], "--limit: must be at least 1")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        captured = capsys.readouterr()
+        assert stop.value.code == 2 and message in captured.err and captured.out == "", (argv, captured)
+
+
+def test_the_moved_data_hint_is_given_only_where_the_data_root_is_missing(tmp_path: Path) -> None:
+    """A CLI audit: `eval --split test` of a folder run whose data folder is there but has no test/ ended with
+    "--data-root DIR reads the data set from where it is now", the hint for a data folder that moved."""
+    from deeplab_edu.cli import _dataset_for
+    from deeplab_edu.data import DatasetNotFoundError
+
+    (tmp_path / "data" / "val" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "classes.txt").write_text("background\nthing\n")
+    with pytest.raises(DatasetNotFoundError) as there:
+        _dataset_for({"dataset": "folder", "data_root": str(tmp_path / "data")}, "test", None)
+    assert "where it is now" not in str(there.value)
+    with pytest.raises(DatasetNotFoundError, match="reads the data set from where it is now"):
+        _dataset_for({"dataset": "folder", "data_root": str(tmp_path / "moved")}, "test", None)

@@ -296,12 +296,13 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     """``path`` itself, or for a folder its newest ``ckpt_*.pt`` (what :func:`load_checkpoint` reads);
     a run's folder (one with a ``checkpoints/`` folder and no ``ckpt_*.pt`` of its own) means that folder;
-    a folder without any ``ckpt_*.pt`` gives its ``last.pt`` (:func:`latest_checkpoint`).
+    a folder without any ``ckpt_*.pt`` gives its ``last.pt`` (:func:`latest_checkpoint`). A leading ``~`` is
+    the home folder.
 
     Raises:
         FileNotFoundError: naming the path when there is no checkpoint there.
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     if p.is_dir():
         own = _checkpoints(p)
         newest = own[-1] if own else None

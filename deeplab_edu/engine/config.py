@@ -207,11 +207,14 @@ class TrainConfig:
             if isinstance(getattr(self, f.name), os.PathLike):
                 setattr(self, f.name, os.fspath(getattr(self, f.name)))
         # input files and folders as absolute paths: a checkpoint's config is read again by eval,
-        # predict and --resume, maybe from another working directory (out_dir stays as given)
+        # predict and --resume, maybe from another working directory (out_dir stays as given, but for a
+        # leading ~: `--out-dir=~/t2`, which bash leaves as it is, and YAML's `out_dir: ~/t2` trained into ./~/t2)
         for name in ("data_root", "init_from", "pretrained_backbone"):
             value = getattr(self, name)
             if isinstance(value, str) and value:
                 setattr(self, name, os.path.abspath(os.path.expanduser(value)))
+        if isinstance(self.out_dir, str):
+            self.out_dir = os.path.expanduser(self.out_dir)
         # data set names are case-insensitive (build_dataset): stored in one case, as runs compare settings
         if isinstance(self.dataset, str):
             self.dataset = self.dataset.lower()

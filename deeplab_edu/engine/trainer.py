@@ -1121,6 +1121,11 @@ class Trainer:
                     # the run ends as planned, its metrics written)
                     if not last and stopping():
                         raise self._interrupted(stop, unread)
+        except BrokenPipeError:  # the console's pipe closed (`deeplab-edu train | head -1`): no worker died
+            if not stop.requested:  # the training done is kept, as for Ctrl-C (a stop saves its own)
+                with contextlib.suppress(BrokenPipeError):
+                    self._save_unplanned(unread)
+            raise
         except (RuntimeError, ConnectionError, EOFError) as err:
             if not _loader_worker_died(err):
                 raise
@@ -1357,6 +1362,8 @@ def _loader_worker_died(err: BaseException) -> bool:
     or the broken connection the main process may see first ("Connection reset by peer", a practitioner's
     trial, killing a worker as the out-of-memory killer would)."""
     text = str(err)
+    if isinstance(err, BrokenPipeError):  # a write to a closed pipe, the console's (`| head`): the loader only reads
+        return False
     return (isinstance(err, (ConnectionError, EOFError))
             or ("DataLoader worker" in text and ("killed by signal" in text or "exited unexpectedly" in text)))
 
