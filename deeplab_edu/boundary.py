@@ -408,8 +408,8 @@ def input_footprint(
 
 
 def rate_usage_table(
-    cases: Iterable[tuple[str, int]], rates: Sequence[int], kernel: int = 3
-) -> list[dict[str, object]]:
+    cases: Iterable[tuple[str, int | Sequence[int]]], rates: Sequence[int], kernel: int = 3
+) -> list[dict[str, Any]]:
     """For each (label, feature-map size) and rate: share of positions with all k*k taps valid, and
     the mean share of valid weights (both fractions, 0-1; DeepLabv3 sec. 3.3, Fig. 4). Rows are dicts
     ready for a table; a size is a side or a ``(height, width)`` pair, in feature-map positions.
@@ -422,7 +422,7 @@ def rate_usage_table(
         ValueError: a side of a case's size or a rate is below 1, or ``kernel`` is below 1 or even.
     """
     k = _odd_kernel(kernel)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for label, size in cases:
         for r in rates:
             fr = valid_weight_fractions(size, r, k)

@@ -373,7 +373,7 @@ class ReachExperiment:
     """
 
     matrices: dict[str, np.ndarray]
-    models: dict[str, nn.Module]
+    models: dict[str, ContextProbe | GridProbe]
     val: dict[str, ShoreScenes]
     seeds: tuple[int, ...]
 
@@ -415,8 +415,8 @@ GRID_FINDINGS = [
 ]
 
 
-def _experiment(arms: Mapping[str, tuple[str, Callable[[], nn.Module]]], seeds: Sequence[int], *, steps: int,
-                val_scenes: int, size: int, progress: bool, name: str) -> ReachExperiment:
+def _experiment(arms: Mapping[str, tuple[str, Callable[[], ContextProbe | GridProbe]]], seeds: Sequence[int], *,
+                steps: int, val_scenes: int, size: int, progress: bool, name: str) -> ReachExperiment:
     """Train ``arms`` (``{arm: (kind of scene, a function building the untrained model)}``) for every seed
     and score each on ``val_scenes`` validation scenes of its kind (the same scenes for every seed and arm)."""
     from .progress import progress_bar
@@ -427,7 +427,7 @@ def _experiment(arms: Mapping[str, tuple[str, Callable[[], nn.Module]]], seeds: 
            for kind in dict.fromkeys(kind for kind, _ in arms.values())}
     matrices = {arm: np.zeros((len(seeds), val_scenes, SHORE.num_classes, SHORE.num_classes), np.uint32)
                 for arm in arms}
-    models: dict[str, nn.Module] = {}
+    models: dict[str, ContextProbe | GridProbe] = {}
     runs = [(arm, i, seed) for arm in arms for i, seed in enumerate(seeds)]
     for arm, i, seed in progress_bar(runs, desc="training the probes", progress=progress):
         kind, build = arms[arm]

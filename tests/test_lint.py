@@ -31,7 +31,9 @@ def test_pyflakes_finds_nothing() -> None:
 def test_mypy_finds_nothing() -> None:
     """The package's annotations agree with one another and with torch's and numpy's (pyproject's
     ``[tool.mypy]``: default strictness). A ``py.typed`` package whose hints do not check misleads
-    every user who type-checks their own code against it."""
+    every user who type-checks their own code against it. ``[tool.mypy]`` lists tests/typed_use.py too:
+    a user's script whose documented uses (``build_model("deeplabv1").backbone.fc6``, a v2's ``aspp``, a
+    v3+'s ``decoder``, ``build_backbone("resnet50").block_rates()``, ...) the hints must type as they are."""
     proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", "/dev/null", "--no-error-summary"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, "mypy:\n" + proc.stdout + proc.stderr
@@ -41,17 +43,32 @@ def test_a_users_script_is_checked_against_the_hints(tmp_path: Path) -> None:
     """A new user's trial: mypy run on their own script outside the clone found no deeplab_edu ("Cannot find
     implementation or library stub"), since setuptools' default editable install is an import hook that type
     checkers do not follow. make setup installs in compat mode (a path): the script's one wrong call is found,
-    its right ones pass."""
+    its right ones pass (build_model's overloads: a deeplabv3 has a ``classifier``)."""
     script = tmp_path / "mine.py"
     script.write_text("import torch\n"
                       "from deeplab_edu.models import build_model\n"
                       "model = build_model('deeplabv3', backbone='tiny_resnet', num_classes=3)\n"
                       "out: torch.Tensor = model(torch.zeros(1, 3, 64, 64))['out']\n"
+                      "classes: int = model.classifier.out_channels\n"
                       "build_model('deeplabv3', num_classes='three')\n")
     proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", "/dev/null", "--no-error-summary", str(script)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 1 and "mine.py:5:" in errors[0] and "num_classes" in errors[0], proc.stdout + proc.stderr
+    # no overload takes num_classes='three': mypy says so, then lists them ("num_classes: int = ...")
+    assert len(errors) == 1 and "mine.py:6:" in errors[0] and "build_model" in errors[0] \
+        and "num_classes: int" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_typed_users_script_runs() -> None:
+    """tests/typed_use.py, which mypy checks against the hints (``[tool.mypy]``), runs as it is typed: the attributes
+    its annotations promise exist (``fc6`` a convolution, a v3's rates at output stride 8)."""
+    import runpy
+
+    from torch import nn
+
+    done = runpy.run_path(str(REPO_ROOT / "tests" / "typed_use.py"))
+    assert isinstance(done["fc6"], nn.Conv2d) and done["v3_classes"] == done["v3plus_classes"] == 21
+    assert done["aspp_rates"] == (12, 24, 36) and done["rates"][3] == (1, 2, 2) and 0 < done["lost"] < 1
 
 
 def test_public_docstrings_name_what_they_raise() -> None:

@@ -327,3 +327,47 @@ def test_a_practitioners_review_of_the_model_api() -> None:
     assert odd.output_stride == 16 and odd.atrous_rates == (5, 10, 15)
     with pytest.raises(ValueError, match="unknown model 'DeepLabv3\\+' \\(did you mean 'deeplabv3plus'\\?\\)"):
         build_model("DeepLabv3+", num_classes=3)
+
+
+@pytest.mark.parametrize("name", ["deeplabv2", "deeplabv3", "deeplabv3plus"])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_whole_models_trace_with_torch_fx(name: str, training: bool) -> None:
+    """torch.fx traces a whole model, as it does torchvision's DeepLabV3: forward's input checks (isinstance, dim)
+    failed on the Proxy ("expected a tensor of images ..., got Proxy"), and in training ASPP's and image pooling's
+    batch-size branches were control flow on a traced value. The traced module computes what the model does."""
+    torch.manual_seed(0)
+    model = build_model(name, backbone="tiny_resnet", num_classes=5, aux_loss=True).train(training)
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(2, 3, 40, 44)
+    torch.manual_seed(1)  # the same dropout in both
+    expected = model(x)
+    torch.manual_seed(1)
+    got = traced(x)
+    assert got.keys() == expected.keys() == {"out", "aux"}
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+    with pytest.raises(TypeError, match="expected a tensor of images"):  # eager, the checks still hold
+        model([x])
+
+
+def test_aspp_traces_in_training_mode() -> None:
+    """ASPP alone, in training: its check of a 1 x 1 map at batch size 1 was a Python ``if`` on the traced shape."""
+    aspp = ASPP(64, (6, 12, 18), dropout=0.0).train()
+    traced = torch.fx.symbolic_trace(aspp)
+    x = torch.randn(2, 64, 5, 7)
+    torch.testing.assert_close(traced(x), aspp(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="1 x 1 feature map with batch size 1"):  # eager, the check still holds
+        aspp(torch.randn(1, 64, 1, 1))
+
+
+def test_create_feature_extractor_reads_a_deeplab_model() -> None:
+    """torchvision's create_feature_extractor, built on torch.fx, gives a model's ASPP output (it failed to trace)."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=5).eval()
+    extractor = create_feature_extractor(model, {"aspp": "aspp", "backbone.layer4": "layer4"})
+    x = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        features = extractor(x)
+        torch.testing.assert_close(features["aspp"], model.aspp(model.backbone(x)["out"]), rtol=0, atol=0)
+    assert features["layer4"].shape[-2:] == (3, 3)  # output stride 16

@@ -379,3 +379,13 @@ def test_mass_extent_of_the_whole_mass_is_at_most_the_map() -> None:
     block[5:16, 5:16] = 1
     assert mass_extent(block, 1.0) == 11
     assert mass_extent(torch.rand(15, 15, generator=torch.Generator().manual_seed(0)), 1.0) <= 15
+
+
+def test_receptive_field_of_a_whole_deeplab_model() -> None:
+    """receptive_field_of and empirical_receptive_field trace a whole DeepLab model (its forward checked its input in
+    Python, so fx could not trace it: "could not trace DeepLabV3"); ``upto="backbone"`` gives the backbone's field."""
+    from deeplab_edu.models import build_model
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3)
+    assert receptive_field_of(model, upto="backbone").size == receptive_field_of(model.backbone).size
+    assert empirical_receptive_field(model, 40, upto="backbone").size == (40, 40)

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ..choices import is_whole
 
@@ -457,7 +457,9 @@ class ImagePooling(nn.Sequential):
 
 
     With a batch of one in training mode the BN uses its running statistics (see the module
-    docstring for why); otherwise it is an ordinary batch norm.
+    docstring for why); otherwise it is an ordinary batch norm. A ``torch.fx`` trace keeps the
+    ordinary one (the choice is a Python branch on the batch size): a traced model trains on
+    batches of 2 or more.
 
     Raises:
         ValueError: a channel count is not a positive integer.
@@ -478,7 +480,7 @@ class ImagePooling(nn.Sequential):
         size = x.shape[-2:]
         y = self[1](self[0](x))
         bn = cast(nn.BatchNorm2d, self[2])
-        if bn.training and y.shape[0] == 1:
+        if bn.training and not isinstance(y, fx.Proxy) and y.shape[0] == 1:
             y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
         else:
             y = bn(y)
@@ -595,9 +597,10 @@ class ASPP(nn.Module):
         (N, out_channels, H, W) map per branch for an (N, in_channels, H, W) input.
 
         Raises:
-            ValueError: a 1 x 1 map with batch size 1 in training mode (batch norm needs 2+ values).
+            ValueError: a 1 x 1 map with batch size 1 in training mode (batch norm needs 2+ values); not
+                checked in a ``torch.fx`` trace (a ``Proxy`` has no shape to test).
         """
-        if self.training and x.shape[0] * x.shape[-1] * x.shape[-2] == 1:
+        if self.training and not isinstance(x, fx.Proxy) and x.shape[0] * x.shape[-1] * x.shape[-2] == 1:
             raise ValueError(
                 "ASPP got a 1 x 1 feature map with batch size 1 in training mode: batch norm cannot normalise a "
                 "single value. Use a larger input (at least output_stride + 1 pixels per side) or a batch of 2+."

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Any, Iterator, Mapping, Sequence, cast
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, TypeVar, cast, overload
 
 import torch
 from torch import nn
@@ -37,11 +37,17 @@ from ..choices import BACKBONES, OUTPUT_STRIDES, is_whole
 from .aspp import _positive_int
 from .pretrained import PretrainedSource, load_pretrained_state_dict, load_weights_into
 
+if TYPE_CHECKING:  # vgg imports this module: build_backbone imports VGG16Backbone when it builds one
+    from .vgg import VGG16Backbone
+
 __all__ = ["BACKBONES", "OUTPUT_STRIDES", "Backbone", "at_output_stride", "ResNetBackbone", "TinyResNetBackbone", "MobileNetV3Backbone",
            "build_backbone", "check_output_stride"]
 
 #: The backbones built like ResNet (blocks 1-4, multi-grid and extra blocks apply).
 RESNETS = ("resnet50", "resnet101", "tiny_resnet")
+
+# the module type at_output_stride gives back: a type checker sees a DeepLabV3 stay a DeepLabV3
+_M = TypeVar("_M", bound=nn.Module)
 
 
 def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRIDES, what: str = "") -> int:
@@ -58,7 +64,7 @@ def check_output_stride(output_stride: int, allowed: Sequence[int] = OUTPUT_STRI
 
 
 @contextlib.contextmanager
-def at_output_stride(model: nn.Module, output_stride: int | None) -> Iterator[nn.Module]:
+def at_output_stride(model: _M, output_stride: int | None) -> Iterator[_M]:
     """Run a block with ``model`` (a DeepLab model or a backbone) at ``output_stride``, then restore
     the output stride it had, also when the block raises. ``None``, or the stride it has: nothing
     changes. DeepLabv3 sec. 4 trains at output stride 16 and evaluates at 8.
@@ -434,6 +440,66 @@ class MobileNetV3Backbone(Backbone):
         return feats
 
 
+@overload
+def build_backbone(
+    name: Literal["resnet50", "resnet101"],
+    *,
+    output_stride: int | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    pretrained: PretrainedSource = ...,
+    **kwargs: object,
+) -> ResNetBackbone: ...
+
+
+@overload
+def build_backbone(
+    name: Literal["tiny_resnet"],
+    *,
+    output_stride: int | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    pretrained: PretrainedSource = ...,
+    **kwargs: object,
+) -> TinyResNetBackbone: ...
+
+
+@overload
+def build_backbone(
+    name: Literal["mobilenet_v3_large"],
+    *,
+    output_stride: int | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    pretrained: PretrainedSource = ...,
+    **kwargs: object,
+) -> MobileNetV3Backbone: ...
+
+
+@overload
+def build_backbone(
+    name: Literal["vgg16"],
+    *,
+    output_stride: int | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    pretrained: PretrainedSource = ...,
+    **kwargs: object,
+) -> VGG16Backbone: ...
+
+
+@overload
+def build_backbone(
+    name: str,
+    *,
+    output_stride: int | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    pretrained: PretrainedSource = ...,
+    **kwargs: object,
+) -> Backbone: ...
+
+
 def build_backbone(
     name: str,
     *,
@@ -444,6 +510,8 @@ def build_backbone(
     **kwargs: object,
 ) -> Backbone:
     """Build backbone ``name`` at ``output_stride`` (see the module docstring for what it returns).
+    A type checker sees the class a literal name builds (``build_backbone("resnet50")`` is a
+    :class:`ResNetBackbone`, with ``block_rates``); a name held in a ``str`` gives :class:`Backbone`.
 
     Args:
         name: ``"resnet50"``, ``"resnet101"``, ``"tiny_resnet"`` (the course's CPU backbone, no

@@ -18,11 +18,11 @@ learning rate; 1 by default, as in DeepLabv3's text).
 
 from __future__ import annotations
 
-from typing import Any, Sequence, cast
+from typing import Any, Literal, Sequence, cast, overload
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ..choices import MODELS, is_whole, unknown_model
 from .aspp import ASPP, ASPPv2, atrous_rates_for
@@ -150,6 +150,10 @@ class DeepLab(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits ``{"out": (N, C, H, W)}`` (and ``"aux"``) for images (N, 3, H, W).
 
+        A ``torch.fx`` trace (``torch.fx.symbolic_trace``, torchvision's ``create_feature_extractor``,
+        :func:`~deeplab_edu.receptive_field.receptive_field_of`) passes a ``torch.fx.Proxy``, which has no
+        shape or dtype to check: the checks below are skipped, and the traced module does not make them.
+
         Raises:
             TypeError: ``x`` is not a tensor, not floating point (images are normalised floats:
                 :func:`deeplab_edu.data.transforms.normalize`), or of another dtype than the weights
@@ -157,6 +161,17 @@ class DeepLab(nn.Module):
             ValueError: for a wrong or empty shape, or (training mode) an input too small for batch
                 norm at batch size 1 (:meth:`check_input_size`), before the backbone runs.
         """
+        if not isinstance(x, fx.Proxy):
+            self._check_images(x)
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        result = {"out": _upsample(self.logits(features), size)}
+        if self.aux_classifier is not None:
+            result["aux"] = _upsample(self.aux_classifier(features["aux"]), size)
+        return result
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        """Raise :meth:`forward`'s TypeError or ValueError for input ``x`` it cannot take."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a tensor of images (N, 3, H, W), got {type(x).__name__}; from a NumPy (H, W, 3) "
                             "uint8 array: normalize(torch.from_numpy(a).permute(2, 0, 1) / 255)[None] "
@@ -170,12 +185,6 @@ class DeepLab(nn.Module):
                             + ("; x.float() / 255 first" if not x.is_floating_point() else f"; x.to({weight.dtype})"))
         if self.training:  # (evaluation, and so export, never depends on the batch size)
             self.check_input_size(x)
-        size = x.shape[-2:]
-        features = self.backbone(x)
-        result = {"out": _upsample(self.logits(features), size)}
-        if self.aux_classifier is not None:
-            result["aux"] = _upsample(self.aux_classifier(features["aux"]), size)
-        return result
 
 
 def _in_channels(module: nn.Module) -> int | None:
@@ -210,6 +219,9 @@ class DeepLabV1(DeepLab):
         num_classes, aux_loss: as for :class:`DeepLab`.
     """
 
+    backbone: VGG16Backbone
+    aspp: None
+
     def __init__(self, backbone: VGG16Backbone, num_classes: int, aux_loss: bool = False) -> None:
         super().__init__(backbone, num_classes, aux_loss)
         self.classifier = nn.Conv2d(backbone.out_channels, num_classes, 1)
@@ -219,7 +231,7 @@ class DeepLabV1(DeepLab):
     @property
     def atrous_rates(self) -> tuple[int, ...]:
         """fc6's atrous rate, as a one-element tuple."""
-        return (cast(nn.Conv2d, self.backbone.fc6).dilation[0],)
+        return (self.backbone.fc6.dilation[0],)
 
     def logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """fc8 class scores (N, num_classes, h, w) of the fc7 features ``features["out"]``, at the output stride."""
@@ -368,6 +380,101 @@ def _integers(values: Sequence[int] | None, name: str) -> tuple[int, ...] | None
     return tuple(out)
 
 
+@overload
+def build_model(
+    name: Literal["deeplabv1"],
+    *,
+    backbone: str | None = ...,
+    num_classes: int = ...,
+    output_stride: int | None = ...,
+    pretrained_backbone: PretrainedSource = ...,
+    aux_loss: bool = ...,
+    atrous_rates: Sequence[int] | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    image_pooling: bool = ...,
+    separable: bool | None = ...,
+    torchvision_head: bool = ...,
+    dropout: float | None = ...,
+) -> DeepLabV1: ...
+
+
+@overload
+def build_model(
+    name: Literal["deeplabv2"],
+    *,
+    backbone: str | None = ...,
+    num_classes: int = ...,
+    output_stride: int | None = ...,
+    pretrained_backbone: PretrainedSource = ...,
+    aux_loss: bool = ...,
+    atrous_rates: Sequence[int] | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    image_pooling: bool = ...,
+    separable: bool | None = ...,
+    torchvision_head: bool = ...,
+    dropout: float | None = ...,
+) -> DeepLabV2: ...
+
+
+@overload
+def build_model(
+    name: Literal["deeplabv3"],
+    *,
+    backbone: str | None = ...,
+    num_classes: int = ...,
+    output_stride: int | None = ...,
+    pretrained_backbone: PretrainedSource = ...,
+    aux_loss: bool = ...,
+    atrous_rates: Sequence[int] | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    image_pooling: bool = ...,
+    separable: bool | None = ...,
+    torchvision_head: bool = ...,
+    dropout: float | None = ...,
+) -> DeepLabV3: ...
+
+
+@overload
+def build_model(
+    name: Literal["deeplabv3plus"],
+    *,
+    backbone: str | None = ...,
+    num_classes: int = ...,
+    output_stride: int | None = ...,
+    pretrained_backbone: PretrainedSource = ...,
+    aux_loss: bool = ...,
+    atrous_rates: Sequence[int] | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    image_pooling: bool = ...,
+    separable: bool | None = ...,
+    torchvision_head: bool = ...,
+    dropout: float | None = ...,
+) -> DeepLabV3Plus: ...
+
+
+@overload
+def build_model(
+    name: str,
+    *,
+    backbone: str | None = ...,
+    num_classes: int = ...,
+    output_stride: int | None = ...,
+    pretrained_backbone: PretrainedSource = ...,
+    aux_loss: bool = ...,
+    atrous_rates: Sequence[int] | None = ...,
+    multi_grid: Sequence[int] | None = ...,
+    extra_blocks: int = ...,
+    image_pooling: bool = ...,
+    separable: bool | None = ...,
+    torchvision_head: bool = ...,
+    dropout: float | None = ...,
+) -> DeepLab: ...
+
+
 def build_model(
     name: str,
     *,
@@ -387,7 +494,9 @@ def build_model(
     """Build a DeepLab model: ``model(x)["out"]`` gives logits (N, num_classes, H, W) for x (N, 3, H, W).
 
     The logits are at the input's size (bilinearly upsampled, as torchvision's segmentation models),
-    for any H and W; x is normalised as in training (ImageNet mean and std).
+    for any H and W; x is normalised as in training (ImageNet mean and std). A type checker sees the
+    class a literal name builds (``build_model("deeplabv3")`` is a :class:`DeepLabV3`, with its
+    ``classifier``); a name held in a ``str`` variable gives :class:`DeepLab`.
 
     Args:
         name: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"``.

@@ -61,11 +61,12 @@ def build_pair(pair: str, num_classes: int = 21) -> tuple[tuple[str, nn.Module],
     if pair == "v3plus":
         import segmentation_models_pytorch as smp
 
-        ours = build_model("deeplabv3plus", backbone="resnet50", num_classes=num_classes, output_stride=16,
-                           atrous_rates=(12, 24, 36), dropout=0.5)
+        ours_plus = build_model("deeplabv3plus", backbone="resnet50", num_classes=num_classes, output_stride=16,
+                                atrous_rates=(12, 24, 36), dropout=0.5)
         peer = smp.DeepLabV3Plus(encoder_name="resnet50", encoder_weights=None, classes=num_classes,
                                  encoder_output_stride=16, decoder_atrous_rates=(12, 24, 36))
-        return ("deeplab_edu deeplabv3plus resnet50", LogitsOnly(ours)), ("smp DeepLabV3Plus resnet50", LogitsOnly(peer))
+        return (("deeplab_edu deeplabv3plus resnet50", LogitsOnly(ours_plus)),
+                ("smp DeepLabV3Plus resnet50", LogitsOnly(peer)))
     raise ValueError(f"unknown benchmark pair {pair!r}; use 'v3' or 'v3plus'")
 
 
