@@ -299,10 +299,23 @@ def reliable_client(nb: Any, **kwargs: Any) -> Any:
     at the deadline); (2) the stand-in ``Output`` widget no longer sends its outputs back to the
     kernel (no front end needs them; the notebook's saved widget state still gets them), which
     removes the send that strands replies.
+
+    Its ``python3`` kernel runs in this interpreter (``sys.executable``), whatever kernel of that name the
+    Jupyter path (``JUPYTER_PATH``, ``~/.local/share/jupyter``) lists first.
     """
     from nbclient import NotebookClient
 
     class _Client(NotebookClient):
+        def create_kernel_manager(self) -> Any:
+            km = super().create_kernel_manager()
+            if km.kernel_name == "python3":  # this interpreter's kernel (ipykernel's own spec: sys.executable), not
+                # the first "python3" of the Jupyter path: an audit's JUPYTER_PATH (a JupyterHub's kernels folder, a
+                # user's ~/.local one) ran every chapter in another Python, or in none ("no kernel started")
+                from jupyter_client.kernelspec import KernelSpecManager
+
+                km.kernel_spec_manager = KernelSpecManager(kernel_dirs=[])
+            return km
+
         async def async_start_new_kernel_client(self) -> Any:
             kc = await super().async_start_new_kernel_client()
             _poll_in_slices(kc.shell_channel)

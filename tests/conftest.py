@@ -10,6 +10,8 @@ from typing import Iterator
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # before anything imports matplotlib
+for _name in [n for n in os.environ if n.startswith("TQDM_")]:  # tqdm reads them once, as it is imported: an
+    del os.environ[_name]  # audit's TQDM_DISABLE=1 in the runner's shell failed a test of where warnings go
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -30,11 +32,22 @@ def public_modules() -> dict[str, Path]:
 CAMVID_DIR = Path(os.environ.get("DEEPLAB_EDU_CAMVID", REPO_ROOT.parent / "shared" / "data" / "camvid"))
 
 
+#: Variables of the runner's shell that change what the package does (each documented for users), unset in each
+#: test: an audit's `make test` under DEEPLAB_EDU_DEVICE=cuda, DEEPLAB_EDU_DEBUG=1 (the CLI's advice for a bug
+#: report), DEEPLAB_EDU_COURSE_CHECKS=1, ... failed up to 142 tests. A test that needs one sets it.
+RUNNER_VARIABLES = ("DEEPLAB_EDU_DEVICE", "DEEPLAB_EDU_DEBUG", "DEEPLAB_EDU_COURSE_CHECKS", "DEEPLAB_EDU_CODE_COMMIT",
+                    "DEEPLAB_EDU_HIDE_MACHINE_PATHS", "DEEPLAB_EDU_RUNS", "DEEPLAB_EDU_DOWNLOAD_TIMEOUT")
+
+
 @pytest.fixture(autouse=True)
 def _smoke_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests run in the smoke profile unless a test says otherwise."""
+    """Unit tests run in the smoke profile unless a test says otherwise, without the runner's
+    :data:`RUNNER_VARIABLES`, and with argparse's help wrapped at 80 columns (``COLUMNS`` sets its width)."""
     monkeypatch.setenv("DEEPLAB_EDU_PROFILE", "smoke")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("COLUMNS", "80")
+    for name in RUNNER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +76,19 @@ def _ctrl_c_as_at_a_terminal() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_kept() -> Iterator[None]:
+    """Each test ends with as many torch threads as it started with: the CLI's ``--threads 1``, run in-process by
+    a test, left every later test of the session on one thread (an audit)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    saved = torch.get_num_threads() if torch is not None else None
+    yield
+    if saved is not None and torch is not None and torch.get_num_threads() != saved:
+        torch.set_num_threads(saved)
 
 
 @pytest.fixture

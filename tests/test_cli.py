@@ -1313,11 +1313,11 @@ def test_untrusted_inputs_are_refused_by_name(tmp_path: Path, checkpoint: Path, 
 
     image = tmp_path / "bomb.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
-    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 1,600 pixels: twice the limit and more, a "bomb"
-    assert main(["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "pred"),
-                 "--device", "cpu"]) == 2
+    with monkeypatch.context() as patched:  # (undo() would undo conftest's settings of the environment too)
+        patched.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 1,600 pixels: twice the limit and more, a "bomb"
+        assert main(["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "pred"),
+                     "--device", "cpu"]) == 2
     assert "bomb.png is too large to read safely" in capsys.readouterr().err
-    monkeypatch.undo()
     precious = tmp_path / "notes.json"
     precious.write_text("my notes\n")
     run = tmp_path / "run"

@@ -622,3 +622,26 @@ def test_a_failing_cell_is_located_by_all_its_lines() -> None:
     assert _source_line(text, f"\n{check}\nassert a == 1") == 2
     assert _source_line("# %% [markdown]\n# # Title", "# Title") is None  # a markdown cell: its first line only
     assert _source_line(text, "   \n") is None
+
+
+@pytest.mark.slow
+def test_the_chapters_kernel_is_this_interpreter_whatever_the_jupyter_path(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: the executor started the first kernel named "python3" of the Jupyter path, so a JUPYTER_PATH
+    (a JupyterHub's kernels folder, a user's ~/.local one) ran every chapter in another Python, here none."""
+    import sys
+
+    from deeplab_edu.book import execute_notebook
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [str(tmp_path / "no-python"), "-m", "ipykernel_launcher",
+                                                           "-f", "{connection_file}"],
+                                                  "display_name": "another Python", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    source = tmp_path / "which.py"
+    source.write_text(jupytext.writes(_notebook("import sys\nprint(sys.executable)"), fmt="py:percent"))
+    run = execute_notebook(source, tmp_path / "which.ipynb", timeout=120, active_profile="smoke")
+    assert run.ok, run.describe()
+    printed = nbformat.read(tmp_path / "which.ipynb", as_version=4).cells[0].outputs[0]["text"].strip()
+    assert printed == sys.executable

@@ -57,6 +57,8 @@ def test_chapter_runs_are_valid_and_phase2_follows_the_paper(profile: str, tmp_p
 
 
 def test_command_line_names_every_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
     from deeplab_edu.records import HIDE_PATHS_ENV
 
     monkeypatch.delenv(HIDE_PATHS_ENV, raising=False)
@@ -64,7 +66,7 @@ def test_command_line_names_every_setting(tmp_path: Path, monkeypatch: pytest.Mo
     cmd = spec.command()
     assert cmd.startswith("deeplab-edu train --preset cpu --model deeplabv3")
     assert "--freeze-bn" in cmd and "--output-stride 8" in cmd
-    assert f"--out-dir {spec.out_dir}" in cmd  # a learner can paste it: the folder in full
+    assert f"--out-dir {shlex.quote(str(spec.out_dir))}" in cmd  # a learner can paste it: the folder in full
     monkeypatch.setenv(HIDE_PATHS_ENV, "1")  # as in the book's build
     assert str(tmp_path) not in spec.command(), "the book shows a path of the machine"
 
