@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="train the missing runs and stop, without evaluating; start it several times (with --threads 1) "
                         "to train runs side by side: each process skips the runs another is training")
     args = p.parse_args(argv)
+    if len(set(args.seeds)) < 2 and not args.train_only:  # one seed has no interval over seeds, so no verdict
+        p.error(f"--seeds {' '.join(map(str, args.seeds))}: a verdict needs the interval over seeds, so at least two "
+                "different seeds (default: 0 1 2); --train-only trains the runs of one seed")
     from deeplab_edu.crf import DEEPLAB_RELEASED
 
     for axis in findings.CRF_GRID:  # a bad value fails here, not after the seed-0 run has trained

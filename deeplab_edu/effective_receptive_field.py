@@ -8,7 +8,8 @@ roughly Gaussian and fills only part of the theoretical square; training enlarge
 task pays for far pixels: chapter 02 also measures a task on which it narrows).
 
 * :func:`effective_receptive_field`: the averaged ``|d y_centre / d x|`` map of a model.
-* :func:`mass_extent`: side of the centred square holding a given share of that map.
+* :func:`mass_extent`: side of the centred square holding a given share of that map;
+  :func:`interpolated_extent`: the same on a continuous scale (for a change over seeds).
 * :func:`row_share`: the share of that map in the rows a given distance above and below the output's.
 * :class:`TinyDilatedNet`, :func:`noisy_halves_batch`, :func:`train_tiny_segmenter`: a small
   network (plain or atrous) and a toy task that needs context (tell the two halves of a noisy image
@@ -38,6 +39,7 @@ from .receptive_field import _input_size, spatial_part
 __all__ = [
     "effective_receptive_field",
     "mass_extent",
+    "interpolated_extent",
     "row_share",
     "TinyDilatedNet",
     "noisy_halves_batch",
@@ -120,6 +122,35 @@ def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
     Raises:
         ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).
     """
+    masses = _square_masses(erf, fraction)
+    half = next((k for k, mass in enumerate(masses) if mass >= fraction - 1e-9), None)
+    return 2 * len(masses) - 1 if half is None else 2 * half + 1
+
+
+def interpolated_extent(erf: torch.Tensor, fraction: float = 0.9) -> float:
+    """:func:`mass_extent` on a continuous scale: the side (pixels) at which the squares around the map's
+    centre of mass hold ``fraction`` of it, interpolated linearly in their mass between the odd side that
+    holds less and the one that holds enough (:func:`mass_extent`; an empty square of side 0 below the 1-pixel
+    one). Rounded up to an odd number it is :func:`mass_extent`; unlike it, a map that moves a little mass
+    outwards changes it by a little, not by 0 or 2 px, so seeds that all grew by one step of 2 px still
+    differ, and an interval over them has a width.
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).
+    """
+    masses = _square_masses(erf, fraction)
+    half = next((k for k, mass in enumerate(masses) if mass >= fraction - 1e-9), None)
+    if half is None:
+        return float(2 * len(masses) - 1)
+    below, side_below = (masses[half - 1], 2 * half - 1) if half else (0.0, 0)
+    share = min(1.0, max(0.0, (fraction - below) / (masses[half] - below)))  # of the step's mass, 0-1
+    return side_below + share * (2 * half + 1 - side_below)
+
+
+def _square_masses(erf: torch.Tensor, fraction: float) -> list[float]:
+    """The share of ``erf`` (H, W) in the squares of sides 1, 3, 5, ... around its centre of mass (rounded to a
+    pixel), ``max(H, W)`` of them, for :func:`mass_extent` and :func:`interpolated_extent`, which check
+    ``fraction``."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if float(erf.sum()) <= 0:
@@ -131,11 +162,8 @@ def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
     cols = torch.arange(w, dtype=m.dtype)
     ci = int(round(float((m.sum(1) * rows).sum())))
     cj = int(round(float((m.sum(0) * cols).sum())))
-    for half in range(max(h, w)):
-        box = m[max(0, ci - half): ci + half + 1, max(0, cj - half): cj + half + 1]
-        if float(box.sum()) >= fraction - 1e-9:
-            return 2 * half + 1
-    return 2 * max(h, w) - 1
+    return [float(m[max(0, ci - half): ci + half + 1, max(0, cj - half): cj + half + 1].sum())
+            for half in range(max(h, w))]
 
 
 def row_share(erf: torch.Tensor, nearest: int, farthest: int, *, centre_row: int | None = None) -> float:
@@ -279,9 +307,15 @@ class ErfTraining:
     after: torch.Tensor
     losses: list[float]
 
-    def growth(self, fraction: float = 0.5) -> int:
-        """How many pixels wider the square holding ``fraction`` of the map became (negative: narrower)."""
-        return mass_extent(self.after, fraction) - mass_extent(self.before, fraction)
+    def growth(self, fraction: float = 0.5) -> float:
+        """How many pixels wider the square holding ``fraction`` of the map became (negative: narrower), on the
+        continuous scale of :func:`interpolated_extent`: :func:`mass_extent`'s steps of 2 px made seeds grow by
+        exactly as much, and an interval over them of no width.
+
+        Raises:
+            ValueError: ``fraction`` is not in (0, 1].
+        """
+        return interpolated_extent(self.after, fraction) - interpolated_extent(self.before, fraction)
 
 
 def erf_before_and_after_training(

@@ -36,7 +36,11 @@ can resample both sources of variation:
 - :func:`seed_interval`: Student's t interval of the mean per-seed difference. With three seeds the
   bootstrap has only ten distinct seed draws, and its spread of the seed mean is too narrow.
 
-A finding counts as *reproduced* only when both intervals exclude zero in the paper's direction.
+A finding counts as *reproduced* only when both intervals exclude zero in the paper's direction; with one
+seed there is no interval over seeds, and no verdict either way. Each comparison is judged at 95 % alone,
+so about one in twenty comparisons without an effect is still called a finding: :func:`findings_table` also
+says whether each finding holds after Holm's step-down correction (:func:`holm`) over its table, from the
+paired t test over seeds (:func:`seed_p_value`).
 
 :func:`run_findings` trains (or reuses, :func:`~deeplab_edu.engine.runs.train_or_load`) every run
 and evaluates it; ``benchmarks/findings.py`` calls it and writes the record that chapter 10 reads.
@@ -58,8 +62,8 @@ from .data.classes import BOAT, CAR, WIRE
 __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "metric_label", "shown_rows", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
-    "verdict", "joint_verdict", "CRF_SEARCH_SCENES", "CRF_GRID",
-    "measurable", "findings_table", "SHOWN_COLUMNS", "removed_errors", "scene_confusions", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
+    "seed_p_value", "holm", "verdict", "joint_verdict", "CRF_SEARCH_SCENES", "CRF_GRID",
+    "measurable", "findings_table", "SHOWN_COLUMNS", "HOLM_COLUMN", "ONE_SEED_VERDICT", "removed_errors", "scene_confusions", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
 #: Trimap band widths kept per scene: pixels within ``w`` pixels (chessboard) of a boundary pixel, the
@@ -432,8 +436,9 @@ def metric_label(name: str) -> str:
 
 def shown_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of :func:`findings_table` (or of a record) as the book shows them: the
-    :data:`SHOWN_COLUMNS` in that order, the metric named as a reader says it (:func:`metric_label`)."""
-    return [{k: metric_label(r[k]) if k == "metric" else r[k] for k in SHOWN_COLUMNS} for r in rows]
+    :data:`SHOWN_COLUMNS` in that order, the metric named as a reader says it (:func:`metric_label`);
+    a column a record predates (:data:`HOLM_COLUMN`) is ``None``."""
+    return [{k: metric_label(r[k]) if k == "metric" else r.get(k) for k in SHOWN_COLUMNS} for r in rows]
 
 
 # ----------------------------------------------------------------------------- statistics over seeds
@@ -510,6 +515,42 @@ def seed_prediction_interval(values: Sequence[float], level: float = 0.95) -> tu
     return float(v.mean() - half), float(v.mean() + half)
 
 
+def seed_p_value(differences: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t test over seeds: does the mean of the per-seed differences (one
+    value per seed, any unit) differ from zero? The test behind :func:`seed_interval` (its interval excludes
+    zero exactly when this is below 0.05 at ``level`` 0.95), with ``len(differences) - 1`` degrees of
+    freedom; :func:`holm` corrects a table of them for its many comparisons. NaN with fewer than two seeds
+    or when every seed differs by the same amount (no spread to test against: the t interval has no width).
+    """
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size < 2 or not d.std() > 0:
+        return float("nan")
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (one per comparison of a table): the ``k``-th
+    smallest of ``m`` is multiplied by ``m - k + 1``, kept at least as large as the one before it and at most 1.
+    A comparison holds at 5 % over the whole family when its adjusted p-value is below 0.05: the chance that
+    any comparison without an effect is called a finding stays at most 5 %, where judging each at 5 % alone
+    calls about one in twenty of them one. NaN values are left out of the family and stay NaN.
+
+    Returns:
+        The adjusted p-values (m,), in the order given.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    kept = np.flatnonzero(~np.isnan(p))
+    order = kept[np.argsort(p[kept], kind="stable")]
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - k) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def _at_least_two(values: Sequence[float]) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     if v.size < 2:
@@ -545,7 +586,10 @@ def verdict(low: float, high: float, direction: int) -> str:
 def joint_verdict(bootstrap: tuple[float, float], seeds: tuple[float, float], direction: int) -> str:
     """:func:`verdict` of the span of the bootstrap interval and the interval over seeds
     (:func:`seed_interval`): ``"reproduced"`` (or ``"opposite"``) only when both exclude zero on
-    the same side."""
+    the same side. An interval with a NaN end (none over one seed) excludes nothing: ``"not resolved"``."""
+    ends = (*bootstrap, *seeds)
+    if any(np.isnan(v) for v in ends):  # min() and max() would pass a NaN by and judge the other interval alone
+        return "not resolved"
     return verdict(min(bootstrap[0], seeds[0]), max(bootstrap[1], seeds[1]), direction)
 
 
@@ -557,11 +601,17 @@ def measurable(matrices: Mapping[str, Any], findings: Sequence[Finding] = FINDIN
             if {f"{arm}|{view}|{metric(f.metric)[0]}" for arm, view in (f.baseline, f.variant)} <= set(matrices)]
 
 
+#: The column of :func:`findings_table` that says whether a finding holds after Holm's correction over its table.
+HOLM_COLUMN = "holds after Holm"
+
+#: The verdict of a comparison measured with one seed: no interval over seeds, so no verdict either way.
+ONE_SEED_VERDICT = "needs at least two seeds"
+
 #: The columns of :func:`findings_table` that the book shows, in the order it shows them: the verdict
 #: right after the difference and the two intervals it is read from, so that a page too narrow for the
 #: whole table still shows it; the paper's numbers and their source last.
 SHOWN_COLUMNS = ("finding", "metric", "baseline (%)", "variant (%)", "difference (points)", "95% interval",
-                 "95% interval over seeds", "verdict", "paper (mIoU %)", "source")
+                 "95% interval over seeds", "verdict", HOLM_COLUMN, "paper (mIoU %)", "source")
 
 
 def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,
@@ -571,9 +621,15 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
 
     Each row gives the paired bootstrap interval (:func:`bootstrap_difference`) and the interval
     over seeds alone (:func:`seed_interval`); its ``verdict`` is :func:`joint_verdict` of the two, whose
-    span is ``_low``, ``_high``: a finding is reproduced only when both exclude zero. The difference
-    of the pooled matrices is ``"difference (points)"`` rounded to two decimals and ``_difference``
-    as computed."""
+    span is ``_low``, ``_high``: a finding is reproduced only when both exclude zero. With one seed there
+    is no interval over seeds (``"n/a"``, NaN ends) and the verdict is :data:`ONE_SEED_VERDICT`. The
+    difference of the pooled matrices is ``"difference (points)"`` rounded to two decimals and ``_difference``
+    as computed.
+
+    The comparisons of one table are many, each judged at 95 % alone: :data:`HOLM_COLUMN` says, for a row
+    whose verdict is ``"reproduced"`` or ``"opposite"``, whether it still excludes zero after Holm's correction
+    over the rows of this call (``"yes"`` or ``"no"``; ``"n/a"`` for any other verdict), from the paired t test
+    over seeds (:func:`seed_p_value`, ``_p``; :func:`holm`, ``_p_holm``)."""
     rows = []
     for f in findings:
         key, fn = metric(f.metric)
@@ -585,18 +641,26 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
         diff, lo, hi = (100 * v for v in bootstrap_difference(a, b, fn, n_boot=n_boot))
         # the verdict needs both intervals to exclude zero: the bootstrap (seeds and scenes) and the
         # seeds alone (few seeds make the bootstrap's seed draws too alike)
-        s_lo, s_hi = seed_interval(vb - va) if len(va) > 1 else (lo, hi)
+        # (one seed has no interval over seeds: the bootstrap of the scenes alone is no stand-in for it)
+        one_seed = len(va) < 2
+        s_lo, s_hi = (float("nan"),) * 2 if one_seed else seed_interval(vb - va)
         paper = f"{f.paper[0]:.2f} -> {f.paper[1]:.2f} ({f.paper[1] - f.paper[0]:+.2f})" if f.paper else "n/a"
         rows.append({
             "finding": f"({f.key}) {f.title}", "metric": f.metric,
-            "baseline (%)": f"{va.mean():.1f} ± {va.std(ddof=1) if len(va) > 1 else 0:.1f}",
-            "variant (%)": f"{vb.mean():.1f} ± {vb.std(ddof=1) if len(vb) > 1 else 0:.1f}",
+            "baseline (%)": f"{va.mean():.1f} ± {0 if one_seed else va.std(ddof=1):.1f}",
+            "variant (%)": f"{vb.mean():.1f} ± {0 if one_seed else vb.std(ddof=1):.1f}",
             "difference (points)": round(diff, 2), "95% interval": f"[{lo:+.2f}, {hi:+.2f}]",
-            "95% interval over seeds": f"[{s_lo:+.2f}, {s_hi:+.2f}]",
+            "95% interval over seeds": "n/a" if one_seed else f"[{s_lo:+.2f}, {s_hi:+.2f}]",
             "paper (mIoU %)": paper, "source": f.source,
-            "verdict": joint_verdict((lo, hi), (s_lo, s_hi), f.direction),
-            "_difference": diff, "_low": min(lo, s_lo), "_high": max(hi, s_hi), "_baseline": va.tolist(), "_variant": vb.tolist(),
+            "verdict": ONE_SEED_VERDICT if one_seed else joint_verdict((lo, hi), (s_lo, s_hi), f.direction),
+            "_difference": diff, "_low": float("nan") if one_seed else min(lo, s_lo),
+            "_high": float("nan") if one_seed else max(hi, s_hi), "_baseline": va.tolist(), "_variant": vb.tolist(),
+            "_p": seed_p_value(vb - va),
         })
+    for row, p_holm in zip(rows, holm([r["_p"] for r in rows])):
+        row["_p_holm"] = float(p_holm)
+        row[HOLM_COLUMN] = ("n/a" if row["verdict"] not in ("reproduced", "opposite") else
+                            "yes" if p_holm < 0.05 else "no")  # NaN (seeds that all differ alike): no
     return rows
 
 

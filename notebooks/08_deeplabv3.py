@@ -736,8 +736,10 @@ elif config.profile() == "gpu":
 # also at the stride it trained at. Phase 2 keeps phase 1's batch-norm statistics (frozen): what
 # it changes are the weights, which learn to work with the dilations of output stride 8 around
 # those statistics. Over the recorded seeds (chapter 10's finding b1, printed last below) the
-# phase-1 loss at 8 is systematic for this recipe; the split of phase 2's gain below is one run,
-# and chapter 10's findings g1 and g2 (printed with b1) repeat it over seeds.
+# phase-1 loss at 8 is systematic for the `cpu` recipe, the one chapter 10's record trained (in
+# another profile the runs above follow another recipe, which no record repeats over seeds); the
+# split of phase 2's gain below is one run, and chapter 10's findings g1 and g2 (printed with b1)
+# repeat it over seeds.
 #
 # Those last lines read chapter 10's record, and use its terms before chapter 10 explains them: a
 # difference over seeds comes with two 95 % intervals of the recipe's mean difference (a bootstrap
@@ -796,9 +798,12 @@ over_seeds = {}  # chapter 10's findings b1, g1 and g2: the comparisons above, r
 if recorded is not None:
     over_seeds = {r["finding"][1:3]: r for r in findings_table(  # a record may predate group g's arms
         recorded.matrices, measurable(recorded.matrices, [f for f in FINDINGS if f.key in ("b1", "g1", "g2")]))}
-    print(f"\nover {len(recorded.seeds)} seeds (chapter 10's record; an interval bounds the mean difference of this "
-          "recipe at 95 %, not the next seed's, which can land further out; one that excludes zero is a difference "
-          "these seeds resolve, and chapter 10 explains how it is computed):")
+    print(f"\nover {len(recorded.seeds)} seeds (the cpu recipe's record, chapter 10's; an interval bounds the mean "
+          "difference of that recipe at 95 %, not the next seed's, which can land further out; one that excludes zero "
+          "is a difference these seeds resolve, and chapter 10 explains how it is computed):")
+    if config.profile() != "cpu":
+        print(f"  the record was made with the cpu profile; the '{config.profile()}' runs above are not compared "
+              "with it.")
     for key, what in (("b1", "phase 1 evaluated at 8 instead of 16"),
                       ("g1", "phase 2 against its control, both evaluated at 8"),
                       ("g2", "phase 2 at 8 against its control at 16")):

@@ -75,7 +75,7 @@ def test_the_findings_rows_the_record_predates_are_computed_from_its_matrices() 
     expected = (f"{row['baseline (%)'].split(' ')[0]} -> {row['variant (%)'].split(' ')[0]} %, "
                 f"{row['difference (points)']:+.2f} points (95 % interval over seeds {row['95% interval over seeds']}")
     assert expected in text, expected
-    assert row["verdict"] == "reproduced" and "), reproduced." in text
+    assert row["verdict"] == "reproduced" and "), reproduced, but with p = " in text  # Holm: the test below
     # ... and the split of the decoder's gain at output stride 8 that the decoder record's paragraph gives
     from deeplab_edu.findings import Finding
 
@@ -208,3 +208,28 @@ def test_every_recorded_command_still_parses(monkeypatch: pytest.MonkeyPatch) ->
             except SystemExit as exit_:
                 stale.append(f"{path.name}: {command} (the parser refused it: exit {exit_.code})")
     assert not stale, "recorded commands that today's code does not accept:\n" + "\n".join(stale)
+
+
+def test_the_readme_says_which_findings_do_not_hold_after_holm() -> None:
+    """Each comparison of a table is judged at 95 % alone; benchmarks/README.md names the findings that do not
+    hold after Holm's correction over their table ((b1) and (b3) of the main record's 16, sign of CamVid's
+    twelve rows), with p-values computed from the records."""
+    from deeplab_edu.findings import HOLM_COLUMN, findings_table, load_findings, measurable
+    from deeplab_edu.viz.training import class_weights_table
+
+    text = " ".join(README.read_text().split())
+    recorded, context = load_findings(), load_findings("findings_context_cpu")
+    assert recorded is not None and context is not None
+    measured = measurable(recorded.matrices)
+    rows = {f.key: r for f, r in zip(measured, findings_table(recorded.matrices, measured, n_boot=20))}
+    assert {k for k, r in rows.items() if r[HOLM_COLUMN] == "no"} == {"b1", "b3"}
+    (again,) = findings_table(context.matrices, [f for f in measured if f.key == "b1"], n_boot=20)
+    assert (f"with p = {rows['b1']['_p']:.3f} (paired t test over the three seeds), (b1) does not hold after Holm's "
+            f"correction over the {len(rows)} comparisons chapter 10 computes") in text
+    assert f"finds it again (p = {again['_p']:.3f})" in text and again["verdict"] == "opposite"
+    assert (f"reproduced, but with p = {rows['b3']['_p']:.3f} it does not hold after Holm's correction over the "
+            f"{len(rows)} comparisons") in text
+    camvid = {r["class"]: r for r in class_weights_table(load_record("class_weights_camvid_cpu"))}
+    assert [c for c, r in camvid.items() if r[HOLM_COLUMN] == "no"] == ["sign_symbol"] and len(camvid) == 12
+    assert (f"sign's (p = {camvid['sign_symbol']['p']}, paired t test over the seeds) does not hold after Holm's "
+            "correction over the twelve") in text

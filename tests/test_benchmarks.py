@@ -448,7 +448,7 @@ def test_findings_benchmark_writes_its_matrices_whole_and_only_with_their_record
         raise OSError("the record could not be written")
 
     monkeypatch.setattr(module, "write_record", crash)
-    argv = ["--arms", "v3", "--seeds", "0", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    argv = ["--arms", "v3", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)]
     with pytest.raises(OSError, match="could not be written"):
         module.main(argv)
     with np.load(npz) as held:
@@ -465,3 +465,21 @@ def test_findings_benchmark_writes_its_matrices_whole_and_only_with_their_record
     with np.load(npz) as held:
         assert list(held) == ["v3|plain|all"] and held["v3|plain|all"].dtype == np.uint16
     assert json.loads(out.read_text())["matrices_file"] == "findings.npz"
+
+
+def test_findings_benchmark_refuses_one_seed_but_trains_it(capsys, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """One seed has no interval over seeds: its record's verdicts rested on the scenes' bootstrap alone."""
+    module = _benchmark_script("findings")
+
+    def evaluated(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("one seed was trained and evaluated")
+
+    monkeypatch.setattr(module.findings, "run_findings", evaluated)  # nothing trains or writes a record here
+    where = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "findings.json")]
+    for seeds in (["0"], ["3", "3"]):
+        with pytest.raises(SystemExit):
+            module.main(["--arms", "v3", "--seeds", *seeds, *where])
+        assert "at least two different seeds" in capsys.readouterr().err
+    monkeypatch.setattr(module.findings, "train_runs", lambda *a, **k: ["v3/seed0"])
+    assert module.main(["--arms", "v3", "--seeds", "0", "--train-only", *where]) == 0  # training one seed is fine

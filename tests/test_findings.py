@@ -329,3 +329,52 @@ def test_the_colour_control_compares_alike_with_apart_on_the_v2_arm() -> None:
     with pytest.raises(ValueError, match="needs crf=True"):
         findings.View(output_stride=8, crf_colours="object")
     assert rows["f3"].metric == "miou" and rows["f4"].metric == "band1:miou"
+
+
+def test_one_seed_has_no_interval_over_seeds_and_no_verdict() -> None:
+    """With one seed the column "95 % interval over seeds" showed the bootstrap of the scenes alone and the
+    verdict read "reproduced" where three seeds say "not resolved" (an audit: c1, c2, c4, ... of the context
+    record, cut to seed 0). Now it has no interval over seeds and no verdict either way."""
+    rng = np.random.default_rng(0)
+    base = _matrices(rng, seeds=1, scenes=60)
+    variant = base.copy()
+    variant[:, :, range(8), range(8)] += 200  # far better on every scene: the bootstrap interval excludes zero
+    one = FINDINGS[0]
+    key = f"{{}}|{{}}|{metric(one.metric)[0]}"
+    matrices = {key.format(*one.baseline): base, key.format(*one.variant): variant}
+    (row,) = findings_table(matrices, [one], n_boot=50)
+    low, high = (float(v) for v in row["95% interval"].strip("[]").split(", "))
+    assert low > 0  # the scenes alone would call it
+    assert row["95% interval over seeds"] == "n/a" and row["verdict"] == findings.ONE_SEED_VERDICT
+    assert row[findings.HOLM_COLUMN] == "n/a" and np.isnan(row["_p"]) and np.isnan(row["_low"])
+    # a NaN interval excludes nothing, whichever side min() and max() meet it on
+    assert findings.joint_verdict((1.0, 2.0), (float("nan"), float("nan")), 1) == "not resolved"
+    recorded = findings.load_findings("findings_context_cpu")
+    assert recorded is not None
+    first = {k: v[:1] for k, v in recorded.matrices.items()}
+    rows = findings_table(first, findings.measurable(first), n_boot=50)
+    assert {r["verdict"] for r in rows} == {findings.ONE_SEED_VERDICT}
+
+
+def test_holm_steps_down_over_a_table_of_findings() -> None:
+    """Each finding is judged at 95 % alone; Holm's step-down over the table's paired t tests says which hold
+    over the whole table: of the main record's 16, (b1) and (b3) (p about 0.015 and 0.014) do not."""
+    adjusted = findings.holm([0.01, 0.04, 0.03, float("nan")])
+    assert np.allclose(adjusted[:3], [0.03, 0.06, 0.06]) and np.isnan(adjusted[3])  # 3 x 0.01, 2 x 0.03, kept monotone
+    assert np.allclose(findings.holm([0.2, 0.9]), [0.4, 0.9]) and findings.holm([0.6, 0.7]).max() == 1.0
+    assert np.isclose(findings.seed_p_value([0.45, 0.31, 1.57]), 0.1908, atol=1e-4)  # t = 1.951, 2 degrees of freedom
+    assert np.isnan(findings.seed_p_value([1.0])) and np.isnan(findings.seed_p_value([4.0, 4.0, 4.0]))
+    # the t test's p < 0.05 exactly when the t interval excludes zero
+    for d in ([0.45, 0.31, 1.57], [20.42, 19.9, 18.25], [1.0, 2.0, -0.5, 3.0]):
+        lo, hi = seed_interval(d)
+        assert (findings.seed_p_value(d) < 0.05) == (lo > 0 or hi < 0), d
+    recorded = findings.load_findings()
+    assert recorded is not None
+    measured = findings.measurable(recorded.matrices)
+    rows = {f.key: r for f, r in zip(measured, findings_table(recorded.matrices, measured, n_boot=50))}
+    assert len(rows) == 16
+    lost = {k for k, r in rows.items() if r[findings.HOLM_COLUMN] == "no"}
+    assert lost == {"b1", "b3"}, lost
+    assert all(r[findings.HOLM_COLUMN] == ("yes" if r["verdict"] in ("reproduced", "opposite") and k not in lost
+                                           else "no" if k in lost else "n/a") for k, r in rows.items())
+    assert findings.HOLM_COLUMN in findings.SHOWN_COLUMNS

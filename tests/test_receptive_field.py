@@ -12,6 +12,7 @@ from torch import nn
 from deeplab_edu.effective_receptive_field import (
     TinyDilatedNet,
     effective_receptive_field,
+    interpolated_extent,
     mass_extent,
     noisy_halves_batch,
     erf_before_and_after_training,
@@ -285,8 +286,9 @@ def test_erf_before_and_after_training_measures_each_seed_and_its_growth():
     assert [r.seed for r in runs] == [0, 1] and all(len(r.losses) == 2 for r in runs)
     for r in runs:
         assert r.before.shape == r.after.shape == (15, 15) and abs(float(r.after.sum()) - 1) < 1e-5
-        assert r.growth(0.5) == mass_extent(r.after, 0.5) - mass_extent(r.before, 0.5)
-        assert r.growth(0.9) % 2 == 0  # the squares' sides are odd
+        assert r.growth(0.5) == interpolated_extent(r.after, 0.5) - interpolated_extent(r.before, 0.5)
+        # on a continuous scale, within a step of 2 px of the odd squares' change
+        assert abs(r.growth(0.9) - (mass_extent(r.after, 0.9) - mass_extent(r.before, 0.9))) < 2
     with pytest.raises(ValueError, match="at least one seed"):
         erf_before_and_after_training((1,), (), 1)
 
@@ -389,3 +391,33 @@ def test_receptive_field_of_a_whole_deeplab_model() -> None:
     model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3)
     assert receptive_field_of(model, upto="backbone").size == receptive_field_of(model.backbone).size
     assert empirical_receptive_field(model, 40, upto="backbone").size == (40, 40)
+
+
+def test_erf_growth_is_measured_on_a_continuous_scale() -> None:
+    """mass_extent moves in steps of 2 px: three seeds that all grew by one step had the interval [+2, +2] over
+    seeds, of no width, which chapter 02 called "a finding, not noise". The growth is now measured by
+    interpolated_extent, whose odd round-up is mass_extent, so that such seeds still differ."""
+    import math
+
+    from deeplab_edu.effective_receptive_field import ErfTraining
+    from deeplab_edu.findings import seed_interval
+
+    def gaussian(sigma: float, n: int = 41) -> torch.Tensor:
+        x = torch.arange(n, dtype=torch.float64) - n // 2
+        m = torch.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
+        return (m / m.sum()).float()
+
+    runs = [ErfTraining(k, gaussian(3.0), gaussian(sigma), []) for k, sigma in enumerate((3.4, 3.6, 3.8))]
+    assert {mass_extent(r.after, 0.5) - mass_extent(r.before, 0.5) for r in runs} == {2}  # one step in each
+    growth = [r.growth(0.5) for r in runs]
+    low, high = seed_interval(growth)
+    assert 0 < growth[0] < growth[1] < growth[2] < 2 and low < high, (growth, low, high)
+    for sigma in (0.3, 1.0, 2.5, 3.0, 3.7, 6.0):
+        for fraction in (0.1, 0.5, 0.9, 1.0):
+            side = interpolated_extent(gaussian(sigma), fraction)
+            assert mass_extent(gaussian(sigma), fraction) == 2 * math.ceil((side - 1) / 2 - 1e-9) + 1, (sigma, fraction)
+    assert interpolated_extent(torch.ones(1, 1), 0.3) == pytest.approx(0.3)  # the 1-px square, above the empty one
+    with pytest.raises(ValueError, match="fraction"):
+        interpolated_extent(gaussian(1.0), 0)
+    with pytest.raises(ValueError, match="all zero"):
+        interpolated_extent(torch.zeros(5, 5), 0.5)

@@ -561,11 +561,17 @@ def class_weights_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rows of the class-weights record (``benchmarks/class_weights.py``): one for the mIoU, then
     one per class, with the class's median-frequency weight, its IoU (%) averaged over the seeds
     with plain and with weighted cross-entropy, the mean per-seed difference (points) with its
-    95 % Student's t interval over the seeds, and whether that interval excludes zero (a finding).
+    95 % Student's t interval over the seeds, and whether that interval excludes zero (a finding). The
+    table's rows are many comparisons, each judged at 95 % alone: ``"holds after Holm"`` says whether a
+    finding still holds after Holm's correction over the table's rows (:func:`deeplab_edu.findings.holm` of the
+    paired t tests over the seeds, :func:`~deeplab_edu.findings.seed_p_value`; ``"n/a"`` where the row is no
+    finding), and ``"p"`` gives the test's p-value alone (``None`` with one seed).
 
     Raises:
         KeyError: ``record`` is not such a record (no ``results.median_frequency_minus_none``).
     """
+    from ..findings import HOLM_COLUMN, holm, seed_p_value
+
     res = record["results"]
     diffs, runs = res["median_frequency_minus_none"], res["runs"]
     weights = next(iter(runs["median_frequency"].values()))["class_weights"]
@@ -583,5 +589,9 @@ def class_weights_table(record: Mapping[str, Any]) -> list[dict[str, Any]]:
                      "plain (%)": f"{mean('none', c):.1f}", "weighted (%)": f"{mean('median_frequency', c):.1f}",
                      "difference (points)": f"{100 * entry['mean']:+.1f}",
                      "95 % interval over seeds": interval and f"{100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}",
-                     "finding": "yes" if entry.get("excludes_zero") else "no"})
+                     "finding": "yes" if entry.get("excludes_zero") else "no",
+                     "p": seed_p_value(entry.get("differences", []))})
+    for row, p_holm in zip(rows, holm([r["p"] for r in rows])):
+        row[HOLM_COLUMN] = "n/a" if row["finding"] == "no" else "yes" if p_holm < 0.05 else "no"
+        row["p"] = None if math.isnan(row["p"]) else f"{row['p']:.3f}" if row["p"] >= 0.001 else "< 0.001"
     return rows
