@@ -781,7 +781,7 @@ EVAL_JSON_KEYS = ("strategy", "miou", "iou")
 
 def _check_eval_json(path: str, checkpoint: Path) -> None:
     """Refuse, before the model is loaded, an ``eval --json`` ``path`` whose writing would lose a file: a folder,
-    the ``checkpoint`` being scored, or a file that is not an earlier ``eval --json`` output (a run's config.json
+    a pipe or device, the ``checkpoint`` being scored, or a non-empty file that is not an earlier ``eval --json`` output (a run's config.json
     or metrics.json, the training history; a CLI audit found each replaced without a word).
 
     Raises:
@@ -792,6 +792,11 @@ def _check_eval_json(path: str, checkpoint: Path) -> None:
         raise ValueError(f"--json {path} is a folder; name the file to write the metrics to, e.g. "
                          f"{target / 'eval.json'}")
     if not target.exists():
+        return
+    if not target.is_file():  # a FIFO, /dev/stdout: reading its first byte below waited for ever (a review)
+        raise ValueError(f"--json {path} is not a regular file (a pipe or a device): eval writes the metrics to a "
+                         "file; name one, e.g. eval.json")
+    if target.stat().st_size == 0:  # mktemp's, or `: > m.json`: nothing there to lose
         return
     if os.path.samefile(target, checkpoint):
         raise ValueError(f"--json {path} is the checkpoint being scored: name another file, e.g. "

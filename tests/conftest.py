@@ -10,8 +10,17 @@ from typing import Iterator
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # before anything imports matplotlib
-for _name in [n for n in os.environ if n.startswith("TQDM_")]:  # tqdm reads them once, as it is imported: an
-    del os.environ[_name]  # audit's TQDM_DISABLE=1 in the runner's shell failed a test of where warnings go
+
+#: Variables of the runner's shell that change what the package does (each documented for users), unset for the
+#: whole session (its session and module fixtures too) as conftest is imported: an audit's `make test` under
+#: DEEPLAB_EDU_DEVICE=cuda, DEEPLAB_EDU_DEBUG=1 (the CLI's advice for a bug report), DEEPLAB_EDU_COURSE_CHECKS=1,
+#: TQDM_DISABLE=1 (tqdm reads its TQDM_* once, when imported) ... failed up to 142 tests. A test that needs one
+#: sets it.
+RUNNER_VARIABLES = ("DEEPLAB_EDU_DEVICE", "DEEPLAB_EDU_DEBUG", "DEEPLAB_EDU_COURSE_CHECKS", "DEEPLAB_EDU_CODE_COMMIT",
+                    "DEEPLAB_EDU_HIDE_MACHINE_PATHS", "DEEPLAB_EDU_RUNS", "DEEPLAB_EDU_DOWNLOAD_TIMEOUT")
+for _name in [n for n in os.environ if n in RUNNER_VARIABLES or n.startswith("TQDM_")]:
+    del os.environ[_name]
+os.environ["COLUMNS"] = "80"  # argparse wraps its help at $COLUMNS: the tests read it at 80
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -32,22 +41,11 @@ def public_modules() -> dict[str, Path]:
 CAMVID_DIR = Path(os.environ.get("DEEPLAB_EDU_CAMVID", REPO_ROOT.parent / "shared" / "data" / "camvid"))
 
 
-#: Variables of the runner's shell that change what the package does (each documented for users), unset in each
-#: test: an audit's `make test` under DEEPLAB_EDU_DEVICE=cuda, DEEPLAB_EDU_DEBUG=1 (the CLI's advice for a bug
-#: report), DEEPLAB_EDU_COURSE_CHECKS=1, ... failed up to 142 tests. A test that needs one sets it.
-RUNNER_VARIABLES = ("DEEPLAB_EDU_DEVICE", "DEEPLAB_EDU_DEBUG", "DEEPLAB_EDU_COURSE_CHECKS", "DEEPLAB_EDU_CODE_COMMIT",
-                    "DEEPLAB_EDU_HIDE_MACHINE_PATHS", "DEEPLAB_EDU_RUNS", "DEEPLAB_EDU_DOWNLOAD_TIMEOUT")
-
-
 @pytest.fixture(autouse=True)
 def _smoke_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests run in the smoke profile unless a test says otherwise, without the runner's
-    :data:`RUNNER_VARIABLES`, and with argparse's help wrapped at 80 columns (``COLUMNS`` sets its width)."""
+    """Unit tests run in the smoke profile unless a test says otherwise."""
     monkeypatch.setenv("DEEPLAB_EDU_PROFILE", "smoke")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("COLUMNS", "80")
-    for name in RUNNER_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)

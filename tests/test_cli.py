@@ -1527,3 +1527,22 @@ def test_the_moved_data_hint_is_given_only_where_the_data_root_is_missing(tmp_pa
     assert "where it is now" not in str(there.value)
     with pytest.raises(DatasetNotFoundError, match="reads the data set from where it is now"):
         _dataset_for({"dataset": "folder", "data_root": str(tmp_path / "moved")}, "test", None)
+
+
+def test_eval_json_takes_an_empty_file_and_refuses_a_pipe(tmp_path: Path) -> None:
+    """A review: the check of --json read a FIFO's (or /dev/stdout's) first byte and waited for ever, and refused
+    the empty file mktemp makes (nothing there to lose)."""
+    import os
+
+    from deeplab_edu.cli import _check_eval_json
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"PK")
+    empty = tmp_path / "m.json"
+    empty.touch()
+    _check_eval_json(str(empty), checkpoint)  # no error
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "f.json"
+        os.mkfifo(fifo)
+        with pytest.raises(ValueError, match="is not a regular file"):
+            _check_eval_json(str(fifo), checkpoint)

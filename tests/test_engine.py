@@ -1287,3 +1287,30 @@ def test_a_later_items_label_outside_the_classes_is_named_and_the_iterations_kep
                                            r"4: .* \(the 2 iterations done were saved"):
         trainer.fit()
     assert trainer.iteration == 2
+
+
+def test_the_label_check_reads_masks_as_the_loss_does(tmp_path) -> None:
+    """A review: the per-item check compared the mask in its own dtype, so a uint16 mask (a 16-bit PNG read with
+    NumPy), which trained before, failed ("lt_cpu" not implemented for 'UInt16'), and 255 in a uint8 mask with
+    ignore_index -1 passed it and met cross-entropy's "Target 255 is out of bounds"."""
+    from deeplab_edu.data.io import BadDataError
+
+    class Sixteen(TinyScenes):
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            img, mask = super().__getitem__(i)
+            return img, mask.numpy().astype("uint16")  # type: ignore[return-value]
+
+    class WrappedIgnore(TinyScenes):
+        ignore_index = -1
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            img, mask = super().__getitem__(i)
+            return img, torch.where(mask == 2, 255, mask).to(torch.uint8)
+
+    cfg = tiny_config(tmp_path / "16", iterations=1, num_workers=0, eval_every=1)
+    assert Trainer(cfg, model=TinyNet(), train_set=Sixteen(8), val_set=TinyScenes(2, augment=False)).fit()
+    trainer = Trainer(tiny_config(tmp_path / "w", iterations=1, num_workers=0), model=TinyNet(),
+                      train_set=WrappedIgnore(8), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(BadDataError, match=r"holds labels 255: not one of the 3 classes .* nor ignore_index -1") as err:
+        trainer.fit()
+    assert err.value.labels == (255,)

@@ -314,11 +314,11 @@ def test_a_containers_cpu_quota_counts_and_is_named(monkeypatch: pytest.MonkeyPa
     """The cores were read from the affinity mask only: in a container limited to 2 CPUs (Docker's --cpus, a
     JupyterHub or Binder spawner) on a 64-core host, the engine planned 8 loader workers, and PyTorch's 64
     threads waited for each other without a word. joblib reads the quota (cgroups' cpu.max)."""
-    import joblib
+    import joblib.externals.loky
     import psutil
 
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    monkeypatch.setattr(joblib, "cpu_count", lambda *args, **kwargs: 2)  # the quota: 2 CPUs
+    monkeypatch.setattr(joblib.externals.loky, "cpu_count", lambda *args, **kwargs: 2)  # the quota: 2 CPUs
     monkeypatch.setattr(workers, "_affinity_cores", lambda: 64)
     monkeypatch.setattr(psutil, "cpu_percent", lambda *a, **k: pytest.fail("a quota's cores are not sampled"))
     assert workers.available_cores() == 2 and default_num_workers() == 1
@@ -326,3 +326,19 @@ def test_a_containers_cpu_quota_counts_and_is_named(monkeypatch: pytest.MonkeyPa
     assert note is not None and "may use 2 CPU cores (its CPU quota or affinity)" in note
     assert "PyTorch will use 64 threads" in note and "torch.set_num_threads(2)" in note
     assert workers.busy_cpu_note(2) is None  # the threads fit the quota
+
+
+def test_the_cores_are_counted_where_joblib_runs_serially(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: joblib.cpu_count() says 1 wherever joblib has turned multiprocessing off (JOBLIB_MULTIPROCESSING=0,
+    no /dev/shm), which made every machine a 1-core one; loky's count still reads the affinity and quota."""
+    import subprocess
+    import sys
+
+    code = ("from deeplab_edu.engine import workers; "
+            "print(workers.available_cores(), workers._affinity_cores())")
+    env = {**os.environ, "JOBLIB_MULTIPROCESSING": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    cores, affinity = out.stdout.split()
+    if int(affinity) == 1:
+        pytest.skip("one core here: the count cannot tell")
+    assert cores == affinity

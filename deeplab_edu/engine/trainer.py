@@ -687,7 +687,7 @@ class Trainer:
         if self._save_unplanned(unread):
             note = (f" ({self._iterations_saved()}: fix the file, then run again with --resume; `deeplab-edu "
                     "check-data` lists every bad file of a data set at once)")
-        return BadDataError(original_message(err) + note)
+        return BadDataError(original_message(err) + note, labels=err.labels)
 
     def _iterations_saved(self) -> str:
         """"the iteration done was saved" or "the 12 iterations done were saved", for a run's last message."""
@@ -968,8 +968,8 @@ class Trainer:
                 checkpoints of another run and ``cfg.resume`` is false.
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
             ValueError: a passed model scores another number of classes than ``num_classes`` (on the first step).
-            BadDataError: a data file proved bad mid-run (the iterations done are saved first, for
-                ``resume``).
+            BadDataError: a data file proved bad mid-run, or a training item's mask holds a label outside the
+                classes (the iterations done are saved first, for ``resume``).
             TrainingInterrupted: (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once the step is
                 finished and a checkpoint saved (a validation under way is cut short, the final one
                 aside); a second signal stops at once.

@@ -53,11 +53,12 @@ _limiter: Any = None  # keeps the threadpoolctl limiter of this (worker) process
 def available_cores() -> int:
     """CPU cores this process may use: the fewest of the machine's cores, its affinity mask and a container's
     CPU quota (cgroups' ``cpu.max``: Docker's ``--cpus``, a JupyterHub or Binder spawner's CPU limit), as
-    :func:`joblib.cpu_count` reads them. A quota is not an affinity: PyTorch still starts a thread per core of
-    the machine under it (:func:`busy_cpu_note` says so)."""
-    import joblib
+    joblib's loky reads them (``joblib.cpu_count`` itself says 1 wherever joblib has turned multiprocessing
+    off, e.g. without ``/dev/shm``: a review). A quota is not an affinity: PyTorch still starts a thread per
+    core of the machine under it (:func:`busy_cpu_note` says so)."""
+    from joblib.externals.loky import cpu_count
 
-    return max(1, int(joblib.cpu_count()))
+    return max(1, int(cpu_count()))
 
 
 def _affinity_cores() -> int:
