@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -21,8 +22,32 @@ from typing import IO, Any
 __all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries", "remove_abandoned_folders",
            "acquire_or_wait", "owned_temporary_folder"]
 
-#: ``.<stem>.tmp<pid><suffix>``: the temporary files of :func:`atomic_path`.
+#: ``.<stem>.tmp<pid><suffix>``: the temporary files of :func:`atomic_path` (``<stem>`` shortened to
+#: ``<start of stem>~<hash>`` where the name would be too long).
 _TEMPORARY = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")
+#: The longest file name, in bytes, of the common file systems (ext4, XFS, btrfs, APFS; NTFS counts 255
+#: UTF-16 units, never more than the UTF-8 bytes): where ``os.pathconf`` cannot say.
+_NAME_MAX = 255
+
+
+def _temporary_name(path: Path) -> str:
+    """``.<stem>.tmp<pid><suffix>`` for ``path``, or, where that would be longer than the folder's longest file
+    name (``path``'s own name may be 19 bytes shorter and legal: an image named with 240 characters), the same
+    with the stem cut to fit and a short hash of the whole name after it (``.<start>~<hash>.tmp<pid><suffix>``):
+    still one per file and process, and still found by :func:`remove_stale_temporaries`."""
+    pid, suffix = os.getpid(), path.suffix
+    full = f".{path.stem}.tmp{pid}{suffix}"
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
+        limit = _NAME_MAX
+    limit = min(limit, _NAME_MAX) if limit > 0 else _NAME_MAX
+    if len(os.fsencode(full)) <= limit:
+        return full
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:8]
+    room = max(limit - len(os.fsencode(f".~{digest}.tmp{pid}{suffix}")), 0)
+    start = os.fsencode(path.stem)[:room].decode(sys.getfilesystemencoding(), "ignore")  # whole characters
+    return f".{start}~{digest}.tmp{pid}{suffix}"
 
 
 @contextlib.contextmanager
@@ -31,7 +56,8 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
 
     The temporary file is ``.<stem>.tmp<pid><suffix>`` next to ``path`` (hidden; one per process, so
     two processes writing the same file do not mix their bytes; the suffix kept, for writers that
-    check it); it is removed if the block raises. A process killed while writing leaves it behind:
+    check it; the stem shortened where the name would exceed the folder's longest file name, which
+    ``path``'s own may not); it is removed if the block raises. A process killed while writing leaves it behind:
     :func:`remove_stale_temporaries` removes those.
     The parent folder is created if needed.
 
@@ -49,7 +75,7 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = path.with_name(_temporary_name(path))
     try:
         yield tmp
         if fsync:

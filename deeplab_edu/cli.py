@@ -816,6 +816,7 @@ def _check_eval_json(path: str, checkpoint: Path) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from .atomic import write_text_atomic
     from .config import resolve_device
+    from .data.classes import nfc_names
     from .inference import Strategy, evaluate, load_run
     from .metrics import format_iou_table
 
@@ -841,7 +842,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise ValueError(f"the model of {args.checkpoint} has {info['num_classes']} classes but data set "
                          f"{cfg['dataset']!r} has {ds.num_classes}")
     trained, named = info.get("class_names"), getattr(ds, "class_names", None)
-    if trained and named and list(trained) != list(named):  # same count, other classes or another order
+    # compared in NFC: a checkpoint made before class names were normalised may hold the NFD forms
+    if trained and named and nfc_names(trained) != nfc_names(named):  # same count, other classes or another order
         raise ValueError(f"the model of {args.checkpoint} was trained on the classes {', '.join(trained)}, but data set "
                          f"{cfg['dataset']!r} names {', '.join(named)} (in label order): its IoUs would be scored "
                          "under the wrong names; evaluate on data labelled like the training set")

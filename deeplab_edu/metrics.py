@@ -183,7 +183,8 @@ def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = N
     """A per-class IoU table in Markdown (percent, one decimal), with the mean on the last line.
 
     ``iou`` holds fractions in [0, 1] (as :meth:`ConfusionMatrix.compute` gives them; NaN: a class
-    absent from both prediction and truth, shown "n/a" and left out of the mean).
+    absent from both prediction and truth, shown "n/a" and left out of the mean). A ``|`` in a class name
+    is written ``\\|`` (and a backslash ``\\\\``), so that it stays in its cell.
 
     Raises:
         ValueError: ``class_names`` is given and its length differs from that of ``iou``.
@@ -194,7 +195,8 @@ def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = N
     lines = ["| class | IoU (%) |", "|---|---|"]
     vals = [v for v in iou if v == v]
     for name, v in zip(names, iou):
-        lines.append(f"| {name} | {'n/a' if v != v else f'{100 * v:.1f}'} |")
+        cell = str(name).replace("\\", "\\\\").replace("|", "\\|")  # Markdown's escapes: "a|b" is one cell
+        lines.append(f"| {cell} | {'n/a' if v != v else f'{100 * v:.1f}'} |")
     lines.append(f"| **mean** | **{100 * sum(vals) / max(len(vals), 1):.1f}** |")
     return "\n".join(lines)
 

@@ -469,3 +469,54 @@ def test_check_data_names_masks_with_transparent_pixels(tmp_path: Path) -> None:
     summary = check_dataset(build_dataset("folder", "train", root=root), num_workers=0, progress=False).summary()
     assert summary.count("transparent pixels") == 1 and "8 masks have transparent pixels" in summary
     assert "and 3 more): a mask's alpha channel carries no label" in summary
+
+
+def test_classes_txt_lines_end_only_at_line_breaks(tmp_path: Path) -> None:
+    """An audit: str.splitlines() also split a line at U+2028, U+2029, NEL, form feed, ... (which an editor shows
+    inside the line): 'road<U+2028>wet' became the classes 'road' and 'wet' and every later label shifted.
+    Lines end at \\n, \\r\\n and \\r; a line holding another break or control character is refused."""
+    path = tmp_path / "classes.txt"
+    path.write_bytes(b"bg\r\nroad\rsky\t70 130 180\n")  # Windows, old Mac and Unix endings; a tab separates
+    assert read_classes(path).class_names == ("bg", "road", "sky")
+    for char in ("\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\x00"):
+        path.write_bytes(f"bg\nroad{char}wet\ncar\n".encode())
+        with pytest.raises(BadDataError, match=rf"classes\.txt, line 2: .* holds U\+{ord(char):04X} "):
+            read_classes(path)
+
+
+def test_class_names_are_read_in_one_unicode_form(tmp_path: Path) -> None:
+    """An audit: file names were compared in NFC, class names as written: 'façade' (NFC) and 'façade' typed on a
+    Mac (NFD) were two classes, and eval refused a model trained on one against a classes.txt saved in the other."""
+    nfc, nfd = "fa\u00e7ade", "fac\u0327ade"
+    path = tmp_path / "classes.txt"
+    path.write_text(f"bg\n{nfd} 255 0 0\n", encoding="utf-8")
+    assert read_classes(path).class_names == ("bg", nfc)
+    path.write_text(f"bg\n{nfc}\n{nfd}\n", encoding="utf-8")
+    with pytest.raises(BadDataError, match=f"more than once: {nfc}"):
+        read_classes(path)
+
+
+def test_a_run_and_its_data_agree_on_class_names_in_either_unicode_form(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """Trained on 'façade' in NFC, scored and resumed with a classes.txt saved in NFD (a Mac's), and a checkpoint
+    made before names were normalised (NFD names in it) scored against NFC names: the same classes."""
+    import torch
+
+    from deeplab_edu.cli import main
+
+    nfc, nfd = "fa\u00e7ade", "fac\u0327ade"
+    root = _make(tmp_path / "mine", {"train": 2, "val": 1}, classes=f"background\n{nfc} 255 0 0\n")
+    run = tmp_path / "run"
+    args = ["train", "--preset", "smoke", "--dataset", "folder", "--data-root", str(root), "--crop-size", "24",
+            "--out-dir", str(run), "--no-progress", "--num-workers", "0", "--iterations", "1"]
+    assert main(args) == 0
+    (root / "classes.txt").write_text(f"background\n{nfd} 255 0 0\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run)]) == 0, capsys.readouterr().err
+    assert main(args + ["--resume", "--iterations", "2"]) == 0, capsys.readouterr().err
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    state["model_info"]["class_names"] = ["background", nfd]  # as an earlier version recorded them
+    torch.save(state, last)
+    (root / "classes.txt").write_text(f"background\n{nfc} 255 0 0\n", encoding="utf-8")
+    assert main(["eval", "--checkpoint", str(last)]) == 0, capsys.readouterr().err

@@ -1314,3 +1314,43 @@ def test_the_label_check_reads_masks_as_the_loss_does(tmp_path) -> None:
     with pytest.raises(BadDataError, match=r"holds labels 255: not one of the 3 classes .* nor ignore_index -1") as err:
         trainer.fit()
     assert err.value.labels == (255,)
+
+
+def test_init_from_the_same_classes_in_another_order_reorders_the_classifiers(tmp_path, capsys) -> None:
+    """An audit: --init-from a run whose classes are the data's in another order loaded the classifiers as they
+    were, each class's scorer now scoring another class. Now the class-scoring rows (classifier, auxiliary
+    classifier, v3+'s decoder) follow the data's order: the new model scores each class as the old one did."""
+    from deeplab_edu.inference import load_run
+    from deeplab_edu.models import build_model
+
+    class Permuted(TinyScenes):
+        class_names = ("blue", "red", "green")
+
+    def model() -> torch.nn.Module:
+        return build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=3, atrous_rates=(1, 2, 3),
+                           aux_loss=True)
+
+    Trainer(tiny_config(tmp_path / "a", iterations=1, ckpt_every=1, eval_every=100), model=model(),
+            train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    old = load_run(tmp_path / "a" / "checkpoints").model.eval()
+    capsys.readouterr()
+    init = str(tmp_path / "a" / "checkpoints")
+    new = Trainer(tiny_config(tmp_path / "b", iterations=1, init_from=init), model=model(),
+                  train_set=Permuted(8), val_set=Permuted(2, augment=False)).model.eval()
+    out = capsys.readouterr().out
+    assert "the data's in another order (blue 2 -> 0, red 0 -> 1, green 1 -> 2); the class-scoring" in out, out
+    assert "decoder.classifier.weight" in out and "named otherwise" not in out
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before, after = old(x), new(x)
+    for key in ("out", "aux"):
+        torch.testing.assert_close(after[key], before[key][:, [2, 0, 1]])
+    # a model build_model did not make does not say which layers score the classes: loaded as it is, and said
+    Trainer(tiny_config(tmp_path / "c0", iterations=1, ckpt_every=1, eval_every=100), model=TinyNet(),
+            train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    capsys.readouterr()
+    Trainer(tiny_config(tmp_path / "c", iterations=1, init_from=str(tmp_path / "c0" / "checkpoints")),
+            model=TinyNet(), train_set=Permuted(8), val_set=Permuted(2, augment=False))
+    out = capsys.readouterr().out
+    assert "named otherwise than the data's (red -> blue, green -> red, blue -> green) (the same names in another " \
+           "order, but this model, not made by build_model, does not say" in out, out

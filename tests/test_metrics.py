@@ -145,3 +145,10 @@ def test_trimap_target_refuses_an_ignore_index_its_labels_cannot_hold() -> None:
     with pytest.raises(ValueError, match="ignore_index 255 does not fit the target's torch.int8"):
         trimap_target(target.to(torch.int8), 0)
     assert trimap_target(target.long(), 0, -1)[0, 0] == -1
+
+
+def test_iou_table_escapes_a_bar_in_a_class_name() -> None:
+    """An audit: a class named 'road|wet' split its row of eval's Markdown table into three cells."""
+    text = format_iou_table([0.5, 1.0], ["road|wet", "a\\|b"])
+    assert "| road\\|wet | 50.0 |" in text and "| a\\\\\\|b | 100.0 |" in text
+    assert all(line.replace("\\|", "").count("|") == 3 for line in text.splitlines())

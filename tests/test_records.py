@@ -237,3 +237,30 @@ def test_gpu_driver_version_asks_nvidia_smi_and_gives_none_when_it_cannot(tmp_pa
     assert gpu_driver_version() is None
     smi.write_text("#!/bin/sh\nexec /bin/sleep 5\n")
     assert gpu_driver_version(timeout=0.2) is None
+
+
+def test_atomic_path_writes_a_file_whose_name_is_near_the_longest_allowed(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: predict of an image named with 240 characters failed ('[Errno 36] File name too long' for
+    '.yyy..._mask.tmp<pid>.png', 19 bytes longer than the legal final name). The temporary name now fits the
+    folder's limit (its stem cut, a hash of the whole name after it), keeps the suffix, and a stale one is still
+    swept."""
+    import os
+
+    from deeplab_edu import atomic
+
+    for stem in ("y" * 240 + "_mask", "\u00e9" * 120 + "_mask"):  # 249 bytes; 255 with two-byte characters
+        target = tmp_path / f"{stem}.png"
+        with atomic.atomic_path(target) as tmp:
+            assert len(os.fsencode(tmp.name)) <= 255 and tmp.name.startswith(".") and tmp.suffix == ".png"
+            tmp.name.encode("utf-8")  # whole characters: the cut falls between them
+            tmp.write_text("mask")
+        assert target.read_text() == "mask"
+    a, b = (atomic._temporary_name(tmp_path / f"{'z' * 250}{end}.png") for end in "ab")
+    assert a != b and atomic._TEMPORARY.match(a)  # one file per name, still a temporary name
+    assert atomic._temporary_name(tmp_path / "m.png") == f".m.tmp{os.getpid()}.png"  # short names as before
+    monkeypatch.setattr(os, "getpid", lambda: 99999999999999999999)  # a process that cannot run
+    stale = tmp_path / atomic._temporary_name(tmp_path / f"{'x' * 240}.png")
+    monkeypatch.undo()
+    stale.write_text("half written")
+    assert atomic.remove_stale_temporaries(tmp_path) == [stale]

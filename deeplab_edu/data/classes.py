@@ -13,14 +13,16 @@ Cityscapes colours from ``cityscapesScripts``.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 __all__ = [
     "IGNORE_INDEX",
     "ClassInfo",
+    "nfc_names",
     "voc_colormap",
     "VOC",
     "CAMVID",
@@ -58,6 +60,13 @@ class ClassInfo:
     def num_classes(self) -> int:
         """Number of classes (the ignore label not counted)."""
         return len(self.class_names)
+
+
+def nfc_names(names: Iterable[Any]) -> list[str]:
+    """``names`` as strings in Unicode's composed form (NFC), for comparing class names: ``façade`` typed on a
+    Mac (NFD: ``c`` and a combining cedilla) and elsewhere look alike but differ as strings, and a checkpoint
+    made before class names were normalised may hold either form."""
+    return [unicodedata.normalize("NFC", str(n)) for n in names]
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:

@@ -61,12 +61,26 @@ _COMMENT = re.compile(r"(?:^|\s)#")
 _BAD_HEX = re.compile(r"#([0-9A-Fa-f]{3,5}|[0-9A-Fa-f]{7,8})\s*$")
 #: Three numbers in brackets at the end (``road (128 64 128)``): a colour written another way.
 _BRACKETED_COLOUR = re.compile(r"[(\[]\s*\d+[\s,]+\d+[\s,]+\d+\s*[)\]]$")
+#: The line breaks of ``classes.txt``: ``\n``, ``\r\n`` and ``\r`` only (``str.splitlines`` also splits at
+#: U+2028, U+0085 NEL, form feed, ..., which an editor shows inside a line: one name became two classes).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _invisible_break(line: str) -> str | None:
+    """The first control character (a tab aside) or line/paragraph separator in ``line``, named
+    (``'U+2028 LINE SEPARATOR'``), or ``None``."""
+    for char in line:
+        if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return f"U+{ord(char):04X} {unicodedata.name(char, 'control character')}"
+    return None
 
 
 def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
     """The classes of ``classes.txt``: line ``i`` names class ``i``, optionally followed by its colour
     (``road 128 64 128`` or ``road #804080``); a ``#`` at the start of a line or after a space starts a
-    comment (a ``#RRGGBB`` colour aside); blank lines are skipped.
+    comment (a ``#RRGGBB`` colour aside); blank lines are skipped. Lines end at a line feed, CR LF or
+    CR; names are given in Unicode's composed form (NFC), as file names are matched, so ``façade``
+    typed on a Mac (NFD) and elsewhere is one name.
 
     Raises:
         DatasetNotFoundError: the file is missing.
@@ -74,7 +88,9 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
             one class: nothing to learn), a colour that is not three integers in 0..255 (or written with
             commas or brackets, or as ``#`` and other than six hex digits), a ``#`` inside a name, a
             repeated name, more than 255 classes (255 is the ignore label), a line for label 255, or labels
-            written before the names ("0 background", "1 road", ...).
+            written before the names ("0 background", "1 road", ...), or a line that holds a control
+            character or a Unicode line or paragraph separator (U+2028, U+2029, NEL, form feed, ...), which
+            some tools take for a line break and others show as nothing.
     """
     path = Path(path)
     if not path.is_file():
@@ -86,7 +102,12 @@ def read_classes(path: str | Path, name: str = "folder") -> ClassInfo:
         text_of_file = path.read_text(encoding="utf-8-sig")  # -sig: the byte-order mark Notepad writes is not a name
     except UnicodeDecodeError as err:
         raise BadDataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
-    for number, line in enumerate(text_of_file.splitlines(), start=1):
+    for number, line in enumerate(_LINE_BREAK.split(text_of_file), start=1):
+        if (char := _invisible_break(line)) is not None:
+            raise BadDataError(f"{path}, line {number}: {line!r} holds {char}, which some tools show as a line "
+                               "break and others as nothing; delete it (one class per line, lines ending in a "
+                               "plain line break)")
+        line = unicodedata.normalize("NFC", line)  # one form of each name: duplicates and comparisons agree
         if line.lstrip().startswith("#"):  # a comment line (a heading, a URL, "#####")
             continue
         line = _HEX_COLOUR.sub(lambda m: " ".join(str(int(h, 16)) for h in m.groups()), line, count=1)

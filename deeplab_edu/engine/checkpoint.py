@@ -46,7 +46,7 @@ from ..records import shown_path
 __all__ = [
     "CheckpointMismatchError", "UnreadableCheckpointError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "names_a_run_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
-    "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
+    "class_scoring_keys", "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
     "check_finite_weights",
 ]
@@ -403,6 +403,35 @@ def load_except_classifier(model: torch.nn.Module, ckpt: Mapping[str, Any], mode
                                       "and backbone")
     model.load_state_dict({k: v for k, v in theirs.items() if k not in fresh}, strict=False)
     return fresh
+
+
+def class_scoring_keys(model: torch.nn.Module, num_classes: int) -> list[str] | None:
+    """The ``state_dict`` keys of ``model``'s class-scoring tensors (the classifier's weight and bias, the
+    auxiliary classifier's, v3+'s decoder's last conv), each ``(num_classes, ...)``: those whose shape differs
+    in the same model built with one class more, on the ``"meta"`` device (no memory, no weights).
+
+    ``None`` where that cannot be told: a model :func:`~deeplab_edu.models.build_model` did not make (it has
+    no ``build_kwargs`` to rebuild it from), one changed since (other tensors), or one whose class count
+    shows in a tensor otherwise than as its first dimension.
+    """
+    built = getattr(model, "build_kwargs", None)
+    if not built:
+        return None
+    from ..models import build_model
+
+    try:
+        with torch.device("meta"):
+            other = build_model(num_classes=num_classes + 1, **built).state_dict()
+    except (ValueError, TypeError):  # build_kwargs edited by hand
+        return None
+    mine = model.state_dict()
+    if set(mine) != set(other):
+        return None
+    keys = sorted(k for k in mine if tuple(mine[k].shape) != tuple(other[k].shape))
+    rows = [(tuple(mine[k].shape), tuple(other[k].shape)) for k in keys]
+    if not keys or any(a[:1] != (num_classes,) or b != (num_classes + 1, *a[1:]) for a, b in rows):
+        return None
+    return keys
 
 
 def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], model: torch.nn.Module | None = None,

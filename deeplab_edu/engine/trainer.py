@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 from ..atomic import atomic_path, write_text_atomic
 from ..choices import is_whole
 from ..config import resolve_device
+from ..data.classes import nfc_names
 from ..data.io import BadDataError
 from ..inference import model_logits
 from ..metrics import NAN_SCORES, ConfusionMatrix
@@ -426,6 +427,7 @@ class Trainer:
             source = f"init_from checkpoint {cfg.init_from}"
             ck.check_finite_weights(state.get("model", {}), source)
             classes = state.get("model_info", {}).get("num_classes")
+            reordered: list[str] | None = None  # the class-scoring tensors whose rows follow the data's order
             if classes is not None and classes != self.num_classes:  # fine-tuning to other classes
                 fresh = ck.load_except_classifier(model, state, self.model_info, source=source)
                 if self.dist.is_main:
@@ -433,8 +435,13 @@ class Trainer:
                           f"the classifiers' ({', '.join(fresh)}), which start fresh", flush=True)
             else:
                 ck.check_compatible(state, self.model_info, model, source=source, advice=ck.INIT_FROM_ADVICE)
-                model.load_state_dict(state["model"])
-            if self.dist.is_main and (note := _renamed_classes_note(state.get("model_info", {}), self.model_info)):
+                weights = state["model"]
+                order = _class_order(state.get("model_info", {}), self.model_info)  # the same classes reordered
+                if order is not None and (reordered := ck.class_scoring_keys(model, self.num_classes)) is not None:
+                    weights = _reorder_rows(weights, reordered, order)  # each class keeps its scorer
+                model.load_state_dict(weights)
+            if self.dist.is_main and (note := _renamed_classes_note(state.get("model_info", {}), self.model_info,
+                                                                    reordered)):
                 print(f"{source}: {note}", flush=True)
             if self.dist.is_main and (note := _init_from_rates_note(state.get("model_info", {}), self.model_info,
                                                                     fitted=cfg.atrous_rates == "fit")):
@@ -561,7 +568,7 @@ class Trainer:
         ck.check_init_from(state, self.cfg.init_from, source=f"the run in {shown_path(self.out)}",
                            current=self._init_from_sha256)  # hashed once, in __init__
         trained, named = state.get("model_info", {}).get("class_names"), self.model_info.get("class_names")
-        if trained and named and len(trained) == len(named) and list(trained) != list(named):  # renamed, reordered
+        if trained and named and len(trained) == len(named) and nfc_names(trained) != nfc_names(named):  # renamed
             raise ck.CheckpointMismatchError(
                 f"{path} was trained on the classes {', '.join(trained)}, but this run's data set names "
                 f"{', '.join(named)} (in label order): resumed, the same label would change its meaning mid-run. "
@@ -1234,17 +1241,49 @@ class Trainer:
                     self._tb.add_scalar(f"{row['split']}/{k}", row[k], row["iteration"])
 
 
-def _renamed_classes_note(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> str | None:
-    """What ``--init-from`` should say when the checkpoint's classes (``model_info``) are as many as the data's
-    but named otherwise: its classifiers are loaded as they are, each class's scorer now scoring the data's class
-    at its index (None when the names agree, or either side has none)."""
+def _class_order(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[int] | None:
+    """Where the checkpoint's classes (``model_info``) are the data's in another order: for each of the data's
+    classes, its index in the checkpoint (names compared in NFC); else ``None`` (the same order, other names,
+    repeated names, or either side without names)."""
     before, after = theirs.get("class_names"), ours.get("class_names")
-    if before is None or after is None or len(before) != len(after) or list(before) == list(after):
+    if before is None or after is None:
         return None
-    pairs = [f"{a!s} -> {b!s}" for a, b in zip(before, after) if a != b]
+    before, after = nfc_names(before), nfc_names(after)
+    if before == after or sorted(before) != sorted(after) or len(set(before)) != len(before):
+        return None
+    return [before.index(name) for name in after]
+
+
+def _reorder_rows(weights: Mapping[str, torch.Tensor], keys: Sequence[str],
+                  order: Sequence[int]) -> dict[str, torch.Tensor]:
+    """``weights`` with the first dimension (classes) of the tensors ``keys`` taken in ``order``: row ``i``
+    becomes the checkpoint's row ``order[i]``; the other tensors as they are."""
+    return {k: v.index_select(0, torch.tensor(order, device=v.device)) if k in keys else v
+            for k, v in weights.items()}
+
+
+def _renamed_classes_note(theirs: Mapping[str, Any], ours: Mapping[str, Any],
+                          reordered: Sequence[str] | None = None) -> str | None:
+    """What ``--init-from`` should say when the checkpoint's classes (``model_info``) are as many as the data's
+    but named or ordered otherwise (None when the names agree in NFC, or either side has none): the same names
+    in another order, with ``reordered`` (the class-scoring tensors): their rows were put in the data's order;
+    otherwise its classifiers are loaded as they are, each class's scorer now scoring the data's class at its
+    index."""
+    before, after = theirs.get("class_names"), ours.get("class_names")
+    if before is None or after is None or len(before) != len(after) or nfc_names(before) == nfc_names(after):
+        return None
+    order = _class_order(theirs, ours)
+    if order is not None and reordered:
+        moves = [f"{after[i]!s} {j} -> {i}" for i, j in enumerate(order) if i != j]
+        return (f"its {len(before)} classes are the data's in another order ({', '.join(moves[:4])}"
+                f"{', ...' if len(moves) > 4 else ''}); the class-scoring layers' rows ({', '.join(reordered)}) "
+                "were reordered to the data's, so each class keeps its own scorer")
+    pairs = [f"{a} -> {b}" for a, b in zip(nfc_names(before), nfc_names(after)) if a != b]
+    unknown = (" (the same names in another order, but this model, not made by build_model, does not say which "
+               "layers score the classes)") if order is not None else ""
     return (f"its {len(before)} classes are named otherwise than the data's ({', '.join(pairs[:4])}"
-            f"{', ...' if len(pairs) > 4 else ''}); its classifiers are loaded as they are, each class's scorer "
-            "now scoring the data's class at its index (fine-tuning retrains them)")
+            f"{', ...' if len(pairs) > 4 else ''}){unknown}; its classifiers are loaded as they are, each class's "
+            "scorer now scoring the data's class at its index (fine-tuning retrains them)")
 
 
 def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> None:
