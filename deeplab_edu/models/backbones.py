@@ -440,64 +440,17 @@ class MobileNetV3Backbone(Backbone):
         return feats
 
 
+# the class a literal name builds, for type checkers (its keyword arguments, documented below, are checked as it builds)
 @overload
-def build_backbone(
-    name: Literal["resnet50", "resnet101"],
-    *,
-    output_stride: int | None = ...,
-    multi_grid: Sequence[int] | None = ...,
-    extra_blocks: int = ...,
-    pretrained: PretrainedSource = ...,
-    **kwargs: object,
-) -> ResNetBackbone: ...
-
-
+def build_backbone(name: Literal["resnet50", "resnet101"], **options: Any) -> ResNetBackbone: ...
 @overload
-def build_backbone(
-    name: Literal["tiny_resnet"],
-    *,
-    output_stride: int | None = ...,
-    multi_grid: Sequence[int] | None = ...,
-    extra_blocks: int = ...,
-    pretrained: PretrainedSource = ...,
-    **kwargs: object,
-) -> TinyResNetBackbone: ...
-
-
+def build_backbone(name: Literal["tiny_resnet"], **options: Any) -> TinyResNetBackbone: ...
 @overload
-def build_backbone(
-    name: Literal["mobilenet_v3_large"],
-    *,
-    output_stride: int | None = ...,
-    multi_grid: Sequence[int] | None = ...,
-    extra_blocks: int = ...,
-    pretrained: PretrainedSource = ...,
-    **kwargs: object,
-) -> MobileNetV3Backbone: ...
-
-
+def build_backbone(name: Literal["mobilenet_v3_large"], **options: Any) -> MobileNetV3Backbone: ...
 @overload
-def build_backbone(
-    name: Literal["vgg16"],
-    *,
-    output_stride: int | None = ...,
-    multi_grid: Sequence[int] | None = ...,
-    extra_blocks: int = ...,
-    pretrained: PretrainedSource = ...,
-    **kwargs: object,
-) -> VGG16Backbone: ...
-
-
+def build_backbone(name: Literal["vgg16"], **options: Any) -> VGG16Backbone: ...
 @overload
-def build_backbone(
-    name: str,
-    *,
-    output_stride: int | None = ...,
-    multi_grid: Sequence[int] | None = ...,
-    extra_blocks: int = ...,
-    pretrained: PretrainedSource = ...,
-    **kwargs: object,
-) -> Backbone: ...
+def build_backbone(name: str, **options: Any) -> Backbone: ...
 
 
 def build_backbone(
