@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="train the missing runs and stop, without evaluating; start it several times (with --threads 1) "
                         "to train runs side by side: each process skips the runs another is training")
     args = p.parse_args(argv)
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:  # a seed given twice is the same runs counted twice: a narrower interval from no new evidence
+        p.error(f"--seeds {' '.join(map(str, args.seeds))}: seed{'s' if len(repeated) > 1 else ''} "
+                f"{', '.join(map(str, repeated))} given more than once, so the same runs would count twice; "
+                "give each seed once")
     if len(set(args.seeds)) < 2 and not args.train_only:  # one seed has no interval over seeds, so no verdict
         p.error(f"--seeds {' '.join(map(str, args.seeds))}: a verdict needs the interval over seeds, so at least two "
                 "different seeds (default: 0 1 2); --train-only trains the runs of one seed")

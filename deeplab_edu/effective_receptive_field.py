@@ -131,9 +131,20 @@ def interpolated_extent(erf: torch.Tensor, fraction: float = 0.9) -> float:
     """:func:`mass_extent` on a continuous scale: the side (pixels) at which the squares around the map's
     centre of mass hold ``fraction`` of it, interpolated linearly in their mass between the odd side that
     holds less and the one that holds enough (:func:`mass_extent`; an empty square of side 0 below the 1-pixel
-    one). Rounded up to an odd number it is :func:`mass_extent`; unlike it, a map that moves a little mass
-    outwards changes it by a little, not by 0 or 2 px, so seeds that all grew by one step of 2 px still
-    differ, and an interval over them has a width.
+    one). Rounded up to an odd number it is :func:`mass_extent`; unlike it, it moves continuously with
+    ``fraction``, so seeds that all grew by one step of 2 px still differ, and an interval over them has a width.
+    It is continuous in the map only while the squares keep their centre: they sit on the centre of mass
+    rounded to a pixel, so a change that moves the centre of mass across a half pixel moves every square by
+    one pixel and can change the extent by a pixel or more (on a 1 x 7 map holding 1, 2 and 2.2 at columns
+    0, 1 and 5, 2.2 +- 0.001 there moves the 30 % extent from 2.56 to 3.74 px). Chapter 02's maps, of the
+    centre output unit, are centred on it, so their squares stay put.
+
+    Args:
+        erf: a non-negative map (H, W), e.g. of :func:`effective_receptive_field` (it is normalised here).
+        fraction: the share of the map's mass the square holds, in (0, 1].
+
+    Returns:
+        The side in pixels (a float, between 0 and ``2 * max(H, W) - 1``).
 
     Raises:
         ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).

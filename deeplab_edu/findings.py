@@ -434,11 +434,16 @@ def metric_label(name: str) -> str:
     return name + band
 
 
-def shown_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def shown_rows(rows: Sequence[Mapping[str, Any]], *, holm: bool = False) -> list[dict[str, Any]]:
     """Rows of :func:`findings_table` (or of a record) as the book shows them: the
-    :data:`SHOWN_COLUMNS` in that order, the metric named as a reader says it (:func:`metric_label`);
-    a column a record predates (:data:`HOLM_COLUMN`) is ``None``."""
-    return [{k: metric_label(r[k]) if k == "metric" else r.get(k) for k in SHOWN_COLUMNS} for r in rows]
+    :data:`SHOWN_COLUMNS` in that order, the metric named as a reader says it (:func:`metric_label`).
+
+    ``holm`` adds :data:`HOLM_COLUMN` after the verdict. Holm's family is the rows of one
+    :func:`findings_table` call, so show it only for a table that is the whole family a reader judges
+    (chapter 10's main table): a table of a few rows passes a row that the record's whole table does not.
+    A row that predates the column (a record's) shows ``None`` there."""
+    columns = SHOWN_COLUMNS if not holm else _HOLM_SHOWN_COLUMNS
+    return [{k: metric_label(r[k]) if k == "metric" else r.get(k) for k in columns} for r in rows]
 
 
 # ----------------------------------------------------------------------------- statistics over seeds
@@ -520,14 +525,22 @@ def seed_p_value(differences: Sequence[float]) -> float:
     value per seed, any unit) differ from zero? The test behind :func:`seed_interval` (its interval excludes
     zero exactly when this is below 0.05 at ``level`` 0.95), with ``len(differences) - 1`` degrees of
     freedom; :func:`holm` corrects a table of them for its many comparisons. NaN with fewer than two seeds
-    or when every seed differs by the same amount (no spread to test against: the t interval has no width).
+    or when every seed differs by the same amount (no spread to test against: the t interval has no width),
+    up to float rounding: a spread of at most ``1e-9 * max(1, |mean|)`` counts as none (``0.1 + 0.2``, 0.3 and
+    0.3 would otherwise give p = 1e-32).
     """
     from scipy import stats
 
     d = np.asarray(differences, dtype=np.float64)
-    if d.size < 2 or not d.std() > 0:
+    if d.size < 2 or _no_width(float(d.max() - d.min()), float(d.mean())):
         return float("nan")
     return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def _no_width(width: float, centre: float) -> bool:
+    """Whether a spread (or an interval's width) of ``width`` around ``centre`` is none, up to float rounding.
+    NaN counts as none: it measures nothing."""
+    return not width > 1e-9 * max(1.0, abs(centre))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -535,19 +548,24 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     smallest of ``m`` is multiplied by ``m - k + 1``, kept at least as large as the one before it and at most 1.
     A comparison holds at 5 % over the whole family when its adjusted p-value is below 0.05: the chance that
     any comparison without an effect is called a finding stays at most 5 %, where judging each at 5 % alone
-    calls about one in twenty of them one. NaN values are left out of the family and stay NaN.
+    calls about one in twenty of them one. A NaN value (a comparison that could not be tested: one seed, no
+    spread) still counts in the family, as p = 1 (leaving it out would make ``m`` smaller and the others'
+    correction milder), and stays NaN in the output.
+
+    Args:
+        p_values: the family's p-values (m,), fractions in [0, 1] or NaN.
 
     Returns:
         The adjusted p-values (m,), in the order given.
     """
     p = np.asarray(p_values, dtype=np.float64)
-    adjusted = np.full(p.shape, np.nan)
-    kept = np.flatnonzero(~np.isnan(p))
-    order = kept[np.argsort(p[kept], kind="stable")]
+    tested = np.where(np.isnan(p), 1.0, p)  # an untested comparison is one of the m: conservatively, p = 1
+    adjusted = np.empty(p.shape)
     running = 0.0
-    for k, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - k) * p[i]))
+    for k, i in enumerate(np.argsort(tested, kind="stable")):
+        running = max(running, min(1.0, (p.size - k) * tested[i]))
         adjusted[i] = running
+    adjusted[np.isnan(p)] = np.nan
     return adjusted
 
 
@@ -586,9 +604,14 @@ def verdict(low: float, high: float, direction: int) -> str:
 def joint_verdict(bootstrap: tuple[float, float], seeds: tuple[float, float], direction: int) -> str:
     """:func:`verdict` of the span of the bootstrap interval and the interval over seeds
     (:func:`seed_interval`): ``"reproduced"`` (or ``"opposite"``) only when both exclude zero on
-    the same side. An interval with a NaN end (none over one seed) excludes nothing: ``"not resolved"``."""
+    the same side. An interval with a NaN end (none over one seed) excludes nothing: ``"not resolved"``. Nor
+    does an interval over seeds of no width (every seed differed by as much, up to float rounding: see
+    :func:`seed_p_value`): it says nothing about how far another seed could land, so it is no evidence
+    (chapter 02 says so of its extents in steps of 2 px)."""
     ends = (*bootstrap, *seeds)
     if any(np.isnan(v) for v in ends):  # min() and max() would pass a NaN by and judge the other interval alone
+        return "not resolved"
+    if _no_width(seeds[1] - seeds[0], (seeds[0] + seeds[1]) / 2):
         return "not resolved"
     return verdict(min(bootstrap[0], seeds[0]), max(bootstrap[1], seeds[1]), direction)
 
@@ -609,9 +632,12 @@ ONE_SEED_VERDICT = "needs at least two seeds"
 
 #: The columns of :func:`findings_table` that the book shows, in the order it shows them: the verdict
 #: right after the difference and the two intervals it is read from, so that a page too narrow for the
-#: whole table still shows it; the paper's numbers and their source last.
+#: whole table still shows it; the paper's numbers and their source last. Without :data:`HOLM_COLUMN`, which
+#: :func:`shown_rows` adds only when asked (``holm=True``): Holm's family is the rows of one table.
 SHOWN_COLUMNS = ("finding", "metric", "baseline (%)", "variant (%)", "difference (points)", "95% interval",
-                 "95% interval over seeds", "verdict", HOLM_COLUMN, "paper (mIoU %)", "source")
+                 "95% interval over seeds", "verdict", "paper (mIoU %)", "source")
+_HOLM_SHOWN_COLUMNS = (*SHOWN_COLUMNS[:SHOWN_COLUMNS.index("verdict") + 1], HOLM_COLUMN,
+                       *SHOWN_COLUMNS[SHOWN_COLUMNS.index("verdict") + 1:])
 
 
 def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,
@@ -627,9 +653,11 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
     as computed.
 
     The comparisons of one table are many, each judged at 95 % alone: :data:`HOLM_COLUMN` says, for a row
-    whose verdict is ``"reproduced"`` or ``"opposite"``, whether it still excludes zero after Holm's correction
-    over the rows of this call (``"yes"`` or ``"no"``; ``"n/a"`` for any other verdict), from the paired t test
-    over seeds (:func:`seed_p_value`, ``_p``; :func:`holm`, ``_p_holm``)."""
+    whose verdict is ``"reproduced"`` or ``"opposite"``, whether the row's paired t test over seeds
+    (:func:`seed_p_value`, ``_p``) still rejects zero after Holm's correction over the rows of this call
+    (:func:`holm`, ``_p_holm``): ``"yes"`` or ``"no"``, ``"n/a"`` for any other verdict. The bootstrap interval
+    is not corrected. The family is this call's rows: a call with fewer rows corrects less
+    (:func:`shown_rows` shows the column only when asked)."""
     rows = []
     for f in findings:
         key, fn = metric(f.metric)

@@ -290,7 +290,7 @@ with config.text_checks():
 # %% [markdown]
 # The weights run from the smallest, road's, to the largest, bicyclist's. Five classes gain, and
 # their intervals exclude zero: fences (by about 28 points), pavement (about 23), bicyclists
-# (about 17), signs and poles (poles still end near 3 % IoU). Signs' gain is the weakest of them:
+# (about 17), signs and poles (poles still end near 3 % IoU). Signs' gain is the least sure of them:
 # at 95 % each, twelve comparisons let about one in twenty of those without any effect through, and
 # after Holm's correction over the table's rows (the line under it) signs' does not hold, so it may be
 # chance; the other four gains hold. Pavement's weight is the median's 1:

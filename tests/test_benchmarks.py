@@ -477,9 +477,29 @@ def test_findings_benchmark_refuses_one_seed_but_trains_it(capsys, monkeypatch: 
 
     monkeypatch.setattr(module.findings, "run_findings", evaluated)  # nothing trains or writes a record here
     where = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "findings.json")]
-    for seeds in (["0"], ["3", "3"]):
-        with pytest.raises(SystemExit):
-            module.main(["--arms", "v3", "--seeds", *seeds, *where])
-        assert "at least two different seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # ["3", "3"]: the next test
+        module.main(["--arms", "v3", "--seeds", "0", *where])
+    assert "at least two different seeds" in capsys.readouterr().err
     monkeypatch.setattr(module.findings, "train_runs", lambda *a, **k: ["v3/seed0"])
     assert module.main(["--arms", "v3", "--seeds", "0", "--train-only", *where]) == 0  # training one seed is fine
+
+
+def test_findings_benchmark_refuses_a_seed_given_twice(capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--seeds 0 0 1 passed the two-different-seeds guard and counted seed 0's runs twice (an interval over seeds
+    narrower from no new evidence): a seed given twice is refused, and named, with --train-only too."""
+    module = _benchmark_script("findings")
+
+    def ran(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a repeated seed was trained or evaluated")
+
+    monkeypatch.setattr(module.findings, "run_findings", ran)  # nothing trains or writes a record here
+    monkeypatch.setattr(module.findings, "train_runs", ran)
+    where = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "findings.json")]
+    for seeds, named in ((["0", "0", "1"], "seed 0 given more than once"), (["3", "3"], "seed 3 given more than once"),
+                         (["1", "2", "1", "2", "4"], "seeds 1, 2 given more than once")):
+        for extra in ([], ["--train-only"]):
+            with pytest.raises(SystemExit):
+                module.main(["--arms", "v3", "--seeds", *seeds, *where, *extra])
+            err = capsys.readouterr().err
+            assert f"--seeds {' '.join(seeds)}: {named}" in err and "give each seed once" in err, err
+    assert not tmp_path.joinpath("runs").exists() and list(tmp_path.iterdir()) == []

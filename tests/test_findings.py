@@ -359,8 +359,8 @@ def test_one_seed_has_no_interval_over_seeds_and_no_verdict() -> None:
 def test_holm_steps_down_over_a_table_of_findings() -> None:
     """Each finding is judged at 95 % alone; Holm's step-down over the table's paired t tests says which hold
     over the whole table: of the main record's 16, (b1) and (b3) (p about 0.015 and 0.014) do not."""
-    adjusted = findings.holm([0.01, 0.04, 0.03, float("nan")])
-    assert np.allclose(adjusted[:3], [0.03, 0.06, 0.06]) and np.isnan(adjusted[3])  # 3 x 0.01, 2 x 0.03, kept monotone
+    adjusted = findings.holm([0.01, 0.04, 0.03, float("nan")])  # the NaN counts as p = 1, one of the 4
+    assert np.allclose(adjusted[:3], [0.04, 0.09, 0.09]) and np.isnan(adjusted[3])  # 4 x 0.01, 3 x 0.03, kept monotone
     assert np.allclose(findings.holm([0.2, 0.9]), [0.4, 0.9]) and findings.holm([0.6, 0.7]).max() == 1.0
     assert np.isclose(findings.seed_p_value([0.45, 0.31, 1.57]), 0.1908, atol=1e-4)  # t = 1.951, 2 degrees of freedom
     assert np.isnan(findings.seed_p_value([1.0])) and np.isnan(findings.seed_p_value([4.0, 4.0, 4.0]))
@@ -377,4 +377,60 @@ def test_holm_steps_down_over_a_table_of_findings() -> None:
     assert lost == {"b1", "b3"}, lost
     assert all(r[findings.HOLM_COLUMN] == ("yes" if r["verdict"] in ("reproduced", "opposite") and k not in lost
                                            else "no" if k in lost else "n/a") for k, r in rows.items())
-    assert findings.HOLM_COLUMN in findings.SHOWN_COLUMNS
+    assert findings.HOLM_COLUMN not in findings.SHOWN_COLUMNS  # shown only when asked: the test below
+
+
+def test_the_holm_column_is_shown_only_when_asked() -> None:
+    """Holm's family is one findings_table call: chapter 09's four-row table said (s8) "no" beside prose that claims
+    it, and (b1) holds in chapter 08's three rows but not in chapter 10's sixteen. The column is shown only where the
+    family is the whole record (chapter 10's main table, ``holm=True``), right after the verdict."""
+    from deeplab_edu.findings import HOLM_COLUMN, SHOWN_COLUMNS, shown_rows
+
+    row = {k: "x" for k in SHOWN_COLUMNS} | {"metric": "miou", HOLM_COLUMN: "no"}
+    assert HOLM_COLUMN not in shown_rows([row])[0] and list(shown_rows([row])[0]) == list(SHOWN_COLUMNS)
+    shown = list(shown_rows([row], holm=True)[0])
+    assert shown[shown.index("verdict") + 1] == HOLM_COLUMN and [k for k in shown if k != HOLM_COLUMN] == list(
+        SHOWN_COLUMNS)
+    assert shown_rows([{k: "x" for k in SHOWN_COLUMNS} | {"metric": "miou"}], holm=True)[0][HOLM_COLUMN] is None
+
+
+def test_holm_counts_an_untested_comparison_in_the_family() -> None:
+    """holm([0.01, nan, nan]) left the NaN rows out and gave 0.01, as if the family were one comparison: a row that
+    could not be tested is still one of the m, counted as p = 1, and stays NaN in the output."""
+    adjusted = findings.holm([0.01, float("nan"), float("nan")])
+    assert np.isclose(adjusted[0], 0.03) and np.isnan(adjusted[1:]).all()
+    assert np.isnan(findings.holm([float("nan")])).all() and findings.holm([]).shape == (0,)
+    # in a table: a row whose seeds all differ alike has no p-value and still counts in "the table's N comparisons"
+    rng = np.random.default_rng(1)
+    one = _matrices(rng, seeds=1, scenes=40)
+    flat = np.repeat(one, 3, axis=0)  # three identical seeds: every seed differs by as much, no t test
+    varied = _matrices(rng, seeds=3, scenes=40)
+    better = varied.copy()
+    better[:, :, range(8), range(8)] += rng.integers(100, 300, size=(3, 40, 1))  # a real gain, varying by seed
+    first, second = (next(f for f in FINDINGS if f.key == k) for k in ("a1", "f1"))  # four different arms/views
+    keys = [f"{arm}|{view}|{metric(f.metric)[0]}" for f in (first, second) for arm, view in (f.baseline, f.variant)]
+    matrices = dict(zip(keys, (flat, flat + np.eye(8, dtype=flat.dtype) * 50, varied, better)))
+    rows = findings_table(matrices, [first, second], n_boot=20)
+    assert np.isnan(rows[0]["_p"]) and np.isnan(rows[0]["_p_holm"])
+    assert np.isclose(rows[1]["_p_holm"], min(1.0, 2 * rows[1]["_p"]))  # m = 2, the untested row included
+
+
+def test_seeds_that_differ_alike_up_to_rounding_have_no_p_value_and_no_verdict() -> None:
+    """seed_p_value([0.3] * 3) was NaN but seed_p_value([0.1 + 0.2, 0.3, 0.3]) 1e-32 (float noise); and a zero-width
+    interval over seeds made joint_verdict "reproduced" (chapter 02: an interval of no width is no evidence)."""
+    assert np.isnan(findings.seed_p_value([0.1 + 0.2, 0.3, 0.3])) and np.isnan(findings.seed_p_value([0.3] * 3))
+    assert np.isnan(findings.seed_p_value([1e6 + 1e-5, 1e6, 1e6]))  # relative to the mean's size
+    assert findings.seed_p_value([0.3, 0.3, 0.3 + 1e-6]) < 1  # a spread above rounding is tested
+    assert findings.joint_verdict((1.0, 2.0), (1.5, 1.5), 1) == "not resolved"
+    assert findings.joint_verdict((-2.0, -1.0), (-1.5, -1.5 + 1e-12), 1) == "not resolved"
+    assert findings.joint_verdict((1.0, 2.0), (1.4, 1.6), 1) == "reproduced"
+    # in a table: three identical seeds, a variant far better on every scene; the scenes' bootstrap excludes zero
+    rng = np.random.default_rng(0)
+    base = np.repeat(_matrices(rng, seeds=1, scenes=60), 3, axis=0)
+    variant = base.copy()
+    variant[:, :, range(8), range(8)] += 200
+    one = FINDINGS[0]
+    key = f"{{}}|{{}}|{metric(one.metric)[0]}"
+    (row,) = findings_table({key.format(*one.baseline): base, key.format(*one.variant): variant}, [one], n_boot=50)
+    low, high = (float(v) for v in row["95% interval"].strip("[]").split(", "))
+    assert low > 0 and row["verdict"] == "not resolved" and row[findings.HOLM_COLUMN] == "n/a", row

@@ -421,3 +421,20 @@ def test_erf_growth_is_measured_on_a_continuous_scale() -> None:
         interpolated_extent(gaussian(1.0), 0)
     with pytest.raises(ValueError, match="all zero"):
         interpolated_extent(torch.zeros(5, 5), 0.5)
+
+
+def test_interpolated_extent_says_where_it_is_not_continuous_in_the_map() -> None:
+    """interpolated_extent's docstring said that a map which moves a little mass outwards changes it by a little; its
+    squares sit on the rounded centre of mass, so a change that moves that centre across a half pixel re-centres
+    them and the extent jumps. The docstring says so, with the house's Args and Returns."""
+    def row(x: float) -> torch.Tensor:
+        m = torch.zeros(1, 7)
+        m[0, 0], m[0, 1], m[0, 5] = 1.0, 2.0, x  # centre of mass (2 + 5 x) / (3 + x): 2.5 at x = 2.2
+        return m
+
+    before, after = interpolated_extent(row(2.199), 0.3), interpolated_extent(row(2.201), 0.3)
+    assert before == pytest.approx(2.56, abs=0.01) and after == pytest.approx(3.74, abs=0.01)  # the documented jump
+    doc = " ".join((interpolated_extent.__doc__ or "").split())
+    assert "a map that moves a little mass outwards changes it by a little" not in doc
+    assert "continuous in the map only while the squares keep their centre" in doc and "2.56 to 3.74 px" in doc
+    assert "Args: erf: a non-negative map (H, W)" in doc and "fraction:" in doc and "Returns: The side in pixels" in doc
