@@ -36,7 +36,7 @@
 # - run a notebook in the profile that fits your machine (`smoke`, `cpu`, `gpu`);
 # - check your environment, and answer a first checked exercise.
 #
-# **Helpers introduced:** `deeplab_edu.config` (your profile and device; `profile_line`, each chapter's first line),
+# **Helpers introduced:** `deeplab_edu.config` (your profile and device; `profile_line`, the first line of chapters 03 and 05 to 11),
 # `deeplab_edu.records.environment` (the environment report) and `deeplab_edu.exercises` (`check`
 # your answer, ask for a `hint`; the exercise cells also call `get`, `solved`, `prediction_made` and
 # `measured_and_predicted`). For teachers: `deeplab_edu.book` (`chapter_headers`: each chapter's time;
@@ -96,7 +96,7 @@
 #
 # Unset, the profile is `gpu` when PyTorch sees a CUDA device and `cpu` otherwise. Set it before
 # starting JupyterLab, e.g. `DEEPLAB_EDU_PROFILE=smoke make lab`. Notebooks never read the variable
-# themselves: they ask `deeplab_edu.config`, as below. Chapters 03 and 05 to 10 print their profile
+# themselves: they ask `deeplab_edu.config`, as below. Chapters 03 and 05 to 11 print their profile
 # first (`config.profile_line()`); in the `smoke` profile the line adds that the numbers mean
 # nothing, and on a CPU that other programs keep busy, that fewer threads (`torch.set_num_threads`
 # with the number it gives) can run several times faster, since PyTorch's threads wait for each other.

@@ -206,10 +206,12 @@ display(markdown_table(view_rows))
 #   excludes zero) gives each comparison a p-value; *Holm's step-down correction* sorts the table's
 #   $m$ p-values, multiplies the smallest by $m$, the next by $m - 1$, and so on, and a finding holds
 #   when its product, and every smaller p-value's, stays below 0.05. The chance that any comparison
-#   without an effect passes is then at most 5 % for the whole table (a comparison that cannot be
-#   tested, its seeds all differing by as much, counts as one of the $m$ with p = 1). A finding that does
-#   not hold is not refuted, only less sure than its verdict alone says; the line under the main table in
-#   section 3 names those, and whether another record measured them again. The verdict keeps its rule,
+#   without an effect passes is then at most 5 % for the whole table (a comparison whose seeds all differ
+#   by exactly the same amount has no spread to test: it counts as one of the $m$, with p = 1). A verdict
+#   (reproduced, or opposite) that does not hold after Holm is not overturned, only less sure than it
+#   alone says; "n/a" marks a row that is not resolved, with nothing to correct. The line under the main
+#   table in section 3 names the verdicts that do not hold, and whether another record measured them
+#   again. The verdict keeps its rule,
 #   and the column is only in the main table: the family is the table corrected, and a table of a few
 #   rows, cut from the record, would pass what the whole record's sixteen do not.
 #
@@ -313,9 +315,9 @@ if recorded is not None:
     # the table's many comparisons (section 2): the findings that do not hold after Holm's correction over it
     holm_lost = [(f, r) for r, f in zip(table, measured) if r[findings.HOLM_COLUMN] == "no"]
     print(f"after Holm's correction over the table's {len(table)} comparisons, "
-          + ("every finding holds" if not holm_lost else "these findings do not hold: " + "; ".join(
-              f"({f.key}) {f.title}, {r['verdict']}, p = {r['_p']:.3f} alone, {r['_p_holm']:.2f} after Holm"
-              for f, r in holm_lost)))
+          + ("every verdict holds" if not holm_lost else "these verdicts do not hold: " + "; ".join(
+              f"({f.key}) {f.title}: its verdict '{r['verdict']}', p = {r['_p']:.3f} alone, {r['_p_holm']:.2f} "
+              "after Holm" for f, r in holm_lost)))
     # findings this record predates, measured by records of their own (arms trained again and evaluated at output
     # stride 16 too): the decoder (chapter 09 shows it whole), and image pooling and multi-grid
     extra, extra_table = [], []

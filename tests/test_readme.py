@@ -156,3 +156,14 @@ def test_the_readmes_chapter_counts_are_the_notebooks() -> None:
     stale = [m.group(0) for m in re.finditer(r"\ball (\w+) chapters\b|\b00 to (\d\d)\b", readme)
              if m.group(1) not in (None, words[len(numbers)]) or m.group(2) not in (None, last)]
     assert not stale, f"README.md counts the chapters otherwise: {stale}"
+
+
+def test_the_chapters_said_to_print_the_profile_line_print_it() -> None:
+    """A new user's trial: the README promised the CPU-quota note in "each chapter's first lines", which only
+    chapters 03 and 05 to 10 print (config.profile_line); the README and chapter 00 name the chapters that do."""
+    printing = [int(nb.name[:2]) for nb in NOTEBOOKS if "print(config.profile_line(" in nb.read_text()]
+    assert printing == [3, *range(5, len(NOTEBOOKS))], printing
+    said = f"chapters 03 and 05 to {printing[-1]:02d}"
+    assert said in " ".join((REPO_ROOT / "README.md").read_text().split()), f"README.md should say {said!r}"
+    start = " ".join(NOTEBOOKS[0].read_text().replace("\n# ", " ").split())
+    assert f"C{said[1:]} print their profile" in start and f"the first line of {said}" in start
