@@ -1103,6 +1103,14 @@ def test_labels_outside_the_classes_are_named_on_the_first_step(tmp_path) -> Non
     assert ignored.fit()["final"]["iteration"] == 1  # ignore_index is no bad label
 
 
+def _one_iteration_run(out_dir, model: torch.nn.Module) -> str:
+    """A run of one iteration of ``model`` on TinyScenes with its checkpoint saved: its checkpoints folder, what
+    ``init_from`` names."""
+    Trainer(tiny_config(out_dir, iterations=1, ckpt_every=1, eval_every=100), model=model,
+            train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    return str(out_dir / "checkpoints")
+
+
 def test_init_from_classes_named_otherwise_says_so(tmp_path, capsys) -> None:
     """A practitioner's trial: --init-from a run whose classes are as many but named otherwise loaded its
     classifiers without a word (eval refuses that pairing); now the Trainer names the pairs."""
@@ -1110,14 +1118,13 @@ def test_init_from_classes_named_otherwise_says_so(tmp_path, capsys) -> None:
     class Renamed(TinyScenes):
         class_names = ("sky", "road", "car")
 
-    Trainer(tiny_config(tmp_path / "a", iterations=1, ckpt_every=1, eval_every=100), model=TinyNet(),
-            train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    init = _one_iteration_run(tmp_path / "a", TinyNet())
     capsys.readouterr()
-    Trainer(tiny_config(tmp_path / "b", iterations=1, init_from=str(tmp_path / "a" / "checkpoints")),
+    Trainer(tiny_config(tmp_path / "b", iterations=1, init_from=init),
             model=TinyNet(), train_set=Renamed(8), val_set=Renamed(2, augment=False))
     out = capsys.readouterr().out
     assert "named otherwise than the data's (red -> sky, green -> road, blue -> car)" in out, out
-    Trainer(tiny_config(tmp_path / "c", iterations=1, init_from=str(tmp_path / "a" / "checkpoints")),
+    Trainer(tiny_config(tmp_path / "c", iterations=1, init_from=init),
             model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
     assert "named otherwise" not in capsys.readouterr().out
 
@@ -1330,11 +1337,9 @@ def test_init_from_the_same_classes_in_another_order_reorders_the_classifiers(tm
         return build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=3, atrous_rates=(1, 2, 3),
                            aux_loss=True)
 
-    Trainer(tiny_config(tmp_path / "a", iterations=1, ckpt_every=1, eval_every=100), model=model(),
-            train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
-    old = load_run(tmp_path / "a" / "checkpoints").model.eval()
+    init = _one_iteration_run(tmp_path / "a", model())
+    old = load_run(init).model.eval()
     capsys.readouterr()
-    init = str(tmp_path / "a" / "checkpoints")
     new = Trainer(tiny_config(tmp_path / "b", iterations=1, init_from=init), model=model(),
                   train_set=Permuted(8), val_set=Permuted(2, augment=False)).model.eval()
     out = capsys.readouterr().out
@@ -1346,10 +1351,9 @@ def test_init_from_the_same_classes_in_another_order_reorders_the_classifiers(tm
     for key in ("out", "aux"):
         torch.testing.assert_close(after[key], before[key][:, [2, 0, 1]])
     # a model build_model did not make does not say which layers score the classes: loaded as it is, and said
-    Trainer(tiny_config(tmp_path / "c0", iterations=1, ckpt_every=1, eval_every=100), model=TinyNet(),
-            train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    plain = _one_iteration_run(tmp_path / "c0", TinyNet())
     capsys.readouterr()
-    Trainer(tiny_config(tmp_path / "c", iterations=1, init_from=str(tmp_path / "c0" / "checkpoints")),
+    Trainer(tiny_config(tmp_path / "c", iterations=1, init_from=plain),
             model=TinyNet(), train_set=Permuted(8), val_set=Permuted(2, augment=False))
     out = capsys.readouterr().out
     assert "named otherwise than the data's (red -> blue, green -> red, blue -> green) (the same names in another " \

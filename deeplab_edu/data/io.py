@@ -73,6 +73,7 @@ __all__ = [
     "read_split_list",
     "check_stem",
     "check_files_exist",
+    "labels_outside",
 ]
 
 
@@ -355,6 +356,15 @@ def _grey_indices_or_colours(grey: np.ndarray, palette: Sequence[Sequence[int]],
         "meant. Save index masks as single-channel (grayscale) PNGs, or colour masks as palette PNGs.")
 
 
+def labels_outside(mask: np.ndarray | torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> list[int]:
+    """The label values of ``mask`` (any shape, integer; a NumPy array or a CPU tensor) that are neither a
+    class (``0 .. num_classes - 1``) nor ``ignore_index``, sorted, each once (empty when every label is
+    one): what :func:`load_mask` and the training engine's per-item check
+    (:class:`~deeplab_edu.engine.data.SeededDataset`) refuse, naming them."""
+    values = np.asarray(mask)
+    return [int(v) for v in np.unique(values[(values != ignore_index) & ((values < 0) | (values >= num_classes))])]
+
+
 def load_mask(
     path: str | os.PathLike[str],
     num_classes: int,
@@ -490,13 +500,13 @@ def load_mask(
         raise BadDataError(f"mask file {path} has image mode {img.mode!r}; expected a single-channel index PNG.")
     if lut is not None:  # it maps the file's indices; a class colour already names a class
         raw = np.where(is_index, lut[raw], raw)
-    bad = np.unique(raw[(raw >= num_classes) & (raw != IGNORE_INDEX)])
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
+    bad = labels_outside(raw, num_classes)
+    if bad:
+        shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
         raise BadDataError(
-            f"mask file {path} contains {'the label value' if bad.size == 1 else 'label values'} {shown} that "
-            f"{'is' if bad.size == 1 else 'are'} neither a class (0..{num_classes - 1}) "
-            f"nor the ignore label {IGNORE_INDEX}.", labels=bad.tolist())
+            f"mask file {path} contains {'the label value' if len(bad) == 1 else 'label values'} {shown} that "
+            f"{'is' if len(bad) == 1 else 'are'} neither a class (0..{num_classes - 1}) "
+            f"nor the ignore label {IGNORE_INDEX}.", labels=bad)
     return torch.from_numpy(raw.astype(np.int64))
 
 

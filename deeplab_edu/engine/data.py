@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data.distributed import DistributedSampler
 
-from ..data.io import BadDataError
+from ..data.io import BadDataError, labels_outside
 from .workers import make_loader
 
 __all__ = ["SeededDataset", "ResumableSampler", "ShardSampler", "build_datasets", "train_loader", "eval_loader",
@@ -90,21 +90,20 @@ class SeededDataset(Dataset):
         if (self._classes is not None and isinstance(item, (tuple, list)) and len(item) > 1
                 and isinstance(item[1], (torch.Tensor, np.ndarray))):
             # as the loss reads them (int64): uint16 has no comparisons in torch, and -1 in uint8 would wrap to 255
-            self._check_labels(torch.as_tensor(item[1]).long(), index)
+            self._check_labels(torch.as_tensor(item[1]).long().cpu(), index)
         return item
 
     def _check_labels(self, mask: torch.Tensor, index: int) -> None:
         """Raise :class:`BadDataError` when ``mask`` (item ``index``'s) holds a label outside the classes."""
         n, ignore = cast(tuple[int, int], self._classes)
-        outside = (mask != ignore) & ((mask < 0) | (mask >= n))
-        if bool(outside.any()):
-            bad = mask[outside].unique()
-            shown = ", ".join(str(v) for v in bad[:8].tolist()) + (", ..." if bad.numel() > 8 else "")
+        bad = labels_outside(mask, n, ignore)
+        if bad:
+            shown = ", ".join(str(v) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
             message = (f"the mask of item {index} of the training set ({type(self.dataset).__name__}) holds "
                        f"labels {shown}: not one of the {n} classes (0 to {n - 1}) nor ignore_index {ignore};"
                        " give the Trainer num_classes (and ignore_index) as the masks label them, or map "
                        "the masks' labels (`deeplab-edu check-data` lists a folder's labels)")
-            raise BadDataError(message, labels=bad.tolist())
+            raise BadDataError(message, labels=bad)
 
 
 class ResumableSampler(DistributedSampler):
