@@ -780,37 +780,24 @@ EVAL_JSON_KEYS = ("strategy", "miou", "iou")
 
 
 def _check_eval_json(path: str, checkpoint: Path) -> None:
-    """Refuse, before the model is loaded, an ``eval --json`` ``path`` whose writing would lose a file: a folder,
-    a pipe or device, the ``checkpoint`` being scored, or a non-empty file that is not an earlier ``eval --json`` output (a run's config.json
-    or metrics.json, the training history; a CLI audit found each replaced without a word).
+    """Refuse, before the model is loaded, an ``eval --json`` ``path`` whose writing would lose a file: the
+    ``checkpoint`` being scored, or what :func:`~deeplab_edu.records.check_record_path` refuses (a folder, a
+    pipe or device, a non-empty file that is not an earlier ``eval --json`` output: a run's config.json or
+    metrics.json, the training history; a CLI audit found each replaced without a word).
 
     Raises:
         ValueError: naming ``path``, what it holds and what to do.
     """
+    from .records import check_record_path
+
     target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"--json {path} is a folder; name the file to write the metrics to, e.g. "
-                         f"{target / 'eval.json'}")
-    if not target.exists():
+    if target.is_file() and target.stat().st_size == 0:  # mktemp's, or `: > m.json`: nothing there to lose
         return
-    if not target.is_file():  # a FIFO, /dev/stdout: reading its first byte below waited for ever (a review)
-        raise ValueError(f"--json {path} is not a regular file (a pipe or a device): eval writes the metrics to a "
-                         "file; name one, e.g. eval.json")
-    if target.stat().st_size == 0:  # mktemp's, or `: > m.json`: nothing there to lose
-        return
-    if os.path.samefile(target, checkpoint):
+    if target.is_file() and os.path.samefile(target, checkpoint):
         raise ValueError(f"--json {path} is the checkpoint being scored: name another file, e.g. "
                          f"{target.parent / 'eval.json'}")
-    try:
-        with target.open("rb") as f:
-            start = f.read(1)
-            held = json.loads(start + f.read()) if start == b"{" else None  # a checkpoint is not read whole
-    except (OSError, ValueError):  # UnicodeDecodeError and json's errors are ValueErrors
-        held = None
-    if not (isinstance(held, dict) and all(key in held for key in EVAL_JSON_KEYS)):
-        raise ValueError(f"--json {path} already holds a file that is not an earlier eval output (one with "
-                         f"{', '.join(EVAL_JSON_KEYS)}): name another file (or delete it), so that nothing of yours "
-                         "is overwritten")
+    check_record_path(target, "--json", keys=EVAL_JSON_KEYS,
+                      what=f"an earlier eval output (one with {', '.join(EVAL_JSON_KEYS)})", example="eval.json")
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .atomic import write_text_atomic
 
@@ -292,27 +292,36 @@ def provenance(command: str | None = None) -> dict[str, Any]:
     }
 
 
-def check_record_path(path: str | os.PathLike[str], flag: str = "--record") -> None:
+def check_record_path(path: str | os.PathLike[str], flag: str = "--record", *, keys: Sequence[str] = ("command",),
+                      what: str = "a record", example: str = "record.json") -> None:
     """Refuse, before a run starts, a record's ``path`` that holds something other than a record (a safety
     audit: ``train --record notes.json`` replaced the user's file with the run's record, without a word;
     ``export`` and ``predict`` already refused to overwrite a file they did not write). A record of an
-    earlier run is replaced, as before.
+    earlier run is replaced, as before. ``eval --json`` checks its metrics file with it too (``keys`` the
+    fields of such a file, ``what`` its name in the message, ``example`` a file name to suggest).
 
     Raises:
-        ValueError: ``path`` is a folder, or a file that is not a JSON record (no ``"command"``); ``flag``
-            is the option named in the message.
+        ValueError: ``path`` is a folder, a pipe or a device (reading it would wait for ever: a review of
+            ``eval --json /dev/stdout``), or a file that is not such a JSON object (one without every one of
+            ``keys``); ``flag`` is the option named in the message.
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder: name the record's file (e.g. {path / 'record.json'})")
-    if path.exists():
-        try:
-            held = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            held = None
-        if not (isinstance(held, dict) and "command" in held):
-            raise ValueError(f"{flag} {path} already holds a file that is not a record: name another file (or "
-                             "delete it), so that nothing of yours is overwritten")
+        raise ValueError(f"{flag} {path} is a folder; name the file to write, e.g. {path / example}")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ValueError(f"{flag} {path} is not a regular file (a pipe or a device): name a file to write, e.g. "
+                         f"{example}")
+    try:
+        with path.open("rb") as f:
+            start = f.read(1)
+            held = json.loads(start + f.read()) if start == b"{" else None  # a checkpoint is not read whole
+    except (OSError, ValueError):  # UnicodeDecodeError and json's errors are ValueErrors
+        held = None
+    if not (isinstance(held, dict) and all(key in held for key in keys)):
+        raise ValueError(f"{flag} {path} already holds a file that is not {what}: name another file (or "
+                         "delete it), so that nothing of yours is overwritten")
 
 
 def write_record(

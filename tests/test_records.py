@@ -264,3 +264,18 @@ def test_atomic_path_writes_a_file_whose_name_is_near_the_longest_allowed(tmp_pa
     monkeypatch.undo()
     stale.write_text("half written")
     assert atomic.remove_stale_temporaries(tmp_path) == [stale]
+
+
+def test_a_record_path_that_is_a_pipe_is_refused(tmp_path) -> None:
+    """check_record_path read a FIFO given as --record (or bench --out) whole, and waited for ever; it now serves
+    eval --json too, which a review found hanging on /dev/stdout: a pipe or device is refused by name."""
+    import os
+
+    from deeplab_edu.records import check_record_path
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    fifo = tmp_path / "r.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"--record .*r\.json is not a regular file \(a pipe or a device\)"):
+        check_record_path(fifo)
