@@ -62,7 +62,7 @@ from .data.classes import BOAT, CAR, WIRE
 __all__ = [
     "ARMS", "PHASE2_ARMS", "PHASE2_SETTINGS", "VIEWS", "FINDINGS", "BAND_WIDTHS", "Finding", "View", "arm_overrides", "evaluate_views",
     "miou", "class_iou", "confusion_share", "metric", "metric_label", "shown_rows", "seed_values", "bootstrap_difference", "seed_interval", "seed_prediction_interval",
-    "seed_p_value", "holm", "verdict", "joint_verdict", "CRF_SEARCH_SCENES", "CRF_GRID",
+    "seed_p_value", "holm", "family_p_values", "verdict", "joint_verdict", "CRF_SEARCH_SCENES", "CRF_GRID",
     "measurable", "findings_table", "SHOWN_COLUMNS", "HOLM_COLUMN", "ONE_SEED_VERDICT", "removed_errors", "scene_confusions", "tune_crf", "run_dir", "run_findings", "train_runs", "runs_provenance", "RecordedFindings", "load_findings",
 ]
 
@@ -640,6 +640,28 @@ _HOLM_SHOWN_COLUMNS = (*SHOWN_COLUMNS[:SHOWN_COLUMNS.index("verdict") + 1], HOLM
                        *SHOWN_COLUMNS[SHOWN_COLUMNS.index("verdict") + 1:])
 
 
+def _arm_values(matrices: Mapping[str, np.ndarray], f: Finding,
+                scenes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A finding's per-scene matrices (baseline, variant; (seeds, scenes, C, C)) and its metric per seed in %."""
+    key, fn = metric(f.metric)
+    a = np.asarray(matrices[f"{f.baseline[0]}|{f.baseline[1]}|{key}"], dtype=np.float64)
+    b = np.asarray(matrices[f"{f.variant[0]}|{f.variant[1]}|{key}"], dtype=np.float64)
+    if scenes is not None:
+        a, b = a[:, :scenes], b[:, :scenes]
+    return a, b, 100 * seed_values(a, fn), 100 * seed_values(b, fn)
+
+
+def family_p_values(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,
+                    scenes: int | None = None) -> dict[str, tuple[float, float]]:
+    """Each finding's p-value over seeds (:func:`seed_p_value`) and its :func:`holm` adjustment over
+    ``findings`` as one family, keyed by the finding's key (``"b1"``): the ``_p`` and ``_p_holm`` of
+    :func:`findings_table` without its bootstrap (milliseconds instead of seconds), for a page that
+    quotes a few rows of a table but judges them in the whole table's family (chapter 08 quotes b1 of
+    chapter 10's sixteen). Arguments as :func:`findings_table`'s; a KeyError names a missing arm."""
+    p = [seed_p_value(vb - va) for va, vb in (_arm_values(matrices, f, scenes)[2:] for f in findings)]
+    return {f.key: (float(p_one), float(p_adj)) for f, p_one, p_adj in zip(findings, p, holm(p))}
+
+
 def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Finding] = FINDINGS, *,
                    scenes: int | None = None, n_boot: int = 2000) -> list[dict[str, Any]]:
     """One row per finding from per-scene matrices keyed ``"<arm>|<view>|<all or band<w>>"``
@@ -658,15 +680,10 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
     (:func:`holm`, ``_p_holm``): ``"yes"`` or ``"no"``, ``"n/a"`` for any other verdict. The bootstrap interval
     is not corrected. The family is this call's rows: a call with fewer rows corrects less
     (:func:`shown_rows` shows the column only when asked)."""
-    rows = []
+    rows, family = [], family_p_values(matrices, findings, scenes=scenes)
     for f in findings:
-        key, fn = metric(f.metric)
-        a = np.asarray(matrices[f"{f.baseline[0]}|{f.baseline[1]}|{key}"], dtype=np.float64)
-        b = np.asarray(matrices[f"{f.variant[0]}|{f.variant[1]}|{key}"], dtype=np.float64)
-        if scenes is not None:
-            a, b = a[:, :scenes], b[:, :scenes]
-        va, vb = 100 * seed_values(a, fn), 100 * seed_values(b, fn)
-        diff, lo, hi = (100 * v for v in bootstrap_difference(a, b, fn, n_boot=n_boot))
+        a, b, va, vb = _arm_values(matrices, f, scenes)
+        diff, lo, hi = (100 * v for v in bootstrap_difference(a, b, metric(f.metric)[1], n_boot=n_boot))
         # the verdict needs both intervals to exclude zero: the bootstrap (seeds and scenes) and the
         # seeds alone (few seeds make the bootstrap's seed draws too alike)
         # (one seed has no interval over seeds: the bootstrap of the scenes alone is no stand-in for it)
@@ -683,12 +700,11 @@ def findings_table(matrices: Mapping[str, np.ndarray], findings: Sequence[Findin
             "verdict": ONE_SEED_VERDICT if one_seed else joint_verdict((lo, hi), (s_lo, s_hi), f.direction),
             "_difference": diff, "_low": float("nan") if one_seed else min(lo, s_lo),
             "_high": float("nan") if one_seed else max(hi, s_hi), "_baseline": va.tolist(), "_variant": vb.tolist(),
-            "_p": seed_p_value(vb - va),
         })
-    for row, p_holm in zip(rows, holm([r["_p"] for r in rows])):
-        row["_p_holm"] = float(p_holm)
+    for row, f in zip(rows, findings):
+        row["_p"], row["_p_holm"] = family[f.key]
         row[HOLM_COLUMN] = ("n/a" if row["verdict"] not in ("reproduced", "opposite") else
-                            "yes" if p_holm < 0.05 else "no")  # NaN (seeds that all differ alike): no
+                            "yes" if row["_p_holm"] < 0.05 else "no")  # NaN (seeds that all differ alike): no
     return rows
 
 

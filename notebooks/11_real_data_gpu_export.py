@@ -210,16 +210,19 @@ with config.text_checks():
 # between two evaluations, and a validation set of about a hundred images gives an mIoU with some noise
 # of its own. The run's result is its last point, which the bars break down by class.
 #
-# The bars show what a small network learns from CamVid's training images in minutes (the run
-# trained here, or the recorded one): the classes that fill large parts of every street scene are
+# In the `cpu` profile, or without a CamVid copy, the bars show what a small network learns from
+# CamVid's training images in minutes (the run trained here, or the recorded one; in the `gpu`
+# profile they are the ResNet-50 run trained above, which the rest of this paragraph does not
+# describe): the classes that fill large parts of every street scene are
 # found best (sky and road, then trees and buildings), cars and pavement in part, and the thin or
 # rare ones (poles, fences, bicyclists) hardly at all. Those cover few pixels, so they weigh little
 # in the loss of this short run from scratch, which may be why (thinness may matter as well; the
 # decoder's stride-4 features, which help thin shapes, are already there). One remedy weighs the
 # loss by class, as SegNet {cite:p}`badrinarayanan2017segnet` trained CamVid; the next section
 # measures it. Many more
-# iterations and a pretrained backbone (the GPU recipe) should help too; no such run is recorded
-# yet, so how much is an open question.
+# iterations and a pretrained backbone (the GPU recipe) should help too; the course records no
+# such run yet, so how much is an open question (the `gpu` profile's bars above answer it for the
+# run trained on your GPU).
 
 # %% [markdown]
 # ### Balancing the classes
@@ -712,7 +715,10 @@ with config.text_checks():
 # gives each strategy the median of its three timed calls. How closely the time ratios follow the
 # rule depends on the machine (the last column prints each one's deviation from it): a small scale
 # can keep the cores less busy per multiply-add than a large one, and the resizing and averaging
-# around the passes cost time the rule does not count. The smoke profile uses a reduced image. Every
+# around the passes cost time the rule does not count; both make a strategy slower than its rule.
+# A time well *below* the rule, or a strategy faster than one it contains (flip runs the single pass
+# and one more), means other programs took the cores during some calls: the cell says so, and a
+# rerun on a quieter machine gives the machine's own ratios. The smoke profile uses a reduced image. Every
 # time here comes from the machine that runs the notebook, a GPU where there is one (the GPU records
 # above measure training; the course records no GPU timings of these strategies).
 
@@ -745,6 +751,12 @@ display(markdown_table([{"strategy": name, "time (s)": f"{t:.3f}", "time ratio":
                          "time against the rule": f"{t / base / strategies[name][1] - 1:+.0%}"}
                         for name, t in seconds.items()]))
 print(f"on a {size[0]} x {size[1]} image ({config.device()}); times are medians of 3 interleaved calls")
+contained = {"flip": "single scale", "MS (6 scales)": "single scale", "MS + flip": "MS (6 scales)"}
+busy = [f"{name} ({seconds[name]:.3f} s) < {inner} ({seconds[inner]:.3f} s)"
+        for name, inner in contained.items() if seconds[name] < seconds[inner]]
+if busy:
+    print("the machine was busy during these calls: a strategy timed faster than one it contains ("
+          + "; ".join(busy) + "); rerun this cell when nothing else runs")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).

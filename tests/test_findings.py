@@ -434,3 +434,17 @@ def test_seeds_that_differ_alike_up_to_rounding_have_no_p_value_and_no_verdict()
     (row,) = findings_table({key.format(*one.baseline): base, key.format(*one.variant): variant}, [one], n_boot=50)
     low, high = (float(v) for v in row["95% interval"].strip("[]").split(", "))
     assert low > 0 and row["verdict"] == "not resolved" and row[findings.HOLM_COLUMN] == "n/a", row
+
+
+def test_family_p_values_judge_a_few_rows_in_the_whole_tables_family() -> None:
+    """Chapter 08 quotes (b1) of chapter 10's sixteen comparisons: its Holm value is the whole table's
+    (0.08, does not hold), not that of the three rows it prints (3 x 0.015 = 0.045 would hold)."""
+    recorded = findings.load_findings()
+    assert recorded is not None
+    measured = findings.measurable(recorded.matrices)
+    family = findings.family_p_values(recorded.matrices, measured)
+    rows = findings_table(recorded.matrices, measured, n_boot=20)
+    assert [(r["_p"], r["_p_holm"]) for r in rows] == [family[f.key] for f in measured]
+    assert family["b1"][1] >= 0.05 > family["b1"][0]
+    few = findings.family_p_values(recorded.matrices, [f for f in measured if f.key in ("b1", "g1", "g2")])
+    assert few["b1"][1] < 0.05 <= family["b1"][1]  # a smaller family corrects less
