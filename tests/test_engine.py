@@ -1358,3 +1358,48 @@ def test_init_from_the_same_classes_in_another_order_reorders_the_classifiers(tm
     out = capsys.readouterr().out
     assert "named otherwise than the data's (red -> blue, green -> red, blue -> green) (the same names in another " \
            "order, but this model, not made by build_model, does not say" in out, out
+
+
+def test_a_passed_model_that_can_switch_stride_trains_at_the_configured_one(tmp_path) -> None:
+    """An audit: from_torchvision's DeepLabv3-ResNet comes at output stride 8 (the default is 16); passed to the
+    Trainer, it trained at 8 while the start-up line, the history and the checkpoint's configuration said 16, and
+    `eval` then switched it to a stride it was never trained at. It is switched to cfg.output_stride, as the
+    engine's own models are built there, and its checkpoint rebuilds the model trained."""
+    from deeplab_edu.inference import load_run
+    from deeplab_edu.models import build_model
+
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3, output_stride=8, atrous_rates=(2, 4, 6))
+    cfg = tiny_config(tmp_path, iterations=1, eval_every=1, ckpt_every=1, crop_size=64, image_size=64, batch_size=2)
+    trainer = Trainer(cfg, model=model, train_set=TinyScenes(4, size=64), val_set=TinyScenes(2, size=64, augment=False))
+    assert cfg.output_stride == 16 and "(output stride 16)" in trainer.describe()
+    assert model.output_stride == 16 and model.atrous_rates == (1, 2, 3)
+    assert trainer.fit()["final"]["output_stride"] == 16
+    run = load_run(tmp_path / "checkpoints" / "last.pt")
+    assert (run.model.output_stride, run.model.atrous_rates) == (16, (1, 2, 3))
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(run.model(x)["out"], model.eval()(x)["out"])
+    vgg = build_model("deeplabv2", backbone="vgg16", num_classes=3)  # output stride 8 only
+    with pytest.raises(ConfigError, match=r"output_stride=16: the passed model \(DeepLabV2, at output stride 8\)"):
+        Trainer(tiny_config(tmp_path / "vgg"), model=vgg, train_set=TinyScenes(8), val_set=TinyScenes(2))
+
+
+def test_init_from_names_the_torchvision_converter_and_the_checkpoints_own_model(tmp_path) -> None:
+    """An audit: torchvision DeepLabv3 weights given to init_from (a plain state dict, or a checkpoint holding it
+    under 'model') were refused without a word of the converter, and a checkpoint of a model passed to its
+    Trainer was refused without naming that model."""
+    from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+
+    weights = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).state_dict()
+    torch.save(weights, tmp_path / "plain.pth")
+    torch.save({"model": weights, "epoch": 3}, tmp_path / "reference.pth")  # torchvision's references' layout
+    converter = r"torchvision_pretrained\('mobilenet_v3_large', '.*{}'\)"
+    with pytest.raises(ValueError, match=converter.format("plain.pth")):
+        Trainer(tiny_config(tmp_path / "a", init_from=str(tmp_path / "plain.pth")), train_set=TinyScenes(8),
+                val_set=TinyScenes(2, augment=False))
+    with pytest.raises(ck.CheckpointMismatchError, match=converter.format("reference.pth")):
+        Trainer(tiny_config(tmp_path / "b", init_from=str(tmp_path / "reference.pth")), train_set=TinyScenes(8),
+                val_set=TinyScenes(2, augment=False))
+    init = _one_iteration_run(tmp_path / "c", TinyNet())
+    with pytest.raises(ck.CheckpointMismatchError,
+                       match=r"model test_engine_fixtures.TinyNet there \(passed to its Trainer\), deeplabv3 / "):
+        Trainer(tiny_config(tmp_path / "d", init_from=init), train_set=TinyScenes(8), val_set=TinyScenes(2))

@@ -167,3 +167,26 @@ def test_the_chapters_said_to_print_the_profile_line_print_it() -> None:
     assert said in " ".join((REPO_ROOT / "README.md").read_text().split()), f"README.md should say {said!r}"
     start = " ".join(NOTEBOOKS[0].read_text().replace("\n# ", " ").split())
     assert f"C{said[1:]} print their profile" in start and f"the first line of {said}" in start
+
+
+def test_the_readmes_tracing_calls_work() -> None:
+    """An audit: the README said `torch.jit.trace` takes the models as they are, but a model's dict output makes
+    it raise; the README names the call that works (LogitsOnly), and both documented exports run."""
+    import warnings
+
+    import pytest
+    import torch
+
+    from deeplab_edu.models import build_model
+    from deeplab_edu.models.export import LogitsOnly
+
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert "`torch.export.export` takes the models as they are" in readme
+    assert "`torch.jit.trace` takes `deeplab_edu.models.export.LogitsOnly(model)`" in readme
+    model, x = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3).eval(), torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings
+        with pytest.raises(RuntimeError, match="dict at the output"):
+            torch.jit.trace(model, x)
+        torch.testing.assert_close(torch.jit.trace(LogitsOnly(model), x)(x), model(x)["out"])
+        torch.testing.assert_close(torch.export.export(model, (x,)).module()(x)["out"], model(x)["out"])

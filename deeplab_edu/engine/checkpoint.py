@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..models.pretrained import ONNX_NOT_TORCH, checksum_failure, load_failure_reason
+from ..models.pretrained import ONNX_NOT_TORCH, checksum_failure, load_failure_reason, torchvision_deeplabv3_note
 from ..records import shown_path
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "latest_checkpoint", "names_a_run_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
     "class_scoring_keys", "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
-    "check_finite_weights",
+    "check_finite_weights", "init_from_advice",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -57,6 +57,13 @@ _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
 #: What a mismatching ``init_from`` checkpoint's message advises.
 INIT_FROM_ADVICE = ("Start from a checkpoint of the same model and backbone (its number of classes may differ: the "
                     "classifiers then start fresh).")
+
+
+def init_from_advice(weights: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
+    """What a mismatching ``init_from`` checkpoint's message advises: :data:`INIT_FROM_ADVICE`, or, for
+    torchvision DeepLabv3 weights, the converter that makes this package's model of them."""
+    note = torchvision_deeplabv3_note(weights, path)
+    return note[0].upper() + note[1:] + "." if note else INIT_FROM_ADVICE
 
 
 class UnreadableCheckpointError(RuntimeError):
@@ -371,6 +378,8 @@ def _check_structure(state: Any, path: Path) -> None:
     else:
         odd = [k for k in ("config", "model_info") if k in state and not isinstance(state[k], dict)]
         what = f"a '{odd[0]}' entry that is not a dictionary" if odd else None
+    if what is not None and isinstance(state, dict) and (note := torchvision_deeplabv3_note(state, path)):
+        raise ValueError(f"{path} is not a deeplab-edu checkpoint: {note}")  # a plain state dict of torchvision's
     if what is not None:
         raise ValueError(f"{path} is not a deeplab-edu checkpoint: it holds {what}. Checkpoints are written by "
                          "'deeplab-edu train' (runs/<name>/checkpoints) or 'deeplab-edu export'; a backbone's "
@@ -439,8 +448,9 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
     """Raise :class:`CheckpointMismatchError` when ``ckpt`` was made for another model.
 
     Compares the recorded ``model_info`` (``name``, ``backbone``, ``num_classes``) and, when
-    ``model`` is given, the parameter names and shapes. ``advice`` ends the message (what to do
-    instead); by default: use a checkpoint of the same model, or start a new run.
+    ``model`` is given, the parameter names and shapes. The message names the checkpoint's
+    ``model_class`` (a model passed to its Trainer) where it is not this one's. ``advice`` ends the message
+    (what to do instead); by default: use a checkpoint of the same model, or start a new run.
 
     Raises:
         CheckpointMismatchError: a recorded name, backbone or class count differs, or (with ``model``)
@@ -461,6 +471,10 @@ def check_compatible(ckpt: Mapping[str, Any], model_info: Mapping[str, Any], mod
                 + (f", e.g. {sorted(shapes)[0]}: {tuple(theirs[sorted(shapes)[0]].shape)} vs "
                    f"{tuple(mine[sorted(shapes)[0]].shape)}" if shapes else "") + ")"
             )
+    theirs_class, mine_class = saved.get("model_class"), model_info.get("model_class")  # a script's own model
+    if diffs and theirs_class and theirs_class != mine_class:  # the configuration's model/backbone do not name it
+        here = mine_class or f"{model_info.get('name')} / {model_info.get('backbone')}"
+        diffs.append(f"model {theirs_class} there (passed to its Trainer), {here} here")
     if diffs:
         raise CheckpointMismatchError(
             f"{source} was written for another model: " + "; ".join(diffs) + ". "

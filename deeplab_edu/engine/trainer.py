@@ -335,6 +335,10 @@ class Trainer:
     Args:
         cfg: the configuration (validated here).
         model: a ready model (tests, notebooks); built with ``deeplab_edu.models.build_model`` when ``None``.
+            One that can switch its output stride (``set_output_stride``: this package's models, also
+            ``from_torchvision``'s, which come at torchvision's stride 8 or 16) is switched to ``cfg.output_stride``
+            as the engine's own are built there, and validated at ``cfg.eval_output_stride`` (``None``: the
+            training stride); one that cannot trains and validates at its own, which the history records.
         train_set, val_set: datasets of ``(image, mask)`` (a :class:`~torch.utils.data.Dataset`, or any
             sequence of pairs, e.g. a list); built from ``cfg`` when ``None``.
         num_classes: defaults to ``train_set.num_classes``.
@@ -348,7 +352,8 @@ class Trainer:
         ~deeplab_edu.engine.config.ConfigError: (a ``ValueError``) ``cfg`` fails
             :func:`~deeplab_edu.engine.config.validate`, ``cfg.device`` names no device this PyTorch
             can use (:func:`~deeplab_edu.config.resolve_device`), or ``cfg.num_workers`` is more than
-            :func:`~deeplab_edu.engine.workers.max_num_workers`.
+            :func:`~deeplab_edu.engine.workers.max_num_workers`, or a passed ``model`` cannot switch to
+            ``cfg.output_stride`` (a VGG-16 model at 16).
         FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint (a file that reads but is
             no deeplab-edu checkpoint: ``ValueError``; :func:`~deeplab_edu.engine.checkpoint.load_checkpoint`),
             or the ImageNet weights of
@@ -417,6 +422,7 @@ class Trainer:
                                     output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
                                     aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
         else:
+            _to_training_stride(model, cfg.output_stride)
             _warn_flat_aspp(model, cfg.crop_size)
         self._check_classes = model_passed  # the first training step compares its logits with num_classes
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
@@ -434,7 +440,8 @@ class Trainer:
                     print(f"{source}: {classes} classes there, {self.num_classes} here; all weights loaded but "
                           f"the classifiers' ({', '.join(fresh)}), which start fresh", flush=True)
             else:
-                ck.check_compatible(state, self.model_info, model, source=source, advice=ck.INIT_FROM_ADVICE)
+                ck.check_compatible(state, self.model_info, model, source=source,
+                                    advice=ck.init_from_advice(state["model"], cfg.init_from))
                 weights = state["model"]
                 order = _class_order(state.get("model_info", {}), self.model_info)  # the same classes reordered
                 if order is not None and (reordered := ck.class_scoring_keys(model, self.num_classes)) is not None:
@@ -1324,6 +1331,33 @@ def _check_same_classes(train_set: Any, val_set: Any) -> None:
 
 class ValidationStopped(Exception):
     """:meth:`Trainer.evaluate` stopped between two batches because its ``should_stop()`` said so."""
+
+
+def _to_training_stride(model: nn.Module, output_stride: int) -> None:
+    """Switch a model passed to the Trainer to the configuration's ``output_stride``, as the engine builds its
+    own there (an audit: torchvision's DeepLabv3-ResNet from ``from_torchvision`` is at 8, the default 16; it
+    trained at 8 while the start-up line, the history and the checkpoint said 16). Its ``build_kwargs``, where
+    it has them, then name that stride and the rates at it, so that ``load_run`` rebuilds the model trained.
+    A model without ``set_output_stride`` is left at its own.
+
+    Raises:
+        ~deeplab_edu.engine.config.ConfigError: the model cannot switch to ``output_stride`` (VGG-16: 8 only;
+            rates that do not scale to whole numbers), naming its own stride.
+    """
+    own = getattr(model, "output_stride", None)
+    if not hasattr(model, "set_output_stride") or own == output_stride:
+        return
+    try:
+        cast(Any, model).set_output_stride(output_stride)
+    except ValueError as err:
+        raise ConfigError(f"output_stride={output_stride}: the passed model ({type(model).__name__}, at output "
+                          f"stride {own}) cannot train there ({err}); set output_stride to one it can take"
+                          + (f", e.g. its own, {own}" if own else "")) from None
+    built = getattr(model, "build_kwargs", None)
+    if built:
+        rates = getattr(model, "atrous_rates", None)
+        cast(Any, model).build_kwargs = {**built, "output_stride": output_stride,
+                                         "atrous_rates": None if rates is None else [int(r) for r in rates]}
 
 
 def _warn_flat_aspp(model: nn.Module, crop_size: int) -> None:

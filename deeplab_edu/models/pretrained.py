@@ -23,7 +23,7 @@ import torch
 __all__ = [
     "PretrainedSource", "torchvision_weights", "load_pretrained_state_dict", "download_state_dict",
     "load_state_dict_file", "load_weights_into", "load_failure_reason", "PretrainedWeightsUnavailable", "cached_weights",
-    "torchvision_cache_path", "checksum_failure",
+    "torchvision_cache_path", "checksum_failure", "torchvision_deeplabv3_note",
 ]
 
 #: ``False``/``None``: random init; ``True``: torchvision's ImageNet weights; a path: a local file.
@@ -196,6 +196,25 @@ def load_state_dict_file(path: str | os.PathLike, argument: str) -> Mapping[str,
         raise ValueError(f"{argument}={str(path)!r} is not a weights file torch.load can read "
                          f"({load_failure_reason(p, err)})") from err
     return _unwrap(obj, p)
+
+
+def torchvision_deeplabv3_note(state_dict: Mapping[str, Any], path: str | os.PathLike) -> str | None:
+    """For weights named as torchvision's DeepLabv3 names them (``classifier.4.weight`` beside a ResNet's
+    ``backbone.layer4...`` or MobileNetV3's ``backbone.16...``), read from the file ``path``: a sentence (no
+    capital, no full stop) naming the converter that makes this package's model of them (an audit: ``--init-from``
+    refused such a file without a word of it); ``None`` for other weights."""
+    keys = set(state_dict)
+    if "classifier.4.weight" not in keys:
+        return None
+    if any(k.startswith("backbone.layer4.") for k in keys):
+        backbone = "resnet101" if any(k.startswith("backbone.layer3.22.") for k in keys) else "resnet50"
+    elif any(k.startswith("backbone.16.") for k in keys):
+        backbone = "mobilenet_v3_large"
+    else:
+        return None
+    return (f"it holds torchvision's deeplabv3_{backbone} weights, whose names are not this package's: in Python, "
+            f"deeplab_edu.models.interop.torchvision_pretrained({backbone!r}, {str(path)!r}) makes this package's "
+            "model of them (convert_torchvision_state_dict renames a state dict), to pass to Trainer(cfg, model=...)")
 
 
 def load_weights_into(net: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
