@@ -65,8 +65,9 @@ def effective_receptive_field(
 
     The gradient of the output unit (summed over its channels) with respect to the input is
     summed over input channels, averaged over standard-normal inputs, and normalised to sum
-    to 1. The model runs in eval mode (restored afterwards); global layers are cut off first
-    (:func:`~deeplab_edu.receptive_field.spatial_part`).
+    to 1. The model runs in eval mode (restored afterwards); a global head is cut off first
+    (:func:`~deeplab_edu.receptive_field.spatial_part`), while channel gates (squeeze-and-excitation)
+    stay in: they read the whole input, so some gradient reaches every pixel.
 
     Args:
         model: a network mapping (1, C, H, W) images to (1, K, H', W') maps (or a dict holding them).
@@ -85,8 +86,8 @@ def effective_receptive_field(
         ValueError: ``samples`` is below 1; ``input_size`` is not a whole number of pixels (or two) of at least 1;
             ``in_channels`` is not given and the (cut) model has no ``nn.Conv2d``
             to infer it from; ``output_index`` lies outside the output map; or, from
-            :func:`~deeplab_edu.receptive_field.spatial_part`, the model cannot be traced by torch.fx or returns
-            a dict without ``output_key``.
+            :func:`~deeplab_edu.receptive_field.spatial_part`, the model cannot be traced by torch.fx, returns
+            a dict without ``output_key``, or has a global output not computed by a head from one spatial map.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")

@@ -13,6 +13,14 @@ For graphs with several paths (ResNet bottlenecks: the residual branch and the s
 each path gives an interval and the receptive field is their union (Araujo et al., section
 "Arbitrary computation graphs"); with equal strides that is the path with the largest extent.
 
+A layer that reads the whole input (global average pooling) makes a map *global*: like ASPP's
+image pooling branch (chapter 04), it sees every pixel, and everything computed from it does too.
+One exception is followed: a *channel gate*, the product of a map with a global 1x1 map of
+per-channel weights, as in squeeze-and-excitation (Hu et al., CVPR 2018; MobileNetV3,
+EfficientNet). It rescales the channels of the map without moving any pixel's window, so the
+product keeps the field of its spatial operand; the field counted is that of the spatial path,
+and the gates passed are listed in :attr:`ReceptiveField.gates` (each also reads the whole image).
+
 * :class:`LayerSpec`, :func:`receptive_field`, :func:`receptive_field_table`: the recurrences.
 * :func:`receptive_field_of`: derives it from a PyTorch module by tracing it with ``torch.fx``
   (convolutions and pooling on every path, union at additions), e.g. torchvision's
@@ -30,7 +38,8 @@ each one matters is :mod:`deeplab_edu.effective_receptive_field`.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence, cast
 
 import torch
@@ -89,12 +98,15 @@ class ReceptiveField:
     pixels: the side of the input window one output unit sees, the input pixels between two
     neighbouring units, and the input pixels the first unit's window starts before the image (its
     left edge at ``-padding``). ``path`` holds the layer specs along the path that sets the receptive field.
+    ``gates`` names the channel gates (squeeze-and-excitation) met on the way: each rescales the map's
+    channels by a reading of the *whole* input, which the field, that of the spatial path, does not count.
     """
 
     size: int = 1
     stride: int = 1
     padding: int = 0
     path: tuple[LayerSpec, ...] = field(default=(), compare=False)
+    gates: tuple[str, ...] = field(default=(), compare=False)
 
     def then(self, spec: LayerSpec) -> "ReceptiveField":
         """The receptive field after one more layer (one step of the recurrences)."""
@@ -103,6 +115,7 @@ class ReceptiveField:
             stride=self.stride * spec.stride,
             padding=self.padding + spec.padding * self.stride,
             path=self.path + (spec,),
+            gates=self.gates,
         )
 
     def region(self, index: int) -> tuple[int, int]:
@@ -134,6 +147,7 @@ class ReceptiveField:
             stride=fields[0].stride,
             padding=padding,
             path=widest.path,
+            gates=tuple(dict.fromkeys(g for f in fields for g in f.gates)),  # each once, in order
         )
 
 
@@ -180,6 +194,7 @@ _GLOBAL_FUNCS = {torch.flatten, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.
 _GLOBAL_METHODS = {"flatten", "view", "reshape", "mean"}
 _GEOMETRY_FUNCS = {F.interpolate, F.conv2d, F.max_pool2d, F.avg_pool2d, F.pixel_shuffle, F.unfold}
 _NON_TENSOR_METHODS = {"size", "dim"}
+_MULTIPLY_FUNCS = {operator.mul, operator.imul, torch.mul}
 
 
 def _at(value: Any, axis: int) -> Any:
@@ -201,6 +216,41 @@ def _spec_of(module: nn.Module, name: str, axis: int) -> LayerSpec:
 class _State:
     rf: ReceptiveField | None  # None: global (sees the whole input)
     node: fx.Node
+    one_pixel: bool = False  # global and 1x1 in space (one value per channel): multiplied onto a map, a gate
+
+
+def _pools_to_one_pixel(node: fx.Node, module: nn.Module | None = None) -> bool:
+    """Whether a global layer leaves a 1x1 map: adaptive pooling to size 1, or a mean over H and W that
+    keeps them (``keepdim=True``), the squeeze of squeeze-and-excitation."""
+    if module is not None:
+        return isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and module.output_size in (1, (1, 1))
+    if node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+        return node.kwargs.get("output_size", node.args[1] if len(node.args) > 1 else None) in (1, (1, 1))
+    if node.target in (torch.mean, "mean"):
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        dims = set(dim) if isinstance(dim, (tuple, list)) else {dim}
+        return bool(node.kwargs.get("keepdim", False)) and dims in ({2, 3}, {-2, -1})
+    return False
+
+
+def _is_multiply(node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in _MULTIPLY_FUNCS) or (
+        node.op == "call_method" and node.target in ("mul", "mul_"))
+
+
+def _name(node: fx.Node) -> str:
+    """A node as a user knows it: the submodule it calls, else its graph name."""
+    return str(node.target) if node.op == "call_module" else node.name
+
+
+@dataclass
+class _Walk:
+    """What :func:`_walk` found: the last spatial map (its state and node) and the channel gates, each
+    product mapped to its gate operand (the 1x1 global map)."""
+
+    state: _State
+    node: fx.Node
+    gates: dict[fx.Node, fx.Node]
 
 
 def _rf(state: _State) -> ReceptiveField:
@@ -220,10 +270,16 @@ def _trace(model: nn.Module) -> fx.GraphModule:
         ) from err
 
 
-def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: str) -> tuple[_State, fx.Node]:
-    """Propagate receptive fields through the graph; return the state of the last spatial map."""
+def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: str) -> _Walk:
+    """Propagate receptive fields through the graph; return the last spatial map (see :class:`_Walk`).
+
+    A node with a global input is global, except a channel gate (a product of spatial maps and 1x1
+    global maps), which keeps the union of its spatial operands' fields. When the output is global,
+    the map returned is the one its global head reads (:func:`_head_input`).
+    """
     states: dict[fx.Node, _State | None] = {}
-    first_global_input: tuple[_State, fx.Node] | None = None
+    gates: dict[fx.Node, fx.Node] = {}
+    mixes: set[fx.Node] = set()  # global nodes that read a spatial map beside a global one (image pooling's concat)
     for node in gm.graph.nodes:
         inputs = [st for st in (states.get(a) for a in node.all_input_nodes) if st is not None]
         spatial = [s for s in inputs if s.rf is not None]
@@ -248,35 +304,38 @@ def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: st
             if state is None:
                 raise ValueError("the model's output is not a tensor computed from the input")
             if state.rf is None:
-                if first_global_input is None:
-                    raise ValueError("the output is global but no spatial map was found before it")
-                return first_global_input
-            return state, out
+                state = _head_input(states, mixes, out)
+            return _Walk(state, state.node, gates)
         if not inputs:
             states[node] = None
             continue
-        is_global = len(spatial) < len(inputs)  # a global input makes the result global
+        is_global = len(spatial) < len(inputs)  # a global input makes the result global...
+        one_pixel = all(s.one_pixel for s in inputs if s.rf is None)  # ...unless they are 1x1 gates (below)
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
             if isinstance(module, _GEOMETRY):
                 if len(inputs) != 1:
                     raise ValueError(f"{node.target}: expected one tensor input")
-                state = _State(None if is_global else _rf(inputs[0]).then(_spec_of(module, node.target, axis)), node)
+                spec = _spec_of(module, node.target, axis)
+                state = _State(None, node, one_pixel) if is_global else _State(_rf(inputs[0]).then(spec), node)
             elif isinstance(module, _GLOBAL):
-                state = _State(None, node)
+                state = _State(None, node, _pools_to_one_pixel(node, module))
             elif isinstance(module, _POINTWISE) or type(module).__name__ == "FrozenBatchNorm2d":
-                state = _State(None if is_global else ReceptiveField.union([_rf(s) for s in spatial]), node)
+                if is_global and spatial:
+                    mixes.add(node)
+                state = _State(None if is_global else ReceptiveField.union([_rf(s) for s in spatial]), node,
+                               is_global and not spatial and one_pixel)
             else:
                 raise ValueError(
                     f"receptive_field_of does not know layer {node.target!r} ({type(module).__name__}); "
                     "use receptive_field() with a list of LayerSpec for it"
                 )
             if node is upto:
-                return state, cast(fx.Node, node)  # ``is upto`` makes mypy see the node as ``fx.Node | None``
+                return _Walk(state, cast(fx.Node, node), gates)  # ``is upto``: mypy sees ``fx.Node | None``
         elif node.op == "call_function" and node.target in _GLOBAL_FUNCS or (
             node.op == "call_method" and node.target in _GLOBAL_METHODS
         ):
-            state = _State(None, node)
+            state = _State(None, node, _pools_to_one_pixel(node))
         elif node.op == "call_function" and node.target in _GEOMETRY_FUNCS:
             if spatial:
                 raise ValueError(
@@ -284,14 +343,58 @@ def _walk(gm: fx.GraphModule, *, axis: int, upto: fx.Node | None, output_key: st
                     "geometry in a way receptive_field_of does not model (e.g. upsampling); point it at the "
                     "backbone instead (e.g. model.backbone)"
                 )
-            state = _State(None, node)  # e.g. upsampling a globally pooled map: still global
-        else:  # element-wise: add, mul, cat, relu, ... -> union of the branches
-            state = _State(None if is_global else ReceptiveField.union([_rf(s) for s in spatial]), node)
-        if state.rf is None and first_global_input is None and spatial:
-            widest = max(spatial, key=lambda s: _rf(s).size)
-            first_global_input = (widest, widest.node)
+            state = _State(None, node)  # e.g. upsampling a globally pooled map: still global, now map-sized
+        elif not is_global:  # element-wise: add, mul, cat, relu, ... -> union of the branches
+            state = _State(ReceptiveField.union([_rf(s) for s in spatial]), node)
+        elif spatial and one_pixel and _is_multiply(node):  # a channel gate: the spatial operands' field
+            gate = next(s.node for s in inputs if s.rf is None)
+            merged = ReceptiveField.union([_rf(s) for s in spatial])
+            state = _State(replace(merged, gates=merged.gates + (_name(gate),)), node)
+            gates[node] = gate
+        else:  # global operands only, or a spatial map combined with a global one that is not a gate
+            if spatial:
+                mixes.add(node)
+            state = _State(None, node, not spatial and one_pixel)
         states[node] = state
     raise ValueError("the traced graph has no output")  # pragma: no cover
+
+
+def _head_input(states: dict[fx.Node, _State | None], mixes: set[fx.Node], out: fx.Node) -> _State:
+    """The spatial map that a global output is computed from, when that is a *head* (global pooling, then
+    flatten and a classifier: ``resnet50()`` gives ``layer4``'s output): the global nodes before the output
+    read exactly one spatial map, and only through global layers.
+
+    Raises:
+        ValueError: the output also reads a spatial map beside a global one (ASPP's image pooling concatenated
+            with its atrous branches, a gate that is not 1x1), or reads several spatial maps, or none.
+    """
+    maps: dict[fx.Node, _State] = {}
+    todo, seen = [out], set()
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node in mixes:
+            inside = list(node.meta.get("nn_module_stack", {}))  # the submodules fx traced it in, outermost first
+            where = f"{_name(node)!r}" + (f" (in {inside[-1]})" if inside else "")
+            raise ValueError(
+                f"the output is global from node {where} on: it combines a spatial map with one that sees the "
+                "whole input (like ASPP's image pooling), so no spatial map precedes the output alone; pass upto= "
+                "the submodule whose map you want (e.g. upto='backbone'), or point it at the backbone"
+            )
+        for arg in node.all_input_nodes:
+            state = states.get(arg)
+            if state is not None and state.rf is None:
+                todo.append(arg)
+            elif state is not None:
+                maps[arg] = state
+    if not maps:
+        raise ValueError("the output is global but no spatial map was found before it")
+    if len(maps) > 1:
+        raise ValueError(f"the output is global and reads {len(maps)} spatial maps ({', '.join(map(_name, maps))}); "
+                         "pass upto= the submodule whose map you want")
+    return next(iter(maps.values()))
 
 
 def _last_call(gm: fx.GraphModule, upto: str | None) -> fx.Node | None:
@@ -316,8 +419,12 @@ def receptive_field_of(
     The module is traced with ``torch.fx``; convolutions and pooling layers compose by the
     recurrences, point-wise layers (batch norm, activations) pass through, and branches that
     meet (the residual addition of a bottleneck) take the union of their intervals. Global
-    layers (adaptive pooling, flatten, linear) end the spatial part: for ``resnet50()`` the
-    result is the receptive field of ``layer4``'s output.
+    layers (adaptive pooling, flatten, linear) end the spatial part: when the output is global
+    and its global head reads one spatial map, that map's field is returned (for ``resnet50()``,
+    ``layer4``'s output). A channel gate (squeeze-and-excitation in MobileNetV3 or EfficientNet)
+    keeps the field of the map it rescales: the field is that of the spatial path, and the gates,
+    which read the whole input, are named in the result's ``gates`` (see the module's docstring).
+    A map combined with a global one otherwise (ASPP's image pooling, concatenated) is global.
 
     Args:
         model: a module, or a list of :class:`LayerSpec` (then this is :func:`receptive_field`).
@@ -331,8 +438,9 @@ def receptive_field_of(
         ValueError: ``axis`` is not 0 or 1; the model cannot be traced with ``torch.fx``; ``upto`` is not a submodule
             its forward calls; the model returns a dict without ``output_key`` or an output not computed from the
             input; the graph holds a layer or a geometry-changing function (e.g. upsampling of a spatial map) it
-            does not model, or branches of different strides meet; or the requested feature map is global (it sees
-            the whole input).
+            does not model, or branches of different strides meet; the output is global, not through a head that
+            reads one spatial map (e.g. a whole DeepLabv3, whose ASPP concatenates image pooling: the message names
+            the node; pass ``upto``); or the requested feature map is global (it sees the whole input).
     """
     if axis not in (0, 1):  # an audit: 2 was an IndexError deep in the walk
         raise ValueError(f"axis must be 0 (height) or 1 (width), got {axis!r}")
@@ -341,7 +449,7 @@ def receptive_field_of(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module or a list of LayerSpec, got {type(model).__name__}")
     gm = _trace(model)
-    state, _ = _walk(gm, axis=axis, upto=_last_call(gm, upto), output_key=output_key)
+    state = _walk(gm, axis=axis, upto=_last_call(gm, upto), output_key=output_key).state
     if state.rf is None:
         raise ValueError("the requested feature map is global (it sees the whole input)")
     return state.rf
@@ -350,21 +458,34 @@ def receptive_field_of(
 def spatial_part(model: nn.Module, *, upto: str | None = None, output_key: str = "out") -> fx.GraphModule:
     """The model cut at its last spatial feature map (before global pooling), as an fx module.
 
-    Shares parameters with ``model``. ``resnet50()`` becomes conv1 ... layer4.
+    Shares parameters with ``model``. ``resnet50()`` becomes conv1 ... layer4; channel gates
+    (squeeze-and-excitation) stay in, as in :func:`receptive_field_of`.
 
     Raises:
         ValueError: ``model`` cannot be traced by torch.fx, ``upto`` is not a submodule its forward
-            calls, the output is a dict without ``output_key``, or no spatial feature map comes before it
-            (as for :func:`receptive_field_of`).
+            calls, the output is a dict without ``output_key``, or no single spatial feature map comes
+            before a global output (as for :func:`receptive_field_of`).
     """
+    return _cut(model, upto=upto, output_key=output_key)
+
+
+def _cut(model: nn.Module, *, upto: str | None, output_key: str, open_gates: bool = False) -> fx.GraphModule:
+    """:func:`spatial_part`; with ``open_gates``, each channel gate's global operand is replaced by ones (the
+    gate held open), so that a gradient reaches the input through the spatial path only (the field
+    :func:`receptive_field_of` counts) and no product of gates can overflow the faithful copy."""
     gm = _trace(model)
-    _, last = _walk(gm, axis=0, upto=_last_call(gm, upto), output_key=output_key)
+    walk = _walk(gm, axis=0, upto=_last_call(gm, upto), output_key=output_key)
+    last = walk.node
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for node in gm.graph.nodes:
         if node.op == "output":
             break
-        env[node] = graph.node_copy(node, lambda n: env[n])
+        opened: dict[fx.Node, fx.Node] = {}  # this node's gate operand -> ones of its shape
+        if open_gates and node in walk.gates:
+            gate = walk.gates[node]
+            opened[gate] = graph.call_function(torch.ones_like, (env[gate],))
+        env[node] = graph.node_copy(node, lambda n: opened.get(n, env[n]))
         if node is last:
             break
     graph.output(env[last])
@@ -498,8 +619,10 @@ def empirical_receptive_field(
         output_index: the output unit ``(row, col)``; the centre unit by default.
         faithful: work on a one-channel copy whose gradient is non-zero exactly where the unit
             depends on the input (see :func:`_make_faithful`); cheap even for ResNet-50 at
-            500 x 500. ``False`` uses the model as it is (random input), where max pooling and
-            ReLU leave some connected pixels with zero gradient.
+            500 x 500. Its channel gates (squeeze-and-excitation) are held open (at 1), so the
+            gradient follows the spatial path, the field :func:`receptive_field_of` counts. ``False`` uses
+            the model as it is (random input), where max pooling and ReLU leave some connected
+            pixels with zero gradient, and a gate sends gradient to every pixel.
 
     Raises:
         ValueError: a side of ``input_size`` is not a whole number of at least 1; the model cannot be traced with ``torch.fx``; ``upto`` is
@@ -512,7 +635,7 @@ def empirical_receptive_field(
     h, w = _input_size(input_size)
     # spatial_part builds fresh containers around the model's leaf layers, so swapping leaves
     # below (faithful=True) leaves ``model`` untouched without copying its weights
-    net = spatial_part(model, upto=upto, output_key=output_key).eval()
+    net = _cut(model, upto=upto, output_key=output_key, open_gates=faithful).eval()
     if faithful:
         _make_faithful(net)
         x = torch.ones(1, 1, h, w, dtype=torch.float64, requires_grad=True)

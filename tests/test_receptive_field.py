@@ -438,3 +438,70 @@ def test_interpolated_extent_says_where_it_is_not_continuous_in_the_map() -> Non
     assert "a map that moves a little mass outwards changes it by a little" not in doc
     assert "continuous in the map only while the squares keep their centre" in doc and "2.56 to 3.74 px" in doc
     assert "Args: erf: a non-negative map (H, W)" in doc and "fraction:" in doc and "Returns: The side in pixels" in doc
+
+
+def test_squeeze_excitation_gates_keep_the_field_of_the_spatial_path() -> None:
+    """An audit: MobileNetV3's squeeze-excitation gate (global pooling, then a product with the map) made the map
+    global, and a fallback silently returned the map before the first gate (features.4: 35 px, stride 8), for the
+    theory and the brute force alike (``agree: True``). A gate -- a product with a 1x1 global map -- now keeps the
+    field of the map it rescales; the reference is the same network with its gates taken out."""
+    from torchvision.ops import SqueezeExcitation
+
+    from deeplab_edu.models import build_model
+
+    features = torchvision.models.mobilenet_v3_large().features.eval()
+    ungated = torchvision.models.mobilenet_v3_large().features
+    for name, module in list(ungated.named_modules()):
+        if isinstance(module, SqueezeExcitation):
+            parent, _, child = name.rpartition(".")
+            setattr(ungated.get_submodule(parent), child, nn.Identity())
+    rf, reference = receptive_field_of(features), receptive_field_of(ungated)
+    assert (rf.size, rf.stride, rf.padding) == (reference.size, reference.stride, reference.padding) == (595, 32, 297)
+    assert rf.path[-1].name == "16.0" and len(rf.gates) == 8 and rf.gates[0] == "4.block.2.scale_activation"
+    x = torch.zeros(1, 3, 64, 64)
+    assert spatial_part(features)(x).shape == features(x).shape == (1, 960, 2, 2)
+    check = compare_with_brute_force(features)
+    assert check["agree"] and check["receptive field (theory)"] == 595 and check["effective stride"] == 32
+    assert receptive_field_of(torchvision.models.mobilenet_v3_large()).size == 595  # the classifier head is cut off
+    model = build_model("deeplabv3", backbone="mobilenet_v3_large", num_classes=3)
+    assert receptive_field_of(model.backbone).stride == model.output_stride == 16
+    assert receptive_field_of(model, upto="backbone").stride == 16  # was "the requested feature map is global"
+
+
+class _Gated(nn.Module):
+    """conv -> a channel gate computed by ``squeeze`` -> conv."""
+
+    def __init__(self, squeeze: str) -> None:
+        super().__init__()
+        self.squeeze = squeeze
+        self.conv1, self.conv2 = nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 5)
+        self.fc = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        if self.squeeze == "mean":  # a 1x1 map: a gate
+            gate = torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+        elif self.squeeze == "pool":
+            gate = torch.sigmoid(self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1)))
+        else:  # "view": a vector reshaped, which the walk cannot see to be 1x1
+            gate = torch.sigmoid(x.mean((2, 3))).view(-1, 2, 1, 1)
+        return self.conv2(x * gate)
+
+
+def test_a_global_output_is_cut_only_before_a_head() -> None:
+    """The fallback for a global output returned the map before the first node that became global, wherever that
+    was. It now applies to a head only (global layers reading one spatial map: resnet18's pooling and classifier);
+    a map combined with a global one otherwise is a ValueError naming the node."""
+    from deeplab_edu.models import build_model
+
+    for squeeze in ("mean", "pool"):
+        assert receptive_field_of(_Gated(squeeze)).size == 7 and len(receptive_field_of(_Gated(squeeze)).gates) == 1
+        assert compare_with_brute_force(_Gated(squeeze))["agree"]
+    with pytest.raises(ValueError, match="global from node 'mul'"):  # was conv1's 3 px
+        receptive_field_of(_Gated("view"))
+    with pytest.raises(ValueError, match="global from node 'mul'"):
+        spatial_part(_Gated("view"))
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3)
+    with pytest.raises(ValueError, match="image pooling.*upto="):  # was the backbone's field, an earlier map
+        receptive_field_of(model)
+    assert receptive_field_of(torchvision.models.resnet18()).path[-1].name == "layer4.1.conv2"
