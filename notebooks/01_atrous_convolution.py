@@ -198,10 +198,10 @@ with config.text_checks():
 grey = photo.mean(0, keepdim=True)[None]
 sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
-axes[0].imshow(grey[0, 0], cmap="gray")
+axes[0].imshow(grey[0, 0].numpy(), cmap="gray")
 axes[0].set_title("input", fontsize=9)
 for a, r in zip(axes[1:], (1, 4, 12)):
-    a.imshow(F.conv2d(grey, sobel, padding=same_padding(3, r), dilation=r)[0, 0].abs(), cmap="magma")
+    a.imshow(F.conv2d(grey, sobel, padding=same_padding(3, r), dilation=r)[0, 0].abs().numpy(), cmap="magma")
     a.set_title(f"|Sobel| at rate {r} (sees {effective_kernel_size(3, r)}px)", fontsize=9)
 for a in axes:
     a.set_axis_off()

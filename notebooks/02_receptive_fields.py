@@ -374,7 +374,7 @@ fig, axes = plt.subplots(3, 4, figsize=(8, 6))
 for row, (title, (pictures, limit)) in enumerate(rows.items()):
     axes[row, 0].set_title(title, loc="left")
     for k in range(4):
-        axes[row, k].imshow(pictures[k], cmap="gray", vmin=-limit, vmax=limit)
+        axes[row, k].imshow(pictures[k].numpy(), cmap="gray", vmin=-limit, vmax=limit)
         axes[row, k].set_xticks([])
         axes[row, k].set_yticks([])  # the frame stays: a white half does not melt into the page
 plt.show()

@@ -45,6 +45,11 @@ def test_notebook_runs(source: Path, notebook_runs) -> None:
     nb = nbformat.read(run.executed, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     assert all(c.execution_count for c in code), f"{source.name}: some code cells were not executed"
+    # nothing on stderr: no warning a learner would read under a cell (tensors passed to imshow once printed
+    # NumPy's copy-keyword deprecation, shown in the session's kernels: conftest's NotebookRuns)
+    noise = [(i, "".join(o.get("text", ""))[:300]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not noise, f"{source.name}: cells print on stderr: {noise}"
     # every reply reached the executor promptly: no cell waited out its timeout (the old hang)
     for before, after in zip(code, code[1:]):
         gap = _stamp(after.metadata.execution["iopub.status.busy"]) - _stamp(before.metadata.execution["shell.execute_reply"])
