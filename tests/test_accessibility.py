@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
@@ -97,3 +98,22 @@ def test_the_crf_figure_names_its_class_colours() -> None:
     fig = plot_refinement(image, mask, mask, mask, palette, class_names=["background", "disc"])
     assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["background", "disc"]
     assert not plot_refinement(image, mask, mask, None, palette).legends
+
+
+def test_a_legend_of_many_classes_leaves_the_panels_their_room() -> None:
+    """With 150 classes (an ADE20K-like data set) the legend's 26 rows were drawn over the image, truth and
+    prediction panels of ``prediction_gallery`` and ``show_pairs`` (its share of the height was capped at a
+    half): the figure grows by the legend's height, and no panel reaches into it."""
+    from deeplab_edu.inference import prediction_gallery
+    from deeplab_edu.viz.data import show_pairs
+
+    names = [f"class {k}" for k in range(150)]
+    palette = [(k, 255 - k, (7 * k) % 256) for k in range(150)]
+    image, mask = torch.rand(3, 24, 32), torch.randint(0, 150, (24, 32))
+    for fig in (prediction_gallery([image, image], [mask, mask], [mask, mask], palette, class_names=names),
+                show_pairs([(image, mask)] * 2, names, palette)):
+        fig.canvas.draw()
+        legend_top = fig.legends[0].get_window_extent().y1
+        lowest_panel = min(ax.get_window_extent().y0 for ax in fig.axes if ax.get_images())
+        assert lowest_panel >= legend_top, (lowest_panel, legend_top)
+        plt.close(fig)

@@ -39,8 +39,10 @@ def class_legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequ
                  ignore: bool = True) -> float:
     """A legend at the bottom of ``fig``: one coloured patch per class (``palette``: RGB 0-255, in
     the order of ``class_names``) and, with ``ignore``, the white of ignored pixels. As many entries a
-    row as the figure's width holds (at most 6). Returns the share of the figure's height the legend
-    takes, to leave free below the axes (``tight_layout(rect=(0, share, 1, 1))``)."""
+    row as the figure's width holds (at most 6). A legend that would take more than a third of the
+    figure's height (many classes: 150 take 26 rows) makes the figure taller by its own height, so the
+    axes keep their room instead of being drawn under it. Returns the share of the (new) figure's height
+    the legend takes, to leave free below the axes (``tight_layout(rect=(0, share, 1, 1))``)."""
     # matplotlib takes an RGB array as a colour; its ColorType stub does not list arrays
     handles = [Patch(color=np.asarray(c) / 255, label=n)  # type: ignore[arg-type]
                for n, c in zip(class_names, palette)]
@@ -49,7 +51,10 @@ def class_legend(fig: Figure, class_names: Sequence[str], palette: Sequence[Sequ
     per_row = max(1, min(6, int(fig.get_figwidth() / 1.2)))  # about 1.2 inch an entry at font size 8
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), per_row), fontsize=8, frameon=False)
     rows = -(-len(handles) // per_row)
-    return min(0.5, (0.1 + 0.2 * rows) / fig.get_figheight())  # about 0.2 inch a row at font size 8
+    height = 0.1 + 0.2 * rows  # inches: about 0.2 a row at font size 8
+    if height > fig.get_figheight() / 3:
+        fig.set_figheight(fig.get_figheight() + height)
+    return height / fig.get_figheight()
 
 
 def show_pairs(
