@@ -183,7 +183,8 @@ def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = N
     """A per-class IoU table in Markdown (percent, one decimal), with the mean on the last line.
 
     ``iou`` holds fractions in [0, 1] (as :meth:`ConfusionMatrix.compute` gives them; NaN: a class
-    absent from both prediction and truth, shown "n/a" and left out of the mean). A ``|`` in a class name
+    absent from both prediction and truth, shown "n/a" and left out of the mean, which is "n/a" too when
+    every class is, as the mIoU is then NaN). A ``|`` in a class name
     is written ``\\|`` (and a backslash ``\\\\``), so that it stays in its cell.
 
     Raises:
@@ -197,7 +198,8 @@ def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = N
     for name, v in zip(names, iou):
         cell = str(name).replace("\\", "\\\\").replace("|", "\\|")  # Markdown's escapes: "a|b" is one cell
         lines.append(f"| {cell} | {'n/a' if v != v else f'{100 * v:.1f}'} |")
-    lines.append(f"| **mean** | **{100 * sum(vals) / max(len(vals), 1):.1f}** |")
+    mean = f"{100 * sum(vals) / len(vals):.1f}" if vals else "n/a"  # no class scored: no mean (mIoU nan)
+    lines.append(f"| **mean** | **{mean}** |")
     return "\n".join(lines)
 
 

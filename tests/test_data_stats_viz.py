@@ -134,3 +134,54 @@ def test_procedural_sizes_follow_the_log_uniform_law():
     share = float(((shapes >= 16) & (shapes < 32)).mean())
     expected = log_uniform_share(16, 32, 0.02 * 256, 0.9 * 256)
     assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / len(shapes))
+
+
+def test_median_frequency_from_counts_matches_the_masks_path_and_streams():
+    """An audit: --class-weights median_frequency held every counted training mask (up to 1,000, full size)
+    in memory at once. The engine now keeps only each mask's pixels per class, with the same weights."""
+    import gc
+    import weakref
+
+    from deeplab_edu.data.stats import iter_dataset_masks, mask_class_counts, median_frequency_from_counts
+    from deeplab_edu.engine.trainer import _median_frequency_weights
+
+    rng = np.random.default_rng(0)
+    masks = [rng.choice([0, 1, 2, 255], size=(6 + i, 5), p=[0.6, 0.25, 0.1, 0.05]).astype(np.uint8)
+             for i in range(12)]
+    masks[3][:] = 255  # an image with no labelled pixel
+    wanted = median_frequency_weights(masks, 4)  # class 3 absent: the rarest class's weight
+    counts = [mask_class_counts(m, 4) for m in masks]
+    assert counts[0].dtype == np.int64 and counts[0].shape == (4,)
+    np.testing.assert_array_equal(median_frequency_from_counts(counts, 4), wanted)
+    streamed = iter_dataset_masks([(None, m) for m in masks], indices=[2, 5])
+    assert [mask_class_counts(m, 4).tolist() for m in streamed] == [counts[2].tolist(), counts[5].tolist()]
+    with pytest.raises(ValueError, match="num_classes must be at least 1"):
+        median_frequency_from_counts(counts, 0)
+
+    class Recorded:
+        """A training set that records the most of its masks alive at once."""
+        num_classes, class_names = 4, ["a", "b", "c", "d"]
+
+        def __init__(self) -> None:
+            self.alive: list[weakref.ref] = []
+            self.peak = 0
+
+        def __len__(self) -> int:
+            return len(masks)
+
+        def __getitem__(self, i: int) -> tuple[None, np.ndarray]:
+            gc.collect()
+            self.alive = [r for r in self.alive if r() is not None]
+            mask = masks[i].copy()
+            self.alive.append(weakref.ref(mask))
+            self.peak = max(self.peak, len(self.alive))
+            return None, mask
+
+    ds = Recorded()
+    with pytest.warns(UserWarning, match="no pixel of d in the 12 training masks counted"):
+        got = _median_frequency_weights(ds, 4)
+    torch.testing.assert_close(got, torch.as_tensor(wanted, dtype=torch.float32))
+    assert ds.peak <= 2, f"{ds.peak} of {len(masks)} masks held at once"
+    masks[5][0, 0] = 7
+    with pytest.raises(ValueError, match=r"the mask of training item 5 holds \[7\]"):
+        _median_frequency_weights(Recorded(), 4)

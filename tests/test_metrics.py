@@ -152,3 +152,15 @@ def test_iou_table_escapes_a_bar_in_a_class_name() -> None:
     text = format_iou_table([0.5, 1.0], ["road|wet", "a\\|b"])
     assert "| road\\|wet | 50.0 |" in text and "| a\\\\\\|b | 100.0 |" in text
     assert all(line.replace("\\|", "").count("|") == 3 for line in text.splitlines())
+
+
+def test_iou_table_mean_is_na_when_no_class_is_scored() -> None:
+    """An audit: a validation set whose only mask is all ignore printed "mIoU nan%" and a table whose mean
+    line read 0.0; the mean is "n/a" as every class's IoU is."""
+    cm = ConfusionMatrix(2)
+    cm.update(torch.zeros(1, 3, 3, dtype=torch.long), torch.full((1, 3, 3), 255, dtype=torch.long))
+    scores = cm.compute()
+    assert scores["miou"] != scores["miou"]  # NaN: nothing scored
+    text = format_iou_table(scores["iou"], ["bg", "fg"])
+    assert text.splitlines()[-1] == "| **mean** | **n/a** |" and "0.0" not in text
+    assert format_iou_table([], []).splitlines()[-1] == "| **mean** | **n/a** |"

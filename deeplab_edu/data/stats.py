@@ -2,6 +2,9 @@
 
 * :func:`class_pixel_frequencies`: how unbalanced the classes are, and
   :func:`median_frequency_weights`: the loss weights that balance them (Eigen & Fergus 2015);
+  :func:`median_frequency_from_counts` computes them from each image's :func:`mask_class_counts`,
+  which is all a large set needs to keep (the engine reads its masks one at a time,
+  :func:`iter_dataset_masks`);
 * :func:`object_sizes`: the spread of object scales (the multi-scale problem that ASPP and image
   pyramids address, DeepLabv2 Sec. 3.2); :func:`octave_histogram` counts them per octave and
   :func:`log_uniform_share` says what share of a log-uniform law falls in a size range;
@@ -18,7 +21,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,21 +30,30 @@ from .classes import IGNORE_INDEX
 from .procedural import BACKGROUND, BOAT, CAR, ProceduralScenes, SceneInfo
 
 __all__ = [
-    "dataset_masks",
+    "dataset_masks", "iter_dataset_masks", "mask_class_counts", "median_frequency_from_counts",
     "class_pixel_frequencies", "median_frequency_weights", "object_sizes", "octave_histogram", "log_uniform_share", "context_free_fraction",
     "stride_oracle_iou"]
 
 
-def dataset_masks(dataset: Any, n: int | None = None, *, indices: Sequence[int] | None = None) -> list[np.ndarray]:
-    """The masks of the first ``n`` items, or of the items at ``indices`` (procedural scenes are
-    rendered, and sets with a ``load`` method loaded, without their transform; other sets give
-    their items as they are)."""
+def iter_dataset_masks(dataset: Any, n: int | None = None, *,
+                       indices: Sequence[int] | None = None) -> Iterator[np.ndarray]:
+    """The masks of the first ``n`` items, or of the items at ``indices``, one at a time (procedural
+    scenes are rendered, and sets with a ``load`` method loaded, without their transform; other sets
+    give their items as they are). Each mask is read when the next one is asked for, so that a large
+    set is never in memory at once."""
     if indices is None:
         indices = range(len(dataset) if n is None else min(n, len(dataset)))
-    if isinstance(dataset, ProceduralScenes):
-        return [dataset.render(i)[1] for i in indices]
     load = getattr(dataset, "load", None)
-    return [np.asarray((load(i) if callable(load) else dataset[i])[1]) for i in indices]
+    for i in indices:
+        if isinstance(dataset, ProceduralScenes):
+            yield dataset.render(i)[1]
+        else:
+            yield np.asarray((load(i) if callable(load) else dataset[i])[1])
+
+
+def dataset_masks(dataset: Any, n: int | None = None, *, indices: Sequence[int] | None = None) -> list[np.ndarray]:
+    """The masks of :func:`iter_dataset_masks` as a list (all in memory: for a few small masks)."""
+    return list(iter_dataset_masks(dataset, n, indices=indices))
 
 
 def class_pixel_frequencies(masks: Iterable[np.ndarray | torch.Tensor], num_classes: int) -> np.ndarray:
@@ -70,6 +82,62 @@ def class_pixel_frequencies(masks: Iterable[np.ndarray | torch.Tensor], num_clas
     return counts / max(1, counts.sum())
 
 
+def mask_class_counts(mask: np.ndarray | torch.Tensor, num_classes: int, *, name: str = "mask") -> np.ndarray:
+    """The pixels of each class in one label map: all that :func:`median_frequency_from_counts` needs of it.
+
+    Args:
+        mask: a label map (H, W) of class indices in ``[0, num_classes)`` or 255 (ignored: counted nowhere).
+        num_classes: the number of classes, C.
+        name: what the error messages call the mask (e.g. ``"mask 3"``).
+
+    Returns:
+        int64, shape ``(C,)``: the number of pixels of each class.
+
+    Raises:
+        ValueError: the mask is not of an integer type, or holds a value that is neither a class nor 255.
+    """
+    m = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"{name} is of type {m.dtype}: labels are integers (class indices, {IGNORE_INDEX})")
+    labels = np.unique(m)
+    wrong = [int(v) for v in labels if not (0 <= v < num_classes or v == IGNORE_INDEX)]
+    if wrong:
+        raise ValueError(f"{name} holds {wrong[:5]}: neither a class in [0, {num_classes}) nor {IGNORE_INDEX}")
+    return np.bincount(m.ravel().astype(np.int64, copy=False), minlength=256)[:num_classes]
+
+
+def median_frequency_from_counts(counts: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
+    """Median-frequency balancing (:func:`median_frequency_weights`) from each image's pixels per class.
+
+    Args:
+        counts: per image, the number of pixels of each class, shape ``(num_classes,)``
+            (:func:`mask_class_counts`); read once, one image at a time.
+        num_classes: the number of classes.
+
+    Returns:
+        float64 weights, shape ``(num_classes,)``, as :func:`median_frequency_weights` gives them.
+
+    Raises:
+        ValueError: ``num_classes`` is below 1, or no image has a labelled pixel.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    pixels = np.zeros(num_classes, np.int64)  # pixels of class c
+    present = np.zeros(num_classes, np.int64)  # labelled pixels of the images where c appears
+    for image in counts:
+        pixels += image
+        present[image > 0] += image.sum()
+    if not present.any():
+        raise ValueError("no mask has a labelled pixel: nothing to balance")
+    seen = present > 0
+    freq = np.zeros(num_classes)
+    freq[seen] = pixels[seen] / present[seen]
+    weights = np.zeros(num_classes)
+    weights[seen] = np.median(freq[seen]) / freq[seen]
+    weights[~seen] = weights[seen].max()
+    return weights
+
+
 def median_frequency_weights(masks: Iterable[np.ndarray | torch.Tensor], num_classes: int) -> np.ndarray:
     """Median-frequency balancing: a loss weight per class, large for rare classes.
 
@@ -78,7 +146,9 @@ def median_frequency_weights(masks: Iterable[np.ndarray | torch.Tensor], num_cla
     each pixel by alpha_c = median freq / freq(c) where freq(c) is the number of pixels of class c
     divided by the total number of pixels in images where c is present, and median freq is the
     median of these frequencies". Pixels are counted over the whole set; "pixels in images where c
-    is present" are their labelled pixels (the ignore label 255 counts nowhere).
+    is present" are their labelled pixels (the ignore label 255 counts nowhere). Only each mask's
+    pixels per class are kept (:func:`mask_class_counts`), and the formula is
+    :func:`median_frequency_from_counts`'s.
 
     Args:
         masks: label maps (H, W) of class indices in ``[0, num_classes)`` or 255, any sizes.
@@ -95,30 +165,8 @@ def median_frequency_weights(masks: Iterable[np.ndarray | torch.Tensor], num_cla
             integer type or holds a value that is neither a class nor 255, or no mask has a
             labelled pixel.
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    pixels = np.zeros(num_classes, np.int64)  # pixels of class c
-    present = np.zeros(num_classes, np.int64)  # labelled pixels of the images where c appears
-    for position, m in enumerate(masks):
-        m = m.numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
-        if not np.issubdtype(m.dtype, np.integer):
-            raise ValueError(f"mask {position} is of type {m.dtype}: labels are integers (class indices, {IGNORE_INDEX})")
-        labels = np.unique(m)
-        wrong = [int(v) for v in labels if not (0 <= v < num_classes or v == IGNORE_INDEX)]
-        if wrong:
-            raise ValueError(f"mask {position} holds {wrong[:5]}: neither a class in [0, {num_classes}) nor {IGNORE_INDEX}")
-        counts = np.bincount(m.ravel().astype(np.int64), minlength=256)[:num_classes]
-        pixels += counts
-        present[counts > 0] += counts.sum()
-    if not present.any():
-        raise ValueError("no mask has a labelled pixel: nothing to balance")
-    seen = present > 0
-    freq = np.zeros(num_classes)
-    freq[seen] = pixels[seen] / present[seen]
-    weights = np.zeros(num_classes)
-    weights[seen] = np.median(freq[seen]) / freq[seen]
-    weights[~seen] = weights[seen].max()
-    return weights
+    counts = (mask_class_counts(m, num_classes, name=f"mask {position}") for position, m in enumerate(masks))
+    return median_frequency_from_counts(counts, num_classes)
 
 
 def object_sizes(infos: Iterable[SceneInfo]) -> dict[str, np.ndarray]:

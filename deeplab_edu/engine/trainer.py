@@ -313,20 +313,22 @@ def callers_random_state_kept() -> Iterator[None]:
 def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
     """Median-frequency class weights (:func:`~deeplab_edu.data.stats.median_frequency_weights`)
     from the labels of at most :data:`CLASS_WEIGHT_IMAGES` training images spread evenly over the
-    set, untransformed where the set can load them so (``load``)."""
-    from ..data.stats import class_pixel_frequencies, dataset_masks, median_frequency_weights
+    set, untransformed where the set can load them so (``load``). The masks are read one at a time
+    and only their pixels per class kept, so memory does not grow with their number or size."""
+    from ..data.stats import iter_dataset_masks, mask_class_counts, median_frequency_from_counts
 
     n = len(train_set)
     indices = np.unique(np.linspace(0, n - 1, min(n, CLASS_WEIGHT_IMAGES)).round().astype(int)).tolist()
     with _random_state_kept():
-        masks = dataset_masks(train_set, indices=indices)
-    absent = np.flatnonzero(class_pixel_frequencies(masks, num_classes)[:num_classes] == 0)
+        counts = [mask_class_counts(mask, num_classes, name=f"the mask of training item {i}")
+                  for i, mask in zip(indices, iter_dataset_masks(train_set, indices=indices))]
+    absent = np.flatnonzero(np.sum(counts, axis=0) == 0)
     if absent.size:  # its weight is the rarest class's; the model may still never see it
         names = list(getattr(train_set, "class_names", range(num_classes)))
         warnings.warn(f"class weights: no pixel of {', '.join(str(names[c]) for c in absent)} in the "
                       f"{len(indices)} training masks counted; such a class gets the rarest class's weight "
                       "(`deeplab-edu check-data` counts every mask)", stacklevel=2)
-    return torch.as_tensor(median_frequency_weights(masks, num_classes), dtype=torch.float32)
+    return torch.as_tensor(median_frequency_from_counts(counts, num_classes), dtype=torch.float32)
 
 
 class Trainer:
