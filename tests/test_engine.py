@@ -325,7 +325,9 @@ def test_bn_momentum_sets_the_running_statistics_decay(tmp_path) -> None:
 
 
 def test_gradient_accumulation_equals_the_larger_batch(tmp_path) -> None:
-    """With frozen BN and no dropout, 2 micro-batches of 2 give the same step as one batch of 4."""
+    """With frozen BN and no dropout, 2 micro-batches of 2 give the same step as one batch of 4 (their crops are
+    labelled alike; where micro-batches hold different numbers of labelled pixels each micro-batch weighs alike,
+    not each pixel, as ``TrainConfig.grad_accum`` says)."""
 
     def run(out: str, batch: int, accum: int) -> dict:
         torch.manual_seed(0)

@@ -129,7 +129,11 @@ class TrainConfig:
     warmup_iters: int = 0
     #: Learning-rate multiplier of the head (ASPP, decoder) over the backbone's.
     head_lr_mult: float = 1.0
-    #: Gradient accumulation steps per optimiser step (an effective batch of ``batch_size * grad_accum``).
+    #: Gradient accumulation steps per optimiser step (an effective batch of ``batch_size * grad_accum``
+    #: images). Each micro-batch's loss is its own mean over its labelled pixels, and the step averages
+    #: the micro-batches' losses, as DDP averages its processes' and TF DeepLab its clones': the same
+    #: step as one batch when the micro-batches hold as many labelled pixels; otherwise a pixel of a
+    #: sparsely labelled micro-batch weighs more (each micro-batch weighs alike).
     grad_accum: int = 1
     #: Keep batch norm's statistics and affine parameters fixed (DeepLabv3's phase 2 at output stride 8).
     freeze_bn: bool = False
@@ -693,7 +697,7 @@ def validate(cfg: TrainConfig) -> None:
             f"pad_to_crop is off with dataset={cfg.dataset!r} and batch_size={cfg.batch_size}: the images of that "
             "data set are not all known to be larger than the crop, and unpadded crops of smaller ones would "
             "differ in size and could not be stacked into a batch; enable pad_to_crop, or use batch_size=1 "
-            "(grad_accum for a larger effective batch)"
+            "(grad_accum for a larger effective batch, in which each image's loss then weighs alike)"
         )
     for name in ("batch_size", "iterations", "grad_accum", "eval_every", "ckpt_every", "keep_last", "log_every"):
         if int(getattr(cfg, name)) < 1:
