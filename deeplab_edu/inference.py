@@ -370,7 +370,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
     scored = 0
     batches = naming_a_stall(loader, lambda: f"after {scored} of the {n} images", "`deeplab-edu check-data` reads "
                              "every file of a data set and names those it cannot read")
-    with at_output_stride(model, strategy.output_stride), \
+    # closing: an error in the loop (a kept one, in a notebook) leaves no paused generator holding the workers
+    with contextlib.closing(batches), at_output_stride(model, strategy.output_stride), \
             progress_bar(total=n, desc=f"eval {strategy.label}", progress=progress, leave=False) as bar:
         for k, same_size_batches in enumerate(batches):
             # which items a message names: the loaded batch's (grouped by size within it, each group in order)

@@ -1405,3 +1405,47 @@ def test_init_from_names_the_torchvision_converter_and_the_checkpoints_own_model
     with pytest.raises(ck.CheckpointMismatchError,
                        match=r"model test_engine_fixtures.TinyNet there \(passed to its Trainer\), deeplabv3 / "):
         Trainer(tiny_config(tmp_path / "d", init_from=init), train_set=TinyScenes(8), val_set=TinyScenes(2))
+
+
+class _FailsFromItem(TinyScenes):
+    """Its items from ``first`` on raise a ValueError (in a loader worker, which PyTorch raises again in the
+    training process, its frames holding the loader's iterator)."""
+
+    first = 6
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i >= self.first:
+            raise ValueError(f"item {i} cannot be read")
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("ending", ["interrupt", "nan", "item error"])
+def test_a_run_that_fails_or_stops_leaves_no_loader_worker_behind(tmp_path, request: pytest.FixtureRequest,
+                                                                  ending: str) -> None:
+    """A notebook keeps the last error, and through its traceback the frames of fit: the paused batch generator
+    held the training loader's iterator, whose worker processes (and their queue threads in the kernel) outlived
+    a Ctrl-C, one more set per interrupt (an audit: 4 workers alive a minute after the resumed run finished).
+    The generator is now closed as fit ends, however it ends, and it shuts its loader's workers down (a loader
+    whose own frames the error holds too: a worker's error raised again, a second Ctrl-C while waiting)."""
+    import psutil
+
+    from deeplab_edu.engine.trainer import TrainingInterrupted
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # pytest started under nohup: as a terminal has it
+        request.addfinalizer(functools.partial(signal.signal, signal.SIGINT,
+                                               signal.signal(signal.SIGINT, signal.default_int_handler)))
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    model = TinyNet(3)
+    if ending == "nan":
+        model.nan_after = 3  # the 4th step's loss is NaN: NonFiniteLossError, read back at iteration 4
+    cfg = tiny_config(tmp_path / "run", num_workers=1, batch_size=2, iterations=8, ckpt_every=100, eval_every=2,
+                      log_every=2, warmup_iters=0)
+    train_set = _FailsFromItem(16) if ending == "item error" else TinyScenes(16)
+    trainer = Trainer(cfg, model=model, train_set=train_set, val_set=TinyScenes(2, augment=False), num_classes=3)
+    expected = {"interrupt": TrainingInterrupted, "nan": NonFiniteLossError, "item error": ValueError}[ending]
+    with pytest.raises(expected) as failed:  # kept, with its traceback, as a notebook keeps the last error
+        trainer.fit(on_eval=lambda row: os.kill(os.getpid(), signal.SIGINT) if ending == "interrupt" else None)
+    assert failed.value.__traceback__ is not None
+    left = [p for p in me.children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"loader workers still alive after fit raised: {left}"

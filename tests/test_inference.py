@@ -234,3 +234,26 @@ def test_wrong_types_are_named_before_they_mislead() -> None:
     with pytest.raises(ValueError, match=r"item 1: the image is \(8, 8\) \(H, W\) but its mask \(4, 4\)"):
         evaluate(model, [(image, torch.ones(8, 8, dtype=torch.long)), (image, torch.ones(4, 4, dtype=torch.long))],
                  num_classes=4, progress=False)
+
+
+class _FloatMasksFromItem2(TinyScenes):
+    """Its masks from item 2 on are float32, which evaluate refuses in its loop (a ValueError there)."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = super().__getitem__(i)
+        return (image, mask.float()) if i >= 2 else (image, mask)
+
+
+def test_an_evaluation_that_raises_leaves_no_loader_worker_behind() -> None:
+    """The error a notebook keeps holds evaluate's frame, whose batch generator, paused, held the loader's iterator
+    and so its worker processes, as long as the error was kept (an audit); it is now closed as the loop ends."""
+    import psutil
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    with pytest.raises(ValueError, match="the masks of items 2 to 3 are torch.float32") as failed:
+        evaluate(TinyNet(3).eval(), _FloatMasksFromItem2(8, augment=False), batch_size=2, num_workers=1,
+                 progress=False)
+    assert failed.value.__traceback__ is not None  # kept, as a notebook keeps the last error
+    left = [p for p in me.children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"loader workers still alive after evaluate raised: {left}"

@@ -11,6 +11,7 @@ found before a model is trained to predict it. ``deeplab-edu check-data`` runs i
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -228,15 +229,17 @@ def _check(dataset: Any, checked: "_Checked", num_workers: int | None, progress:
 
     batches = naming_a_stall(loader, stalled_at, "one of those files hangs when it is read; read each by hand to "
                              "find it")
-    for batch in progress_bar(batches, desc="checking the data", unit="batch", progress=progress, total=len(loader)):
-        done += len(batch)
-        for message, counts, labels, warned, files in batch:
-            report.warnings += [w for w in warned if w not in report.warnings]
-            if message is not None:
-                report.problems.append(message)
-                report.problem_files.append(files)
-                for value in labels:
-                    report.unknown_labels[value] = report.unknown_labels.get(value, 0) + 1
-            else:
-                report.pixels += counts
+    with contextlib.closing(batches):  # a Ctrl-C between batches leaves no paused generator holding the workers
+        for batch in progress_bar(batches, desc="checking the data", unit="batch", progress=progress,
+                                  total=len(loader)):
+            done += len(batch)
+            for message, counts, labels, warned, files in batch:
+                report.warnings += [w for w in warned if w not in report.warnings]
+                if message is not None:
+                    report.problems.append(message)
+                    report.problem_files.append(files)
+                    for value in labels:
+                        report.unknown_labels[value] = report.unknown_labels.get(value, 0) + 1
+                else:
+                    report.pixels += counts
     return report

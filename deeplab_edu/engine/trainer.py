@@ -63,7 +63,8 @@ from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
-from .workers import loader_timed_out, original_message, resolve_num_workers, stalled_loader_message
+from .workers import (loader_timed_out, original_message, resolve_num_workers, shut_down_workers,
+                      stalled_loader_message)
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "callers_random_state_kept", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
            "last_validation", "run_result", "TrainingInterrupted", "ValidationStopped"]
@@ -772,9 +773,13 @@ class Trainer:
             self.sampler.set_start(self.batch_in_epoch * cfg.batch_size)
             loader = train_loader(self.train_set, self.sampler, batch_size=cfg.batch_size,
                                   num_workers=self.num_workers, device=self.device, generator=self._loader_gen)
-            for batch in loader:
-                self.batch_in_epoch += 1
-                yield batch
+            iterator = iter(loader)
+            try:
+                for batch in iterator:
+                    self.batch_in_epoch += 1
+                    yield batch
+            finally:  # closed by fit (however it ended) or failed: its workers end now (see _close_batches)
+                shut_down_workers(iterator)
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1154,6 +1159,7 @@ class Trainer:
                 raise self._interrupted(stop, unread, " (the signal ended the loader's workers too)") from None
             raise died from None
         finally:
+            _close_batches(batches)
             release_group(group)  # the gloo group cpu_group made for this fit (none where it is the default group)
             if self._tb is not None:  # also after a failure or a stop: no writer thread left in a notebook's kernel
                 self._tb.close()
@@ -1429,6 +1435,21 @@ def _largest_side(dataset: Any, sample: int = 32) -> int | None:
         except OSError:  # a bad file: the loader reports it by name
             continue
     return max(sides) if sides else None
+
+
+def _close_batches(batches: Iterator[Any]) -> None:
+    """Close :meth:`Trainer.batches`'s generator as :meth:`Trainer.fit` ends, however it ends: the loader
+    iterator it holds is dropped and its workers shut down (PyTorch joins each for at most 5 s, then
+    terminates it). Left paused, the generator kept them alive as long as anything held fit's frames: a
+    notebook keeps the last error's traceback, and so one set of worker processes (and their queue threads)
+    per interrupted or failed run. A worker reported dead as they shut down (PyTorch's SIGCHLD handler)
+    leaves the run's outcome, its result or the error it raises, as it was."""
+    try:
+        if hasattr(batches, "close"):
+            batches.close()
+    except (RuntimeError, ConnectionError, EOFError) as err:
+        if not _loader_worker_died(err):
+            raise
 
 
 def _loader_worker_died(err: BaseException) -> bool:

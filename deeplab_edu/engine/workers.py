@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Generator, Iterable, Iterator, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 __all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers",
            "default_num_workers", "resolve_num_workers", "limit_worker_threads", "end_with_parent", "worker_context",
            "WorkerInit", "worker_thread_counts", "make_loader", "loader_timed_out", "stalled_loader_message",
-           "naming_a_stall", "original_message", "busy_cpu_note"]
+           "naming_a_stall", "shut_down_workers", "original_message", "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
@@ -348,8 +348,9 @@ def stalled_loader_message(err: BaseException, where: str, advice: str) -> str:
             f"network file system, a transform that deadlocks); {advice}")
 
 
-def naming_a_stall(batches: Iterable[T], where: Callable[[], str], advice: str) -> Iterator[T]:
-    """``batches`` (a DataLoader's), whose stalled worker fails with a message that says where.
+def naming_a_stall(batches: Iterable[T], where: Callable[[], str], advice: str) -> Generator[T, None, None]:
+    """``batches`` (a DataLoader's), whose stalled worker fails with a message that says where. Closed
+    (``contextlib.closing``), or failing, it ends the loader's workers (:func:`shut_down_workers`).
 
     Raises:
         RuntimeError: a worker produced no batch in time (:func:`loader_timed_out`): the message is
@@ -357,17 +358,40 @@ def naming_a_stall(batches: Iterable[T], where: Callable[[], str], advice: str) 
             images") and ``advice``; any other ``RuntimeError`` as it came.
     """
     iterator = iter(batches)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except RuntimeError as err:
-            if not loader_timed_out(err):
-                raise
-            err.__traceback__ = None  # its frames hold the loader, and so the stuck worker (a notebook keeps errors)
-            raise RuntimeError(stalled_loader_message(err, where(), advice)) from None
-        yield batch
+    try:
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError as err:
+                if not loader_timed_out(err):
+                    raise
+                err.__traceback__ = None  # its frames hold the loader and so the stuck worker (a notebook keeps errors)
+                raise RuntimeError(stalled_loader_message(err, where(), advice)) from None
+            yield batch
+    finally:  # closed, or failed: its workers end now, whatever a kept error's frames still hold
+        shut_down_workers(iterator)
+
+
+def shut_down_workers(iterator: Iterator[Any]) -> None:
+    """End the worker processes of a DataLoader's ``iterator`` now (nothing for a loader without workers, or
+    one already ended: its last batch read ends them).
+
+    PyTorch ends them only when the iterator is garbage: a frame that holds it keeps them alive, and a
+    notebook keeps the last error's traceback, whose frames (the loader's own, a paused generator's) hold
+    the iterator of a loop that an error or Ctrl-C left, so a set of worker processes (and their queue
+    threads in the kernel) stayed behind per interrupted run (an audit). PyTorch's own shutdown is
+    called (``_shutdown_workers``, as its ``__del__`` does; it waits at most 5 s for each worker, then
+    terminates it).
+
+    Raises:
+        RuntimeError: PyTorch's "DataLoader worker (pid ...) exited unexpectedly" (or "is killed by signal"),
+            from its SIGCHLD handler, for a worker that had died.
+    """
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def original_message(err: BaseException) -> str:
