@@ -49,6 +49,7 @@ from .engine.config import flag_of  # torch-free, as every import at the top of 
 
 if TYPE_CHECKING:
     from .engine.config import TrainConfig
+    from .inference import Strategy
 
 __all__ = ["main", "build_parser", "OneLineErrorParser"]
 
@@ -430,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "more accurate than 16); default: the run's eval_output_stride (what its validation used), "
                          "else its training output stride")
     ev.add_argument("--crop-size", type=_window, help="side in pixels of a sliding window for images larger than it (less "
-                                                  "memory; default: each image whole at once)")
+                                                  "memory for the network's activations, not for the per-class "
+                                                  "score maps, kept at full resolution; default: each image whole "
+                                                  "at once)")
     ev.add_argument("--limit", type=_threads, help="evaluate only the first N images")
     ev.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     ev.add_argument("--json", help="write the metrics here (fractions in [0, 1]; null: a class in neither truth nor "
@@ -452,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the network's output stride at inference (8: slower, finer); default: the run's "
                          "eval_output_stride, else its training one")
     pr.add_argument("--crop-size", type=_window, help="side in pixels of a sliding window for images larger than it "
-                                                  "(less memory for large photos; default: each image whole at once)")
+                                                  "(less memory for the network's activations on large photos, not "
+                                                  "for the per-class score maps, kept at full resolution; default: "
+                                                  "each image whole at once)")
     pr.add_argument("--device", default=None, help=_TRAIN_HELP["device"])
     pr.add_argument("--threads", type=_threads, help=_THREADS_HELP)
     pr.add_argument("--overwrite", action="store_true",
@@ -889,6 +894,40 @@ def _class_info(dataset: str) -> Any:
 #: the 2-core development VM (measured once, with ``/usr/bin/time -v``).
 LARGE_IMAGE_PIXELS = 2048 * 2048
 
+#: Per-class score maps larger than this (bytes, :func:`_class_map_bytes`) make ``predict`` say so, with
+#: ``--crop-size`` too, which does not make them smaller: a 150-class model's maps of a 2016 x 1512 photo are
+#: 1.8 GB a copy (6.2 GB resident before predict kept one copy rather than three; an audit's measure).
+LARGE_CLASS_MAP_BYTES = 2 ** 30
+
+
+def _class_map_bytes(width: int, height: int, num_classes: int, strategy: Strategy) -> int:
+    """An estimate of the bytes of the per-class score maps that predicting a ``width`` x ``height`` image holds
+    at once: 4 (float32) per class and pixel for each full-resolution copy. One scale without flip keeps one
+    copy (the logits, whose argmax is the mask); several views (``--scales``, ``--flip``) keep their running
+    average too; a scale ``s`` other than 1 adds its logits before they are resized (``s**2`` copies). The
+    network's activations come on top (``--crop-size`` bounds those, not these maps)."""
+    largest = max(strategy.scales)
+    copies = 1 + (largest ** 2 if largest != 1 else 0)
+    if len(strategy.scales) > 1 or strategy.flip:
+        copies += 1  # the running average of the probabilities
+    return int(4 * num_classes * width * height * copies)
+
+
+def _large_image_note(name: str, width: int, height: int, num_classes: int, strategy: Strategy) -> str | None:
+    """``predict``'s note on an image whose prediction may need several GB, or ``None``: first for per-class
+    maps beyond :data:`LARGE_CLASS_MAP_BYTES` (which ``--crop-size`` does not reduce), else for an image of more
+    than :data:`LARGE_IMAGE_PIXELS` predicted whole (whose network activations ``--crop-size`` does reduce)."""
+    maps = _class_map_bytes(width, height, num_classes, strategy)
+    if maps > LARGE_CLASS_MAP_BYTES:
+        return (f"note: {name} is {width} x {height} pixels and the model scores {num_classes} classes: predicting "
+                f"it holds about {maps / 1e9:.1f} GB of per-class score maps at full resolution, besides the "
+                "network's activations; --crop-size limits the activations, not these maps: predict a smaller copy "
+                "of the image if memory runs out (half its width and height: a quarter of the maps)")
+    if strategy.crop_size is None and width * height > LARGE_IMAGE_PIXELS:
+        return (f"note: {name} is {width} x {height} pixels; predicting it whole may take several GB of memory and "
+                "minutes on a CPU: --crop-size 1024 predicts it in overlapping windows with less")
+    return None
+
 
 #: The PNG ``Software`` text of every mask and overlay ``predict`` writes: it replaces only files carrying it.
 PREDICT_SOFTWARE = "deeplab-edu predict"
@@ -1001,6 +1040,7 @@ def _predict(args: argparse.Namespace) -> int:
                                 f"input {src} is neither an image file nor a folder")
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
     model, cfg, info = load_run(args.checkpoint, dev)
+    num_classes = int(info["num_classes"])  # how large the per-class score maps of an image are
     # the run's own classes; a checkpoint that does not record them: those of its configured data set
     palette = [tuple(rgb) for rgb in info["palette"]] if "palette" in info else _class_info(cfg["dataset"]).palette
     if len(palette) < int(info.get("num_classes", 0)) or not all(
@@ -1049,20 +1089,23 @@ def _predict(args: argparse.Namespace) -> int:
                 print(f"note: {f.name} has transparent pixels (an alpha channel or a transparent colour); the "
                       "transparency is dropped: the colours stored under those pixels are predicted as they are",
                       file=sys.stderr)
-            if strategy.crop_size is None and x.shape[1] * x.shape[2] > LARGE_IMAGE_PIXELS and not warned_large:
+            large = _large_image_note(f.name, x.shape[2], x.shape[1], num_classes, strategy)
+            if large and not warned_large:
                 warned_large = True  # once per call: a camera's photos are all alike
-                print(f"note: {f.name} is {x.shape[2]} x {x.shape[1]} pixels; predicting it whole may take several GB "
-                      "of memory and minutes on a CPU: --crop-size 1024 predicts it in overlapping windows with less",
-                      file=sys.stderr)
+                print(large, file=sys.stderr)
             try:
                 with warnings.catch_warnings():  # normalised here: a flat or misty photo may still lie in [0, 1]
                     warnings.filterwarnings("ignore", message=r"the image is in \[0, 1\], not normalised")
                     pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
             except RuntimeError as err:  # out of memory on one large photo, say: name it, go on with the others
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                maps = _class_map_bytes(x.shape[2], x.shape[1], num_classes, strategy)
+                advice = (f"its {num_classes} per-class score maps take about {maps / 1e9:.1f} GB at full resolution, "
+                          "which --crop-size does not reduce: predict a smaller copy of the image"
+                          if maps > LARGE_CLASS_MAP_BYTES else
+                          "--crop-size 1024 predicts a large image in windows with less memory")
                 message = (f"predicting {f} ({x.shape[2]} x {x.shape[1]} pixels) failed "
-                           f"({type(err).__name__}: {first}); --crop-size 1024 predicts a large image in windows "
-                           "with less memory")
+                           f"({type(err).__name__}: {first}); {advice}")
                 if len(files) == 1:
                     raise RuntimeError(message) from None
                 failed.append(message)

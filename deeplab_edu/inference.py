@@ -125,7 +125,8 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
     Windows of ``crop_size`` x ``crop_size`` pixels start every ``stride`` pixels (default: two
     thirds of the crop) and the last row and column of windows end at the image's edge; an image
     smaller than the crop is zero-padded at the bottom and right first (the padding is cut off
-    again). Logits of overlapping windows are averaged. ``model(x)`` may return a tensor or
+    again). Logits of overlapping windows are averaged (summed into one (N, C, H, W) tensor, divided in
+    place by the count: no second full-size copy). ``model(x)`` may return a tensor or
     torchvision's ``{"out": ...}``, at its input's size. The model runs in its current mode with
     autograd on: use :func:`eval_mode` and ``torch.no_grad()``, or :func:`predict_probs` with a
     ``crop_size``, which do both.
@@ -164,7 +165,7 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
             total[..., r:r + crop_size, c:c + crop_size] += logits
             count[..., r:r + crop_size, c:c + crop_size] += 1
     assert total is not None
-    return (total / count)[..., :h, :w]
+    return total.div_(count)[..., :h, :w]  # in place: a second (N, C, H, W) copy is no smaller for a window
 
 
 @contextlib.contextmanager
@@ -194,7 +195,8 @@ def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def _warn_if_not_normalised(image: torch.Tensor) -> None:
-    """Warn (once per line calling :func:`predict_probs`; stacklevel 4 passes its ``no_grad`` wrapper) when
+    """Warn (once per line calling :func:`predict_probs`, :func:`predict` or :func:`evaluate`, which call it
+    themselves; stacklevel 4 passes their ``no_grad`` wrapper) when
     ``image`` lies in [0, 1], or holds 0-255 pixel values: a photo as loaded, not normalised; the model then
     predicts poorly without an error. A normalised photo has negative values (its mean removed)."""
     if not (image.is_floating_point() and image.device.type != "meta" and image.numel()):
@@ -211,29 +213,8 @@ def _warn_if_not_normalised(image: torch.Tensor) -> None:
                       "deeplab_edu.data.transforms.normalize(image / 255)", stacklevel=4)
 
 
-@torch.no_grad()
-def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
-    """Class probabilities (N, C, H, W) averaged over the strategy's scales (and flips).
-
-    ``image`` is (3, H, W) or (N, 3, H, W), float, **normalised as in training** (ImageNet mean and
-    std: :func:`deeplab_edu.data.transforms.normalize` of an image in [0, 1] such as
-    :func:`deeplab_edu.data.io.load_image` returns; the data sets' ``eval_transform`` does it). The
-    model's output stride is switched for the call when ``strategy.output_stride`` is set, and
-    restored afterwards; the model runs in evaluation mode (:func:`eval_mode`) without autograd
-    (``torch.no_grad``: 12 passes of the multi-scale, flipped strategy keep no graph), on the device it
-    is on, which must be ``image``'s. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs: each
-    scale's logits resized to (H, W), then softmax, the probabilities averaged).
-
-    Raises:
-        ValueError: ``image`` is not 3- or 4-dimensional, has its 3 colours last, or holds NaN or infinite values,
-            the model's scores hold NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`), the model gives one score per pixel (``num_classes=1``: a softmax of one class is 1), or
-            ``strategy.output_stride`` is set and the model cannot run at it
-            (:func:`~deeplab_edu.models.backbones.at_output_stride`: no ``set_output_stride``, or a stride
-            its backbone cannot give). :class:`Strategy` checks
-            its scales and crop size when it is made.
-        TypeError: ``image`` is not a tensor (a NumPy array, say; the message says how to convert it) or not
-            floating point (uint8 pixels).
-    """
+def _checked_image(image: torch.Tensor) -> torch.Tensor:
+    """``image`` as (N, 3, H, W), after :func:`predict_probs`'s checks (it raises what that function documents)."""
     if not isinstance(image, torch.Tensor):  # a trial: "'numpy.ndarray' object has no attribute 'dim'"
         raise TypeError(f"image must be a tensor (3, H, W) or (N, 3, H, W), got {type(image).__name__}; from a NumPy "
                         "(H, W, 3) uint8 array: normalize(torch.from_numpy(a).permute(2, 0, 1) / 255) "
@@ -251,33 +232,117 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
     if image.device.type != "meta" and not bool(torch.isfinite(image).all()):
         raise ValueError("image holds NaN or infinite values (a failed normalisation, a division by zero?): "
                          "the model would label every pixel alike without an error")
+    return image
+
+
+def _views_logits(model: nn.Module, image: torch.Tensor, strategy: Strategy) -> Iterator[tuple[torch.Tensor, bool]]:
+    """For each input the strategy makes of ``image`` (N, 3, H, W) (each scale, of the image and, with ``flip``,
+    of its mirror image): the logits (N, C, H, W), resized to the image's size, and whether the input was flipped
+    (its logits are not flipped back). One view at a time: each is dropped before the next is computed.
+
+    Raises:
+        ValueError: the model gives one score per pixel (``num_classes=1``).
+    """
+    h, w = image.shape[-2:]
+    for x0, flipped in [(image, False)] + ([(image.flip(-1), True)] if strategy.flip else []):
+        for s in strategy.scales:
+            x = x0 if s == 1.0 else _rescale(x0, s)
+            if strategy.crop_size and max(x.shape[-2:]) > strategy.crop_size:
+                logits = sliding_window_logits(model, x, strategy.crop_size)
+            else:
+                logits = model_logits(model, x)
+            if logits.shape[1] == 1:  # a trial: the softmax of one score is 1, and every label 0
+                raise ValueError("the model gives one score per pixel (num_classes=1): its softmax is 1 "
+                                 "everywhere; threshold torch.sigmoid(model(x)['out']) for a one-output model, or "
+                                 "build it with num_classes=2 (background and object) for this package")
+            if logits.shape[-2:] != (h, w):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            yield logits, flipped
+            del logits  # before the next view's forward pass: one view's scores alive at a time
+
+
+#: Elements (class scores) of one band of rows that :func:`predict_probs` turns into probabilities at a time:
+#: 2**24 float32, 64 MiB, instead of a whole third (N, C, H, W) copy beside the average and the logits.
+_BAND_ELEMENTS = 2 ** 24
+
+
+def _softmax_nan(scores: torch.Tensor) -> bool:
+    """Whether the softmax over dim 1 of ``scores`` (N, C, H, W; logits or probabilities) holds NaN: a pixel whose
+    largest score is NaN, +inf or -inf (``amax`` keeps NaN), read without a full-size copy; ``False`` on the meta
+    device."""
+    return scores.device.type != "meta" and not bool(torch.isfinite(scores.amax(1)).all())
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
+    """Class probabilities (N, C, H, W) averaged over the strategy's scales (and flips).
+
+    ``image`` is (3, H, W) or (N, 3, H, W), float, **normalised as in training** (ImageNet mean and
+    std: :func:`deeplab_edu.data.transforms.normalize` of an image in [0, 1] such as
+    :func:`deeplab_edu.data.io.load_image` returns; the data sets' ``eval_transform`` does it). The
+    model's output stride is switched for the call when ``strategy.output_stride`` is set, and
+    restored afterwards; the model runs in evaluation mode (:func:`eval_mode`) without autograd
+    (``torch.no_grad``: 12 passes of the multi-scale, flipped strategy keep no graph), on the device it
+    is on, which must be ``image``'s. DeepLabv3 sec. 4.2-4.3 (multi-scale and flipped inputs: each
+    scale's logits resized to (H, W), then softmax, the probabilities averaged).
+
+    Memory: besides the network's activations, the running sum of the probabilities and one view's logits,
+    two (N, C, H, W) float32 tensors at the image's size (4 bytes per class and pixel each), the softmax
+    being taken a band of rows at a time. :func:`predict`, which needs only the labels, keeps one.
+
+    Raises:
+        ValueError: ``image`` is not 3- or 4-dimensional, has its 3 colours last, or holds NaN or infinite values,
+            the model's scores hold NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`), the model gives one score per pixel (``num_classes=1``: a softmax of one class is 1), or
+            ``strategy.output_stride`` is set and the model cannot run at it
+            (:func:`~deeplab_edu.models.backbones.at_output_stride`: no ``set_output_stride``, or a stride
+            its backbone cannot give). :class:`Strategy` checks
+            its scales and crop size when it is made.
+        TypeError: ``image`` is not a tensor (a NumPy array, say; the message says how to convert it) or not
+            floating point (uint8 pixels).
+    """
+    image = _checked_image(image)
     _warn_if_not_normalised(image)
+    return _averaged_probs(model, image, strategy)
+
+
+def _averaged_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy) -> torch.Tensor:
+    """:func:`predict_probs` of an image it has checked, (N, 3, H, W); raises as it."""
     with eval_mode(model), at_output_stride(model, strategy.output_stride):
-        h, w = image.shape[-2:]
         probs: torch.Tensor | None = None
-        inputs = [(image, False)] + ([(image.flip(-1), True)] if strategy.flip else [])
-        for x0, flipped in inputs:
-            for s in strategy.scales:
-                x = x0 if s == 1.0 else _rescale(x0, s)
-                if strategy.crop_size and max(x.shape[-2:]) > strategy.crop_size:
-                    logits = sliding_window_logits(model, x, strategy.crop_size)
-                else:
-                    logits = model_logits(model, x)
-                if logits.shape[1] == 1:  # a trial: the softmax of one score is 1, and every label 0
-                    raise ValueError("the model gives one score per pixel (num_classes=1): its softmax is 1 "
-                                     "everywhere; threshold torch.sigmoid(model(x)['out']) for a one-output model, or "
-                                     "build it with num_classes=2 (background and object) for this package")
-                if logits.shape[-2:] != (h, w):
-                    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-                p = logits.softmax(1)
-                p = p.flip(-1) if flipped else p
-                probs = p if probs is None else probs + p
+        views = 0
+        for logits, flipped in _views_logits(model, image, strategy):
+            probs = torch.zeros_like(logits) if probs is None else probs
+            n, c, _, w = logits.shape
+            rows = max(1, _BAND_ELEMENTS // max(1, n * c * w))
+            for top in range(0, logits.shape[-2], rows):  # each band's softmax added to the sum where it belongs
+                p = logits[..., top:top + rows, :].softmax(1)
+                probs[..., top:top + rows, :] += p.flip(-1) if flipped else p
+            views += 1
+            del logits  # (the generator drops its own reference too)
         assert probs is not None
-        if probs.device.type != "meta" and bool(probs.isnan().any()):
+        if _softmax_nan(probs):
             raise ValueError(NAN_SCORES)  # an audit: a model of NaN weights was scored a perfect mIoU
-        return probs / (len(inputs) * len(strategy.scales))
+        return probs.div_(views)
 
 
+def _labels(model: nn.Module, image: torch.Tensor, strategy: Strategy) -> tuple[torch.Tensor, int]:
+    """:func:`predict`'s label maps (N, H, W) of an image it has checked, (N, 3, H, W), and the number of classes
+    the model scores; raises as :func:`predict_probs`.
+
+    With one scale and no flip the labels are the argmax of the logits, whose order the softmax keeps (the
+    same maps up to float rounding, without the probabilities' full-size copies); else of :func:`predict_probs`.
+    """
+    if len(strategy.scales) > 1 or strategy.flip:
+        probs = _averaged_probs(model, image, strategy)
+        return probs.argmax(1), probs.shape[1]
+    with eval_mode(model), at_output_stride(model, strategy.output_stride):
+        ((logits, _),) = _views_logits(model, image, strategy)
+        if _softmax_nan(logits):  # where predict_probs's softmax would be NaN
+            raise ValueError(NAN_SCORES)
+        return logits.argmax(1), logits.shape[1]
+
+
+@torch.no_grad()
 def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy()) -> torch.Tensor:
     """Label map(s) (N, H, W), int64, for ``image`` with ``strategy``: the argmax of :func:`predict_probs`.
 
@@ -294,12 +359,19 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
     >>> labels.shape, labels.dtype, int(labels.max()) < 3        # (N, H, W): one label per pixel
     (torch.Size([1, 50, 70]), torch.int64, True)
 
+    With one scale and no flip it takes the argmax of the logits themselves (the softmax keeps their order):
+    the same labels, with one (N, C, H, W) float32 copy of the class scores at the image's size instead of
+    three (a 150-class model on a 1008 x 756 photo: 0.46 GB each). Sliding windows (``strategy.crop_size``,
+    the command line's ``--crop-size``) make the network's activations smaller, not these per-class maps.
+
     Raises:
         ValueError: as :func:`predict_probs` (an image that is not 3- or 4-D, has its colours last or is not
-            finite, a model with one output channel, an output stride the model cannot take).
+            finite, NaN scores, a model with one output channel, an output stride the model cannot take).
         TypeError: ``image`` is not a tensor, or not floating point (as :func:`predict_probs`).
     """
-    return predict_probs(model, image, strategy).argmax(1)
+    image = _checked_image(image)
+    _warn_if_not_normalised(image)
+    return _labels(model, image, strategy)[0]
 
 
 @torch.no_grad()
@@ -385,11 +457,14 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
                 if masks.shape[-2:] != images.shape[-2:]:  # before the forward pass it would waste
                     raise ValueError(f"{items}: the image is {tuple(images.shape[-2:])} (H, W) but its mask "
                                      f"{tuple(masks.shape[-2:])}: a mask labels every pixel of its image")
-                probs = predict_probs(model, images.to(device, non_blocking=True), strategy)  # in eval mode
-                if probs.shape[1] != num_classes:
-                    raise ValueError(f"the model scores {probs.shape[1]} classes, the data set has {num_classes}: "
+                # in eval mode; predict's labels: no probabilities at full size where they are not averaged
+                images = _checked_image(images.to(device, non_blocking=True))
+                _warn_if_not_normalised(images)
+                labels, scored_classes = _labels(model, images, strategy)
+                if scored_classes != num_classes:
+                    raise ValueError(f"the model scores {scored_classes} classes, the data set has {num_classes}: "
                                      "evaluate a model trained on this data set's classes (or pass num_classes)")
-                cm.update(probs.argmax(1), masks.to(device, non_blocking=True))
+                cm.update(labels, masks.to(device, non_blocking=True))
                 bar.update(len(images))
                 scored += len(images)
     return cm.compute()

@@ -1546,3 +1546,38 @@ def test_eval_json_takes_an_empty_file_and_refuses_a_pipe(tmp_path: Path) -> Non
         os.mkfifo(fifo)
         with pytest.raises(ValueError, match="is not a regular file"):
             _check_eval_json(str(fifo), checkpoint)
+
+
+def test_the_large_image_note_counts_the_classes_and_says_what_crop_size_does_not_reduce(
+        tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: a 150-class model's 2016 x 1512 photo took 6.2 GB without a note (it looked at the pixels only,
+    above 2048 x 2048, whatever the classes), and its remedy, --crop-size, does not make the per-class score maps
+    at full resolution any smaller (2.13 GB with it, 2.11 GB without, at 1008 x 756)."""
+    import deeplab_edu.cli as cli
+    import deeplab_edu.inference as inference
+    from deeplab_edu.inference import Strategy
+
+    many = cli._large_image_note("p.jpg", 2016, 1512, 150, Strategy())
+    assert many and "150 classes" in many and "about 1.8 GB" in many and "--crop-size limits the activations, not " \
+        "these maps" in many
+    assert cli._large_image_note("p.jpg", 2016, 1512, 150, Strategy(crop_size=512)) == many  # the same maps
+    assert cli._large_image_note("p.jpg", 2016, 1512, 8, Strategy()) is None  # 8 classes: 0.1 GB a copy
+    assert cli._large_image_note("p.jpg", 1008, 756, 150, Strategy()) is None  # 0.46 GB
+    # 1.75: its logits before resizing, 3.1 copies, beside the average and one view: 5.1 x 0.46 GB
+    assert "about 2.3 GB" in (cli._large_image_note("p.jpg", 1008, 756, 150, Strategy((1.0, 1.75), True)) or "")
+    assert "--crop-size 1024 predicts it" in (cli._large_image_note("p.jpg", 4032, 3024, 8, Strategy()) or "")
+    assert cli._large_image_note("p.jpg", 4032, 3024, 8, Strategy(crop_size=1024)) is None  # few classes: windows do
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.setattr(cli, "LARGE_CLASS_MAP_BYTES", 8 * 40 * 50 * 4 - 1)  # the checkpoint's 8 classes: "large"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
+                 "--crop-size", "32"]) == 0
+    assert "the model scores 8 classes" in capsys.readouterr().err
+
+    def out_of_memory(*args: Any) -> torch.Tensor:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(inference, "predict", out_of_memory)
+    assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
+                 "--crop-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "its 8 per-class score maps take about 0.0 GB" in err and "which --crop-size does not reduce" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -257,3 +259,123 @@ def test_an_evaluation_that_raises_leaves_no_loader_worker_behind() -> None:
     assert failed.value.__traceback__ is not None  # kept, as a notebook keeps the last error
     left = [p for p in me.children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
     assert not left, f"loader workers still alive after evaluate raised: {left}"
+
+
+def _reference_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy) -> torch.Tensor:
+    """Chapter 11's strategies written out plainly: each view's logits (windows averaged where they overlap),
+    resized to the image, softmax, flipped back, averaged."""
+    import math
+
+    import torch.nn.functional as F
+
+    def windows(x: torch.Tensor, crop: int) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, max(crop - w, 0), 0, max(crop - h, 0)))
+        H, W = x.shape[-2:]
+        stride = max(1, (2 * crop) // 3)
+        total, count = None, torch.zeros(1, 1, H, W)
+        for r in sorted({min(i * stride, H - crop) for i in range(math.ceil(max(H - crop, 0) / stride) + 1)}):
+            for c in sorted({min(j * stride, W - crop) for j in range(math.ceil(max(W - crop, 0) / stride) + 1)}):
+                out = model(x[..., r:r + crop, c:c + crop])["out"]
+                total = torch.zeros(x.shape[0], out.shape[1], H, W) if total is None else total
+                total[..., r:r + crop, c:c + crop] += out
+                count[..., r:r + crop, c:c + crop] += 1
+        assert total is not None
+        return (total / count)[..., :h, :w]
+
+    h, w = image.shape[-2:]
+    views = []
+    with torch.no_grad():
+        for flipped in (False, True) if strategy.flip else (False,):
+            x0 = image.flip(-1) if flipped else image
+            for s in strategy.scales:
+                x = x0 if s == 1 else F.interpolate(x0, scale_factor=s, mode="bilinear", align_corners=False)
+                if strategy.crop_size and max(x.shape[-2:]) > strategy.crop_size:
+                    logits = windows(x, strategy.crop_size)
+                else:
+                    logits = model(x)["out"]
+                p = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False).softmax(1)
+                views.append(p.flip(-1) if flipped else p)
+    return torch.stack(views).mean(0)
+
+
+@pytest.mark.parametrize("strategy", [Strategy(), Strategy(crop_size=24), Strategy(scales=(0.5, 1.0, 1.25)),
+                                      Strategy(flip=True), Strategy(scales=(0.75, 1.25), flip=True, crop_size=24)],
+                         ids=lambda s: f"{s.label}{' + windows' if s.crop_size else ''}")
+def test_every_strategy_predicts_what_the_plain_reference_does(strategy: Strategy,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: predicting kept three full-size copies of the class scores; predict now takes the argmax of the
+    logits for one scale without flip, and predict_probs turns them into probabilities a band of rows at a time
+    (made small here: several bands). Neither may change a label or a probability beyond float rounding."""
+    import deeplab_edu.inference as inference
+    from deeplab_edu.models import build_model
+
+    monkeypatch.setattr(inference, "_BAND_ELEMENTS", 5 * 7 * 45)  # 7 rows of 5 classes a band
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=5).eval()
+    image = torch.randn(2, 3, 37, 45)
+    expected = _reference_probs(model, image, strategy)
+    assert torch.allclose(predict_probs(model, image, strategy), expected, atol=1e-6)
+    labels = predict(model, image, strategy)
+    top2 = expected.topk(2, dim=1).values
+    clear = top2[:, 0] - top2[:, 1] > 1e-5  # not a tie within float rounding
+    assert bool(clear.float().mean() > 0.99) and torch.equal(labels[clear], expected.argmax(1)[clear])
+    masks = expected.argmax(1)
+    scores = evaluate(model, list(zip(image, masks)), strategy, num_classes=5, progress=False)
+    assert scores["pixel_accuracy"] > 0.999  # evaluate labels as predict does
+
+
+def _peak_class_map_copies(run: Any, full_bytes: int) -> float:
+    """The peak bytes of tensors of at least ``full_bytes`` (one full-size (N, C, H, W) float32 copy) alive at once
+    while ``run()`` runs, in copies: every tensor an operation returns passes a dispatch mode, which counts its
+    storage until the last tensor on it is freed."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    users: dict[int, int] = {}
+    sizes: dict[int, int] = {}
+    peak = [0]
+
+    def freed(key: int) -> None:
+        users[key] -= 1
+        if not users[key]:
+            del users[key], sizes[key]
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() >= full_bytes:
+                    key = t.untyped_storage().data_ptr()
+                    users[key] = users.get(key, 0) + 1
+                    sizes[key] = t.untyped_storage().nbytes()
+                    weakref.finalize(t, freed, key)
+                    peak[0] = max(peak[0], sum(sizes.values()))
+            return out
+
+    with Count():
+        run()
+    return peak[0] / full_bytes
+
+
+def test_predicting_keeps_one_full_size_copy_of_the_class_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: a 150-class model kept three full-resolution float copies of (classes x height x width) while
+    predicting (upsampled logits, softmax, the average; sliding windows a sum and its quotient), and the OOM
+    killer ended a 4032 x 3024 photo. predict keeps one for one scale without flip (whole or in windows);
+    predict_probs two (the average and one view's logits; the softmax a band of rows at a time)."""
+    import deeplab_edu.inference as inference
+    from deeplab_edu.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=150).eval()
+    image = torch.randn(1, 3, 64, 80)
+    full = 150 * 64 * 80 * 4  # bytes of one copy of the per-class maps
+    monkeypatch.setattr(inference, "_BAND_ELEMENTS", 150 * 80 * 8)  # bands of 8 rows: an eighth of a copy
+    for strategy in (Strategy(), Strategy(crop_size=32)):
+        assert _peak_class_map_copies(lambda: predict(model, image, strategy), full) == 1  # was 3
+        assert _peak_class_map_copies(lambda: evaluate(model, [(image[0], torch.zeros(64, 80, dtype=torch.long))],
+                                                       strategy, num_classes=150, progress=False), full) == 1
+    assert _peak_class_map_copies(lambda: predict_probs(model, image), full) == 2  # was 3
+    assert _peak_class_map_copies(lambda: predict(model, image, Strategy(scales=(0.75, 1.0), flip=True)), full) == 2
