@@ -369,26 +369,30 @@ def _head_input(states: dict[fx.Node, _State | None], mixes: set[fx.Node], out: 
             with its atrous branches, a gate that is not 1x1), or reads several spatial maps, or none.
     """
     maps: dict[fx.Node, _State] = {}
-    todo, seen = [out], set()
+    todo, seen, mixed = [out], set(), []
     while todo:
         node = todo.pop()
         if node in seen:
             continue
         seen.add(node)
         if node in mixes:
-            inside = list(node.meta.get("nn_module_stack", {}))  # the submodules fx traced it in, outermost first
-            where = f"{_name(node)!r}" + (f" (in {inside[-1]})" if inside else "")
-            raise ValueError(
-                f"the output is global from node {where} on: it combines a spatial map with one that sees the "
-                "whole input (like ASPP's image pooling), so no spatial map precedes the output alone; pass upto= "
-                "the submodule whose map you want (e.g. upto='backbone'), or point it at the backbone"
-            )
+            mixed.append(node)
         for arg in node.all_input_nodes:
             state = states.get(arg)
             if state is not None and state.rf is None:
                 todo.append(arg)
             elif state is not None:
                 maps[arg] = state
+    if mixed:  # the first in the graph's order (DeepLabv3+: the ASPP's concatenation, not the decoder's after it)
+        order = {n: i for i, n in enumerate(out.graph.nodes)}
+        first = min(mixed, key=order.__getitem__)
+        inside = list(first.meta.get("nn_module_stack", {}))  # the submodules fx traced it in, outermost first
+        where = f"{_name(first)!r}" + (f" (in {inside[-1]})" if inside else "")
+        raise ValueError(
+            f"the output is global from node {where} on: it combines a spatial map with one that sees the "
+            "whole input (like ASPP's image pooling), so no spatial map precedes the output alone; pass upto= "
+            "the submodule whose map you want (e.g. upto='backbone'), or point it at the backbone"
+        )
     if not maps:
         raise ValueError("the output is global but no spatial map was found before it")
     if len(maps) > 1:

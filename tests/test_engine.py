@@ -1372,7 +1372,9 @@ def test_a_passed_model_that_can_switch_stride_trains_at_the_configured_one(tmp_
 
     model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3, output_stride=8, atrous_rates=(2, 4, 6))
     cfg = tiny_config(tmp_path, iterations=1, eval_every=1, ckpt_every=1, crop_size=64, image_size=64, batch_size=2)
-    trainer = Trainer(cfg, model=model, train_set=TinyScenes(4, size=64), val_set=TinyScenes(2, size=64, augment=False))
+    with pytest.warns(UserWarning, match=r"built at output stride 8\) is switched to output_stride=16"):
+        trainer = Trainer(cfg, model=model, train_set=TinyScenes(4, size=64),
+                          val_set=TinyScenes(2, size=64, augment=False))
     assert cfg.output_stride == 16 and "(output stride 16)" in trainer.describe()
     assert model.output_stride == 16 and model.atrous_rates == (1, 2, 3)
     assert trainer.fit()["final"]["output_stride"] == 16
@@ -1449,3 +1451,20 @@ def test_a_run_that_fails_or_stops_leaves_no_loader_worker_behind(tmp_path, requ
     assert failed.value.__traceback__ is not None
     left = [p for p in me.children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
     assert not left, f"loader workers still alive after fit raised: {left}"
+
+
+def test_a_second_ctrl_c_while_the_workers_shut_down_still_closes_the_writer(tmp_path, monkeypatch) -> None:
+    """A review: fit's cleanup closed the batches (PyTorch joins each worker for up to 5 s) before it released the
+    process group and closed the TensorBoard writer; a second Ctrl-C during that wait skipped both, leaving the
+    writer's thread in a notebook's kernel."""
+    import deeplab_edu.engine.trainer as trainer_module
+
+    def ctrl_c(iterator: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "shut_down_workers", ctrl_c)
+    cfg = tiny_config(tmp_path, iterations=2, eval_every=100, ckpt_every=100, num_workers=1, tensorboard=True)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert trainer._tb is None

@@ -504,4 +504,7 @@ def test_a_global_output_is_cut_only_before_a_head() -> None:
     model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3)
     with pytest.raises(ValueError, match="image pooling.*upto="):  # was the backbone's field, an earlier map
         receptive_field_of(model)
+    plus = build_model("deeplabv3plus", backbone="tiny_resnet", num_classes=3)  # the first mix named, not the decoder's
+    with pytest.raises(ValueError, match=r"global from node 'cat' \(in aspp\)"):
+        receptive_field_of(plus)
     assert receptive_field_of(torchvision.models.resnet18()).path[-1].name == "layer4.1.conv2"

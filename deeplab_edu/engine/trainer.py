@@ -425,7 +425,7 @@ class Trainer:
                                     output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
                                     aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
         else:
-            _to_training_stride(model, cfg.output_stride)
+            _to_training_stride(unwrap(model), cfg.output_stride)
             _warn_flat_aspp(model, cfg.crop_size)
         self._check_classes = model_passed  # the first training step compares its logits with num_classes
         self.model_info = _model_info(cfg, self.num_classes, model, model_passed=model_passed, train_set=train_set,
@@ -737,11 +737,10 @@ class Trainer:
         done = False
         for _ in range(3):
             try:
-                if hasattr(batches, "close"):
-                    batches.close()  # the loader's workers shut down
+                _close_batches(batches)  # the loader's workers shut down (their deaths reported again: swallowed)
                 done = self._save_unplanned(unread) or self._saved_at == self.iteration
                 break
-            except (RuntimeError, ConnectionError, EOFError) as again:
+            except (RuntimeError, ConnectionError, EOFError) as again:  # reported again while saving
                 if not _loader_worker_died(again):
                     raise
         saved = f"; {self._iterations_saved()}" if done else ""
@@ -1159,11 +1158,13 @@ class Trainer:
                 raise self._interrupted(stop, unread, " (the signal ended the loader's workers too)") from None
             raise died from None
         finally:
-            _close_batches(batches)
-            release_group(group)  # the gloo group cpu_group made for this fit (none where it is the default group)
-            if self._tb is not None:  # also after a failure or a stop: no writer thread left in a notebook's kernel
-                self._tb.close()
-                self._tb = None
+            try:  # (a second Ctrl-C while the workers shut down still lets the group and the writer go)
+                _close_batches(batches)
+            finally:
+                release_group(group)  # the gloo group cpu_group made for this fit (none where it is the default group)
+                if self._tb is not None:  # also after a failure or a stop: no writer thread left in a notebook's kernel
+                    self._tb.close()
+                    self._tb = None
         result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
         if self.dist.is_main:
             write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
@@ -1346,7 +1347,8 @@ def _to_training_stride(model: nn.Module, output_stride: int) -> None:
     own there (an audit: torchvision's DeepLabv3-ResNet from ``from_torchvision`` is at 8, the default 16; it
     trained at 8 while the start-up line, the history and the checkpoint said 16). Its ``build_kwargs``, where
     it has them, then name that stride and the rates at it, so that ``load_run`` rebuilds the model trained.
-    A model without ``set_output_stride`` is left at its own.
+    A model without ``set_output_stride`` is left at its own. A switch is a ``UserWarning`` naming both strides
+    (the caller's model object changes: one built at 8 on purpose keeps it with ``output_stride=8``).
 
     Raises:
         ~deeplab_edu.engine.config.ConfigError: the model cannot switch to ``output_stride`` (VGG-16: 8 only;
@@ -1358,9 +1360,14 @@ def _to_training_stride(model: nn.Module, output_stride: int) -> None:
     try:
         cast(Any, model).set_output_stride(output_stride)
     except ValueError as err:
-        raise ConfigError(f"output_stride={output_stride}: the passed model ({type(model).__name__}, at output "
-                          f"stride {own}) cannot train there ({err}); set output_stride to one it can take"
+        at = "" if own is None else f", at output stride {own}"
+        raise ConfigError(f"output_stride={output_stride}: the passed model ({type(model).__name__}{at}) cannot "
+                          f"train there ({err}); set output_stride to one it can take"
                           + (f", e.g. its own, {own}" if own else "")) from None
+    if own is not None:
+        warnings.warn(f"the passed model ({type(model).__name__}, built at output stride {own}) is switched to "
+                      f"output_stride={output_stride}, the configuration's, to train there; set output_stride={own} "
+                      "to keep its own", stacklevel=3)
     built = getattr(model, "build_kwargs", None)
     if built:
         rates = getattr(model, "atrous_rates", None)
