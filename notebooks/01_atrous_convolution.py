@@ -50,8 +50,9 @@
 # ## Eq. (1): a filter with holes
 #
 # For a one-dimensional signal $x$ and a filter $w$ with $K$ taps, atrous convolution at rate $r$
-# is eq. (1) of DeepLabv3 {cite:p}`chen2017deeplabv3` (DeepLab v2 {cite:p}`chen2018deeplabv2`, sec. 3.1,
-# writes the same sum):
+# is eq. (1) of DeepLabv3 {cite:p}`chen2017deeplabv3` (written there for two-dimensional signals, a
+# location $i$ and a tap $k$ each a pair of indices; DeepLab v2 {cite:p}`chen2018deeplabv2`, sec. 3.1,
+# writes it in one dimension with the taps counted from $k = 1$ to $K$, the same sum shifted by $r$):
 #
 # $$
 # y[i] = \sum_{k=0}^{K-1} x[i + r\,k]\; w[k].

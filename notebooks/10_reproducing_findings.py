@@ -720,8 +720,8 @@ with config.text_checks():
 # Xception, to cut the computation (its Table 5, "SC"; chapter 09, section 2, counts the weights):
 # "the computation complexity in terms of Multiply-Adds is significantly reduced by 33% to 41%,
 # while similar mIOU performance is obtained" (DeepLabv3+ sec. 4.3). What they cost or gain in
-# accuracy here, in DeepLabv3's ASPP, from the same record (no verdict: the paper's claim is "no
-# meaningful difference", which an interval can only check, not reproduce as a direction):
+# accuracy here, in DeepLabv3's ASPP, from the same record (no verdict: the paper's claim is that
+# mIoU stays similar, which an interval can only check, not reproduce as a direction):
 
 # %%
 # the same statistics as a finding's row, with no paper value and no verdict read from it

@@ -2,7 +2,7 @@
 
 DeepLabv3 (Chen et al. 2017, sec. 4.1, "Batch normalization") trains in two phases: phase 1 at
 output stride 16 with batch-norm statistics updated, phase 2 from phase 1's weights at output
-stride 8 with batch norm *frozen* and a smaller learning rate. DeepLabv3+ (Chen et al. 2018, sec. 4.4 and Fig. 5)
+stride 8 with batch norm *frozen* and a smaller learning rate. DeepLabv3+ (Chen et al. 2018b, sec. 4.4 and Fig. 5)
 measures the decoder's gain on object boundaries in a "trimap" band around them.
 
 - :func:`chapter_run` gives the settings of one run for the active profile (``smoke``/``cpu``/``gpu``),
