@@ -68,7 +68,8 @@ __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "course_runs_minutes", "COURSE_RUN_CHAPTERS", "NotebookRun", "NotebookFailure", "BookBuild",
     "notebooks_in_toc", "toc_notebook_sources", "cell_timeout", "reliable_client", "execute_notebook",
     "execute_notebooks", "build_book", "kernel_encryption_settings", "lab_server_settings", "write_lab_server_config",
-    "make_editable_path_relative", "student_copy", "is_updated_version", "STUDENT_COPY_MANIFEST", "chapter_workload",
+    "make_editable_path_relative", "student_copy", "is_updated_version", "changed_questions", "STUDENT_COPY_MANIFEST",
+    "chapter_workload",
 ]
 
 BOOK_DIR = REPO_ROOT / "book"
@@ -457,8 +458,10 @@ def _without_solutions(nb: Any) -> Any:
 
 #: The file in a student copy's folder that records what :func:`student_copy` wrote (a SHA-256 per
 #: file: each chapter and each ``.updated`` version), so that a file a learner has since edited is told
-#: from one the copy wrote.
+#: from one the copy wrote; under ``"questions"``, per file, a SHA-256 of each exercise's question (see
+#: :func:`changed_questions`; copies made before it was recorded have none).
 STUDENT_COPY_MANIFEST = ".student-copy.json"
+_QUESTIONS = "questions"  # the manifest's entry of the exercises' questions (no chapter's file name)
 
 
 def _sha256_text(text: str) -> str:
@@ -466,12 +469,39 @@ def _sha256_text(text: str) -> str:
 
 
 _UPDATED = re.compile(r"\.updated(-[0-9]+)?\.py$")
+_EXERCISE_HEADING = re.compile(r"^### Exercise ([0-9]+\.[0-9]+)\b", re.M)
 
 
 def is_updated_version(path: Path) -> bool:
     """True for a chapter's new version that :func:`student_copy` wrote beside a learner's changed one
     (``NN_name.updated.py``, ``NN_name.updated-2.py``, ...)."""
     return _UPDATED.search(Path(path).name) is not None
+
+
+def _question_digests(nb: Any) -> dict[str, str]:
+    """``{key: SHA-256}`` of each exercise's question in ``nb`` (a jupytext notebook): the Markdown cell whose
+    heading is ``### Exercise NN.k``, its whitespace collapsed (a rewrapped line is no new question)."""
+    return {m.group(1): _sha256_text(" ".join(cell.source.split()))
+            for cell in nb.cells if cell.cell_type == "markdown"
+            for m in [_EXERCISE_HEADING.search(cell.source)] if m}
+
+
+def changed_questions(out_dir: Path, updated: Path) -> list[str] | None:
+    """The exercises (keys such as ``"05.3"``) whose question differs between the chapter a learner kept in
+    the student copy ``out_dir`` (as :func:`student_copy` handed it out) and its new version ``updated``
+    (``NN_name.updated.py``, as it wrote it), in the new version's order; an exercise added or removed is
+    not counted. ``None`` when the copy's record (:data:`STUDENT_COPY_MANIFEST`) lacks the questions of either
+    file: a chapter handed out before the questions were recorded."""
+    try:
+        manifest = json.loads((Path(out_dir) / STUDENT_COPY_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no record (or one damaged by hand)
+        return None
+    record = manifest.get(_QUESTIONS) if isinstance(manifest, dict) else None
+    old, new = (record.get(name) if isinstance(record, dict) else None
+                for name in (_UPDATED.sub(".py", Path(updated).name), Path(updated).name))
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return None
+    return [key for key, digest in new.items() if key in old and old[key] != digest]
 
 
 def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
@@ -490,7 +520,9 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     ``NN_name.updated.py``, or, when a learner has changed that one too, as the first of
     ``NN_name.updated-2.py``, ``-3``, ... that nobody has changed (kept as well). What the copy wrote,
     chapters and ``.updated`` files alike, is recorded in :data:`STUDENT_COPY_MANIFEST`; a file it did not
-    record (a copy made before the record existed) counts as changed when it differs.
+    record (a copy made before the record existed) counts as changed when it differs. So is each exercise's
+    question, so that :func:`changed_questions` names the exercises of a kept chapter whose question the new
+    version changed (``check`` answers the new question).
 
     Returns:
         the paths written, in chapter order (an ``.updated`` file where a learner's chapter was kept;
@@ -525,15 +557,20 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
         current = _sha256_text(path.read_text(encoding="utf-8"))
         return current != digest and manifest.get(path.name) != current
 
+    questions = manifest.setdefault(_QUESTIONS, {})
+    if not isinstance(questions, dict):  # a record damaged by hand: written anew
+        questions = manifest[_QUESTIONS] = {}
     written = []
     for src in chosen:
-        text = jupytext.writes(_without_solutions(jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent")), fmt="py:percent")
+        nb = _without_solutions(jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent"))
+        text = jupytext.writes(nb, fmt="py:percent")
         target, digest = out_dir / src.name, _sha256_text(text)
         tries = 0
         while learners(target, digest):  # a learner's answers are in it: keep them, write the new version beside
             tries += 1
             target = out_dir / (f"{src.stem}.updated.py" if tries == 1 else f"{src.stem}.updated-{tries}.py")
         manifest[target.name] = digest
+        questions[target.name] = _question_digests(nb)
         write_text_atomic(target, text)
         written.append(target)
     write_text_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -1225,7 +1262,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "into the same folder (after a git pull), it keeps every chapter a learner has "
                                     "changed and writes the new version beside it as NN_name.updated.py "
                                     "(NN_name.updated-2.py, -3, ... when a learner has changed that one too: no "
-                                    "changed file is written over).")
+                                    "changed file is written over), and names the exercises of a kept chapter "
+                                    "whose question changed.")
     sc.add_argument("out", type=Path, help="the folder to write the notebooks/NN_*.py copies to")
     build_options = [  # the build's, which 'execute' does not read: None when not given
         parser.add_argument("--output", type=Path, default=None,
@@ -1264,6 +1302,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the earlier new version of {len(again)} of them had been changed by a learner, or written by an "
                   f"older make student-copy (which kept no record of it): kept as well, so the newest went to "
                   f"{', '.join(p.name for p in again)}")
+        for p in kept:  # a question changed under its key: check() answers the new one, not the kept chapter's
+            if changed := changed_questions(args.out, p):
+                print(f"exercise{'s' if len(changed) > 1 else ''} {', '.join(changed)} changed in this update: "
+                      f"{'their' if len(changed) > 1 else 'its'} new version is in {p.name}; `check` answers the "
+                      f"new one, not the question in {_UPDATED.sub('.py', p.name)}")
+            elif changed is None:
+                print(f"{_UPDATED.sub('.py', p.name)} was handed out before the copy recorded its exercises' "
+                      f"questions: compare its exercises with {p.name}'s (`check` answers the new ones)")
         return 0
     try:
         active_profile = profile()

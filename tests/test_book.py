@@ -869,3 +869,45 @@ def test_the_kernels_share_of_threads_counts_a_cpu_quota(tmp_path: Path, monkeyp
     monkeypatch.setattr(workers, "available_cores", lambda: 4)  # the quota
     book.execute_notebooks(sources, tmp_path / "out", jobs=2, reuse=False, active_profile="smoke")
     assert given == [2, 2]
+
+
+def test_making_the_student_copy_again_names_the_exercises_whose_question_changed(tmp_path, monkeypatch,
+                                                                                  capsys) -> None:
+    """An audit: since b3e41f8 exercise 05.3 asks for the parameters a rate-24 branch adds (it asked for the
+    channels entering the projection), under the same key, and ``student-copy`` run again kept a learner's
+    edited chapter 05 without a word on it, so ``check("05.3", ...)`` judged the kept question's answer against
+    the new one. The copy now records each exercise's question and names the exercises that changed."""
+    import json
+    import shutil
+
+    from deeplab_edu.book import NOTEBOOK_DIR, STUDENT_COPY_MANIFEST, changed_questions, main
+
+    course = tmp_path / "notebooks"  # a copy of the course's chapter 05, changed as by a git pull
+    course.mkdir()
+    chapter = course / "05_aspp.py"
+    shutil.copy(NOTEBOOK_DIR / "05_aspp.py", chapter)
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", course)
+    out = tmp_path / "class"
+    assert main(["student-copy", str(out)]) == 0
+    kept = out / "05_aspp.py"
+    kept.write_text(kept.read_text(encoding="utf-8").replace("answer_05_1 = ...", "answer_05_1 = (3, 6, 9, 12)"),
+                    encoding="utf-8")  # a learner answers
+    source = chapter.read_text(encoding="utf-8")
+    question = "**How many parameters does that branch add to DeepLabv3's ASPP"
+    assert question in source
+    chapter.write_text(source.replace(question, "**How many weights does that branch add to DeepLabv3's ASPP")
+                       .replace("# ### Exercise 05.1\n", "# ### Exercise 05.1\n#\n"),  # 05.1: only its lines
+                       encoding="utf-8")
+    capsys.readouterr()
+    assert main(["student-copy", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "exercise 05.3 changed in this update: its new version is in 05_aspp.updated.py" in shown, shown
+    assert "05.1" not in shown and "05.2" not in shown and "answer_05_1 = (3, 6, 9, 12)" in kept.read_text()
+    assert changed_questions(out, out / "05_aspp.updated.py") == ["05.3"]
+    manifest = json.loads((out / STUDENT_COPY_MANIFEST).read_text())
+    del manifest["questions"]  # a copy made before the questions were recorded: only the chapter is named
+    (out / STUDENT_COPY_MANIFEST).write_text(json.dumps(manifest))
+    assert changed_questions(out, out / "05_aspp.updated.py") is None
+    assert main(["student-copy", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "05.3" not in shown and "05_aspp.py was handed out before the copy recorded its exercises" in shown, shown

