@@ -479,8 +479,9 @@ with config.text_checks():
 # (seed 2) never take part in the search (seed 1). In the `cpu` profile each axis of the grid starts
 # at the released setting and spans a factor of four or five on a log scale (as a coarse first step
 # should), so that the best value found can lie *inside* the grid, and $\theta_\alpha$ is held at
-# the released 49 to keep the search to nine settings (on these flat-coloured scenes it is the parameter that
-# matters least; the `gpu` profile searches it too, on a wider grid).
+# the released 49 to keep the search to nine settings. The `gpu` profile searches it too, on a
+# wider grid that is not built around its best setting: there the search may stop at an edge of
+# the grid, and the lines below the search then say which.
 
 # %%
 n_val, n_test = config.choose(smoke=(2, 3), cpu=(8, 24), gpu=(12, 48))
