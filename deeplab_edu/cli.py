@@ -676,6 +676,11 @@ def _train(args: argparse.Namespace) -> int:
         if often:
             print(f"note: the preset '{args.preset}' keeps {' and '.join(often)} for {cfg.iterations} iterations: a "
                   f"validation or checkpoint that often costs time; set them for this run", file=sys.stderr)
+    if args.preset and "out_dir" not in given and is_main() and (moved := _run_in_earlier_folder(cfg)):
+        from .records import shown_path
+
+        print(f"note: {shown_path(cfg.out_dir)}, the preset's out_dir, holds no checkpoint, so this trains a new run "
+              f"from the start; the preset's run is {moved} (a moved run continues with --resume)", file=sys.stderr)
     _cpu_threads(args, cfg.device or str(_default_device()))
     start = time.time()
     try:
@@ -716,6 +721,19 @@ def _train(args: argparse.Namespace) -> int:
               f"{_unscored_note(final.get('iou'), trainer.model_info.get('class_names'))} "
               f"(curve: {_short_curve(curve)}); outputs in {cfg.out_dir}")
     return 0
+
+
+def _run_in_earlier_folder(cfg: TrainConfig) -> str:
+    """Where the run of a course preset whose ``out_dir`` an update of the course moved (``camvid_gpu``:
+    ``runs/camvid_deeplabv3plus`` before d8ed0de) is, with the ``mv`` that moves it, when its ``out_dir`` holds no
+    checkpoint and its earlier folder holds the run (:data:`~deeplab_edu.viz.training.EARLIER_FOLDERS`, relative
+    to ``runs/`` of the working folder, as the preset's ``out_dir`` is); ``""`` otherwise."""
+    from .engine.runs import _judge
+    from .viz.training import earlier_folders
+
+    folder = Path(cfg.out_dir)
+    found = _judge(cfg, folder, earlier_folders(folder, Path("runs")))
+    return found.status.text if found.status.state == "moved" else ""
 
 
 def _preset_device(preset: str) -> str | None:
@@ -1298,10 +1316,16 @@ def _course_runs(args: argparse.Namespace) -> int:
     for i, spec in enumerate(specs, 1):
         if statuses[i - 1].state != "finished" and (needs := _weights_to_download(spec)):
             print(f"  [{i}/{len(specs)}] downloads {needs} when its turn comes: it needs the network then")
-    refused = [shown_path(spec.out_dir) for spec, status in zip(specs, statuses) if status.refused]
-    if refused:  # before any training, not after phase 1's minutes
-        raise ValueError(f"{len(refused)} run folder(s) hold runs the chapters cannot use (their state above): "
-                         f"delete {', '.join(refused)}, then run the command again")
+    refused = [shown_path(spec.out_dir) for spec, status in zip(specs, statuses) if status.refused
+               and status.state != "moved"]
+    moved = [shown_path(spec.out_dir) for spec, status in zip(specs, statuses) if status.state == "moved"]
+    if refused or moved:  # before any training, not after phase 1's minutes
+        raise ValueError("; ".join(
+            ([f"{len(refused)} run folder(s) hold runs the chapters cannot use (their state above): delete "
+              f"{', '.join(refused)}"] if refused else []) +
+            ([f"{len(moved)} run(s) are in the folders an earlier version of the course trained them in (their state "
+              f"above): move them to {', '.join(moved)} with the mv commands shown, or delete the earlier folders to "
+              "train them again"] if moved else [])) + ", then run the command again")
     if args.dry_run:
         return 0
     _cpu_threads(args, str(config.device()))

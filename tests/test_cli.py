@@ -1581,3 +1581,45 @@ def test_the_large_image_note_counts_the_classes_and_says_what_crop_size_does_no
                  "--crop-size", "32"]) == 2
     err = capsys.readouterr().err
     assert "its 8 per-class score maps take about 0.0 GB" in err and "which --crop-size does not reduce" in err
+
+
+def test_course_runs_and_train_name_a_run_left_in_its_earlier_folder(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """An audit: d8ed0de moved camvid_gpu's run from runs/camvid_deeplabv3plus to runs/course/gpu/camvid, and
+    course-runs (and train --preset camvid_gpu) trained a GPU learner's finished run again without a word.
+    course-runs --dry-run shows the mv before any training and stops; train notes it on stderr."""
+    import deeplab_edu.data
+    import deeplab_edu.engine.trainer
+    from deeplab_edu.engine import checkpoint as ck
+    from deeplab_edu.records import shown_path
+    from deeplab_edu.viz.training import RUNS_ENV, camvid_run
+
+    def fake_run(folder: Path) -> None:  # camvid_gpu's settings, finished (no weights: the status reads no more)
+        cfg = load_config("camvid_gpu", {"out_dir": str(folder)})
+        ck.save_atomic({"model": {}, "config": cfg.to_dict(), "iteration": cfg.iterations},
+                       folder / "checkpoints" / "last.pt")
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setattr(deeplab_edu.data, "find_camvid", lambda: tmp_path)
+    monkeypatch.setattr("deeplab_edu.config.device", lambda: "cuda")  # the gpu profile's runs, planned on a CPU
+    monkeypatch.setattr("deeplab_edu.models.pretrained.cached_weights", lambda weights: "cached")
+    fake_run(tmp_path / "runs" / "camvid_deeplabv3plus")
+    assert main(["course-runs", "--profile", "gpu", "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert f"{camvid_run('gpu').command()}\n        in its earlier folder" in captured.out
+    assert (f"mv {shown_path(tmp_path / 'runs' / 'camvid_deeplabv3plus')} "
+            f"{shown_path(tmp_path / 'runs' / 'course' / 'gpu' / 'camvid')}`") in captured.out
+    assert "1 run(s) are in the folders an earlier version of the course trained them in" in captured.err
+
+    def stop(cfg: TrainConfig) -> None:
+        raise RuntimeError("stopped here")
+
+    monkeypatch.setattr(deeplab_edu.engine.trainer, "Trainer", stop)
+    monkeypatch.chdir(tmp_path)  # the preset's out_dir, runs/course/gpu/camvid, is relative to it
+    assert main(["train", "--preset", "camvid_gpu", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "note: runs/course/gpu/camvid, the preset's out_dir, holds no checkpoint" in err
+    assert "`mkdir -p runs/course/gpu && mv runs/camvid_deeplabv3plus runs/course/gpu/camvid`" in err
+    assert main(["train", "--preset", "camvid_gpu", "--device", "cpu", "--out-dir", "elsewhere"]) == 2
+    assert "holds no checkpoint" not in capsys.readouterr().err  # a folder of the user's choice: not the preset's

@@ -1206,17 +1206,17 @@ def test_a_reused_run_names_its_commit_and_notes_a_package_changed_since(tmp_pat
             f"{records.shown_path(run)} to retrain it with this code")
     for commit in (commits[0], "f" * 40):  # the package changed since; a commit this clone does not know
         status, out = reused(commit)
-        assert status == (f"finished (1 iterations, trained at commit {commit[:7]}): reused; deeplab_edu/ has changed "
+        assert status == (f"finished (1 iteration, trained at commit {commit[:7]}): reused; deeplab_edu/ has changed "
                           f"since {commit[:7]}: {note}")
-        assert f"(1 iterations, trained at commit {commit[:7]})\n" in out and "changed since" not in out  # learners
+        assert f"(1 iteration, trained at commit {commit[:7]})\n" in out and "changed since" not in out  # learners
     for commit in commits[1:]:  # the same package (only the README changed since the 2nd commit)
         status, out = reused(commit)
-        assert status == f"finished (1 iterations, trained at commit {commit[:7]}): reused" and "changed" not in out
+        assert status == f"finished (1 iteration, trained at commit {commit[:7]}): reused" and "changed" not in out
     monkeypatch.setenv("PATH", str(tmp_path / "no_git_here"))  # no git: the commit is named, nothing more
     status, out = reused(commits[0])
     assert status.endswith(f"trained at commit {commits[0][:7]}): reused") and "changed" not in out
     status, out = reused(None)  # a run that kept no commit
-    assert status == "finished (1 iterations): reused" and "skipping training" in out and "commit" not in out
+    assert status == "finished (1 iteration): reused" and "skipping training" in out and "commit" not in out
 
 
 def test_tensorboard_draws_each_step_once_after_a_failure_and_a_resume(tmp_path) -> None:

@@ -243,7 +243,7 @@ def test_phase_two_is_inside_the_axes() -> None:
 
 #: A finished run's status, naming the commit that trained it (this checkout's; none in a copy without git,
 #: a note in a copy whose .git is older than its files: test_engine.py -k names_its_commit tests those).
-REUSED = r"finished \(1 iterations(, trained at commit \S+( plus uncommitted changes)?)?\): reused(; .*)?"
+REUSED = r"finished \(1 iteration(, trained at commit \S+( plus uncommitted changes)?)?\): reused(; .*)?"
 
 
 def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> None:
@@ -270,7 +270,7 @@ def test_a_phase2_run_follows_its_phase1_and_says_its_state(tmp_path: Path) -> N
     state = ck.load_checkpoint(phase2.checkpoint)
     assert state["init_from_sha256"] == ck.file_sha256(phase1.checkpoint)
     ck.save_atomic({**state, "iteration": 0}, phase2.checkpoint)  # as if stopped before its last step
-    assert str(phase2.status()).startswith("interrupted at 0 of 1 iterations: resumed")
+    assert str(phase2.status()).startswith("interrupted at 0 of 1 iteration: resumed")
     ck.save_atomic(state, phase2.checkpoint)
     other = RunSpec(phase2.preset, phase2.out_dir, {**phase2.overrides, "lr": 0.5}).status()
     assert other.refused and str(other).startswith("holds another run (other settings: lr)")
@@ -401,3 +401,59 @@ def test_class_weights_table_says_which_findings_hold_after_holm() -> None:
     assert {c for c, r in rows.items() if r[HOLM_COLUMN] == "yes"} == {
         "mIoU", "building", "pole", "fence", "bicyclist", "pavement"}
     assert all(r[HOLM_COLUMN] == "n/a" for r in rows.values() if r["finding"] == "no")
+
+
+def _fake_run(spec, folder: Path, iterations: int | None = None, **changed) -> None:
+    """A run of ``spec``'s settings (``changed`` replacing some) as its ``last.pt`` in ``folder``, after
+    ``iterations`` (all of them by default): what the status and the reuse read (no weights)."""
+    from deeplab_edu.engine import checkpoint as ck
+
+    cfg = load_config(spec.preset, {**spec.overrides, **changed, "out_dir": str(folder)})
+    ck.save_atomic({"model": {}, "config": cfg.to_dict(), "iteration": cfg.iterations if iterations is None else
+                    iterations}, folder / "checkpoints" / "last.pt")
+
+
+def test_a_run_in_the_folder_an_earlier_course_gave_it_is_named_not_trained_again(tmp_path: Path) -> None:
+    """An audit: after a pull that moved a course run's folder (chapter 11's GPU run, from runs/camvid_deeplabv3plus
+    at d8ed0de), the learner's finished run was "not started: will be trained" and trained again (10,000
+    ResNet-50 iterations) without a word. Now its status names the earlier folder and the mv, train_or_load
+    refuses with it (nothing moved, nothing made), and once moved the run is reused; an interrupted run's mv
+    replaces a new folder that holds no checkpoint; an earlier run with other settings is only noted."""
+    import subprocess
+
+    from deeplab_edu.engine.runs import RunFolderError
+    from deeplab_edu.records import shown_path
+    from deeplab_edu.viz.training import camvid_run
+
+    spec = camvid_run("gpu", root=tmp_path)
+    old = tmp_path / "camvid_deeplabv3plus"
+    _fake_run(spec, old)
+    status = spec.status()
+    move = f"mkdir -p {shown_path(spec.out_dir.parent)} && mv {shown_path(old)} {shown_path(spec.out_dir)}"
+    assert status.state == "moved" and status.refused, status
+    assert "d8ed0de" in str(status) and f"`{move}`" in str(status) and f"or delete {shown_path(old)}" in str(status)
+    with pytest.raises(RunFolderError, match=re.escape(f"`{move}`")) as err:
+        spec.train_or_load(verbose=False)
+    assert str(err.value).startswith(f"{shown_path(spec.out_dir)} holds no checkpoint") and "nothing is moved" in str(
+        err.value)
+    assert not spec.out_dir.exists() and (old / "checkpoints" / "last.pt").is_file()
+    subprocess.run(move, shell=True, check=True)  # the command as given
+    assert re.fullmatch(r"finished \(10000 iterations\): reused", str(spec.status()))
+
+    phase1 = chapter_run("deeplabv3", root=tmp_path, profile="cpu")  # chapter 08's, from ch08-09_cpu_deeplabv3
+    old = tmp_path / "ch08-09_cpu_deeplabv3"
+    _fake_run(phase1, old, iterations=5)
+    (phase1.out_dir / "checkpoints").mkdir(parents=True)  # a new folder without a checkpoint: mv would nest into it
+    status = phase1.status()
+    move = f"rm -r {shown_path(phase1.out_dir)} && mv {shown_path(old)} {shown_path(phase1.out_dir)}"
+    assert status.state == "moved" and "c007887" in str(status) and "stopped at 5 of" in str(status), status
+    assert f"to resume it, move it in a terminal, from the repository's folder: `{move}`" in str(status)
+    subprocess.run(move, shell=True, check=True)
+    assert phase1.status().state == "interrupted"
+
+    plus = chapter_run("deeplabv3plus", root=tmp_path, profile="cpu")  # an earlier recipe: not this run
+    _fake_run(plus, tmp_path / "ch08-09_cpu_deeplabv3plus", lr=0.5)
+    status = plus.status()
+    assert status.state == "not started" and not status.refused
+    assert str(status).startswith("not started: will be trained; ") and "other settings (lr)" in str(status)
+    assert chapter_run("deeplabv3", phase=2, root=tmp_path, profile="cpu", output_stride=16).earlier == ()

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Sequence
 
 from torch import nn
 
@@ -20,7 +20,8 @@ from .checkpoint import InitFromChangedError, check_init_from, latest_checkpoint
 from .config import TrainConfig, load_config
 from ..records import shown_path
 
-__all__ = ["train_or_load", "run_status", "RunStatus", "BOOKKEEPING", "RunFolderError", "claim_run_folder"]
+__all__ = ["train_or_load", "run_status", "RunStatus", "EarlierFolder", "BOOKKEEPING", "RunFolderError",
+           "claim_run_folder"]
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
 #: is designed to learn: a finished run is reused even when these differ (the depthwise recomputation gives
@@ -140,6 +141,11 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
     return lock
 
 
+def _iterations(n: int) -> str:
+    """``"1 iteration"``, ``"600 iterations"``: a count of iterations as the run's messages say it."""
+    return f"{n} iteration{'' if n == 1 else 's'}"
+
+
 def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide what a run learns. ``init_from`` counts relative to the run's own
     folder, so a phase-2 run that starts from its neighbour (``../seed0/checkpoints/last.pt``) is
@@ -163,13 +169,23 @@ def _differing(state: dict[str, Any], cfg: TrainConfig) -> list[str]:
     return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
 
+class EarlierFolder(NamedTuple):
+    """A folder a run was trained in before an update of the course moved it: ``folder``, and ``moved_by``, the
+    commit that moved it (``"d8ed0de"``). A learner's run there is not moved for them, nor trained again without
+    a word (:func:`train_or_load`'s ``earlier``)."""
+
+    folder: Path
+    moved_by: str
+
+
 class RunStatus(NamedTuple):
     """What :func:`train_or_load` would do with a run folder now: ``state`` is one of ``"not started"``,
     ``"finished"`` (reused), ``"interrupted"`` (resumed), ``"busy"`` (another process trains it; waited
-    for), ``"other settings"`` or ``"stale"`` (refused: see ``text``); ``text`` says it in a few words (for a
-    finished run, the commit that trained it, and a note when the package has changed since)."""
+    for), ``"other settings"``, ``"stale"`` or ``"moved"`` (refused: see ``text``; ``"moved"``: the folder holds no
+    checkpoint, and an earlier folder of the run holds it); ``text`` says it in a few words (for a finished run,
+    the commit that trained it, and a note when the package has changed since)."""
 
-    state: Literal["not started", "finished", "interrupted", "busy", "other settings", "stale"]
+    state: Literal["not started", "finished", "interrupted", "busy", "other settings", "stale", "moved"]
     text: str
 
     def __str__(self) -> str:
@@ -178,17 +194,18 @@ class RunStatus(NamedTuple):
     @property
     def refused(self) -> bool:
         """Whether :func:`train_or_load` refuses the folder as it is (its text says what to do)."""
-        return self.state in ("other settings", "stale")
+        return self.state in ("other settings", "stale", "moved")
 
 
 class _Found(NamedTuple):
     """A run folder's ``last.pt`` judged against the settings asked for: what :func:`run_status`
     reports (before it tries the lock) and what :func:`train_or_load` acts on."""
 
-    status: RunStatus  # "not started", "finished", "interrupted", "other settings" or "stale"
-    state: dict[str, Any] | None  # the loaded last.pt (None when there is none)
+    status: RunStatus  # "not started", "finished", "interrupted", "other settings", "stale" or "moved"
+    state: dict[str, Any] | None  # the loaded last.pt (None when there is none, or it is in an earlier folder)
     refusal: Exception | None  # what train_or_load raises: when status.refused, or when its start is not ready
     trained_by: str = ""  # a finished run's "trained at commit ...", from its provenance ("" when it names none)
+    note: str = ""  # a run not started: what an earlier folder of it holds that cannot be reused ("" when none)
 
 
 def _commits(state: dict[str, Any]) -> tuple[list[str], bool]:
@@ -252,22 +269,80 @@ def _start_not_ready(cfg: TrainConfig) -> tuple[str, Exception] | None:
     state = load_checkpoint(start)
     done, total = int(state.get("iteration", 0)), int(state.get("config", {}).get("iterations", 0) or 0)
     if total and done < total:
-        return (f"waits for the run it starts from, {shown}, stopped at {done} of {total} iterations", ValueError(
+        return (f"waits for the run it starts from, {shown}, stopped at {done} of {_iterations(total)}", ValueError(
             f"this run starts from {shown} (init_from), whose run stopped at iteration {done} of {total}: finish "
             "that run first (run its cell again: it resumes), then this one; started now, it would learn from a "
             "half-trained model"))
     return None
 
 
-def _judge(cfg: TrainConfig, folder: Path) -> _Found:
+def _shell_path(path: Path) -> str:
+    """``path`` as :func:`~deeplab_edu.records.shown_path` shows it, quoted for a POSIX shell (a leading ``~/`` left
+    unquoted, so that the shell expands it)."""
+    import shlex
+
+    shown = shown_path(path)
+    return "~/" + shlex.quote(shown[2:]) if shown.startswith("~/") else shlex.quote(shown)
+
+
+def _move_command(old: Path, new: Path) -> str:
+    """The shell command that moves the run folder ``old`` to ``new``, which holds no checkpoint: ``mv OLD NEW``,
+    after ``mkdir -p`` of ``new``'s parent where it is missing, or after ``rm -r NEW`` where ``new`` exists (``mv``
+    would put ``old`` inside it)."""
+    move = f"mv {_shell_path(old)} {_shell_path(new)}"
+    if new.exists():
+        return f"rm -r {_shell_path(new)} && {move}"
+    if not new.parent.is_dir():
+        return f"mkdir -p {_shell_path(new.parent)} && {move}"
+    return move
+
+
+def _in_earlier_folder(cfg: TrainConfig, folder: Path, earlier: Sequence[EarlierFolder]) -> tuple[_Found | None, str]:
+    """For ``folder`` without a checkpoint: the first of the run's ``earlier`` folders that holds a ``last.pt``.
+    A run there with these learning settings gives ``(a "moved" _Found, "")``, refused with the command that moves
+    it (a learner's finished run was trained again without a word after a pull that moved its folder: an audit);
+    one with other settings (it could not be reused where it is now) gives ``(None, a note that says so)``;
+    ``(None, "")`` when none holds one."""
+    for old in earlier:
+        old_folder = Path(old.folder)
+        last = old_folder / "checkpoints" / "last.pt"
+        if not last.is_file():
+            continue
+        where = f"{shown_path(old_folder)} (its folder before commit {old.moved_by})"
+        state = load_checkpoint(last)
+        differ = _differing(state, cfg)
+        if differ:
+            return None, (f"{where} holds an earlier run of it with other settings ({', '.join(differ)}), which this "
+                          f"code cannot reuse: delete {shown_path(old_folder)} to free its space")
+        done = int(state.get("iteration", 0))
+        stage = (f"finished ({_iterations(done)})" if done >= cfg.iterations else
+                 f"stopped at {done} of {_iterations(cfg.iterations)}")
+        move = _move_command(old_folder, folder)
+        text = (f"in its earlier folder {where}, {stage}: to {'reuse' if done >= cfg.iterations else 'resume'} it, "
+                f"move it in a terminal, from the repository's folder: `{move}`; or delete {shown_path(old_folder)} "
+                "to train it again")
+        return _Found(RunStatus("moved", text), None, RunFolderError(
+            f"{shown_path(folder)} holds no checkpoint, but the run's earlier folder {where} holds it, {stage}; "
+            f"nothing is moved for you: move it in a terminal, from the repository's folder, with `{move}`, then run "
+            f"this again to {'reuse' if done >= cfg.iterations else 'resume'} it; or delete {shown_path(old_folder)} "
+            "to train the run again from the start")), ""
+    return None, ""
+
+
+def _judge(cfg: TrainConfig, folder: Path, earlier: Sequence[EarlierFolder] = ()) -> _Found:
     """Read ``folder``'s ``last.pt`` once and apply the three tests of a reusable run: the same
-    learning settings, the same ``init_from`` file, enough iterations."""
+    learning settings, the same ``init_from`` file, enough iterations. Without one, the run's ``earlier``
+    folders are looked at (:func:`_in_earlier_folder`)."""
     last = folder / "checkpoints" / "last.pt"
     if not last.is_file():
+        moved, note = _in_earlier_folder(cfg, folder, earlier)
+        if moved is not None:
+            return moved
+        noted = f"; {note}" if note else ""
         start = _start_not_ready(cfg)
         if start is not None:
-            return _Found(RunStatus("not started", f"not started: {start[0]}"), None, start[1])
-        return _Found(RunStatus("not started", "not started: will be trained"), None, None)
+            return _Found(RunStatus("not started", f"not started: {start[0]}{noted}"), None, start[1], note=note)
+        return _Found(RunStatus("not started", f"not started: will be trained{noted}"), None, None, note=note)
     state = load_checkpoint(last)
     differ = _differing(state, cfg)
     if differ:
@@ -284,17 +359,19 @@ def _judge(cfg: TrainConfig, folder: Path) -> _Found:
     done = int(state.get("iteration", 0))
     if done >= cfg.iterations:
         named = _trained_by(state)
-        return _Found(RunStatus("finished", f"finished ({cfg.iterations} iterations{', ' + named if named else ''}): "
+        return _Found(RunStatus("finished", f"finished ({_iterations(cfg.iterations)}{', ' + named if named else ''}): "
                                             "reused"), state, None, named)
     if (start := _start_not_ready(cfg)) is not None:
-        return _Found(RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations, and "
+        return _Found(RunStatus("interrupted", f"interrupted at {done} of {_iterations(cfg.iterations)}, and "
                                                f"{start[0]}"), state, start[1])
-    return _Found(RunStatus("interrupted", f"interrupted at {done} of {cfg.iterations} iterations: resumed (by hand: "
+    return _Found(RunStatus("interrupted", f"interrupted at {done} of {_iterations(cfg.iterations)}: resumed (by hand: "
                                            "the command with --resume)"), state, None)
 
 
-def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: Any) -> RunStatus:
-    """What :func:`train_or_load` would find in ``out_dir`` for these settings (see :class:`RunStatus`).
+def run_status(preset: str | None = None, *, out_dir: str | Path, earlier: Sequence[EarlierFolder] = (),
+               **overrides: Any) -> RunStatus:
+    """What :func:`train_or_load` would find in ``out_dir`` for these settings (see :class:`RunStatus`);
+    ``earlier``: as :func:`train_or_load`'s.
 
     Reads ``last.pt`` (a second or less) and tries the folder's lock without waiting; trains nothing.
 
@@ -314,7 +391,7 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
             busy = True
         except OSError:  # a lock this process cannot open: another user's (held?), or a read-only folder's
             busy = _held_elsewhere(folder / "train.lock")
-    found = _judge(cfg, folder)
+    found = _judge(cfg, folder, earlier)
     if found.state is not None and found.status.state == "finished" and (note := _changed_since_note(found.state,
                                                                                                        folder)):
         return RunStatus("finished", f"{found.status.text}; {note}")
@@ -323,11 +400,12 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, **overrides: A
     if found.state is None:
         return RunStatus("busy", "being trained by another process now: waited for")
     return RunStatus("busy", f"being trained by another process now ({int(found.state.get('iteration', 0))} of "
-                             f"{cfg.iterations} iterations): waited for")
+                             f"{_iterations(cfg.iterations)}): waited for")
 
 
 def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bool = True,
-                  lock_timeout_s: float = 3600.0, **overrides: Any) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
+                  lock_timeout_s: float = 3600.0, earlier: Sequence[EarlierFolder] = (),
+                  **overrides: Any) -> tuple[nn.Module, list[dict[str, Any]], TrainConfig]:
     """Return ``(model in eval mode, history, config)`` of the run in ``out_dir``, training it if needed.
 
     ``history`` is the run's log, one dict per row: ``{"split": "train", "iteration", "loss", "lr",
@@ -356,6 +434,11 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         preset: a preset name or YAML file (see :func:`~deeplab_edu.engine.config.list_presets`).
         out_dir: the run's folder (checkpoints, metrics.csv, metrics.json).
         lock_timeout_s: how long to wait for another process that trains the same run.
+        earlier: the folders the run was trained in before an update of the course moved it (the course's runs:
+            :data:`~deeplab_edu.viz.training.EARLIER_FOLDERS`). When ``out_dir`` holds no checkpoint and one of
+            them holds the run (with these learning settings), it is not trained again: a :class:`RunFolderError`
+            names the ``mv`` that moves it (nothing is moved for the user); one that holds the run with other
+            settings is named in a note (``verbose``), and the run is trained.
         **overrides: settings that replace the preset's.
 
     Raises:
@@ -367,7 +450,8 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
             file that has changed since (its phase 1 was retrained).
         TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.
         RunFolderError: ``out_dir`` cannot be created, or cannot be written to (a read-only share) and its run
-            is not finished (a finished run there is loaded without the lock).
+            is not finished (a finished run there is loaded without the lock), or it holds no checkpoint and an
+            ``earlier`` folder holds the run (the message names the ``mv`` to run).
     """
     from filelock import Timeout
 
@@ -376,13 +460,17 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     from .trainer import callers_random_state_kept
 
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
+    found = _judge(cfg, Path(out_dir), earlier)
+    if found.status.state == "moved":  # refused before out_dir is made (mv OLD NEW then works), as it raises refusals
+        return _train_or_load(cfg, Path(out_dir), verbose, found=found)
+    if verbose and found.note:
+        print(f"note: {found.note}")
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as err:  # e.g. a new run's folder inside a read-only share
         raise RunFolderError(f"cannot create the run's folder {shown_path(out_dir)} ({err.strerror or err}); train "
                              "it in a folder this process can write to (another out_dir, or DEEPLAB_EDU_RUNS naming "
                              "one)") from err
-    found = _judge(cfg, Path(out_dir))
     if found.status.state == "finished":  # loaded without the lock: 30 kernels loading one run need not queue
         with callers_random_state_kept():
             return _train_or_load(cfg, Path(out_dir), verbose, found=found)
@@ -450,7 +538,7 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool, unwritable: O
         last = out_dir / "checkpoints" / "last.pt"
         if verbose:
             named = f", {found.trained_by}" if found.trained_by else ""
-            print(f"skipping training: found the finished run {shown_path(last)} ({cfg.iterations} iterations{named})")
+            print(f"skipping training: found the finished run {shown_path(last)} ({_iterations(cfg.iterations)}{named})")
         model = run_from_checkpoint(found.state, last).model
         history = list(found.state.get("history", []))
         metrics = out_dir / "metrics.json"

@@ -32,9 +32,9 @@ from torch import nn
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..engine.runs import RunStatus
+    from ..engine.runs import EarlierFolder, RunStatus
 
-__all__ = ["RUNS_ENV", "RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
+__all__ = ["RUNS_ENV", "EARLIER_FOLDERS", "earlier_folders", "RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
            "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table", "class_weights_table"]
 
 #: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
@@ -59,6 +59,34 @@ _PHASE2: dict[str, dict[str, Any]] = {
 }
 
 
+#: The course's run folders that an update of the course moved: each folder now, relative to :func:`runs_root`, to
+#: its earlier folders (relative to the same root) with the commit that moved it, newest first. A learner's run
+#: trained before the pull stays where it was (nothing moves it for them); :func:`chapter_run` and
+#: :func:`camvid_run` give these to the engine (:attr:`RunSpec.earlier`), which refuses to train such a run again
+#: without a word and names the ``mv`` that moves it (it did: an audit). Add a line here when a course run moves.
+EARLIER_FOLDERS: dict[str, tuple[tuple[str, str], ...]] = {
+    # chapter 11's GPU run: runs/camvid_deeplabv3plus until d8ed0de (0210a2b had moved it once, 2c7535e reverted)
+    "course/gpu/camvid": (("camvid_deeplabv3plus", "d8ed0de"),),
+    # chapters 08-09: runs/ch08-09_<profile>_<model>[_phase2] until c007887 (the control came later, in its folder)
+    **{f"course/{profile}/{arm}/seed0{phase}": ((f"ch08-09_{profile}_{model}{phase}", "c007887"),)
+       for profile in ("cpu", "gpu") for arm, model in (("v3", "deeplabv3"), ("v3plus", "deeplabv3plus"))
+       for phase in ("", "_phase2")},
+}
+
+
+def earlier_folders(out_dir: Path, root: Path) -> tuple[EarlierFolder, ...]:
+    """The earlier folders of the course's run in ``out_dir`` under ``root`` (:data:`EARLIER_FOLDERS`), as the
+    engine takes them (:class:`~deeplab_edu.engine.runs.EarlierFolder`); ``()`` for a run that never moved, or a
+    folder outside ``root``."""
+    from ..engine.runs import EarlierFolder
+
+    try:
+        key = Path(out_dir).relative_to(root).as_posix()
+    except ValueError:
+        return ()
+    return tuple(EarlierFolder(Path(root) / old, commit) for old, commit in EARLIER_FOLDERS.get(key, ()))
+
+
 @dataclass
 class RunSpec:
     """The arguments of :func:`~deeplab_edu.engine.runs.train_or_load` for one run.
@@ -67,11 +95,14 @@ class RunSpec:
         preset: the engine's preset (``smoke``, ``cpu``, ``gpu``, ``camvid_cpu``, ...).
         out_dir: the run's folder (checkpoints, ``metrics.csv``, ``metrics.json``).
         overrides: the settings that replace the preset's (``TrainConfig`` field names).
+        earlier: the folders the run lived in before an update of the course moved it
+            (:func:`earlier_folders`): a run found there is named, not trained again.
     """
 
     preset: str
     out_dir: Path
     overrides: dict[str, Any] = field(default_factory=dict)
+    earlier: tuple[EarlierFolder, ...] = ()
 
     def train_or_load(self, verbose: bool = True) -> tuple[nn.Module, list[dict[str, Any]], Any]:
         """Train the run, or reload it when its finished checkpoint exists (the engine says which).
@@ -83,18 +114,20 @@ class RunSpec:
         Raises:
             ValueError, FileNotFoundError, TimeoutError, RunFolderError: as
                 :func:`~deeplab_edu.engine.runs.train_or_load` (another run's settings in the folder, a phase 2
-                whose phase 1 is missing or unfinished, a lock held too long, a folder that cannot be written).
+                whose phase 1 is missing or unfinished, a lock held too long, a folder that cannot be written, the
+                run in an earlier folder of it: :attr:`earlier`).
         """
         from ..engine.runs import train_or_load
 
-        return train_or_load(self.preset, out_dir=self.out_dir, verbose=verbose, **self.overrides)
+        return train_or_load(self.preset, out_dir=self.out_dir, verbose=verbose, earlier=self.earlier,
+                             **self.overrides)
 
     def status(self) -> RunStatus:
         """What :meth:`train_or_load` would do now (:func:`~deeplab_edu.engine.runs.run_status`; ``str()`` of it
         says so in a few words)."""
         from ..engine.runs import run_status
 
-        return run_status(self.preset, out_dir=self.out_dir, **self.overrides)
+        return run_status(self.preset, out_dir=self.out_dir, earlier=self.earlier, **self.overrides)
 
     @property
     def checkpoint(self) -> Path:
@@ -240,9 +273,11 @@ def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile
 
     out_dir = run_dir(root / "course" / profile, "v3" if model == "deeplabv3" else "v3+", 0)
     if phase == 2:
-        return phase2_run(chapter_run(model, phase=1, root=root, profile=profile), output_stride=output_stride,
+        spec = phase2_run(chapter_run(model, phase=1, root=root, profile=profile), output_stride=output_stride,
                           profile=profile)
-    return RunSpec(preset, out_dir, overrides)
+        spec.earlier = earlier_folders(spec.out_dir, root)
+        return spec
+    return RunSpec(preset, out_dir, overrides, earlier_folders(out_dir, root))
 
 
 def phase2_dir(phase1_dir: Path, output_stride: int = 8) -> Path:
@@ -280,7 +315,8 @@ def phase2_run(phase1: RunSpec, *, output_stride: int = 8, profile: str | None =
 
 def camvid_run(profile: str | None = None, root: Path | None = None, *, data_root: Path | None = None) -> RunSpec:
     """Chapter 11's CamVid run: the ``camvid_cpu`` preset in ``<root>/course/cpu/camvid`` (``cpu``
-    profile), or ``camvid_gpu`` in ``<root>/course/gpu/camvid`` (``gpu``). ``root`` defaults to
+    profile), or ``camvid_gpu`` in ``<root>/course/gpu/camvid`` (``gpu``; ``<root>/camvid_deeplabv3plus`` before
+    commit d8ed0de, where a run is named instead of trained again: :data:`EARLIER_FOLDERS`). ``root`` defaults to
     :func:`runs_root`; ``data_root`` is passed on when given, for a copy the search of
     :func:`~deeplab_edu.data.find_camvid` does not reach (else the engine finds the copy itself, and
     the run does not depend on where it lies).
@@ -295,9 +331,8 @@ def camvid_run(profile: str | None = None, root: Path | None = None, *, data_roo
         raise ValueError(f"chapter 11 trains on CamVid in the 'cpu' and 'gpu' profiles only, got {profile!r}")
     root = Path(root) if root is not None else runs_root(profile)
     overrides: dict[str, Any] = {} if data_root is None else {"data_root": str(data_root)}
-    if profile == "gpu":
-        return RunSpec("camvid_gpu", root / "course" / "gpu" / "camvid", overrides)
-    return RunSpec("camvid_cpu", root / "course" / "cpu" / "camvid", overrides)
+    out_dir = root / "course" / profile / "camvid"
+    return RunSpec(f"camvid_{profile}", out_dir, overrides, earlier_folders(out_dir, root))
 
 
 def course_runs(profile: str | None = None, root: Path | None = None) -> list[RunSpec]:
