@@ -187,11 +187,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 @torch.no_grad()
 def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
     """``x`` (N, C, H, W) resized bilinearly by ``scale``, each side rounded down but kept at least 1 pixel
-    (a 1-pixel strip at scale 0.5 would otherwise have no pixels left)."""
-    if min(int(d * scale) for d in x.shape[-2:]) >= 1:
-        return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    (a 1-pixel strip at scale 0.5 would otherwise have no pixels left), antialiased when it shrinks, as
+    training's random scaling is (:class:`~deeplab_edu.data.transforms.RandomScale`).
+
+    Resized *to that size*, not by the factor: the logits are resized back to the image's size, and the
+    two mappings cancel only when both use the sides' true ratio (by the factor, a 375-pixel side at 0.5 is
+    mapped as if 187 were 187.5 pixels, and its labels came back shifted by up to a pixel: an audit)."""
     size = tuple(max(1, int(d * scale)) for d in x.shape[-2:])
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
 
 
 def _warn_if_not_normalised(image: torch.Tensor) -> None:
