@@ -281,3 +281,22 @@ def test_rescaled_mask_stays_on_its_image(scale: float) -> None:
     image = mask[None].float().expand(3, -1, -1).contiguous()  # an image that shows its own label
     x, m = train_transform(400, (scale, scale), hflip=0.0, normalize=False, pad_to_crop=False)(image, mask)
     assert float((x[0].round().long() != m).float().mean()) < 0.0025
+
+
+def test_a_32_bit_integer_pil_image_is_scaled_as_load_image_scales_it(tmp_path) -> None:
+    """An audit: a PIL image of mode "I" (a 32-bit integer TIFF; Pillow's 16-bit grey PNG in some versions) given
+    to the transforms was divided by 2**31 - 1 (max 2.8e-05: a black image, silently), where load_image divides
+    it by 65535; values outside 0..65535 are refused as load_image refuses them."""
+    import numpy as np
+    from PIL import Image
+
+    from deeplab_edu.data.io import BadDataError, load_image
+
+    pil = Image.fromarray((np.arange(120).reshape(12, 10) * 500).astype(np.int32))
+    assert pil.mode == "I"
+    pil.save(tmp_path / "deep.tif")
+    image, _ = eval_transform(normalize=False)(pil, np.zeros((12, 10), np.uint8))
+    torch.testing.assert_close(image, load_image(tmp_path / "deep.tif"))
+    assert abs(float(image.max()) - 59500 / 65535) < 1e-6
+    with pytest.raises(BadDataError, match=r"the image is a 32-bit integer \(mode I\) image with values 70000..70000"):
+        eval_transform()(Image.fromarray(np.full((4, 4), 70000, np.int32)), np.zeros((4, 4), np.uint8))

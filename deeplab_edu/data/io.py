@@ -65,6 +65,7 @@ __all__ = [
     "BadDataError",
     "DatasetNotFoundError",
     "load_image",
+    "pil_image_tensor",
     "holds_more_than_8_bits",
     "has_transparency",
     "load_mask",
@@ -249,26 +250,37 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
         BadDataError: the file is corrupt or truncated, or its values are out of range for its mode.
     """
     path = Path(path)
-    img = _open(path, "image")
+    return pil_image_tensor(_open(path, "image"), f"image file {path}")
+
+
+def pil_image_tensor(img: Image.Image, name: str = "the image") -> torch.Tensor:
+    """An opened PIL image as float32 RGB (3, H, W) in [0, 1], scaled by its *mode* as :func:`load_image`
+    says (16-bit and ``I``: / 65535; ``F``: as is; other modes converted to 8-bit RGB, / 255). ``name``
+    is what an error calls it (``"image file a.png"``). The transforms use it for a PIL image they are given.
+
+    Raises:
+        BadDataError: its values are out of range for its mode (``I`` outside 0..65535; ``F`` outside [0, 1]
+            or not finite).
+    """
     if img.mode in HIGH_DEPTH_MODES:
         arr = np.asarray(img).astype(np.float32)
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
         if img.mode == "F":
             if not np.isfinite(arr).all():  # NaN compares false with every bound: test it first
                 raise BadDataError(
-                    f"image file {path} is a float (mode F) image with {int((~np.isfinite(arr)).sum())} pixels that "
+                    f"{name} is a float (mode F) image with {int((~np.isfinite(arr)).sum())} pixels that "
                     "are NaN or infinite; expected intensities in [0, 1] (fill them, or save it as an 8- or "
                     "16-bit image)."
                 )
             if lo < 0.0 or hi > 1.0:
                 raise BadDataError(
-                    f"image file {path} is a float (mode F) image with values {lo}..{hi}; expected intensities "
+                    f"{name} is a float (mode F) image with values {lo}..{hi}; expected intensities "
                     "in [0, 1] (rescale it, or save it as an 8- or 16-bit image)."
                 )
         else:
             if lo < 0 or hi > 65535:
                 raise BadDataError(
-                    f"image file {path} is a 32-bit integer (mode {img.mode}) image with values {lo:.0f}..{hi:.0f}; "
+                    f"{name} is a 32-bit integer (mode {img.mode}) image with values {lo:.0f}..{hi:.0f}; "
                     "expected 16-bit values 0..65535."
                 )
             arr = arr / 65535.0

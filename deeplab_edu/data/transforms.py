@@ -31,6 +31,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
+from .io import HIGH_DEPTH_MODES, pil_image_tensor
 from .classes import IGNORE_INDEX
 
 __all__ = [
@@ -66,9 +67,11 @@ def _wrap(image: Any, mask: Any, as_uint8: bool = False) -> tuple[tv_tensors.Ima
     """Check and wrap an (image, mask) pair: the image becomes float32 in [0, 1] and the mask int64,
     or, ``as_uint8``, both uint8 (:func:`_image_uint8`, :func:`_mask_uint8`)."""
     if not isinstance(image, torch.Tensor):
-        if hasattr(image, "mode") and image.mode in _PIL_TO_RGB:  # a PIL image: as load_image reads a file
+        if hasattr(image, "mode") and image.mode in HIGH_DEPTH_MODES:  # 32-bit "I" came out 2**31 times too dark
+            image = pil_image_tensor(image)  # scaled by its mode, as load_image reads a file
+        elif hasattr(image, "mode") and image.mode in _PIL_TO_RGB:  # a PIL image: as load_image reads a file
             image = image.convert("RGB")  # palette indices are not intensities; alpha is dropped
-        image = F.to_image(image)  # PIL or numpy HWC
+        image = F.to_image(image)  # PIL or numpy HWC (a tensor stays as it is)
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must have shape (3, H, W) (or (1, H, W)), got {tuple(image.shape)}")
     if image.shape[0] == 1:
