@@ -300,3 +300,13 @@ def test_a_32_bit_integer_pil_image_is_scaled_as_load_image_scales_it(tmp_path) 
     assert abs(float(image.max()) - 59500 / 65535) < 1e-6
     with pytest.raises(BadDataError, match=r"the image is a 32-bit integer \(mode I\) image with values 70000..70000"):
         eval_transform()(Image.fromarray(np.full((4, 4), 70000, np.int32)), np.zeros((4, 4), np.uint8))
+
+
+def test_a_uint8_image_scaled_to_one_pixel_is_resized() -> None:
+    """An audit: the as_uint8 path failed inside PyTorch ("INTERNAL ASSERT FAILED ... UpSampleKernelAVXAntialias")
+    for a 2 x 2 image at scale 0.5, the one output size its uint8 antialiased kernel cannot make; the float path
+    worked. Both now give the same crop."""
+    image, mask = torch.rand(3, 2, 2), torch.zeros(2, 2, dtype=torch.long)
+    uint8 = train_transform(8, scale_range=(0.5, 0.5), as_uint8=True, normalize=False)(image, mask)
+    floats = train_transform(8, scale_range=(0.5, 0.5), normalize=False)(image, mask)
+    assert uint8[0].shape == floats[0].shape == (3, 8, 8) and uint8[0].dtype == torch.uint8

@@ -176,11 +176,20 @@ class RandomScale:
         s = lo if lo == hi else float(torch.empty(()).uniform_(lo, hi))
         h, w = image.shape[-2:]
         size = [max(1, round(h * s)), max(1, round(w * s))]
-        image = F.resize(image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
-        return image, _resize_mask(mask, size)
+        return _resize_image(image, size), _resize_mask(mask, size)
 
     def __repr__(self) -> str:
         return f"RandomScale(scale_range={self.scale_range})"
+
+
+def _resize_image(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``image`` (3, H, W) resized bilinearly, antialiased, to ``size`` (h, w). A uint8 image resized to 1 x 1
+    goes through float32 and is rounded back: PyTorch 2.14's uint8 antialiased kernel fails an internal assert
+    for that one output size (an audit: a 2 x 2 image at scale 0.5 with ``as_uint8``)."""
+    if image.dtype == torch.uint8 and tuple(size) == (1, 1):
+        small = F.resize(image.float(), list(size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        return small.round().clamp(0, 255).to(torch.uint8)
+    return F.resize(image, list(size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
 
 
 class Resize:
@@ -197,8 +206,7 @@ class Resize:
     @_joint_step
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         """Resize ``image`` (3, H, W) and ``mask`` (H, W) to ``size``: (3, h, w) and (h, w)."""
-        image = F.resize(image, self.size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
-        return image, _resize_mask(mask, self.size)
+        return _resize_image(image, self.size), _resize_mask(mask, self.size)
 
     def __repr__(self) -> str:
         return f"Resize(size={tuple(self.size)})"
