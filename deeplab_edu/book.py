@@ -518,7 +518,8 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     Made again into a folder a class works in (after ``git pull``, say), it never writes over a file
     a learner has changed: such a chapter is kept, and the new version is written beside it as
     ``NN_name.updated.py``, or, when a learner has changed that one too, as the first of
-    ``NN_name.updated-2.py``, ``-3``, ... that nobody has changed (kept as well). What the copy wrote,
+    ``NN_name.updated-2.py``, ``-3``, ... that nobody has changed (kept as well); a chapter a learner has changed
+    whose new version is the one handed out is left as it is, with nothing beside it. What the copy wrote,
     chapters and ``.updated`` files alike, is recorded in :data:`STUDENT_COPY_MANIFEST`; a file it did not
     record (a copy made before the record existed) counts as changed when it differs. So is each exercise's
     question, so that :func:`changed_questions` names the exercises of a kept chapter whose question the new
@@ -526,7 +527,8 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
 
     Returns:
         the paths written, in chapter order (an ``.updated`` file where a learner's chapter was kept;
-        :func:`is_updated_version` tells them apart).
+        :func:`is_updated_version` tells them apart); a chapter left as a learner changed it, the course's
+        version unchanged since it was handed out, is not among them.
 
     Raises:
         ValueError: ``out_dir`` is the folder of a source notebook (the copy would replace the course's
@@ -565,6 +567,8 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
         nb = _without_solutions(jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent"))
         text = jupytext.writes(nb, fmt="py:percent")
         target, digest = out_dir / src.name, _sha256_text(text)
+        if manifest.get(target.name) == digest and learners(target, digest):  # nothing new to hand out beside it
+            continue
         tries = 0
         while learners(target, digest):  # a learner's answers are in it: keep them, write the new version beside
             tries += 1
@@ -1295,6 +1299,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
         kept = [p for p in written if is_updated_version(p)]
         print(f"{len(written) - len(kept)} chapters without their solutions written to {args.out}")
+        handed = {_UPDATED.sub(".py", p.name) for p in written}
+        if left := [src.name for src in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")) if src.name not in handed]:
+            print(f"{len(left)} chapter(s) a learner had changed left as they are (the course has not changed them "
+                  f"since they were handed out): {', '.join(left)}")
         if kept:
             print(f"{len(kept)} chapter(s) there had been changed (a learner's answers): each was kept, and its new "
                   f"version written beside it: {', '.join(p.name for p in kept)}")

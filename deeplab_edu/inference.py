@@ -164,6 +164,7 @@ def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
                 total = torch.zeros(n, logits.shape[1], H, W, device=image.device)
             total[..., r:r + crop_size, c:c + crop_size] += logits
             count[..., r:r + crop_size, c:c + crop_size] += 1
+            del logits  # before the next window's forward pass: one window's scores alive at a time
     assert total is not None
     return total.div_(count)[..., :h, :w]  # in place: a second (N, C, H, W) copy is no smaller for a window
 

@@ -4,6 +4,7 @@ warnings, offline, with rendered tables, working launch links, an API reference 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -634,8 +635,10 @@ def test_making_the_student_copy_again_keeps_what_learners_wrote(tmp_path, capsy
     assert main(["student-copy", str(course)]) == 0
     shown = capsys.readouterr().out  # a teacher's trial: the first line counted the kept chapter as written too
     written = f"{len(NOTEBOOKS) - 1} chapters without their solutions written"  # all but the kept one
-    assert "1 chapter(s) there had been changed" in shown and written in shown, shown
-    assert "my_note" in (course / "00_start_here.py").read_text() and (course / "00_start_here.updated.py").is_file()
+    # a new user's trial: the chapter the course had not changed got an .updated.py "new version" equal to it
+    assert "1 chapter(s) a learner had changed left as they are" in shown and written in shown, shown
+    assert "my_note" in (course / "00_start_here.py").read_text()
+    assert not (course / "00_start_here.updated.py").exists() and "there had been changed" not in shown
     (tmp_path / "a file").write_text("")
     for bad, message in ((tmp_path / "a file", "is a file"), (REPO_ROOT, "the repository's own folder")):
         with pytest.raises(ValueError, match=message):
@@ -694,7 +697,7 @@ def test_making_the_student_copy_again_keeps_a_learners_edit_of_the_updated_vers
     """An audit: the third copy into a class's folder wrote over ``NN_name.updated.py`` although a learner
     had worked in it (the copy recorded only the chapters it wrote). Every file the copy writes is recorded
     now; one a learner changed is kept and the newest version goes to the next free ``.updated-N.py``."""
-    from deeplab_edu.book import is_updated_version, main, student_copy
+    from deeplab_edu.book import STUDENT_COPY_MANIFEST, is_updated_version, main, student_copy
 
     chapter = tmp_path / "src" / "01_first.py"
     chapter.parent.mkdir()
@@ -717,6 +720,8 @@ def test_making_the_student_copy_again_keeps_a_learners_edit_of_the_updated_vers
     assert not is_updated_version(out / "01_first.py")
     course = tmp_path / "course"  # the command line says where the newest version went
     assert main(["student-copy", str(course)]) == 0
+    record = json.loads((course / STUDENT_COPY_MANIFEST).read_text())  # handed out before the course changed it
+    (course / STUDENT_COPY_MANIFEST).write_text(json.dumps({**record, "00_start_here.py": "an older version"}))
     for name in ("00_start_here.py", "00_start_here.updated.py"):
         with (course / name).open("a") as f:
             f.write("# %%\nmy_note = 'learnt'\n")

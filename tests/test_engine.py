@@ -972,8 +972,8 @@ def test_a_passed_model_whose_aspp_is_flat_on_the_crop_is_warned_about(tmp_path)
 
     model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3)
     data = {"train_set": TinyScenes(8, size=64), "val_set": TinyScenes(2, size=64, augment=False)}
-    with pytest.warns(UserWarning, match=r"4 x 4 feature map, so its ASPP branches at rates \(6, 12, 18\) of "
-                                         r"\(6, 12, 18\) are exactly 1 x 1"):
+    with pytest.warns(UserWarning, match=r"4 x 4 feature map, so all the ASPP branches \(rates \(6, 12, 18\)\) "
+                                         r"are exactly 1 x 1"):
         Trainer(tiny_config(tmp_path / "a", crop_size=64), model=model, **data)
     fitted = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3, atrous_rates=(1, 2, 3))
     with warnings.catch_warnings():
@@ -1468,3 +1468,27 @@ def test_a_second_ctrl_c_while_the_workers_shut_down_still_closes_the_writer(tmp
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     assert trainer._tb is None
+
+
+class _SlowScenes(TinyScenes):
+    """Each item takes 0.1 s to load: a validation long beside a training step of TinyNet."""
+
+    def __getitem__(self, i: int):
+        __import__("time").sleep(0.1)
+        return super().__getitem__(i)
+
+
+def test_the_validation_a_resumed_run_redoes_does_not_count_as_training_time(tmp_path, monkeypatch) -> None:
+    """An audit: a run resumed where a stop cut a validation short redoes that validation first, and its time
+    landed in the first training window's throughput (200 times too low in metrics.csv and TensorBoard), where
+    every other validation's time is left out."""
+    monkeypatch.setattr(_InterruptedScenes, "calls", 0)
+    cfg = tiny_config(tmp_path, iterations=12, ckpt_every=100, eval_every=4, log_every=4, warmup_iters=0,
+                      num_workers=0, batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=_InterruptedScenes(20, augment=False)).fit()
+    cfg.resume = True
+    result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=_SlowScenes(6, augment=False)).fit()
+    speeds = {r["iteration"]: r["images_per_s"] for r in result["history"] if r["split"] == "train"}
+    assert set(speeds) == {4, 8, 12}
+    assert speeds[8] > 0.2 * speeds[12], speeds  # the window after the redone validation: as fast as the next

@@ -381,6 +381,10 @@ def test_predicting_keeps_one_full_size_copy_of_the_class_scores(monkeypatch: py
         assert _peak_class_map_copies(lambda: evaluate(model, [(image[0], torch.zeros(64, 80, dtype=torch.long))],
                                                        strategy, num_classes=150, progress=False), full) == 1
     assert _peak_class_map_copies(lambda: predict_probs(model, image), full) == 2  # was 3
+    # a new user's trial: each window's scores were alive while the next window ran (a 150-class model predicted
+    # a 2000 x 1500 photo with more memory in 1024-pixel windows than whole): the sum and one window's scores
+    window = 150 * 32 * 32 * 4
+    assert _peak_class_map_copies(lambda: predict(model, image, Strategy(crop_size=32)), window) == full / window + 1
     assert _peak_class_map_copies(lambda: predict(model, image, Strategy(scales=(0.75, 1.0), flip=True)), full) == 2
 
 

@@ -849,7 +849,7 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
     """
     import warnings
 
-    from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
+    from ..models.aspp import degenerate_branches, degenerate_rates, feature_map_side, fit_atrous_rates
     from ..models.deeplab import default_atrous_rates
 
     if cfg.model not in PAPER_RATE_SETTING:
@@ -870,7 +870,7 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
         fitted = fit_atrous_rates(side, base, feature_map_side(crop, stride))
         warnings.warn(
             f"crop_size={cfg.crop_size} at output_stride={cfg.output_stride} gives a {side} x {side} feature "
-            f"map, so the ASPP branches at rates {flat} of {rates} are exactly 1 x 1 (every off-centre tap "
+            f"map, so {degenerate_branches(flat, rates)} are exactly 1 x 1 (every off-centre tap "
             f"reads padding; DeepLabv3 sec. 3.3). Use atrous_rates='fit' (rates {fitted}), rates below {side}, "
             f"or a crop of at least {cfg.output_stride * max(rates) + 1} pixels.", UserWarning, stacklevel=2)
     return rates

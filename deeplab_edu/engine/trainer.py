@@ -1096,6 +1096,7 @@ class Trainer:
                     self._validate(stop, True, agree_to_stop if several else None, unread, bar, on_eval)
                     if stopping():  # stopped again: the checkpoint of this iteration still says it is due
                         raise self._interrupted(stop, unread)
+                    t0 = time.perf_counter()  # the validation does not count against the first window's throughput
                 while self.iteration < cfg.iterations:
                     lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged with it)
                     try:
@@ -1347,8 +1348,9 @@ def _to_training_stride(model: nn.Module, output_stride: int) -> None:
     own there (an audit: torchvision's DeepLabv3-ResNet from ``from_torchvision`` is at 8, the default 16; it
     trained at 8 while the start-up line, the history and the checkpoint said 16). Its ``build_kwargs``, where
     it has them, then name that stride and the rates at it, so that ``load_run`` rebuilds the model trained.
-    A model without ``set_output_stride`` is left at its own. A switch is a ``UserWarning`` naming both strides
-    (the caller's model object changes: one built at 8 on purpose keeps it with ``output_stride=8``).
+    A model without ``set_output_stride`` is left at its own. Switching a model the package built (one with
+    ``build_kwargs``) is a ``UserWarning`` naming both strides (the caller's model object changes: one built at 8
+    on purpose keeps it with ``output_stride=8``).
 
     Raises:
         ~deeplab_edu.engine.config.ConfigError: the model cannot switch to ``output_stride`` (VGG-16: 8 only;
@@ -1364,12 +1366,12 @@ def _to_training_stride(model: nn.Module, output_stride: int) -> None:
         raise ConfigError(f"output_stride={output_stride}: the passed model ({type(model).__name__}{at}) cannot "
                           f"train there ({err}); set output_stride to one it can take"
                           + (f", e.g. its own, {own}" if own else "")) from None
-    if own is not None:
-        warnings.warn(f"the passed model ({type(model).__name__}, built at output stride {own}) is switched to "
-                      f"output_stride={output_stride}, the configuration's, to train there; set output_stride={own} "
-                      "to keep its own", stacklevel=3)
     built = getattr(model, "build_kwargs", None)
-    if built:
+    if built:  # a model the package built (build_model, from_torchvision): its stride is a choice made there
+        if own is not None:
+            warnings.warn(f"the passed model ({type(model).__name__}, built at output stride {own}) is switched to "
+                          f"output_stride={output_stride}, the configuration's, to train there; set "
+                          f"output_stride={own} to keep its own", stacklevel=3)
         rates = getattr(model, "atrous_rates", None)
         cast(Any, model).build_kwargs = {**built, "output_stride": output_stride,
                                          "atrous_rates": None if rates is None else [int(r) for r in rates]}
@@ -1380,7 +1382,7 @@ def _warn_flat_aspp(model: nn.Module, crop_size: int) -> None:
     gives for a model it builds, where an ASPP branch is exactly 1x1 on the training crop's feature map
     (DeepLabv3 sec. 3.3; a practitioner's trial passed ``build_model(...)`` with the paper's rates at
     crop 64, silently). Only for a model that says its ``atrous_rates`` and ``output_stride``."""
-    from ..models.aspp import degenerate_rates, feature_map_side
+    from ..models.aspp import degenerate_branches, degenerate_rates, feature_map_side
 
     rates, stride = getattr(model, "atrous_rates", None), getattr(model, "output_stride", None)
     if not rates or not isinstance(stride, int):
@@ -1392,7 +1394,7 @@ def _warn_flat_aspp(model: nn.Module, crop_size: int) -> None:
         return
     if flat:
         warnings.warn(f"crop_size={crop_size} at the model's output stride {stride} gives a {side} x {side} feature "
-                      f"map, so its ASPP branches at rates {flat} of {tuple(rates)} are exactly 1 x 1 (every "
+                      f"map, so {degenerate_branches(flat, rates)} are exactly 1 x 1 (every "
                       "off-centre tap reads padding; DeepLabv3 sec. 3.3): "
                       + (f"build it with smaller atrous_rates (below {side}), or " if side > 1 else "")
                       + f"train on crops of at least {stride * max(rates) + 1} pixels",

@@ -41,7 +41,7 @@ from torch import fx, nn
 
 from ..choices import is_whole
 
-__all__ = ["atrous_rates_for", "feature_map_side", "fit_atrous_rates", "degenerate_rates", "ASPPv2", "ASPP",
+__all__ = ["atrous_rates_for", "feature_map_side", "fit_atrous_rates", "degenerate_rates", "degenerate_branches", "ASPPv2", "ASPP",
            "ASPPConv", "ImagePooling", "SeparableConv2d", "set_conv_rate", "atrous_conv", "set_recompute_depthwise"]
 
 #: The feature-map side the papers' rates were chosen for: a 513-pixel crop at output stride 16
@@ -150,6 +150,13 @@ def degenerate_rates(map_side: int, rates: Sequence[int]) -> tuple[int, ...]:
     if not all(_positive_int(r) for r in given):
         raise ValueError(f"degenerate_rates: rates must be positive whole numbers, got {rates!r}")
     return tuple(int(r) for r in given if int(r) >= map_side)
+
+
+def degenerate_branches(flat: Sequence[int], rates: Sequence[int]) -> str:
+    """How a warning names the ASPP branches :func:`degenerate_rates` found flat: ``"all the ASPP branches
+    (rates (12, 24, 36))"`` when every rate is, else ``"the ASPP branches at rates (24, 36) of (12, 24, 36)"``."""
+    flat, rates = tuple(int(r) for r in flat), tuple(int(r) for r in rates)
+    return f"all the ASPP branches (rates {rates})" if flat == rates else f"the ASPP branches at rates {flat} of {rates}"
 
 
 def set_conv_rate(conv: nn.Conv2d, rate: int) -> None:
