@@ -1492,3 +1492,14 @@ def test_the_validation_a_resumed_run_redoes_does_not_count_as_training_time(tmp
     speeds = {r["iteration"]: r["images_per_s"] for r in result["history"] if r["split"] == "train"}
     assert set(speeds) == {4, 8, 12}
     assert speeds[8] > 0.2 * speeds[12], speeds  # the window after the redone validation: as fast as the next
+
+
+def test_resuming_a_passed_models_run_without_it_says_to_pass_it_again(tmp_path) -> None:
+    """A new user's trial: a run of a model its script passed (from_torchvision's) resumed without it, from
+    --config <run>/config.json --resume, was refused with advice to give back exactly that command (its
+    config.json names the model the engine builds, not the one passed)."""
+    _one_iteration_run(tmp_path, TinyNet())
+    cfg = tiny_config(tmp_path, iterations=2, ckpt_every=1, eval_every=100, resume=True)
+    with pytest.raises(ck.CheckpointMismatchError, match=r"it trained a model its script passed, TinyNet: pass it "
+                                                         r"again with resume=True"):
+        Trainer(cfg, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()

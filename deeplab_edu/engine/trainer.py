@@ -590,6 +590,10 @@ class Trainer:
             own = (f" (it trained on data sets its script passed, {passed.rsplit('.', 1)[-1]}: pass them again with "
                    "resume=True, or name them on the command line beside --config and --resume, e.g. --dataset "
                    "folder --data-root DIR)")
+        made = state.get("model_info", {}).get("model_class")
+        if made and "model_class" not in self.model_info:  # its config.json names the model the engine builds, not it
+            own = (f" (it trained a model its script passed, {made.rsplit('.', 1)[-1]}: pass it again with "
+                   "resume=True, Trainer(cfg, model=..., resume=True); the command line builds its own models)")
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
                             advice="A resumed run continues under this command's settings: to continue with the "
                                    f"run's own, give them back{own}, or start a new run in another folder.")
