@@ -117,3 +117,15 @@ def test_a_legend_of_many_classes_leaves_the_panels_their_room() -> None:
         lowest_panel = min(ax.get_window_extent().y0 for ax in fig.axes if ax.get_images())
         assert lowest_panel >= legend_top, (lowest_panel, legend_top)
         plt.close(fig)
+
+
+def test_a_long_runs_loss_is_a_line_not_a_band_of_markers() -> None:
+    """An audit of long runs: plot_history marked each of 10,000 logged losses (100,000 iterations at log_every 10),
+    a solid band; a short run keeps its markers."""
+    from deeplab_edu.engine.report import MARKED_POINTS, plot_history
+
+    for n, marker in ((50, "."), (MARKED_POINTS + 1, "None")):
+        history = [{"split": "train", "iteration": 10 * k, "loss": 1.0 / (k + 1)} for k in range(n)]
+        fig = plot_history(history + [{"split": "val", "iteration": 10 * n, "miou": 0.5}])
+        assert fig.axes[0].lines[0].get_marker() == marker
+        plt.close(fig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-__all__ = ["plot_history", "plot_metric_bars", "history_from_record", "iteration_ticks"]
+__all__ = ["plot_history", "MARKED_POINTS", "plot_metric_bars", "history_from_record", "iteration_ticks"]
 
 
 def iteration_ticks(ax: Any) -> None:
@@ -30,8 +30,14 @@ def history_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             + [{"split": "val", "iteration": it, "miou": miou} for it, miou in results["val_miou_curve"]])
 
 
+#: Logged training losses above which :func:`plot_history` draws a thin line without markers.
+MARKED_POINTS = 300
+
+
 def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pair: Any = None) -> Any:
-    """Two panels: training loss and validation mIoU (%) against the iteration (whole-number ticks)."""
+    """Two panels: training loss and validation mIoU (%) against the iteration (whole-number ticks). A marker
+    shows each logged loss of a short run; above :data:`MARKED_POINTS` of them (a long run: 10,000 points made a
+    solid band of markers) the loss is a thin line."""
     import matplotlib.pyplot as plt
 
     train = [r for r in history if r.get("split") == "train"]
@@ -41,7 +47,8 @@ def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pa
     else:
         fig = ax_pair[0].figure
     a, b = ax_pair
-    a.plot([r["iteration"] for r in train], [r["loss"] for r in train], marker=".", color="tab:blue")
+    marks = {"marker": "."} if len(train) <= MARKED_POINTS else {"linewidth": 0.7}
+    a.plot([r["iteration"] for r in train], [r["loss"] for r in train], color="tab:blue", **marks)
     a.set_xlabel("iteration")
     a.set_ylabel("training loss")
     b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker="o", color="tab:green")
