@@ -504,6 +504,11 @@ def changed_questions(out_dir: Path, updated: Path) -> list[str] | None:
     return [key for key, digest in new.items() if key in old and old[key] != digest]
 
 
+def _chapter_files() -> list[Path]:
+    """The chapters ``notebooks/NN_*.py``, in order: what :func:`student_copy` hands out by default."""
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+
+
 def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
     """Write the chapters without their exercises' solutions into ``out_dir``, for a class to hand out.
 
@@ -537,7 +542,7 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
     import jupytext
 
     out_dir = Path(out_dir).expanduser()
-    chosen = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")) if sources is None else [Path(p) for p in sources]
+    chosen = _chapter_files() if sources is None else [Path(p) for p in sources]
     if any(out_dir.resolve() == src.resolve().parent for src in chosen):
         raise ValueError(f"{out_dir} holds the course's own chapters: write the student copy to another folder")
     if out_dir.resolve() == REPO_ROOT.resolve():
@@ -1300,7 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = [p for p in written if is_updated_version(p)]
         print(f"{len(written) - len(kept)} chapters without their solutions written to {args.out}")
         handed = {_UPDATED.sub(".py", p.name) for p in written}
-        if left := [src.name for src in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")) if src.name not in handed]:
+        if left := [src.name for src in _chapter_files() if src.name not in handed]:  # what student_copy skipped
             print(f"{len(left)} chapter(s) a learner had changed left as they are (the course has not changed them "
                   f"since they were handed out): {', '.join(left)}")
         if kept:

@@ -947,6 +947,17 @@ def _large_image_note(name: str, width: int, height: int, num_classes: int, stra
     return None
 
 
+def _out_of_memory_advice(width: int, height: int, num_classes: int, strategy: Strategy) -> str:
+    """What ``predict`` advises when a ``width`` x ``height`` image failed (out of memory, most often): a smaller
+    copy of the image where its per-class maps pass :data:`LARGE_CLASS_MAP_BYTES` (as :func:`_large_image_note`
+    says, ``--crop-size`` does not reduce them), else ``--crop-size``."""
+    maps = _class_map_bytes(width, height, num_classes, strategy)
+    if maps > LARGE_CLASS_MAP_BYTES:
+        return (f"its {num_classes} per-class score maps take about {maps / 1e9:.1f} GB at full resolution, which "
+                "--crop-size does not reduce: predict a smaller copy of the image")
+    return "--crop-size 1024 predicts a large image in windows with less memory"
+
+
 #: The PNG ``Software`` text of every mask and overlay ``predict`` writes: it replaces only files carrying it.
 PREDICT_SOFTWARE = "deeplab-edu predict"
 
@@ -1117,13 +1128,8 @@ def _predict(args: argparse.Namespace) -> int:
                     pred = predict(model, normalize(x).to(dev), strategy)[0].cpu()
             except RuntimeError as err:  # out of memory on one large photo, say: name it, go on with the others
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                maps = _class_map_bytes(x.shape[2], x.shape[1], num_classes, strategy)
-                advice = (f"its {num_classes} per-class score maps take about {maps / 1e9:.1f} GB at full resolution, "
-                          "which --crop-size does not reduce: predict a smaller copy of the image"
-                          if maps > LARGE_CLASS_MAP_BYTES else
-                          "--crop-size 1024 predicts a large image in windows with less memory")
-                message = (f"predicting {f} ({x.shape[2]} x {x.shape[1]} pixels) failed "
-                           f"({type(err).__name__}: {first}); {advice}")
+                message = (f"predicting {f} ({x.shape[2]} x {x.shape[1]} pixels) failed ({type(err).__name__}: "
+                           f"{first}); {_out_of_memory_advice(x.shape[2], x.shape[1], num_classes, strategy)}")
                 if len(files) == 1:
                     raise RuntimeError(message) from None
                 failed.append(message)

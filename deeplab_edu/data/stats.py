@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .classes import IGNORE_INDEX
+from .io import labels_outside
 from .procedural import BACKGROUND, BOAT, CAR, ProceduralScenes, SceneInfo
 
 __all__ = [
@@ -99,8 +100,7 @@ def mask_class_counts(mask: np.ndarray | torch.Tensor, num_classes: int, *, name
     m = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if not np.issubdtype(m.dtype, np.integer):
         raise ValueError(f"{name} is of type {m.dtype}: labels are integers (class indices, {IGNORE_INDEX})")
-    labels = np.unique(m)
-    wrong = [int(v) for v in labels if not (0 <= v < num_classes or v == IGNORE_INDEX)]
+    wrong = labels_outside(m, num_classes)
     if wrong:
         raise ValueError(f"{name} holds {wrong[:5]}: neither a class in [0, {num_classes}) nor {IGNORE_INDEX}")
     return np.bincount(m.ravel().astype(np.int64, copy=False), minlength=256)[:num_classes]
