@@ -54,17 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser", "OneLineErrorParser"]
 
 
-def _nan_to_null(value: Any) -> Any:
-    """``value`` with every float NaN (an undefined IoU) replaced by ``None``, in nested dicts and lists."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_null(v) for v in value]
-    return value
-
-
 def _json_value(text: str) -> Any:
     """``json.loads`` for argparse: its error then reads "invalid JSON value: '{bad'"."""
     return json.loads(text)
@@ -829,6 +818,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .data.classes import nfc_names
     from .inference import Strategy, evaluate, load_run
     from .metrics import format_iou_table
+    from .records import nan_to_null
 
     dev = str(resolve_device(args.device))  # "gpu", or cuda where there is none: a message naming --device
     from .engine.checkpoint import checkpoint_file
@@ -871,7 +861,7 @@ def _eval(args: argparse.Namespace) -> int:
         scored = {"checkpoint": str(checkpoint), "dataset": cfg["dataset"], "split": args.split,
                   "data_root": given_root,
                   "images": images}  # what the numbers score
-        record = _nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
+        record = nan_to_null({**scored, "strategy": dataclasses.asdict(strategy), **m, **by_name})
         write_text_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON (jq, JS)
     print(f"{strategy.label}: mIoU {100 * m['miou']:.2f}%  pixel accuracy {100 * m['pixel_accuracy']:.2f}%  "
           f"fwIoU {100 * m['fw_iou']:.2f}%")

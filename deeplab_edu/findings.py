@@ -289,7 +289,7 @@ def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> di
     Raises:
         ValueError: an arm is not one of :data:`ARMS`.
     """
-    import json
+    from .engine.runs import read_metrics_json
 
     out: dict[str, list[dict[str, Any]]] = {}
     for arm in arms:
@@ -297,7 +297,7 @@ def runs_provenance(root: Path, arms: Sequence[str], seeds: Sequence[int]) -> di
             path = run_dir(root, arm, seed) / "metrics.json"
             if not path.is_file():
                 continue
-            stretches = json.loads(path.read_text(encoding="utf-8")).get("provenance", [])
+            stretches = read_metrics_json(path).get("provenance", [])
             out[f"{arm}/seed{seed}"] = [
                 {"commit": p.get("code_version", {}).get("git_commit"), "dirty": p.get("code_version", {}).get("git_dirty"),
                  "iterations": f"{p.get('from_iteration')}-{p.get('to_iteration')}",
@@ -953,11 +953,10 @@ def run_findings(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None
 
 def _finished(out_dir: Path) -> bool:
     """A run whose ``metrics.json`` holds its final validation (written when ``fit`` ends)."""
-    import json
+    from .engine.runs import read_metrics_json
 
-    path = Path(out_dir) / "metrics.json"
     try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("final"))
+        return bool(read_metrics_json(Path(out_dir) / "metrics.json").get("final"))
     except (OSError, ValueError):
         return False
 

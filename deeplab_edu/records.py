@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import re
@@ -33,6 +34,7 @@ __all__ = [
     "environment",
     "provenance",
     "write_record",
+    "nan_to_null",
     "check_record_path",
     "load_record",
     "describe_record",
@@ -358,6 +360,20 @@ def write_record(
     if isinstance(threads, int) and not isinstance(threads, bool):
         record["hardware"]["torch_threads"] = threads
     return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=False, default=_as_json) + "\n")
+
+
+def nan_to_null(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN: an undefined IoU, a diverged loss; infinity) replaced
+    by ``None``, in nested dicts, lists and tuples (a tuple becomes a list): what ``json.dumps(...,
+    allow_nan=False)`` writes as strict JSON (``null``), which jq, JavaScript and strict parsers read; Python's
+    default writes ``NaN``, which they refuse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_null(v) for v in value]
+    return value
 
 
 def _as_json(value: Any) -> Any:

@@ -583,9 +583,10 @@ def test_ctrl_c_finishes_the_step_and_saves(tmp_path, capsys, monkeypatch: pytes
     assert "finishing this step and saving a checkpoint" in err and "validation" not in err
     saved = ck.latest_checkpoint(tmp_path / "checkpoints")
     assert saved is not None and saved.name == "ckpt_00000004.pt"  # items 13-16 made step 4
-    # the last line of a notebook's traceback says where the run stands and how to go on
+    # the last line of a notebook's traceback says where the run stands and how to go on (outside a kernel, as
+    # here, not by its cell: test_a_stopped_runs_advice_fits_where_it_ran)
     assert f"stopped after iteration 4 of 12, saved in {ck.shown_path(saved)}" in str(stopped.value)
-    assert "run the same cell again" in str(stopped.value)
+    assert "to continue, run it again" in str(stopped.value)
     cfg.resume = True
     result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False)).fit()
     assert [r["iteration"] for r in result["history"] if r["split"] == "train"][-1] == 12
@@ -1503,3 +1504,88 @@ def test_resuming_a_passed_models_run_without_it_says_to_pass_it_again(tmp_path)
     with pytest.raises(ck.CheckpointMismatchError, match=r"it trained a model its script passed, TinyNet: pass it "
                                                          r"again with resume=True"):
         Trainer(cfg, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+
+
+def test_metrics_json_is_strict_json_and_both_forms_load(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """metrics.json held ``NaN`` (an undefined IoU: a class in neither truth nor prediction), Python's dialect,
+    which jq, JavaScript and strict parsers refuse (``eval --json`` wrote ``null``): it writes ``null`` now, and
+    read_metrics_json reads ``null`` and an older file's ``NaN`` as the same NaN."""
+    scores = {"miou": 0.5, "pixel_accuracy": 0.9, "fw_iou": 0.8, "iou": [0.75, 0.25, float("nan")]}
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, **kw: dict(scores))
+    cfg = tiny_config(tmp_path, iterations=2, eval_every=2, log_every=1, ckpt_every=2)
+    result = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    path = tmp_path / "metrics.json"
+
+    def refuse(constant: str) -> float:
+        raise ValueError(f"{constant} is not JSON")
+
+    strict = json.loads(path.read_text(), parse_constant=refuse)  # what a strict parser reads
+    assert strict["final"]["iou"] == [0.75, 0.25, None]
+    from deeplab_edu.engine.runs import read_metrics_json
+
+    old = tmp_path / "old_metrics.json"  # as metrics.json was written before
+    old.write_text(json.dumps(result, indent=2))
+    for read in (read_metrics_json(path), read_metrics_json(old)):
+        assert read["final"]["iou"][:2] == [0.75, 0.25] and math.isnan(read["final"]["iou"][2])
+        assert [r["iou"][2] for r in read["history"] if r["split"] == "val"][0] != 0  # NaN, not a number
+        assert read["final"]["output_stride"] == result["final"]["output_stride"]  # a null that is no score stays
+    (tmp_path / "bad.json").write_text("[1]")
+    with pytest.raises(ValueError, match="bad.json holds a list"):
+        read_metrics_json(tmp_path / "bad.json")
+
+
+def test_a_stopped_runs_advice_fits_where_it_ran(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message of a stopped run said "run the same cell again" in a script too (the command line prints its
+    own, --resume): a notebook's kernel is told to run its cell again, a script how a run resumes."""
+    import sys
+    import types
+
+    def stop() -> str:
+        monkeypatch.setattr(_InterruptedScenes, "calls", 0)
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        cfg = tiny_config(tmp_path / "run", iterations=12, ckpt_every=100, eval_every=100, warmup_iters=0,
+                          num_workers=0, batch_size=4)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            Trainer(cfg, model=TinyNet(), train_set=_InterruptedScenes(16), val_set=TinyScenes(2, augment=False)).fit()
+        return str(stopped.value)
+
+    in_script = stop()
+    assert "cell" not in in_script and "resume=True" in in_script and "--resume" in in_script
+    kernel = types.SimpleNamespace(kernel=object())  # what IPython's kernel shell has
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: kernel))
+    assert "run the same cell again" in stop()
+    terminal = types.SimpleNamespace()  # IPython in a terminal: no kernel
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: terminal))
+    assert "cell" not in stop()
+
+
+def test_weight_decay_can_spare_batch_norm_and_biases(tmp_path) -> None:
+    """TF DeepLab decays neither batch norm's parameters nor biases; param_groups could, but no setting reached
+    it: weight_decay_norm_and_bias (default on, as every earlier run trained) is a setting, kept in config.json,
+    read as on from a config.json without it, and refused when a resumed run would change it."""
+    from deeplab_edu.cli import _train_config, build_parser
+
+    assert TrainConfig().weight_decay_norm_and_bias is True
+    cfg = tiny_config(tmp_path, iterations=1, ckpt_every=1, eval_every=100, weight_decay_norm_and_bias=False)
+    model = TinyNet()
+    trainer = Trainer(cfg, model=model, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    decay = {id(p): g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert decay[id(model.backbone[1].weight)] == decay[id(model.backbone[1].bias)] == 0  # batch norm
+    assert decay[id(model.head[1].bias)] == 0 and decay[id(model.head[1].weight)] == cfg.weight_decay  # a conv's
+    trainer.fit()
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["weight_decay_norm_and_bias"] is False
+    del saved["weight_decay_norm_and_bias"]  # a run's config.json from before the setting
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    assert load_config(config=tmp_path / "old.json").weight_decay_norm_and_bias is True
+    flags = build_parser().parse_args(["train", "--preset", "cpu", "--no-weight-decay-norm-and-bias"])
+    assert _train_config(flags).weight_decay_norm_and_bias is False
+    # the checkpoint's optimiser has groups without decay: a resumed run cannot take them away (nor an older run's
+    # checkpoint, which has none, gain them)
+    cfg.resume, cfg.weight_decay_norm_and_bias, cfg.iterations = True, True, 2
+    with pytest.raises(ck.CheckpointMismatchError, match="weight_decay_norm_and_bias False -> True"):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    from deeplab_edu.engine.trainer import _resume_differences
+
+    refused, _ = _resume_differences(saved, {**saved, "weight_decay_norm_and_bias": False}, {}, {})
+    assert refused == ["weight_decay_norm_and_bias True -> False"]  # saved: a config from before the setting

@@ -123,6 +123,11 @@ class TrainConfig:
     momentum: float = 0.9
     #: L2 weight decay (decoupled in AdamW).
     weight_decay: float = 1e-4
+    #: Apply ``weight_decay`` to the biases and the normalisation layers' (batch norm's) weights and biases too,
+    #: every parameter of one dimension. TF DeepLab does not (``False``; tensorflow/models research/deeplab:
+    #: its L2 regulariser covers the convolutions' weights, batch norm's parameters and biases are not
+    #: regularised); ``True``, the default, keeps the runs trained before this setting reproducible.
+    weight_decay_norm_and_bias: bool = True
     #: Exponent of the poly schedule (DeepLab: 0.9).
     poly_power: float = 0.9
     #: Linear warm-up steps before the poly schedule (at most ``iterations``).

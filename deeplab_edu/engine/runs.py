@@ -18,10 +18,10 @@ from torch import nn
 
 from .checkpoint import InitFromChangedError, check_init_from, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, load_config
-from ..records import shown_path
+from ..records import nan_to_null, shown_path
 
 __all__ = ["train_or_load", "run_status", "RunStatus", "EarlierFolder", "BOOKKEEPING", "RunFolderError",
-           "claim_run_folder"]
+           "claim_run_folder", "write_metrics_json", "read_metrics_json"]
 
 #: Settings that say where and how a run is logged or how memory is laid out and managed, not what it
 #: is designed to learn: a finished run is reused even when these differ (the depthwise recomputation gives
@@ -155,6 +155,54 @@ def _learning_settings(config: dict[str, Any]) -> dict[str, Any]:
     if init and folder:
         out["init_from"] = os.path.relpath(os.path.abspath(init), os.path.abspath(folder))
     return out
+
+
+#: The numbers of a history row that may be NaN (a diverged loss; a score without a class in truth or
+#: prediction), ``iou``'s entries too: ``metrics.json`` writes them as ``null``.
+_ROW_NUMBERS = ("loss", "lr", "images_per_s", "miou", "pixel_accuracy", "fw_iou")
+
+
+def write_metrics_json(path: Path, result: dict[str, Any]) -> Path:
+    """Write a run's ``result`` (:func:`~deeplab_edu.engine.trainer.run_result`) to ``path`` (``metrics.json``),
+    atomically, as strict JSON: a NaN or infinity as ``null`` (Python's default ``NaN`` is no JSON: jq,
+    JavaScript and strict parsers refuse it; ``eval --json`` writes ``null`` too). :func:`read_metrics_json`
+    reads ``null`` back as NaN.
+
+    Raises:
+        OSError: ``path`` cannot be written (a read-only folder).
+    """
+    from ..atomic import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(nan_to_null(result), indent=2, allow_nan=False) + "\n")
+
+
+def read_metrics_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run's ``metrics.json`` (``{"history", "final", "class_names", "provenance"}``), each ``null`` among a
+    history row's numbers (:data:`_ROW_NUMBERS` and ``iou``'s entries, in ``history`` and ``final``) read as
+    NaN: a file :func:`write_metrics_json` wrote and one written before it (with ``NaN``, which Python's
+    ``json`` reads) give the same numbers. Other ``null`` values stay ``None`` (an unknown ``output_stride``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON, or not a JSON object (naming the file).
+    """
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{shown_path(path)} is not JSON ({err}): delete it, and train_or_load writes a finished "
+                         "run's metrics.json again from its last checkpoint") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{shown_path(path)} holds a {type(result).__name__}, not a run's metrics (a JSON object)")
+    nan = float("nan")
+    for row in [*(result.get("history") or []), result.get("final") or {}]:
+        if not isinstance(row, dict):
+            continue
+        for key in _ROW_NUMBERS:
+            if key in row and row[key] is None:
+                row[key] = nan
+        if isinstance(row.get("iou"), list):
+            row["iou"] = [nan if v is None else v for v in row["iou"]]
+    return result
 
 
 def _differing(state: dict[str, Any], cfg: TrainConfig) -> list[str]:
@@ -543,13 +591,12 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool, unwritable: O
         history = list(found.state.get("history", []))
         metrics = out_dir / "metrics.json"
         if not metrics.is_file():  # stopped between its last checkpoint and metrics.json (Ctrl-C, killed)
-            from ..atomic import write_text_atomic
             from .trainer import run_result
 
             result = run_result(history, list(found.state.get("provenance", [])),
                                 found.state.get("model_info", {}).get("class_names"))
             try:
-                write_text_atomic(metrics, json.dumps(result, indent=2) + "\n")
+                write_metrics_json(metrics, result)
             except OSError:  # a read-only folder: the run loads all the same (metrics.json is a convenience)
                 pass
         return model, history, cfg

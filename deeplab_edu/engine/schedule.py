@@ -95,7 +95,8 @@ def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head_lr_mu
 
     Args:
         model: a model with a ``.backbone`` attribute (every deeplab_edu model has one).
-        no_decay_norm: if true, biases and normalisation weights get no weight decay.
+        no_decay_norm: if true, biases and normalisation weights (every parameter of one dimension) get no
+            weight decay, as in TF DeepLab (``TrainConfig.weight_decay_norm_and_bias=False``).
 
     Raises:
         ValueError: if ``head_lr_mult != 1`` and the model has no ``backbone``.

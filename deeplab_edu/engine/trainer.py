@@ -61,7 +61,7 @@ from .data import (ResumableSampler, SeededDataset, ShardSampler, _random_state_
 from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, cpu_group, init_distributed,
                           local_main_first, max_over_processes, release_group, unwrap, wrap_model)
 from .losses import SegmentationLoss
-from .runs import RunFolderError, claim_run_folder  # noqa: F401 - RunFolderError: still importable here
+from .runs import RunFolderError, claim_run_folder, write_metrics_json  # noqa: F401 - RunFolderError: still here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
 from .workers import (loader_timed_out, original_message, resolve_num_workers, shut_down_workers,
                       stalled_loader_message)
@@ -78,7 +78,8 @@ _RESUMABLE_SETTINGS = ("iterations", "lr", "weight_decay", "momentum", "warmup_i
 #: were trained as (a rate or an output stride changes no weight's shape, so nothing else would
 #: notice) or the optimiser whose state it holds (SGD's momentum buffers are no Adam moments).
 _FIXED_ON_RESUME = ("model", "backbone", "output_stride", "atrous_rates", "model_kwargs", "aux_loss", "optimizer",
-                    "freeze_bn")  # frozen batch norm leaves its parameters out of the optimiser's groups
+                    "freeze_bn",  # frozen batch norm leaves its parameters out of the optimiser's groups
+                    "weight_decay_norm_and_bias")  # off, the optimiser has groups without decay
 #: Settings that say how or where a run goes on, not what it trains: not listed when they change.
 _UNLISTED_ON_RESUME = ("resume", "out_dir", "progress")
 
@@ -93,8 +94,12 @@ def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_
     fits them to the crop, so another ``crop_size`` can change them), or an ``init_from`` given to a run
     that started without one. Changed: every other setting
     whose value differs, the resumable ones (:data:`_RESUMABLE_SETTINGS`) first; settings absent
-    from an older checkpoint are not compared.
+    from an older checkpoint are not compared, but for ``weight_decay_norm_and_bias``, which counts as ``True``
+    there (what such a run did).
     """
+    # a checkpoint from before the setting existed decayed every parameter (its optimiser has no groups without)
+    saved = {"weight_decay_norm_and_bias": True, **saved}
+
     def differ(k: str) -> bool:
         return k in saved and k in now and saved[k] != now[k]
 
@@ -468,7 +473,8 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         self.net = wrap_model(model, self.dist, self.device)
         self.model = model
-        self.groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, head_lr_mult=cfg.head_lr_mult)
+        self.groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, head_lr_mult=cfg.head_lr_mult,
+                                   no_decay_norm=not cfg.weight_decay_norm_and_bias)
         self.optimizer = build_optimizer(cfg.optimizer, self.groups, lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self.scheduler = PolyLR(self.optimizer, cfg.iterations, cfg.poly_power, cfg.warmup_iters)
@@ -1172,7 +1178,7 @@ class Trainer:
                     self._tb = None
         result = run_result(self.history, self.provenance, self.model_info.get("class_names"))
         if self.dist.is_main:
-            write_text_atomic(self.out / "metrics.json", json.dumps(result, indent=2) + "\n")
+            write_metrics_json(self.out / "metrics.json", result)
         return result
 
     def _interrupted(self, stop: "_StopRequest", unread: list[torch.Tensor], why: str = "") -> TrainingInterrupted:
@@ -1181,10 +1187,12 @@ class Trainer:
         to raise, naming it (and ``why``, a parenthesis after it) and how to continue."""
         self._save_unplanned(unread, agreed=True)
         saved = ck.latest_checkpoint(self.ckpt_dir) if self.dist.is_main else None
+        how = ("run the same cell again (a chapter's run resumes by itself; a Trainer needs resume=True)"
+               if _in_notebook() else "run it again (train_or_load resumes by itself; a Trainer needs resume=True, "
+               "the command line --resume)")
         return TrainingInterrupted(stop.signum, (
             f"stopped after iteration {self.iteration} of {self.cfg.iterations}, saved in {shown_path(saved)}{why}; "
-            "to continue, run the same cell again (a chapter's run resumes by itself) or the same "
-            "command with --resume") if saved is not None else "")
+            f"to continue, {how}") if saved is not None else "")
 
     def _validate(self, stop: "_StopRequest", stoppable: bool, agree: Callable[[bool], bool] | None,
                   unread: list[torch.Tensor], bar: Any, on_eval: Callable[[dict[str, Any]], None] | None) -> None:
@@ -1475,6 +1483,15 @@ def _loader_worker_died(err: BaseException) -> bool:
         return False
     return (isinstance(err, (ConnectionError, EOFError))
             or ("DataLoader worker" in text and ("killed by signal" in text or "exited unexpectedly" in text)))
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's kernel shell, which has a ``kernel``), where a stopped
+    run goes on by running its cell again; not a script, the command line or IPython in a terminal. IPython is
+    not imported for it (a script that never imported it runs in no kernel)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return getattr(shell, "kernel", None) is not None
 
 
 class TrainingInterrupted(KeyboardInterrupt):
