@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .choices import is_whole, whole_number
+from .inference import unwrap_out
 
 __all__ = [
     "possible_counts",
@@ -398,8 +399,7 @@ def input_footprint(
     if isinstance(out, Mapping) and "out" not in out:
         raise ValueError(f"the module returns a mapping without 'out' (keys: {', '.join(map(str, out))}); measure a "
                          "module that returns the map, or {'out': map} as segmentation models do")
-    y: torch.Tensor = out["out"] if isinstance(out, Mapping) else out  # a segmentation model's {"out": ...} (an
-    # audit: 'dict' object has no attribute 'shape')
+    y = unwrap_out(out)  # a segmentation model's {"out": ...} (an audit: 'dict' object has no attribute 'shape')
     if y.shape[-2:] != (h, w):
         raise ValueError(f"module output is {tuple(y.shape[-2:])}, expected the input size {(h, w)}")
     y[0, :, i, j].sum().backward()

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atrous import same_padding
-from .inference import eval_mode
+from .inference import eval_mode, unwrap_out
 from .receptive_field import _input_size, spatial_part
 
 __all__ = [
@@ -371,14 +371,15 @@ def train_toy(model: nn.Module, draw: Callable[[], tuple[torch.Tensor, torch.Ten
               progress: bool = False, desc: str = "training") -> list[float]:
     """The course's small training loop for its toy networks: ``steps`` Adam steps of per-pixel
     cross-entropy, each on a fresh batch ``draw()`` returns (images (N, 3, H, W), labels (N, H, W));
-    ``model``'s output is the logits (N, C, H, W) or a dict holding them under ``"out"``. The model is
-    left in eval mode.
+    ``model``'s output is the logits (N, C, H, W) or a mapping holding them under ``"out"`` (a dict, an
+    OrderedDict: :func:`~deeplab_edu.inference.unwrap_out`). The model is left in eval mode.
 
     Returns:
         the training loss (cross-entropy, nats per pixel) of every step.
 
     Raises:
         RuntimeError: the last loss is not finite (training diverged).
+        ValueError: ``model`` returns a mapping without ``"out"``.
     """
     from .progress import progress_bar
 
@@ -387,8 +388,7 @@ def train_toy(model: nn.Module, draw: Callable[[], tuple[torch.Tensor, torch.Ten
     losses = []
     for _ in progress_bar(range(steps), desc=desc, progress=progress):
         images, labels = draw()
-        out = model(images)
-        loss = F.cross_entropy(out["out"] if isinstance(out, dict) else out, labels)
+        loss = F.cross_entropy(unwrap_out(model(images)), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ from .metrics import NAN_SCORES, ConfusionMatrix
 from .models.backbones import at_output_stride
 
 __all__ = [
-    "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "eval_mode", "model_logits", "sliding_window_logits", "predict_probs",
-    "predict",
+    "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "eval_mode", "unwrap_out", "model_logits", "sliding_window_logits",
+    "predict_probs", "predict",
     "evaluate", "load_model", "load_run", "run_from_checkpoint", "LoadedRun", "prediction_gallery", "error_map", "BAND_COLOUR",
 ]
 
@@ -111,11 +112,34 @@ TABLE6_STRATEGIES: dict[str, Strategy] = {
 }
 
 
+def unwrap_out(output: Mapping[str, Any] | torch.Tensor) -> torch.Tensor:
+    """The tensor a model (or backbone) returned: ``output["out"]`` where it returns torchvision's
+    ``{"out": ...}`` (any mapping: a dict, an OrderedDict), else ``output`` itself, as it is
+    (logits (N, C, h, w) for a segmentation model, features for a backbone).
+
+    >>> unwrap_out({"out": torch.zeros(1, 3, 4, 4), "aux": torch.ones(1)}).shape
+    torch.Size([1, 3, 4, 4])
+
+    Raises:
+        ValueError: ``output`` is a mapping without ``"out"`` (the message names its keys).
+    """
+    if not isinstance(output, Mapping):
+        return output
+    if "out" not in output:
+        raise ValueError(f"the model returns a mapping without 'out' (keys: {', '.join(map(str, output))}); return "
+                         "the logits tensor, or {'out': logits} as torchvision's segmentation models do")
+    return output["out"]
+
+
 def model_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The float32 logits (N, C, h, w) of ``model(x)``, ``x`` (N, 3, H, W): its ``"out"`` where it returns
-    torchvision's ``{"out": ...}`` (any mapping), else the tensor it returns; at the model's own output size."""
-    out = model(x)
-    return (out["out"] if isinstance(out, Mapping) else out).float()
+    torchvision's ``{"out": ...}`` (any mapping), else the tensor it returns; at the model's own output size
+    (:func:`unwrap_out`).
+
+    Raises:
+        ValueError: the model returns a mapping without ``"out"``.
+    """
+    return unwrap_out(model(x)).float()
 
 
 def sliding_window_logits(model: nn.Module, image: torch.Tensor, crop_size: int,
@@ -198,27 +222,14 @@ def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
 
 
-def _warn_if_not_normalised(image: torch.Tensor) -> None:
-    """Warn (once per line calling :func:`predict_probs`, :func:`predict` or :func:`evaluate`, which call it
-    themselves; stacklevel 4 passes their ``no_grad`` wrapper) when
-    ``image`` lies in [0, 1], or holds 0-255 pixel values: a photo as loaded, not normalised; the model then
-    predicts poorly without an error. A normalised photo has negative values (its mean removed)."""
-    if not (image.is_floating_point() and image.device.type != "meta" and image.numel()):
-        return
-    import warnings
-
-    low, high = float(image.min()), float(image.max())
-    if low >= 0 and high <= 1:
-        warnings.warn("the image is in [0, 1], not normalised: the models expect ImageNet's mean and std removed, "
-                      "as in training; pass deeplab_edu.data.transforms.normalize(image)", stacklevel=4)
-    elif low >= 0 and high > 10:  # a practitioner's trial: float pixels 0-255 were predicted from without a word
-        warnings.warn(f"the image holds values from {low:g} to {high:g}, pixels in 0-255 rather than normalised: the "
-                      "models expect ImageNet's mean and std removed, as in training; pass "
-                      "deeplab_edu.data.transforms.normalize(image / 255)", stacklevel=4)
-
-
 def _checked_image(image: torch.Tensor) -> torch.Tensor:
-    """``image`` as (N, 3, H, W), after :func:`predict_probs`'s checks (it raises what that function documents)."""
+    """``image`` as (N, 3, H, W), after :func:`predict_probs`'s checks (it raises what that function documents).
+
+    It warns (once per line calling :func:`predict_probs`, :func:`predict` or :func:`evaluate`, which call it
+    themselves: stacklevel 4 passes this function, theirs and their ``no_grad`` wrapper, so call it from nowhere
+    else) when ``image`` lies in [0, 1], or holds 0-255 pixel values: a photo as loaded, not normalised; the model
+    then predicts poorly without an error. A normalised photo has negative values (its mean removed).
+    """
     if not isinstance(image, torch.Tensor):  # a trial: "'numpy.ndarray' object has no attribute 'dim'"
         raise TypeError(f"image must be a tensor (3, H, W) or (N, 3, H, W), got {type(image).__name__}; from a NumPy "
                         "(H, W, 3) uint8 array: normalize(torch.from_numpy(a).permute(2, 0, 1) / 255) "
@@ -236,6 +247,16 @@ def _checked_image(image: torch.Tensor) -> torch.Tensor:
     if image.device.type != "meta" and not bool(torch.isfinite(image).all()):
         raise ValueError("image holds NaN or infinite values (a failed normalisation, a division by zero?): "
                          "the model would label every pixel alike without an error")
+    if image.device.type == "meta" or not image.numel():
+        return image
+    low, high = float(image.min()), float(image.max())
+    if low >= 0 and high <= 1:
+        warnings.warn("the image is in [0, 1], not normalised: the models expect ImageNet's mean and std removed, "
+                      "as in training; pass deeplab_edu.data.transforms.normalize(image)", stacklevel=4)
+    elif low >= 0 and high > 10:  # a practitioner's trial: float pixels 0-255 were predicted from without a word
+        warnings.warn(f"the image holds values from {low:g} to {high:g}, pixels in 0-255 rather than normalised: the "
+                      "models expect ImageNet's mean and std removed, as in training; pass "
+                      "deeplab_edu.data.transforms.normalize(image / 255)", stacklevel=4)
     return image
 
 
@@ -305,7 +326,6 @@ def predict_probs(model: nn.Module, image: torch.Tensor, strategy: Strategy = St
             floating point (uint8 pixels).
     """
     image = _checked_image(image)
-    _warn_if_not_normalised(image)
     return _averaged_probs(model, image, strategy)
 
 
@@ -374,7 +394,6 @@ def predict(model: nn.Module, image: torch.Tensor, strategy: Strategy = Strategy
         TypeError: ``image`` is not a tensor, or not floating point (as :func:`predict_probs`).
     """
     image = _checked_image(image)
-    _warn_if_not_normalised(image)
     return _labels(model, image, strategy)[0]
 
 
@@ -462,8 +481,7 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
                     raise ValueError(f"{items}: the image is {tuple(images.shape[-2:])} (H, W) but its mask "
                                      f"{tuple(masks.shape[-2:])}: a mask labels every pixel of its image")
                 # in eval mode; predict's labels: no probabilities at full size where they are not averaged
-                images = _checked_image(images.to(device, non_blocking=True))
-                _warn_if_not_normalised(images)
+                images = _checked_image(images.to(device, non_blocking=True))  # and warns if not normalised
                 labels, scored_classes = _labels(model, images, strategy)
                 if scored_classes != num_classes:
                     raise ValueError(f"the model scores {scored_classes} classes, the data set has {num_classes}: "

@@ -1458,12 +1458,12 @@ def test_a_second_ctrl_c_while_the_workers_shut_down_still_closes_the_writer(tmp
     """A review: fit's cleanup closed the batches (PyTorch joins each worker for up to 5 s) before it released the
     process group and closed the TensorBoard writer; a second Ctrl-C during that wait skipped both, leaving the
     writer's thread in a notebook's kernel."""
-    import deeplab_edu.engine.trainer as trainer_module
+    import deeplab_edu.engine.workers as workers_module
 
     def ctrl_c(iterator: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module, "shut_down_workers", ctrl_c)
+    monkeypatch.setattr(workers_module, "shut_down_workers", ctrl_c)  # as Trainer.batches's shutting_down_workers
     cfg = tiny_config(tmp_path, iterations=2, eval_every=100, ckpt_every=100, num_workers=1, tensorboard=True)
     trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
     with pytest.raises(KeyboardInterrupt):

@@ -105,3 +105,18 @@ def test_atomic_temporaries_keep_the_suffix_and_stale_ones_are_removed(tmp_path)
         running.kill()
         running.wait()
     assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_logits_only_unwraps_any_mapping() -> None:
+    """A refactor (deeplab_edu.inference.unwrap_out): LogitsOnly unwrapped a dict only; a model returning another
+    mapping (a read-only MappingProxyType, say) went through whole."""
+    from types import MappingProxyType
+
+    from deeplab_edu.models.export import LogitsOnly
+
+    class Proxied(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> MappingProxyType[str, torch.Tensor]:
+            return MappingProxyType({"out": x * 2})
+
+    x = torch.ones(1, 3, 4, 4)
+    assert torch.equal(LogitsOnly(Proxied())(x), x * 2)

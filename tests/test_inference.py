@@ -404,3 +404,43 @@ def test_multi_scale_views_come_back_where_they_were() -> None:
     image = palette[mask].permute(2, 0, 1)[None]
     assert int((predict(ColourOracle(), image)[0] != mask).sum()) == 0  # exact at scale 1
     assert int((predict(ColourOracle(), image, Strategy(scales=PAPER_SCALES))[0] != mask).sum()) == 0
+
+
+def test_unwrap_out_takes_out_of_any_mapping_and_names_the_keys_of_one_without_it() -> None:
+    """A refactor: `out["out"] if isinstance(out, Mapping) else out` was written in five modules, two of them with
+    `dict` (a model returning another mapping kept it whole); a mapping without "out" failed with KeyError: 'out'."""
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    from deeplab_edu.inference import unwrap_out
+
+    logits = torch.zeros(1, 3, 4, 4)
+    assert unwrap_out({"out": logits, "aux": torch.ones(1)}) is logits
+    assert unwrap_out(OrderedDict(out=logits)) is logits
+    assert unwrap_out(MappingProxyType({"out": logits})) is logits
+    assert unwrap_out(logits) is logits
+    with pytest.raises(ValueError, match=r"the model returns a mapping without 'out' \(keys: logits, aux\); return "
+                                         r"the logits tensor, or \{'out': logits\}"):
+        unwrap_out({"logits": logits, "aux": logits})
+
+
+def test_the_not_normalised_warning_points_at_the_callers_line() -> None:
+    """A refactor: the image's checks and the warning, called as a pair in three places, are one function now; its
+    stacklevel still names the line that called predict, predict_probs or evaluate (this file)."""
+    import warnings
+
+    from deeplab_edu import inference
+
+    photo = torch.rand(3, 8, 8)
+    calls = [lambda: predict(Pointwise(), photo), lambda: predict_probs(Pointwise(), photo),
+             lambda: evaluate(Pointwise(), [(photo, torch.ones(8, 8, dtype=torch.long))], num_classes=4,
+                              progress=False)]
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert [(w.filename, "not normalised" in str(w.message)) for w in caught] == [(__file__, True)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert inference._checked_image(photo).shape == (1, 3, 8, 8)  # the checks warn themselves
+    assert len(caught) == 1 and "not normalised" in str(caught[0].message)

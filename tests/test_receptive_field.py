@@ -508,3 +508,24 @@ def test_a_global_output_is_cut_only_before_a_head() -> None:
     with pytest.raises(ValueError, match=r"global from node 'cat' \(in aspp\)"):
         receptive_field_of(plus)
     assert receptive_field_of(torchvision.models.resnet18()).path[-1].name == "layer4.1.conv2"
+
+
+def test_train_toy_takes_the_logits_out_of_any_mapping() -> None:
+    """A refactor (deeplab_edu.inference.unwrap_out): train_toy unwrapped a dict only (an OrderedDict, a dict too,
+    passed); a model returning another mapping gave F.cross_entropy the mapping itself."""
+    from types import MappingProxyType
+
+    from deeplab_edu.effective_receptive_field import train_toy
+
+    class Proxied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> MappingProxyType[str, torch.Tensor]:
+            return MappingProxyType({"out": self.conv(x)})
+
+    g = torch.Generator().manual_seed(0)
+    losses = train_toy(Proxied(), lambda: (torch.randn(2, 3, 4, 4, generator=g),
+                                           torch.randint(0, 2, (2, 4, 4), generator=g)), 2, lr=1e-2)
+    assert len(losses) == 2

@@ -342,3 +342,30 @@ def test_the_cores_are_counted_where_joblib_runs_serially(monkeypatch: pytest.Mo
     if int(affinity) == 1:
         pytest.skip("one core here: the count cannot tell")
     assert cores == affinity
+
+
+def test_the_trainers_batches_and_naming_a_stall_end_their_workers_through_one_helper(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A refactor: Trainer.batches and naming_a_stall each wrapped their loader's iteration in try/finally:
+    shut_down_workers; both now use workers.shutting_down_workers, which ends them however its block is left."""
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    from deeplab_edu.engine.trainer import Trainer
+
+    loader = DataLoader(range(6), batch_size=2, num_workers=1)
+    with pytest.raises(KeyError):
+        with workers.shutting_down_workers(loader) as iterator:
+            assert next(iterator).tolist() == [0, 1] and iterator._workers[0].is_alive()  # type: ignore[attr-defined]
+            raise KeyError("a failed step")
+    assert not iterator._workers[0].is_alive()  # type: ignore[attr-defined]
+
+    ended: list[object] = []
+    monkeypatch.setattr(workers, "shut_down_workers", ended.append)
+    stalls = workers.naming_a_stall(range(4), lambda: "here", "advice")
+    assert next(stalls) == 0
+    stalls.close()
+    cfg = tiny_config(tmp_path, iterations=2, num_workers=0)
+    batches = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False)).batches()
+    next(batches)
+    batches.close()
+    assert len(ended) == 2

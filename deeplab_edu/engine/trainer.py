@@ -47,7 +47,7 @@ from ..choices import is_whole
 from ..config import resolve_device
 from ..data.classes import nfc_names
 from ..data.io import BadDataError
-from ..inference import model_logits
+from ..inference import model_logits, unwrap_out
 from ..metrics import NAN_SCORES, ConfusionMatrix
 from ..records import provenance, shown_path
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
@@ -63,7 +63,7 @@ from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier
 from .losses import SegmentationLoss
 from .runs import RunFolderError, claim_run_folder, write_metrics_json  # noqa: F401 - RunFolderError: still here
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
-from .workers import (loader_timed_out, original_message, resolve_num_workers, shut_down_workers,
+from .workers import (loader_timed_out, original_message, resolve_num_workers, shutting_down_workers,
                       stalled_loader_message)
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "callers_random_state_kept", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
@@ -782,13 +782,11 @@ class Trainer:
             self.sampler.set_start(self.batch_in_epoch * cfg.batch_size)
             loader = train_loader(self.train_set, self.sampler, batch_size=cfg.batch_size,
                                   num_workers=self.num_workers, device=self.device, generator=self._loader_gen)
-            iterator = iter(loader)
-            try:
+            # closed by fit (however it ended) or failed: its workers end now (see _close_batches)
+            with shutting_down_workers(loader) as iterator:
                 for batch in iterator:
                     self.batch_in_epoch += 1
                     yield batch
-            finally:  # closed by fit (however it ended) or failed: its workers end now (see _close_batches)
-                shut_down_workers(iterator)
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -879,7 +877,7 @@ class Trainer:
     def _check_output_classes(self, outputs: Any) -> None:
         """Raise :class:`ValueError` when a passed model scores another number of classes than the data's
         ``num_classes`` (checked on its first training step; a model the Trainer builds always matches)."""
-        logits = outputs["out"] if isinstance(outputs, Mapping) else outputs
+        logits = unwrap_out(outputs)
         if logits.shape[1] != self.num_classes:
             raise ValueError(f"the model scores {logits.shape[1]} classes (its logits: {tuple(logits.shape)}), but the "
                              f"data has {self.num_classes} (num_classes): build it with num_classes="

@@ -19,6 +19,7 @@ machine (``LOCAL_WORLD_SIZE``, set by ``torchrun``), at most :data:`MAX_DEFAULT_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from typing import Any, Callable, Generator, Iterable, Iterator, TypeVar
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 __all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_PER_CORE_LIMIT", "LOADER_TIMEOUT_S", "available_cores", "max_num_workers",
            "default_num_workers", "resolve_num_workers", "limit_worker_threads", "end_with_parent", "worker_context",
            "WorkerInit", "worker_thread_counts", "make_loader", "loader_timed_out", "stalled_loader_message",
-           "naming_a_stall", "shut_down_workers", "original_message", "busy_cpu_note"]
+           "naming_a_stall", "shutting_down_workers", "shut_down_workers", "original_message", "busy_cpu_note"]
 
 #: Upper bound of :func:`default_num_workers`: beyond about 8 workers a single process's loading rarely
 #: limits training, while each worker holds its own copy of the dataset object and its prefetched batches.
@@ -357,8 +358,7 @@ def naming_a_stall(batches: Iterable[T], where: Callable[[], str], advice: str) 
             :func:`stalled_loader_message`'s, with ``where()`` (called then: "after 40 of the 100
             images") and ``advice``; any other ``RuntimeError`` as it came.
     """
-    iterator = iter(batches)
-    try:
+    with shutting_down_workers(batches) as iterator:
         while True:
             try:
                 batch = next(iterator)
@@ -370,7 +370,26 @@ def naming_a_stall(batches: Iterable[T], where: Callable[[], str], advice: str) 
                 err.__traceback__ = None  # its frames hold the loader and so the stuck worker (a notebook keeps errors)
                 raise RuntimeError(stalled_loader_message(err, where(), advice)) from None
             yield batch
-    finally:  # closed, or failed: its workers end now, whatever a kept error's frames still hold
+
+
+@contextlib.contextmanager
+def shutting_down_workers(batches: Iterable[T]) -> Iterator[Iterator[T]]:
+    """``iter(batches)`` (a DataLoader's) for a ``with`` block, whose workers end as the block is left, however
+    it is left (:func:`shut_down_workers`): at its end, on an error, or as a generator paused inside it is
+    closed (``contextlib.closing``), whatever a kept error's frames still hold.
+
+    >>> with shutting_down_workers(loader) as iterator:              # doctest: +SKIP
+    ...     for images, labels in iterator:
+    ...         ...
+
+    Raises:
+        RuntimeError: PyTorch's "DataLoader worker (pid ...) exited unexpectedly" as the workers end
+            (:func:`shut_down_workers`); whatever the block raises passes through.
+    """
+    iterator = iter(batches)
+    try:
+        yield iterator
+    finally:
         shut_down_workers(iterator)
 
 

@@ -113,7 +113,7 @@ def _measured_output_stride(model: nn.Module, side: int = 64) -> int | None:
     cannot be run."""
     if model in _MEASURED_STRIDES:
         return _MEASURED_STRIDES[model]
-    from ..inference import eval_mode
+    from ..inference import eval_mode, unwrap_out
 
     body = getattr(model, "backbone", None)
     param = next(model.parameters(), None)
@@ -122,7 +122,7 @@ def _measured_output_stride(model: nn.Module, side: int = 64) -> int | None:
         try:
             with torch.no_grad(), eval_mode(model):
                 features = body(torch.zeros(1, 3, side, side, device=param.device, dtype=param.dtype))
-            height = int((features["out"] if isinstance(features, Mapping) else features).shape[-2])
+            height = int(unwrap_out(features).shape[-2])
             stride = side // height if height and side % height == 0 else None
         except Exception:  # not an image backbone after all: the stride is not known
             stride = None

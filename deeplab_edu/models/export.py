@@ -30,7 +30,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..choices import require_packages
-from ..inference import eval_mode
+from ..inference import eval_mode, unwrap_out
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["export_onnx", "onnx_metadata", "run_onnx", "export_program", "load_program", "LogitsOnly", "is_onnx_file"]
@@ -47,8 +47,7 @@ class LogitsOnly(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) images -> the wrapped model's ``"out"`` (or its tensor output)."""
-        y = self.model(image)
-        return y["out"] if isinstance(y, dict) else y
+        return unwrap_out(self.model(image))
 
 
 def is_onnx_file(path: str | os.PathLike) -> bool:
