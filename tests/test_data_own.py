@@ -520,3 +520,19 @@ def test_a_run_and_its_data_agree_on_class_names_in_either_unicode_form(tmp_path
     torch.save(state, last)
     (root / "classes.txt").write_text(f"background\n{nfc} 255 0 0\n", encoding="utf-8")
     assert main(["eval", "--checkpoint", str(last)]) == 0, capsys.readouterr().err
+
+
+def test_the_uint8_batches_warning_names_the_line_that_built_the_trainer(tmp_path: Path) -> None:
+    """An audit: a Trainer's warning of a 16-bit training image under uint8_batches named a line of trainer.py,
+    not the caller's line of Trainer(...)."""
+    from deeplab_edu.engine.config import load_config
+    from deeplab_edu.engine.trainer import Trainer
+
+    root = _make(tmp_path / "mine", {"train": 2, "val": 1})
+    Image.fromarray(np.full((24, 32), 40000, np.uint16)).save(root / "train" / "images" / "p1.png")
+    cfg = load_config("smoke", {"dataset": "folder", "data_root": str(root), "crop_size": 16, "uint8_batches": True,
+                                "out_dir": str(tmp_path / "run")})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        Trainer(cfg)
+    assert [w.filename for w in seen if "16-bit" in str(w.message)] == [__file__]

@@ -1589,3 +1589,97 @@ def test_weight_decay_can_spare_batch_norm_and_biases(tmp_path) -> None:
 
     refused, _ = _resume_differences(saved, {**saved, "weight_decay_norm_and_bias": False}, {}, {})
     assert refused == ["weight_decay_norm_and_bias True -> False"]  # saved: a config from before the setting
+
+
+def test_fit_refuses_settings_changed_since_the_trainer_was_built(tmp_path) -> None:
+    """An audit: "train a bit more" from a REPL, ``t.cfg.iterations = 4; t.fit()`` after a run of 2, trained
+    iterations 3-4 at learning rate 0 (the poly schedule, built with the Trainer, had ended) and config.json said
+    4; a new lr was ignored alike. fit() now refuses a changed setting, naming it, but for those it reads afresh;
+    what the message says to do, a new Trainer with resume on, trains on at the new settings' rates."""
+    cfg = tiny_config(tmp_path, iterations=2, log_every=1, eval_every=100, warmup_iters=0)
+    data = {"train_set": TinyScenes(8), "val_set": TinyScenes(2, augment=False)}
+    trainer = Trainer(cfg, model=TinyNet(), **data)
+    trainer.fit()
+    trainer.cfg.eval_every, trainer.cfg.log_every, trainer.cfg.progress = 1, 2, False  # read by fit(): allowed
+    trainer.fit()
+    trainer.cfg.iterations, trainer.cfg.lr = 4, 0.01
+    with pytest.raises(ConfigError, match=r"changed since this Trainer was built from it \(iterations 2 -> 4; lr "
+                                          r"0\.05 -> 0\.01\).*build a new Trainer with resume on"):
+        trainer.fit()
+    assert trainer.iteration == 2 and json.loads((tmp_path / "config.json").read_text())["iterations"] == 2
+    cfg.resume = True  # cfg is trainer.cfg: the changed settings, continued
+    result = Trainer(cfg, model=TinyNet(), **data).fit()
+    rates = {r["iteration"]: r["lr"] for r in result["history"] if r["split"] == "train"}
+    assert rates[4] == pytest.approx(0.01 * poly_factor(3, 4))  # the rate of iteration 4's step, on the new schedule
+
+
+def test_deterministic_kernels_are_switched_back_when_fit_ends(tmp_path, monkeypatch) -> None:
+    """An audit: a Trainer with deterministic=True left torch's deterministic algorithms, cuDNN's benchmark
+    switch and CUBLAS_WORKSPACE_CONFIG changed for the rest of the process. They are now switched for fit()
+    alone (building the Trainer switches nothing), and back when it returns or raises."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    torch.use_deterministic_algorithms(False)
+
+    def switches() -> tuple[bool, bool, str | None]:
+        return (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+                os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+
+    before = switches()
+    data = {"train_set": TinyScenes(8), "val_set": TinyScenes(2, augment=False)}
+    trainer = Trainer(tiny_config(tmp_path / "a", iterations=2, eval_every=1, deterministic=True), model=TinyNet(),
+                      **data)
+    assert switches() == before
+    during: list[tuple[bool, bool, str | None]] = []
+    trainer.fit(on_eval=lambda row: during.append(switches()))
+    assert during[0] == (True, False, ":4096:8") and switches() == before
+    nan = TinyNet()
+    nan.nan_after = 0
+    with pytest.raises(NonFiniteLossError):
+        Trainer(tiny_config(tmp_path / "b", iterations=2, log_every=1, deterministic=True), model=nan, **data).fit()
+    assert switches() == before
+
+
+def test_the_trainers_warnings_name_the_line_that_built_it(tmp_path) -> None:
+    """An audit: the warnings of 1x1 ASPP branches (engine.config) and of a class no mask holds (class weights)
+    named a line of trainer.py, not the caller's line of Trainer(...)."""
+    no_blue = [(torch.randn(3, 16, 16), torch.zeros(16, 16, dtype=torch.long))] * 4
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        Trainer(load_config("smoke", {"out_dir": str(tmp_path / "a"), "atrous_rates": "paper"}))
+        Trainer(tiny_config(tmp_path / "b", class_weights="median_frequency"), model=TinyNet(), train_set=no_blue,
+                val_set=no_blue, num_classes=3)
+    named = {str(w.message)[:20]: w.filename for w in seen}
+    assert any("exactly 1 x 1" in str(w.message) for w in seen) and any("no pixel of" in str(w.message) for w in seen)
+    assert set(named.values()) == {__file__}, named
+
+
+def test_masks_of_one_channel_train_and_others_are_refused_by_name(tmp_path) -> None:
+    """A trial: a passed set whose masks are (1, H, W), as torchvision's PILToTensor gives them, failed in
+    PyTorch's loss ("only batches of spatial targets supported (3D tensors) but got targets of dimension: 4").
+    They now train and validate (the 1 dropped as the package's transforms drop it); a first mask of another
+    shape or size, or of floats (ToTensor's), is refused naming the set."""
+    image = torch.randn(3, 16, 16)
+    flat = [(image, torch.randint(0, 3, (1, 16, 16)))] * 4
+    result = Trainer(tiny_config(tmp_path / "a", iterations=2, eval_every=2), model=TinyNet(), train_set=flat,
+                     val_set=flat, num_classes=3).fit()
+    assert 0 <= result["final"]["miou"] <= 1
+    for mask, match in ((torch.rand(1, 16, 16), r"val_set\[0\]'s mask is \(1, 16, 16\) of torch\.float32.*ToTensor"),
+                        (torch.zeros(3, 16, 16, dtype=torch.long), r"val_set\[0\]'s mask is \(3, 16, 16\) of "
+                                                                   r"torch\.int64.*\(16, 16\) or \(1, 16, 16\)"),
+                        (torch.zeros(8, 8, dtype=torch.long), r"val_set\[0\]'s mask is \(8, 8\)")):
+        with pytest.raises(ValueError, match=match):
+            Trainer(tiny_config(tmp_path / "b"), model=TinyNet(), train_set=flat, val_set=[(image, mask)] * 2,
+                    num_classes=3)
+
+
+def test_train_or_load_verbose_false_prints_nothing(tmp_path, capsys) -> None:
+    """An audit: train_or_load(verbose=False) still printed the Trainer's start-up line, its loss and validation
+    lines and its progress bar; the Trainer's verbose=False now silences them (the run is the same)."""
+    from deeplab_edu.engine.runs import train_or_load
+
+    _, history, _ = train_or_load("smoke", out_dir=tmp_path / "run", verbose=False, iterations=2, progress=True)
+    assert [r["iteration"] for r in history if r["split"] == "val"] == [2]
+    assert capsys.readouterr() == ("", "")
+    Trainer(load_config("smoke", {"out_dir": str(tmp_path / "loud"), "iterations": 1, "progress": False})).fit()
+    assert "train deeplabv3" in capsys.readouterr().out  # verbose by default

@@ -836,7 +836,7 @@ def _check_rates_scale(cfg: TrainConfig) -> None:
                           "which the rates are whole numbers, or other atrous_rates") from None
 
 
-def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, ...] | None:
+def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True, stacklevel: int = 2) -> tuple[int, ...] | None:
     """The ASPP rates a run trains with at ``cfg.output_stride`` (``None``: DeepLab v1, no ASPP).
 
     ``"paper"``: the paper's rates (scaled to the output stride); ``"fit"``: rates that use the
@@ -845,7 +845,8 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
 
     With the paper's rates or given ones on a crop so small that a branch becomes exactly 1x1 (rate
     >= the feature-map side: DeepLabv3 sec. 3.3, Fig. 4), a ``UserWarning`` names the crop, the map
-    and the rates, and suggests ``atrous_rates="fit"``.
+    and the rates, and suggests ``atrous_rates="fit"``; ``stacklevel`` is its ``warnings.warn``'s (2: the line
+    that called this function; the :class:`~deeplab_edu.engine.trainer.Trainer` passes 3, its caller's line).
 
     Raises:
         ConfigError: ``model_kwargs`` holds ``atrous_rates`` (it is a setting of its own).
@@ -877,5 +878,5 @@ def resolve_atrous_rates(cfg: TrainConfig, *, warn: bool = True) -> tuple[int, .
             f"crop_size={cfg.crop_size} at output_stride={cfg.output_stride} gives a {side} x {side} feature "
             f"map, so {degenerate_branches(flat, rates)} are exactly 1 x 1 (every off-centre tap "
             f"reads padding; DeepLabv3 sec. 3.3). Use atrous_rates='fit' (rates {fitted}), rates below {side}, "
-            f"or a crop of at least {cfg.output_stride * max(rates) + 1} pixels.", UserWarning, stacklevel=2)
+            f"or a crop of at least {cfg.output_stride * max(rates) + 1} pixels.", UserWarning, stacklevel=stacklevel)
     return rates

@@ -140,13 +140,15 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: Any, *, stacklevel: int = 2) -> tuple[Dataset, Dataset]:
     """Training and validation sets for a :class:`~deeplab_edu.engine.config.TrainConfig`.
 
     The training set gets DeepLab's augmentation (random scale in ``scale_range``, random crop of
     ``crop_size`` padded with the ignore label unless ``pad_to_crop`` is off, left-right flip); the validation set is evaluated
     whole (normalised only). With ``uint8_batches`` the training items are uint8 image and mask,
-    augmented as uint8 (``train_transform(..., as_uint8=True)``), normalised on the device by the Trainer.
+    augmented as uint8 (``train_transform(..., as_uint8=True)``), normalised on the device by the Trainer;
+    a training image of more than 256 levels among the first is then warned about, ``stacklevel`` as
+    ``warnings.warn``'s from here (2: the line that called this function; the Trainer passes 3, its caller's).
     """
     from deeplab_edu.data import build_dataset, transforms
 
@@ -162,13 +164,14 @@ def build_datasets(cfg: Any) -> tuple[Dataset, Dataset]:
     val = build_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download, transform=val_tf,
                         **({**kwargs, "length": cfg.val_length} if kwargs else {}))
     if compact:
-        _warn_rounded_pixels(train)
+        _warn_rounded_pixels(train, stacklevel=stacklevel + 1)
     return train, val
 
 
-def _warn_rounded_pixels(dataset: Any, sample: int = 8) -> None:
+def _warn_rounded_pixels(dataset: Any, sample: int = 8, *, stacklevel: int = 2) -> None:
     """Warn, naming the file, when one of the first ``sample`` training images holds more than 256 levels:
-    ``uint8_batches`` rounds every pixel to 1/255 (a practitioner's trial: only the docs said so)."""
+    ``uint8_batches`` rounds every pixel to 1/255 (a practitioner's trial: only the docs said so);
+    ``stacklevel``: ``warnings.warn``'s, from here."""
     import itertools
     import warnings
 
@@ -177,7 +180,7 @@ def _warn_rounded_pixels(dataset: Any, sample: int = 8) -> None:
     for image_path, *_ in itertools.islice(getattr(dataset, "pairs", ()), sample):
         if holds_more_than_8_bits(image_path):
             warnings.warn(f"uint8_batches rounds the training images to 256 levels, and {image_path} holds more "
-                          "(16-bit or float): train with uint8_batches off to keep them", stacklevel=3)
+                          "(16-bit or float): train with uint8_batches off to keep them", stacklevel=stacklevel)
             return
 
 

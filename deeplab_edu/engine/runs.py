@@ -481,6 +481,9 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     Args:
         preset: a preset name or YAML file (see :func:`~deeplab_edu.engine.config.list_presets`).
         out_dir: the run's folder (checkpoints, metrics.csv, metrics.json).
+        verbose: ``False`` prints nothing: neither this function's lines (a reused run, a wait for another
+            process, a note on an ``earlier`` folder) nor the training's (the Trainer's ``verbose``: its start-up
+            line, loss and validation lines and notes, and its progress bar); warnings are warnings all the same.
         lock_timeout_s: how long to wait for another process that trains the same run.
         earlier: the folders the run was trained in before an update of the course moved it (the course's runs:
             :data:`~deeplab_edu.viz.training.EARLIER_FOLDERS`). When ``out_dir`` holds no checkpoint and one of
@@ -602,6 +605,6 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool, unwritable: O
         return model, history, cfg
     # an interrupted run continues where it stopped; a new one starts fresh
     cfg.resume = latest_checkpoint(out_dir / "checkpoints") is not None
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, verbose=verbose)
     result = trainer.fit()
     return trainer.model.eval(), result["history"], cfg  # fit() wrote metrics.json

@@ -82,6 +82,10 @@ _FIXED_ON_RESUME = ("model", "backbone", "output_stride", "atrous_rates", "model
                     "weight_decay_norm_and_bias")  # off, the optimiser has groups without decay
 #: Settings that say how or where a run goes on, not what it trains: not listed when they change.
 _UNLISTED_ON_RESUME = ("resume", "out_dir", "progress")
+#: Settings :meth:`Trainer.fit` reads afresh at each call (how often it logs, validates and saves, what it
+#: shows): the only ones that may change after the Trainer was built (the others made its model, optimiser,
+#: schedule and data).
+_READ_BY_FIT = ("eval_every", "log_every", "ckpt_every", "keep_last", "progress", "tensorboard")
 
 
 def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_info: Mapping[str, Any],
@@ -152,14 +156,43 @@ class NonFiniteLossError(RuntimeError):
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch; with ``deterministic`` also ask for deterministic kernels."""
+    """Seed Python, NumPy and torch; with ``deterministic`` also ask for deterministic kernels (for the rest of
+    the process: :class:`Trainer` switches them for its :meth:`~Trainer.fit` alone)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+        _ask_for_deterministic_kernels()
+
+
+def _ask_for_deterministic_kernels() -> None:
+    """torch's deterministic algorithms (warning where an operation has none), cuDNN's benchmark off and
+    cuBLAS's deterministic workspace (``CUBLAS_WORKSPACE_CONFIG``, unless set already)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def _deterministic_kernels(enabled: bool = True) -> Iterator[None]:
+    """Deterministic kernels (with ``enabled``: :func:`seed_everything`'s) for the body, then torch's
+    deterministic-algorithms switch, ``torch.backends.cudnn.benchmark`` and ``CUBLAS_WORKSPACE_CONFIG`` as they
+    were before, whether the body returns or raises: what :meth:`Trainer.fit` runs in for ``cfg.deterministic``
+    (an audit: a Trainer left them on for the rest of the process). ``enabled`` False switches nothing, but
+    restores them all the same."""
+    switch = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark, workspace = torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        if enabled:
+            _ask_for_deterministic_kernels()
+        yield
+    finally:
+        torch.use_deterministic_algorithms(switch[0], warn_only=switch[1])
+        torch.backends.cudnn.benchmark = benchmark
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
 
 
 def process_seed(seed: int, rank: int, iteration: int = 0) -> int:
@@ -302,18 +335,8 @@ def callers_random_state_kept() -> Iterator[None]:
     not decide the notebook's later draws. Not kept: a GPU's stream when the body is the first to use CUDA
     (it starts from the body's seed) and Apple's MPS stream."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    switch = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    benchmark, workspace = torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    try:
-        with _random_state_kept(devices):
-            yield
-    finally:
-        torch.use_deterministic_algorithms(switch[0], warn_only=switch[1])
-        torch.backends.cudnn.benchmark = benchmark
-        if workspace is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-        else:
-            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
+    with _deterministic_kernels(enabled=False), _random_state_kept(devices):
+        yield
 
 
 def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
@@ -333,12 +356,25 @@ def _median_frequency_weights(train_set: Any, num_classes: int) -> torch.Tensor:
         names = list(getattr(train_set, "class_names", range(num_classes)))
         warnings.warn(f"class weights: no pixel of {', '.join(str(names[c]) for c in absent)} in the "
                       f"{len(indices)} training masks counted; such a class gets the rarest class's weight "
-                      "(`deeplab-edu check-data` counts every mask)", stacklevel=2)
+                      "(`deeplab-edu check-data` counts every mask)", stacklevel=3)  # the line of Trainer(...)
     return torch.as_tensor(median_frequency_from_counts(counts, num_classes), dtype=torch.float32)
 
 
 class Trainer:
     """Trains a segmentation model as ``cfg`` says.
+
+    Building one seeds Python's, NumPy's and torch's global random streams from ``cfg.seed``
+    (:func:`seed_everything`; a resumed run then takes the checkpoint's streams back), and training draws from
+    them (dropout): the caller's later random draws depend on the run. Build and fit it inside
+    :func:`callers_random_state_kept` to keep them, as :func:`~deeplab_edu.engine.runs.train_or_load` does.
+    ``cfg.deterministic`` turns on deterministic kernels (:func:`seed_everything`'s) while :meth:`fit` runs, and
+    puts the switches back as they were when it returns or raises (:meth:`step` or :meth:`evaluate` called by
+    itself runs under the caller's).
+
+    The Trainer is built from ``cfg`` as it is then: its model, optimiser, learning-rate schedule and data
+    follow those settings, so :meth:`fit` refuses a ``cfg`` changed since, but for what it reads afresh
+    (``eval_every``, ``log_every``, ``ckpt_every``, ``keep_last``, ``progress``, ``tensorboard``): a longer or
+    otherwise changed run is a new Trainer with ``cfg.resume`` on, which goes on from the newest checkpoint.
 
     Args:
         cfg: the configuration (validated here).
@@ -350,9 +386,13 @@ class Trainer:
         train_set, val_set: datasets of ``(image, mask)`` (a :class:`~torch.utils.data.Dataset`, or any
             sequence of pairs, e.g. a list); built from ``cfg`` when ``None``.
         num_classes: defaults to ``train_set.num_classes``.
+        verbose: ``False`` prints nothing (the start-up line, the loss and validation lines, the notes on
+            ``init_from``, ``compile``, a resume or a stop request) and shows no progress bar; warnings are
+            warnings all the same, and what is written to ``out_dir`` is the same.
 
     Raises:
-        ValueError: only one of ``train_set`` and ``val_set`` is given, ``train_set`` has no ``num_classes``
+        ValueError: only one of ``train_set`` and ``val_set`` is given, the first mask of one is no ``(H, W)`` or
+            ``(1, H, W)`` label map of an integer type at its image's size, ``train_set`` has no ``num_classes``
             and none is passed, the training set does not hold one full batch of ``cfg.batch_size`` per
             process, ``amp="fp16"`` off a CUDA device, or ``init_from``'s weights hold NaN or infinite values
             (:func:`~deeplab_edu.engine.checkpoint.check_finite_weights`). A passed ``model`` that scores
@@ -378,9 +418,11 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, model: nn.Module | None = None,
                  train_set: Dataset | Sequence[Any] | None = None, val_set: Dataset | Sequence[Any] | None = None,
-                 num_classes: int | None = None) -> None:
+                 num_classes: int | None = None, verbose: bool = True) -> None:
         validate(cfg)
         self.cfg = cfg
+        self.verbose = verbose
+        self._built_from = cfg.to_dict()  # a copy: fit() refuses settings changed since (_check_cfg_unchanged)
         try:
             self.device = resolve_device(cfg.device, what="device")
         except ValueError as err:  # "gpu", or CUDA where there is none: the message names the setting (from the
@@ -389,14 +431,14 @@ class Trainer:
         if self.dist.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         autocast_context(cfg.amp, self.device)  # fp16 off CUDA fails here, before a folder or model is made
-        seed_everything(cfg.seed, cfg.deterministic)
+        seed_everything(cfg.seed)  # cfg.deterministic: the kernels are switched while fit() runs, then back
         model_passed, data_passed = model is not None, train_set is not None
         if (train_set is None) != (val_set is None):
             raise ValueError("pass train_set and val_set together (or neither: the configuration's data set); "
                              f"with only one, the other would come from dataset={cfg.dataset!r}")
         if train_set is None or val_set is None:
             with local_main_first(self.dist, enabled=cfg.download):  # one download per machine under torchrun
-                train_set, val_set = build_datasets(cfg)
+                train_set, val_set = build_datasets(cfg, stacklevel=3)  # its warnings name the line of Trainer(...)
             _warn_crop_padding(cfg, train_set)
         else:
             _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
@@ -423,7 +465,7 @@ class Trainer:
         if model is None:
             from deeplab_edu.models import build_model
 
-            rates = resolve_atrous_rates(cfg)
+            rates = resolve_atrous_rates(cfg, stacklevel=3)  # a warning names the line of Trainer(...)
             given: dict[str, Any] = {"atrous_rates": rates} if rates else {}
             with local_main_first(self.dist, enabled=cfg.pretrained_backbone is True):  # ImageNet weights, once
                 model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
@@ -444,7 +486,7 @@ class Trainer:
             reordered: list[str] | None = None  # the class-scoring tensors whose rows follow the data's order
             if classes is not None and classes != self.num_classes:  # fine-tuning to other classes
                 fresh = ck.load_except_classifier(model, state, self.model_info, source=source)
-                if self.dist.is_main:
+                if self._says:
                     print(f"{source}: {classes} classes there, {self.num_classes} here; all weights loaded but "
                           f"the classifiers' ({', '.join(fresh)}), which start fresh", flush=True)
             else:
@@ -455,11 +497,11 @@ class Trainer:
                 if order is not None and (reordered := ck.class_scoring_keys(model, self.num_classes)) is not None:
                     weights = _reorder_rows(weights, reordered, order)  # each class keeps its scorer
                 model.load_state_dict(weights)
-            if self.dist.is_main and (note := _renamed_classes_note(state.get("model_info", {}), self.model_info,
-                                                                    reordered)):
+            if self._says and (note := _renamed_classes_note(state.get("model_info", {}), self.model_info,
+                                                             reordered)):
                 print(f"{source}: {note}", flush=True)
-            if self.dist.is_main and (note := _init_from_rates_note(state.get("model_info", {}), self.model_info,
-                                                                    fitted=cfg.atrous_rates == "fit")):
+            if self._says and (note := _init_from_rates_note(state.get("model_info", {}), self.model_info,
+                                                             fitted=cfg.atrous_rates == "fit")):
                 print(f"{source}: {note}", flush=True)
         if cfg.bn_momentum is not None:
             set_bn_momentum(model, cfg.bn_momentum)
@@ -486,7 +528,7 @@ class Trainer:
                                           class_weights=self.class_weights).to(self.device)
         if cfg.compile:
             self.net = cast(nn.Module, torch.compile(self.net, mode=cfg.compile_mode))  # an OptimizedModule
-            if self.dist.is_main:  # the compilation itself happens in the first steps, with no sign of progress
+            if self._says:  # the compilation itself happens in the first steps, with no sign of progress
                 print("compile: torch.compile compiles the model in the first steps (and again for a new input "
                       "size; validation runs the model uncompiled): they take from tens of seconds to minutes",
                       flush=True)
@@ -537,6 +579,11 @@ class Trainer:
                 torch.manual_seed(process_seed(cfg.seed, self.dist.rank, self.iteration))
 
     # ------------------------------------------------------------------ state
+    @property
+    def _says(self) -> bool:
+        """Whether this process prints what the run does: the main one, unless ``verbose`` is off."""
+        return self.verbose and self.dist.is_main
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint holds.
 
@@ -794,7 +841,9 @@ class Trainer:
         copies are asynchronous (``non_blocking``); a uint8 image batch, as ``cfg.uint8_batches``
         makes them or as a passed data set may give them (whatever the setting, in training and
         validation), is normalised there with ImageNet's statistics, as the transforms normalise
-        float ones; images become channels-last when ``cfg.channels_last``, labels int64."""
+        float ones; images become channels-last when ``cfg.channels_last``, labels int64 (N, H, W): a batch of
+        masks (N, 1, H, W), as torchvision's ``PILToTensor`` makes them (1, H, W), loses its 1, as the
+        package's transforms squeeze it."""
         x = x.to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -804,6 +853,8 @@ class Trainer:
                                           for v in (IMAGENET_MEAN, IMAGENET_STD))
             mean, std = self._pixel_stats
             x = (x.float() - mean) / std  # keeps x's memory format
+        if y.dim() == 4 and y.shape[1] == 1:
+            y = y.squeeze(1)
         return x, y.to(self.device, non_blocking=True).long()
 
     # ------------------------------------------------------------------ loops
@@ -992,6 +1043,9 @@ class Trainer:
         (:attr:`provenance`). ``metrics.json`` holds the same.
 
         Raises:
+            ~deeplab_edu.engine.config.ConfigError: a setting of ``cfg`` changed since the Trainer was built from it
+                (but ``eval_every``, ``log_every``, ``ckpt_every``, ``keep_last``, ``progress``, ``tensorboard``),
+                naming it; nothing is trained or written.
             ~deeplab_edu.engine.runs.RunFolderError: another process trains into ``cfg.out_dir``, or it holds the
                 checkpoints of another run and ``cfg.resume`` is false.
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
@@ -1007,21 +1061,45 @@ class Trainer:
                 message names the iteration and says to continue with ``resume``), or a failure of
                 PyTorch's own (out of memory, a kernel error), as it raised it.
         """
+        self._check_cfg_unchanged()
         # a Trainer that has trained already is in its own run (fit() called again)
         continuing = self.cfg.resume or self.iteration > 0
         lock = claim_run_folder(self.out, resume=continuing) if self.dist.is_main else None
         try:
-            if lock is not None and self._resume_message:
+            if lock is not None and self._resume_message and self.verbose:
                 print(self._resume_message)
             if lock is not None and self.cfg.resume:
                 self._truncate_metrics_csv()
-            return self._fit(on_eval)
+            with _deterministic_kernels(self.cfg.deterministic):  # switched back however fit ends
+                return self._fit(on_eval)
         finally:
             if lock is not None:
                 lock.release()
 
+    def _check_cfg_unchanged(self) -> None:
+        """Refuse settings changed since this Trainer was built from them (but those of :data:`_READ_BY_FIT`): its
+        model, optimiser, schedule and data follow the old ones (an audit: ``t.cfg.iterations = 6`` after a
+        run of 2 trained iterations 3-6 at learning rate 0, the poly schedule having ended at 2, and
+        config.json said 6).
+
+        Raises:
+            ~deeplab_edu.engine.config.ConfigError: naming each changed setting, its old and new value.
+        """
+        now = self.cfg.to_dict()
+        changed = [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in now.items()
+                   if k not in _READ_BY_FIT and v != self._built_from.get(k)]
+        if changed:
+            raise ConfigError(
+                f"the configuration changed since this Trainer was built from it ({'; '.join(changed)}): its model, "
+                "optimiser, learning-rate schedule and data follow the settings it was built with, not the change. "
+                "To train on with the new settings, build a new Trainer with resume on (cfg.resume = True, then "
+                "Trainer(cfg, ...), passing again any model and data sets passed to this one): it goes on from the "
+                f"newest checkpoint in {shown_path(self.out)}. Between two fit() calls only "
+                f"{', '.join(_READ_BY_FIT)} may change")
+
     def describe(self) -> str:
-        """One line: the model, the data, the schedule, the device and the run's folder (``fit`` prints it)."""
+        """One line: the model, the data, the schedule, the device and the run's folder (``fit`` prints it, unless
+        ``verbose`` is off)."""
         cfg, info = self.cfg, self.model_info
         model = info.get("model_class", f"{cfg.model} / {cfg.backbone}").rsplit(".", 1)[-1]
         if "data_class" in info:
@@ -1069,12 +1147,12 @@ class Trainer:
             # train/loss for 300 iterations after a resume)
             self._tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.iteration + 1)
         batches = self.batches()
-        if self.dist.is_main and self.iteration < cfg.iterations:  # a finished run resumed trains nothing
+        if self._says and self.iteration < cfg.iterations:  # a finished run resumed trains nothing
             print(self.describe(), flush=True)
         bar = progress_bar(total=cfg.iterations, initial=self.iteration, desc="train", unit="it",
-                           progress=cfg.progress and self.dist.is_main, dynamic_ncols=True)
+                           progress=cfg.progress and self._says, dynamic_ncols=True)
         # no bar (progress off, or TQDM_DISABLE=1, e.g. a job writing to a log file): a line per log
-        say_loss = self.dist.is_main and bool(bar.disable)
+        say_loss = self._says and bool(bar.disable)
         window_loss, window_imgs, window_steps, t0 = 0.0, 0, 0, time.perf_counter()
         unread: list[torch.Tensor] = []  # losses still on the device (see the module docstring)
         # under torchrun every process stops at the same step: after each step they agree (max_over_processes,
@@ -1085,7 +1163,7 @@ class Trainer:
         # signal does not stop at once there
         several = self.dist.distributed
         stop = _StopRequest(enabled=threading.current_thread() is threading.main_thread(), repeat_stops=not several,
-                            announce=self.dist.is_main)
+                            announce=self._says)
         group = cpu_group() if several else None
 
         def agree_to_stop(stopped: bool) -> bool:  # whether one of the processes stopped (or was asked to)
@@ -1233,7 +1311,7 @@ class Trainer:
                "pixel_accuracy": m["pixel_accuracy"], "fw_iou": m["fw_iou"], "iou": m["iou"],
                "output_stride": self._validated_stride()}
         self._log(row)
-        if self.dist.is_main:
+        if self._says:
             bar.write(f"iteration {self.iteration}: val mIoU {100 * m['miou']:.1f}% "
                       f"(pixel acc. {100 * m['pixel_accuracy']:.1f}%)")
         if on_eval:
@@ -1317,14 +1395,22 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
     """Warn when a data set passed to the Trainer gives images in [0, 1] (the models expect them
     normalised with ImageNet's mean and std; the data sets give [0, 1] without a transform), or, with
     ``crop_size`` (the configuration's, from which the Trainer sizes the ASPP rates of the model it
-    builds), images of another size."""
+    builds), images of another size; refuse a first mask the loss cannot read (:func:`_check_passed_mask`).
+
+    Raises:
+        ValueError: item 0's mask is not ``(H, W)`` or ``(1, H, W)`` at its image's size, or not of an integer
+            type, naming the set, the shape and the type.
+    """
     import warnings
 
     try:
         with _random_state_kept():
-            image = dataset[0][0]
+            item = dataset[0]
+        image = item[0]
     except Exception:  # an unreadable first item fails later, naming its file
         return
+    mask = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
+    _check_passed_mask(image, mask, name)
     if isinstance(image, torch.Tensor) and image.is_floating_point() and image.min() >= 0 and image.max() <= 1:
         warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
                       "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "
@@ -1333,6 +1419,35 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
         warnings.warn(f"{name}[0] is {image.shape[-2]} x {image.shape[-1]} but crop_size={crop_size}, from which the "
                       "Trainer sizes the ASPP rates of the model it builds (resolve_atrous_rates): set crop_size to "
                       "the crop your transform makes", stacklevel=3)
+
+
+def _check_passed_mask(image: Any, mask: Any, name: str) -> None:
+    """Refuse the mask of item 0 of a passed set (``name``) that is no label map of class indices at its image's
+    size: ``(H, W)``, or ``(1, H, W)`` (torchvision's ``PILToTensor``; :meth:`Trainer.to_device` drops the 1),
+    of an integer (or bool) type. A trial: a ``(1, H, W)`` mask failed in PyTorch's loss, "only batches of spatial
+    targets supported (3D tensors) but got targets of dimension: 4", naming nothing. A mask that is neither a
+    tensor nor an array, or an image that is no tensor, is not looked at (or not compared).
+
+    Raises:
+        ValueError: naming the set, the mask's shape and type, and what to give instead.
+    """
+    if not isinstance(mask, (torch.Tensor, np.ndarray)):
+        return
+    shape = tuple(mask.shape)
+    floating = mask.is_floating_point() if isinstance(mask, torch.Tensor) else mask.dtype.kind in "fc"
+    size = tuple(image.shape[-2:]) if isinstance(image, torch.Tensor) and image.dim() >= 2 else None
+    fits = len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)
+    if fits and size is not None and shape[-2:] != size:
+        fits = False
+    if fits and not floating:
+        return
+    wanted = "(H, W) or (1, H, W)" if size is None else f"{size} or {(1, *size)}, its image's size"
+    why = (" (torchvision's ToTensor() divides a mask's labels by 255: use PILToTensor(), or "
+           "torch.as_tensor(np.array(mask)))" if fits else "")
+    raise ValueError(f"{name}[0]'s mask is {shape} of {mask.dtype}: the loss reads class indices, a mask {wanted} "
+                     f"of an integer type{why}; give the data set a transform that makes such masks "
+                     "(deeplab_edu.data.transforms.train_transform(crop_size) or eval_transform() make image and mask "
+                     "alike)")
 
 
 def _check_same_classes(train_set: Any, val_set: Any) -> None:
