@@ -85,6 +85,17 @@ Method = Literal["auto", "exact", "approx"]
 MAX_EXACT_PIXELS = 4096
 
 
+#: Half-precision dtypes, which the CRF upcasts to float32: cdist is not implemented for them on CPU, and in them
+#: the lattice, the normalisations and the iterations drift (bf16 scores labelled 0.5-10 % of pixels differently
+#: from float32: an audit).
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _float32_if_half(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is float16 or bfloat16, else ``t`` itself (float64 stays float64)."""
+    return t.float() if t.dtype in _HALF else t
+
+
 def _real(value: object) -> bool:
     """A real number (Python's or NumPy's), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -173,7 +184,8 @@ def _one_image(owner: str, **tensors: torch.Tensor) -> None:
 
 
 def _check_inputs(unary: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Validate shapes and dtypes; return (unary (B, L, H, W), image (B, 3, H, W) in 0-255, batched?)."""
+    """Validate shapes and dtypes; return (unary (B, L, H, W), image (B, 3, H, W) in 0-255, batched?), both in
+    float32 for a float16/bfloat16 ``unary`` (else in its dtype)."""
     if not isinstance(unary, torch.Tensor):
         raise TypeError(f"unary must be a torch.Tensor, got {type(unary).__name__}")
     if not isinstance(image, torch.Tensor):
@@ -203,6 +215,7 @@ def _check_inputs(unary: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tenso
         raise ValueError("unary must have at least one label channel")
     if not torch.isfinite(unary).all():
         raise ValueError("unary contains NaN or infinite values; use unary_from_probs / unary_from_logits")
+    unary = _float32_if_half(unary)
     if image.dtype == torch.uint8:
         rgb = image.to(unary.dtype)
     elif image.is_floating_point():
@@ -219,7 +232,8 @@ def _check_inputs(unary: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tenso
 
 def unary_from_probs(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Unary potentials :math:`-\\log P` from class probabilities (clamped at ``eps``), of the shape of
-    ``probs``: (L, H, W) or (B, L, H, W), L classes (the unary term of DeepLab v2 sec. 3.3, eq. 2).
+    ``probs``: (L, H, W) or (B, L, H, W), L classes (the unary term of DeepLab v2 sec. 3.3, eq. 2). In ``probs``'
+    dtype, except float16/bfloat16, which give float32 (``eps`` would round to 0 in float16).
 
     Raises:
         TypeError: ``probs`` is not a floating-point tensor.
@@ -229,19 +243,20 @@ def unary_from_probs(probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         raise TypeError("probs must be a floating-point tensor of class probabilities")
     if probs.numel() and (probs.min() < -1e-6 or probs.max() > 1 + 1e-6):
         raise ValueError("probs must lie in [0, 1]; for network outputs use unary_from_logits")
-    return -probs.clamp_min(eps).log()
+    return -_float32_if_half(probs).clamp_min(eps).log()
 
 
 def unary_from_logits(logits: torch.Tensor, dim: int = -3) -> torch.Tensor:
     """Unary potentials :math:`-\\log \\mathrm{softmax}` of logits (classes in dimension ``dim``), of the
-    shape of ``logits``: (L, H, W) or (B, L, H, W) with the default ``dim=-3``.
+    shape of ``logits``: (L, H, W) or (B, L, H, W) with the default ``dim=-3``. In ``logits``' dtype, except
+    float16/bfloat16, whose log-softmax is computed in and returned as float32.
 
     Raises:
         TypeError: ``logits`` is not a floating-point tensor.
     """
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError("logits must be a floating-point tensor")
-    return -F.log_softmax(logits, dim=dim)
+    return -F.log_softmax(_float32_if_half(logits), dim=dim)
 
 
 # ----------------------------------------------------------------------------- features
@@ -276,7 +291,8 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
 
     Returns:
         (N, N) with N = H * W: ``W[i, j]`` is the weight of pixel j's belief in pixel i's message
-        (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64).
+        (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64). float32 for
+        a uint8, float16 or bfloat16 ``image``, else in its dtype.
 
     Raises:
         ValueError: ``image`` is not (3, H, W) (a batch, say), a float ``image`` has values outside [0, 1], or
@@ -384,7 +400,7 @@ class _ApproxFilter:
 
 def message_passing_approx(q: torch.Tensor, image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -> torch.Tensor:
     """Approximate messages for one image: q (L, H, W), image (3, H, W) float in [0, 1] or uint8; returns
-    the messages (L, H, W).
+    the messages (L, H, W), in float32 for a float16/bfloat16 ``q`` (computed in float32), else in its dtype.
 
     Builds the lattice on every call; :func:`mean_field` builds it once per image.
 
@@ -397,7 +413,7 @@ def message_passing_approx(q: torch.Tensor, image: torch.Tensor, params: CRFPara
     """
     _one_image("message_passing_approx", q=q, image=image)  # an audit: a batch failed inside the lattice
     _, rgb, _ = _check_inputs(q.unsqueeze(0), image.unsqueeze(0))
-    return _ApproxFilter(rgb[0], params).messages(q)
+    return _ApproxFilter(rgb[0], params).messages(_float32_if_half(q))
 
 
 # ----------------------------------------------------------------------------- inference
@@ -480,7 +496,8 @@ def mean_field(
 
     Returns:
         Q: (B, L, H, W) (or (L, H, W)) class probabilities that sum to 1 over L; with
-        ``return_history`` a pair ``(Q, [Q^0, Q^1, ...])``.
+        ``return_history`` a pair ``(Q, [Q^0, Q^1, ...])``. In ``unary``'s dtype, except float16/bfloat16: the
+        inference runs in float32 and Q stays float32 (``.to(dtype)`` casts it back if needed).
 
     Raises:
         ValueError: ``method`` is not ``"auto"``, ``"exact"`` or ``"approx"``; or ``unary`` is not 3- or 4-D;
@@ -549,7 +566,8 @@ def free_energy(
 
     Returns:
         (B,) or a scalar for unbatched inputs; with a list, a tensor with one more leading
-        dimension (one entry per element of the list).
+        dimension (one entry per element of the list). float32 for a float16/bfloat16 ``unary`` (computed in
+        float32), else in its dtype.
 
     Raises:
         ValueError: ``q`` (or an element of the list) does not have the shape of ``unary``; or ``unary`` is not
@@ -571,7 +589,7 @@ def free_energy(
         wts = _dense_weights(rgb[b], params)
         wts = 0.5 * (wts + wts.T)
         for t, qi in enumerate(qs):
-            qf = (qi if batched else qi[None])[b].reshape(L, -1)  # (L, N)
+            qf = _float32_if_half((qi if batched else qi[None])[b]).reshape(L, -1)  # (L, N)
             unary_term = (qf * u[b].reshape(L, -1)).sum()
             pair_term = 0.5 * (wts * (1.0 - qf.T @ qf)).sum()  # qf.T @ qf: <Q_i, Q_j>
             out[t, b] = unary_term + pair_term + torch.xlogy(qf, qf).sum()
@@ -600,7 +618,8 @@ def dense_crf(
         method: ``"exact"`` (dense kernels), ``"approx"`` (permutohedral lattice) or ``"auto"``.
 
     Returns:
-        Probabilities shaped like ``logits``, summing to 1 over the label dimension.
+        Probabilities shaped like ``logits``, summing to 1 over the label dimension; float32 for float16/bfloat16
+        ``logits`` (the CRF runs in float32: in half precision it labelled pixels differently), else their dtype.
 
     Raises:
         TypeError, ValueError: as :func:`mean_field` (a non-tensor or non-float ``logits`` raises
@@ -631,7 +650,8 @@ class DenseCRF(nn.Module):
         """Refined class probabilities for ``logits`` (B, L, H, W) and the RGB ``image`` (B, 3, H, W).
 
         Unbatched (L, H, W) with (3, H, W) works too; ``image`` is float in [0, 1] or uint8 in 0-255. The
-        result has the shape of ``logits`` and sums to 1 over L (see :func:`mean_field`, which also lists the errors).
+        result has the shape of ``logits`` and sums to 1 over L, float32 for float16/bfloat16 ``logits`` (see
+        :func:`mean_field`, which also lists the errors).
         """
         return dense_crf(logits, image, self.params, method=self.method)
 

@@ -65,9 +65,11 @@ def effective_receptive_field(
 
     The gradient of the output unit (summed over its channels) with respect to the input is
     summed over input channels, averaged over standard-normal inputs, and normalised to sum
-    to 1. The model runs in eval mode (restored afterwards); a global head is cut off first
-    (:func:`~deeplab_edu.receptive_field.spatial_part`), while channel gates (squeeze-and-excitation)
-    stay in: they read the whole input, so some gradient reaches every pixel.
+    to 1. The inputs are on the device and in the dtype of the model's first parameter (drawn in
+    float32, then cast); the map is summed in float32 whatever that dtype. The model runs in eval mode
+    (restored afterwards); a global head is cut off first (:func:`~deeplab_edu.receptive_field.spatial_part`),
+    while channel gates (squeeze-and-excitation) stay in: they read the whole input, so some gradient
+    reaches every pixel.
 
     Args:
         model: a network mapping (1, C, H, W) images to (1, K, H', W') maps (or a dict holding them).
@@ -100,10 +102,12 @@ def effective_receptive_field(
         in_channels = first.in_channels
     gen = torch.Generator().manual_seed(seed)
     total = torch.zeros(h, w)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    param = next(model.parameters(), None)  # the inputs on its device and in its dtype (an audit: float64 raised)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     with eval_mode(model):  # its training mode restored afterwards, also when this raises
-        for _ in range(samples):
-            x = torch.randn(1, in_channels, h, w, generator=gen).to(device).requires_grad_(True)
+        for _ in range(samples):  # drawn in float32: the same inputs, rounded, whatever the model's dtype
+            x = torch.randn(1, in_channels, h, w, generator=gen).to(device, dtype).requires_grad_(True)
             out = net(x)
             oh, ow = out.shape[-2:]
             i, j = ((oh - 1) // 2, (ow - 1) // 2) if output_index is None else output_index

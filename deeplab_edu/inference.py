@@ -217,9 +217,16 @@ def _rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
 
     Resized *to that size*, not by the factor: the logits are resized back to the image's size, and the
     two mappings cancel only when both use the sides' true ratio (by the factor, a 375-pixel side at 0.5 is
-    mapped as if 187 were 187.5 pixels, and its labels came back shifted by up to a pixel: an audit)."""
+    mapped as if 187 were 187.5 pixels, and its labels came back shifted by up to a pixel: an audit).
+
+    The result has ``x``'s dtype; a float16/bfloat16 ``x`` is shrunk in float32 and cast back (PyTorch's
+    antialiased resize is not implemented for them on CPU: a half-precision model's multi-scale prediction
+    raised)."""
     size = tuple(max(1, int(d * scale)) for d in x.shape[-2:])
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+    antialias = scale < 1
+    if antialias and x.dtype in (torch.float16, torch.bfloat16):
+        return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True).to(x.dtype)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
 
 
 def _checked_image(image: torch.Tensor) -> torch.Tensor:

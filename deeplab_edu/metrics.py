@@ -215,7 +215,8 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
     ``2 * width + 2`` pixels wide (``width + 1`` on each side).
 
     Args:
-        target: (H, W) or (N, H, W) integer labels; the result has the same shape and dtype.
+        target: (H, W) or (N, H, W) integer labels; the result has the same shape and dtype (``torch.long`` for a
+            bool mask, which cannot hold ``ignore_index``).
         width: the band's half-width in pixels.
 
     Raises:
@@ -226,7 +227,9 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
         raise ValueError(f"width must be a whole number of pixels, >= 0, got {width!r}")
     if target.dim() not in (2, 3):
         raise ValueError(f"target must be (H, W) or (N, H, W) labels, got {tuple(target.shape)}")
-    if not target.is_floating_point() and target.dtype != torch.bool:
+    if target.dtype == torch.bool:  # an audit: full_like(mask, 255) is True in a bool mask, so every pixel was kept
+        target = target.long()
+    if not target.is_floating_point():
         held = torch.iinfo(target.dtype)
         if not held.min <= ignore_index <= held.max:
             raise ValueError(f"ignore_index {ignore_index} does not fit the target's {target.dtype} (values "

@@ -1683,3 +1683,22 @@ def test_train_or_load_verbose_false_prints_nothing(tmp_path, capsys) -> None:
     assert capsys.readouterr() == ("", "")
     Trainer(load_config("smoke", {"out_dir": str(tmp_path / "loud"), "iterations": 1, "progress": False})).fit()
     assert "train deeplabv3" in capsys.readouterr().out  # verbose by default
+
+
+def test_the_loss_takes_any_integer_target_and_names_a_float_or_bool_one() -> None:
+    """An audit: uint8/int16/int32 targets (masks as loaded) met PyTorch's "expected scalar type Long but found
+    Byte"; they now give the int64 target's loss, and a float or bool target is a TypeError naming ``target``."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    target[0, 0, 0] = 255
+    for top_k in (1.0, 0.5):
+        expected = bootstrapped_ce(logits, target, top_k=top_k)
+        for dtype in (torch.uint8, torch.int16, torch.int32):
+            torch.testing.assert_close(bootstrapped_ce(logits, target.to(dtype), top_k=top_k), expected)
+            torch.testing.assert_close(SegmentationLoss(top_k=top_k)(logits, target.to(dtype)), expected)
+    for dtype in (torch.float32, torch.bool):
+        with pytest.raises(TypeError, match=rf"target must hold integer class indices .* {dtype}"):
+            bootstrapped_ce(logits, target.to(dtype))
+        with pytest.raises(TypeError, match="target must hold integer"):
+            SegmentationLoss()(logits, target.to(dtype))

@@ -120,3 +120,14 @@ def test_logits_only_unwraps_any_mapping() -> None:
 
     x = torch.ones(1, 3, 4, 4)
     assert torch.equal(LogitsOnly(Proxied())(x), x * 2)
+
+
+def test_a_float64_model_exports_without_an_example(tmp_path) -> None:
+    """An audit: the default example was a float32 image whatever the model, so a float64 model without
+    ``example`` failed with "expected torch.float64 images ... got torch.float32" though no image was given."""
+    torch.manual_seed(0)
+    model = build_model("deeplabv3", backbone="tiny_resnet", num_classes=3).double().eval()
+    program = load_program(export_program(model, tmp_path / "m.pt2", dynamic=False))
+    x = torch.rand(1, 3, 65, 65, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model(x)["out"])

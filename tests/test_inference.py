@@ -444,3 +444,21 @@ def test_the_not_normalised_warning_points_at_the_callers_line() -> None:
         warnings.simplefilter("always")
         assert inference._checked_image(photo).shape == (1, 3, 8, 8)  # the checks warn themselves
     assert len(caught) == 1 and "not normalised" in str(caught[0].message)
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_predicts_at_several_scales_like_its_float32_twin(half: torch.dtype) -> None:
+    """An audit: the antialiased downscale of a bf16/fp16 image raised "compute_index_ranges_weights not implemented
+    for 'BFloat16'" on CPU; it now resizes in float32 and casts back."""
+    import copy
+
+    torch.manual_seed(0)
+    twin = TinyNet().eval()
+    model = copy.deepcopy(twin).to(half)
+    image = torch.randn(1, 3, 24, 20).to(half)
+    strategy = Strategy(scales=(0.5, 1.0))
+    probs = predict_probs(model, image, strategy)
+    expected = predict_probs(twin, image.float(), strategy)
+    assert probs.shape == expected.shape == (1, 3, 24, 20)
+    assert torch.allclose(probs.float(), expected, atol=0.01)
+    assert predict(model, image, strategy).shape == (1, 24, 20)

@@ -164,3 +164,17 @@ def test_iou_table_mean_is_na_when_no_class_is_scored() -> None:
     text = format_iou_table(scores["iou"], ["bg", "fg"])
     assert text.splitlines()[-1] == "| **mean** | **n/a** |" and "0.0" not in text
     assert format_iou_table([], []).splitlines()[-1] == "| **mean** | **n/a** |"
+
+
+def test_a_bool_mask_gets_the_band_of_its_integer_labels() -> None:
+    """An audit: in a bool mask full_like(mask, 255) is True, so trimap_target kept every pixel and
+    boundary_band(mask.bool(), 0) held all 64 pixels of an 8x8 mask instead of the 16 beside the change."""
+    from deeplab_edu.metrics import boundary_band
+
+    mask = torch.zeros(8, 8, dtype=torch.long)
+    mask[:, 4:] = 1
+    for width in (0, 1):
+        assert torch.equal(boundary_band(mask.bool(), width), boundary_band(mask, width))
+        assert torch.equal(trimap_target(mask.bool(), width), trimap_target(mask, width))
+    assert int(boundary_band(mask.bool(), 0).sum()) == 16
+    assert torch.equal(boundary_band(mask[None].bool(), 0), boundary_band(mask[None], 0))

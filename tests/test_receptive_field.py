@@ -529,3 +529,17 @@ def test_train_toy_takes_the_logits_out_of_any_mapping() -> None:
     losses = train_toy(Proxied(), lambda: (torch.randn(2, 3, 4, 4, generator=g),
                                            torch.randint(0, 2, (2, 4, 4), generator=g)), 2, lr=1e-2)
     assert len(losses) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_the_effective_receptive_field_of_a_model_in_another_dtype(dtype: torch.dtype) -> None:
+    """An audit: the inputs were float32 whatever the model, so a float64 or bfloat16 model raised "expected
+    scalar type Float but found Double"; they are now in its parameters' dtype, and the map stays float32."""
+    import copy
+
+    torch.manual_seed(0)
+    net = TinyDilatedNet(rates=(1, 2, 1), channels=4)
+    erf = effective_receptive_field(copy.deepcopy(net).to(dtype), 15, samples=2)
+    expected = effective_receptive_field(net, 15, samples=2)
+    assert erf.dtype == torch.float32 and erf.shape == (15, 15)
+    torch.testing.assert_close(erf, expected, rtol=0, atol=1e-6 if dtype == torch.float64 else 5e-4)

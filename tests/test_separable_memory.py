@@ -178,3 +178,16 @@ def test_the_trainer_follows_recompute_depthwise() -> None:
         assert flags == {value}
     assert set_recompute_depthwise(trainer.model, False) == len(
         [m for m in trainer.model.modules() if isinstance(m, _AtrousSequential)]) > 0
+
+
+@pytest.mark.parametrize("side", [6, 7])  # rate 6: the depthwise conv's centre-tap path at 6x6, the full conv at 7x7
+def test_autocast_leaves_a_double_separable_conv_in_float64(side: int) -> None:
+    """An audit: the centre-tap path cast float64 inputs to the autocast dtype, which autocast itself never does
+    (it casts float32 and the other floating types, not float64): "mixed dtype (CPU)" at 6x6, float64 at 7x7."""
+    torch.manual_seed(0)
+    module = SeparableConv2d(4, 4, rate=6).double().eval()
+    x = torch.randn(1, 4, side, side, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = module(x)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, module(x), rtol=0, atol=0)

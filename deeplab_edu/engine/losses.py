@@ -41,7 +41,8 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     """Cross-entropy averaged over the ``top_k`` fraction of hardest labelled pixels of each image.
 
     ``logits`` (N, C, h, w), upsampled bilinearly to the labels' size when it differs; ``target``
-    (N, H, W) int64 class indices, ``ignore_index`` for unlabelled pixels. ``top_k=1``: the plain
+    (N, H, W) class indices of any integer dtype (uint8 masks as loaded too; computed as int64),
+    ``ignore_index`` for unlabelled pixels. ``top_k=1``: the plain
     mean cross-entropy over every labelled pixel of the batch; ``top_k < 1``: the mean over images of
     each image's mean over its ``max(1, floor(top_k * n))`` hardest of ``n`` labelled pixels (the released
     code's truncation to an integer; online hard pixel mining: Wu, Shen
@@ -55,6 +56,7 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
     Raises:
         ValueError: ``top_k`` is not in (0, 1], or ``weight`` is given with ``top_k < 1`` or with
             another number of entries than ``logits`` has classes.
+        TypeError: ``target`` is not a tensor of integers (floating point, complex or bool).
     """
     if not 0.0 < top_k <= 1.0:
         raise ValueError(f"top_k must be in (0, 1], got {top_k}")
@@ -62,6 +64,11 @@ def bootstrapped_ce(logits: torch.Tensor, target: torch.Tensor, *, top_k: float 
         raise ValueError(f"class weights with hard-pixel mining (top_k={top_k}): use one of the two")
     if weight is not None and weight.shape != logits.shape[1:2]:
         raise ValueError(f"weight has shape {tuple(weight.shape)}: one weight per class, ({logits.shape[1]},)")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:  # an audit: uint8 targets
+        raise TypeError(  # met PyTorch's "expected scalar type Long but found Byte"; these are refused, by name
+            f"target must hold integer class indices (N, H, W), got dtype {target.dtype}: resize masks with "
+            "nearest-neighbour interpolation and pass target.long() (a bool mask: target.long(), labels 0 and 1)")
+    target = target.long()
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
     if top_k == 1.0:  # F.cross_entropy's mean is NaN when every pixel is ignored: divide by at least 1
@@ -139,7 +146,7 @@ class SegmentationLoss(torch.nn.Module):
         return 1.0 - ratio * (1.0 - self.top_k)
 
     def forward(self, outputs: Mapping[str, torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss, a scalar tensor, of ``outputs`` against ``target`` (N, H, W) class indices.
+        """The loss, a scalar tensor, of ``outputs`` against ``target`` (N, H, W) class indices (any integer dtype).
 
         ``outputs`` is ``{"out": (N, C, h, w)}`` (optionally with ``"aux"``) or the ``"out"`` logits alone; logits of
         another size than ``target`` are upsampled bilinearly first.
@@ -147,6 +154,7 @@ class SegmentationLoss(torch.nn.Module):
         Raises:
             ValueError: ``class_weights`` has another number of entries than the logits have classes, C
                 (:func:`bootstrapped_ce`).
+            TypeError: ``target`` is not a tensor of integers (:func:`bootstrapped_ce`).
         """
         if isinstance(outputs, torch.Tensor):
             outputs = {"out": outputs}

@@ -209,12 +209,13 @@ def atrous_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = 
     position reads the zero padding (DeepLabv3 sec. 3.3, Fig. 4), so only the centre weights
     ``conv.weight[:, :, 1, 1]`` act and only they get gradient. For a *depthwise* conv that is one
     multiplication per value, channel ``c`` times its centre weight: computed so (in the autocast
-    dtype under autocast, as the conv would be), its output and input gradient are the same bits
-    as the full conv's, whose zero taps add exact zeros; the centre weights' gradient sums the same
-    products in another order (equal up to rounding). It is taken for depthwise convs only (a
-    regular conv would sum its channels in another order). Any other conv, and any conv traced with
-    symbolic shapes or compiled, runs as is. ``weight`` (default ``conv.weight``) replaces the
-    conv's weight, e.g. by a detached copy when the backward pass recomputes the conv.
+    dtype under autocast, as the conv would be, which leaves float64 tensors as they are), its output
+    and input gradient are the same bits as the full conv's, whose zero taps add exact zeros; the
+    centre weights' gradient sums the same products in another order (equal up to rounding). It is
+    taken for depthwise convs only (a regular conv would sum its channels in another order). Any other
+    conv, and any conv traced with symbolic shapes or compiled, runs as is. ``weight`` (default
+    ``conv.weight``) replaces the conv's weight, e.g. by a detached copy when the backward pass
+    recomputes the conv.
     """
     if weight is None:
         weight = conv.weight
@@ -226,8 +227,8 @@ def atrous_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = 
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing()):
         centre = weight[:, 0, 1, 1]
         dtype = _autocast_dtype(x.device.type)
-        if dtype is not None:
-            x, centre = x.to(dtype), centre.to(dtype)
+        if dtype is not None:  # autocast's rule: it casts floating-point tensors but float64 (an audit: doubles raised)
+            x, centre = (t.to(dtype) if t.is_floating_point() and t.dtype != torch.float64 else t for t in (x, centre))
         y = _ChannelScale.apply(x, centre)
         return y if conv.bias is None else y + conv.bias.to(y.dtype).reshape(1, -1, 1, 1)
     return conv(x) if weight is conv.weight else conv._conv_forward(x, weight, conv.bias)

@@ -64,9 +64,11 @@ def is_onnx_file(path: str | os.PathLike) -> bool:
 
 
 def _example(model: nn.Module, example: torch.Tensor | None, dynamic: bool) -> torch.Tensor:
-    if example is None:  # on the model's device, so that a CUDA model exports without an example
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        example = torch.rand(1, 3, 65, 65, device=device)
+    if example is None:  # on the model's device and in its dtype, so that a CUDA or float64 model exports without one
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+        dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+        example = torch.rand(1, 3, 65, 65, device=device, dtype=dtype)
     if example.dim() != 4 or example.shape[1] != 3:
         raise ValueError(f"example must be an image batch (N, 3, H, W), got {tuple(example.shape)}")
     if dynamic and example.shape[0] == 1:
@@ -95,7 +97,8 @@ def export_onnx(
         model: a model whose forward returns ``{"out": logits}``.
         path: the ``.onnx`` file to write.
         example: an example batch (N, 3, H, W) on the model's device (default: one random 65 x 65
-            image there; with ``dynamic``, a batch of one is traced as two).
+            image there, in the dtype of the model's first parameter; with ``dynamic``, a batch of one is
+            traced as two).
         dynamic: keep the batch size (1 to 1024) and the height and width (32 to 4096 pixels)
             dynamic; ``False`` fixes all three to the example's.
         metadata: key -> text pairs stored in the file's ``metadata_props`` (ONNX's own place for what a
@@ -185,7 +188,7 @@ def export_program(
     Batch size (1 to 1024), height and width (32 to 4096 pixels) are dynamic as in :func:`export_onnx`;
     calling the loaded program with a shape outside them raises torch's shape-guard error (an
     ``AssertionError`` naming the bound, e.g. ``image.size()[2] >= 32``). ``example`` (N, 3, H, W)
-    defaults to a random 65 x 65 image on the model's device.
+    defaults to a random 65 x 65 image on the model's device, in the dtype of its first parameter.
 
     Raises:
         ValueError: ``example`` is not an image batch (N, 3, H, W).
