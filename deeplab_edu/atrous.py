@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .choices import whole_number
+from .choices import require_tensor, whole_number
 
 __all__ = [
     "atrous_conv1d",
@@ -156,15 +156,18 @@ def atrous_conv1d(x: torch.Tensor, w: torch.Tensor, rate: int = 1, padding: int 
         ``y`` of shape ``(conv_output_size(L, K, stride, padding, rate),)``.
 
     Raises:
-        ValueError: ``x`` or ``w`` is not a 1-D tensor; ``rate`` or ``stride`` is below 1 or ``padding`` is
+        ValueError: ``x`` or ``w`` is not 1-D; ``rate`` or ``stride`` is below 1 or ``padding`` is
             negative; ``x`` or ``w`` is empty; or the padded signal is shorter than the effective kernel (no
             output).
-        TypeError: ``rate``, ``padding`` or ``stride`` is not an int.
+        TypeError: ``x`` or ``w`` is not a torch tensor (a NumPy array: ``torch.from_numpy``); ``rate``,
+            ``padding`` or ``stride`` is not an int.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 1:
-        raise ValueError(f"x must be a 1-D tensor (L,), got {getattr(x, 'shape', type(x).__name__)}")
-    if not isinstance(w, torch.Tensor) or w.dim() != 1:
-        raise ValueError(f"w must be a 1-D tensor (K,), got {getattr(w, 'shape', type(w).__name__)}")
+    require_tensor(x, "x", "(L,)")  # an audit: a NumPy array was told "must be a 1-D tensor (L,), got (5,)"
+    require_tensor(w, "w", "(K,)")
+    if x.dim() != 1:
+        raise ValueError(f"x must be a 1-D tensor (L,), got {tuple(x.shape)}")
+    if w.dim() != 1:
+        raise ValueError(f"w must be a 1-D tensor (K,), got {tuple(w.shape)}")
     n_out = conv_output_size(x.shape[0], w.shape[0], stride, padding, rate)
     y = torch.zeros(n_out, dtype=torch.result_type(x, w), device=x.device)
     for i in range(n_out):
@@ -198,16 +201,19 @@ def atrous_conv2d(
         bias: optional ``(C_out,)``.
 
     Raises:
-        ValueError: ``x`` or ``w`` is not a 4-D tensor; ``w``'s input channels differ from ``x``'s channels;
+        ValueError: ``x`` or ``w`` is not 4-D; ``w``'s input channels differ from ``x``'s channels;
             ``bias`` is given and its shape is not ``(C_out,)``; ``rate``, ``padding`` or ``stride`` is a sequence
             whose length is not 2; ``rate`` or ``stride`` is below 1 or ``padding`` is negative; or the padded
             input is smaller than the effective kernel in either dimension (no output).
-        TypeError: a value of ``rate``, ``padding`` or ``stride`` is not an int.
+        TypeError: ``x`` or ``w`` is not a torch tensor (a NumPy array: ``torch.from_numpy``); a value of
+            ``rate``, ``padding`` or ``stride`` is not an int.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x must be a 4-D tensor (N, C_in, H, W), got {getattr(x, 'shape', type(x).__name__)}")
-    if not isinstance(w, torch.Tensor) or w.dim() != 4:
-        raise ValueError(f"w must be a 4-D tensor (C_out, C_in, K_h, K_w), got {getattr(w, 'shape', type(w).__name__)}")
+    require_tensor(x, "x", "(N, C_in, H, W)")  # an audit: a NumPy array was told "must be a 4-D tensor"
+    require_tensor(w, "w", "(C_out, C_in, K_h, K_w)")
+    if x.dim() != 4:
+        raise ValueError(f"x must be a 4-D tensor (N, C_in, H, W), got {tuple(x.shape)}")
+    if w.dim() != 4:
+        raise ValueError(f"w must be a 4-D tensor (C_out, C_in, K_h, K_w), got {tuple(w.shape)}")
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"w has {w.shape[1]} input channels but x has {x.shape[1]} channels")
     if bias is not None and bias.shape != (w.shape[0],):
@@ -245,12 +251,14 @@ def dilate_kernel(w: torch.Tensor, rate: IntOrPair, spatial_dims: int | None = N
     tensor([1., 0., 2., 0., 3.])
 
     Raises:
-        ValueError: ``w`` is not a tensor or has no dimension; ``spatial_dims`` is not 1 or 2 or exceeds
+        ValueError: ``w`` has no dimension; ``spatial_dims`` is not 1 or 2 or exceeds
             ``w.dim()``; ``rate`` is below 1 (or, with two spatial dims, a sequence whose length is not 2); or a
             dilated axis of ``w`` is empty.
-        TypeError: a value of ``rate`` is not an int.
+        TypeError: ``w`` is not a torch tensor (a NumPy array: ``torch.from_numpy``); a value of ``rate`` is not
+            an int.
     """
-    if not isinstance(w, torch.Tensor) or w.dim() == 0:
+    require_tensor(w, "w", "(K,), (K_h, K_w) or a convolution's weights")  # an audit: "must be a tensor" for NumPy
+    if w.dim() == 0:
         raise ValueError("w must be a tensor with at least one dimension (the taps)")
     if spatial_dims is None:
         spatial_dims = 1 if w.dim() in (1, 3) else 2

@@ -1,5 +1,6 @@
 """The names the package accepts: models, backbones, output strides, data sets and optimisers; and the
-optional packages some of its features need (:func:`require_packages`).
+optional packages some of its features need (:func:`require_packages`); and the checks of arguments that
+many modules share (:func:`whole_number`, :func:`require_tensor`).
 
 One torch-free module, so that the settings' checks (:func:`deeplab_edu.engine.config.validate`)
 and the command line's ``--help`` list them without importing torch; the modules that build each
@@ -14,7 +15,7 @@ import numbers
 from typing import TypeGuard
 
 __all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "OPTIONAL_PACKAGES", "unknown_model",
-           "require_packages", "install_advice", "is_whole", "whole_number"]
+           "require_packages", "install_advice", "is_whole", "whole_number", "require_tensor"]
 
 #: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -78,3 +79,22 @@ def whole_number(value: object, name: str, *, minimum: int = 1) -> int:
     if int(value) < minimum:
         raise ValueError(f"{name} must be {'a positive integer' if minimum == 1 else f'>= {minimum}'}, got {value}")
     return int(value)
+
+
+def require_tensor(value: object, name: str, form: str, convert: str = "") -> None:
+    """Check that ``value``, the argument ``name``, is a torch tensor (torch is imported only by this call).
+
+    ``form`` is the layout it takes (``"(H, W)"``); ``convert`` says how to make one from what was given, by
+    default ``torch.from_numpy(name)`` for a NumPy array and ``torch.as_tensor(numpy.asarray(name))`` otherwise
+    (a PIL image, a list). A NumPy array or a PIL image otherwise failed deep inside with an ``AttributeError``
+    (``'numpy.ndarray' object has no attribute 'dim'``).
+
+    Raises:
+        TypeError: naming ``name``, ``form``, the type given and ``convert``, when ``value`` is not a tensor.
+    """
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        numpy = type(value).__module__ == "numpy"
+        convert = convert or (f"torch.from_numpy({name})" if numpy else f"torch.as_tensor(numpy.asarray({name}))")
+        raise TypeError(f"{name} must be a torch tensor {form}, got {type(value).__name__}: {convert}")

@@ -1183,7 +1183,7 @@ def _export(args: argparse.Namespace) -> int:
 
     state = load_checkpoint(args.checkpoint)  # read once for both files
     try:  # before anything is written: --onnx needs the model, and --out says who can read the file
-        loaded = run_from_checkpoint(state, args.checkpoint, "cpu")
+        loaded = run_from_checkpoint(state, checkpoint_file(args.checkpoint), "cpu")  # the file the messages name
     except (ValueError, CheckpointMismatchError):
         if args.onnx or not state.get("model_info", {}).get("model_class"):
             raise

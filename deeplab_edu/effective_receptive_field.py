@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atrous import same_padding
+from .choices import require_tensor
 from .inference import eval_mode, unwrap_out
 from .receptive_field import _input_size, spatial_part
 
@@ -125,6 +126,7 @@ def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
     A one-number summary to set against the theoretical receptive field size.
 
     Raises:
+        TypeError: ``erf`` is not a tensor (a NumPy array: ``torch.from_numpy``).
         ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).
     """
     masses = _square_masses(erf, fraction)
@@ -152,6 +154,7 @@ def interpolated_extent(erf: torch.Tensor, fraction: float = 0.9) -> float:
         The side in pixels (a float, between 0 and ``2 * max(H, W) - 1``).
 
     Raises:
+        TypeError: ``erf`` is not a tensor (a NumPy array: ``torch.from_numpy``).
         ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).
     """
     masses = _square_masses(erf, fraction)
@@ -167,6 +170,7 @@ def _square_masses(erf: torch.Tensor, fraction: float) -> list[float]:
     """The share of ``erf`` (H, W) in the squares of sides 1, 3, 5, ... around its centre of mass (rounded to a
     pixel), ``max(H, W)`` of them, for :func:`mass_extent` and :func:`interpolated_extent`, which check
     ``fraction``."""
+    require_tensor(erf, "erf", "(H, W)")  # an audit: a NumPy map was "'numpy.ndarray' object has no attribute 'double'"
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if float(erf.sum()) <= 0:

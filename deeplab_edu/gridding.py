@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .atrous import conv_output_size
-from .choices import is_whole
+from .choices import is_whole, require_tensor
 from .receptive_field import LayerSpec, receptive_field
 
 __all__ = ["path_counts", "sampling_pattern", "coverage"]
@@ -107,5 +107,9 @@ def coverage(pattern: torch.Tensor) -> float:
 
     Args:
         pattern: a :func:`sampling_pattern` map, any shape.
+
+    Raises:
+        TypeError: ``pattern`` is not a tensor (a NumPy array: ``torch.from_numpy``).
     """
+    require_tensor(pattern, "pattern", "(any shape)")  # an audit: a NumPy array was an AttributeError
     return float((pattern > 0).double().mean())

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .choices import is_whole
+from .choices import is_whole, require_tensor
 from .metrics import NAN_SCORES, ConfusionMatrix
 from .models.backbones import at_output_stride
 
@@ -441,7 +441,7 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             :data:`~deeplab_edu.metrics.NAN_SCORES`), or ``strategy.output_stride`` cannot be applied to
             the model; the model has no parameters (its device is read from them).
         TypeError: an image is not floating point (uint8 pixels, say: normalise them as in training,
-            :func:`predict_probs`).
+            :func:`predict_probs`); ``limit`` is not a whole number.
     """
     from .progress import progress_bar
 
@@ -452,6 +452,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
         num_classes = getattr(dataset, "num_classes", None)
     if num_classes is None:
         raise ValueError("num_classes is needed (the dataset has no num_classes attribute)")
+    if limit is not None and not is_whole(limit):  # an audit: limit=1.0 failed in range() with a raw TypeError
+        raise TypeError(f"limit must be a whole number of images (or None: all of them), got {limit!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 image (or None: all of them), got {limit}")
     weight = next(model.parameters(), None)
@@ -543,9 +545,10 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
         CheckpointMismatchError: its weights do not fit the model its configuration names (a run
             whose script passed its own model to the Trainer: the message names that model's class).
     """
-    from .engine.checkpoint import load_checkpoint
+    from .engine.checkpoint import checkpoint_file, load_checkpoint
 
-    return run_from_checkpoint(load_checkpoint(checkpoint), checkpoint, device)
+    path = checkpoint_file(checkpoint)  # a folder's newest checkpoint: the file the messages name
+    return run_from_checkpoint(load_checkpoint(path), path, device)
 
 
 def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
@@ -579,12 +582,13 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
         raise ValueError(f"{checkpoint}: the model it describes cannot be built by this version of deeplab-edu "
                          f"({type(err).__name__}: {err}); it was written by another version, or damaged. Update "
                          "deeplab-edu, or load its 'model' weights into a model you build "
-                         "(torch.load(path, weights_only=True)['model'])") from None
+                         f"(torch.load({str(checkpoint)!r}, weights_only=True)['model'])") from None
     own = None
     if "model_class" in info:  # a model the training script built: the configuration's model is not it
         own = (f"It holds a model its training script built itself ({info['model_class']}), not the "
                f"{info['name']} / {info['backbone']} its configuration names: build that model in Python and load "
-               "the checkpoint's 'model' weights into it (torch.load(path, weights_only=True)['model']).")
+               f"the checkpoint's 'model' weights into it (torch.load({str(checkpoint)!r}, "
+               "weights_only=True)['model']).")
     check_compatible(state, info, model, source=f"checkpoint {checkpoint}", advice=own)
     check_finite_weights(state["model"], checkpoint)
     model.load_state_dict(state["model"])
@@ -605,8 +609,12 @@ def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
     that the errors inside and outside the band can be told apart.
 
     Raises:
+        TypeError: ``pred``, ``target`` or ``band`` is not a tensor (a NumPy array: ``torch.from_numpy``).
         ValueError: ``pred`` and ``target`` (or ``band``) differ in shape (a prediction at another size, or logits).
     """
+    for name, value in (("pred", pred), ("target", target), ("band", band)):  # an audit: NumPy was an AttributeError
+        if value is not None:
+            require_tensor(value, name, "(H, W)")
     if pred.shape != target.shape or (band is not None and band.shape != target.shape):
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)}"
                          f"{'' if band is None else f' and band {tuple(band.shape)}'} must be maps of one "

@@ -29,7 +29,7 @@ from typing import Any, Hashable, Mapping, Sequence, TypeVar
 import numpy as np
 import torch
 
-from .choices import is_whole
+from .choices import is_whole, require_tensor
 
 K = TypeVar("K", bound=Hashable)
 
@@ -109,9 +109,14 @@ class ConfusionMatrix:
                 ``num_classes`` or hold NaN (:data:`NAN_SCORES`), ``target`` holds labels outside
                 ``[0, num_classes)`` other than ``ignore_index``, or ``pred`` holds labels outside
                 ``[0, num_classes)``.
-            TypeError: ``target``, or ``pred`` given as labels, is floating point (labels are integers:
+            TypeError: ``pred`` or ``target`` is neither a tensor nor a NumPy array (a PIL mask: the message says
+                how to convert it); ``target``, or ``pred`` given as labels, is floating point (labels are integers:
                 a float label would be cut to an integer without a word).
         """
+        for name, a in (("pred", pred), ("target", target)):  # an audit: a PIL mask was "Could not infer dtype"
+            if not isinstance(a, (np.ndarray, list, tuple)):
+                require_tensor(a, name, "(or a NumPy array) of labels (N, H, W)", f"torch.from_numpy(numpy.array("
+                               f"{name})) for a PIL mask of mode P or L (its values are the labels)")
         # NumPy arrays too, copied: a flipped view (negative strides) or a read-only np.asarray(PIL image)
         pred, target = (torch.from_numpy(np.array(a)) if isinstance(a, np.ndarray) else torch.as_tensor(a)
                         for a in (pred, target))
@@ -188,8 +193,13 @@ def format_iou_table(iou: Sequence[float], class_names: Sequence[str] | None = N
     is written ``\\|`` (and a backslash ``\\\\``), so that it stays in its cell.
 
     Raises:
+        TypeError: ``iou`` is a mapping or a string, not one value per class (``ConfusionMatrix.compute()``'s
+            whole dictionary: give its ``["iou"]``).
         ValueError: ``class_names`` is given and its length differs from that of ``iou``.
     """
+    if isinstance(iou, (Mapping, str)):  # an audit: compute()'s dict was "Unknown format code 'f' ... 'str'"
+        raise TypeError(f"iou must be the per-class IoU values (fractions in [0, 1]), got a {type(iou).__name__}: "
+                        "give ConfusionMatrix.compute()['iou'], not the whole dictionary")
     names = list(class_names) if class_names is not None else [f"class {i}" for i in range(len(iou))]
     if len(names) != len(iou):
         raise ValueError(f"{len(names)} class names for {len(iou)} IoU values")
@@ -220,9 +230,11 @@ def trimap_target(target: torch.Tensor, width: int, ignore_index: int = 255) -> 
         width: the band's half-width in pixels.
 
     Raises:
+        TypeError: ``target`` is not a tensor (a NumPy array: ``torch.from_numpy``).
         ValueError: ``width`` is not a whole number of at least 0, ``target`` is not (H, W) or (N, H, W), or its
             dtype cannot hold ``ignore_index`` (-1 in ``uint8`` was written as 255).
     """
+    require_tensor(target, "target", "of labels (H, W) or (N, H, W)")  # an audit: NumPy was an AttributeError
     if not is_whole(width) or width < 0:  # an audit: 1.5 was a TypeError of max_pool2d
         raise ValueError(f"width must be a whole number of pixels, >= 0, got {width!r}")
     if target.dim() not in (2, 3):

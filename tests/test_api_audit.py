@@ -423,3 +423,14 @@ def test_whole_number_names_the_argument_and_takes_numpy_integers():
         whole_number(0, "rate")
     with pytest.raises(ValueError, match="^padding must be >= 0, got -1$"):
         whole_number(-1, "padding", minimum=0)
+
+
+def test_overlay_reads_a_float_array_as_display_rgb_reads_a_float_tensor() -> None:
+    """An audit of wrong types: a float (H, W, 3) array in [0, 1], display_rgb's own output among them, was read
+    as 0-255 and drawn black, where the same picture as a tensor was drawn as it is."""
+    from deeplab_edu.viz.images import colorize, display_rgb, overlay
+
+    black = colorize(torch.zeros(4, 4, dtype=torch.long), [(0, 0, 0)])
+    grey = torch.full((3, 4, 4), 0.8)
+    assert overlay(display_rgb(grey), black)[0, 0].tolist() == overlay(grey, black)[0, 0].tolist() == [102] * 3
+    assert overlay(np.full((4, 4, 3), 204, np.uint8), black)[0, 0].tolist() == [102] * 3  # uint8 as before

@@ -208,3 +208,18 @@ def test_edge_and_line_figure():
     with pytest.raises(ValueError):
         plot_edge_and_line([])
     plt.close("all")
+
+
+def test_a_numpy_array_is_named_as_not_a_tensor() -> None:
+    """An audit of wrong types: atrous_conv1d(np.arange(5.), np.ones(3)) said "x must be a 1-D tensor (L,), got
+    (5,)", a 1-D shape; it now says a torch tensor is needed and how to make one."""
+    with pytest.raises(TypeError, match=r"^x must be a torch tensor \(L,\), got ndarray: torch\.from_numpy\(x\)$"):
+        atrous_conv1d(np.arange(5.0), np.ones(3))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^w must be a torch tensor \(K,\), got list"):
+        atrous_conv1d(torch.arange(5.0), [1.0, 1.0])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^x must be a torch tensor \(N, C_in, H, W\), got ndarray"):
+        atrous_conv2d(np.ones((1, 1, 5, 5)), torch.ones(1, 1, 3, 3))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^w must be a torch tensor .* got ndarray: torch\.from_numpy\(w\)$"):
+        dilate_kernel(np.ones(3), 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"x must be a 1-D tensor \(L,\), got \(2, 2\)"):  # a tensor: as before
+        atrous_conv1d(torch.ones(2, 2), torch.ones(1))

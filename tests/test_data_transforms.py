@@ -310,3 +310,27 @@ def test_a_uint8_image_scaled_to_one_pixel_is_resized() -> None:
     uint8 = train_transform(8, scale_range=(0.5, 0.5), as_uint8=True, normalize=False)(image, mask)
     floats = train_transform(8, scale_range=(0.5, 0.5), normalize=False)(image, mask)
     assert uint8[0].shape == floats[0].shape == (3, 8, 8) and uint8[0].dtype == torch.uint8
+
+
+def test_normalize_names_a_pil_image_or_a_numpy_array_and_how_to_convert_it() -> None:
+    """An audit of wrong types: normalize and denormalize of a PIL image or a NumPy array failed with an
+    AttributeError ("'numpy.ndarray' object has no attribute 'is_floating_point'")."""
+    for image in (Image.new("RGB", (4, 4)), np.zeros((4, 4, 3), np.uint8)):
+        with pytest.raises(TypeError, match=r"image must be a torch tensor .*io\.pil_image_tensor\(image\).* "
+                                            r"torch\.from_numpy\(a\)\.permute\(2, 0, 1\)"):
+            normalize(image)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="image must be a torch tensor .* got ndarray"):
+        denormalize(np.zeros((3, 4, 4), np.float32))  # type: ignore[arg-type]
+
+
+def test_a_read_only_numpy_image_goes_through_the_transforms_without_a_warning() -> None:
+    """An audit of wrong types: np.asarray of a PIL image (read-only) made PyTorch warn that the array is not
+    writable: the mask was copied before it became a tensor, the image was not. Both are now."""
+    import warnings
+
+    image = np.asarray(Image.new("RGB", (5, 4), (255, 0, 0)))
+    assert not image.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, _ = eval_transform(normalize=False)(image, np.zeros((4, 5), np.uint8))
+    assert x.shape == (3, 4, 5) and float(x[0].min()) == 1.0 and float(x[1:].max()) == 0.0

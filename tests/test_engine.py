@@ -1702,3 +1702,33 @@ def test_the_loss_takes_any_integer_target_and_names_a_float_or_bool_one() -> No
             bootstrapped_ce(logits, target.to(dtype))
         with pytest.raises(TypeError, match="target must hold integer"):
             SegmentationLoss()(logits, target.to(dtype))
+
+
+def test_plot_history_draws_fits_result_and_a_metrics_json(tmp_path) -> None:
+    """An audit of wrong types: plot_history(trainer.fit()) and plot_history("metrics.json") said "'str' object has no
+    attribute 'get'" (it iterated over the keys). Both hold a run's history, drawn as the rows themselves are; a
+    mapping without one is refused naming its keys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.engine.report import plot_history
+    from deeplab_edu.engine.runs import write_metrics_json
+    from deeplab_edu.engine.trainer import run_result
+
+    rows = [{"split": "train", "iteration": 1, "loss": 2.0}, {"split": "train", "iteration": 2, "loss": 1.5},
+            {"split": "val", "iteration": 2, "miou": 0.25}]
+    result = run_result(rows, [])
+    write_metrics_json(tmp_path / "metrics.json", result)
+
+    def drawn(history: Any) -> list[list[float]]:
+        fig = plot_history(history)
+        lines = [list(line.get_ydata()) for ax in fig.axes for line in ax.get_lines()]
+        plt.close(fig)
+        return lines
+
+    assert drawn(rows) == drawn(result) == drawn(tmp_path / "metrics.json") == drawn(str(tmp_path / "metrics.json")) \
+        == [[2.0, 1.5], [25.0]]
+    with pytest.raises(TypeError, match=r"without a 'history' list \(keys: \['miou'\]\)"):
+        plot_history({"miou": 0.5})

@@ -131,3 +131,16 @@ def test_a_float64_model_exports_without_an_example(tmp_path) -> None:
     x = torch.rand(1, 3, 65, 65, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(program(x), model(x)["out"])
+
+
+def test_run_onnx_refuses_integer_pixels_as_the_model_does(model: torch.nn.Module, tmp_path) -> None:
+    """An audit of wrong types: uint8 pixels 0-255 went through the ONNX graph and came back as meaningless logits,
+    where the PyTorch model refuses them; run_onnx now refuses them with the model's own advice (the same text)."""
+    pixels = torch.full((1, 3, 33, 33), 200, dtype=torch.uint8)
+    with pytest.raises(TypeError) as eager:
+        model(pixels)
+    (tmp_path / "m.onnx").write_bytes(b"refused before onnxruntime reads it")
+    for given in (pixels, pixels.numpy()):
+        with pytest.raises(TypeError, match=r"got uint8; x\.float\(\) / 255 first") as onnx:
+            run_onnx(tmp_path / "m.onnx", given)
+        assert str(onnx.value) == str(eager.value).replace("torch.uint8", "uint8")

@@ -462,3 +462,36 @@ def test_a_half_precision_model_predicts_at_several_scales_like_its_float32_twin
     assert probs.shape == expected.shape == (1, 3, 24, 20)
     assert torch.allclose(probs.float(), expected, atol=0.01)
     assert predict(model, image, strategy).shape == (1, 24, 20)
+
+
+def test_numpy_maps_and_a_float_limit_are_named() -> None:
+    """An audit of wrong types: error_map of NumPy label maps failed with "'numpy.ndarray' object has no attribute
+    'cpu'", and evaluate(limit=1.0) with range()'s "'float' object cannot be interpreted as an integer"."""
+    from deeplab_edu.inference import error_map
+
+    labels = np.zeros((4, 4), np.int64)
+    with pytest.raises(TypeError, match=r"^pred must be a torch tensor \(H, W\), got ndarray: torch\.from_numpy"):
+        error_map(labels, torch.zeros(4, 4, dtype=torch.long))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^band must be a torch tensor"):
+        error_map(torch.zeros(4, 4), torch.zeros(4, 4), band=labels.astype(bool))  # type: ignore[arg-type]
+    items = [(torch.randn(3, 4, 4), torch.zeros(4, 4, dtype=torch.long))]
+    with pytest.raises(TypeError, match=r"^limit must be a whole number of images \(or None: all of them\), got 1\.0$"):
+        evaluate(Pointwise(), items, num_classes=4, limit=1.0, progress=False)  # type: ignore[arg-type]
+    assert evaluate(Pointwise(), items, num_classes=4, limit=np.int64(1), progress=False)["pixels"] == 16
+
+
+def test_load_run_of_a_scripts_own_model_names_the_checkpoint_file_to_load(tmp_path) -> None:
+    """An audit: load_run of a run's folder whose script built its own model advised torch.load(path, ...) and
+    named the folder, not the checkpoint file in it that the advice is to load."""
+    from deeplab_edu.engine.checkpoint import CheckpointMismatchError
+    from deeplab_edu.inference import load_run
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    file = tmp_path / "run" / "checkpoints" / "ckpt_2.pt"
+    torch.save({"model": TinyNet().state_dict(), "config": {"output_stride": 16},
+                "model_info": {"name": "deeplabv3", "backbone": "tiny_resnet", "num_classes": 3,
+                               "model_class": "test_engine_fixtures.TinyNet"}}, file)
+    with pytest.raises(CheckpointMismatchError, match="built itself") as err:
+        load_run(tmp_path / "run")
+    assert f"torch.load({str(file)!r}, weights_only=True)['model']" in str(err.value)
+    assert str(err.value).startswith(f"checkpoint {file} was written for another model")

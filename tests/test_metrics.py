@@ -178,3 +178,26 @@ def test_a_bool_mask_gets_the_band_of_its_integer_labels() -> None:
         assert torch.equal(trimap_target(mask.bool(), width), trimap_target(mask, width))
     assert int(boundary_band(mask.bool(), 0).sum()) == 16
     assert torch.equal(boundary_band(mask[None].bool(), 0), boundary_band(mask[None], 0))
+
+
+def test_wrong_types_are_named_with_what_to_give_instead() -> None:
+    """An audit of wrong types: format_iou_table(cm.compute()) said "Unknown format code 'f' for object of type
+    'str'" (it iterated over the dictionary's keys), ConfusionMatrix.update of two PIL masks "Could not infer
+    dtype of Image", and trimap_target of a NumPy array failed with an AttributeError."""
+    import numpy as np
+    from PIL import Image
+
+    cm = ConfusionMatrix(2)
+    cm.update(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
+    with pytest.raises(TypeError, match=r"iou must be the per-class IoU values .* got a dict: give "
+                                        r"ConfusionMatrix\.compute\(\)\['iou'\]"):
+        format_iou_table(cm.compute())  # type: ignore[arg-type]
+    assert format_iou_table(cm.compute()["iou"]).splitlines()[-1] == "| **mean** | **100.0** |"
+    mask = Image.fromarray(np.zeros((2, 3), np.uint8))
+    with pytest.raises(TypeError, match=r"^pred must be a torch tensor \(or a NumPy array\) of labels .* got Image: "
+                                        r"torch\.from_numpy\(numpy\.array\(pred\)\)"):
+        cm.update(mask, mask)  # type: ignore[arg-type]
+    cm.update(np.array(mask), [[0, 0, 0], [0, 0, 0]])  # type: ignore[arg-type]  # NumPy and lists: as before
+    assert int(cm.mat.sum()) == 8
+    with pytest.raises(TypeError, match=r"^target must be a torch tensor of labels .* torch\.from_numpy\(target\)$"):
+        trimap_target(np.zeros((4, 4), np.int64), 1)  # type: ignore[arg-type]

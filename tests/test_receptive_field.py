@@ -543,3 +543,18 @@ def test_the_effective_receptive_field_of_a_model_in_another_dtype(dtype: torch.
     expected = effective_receptive_field(net, 15, samples=2)
     assert erf.dtype == torch.float32 and erf.shape == (15, 15)
     torch.testing.assert_close(erf, expected, rtol=0, atol=1e-6 if dtype == torch.float64 else 5e-4)
+
+
+def test_a_numpy_map_is_named_as_not_a_tensor() -> None:
+    """An audit of wrong types: coverage, mass_extent and interpolated_extent of a NumPy map failed with
+    "'numpy.ndarray' object has no attribute 'double'"."""
+    import numpy as np
+
+    from deeplab_edu.effective_receptive_field import interpolated_extent
+
+    with pytest.raises(TypeError, match=r"^pattern must be a torch tensor .* torch\.from_numpy\(pattern\)$"):
+        coverage(np.ones((5, 5)))  # type: ignore[arg-type]
+    for extent in (mass_extent, interpolated_extent):
+        with pytest.raises(TypeError, match=r"^erf must be a torch tensor \(H, W\), got ndarray"):
+            extent(np.ones((5, 5)))  # type: ignore[arg-type]
+    assert coverage(torch.ones(5, 5)) == 1.0 and mass_extent(torch.ones(5, 5), 1.0) == 5

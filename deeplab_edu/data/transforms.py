@@ -30,6 +30,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..choices import require_tensor
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 from .io import HIGH_DEPTH_MODES, pil_image_tensor
 from .classes import IGNORE_INDEX
@@ -71,7 +72,8 @@ def _wrap(image: Any, mask: Any, as_uint8: bool = False) -> tuple[tv_tensors.Ima
             image = pil_image_tensor(image)  # scaled by its mode, as load_image reads a file
         elif hasattr(image, "mode") and image.mode in _PIL_TO_RGB:  # a PIL image: as load_image reads a file
             image = image.convert("RGB")  # palette indices are not intensities; alpha is dropped
-        image = F.to_image(image)  # PIL or numpy HWC (a tensor stays as it is)
+        # PIL or numpy HWC, copied as the mask is: a read-only array (np.asarray of a PIL image) made torch warn
+        image = F.to_image(np.array(image) if isinstance(image, np.ndarray) else image)
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must have shape (3, H, W) (or (1, H, W)), got {tuple(image.shape)}")
     if image.shape[0] == 1:
@@ -429,6 +431,11 @@ def eval_transform(
     return _Joint(steps)
 
 
+#: How :func:`normalize` and :func:`denormalize` say to make their tensor of a PIL image or a NumPy array.
+_TO_TENSOR = ("from a PIL image: deeplab_edu.data.io.pil_image_tensor(image); from a NumPy (H, W, 3) array: "
+              "torch.from_numpy(a).permute(2, 0, 1)")
+
+
 def normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """``(image - mean) / std`` per channel, as the models expect: (3, H, W) or (N, 3, H, W) in [0, 1].
 
@@ -437,9 +444,11 @@ def normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: S
     (0-255, as ``torchvision.io.read_image`` gives) is scaled to [0, 1] first; the result is float.
 
     Raises:
-        TypeError: ``image`` has an integer dtype other than uint8 (scale it to [0, 1] first).
+        TypeError: ``image`` is not a tensor (a PIL image or a NumPy array: the message says how to convert it), or
+            has an integer dtype other than uint8 (scale it to [0, 1] first).
         ValueError: ``image`` is not (3, H, W) or (N, 3, H, W) (e.g. RGBA or grey: convert it to RGB).
     """
+    require_tensor(image, "image", "(3, H, W) or (N, 3, H, W)", _TO_TENSOR)  # an audit: an AttributeError
     if image.dtype == torch.uint8:
         image = image.float() / 255
     elif not image.is_floating_point():
@@ -456,10 +465,12 @@ def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std:
     """Undo ImageNet normalisation for display: (3, H, W) or (N, 3, H, W), clamped to [0, 1].
 
     Raises:
-        TypeError: ``image`` is not floating point (a normalised image is; uint8 pixels need no undoing).
+        TypeError: ``image`` is not a tensor (a NumPy array: the message says how to convert it), or not floating
+            point (a normalised image is; uint8 pixels need no undoing).
         ValueError: ``image`` is not (3, H, W) or (N, 3, H, W) (a grey (H, W) one was broadcast to three
             channels without a word: an audit).
     """
+    require_tensor(image, "image", "(3, H, W) or (N, 3, H, W)", _TO_TENSOR)  # an audit: an AttributeError
     if not image.is_floating_point():
         raise TypeError(f"denormalize: image has dtype {image.dtype}; it undoes normalize, whose images are float")
     if image.ndim not in (3, 4) or image.shape[-3] != len(mean):

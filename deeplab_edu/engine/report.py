@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 __all__ = ["plot_history", "MARKED_POINTS", "plot_metric_bars", "history_from_record", "iteration_ticks"]
@@ -34,14 +35,37 @@ def history_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 MARKED_POINTS = 300
 
 
-def plot_history(history: Sequence[Mapping[str, Any]], *, title: str = "", ax_pair: Any = None) -> Any:
+def plot_history(history: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str | os.PathLike[str], *,
+                 title: str = "", ax_pair: Any = None) -> Any:
     """Two panels: training loss and validation mIoU (%) against the iteration (whole-number ticks). A marker
     shows each logged loss of a short run; above :data:`MARKED_POINTS` of them (a long run: 10,000 points made a
-    solid band of markers) the loss is a thin line."""
+    solid band of markers) the loss is a thin line.
+
+    ``history`` is a run's rows (``train_or_load``'s history), what :meth:`~deeplab_edu.engine.Trainer.fit`
+    returns (its ``"history"`` is drawn) or the path of a run's ``metrics.json``, which holds the same.
+
+    Raises:
+        OSError: ``history`` names a file that cannot be read.
+        TypeError: ``history`` is none of these (a mapping without ``"history"``, say).
+        ValueError: ``history`` names a file that is not a run's metrics
+            (:func:`~deeplab_edu.engine.runs.read_metrics_json`).
+    """
     import matplotlib.pyplot as plt
 
-    train = [r for r in history if r.get("split") == "train"]
-    val = [r for r in history if r.get("split") == "val"]
+    if isinstance(history, (str, os.PathLike)):  # an audit: a path was "'str' object has no attribute 'get'"
+        from .runs import read_metrics_json
+
+        history = read_metrics_json(history)
+    rows: Sequence[Mapping[str, Any]]
+    if isinstance(history, Mapping):  # fit()'s result, or metrics.json's
+        if not isinstance(history.get("history"), list):
+            raise TypeError(f"history must be a run's rows, fit()'s result or the path of its metrics.json, got a "
+                            f"{type(history).__name__} without a 'history' list (keys: {sorted(map(str, history))})")
+        rows = history["history"]
+    else:
+        rows = history
+    train = [r for r in rows if r.get("split") == "train"]
+    val = [r for r in rows if r.get("split") == "val"]
     if ax_pair is None:
         fig, ax_pair = plt.subplots(1, 2, figsize=(9, 3.2))
     else:

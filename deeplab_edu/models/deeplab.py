@@ -180,11 +180,18 @@ class DeepLab(nn.Module):
             raise ValueError(f"expected images of shape (N, 3, H, W) with H, W > 0, got {tuple(x.shape)}")
         weight = next(self.parameters())
         if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
-            raise TypeError(f"expected {weight.dtype} images (the weights' dtype; normalised with ImageNet's mean and "
-                            f"std: deeplab_edu.data.transforms.normalize), got {x.dtype}"
-                            + ("; x.float() / 255 first" if not x.is_floating_point() else f"; x.to({weight.dtype})"))
+            raise TypeError(_images_dtype_message(x.dtype, weight.dtype, x.is_floating_point()))
         if self.training:  # (evaluation, and so export, never depends on the batch size)
             self.check_input_size(x)
+
+
+def _images_dtype_message(got: object, expected: torch.dtype, floating: bool) -> str:
+    """The TypeError's message for images of dtype ``got`` (``floating`` point or not) where ``expected`` ones
+    belong: the model's check and :func:`~deeplab_edu.models.export.run_onnx` give the same advice (integer pixels
+    0-255: ``float() / 255``, then the normalisation)."""
+    return (f"expected {expected} images (the weights' dtype; normalised with ImageNet's mean and std: "
+            f"deeplab_edu.data.transforms.normalize), got {got}"
+            + (f"; x.to({expected})" if floating else "; x.float() / 255 first"))
 
 
 def _in_channels(module: nn.Module) -> int | None:

@@ -32,6 +32,7 @@ from ..atomic import atomic_path
 from ..choices import require_packages
 from ..inference import eval_mode, unwrap_out
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
+from .deeplab import _images_dtype_message
 
 __all__ = ["export_onnx", "onnx_metadata", "run_onnx", "export_program", "load_program", "LogitsOnly", "is_onnx_file"]
 
@@ -160,7 +161,7 @@ def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.n
 
     Args:
         path: a model written by :func:`export_onnx` (its input is named ``image``).
-        images: normalised images (N, 3, H, W) as the PyTorch model takes them; cast to float32.
+        images: normalised images (N, 3, H, W) as the PyTorch model takes them, floating point; cast to float32.
 
     Returns:
         The model's first output, ``"out"``: float32 logits (N, num_classes, H, W), a NumPy array,
@@ -169,14 +170,18 @@ def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.n
     Raises:
         FileNotFoundError: no file exists at ``path``.
         ImportError: ``onnxruntime`` is not installed (the ``dev`` extra holds it; ``pip install onnxruntime``).
+        TypeError: ``images`` are integers (uint8 pixels 0-255: the PyTorch model refuses them with the same
+            advice).
     """
     require_packages("onnxruntime", what="run_onnx")
     import onnxruntime as ort
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no ONNX model at {path}")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if not np.issubdtype(x.dtype, np.floating):  # an audit: uint8 pixels 0-255 gave meaningless logits without a word
+        raise TypeError(_images_dtype_message(x.dtype, torch.float32, floating=False))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"image": x.astype(np.float32)})[0]
 
 

@@ -95,7 +95,8 @@ def overlay(image: torch.Tensor | np.ndarray, colored_mask: np.ndarray, alpha: f
     """Blend an RGB image with a coloured mask.
 
     ``image`` is a tensor (3, H, W) as :func:`display_rgb` takes it (float in [0, 1], uint8, or
-    normalised) or a uint8 array (H, W, 3); ``colored_mask`` is uint8 (H, W, 3), as :func:`colorize`
+    normalised) or an array (H, W, 3): uint8 0-255, or float read by the tensor's rule (in [0, 1], as
+    :func:`display_rgb` returns it, or normalised); ``colored_mask`` is uint8 (H, W, 3), as :func:`colorize`
     gives it; ``alpha`` is the mask's weight in [0, 1] (0: the image alone). Returns a uint8 array (H, W, 3).
 
     Raises:
@@ -107,7 +108,11 @@ def overlay(image: torch.Tensor | np.ndarray, colored_mask: np.ndarray, alpha: f
     if isinstance(image, torch.Tensor):
         img = display_rgb(image) * 255
     else:
-        img = np.asarray(image, dtype=np.float32)
+        img = np.asarray(image)
+        if np.issubdtype(img.dtype, np.floating) and img.ndim == 3 and img.shape[-1] == 3:
+            # an audit: a float array in [0, 1] (display_rgb's own) was read as 0-255 and drawn black
+            img = display_rgb(torch.from_numpy(np.array(img)).permute(2, 0, 1)) * 255
+        img = img.astype(np.float32)
     if img.shape != np.shape(colored_mask) or img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"image {img.shape} and colored_mask {np.shape(colored_mask)} must both be (H, W, 3) of one "
                          "size (colorize a mask of the image's size)")
