@@ -434,3 +434,20 @@ def test_overlay_reads_a_float_array_as_display_rgb_reads_a_float_tensor() -> No
     grey = torch.full((3, 4, 4), 0.8)
     assert overlay(display_rgb(grey), black)[0, 0].tolist() == overlay(grey, black)[0, 0].tolist() == [102] * 3
     assert overlay(np.full((4, 4, 3), 204, np.uint8), black)[0, 0].tolist() == [102] * 3  # uint8 as before
+
+
+def test_a_float_image_of_0_to_255_values_is_shown_as_its_uint8_twin() -> None:
+    """A review of the change above: a float array (or tensor) of 0-255 values (``np.asarray(photo).astype(float)``)
+    went through the normalised branch and came out almost white; no normalised pixel exceeds NORMALISED_MAX
+    (2.64), so a non-negative image above it is 0-255 in floats."""
+    from deeplab_edu.viz.images import NORMALISED_MAX, colorize, display_rgb, overlay
+
+    assert abs(NORMALISED_MAX - (1 - 0.406) / 0.225) < 1e-9
+    photo = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
+    as_floats = photo.float()
+    np.testing.assert_allclose(display_rgb(as_floats), display_rgb(photo), atol=1e-6)
+    black = colorize(torch.zeros(5, 7, dtype=torch.long), [(0, 0, 0)])
+    hwc = photo.permute(1, 2, 0).numpy()
+    assert (overlay(hwc.astype(np.float64), black) == overlay(hwc, black)).all()
+    normalised = (torch.rand(3, 5, 7) - 0.45) / 0.226  # a normalised image still goes through denormalize
+    assert not np.allclose(display_rgb(normalised), display_rgb(normalised.clamp(0, 1)))

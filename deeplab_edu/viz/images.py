@@ -7,10 +7,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["sample_photo", "colorize", "overlay", "display_rgb", "require_rgb", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["sample_photo", "colorize", "overlay", "display_rgb", "require_rgb", "IMAGENET_MEAN", "IMAGENET_STD",
+           "NORMALISED_MAX"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALISED_MAX = max((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
+"""The largest value a pixel in [0, 1] takes once normalised with ImageNet's statistics (blue's: 2.64)."""
 
 
 def sample_photo(size: int | tuple[int, int] | None = None) -> torch.Tensor:
@@ -75,7 +78,9 @@ def display_rgb(image: torch.Tensor) -> np.ndarray:
     """An image tensor (3, H, W) as ``imshow`` shows it: float32 (H, W, 3) in [0, 1].
 
     uint8 pixels are divided by 255; a float image with values outside [0, 1] is taken as normalised
-    with ImageNet's statistics (as the data sets' transforms give it) and denormalised; a float image in
+    with ImageNet's statistics (as the data sets' transforms give it) and denormalised, unless it has no
+    negative value and one above :data:`NORMALISED_MAX` (no normalised pixel reaches it): then it holds
+    0-255 values in floats (``np.asarray(photo).astype(float)``) and is divided by 255; a float image in
     [0, 1] is shown as it is. The package's figures show the images they are given through it.
 
     Raises:
@@ -83,6 +88,8 @@ def display_rgb(image: torch.Tensor) -> np.ndarray:
     """
     img = require_rgb(image).detach().cpu()
     if img.dtype == torch.uint8:
+        img = img.float() / 255
+    elif img.min() >= 0 and img.max() > NORMALISED_MAX:  # 0-255 in floats (a review: it was drawn white)
         img = img.float() / 255
     elif img.min() < -0.01 or img.max() > 1.01:  # normalised: undo it for display
         from ..data.transforms import denormalize
