@@ -15,7 +15,7 @@ import numbers
 from typing import TypeGuard
 
 __all__ = ["BACKBONES", "DATASETS", "MODELS", "OPTIMIZERS", "OUTPUT_STRIDES", "OPTIONAL_PACKAGES", "unknown_model",
-           "require_packages", "install_advice", "is_whole", "whole_number", "require_tensor"]
+           "require_packages", "install_advice", "is_whole", "whole_number", "require_tensor", "dataset_name"]
 
 #: DeepLab v1 (LargeFOV), v2 (ASPP), v3 and v3+ (:func:`~deeplab_edu.models.build_model`).
 MODELS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -25,11 +25,24 @@ BACKBONES = ("resnet50", "resnet101", "tiny_resnet", "mobilenet_v3_large", "vgg1
 OUTPUT_STRIDES = (8, 16, 32)
 #: The names :func:`~deeplab_edu.data.build_dataset` knows.
 DATASETS = ("procedural", "voc", "camvid", "cityscapes", "folder")
+#: Other names of the data sets, as :func:`dataset_name` folds them: Pascal VOC's whole name.
+_DATASET_ALIASES = {"pascalvoc": "voc"}
 #: The optimisers the engine builds (:func:`~deeplab_edu.engine.schedule.build_optimizer`).
 OPTIMIZERS = ("sgd", "adamw")
 #: The optional packages (the ``dev`` extra) a feature imports, by module name: their ``pip install`` names.
 OPTIONAL_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
                      "tensorboard": "tensorboard", "segmentation_models_pytorch": "segmentation-models-pytorch"}
+
+
+def dataset_name(name: str) -> str:
+    """The name of :data:`DATASETS` that ``name`` means, case, ``-`` and ``_`` aside (``"PROCEDURAL"``,
+    ``"Cam-Vid"``; ``"pascal_voc"`` is ``"voc"``): the one rule of :func:`~deeplab_edu.data.build_dataset`,
+    :class:`~deeplab_edu.engine.config.TrainConfig` and the command line. A name of no data set comes back
+    lower-cased (:func:`~deeplab_edu.data.build_dataset` then refuses it by name).
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    key = _DATASET_ALIASES.get(key, key)
+    return key if key in DATASETS else name.lower()
 
 
 def require_packages(*modules: str, what: str) -> None:

@@ -249,7 +249,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, nargs=2, type=float, default=None, metavar=("MIN", "MAX"), help=help_)
         elif f.name == "model_kwargs":
             p.add_argument(flag, type=_json_value, default=None, metavar="JSON",
-                           help='extra build_model arguments, e.g. \'{"image_pooling": false}\'')
+                           help='extra build_model arguments, e.g. \'{"image_pooling": false}\', added to those of '
+                                "the preset and --config (an argument named again replaces theirs), as the model "
+                                "flags below are")
         elif f.name in ("eval_output_stride",):
             # absent unless given (SUPPRESS), so that "none" (None: the training stride) is told from "not given"
             p.add_argument(flag, type=_output_stride_or_none, default=argparse.SUPPRESS, help=help_)
@@ -531,24 +533,29 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The configuration ``deeplab-edu train`` runs: the preset, then the ``--config`` file, then the flags
     given (:func:`~deeplab_edu.engine.config.load_config`, for which ``None`` means "not given"; so
-    ``--eval-output-stride none``, validation at the training stride, is applied here). The model flags
-    (``--multi-grid``, ``--image-pooling``, ``--separable``) are added to the ``model_kwargs`` those give.
+    ``--eval-output-stride none``, validation at the training stride, is applied here). ``--model-kwargs`` and
+    the model flags (``--multi-grid``, ``--image-pooling``, ``--separable``) are added to the ``model_kwargs``
+    the preset and the file give (an argument given again replaces theirs), the flags last.
 
     Raises:
         ~deeplab_edu.engine.config.ConfigError: a setting :func:`~deeplab_edu.engine.config.load_config`
             refuses, or a model flag and ``--model-kwargs`` that give one argument two values.
     """
-    from .engine.config import ConfigError, TrainConfig, load_config, run_of_config
+    from .engine.config import ConfigError, TrainConfig, file_settings, load_config, run_of_config
 
     field_names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in field_names and v is not None}
     run = run_of_config(args.config)
     if run is not None and "out_dir" not in overrides:  # a copied or moved run continues where its config.json is
         overrides["out_dir"] = str(run)
+    given = overrides.get("model_kwargs") or {}
+    if isinstance(given, dict) and given:  # merged over the preset's and the file's entries, as the flags are
+        underneath = file_settings(args.preset, args.config).get("model_kwargs")
+        if isinstance(underneath, dict):  # another type: load_config names the file that gives it
+            overrides["model_kwargs"] = {**underneath, **given}
     cfg = load_config(args.preset, overrides, config=args.config)
     flags = {name: getattr(args, name) for name in _MODEL_FLAGS if getattr(args, name, None) is not None}
     if flags:  # on top of the preset's, the file's and --model-kwargs' entries
-        given = overrides.get("model_kwargs") or {}
         clash = sorted(k for k in flags if k in given and given[k] != flags[k])
         if clash:
             raise ConfigError(f"{flag_of(clash[0])} and --model-kwargs give {clash[0]} two values "
@@ -562,6 +569,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def _check_data(args: argparse.Namespace) -> int:
     """Read every split of the data set (:func:`~deeplab_edu.data.check.check_dataset`); 2 when a file is bad."""
+    from .choices import dataset_name
     from .data import build_dataset
     from .data.check import check_dataset
 
@@ -570,7 +578,7 @@ def _check_data(args: argparse.Namespace) -> int:
     bad = left_out = read = 0
     unread: list[tuple[str, Exception]] = []  # splits that could not be listed (an empty one), with why
     # a folder lists its unpaired files among the problems instead of stopping at them
-    key = args.dataset.lower().replace("-", "").replace("_", "")  # as build_dataset reads the name
+    key = dataset_name(args.dataset)  # as build_dataset reads the name
     options: dict[str, Any] = {"skip_unpaired": True} if key == "folder" else {}
     for split in args.split:
         try:
@@ -775,8 +783,9 @@ def _dataset_for(cfg: dict[str, Any], split: str, root: str | None, *, download:
     from .data.io import DatasetNotFoundError
 
     kw: dict[str, Any] = {"download": True} if download else {}
-    if cfg["dataset"] == "procedural":
-        kw = {**kw, "size": cfg["image_size"], "length": cfg["val_length"], "difficulty": cfg.get("difficulty", "hard")}
+    if cfg["dataset"] == "procedural":  # the split's own length, as the run generated it
+        length = cfg["train_length"] if split == "train" else cfg["val_length"]
+        kw = {**kw, "size": cfg["image_size"], "length": length, "difficulty": cfg.get("difficulty", "hard")}
     try:
         return build_dataset(cfg["dataset"], split, root=root or cfg.get("data_root"), transform=eval_transform(), **kw)
     except DatasetNotFoundError as err:
@@ -814,6 +823,7 @@ def _check_eval_json(path: str, checkpoint: Path) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from .atomic import write_text_atomic
+    from .choices import dataset_name
     from .config import resolve_device
     from .data.classes import nfc_names
     from .inference import Strategy, evaluate, load_run
@@ -829,8 +839,9 @@ def _eval(args: argparse.Namespace) -> int:
         _check_eval_json(args.json, checkpoint)
     model, cfg, info = load_run(checkpoint, dev)
     if args.dataset:  # another data set than the run's: its data_root is not this one's
-        cfg = {**cfg, "dataset": args.dataset,
-               "data_root": cfg.get("data_root") if args.dataset == cfg["dataset"] else None}
+        # named as the run's configuration names it (PROCEDURAL, pascal_voc): the run's own keeps its settings
+        dataset, own = dataset_name(args.dataset), dataset_name(cfg["dataset"])
+        cfg = {**cfg, "dataset": dataset, "data_root": cfg.get("data_root") if dataset == own else None}
     elif "data_class" in info and not (cfg["dataset"] == "folder" and (args.data_root or cfg.get("data_root"))):
         raise ValueError(f"checkpoint {args.checkpoint} was trained on a data set its training script passed to the "
                          f"Trainer ({info['data_class']}), which deeplab-edu eval cannot rebuild (its configuration "

@@ -176,7 +176,8 @@ with config.text_checks():
 # $C_\text{out}$, 256 here, for the pointwise half), so in training `SeparableConv2d` keeps neither
 # and recomputes them in the backward pass: activation checkpointing {cite:p}`chen2016sublinear`
 # of the cheap half only. It trades a little time for memory, which is what limits crop and batch
-# size on a GPU; on a CPU the `cpu` and `smoke` presets turn it off (`recompute_depthwise: false`).
+# size on a GPU; on a CPU the `cpu`, `camvid_cpu` and `smoke` presets turn it off
+# (`recompute_depthwise: false`), and so does the `gpu` preset, where keeping the maps was faster.
 # What autograd keeps for one training step of the layer above, at batch 2 on the $33\times33$
 # map, the input and the weights not counted: without recomputation four maps (each batch norm's
 # input and each ReLU's output, two per half), with it only the pointwise half's two. Here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -1623,3 +1624,63 @@ def test_course_runs_and_train_name_a_run_left_in_its_earlier_folder(monkeypatch
     assert "`mkdir -p runs/course/gpu && mv runs/camvid_deeplabv3plus runs/course/gpu/camvid`" in err
     assert main(["train", "--preset", "camvid_gpu", "--device", "cpu", "--out-dir", "elsewhere"]) == 2
     assert "holds no checkpoint" not in capsys.readouterr().err  # a folder of the user's choice: not the preset's
+
+
+@pytest.mark.parametrize("name", ["PROCEDURAL", "Pro_cedural"])
+def test_eval_reads_the_runs_data_set_named_in_another_case(name: str, checkpoint: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """A settings-parity audit: train takes a data set's name in any case (and build_dataset without - and _),
+    but eval compared --dataset PROCEDURAL with the run's "procedural" as typed, so it scored 200 scenes of
+    another size and difficulty (the run's image_size and val_length dropped) and wrote the name as typed."""
+    import json
+
+    record = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--dataset", name, "--json", str(record)]) == 0
+    assert "on procedural val (4 images)" in capsys.readouterr().out  # the smoke preset's val_length
+    assert json.loads(record.read_text())["dataset"] == "procedural"
+    assert TrainConfig(dataset="Pascal-VOC").dataset == "voc"  # the one rule, build_dataset's, for a run too
+
+
+def test_eval_scores_the_train_split_at_its_own_length(checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    """The audit: eval --split train generated val_length scenes of the training split, not train_length."""
+    assert main(["eval", "--checkpoint", str(checkpoint), "--split", "train", "--limit", "1"]) == 0
+    assert "on procedural train (1 image" in capsys.readouterr().out
+    from deeplab_edu.cli import _dataset_for
+
+    assert len(_dataset_for(load_config("smoke").to_dict(), "train", None)) == load_config("smoke").train_length
+
+
+def test_model_kwargs_flag_adds_to_the_files_model_kwargs(tmp_path: Path) -> None:
+    """The audit: --model-kwargs on top of a --config file with model_kwargs replaced the file's whole dict,
+    while the model flags (--no-image-pooling) add to it; both add now, an argument named again replacing."""
+    from deeplab_edu.cli import _train_config
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("model_kwargs:\n  separable: false\n  multi_grid: [1, 2, 4]\n", encoding="utf-8")
+
+    def kwargs(*argv: str) -> dict[str, Any]:
+        args = build_parser().parse_args(["train", "--preset", "smoke", "--config", str(mine),
+                                          "--out-dir", str(tmp_path / "run"), *argv])
+        return _train_config(args).model_kwargs
+
+    assert kwargs("--model-kwargs", '{"image_pooling": false}') == {"separable": False, "multi_grid": [1, 2, 4],
+                                                                   "image_pooling": False}
+    assert kwargs("--model-kwargs", '{"separable": true}', "--no-image-pooling") == {
+        "separable": True, "multi_grid": [1, 2, 4], "image_pooling": False}
+
+
+@pytest.mark.parametrize("text, named", [("1: 2\n", "1"), ("null: 3\nlr: 0.1\n", "None"), ("yes: 4\n", "True"),
+                                         ("1: 2\nnull: 3\n", "1 (in the config file")])
+def test_a_settings_key_that_is_not_text_is_an_unknown_setting(text: str, named: str, tmp_path: Path) -> None:
+    """The audit: a YAML key that is no string (a number, null, yes) ended in AttributeError: 'int' object has
+    no attribute 'lower' (and two of them in a TypeError of sorting): now the usual unknown-setting line."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"unknown setting\(s\) {re.escape(named)}.*mine\.yaml"):
+        load_config("smoke", config=path)
+
+
+def test_a_negative_warmup_is_refused_by_its_name() -> None:
+    """The audit: warmup_iters=-5 passed load_config and was refused at the schedule, naming max_iter."""
+    with pytest.raises(ConfigError, match="warmup_iters must be 0 or more, got -5"):
+        load_config("smoke", {"warmup_iters": -5})

@@ -1732,3 +1732,41 @@ def test_plot_history_draws_fits_result_and_a_metrics_json(tmp_path) -> None:
         == [[2.0, 1.5], [25.0]]
     with pytest.raises(TypeError, match=r"without a 'history' list \(keys: \['miou'\]\)"):
         plot_history({"miou": 0.5})
+
+
+def test_resume_refuses_another_pretrained_backbone_before_building_the_model(tmp_path, monkeypatch) -> None:
+    """A settings-parity audit: --pretrained-backbone given with --resume was listed as a change
+    ("pretrained_backbone False -> r50.pth"), yet the checkpoint's weights replaced the backbone's, config.json
+    recorded weights the run never started from, and a plain --pretrained-backbone downloaded ImageNet's first.
+    Refused now, before the model is built (nothing read or downloaded), naming the setting and the way on."""
+    from deeplab_edu.engine.checkpoint import CheckpointMismatchError
+
+    cfg = tiny_config(tmp_path, iterations=3, ckpt_every=3, eval_every=100)
+    Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
+    weights = tmp_path / "r50.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setattr("deeplab_edu.models.build_model", lambda *a, **k: pytest.fail("the model was built"))
+    again = tiny_config(tmp_path, iterations=6, ckpt_every=3, eval_every=100, resume=True,
+                        pretrained_backbone=str(weights))
+    with pytest.raises(CheckpointMismatchError, match=r"pretrained_backbone False -> '.*r50\.pth'.*--init-from"):
+        Trainer(again, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+
+
+def test_resume_and_reuse_take_the_same_value_spelt_otherwise() -> None:
+    """The audit: model_kwargs' tuples stayed tuples (config.json reads them back as lists, so
+    `--config r/config.json --resume` was refused with that very command as advice) and an atrous_rates
+    string was kept as typed ('1,2,3', '1, 2, 3', '01,2,3'). Both are stored in one form, and a checkpoint
+    saved before is compared in that form too."""
+    from deeplab_edu.engine.runs import _differing
+    from deeplab_edu.engine.trainer import _resume_differences
+
+    cfg = TrainConfig(model_kwargs={"multi_grid": (1, 2, 4), "x": [{"y": (1,)}]}, atrous_rates="01, 2,3")
+    assert cfg.model_kwargs == {"multi_grid": [1, 2, 4], "x": [{"y": [1]}]} and cfg.atrous_rates == "1,2,3"
+    info = {"name": "deeplabv3", "atrous_rates": [1, 2, 3]}
+    read_back = json.loads(json.dumps(cfg.to_dict()))  # config.json, the --config of a resumed run
+    assert _resume_differences(cfg.to_dict(), TrainConfig(**read_back).to_dict(), info, info) == ([], [])
+    old = {**cfg.to_dict(), "model_kwargs": {"multi_grid": (1, 2, 4), "x": [{"y": (1,)}]},
+           "atrous_rates": "1, 2, 3"}  # a checkpoint saved before: torch.save keeps tuples
+    assert _resume_differences(old, TrainConfig(**read_back).to_dict(), info, info) == ([], [])
+    assert _differing({"config": old}, TrainConfig(**read_back)) == []  # train_or_load reuses the run
+    assert _differing({"config": old}, TrainConfig(**{**read_back, "atrous_rates": "1,2,4"})) == ["atrous_rates"]

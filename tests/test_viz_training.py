@@ -457,3 +457,24 @@ def test_a_run_in_the_folder_an_earlier_course_gave_it_is_named_not_trained_agai
     assert status.state == "not started" and not status.refused
     assert str(status).startswith("not started: will be trained; ") and "other settings (lr)" in str(status)
     assert chapter_run("deeplabv3", phase=2, root=tmp_path, profile="cpu", output_stride=16).earlier == ()
+
+
+def test_the_shown_command_writes_dicts_and_pairs_as_the_command_line_reads_them(tmp_path: Path) -> None:
+    """A settings-parity audit: a RunSpec's command wrote model_kwargs with Python's repr
+    (--model-kwargs '{'"'"'separable'"'"': True}', not JSON) and a pair as '(0.75, 1.25)' (one word, where
+    --scale-range takes two): pasted, neither parsed. The command now parses back to the run's settings."""
+    import shlex
+
+    from deeplab_edu.cli import _train_config, build_parser
+    from deeplab_edu.viz.training import RunSpec
+
+    overrides = {"model_kwargs": {"separable": True, "multi_grid": (1, 2, 4)}, "scale_range": (0.75, 1.25),
+                 "atrous_rates": (1, 2, 3), "class_weights": "median_frequency"}
+    spec = RunSpec("smoke", tmp_path / "run", overrides)
+    words = shlex.split(spec.command())
+    assert words[words.index("--model-kwargs") + 1] == '{"separable": true, "multi_grid": [1, 2, 4]}'
+    parsed = _train_config(build_parser().parse_args(words[1:])).to_dict()
+    expected = load_config("smoke", overrides).to_dict()
+    for settings in (parsed, expected):
+        settings.pop("out_dir")  # shown relative to the repository in the book's build (HIDE_PATHS_ENV)
+    assert parsed == expected

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..choices import DATASETS
+from ..choices import DATASETS, dataset_name
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .io import SegmentationDataset
@@ -64,7 +64,7 @@ def build_dataset(
         TypeError: ``kwargs`` are given for a data set other than ``"procedural"`` (``"folder"``: other than
             ``skip_unpaired``; a real data set: other than ``check_files``).
     """
-    key = name.lower().replace("-", "").replace("_", "")
+    key = dataset_name(name)
     if key == "procedural":
         if split not in PROCEDURAL_SPLIT_SEED_OFFSET:
             raise ValueError(f"split must be one of {tuple(PROCEDURAL_SPLIT_SEED_OFFSET)} for procedural, got {split!r}")
@@ -82,7 +82,7 @@ def build_dataset(
         if unexpected:
             raise TypeError(f"unexpected arguments for folder: {', '.join(unexpected)}")
         return FolderDataset(root, split, transform=transform, **kwargs)
-    loaders = {"voc": VOCSegmentation, "pascalvoc": VOCSegmentation, "camvid": CamVid, "cityscapes": Cityscapes}
+    loaders = {"voc": VOCSegmentation, "camvid": CamVid, "cityscapes": Cityscapes}
     if key not in loaders:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     unexpected = sorted(set(kwargs) - {"check_files"})

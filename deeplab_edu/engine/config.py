@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..choices import BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES, require_packages, unknown_model
+from ..choices import (BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES, dataset_name, require_packages,
+                       unknown_model)
 
 __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_DEFAULTS", "list_presets",
            "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config",
-           "flag_of"]
+           "flag_of", "file_settings", "normalised_settings"]
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 #: ``torch.compile`` modes ``TrainConfig.compile_mode`` accepts.
@@ -224,25 +225,61 @@ class TrainConfig:
                 setattr(self, name, os.path.abspath(os.path.expanduser(value)))
         if isinstance(self.out_dir, str):
             self.out_dir = os.path.expanduser(self.out_dir)
-        # data set names are case-insensitive (build_dataset): stored in one case, as runs compare settings
+        # data set names are case-, "-"- and "_"-insensitive (build_dataset): stored as DATASETS spells them,
+        # as runs compare settings and the engine builds the generated scenes for "procedural" alone
         if isinstance(self.dataset, str):
-            self.dataset = self.dataset.lower()
+            self.dataset = dataset_name(self.dataset)
         # "none" (a flag, a YAML string) is None: one value for "no weights", as runs compare settings
         if isinstance(self.class_weights, str) and self.class_weights.lower() == "none":
             self.class_weights = None
         # a pair given as a list (JSON, YAML, Python) is kept as the tuple its hint says; validate() checks it
         if isinstance(self.scale_range, list):
             self.scale_range = tuple(self.scale_range)  # type: ignore[assignment]
-        # rates given as numbers (Python, as build_model takes them) are kept in the flag's form, "6,12,18"
-        if (isinstance(self.atrous_rates, (list, tuple)) and self.atrous_rates
-                and all(_fits(r, int) for r in self.atrous_rates)):
-            self.atrous_rates = ",".join(str(int(r)) for r in self.atrous_rates)
+        # the same value in one spelling, as runs compare settings with a config.json read back (JSON has no
+        # tuple): rates as the flag's "6,12,18" (numbers, '6, 12, 18', '06,12,18'), model_kwargs' tuples as lists
+        self.atrous_rates = _rates_text(self.atrous_rates)
+        if isinstance(self.model_kwargs, dict):
+            self.model_kwargs = _as_lists(self.model_kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (``scale_range`` a list, paths strings), as checkpoints store them."""
         d = dataclasses.asdict(self)
         d["scale_range"] = list(self.scale_range)
         return {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in d.items()}
+
+
+def _rates_text(rates: Any) -> Any:
+    """``atrous_rates`` given as whole numbers (a list or tuple, or a string such as ``'6, 12, 18'`` or
+    ``'06,12,18'``) in the flag's one form, ``"6,12,18"``; any other value as it is (:func:`validate` judges it)."""
+    if isinstance(rates, str) and re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*", rates):
+        return ",".join(str(int(r)) for r in rates.split(","))
+    if isinstance(rates, (list, tuple)) and rates and all(_fits(r, int) for r in rates):
+        return ",".join(str(int(r)) for r in rates)
+    return rates
+
+
+def _as_lists(value: Any) -> Any:
+    """``value`` with every tuple in it a list, at any depth of lists, tuples and dicts (JSON's form)."""
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
+def normalised_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration as a dict (:meth:`TrainConfig.to_dict`, a checkpoint's or a ``config.json``'s) with the
+    spellings :class:`TrainConfig` stores: the data set's name (:func:`~deeplab_edu.choices.dataset_name`),
+    ``atrous_rates`` as ``"6,12,18"`` and ``model_kwargs``' tuples as lists; so that the settings of a run saved
+    before they were normalised compare equal to the same settings today (a resumed run, a reused one)."""
+    out = dict(settings)
+    if isinstance(out.get("dataset"), str):
+        out["dataset"] = dataset_name(out["dataset"])
+    if "atrous_rates" in out:
+        out["atrous_rates"] = _rates_text(out["atrous_rates"])
+    if isinstance(out.get("model_kwargs"), dict):
+        out["model_kwargs"] = _as_lists(out["model_kwargs"])
+    return out
 
 
 def list_presets() -> list[str]:
@@ -334,6 +371,20 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} should hold a mapping of settings, not {type(data).__name__}")
     return data
+
+
+def file_settings(preset: str | Path | None = None, config: str | Path | None = None) -> dict[str, Any]:
+    """The settings the preset and then the YAML file ``config`` give, as written (the file's over the preset's),
+    without defaults, overrides or checks: what :func:`load_config` starts from.
+
+    Raises:
+        ConfigError: as :func:`load_config`, for a preset or file that cannot be read as settings.
+    """
+    merged: dict[str, Any] = {}
+    for source in (preset, config):
+        if source is not None:
+            merged.update(_read_yaml(source))
+    return merged
 
 
 #: Settings of the generated scenes only, which a real or folder data set does not read: given for
@@ -433,14 +484,16 @@ def load_config(preset: str | Path | None = None, overrides: Mapping[str, Any] |
     for name, value in model_defaults.items():
         merged.setdefault(name, value)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(merged) - names)
+    # a YAML key need not be text (`1: 2`, `null:`, `yes:`): named as str() gives it, sorted as text
+    unknown = sorted(set(merged) - names, key=str)
     if unknown:
         import difflib
 
         guesses = [f"{k} (in {origin.get(k, 'the overrides')}"
-                   + "".join(f"; did you mean {m}?" for m in ([_OTHER_NAMES[k.lower()]] if k.lower() in _OTHER_NAMES
-                                                              else difflib.get_close_matches(k, names, n=1))) + ")"
-                   for k in unknown]
+                   + "".join(f"; did you mean {m}?" for m in ([_OTHER_NAMES[str(k).lower()]]
+                                                              if str(k).lower() in _OTHER_NAMES
+                                                              else difflib.get_close_matches(str(k), names, n=1)))
+                   + ")" for k in unknown]
         raise ConfigError(f"unknown setting(s) {', '.join(guesses)}; known: {', '.join(sorted(names))}")
     _check_types(merged, origin)
     if "scale_range" in merged:
@@ -724,7 +777,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
     if not 0 <= cfg.momentum < 1:
         raise ConfigError(f"momentum={cfg.momentum}: SGD's momentum (AdamW's beta1) is in [0, 1); the papers use 0.9")
-    for name in ("weight_decay", "hard_mining_iters"):
+    for name in ("weight_decay", "hard_mining_iters", "warmup_iters"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be 0 or more, got {getattr(cfg, name)}")
     if cfg.poly_power < 0:  # 0.0 ** -1 at the last step: the run would fail there, hours on

@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple, Sequence
 from torch import nn
 
 from .checkpoint import InitFromChangedError, check_init_from, latest_checkpoint, load_checkpoint
-from .config import TrainConfig, load_config
+from .config import TrainConfig, load_config, normalised_settings
 from ..records import nan_to_null, shown_path
 
 __all__ = ["train_or_load", "run_status", "RunStatus", "EarlierFolder", "BOOKKEEPING", "RunFolderError",
@@ -213,7 +213,9 @@ def _differing(state: dict[str, Any], cfg: TrainConfig) -> list[str]:
     that adds one does not turn every trained run into a run with "other settings" (a contributor's
     trial)."""
     saved_config = {**TrainConfig().to_dict(), **state.get("config", {})}
-    saved, wanted = _learning_settings(saved_config), _learning_settings(cfg.to_dict())
+    # the same value spelt otherwise is the same setting (model_kwargs' tuples, JSON's lists; '6, 12, 18')
+    saved = _learning_settings(normalised_settings(saved_config))
+    wanted = _learning_settings(normalised_settings(cfg.to_dict()))
     return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
 

@@ -55,7 +55,7 @@ from ..models.aspp import set_recompute_depthwise
 from ..models.backbones import at_output_stride
 from . import checkpoint as ck
 from .allocator import keep_freed_memory
-from .config import ConfigError, TrainConfig, resolve_atrous_rates, validate
+from .config import ConfigError, TrainConfig, normalised_settings, resolve_atrous_rates, validate
 from .data import (ResumableSampler, SeededDataset, ShardSampler, _random_state_kept, build_datasets, eval_loader,
                    train_loader)
 from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, cpu_group, init_distributed,
@@ -101,13 +101,17 @@ def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_
     from an older checkpoint are not compared, but for ``weight_decay_norm_and_bias``, which counts as ``True``
     there (what such a run did).
     """
-    # a checkpoint from before the setting existed decayed every parameter (its optimiser has no groups without)
-    saved = {"weight_decay_norm_and_bias": True, **saved}
+    # a checkpoint from before the setting existed decayed every parameter (its optimiser has no groups without);
+    # the same value spelt otherwise is no change (a tuple of model_kwargs, JSON's list; '6, 12, 18', '6,12,18')
+    saved = normalised_settings({"weight_decay_norm_and_bias": True, **saved})
+    now = normalised_settings(now)
 
     def differ(k: str) -> bool:
         return k in saved and k in now and saved[k] != now[k]
 
     refused = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in _FIXED_ON_RESUME if differ(k)]
+    if (changed_start := _pretrained_change(saved, now)) is not None:
+        refused.append(changed_start)
     if "init_from" in saved and not saved["init_from"] and now.get("init_from"):  # weights come at a run's start
         refused.append(f"init_from None -> {now['init_from']!r} (--init-from starts a new run from weights; a "
                        "resumed run continues from its own checkpoint)")
@@ -118,6 +122,51 @@ def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_
     rest = [k for k in now if k not in _RESUMABLE_SETTINGS + _FIXED_ON_RESUME + _UNLISTED_ON_RESUME]
     changed = [f"{k} {saved[k]} -> {now[k]}" for k in (*_RESUMABLE_SETTINGS, *rest) if differ(k)]
     return refused, changed
+
+
+def _pretrained_change(saved: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
+    """``"pretrained_backbone old -> new (...)"`` when a resumed run (``now``) names other starting weights for the
+    backbone than its checkpoint's run (``saved``), else ``None`` (also for a checkpoint that does not record it).
+    The backbone's weights count at a run's start only: resumed, the checkpoint's replace them, and the run's
+    ``config.json`` would record weights it did not start from."""
+    if "pretrained_backbone" not in saved or saved["pretrained_backbone"] == now.get("pretrained_backbone"):
+        return None
+    return (f"pretrained_backbone {saved['pretrained_backbone']!r} -> {now.get('pretrained_backbone')!r} (the "
+            "backbone's starting weights count at a run's start; a resumed run continues from its own checkpoint)")
+
+
+def _checkpoint_to_resume(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of ``cfg.out_dir`` and its contents, for ``cfg.resume`` (``None``: there is none),
+    read before the model is built: a ``pretrained_backbone`` the run did not start from is refused before any
+    weights are downloaded (:func:`_pretrained_change`).
+
+    Raises:
+        ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``cfg.pretrained_backbone`` differs from the
+            checkpoint's run's, naming the file and the command that continues the run.
+        FileNotFoundError, RuntimeError, ValueError: the checkpoint cannot be read
+            (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`).
+    """
+    path = ck.latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
+    if path is None:
+        return None
+    state = ck.load_checkpoint(path)
+    refused = _pretrained_change(state.get("config", {}), cfg.to_dict())
+    if refused is not None:
+        config = Path(cfg.out_dir) / "config.json"
+        own = (f" (--config {shown_path(config)} --resume --out-dir {shown_path(Path(cfg.out_dir))})"
+               if config.is_file() else "")
+        raise _unchangeable(path, [refused], own)
+    return path, state
+
+
+def _unchangeable(path: Path, refused: list[str], own: str) -> ck.CheckpointMismatchError:
+    """The error for a resumed run that changes settings it cannot (``refused``: ``"name old -> new"``), naming the
+    checkpoint ``path`` and the two ways on: the run's own settings (``own``: how to give them back, or ``""``),
+    or a new run from its weights."""
+    return ck.CheckpointMismatchError(
+        f"{path} was trained with other settings than this command's, which a resumed run cannot change: "
+        f"{'; '.join(refused)}. To continue the run with its own settings, give them back{own}; to train "
+        f"on from its weights with these, start a new run in another folder with --init-from {shown_path(path)}")
 
 
 #: The counters a training checkpoint holds, which a resumed run continues from.
@@ -409,9 +458,10 @@ class Trainer:
         ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``init_from`` holds weights of another model,
             or (with ``cfg.resume``) the run's own checkpoint does (the message says how to give the run's
             own settings back), was trained on classes of other names or order than the data set's or with
-            another setting a resumed run cannot change (``optimizer``, ``freeze_bn``, ...), or holds damaged
-            counters, random states or optimiser state (naming the file and the key); a checkpoint of the run
-            that cannot be read raises ``RuntimeError``.
+            another setting a resumed run cannot change (``optimizer``, ``freeze_bn``, ...; ``pretrained_backbone``
+            before the model is built, so that nothing is downloaded), or holds damaged counters, random states
+            or optimiser state (naming the file and the key); a checkpoint of the run that cannot be read raises
+            ``RuntimeError``.
         ~deeplab_edu.engine.checkpoint.InitFromChangedError: with ``cfg.resume``, ``init_from`` has been
             trained again since the run started from it.
     """
@@ -462,14 +512,18 @@ class Trainer:
         self.train_set = SeededDataset(cast(Dataset, train_set), cfg.seed, num_classes=self.num_classes,
                                        ignore_index=self.ignore_index)
         self.val_set = cast(Dataset, val_set)
+        # resumed: the checkpoint read before the model is built (another pretrained_backbone is refused first)
+        resumed = _checkpoint_to_resume(cfg) if cfg.resume else None
         if model is None:
             from deeplab_edu.models import build_model
 
             rates = resolve_atrous_rates(cfg, stacklevel=3)  # a warning names the line of Trainer(...)
             given: dict[str, Any] = {"atrous_rates": rates} if rates else {}
-            with local_main_first(self.dist, enabled=cfg.pretrained_backbone is True):  # ImageNet weights, once
+            # a resumed run's weights come from its checkpoint: the backbone's starting weights are not read again
+            pretrained = False if resumed is not None else cfg.pretrained_backbone
+            with local_main_first(self.dist, enabled=pretrained is True):  # ImageNet weights, once
                 model = build_model(cfg.model, backbone=cfg.backbone, num_classes=self.num_classes,
-                                    output_stride=cfg.output_stride, pretrained_backbone=cfg.pretrained_backbone,
+                                    output_stride=cfg.output_stride, pretrained_backbone=pretrained,
                                     aux_loss=cfg.aux_loss, **given, **cfg.model_kwargs)
         else:
             _to_training_stride(unwrap(model), cfg.output_stride)
@@ -564,7 +618,7 @@ class Trainer:
                                          "processes": self.dist.world_size, "from_iteration": 0}
         self._saved_process_rng: list[Any] | None = None  # each process's random streams in the resumed checkpoint
         if cfg.resume:
-            self._resume()
+            self._resume(resumed)
         if self.dist.rank > 0:  # dropout draws from the global stream: each process its own (rank 0 keeps the
             # run's); a resumed process takes its own streams back from the checkpoint (every process's is kept
             # there, process_rng), so that the run goes on as if uninterrupted; one of another number of
@@ -613,13 +667,14 @@ class Trainer:
             return list(self._earlier_stretches)
         return [*self._earlier_stretches, {**self._stretch, "to_iteration": self.iteration}]
 
-    def _resume(self) -> None:
-        path = ck.latest_checkpoint(self.ckpt_dir)
-        if path is None:
+    def _resume(self, resumed: tuple[Path, dict[str, Any]] | None) -> None:
+        """Continue the checkpoint ``resumed`` (:func:`_checkpoint_to_resume`: its path and contents; ``None``:
+        there is none, and the run starts)."""
+        if resumed is None:
             self._resume_message = (f"resume: no checkpoint in {shown_path(self.ckpt_dir)} (a new folder, or a mistyped "
                                     "--out-dir?): starting a new run from iteration 0")
             return
-        state = ck.load_checkpoint(path)
+        path, state = resumed
         # what resuming reads, which a model file leaves out (the scaler is optional: absent without mixed precision)
         lacking = [k for k in ck.TRAINING_STATE_KEYS if k not in ck.OPTIONAL_TRAINING_STATE_KEYS and k not in state]
         if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
@@ -653,10 +708,7 @@ class Trainer:
         saved, now = state.get("config", {}), self.cfg.to_dict()
         refused, changed = _resume_differences(saved, now, state.get("model_info", {}), self.model_info)
         if refused:
-            raise ck.CheckpointMismatchError(
-                f"{path} was trained with other settings than this command's, which a resumed run cannot change: "
-                f"{'; '.join(refused)}. To continue the run with its own settings, give them back{own}; to train "
-                f"on from its weights with these, start a new run in another folder with --init-from {shown_path(path)}")
+            raise _unchangeable(path, refused, own)
         unwrap(self.net).load_state_dict(state["model"])
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,

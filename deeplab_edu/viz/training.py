@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -135,7 +136,8 @@ class RunSpec:
         return self.out_dir / "checkpoints" / "last.pt"
 
     def command(self, width: int | None = None, indent: int = 4) -> str:
-        """The equivalent ``deeplab-edu train`` command line (values quoted for a POSIX shell).
+        """The equivalent ``deeplab-edu train`` command line (values quoted for a POSIX shell), written as the
+        command line parses it back: a dict (``model_kwargs``) as JSON, a pair (``scale_range``) as two words.
 
         Args:
             width: the longest line, in characters: longer commands are broken between options (never
@@ -159,6 +161,11 @@ class RunSpec:
             flag = "--" + k.replace("_", "-")
             if isinstance(v, bool):
                 parts.append(flag if v else f"--no-{k.replace('_', '-')}")
+            elif isinstance(v, Mapping):  # --model-kwargs reads JSON
+                parts.append(f"{flag} {shlex.quote(json.dumps(v))}")
+            elif isinstance(v, (list, tuple)):  # --scale-range MIN MAX; --atrous-rates takes one word, "6,12,18"
+                words = [",".join(map(str, v))] if k == "atrous_rates" else [str(x) for x in v]
+                parts.append(" ".join([flag, *map(shlex.quote, words)]))
             else:
                 # paths as the book may show them: relative to the repository, never the machine's
                 shown = shown_path(v) if isinstance(v, (str, Path)) and Path(v).is_absolute() else v
