@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "write_text_atomic", "remove_stale_temporaries", "remove_abandoned_folders",
-           "acquire_or_wait", "owned_temporary_folder"]
+__all__ = ["atomic_path", "write_text_atomic", "check_writable", "remove_stale_temporaries",
+           "remove_abandoned_folders", "acquire_or_wait", "owned_temporary_folder"]
 
 #: ``.<stem>.tmp<pid><suffix>``: the temporary files of :func:`atomic_path` (``<stem>`` shortened to
 #: ``<start of stem>~<hash>`` where the name would be too long).
@@ -92,7 +92,8 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
             raise OSError(f"cannot write {path}: {cause.group(1).strip()} (in the folder {path.parent})") from err
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses even this: its error was raised above
+            tmp.unlink(missing_ok=True)
 
 
 #: Free bytes below which a failed write is taken to have filled its disk (``torch.save`` reports a full
@@ -100,8 +101,15 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
 _NEARLY_FULL_BYTES = 1 << 20
 
 
+#: Errors that say the folder may not be written, whatever its free space (a read-only mount reports 0 bytes free).
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def _disk_full(path: Path, err: BaseException) -> str | None:
-    """The message for a write of ``path`` that failed (``err``) because its disk is full, else ``None``."""
+    """The message for a write of ``path`` that failed (``err``) because its disk is full, else ``None`` (also
+    for a folder that may not be written, :data:`_NOT_WRITABLE`: a read-only mount has no free bytes either)."""
+    if isinstance(err, OSError) and err.errno in _NOT_WRITABLE:
+        return None
     try:
         free = shutil.disk_usage(path.parent).free
     except OSError:
@@ -113,6 +121,34 @@ def _disk_full(path: Path, err: BaseException) -> str | None:
     return (f"could not write {path}: no space left on the disk that holds {path.parent}{left}; the file is "
             f"unchanged (the new version went to a temporary file, now removed). Free some space there, or write "
             f"elsewhere, and run again (a training run: the same command with --resume)")
+
+
+def check_writable(folder: str | os.PathLike[str], *, before: str = "", after: str = "") -> Path:
+    """Make ``folder`` (and its parents) and create a file in it, removed at once: before minutes of work whose
+    output goes there (a run's checkpoints, ``--record``, ``eval --json``, an executed notebook), so that a folder
+    that cannot be written fails first, not after the work. Returns ``folder`` as a Path. ``before`` and ``after``
+    frame the error's message (the file to be written, what to do).
+
+    Raises:
+        OSError: ``folder`` cannot be made (a file, or a broken link, stands where it or a parent folder belongs)
+            or written in (read-only, no permission, a full disk); the message names it and says why.
+    """
+    import tempfile
+
+    from .records import shown_path
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        blocking = next((p for p in (folder, *folder.parents) if p.is_symlink() or p.exists()), folder)
+        why = (f"{shown_path(blocking)} is {'a broken link' if not blocking.exists() else 'a file'}, not a folder"
+               if isinstance(err, (FileExistsError, NotADirectoryError)) and not blocking.is_dir()
+               else err.strerror or str(err))
+        raise OSError(f"{before}cannot write in {shown_path(folder)} ({why}){after}") from None  # without [Errno N]
+    return folder
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

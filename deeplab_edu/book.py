@@ -662,9 +662,12 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
     Raises:
         ValueError: ``executed`` does not end in ``.ipynb``, or ``active_profile`` is unknown (:func:`cell_timeout`).
         FileNotFoundError: ``source`` is not a file.
+        OSError: ``executed``'s folder cannot be made or written in (checked before the kernel starts).
     """
     import jupytext
     import nbformat
+
+    from .atomic import check_writable
 
     active_profile = active_profile or profile()
     timeout = timeout or cell_timeout(active_profile)
@@ -674,7 +677,9 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
         raise ValueError(f"{executed}: the executed notebook must end in .ipynb (its .json report goes beside it)")
     if not source.is_file():
         raise FileNotFoundError(f"no notebook {source}")
-    executed.parent.mkdir(parents=True, exist_ok=True)
+    # before the kernel's minutes, not when the outputs are written after them
+    check_writable(executed.parent, before=f"{executed}: ",
+                   after="; name an executed notebook in a folder this process can write to")
     text = source.read_text(encoding="utf-8")
     nb = jupytext.reads(text, fmt="py:percent")
     if not solutions:
@@ -1302,6 +1307,9 @@ def main(argv: list[str] | None = None) -> int:
             written = student_copy(args.out)
         except ValueError as err:
             parser.error(str(err))
+        except OSError as err:  # a folder that cannot be written: one line, as the package's command line prints it
+            print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+            return 2
         kept = [p for p in written if is_updated_version(p)]
         print(f"{len(written) - len(kept)} chapters without their solutions written to {args.out}")
         handed = {_UPDATED.sub(".py", p.name) for p in written}
@@ -1334,6 +1342,9 @@ def main(argv: list[str] | None = None) -> int:
                                    solutions=args.solutions, active_profile=active_profile)
         except (ValueError, FileNotFoundError) as err:  # a missing notebook, an output that is no .ipynb
             parser.error(str(err))
+        except OSError as err:  # a folder that cannot be written: one line, as the package's command line prints it
+            print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:  # before or after the kernel's run (nbclient handles Ctrl-C during it)
             print(f"{args.source}: interrupted (Ctrl-C)", file=sys.stderr)
             return 130

@@ -302,19 +302,26 @@ def check_record_path(path: str | os.PathLike[str], flag: str = "--record", *, k
     earlier run is replaced, as before. ``eval --json`` checks its metrics file with it too (``keys`` the
     fields of such a file, ``what`` its name in the message, ``example`` a file name to suggest).
 
+    ``path``'s folder is made, and a file written in it (:func:`~deeplab_edu.atomic.check_writable`): a folder that
+    cannot be written fails here, not after the run's minutes.
+
     Raises:
         ValueError: ``path`` is a folder, a pipe or a device (reading it would wait for ever: a review of
             ``eval --json /dev/stdout``), or a file that is not such a JSON object (one without every one of
             ``keys``); ``flag`` is the option named in the message.
+        OSError: ``path``'s folder cannot be made or written in (read-only, a file where a folder belongs).
     """
+    from .atomic import check_writable
+
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder; name the file to write, e.g. {path / example}")
-    if not path.exists():
-        return
-    if not path.is_file():
+    if path.exists() and not path.is_file():
         raise ValueError(f"{flag} {path} is not a regular file (a pipe or a device): name a file to write, e.g. "
                          f"{example}")
+    check_writable(path.parent, before=f"{flag} {path}: ", after="; name a file in a folder this process can write to")
+    if not path.exists():
+        return
     try:
         with path.open("rb") as f:
             start = f.read(1)

@@ -164,3 +164,22 @@ def test_pretrained_offline_fails_with_instructions(offline_torch_hub: Path) -> 
     assert "offline" in msg and "pretrained_backbone='/path/to/" in msg and str(tmp_path) in msg
     assert "--pretrained-backbone /path/to/resnet50-" in msg  # the command-line form too
     assert not list(tmp_path.rglob("*.pth"))
+
+
+def test_pretrained_download_into_a_read_only_cache_is_not_called_offline(offline_torch_hub: Path) -> None:
+    """An audit: any OSError of the download (socket.error is OSError) was reported as "You are probably offline",
+    also a read-only TORCH_HOME or a full disk. Those now name the cache folder and the error."""
+    import errno
+    from types import SimpleNamespace
+
+    from deeplab_edu.models.pretrained import download_state_dict
+
+    def refuse(**kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(offline_torch_hub / "hub"))
+
+    weights = SimpleNamespace(url="https://download.pytorch.org/models/resnet50-0676ba61.pth", get_state_dict=refuse)
+    with pytest.raises(PretrainedWeightsUnavailable) as info:
+        download_state_dict(weights, "the ImageNet weights of resnet50", "pretrained_backbone", progress=False)
+    msg = str(info.value)
+    assert "offline" not in msg and "Read-only file system" in msg, msg
+    assert f"cache folder {offline_torch_hub / 'hub' / 'checkpoints'}" in msg and "TORCH_HOME" in msg, msg

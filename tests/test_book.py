@@ -916,3 +916,24 @@ def test_making_the_student_copy_again_names_the_exercises_whose_question_change
     assert main(["student-copy", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "05.3" not in shown and "05_aspp.py was handed out before the copy recorded its exercises" in shown, shown
+
+
+def test_book_commands_check_their_output_folder_first_and_print_one_line(tmp_path, capsys) -> None:
+    """An audit: ``execute`` made its output's folder and found only after the kernel's minutes that it could not be
+    written, and ``execute`` and ``student-copy`` printed a whole traceback for any OSError (only ValueError was
+    caught). The folder is now checked before the kernel starts, and the error is one line naming the path."""
+    from deeplab_edu.book import main
+
+    source = tmp_path / "n.py"
+    source.write_text("# %%\nprint(1)\n", encoding="utf-8")
+    blocking = tmp_path / "a_file"
+    blocking.write_text("not a folder\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["execute", str(source), str(blocking / "out" / "n.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m deeplab_edu.book execute: error: ") and len(err.splitlines()) == 1, err
+    assert f"{blocking} is a file, not a folder" in err and "n.ipynb" in err, err
+    assert main(["student-copy", str(blocking / "copy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m deeplab_edu.book student-copy: error: ") and len(err.splitlines()) == 1, err
+    assert str(blocking) in err, err

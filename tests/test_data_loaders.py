@@ -160,6 +160,7 @@ def test_voc_download_offline_gives_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tvu, "download_and_extract_archive", fail)
     monkeypatch.setattr("torchvision.datasets.voc.download_and_extract_archive", fail)
+    monkeypatch.setattr(tvu, "download_url", fail)
     with pytest.raises(DatasetNotFoundError, match=r"downloading PASCAL VOC 2012(.|\n)*failed(.|\n)*VOCtrainval"):
         VOCSegmentation(tmp_path, "train", download=True)
 
@@ -354,6 +355,7 @@ def test_sbd_download_offline_gives_clear_error(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", fail)
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", fail)
     with pytest.raises(DatasetNotFoundError, match=r"downloading SBD(.|\n)*failed(.|\n)*benchmark"):
         VOCSegmentation(tmp_path, "trainaug", download=True)
 
@@ -601,3 +603,49 @@ def test_find_camvid_sees_the_copy_the_course_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPLAB_EDU_CAMVID", str(mine))
     assert find_camvid() == mine and camvid_copy_in(mine) == mine / "CamVid"
     assert camvid_copy_in(tmp_path / "repo") is None
+
+
+def test_voc_unpacking_cut_short_leaves_no_copy_and_download_repairs_a_partial_one(tmp_path, monkeypatch, capsys):
+    """An audit: VOC's download unpacked in place, so a partly extracted copy (Ctrl-C, a kill, a full disk) counted
+    as found, and download=True never repaired it; two downloads into one folder mixed their files. VOC is now
+    unpacked into a hidden folder renamed into place when whole (CamVid's helper, data.paths.unpack_into_place),
+    a copy lacking files its lists name is downloaded again with download=True (the old one moved aside), under
+    the lock CamVid's download takes (data.paths.download_lock)."""
+    import tarfile
+
+    from torchvision.datasets.voc import DATASET_YEAR_DICT
+
+    name = DATASET_YEAR_DICT["2012"]["filename"]
+    make_voc_tree(tmp_path / "server")
+    archive = tmp_path / name
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "server" / "VOCdevkit", "VOCdevkit")
+    root, downloads = tmp_path / "dl", []
+
+    def download(url, folder, filename=None, md5=None, **kwargs):  # torchvision's download_url, from the "server"
+        downloads.append(filename)
+        Path(folder, filename).write_bytes(archive.read_bytes())
+
+    def cut_short(from_path, to_path=None, remove_finished=False):  # torchvision's extract_archive, interrupted
+        with tarfile.open(from_path) as tar:
+            tar.extractall(to_path, [m for m in tar.getmembers() if not m.name.endswith(".png")])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", download)
+    with monkeypatch.context() as m:
+        m.setattr("torchvision.datasets.utils.extract_archive", cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            VOCSegmentation(root, "train", download=True)
+    assert sorted(p.name for p in root.iterdir()) == [name, f"{name}.lock"]  # nothing that looks found
+    with pytest.raises(DatasetNotFoundError, match="PASCAL VOC 2012 was not found"):
+        VOCSegmentation(root, "train")
+    # a copy half unpacked in place (by an older version): its lists and images, none of its masks
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, [m for m in tar.getmembers() if not m.name.endswith(".png")])
+    with pytest.raises(DatasetNotFoundError, match="files are missing"):
+        VOCSegmentation(root, "train")  # without download=True it is left as it is
+    capsys.readouterr()
+    assert len(VOCSegmentation(root, "train", download=True)) == 3
+    assert "was incomplete (an unpacking cut short): moved to" in capsys.readouterr().out
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".") and "unpacking" in p.name]
+    assert len(VOCSegmentation(root, "val", download=True)) == 2 and len(downloads) == 2  # whole: nothing fetched

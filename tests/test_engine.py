@@ -10,6 +10,7 @@ import signal
 import math
 import shutil
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -1770,3 +1771,74 @@ def test_resume_and_reuse_take_the_same_value_spelt_otherwise() -> None:
     assert _resume_differences(old, TrainConfig(**read_back).to_dict(), info, info) == ([], [])
     assert _differing({"config": old}, TrainConfig(**read_back)) == []  # train_or_load reuses the run
     assert _differing({"config": old}, TrainConfig(**{**read_back, "atrous_rates": "1,2,4"})) == ["atrous_rates"]
+
+
+def _short_trainer(out: Path, **kw: Any) -> Trainer:
+    """A 4-iteration Trainer of TinyNet in ``out`` with a checkpoint every 2 iterations (the tests below)."""
+    cfg = tiny_config(out, **{"iterations": 4, "ckpt_every": 2, "eval_every": 100, "warmup_iters": 0, **kw})
+    return Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+
+
+def test_a_resumed_trainer_refuses_a_folder_trained_on_since_it_was_built(tmp_path: Path) -> None:
+    """An audit: a resumed Trainer reads its checkpoint when it is built and takes the run's lock in fit(); where
+    another process trained the folder on meanwhile, fit() trained from the older iteration (last.pt then held it
+    beside the newer ckpt_*, and metrics.csv was cut back). fit() now refuses, naming both checkpoints."""
+    from deeplab_edu.engine.runs import RunFolderError
+
+    _short_trainer(tmp_path, iterations=2).fit()
+    stale = _short_trainer(tmp_path, resume=True, iterations=6)  # resumes from ckpt_2...
+    _short_trainer(tmp_path, resume=True).fit()  # ...while another trains on to 4
+    with pytest.raises(RunFolderError, match=r"after this Trainer was built \(it resumed from .*ckpt_00000002\.pt; the "
+                                             r"newest is now .*ckpt_00000004\.pt\): build the Trainer again"):
+        stale.fit()
+    checkpoints = tmp_path / "checkpoints"
+    assert ck.latest_checkpoint(checkpoints) == checkpoints / "ckpt_00000004.pt"
+    assert os.path.samefile(checkpoints / "last.pt", checkpoints / "ckpt_00000004.pt")
+    again = _short_trainer(tmp_path, resume=True, iterations=6)  # built again: it trains on from the newest
+    assert again.iteration == 4 and again.fit()["history"][-1]["iteration"] == 6
+
+
+def test_a_run_killed_before_linking_last_pt_is_judged_by_its_newest_checkpoint(tmp_path: Path) -> None:
+    """An audit: a process that died between writing ckpt_N.pt and linking last.pt left last.pt older for ever
+    (run_status read only last.pt: "interrupted at 2 of 4"; eval of last.pt scored the older model). The run is
+    judged by its newest checkpoint, and last.pt is linked to it again when the folder is claimed."""
+    from deeplab_edu.engine.runs import _judge, claim_run_folder
+
+    trainer = _short_trainer(tmp_path)
+    trainer.fit()
+    checkpoints = tmp_path / "checkpoints"
+    newest, older, last = checkpoints / "ckpt_00000004.pt", checkpoints / "ckpt_00000002.pt", checkpoints / "last.pt"
+    last.unlink()
+    os.link(older, last)  # as the killed process left it: ckpt_4 written, last.pt still ckpt_2's
+    os.utime(older, ns=(newest.stat().st_mtime_ns - 10**9,) * 2)
+    assert _judge(trainer.cfg, tmp_path).status.state == "finished"  # what run_status and train_or_load decide
+    claim_run_folder(tmp_path, resume=True).release()
+    assert os.path.samefile(last, newest) and ck.load_checkpoint(last)["iteration"] == 4
+    assert not ck.repair_last(checkpoints)  # once repaired, nothing to do
+
+
+def test_a_run_folder_that_cannot_be_written_or_locked_is_named(tmp_path: Path) -> None:
+    """An audit: a --out-dir that is a broken link failed "[Errno 17] File exists", and a lock file that cannot be
+    opened (a read-only run folder, another user's lock) a raw "[Errno 30] ... train.lock": each now says what the
+    path is and what to do."""
+    from deeplab_edu.engine.runs import RunFolderError, claim_run_folder
+
+    broken = tmp_path / "broken"
+    broken.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(RunFolderError, match=r"broken is a broken link, not a folder\): the run's files .* choose "
+                                             r"another out_dir \(--out-dir\)"):
+        claim_run_folder(broken, resume=True)
+    (tmp_path / "run" / "train.lock").mkdir(parents=True)  # a lock file that cannot be opened
+    with pytest.raises(RunFolderError, match=r"cannot open the run's lock .*train\.lock \(Is a directory\): "
+                                             r".*--out-dir"):
+        claim_run_folder(tmp_path / "run", resume=True)
+
+
+def test_resume_advice_quotes_its_paths_for_the_shell(tmp_path: Path) -> None:
+    """An audit: the resume advice printed its paths unquoted, so a folder with a space broke the command it gave."""
+    out = tmp_path / "my run"
+    _short_trainer(out, iterations=2).fit()
+    with pytest.raises(ck.CheckpointMismatchError, match=r"--config '[^']*my run/config\.json' --resume --out-dir "
+                                                        r"'[^']*my run'\).*--init-from '[^']*my run/checkpoints/"
+                                                        r"ckpt_00000002\.pt'"):
+        _short_trainer(out, resume=True, weight_decay_norm_and_bias=False)

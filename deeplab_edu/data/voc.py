@@ -22,6 +22,7 @@ download code (``VOCSegmentation`` for VOC, ``SBDataset``'s archive for SBD). Re
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Iterable
@@ -32,7 +33,7 @@ from PIL import Image
 from .classes import IGNORE_INDEX, VOC
 from .folder import JointTransform, SegmentationFolder
 from .io import BadDataError, DatasetNotFoundError, load_mask, read_split_list
-from .paths import data_home, find_dataset_root
+from .paths import data_home, download_lock, find_dataset_root, unpack_into_place
 from ..atomic import atomic_path, write_text_atomic
 from ..records import shown_path
 
@@ -139,41 +140,82 @@ def prepare_trainaug(voc_dir: Path, sbd_root: Path, *, progress: bool = True) ->
     return lst
 
 
+def _lacks_files(voc_dir: Path) -> bool:
+    """Whether the ``VOC2012`` folder ``voc_dir`` lacks a split list (``train.txt``, ``val.txt``) or a file one of them
+    names: an unpacking cut short (an older version's, in place), which ``download=True`` replaces."""
+    seg_sets = voc_dir / "ImageSets" / "Segmentation"
+    try:
+        ids = [*read_split_list(seg_sets / "train.txt", stems=True), *read_split_list(seg_sets / "val.txt", stems=True)]
+    except (DatasetNotFoundError, BadDataError):
+        return True
+    return not all((voc_dir / "JPEGImages" / f"{i}.jpg").is_file() and (voc_dir / "SegmentationClass" / f"{i}.png")
+                   .is_file() for i in ids)
+
+
 def _download_voc(root: Path) -> None:
-    from torchvision.datasets import VOCSegmentation as TVVOC
+    """Download VOC 2012's archive (torchvision's) into ``root`` and unpack its ``VOCdevkit/VOC2012`` into place once
+    whole (:func:`~deeplab_edu.data.paths.unpack_into_place`: an unpacking cut short leaves no copy that looks found;
+    an incomplete copy there is moved aside), under the download lock CamVid's download takes too
+    (:func:`~deeplab_edu.data.paths.download_lock`): a second process waits, then uses the first one's copy.
+
+    Raises:
+        DatasetNotFoundError: the download or the extraction failed (the message says where to put a copy by hand),
+            ``root`` cannot be written, or another process kept the lock too long.
+    """
+    from torchvision.datasets.utils import download_url
+    from torchvision.datasets.voc import DATASET_YEAR_DICT
 
     from ..network import stall_timeout
 
-    try:
-        with stall_timeout():  # a server that stops sending fails the download instead of hanging it
-            TVVOC(str(root), year="2012", image_set="train", download=True)
-    except Exception as err:
-        raise DatasetNotFoundError(
-            f"downloading PASCAL VOC 2012 into {root} failed ({type(err).__name__}: {err}). Download "
-            "VOCtrainval_11-May-2012.tar on a machine with internet, extract it under root= (--data-root) so that "
-            "root/VOCdevkit/VOC2012 exists, and try again without download=True (--download)."
-        ) from None
+    archive = DATASET_YEAR_DICT["2012"]
+    with download_lock(root, archive["filename"], "PASCAL VOC 2012"):
+        with contextlib.suppress(DatasetNotFoundError):
+            if not _lacks_files(resolve_voc_root(root)):  # another process downloaded it while this one waited
+                return
+        try:
+            with stall_timeout():  # a server that stops sending fails the download instead of hanging it
+                download_url(archive["url"], str(root), filename=archive["filename"], md5=archive["md5"])
+        except Exception as err:
+            raise DatasetNotFoundError(
+                f"downloading PASCAL VOC 2012 into {root} failed ({type(err).__name__}: {err}). Download "
+                f"{archive['filename']} on a machine with internet, extract it under root= (--data-root) so that "
+                "root/VOCdevkit/VOC2012 exists, and try again without download=True (--download)."
+            ) from None
+        unpack_into_place(root / archive["filename"], root, archive["base_dir"], "ImageSets/Segmentation",
+                          "PASCAL VOC 2012")
 
 
 def _download_sbd(sbd_root: Path) -> None:
+    """Download SBD's archive (torchvision's ``SBDataset``'s) into ``sbd_root``, unpack it into place once whole and
+    move its ``dataset/`` files up (``train.txt``, whose presence means SBD is there, last), under the download lock
+    (as :func:`_download_voc`).
+
+    Raises:
+        DatasetNotFoundError: the download or the extraction failed, ``sbd_root`` cannot be written, or another
+            process kept the lock too long.
+    """
     from torchvision.datasets import SBDataset
-    from torchvision.datasets.utils import download_and_extract_archive
+    from torchvision.datasets.utils import download_url
 
     from ..network import stall_timeout
 
-    try:
-        with stall_timeout():
-            download_and_extract_archive(SBDataset.url, str(sbd_root), filename=SBDataset.filename, md5=SBDataset.md5)
-    except Exception as err:
-        raise DatasetNotFoundError(
-            f"downloading SBD into {sbd_root} failed ({type(err).__name__}: {err}). Download "
-            f"{SBDataset.url} elsewhere and extract benchmark_RELEASE/dataset/{{img,cls,train.txt,val.txt}} "
-            f"into {sbd_root}."
-        ) from None
-    extracted = sbd_root / "benchmark_RELEASE" / "dataset"
-    for f in ("cls", "img", "inst", "train.txt", "val.txt"):
-        if (extracted / f).exists() and not (sbd_root / f).exists():
-            shutil.move(str(extracted / f), str(sbd_root / f))
+    with download_lock(sbd_root, SBDataset.filename, "SBD"):
+        if (sbd_root / "train.txt").is_file():  # another process downloaded it while this one waited
+            return
+        try:
+            with stall_timeout():
+                download_url(SBDataset.url, str(sbd_root), filename=SBDataset.filename, md5=SBDataset.md5)
+        except Exception as err:
+            raise DatasetNotFoundError(
+                f"downloading SBD into {sbd_root} failed ({type(err).__name__}: {err}). Download "
+                f"{SBDataset.url} elsewhere and extract benchmark_RELEASE/dataset/{{img,cls,train.txt,val.txt}} "
+                f"into {sbd_root}."
+            ) from None
+        extracted = unpack_into_place(sbd_root / SBDataset.filename, sbd_root, "benchmark_RELEASE", "dataset/train.txt",
+                                      "SBD") / "dataset"
+        for f in ("cls", "img", "inst", "val.txt", "train.txt"):
+            if (extracted / f).exists() and not (sbd_root / f).exists():
+                shutil.move(str(extracted / f), str(sbd_root / f))
 
 
 class VOCSegmentation(SegmentationFolder):
@@ -183,7 +225,8 @@ class VOCSegmentation(SegmentationFolder):
         root: folder holding ``VOCdevkit/VOC2012`` (and ``SBD/`` for trainaug); ``None`` looks in
             ``$DEEPLAB_EDU_VOC``, ``<repo>/../shared/data/voc`` and the user data folder.
         split: ``"train"``, ``"val"``, ``"trainval"`` or ``"trainaug"`` (alias ``"train_aug"``).
-        download: fetch what is missing with torchvision's download code.
+        download: fetch what is missing with torchvision's download code; a VOC copy that lacks a file its
+            ``train``/``val`` lists name (an unpacking cut short) is downloaded again (the old copy moved aside).
         transform: joint transform ``(image, mask) -> (image, mask)``.
         check_files: refuse the split when a file it lists is missing (the default); ``False`` leaves each missing
             file to the item that reads it (``deeplab-edu check-data``).
@@ -214,9 +257,12 @@ class VOCSegmentation(SegmentationFolder):
         root = Path(root).expanduser()
         try:
             voc_dir = resolve_voc_root(root)
+            lacking = download and _lacks_files(voc_dir)  # an unpacking cut short
         except DatasetNotFoundError:
             if not download:
                 raise
+            lacking = True
+        if lacking:
             _download_voc(root)
             voc_dir = resolve_voc_root(root)
         seg_sets = voc_dir / "ImageSets" / "Segmentation"

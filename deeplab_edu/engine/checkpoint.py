@@ -31,6 +31,7 @@ import hashlib
 import os
 import random
 import re
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -47,8 +48,8 @@ __all__ = [
     "CheckpointMismatchError", "UnreadableCheckpointError", "rng_state", "set_rng_state", "save_atomic", "save_checkpoint", "interrupts_deferred",
     "latest_checkpoint", "names_a_run_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
     "class_scoring_keys", "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
-    "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from",
-    "check_finite_weights", "init_from_advice",
+    "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from", "repair_last",
+    "run_checkpoint", "check_finite_weights", "init_from_advice",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -231,6 +232,43 @@ def _link_or_save(checkpoint: Path, state: Mapping[str, Any], last: Path) -> Non
             os.link(checkpoint, tmp)
     except OSError:  # no hard links here (FAT, some network shares): a second write
         save_atomic(state, last)
+
+
+def run_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
+    """The file that holds the run's state in its checkpoints ``folder``: ``last.pt``, unless the newest
+    ``ckpt_*.pt`` is not it and was written after it (a process died between writing that checkpoint and linking
+    ``last.pt``, :func:`save_checkpoint`): then that checkpoint; the newest ``ckpt_*.pt`` where there is no
+    ``last.pt``; ``None`` when there is neither. (A ``last.pt`` rewritten by hand after the newest checkpoint is
+    the run's.)"""
+    found, last = _checkpoints(Path(folder)), Path(folder) / "last.pt"
+    if not found:
+        return last if last.is_file() else None
+    newest = found[-1]
+    if last.is_file() and (os.path.samefile(newest, last) or last.stat().st_mtime_ns >= newest.stat().st_mtime_ns):
+        return last
+    return newest
+
+
+def repair_last(folder: str | os.PathLike[str]) -> bool:
+    """Make ``folder``'s ``last.pt`` its newest ``ckpt_*.pt`` again where a process died between writing that
+    checkpoint and linking ``last.pt`` (:func:`run_checkpoint` names that one): ``last.pt`` then held an older
+    iteration for ever. Returns whether ``last.pt`` was relinked (or copied, without hard links).
+
+    Raises:
+        OSError: ``last.pt`` cannot be written (a read-only folder).
+    """
+    current, last = run_checkpoint(folder), Path(folder) / "last.pt"
+    if current is None or current == last:
+        return False
+    with interrupts_deferred():
+        try:
+            with atomic_path(last) as tmp:
+                tmp.unlink(missing_ok=True)
+                os.link(current, tmp)
+        except OSError:  # no hard links here: a copy
+            with atomic_path(last, fsync=True) as tmp:
+                shutil.copyfile(current, tmp)
+    return True
 
 
 @contextlib.contextmanager

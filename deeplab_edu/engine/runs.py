@@ -16,7 +16,8 @@ from typing import Any, Literal, NamedTuple, Sequence
 
 from torch import nn
 
-from .checkpoint import InitFromChangedError, check_init_from, latest_checkpoint, load_checkpoint
+from .checkpoint import (InitFromChangedError, check_init_from, latest_checkpoint, load_checkpoint, repair_last,
+                         run_checkpoint)
 from .config import TrainConfig, load_config, normalised_settings
 from ..records import nan_to_null, shown_path
 
@@ -78,22 +79,21 @@ def _run_lock(out_dir: Path) -> Any:
     return _LOCKS[path]
 
 
-def _check_writable(folder: Path) -> None:
-    """Make ``folder`` and write a file in it: a checkpoints folder that cannot be written was found only after
-    training, when the first checkpoint failed and the steps were lost (a trial).
+def _check_writable(folder: Path, holds: str = "the run's checkpoints") -> None:
+    """Make ``folder`` and write a file in it (:func:`~deeplab_edu.atomic.check_writable`): a checkpoints folder
+    that cannot be written was found only after training, when the first checkpoint failed and the steps were lost
+    (a trial); ``holds``: what goes there, for the message.
 
     Raises:
-        RunFolderError: ``folder`` cannot be made or written in.
+        RunFolderError: ``folder`` cannot be made or written in (read-only, a broken link where it belongs).
     """
-    import tempfile
+    from ..atomic import check_writable
 
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        check_writable(folder)
     except OSError as err:
-        raise RunFolderError(f"cannot write in {shown_path(folder)} ({err.strerror or err}): the run's checkpoints "
-                             "go there; make it writable, or choose another out_dir (--out-dir)") from None
+        raise RunFolderError(f"{err}: {holds} go there; make it a folder this process can write in, or "
+                             "choose another out_dir (--out-dir)") from None
 
 
 def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
@@ -102,12 +102,13 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
     A new run (``resume=False``) refuses a folder that holds another run's checkpoints, instead of
     writing over them and mixing two runs' files; a run stopped before its first checkpoint left
     only its ``metrics.csv``, which is removed. Temporary files left by a process killed mid-write
-    (:func:`~deeplab_edu.atomic.remove_stale_temporaries`) are removed.
+    (:func:`~deeplab_edu.atomic.remove_stale_temporaries`) are removed, and a ``last.pt`` older than the newest
+    ``ckpt_*.pt`` (killed between the two) is linked to it again (:func:`~deeplab_edu.engine.checkpoint.repair_last`).
 
     Raises:
-        RunFolderError: ``out_dir`` is a file, another process holds the folder's lock (it is
-            training there), ``resume`` is false and the folder holds checkpoints, or its ``checkpoints``
-            folder cannot be written in.
+        RunFolderError: ``out_dir`` is a file, or cannot be made or written in (read-only, a broken link), its lock
+            cannot be opened, another process holds the folder's lock (it is training there), ``resume`` is false
+            and the folder holds checkpoints, or its ``checkpoints`` folder cannot be written in.
     """
     from filelock import Timeout
 
@@ -116,7 +117,7 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RunFolderError(f"out_dir {shown_path(out_dir)} is a file; out_dir (--out-dir) names the run's folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(out_dir, "the run's files (train.lock, checkpoints, metrics)")  # a read-only run, a broken link
     lock = _run_lock(out_dir)
     try:
         lock.acquire(timeout=0)
@@ -124,6 +125,10 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
         raise RunFolderError(f"another process is training into {shown_path(out_dir)} (it holds "
                              f"{shown_path(lock.lock_file)}); wait for it to end, or choose another out_dir "
                              "(--out-dir)") from None
+    except OSError as err:  # (after Timeout, an OSError too) e.g. another user's lock file in a shared folder
+        raise RunFolderError(f"cannot open the run's lock {shown_path(lock.lock_file)} ({err.strerror or err}): "
+                             "make it writable (or remove it, when no process trains there), or choose another "
+                             "out_dir (--out-dir)") from None
     try:
         found = latest_checkpoint(out_dir / "checkpoints")
         if not resume and found is not None:
@@ -135,6 +140,7 @@ def claim_run_folder(out_dir: str | Path, *, resume: bool) -> Any:
         for folder in (out_dir, out_dir / "checkpoints"):
             remove_stale_temporaries(folder)
         _check_writable(out_dir / "checkpoints")
+        repair_last(out_dir / "checkpoints")  # a process killed between its newest ckpt_*.pt and last.pt
     except BaseException:
         lock.release()
         raise
@@ -252,10 +258,11 @@ class _Found(NamedTuple):
     reports (before it tries the lock) and what :func:`train_or_load` acts on."""
 
     status: RunStatus  # "not started", "finished", "interrupted", "other settings", "stale" or "moved"
-    state: dict[str, Any] | None  # the loaded last.pt (None when there is none, or it is in an earlier folder)
+    state: dict[str, Any] | None  # the run's checkpoint, loaded (None when there is none, or in an earlier folder)
     refusal: Exception | None  # what train_or_load raises: when status.refused, or when its start is not ready
     trained_by: str = ""  # a finished run's "trained at commit ...", from its provenance ("" when it names none)
     note: str = ""  # a run not started: what an earlier folder of it holds that cannot be reused ("" when none)
+    checkpoint: Path | None = None  # the file state was read from (last.pt, or a newer ckpt_*.pt)
 
 
 def _commits(state: dict[str, Any]) -> tuple[list[str], bool]:
@@ -380,11 +387,12 @@ def _in_earlier_folder(cfg: TrainConfig, folder: Path, earlier: Sequence[Earlier
 
 
 def _judge(cfg: TrainConfig, folder: Path, earlier: Sequence[EarlierFolder] = ()) -> _Found:
-    """Read ``folder``'s ``last.pt`` once and apply the three tests of a reusable run: the same
-    learning settings, the same ``init_from`` file, enough iterations. Without one, the run's ``earlier``
-    folders are looked at (:func:`_in_earlier_folder`)."""
-    last = folder / "checkpoints" / "last.pt"
-    if not last.is_file():
+    """Read ``folder``'s run checkpoint once (:func:`~deeplab_edu.engine.checkpoint.run_checkpoint`: ``last.pt``, or
+    the newest ``ckpt_*.pt`` where a process killed between the two left ``last.pt`` older) and apply the three
+    tests of a reusable run: the same learning settings, the same ``init_from`` file, enough iterations. Without
+    one, the run's ``earlier`` folders are looked at (:func:`_in_earlier_folder`)."""
+    last = run_checkpoint(folder / "checkpoints")
+    if last is None:
         moved, note = _in_earlier_folder(cfg, folder, earlier)
         if moved is not None:
             return moved
@@ -410,12 +418,12 @@ def _judge(cfg: TrainConfig, folder: Path, earlier: Sequence[EarlierFolder] = ()
     if done >= cfg.iterations:
         named = _trained_by(state)
         return _Found(RunStatus("finished", f"finished ({_iterations(cfg.iterations)}{', ' + named if named else ''}): "
-                                            "reused"), state, None, named)
+                                            "reused"), state, None, named, checkpoint=last)
     if (start := _start_not_ready(cfg)) is not None:
         return _Found(RunStatus("interrupted", f"interrupted at {done} of {_iterations(cfg.iterations)}, and "
-                                               f"{start[0]}"), state, start[1])
+                                               f"{start[0]}"), state, start[1], checkpoint=last)
     return _Found(RunStatus("interrupted", f"interrupted at {done} of {_iterations(cfg.iterations)}: resumed (by hand: "
-                                           "the command with --resume)"), state, None)
+                                           "the command with --resume)"), state, None, checkpoint=last)
 
 
 def run_status(preset: str | None = None, *, out_dir: str | Path, earlier: Sequence[EarlierFolder] = (),
@@ -423,7 +431,7 @@ def run_status(preset: str | None = None, *, out_dir: str | Path, earlier: Seque
     """What :func:`train_or_load` would find in ``out_dir`` for these settings (see :class:`RunStatus`);
     ``earlier``: as :func:`train_or_load`'s.
 
-    Reads ``last.pt`` (a second or less) and tries the folder's lock without waiting; trains nothing.
+    Reads the run's checkpoint (a second or less) and tries the folder's lock without waiting; trains nothing.
 
     Raises:
         ValueError: an unknown preset or setting (:func:`~deeplab_edu.engine.config.load_config`).
@@ -589,6 +597,10 @@ def _train_or_load(cfg: TrainConfig, out_dir: Path, verbose: bool, unwritable: O
             "(another out_dir, or DEEPLAB_EDU_RUNS naming one), or have the folder's owner finish it") from unwritable
     if found.state is not None and found.status.state == "finished":
         last = out_dir / "checkpoints" / "last.pt"
+        try:  # a process killed between its newest ckpt_*.pt and last.pt: last.pt names the run's model again
+            repair_last(out_dir / "checkpoints")
+        except OSError:  # a read-only folder: the run loads all the same, from the checkpoint it was read from
+            last = found.checkpoint or last
         if verbose:
             named = f", {found.trained_by}" if found.trained_by else ""
             print(f"skipping training: found the finished run {shown_path(last)} ({_iterations(cfg.iterations)}{named})")

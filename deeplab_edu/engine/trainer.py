@@ -61,7 +61,7 @@ from .data import (ResumableSampler, SeededDataset, ShardSampler, _random_state_
 from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, cpu_group, init_distributed,
                           local_main_first, max_over_processes, release_group, unwrap, wrap_model)
 from .losses import SegmentationLoss
-from .runs import RunFolderError, claim_run_folder, write_metrics_json  # noqa: F401 - RunFolderError: still here
+from .runs import RunFolderError, _shell_path, claim_run_folder, write_metrics_json
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
 from .workers import (loader_timed_out, original_message, resolve_num_workers, shutting_down_workers,
                       stalled_loader_message)
@@ -166,7 +166,7 @@ def _unchangeable(path: Path, refused: list[str], own: str) -> ck.CheckpointMism
     return ck.CheckpointMismatchError(
         f"{path} was trained with other settings than this command's, which a resumed run cannot change: "
         f"{'; '.join(refused)}. To continue the run with its own settings, give them back{own}; to train "
-        f"on from its weights with these, start a new run in another folder with --init-from {shown_path(path)}")
+        f"on from its weights with these, start a new run in another folder with --init-from {_shell_path(path)}")
 
 
 #: The counters a training checkpoint holds, which a resumed run continues from.
@@ -617,6 +617,9 @@ class Trainer:
         self._stretch: dict[str, Any] = {**provenance(), "device": str(self.device),
                                          "processes": self.dist.world_size, "from_iteration": 0}
         self._saved_process_rng: list[Any] | None = None  # each process's random streams in the resumed checkpoint
+        # the newest checkpoint as this Trainer knows it (read by _resume, written by save): fit() refuses a folder
+        # another process has trained on since
+        self._known_checkpoint: Path | None = None
         if cfg.resume:
             self._resume(resumed)
         if self.dist.rank > 0:  # dropout draws from the global stream: each process its own (rank 0 keeps the
@@ -675,6 +678,7 @@ class Trainer:
                                     "--out-dir?): starting a new run from iteration 0")
             return
         path, state = resumed
+        self._known_checkpoint = path
         # what resuming reads, which a model file leaves out (the scaler is optional: absent without mixed precision)
         lacking = [k for k in ck.TRAINING_STATE_KEYS if k not in ck.OPTIONAL_TRAINING_STATE_KEYS and k not in state]
         if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
@@ -692,7 +696,8 @@ class Trainer:
                 f"{', '.join(named)} (in label order): resumed, the same label would change its meaning mid-run. "
                 "Resume with the data set the run started on, or start a new run (--init-from keeps the weights)")
         config = self.out / "config.json"  # the command that gives a run its own settings back, where it has one
-        own = f" (--config {shown_path(config)} --resume --out-dir {shown_path(self.out)})" if config.is_file() else ""
+        own = (f" (--config {_shell_path(config)} --resume --out-dir {_shell_path(self.out)})" if config.is_file()
+               else "")
         passed = state.get("model_info", {}).get("data_class")
         if passed and "data_class" not in self.model_info:  # its config.json names the default data set, not these
             own = (f" (it trained on data sets its script passed, {passed.rsplit('.', 1)[-1]}: pass them again with "
@@ -788,6 +793,7 @@ class Trainer:
             if streams is not None:
                 state["process_rng"] = streams
             path = ck.save_checkpoint(state, self.ckpt_dir, self.iteration, self.cfg.keep_last)
+            self._known_checkpoint = path
         barrier()
         self._saved_at = self.iteration
         return path
@@ -1099,7 +1105,8 @@ class Trainer:
                 (but ``eval_every``, ``log_every``, ``ckpt_every``, ``keep_last``, ``progress``, ``tensorboard``),
                 naming it; nothing is trained or written.
             ~deeplab_edu.engine.runs.RunFolderError: another process trains into ``cfg.out_dir``, or it holds the
-                checkpoints of another run and ``cfg.resume`` is false.
+                checkpoints of another run and ``cfg.resume`` is false, or another process trained it on after this
+                Trainer was built (its newest checkpoint is not the one resumed from: build the Trainer again).
             NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
             ValueError: a passed model scores another number of classes than ``num_classes`` (on the first step).
             BadDataError: a data file proved bad mid-run, or a training item's mask holds a label outside the
@@ -1118,6 +1125,8 @@ class Trainer:
         continuing = self.cfg.resume or self.iteration > 0
         lock = claim_run_folder(self.out, resume=continuing) if self.dist.is_main else None
         try:
+            if lock is not None and continuing:
+                self._check_not_trained_since()
             if lock is not None and self._resume_message and self.verbose:
                 print(self._resume_message)
             if lock is not None and self.cfg.resume:
@@ -1148,6 +1157,25 @@ class Trainer:
                 "Trainer(cfg, ...), passing again any model and data sets passed to this one): it goes on from the "
                 f"newest checkpoint in {shown_path(self.out)}. Between two fit() calls only "
                 f"{', '.join(_READ_BY_FIT)} may change")
+
+    def _check_not_trained_since(self) -> None:
+        """Refuse to train when the run's newest checkpoint is no longer the one this Trainer resumed from (or
+        wrote): another process trained the folder on between this Trainer's construction and :meth:`fit`, which
+        would otherwise train on from the older iteration, link ``last.pt`` to it beside the newer checkpoint and
+        cut ``metrics.csv`` back.
+
+        Raises:
+            ~deeplab_edu.engine.runs.RunFolderError: naming both checkpoints (and saying to build the Trainer again).
+        """
+        newest = ck.latest_checkpoint(self.ckpt_dir)
+        if newest == self._known_checkpoint:
+            return
+        had = (f"it resumed from {shown_path(self._known_checkpoint)}" if self._known_checkpoint is not None
+               else "it found no checkpoint there")
+        now = f"the newest is now {shown_path(newest)}" if newest is not None else "none is there now"
+        raise RunFolderError(f"{shown_path(self.out)} was trained on by another process after this Trainer was built "
+                             f"({had}; {now}): build the Trainer again (resume=True, or run the command again with "
+                             "--resume) to continue from the newest checkpoint")
 
     def describe(self) -> str:
         """One line: the model, the data, the schedule, the device and the run's folder (``fit`` prints it, unless

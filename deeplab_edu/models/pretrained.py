@@ -34,6 +34,11 @@ class PretrainedWeightsUnavailable(RuntimeError):
     """The pretrained weights could not be downloaded (usually: no network) and no local copy was given."""
 
 
+#: The errors of a download that did not reach the server (no network, no name resolution, a time-out); any other
+#: ``OSError`` (``socket.error`` is ``OSError``: a read-only TORCH_HOME, a full disk) is the cache folder's.
+_OFFLINE = (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror, socket.herror)
+
+
 def torchvision_weights(name: str) -> Any:
     """The torchvision ``WeightsEnum`` member used for backbone ``name`` (ImageNet-1k, version 1).
 
@@ -79,7 +84,8 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
         PretrainedWeightsUnavailable: the download failed, or was cut short (the file's SHA-256 does
             not start as its name says; nothing is kept), or torchvision's cached copy does not load;
             the message names the URL, where torchvision looks for a copy, and ``argument`` (and
-            ``flag``) to pass a local file.
+            ``flag``) to pass a local file; or the download could not be kept in torchvision's cache folder
+            (another ``OSError``: a read-only ``TORCH_HOME``, a full disk), naming the folder and the error.
         RuntimeError: torch's own failure where there is no cached copy to blame, as it raised it.
     """
     from ..engine.runs import shown_path
@@ -103,7 +109,7 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
         raise PretrainedWeightsUnavailable(
             f"torchvision's copy of {what}, {shown_path(cached, absolute_outside=True)}, does not load "
             f"({load_failure_reason(cached, err)}): delete it, and the next run downloads it again") from err
-    except (urllib.error.URLError, socket.error, ConnectionError, TimeoutError) as err:
+    except _OFFLINE as err:
         raise PretrainedWeightsUnavailable(
             f"could not download {what} from {weights.url} ({type(err).__name__}: {err}). "
             f"You are probably offline. Either download that file on a machine with internet access and put it "
@@ -112,6 +118,12 @@ def download_state_dict(weights: Any, what: str, argument: str, *, progress: boo
             f"{argument}='/path/to/{filename}'"
             + (f" (on the command line: {flag} /path/to/{filename})." if flag else ".")
         ) from err
+    except OSError as err:  # not the network: the cache folder (a read-only TORCH_HOME, a full disk)
+        raise PretrainedWeightsUnavailable(
+            f"could not keep {what} in torchvision's cache folder {shown_path(cached.parent, absolute_outside=True)} "
+            f"({type(err).__name__}: {err}): make that folder writable or free space there, point TORCH_HOME at a "
+            f"writable folder, or pass a local copy: {argument}='/path/to/{filename}'"
+            + (f" (on the command line: {flag} /path/to/{filename})." if flag else ".")) from err
 
 
 def torchvision_cache_path(weights: Any) -> Path:
