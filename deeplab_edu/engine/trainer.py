@@ -152,11 +152,15 @@ def _checkpoint_to_resume(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | Non
     state = ck.load_checkpoint(path)
     refused = _pretrained_change(state.get("config", {}), cfg.to_dict())
     if refused is not None:
-        config = Path(cfg.out_dir) / "config.json"
-        own = (f" (--config {shown_path(config)} --resume --out-dir {shown_path(Path(cfg.out_dir))})"
-               if config.is_file() else "")
-        raise _unchangeable(path, [refused], own)
+        raise _unchangeable(path, [refused], _own_settings(Path(cfg.out_dir)))
     return path, state
+
+
+def _own_settings(out: Path) -> str:
+    """How a resumed run in ``out`` gets its own settings back: its ``config.json`` with ``--resume``, paths quoted
+    for a shell (``""`` for a folder without one)."""
+    config = out / "config.json"
+    return f" (--config {_shell_path(config)} --resume --out-dir {_shell_path(out)})" if config.is_file() else ""
 
 
 def _unchangeable(path: Path, refused: list[str], own: str) -> ck.CheckpointMismatchError:
@@ -695,9 +699,7 @@ class Trainer:
                 f"{path} was trained on the classes {', '.join(trained)}, but this run's data set names "
                 f"{', '.join(named)} (in label order): resumed, the same label would change its meaning mid-run. "
                 "Resume with the data set the run started on, or start a new run (--init-from keeps the weights)")
-        config = self.out / "config.json"  # the command that gives a run its own settings back, where it has one
-        own = (f" (--config {_shell_path(config)} --resume --out-dir {_shell_path(self.out)})" if config.is_file()
-               else "")
+        own = _own_settings(self.out)
         passed = state.get("model_info", {}).get("data_class")
         if passed and "data_class" not in self.model_info:  # its config.json names the default data set, not these
             own = (f" (it trained on data sets its script passed, {passed.rsplit('.', 1)[-1]}: pass them again with "
