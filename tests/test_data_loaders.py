@@ -649,3 +649,37 @@ def test_voc_unpacking_cut_short_leaves_no_copy_and_download_repairs_a_partial_o
     assert "was incomplete (an unpacking cut short): moved to" in capsys.readouterr().out
     assert not [p.name for p in root.iterdir() if p.name.startswith(".") and "unpacking" in p.name]
     assert len(VOCSegmentation(root, "val", download=True)) == 2 and len(downloads) == 2  # whole: nothing fetched
+
+
+def test_voc_reads_the_shared_train_aug_list_of_image_and_mask_paths(tmp_path):
+    """A real-data audit: the ``train_aug.txt`` that many DeepLab ports share (DrSleep's, lines
+    ``/JPEGImages/X.jpg /SegmentationClassAug/X.png``) beside a ready-made ``SegmentationClassAug/`` was refused as
+    naming files "outside the data set's folder", with a CamVid stem as the example. VOC reads the two-path form by
+    CamVid's rule (one rule, :func:`~deeplab_edu.data.io.split_entry_paths`): the image's stem is taken, and a mask
+    of another name is refused, in VOC's lists and in CamVid's alike."""
+    import shutil
+
+    from deeplab_edu.data.io import check_stem
+
+    voc = make_voc_tree(tmp_path)
+    shutil.copytree(voc / "SegmentationClass", voc / "SegmentationClassAug")
+    stems = ["2007_000001", "2007_000003"]
+    lst = voc / "ImageSets" / "Segmentation" / "train_aug.txt"
+    lst.write_text("".join(f"/JPEGImages/{s}.jpg /SegmentationClassAug/{s}.png\n" for s in stems))
+    ds = VOCSegmentation(tmp_path, "trainaug")
+    assert ds.pairs == [(voc / "JPEGImages" / f"{s}.jpg", voc / "SegmentationClassAug" / f"{s}.png") for s in stems]
+    assert ds[1][1].shape == (22, 28)  # 2007_000003's own mask (20 + 2 by 30 - 2)
+    lst.write_text("/JPEGImages/2007_000001.jpg /SegmentationClassAug/2007_000003.png\n")  # another image's mask
+    with pytest.raises(BadDataError, match=r"train_aug\.txt pairs the image '/JPEGImages/2007_000001\.jpg' with the "
+                                           r"mask '/SegmentationClassAug/2007_000003\.png', whose names differ"):
+        VOCSegmentation(tmp_path, "trainaug")
+    lst.write_text("/JPEGImages/2007_000001.jpg 2007_000001.png extra/x.png\n")
+    with pytest.raises(BadDataError, match=r"cannot read the entry .* an image's path and its mask's path"):
+        VOCSegmentation(tmp_path, "trainaug")
+    with pytest.raises(BadDataError, match="outside the data set's folder") as err:  # one path alone: absolute
+        check_stem("/JPEGImages/2007_000001.jpg", "train_aug.txt")
+    assert "0001TP" not in str(err.value) and "an absolute path" in str(err.value)
+    base = _make_segnet_camvid(tmp_path / "camvid")
+    (base / "train.txt").write_text("/SegNet/CamVid/train/0001TP_000.png /SegNet/CamVid/trainannot/0001TP_001.png\n")
+    with pytest.raises(BadDataError, match="whose names differ"):
+        CamVid(tmp_path / "camvid", "train")

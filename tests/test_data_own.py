@@ -536,3 +536,38 @@ def test_the_uint8_batches_warning_names_the_line_that_built_the_trainer(tmp_pat
         warnings.simplefilter("always")
         Trainer(cfg)
     assert [w.filename for w in seen if "16-bit" in str(w.message)] == [__file__]
+
+
+def test_check_data_hint_for_an_absent_class_says_how_it_is_scored_and_names_classes_txt_only_for_a_folder(
+        tmp_path: Path) -> None:
+    """A real-data audit: the hint for a class no mask labels said a validation split "does not score it", but
+    ``ConfusionMatrix.compute`` averages over the classes present in the truth *or* the prediction (predicted,
+    such a class scores IoU 0 and lowers the mIoU); and it suspected classes.txt for every data set, VOC's too,
+    which have none. Both of its lines name classes.txt only for the folder data set."""
+    import torch
+
+    from deeplab_edu.data.check import check_dataset
+    from deeplab_edu.data.classes import VOC
+    from deeplab_edu.data.folder import SegmentationFolder
+    from deeplab_edu.metrics import ConfusionMatrix
+
+    root = _make(tmp_path / "data", {"train": 2}, classes="background\nsquare 255 0 0\nunused\n")
+    folder = check_dataset(build_dataset("folder", "train", root=root), num_workers=0, progress=False)
+    hint = "its IoU is 0 if the model predicts it on any labelled pixel, which lowers the mIoU"
+    assert hint in folder.summary() and "does not score it" not in folder.summary()
+    assert "(a name in classes.txt that no mask uses?)" in folder.summary()
+    pairs = sorted(zip(sorted((root / "train" / "images").iterdir()), sorted((root / "train" / "masks").iterdir())))
+    voc_like = check_dataset(SegmentationFolder(pairs, VOC, name="voc-like"), num_workers=0, progress=False)
+    assert voc_like.absent_classes == list(VOC.class_names[2:]) and hint in voc_like.summary()
+    assert "classes.txt" not in voc_like.summary()
+    from dataclasses import replace
+
+    assert "classes.txt" not in replace(voc_like, unknown_labels={30: 1}).summary()  # a label outside the classes
+    assert "does classes.txt list every class" in replace(folder, unknown_labels={30: 1}).summary()
+    # the hint's claim, as the metric computes it: class 2 absent from the truth
+    truth = torch.tensor([[0, 0, 1, 1]])
+    never, once = ConfusionMatrix(3), ConfusionMatrix(3)
+    never.update(torch.tensor([[0, 0, 1, 1]]), truth)
+    once.update(torch.tensor([[0, 2, 1, 1]]), truth)
+    assert never.compute()["iou"][2] != never.compute()["iou"][2] and never.compute()["miou"] == 1.0  # left out
+    assert once.compute()["iou"][2] == 0.0 and once.compute()["miou"] == (0.5 + 1 + 0) / 3  # IoU 0, in the mean

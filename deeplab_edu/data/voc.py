@@ -11,7 +11,14 @@ al. 2011) annotated, minus every VOC ``val`` image (DeepLabv3 Sec. 4 quotes 10,5
 ``ImageSets/Segmentation/train_aug.txt`` and a ``SegmentationClassAug/`` folder of index PNGs
 (VOC's own mask where the image has one, with its 255 boundary band; otherwise SBD's, which has
 no boundary band). A ready-made ``SegmentationClassAug`` folder, as many DeepLab ports
-distribute it, is accepted as well.
+distribute it, is accepted as well, with its ``train_aug.txt``.
+
+A split list (``ImageSets/Segmentation/{split}.txt``) holds one image per line, in either form:
+an image's stem (``2007_000032``, VOC's own lists and those written here), or an image's path and
+its mask's path (``/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png``, the
+``train_aug.txt`` that many DeepLab ports share), of which the stem is taken; the two names must
+agree. The folders such a line names are not read: images come from ``JPEGImages/``, masks from
+``SegmentationClassAug/`` (trainaug) or ``SegmentationClass/``.
 
 Layout: ``root/VOCdevkit/VOC2012/{JPEGImages, SegmentationClass, ImageSets/Segmentation}`` (what
 torchvision downloads) or ``root`` pointing at ``VOC2012`` itself; SBD in ``root/SBD/{img, cls,
@@ -237,7 +244,9 @@ class VOCSegmentation(SegmentationFolder):
             download fails; for ``"trainaug"``, when ``train_aug.txt`` or ``SegmentationClassAug/`` is missing and
             ``root/SBD`` has no ``train.txt``: ``download`` is false, or SBD's download fails; the split list is
             missing; or (with ``check_files``) files it names are missing.
-        ~deeplab_edu.data.io.BadDataError: the split list names no image.
+        ~deeplab_edu.data.io.BadDataError: the split list names no image, names a file outside the folder, pairs an
+            image with a mask of another name, or has a line that is neither a stem nor two paths (the forms of the
+            module's docstring).
     """
 
     def __init__(
