@@ -698,7 +698,8 @@ def _train(args: argparse.Namespace) -> int:
     seconds = time.time() - start
     curve = [(r["iteration"], round(r["miou"], 4)) for r in result["history"] if r["split"] == "val"]
     final = result["final"]
-    if args.record:  # before the last line: a closed pipe (`| head -1`) must not lose the record
+    if args.record and is_main():  # before the last line: a closed pipe (`| head -1`) must not lose the record;
+        # under torchrun by rank 0 only, as the line (an audit: each process wrote the file)
         from .records import write_record
 
         rates = [r["images_per_s"] for r in result["history"] if r["split"] == "train" and "images_per_s" in r]
@@ -1442,7 +1443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     also while torch is still being imported; 2 for an error, printed as one line). Under ``torchrun``
     (``WORLD_SIZE`` above 1) each process prefixes its error with ``[rank N]``: a settings error prints
     once per process (torchrun may stop the others before rank 0 has printed, and a setting such as
-    ``--device`` can fail on one machine only), and the prefix tells the copies apart.
+    ``--device`` can fail on one machine only), and the prefix tells the copies apart. Warnings, as the notes,
+    print once, from rank 0: the other processes ignore them while the command runs.
 
     Raises:
         ValueError, OSError, RuntimeError, ImportError, MemoryError: only with the environment variable
@@ -1459,7 +1461,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)  # torch-free; each command imports what it needs
         try:
-            return handlers[args.command](args)
+            with warnings.catch_warnings():  # the filters restored when the command ends
+                if os.environ.get("WORLD_SIZE"):  # under torchrun (is_main's module imports torch: the command does)
+                    from .engine.distributed import is_main
+
+                    if not is_main():  # each warning once, rank 0's, as the notes (an audit: once per process)
+                        warnings.simplefilter("ignore")
+                return handlers[args.command](args)
         except BrokenPipeError:  # `deeplab-edu ... | head` closed the pipe: stop quietly, as Python's docs advise
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit would fail again

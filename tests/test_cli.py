@@ -1684,3 +1684,29 @@ def test_a_negative_warmup_is_refused_by_its_name() -> None:
     """The audit: warmup_iters=-5 passed load_config and was refused at the schedule, naming max_iter."""
     with pytest.raises(ConfigError, match="warmup_iters must be 0 or more, got -5"):
         load_config("smoke", {"warmup_iters": -5})
+
+
+def test_under_torchrun_a_warning_prints_from_rank_0_only(capsys: pytest.CaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: under torchrun each Python warning printed once per process (the command line's notes once).
+    The processes other than rank 0 now ignore warnings while the command runs (the filters are restored
+    after it); an error still prints in every process, with its rank."""
+    import warnings
+
+    from deeplab_edu import cli
+
+    def warns_then_fails(args: Any) -> int:
+        warnings.warn("a warning of the command", UserWarning)
+        raise ValueError("a bad setting")
+
+    monkeypatch.setattr(cli, "_check_data", warns_then_fails)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, expected in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert cli.main(["check-data"]) == 2
+            assert [str(w.message) for w in caught] == ["a warning of the command"] * expected, rank
+            warnings.warn("after the command", UserWarning)  # the filters are the caller's again
+            assert str(caught[-1].message) == "after the command"
+        assert capsys.readouterr().err.startswith(f"[rank {rank}] deeplab-edu check-data: error: a bad setting")

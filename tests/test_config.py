@@ -229,3 +229,18 @@ def test_text_checks_print_the_blocks_own_failed_assert_in_a_learners_run(monkey
     monkeypatch.setenv(config.COURSE_CHECKS_ENV, "1")
     with pytest.raises(AssertionError), config.text_checks():
         assert miou > 0.3
+
+
+def test_an_aux_head_with_a_loss_weight_of_0_is_refused() -> None:
+    """``--aux-loss --aux-weight 0``: the loss skips the head, so under torchrun DDP stopped at iteration 2
+    ("Parameter indices which did not receive grad"; an audit), and in one process the head was dead weight.
+    Refused naming both flags; a weight of 0 without the head, and the head with a weight, still validate."""
+    from deeplab_edu.engine.config import ConfigError, TrainConfig, load_config, validate
+
+    with pytest.raises(ConfigError, match=r"--aux-loss --aux-weight 0\): an aux head that the loss ignores: "
+                                          r"drop --aux-loss"):
+        validate(TrainConfig(aux_loss=True, aux_weight=0.0))
+    with pytest.raises(ConfigError, match="aux_loss with aux_weight=0"):
+        load_config("smoke", {"aux_loss": True, "aux_weight": 0})
+    validate(TrainConfig(aux_loss=False, aux_weight=0.0))
+    validate(TrainConfig(aux_loss=True, aux_weight=0.5))

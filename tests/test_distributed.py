@@ -1,4 +1,5 @@
-"""Two processes over gloo (DDP + synchronised BatchNorm) train exactly like one process with the whole batch."""
+"""Two processes over gloo (DDP + synchronised BatchNorm) train exactly like one process with the whole batch when
+their batches hold as many labelled pixels (each process's loss is the mean over its own)."""
 
 from __future__ import annotations
 
@@ -329,3 +330,96 @@ if __name__ == "__main__":  # one process of torchrun's (test_torchrun_stopped_b
     import sys
 
     _train_until_stopped(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), sys.argv[1], None, workers=1)
+
+
+def _train_command(rank: int, world: int, out: str, port: int) -> None:
+    """``deeplab-edu train --record`` in one of two processes, two iterations of tiny smoke scenes; the Trainer
+    warns once as it starts. Beside the run, per process: the records it wrote and the warnings it showed."""
+    import warnings
+
+    _as_process(rank, world, port)
+    from deeplab_edu import records
+    from deeplab_edu.cli import main
+    from deeplab_edu.engine.trainer import Trainer
+
+    written, write, fit = Path(f"{out}_records{rank}.txt"), records.write_record, Trainer.fit
+    shown = Path(f"{out}_warnings{rank}.txt")
+    written.write_text(""), shown.write_text("")
+
+    def spied_write(path: Any, *args: Any, **kwargs: Any) -> Path:
+        written.write_text(written.read_text() + f"{path}\n")
+        return write(path, *args, **kwargs)
+
+    def warned_fit(self: Trainer) -> dict[str, Any]:
+        warnings.warn("a warning of the run", UserWarning)
+        return fit(self)
+
+    def show(message: Any, *args: Any, **kwargs: Any) -> None:
+        shown.write_text(shown.read_text() + f"{message}\n")
+
+    records.write_record, Trainer.fit = spied_write, warned_fit  # type: ignore[method-assign]
+    warnings.simplefilter("always")
+    warnings.showwarning = show
+    status = main(["train", "--preset", "smoke", "--iterations", "2", "--train-length", "8", "--val-length", "2",
+                   "--image-size", "32", "--crop-size", "32", "--no-progress", "--out-dir", out,
+                   "--record", f"{out}.json"])
+    assert status == 0, status
+    from deeplab_edu.engine.distributed import cleanup
+
+    cleanup()
+
+
+def test_train_under_torchrun_writes_its_record_and_shows_a_warning_once(tmp_path: Path) -> None:
+    """An audit: ``deeplab-edu train --record FILE`` under torchrun wrote FILE in every process (its "done" line
+    came from rank 0 only), and each Python warning printed once per process. Rank 0 now writes the record and
+    shows the warnings; the other process checks the record's path (before the run) and ignores warnings."""
+    import json
+
+    run = tmp_path / "run"
+    _spawn(_train_command, (2, str(run), _free_port()))
+    assert Path(f"{run}_records0.txt").read_text() == f"{run}.json\n"
+    assert Path(f"{run}_records1.txt").read_text() == ""
+    assert json.loads(Path(f"{run}.json").read_text())["results"]["train_loss_curve"]
+    assert "a warning of the run" in Path(f"{run}_warnings0.txt").read_text()
+    assert Path(f"{run}_warnings1.txt").read_text() == ""
+
+
+def _train_ragged(rank: int, world: int, out: str, port: int, batch: int) -> None:
+    """One step of a batch of ``batch`` a process, on scenes with 0 to 14 of their 16 rows ignored."""
+    _as_process(rank, world, port)
+    from test_engine_fixtures import TinyNet, TinyScenes, tiny_config
+
+    from deeplab_edu.engine.distributed import cleanup
+    from deeplab_edu.engine.trainer import Trainer
+
+    class Ragged(TinyScenes):
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            img, mask = super().__getitem__(i)
+            mask[: (i * 5) % 15] = 255
+            return img, mask
+
+    cfg = tiny_config(out, iterations=1, batch_size=batch, eval_every=1, ckpt_every=1, momentum=0.9, num_workers=0)
+    trainer = Trainer(cfg, model=TinyNet(dropout=0.0), train_set=Ragged(16, augment=False),
+                      val_set=TinyScenes(2, seed=9, augment=False))
+    trainer.fit()
+    del trainer  # its DDP reducer before the group: see cleanup()
+    cleanup()
+
+
+def test_world_size_two_differs_from_world_size_one_where_the_labelled_pixels_differ(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine/distributed.py's docstring (an audit: it promised N processes x batch B equal one process x batch N x B
+    always): each process's loss is the mean over its own labelled pixels and DDP averages the processes', so where
+    the shards hold different numbers of labelled pixels the step is not the one process's
+    (test_world_size_two_matches_world_size_one: it is where they hold as many)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "")  # restored after the test: _train_ragged sets them in this process
+    _train_ragged(0, 1, str(one), 0, batch=4)
+    _spawn(_train_ragged, (2, str(two), _free_port(), 2))
+    a, b = load_checkpoint(one / "checkpoints"), load_checkpoint(two / "checkpoints")
+    la = [r["loss"] for r in a["history"] if r["split"] == "train"]
+    lb = [r["loss"] for r in b["history"] if r["split"] == "train"]
+    assert la != pytest.approx(lb, rel=1e-4)  # the tolerance under which they match there
+    assert not all(torch.allclose(v.float(), b["model"][k].float(), atol=1e-5, rtol=1e-4)
+                   for k, v in a["model"].items())

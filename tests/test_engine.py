@@ -1864,3 +1864,25 @@ def test_resume_advice_quotes_its_paths_for_the_shell(tmp_path: Path) -> None:
                                                         r"'[^']*my run'\).*--init-from '[^']*my run/checkpoints/"
                                                         r"ckpt_00000002\.pt'"):
         _short_trainer(out, resume=True, weight_decay_norm_and_bias=False)
+
+
+def test_train_or_load_under_torchrun_is_refused_before_it_takes_the_lock(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: under torchrun every process took the run's lock; rank 0 got it and waited in
+    init_process_group for rank 1, which waited for the lock (up to ``lock_timeout_s``, an hour): ~30 minutes
+    of silence. train_or_load now refuses in each process (``WORLD_SIZE`` above 1) and names what trains under
+    torchrun, before it makes the run's folder or takes its lock; ``WORLD_SIZE`` 1 or empty is one process."""
+    from deeplab_edu.engine.runs import train_or_load
+
+    monkeypatch.delenv("MASTER_ADDR", raising=False)  # before: the Trainer's env:// join failed on it, after the lock
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match=r"train_or_load runs in one process, but torchrun launched 2 .*"
+                                           r"torchrun --nproc-per-node 2 -m deeplab_edu train"):
+        train_or_load("smoke", out_dir=tmp_path / "run", iterations=1, lock_timeout_s=1)
+    assert not (tmp_path / "run").exists()
+    from deeplab_edu.engine.distributed import launched_world_size
+
+    for value, world in (("", 1), ("1", 1), (" 2 ", 2)):
+        monkeypatch.setenv("WORLD_SIZE", value)
+        assert launched_world_size() == world

@@ -151,7 +151,7 @@ class TrainConfig:
     #: with another number of classes gives all but its class-scoring layers (fine-tuning to new classes).
     init_from: str | os.PathLike[str] | None = None
     # loss
-    #: Weight of the auxiliary head's loss (``aux_loss``).
+    #: Weight of the auxiliary head's loss (``aux_loss``, which needs a weight above 0).
     aux_weight: float = 0.5
     #: Fraction of the hardest pixels the loss keeps, in (0, 1] (1: plain cross-entropy; the released
     #: DeepLab code's ``top_k_percent_pixels``: DeepLabv3 sec. 4.3 duplicates hard images instead).
@@ -789,6 +789,9 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.aux_weight < 0:
         raise ConfigError(f"aux_weight={cfg.aux_weight}: the auxiliary loss's weight must be 0 or more "
                           "(a negative weight trains the auxiliary head to be wrong)")
+    if cfg.aux_loss and cfg.aux_weight == 0:  # an audit: DDP stopped at iteration 2 on the head's missing gradients
+        raise ConfigError("aux_loss with aux_weight=0 (--aux-loss --aux-weight 0): an aux head that the loss ignores: "
+                          "drop --aux-loss, or give its loss a positive --aux-weight (0.5 by convention)")
     if cfg.dataset == "procedural":
         if cfg.image_size < 8:
             raise ConfigError(f"image_size={cfg.image_size}: the generated scenes are at least 8 pixels a side")

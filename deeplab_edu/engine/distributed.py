@@ -6,9 +6,14 @@ Launch ``torchrun --nproc_per_node=N -m deeplab_edu train ...``: ``torchrun`` se
 (:class:`~torch.utils.data.distributed.DistributedSampler`), BatchNorm statistics are computed over
 the global batch (SyncBatchNorm, as DeepLabv3 sec. 4.1 stresses that batch norm needs a large
 batch; PyTorch's ``SyncBatchNorm`` runs on GPUs only, so on the CPU :class:`CPUSyncBatchNorm` sums the
-statistics with a differentiable all-reduce over gloo), gradients are averaged by DDP, metrics are summed across processes, and only rank 0 writes
-files. With a per-process batch of B and N processes the run is the same as one process with batch
-N x B (up to floating-point summation order), which ``tests/test_distributed.py`` checks.
+statistics with a differentiable all-reduce over gloo), gradients are averaged by DDP, metrics are summed
+across processes, and only rank 0 writes files. With a per-process batch of B and N processes, a step is
+that of one process with batch N x B (up to floating-point summation order) only when every process's batch
+holds as many labelled pixels: each process's loss is the mean over its own labelled pixels and DDP averages
+the processes' gradients, so where the counts differ (ignored pixels: void borders, crop padding) a pixel of a
+sparsely labelled batch weighs more (each process weighs alike, as ``grad_accum``'s micro-batches do); with
+``top_k`` below 1 each process also keeps the hardest pixels of its own batch. ``tests/test_distributed.py``
+checks both cases.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from torch import nn
 _T = TypeVar("_T", float, torch.Tensor)
 _V = TypeVar("_V")
 
-__all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "init_distributed", "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean",
-           "all_gather_objects", "cpu_group", "max_over_processes", "release_group", "cleanup",
-           "local_main_first"]
+__all__ = ["CPUSyncBatchNorm", "convert_sync_batchnorm", "DistInfo", "launched_world_size", "init_distributed",
+           "is_main", "wrap_model", "unwrap", "barrier", "all_reduce_mean", "all_gather_objects", "cpu_group",
+           "max_over_processes", "release_group", "cleanup", "local_main_first"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,15 @@ class DistInfo:
         return self.rank == 0
 
 
+def launched_world_size() -> int:
+    """The number of processes ``torchrun`` launched (its ``WORLD_SIZE``; 1 where it is unset or empty), read
+    before, or without, joining the process group."""
+    return int(os.environ.get("WORLD_SIZE", "").strip() or 1)
+
+
 def init_distributed(device: torch.device, backend: str | None = None) -> DistInfo:
     """Join the process group described by the ``torchrun`` environment; a single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     if world <= 1:
         return DistInfo()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

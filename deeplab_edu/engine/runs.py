@@ -510,6 +510,7 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         ~deeplab_edu.engine.checkpoint.InitFromChangedError: the run started from an ``init_from``
             file that has changed since (its phase 1 was retrained).
         TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.
+        RuntimeError: called in a process of ``torchrun`` (``WORLD_SIZE`` above 1): it trains in one process.
         RunFolderError: ``out_dir`` cannot be created, or cannot be written to (a read-only share) and its run
             is not finished (a finished run there is loaded without the lock), or it holds no checkpoint and an
             ``earlier`` folder holds the run (the message names the ``mv`` to run).
@@ -518,8 +519,15 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
 
     from ..atomic import acquire_or_wait
 
+    from .distributed import launched_world_size
     from .trainer import callers_random_state_kept
 
+    if (processes := launched_world_size()) > 1:  # an audit: each process took the lock, and all waited ~30 minutes
+        raise RuntimeError(f"train_or_load runs in one process, but torchrun launched {processes} (WORLD_SIZE="
+                           f"{processes}): the first would take the run's lock and wait for the others to join the "
+                           "process group while they wait for the lock; train with `torchrun --nproc-per-node "
+                           f"{processes} -m deeplab_edu train ...` (deeplab-edu train) or a Trainer under torchrun, "
+                           "or call train_or_load without torchrun")
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
     found = _judge(cfg, Path(out_dir), earlier)
     if found.status.state == "moved":  # refused before out_dir is made (mv OLD NEW then works), as it raises refusals
