@@ -290,7 +290,7 @@ def cost_vs_rate(
     shows, rather than asserts, that the cost does not depend on the rate.
 
     Returns:
-        one row per rate: ``rate``, ``effective kernel``, ``params``, ``MACs`` and, with
+        One row per rate, with ``rate``, ``effective kernel``, ``params``, ``MACs`` and, with
         ``time_it``, the median ``forward (ms)`` on this machine (the rates timed in interleaved
         rounds, :func:`~deeplab_edu.complexity.time_interleaved`: timed one after the other, the first
         rate paid the process's warm-up and looked many times slower).

@@ -72,7 +72,9 @@ __all__ = [
     "chapter_workload",
 ]
 
+#: The book's sources (``_config.yml``, ``_toc.yml``, its pages) in the repository.
 BOOK_DIR = REPO_ROOT / "book"
+#: The chapters' Jupytext ``.py`` notebooks in the repository.
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 #: The package's folder: every file in it is an input of every chapter (:func:`_dependency_key`).
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -884,14 +886,17 @@ def execute_notebooks(sources: Iterable[Path], out_dir: Path, *, jobs: int = 2, 
             profile, ``learner`` / ``solutions`` and every file of the package, the chapters' sources,
             the committed records and the table of contents are unchanged (:func:`_dependency_key`).
         timeout: seconds per cell (default :func:`cell_timeout`).
-        learner, solutions: run the notebooks as a learner does (see :func:`execute_notebook`).
+        learner: run the notebooks as a learner does in JupyterLab, without the course's own checks
+            (see :func:`execute_notebook`).
+        solutions: False drops the cells the book hides (the exercises' solutions) before running, as for
+            a learner who never opens them (see :func:`execute_notebook`).
 
     Returns:
         one :class:`NotebookRun` per source, in order. Failures are in the runs, not raised.
 
     Raises:
         ValueError: ``jobs`` is below 1.
-        KeyboardInterrupt (or any exception while waiting): raised again after the notebooks still
+        KeyboardInterrupt: or any other exception while waiting, raised again after the notebooks still
             running were stopped, kernels included; no queued notebook starts.
     """
     active_profile = active_profile or profile()

@@ -4,7 +4,10 @@
   notebook in JupyterLab (:mod:`deeplab_edu.book_pages`);
 - one copy of each script a page loads;
 - attribute, data and property documentation read as prose, not as napoleon's ``type: description``,
-  and a dataclass of many fields without its run-on signature;
+  and a dataclass of many fields without its run-on signature, each field with its default;
+- an ``@overload``-ed function with its implementation's signature (defaults shown), not its stubs;
+- a reference to a name a package re-exports (``deeplab_edu.models.build_model``) linked to where
+  the page documents it (:func:`home_of`);
 - the bibliography's entries labelled as the text cites them (:data:`BIBLIOGRAPHY_STYLE`);
 - each figure of a cell with several its own alt text (:func:`one_alt_per_image`);
 - the book's stylesheet (``book/_static/deeplab_edu.css``: printed output, long inline code and
@@ -13,13 +16,14 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
 from .book_pages import PUBLISHED_BRANCH, repository_url
 from .records import REPO_ROOT
 
-__all__ = ["BIBLIOGRAPHY_STYLE", "one_alt_per_image", "setup"]
+__all__ = ["BIBLIOGRAPHY_STYLE", "home_of", "one_alt_per_image", "setup"]
 
 #: The start of a cell's alt text that holds the descriptions of several figures, numbered
 #: (:func:`deeplab_edu.book_pages._set_alt_text`): ``"(1 of 2) Figure... (2 of 2) Figure..."``.
@@ -135,6 +139,92 @@ def _short_dataclass_signature(app: Any, what: str, name: str, obj: Any, options
     return None
 
 
+def _autodocumenters() -> list[Any]:
+    """autodoc's function and attribute documenters, mended (registered by :func:`setup`; defined here
+    since Sphinx is the book's dependency, not the package's).
+
+    - a function with ``@overload`` stubs (``build_model``, ``build_backbone``, ``crf.mean_field``)
+      shows its implementation's signature, defaults included, where autodoc shows only the stubs'
+      (five of ``build_model`` without a default, three of ``mean_field`` of 350 characters each);
+    - a dataclass field shows its default (``lr: float = 0.007``), although ``no-value``
+      (``autodoc_default_options`` in ``book/_config.yml``) hides the value of every module's data:
+      ``TrainConfig``'s signature is ``(**fields)`` (:data:`SIGNATURE_FIELDS_AT_MOST`), and its
+      defaults were written nowhere. A field with a ``default_factory`` shows none.
+    """
+    import dataclasses
+
+    from sphinx.ext.autodoc import AttributeDocumenter, FunctionDocumenter
+
+    class ImplementationSignature(FunctionDocumenter):
+        def format_signature(self, **kwargs: Any) -> str:
+            if self.analyzer is not None:
+                self.analyzer.overloads.pop(".".join(self.objpath), None)
+            return str(super().format_signature(**kwargs))
+
+    class FieldDefault(AttributeDocumenter):
+        def add_directive_header(self, sig: str) -> None:
+            if dataclasses.is_dataclass(self.parent):
+                field = {f.name: f for f in dataclasses.fields(self.parent)}.get(self.objpath[-1])
+                if field is not None and field.default is not dataclasses.MISSING:
+                    self.options = self.options.copy()  # shared by the class's other members
+                    self.options["no-value"] = False
+            super().add_directive_header(sig)
+
+    return [ImplementationSignature, FieldDefault]
+
+
+def home_of(target: str, module: str | None = None) -> str | None:
+    """Where the API page documents a package name referred to by another: ``obj.__module__`` +
+    ``"." + obj.__qualname__``.
+
+    A package that gathers its modules' names (``:ignore-module-all:`` in ``book/api.md``) documents
+    none of them under its own name: ``deeplab_edu.models.build_model`` is documented as
+    ``deeplab_edu.models.deeplab.build_model``. A name without the package's prefix is looked up in
+    ``module``, the module whose docstring refers to it (``ConfusionMatrix.compute`` in
+    ``deeplab_edu.inference``, which imports ``ConfusionMatrix``).
+
+    Args:
+        target: the reference's target, dotted (``"deeplab_edu.data.build_dataset"``).
+        module: the dotted name of the module the reference is in, or None.
+
+    Returns:
+        The dotted name of the object's definition; None for a target outside ``deeplab_edu``, one that
+        names no class, function or method of the package (module data, a TypeVar, a type alias such as
+        ``JointTransform``), or one already at its home.
+    """
+    for name in (target, f"{module}.{target}" if module else ""):
+        if not name.startswith("deeplab_edu."):
+            continue
+        parts = name.split(".")
+        for i in range(len(parts) - 1, 0, -1):  # the longest importable module, then attributes
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            try:
+                for attribute in parts[i:]:
+                    obj = getattr(obj, attribute)
+            except AttributeError:
+                break
+            home, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+            if (isinstance(home, str) and home.startswith("deeplab_edu.") and isinstance(qualname, str)
+                    and f"{home}.{qualname}" != name):
+                return f"{home}.{qualname}"
+            break
+    return None
+
+
+def _resolve_at_home(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """``missing-reference``: link a reference Sphinx found no target for to its :func:`home_of`;
+    None (Sphinx's warning stands) where that is not documented either."""
+    if node.get("refdomain") != "py":
+        return None
+    home = home_of(node.get("reftarget", ""), node.get("py:module"))
+    if home is None:
+        return None
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"], home, node, contnode)
+
+
 #: The bibliography's style (``bibtex_default_style`` in ``book/_config.yml``): each entry labelled as
 #: the text cites it ("Chen et al., 2018a", ``bibtex_reference_style: author_year``), sorted by author
 #: and year; pybtex's default labels ("[CPK+8a]") match nothing a reader sees in the chapters.
@@ -173,7 +263,9 @@ def _register_bibliography_style() -> None:
 
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx extension (``book/_config.yml``): launch buttons, the thebe script fix, attribute
-    documentation read as prose (:func:`_attribute_doc_has_no_type`), one alt text per figure
+    documentation read as prose (``_attribute_doc_has_no_type``), overloaded functions' and dataclass
+    fields' signatures (``_autodocumenters``), references to re-exported names
+    (:func:`home_of`), one alt text per figure
     (:func:`one_alt_per_image`), the bibliography's labels
     (:data:`BIBLIOGRAPHY_STYLE`) and the book's stylesheet
     (``book/_static/deeplab_edu.css``: printed output, long inline code and signatures wrap; wide
@@ -181,6 +273,9 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("config-inited", _add_static)
     app.connect("autodoc-process-docstring", _attribute_doc_has_no_type, priority=400)
     app.connect("autodoc-process-signature", _short_dataclass_signature)
+    for documenter in _autodocumenters():
+        app.add_autodocumenter(documenter, override=True)
+    app.connect("missing-reference", _resolve_at_home)
     _register_bibliography_style()
     app.add_css_file("deeplab_edu.css")
     app.connect("html-page-context", _launch_links, priority=900)

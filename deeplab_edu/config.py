@@ -32,12 +32,17 @@ if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (a
 __all__ = ["ENV_VAR", "DEVICE_ENV_VAR", "COURSE_CHECKS_ENV", "PROFILES", "Profile", "profile", "device",
            "resolve_device", "choose", "is_smoke", "course_checks", "text_checks", "SMOKE_MEANS", "profile_line"]
 
+#: The environment variable that picks the profile (:func:`profile`): ``smoke``, ``cpu`` or ``gpu``.
 ENV_VAR = "DEEPLAB_EDU_PROFILE"
+#: The environment variable that forces the device (:func:`device`), e.g. ``cpu`` or ``cuda:1``.
 DEVICE_ENV_VAR = "DEEPLAB_EDU_DEVICE"
 #: Set (to ``1``) where the course checks itself: the notebook tests, ``make book`` and the chapter
 #: timings (``deeplab_edu.book`` sets it in every kernel it starts); see :func:`course_checks`.
 COURSE_CHECKS_ENV = "DEEPLAB_EDU_COURSE_CHECKS"
+#: The profiles, smallest first: ``smoke`` (seconds, checks that the code runs), ``cpu`` (a laptop's
+#: course runs) and ``gpu`` (the papers' recipes).
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "gpu")
+#: The type of a profile's name (:data:`PROFILES`), for type checkers.
 Profile = Literal["smoke", "cpu", "gpu"]
 T = TypeVar("T")
 

@@ -290,7 +290,7 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
         params: kernel parameters.
 
     Returns:
-        (N, N) with N = H * W: ``W[i, j]`` is the weight of pixel j's belief in pixel i's message
+        The matrix W, (N, N) with N = H * W. ``W[i, j]`` is the weight of pixel j's belief in pixel i's message
         (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64). float32 for
         a uint8, float16 or bfloat16 ``image``, else in its dtype.
 
@@ -495,7 +495,7 @@ def mean_field(
             :math:`Q^0 = \\mathrm{softmax}(-\\theta)`).
 
     Returns:
-        Q: (B, L, H, W) (or (L, H, W)) class probabilities that sum to 1 over L; with
+        Q, (B, L, H, W) (or (L, H, W)) class probabilities that sum to 1 over L; with
         ``return_history`` a pair ``(Q, [Q^0, Q^1, ...])``. In ``unary``'s dtype, except float16/bfloat16: the
         inference runs in float32 and Q stays float32 (``.to(dtype)`` casts it back if needed).
 

@@ -1,7 +1,7 @@
 """The papers' findings, measured over seeds with bootstrap intervals (chapter 10).
 
 Each finding of the DeepLab papers is a comparison of two *arms*, trained with the course's ``cpu``
-recipe (:mod:`deeplab_edu.presets` ``cpu.yaml``) and differing in one setting (group g: two
+recipe (``deeplab_edu/presets/cpu.yaml``) and differing in one setting (group g: two
 fine-tunings of the same run that differ in one setting), each evaluated in a
 *view* (an inference strategy; for DeepLab v2 also the dense CRF):
 
@@ -176,6 +176,7 @@ class Finding:
     note: str = ""
 
 
+#: The findings chapter 10 measures, one :class:`Finding` each (the table above).
 FINDINGS: list[Finding] = [
     Finding("a1", "training output stride 32 -> 16", ("v3, train OS 32", "eval OS 32"), ("v3", "eval OS 16"),
             "miou", "DeepLabv3 Table 1 (ResNet-50 + block7, no ASPP)", (70.06, 73.88),

@@ -52,7 +52,7 @@ def path_counts(specs: Sequence[LayerSpec], input_size: int, index: int) -> np.n
         index: the output unit, ``0 <= index <`` the stack's output length.
 
     Returns:
-        float64 of shape ``(input_size,)``: whole numbers (exact below 2**53).
+        An array of float64, shape ``(input_size,)``, holding whole numbers (exact below 2**53).
 
     Raises:
         ValueError: the stack has no output on ``input_size``

@@ -3,7 +3,7 @@
 DeepLabv3 (sec. 4.2-4.3; "Inference strategy on the val set": Table 4 for the cascaded model,
 Table 6 for the ASPP model, 77.21% -> 78.51% (OS 8) -> 79.45% (+MS) -> 79.77% (+Flip)) improves a trained model *at test time* with
 
-- **output stride 8** instead of 16 (denser features; :meth:`set_output_stride`),
+- **output stride 8** instead of 16 (denser features; :meth:`~deeplab_edu.models.deeplab.DeepLab.set_output_stride`),
 - **multi-scale inputs** (MS): the image is resized by each of the scales
   ``{0.5, 0.75, 1.0, 1.25, 1.5, 1.75}``, the logits of every scale are resized back to the image
   size (bilinearly), turned into class probabilities (softmax) and *averaged*, as the official code's
@@ -429,8 +429,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             ``None``: from the machine's cores, :func:`deeplab_edu.engine.workers.default_num_workers`).
 
     Returns:
-        :meth:`ConfusionMatrix.compute`'s metrics (``miou``, ``iou``, ``pixel_accuracy``, ``fw_iou``...),
-        fractions in [0, 1].
+        :meth:`~deeplab_edu.metrics.ConfusionMatrix.compute`'s metrics (``miou``, ``iou``, ``pixel_accuracy``,
+        ``fw_iou``...), fractions in [0, 1].
 
     Raises:
         ValueError: ``num_classes`` is missing or differs from the classes the model scores, the data

@@ -292,10 +292,10 @@ def removed_errors_by_band(base: Mapping[K, Mapping[str, float]],
             width) for a band of it, as :func:`deeplab_edu.viz.training.band_metrics` returns them.
 
     Returns:
-        For each band key: ``{"pixels": share of the whole image's pixels in the band, "removed": share
-        of the net drop in wrong pixels in the band}``, fractions (0-1; ``removed`` is ``nan`` when
-        ``variant`` gets no fewer pixels wrong than ``base``, and can leave [0, 1] when a band gets worse
-        while the image gets better).
+        For each band key, a dict of ``"pixels"`` (the share of the whole image's pixels in the band)
+        and ``"removed"`` (the share of the net drop in wrong pixels in the band), fractions (0-1;
+        ``removed`` is ``nan`` when ``variant`` gets no fewer pixels wrong than ``base``, and can leave
+        [0, 1] when a band gets worse while the image gets better).
 
     Raises:
         ValueError: ``"all"`` is missing, the two have different keys, or they count different numbers

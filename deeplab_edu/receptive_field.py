@@ -673,7 +673,7 @@ def compare_with_brute_force(model: nn.Module, input_size: int | None = None, *,
     the image, so the check compares full extents, not clipped ones.
 
     Returns:
-        One table row: ``model`` (``name`` or the class name), ``input`` (``"HxW"``), ``output map``
+        One table row, with ``model`` (``name`` or the class name), ``input`` (``"HxW"``), ``output map``
         (the output's shape), ``receptive field (theory)`` and ``effective stride`` (pixels),
         ``region of centre unit (theory)`` and ``brute force`` (the centre unit's first..last input
         row), and ``agree`` (``True`` when both regions match in rows and columns).

@@ -42,6 +42,7 @@ __all__ = [
     "shown_path",
 ]
 
+#: The repository's folder (the package's parent): recorded results, the notebooks and the book.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Where recorded runs (benchmarks, training runs) are kept in the repository.
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"

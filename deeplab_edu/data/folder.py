@@ -20,7 +20,9 @@ from .io import BadDataError, SegmentationDataset, check_files_exist, check_pair
 
 __all__ = ["SegmentationFolder", "JointTransform"]
 
-JointTransform = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+#: A transform of an image (3, H, W) and its mask (H, W) together (the same crop, flip and scale for
+#: both), returning the pair.
+JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class SegmentationFolder(SegmentationDataset):

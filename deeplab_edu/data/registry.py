@@ -35,7 +35,7 @@ def build_dataset(
     transform: Callable[..., Any] | None = None,
     **kwargs: Any,
 ) -> SegmentationDataset:
-    """Build data set ``name`` (one of :data:`DATASETS`) for ``split``.
+    """Build data set ``name`` (one of :data:`~deeplab_edu.choices.DATASETS`) for ``split``.
 
     Every data set yields ``(image, mask)``: image float32 (3, H, W) (in [0, 1] before
     normalisation), mask int64 (H, W) with 255 = ignore, and has ``num_classes``,
@@ -57,10 +57,10 @@ def build_dataset(
             reads it, not of the split; ``deeplab-edu check-data``).
 
     Raises:
-        ValueError: ``name`` is not a data set of :data:`DATASETS` (case, ``-`` and ``_`` aside; ``"pascal_voc"``
-            also names VOC); for ``"procedural"``, ``split`` is not ``"train"``, ``"val"`` or ``"test"``, or
-            ``root`` is given; for ``"folder"``, ``root`` is not given or ``download`` is true; or the data set's
-            constructor raises it (e.g. for an unknown ``split``).
+        ValueError: ``name`` is not a data set of :data:`~deeplab_edu.choices.DATASETS` (case, ``-`` and ``_``
+            aside; ``"pascal_voc"`` also names VOC); for ``"procedural"``, ``split`` is not ``"train"``,
+            ``"val"`` or ``"test"``, or ``root`` is given; for ``"folder"``, ``root`` is not given or
+            ``download`` is true; or the data set's constructor raises it (e.g. for an unknown ``split``).
         TypeError: ``kwargs`` are given for a data set other than ``"procedural"`` (``"folder"``: other than
             ``skip_unpaired``; a real data set: other than ``check_files``).
     """

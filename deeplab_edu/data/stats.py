@@ -65,7 +65,7 @@ def class_pixel_frequencies(masks: Iterable[np.ndarray | torch.Tensor], num_clas
         num_classes: the number of classes, C.
 
     Returns:
-        float64, shape ``(C + 1,)``: the share (0-1) of the counted pixels in each class, then the share
+        The share (0-1), float64 of shape ``(C + 1,)``, of the counted pixels in each class, then the share
         of ignored ones (255). Only labels in ``[0, C)`` and 255 are counted: another label (a class of a
         larger label set) is left out of the shares (:mod:`deeplab_edu.data.check` names such labels).
 
@@ -92,7 +92,7 @@ def mask_class_counts(mask: np.ndarray | torch.Tensor, num_classes: int, *, name
         name: what the error messages call the mask (e.g. ``"mask 3"``).
 
     Returns:
-        int64, shape ``(C,)``: the number of pixels of each class.
+        The number of pixels of each class, int64 of shape ``(C,)``.
 
     Raises:
         ValueError: the mask is not of an integer type, or holds a value that is neither a class nor 255.
@@ -155,7 +155,7 @@ def median_frequency_weights(masks: Iterable[np.ndarray | torch.Tensor], num_cla
         num_classes: the number of classes.
 
     Returns:
-        float64 weights, shape ``(num_classes,)``: 1 for the class at the median frequency, above
+        Weights, float64 of shape ``(num_classes,)``, 1 for the class at the median frequency, above
         1 for rarer classes. A class that appears in no mask gets the largest weight of the others
         (the rarest class's): absent from the masks counted, it may still be in the training set,
         and a weight of 0 would never let it be learned.

@@ -351,8 +351,8 @@ def train_transform(
             A source with more than 256 levels (16-bit) keeps only 256: leave it off for such data.
 
     Returns:
-        A picklable callable ``(image, mask) -> (image, mask)``: image (3, H, W) float in [0, 1] or
-        uint8, or a PIL image; mask (H, W) integer class indices; returns float32 (3, crop_h, crop_w)
+        A picklable callable ``(image, mask) -> (image, mask)``. It takes an image (3, H, W) float in [0, 1] or
+        uint8, or a PIL image, and a mask (H, W) of integer class indices, and returns float32 (3, crop_h, crop_w)
         and int64 (crop_h, crop_w) (smaller where a scaled image is smaller than the crop and
         ``pad_to_crop`` is false), or both uint8 with ``as_uint8``. DeepLabv3 sec. 4.1 (random scale 0.5-2, crop, flip). The
         callable raises ValueError for an image that is not (3, H, W) or (1, H, W), a mask that is

@@ -46,6 +46,7 @@ from ..records import shown_path
 
 __all__ = ["VOCSegmentation", "VOC_SPLITS", "trainaug_ids", "prepare_trainaug", "resolve_voc_root"]
 
+#: The splits :class:`VOCSegmentation` reads: VOC 2012's, and ``trainaug`` (train + SBD, 10,582 images).
 VOC_SPLITS = ("train", "val", "trainval", "trainaug")
 _BOUNDARY_COLOUR = {(224, 224, 192): IGNORE_INDEX}
 

@@ -26,6 +26,8 @@ __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_
            "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config",
            "flag_of", "file_settings", "normalised_settings"]
 
+#: The folder of the preset YAML files (``deeplab_edu/presets``: ``cpu.yaml``, ...) that
+#: :func:`load_config` finds by name.
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 #: ``torch.compile`` modes ``TrainConfig.compile_mode`` accepts.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -64,7 +66,7 @@ class TrainConfig:
     """
 
     # model
-    #: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"`` (:data:`MODELS`).
+    #: ``"deeplabv1"``, ``"deeplabv2"``, ``"deeplabv3"`` or ``"deeplabv3plus"`` (:data:`~deeplab_edu.choices.MODELS`).
     model: str = "deeplabv3"
     #: ``"resnet50"``, ``"resnet101"``, ``"tiny_resnet"``, ``"mobilenet_v3_large"`` or ``"vgg16"`` (v1/v2;
     #: :func:`load_config` makes it DeepLab v1's ``vgg16`` for ``model="deeplabv1"``).
@@ -86,7 +88,7 @@ class TrainConfig:
     #: Further keyword arguments of :func:`deeplab_edu.models.build_model` (``multi_grid``, ``image_pooling``, ...).
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # data
-    #: A name of :data:`deeplab_edu.data.DATASETS` (``"procedural"``: generated, offline; ``"folder"``: your own).
+    #: A name of :data:`~deeplab_edu.choices.DATASETS` (``"procedural"``: generated, offline; ``"folder"``: your own).
     dataset: str = "procedural"
     #: Procedural scenes only: ``"easy"``, ``"medium"`` or ``"hard"`` (:data:`deeplab_edu.data.procedural.DIFFICULTIES`).
     difficulty: str = "hard"

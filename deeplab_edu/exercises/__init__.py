@@ -8,10 +8,8 @@ A wrong answer gets an explanation; the exercise's hint comes with the second wr
 or at once from ``hint``.
 """
 
+from . import _core
 from ._core import (
-    KINDS,
-    NOT_ANSWERED,
-    UNITS,
     Exercise,
     Feedback,
     WrongAnswer,
@@ -30,6 +28,15 @@ from ._core import (
     solved,
     value_exercise,
 )
+
+# assigned here, not imported, so that each has a `#:` comment autodoc reads: the API page documents them here
+#: The kinds of exercise: one value, a prediction measured afterwards, a function to write.
+KINDS = _core.KINDS
+#: The placeholder (``...``) the notebooks put in answer cells; checking it says "not answered yet".
+NOT_ANSWERED = _core.NOT_ANSWERED
+#: The things a number in a text answer may count, by the ``unit`` a value exercise names
+#: (:func:`value_exercise`): a word of another unit is refused, not judged as the number.
+UNITS = _core.UNITS
 
 __all__ = [
     "KINDS", "NOT_ANSWERED", "Exercise", "Feedback", "all_exercises", "check", "compare_results", "exercise",

@@ -394,7 +394,8 @@ class SeparableConv2d(_AtrousSequential):
     Input (N, in_channels, H, W) -> (N, out_channels, H, W).
 
     Args:
-        in_channels, out_channels: channels of the input and of the output.
+        in_channels: channels of the input.
+        out_channels: channels of the output.
         rate: the depthwise convolution's atrous rate (dilation), a whole number of at least 1.
         kernel_size: the depthwise filter's side, odd (3 in the papers), so that "same" padding keeps
             the size.

@@ -353,8 +353,8 @@ def default_atrous_rates(name: str, output_stride: int) -> tuple[int, ...]:
     returned as it is at any stride (DeepLab-LargeFOV, v1 sec. 5 "Field of View" and Table 2, runs at output stride 8 only).
 
     Raises:
-        ValueError: ``name`` is not one of :data:`MODELS`, ``output_stride`` is not 8, 16 or 32, or a
-            rate scaled to ``output_stride`` is not a
+        ValueError: ``name`` is not one of :data:`~deeplab_edu.choices.MODELS`, ``output_stride`` is not 8, 16
+            or 32, or a rate scaled to ``output_stride`` is not a
             whole number of at least 1 (e.g. DeepLab v2's 6 at output stride 32).
     """
     if name not in MODELS:
@@ -453,7 +453,9 @@ def build_model(
         aux_loss: add torchvision's auxiliary FCN head; the output then has ``"aux"`` too.
         atrous_rates: ASPP rates at ``output_stride`` (default: :func:`default_atrous_rates`); v3/v3+ take an
             empty one (ASPP's 1x1 branch and image pooling alone, an ablation).
-        multi_grid, extra_blocks: ResNet block-4 unit rates and blocks 5-7 (DeepLabv3 sec. 3.2, 3.2.1).
+        multi_grid: ResNet block-4 unit rates, e.g. ``(1, 2, 4)`` (DeepLabv3 sec. 3.2.1, multi-grid).
+        extra_blocks: number of extra ResNet blocks (0-3: blocks 5, 6, 7), copies of block 4 appended
+            without striding (DeepLabv3 sec. 3.2, "going deeper").
         image_pooling: v3/v3+: include ASPP's image-level branch.
         separable: v3/v3+: depthwise-separable convs in ASPP (and decoder); default True for v3+.
         torchvision_head: v3: add torchvision's extra 3x3 conv before the classifier.

@@ -164,7 +164,7 @@ def run_onnx(path: str | os.PathLike, images: torch.Tensor | np.ndarray) -> np.n
         images: normalised images (N, 3, H, W) as the PyTorch model takes them, floating point; cast to float32.
 
     Returns:
-        The model's first output, ``"out"``: float32 logits (N, num_classes, H, W), a NumPy array,
+        The model's first output, ``"out"``, as float32 logits (N, num_classes, H, W), a NumPy array,
         equal to ``model(images)["out"]`` within float tolerance (chapter 11 checks it).
 
     Raises:

@@ -48,6 +48,8 @@ class ModelConfig:
         return f"{self.name} / {self.backbone} / OS {self.output_stride}" + (f" ({extra})" if extra else "")
 
 
+#: The models :func:`complexity_table` measures by default: each DeepLab version with the papers'
+#: backbones and output strides.
 DEFAULT_CONFIGS: tuple[ModelConfig, ...] = (
     ModelConfig("deeplabv1", "vgg16", 8),
     ModelConfig("deeplabv2", "vgg16", 8),

@@ -92,7 +92,7 @@ def plot_figure4(
         ax: the axes to draw on (default: a new figure).
 
     Returns:
-        The figure: one curve per count, the fraction of the ``size`` x ``size`` positions (0-1)
+        The figure, with one curve per count, the fraction of the ``size`` x ``size`` positions (0-1)
         against the rate.
 
     Raises:

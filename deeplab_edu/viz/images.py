@@ -10,7 +10,10 @@ import torch
 __all__ = ["sample_photo", "colorize", "overlay", "display_rgb", "require_rgb", "IMAGENET_MEAN", "IMAGENET_STD",
            "NORMALISED_MAX"]
 
+#: ImageNet's mean of each channel (R, G, B) of images in [0, 1]: the pretrained backbones' inputs are
+#: normalised with it and :data:`IMAGENET_STD`.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+#: ImageNet's standard deviation of each channel (R, G, B) of images in [0, 1].
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALISED_MAX = max((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
 """The largest value a pixel in [0, 1] takes once normalised with ImageNet's statistics (blue's: 2.64)."""

@@ -38,6 +38,8 @@ __all__ = [
     "plot_erf_maps",
 ]
 
+#: The layer stack the explorer starts with, one layer a line (``conv k=3 d=2``: kernel 3, dilation 2;
+#: ``s=2``: stride 2).
 DEFAULT_STACK = """conv k=3 s=2
 conv k=3
 pool k=2 s=2

@@ -55,7 +55,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int | None = None)
             always have thousands separators (524,800).
 
     Returns:
-        An ``IPython.display.Markdown`` object: the last line of a cell or ``display(...)`` shows
+        An ``IPython.display.Markdown`` object; the last line of a cell or ``display(...)`` shows
         it; its ``.data`` is the text :func:`markdown_text` returns.
 
     Raises:

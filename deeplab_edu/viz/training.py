@@ -428,7 +428,7 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
         title: the figure's title.
 
     Returns:
-        The matplotlib figure: left the training loss, right the validation mIoU (%); one colour
+        The matplotlib figure, with the training loss at left and the validation mIoU (%) at right; one colour
         per run in both panels (phase 1 blue, phase 2 orange, the control purple).
     """
     from ..engine.report import plot_history

@@ -60,7 +60,7 @@ def run_compile_benchmark(*, device: str = "cpu", model: str = "deeplabv3plus", 
     made a 15-minute compile take 5 s), as on a machine that compiles the model for the first time. The difference is the largest absolute
     difference of the eval-mode logits on one input (``max_abs_diff``, and relative to the largest
     logit). Steps are timed in interleaved rounds (median; speed-ups with their 95 % interval,
-    :func:`speedup_interval`): ``repeats`` rounds, default :func:`~.timing.min_rounds` (6).
+    :func:`~.timing.speedup_interval`): ``repeats`` rounds, default :func:`~.timing.min_rounds` (6).
 
     Returns:
         the measured numbers; also written as a record (default ``runs/bench/compile_<device>.json``).

@@ -168,9 +168,9 @@ def measure_models(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torc
     one's training memory (:func:`train_memory`).
 
     Returns:
-        One row per model, in order: median inference and training seconds and images/s, training
+        One row per model, in order, with the median inference and training seconds and images/s, training
         CPU seconds, peak and held-for-backward MiB, minor page faults per step (``None`` where the
-        OS does not count them), and every round's times (for :func:`speedup_interval`).
+        OS does not count them), and every round's times (for :func:`~.timing.speedup_interval`).
     """
     device = x.device
     runners = [(name, StepRunner(m, x, y, channels_last, amp)) for name, m in models]
@@ -327,7 +327,7 @@ def format_results(record: dict[str, Any]) -> str:
     """A Markdown table of a benchmark record (throughputs in images/s, memory in MiB, ratios ours/peer).
 
     Records written before the held-memory and CPU-time columns existed show "-" there; the speed-ups
-    carry their 95 % interval (:func:`speedup_interval`) where the record has one.
+    carry their 95 % interval (:func:`~.timing.speedup_interval`) where the record has one.
     """
     res = record["results"]
     threads = res.get("torch_threads", record["hardware"].get("torch_threads"))

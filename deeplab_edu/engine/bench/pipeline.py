@@ -58,8 +58,8 @@ def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | N
     prefetched meanwhile are taken untimed, so the window measures what the workers produce, not a
     full queue. The ratio ``pipeline / step only`` is how busy the engine keeps the device: 1.0 means
     the data never waits (the issue's target on a GPU is >= 0.9); ``ratio_interval`` is its paired
-    bootstrap 95 % interval over the ``rounds`` (:func:`speedup_interval`; None below :func:`~.timing.min_rounds`,
-    6, which is the default).
+    bootstrap 95 % interval over the ``rounds`` (:func:`~.timing.speedup_interval`; None below
+    :func:`~.timing.min_rounds`, 6, which is the default).
 
     ``threads`` sets torch's intra-op threads of the training process for the run (``None``: leave them).
 

@@ -185,7 +185,7 @@ def explorer_html(name: str, **settings: Any) -> str:
               most 256) and ``max_rate`` (at most 512).
 
     Returns:
-        an HTML fragment that needs nothing else: no CDN, no kernel, no other file.
+        An HTML fragment that needs nothing else (no CDN, no kernel, no other file).
 
     Raises:
         ValueError: ``name`` is not an explorer, a setting is out of its range, or the settings give no
