@@ -1009,7 +1009,8 @@ def train_runs(root: Path, seeds: Sequence[int], *, arms: Sequence[str] | None =
                 continue
             started = time.monotonic()
             try:
-                _, history, _ = train_or_load(preset, out_dir=run_dir(root, arm, seed), verbose=progress,
+                # verbose: the Trainer's lines (losses, throughput) in a long job's log; progress only drops the bar
+                _, history, _ = train_or_load(preset, out_dir=run_dir(root, arm, seed), verbose=True,
                                               lock_timeout_s=0, **arm_overrides(arm, seed, root, preset,
                                                                                 progress=progress, **overrides))
             except TimeoutError:  # another process trains it

@@ -448,3 +448,13 @@ def test_family_p_values_judge_a_few_rows_in_the_whole_tables_family() -> None:
     assert family["b1"][1] >= 0.05 > family["b1"][0]
     few = findings.family_p_values(recorded.matrices, [f for f in measured if f.key in ("b1", "g1", "g2")])
     assert few["b1"][1] < 0.05 <= family["b1"][1]  # a smaller family corrects less
+
+
+def test_train_runs_logs_each_runs_losses_without_a_bar(tmp_path, capsys) -> None:
+    """A review: train_runs(progress=False) (benchmarks/findings.py --train-only, hours of runs) passed
+    verbose=progress to train_or_load, whose verbose now silences the Trainer: the job's log lost every run's
+    start line, losses and throughput. progress drops the bar only."""
+    findings.train_runs(tmp_path, [0], arms=["v3"], poll_s=0, preset="smoke", progress=False, iterations=2,
+                        image_size=40, crop_size=32, batch_size=2, train_length=8, num_workers=0)
+    out = capsys.readouterr().out
+    assert "train deeplabv3" in out and "images/s" in out, out

@@ -24,7 +24,7 @@ from ..choices import (BACKBONES, MODELS, OPTIMIZERS, OUTPUT_STRIDES, dataset_na
 
 __all__ = ["TrainConfig", "ConfigError", "PRESETS_DIR", "COMPILE_MODES", "MODEL_DEFAULTS", "list_presets",
            "load_config", "preset_summary", "validate", "resolve_atrous_rates", "PROCEDURAL_ONLY", "run_of_config",
-           "flag_of", "file_settings", "normalised_settings"]
+           "flag_of", "file_settings", "normalised_settings", "missing_pretrained_file"]
 
 #: The folder of the preset YAML files (``deeplab_edu/presets``: ``cpu.yaml``, ...) that
 #: :func:`load_config` finds by name.
@@ -658,6 +658,17 @@ def _path_problem(key: str, value: Any, hint: Any) -> str | None:
 CLASS_WEIGHTS = (None, "median_frequency")
 
 
+def missing_pretrained_file(pretrained_backbone: object) -> str | None:
+    """What is wrong with ``pretrained_backbone`` as the path of a local ``.pth`` file (``None``: nothing, or it is
+    not a path but ``True``/``False``): it names a folder, or no file. :func:`validate` refuses it for a run that
+    starts; the Trainer, for a resumed run that finds no checkpoint (one that does never reads the file)."""
+    if not isinstance(pretrained_backbone, str) or Path(pretrained_backbone).expanduser().is_file():
+        return None
+    folder = Path(pretrained_backbone).expanduser().is_dir()
+    return (f"pretrained_backbone={pretrained_backbone!r}: "
+            + ("a folder; name the .pth file of torchvision's weights in it" if folder else "no such file"))
+
+
 def validate(cfg: TrainConfig) -> None:
     """Raise :class:`ConfigError` for settings that cannot work together, or ``model_kwargs`` that
     :func:`~deeplab_edu.models.build_model` does not take (an unknown argument, one that is a setting of
@@ -709,10 +720,11 @@ def validate(cfg: TrainConfig) -> None:
     if not isinstance(cfg.pretrained_backbone, (bool, str)):
         raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}; use true (ImageNet weights, downloaded "
                           "once), false, or the path of a local .pth file holding torchvision's weights")
-    if isinstance(cfg.pretrained_backbone, str) and not Path(cfg.pretrained_backbone).expanduser().is_file():
-        folder = Path(cfg.pretrained_backbone).expanduser().is_dir()
-        raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}: "
-                          + ("a folder; name the .pth file of torchvision's weights in it" if folder else "no such file"))
+    # a resumed run does not read the file (its checkpoint holds the weights: a review, a moved file left a run with
+    # no way on); the Trainer checks it where a resume finds no checkpoint and the run starts
+    problem = missing_pretrained_file(cfg.pretrained_backbone)
+    if problem and not cfg.resume:
+        raise ConfigError(problem)
     if cfg.difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"difficulty={cfg.difficulty!r}; the procedural scenes come as easy, medium or hard")
     if cfg.optimizer not in OPTIMIZERS:

@@ -362,8 +362,8 @@ def _in_earlier_folder(cfg: TrainConfig, folder: Path, earlier: Sequence[Earlier
     ``(None, "")`` when none holds one."""
     for old in earlier:
         old_folder = Path(old.folder)
-        last = old_folder / "checkpoints" / "last.pt"
-        if not last.is_file():
+        last = run_checkpoint(old_folder / "checkpoints")  # as _judge reads a folder (a newer ckpt_*.pt than last.pt)
+        if last is None:
             continue
         where = f"{shown_path(old_folder)} (its folder before commit {old.moved_by})"
         state = load_checkpoint(last)

@@ -55,7 +55,8 @@ from ..models.aspp import set_recompute_depthwise
 from ..models.backbones import at_output_stride
 from . import checkpoint as ck
 from .allocator import keep_freed_memory
-from .config import ConfigError, TrainConfig, normalised_settings, resolve_atrous_rates, validate
+from .config import (ConfigError, TrainConfig, missing_pretrained_file, normalised_settings, resolve_atrous_rates,
+                     validate)
 from .data import (ResumableSampler, SeededDataset, ShardSampler, _random_state_kept, build_datasets, eval_loader,
                    train_loader)
 from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, cpu_group, init_distributed,
@@ -518,6 +519,8 @@ class Trainer:
         self.val_set = cast(Dataset, val_set)
         # resumed: the checkpoint read before the model is built (another pretrained_backbone is refused first)
         resumed = _checkpoint_to_resume(cfg) if cfg.resume else None
+        if resumed is None and (problem := missing_pretrained_file(cfg.pretrained_backbone)):
+            raise ConfigError(problem)  # validate leaves it to a resume, which found no checkpoint: the run starts
         if model is None:
             from deeplab_edu.models import build_model
 
@@ -1146,8 +1149,11 @@ class Trainer:
         config.json said 6).
 
         Raises:
-            ~deeplab_edu.engine.config.ConfigError: naming each changed setting, its old and new value.
+            ~deeplab_edu.engine.config.ConfigError: naming each changed setting, its old and new value; or a value
+                of those it may change that :func:`~deeplab_edu.engine.config.validate` refuses (a review:
+                ``eval_every = 0`` failed with ZeroDivisionError after the first step).
         """
+        validate(self.cfg)
         now = self.cfg.to_dict()
         changed = [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in now.items()
                    if k not in _READ_BY_FIT and v != self._built_from.get(k)]
@@ -1492,7 +1498,7 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
     except Exception:  # an unreadable first item fails later, naming its file
         return
     mask = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
-    _check_passed_mask(image, mask, name)
+    _check_passed_mask(mask, name)
     if isinstance(image, torch.Tensor) and image.is_floating_point() and image.min() >= 0 and image.max() <= 1:
         warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
                       "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "
@@ -1503,12 +1509,12 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
                       "the crop your transform makes", stacklevel=3)
 
 
-def _check_passed_mask(image: Any, mask: Any, name: str) -> None:
-    """Refuse the mask of item 0 of a passed set (``name``) that is no label map of class indices at its image's
-    size: ``(H, W)``, or ``(1, H, W)`` (torchvision's ``PILToTensor``; :meth:`Trainer.to_device` drops the 1),
-    of an integer (or bool) type. A trial: a ``(1, H, W)`` mask failed in PyTorch's loss, "only batches of spatial
-    targets supported (3D tensors) but got targets of dimension: 4", naming nothing. A mask that is neither a
-    tensor nor an array, or an image that is no tensor, is not looked at (or not compared).
+def _check_passed_mask(mask: Any, name: str) -> None:
+    """Refuse the mask of item 0 of a passed set (``name``) that is no label map of class indices: ``(H, W)``, or
+    ``(1, H, W)`` (torchvision's ``PILToTensor``; :meth:`Trainer.to_device` drops the 1), of an integer (or bool)
+    type. A trial: a ``(1, H, W)`` mask failed in PyTorch's loss, "only batches of spatial targets supported (3D
+    tensors) but got targets of dimension: 4", naming nothing. Its size may differ from the image's (the loss and
+    the validation resize the logits to the labels). A mask that is neither a tensor nor an array is not looked at.
 
     Raises:
         ValueError: naming the set, the mask's shape and type, and what to give instead.
@@ -1517,13 +1523,10 @@ def _check_passed_mask(image: Any, mask: Any, name: str) -> None:
         return
     shape = tuple(mask.shape)
     floating = mask.is_floating_point() if isinstance(mask, torch.Tensor) else mask.dtype.kind in "fc"
-    size = tuple(image.shape[-2:]) if isinstance(image, torch.Tensor) and image.dim() >= 2 else None
     fits = len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)
-    if fits and size is not None and shape[-2:] != size:
-        fits = False
     if fits and not floating:
         return
-    wanted = "(H, W) or (1, H, W)" if size is None else f"{size} or {(1, *size)}, its image's size"
+    wanted = "(H, W) or (1, H, W)"
     why = (" (torchvision's ToTensor() divides a mask's labels by 255: use PILToTensor(), or "
            "torch.as_tensor(np.array(mask)))" if fits else "")
     raise ValueError(f"{name}[0]'s mask is {shape} of {mask.dtype}: the loss reads class indices, a mask {wanted} "
