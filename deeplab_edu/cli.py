@@ -407,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = command("eval", "evaluate a checkpoint (DeepLabv3 inference strategies: OS, multi-scale, flip)")
     ev.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP, type=_path)
-    ev.add_argument("--split", default="val", help="the data set's split to evaluate (default: val)")
+    ev.add_argument("--split", default="val", help="the data set's split to evaluate (default: val); the procedural "
+                                                   "scenes' train split holds the run's train_length scenes (100,000 "
+                                                   "on the cpu preset): --limit N scores the first N")
     ev.add_argument("--dataset", help="the data set to evaluate on (default: the run's), e.g. folder with --data-root "
                                       "for a run whose script passed its own data")
     ev.add_argument("--data-root", type=_path,
@@ -1082,7 +1084,9 @@ def _predict(args: argparse.Namespace) -> int:
                          "the file is damaged or was written by another program")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; --out names the folder the masks and overlays are written to")
-    out.mkdir(parents=True, exist_ok=True)
+    from .atomic import check_writable  # a new user's trial: a read-only --out gave a raw "[Errno 30] ..."
+
+    check_writable(out, before="--out: ", after="; name a folder this process can write to")
     strategy = Strategy(tuple(args.scales), args.flip, _output_stride(args, cfg), args.crop_size)
     names = _output_names(files)
     # each file to write, with the image it is predicted from

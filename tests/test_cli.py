@@ -1710,3 +1710,26 @@ def test_under_torchrun_a_warning_prints_from_rank_0_only(capsys: pytest.Capture
             warnings.warn("after the command", UserWarning)  # the filters are the caller's again
             assert str(caught[-1].message) == "after the command"
         assert capsys.readouterr().err.startswith(f"[rank {rank}] deeplab-edu check-data: error: a bad setting")
+
+
+def test_predict_out_that_cannot_be_written_fails_before_any_image(tmp_path: Path, checkpoint: Path,
+                                                                   capsys: pytest.CaptureFixture,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user's trial: predict --out into a read-only folder printed Python's raw "[Errno 30] Read-only file
+    system: 'ro/pred'"; --out is checked as eval --json and train --record are (atomic.check_writable), naming the
+    folder and why, before the model is run."""
+    import errno
+    import tempfile
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 24, 3), dtype=np.uint8)).save(image)
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(checkpoint), str(image), "--out", str(tmp_path / "pred")]) != 0
+    err = capsys.readouterr().err
+    assert "--out: cannot write in" in err and "Read-only file system" in err and "[Errno" not in err, err
+    assert not list((tmp_path / "pred").glob("*.png"))

@@ -1627,10 +1627,11 @@ def test_fit_refuses_settings_changed_since_the_trainer_was_built(tmp_path) -> N
     trainer.fit()
     trainer.cfg.iterations, trainer.cfg.lr = 4, 0.01
     with pytest.raises(ConfigError, match=r"changed since this Trainer was built from it \(iterations 2 -> 4; lr "
-                                          r"0\.05 -> 0\.01\).*build a new Trainer with resume on"):
+                                          r"0\.05 -> 0\.01\).*build a new Trainer from them with resume on"):
         trainer.fit()
     assert trainer.iteration == 2 and json.loads((tmp_path / "config.json").read_text())["iterations"] == 2
-    cfg.resume = True  # cfg is trainer.cfg: the changed settings, continued
+    cfg = trainer.cfg  # the changed settings, continued as the message says
+    cfg.resume = True
     result = Trainer(cfg, model=TinyNet(), **data).fit()
     rates = {r["iteration"]: r["lr"] for r in result["history"] if r["split"] == "train"}
     assert rates[4] == pytest.approx(0.01 * poly_factor(3, 4))  # the rate of iteration 4's step, on the new schedule
@@ -1757,6 +1758,7 @@ def test_plot_history_draws_fits_result_and_a_metrics_json(tmp_path) -> None:
 
     assert drawn(rows) == drawn(result) == drawn(tmp_path / "metrics.json") == drawn(str(tmp_path / "metrics.json")) \
         == [[2.0, 1.5], [25.0]]
+    assert drawn(tmp_path) == drawn(str(tmp_path)) == [[2.0, 1.5], [25.0]]  # a new user's trial: the run's folder
     with pytest.raises(TypeError, match=r"without a 'history' list \(keys: \['miou'\]\)"):
         plot_history({"miou": 0.5})
 
@@ -1881,10 +1883,16 @@ def test_train_or_load_under_torchrun_is_refused_before_it_takes_the_lock(tmp_pa
     monkeypatch.delenv("MASTER_ADDR", raising=False)  # before: the Trainer's env:// join failed on it, after the lock
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(RuntimeError, match=r"train_or_load runs in one process, but torchrun launched 2 .*"
+    with pytest.raises(RuntimeError, match=r"train_or_load trains in one process, but torchrun launched 2 .*"
                                            r"torchrun --nproc-per-node 2 -m deeplab_edu train"):
         train_or_load("smoke", out_dir=tmp_path / "run", iterations=1, lock_timeout_s=1)
     assert not (tmp_path / "run").exists()
+    # a new user's trial: a finished run loads in each process, as before the refusal (no lock is taken)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    train_or_load("smoke", out_dir=tmp_path / "done", iterations=1, verbose=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    _, history, cfg = train_or_load("smoke", out_dir=tmp_path / "done", iterations=1, verbose=False)
+    assert cfg.iterations == 1 and history
     from deeplab_edu.engine.distributed import launched_world_size
 
     for value, world in (("", 1), ("1", 1), (" 2 ", 2)):
@@ -1928,3 +1936,17 @@ def test_a_run_resumes_after_its_backbone_weights_file_moved(tmp_path) -> None:
     fresh = tiny_config(tmp_path / "new", resume=True, pretrained_backbone=str(weights))
     with pytest.raises(ConfigError, match=r"weights\.pth'?: no such file"):
         Trainer(fresh, train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+
+
+def test_trainers_built_from_one_changed_configuration_keep_their_own_settings(tmp_path) -> None:
+    """A new user's trial: a seed sweep changed one configuration between Trainer(cfg) calls and fit() them all
+    after; each Trainer held the caller's object, so the first fit() was refused ("the configuration changed since
+    this Trainer was built"), and before that refusal it trained with the last seed. Each keeps its own copy."""
+    cfg = tiny_config(tmp_path / "s0", iterations=2, eval_every=100)
+    trainers = []
+    for seed in (0, 1):
+        cfg.seed, cfg.out_dir = seed, str(tmp_path / f"s{seed}")
+        trainers.append(Trainer(cfg, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False)))
+    for trainer in trainers:
+        trainer.fit()
+    assert [json.loads((tmp_path / f"s{s}" / "config.json").read_text())["seed"] for s in (0, 1)] == [0, 1]

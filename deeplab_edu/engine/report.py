@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = ["plot_history", "MARKED_POINTS", "plot_metric_bars", "history_from_record", "iteration_ticks"]
@@ -42,7 +43,8 @@ def plot_history(history: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str 
     solid band of markers) the loss is a thin line.
 
     ``history`` is a run's rows (``train_or_load``'s history), what :meth:`~deeplab_edu.engine.Trainer.fit`
-    returns (its ``"history"`` is drawn) or the path of a run's ``metrics.json``, which holds the same.
+    returns (its ``"history"`` is drawn) or the path of a run's ``metrics.json``, which holds the same, or of
+    the run's folder (its ``metrics.json``).
 
     Raises:
         OSError: ``history`` names a file that cannot be read.
@@ -55,7 +57,8 @@ def plot_history(history: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str 
     if isinstance(history, (str, os.PathLike)):  # an audit: a path was "'str' object has no attribute 'get'"
         from .runs import read_metrics_json
 
-        history = read_metrics_json(history)
+        path = Path(history)
+        history = read_metrics_json(path / "metrics.json" if path.is_dir() else path)  # a trial: IsADirectoryError
     rows: Sequence[Mapping[str, Any]]
     if isinstance(history, Mapping):  # fit()'s result, or metrics.json's
         if not isinstance(history.get("history"), list):

@@ -522,16 +522,18 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     from .distributed import launched_world_size
     from .trainer import callers_random_state_kept
 
-    if (processes := launched_world_size()) > 1:  # an audit: each process took the lock, and all waited ~30 minutes
-        raise RuntimeError(f"train_or_load runs in one process, but torchrun launched {processes} (WORLD_SIZE="
-                           f"{processes}): the first would take the run's lock and wait for the others to join the "
-                           "process group while they wait for the lock; train with `torchrun --nproc-per-node "
-                           f"{processes} -m deeplab_edu train ...` (deeplab-edu train) or a Trainer under torchrun, "
-                           "or call train_or_load without torchrun")
     cfg = load_config(preset, {**overrides, "out_dir": str(out_dir)})
     found = _judge(cfg, Path(out_dir), earlier)
     if found.status.state == "moved":  # refused before out_dir is made (mv OLD NEW then works), as it raises refusals
         return _train_or_load(cfg, Path(out_dir), verbose, found=found)
+    # a finished run loads in each process (no lock: a new user's DDP evaluation script loaded one so)
+    if found.status.state != "finished" and (processes := launched_world_size()) > 1:
+        # an audit: each process took the lock, and all waited ~30 minutes
+        raise RuntimeError(f"train_or_load trains in one process, but torchrun launched {processes} (WORLD_SIZE="
+                           f"{processes}) and {shown_path(out_dir)} holds no finished run: the first would take the "
+                           "run's lock and wait for the others to join the process group while they wait for the "
+                           f"lock; train with `torchrun --nproc-per-node {processes} -m deeplab_edu train ...` "
+                           "(deeplab-edu train) or a Trainer under torchrun, or call train_or_load without torchrun")
     if verbose and found.note:
         print(f"note: {found.note}")
     try:

@@ -22,6 +22,7 @@ so it still waits for the device every iteration.)
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -431,7 +432,9 @@ class Trainer:
     otherwise changed run is a new Trainer with ``cfg.resume`` on, which goes on from the newest checkpoint.
 
     Args:
-        cfg: the configuration (validated here).
+        cfg: the configuration (validated here); the Trainer keeps a copy, ``trainer.cfg`` (a change to ``cfg``
+            after this does not reach it; one to ``trainer.cfg`` is refused by :meth:`fit`, but for the settings
+            it reads again).
         model: a ready model (tests, notebooks); built with ``deeplab_edu.models.build_model`` when ``None``.
             One that can switch its output stride (``set_output_stride``: this package's models, also
             ``from_torchvision``'s, which come at torchvision's stride 8 or 16) is switched to ``cfg.output_stride``
@@ -475,7 +478,10 @@ class Trainer:
                  train_set: Dataset | Sequence[Any] | None = None, val_set: Dataset | Sequence[Any] | None = None,
                  num_classes: int | None = None, verbose: bool = True) -> None:
         validate(cfg)
-        self.cfg = cfg
+        # its own copy: a script that changes one configuration between Trainers (a seed sweep) builds each from
+        # the settings it had then (a new user's trial); settings changed on trainer.cfg are refused by fit()
+        self.cfg = copy.deepcopy(cfg)
+        cfg = self.cfg
         self.verbose = verbose
         self._built_from = cfg.to_dict()  # a copy: fit() refuses settings changed since (_check_cfg_unchanged)
         try:
@@ -1161,8 +1167,8 @@ class Trainer:
             raise ConfigError(
                 f"the configuration changed since this Trainer was built from it ({'; '.join(changed)}): its model, "
                 "optimiser, learning-rate schedule and data follow the settings it was built with, not the change. "
-                "To train on with the new settings, build a new Trainer with resume on (cfg.resume = True, then "
-                "Trainer(cfg, ...), passing again any model and data sets passed to this one): it goes on from the "
+                "To train on with the new settings, build a new Trainer from them with resume on (cfg = trainer.cfg; "
+                "cfg.resume = True; Trainer(cfg, ...), passing again any model and data sets passed to this one): it goes on from the "
                 f"newest checkpoint in {shown_path(self.out)}. Between two fit() calls only "
                 f"{', '.join(_READ_BY_FIT)} may change")
 
