@@ -1893,6 +1893,8 @@ def test_train_or_load_under_torchrun_is_refused_before_it_takes_the_lock(tmp_pa
     monkeypatch.setenv("WORLD_SIZE", "2")
     _, history, cfg = train_or_load("smoke", out_dir=tmp_path / "done", iterations=1, verbose=False)
     assert cfg.iterations == 1 and history
+    with pytest.raises(ValueError, match="other settings"):  # a second review: the refusal, not "no finished run"
+        train_or_load("smoke", out_dir=tmp_path / "done", iterations=1, lr=0.5, verbose=False)
     from deeplab_edu.engine.distributed import launched_world_size
 
     for value, world in (("", 1), ("1", 1), (" 2 ", 2)):
@@ -1926,8 +1928,9 @@ def test_a_run_resumes_after_its_backbone_weights_file_moved(tmp_path) -> None:
     cfg = tiny_config(tmp_path / "run", iterations=3, ckpt_every=3, eval_every=100, pretrained_backbone=str(weights))
     Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False)).fit()
     weights.unlink()
+    validate(cfg)  # its folder holds the run: the file is not read again (a second review: train_or_load said so)
     with pytest.raises(ConfigError, match="no such file"):
-        validate(cfg)  # a run that starts still needs it
+        validate(dataclasses.replace(cfg, out_dir=str(tmp_path / "other")))  # a run that starts still needs it
     again = tiny_config(tmp_path / "run", iterations=6, ckpt_every=3, eval_every=100, resume=True,
                         pretrained_backbone=str(weights))
     validate(again)
@@ -1947,6 +1950,44 @@ def test_trainers_built_from_one_changed_configuration_keep_their_own_settings(t
     for seed in (0, 1):
         cfg.seed, cfg.out_dir = seed, str(tmp_path / f"s{seed}")
         trainers.append(Trainer(cfg, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False)))
-    for trainer in trainers:
-        trainer.fit()
+    with pytest.warns(UserWarning, match=r"built from changed since \(seed 0 -> 1; out_dir .*its own copy"):
+        trainers[0].fit()  # a second review: the caller's object changed, which the Trainer does not follow
+    trainers[1].fit()
     assert [json.loads((tmp_path / f"s{s}" / "config.json").read_text())["seed"] for s in (0, 1)] == [0, 1]
+
+
+
+def test_a_moved_backbone_file_neither_stops_a_started_run_nor_a_later_fit(tmp_path) -> None:
+    """A second review: train_or_load (and run_status) still refused a finished or interrupted run whose
+    pretrained_backbone file had moved (load_config validated it as for a new run), and fit() refused a Trainer
+    whose file moved after it was built; the file is read once, when a run starts. A run that starts without it
+    is refused before its data is built."""
+    from deeplab_edu.engine import trainer as trainer_module
+    from deeplab_edu.engine.runs import run_status, train_or_load
+
+    import torchvision
+
+    weights = tmp_path / "w.pth"
+    torch.save(torchvision.models.mobilenet_v3_large().state_dict(), weights)  # torchvision's, offline
+    kw = dict(iterations=2, eval_every=2, progress=False, verbose=False, pretrained_backbone=str(weights),
+              model="deeplabv3", backbone="mobilenet_v3_large", image_size=32, crop_size=32, batch_size=2,
+              train_length=4, val_length=2, num_workers=0)
+    train_or_load("smoke", out_dir=tmp_path / "run", **kw)
+    weights.unlink()
+    train_or_load("smoke", out_dir=tmp_path / "run", **kw)  # finished: loads
+    assert run_status("smoke", out_dir=tmp_path / "run", **{k: v for k, v in kw.items() if k != "verbose"}).state \
+        == "finished"
+    weights.write_bytes(b"")
+    cfg = tiny_config(tmp_path / "fit", iterations=2, eval_every=100, pretrained_backbone=str(weights))
+    trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False))
+    weights.unlink()
+    trainer.fit()  # built, then the file moved: nothing reads it again
+    built: list[str] = []
+    original = trainer_module.build_datasets
+    try:
+        trainer_module.build_datasets = lambda *a, **k: built.append("data") or original(*a, **k)  # type: ignore
+        with pytest.raises(ConfigError, match="no such file"):
+            Trainer(dataclasses.replace(cfg, out_dir=str(tmp_path / "new"), resume=True))
+    finally:
+        trainer_module.build_datasets = original
+    assert built == []

@@ -658,10 +658,17 @@ def _path_problem(key: str, value: Any, hint: Any) -> str | None:
 CLASS_WEIGHTS = (None, "median_frequency")
 
 
+def _holds_checkpoints(out_dir: str | os.PathLike[str]) -> bool:
+    """Whether the run folder ``out_dir`` holds a checkpoint (a run that has started)."""
+    from .checkpoint import latest_checkpoint  # torch: only where a pretrained_backbone file is missing
+
+    return latest_checkpoint(Path(out_dir).expanduser() / "checkpoints") is not None
+
+
 def missing_pretrained_file(pretrained_backbone: object) -> str | None:
     """What is wrong with ``pretrained_backbone`` as the path of a local ``.pth`` file (``None``: nothing, or it is
-    not a path but ``True``/``False``): it names a folder, or no file. :func:`validate` refuses it for a run that
-    starts; the Trainer, for a resumed run that finds no checkpoint (one that does never reads the file)."""
+    not a path but ``True``/``False``): it names a folder, or no file. :func:`validate` refuses it unless the run's
+    folder holds checkpoints (a run that has started never reads it again); the Trainer, where a run starts."""
     if not isinstance(pretrained_backbone, str) or Path(pretrained_backbone).expanduser().is_file():
         return None
     folder = Path(pretrained_backbone).expanduser().is_dir()
@@ -720,10 +727,10 @@ def validate(cfg: TrainConfig) -> None:
     if not isinstance(cfg.pretrained_backbone, (bool, str)):
         raise ConfigError(f"pretrained_backbone={cfg.pretrained_backbone!r}; use true (ImageNet weights, downloaded "
                           "once), false, or the path of a local .pth file holding torchvision's weights")
-    # a resumed run does not read the file (its checkpoint holds the weights: a review, a moved file left a run with
-    # no way on); the Trainer checks it where a resume finds no checkpoint and the run starts
+    # a run that has started does not read the file again (its checkpoint holds the weights: a review, a moved file
+    # left a run with no way on, not even loaded when finished); the Trainer checks it where a run starts
     problem = missing_pretrained_file(cfg.pretrained_backbone)
-    if problem and not cfg.resume:
+    if problem and not _holds_checkpoints(cfg.out_dir):
         raise ConfigError(problem)
     if cfg.difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"difficulty={cfg.difficulty!r}; the procedural scenes come as easy, medium or hard")

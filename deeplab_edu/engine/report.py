@@ -57,7 +57,7 @@ def plot_history(history: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str 
     if isinstance(history, (str, os.PathLike)):  # an audit: a path was "'str' object has no attribute 'get'"
         from .runs import read_metrics_json
 
-        path = Path(history)
+        path = Path(history).expanduser()
         history = read_metrics_json(path / "metrics.json" if path.is_dir() else path)  # a trial: IsADirectoryError
     rows: Sequence[Mapping[str, Any]]
     if isinstance(history, Mapping):  # fit()'s result, or metrics.json's

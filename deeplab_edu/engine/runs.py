@@ -510,7 +510,8 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
         ~deeplab_edu.engine.checkpoint.InitFromChangedError: the run started from an ``init_from``
             file that has changed since (its phase 1 was retrained).
         TimeoutError: another process kept the run's lock longer than ``lock_timeout_s``.
-        RuntimeError: called in a process of ``torchrun`` (``WORLD_SIZE`` above 1): it trains in one process.
+        RuntimeError: called in a process of ``torchrun`` (``WORLD_SIZE`` above 1) for a run to train or resume:
+            it trains in one process (a finished run loads in each).
         RunFolderError: ``out_dir`` cannot be created, or cannot be written to (a read-only share) and its run
             is not finished (a finished run there is loaded without the lock), or it holds no checkpoint and an
             ``earlier`` folder holds the run (the message names the ``mv`` to run).
@@ -527,7 +528,7 @@ def train_or_load(preset: str | None = None, *, out_dir: str | Path, verbose: bo
     if found.status.state == "moved":  # refused before out_dir is made (mv OLD NEW then works), as it raises refusals
         return _train_or_load(cfg, Path(out_dir), verbose, found=found)
     # a finished run loads in each process (no lock: a new user's DDP evaluation script loaded one so)
-    if found.status.state != "finished" and (processes := launched_world_size()) > 1:
+    if found.status.state != "finished" and found.refusal is None and (processes := launched_world_size()) > 1:
         # an audit: each process took the lock, and all waited ~30 minutes
         raise RuntimeError(f"train_or_load trains in one process, but torchrun launched {processes} (WORLD_SIZE="
                            f"{processes}) and {shown_path(out_dir)} holds no finished run: the first would take the "

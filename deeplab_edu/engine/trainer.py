@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import csv
 import json
 import math
@@ -481,6 +482,7 @@ class Trainer:
         # its own copy: a script that changes one configuration between Trainers (a seed sweep) builds each from
         # the settings it had then (a new user's trial); settings changed on trainer.cfg are refused by fit()
         self.cfg = copy.deepcopy(cfg)
+        self._callers_cfg = cfg  # fit() says when it changed since (the Trainer does not follow it)
         cfg = self.cfg
         self.verbose = verbose
         self._built_from = cfg.to_dict()  # a copy: fit() refuses settings changed since (_check_cfg_unchanged)
@@ -494,6 +496,11 @@ class Trainer:
         autocast_context(cfg.amp, self.device)  # fp16 off CUDA fails here, before a folder or model is made
         seed_everything(cfg.seed)  # cfg.deterministic: the kernels are switched while fit() runs, then back
         model_passed, data_passed = model is not None, train_set is not None
+        # resumed: the checkpoint read before the data and the model are built (another pretrained_backbone is
+        # refused first); a run that starts needs its backbone's file, which validate leaves to a folder with a run
+        resumed = _checkpoint_to_resume(cfg) if cfg.resume else None
+        if resumed is None and model is None and (problem := missing_pretrained_file(cfg.pretrained_backbone)):
+            raise ConfigError(problem)
         if (train_set is None) != (val_set is None):
             raise ValueError("pass train_set and val_set together (or neither: the configuration's data set); "
                              f"with only one, the other would come from dataset={cfg.dataset!r}")
@@ -523,10 +530,6 @@ class Trainer:
         self.train_set = SeededDataset(cast(Dataset, train_set), cfg.seed, num_classes=self.num_classes,
                                        ignore_index=self.ignore_index)
         self.val_set = cast(Dataset, val_set)
-        # resumed: the checkpoint read before the model is built (another pretrained_backbone is refused first)
-        resumed = _checkpoint_to_resume(cfg) if cfg.resume else None
-        if resumed is None and (problem := missing_pretrained_file(cfg.pretrained_backbone)):
-            raise ConfigError(problem)  # validate leaves it to a resume, which found no checkpoint: the run starts
         if model is None:
             from deeplab_edu.models import build_model
 
@@ -1159,10 +1162,20 @@ class Trainer:
                 of those it may change that :func:`~deeplab_edu.engine.config.validate` refuses (a review:
                 ``eval_every = 0`` failed with ZeroDivisionError after the first step).
         """
-        validate(self.cfg)
+        # the backbone's file was read when the Trainer was built (a review: a moved file failed a later fit)
+        validate(dataclasses.replace(self.cfg, pretrained_backbone=False))
         now = self.cfg.to_dict()
         changed = [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in now.items()
                    if k not in _READ_BY_FIT and v != self._built_from.get(k)]
+        if not changed and self._callers_cfg is not self.cfg:
+            theirs = self._callers_cfg.to_dict()
+            if moved := [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in theirs.items()
+                         if k not in _READ_BY_FIT and v != self._built_from.get(k)]:
+                # a review: a change to the caller's cfg after Trainer(cfg) was dropped without a word
+                warnings.warn(f"the configuration this Trainer was built from changed since ({'; '.join(moved)}); "
+                              "the Trainer trains with its own copy, trainer.cfg, as it was: build a new Trainer from "
+                              "the changed one (with resume=True to continue this run) to train with it",
+                              stacklevel=3)
         if changed:
             raise ConfigError(
                 f"the configuration changed since this Trainer was built from it ({'; '.join(changed)}): its model, "
