@@ -62,7 +62,7 @@ import yaml
 from .atomic import acquire_or_wait, atomic_path, write_text_atomic
 from .book_pages import SMOKE_NOTE, for_colab, for_the_page
 from .config import COURSE_CHECKS_ENV, ENV_VAR, profile
-from .records import HIDE_PATHS_ENV, REPO_ROOT, RESULTS_DIR
+from .records import HIDE_PATHS_ENV, REPO_ROOT, RESULTS_DIR, shown_path
 
 __all__ = [
     "BOOK_DIR", "NOTEBOOK_DIR", "chapter_header", "chapter_headers", "course_runs_minutes", "COURSE_RUN_CHAPTERS", "NotebookRun", "NotebookFailure", "BookBuild",
@@ -507,8 +507,18 @@ def changed_questions(out_dir: Path, updated: Path) -> list[str] | None:
 
 
 def _chapter_files() -> list[Path]:
-    """The chapters ``notebooks/NN_*.py``, in order: what :func:`student_copy` hands out by default."""
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    """The chapters ``notebooks/NN_*.py``, in order: what :func:`student_copy` hands out by default.
+
+    Raises:
+        ValueError: there are none: the package is installed without the course's repository (an audit of the
+            installed wheel: student-copy handed out an empty folder, the book build wrote into site-packages).
+    """
+    chapters = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    if not chapters or not (BOOK_DIR / "_toc.yml").is_file():
+        raise ValueError(f"no course beside the package: {shown_path(NOTEBOOK_DIR)} holds no chapters (NN_*.py) or "
+                         f"{shown_path(BOOK_DIR / '_toc.yml')} is missing; the book and the student copy are made "
+                         "from a clone of the course's repository (git clone ...; make lab), not an installed copy")
+    return chapters
 
 
 def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[Path]:
@@ -539,7 +549,8 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
 
     Raises:
         ValueError: ``out_dir`` is the folder of a source notebook (the copy would replace the course's
-            own chapters and lose their solutions) or the repository's own folder, or it is a file.
+            own chapters and lose their solutions) or the repository's own folder, or it is a file; or, without
+            ``sources``, the package is installed without the course's chapters.
     """
     import jupytext
 
@@ -1182,12 +1193,14 @@ def build_book(output: Path = BOOK_DIR, *, executed_dir: Path | None = None, job
         a :class:`BookBuild` (HTML folder, Sphinx warnings, notebook runs).
 
     Raises:
+        ValueError: the package is installed without the course (no ``notebooks/`` chapters, no ``book/_toc.yml``).
         NotebookFailure: when a notebook fails, naming it, the cell, its line and the traceback.
         RuntimeError: when ``jupyter-book`` fails, with the end of its log; or when another build into the
             same folder (``output/_build``) did not finish within :data:`BUILD_WAIT_SECONDS` (a second build
             waits for the first, which holds ``_build/build.lock``, before it stages and runs ``jupyter-book``).
     """
     active_profile = profile()
+    _chapter_files()  # a clone of the course, before anything is written (an installed copy has none)
     output = Path(output).resolve()
     build = output / "_build"
     build.mkdir(parents=True, exist_ok=True)
@@ -1357,6 +1370,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if run.ok else 130 if run.status == "interrupted" else 1
     output = BOOK_DIR if args.output is None else args.output
     jobs = 2 if args.jobs is None else args.jobs
+    try:
+        _chapter_files()  # an installed copy: one line, before the build's first message
+    except ValueError as err:
+        parser.error(str(err))
     print(f"Building the book in the '{active_profile}' profile (set {ENV_VAR} to change it); "
           f"at most {args.cell_timeout or cell_timeout()} s per cell, "
           f"{'one notebook' if jobs == 1 else f'{jobs} notebooks'} at a time.")

@@ -184,7 +184,9 @@ def code_version() -> dict[str, Any]:
 
     out: dict[str, Any] = {"package": __version__}
     given = os.environ.get("DEEPLAB_EDU_CODE_COMMIT", "").strip()
-    sha = _git("rev-parse", "HEAD")
+    # an installed copy has no .git of its own: git would name the commit of whatever repository holds its
+    # site-packages (a user's project with its .venv inside; an audit of the installed wheel)
+    sha = _git("rev-parse", "HEAD") if (REPO_ROOT / ".git").exists() else None
     if sha is not None and sha.returncode == 0:
         out["git_commit"] = sha.stdout.strip()
         if not given:  # a given commit is taken as clean: the copy's own state is not asked

@@ -1104,3 +1104,23 @@ def test_parameters_of_different_meaning_have_their_own_descriptions() -> None:
         descriptions = {name: re.search(rf"^:param {name}: (.*)$", out, re.M) for name in names}
         assert all(descriptions.values()), (function.__name__, out)
         assert len({d.group(1) for d in descriptions.values() if d}) == len(names), (function.__name__, descriptions)
+
+
+def test_an_installed_copy_builds_no_book_and_hands_out_no_empty_copy(tmp_path: Path, monkeypatch,
+                                                                     capsys) -> None:
+    """An audit of the installed wheel: without the course beside the package (site-packages), `python -m
+    deeplab_edu.book` made site-packages/book/_build and died with a FileNotFoundError traceback, and
+    `student-copy OUT` wrote "0 chapters" and exited 0 (a class handed an empty folder). Both now stop at once
+    with one line naming what is missing, before anything is written."""
+    from deeplab_edu import book
+
+    site = tmp_path / "site-packages"
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", site / "notebooks")
+    monkeypatch.setattr(book, "BOOK_DIR", site / "book")
+    for argv in (["student-copy", str(tmp_path / "copy")], ["--output", str(tmp_path / "out")], []):
+        with pytest.raises(SystemExit) as stopped:
+            book.main(argv)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert "no course beside the package" in err and "Traceback" not in err, err
+    assert not (tmp_path / "copy").exists() and not (tmp_path / "out").exists() and not site.exists()

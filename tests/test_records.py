@@ -326,3 +326,25 @@ def test_a_record_path_in_an_unwritable_folder_fails_before_the_work(tmp_path: P
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     with pytest.raises(OSError, match=r"--record .*r\.json: cannot write in .*new \(Read-only file system\)"):
         check_record_path(tmp_path / "new" / "r.json")
+
+
+def test_an_installed_copy_inside_another_repository_names_no_commit(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit of the installed wheel: the package installed in a project's .venv, inside that project's git
+    repository, recorded the project's commit (and its dirtiness) as its own in every run's provenance; git is
+    asked only where the package's folder has a .git of its own."""
+    import subprocess
+
+    from deeplab_edu import records
+
+    project = tmp_path / "project"
+    site = project / ".venv" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    git = ["git", "-C", str(project), "-c", "user.email=a@b", "-c", "user.name=u"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "the user's project"], check=True)
+    monkeypatch.setattr(records, "REPO_ROOT", site)
+    monkeypatch.setattr(records, "RESULTS_DIR", site / "benchmarks" / "results")
+    monkeypatch.delenv("DEEPLAB_EDU_CODE_COMMIT", raising=False)
+    version = records.code_version()
+    assert "git_commit" not in version and "git_dirty" not in version, version
