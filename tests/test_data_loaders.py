@@ -683,3 +683,21 @@ def test_voc_reads_the_shared_train_aug_list_of_image_and_mask_paths(tmp_path):
     (base / "train.txt").write_text("/SegNet/CamVid/train/0001TP_000.png /SegNet/CamVid/trainannot/0001TP_001.png\n")
     with pytest.raises(BadDataError, match="whose names differ"):
         CamVid(tmp_path / "camvid", "train")
+
+
+def test_trainaug_missing_mask_is_not_called_voc_not_found(tmp_path):
+    """A new user's trial: a mask missing from ``SegmentationClassAug/`` ended the listing with "PASCAL VOC 2012 was
+    not found under ... Pass download=True", though VOC was there: the hint says how the trainaug masks are made."""
+    import shutil
+
+    voc = make_voc_tree(tmp_path)
+    shutil.copytree(voc / "SegmentationClass", voc / "SegmentationClassAug")
+    (voc / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("2007_000001\n2007_000002\n")
+    (voc / "SegmentationClassAug" / "2007_000002.png").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"1 of 4 files are missing") as err:
+        VOCSegmentation(tmp_path, "trainaug")
+    message = str(err.value)
+    assert "was not found" not in message and "SegmentationClassAug/2007_000002.png" in message
+    assert "built from SBD" in message and "train_aug.txt" in message and "download=True" in message
+    with pytest.raises(DatasetNotFoundError, match="PASCAL VOC 2012 was not found"):  # other splits keep theirs
+        VOCSegmentation(tmp_path / "elsewhere", "train")

@@ -1991,3 +1991,39 @@ def test_a_moved_backbone_file_neither_stops_a_started_run_nor_a_later_fit(tmp_p
     finally:
         trainer_module.build_datasets = original
     assert built == []
+
+
+def test_resume_with_another_network_setting_names_it_before_the_shapes(tmp_path) -> None:
+    """A new user's trial: resumed with --no-image-pooling (or other model_kwargs), a run built with image pooling
+    was refused with "written for another model: parameters differ (6 unexpected ...)", naming no setting: the
+    weights' shapes were compared before the settings. The settings' refusal comes first and names the change."""
+    from deeplab_edu.engine.checkpoint import CheckpointMismatchError
+
+    def trainer(**kw: Any) -> Trainer:
+        cfg = tiny_config(tmp_path, **{"iterations": 1, "ckpt_every": 1, "eval_every": 100, "model": "deeplabv3",
+                                       "backbone": "tiny_resnet", "atrous_rates": "fit", **kw})
+        return Trainer(cfg, train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False))
+
+    trainer().fit()
+    with pytest.raises(CheckpointMismatchError, match=r"cannot change: model_kwargs \{\} -> \{'image_pooling': "
+                                                      r"False\}.*--init-from") as err:
+        trainer(iterations=2, resume=True, model_kwargs={"image_pooling": False})
+    assert "parameters differ" not in str(err.value)
+
+
+def test_resume_whose_init_from_moved_says_to_give_its_new_path(tmp_path) -> None:
+    """A new user's trial: a resumed run whose init_from file had moved said only "checkpoint ... does not exist",
+    though --init-from NEWPATH beside --resume continues it: the message says so."""
+    def trainer(out: Path, **kw: Any) -> Trainer:
+        cfg = tiny_config(out, **{"iterations": 1, "ckpt_every": 1, "eval_every": 100, **kw})
+        return Trainer(cfg, model=TinyNet(), train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False))
+
+    trainer(tmp_path / "a").fit()
+    trainer(tmp_path / "b", init_from=str(tmp_path / "a")).fit()
+    (tmp_path / "a").rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match=r"does not exist: the run in .*b started from it.*--init-from "
+                                                r"NEWPATH beside --resume"):
+        trainer(tmp_path / "b", iterations=2, init_from=str(tmp_path / "a"), resume=True)
+    assert trainer(tmp_path / "b", iterations=2, init_from=str(tmp_path / "moved"), resume=True).iteration == 1
+    with pytest.raises(FileNotFoundError, match=r"does not exist$"):  # a new run: the path is the whole story
+        trainer(tmp_path / "c", init_from=str(tmp_path / "a"))

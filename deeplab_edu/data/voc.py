@@ -59,6 +59,20 @@ def _how_to_get(root: Path) -> str:
     )
 
 
+def _how_to_complete_trainaug(root: Path, voc_dir: Path) -> str:
+    """What to do when files of the trainaug split are missing while VOC itself is there (``root``: the folder
+    given; ``voc_dir``: its ``VOC2012``): its masks are built from SBD (:func:`prepare_trainaug`), its images are
+    VOC's own."""
+    lst = voc_dir / "ImageSets" / "Segmentation" / "train_aug.txt"
+    return (
+        f"SegmentationClassAug/ and train_aug.txt are built from SBD: delete {shown_path(lst, absolute_outside=True)} "
+        f"and the split is built again, its missing masks made and the others kept, from SBD in "
+        f"{shown_path(root / 'SBD', absolute_outside=True)} (download=True, --download, fetches SBD when it is not "
+        "there), or copy the missing masks from a ready-made SegmentationClassAug folder. An image missing from "
+        "JPEGImages/ is VOC's own: its copy is incomplete (unpack VOC 2012's archive again)."
+    )
+
+
 def resolve_voc_root(root: Path) -> Path:
     """The ``VOC2012`` folder inside ``root`` (``root/VOCdevkit/VOC2012``, ``root/VOC2012`` or ``root``).
 
@@ -292,9 +306,11 @@ class VOCSegmentation(SegmentationFolder):
                 prepare_trainaug(voc_dir, sbd_root)
             ids = read_split_list(lst, stems=True)
             mask_dir = voc_dir / "SegmentationClassAug"
+            hint = _how_to_complete_trainaug(root, voc_dir)  # VOC is there: not _how_to_get's "not found"
         else:
             ids = read_split_list(seg_sets / f"{split}.txt", hint=_how_to_get(root), stems=True)
             mask_dir = voc_dir / "SegmentationClass"
+            hint = _how_to_get(root)
         pairs = [(voc_dir / "JPEGImages" / f"{i}.jpg", mask_dir / f"{i}.png") for i in ids]
         self.root = voc_dir
         self.split = split
@@ -303,7 +319,7 @@ class VOCSegmentation(SegmentationFolder):
             VOC,
             transform=transform,
             colour_aliases=_BOUNDARY_COLOUR,
-            missing_hint=_how_to_get(root),
+            missing_hint=hint,
             check_files=check_files,
             name=f"voc/{split}",
         )

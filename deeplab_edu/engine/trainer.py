@@ -461,7 +461,8 @@ class Trainer:
             :func:`~deeplab_edu.engine.workers.max_num_workers`, or a passed ``model`` cannot switch to
             ``cfg.output_stride`` (a VGG-16 model at 16).
         FileNotFoundError, RuntimeError: ``init_from`` names no readable checkpoint (a file that reads but is
-            no deeplab-edu checkpoint: ``ValueError``; :func:`~deeplab_edu.engine.checkpoint.load_checkpoint`),
+            no deeplab-edu checkpoint: ``ValueError``; :func:`~deeplab_edu.engine.checkpoint.load_checkpoint`; for
+            a resumed run, the message says to give the file's new path with ``--resume``),
             or the ImageNet weights of
             ``pretrained_backbone`` are missing (:class:`~deeplab_edu.models.pretrained.PretrainedWeightsUnavailable`).
         ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``init_from`` holds weights of another model,
@@ -549,7 +550,15 @@ class Trainer:
                                       data_passed=data_passed)
         self._init_from_sha256 = ck.init_from_sha256(cfg.init_from)  # kept in checkpoints: ck.check_init_from
         if cfg.init_from:
-            state = ck.load_checkpoint(cfg.init_from)
+            try:
+                state = ck.load_checkpoint(cfg.init_from)
+            except FileNotFoundError as err:
+                if resumed is None:
+                    raise
+                raise FileNotFoundError(  # a new user's trial: the moved file's path alone said nothing of the way on
+                    f"{err}: the run in {shown_path(Path(cfg.out_dir))} started from it (init_from); if the file moved, "
+                    "resume with its new path, --init-from NEWPATH beside --resume (init_from=NEWPATH): the run's "
+                    "checkpoint checks that it is the same file") from None
             source = f"init_from checkpoint {cfg.init_from}"
             ck.check_finite_weights(state.get("model", {}), source)
             classes = state.get("model_info", {}).get("num_classes")
@@ -721,13 +730,15 @@ class Trainer:
         if made and "model_class" not in self.model_info:  # its config.json names the model the engine builds, not it
             own = (f" (it trained a model its script passed, {made.rsplit('.', 1)[-1]}: pass it again with "
                    "resume=True, Trainer(cfg, model=..., resume=True); the command line builds its own models)")
-        ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
-                            advice="A resumed run continues under this command's settings: to continue with the "
-                                   f"run's own, give them back{own}, or start a new run in another folder.")
+        # the settings first: a changed network setting (image pooling, rates) also changes the weights' shapes, and
+        # the shapes' message alone named no setting (a new user's trial)
         saved, now = state.get("config", {}), self.cfg.to_dict()
         refused, changed = _resume_differences(saved, now, state.get("model_info", {}), self.model_info)
         if refused:
             raise _unchangeable(path, refused, own)
+        ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
+                            advice="A resumed run continues under this command's settings: to continue with the "
+                                   f"run's own, give them back{own}, or start a new run in another folder.")
         unwrap(self.net).load_state_dict(state["model"])
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
