@@ -142,6 +142,15 @@ def input_positions(output_index: int, kernel_size: int, rate: int = 1, stride: 
     return [s * i - p + r * t for t in range(k)]
 
 
+def _check_layout(value: torch.Tensor, name: str, dims: int, form: str) -> None:
+    """Refuse ``value`` (the argument ``name``) unless it is a tensor of ``dims`` dimensions, laid out as ``form``
+    (``"(N, C_in, H, W)"``): a TypeError for no tensor (:func:`~deeplab_edu.choices.require_tensor`, a NumPy
+    array say), a ValueError naming the form and the shape given."""
+    require_tensor(value, name, form)
+    if value.dim() != dims:
+        raise ValueError(f"{name} must be a {dims}-D tensor {form}, got {tuple(value.shape)}")
+
+
 def atrous_conv1d(x: torch.Tensor, w: torch.Tensor, rate: int = 1, padding: int = 0, stride: int = 1) -> torch.Tensor:
     """Eq. (1) in one dimension: ``y[i] = sum_k x[s*i - p + r*k] w[k]``, with plain indexing.
 
@@ -162,12 +171,8 @@ def atrous_conv1d(x: torch.Tensor, w: torch.Tensor, rate: int = 1, padding: int 
         TypeError: ``x`` or ``w`` is not a torch tensor (a NumPy array: ``torch.from_numpy``); ``rate``,
             ``padding`` or ``stride`` is not an int.
     """
-    require_tensor(x, "x", "(L,)")  # an audit: a NumPy array was told "must be a 1-D tensor (L,), got (5,)"
-    require_tensor(w, "w", "(K,)")
-    if x.dim() != 1:
-        raise ValueError(f"x must be a 1-D tensor (L,), got {tuple(x.shape)}")
-    if w.dim() != 1:
-        raise ValueError(f"w must be a 1-D tensor (K,), got {tuple(w.shape)}")
+    _check_layout(x, "x", 1, "(L,)")  # an audit: a NumPy array was told "must be a 1-D tensor (L,), got (5,)"
+    _check_layout(w, "w", 1, "(K,)")
     n_out = conv_output_size(x.shape[0], w.shape[0], stride, padding, rate)
     y = torch.zeros(n_out, dtype=torch.result_type(x, w), device=x.device)
     for i in range(n_out):
@@ -208,12 +213,8 @@ def atrous_conv2d(
         TypeError: ``x`` or ``w`` is not a torch tensor (a NumPy array: ``torch.from_numpy``); a value of
             ``rate``, ``padding`` or ``stride`` is not an int.
     """
-    require_tensor(x, "x", "(N, C_in, H, W)")  # an audit: a NumPy array was told "must be a 4-D tensor"
-    require_tensor(w, "w", "(C_out, C_in, K_h, K_w)")
-    if x.dim() != 4:
-        raise ValueError(f"x must be a 4-D tensor (N, C_in, H, W), got {tuple(x.shape)}")
-    if w.dim() != 4:
-        raise ValueError(f"w must be a 4-D tensor (C_out, C_in, K_h, K_w), got {tuple(w.shape)}")
+    _check_layout(x, "x", 4, "(N, C_in, H, W)")  # an audit: a NumPy array was told "must be a 4-D tensor"
+    _check_layout(w, "w", 4, "(C_out, C_in, K_h, K_w)")
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"w has {w.shape[1]} input channels but x has {x.shape[1]} channels")
     if bias is not None and bias.shape != (w.shape[0],):

@@ -57,13 +57,20 @@ def _train(rank: int, world: int, out: str, port: int, batch: int) -> None:
     cleanup()
 
 
-def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _one_and_two_processes(train: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """The final checkpoints of ``train`` (``_train``'s arguments) in one process with batch 4 and in two spawned
+    processes with batch 2 each: the same global batch."""
     one, two = tmp_path / "one", tmp_path / "two"
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.setenv(name, "")  # restored after the test: _train sets them in this process
-    _train(0, 1, str(one), 0, batch=4)
-    _spawn(_train, (2, str(two), _free_port(), 2))
-    a, b = load_checkpoint(one / "checkpoints"), load_checkpoint(two / "checkpoints")
+        monkeypatch.setenv(name, "")  # restored after the test: train sets them in this process
+    train(0, 1, str(one), 0, batch=4)
+    _spawn(train, (2, str(two), _free_port(), 2))
+    return load_checkpoint(one / "checkpoints"), load_checkpoint(two / "checkpoints")
+
+
+def test_world_size_two_matches_world_size_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _one_and_two_processes(_train, tmp_path, monkeypatch)
+    one, two = tmp_path / "one", tmp_path / "two"  # the runs' folders (_one_and_two_processes)
     for key, value in a["model"].items():
         assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-5, rtol=1e-4), key
     va = [r for r in a["history"] if r["split"] == "val"][-1]
@@ -412,12 +419,7 @@ def test_world_size_two_differs_from_world_size_one_where_the_labelled_pixels_di
     always): each process's loss is the mean over its own labelled pixels and DDP averages the processes', so where
     the shards hold different numbers of labelled pixels the step is not the one process's
     (test_world_size_two_matches_world_size_one: it is where they hold as many)."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.setenv(name, "")  # restored after the test: _train_ragged sets them in this process
-    _train_ragged(0, 1, str(one), 0, batch=4)
-    _spawn(_train_ragged, (2, str(two), _free_port(), 2))
-    a, b = load_checkpoint(one / "checkpoints"), load_checkpoint(two / "checkpoints")
+    a, b = _one_and_two_processes(_train_ragged, tmp_path, monkeypatch)
     la = [r["loss"] for r in a["history"] if r["split"] == "train"]
     lb = [r["loss"] for r in b["history"] if r["split"] == "train"]
     assert la != pytest.approx(lb, rel=1e-4)  # the tolerance under which they match there

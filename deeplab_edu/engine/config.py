@@ -227,10 +227,6 @@ class TrainConfig:
                 setattr(self, name, os.path.abspath(os.path.expanduser(value)))
         if isinstance(self.out_dir, str):
             self.out_dir = os.path.expanduser(self.out_dir)
-        # data set names are case-, "-"- and "_"-insensitive (build_dataset): stored as DATASETS spells them,
-        # as runs compare settings and the engine builds the generated scenes for "procedural" alone
-        if isinstance(self.dataset, str):
-            self.dataset = dataset_name(self.dataset)
         # "none" (a flag, a YAML string) is None: one value for "no weights", as runs compare settings
         if isinstance(self.class_weights, str) and self.class_weights.lower() == "none":
             self.class_weights = None
@@ -238,10 +234,11 @@ class TrainConfig:
         if isinstance(self.scale_range, list):
             self.scale_range = tuple(self.scale_range)  # type: ignore[assignment]
         # the same value in one spelling, as runs compare settings with a config.json read back (JSON has no
-        # tuple): rates as the flag's "6,12,18" (numbers, '6, 12, 18', '06,12,18'), model_kwargs' tuples as lists
-        self.atrous_rates = _rates_text(self.atrous_rates)
-        if isinstance(self.model_kwargs, dict):
-            self.model_kwargs = _as_lists(self.model_kwargs)
+        # tuple), and the engine builds the generated scenes for "procedural" alone: normalised_settings' spellings
+        spelt = normalised_settings({"dataset": self.dataset, "atrous_rates": self.atrous_rates,
+                                     "model_kwargs": self.model_kwargs})
+        self.dataset, self.atrous_rates, self.model_kwargs = (spelt["dataset"], spelt["atrous_rates"],
+                                                              spelt["model_kwargs"])
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (``scale_range`` a list, paths strings), as checkpoints store them."""
@@ -271,9 +268,11 @@ def _as_lists(value: Any) -> Any:
 
 def normalised_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """A configuration as a dict (:meth:`TrainConfig.to_dict`, a checkpoint's or a ``config.json``'s) with the
-    spellings :class:`TrainConfig` stores: the data set's name (:func:`~deeplab_edu.choices.dataset_name`),
-    ``atrous_rates`` as ``"6,12,18"`` and ``model_kwargs``' tuples as lists; so that the settings of a run saved
-    before they were normalised compare equal to the same settings today (a resumed run, a reused one)."""
+    spellings :class:`TrainConfig` stores (it normalises itself with this function): the data set's name as
+    :data:`~deeplab_edu.choices.DATASETS` spells it (:func:`~deeplab_edu.choices.dataset_name`: case, ``-`` and
+    ``_`` do not count), ``atrous_rates`` as ``"6,12,18"`` (numbers, ``'6, 12, 18'``, ``'06,12,18'``) and
+    ``model_kwargs``' tuples as lists; so that the settings of a run saved before they were normalised compare
+    equal to the same settings today (a resumed run, a reused one)."""
     out = dict(settings)
     if isinstance(out.get("dataset"), str):
         out["dataset"] = dataset_name(out["dataset"])

@@ -450,7 +450,7 @@ class Trainer:
 
     Raises:
         ValueError: only one of ``train_set`` and ``val_set`` is given, the first mask of one is no ``(H, W)`` or
-            ``(1, H, W)`` label map of an integer type at its image's size, ``train_set`` has no ``num_classes``
+            ``(1, H, W)`` label map of an integer type, ``train_set`` has no ``num_classes``
             and none is passed, the training set does not hold one full batch of ``cfg.batch_size`` per
             process, ``amp="fp16"`` off a CUDA device, or ``init_from``'s weights hold NaN or infinite values
             (:func:`~deeplab_edu.engine.checkpoint.check_finite_weights`). A passed ``model`` that scores
@@ -1175,13 +1175,13 @@ class Trainer:
         """
         # the backbone's file was read when the Trainer was built (a review: a moved file failed a later fit)
         validate(dataclasses.replace(self.cfg, pretrained_backbone=False))
-        now = self.cfg.to_dict()
-        changed = [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in now.items()
-                   if k not in _READ_BY_FIT and v != self._built_from.get(k)]
+        def changes(cfg: TrainConfig) -> list[str]:  # "name old -> new" for each setting fit() does not read again
+            return [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
+                    if k not in _READ_BY_FIT and v != self._built_from.get(k)]
+
+        changed = changes(self.cfg)
         if not changed and self._callers_cfg is not self.cfg:
-            theirs = self._callers_cfg.to_dict()
-            if moved := [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in theirs.items()
-                         if k not in _READ_BY_FIT and v != self._built_from.get(k)]:
+            if moved := changes(self._callers_cfg):
                 # a review: a change to the caller's cfg after Trainer(cfg) was dropped without a word
                 warnings.warn(f"the configuration this Trainer was built from changed since ({'; '.join(moved)}); "
                               "the Trainer trains with its own copy, trainer.cfg, as it was: build a new Trainer from "
@@ -1191,9 +1191,9 @@ class Trainer:
             raise ConfigError(
                 f"the configuration changed since this Trainer was built from it ({'; '.join(changed)}): its model, "
                 "optimiser, learning-rate schedule and data follow the settings it was built with, not the change. "
-                "To train on with the new settings, build a new Trainer from them with resume on (cfg = trainer.cfg; "
-                "cfg.resume = True; Trainer(cfg, ...), passing again any model and data sets passed to this one): it goes on from the "
-                f"newest checkpoint in {shown_path(self.out)}. Between two fit() calls only "
+                "To train on with the new settings, build a new Trainer from them with resume on (cfg = "
+                "trainer.cfg; cfg.resume = True; Trainer(cfg, ...), passing again any model and data sets passed to "
+                f"this one): it goes on from the newest checkpoint in {shown_path(self.out)}. Between two fit() calls only "
                 f"{', '.join(_READ_BY_FIT)} may change")
 
     def _check_not_trained_since(self) -> None:
@@ -1516,8 +1516,8 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
     builds), images of another size; refuse a first mask the loss cannot read (:func:`_check_passed_mask`).
 
     Raises:
-        ValueError: item 0's mask is not ``(H, W)`` or ``(1, H, W)`` at its image's size, or not of an integer
-            type, naming the set, the shape and the type.
+        ValueError: item 0's mask is not ``(H, W)`` or ``(1, H, W)``, or not of an integer type, naming the set,
+            the shape and the type.
     """
     import warnings
 
