@@ -259,21 +259,22 @@ with config.text_checks():
 # %% [markdown]
 # ## How big is the output?
 #
-# A $k$-tap filter at rate $d$ spans the **effective kernel size**
+# A $K$-tap filter at rate $r$ spans the **effective kernel size**
 #
 # $$
-# \hat k = k + (k-1)(d-1),
+# \hat k = K + (K-1)(r-1),
 # $$
 #
 # and plugging $\hat k$ into the general output-size formula gives relationship 15 of
-# {cite:t}`dumoulin2016guide`: for input size $i$, padding $p$ and stride $s$,
+# {cite:t}`dumoulin2016guide` (who write $k$ for our $K$, $d$ for our $r$ and $i$ for the input size): for an
+# input of $n$ samples, padding $p$ and stride $s$,
 #
 # $$
-# o = \left\lfloor \frac{i + 2p - k - (k-1)(d-1)}{s} \right\rfloor + 1 .
+# o = \left\lfloor \frac{n + 2p - K - (K-1)(r-1)}{s} \right\rfloor + 1 .
 # $$
 #
 # At stride 1 the size is kept when $2p = \hat k - 1$: for DeepLab's 3x3 atrous convolutions
-# $\hat k = 2d + 1$, so **padding = rate** (exercise 01.4 asks what a wider filter needs). The table checks the formula against the shapes
+# $\hat k = 2r + 1$, so **padding = rate** (exercise 01.4 asks what a wider filter needs). The table checks the formula against the shapes
 # PyTorch produces (the course's tests do the same for 200 random settings, drawn by hypothesis, a
 # property-based testing library: it generates the inputs of a test at random and, when one fails,
 # shrinks it to the smallest failing case).
@@ -282,10 +283,10 @@ with config.text_checks():
 # (not the settings of exercises 01.1, 01.2 and 01.4, which you work out yourself)
 cases = [(13, 3, 1, 0, 1), (13, 3, 1, 0, 2), (13, 3, 2, 1, 3), (65, 3, 1, 7, 7), (513, 3, 2, 1, 1), (7, 3, 1, 0, 2)]
 rows = []
-for i, k, s, p, d in cases:
-    shape = F.conv2d(torch.zeros(1, 1, i, i), torch.zeros(1, 1, k, k), stride=s, padding=p, dilation=d).shape[-1]
-    rows.append({"input i": i, "kernel k": k, "stride s": s, "padding p": p, "rate d": d,
-                 "effective kernel": effective_kernel_size(k, d), "formula o": conv_output_size(i, k, s, p, d),
+for n, taps, s, p, r in cases:
+    shape = F.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, taps, taps), stride=s, padding=p, dilation=r).shape[-1]
+    rows.append({"input n": n, "taps K": taps, "stride s": s, "padding p": p, "rate r": r,
+                 "effective kernel": effective_kernel_size(taps, r), "formula o": conv_output_size(n, taps, s, p, r),
                  "PyTorch": shape})
 markdown_table(rows, digits=3)
 

@@ -61,17 +61,18 @@
 # changes how wide the kernel reaches, so replace $k_l$ by the effective kernel size of
 # chapter 01, $\hat k_l = d_l (k_l - 1) + 1$. {cite:t}`araujo2019receptive` derive closed forms
 # for the receptive field size $r_0$, the effective stride $S_0$ (distance in input pixels
-# between neighbouring output units) and the effective padding $P_0$:
+# between neighbouring output units) and the effective padding $P_0$ (their symbols: $d_l$ is the rate that
+# chapter 01 calls $r$, and $r_0$ is a size in pixels, not a rate):
 #
 # $$
-# r_0 = \sum_{l=1}^{L} (\hat k_l - 1) \prod_{i=1}^{l-1} s_i + 1, \qquad
+# r_0 = \sum_{l=1}^{L} (\hat k_l - 1) \prod_{m=1}^{l-1} s_m + 1, \qquad
 # S_0 = \prod_{l=1}^{L} s_l, \qquad
-# P_0 = \sum_{l=1}^{L} p_l \prod_{i=1}^{l-1} s_i .
+# P_0 = \sum_{l=1}^{L} p_l \prod_{m=1}^{l-1} s_m .
 # $$
 #
 # Output unit $j$ then sees the input interval $[u_j, v_j] = [j S_0 - P_0,\; j S_0 - P_0 + r_0 - 1]$.
 # Read the first sum as: *each layer widens the field by $\hat k_l - 1$ of its input's pixels,
-# and one of those is worth $\prod_{i<l} s_i$ input pixels.* That is why a stride early on makes
+# and one of those is worth $\prod_{m<l} s_m$ input pixels.* That is why a stride early on makes
 # every later layer count more, and why a dilation is a way to widen the field *without* a stride.
 
 # %%

@@ -126,7 +126,8 @@ with config.text_checks():
 # %% [markdown]
 # ### Field of view
 #
-# A 3x3 filter at rate $r$ spans $k_e = k + (k-1)(r-1)$ positions (DeepLab v2 sec. 3.1). The
+# A $k \times k$ filter at rate $r$ spans $k_e = k + (k-1)(r-1)$ positions: chapter 01's $K$ taps and effective
+# kernel size $\hat k$, named as DeepLab v2 sec. 3.1 names them (this chapter keeps $k$ and $k_e$). The
 # fc6 variants of v1 Table 2, with the field of view ("receptive field") the paper lists:
 #
 # | variant | fc6 kernel | rate | paper's FOV | parameters | mIoU after CRF |

@@ -31,7 +31,7 @@ value_exercise(
 
 value_exercise(
     "01.2",
-    "Output length for i=13, k=3, rate 4, stride 2, padding 2",
+    "Output length for an input of 13, K=3 taps, rate 4, stride 2, padding 2",
     solution=lambda: conv_output_size(13, 3, stride=2, padding=2, dilation=4),
     unit="pixel",
     mistakes=[
@@ -66,7 +66,7 @@ def _taps_feedback(a: tuple[int, ...]) -> str:
 
 value_exercise(
     "01.3",
-    "Input indices read by y[2] for k=3, rate 3, stride 1, padding 3",
+    "Input indices read by y[2] for K=3 taps, rate 3, stride 1, padding 3",
     solution=lambda: input_positions(2, 3, rate=3, padding=3),
     answer_type="ints",
     mistakes=[
