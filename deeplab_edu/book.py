@@ -61,6 +61,7 @@ import yaml
 
 from .atomic import acquire_or_wait, atomic_path, write_text_atomic
 from .book_pages import SMOKE_NOTE, for_colab, for_the_page
+from .choices import require_packages
 from .config import COURSE_CHECKS_ENV, ENV_VAR, profile
 from .records import HIDE_PATHS_ENV, REPO_ROOT, RESULTS_DIR, shown_path
 
@@ -551,7 +552,9 @@ def student_copy(out_dir: Path, sources: Iterable[Path] | None = None) -> list[P
         ValueError: ``out_dir`` is the folder of a source notebook (the copy would replace the course's
             own chapters and lose their solutions) or the repository's own folder, or it is a file; or, without
             ``sources``, the package is installed without the course's chapters.
+        ImportError: jupytext (the ``course`` extra) is not installed, naming what to install.
     """
+    require_packages("jupytext", what="the student copy (the chapters are Jupytext notebooks)")
     import jupytext
 
     out_dir = Path(out_dir).expanduser()
@@ -676,7 +679,9 @@ def execute_notebook(source: Path, executed: Path, *, timeout: int | None = None
         ValueError: ``executed`` does not end in ``.ipynb``, or ``active_profile`` is unknown (:func:`cell_timeout`).
         FileNotFoundError: ``source`` is not a file.
         OSError: ``executed``'s folder cannot be made or written in (checked before the kernel starts).
+        ImportError: jupytext (the ``course`` extra) is not installed, naming what to install.
     """
+    require_packages("jupytext", what="executing a chapter (the chapters are Jupytext notebooks)")
     import jupytext
     import nbformat
 
@@ -1004,7 +1009,12 @@ def _waits_for(todo: list[Path], active_profile: str) -> dict[Path, set[Path]]:
 
 
 def _header_metadata(source: Path) -> dict[str, Any]:
-    """The ``deeplab_edu`` section of a notebook's Jupytext header (empty when absent)."""
+    """The ``deeplab_edu`` section of a notebook's Jupytext header (empty when absent).
+
+    Raises:
+        ImportError: jupytext (the ``course`` extra) is not installed, naming what to install.
+    """
+    require_packages("jupytext", what=f"reading {source.name}'s header (a Jupytext notebook)")
     import jupytext
 
     return dict(jupytext.read(source).metadata.get("deeplab_edu", {}))
@@ -1018,7 +1028,14 @@ def _reuses_runs_of(meta: Mapping[str, Any]) -> tuple[int, ...]:
 
 def chapter_headers(toc_file: Path = BOOK_DIR / "_toc.yml") -> list[dict[str, Any]]:
     """The ``deeplab_edu`` header of every chapter in the book's order (:func:`chapter_header` of
-    each source the table of contents lists); chapter 00 shows them to teachers."""
+    each source the table of contents lists); chapter 00 shows them to teachers.
+
+    Raises:
+        KeyError: a chapter's header lacks a field (:func:`chapter_header`).
+        ValueError: a chapter's header is inconsistent (:func:`chapter_header`).
+        ImportError: jupytext (the ``course`` extra) is not installed, naming what to install (in Colab,
+            the chapters' first cell installs it).
+    """
     return [chapter_header(source) for source in toc_notebook_sources(toc_file)]
 
 
@@ -1030,10 +1047,10 @@ def course_runs_minutes(with_camvid: bool = True) -> float | None:
     """The minutes the ``cpu`` profile's course runs take at most on the course's 2-core machine: the
     ``cpu_minutes`` the headers of the chapters that train them (:data:`COURSE_RUN_CHAPTERS`; 11 only
     ``with_camvid``) state, added up. ``None`` when the book lacks one of them (a teacher dropped a chapter) or
-    its headers cannot be read (outside a checkout)."""
+    its headers cannot be read (outside a checkout, or without jupytext)."""
     try:
         minutes = {h["chapter"]: h["cpu_minutes"] for h in chapter_headers()}
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, ImportError):
         return None
     chapters = COURSE_RUN_CHAPTERS if with_camvid else COURSE_RUN_CHAPTERS[:2]
     return sum(minutes[c] for c in chapters) if all(c in minutes for c in chapters) else None
@@ -1049,6 +1066,7 @@ def chapter_header(source: Path) -> dict[str, Any]:
         KeyError: the header lacks one of those fields (naming the file).
         ValueError: the header's ``chapter`` is not the number its file name starts with, or the prerequisites
             (or ``reuses_runs_of``) name a chapter that is not an earlier one (naming the file).
+        ImportError: jupytext (the ``course`` extra) is not installed, naming what to install.
     """
     meta = _header_metadata(source)
     missing = [k for k in ("chapter", "title", "cpu_minutes", "prerequisites") if k not in meta]
@@ -1309,6 +1327,10 @@ def main(argv: list[str] | None = None) -> int:
                             help=f"seconds one cell may run (default per profile: {timeouts})"),
     ]
     args = parser.parse_args(argv)
+    try:  # every command reads the chapters with jupytext: one line naming it, not a traceback
+        require_packages("jupytext", what=args.command or "the book's build")
+    except ImportError as err:
+        parser.error(str(err))
     if args.command == "execute":
         given = [a.option_strings[0] for a in build_options if getattr(args, a.dest) is not None]
         if given:  # before 'execute' they set the build, which this command does not run

@@ -19,8 +19,8 @@ import yaml
 from .config import SMOKE_MEANS
 from .records import REPO_ROOT
 
-__all__ = ["COLAB_CLONE", "PUBLISHED_BRANCH", "SMOKE_NOTE", "WIDE_IMAGE_PX", "WIDE_TABLE_COLUMNS", "for_the_page",
-           "for_colab", "colab_setup", "repository_url"]
+__all__ = ["COLAB_CLONE", "COLAB_PACKAGES", "PUBLISHED_BRANCH", "SMOKE_NOTE", "WIDE_IMAGE_PX", "WIDE_TABLE_COLUMNS",
+           "for_the_page", "for_colab", "colab_setup", "repository_url"]
 
 #: Where the published site lives on GitHub (``ghp-import`` of ``book/_build/html``): the Colab
 #: button opens the executed copy of a chapter from there.
@@ -257,6 +257,9 @@ def for_colab(nb: Any) -> Any:
 
 #: Where :func:`colab_setup` clones the repository in Colab.
 COLAB_CLONE = "/content/deeplab-edu"
+#: What the chapters need in Colab beyond the package's own dependencies (Colab has IPython): jupytext (chapter
+#: 00's table of chapters, :func:`deeplab_edu.book.chapter_headers`) and ONNX export and its runtime (chapter 11).
+COLAB_PACKAGES = ("jupytext", "onnx", "onnxscript", "onnxruntime")
 
 
 def colab_setup() -> str:
@@ -264,13 +267,30 @@ def colab_setup() -> str:
     set everything up), a clone of the repository, its package installed from the clone and imported
     from it in the running kernel, and the chapters' folder as the working directory. A clone, not
     ``pip install`` of the package alone: the chapters also read the repository's recorded runs
-    (``benchmarks/results``) and the book's table of contents."""
+    (``benchmarks/results``) and the book's table of contents. With the package, :data:`COLAB_PACKAGES` at
+    constraints.txt's versions, the tested ones; the package's own dependencies (torch above all) are left at
+    Colab's versions where they suffice (pip's ``-c constraints.txt`` would replace Colab's torch, built for
+    its GPUs, with the pinned one).
+
+    Raises:
+        KeyError: constraints.txt has no pin for one of :data:`COLAB_PACKAGES`.
+    """
+    pins = {}
+    for line in (REPO_ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        name, _, version = line.split("#", 1)[0].strip().partition("==")
+        pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    missing = [name for name in COLAB_PACKAGES if not pins.get(name)]
+    if missing:
+        raise KeyError(f"constraints.txt pins none of {', '.join(missing)}, which the Colab cell installs: add the "
+                       "versions installed in the .venv")
+    packages = " ".join(f"{name}=={pins[name]}" for name in COLAB_PACKAGES)
     return (
-        "# Colab: the course's repository and its package (elsewhere `make lab` has set them up)\n"
+        "# Colab: the course's repository, its package and what chapters 00 and 11 need (elsewhere `make lab` has set "
+        "them up)\n"
         "import sys\n"
         "if 'google.colab' in sys.modules:\n"
         f"    !test -d {COLAB_CLONE} || git clone --quiet --depth 1 {repository_url()} {COLAB_CLONE}\n"
-        f"    %pip install --quiet -e {COLAB_CLONE}\n"
+        f"    %pip install --quiet -e {COLAB_CLONE} {packages}\n"
         f"    sys.path.insert(0, '{COLAB_CLONE}')  # this kernel imports it without a restart\n"
         f"    %cd {COLAB_CLONE}/notebooks\n"
     )

@@ -29,8 +29,9 @@ DATASETS = ("procedural", "voc", "camvid", "cityscapes", "folder")
 _DATASET_ALIASES = {"pascalvoc": "voc"}
 #: The optimisers the engine builds (:func:`~deeplab_edu.engine.schedule.build_optimizer`).
 OPTIMIZERS = ("sgd", "adamw")
-#: The optional packages (the ``dev`` extra) a feature imports, by module name: their ``pip install`` names.
-OPTIONAL_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
+#: The optional packages (the ``course`` and ``dev`` extras) a feature imports, by module name: their ``pip install``
+#: names.
+OPTIONAL_PACKAGES = {"jupytext": "jupytext", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
                      "tensorboard": "tensorboard", "segmentation_models_pytorch": "segmentation-models-pytorch"}
 
 

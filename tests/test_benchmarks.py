@@ -503,3 +503,22 @@ def test_findings_benchmark_refuses_a_seed_given_twice(capsys, monkeypatch: pyte
             err = capsys.readouterr().err
             assert f"--seeds {' '.join(seeds)}: {named}" in err and "give each seed once" in err, err
     assert not tmp_path.joinpath("runs").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_v3plus_pair_without_smp_stops_before_any_measurement(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """A dependency audit: without segmentation_models_pytorch, `deeplab-edu bench` measured the whole v3 pair
+    (minutes) and only then failed on the v3plus pair's import, writing no record. It is checked first."""
+    import sys
+
+    from deeplab_edu.engine.bench import pairs
+
+    def measured(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a pair was measured before the missing package was named")
+
+    monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # not installed, as find_spec sees it
+    monkeypatch.setattr(pairs, "measure_models", measured)
+    with pytest.raises(ImportError, match="v3plus benchmark pair needs segmentation_models_pytorch.*"
+                                          "pip install segmentation-models-pytorch"):
+        run_benchmarks(size=32, repeats=2, threads=1, out=tmp_path / "b.json")
+    assert list(tmp_path.iterdir()) == []

@@ -1124,3 +1124,47 @@ def test_an_installed_copy_builds_no_book_and_hands_out_no_empty_copy(tmp_path: 
         err = capsys.readouterr().err
         assert "no course beside the package" in err and "Traceback" not in err, err
     assert not (tmp_path / "copy").exists() and not (tmp_path / "out").exists() and not site.exists()
+
+
+def test_the_colab_cell_installs_what_the_chapters_need_at_the_pinned_versions() -> None:
+    """A dependency audit: the Colab cell installed the package's runtime dependencies alone, and chapter 00's
+    first code cell (chapter_headers, which reads the headers with jupytext) stopped with a bare
+    ModuleNotFoundError, as did chapter 11's ONNX export. The cell installs them at constraints.txt's versions;
+    Colab's torch (built for its GPUs) is not replaced by the pinned one."""
+    import re
+
+    from deeplab_edu.book_pages import COLAB_CLONE, colab_setup
+
+    pins = {}
+    for line in (REPO_ROOT / "constraints.txt").read_text().splitlines():
+        name, _, version = line.split("#", 1)[0].strip().partition("==")
+        pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    install = next(line for line in colab_setup().splitlines() if "%pip install" in line)
+    for name in ("jupytext", "onnx", "onnxscript", "onnxruntime"):
+        assert f" {name}=={pins[name]}" in install, f"{name} is not installed at its pin: {install}"
+    assert f"-e {COLAB_CLONE} " in install and "torch" not in install and "-c " not in install
+
+
+def test_the_book_commands_without_jupytext_name_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A dependency audit: without jupytext (Colab had only the runtime dependencies) python -m deeplab_edu.book,
+    student-copy and chapter_headers() ended in a bare ModuleNotFoundError. Each names what to install, as the
+    package's other optional features do (choices.require_packages), before any work."""
+    import sys
+
+    from deeplab_edu import book
+
+    monkeypatch.setitem(sys.modules, "jupytext", None)  # not installed, as import and find_spec see it
+    for argv in (["student-copy", str(tmp_path / "copy")], ["execute", "notebooks/00_start_here.py",
+                                                            str(tmp_path / "out.ipynb")]):
+        with pytest.raises(SystemExit) as stop:
+            book.main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "needs jupytext" in err and "pip install jupytext" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ImportError, match="needs jupytext, not installed here: pip install jupytext"):
+        book.chapter_headers()
+    with pytest.raises(ImportError, match="pip install jupytext"):
+        book.student_copy(tmp_path / "copy")
+    assert book.course_runs_minutes() is None

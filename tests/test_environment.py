@@ -225,3 +225,65 @@ def test_the_course_reads_its_own_files_in_a_legacy_locale(tmp_path: Path) -> No
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any("×" in p.read_text(encoding="utf-8") for p in (tmp_path / "copy").glob("*.py"))
+
+
+def test_environment_yml_installs_under_constraints_txt() -> None:
+    """A dependency audit: environment.yml's pip section pinned only the direct dependencies, so about 20 of the
+    indirect ones resolved to other versions than constraints.txt's (soupsieve 4.x, pinned to 2.10 on purpose).
+    Its first entry applies the whole file, as `make` does; conda writes the section to a requirements file
+    beside environment.yml, from which pip reads the relative path."""
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert pip[0] == "-c constraints.txt", f"environment.yml: start the pip section with -c constraints.txt: {pip[:2]}"
+    assert (REPO_ROOT / "constraints.txt").is_file()
+    assert "-c constraints.txt" in (REPO_ROOT / "Makefile").read_text()
+
+
+def _required_by_the_project() -> set[str]:
+    """The packages pyproject.toml's requirements lead to here, by normalised name: theirs, their
+    requirements' (with the extras asked for), and so on, read from the installed packages' metadata (offline);
+    markers are read for constraints.txt's machine, Python 3.11 on Linux (``sys_platform == "win32"``: left out)."""
+    import sys
+    from importlib.metadata import distributions
+
+    import pytest
+    from packaging.requirements import Requirement
+
+    if sys.platform != "linux":
+        pytest.skip("constraints.txt is a freeze of a Linux .venv (its CUDA packages are torch's there)")
+    freeze = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
+              "platform_system": "Linux"}
+    needs: dict[str, list[Requirement]] = {}  # "name" and "name[extra]": what the package (or extra) adds
+    for dist in distributions():
+        name = _norm(dist.metadata["Name"] or "")
+        for req in map(Requirement, dist.requires or []):
+            extra = next((e for e in ["", *(dist.metadata.get_all("Provides-Extra") or [])]
+                          if req.marker is None or req.marker.evaluate({**freeze, "extra": e})), None)
+            if extra is not None:
+                needs.setdefault(f"{name}[{extra}]" if extra else name, []).append(req)
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(r) for r in project["dependencies"]]
+    todo += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    reached: set[str] = set()
+    while todo:
+        req = todo.pop()
+        for key in {_norm(req.name), *(f"{_norm(req.name)}[{e}]" for e in req.extras)} - reached:
+            reached.add(key)
+            todo += needs.get(key, [])
+    assert len(needs) > 100, "few installed packages: is this the .venv?"
+    return {key.split("[")[0] for key in reached} - {"deeplab-edu"}
+
+
+def test_every_package_the_project_requires_is_pinned() -> None:
+    """pip freeze leaves out setuptools and wheel, so constraints.txt had no pin for them, though torch requires
+    setuptools>=77.0.3 and sphinx-togglebutton both: a new .venv got their newest releases. Every package the
+    requirements lead to has a pin, so `pip install -c constraints.txt` (make setup) installs it at that version."""
+    unpinned = sorted(_required_by_the_project() - set(_constraints()))
+    assert not unpinned, f"constraints.txt has no pin for {unpinned}: add the versions installed in the .venv"
+
+
+def test_every_pin_is_needed() -> None:
+    """A pin no requirement of pyproject.toml leads to is a package `make` installs for nothing (nbval and
+    pytest-xdist, which nothing used, left the dev extra, and with them execnet and coverage, theirs alone)."""
+    unneeded = sorted(set(_constraints()) - _required_by_the_project())
+    assert not unneeded, f"constraints.txt pins {unneeded}, which nothing requires: remove them"

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...choices import require_packages
 from ...complexity import _memory_records, _quiet_stderr, count_macs, count_parameters
 from ...models.export import LogitsOnly
 from ..allocator import keep_freed_memory as _keep_freed_memory
@@ -241,7 +242,10 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
     Raises:
         ValueError: ``batch`` < 2 (batch norm in training), or ``size`` not a multiple of 16 for ``v3plus``.
         RuntimeError: ``device="cuda"`` without a CUDA GPU.
+        ImportError: ``v3plus`` without segmentation_models_pytorch installed (checked before any measurement).
     """
+    if "v3plus" in pairs:  # before the v3 pair's minutes, not after them with no record written
+        require_packages("segmentation_models_pytorch", what="the v3plus benchmark pair")
     repeats = min_rounds() if repeats is None else repeats
     dev = torch.device(device)
     if batch < 2:
