@@ -84,7 +84,7 @@ BAND_TOP = 48 - 48 // 4
 FAR_GAP = BAND_TOP - 48 // 3
 #: The fewest and most rows between the vehicle and the band in the multi-grid experiment's *mid* scenes (size
 #: 48, vehicles 8 rows tall): the vehicle's pixels lie 15 to 28 rows from the band, beyond the 14 pixels a
-#: :class:`GridProbe` with unit rates (1, 1, 1) sees on each side (a hard limit: no margin needed) and 2 rows
+#: :class:`GridProbe` with no multi-grid (1, 1, 1) sees on each side (a hard limit: no margin needed) and 2 rows
 #: inside the 30 of multi-grid (1, 2, 4) (within the field is not enough: the band must be seen through more
 #: than its edge; chapter 10's exercise 10.4 measures it).
 MID_GAP = (14, 20)
@@ -95,8 +95,8 @@ SCENE_KINDS: dict[str, dict[str, Any]] = {
 REACH_ARMS = {"far, with image pooling": ("far", True), "far, without": ("far", False),
               "near, with image pooling": ("near", True), "near, without": ("near", False)}
 #: The multi-grid experiment's arms: ``(kind of scene, multi_grid)`` (:data:`SCENE_KINDS`, :class:`GridProbe`).
-GRID_ARMS = {"mid, multi-grid (1, 2, 4)": ("mid", (1, 2, 4)), "mid, unit rates (1, 1, 1)": ("mid", (1, 1, 1)),
-             "near, multi-grid (1, 2, 4)": ("near", (1, 2, 4)), "near, unit rates (1, 1, 1)": ("near", (1, 1, 1))}
+GRID_ARMS = {"mid, multi-grid (1, 2, 4)": ("mid", (1, 2, 4)), "mid, no multi-grid (1, 1, 1)": ("mid", (1, 1, 1)),
+             "near, multi-grid (1, 2, 4)": ("near", (1, 2, 4)), "near, no multi-grid (1, 1, 1)": ("near", (1, 1, 1))}
 
 
 def shore_scenes(n: int, size: int = 48, *, far: bool, gap: tuple[int, int] | None = None,
@@ -224,7 +224,7 @@ class GridProbe(nn.Module):
     ``rate=2`` is block 4's at output stride 16), and a 1x1 classifier.
 
     (N, 3, H, W) -> ``{"out": (N, num_classes, H, W)}`` logits. An output sees
-    ``5 + 4 * rate * sum(multi_grid)`` pixels across: 29 with unit rates (1, 1, 1), 61 with multi-grid
+    ``5 + 4 * rate * sum(multi_grid)`` pixels across: 29 with no multi-grid (1, 1, 1), 61 with multi-grid
     (1, 2, 4), with the same parameters and multiply-adds (chapter 02's recurrences).
 
     Raises:
@@ -281,7 +281,7 @@ def probe_reach(model: ContextProbe | GridProbe, size: int = 128) -> int:
     """How many pixels ``model``'s output sees on each side, measured: half the side of its
     :func:`probe_footprint` at the centre of a ``size`` x ``size`` scene, the output's own pixel left out.
     4 for a :class:`ContextProbe` without image pooling (9 x 9 pixels), 14 and 30 for a :class:`GridProbe`
-    with unit rates (1, 1, 1) and multi-grid (1, 2, 4) (29 and 61 across); chapter 10's exercises 10.4 and
+    with no multi-grid (1, 1, 1) and multi-grid (1, 2, 4) (29 and 61 across); chapter 10's exercises 10.4 and
     10.5 start from it.
 
     Raises:
@@ -403,13 +403,13 @@ REACH_FINDINGS = [
             note="the control: the band lies within the convolutions' reach, so image pooling has nothing to add"),
 ]
 _GRID_CLAIM = "DeepLabv3 sec. 3.2.1 and Table 5 (the claim); scenes designed here"
-#: The multi-grid comparisons (multi-grid (1, 2, 4) minus unit rates (1, 1, 1), mIoU): the vehicle between
+#: The multi-grid comparisons (multi-grid (1, 2, 4) minus no multi-grid (1, 1, 1), mIoU): the vehicle between
 #: the two fields' reach (:data:`MID_GAP`), and on the band (the control). The claim is DeepLabv3's (sec.
 #: 3.2.1, Table 5: multi-grid (1, 2, 4) improves on (1, 1, 1)); the scenes and numbers are this module's.
 GRID_FINDINGS = [
-    Finding("m1", "multi-grid, the vehicle 15-28 px from the band", ("mid, unit rates (1, 1, 1)", "probe"),
+    Finding("m1", "multi-grid, the vehicle 15-28 px from the band", ("mid, no multi-grid (1, 1, 1)", "probe"),
             ("mid, multi-grid (1, 2, 4)", "probe"), "miou", _GRID_CLAIM, None),
-    Finding("m2", "multi-grid, the vehicle on the band", ("near, unit rates (1, 1, 1)", "probe"),
+    Finding("m2", "multi-grid, the vehicle on the band", ("near, no multi-grid (1, 1, 1)", "probe"),
             ("near, multi-grid (1, 2, 4)", "probe"), "miou", _GRID_CLAIM, None,
             note="the control: both fields reach the band, so multi-grid has nothing to add"),
 ]

@@ -84,9 +84,10 @@ CRF_GRID: dict[str, tuple[float, ...]] = {
     "w_bilateral": (5.0, 10.0, 20.0, 40.0, 80.0, 160.0), "theta_alpha": (20.0, 40.0, 80.0, 160.0, 320.0),
     "theta_beta": (5.0, 10.0, 20.0, 40.0)}
 
-#: The source of the image-pooling findings: the paper's multi-grid factors (1, 2, 4) are block-4 rates
+#: The source of the image-pooling findings: the paper's multi-grid unit rates (1, 2, 4) give block-4 rates
 #: (2, 4, 8) at output stride 16; without multi-grid, ours are torchvision's (1, 2, 2) there.
-_TABLE5_POOLING = "DeepLabv3 Table 5 (its block-4 unit rates (2, 4, 8) at OS 16; ours: torchvision's (1, 2, 2))"
+_TABLE5_POOLING = ("DeepLabv3 Table 5 (its block-4 rates (2, 4, 8) at OS 16, multi-grid (1, 2, 4); "
+                   "ours: torchvision's (1, 2, 2))")
 
 #: The source and note of the findings f3 and f4, a control no paper runs.
 _CRF_COLOURS = "the course's control of the CRF's colour term; no paper runs it"

@@ -38,7 +38,7 @@
 #
 # **Helpers introduced:** `deeplab_edu.config` (your profile and device; `profile_line`, the first line of chapters 03 and 05 to 11),
 # `deeplab_edu.records.environment` (the environment report) and `deeplab_edu.exercises` (`check`
-# your answer, ask for a `hint`; the exercise cells also call `get`, `solved`, `prediction_made` and
+# your answer, ask for a `hint`; this chapter's exercise cells also call `solved` and
 # `measured_and_predicted`). For teachers: `deeplab_edu.book` (`chapter_headers`: each chapter's time;
 # `chapter_workload`: its words of prose and exercises; `course_runs_minutes`: what `make course-runs` takes;
 # `NOTEBOOK_DIR`: where the chapters are),

@@ -348,7 +348,7 @@ check("01.1", answer_01_1)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
-# k + (k - 1)(r - 1) = 3 + 2 * 5
+# K + (K - 1)(r - 1) = 3 + 2 * 5
 solved("01.1", effective_kernel_size(3, 6))
 
 # %% [markdown]
@@ -390,7 +390,7 @@ check("01.4", answer_01_4)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
-# the effective kernel is 5 + 4 * 2 = 13 pixels wide; (13 - 1) / 2 = 6 = rate * (k - 1) / 2
+# the effective kernel is 5 + 4 * 2 = 13 pixels wide; (13 - 1) / 2 = 6 = r * (K - 1) / 2
 solved("01.4", (effective_kernel_size(5, 3) - 1) // 2)
 
 # %% [markdown]

@@ -556,7 +556,7 @@ check("02.2", answer_02_2)
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
-# r = 1 + 2*1 + 2*2 + 2*4 = 15, S = 2 * 2 * 1 = 4
+# r_0 = 1 + 2*1 + 2*2 + 2*4 = 15, S_0 = 2 * 2 * 1 = 4
 rf = receptive_field([LayerSpec(3, 2, 1), LayerSpec(3, 2, 1), LayerSpec(3, 1, 1)])
 solved("02.2", (rf.size, rf.stride))
 

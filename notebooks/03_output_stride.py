@@ -276,6 +276,16 @@ print(measured_and_predicted(params_gained_03_1, prediction_03_1, fmt=",.0f"))
 solved("03.1", params_gained_03_1)
 
 # %% [markdown]
+# **mIoU**, the measure in the table's last column, of every DeepLab paper and of this course from
+# here on: for each class $c$, the *intersection over union*
+# $\mathrm{IoU}_c = TP_c / (TP_c + FP_c + FN_c)$, with $TP_c$ the evaluated pixels labelled $c$ and
+# predicted $c$, $FP_c$ those predicted $c$ but labelled otherwise, and $FN_c$ those labelled $c$ but
+# predicted otherwise, all counted over the whole data set (not per image); mIoU is the mean of
+# $\mathrm{IoU}_c$ over the classes, in percent. Pixels labelled 255 (VOC's unlabelled band along
+# object outlines) are not evaluated. A class absent from both the labels and the predictions has no
+# IoU (0/0) and is left out of the mean; one predicted but never labelled scores 0 and counts
+# (`deeplab_edu.metrics`).
+#
 # **Reading the table.** The columns on the left are *measured* here, with the hardware printed
 # above (the book shows the numbers of the machine that built it; run the notebook to get yours).
 # The right-hand column is *quoted*: DeepLabv3's Table 1, PASCAL VOC 2012 val mIoU of ResNet-50

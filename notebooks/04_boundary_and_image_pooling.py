@@ -71,7 +71,8 @@ from deeplab_edu.viz.tables import markdown_table
 # ## 1. Counting the taps that see the map
 #
 # Eq. (1) of DeepLabv3 reads, for output position $\mathbf{i}$, the inputs
-# $x[\mathbf{i} + r\,\mathbf{k}]$ with $\mathbf{k} \in \{-1, 0, 1\}^2$ for a $3 \times 3$ filter.
+# $x[\mathbf{i} + r\,\mathbf{k}]$ with $\mathbf{k} \in \{-1, 0, 1\}^2$ for a $3 \times 3$ filter
+# (chapter 01's eq. (1), whose taps $k = 0, \dots, K - 1$ are here re-indexed about the centre tap).
 # "Same" padding pads the $n$-pixel map with $r$ zeros on each side so that the output keeps the
 # input size. Along one axis, the tap at offset $r k$ is *valid* when it lands on the map,
 #
@@ -344,12 +345,13 @@ with config.text_checks():
 # over all positions, and hand that vector back to every position. DeepLabv3 (sec. 3.3) adopts it as
 # the fifth branch of ASPP, the **image pooling** branch: global average pooling, a $1 \times 1$
 # convolution with 256 filters and batch norm (the paper; the reference code, torchvision's and
-# ours add a ReLU), then bilinear upsampling back to the feature-map size,
+# ours add a ReLU), then bilinear upsampling back to the feature-map size; with $x$ the $H \times W$
+# feature map and $A$ the $1 \times 1$ convolution's weights (256 rows, one column per channel of $x$),
 #
 # $$
 # \begin{aligned}
 # g_c &= \frac{1}{HW} \sum_{i=1}^{H} \sum_{j=1}^{W} x_c[i, j],\\
-# z &= \operatorname{ReLU}\!\big(\operatorname{BN}(W g)\big),\\
+# z &= \operatorname{ReLU}\!\big(\operatorname{BN}(A g)\big),\\
 # y[i, j] &= z \ \text{ for every } (i, j).
 # \end{aligned}
 # $$

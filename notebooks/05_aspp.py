@@ -47,7 +47,7 @@
 # `deeplab_edu.models.atrous_rates_for`, `deeplab_edu.models.summary.aspp_branch_costs`,
 # `deeplab_edu.viz.aspp` (`branch_footprints`, `plot_branch_footprints`, `aspp_footprint_widget`,
 # `branch_names`; they measure with `deeplab_edu.boundary.input_footprint`), `deeplab_edu.models.aspp.feature_map_side`, `deeplab_edu.complexity.count_parameters`, and from earlier
-# chapters `deeplab_edu.boundary.valid_tap_counts` and `ASPPConv` (04), `sample_photo` (01),
+# chapters `deeplab_edu.boundary.valid_tap_counts` (04), `sample_photo` (01),
 # `deeplab_edu.viz.tables.markdown_table` (00).
 
 # %%

@@ -361,7 +361,8 @@ with config.text_checks():
 # pixels wide, along object outlines; CamVid's *Unlabelled* and the Cityscapes classes that are not
 # evaluated are mapped to 255 by the loaders. `ProceduralScenes(boundary_ignore=k)` adds a VOC-like band,
 # `k` pixels on each side of every label change (`2k` across it; off by default: it would hide the
-# 1-pixel wires).
+# 1-pixel wires). Chapter 09's trimap band of width $w$ counts differently: the pixels of the label
+# change and those within $w$ pixels of them, $w + 1$ on each side, $2w + 2$ across.
 
 # %%
 band = ProceduralScenes(length=8, size=256, seed=0, boundary_ignore=2)
@@ -397,7 +398,7 @@ camvid_root = find_camvid()
 if camvid_root is not None:
     demo = CamVid(camvid_root, "val")
     crop = 321
-    print(f"CamVid found at {shown_path(camvid_root)}: {len(demo)} validation images of 480 x 360")
+    print(f"CamVid found at {shown_path(camvid_root)}: {len(demo)} validation images of 480 x 360 (width x height)")
 else:
     demo = ProceduralScenes(length=10, size=256)
     crop = 256
@@ -420,7 +421,7 @@ h2, w2 = round(h * 0.5), round(w * 0.5)
 # padded image pixels hold the mean pixel, exactly 0 in every channel after normalisation
 is_pad = (aug_image == 0).all(dim=0)
 pad_labels = aug_mask[is_pad].unique().tolist()
-print(f"image {w}x{h} scaled by 0.5 -> {w2}x{h2}, crop {crop}x{crop}")
+print(f"image {w}x{h} (width x height) scaled by 0.5 -> {w2}x{h2}, crop {crop}x{crop}")
 print(f"padding: {int(is_pad.sum())} pixels ({100 * float(is_pad.float().mean()):.1f} % of the crop; "
       f"expected {crop * crop - h2 * w2}), mask labels there: {pad_labels}")
 
@@ -527,8 +528,8 @@ solved("06.1", measured_06_1)
 
 # %% [markdown]
 # ### Exercise 06.2
-# A VOC image of 500 x 375 pixels is scaled by 0.5 (sizes rounded to whole pixels) and padded to a
-# 513 x 513 crop. Which fraction of the crop's mask is padding?
+# A VOC image of 500 x 375 pixels (width x height) is scaled by 0.5 (sizes rounded to whole pixels)
+# and padded to a 513 x 513 crop. Which fraction of the crop's mask is padding?
 
 # %%
 answer_06_2 = ...

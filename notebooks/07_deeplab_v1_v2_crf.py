@@ -6,6 +6,8 @@
 #     prerequisites:
 #     - 1
 #     - 2
+#     - 3
+#     - 5
 #     - 6
 #     title: DeepLab v1/v2 and the dense CRF
 #   jupytext:
@@ -26,7 +28,7 @@
 # # 07 · DeepLab v1/v2 and the dense CRF
 #
 # *About 1 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time).
-# Builds on chapters 01, 02 and 06.*
+# Builds on chapters 01, 02, 03, 05 and 06.*
 #
 # The first two DeepLab papers {cite:p}`chen2015deeplab,chen2018deeplabv2` combine two ideas.
 # A classification network made dense with atrous convolution gives *recognition*: it knows
@@ -498,7 +500,8 @@ print(f"best on {n_val} validation scenes: w1={best.w_bilateral:g}, θα={best.t
 for name, edge in grid_edges(best, grid).items():  # the search stopped where the grid did
     print(f"  {name} = {getattr(best, name):g} is the {edge} value tried: a wider grid may do better")
 
-band_width = 2  # the trimap band: boundary pixels and those within 2 px of one (chapter 09's, the findings')
+band_width = 2  # the trimap band: boundary pixels and those within 2 px of one, 6 px across (one of chapter 09's
+#                 widths; the findings score widths 1 and 4)
 results = {
     "released parameters": evaluate_crf(test, scenes.num_classes, DEEPLAB_RELEASED, band_width=band_width, progress=True),
     "cross-validated": evaluate_crf(test, scenes.num_classes, best, band_width=band_width, progress=True),

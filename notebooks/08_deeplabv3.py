@@ -110,10 +110,10 @@ print(config.profile_line(with_device=True))
 # ## 1. The assembly
 #
 # With $F_{s}$ the backbone at output stride $s$, ASPP from chapter 05 and a $1\times1$
-# convolution $g$ that scores the $K$ classes, DeepLabv3 computes
+# convolution $g$ that scores the $C$ classes, DeepLabv3 computes
 #
 # $$
-# \hat y = \operatorname{up}_{\times s}\Big(g * \operatorname{ASPP}\big(F_{s}(x)\big)\Big) \in \mathbb{R}^{K \times H \times W},
+# \hat y = \operatorname{up}_{\times s}\Big(g * \operatorname{ASPP}\big(F_{s}(x)\big)\Big) \in \mathbb{R}^{C \times H \times W},
 # $$
 #
 # where $\operatorname{up}$ is bilinear interpolation to the input's exact size $H \times W$ (not
@@ -611,8 +611,9 @@ with config.text_checks():
 # than they are. You can also train a run beforehand from a terminal with the command printed
 # above. An interrupted run resumes where it stopped. The
 # progress bar shows the loss, the learning rate and the throughput; every `eval_every` iterations
-# (the printed command's `--eval-every`: 100 in the `cpu` profile, 500 in `gpu`) the engine
-# evaluates on the validation scenes at output stride 8.
+# (100 in the `cpu` profile, which the printed command takes from its preset, `--preset cpu`; 500 in
+# `gpu`, whose command prints it as `--eval-every 500`) the engine evaluates on the validation scenes
+# at output stride 8.
 
 # %%
 import time

@@ -271,7 +271,9 @@ with config.text_checks():
 # unlabelled along object boundaries; our scenes have no such band, so we dilate the label changes
 # instead: the boundary pixels (those with a neighbour of another label, $w = 0$) and the pixels
 # within $w$ pixels of them (`boundary_band`; section 5 scores the trained models in the same
-# bands).
+# bands). Both pixels of a label change are boundary pixels, so across a straight boundary the band
+# of width $w$ reaches $w + 1$ pixels into each side, $2w + 2$ across (chapter 06's
+# `boundary_ignore=k` band counts $k$ per side, $2k$ across).
 
 # %%
 n_scenes = config.choose(smoke=4, cpu=32, gpu=64)

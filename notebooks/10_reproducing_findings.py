@@ -68,14 +68,14 @@
 #   by class or at random), shown with `deeplab_edu.viz.data.show_pairs` (06);
 # - the statistics: `deeplab_edu.findings` (`bootstrap_difference`, `seed_interval`,
 #   `seed_prediction_interval`, `seed_values`, `metric`, `miou`, `class_iou`, `verdict`,
-#   `joint_verdict`; for a table's many comparisons `seed_p_value` and `holm`);
-# - the tables: `deeplab_edu.findings.findings_table` (`shown_rows`: its `SHOWN_COLUMNS`, and with
-#   `holm=True` the `HOLM_COLUMN`),
+#   `joint_verdict`);
+# - the tables: `deeplab_edu.findings.findings_table` (`shown_rows`: the columns it shows, and with
+#   `holm=True` the `HOLM_COLUMN`, Holm's correction for a table's many comparisons),
 #   `deeplab_edu.viz.tables.markdown_table` (00);
 # - the designed experiments of sections 7 and 8: `deeplab_edu.context_reach` (`shore_scenes`, `ShoreScenes`,
 #   `ContextProbe`, `GridProbe`, `probe_footprint`: chapter 04's `input_footprint`, `reach_experiment`,
-#   `grid_experiment`, `ReachExperiment.per_seed`, `REACH_FINDINGS`, `GRID_FINDINGS`, `SHORE`, `BOAT`,
-#   `CAR`, `VEHICLE_ROWS`, `BAND_TOP`, `FAR_GAP`, `MID_GAP`; `train_probe`, `probe_reach`, `probe_confusions` and
+#   `grid_experiment`, `ReachExperiment.per_seed`, `REACH_FINDINGS`, `GRID_FINDINGS`,
+#   `VEHICLE_ROWS`, `BAND_TOP`, `FAR_GAP`, `MID_GAP`; `train_probe`, `probe_reach`, `probe_confusions` and
 #   `probe_miou`: one probe trained, its reach, matrices and mIoU, for exercises 10.4 and 10.5), with their figure,
 #   `deeplab_edu.viz.context_reach` (`plot_probe_scenes`, `first_vehicles`, `vehicle_centre`);
 # - from earlier chapters: the validation scenes (`deeplab_edu.data.build_dataset` with
@@ -991,8 +991,8 @@ with config.text_checks():
 # - the network (`GridProbe`) is two 3x3 convolutions and a block shaped like block 4 of the teaching
 #   ResNet (three basic units of two 3x3 convolutions each, as in chapter 08's `tiny_resnet`, here 16
 #   channels wide) at full resolution, so that its rates count input pixels: block 4's rate at output
-#   stride 16, 2, times the unit rates (1, 1, 1), or multi-grid (1, 2, 4). There is no ASPP: the two
-#   networks differ in block 4's rates and nothing else;
+#   stride 16, 2, times chapter 03's unit rates: (1, 1, 1), no multi-grid (every unit at the block's rate),
+#   or multi-grid (1, 2, 4). There is no ASPP: the two networks differ in block 4's rates and nothing else;
 # - the same training, seeds and scoring as section 7 (`grid_experiment`; the cell prints how long it took).
 #
 # **Predict first:** a 3x3 convolution at rate $r$ widens the field by $2r$ (chapter 02). How many
@@ -1007,7 +1007,7 @@ grid = context_reach.grid_experiment(config.choose(smoke=(0, 1), cpu=(0, 1, 2), 
                                      steps=config.choose(smoke=20, cpu=200, gpu=200),
                                      val_scenes=config.choose(smoke=10, cpu=100, gpu=100))
 print(f"{len(grid.matrices) * len(grid.seeds)} trainings and their scoring took {time.perf_counter() - started:.0f} s")
-UNIT, MULTI = "mid, unit rates (1, 1, 1)", "mid, multi-grid (1, 2, 4)"
+UNIT, MULTI = "mid, no multi-grid (1, 1, 1)", "mid, multi-grid (1, 2, 4)"
 mid_val = grid.val["mid"]
 band_top = context_reach.BAND_TOP  # the band is the bottom quarter: rows 36 to 47
 centre = vehicle_centre(mid_val.labels[0])  # the first mid validation scene's vehicle
@@ -1026,7 +1026,7 @@ grid_table = findings.findings_table(grid.keyed(), context_reach.GRID_FINDINGS, 
 display(markdown_table(findings.shown_rows(grid_table)))
 
 # %% [markdown]
-# With unit rates, block 4's six convolutions at rate 2 add $6 \cdot 2 \cdot 2 = 24$ pixels to the
+# Without multi-grid, block 4's six convolutions at rate 2 add $6 \cdot 2 \cdot 2 = 24$ pixels to the
 # stem's 5: an output sees 29 pixels across, 14 on each side, and the nearest vehicle row is 15 from
 # the band. That network is back to section 7's guess between boat and car (an mIoU near 70 %).
 # Multi-grid spends the same six convolutions and the same parameters on the rates 2, 2, 4, 4, 8, 8:
@@ -1037,20 +1037,20 @@ display(markdown_table(findings.shown_rows(grid_table)))
 # the rates are all even, and the stem's two 3x3 convolutions fill the positions that even rates alone
 # would skip (chapter 02's gridding). As for
 # image pooling, the finding is *when*: multi-grid pays where the context a label depends on lies
-# beyond the field of the network with unit rates and within the field of the one with multi-grid.
+# beyond the field of the network without multi-grid and within the field of the one with it.
 # This is one mechanism in its starkest form, not the cause of the paper's gain: in its ResNet-101
 # with ASPP after block 4, both arms' fields cover a 513-pixel crop, and what multi-grid can change
 # there is how much each position's *effective* field (chapter 02) takes in. Its Table 5 measures the
 # net gain, +1.2 points on PASCAL VOC (75.36 to 76.58), whatever its cause.
 #
 # The same picture for two mid scenes: framed, the pixels an output at the vehicle's centre sees; dimmed,
-# those it cannot. With unit rates the frame stops short of the band, so the band's rows are dimmed (the
+# those it cannot. Without multi-grid the frame stops short of the band, so the band's rows are dimmed (the
 # dark strip at the bottom is the context that network cannot use; the check below counts 0 band rows
 # seen); with multi-grid the frame takes them in.
 
 # %%
 plot_probe_scenes(mid_val, first_vehicles(mid_val),  # the first boat, the first car
-                  {"unit rates (1, 1, 1)": grid.models[UNIT], "multi-grid (1, 2, 4)": grid.models[MULTI]},
+                  {"no multi-grid (1, 1, 1)": grid.models[UNIT], "multi-grid (1, 2, 4)": grid.models[MULTI]},
                   footprints={"(1, 1, 1) sees": grid.models[UNIT], "(1, 2, 4) sees": grid.models[MULTI]},
                   title="mid scenes: what an output at the vehicle's centre sees (framed), "
                         "and the two networks' labels")
@@ -1069,7 +1069,7 @@ with config.text_checks():
         assert near_grid_row["verdict"] == "not resolved" and abs(near_grid_row["_difference"]) < 0.5, near_grid_row
         # "a guess", "near 70 %": on 100 validation scenes a guess can land a point above an even guess's 73 %
         assert ((grid_seed[UNIT]["mIoU"] > 65) & (grid_seed[UNIT]["mIoU"] < 76)).all(), grid_seed[UNIT]
-        named = [grid_seed[a]["mIoU"] for a in (MULTI, "near, multi-grid (1, 2, 4)", "near, unit rates (1, 1, 1)")]
+        named = [grid_seed[a]["mIoU"] for a in (MULTI, "near, multi-grid (1, 2, 4)", "near, no multi-grid (1, 1, 1)")]
         assert all((v > 97).all() for v in named), named  # "the vehicles are named"
     # the paper's Table 5: multi-grid (1, 2, 4) against (1, 1, 1), as the findings table quotes it
     assert [f.paper for f in findings.FINDINGS if f.key == "e1"] == [(75.36, 76.58)]

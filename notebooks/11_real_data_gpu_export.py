@@ -72,10 +72,11 @@
 # %% [markdown]
 # ## CamVid
 #
-# CamVid has 367 training and 101 validation images of 360 x 480 pixels with 11 classes (plus a
-# void label, mapped to 255). The package looks for a copy in the usual places (see
-# `deeplab_edu.data.paths`); `build_dataset("camvid", ..., download=True)` fetches one when you are
-# online. Without a copy, this notebook falls back to procedural scenes of the same size.
+# CamVid has 367 training and 101 validation images of 360 x 480 pixels (height x width, the order of
+# a tensor's last two dimensions: 480 pixels wide) with 11 classes (plus a void label, mapped to 255).
+# The package looks for a copy in the usual places (see `deeplab_edu.data.paths`);
+# `build_dataset("camvid", ..., download=True)` fetches one when you are online. Without a copy, this
+# notebook falls back to procedural scenes of the same size.
 
 # %%
 import torch
@@ -93,7 +94,7 @@ if camvid_root is not None:
     print(f"CamVid found at {shown_path(camvid_root)}: {len(data)} validation images, {data.num_classes} classes")
 else:
     data = build_dataset("procedural", "val", size=(360, 480), length=4, transform=eval_transform())
-    print("no CamVid copy found: using 360 x 480 procedural scenes instead")
+    print("no CamVid copy found: using 360 x 480 (height x width) procedural scenes instead")
 image, mask = data[0]
 print("image", tuple(image.shape), "mask", tuple(mask.shape), "classes", data.class_names)
 
@@ -1004,7 +1005,7 @@ def windows_solution(h: int, w: int, crop: int, stride: int) -> int:
 
 
 solved("11.4", windows_solution,
-       f"360 x 480 CamVid image, crop 256, stride 170: {windows_solution(360, 480, 256, 170)} windows")
+       f"360 x 480 (height x width) CamVid image, crop 256, stride 170: {windows_solution(360, 480, 256, 170)} windows")
 
 # %% [markdown]
 # ### Exercise 11.5 (predict, then run)

@@ -38,7 +38,7 @@ def test_shore_scenes_follow_their_rule() -> None:
 
 def test_mid_scenes_put_the_vehicle_between_the_two_fields() -> None:
     """With gap=MID_GAP every vehicle pixel lies 15 to 28 rows from the band (the GridProbe's reach:
-    14 with unit rates, 30 with multi-grid); a gap that does not fit, or a near scene with a gap, is refused."""
+    14 without multi-grid, 30 with it); a gap that does not fit, or a near scene with a gap, is refused."""
     images, labels = cr.shore_scenes(300, far=True, gap=cr.MID_GAP, generator=torch.Generator().manual_seed(0))
     band_top = 48 - 48 // 4
     assert cr.BAND_TOP == band_top and cr.VEHICLE_ROWS == 48 // 6
@@ -55,7 +55,7 @@ def test_mid_scenes_put_the_vehicle_between_the_two_fields() -> None:
 
 
 def test_multi_grid_reaches_the_band_from_mid_vehicles_with_the_same_weights() -> None:
-    """The footprints chapter 10, section 8 shows: 29 x 29 input pixels with unit rates (1, 1, 1), 61 x 61
+    """The footprints chapter 10, section 8 shows: 29 x 29 input pixels with no multi-grid (1, 1, 1), 61 x 61
     with multi-grid (1, 2, 4), the same number of weights; from a mid vehicle's nearest row the first sees no
     band row, from its farthest row the second does."""
     probes = {mg: cr.GridProbe(mg) for mg in ((1, 1, 1), (1, 2, 4))}
@@ -173,8 +173,8 @@ def test_multi_grid_names_mid_vehicles_and_only_there_makes_a_difference() -> No
     field reaches it; on the band both arms name the vehicles."""
     result = cr.grid_experiment((0,), val_scenes=40, progress=False)
     miou = {arm: 100 * findings.miou(cms[0].sum(0).astype(float)) for arm, cms in result.matrices.items()}
-    assert miou["mid, multi-grid (1, 2, 4)"] > 97 and miou["mid, unit rates (1, 1, 1)"] < 80, miou
-    assert miou["near, multi-grid (1, 2, 4)"] > 97 and miou["near, unit rates (1, 1, 1)"] > 97, miou
+    assert miou["mid, multi-grid (1, 2, 4)"] > 97 and miou["mid, no multi-grid (1, 1, 1)"] < 80, miou
+    assert miou["near, multi-grid (1, 2, 4)"] > 97 and miou["near, no multi-grid (1, 1, 1)"] > 97, miou
 
 
 def test_the_figure_titles_its_columns_and_shows_what_a_probe_sees() -> None:
@@ -200,3 +200,12 @@ def test_the_figure_titles_its_columns_and_shows_what_a_probe_sees() -> None:
         vehicle_centre(torch.zeros(48, 48, dtype=torch.int64))
     with pytest.raises(ValueError, match="need a boat and a car"):
         first_vehicles(cr.ShoreScenes(1, far=True, seed=0))
+
+
+def test_the_multi_grid_arms_are_named_as_chapter_03_names_them() -> None:
+    """Chapter 03's unit rates are multi-grid's factors, (1, 1, 1) as much as (1, 2, 4); the arm without
+    multi-grid was named 'unit rates (1, 1, 1)', a third meaning of the term (an audit of the course's terms)."""
+    assert all("unit rates" not in arm for arm in cr.GRID_ARMS), list(cr.GRID_ARMS)
+    assert {arm for arm, (_, multi_grid) in cr.GRID_ARMS.items() if multi_grid == (1, 1, 1)} == {
+        "mid, no multi-grid (1, 1, 1)", "near, no multi-grid (1, 1, 1)"}
+    assert {name for f in cr.GRID_FINDINGS for name in (f.baseline[0], f.variant[0])} <= set(cr.GRID_ARMS)

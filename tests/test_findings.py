@@ -458,3 +458,13 @@ def test_train_runs_logs_each_runs_losses_without_a_bar(tmp_path, capsys) -> Non
                         image_size=40, crop_size=32, batch_size=2, train_length=8, num_workers=0)
     out = capsys.readouterr().out
     assert "train deeplabv3" in out and "images/s" in out, out
+
+
+def test_the_sources_say_unit_rates_only_for_multi_grid_factors() -> None:
+    """Chapter 03 calls multi-grid's factors, (1, 2, 4), *unit rates*; the 'source' column chapter 10 shows
+    called block 4's final rates (2, 4, 8) 'unit rates' (an audit of the course's terms): a source that quotes
+    rates says 'rates' and names the multi-grid factors beside them."""
+    for finding in findings.FINDINGS:
+        assert "unit rates" not in finding.source, (finding.key, finding.source)
+        if "(2, 4, 8)" in finding.source:
+            assert "multi-grid (1, 2, 4)" in finding.source, (finding.key, finding.source)

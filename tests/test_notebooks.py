@@ -650,3 +650,45 @@ def test_the_chapters_kernel_is_this_interpreter_whatever_the_jupyter_path(tmp_p
     assert run.ok, run.describe()
     printed = nbformat.read(tmp_path / "which.ipynb", as_version=4).cells[0].outputs[0]["text"].strip()
     assert printed == sys.executable
+
+
+def _helpers_paragraph_names(paragraph: str) -> list[str]:
+    """The names a "Helpers introduced" paragraph puts in backticks, each as the chapter would spell it: a
+    dotted path's last part before any call (``build_model("deeplabv3plus", ...)``: ``build_model``), a
+    quoted string's text (``"deeplabv1"``). Left out: a name given as another chapter's (``chapter 08's
+    `describe_record```, what a helper is built on) or as working behind another (```kernel_maps` behind``)."""
+    import re
+
+    paragraph = " ".join(paragraph.replace("#", " ").split())
+    names = []
+    for found in re.finditer(r"`([^`]+)`", paragraph):
+        before, after = paragraph[:found.start()], paragraph[found.end():]
+        if re.search(r"chapter \d\d's $", before) or after.startswith(" behind "):
+            continue
+        span = found[1].strip()
+        quoted = re.fullmatch(r'"([^"]+)"', span)
+        dotted = re.match(r"[A-Za-z_][\w.]*", span)
+        if quoted or dotted:
+            names.append(quoted[1] if quoted else dotted[0].rstrip(".").split(".")[-1])  # type: ignore[index]
+    return names
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_helpers_line_names_only_helpers_the_chapter_uses(source: Path) -> None:
+    """The reverse of the check above: every name in backticks in a chapter's "Helpers introduced"
+    paragraph appears in the chapter's code, or in backticks in its prose, elsewhere (an audit: chapter 05
+    named `ASPPConv`, chapter 10 `seed_p_value`, `SHORE`, `BOAT` and `CAR`, chapter 00 `prediction_made`,
+    none of them used there). Names the paragraph gives as another chapter's, or as working behind another
+    helper, are exempt (:func:`_helpers_paragraph_names`)."""
+    import re
+
+    text = source.read_text(encoding="utf-8")
+    helpers = re.search(r"\*\*Helpers introduced:\*\*(.*?)\n(?:#\s*\n|\n|# %%)", text, re.S)
+    assert helpers, f"{source.name} has no **Helpers introduced:** paragraph"
+    cells = jupytext.reads(text[:helpers.start(1)] + text[helpers.end(1):], fmt="py:percent").cells
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    quoted = "\n".join(span for c in cells if c.cell_type == "markdown" for span in re.findall(r"`([^`]+)`", c.source))
+    unused = sorted({name for name in _helpers_paragraph_names(helpers[1])
+                     if not re.search(rf"(?<!\w){re.escape(name)}(?!\w)", code + "\n" + quoted)})
+    assert not unused, (f"{source.name}: its Helpers introduced paragraph names {unused}, which the chapter never "
+                        "uses: drop them, or say which chapter they belong to")

@@ -36,13 +36,13 @@ value_exercise(
     hint="a pixel labelled 255 is left out of the sum and out of the count.",
 )
 
-# 06.2: a VOC image of 500 x 375 pixels, scaled by 0.5 and padded up to a 513 x 513 crop.
+# 06.2: a VOC image of 500 x 375 pixels (width x height), scaled by 0.5 and padded up to a 513 x 513 crop.
 _SCALED = (round(375 * 0.5), round(500 * 0.5))
 _PAD_FRACTION = 1 - _SCALED[0] * _SCALED[1] / 513**2
 
 value_exercise(
     "06.2",
-    "Fraction of a 513 x 513 crop that is padding after scaling a 500 x 375 image by 0.5",
+    "Fraction of a 513 x 513 crop that is padding after scaling a 500 x 375 (width x height) image by 0.5",
     solution=lambda: _PAD_FRACTION,
     answer_type="fraction",
     abs_tol=2e-3,

@@ -281,8 +281,8 @@ value_exercise(
         (lambda a: a == 2 * _reach((1, 2, 4)),
          lambda a: f"{a} is both sides of the field together; an output sees {_reach((1, 2, 4))} on each side."),
         (lambda a: a == _reach((1, 1, 1)) - 8,
-         lambda a: f"that is the answer for unit rates (1, 1, 1), whose field reaches {_reach((1, 1, 1))} pixels; "
-                   "the question asks for multi-grid (1, 2, 4)."),
+         lambda a: f"that is the answer for no multi-grid (1, 1, 1), whose field reaches {_reach((1, 1, 1))} "
+                   "pixels; the question asks for multi-grid (1, 2, 4)."),
     ],
     otherwise=lambda a: (f"{a} is not it. Start from how far the field reaches on one side, then ask how far "
                          "the vehicle's top row lies from the band."),
