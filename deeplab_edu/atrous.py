@@ -210,13 +210,16 @@ def atrous_conv2d(
             ``bias`` is given and its shape is not ``(C_out,)``; ``rate``, ``padding`` or ``stride`` is a sequence
             whose length is not 2; ``rate`` or ``stride`` is below 1 or ``padding`` is negative; or the padded
             input is smaller than the effective kernel in either dimension (no output).
-        TypeError: ``x`` or ``w`` is not a torch tensor (a NumPy array: ``torch.from_numpy``); a value of
-            ``rate``, ``padding`` or ``stride`` is not an int.
+        TypeError: ``x`` or ``w`` is not a torch tensor (a NumPy array: ``torch.from_numpy``); ``x``, ``w`` and
+            ``bias`` differ in dtype; a value of ``rate``, ``padding`` or ``stride`` is not an int.
     """
     _check_layout(x, "x", 4, "(N, C_in, H, W)")  # an audit: a NumPy array was told "must be a 4-D tensor"
     _check_layout(w, "w", 4, "(C_out, C_in, K_h, K_w)")
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"w has {w.shape[1]} input channels but x has {x.shape[1]} channels")
+    if x.dtype != w.dtype or (bias is not None and bias.dtype != x.dtype):  # a census: torch's matmul error, mid-loop
+        of_bias = "" if bias is None else f" and bias {bias.dtype}"
+        raise TypeError(f"x is {x.dtype} but w {w.dtype}{of_bias}: convert them to one dtype (w.to(x.dtype))")
     if bias is not None and bias.shape != (w.shape[0],):
         raise ValueError(f"bias must have shape ({w.shape[0]},), got {tuple(bias.shape)}")
     rh, rw = _pair(rate, "rate")

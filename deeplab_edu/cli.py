@@ -75,6 +75,16 @@ class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the flags)\n")
 
+    def parse_known_args(self, args: typing.Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, but a sliding window (:func:`_window`) is checked once every flag is read: its message
+        gives the map at the ``--output-stride`` asked for, which may come after ``--crop-size``."""
+        parsed, unknown = super().parse_known_args(args, namespace)
+        window = next((a for a in self._actions if a.type is _window), None)
+        if window is not None and (side := getattr(parsed, window.dest)) is not None and side < MIN_WINDOW:
+            self.error(f"argument --crop-size: {_small_window(side, getattr(parsed, 'output_stride', None))}")
+        return parsed, unknown
+
     def parse_args(self, args: typing.Sequence[str] | None = None,  # type: ignore[override]
                    namespace: argparse.Namespace | None = None) -> argparse.Namespace:
         """As argparse's, but unknown flags are reported by the sub-command that was given them."""
@@ -334,19 +344,22 @@ MIN_WINDOW = 32
 
 
 def _window(text: str) -> int:
-    """``--crop-size``'s type for ``eval`` and ``predict``: a sliding window's side, a whole number of at least
-    :data:`MIN_WINDOW` pixels."""
+    """``--crop-size``'s type for ``eval`` and ``predict``: a sliding window's side, a whole number (at least
+    :data:`MIN_WINDOW` pixels, which :meth:`OneLineErrorParser.parse_known_args` checks once ``--output-stride``
+    is read too)."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a window's side in pixels, a whole number, got {text!r}") from None
-    if value < MIN_WINDOW:
-        raise argparse.ArgumentTypeError(f"a sliding window of {value} pixel{'' if value == 1 else 's'} is too small "
-                                         "to predict from (a map of "
-                                         f"{max(value // 16, 0)} cells a side at output stride 16, "
-                                         f"{max(value // 8, 0)} at 8): use at "
-                                         f"least {MIN_WINDOW}, or leave --crop-size out (each image whole)")
-    return value
+
+
+def _small_window(side: int, output_stride: int | None) -> str:
+    """Why a window of ``side`` pixels (below :data:`MIN_WINDOW`) is refused: its map at ``output_stride``, or at
+    16 and 8 when none was asked for (a census: --output-stride 32 was told of strides 16 and 8)."""
+    at = (f"{max(side // output_stride, 0)} cells a side at output stride {output_stride}" if output_stride else
+          f"{max(side // 16, 0)} cells a side at output stride 16, {max(side // 8, 0)} at 8")
+    return (f"a sliding window of {side} pixel{'' if side == 1 else 's'} is too small to predict from (a map of {at}): "
+            f"use at least {MIN_WINDOW}, or leave --crop-size out (each image whole)")
 
 
 def _threads(text: str) -> int:

@@ -130,6 +130,7 @@ class CRFParams:
         ValueError: ``w_bilateral`` or ``w_spatial`` is not a finite number >= 0; ``theta_alpha``, ``theta_beta``
             or ``theta_gamma`` is not a finite number > 0; ``iterations`` is not an int >= 0; or ``normalization``
             is not ``"pixel"``, ``"symmetric"`` or ``"none"``.
+        TypeError: ``include_self`` is not a bool.
     """
 
     w_bilateral: float = 4.0
@@ -159,6 +160,11 @@ class CRFParams:
             raise ValueError(
                 f"CRFParams.normalization must be 'pixel', 'symmetric' or 'none', got {self.normalization!r}"
             )
+        import numpy as np
+
+        if not isinstance(self.include_self, (bool, np.bool_)):  # "no" is truthy (a census), as Strategy.flip
+            raise TypeError(f"CRFParams.include_self must be True or False, got {self.include_self!r}")
+        object.__setattr__(self, "include_self", bool(self.include_self))
 
     def replace(self, **changes: object) -> "CRFParams":
         """A copy with some fields changed, e.g. ``params.replace(iterations=5)``."""

@@ -127,7 +127,8 @@ def mass_extent(erf: torch.Tensor, fraction: float = 0.9) -> int:
 
     Raises:
         TypeError: ``erf`` is not a tensor (a NumPy array: ``torch.from_numpy``).
-        ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).
+        ValueError: ``fraction`` is not in (0, 1], or ``erf`` is not 2-D, holds NaN, infinite or negative values,
+            or does not sum to a positive value (an all-zero map).
     """
     masses = _square_masses(erf, fraction)
     half = next((k for k, mass in enumerate(masses) if mass >= fraction - 1e-9), None)
@@ -155,7 +156,8 @@ def interpolated_extent(erf: torch.Tensor, fraction: float = 0.9) -> float:
 
     Raises:
         TypeError: ``erf`` is not a tensor (a NumPy array: ``torch.from_numpy``).
-        ValueError: ``fraction`` is not in (0, 1], or ``erf`` does not sum to a positive value (an all-zero map).
+        ValueError: ``fraction`` is not in (0, 1], or ``erf`` is not 2-D, holds NaN, infinite or negative values,
+            or does not sum to a positive value (an all-zero map).
     """
     masses = _square_masses(erf, fraction)
     half = next((k for k, mass in enumerate(masses) if mass >= fraction - 1e-9), None)
@@ -173,6 +175,15 @@ def _square_masses(erf: torch.Tensor, fraction: float) -> list[float]:
     require_tensor(erf, "erf", "(H, W)")  # an audit: a NumPy map was "'numpy.ndarray' object has no attribute 'double'"
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    # a census: a NaN map failed as "cannot convert float NaN to integer", a negative one was "all zero", a 1-D or
+    # 3-D one "too many values to unpack"
+    if erf.dim() != 2:
+        raise ValueError(f"erf must be a map (H, W), got shape {tuple(erf.shape)}: pass one map (erf[0], say)")
+    if not bool(torch.isfinite(erf).all()):
+        raise ValueError("erf holds NaN or infinite values: the gradients diverged (NaN weights?)")
+    if bool((erf < 0).any()):
+        raise ValueError(f"erf holds negative values (down to {float(erf.min()):g}): a mass map is not negative; "
+                         "pass the gradients' magnitude (erf.abs())")
     if float(erf.sum()) <= 0:
         raise ValueError("the map is all zero: no gradient reached the input")
     # in float64: a float32 map summed to 0.99999976, so fraction 1 was never reached (an audit: 41 for a 21-pixel map)

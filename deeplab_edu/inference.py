@@ -64,8 +64,9 @@ class Strategy:
             ``None``: the whole image at once.
 
     Raises:
-        ValueError: no scale, a scale that is not a positive finite number, a ``flip`` that is not a bool, an
-            ``output_stride`` or ``crop_size`` that is not a whole number, or a ``crop_size`` below 1 pixel.
+        ValueError: no scale, a scale that is not positive and finite, or a ``crop_size`` below 1 pixel.
+        TypeError: ``scales`` is not a sequence of numbers, ``flip`` is not a bool, or ``output_stride`` or
+            ``crop_size`` is not a whole number (as :func:`sliding_window_logits`).
     """
 
     scales: Sequence[float] = (1.0,)  # kept as a tuple of floats (a list given is converted)
@@ -78,19 +79,20 @@ class Strategy:
         if isinstance(scales, (np.ndarray, torch.Tensor)):
             scales = scales.tolist()
         if isinstance(scales, (str, bytes)) or not isinstance(scales, Iterable):
-            raise ValueError(f"scales must be a sequence of positive finite numbers, e.g. (1.0,) or (0.5, 1.0, 1.5), "
-                             f"got {scales!r}")
+            raise TypeError(f"scales must be a sequence of positive finite numbers, e.g. (1.0,) or (0.5, 1.0, 1.5), "
+                            f"got {scales!r}")
         scales = tuple(scales)  # a list is kept as a tuple: the strategy stays hashable
-        if not scales or not all(isinstance(s, numbers.Real) and not isinstance(s, bool)
-                                 and math.isfinite(s) and s > 0 for s in scales):
+        if not all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in scales):
+            raise TypeError(f"scales must be positive finite numbers, got {scales}")
+        if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
             raise ValueError(f"scales must be positive finite numbers, got {scales}")
         object.__setattr__(self, "scales", tuple(float(s) for s in scales))
         if not isinstance(self.flip, (bool, np.bool_)):  # a trial: flip="no" is truthy, and flipped
-            raise ValueError(f"flip must be True or False, got {self.flip!r}")
+            raise TypeError(f"flip must be True or False, got {self.flip!r}")
         object.__setattr__(self, "flip", bool(self.flip))
         for name in ("output_stride", "crop_size"):  # crop_size=64.5 failed later as "slice indices must be integers"
             if not _whole_or_none(getattr(self, name)):
-                raise ValueError(f"{name} must be a whole number (or None), got {getattr(self, name)!r}")
+                raise TypeError(f"{name} must be a whole number (or None), got {getattr(self, name)!r}")
         if self.crop_size is not None and self.crop_size < 1:
             raise ValueError(f"crop_size must be at least 1 pixel (or None: the whole image), got {self.crop_size}")
 
@@ -437,11 +439,12 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             set is empty, ``device`` is not the model's, ``limit`` is below 1, ``batch_size`` or
             ``num_workers`` is invalid, a mask holds a label outside ``[0, num_classes)`` other than
             ``ignore_index``, is of a floating-point type or of another size than its image (the message
-            names the items), an image is not finite, the model's scores hold NaN (NaN weights:
+            names the items), an item's image is not 3-D or its mask not 2-D, an image is not finite, the model's scores hold NaN (NaN weights:
             :data:`~deeplab_edu.metrics.NAN_SCORES`), or ``strategy.output_stride`` cannot be applied to
             the model; the model has no parameters (its device is read from them).
-        TypeError: an image is not floating point (uint8 pixels, say: normalise them as in training,
-            :func:`predict_probs`); ``limit`` is not a whole number.
+        TypeError: an item is not a pair of an image and a mask (a dict, a triple); an image is not floating point
+            (uint8 pixels, say: normalise them as in training, :func:`predict_probs`); ``limit`` is not a whole
+            number.
     """
     from .progress import progress_bar
 
@@ -481,7 +484,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
             # which items a message names: the loaded batch's (grouped by size within it, each group in order)
             first, last = k * batch_size, min((k + 1) * batch_size, n) - 1
             items = f"item {first}" if first == last else f"items {first} to {last}"
-            for images, masks in same_size_batches:
+            for batch in same_size_batches:
+                images, masks = _image_mask_pairs(batch, items)
                 if masks.is_floating_point():  # a trial: 1.7 was scored as class 1, without a word
                     raise ValueError(f"the masks of {items} are {masks.dtype}: a mask holds class indices, integers "
                                      f"(int64; {ignore_index} for ignored pixels); convert it with mask.long() if its "
@@ -489,6 +493,11 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
                 if masks.shape[-2:] != images.shape[-2:]:  # before the forward pass it would waste
                     raise ValueError(f"{items}: the image is {tuple(images.shape[-2:])} (H, W) but its mask "
                                      f"{tuple(masks.shape[-2:])}: a mask labels every pixel of its image")
+                outside = (masks != ignore_index) & ((masks < 0) | (masks >= num_classes))
+                if bool(outside.any()):  # metrics' message named no item (a census)
+                    raise ValueError(f"{items}: a mask holds label {int(masks[outside][0])}, outside [0, {num_classes}) "
+                                     f"and not the ignore index {ignore_index}: pass the data set's num_classes, or "
+                                     f"mark such pixels {ignore_index} (`deeplab-edu check-data` lists the labels)")
                 # in eval mode; predict's labels: no probabilities at full size where they are not averaged
                 images = _checked_image(images.to(device, non_blocking=True))  # and warns if not normalised
                 labels, scored_classes = _labels(model, images, strategy)
@@ -499,6 +508,33 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
                 bar.update(len(images))
                 scored += len(images)
     return cm.compute()
+
+
+def _image_mask_pairs(batch: Any, items: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (N, 3, H, W) and masks (N, H, W) of a collated ``batch`` of :func:`evaluate`'s data set
+    ``items`` (named in the messages), after checking that each item was a pair of an image (3, H, W) and a mask
+    (H, W): a dict item failed with "'str' object has no attribute ...", a triple with "too many values to
+    unpack", and an (H, W) image was reported as (1, 1, H, W) (a census).
+
+    Raises:
+        TypeError: the items are not pairs of tensors (arrays).
+        ValueError: an image is not 3-D or a mask not 2-D (the message gives the shape of the item).
+    """
+    form = "evaluate's data set items must be (image (3, H, W), mask (H, W)) pairs"
+    if isinstance(batch, Mapping):
+        raise TypeError(f"{form}; {items} are mappings (keys {', '.join(map(repr, batch))}): wrap the data set so "
+                        "that it returns (item['image'], item['mask'])")
+    if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+        got = f"{len(batch)} values each" if isinstance(batch, (list, tuple)) else type(batch).__name__
+        raise TypeError(f"{form}; {items} are {got}: return (image, mask) alone")
+    images, masks = batch
+    if not isinstance(images, torch.Tensor) or not isinstance(masks, torch.Tensor):
+        raise TypeError(f"{form} of tensors (or arrays); {items} hold {type(images).__name__} and "
+                        f"{type(masks).__name__}")
+    if images.dim() != 4 or masks.dim() != 3:  # the batch's first dimension: the items'
+        raise ValueError(f"{form}; {items}: the image is {tuple(images.shape[1:])} and the mask "
+                         f"{tuple(masks.shape[1:])}")
+    return images, masks
 
 
 class LoadedRun(NamedTuple):
@@ -538,6 +574,8 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
     ``deeplab-edu eval`` does by default).
 
     Raises:
+        ValueError: ``device`` is not a device this PyTorch can use (``"gpu"``, ``"cuda"`` without a GPU:
+            :func:`~deeplab_edu.config.resolve_device`), checked before the checkpoint is read.
         FileNotFoundError, RuntimeError: no checkpoint there, or one that cannot be read
             (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`).
         ValueError: ``checkpoint`` is not a deeplab-edu training checkpoint, describes a model this version
@@ -545,8 +583,10 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
         CheckpointMismatchError: its weights do not fit the model its configuration names (a run
             whose script passed its own model to the Trainer: the message names that model's class).
     """
+    from .config import resolve_device
     from .engine.checkpoint import checkpoint_file, load_checkpoint
 
+    device = resolve_device(str(device), what="device")  # "gpu": torch's "Expected one of cpu, cuda, ..." (a census)
     path = checkpoint_file(checkpoint)  # a folder's newest checkpoint: the file the messages name
     return run_from_checkpoint(load_checkpoint(path), path, device)
 

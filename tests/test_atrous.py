@@ -223,3 +223,13 @@ def test_a_numpy_array_is_named_as_not_a_tensor() -> None:
         dilate_kernel(np.ones(3), 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"x must be a 1-D tensor \(L,\), got \(2, 2\)"):  # a tensor: as before
         atrous_conv1d(torch.ones(2, 2), torch.ones(1))
+
+
+def test_atrous_conv2d_refuses_mixed_dtypes_up_front() -> None:
+    """A census: a float64 input with a float32 weight failed with torch's matmul error from inside the loop."""
+    x, w = torch.randn(1, 1, 8, 8), torch.randn(1, 1, 3, 3)
+    with pytest.raises(TypeError, match=r"x is torch\.float64 but w torch\.float32: convert them to one dtype"):
+        atrous_conv2d(x.double(), w)
+    with pytest.raises(TypeError, match=r"and bias torch\.float64"):
+        atrous_conv2d(x, w, bias=torch.zeros(1, dtype=torch.float64))
+    assert atrous_conv2d(x.double(), w.double()).dtype == torch.float64

@@ -407,3 +407,16 @@ def test_what_the_figures_audit_found_is_drawn_right_or_refused() -> None:
     with pytest.raises(ValueError, match="integer labels"):
         colorize(np.array([[0.2, 0.8]]), [(0, 0, 0), (255, 0, 0)])
     assert colorize(np.array([[0.0, 1.0]]), [(0, 0, 0), (255, 0, 0)])[0, 1].tolist() == [255, 0, 0]
+
+
+def test_colorize_and_sample_photo_name_a_bad_palette_or_size() -> None:
+    """A census: a palette entry of 300 raised OverflowError though colorize promised ValueError, and
+    sample_photo(0) or sample_photo((-5, 4)) gave torch's raw error."""
+    from deeplab_edu.viz.images import colorize, sample_photo
+
+    with pytest.raises(ValueError, match="palette must be one RGB triple .* got values from 0 to 300"):
+        colorize(torch.zeros(3, 3, dtype=torch.long), [(300, 0, 0), (0, 0, 0)])
+    for size in (0, (-5, 4), (4,), 2.5):
+        with pytest.raises(ValueError, match="size must be a whole number of pixels, at least 1, or a pair"):
+            sample_photo(size)  # type: ignore[arg-type]
+    assert sample_photo((4, 6)).shape == (3, 4, 6)

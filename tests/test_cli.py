@@ -1733,3 +1733,15 @@ def test_predict_out_that_cannot_be_written_fails_before_any_image(tmp_path: Pat
     err = capsys.readouterr().err
     assert "--out: cannot write in" in err and "Read-only file system" in err and "[Errno" not in err, err
     assert not list((tmp_path / "pred").glob("*.png"))
+
+
+def test_a_small_window_is_told_of_the_output_stride_asked_for(capsys: pytest.CaptureFixture) -> None:
+    """A census: predict --crop-size 1 --output-stride 32 quoted output strides 16 and 8 in its message."""
+    from deeplab_edu.cli import main
+
+    for argv in (["predict", "--checkpoint", "run", "a.png", "--crop-size", "1", "--output-stride", "32"],
+                 ["eval", "--output-stride", "32", "--checkpoint", "run", "--crop-size", "16"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        err = capsys.readouterr().err
+        assert "too small to predict from (a map of 0 cells a side at output stride 32): use at least 32" in err, err

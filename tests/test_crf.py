@@ -452,3 +452,10 @@ def test_half_precision_scores_run_the_crf_in_float32(method: str, half: torch.d
     if method == "approx":
         m = message_passing_approx(q.to(half), image)
         assert m.dtype == torch.float32 and torch.allclose(m, message_passing_approx(q.to(half).float(), image))
+
+
+def test_crf_params_refuse_an_include_self_that_is_not_a_bool() -> None:
+    """A census: CRFParams(include_self="no") was accepted, and (a truthy string) included each pixel itself."""
+    with pytest.raises(TypeError, match="CRFParams.include_self must be True or False, got 'no'"):
+        CRFParams(include_self="no")  # type: ignore[arg-type]
+    assert CRFParams(include_self=False).include_self is False

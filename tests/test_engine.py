@@ -2027,3 +2027,23 @@ def test_resume_whose_init_from_moved_says_to_give_its_new_path(tmp_path) -> Non
     assert trainer(tmp_path / "b", iterations=2, init_from=str(tmp_path / "moved"), resume=True).iteration == 1
     with pytest.raises(FileNotFoundError, match=r"does not exist$"):  # a new run: the path is the whole story
         trainer(tmp_path / "c", init_from=str(tmp_path / "a"))
+
+
+def test_validate_refuses_non_finite_numbers_and_fit_takes_an_equal_nan_as_unchanged(tmp_path, monkeypatch) -> None:
+    """A census: TrainConfig(lr=inf) made its run's folder and trained an iteration before "try a lower --lr", and
+    a NaN poly_power was refused by fit() as "the configuration changed (poly_power nan -> nan)": validate()
+    checked finiteness only in load_config. It refuses them by name, as load_config does (one rule)."""
+    from deeplab_edu.engine.config import validate
+
+    for name in ("lr", "weight_decay", "head_lr_mult", "poly_power", "bn_momentum"):
+        for value in (float("inf"), float("nan")):
+            with pytest.raises(ConfigError, match=rf"^{name}={value!r} should be a finite number"):
+                validate(TrainConfig(**{name: value}))
+    with pytest.raises(ConfigError, match=r"^lr=inf should be a finite number"):
+        Trainer(tiny_config(tmp_path / "inf", lr=float("inf")), model=TinyNet(), train_set=TinyScenes(4),
+                val_set=TinyScenes(2, augment=False))
+    assert not (tmp_path / "inf").exists()
+    monkeypatch.setattr(trainer_module, "validate", lambda cfg: None)  # a NaN past validate: not a change
+    trainer = Trainer(tiny_config(tmp_path / "nan", poly_power=float("nan")), model=TinyNet(),
+                      train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False))
+    trainer._check_cfg_unchanged()

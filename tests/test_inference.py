@@ -212,9 +212,9 @@ def test_a_strategy_keeps_its_scales_as_a_tuple() -> None:
     Strategy(scales=1.5) failed with "'float' object is not iterable"."""
     strategy = Strategy(scales=[1.0, 1.5])  # type: ignore[arg-type]
     assert strategy.scales == (1.0, 1.5) and {strategy: 1}[Strategy(scales=(1.0, 1.5))] == 1
-    with pytest.raises(ValueError, match="scales must be a sequence of positive finite numbers"):
+    with pytest.raises(TypeError, match="scales must be a sequence of positive finite numbers"):
         Strategy(scales=1.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="scales must be positive finite numbers"):
+    with pytest.raises(TypeError, match="scales must be positive finite numbers"):
         Strategy(scales=(True,))  # type: ignore[arg-type]
 
 
@@ -223,10 +223,10 @@ def test_wrong_types_are_named_before_they_mislead() -> None:
     indices must be integers", predict of a NumPy array as "no attribute 'dim'", and evaluate scored a float
     mask of 1.7 as class 1, without a word."""
     model = Pointwise()
-    with pytest.raises(ValueError, match="flip must be True or False, got 'no'"):
+    with pytest.raises(TypeError, match="flip must be True or False, got 'no'"):
         Strategy(flip="no")  # type: ignore[arg-type]
     for name, value in (("crop_size", 64.5), ("output_stride", 8.0), ("crop_size", True)):
-        with pytest.raises(ValueError, match=f"{name} must be a whole number"):
+        with pytest.raises(TypeError, match=f"{name} must be a whole number"):
             Strategy(**{name: value})
     assert Strategy(scales=[0.5, 1], flip=np.bool_(True), crop_size=np.int64(32)).scales == (0.5, 1.0)
     with pytest.raises(TypeError, match="image must be a tensor .* got ndarray; from a NumPy"):
@@ -495,3 +495,60 @@ def test_load_run_of_a_scripts_own_model_names_the_checkpoint_file_to_load(tmp_p
         load_run(tmp_path / "run")
     assert f"torch.load({str(file)!r}, weights_only=True)['model']" in str(err.value)
     assert str(err.value).startswith(f"checkpoint {file} was written for another model")
+
+
+def test_a_wrong_type_is_a_type_error_in_a_strategy_as_in_sliding_windows() -> None:
+    """A census: Strategy(crop_size=64.5) raised ValueError, sliding_window_logits(model, image, 64.5) TypeError."""
+    for kwargs in ({"crop_size": 64.5}, {"output_stride": 8.0}, {"flip": "no"}, {"scales": 1.5}, {"scales": ("1",)}):
+        with pytest.raises(TypeError):
+            Strategy(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="crop_size must be a whole number"):
+        sliding_window_logits(Pointwise(), torch.randn(1, 3, 8, 8), 64.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="scales must be positive finite numbers"):
+        Strategy(scales=(0.0,))  # a wrong value stays a ValueError
+
+
+def test_evaluate_names_the_item_whose_mask_holds_a_label_out_of_range() -> None:
+    """A census: a mask holding 9 with num_classes=4 raised metrics' "target holds label 9 ..." naming no item,
+    though evaluate's docstring says its messages name them."""
+    image, mask = torch.randn(3, 8, 8), torch.zeros(8, 8, dtype=torch.long)
+    bad = mask.clone()
+    bad[0, 0] = 9
+    with pytest.raises(ValueError, match=r"^item 2: a mask holds label 9, outside \[0, 4\) and not the ignore index"):
+        evaluate(Pointwise(), [(image, mask), (image, mask), (image, bad)], num_classes=4, progress=False)
+    assert evaluate(Pointwise(), [(image, bad)], num_classes=4, ignore_index=9, progress=False)["miou"] >= 0
+
+
+def test_evaluate_says_its_items_are_image_mask_pairs() -> None:
+    """A census: dict items failed with AttributeError, triples with "too many values to unpack", and an (H, W)
+    image was reported as (1, 1, H, W)."""
+    image, mask = torch.randn(3, 8, 8), torch.zeros(8, 8, dtype=torch.long)
+    model = Pointwise()
+    with pytest.raises(TypeError, match=r"\(image \(3, H, W\), mask \(H, W\)\) pairs; item 0 are mappings "
+                                        r"\(keys 'image', 'mask'\)"):
+        evaluate(model, [{"image": image, "mask": mask}], num_classes=4, progress=False)
+    with pytest.raises(TypeError, match="pairs; item 0 are 3 values each"):
+        evaluate(model, [(image, mask, 0)], num_classes=4, progress=False)
+    with pytest.raises(ValueError, match=r"pairs; item 0: the image is \(8, 8\) and the mask \(8, 8\)"):
+        evaluate(model, [(image[0], mask)], num_classes=4, progress=False)
+    with pytest.raises(ValueError, match=r"the image is \(3, 8, 8\) and the mask \(1, 8, 8\)"):
+        evaluate(model, [(image, mask[None])], num_classes=4, progress=False)
+
+
+def test_load_run_checks_the_device_before_reading_the_checkpoint(tmp_path) -> None:
+    """A census: device="gpu" gave torch's raw "Expected one of cpu, cuda, ..." after the checkpoint was read."""
+    from deeplab_edu.inference import load_run
+
+    with pytest.raises(ValueError, match=r"^device='gpu' is not a device: use cpu, cuda"):
+        load_run(tmp_path / "nothing_here.pt", device="gpu")  # named before the missing file
+
+
+def test_load_run_of_a_runs_settings_file_asks_for_its_checkpoint(tmp_path) -> None:
+    """A census: load_run("run/config.json") said "not a file torch.save wrote ... copy it again"."""
+    from deeplab_edu.inference import load_run
+
+    for name in ("config.json", "metrics.csv"):
+        (tmp_path / name).write_text("{}")
+        with pytest.raises(RuntimeError, match=r"it is a run's settings or metrics file .* pass the checkpoint "
+                                               r"\(a \.pt file .* or the run's folder"):
+            load_run(tmp_path / name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torchvision
@@ -558,3 +560,16 @@ def test_a_numpy_map_is_named_as_not_a_tensor() -> None:
         with pytest.raises(TypeError, match=r"^erf must be a torch tensor \(H, W\), got ndarray"):
             extent(np.ones((5, 5)))  # type: ignore[arg-type]
     assert coverage(torch.ones(5, 5)) == 1.0 and mass_extent(torch.ones(5, 5), 1.0) == 5
+
+
+def test_extents_name_a_nan_negative_or_wrongly_shaped_map() -> None:
+    """A census: a NaN map failed as "cannot convert float NaN to integer", an all-negative one was reported as
+    "all zero", and a 1-D or 3-D one as "too many values to unpack"."""
+    for extent in (mass_extent, interpolated_extent):
+        with pytest.raises(ValueError, match="erf holds NaN or infinite values"):
+            extent(torch.full((9, 9), float("nan")))
+        with pytest.raises(ValueError, match=r"erf holds negative values .*erf\.abs\(\)"):
+            extent(-torch.rand(9, 9) - 0.1)
+        for shape in ((9,), (1, 9, 9)):
+            with pytest.raises(ValueError, match=rf"erf must be a map \(H, W\), got shape {re.escape(str(shape))}"):
+                extent(torch.rand(shape))

@@ -383,6 +383,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:
         reason = damaged or load_failure_reason(p, err)
+        if not damaged and p.suffix.lower() in (".json", ".yaml", ".yml", ".csv"):  # a census: "copy it again"
+            raise UnreadableCheckpointError(
+                f"could not read checkpoint {p}: it is a run's settings or metrics file (config.json, metrics.csv), "
+                f"not a checkpoint; pass the checkpoint (a .pt file in the run's checkpoints/ folder) or the run's "
+                f"folder ({p.parent}), whose newest checkpoint is read") from None
         if reason.startswith("it holds a Python object"):  # whole, not damaged: refused, as it must be
             raise UnreadableCheckpointError(f"could not read checkpoint {p}: {reason}") from None
         if reason == ONNX_NOT_TORCH:  # whole, and of another kind: a trial gave predict its ONNX export

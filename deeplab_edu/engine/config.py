@@ -584,8 +584,7 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
     ``1.0e-3``) becomes a float for a ``float`` setting, the string ``none`` (as on the command line)
     ``None`` for a number that may be ``None`` and ``False`` for ``pretrained_backbone``, YAML's
     ``null`` ``'none'`` for ``amp``, and a list of integers the string ``'6,12,18'`` for
-    ``atrous_rates``. A ``float`` must be finite (a NaN slips past every comparison)."""
-    import math
+    ``atrous_rates``. A ``float`` must be finite (:func:`_not_finite`)."""
     import typing
 
     hints = typing.get_type_hints(TrainConfig)
@@ -618,7 +617,7 @@ def _check_types(merged: dict[str, Any], origin: Mapping[str, str]) -> None:
             none = " or none" if len(args) == 2 and type(None) in args and hint in (int, float) else ""
             raise ConfigError(f"{key}={value!r} (from {source}) should be {'a' if name != 'int' else 'an'} "
                               f"{name}{none}{forms}")
-        if hint is float and not math.isfinite(float(value)):
+        if _not_finite(value, hint):
             raise ConfigError(f"{key}={value!r} (from {source}) should be a finite number")
         if key in _PATH_SETTINGS and (problem := _path_problem(key, value, hints[key])):
             raise ConfigError(f"{problem} (from {source})")
@@ -837,6 +836,17 @@ _OWN_SETTINGS = {"name": "model", "backbone": "backbone", "output_stride": "outp
                  "num_classes": None}  # the data set's
 
 
+def _not_finite(value: Any, hint: Any) -> bool:
+    """Whether ``value`` of a setting declared ``float`` (or ``float | None``) is NaN or infinite: a NaN slips past
+    every comparison of :func:`validate` (``lr <= 0``), an infinity past ``> 0``, and either failed a run later."""
+    import math
+    import numbers
+    import typing
+
+    floats = hint is float or float in typing.get_args(hint)
+    return floats and isinstance(value, numbers.Real) and not math.isfinite(value)
+
+
 def _check_field_types(cfg: TrainConfig) -> None:
     """Each setting of a :class:`TrainConfig` built in Python has its field's type (``load_config``
     checks a file's and names the file): ``crop_size="64"`` failed later with "'<' not supported between
@@ -855,6 +865,8 @@ def _check_field_types(cfg: TrainConfig) -> None:
             wanted = " or ".join(kinds.get(a, "none" if a is type(None) else getattr(a, "__name__", str(a)))
                                  for a in (typing.get_args(hints[f.name]) or (hints[f.name],)))
             raise ConfigError(f"{f.name}={value!r} should be {wanted}")
+        if _not_finite(value, hints[f.name]):  # as load_config's, which names the file
+            raise ConfigError(f"{f.name}={value!r} should be a finite number")
 
 
 def _check_model_kwargs(kwargs: Any) -> None:

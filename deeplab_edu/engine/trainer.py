@@ -1177,7 +1177,8 @@ class Trainer:
         validate(dataclasses.replace(self.cfg, pretrained_backbone=False))
         def changes(cfg: TrainConfig) -> list[str]:  # "name old -> new" for each setting fit() does not read again
             return [f"{k} {self._built_from.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
-                    if k not in _READ_BY_FIT and v != self._built_from.get(k)]
+                    if k not in _READ_BY_FIT and v != self._built_from.get(k)
+                    and repr(v) != repr(self._built_from.get(k))]  # NaN != NaN: an equal NaN is no change
 
         changed = changes(self.cfg)
         if not changed and self._callers_cfg is not self.cfg:

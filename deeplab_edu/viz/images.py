@@ -24,15 +24,24 @@ def sample_photo(size: int | tuple[int, int] | None = None) -> torch.Tensor:
 
     It ships with matplotlib, so no download is needed. ``size`` (pixels) resizes it (an int gives a
     square; ``(H, W)`` otherwise) with bilinear interpolation.
+
+    Raises:
+        ValueError: ``size`` is not a whole number of at least 1 pixel, nor a pair of them.
     """
     from matplotlib import cbook
 
+    from ..choices import is_whole
     from ..data.io import load_image  # the package's one image reader
 
+    if size is not None:  # checked first: 0 or (-5, 4) was torch's raw error (a census)
+        hw = (size, size) if is_whole(size) else tuple(size) if isinstance(size, (tuple, list)) else ()
+        if len(hw) != 2 or not all(is_whole(s) and s >= 1 for s in hw):
+            raise ValueError(f"size must be a whole number of pixels, at least 1, or a pair (H, W) of them; "
+                             f"got {size!r}")
     x = load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     if size is not None:
-        hw = (size, size) if isinstance(size, int) else tuple(size)
-        x = torch.nn.functional.interpolate(x[None], size=hw, mode="bilinear", align_corners=False)[0]
+        x = torch.nn.functional.interpolate(x[None], size=tuple(int(s) for s in hw), mode="bilinear",
+                                            align_corners=False)[0]
     return x
 
 
@@ -45,7 +54,7 @@ def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], 
 
     Raises:
         ValueError: ``mask`` holds values that are not whole numbers (probabilities, say: take their argmax), or is
-            an (H, W, 3) colour image; ``palette`` is not one RGB triple per class.
+            an (H, W, 3) colour image; ``palette`` is not one RGB triple per class, or holds a value outside 0-255.
     """
     m = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if m.ndim == 3 and m.shape[-1] == 3 and m.dtype == np.uint8:  # an audit: an (H, W, 3, 3) array came back
@@ -57,7 +66,13 @@ def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[Sequence[int]], 
             raise ValueError("colorize needs integer labels (H, W); this mask holds fractions: take the argmax of "
                              "the scores first")
         m = m.astype(np.int64)
-    pal = np.asarray(palette, dtype=np.uint8)
+    pal = np.asarray(palette)
+    if pal.size and not np.issubdtype(pal.dtype, np.number):
+        raise ValueError(f"palette must be one RGB triple (0-255) per class, got {pal.dtype} values")
+    if pal.size and not 0 <= pal.min() <= pal.max() <= 255:  # checked first: 300 was an OverflowError (a census)
+        raise ValueError(f"palette must be one RGB triple (0-255) per class, got values from {pal.min()} to "
+                         f"{pal.max()}")
+    pal = pal.astype(np.uint8)
     if pal.ndim != 2 or pal.shape[1] != 3:  # an audit: an RGBA palette was a broadcast error
         raise ValueError(f"palette must be one RGB triple (0-255) per class, got shape {pal.shape}")
     out = np.full((*m.shape, 3), 255, dtype=np.uint8)
