@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from deeplab_edu.engine.allocator import keep_freed_memory
 from deeplab_edu.engine.bench.timing import (compare_speeds, interleaved, load_average, timed_steps, torch_threads,
                                              write_result)
 from deeplab_edu.engine.config import load_config
@@ -48,6 +49,8 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
             x, y = next(t.batches())
             batches[fmt] = itertools.repeat(t.to_device(x, y))
     dev = trainers[FORMATS[0]].device
+    if trainers[FORMATS[0]].cfg.keep_freed_memory and dev.type == "cpu":  # their steps as fit() trains them
+        keep_freed_memory()
     for fmt in FORMATS:
         for _ in range(warmup):
             trainers[fmt].train_step(batches[fmt])  # reads the loss: a diverging warm-up fails here

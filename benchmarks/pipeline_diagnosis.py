@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from deeplab_edu.engine.allocator import keep_freed_memory
 from deeplab_edu.engine.bench.pipeline import FEEDS, PROFILE_STEPS, diagnosis_rows, loader_load_elsewhere, summarise_profile
 from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
 from deeplab_edu.engine.config import load_config
@@ -191,6 +192,8 @@ def main() -> None:
         overrides.update(compile=True, compile_mode=args.compile_mode)
     trainer = Trainer(load_config(args.preset, overrides))
     dev = trainer.device
+    if trainer.cfg.keep_freed_memory and dev.type == "cpu":  # its steps as fit() trains them
+        keep_freed_memory()
     compile_start = time.perf_counter()
     loader = trainer.batches()
     x0, y0 = next(loader)

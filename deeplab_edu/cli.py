@@ -172,7 +172,7 @@ _TRAIN_HELP = {
               "preset's device comes first: the cpu, smoke and camvid_cpu presets set cpu)",
     "recompute_depthwise": "recompute separable convs' depthwise half in the backward pass (less memory, a few "
                            "%% more time)",
-    "keep_freed_memory": "CPU, glibc: reuse freed memory instead of returning it to the OS",
+    "keep_freed_memory": "CPU, glibc: reuse freed memory while training instead of returning it to the OS",
     "out_dir": "folder of the run: checkpoints, metrics.csv, metrics.json, config.json",
     "eval_every": "validate every N iterations", "ckpt_every": "checkpoint every N iterations",
     "keep_last": "checkpoints kept", "log_every": "log the loss every N iterations (metrics.csv; a console line each with --no-progress)",

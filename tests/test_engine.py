@@ -2047,3 +2047,40 @@ def test_validate_refuses_non_finite_numbers_and_fit_takes_an_equal_nan_as_uncha
     trainer = Trainer(tiny_config(tmp_path / "nan", poly_power=float("nan")), model=TinyNet(),
                       train_set=TinyScenes(4), val_set=TinyScenes(2, augment=False))
     trainer._check_cfg_unchanged()
+
+
+def test_a_failing_evaluate_leaves_no_loader_worker_behind(tmp_path) -> None:
+    """An audit: Trainer.evaluate iterated its loader bare, so the error a notebook keeps held the loader's
+    iterator, and its workers lived on: 2 -> 4 -> 6 worker processes over three failed calls with two workers.
+    They now end as evaluate raises (workers.shutting_down_workers, as fit and inference.evaluate do)."""
+    import psutil
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    val_set = _FailsFromItem(6, augment=False)
+    val_set.first = 3  # in the second worker's batch (items 2 and 3); the first worker's batches load
+    cfg = tiny_config(tmp_path / "run", num_workers=2, batch_size=2)
+    trainer = Trainer(cfg, model=TinyNet(3), train_set=TinyScenes(8), val_set=val_set, num_classes=3)
+    kept = []
+    for _ in range(2):
+        with pytest.raises(ValueError, match="item 3 cannot be read") as failed:
+            trainer.evaluate()
+        kept.append(failed.value)  # kept, with its traceback, as a notebook keeps the last error
+        assert failed.value.__traceback__ is not None
+        left = [p for p in me.children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
+        assert not left, f"loader workers still alive after Trainer.evaluate raised: {left}"
+
+
+def test_a_direct_evaluate_names_where_its_loader_hangs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainer.evaluate called by itself passed PyTorch's bare "DataLoader timed out" on; it now says where, as
+    inference.evaluate does (fit's validation keeps its own message, which says what was saved)."""
+    from deeplab_edu.engine import workers
+
+    monkeypatch.setattr(workers, "LOADER_TIMEOUT_S", 3.0)
+    cfg = tiny_config(tmp_path / "run", num_workers=1, batch_size=2)
+    trainer = Trainer(cfg, model=TinyNet(3), train_set=TinyScenes(8), val_set=_HangsAfterTwo(4, augment=False),
+                      num_classes=3)
+    with pytest.raises(RuntimeError, match=r"timed out after 3(\.0)? seconds: a data loader worker produced no batch "
+                                           r"in that time in Trainer.evaluate\(\) after 2 of the 4 validation images "
+                                           r"\(an item that hangs.*deeplab-edu check-data"):
+        trainer.evaluate()

@@ -12,21 +12,35 @@ course's 2-core VM (issue 11, ``benchmarks/README.md``): a training step of Deep
 (CPU-specific optimizations, "Switch Memory Allocator") recommends an allocator that reuses memory
 (jemalloc, TCMalloc) for this reason; this gets the same reuse from the allocator already loaded.
 
-It changes the whole process: memory freed after training stays with the process (up to the
-training's high-water mark) until it exits, which is what a training process wants. Other C
-libraries (macOS, Windows, musl) are left alone. The :class:`~deeplab_edu.engine.trainer.Trainer`
-calls :func:`keep_freed_memory` on the CPU unless ``keep_freed_memory: false`` is configured; the
-environment variable ``GLIBC_TUNABLES=glibc.malloc.trim_threshold=...:glibc.malloc.mmap_threshold=...``
-does the same for a whole process from its start.
+The setting is the whole process's, so the engine keeps it to training, where it pays:
+:func:`freed_memory_kept` sets it for a ``with`` block, and :meth:`~deeplab_edu.engine.trainer.Trainer.fit`
+trains in one on the CPU unless ``keep_freed_memory: false`` is configured. As the last such block
+ends, however (fits running side by side in one process are counted), both thresholds go back to
+glibc's documented defaults, 128 KiB each, and ``malloc_trim(0)`` returns the memory freed by then to
+the operating system: a notebook's kernel keeps no training's high-water mark (an audit: once a Trainer
+had been built, 255 MiB of a ResNet-50's freed memory stayed with the process for good, against 89 MiB
+with the defaults). Those are the defaults' values, not glibc's starting state: setting either
+threshold turns off its *dynamic* mmap threshold for good (``mallopt(3)``), which would otherwise rise
+(up to 32 MiB) as mapped blocks are freed; blocks above 128 KiB are then always mapped, and returned
+at ``free``. A process started with either threshold in ``GLIBC_TUNABLES`` (e.g.
+``GLIBC_TUNABLES=glibc.malloc.trim_threshold=2147483647:glibc.malloc.mmap_threshold=33554432``, the
+same setting for a whole process from its start) is left as its owner set it. :func:`keep_freed_memory`
+sets it for the rest of the process, as a benchmark's process wants (``deeplab-edu bench``); a block
+then undoes nothing. Other C libraries (macOS, Windows, musl) are left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import functools
+import os
 import sys
+import threading
+from typing import Iterator
 
-__all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+__all__ = ["keep_freed_memory", "freed_memory_kept", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "DEFAULT_THRESHOLD"]
 
 #: ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` in glibc's ``<malloc.h>``.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -34,8 +48,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 * 2**20
 #: Free memory at the top of the heap kept rather than returned to the OS (the largest ``int``).
 TRIM_THRESHOLD = 2**31 - 1
+#: glibc's default of both thresholds (``mallopt(3)``), 128 KiB, set again as the last training ends.
+DEFAULT_THRESHOLD = 128 * 2**10
+#: The ``GLIBC_TUNABLES`` names of the two thresholds: a process started with one is left as it is.
+_TUNABLES = ("glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
 
-_done: bool | None = None
+_done: bool | None = None  # keep_freed_memory's answer: set for the rest of the process (None: not asked)
+_blocks = 0  # freed_memory_kept blocks running with the setting
+_lock = threading.Lock()
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -50,15 +70,59 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+@functools.lru_cache(maxsize=None)
+def _libc() -> ctypes.CDLL | None:
+    """:func:`_glibc`, looked up once (``find_library`` runs ``ldconfig``): the C library each training sets."""
+    return _glibc()
+
+
+def _keep(libc: ctypes.CDLL) -> bool:
+    """Both thresholds raised; whether glibc accepted them (it refuses 32 MiB on 32-bit, changing nothing)."""
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+
+
 def keep_freed_memory() -> bool:
-    """Raise glibc's trim and mmap thresholds so that freed blocks up to 32 MiB are reused, not returned.
+    """Raise glibc's trim and mmap thresholds so that freed blocks up to 32 MiB are reused, not returned,
+    for the rest of the process (a training inside it does not undo it as it ends; :func:`freed_memory_kept`
+    is the setting for a training only).
 
     Returns ``True`` if glibc accepted both settings (now or in an earlier call), ``False`` where
     there is no glibc or it refused; never raises. Idempotent.
     """
     global _done
-    if _done is None:
-        libc = _glibc()
-        _done = bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-                     and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
-    return _done
+    with _lock:
+        if _done is None:
+            libc = _glibc()
+            _done = libc is not None and _keep(libc)
+        return _done
+
+
+@contextlib.contextmanager
+def freed_memory_kept(enabled: bool = True) -> Iterator[bool]:
+    """:func:`keep_freed_memory`'s setting for a ``with`` block (a training), undone as it is left, however:
+    as the last block of the process ends, glibc's two thresholds go back to :data:`DEFAULT_THRESHOLD`
+    (fixed now: glibc's dynamic mmap threshold stays off, ``mallopt(3)``) and ``malloc_trim(0)`` returns
+    the freed memory to the operating system.
+
+    Yields whether freed memory is kept in the block. Nothing is set or undone where ``enabled`` is false,
+    without glibc, where ``GLIBC_TUNABLES`` sets either threshold (the process's owner chose them), or where
+    :func:`keep_freed_memory` set it for the whole process; never raises.
+    """
+    global _blocks
+    libc = _libc() if enabled else None
+    tuned = any(name in os.environ.get("GLIBC_TUNABLES", "") for name in _TUNABLES)
+    with _lock:
+        mine = libc is not None and not tuned and not _done and (_blocks > 0 or _keep(libc))
+        if mine:
+            _blocks += 1
+    try:
+        yield mine or bool(enabled and _done)
+    finally:
+        if mine and libc is not None:
+            with _lock:
+                _blocks -= 1
+                if _blocks == 0 and not _done:  # the last training, and no one kept it for the process
+                    libc.mallopt(_M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
+                    libc.mallopt(_M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
+                    libc.malloc_trim(0)

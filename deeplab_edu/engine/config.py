@@ -188,7 +188,8 @@ class TrainConfig:
     device: str | None = None
     #: Separable convs recompute their depthwise half in the backward pass: less memory, a few % more time.
     recompute_depthwise: bool = True
-    #: On the CPU with glibc, reuse freed memory instead of returning it to the OS (:mod:`deeplab_edu.engine.allocator`).
+    #: On the CPU with glibc, reuse freed memory while fit() trains instead of returning it to the OS, and give it
+    #: back as fit() ends (:mod:`deeplab_edu.engine.allocator`).
     keep_freed_memory: bool = True
     # bookkeeping
     #: Seed of the model's initialisation, the data order and the augmentation.

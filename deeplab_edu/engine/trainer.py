@@ -56,7 +56,7 @@ from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 from ..models.aspp import set_recompute_depthwise
 from ..models.backbones import at_output_stride
 from . import checkpoint as ck
-from .allocator import keep_freed_memory
+from .allocator import freed_memory_kept
 from .config import (ConfigError, TrainConfig, missing_pretrained_file, normalised_settings, resolve_atrous_rates,
                      validate)
 from .data import (ResumableSampler, SeededDataset, ShardSampler, _random_state_kept, build_datasets, eval_loader,
@@ -66,7 +66,7 @@ from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier
 from .losses import SegmentationLoss
 from .runs import RunFolderError, _shell_path, claim_run_folder, write_metrics_json
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
-from .workers import (loader_timed_out, original_message, resolve_num_workers, shutting_down_workers,
+from .workers import (loader_timed_out, naming_a_stall, original_message, resolve_num_workers, shutting_down_workers,
                       stalled_loader_message)
 
 __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "callers_random_state_kept", "process_seed", "freeze_batchnorm", "set_bn_momentum", "autocast_context",
@@ -587,8 +587,6 @@ class Trainer:
         if cfg.freeze_bn:
             freeze_batchnorm(model)
         set_recompute_depthwise(model, cfg.recompute_depthwise)
-        if cfg.keep_freed_memory and self.device.type == "cpu":
-            keep_freed_memory()
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -638,6 +636,7 @@ class Trainer:
         # the iteration whose planned validation a stop request skipped or cut short: kept in the checkpoint,
         # so that a resumed run validates there first and the learning curve has no gap
         self._validation_due: int | None = None
+        self._fitting = False  # fit() runs: a stall of evaluate()'s loader is named by fit (after it saves)
         self._earlier_stretches: list[dict[str, Any]] = []  # what trained the checkpoint this run resumed
         self._stretch: dict[str, Any] = {**provenance(), "device": str(self.device),
                                          "processes": self.dist.world_size, "from_iteration": 0}
@@ -1052,7 +1051,8 @@ class Trainer:
         padded (:func:`~deeplab_edu.engine.data.eval_loader`), so the metrics are those of an
         evaluation one image at a time. ``output_stride`` and ``eval_output_stride`` both ``None``:
         the training stride; a model without ``set_output_stride`` is evaluated at its own. Draws
-        nothing from the training's random stream.
+        nothing from the training's random stream. The loader's worker processes end as it returns or
+        raises (the error a notebook keeps does not keep them).
 
         Returns:
             :meth:`~deeplab_edu.metrics.ConfusionMatrix.compute`'s metrics (``miou``, ``iou``,
@@ -1070,6 +1070,9 @@ class Trainer:
             NonFiniteLossError: the model's scores held NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`; under
                 torchrun, on any process: all raise it, after the pass), naming the last good checkpoint.
             ValueError: a mask holds a label outside the classes (:meth:`~deeplab_edu.metrics.ConfusionMatrix.update`).
+            RuntimeError: called directly (not by :meth:`fit`, which saves first and says how to resume), a loader
+                worker produced no batch within :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S` seconds: the
+                message says after how many images (:func:`~deeplab_edu.engine.workers.naming_a_stall`).
         """
         cfg = self.cfg
         model = unwrap(self.net)
@@ -1081,11 +1084,17 @@ class Trainer:
         sampler = ShardSampler(len(cast(Sized, self.val_set)), num_replicas=self.dist.world_size, rank=self.dist.rank)
         loader = eval_loader(self.val_set, batch_size=cfg.batch_size, num_workers=self.num_workers,
                              sampler=sampler, device=self.device)
+        scored, n = 0, len(sampler)
+        # the loader's workers end as the loop is left, however (a notebook keeps the last error, whose frames
+        # held the loader: a set of workers per failed call, an audit); fit names a stall itself, after saving
+        batches = (shutting_down_workers(loader) if self._fitting else contextlib.closing(naming_a_stall(
+            loader, lambda: f"in Trainer.evaluate() after {scored} of the {n} validation images",
+            "`deeplab-edu check-data` reads every file of a data set and names those it cannot read")))
         try:
-            with at_output_stride(model, os_eval):  # restored also when evaluation raises
+            with batches as iterator, at_output_stride(model, os_eval):  # restored also when evaluation raises
                 model.eval()
                 stopped = False
-                for same_size_batches in loader:
+                for same_size_batches in iterator:
                     for x, y in same_size_batches:
                         if should_stop is not None and should_stop():
                             stopped = True
@@ -1097,6 +1106,7 @@ class Trainer:
                             out = F.interpolate(out, size=y.shape[-2:], mode="bilinear", align_corners=False)
                         nan_batches += out.isnan().any()  # counted where it is (no wait for the device here)
                         cm.update(out.float().argmax(1), y)
+                        scored += len(x)
                     if stopped:
                         break
                 if agree_to_stop is not None:
@@ -1117,7 +1127,9 @@ class Trainer:
         """Train to ``cfg.iterations``; returns :func:`run_result`: ``{"history": [...], "final": {...},
         "class_names": [...], "provenance": [...]}`` (``class_names`` where the data set names its classes).
 
-        The run's folder is locked while it trains (:func:`~deeplab_edu.engine.runs.claim_run_folder`).
+        The run's folder is locked while it trains (:func:`~deeplab_edu.engine.runs.claim_run_folder`). On the
+        CPU (glibc) freed memory is kept for the next step while it trains, unless ``cfg.keep_freed_memory`` is
+        false, and given back to the system as it ends (:func:`~deeplab_edu.engine.allocator.freed_memory_kept`).
 
         ``history`` holds a row per log (``split="train"``: mean loss of the window, the learning
         rate the step used, images/s) and per validation (``split="val"``: ``miou``,
@@ -1156,9 +1168,13 @@ class Trainer:
                 print(self._resume_message)
             if lock is not None and self.cfg.resume:
                 self._truncate_metrics_csv()
-            with _deterministic_kernels(self.cfg.deterministic):  # switched back however fit ends
+            # both switched back however fit ends (the allocator's setting: glibc's defaults, the memory returned)
+            with _deterministic_kernels(self.cfg.deterministic), \
+                    freed_memory_kept(self.cfg.keep_freed_memory and self.device.type == "cpu"):
+                self._fitting = True
                 return self._fit(on_eval)
         finally:
+            self._fitting = False
             if lock is not None:
                 lock.release()
 

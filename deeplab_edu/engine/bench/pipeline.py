@@ -89,10 +89,13 @@ def _pipeline(cfg: Any, preset: str, overrides: dict[str, Any] | None, iteration
               out: str | Path | None) -> dict[str, Any]:
     import itertools
 
+    from ..allocator import keep_freed_memory
     from ..trainer import Trainer
 
     trainer = Trainer(cfg)
     dev = trainer.device
+    if cfg.keep_freed_memory and dev.type == "cpu":  # its steps as fit() trains them (for this process, as pairs')
+        keep_freed_memory()
     loader_batches = trainer.batches()
     x0, y0 = next(loader_batches)
     synthetic = itertools.repeat(trainer.to_device(x0.clone(), y0.clone()))
