@@ -28,8 +28,9 @@ on :math:`l`, so it cancels in the normalisation. :math:`\\bar k` is the kernel 
 
 Two ways to compute the messages :math:`\\sum_j \\bar k(i, j) Q_j(l)`:
 
-* ``exact``: build the dense :math:`N \\times N` kernel matrices (:math:`O(N^2)` memory and time)
-  and multiply, all classes at once. For small images (a few thousand pixels).
+* ``exact``: build the dense :math:`N \\times N` kernel matrices (:math:`O(N^2)` memory and time: two
+  such matrices at the peak, see :data:`MAX_EXACT_PIXELS`) and multiply, all classes at once. For small
+  images (a few thousand pixels).
 * ``approx``: close to what the released C++ code does, which filters both kernels on the
   lattice. Here the smoothness kernel is a Gaussian blur (separable, truncated at 4 standard
   deviations: exact to about ``1e-3``); the bilateral kernel, a Gaussian in the 5-D space (x, y, r, g, b), is filtered with the *permutohedral
@@ -52,7 +53,8 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence, overload
+from functools import partial
+from typing import Callable, Literal, Sequence, overload
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +83,10 @@ __all__ = [
 Normalization = Literal["pixel", "symmetric", "none"]
 Method = Literal["auto", "exact", "approx"]
 
-#: Images with at most this many pixels use the exact O(N^2) messages under ``method="auto"``.
+#: Images with at most this many pixels use the exact O(N^2) messages under ``method="auto"``; ``method="exact"``
+#: takes up to 4 times as many (128 x 128). The exact method holds two N x N matrices at the peak (N = H W pixels;
+#: in float32 64 MiB each at 64 x 64, 1 GiB at 128 x 128, twice that in float64) while it builds the weights, and
+#: one, the weights, during the iterations.
 MAX_EXACT_PIXELS = 4096
 
 
@@ -283,9 +288,10 @@ def _bilateral_features(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
 
 
 def _gaussian(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
-    """exp(-||fa_i - fb_j||^2 / 2) for all pairs, (Na, Nb)."""
-    d2 = torch.cdist(fa, fb, compute_mode="donot_use_mm_for_euclid_dist").square()
-    return torch.exp(-0.5 * d2)
+    """exp(-||fa_i - fb_j||^2 / 2) for all pairs, (Na, Nb), computed in place in the distance matrix: one
+    (Na, Nb) matrix at the peak, not three."""
+    k = torch.cdist(fa, fb, compute_mode="donot_use_mm_for_euclid_dist")  # ||fa_i - fb_j||
+    return k.square_().mul_(-0.5).exp_()
 
 
 def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -> torch.Tensor:
@@ -297,8 +303,9 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
 
     Returns:
         The matrix W, (N, N) with N = H * W. ``W[i, j]`` is the weight of pixel j's belief in pixel i's message
-        (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64). float32 for
-        a uint8, float16 or bfloat16 ``image``, else in its dtype.
+        (row-major pixel order). Dense: use only for small images (N x N floats: 64 MiB at 64 x 64 in float32;
+        two such matrices at the peak while it is built). float32 for a uint8, float16 or bfloat16 ``image``, else
+        in its dtype.
 
     Raises:
         ValueError: ``image`` is not (3, H, W) (a batch, say), a float ``image`` has values outside [0, 1], or
@@ -311,9 +318,11 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
     return _dense_weights(rgb[0], params)
 
 
-def _normalise_dense(k: torch.Tensor, params: CRFParams) -> torch.Tensor:
+def _normalise_dense_(k: torch.Tensor, params: CRFParams) -> torch.Tensor:
+    """Normalise the kernel matrix ``k`` (N, N) *in place* as ``params`` says (see :class:`CRFParams`); returns
+    ``k``. In place because ``k`` is large: each ``k / d`` or ``k - diag`` would make another N x N matrix."""
     if not params.include_self:
-        k = k - torch.diag_embed(torch.diagonal(k))
+        k.fill_diagonal_(0.0)
     if params.normalization == "none":
         return k
     d = k.sum(dim=1)
@@ -321,24 +330,28 @@ def _normalise_dense(k: torch.Tensor, params: CRFParams) -> torch.Tensor:
     # (a floor of 1e-20 here made a pixel whose neighbours all differ in colour lose its message: an audit)
     d = torch.where(d > 0, d, torch.ones_like(d))
     if params.normalization == "pixel":
-        return k / d[:, None]
+        return k.div_(d[:, None])
     s = d.rsqrt()
-    return s[:, None] * k * s[None, :]
+    return k.mul_(s[:, None]).mul_(s[None, :])
 
 
 def _dense_weights(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
-    """Dense (N, N) weights for one image given as 0-255 RGB (3, H, W)."""
+    """Dense (N, N) weights for one image given as 0-255 RGB (3, H, W).
+
+    Two N x N matrices at the peak (the bilateral kernel, which becomes the weights, and the smoothness
+    kernel while it is added into them): every step works in place.
+    """
     h, w = rgb.shape[-2:]
     if h * w > 4 * MAX_EXACT_PIXELS:
         raise ValueError(
             f"an image of {h}x{w} = {h * w} pixels is too large for dense O(N^2) kernels "
             f"(limit {4 * MAX_EXACT_PIXELS} pixels); use method='approx'"
         )
-    pos = _positions(h, w, rgb.device, rgb.dtype)
     feats = _bilateral_features(rgb, params)
-    k_bil = _gaussian(feats, feats)
-    k_sp = _gaussian(pos / params.theta_gamma, pos / params.theta_gamma)
-    return params.w_bilateral * _normalise_dense(k_bil, params) + params.w_spatial * _normalise_dense(k_sp, params)
+    weights = _normalise_dense_(_gaussian(feats, feats), params).mul_(params.w_bilateral)
+    pos = _positions(h, w, rgb.device, rgb.dtype) / params.theta_gamma
+    k_sp = _normalise_dense_(_gaussian(pos, pos), params).mul_(params.w_spatial)
+    return weights.add_(k_sp)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -495,8 +508,9 @@ def mean_field(
         image: the RGB image, same batch and size: (B, 3, H, W) or (3, H, W), float in [0, 1]
             or uint8 in 0-255.
         params: kernel weights and bandwidths, iterations, normalisation.
-        method: ``"exact"`` (dense O(N^2)), ``"approx"`` (permutohedral lattice), or ``"auto"``:
-            exact up to :data:`MAX_EXACT_PIXELS` pixels, else approx.
+        method: ``"exact"`` (dense O(N^2): two N x N matrices at the peak, see :data:`MAX_EXACT_PIXELS`),
+            ``"approx"`` (permutohedral lattice), or ``"auto"``: exact up to :data:`MAX_EXACT_PIXELS` pixels, else
+            approx.
         return_history: also return the beliefs after every iteration (the first is
             :math:`Q^0 = \\mathrm{softmax}(-\\theta)`).
 
@@ -526,14 +540,15 @@ def mean_field(
         neg_u = -u[b]
         q = torch.softmax(neg_u, dim=0)
         history = [q]
+        step: Callable[[torch.Tensor], torch.Tensor]  # beliefs (L, H, W) -> messages (L, H, W)
         if method == "exact":
-            weights = _dense_weights(rgb[b], params)
-            step = lambda q_: message_passing_exact(q_, weights)  # noqa: E731
+            step = partial(message_passing_exact, weights=_dense_weights(rgb[b], params))
         else:
             step = _ApproxFilter(rgb[b], params).messages
         for _ in range(params.iterations):
             q = mean_field_update(u[b], step(q))
             history.append(q)
+        del step  # frees this image's (N, N) weights before the next image's are built
         results.append(q)
         histories.append(history)
     out = torch.stack(results)
@@ -560,7 +575,8 @@ def free_energy(
     The middle term is :math:`E_Q` of the Potts pairwise energy with the symmetric weights
     :math:`W` (the diagonal counts only when ``include_self``). For ``normalization="pixel"``
     the weights :math:`K_{ij}/d_i` are not symmetric, so no energy has exactly that update; the
-    energy of the symmetrised weights :math:`(W + W^T)/2` is returned, an approximation.
+    energy of the symmetrised weights :math:`(W + W^T)/2` is returned, an approximation. Dense: three N x N
+    matrices at the peak (N = H W; see :data:`MAX_EXACT_PIXELS`).
 
     Args:
         unary: unary potentials :math:`\\theta_i` (B, L, H, W) or (L, H, W), e.g.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -459,3 +462,32 @@ def test_crf_params_refuse_an_include_self_that_is_not_a_bool() -> None:
     with pytest.raises(TypeError, match="CRFParams.include_self must be True or False, got 'no'"):
         CRFParams(include_self="no")  # type: ignore[arg-type]
     assert CRFParams(include_self=False).include_self is False
+
+
+_EXACT_PEAK = """
+import re, torch
+from deeplab_edu.crf import mean_field
+def status(field):  # in KiB
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+torch.set_num_threads(1)
+torch.manual_seed(0)
+mean_field(torch.rand(2, 4, 8, 8), torch.rand(2, 3, 8, 8), method="exact")  # warm-up: lazy initialisations
+unary, image = torch.rand(2, 4, 64, 64), torch.rand(2, 3, 64, 64)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to the resident memory now
+before = status("VmRSS")
+mean_field(unary, image, method="exact")
+print(status("VmHWM") - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak resident memory in /proc (Linux's)")
+def test_the_exact_crf_holds_two_dense_matrices_at_its_peak() -> None:
+    # two 64 x 64 images in a fresh process; one N x N float32 matrix = 64 MiB. The kernels are built in place, two
+    # matrices at the peak (2.0 measured), and the first image's weights are freed before the second's are built:
+    # temporaries made it 6.0 (a memory audit), keeping the first image's weights alone 3.0. Not getrusage's ru_maxrss:
+    # a child's starts at its parent's peak (under pytest 560 MB against the child's 530 MB)
+    proc = subprocess.run([sys.executable, "-c", _EXACT_PEAK], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    matrices = int(proc.stdout.split()[-1]) * 1024 / ((64 * 64) ** 2 * 4)
+    assert matrices < 2.5, f"the exact CRF's peak memory rose by {matrices:.2f} N x N matrices (2 expected)"
