@@ -291,6 +291,8 @@ def _gaussian(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     """exp(-||fa_i - fb_j||^2 / 2) for all pairs, (Na, Nb), computed in place in the distance matrix: one
     (Na, Nb) matrix at the peak, not three."""
     k = torch.cdist(fa, fb, compute_mode="donot_use_mm_for_euclid_dist")  # ||fa_i - fb_j||
+    if k.requires_grad:  # a gradient with respect to the image: autograd keeps each step's input, so no in-place
+        return torch.exp(-0.5 * k.square())
     return k.square_().mul_(-0.5).exp_()
 
 
@@ -321,6 +323,8 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
 def _normalise_dense_(k: torch.Tensor, params: CRFParams) -> torch.Tensor:
     """Normalise the kernel matrix ``k`` (N, N) *in place* as ``params`` says (see :class:`CRFParams`); returns
     ``k``. In place because ``k`` is large: each ``k / d`` or ``k - diag`` would make another N x N matrix."""
+    if k.requires_grad:
+        k = k.clone()  # a gradient with respect to the image: autograd keeps exp's output, so normalise a copy
     if not params.include_self:
         k.fill_diagonal_(0.0)
     if params.normalization == "none":

@@ -491,3 +491,18 @@ def test_the_exact_crf_holds_two_dense_matrices_at_its_peak() -> None:
     assert proc.returncode == 0, proc.stderr
     matrices = int(proc.stdout.split()[-1]) * 1024 / ((64 * 64) ** 2 * 4)
     assert matrices < 2.5, f"the exact CRF's peak memory rose by {matrices:.2f} N x N matrices (2 expected)"
+
+
+def test_the_exact_crf_still_differentiates_with_respect_to_the_image():
+    # a review: working the dense kernels in place (to hold two N x N matrices) broke autograd where the image
+    # requires a gradient (exp's output, kept for its gradient, was overwritten); such a call works on copies
+    torch.manual_seed(0)
+    logits, image = torch.randn(1, 3, 12, 12), torch.rand(1, 3, 12, 12)
+    grads = []
+    for method in ("exact", "approx"):
+        x = image.clone().requires_grad_(True)
+        q = mean_field(unary_from_logits(logits), x, method=method)
+        q[:, 0].sum().backward()
+        grads.append(x.grad)
+        assert torch.equal(q.detach(), mean_field(unary_from_logits(logits), image, method=method))
+    assert grads[0].abs().sum() > 0 and torch.isfinite(grads[0]).all()
