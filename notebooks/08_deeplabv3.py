@@ -1025,8 +1025,8 @@ solved("08.2", mean_valid_fraction(7, 4), f"rate 4 on 7 cells: {mean_valid_fract
 # the three rates `atrous_rates="fit"` gives it (for each of the paper's 6, 12 and 18: the largest
 # rate that uses at least the share of its weights the paper's rate uses on 33 cells), then call
 # `deeplab_edu.models.aspp.fit_atrous_rates(16)`. A guess is a prediction too (is it each paper rate
-# times 16/33?); the check says what a wrong guess misses, and section 6's `mean_valid_fraction` makes
-# it exact.
+# times 16/33, or the rate whose share comes closest?); the check says what a wrong guess misses, and
+# section 6's `mean_valid_fraction` makes it exact.
 
 # %%
 answer_08_3 = ...  # your prediction, three rates
@@ -1048,6 +1048,73 @@ if prediction_made("08.3", answer_08_3):
 solved("08.3", fit_atrous_rates(16),
        f"shares on 33 cells: { {r: round(mean_valid_fraction(33, r), 3) for r in (6, 12, 18)} }",
        f"shares on 16 cells: { {r: round(mean_valid_fraction(16, r), 3) for r in range(1, 11)} }")
+
+# %% [markdown]
+# ### Exercise 08.4 (predict, then measure): the shapes of an odd, non-square input
+# Section 1 followed a square photograph through the model. *Predict*, for an input of
+# $97 \times 129$ pixels (height, then width), the (height, width) of the backbone's output, of ASPP's
+# output and of the logits the model returns, at output stride 16 and then at 8: two rows, each of
+# three pairs. Then measure them with section 1's `trace_stages` on the chapter's model.
+
+# %%
+answer_08_4 = ...  # your prediction: [[backbone, ASPP, logits] at output stride 16, [the same three] at 8]
+check("08.4", answer_08_4)
+
+# %% [markdown]
+# **Exercise 08.4, measured:**
+
+# %% tags=["hide-output"]
+from deeplab_edu.exercises.ch08 import INPUT_08_4
+
+probe = torch.zeros(1, 3, *INPUT_08_4)  # shapes only: any values do
+measured_08_4 = []  # per output stride: (height, width) of the backbone output, the ASPP output, the logits
+for os_ in (16, 8):
+    model.set_output_stride(os_)  # section 1's model, whose weights no stride changes
+    traced = dict(trace_stages(model, probe))
+    measured_08_4.append([traced[f"backbone 'out' (output stride {os_})"][-2:], traced["ASPP"][-2:],
+                          traced["logits upsampled to the input"][-2:]])
+model.set_output_stride(16)
+if prediction_made("08.4", answer_08_4):
+    for os_, (backbone_hw, aspp_hw, logits_hw) in zip((16, 8), measured_08_4):
+        print(f"output stride {os_}: backbone {backbone_hw}, ASPP {aspp_hw}, logits {logits_hw}")
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution
+# each stride-2 layer, the stem's included, maps a side n to ceil(n / 2): four of them at output stride 16
+# (97 -> 49, 25, 13, 7), three at 8; ASPP pads every branch and keeps the size; the logits are upsampled
+# to the input's exact size.
+solved("08.4", measured_08_4, f"measured with trace_stages on {backbone}: {measured_08_4}")
+
+# %% [markdown]
+# ### Exercise 08.5 (a value, then compute): what fine-tuning at output stride 8 adds
+# Section 8 trained a control beside phase 2: the same fine-tuning from the same checkpoint, as
+# long, at output stride 16. Section 10's first table lists five mIoUs, in this order: (1) phase 1
+# evaluated at 16, (2) phase 1 at 8, (3) the control at 16, (4) the control at 8, (5) phase 2 at 8.
+# Which difference, row $a$ minus row $b$, isolates what fine-tuning at output stride 8 adds beyond
+# fine-tuning as long at 16? Answer `(a, b)` (or the two rows' labels, keys of `evaluations`), then
+# compute that difference from `evaluations`: section 10's results, in this profile's runs.
+
+# %%
+answer_08_5 = ...  # your answer: (a, b), row a minus row b
+check("08.5", answer_08_5)
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution
+# phase 2 and its control had the same fine-tuning (iterations, frozen batch norm, learning rate) from
+# the same checkpoint, and both are evaluated at 8: they differ only in the stride they fine-tuned at.
+rows_08_5 = list(evaluations)  # section 10's table, in its order
+pair_08_5 = (rows_08_5.index("phase 2, eval OS 8") + 1, rows_08_5.index("control (phase 2 at OS 16), eval OS 8") + 1)
+gain_08_5 = 100 * (evaluations[rows_08_5[pair_08_5[0] - 1]]["metrics"]["miou"]
+                   - evaluations[rows_08_5[pair_08_5[1] - 1]]["metrics"]["miou"])
+solved("08.5", pair_08_5, f"rows {pair_08_5}: {gain_08_5:+.1f} points of mIoU in this profile's runs")
+
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it): the solution is section 10's
+if config.course_checks():  # the course checks itself here (tests, make book); a learner's run skips this
+    from deeplab_edu.exercises.ch08 import ROWS_08_5
+
+    assert tuple(evaluations) == ROWS_08_5  # the rows exercise 08.5 numbers are section 10's, in its order
+    assert abs(gain_08_5 - (m8b - m8c)) < 1e-9  # what section 10 prints as "from doing it at output stride 8"
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The smoke profile trained in a temporary folder (checkpoints of tens of MB): remove it.

@@ -7,6 +7,7 @@
 #     - 6
 #     - 8
 #     - 9
+#     - 10
 #     title: Real data on a GPU, inference strategies and export
 #   jupytext:
 #     formats: py:percent
@@ -28,7 +29,7 @@
 # *About 12 min on a 2-core machine in the `cpu` profile (the table in chapter 00 lists every chapter's time),
 # the CamVid training cell printing its own time; once `make course-runs` has run, it loads the run instead,
 # and without a CamVid copy the chapter takes under a minute.
-# Builds on chapters 06, 08 and 09.*
+# Builds on chapters 06, 08, 09 and 10.*
 #
 # The last chapter leaves the procedural scenes for real street scenes (CamVid
 # {cite:p}`brostow2009camvid`), trains a first model on them on a laptop CPU, shows how the engine

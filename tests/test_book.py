@@ -1168,3 +1168,18 @@ def test_the_book_commands_without_jupytext_name_what_to_install(monkeypatch: py
     with pytest.raises(ImportError, match="pip install jupytext"):
         book.student_copy(tmp_path / "copy")
     assert book.course_runs_minutes() is None
+
+
+def test_the_intros_chapter_list_credits_each_work_to_the_chapter_that_cites_it() -> None:
+    """An audit: the intro's item for chapter 02 credited convolution arithmetic (Dumoulin & Visin) to the
+    receptive fields, but relationship 15, output sizes and padding are chapter 01's, and chapter 02 never
+    cites it. Every work cited in the intro's numbered item for chapter NN is cited by chapter NN."""
+    intro = (REPO_ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    items = re.findall(r"^(\d+)\. (.*?)(?=^\d+\. |^\S|\Z)", intro, re.M | re.S)
+    assert len(items) == len(NOTEBOOKS) - 1, [n for n, _ in items]  # chapters 01 to 11
+    misplaced = []
+    for number, text in items:
+        chapter = next(p for p in NOTEBOOKS if p.name.startswith(f"{int(number):02d}_")).read_text(encoding="utf-8")
+        for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+            misplaced += [f"{key} (item {number})" for key in keys.split(",") if key.strip() not in chapter]
+    assert not misplaced, f"book/intro.md credits works to chapters that do not cite them: {misplaced}"

@@ -884,3 +884,72 @@ def test_10_5s_feedback_does_not_give_the_number_away(answer: int) -> None:
     right = get("10.5").solution()
     message = check("10.5", answer).message.split(" — ", 1)[1]
     assert str(right) not in message.replace(str(answer), "")  # the learner's own number aside
+
+
+@pytest.mark.parametrize("answer, says", [
+    ([[(6, 8), (6, 8), (97, 129)], [(12, 16), (12, 16), (97, 129)]], "rounds an odd side *up*"),
+    ([[(6, 8), (6, 8), (6, 8)], [(12, 16), (12, 16), (12, 16)]], "rounds an odd side *up*"),  # the backbone first
+    ([[(13, 17), (13, 17), (97, 129)], [(25, 33), (25, 33), (97, 129)]], "the stem's stride counts too"),
+    ([[(25, 33), (25, 33), (97, 129)], [(49, 65), (49, 65), (97, 129)]], "the stem halves the image too"),
+    ([[(7, 9), (7, 9), (7, 9)], [(13, 17), (13, 17), (13, 17)]], "upsamples them bilinearly to the input's exact size"),
+    ([[(9, 7), (9, 7), (129, 97)], [(17, 13), (17, 13), (129, 97)]], "height and width are swapped"),
+    ([[(7, 9), (1, 1), (97, 129)], [(13, 17), (1, 1), (97, 129)]], "ASPP keeps the size of the map it reads"),
+    ([[(7, 9), (7, 9), (97, 129)], [(7, 9), (7, 9), (97, 129)]], "removes block 3's stride"),
+    ([[(7, 9), (7, 9), (97, 129)], [(14, 18), (14, 18), (97, 129)]], "rather than doubling"),
+    ([[(7, 9), (7, 9), (97, 129)], [(13, 17), (13, 17), (96, 128)]], "the logits at output stride 8: not the size"),
+])
+def test_08_4_names_the_shape_mistake(answer: object, says: str) -> None:
+    """Exercise 08.4 (the shapes of a 97 x 129 input at output stride 16 and 8): each natural wrong answer is told
+    what it misses, without the sizes it should have given."""
+    feedback = check("08.4", answer)
+    assert not feedback and says in feedback.message, feedback.message
+    assert "(7, 9)" not in feedback.message and "13, 17" not in feedback.message
+
+
+def test_08_4_is_what_the_chapters_models_give() -> None:
+    """08.4's answer is the shapes trace_stages measures, for each backbone the chapter's profiles build."""
+    from deeplab_edu.exercises.ch08 import INPUT_08_4
+    from deeplab_edu.models import build_model
+    from deeplab_edu.models.summary import trace_stages
+
+    for backbone in ("mobilenet_v3_large", "tiny_resnet", "resnet50"):
+        model = build_model("deeplabv3", backbone=backbone, num_classes=3, output_stride=16).eval()
+        measured = []
+        for os_ in (16, 8):
+            model.set_output_stride(os_)
+            traced = dict(trace_stages(model, torch.zeros(1, 3, *INPUT_08_4)))
+            measured.append([traced[f"backbone 'out' (output stride {os_})"][-2:], traced["ASPP"][-2:],
+                             traced["logits upsampled to the input"][-2:]])
+        assert check("08.4", measured), (backbone, measured)
+
+
+@pytest.mark.parametrize("answer", [(5, 4), ("phase 2, eval OS 8", "control (phase 2 at OS 16), eval OS 8"),
+                                    ["Phase 2, eval OS 8", "control (phase 2 at OS 16), eval OS 8"]])
+def test_08_5_takes_row_numbers_or_the_labels_of_evaluations(answer: object) -> None:
+    assert check("08.5", answer)
+
+
+@pytest.mark.parametrize("answer, says", [((5, 3), "differ in the evaluation stride too"),
+                                          ((4, 2), "the part to take away"), ((3, 3), "a row minus itself"),
+                                          ((6, 1), "rows 1 to 5"), ((1, 2, 3), "two row numbers")])
+def test_08_5_says_what_a_wrong_difference_mixes_in(answer: object, says: str) -> None:
+    feedback = check("08.5", answer)
+    assert not feedback and says in feedback.message, feedback.message
+
+
+def test_08_3s_message_for_3_6_9_covers_both_routes_to_it() -> None:
+    """(3, 6, 9) is (6, 12, 18) x 16/33 rounded, and also each paper rate's closest share on 16 cells: its message
+    said only the first. The fit keeps the largest rate whose share is at least the paper rate's; each of 3, 6, 9
+    falls just short of it."""
+    from deeplab_edu.boundary import mean_valid_fraction
+    from deeplab_edu.models.aspp import fit_atrous_rates
+
+    paper = {p: mean_valid_fraction(33, p) for p in (6, 12, 18)}
+    closest = tuple(min(range(1, 17), key=lambda r: abs(mean_valid_fraction(16, r) - paper[p])) for p in paper)
+    scaled = tuple(round(p * 16 / 33) for p in paper)
+    assert closest == scaled == (3, 6, 9)
+    assert all(mean_valid_fraction(16, r) < paper[p] for r, p in zip(closest, paper))  # "a little less"
+    assert fit_atrous_rates(16) == tuple(max(r for r in range(1, 17) if mean_valid_fraction(16, r) >= paper[p] - 1e-9)
+                                         for p in paper)  # the rule the message states
+    message = check("08.3", (3, 6, 9)).message
+    assert "scaled by 16/33" in message and "comes closest" in message and "at least the paper rate's" in message

@@ -190,3 +190,15 @@ def test_the_readmes_tracing_calls_work() -> None:
             torch.jit.trace(model, x)
         torch.testing.assert_close(torch.jit.trace(LogitsOnly(model), x)(x), model(x)["out"])
         torch.testing.assert_close(torch.export.export(model, (x,)).module()(x)["out"], model(x)["out"])
+
+
+def test_a_chapter_after_10_that_uses_its_statistics_builds_on_it() -> None:
+    """An audit: chapter 11 reads its class-weight comparison with chapter 10's statistics (95 % intervals over
+    seeds, paired t, Holm's correction: `deeplab_edu.findings`), but its prerequisites were 06, 08 and 09, so
+    chapter 00's table let a class start chapter 11 without chapter 10."""
+    from deeplab_edu.book import chapter_header
+
+    for nb in NOTEBOOKS:
+        header = chapter_header(nb)
+        if header["chapter"] > 10 and re.search(r"^from deeplab_edu\.findings import", nb.read_text(), re.M):
+            assert 10 in header["prerequisites"], (nb.name, header["prerequisites"])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..boundary import mean_valid_fraction
 from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
-from ._core import direction, function_exercise, not_judged, value_exercise
+from ._core import direction, function_exercise, normalise_text, not_judged, value_exercise
 
 
 def _degenerate_branches(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tuple[int, ...]:
@@ -89,9 +90,10 @@ value_exercise(
     answer_type="ints",
     kind="predict",
     mistakes=[
-        ((3, 6, 9), "(3, 6, 9) scales (6, 12, 18) by 16/33 and rounds; but the share of valid weights does not "
-                    "scale with the rate: compare each of your rates' share on 16 cells with its paper rate's share "
-                    "on 33 cells."),
+        ((3, 6, 9), "(3, 6, 9) is (6, 12, 18) scaled by 16/33 and rounded, and also the rates whose share of valid "
+                    "weights on 16 cells comes closest to each paper rate's share on 33 cells; but the fit keeps the "
+                    "largest rate whose share is at least the paper rate's, and each of these three uses a little "
+                    "less: compare the shares, and keep only rates that reach the paper's."),
         ((6, 12, 18), "on a 16-cell map rate 18 is exactly 1x1 (18 >= 16) and rate 12 reads mostly padding: "
                       "these are the rates the fit replaces."),
         ((2, 4, 8), "close, but the middle rate can grow: a larger rate on 16 cells still uses at least the share "
@@ -104,4 +106,141 @@ value_exercise(
           "the rate's size relative to the map: find that share for 6, 12 and 18 first.",
           "for each paper rate p in (6, 12, 18), compare deeplab_edu.boundary.mean_valid_fraction(16, r) with "
           "mean_valid_fraction(33, p), for whole rates r."),
+)
+
+
+#: Exercise 08.4's input: height and width of an image of odd, unequal sides.
+INPUT_08_4 = (97, 129)
+
+
+def _shapes_08_4(halvings: tuple[int, int] = (4, 3)) -> list[list[tuple[int, ...]]]:
+    """Per output stride (16, then 8): the (height, width) of the backbone output, the ASPP output and the logits;
+    ``halvings``: the stride-2 layers counted at each stride (a learner who forgets the stem's counts fewer)."""
+    rows = []
+    for times in halvings:
+        feature = tuple(feature_map_side(n, 2 ** times) for n in INPUT_08_4)  # each halving rounds an odd side up
+        rows.append([feature, feature, INPUT_08_4])
+    return rows
+
+
+def _column(a: np.ndarray, k: int, rows: Any) -> bool:
+    """Column ``k`` of answer ``a`` (0: backbone, 1: ASPP, 2: logits) equals that column of ``rows``."""
+    return bool(np.array_equal(a[:, k], np.asarray(rows, dtype=float)[:, k]))
+
+
+def _floor_08_4() -> list[list[tuple[int, ...]]]:
+    """08.4's answer with the sides divided by the output stride, rounding down."""
+    return [[tuple(n // s for n in INPUT_08_4)] * 2 + [INPUT_08_4] for s in (16, 8)]
+
+
+def _logits_at_feature_size() -> list[list[tuple[int, ...]]]:
+    """08.4's answer with the logits left at the feature map's size."""
+    return [[feature, feature, feature] for feature, _, _ in _shapes_08_4()]
+
+
+def _wrong_pairs_08_4(a: np.ndarray) -> str:
+    """08.4's message: which of the six (height, width) pairs are wrong."""
+    stages = ("the backbone output", "the ASPP output", "the logits")
+    wrong = [f"{stage} at output stride {stride}" for row, stride in enumerate((16, 8))
+             for k, stage in enumerate(stages) if not np.array_equal(a[row, k], np.asarray(_shapes_08_4())[row, k])]
+    return (f"{'; '.join(wrong)}: not the size the model gives. Count the stride-2 layers from the input to each "
+            "stage, halving the side each time and rounding an odd side up; then ask what ASPP and the final "
+            "upsampling do to that size.")
+
+
+value_exercise(
+    "08.4",
+    f"Predict the (height, width) of the backbone output, the ASPP output and the logits of DeepLabv3 for a "
+    f"{INPUT_08_4[0]} x {INPUT_08_4[1]} input, at output stride 16 and then 8",
+    solution=_shapes_08_4,
+    answer_type="array",
+    kind="predict",
+    mistakes=[
+        (lambda a: a.shape != (2, 3, 2), not_judged(
+            "answer with two rows, output stride 16 first and 8 second, each of three (height, width) pairs: the "
+            "backbone output, the ASPP output and the logits.")),
+        (lambda a: bool(np.array_equal(a[..., ::-1], np.asarray(_shapes_08_4(), dtype=float))),
+         "height and width are swapped: PyTorch orders an image (C, H, W), and the input is "
+         f"{INPUT_08_4[0]} pixels high and {INPUT_08_4[1]} wide."),
+        (lambda a: _column(a, 0, _floor_08_4()),
+         "dividing by the output stride and rounding down loses a row: every stride-2 layer (a 3x3 convolution "
+         "padded by 1) rounds an odd side *up*, so the side is halved rounding up, once per factor 2 of the stride."),
+        (lambda a: _column(a, 0, _shapes_08_4((3, 2))),
+         "one halving too few: the stem's stride counts too. Output stride 16 means the input side halved four "
+         "times from the input, the stem's stride-2 layer included, and output stride 8 three times."),
+        (lambda a: _column(a, 0, _shapes_08_4((2, 1))),
+         "two halvings too few: the stem halves the image too (in a ResNet a stride-2 convolution and a stride-2 "
+         "max-pool), and the output stride counts every stride-2 layer from the input."),
+        (lambda a: _column(a, 0, _shapes_08_4()) and _column(a, 1, _shapes_08_4())
+         and _column(a, 2, _logits_at_feature_size()),
+         "the logits are computed at the feature map's size, but DeepLabv3 upsamples them bilinearly to the input's "
+         "exact size, whatever the output stride: what the model returns is one score per input pixel."),
+        (lambda a: _column(a, 0, _shapes_08_4()) and not _column(a, 1, _shapes_08_4()),
+         "the backbone is right, but ASPP keeps the size of the map it reads: every branch pads its atrous "
+         "convolution, and image pooling's vector is upsampled back to the map."),
+        (lambda a: bool(np.array_equal(a[1], a[0])),
+         "the same at both strides: output stride 8 removes block 3's stride (a dilation replaces it), so the "
+         "backbone's map is denser than at 16."),
+        (lambda a: bool(np.array_equal(a[0, 0], _shapes_08_4()[0][0]) and np.array_equal(a[1, 0], 2 * a[0, 0])),
+         "twice the output-stride-16 side overshoots for an odd input: at output stride 8 halve the input side "
+         "three times, rounding up each time, rather than doubling the map of output stride 16."),
+    ],
+    otherwise=_wrong_pairs_08_4,
+    more_wrong=(_floor_08_4(), _shapes_08_4((3, 2)), _logits_at_feature_size()),
+    form="two rows, output stride 16 then 8, each of three (height, width) pairs: e.g. "
+         "[[(1, 2), (1, 2), (3, 4)], [(5, 6), (5, 6), (3, 4)]]",
+    hint=("count the stride-2 layers from the input to the backbone's output (the stem's too), each rounding an odd "
+          "side up; ASPP pads every branch, and the logits go back to the input's size.",
+          "at output stride s the backbone halves each side log2(s) times, rounding up each time; ASPP keeps that "
+          "size, and the logits are upsampled to the input's height and width."),
+)
+
+
+#: Exercise 08.5's rows: section 10's first table (the mIoU of each model and evaluation stride), in its order.
+ROWS_08_5 = ("phase 1, eval OS 16", "phase 1, eval OS 8", "control (phase 2 at OS 16), eval OS 16",
+             "control (phase 2 at OS 16), eval OS 8", "phase 2, eval OS 8")
+
+
+def _row_numbers(answer: Any) -> Any:
+    """Two of :data:`ROWS_08_5`'s labels (``evaluations``' keys) as their row numbers, 1 to 5; else unchanged."""
+    labels = [normalise_text(r) for r in ROWS_08_5]
+    if isinstance(answer, (tuple, list)) and all(isinstance(a, str) and normalise_text(a) in labels for a in answer):
+        return tuple(labels.index(normalise_text(a)) + 1 for a in answer)
+    return answer
+
+
+value_exercise(
+    "08.5",
+    "Which difference of section 10's mIoUs, row a minus row b, isolates what fine-tuning at output stride 8 adds "
+    "beyond fine-tuning as long at 16?",
+    solution=lambda: (ROWS_08_5.index("phase 2, eval OS 8") + 1,
+                      ROWS_08_5.index("control (phase 2 at OS 16), eval OS 8") + 1),
+    answer_type="ints",
+    parse=_row_numbers,
+    mistakes=[
+        (lambda a: len(a) != 2, not_judged("answer with two row numbers, (a, b) for row a minus row b.")),
+        (lambda a: not all(1 <= r <= len(ROWS_08_5) for r in a),
+         not_judged(f"the table has rows 1 to {len(ROWS_08_5)}: answer with two of them.")),
+        (lambda a: a[0] == a[1], "a row minus itself is zero: take two models that differ in one thing."),
+        ((5, 2), "phase 2 against phase 1, both at 8, is phase 2's whole gain: it holds what any such fine-tuning "
+                 "gives (more iterations, frozen batch norm, a restarted learning rate) as well as the stride. The "
+                 "control was trained to take that part away."),
+        ((4, 2), "the control against phase 1, both at 8, is what the fine-tuning gives by itself at output stride "
+                 "16: the part to take away, not the part asked for."),
+        ((5, 3), "phase 2 at 8 against its control at 16 compares each at the stride it trained at (chapter 10's "
+                 "finding g2): the two rows differ in the evaluation stride too, so the difference also holds what "
+                 "evaluating at 8 instead of 16 changes. Compare two rows evaluated at the same stride."),
+        ((5, 1), "phase 2 at 8 against phase 1 at 16 mixes three changes: the fine-tuning, the stride it trained "
+                 "at and the stride of the evaluation."),
+        ((2, 1), "phase 1 at 8 against phase 1 at 16 is what evaluating at 8 changes for a model that never trained "
+                 "at 8: no fine-tuning is in it."),
+        ((4, 3), "the control at 8 against the control at 16 is what evaluating at 8 changes for the model "
+                 "fine-tuned at 16: phase 2, which trained at 8, is not in it."),
+        ((4, 5), "the right two rows, the wrong sign: the question asks what fine-tuning at 8 adds, so phase 2's "
+                 "row comes first."),
+    ],
+    otherwise=lambda a: (f"{a} does not isolate it: the two rows should differ in one thing only, the stride the "
+                         "fine-tuning trained at, and share the fine-tuning itself and the evaluation stride."),
+    hint="which two models had the same fine-tuning (iterations, frozen batch norm, learning rate) from the same "
+         "checkpoint, and at which stride are both evaluated in the table?",
 )
