@@ -34,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from deeplab_edu.engine.allocator import keep_freed_memory
 from deeplab_edu.engine.config import load_config  # noqa: E402
 from deeplab_edu.engine.trainer import Trainer  # noqa: E402
 from deeplab_edu.records import RESULTS_DIR, write_record  # noqa: E402
@@ -64,6 +65,8 @@ def run_candidate(name: str, minutes: list[float], val_length: int, work: Path) 
     """Train candidate ``name`` for ``max(minutes)`` minutes; evaluate at each budget."""
     probe = _config(name, work / f"{name}-probe", val_length)
     trainer = Trainer(probe)
+    if probe.keep_freed_memory and trainer.device.type == "cpu":  # its steps as fit() trains them (a review)
+        keep_freed_memory()
     batches = trainer.batches()
     for _ in range(3):  # warm-up: allocator, first loader batches
         trainer.train_step(batches)

@@ -586,7 +586,8 @@ def load_run(checkpoint: str | Path, device: torch.device | str = "cpu") -> Load
     from .config import resolve_device
     from .engine.checkpoint import checkpoint_file, load_checkpoint
 
-    device = resolve_device(str(device), what="device")  # "gpu": torch's "Expected one of cpu, cuda, ..." (a census)
+    # "gpu": torch's "Expected one of cpu, cuda, ..." (a census); None, as before it, the CPU
+    device = resolve_device("cpu" if device is None else str(device), what="device")
     path = checkpoint_file(checkpoint)  # a folder's newest checkpoint: the file the messages name
     return run_from_checkpoint(load_checkpoint(path), path, device)
 

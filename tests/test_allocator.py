@@ -121,8 +121,7 @@ class _FakeLibc:
 
 _KEEP = [("mallopt", allocator._M_MMAP_THRESHOLD, allocator.MMAP_THRESHOLD),
          ("mallopt", allocator._M_TRIM_THRESHOLD, allocator.TRIM_THRESHOLD)]
-_RESTORE = [("mallopt", allocator._M_TRIM_THRESHOLD, 128 * 1024), ("mallopt", allocator._M_MMAP_THRESHOLD, 128 * 1024),
-            ("malloc_trim", 0)]
+_RESTORE = [("mallopt", allocator._M_TRIM_THRESHOLD, 64 * 2**20), ("malloc_trim", 0)]
 
 
 @pytest.fixture
@@ -198,10 +197,12 @@ def test_only_the_last_block_and_only_what_it_set_is_undone(fake_libc: _FakeLibc
 
 
 _AFTER_TRAINING = """
-import ctypes, resource
+import ctypes, os, resource
 from deeplab_edu.engine.allocator import _glibc, freed_memory_kept
 libc = _glibc()
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+def resident_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     block = libc.malloc(8 * 2**20)  # above glibc's default mmap threshold (128 KiB), below ours (32 MiB)
@@ -210,14 +211,24 @@ def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 with freed_memory_kept():
     during = [faults() for _ in range(3)]
-print(*during, *[faults() for _ in range(3)])
+    blocks = [libc.malloc(8 * 2**20) for _ in range(24)]  # a training's 192 MiB, freed: kept in the block
+    for block in blocks:
+        ctypes.memset(block, 1, 8 * 2**20)
+    for block in reversed(blocks):
+        libc.free(block)
+    kept = resident_mib()
+after = [faults() for _ in range(3)]
+print(*during, *after, kept - resident_mib())
 """
 
 
 @pytest.mark.skipif(allocator._glibc() is None, reason="needs Linux with glibc")
 def test_glibc_returns_freed_blocks_again_after_the_block() -> None:
-    """With glibc itself: an 8 MiB block freed in the block is reused (no fresh pages), after it returned."""
+    """With glibc itself: an 8 MiB block freed in the block is reused (no fresh pages); the 192 MiB freed in the
+    block go back to the system as it ends; and after it an 8 MiB block is still reused, not mapped afresh each
+    time (a review: thresholds put back to a fixed 128 KiB cost inference twice the CPU time after a training)."""
     proc = subprocess.run([sys.executable, "-c", _AFTER_TRAINING], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    counts = [int(n) for n in proc.stdout.split()]
-    assert max(counts[1:3]) <= 2 and min(counts[4:]) > 2, f"faults per 8 MiB block in the block, then after: {counts}"
+    *counts, returned_mib = [float(n) for n in proc.stdout.split()]
+    assert max(counts[1:3]) <= 2 and max(counts[4:]) <= 2, f"faults per 8 MiB block in the block, then after: {counts}"
+    assert returned_mib > 150, f"only {returned_mib:.0f} MiB of the 192 MiB freed in the block were given back"

@@ -522,3 +522,13 @@ def test_the_v3plus_pair_without_smp_stops_before_any_measurement(monkeypatch: p
                                           "pip install segmentation-models-pytorch"):
         run_benchmarks(size=32, repeats=2, threads=1, out=tmp_path / "b.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_script_that_steps_a_trainer_outside_fit_keeps_freed_memory() -> None:
+    """A review: fit() now keeps glibc's freed memory only while it trains, and benchmarks/learnability.py, which
+    times train_step() outside fit(), silently lost the setting its record was measured with."""
+    scripts = sorted(Path(__file__).resolve().parents[1].glob("benchmarks/*.py"))
+    stepping = [p for p in scripts if ".train_step(" in p.read_text()]
+    assert stepping, "no benchmark steps a Trainer: this test checks nothing"
+    missing = [p.name for p in stepping if "keep_freed_memory()" not in p.read_text()]
+    assert not missing, f"these time train_step() outside fit() without keep_freed_memory(): {missing}"

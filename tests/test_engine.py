@@ -2084,3 +2084,14 @@ def test_a_direct_evaluate_names_where_its_loader_hangs(tmp_path, monkeypatch: p
                                            r"in that time in Trainer.evaluate\(\) after 2 of the 4 validation images "
                                            r"\(an item that hangs.*deeplab-edu check-data"):
         trainer.evaluate()
+
+
+def test_validate_refuses_an_infinite_scale_range() -> None:
+    """A review: the finiteness rule looked at float settings only, so scale_range=(0.5, inf) passed validate and
+    was refused later by the data set, not by the configuration (nor named with its file by load_config)."""
+    from deeplab_edu.engine.config import validate
+
+    with pytest.raises(ConfigError, match=r"^scale_range=\(0.5, inf\) should be a finite number"):
+        validate(TrainConfig(scale_range=(0.5, float("inf"))))
+    with pytest.raises(ConfigError, match=r"scale_range=\[0.5, inf\] \(from the overrides\) should be a finite"):
+        load_config("smoke", {"scale_range": [0.5, float("inf")]})

@@ -552,3 +552,12 @@ def test_load_run_of_a_runs_settings_file_asks_for_its_checkpoint(tmp_path) -> N
         with pytest.raises(RuntimeError, match=r"it is a run's settings or metrics file .* pass the checkpoint "
                                                r"\(a \.pt file .* or the run's folder"):
             load_run(tmp_path / name)
+
+
+def test_load_run_takes_device_none_as_the_cpu(tmp_path) -> None:
+    """A review: the device check turned None (a wrapper's optional argument) into 'None', refused as no device;
+    before the check, None loaded on the CPU: it still does (a missing file is the only complaint here)."""
+    from deeplab_edu.inference import load_run
+
+    with pytest.raises(FileNotFoundError):
+        load_run(tmp_path / "nothing_here.pt", None)  # type: ignore[arg-type]

@@ -15,14 +15,15 @@ course's 2-core VM (issue 11, ``benchmarks/README.md``): a training step of Deep
 The setting is the whole process's, so the engine keeps it to training, where it pays:
 :func:`freed_memory_kept` sets it for a ``with`` block, and :meth:`~deeplab_edu.engine.trainer.Trainer.fit`
 trains in one on the CPU unless ``keep_freed_memory: false`` is configured. As the last such block
-ends, however (fits running side by side in one process are counted), both thresholds go back to
-glibc's documented defaults, 128 KiB each, and ``malloc_trim(0)`` returns the memory freed by then to
-the operating system: a notebook's kernel keeps no training's high-water mark (an audit: once a Trainer
-had been built, 255 MiB of a ResNet-50's freed memory stayed with the process for good, against 89 MiB
-with the defaults). Those are the defaults' values, not glibc's starting state: setting either
-threshold turns off its *dynamic* mmap threshold for good (``mallopt(3)``), which would otherwise rise
-(up to 32 MiB) as mapped blocks are freed; blocks above 128 KiB are then always mapped, and returned
-at ``free``. A process started with either threshold in ``GLIBC_TUNABLES`` (e.g.
+ends, however (fits running side by side in one process are counted), the trim threshold goes down to
+:data:`AFTER_TRAINING_TRIM_THRESHOLD` and ``malloc_trim(0)`` returns the memory freed by then to the
+operating system: a notebook's kernel keeps no training's high-water mark (an audit: once a Trainer had been
+built, 255 MiB of a ResNet-50's freed memory stayed with the process for good, against 89 MiB with the
+defaults). The thresholds are not put back to glibc's starting 128 KiB: setting either one turns off its
+*dynamic* mmap threshold for good (``mallopt(3)``), so a fixed 128 KiB would map and unmap every larger
+block afterwards (a review: inference after a training then took ~140 000 page faults a forward and twice
+the CPU time of a fresh kernel's). They are left where glibc's dynamic rule takes them once blocks of a
+training's size have been freed: an mmap threshold of 32 MiB and a trim threshold twice that. A process started with either threshold in ``GLIBC_TUNABLES`` (e.g.
 ``GLIBC_TUNABLES=glibc.malloc.trim_threshold=2147483647:glibc.malloc.mmap_threshold=33554432``, the
 same setting for a whole process from its start) is left as its owner set it. :func:`keep_freed_memory`
 sets it for the rest of the process, as a benchmark's process wants (``deeplab-edu bench``); a block
@@ -40,7 +41,7 @@ import sys
 import threading
 from typing import Iterator
 
-__all__ = ["keep_freed_memory", "freed_memory_kept", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "DEFAULT_THRESHOLD"]
+__all__ = ["keep_freed_memory", "freed_memory_kept", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "AFTER_TRAINING_TRIM_THRESHOLD"]
 
 #: ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` in glibc's ``<malloc.h>``.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -48,8 +49,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 * 2**20
 #: Free memory at the top of the heap kept rather than returned to the OS (the largest ``int``).
 TRIM_THRESHOLD = 2**31 - 1
-#: glibc's default of both thresholds (``mallopt(3)``), 128 KiB, set again as the last training ends.
-DEFAULT_THRESHOLD = 128 * 2**10
+#: The trim threshold as the last training ends (the mmap threshold stays at :data:`MMAP_THRESHOLD`): where
+#: glibc's dynamic rule puts it after freeing a mapped block of 32 MiB, twice the mmap threshold (64 MiB).
+AFTER_TRAINING_TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 #: The ``GLIBC_TUNABLES`` names of the two thresholds: a process started with one is left as it is.
 _TUNABLES = ("glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
 
@@ -101,9 +103,10 @@ def keep_freed_memory() -> bool:
 @contextlib.contextmanager
 def freed_memory_kept(enabled: bool = True) -> Iterator[bool]:
     """:func:`keep_freed_memory`'s setting for a ``with`` block (a training), undone as it is left, however:
-    as the last block of the process ends, glibc's two thresholds go back to :data:`DEFAULT_THRESHOLD`
-    (fixed now: glibc's dynamic mmap threshold stays off, ``mallopt(3)``) and ``malloc_trim(0)`` returns
-    the freed memory to the operating system.
+    as the last block of the process ends, glibc's trim threshold goes down to
+    :data:`AFTER_TRAINING_TRIM_THRESHOLD` (the mmap threshold stays at 32 MiB, where glibc's dynamic rule
+    would take it; see the module's docstring) and ``malloc_trim(0)`` returns the freed memory to the
+    operating system.
 
     Yields whether freed memory is kept in the block. Nothing is set or undone where ``enabled`` is false,
     without glibc, where ``GLIBC_TUNABLES`` sets either threshold (the process's owner chose them), or where
@@ -123,6 +126,5 @@ def freed_memory_kept(enabled: bool = True) -> Iterator[bool]:
             with _lock:
                 _blocks -= 1
                 if _blocks == 0 and not _done:  # the last training, and no one kept it for the process
-                    libc.mallopt(_M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
-                    libc.mallopt(_M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
+                    libc.mallopt(_M_TRIM_THRESHOLD, AFTER_TRAINING_TRIM_THRESHOLD)
                     libc.malloc_trim(0)

@@ -844,6 +844,8 @@ def _not_finite(value: Any, hint: Any) -> bool:
     import numbers
     import typing
 
+    if isinstance(value, (tuple, list)) and float in typing.get_args(hint):  # scale_range: (0.5, inf) (a review)
+        return any(isinstance(v, numbers.Real) and not math.isfinite(v) for v in value)
     floats = hint is float or float in typing.get_args(hint)
     return floats and isinstance(value, numbers.Real) and not math.isfinite(value)
 
