@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import signal
 import time
 import math
@@ -2095,3 +2096,107 @@ def test_validate_refuses_an_infinite_scale_range() -> None:
         validate(TrainConfig(scale_range=(0.5, float("inf"))))
     with pytest.raises(ConfigError, match=r"scale_range=\[0.5, inf\] \(from the overrides\) should be a finite"):
         load_config("smoke", {"scale_range": [0.5, float("inf")]})
+
+
+class _InfStatsNet(TinyNet):
+    """Its first batch norm's running variance becomes infinite in training forward call ``inf_at`` and after,
+    while its losses stay finite (batch norm trains on the batch's own statistics): a diverged run's state, a
+    loss of 1e19 with running_var infinite (an audit)."""
+
+    def __init__(self, inf_at: int) -> None:
+        super().__init__()
+        self.inf_at = inf_at
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.training and self.calls + 1 >= self.inf_at:  # before the forward, which updates it in place
+            self.backbone[1].running_var.fill_(float("inf"))
+        return super().forward(x)
+
+
+def test_non_finite_weights_are_not_saved_nor_resumed(tmp_path) -> None:
+    """An audit: a diverged run wrote checkpoints whose weights were infinite (its losses were finite), called the
+    newest "the last good checkpoint", and --resume loaded it without a word."""
+    cfg = tiny_config(tmp_path, iterations=8, ckpt_every=2, eval_every=100)
+    trainer = Trainer(cfg, model=_InfStatsNet(inf_at=6), train_set=TinyScenes(16),
+                      val_set=TinyScenes(2, augment=False))
+    stopped = r"weights hold NaN or infinite values at iteration 6 \(e\.g\. backbone\.1\.running_var\)"
+    with pytest.raises(NonFiniteLossError, match=stopped + r".*last good checkpoint is .*ckpt_00000004\.pt"):
+        trainer.fit()
+    folder = tmp_path / "checkpoints"
+    assert ck.latest_checkpoint(folder).name == "ckpt_00000004.pt"  # nothing written at iteration 6
+    # a checkpoint written so before this check: the last good one named is the older one, and resume refuses it
+    state = ck.load_checkpoint(folder)
+    state["model"]["backbone.1.running_var"].fill_(float("inf"))
+    state["iteration"] = 6
+    ck.save_checkpoint(state, folder, 6, keep_last=5)
+    assert re.search(r"last good checkpoint is .*ckpt_00000004\.pt .*move ckpt_00000006\.pt out of",
+                     trainer._last_good())
+    with pytest.raises(ck.CheckpointMismatchError, match=r"ckpt_00000006\.pt: its weights hold NaN or infinite "
+                                                         r"values \(e\.g\. backbone\.1\.running_var\).*resume from "
+                                                         r".*ckpt_00000004\.pt"):
+        Trainer(tiny_config(tmp_path, iterations=8, resume=True), model=TinyNet(), train_set=TinyScenes(16),
+                val_set=TinyScenes(2, augment=False))
+
+
+class _BadLabelAt(TinyScenes):
+    """Item ``bad``'s mask holds label 7 (3 classes)."""
+
+    bad = 1
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img, mask = super().__getitem__(i)
+        if i == self.bad:
+            mask[0, 0] = 7
+        return img, mask
+
+
+def test_a_passed_val_sets_bad_label_names_its_item(tmp_path) -> None:
+    """An audit: a label outside the classes in a passed val_set failed at the first validation with a bare
+    "target holds label 7" of no item, and the iterations since the last checkpoint were lost."""
+    from deeplab_edu.data.io import BadDataError
+
+    cfg = tiny_config(tmp_path, iterations=4, eval_every=4, ckpt_every=100)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=_BadLabelAt(2, augment=False))
+    with pytest.raises(BadDataError, match=r"the mask of item 1 of the validation set \(_BadLabelAt\) holds labels 7.*"
+                                           r"the 4 iterations done were saved"):
+        trainer.fit()
+    assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000004.pt"
+
+
+def test_the_non_finite_loss_message_names_the_images_too(tmp_path) -> None:
+    """An audit: the message blamed the learning rate alone (a NaN in the images does the same) and suggested
+    another amp whatever the run's was."""
+    model = TinyNet()
+    model.nan_after = 3
+    trainer = Trainer(tiny_config(tmp_path, iterations=6, ckpt_every=2, eval_every=100), model=model,
+                      train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "ckpt_00000002.pt" in message and "lower --lr" in message and "amp=" not in message
+    assert "A NaN or infinite value in the images (a float image file, a passed data set or its transform)" in message
+    trainer.cfg.amp = "fp16"  # (fp16 trains on CUDA only)
+    assert "lower --lr or amp=bf16/none" in trainer._last_good()
+
+
+class _ObjectsAs255(TinyScenes):
+    """Black-and-white masks: the objects (the scene's class 1) saved as 255, the rest 0."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img, mask = super().__getitem__(i)
+        return img, torch.where(mask == 1, 255, 0)
+
+
+def test_passed_sets_of_black_and_white_masks_or_no_items(tmp_path) -> None:
+    """An audit: a passed train_set whose objects were saved as 255 trained on its background alone, silently
+    (FolderDataset warned of such masks); an empty passed val_set was accepted, every mIoU then NaN."""
+    cfg = tiny_config(tmp_path, iterations=2)
+    with pytest.warns(UserWarning, match=r"train_set\[0\]'s mask holds only 0 and 255, and 255 \(the ignore label: "
+                                         r"neither learned nor scored\) covers \d+% of it.*e\.g\. 1 for 'green'"):
+        Trainer(cfg, model=TinyNet(), train_set=_ObjectsAs255(8), val_set=TinyScenes(2, augment=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # masks of class indices, with ignored borders: no warning
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8, ignore=True), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(ValueError, match=r"the validation set \(val_set\) has 0 items: not one image to score \(its "
+                                         r"mIoU would be NaN\); add images"):
+        Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(0))

@@ -24,13 +24,14 @@ import unicodedata
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .classes import ClassInfo, voc_colormap
 from .folder import JointTransform, SegmentationFolder
 from .io import BadDataError, DatasetNotFoundError
 
-__all__ = ["FolderDataset", "read_classes", "image_files", "IMAGE_SUFFIXES"]
+__all__ = ["FolderDataset", "read_classes", "image_files", "IMAGE_SUFFIXES", "ignored_objects_note"]
 
 #: The image files a split's ``images/`` folder is searched for (lower-case suffixes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -289,18 +290,30 @@ class FolderDataset(SegmentationFolder):
         set, or for each such mask with ``warn_every_mask``) about a mask that looks like an object saved as
         255, the ignore label."""
         image, mask = super().load(index)
-        if (self.warn_every_mask or not self._warned_ignored_objects) and self.num_classes > 1:
-            is_ignored = mask == self.ignore_index
-            ignored = float(is_ignored.float().mean())
-            if ignored >= IGNORED_OBJECT_FRACTION and bool(((mask == 0) | is_ignored).all()):
-                self._warned_ignored_objects = True
-                # reported at the mask file, not at a line of this package or of the DataLoader that read it
-                ii, what = self.ignore_index, "(the ignore label: neither learned nor scored)"
-                held = (f"is {ii} everywhere {what}" if ignored == 1.0 else  # a trial was told "only 0 and 255" of it
-                        f"holds only 0 and {ii}, and {ii} {what} covers {ignored:.0%} of it")
-                warnings.warn_explicit(
-                    f"mask {self.pairs[index][1]} {held}. If {ii} marks your objects (a black-and-white mask), save "
-                    f"them as their class index, e.g. 1 for {self.class_names[1]!r}; ignored regions are usually thin "
-                    "borders.", UserWarning,
-                    filename=str(self.pairs[index][1]), lineno=0, module=__name__)
+        if ((self.warn_every_mask or not self._warned_ignored_objects) and self.num_classes > 1
+                and (note := ignored_objects_note(mask, self.ignore_index, self.class_names[1])) is not None):
+            self._warned_ignored_objects = True
+            # reported at the mask file, not at a line of this package or of the DataLoader that read it
+            warnings.warn_explicit(f"mask {self.pairs[index][1]} {note}", UserWarning,
+                                   filename=str(self.pairs[index][1]), lineno=0, module=__name__)
         return image, mask
+
+
+def ignored_objects_note(mask: torch.Tensor | np.ndarray, ignore_index: int = 255,
+                         first_object: str | None = None) -> str | None:
+    """What to say of a mask (an integer ``(H, W)`` tensor or array, or any shape) that looks like objects saved
+    as ``ignore_index`` (a black-and-white mask: 0 and 255 only, 255 covering at least
+    :data:`IGNORED_OBJECT_FRACTION`), else ``None``: "holds only 0 and 255, and 255 (the ignore label ...)
+    covers 40% of it. If 255 marks your objects ..., save them as their class index, e.g. 1 for 'object' ...",
+    the mask's name to be put before it. ``first_object``: class 1's name, for the example."""
+    mask = torch.as_tensor(mask)
+    is_ignored = mask == ignore_index
+    ignored = float(is_ignored.float().mean()) if mask.numel() else 0.0
+    if ignored < IGNORED_OBJECT_FRACTION or not bool(((mask == 0) | is_ignored).all()):
+        return None
+    ii, what = ignore_index, "(the ignore label: neither learned nor scored)"
+    held = (f"is {ii} everywhere {what}" if ignored == 1.0 else  # a trial was told "only 0 and 255" of it
+            f"holds only 0 and {ii}, and {ii} {what} covers {ignored:.0%} of it")
+    example = f"1 for {first_object!r}" if first_object is not None else "1 for the first object class"
+    return (f"{held}. If {ii} marks your objects (a black-and-white mask), save them as their class index, e.g. "
+            f"{example}; ignored regions are usually thin borders.")

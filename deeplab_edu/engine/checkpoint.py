@@ -49,7 +49,8 @@ __all__ = [
     "latest_checkpoint", "names_a_run_checkpoint", "load_checkpoint", "check_compatible", "load_except_classifier", "weights_only_safe",
     "class_scoring_keys", "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from", "repair_last",
-    "run_checkpoint", "check_finite_weights", "init_from_advice",
+    "run_checkpoint", "check_finite_weights", "non_finite_tensor", "last_finite_checkpoint",
+    "init_from_advice",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -314,6 +315,27 @@ def _checkpoints(folder: Path) -> list[Path]:
         return []
     found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
     return [p for _, p in found]
+
+
+def last_finite_checkpoint(folder: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]:
+    """The newest checkpoint of ``folder`` (as :func:`latest_checkpoint` orders them) whose weights and buffers are
+    all finite (:func:`non_finite_tensor`), and the newer ones whose are not, newest first: a run that diverged
+    before checkpoints were checked as they were written (an audit: "the last good checkpoint" held 22 infinite
+    tensors). ``(None, [...])`` where none is finite. The files are read from the newest until a finite one; a file
+    that cannot be read is given as it is (loading it names its problem)."""
+    folder = Path(folder)
+    last = folder / "last.pt"
+    found = _checkpoints(folder)[::-1] or ([last] if last.is_file() else [])
+    newer: list[Path] = []
+    for path in found:
+        try:
+            weights = load_checkpoint(path).get("model")
+        except (OSError, RuntimeError, ValueError):
+            return path, newer
+        if non_finite_tensor(weights) is None:
+            return path, newer
+        newer.append(path)
+    return None, newer
 
 
 def names_a_run_checkpoint(path: str | os.PathLike[str]) -> bool:
@@ -616,9 +638,19 @@ def check_finite_weights(weights: Mapping[str, Any], source: str | os.PathLike[s
     Raises:
         ValueError: a floating-point tensor of ``weights`` holds a NaN or an infinite value.
     """
+    name = non_finite_tensor(weights)
+    if name is not None:
+        raise ValueError(f"{source}: its weights hold NaN or infinite values (e.g. {name}): the run that wrote "
+                         "them diverged, or the file is damaged; use an earlier checkpoint of the run")
+
+
+def non_finite_tensor(weights: Any) -> str | None:
+    """The name of the first floating-point tensor of ``weights`` (a state dict: parameters and buffers, such as
+    batch norm's running statistics) that holds a NaN or an infinite value; ``None`` where all are finite, or
+    where ``weights`` is no mapping. One pass over the tensors (on a GPU, one read back per tensor)."""
     if not isinstance(weights, Mapping):  # not a state dict at all: the structure checks name that
-        return
+        return None
     for name, value in weights.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{source}: its weights hold NaN or infinite values (e.g. {name}): the run that wrote "
-                             "them diverged, or the file is damaged; use an earlier checkpoint of the run")
+            return str(name)
+    return None

@@ -58,19 +58,20 @@ class SeededDataset(Dataset):
     workers; about 0.5 ms for a 513 x 513 mask): a label that is neither a class
     (``0 .. num_classes - 1``) nor ``ignore_index`` raises :class:`~deeplab_edu.data.io.BadDataError` naming the
     item, where cross-entropy would have said "Target 7 is out of bounds" (on a GPU, a device-side assert that
-    ends the process) of no item in particular.
+    ends the process) of no item in particular. ``what`` names the set in that message (the Trainer also wraps
+    a passed validation set, ``"validation set"``, whose bad label otherwise failed at the first validation).
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0, *, num_classes: int | None = None,
-                 ignore_index: int = 255) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+                 ignore_index: int = 255, what: str = "training set") -> None:
+        self.dataset, self.seed, self.epoch, self.what = dataset, seed, 0, what
         self._classes = None if num_classes is None else (num_classes, ignore_index)  # the labels checked
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:  # num_classes, class_names, palette, ...
-        if name in ("dataset", "seed", "epoch", "_classes"):
+        if name in ("dataset", "seed", "epoch", "what", "_classes"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -99,7 +100,7 @@ class SeededDataset(Dataset):
         bad = labels_outside(mask, n, ignore)
         if bad:
             shown = ", ".join(str(v) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
-            message = (f"the mask of item {index} of the training set ({type(self.dataset).__name__}) holds "
+            message = (f"the mask of item {index} of the {self.what} ({type(self.dataset).__name__}) holds "
                        f"labels {shown}: not one of the {n} classes (0 to {n - 1}) nor ignore_index {ignore};"
                        " give the Trainer num_classes (and ignore_index) as the masks label them, or map "
                        "the masks' labels (`deeplab-edu check-data` lists a folder's labels)")

@@ -9,8 +9,9 @@ and switched back. The *second phase* of DeepLabv3 (sec. 4.1: after the train_au
 norm is frozen and training continues at output stride 8 with base lr 0.001) is ``freeze_bn=True``
 with ``init_from=<phase-1 checkpoint>`` (the ``deeplabv3_voc_phase2`` preset).
 
-A non-finite loss stops the run with :class:`NonFiniteLossError` before anything is written, so the
-newest checkpoint on disk is the last good state. :meth:`Trainer.fit` reads the losses back from the
+A non-finite loss stops the run with :class:`NonFiniteLossError` before anything is written, and so do
+non-finite weights or buffers as a checkpoint is about to be written (a finite loss, then a step that
+diverged), so the newest checkpoint on disk is the last good state. :meth:`Trainer.fit` reads the losses back from the
 device only when it logs, evaluates or saves, not every iteration: reading a value waits for the GPU
 to finish, which leaves it idle while the next iteration is being queued. The error still names
 the first iteration whose loss was not finite, but by then the steps since the last read have been
@@ -49,6 +50,7 @@ from ..choices import is_whole
 from ..config import resolve_device
 from ..data.classes import nfc_names
 from ..data.io import BadDataError
+from ..data.own import ignored_objects_note
 from ..inference import model_logits, unwrap_out
 from ..metrics import NAN_SCORES, ConfusionMatrix
 from ..records import provenance, shown_path
@@ -195,9 +197,20 @@ def _check_counters(state: Mapping[str, Any], path: Path) -> None:
                                  "number of at least 0")
 
 
-def _damaged(path: Path, what: str) -> ck.CheckpointMismatchError:
+def _damaged(path: Path, what: str, *, diverged: bool = False) -> ck.CheckpointMismatchError:
     """The error for a resumed checkpoint one part of which cannot be used (``what``: which and why), naming
-    the file and the two ways on: an older checkpoint, or a new run from this one's weights."""
+    the file and the two ways on: an older checkpoint, or a new run from this one's weights. ``diverged``: its
+    weights are not finite, so the way on is the newest older checkpoint whose weights are
+    (:func:`~deeplab_edu.engine.checkpoint.last_finite_checkpoint`), or a new run where there is none."""
+    if diverged:
+        older, newer = ck.last_finite_checkpoint(path.parent)
+        folder = shown_path(path.parent)
+        way = (f"resume from {shown_path(older)}, the newest checkpoint whose weights are finite: move "
+               f"{', '.join(p.name for p in newer)} out of {folder}, then --resume, perhaps with a lower --lr"
+               if older is not None else
+               f"no checkpoint in {folder} has finite weights: start the run again in a new folder, perhaps with "
+               "a lower --lr")
+        return ck.CheckpointMismatchError(f"{path}: {what}; {way}")
     return ck.CheckpointMismatchError(
         f"{path}: {what}; the file is damaged or was written by another program. Resume from an older checkpoint "
         f"(move this one out of {shown_path(path.parent)}), or start a new run from its weights with --init-from "
@@ -205,7 +218,8 @@ def _damaged(path: Path, what: str) -> ck.CheckpointMismatchError:
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the iteration and the last good checkpoint.
+    """The loss became NaN or infinite, or the weights did (found as a checkpoint was about to be written); the
+    message names the iteration and the last good checkpoint.
 
     Raised after the optimiser steps of the iterations since the losses were last read: the model in
     memory may then be NaN, the checkpoints on disk are not."""
@@ -510,7 +524,11 @@ class Trainer:
                 train_set, val_set = build_datasets(cfg, stacklevel=3)  # its warnings name the line of Trainer(...)
             _warn_crop_padding(cfg, train_set)
         else:
-            _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None)
+            _check_passed_set(train_set, "train_set", crop_size=cfg.crop_size if model is None else None,
+                              objects_as_ignore=True)
+            if hasattr(val_set, "__len__") and len(val_set) == 0:  # an audit: accepted, every validation's mIoU NaN
+                raise ValueError("the validation set (val_set) has 0 items: not one image to score (its mIoU would be "
+                                 "NaN); add images")
             _check_passed_set(val_set, "val_set")
             _check_same_classes(train_set, val_set)
             if cfg.uint8_batches and not getattr(getattr(train_set, "transform", None), "as_uint8", False):
@@ -531,6 +549,9 @@ class Trainer:
         self.train_set = SeededDataset(cast(Dataset, train_set), cfg.seed, num_classes=self.num_classes,
                                        ignore_index=self.ignore_index)
         self.val_set = cast(Dataset, val_set)
+        if data_passed:  # its masks' labels checked as loaded too: a bad one named no item, at the first validation
+            self.val_set = SeededDataset(self.val_set, cfg.seed, num_classes=self.num_classes,
+                                         ignore_index=self.ignore_index, what="validation set")
         if model is None:
             from deeplab_edu.models import build_model
 
@@ -738,6 +759,9 @@ class Trainer:
         ck.check_compatible(state, self.model_info, unwrap(self.net), source=f"checkpoint {path}",
                             advice="A resumed run continues under this command's settings: to continue with the "
                                    f"run's own, give them back{own}, or start a new run in another folder.")
+        if (name := ck.non_finite_tensor(state["model"])) is not None:  # written before save() checked (an audit)
+            raise _damaged(path, f"its weights hold NaN or infinite values (e.g. {name}): the run had diverged "
+                                 "when it was written", diverged=True)
         unwrap(self.net).load_state_dict(state["model"])
         # The checkpoint's counters and buffers (iteration, momentum, Adam's moments, RNG, loss
         # scale) continue under *this* run's settings (iterations, lr, weight decay, momentum,
@@ -809,8 +833,26 @@ class Trainer:
 
         In a multi-process run the checkpoint also keeps every process's random streams (``process_rng``,
         in rank order: each process's dropout draws from its own), which a resume with as many processes
-        restores, so that the resumed run goes on bit for bit as the uninterrupted one."""
-        streams = all_gather_objects(ck.rng_state(all_devices=False)) if self.dist.distributed else None
+        restores, so that the resumed run goes on bit for bit as the uninterrupted one.
+
+        Raises:
+            NonFiniteLossError: the model's weights or buffers (batch norm's running statistics) hold NaN or
+                infinite values, though the losses read were finite (the optimiser step after the last loss, or
+                the statistics, diverged): nothing is written, and the message names the last good checkpoint.
+        """
+        # one pass over the weights and buffers (an audit: a loss of 1e19, finite, with running_var infinite was
+        # saved as "the last good checkpoint"); under torchrun every process checks its own (batch norm's
+        # statistics differ between them) and all stop if one does
+        problem = ck.non_finite_tensor(unwrap(self.net).state_dict())
+        streams = None
+        if self.dist.distributed:
+            gathered = all_gather_objects((ck.rng_state(all_devices=False), problem))
+            streams = [stream for stream, _ in gathered]
+            problem = next((name for _, name in gathered if name is not None), None)
+        if problem is not None:
+            raise NonFiniteLossError(f"the model's weights hold NaN or infinite values at iteration {self.iteration} "
+                                     f"(e.g. {problem}), though its losses were finite; stopping without writing. "
+                                     f"{self._last_good()}")
         path = None
         if self.dist.is_main:
             state = self.state_dict()
@@ -1036,10 +1078,20 @@ class Trainer:
         return values
 
     def _last_good(self) -> str:
-        """Where a run whose model became NaN resumes from: its newest checkpoint, written before."""
-        last = ck.latest_checkpoint(self.ckpt_dir)
-        return (f"The last good checkpoint is {last} (resume with --resume, perhaps with a lower --lr or "
-                "amp=bf16/none)." if last else "No checkpoint had been written yet; try a lower --lr.")
+        """Where a run whose model became NaN resumes from: its newest checkpoint whose weights are finite
+        (:func:`~deeplab_edu.engine.checkpoint.last_finite_checkpoint`; newer ones, written before checkpoints
+        were checked, are named to be moved away), and what makes a loss NaN: the learning rate, fp16 (only where
+        ``cfg.amp`` is fp16), or a NaN or infinite value in the images."""
+        good, newer = ck.last_finite_checkpoint(self.ckpt_dir)
+        amp = " or amp=bf16/none" if self.cfg.amp == "fp16" else ""
+        images = (" A NaN or infinite value in the images (a float image file, a passed data set or its transform) "
+                  "makes the loss NaN too, whatever the learning rate.")
+        if good is None:
+            return f"No checkpoint with finite weights had been written yet; try a lower --lr{amp}.{images}"
+        move = (f"; move {', '.join(p.name for p in newer)} out of {shown_path(self.ckpt_dir)} first: their weights "
+                "are not finite" if newer else "")
+        return (f"The last good checkpoint is {good} (resume with --resume, perhaps with a lower --lr{amp}{move})."
+                f"{images}")
 
     @torch.no_grad()
     def evaluate(self, output_stride: int | None = None, *,
@@ -1069,7 +1121,10 @@ class Trainer:
                 need not wait for a whole validation).
             NonFiniteLossError: the model's scores held NaN (:data:`~deeplab_edu.metrics.NAN_SCORES`; under
                 torchrun, on any process: all raise it, after the pass), naming the last good checkpoint.
-            ValueError: a mask holds a label outside the classes (:meth:`~deeplab_edu.metrics.ConfusionMatrix.update`).
+            BadDataError: an item of a validation set passed to the Trainer has a mask label outside the classes,
+                naming the item (:class:`~deeplab_edu.engine.data.SeededDataset`).
+            ValueError: a mask of the configuration's validation set holds a label outside the classes
+                (:meth:`~deeplab_edu.metrics.ConfusionMatrix.update`).
             RuntimeError: called directly (not by :meth:`fit`, which saves first and says how to resume), a loader
                 worker produced no batch within :data:`~deeplab_edu.engine.workers.LOADER_TIMEOUT_S` seconds: the
                 message says after how many images (:func:`~deeplab_edu.engine.workers.naming_a_stall`).
@@ -1144,10 +1199,12 @@ class Trainer:
             ~deeplab_edu.engine.runs.RunFolderError: another process trains into ``cfg.out_dir``, or it holds the
                 checkpoints of another run and ``cfg.resume`` is false, or another process trained it on after this
                 Trainer was built (its newest checkpoint is not the one resumed from: build the Trainer again).
-            NonFiniteLossError: the loss became NaN or infinite (nothing is written for those steps).
+            NonFiniteLossError: the loss, or the weights as a checkpoint is written, became NaN or infinite (nothing
+                is written for those steps).
             ValueError: a passed model scores another number of classes than ``num_classes`` (on the first step).
-            BadDataError: a data file proved bad mid-run, or a training item's mask holds a label outside the
-                classes (the iterations done are saved first, for ``resume``).
+            BadDataError: a data file proved bad mid-run, or a training item's (or a passed validation set's
+                item's) mask holds a label outside the classes, naming the item (the iterations done are saved
+                first, for ``resume``).
             TrainingInterrupted: (a ``KeyboardInterrupt``) after Ctrl-C or SIGTERM, once the step is
                 finished and a checkpoint saved (a validation under way is cut short, the final one
                 aside); a second signal stops at once.
@@ -1526,11 +1583,14 @@ def _renamed_classes_note(theirs: Mapping[str, Any], ours: Mapping[str, Any],
             "scorer now scoring the data's class at its index (fine-tuning retrains them)")
 
 
-def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> None:
+def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None, objects_as_ignore: bool = False) -> None:
     """Warn when a data set passed to the Trainer gives images in [0, 1] (the models expect them
     normalised with ImageNet's mean and std; the data sets give [0, 1] without a transform), or, with
     ``crop_size`` (the configuration's, from which the Trainer sizes the ASPP rates of the model it
-    builds), images of another size; refuse a first mask the loss cannot read (:func:`_check_passed_mask`).
+    builds), images of another size, or, with ``objects_as_ignore``, a first mask of only 0 and the ignore label
+    that looks like objects saved as 255 (:func:`~deeplab_edu.data.own.ignored_objects_note`, as
+    :class:`~deeplab_edu.data.own.FolderDataset` warns); refuse a first mask the loss cannot read
+    (:func:`_check_passed_mask`).
 
     Raises:
         ValueError: item 0's mask is not ``(H, W)`` or ``(1, H, W)``, or not of an integer type, naming the set,
@@ -1546,6 +1606,15 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None) -> 
         return
     mask = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
     _check_passed_mask(mask, name)
+    # an audit: a passed set of black-and-white masks (objects 255) trained on its background alone, silently (a
+    # FolderDataset, which warned of it as it loaded item 0, is not warned of twice)
+    if (objects_as_ignore and isinstance(mask, (torch.Tensor, np.ndarray))
+            and not getattr(dataset, "_warned_ignored_objects", False)):
+        names = getattr(dataset, "class_names", None)
+        note = ignored_objects_note(mask, int(getattr(dataset, "ignore_index", 255)),
+                                    str(names[1]) if names is not None and len(names) > 1 else None)
+        if note is not None:
+            warnings.warn(f"{name}[0]'s mask {note}", stacklevel=3)
     if isinstance(image, torch.Tensor) and image.is_floating_point() and image.min() >= 0 and image.max() <= 1:
         warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
                       "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "
