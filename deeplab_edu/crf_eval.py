@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .choices import is_whole
 from .crf import DEEPLAB_RELEASED, CRFParams, Method, mean_field, unary_from_logits
-from .metrics import ConfusionMatrix, counted_labels, trimap_target
+from .metrics import ConfusionMatrix, cell_averages_upsampled, counted_labels, trimap_target
 from .metrics import boundary_band  # noqa: F401 - still importable here, as chapter 07 and its student copies did
 from .progress import progress_bar
 
@@ -40,7 +40,8 @@ def coarse_scores(
     The one-hot labels times ``confidence`` (logit units) are averaged over blocks of
     ``output_stride`` x ``output_stride`` pixels (what a network with that output stride can resolve
     at best; a partial block at the right or bottom edge averages its own pixels) and upsampled
-    bilinearly to the mask size, as DeepLab upsamples its stride-8 scores before the CRF (v2 Fig. 1).
+    bilinearly to the mask size, every block onto its own pixels (:func:`~deeplab_edu.metrics.cell_averages_upsampled`),
+    as DeepLab upsamples its stride-8 scores before the CRF (v2 Fig. 1).
     Interiors stay confident; boundaries blur and thin structures fade. An ignored pixel adds to no
     class (its one-hot is zero, and it still counts in its block's average, so scores fade near void).
 
@@ -71,8 +72,7 @@ def coarse_scores(
     labels = mask.masked_fill(ignored, 0).long()
     onehot = F.one_hot(labels, num_classes).permute(2, 0, 1).float() * confidence
     onehot[:, ignored] = 0.0
-    low = F.avg_pool2d(onehot[None], output_stride, ceil_mode=True, count_include_pad=False)
-    return F.interpolate(low, size=mask.shape, mode="bilinear", align_corners=False)[0]
+    return cell_averages_upsampled(onehot, output_stride)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ __all__ = [
     "PAPER_SCALES", "Strategy", "TABLE6_STRATEGIES", "eval_mode", "unwrap_out", "model_logits", "sliding_window_logits",
     "predict_probs", "predict",
     "evaluate", "load_model", "load_run", "run_from_checkpoint", "LoadedRun", "prediction_gallery", "error_map", "BAND_COLOUR",
+    "ERRORS_TITLE",
 ]
 
 #: The input scales of DeepLabv3's multi-scale inference (sec. 4.2, used for Tables 4 and 6).
@@ -641,6 +642,10 @@ def run_from_checkpoint(state: dict[str, Any], checkpoint: str | Path,
 #: at a luminance contrast of 1.6 to the red).
 BAND_COLOUR = (0, 114, 178)
 
+#: The title of an :func:`error_map` panel: right pixels are black, close to the background class's dark grey,
+#: so the title says so (a figure audit: "errors (red)" left the black unexplained).
+ERRORS_TITLE = "errors (red; black: right)"
+
 
 def error_map(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
               band: torch.Tensor | None = None) -> np.ndarray:
@@ -674,7 +679,7 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
                        titles: Sequence[str] | None = None, ignore_index: int = 255,
                        class_names: Sequence[str] | None = None, columns: int = 4,
                        bands: Sequence[torch.Tensor] | None = None) -> Any:
-    """A matplotlib ``Figure`` with four panels per example: image, ground truth, prediction, errors (red).
+    """A matplotlib ``Figure`` with four panels per example: image, ground truth, prediction, errors (red; right black).
 
     ``images`` are (3, H, W) (normalised, in [0, 1] or uint8: :func:`~deeplab_edu.viz.images.display_rgb`),
     ``targets`` and ``preds`` (H, W) class
@@ -718,7 +723,8 @@ def prediction_gallery(images: Sequence[torch.Tensor], targets: Sequence[torch.T
             ax.set_yticks([])
             if i == 0 or columns == 2:
                 ax.set_title(("image", "truth", "prediction",
-                              "errors (red)" if bands is None else "errors (red), band (blue)")[j], fontsize=9)
+                              ERRORS_TITLE if bands is None else "errors (red); right: black, blue in band")[j],
+                             fontsize=9)
         if titles:
             axes[i][0].set_ylabel(titles[i], fontsize=8)
     if class_names is not None:

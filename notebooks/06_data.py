@@ -122,8 +122,12 @@ vdata.procedural_explorer(seed=0, size=256, index=0)
 # %% [markdown]
 # ### The same scene at several sizes
 # The generator draws positions and sizes relative to the image side, so a scene can be rendered at
-# any resolution. At low resolution the smallest objects and the wires shrink to a pixel or vanish,
-# which is exactly what happens to them inside a network that downsamples by 16 or 32.
+# any resolution. Each size is drawn anew, not shrunk from a larger image: the wires are 1-3 pixels
+# wide at any size up to 256 (a little wider above) and no shape gets a radius under 1.5 pixels, so at
+# low resolution thin structures take a *larger* share of the scene (the 48-pixel wires below are its
+# fattest structures) and no class vanishes. A network that downsamples one fixed image by 16 or 32 has no such luck: its
+# cells average a thin wire with what surrounds it, which the section "What the output stride costs"
+# below and chapter 09's proportion prediction measure.
 
 # %%
 fig = vdata.show_sizes(index=5, sizes=(48, 96, 256, 513))

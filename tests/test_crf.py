@@ -506,3 +506,32 @@ def test_the_exact_crf_still_differentiates_with_respect_to_the_image():
         grads.append(x.grad)
         assert torch.equal(q.detach(), mean_field(unary_from_logits(logits), image, method=method))
     assert grads[0].abs().sum() > 0 and torch.isfinite(grads[0]).all()
+
+
+def test_coarse_scores_keep_blocks_in_place_at_odd_sizes() -> None:
+    """The figure audit: a side that is not a multiple of output_stride stretched its ceil(H / stride) blocks
+    over H pixels, moving boundaries up to a block up and left (here 58 -> 54 of 67 px)."""
+    for column in (17, 40, 58):
+        mask = torch.zeros(67, 67, dtype=torch.long)
+        mask[column:, :] = 1
+        predicted = int(coarse_scores(mask, 2).argmax(0)[:, 0].nonzero()[0])  # the first row predicted class 1
+        assert abs(predicted - column) <= 1, (column, predicted)
+
+
+def test_the_refinement_figure_shows_the_legend_colours_in_the_book_column() -> None:
+    """The figure audit: the masks before and after the CRF were blended over the image (13 % of the wire pixels
+    nearest their own legend colour), and four panels in a row made a 13-inch figure, shown at half size."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from deeplab_edu.viz import crf as viz
+    from deeplab_edu.viz.images import colorize
+
+    img, labels = two_colour_scene(h=12, w=14, edge=7)
+    before = blurred_unary(12, 14, boundary=9.0).argmin(0)
+    palette = [(0, 158, 115), (86, 180, 233)]
+    fig = viz.plot_refinement(img, before, labels, labels, palette, class_names=["boat", "sky"])
+    shown = [np.asarray(ax.images[0].get_array()) for ax in fig.axes if ax.images]
+    assert np.array_equal(shown[1], colorize(before, palette)) and np.array_equal(shown[2], colorize(labels, palette))
+    assert fig.get_figwidth() <= 7
+    plt.close(fig)

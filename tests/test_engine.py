@@ -2200,3 +2200,23 @@ def test_passed_sets_of_black_and_white_masks_or_no_items(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"the validation set \(val_set\) has 0 items: not one image to score \(its "
                                          r"mIoU would be NaN\); add images"):
         Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(0))
+
+
+def test_metric_bars_keep_their_values_inside_the_frame() -> None:
+    """The figure audit: the value over the tallest bar ran into the top frame, and chapter 11's 11 CamVid class
+    names overlapped at 15 degrees."""
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.engine.report import plot_metric_bars
+
+    names = ["Sky", "Building", "Pole", "Road", "Sidewalk", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
+             "Bicyclist"]
+    fig = plot_metric_bars({n: 0.9 - 0.05 * i for i, n in enumerate(names)}, ylabel="IoU (%)")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    top = ax.get_window_extent(renderer).y1
+    values = [t for t in ax.texts if t.get_text()]
+    assert len(values) == len(names) and all(t.get_window_extent(renderer).y1 < top for t in values)
+    assert all(label.get_rotation() == 40 for label in ax.get_xticklabels())
+    plt.close(fig)

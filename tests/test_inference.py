@@ -112,7 +112,7 @@ def test_evaluate_an_oracle_and_draw_the_gallery() -> None:
     images, masks = zip(*(ds[i] for i in range(2)))
     preds = [predict(TinyNet(), im)[0] for im in images]
     fig = prediction_gallery(images, masks, preds, ds.palette)
-    assert len(fig.axes) == 8 and fig.axes[3].get_title() == "errors (red)"
+    assert len(fig.axes) == 8 and fig.axes[3].get_title() == "errors (red; black: right)"
 
 
 def test_the_gallery_names_the_class_colours_when_given_the_names() -> None:
@@ -141,7 +141,7 @@ def test_the_gallery_puts_an_examples_panels_in_two_rows_of_two_when_asked() -> 
     palette = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
     wide = prediction_gallery([image] * 2, [mask] * 2, [mask] * 2, palette, columns=2)
     assert len(wide.axes) == 8 and [ax.get_title() for ax in wide.axes[4:8]] == [
-        "image", "truth", "prediction", "errors (red)"]
+        "image", "truth", "prediction", "errors (red; black: right)"]
     width = wide.axes[0].get_position().width * wide.get_figwidth()
     one_row = prediction_gallery([image] * 2, [mask] * 2, [mask] * 2, palette)
     assert width > 1.8 * one_row.axes[0].get_position().width * one_row.get_figwidth()
@@ -170,7 +170,7 @@ def test_the_error_map_draws_a_band_in_blue_under_the_errors() -> None:
     with pytest.raises(ValueError, match="and band"):
         error_map(pred, target, band=band[:3])
     fig = prediction_gallery([torch.rand(3, 4, 6)], [target], [pred], [(0, 0, 0), (255, 0, 0)], bands=[band])
-    assert fig.axes[3].get_title() == "errors (red), band (blue)"
+    assert fig.axes[3].get_title() == "errors (red); right: black, blue in band"
     with pytest.raises(ValueError, match="bands 2"):
         prediction_gallery([torch.rand(3, 4, 6)], [target], [pred], [(0, 0, 0), (255, 0, 0)], bands=[band, band])
 

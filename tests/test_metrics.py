@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from deeplab_edu.metrics import ConfusionMatrix, format_iou_table, trimap_target
+from deeplab_edu.metrics import ConfusionMatrix, cell_averages_upsampled, format_iou_table, trimap_target
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -201,3 +201,25 @@ def test_wrong_types_are_named_with_what_to_give_instead() -> None:
     assert int(cm.mat.sum()) == 8
     with pytest.raises(TypeError, match=r"^target must be a torch tensor of labels .* torch\.from_numpy\(target\)$"):
         trimap_target(np.zeros((4, 4), np.int64), 1)  # type: ignore[arg-type]
+
+
+def test_cell_averages_upsampled_puts_every_cell_on_its_own_block() -> None:
+    """The figure audit: stride_oracle and coarse_scores stretched ceil(H / stride) cells over H pixels when H was
+    not a multiple of the stride; the shared helper upsamples whole cells and crops."""
+    import torch.nn.functional as F
+
+    scores = torch.zeros(1, 9, 10)
+    scores[0, :, 8:] = 1.0  # the last cell column (stride 4) is partial, two pixels wide, all ones
+    out = cell_averages_upsampled(scores, 4)
+    assert out.shape == (1, 9, 10)
+    # linear between the centres of the middle block (pixel 5.5, value 0) and of the last one (9.5, value 1)
+    assert torch.allclose(out[0, 0], torch.tensor([0, 0, 0, 0, 0, 0, 0.125, 0.375, 0.625, 0.875]))
+    assert torch.equal(out[0], out[0, :1].expand(9, 10))
+    # a multiple of the stride: plain bilinear upsampling to the size, as before
+    even = torch.rand(3, 16, 24)
+    cells = F.avg_pool2d(even[None], 8)
+    assert torch.allclose(cell_averages_upsampled(even, 8), F.interpolate(cells, size=(16, 24), mode="bilinear")[0])
+    with pytest.raises(ValueError, match=r"scores must be a \(C, H, W\) float tensor"):
+        cell_averages_upsampled(torch.zeros(9, 10), 4)
+    with pytest.raises(ValueError, match="stride must be a whole number of pixels from 1, got 0"):
+        cell_averages_upsampled(scores, 0)

@@ -96,3 +96,14 @@ def test_chapter_08_and_09_widgets_build_without_front_end() -> None:
     lines = [line for line in fig.axes[0].lines if len(line.get_xdata()) == 2]
     assert all(a < b for a, b in (line.get_ydata() for line in lines))  # cost grows with the input
     assert cost_widget("deeplabv3", "mobilenet_v3_large", sizes=(65, 129)).children
+
+
+def test_stride_oracle_keeps_cells_in_place_at_odd_sizes() -> None:
+    """The figure audit: at sides that are not a multiple of the stride (chapter 09's 129, 257 and 513 px) the
+    ceil(H / stride) cells were stretched over H pixels, so an edge at column 109 of 129 came out at 99."""
+    for size in (129, 257):
+        for column in (32, size // 2, size - 20):
+            mask = torch.zeros(size, size, dtype=torch.long)
+            mask[:, column:] = 1
+            predicted = int(stride_oracle(mask, 16, 2)[0].nonzero()[0])  # the first column predicted class 1
+            assert abs(predicted - column) <= 1, (size, column, predicted)

@@ -97,14 +97,16 @@ def plot_metric_bars(values: Mapping[str, float], *, ylabel: str = "mIoU (%)", t
     are grey, since the labels are often classes, whose palette colours a bar colour would echo."""
     import matplotlib.pyplot as plt
 
+    from ..viz.layout import label_bars
+
     fig, ax = plt.subplots(figsize=(min(1.6 + 1.4 * len(values), 9.5), 3.2))  # at most the book's column
     labels = list(values)
     heights = [scale * values[k] for k in labels]
     bars = ax.bar(range(len(labels)), heights, color="0.55")  # grey: no class colour of any palette
-    ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right")
+    # 40 degrees: CamVid's 11 class names overlapped at 15 (an audit)
+    ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_ylabel(ylabel)
-    for bar, h in zip(bars, heights):
-        ax.annotate(f"{h:.1f}", (bar.get_x() + bar.get_width() / 2, h), ha="center", va="bottom", fontsize=9)
+    label_bars(ax, bars, [f"{h:.1f}" for h in heights], fontsize=9)
     if title:
         ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)

@@ -18,6 +18,7 @@ from ..choices import is_whole
 from ..data.classes import IGNORE_INDEX
 from ..data.procedural import ProceduralScenes
 from .images import colorize, display_rgb
+from .layout import label_bars
 from .widgets import figure_widget, slider
 
 __all__ = [
@@ -107,7 +108,12 @@ def show_samples(dataset: Any, indices: Sequence[int] = range(8), *, ncols: int 
 
 
 def show_sizes(index: int = 0, sizes: Sequence[int] = (48, 96, 256, 513), seed: int = 0, **options: Any) -> Figure:
-    """The same procedural scene rendered at several sizes: small objects vanish at low resolution."""
+    """The same procedural scene rendered at several sizes, one (image, mask) column each.
+
+    Each size is drawn anew (not downsampled): wires 1-3 px wide up to 256 px and shape radii at least 1.5 px,
+    so at low resolution thin structures take a larger share of the scene, unlike a network's downsampling
+    of one fixed image (chapter 09's :func:`~deeplab_edu.viz.decoder.stride_oracle`).
+    """
     pairs, titles = [], []
     for s in sizes:
         ds = ProceduralScenes(length=index + 1, size=s, seed=seed, **options)
@@ -142,13 +148,12 @@ def plot_class_frequencies(freqs: np.ndarray, class_names: Sequence[str], palett
     names = [*class_names, "ignore"]
     colours = [np.asarray(c) / 255 for c in palette] + [(0.85, 0.85, 0.85)]
     fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar(range(len(names)), np.asarray(freqs) * 100, color=colours, edgecolor="0.3")
+    bars = ax.bar(range(len(names)), np.asarray(freqs) * 100, color=colours, edgecolor="0.3")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("% of pixels")
     ax.set_title("Pixel frequency per class")
-    for k, f in enumerate(freqs):
-        ax.text(k, f * 100, f"{100 * f:.2g}", ha="center", va="bottom", fontsize=7)
+    label_bars(ax, bars, [f"{100 * f:.2g}" for f in freqs], fontsize=7)
     fig.tight_layout()
     return fig
 

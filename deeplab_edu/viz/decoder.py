@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from ..choices import is_whole
-from ..metrics import boundary_band, counted_labels
+from ..metrics import boundary_band, cell_averages_upsampled, counted_labels
 from .data import class_legend
 from .images import colorize, display_rgb
 from .widgets import positive_ints, show_figure
@@ -42,7 +42,8 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
         mask: (H, W) int64 labels; ``ignore_index`` pixels contribute to no class.
         stride: the prediction grid's stride (16 for DeepLabv3, 4 with the v3+ decoder). When a
             side is not a multiple of it, the last cell of that side is partial (it averages the
-            pixels it holds, ``ceil_mode``).
+            pixels it holds, ``ceil_mode``); every cell is upsampled onto its own ``stride x stride``
+            block (:func:`~deeplab_edu.metrics.cell_averages_upsampled`).
         num_classes: number of classes.
 
     Raises:
@@ -56,13 +57,10 @@ def stride_oracle(mask: torch.Tensor, stride: int, num_classes: int, ignore_inde
     stride = int(stride)
     counted_labels(mask, mask, num_classes, ignore_index)  # refuses a label outside the classes, naming it
     mask = mask.long()
-    h, w = mask.shape
     valid = mask != ignore_index
     onehot = F.one_hot(torch.where(valid, mask, 0), num_classes).permute(2, 0, 1).float() * valid
-    # ceil_mode keeps odd sizes: the grid has ceil(H / stride) cells, like the network's.
-    cells = F.avg_pool2d(onehot[None], stride, stride, ceil_mode=True)
-    up = F.interpolate(cells, size=(h, w), mode="bilinear", align_corners=False)
-    return up[0].argmax(0)
+    # the grid has ceil(H / stride) cells, like the network's, each upsampled onto its own block
+    return cell_averages_upsampled(onehot, stride).argmax(0)
 
 
 def stride_oracle_scores(masks: Iterable[torch.Tensor], stride: int, num_classes: int,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
-__all__ = ["LINE_MARKERS", "grid_shape", "panel_grid"]
+__all__ = ["LINE_MARKERS", "grid_shape", "panel_grid", "label_bars"]
 
 #: One marker per line of a plot, in order (``zip(lines, itertools.cycle(LINE_MARKERS))``): the marker tells the
 #: lines apart where their colours do not (a colour-blind reader; matplotlib's default orange and green are
@@ -47,3 +48,17 @@ def panel_grid(n: int, max_cols: int, panel_size: tuple[float, float], extra_hei
     for ax in axes[n:]:
         fig.delaxes(ax)
     return fig, axes[:n]
+
+
+def label_bars(ax: Axes, bars: BarContainer, labels: Sequence[str], fontsize: float = 8) -> None:
+    """Print ``labels`` (one per bar) just above the ``bars`` of ``ax`` and leave room for them under the top
+    frame (15 % of the value axis's span above the tallest bar; on a log axis, of its decades).
+
+    Raises:
+        ValueError: ``labels`` has not one label per bar (matplotlib would leave bars unlabelled).
+    """
+    labels = list(labels)
+    if len(labels) != len(bars):
+        raise ValueError(f"labels has {len(labels)} labels for {len(bars)} bars: give one per bar")
+    ax.bar_label(bars, labels=labels, padding=2, fontsize=fontsize)
+    ax.margins(y=0.15)  # an audit: labels placed at the bar's top ran into the frame above the tallest bar

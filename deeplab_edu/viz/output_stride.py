@@ -33,7 +33,7 @@ from ..complexity import Cost, check_rounds, count_macs, count_parameters, peak_
 from ..data.transforms import normalize
 from ..models.backbones import at_output_stride
 from .images import display_rgb, require_rgb
-from .layout import LINE_MARKERS, panel_grid
+from .layout import LINE_MARKERS, label_bars, panel_grid
 
 if TYPE_CHECKING:
     from ..models.backbones import Backbone
@@ -447,9 +447,7 @@ def plot_cost_vs_output_stride(rows: Sequence[Mapping[str, Any]], paper_miou: Ma
     labels = [f"OS {r['output stride']}\n({r['feature map']}x{r['feature map']})" for r in rows]
     for ax, (key, title) in zip(axes, keys):
         values = [r[key] for r in rows]
-        ax.bar(labels, values, color="#4c72b0")
-        for i, v in enumerate(values):
-            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+        label_bars(ax, ax.bar(labels, values, color="#4c72b0"), [f"{v:.3g}" for v in values])
         ax.set_title(f"{title}\n(measured)", fontsize=9)
         ax.tick_params(labelsize=8)
     if paper_miou:

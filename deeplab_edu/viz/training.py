@@ -521,7 +521,7 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
                           palette: Sequence[Sequence[int]], *, ignore_index: int = 255,
                           class_names: Sequence[str] | None = None) -> Figure:
     """A column per picture, all panels of one size: the image above the truth, then each model's
-    prediction above its errors (red); with ``class_names``, a legend of the class colours under them.
+    prediction above its errors (red; right pixels black); with ``class_names``, a legend of the class colours under them.
     (The image and truth once spanned two rows each, which left the predictions, the point of the
     figure, the smallest panels: a learner's trial.)
 
@@ -535,7 +535,7 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
     """
     import matplotlib.pyplot as plt
 
-    from ..inference import error_map
+    from ..inference import ERRORS_TITLE, error_map
     from .images import colorize, display_rgb
     n = len(preds)
     fig = plt.figure(figsize=(2.7 * (n + 1), 5.6))
@@ -553,7 +553,7 @@ def plot_model_comparison(image: torch.Tensor, target: torch.Tensor, preds: Mapp
         bottom.imshow(error_map(pred, target, ignore_index), interpolation="nearest")
         scored = target.cpu() != ignore_index  # ignored pixels are neither right nor wrong
         wrong = float((pred.cpu() != target.cpu())[scored].float().mean()) if bool(scored.any()) else 0.0
-        bottom.set_title(f"errors: {100 * wrong:.1f}% of scored pixels", fontsize=8)
+        bottom.set_title(f"{ERRORS_TITLE}\n{100 * wrong:.1f}% of scored pixels", fontsize=8)
         predicted += [top, bottom]
     for ax in scene + predicted:
         ax.set_xticks([])
