@@ -2220,3 +2220,50 @@ def test_metric_bars_keep_their_values_inside_the_frame() -> None:
     assert len(values) == len(names) and all(t.get_window_extent(renderer).y1 < top for t in values)
     assert all(label.get_rotation() == 40 for label in ax.get_xticklabels())
     plt.close(fig)
+
+
+class _RandomScenes(torch.utils.data.Dataset):
+    """A fresh random scene at every call, drawn from the global generator (a learner's own data set)."""
+
+    num_classes, ignore_index = 3, 255
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img = torch.randn(3, 16, 16)
+        return img, img.argmax(0)
+
+
+def test_a_passed_val_set_is_not_drawn_under_the_training_sets_seeds(tmp_path) -> None:
+    """A review: the label check wrapped a passed val_set in the training set's seeds, so a set of random scenes
+    gave as validation images the first epoch's training images (scored on what it trained on)."""
+    trainer = Trainer(tiny_config(tmp_path, iterations=4), model=TinyNet(), train_set=_RandomScenes(64),
+                      val_set=_RandomScenes(8))
+    assert not any(torch.equal(trainer.train_set[i][0], trainer.val_set[i][0]) for i in range(8))
+
+
+def test_passed_subsets_are_seeded_and_checked_item_by_item(tmp_path) -> None:
+    """A review: SeededDataset handed a Subset's __getitems__ through, so the DataLoader called it and skipped
+    the wrapper's __getitem__: no seeds (a random_split training set's augmentation followed the global stream)
+    and no label check (a bad label in a Subset val_set failed bare at the first validation)."""
+    from torch.utils.data import Subset
+
+    from deeplab_edu.data.io import BadDataError
+    from deeplab_edu.engine.data import SeededDataset
+
+    seeded = SeededDataset(Subset(TinyScenes(8), range(8)), 0)
+    batches = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        batches.append(next(iter(torch.utils.data.DataLoader(seeded, batch_size=4)))[0])
+    assert torch.equal(*batches)
+    cfg = tiny_config(tmp_path, iterations=4, eval_every=4, ckpt_every=100)
+    bad = _BadLabelAt(2, augment=False)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=Subset(bad, range(2)),
+                      num_classes=3)
+    with pytest.raises(BadDataError, match=r"the mask of item 1 of the validation set \(Subset\) holds labels 7"):
+        trainer.fit()

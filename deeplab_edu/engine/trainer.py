@@ -551,7 +551,7 @@ class Trainer:
         self.val_set = cast(Dataset, val_set)
         if data_passed:  # its masks' labels checked as loaded too: a bad one named no item, at the first validation
             self.val_set = SeededDataset(self.val_set, cfg.seed, num_classes=self.num_classes,
-                                         ignore_index=self.ignore_index, what="validation set")
+                                         ignore_index=self.ignore_index, what="validation set", seeded=False)
         if model is None:
             from deeplab_edu.models import build_model
 
