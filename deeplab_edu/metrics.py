@@ -34,13 +34,15 @@ from .choices import is_whole, require_tensor
 K = TypeVar("K", bound=Hashable)
 
 __all__ = ["ConfusionMatrix", "counted_labels", "format_iou_table", "trimap_target", "boundary_band",
-           "cell_averages_upsampled", "removed_errors_by_band", "NAN_SCORES"]
+           "cell_averages_upsampled", "removed_errors_by_band", "NAN_SCORES", "NAN_SCORES_CAUSE"]
 
-#: Why scores holding NaN are refused: ``argmax`` labels such a pixel class 0, so a model with NaN
-#: weights scored a perfect mIoU on masks of background (an audit), where it should fail.
-NAN_SCORES = ("the model's scores hold NaN, which argmax would label class 0 without an error: the model has NaN "
-              "weights or batch-norm statistics (a diverged training?), or fp16 overflowed (train with amp: bf16 "
-              "or none)")
+#: Why scores holding NaN are refused, without fp16's part: ``argmax`` labels such a pixel class 0, so a model with
+#: NaN weights scored a perfect mIoU on masks of background (an audit), where it should fail.
+NAN_SCORES_CAUSE = ("the model's scores hold NaN, which argmax would label class 0 without an error: the model has "
+                    "NaN weights or batch-norm statistics (a diverged training?)")
+#: :data:`NAN_SCORES_CAUSE` and fp16's part, for a model of unknown training (the Trainer names fp16 only where
+#: it trained in fp16).
+NAN_SCORES = NAN_SCORES_CAUSE + ", or fp16 overflowed (train with amp: bf16 or none)"
 
 
 def counted_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int,

@@ -2173,10 +2173,10 @@ def test_the_non_finite_loss_message_names_the_images_too(tmp_path) -> None:
     with pytest.raises(NonFiniteLossError) as info:
         trainer.fit()
     message = str(info.value)
-    assert "ckpt_00000002.pt" in message and "lower --lr" in message and "amp=" not in message
+    assert "ckpt_00000002.pt" in message and "lower lr" in message and "amp=" not in message
     assert "A NaN or infinite value in the images (a float image file, a passed data set or its transform)" in message
     trainer.cfg.amp = "fp16"  # (fp16 trains on CUDA only)
-    assert "lower --lr or amp=bf16/none" in trainer._last_good()
+    assert "lower lr or amp=bf16/none" in trainer._last_good()
 
 
 class _ObjectsAs255(TinyScenes):
@@ -2267,3 +2267,57 @@ def test_passed_subsets_are_seeded_and_checked_item_by_item(tmp_path) -> None:
                       num_classes=3)
     with pytest.raises(BadDataError, match=r"the mask of item 1 of the validation set \(Subset\) holds labels 7"):
         trainer.fit()
+
+
+def test_a_run_that_diverges_again_from_the_checkpoint_it_resumed_is_told_to_start_anew(tmp_path) -> None:
+    """A new user's trial: a diverging run wrote checkpoints whose weights were finite but whose model had diverged
+    already; the message named one as the last good checkpoint, and resuming from it (at a 200 000 times lower
+    rate) diverged again and named the same file again, for ever."""
+    def run(nan_after: int, **kw: Any) -> str:
+        model = TinyNet()
+        model.nan_after = nan_after
+        trainer = Trainer(tiny_config(tmp_path, iterations=6, ckpt_every=2, eval_every=100, **kw), model=model,
+                          train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+        with pytest.raises(NonFiniteLossError) as info:
+            trainer.fit()
+        return str(info.value)
+
+    assert "The last good checkpoint is" in run(3)
+    again = run(1, resume=True)
+    assert re.search(r"This run resumed from \S*ckpt_00000002\.pt, its last checkpoint with finite weights, and "
+                     r"diverged again: .*start a new run .* with a lower lr", again), again
+
+
+def test_the_last_good_checkpoint_says_when_its_loss_had_risen_tenfold(tmp_path) -> None:
+    """A new user's trial: the checkpoint named had a training loss of 3.4e12 (from about 1 at the start)."""
+    trainer = Trainer(tiny_config(tmp_path, iterations=2), model=TinyNet(), train_set=TinyScenes(8),
+                      val_set=TinyScenes(2, augment=False))
+    trainer.history = [{"iteration": 1, "split": "train", "loss": 1.1},
+                       {"iteration": 4, "split": "train", "loss": 3.4e12}, {"iteration": 6, "split": "val"}]
+    assert "risen to 3.4e+12 by then (from 1.1 at iteration 1)" in trainer._loss_risen_by(Path("ckpt_00000004.pt"))
+    assert trainer._loss_risen_by(Path("ckpt_00000002.pt")) == ""  # no loss logged by then: nothing said
+    trainer.history[1]["loss"] = 5.0
+    assert trainer._loss_risen_by(Path("ckpt_00000004.pt")) == ""
+
+
+def test_passed_sets_get_python_advice_and_their_val_set_the_objects_as_255_note(tmp_path) -> None:
+    """A new user's trial: a passed val_set with objects saved as 255 trained without a word (its objects never
+    scored); a bad item of a passed set was told to "fix the file" and use check-data and --resume; validation
+    scores of NaN suggested fp16 on a run without amp."""
+    from deeplab_edu.data.io import BadDataError
+
+    with pytest.warns(UserWarning, match=r"val_set\[0\]'s mask holds only 0 and 255"):
+        Trainer(tiny_config(tmp_path / "a"), model=TinyNet(), train_set=TinyScenes(8), val_set=_ObjectsAs255(2))
+    cfg = tiny_config(tmp_path / "b", iterations=4, eval_every=4, ckpt_every=100)
+    trainer = Trainer(cfg, model=TinyNet(), train_set=TinyScenes(16), val_set=_BadLabelAt(2, augment=False))
+    with pytest.raises(BadDataError) as info:
+        trainer.fit()
+    assert "fix the item of the set you passed, then run again with resume=True" in str(info.value)
+    assert "check-data" not in str(info.value).split("were saved")[-1]
+    model = TinyNet()
+    model.nan_after = 2  # trains 2 iterations, then validates on NaN scores
+    trainer = Trainer(tiny_config(tmp_path / "c", iterations=2, eval_every=2, ckpt_every=100), model=model,
+                      train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
+    with pytest.raises(NonFiniteLossError, match="validation scores hold NaN") as nan:
+        trainer.fit()
+    assert "fp16" not in str(nan.value)

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -52,7 +53,7 @@ from ..data.classes import nfc_names
 from ..data.io import BadDataError
 from ..data.own import ignored_objects_note
 from ..inference import model_logits, unwrap_out
-from ..metrics import NAN_SCORES, ConfusionMatrix
+from ..metrics import NAN_SCORES, NAN_SCORES_CAUSE, ConfusionMatrix
 from ..records import provenance, shown_path
 from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 from ..models.aspp import set_recompute_depthwise
@@ -529,7 +530,7 @@ class Trainer:
             if hasattr(val_set, "__len__") and len(val_set) == 0:  # an audit: accepted, every validation's mIoU NaN
                 raise ValueError("the validation set (val_set) has 0 items: not one image to score (its mIoU would be "
                                  "NaN); add images")
-            _check_passed_set(val_set, "val_set")
+            _check_passed_set(val_set, "val_set", objects_as_ignore=True)  # objects saved as 255: never scored
             _check_same_classes(train_set, val_set)
             if cfg.uint8_batches and not getattr(getattr(train_set, "transform", None), "as_uint8", False):
                 warnings.warn("uint8_batches applies to the data sets the Trainer builds from the configuration: "
@@ -665,6 +666,8 @@ class Trainer:
         # the newest checkpoint as this Trainer knows it (read by _resume, written by save): fit() refuses a folder
         # another process has trained on since
         self._known_checkpoint: Path | None = None
+        self._resumed_from: Path | None = None  # the checkpoint this run continued (_last_good: a diverged one)
+        self._data_passed = data_passed  # a bad item is then no file (the advice after a data error)
         if cfg.resume:
             self._resume(resumed)
         if self.dist.rank > 0:  # dropout draws from the global stream: each process its own (rank 0 keeps the
@@ -723,7 +726,7 @@ class Trainer:
                                     "--out-dir?): starting a new run from iteration 0")
             return
         path, state = resumed
-        self._known_checkpoint = path
+        self._known_checkpoint = self._resumed_from = path
         # what resuming reads, which a model file leaves out (the scaler is optional: absent without mixed precision)
         lacking = [k for k in ck.TRAINING_STATE_KEYS if k not in ck.OPTIONAL_TRAINING_STATE_KEYS and k not in state]
         if lacking:  # a model file (deeplab-edu export) where a training checkpoint was expected
@@ -883,8 +886,11 @@ class Trainer:
         err.__traceback__ = None
         note = ""
         if self._save_unplanned(unread):
-            note = (f" ({self._iterations_saved()}: fix the file, then run again with --resume; `deeplab-edu "
-                    "check-data` lists every bad file of a data set at once)")
+            fix = ("fix the item of the set you passed" if self._data_passed else "fix the file")
+            folder = ("" if self._data_passed else "; `deeplab-edu check-data` lists every bad file of a data set "
+                      "at once")
+            note = (f" ({self._iterations_saved()}: {fix}, then run again with resume=True (the command line: "
+                    f"--resume){folder})")
         return BadDataError(original_message(err) + note, labels=err.labels)
 
     def _iterations_saved(self) -> str:
@@ -1081,17 +1087,40 @@ class Trainer:
         """Where a run whose model became NaN resumes from: its newest checkpoint whose weights are finite
         (:func:`~deeplab_edu.engine.checkpoint.last_finite_checkpoint`; newer ones, written before checkpoints
         were checked, are named to be moved away), and what makes a loss NaN: the learning rate, fp16 (only where
-        ``cfg.amp`` is fp16), or a NaN or infinite value in the images."""
+        ``cfg.amp`` is fp16), or a NaN or infinite value in the images. A checkpoint whose weights are finite may
+        hold a model that had diverged already (a trial: resuming from it at a 200 000 times lower rate diverged
+        again, and the message named it again): its training loss is given where it had risen tenfold, and a
+        run that diverged again from the checkpoint it resumed is told to start anew."""
         good, newer = ck.last_finite_checkpoint(self.ckpt_dir)
         amp = " or amp=bf16/none" if self.cfg.amp == "fp16" else ""
         images = (" A NaN or infinite value in the images (a float image file, a passed data set or its transform) "
                   "makes the loss NaN too, whatever the learning rate.")
         if good is None:
-            return f"No checkpoint with finite weights had been written yet; try a lower --lr{amp}.{images}"
+            return f"No checkpoint with finite weights had been written yet; try a lower lr (--lr){amp}.{images}"
+        anew = ("start a new run (another out_dir, or delete this one's checkpoints) with a lower lr (--lr)"
+                f"{amp}")
+        if self._resumed_from is not None and good.resolve() == self._resumed_from.resolve():
+            return (f"This run resumed from {good}, its last checkpoint with finite weights, and diverged again: "
+                    f"that model had probably diverged already; {anew}.{images}")
         move = (f"; move {', '.join(p.name for p in newer)} out of {shown_path(self.ckpt_dir)} first: their weights "
                 "are not finite" if newer else "")
-        return (f"The last good checkpoint is {good} (resume with --resume, perhaps with a lower --lr{amp}{move})."
-                f"{images}")
+        risen = self._loss_risen_by(good)
+        return (f"The last good checkpoint is {good} (resume with resume=True, the command line --resume, perhaps "
+                f"with a lower lr{amp}{move}).{risen}{images}")
+
+    def _loss_risen_by(self, checkpoint: Path) -> str:
+        """A sentence where the training loss logged at or before ``checkpoint``'s iteration is not finite or ten
+        times the run's first one (its model may have diverged already), else ``""``."""
+        match = re.match(r"^ckpt_(\d+)\.pt$", checkpoint.name)
+        train = [r for r in self.history if r.get("split") == "train" and isinstance(r.get("loss"), float)]
+        if match is None or not train:
+            return ""
+        before = [r for r in train if r["iteration"] <= int(match.group(1))]
+        if not before or (math.isfinite(before[-1]["loss"]) and before[-1]["loss"] <= 10 * train[0]["loss"]):
+            return ""
+        return (f" But its training loss had risen to {before[-1]['loss']:.3g} by then (from {train[0]['loss']:.3g} "
+                f"at iteration {train[0]['iteration']}): its model may have diverged already; if resuming from it "
+                "fails again, start a new run with a lower lr.")
 
     @torch.no_grad()
     def evaluate(self, output_stride: int | None = None, *,
@@ -1172,8 +1201,9 @@ class Trainer:
                 if torch.distributed.is_available() and torch.distributed.is_initialized():  # all raise, or none
                     torch.distributed.all_reduce(nan_batches, op=torch.distributed.ReduceOp.SUM)
                 if int(nan_batches):  # an audit: argmax labels NaN class 0, and the mIoU logged was a number
+                    why = NAN_SCORES if self.cfg.amp == "fp16" else NAN_SCORES_CAUSE  # fp16 only where it trained
                     raise NonFiniteLossError(f"the model's validation scores hold NaN at iteration {self.iteration} "
-                                             f"({NAN_SCORES}); stopping without writing. {self._last_good()}")
+                                             f"({why}); stopping without writing. {self._last_good()}")
         finally:
             self._train_mode()
         return cm.compute()
