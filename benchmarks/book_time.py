@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deeplab_edu.engine.bench.timing import load_average, write_result  # noqa: E402
+from deeplab_edu.engine.bench.timing import check_out, load_average, write_result  # noqa: E402
 from deeplab_edu.records import REPO_ROOT  # noqa: E402
 
 
@@ -59,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu"],
                         help="the course profile the book is built in (default: cpu)")
-    parser.add_argument("--jobs", type=int, default=2, help="chapters executed at the same time (make book's JOBS)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="chapters executed at the same time (make book's JOBS; default: 2)")
     parser.add_argument("--out", default=None, help="record path (default runs/bench/make_book_<profile>.json)")
     parser.add_argument("--keep", type=Path, default=None, help="clone here and keep it (default: a temporary folder)")
     args = parser.parse_args(argv)
+    check_out(parser, args.out)
 
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                            capture_output=True, text=True, check=True).stdout.strip()

@@ -10,13 +10,15 @@ a difference is a finding only when its interval excludes zero.
 
     python benchmarks/class_weights.py                 # seeds 0 1 2, about 10 minutes a seed on 2 cores
     python benchmarks/class_weights.py --seeds 0 --iterations 20 --out /tmp/cw.json   # a quick look
-    python benchmarks/class_weights.py --seeds 3 4 5 --add-to benchmarks/results/class_weights_camvid_cpu.json
+    python benchmarks/class_weights.py --seeds 3 4 5 --add-to runs/bench/class_weights_camvid_cpu.json
 
 ``--add-to`` trains only the new seeds and writes the record again with every seed's runs (each
 run names the commit it was trained at) and the comparison over all of them.
 
-Needs a CamVid copy (``DEEPLAB_EDU_CAMVID`` or ``../shared/data/camvid``). The record is
-``benchmarks/results/class_weights_camvid_cpu.json``.
+Needs a CamVid copy (``DEEPLAB_EDU_CAMVID`` or ``../shared/data/camvid``). The record goes to
+``runs/bench/class_weights_camvid_cpu.json`` unless ``--out`` names one; the committed one, which chapter 11
+reads, is ``benchmarks/results/class_weights_camvid_cpu.json`` (``benchmarks/README.md`` gives the commands
+that made it, each with that ``--out``).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deeplab_edu.data.classes import CAMVID  # noqa: E402
+from deeplab_edu.engine.bench.timing import DEFAULT_OUT_DIR, check_out  # noqa: E402
 from deeplab_edu.engine.config import load_config  # noqa: E402
 from deeplab_edu.engine.trainer import Trainer  # noqa: E402
 from deeplab_edu.findings import seed_interval  # noqa: E402
-from deeplab_edu.records import RESULTS_DIR, code_version, load_record, write_record  # noqa: E402
+from deeplab_edu.records import code_version, load_record, write_record  # noqa: E402
 
 ARMS = ("none", "median_frequency")
 
@@ -81,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="training seeds, each trained with and without the weights (default: 0 1 2)")
     parser.add_argument("--iterations", type=int, default=None, help="override the preset's (a quick look)")
-    parser.add_argument("--out", default=str(RESULTS_DIR / "class_weights_camvid_cpu.json"),
-                        help="record path (default: %(default)s)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT_DIR / "class_weights_camvid_cpu.json"),
+                        help="record path (default: %(default)s; the committed record, which chapter 11 reads, is "
+                             "benchmarks/results/class_weights_camvid_cpu.json)")
     parser.add_argument("--add-to", help="a record of this script: keep its runs, train only --seeds it lacks, "
                                          "and write the record with all of them to --out")
     args = parser.parse_args(argv)
+    check_out(parser, args.out)
     runs: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in ARMS}
     if args.add_to:
         earlier = load_record(args.add_to)

@@ -23,6 +23,7 @@ intervals from them).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -36,7 +37,28 @@ sys.path.insert(0, str(ROOT))
 
 from deeplab_edu import findings  # noqa: E402
 from deeplab_edu.atomic import atomic_path  # noqa: E402
+from deeplab_edu.engine.bench.timing import check_out  # noqa: E402
 from deeplab_edu.records import RESULTS_DIR, load_record, write_record  # noqa: E402
+
+
+def _check_matrices_path(p: argparse.ArgumentParser, out: Path) -> None:
+    """Refuse, before any training, an ``--out`` whose matrices file (``out`` with ``.npz``, which
+    :func:`~deeplab_edu.records.check_record_path` does not look at) would replace something else: a folder, or a
+    file that the record at ``out`` does not name as its ``matrices_file`` (``p.error``: exit status 2)."""
+    npz = out.with_suffix(".npz")
+    if out.suffix == ".npz":
+        p.error(f"--out {out}: the confusion matrices are written beside the record as {npz.name}; name a .json file")
+    if npz.is_dir() or (npz.exists() and not npz.is_file()):
+        p.error(f"--out {out}: the confusion matrices would go to {npz}, which is a folder or not a regular file; "
+                "name another --out")
+    if npz.exists():
+        try:
+            named = json.loads(out.read_text(encoding="utf-8"))["results"]["matrices_file"]
+        except (OSError, ValueError, KeyError, TypeError):  # no record there, or another kind of record
+            named = None
+        if named != npz.name:
+            p.error(f"--out {out}: the confusion matrices would replace {npz}, which that record does not name as its "
+                    "matrices: name another --out (or move the file away), so that nothing of yours is overwritten")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", nargs="+", choices=list(findings.ARMS), help="only these arms (default: all)")
     p.add_argument("--findings", nargs="+", metavar="KEY",
                    help="evaluate only the views these findings need (e.g. c4 e2; default: every finding's)")
-    p.add_argument("--val-length", type=int, default=500, help="validation scenes each run is evaluated on")
+    p.add_argument("--val-length", type=int, default=500,
+                   help="validation scenes each run is evaluated on (default: 500)")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "course" / "cpu",
                    help="folder of the trained runs (reused when finished; default: %(default)s)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
@@ -60,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="train the missing runs and stop, without evaluating; start it several times (with --threads 1) "
                         "to train runs side by side: each process skips the runs another is training")
     args = p.parse_args(argv)
+    if not args.train_only:  # the record and its matrices, before hours of training (--train-only writes neither)
+        check_out(p, args.out)
+        _check_matrices_path(p, args.out)
     repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
     if repeated:  # a seed given twice is the same runs counted twice: a narrower interval from no new evidence
         p.error(f"--seeds {' '.join(map(str, args.seeds))}: seed{'s' if len(repeated) > 1 else ''} "

@@ -34,7 +34,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deeplab_edu.engine.allocator import keep_freed_memory
+from deeplab_edu.engine.allocator import keep_freed_memory  # noqa: E402
+from deeplab_edu.engine.bench.timing import check_out  # noqa: E402
 from deeplab_edu.engine.config import load_config  # noqa: E402
 from deeplab_edu.engine.trainer import Trainer  # noqa: E402
 from deeplab_edu.records import RESULTS_DIR, write_record  # noqa: E402
@@ -107,11 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", nargs="+", type=float, default=[1, 3, 6],
                    help="training budgets in minutes, each candidate evaluated after each (default: 1 3 6)")
     p.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), help="run these candidates only")
-    p.add_argument("--val-length", type=int, default=200, help="validation scenes per evaluation")
+    p.add_argument("--val-length", type=int, default=200, help="validation scenes per evaluation (default: 200)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "learnability_cpu.json", help="record path (default: %(default)s)")
     p.add_argument("--list", action="store_true", help="print the candidates and exit")
     args = p.parse_args(argv)
+    if not args.list:
+        check_out(p, args.out)
     if args.list:
         for name, (what, overrides) in CANDIDATES.items():
             print(f"{name:34s} {what}: {overrides}")

@@ -21,16 +21,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from deeplab_edu.engine.allocator import keep_freed_memory
-from deeplab_edu.engine.bench.timing import (compare_speeds, interleaved, load_average, timed_steps, torch_threads,
-                                             write_result)
-from deeplab_edu.engine.config import load_config
-from deeplab_edu.engine.trainer import Trainer
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
+
+from deeplab_edu.config import resolve_device  # noqa: E402
+from deeplab_edu.engine.allocator import keep_freed_memory  # noqa: E402
+from deeplab_edu.engine.bench.timing import (check_out, compare_speeds, interleaved, load_average,  # noqa: E402
+                                             timed_steps, torch_threads, write_result)
+from deeplab_edu.engine.config import ConfigError, load_config  # noqa: E402
+from deeplab_edu.engine.trainer import Trainer  # noqa: E402
 
 FORMATS = ("contiguous", "channels_last")
 
@@ -76,15 +82,23 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cpu", help="training preset whose model and crop are timed (default: cpu)")
-    parser.add_argument("--device", default=None, help="default: the preset's")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", default="cpu", help="training preset whose model and crop are timed")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the preset's)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU (the classroom's 2)")
     parser.add_argument("--iterations", type=int, default=5, help="steps per timed window")
     parser.add_argument("--rounds", type=int, default=6, help="windows per memory format (alternating; 6: the fewest for an interval)")
-    parser.add_argument("--out", default=None, help="record path (default runs/bench/memory_format_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (None: runs/bench/memory_format_<device>.json)")
     args = parser.parse_args()
-    on_cpu = (args.device or load_config(args.preset).device or "cpu").startswith("cpu")
+    check_out(parser, args.out)
+    try:  # before the trainers are built: a ConfigError's traceback otherwise
+        if args.device is not None:
+            resolve_device(args.device)
+        cfg = load_config(args.preset, None if args.device is None else {"device": args.device})
+    except ValueError as err:  # ConfigError is one
+        parser.error(f"--preset {args.preset}: {err}" if isinstance(err, ConfigError) else str(err))
+    on_cpu = (cfg.device or "cpu").startswith("cpu")
     with torch_threads(args.threads if on_cpu else None):
         results = measure(args.preset, device=args.device, iterations=args.iterations, rounds=args.rounds)
     write_result(results, args.out, f"memory_format_{results['device'].split(':')[0]}.json",

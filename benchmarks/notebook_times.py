@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deeplab_edu.book import chapter_headers, execute_notebooks  # noqa: E402
 from deeplab_edu.data.paths import find_camvid  # noqa: E402
-from deeplab_edu.engine.bench.timing import load_average, write_result  # noqa: E402
+from deeplab_edu.engine.bench.timing import check_out, load_average, write_result  # noqa: E402
 from deeplab_edu.viz.training import camvid_run, course_runs  # noqa: E402
 
 
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executed", type=Path, default=None,
                         help="folder for the executed notebooks (default: a temporary one, deleted afterwards)")
     args = parser.parse_args(argv)
+    check_out(parser, args.out)
 
     headers = chapter_headers()
     if args.only:

@@ -1,12 +1,14 @@
 """Where does the loader-fed training step lose time against the step alone? (issue 11, item 2)
 
-Recorded once: ``benchmarks/results/pipeline_diagnosis_cuda.json`` (6 workers, with the profile)
-and ``pipeline_diagnosis_cuda_w12.json`` (12 workers), one H200; read in ``benchmarks/README.md``.
+Recorded on one H200 in ``benchmarks/results/pipeline_diagnosis_cuda*.json`` (first
+``pipeline_diagnosis_cuda.json``, 6 workers with the profile, and ``pipeline_diagnosis_cuda_w12.json``,
+12 workers; then ``gpu_session.sh``'s stages 5-7); read in ``benchmarks/README.md``.
 
 `deeplab-edu bench --mode pipeline` measured the gpu preset on one H200 at x0.76 of the step alone
 with 6, 10 and 14 workers alike, so the workers' output is not the limit. This script times the
-same Trainer step fed seven ways, in interleaved rounds, and splits each window's main-thread time
-into waiting for the next batch (``next_s``) and launching the step (``launch_s``):
+same Trainer step fed up to ten ways (the seven below by default, ``--feeds`` for three more), in
+interleaved rounds, and splits each window's main-thread time into waiting for the next batch
+(``next_s``) and launching the step (``launch_s``):
 
 - ``step``: one synthetic batch already on the device (the pipeline benchmark's baseline);
 - ``loader``: the engine's training loader, as ``Trainer.fit`` is fed;
@@ -27,9 +29,9 @@ into waiting for the next batch (``next_s``) and launching the step (``launch_s`
 With ``--feeds`` three more (stop 47, after CUDA graphs made the step about 2x faster and the loader its
 limit): ``loader-uint8``, the loader with ``uint8_batches`` (5x fewer bytes for the workers to write
 and this process to pin and copy); ``loader+switch`` and ``loader-uint8+switch``, the same with the
-interpreter's switch interval (``sys.setswitchinterval``, 5 ms by default) shortened to
-``--switch-interval`` during the window: if the launching thread waits for the interpreter lock
-that DataLoader's threads hold, a shorter interval gives it back sooner.
+interpreter's switch interval (``sys.setswitchinterval``: Python's default 5 ms) shortened to
+``--switch-interval`` (this script's default 0.5 ms) during the window: if the launching thread waits
+for the interpreter lock that DataLoader's threads hold, a shorter interval gives it back sooner.
 
 If ``launch_s`` per step is close to the window's seconds per step, the step is bound by the CPU
 that launches its kernels, and any work the main thread does for the data costs throughput.
@@ -39,6 +41,10 @@ forward or backward pass), as the Trainer does with ``compile: true, compile_mod
 and marked each step's start as the Trainer now does).
 
     python benchmarks/pipeline_diagnosis.py --device cuda --out benchmarks/results/pipeline_diagnosis_cuda.json
+
+Without ``--preset`` the preset is ``deeplab-edu bench --mode pipeline``'s: ``gpu`` with ``--device cuda`` or,
+without ``--device``, where PyTorch sees CUDA; ``cpu`` otherwise (the ``gpu`` preset's ResNet-50 at 256 px
+takes seconds a step on a CPU: hours at the defaults).
 """
 
 from __future__ import annotations
@@ -53,15 +59,23 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
+from pathlib import Path
+
 import torch
 
-from deeplab_edu.engine.allocator import keep_freed_memory
-from deeplab_edu.engine.bench.pipeline import FEEDS, PROFILE_STEPS, diagnosis_rows, loader_load_elsewhere, summarise_profile
-from deeplab_edu.engine.bench.timing import interleaved, synchronize, write_result
-from deeplab_edu.engine.config import load_config
-from deeplab_edu.engine.data import SeededDataset, build_datasets, train_loader
-from deeplab_edu.engine.trainer import Trainer
-from deeplab_edu.viz.tables import markdown_text
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
+
+from deeplab_edu.cli import _pipeline_preset  # noqa: E402
+from deeplab_edu.config import resolve_device  # noqa: E402
+from deeplab_edu.engine.allocator import keep_freed_memory  # noqa: E402
+from deeplab_edu.engine.bench.pipeline import (FEEDS, PROFILE_STEPS, diagnosis_rows,  # noqa: E402
+                                               loader_load_elsewhere, summarise_profile)
+from deeplab_edu.engine.bench.timing import check_out, interleaved, synchronize, write_result  # noqa: E402
+from deeplab_edu.engine.config import ConfigError, load_config  # noqa: E402
+from deeplab_edu.engine.data import SeededDataset, build_datasets, train_loader  # noqa: E402
+from deeplab_edu.engine.trainer import Trainer  # noqa: E402
+from deeplab_edu.viz.tables import markdown_text  # noqa: E402
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -161,12 +175,16 @@ def window(trainer: Trainer, batches: Iterator[Batch], iterations: int) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="gpu", help="training preset whose model, data and loader are run (default: gpu)")
-    parser.add_argument("--device", default=None, help="default: the preset's")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", default=None, help="training preset whose model, data and loader are run (None: "
+                        "deeplab-edu bench --mode pipeline's choice: gpu with --device cuda or, without --device, "
+                        "where PyTorch sees CUDA; cpu otherwise, whose network trains in minutes on a CPU where "
+                        "gpu's would take hours)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the preset's)")
     parser.add_argument("--iterations", type=int, default=60, help="training steps per timed window")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved windows per feed (medians over them)")
-    parser.add_argument("--num-workers", type=int, help="DataLoader workers (default: the engine's choice)")
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers (None: the engine's choice)")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of "
                                                              f"{PROFILE_STEPS} loader-fed steps")
     parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"], default="none",
@@ -174,9 +192,12 @@ def main() -> None:
     parser.add_argument("--feeds", default=",".join(list(FEEDS)[:7]),
                         help=f"comma-separated feeds, of: {', '.join(FEEDS)}")
     parser.add_argument("--switch-interval", type=float, default=0.0005,
-                        help="seconds: sys.setswitchinterval during the +switch feeds (Python's default 0.005)")
-    parser.add_argument("--out", default=None, help="record path (default runs/bench/pipeline_diagnosis_<device>.json)")
+                        help="seconds: sys.setswitchinterval during the +switch feeds (Python's own default, "
+                             "used by every other feed: 0.005)")
+    parser.add_argument("--out", default=None, help="record path (None: runs/bench/pipeline_diagnosis_<device>.json)")
     args = parser.parse_args()
+    check_out(parser, args.out)
+    preset = args.preset or _pipeline_preset(args.device)
     modes = [f.strip() for f in args.feeds.split(",") if f.strip()]
     unknown = [f for f in modes if f not in FEEDS]
     if unknown or "step" not in modes:
@@ -190,7 +211,13 @@ def main() -> None:
         overrides["num_workers"] = args.num_workers
     if args.compile_mode != "none":  # the Trainer's compile (with CUDA graphs it marks each step's start)
         overrides.update(compile=True, compile_mode=args.compile_mode)
-    trainer = Trainer(load_config(args.preset, overrides))
+    try:  # before anything is built: a ConfigError's traceback otherwise
+        if args.device:
+            resolve_device(args.device)
+        cfg = load_config(preset, overrides)
+    except ValueError as err:  # ConfigError is one
+        parser.error(f"--preset {preset}: {err}" if isinstance(err, ConfigError) else str(err))
+    trainer = Trainer(cfg)
     dev = trainer.device
     if trainer.cfg.keep_freed_memory and dev.type == "cpu":  # its steps as fit() trains them
         keep_freed_memory()
@@ -248,7 +275,7 @@ def main() -> None:
             drain_stop.set()
             thread.join(timeout=60)
         elif mode == "step+load":
-            with loader_load_elsewhere(args.preset, drain_overrides, trainer.num_workers):
+            with loader_load_elsewhere(preset, drain_overrides, trainer.num_workers):
                 r = window(trainer, synthetic, args.iterations)
         else:
             pf = DevicePrefetcher(loader, trainer.to_device, dev)
@@ -263,7 +290,7 @@ def main() -> None:
     for mode, rows in results.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         summary[mode] = {**med, "images_per_s": batch / med["step_s"], "rounds": rows}
-    print(f"{args.preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
+    print(f"{preset} preset on {dev}, {trainer.num_workers} workers, batch {batch}, {args.iterations} steps x "
           f"{args.rounds} rounds (medians)")
     print(markdown_text(diagnosis_rows({"results": {"modes": summary, "batch_size": batch}})))
     profile_table, profile_summary = None, None
@@ -278,7 +305,7 @@ def main() -> None:
         profile_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         print(profile_table)
         profile_summary = summarise_profile(prof, PROFILE_STEPS)
-    write_result({"preset": args.preset, "device": str(dev), "num_workers": trainer.num_workers,
+    write_result({"preset": preset, "device": str(dev), "num_workers": trainer.num_workers,
                   "batch_size": batch, "iterations": args.iterations, "compile_mode": args.compile_mode,
                   "switch_interval": args.switch_interval if any(m.endswith("+switch") for m in modes) else None,
                   "warmup_seconds": warmup_s, "modes": summary, "profile": profile_table,

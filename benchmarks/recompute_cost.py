@@ -15,24 +15,32 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from deeplab_edu.engine.bench.timing import compare_speeds, interleaved, load_average, minor_faults, timed, write_result
-from deeplab_edu.models import build_model
-from deeplab_edu.models.aspp import set_recompute_depthwise
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
+
+from deeplab_edu.engine.bench.timing import (check_out, compare_speeds, interleaved, load_average,  # noqa: E402
+                                             minor_faults, timed, write_result)
+from deeplab_edu.models import build_model  # noqa: E402
+from deeplab_edu.models.aspp import set_recompute_depthwise  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbone", default="tiny_resnet", help="DeepLabv3+ backbone (default: tiny_resnet)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--backbone", default="tiny_resnet", help="DeepLabv3+ backbone")
     parser.add_argument("--size", type=int, default=96, help="input side in pixels")
     parser.add_argument("--batch", type=int, default=16, help="images per step")
     parser.add_argument("--rates", type=int, nargs=3, default=(1, 2, 3), help="the ASPP's three atrous rates")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per setting")
-    parser.add_argument("--out", default=None, help="record path (default runs/bench/recompute_cost_cpu.json)")
+    parser.add_argument("--out", default=None, help="record path (None: runs/bench/recompute_cost_cpu.json)")
     args = parser.parse_args()
+    check_out(parser, args.out)
     torch.set_num_threads(1)
     load_before = load_average()
     torch.manual_seed(0)

@@ -12,12 +12,18 @@ smp's. This times three models in interleaved rounds at one setting: ours as bui
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
-from deeplab_edu.engine.bench.pairs import build_pair, measure_models
-from deeplab_edu.engine.bench.timing import compare_speeds, write_result
-from deeplab_edu.models.aspp import set_recompute_depthwise
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
+
+from deeplab_edu.config import resolve_device  # noqa: E402
+from deeplab_edu.engine.bench.pairs import build_pair, check_input, measure_models  # noqa: E402
+from deeplab_edu.engine.bench.timing import check_out, compare_speeds, write_result  # noqa: E402
+from deeplab_edu.models.aspp import set_recompute_depthwise  # noqa: E402
 
 
 def summarise(settings: dict) -> list[str]:
@@ -38,12 +44,13 @@ def summarise(settings: dict) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
-    parser.add_argument("--size", type=int, default=128, help="input side in pixels")
-    parser.add_argument("--batch", type=int, default=2, help="images per step")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
+    parser.add_argument("--batch", type=int, default=2, help="images per step (at least 2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant")
-    parser.add_argument("--out", default=None, help="record path (default runs/bench/v3plus_variants_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (None: runs/bench/v3plus_variants_<device>.json)")
     parser.add_argument("--show", help="print the ratios of a record this script wrote, and exit")
     args = parser.parse_args()
     if args.show:
@@ -51,7 +58,12 @@ def main() -> None:
 
         print("\n".join(summarise(load_record(args.show)["results"]["settings"])))
         return
-    dev = torch.device(args.device)
+    check_out(parser, args.out)
+    try:  # before the models are built: smp's, BatchNorm's or torch's traceback otherwise
+        check_input(args.batch, args.size, ("v3plus",))
+        dev = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
     y = torch.randint(0, 21, (args.batch, args.size, args.size), device=dev)

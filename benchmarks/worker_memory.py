@@ -17,45 +17,51 @@ unless ``--out`` names one)::
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
 
-from deeplab_edu.engine.bench.timing import write_result  # noqa: E402
+from deeplab_edu.engine.bench.timing import check_out, write_result  # noqa: E402
 from deeplab_edu.engine.workers import available_cores  # noqa: E402
 
 from notebook_times import PeakMemory  # noqa: E402  (this folder is on sys.path when run as a script)
 
 
 def peak_bytes(workers: int, iterations: int, timeout: float) -> int:
-    """The peak memory (bytes) of ``deeplab-edu train --preset cpu`` with ``workers`` loader workers.
+    """The peak memory (bytes) of ``deeplab-edu train --preset cpu`` with ``workers`` loader workers, this
+    checkout's package first on the training's ``PYTHONPATH`` (not the one the environment installed).
 
     Raises:
         RuntimeError: the training failed (its last output is in the message).
         subprocess.TimeoutExpired: it took more than ``timeout`` seconds.
     """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     with tempfile.TemporaryDirectory(prefix="worker_memory_") as folder, PeakMemory() as memory:
         proc = subprocess.run(
             [sys.executable, "-m", "deeplab_edu", "train", "--preset", "cpu", "--num-workers", str(workers),
              "--iterations", str(iterations), "--warmup-iters", "0", "--eval-every", str(iterations),
              "--out-dir", folder],
-            capture_output=True, text=True, timeout=timeout)
+            capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"the training with {workers} worker(s) failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
     return memory.peak
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 3, 7], help="loader workers to try")
     parser.add_argument("--iterations", type=int, default=20, help="training steps per run (one validation at the end)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one run may take")
-    parser.add_argument("--out", default=None, help="record path (default runs/bench/worker_memory.json)")
+    parser.add_argument("--out", default=None, help="record path (None: runs/bench/worker_memory.json)")
     args = parser.parse_args()
+    check_out(parser, args.out)
     counts = sorted(set(args.workers))
     if len(counts) < 2:
         parser.error("--workers needs at least two different counts to give the memory per worker")

@@ -35,10 +35,21 @@ def test_the_readme_describes_each_record_at_its_own_commit(name: str) -> None:
                                    "never names: its figures there describe an older record")
 
 
+#: The records ``benchmarks/README.md`` may name before they exist: those ``benchmarks/gpu_session.sh`` still has
+#: to create on a GPU (stage 8 has not run). Every other record it names must exist; a name leaves this list
+#: once its record is committed (a test below says when).
+AWAITING_THE_GPU_SESSION = ("train_gpu_preset_eager", "train_gpu_preset_graphs")
+GPU_SESSION = RESULTS_DIR.parent / "gpu_session.sh"
+
+
+def _missing_records(text: str) -> list[str]:
+    """The records ``text`` names (``results/<name>.json``) that neither exist nor await the GPU session."""
+    named = set(re.findall(r"results/([a-z0-9_]+)\.json", text))
+    return sorted(named - set(RECORDS) - set(AWAITING_THE_GPU_SESSION))
+
+
 def test_the_readme_names_only_records_that_exist() -> None:
-    named = set(re.findall(r"results/([a-z0-9_]+)\.json", README.read_text()))
-    # GPU records are named for `bash benchmarks/gpu_session.sh` to create; every other one must exist
-    missing = sorted(n for n in named - set(RECORDS) if not n.endswith("_cuda"))
+    missing = _missing_records(README.read_text())
     assert not missing, f"benchmarks/README.md names records that do not exist: {missing}"
 
 
@@ -239,3 +250,15 @@ def test_the_readme_says_which_findings_do_not_hold_after_holm() -> None:
     assert [c for c, r in camvid.items() if r[HOLM_COLUMN] == "no"] == ["sign_symbol"] and len(camvid) == 12
     assert (f"sign's (p = {camvid['sign_symbol']['p']}, paired t test over the seeds) does not hold after Holm's "
             "correction over the twelve") in text
+
+
+def test_only_the_records_the_gpu_session_still_owes_may_be_missing() -> None:
+    """An audit: every ``*_cuda`` name was exempt from "the README names only records that exist", so a GPU
+    record cited by a typo, or deleted, passed. Only the names ``gpu_session.sh`` writes and has not yet
+    recorded are exempt now, each listed."""
+    assert _missing_records("results/never_made_cuda.json and results/bench_cuda.json") == ["never_made_cuda"]
+    script = GPU_SESSION.read_text()
+    for name in AWAITING_THE_GPU_SESSION:
+        assert f"$RES/{name}.json" in script, f"benchmarks/gpu_session.sh does not write {name}.json: drop it"
+        assert name not in RECORDS, (f"results/{name}.json is committed now: drop it from AWAITING_THE_GPU_SESSION "
+                                     "in tests/test_benchmark_records.py")

@@ -443,6 +443,7 @@ def test_findings_benchmark_writes_its_matrices_whole_and_only_with_their_record
     out = tmp_path / "findings.json"
     npz = out.with_suffix(".npz")
     np.savez_compressed(npz, old=np.zeros(1))
+    out.write_text(json.dumps({"command": "old", "results": {"matrices_file": npz.name}}))  # the record it goes with
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise OSError("the record could not be written")
@@ -453,7 +454,7 @@ def test_findings_benchmark_writes_its_matrices_whole_and_only_with_their_record
         module.main(argv)
     with np.load(npz) as held:
         assert list(held) == ["old"]  # the old matrices, beside their old record
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["findings.npz"], "a temporary file was left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["findings.json", "findings.npz"], "a temporary file was left"
 
     def write(path: Path, results: dict, **kwargs: Any) -> None:
         Path(path).write_text(json.dumps(results))
@@ -532,3 +533,194 @@ def test_every_script_that_steps_a_trainer_outside_fit_keeps_freed_memory() -> N
     assert stepping, "no benchmark steps a Trainer: this test checks nothing"
     missing = [p.name for p in stepping if "keep_freed_memory()" not in p.read_text()]
     assert not missing, f"these time train_step() outside fit() without keep_freed_memory(): {missing}"
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_every_benchmark_script_imports_its_own_checkout_first() -> None:
+    """An audit: seven scripts imported deeplab_edu from wherever the environment's install pointed (another
+    checkout's editable install), so they measured that code and recorded its commit. Every script that
+    imports the package puts its own checkout first on sys.path before it does."""
+    import re
+
+    insert = re.compile(r"^sys\.path\.insert\(0, str\((ROOT|Path\(__file__\)\.resolve\(\)\.parent\.parent)\)\)", re.M)
+    importing = re.compile(r"^\s*(from|import) deeplab_edu\b", re.M)
+    late = []
+    for path in sorted(BENCHMARKS.glob("*.py")):
+        text = path.read_text()
+        first_import = importing.search(text)
+        if first_import is None:
+            continue
+        found = insert.search(text)
+        root_ok = found is not None and (found[1] != "ROOT" or "ROOT = Path(__file__).resolve().parent.parent" in text)
+        if not (root_ok and found.start() < first_import.start()):  # type: ignore[union-attr]
+            late.append(path.name)
+    assert not late, f"these import deeplab_edu without putting their checkout first on sys.path: {late}"
+
+
+def test_a_benchmark_script_runs_this_checkouts_package_not_the_installed_one(tmp_path: Path) -> None:
+    """The same, as it happens: another deeplab_edu first on PYTHONPATH (as an editable install of another
+    checkout is) is not the one the script imports."""
+    import os
+    import subprocess
+    import sys
+
+    other = tmp_path / "deeplab_edu"
+    other.mkdir()
+    (other / "__init__.py").write_text("raise ImportError('the other checkout was imported')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for name in ("optimizer_step", "pipeline_diagnosis"):
+        proc = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--help"], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0 and "the other checkout" not in proc.stderr, (name, proc.stderr[-2000:])
+
+
+def test_worker_memory_trains_this_checkouts_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its training is a subprocess (``python -m deeplab_edu train``), which found the package from its working
+    folder or the environment: it gets this checkout first on PYTHONPATH, before any the caller set."""
+    import subprocess
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # its notebook_times, as when it runs as a script
+    module = _benchmark_script("worker_memory")
+    seen: dict[str, Any] = {}
+
+    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        seen.update(kwargs)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(module.subprocess, "run", run)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    module.peak_bytes(0, 1, timeout=10)
+    root = str(Path(__file__).resolve().parents[1])
+    assert seen["env"]["PYTHONPATH"].split(":") == [root, "/somewhere/else"]
+
+
+def _refused(capsys: pytest.CaptureFixture, run: Any) -> str:
+    """The one-line error of a script's parser (exit status 2) that ``run`` ends with."""
+    with pytest.raises(SystemExit) as exit_:
+        run()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].count("error:") == 1, err
+    return err
+
+
+def _measured(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("measured before the arguments were checked")
+
+
+def test_benchmark_scripts_refuse_a_bad_out_before_measuring(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: --out naming a folder failed only after the whole measurement (IsADirectoryError in the atomic
+    rename) and --out naming a file that is not a record was silently replaced; deeplab-edu bench checked it
+    first, the scripts did not. Now each does, right after parsing its arguments."""
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes")
+    optimizer = _benchmark_script("optimizer_step")
+    monkeypatch.setattr(optimizer, "measure", _measured)
+    for out, said in ((tmp_path, "is a folder"), (notes, "already holds a file that is not a record")):
+        monkeypatch.setattr("sys.argv", ["optimizer_step.py", "--out", str(out)])
+        assert f"--out {out} {said}" in _refused(capsys, optimizer.main)
+    assert notes.read_text() == "my notes"
+    variants = _benchmark_script("v3plus_variants")
+    monkeypatch.setattr(variants, "build_pair", _measured)
+    monkeypatch.setattr("sys.argv", ["v3plus_variants.py", "--out", str(tmp_path)])
+    assert "is a folder" in _refused(capsys, variants.main)
+    weights = _benchmark_script("class_weights")
+    monkeypatch.setattr(weights, "train_arm", _measured)
+    assert "is a folder" in _refused(capsys, lambda: weights.main(["--seeds", "0", "--out", str(tmp_path)]))
+    findings = _benchmark_script("findings")
+    monkeypatch.setattr(findings.findings, "run_findings", _measured)
+    where = ["--arms", "v3", "--seeds", "0", "1", "--runs", str(tmp_path / "runs")]
+    assert "is a folder" in _refused(capsys, lambda: findings.main([*where, "--out", str(tmp_path)]))
+    # its confusion matrices go beside the record as .npz, which check_record_path does not look at
+    (tmp_path / "f.npz").mkdir()
+    err = _refused(capsys, lambda: findings.main([*where, "--out", str(tmp_path / "f.json")]))
+    assert "f.npz, which is a folder" in err
+    (tmp_path / "g.npz").write_bytes(b"someone's arrays")
+    err = _refused(capsys, lambda: findings.main([*where, "--out", str(tmp_path / "g.json")]))
+    assert "would replace" in err and "g.npz" in err and (tmp_path / "g.npz").read_bytes() == b"someone's arrays"
+
+
+def test_every_benchmark_script_checks_its_out_after_parsing() -> None:
+    """The same for every script that writes a record (run_benchmarks.py is deeplab-edu bench, which checks)."""
+    writing = [p for p in sorted(BENCHMARKS.glob("*.py")) if "write_result(" in p.read_text()
+               or "write_record(" in p.read_text()]
+    assert len(writing) >= 12, [p.name for p in writing]
+    unchecked = []
+    for path in writing:
+        text = path.read_text()
+        parsed = text.find(".parse_args(")
+        if parsed < 0 or text.find("check_out(", parsed) < 0:
+            unchecked.append(path.name)
+    assert not unchecked, f"these write a record without checking --out after parsing it: {unchecked}"
+
+
+def test_pipeline_diagnosis_takes_the_pipeline_benchmarks_preset(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """An audit: without --preset it trained the gpu preset (ResNet-50 at 256 px, seconds a step on a CPU: hours
+    at the defaults) on a machine without a GPU. It now takes deeplab-edu bench --mode pipeline's choice."""
+    module = _benchmark_script("pipeline_diagnosis")
+
+    class Chosen(Exception):
+        pass
+
+    def load_config(preset: str, overrides: Any = None) -> None:
+        raise Chosen(preset)
+
+    monkeypatch.setattr(module, "load_config", load_config)
+    for cuda, preset in ((False, "cpu"), (True, "gpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py"])
+        with pytest.raises(Chosen, match=f"^{preset}$"):
+            module.main()
+    monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", "--preset", "smoke"])
+    with pytest.raises(Chosen, match="^smoke$"):
+        module.main()
+    monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", "--help"])
+    with pytest.raises(SystemExit):
+        module.main()
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "cpu otherwise" in shown and "(default: 0.0005)" in shown and "Python's own default" in shown
+
+
+def test_class_weights_writes_runs_bench_unless_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: its --out defaulted to benchmarks/results/class_weights_camvid_cpu.json, so the README's own
+    command replaced the six-seed record chapter 11 reads. It writes runs/bench/ as the other scripts do."""
+    module = _benchmark_script("class_weights")
+    classes = len(module.CAMVID.class_names)
+    monkeypatch.setattr(module, "train_arm", lambda seed, arm, work, iterations: {"miou": 0.5, "iou": [0.5] * classes})
+    written = []
+    monkeypatch.setattr(module, "write_record", lambda path, *a, **k: written.append(Path(path)))
+    monkeypatch.chdir(tmp_path)
+    assert module.main(["--seeds", "0"]) == 0
+    assert written == [Path("runs") / "bench" / "class_weights_camvid_cpu.json"]
+
+
+def test_gpu_and_input_checks_come_first_as_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """An audit: --device cuda without a GPU ended in torch's "Found no NVIDIA driver" after the models were built
+    (optimizer_step.py, v3plus_variants.py) or in a ConfigError's traceback (memory_format.py,
+    pipeline_diagnosis.py); v3plus_variants.py --size 40 in smp's traceback and --batch 1 in BatchNorm's."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    optimizer = _benchmark_script("optimizer_step")
+    monkeypatch.setattr(optimizer, "measure", _measured)
+    monkeypatch.setattr("sys.argv", ["optimizer_step.py", "--device", "cuda"])
+    assert "--device='cuda', but this PyTorch sees no CUDA GPU" in _refused(capsys, optimizer.main)
+    variants = _benchmark_script("v3plus_variants")
+    monkeypatch.setattr(variants, "build_pair", _measured)
+    for argv, said in ((["--device", "cuda"], "sees no CUDA GPU"), (["--size", "40"], "size=40: segmentation_models"),
+                       (["--batch", "1"], "batch=1: a training step needs at least 2 images")):
+        monkeypatch.setattr("sys.argv", ["v3plus_variants.py", *argv])
+        assert said in _refused(capsys, variants.main)
+    memory = _benchmark_script("memory_format")
+    monkeypatch.setattr(memory, "measure", _measured)
+    for argv, said in ((["--device", "cuda"], "sees no CUDA GPU"), (["--preset", "nope"], "unknown preset 'nope'")):
+        monkeypatch.setattr("sys.argv", ["memory_format.py", *argv])
+        assert said in _refused(capsys, memory.main)
+    diagnosis = _benchmark_script("pipeline_diagnosis")
+    monkeypatch.setattr(diagnosis, "Trainer", _measured)
+    for argv, said in ((["--device", "cuda"], "sees no CUDA GPU"), (["--preset", "nope"], "unknown preset 'nope'")):
+        monkeypatch.setattr("sys.argv", ["pipeline_diagnosis.py", *argv])
+        assert said in _refused(capsys, diagnosis.main)

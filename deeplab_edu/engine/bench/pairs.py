@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ from .timing import (compare_speeds, interleaved, interval_text, load_average, m
                      synchronize, timed, torch_threads, write_result)
 
 __all__ = ["PEAK_BF16_TFLOPS", "build_pair", "StepRunner", "train_memory", "measure_models", "run_benchmarks",
-           "pair_summary", "format_results", "train_ratio_text"]
+           "check_input", "pair_summary", "format_results", "train_ratio_text"]
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched by device name: NVIDIA's product
 #: pages (https://www.nvidia.com/en-us/data-center/h200/, .../h100/, .../a100/, .../l40s/, .../products/a10-gpu/)
@@ -206,6 +206,21 @@ def measure_models(models: list[tuple[str, nn.Module]], x: torch.Tensor, y: torc
     return rows
 
 
+def check_input(batch: int, size: int, pairs: Sequence[str] = ("v3", "v3plus")) -> None:
+    """Refuse, before any model is built, an input a training step of ``pairs`` cannot take: ``batch`` images
+    of ``size`` x ``size`` pixels (``benchmarks/v3plus_variants.py`` checks its flags with it too).
+
+    Raises:
+        ValueError: ``batch`` < 2 (the image-pooling branch's BatchNorm in training), or ``size`` not a multiple
+            of 16 for ``v3plus`` (segmentation_models_pytorch's DeepLabV3Plus).
+    """
+    if batch < 2:
+        raise ValueError(f"batch={batch}: a training step needs at least 2 images, because the image-pooling "
+                         "branch's BatchNorm sees one value per channel per image in training mode")
+    if "v3plus" in pairs and size % 16:
+        raise ValueError(f"size={size}: segmentation_models_pytorch's DeepLabV3Plus needs a multiple of 16")
+
+
 def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repeats: int | None = None, warmup: int = 1,
                    out: str | Path | None = None, pairs: tuple[str, ...] = ("v3", "v3plus"),
                    num_classes: int = 21, threads: int | None = None, bf16: bool = True,
@@ -248,11 +263,7 @@ def run_benchmarks(*, device: str = "cpu", size: int = 128, batch: int = 2, repe
         require_packages("segmentation_models_pytorch", what="the v3plus benchmark pair")
     repeats = min_rounds() if repeats is None else repeats
     dev = torch.device(device)
-    if batch < 2:
-        raise ValueError(f"batch={batch}: a training step needs at least 2 images, because the image-pooling "
-                         "branch's BatchNorm sees one value per channel per image in training mode")
-    if "v3plus" in pairs and size % 16:
-        raise ValueError(f"size={size}: segmentation_models_pytorch's DeepLabV3Plus needs a multiple of 16")
+    check_input(batch, size, pairs)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but PyTorch sees no CUDA GPU; use --device cpu")
     with torch_threads(threads):

@@ -12,7 +12,9 @@ three from the rounds, the one call a benchmark makes.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import torch
 
 __all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "min_rounds", "speedup_interval", "paired_p_value",
            "speed_verdict", "interval_text", "SpeedComparison", "compare_speeds",
-           "load_average", "busy_cpu_seconds", "torch_threads", "write_result", "DEFAULT_OUT_DIR"]
+           "load_average", "busy_cpu_seconds", "torch_threads", "check_out", "write_result", "DEFAULT_OUT_DIR"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -263,6 +265,26 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 #: the training runs, so that measuring one's own machine never rewrites the committed records of
 #: ``benchmarks/results/`` (re-recording those passes ``--out benchmarks/results/<name>.json``).
 DEFAULT_OUT_DIR = Path("runs") / "bench"
+
+
+def check_out(parser: argparse.ArgumentParser, out: str | os.PathLike[str] | None, flag: str = "--out") -> None:
+    """A benchmark script's record path ``out``, checked right after its arguments are parsed, before any
+    measurement, as ``deeplab-edu bench --out`` is (:func:`~deeplab_edu.records.check_record_path`): a folder, or
+    a file that is not a record, ends the script with ``parser``'s one-line error naming ``flag`` (an audit: a
+    folder failed only after the whole measurement, in the atomic rename, and another file was silently
+    replaced). ``None`` (the default, under :data:`DEFAULT_OUT_DIR`) is not checked.
+
+    Raises:
+        SystemExit: ``out`` is refused (:meth:`argparse.ArgumentParser.error`, exit status 2).
+    """
+    if out is None:
+        return
+    from ...records import check_record_path
+
+    try:
+        check_record_path(out, flag)
+    except (ValueError, OSError) as err:
+        parser.error(str(err))
 
 
 def write_result(results: dict[str, Any], out: str | Path | None, default_name: str, note: str,
