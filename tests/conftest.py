@@ -28,13 +28,14 @@ NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 
 def public_modules() -> dict[str, Path]:
     """Every module of the package a reader may import, by dotted name, with its file (exercise
-    solutions ``chNN``, ``_core`` and ``__main__`` left out): what the API reference documents."""
+    solutions ``chNN``, ``__main__`` and private modules, ``_core``, ``engine._resume``, left out): what the API
+    reference documents."""
     modules = {}
     for path in sorted((REPO_ROOT / "deeplab_edu").rglob("*.py")):
         parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        if parts[-1] in ("__main__", "_core") or re.fullmatch(r"ch\d\d", parts[-1]) or "__pycache__" in parts:
+        if parts[-1].startswith("_") or re.fullmatch(r"ch\d\d", parts[-1]) or "__pycache__" in parts:
             continue
         modules[".".join(parts)] = path
     return modules

@@ -451,7 +451,7 @@ def test_resume_lists_every_changed_setting_and_refuses_another_network() -> Non
     """The trial's second finding: resumed with another --crop-size, a run fitted its ASPP rates anew
     ([1, 2, 3] -> [1, 1, 2]) and took another --output-stride, --batch-size or --seed, while the message
     listed only the schedule's settings. A change of the network is refused; every other change is listed."""
-    from deeplab_edu.engine.trainer import _resume_differences
+    from deeplab_edu.engine._resume import _resume_differences
 
     saved = TrainConfig(atrous_rates="fit", crop_size=96, batch_size=8).to_dict()
     info = {"name": "deeplabv3", "atrous_rates": [1, 2, 3]}
@@ -989,7 +989,7 @@ def test_a_passed_model_whose_aspp_is_flat_on_the_crop_is_warned_about(tmp_path)
 def test_init_from_names_an_aspp_whose_rates_reach_other_distances() -> None:
     """--init-from into other atrous rates (atrous_rates 'fit' with another crop) is named with the rates that
     keep the reach; DeepLabv3's phase 2 (output stride 16 -> 8, rates doubled) reaches as far and says nothing."""
-    from deeplab_edu.engine.trainer import _init_from_rates_note
+    from deeplab_edu.engine._resume import _init_from_rates_note
 
     def info(rates: list[int], stride: int) -> dict:
         return {"atrous_rates": rates, "build_kwargs": {"output_stride": stride}}
@@ -1609,7 +1609,7 @@ def test_weight_decay_can_spare_batch_norm_and_biases(tmp_path) -> None:
     cfg.resume, cfg.weight_decay_norm_and_bias, cfg.iterations = True, True, 2
     with pytest.raises(ck.CheckpointMismatchError, match="weight_decay_norm_and_bias False -> True"):
         Trainer(cfg, model=TinyNet(), train_set=TinyScenes(8), val_set=TinyScenes(2, augment=False))
-    from deeplab_edu.engine.trainer import _resume_differences
+    from deeplab_edu.engine._resume import _resume_differences
 
     refused, _ = _resume_differences(saved, {**saved, "weight_decay_norm_and_bias": False}, {}, {})
     assert refused == ["weight_decay_norm_and_bias True -> False"]  # saved: a config from before the setting
@@ -1788,7 +1788,7 @@ def test_resume_and_reuse_take_the_same_value_spelt_otherwise() -> None:
     string was kept as typed ('1,2,3', '1, 2, 3', '01,2,3'). Both are stored in one form, and a checkpoint
     saved before is compared in that form too."""
     from deeplab_edu.engine.runs import _differing
-    from deeplab_edu.engine.trainer import _resume_differences
+    from deeplab_edu.engine._resume import _resume_differences
 
     cfg = TrainConfig(model_kwargs={"multi_grid": (1, 2, 4), "x": [{"y": (1,)}]}, atrous_rates="01, 2,3")
     assert cfg.model_kwargs == {"multi_grid": [1, 2, 4], "x": [{"y": [1]}]} and cfg.atrous_rates == "1,2,3"
@@ -2321,3 +2321,19 @@ def test_passed_sets_get_python_advice_and_their_val_set_the_objects_as_255_note
     with pytest.raises(NonFiniteLossError, match="validation scores hold NaN") as nan:
         trainer.fit()
     assert "fp16" not in str(nan.value)
+
+
+def test_the_warnings_of_passed_sets_models_and_crops_name_the_line_that_built_the_trainer(tmp_path) -> None:
+    """The checks of the data sets, model and crop given to the Trainer moved from trainer.py to engine._passed_sets
+    (a refactor): each warning still names the caller's line of Trainer(...), not a line of the package (a passed
+    set's image in [0, 1], a passed model's 1 x 1 ASPP branches, crops mostly of padding)."""
+    unnormalised = [(torch.rand(3, 16, 16), torch.zeros(16, 16, dtype=torch.long))] * 4
+    flat = TinyNet()
+    flat.atrous_rates = (6, 12, 18)  # type: ignore[assignment]  # at output stride 16, crop 16: a 1 x 1 map
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        Trainer(tiny_config(tmp_path / "a"), model=flat, train_set=unnormalised, val_set=unnormalised, num_classes=3)
+        Trainer(tiny_config(tmp_path / "b", crop_size=64, image_size=16), model=TinyNet())
+    named = {phrase: [w.filename for w in seen if phrase in str(w.message)]
+             for phrase in ("not normalised", "exactly 1 x 1", "is padding")}
+    assert all(named.values()) and {f for files in named.values() for f in files} == {__file__}, named

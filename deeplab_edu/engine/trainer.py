@@ -18,6 +18,9 @@ the first iteration whose loss was not finite, but by then the steps since the l
 taken: the model *in memory* may hold NaN weights; the checkpoints on disk are the good state to
 resume from. (Hard-pixel mining, ``top_k < 1``, reads each image's count of labelled pixels back,
 so it still waits for the device every iteration.)
+
+What decides whether and how a checkpoint resumes or starts a run is in ``engine/_resume.py``; the checks and
+warnings about the data sets, model and crop given to the Trainer are in ``engine/_passed_sets.py``.
 """
 
 from __future__ import annotations
@@ -47,11 +50,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..atomic import atomic_path, write_text_atomic
-from ..choices import is_whole
 from ..config import resolve_device
 from ..data.classes import nfc_names
 from ..data.io import BadDataError
-from ..data.own import ignored_objects_note
 from ..inference import model_logits, unwrap_out
 from ..metrics import NAN_SCORES, NAN_SCORES_CAUSE, ConfusionMatrix
 from ..records import provenance, shown_path
@@ -59,15 +60,17 @@ from ..viz.images import IMAGENET_MEAN, IMAGENET_STD
 from ..models.aspp import set_recompute_depthwise
 from ..models.backbones import at_output_stride
 from . import checkpoint as ck
+from ._passed_sets import _check_passed_set, _check_same_classes, _warn_crop_padding, _warn_flat_aspp
+from ._resume import (_check_counters, _checkpoint_to_resume, _class_order, _damaged, _init_from_rates_note,
+                      _own_settings, _renamed_classes_note, _reorder_rows, _resume_differences, _unchangeable)
 from .allocator import freed_memory_kept
-from .config import (ConfigError, TrainConfig, missing_pretrained_file, normalised_settings, resolve_atrous_rates,
-                     validate)
+from .config import ConfigError, TrainConfig, missing_pretrained_file, resolve_atrous_rates, validate
 from .data import (ResumableSampler, SeededDataset, ShardSampler, _random_state_kept, build_datasets, eval_loader,
                    train_loader)
 from .distributed import (DistInfo, all_gather_objects, all_reduce_mean, barrier, cpu_group, init_distributed,
                           local_main_first, max_over_processes, release_group, unwrap, wrap_model)
 from .losses import SegmentationLoss
-from .runs import RunFolderError, _shell_path, claim_run_folder, write_metrics_json
+from .runs import RunFolderError, claim_run_folder, write_metrics_json
 from .schedule import PolyLR, build_optimizer, load_optimizer_state, param_groups, poly_factor
 from .workers import (loader_timed_out, naming_a_stall, original_message, resolve_num_workers, shutting_down_workers,
                       stalled_loader_message)
@@ -76,146 +79,10 @@ __all__ = ["Trainer", "NonFiniteLossError", "seed_everything", "callers_random_s
            "last_validation", "run_result", "TrainingInterrupted", "ValidationStopped"]
 
 
-#: Settings a resumed run takes from its own configuration rather than from the checkpoint (the
-#: resume message lists those that changed, first).
-_RESUMABLE_SETTINGS = ("iterations", "lr", "weight_decay", "momentum", "warmup_iters", "poly_power", "head_lr_mult",
-                       "class_weights")
-#: Settings a run cannot change when resumed: they define the network that the checkpoint's weights
-#: were trained as (a rate or an output stride changes no weight's shape, so nothing else would
-#: notice) or the optimiser whose state it holds (SGD's momentum buffers are no Adam moments).
-_FIXED_ON_RESUME = ("model", "backbone", "output_stride", "atrous_rates", "model_kwargs", "aux_loss", "optimizer",
-                    "freeze_bn",  # frozen batch norm leaves its parameters out of the optimiser's groups
-                    "weight_decay_norm_and_bias")  # off, the optimiser has groups without decay
-#: Settings that say how or where a run goes on, not what it trains: not listed when they change.
-_UNLISTED_ON_RESUME = ("resume", "out_dir", "progress")
 #: Settings :meth:`Trainer.fit` reads afresh at each call (how often it logs, validates and saves, what it
 #: shows): the only ones that may change after the Trainer was built (the others made its model, optimiser,
 #: schedule and data).
 _READ_BY_FIT = ("eval_every", "log_every", "ckpt_every", "keep_last", "progress", "tensorboard")
-
-
-def _resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any], saved_info: Mapping[str, Any],
-                       now_info: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """What a resumed run changes: ``(refused, changed)``, each a list of ``"name old -> new"``.
-
-    ``saved``/``now``: the checkpoint's and this run's :meth:`TrainConfig.to_dict`; ``saved_info``/
-    ``now_info``: their model descriptions (``model_info``). Refused: a setting of
-    :data:`_FIXED_ON_RESUME`, or the ASPP rates the model was built with (``atrous_rates: fit``
-    fits them to the crop, so another ``crop_size`` can change them), or an ``init_from`` given to a run
-    that started without one. Changed: every other setting
-    whose value differs, the resumable ones (:data:`_RESUMABLE_SETTINGS`) first; settings absent
-    from an older checkpoint are not compared, but for ``weight_decay_norm_and_bias``, which counts as ``True``
-    there (what such a run did).
-    """
-    # a checkpoint from before the setting existed decayed every parameter (its optimiser has no groups without);
-    # the same value spelt otherwise is no change (a tuple of model_kwargs, JSON's list; '6, 12, 18', '6,12,18')
-    saved = normalised_settings({"weight_decay_norm_and_bias": True, **saved})
-    now = normalised_settings(now)
-
-    def differ(k: str) -> bool:
-        return k in saved and k in now and saved[k] != now[k]
-
-    refused = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in _FIXED_ON_RESUME if differ(k)]
-    if (changed_start := _pretrained_change(saved, now)) is not None:
-        refused.append(changed_start)
-    if "init_from" in saved and not saved["init_from"] and now.get("init_from"):  # weights come at a run's start
-        refused.append(f"init_from None -> {now['init_from']!r} (--init-from starts a new run from weights; a "
-                       "resumed run continues from its own checkpoint)")
-    built, building = saved_info.get("atrous_rates"), now_info.get("atrous_rates")
-    if built and building and list(built) != list(building) and not differ("atrous_rates"):
-        refused.append(f"the ASPP's rates {tuple(built)} -> {tuple(building)} (atrous_rates "
-                       f"{now.get('atrous_rates')!r} at crop_size {now.get('crop_size')})")
-    rest = [k for k in now if k not in _RESUMABLE_SETTINGS + _FIXED_ON_RESUME + _UNLISTED_ON_RESUME]
-    changed = [f"{k} {saved[k]} -> {now[k]}" for k in (*_RESUMABLE_SETTINGS, *rest) if differ(k)]
-    return refused, changed
-
-
-def _pretrained_change(saved: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
-    """``"pretrained_backbone old -> new (...)"`` when a resumed run (``now``) names other starting weights for the
-    backbone than its checkpoint's run (``saved``), else ``None`` (also for a checkpoint that does not record it).
-    The backbone's weights count at a run's start only: resumed, the checkpoint's replace them, and the run's
-    ``config.json`` would record weights it did not start from."""
-    if "pretrained_backbone" not in saved or saved["pretrained_backbone"] == now.get("pretrained_backbone"):
-        return None
-    return (f"pretrained_backbone {saved['pretrained_backbone']!r} -> {now.get('pretrained_backbone')!r} (the "
-            "backbone's starting weights count at a run's start; a resumed run continues from its own checkpoint)")
-
-
-def _checkpoint_to_resume(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint of ``cfg.out_dir`` and its contents, for ``cfg.resume`` (``None``: there is none),
-    read before the model is built: a ``pretrained_backbone`` the run did not start from is refused before any
-    weights are downloaded (:func:`_pretrained_change`).
-
-    Raises:
-        ~deeplab_edu.engine.checkpoint.CheckpointMismatchError: ``cfg.pretrained_backbone`` differs from the
-            checkpoint's run's, naming the file and the command that continues the run.
-        FileNotFoundError, RuntimeError, ValueError: the checkpoint cannot be read
-            (:func:`~deeplab_edu.engine.checkpoint.load_checkpoint`).
-    """
-    path = ck.latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
-    if path is None:
-        return None
-    state = ck.load_checkpoint(path)
-    refused = _pretrained_change(state.get("config", {}), cfg.to_dict())
-    if refused is not None:
-        raise _unchangeable(path, [refused], _own_settings(Path(cfg.out_dir)))
-    return path, state
-
-
-def _own_settings(out: Path) -> str:
-    """How a resumed run in ``out`` gets its own settings back: its ``config.json`` with ``--resume``, paths quoted
-    for a shell (``""`` for a folder without one)."""
-    config = out / "config.json"
-    return f" (--config {_shell_path(config)} --resume --out-dir {_shell_path(out)})" if config.is_file() else ""
-
-
-def _unchangeable(path: Path, refused: list[str], own: str) -> ck.CheckpointMismatchError:
-    """The error for a resumed run that changes settings it cannot (``refused``: ``"name old -> new"``), naming the
-    checkpoint ``path`` and the two ways on: the run's own settings (``own``: how to give them back, or ``""``),
-    or a new run from its weights."""
-    return ck.CheckpointMismatchError(
-        f"{path} was trained with other settings than this command's, which a resumed run cannot change: "
-        f"{'; '.join(refused)}. To continue the run with its own settings, give them back{own}; to train "
-        f"on from its weights with these, start a new run in another folder with --init-from {_shell_path(path)}")
-
-
-#: The counters a training checkpoint holds, which a resumed run continues from.
-_COUNTERS = ("iteration", "epoch", "batch_in_epoch")
-
-
-def _check_counters(state: Mapping[str, Any], path: Path) -> None:
-    """Refuse a checkpoint whose counters (:data:`_COUNTERS`) are missing, not whole numbers or negative, naming
-    the file and the key, before anything is loaded from it (a trial: a ``KeyError`` traceback, or a run
-    "resumed at iteration -5").
-
-    Raises:
-        CheckpointMismatchError: naming the file and the counter.
-    """
-    for key in _COUNTERS:
-        value = state.get(key)
-        if not is_whole(value) or value < 0:
-            raise _damaged(path, f"its {key!r} is {'missing' if key not in state else repr(value)}, not a whole "
-                                 "number of at least 0")
-
-
-def _damaged(path: Path, what: str, *, diverged: bool = False) -> ck.CheckpointMismatchError:
-    """The error for a resumed checkpoint one part of which cannot be used (``what``: which and why), naming
-    the file and the two ways on: an older checkpoint, or a new run from this one's weights. ``diverged``: its
-    weights are not finite, so the way on is the newest older checkpoint whose weights are
-    (:func:`~deeplab_edu.engine.checkpoint.last_finite_checkpoint`), or a new run where there is none."""
-    if diverged:
-        older, newer = ck.last_finite_checkpoint(path.parent)
-        folder = shown_path(path.parent)
-        way = (f"resume from {shown_path(older)}, the newest checkpoint whose weights are finite: move "
-               f"{', '.join(p.name for p in newer)} out of {folder}, then --resume, perhaps with a lower --lr"
-               if older is not None else
-               f"no checkpoint in {folder} has finite weights: start the run again in a new folder, perhaps with "
-               "a lower --lr")
-        return ck.CheckpointMismatchError(f"{path}: {what}; {way}")
-    return ck.CheckpointMismatchError(
-        f"{path}: {what}; the file is damaged or was written by another program. Resume from an older checkpoint "
-        f"(move this one out of {shown_path(path.parent)}), or start a new run from its weights with --init-from "
-        f"{shown_path(path)}")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -353,29 +220,6 @@ def _model_info(cfg: TrainConfig, num_classes: int, model: nn.Module | None = No
     if data_passed:
         info["data_class"] = f"{type(train_set).__module__}.{type(train_set).__qualname__}"
     return info
-
-
-def _init_from_rates_note(saved: dict[str, Any], here: dict[str, Any], *, fitted: bool = False) -> str | None:
-    """What an ``init_from`` start changes in the ASPP: ``None`` when the branches reach as far in the
-    image as in the checkpoint's run (DeepLabv3's phase 2 doubles the rates with the halved output
-    stride: the same reach), else a sentence naming both (and, with ``fitted``, that ``atrous_rates: fit``
-    follows the crop size)."""
-    rates_there, rates_here = saved.get("atrous_rates"), here.get("atrous_rates")
-    stride_there = int((saved.get("build_kwargs") or {}).get("output_stride") or 0)
-    stride_here = int((here.get("build_kwargs") or {}).get("output_stride") or 0)
-    if not (rates_there and rates_here and stride_there and stride_here):
-        return None
-    reach_there = [int(r) * stride_there for r in rates_there]
-    reach_here = [int(r) * stride_here for r in rates_here]
-    if reach_there == reach_here:
-        return None
-    keep = ("; --atrous-rates " + ",".join(str(r // stride_here) for r in reach_there) + " keeps the reach"
-            if all(r % stride_here == 0 for r in reach_there) else "")
-    return (f"its ASPP was trained at atrous rates {tuple(rates_there)} (output stride {stride_there}: "
-            f"{', '.join(map(str, reach_there))} image pixels apart), this run's are {tuple(rates_here)} (output "
-            f"stride {stride_here}: {', '.join(map(str, reach_here))} pixels), so the branches' weights now read "
-            "other distances" + (f" (atrous_rates 'fit' follows the crop size{keep})" if fitted else
-                                 f" ({keep.removeprefix('; ')})" if keep else ""))
 
 
 def last_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -719,8 +563,8 @@ class Trainer:
         return [*self._earlier_stretches, {**self._stretch, "to_iteration": self.iteration}]
 
     def _resume(self, resumed: tuple[Path, dict[str, Any]] | None) -> None:
-        """Continue the checkpoint ``resumed`` (:func:`_checkpoint_to_resume`: its path and contents; ``None``:
-        there is none, and the run starts)."""
+        """Continue the checkpoint ``resumed`` (:func:`~deeplab_edu.engine._resume._checkpoint_to_resume`: its path
+        and contents; ``None``: there is none, and the run starts)."""
         if resumed is None:
             self._resume_message = (f"resume: no checkpoint in {shown_path(self.ckpt_dir)} (a new folder, or a mistyped "
                                     "--out-dir?): starting a new run from iteration 0")
@@ -1568,133 +1412,6 @@ class Trainer:
                     self._tb.add_scalar(f"{row['split']}/{k}", row[k], row["iteration"])
 
 
-def _class_order(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[int] | None:
-    """Where the checkpoint's classes (``model_info``) are the data's in another order: for each of the data's
-    classes, its index in the checkpoint (names compared in NFC); else ``None`` (the same order, other names,
-    repeated names, or either side without names)."""
-    before, after = theirs.get("class_names"), ours.get("class_names")
-    if before is None or after is None:
-        return None
-    before, after = nfc_names(before), nfc_names(after)
-    if before == after or sorted(before) != sorted(after) or len(set(before)) != len(before):
-        return None
-    return [before.index(name) for name in after]
-
-
-def _reorder_rows(weights: Mapping[str, torch.Tensor], keys: Sequence[str],
-                  order: Sequence[int]) -> dict[str, torch.Tensor]:
-    """``weights`` with the first dimension (classes) of the tensors ``keys`` taken in ``order``: row ``i``
-    becomes the checkpoint's row ``order[i]``; the other tensors as they are."""
-    return {k: v.index_select(0, torch.tensor(order, device=v.device)) if k in keys else v
-            for k, v in weights.items()}
-
-
-def _renamed_classes_note(theirs: Mapping[str, Any], ours: Mapping[str, Any],
-                          reordered: Sequence[str] | None = None) -> str | None:
-    """What ``--init-from`` should say when the checkpoint's classes (``model_info``) are as many as the data's
-    but named or ordered otherwise (None when the names agree in NFC, or either side has none): the same names
-    in another order, with ``reordered`` (the class-scoring tensors): their rows were put in the data's order;
-    otherwise its classifiers are loaded as they are, each class's scorer now scoring the data's class at its
-    index."""
-    before, after = theirs.get("class_names"), ours.get("class_names")
-    if before is None or after is None or len(before) != len(after) or nfc_names(before) == nfc_names(after):
-        return None
-    order = _class_order(theirs, ours)
-    if order is not None and reordered:
-        moves = [f"{after[i]!s} {j} -> {i}" for i, j in enumerate(order) if i != j]
-        return (f"its {len(before)} classes are the data's in another order ({', '.join(moves[:4])}"
-                f"{', ...' if len(moves) > 4 else ''}); the class-scoring layers' rows ({', '.join(reordered)}) "
-                "were reordered to the data's, so each class keeps its own scorer")
-    pairs = [f"{a} -> {b}" for a, b in zip(nfc_names(before), nfc_names(after)) if a != b]
-    unknown = (" (the same names in another order, but this model, not made by build_model, does not say which "
-               "layers score the classes)") if order is not None else ""
-    return (f"its {len(before)} classes are named otherwise than the data's ({', '.join(pairs[:4])}"
-            f"{', ...' if len(pairs) > 4 else ''}){unknown}; its classifiers are loaded as they are, each class's "
-            "scorer now scoring the data's class at its index (fine-tuning retrains them)")
-
-
-def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None, objects_as_ignore: bool = False) -> None:
-    """Warn when a data set passed to the Trainer gives images in [0, 1] (the models expect them
-    normalised with ImageNet's mean and std; the data sets give [0, 1] without a transform), or, with
-    ``crop_size`` (the configuration's, from which the Trainer sizes the ASPP rates of the model it
-    builds), images of another size, or, with ``objects_as_ignore``, a first mask of only 0 and the ignore label
-    that looks like objects saved as 255 (:func:`~deeplab_edu.data.own.ignored_objects_note`, as
-    :class:`~deeplab_edu.data.own.FolderDataset` warns); refuse a first mask the loss cannot read
-    (:func:`_check_passed_mask`).
-
-    Raises:
-        ValueError: item 0's mask is not ``(H, W)`` or ``(1, H, W)``, or not of an integer type, naming the set,
-            the shape and the type.
-    """
-    import warnings
-
-    try:
-        with _random_state_kept():
-            item = dataset[0]
-        image = item[0]
-    except Exception:  # an unreadable first item fails later, naming its file
-        return
-    mask = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
-    _check_passed_mask(mask, name)
-    # an audit: a passed set of black-and-white masks (objects 255) trained on its background alone, silently (a
-    # FolderDataset, which warned of it as it loaded item 0, is not warned of twice)
-    if (objects_as_ignore and isinstance(mask, (torch.Tensor, np.ndarray))
-            and not getattr(dataset, "_warned_ignored_objects", False)):
-        names = getattr(dataset, "class_names", None)
-        note = ignored_objects_note(mask, int(getattr(dataset, "ignore_index", 255)),
-                                    str(names[1]) if names is not None and len(names) > 1 else None)
-        if note is not None:
-            warnings.warn(f"{name}[0]'s mask {note}", stacklevel=3)
-    if isinstance(image, torch.Tensor) and image.is_floating_point() and image.min() >= 0 and image.max() <= 1:
-        warnings.warn(f"{name}[0] is an image in [0, 1], not normalised: the models expect ImageNet's mean and std "
-                      "removed; give the data set transform=deeplab_edu.data.transforms.train_transform(crop_size) "
-                      "(training) or eval_transform() (validation)", stacklevel=3)
-    if crop_size is not None and isinstance(image, torch.Tensor) and tuple(image.shape[-2:]) != (crop_size, crop_size):
-        warnings.warn(f"{name}[0] is {image.shape[-2]} x {image.shape[-1]} but crop_size={crop_size}, from which the "
-                      "Trainer sizes the ASPP rates of the model it builds (resolve_atrous_rates): set crop_size to "
-                      "the crop your transform makes", stacklevel=3)
-
-
-def _check_passed_mask(mask: Any, name: str) -> None:
-    """Refuse the mask of item 0 of a passed set (``name``) that is no label map of class indices: ``(H, W)``, or
-    ``(1, H, W)`` (torchvision's ``PILToTensor``; :meth:`Trainer.to_device` drops the 1), of an integer (or bool)
-    type. A trial: a ``(1, H, W)`` mask failed in PyTorch's loss, "only batches of spatial targets supported (3D
-    tensors) but got targets of dimension: 4", naming nothing. Its size may differ from the image's (the loss and
-    the validation resize the logits to the labels). A mask that is neither a tensor nor an array is not looked at.
-
-    Raises:
-        ValueError: naming the set, the mask's shape and type, and what to give instead.
-    """
-    if not isinstance(mask, (torch.Tensor, np.ndarray)):
-        return
-    shape = tuple(mask.shape)
-    floating = mask.is_floating_point() if isinstance(mask, torch.Tensor) else mask.dtype.kind in "fc"
-    fits = len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)
-    if fits and not floating:
-        return
-    wanted = "(H, W) or (1, H, W)"
-    why = (" (torchvision's ToTensor() divides a mask's labels by 255: use PILToTensor(), or "
-           "torch.as_tensor(np.array(mask)))" if fits else "")
-    raise ValueError(f"{name}[0]'s mask is {shape} of {mask.dtype}: the loss reads class indices, a mask {wanted} "
-                     f"of an integer type{why}; give the data set a transform that makes such masks "
-                     "(deeplab_edu.data.transforms.train_transform(crop_size) or eval_transform() make image and mask "
-                     "alike)")
-
-
-def _check_same_classes(train_set: Any, val_set: Any) -> None:
-    """Validation scores the model on the training set's classes: refuse sets whose ``num_classes`` or
-    ``class_names`` (where both have them) differ, instead of failing at the first validation.
-
-    Raises:
-        ValueError: they differ; the message gives both.
-    """
-    for attribute, as_value in (("num_classes", int), ("class_names", tuple)):
-        ours, theirs = getattr(train_set, attribute, None), getattr(val_set, attribute, None)
-        if ours is not None and theirs is not None and as_value(ours) != as_value(theirs):
-            raise ValueError(f"train_set and val_set have other {attribute}: {ours!r} and {theirs!r} (validation "
-                             "scores the model on the training set's classes)")
-
-
 class ValidationStopped(Exception):
     """:meth:`Trainer.evaluate` stopped between two batches because its ``should_stop()`` said so."""
 
@@ -1731,75 +1448,6 @@ def _to_training_stride(model: nn.Module, output_stride: int) -> None:
         rates = getattr(model, "atrous_rates", None)
         cast(Any, model).build_kwargs = {**built, "output_stride": output_stride,
                                          "atrous_rates": None if rates is None else [int(r) for r in rates]}
-
-
-def _warn_flat_aspp(model: nn.Module, crop_size: int) -> None:
-    """For a model passed to the Trainer: the warning :func:`~deeplab_edu.engine.config.resolve_atrous_rates`
-    gives for a model it builds, where an ASPP branch is exactly 1x1 on the training crop's feature map
-    (DeepLabv3 sec. 3.3; a practitioner's trial passed ``build_model(...)`` with the paper's rates at
-    crop 64, silently). Only for a model that says its ``atrous_rates`` and ``output_stride``."""
-    from ..models.aspp import degenerate_branches, degenerate_rates, feature_map_side
-
-    rates, stride = getattr(model, "atrous_rates", None), getattr(model, "output_stride", None)
-    if not rates or not isinstance(stride, int):
-        return
-    side = feature_map_side(crop_size, stride)
-    try:
-        flat = degenerate_rates(side, rates)
-    except (TypeError, ValueError):  # a model's own rates of another kind: no warning rather than an error
-        return
-    if flat:
-        warnings.warn(f"crop_size={crop_size} at the model's output stride {stride} gives a {side} x {side} feature "
-                      f"map, so {degenerate_branches(flat, rates)} are exactly 1 x 1 (every "
-                      "off-centre tap reads padding; DeepLabv3 sec. 3.3): "
-                      + (f"build it with smaller atrous_rates (below {side}), or " if side > 1 else "")
-                      + f"train on crops of at least {stride * max(rates) + 1} pixels",
-                      UserWarning, stacklevel=3)
-
-
-def _warn_crop_padding(cfg: TrainConfig, train_set: Any) -> None:
-    """Warn when at least a tenth of every training crop is padding (ignored, and slow): the crop is larger
-    than every training image at the largest scale. The generated scenes' side is the configuration's
-    ``image_size`` (a trial: 96 % padding, silent); a data set that lists its files is sampled with
-    :func:`_largest_side` (a practitioner's trial: crop 512 on 128 x 96 images, silent)."""
-    if not cfg.pad_to_crop:
-        return
-    scale = max(cfg.scale_range)
-    side = cfg.image_size if cfg.dataset == "procedural" else _largest_side(train_set)
-    if side is None:
-        return
-    largest = side * scale  # the largest image's side after the largest scale
-    padding = 1 - (largest / cfg.crop_size) ** 2  # the share of a crop no image reaches
-    if padding < 0.1:
-        return
-    if cfg.dataset == "procedural":
-        warnings.warn(f"crop_size={cfg.crop_size} is larger than any training scene (image_size {side} x scale "
-                      f"{scale:g} = {largest:g} px): at least {padding:.0%} of every crop is padding, which is "
-                      "ignored, and atrous_rates='fit' sizes ASPP for the crop; give a crop_size of at most "
-                      f"{int(largest)}, or a larger image_size", stacklevel=3)
-    else:
-        warnings.warn(f"crop_size={cfg.crop_size} is larger than the training images (the largest side of those "
-                      f"sampled: {side} px, x scale {scale:g} = {largest:g} px): at least {padding:.0%} of every "
-                      f"crop is padding, which is ignored and slows training; give a crop_size of at most "
-                      f"{int(largest)}", stacklevel=3)
-
-
-def _largest_side(dataset: Any, sample: int = 32) -> int | None:
-    """The largest image side (pixels) among up to ``sample`` images of a data set that lists its files
-    (``pairs``), read from the files' headers (no image is decoded); ``None`` where it lists none."""
-    from PIL import Image
-
-    pairs = getattr(dataset, "pairs", None)
-    if not pairs:
-        return None
-    sides = []
-    for image, _ in pairs[:: max(1, len(pairs) // sample)][:sample]:
-        try:
-            with Image.open(image) as im:
-                sides.append(max(im.size))
-        except OSError:  # a bad file: the loader reports it by name
-            continue
-    return max(sides) if sides else None
 
 
 def _close_batches(batches: Iterator[Any]) -> None:
