@@ -233,3 +233,18 @@ def test_atrous_conv2d_refuses_mixed_dtypes_up_front() -> None:
     with pytest.raises(TypeError, match=r"and bias torch\.float64"):
         atrous_conv2d(x, w, bias=torch.zeros(1, dtype=torch.float64))
     assert atrous_conv2d(x.double(), w.double()).dtype == torch.float64
+
+
+def test_the_widget_writes_relationship_15_in_chapter_01s_symbols() -> None:
+    """A new user's trial: chapter 01 writes relationship 15 with K taps, rate r and input size n (its lowercase
+    k is eq. (1)'s tap index), but the widget printed floor((i + 2p - k - (k-1)(r-1)) / s) + 1."""
+    import matplotlib.pyplot as plt
+
+    from deeplab_edu.viz.atrous import atrous_widget
+
+    controls = atrous_widget(input_size=12, kernel_size=3, rate=2).children[0]
+    message = controls.children[-1].value
+    assert message == "output size <b>8</b> = floor((n + 2p - K - (K-1)(r-1)) / s) + 1", message
+    labels = [s.description for box in controls.children[:2] for s in box.children]
+    assert "input size n" in labels and "kernel size K" in labels, labels
+    plt.close("all")

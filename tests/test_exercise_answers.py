@@ -25,7 +25,7 @@ def _learners_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 #: exercise -> its answer, as the chapter's text derives it
 KNOWN = {
     "00.1": 8,                                      # 2**3: three halvings
-    "01.1": 13,                                     # k + (k - 1)(r - 1) = 3 + 2 * 5
+    "01.1": 13,                                     # K + (K - 1)(r - 1) = 3 + 2 * 5
     "01.2": 5,                                      # floor((13 + 4 - 9) / 2) + 1
     "01.3": [-1, 2, 5],                             # s*i - p + r*k for k = 0, 1, 2
     "01.4": 6,                                      # (13 - 1) / 2

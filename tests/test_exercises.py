@@ -953,3 +953,51 @@ def test_08_3s_message_for_3_6_9_covers_both_routes_to_it() -> None:
                                          for p in paper)  # the rule the message states
     message = check("08.3", (3, 6, 9)).message
     assert "scaled by 16/33" in message and "comes closest" in message and "at least the paper rate's" in message
+
+
+def test_chapter_01s_hints_write_relationship_15_in_the_chapters_symbols() -> None:
+    """A new user's trial: chapter 01 writes K taps, rate r and input size n (its lowercase k is eq. (1)'s tap
+    index), but 01.1's and 01.4's hints said k + (k - 1)(r - 1) and 01.5's message (k - 1) * rate + 1. 01.2's
+    step names Dumoulin & Visin's i, k, d as theirs, as the chapter does."""
+    assert "K + (K - 1)(r - 1)" in get("01.1").hint and "K + (K - 1)(r - 1)" in get("01.4").hint
+    assert "floor((n + 2p - K - (K - 1)(r - 1)) / s) + 1" in get("01.2").hint
+    assert "Dumoulin & Visin write i, k, d" in get("01.2").hint
+
+    def one_too_long(w: torch.Tensor, rate: int) -> torch.Tensor:
+        out = torch.zeros(len(w) * rate, dtype=w.dtype)
+        out[::rate] = w
+        return out
+
+    message = check("01.5", one_too_long).message
+    assert "(K - 1) * rate + 1 entries for K taps" in message, message
+    texts = [step for key in ("01.1", "01.2", "01.3", "01.4", "01.5") for step in get(key).hints] + [message]
+    assert not [t for t in texts if "(k - 1)" in t or "(k-1)" in t or "k + " in t], texts
+
+
+def test_08_5_names_a_label_that_is_not_a_row_and_lists_the_rows() -> None:
+    """A new user's trial: two labels with a typo got "answer with a list or tuple of 2 whole numbers", which
+    does not say labels are taken. It names the text that is no row and lists the table's labels; like any
+    answer of the wrong form it is not a wrong try."""
+    from deeplab_edu.exercises.ch08 import ROWS_08_5
+
+    feedback = check("08.5", ("phase 2 eval OS 8", "control eval OS 8"))
+    assert not feedback and "'phase 2 eval OS 8' and 'control eval OS 8' are not rows of section 10's table" \
+        in feedback.message, feedback.message
+    assert all(repr(label) in feedback.message for label in ROWS_08_5) and "whole numbers" not in feedback.message
+    assert "Hint" not in check("08.5", ("phase 2, eval OS 8", "control eval OS 8")).message  # no wrong try counted
+    assert "'control eval OS 8' is not a row" in check("08.5", ("phase 2, eval OS 8", "control eval OS 8")).message
+
+
+def test_08_4_says_the_logits_are_not_the_map_times_the_stride() -> None:
+    """A new user's trial: logits given as the feature map's side times the output stride (7 x 16 = 112 for a
+    side of 97) got the generic "not the size the model gives": the upsampling lands on the input's exact size,
+    not a fixed factor s (chapter 08, section 1)."""
+    from deeplab_edu.exercises.ch08 import INPUT_08_4, _shapes_08_4
+
+    answer = [[f, f, tuple(n * s for n in f)] for (f, _, _), s in zip(_shapes_08_4(), (16, 8))]
+    assert answer == [[(7, 9), (7, 9), (112, 144)], [(13, 17), (13, 17), (104, 136)]]
+    feedback = check("08.4", answer)
+    assert not feedback and "not the feature map's side times the output stride" in feedback.message
+    assert "not by a fixed factor s" in feedback.message and "not the size the model gives" not in feedback.message
+    said = feedback.message.split(" — ", 1)[1]  # after the exercise's title, which names the input
+    assert not any(str(v) in said for v in (*INPUT_08_4, "7", "13")), said  # no size given away

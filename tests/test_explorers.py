@@ -350,3 +350,13 @@ def test_javascript_loads_nothing() -> None:
     src = _js_source()
     for needle in ("fetch(", "XMLHttpRequest", "import(", "importScripts", "WebSocket", "eval("):
         assert needle not in src, f"explorers.js should not use {needle}"
+
+
+def test_the_atrous_explorer_writes_relationship_15_in_chapter_01s_symbols() -> None:
+    """A new user's trial: chapter 01 writes relationship 15 with K taps, rate r and input size n (its lowercase
+    k is eq. (1)'s tap index), but the explorer printed floor((n + 2p − k − (k−1)(r−1)) / s) + 1. What the page
+    shows is checked in Chromium (tests/test_browser.py); the text is the source's."""
+    src = _js_source()
+    assert '"</b> = floor((n + 2p − K − (K−1)(r−1)) / s) + 1 = floor(("' in src
+    assert '["kernel_size", "kernel size K", 1, 7]' in src
+    assert "− k −" not in src and "(k−1)" not in src

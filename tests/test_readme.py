@@ -202,3 +202,26 @@ def test_a_chapter_after_10_that_uses_its_statistics_builds_on_it() -> None:
         header = chapter_header(nb)
         if header["chapter"] > 10 and re.search(r"^from deeplab_edu\.findings import", nb.read_text(), re.M):
             assert 10 in header["prerequisites"], (nb.name, header["prerequisites"])
+
+
+def test_the_readme_and_the_intro_say_binder_needs_the_smoke_profile_for_chapters_08_to_11() -> None:
+    """A new user's trial: mybinder.org gives a session about 2 GB, the README recorded chapter 08 peaking at
+    2.04 GB (11 at 3.18 on CamVid) at the `cpu` profile, and the book's Binder button named no profile. The
+    README (where it gives the record) and the book's intro say so with the record's figures, and how to set
+    the profile in a Binder kernel."""
+    from deeplab_edu.records import load_record
+
+    results = REPO_ROOT / "benchmarks" / "results"
+    measured = [load_record(p.stem) for p in sorted(results.glob("notebook_times_cpu*.json"))]
+    newest = max((r for r in measured if all("peak_memory_gb" in row for row in r["results"]["chapters"])),
+                 key=lambda r: r["created"])
+    peak = {row["chapter"]: row["peak_memory_gb"] for row in newest["results"]["chapters"]}
+    assert peak[8] > 2 and peak[11] > 2 and max(peak[c] for c in range(8)) < 2  # what the text says of them
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    intro = " ".join((REPO_ROOT / "book" / "intro.md").read_text().split())
+    for name, text in (("README.md", readme), ("book/intro.md", intro)):
+        assert "gives a session about 2 GB" in text and "`%env DEEPLAB_EDU_PROFILE=smoke`" in text, name
+        assert f"{peak[8]:.2f} GB" in text and f"{peak[11]:.2f}" in text, name
+    assert "run chapters 08-11 at the `smoke` profile" in readme
+    assert f"Chapters 00-07 peaked at {max(peak[c] for c in range(8)):.2f} GB at most" in readme
+    assert "less than chapters 08-11 need at the `cpu` profile" in intro

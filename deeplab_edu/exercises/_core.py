@@ -555,9 +555,10 @@ def value_exercise(
         more_wrong: further wrong answers the tests must see rejected.
         kind: ``"value"`` or ``"predict"``.
         parse: turns other spellings of an answer into the expected form first (e.g. ``"yes"``
-            into ``True``); it should return an unparseable answer unchanged. Text answers are
-            compared without case, hyphens, underscores or extra spaces (:func:`normalise_text`),
-            and ``"ints"`` answers may be written ``"1x3"``, ``"1 x 3"`` or ``"(1, 3)"`` without one.
+            into ``True``); it should return an unparseable answer unchanged, or a :func:`not_judged`
+            message where it knows why the answer cannot be read (a label that is none of the valid
+            ones). Text answers are compared without case, hyphens, underscores or extra spaces
+            (:func:`normalise_text`), and ``"ints"`` answers may be written ``"1x3"``, ``"1 x 3"`` or ``"(1, 3)"`` without one.
         form: how to answer, for an answer of the wrong kind (``"a list of image ids, e.g. ['a', 'b']"``);
             by default one follows from ``answer_type`` (for ``"ints"``, with an example of the
             solution's length).
@@ -584,8 +585,10 @@ def value_exercise(
     mistakes = tuple(mistakes)
 
     def checker(answer: Any) -> str | None:
-        got, problem = _normalise(parse(answer) if parse is not None else answer, answer_type,
-                                  form or _form(answer_type, solution), unit=unit)
+        parsed = parse(answer) if parse is not None else answer
+        if isinstance(parsed, _Unreadable):  # the parser said why it cannot read the answer
+            return parsed
+        got, problem = _normalise(parsed, answer_type, form or _form(answer_type, solution), unit=unit)
         if problem is not None:
             return problem
         target = solution()

@@ -14,7 +14,7 @@ value_exercise(
     answer_type="whole",
     unit="pixel",
     mistakes=[
-        (18, "18 = k * r counts one gap too many: there are k - 1 gaps of r positions, plus the first tap."),
+        (18, "18 = K * r counts one gap too many: there are K - 1 gaps of r positions, plus the first tap."),
         (9, "9 is the number of taps of a 3x3 filter; the rate spreads them apart."),
         (3, "3 is the size at rate 1; the rate spreads the taps apart."),
         (12, "12 is the distance from the first to the last tap; count the positions they span, both ends included."),
@@ -26,7 +26,7 @@ value_exercise(
     otherwise=lambda a: (f"{shown(a)} is {direction(a, effective_kernel_size(3, 6))} for the span of three taps "
                          "placed 6 positions apart: count the positions from the first tap to the last, both "
                          "included."),
-    hint="the taps sit r positions apart: k + (k - 1)(r - 1).",
+    hint="the K taps sit r positions apart: K + (K - 1)(r - 1).",
 )
 
 value_exercise(
@@ -50,7 +50,8 @@ value_exercise(
     more_wrong=(5.5, 7),
     hint=("first the span of the dilated filter (its effective kernel size), then the length of the padded input; "
           "the first position fits, and each further one is a stride further on.",
-          "relationship 15 of Dumoulin & Visin: floor((i + 2p - k - (k-1)(d-1)) / s) + 1."),
+          "relationship 15: floor((n + 2p - K - (K - 1)(r - 1)) / s) + 1 (Dumoulin & Visin write i, k, d for "
+          "the input size n, the taps K and the rate r)."),
 )
 
 def _taps_feedback(a: tuple[int, ...]) -> str:
@@ -101,7 +102,7 @@ value_exercise(
     more_wrong=(1,),
     hint=("draw the filter centred on the first pixel: how many of its taps' pixels hang over the edge? The padding "
           "must supply them, on each side.",
-          "same padding is half of (effective kernel size - 1), and the effective kernel is k + (k - 1)(r - 1)."),
+          "same padding is half of (effective kernel size - 1), and the effective kernel is K + (K - 1)(r - 1)."),
 )
 
 
@@ -136,9 +137,10 @@ function_exercise(
         (lambda w, r: w.repeat_interleave(r), "it repeats every tap rate times; the holes hold zeros, not copies."),
         (lambda w, r: torch.cat([w, torch.zeros(r - 1, dtype=w.dtype)]),
          "it appends the zeros after the filter; they go *between* neighbouring taps."),
-        (_one_too_long, "it is one hole too long: the filter ends at its last tap, (k - 1) * rate + 1 entries."),
+        (_one_too_long, "it is one hole too long: the filter ends at its last tap, (K - 1) * rate + 1 entries "
+                        "for K taps."),
     ],
     signature="dilate(w, rate)",
-    hint="start from zeros as long as the dilated filter (k taps, rate - 1 holes between neighbours), then place "
+    hint="start from zeros as long as the dilated filter (K taps, rate - 1 holes between neighbours), then place "
          "the taps rate entries apart.",
 )

@@ -10,7 +10,7 @@ import torch
 
 from ..boundary import mean_valid_fraction
 from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
-from ._core import direction, function_exercise, normalise_text, not_judged, value_exercise
+from ._core import direction, function_exercise, normalise_text, not_judged, parse_ints, value_exercise
 
 
 def _degenerate_branches(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tuple[int, ...]:
@@ -138,6 +138,18 @@ def _logits_at_feature_size() -> list[list[tuple[int, ...]]]:
     return [[feature, feature, feature] for feature, _, _ in _shapes_08_4()]
 
 
+def _logits_map_times_stride() -> list[list[tuple[int, ...]]]:
+    """08.4's answer with the logits as the feature map's side times the output stride."""
+    return [[feature, feature, tuple(n * s for n in feature)] for (feature, _, _), s in zip(_shapes_08_4(), (16, 8))]
+
+
+def _logits_times_stride(a: np.ndarray) -> bool:
+    """08.4's answer gives the logits, at either stride, as the feature map's side times the output stride
+    (and not the input's size)."""
+    return any(np.array_equal(a[row, 2], a[row, 0] * stride) and not np.array_equal(a[row, 2], INPUT_08_4)
+               for row, stride in enumerate((16, 8)))
+
+
 def _wrong_pairs_08_4(a: np.ndarray) -> str:
     """08.4's message: which of the six (height, width) pairs are wrong."""
     stages = ("the backbone output", "the ASPP output", "the logits")
@@ -175,6 +187,11 @@ value_exercise(
          and _column(a, 2, _logits_at_feature_size()),
          "the logits are computed at the feature map's size, but DeepLabv3 upsamples them bilinearly to the input's "
          "exact size, whatever the output stride: what the model returns is one score per input pixel."),
+        (_logits_times_stride,
+         "the logits are not the feature map's side times the output stride: the final upsampling is bilinear "
+         "interpolation to the input's exact size, not by a fixed factor s (section 1). Every halving rounded an "
+         "odd side up, so the map times the stride can overshoot the input; the model returns one score per input "
+         "pixel."),
         (lambda a: _column(a, 0, _shapes_08_4()) and not _column(a, 1, _shapes_08_4()),
          "the backbone is right, but ASPP keeps the size of the map it reads: every branch pads its atrous "
          "convolution, and image pooling's vector is upsampled back to the map."),
@@ -186,7 +203,7 @@ value_exercise(
          "three times, rounding up each time, rather than doubling the map of output stride 16."),
     ],
     otherwise=_wrong_pairs_08_4,
-    more_wrong=(_floor_08_4(), _shapes_08_4((3, 2)), _logits_at_feature_size()),
+    more_wrong=(_floor_08_4(), _shapes_08_4((3, 2)), _logits_at_feature_size(), _logits_map_times_stride()),
     form="two rows, output stride 16 then 8, each of three (height, width) pairs: e.g. "
          "[[(1, 2), (1, 2), (3, 4)], [(5, 6), (5, 6), (3, 4)]]",
     hint=("count the stride-2 layers from the input to the backbone's output (the stem's too), each rounding an odd "
@@ -202,9 +219,19 @@ ROWS_08_5 = ("phase 1, eval OS 16", "phase 1, eval OS 8", "control (phase 2 at O
 
 
 def _row_numbers(answer: Any) -> Any:
-    """Two of :data:`ROWS_08_5`'s labels (``evaluations``' keys) as their row numbers, 1 to 5; else unchanged."""
+    """Two of :data:`ROWS_08_5`'s labels (``evaluations``' keys) as their row numbers, 1 to 5; a
+    :func:`not_judged` message naming the texts that are no label (a typo) and listing the labels; else
+    unchanged."""
+    if not isinstance(answer, (tuple, list)) or not any(isinstance(a, str) for a in answer):
+        return answer
     labels = [normalise_text(r) for r in ROWS_08_5]
-    if isinstance(answer, (tuple, list)) and all(isinstance(a, str) and normalise_text(a) in labels for a in answer):
+    unknown = [a for a in answer if isinstance(a, str) and normalise_text(a) not in labels and parse_ints(a) is None]
+    if unknown:
+        verb = "is not a row" if len(unknown) == 1 else "are not rows"
+        return not_judged(f"{' and '.join(map(repr, unknown))} {verb} of section 10's table: its rows, 1 to "
+                          f"{len(ROWS_08_5)}, are {', '.join(map(repr, ROWS_08_5))}. Answer with two of these labels, "
+                          "or with two row numbers.")
+    if all(isinstance(a, str) and normalise_text(a) in labels for a in answer):
         return tuple(labels.index(normalise_text(a)) + 1 for a in answer)
     return answer
 

@@ -130,8 +130,8 @@ def atrous_widget(
 
     style = {"description_width": "initial"}
     sliders = {
-        "input_size": slider("input_size", input_size, 3, 24, description="input size", style=style),
-        "kernel_size": slider("kernel_size", kernel_size, 1, 7, description="kernel size k", style=style),
+        "input_size": slider("input_size", input_size, 3, 24, description="input size n", style=style),
+        "kernel_size": slider("kernel_size", kernel_size, 1, 7, description="kernel size K", style=style),
         "rate": slider("rate", rate, 1, 6, description="rate r", style=style),
         "stride": slider("stride", stride, 1, 3, description="stride s", style=style),
         "padding": slider("padding", padding, 0, 8, description="padding p", style=style),
@@ -154,7 +154,7 @@ def atrous_widget(
         index.max = play.max = top
         index.value = min(index.value, top)
         message.value = (
-            f"output size <b>{n}</b> = floor((i + 2p - k - (k-1)(r-1)) / s) + 1" if n
+            f"output size <b>{n}</b> = floor((n + 2p - K - (K-1)(r-1)) / s) + 1" if n
             else "<b>no output</b>: the padded input is shorter than the effective kernel"
         )
 

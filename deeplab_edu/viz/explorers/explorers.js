@@ -341,7 +341,7 @@
     };
     var controls = el("div", { "class": "dle-controls" }, root);
     var sliders = {};
-    [["input_size", "input size n", 3, 24], ["kernel_size", "kernel size k", 1, 7], ["rate", "rate r", 1, 6],
+    [["input_size", "input size n", 3, 24], ["kernel_size", "kernel size K", 1, 7], ["rate", "rate r", 1, 6],
       ["stride", "stride s", 1, 3], ["padding", "padding p", 0, 8]].forEach(function (c) {
       sliders[c[0]] = slider(controls, c[0], c[1], c[2], c[3], state[c[0]], function (v) { state[c[0]] = v; draw(); });
     });
@@ -385,7 +385,7 @@
       var taps = inputPositions(i, k, r, s, p);
       root.setAttribute("data-output-size", String(nOut));
       root.setAttribute("data-taps", taps.join(","));
-      message.innerHTML = "output size <b>" + nOut + "</b> = floor((n + 2p − k − (k−1)(r−1)) / s) + 1 = floor((" + n +
+      message.innerHTML = "output size <b>" + nOut + "</b> = floor((n + 2p − K − (K−1)(r−1)) / s) + 1 = floor((" + n +
         " + " + 2 * p + " − " + effectiveKernelSize(k, r) + ") / " + s + ") + 1; effective kernel <b>" +
         effectiveKernelSize(k, r) + "</b>";
       var cells = n + 2 * p;
