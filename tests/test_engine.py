@@ -2272,20 +2272,25 @@ def test_passed_subsets_are_seeded_and_checked_item_by_item(tmp_path) -> None:
 def test_a_run_that_diverges_again_from_the_checkpoint_it_resumed_is_told_to_start_anew(tmp_path) -> None:
     """A new user's trial: a diverging run wrote checkpoints whose weights were finite but whose model had diverged
     already; the message named one as the last good checkpoint, and resuming from it (at a 200 000 times lower
-    rate) diverged again and named the same file again, for ever."""
-    def run(nan_after: int, **kw: Any) -> str:
+    rate) diverged again and named the same file again, for ever. A review: a healthy checkpoint (its loss had not
+    risen) resumed at the same rate is told to resume with a clearly lower one, not to start anew."""
+    def run(nan_after: int, **kw: Any) -> tuple[Trainer, str]:
         model = TinyNet()
         model.nan_after = nan_after
-        trainer = Trainer(tiny_config(tmp_path, iterations=6, ckpt_every=2, eval_every=100, **kw), model=model,
-                          train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+        trainer = Trainer(tiny_config(tmp_path, iterations=6, ckpt_every=2, eval_every=100, log_every=1, **kw),
+                          model=model, train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
         with pytest.raises(NonFiniteLossError) as info:
             trainer.fit()
-        return str(info.value)
+        return trainer, str(info.value)
 
-    assert "The last good checkpoint is" in run(3)
-    again = run(1, resume=True)
+    assert "The last good checkpoint is" in run(3)[1]
+    trainer, again = run(1, resume=True)
     assert re.search(r"This run resumed from \S*ckpt_00000002\.pt, its last checkpoint with finite weights, and "
-                     r"diverged again: .*start a new run .* with a lower lr", again), again
+                     r"diverged again: resume from it with a clearly lower lr than this run's 0\.\d+", again), again
+    at_checkpoint = [r for r in trainer.history if r["split"] == "train" and r["iteration"] <= 2][-1]
+    at_checkpoint["loss"] = 1e9  # the checkpoint's training loss had risen: start anew
+    assert re.search(r"diverged again, and its training loss had risen to 1e\+09 .*start a new run with a lower lr",
+                     trainer._last_good())
 
 
 def test_the_last_good_checkpoint_says_when_its_loss_had_risen_tenfold(tmp_path) -> None:
@@ -2295,6 +2300,7 @@ def test_the_last_good_checkpoint_says_when_its_loss_had_risen_tenfold(tmp_path)
     trainer.history = [{"iteration": 1, "split": "train", "loss": 1.1},
                        {"iteration": 4, "split": "train", "loss": 3.4e12}, {"iteration": 6, "split": "val"}]
     assert "risen to 3.4e+12 by then (from 1.1 at iteration 1)" in trainer._loss_risen_by(Path("ckpt_00000004.pt"))
+    assert "may have diverged already" in trainer._loss_risen_by(Path("ckpt_00000004.pt"))
     assert trainer._loss_risen_by(Path("ckpt_00000002.pt")) == ""  # no loss logged by then: nothing said
     trainer.history[1]["loss"] = 5.0
     assert trainer._loss_risen_by(Path("ckpt_00000004.pt")) == ""
@@ -2337,3 +2343,20 @@ def test_the_warnings_of_passed_sets_models_and_crops_name_the_line_that_built_t
     named = {phrase: [w.filename for w in seen if phrase in str(w.message)]
              for phrase in ("not normalised", "exactly 1 x 1", "is padding")}
     assert all(named.values()) and {f for files in named.values() for f in files} == {__file__}, named
+
+
+def test_a_passed_val_set_draws_nothing_from_the_training_stream(tmp_path) -> None:
+    """A review: unseeded, a passed val_set of random scenes drew from the training's random stream (without
+    workers), so a validation at iteration 2 changed the trained weights and two evaluations differed; it has
+    seeds of its own (SeededDataset's stream 1), neither the training set's nor none."""
+    weights = []
+    for eval_every in (2, 100):
+        torch.manual_seed(0)
+        trainer = Trainer(tiny_config(tmp_path / str(eval_every), iterations=4, eval_every=eval_every,
+                                      ckpt_every=100, num_workers=0),
+                          model=TinyNet(), train_set=TinyScenes(16), val_set=_RandomScenes(8))
+        trainer.fit()
+        weights.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
+    assert torch.equal(*weights)
+    state = torch.get_rng_state()
+    assert trainer.evaluate() == trainer.evaluate() and torch.equal(state, torch.get_rng_state())

@@ -60,13 +60,14 @@ class SeededDataset(Dataset):
     item, where cross-entropy would have said "Target 7 is out of bounds" (on a GPU, a device-side assert that
     ends the process) of no item in particular. ``what`` names the set in that message (the Trainer also wraps
     a passed validation set, ``"validation set"``, whose bad label otherwise failed at the first validation,
-    with ``seeded=False``: its items load as the set draws them, for under the training set's seeds a set of
-    random scenes would have given the first epoch's training images again, a review).
+    with ``stream=1``: seeds of its own, ``(seed, e, i, 1)``, for under the training set's a set of random scenes
+    gave the first epoch's training images again, and unseeded it drew from the training's random stream, so that
+    a validation changed the training and two evaluations differed: reviews).
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0, *, num_classes: int | None = None,
-                 ignore_index: int = 255, what: str = "training set", seeded: bool = True) -> None:
-        self.dataset, self.seed, self.epoch, self.what, self.seeded = dataset, seed, 0, what, seeded
+                 ignore_index: int = 255, what: str = "training set", stream: int = 0) -> None:
+        self.dataset, self.seed, self.epoch, self.what, self.stream = dataset, seed, 0, what, stream
         self._classes = None if num_classes is None else (num_classes, ignore_index)  # the labels checked
 
     def __len__(self) -> int:
@@ -75,7 +76,7 @@ class SeededDataset(Dataset):
     def __getattr__(self, name: str) -> Any:  # num_classes, class_names, palette, ...
         # not Python's own names: a Subset's __getitems__, handed through, let the DataLoader skip this
         # __getitem__ (its seeds and its label check: a review); nor copy's __deepcopy__ and the like
-        if name in ("dataset", "seed", "epoch", "what", "seeded", "_classes") or (
+        if name in ("dataset", "seed", "epoch", "what", "stream", "_classes") or (
                 name.startswith("__") and name.endswith("__")):
             raise AttributeError(name)
         return getattr(self.dataset, name)
@@ -87,14 +88,12 @@ class SeededDataset(Dataset):
             BadDataError: with ``num_classes``, the item's mask holds a label that is neither a class nor
                 ``ignore_index``.
         """
-        if self.seeded:
-            s = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1, dtype=np.uint64)[0])
-            with _random_state_kept():
-                torch.manual_seed(s)
-                random.seed(s)
-                np.random.seed(s % 2**32)
-                item = self.dataset[index]
-        else:
+        entropy = [self.seed, self.epoch, int(index)] + ([self.stream] if self.stream else [])
+        s = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
+        with _random_state_kept():
+            torch.manual_seed(s)
+            random.seed(s)
+            np.random.seed(s % 2**32)
             item = self.dataset[index]
         if (self._classes is not None and isinstance(item, (tuple, list)) and len(item) > 1
                 and isinstance(item[1], (torch.Tensor, np.ndarray))):

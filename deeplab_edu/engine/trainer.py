@@ -396,7 +396,7 @@ class Trainer:
         self.val_set = cast(Dataset, val_set)
         if data_passed:  # its masks' labels checked as loaded too: a bad one named no item, at the first validation
             self.val_set = SeededDataset(self.val_set, cfg.seed, num_classes=self.num_classes,
-                                         ignore_index=self.ignore_index, what="validation set", seeded=False)
+                                         ignore_index=self.ignore_index, what="validation set", stream=1)
         if model is None:
             from deeplab_edu.models import build_model
 
@@ -934,27 +934,32 @@ class Trainer:
         ``cfg.amp`` is fp16), or a NaN or infinite value in the images. A checkpoint whose weights are finite may
         hold a model that had diverged already (a trial: resuming from it at a 200 000 times lower rate diverged
         again, and the message named it again): its training loss is given where it had risen tenfold, and a
-        run that diverged again from the checkpoint it resumed is told to start anew."""
+        run that diverged again from the checkpoint it resumed is told to start anew where that loss had risen,
+        else to resume with a clearly lower rate than its own."""
         good, newer = ck.last_finite_checkpoint(self.ckpt_dir)
         amp = " or amp=bf16/none" if self.cfg.amp == "fp16" else ""
         images = (" A NaN or infinite value in the images (a float image file, a passed data set or its transform) "
                   "makes the loss NaN too, whatever the learning rate.")
         if good is None:
             return f"No checkpoint with finite weights had been written yet; try a lower lr (--lr){amp}.{images}"
-        anew = ("start a new run (another out_dir, or delete this one's checkpoints) with a lower lr (--lr)"
-                f"{amp}")
+        risen = self._loss_risen_by(good)
         if self._resumed_from is not None and good.resolve() == self._resumed_from.resolve():
-            return (f"This run resumed from {good}, its last checkpoint with finite weights, and diverged again: "
-                    f"that model had probably diverged already; {anew}.{images}")
+            again = f"This run resumed from {good}, its last checkpoint with finite weights, and diverged again"
+            if risen:  # a review: a healthy checkpoint resumed at the same rate is no reason to start anew
+                return f"{again}, and {risen}: start a new run with a lower lr.{images}"
+            return (f"{again}: resume from it with a clearly lower lr than this run's {self.cfg.lr:g} (resume=True, the "
+                    f"command line --resume --lr){amp}.{images}")
         move = (f"; move {', '.join(p.name for p in newer)} out of {shown_path(self.ckpt_dir)} first: their weights "
                 "are not finite" if newer else "")
-        risen = self._loss_risen_by(good)
+        if risen:
+            risen = f" But {risen}; if resuming from it fails again, start a new run with a lower lr."
         return (f"The last good checkpoint is {good} (resume with resume=True, the command line --resume, perhaps "
                 f"with a lower lr{amp}{move}).{risen}{images}")
 
     def _loss_risen_by(self, checkpoint: Path) -> str:
-        """A sentence where the training loss logged at or before ``checkpoint``'s iteration is not finite or ten
-        times the run's first one (its model may have diverged already), else ``""``."""
+        """Where the training loss logged at or before ``checkpoint``'s iteration is not finite or ten times the run's
+        first one, a clause saying so ("its training loss had risen to ...: its model may have diverged already"),
+        else ``""``."""
         match = re.match(r"^ckpt_(\d+)\.pt$", checkpoint.name)
         train = [r for r in self.history if r.get("split") == "train" and isinstance(r.get("loss"), float)]
         if match is None or not train:
@@ -962,9 +967,8 @@ class Trainer:
         before = [r for r in train if r["iteration"] <= int(match.group(1))]
         if not before or (math.isfinite(before[-1]["loss"]) and before[-1]["loss"] <= 10 * train[0]["loss"]):
             return ""
-        return (f" But its training loss had risen to {before[-1]['loss']:.3g} by then (from {train[0]['loss']:.3g} "
-                f"at iteration {train[0]['iteration']}): its model may have diverged already; if resuming from it "
-                "fails again, start a new run with a lower lr.")
+        return (f"its training loss had risen to {before[-1]['loss']:.3g} by then (from {train[0]['loss']:.3g} at "
+                f"iteration {train[0]['iteration']}): its model may have diverged already")
 
     @torch.no_grad()
     def evaluate(self, output_stride: int | None = None, *,
