@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .choices import is_whole, require_tensor
+from .data.io import labels_outside
 from .metrics import NAN_SCORES, ConfusionMatrix
 from .models.backbones import at_output_stride
 
@@ -494,9 +495,8 @@ def evaluate(model: nn.Module, dataset: Sequence[tuple[torch.Tensor, torch.Tenso
                 if masks.shape[-2:] != images.shape[-2:]:  # before the forward pass it would waste
                     raise ValueError(f"{items}: the image is {tuple(images.shape[-2:])} (H, W) but its mask "
                                      f"{tuple(masks.shape[-2:])}: a mask labels every pixel of its image")
-                outside = (masks != ignore_index) & ((masks < 0) | (masks >= num_classes))
-                if bool(outside.any()):  # metrics' message named no item (a census)
-                    raise ValueError(f"{items}: a mask holds label {int(masks[outside][0])}, outside [0, {num_classes}) "
+                if bad := labels_outside(masks, num_classes, ignore_index):  # metrics' message named no item
+                    raise ValueError(f"{items}: a mask holds label {bad[0]}, outside [0, {num_classes}) "
                                      f"and not the ignore index {ignore_index}: pass the data set's num_classes, or "
                                      f"mark such pixels {ignore_index} (`deeplab-edu check-data` lists the labels)")
                 # in eval mode; predict's labels: no probabilities at full size where they are not averaged

@@ -50,7 +50,7 @@ __all__ = [
     "class_scoring_keys", "save_model_file", "TRAINING_STATE_KEYS", "OPTIONAL_TRAINING_STATE_KEYS",
     "checkpoint_file", "file_sha256", "init_from_sha256", "InitFromChangedError", "check_init_from", "repair_last",
     "run_checkpoint", "check_finite_weights", "non_finite_tensor", "last_finite_checkpoint",
-    "init_from_advice",
+    "init_from_advice", "checkpoint_iteration",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -309,11 +309,18 @@ def interrupts_deferred() -> Iterator[None]:
             raise SystemExit(128 + held)
 
 
+def checkpoint_iteration(path: str | os.PathLike[str]) -> int | None:
+    """The iteration a run's checkpoint was written after, read from its name (``ckpt_<iteration>.pt``, as
+    :func:`save_checkpoint` names it); ``None`` for ``last.pt`` or any other name."""
+    match = _NAME.match(Path(path).name)
+    return None if match is None else int(match.group(1))
+
+
 def _checkpoints(folder: Path) -> list[Path]:
     """The ``ckpt_*.pt`` files in ``folder``, oldest iteration first (none if it is not a folder)."""
     if not folder.is_dir():
         return []
-    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
+    found = sorted((i, p) for p in folder.iterdir() if (i := checkpoint_iteration(p)) is not None)
     return [p for _, p in found]
 
 

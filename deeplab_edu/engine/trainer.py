@@ -33,7 +33,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import sys
 import threading
@@ -960,11 +959,11 @@ class Trainer:
         """Where the training loss logged at or before ``checkpoint``'s iteration is not finite or ten times the run's
         first one, a clause saying so ("its training loss had risen to ...: its model may have diverged already"),
         else ``""``."""
-        match = re.match(r"^ckpt_(\d+)\.pt$", checkpoint.name)
+        iteration = ck.checkpoint_iteration(checkpoint)
         train = [r for r in self.history if r.get("split") == "train" and isinstance(r.get("loss"), float)]
-        if match is None or not train:
+        if iteration is None or not train:
             return ""
-        before = [r for r in train if r["iteration"] <= int(match.group(1))]
+        before = [r for r in train if r["iteration"] <= iteration]
         if not before or (math.isfinite(before[-1]["loss"]) and before[-1]["loss"] <= 10 * train[0]["loss"]):
             return ""
         return (f"its training loss had risen to {before[-1]['loss']:.3g} by then (from {train[0]['loss']:.3g} at "
