@@ -55,6 +55,9 @@ venv-moved: ;
 # editable_mode=compat: the package's folder on sys.path (a .pth line), which mypy and pyright follow, so a
 # learner's own code that imports deeplab_edu is type-checked against its hints (setuptools' default import
 # hook is invisible to them); the line is made relative (book.make_editable_path_relative: ASCII under LC_ALL=C)
+# --no-cache-dir: the wheels downloaded (torch and its CUDA libraries, 2.7 GB) are not kept a second time in
+# pip's cache, where PyPI's answers are cacheable; a clean CI machine ran out of disk space in this install
+# ("[Errno 28] No space left on device"; at its peak the downloads and the .venv take about 9 GB together)
 $(STAMP): pyproject.toml constraints.txt $(if $(VENV_MOVED_FROM),venv-moved)
 	@if [ -n "$(VENV_MOVED_FROM)" ]; then echo "$(VENV) was made in $(VENV_MOVED_FROM), and a virtual" \
 	  "environment cannot move: making it again here"; rm -rf "$(VENV)"; fi
@@ -64,8 +67,8 @@ $(STAMP): pyproject.toml constraints.txt $(if $(VENV_MOVED_FROM),venv-moved)
 	  "deeplab-edu needs Python 3.11 or newer (its pinned numpy, SciPy and Matplotlib have no wheels for " \
 	  + sys.version.split()[0] + "): run make with PYTHON=python3.11 or newer")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" \
-	  --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -c constraints.txt \
+	  -e ".[dev]" --config-settings editable_mode=compat
 	@$(BIN)/python -S -c 'import sys, sysconfig; site = sysconfig.get_paths(vars={"base": sys.argv[1], \
 	  "platbase": sys.argv[1]})["purelib"]; sys.path.append(site); \
 	  from deeplab_edu.book import make_editable_path_relative; make_editable_path_relative(site)' "$(VENV_HOME)"

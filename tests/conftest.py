@@ -90,6 +90,20 @@ def _torch_threads_kept() -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
+@pytest.fixture(autouse=True)
+def _widgets_closed() -> Iterator[None]:
+    """Each test closes the ipywidgets it made, while the comm manager that registered them is still the one in
+    use: ``deeplab_edu.lab`` imports ``ipykernel.ipkernel``, which replaces ``comm.get_comm_manager``, so widgets
+    left to the end of the session failed to close in ``Widget.__del__`` (KeyError or ImportError), 273
+    "Exception ignored" tracebacks after CI's summary line."""
+    import sys
+
+    yield
+    widgets = sys.modules.get("ipywidgets")
+    if widgets is not None:
+        widgets.Widget.close_all()
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """One intra-op torch thread for the test (modules use it with ``pytestmark``): on a small shared

@@ -239,6 +239,17 @@ def test_environment_yml_installs_under_constraints_txt() -> None:
     assert "-c constraints.txt" in (REPO_ROOT / "Makefile").read_text()
 
 
+def test_setup_keeps_no_second_copy_of_the_wheels() -> None:
+    """`make setup` installs with ``--no-cache-dir``: a clean CI machine ran out of disk space in the install
+    ("[Errno 28] No space left on device"); where PyPI's answers are cacheable, pip kept the 2.7 GB of torch's
+    and its CUDA libraries' wheels in its cache beside the .venv. The README's disk figure counts the download."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    install = re.search(r"\$\(BIN\)/python -m pip install (?:[^\n]*\\\n)*[^\n]*", makefile)
+    assert install is not None, "Makefile: no `$(BIN)/python -m pip install` line"
+    assert "--no-cache-dir" in install.group(0), install.group(0)
+    assert "10 GB of free disk while installing" in (REPO_ROOT / "README.md").read_text()
+
+
 def _required_by_the_project() -> set[str]:
     """The packages pyproject.toml's requirements lead to here, by normalised name: theirs, their
     requirements' (with the extras asked for), and so on, read from the installed packages' metadata (offline);
