@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
 
-from deeplab_edu.engine.bench.timing import (check_out, compare_speeds, interleaved, torch_threads,  # noqa: E402
+from deeplab_edu.engine.bench.timing import (DefaultsHelpFormatter, check_out, compare_speeds, interleaved, torch_threads,  # noqa: E402
                                              write_result)
 from deeplab_edu.engine.config import load_config  # noqa: E402
 from deeplab_edu.engine.trainer import Trainer  # noqa: E402
@@ -64,11 +64,11 @@ def train_seconds(iterations: int, threads: int, folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--iterations", type=int, default=150, help="training steps per measurement")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds of the four settings (6: the fewest for an interval)")
     parser.add_argument("--busy-cores", type=int, default=1, help="busy loops beside the training ('busy' settings)")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/busy_threads.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/busy_threads.json)")
     args = parser.parse_args()
     check_out(parser, args.out)
     default = torch.get_num_threads()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the envi
 
 from deeplab_edu.config import resolve_device  # noqa: E402
 from deeplab_edu.engine.allocator import keep_freed_memory  # noqa: E402
-from deeplab_edu.engine.bench.timing import (check_out, compare_speeds, interleaved, load_average,  # noqa: E402
+from deeplab_edu.engine.bench.timing import (DefaultsHelpFormatter, check_out, compare_speeds, interleaved, load_average,  # noqa: E402
                                              timed_steps, torch_threads, write_result)
 from deeplab_edu.engine.config import ConfigError, load_config  # noqa: E402
 from deeplab_edu.engine.trainer import Trainer  # noqa: E402
@@ -83,13 +83,13 @@ def measure(preset: str, *, device: str | None = None, iterations: int = 5, roun
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--preset", default="cpu", help="training preset whose model and crop are timed")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the preset's)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the preset's)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on the CPU (the classroom's 2)")
     parser.add_argument("--iterations", type=int, default=5, help="steps per timed window")
     parser.add_argument("--rounds", type=int, default=6, help="windows per memory format (alternating; 6: the fewest for an interval)")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/memory_format_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/memory_format_<device>.json)")
     args = parser.parse_args()
     check_out(parser, args.out)
     try:  # before the trainers are built: a ConfigError's traceback otherwise

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
 
 from deeplab_edu.config import resolve_device  # noqa: E402
-from deeplab_edu.engine.bench.timing import (check_out, compare_speeds, interleaved, timed_steps,  # noqa: E402
+from deeplab_edu.engine.bench.timing import (DefaultsHelpFormatter, check_out, compare_speeds, interleaved, timed_steps,  # noqa: E402
                                              torch_threads, write_result)
 from deeplab_edu.engine.schedule import build_optimizer, param_groups  # noqa: E402
 from deeplab_edu.models import build_model  # noqa: E402
@@ -66,11 +66,11 @@ def measure(device: torch.device, steps: int, networks: dict[str, str] | None = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per implementation")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/optimizer_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/optimizer_<device>.json)")
     args = parser.parse_args()
     check_out(parser, args.out)
     try:  # before the models are built: "--device cuda" on a machine without one ended in torch's traceback

@@ -66,12 +66,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
 
-from deeplab_edu.cli import _pipeline_preset  # noqa: E402
 from deeplab_edu.config import resolve_device  # noqa: E402
 from deeplab_edu.engine.allocator import keep_freed_memory  # noqa: E402
-from deeplab_edu.engine.bench.pipeline import (FEEDS, PROFILE_STEPS, diagnosis_rows,  # noqa: E402
+from deeplab_edu.engine.bench.pipeline import (FEEDS, PROFILE_STEPS, default_preset, diagnosis_rows,  # noqa: E402
                                                loader_load_elsewhere, summarise_profile)
-from deeplab_edu.engine.bench.timing import check_out, interleaved, synchronize, write_result  # noqa: E402
+from deeplab_edu.engine.bench.timing import (DefaultsHelpFormatter, check_out, interleaved, synchronize,  # noqa: E402
+                                             write_result)
 from deeplab_edu.engine.config import ConfigError, load_config  # noqa: E402
 from deeplab_edu.engine.data import SeededDataset, build_datasets, train_loader  # noqa: E402
 from deeplab_edu.engine.trainer import Trainer  # noqa: E402
@@ -176,15 +176,15 @@ def window(trainer: Trainer, batches: Iterator[Batch], iterations: int) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--preset", default=None, help="training preset whose model, data and loader are run (None: "
+                                     formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--preset", default=None, help="training preset whose model, data and loader are run (default: "
                         "deeplab-edu bench --mode pipeline's choice: gpu with --device cuda or, without --device, "
                         "where PyTorch sees CUDA; cpu otherwise, whose network trains in minutes on a CPU where "
                         "gpu's would take hours)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (None: the preset's)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the preset's)")
     parser.add_argument("--iterations", type=int, default=60, help="training steps per timed window")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved windows per feed (medians over them)")
-    parser.add_argument("--num-workers", type=int, help="DataLoader workers (None: the engine's choice)")
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers (default: the engine's choice)")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of "
                                                              f"{PROFILE_STEPS} loader-fed steps")
     parser.add_argument("--compile-mode", choices=["none", "default", "reduce-overhead"], default="none",
@@ -194,10 +194,10 @@ def main() -> None:
     parser.add_argument("--switch-interval", type=float, default=0.0005,
                         help="seconds: sys.setswitchinterval during the +switch feeds (Python's own default, "
                              "used by every other feed: 0.005)")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/pipeline_diagnosis_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/pipeline_diagnosis_<device>.json)")
     args = parser.parse_args()
     check_out(parser, args.out)
-    preset = args.preset or _pipeline_preset(args.device)
+    preset = args.preset or default_preset(args.device)
     modes = [f.strip() for f in args.feeds.split(",") if f.strip()]
     unknown = [f for f in modes if f not in FEEDS]
     if unknown or "step" not in modes:

@@ -24,7 +24,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
 
-from deeplab_edu.engine.bench.timing import (check_out, compare_speeds, interleaved, load_average,  # noqa: E402
+from deeplab_edu.engine.bench.timing import (DefaultsHelpFormatter, check_out, compare_speeds, interleaved, load_average,  # noqa: E402
                                              minor_faults, timed, write_result)
 from deeplab_edu.models import build_model  # noqa: E402
 from deeplab_edu.models.aspp import set_recompute_depthwise  # noqa: E402
@@ -32,13 +32,13 @@ from deeplab_edu.models.aspp import set_recompute_depthwise  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--backbone", default="tiny_resnet", help="DeepLabv3+ backbone")
     parser.add_argument("--size", type=int, default=96, help="input side in pixels")
     parser.add_argument("--batch", type=int, default=16, help="images per step")
     parser.add_argument("--rates", type=int, nargs=3, default=(1, 2, 3), help="the ASPP's three atrous rates")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per setting")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/recompute_cost_cpu.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/recompute_cost_cpu.json)")
     args = parser.parse_args()
     check_out(parser, args.out)
     torch.set_num_threads(1)

@@ -1243,15 +1243,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_preset(device: str | None) -> str:
-    """The pipeline benchmark's preset when none is given: ``gpu`` for a CUDA device, ``cpu`` otherwise."""
-    if device is not None:
-        return "gpu" if device.startswith("cuda") else "cpu"
-    import torch
-
-    return "gpu" if torch.cuda.is_available() else "cpu"
-
-
 #: The ``bench`` flags each mode reads besides ``--mode``, ``--repeats`` and ``--out`` (the loader mode also
 #: takes ``--device cpu``: its workers load on the CPU whatever the device).
 BENCH_MODE_FLAGS = {
@@ -1287,7 +1278,7 @@ def _bench(args: argparse.Namespace) -> int:
         given["rounds" if args.mode in ("pipeline", "loader") else "repeats"] = args.repeats
     if args.mode == "pipeline":
         workers = given.pop("num_workers", None)
-        bench.run_pipeline_benchmark(preset=given.pop("preset", None) or _pipeline_preset(args.device),
+        bench.run_pipeline_benchmark(preset=given.pop("preset", None) or bench.default_preset(args.device),
                                      out=args.out, overrides=None if workers is None else {"num_workers": workers},
                                      **given)
     elif args.mode == "loader":

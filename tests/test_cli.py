@@ -791,13 +791,31 @@ def test_bench_pipeline_preset_follows_the_device(monkeypatch) -> None:
     ResNet-50 would train for hours (the cpu preset's network takes minutes)."""
     import torch
 
-    from deeplab_edu.cli import _pipeline_preset
+    from deeplab_edu.engine.bench import default_preset
 
-    assert _pipeline_preset("cuda:1") == "gpu" and _pipeline_preset("cpu") == "cpu"
+    assert default_preset("cuda:1") == "gpu" and default_preset("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert _pipeline_preset(None) == "cpu"
+    assert default_preset(None) == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _pipeline_preset(None) == "gpu"
+    assert default_preset(None) == "gpu"
+
+
+def test_benchmark_scripts_help_names_each_default_once() -> None:
+    """A benchmark script's ``--help`` said "record path (None: runs/bench/...)" and then "(default: None)": an
+    option whose default is None says in its own words what not giving it does, and no "(default: None)"."""
+    import argparse
+
+    from deeplab_edu.engine.bench.timing import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(prog="bench", formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/x.json)")
+    parser.add_argument("--steps", type=int, default=12, help="timed steps")
+    text = parser.format_help()
+    assert "(default: None)" not in text and "(default: 12)" in text and "runs/bench/x.json" in text, text
+    for script in sorted((REPO_ROOT / "benchmarks").glob("*.py")):
+        source = script.read_text()
+        assert "ArgumentDefaultsHelpFormatter" not in source, f"{script.name}: use DefaultsHelpFormatter"
+        assert "(None:" not in source, f"{script.name}: say (default: ...) in the help of a None default"
 
 
 def test_a_copied_runs_config_resumes_the_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -924,9 +924,13 @@ def test_08_4_is_what_the_chapters_models_give() -> None:
 
 
 @pytest.mark.parametrize("answer", [(5, 4), ("phase 2, eval OS 8", "control (phase 2 at OS 16), eval OS 8"),
-                                    ["Phase 2, eval OS 8", "control (phase 2 at OS 16), eval OS 8"]])
+                                    ["Phase 2, eval OS 8", "control (phase 2 at OS 16), eval OS 8"],
+                                    ("phase 2, eval OS 8", 4), (5, "control (phase 2 at OS 16), eval OS 8"),
+                                    ("5", "control (phase 2 at OS 16), eval OS 8")])
 def test_08_5_takes_row_numbers_or_the_labels_of_evaluations(answer: object) -> None:
+    """A label beside a row number is read too: it was told "answer with a list or tuple of 2 whole numbers"."""
     assert check("08.5", answer)
+    assert "differ in the evaluation stride too" in check("08.5", ("phase 2, eval OS 8", 3)).message
 
 
 @pytest.mark.parametrize("answer, says", [((5, 3), "differ in the evaluation stride too"),

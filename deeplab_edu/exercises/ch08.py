@@ -219,9 +219,9 @@ ROWS_08_5 = ("phase 1, eval OS 16", "phase 1, eval OS 8", "control (phase 2 at O
 
 
 def _row_numbers(answer: Any) -> Any:
-    """Two of :data:`ROWS_08_5`'s labels (``evaluations``' keys) as their row numbers, 1 to 5; a
-    :func:`not_judged` message naming the texts that are no label (a typo) and listing the labels; else
-    unchanged."""
+    """:data:`ROWS_08_5`'s labels (``evaluations``' keys) in an answer as their row numbers, 1 to 5, beside any
+    row numbers given as such (``("phase 2, eval OS 8", 4)``, ``"4"`` too); a :func:`not_judged` message naming the texts that
+    are no label (a typo) and listing the labels; else unchanged."""
     if not isinstance(answer, (tuple, list)) or not any(isinstance(a, str) for a in answer):
         return answer
     labels = [normalise_text(r) for r in ROWS_08_5]
@@ -231,9 +231,16 @@ def _row_numbers(answer: Any) -> Any:
         return not_judged(f"{' and '.join(map(repr, unknown))} {verb} of section 10's table: its rows, 1 to "
                           f"{len(ROWS_08_5)}, are {', '.join(map(repr, ROWS_08_5))}. Answer with two of these labels, "
                           "or with two row numbers.")
-    if all(isinstance(a, str) and normalise_text(a) in labels for a in answer):
-        return tuple(labels.index(normalise_text(a)) + 1 for a in answer)
-    return answer
+
+    def row(a: Any) -> Any:
+        if not isinstance(a, str):
+            return a
+        if normalise_text(a) in labels:
+            return labels.index(normalise_text(a)) + 1
+        number = parse_ints(a)
+        return number[0] if number is not None and len(number) == 1 else a
+
+    return tuple(row(a) for a in answer)
 
 
 value_exercise(

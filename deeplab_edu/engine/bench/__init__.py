@@ -18,10 +18,10 @@ command, commit and hardware (``benchmarks/results/*.json``, shown in ``benchmar
 from .compiled import run_compile_benchmark
 from .loader import cores_scaling, loader_throughput, run_loader_benchmark
 from .pairs import PEAK_BF16_TFLOPS, build_pair, format_results, pair_summary, run_benchmarks
-from .pipeline import diagnosis_rows, paired_throughput_ratios, profile_totals, run_pipeline_benchmark, summarise_profile
+from .pipeline import default_preset, diagnosis_rows, paired_throughput_ratios, profile_totals, run_pipeline_benchmark, summarise_profile
 from .timing import (SpeedComparison, compare_speeds, interleaved, min_rounds, paired_p_value, speed_verdict,
                      speedup_interval, timed_steps)
 
 __all__ = ["build_pair", "run_benchmarks", "format_results", "pair_summary", "PEAK_BF16_TFLOPS", "loader_throughput", "cores_scaling",
-           "run_loader_benchmark", "run_pipeline_benchmark", "diagnosis_rows", "paired_throughput_ratios", "profile_totals", "summarise_profile", "run_compile_benchmark", "interleaved", "timed_steps",
+           "run_loader_benchmark", "run_pipeline_benchmark", "default_preset", "diagnosis_rows", "paired_throughput_ratios", "profile_totals", "summarise_profile", "run_compile_benchmark", "interleaved", "timed_steps",
            "min_rounds", "speedup_interval", "paired_p_value", "speed_verdict", "compare_speeds", "SpeedComparison"]

@@ -19,7 +19,7 @@ import torch
 from .timing import (interleaved, interval_text, load_average, min_rounds, speedup_interval, timed_steps, torch_threads,
                      write_result)
 
-__all__ = ["run_pipeline_benchmark", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals", "summarise_profile",
+__all__ = ["run_pipeline_benchmark", "default_preset", "FEEDS", "PROFILE_STEPS", "diagnosis_rows", "profile_totals", "summarise_profile",
            "loader_load_elsewhere", "paired_throughput_ratios"]
 
 #: Loader-fed steps ``benchmarks/pipeline_diagnosis.py --profile`` profiles (its records say so in
@@ -40,6 +40,16 @@ FEEDS = {
     "loader+switch": "the engine's training loader, the interpreter's switch interval shortened (--switch-interval)",
     "loader-uint8+switch": "loader-uint8 with the switch interval shortened",
 }
+
+
+def default_preset(device: str | None) -> str:
+    """The pipeline benchmark's preset when none is given (``deeplab-edu bench --mode pipeline``,
+    ``benchmarks/pipeline_diagnosis.py``): ``gpu`` for a CUDA ``device`` ("cuda", "cuda:1"), ``cpu`` for any
+    other; with no ``device``, ``gpu`` where PyTorch sees CUDA. The ``cpu`` preset's network trains in minutes
+    on a CPU, where the ``gpu`` preset's would take hours."""
+    if device is not None:
+        return "gpu" if device.startswith("cuda") else "cpu"
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def run_pipeline_benchmark(*, preset: str = "gpu", overrides: dict[str, Any] | None = None, device: str | None = None,

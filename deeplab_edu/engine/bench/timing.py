@@ -25,7 +25,8 @@ import torch
 
 __all__ = ["synchronize", "timed", "timed_steps", "minor_faults", "interleaved", "min_rounds", "speedup_interval", "paired_p_value",
            "speed_verdict", "interval_text", "SpeedComparison", "compare_speeds",
-           "load_average", "busy_cpu_seconds", "torch_threads", "check_out", "write_result", "DEFAULT_OUT_DIR"]
+           "load_average", "busy_cpu_seconds", "torch_threads", "check_out", "DefaultsHelpFormatter", "write_result",
+           "DEFAULT_OUT_DIR"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -265,6 +266,18 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 #: the training runs, so that measuring one's own machine never rewrites the committed records of
 #: ``benchmarks/results/`` (re-recording those passes ``--out benchmarks/results/<name>.json``).
 DEFAULT_OUT_DIR = Path("runs") / "bench"
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """The benchmark scripts' ``--help``: argparse's :class:`~argparse.ArgumentDefaultsHelpFormatter`, which adds
+    "(default: ...)" to each option's help, except after an option whose default is ``None``: its help says in
+    its own words what leaving it out does ("record path (default: runs/bench/...)"), where argparse added
+    "(default: None)" to it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def check_out(parser: argparse.ArgumentParser, out: str | os.PathLike[str] | None, flag: str = "--out") -> None:
