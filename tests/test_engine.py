@@ -2161,6 +2161,12 @@ def test_a_passed_val_sets_bad_label_names_its_item(tmp_path) -> None:
                                            r"the 4 iterations done were saved"):
         trainer.fit()
     assert ck.latest_checkpoint(tmp_path / "checkpoints").name == "ckpt_00000004.pt"
+    # the validation is still due: resumed with the set fixed, the run does it (it was skipped: no val row at 4)
+    assert ck.load_checkpoint(tmp_path / "checkpoints")["validation_due"] == 4
+    resumed = Trainer(tiny_config(tmp_path, iterations=4, eval_every=4, ckpt_every=100, resume=True),
+                      model=TinyNet(), train_set=TinyScenes(16), val_set=TinyScenes(2, augment=False))
+    resumed.fit()
+    assert [row["iteration"] for row in resumed.history if row["split"] == "val"] == [4]
 
 
 def test_the_non_finite_loss_message_names_the_images_too(tmp_path) -> None:

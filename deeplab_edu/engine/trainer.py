@@ -1356,7 +1356,8 @@ class Trainer:
             stop.validating = stoppable
             try:
                 m = self.evaluate(should_stop=should_stop, agree_to_stop=agree)
-            except BadDataError as err:  # a bad validation file: keep the training done so far
+            except BadDataError as err:  # a bad validation file: keep the training done so far, the validation
+                self._validation_due = self.iteration  # still due (the resumed run does it first, the file fixed)
                 raise self._after_data_error(err, unread) from None
             except ValidationStopped:
                 pass
