@@ -571,3 +571,24 @@ def test_check_data_hint_for_an_absent_class_says_how_it_is_scored_and_names_cla
     once.update(torch.tensor([[0, 2, 1, 1]]), truth)
     assert never.compute()["iou"][2] != never.compute()["iou"][2] and never.compute()["miou"] == 1.0  # left out
     assert once.compute()["iou"][2] == 0.0 and once.compute()["miou"] == (0.5 + 1 + 0) / 3  # IoU 0, in the mean
+
+
+def test_a_small_background_mask_padded_by_the_transform_is_not_taken_for_objects_as_255(tmp_path: Path) -> None:
+    """The Trainer's check of a passed set's item 0 read the mask after the transform: a background-only mask of a
+    24 x 32 image padded with the ignore label to a 96-pixel crop was "0 and 255 only, 255 covering 92%", and told
+    to save the objects as 1. The check reads what the file holds, as FolderDataset's own warning does."""
+    from deeplab_edu.data.transforms import train_transform
+    from deeplab_edu.engine._passed_sets import _check_passed_set
+
+    root = _make(tmp_path / "mine", {"train": 1})
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "train" / "masks" / "p0.png")  # background only
+    ds = FolderDataset(root, "train", transform=train_transform(96, scale_range=None))
+    assert set(ds[0][1].unique().tolist()) == {0, 255}  # what the transform gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_passed_set(ds, "train_set", objects_as_ignore=True)
+    Image.fromarray(np.where(np.arange(32)[None, :] < 20, 255, 0).repeat(24, 0).astype(np.uint8)).save(
+        root / "train" / "masks" / "p0.png")  # objects saved as 255: still said
+    with pytest.warns(UserWarning, match="holds only 0 and 255"):
+        _check_passed_set(FolderDataset(root, "train", transform=train_transform(96, scale_range=None)), "train_set",
+                          objects_as_ignore=True)

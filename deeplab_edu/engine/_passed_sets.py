@@ -51,7 +51,7 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None, obj
     if (objects_as_ignore and isinstance(mask, (torch.Tensor, np.ndarray))
             and not getattr(dataset, "_warned_ignored_objects", False)):
         names = getattr(dataset, "class_names", None)
-        note = ignored_objects_note(mask, int(getattr(dataset, "ignore_index", 255)),
+        note = ignored_objects_note(_untransformed_mask(dataset, mask), int(getattr(dataset, "ignore_index", 255)),
                                     str(names[1]) if names is not None and len(names) > 1 else None)
         if note is not None:
             warnings.warn(f"{name}[0]'s mask {note}", stacklevel=3)
@@ -63,6 +63,22 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None, obj
         warnings.warn(f"{name}[0] is {image.shape[-2]} x {image.shape[-1]} but crop_size={crop_size}, from which the "
                       "Trainer sizes the ASPP rates of the model it builds (resolve_atrous_rates): set crop_size to "
                       "the crop your transform makes", stacklevel=3)
+
+
+def _untransformed_mask(dataset: Any, mask: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Item 0's mask as its file holds it where ``dataset`` reads files (a
+    :class:`~deeplab_edu.data.folder.SegmentationFolder`'s ``load``), else ``mask`` (item 0's, transformed): a
+    training transform pads a small image's mask with the ignore label, and a background-only mask padded so
+    was taken for objects saved as 255 (a review)."""
+    from ..data.folder import SegmentationFolder
+
+    if not isinstance(dataset, SegmentationFolder):
+        return mask
+    try:
+        with _random_state_kept():
+            return dataset.load(0)[1]
+    except Exception:  # an unreadable file fails later, naming it
+        return mask
 
 
 def _check_passed_mask(mask: Any, name: str) -> None:
