@@ -569,6 +569,17 @@ def mean_field(
     return out, (steps if batched else [s[0] for s in steps])
 
 
+def _expected_potts(weights: torch.Tensor, qf: torch.Tensor, rows: int = 512) -> torch.Tensor:
+    """The pairwise term of :func:`free_energy`, :math:`\\tfrac12 \\sum_{i,j} W_{ij} (1 - \\langle Q_i, Q_j
+    \\rangle)`, for weights (N, N) and beliefs ``qf`` (L, N), ``rows`` rows of W at a time: no N x N temporary
+    beside W (the whole sum at once made two more)."""
+    total = weights.new_zeros(())
+    for start in range(0, weights.shape[0], rows):
+        block = weights[start:start + rows]  # (rows, N); qf[:, rows].T @ qf: <Q_i, Q_j> for these rows i
+        total = total + (block * (1.0 - qf[:, start:start + rows].T @ qf)).sum()
+    return 0.5 * total
+
+
 def free_energy(
     unary: torch.Tensor,
     q: torch.Tensor | Sequence[torch.Tensor],
@@ -584,8 +595,8 @@ def free_energy(
     The middle term is :math:`E_Q` of the Potts pairwise energy with the symmetric weights
     :math:`W` (the diagonal counts only when ``include_self``). For ``normalization="pixel"``
     the weights :math:`K_{ij}/d_i` are not symmetric, so no energy has exactly that update; the
-    energy of the symmetrised weights :math:`(W + W^T)/2` is returned, an approximation. Dense: three N x N
-    matrices at the peak (N = H W; see :data:`MAX_EXACT_PIXELS`).
+    energy of the symmetrised weights :math:`(W + W^T)/2` is returned, an approximation. Dense: two N x N
+    matrices at the peak (N = H W; see :data:`MAX_EXACT_PIXELS`), as :func:`mean_field`'s exact method.
 
     Args:
         unary: unary potentials :math:`\\theta_i` (B, L, H, W) or (L, H, W), e.g.
@@ -618,12 +629,13 @@ def free_energy(
     out = torch.zeros(len(qs), u.shape[0], dtype=u.dtype, device=u.device)
     for b in range(u.shape[0]):
         wts = _dense_weights(rgb[b], params)
-        wts = 0.5 * (wts + wts.T)
+        if params.normalization == "pixel":  # K_ij / d_i: symmetrised (the other normalisations are symmetric)
+            wts = (wts + wts.T).mul_(0.5)
         for t, qi in enumerate(qs):
             qf = _float32_if_half((qi if batched else qi[None])[b]).reshape(L, -1)  # (L, N)
             unary_term = (qf * u[b].reshape(L, -1)).sum()
-            pair_term = 0.5 * (wts * (1.0 - qf.T @ qf)).sum()  # qf.T @ qf: <Q_i, Q_j>
-            out[t, b] = unary_term + pair_term + torch.xlogy(qf, qf).sum()
+            out[t, b] = unary_term + _expected_potts(wts, qf) + torch.xlogy(qf, qf).sum()
+        del wts  # freed before the next image's are built
     if not batched:
         out = out[:, 0]
     return out[0] if isinstance(q, torch.Tensor) else out
