@@ -43,8 +43,9 @@
 # `edge_and_line_response`) and `deeplab_edu.viz.atrous` (`plot_eq1`, `plot_eq1_2d`,
 # `atrous_widget`, `plot_dilated_kernel`, `plot_edge_and_line`, `plot_cost_vs_rate`),
 # `deeplab_edu.viz.explorers` (`show`: the explorers that also run in the static book),
-# `deeplab_edu.viz.images.sample_photo` (the course's photograph) and `deeplab_edu.config.choose`
-# (a value per profile); from chapter 00, `deeplab_edu.viz.tables.markdown_table`.
+# `deeplab_edu.viz.images.sample_photo` (the course's photograph), `deeplab_edu.complexity.count_macs`
+# (multiply-adds of a forward pass, exercise 01.6) and `deeplab_edu.config.choose` (a value per
+# profile); from chapter 00, `deeplab_edu.viz.tables.markdown_table`.
 
 # %% [markdown]
 # ## Eq. (1): a filter with holes
@@ -417,3 +418,41 @@ def dilate_solution(w: torch.Tensor, rate: int) -> torch.Tensor:
 
 
 solved("01.5", dilate_solution)
+
+# %% [markdown]
+# ### Exercise 01.6 (predict, then measure)
+# The section on cost measured a whole table; here you count one convolution yourself. A 3x3
+# convolution from 64 to 64 channels, without a bias, runs at rate 12 with padding 12 on one
+# 65x65 feature map (the size of an output-stride-8 map of a 513-pixel crop). How many
+# multiply-adds does its forward pass do? Count per output value first, predict, then run the
+# cell after this one, which measures it with `deeplab_edu.complexity.count_macs` (PyTorch's
+# own operation counter) at rate 12 and at rate 1.
+
+# %%
+prediction_01_6 = ...  # your prediction here
+check("01.6", prediction_01_6)
+
+# %% [markdown]
+# **Exercise 01.6, measured:**
+
+# %% tags=["hide-output"]
+from deeplab_edu.complexity import count_macs
+from deeplab_edu.exercises import measured_and_predicted
+
+feature_map = torch.zeros(1, 64, 65, 65)
+macs_01_6 = {rate: count_macs(torch.nn.Conv2d(64, 64, 3, padding=rate, dilation=rate, bias=False), feature_map)
+             for rate in (12, 1)}
+print(measured_and_predicted(macs_01_6[12], prediction_01_6, fmt=",d"))
+print(f"the same convolution at rate 1: {macs_01_6[1]:,d} multiply-adds")
+
+# %% tags=["remove-cell"] jupyter={"source_hidden": true}
+# The course's own check (hidden in the book; a learner need not open it).
+with config.text_checks():
+    assert check("01.6", macs_01_6[12])  # the measured count is the exercise's answer
+    assert macs_01_6[12] == macs_01_6[1]  # what the rate costs: nothing
+
+# %% tags=["hide-cell"] jupyter={"source_hidden": true}
+# Solution
+# each output value multiplies K x K = 9 taps in each of the 64 input channels (the holes are
+# never multiplied); padding 12 = rate keeps the map 65 x 65, and there are 64 output channels
+solved("01.6", 65 * 65 * 64 * 64 * 9)

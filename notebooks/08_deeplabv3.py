@@ -59,7 +59,7 @@
 # helper was introduced earlier):
 # - the model: `deeplab_edu.models.build_model` (with `set_output_stride`, `output_stride`,
 #   `atrous_rates`), `deeplab_edu.models.summary` (`trace_stages`, `complexity_table`,
-#   `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`), `deeplab_edu.complexity` (`measure`, and `count_macs` for
+#   `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`), `deeplab_edu.complexity` (`measure`, and `count_macs` (01) for
 #   one training crop),
 #   `deeplab_edu.viz.deeplab` (`plot_cost_vs_size`, `cost_widget`), `markdown_table` (00);
 # - torchvision's model: `deeplab_edu.models.interop` (`from_torchvision`,

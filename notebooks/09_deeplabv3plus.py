@@ -51,7 +51,7 @@
 # helper was introduced earlier):
 # - the model: `deeplab_edu.models.build_model("deeplabv3plus", ...)`, `deeplab_edu.models.Decoder`,
 #   `deeplab_edu.models.SeparableConv2d`, `deeplab_edu.models.set_recompute_depthwise`,
-#   `deeplab_edu.complexity` (`saved_for_backward_bytes`), and from chapter 08 `count_macs` and
+#   `deeplab_edu.complexity` (`saved_for_backward_bytes`), `count_macs` (chapter 01), and from chapter 08
 #   `deeplab_edu.models.summary` (`trace_stages`, `model_cost`, `ModelConfig`, `PUBLISHED_GMACS`);
 # - boundaries: `deeplab_edu.viz.decoder` (`stride_oracle`, `stride_oracle_scores`,
 #   `band_accuracy`, `plot_stride_oracles`, `stride_oracle_widget`), `deeplab_edu.metrics.boundary_band` (07),
