@@ -24,13 +24,15 @@ from __future__ import annotations
 import os
 import traceback
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Literal, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Literal, Sequence, TypeVar
 
 if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (and the CLI's start) stays light
     import torch
 
 __all__ = ["ENV_VAR", "DEVICE_ENV_VAR", "COURSE_CHECKS_ENV", "PROFILES", "Profile", "profile", "device",
-           "resolve_device", "choose", "is_smoke", "course_checks", "text_checks", "SMOKE_MEANS", "profile_line"]
+           "resolve_device", "choose", "is_smoke", "course_checks", "text_checks", "SMOKE_MEANS", "profile_line",
+           "CGROUP_MEMORY_FILES", "memory_limit_bytes", "recorded_peak_memory", "memory_note"]
 
 #: The environment variable that picks the profile (:func:`profile`): ``smoke``, ``cpu`` or ``gpu``.
 ENV_VAR = "DEEPLAB_EDU_PROFILE"
@@ -78,13 +80,15 @@ SMOKE_MEANS = ("a few iterations on tiny images, to test that everything runs: i
                "numbers mean nothing, and the text describes the cpu profile's results")
 
 
-def profile_line(*, with_device: bool = False) -> str:
+def profile_line(*, with_device: bool = False, memory_of: Sequence[int] = ()) -> str:
     """The line a chapter prints first: the active profile (and the compute device with ``with_device``),
     and in the ``smoke`` profile what its numbers mean (:data:`SMOKE_MEANS`), so that a learner who
     runs a chapter in it does not read its numbers against the text. On a CPU, where a learner runs
     the chapter (not :func:`course_checks`), it adds the command line's note when other processes keep
     cores busy (:func:`deeplab_edu.engine.workers.busy_cpu_note`: PyTorch's threads then wait for each
-    other, and one chapter ran eleven times slower), with the call that helps.
+    other, and one chapter ran eleven times slower), with the call that helps. With ``memory_of`` (the
+    chapter's number, then the chapters whose runs it may train: ``(9, 8)``), where a learner runs it, it
+    adds :func:`memory_note` when this session has less memory than those chapters' recorded peak.
 
     Raises:
         ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`), or ``DEEPLAB_EDU_DEVICE``
@@ -99,7 +103,90 @@ def profile_line(*, with_device: bool = False) -> str:
 
         if note := workers.busy_cpu_note(remedy="torch.set_num_threads({n})"):
             line += "\n" + note
+    if memory_of and not course_checks() and (note := memory_note(*memory_of)):
+        line += "\n" + note
     return line
+
+
+#: cgroup's files that hold a memory limit (v2's, then v1's): a container's, Binder's, a JupyterHub spawner's.
+CGROUP_MEMORY_FILES: tuple[str, ...] = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_limit_bytes() -> int | None:
+    """The memory this process may use, in bytes: the smaller of the machine's RAM and its cgroup's limit
+    (Linux's :data:`CGROUP_MEMORY_FILES`: Binder gives a session about 2 GB, however large its machine);
+    ``None`` where neither can be read. cgroup v1's "no limit" is a number above any RAM, v2's the word
+    ``max``: both leave the RAM."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        pass
+    for name in CGROUP_MEMORY_FILES:
+        try:
+            text = Path(name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+        break
+    return min(limits) if limits else None
+
+
+def recorded_peak_memory(chapters: Sequence[int], profile_name: str) -> tuple[float, int, str] | None:
+    """The largest peak memory of ``chapters`` in the newest chapter-timing record of ``profile_name`` that
+    holds peaks (``benchmarks/results/notebook_times_<profile>*.json``, by ``benchmarks/notebook_times.py``:
+    a chapter's kernel, its loader workers and the process that ran it, sampled every 0.5 s), as
+    ``(gigabytes, chapter, the record's file name)``; ``None`` where no record holds one (another profile, or a
+    package installed without the repository's records)."""
+    import json
+
+    from .records import RESULTS_DIR
+
+    newest: tuple[str, dict[int, float], str] | None = None
+    for path in RESULTS_DIR.glob(f"notebook_times_{profile_name}*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            peaks = {int(row["chapter"]): float(row["peak_memory_gb"]) for row in record["results"]["chapters"]
+                     if row.get("peak_memory_gb") is not None}
+            created = str(record["created"])
+        except (OSError, ValueError, KeyError, TypeError):  # not such a record: not a reason to stop a chapter
+            continue
+        if peaks and (newest is None or created > newest[0]):
+            newest = (created, peaks, path.name)
+    if newest is None:
+        return None
+    found = [(newest[1][c], c) for c in chapters if c in newest[1]]
+    if not found:
+        return None
+    peak, chapter = max(found)
+    return peak, chapter, newest[2]
+
+
+def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
+    """What to say where this session has less memory than chapter ``chapter`` (or a chapter whose runs it
+    trains when they are missing, ``trains_runs_of``) used in its newest recorded run at the active profile
+    (:func:`recorded_peak_memory`, with a tenth to spare), else ``None``: the kernel would likely be killed
+    partway, on Binder (about 2 GB) after minutes of training, with no word of why. ``None`` in the ``smoke``
+    profile, and where the memory or the records cannot be read.
+
+    Raises:
+        ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`).
+    """
+    active = profile()
+    if active == "smoke":
+        return None
+    found = recorded_peak_memory((chapter, *trains_runs_of), active)
+    limit = memory_limit_bytes()
+    if found is None or limit is None or limit >= 1.1 * found[0] * 1e9:
+        return None
+    peak, which, record = found
+    whose = (f"chapter {which:02d}, whose runs this chapter trains when they are missing," if which != chapter
+             else f"this chapter ({chapter:02d})")
+    return (f"Memory: this session may use {limit / 1e9:.2f} GB, and {whose} peaked at {peak:.2f} GB at the "
+            f"{active} profile (benchmarks/results/{record}): its kernel will probably be killed partway. Run it on "
+            f"a laptop or in Colab, or here at the smoke profile: Kernel > Restart, then %env {ENV_VAR}=smoke in a "
+            f"cell of its own, then the chapter (its numbers then mean nothing: {SMOKE_MEANS}).")
 
 
 def course_checks() -> bool:

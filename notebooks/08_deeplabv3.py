@@ -104,7 +104,7 @@ from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
-print(config.profile_line(with_device=True))
+print(config.profile_line(with_device=True, memory_of=(8,)))
 
 # %% [markdown]
 # ## 1. The assembly

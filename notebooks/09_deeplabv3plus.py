@@ -88,7 +88,7 @@ from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
-print(config.profile_line())
+print(config.profile_line(memory_of=(9, 8)))
 
 # %% [markdown]
 # ## 1. The decoder

@@ -99,7 +99,7 @@ from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 profile = config.profile()
-print(config.profile_line(with_device=True))
+print(config.profile_line(with_device=True, memory_of=(10, 8)))
 
 # %% [markdown]
 # ## 1. One set of runs

@@ -87,7 +87,7 @@ from deeplab_edu.data import build_dataset, find_camvid
 from deeplab_edu.data.transforms import eval_transform
 from deeplab_edu.records import shown_path
 
-print(config.profile_line(with_device=True))
+print(config.profile_line(with_device=True, memory_of=(11,)))
 torch.manual_seed(0)
 camvid_root = find_camvid()
 if camvid_root is not None:

@@ -170,6 +170,55 @@ def test_a_chapter_on_a_busy_cpu_says_fewer_threads_help(monkeypatch: pytest.Mon
     assert config.profile_line() == "profile: cpu"
 
 
+def test_memory_limit_reads_the_cgroups_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Binder gives a session about 2 GB on a large machine: the cgroup's limit, not the RAM, is what a chapter
+    may use; cgroup v2's "max" and v1's huge "no limit" leave the RAM."""
+    import os
+
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(config, "CGROUP_MEMORY_FILES", (str(limit), str(tmp_path / "memory.limit_in_bytes")))
+    assert config.memory_limit_bytes() == ram  # neither file
+    for text, expected in (("2147483648\n", min(ram, 2147483648)), ("max\n", ram), ("9223372036854771712", ram)):
+        limit.write_text(text)
+        assert config.memory_limit_bytes() == expected, text
+
+
+def test_a_chapter_short_of_memory_says_so_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binder's 2 GB is below chapter 08's recorded peak at the cpu profile: its kernel was killed partway with no
+    word of why (the README said so, nothing enforced it). The chapter's first line says so, naming the record and
+    the smoke profile; chapter 09, which trains chapter 08's runs when they are missing, too."""
+    import json
+
+    from deeplab_edu.records import RESULTS_DIR
+
+    peak, chapter, record = config.recorded_peak_memory((9, 8), "cpu")
+    rows = {row["chapter"]: row for row in json.loads((RESULTS_DIR / record).read_text())["results"]["chapters"]}
+    assert chapter == 8 and peak == rows[8]["peak_memory_gb"] >= rows[9]["peak_memory_gb"]
+    assert config.recorded_peak_memory((8,), "gpu") is None  # no such record
+    monkeypatch.setenv(config.ENV_VAR, "cpu")
+    monkeypatch.setenv(config.DEVICE_ENV_VAR, "cpu")
+    monkeypatch.delenv(config.COURSE_CHECKS_ENV, raising=False)
+    from deeplab_edu.engine import workers
+
+    monkeypatch.setattr(workers, "busy_cpu_note", lambda *args, **kwargs: None)
+    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
+    line = config.profile_line(memory_of=(9, 8))
+    assert f"this session may use 2.00 GB, and chapter 08, whose runs this chapter trains when they are missing, " \
+           f"peaked at {peak:.2f} GB at the cpu profile (benchmarks/results/{record})" in line, line
+    assert "%env DEEPLAB_EDU_PROFILE=smoke" in line and "Colab" in line
+    assert "this chapter (11) peaked" in config.profile_line(memory_of=(11,))
+    assert config.profile_line() == "profile: cpu"  # a chapter that names none
+    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 16_000_000_000)  # a laptop
+    assert config.profile_line(memory_of=(11,)) == "profile: cpu"
+    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
+    monkeypatch.setenv(config.COURSE_CHECKS_ENV, "1")  # the book's and the tests' runs
+    assert config.profile_line(memory_of=(11,)) == "profile: cpu"
+    monkeypatch.delenv(config.COURSE_CHECKS_ENV)
+    monkeypatch.setenv(config.ENV_VAR, "smoke")
+    assert config.memory_note(11) is None
+
+
 def test_scale_range_given_as_a_list_is_kept_as_a_pair() -> None:
     """A new user's trial: TrainConfig(scale_range=[0.5, 2.0]) stayed a list (its hint says a tuple); a list
     of another length failed in validate as "too many values to unpack" instead of naming the setting."""
