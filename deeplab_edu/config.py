@@ -184,9 +184,10 @@ def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
     whose = (f"chapter {which:02d}, whose runs this chapter trains when they are missing," if which != chapter
              else f"this chapter ({chapter:02d})")
     return (f"Memory: this session may use {limit / 1e9:.2f} GB, and {whose} peaked at {peak:.2f} GB at the "
-            f"{active} profile (benchmarks/results/{record}): its kernel will probably be killed partway. Run it on "
-            f"a laptop or in Colab, or here at the smoke profile: Kernel > Restart, then %env {ENV_VAR}=smoke in a "
-            f"cell of its own, then the chapter (its numbers then mean nothing: {SMOKE_MEANS}).")
+            f"{active} profile (benchmarks/results/{record}): its kernel will probably be killed partway. Run it where "
+            f"more memory is free (a laptop with 8 GB, Colab), or here at the smoke profile: Kernel > Restart, then "
+            f"%env {ENV_VAR}=smoke in a cell of its own, then the chapter (its numbers then mean nothing: "
+            f"{SMOKE_MEANS}).")
 
 
 def course_checks() -> bool:

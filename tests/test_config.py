@@ -206,7 +206,7 @@ def test_a_chapter_short_of_memory_says_so_first(monkeypatch: pytest.MonkeyPatch
     line = config.profile_line(memory_of=(9, 8))
     assert f"this session may use 2.00 GB, and chapter 08, whose runs this chapter trains when they are missing, " \
            f"peaked at {peak:.2f} GB at the cpu profile (benchmarks/results/{record})" in line, line
-    assert "%env DEEPLAB_EDU_PROFILE=smoke" in line and "Colab" in line
+    assert "%env DEEPLAB_EDU_PROFILE=smoke" in line and "a laptop with 8 GB, Colab" in line
     assert "this chapter (11) peaked" in config.profile_line(memory_of=(11,))
     assert config.profile_line() == "profile: cpu"  # a chapter that names none
     monkeypatch.setattr(config, "memory_limit_bytes", lambda: 16_000_000_000)  # a laptop
