@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
 
 from deeplab_edu.engine.bench.loader import loader_throughput  # noqa: E402
-from deeplab_edu.engine.bench.timing import (check_out, compare_speeds, interleaved, interval_text,  # noqa: E402
-                                             load_average, write_result)
+from deeplab_edu.engine.bench.timing import (DefaultsHelpFormatter, check_out, compare_speeds, interleaved,  # noqa: E402
+                                             interval_text, load_average, write_result)
 
 
 def batch_bytes(size: int, batch: int, uint8_batches: bool) -> int:
@@ -75,13 +75,13 @@ def item_times(size: int, items: int = 40) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--workers", type=int, default=1, help="loader workers")
     parser.add_argument("--size", type=int, default=256, help="scene side in pixels (the gpu preset's 256)")
     parser.add_argument("--batch", type=int, default=16, help="scenes per batch (the gpu preset's 16)")
     parser.add_argument("--batches", type=int, default=20, help="timed batches per window")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (6 at least give an interval)")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/uint8_batches_cpu.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/uint8_batches_cpu.json)")
     args = parser.parse_args()
     check_out(parser, args.out)
     load_before = load_average()

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the envi
 
 from deeplab_edu.config import resolve_device  # noqa: E402
 from deeplab_edu.engine.bench.pairs import build_pair, check_input, measure_models  # noqa: E402
-from deeplab_edu.engine.bench.timing import check_out, compare_speeds, write_result  # noqa: E402
+from deeplab_edu.engine.bench.timing import DefaultsHelpFormatter, check_out, compare_speeds, write_result  # noqa: E402
 from deeplab_edu.models.aspp import set_recompute_depthwise  # noqa: E402
 
 
@@ -45,12 +45,12 @@ def summarise(settings: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--size", type=int, default=128, help="input side in pixels (a multiple of 16: smp needs it)")
     parser.add_argument("--batch", type=int, default=2, help="images per step (at least 2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/v3plus_variants_<device>.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/v3plus_variants_<device>.json)")
     parser.add_argument("--show", help="print the ratios of a record this script wrote, and exit")
     args = parser.parse_args()
     if args.show:

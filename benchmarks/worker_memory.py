@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whichever one the environment installed
 
-from deeplab_edu.engine.bench.timing import check_out, write_result  # noqa: E402
+from deeplab_edu.engine.bench.timing import DefaultsHelpFormatter, check_out, write_result  # noqa: E402
 from deeplab_edu.engine.workers import available_cores  # noqa: E402
 
 from notebook_times import PeakMemory  # noqa: E402  (this folder is on sys.path when run as a script)
@@ -55,11 +55,11 @@ def peak_bytes(workers: int, iterations: int, timeout: float) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 3, 7], help="loader workers to try")
     parser.add_argument("--iterations", type=int, default=20, help="training steps per run (one validation at the end)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one run may take")
-    parser.add_argument("--out", default=None, help="record path (None: runs/bench/worker_memory.json)")
+    parser.add_argument("--out", default=None, help="record path (default: runs/bench/worker_memory.json)")
     args = parser.parse_args()
     check_out(parser, args.out)
     counts = sorted(set(args.workers))
