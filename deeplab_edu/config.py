@@ -80,15 +80,13 @@ SMOKE_MEANS = ("a few iterations on tiny images, to test that everything runs: i
                "numbers mean nothing, and the text describes the cpu profile's results")
 
 
-def profile_line(*, with_device: bool = False, memory_of: Sequence[int] = ()) -> str:
+def profile_line(*, with_device: bool = False) -> str:
     """The line a chapter prints first: the active profile (and the compute device with ``with_device``),
     and in the ``smoke`` profile what its numbers mean (:data:`SMOKE_MEANS`), so that a learner who
     runs a chapter in it does not read its numbers against the text. On a CPU, where a learner runs
     the chapter (not :func:`course_checks`), it adds the command line's note when other processes keep
     cores busy (:func:`deeplab_edu.engine.workers.busy_cpu_note`: PyTorch's threads then wait for each
-    other, and one chapter ran eleven times slower), with the call that helps. With ``memory_of`` (the
-    chapter's number, then the chapters whose runs it may train: ``(9, 8)``), where a learner runs it, it
-    adds :func:`memory_note` when this session has less memory than those chapters' recorded peak.
+    other, and one chapter ran eleven times slower), with the call that helps.
 
     Raises:
         ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`), or ``DEEPLAB_EDU_DEVICE``
@@ -103,8 +101,6 @@ def profile_line(*, with_device: bool = False, memory_of: Sequence[int] = ()) ->
 
         if note := workers.busy_cpu_note(remedy="torch.set_num_threads({n})"):
             line += "\n" + note
-    if memory_of and not course_checks() and (note := memory_note(*memory_of)):
-        line += "\n" + note
     return line
 
 
@@ -164,11 +160,12 @@ def recorded_peak_memory(chapters: Sequence[int], profile_name: str) -> tuple[fl
 
 
 def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
-    """What to say where this session has less memory than chapter ``chapter`` (or a chapter whose runs it
-    trains when they are missing, ``trains_runs_of``) used in its newest recorded run at the active profile
-    (:func:`recorded_peak_memory`, with a tenth to spare), else ``None``: the kernel would likely be killed
-    partway, on Binder (about 2 GB) after minutes of training, with no word of why. ``None`` in the ``smoke``
-    profile, and where the memory or the records cannot be read.
+    """What to say before chapter ``chapter`` trains where this session has less memory than that chapter (or a
+    chapter whose runs it trains, ``trains_runs_of``: chapter 09 trains chapter 08's when it is missing) used in
+    its newest recorded run at the active profile (:func:`recorded_peak_memory`, with a tenth to spare), else
+    ``None``: the kernel would likely be killed partway through the training, on Binder (about 2 GB) after
+    minutes, with no word of why. ``None`` in the ``smoke`` profile, and where the memory or the records cannot be
+    read. :func:`deeplab_edu.viz.training.memory_before_training` prints it where a run will be trained.
 
     Raises:
         ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`).
@@ -181,13 +178,13 @@ def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
     if found is None or limit is None or limit >= 1.1 * found[0] * 1e9:
         return None
     peak, which, record = found
-    whose = (f"chapter {which:02d}, whose runs this chapter trains when they are missing," if which != chapter
-             else f"this chapter ({chapter:02d})")
-    return (f"Memory: this session may use {limit / 1e9:.2f} GB, and {whose} peaked at {peak:.2f} GB at the "
-            f"{active} profile (benchmarks/results/{record}): its kernel will probably be killed partway. Run it where "
-            f"more memory is free (a laptop with 8 GB, Colab), or here at the smoke profile: Kernel > Restart, then "
-            f"%env {ENV_VAR}=smoke in a cell of its own, then the chapter (its numbers then mean nothing: "
-            f"{SMOKE_MEANS}).")
+    whose = f"chapter {which:02d}'s training" if which != chapter else "this chapter"
+    return (f"Memory: this session may use {limit / 1e9:.2f} GB (JupyterLab included), and {whose} took "
+            f"{peak:.2f} GB at the {active} profile (benchmarks/results/{record}): the kernel will probably be "
+            "killed partway through the training below.\n"
+            "Run this chapter where more memory is free (a laptop with 8 GB, Colab), or here at the smoke profile "
+            "(a few iterations on tiny images: its numbers mean nothing): Kernel > Restart, then run "
+            f"%env {ENV_VAR}=smoke in a new cell above the chapter's first cell, then the chapter.")
 
 
 def course_checks() -> bool:

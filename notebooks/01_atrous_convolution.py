@@ -421,12 +421,12 @@ solved("01.5", dilate_solution)
 
 # %% [markdown]
 # ### Exercise 01.6 (predict, then measure)
-# The section on cost measured a whole table; here you count one convolution yourself. A 3x3
-# convolution from 64 to 64 channels, without a bias, runs at rate 12 with padding 12 on one
-# 65x65 feature map (the size of an output-stride-8 map of a 513-pixel crop). How many
+# The section on cost measured a whole table; here you count one convolution yourself: one branch
+# of DeepLabv3's ASPP, a 3x3 convolution from 256 to 256 channels without a bias, at rate 12 with
+# padding 12 on one 33x33 feature map (the output-stride-16 map of a 513-pixel crop). How many
 # multiply-adds does its forward pass do? Count per output value first, predict, then run the
 # cell after this one, which measures it with `deeplab_edu.complexity.count_macs` (PyTorch's
-# own operation counter) at rate 12 and at rate 1.
+# own operation counter), and then the same convolution at rate 1.
 
 # %%
 prediction_01_6 = ...  # your prediction here
@@ -437,13 +437,14 @@ check("01.6", prediction_01_6)
 
 # %% tags=["hide-output"]
 from deeplab_edu.complexity import count_macs
-from deeplab_edu.exercises import measured_and_predicted
+from deeplab_edu.exercises import measured_and_predicted, prediction_made
 
-feature_map = torch.zeros(1, 64, 65, 65)
-macs_01_6 = {rate: count_macs(torch.nn.Conv2d(64, 64, 3, padding=rate, dilation=rate, bias=False), feature_map)
+feature_map = torch.zeros(1, 256, 33, 33)
+macs_01_6 = {rate: count_macs(torch.nn.Conv2d(256, 256, 3, padding=rate, dilation=rate, bias=False), feature_map)
              for rate in (12, 1)}
 print(measured_and_predicted(macs_01_6[12], prediction_01_6, fmt=",d"))
-print(f"the same convolution at rate 1: {macs_01_6[1]:,d} multiply-adds")
+if prediction_made("01.6", prediction_01_6):  # rate 1's count would give the answer away
+    print(f"the same convolution at rate 1: {macs_01_6[1]:,d} multiply-adds")
 
 # %% tags=["remove-cell"] jupyter={"source_hidden": true}
 # The course's own check (hidden in the book; a learner need not open it).
@@ -453,6 +454,6 @@ with config.text_checks():
 
 # %% tags=["hide-cell"] jupyter={"source_hidden": true}
 # Solution
-# each output value multiplies K x K = 9 taps in each of the 64 input channels (the holes are
-# never multiplied); padding 12 = rate keeps the map 65 x 65, and there are 64 output channels
-solved("01.6", 65 * 65 * 64 * 64 * 9)
+# each output value multiplies K x K = 9 taps in each of the 256 input channels (the holes are
+# never multiplied); padding 12 = rate keeps the map 33 x 33, and there are 256 output channels
+solved("01.6", 33 * 33 * 256 * 256 * 9)

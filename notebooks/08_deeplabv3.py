@@ -67,7 +67,8 @@
 # - pictures: `deeplab_edu.data.classes.VOC`, `deeplab_edu.viz.images` (`colorize`, `overlay`,
 #   `sample_photo`), `deeplab_edu.data.transforms.normalize`;
 # - training: `deeplab_edu.viz.training` (`chapter_run`, `runs_root`, `plot_phases`,
-#   `loss_decreased`, `learnability_table`), the engine (`deeplab_edu.engine.runs.train_or_load`
+#   `loss_decreased`, `learnability_table`, `memory_before_training`: a note where this session may run out of
+#   memory), the engine (`deeplab_edu.engine.runs.train_or_load`
 #   behind `chapter_run(...).train_or_load()`, `engine.config.load_config` /
 #   `resolve_atrous_rates`, `engine.schedule.poly_factor`);
 # - rates that fit the map: `deeplab_edu.models.aspp` (`fit_atrous_rates`, `feature_map_side`,
@@ -104,7 +105,7 @@ from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
-print(config.profile_line(with_device=True, memory_of=(8,)))
+print(config.profile_line(with_device=True))
 
 # %% [markdown]
 # ## 1. The assembly
@@ -424,12 +425,13 @@ from deeplab_edu.engine.bench.timing import interval_text
 from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.schedule import poly_factor
 from deeplab_edu.records import describe_record, load_record
-from deeplab_edu.viz.training import chapter_run, loss_decreased, plot_phases, runs_root
+from deeplab_edu.viz.training import chapter_run, loss_decreased, memory_before_training, plot_phases, runs_root
 
 root = runs_root()
 phase1 = chapter_run("deeplabv3", phase=1, root=root)
 phase2 = chapter_run("deeplabv3", phase=2, root=root)
 control = chapter_run("deeplabv3", phase=2, root=root, output_stride=16)  # section 8: phase 2 at 16
+memory_before_training(8, {8: [phase1, phase2, control]})  # says so where this session may run out of memory
 cfg1 = load_config(phase1.preset, {**phase1.overrides, "out_dir": str(phase1.out_dir)})
 cfg2 = load_config(phase2.preset, {**phase2.overrides, "out_dir": str(phase2.out_dir)})
 cfg_c = load_config(control.preset, {**control.overrides, "out_dir": str(control.out_dir)})

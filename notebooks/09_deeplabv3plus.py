@@ -60,7 +60,7 @@
 #   `deeplab_edu.metrics.removed_errors_by_band`;
 # - training: `deeplab_edu.viz.training` (`band_metrics`, `plot_histories`,
 #   `plot_band_comparison`, `plot_model_comparison`), and from chapter 08 `chapter_run`,
-#   `runs_root`, `loss_decreased`, the engine's `train_or_load` and `engine.config.load_config`, and `deeplab_edu.inference`
+#   `runs_root`, `loss_decreased`, `memory_before_training`, the engine's `train_or_load` and `engine.config.load_config`, and `deeplab_edu.inference`
 #   (`predict`, `evaluate`, `Strategy`);
 # - data and pictures: `deeplab_edu.data` (`ProceduralScenes`, `build_dataset`,
 #   `transforms.eval_transform`, `transforms.normalize`: 06), `deeplab_edu.viz.images.sample_photo`
@@ -88,7 +88,7 @@ from deeplab_edu.viz.images import sample_photo
 from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
-print(config.profile_line(memory_of=(9, 8)))
+print(config.profile_line())
 
 # %% [markdown]
 # ## 1. The decoder
@@ -385,6 +385,7 @@ from deeplab_edu.viz.training import (
     band_metrics,
     chapter_run,
     loss_decreased,
+    memory_before_training,
     plot_band_comparison,
     plot_histories,
     plot_model_comparison,
@@ -394,6 +395,7 @@ from deeplab_edu.viz.training import (
 root = runs_root()
 V3 = "DeepLabv3 (phase 1)"  # chapter 08's first phase, trained as DeepLabv3+ is (chapter 08's phase 2 is left out)
 runs = {V3: chapter_run("deeplabv3", root=root), "DeepLabv3+": chapter_run("deeplabv3plus", root=root)}
+memory_before_training(9, {9: [runs["DeepLabv3+"]], 8: [runs[V3]]})  # where this session may run out of memory
 trained, histories, configs, seconds = {}, {}, {}, {}
 for name, spec in runs.items():
     print(f"{name}:\n{spec.command(width=78)}")

@@ -60,7 +60,7 @@
 # helper was introduced earlier):
 # - the findings and their runs: `deeplab_edu.findings` (`ARMS`, `PHASE2_ARMS`, `VIEWS`,
 #   `FINDINGS`, `Finding` (one comparison), `load_findings`, `measurable`, `evaluate_views`, `run_dir`), with
-#   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs) and the
+#   `deeplab_edu.viz.training` (`chapter_run`, `runs_root`: chapters 08 and 09's runs; `memory_before_training` (08)) and the
 #   records' description (`describe()`, built on chapter 08's `describe_record`; its `load_record` too) and where a record's CRF
 #   search stopped (`crf_edges()` and `describe_crf()`, built on chapter 07's `grid_edges`),
 #   `deeplab_edu.records.shown_path` (a path as a notebook prints it);
@@ -99,7 +99,7 @@ from deeplab_edu.viz.tables import markdown_table
 
 torch.manual_seed(0)
 profile = config.profile()
-print(config.profile_line(with_device=True, memory_of=(10, 8)))
+print(config.profile_line(with_device=True))
 
 # %% [markdown]
 # ## 1. One set of runs
@@ -766,10 +766,11 @@ with config.text_checks():
 # %%
 from deeplab_edu.data import build_dataset
 from deeplab_edu.data.transforms import eval_transform
-from deeplab_edu.viz.training import chapter_run
+from deeplab_edu.viz.training import chapter_run, memory_before_training
 
 root = runs_root()
 live = {"v3": chapter_run("deeplabv3", root=root), "v3+": chapter_run("deeplabv3plus", root=root)}
+memory_before_training(10, {8: [live["v3"]], 9: [live["v3+"]]})  # where this session may run out of memory
 models, configs = {}, {}
 for arm, spec in live.items():
     models[arm], _, configs[arm] = spec.train_or_load()

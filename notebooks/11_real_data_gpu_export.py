@@ -53,7 +53,7 @@
 #
 # **Helpers introduced:** `build_dataset("camvid", ...)` with the class list
 # `deeplab_edu.data.classes.CAMVID`, `deeplab_edu.viz.training.camvid_run` (the `camvid_cpu` and
-# `camvid_gpu` presets' run, trained or loaded by `train_or_load`), `deeplab_edu.engine.report` (`history_from_record`, `plot_history`),
+# `camvid_gpu` presets' run, trained or loaded by `train_or_load`; `memory_before_training` (08) before it trains), `deeplab_edu.engine.report` (`history_from_record`, `plot_history`),
 # `deeplab_edu.engine.bench` (`pair_summary`, `diagnosis_rows` and its `paired_throughput_ratios`, `profile_totals`),
 # `deeplab_edu.metrics.boundary_band` (where the gallery's errors lie),
 # `deeplab_edu.inference` (`predict_probs`, `PAPER_SCALES`, `Strategy(crop_size=...)` for sliding
@@ -87,7 +87,7 @@ from deeplab_edu.data import build_dataset, find_camvid
 from deeplab_edu.data.transforms import eval_transform
 from deeplab_edu.records import shown_path
 
-print(config.profile_line(with_device=True, memory_of=(11,)))
+print(config.profile_line(with_device=True))
 torch.manual_seed(0)
 camvid_root = find_camvid()
 if camvid_root is not None:
@@ -164,7 +164,7 @@ from deeplab_edu.engine.config import load_config
 from deeplab_edu.engine.report import history_from_record, plot_history, plot_metric_bars
 from deeplab_edu.data.classes import CAMVID
 from deeplab_edu.records import describe_record, load_record
-from deeplab_edu.viz.training import camvid_run
+from deeplab_edu.viz.training import camvid_run, memory_before_training
 
 camvid_model = None
 started = time.perf_counter()
@@ -172,6 +172,7 @@ if camvid_root is not None and config.profile() == "gpu":
     camvid_model, camvid_history, _ = camvid_run("gpu").train_or_load()
     camvid_title = "DeepLabv3+ ResNet-50 on CamVid"
 elif camvid_root is not None and config.profile() == "cpu":
+    memory_before_training(11, {11: [camvid_run("cpu")]})  # where this session may run out of memory
     camvid_model, camvid_history, _ = camvid_run("cpu").train_or_load()
     camvid_title = "DeepLabv3+ tiny_resnet on CamVid, from scratch on a CPU"
 if camvid_model is not None:

@@ -184,36 +184,55 @@ def test_memory_limit_reads_the_cgroups_limit(monkeypatch: pytest.MonkeyPatch, t
         assert config.memory_limit_bytes() == expected, text
 
 
-def test_a_chapter_short_of_memory_says_so_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Binder's 2 GB is below chapter 08's recorded peak at the cpu profile: its kernel was killed partway with no
-    word of why (the README said so, nothing enforced it). The chapter's first line says so, naming the record and
-    the smoke profile; chapter 09, which trains chapter 08's runs when they are missing, too."""
+def test_a_chapter_short_of_memory_says_so_before_it_trains(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Binder's 2 GB is below chapter 08's recorded peak at the cpu profile: its kernel was killed partway through
+    the training with no word of why (the README said so, nothing enforced it). Before a chapter trains, it says
+    so, naming the record and the smoke profile; chapter 09, which trains chapter 08's run when it is missing,
+    too. Not where the runs are finished (a class server's learners load them: a new user's trial found the first
+    version, in the chapters' first line, warned them too), in the course's own runs, at smoke or with enough
+    memory."""
     import json
 
     from deeplab_edu.records import RESULTS_DIR
+    from deeplab_edu.viz.training import memory_before_training
 
     peak, chapter, record = config.recorded_peak_memory((9, 8), "cpu")
     rows = {row["chapter"]: row for row in json.loads((RESULTS_DIR / record).read_text())["results"]["chapters"]}
     assert chapter == 8 and peak == rows[8]["peak_memory_gb"] >= rows[9]["peak_memory_gb"]
     assert config.recorded_peak_memory((8,), "gpu") is None  # no such record
     monkeypatch.setenv(config.ENV_VAR, "cpu")
-    monkeypatch.setenv(config.DEVICE_ENV_VAR, "cpu")
     monkeypatch.delenv(config.COURSE_CHECKS_ENV, raising=False)
-    from deeplab_edu.engine import workers
-
-    monkeypatch.setattr(workers, "busy_cpu_note", lambda *args, **kwargs: None)
     monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
-    line = config.profile_line(memory_of=(9, 8))
-    assert f"this session may use 2.00 GB, and chapter 08, whose runs this chapter trains when they are missing, " \
-           f"peaked at {peak:.2f} GB at the cpu profile (benchmarks/results/{record})" in line, line
-    assert "%env DEEPLAB_EDU_PROFILE=smoke" in line and "a laptop with 8 GB, Colab" in line
-    assert "this chapter (11) peaked" in config.profile_line(memory_of=(11,))
-    assert config.profile_line() == "profile: cpu"  # a chapter that names none
+    note = config.memory_note(9, 8)
+    assert note is not None and note.startswith(
+        f"Memory: this session may use 2.00 GB (JupyterLab included), and chapter 08's training took {peak:.2f} GB "
+        f"at the cpu profile (benchmarks/results/{record})"), note
+    assert "%env DEEPLAB_EDU_PROFILE=smoke in a new cell above the chapter's first cell" in note
+    assert "a laptop with 8 GB, Colab" in note and "this chapter took" in config.memory_note(11)
+
+    class Run:  # a RunSpec's status: what train_or_load would do
+        def __init__(self, state: str) -> None:
+            self.state = state
+
+        def status(self) -> "Run":
+            return self
+
+    memory_before_training(9, {9: [Run("finished")], 8: [Run("not started")]})  # trains chapter 08's run
+    assert "chapter 08's training took" in capsys.readouterr().out
+    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 1_000_000_000)
+    memory_before_training(9, {9: [Run("not started")], 8: [Run("finished")]})  # v3+ alone: 09's own peak
+    assert f"and this chapter took {rows[9]['peak_memory_gb']:.2f} GB" in capsys.readouterr().out
+    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
+    memory_before_training(8, {8: [Run("finished")] * 3})  # a class server's finished runs: loaded
+    assert capsys.readouterr().out == ""
     monkeypatch.setattr(config, "memory_limit_bytes", lambda: 16_000_000_000)  # a laptop
-    assert config.profile_line(memory_of=(11,)) == "profile: cpu"
+    memory_before_training(8, {8: [Run("not started")]})
+    assert capsys.readouterr().out == "" and config.memory_note(11) is None
     monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
     monkeypatch.setenv(config.COURSE_CHECKS_ENV, "1")  # the book's and the tests' runs
-    assert config.profile_line(memory_of=(11,)) == "profile: cpu"
+    memory_before_training(8, {8: [Run("not started")]})
+    assert capsys.readouterr().out == ""
     monkeypatch.delenv(config.COURSE_CHECKS_ENV)
     monkeypatch.setenv(config.ENV_VAR, "smoke")
     assert config.memory_note(11) is None

@@ -147,16 +147,16 @@ function_exercise(
 
 
 def _macs_01_6(taps: int = 9, side: int | None = None) -> int:
-    """Multiply-adds of exercise 01.6's convolution (64 -> 64 channels, a 65 x 65 map, padding 12, rate 12) with
+    """Multiply-adds of exercise 01.6's convolution (256 -> 256 channels, a 33 x 33 map, padding 12, rate 12) with
     ``taps`` multiplications per input channel and output value, on a ``side`` x ``side`` output (the padded
     one's by default)."""
-    side = conv_output_size(65, 3, stride=1, padding=12, dilation=12) if side is None else side
-    return side * side * 64 * 64 * taps
+    side = conv_output_size(33, 3, stride=1, padding=12, dilation=12) if side is None else side
+    return side * side * 256 * 256 * taps
 
 
 value_exercise(
     "01.6",
-    "Predict, then measure: the multiply-adds of a 64 -> 64 channel 3x3 convolution at rate 12 on a 65x65 map "
+    "Predict, then measure: the multiply-adds of a 256 -> 256 channel 3x3 convolution at rate 12 on a 33x33 map "
     "(padding 12, no bias, one image)",
     solution=_macs_01_6,
     answer_type="whole",
@@ -168,18 +168,18 @@ value_exercise(
                             "with it."),
         (_macs_01_6() * 12 * 12, "the rate moves where the taps read, not how many there are: nothing in the count "
                                  "grows with it."),
-        (_macs_01_6(side=41), "41 x 41 is the output without padding (65 - 24); padding 12 = rate keeps the map "
-                              "65 x 65, and every one of those positions is computed."),
+        (_macs_01_6(side=9), "9 x 9 is the output without padding (33 - 24); padding 12 = rate keeps the map "
+                             "33 x 33, and every one of those positions is computed."),
         (2 * _macs_01_6(), "that counts a multiply and an add as two operations (FLOPs, count_macs's count times "
                            "2); a multiply-add is one of each, counted once."),
-        (65 * 65 * 64 * 9, "each output channel reads all 64 input channels, not one: count the input channels "
-                           "too."),
-        (65 * 65 * 9, "that is one input channel into one output channel; there are 64 of each."),
-        (64 * 64 * 9, "64 x 64 x 9 is the parameter count; each weight is used once per output position."),
+        (33 * 33 * 256 * 9, "each output channel reads all 256 input channels, not one: count the input channels "
+                            "too."),
+        (33 * 33 * 9, "that is one input channel into one output channel; there are 256 of each."),
+        (256 * 256 * 9, "256 x 256 x 9 is the parameter count; each weight is used once per output position."),
     ],
     otherwise=lambda a: (f"{shown(a)} is {direction(a, _macs_01_6())}: count the output positions, the output "
                          "channels, the input channels and the taps each output value multiplies, and nothing else."),
-    more_wrong=(_macs_01_6(side=33),),
+    more_wrong=(_macs_01_6(side=17),),
     hint=("count per output value first: how many taps does it multiply, in each input channel? Then count the output "
           "values: positions times output channels.",
           "positions x output channels x input channels x taps, with the output size from the padding "

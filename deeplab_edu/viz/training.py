@@ -25,7 +25,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from ..engine.runs import EarlierFolder, RunStatus
 
-__all__ = ["RUNS_ENV", "EARLIER_FOLDERS", "earlier_folders", "RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
+__all__ = ["RUNS_ENV", "EARLIER_FOLDERS", "earlier_folders", "RunSpec", "runs_root", "chapter_run", "phase2_run", "phase2_dir", "camvid_run", "memory_before_training", "course_runs", "band_metrics", "plot_phases", "plot_band_comparison",
            "plot_histories", "plot_model_comparison", "loss_decreased", "learnability_table", "class_weights_table"]
 
 #: Settings of the chapter-08/09 runs per profile (overrides of the engine's preset of that name).
@@ -242,6 +242,22 @@ def runs_root(profile: str | None = None) -> Path:
                       f"runs go to {REPO_ROOT / 'runs'}: install the package from this folder (make setup) or set "
                       f"{RUNS_ENV} to the folder the runs should go to", stacklevel=2)
     return REPO_ROOT / "runs"
+
+
+def memory_before_training(chapter: int, runs: Mapping[int, Iterable[RunSpec]]) -> None:
+    """Print :func:`deeplab_edu.config.memory_note` before chapter ``chapter`` trains, where one of ``runs`` will
+    be trained now, not loaded (:meth:`RunSpec.status`), and a learner runs the chapter (not
+    :func:`~deeplab_edu.config.course_checks`). ``runs``: each chapter whose recorded peak memory training those
+    runs reaches, to the runs (chapter 09: ``{9: [DeepLabv3+'s run], 8: [chapter 08's run]}``, which it trains
+    when it is missing). Nothing is printed where every run is finished: a class server's learners load the runs
+    their teacher trained (``make course-runs``), and chapter 11 without CamVid trains nothing."""
+    from .. import config
+
+    training = [c for c, specs in runs.items() if any(spec.status().state != "finished" for spec in specs)]
+    if not training or config.course_checks():
+        return
+    if note := config.memory_note(chapter, *(c for c in training if c != chapter)):
+        print(note)
 
 
 def chapter_run(model: str, *, phase: int = 1, root: Path | None = None, profile: str | None = None,
