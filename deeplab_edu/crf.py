@@ -351,11 +351,6 @@ def _dense_weights(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
             f"an image of {h}x{w} = {h * w} pixels is too large for dense O(N^2) kernels "
             f"(limit {4 * MAX_EXACT_PIXELS} pixels); use method='approx'"
         )
-    if rgb.requires_grad and rgb.dtype != torch.float64 and not params.include_self and params.normalization != "none":
-        # a gradient with respect to the image, without the self term that keeps each row's sum d at least 1: the
-        # row of a pixel whose neighbours all differ in colour sums to a float32 number so small that the
-        # normalisation's gradient (d ** -1.5) overflows and exp's gives NaN; float64 keeps them finite
-        return _dense_weights(rgb.double(), params).to(rgb.dtype)
     feats = _bilateral_features(rgb, params)
     weights = _normalise_dense_(_gaussian(feats, feats), params).mul_(params.w_bilateral)
     pos = _positions(h, w, rgb.device, rgb.dtype) / params.theta_gamma
