@@ -57,7 +57,7 @@ venv-moved: ;
 # hook is invisible to them); the line is made relative (book.make_editable_path_relative: ASCII under LC_ALL=C)
 # --no-cache-dir: the wheels downloaded (torch and its CUDA libraries, 2.7 GB) are not kept a second time in
 # pip's cache, where PyPI's answers are cacheable; a clean CI machine ran out of disk space in this install
-# ("[Errno 28] No space left on device"; at its peak the downloads and the .venv take about 9 GB together)
+# ("[Errno 28] No space left on device"; at its peak the downloads and the .venv take about 10 GB together)
 $(STAMP): pyproject.toml constraints.txt $(if $(VENV_MOVED_FROM),venv-moved)
 	@if [ -n "$(VENV_MOVED_FROM)" ]; then echo "$(VENV) was made in $(VENV_MOVED_FROM), and a virtual" \
 	  "environment cannot move: making it again here"; rm -rf "$(VENV)"; fi

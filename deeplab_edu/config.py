@@ -108,16 +108,14 @@ def profile_line(*, with_device: bool = False) -> str:
 CGROUP_MEMORY_FILES: tuple[str, ...] = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
-def memory_limit_bytes() -> int | None:
-    """The memory this process may use, in bytes: the smaller of the machine's RAM and its cgroup's limit
-    (Linux's :data:`CGROUP_MEMORY_FILES`: Binder gives a session about 2 GB, however large its machine);
-    ``None`` where neither can be read. cgroup v1's "no limit" is a number above any RAM, v2's the word
-    ``max``: both leave the RAM."""
-    limits = []
-    try:
-        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # not POSIX
-        pass
+def memory_limit_bytes() -> int:
+    """The memory this process may use, in bytes: the smaller of the machine's RAM (psutil's) and its cgroup's
+    limit (Linux's :data:`CGROUP_MEMORY_FILES`: Binder gives a session about 2 GB, however large its machine).
+    cgroup v1's "no limit" is a number above any RAM, v2's the word ``max``: both leave the RAM. Only the root
+    files are read: a limit set on a parent cgroup is missed (the RAM is then said, never less)."""
+    import psutil
+
+    limits = [int(psutil.virtual_memory().total)]
     for name in CGROUP_MEMORY_FILES:
         try:
             text = Path(name).read_text().strip()
@@ -126,7 +124,7 @@ def memory_limit_bytes() -> int | None:
         if text.isdigit():
             limits.append(int(text))
         break
-    return min(limits) if limits else None
+    return min(limits)
 
 
 def recorded_peak_memory(chapters: Sequence[int], profile_name: str) -> tuple[float, int, str] | None:
@@ -146,7 +144,7 @@ def recorded_peak_memory(chapters: Sequence[int], profile_name: str) -> tuple[fl
             peaks = {int(row["chapter"]): float(row["peak_memory_gb"]) for row in record["results"]["chapters"]
                      if row.get("peak_memory_gb") is not None}
             created = str(record["created"])
-        except (OSError, ValueError, KeyError, TypeError):  # not such a record: not a reason to stop a chapter
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # not such a record: no reason to stop
             continue
         if peaks and (newest is None or created > newest[0]):
             newest = (created, peaks, path.name)
@@ -163,9 +161,8 @@ def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
     """What to say before chapter ``chapter`` trains where this session has less memory than that chapter (or a
     chapter whose runs it trains, ``trains_runs_of``: chapter 09 trains chapter 08's when it is missing) used in
     its newest recorded run at the active profile (:func:`recorded_peak_memory`, with a tenth to spare), else
-    ``None``: the kernel would likely be killed partway through the training, on Binder (about 2 GB) after
-    minutes, with no word of why. ``None`` in the ``smoke`` profile, and where the memory or the records cannot be
-    read. :func:`deeplab_edu.viz.training.memory_before_training` prints it where a run will be trained.
+    ``None``: the kernel may be killed partway through the training, on Binder (about 2 GB) after minutes, with
+    no word of why. ``None`` in the ``smoke`` profile, and where the records cannot be read. :func:`deeplab_edu.viz.training.memory_before_training` prints it where a run will be trained.
 
     Raises:
         ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`).
@@ -175,13 +172,13 @@ def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
         return None
     found = recorded_peak_memory((chapter, *trains_runs_of), active)
     limit = memory_limit_bytes()
-    if found is None or limit is None or limit >= 1.1 * found[0] * 1e9:
+    if found is None or limit >= 1.1 * found[0] * 1e9:
         return None
     peak, which, record = found
     whose = f"chapter {which:02d}'s training" if which != chapter else "this chapter"
     return (f"Memory: this session may use {limit / 1e9:.2f} GB (JupyterLab included), and {whose} took "
-            f"{peak:.2f} GB at the {active} profile (benchmarks/results/{record}): the kernel will probably be "
-            "killed partway through the training below.\n"
+            f"{peak:.2f} GB at the {active} profile (benchmarks/results/{record}): the kernel may be killed "
+            "partway through the training below.\n"
             "Run this chapter where more memory is free (a laptop with 8 GB, Colab), or here at the smoke profile "
             "(a few iterations on tiny images: its numbers mean nothing): Kernel > Restart, then run "
             f"%env {ENV_VAR}=smoke in a new cell above the chapter's first cell, then the chapter.")

@@ -173,9 +173,9 @@ def test_a_chapter_on_a_busy_cpu_says_fewer_threads_help(monkeypatch: pytest.Mon
 def test_memory_limit_reads_the_cgroups_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Binder gives a session about 2 GB on a large machine: the cgroup's limit, not the RAM, is what a chapter
     may use; cgroup v2's "max" and v1's huge "no limit" leave the RAM."""
-    import os
+    import psutil
 
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    ram = psutil.virtual_memory().total
     limit = tmp_path / "memory.max"
     monkeypatch.setattr(config, "CGROUP_MEMORY_FILES", (str(limit), str(tmp_path / "memory.limit_in_bytes")))
     assert config.memory_limit_bytes() == ram  # neither file

@@ -577,6 +577,8 @@ def test_a_small_background_mask_padded_by_the_transform_is_not_taken_for_object
     """The Trainer's check of a passed set's item 0 read the mask after the transform: a background-only mask of a
     24 x 32 image padded with the ignore label to a 96-pixel crop was "0 and 255 only, 255 covering 92%", and told
     to save the objects as 1. The check reads what the file holds, as FolderDataset's own warning does."""
+    from torch.utils.data import Subset
+
     from deeplab_edu.data.transforms import train_transform
     from deeplab_edu.engine._passed_sets import _check_passed_set
 
@@ -587,6 +589,7 @@ def test_a_small_background_mask_padded_by_the_transform_is_not_taken_for_object
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _check_passed_set(ds, "train_set", objects_as_ignore=True)
+        _check_passed_set(Subset(Subset(ds, [0]), [0]), "train_set", objects_as_ignore=True)  # a split of it
     Image.fromarray(np.where(np.arange(32)[None, :] < 20, 255, 0).repeat(24, 0).astype(np.uint8)).save(
         root / "train" / "masks" / "p0.png")  # objects saved as 255: still said
     with pytest.warns(UserWarning, match="holds only 0 and 255"):

@@ -67,16 +67,22 @@ def _check_passed_set(dataset: Any, name: str, crop_size: int | None = None, obj
 
 def _untransformed_mask(dataset: Any, mask: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """Item 0's mask as its file holds it where ``dataset`` reads files (a
-    :class:`~deeplab_edu.data.folder.SegmentationFolder`'s ``load``), else ``mask`` (item 0's, transformed): a
+    :class:`~deeplab_edu.data.folder.SegmentationFolder`'s ``load``, also through a
+    :class:`~torch.utils.data.Subset` of one), else ``mask`` (item 0's, transformed): a
     training transform pads a small image's mask with the ignore label, and a background-only mask padded so
     was taken for objects saved as 255 (a review)."""
+    from torch.utils.data import Subset
+
     from ..data.folder import SegmentationFolder
 
+    index = 0
+    while isinstance(dataset, Subset) and len(dataset.indices):  # a split of a folder: its first item's file
+        dataset, index = dataset.dataset, int(dataset.indices[index])
     if not isinstance(dataset, SegmentationFolder):
         return mask
     try:
         with _random_state_kept():
-            return dataset.load(0)[1]
+            return dataset.load(index)[1]
     except Exception:  # an unreadable file fails later, naming it
         return mask
 
