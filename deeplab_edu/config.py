@@ -176,8 +176,9 @@ def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
         return None
     peak, which, record = found
     whose = f"chapter {which:02d}'s training" if which != chapter else "this chapter"
-    return (f"Memory: this session may use {limit / 1e9:.2f} GB (JupyterLab included), and {whose} took "
-            f"{peak:.2f} GB at the {active} profile (benchmarks/results/{record}): the kernel may be killed "
+    return (f"Memory: this session may use {limit / 1e9:.2f} GB, and {whose} took {peak:.2f} GB at the {active} "
+            f"profile (benchmarks/results/{record}; JupyterLab's own memory, which the record leaves out, comes out "
+            "of the session's too, and a peak sampled every 0.5 s can miss a higher one): the kernel may be killed "
             "partway through the training below.\n"
             "Run this chapter where more memory is free (a laptop with 8 GB, Colab), or here at the smoke profile "
             "(a few iterations on tiny images: its numbers mean nothing): Kernel > Restart, then run "

@@ -421,9 +421,9 @@ solved("01.5", dilate_solution)
 
 # %% [markdown]
 # ### Exercise 01.6 (predict, then measure)
-# The section on cost measured a whole table; here you count one convolution yourself: one branch
-# of DeepLabv3's ASPP, a 3x3 convolution from 256 to 256 channels without a bias, at rate 12 with
-# padding 12 on one 33x33 feature map (the output-stride-16 map of a 513-pixel crop). How many
+# The section on cost measured a whole table; here you count one convolution yourself: a 3x3
+# convolution from 256 to 256 channels without a bias, at rate 12 with padding 12, on one 33x33
+# feature map (the size of the output-stride-16 map of a 513-pixel crop). How many
 # multiply-adds does its forward pass do? Count per output value first, predict, then run the
 # cell after this one, which measures it with `deeplab_edu.complexity.count_macs` (PyTorch's
 # own operation counter), and then the same convolution at rate 1.

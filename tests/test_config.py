@@ -206,8 +206,8 @@ def test_a_chapter_short_of_memory_says_so_before_it_trains(monkeypatch: pytest.
     monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
     note = config.memory_note(9, 8)
     assert note is not None and note.startswith(
-        f"Memory: this session may use 2.00 GB (JupyterLab included), and chapter 08's training took {peak:.2f} GB "
-        f"at the cpu profile (benchmarks/results/{record})"), note
+        f"Memory: this session may use 2.00 GB, and chapter 08's training took {peak:.2f} GB at the cpu profile "
+        f"(benchmarks/results/{record}; JupyterLab's own memory"), note
     assert "%env DEEPLAB_EDU_PROFILE=smoke in a new cell above the chapter's first cell" in note
     assert "a laptop with 8 GB, Colab" in note and "this chapter took" in config.memory_note(11)
 
@@ -225,9 +225,17 @@ def test_a_chapter_short_of_memory_says_so_before_it_trains(monkeypatch: pytest.
     assert f"and this chapter took {rows[9]['peak_memory_gb']:.2f} GB" in capsys.readouterr().out
     monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
     memory_before_training(8, {8: [Run("finished")] * 3})  # a class server's finished runs: loaded
+    memory_before_training(8, {8: [Run("busy")]})  # another process trains it: this kernel waits, then loads
     assert capsys.readouterr().out == ""
-    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 16_000_000_000)  # a laptop
-    memory_before_training(8, {8: [Run("not started")]})
+    memory_before_training(8, {8: [Run("finished"), Run("interrupted")]})  # resumed here
+    assert "this chapter took" in capsys.readouterr().out
+    monkeypatch.setattr(config, "memory_limit_bytes", lambda: 16_000_000_000)  # a laptop: no run's status read
+
+    class Unread(Run):
+        def status(self) -> "Run":
+            raise AssertionError("status() read where every training fits")
+
+    memory_before_training(8, {8: [Unread("not started")]})
     assert capsys.readouterr().out == "" and config.memory_note(11) is None
     monkeypatch.setattr(config, "memory_limit_bytes", lambda: 2_000_000_000)
     monkeypatch.setenv(config.COURSE_CHECKS_ENV, "1")  # the book's and the tests' runs

@@ -589,7 +589,15 @@ def test_a_small_background_mask_padded_by_the_transform_is_not_taken_for_object
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _check_passed_set(ds, "train_set", objects_as_ignore=True)
-        _check_passed_set(Subset(Subset(ds, [0]), [0]), "train_set", objects_as_ignore=True)  # a split of it
+    # a split of a folder (Subset, nested): its first item's file, not the folder's item 0 (objects saved as 255)
+    split = _make(tmp_path / "split", {"train": 2})
+    Image.fromarray(np.where(np.arange(32)[None, :] < 20, 255, 0).repeat(24, 0).astype(np.uint8)).save(
+        split / "train" / "masks" / "p0.png")
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(split / "train" / "masks" / "p1.png")
+    folder = FolderDataset(split, "train", transform=train_transform(96, scale_range=None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_passed_set(Subset(Subset(folder, [1, 0]), [0]), "train_set", objects_as_ignore=True)
     Image.fromarray(np.where(np.arange(32)[None, :] < 20, 255, 0).repeat(24, 0).astype(np.uint8)).save(
         root / "train" / "masks" / "p0.png")  # objects saved as 255: still said
     with pytest.warns(UserWarning, match="holds only 0 and 255"):

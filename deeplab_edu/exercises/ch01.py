@@ -176,6 +176,8 @@ value_exercise(
                             "too."),
         (33 * 33 * 9, "that is one input channel into one output channel; there are 256 of each."),
         (256 * 256 * 9, "256 x 256 x 9 is the parameter count; each weight is used once per output position."),
+        (65 * 65 * 64 * 64 * 9, "that is the convolution of the cost table above at the cpu profile (64 channels on "
+                                "a 65 x 65 map); this one has 256 channels on a 33 x 33 map."),
     ],
     otherwise=lambda a: (f"{shown(a)} is {direction(a, _macs_01_6())}: count the output positions, the output "
                          "channels, the input channels and the taps each output value multiplies, and nothing else."),

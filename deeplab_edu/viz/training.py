@@ -246,17 +246,19 @@ def runs_root(profile: str | None = None) -> Path:
 
 def memory_before_training(chapter: int, runs: Mapping[int, Iterable[RunSpec]]) -> None:
     """Print :func:`deeplab_edu.config.memory_note` before chapter ``chapter`` trains, where one of ``runs`` will
-    be trained now, not loaded (:meth:`RunSpec.status`), and a learner runs the chapter (not
+    be trained now by this kernel, not loaded (:meth:`RunSpec.status`: not started or interrupted; a run another
+    process trains is waited for, then loaded), and a learner runs the chapter (not
     :func:`~deeplab_edu.config.course_checks`). ``runs``: each chapter whose recorded peak memory training those
     runs reaches, to the runs (chapter 09: ``{9: [DeepLabv3+'s run], 8: [chapter 08's run]}``, which it trains
     when it is missing). Nothing is printed where every run is finished: a class server's learners load the runs
     their teacher trained (``make course-runs``), and chapter 11 without CamVid trains nothing."""
     from .. import config
 
-    training = [c for c, specs in runs.items() if any(spec.status().state != "finished" for spec in specs)]
-    if not training or config.course_checks():
-        return
-    if note := config.memory_note(chapter, *(c for c in training if c != chapter)):
+    if config.course_checks() or config.memory_note(chapter, *runs) is None:  # every training fits: no status read
+        return  # (each RunSpec.status loads a finished run's checkpoint)
+    training = [c for c, specs in runs.items()
+                if any(spec.status().state in ("not started", "interrupted") for spec in specs)]  # this kernel trains
+    if training and (note := config.memory_note(chapter, *(c for c in training if c != chapter))):
         print(note)
 
 
