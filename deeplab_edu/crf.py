@@ -564,7 +564,7 @@ def mean_field(
     return out, (steps if batched else [s[0] for s in steps])
 
 
-def _expected_potts(weights: torch.Tensor, qf: torch.Tensor, rows: int = 512) -> torch.Tensor:
+def _expected_potts(weights: torch.Tensor, qf: torch.Tensor, rows: int = 64) -> torch.Tensor:
     """The pairwise term of :func:`free_energy`, :math:`\\tfrac12 \\sum_{i,j} W_{ij} (1 - \\langle Q_i, Q_j
     \\rangle)`, for weights (N, N) and beliefs ``qf`` (L, N), ``rows`` rows of W at a time: no N x N temporary
     beside W (the whole sum at once made two more)."""
