@@ -133,14 +133,12 @@ def recorded_peak_memory(chapters: Sequence[int], profile_name: str) -> tuple[fl
     a chapter's kernel, its loader workers and the process that ran it, sampled every 0.5 s), as
     ``(gigabytes, chapter, the record's file name)``; ``None`` where no record holds one (another profile, or a
     package installed without the repository's records)."""
-    import json
-
-    from .records import RESULTS_DIR
+    from .records import RESULTS_DIR, load_record
 
     newest: tuple[str, dict[int, float], str] | None = None
     for path in RESULTS_DIR.glob(f"notebook_times_{profile_name}*.json"):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = load_record(path)
             peaks = {int(row["chapter"]): float(row["peak_memory_gb"]) for row in record["results"]["chapters"]
                      if row.get("peak_memory_gb") is not None}
             created = str(record["created"])
@@ -162,7 +160,8 @@ def memory_note(chapter: int, *trains_runs_of: int) -> str | None:
     chapter whose runs it trains, ``trains_runs_of``: chapter 09 trains chapter 08's when it is missing) used in
     its newest recorded run at the active profile (:func:`recorded_peak_memory`, with a tenth to spare), else
     ``None``: the kernel may be killed partway through the training, on Binder (about 2 GB) after minutes, with
-    no word of why. ``None`` in the ``smoke`` profile, and where the records cannot be read. :func:`deeplab_edu.viz.training.memory_before_training` prints it where a run will be trained.
+    no word of why. ``None`` in the ``smoke`` profile, and where the records cannot be read.
+    :func:`deeplab_edu.viz.training.memory_before_training` prints it where a run will be trained.
 
     Raises:
         ValueError: ``DEEPLAB_EDU_PROFILE`` holds no profile (:func:`profile`).

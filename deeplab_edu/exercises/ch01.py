@@ -154,6 +154,9 @@ def _macs_01_6(taps: int = 9, side: int | None = None) -> int:
     return side * side * 256 * 256 * taps
 
 
+#: Exercise 01.6's message for a count that grows with the rate (times r, or times r squared).
+_RATE_COSTS_NOTHING = "the rate moves where the taps read, not how many there are: nothing in the count grows with it."
+
 value_exercise(
     "01.6",
     "Predict, then measure: the multiply-adds of a 256 -> 256 channel 3x3 convolution at rate 12 on a 33x33 map "
@@ -164,10 +167,8 @@ value_exercise(
     mistakes=[
         (_macs_01_6(taps=25 * 25), "625 = 25 x 25 is the span of the dilated filter, holes included; the holes are "
                                    "never multiplied: each output value still reads K x K taps per input channel."),
-        (_macs_01_6() * 12, "the rate moves where the taps read, not how many there are: nothing in the count grows "
-                            "with it."),
-        (_macs_01_6() * 12 * 12, "the rate moves where the taps read, not how many there are: nothing in the count "
-                                 "grows with it."),
+        (_macs_01_6() * 12, _RATE_COSTS_NOTHING),
+        (_macs_01_6() * 12 * 12, _RATE_COSTS_NOTHING),
         (_macs_01_6(side=9), "9 x 9 is the output without padding (33 - 24); padding 12 = rate keeps the map "
                              "33 x 33, and every one of those positions is computed."),
         (2 * _macs_01_6(), "that counts a multiply and an add as two operations (FLOPs, count_macs's count times "

@@ -220,17 +220,11 @@ ROWS_08_5 = ("phase 1, eval OS 16", "phase 1, eval OS 8", "control (phase 2 at O
 
 def _row_numbers(answer: Any) -> Any:
     """:data:`ROWS_08_5`'s labels (``evaluations``' keys) in an answer as their row numbers, 1 to 5, beside any
-    row numbers given as such (``("phase 2, eval OS 8", 4)``, ``"4"`` too); a :func:`not_judged` message naming the texts that
-    are no label (a typo) and listing the labels; else unchanged."""
+    row numbers given as such (``("phase 2, eval OS 8", 4)``, ``"4"`` too); a :func:`not_judged` message naming
+    the texts that are no label (a typo) and listing the labels; else unchanged."""
     if not isinstance(answer, (tuple, list)) or not any(isinstance(a, str) for a in answer):
         return answer
     labels = [normalise_text(r) for r in ROWS_08_5]
-    unknown = [a for a in answer if isinstance(a, str) and normalise_text(a) not in labels and parse_ints(a) is None]
-    if unknown:
-        verb = "is not a row" if len(unknown) == 1 else "are not rows"
-        return not_judged(f"{' and '.join(map(repr, unknown))} {verb} of section 10's table: its rows, 1 to "
-                          f"{len(ROWS_08_5)}, are {', '.join(map(repr, ROWS_08_5))}. Answer with two of these labels, "
-                          "or with two row numbers.")
 
     def row(a: Any) -> Any:
         if not isinstance(a, str):
@@ -240,7 +234,14 @@ def _row_numbers(answer: Any) -> Any:
         number = parse_ints(a)
         return number[0] if number is not None and len(number) == 1 else a
 
-    return tuple(row(a) for a in answer)
+    rows = tuple(row(a) for a in answer)
+    unknown = [r for r in rows if isinstance(r, str) and parse_ints(r) is None]  # neither a label nor numbers
+    if unknown:
+        verb = "is not a row" if len(unknown) == 1 else "are not rows"
+        return not_judged(f"{' and '.join(map(repr, unknown))} {verb} of section 10's table: its rows, 1 to "
+                          f"{len(ROWS_08_5)}, are {', '.join(map(repr, ROWS_08_5))}. Answer with two of these labels, "
+                          "or with two row numbers.")
+    return rows
 
 
 value_exercise(
