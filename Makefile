@@ -116,7 +116,7 @@ test-notebook: setup
 # mypy (it checks the hints against the pinned torch's stubs; 2.11's lack Module.to(memory_format=)).
 test-compat: setup
 	@test -f $(COMPAT_DIR)/.installed || { PIP_CONSTRAINT= $(BIN)/python -m pip install --quiet \
-	  --disable-pip-version-check --no-deps --target $(COMPAT_DIR) torch==$(COMPAT_TORCH) \
+	  --disable-pip-version-check --no-cache-dir --no-deps --target $(COMPAT_DIR) torch==$(COMPAT_TORCH) \
 	  torchvision==$(COMPAT_TORCHVISION) && touch $(COMPAT_DIR)/.installed \
 	  || { echo "make test-compat: could not install torch==$(COMPAT_TORCH) torchvision==$(COMPAT_TORCHVISION)" \
 	       "into $(COMPAT_DIR) (this needs the package registry: are you online?)" >&2; exit 1; }; }

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import traceback
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterator, Literal, Sequence, TypeVar
 
 if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (and the CLI's start) stays light
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: `import deeplab_edu` (a
 
 __all__ = ["ENV_VAR", "DEVICE_ENV_VAR", "COURSE_CHECKS_ENV", "PROFILES", "Profile", "profile", "device",
            "resolve_device", "choose", "is_smoke", "course_checks", "text_checks", "SMOKE_MEANS", "profile_line",
-           "CGROUP_MEMORY_FILES", "memory_limit_bytes", "recorded_peak_memory", "memory_note"]
+           "CGROUP_ROOT", "PROC_SELF_CGROUP", "memory_limit_bytes", "recorded_peak_memory", "memory_note"]
 
 #: The environment variable that picks the profile (:func:`profile`): ``smoke``, ``cpu`` or ``gpu``.
 ENV_VAR = "DEEPLAB_EDU_PROFILE"
@@ -104,26 +104,61 @@ def profile_line(*, with_device: bool = False) -> str:
     return line
 
 
-#: cgroup's files that hold a memory limit (v2's, then v1's): a container's, Binder's, a JupyterHub spawner's.
-CGROUP_MEMORY_FILES: tuple[str, ...] = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+#: Where Linux mounts the cgroup hierarchies (v2's, or v1's with one folder per controller).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: The file that names this process's cgroup in each hierarchy (``0::/path`` in v2, ``4:memory:/path`` in v1).
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def _cgroup_memory_files(proc_text: str, root: Path) -> list[Path]:
+    """The files that may limit this process's memory: for each hierarchy that ``proc_text`` (the text of
+    :data:`PROC_SELF_CGROUP`) names, its cgroup's limit file and every parent's up to the hierarchy's root (a
+    limit on a parent binds its children too): v2's ``memory.max`` (under ``root``, or ``root/unified`` on a
+    hybrid machine), v1's ``memory.limit_in_bytes`` (under ``root/memory``). Files that do not exist are kept:
+    the caller skips them."""
+    files: list[Path] = []
+    for line in proc_text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, cgroup = parts
+        if hierarchy == "0" and controllers == "":
+            bases, name = [root, root / "unified"], "memory.max"
+        elif "memory" in controllers.split(","):
+            bases, name = [root / "memory"], "memory.limit_in_bytes"
+        else:
+            continue
+        relative = PurePosixPath(cgroup if cgroup.startswith("/") else "/" + cgroup).relative_to("/")
+        for base in bases:
+            folder = relative
+            while True:
+                files.append(base / folder / name)
+                if folder == folder.parent:
+                    break
+                folder = folder.parent
+    return files
 
 
 def memory_limit_bytes() -> int:
-    """The memory this process may use, in bytes: the smaller of the machine's RAM (psutil's) and its cgroup's
-    limit (Linux's :data:`CGROUP_MEMORY_FILES`: Binder gives a session about 2 GB, however large its machine).
-    cgroup v1's "no limit" is a number above any RAM, v2's the word ``max``: both leave the RAM. Only the root
-    files are read: a limit set on a parent cgroup is missed (the RAM is then said, never less)."""
+    """The memory this process may use, in bytes: the smaller of the machine's RAM (psutil's) and the limits of
+    its cgroups (Linux: Binder gives a session about 2 GB, however large its machine). Each hierarchy named in
+    :data:`PROC_SELF_CGROUP` is read from this process's cgroup up to the root of :data:`CGROUP_ROOT`, since a
+    parent's limit binds its children. cgroup v1's "no limit" is a number above any RAM, v2's the word ``max``:
+    both leave the RAM; a file that cannot be read is skipped (the RAM is then said, never less)."""
     import psutil
 
     limits = [int(psutil.virtual_memory().total)]
-    for name in CGROUP_MEMORY_FILES:
+    try:
+        proc_text = PROC_SELF_CGROUP.read_text()
+    except OSError:  # not Linux
+        return limits[0]
+    for path in _cgroup_memory_files(proc_text, CGROUP_ROOT):
         try:
-            text = Path(name).read_text().strip()
+            text = path.read_text().strip()
         except OSError:
             continue
         if text.isdigit():
             limits.append(int(text))
-        break
     return min(limits)
 
 

@@ -287,13 +287,19 @@ def _bilateral_features(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
     return torch.cat([pos, col], dim=1)
 
 
-def _gaussian(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
-    """exp(-||fa_i - fb_j||^2 / 2) for all pairs, (Na, Nb), computed in place in the distance matrix: one
-    (Na, Nb) matrix at the peak, not three."""
+def _log_gaussian(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """-||fa_i - fb_j||^2 / 2 for all pairs, (Na, Nb): the log of the Gaussian kernel, computed in place in the
+    distance matrix (one (Na, Nb) matrix at the peak, not three)."""
     k = torch.cdist(fa, fb, compute_mode="donot_use_mm_for_euclid_dist")  # ||fa_i - fb_j||
     if k.requires_grad:  # a gradient with respect to the image: autograd keeps each step's input, so no in-place
-        return torch.exp(-0.5 * k.square())
-    return k.square_().mul_(-0.5).exp_()
+        return -0.5 * k.square()
+    return k.square_().mul_(-0.5)
+
+
+def _gaussian(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """exp(-||fa_i - fb_j||^2 / 2) for all pairs, (Na, Nb), in place as :func:`_log_gaussian`."""
+    log_k = _log_gaussian(fa, fb)
+    return log_k.exp() if log_k.requires_grad else log_k.exp_()
 
 
 def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -> torch.Tensor:
@@ -320,23 +326,36 @@ def kernel_matrices(image: torch.Tensor, params: CRFParams = DEEPLAB_RELEASED) -
     return _dense_weights(rgb[0], params)
 
 
-def _normalise_dense_(k: torch.Tensor, params: CRFParams) -> torch.Tensor:
-    """Normalise the kernel matrix ``k`` (N, N) *in place* as ``params`` says (see :class:`CRFParams`); returns
-    ``k``. In place because ``k`` is large: each ``k / d`` or ``k - diag`` would make another N x N matrix."""
-    if k.requires_grad:
-        k = k.clone()  # a gradient with respect to the image: autograd keeps exp's output, so normalise a copy
+def _normalised_kernel_(log_k: torch.Tensor, params: CRFParams) -> torch.Tensor:
+    """The kernel matrix ``exp(log_k)`` (N, N), normalised as ``params`` says (see :class:`CRFParams`), computed
+    *in place* in ``log_k`` (returned) because it is large: each ``k / d`` would make another N x N matrix.
+
+    Every row is shifted by its largest log first, so that its largest weight is 1 and its sum
+    :math:`s_i \\ge 1`: the row sum is :math:`d_i = e^{m_i} s_i` with :math:`m_i = \\max_j \\log k(i, j)`. Without
+    ``include_self``, a pixel whose neighbours all differ in colour by more than about 13 ``theta_beta`` has a row
+    whose every float32 ``k(i, j)`` underflows; divided by its float32 sum, that row lost its message (sum 0) or
+    made the gradient with respect to the image NaN (a sum of 1e-38, whose square underflows). A floor of 1e-20
+    on the sum lost it too (an audit). Symmetric normalisation, :math:`k(i, j) / \\sqrt{d_i d_j}`, is then taken
+    in log space. With a gradient the same is computed out of place.
+    """
+    n = log_k.shape[0]
     if not params.include_self:
-        k.fill_diagonal_(0.0)
+        if n == 1:  # one pixel without itself: no term at all, no message
+            return torch.zeros_like(log_k)
+        log_k = log_k.clone() if log_k.requires_grad else log_k
+        log_k.fill_diagonal_(float("-inf"))
     if params.normalization == "none":
-        return k
-    d = k.sum(dim=1)
-    # a row of zeros (no neighbour in reach) stays zero; any other row is divided by its own sum, however small
-    # (a floor of 1e-20 here made a pixel whose neighbours all differ in colour lose its message: an audit)
-    d = torch.where(d > 0, d, torch.ones_like(d))
+        return log_k.exp() if log_k.requires_grad else log_k.exp_()
+    grad = log_k.requires_grad  # a gradient with respect to the image: autograd keeps exp's output, so no in-place
+    m = log_k.amax(dim=1, keepdim=True)  # (N, 1)
+    k = (log_k - m).exp() if grad else log_k.sub_(m).exp_()  # k(i, j) / max_j k(i, j)
+    s = k.sum(dim=1, keepdim=True)  # >= 1
     if params.normalization == "pixel":
-        return k.div_(d[:, None])
-    s = d.rsqrt()
-    return k.mul_(s[:, None]).mul_(s[None, :])
+        return k / s if grad else k.div_(s)
+    log_d = m + s.log()  # symmetric: exp(log k(i, j) - log d_i / 2 - log d_j / 2)
+    if grad:
+        return (log_k - log_d / 2 - log_d.T / 2).exp()
+    return k.log_().add_(m - log_d / 2).sub_(log_d.T / 2).exp_()  # log k(i, j) again (-inf where k underflowed)
 
 
 def _dense_weights(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
@@ -352,10 +371,10 @@ def _dense_weights(rgb: torch.Tensor, params: CRFParams) -> torch.Tensor:
             f"(limit {4 * MAX_EXACT_PIXELS} pixels); use method='approx'"
         )
     feats = _bilateral_features(rgb, params)
-    weights = _normalise_dense_(_gaussian(feats, feats), params).mul_(params.w_bilateral)
+    weights = _normalised_kernel_(_log_gaussian(feats, feats), params)
+    weights = weights * params.w_bilateral if weights.requires_grad else weights.mul_(params.w_bilateral)
     pos = _positions(h, w, rgb.device, rgb.dtype) / params.theta_gamma
-    k_sp = _normalise_dense_(_gaussian(pos, pos), params).mul_(params.w_spatial)
-    return weights.add_(k_sp)
+    return weights.add_(_normalised_kernel_(_log_gaussian(pos, pos), params).mul_(params.w_spatial))
 
 
 # ----------------------------------------------------------------------------- messages

@@ -176,12 +176,47 @@ def test_memory_limit_reads_the_cgroups_limit(monkeypatch: pytest.MonkeyPatch, t
     import psutil
 
     ram = psutil.virtual_memory().total
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/\n")
+    monkeypatch.setattr(config, "PROC_SELF_CGROUP", proc)
+    monkeypatch.setattr(config, "CGROUP_ROOT", tmp_path)
+    assert config.memory_limit_bytes() == ram  # no limit file
     limit = tmp_path / "memory.max"
-    monkeypatch.setattr(config, "CGROUP_MEMORY_FILES", (str(limit), str(tmp_path / "memory.limit_in_bytes")))
-    assert config.memory_limit_bytes() == ram  # neither file
     for text, expected in (("2147483648\n", min(ram, 2147483648)), ("max\n", ram), ("9223372036854771712", ram)):
         limit.write_text(text)
         assert config.memory_limit_bytes() == expected, text
+    monkeypatch.setattr(config, "PROC_SELF_CGROUP", tmp_path / "absent")  # not Linux
+    assert config.memory_limit_bytes() == ram
+
+
+def test_memory_limit_reads_the_process_cgroup_and_its_parents(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """A process in a cgroup below the root (this VM's memory cgroup is /process_api/<id>, a JupyterHub
+    spawner's a user's slice) is bound by its own limit and every parent's: only the root's files were read, so
+    the limit was missed. cgroup v1 (one folder per controller) and v2 (one tree, or unified/ on a hybrid)."""
+    import psutil
+
+    ram = psutil.virtual_memory().total
+    proc = tmp_path / "cgroup"
+    proc.write_text("5:cpu,cpuacct:/x\n4:memory:/hub/user-1\n0::/slice/session\n")
+    monkeypatch.setattr(config, "PROC_SELF_CGROUP", proc)
+    monkeypatch.setattr(config, "CGROUP_ROOT", tmp_path)
+
+    def limit(relative: str, text: str) -> None:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+
+    limit("memory/memory.limit_in_bytes", "9223372036854771712")  # v1's root: no limit
+    limit("memory/hub/user-1/memory.limit_in_bytes", "9223372036854771712")
+    limit("cpu/x/memory.limit_in_bytes", "1000")  # another controller's folder: not a memory limit
+    assert config.memory_limit_bytes() == ram
+    limit("memory/hub/memory.limit_in_bytes", "3000000000")  # the parent's limit binds the child
+    assert config.memory_limit_bytes() == min(ram, 3000000000)
+    limit("slice/session/memory.max", "max")
+    limit("unified/slice/memory.max", "2000000000")  # v2's tree on a hybrid machine
+    assert config.memory_limit_bytes() == min(ram, 2000000000)
+    limit("memory/hub/user-1/memory.limit_in_bytes", "1500000000")
+    assert config.memory_limit_bytes() == min(ram, 1500000000)
 
 
 def test_a_chapter_short_of_memory_says_so_before_it_trains(monkeypatch: pytest.MonkeyPatch,
