@@ -1005,3 +1005,48 @@ def test_08_4_says_the_logits_are_not_the_map_times_the_stride() -> None:
     assert "not by a fixed factor s" in feedback.message and "not the size the model gives" not in feedback.message
     said = feedback.message.split(" — ", 1)[1]  # after the exercise's title, which names the input
     assert not any(str(v) in said for v in (*INPUT_08_4, "7", "13")), said  # no size given away
+
+
+def _counted(message: str) -> bool:
+    """A first wrong try ends by saying a hint comes with the next; a form to fix (not judged) does not."""
+    return "a hint comes with the next wrong answer" in message
+
+
+@pytest.mark.parametrize(("key", "answer", "right", "said", "counted"), [
+    # the right answer in a learner's form: ".4" (Python's 0.4) was read as 4, "1%" (0.01) as the fraction 1
+    ("06.1", ".4", True, "", False),
+    ("06.2", ".82", True, "", False),
+    ("09.4", "1%", False, "is a percentage", False),
+    # a count in a scale: told which one, not "not a whole number" or "write 2.21" (then "not a whole number")
+    ("01.6", 0.642318, False, "count in billions", True),
+    ("01.6", 642, False, "count in millions", True),
+    ("01.6", "0.64 GMACs", False, "write the number in full", False),
+    ("05.2", "2.21M params", False, "write the number in full", False),
+    ("09.2", 27.776, False, "count in thousands", True),
+    # rounded by hand: the same message in every count (09.2 said "too large"; 07.2 to two digits too)
+    ("09.2", 28000, False, "looks rounded", True),
+    ("09.2", 27800, False, "looks rounded", True),
+    ("07.2", 16_000_000, False, "looks rounded", True),
+    # a form to fix, as in 02.5, 07.4 and 08.4: not a wrong try
+    ("11.2", "fp16.", True, "", False),
+    ("11.2", "the fp16", True, "", False),
+    ("11.2", np.float16, True, "", False),
+    ("11.2", "float16, not bf16", False, "answer with one of 'fp16' and 'bf16'", False),
+    ("04.2", np.zeros((1, 5, 8)), False, "shape (5, 8); yours has shape (1, 5, 8)", False),
+    ("06.3", "a;b;c;f;g;h", True, "", False),
+    ("06.3", "a b z", False, "not ids of these lists", False),
+    # a pair of 0-d tensors (a measured pair) raised inside the checker; the question's own noun as the unit
+    ("07.4", (torch.tensor(0.1353), torch.tensor(0.6065)), True, "", False),
+    ("10.4", "22 rows", True, "", False),
+    ("10.3", "0 classes", True, "", False),
+    ("11.1", "32 samples", True, "", False),
+    ("04.5", "10 inputs", True, "", False),
+])
+def test_a_census_of_answer_forms(key: str, answer: object, right: bool, said: str, counted: bool) -> None:
+    """A census of 1,250 answer forms across the value and predict exercises: right answers in a learner's form
+    refused or counted wrong, a scale or a rounding told differently from one exercise to the next, a form to fix
+    counted as a wrong try."""
+    feedback = check(key, answer)
+    assert bool(feedback) is right, feedback.message
+    assert said in feedback.message
+    assert _counted(feedback.message) is counted, feedback.message

@@ -244,6 +244,13 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' or noun.startswith('nd') else 'a'} {noun}"
 
 
+#: A count written rounded, with a scale: ``"2.2M"``, ``"15 thousand"``, and with what it counts after the scale
+#: (a census: ``"0.64 GMACs"`` and ``"2.21M params"`` were told to write 0.64 and 2.21, then "not a whole number").
+#: ``"642 MACs"`` is no scale: the unit must follow the scale letter whole.
+_SCALED_TEXT = re.compile(r"\s*(\d*\.?\d+)\s*([kKMGB]|thousand|million|billion|mil|bn)\s*(?:MACs?|FLOPs?|"
+                          r"params?|parameters?|weights?|multiply-adds?)?\s*\.?\s*", re.IGNORECASE)
+
+
 def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) -> str | None:
     """What is wrong with ``answer`` as a number (``None`` when it is one).
 
@@ -275,14 +282,13 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
             and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in several)):
         return _Unreadable(f"expected one number, got {len(several)} numbers ({_brief(answer)}): the question asks "
                            f"for a single value{_one_side(several)}.")
-    if isinstance(answer, str) and (scaled := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKMGB]|thousand|million)\s*",
-                                                           answer)):
+    if isinstance(answer, str) and (scaled := _SCALED_TEXT.fullmatch(answer)):
         # a learner's trial: "2.2M" was told to write "2.2", which is then no whole number
         return _Unreadable(f"expected a number, got the text {answer!r}: write the number in full, in digits and "
                            f"without quotes ({scaled[1]}{scaled[2]} is a rounded count; the exercise wants every "
                            "digit).")
     if isinstance(answer, str):  # "8x", "3 apples", "zero", "2.212.352": words around or instead of the number
-        found = re.findall(r"\d+(?:\.\d+)?", answer)
+        found = re.findall(r"\d*\.\d+|\d+", answer)
         return _Unreadable(f"expected a number, got the text {answer!r}: write the number alone, in digits, without "
                            f"quotes, words or units{f' ({found[0]})' if len(found) == 1 else ''}.")
     if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)):
@@ -301,18 +307,20 @@ def number_problem(answer: Any, *, whole: bool = False, fraction: bool = False) 
 
 
 #: One number as a learner might type it in quotes: thousands separators, a unit after it (a per cent sign
-#: too: ``"38%"`` reads as 38, which a fraction's check then calls a percentage).
-_NUMBER_TEXT = re.compile(r"([-+]?(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(px|%|"
-                          r"(?:pixel|cell|param|parameter|weight|channel|image|step|iteration|layer)s?|"
-                          r"pass(?:es)?|branch(?:es)?)?\.?", re.IGNORECASE)
+#: too: ``"38%"`` reads as 38, except where a fraction is asked: there it is refused as a percentage).
+_NUMBER_TEXT = re.compile(r"([-+]?(?:(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(px|%|img|"
+                          r"(?:pixel|cell|row|column|position|input|param|parameter|weight|channel|image|sample|"
+                          r"step|iteration|layer)s?|pass(?:es)?|branch(?:es)?|class(?:es)?)?\.?", re.IGNORECASE)
 
 #: The things a number in text may count (:data:`_NUMBER_TEXT`'s unit words), by the ``unit`` a value
 #: exercise names (:func:`value_exercise`): a word of another unit is refused, not judged as the number.
 UNITS: dict[str, tuple[str, ...]] = {
-    "pixel": ("px", "pixel", "cell"),  # a cell of a feature map is a position, as a pixel is of an image
+    # a cell of a feature map is a position, as a pixel is of an image (a census: "22 rows", "10 inputs" where the
+    # question asks how many rows or input positions)
+    "pixel": ("px", "pixel", "cell", "row", "column", "position", "input"),
     "parameter": ("param", "parameter", "weight"),
     "channel": ("channel",),
-    "image": ("image",),
+    "image": ("image", "img", "sample"),
     "step": ("step", "iteration"),
     "pass": ("pass",),
 }
@@ -325,9 +333,9 @@ def _unit_in_text(text: str) -> str | None:
     if match is None or match.group(2) is None:
         return None
     word = match.group(2).lower()
-    if word.endswith(("passes", "branches")):
+    if word.endswith(("passes", "branches", "classes")):
         return word[:-2]
-    return word[:-1] if word.endswith("s") and word != "pass" else word
+    return word[:-1] if word.endswith("s") and word not in ("pass", "class") else word
 
 
 def _unit_problem(answer: Any, unit: str) -> str | None:
@@ -435,7 +443,8 @@ def _ragged(answer: Any) -> str | None:
     """Why a nested list is not an array: its rows have different lengths (``None`` when they do not)."""
     if not isinstance(answer, (list, tuple)) or not answer:
         return None
-    rows = [len(row) if isinstance(row, (list, tuple, np.ndarray, torch.Tensor)) else None for row in answer]
+    rows = [len(row) if isinstance(row, (list, tuple)) or (isinstance(row, (np.ndarray, torch.Tensor)) and row.ndim)
+            else None for row in answer]  # a 0-d array or tensor is a number (a census: a pair of them raised)
     if None in rows:
         return None if all(r is None for r in rows) else ("some items are numbers and others are rows: in an array "
                                                           "every item is a row of the same length.")
@@ -452,6 +461,10 @@ def _normalise(answer: Any, answer_type: str, form: str = "", *, unit: str = "")
     if answer_type in ("number", "whole", "fraction"):
         if (wrong_unit := _unit_problem(answer, unit)) is not None:
             return answer, wrong_unit
+        if answer_type == "fraction" and isinstance(answer, str) and _unit_in_text(answer) == "%":
+            # a census: "1%" for 0.01 was judged as 1, "too large"; the sign says what the learner meant
+            return answer, _Unreadable(f"{answer!r} is a percentage: this exercise asks for a fraction between 0 and 1 "
+                                       "(50% is 0.5), written without quotes.")
         # a checker called directly, not through check(), gets a 0-d tensor as is; "13", "15,731,712" or
         # "160px" is judged as the number it spells, as "1x3" is as a list of numbers
         answer = _spelled_number(_as_scalar(answer))
@@ -504,13 +517,35 @@ def _matches(answer: Any, target: Any, rel_tol: float, abs_tol: float) -> bool:
 
 
 def _looks_rounded(answer: Any, target: Any) -> bool:
-    """``answer`` is a whole count rounded to thousands or more (``15.7e6``) within 1 % of an exact
-    ``target`` that is not so round."""
+    """``answer`` is a whole ``target`` of 100 or more rounded (or cut) to tens or more, at least its first two
+    digits kept: 15,732,000, 15,700,000 or 16,000,000 for 15,731,712; 27,800 or 28,000 for 27,776."""
     try:
         a, t = int(answer), int(target)
     except (TypeError, ValueError, OverflowError):
         return False
-    return a != t and a % 1000 == 0 and t % 1000 != 0 and abs(a - t) <= 0.01 * abs(t)
+    if a == t or abs(t) < 100:
+        return False
+    return any(a % 10 ** p == 0 and abs(a - t) < 10 ** p for p in range(1, len(str(abs(t))) - 1))
+
+
+def _rounded_count(answer: Any, target: Any) -> str | None:
+    """Feedback for a count given rounded (:func:`_looks_rounded`) or in thousands, millions or billions (0.642 or
+    642 for 642,318,336: GMACs, MMACs), both within 1 % of ``target``; ``None`` for any other answer. The message
+    says the answer is close, never the count."""
+    if _looks_rounded(answer, target):
+        return (f"{shown(answer)} is close, but it looks rounded: this exercise wants the exact count (every "
+                "term of it), not a rounded one.")
+    try:
+        a, t = float(answer), float(target)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not (math.isfinite(a) and a > 0 and t >= 1000):
+        return None
+    for factor, name in ((1e3, "thousands"), (1e6, "millions"), (1e9, "billions")):
+        if abs(a * factor - t) <= 0.01 * t:  # a census: 0.642 (GMACs) was "not a whole number: this counts things"
+            return (f"{shown(answer)} looks like the count in {name} (as GMACs or M parameters write it): this "
+                    "exercise wants the count itself, every digit of it.")
+    return None
 
 
 def _say(message: Any, answer: Any) -> str:
@@ -590,6 +625,8 @@ def value_exercise(
             return parsed
         got, problem = _normalise(parsed, answer_type, form or _form(answer_type, solution), unit=unit)
         if problem is not None:
+            if answer_type == "whole" and not isinstance(problem, _Unreadable) and rel_tol == 0 == abs_tol:
+                return _rounded_count(got, solution()) or problem  # 0.642: a count in billions, not a slip
             return problem
         target = solution()
         if _matches(got, target, rel_tol, abs_tol):
@@ -597,9 +634,8 @@ def value_exercise(
         if answer_type in ("whole", "ints") and min(np.ravel(got), default=0) < 0 <= min(np.ravel(target), default=0):
             said = f"{shown(got)} is negative" if answer_type == "whole" else f"{got} holds a negative number"
             return f"{said}; what this exercise asks for (a count, a length, a rate) is never below 0."
-        if answer_type == "whole" and rel_tol == 0 == abs_tol and _looks_rounded(got, target):
-            return (f"{shown(got)} is close, but it looks rounded: this exercise wants the exact count (every "
-                    "term of it), not a rounded one.")
+        if answer_type == "whole" and rel_tol == 0 == abs_tol and (rounded := _rounded_count(got, target)):
+            return rounded
         for wrong, message in mistakes:
             hit = wrong(got) if callable(wrong) else _matches(got, wrong, rel_tol, abs_tol)
             if hit:

@@ -65,8 +65,8 @@ value_exercise(
     kind="predict",
     mistakes=[
         (lambda a: a.shape == (_W, _H), "rows and columns are swapped: the map has 5 rows and 8 columns, shape (5, 8)."),
-        (lambda a: a.shape != (_H, _W), lambda a: f"the map has 5 rows and 8 columns, shape (5, 8); yours has "
-                                                  f"shape {a.shape}."),
+        (lambda a: a.shape != (_H, _W), lambda a: not_judged(f"the map has 5 rows and 8 columns, shape (5, 8); yours "
+                                                             f"has shape {a.shape}.")),  # a form, as in 07.4 and 08.4
         (valid_tap_counts(_H, _W, 3, _RATE) / 9, "these are fractions of the nine taps (counts / 9): the exercise "
                                                  "asks for the counts themselves, whole numbers 1 to 9."),
         (valid_tap_counts(_H, _W, 3, _RATE) - 1, "every count is one short: the centre tap always lands on the map."),

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..data.procedural import DIFFICULTIES
 from ..data.stats import log_uniform_share
-from ._core import direction, shown, value_exercise
+from ._core import direction, not_judged, shown, value_exercise
 
 # 06.1: padded pixels carry the ignore label 255, so the mean loss runs over the labelled pixels
 # only. The per-pixel cross-entropies the network would get if every pixel were scored, and the mask
@@ -77,7 +77,7 @@ def _ids(answer: Any) -> Any:
     ``"a b"``, ``"a, b"`` or ``"['a', 'b']"`` all become ``"a b"`` (ids sorted); an id given twice stays twice (a list
     of training images names each image once, which the checker then says)."""
     if isinstance(answer, str):  # a list typed inside quotes ("['a', 'b']") too: its brackets and quotes dropped
-        items = "".join(" " if c in ",[](){}'\"" else c for c in answer).split()
+        items = "".join(" " if c in ",;/|[](){}'\"" else c for c in answer).split()
     else:
         try:
             items = [str(v).strip() for v in answer]
@@ -98,8 +98,8 @@ value_exercise(
          lambda a: f"{sorted({i for i in a.split() if a.split().count(i) > 1})} listed more than once: the list of "
                    "training images names each image once (a union of the lists, less VOC val)."),
         (lambda a: bool(set(a.split()) - set(_TOY_IDS)),
-         lambda a: f"{sorted(set(a.split()) - set(_TOY_IDS))}: not ids of these lists (they are "
-                   f"{', '.join(_TOY_IDS)}). Answer with a list of ids, e.g. ['a', 'b']."),
+         lambda a: not_judged(f"{sorted(set(a.split()) - set(_TOY_IDS))}: not ids of these lists (they are "
+                              f"{', '.join(_TOY_IDS)}). Answer with a list of ids, e.g. ['a', 'b'].")),  # a form
         (lambda a: bool(set(a.split()) & set(TOY_VOC_VAL)),
          lambda a: f"{sorted(set(a.split()) & set(TOY_VOC_VAL))} are VOC val images: training on them would leak "
                    "the test set into training."),

@@ -16,11 +16,12 @@ import math
 import statistics
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data.classes import CAMVID
-from ._core import direction, function_exercise, shown, value_exercise
+from ._core import direction, function_exercise, not_judged, shown, value_exercise
 
 # --- 11.1 -------------------------------------------------------------------------------------
 value_exercise(
@@ -47,7 +48,7 @@ value_exercise(
 _DTYPE_NAMES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "f16": "fp16", "halfprecision": "fp16",
                 "halffloat": "fp16", "16bitfloat": "fp16", "float16(fp16)": "fp16", "fp16(float16)": "fp16",
                 "bf16": "bf16", "bfloat16": "bf16", "brainfloat16": "bf16", "brainfloat": "bf16",
-                "bfloat16(bf16)": "bf16", "bf16(bfloat16)": "bf16"}
+                "bfloat16(bf16)": "bf16", "bf16(bfloat16)": "bf16", "binary16": "fp16"}
 
 
 def _dtype_name(answer: Any) -> Any:
@@ -56,9 +57,13 @@ def _dtype_name(answer: Any) -> Any:
     'bf16' (case, spaces, hyphens and underscores aside)."""
     if isinstance(answer, torch.dtype):
         answer = str(answer)
+    if isinstance(answer, np.dtype) or (isinstance(answer, type) and issubclass(answer, np.generic)):
+        answer = np.dtype(answer).name  # np.float16 (a census: "got type")
     if isinstance(answer, str):
-        name = "".join(answer.lower().replace("-", " ").replace("_", " ").split())
-        return _DTYPE_NAMES.get(name.removeprefix("torch."), answer)
+        # a full stop or a word around the name ("fp16.", "the fp16", "fp16 only": a census counted them wrong)
+        words = [w for w in answer.lower().replace("-", " ").replace("_", " ").rstrip(".!").split()
+                 if w not in ("the", "a", "only", "just", "type", "dtype")]
+        return _DTYPE_NAMES.get("".join(words).removeprefix("torch."), answer)
     return answer
 
 
@@ -79,7 +84,8 @@ value_exercise(
         ("none", "float16's smallest positive number is 2**-24, about 6e-8; 1e-8 is below half of it and "
                  "rounds to 0."),
     ],
-    otherwise=lambda a: f"'{a}' is neither 'fp16' nor 'bf16'.",
+    # a form to fix, not a wrong try (as 02.5's): text that names neither, or both ("float16, not bf16")
+    otherwise=lambda a: not_judged(f"{a!r}: answer with one of 'fp16' and 'bf16'."),
     hint="float16 has 5 exponent bits, bfloat16 8 (as many as float32); compare the smallest positive numbers, "
          "torch.finfo(dtype).smallest_normal and the subnormals below it.",
 )
