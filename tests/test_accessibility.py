@@ -129,3 +129,38 @@ def test_a_long_runs_loss_is_a_line_not_a_band_of_markers() -> None:
         fig = plot_history(history + [{"split": "val", "iteration": 10 * n, "miou": 0.5}])
         assert fig.axes[0].lines[0].get_marker() == marker
         plt.close(fig)
+
+
+def test_a_second_accessibility_audit_of_the_figures() -> None:
+    """A second audit (simulated colour-vision deficiencies, WCAG contrast): chapter 06's eight class lines were
+    all "o-" (box and wire 11.6 apart to a deuteranope), chapter 08's loss panel marked every run "." with the
+    control's purple one colour with phase 1's blue to a protanope, chapter 04's Figure 4 curves were all solid,
+    chapter 01's numbers were black on the darkest tile (1.6:1), and chapter 07's kernel colourbars were unnamed."""
+    from deeplab_edu.viz.atrous import plot_dilated_kernel
+    from deeplab_edu.viz.boundary import plot_figure4
+    from deeplab_edu.viz.crf import plot_kernels
+    from deeplab_edu.viz.data import plot_stride_oracle
+    from deeplab_edu.viz.training import plot_phases
+
+    names = [f"class {c}" for c in range(8)]
+    oracle = plot_stride_oracle([4, 8, 16], np.full((3, 8), 0.5), names, [(c * 30, 0, 0) for c in range(8)])
+    assert len({line.get_marker() for line in oracle.axes[0].lines}) >= 6
+    history = ([{"split": "train", "iteration": i, "loss": 1 / i} for i in (1, 2, 3)]
+               + [{"split": "val", "iteration": 3, "miou": 0.5}])
+    phases = plot_phases(history, history, control=history)
+    runs = [line for line in phases.axes[0].lines if not line.get_label().startswith("_")]  # not the phases' divide
+    loss_markers = [line.get_marker() for line in runs]
+    assert len(set(loss_markers)) == len(loss_markers) == 3, loss_markers
+    assert len({line.get_color() for line in runs}) == 3
+    long = [{"split": "train", "iteration": i, "loss": 1.0} for i in range(1000)]
+    marked = plot_phases(long, long, control=long).axes[0].lines[1]  # phase 2: a line, not a band of markers
+    assert len(marked.get_xdata()[::marked.get_markevery()]) <= 30
+    assert len({str(line.get_linestyle()) for line in plot_figure4(size=9).axes[0].lines}) == 3
+    for ax in plot_dilated_kernel(torch.arange(1.0, 10.0).view(3, 3), rate=2):
+        image = ax.images[0]
+        for text in ax.texts:
+            tile = image.cmap(image.norm(float(text.get_text())))
+            assert _contrast(text.get_color(), tile) >= 4.5, (text.get_text(), text.get_color())
+    kernels = plot_kernels(torch.rand(3, 8, 8), (2, 3))
+    bars = [ax for ax in kernels.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2 and all(ax.get_ylabel() for ax in bars)

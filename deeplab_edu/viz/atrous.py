@@ -21,6 +21,7 @@ import torch
 from matplotlib.patches import Rectangle
 
 from ..atrous import EdgeResponse, conv_output_size, dilate_kernel, effective_kernel_size, input_positions
+from .layout import text_colour_on
 from .widgets import slider
 
 __all__ = ["plot_eq1", "plot_eq1_2d", "atrous_widget", "plot_dilated_kernel", "plot_cost_vs_rate",
@@ -210,9 +211,11 @@ def plot_dilated_kernel(w: torch.Tensor | Sequence[Sequence[float]], rate: int, 
         _, ax = plt.subplots(1, 2, figsize=(7, 3.2), gridspec_kw={"width_ratios": [w.shape[-1], big.shape[-1]]})
     vmax = float(w.abs().max()) or 1.0
     for a, m, title in ((ax[0], w, f"filter {tuple(w.shape)}"), (ax[1], big, f"upsampled at rate {rate}: {tuple(big.shape)}")):
-        a.imshow(m.numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        for (r, c), val in np.ndenumerate(m.numpy()):
-            a.text(c, r, f"{val:g}", ha="center", va="center", fontsize=7)
+        image = a.imshow(m.numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        for (r, c), val in np.ndenumerate(m.numpy()):  # black or white, whichever reads on the tile (the largest
+            # weight sits on the darkest one: black on it was 1.6:1, an accessibility audit)
+            a.text(c, r, f"{val:g}", ha="center", va="center", fontsize=7,
+                   color=text_colour_on(image.cmap(image.norm(val))))
         a.set_xticks([]), a.set_yticks([])
         a.set_title(title, fontsize=9)
     return ax

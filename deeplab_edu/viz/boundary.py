@@ -22,7 +22,7 @@ from ..boundary import (
     possible_counts,
     valid_tap_counts,
 )
-from .layout import grid_shape
+from .layout import LINE_STYLES, grid_shape, text_colour_on
 from .widgets import figure_widget
 
 __all__ = [
@@ -56,15 +56,6 @@ def count_colours(kernel: int = 3) -> dict[int, str]:
     if kernel == 3:
         return {c: _COUNT_COLOURS[c] for c in counts}
     return {c: to_hex(plt.get_cmap("viridis")(i / max(len(counts) - 1, 1))) for i, c in enumerate(counts)}
-
-
-def _text_on(colour: Any) -> str:
-    """Black or white, whichever contrasts more with ``colour`` (WCAG's relative luminance)."""
-    from matplotlib.colors import to_rgb
-
-    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
-    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-    return "black" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "white"
 
 
 def _count_cmap(kernel: int) -> tuple[ListedColormap, BoundaryNorm, tuple[int, ...]]:
@@ -107,9 +98,9 @@ def plot_figure4(
         raise ValueError(f"counts {unknown} cannot occur for a {kernel}x{kernel} filter; use {possible_counts(kernel)}")
     fig, ax = _fig_ax(ax, (6.4, 4.0))
     colours = count_colours(kernel)
-    for c in counts:
+    for c, style in zip(counts, itertools.cycle(LINE_STYLES)):  # a dash per curve: not told apart by colour alone
         ax.plot(curves["rates"], curves[c], label=f"{c} valid weight{'s' if c > 1 else ''}",
-                color=colours.get(c), lw=2)
+                color=colours.get(c), lw=2, linestyle=style)
     ax.set_xlabel("atrous rate")
     ax.set_ylabel("normalised count (fraction of positions)")
     ax.set_ylim(-0.02, 1.02)
@@ -133,7 +124,7 @@ def plot_tap_counts(
         annotate = max(height, width) <= 17
     if annotate:  # black on the light tiles, white on the dark (an audit: white on yellow was 1.3:1)
         for (i, j), v in np.ndenumerate(counts_map):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color=_text_on(cmap(norm(v))))
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color=text_colour_on(cmap(norm(v))))
     cbar = fig.colorbar(im, ax=ax, ticks=counts, fraction=0.046, pad=0.04)
     cbar.set_label("valid taps")
     full = float((counts_map == kernel * kernel).mean())

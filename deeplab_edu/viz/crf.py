@@ -39,7 +39,7 @@ def plot_kernels(image: torch.Tensor, pixel: tuple[int, int], params: CRFParams 
     ):
         im = ax.imshow(maps[key].cpu().numpy(), cmap="magma", vmin=0, vmax=1)
         ax.set_title(title)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="kernel value (1 at the pixel)")
     for ax in axes:
         ax.plot(pixel[1], pixel[0], marker="+", color="cyan", markersize=14, markeredgewidth=2)
         ax.set_xticks([])

@@ -18,7 +18,7 @@ from ..choices import is_whole
 from ..data.classes import IGNORE_INDEX
 from ..data.procedural import ProceduralScenes
 from .images import colorize, display_rgb
-from .layout import label_bars
+from .layout import LINE_MARKERS, label_bars
 from .widgets import figure_widget, slider
 
 __all__ = [
@@ -207,9 +207,9 @@ def plot_stride_oracle(strides: Sequence[int], ious: Sequence[Sequence[float]], 
     :func:`deeplab_edu.viz.decoder.stride_oracle_scores`."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     arr = np.asarray(ious)  # (len(strides), C)
-    for c, name in enumerate(class_names):
-        ax.plot(strides, arr[:, c] * 100, "o-", color=np.asarray(palette[c]) / 255, label=name,
-                lw=2.5 if name == "wire" else 1.2)
+    for c, name in enumerate(class_names):  # a marker per class: box and wire, car and boat are near in colour
+        ax.plot(strides, arr[:, c] * 100, marker=LINE_MARKERS[c % len(LINE_MARKERS)], color=np.asarray(palette[c]) / 255,
+                label=name, lw=2.5 if name == "wire" else 1.2)  # to a colour-blind reader (an accessibility audit)
     ax.set_xscale("log", base=2)
     ax.set_xticks(strides, [str(s) for s in strides])
     ax.set_xlabel("output stride (labels predicted per stride x stride cell)")

@@ -9,12 +9,25 @@ from matplotlib.axes import Axes
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
-__all__ = ["LINE_MARKERS", "grid_shape", "panel_grid", "label_bars"]
+__all__ = ["LINE_MARKERS", "LINE_STYLES", "grid_shape", "panel_grid", "label_bars", "text_colour_on"]
 
 #: One marker per line of a plot, in order (``zip(lines, itertools.cycle(LINE_MARKERS))``): the marker tells the
 #: lines apart where their colours do not (a colour-blind reader; matplotlib's default orange and green are
 #: nearly one colour to a protanope), and the legend shows it.
 LINE_MARKERS = "os^Dvp"
+#: One dash pattern per curve drawn without markers (``zip(curves, itertools.cycle(LINE_STYLES))``), for the same
+#: reason: solid, dashed, dotted, dash-dotted (the explorers' JavaScript figures dash their curves alike).
+LINE_STYLES: tuple[Any, ...] = ("-", (0, (7, 3)), (0, (2, 3)), "-.")
+
+
+def text_colour_on(colour: Any) -> str:
+    """``"black"`` or ``"white"``, whichever contrasts more with ``colour`` (any matplotlib colour), by WCAG 2's
+    relative luminance and contrast ratio: for numbers written on coloured cells."""
+    from matplotlib.colors import to_rgb
+
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "black" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "white"
 
 
 def grid_shape(n: int, max_cols: int) -> tuple[int, int]:

@@ -74,6 +74,10 @@ EARLIER_FOLDERS: dict[str, tuple[tuple[str, str], ...]] = {
        for phase in ("", "_phase2")},
 }
 
+#: About how many markers a run's loss curve carries where several runs share a panel: enough to tell the runs
+#: apart by marker (not by colour alone), few enough that a long run's curve stays a line, not a band of markers.
+_LOSS_MARKERS = 25
+
 
 def earlier_folders(out_dir: Path, root: Path) -> tuple[EarlierFolder, ...]:
     """The earlier folders of the course's run in ``out_dir`` under ``root`` (:data:`EARLIER_FOLDERS`), as the
@@ -447,7 +451,7 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
 
     Returns:
         The matplotlib figure, with the training loss at left and the validation mIoU (%) at right; one colour
-        per run in both panels (phase 1 blue, phase 2 orange, the control purple).
+        per run in both panels (phase 1 blue, phase 2 orange, the control green), and one marker.
     """
     from ..engine.report import plot_history
 
@@ -460,12 +464,14 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
         line.set_label("phase 1 (OS 16 training, eval OS 8)")
     later = [(phase2, "tab:orange", "s", "phase 2 (OS 8, frozen BN)")]
     if control is not None:
-        later.append((control, "tab:purple", "^", "control (OS 16, frozen BN)"))
+        # Okabe-Ito's bluish green: matplotlib's purple was one colour with phase 1's blue to a protanope
+        later.append((control, "#009E73", "^", "control (OS 16, frozen BN)"))
     for history, colour, marker, label in later:
         shifted = [{**r, "iteration": r["iteration"] + end} for r in history]
         val2 = [r for r in shifted if r.get("split") == "val"]
         train2 = [r for r in shifted if r.get("split") == "train"]
-        a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=".", color=colour, label=label)
+        a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=marker, markersize=3,
+               markevery=max(1, len(train2) // _LOSS_MARKERS), color=colour, label=label)  # marked in both panels
         b.plot([r["iteration"] for r in val2], [100 * r["miou"] for r in val2], marker=marker, color=colour,
                label=label)
     for ax in (a, b):
@@ -493,7 +499,7 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, titl
         train = [r for r in history if r.get("split") == "train"]
         val = [r for r in history if r.get("split") == "val"]
         line, = a.plot([r["iteration"] for r in train], [r["loss"] for r in train], marker=marker, markersize=3,
-                       label=name)
+                       markevery=max(1, len(train) // _LOSS_MARKERS), label=name)
         b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker=marker, color=line.get_color(),
                label=name)
     a.set_ylabel("training loss")
