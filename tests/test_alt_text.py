@@ -131,3 +131,22 @@ def test_each_image_of_a_cell_with_several_figures_gets_its_own_alt_text() -> No
     one_alt_per_image(None, doctree)
     assert [image["alt"] for image in doctree.findall(nodes.image)] == [
         "Figure: loss.", "Figure: mIoU.", "Figure: alone.", "Figure: loss."]
+
+
+def test_a_bar_per_class_names_its_classes() -> None:
+    """An accessibility audit: chapter 11's IoU per class was described as "y: IoU (%)", its classes (the x
+    axis's tick labels, with no axis label) left out; numeric ticks stay out."""
+    fig, ax = plt.subplots()
+    ax.bar(["road", "car", "sky"], [1, 2, 3])
+    ax.set_ylabel("IoU (%)")
+    assert "x: road, car, sky; y: IoU (%)" in describe_figure(fig)
+    ax.set_xlabel("class")
+    assert "x: class (road, car, sky)" in describe_figure(fig)
+    many, axes = plt.subplots()
+    axes.bar([f"class {c}" for c in range(15)], range(15))
+    assert "class 11 and 3 more" in describe_figure(many)
+    numeric, axes = plt.subplots()
+    axes.plot([1, 2], [3, 4])
+    axes.set_xlabel("iteration")
+    assert describe_figure(numeric) == "Figure. x: iteration."
+    plt.close("all")

@@ -38,14 +38,25 @@ def _clean(text: str) -> str:
 def _panel(ax: Axes) -> str:
     """``"title; x: label; y: label; legend: a, b"``, the parts the panel has."""
     parts = [_clean(t) for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if _clean(t)]
-    if x := _clean(ax.get_xlabel()):
-        parts.append(f"x: {x}")
-    if y := _clean(ax.get_ylabel()):
-        parts.append(f"y: {y}")
+    for axis, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())):
+        named = _named_ticks(ax, axis)
+        if _clean(label) or named:
+            parts.append(f"{axis}: {_clean(label)}{f' ({named})' if _clean(label) and named else named}")
     legend = ax.get_legend()
     if legend is not None and (entries := _legend_entries(legend)):
         parts.append("legend: " + ", ".join(entries))
     return "; ".join(parts)
+
+
+def _named_ticks(ax: Axes, axis: str, most: int = 12) -> str:
+    """The tick labels of ``axis`` (``"x"`` or ``"y"``) when they are names, not numbers (a bar per class):
+    ``"road, car, sky"``, at most ``most`` of them (an audit: chapter 11's IoU per class was described as
+    "y: IoU (%)", its classes left out); ``""`` for numeric ticks."""
+    labels = [_clean(t.get_text()) for t in (ax.get_xticklabels() if axis == "x" else ax.get_yticklabels())]
+    names = [text for text in labels if text]
+    if not any(re.search(r"[A-Za-z]{2}", name) for name in names):
+        return ""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _legend_entries(legend: Any) -> list[str]:
