@@ -1027,6 +1027,8 @@ def _counted(message: str) -> bool:
     ("09.2", 28000, False, "looks rounded", True),
     ("09.2", 27800, False, "looks rounded", True),
     ("07.2", 16_000_000, False, "looks rounded", True),
+    # a learner's 0.8 was shown as "0.8000", digits never typed
+    ("06.2", 0.8, False, "0.8 is too small", True),
     # a form to fix, as in 02.5, 07.4 and 08.4: not a wrong try
     ("11.2", "fp16.", True, "", False),
     ("11.2", "the fp16", True, "", False),

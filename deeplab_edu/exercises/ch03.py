@@ -140,7 +140,7 @@ value_exercise(
         (1 / 4, "that is output stride 16 over 8 with the sides taken as exactly 2:1, a fraction; the question asks "
                 "how many times more stride 8 needs (8 over 16), and each stride-2 layer rounds an odd side up."),
     ],
-    otherwise=lambda a: (f"{a:.4g} is {direction(a, (_SIDE_8 / _SIDE_16) ** 2)} for the ratio of the numbers of "
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, (_SIDE_8 / _SIDE_16) ** 2)} for the ratio of the numbers of "
                          "positions block 4 runs on at the two output strides."),
     more_wrong=((33 / 17) ** 2,),
     hint="the weights do not change; find the side of block 4's map at each output stride (ceil(n / 2) per stride-2 layer).",

@@ -99,7 +99,7 @@ value_exercise(
          "one row off: count the rows that keep both neighbours from the first to the last, both included (and as "
          "many columns)."),
     ],
-    otherwise=lambda a: (f"{a:.4g} is {direction(a, valid_weight_fractions(65, 20)[9])}: a position keeps all nine "
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, valid_weight_fractions(65, 20)[9])}: a position keeps all nine "
                          "weights only when its row and its column both have their neighbours 20 cells away on "
                          "the map; what share of rows does, and of positions?"),
     more_wrong=(0.5, 0.0, 1.0, 25 / 65),

@@ -54,7 +54,7 @@ value_exercise(
                                   "the rest of the crop."),
               (1 - 0.5 * 500 * 375 / 513**2, "that halves the image's area; scaling by 0.5 halves each side, so "
                                              "the area shrinks more.")],
-    otherwise=lambda a: (f"{a:.4f} is {direction(a, _PAD_FRACTION)} for the share of padding: the scaled image "
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _PAD_FRACTION)} for the share of padding: the scaled image "
                          "covers part of the crop, and padding fills the rest."),
     more_wrong=(0.5, 100 * _PAD_FRACTION),
     hint=("the scaled image sits somewhere inside the crop, wherever the random crop puts it; the padding "
@@ -148,7 +148,7 @@ value_exercise(
         (2 / 5, "2/5 counts five octaves; the law spans 5.12 to 230.4 px, not a whole number of octaves: count them "
                 "from those bounds."),
     ],
-    otherwise=lambda a: (f"{a:.3f} is {direction(a, log_uniform_share(*RANGE_06_4, *DRAWN_DIAMETERS))}: under a "
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, log_uniform_share(*RANGE_06_4, *DRAWN_DIAMETERS))}: under a "
                          "log-uniform law every factor of 2 in size holds the same share of the shapes; how many "
                          "factors of 2 does 10 to 40 px span, and how many the whole law?"),
     more_wrong=(0.5, 30 / 256),

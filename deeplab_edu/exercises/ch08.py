@@ -10,7 +10,7 @@ import torch
 
 from ..boundary import mean_valid_fraction
 from ..models.aspp import degenerate_rates, feature_map_side, fit_atrous_rates
-from ._core import direction, function_exercise, normalise_text, not_judged, parse_ints, value_exercise
+from ._core import direction, function_exercise, normalise_text, not_judged, parse_ints, shown, value_exercise
 
 
 def _degenerate_branches(crop_size: int, output_stride: int, rates: tuple[int, ...]) -> tuple[int, ...]:
@@ -76,7 +76,7 @@ value_exercise(
         (lambda a: 0.005 < abs(a - mean_valid_fraction(7, 4)) < 0.06,
          "close, but count exactly: per axis, which of i - 4, i, i + 4 are in 0..6?"),
     ],
-    otherwise=lambda a: (f"{a:.3f} is {direction(a, mean_valid_fraction(7, 4))}: count the valid taps per axis "
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, mean_valid_fraction(7, 4))}: count the valid taps per axis "
                          "(position i uses i - 4, i, i + 4 when they are in 0..6), then multiply the axes."),
     hint="per axis, which of i - 4, i, i + 4 lie in 0..6 (the middle position is the exception)? The 2-D share "
          "is the product of the axes' shares.",

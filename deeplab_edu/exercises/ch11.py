@@ -126,7 +126,7 @@ value_exercise(
         (ms_flip_cost((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True),
          "that is DeepLabv3's six scales; DeepLab v2 used three: 0.5, 0.75 and 1."),
     ],
-    otherwise=lambda a: (f"{a:.4g} is {direction(a, ms_flip_cost(V2_SCALES, flip=True))}: express each forward pass's "
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, ms_flip_cost(V2_SCALES, flip=True))}: express each forward pass's "
                          "cost in passes at scale 1 (a pass costs in proportion to its number of positions), then "
                          "add up every pass the strategy runs."),
     hint="a pass at scale s runs on s^2 times as many positions as one at scale 1; add the scales' costs, "
