@@ -164,6 +164,18 @@ def _link_helpers(source: str) -> str:
     return source[:start] + _CODE_NAME.sub(link, source[start:])
 
 
+def _drop_figure_html(data: Any) -> None:
+    """Remove a figure's ``text/html`` form, JupyterLab's (:data:`~deeplab_edu.viz.alt_text.HTML_MARK`), from an
+    output's ``data`` that has the figure's ``image/png``: the book shows the PNG as an image file, with the same
+    description as alt text (:func:`_set_alt_text`), not a second copy of it inside the page."""
+    from .viz.alt_text import HTML_MARK
+
+    page = data.get("text/html", "")
+    page = "".join(page) if isinstance(page, list) else str(page)
+    if "image/png" in data and f'class="{HTML_MARK}"' in page:
+        del data["text/html"]
+
+
 def _set_alt_text(cell: Any) -> None:
     """Give the cell's images the descriptions of :func:`~deeplab_edu.viz.alt_text.describe_figure` (the
     figures' ``text/plain``) as alt text: myst-nb's ``mystnb.image.alt`` cell metadata, one text for all
@@ -189,7 +201,8 @@ def for_the_page(nb: Any, profile: str | None = None) -> Any:
     progress bars become the text of their final state, printed (a stdout stream, so that the
     book's merged streams keep it in order with the cell's printed lines), and transient bars
     (``leave=False``) nothing; a cell with a wide output (:func:`_is_wide`) spans the margin too
-    (``full-width``); each figure's description becomes its image's alt text (:func:`_set_alt_text`);
+    (``full-width``); each figure's description becomes its image's alt text (:func:`_set_alt_text`), and its
+    ``text/html`` form for JupyterLab is dropped (:func:`_drop_figure_html`);
     the names of the "Helpers introduced" line link to the API reference; in the
     ``smoke`` profile a warning (:data:`SMOKE_NOTE`) follows the title. ``nb`` is changed in place and
     returned."""
@@ -222,6 +235,7 @@ def for_the_page(nb: Any, profile: str | None = None) -> Any:
                     out = nbformat.v4.new_output("stream", name="stdout", text=progress + "\n")
                 else:
                     out["data"] = {"text/markdown": _widget_note(model_id, state)}
+            _drop_figure_html(data)
             outputs.append(out)
         cell.outputs = outputs
         _set_alt_text(cell)

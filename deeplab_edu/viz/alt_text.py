@@ -6,24 +6,33 @@ about itself: its title, each panel's title, axis labels and legend entries, and
 (a class legend under the panels); colour bars and hidden panels are left out, and untitled image
 panels are counted, not listed one by one. :func:`register_alt_text` makes that description the plain-text form
 of every matplotlib figure a notebook shows (``text/plain`` beside the ``image/png``), and the book
-puts it in the image's ``alt`` attribute (:func:`deeplab_edu.book_pages.for_the_page`). Importing
-``deeplab_edu.viz`` in IPython or Jupyter registers it.
+puts it in the image's ``alt`` attribute (:func:`deeplab_edu.book_pages.for_the_page`). JupyterLab shows a
+figure's ``image/png`` in an ``<img>`` without ``alt`` (its image renderer sets none), so the figure also gets a
+``text/html`` form, the same PNG in an ``<img>`` with the description as ``alt``, which JupyterLab prefers; the
+book drops it (:data:`HTML_MARK`) and keeps its own image. Importing ``deeplab_edu.viz`` in IPython or Jupyter
+registers both.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import html
 import re
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURE_PREFIX", "describe_figure", "register_alt_text"]
+__all__ = ["FIGURE_PREFIX", "HTML_MARK", "describe_figure", "register_alt_text"]
 
 #: Every description starts with it (the book tells a description from matplotlib's own
 #: ``<Figure size 640x480 with 1 Axes>`` by it).
 FIGURE_PREFIX = "Figure"
+#: The class of the ``<img>`` of a figure's ``text/html`` form (for JupyterLab), by which the book drops it.
+HTML_MARK = "deeplab-edu-figure"
 
 
 def _clean(text: str) -> str:
@@ -104,6 +113,53 @@ def _plain_text(fig: Any, printer: Any, cycle: bool) -> None:
     printer.text(describe_figure(fig))
 
 
+class _SharedPng:
+    """The inline backend's PNG formatter for figures, wrapped so that a figure shown once is drawn once: IPython
+    asks for ``text/html`` before ``image/png``, and the HTML form keeps the PNG it drew for the PNG form."""
+
+    def __init__(self, draw: Callable[[Any], Any]) -> None:
+        self.draw = draw
+        self.kept: dict[int, Any] = {}
+
+    def __call__(self, fig: Any) -> Any:
+        kept = self.kept.pop(id(fig), None)
+        return kept if kept is not None else self.draw(fig)
+
+    def for_html(self, fig: Any) -> Any:
+        self.kept[id(fig)] = result = self.draw(fig)
+        return result
+
+
+def _html_image(fig: Any, png: _SharedPng) -> str:
+    """``text/html`` for a figure: its PNG in an ``<img>`` with :func:`describe_figure` as ``alt`` (an accessibility
+    audit: in JupyterLab, a screen reader met every figure as an unnamed image), at the PNG's display size."""
+    result = png.for_html(fig)
+    data, metadata = result if isinstance(result, tuple) else (result, {})
+    if isinstance(data, bytes):
+        data = base64.b64encode(data).decode("ascii")
+    size = "".join(f' {key}="{int(metadata[key])}"' for key in ("width", "height") if key in (metadata or {}))
+    return (f'<img src="data:image/png;base64,{data}" alt="{html.escape(describe_figure(fig), quote=True)}"'
+            f'{size} class="{HTML_MARK}">')
+
+
+def _figure_html(ipython: Any) -> None:
+    """Register :func:`_html_image` for figures where the inline backend draws PNGs (not where a learner chose
+    SVG, say: then no HTML form), wrapping the backend's PNG formatter in :class:`_SharedPng`."""
+    figure = sys.modules.get("matplotlib.figure")
+    if figure is None:  # matplotlib not imported: no figure shown yet, and no backend formatter to wrap
+        return
+    formatters = ipython.display_formatter.formatters
+    try:
+        draw = formatters["image/png"].lookup_by_type(figure.Figure)
+    except KeyError:
+        formatters["text/html"].pop(figure.Figure, None)
+        return
+    if not isinstance(draw, _SharedPng):
+        draw = _SharedPng(draw)
+        formatters["image/png"].for_type(figure.Figure, draw)
+    formatters["text/html"].for_type(figure.Figure, functools.partial(_html_image, png=draw))
+
+
 def _sharp_figures(ipython: Any) -> None:
     """Show the inline backend's figures as "retina" PNGs: twice the pixels, displayed at the figure's own
     size (the PNG's ``width`` and ``height`` metadata, which JupyterLab and the book's images follow). An
@@ -121,7 +177,8 @@ def _sharp_figures(ipython: Any) -> None:
 
 def register_alt_text(ipython: Any = None) -> bool:
     """Make :func:`describe_figure` the ``text/plain`` form of every matplotlib figure that ``ipython``
-    (default: the running IPython, if any) displays. In a Jupyter kernel (whose backend is the inline
+    (default: the running IPython, if any) displays, and the ``alt`` of its ``text/html`` form where the backend
+    draws PNGs (the module's docstring says why). In a Jupyter kernel (whose backend is the inline
     one) this starts that backend, which imports matplotlib, and has it draw "retina" PNGs (twice the
     pixels, shown at the figure's size); elsewhere matplotlib is not imported for it.
 
@@ -154,6 +211,7 @@ def register_alt_text(ipython: Any = None) -> bool:
     def register(*args: Any) -> None:
         ipython.display_formatter.formatters["text/plain"].for_type_by_name("matplotlib.figure", "Figure",
                                                                             _plain_text)
+        _figure_html(ipython)
 
     register()
     events = getattr(ipython, "events", None)
