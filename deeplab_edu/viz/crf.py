@@ -202,10 +202,10 @@ def crf_widget(
         # ranges that hold chapter 07's search grids (w1 to 32, θα to 120 in the gpu profile), which the
         # sliders would have clamped without a word before (a best w1 of 16 shown as 10; the recorded cpu
         # build's best was w1=8, inside the old range)
-        "w_bilateral": slider("w_bilateral", params.w_bilateral, 0, 40, step=0.5, description="w1", **real),
+        "w_bilateral": slider("w_bilateral", params.w_bilateral, 0, 40, step=0.5, description="w1 (appearance)", **real),
         "theta_alpha": slider("theta_alpha", params.theta_alpha, 1, 150, step=1, description="θα (px)", **real),
         "theta_beta": slider("theta_beta", params.theta_beta, 1, 60, step=1, description="θβ (0-255)", **real),
-        "w_spatial": slider("w_spatial", params.w_spatial, 0, 40, step=0.5, description="w2", **real),
+        "w_spatial": slider("w_spatial", params.w_spatial, 0, 40, step=0.5, description="w2 (smoothness)", **real),
         "theta_gamma": slider("theta_gamma", params.theta_gamma, 0.5, 10, step=0.5, description="θγ (px)", **real),
         "iterations": slider("iterations", params.iterations, 0, 20, style=style),
     }

@@ -149,7 +149,7 @@ def stride_oracle_widget(dataset: object, strides: Sequence[int] = (32, 16, 8, 4
 
     index = widgets.IntSlider(value=0, min=0, max=len(dataset) - 1, description="scene")  # type: ignore[arg-type]
     stride = widgets.SelectionSlider(options=list(strides), value=16 if 16 in strides else strides[0],
-                                     description="stride")
+                                     description="output stride", style={"description_width": "initial"})
     out = widgets.Output()
 
     def draw(*_: object) -> None:

@@ -66,7 +66,7 @@ def cost_widget(name: str = "deeplabv3", backbone: str = "resnet101", sizes: Seq
     import ipywidgets as widgets
 
     sizes = positive_ints("sizes", sizes, "input sides in pixels", "(129, 257, 513)")
-    size = widgets.SelectionSlider(options=list(sizes), value=sizes[len(sizes) // 2], description="input")
+    size = widgets.SelectionSlider(options=list(sizes), value=sizes[len(sizes) // 2], description="input (px)")
     stride = widgets.Dropdown(options=[32, 16, 8], value=16, description="output stride",
                               style={"description_width": "initial"})
     out = widgets.Output()

@@ -546,7 +546,8 @@ def feature_map_widget(image: torch.Tensor, features: Mapping[int, torch.Tensor]
         # (its number can also be typed: the readout is editable)
         "output_stride": widgets.Dropdown(options=strides, value=strides[-1], description="output stride",
                                           style={"description_width": "initial"}),
-        "channel": widgets.IntSlider(value=channel, min=-1, max=channels - 1, description="channel",
+        "channel": widgets.IntSlider(value=channel, min=-1, max=channels - 1, description="channel (-1: norm)",
+                                     style={"description_width": "initial"},
                                      continuous_update=False, layout=widgets.Layout(width="95%")),
     }
 
