@@ -117,7 +117,7 @@ def _cgroup_memory_files(proc_text: str, root: Path) -> list[Path]:
     hybrid machine), v1's ``memory.limit_in_bytes`` (under ``root/memory``). Files that do not exist are kept:
     the caller skips them."""
     files: list[Path] = []
-    for line in proc_text.splitlines():
+    for line in dict.fromkeys(proc_text.splitlines()):
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -129,6 +129,8 @@ def _cgroup_memory_files(proc_text: str, root: Path) -> list[Path]:
         else:
             continue
         relative = PurePosixPath(cgroup if cgroup.startswith("/") else "/" + cgroup).relative_to("/")
+        if ".." in relative.parts:  # a cgroup namespace's path above its own mount: only the mount's root is ours
+            relative = PurePosixPath()
         for base in bases:
             folder = relative
             while True:
@@ -149,12 +151,12 @@ def memory_limit_bytes() -> int:
 
     limits = [int(psutil.virtual_memory().total)]
     try:
-        proc_text = PROC_SELF_CGROUP.read_text()
+        proc_text = PROC_SELF_CGROUP.read_text(errors="replace")
     except OSError:  # not Linux
         return limits[0]
-    for path in _cgroup_memory_files(proc_text, CGROUP_ROOT):
+    for path in dict.fromkeys(_cgroup_memory_files(proc_text, CGROUP_ROOT)):
         try:
-            text = path.read_text().strip()
+            text = path.read_text(errors="replace").strip()
         except OSError:
             continue
         if text.isdigit():

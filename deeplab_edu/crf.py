@@ -336,12 +336,13 @@ def _normalised_kernel_(log_k: torch.Tensor, params: CRFParams) -> torch.Tensor:
     whose every float32 ``k(i, j)`` underflows; divided by its float32 sum, that row lost its message (sum 0) or
     made the gradient with respect to the image NaN (a sum of 1e-38, whose square underflows). A floor of 1e-20
     on the sum lost it too (an audit). Symmetric normalisation, :math:`k(i, j) / \\sqrt{d_i d_j}`, is then taken
-    in log space. With a gradient the same is computed out of place.
+    in log space: without a gradient, from the log of the shifted kernel, so a weight below float32's range
+    relative to its row's largest (about 1e-38) is 0 there; with one, out of place from ``log_k`` itself.
     """
     n = log_k.shape[0]
     if not params.include_self:
-        if n == 1:  # one pixel without itself: no term at all, no message
-            return torch.zeros_like(log_k)
+        if n == 1:  # one pixel without itself: no term at all, no message (a zero still in the gradient's graph)
+            return log_k * 0.0
         log_k = log_k.clone() if log_k.requires_grad else log_k
         log_k.fill_diagonal_(float("-inf"))
     if params.normalization == "none":

@@ -155,6 +155,8 @@ def test_a_second_accessibility_audit_of_the_figures() -> None:
     long = [{"split": "train", "iteration": i, "loss": 1.0} for i in range(1000)]
     marked = plot_phases(long, long, control=long).axes[0].lines[1]  # phase 2: a line, not a band of markers
     assert len(marked.get_xdata()[::marked.get_markevery()]) <= 30
+    first = plot_phases(long, long).axes[0].lines[0]  # phase 1, drawn by plot_history: marked too (a review)
+    assert first.get_marker() == "." and len(first.get_xdata()[::first.get_markevery()]) <= 30
     assert len({str(line.get_linestyle()) for line in plot_figure4(size=9).axes[0].lines}) == 3
     for ax in plot_dilated_kernel(torch.arange(1.0, 10.0).view(3, 3), rate=2):
         image = ax.images[0]

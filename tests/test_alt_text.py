@@ -149,6 +149,9 @@ def test_a_bar_per_class_names_its_classes() -> None:
     axes.plot([1, 2], [3, 4])
     axes.set_xlabel("iteration")
     assert describe_figure(numeric) == "Figure. x: iteration."
+    axes.set_xscale("log")  # a review: mathtext ticks ($\\mathdefault{10^{0}}$) were read as "mathdefault10^0"
+    numeric.canvas.draw()
+    assert describe_figure(numeric) == "Figure. x: iteration."
     plt.close("all")
 
 

@@ -217,6 +217,12 @@ def test_memory_limit_reads_the_process_cgroup_and_its_parents(monkeypatch: pyte
     assert config.memory_limit_bytes() == min(ram, 2000000000)
     limit("memory/hub/user-1/memory.limit_in_bytes", "1500000000")
     assert config.memory_limit_bytes() == min(ram, 1500000000)
+    # in a cgroup namespace the path can climb above the mount ("0::/../../x", a review): only the mount's root
+    monkeypatch.setattr(config, "CGROUP_ROOT", tmp_path / "namespace")
+    proc.write_text("0::/../slice\n")
+    limit("namespace/memory.max", "1800000000")
+    limit("slice/memory.max", "1000")  # beside the mount, not in it: not this process's limit to read
+    assert config.memory_limit_bytes() == min(ram, 1800000000)
 
 
 def test_a_chapter_short_of_memory_says_so_before_it_trains(monkeypatch: pytest.MonkeyPatch,

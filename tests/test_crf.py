@@ -550,6 +550,9 @@ def test_a_row_whose_weights_all_underflow_is_still_normalised_and_differentiabl
         no_grad = mean_field(unary_from_logits(logits), image, params.replace(w_spatial=3.0, w_bilateral=4.0),
                              method="exact")
         assert torch.allclose(q.detach(), no_grad, atol=1e-5), seed
+    one = torch.rand(1, 3, 1, 1, requires_grad=True)  # one pixel without itself: no message, a zero gradient
+    mean_field(unary_from_logits(torch.randn(1, 2, 1, 1)), one, params, method="exact")[:, 0].sum().backward()
+    assert one.grad is not None and not one.grad.any()
 
 
 def test_coarse_scores_keep_blocks_in_place_at_odd_sizes() -> None:

@@ -1029,6 +1029,8 @@ def _counted(message: str) -> bool:
     ("07.2", 16_000_000, False, "looks rounded", True),
     # a learner's 0.8 was shown as "0.8000", digits never typed
     ("06.2", 0.8, False, "0.8 is too small", True),
+    ("09.2", 27780.5, False, "not a whole number", True),  # a review: "looks rounded" for a non-whole number
+    ("07.1", "160 classes", False, "is in classes", False),  # not "classs"
     # a form to fix, as in 02.5, 07.4 and 08.4: not a wrong try
     ("11.2", "fp16.", True, "", False),
     ("11.2", "the fp16", True, "", False),

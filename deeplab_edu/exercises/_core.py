@@ -247,7 +247,7 @@ def _a(noun: str) -> str:
 #: A count written rounded, with a scale: ``"2.2M"``, ``"15 thousand"``, and with what it counts after the scale
 #: (a census: ``"0.64 GMACs"`` and ``"2.21M params"`` were told to write 0.64 and 2.21, then "not a whole number").
 #: ``"642 MACs"`` is no scale: the unit must follow the scale letter whole.
-_SCALED_TEXT = re.compile(r"\s*(\d*\.?\d+)\s*([kKMGB]|thousand|million|billion|mil|bn)\s*(?:MACs?|FLOPs?|"
+_SCALED_TEXT = re.compile(r"\s*(\d{1,3}(?:,\d{3})+|\d*\.?\d+)\s*([kKMGB]|thousand|million|billion|mil|bn)\s*(?:MACs?|FLOPs?|"
                           r"params?|parameters?|weights?|multiply-adds?)?\s*\.?\s*", re.IGNORECASE)
 
 
@@ -343,7 +343,8 @@ def _unit_problem(answer: Any, unit: str) -> str | None:
     word = _unit_in_text(answer) if unit and isinstance(answer, str) else None
     if word is None or word in UNITS[unit]:
         return None
-    plural = {"%": "per cent", "px": "pixels", "pass": "passes", "branch": "branches"}
+    plural = {"%": "per cent", "px": "pixels", "img": "images", "pass": "passes", "branch": "branches",
+              "class": "classes"}
     return _Unreadable(f"{answer!r} is in {plural.get(word, word + 's')}, but this exercise asks for a number of "
                        f"{plural.get(unit, unit + 's')}: write the number alone, in digits, without quotes or unit.")
 
@@ -521,6 +522,8 @@ def _looks_rounded(answer: Any, target: Any) -> bool:
     digits kept: 15,732,000, 15,700,000 or 16,000,000 for 15,731,712; 27,800 or 28,000 for 27,776."""
     try:
         a, t = int(answer), int(target)
+        if a != float(answer):  # 27780.5: not a whole number, so no rounding of one
+            return False
     except (TypeError, ValueError, OverflowError):
         return False
     if a == t or abs(t) < 100:
@@ -546,6 +549,15 @@ def _rounded_count(answer: Any, target: Any) -> str | None:
             return (f"{shown(answer)} looks like the count in {name} (as GMACs or M parameters write it): this "
                     "exercise wants the count itself, every digit of it.")
     return None
+
+
+def _count_problem(problem: str, answer: Any, target: Any) -> str:
+    """What to say of a count ``answer`` that :func:`_normalise` found a ``problem`` with: a form to fix as it is;
+    a number that is no whole count, as the count in a scale where it is one (0.642 for 642,318,336: billions),
+    else the problem."""
+    if isinstance(problem, _Unreadable):
+        return problem
+    return _rounded_count(answer, target) or problem
 
 
 def _say(message: Any, answer: Any) -> str:
@@ -625,9 +637,8 @@ def value_exercise(
             return parsed
         got, problem = _normalise(parsed, answer_type, form or _form(answer_type, solution), unit=unit)
         if problem is not None:
-            if answer_type == "whole" and not isinstance(problem, _Unreadable) and rel_tol == 0 == abs_tol:
-                return _rounded_count(got, solution()) or problem  # 0.642: a count in billions, not a slip
-            return problem
+            return _count_problem(problem, got, solution()) if answer_type == "whole" and rel_tol == 0 == abs_tol \
+                else problem
         target = solution()
         if _matches(got, target, rel_tol, abs_tol):
             return None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import WIRE
-from ._core import _normalise, _rounded_count, _Unreadable, direction, exercise, function_exercise, shown, value_exercise
+from ._core import _count_problem, _normalise, _rounded_count, direction, exercise, function_exercise, shown, value_exercise
 
 
 #: Exercise 09.1's variant: the low-level features reduced to 64 channels (DeepLabv3+ Table 1 tried 8-64).
@@ -56,9 +56,12 @@ def _decoder_in(answer: Any) -> str | None:
 )
 def _separable(answer: Any) -> str | None:
     k2, cin, cout = KERNEL_09_2 ** 2, IN_09_2, OUT_09_2
+    target = k2 * cin + cin * cout
     answer, problem = _normalise(answer, "whole", unit="parameter")
     if problem is not None:
-        return problem if isinstance(problem, _Unreadable) else _rounded_count(answer, k2 * cin + cin * cout) or problem
+        return _count_problem(problem, answer, target)
+    if answer == target:
+        return None
     if answer == k2 * cin * cout:
         return f"that is a regular {KERNEL_09_2}x{KERNEL_09_2} conv; the separable one factorises it."
     if answer in (k2 * cin, cin * cout):
@@ -67,12 +70,10 @@ def _separable(answer: Any) -> str | None:
         return f"the depthwise filters are {KERNEL_09_2}x{KERNEL_09_2} here, not 3x3."
     if answer == k2 * cin + cout * cout:
         return f"the pointwise 1x1 conv maps the {cin} input channels to {cout}, not {cout} to {cout}."
-    if answer != k2 * cin + cin * cout and (rounded := _rounded_count(answer, k2 * cin + cin * cout)):
-        return rounded  # a census: 28,000 was "too large" here, "close, but it looks rounded" in 05.2
-    if answer != k2 * cin + cin * cout:
-        return (f"{shown(answer)} is {direction(answer, k2 * cin + cin * cout)}: count the depthwise part (one "
-                "k x k filter per input channel) and the pointwise part (a 1x1 conv) separately, then add them.")
-    return None
+    # a census: 28,000 was "too large" here, "close, but it looks rounded" in 05.2
+    return _rounded_count(answer, target) or (
+        f"{shown(answer)} is {direction(answer, target)}: count the depthwise part (one k x k filter per input "
+        "channel) and the pointwise part (a 1x1 conv) separately, then add them.")
 
 
 def _fuse(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:

@@ -61,9 +61,11 @@ def _named_ticks(ax: Axes, axis: str, most: int = 12) -> str:
     """The tick labels of ``axis`` (``"x"`` or ``"y"``) when they are names, not numbers (a bar per class):
     ``"road, car, sky"``, at most ``most`` of them (an audit: chapter 11's IoU per class was described as
     "y: IoU (%)", its classes left out); ``""`` for numeric ticks."""
-    labels = [_clean(t.get_text()) for t in (ax.get_xticklabels() if axis == "x" else ax.get_yticklabels())]
-    names = [text for text in labels if text]
-    if not any(re.search(r"[A-Za-z]{2}", name) for name in names):
+    labels = [t.get_text() for t in (ax.get_xticklabels() if axis == "x" else ax.get_yticklabels())]
+    names = [_clean(text) for text in labels if _clean(text)]
+    # words outside mathtext: a log axis's ticks are "$\\mathdefault{10^{1}}$", numbers (a review: they were read
+    # out as "mathdefault10^1")
+    if not any(re.search(r"[A-Za-z]{2}", re.sub(r"\$[^$]*\$", "", text)) for text in labels):
         return ""
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 

@@ -462,6 +462,9 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
     for line in (a.lines[0], b.lines[0]):
         line.set_color("tab:blue")
         line.set_label("phase 1 (OS 16 training, eval OS 8)")
+    # phase 1's loss marked as the other runs' (plot_history leaves a long single run's loss unmarked)
+    a.lines[0].set_marker(".")
+    a.lines[0].set_markevery(max(1, len(a.lines[0].get_xdata()) // _LOSS_MARKERS))
     later = [(phase2, "tab:orange", "s", "phase 2 (OS 8, frozen BN)")]
     if control is not None:
         # Okabe-Ito's bluish green: matplotlib's purple was one colour with phase 1's blue to a protanope
