@@ -294,6 +294,11 @@ def test_lab_runs_chapter_02_and_its_widget_responds(lab: tuple[str, str, Path],
                                 "'.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')).map(e => e.textContent)")
         assert not [t for t in outputs if "well done" in t or "passes the checker" in t], "a solution's result shows in Lab"
         assert any("not answered yet" in t for t in outputs), "the exercises' own cells did not report"
+        # each figure an <img> with its description as alt (Lab's image renderer sets none: the accessibility
+        # audit; deeplab_edu.viz.alt_text gives figures a text/html form, which Lab prefers)
+        alts = page.evaluate("() => Array.from(document.querySelectorAll("
+                             "'.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img')).map(i => i.alt)")
+        assert alts and all(a.startswith("Figure") for a in alts), alts[:5]
         print(f"Lab ran {len(prompts)} code cells of chapter 02 in {run_s:.0f} s")
 
         # the layer editor: move the row slider one step with the keyboard, the figure is redrawn
