@@ -1031,6 +1031,9 @@ def _counted(message: str) -> bool:
     ("06.2", 0.8, False, "0.8 is too small", True),
     ("09.2", 27780.5, False, "not a whole number", True),  # a review: "looks rounded" for a non-whole number
     ("07.1", "160 classes", False, "is in classes", False),  # not "classs"
+    ("06.2", "0,82", False, "decimal comma: Python writes a decimal point, 0.82", False),  # was "2 numbers"
+    ("03.3", "3,8", False, "decimal point, 3.8", False),
+    ("05.2", "2,212,352", True, "", False),  # thousands separators, as before: read as the number
     # a form to fix, as in 02.5, 07.4 and 08.4: not a wrong try
     ("11.2", "fp16.", True, "", False),
     ("11.2", "the fp16", True, "", False),

@@ -312,6 +312,9 @@ _NUMBER_TEXT = re.compile(r"([-+]?(?:(?:\d{1,3}(?:[,_ ]\d{3})+|\d+)(?:\.\d+)?|\.
                           r"(?:pixel|cell|row|column|position|input|param|parameter|weight|channel|image|sample|"
                           r"step|iteration|layer)s?|pass(?:es)?|branch(?:es)?|class(?:es)?)?\.?", re.IGNORECASE)
 
+#: A number written with a decimal comma, as much of Europe writes it (a census: "0,82" was "2 numbers").
+_DECIMAL_COMMA = re.compile(r"\s*([-+]?)(\d+),(\d+)\s*")
+
 #: The things a number in text may count (:data:`_NUMBER_TEXT`'s unit words), by the ``unit`` a value
 #: exercise names (:func:`value_exercise`): a word of another unit is refused, not judged as the number.
 UNITS: dict[str, tuple[str, ...]] = {
@@ -462,6 +465,10 @@ def _normalise(answer: Any, answer_type: str, form: str = "", *, unit: str = "")
     if answer_type in ("number", "whole", "fraction"):
         if (wrong_unit := _unit_problem(answer, unit)) is not None:
             return answer, wrong_unit
+        if isinstance(answer, str) and (comma := _DECIMAL_COMMA.fullmatch(answer)) and (
+                comma[2] == "0" or len(comma[3]) != 3):  # "0,82", "3,8": not "15,731" (a thousands separator)
+            return answer, _Unreadable(f"{answer!r} has a decimal comma: Python writes a decimal point, "
+                                       f"{comma[1]}{comma[2]}.{comma[3]}, without quotes.")
         if answer_type == "fraction" and isinstance(answer, str) and _unit_in_text(answer) == "%":
             # a census: "1%" for 0.01 was judged as 1, "too large"; the sign says what the learner meant
             return answer, _Unreadable(f"{answer!r} is a percentage: this exercise asks for a fraction between 0 and 1 "
