@@ -539,8 +539,8 @@ def _looks_rounded(answer: Any, target: Any) -> bool:
 
 
 def _rounded_count(answer: Any, target: Any) -> str | None:
-    """Feedback for a count given rounded (:func:`_looks_rounded`) or in thousands, millions or billions (0.642 or
-    642 for 642,318,336: GMACs, MMACs), both within 1 % of ``target``; ``None`` for any other answer. The message
+    """Feedback for a count given rounded (:func:`_looks_rounded`), or in thousands, millions or billions within
+    1 % of ``target`` (0.642 or 642 for 642,318,336: GMACs, MMACs); ``None`` for any other answer. The message
     says the answer is close, never the count."""
     if _looks_rounded(answer, target):
         return (f"{shown(answer)} is close, but it looks rounded: this exercise wants the exact count (every "
@@ -556,15 +556,6 @@ def _rounded_count(answer: Any, target: Any) -> str | None:
             return (f"{shown(answer)} looks like the count in {name} (as GMACs or M parameters write it): this "
                     "exercise wants the count itself, every digit of it.")
     return None
-
-
-def _count_problem(problem: str, answer: Any, target: Any) -> str:
-    """What to say of a count ``answer`` that :func:`_normalise` found a ``problem`` with: a form to fix as it is;
-    a number that is no whole count, as the count in a scale where it is one (0.642 for 642,318,336: billions),
-    else the problem."""
-    if isinstance(problem, _Unreadable):
-        return problem
-    return _rounded_count(answer, target) or problem
 
 
 def _say(message: Any, answer: Any) -> str:
@@ -644,8 +635,9 @@ def value_exercise(
             return parsed
         got, problem = _normalise(parsed, answer_type, form or _form(answer_type, solution), unit=unit)
         if problem is not None:
-            return _count_problem(problem, got, solution()) if answer_type == "whole" and rel_tol == 0 == abs_tol \
-                else problem
+            if answer_type == "whole" and rel_tol == 0 == abs_tol and not isinstance(problem, _Unreadable):
+                return _rounded_count(got, solution()) or problem  # 0.642: a count in billions, not a slip
+            return problem
         target = solution()
         if _matches(got, target, rel_tol, abs_tol):
             return None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import WIRE
-from ._core import _count_problem, _normalise, _rounded_count, direction, exercise, function_exercise, shown, value_exercise
+from ._core import _normalise, direction, exercise, function_exercise, shown, value_exercise
 
 
 #: Exercise 09.1's variant: the low-level features reduced to 64 channels (DeepLabv3+ Table 1 tried 8-64).
@@ -44,36 +44,30 @@ def _decoder_in(answer: Any) -> str | None:
     return None
 
 
-@exercise(
+_K2_09_2 = KERNEL_09_2 ** 2
+
+value_exercise(
     "09.2",
     f"Predict the weights of a depthwise-separable {KERNEL_09_2}x{KERNEL_09_2} conv from {IN_09_2} to "
     f"{OUT_09_2} channels (no bias, no BN)",
-    solution=lambda: KERNEL_09_2 ** 2 * IN_09_2 + IN_09_2 * OUT_09_2,
-    wrong_answers=(KERNEL_09_2 ** 2 * IN_09_2 * OUT_09_2, KERNEL_09_2 ** 2 * IN_09_2, IN_09_2 * OUT_09_2,
-                   9 * IN_09_2 + IN_09_2 * OUT_09_2, KERNEL_09_2 ** 2 * IN_09_2 + OUT_09_2 * OUT_09_2),
-    hint="a depthwise k x k filter per input channel, then a 1x1 conv from the input to the output channels.",
+    solution=lambda: _K2_09_2 * IN_09_2 + IN_09_2 * OUT_09_2,
+    answer_type="whole",
+    unit="parameter",
     kind="predict",
+    mistakes=[
+        (_K2_09_2 * IN_09_2 * OUT_09_2,
+         f"that is a regular {KERNEL_09_2}x{KERNEL_09_2} conv; the separable one factorises it."),
+        (_K2_09_2 * IN_09_2, "that counts only one of the two parts (depthwise and pointwise)."),
+        (IN_09_2 * OUT_09_2, "that counts only one of the two parts (depthwise and pointwise)."),
+        (9 * IN_09_2 + IN_09_2 * OUT_09_2, f"the depthwise filters are {KERNEL_09_2}x{KERNEL_09_2} here, not 3x3."),
+        (_K2_09_2 * IN_09_2 + OUT_09_2 * OUT_09_2,
+         f"the pointwise 1x1 conv maps the {IN_09_2} input channels to {OUT_09_2}, not {OUT_09_2} to {OUT_09_2}."),
+    ],
+    otherwise=lambda a: (f"{shown(a)} is {direction(a, _K2_09_2 * IN_09_2 + IN_09_2 * OUT_09_2)}: count the "
+                         "depthwise part (one k x k filter per input channel) and the pointwise part (a 1x1 conv) "
+                         "separately, then add them."),
+    hint="a depthwise k x k filter per input channel, then a 1x1 conv from the input to the output channels.",
 )
-def _separable(answer: Any) -> str | None:
-    k2, cin, cout = KERNEL_09_2 ** 2, IN_09_2, OUT_09_2
-    target = k2 * cin + cin * cout
-    answer, problem = _normalise(answer, "whole", unit="parameter")
-    if problem is not None:
-        return _count_problem(problem, answer, target)
-    if answer == target:
-        return None
-    if answer == k2 * cin * cout:
-        return f"that is a regular {KERNEL_09_2}x{KERNEL_09_2} conv; the separable one factorises it."
-    if answer in (k2 * cin, cin * cout):
-        return "that counts only one of the two parts (depthwise and pointwise)."
-    if answer == 9 * cin + cin * cout:
-        return f"the depthwise filters are {KERNEL_09_2}x{KERNEL_09_2} here, not 3x3."
-    if answer == k2 * cin + cout * cout:
-        return f"the pointwise 1x1 conv maps the {cin} input channels to {cout}, not {cout} to {cout}."
-    # a census: 28,000 was "too large" here, "close, but it looks rounded" in 05.2
-    return _rounded_count(answer, target) or (
-        f"{shown(answer)} is {direction(answer, target)}: count the depthwise part (one k x k filter per input "
-        "channel) and the pointwise part (a 1x1 conv) separately, then add them.")
 
 
 def _fuse(encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
