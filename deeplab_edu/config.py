@@ -115,9 +115,9 @@ def _cgroup_memory_files(proc_text: str, root: Path) -> list[Path]:
     :data:`PROC_SELF_CGROUP`) names, its cgroup's limit file and every parent's up to the hierarchy's root (a
     limit on a parent binds its children too): v2's ``memory.max`` (under ``root``, or ``root/unified`` on a
     hybrid machine), v1's ``memory.limit_in_bytes`` (under ``root/memory``). Files that do not exist are kept:
-    the caller skips them."""
+    the caller skips them, and reads a file named twice once."""
     files: list[Path] = []
-    for line in dict.fromkeys(proc_text.splitlines()):
+    for line in proc_text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -128,16 +128,10 @@ def _cgroup_memory_files(proc_text: str, root: Path) -> list[Path]:
             bases, name = [root / "memory"], "memory.limit_in_bytes"
         else:
             continue
-        relative = PurePosixPath(cgroup if cgroup.startswith("/") else "/" + cgroup).relative_to("/")
+        relative = PurePosixPath(cgroup.lstrip("/"))
         if ".." in relative.parts:  # a cgroup namespace's path above its own mount: only the mount's root is ours
             relative = PurePosixPath()
-        for base in bases:
-            folder = relative
-            while True:
-                files.append(base / folder / name)
-                if folder == folder.parent:
-                    break
-                folder = folder.parent
+        files += [base / folder / name for base in bases for folder in (relative, *relative.parents)]
     return files
 
 

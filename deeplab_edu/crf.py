@@ -339,15 +339,14 @@ def _normalised_kernel_(log_k: torch.Tensor, params: CRFParams) -> torch.Tensor:
     in log space: without a gradient, from the log of the shifted kernel, so a weight below float32's range
     relative to its row's largest (about 1e-38) is 0 there; with one, out of place from ``log_k`` itself.
     """
-    n = log_k.shape[0]
+    grad = log_k.requires_grad  # a gradient with respect to the image: autograd keeps exp's output, so no in-place
     if not params.include_self:
-        if n == 1:  # one pixel without itself: no term at all, no message (a zero still in the gradient's graph)
+        if log_k.shape[0] == 1:  # one pixel without itself: no term at all, no message (a zero in the graph)
             return log_k * 0.0
-        log_k = log_k.clone() if log_k.requires_grad else log_k
+        log_k = log_k.clone() if grad else log_k
         log_k.fill_diagonal_(float("-inf"))
     if params.normalization == "none":
-        return log_k.exp() if log_k.requires_grad else log_k.exp_()
-    grad = log_k.requires_grad  # a gradient with respect to the image: autograd keeps exp's output, so no in-place
+        return log_k.exp() if grad else log_k.exp_()
     m = log_k.amax(dim=1, keepdim=True)  # (N, 1)
     k = (log_k - m).exp() if grad else log_k.sub_(m).exp_()  # k(i, j) / max_j k(i, j)
     s = k.sum(dim=1, keepdim=True)  # >= 1

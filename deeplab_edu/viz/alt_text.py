@@ -47,10 +47,10 @@ def _clean(text: str) -> str:
 def _panel(ax: Axes) -> str:
     """``"title; x: label; y: label; legend: a, b"``, the parts the panel has."""
     parts = [_clean(t) for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if _clean(t)]
-    for axis, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())):
+    for axis, label in (("x", _clean(ax.get_xlabel())), ("y", _clean(ax.get_ylabel()))):
         named = _named_ticks(ax, axis)
-        if _clean(label) or named:
-            parts.append(f"{axis}: {_clean(label)}{f' ({named})' if _clean(label) and named else named}")
+        if label or named:  # "x: class (road, car)", "x: class" or "x: road, car"
+            parts.append(f"{axis}: {label} ({named})" if label and named else f"{axis}: {label or named}")
     legend = ax.get_legend()
     if legend is not None and (entries := _legend_entries(legend)):
         parts.append("legend: " + ", ".join(entries))
@@ -62,7 +62,7 @@ def _named_ticks(ax: Axes, axis: str, most: int = 12) -> str:
     ``"road, car, sky"``, at most ``most`` of them (an audit: chapter 11's IoU per class was described as
     "y: IoU (%)", its classes left out); ``""`` for numeric ticks."""
     labels = [t.get_text() for t in (ax.get_xticklabels() if axis == "x" else ax.get_yticklabels())]
-    names = [_clean(text) for text in labels if _clean(text)]
+    names = [name for text in labels if (name := _clean(text))]
     # words outside mathtext: a log axis's ticks are "$\\mathdefault{10^{1}}$", numbers (a review: they were read
     # out as "mathdefault10^1")
     if not any(re.search(r"[A-Za-z]{2}", re.sub(r"\$[^$]*\$", "", text)) for text in labels):

@@ -79,6 +79,11 @@ EARLIER_FOLDERS: dict[str, tuple[tuple[str, str], ...]] = {
 _LOSS_MARKERS = 25
 
 
+def _marker_step(points: int) -> int:
+    """Every how many of a loss curve's ``points`` a marker is drawn (``markevery``): about :data:`_LOSS_MARKERS`."""
+    return max(1, points // _LOSS_MARKERS)
+
+
 def earlier_folders(out_dir: Path, root: Path) -> tuple[EarlierFolder, ...]:
     """The earlier folders of the course's run in ``out_dir`` under ``root`` (:data:`EARLIER_FOLDERS`), as the
     engine takes them (:class:`~deeplab_edu.engine.runs.EarlierFolder`); ``()`` for a run that never moved, or a
@@ -464,7 +469,7 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
         line.set_label("phase 1 (OS 16 training, eval OS 8)")
     # phase 1's loss marked as the other runs' (plot_history leaves a long single run's loss unmarked)
     a.lines[0].set_marker(".")
-    a.lines[0].set_markevery(max(1, len(a.lines[0].get_xdata()) // _LOSS_MARKERS))
+    a.lines[0].set_markevery(_marker_step(len(a.lines[0].get_xdata())))
     later = [(phase2, "tab:orange", "s", "phase 2 (OS 8, frozen BN)")]
     if control is not None:
         # Okabe-Ito's bluish green: matplotlib's purple was one colour with phase 1's blue to a protanope
@@ -474,7 +479,7 @@ def plot_phases(phase1: Sequence[Mapping[str, Any]], phase2: Sequence[Mapping[st
         val2 = [r for r in shifted if r.get("split") == "val"]
         train2 = [r for r in shifted if r.get("split") == "train"]
         a.plot([r["iteration"] for r in train2], [r["loss"] for r in train2], marker=marker, markersize=3,
-               markevery=max(1, len(train2) // _LOSS_MARKERS), color=colour, label=label)  # marked in both panels
+               markevery=_marker_step(len(train2)), color=colour, label=label)  # marked in both panels
         b.plot([r["iteration"] for r in val2], [100 * r["miou"] for r in val2], marker=marker, color=colour,
                label=label)
     for ax in (a, b):
@@ -502,7 +507,7 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]], *, titl
         train = [r for r in history if r.get("split") == "train"]
         val = [r for r in history if r.get("split") == "val"]
         line, = a.plot([r["iteration"] for r in train], [r["loss"] for r in train], marker=marker, markersize=3,
-                       markevery=max(1, len(train) // _LOSS_MARKERS), label=name)
+                       markevery=_marker_step(len(train)), label=name)
         b.plot([r["iteration"] for r in val], [100 * r["miou"] for r in val], marker=marker, color=line.get_color(),
                label=name)
     a.set_ylabel("training loss")
